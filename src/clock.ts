@@ -1,0 +1,94 @@
+/**
+ * Injected time. Everything that reads the time or waits takes a Clock, so tests run the 30-minute
+ * standby rule and six-hour idle rule instantly with a ManualClock.
+ */
+
+export interface Clock {
+  /** Unix ms. */
+  now(): number;
+  /** Resolves after `ms` of this clock's time; rejects with the signal's reason when aborted. */
+  sleep(ms: number, signal?: AbortSignal): Promise<void>;
+}
+
+export const systemClock: Clock = {
+  now: () => Date.now(),
+  sleep: (ms, signal) =>
+    new Promise<void>((resolve, reject) => {
+      if (signal?.aborted) {
+        reject(signal.reason);
+        return;
+      }
+      const timer = setTimeout(() => {
+        signal?.removeEventListener('abort', onAbort);
+        resolve();
+      }, ms);
+      const onAbort = () => {
+        clearTimeout(timer);
+        reject(signal?.reason);
+      };
+      signal?.addEventListener('abort', onAbort, { once: true });
+    }),
+};
+
+interface Sleeper {
+  at: number;
+  resolve: () => void;
+}
+
+/** A clock that only moves when told to; sleepers wake in time order as it advances. */
+export class ManualClock implements Clock {
+  private current: number;
+  private sleepers: Sleeper[] = [];
+
+  constructor(start = Date.UTC(2026, 10, 29, 12, 0, 0)) {
+    this.current = start;
+  }
+
+  now(): number {
+    return this.current;
+  }
+
+  sleep(ms: number, signal?: AbortSignal): Promise<void> {
+    return new Promise<void>((resolve, reject) => {
+      if (signal?.aborted) {
+        reject(signal.reason);
+        return;
+      }
+      const sleeper: Sleeper = { at: this.current + Math.max(0, ms), resolve };
+      this.sleepers.push(sleeper);
+      signal?.addEventListener(
+        'abort',
+        () => {
+          this.sleepers = this.sleepers.filter((s) => s !== sleeper);
+          reject(signal.reason);
+        },
+        { once: true },
+      );
+    });
+  }
+
+  /** Number of pending sleeps (lets tests wait until code under test is parked on the clock). */
+  get pending(): number {
+    return this.sleepers.length;
+  }
+
+  /** Moves time forward, waking every sleeper due on the way (in order). */
+  async advance(ms: number): Promise<void> {
+    const until = this.current + ms;
+    for (;;) {
+      this.sleepers.sort((a, b) => a.at - b.at);
+      const next = this.sleepers[0];
+      if (!next || next.at > until) break;
+      this.sleepers.shift();
+      this.current = Math.max(this.current, next.at);
+      next.resolve();
+      // let the woken code run before waking the next one
+      await new Promise<void>((r) => setImmediate(r));
+    }
+    this.current = until;
+  }
+
+  set(ms: number): void {
+    this.current = ms;
+  }
+}

@@ -1,0 +1,298 @@
+/**
+ * Configuration: every env var and the YAML config file (`SWITCHYARD_CONFIG`), parsed with zod.
+ * The only module that reads `process.env` (STYLE 6). A bad value stops start-up with a ConfigError
+ * naming the key, the value and what was expected.
+ */
+import { readFileSync } from 'node:fs';
+import { parse as parseYaml } from 'yaml';
+import { z } from 'zod';
+import { ConfigError } from './errors.js';
+
+const port = z.coerce
+  .number({ error: 'expected a port number' })
+  .int('expected an integer port')
+  .min(0, 'expected a port between 0 and 65535')
+  .max(65535, 'expected a port between 0 and 65535');
+
+const url = z.url({ error: 'expected an absolute URL such as https://example.com/' });
+const optionalString = z.string().trim().min(1, 'expected a non-empty string').optional();
+
+/** Env vars Switchyard reads. Unknown env vars are ignored (the environment is shared with the OS). */
+export const envSchema = z.object({
+  PORT: port.default(3000),
+  HOST: z.string().min(1).default('127.0.0.1'),
+  REDIS_URL: z
+    .string()
+    .regex(
+      /^(rediss?:\/\/|unix:\/\/|\/)/,
+      'expected redis://host:port, rediss://…, unix:///path or /path/to.sock',
+    )
+    .optional(),
+  SWITCHYARD_CONFIG: optionalString,
+  SWITCHYARD_DATA_DIR: optionalString,
+  PLATFORM: z
+    .enum(['local', 'unkey', 'vercel'], { error: 'expected one of local, unkey, vercel' })
+    .optional(),
+  LOCAL_ROUTER_PORT: port.default(8080),
+  LOG_LEVEL: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']).default('info'),
+  SLACK_BOT_TOKEN: z
+    .string()
+    .regex(/^xoxb-/, 'expected a bot token starting with xoxb-')
+    .optional(),
+  SLACK_SIGNING_SECRET: optionalString,
+  SLACK_APP_TOKEN: z
+    .string()
+    .regex(/^xapp-/, 'expected an app-level token starting with xapp-')
+    .optional(),
+  SLACK_API_URL: url.optional(),
+  SLACK_ALERT_CHANNEL: optionalString,
+  DISCORD_TOKEN: optionalString,
+  DISCORD_APPLICATION_ID: z
+    .string()
+    .regex(/^\d{5,25}$/, 'expected a numeric Discord snowflake')
+    .optional(),
+  DISCORD_GUILD_ID: z
+    .string()
+    .regex(/^\d{5,25}$/, 'expected a numeric Discord snowflake')
+    .optional(),
+  DISCORD_API_URL: url.optional(),
+  DISCORD_ALERT_CHANNEL: z
+    .string()
+    .regex(/^\d{5,25}$/, 'expected a numeric Discord channel id')
+    .optional(),
+  UNKEY_ROOT_KEY: optionalString,
+  UNKEY_API_URL: url.default('https://api.unkey.com'),
+  VERCEL_TOKEN: optionalString,
+  VERCEL_TEAM_ID: optionalString,
+  VERCEL_API_URL: url.default('https://api.vercel.com'),
+  ALERT_WEBHOOK_SECRET: optionalString,
+});
+export type EnvConfig = z.infer<typeof envSchema>;
+
+const idList = z.array(z.string().trim().min(1)).default([]);
+
+/** Who may act on an environment, per chat surface. */
+const allowSchema = z
+  .object({
+    slack: z.object({ users: idList, groups: idList }).strict().default({ users: [], groups: [] }),
+    discord: z.object({ users: idList, roles: idList }).strict().default({ users: [], roles: [] }),
+    console: z.object({ users: idList }).strict().default({ users: [] }),
+  })
+  .strict();
+
+const noticeEvent = z.enum(['ready', 'failed', 'traffic_moved', 'standby', 'stopped']);
+
+const durationMs = z
+  .union([
+    z.number().nonnegative(),
+    z.string().regex(/^\d+(ms|s|m|h|d)$/, 'expected a duration such as 30s, 15m or 4h'),
+  ])
+  .transform((v) => (typeof v === 'number' ? v : parseDuration(v)));
+
+export function parseDuration(text: string): number {
+  const m = /^(\d+)(ms|s|m|h|d)$/.exec(text);
+  if (!m) throw new ConfigError(`invalid duration "${text}"`, { value: text });
+  const n = Number(m[1]);
+  const unit = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 }[
+    m[2] as 'ms' | 's' | 'm' | 'h' | 'd'
+  ];
+  return n * unit;
+}
+
+export const environmentConfigSchema = z
+  .object({
+    /** Allow lists; absent means "nobody" on a real platform and "everybody" on the local one. */
+    allow: allowSchema.optional(),
+    /** A second permitted person must approve each switch. */
+    twoPersonRule: z.boolean().default(false),
+    /** Where notices and alert suggestions go for this environment. */
+    channels: z
+      .object({
+        slack: optionalString,
+        discord: z
+          .string()
+          .regex(/^\d{5,25}$/)
+          .optional(),
+        console: optionalString,
+      })
+      .strict()
+      .default({}),
+    /** Patterns in alert text or labels that name this environment (plain substrings or /regex/i). */
+    alertMatchers: z.array(z.string().min(1)).default([]),
+    notices: z
+      .object({
+        enabled: z.boolean().default(true),
+        events: z.array(noticeEvent).default(['ready', 'failed', 'traffic_moved']),
+        reminderEvery: durationMs.default(4 * 3_600_000),
+        /** Reminders are held outside these UTC hours, e.g. [8, 20]. */
+        workingHoursUtc: z
+          .tuple([z.number().int().min(0).max(23), z.number().int().min(1).max(24)])
+          .optional(),
+      })
+      .strict()
+      .default({ enabled: true, events: ['ready', 'failed', 'traffic_moved'], reminderEvery: 4 * 3_600_000 }),
+    /** Unkey mapping of this environment. */
+    unkey: z
+      .object({
+        project: z.string().min(1),
+        app: z.string().min(1).optional(),
+        environment: z.string().min(1),
+      })
+      .strict()
+      .optional(),
+  })
+  .strict();
+export type EnvironmentConfig = z.infer<typeof environmentConfigSchema>;
+
+export const fileConfigSchema = z
+  .object({
+    platform: z.enum(['local', 'unkey', 'vercel']).default('local'),
+    environments: z
+      .record(z.string().regex(/^[a-z0-9][a-z0-9-]*$/, 'expected a lowercase slug'), environmentConfigSchema)
+      .default({}),
+    verify: z
+      .object({ timeout: durationMs.default(120_000), interval: durationMs.default(500) })
+      .strict()
+      .default({ timeout: 120_000, interval: 500 }),
+    alerts: z
+      .object({
+        correlationWindow: durationMs.default(3_600_000),
+        outsideWindow: z.enum(['nothing', 'note']).default('nothing'),
+        watch: z.object({ slack: idList, discord: idList }).strict().default({ slack: [], discord: [] }),
+        maxBodyBytes: z.number().int().positive().default(1_048_576),
+        sentrySecret: optionalString,
+        pagerdutySecret: optionalString,
+      })
+      .strict()
+      .default({
+        correlationWindow: 3_600_000,
+        outsideWindow: 'nothing',
+        watch: { slack: [], discord: [] },
+        maxBodyBytes: 1_048_576,
+      }),
+    local: z
+      .object({
+        /** JSON file holding the local platform's state across restarts. */
+        stateFile: optionalString,
+        buildTime: durationMs.default(3_000),
+        reactivationTime: durationMs.default(1_500),
+        /** A project to load instead of the built-in demo (see README). */
+        seed: z.unknown().optional(),
+      })
+      .strict()
+      .default({ buildTime: 3_000, reactivationTime: 1_500 }),
+  })
+  .strict();
+export type FileConfig = z.infer<typeof fileConfigSchema>;
+
+export interface Config {
+  readonly env: EnvConfig;
+  readonly file: FileConfig;
+  /** The platform in force: `PLATFORM` wins over the file's `platform`. */
+  readonly platform: 'local' | 'unkey' | 'vercel';
+}
+
+function describeValue(value: unknown): string {
+  if (value === undefined) return 'nothing';
+  const text = typeof value === 'string' ? JSON.stringify(value) : (JSON.stringify(value) ?? String(value));
+  return text.length > 80 ? `${text.slice(0, 77)}...` : text;
+}
+
+function valueAt(root: unknown, path: readonly PropertyKey[]): unknown {
+  let cur: unknown = root;
+  for (const key of path) {
+    if (cur === null || typeof cur !== 'object') return undefined;
+    cur = (cur as Record<PropertyKey, unknown>)[key];
+  }
+  return cur;
+}
+
+/**
+ * Turns a zod error into one message naming each bad key, its value and what was expected, e.g.
+ * `PORT: got "abc", expected a port number`.
+ */
+export function formatIssues(error: z.ZodError, input: unknown, prefix = ''): string {
+  return error.issues
+    .map((issue) => {
+      const key = prefix + issue.path.map(String).join('.');
+      const value = valueAt(input, issue.path);
+      const secret = /TOKEN|SECRET|KEY/i.test(key);
+      return `${key || '(root)'}: got ${secret && value !== undefined ? '(redacted)' : describeValue(value)}, ${issue.message}`;
+    })
+    .join('; ');
+}
+
+/** Parses env vars; throws ConfigError naming each bad key. */
+export function parseEnv(source: Readonly<Record<string, string | undefined>>): EnvConfig {
+  // An empty env var means "unset", as shells and compose files commonly produce.
+  const cleaned = Object.fromEntries(Object.entries(source).filter(([, v]) => v !== undefined && v !== ''));
+  const result = envSchema.safeParse(cleaned);
+  if (!result.success) throw new ConfigError(`Invalid environment: ${formatIssues(result.error, cleaned)}`);
+  return result.data;
+}
+
+/** Parses the YAML config text; throws ConfigError naming the file, the key and the expectation. */
+export function parseConfigFile(text: string, fileName = 'config'): FileConfig {
+  let raw: unknown;
+  try {
+    raw = parseYaml(text) ?? {};
+  } catch (e) {
+    throw new ConfigError(`${fileName}: not valid YAML: ${(e as Error).message}`, { file: fileName });
+  }
+  const result = fileConfigSchema.safeParse(raw);
+  if (!result.success)
+    throw new ConfigError(`${fileName}: ${formatIssues(result.error, raw)}`, { file: fileName });
+  return result.data;
+}
+
+/** Loads the whole configuration from env vars and, when `SWITCHYARD_CONFIG` is set, the YAML file. */
+export function loadConfig(
+  source: Readonly<Record<string, string | undefined>> = process.env,
+  readFile: (path: string) => string = (p) => readFileSync(p, 'utf8'),
+): Config {
+  const env = parseEnv(source);
+  let file: FileConfig;
+  if (env.SWITCHYARD_CONFIG) {
+    let text: string;
+    try {
+      text = readFile(env.SWITCHYARD_CONFIG);
+    } catch (e) {
+      throw new ConfigError(
+        `SWITCHYARD_CONFIG: cannot read "${env.SWITCHYARD_CONFIG}": ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`,
+        { key: 'SWITCHYARD_CONFIG' },
+      );
+    }
+    file = parseConfigFile(text, env.SWITCHYARD_CONFIG);
+  } else {
+    file = fileConfigSchema.parse({});
+  }
+  const platform = env.PLATFORM ?? file.platform;
+  if (platform === 'unkey' && !env.UNKEY_ROOT_KEY) {
+    throw new ConfigError(
+      'UNKEY_ROOT_KEY: got nothing, expected an Unkey root key when the platform is unkey',
+      {
+        key: 'UNKEY_ROOT_KEY',
+      },
+    );
+  }
+  if (platform === 'vercel' && !env.VERCEL_TOKEN) {
+    throw new ConfigError('VERCEL_TOKEN: got nothing, expected a Vercel token when the platform is vercel', {
+      key: 'VERCEL_TOKEN',
+    });
+  }
+  if (env.SLACK_BOT_TOKEN && !env.SLACK_SIGNING_SECRET && !env.SLACK_APP_TOKEN) {
+    throw new ConfigError(
+      'SLACK_SIGNING_SECRET: got nothing, expected the app signing secret (or SLACK_APP_TOKEN for Socket Mode) when SLACK_BOT_TOKEN is set',
+      { key: 'SLACK_SIGNING_SECRET' },
+    );
+  }
+  if (env.DISCORD_TOKEN && !env.DISCORD_APPLICATION_ID) {
+    throw new ConfigError(
+      'DISCORD_APPLICATION_ID: got nothing, expected the application id when DISCORD_TOKEN is set',
+      {
+        key: 'DISCORD_APPLICATION_ID',
+      },
+    );
+  }
+  return { env, file, platform };
+}

@@ -1,0 +1,389 @@
+/**
+ * Plans: the pure function from an environment snapshot to "what a rollback or promote would do".
+ * A plan lists the current deployment, every affected domain and the target (the three things the
+ * platform's own confirmation dialog shows) and carries `expectedCurrent` so that a plan made stale by a
+ * newer switch is refused instead of acted on. Rules mirror the platform's server-side checks in order:
+ * target exists and belongs here, target is ready (or in standby), environment has a current deployment,
+ * target is not already current (for promote, skipped while rolled back: that promote resumes deploys).
+ */
+import { createHash } from 'node:crypto';
+import { ok, type Refusal, RefusalCode, type Result, refuse } from './result.js';
+import {
+  assertNever,
+  type Deployment,
+  type Domain,
+  type EnvironmentKind,
+  type EnvironmentSnapshot,
+  type PlanAction,
+} from './types.js';
+
+export interface Plan {
+  /** Deterministic: the same action on the same state gives the same id (safe as a BullMQ job id). */
+  readonly id: string;
+  readonly action: PlanAction;
+  readonly projectId: string;
+  readonly environment: string;
+  readonly environmentKind: EnvironmentKind;
+  readonly current: Deployment;
+  /** Unix ms since the current deployment has held the live domains, when the platform knows. */
+  readonly currentLiveSince?: number;
+  readonly target: Deployment;
+  /** Domains that will point to the target once the switch is done. Empty when nothing moves. */
+  readonly affectedDomains: readonly Domain[];
+  /** The target is in standby: it is reactivated first, which takes longer than a running target. */
+  readonly targetStandby: boolean;
+  /** The environment is rolled back right now (before this plan runs). */
+  readonly rolledBack: boolean;
+  /** Promote of the current deployment while rolled back: no domain moves, automatic deploys resume. */
+  readonly resumesAutoDeploys: boolean;
+  /** The deployment that must still be current when the plan is acted on. */
+  readonly expectedCurrent: string;
+  /** The rolled-back flag that must still hold when the plan is acted on. */
+  readonly expectedRolledBack: boolean;
+  /** Unix ms. */
+  readonly createdAt: number;
+}
+
+export interface PlanRequest {
+  readonly action: PlanAction;
+  /**
+   * Deployment reference (id, unique id prefix, or commit sha prefix). Absent: rollback picks the
+   * deployment live before the current one; promote picks the newest ready deployment.
+   */
+  readonly target?: string;
+  readonly now: number;
+}
+
+const SHORT_SHA = 7;
+
+/** Short form of a commit sha for display. */
+export function shortSha(sha: string): string {
+  return sha.slice(0, SHORT_SHA);
+}
+
+/** Deployments a rollback may target: running or in standby. */
+export function isSwitchable(d: Deployment): boolean {
+  return d.status === 'ready' || d.status === 'standby';
+}
+
+function describe(d: Deployment): string {
+  return `${d.id} (${shortSha(d.commit.sha)} ${d.branch})`;
+}
+
+function listIds(deployments: readonly Deployment[], max = 10): string[] {
+  return deployments.slice(0, max).map((d) => d.id);
+}
+
+/**
+ * Finds the deployment a user referred to in this environment's snapshot. Accepts a full id, a unique
+ * id prefix, or a commit sha prefix of at least 7 characters. Refusals list valid recent ids.
+ */
+export function resolveDeployment(snapshot: EnvironmentSnapshot, ref: string): Result<Deployment> {
+  const wanted = ref.trim();
+  const all = snapshot.deployments;
+  const exact = all.find((d) => d.id === wanted);
+  if (exact) return ok(exact);
+  const lower = wanted.toLowerCase();
+  const byPrefix = all.filter((d) => d.id.toLowerCase().startsWith(lower));
+  const bySha =
+    lower.length >= SHORT_SHA ? all.filter((d) => d.commit.sha.toLowerCase().startsWith(lower)) : [];
+  const matches = [...new Set([...byPrefix, ...bySha])];
+  if (matches.length === 1 && matches[0]) return ok(matches[0]);
+  const valid = listIds(all);
+  if (matches.length > 1) {
+    return refuse(
+      RefusalCode.unknownDeployment,
+      `"${wanted}" matches ${matches.length} deployments in ${snapshot.environment.slug} (${listIds(matches, 5).join(', ')}); give more characters.`,
+      { input: wanted, matches: listIds(matches), valid },
+    );
+  }
+  return refuse(
+    RefusalCode.unknownDeployment,
+    `No deployment "${wanted}" in ${snapshot.environment.slug}. Recent deployments: ${valid.join(', ') || 'none'}.`,
+    { input: wanted, valid },
+  );
+}
+
+/**
+ * Resolves an environment the user typed against the known slugs: exact (case-insensitive), then a
+ * unique prefix (`prod` → `production`).
+ */
+export function resolveEnvironment(slugs: readonly string[], input: string): Result<string> {
+  const wanted = input.trim().toLowerCase();
+  const exact = slugs.find((s) => s.toLowerCase() === wanted);
+  if (exact) return ok(exact);
+  const prefixed = wanted.length > 0 ? slugs.filter((s) => s.toLowerCase().startsWith(wanted)) : [];
+  if (prefixed.length === 1 && prefixed[0]) return ok(prefixed[0]);
+  return refuse(
+    RefusalCode.unknownEnvironment,
+    `Unknown environment "${input.trim()}". Valid environments: ${slugs.join(', ') || 'none configured'}.`,
+    { input: input.trim(), valid: [...slugs] },
+  );
+}
+
+/** Checks that `target` can be switched to in this environment; the platform's rules, in its order. */
+export function checkTarget(
+  snapshot: EnvironmentSnapshot,
+  action: PlanAction,
+  target: Deployment,
+): Refusal | null {
+  const env = snapshot.environment;
+  if (target.environment !== env.slug) {
+    return {
+      code: RefusalCode.targetWrongEnvironment,
+      message: `${target.id} belongs to ${target.environment}, not ${env.slug}. A ${action} only moves traffic within one environment.`,
+      context: { target: target.id, targetEnvironment: target.environment, environment: env.slug },
+    };
+  }
+  if (target.status === 'building' || target.status === 'failed') {
+    return {
+      code: RefusalCode.targetNotReady,
+      message: `${describe(target)} is ${target.status}, not ready: only a ready or standby deployment can take traffic.`,
+      context: { target: target.id, status: target.status },
+    };
+  }
+  if (target.status === 'stopped') {
+    return {
+      code: RefusalCode.targetStopped,
+      message: `${describe(target)} is stopped and cannot be started again, so it cannot take traffic. Pick a ready or standby deployment.`,
+      context: { target: target.id, status: target.status },
+    };
+  }
+  const currentId = env.currentDeploymentId;
+  if (currentId === undefined) {
+    return {
+      code: RefusalCode.noCurrentDeployment,
+      message: `${env.slug} has no current deployment, so there is nothing to ${action} from.`,
+      context: { environment: env.slug },
+    };
+  }
+  if (target.id === currentId && !(action === 'promote' && env.rolledBack)) {
+    return {
+      code: RefusalCode.targetIsCurrent,
+      message: `${describe(target)} is already serving ${env.slug}.`,
+      context: { target: target.id },
+    };
+  }
+  return null;
+}
+
+/** When the current deployment took the live domains (latest history entry naming it). */
+export function liveSince(snapshot: EnvironmentSnapshot, deploymentId: string): number | undefined {
+  for (let i = snapshot.liveHistory.length - 1; i >= 0; i--) {
+    const entry = snapshot.liveHistory[i];
+    if (entry?.deploymentId === deploymentId) return entry.since;
+  }
+  return undefined;
+}
+
+/**
+ * Default rollback target: the deployment that was live before the current one and is older than it
+ * (so a second rollback keeps going back instead of returning to the bad deployment); else the newest
+ * switchable deployment created before the current one.
+ */
+export function defaultRollbackTarget(snapshot: EnvironmentSnapshot): Result<Deployment> {
+  const env = snapshot.environment;
+  const current = snapshot.deployments.find((d) => d.id === env.currentDeploymentId);
+  if (!current) {
+    return refuse(
+      RefusalCode.noCurrentDeployment,
+      `${env.slug} has no current deployment, so there is nothing to roll back from.`,
+      {
+        environment: env.slug,
+      },
+    );
+  }
+  const byId = new Map(snapshot.deployments.map((d) => [d.id, d]));
+  const history = snapshot.liveHistory;
+  let end = history.length;
+  for (let i = history.length - 1; i >= 0; i--) {
+    if (history[i]?.deploymentId === current.id) {
+      end = i;
+      break;
+    }
+  }
+  for (let i = end - 1; i >= 0; i--) {
+    const candidate = byId.get(history[i]?.deploymentId ?? '');
+    if (
+      candidate &&
+      candidate.id !== current.id &&
+      candidate.createdAt < current.createdAt &&
+      isSwitchable(candidate)
+    ) {
+      return ok(candidate);
+    }
+  }
+  const older = snapshot.deployments
+    .filter((d) => d.id !== current.id && d.createdAt < current.createdAt && isSwitchable(d))
+    .sort((a, b) => b.createdAt - a.createdAt)[0];
+  if (older) return ok(older);
+  return refuse(
+    RefusalCode.noRollbackTarget,
+    `${env.slug} has no ready or standby deployment older than ${current.id} to roll back to.`,
+    { environment: env.slug, current: current.id },
+  );
+}
+
+/** Default promote target: the newest ready deployment of the environment. */
+export function defaultPromoteTarget(snapshot: EnvironmentSnapshot): Result<Deployment> {
+  const newest = [...snapshot.deployments]
+    .filter((d) => d.environment === snapshot.environment.slug && isSwitchable(d))
+    .sort((a, b) => b.createdAt - a.createdAt)[0];
+  if (newest) return ok(newest);
+  return refuse(
+    RefusalCode.unknownDeployment,
+    `${snapshot.environment.slug} has no ready deployment to promote.`,
+    {
+      environment: snapshot.environment.slug,
+      valid: listIds(snapshot.deployments),
+    },
+  );
+}
+
+/**
+ * Domains a switch from `currentId` moves to the target: every live and environment domain of the
+ * environment, plus branch domains that point at the current deployment (the seed: "reassigns the
+ * environment and branch domains"). Deployment-bound domains never move.
+ */
+export function affectedDomains(snapshot: EnvironmentSnapshot, currentId: string): Domain[] {
+  return snapshot.domains.filter((d) => {
+    if (d.environment !== snapshot.environment.slug) return false;
+    switch (d.stickiness) {
+      case 'live':
+      case 'environment':
+        return true;
+      case 'branch':
+        return d.deploymentId === currentId;
+      case 'deployment':
+        return false;
+      default:
+        return assertNever(d.stickiness, 'domain stickiness');
+    }
+  });
+}
+
+/** Deterministic plan id; hex only so it is a valid BullMQ custom job id (no `:`). */
+export function planId(parts: {
+  action: PlanAction;
+  projectId: string;
+  environment: string;
+  expectedCurrent: string;
+  target: string;
+  rolledBack: boolean;
+}): string {
+  const h = createHash('sha256')
+    .update(
+      [
+        parts.action,
+        parts.projectId,
+        parts.environment,
+        parts.expectedCurrent,
+        parts.target,
+        String(parts.rolledBack),
+      ].join('\u0000'),
+    )
+    .digest('hex');
+  return `plan_${h.slice(0, 24)}`;
+}
+
+/** Builds a rollback or promote plan, or says why not. */
+export function buildPlan(snapshot: EnvironmentSnapshot, request: PlanRequest): Result<Plan> {
+  const env = snapshot.environment;
+  let target: Deployment;
+  if (request.target !== undefined && request.target.trim() !== '') {
+    const resolved = resolveDeployment(snapshot, request.target);
+    if (!resolved.ok) return resolved;
+    target = resolved.value;
+  } else {
+    const chosen =
+      request.action === 'rollback' ? defaultRollbackTarget(snapshot) : defaultPromoteTarget(snapshot);
+    if (!chosen.ok) return chosen;
+    target = chosen.value;
+  }
+  const refusal = checkTarget(snapshot, request.action, target);
+  if (refusal) return { ok: false, refusal };
+  const current = snapshot.deployments.find((d) => d.id === env.currentDeploymentId);
+  if (!current) {
+    return refuse(RefusalCode.noCurrentDeployment, `${env.slug} has no current deployment.`, {
+      environment: env.slug,
+    });
+  }
+  const resumesAutoDeploys = request.action === 'promote' && target.id === current.id;
+  const since = liveSince(snapshot, current.id);
+  const plan: Plan = {
+    id: planId({
+      action: request.action,
+      projectId: snapshot.project.id,
+      environment: env.slug,
+      expectedCurrent: current.id,
+      target: target.id,
+      rolledBack: env.rolledBack,
+    }),
+    action: request.action,
+    projectId: snapshot.project.id,
+    environment: env.slug,
+    environmentKind: env.kind,
+    current,
+    ...(since === undefined ? {} : { currentLiveSince: since }),
+    target,
+    affectedDomains: resumesAutoDeploys ? [] : affectedDomains(snapshot, current.id),
+    targetStandby: target.status === 'standby',
+    rolledBack: env.rolledBack,
+    resumesAutoDeploys,
+    expectedCurrent: current.id,
+    expectedRolledBack: env.rolledBack,
+    createdAt: request.now,
+  };
+  return ok(plan);
+}
+
+/** The minimal facts of a plan that must hold for it to be acted on (what jobs carry). */
+export interface PlanExpectation {
+  readonly action: PlanAction;
+  readonly environment: string;
+  readonly targetId: string;
+  readonly expectedCurrent: string;
+  readonly expectedRolledBack: boolean;
+}
+
+/** True when the platform already shows the result of the plan (a retried or recovered job). */
+export function isAlreadyDone(expect: PlanExpectation, snapshot: EnvironmentSnapshot): boolean {
+  const env = snapshot.environment;
+  if (env.currentDeploymentId !== expect.targetId) return false;
+  return expect.action === 'rollback' ? env.rolledBack : !env.rolledBack;
+}
+
+/**
+ * Re-validates a plan against fresh state. Stale when traffic moved (another deployment is current)
+ * or the rolled-back state flipped since the plan was made; the message says what changed.
+ */
+export function checkFresh(expect: PlanExpectation, snapshot: EnvironmentSnapshot): Result<Deployment> {
+  const env = snapshot.environment;
+  if (env.currentDeploymentId !== expect.expectedCurrent) {
+    return refuse(
+      RefusalCode.planStale,
+      `Traffic moved since this plan was made: ${env.slug} now serves ${env.currentDeploymentId ?? 'nothing'}, not ${expect.expectedCurrent}. Ask for a fresh plan.`,
+      {
+        environment: env.slug,
+        expectedCurrent: expect.expectedCurrent,
+        current: env.currentDeploymentId ?? null,
+      },
+    );
+  }
+  if (env.rolledBack !== expect.expectedRolledBack) {
+    return refuse(
+      RefusalCode.planStale,
+      `${env.slug} was ${env.rolledBack ? 'rolled back' : 'promoted'} since this plan was made. Ask for a fresh plan.`,
+      { environment: env.slug, rolledBack: env.rolledBack },
+    );
+  }
+  const target = snapshot.deployments.find((d) => d.id === expect.targetId);
+  if (!target) {
+    return refuse(RefusalCode.unknownDeployment, `${expect.targetId} no longer exists in ${env.slug}.`, {
+      target: expect.targetId,
+    });
+  }
+  const refusal = checkTarget(snapshot, expect.action, target);
+  if (refusal) return { ok: false, refusal };
+  return ok(target);
+}

@@ -1,0 +1,112 @@
+/**
+ * The deployment domain: projects, environments, deployments and domains as Switchyard sees them,
+ * independent of any deploy platform. Pure data; every platform adapter maps its own shapes onto these.
+ */
+
+/** Lifecycle of a deployment as far as rollbacks care. */
+export const DeploymentStatus = {
+  building: 'building',
+  ready: 'ready',
+  failed: 'failed',
+  /** Production deployment that stopped serving more than 30 minutes ago: usable for rollback, slower. */
+  standby: 'standby',
+  /** No longer running and cannot be started again (instant rollback impossible). */
+  stopped: 'stopped',
+} as const;
+export type DeploymentStatus = (typeof DeploymentStatus)[keyof typeof DeploymentStatus];
+
+export const EnvironmentKind = { production: 'production', preview: 'preview' } as const;
+export type EnvironmentKind = (typeof EnvironmentKind)[keyof typeof EnvironmentKind];
+
+/**
+ * How a domain follows deployments.
+ * - `live`: custom domains and the project's live domain; move on rollback/promote and on a normal deploy.
+ * - `environment`: the environment's own domain; moves like `live`.
+ * - `branch`: follows the branch's newest deployment (frozen while the environment is rolled back).
+ * - `deployment`: bound to one deployment forever; never moves.
+ */
+export const DomainStickiness = {
+  live: 'live',
+  environment: 'environment',
+  branch: 'branch',
+  deployment: 'deployment',
+} as const;
+export type DomainStickiness = (typeof DomainStickiness)[keyof typeof DomainStickiness];
+
+export const PlanAction = { rollback: 'rollback', promote: 'promote' } as const;
+export type PlanAction = (typeof PlanAction)[keyof typeof PlanAction];
+
+export interface Project {
+  readonly id: string;
+  readonly name: string;
+}
+
+export interface Commit {
+  readonly sha: string;
+  readonly message: string;
+  readonly author: string;
+}
+
+export interface Deployment {
+  readonly id: string;
+  readonly projectId: string;
+  /** Slug of the environment this deployment belongs to. */
+  readonly environment: string;
+  readonly branch: string;
+  readonly commit: Commit;
+  /** Unix ms. */
+  readonly createdAt: number;
+  /** Unix ms when it became ready; absent while building or when it failed. */
+  readonly readyAt?: number;
+  readonly status: DeploymentStatus;
+}
+
+export interface Domain {
+  readonly hostname: string;
+  readonly stickiness: DomainStickiness;
+  readonly environment: string;
+  /** For `branch` domains: the branch they follow. */
+  readonly branch?: string;
+  /** Deployment the domain points to now (absent when nothing serves it yet). */
+  readonly deploymentId?: string;
+}
+
+/** One entry of an environment's live history: `deploymentId` held the live domains from `since`. */
+export interface LiveEntry {
+  readonly deploymentId: string;
+  /** Unix ms. */
+  readonly since: number;
+  /** Who or what put it live: `deploy` (automatic), `rollback`, `promote`. */
+  readonly via: 'deploy' | 'rollback' | 'promote';
+  readonly by?: string;
+}
+
+export interface Environment {
+  readonly slug: string;
+  readonly kind: EnvironmentKind;
+  readonly projectId: string;
+  /** True after a rollback until a promote: new deployments get no live/environment/branch domains. */
+  readonly rolledBack: boolean;
+  /** When and by whom the environment was rolled back (while `rolledBack`). */
+  readonly rolledBackAt?: number;
+  readonly rolledBackBy?: string;
+  readonly currentDeploymentId?: string;
+}
+
+/** Everything a plan needs to know about one environment, read at one moment. */
+export interface EnvironmentSnapshot {
+  readonly project: Project;
+  readonly environment: Environment;
+  /** Newest first. */
+  readonly deployments: readonly Deployment[];
+  readonly domains: readonly Domain[];
+  /** Oldest first; may be empty when the platform keeps no history. */
+  readonly liveHistory: readonly LiveEntry[];
+  /** Unix ms at which the snapshot was taken. */
+  readonly readAt: number;
+}
+
+/** Exhaustiveness helper for switches over unions. */
+export function assertNever(value: never, what = 'value'): never {
+  throw new Error(`unexpected ${what}: ${JSON.stringify(value)}`);
+}

@@ -1,0 +1,87 @@
+/**
+ * The one small family of fault errors (STYLE 1). Each carries a stable `code`, whether retrying may
+ * help (`retry`) and a typed `context`. Refusals (a rule's "no") are values in src/domain/result.ts; when
+ * a refusal must travel as an exception (inside a job), it becomes a `RefusalError` with retry=false.
+ * Match on `code`/`name`, not only `instanceof`: these cross process boundaries as job failure reasons.
+ */
+import type { Refusal, RefusalCode } from './domain/result.js';
+
+export type ErrorCode =
+  | RefusalCode
+  | 'config_invalid'
+  | 'platform_http'
+  | 'platform_timeout'
+  | 'platform_unavailable'
+  | 'verify_timeout'
+  | 'internal';
+
+export class SwitchyardError extends Error {
+  override readonly name: string = 'SwitchyardError';
+  readonly code: ErrorCode;
+  readonly retry: boolean;
+  readonly context: Readonly<Record<string, unknown>>;
+
+  constructor(
+    code: ErrorCode,
+    message: string,
+    opts: { retry?: boolean; context?: Record<string, unknown>; cause?: unknown } = {},
+  ) {
+    super(message, opts.cause === undefined ? undefined : { cause: opts.cause });
+    this.code = code;
+    this.retry = opts.retry ?? false;
+    this.context = opts.context ?? {};
+  }
+}
+
+/** A refusal carried as an exception (never retried). */
+export class RefusalError extends SwitchyardError {
+  override readonly name = 'RefusalError';
+  constructor(readonly refusal: Refusal) {
+    super(refusal.code, refusal.message, { retry: false, context: { ...refusal.context } });
+  }
+}
+
+/** A bad env var, config file entry or other operator input; stops start-up. */
+export class ConfigError extends SwitchyardError {
+  override readonly name = 'ConfigError';
+  constructor(message: string, context: Record<string, unknown> = {}) {
+    super('config_invalid', message, { retry: false, context });
+  }
+}
+
+/**
+ * An HTTP call to a platform failed. The message names the request (STYLE 4):
+ * `PlatformHttpError[deployment_not_found] 404 POST https://…/v2/deployments.getDeployment: …`.
+ */
+export class PlatformHttpError extends SwitchyardError {
+  override readonly name = 'PlatformHttpError';
+  constructor(
+    readonly status: number,
+    readonly method: string,
+    readonly url: string,
+    readonly platformCode: string | undefined,
+    detail: string,
+    opts: { retry?: boolean; retryAfterMs?: number; code?: ErrorCode } = {},
+  ) {
+    super(
+      opts.code ?? 'platform_http',
+      `PlatformHttpError[${platformCode ?? status}] ${status} ${method} ${url}: ${detail}`,
+      {
+        retry: opts.retry ?? (status === 429 || status >= 500),
+        context: { status, method, url, platformCode, retryAfterMs: opts.retryAfterMs },
+      },
+    );
+  }
+}
+
+/** Wraps anything thrown into a SwitchyardError once, at the edge. */
+export function asSwitchyardError(e: unknown): SwitchyardError {
+  if (e instanceof SwitchyardError) return e;
+  if (e instanceof Error) return new SwitchyardError('internal', e.message, { retry: false, cause: e });
+  return new SwitchyardError('internal', String(e), { retry: false });
+}
+
+/** True when `e` looks like a Switchyard error with this code, even after crossing a process boundary. */
+export function hasCode(e: unknown, code: ErrorCode): boolean {
+  return typeof e === 'object' && e !== null && 'code' in e && (e as { code: unknown }).code === code;
+}

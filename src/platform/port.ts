@@ -1,0 +1,111 @@
+/**
+ * The DeployPlatform port (STYLE 5): the few operations Switchyard needs from a deploy platform.
+ * Adapters: local/ (embedded, the default and the test backend), unkey/, vercel/. Jobs and handlers
+ * only ever see this interface.
+ *
+ * Contract:
+ * - Reads return domain values (src/domain/types.ts); times are Unix ms.
+ * - `rollback`/`promote` start an operation and return at once; `operation` observes it until it is
+ *   `succeeded` or `failed`. A platform-side "no" throws a RefusalError (retry=false); a fault throws a
+ *   SwitchyardError/PlatformHttpError whose `retry` says whether trying again may help.
+ * - Acting twice is harmless only because callers re-read `snapshot` first; adapters need not dedupe.
+ */
+import type { Deployment, DomainStickiness, EnvironmentSnapshot, PlanAction } from '../domain/types.js';
+
+export interface SwitchRequest {
+  readonly environment: string;
+  readonly targetId: string;
+  /** Display name or id of the person on whose behalf the switch runs (kept in platform history). */
+  readonly requestedBy?: string;
+}
+
+export interface OperationRef {
+  readonly id: string;
+  readonly action: PlanAction;
+  readonly environment: string;
+  readonly targetId: string;
+  /** Unix ms. */
+  readonly startedAt: number;
+}
+
+export const OperationState = {
+  pending: 'pending',
+  reactivating: 'reactivating',
+  switching: 'switching',
+  succeeded: 'succeeded',
+  failed: 'failed',
+} as const;
+export type OperationState = (typeof OperationState)[keyof typeof OperationState];
+
+export interface OperationStatus {
+  readonly id: string;
+  readonly state: OperationState;
+  readonly error?: { readonly code: string; readonly message: string };
+  /** Unix ms. */
+  readonly updatedAt: number;
+}
+
+/** Where a hostname sends traffic now, as the platform's router sees it. */
+export interface Route {
+  readonly hostname: string;
+  readonly stickiness: DomainStickiness;
+  readonly environment: string;
+  readonly deploymentId?: string;
+}
+
+/** What answered a probe of a hostname. */
+export interface ProbeResult {
+  readonly hostname: string;
+  /** Deployment that answered (e.g. the router's `x-deployment-id`), or undefined when unknown. */
+  readonly deploymentId?: string;
+  readonly status?: number;
+  readonly error?: string;
+}
+
+/** Deployment lifecycle and traffic events (issue 9), emitted by platforms that can observe them. */
+export type PlatformEvent =
+  | {
+      readonly type:
+        | 'deployment.building'
+        | 'deployment.ready'
+        | 'deployment.failed'
+        | 'deployment.standby'
+        | 'deployment.stopped';
+      readonly environment: string;
+      readonly deploymentId: string;
+      readonly at: number;
+    }
+  | {
+      readonly type: 'traffic.moved';
+      readonly environment: string;
+      readonly from?: string;
+      readonly to: string;
+      readonly via: 'deploy' | 'rollback' | 'promote';
+      readonly at: number;
+    };
+
+export interface DeployPlatform {
+  /** Adapter name for messages and metrics: `local`, `unkey`, `vercel`. */
+  readonly name: string;
+  /** Slugs of the environments Switchyard may act on, in display order. */
+  listEnvironments(): Promise<readonly string[]>;
+  /** One consistent read of an environment (deployments newest first). */
+  snapshot(environment: string): Promise<EnvironmentSnapshot>;
+  getDeployment(id: string): Promise<Deployment | undefined>;
+  /** Every domain of the environment and the deployment it routes to now. */
+  routing(environment: string): Promise<readonly Route[]>;
+  rollback(request: SwitchRequest): Promise<OperationRef>;
+  promote(request: SwitchRequest): Promise<OperationRef>;
+  operation(ref: OperationRef): Promise<OperationStatus>;
+  /**
+   * Asks the hostname who serves it (verification of a switch). Adapters without a way to reach
+   * the traffic may omit it; verification then relies on `routing`.
+   */
+  probe?(hostname: string, signal?: AbortSignal): Promise<ProbeResult>;
+  /** Resolves when the platform is reachable (readiness); throws with the reason otherwise. */
+  health(): Promise<void>;
+  /** Subscribes to lifecycle events where the platform pushes them; returns the unsubscribe function. */
+  subscribe?(listener: (event: PlatformEvent) => void): () => void;
+  /** Releases sockets, timers and child servers. */
+  close(): Promise<void>;
+}
