@@ -1,0 +1,82 @@
+/**
+ * The shared shape of a switch's progress: what jobs publish (BullMQ job progress and the Reporter
+ * port) and what views render (Slack, Discord, console). Defined once here so both sides agree.
+ */
+import { z } from 'zod';
+
+export const StepName = {
+  queued: 'queued',
+  validating: 'validating',
+  reactivating: 'reactivating',
+  switching: 'switching',
+  verifying: 'verifying',
+  done: 'done',
+} as const;
+export type StepName = (typeof StepName)[keyof typeof StepName];
+
+export const Surface = { slack: 'slack', discord: 'discord', console: 'console' } as const;
+export type Surface = (typeof Surface)[keyof typeof Surface];
+
+/** A person acting through a chat surface. */
+export const actorSchema = z.object({
+  surface: z.enum(['slack', 'discord', 'console', 'system']),
+  userId: z.string().min(1),
+  displayName: z.string().min(1),
+});
+export type Actor = z.infer<typeof actorSchema>;
+
+/** Where a chat message lives, so progress can edit it in place. */
+export const messageRefSchema = z.object({
+  surface: z.enum(['slack', 'discord', 'console']),
+  channel: z.string().min(1),
+  /** Slack `ts`, Discord message id, console message id. */
+  messageId: z.string().min(1),
+  /** Slack thread_ts / Discord thread when the message is threaded. */
+  threadId: z.string().min(1).optional(),
+});
+export type MessageRef = z.infer<typeof messageRefSchema>;
+
+export const stepRecordSchema = z.object({
+  step: z.enum(['queued', 'validating', 'reactivating', 'switching', 'verifying', 'done']),
+  state: z.enum(['running', 'done', 'failed', 'skipped']),
+  /** Unix ms. */
+  startedAt: z.number(),
+  endedAt: z.number().optional(),
+  detail: z.string().optional(),
+});
+export type StepRecord = z.infer<typeof stepRecordSchema>;
+
+export const outcomeSchema = z.enum(['succeeded', 'failed', 'stale', 'refused', 'cancelled']);
+export type Outcome = z.infer<typeof outcomeSchema>;
+
+/** Per-domain result of traffic verification: which deployment answered. */
+export const trafficSchema = z.object({
+  hostname: z.string(),
+  deploymentId: z.string().optional(),
+  ok: z.boolean(),
+});
+export type Traffic = z.infer<typeof trafficSchema>;
+
+/** One progress snapshot of a switch job. Every update carries the whole state (idempotent renders). */
+export const progressSchema = z.object({
+  jobId: z.string(),
+  planId: z.string(),
+  action: z.enum(['rollback', 'promote']),
+  environment: z.string(),
+  targetId: z.string(),
+  fromId: z.string(),
+  requestedBy: actorSchema,
+  approvedBy: actorSchema.optional(),
+  steps: z.array(stepRecordSchema),
+  /** Set once the job has ended. */
+  outcome: outcomeSchema.optional(),
+  /** Human sentence for the end state: where traffic is now and what to do next. */
+  message: z.string().optional(),
+  /** Where each affected domain's traffic actually is (verification results). */
+  traffic: z.array(trafficSchema).default([]),
+  /** Refusal or error code when the outcome is not `succeeded`. */
+  code: z.string().optional(),
+  attempt: z.number().int().default(1),
+  updatedAt: z.number(),
+});
+export type Progress = z.infer<typeof progressSchema>;
