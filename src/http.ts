@@ -1,0 +1,175 @@
+/**
+ * The one HTTP port (DESIGN: `PORT`, default 3000). A tiny method+path router over node:http so that
+ * Bolt's request listener (`/slack/events`), alert webhooks, health, metrics and the console share one
+ * server. Handlers are plain node request listeners; helpers here read bounded bodies and answer JSON.
+ */
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+
+export type Handler = (
+  req: IncomingMessage,
+  res: ServerResponse,
+  params: Record<string, string>,
+) => void | Promise<void>;
+
+interface Route {
+  readonly method: string;
+  readonly pattern: RegExp;
+  readonly keys: readonly string[];
+  readonly handler: Handler;
+}
+
+/** Thrown by readBody when the body is larger than allowed (answer 413). */
+export class BodyTooLargeError extends Error {
+  override readonly name = 'BodyTooLargeError';
+  constructor(readonly limit: number) {
+    super(`request body larger than ${limit} bytes`);
+  }
+}
+
+/** Reads a request body up to `limit` bytes; rejects with BodyTooLargeError beyond it. */
+export function readBody(req: IncomingMessage, limit = 1_048_576): Promise<Buffer> {
+  return new Promise((resolve, reject) => {
+    const declared = Number(req.headers['content-length']);
+    if (Number.isFinite(declared) && declared > limit) {
+      req.resume();
+      reject(new BodyTooLargeError(limit));
+      return;
+    }
+    const chunks: Buffer[] = [];
+    let size = 0;
+    let failed = false;
+    req.on('data', (chunk: Buffer) => {
+      if (failed) return;
+      size += chunk.length;
+      if (size > limit) {
+        failed = true;
+        reject(new BodyTooLargeError(limit));
+        req.resume();
+        return;
+      }
+      chunks.push(chunk);
+    });
+    req.on('end', () => {
+      if (!failed) resolve(Buffer.concat(chunks));
+    });
+    req.on('error', (e) => {
+      if (!failed) reject(e);
+    });
+  });
+}
+
+/** Answers with a JSON body. */
+export function sendJson(
+  res: ServerResponse,
+  status: number,
+  body: unknown,
+  headers: Record<string, string> = {},
+): void {
+  const text = JSON.stringify(body);
+  res.writeHead(status, {
+    'content-type': 'application/json; charset=utf-8',
+    'content-length': Buffer.byteLength(text),
+    ...headers,
+  });
+  res.end(text);
+}
+
+/** Answers with plain text. */
+export function sendText(
+  res: ServerResponse,
+  status: number,
+  text: string,
+  contentType = 'text/plain; charset=utf-8',
+): void {
+  res.writeHead(status, { 'content-type': contentType, 'content-length': Buffer.byteLength(text) });
+  res.end(text);
+}
+
+function compile(path: string): { pattern: RegExp; keys: string[] } {
+  const keys: string[] = [];
+  const source = path
+    .split('/')
+    .map((part) => {
+      if (part === '*') return '.*';
+      if (part.startsWith(':')) {
+        keys.push(part.slice(1));
+        return '([^/]+)';
+      }
+      return part.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+    })
+    .join('/');
+  return { pattern: new RegExp(`^${source}/?$`), keys };
+}
+
+/** One HTTP server with a route table; unmatched paths answer 404 JSON. */
+export class HttpServer {
+  private readonly routes: Route[] = [];
+  readonly server: Server;
+
+  constructor(private readonly onError: (e: unknown, req: IncomingMessage) => void = () => {}) {
+    this.server = createServer((req, res) => {
+      void this.dispatch(req, res);
+    });
+    this.server.keepAliveTimeout = 5_000;
+  }
+
+  /** Registers a handler; `path` may contain `:param` segments and a trailing `*`. */
+  route(method: string, path: string, handler: Handler): this {
+    const { pattern, keys } = compile(path);
+    this.routes.push({ method: method.toUpperCase(), pattern, keys, handler });
+    return this;
+  }
+
+  private async dispatch(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const url = new URL(req.url ?? '/', 'http://localhost');
+    let pathMatched = false;
+    for (const route of this.routes) {
+      const m = route.pattern.exec(url.pathname);
+      if (!m) continue;
+      pathMatched = true;
+      if (route.method !== req.method && !(route.method === 'GET' && req.method === 'HEAD')) continue;
+      const params: Record<string, string> = {};
+      route.keys.forEach((k, i) => {
+        params[k] = decodeURIComponent(m[i + 1] ?? '');
+      });
+      try {
+        await route.handler(req, res, params);
+      } catch (e) {
+        this.onError(e, req);
+        if (!res.headersSent) sendJson(res, 500, { error: 'internal_error', message: 'internal error' });
+        else res.end();
+      }
+      return;
+    }
+    if (pathMatched)
+      sendJson(res, 405, {
+        error: 'method_not_allowed',
+        message: `${req.method} not allowed on ${url.pathname}`,
+      });
+    else sendJson(res, 404, { error: 'not_found', message: `no route for ${req.method} ${url.pathname}` });
+  }
+
+  /** Starts listening; resolves with the bound port (use port 0 in tests). */
+  listen(port: number, host = '127.0.0.1'): Promise<number> {
+    return new Promise((resolve, reject) => {
+      this.server.once('error', reject);
+      this.server.listen(port, host, () => {
+        this.server.off('error', reject);
+        resolve((this.server.address() as AddressInfo).port);
+      });
+    });
+  }
+
+  /** Stops accepting connections and closes idle keep-alive sockets. */
+  close(): Promise<void> {
+    return new Promise((resolve) => {
+      if (!this.server.listening) {
+        resolve();
+        return;
+      }
+      this.server.close(() => resolve());
+      this.server.closeIdleConnections();
+    });
+  }
+}
