@@ -80,3 +80,13 @@ export const progressSchema = z.object({
   updatedAt: z.number(),
 });
 export type Progress = z.infer<typeof progressSchema>;
+
+/**
+ * The Reporter port: how a job's progress reaches chat. Each chat surface implements it by editing
+ * its original message(s); jobs never import a chat SDK. `messages` are the refs of this surface only
+ * (a composite reporter routes by `surface`). Implementations must not throw on chat API failures
+ * that should not fail the switch; they log and count them instead.
+ */
+export interface Reporter {
+  report(progress: Progress, messages: readonly MessageRef[]): Promise<void>;
+}
