@@ -18,6 +18,12 @@ export const RefusalCode = {
   selfApproval: 'self_approval',
   operationInProgress: 'operation_in_progress',
   invalidInput: 'invalid_input',
+  /** The platform refused for a reason of its own (billing, plan, a precondition Switchyard cannot see). */
+  platformPrecondition: 'platform_precondition',
+  /** The platform rejected Switchyard's credentials (e.g. Unkey 401: root key invalid or revoked). */
+  platformUnauthorized: 'platform_unauthorized',
+  /** Switchyard's platform credentials lack a permission (e.g. Unkey 403: root key permission missing). */
+  platformForbidden: 'platform_forbidden',
 } as const;
 export type RefusalCode = (typeof RefusalCode)[keyof typeof RefusalCode];
 
