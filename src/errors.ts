@@ -13,6 +13,10 @@ export type ErrorCode =
   | 'platform_timeout'
   | 'platform_unavailable'
   | 'verify_timeout'
+  /** The platform accepted a switch and then reported that it failed. */
+  | 'platform_operation_failed'
+  /** A worker lost its environment lock mid-switch (Redis unreachable or lock expired). */
+  | 'lock_lost'
   | 'internal';
 
 export class SwitchyardError extends Error {
