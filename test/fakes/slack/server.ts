@@ -1,0 +1,626 @@
+/**
+ * A local fake of the Slack Web API and of `response_url` endpoints, written from Slack's documented
+ * wire protocol so the real `@slack/web-api` / `@slack/bolt` run unmodified against it (STYLE 10).
+ *
+ * It owns: bearer-token checks (`not_authed` / `invalid_auth`), JSON and form-encoded bodies (form
+ * values such as `blocks` are JSON strings, like Slack accepts), the documented request shapes of the
+ * methods Switchyard calls (`auth.test`, `chat.postMessage`, `chat.update`, `chat.postEphemeral`,
+ * `usergroups.users.list`, `users.info`, `conversations.info`), Block Kit limits (`invalid_blocks`),
+ * 429 injection with `Retry-After`, response URLs (5 uses within 30 minutes) and a record of every call
+ * with an event emitter so tests wait for a call instead of sleeping.
+ */
+import { EventEmitter } from 'node:events';
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { type Clock, systemClock } from '../../../src/clock.js';
+
+/** One Web API call as the fake saw it. */
+export interface RecordedCall {
+  readonly method: string;
+  /** Arguments, with JSON-string form values (blocks, attachments) parsed. */
+  readonly args: Readonly<Record<string, unknown>>;
+  readonly token: string | undefined;
+  readonly contentType: string;
+  readonly status: number;
+  readonly response: Readonly<Record<string, unknown>>;
+  /** Clock ms. */
+  readonly at: number;
+}
+
+/** One POST to a response URL. */
+export interface RecordedResponse {
+  readonly id: string;
+  readonly body: Readonly<Record<string, unknown>>;
+  readonly status: number;
+  readonly error?: string;
+  readonly at: number;
+}
+
+/** A message as stored by the fake (the latest version). */
+export interface StoredMessage {
+  readonly channel: string;
+  readonly ts: string;
+  readonly text: string;
+  readonly blocks: readonly unknown[];
+  readonly user: string;
+  /** Every version, oldest first (the post, then each update). */
+  readonly versions: readonly { text: string; blocks: readonly unknown[] }[];
+}
+
+export interface FakeUser {
+  readonly name: string;
+  readonly realName?: string;
+}
+
+export interface FakeSlackOptions {
+  /** Accepted bot token. */
+  readonly token?: string;
+  readonly teamId?: string;
+  readonly botUserId?: string;
+  readonly botId?: string;
+  readonly clock?: Clock;
+  /** Channel id → name; the bot is a member of each. */
+  readonly channels?: Readonly<Record<string, string>>;
+  readonly users?: Readonly<Record<string, FakeUser>>;
+  /** User group id → member user ids. */
+  readonly usergroups?: Readonly<Record<string, readonly string[]>>;
+}
+
+const RESPONSE_URL_USES = 5;
+const RESPONSE_URL_TTL_MS = 30 * 60_000;
+const MAX_BLOCKS = 50;
+const MAX_TEXT = 40_000;
+
+const BLOCK_TYPES = new Set([
+  'section',
+  'header',
+  'divider',
+  'context',
+  'actions',
+  'image',
+  'input',
+  'rich_text',
+  'file',
+  'video',
+  'markdown',
+]);
+
+interface ResponseUrlState {
+  readonly id: string;
+  readonly channel: string;
+  readonly user: string;
+  readonly messageTs?: string;
+  readonly createdAt: number;
+  uses: number;
+}
+
+type Answer = { status: number; body: Record<string, unknown>; headers?: Record<string, string> };
+
+function slackError(error: string, extra: Record<string, unknown> = {}): Answer {
+  return { status: 200, body: { ok: false, error, ...extra } };
+}
+
+function textOf(obj: unknown): string | undefined {
+  if (obj === null || typeof obj !== 'object') return undefined;
+  const t = (obj as { text?: unknown }).text;
+  return typeof t === 'string' ? t : undefined;
+}
+
+/**
+ * Checks the documented Block Kit limits that a renderer can break: block count, known types, section
+ * text ≤ 3000, header text ≤ 150 plain_text, ≤ 10 fields, ≤ 25 actions elements, button text ≤ 75,
+ * action_id ≤ 255, value ≤ 2000, context ≤ 10 elements, unique block_id/action_id.
+ * Returns a reason (Slack answers `invalid_blocks` with `errors`), or null.
+ */
+export function blockProblems(blocks: unknown): string | null {
+  if (!Array.isArray(blocks)) return 'blocks must be an array';
+  if (blocks.length > MAX_BLOCKS) return `no more than ${MAX_BLOCKS} items allowed [json-pointer:/blocks]`;
+  const blockIds = new Set<string>();
+  const actionIds = new Set<string>();
+  for (const [i, block] of blocks.entries()) {
+    const at = `[json-pointer:/blocks/${i}]`;
+    if (block === null || typeof block !== 'object') return `block must be an object ${at}`;
+    const b = block as Record<string, unknown>;
+    if (typeof b.type !== 'string' || !BLOCK_TYPES.has(b.type)) return `unknown block type ${at}`;
+    if (typeof b.block_id === 'string') {
+      if (b.block_id.length > 255) return `block_id too long ${at}`;
+      if (blockIds.has(b.block_id)) return `duplicate block_id ${at}`;
+      blockIds.add(b.block_id);
+    }
+    switch (b.type) {
+      case 'section': {
+        const text = textOf(b.text);
+        const fields = Array.isArray(b.fields) ? b.fields : undefined;
+        if (text === undefined && fields === undefined) return `section needs text or fields ${at}`;
+        if (text !== undefined && (text.length === 0 || text.length > 3000))
+          return `must be between 1 and 3000 characters [json-pointer:/blocks/${i}/text/text]`;
+        if (fields && fields.length > 10) return `no more than 10 fields ${at}`;
+        for (const f of fields ?? []) {
+          const ft = textOf(f);
+          if (ft === undefined || ft.length === 0 || ft.length > 2000) return `bad field text ${at}`;
+        }
+        break;
+      }
+      case 'header': {
+        const t = b.text as { type?: unknown } | undefined;
+        const text = textOf(t);
+        if (t?.type !== 'plain_text' || text === undefined || text.length === 0 || text.length > 150)
+          return `header needs plain_text of 1..150 characters ${at}`;
+        break;
+      }
+      case 'context': {
+        const els = b.elements;
+        if (!Array.isArray(els) || els.length === 0 || els.length > 10)
+          return `context needs 1..10 elements ${at}`;
+        break;
+      }
+      case 'actions': {
+        const els = b.elements;
+        if (!Array.isArray(els) || els.length === 0 || els.length > 25)
+          return `actions needs 1..25 elements ${at}`;
+        for (const el of els) {
+          const e = el as Record<string, unknown>;
+          if (e.type === 'button') {
+            const label = textOf(e.text);
+            if (label === undefined || label.length === 0 || label.length > 75)
+              return `button text must be 1..75 characters ${at}`;
+            if (e.style !== undefined && e.style !== 'primary' && e.style !== 'danger')
+              return `button style must be primary or danger ${at}`;
+            if (typeof e.value === 'string' && e.value.length > 2000) return `button value too long ${at}`;
+          }
+          if (typeof e.action_id === 'string') {
+            if (e.action_id.length > 255) return `action_id too long ${at}`;
+            if (actionIds.has(e.action_id)) return `duplicate action_id ${at}`;
+            actionIds.add(e.action_id);
+          }
+        }
+        break;
+      }
+      default:
+        break;
+    }
+  }
+  return null;
+}
+
+function parseMaybeJson(value: unknown): unknown {
+  if (typeof value !== 'string') return value;
+  try {
+    return JSON.parse(value) as unknown;
+  } catch {
+    return value;
+  }
+}
+
+/** The fake Slack: start(), point `slackApiUrl` at `apiUrl`, assert on `calls`, close(). */
+export class FakeSlack extends EventEmitter {
+  readonly token: string;
+  readonly teamId: string;
+  readonly botUserId: string;
+  readonly botId: string;
+  readonly calls: RecordedCall[] = [];
+  readonly responses: RecordedResponse[] = [];
+  readonly channels = new Map<string, string>();
+  readonly users = new Map<string, FakeUser>();
+  readonly usergroups = new Map<string, string[]>();
+  private readonly messages = new Map<string, StoredMessage>();
+  private readonly responseUrls = new Map<string, ResponseUrlState>();
+  private readonly rateLimits = new Map<string, { retryAfter: number; remaining: number }>();
+  private readonly clock: Clock;
+  private readonly server: Server;
+  private port = 0;
+  private tsCounter = 0;
+  private urlCounter = 0;
+
+  constructor(opts: FakeSlackOptions = {}) {
+    super();
+    this.setMaxListeners(0);
+    this.token = opts.token ?? 'xoxb-fake-bot-token';
+    this.teamId = opts.teamId ?? 'T0FAKE';
+    this.botUserId = opts.botUserId ?? 'U0BOT';
+    this.botId = opts.botId ?? 'B0BOT';
+    this.clock = opts.clock ?? systemClock;
+    for (const [id, name] of Object.entries(opts.channels ?? { C0PROD: 'incidents' }))
+      this.channels.set(id, name);
+    for (const [id, u] of Object.entries(opts.users ?? {})) this.users.set(id, u);
+    for (const [id, members] of Object.entries(opts.usergroups ?? {})) this.usergroups.set(id, [...members]);
+    this.server = createServer((req, res) => {
+      void this.dispatch(req, res);
+    });
+  }
+
+  /** Web API base URL, ending with `/api/` as `slackApiUrl` requires. */
+  get apiUrl(): string {
+    return `http://127.0.0.1:${this.port}/api/`;
+  }
+
+  async start(): Promise<this> {
+    await new Promise<void>((resolve, reject) => {
+      this.server.once('error', reject);
+      this.server.listen(0, '127.0.0.1', () => {
+        this.port = (this.server.address() as AddressInfo).port;
+        resolve();
+      });
+    });
+    return this;
+  }
+
+  close(): Promise<void> {
+    return new Promise((resolve) => {
+      if (!this.server.listening) {
+        resolve();
+        return;
+      }
+      this.server.close(() => resolve());
+      this.server.closeAllConnections();
+    });
+  }
+
+  /** The next `count` calls of `method` answer HTTP 429 with `Retry-After: retryAfterSeconds`. */
+  rateLimit(method: string, retryAfterSeconds: number, count = 1): void {
+    this.rateLimits.set(method, { retryAfter: retryAfterSeconds, remaining: count });
+  }
+
+  /** A fresh response URL bound to a channel and user (and the message a button was on). */
+  createResponseUrl(ref: { channel: string; user: string; messageTs?: string }): string {
+    this.urlCounter += 1;
+    const id = `R${String(this.urlCounter).padStart(6, '0')}`;
+    this.responseUrls.set(id, { id, ...ref, createdAt: this.clock.now(), uses: 0 });
+    return `http://127.0.0.1:${this.port}/hooks/${this.teamId}/${id}/secret${this.urlCounter}`;
+  }
+
+  /** The stored message, latest version. */
+  message(channel: string, ts: string): StoredMessage | undefined {
+    return this.messages.get(`${channel}/${ts}`);
+  }
+
+  /** Calls of one method, in order. */
+  callsOf(method: string): RecordedCall[] {
+    return this.calls.filter((c) => c.method === method);
+  }
+
+  /**
+   * Resolves with the first call of `method` (already recorded or future) matching `predicate`;
+   * rejects after `timeoutMs` listing what was called, so a failing test says why.
+   */
+  waitForCall(
+    method: string,
+    predicate: (call: RecordedCall) => boolean = () => true,
+    timeoutMs = 10_000,
+  ): Promise<RecordedCall> {
+    const found = this.calls.find((c) => c.method === method && predicate(c));
+    if (found) return Promise.resolve(found);
+    return new Promise((resolve, reject) => {
+      const onCall = (call: RecordedCall) => {
+        if (call.method === method && predicate(call)) {
+          clearTimeout(timer);
+          this.off('call', onCall);
+          resolve(call);
+        }
+      };
+      const timer = setTimeout(() => {
+        this.off('call', onCall);
+        const seen = this.calls.map((c) => `${c.method}:${String(c.response.ok)}`).join(', ');
+        reject(new Error(`no matching ${method} call within ${timeoutMs} ms; calls: ${seen || 'none'}`));
+      }, timeoutMs);
+      this.on('call', onCall);
+    });
+  }
+
+  /** Like waitForCall, for POSTs to response URLs. */
+  waitForResponse(
+    predicate: (r: RecordedResponse) => boolean = () => true,
+    timeoutMs = 10_000,
+  ): Promise<RecordedResponse> {
+    const found = this.responses.find(predicate);
+    if (found) return Promise.resolve(found);
+    return new Promise((resolve, reject) => {
+      const onResponse = (r: RecordedResponse) => {
+        if (predicate(r)) {
+          clearTimeout(timer);
+          this.off('response', onResponse);
+          resolve(r);
+        }
+      };
+      const timer = setTimeout(() => {
+        this.off('response', onResponse);
+        const seen = this.responses.map((r) => JSON.stringify(r.body).slice(0, 120)).join(' | ');
+        reject(new Error(`no matching response_url POST within ${timeoutMs} ms; got: ${seen || 'none'}`));
+      }, timeoutMs);
+      this.on('response', onResponse);
+    });
+  }
+
+  private nextTs(): string {
+    this.tsCounter += 1;
+    const seconds = Math.floor(this.clock.now() / 1000);
+    return `${seconds}.${String(this.tsCounter).padStart(6, '0')}`;
+  }
+
+  private async dispatch(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const url = new URL(req.url ?? '/', 'http://127.0.0.1');
+    const chunks: Buffer[] = [];
+    for await (const chunk of req) chunks.push(chunk as Buffer);
+    const raw = Buffer.concat(chunks).toString('utf8');
+    const contentType = String(req.headers['content-type'] ?? '');
+    if (url.pathname.startsWith('/hooks/')) {
+      this.handleResponseUrl(url.pathname, raw, res);
+      return;
+    }
+    const m = /^\/api\/([A-Za-z.]+)$/.exec(url.pathname);
+    if (!m?.[1] || (req.method !== 'POST' && req.method !== 'GET')) {
+      this.reply(res, { status: 404, body: { ok: false, error: 'unknown_method' } });
+      return;
+    }
+    const method = m[1];
+    let args: Record<string, unknown>;
+    if (contentType.includes('application/json')) {
+      try {
+        const parsed = raw === '' ? {} : (JSON.parse(raw) as unknown);
+        args = parsed !== null && typeof parsed === 'object' ? (parsed as Record<string, unknown>) : {};
+      } catch {
+        this.record(method, {}, undefined, contentType, res, slackError('invalid_json'));
+        return;
+      }
+    } else {
+      args = {};
+      const form = new URLSearchParams(contentType.includes('x-www-form-urlencoded') ? raw : url.search);
+      for (const [k, v] of form)
+        args[k] = ['blocks', 'attachments', 'metadata'].includes(k) ? parseMaybeJson(v) : v;
+    }
+    const header = req.headers.authorization;
+    const bearer = header?.startsWith('Bearer ') ? header.slice(7) : undefined;
+    // JSON bodies must carry the token in the header; form bodies may also send `token`.
+    const formToken = contentType.includes('application/json') ? undefined : args.token;
+    const token = bearer ?? (typeof formToken === 'string' ? formToken : undefined);
+    delete args.token;
+    let answer: Answer;
+    const limit = this.rateLimits.get(method);
+    if (token === undefined) answer = slackError('not_authed');
+    else if (token !== this.token) answer = slackError('invalid_auth');
+    else if (limit && limit.remaining > 0) {
+      limit.remaining -= 1;
+      answer = {
+        status: 429,
+        body: { ok: false, error: 'ratelimited' },
+        headers: { 'retry-after': String(limit.retryAfter) },
+      };
+    } else answer = this.handle(method, args);
+    this.record(method, args, token, contentType, res, answer);
+  }
+
+  private record(
+    method: string,
+    args: Record<string, unknown>,
+    token: string | undefined,
+    contentType: string,
+    res: ServerResponse,
+    answer: Answer,
+  ): void {
+    const call: RecordedCall = {
+      method,
+      args,
+      token,
+      contentType,
+      status: answer.status,
+      response: answer.body,
+      at: this.clock.now(),
+    };
+    this.calls.push(call);
+    this.reply(res, answer);
+    this.emit('call', call);
+  }
+
+  private reply(res: ServerResponse, answer: Answer): void {
+    const text = JSON.stringify(answer.body);
+    res.writeHead(answer.status, {
+      'content-type': 'application/json; charset=utf-8',
+      'content-length': Buffer.byteLength(text),
+      ...answer.headers,
+    });
+    res.end(text);
+  }
+
+  private messageContent(args: Record<string, unknown>): Answer | { text: string; blocks: unknown[] } {
+    const text = typeof args.text === 'string' ? args.text : undefined;
+    const blocks = args.blocks;
+    const attachments = args.attachments;
+    if (blocks !== undefined) {
+      const problem = blockProblems(blocks);
+      if (problem) return slackError('invalid_blocks', { errors: [problem] });
+    }
+    const hasBlocks = Array.isArray(blocks) && blocks.length > 0;
+    if ((text === undefined || text === '') && !hasBlocks && attachments === undefined)
+      return slackError('no_text');
+    if (text !== undefined && text.length > MAX_TEXT) return slackError('msg_too_long');
+    return { text: text ?? '', blocks: Array.isArray(blocks) ? blocks : [] };
+  }
+
+  private channelArg(args: Record<string, unknown>): string | Answer {
+    const channel = args.channel;
+    if (typeof channel !== 'string' || channel === '') return slackError('channel_not_found');
+    if (!this.channels.has(channel)) return slackError('channel_not_found');
+    return channel;
+  }
+
+  private handle(method: string, args: Record<string, unknown>): Answer {
+    switch (method) {
+      case 'api.test':
+        return { status: 200, body: { ok: true, args } };
+      case 'auth.test':
+        return {
+          status: 200,
+          body: {
+            ok: true,
+            url: `https://fake-${this.teamId.toLowerCase()}.slack.com/`,
+            team: 'Fake Team',
+            user: 'switchyard',
+            team_id: this.teamId,
+            user_id: this.botUserId,
+            bot_id: this.botId,
+            is_enterprise_install: false,
+          },
+        };
+      case 'chat.postMessage': {
+        const channel = this.channelArg(args);
+        if (typeof channel !== 'string') return channel;
+        const content = this.messageContent(args);
+        if ('status' in content) return content;
+        const ts = this.nextTs();
+        const stored: StoredMessage = {
+          channel,
+          ts,
+          text: content.text,
+          blocks: content.blocks,
+          user: this.botUserId,
+          versions: [{ text: content.text, blocks: content.blocks }],
+        };
+        this.messages.set(`${channel}/${ts}`, stored);
+        return {
+          status: 200,
+          body: {
+            ok: true,
+            channel,
+            ts,
+            message: {
+              type: 'message',
+              user: this.botUserId,
+              bot_id: this.botId,
+              text: content.text,
+              blocks: content.blocks,
+              ts,
+            },
+          },
+        };
+      }
+      case 'chat.update': {
+        const channel = this.channelArg(args);
+        if (typeof channel !== 'string') return channel;
+        const ts = args.ts;
+        if (typeof ts !== 'string' || ts === '') return slackError('message_not_found');
+        const existing = this.messages.get(`${channel}/${ts}`);
+        if (!existing) return slackError('message_not_found');
+        if (existing.user !== this.botUserId) return slackError('cant_update_message');
+        const content = this.messageContent(args);
+        if ('status' in content) return content;
+        this.messages.set(`${channel}/${ts}`, {
+          ...existing,
+          text: content.text,
+          blocks: content.blocks,
+          versions: [...existing.versions, { text: content.text, blocks: content.blocks }],
+        });
+        return {
+          status: 200,
+          body: {
+            ok: true,
+            channel,
+            ts,
+            text: content.text,
+            message: { text: content.text, blocks: content.blocks },
+          },
+        };
+      }
+      case 'chat.postEphemeral': {
+        const channel = this.channelArg(args);
+        if (typeof channel !== 'string') return channel;
+        if (typeof args.user !== 'string' || args.user === '') return slackError('user_not_in_channel');
+        const content = this.messageContent(args);
+        if ('status' in content) return content;
+        return { status: 200, body: { ok: true, message_ts: this.nextTs() } };
+      }
+      case 'usergroups.users.list': {
+        const group = args.usergroup;
+        if (typeof group !== 'string' || group === '') return slackError('invalid_arguments');
+        const members = this.usergroups.get(group);
+        if (!members) return slackError('no_such_subteam');
+        return { status: 200, body: { ok: true, users: [...members] } };
+      }
+      case 'users.info': {
+        const id = args.user;
+        const user = typeof id === 'string' ? this.users.get(id) : undefined;
+        if (typeof id !== 'string' || !user) return slackError('user_not_found');
+        return {
+          status: 200,
+          body: {
+            ok: true,
+            user: {
+              id,
+              team_id: this.teamId,
+              name: user.name,
+              real_name: user.realName ?? user.name,
+              profile: { display_name: user.name, real_name: user.realName ?? user.name },
+              is_bot: false,
+            },
+          },
+        };
+      }
+      case 'conversations.info': {
+        const channel = this.channelArg(args);
+        if (typeof channel !== 'string') return channel;
+        return {
+          status: 200,
+          body: {
+            ok: true,
+            channel: { id: channel, name: this.channels.get(channel), is_channel: true, is_member: true },
+          },
+        };
+      }
+      default:
+        return slackError('unknown_method');
+    }
+  }
+
+  private handleResponseUrl(pathname: string, raw: string, res: ServerResponse): void {
+    const id = pathname.split('/')[3] ?? '';
+    const state = this.responseUrls.get(id);
+    let body: Record<string, unknown> = {};
+    try {
+      const parsed = JSON.parse(raw) as unknown;
+      if (parsed !== null && typeof parsed === 'object') body = parsed as Record<string, unknown>;
+    } catch {
+      body = {};
+    }
+    const done = (status: number, error?: string) => {
+      const r: RecordedResponse = {
+        id,
+        body,
+        status,
+        ...(error === undefined ? {} : { error }),
+        at: this.clock.now(),
+      };
+      this.responses.push(r);
+      this.reply(res, { status, body: error === undefined ? { ok: true } : { ok: false, error } });
+      this.emit('response', r);
+    };
+    if (!state) {
+      done(404, 'invalid_url');
+      return;
+    }
+    if (this.clock.now() - state.createdAt > RESPONSE_URL_TTL_MS) {
+      done(404, 'expired_url');
+      return;
+    }
+    if (state.uses >= RESPONSE_URL_USES) {
+      done(404, 'used_url');
+      return;
+    }
+    const content = this.messageContent(body);
+    if ('status' in content && !body.delete_original) {
+      done(400, typeof content.body.error === 'string' ? content.body.error : 'invalid_payload');
+      return;
+    }
+    state.uses += 1;
+    const key = state.messageTs === undefined ? undefined : `${state.channel}/${state.messageTs}`;
+    const existing = key === undefined ? undefined : this.messages.get(key);
+    if (key !== undefined && existing && body.delete_original === true) this.messages.delete(key);
+    else if (key !== undefined && existing && body.replace_original === true && !('status' in content)) {
+      this.messages.set(key, {
+        ...existing,
+        text: content.text,
+        blocks: content.blocks,
+        versions: [...existing.versions, { text: content.text, blocks: content.blocks }],
+      });
+    }
+    done(200);
+  }
+}
