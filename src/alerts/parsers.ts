@@ -1,0 +1,569 @@
+/**
+ * Alert payload parsers, one per webhook source, each a zod schema at the edge plus a mapping onto
+ * NormalizedAlert. Formats follow the vendors' documentation:
+ * - Alertmanager webhook_config payload, version "4" (groupKey, status, alerts[], commonLabels, …);
+ * - Grafana unified-alerting webhook contact point (same grouping, plus title/message/orgId/values);
+ * - Datadog Webhooks integration default payload and its `$VARIABLES` (id, title, body, date, tags,
+ *   alert_transition, alert_type, alert_id, aggreg_key, alert_cycle_key, link, …);
+ * - Sentry integration-platform issue alerts (`event_alert`, action `triggered`, data.event) and issue
+ *   webhooks with action `resolved` (data.issue);
+ * - PagerDuty v3 webhooks (event.event_type incident.triggered / reopened / resolved, event.data incident);
+ * - the generic JSON shape documented in docs/alerts.md.
+ * A bad payload is a refusal value naming the field, e.g. `alerts[0].startsAt: expected an ISO date`.
+ */
+import { z } from 'zod';
+import { ok, RefusalCode, type Result, refuse } from '../domain/result.js';
+import { assertNever } from '../domain/types.js';
+import { AlertSource, type AlertStatus, type NormalizedAlert, normalizedAlert } from './types.js';
+
+/** Options every parser takes. */
+export interface ParseOptions {
+  /** Unix ms the payload was received: the start time when the sender gives none. */
+  readonly now: number;
+}
+
+/** Most alerts one payload may carry (a larger grouped payload is refused, not truncated silently). */
+export const MAX_ALERTS_PER_PAYLOAD = 1_000;
+const MAX_TITLE = 300;
+const MAX_TEXT = 4_000;
+
+const ISO_DATE = /^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?(Z|[+-]\d{2}:?\d{2})$/i;
+
+const isoDate = z
+  .string({ error: 'expected an ISO date' })
+  .refine((s) => ISO_DATE.test(s) && Number.isFinite(Date.parse(s)), 'expected an ISO date');
+
+/** Unix time as number or digit string; seconds are accepted and scaled (values below 10^11). */
+const epochMs = z
+  .union([z.number(), z.string().regex(/^\d{1,16}$/, 'expected epoch milliseconds')], {
+    error: 'expected epoch milliseconds',
+  })
+  .transform((v) => {
+    const n = typeof v === 'number' ? v : Number(v);
+    return n < 1e11 ? n * 1000 : n;
+  })
+  .refine((n) => Number.isFinite(n) && n >= 0, 'expected epoch milliseconds');
+
+const labelMap = z.record(z.string(), z.string({ error: 'expected a string label value' }));
+const idLike = z.union([z.string().min(1), z.number()], { error: 'expected an id' }).transform(String);
+
+function describe(value: unknown): string {
+  if (value === undefined) return 'nothing';
+  if (value === null) return 'null';
+  if (Array.isArray(value)) return 'an array';
+  return typeof value === 'object' ? 'an object' : typeof value;
+}
+
+function pathText(path: readonly PropertyKey[]): string {
+  let out = '';
+  for (const key of path) {
+    if (typeof key === 'number') out += `[${key}]`;
+    else out += out === '' ? String(key) : `.${String(key)}`;
+  }
+  return out || '(root)';
+}
+
+function valueAt(root: unknown, path: readonly PropertyKey[]): unknown {
+  let cur: unknown = root;
+  for (const key of path) {
+    if (cur === null || typeof cur !== 'object') return undefined;
+    cur = (cur as Record<PropertyKey, unknown>)[key];
+  }
+  return cur;
+}
+
+const ARTICLE: Record<string, string> = {
+  string: 'a string',
+  number: 'a number',
+  object: 'an object',
+  array: 'an array',
+  boolean: 'a boolean',
+  record: 'an object',
+  tuple: 'an array',
+};
+
+/** One line per zod issue: `alerts[0].startsAt: expected an ISO date`. Capped at five issues. */
+export function formatAlertIssues(error: z.ZodError, input: unknown, prefix: readonly PropertyKey[] = []) {
+  const lines = error.issues.slice(0, 5).map((issue) => {
+    const path = [...prefix, ...issue.path];
+    const value = valueAt(input, issue.path);
+    let message = issue.message;
+    if (issue.code === 'invalid_type' && !message.startsWith('expected')) {
+      const expected = ARTICLE[issue.expected] ?? issue.expected;
+      message =
+        value === undefined
+          ? `required, expected ${expected}`
+          : `expected ${expected}, got ${describe(value)}`;
+    } else if (issue.code === 'invalid_value' && !message.startsWith('expected')) {
+      message = `expected one of ${issue.values.map((v) => JSON.stringify(v)).join(', ')}, got ${JSON.stringify(value) ?? 'nothing'}`;
+    } else if (issue.code === 'unrecognized_keys') {
+      message = `unknown key${issue.keys.length > 1 ? 's' : ''} ${issue.keys.map((k) => JSON.stringify(k)).join(', ')}`;
+    }
+    return `${pathText(path)}: ${message}`;
+  });
+  const more = error.issues.length > 5 ? ` (and ${error.issues.length - 5} more)` : '';
+  return lines.join('; ') + more;
+}
+
+function invalid<T>(message: string, source: string): Result<T> {
+  return refuse(RefusalCode.invalidInput, message, { source });
+}
+
+function check<S extends z.ZodType>(
+  schema: S,
+  body: unknown,
+  source: string,
+  prefix: readonly PropertyKey[] = [],
+): Result<z.output<S>> {
+  const parsed = schema.safeParse(body);
+  if (parsed.success) return ok(parsed.data);
+  return invalid(formatAlertIssues(parsed.error, body, prefix), source);
+}
+
+function clip(text: string, max: number): string {
+  return text.length > max ? `${text.slice(0, max - 1)}…` : text;
+}
+
+function lowerKeys(
+  ...records: readonly (Readonly<Record<string, string>> | undefined)[]
+): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const record of records) {
+    if (!record) continue;
+    for (const [k, v] of Object.entries(record)) out[k.toLowerCase()] = v;
+  }
+  return out;
+}
+
+function textOf(
+  parts: readonly (string | undefined | null)[],
+  labels: Readonly<Record<string, string>>,
+): string {
+  const labelText = Object.entries(labels)
+    .map(([k, v]) => `${k}=${v}`)
+    .join(' ');
+  return clip(
+    [...parts.filter((p): p is string => typeof p === 'string' && p !== ''), labelText].join('\n'),
+    MAX_TEXT,
+  );
+}
+
+// ---------------------------------------------------------------- Alertmanager and Grafana (grouped)
+
+const groupedAlert = z.object({
+  status: z.enum(['firing', 'resolved']),
+  labels: labelMap,
+  annotations: labelMap.default({}),
+  startsAt: isoDate,
+  endsAt: isoDate.optional(),
+  generatorURL: z.string().optional(),
+  fingerprint: z.string().optional(),
+  // Grafana only
+  dashboardURL: z.string().optional(),
+  panelURL: z.string().optional(),
+});
+
+const groupedBase = {
+  status: z.enum(['firing', 'resolved']),
+  receiver: z.string().optional(),
+  groupLabels: labelMap.default({}),
+  commonLabels: labelMap.default({}),
+  commonAnnotations: labelMap.default({}),
+  externalURL: z.string().optional(),
+  truncatedAlerts: z.number().int().nonnegative().optional(),
+  alerts: z
+    .array(groupedAlert)
+    .max(MAX_ALERTS_PER_PAYLOAD, `expected at most ${MAX_ALERTS_PER_PAYLOAD} alerts per payload`),
+};
+
+const alertmanagerPayload = z.object({
+  ...groupedBase,
+  version: z.literal('4', { error: 'expected "4" (Alertmanager webhook version 4)' }),
+  groupKey: z.string({ error: 'expected a string' }).min(1, 'expected a non-empty group key'),
+});
+
+const grafanaPayload = z.object({
+  ...groupedBase,
+  version: z.string().optional(),
+  groupKey: z.string().optional(),
+  orgId: z.number().optional(),
+  title: z.string().optional(),
+  state: z.string().optional(),
+  message: z.string().optional(),
+});
+
+type GroupedPayload = z.output<typeof alertmanagerPayload> | z.output<typeof grafanaPayload>;
+
+function groupedAlerts(
+  source: 'alertmanager' | 'grafana',
+  payload: GroupedPayload,
+  opts: ParseOptions,
+): NormalizedAlert[] {
+  const out: NormalizedAlert[] = [];
+  for (const alert of payload.alerts) {
+    // A member that resolved while its group still fires says nothing about the incident.
+    if (payload.status === 'firing' && alert.status === 'resolved') continue;
+    const labels = lowerKeys(payload.commonLabels, alert.labels);
+    const annotations = lowerKeys(payload.commonAnnotations, alert.annotations);
+    const name = labels.alertname;
+    const summary = annotations.summary ?? annotations.title;
+    const title = clip(
+      name && summary
+        ? `${name}: ${summary}`
+        : (summary ?? name ?? ('title' in payload ? payload.title : undefined) ?? `${source} alert`),
+      MAX_TITLE,
+    );
+    const startedAt = Date.parse(alert.startsAt);
+    const url = [alert.panelURL, alert.dashboardURL, alert.generatorURL].find(
+      (u) => u !== undefined && u !== '',
+    );
+    out.push(
+      normalizedAlert({
+        source,
+        status: alert.status,
+        title,
+        severity: labels.severity ?? labels.priority,
+        fingerprint: payload.groupKey || alert.fingerprint,
+        startedAt: Number.isFinite(startedAt) && startedAt > 0 ? startedAt : opts.now,
+        labels,
+        url,
+        text: textOf([title, annotations.description, annotations.message], labels),
+      }),
+    );
+  }
+  return out;
+}
+
+// ---------------------------------------------------------------- Datadog
+
+const datadogPayload = z
+  .object({
+    id: idLike.optional(),
+    title: z.string().optional(),
+    body: z.string().optional(),
+    event_type: z.string().optional(),
+    date: epochMs.optional(),
+    last_updated: epochMs.optional(),
+    alert_id: idLike.optional(),
+    alert_title: z.string().optional(),
+    alert_transition: z.string().optional(),
+    alert_type: z.string().optional(),
+    alert_status: z.string().optional(),
+    alert_priority: z.string().optional(),
+    alert_metric: z.string().optional(),
+    alert_scope: z.string().optional(),
+    alert_cycle_key: idLike.optional(),
+    aggreg_key: idLike.optional(),
+    link: z.string().optional(),
+    priority: z.string().optional(),
+    hostname: z.string().optional(),
+    host_name: z.string().optional(),
+    tags: z
+      .union([z.string(), z.array(z.string())], { error: 'expected "$TAGS" (comma-separated) or a list' })
+      .optional(),
+  })
+  .refine((d) => Boolean(d.title?.trim() || d.alert_title?.trim()), {
+    path: ['title'],
+    message: 'expected the event title ($EVENT_TITLE) or alert_title',
+  });
+
+/** `env:production, service:api` → { env: 'production', service: 'api' }. */
+export function parseDatadogTags(tags: string | readonly string[] | undefined): Record<string, string> {
+  const list = typeof tags === 'string' ? tags.split(',') : (tags ?? []);
+  const out: Record<string, string> = {};
+  for (const raw of list) {
+    const tag = raw.trim();
+    const at = tag.indexOf(':');
+    if (at <= 0) continue;
+    out[tag.slice(0, at).toLowerCase()] = tag.slice(at + 1).trim();
+  }
+  return out;
+}
+
+function datadogStatus(d: z.output<typeof datadogPayload>): AlertStatus {
+  const transition = d.alert_transition?.trim().toLowerCase();
+  if (transition === 'recovered') return 'resolved';
+  if (d.alert_type?.trim().toLowerCase() === 'success') return 'resolved';
+  if (/^\s*\[recovered/i.test(d.title ?? '') || /^\s*\[recovered/i.test(d.alert_title ?? ''))
+    return 'resolved';
+  return 'firing';
+}
+
+function datadogAlerts(d: z.output<typeof datadogPayload>, opts: ParseOptions): NormalizedAlert[] {
+  const labels = lowerKeys(parseDatadogTags(d.alert_scope), parseDatadogTags(d.tags));
+  const host = d.hostname ?? d.host_name;
+  if (host && labels.host === undefined) labels.host = host;
+  const title = clip((d.alert_title?.trim() || d.title?.trim()) ?? 'Datadog alert', MAX_TITLE);
+  return [
+    normalizedAlert({
+      source: 'datadog',
+      status: datadogStatus(d),
+      title,
+      severity: d.alert_priority || d.priority || d.alert_type,
+      fingerprint: d.alert_cycle_key || d.aggreg_key || d.alert_id,
+      startedAt: d.date ?? d.last_updated ?? opts.now,
+      labels,
+      url: d.link,
+      text: textOf([d.title, d.body, d.alert_status, d.alert_metric], labels),
+    }),
+  ];
+}
+
+// ---------------------------------------------------------------- Sentry
+
+const sentryTag = z.tuple([z.string(), z.union([z.string(), z.null()])], {
+  error: 'expected a [key, value] pair',
+});
+
+const sentryEvent = z.object({
+  event_id: z.string().optional(),
+  issue_id: idLike,
+  title: z.string({ error: 'expected a string' }),
+  level: z.string().optional(),
+  datetime: isoDate.optional(),
+  timestamp: z.number().optional(),
+  web_url: z.string().optional(),
+  url: z.string().optional(),
+  environment: z.string().nullable().optional(),
+  project: z.union([z.number(), z.string()]).optional(),
+  release: z.string().nullable().optional(),
+  culprit: z.string().nullable().optional(),
+  message: z.string().nullable().optional(),
+  tags: z.array(sentryTag).default([]),
+});
+
+const sentryTriggered = z.object({
+  action: z.literal('triggered'),
+  data: z.object({
+    event: sentryEvent,
+    triggered_rule: z.string().optional(),
+    issue_alert: z.object({ title: z.string().optional() }).optional(),
+  }),
+});
+
+const sentryResolved = z.object({
+  action: z.literal('resolved'),
+  data: z.object({
+    issue: z.object({
+      id: idLike,
+      title: z.string({ error: 'expected a string' }),
+      level: z.string().optional(),
+      firstSeen: isoDate.optional(),
+      permalink: z.string().nullable().optional(),
+      web_url: z.string().optional(),
+      project: z.object({ slug: z.string().optional(), name: z.string().optional() }).optional(),
+    }),
+  }),
+});
+
+function sentryAlerts(body: unknown, opts: ParseOptions): Result<NormalizedAlert[]> {
+  const action = valueAt(body, ['action']);
+  if (action === 'triggered') {
+    const parsed = check(sentryTriggered, body, 'sentry');
+    if (!parsed.ok) return parsed;
+    const { event, triggered_rule: rule } = parsed.value.data;
+    const tags: Record<string, string> = {};
+    for (const [k, v] of event.tags) if (v !== null) tags[k.toLowerCase()] = v;
+    if (event.environment && tags.environment === undefined) tags.environment = event.environment;
+    if (event.project !== undefined) tags.project = String(event.project);
+    if (event.release) tags.release = event.release;
+    const fromDate = event.datetime ? Date.parse(event.datetime) : undefined;
+    const startedAt =
+      fromDate ?? (event.timestamp === undefined ? opts.now : Math.round(event.timestamp * 1000));
+    const title = clip(event.title, MAX_TITLE);
+    return ok([
+      normalizedAlert({
+        source: 'sentry',
+        status: 'firing',
+        title,
+        severity: event.level,
+        fingerprint: event.issue_id,
+        startedAt,
+        labels: tags,
+        url: event.web_url,
+        text: textOf([title, event.culprit, event.message, rule], tags),
+      }),
+    ]);
+  }
+  if (action === 'resolved') {
+    const parsed = check(sentryResolved, body, 'sentry');
+    if (!parsed.ok) return parsed;
+    const issue = parsed.value.data.issue;
+    const labels: Record<string, string> = {};
+    if (issue.project?.slug) labels.project = issue.project.slug;
+    const title = clip(issue.title, MAX_TITLE);
+    return ok([
+      normalizedAlert({
+        source: 'sentry',
+        status: 'resolved',
+        title,
+        severity: issue.level,
+        fingerprint: issue.id,
+        startedAt: issue.firstSeen ? Date.parse(issue.firstSeen) : opts.now,
+        labels,
+        url: issue.web_url ?? issue.permalink ?? undefined,
+        text: textOf([title], labels),
+      }),
+    ]);
+  }
+  return invalid(
+    `action: expected "triggered" (issue alert) or "resolved" (issue webhook), got ${JSON.stringify(action) ?? 'nothing'}`,
+    'sentry',
+  );
+}
+
+// ---------------------------------------------------------------- PagerDuty v3
+
+const pagerdutyEnvelope = z.object({
+  event: z.object({
+    id: z.string().optional(),
+    event_type: z.string({ error: 'expected a string' }).min(1),
+    resource_type: z.string().optional(),
+    occurred_at: isoDate.optional(),
+    data: z.unknown(),
+  }),
+});
+
+const pagerdutyIncident = z.object({
+  id: z.string({ error: 'expected a string' }).min(1),
+  type: z.string().optional(),
+  title: z.string({ error: 'expected a string' }),
+  html_url: z.string().optional(),
+  status: z.string().optional(),
+  urgency: z.string().optional(),
+  number: z.number().optional(),
+  created_at: isoDate.optional(),
+  incident_key: z.string().nullable().optional(),
+  service: z.object({ id: z.string().optional(), summary: z.string().optional() }).nullable().optional(),
+  priority: z.object({ summary: z.string().optional() }).nullable().optional(),
+});
+
+/** PagerDuty event types that carry an incident Switchyard acts on; others are accepted and ignored. */
+const PAGERDUTY_STATUS: Readonly<Record<string, AlertStatus>> = {
+  'incident.triggered': 'firing',
+  'incident.reopened': 'firing',
+  'incident.resolved': 'resolved',
+};
+
+function pagerdutyAlerts(body: unknown, opts: ParseOptions): Result<NormalizedAlert[]> {
+  const envelope = check(pagerdutyEnvelope, body, 'pagerduty');
+  if (!envelope.ok) return envelope;
+  const event = envelope.value.event;
+  const status = PAGERDUTY_STATUS[event.event_type];
+  if (status === undefined) return ok([]);
+  const incident = check(pagerdutyIncident, event.data, 'pagerduty', ['event', 'data']);
+  if (!incident.ok) return incident;
+  const d = incident.value;
+  const labels: Record<string, string> = {};
+  if (d.service?.summary) labels.service = d.service.summary;
+  if (d.urgency) labels.urgency = d.urgency;
+  if (d.priority?.summary) labels.priority = d.priority.summary;
+  const started = d.created_at ?? event.occurred_at;
+  const title = clip(d.title, MAX_TITLE);
+  return ok([
+    normalizedAlert({
+      source: 'pagerduty',
+      status,
+      title,
+      severity: d.priority?.summary ?? d.urgency,
+      fingerprint: d.id,
+      startedAt: started ? Date.parse(started) : opts.now,
+      labels,
+      url: d.html_url,
+      text: textOf([title], labels),
+    }),
+  ]);
+}
+
+// ---------------------------------------------------------------- generic
+
+/** The documented generic JSON shape (docs/alerts.md). Unknown keys are refused to catch typos. */
+export const genericAlertSchema = z.strictObject({
+  environment: z.string().trim().min(1).optional(),
+  title: z.string({ error: 'expected a string' }).trim().min(1, 'expected a non-empty title'),
+  status: z.enum(['firing', 'resolved']).default('firing'),
+  severity: z.string().optional(),
+  fingerprint: z.string().trim().min(1).max(512).optional(),
+  url: z.string().optional(),
+  startedAt: z.union([isoDate, epochMs], { error: 'expected an ISO date or epoch milliseconds' }).optional(),
+  service: z.string().optional(),
+  text: z.string().optional(),
+  labels: labelMap.optional(),
+});
+export type GenericAlert = z.input<typeof genericAlertSchema>;
+
+function genericAlerts(body: unknown, opts: ParseOptions): Result<NormalizedAlert[]> {
+  const items = Array.isArray(body) ? body : [body];
+  if (items.length > MAX_ALERTS_PER_PAYLOAD) {
+    return invalid(`(root): expected at most ${MAX_ALERTS_PER_PAYLOAD} alerts per payload`, 'generic');
+  }
+  const out: NormalizedAlert[] = [];
+  for (const [i, item] of items.entries()) {
+    const parsed = check(genericAlertSchema, item, 'generic', Array.isArray(body) ? [i] : []);
+    if (!parsed.ok) return parsed;
+    const g = parsed.value;
+    const labels = lowerKeys(g.labels);
+    if (g.environment) labels.environment = g.environment;
+    if (g.service) labels.service = g.service;
+    const startedAt =
+      g.startedAt === undefined
+        ? opts.now
+        : typeof g.startedAt === 'number'
+          ? g.startedAt
+          : Date.parse(g.startedAt);
+    const title = clip(g.title, MAX_TITLE);
+    out.push(
+      normalizedAlert({
+        source: 'generic',
+        status: g.status,
+        title,
+        severity: g.severity,
+        fingerprint: g.fingerprint,
+        startedAt,
+        labels,
+        url: g.url,
+        text: textOf([title, g.text], labels),
+      }),
+    );
+  }
+  return ok(out);
+}
+
+// ---------------------------------------------------------------- entry point
+
+/**
+ * Parses one webhook body (already JSON-decoded) from `source` into normalized alerts. A payload that
+ * carries nothing to act on (a PagerDuty acknowledgement, a ping) gives an empty list; a malformed one
+ * gives an `invalid_input` refusal whose message names the field.
+ */
+export function parseAlertPayload(
+  source: AlertSource,
+  body: unknown,
+  opts: ParseOptions,
+): Result<NormalizedAlert[]> {
+  if (body === null || typeof body !== 'object' || (Array.isArray(body) && source !== 'generic')) {
+    return invalid(`(root): expected a JSON object, got ${describe(body)}`, source);
+  }
+  switch (source) {
+    case AlertSource.alertmanager: {
+      const parsed = check(alertmanagerPayload, body, source);
+      return parsed.ok ? ok(groupedAlerts('alertmanager', parsed.value, opts)) : parsed;
+    }
+    case AlertSource.grafana: {
+      const parsed = check(grafanaPayload, body, source);
+      return parsed.ok ? ok(groupedAlerts('grafana', parsed.value, opts)) : parsed;
+    }
+    case AlertSource.datadog: {
+      const parsed = check(datadogPayload, body, source);
+      return parsed.ok ? ok(datadogAlerts(parsed.value, opts)) : parsed;
+    }
+    case AlertSource.sentry:
+      return sentryAlerts(body, opts);
+    case AlertSource.pagerduty:
+      return pagerdutyAlerts(body, opts);
+    case AlertSource.generic:
+      return genericAlerts(body, opts);
+    default:
+      return assertNever(source, 'alert source');
+  }
+}

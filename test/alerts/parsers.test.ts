@@ -1,0 +1,277 @@
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { parseAlertPayload, parseDatadogTags } from '../../src/alerts/parsers.js';
+import type { AlertSource, NormalizedAlert } from '../../src/alerts/types.js';
+
+const NOW = Date.UTC(2026, 10, 29, 12, 30);
+const fixtureDir = join(import.meta.dirname, '../fixtures/alerts');
+
+function fixture(name: string): unknown {
+  return JSON.parse(readFileSync(join(fixtureDir, name), 'utf8'));
+}
+
+function parseOk(source: AlertSource, body: unknown): NormalizedAlert[] {
+  const result = parseAlertPayload(source, body, { now: NOW });
+  if (!result.ok) throw new Error(`expected ok, got ${result.refusal.message}`);
+  return result.value;
+}
+
+function parseError(source: AlertSource, body: unknown): string {
+  const result = parseAlertPayload(source, body, { now: NOW });
+  if (result.ok) throw new Error('expected a refusal');
+  expect(result.refusal.code).toBe('invalid_input');
+  return result.refusal.message;
+}
+
+describe('alertmanager (webhook version 4)', () => {
+  it('parses a firing payload', () => {
+    const [a, ...rest] = parseOk('alertmanager', fixture('alertmanager-firing.json'));
+    expect(rest).toHaveLength(0);
+    expect(a).toMatchObject({
+      source: 'alertmanager',
+      status: 'firing',
+      title: 'HighErrorRate: 5xx ratio above 5% on api',
+      severity: 'critical',
+      fingerprint: '{}/{severity="critical"}:{alertname="HighErrorRate"}',
+      startedAt: Date.parse('2026-11-29T11:52:00.123Z'),
+      labels: { env: 'production', job: 'api', instance: 'api-1:9100' },
+    });
+    expect(a?.url).toContain('prometheus.example.org');
+    expect(a?.text).toContain('more than 5% of requests');
+  });
+
+  it('yields one alert per firing member of a grouped payload, all keyed by the group', () => {
+    const alerts = parseOk('alertmanager', fixture('alertmanager-grouped.json'));
+    // web-3 resolved while the group still fires: it is dropped.
+    expect(alerts.map((a) => a.labels.instance)).toEqual(['web-1:9100', 'web-2:9100']);
+    expect(new Set(alerts.map((a) => a.fingerprint))).toEqual(
+      new Set(['{}:{alertname="InstanceDown", env="production"}']),
+    );
+    expect(alerts[0]?.startedAt).toBe(Date.parse('2026-11-29T10:55:00Z'));
+  });
+
+  it('parses a resolved payload', () => {
+    const alerts = parseOk('alertmanager', fixture('alertmanager-resolved.json'));
+    expect(alerts).toHaveLength(1);
+    expect(alerts[0]?.status).toBe('resolved');
+    expect(alerts[0]?.fingerprint).toBe('{}/{severity="critical"}:{alertname="HighErrorRate"}');
+  });
+
+  it('names the invalid field', () => {
+    const body = fixture('alertmanager-firing.json') as { alerts: { startsAt: string }[] };
+    const first = body.alerts[0];
+    if (first) first.startsAt = 'yesterday';
+    expect(parseError('alertmanager', body)).toBe('alerts[0].startsAt: expected an ISO date');
+    expect(parseError('alertmanager', { ...body, version: '3' })).toContain('version: expected "4"');
+    const { groupKey: _g, ...noKey } = fixture('alertmanager-firing.json') as Record<string, unknown>;
+    expect(parseError('alertmanager', noKey)).toContain('groupKey: ');
+    expect(parseError('alertmanager', { ...noKey, groupKey: 'k', status: 'burning' })).toContain(
+      'status: expected one of "firing", "resolved", got "burning"',
+    );
+  });
+});
+
+describe('grafana (unified alerting webhook)', () => {
+  it('parses a grouped firing payload', () => {
+    const alerts = parseOk('grafana', fixture('grafana-firing.json'));
+    expect(alerts).toHaveLength(2);
+    expect(alerts[0]).toMatchObject({
+      source: 'grafana',
+      status: 'firing',
+      title: 'High latency: Checkout p99 latency is 3.1s',
+      fingerprint: '{}:{alertname="High latency"}',
+      labels: { service: 'checkout', deployment_environment: 'production' },
+      url: 'https://grafana.example.com/d/checkout',
+    });
+    expect(alerts[1]?.labels.service).toBe('checkout-worker');
+  });
+
+  it('parses a resolved payload', () => {
+    const alerts = parseOk('grafana', fixture('grafana-resolved.json'));
+    expect(alerts.map((a) => a.status)).toEqual(['resolved']);
+  });
+
+  it('names a bad label value', () => {
+    const body = fixture('grafana-firing.json') as { alerts: { labels: Record<string, unknown> }[] };
+    const second = body.alerts[1];
+    if (second) second.labels.service = 42;
+    expect(parseError('grafana', body)).toContain('alerts[1].labels.service: expected a string label value');
+  });
+});
+
+describe('datadog (webhook payload variables)', () => {
+  it('parses a triggered monitor', () => {
+    const [a] = parseOk('datadog', fixture('datadog-triggered.json'));
+    expect(a).toMatchObject({
+      source: 'datadog',
+      status: 'firing',
+      title: 'API error rate is high',
+      severity: 'P1',
+      fingerprint: '7539816743018764000',
+      startedAt: Date.UTC(2026, 10, 29, 11, 55),
+      labels: { env: 'production', service: 'api', team: 'payments' },
+      url: 'https://app.datadoghq.com/event/event?id=7539816743018764012',
+    });
+  });
+
+  it('parses a recovery as resolved with the same incident key', () => {
+    const [a] = parseOk('datadog', fixture('datadog-recovered.json'));
+    expect(a?.status).toBe('resolved');
+    expect(a?.fingerprint).toBe('7539816743018764000');
+  });
+
+  it('accepts the bare default payload (title, body, id, date) and seconds', () => {
+    const [a] = parseOk('datadog', {
+      body: 'x',
+      title: '[Recovered] Memory',
+      id: 1,
+      date: 1795953300,
+      event_type: 'metric_alert_monitor',
+    });
+    expect(a).toMatchObject({ status: 'resolved', startedAt: 1795953300000 });
+    expect(a?.fingerprint).toBeUndefined();
+  });
+
+  it('names the invalid field', () => {
+    expect(parseError('datadog', { id: '1', body: 'x' })).toContain('title: expected the event title');
+    expect(parseError('datadog', { title: 't', date: 'noon' })).toBe('date: expected epoch milliseconds');
+  });
+
+  it('splits $TAGS', () => {
+    expect(parseDatadogTags('env:production, service:api ,monitor,version:1:2')).toEqual({
+      env: 'production',
+      service: 'api',
+      version: '1:2',
+    });
+  });
+});
+
+describe('sentry (issue alerts)', () => {
+  it('parses an issue alert', () => {
+    const [a] = parseOk('sentry', fixture('sentry-issue-alert.json'));
+    expect(a).toMatchObject({
+      source: 'sentry',
+      status: 'firing',
+      title: 'ReferenceError: heck is not defined',
+      severity: 'error',
+      fingerprint: '1117540176',
+      startedAt: Date.parse('2026-11-29T11:57:17.677Z'),
+      labels: { environment: 'production', project: '1', release: 'web@3f2a1b9' },
+    });
+    expect(a?.url).toContain('/issues/1117540176/');
+    expect(a?.text).toContain('Checkout errors');
+  });
+
+  it('parses a resolved issue webhook with the same incident key', () => {
+    const [a] = parseOk('sentry', fixture('sentry-issue-resolved.json'));
+    expect(a).toMatchObject({
+      status: 'resolved',
+      fingerprint: '1117540176',
+      labels: { project: 'front-end' },
+    });
+  });
+
+  it('names the invalid field', () => {
+    expect(parseError('sentry', { action: 'created' })).toContain('action: expected "triggered"');
+    const body = fixture('sentry-issue-alert.json') as { data: { event: Record<string, unknown> } };
+    body.data.event.issue_id = undefined;
+    expect(parseError('sentry', body)).toContain('data.event.issue_id: ');
+    body.data.event.issue_id = '1';
+    body.data.event.tags = [['environment']];
+    expect(parseError('sentry', body)).toContain('data.event.tags[0]');
+  });
+});
+
+describe('pagerduty (v3 webhooks)', () => {
+  it('parses incident.triggered', () => {
+    const [a] = parseOk('pagerduty', fixture('pagerduty-triggered.json'));
+    expect(a).toMatchObject({
+      source: 'pagerduty',
+      status: 'firing',
+      title: 'Checkout API returning 502 in production',
+      severity: 'P1',
+      fingerprint: 'PGR0VU2',
+      startedAt: Date.parse('2026-11-29T11:58:02Z'),
+      labels: { service: 'checkout-api', urgency: 'high' },
+      url: 'https://acme.pagerduty.com/incidents/PGR0VU2',
+    });
+  });
+
+  it('parses incident.resolved and ignores other event types', () => {
+    expect(parseOk('pagerduty', fixture('pagerduty-resolved.json')).map((a) => a.status)).toEqual([
+      'resolved',
+    ]);
+    expect(parseOk('pagerduty', fixture('pagerduty-acknowledged.json'))).toEqual([]);
+    expect(parseOk('pagerduty', { event: { event_type: 'pagey.ping', data: {} } })).toEqual([]);
+  });
+
+  it('names the invalid field', () => {
+    const body = fixture('pagerduty-triggered.json') as { event: { data: Record<string, unknown> } };
+    body.event.data.title = 7;
+    expect(parseError('pagerduty', body)).toBe('event.data.title: expected a string');
+    expect(parseError('pagerduty', { event: {} })).toContain('event.event_type: ');
+  });
+});
+
+describe('generic', () => {
+  it('parses firing, resolved and grouped payloads', () => {
+    const [firing] = parseOk('generic', fixture('generic-firing.json'));
+    expect(firing).toMatchObject({
+      source: 'generic',
+      status: 'firing',
+      severity: 'critical',
+      fingerprint: 'checkout-errors-2026-11-29',
+      startedAt: Date.UTC(2026, 10, 29, 11, 58),
+      labels: { environment: 'production' },
+    });
+    const [resolved] = parseOk('generic', fixture('generic-resolved.json'));
+    expect(resolved).toMatchObject({ status: 'resolved', startedAt: NOW });
+    const grouped = parseOk('generic', fixture('generic-grouped.json'));
+    expect(grouped.map((a) => a.labels)).toEqual([
+      { environment: 'prod' },
+      { region: 'eu-west-1', service: 'checkout' },
+    ]);
+  });
+
+  it('names the invalid field, unknown keys included', () => {
+    expect(parseError('generic', { title: 'x', status: 'on fire' })).toContain('status: expected one of');
+    expect(parseError('generic', { title: 'x', enviroment: 'prod' })).toBe(
+      '(root): unknown key "enviroment"',
+    );
+    expect(parseError('generic', [{ title: 'ok' }, { title: '' }])).toBe(
+      '[1].title: expected a non-empty title',
+    );
+    expect(parseError('generic', { title: 'x', startedAt: 'soon' })).toContain('startedAt: ');
+  });
+});
+
+describe('hostile bodies', () => {
+  const sources: AlertSource[] = ['alertmanager', 'grafana', 'datadog', 'sentry', 'pagerduty', 'generic'];
+  const bodies: unknown[] = [
+    null,
+    42,
+    'string',
+    [],
+    [1, 2],
+    {},
+    { alerts: 'x' },
+    { alerts: [null] },
+    { __proto__: { polluted: true }, title: 'x' },
+    { constructor: { prototype: { polluted: true } } },
+    { event: { event_type: 'incident.triggered', data: null } },
+    { action: 'triggered', data: { event: { tags: 'nope' } } },
+    JSON.parse(
+      '{"version":"4","groupKey":"k","status":"firing","alerts":[{"status":"firing","labels":{"__proto__":"x"},"startsAt":"2026-11-29T11:52:00Z"}]}',
+    ),
+  ];
+  it('never throws, always a value', () => {
+    for (const source of sources) {
+      for (const body of bodies) {
+        const result = parseAlertPayload(source, body, { now: NOW });
+        expect(typeof result.ok).toBe('boolean');
+      }
+    }
+    expect(({} as Record<string, unknown>).polluted).toBeUndefined();
+  });
+});
