@@ -1,0 +1,657 @@
+/**
+ * The embedded local platform: a real deploy platform in one process, honouring every sentence of
+ * seed-rollbacks.txt. It owns projects, environments, deployments, domains and live history (persisted
+ * to a JSON file), runs one upstream HTTP server per running deployment behind a real router (the
+ * TrafficPlane), and applies the lifecycle rules on an injected clock:
+ * - rollback: standby target reactivated first, then every affected domain reassigned in ONE routing
+ *   swap; the previous deployment keeps serving its in-flight requests (drain) — no dropped requests;
+ *   the environment enters the rolled-back state.
+ * - rolled back: new pushes still build and become ready but get no domains; promote restores this.
+ * - production: a deployment that stopped serving goes to standby after 30 minutes (upstream stopped).
+ * - preview: a deployment not holding domains stays running until idle (zero requests) for six hours.
+ * Platform-side rules (ready target, not current, …) are enforced here too, as a real platform would.
+ */
+import { randomBytes } from 'node:crypto';
+import { EventEmitter } from 'node:events';
+import type { Clock } from '../../clock.js';
+import { affectedDomains, checkTarget } from '../../domain/plan.js';
+import { RefusalCode } from '../../domain/result.js';
+import type { Deployment, Domain, EnvironmentSnapshot, LiveEntry, PlanAction } from '../../domain/types.js';
+import { RefusalError, SwitchyardError } from '../../errors.js';
+import type {
+  DeployPlatform,
+  OperationRef,
+  OperationStatus,
+  PlatformEvent,
+  ProbeResult,
+  Route,
+  SwitchRequest,
+} from '../port.js';
+import { demoState } from './demo.js';
+import {
+  type LocalDeployment,
+  type LocalState,
+  parseLocalState,
+  readStateFile,
+  writeStateFile,
+} from './state.js';
+
+export const STANDBY_AFTER_MS = 30 * 60_000;
+export const PREVIEW_IDLE_MS = 6 * 60 * 60_000;
+const MAINTENANCE_EVERY_MS = 60_000;
+
+/** What the platform needs from the traffic router (src/platform/local/router.ts implements it). */
+export interface TrafficPlane {
+  applyRoutes(routes: ReadonlyMap<string, string>): void;
+  startUpstream(info: Deployment): Promise<void>;
+  stopUpstream(id: string): Promise<void>;
+  upstreamStats(id: string): { inFlight: number; total: number; lastRequestAt?: number } | undefined;
+  probe?(hostname: string, signal?: AbortSignal): Promise<ProbeResult>;
+}
+
+export interface LocalPlatformOptions {
+  readonly clock: Clock;
+  /** Initial state when no state file exists (default: the demo project). */
+  readonly seed?: unknown;
+  /** Where state persists across restarts; absent keeps it in memory only. */
+  readonly stateFile?: string;
+  readonly buildTimeMs?: number;
+  readonly reactivationTimeMs?: number;
+  readonly traffic?: TrafficPlane;
+  /** Run the standby/idle maintenance loop on the clock (default true). */
+  readonly maintenance?: boolean;
+}
+
+interface OperationRecord {
+  ref: OperationRef;
+  status: OperationStatus;
+}
+
+export interface PushRequest {
+  readonly environment: string;
+  readonly branch?: string;
+  readonly message?: string;
+  readonly author?: string;
+  /** Make the build fail (operator surface: "make a build fail"). */
+  readonly fail?: boolean;
+}
+
+/** The embedded, default DeployPlatform. */
+export class LocalPlatform implements DeployPlatform {
+  readonly name = 'local';
+  private state: LocalState;
+  private readonly clock: Clock;
+  private readonly opts: LocalPlatformOptions;
+  private readonly events = new EventEmitter();
+  private readonly operations = new Map<string, OperationRecord>();
+  private readonly busy = new Set<string>();
+  private readonly abort = new AbortController();
+  private readonly background = new Set<Promise<unknown>>();
+  private routesKey = '';
+  private maintenanceDone: Promise<void> = Promise.resolve();
+
+  private constructor(opts: LocalPlatformOptions, state: LocalState) {
+    this.opts = opts;
+    this.clock = opts.clock;
+    this.state = state;
+    this.events.setMaxListeners(100);
+  }
+
+  /** Loads the state file (or the seed, or the demo), starts upstreams and the maintenance loop. */
+  static async open(opts: LocalPlatformOptions): Promise<LocalPlatform> {
+    const fromFile = opts.stateFile ? readStateFile(opts.stateFile) : undefined;
+    const state =
+      fromFile ??
+      (opts.seed !== undefined ? parseLocalState(opts.seed, 'local.seed') : demoState(opts.clock.now()));
+    const platform = new LocalPlatform(opts, state);
+    platform.maintain();
+    for (const d of platform.state.deployments) {
+      if (d.status === 'ready') await opts.traffic?.startUpstream(platform.toDeployment(d));
+      // A build interrupted by a restart is finished (or failed) from where it stood.
+      if (d.status === 'building') platform.scheduleBuild(d.id);
+    }
+    platform.publishRoutes();
+    platform.persist();
+    if (opts.maintenance !== false) platform.maintenanceDone = platform.maintenanceLoop();
+    return platform;
+  }
+
+  // ---------------------------------------------------------------- reads
+
+  async listEnvironments(): Promise<readonly string[]> {
+    return this.state.environments.map((e) => e.slug);
+  }
+
+  async snapshot(environment: string): Promise<EnvironmentSnapshot> {
+    const env = this.env(environment);
+    const deployments = this.state.deployments
+      .filter((d) => d.environment === env.slug)
+      .sort((a, b) => b.createdAt - a.createdAt)
+      .map((d) => this.toDeployment(d));
+    return {
+      project: { ...this.state.project },
+      environment: {
+        slug: env.slug,
+        kind: env.kind,
+        projectId: env.projectId,
+        rolledBack: env.rolledBack,
+        ...(env.rolledBackAt === undefined ? {} : { rolledBackAt: env.rolledBackAt }),
+        ...(env.rolledBackBy === undefined ? {} : { rolledBackBy: env.rolledBackBy }),
+        ...(env.currentDeploymentId === undefined ? {} : { currentDeploymentId: env.currentDeploymentId }),
+      },
+      deployments,
+      domains: this.state.domains.filter((d) => d.environment === env.slug).map((d) => this.toDomain(d)),
+      liveHistory: this.history(env.slug),
+      readAt: this.clock.now(),
+    };
+  }
+
+  async getDeployment(id: string): Promise<Deployment | undefined> {
+    const d = this.state.deployments.find((x) => x.id === id);
+    return d ? this.toDeployment(d) : undefined;
+  }
+
+  async routing(environment: string): Promise<readonly Route[]> {
+    const env = this.env(environment);
+    return this.state.domains
+      .filter((d) => d.environment === env.slug)
+      .map((d) => ({
+        hostname: d.hostname,
+        stickiness: d.stickiness,
+        environment: d.environment,
+        ...(d.deploymentId === undefined ? {} : { deploymentId: d.deploymentId }),
+      }));
+  }
+
+  /** The whole state (console panel, operator API). */
+  dump(): LocalState {
+    return structuredClone(this.state);
+  }
+
+  async health(): Promise<void> {
+    if (this.abort.signal.aborted)
+      throw new SwitchyardError('platform_unavailable', 'local platform is closed', { retry: true });
+  }
+
+  subscribe(listener: (event: PlatformEvent) => void): () => void {
+    this.events.on('event', listener);
+    return () => this.events.off('event', listener);
+  }
+
+  probe(hostname: string, signal?: AbortSignal): Promise<ProbeResult> {
+    if (this.opts.traffic?.probe) return this.opts.traffic.probe(hostname, signal);
+    // Without a router, answer from the routing table (what the router would serve).
+    const dom = this.state.domains.find((d) => d.hostname === hostname);
+    const dep = dom?.deploymentId ? this.state.deployments.find((d) => d.id === dom.deploymentId) : undefined;
+    if (!dom) return Promise.resolve({ hostname, status: 404 });
+    if (!dep || dep.status !== 'ready') return Promise.resolve({ hostname, status: 503 });
+    return Promise.resolve({ hostname, status: 200, deploymentId: dep.id });
+  }
+
+  // ---------------------------------------------------------------- switches
+
+  async rollback(request: SwitchRequest): Promise<OperationRef> {
+    return this.startSwitch('rollback', request);
+  }
+
+  async promote(request: SwitchRequest): Promise<OperationRef> {
+    return this.startSwitch('promote', request);
+  }
+
+  async operation(ref: OperationRef): Promise<OperationStatus> {
+    const op = this.operations.get(ref.id);
+    if (!op) {
+      throw new SwitchyardError('platform_http', `unknown operation ${ref.id}`, {
+        retry: false,
+        context: { operation: ref.id },
+      });
+    }
+    return { ...op.status };
+  }
+
+  private async startSwitch(action: PlanAction, request: SwitchRequest): Promise<OperationRef> {
+    const snap = await this.snapshot(request.environment);
+    const target = snap.deployments.find((d) => d.id === request.targetId);
+    if (!target) {
+      throw new RefusalError({
+        code: RefusalCode.unknownDeployment,
+        message: `No deployment ${request.targetId} in ${request.environment}.`,
+        context: { target: request.targetId },
+      });
+    }
+    const refusal = checkTarget(snap, action, target);
+    if (refusal) throw new RefusalError(refusal);
+    if (this.busy.has(snap.environment.slug)) {
+      throw new SwitchyardError(
+        'operation_in_progress',
+        `another switch of ${snap.environment.slug} is in progress`,
+        {
+          retry: true,
+          context: { environment: snap.environment.slug },
+        },
+      );
+    }
+    this.busy.add(snap.environment.slug);
+    const now = this.clock.now();
+    const ref: OperationRef = {
+      id: `op_${randomBytes(6).toString('hex')}`,
+      action,
+      environment: snap.environment.slug,
+      targetId: target.id,
+      startedAt: now,
+    };
+    this.operations.set(ref.id, { ref, status: { id: ref.id, state: 'pending', updatedAt: now } });
+    this.track(
+      this.runSwitch(ref, request.requestedBy).finally(() => {
+        this.busy.delete(ref.environment);
+      }),
+    );
+    return ref;
+  }
+
+  private setOp(
+    ref: OperationRef,
+    state: OperationStatus['state'],
+    error?: { code: string; message: string },
+  ): void {
+    this.operations.set(ref.id, {
+      ref,
+      status: { id: ref.id, state, updatedAt: this.clock.now(), ...(error ? { error } : {}) },
+    });
+  }
+
+  private async runSwitch(ref: OperationRef, by: string | undefined): Promise<void> {
+    try {
+      const target = this.dep(ref.targetId);
+      if (target.status === 'standby') {
+        this.setOp(ref, 'reactivating');
+        await this.opts.traffic?.startUpstream(this.toDeployment(target));
+        await this.clock.sleep(this.opts.reactivationTimeMs ?? 1500, this.abort.signal);
+        target.status = 'ready';
+        target.stoppedServingAt = undefined;
+        target.lastRequestAt = this.clock.now();
+        this.emit({
+          type: 'deployment.ready',
+          environment: target.environment,
+          deploymentId: target.id,
+          at: this.clock.now(),
+        });
+      } else {
+        // Let observers see `pending` before the switch lands, as on a remote platform.
+        await new Promise<void>((r) => setImmediate(r));
+      }
+      this.setOp(ref, 'switching');
+      // Re-check under the environment's operation slot: state may have moved while reactivating.
+      const snap = await this.snapshot(ref.environment);
+      const fresh = snap.deployments.find((d) => d.id === ref.targetId);
+      const refusal = fresh ? checkTarget(snap, ref.action, fresh) : null;
+      if (!fresh || refusal) {
+        this.setOp(ref, 'failed', {
+          code: refusal?.code ?? 'unknown_deployment',
+          message: refusal?.message ?? 'target vanished',
+        });
+        return;
+      }
+      this.applySwitch(ref.action, ref.environment, ref.targetId, by);
+      this.setOp(ref, 'succeeded');
+    } catch (e) {
+      if (this.abort.signal.aborted) {
+        this.setOp(ref, 'failed', {
+          code: 'platform_unavailable',
+          message: 'local platform shut down during the switch',
+        });
+        return;
+      }
+      this.setOp(ref, 'failed', { code: 'internal', message: (e as Error).message });
+    }
+  }
+
+  /** The atomic part of a switch: every affected domain reassigned in one state change and one route swap. */
+  private applySwitch(
+    action: PlanAction,
+    environment: string,
+    targetId: string,
+    by: string | undefined,
+  ): void {
+    const env = this.env(environment);
+    const now = this.clock.now();
+    const previous = env.currentDeploymentId;
+    const resume = action === 'promote' && previous === targetId;
+    if (!resume && previous !== undefined) {
+      const snapDomains = affectedDomains(this.snapshotSync(environment), previous);
+      const moving = new Set(snapDomains.map((d) => d.hostname));
+      this.state.domains = this.state.domains.map((d) =>
+        moving.has(d.hostname) ? { ...d, deploymentId: targetId } : d,
+      );
+      const prev = this.state.deployments.find((d) => d.id === previous);
+      if (prev) prev.stoppedServingAt = now;
+      env.currentDeploymentId = targetId;
+      this.pushHistory(environment, {
+        deploymentId: targetId,
+        since: now,
+        via: action,
+        ...(by ? { by } : {}),
+      });
+    }
+    if (action === 'rollback') {
+      env.rolledBack = true;
+      env.rolledBackAt = now;
+      env.rolledBackBy = by;
+    } else {
+      env.rolledBack = false;
+      env.rolledBackAt = undefined;
+      env.rolledBackBy = undefined;
+    }
+    this.publishRoutes();
+    this.persist();
+    if (!resume) {
+      this.emit({
+        type: 'traffic.moved',
+        environment,
+        ...(previous === undefined ? {} : { from: previous }),
+        to: targetId,
+        via: action,
+        at: now,
+      });
+    }
+  }
+
+  // ---------------------------------------------------------------- pushes and lifecycle
+
+  /** Simulates a push: a new deployment that builds, then becomes ready (or fails). */
+  async push(request: PushRequest): Promise<Deployment> {
+    const env = this.env(request.environment);
+    const now = this.clock.now();
+    const branch = request.branch ?? env.productionBranch ?? 'main';
+    this.state.seq += 1;
+    const id = `dep_${randomBytes(4).toString('hex').slice(0, 6)}${this.state.seq.toString(36)}`;
+    const d: LocalDeployment = {
+      id,
+      projectId: env.projectId,
+      environment: env.slug,
+      branch,
+      commit: {
+        sha: randomBytes(20).toString('hex'),
+        message: request.message ?? `Push #${this.state.seq} to ${branch}`,
+        author: request.author ?? 'switchyard-demo',
+      },
+      createdAt: now,
+      status: 'building',
+      buildFails: request.fail === true,
+      buildDoneAt: now + (this.opts.buildTimeMs ?? 3000),
+    };
+    this.state.deployments.push(d);
+    this.state.domains.push({
+      hostname: `${id.replace(/_/g, '-')}.${this.state.project.name}.localhost`.toLowerCase(),
+      stickiness: 'deployment',
+      environment: env.slug,
+      deploymentId: id,
+    });
+    this.persist();
+    this.emit({ type: 'deployment.building', environment: env.slug, deploymentId: id, at: now });
+    this.scheduleBuild(id);
+    return this.toDeployment(d);
+  }
+
+  private scheduleBuild(id: string): void {
+    const d = this.dep(id);
+    const wait = Math.max(0, (d.buildDoneAt ?? this.clock.now()) - this.clock.now());
+    this.track(
+      this.clock
+        .sleep(wait, this.abort.signal)
+        .then(() => this.finishBuild(id))
+        .catch(() => {}),
+    );
+  }
+
+  private async finishBuild(id: string): Promise<void> {
+    const d = this.dep(id);
+    if (d.status !== 'building') return;
+    const now = this.clock.now();
+    if (d.buildFails) {
+      d.status = 'failed';
+      this.persist();
+      this.emit({ type: 'deployment.failed', environment: d.environment, deploymentId: id, at: now });
+      return;
+    }
+    await this.opts.traffic?.startUpstream(this.toDeployment({ ...d, status: 'ready' }));
+    d.status = 'ready';
+    d.readyAt = now;
+    d.lastRequestAt = now;
+    this.emit({ type: 'deployment.ready', environment: d.environment, deploymentId: id, at: now });
+    const env = this.env(d.environment);
+    if (env.rolledBack) {
+      // Seed: new pushes still create deployments, but domains don't get reassigned automatically.
+      d.stoppedServingAt = now;
+      this.publishRoutes();
+      this.persist();
+      return;
+    }
+    const previous = env.currentDeploymentId;
+    const isProductionBranch = env.productionBranch === undefined || env.productionBranch === d.branch;
+    const moved: string[] = [];
+    this.state.domains = this.state.domains.map((dom) => {
+      if (dom.environment !== env.slug) return dom;
+      const takes =
+        ((dom.stickiness === 'live' || dom.stickiness === 'environment') && isProductionBranch) ||
+        (dom.stickiness === 'branch' && dom.branch === d.branch);
+      if (!takes) return dom;
+      moved.push(dom.hostname);
+      return { ...dom, deploymentId: id };
+    });
+    if (isProductionBranch) {
+      if (previous !== undefined && previous !== id) {
+        const prev = this.state.deployments.find((x) => x.id === previous);
+        if (prev) prev.stoppedServingAt = now;
+      }
+      env.currentDeploymentId = id;
+      this.pushHistory(env.slug, { deploymentId: id, since: now, via: 'deploy' });
+    } else {
+      d.stoppedServingAt = moved.length === 0 ? now : undefined;
+    }
+    this.publishRoutes();
+    this.persist();
+    if (isProductionBranch) {
+      this.emit({
+        type: 'traffic.moved',
+        environment: env.slug,
+        ...(previous ? { from: previous } : {}),
+        to: id,
+        via: 'deploy',
+        at: now,
+      });
+    }
+  }
+
+  /** Stops a deployment for good (operator surface); it can no longer take traffic. */
+  async stop(id: string): Promise<Deployment> {
+    const d = this.dep(id);
+    const env = this.env(d.environment);
+    if (env.currentDeploymentId === id) {
+      throw new RefusalError({
+        code: RefusalCode.targetIsCurrent,
+        message: `${id} is serving ${env.slug}; roll back or promote another deployment before stopping it.`,
+      });
+    }
+    if (d.status === 'ready') await this.opts.traffic?.stopUpstream(id);
+    if (d.status !== 'failed') d.status = 'stopped';
+    this.publishRoutes();
+    this.persist();
+    this.emit({
+      type: 'deployment.stopped',
+      environment: d.environment,
+      deploymentId: id,
+      at: this.clock.now(),
+    });
+    return this.toDeployment(d);
+  }
+
+  /**
+   * Applies the time rules once: production deployments not serving for 30 minutes go to standby;
+   * preview deployments not holding a domain and idle for six hours go to standby. Returns the ids moved.
+   */
+  maintain(): string[] {
+    const now = this.clock.now();
+    const moved: string[] = [];
+    const serving = new Set(
+      this.state.domains
+        .filter((d) => d.stickiness !== 'deployment' && d.deploymentId)
+        .map((d) => d.deploymentId),
+    );
+    for (const d of this.state.deployments) {
+      if (d.status !== 'ready') continue;
+      const stats = this.opts.traffic?.upstreamStats(d.id);
+      if (stats?.lastRequestAt !== undefined && (d.lastRequestAt ?? 0) < stats.lastRequestAt)
+        d.lastRequestAt = stats.lastRequestAt;
+      if (serving.has(d.id)) continue;
+      const env = this.env(d.environment);
+      const due =
+        env.kind === 'production'
+          ? now - (d.stoppedServingAt ?? d.readyAt ?? d.createdAt) >= STANDBY_AFTER_MS
+          : now - (d.lastRequestAt ?? d.readyAt ?? d.createdAt) >= PREVIEW_IDLE_MS;
+      if (!due || stats?.inFlight) continue;
+      d.status = 'standby';
+      moved.push(d.id);
+      this.track(this.opts.traffic?.stopUpstream(d.id) ?? Promise.resolve());
+      this.emit({ type: 'deployment.standby', environment: d.environment, deploymentId: d.id, at: now });
+    }
+    if (moved.length > 0) {
+      this.publishRoutes();
+      this.persist();
+    }
+    return moved;
+  }
+
+  private async maintenanceLoop(): Promise<void> {
+    while (!this.abort.signal.aborted) {
+      try {
+        await this.clock.sleep(MAINTENANCE_EVERY_MS, this.abort.signal);
+      } catch {
+        return;
+      }
+      this.maintain();
+    }
+  }
+
+  /** Waits for background work (builds, switches) started so far; for tests and shutdown. */
+  async settle(): Promise<void> {
+    while (this.background.size > 0) await Promise.allSettled([...this.background]);
+  }
+
+  async close(): Promise<void> {
+    this.abort.abort(new Error('local platform closed'));
+    await Promise.allSettled([...this.background, this.maintenanceDone]);
+    this.persist();
+  }
+
+  // ---------------------------------------------------------------- helpers
+
+  private track(p: Promise<unknown>): void {
+    const tracked = p.catch(() => {}).finally(() => this.background.delete(tracked));
+    this.background.add(tracked);
+  }
+
+  private emit(event: PlatformEvent): void {
+    this.events.emit('event', event);
+  }
+
+  private env(slug: string) {
+    const env = this.state.environments.find((e) => e.slug === slug);
+    if (!env) {
+      throw new RefusalError({
+        code: RefusalCode.unknownEnvironment,
+        message: `Unknown environment "${slug}". Valid environments: ${this.state.environments.map((e) => e.slug).join(', ')}.`,
+        context: { input: slug, valid: this.state.environments.map((e) => e.slug) },
+      });
+    }
+    return env;
+  }
+
+  private dep(id: string): LocalDeployment {
+    const d = this.state.deployments.find((x) => x.id === id);
+    if (!d) {
+      throw new RefusalError({
+        code: RefusalCode.unknownDeployment,
+        message: `No deployment ${id}.`,
+        context: { input: id },
+      });
+    }
+    return d;
+  }
+
+  private snapshotSync(environment: string): EnvironmentSnapshot {
+    const env = this.env(environment);
+    return {
+      project: this.state.project,
+      environment: {
+        slug: env.slug,
+        kind: env.kind,
+        projectId: env.projectId,
+        rolledBack: env.rolledBack,
+        ...(env.currentDeploymentId === undefined ? {} : { currentDeploymentId: env.currentDeploymentId }),
+      },
+      deployments: this.state.deployments
+        .filter((d) => d.environment === env.slug)
+        .map((d) => this.toDeployment(d)),
+      domains: this.state.domains.filter((d) => d.environment === env.slug).map((d) => this.toDomain(d)),
+      liveHistory: this.history(env.slug),
+      readAt: this.clock.now(),
+    };
+  }
+
+  private history(environment: string): LiveEntry[] {
+    return (this.state.liveHistory[environment] ?? []).map((e) => ({
+      deploymentId: e.deploymentId,
+      since: e.since,
+      via: e.via,
+      ...(e.by === undefined ? {} : { by: e.by }),
+    }));
+  }
+
+  private pushHistory(environment: string, entry: LiveEntry): void {
+    const list = this.state.liveHistory[environment] ?? [];
+    list.push(entry);
+    // Bounded: enough for any rollback decision.
+    this.state.liveHistory[environment] = list.slice(-200);
+  }
+
+  /** Sends the routing table to the router when it changed (one atomic swap). */
+  private publishRoutes(): void {
+    const running = new Set(this.state.deployments.filter((d) => d.status === 'ready').map((d) => d.id));
+    const routes = new Map<string, string>();
+    for (const d of this.state.domains) {
+      if (d.deploymentId !== undefined && running.has(d.deploymentId)) routes.set(d.hostname, d.deploymentId);
+    }
+    const key = JSON.stringify([...routes]);
+    if (key === this.routesKey) return;
+    this.routesKey = key;
+    this.opts.traffic?.applyRoutes(routes);
+  }
+
+  private persist(): void {
+    if (this.opts.stateFile) writeStateFile(this.opts.stateFile, this.state);
+  }
+
+  private toDeployment(d: LocalDeployment): Deployment {
+    return {
+      id: d.id,
+      projectId: d.projectId,
+      environment: d.environment,
+      branch: d.branch,
+      commit: { ...d.commit },
+      createdAt: d.createdAt,
+      ...(d.readyAt === undefined ? {} : { readyAt: d.readyAt }),
+      status: d.status,
+    };
+  }
+
+  private toDomain(d: LocalState['domains'][number]): Domain {
+    return {
+      hostname: d.hostname,
+      stickiness: d.stickiness,
+      environment: d.environment,
+      ...(d.branch === undefined ? {} : { branch: d.branch }),
+      ...(d.deploymentId === undefined ? {} : { deploymentId: d.deploymentId }),
+    };
+  }
+}

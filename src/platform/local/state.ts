@@ -1,0 +1,131 @@
+/**
+ * The embedded local platform's persisted state: one JSON document, zod-validated on load so a
+ * hand-edited or corrupt state file gets a clear message instead of a crash, and written atomically
+ * (temp file + rename) after every change so it survives a restart.
+ */
+import { mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { dirname } from 'node:path';
+import { z } from 'zod';
+import { formatIssues } from '../../config.js';
+import { ConfigError } from '../../errors.js';
+
+const slug = z.string().regex(/^[a-z0-9][a-z0-9-]*$/, 'expected a lowercase slug');
+
+export const localDeploymentSchema = z.object({
+  id: z.string().regex(/^[A-Za-z0-9_-]{3,64}$/, 'expected a deployment id of letters, digits, _ or -'),
+  projectId: z.string().min(1),
+  environment: slug,
+  branch: z.string().min(1),
+  commit: z.object({
+    sha: z.string().regex(/^[0-9a-f]{7,40}$/, 'expected a hex commit sha'),
+    message: z.string(),
+    author: z.string(),
+  }),
+  createdAt: z.number(),
+  readyAt: z.number().optional(),
+  status: z.enum(['building', 'ready', 'failed', 'standby', 'stopped']),
+  /** When it stopped holding live domains (starts the 30-minute standby timer in production). */
+  stoppedServingAt: z.number().optional(),
+  /** Last request any of its domains received (the six-hour idle rule in preview). */
+  lastRequestAt: z.number().optional(),
+  /** Build outcome decided at push time (operator "make a build fail"). */
+  buildFails: z.boolean().optional(),
+  buildDoneAt: z.number().optional(),
+});
+export type LocalDeployment = z.infer<typeof localDeploymentSchema>;
+
+export const localDomainSchema = z.object({
+  hostname: z
+    .string()
+    .regex(
+      /^[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*$/,
+      'expected a lowercase hostname',
+    ),
+  stickiness: z.enum(['live', 'environment', 'branch', 'deployment']),
+  environment: slug,
+  branch: z.string().optional(),
+  deploymentId: z.string().optional(),
+});
+
+export const localEnvironmentSchema = z.object({
+  slug,
+  kind: z.enum(['production', 'preview']),
+  projectId: z.string().min(1),
+  /** Branch whose pushes deploy to this environment's live domains. */
+  productionBranch: z.string().min(1).optional(),
+  rolledBack: z.boolean().default(false),
+  rolledBackAt: z.number().optional(),
+  rolledBackBy: z.string().optional(),
+  currentDeploymentId: z.string().optional(),
+});
+
+export const liveEntrySchema = z.object({
+  deploymentId: z.string(),
+  since: z.number(),
+  via: z.enum(['deploy', 'rollback', 'promote']),
+  by: z.string().optional(),
+});
+
+export const localStateSchema = z.object({
+  version: z.literal(1),
+  project: z.object({ id: z.string().min(1), name: z.string().min(1) }),
+  environments: z.array(localEnvironmentSchema).min(1, 'expected at least one environment'),
+  deployments: z.array(localDeploymentSchema),
+  domains: z.array(localDomainSchema),
+  liveHistory: z.record(z.string(), z.array(liveEntrySchema)).default({}),
+  /** Monotonic counter for ids. */
+  seq: z.number().int().nonnegative().default(0),
+});
+export type LocalState = z.infer<typeof localStateSchema>;
+
+/** Validates a state document (from a file or the config's `local.seed`). */
+export function parseLocalState(raw: unknown, source: string): LocalState {
+  const result = localStateSchema.safeParse(raw);
+  if (!result.success) throw new ConfigError(`${source}: ${formatIssues(result.error, raw)}`, { source });
+  const state = result.data;
+  const envs = new Set(state.environments.map((e) => e.slug));
+  const ids = new Set(state.deployments.map((d) => d.id));
+  for (const d of state.deployments) {
+    if (!envs.has(d.environment))
+      throw new ConfigError(`${source}: deployment ${d.id} names unknown environment "${d.environment}"`);
+  }
+  for (const dom of state.domains) {
+    if (!envs.has(dom.environment))
+      throw new ConfigError(
+        `${source}: domain ${dom.hostname} names unknown environment "${dom.environment}"`,
+      );
+    if (dom.deploymentId !== undefined && !ids.has(dom.deploymentId))
+      throw new ConfigError(
+        `${source}: domain ${dom.hostname} points to unknown deployment "${dom.deploymentId}"`,
+      );
+  }
+  return state;
+}
+
+/** Reads the state file; undefined when it does not exist yet. */
+export function readStateFile(path: string): LocalState | undefined {
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    throw e;
+  }
+  let raw: unknown;
+  try {
+    raw = JSON.parse(text);
+  } catch (e) {
+    throw new ConfigError(
+      `${path}: not valid JSON (${(e as Error).message}); move it away to start from the demo project`,
+    );
+  }
+  return parseLocalState(raw, path);
+}
+
+/** Writes the state atomically. */
+export function writeStateFile(path: string, state: LocalState): void {
+  mkdirSync(dirname(path), { recursive: true });
+  const tmp = `${path}.${process.pid}.tmp`;
+  writeFileSync(tmp, `${JSON.stringify(state, null, 2)}\n`);
+  renameSync(tmp, path);
+}

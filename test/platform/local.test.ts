@@ -1,0 +1,216 @@
+/**
+ * The embedded local platform against every sentence of seed-rollbacks.txt, on a ManualClock.
+ */
+
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import { ManualClock } from '../../src/clock.js';
+import { buildPlan } from '../../src/domain/plan.js';
+import { RefusalError } from '../../src/errors.js';
+import { LocalPlatform, PREVIEW_IDLE_MS, STANDBY_AFTER_MS } from '../../src/platform/local/platform.js';
+import type { OperationRef, PlatformEvent } from '../../src/platform/port.js';
+
+const MIN = 60_000;
+let platform: LocalPlatform | undefined;
+
+afterEach(async () => {
+  await platform?.close();
+  platform = undefined;
+});
+
+async function open(clock = new ManualClock(), extra: { stateFile?: string } = {}) {
+  platform = await LocalPlatform.open({ clock, buildTimeMs: 3000, reactivationTimeMs: 1500, ...extra });
+  return { platform, clock };
+}
+
+async function finish(p: LocalPlatform, clock: ManualClock, ref: OperationRef): Promise<string> {
+  for (let i = 0; i < 100; i++) {
+    const status = await p.operation(ref);
+    if (status.state === 'succeeded' || status.state === 'failed') return status.state;
+    await clock.advance(500);
+    await new Promise((r) => setImmediate(r));
+  }
+  throw new Error('operation did not finish');
+}
+
+describe('LocalPlatform demo project', () => {
+  it('loads production and preview with a current deployment and domains of every stickiness', async () => {
+    const { platform: p } = await open();
+    expect(await p.listEnvironments()).toEqual(['production', 'preview']);
+    const snap = await p.snapshot('production');
+    expect(snap.environment.currentDeploymentId).toBe('dep_4kq9wz');
+    expect(snap.deployments.length).toBeGreaterThanOrEqual(4);
+    expect(new Set(snap.domains.map((d) => d.stickiness))).toEqual(
+      new Set(['live', 'environment', 'branch', 'deployment']),
+    );
+  });
+
+  it('moves production deployments that stopped serving more than 30 minutes ago to standby', async () => {
+    const { platform: p } = await open();
+    const snap = await p.snapshot('production');
+    // dep_3hd7xa stopped serving 40 minutes ago in the demo
+    expect(snap.deployments.find((d) => d.id === 'dep_3hd7xa')?.status).toBe('standby');
+    expect(snap.deployments.find((d) => d.id === 'dep_4kq9wz')?.status).toBe('ready');
+  });
+});
+
+describe('rollback (seed: atomic switch, rolled-back state)', () => {
+  it('reassigns the environment and branch domains to the target, reactivating a standby target first', async () => {
+    const { platform: p, clock } = await open();
+    const snap = await p.snapshot('production');
+    const plan = buildPlan(snap, { action: 'rollback', now: clock.now() });
+    if (!plan.ok) throw new Error(plan.refusal.message);
+    expect(plan.value.target.id).toBe('dep_3hd7xa');
+    expect(plan.value.targetStandby).toBe(true);
+    const ref = await p.rollback({ environment: 'production', targetId: 'dep_3hd7xa', requestedBy: 'alice' });
+    expect((await p.operation(ref)).state).toBe('reactivating');
+    expect(await finish(p, clock, ref)).toBe('succeeded');
+    const after = await p.snapshot('production');
+    expect(after.environment.currentDeploymentId).toBe('dep_3hd7xa');
+    expect(after.environment.rolledBack).toBe(true);
+    expect(after.environment.rolledBackBy).toBe('alice');
+    const routes = await p.routing('production');
+    for (const r of routes) {
+      if (r.stickiness === 'live' || r.stickiness === 'environment' || r.stickiness === 'branch')
+        expect(r.deploymentId).toBe('dep_3hd7xa');
+    }
+    // deployment-bound domains never move
+    expect(routes.find((r) => r.hostname === 'dep-4kq9wz.acme.localhost')?.deploymentId).toBe('dep_4kq9wz');
+    expect(after.deployments.find((d) => d.id === 'dep_3hd7xa')?.status).toBe('ready');
+  });
+
+  it('only the environment where the rollback was triggered is rolled back', async () => {
+    const { platform: p, clock } = await open();
+    await finish(p, clock, await p.rollback({ environment: 'production', targetId: 'dep_3hd7xa' }));
+    expect((await p.snapshot('preview')).environment.rolledBack).toBe(false);
+  });
+
+  it('a new push while rolled back becomes ready but gets no domains; promote restores normal behaviour', async () => {
+    const { platform: p, clock } = await open();
+    await finish(p, clock, await p.rollback({ environment: 'production', targetId: 'dep_3hd7xa' }));
+    const pushed = await p.push({ environment: 'production', branch: 'main', message: 'fix' });
+    expect(pushed.status).toBe('building');
+    await clock.advance(3000);
+    await p.settle();
+    const snap = await p.snapshot('production');
+    expect(snap.deployments.find((d) => d.id === pushed.id)?.status).toBe('ready');
+    expect(snap.environment.currentDeploymentId).toBe('dep_3hd7xa');
+    expect(snap.domains.filter((d) => d.deploymentId === pushed.id).map((d) => d.stickiness)).toEqual([
+      'deployment',
+    ]);
+    // promote the new deployment: domains move, rolled-back state cleared
+    await finish(p, clock, await p.promote({ environment: 'production', targetId: pushed.id }));
+    const promoted = await p.snapshot('production');
+    expect(promoted.environment.rolledBack).toBe(false);
+    expect(promoted.environment.currentDeploymentId).toBe(pushed.id);
+    // after promoting, the next successful deployment from a push automatically receives traffic again
+    const next = await p.push({ environment: 'production', branch: 'main' });
+    await clock.advance(3000);
+    await p.settle();
+    expect((await p.snapshot('production')).environment.currentDeploymentId).toBe(next.id);
+  });
+
+  it('promote of the current deployment while rolled back resumes automatic deploys without moving a domain', async () => {
+    const { platform: p, clock } = await open();
+    await finish(p, clock, await p.rollback({ environment: 'production', targetId: 'dep_3hd7xa' }));
+    const before = await p.routing('production');
+    const events: PlatformEvent[] = [];
+    p.subscribe((e) => events.push(e));
+    await finish(p, clock, await p.promote({ environment: 'production', targetId: 'dep_3hd7xa' }));
+    expect(await p.routing('production')).toEqual(before);
+    expect((await p.snapshot('production')).environment.rolledBack).toBe(false);
+    expect(events.filter((e) => e.type === 'traffic.moved')).toEqual([]);
+  });
+
+  it('refuses what the platform refuses: current target, building target, stopped target, wrong environment', async () => {
+    const { platform: p, clock } = await open();
+    await expect(p.rollback({ environment: 'production', targetId: 'dep_4kq9wz' })).rejects.toMatchObject({
+      code: 'target_is_current',
+    });
+    const building = await p.push({ environment: 'production' });
+    await expect(p.rollback({ environment: 'production', targetId: building.id })).rejects.toMatchObject({
+      code: 'target_not_ready',
+    });
+    await p.stop('dep_1ab3cd');
+    await expect(p.rollback({ environment: 'production', targetId: 'dep_1ab3cd' })).rejects.toMatchObject({
+      code: 'target_stopped',
+    });
+    await expect(p.rollback({ environment: 'production', targetId: 'dep_p2fe8r' })).rejects.toBeInstanceOf(
+      RefusalError,
+    );
+    await expect(p.promote({ environment: 'production', targetId: 'dep_4kq9wz' })).rejects.toMatchObject({
+      code: 'target_is_current',
+    });
+    await clock.advance(3000);
+  });
+
+  it('a refused switch changes nothing', async () => {
+    const { platform: p } = await open();
+    const before = p.dump();
+    await expect(p.rollback({ environment: 'production', targetId: 'dep_4kq9wz' })).rejects.toBeInstanceOf(
+      RefusalError,
+    );
+    expect(p.dump()).toEqual(before);
+  });
+
+  it('a second switch of the same environment while one runs is answered as a retryable operation in progress', async () => {
+    const { platform: p, clock } = await open();
+    const ref = await p.rollback({ environment: 'production', targetId: 'dep_3hd7xa' });
+    await expect(p.rollback({ environment: 'production', targetId: 'dep_2mc5ty' })).rejects.toMatchObject({
+      code: 'operation_in_progress',
+      retry: true,
+    });
+    await finish(p, clock, ref);
+  });
+});
+
+describe('time rules', () => {
+  it('the previous production deployment moves to standby 30 minutes after it stopped serving', async () => {
+    const { platform: p, clock } = await open();
+    const pushed = await p.push({ environment: 'production' });
+    await clock.advance(3000);
+    await p.settle();
+    expect((await p.getDeployment('dep_4kq9wz'))?.status).toBe('ready');
+    await clock.advance(STANDBY_AFTER_MS - 3 * MIN);
+    expect((await p.getDeployment('dep_4kq9wz'))?.status).toBe('ready');
+    await clock.advance(4 * MIN);
+    expect((await p.getDeployment('dep_4kq9wz'))?.status).toBe('standby');
+    expect((await p.getDeployment(pushed.id))?.status).toBe('ready');
+  });
+
+  it('preview deployments stay running until idle for six hours, then go to standby', async () => {
+    const { platform: p, clock } = await open();
+    expect((await p.getDeployment('dep_p1rw4n'))?.status).toBe('standby'); // idle 7 h in the demo
+    const first = await p.push({ environment: 'preview', branch: 'feature-x' });
+    await clock.advance(3000);
+    await p.settle();
+    const second = await p.push({ environment: 'preview', branch: 'feature-x' });
+    await clock.advance(3000);
+    await p.settle();
+    // the second took the feature-x branch domain; the first holds nothing but keeps running
+    expect((await p.getDeployment(first.id))?.status).toBe('ready');
+    await clock.advance(PREVIEW_IDLE_MS - 10 * MIN);
+    expect((await p.getDeployment(first.id))?.status).toBe('ready');
+    await clock.advance(20 * MIN);
+    expect((await p.getDeployment(first.id))?.status).toBe('standby');
+    // the one holding its branch domain is not idle-stopped
+    expect((await p.getDeployment(second.id))?.status).toBe('ready');
+  });
+});
+
+describe('persistence', () => {
+  it('state survives a restart', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'sy-local-'));
+    const stateFile = join(dir, 'state.json');
+    const clock = new ManualClock();
+    const first = await LocalPlatform.open({ clock, stateFile, reactivationTimeMs: 10 });
+    await finish(first, clock, await first.rollback({ environment: 'production', targetId: 'dep_3hd7xa' }));
+    await first.close();
+    platform = await LocalPlatform.open({ clock, stateFile });
+    const snap = await platform.snapshot('production');
+    expect(snap.environment.rolledBack).toBe(true);
+    expect(snap.environment.currentDeploymentId).toBe('dep_3hd7xa');
+  });
+});
