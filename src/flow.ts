@@ -1,0 +1,884 @@
+/**
+ * The interaction service every surface calls (Slack, Discord, the console, alert suggestions), so the
+ * rules of the flow exist once: plan → confirm (permission, two-person rule, freshness, idempotent
+ * enqueue) → approve / cancel / replan, and the `/deployments` view's data. Surfaces stay thin: parse,
+ * call Flow, render the returned value, reply.
+ *
+ * Every method returns a value for user-level outcomes (unknown environment, forbidden, stale plan,
+ * expired, self-approval…) and throws only for faults (Redis or the platform unreachable), which the
+ * surface wraps once at its edge. A refused action changes nothing: no state transition, nothing
+ * enqueued; only an audit entry saying who was refused and why.
+ *
+ * Concurrency: state lives in the PlanStore (Redis) and every move is one atomic compare-and-set, so any
+ * number of replicas handling the same click make one transition and one job. The loser of a race reads
+ * the winner's state and answers from it (a double click is told it joined the same job).
+ */
+import type { Clock } from './clock.js';
+import { systemClock } from './clock.js';
+import type { Config } from './config.js';
+import {
+  buildPlan,
+  checkFresh,
+  isAlreadyDone,
+  type Plan,
+  type PlanExpectation,
+  resolveDeployment,
+  resolveEnvironment,
+} from './domain/plan.js';
+import { type Refusal, RefusalCode } from './domain/result.js';
+import { assertNever, type Deployment, type EnvironmentSnapshot, PlanAction } from './domain/types.js';
+import { RefusalError } from './errors.js';
+import type { Logger } from './log.js';
+import { silentLogger } from './log.js';
+import { type ActingUser, canAct, sameActor } from './permissions.js';
+import {
+  type AlertContext,
+  OPEN_STATES,
+  type PlanPatch,
+  type PlanRecord,
+  PlanState,
+  type PlanStore,
+} from './plan-store.js';
+import type { DeployPlatform, Route } from './platform/port.js';
+import { type Actor, actorSchema, type MessageRef, messageRefSchema } from './progress.js';
+
+/** What Flow hands the switch queue (the shape of `switchJobSchema` in src/queue.ts). */
+export interface SwitchJobRequest {
+  readonly action: PlanAction;
+  readonly planId: string;
+  readonly projectId: string;
+  readonly environment: string;
+  readonly targetId: string;
+  readonly expectedCurrent: string;
+  readonly expectedRolledBack: boolean;
+  /** Hostnames of the affected domains (what the job verifies). */
+  readonly domains: string[];
+  /** Whoever asked for the switch (the person who clicked confirm). */
+  readonly requestedBy: Actor;
+  readonly approvedBy?: Actor;
+  readonly messages: MessageRef[];
+  /** Unix ms. */
+  readonly requestedAt: number;
+}
+
+/** The part of the switch queue Flow uses (structurally satisfied by `SwitchQueue`). */
+export interface FlowQueue {
+  /** Idempotent per plan id: every enqueue of one plan lands on one job; the caller learns if it joined. */
+  enqueue(data: SwitchJobRequest): Promise<{ readonly jobId: string; readonly joined: boolean }>;
+  /** Attaches more chat messages to an enqueued job (a surface posting after the click). */
+  addMessages?(jobId: string, refs: readonly MessageRef[]): Promise<boolean>;
+  /** The waiting or running switch of an environment, for `/deployments`. */
+  activeForEnvironment?(
+    environment: string,
+  ): Promise<{ readonly jobId: string; readonly planId: string } | undefined>;
+}
+
+/** One audit entry as Flow writes it (the shape of `auditEntrySchema` in src/audit.ts). */
+export interface FlowAuditEntry {
+  readonly at: number;
+  readonly environment: string;
+  readonly action: PlanAction;
+  readonly event: 'requested' | 'approved' | 'refused' | 'cancelled' | 'started' | 'succeeded' | 'failed';
+  readonly actor?: Actor;
+  readonly planId?: string;
+  readonly jobId?: string;
+  readonly targetId?: string;
+  readonly fromId?: string;
+  readonly code?: string;
+  readonly message?: string;
+}
+
+/** The part of the audit log Flow uses (structurally satisfied by `AuditLog`). */
+export interface FlowAudit {
+  append(entry: FlowAuditEntry): Promise<unknown>;
+  /** Most recent entries of an environment, newest first. */
+  recent(environment: string, limit: number): Promise<readonly FlowAuditEntry[]>;
+}
+
+export interface FlowOptions {
+  readonly platform: DeployPlatform;
+  readonly queue: FlowQueue;
+  readonly plans: PlanStore;
+  readonly audit: FlowAudit;
+  readonly config: Pick<Config, 'platform' | 'file'>;
+  readonly clock?: Clock;
+  readonly logger?: Logger;
+  /** How many audit entries `/deployments` shows. */
+  readonly recentAudit?: number;
+}
+
+/** Defaults for Flow's optional options (STYLE 6). */
+export const flowDefaults = {
+  clock: systemClock,
+  logger: silentLogger,
+  recentAudit: 10,
+} as const satisfies Required<Pick<FlowOptions, 'clock' | 'logger' | 'recentAudit'>>;
+
+/** Extra inputs of `plan`. */
+export interface PlanOptions {
+  /** Chat messages already showing the plan (usually attached later with `attachMessage`). */
+  readonly messages?: readonly MessageRef[];
+  /** The alert this plan answers (suggestions requested by the system actor). */
+  readonly alert?: AlertContext;
+}
+
+/** Result of `plan` / `replan`. `created` is false when the same switch was already asked for. */
+export type PlanOutcome =
+  | { readonly ok: true; readonly plan: Plan; readonly record: PlanRecord; readonly created: boolean }
+  | { readonly ok: false; readonly refusal: Refusal };
+
+/** What the environment looks like now, when a plan turned out stale. */
+export interface CurrentState {
+  readonly deploymentId: string | undefined;
+  readonly deployment: Deployment | undefined;
+  readonly rolledBack: boolean;
+}
+
+/** Result of `confirm` and `approve`. */
+export type ClickOutcome =
+  | {
+      readonly status: 'enqueued';
+      readonly jobId: string;
+      /** True when this click joined a job another click (or replica) created. */
+      readonly joined: boolean;
+      readonly record: PlanRecord;
+    }
+  | { readonly status: 'awaiting_approval'; readonly record: PlanRecord }
+  | { readonly status: 'refused'; readonly refusal: Refusal; readonly record: PlanRecord | undefined }
+  | {
+      readonly status: 'stale';
+      readonly refusal: Refusal;
+      readonly current: CurrentState;
+      readonly record: PlanRecord;
+    }
+  | {
+      readonly status: 'expired';
+      readonly planId: string;
+      readonly message: string;
+      readonly record: PlanRecord | undefined;
+    }
+  | { readonly status: 'cancelled'; readonly record: PlanRecord };
+
+/** Result of `cancel`: like a click, plus `running` when the switch was already enqueued. */
+export type CancelOutcome =
+  | Exclude<ClickOutcome, { status: 'enqueued' } | { status: 'awaiting_approval' }>
+  | {
+      readonly status: 'running';
+      readonly jobId: string;
+      readonly message: string;
+      readonly record: PlanRecord;
+    };
+
+/** Data of the `/deployments` view. */
+export type DeploymentsOutcome =
+  | {
+      readonly ok: true;
+      readonly environment: string;
+      readonly snapshot: EnvironmentSnapshot;
+      readonly routes: readonly Route[];
+      readonly recent: readonly FlowAuditEntry[];
+      /** The switch waiting or running for this environment, when the queue can tell. */
+      readonly active: { readonly jobId: string; readonly planId: string } | undefined;
+    }
+  | { readonly ok: false; readonly refusal: Refusal };
+
+const PLAN_ID = /^[A-Za-z0-9_-]{1,128}$/;
+
+type Freshness =
+  | { readonly ok: true }
+  | { readonly ok: false; readonly refusal: Refusal; readonly current: CurrentState };
+
+function invalid(message: string, context: Record<string, unknown>): Refusal {
+  return { code: RefusalCode.invalidInput, message, context };
+}
+
+function who(actor: Actor): string {
+  return actor.displayName;
+}
+
+/** The surface-independent interaction service (see the module header). */
+export class Flow {
+  private readonly platform: DeployPlatform;
+  private readonly queue: FlowQueue;
+  private readonly plans: PlanStore;
+  private readonly audit: FlowAudit;
+  private readonly config: Pick<Config, 'platform' | 'file'>;
+  private readonly clock: Clock;
+  private readonly logger: Logger;
+  private readonly recentAudit: number;
+
+  constructor(options: FlowOptions) {
+    this.platform = options.platform;
+    this.queue = options.queue;
+    this.plans = options.plans;
+    this.audit = options.audit;
+    this.config = options.config;
+    this.clock = options.clock ?? flowDefaults.clock;
+    this.logger = options.logger ?? flowDefaults.logger;
+    this.recentAudit = options.recentAudit ?? flowDefaults.recentAudit;
+  }
+
+  /** Slugs of the environments Switchyard may act on, in display order. */
+  async environments(): Promise<readonly string[]> {
+    return this.platform.listEnvironments();
+  }
+
+  /** Whether a second person must approve switches of `environment`. */
+  twoPersonRule(environment: string): boolean {
+    return this.config.file.environments[environment]?.twoPersonRule ?? false;
+  }
+
+  /**
+   * Makes (or joins) a plan for `action` on the environment the user typed, to show as a confirmation.
+   * `targetRef` is a deployment id, unique id prefix or commit sha prefix; absent: the default target.
+   * For `promote`, `environmentInput` may instead name a deployment (`/promote dep_123`).
+   * Anyone may ask for a plan; permission is checked when someone acts on it.
+   */
+  async plan(
+    actorInput: ActingUser,
+    action: PlanAction,
+    environmentInput: string,
+    targetRef?: string,
+    opts: PlanOptions = {},
+  ): Promise<PlanOutcome> {
+    const actor = this.parseActor(actorInput);
+    if (!actor.ok) return actor;
+    if (action !== PlanAction.rollback && action !== PlanAction.promote) {
+      return {
+        ok: false,
+        refusal: invalid(`Unknown action "${String(action)}": expected rollback or promote.`, { action }),
+      };
+    }
+    const messages: MessageRef[] = [];
+    for (const ref of opts.messages ?? []) {
+      const parsed = messageRefSchema.safeParse(ref);
+      if (!parsed.success) {
+        return { ok: false, refusal: invalid(`Invalid message reference: ${parsed.error.message}`, {}) };
+      }
+      messages.push(parsed.data);
+    }
+    const slugs = await this.platform.listEnvironments();
+    let environment: string;
+    let target = targetRef?.trim() === '' ? undefined : targetRef?.trim();
+    const resolved = resolveEnvironment(slugs, environmentInput);
+    if (resolved.ok) {
+      environment = resolved.value;
+    } else if (action === PlanAction.promote && target === undefined && environmentInput.trim() !== '') {
+      const found = await this.findDeployment(slugs, environmentInput.trim());
+      if (!found.ok) return found;
+      environment = found.deployment.environment;
+      target = found.deployment.id;
+    } else {
+      return resolved;
+    }
+    const snapshot = await this.snapshot(environment);
+    if (!snapshot.ok) return snapshot;
+    const built = buildPlan(snapshot.value, {
+      action,
+      ...(target === undefined ? {} : { target }),
+      now: this.clock.now(),
+    });
+    if (!built.ok) return built;
+    const { record, created } = await this.plans.create({
+      plan: built.value,
+      requestedBy: actor.value,
+      messages,
+      ...(opts.alert === undefined ? {} : { alert: opts.alert }),
+    });
+    if (created) {
+      await this.record(record, 'requested', actor.value, {
+        message: opts.alert
+          ? `suggested after alert "${opts.alert.title}" (${opts.alert.source})`
+          : `asked for a ${record.plan.action} to ${record.plan.target.id}`,
+      });
+    }
+    return { ok: true, plan: record.plan, record, created };
+  }
+
+  /**
+   * Remembers a chat message showing the plan (posted after `plan` returned), so progress edits it too.
+   * When the switch is already enqueued, the message is handed to the job as well. False when the plan
+   * is gone.
+   */
+  async attachMessage(planId: string, ref: MessageRef): Promise<boolean> {
+    if (!PLAN_ID.test(planId)) return false;
+    const parsed = messageRefSchema.parse(ref);
+    const attached = await this.plans.attachMessage(planId, parsed);
+    if (!attached) return false;
+    const record = await this.plans.get(planId);
+    if (record?.state === PlanState.enqueued && record.jobId !== undefined && this.queue.addMessages) {
+      await this.queue.addMessages(record.jobId, [parsed]);
+    }
+    return true;
+  }
+
+  /** The plan's record as it is now (an open plan past its time is reported, and stored, as expired). */
+  async get(planId: string): Promise<PlanRecord | undefined> {
+    if (!PLAN_ID.test(planId)) return undefined;
+    return this.load(planId);
+  }
+
+  /**
+   * The confirm click. Checks permission (refused: audited, nothing changes), then the plan's state:
+   * enqueued → the same job (`joined`); open → re-reads the platform (stale: what changed), then either
+   * waits for a second person (two-person rule) or enqueues exactly once.
+   */
+  async confirm(actorInput: ActingUser, planId: string): Promise<ClickOutcome> {
+    const start = await this.begin(actorInput, planId);
+    if (start.done) return start.outcome;
+    const { actor, record } = start;
+    const permission = canAct(actor, record.plan.environment, { config: this.config });
+    if (!permission.ok) return this.refused(record, actor, permission.refusal);
+    return this.confirmFrom(actor, record);
+  }
+
+  /**
+   * The approve click (two-person rule): a permitted person other than the one who confirmed (and the
+   * one who asked) approves; the switch is then enqueued with `approvedBy`. Self-approval is refused
+   * and changes nothing.
+   */
+  async approve(actorInput: ActingUser, planId: string): Promise<ClickOutcome> {
+    const start = await this.begin(actorInput, planId);
+    if (start.done) return start.outcome;
+    const { actor, record } = start;
+    const permission = canAct(actor, record.plan.environment, { config: this.config });
+    if (!permission.ok) return this.refused(record, actor, permission.refusal);
+    return this.approveFrom(actor, record);
+  }
+
+  /**
+   * The cancel (or dismiss) click: the person who asked, the person who confirmed, or anyone permitted
+   * on the environment. After the switch was enqueued, says it is already running.
+   */
+  async cancel(actorInput: ActingUser, planId: string): Promise<CancelOutcome> {
+    const start = await this.begin(actorInput, planId);
+    if (start.done) return start.outcome;
+    const { actor, record } = start;
+    const involved =
+      sameActor(actor, record.requestedBy) ||
+      (record.confirmedBy !== undefined && sameActor(actor, record.confirmedBy));
+    if (!involved) {
+      const permission = canAct(actor, record.plan.environment, { config: this.config });
+      if (!permission.ok) return this.refused(record, actor, permission.refusal);
+    }
+    return this.cancelFrom(actor, record);
+  }
+
+  /** A fresh plan for the same action, environment and target (after a stale or expired one). */
+  async replan(actorInput: ActingUser, planId: string): Promise<PlanOutcome> {
+    if (!PLAN_ID.test(planId)) {
+      return { ok: false, refusal: invalid(`Invalid plan id "${planId}".`, { planId }) };
+    }
+    const record = await this.plans.get(planId);
+    if (record === undefined) {
+      return {
+        ok: false,
+        refusal: invalid(`Plan ${planId} is no longer known; ask for a new one with /rollback or /promote.`, {
+          planId,
+        }),
+      };
+    }
+    const p = record.plan;
+    return this.plan(actorInput, p.action, p.environment, p.target.id, {
+      ...(record.alert === undefined ? {} : { alert: record.alert }),
+    });
+  }
+
+  /** The `/deployments` view's data: snapshot, routing, recent audit entries and the running switch. */
+  async deployments(environmentInput: string): Promise<DeploymentsOutcome> {
+    const slugs = await this.platform.listEnvironments();
+    const resolved = resolveEnvironment(slugs, environmentInput);
+    if (!resolved.ok) return resolved;
+    const environment = resolved.value;
+    const snapshot = await this.snapshot(environment);
+    if (!snapshot.ok) return snapshot;
+    const [routes, recent, active] = await Promise.all([
+      this.platform.routing(environment),
+      this.audit.recent(environment, this.recentAudit),
+      this.queue.activeForEnvironment ? this.queue.activeForEnvironment(environment) : undefined,
+    ]);
+    return { ok: true, environment, snapshot: snapshot.value, routes, recent, active };
+  }
+
+  // ── internals ────────────────────────────────────────────────────────────────────────────────
+
+  private parseActor(input: ActingUser): { ok: true; value: ActingUser } | { ok: false; refusal: Refusal } {
+    const parsed = actorSchema.safeParse(input);
+    if (!parsed.success) {
+      const fields = parsed.error.issues.map((i) => i.path.map(String).join('.') || '(actor)').join(', ');
+      return { ok: false, refusal: invalid(`Invalid actor: ${fields} missing or malformed.`, { fields }) };
+    }
+    return {
+      ok: true,
+      value: {
+        ...parsed.data,
+        ...(input.groups === undefined ? {} : { groups: [...input.groups] }),
+        ...(input.roles === undefined ? {} : { roles: [...input.roles] }),
+      },
+    };
+  }
+
+  /**
+   * Common start of a click: validates the input, loads the record (expiring it when due) and settles
+   * the outcomes that need neither permission nor platform: unknown/expired plans, cancelled and stale
+   * ones. Returns the open or enqueued record otherwise.
+   */
+  private async begin(
+    actorInput: ActingUser,
+    planId: string,
+  ): Promise<
+    | { done: true; outcome: Exclude<ClickOutcome, { status: 'enqueued' } | { status: 'awaiting_approval' }> }
+    | { done: false; actor: ActingUser; record: PlanRecord }
+  > {
+    const actor = this.parseActor(actorInput);
+    if (!actor.ok)
+      return { done: true, outcome: { status: 'refused', refusal: actor.refusal, record: undefined } };
+    if (!PLAN_ID.test(planId)) {
+      return {
+        done: true,
+        outcome: {
+          status: 'refused',
+          refusal: invalid(`Invalid plan id "${planId}": expected letters, digits, _ or -.`, { planId }),
+          record: undefined,
+        },
+      };
+    }
+    const record = await this.load(planId);
+    if (record === undefined) {
+      return {
+        done: true,
+        outcome: {
+          status: 'expired',
+          planId,
+          message:
+            'This plan is no longer known (it expired). Ask for a fresh one with /rollback or /promote.',
+          record: undefined,
+        },
+      };
+    }
+    switch (record.state) {
+      case PlanState.expired:
+        return { done: true, outcome: this.expiredOutcome(record) };
+      case PlanState.cancelled:
+        return { done: true, outcome: { status: 'cancelled', record } };
+      case PlanState.stale:
+        return { done: true, outcome: await this.staleOutcome(record) };
+      case PlanState.pending:
+      case PlanState.awaitingApproval:
+      case PlanState.enqueued:
+        return { done: false, actor: actor.value, record };
+      default:
+        return assertNever(record.state, 'plan state');
+    }
+  }
+
+  /** Reads a record, moving an open plan past its time to `expired` first. */
+  private async load(planId: string): Promise<PlanRecord | undefined> {
+    const record = await this.plans.get(planId);
+    if (record === undefined) return undefined;
+    if (OPEN_STATES.includes(record.state) && this.clock.now() >= record.expiresAt) {
+      const moved = await this.plans.transition(planId, OPEN_STATES, PlanState.expired);
+      return moved.record;
+    }
+    return record;
+  }
+
+  private expiredOutcome(record: PlanRecord): ClickOutcome & { status: 'expired' } {
+    const minutes = Math.round((record.expiresAt - record.createdAt) / 60_000);
+    return {
+      status: 'expired',
+      planId: record.plan.id,
+      message: `This plan expired (plans are valid for ${minutes} minutes) and was not acted on. Ask for a fresh plan.`,
+      record,
+    };
+  }
+
+  private async staleOutcome(record: PlanRecord): Promise<ClickOutcome & { status: 'stale' }> {
+    const refusal: Refusal = record.refusal ?? {
+      code: RefusalCode.planStale,
+      message: `${record.plan.environment} changed since this plan was made. Ask for a fresh plan.`,
+    };
+    const snap = await this.snapshot(record.plan.environment);
+    const current = snap.ok ? currentOf(snap.value) : unknownCurrent();
+    return { status: 'stale', refusal, current, record };
+  }
+
+  /** Dispatches a click on the record's current state (also used after losing a race). */
+  private async confirmFrom(actor: ActingUser, record: PlanRecord): Promise<ClickOutcome> {
+    switch (record.state) {
+      case PlanState.enqueued:
+        return this.joined(record);
+      case PlanState.awaitingApproval:
+        return { status: 'awaiting_approval', record };
+      case PlanState.cancelled:
+        return { status: 'cancelled', record };
+      case PlanState.stale:
+        return this.staleOutcome(record);
+      case PlanState.expired:
+        return this.expiredOutcome(record);
+      case PlanState.pending:
+        break;
+      default:
+        return assertNever(record.state, 'plan state');
+    }
+    const fresh = await this.freshness(record.plan);
+    if (!fresh.ok) return this.markStale(actor, record, fresh);
+    if (this.twoPersonRule(record.plan.environment)) {
+      const moved = await this.plans.transition(
+        record.plan.id,
+        [PlanState.pending],
+        PlanState.awaitingApproval,
+        {
+          confirmedBy: stripMembership(actor),
+        },
+      );
+      if (!moved.ok) return this.afterLostRace(actor, record.plan.id, moved.record, 'confirm');
+      await this.record(moved.record, 'requested', actor, {
+        message: `confirmed by ${who(actor)}; waiting for a second permitted person to approve`,
+      });
+      return { status: 'awaiting_approval', record: moved.record };
+    }
+    return this.enqueueFrom(actor, record, [PlanState.pending], { confirmedBy: stripMembership(actor) });
+  }
+
+  private async approveFrom(actor: ActingUser, record: PlanRecord): Promise<ClickOutcome> {
+    switch (record.state) {
+      case PlanState.enqueued:
+        return this.joined(record);
+      case PlanState.pending:
+        return {
+          status: 'refused',
+          refusal: invalid(
+            `Nothing to approve yet: this ${record.plan.action} of ${record.plan.environment} has not been confirmed.`,
+            { planId: record.plan.id, state: record.state },
+          ),
+          record,
+        };
+      case PlanState.cancelled:
+        return { status: 'cancelled', record };
+      case PlanState.stale:
+        return this.staleOutcome(record);
+      case PlanState.expired:
+        return this.expiredOutcome(record);
+      case PlanState.awaitingApproval:
+        break;
+      default:
+        return assertNever(record.state, 'plan state');
+    }
+    const asked = record.confirmedBy ?? record.requestedBy;
+    const self =
+      sameActor(actor, asked) ||
+      (record.requestedBy.surface !== 'system' && sameActor(actor, record.requestedBy));
+    if (self) {
+      return this.refused(record, actor, {
+        code: RefusalCode.selfApproval,
+        message: `${who(actor)} cannot approve their own request: ${record.plan.environment} needs a second permitted person to approve this ${record.plan.action}.`,
+        context: { planId: record.plan.id, environment: record.plan.environment },
+      });
+    }
+    const fresh = await this.freshness(record.plan);
+    if (!fresh.ok) return this.markStale(actor, record, fresh);
+    return this.enqueueFrom(actor, record, [PlanState.awaitingApproval], {
+      approvedBy: stripMembership(actor),
+    });
+  }
+
+  private async cancelFrom(actor: ActingUser, record: PlanRecord): Promise<CancelOutcome> {
+    switch (record.state) {
+      case PlanState.enqueued: {
+        const jobId = record.jobId ?? (await this.queue.enqueue(this.jobData(record))).jobId;
+        return {
+          status: 'running',
+          jobId,
+          message: `Too late to cancel: this ${record.plan.action} of ${record.plan.environment} is already queued or running (job ${jobId}).`,
+          record,
+        };
+      }
+      case PlanState.cancelled:
+        return { status: 'cancelled', record };
+      case PlanState.stale:
+        return this.staleOutcome(record);
+      case PlanState.expired:
+        return this.expiredOutcome(record);
+      case PlanState.pending:
+      case PlanState.awaitingApproval:
+        break;
+      default:
+        return assertNever(record.state, 'plan state');
+    }
+    const moved = await this.plans.transition(record.plan.id, OPEN_STATES, PlanState.cancelled, {
+      cancelledBy: stripMembership(actor),
+    });
+    if (!moved.ok) {
+      if (moved.record === undefined) return this.goneOutcome(record.plan.id);
+      return this.cancelFrom(actor, moved.record);
+    }
+    await this.record(moved.record, 'cancelled', actor, {
+      message: `${who(actor)} cancelled the ${record.plan.action} to ${record.plan.target.id}`,
+    });
+    return { status: 'cancelled', record: moved.record };
+  }
+
+  /**
+   * Claims the plan (open → enqueued, one winner), then enqueues. If enqueueing fails the claim is
+   * undone so the click can be retried, and the fault is rethrown.
+   */
+  private async enqueueFrom(
+    actor: ActingUser,
+    record: PlanRecord,
+    from: readonly PlanState[],
+    patch: PlanPatch,
+  ): Promise<ClickOutcome> {
+    const claimed = await this.plans.transition(record.plan.id, from, PlanState.enqueued, patch);
+    if (!claimed.ok)
+      return this.afterLostRace(
+        actor,
+        record.plan.id,
+        claimed.record,
+        patch.approvedBy ? 'approve' : 'confirm',
+      );
+    let result: { readonly jobId: string; readonly joined: boolean };
+    try {
+      result = await this.queue.enqueue(this.jobData(claimed.record));
+    } catch (e) {
+      const back = from[0] ?? PlanState.pending;
+      await this.plans
+        .transition(
+          record.plan.id,
+          [PlanState.enqueued],
+          back,
+          {},
+          patch.approvedBy ? ['approvedBy'] : ['confirmedBy'],
+        )
+        .catch((undoError: unknown) =>
+          this.logger.error({ err: undoError, planId: record.plan.id }, 'undo of claim failed'),
+        );
+      throw e;
+    }
+    const withJob = await this.plans.transition(record.plan.id, [PlanState.enqueued], PlanState.enqueued, {
+      jobId: result.jobId,
+    });
+    const final = withJob.record ?? claimed.record;
+    await this.record(final, 'approved', actor, {
+      jobId: result.jobId,
+      message: patch.approvedBy
+        ? `${who(actor)} approved the ${record.plan.action} requested by ${who(record.confirmedBy ?? record.requestedBy)}`
+        : `${who(actor)} confirmed the ${record.plan.action} to ${record.plan.target.id}`,
+    });
+    this.logger.info(
+      {
+        planId: record.plan.id,
+        jobId: result.jobId,
+        joined: result.joined,
+        environment: record.plan.environment,
+      },
+      'switch enqueued',
+    );
+    return { status: 'enqueued', jobId: result.jobId, joined: result.joined, record: final };
+  }
+
+  private async afterLostRace(
+    actor: ActingUser,
+    planId: string,
+    now: PlanRecord | undefined,
+    click: 'confirm' | 'approve',
+  ): Promise<ClickOutcome> {
+    if (now === undefined) return this.goneOutcome(planId);
+    return click === 'confirm' ? this.confirmFrom(actor, now) : this.approveFrom(actor, now);
+  }
+
+  private goneOutcome(planId: string): ClickOutcome & { status: 'expired' } {
+    return {
+      status: 'expired',
+      planId,
+      message: 'This plan is no longer known (it expired). Ask for a fresh one with /rollback or /promote.',
+      record: undefined,
+    };
+  }
+
+  /** An enqueued plan clicked again: the same job, joined. */
+  private async joined(record: PlanRecord): Promise<ClickOutcome> {
+    // The winner sets jobId right after enqueueing; in that short window the queue's idempotent
+    // enqueue answers with the same job id (and says it was joined).
+    const jobId = record.jobId ?? (await this.queue.enqueue(this.jobData(record))).jobId;
+    return { status: 'enqueued', jobId, joined: true, record };
+  }
+
+  private async markStale(
+    actor: ActingUser,
+    record: PlanRecord,
+    fresh: Freshness & { ok: false },
+  ): Promise<ClickOutcome> {
+    const moved = await this.plans.transition(record.plan.id, OPEN_STATES, PlanState.stale, {
+      refusal: fresh.refusal,
+    });
+    if (!moved.ok) {
+      if (moved.record === undefined) return this.goneOutcome(record.plan.id);
+      return moved.record.state === PlanState.stale
+        ? {
+            status: 'stale',
+            refusal: moved.record.refusal ?? fresh.refusal,
+            current: fresh.current,
+            record: moved.record,
+          }
+        : this.confirmFrom(actor, moved.record);
+    }
+    await this.record(moved.record, 'refused', actor, {
+      code: fresh.refusal.code,
+      message: fresh.refusal.message,
+    });
+    return { status: 'stale', refusal: fresh.refusal, current: fresh.current, record: moved.record };
+  }
+
+  /** A refused click: audited, nothing else changes. */
+  private async refused(
+    record: PlanRecord,
+    actor: ActingUser,
+    refusal: Refusal,
+  ): Promise<ClickOutcome & { status: 'refused' }> {
+    await this.record(record, 'refused', actor, { code: refusal.code, message: refusal.message });
+    this.logger.info(
+      {
+        planId: record.plan.id,
+        environment: record.plan.environment,
+        code: refusal.code,
+        userId: actor.userId,
+      },
+      'click refused',
+    );
+    return { status: 'refused', refusal, record };
+  }
+
+  /** Re-reads the platform: has traffic moved (or the switch already happened) since the plan? */
+  private async freshness(plan: Plan): Promise<Freshness> {
+    const snap = await this.snapshot(plan.environment);
+    if (!snap.ok) return { ok: false, refusal: snap.refusal, current: unknownCurrent() };
+    const expectation: PlanExpectation = {
+      action: plan.action,
+      environment: plan.environment,
+      targetId: plan.target.id,
+      expectedCurrent: plan.expectedCurrent,
+      expectedRolledBack: plan.expectedRolledBack,
+    };
+    const current = currentOf(snap.value);
+    if (isAlreadyDone(expectation, snap.value)) {
+      return {
+        ok: false,
+        refusal: {
+          code: RefusalCode.planStale,
+          message: `Already done: ${plan.environment} is ${plan.action === 'rollback' ? 'rolled back to' : 'promoted to'} ${plan.target.id}. Nothing to do.`,
+          context: { environment: plan.environment, current: plan.target.id, alreadyDone: true },
+        },
+        current,
+      };
+    }
+    const check = checkFresh(expectation, snap.value);
+    if (!check.ok) return { ok: false, refusal: check.refusal, current };
+    return { ok: true };
+  }
+
+  /** A platform snapshot; a platform refusal (unknown environment…) becomes a value. */
+  private async snapshot(
+    environment: string,
+  ): Promise<{ ok: true; value: EnvironmentSnapshot } | { ok: false; refusal: Refusal }> {
+    try {
+      return { ok: true, value: await this.platform.snapshot(environment) };
+    } catch (e) {
+      if (e instanceof RefusalError) return { ok: false, refusal: e.refusal };
+      throw e;
+    }
+  }
+
+  /** `/promote dep_x`: finds the deployment in any environment. */
+  private async findDeployment(
+    slugs: readonly string[],
+    ref: string,
+  ): Promise<{ ok: true; deployment: Deployment } | { ok: false; refusal: Refusal }> {
+    const exact = await this.platform.getDeployment(ref);
+    if (exact !== undefined && slugs.includes(exact.environment)) return { ok: true, deployment: exact };
+    const matches: Deployment[] = [];
+    const recent: string[] = [];
+    for (const slug of slugs) {
+      const snap = await this.snapshot(slug);
+      if (!snap.ok) continue;
+      recent.push(...snap.value.deployments.slice(0, 5).map((d) => d.id));
+      const found = resolveDeployment(snap.value, ref);
+      if (found.ok) matches.push(found.value);
+    }
+    if (matches.length === 1 && matches[0]) return { ok: true, deployment: matches[0] };
+    return {
+      ok: false,
+      refusal: {
+        code: matches.length > 1 ? RefusalCode.unknownDeployment : RefusalCode.unknownEnvironment,
+        message:
+          matches.length > 1
+            ? `"${ref}" matches deployments in several environments (${matches.map((d) => `${d.id} in ${d.environment}`).join(', ')}); give the full id.`
+            : `"${ref}" is neither an environment nor a deployment. Valid environments: ${slugs.join(', ') || 'none'}. Recent deployments: ${recent.join(', ') || 'none'}.`,
+        context: { input: ref, valid: [...slugs], recent, matches: matches.map((d) => d.id) },
+      },
+    };
+  }
+
+  private jobData(record: PlanRecord): SwitchJobRequest {
+    const p = record.plan;
+    return {
+      action: p.action,
+      planId: p.id,
+      projectId: p.projectId,
+      environment: p.environment,
+      targetId: p.target.id,
+      expectedCurrent: p.expectedCurrent,
+      expectedRolledBack: p.expectedRolledBack,
+      domains: p.affectedDomains.map((d) => d.hostname),
+      requestedBy: record.confirmedBy ?? record.requestedBy,
+      ...(record.approvedBy === undefined ? {} : { approvedBy: record.approvedBy }),
+      messages: record.messages.slice(0, 50),
+      requestedAt: this.clock.now(),
+    };
+  }
+
+  /** Appends an audit entry; a failing audit log is logged, never allowed to change the outcome. */
+  private async record(
+    record: PlanRecord,
+    event: FlowAuditEntry['event'],
+    actor: ActingUser,
+    extra: { code?: string; message?: string; jobId?: string },
+  ): Promise<void> {
+    const p = record.plan;
+    const entry: FlowAuditEntry = {
+      at: this.clock.now(),
+      environment: p.environment,
+      action: p.action,
+      event,
+      actor: stripMembership(actor),
+      planId: p.id,
+      targetId: p.target.id,
+      fromId: p.expectedCurrent,
+      ...(extra.code === undefined ? {} : { code: extra.code }),
+      ...(extra.message === undefined ? {} : { message: extra.message.slice(0, 2000) }),
+      ...(extra.jobId === undefined ? {} : { jobId: extra.jobId }),
+    };
+    try {
+      await this.audit.append(entry);
+    } catch (e) {
+      this.logger.warn({ err: e, planId: p.id, event }, 'audit append failed');
+    }
+  }
+}
+
+function stripMembership(actor: ActingUser): Actor {
+  return { surface: actor.surface, userId: actor.userId, displayName: actor.displayName };
+}
+
+function currentOf(snapshot: EnvironmentSnapshot): CurrentState {
+  const id = snapshot.environment.currentDeploymentId;
+  return {
+    deploymentId: id,
+    deployment: id === undefined ? undefined : snapshot.deployments.find((d) => d.id === id),
+    rolledBack: snapshot.environment.rolledBack,
+  };
+}
+
+function unknownCurrent(): CurrentState {
+  return { deploymentId: undefined, deployment: undefined, rolledBack: false };
+}

@@ -1,0 +1,162 @@
+/**
+ * Who may act on an environment: the per-environment allow lists of the config file
+ * (`environments.<env>.allow`), checked the same way for every chat surface (Slack users and
+ * user groups, Discord users and roles, console users). A "no" is a value with code `forbidden` and a
+ * message saying how to get access (STYLE 2), never a throw.
+ *
+ * The rule for environments without an allow list: on the embedded local platform everyone may act
+ * (the demo works out of the box); on a real platform (unkey, vercel) nobody may, and the refusal shows
+ * the YAML to add. Group and role membership is resolved by the surfaces (Discord interactions carry
+ * member roles; Slack resolves user groups through its API) and passed in on the actor.
+ */
+import type { Config, EnvironmentConfig } from './config.js';
+import type { Refusal } from './domain/result.js';
+import { RefusalCode } from './domain/result.js';
+import { assertNever } from './domain/types.js';
+import type { Actor } from './progress.js';
+
+/** Memberships a surface resolved for the acting user at the time of the click. */
+export interface Membership {
+  /** Slack user-group ids (`S…`) the user belongs to. */
+  readonly groups?: readonly string[];
+  /** Discord role ids the member holds in the guild. */
+  readonly roles?: readonly string[];
+}
+
+/** A person (or the system, for alert suggestions) together with the memberships that grant access. */
+export type ActingUser = Actor & Membership;
+
+/** The part of the configuration permission checks read. */
+export interface PermissionContext {
+  readonly config: Pick<Config, 'platform' | 'file'>;
+}
+
+/** Outcome of a permission check. */
+export type Permission = { readonly ok: true } | { readonly ok: false; readonly refusal: Refusal };
+
+const ALLOWED: Permission = { ok: true };
+
+/** Same person on the same surface (display names are not identities). */
+export function sameActor(a: Actor, b: Actor): boolean {
+  return a.surface === b.surface && a.userId === b.userId;
+}
+
+function mention(actor: Actor): string {
+  return actor.displayName === actor.userId ? actor.userId : `${actor.displayName} (${actor.userId})`;
+}
+
+type Allow = NonNullable<EnvironmentConfig['allow']>;
+
+/** The YAML an operator adds to let `actor` act on `environment`. */
+export function allowSnippet(environment: string, actor: Actor): string {
+  const id = JSON.stringify(actor.userId);
+  const surface = actor.surface === 'system' ? 'slack' : actor.surface;
+  const lines = [
+    'environments:',
+    `  ${environment}:`,
+    '    allow:',
+    `      ${surface}:`,
+    `        users: [${id}]`,
+  ];
+  switch (surface) {
+    case 'slack':
+      lines.push('        groups: []   # Slack user-group ids, e.g. S0123ABCD');
+      break;
+    case 'discord':
+      lines.push('        roles: []    # Discord role ids');
+      break;
+    case 'console':
+      break;
+    default:
+      return assertNever(surface, 'surface');
+  }
+  return lines.join('\n');
+}
+
+function keyFor(environment: string, surface: 'slack' | 'discord' | 'console'): string {
+  const base = `environments.${environment}.allow.${surface}`;
+  switch (surface) {
+    case 'slack':
+      return `${base}.users (or ${base}.groups)`;
+    case 'discord':
+      return `${base}.users (or ${base}.roles)`;
+    case 'console':
+      return `${base}.users`;
+    default:
+      return assertNever(surface, 'surface');
+  }
+}
+
+function forbidden(message: string, context: Record<string, unknown>): Permission {
+  return { ok: false, refusal: { code: RefusalCode.forbidden, message, context } };
+}
+
+function listed(allow: Allow, actor: ActingUser): boolean {
+  switch (actor.surface) {
+    case 'slack': {
+      if (allow.slack.users.includes(actor.userId)) return true;
+      const groups = actor.groups ?? [];
+      return allow.slack.groups.some((g) => groups.includes(g));
+    }
+    case 'discord': {
+      if (allow.discord.users.includes(actor.userId)) return true;
+      const roles = actor.roles ?? [];
+      return allow.discord.roles.some((r) => roles.includes(r));
+    }
+    case 'console':
+      return allow.console.users.includes(actor.userId);
+    case 'system':
+      return false;
+    default:
+      return assertNever(actor.surface, 'surface');
+  }
+}
+
+/**
+ * May `actor` roll back or promote `environment` (confirm, approve, or cancel someone else's request)?
+ *
+ * - The system actor (alert suggestions) never may: it proposes, a person decides.
+ * - With an allow list: the user id, one of the Slack groups or one of the Discord roles must be listed
+ *   for the actor's surface.
+ * - Without one: allowed on the local platform (demo), refused on a real platform with the YAML to add.
+ */
+export function canAct(actor: ActingUser, environment: string, ctx: PermissionContext): Permission {
+  const { config } = ctx;
+  const context = {
+    environment,
+    surface: actor.surface,
+    userId: actor.userId,
+    platform: config.platform,
+  };
+  if (actor.surface === 'system') {
+    return forbidden(
+      `Switchyard itself cannot confirm a switch of ${environment}: a permitted person has to click.`,
+      context,
+    );
+  }
+  const allow = config.file.environments[environment]?.allow;
+  if (allow === undefined) {
+    if (config.platform === 'local') return ALLOWED;
+    return forbidden(
+      `${environment} has no allow list, so nobody may roll it back or promote it on the ${config.platform} platform. ` +
+        `Add ${keyFor(environment, actor.surface)} to the config file (SWITCHYARD_CONFIG), for example:\n${allowSnippet(environment, actor)}`,
+      {
+        ...context,
+        reason: 'no_allow_list',
+        key: `environments.${environment}.allow.${actor.surface}.users`,
+      },
+    );
+  }
+  if (listed(allow, actor)) return ALLOWED;
+  const via =
+    actor.surface === 'slack'
+      ? ' or any of your user groups'
+      : actor.surface === 'discord'
+        ? ' or any of your roles'
+        : '';
+  return forbidden(
+    `${mention(actor)} may not roll back or promote ${environment}: neither your ${actor.surface} user id${via} is on its allow list. ` +
+      `Ask someone who is, or have an operator add you under ${keyFor(environment, actor.surface)} in the config file, for example:\n${allowSnippet(environment, actor)}`,
+    { ...context, reason: 'not_listed', key: `environments.${environment}.allow.${actor.surface}.users` },
+  );
+}

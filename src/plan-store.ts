@@ -1,0 +1,427 @@
+/**
+ * Plans waiting for a click, held in Redis so that any bot replica can handle any click.
+ *
+ * One hash per plan id (`<prefix>plan:<id>`): the plan (JSON, zod-validated on every read), who asked,
+ * the state, who confirmed/approved/cancelled, the job id, why it went stale, the alert it answers and
+ * the chat messages showing it (one hash field per message, so attaching is atomic and idempotent).
+ *
+ * State machine (every move is one Lua script, so two replicas handling the same click, or 50
+ * concurrent confirms, produce exactly one transition):
+ *
+ *   pending ──► awaiting_approval ──► enqueued
+ *      │  └─────────────────────────────► enqueued
+ *      └──► cancelled | stale | expired   (also from awaiting_approval)
+ *
+ * A plan may be acted on for `ttlMs` (default 1 h) after it was made; its record is kept `retainMs`
+ * longer so surfaces can still render "expired" and offer a fresh plan. Plan ids are deterministic
+ * (same action on the same platform state → same id), so asking twice for the same switch joins the
+ * live record instead of creating a second one; a finished record (cancelled, stale, expired) is
+ * replaced by the new request.
+ */
+import type { Redis } from 'ioredis';
+import { z } from 'zod';
+import type { Clock } from './clock.js';
+import { systemClock } from './clock.js';
+import type { Plan } from './domain/plan.js';
+import { type Refusal, RefusalCode } from './domain/result.js';
+import { SwitchyardError } from './errors.js';
+import { type Actor, actorSchema, type MessageRef, messageRefSchema } from './progress.js';
+import { createRedis } from './redis.js';
+
+/** Where a plan is in its life. */
+export const PlanState = {
+  pending: 'pending',
+  awaitingApproval: 'awaiting_approval',
+  enqueued: 'enqueued',
+  cancelled: 'cancelled',
+  stale: 'stale',
+  expired: 'expired',
+} as const;
+export type PlanState = (typeof PlanState)[keyof typeof PlanState];
+
+const planStates = [
+  PlanState.pending,
+  PlanState.awaitingApproval,
+  PlanState.enqueued,
+  PlanState.cancelled,
+  PlanState.stale,
+  PlanState.expired,
+] as const;
+
+/** States in which a plan can still be clicked on. */
+export const OPEN_STATES: readonly PlanState[] = [PlanState.pending, PlanState.awaitingApproval];
+
+const commitSchema = z.object({ sha: z.string(), message: z.string(), author: z.string() });
+
+const deploymentSchema = z.object({
+  id: z.string().min(1),
+  projectId: z.string(),
+  environment: z.string(),
+  branch: z.string(),
+  commit: commitSchema,
+  createdAt: z.number(),
+  readyAt: z.number().exactOptional(),
+  status: z.enum(['building', 'ready', 'failed', 'standby', 'stopped']),
+});
+
+const domainSchema = z.object({
+  hostname: z.string().min(1),
+  stickiness: z.enum(['live', 'environment', 'branch', 'deployment']),
+  environment: z.string(),
+  branch: z.string().exactOptional(),
+  deploymentId: z.string().exactOptional(),
+});
+
+/** A stored plan (src/domain/plan.ts `Plan`), checked on read. */
+export const planSchema = z.object({
+  id: z.string().min(1),
+  action: z.enum(['rollback', 'promote']),
+  projectId: z.string(),
+  environment: z.string().min(1),
+  environmentKind: z.enum(['production', 'preview']),
+  current: deploymentSchema,
+  currentLiveSince: z.number().exactOptional(),
+  target: deploymentSchema,
+  affectedDomains: z.array(domainSchema),
+  targetStandby: z.boolean(),
+  rolledBack: z.boolean(),
+  resumesAutoDeploys: z.boolean(),
+  expectedCurrent: z.string(),
+  expectedRolledBack: z.boolean(),
+  createdAt: z.number(),
+});
+
+const refusalSchema = z.object({
+  code: z.enum(Object.values(RefusalCode) as [RefusalCode, ...RefusalCode[]]),
+  message: z.string(),
+  context: z.record(z.string(), z.unknown()).exactOptional(),
+});
+
+/** What an alert suggestion carries, so the confirmation can say why it was offered. */
+export const alertContextSchema = z.object({
+  /** `alertmanager`, `grafana`, `slack`, … */
+  source: z.string().min(1),
+  title: z.string(),
+  fingerprint: z.string().exactOptional(),
+  url: z.string().exactOptional(),
+  /** Unix ms the alert started firing. */
+  startedAt: z.number().exactOptional(),
+  status: z.enum(['firing', 'resolved']).exactOptional(),
+  /** The deployment that went live shortly before the alert (the suspect). */
+  suspectDeploymentId: z.string().exactOptional(),
+  /** Unix ms the suspect went live. */
+  suspectLiveSince: z.number().exactOptional(),
+});
+export type AlertContext = z.infer<typeof alertContextSchema>;
+
+const storedMessageSchema = z.object({ ref: messageRefSchema, at: z.number() });
+
+/** Everything known about one plan: the plan itself and what people did with it. */
+export const planRecordSchema = z.object({
+  plan: planSchema,
+  state: z.enum(planStates),
+  requestedBy: actorSchema,
+  /** Whoever clicked confirm (with the two-person rule, the person whose request awaits approval). */
+  confirmedBy: actorSchema.exactOptional(),
+  approvedBy: actorSchema.exactOptional(),
+  cancelledBy: actorSchema.exactOptional(),
+  jobId: z.string().exactOptional(),
+  /** Why the plan went stale (what changed), when it did. */
+  refusal: refusalSchema.exactOptional(),
+  alert: alertContextSchema.exactOptional(),
+  messages: z.array(messageRefSchema),
+  /** Unix ms. */
+  createdAt: z.number(),
+  updatedAt: z.number(),
+  /** Unix ms after which the plan can no longer be acted on. */
+  expiresAt: z.number(),
+});
+export type PlanRecord = z.infer<typeof planRecordSchema>;
+
+/** Fields a transition may set besides the state. */
+export interface PlanPatch {
+  readonly confirmedBy?: Actor;
+  readonly approvedBy?: Actor;
+  readonly cancelledBy?: Actor;
+  readonly jobId?: string;
+  readonly refusal?: Refusal;
+}
+type PatchField = keyof PlanPatch;
+
+/** Outcome of an attempted transition. */
+export type TransitionResult =
+  | { readonly ok: true; readonly record: PlanRecord }
+  /** The plan was not in an allowed state; `record` is the state that won (undefined when gone). */
+  | { readonly ok: false; readonly record: PlanRecord | undefined };
+
+export interface PlanStoreOptions {
+  /** A connected ioredis client (not closed by the store) … */
+  readonly redis?: Redis;
+  /** … or a URL for a connection the store opens and closes itself. */
+  readonly url?: string;
+  /** Key prefix; tests use `uniqueName()`. */
+  readonly prefix?: string;
+  /** How long a plan may be acted on after it was made. */
+  readonly ttlMs?: number;
+  /** How long a record is kept after its plan expired, for rendering and fresh plans. */
+  readonly retainMs?: number;
+  readonly clock?: Clock;
+}
+
+/** Defaults for the store's options (STYLE 6). */
+export const planStoreDefaults = {
+  prefix: 'switchyard:',
+  ttlMs: 3_600_000,
+  retainMs: 86_400_000,
+} as const satisfies Required<Pick<PlanStoreOptions, 'prefix' | 'ttlMs' | 'retainMs'>>;
+
+const MESSAGE_FIELD = 'msg:';
+const JSON_FIELDS = new Set([
+  'plan',
+  'requestedBy',
+  'confirmedBy',
+  'approvedBy',
+  'cancelledBy',
+  'refusal',
+  'alert',
+]);
+const NUMBER_FIELDS = new Set(['createdAt', 'updatedAt', 'expiresAt']);
+
+/**
+ * Creates a record unless a live one exists. Live: enqueued, or pending/awaiting approval and not past
+ * `expiresAt`. Returns 1 and the new hash when created, 0 and the existing hash when joined.
+ * KEYS[1] record; ARGV[1] now; ARGV[2] key ttl ms; ARGV[3..] field, value pairs.
+ */
+const CREATE_SCRIPT = `
+local state = redis.call('HGET', KEYS[1], 'state')
+if state then
+  local exp = tonumber(redis.call('HGET', KEYS[1], 'expiresAt')) or 0
+  if state == 'enqueued' or ((state == 'pending' or state == 'awaiting_approval') and exp > tonumber(ARGV[1])) then
+    return {0, redis.call('HGETALL', KEYS[1])}
+  end
+  redis.call('DEL', KEYS[1])
+end
+redis.call('HSET', KEYS[1], unpack(ARGV, 3))
+redis.call('PEXPIRE', KEYS[1], ARGV[2])
+return {1, redis.call('HGETALL', KEYS[1])}
+`;
+
+/**
+ * Compare-and-set of the state. KEYS[1] record; ARGV[1] allowed current states (comma separated);
+ * ARGV[2] new state; ARGV[3] fields to delete (comma separated, may be empty); ARGV[4..] field, value
+ * pairs to set. Returns {1, hash} when moved, {0, hash} when the state did not allow it, {-1} when gone.
+ */
+const TRANSITION_SCRIPT = `
+local state = redis.call('HGET', KEYS[1], 'state')
+if not state then return {-1, {}} end
+local allowed = false
+for s in string.gmatch(ARGV[1], '[^,]+') do
+  if s == state then allowed = true end
+end
+if not allowed then return {0, redis.call('HGETALL', KEYS[1])} end
+for f in string.gmatch(ARGV[3], '[^,]+') do
+  redis.call('HDEL', KEYS[1], f)
+end
+redis.call('HSET', KEYS[1], 'state', ARGV[2], unpack(ARGV, 4))
+return {1, redis.call('HGETALL', KEYS[1])}
+`;
+
+/** Adds a message field only when the record exists (never resurrects an evicted plan). */
+const ATTACH_SCRIPT = `
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+return 1
+`;
+
+function messageField(ref: MessageRef): string {
+  return `${MESSAGE_FIELD}${ref.surface}:${ref.channel}:${ref.messageId}`;
+}
+
+/** Plans and their state in Redis, with atomic transitions. */
+export class PlanStore {
+  readonly ttlMs: number;
+  readonly retainMs: number;
+  private readonly redis: Redis;
+  private readonly ownsRedis: boolean;
+  private readonly prefix: string;
+  private readonly clock: Clock;
+
+  constructor(options: PlanStoreOptions) {
+    if (options.redis) {
+      this.redis = options.redis;
+      this.ownsRedis = false;
+    } else if (options.url) {
+      this.redis = createRedis(options.url);
+      this.ownsRedis = true;
+    } else {
+      throw new SwitchyardError('internal', 'PlanStore needs either a redis client or a url');
+    }
+    this.prefix = options.prefix ?? planStoreDefaults.prefix;
+    this.ttlMs = options.ttlMs ?? planStoreDefaults.ttlMs;
+    this.retainMs = options.retainMs ?? planStoreDefaults.retainMs;
+    this.clock = options.clock ?? systemClock;
+  }
+
+  private key(planId: string): string {
+    return `${this.prefix}plan:${planId}`;
+  }
+
+  /**
+   * Stores a new plan as `pending`, or joins the live record of the same plan id (a second request for
+   * the same switch on the same state). `created` says which happened.
+   */
+  async create(input: {
+    readonly plan: Plan;
+    readonly requestedBy: Actor;
+    readonly messages?: readonly MessageRef[];
+    readonly alert?: AlertContext;
+  }): Promise<{ readonly record: PlanRecord; readonly created: boolean }> {
+    const now = this.clock.now();
+    const fields: string[] = [
+      'plan',
+      JSON.stringify(planSchema.parse(input.plan)),
+      'state',
+      PlanState.pending,
+      'requestedBy',
+      JSON.stringify(actorSchema.parse(input.requestedBy)),
+      'createdAt',
+      String(now),
+      'updatedAt',
+      String(now),
+      'expiresAt',
+      String(now + this.ttlMs),
+    ];
+    if (input.alert !== undefined)
+      fields.push('alert', JSON.stringify(alertContextSchema.parse(input.alert)));
+    for (const ref of input.messages ?? []) fields.push(...this.messageEntry(ref, now));
+    const key = this.key(input.plan.id);
+    const raw = await this.redis.eval(
+      CREATE_SCRIPT,
+      1,
+      key,
+      String(now),
+      String(this.ttlMs + this.retainMs),
+      ...fields,
+    );
+    const [created, hash] = this.scriptReply(raw, input.plan.id);
+    const record = this.decode(hash, input.plan.id);
+    if (record === undefined) throw this.corrupt(input.plan.id, 'record vanished while being created');
+    if (created !== 1 && input.messages !== undefined) {
+      for (const ref of input.messages) await this.attachMessage(input.plan.id, ref);
+      const joined = await this.get(input.plan.id);
+      return { record: joined ?? record, created: false };
+    }
+    return { record, created: created === 1 };
+  }
+
+  /** The record of a plan, or undefined when it never existed or its retention ran out. */
+  async get(planId: string): Promise<PlanRecord | undefined> {
+    const hash = await this.redis.hgetall(this.key(planId));
+    return this.decode(this.pairs(hash), planId);
+  }
+
+  /**
+   * Moves the plan from one of `from` to `to`, setting `patch` and removing `remove`, atomically.
+   * Exactly one of any number of concurrent callers with the same `from` succeeds.
+   */
+  async transition(
+    planId: string,
+    from: readonly PlanState[],
+    to: PlanState,
+    patch: PlanPatch = {},
+    remove: readonly PatchField[] = [],
+  ): Promise<TransitionResult> {
+    const fields: string[] = ['updatedAt', String(this.clock.now())];
+    for (const [name, value] of Object.entries(patch)) {
+      if (value === undefined) continue;
+      fields.push(name, typeof value === 'string' ? value : JSON.stringify(value));
+    }
+    const raw = await this.redis.eval(
+      TRANSITION_SCRIPT,
+      1,
+      this.key(planId),
+      from.join(','),
+      to,
+      remove.join(','),
+      ...fields,
+    );
+    const [moved, hash] = this.scriptReply(raw, planId);
+    const record = this.decode(hash, planId);
+    if (moved === 1) {
+      if (record === undefined) throw this.corrupt(planId, 'record vanished during a transition');
+      return { ok: true, record };
+    }
+    return { ok: false, record };
+  }
+
+  /**
+   * Records a chat message showing the plan (so progress can edit it). Idempotent per message;
+   * false when the plan is gone.
+   */
+  async attachMessage(planId: string, ref: MessageRef): Promise<boolean> {
+    const [field, value] = this.messageEntry(messageRefSchema.parse(ref), this.clock.now());
+    const n = await this.redis.eval(ATTACH_SCRIPT, 1, this.key(planId), field, value);
+    return n === 1;
+  }
+
+  /** Closes the Redis connection when the store opened it. */
+  async close(): Promise<void> {
+    if (this.ownsRedis) await this.redis.quit();
+  }
+
+  private messageEntry(ref: MessageRef, at: number): [string, string] {
+    return [messageField(ref), JSON.stringify({ ref, at })];
+  }
+
+  private scriptReply(raw: unknown, planId: string): [number, string[]] {
+    if (!Array.isArray(raw) || typeof raw[0] !== 'number' || !Array.isArray(raw[1])) {
+      throw this.corrupt(planId, `unexpected script reply ${JSON.stringify(raw)}`);
+    }
+    return [raw[0], raw[1].map(String)];
+  }
+
+  private pairs(hash: Record<string, string>): string[] {
+    return Object.entries(hash).flat();
+  }
+
+  private corrupt(planId: string, detail: string): SwitchyardError {
+    return new SwitchyardError('internal', `Plan ${planId} in Redis is unreadable: ${detail}`, {
+      context: { planId },
+    });
+  }
+
+  /** Turns a flat HGETALL reply into a validated record; undefined for an empty hash. */
+  private decode(flat: readonly string[], planId: string): PlanRecord | undefined {
+    if (flat.length === 0) return undefined;
+    const out: Record<string, unknown> = {};
+    const messages: { ref: unknown; at: number; field: string }[] = [];
+    for (let i = 0; i + 1 < flat.length; i += 2) {
+      const field = flat[i] ?? '';
+      const value = flat[i + 1] ?? '';
+      try {
+        if (field.startsWith(MESSAGE_FIELD)) {
+          const m = storedMessageSchema.parse(JSON.parse(value));
+          messages.push({ ref: m.ref, at: m.at, field });
+        } else if (JSON_FIELDS.has(field)) {
+          out[field] = JSON.parse(value);
+        } else if (NUMBER_FIELDS.has(field)) {
+          out[field] = Number(value);
+        } else {
+          out[field] = value;
+        }
+      } catch (e) {
+        throw this.corrupt(planId, `field ${field}: ${(e as Error).message}`);
+      }
+    }
+    messages.sort((a, b) => a.at - b.at || a.field.localeCompare(b.field));
+    out.messages = messages.map((m) => m.ref);
+    const parsed = planRecordSchema.safeParse(out);
+    if (!parsed.success) {
+      throw this.corrupt(
+        planId,
+        parsed.error.issues.map((i) => `${i.path.map(String).join('.')}: ${i.message}`).join('; '),
+      );
+    }
+    return parsed.data;
+  }
+}
