@@ -1,0 +1,162 @@
+/**
+ * The Bolt app shell on the shared HTTP server: signature checks (forged, replayed → 401 and no handler
+ * runs), one path for commands/interactivity/events, and Events API retries deduplicated in Redis
+ * across two replicas.
+ */
+import { EventEmitter } from 'node:events';
+import type { App } from '@slack/bolt';
+import type { Redis } from 'ioredis';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { checkApiUrl, createSlackApp, type SlackApp } from '../../handlers/slack/app.js';
+import { HttpServer } from '../../src/http.js';
+import { silentLogger } from '../../src/log.js';
+import { createRedis } from '../../src/redis.js';
+import { SlackRequests } from '../fakes/slack/requests.js';
+import { FakeSlack } from '../fakes/slack/server.js';
+import { redisUrl, uniqueName } from '../support/redis.js';
+
+const SECRET = 'test-signing-secret';
+
+interface Replica {
+  http: HttpServer;
+  slack: SlackApp;
+  requests: SlackRequests;
+  seen: string[];
+  /** Emits 'seen' (handler ran) and 'duplicate' (retry dropped). */
+  events: EventEmitter;
+}
+
+function once(emitter: EventEmitter, name: string, value: string): Promise<void> {
+  return new Promise((resolve) => {
+    const on = (v: string) => {
+      if (v === value) {
+        emitter.off(name, on);
+        resolve();
+      }
+    };
+    emitter.on(name, on);
+  });
+}
+
+let fake: FakeSlack;
+let redis: Redis;
+let prefix: string;
+const replicas: Replica[] = [];
+
+async function replica(): Promise<Replica> {
+  const http = new HttpServer();
+  const seen: string[] = [];
+  const events = new EventEmitter();
+  const slack = createSlackApp(
+    {
+      botToken: fake.token,
+      signingSecret: SECRET,
+      apiUrl: fake.apiUrl,
+      http,
+      redis,
+      keyPrefix: prefix,
+      logger: silentLogger,
+      onDuplicateEvent: (id) => events.emit('duplicate', id),
+    },
+    (app: App) => {
+      app.command('/rollback', async ({ ack, command }) => {
+        seen.push(`command:${command.text}`);
+        await ack();
+      });
+      app.event('message', async ({ event }) => {
+        const text = `event:${'text' in event ? String(event.text) : ''}`;
+        seen.push(text);
+        events.emit('seen', text);
+      });
+    },
+  );
+  const port = await http.listen(0);
+  const r = {
+    http,
+    slack,
+    requests: new SlackRequests(`http://127.0.0.1:${port}/slack/events`, SECRET, fake),
+    seen,
+    events,
+  };
+  replicas.push(r);
+  return r;
+}
+
+beforeEach(async () => {
+  fake = await new FakeSlack().start();
+  redis = createRedis(redisUrl());
+  await redis.ping();
+  prefix = `${uniqueName('slack')}:`;
+});
+
+afterEach(async () => {
+  for (const r of replicas.splice(0)) {
+    await r.slack.stop();
+    await r.http.close();
+  }
+  await fake.close();
+  await redis.quit();
+});
+
+describe('Slack app shell', () => {
+  it('accepts a correctly signed slash command on POST /slack/events', async () => {
+    const r = await replica();
+    const res = await r.requests.command({ command: '/rollback', text: 'production' });
+    expect(res.status).toBe(200);
+    expect(r.seen).toEqual(['command:production']);
+  });
+
+  it('answers 401 to a forged signature and runs no handler', async () => {
+    const r = await replica();
+    const res = await r.requests.command(
+      { command: '/rollback', text: 'production' },
+      { secret: 'not-the-secret' },
+    );
+    expect(res.status).toBe(401);
+    expect(r.seen).toEqual([]);
+  });
+
+  it('answers 401 to a replayed request older than 5 minutes, even correctly signed', async () => {
+    const r = await replica();
+    const old = Math.floor(Date.now() / 1000) - 6 * 60;
+    const res = await r.requests.command({ command: '/rollback', text: 'production' }, { timestamp: old });
+    expect(res.status).toBe(401);
+    expect(r.seen).toEqual([]);
+    const fresh = Math.floor(Date.now() / 1000) - 4 * 60;
+    expect(
+      (await r.requests.command({ command: '/rollback', text: 'staging' }, { timestamp: fresh })).status,
+    ).toBe(200);
+    expect(r.seen).toEqual(['command:staging']);
+  });
+
+  it('deduplicates Events API retries on event_id across replicas', async () => {
+    const a = await replica();
+    const b = await replica();
+    const event = { type: 'message', channel: 'C0PROD', user: 'U0ALICE', text: '5xx spike', ts: '1.000001' };
+    const handled = once(a.events, 'seen', 'event:5xx spike');
+    expect((await a.requests.event(event, 'Ev0001')).status).toBe(200);
+    await handled;
+    // Slack retries the same event (possibly to another replica) with X-Slack-Retry-Num.
+    const dropped = once(b.events, 'duplicate', 'Ev0001');
+    const retry = await b.requests.event(event, 'Ev0001', {
+      headers: { 'x-slack-retry-num': '1', 'x-slack-retry-reason': 'http_timeout' },
+    });
+    expect(retry.status).toBe(200);
+    await dropped;
+    const other = once(b.events, 'seen', 'event:other');
+    expect((await b.requests.event({ ...event, text: 'other' }, 'Ev0002')).status).toBe(200);
+    await other;
+    expect([...a.seen, ...b.seen]).toEqual(['event:5xx spike', 'event:other']);
+  });
+
+  it('leaves other paths to the shared router', async () => {
+    const r = await replica();
+    const res = await fetch(r.requests.url.replace('/slack/events', '/slack/nope'), { method: 'POST' });
+    expect(res.status).toBe(404);
+  });
+
+  it('requires SLACK_API_URL to end with /api/', () => {
+    expect(checkApiUrl('http://127.0.0.1:1/api/')).toBe('http://127.0.0.1:1/api/');
+    expect(() => checkApiUrl('http://127.0.0.1:1/api')).toThrow(/ending with \/api\//);
+  });
+});
