@@ -1,0 +1,487 @@
+/**
+ * The Unkey Deploy adapter of the DeployPlatform port: reads deployments through Unkey's API v2
+ * (listDeployments with cursor paging, getDeployment), maps them to domain values, starts rollbacks and
+ * promotions (202, asynchronous) and follows them by polling getDeployment until the target is current.
+ * Unkey's refusals become RefusalErrors (src/platform/unkey/refusals.ts). Unkey has no per-request
+ * deployment header we know of, so there is no `probe`: verification relies on `routing`.
+ */
+import type { Clock } from '../../clock.js';
+import { systemClock } from '../../clock.js';
+import type { Config } from '../../config.js';
+import { RefusalCode } from '../../domain/result.js';
+import type { Deployment, EnvironmentSnapshot, PlanAction } from '../../domain/types.js';
+import { ConfigError, RefusalError } from '../../errors.js';
+import { type Logger, silentLogger } from '../../log.js';
+import type {
+  DeployPlatform,
+  OperationRef,
+  OperationState,
+  OperationStatus,
+  Route,
+  SwitchRequest,
+} from '../port.js';
+import { UnkeyClient, type UnkeyClientOptions } from './client.js';
+import { classifyDomains, isRolledBack, mapStatus, toDeployment, UNKEY_APEX } from './mapping.js';
+import { type RefusalContext, toRefusal, type UnkeyEndpoint } from './refusals.js';
+import {
+  AcceptedResponseSchema,
+  GetDeploymentResponseSchema,
+  type ListDeploymentsRequest,
+  ListDeploymentsResponseSchema,
+  type UnkeyDeployment,
+} from './schemas.js';
+
+/** Where one Switchyard environment lives in Unkey (slugs or ids; slugs when `app` is omitted). */
+export interface UnkeyEnvironmentMapping {
+  readonly project: string;
+  /** Needed when the project has more than one app; without it the environment is filtered locally. */
+  readonly app?: string;
+  readonly environment: string;
+}
+
+export interface UnkeyPlatformOptions {
+  /** Switchyard environment slug → Unkey project/app/environment, in display order. */
+  readonly environments: Readonly<Record<string, UnkeyEnvironmentMapping>>;
+  /** The HTTP client (or the options to build one). */
+  readonly client: UnkeyClient | UnkeyClientOptions;
+  readonly clock?: Clock;
+  readonly logger?: Logger;
+  /** Page size of listDeployments (1–100). */
+  readonly pageSize?: number;
+  /** Upper bound of deployments read per snapshot (stops paging). */
+  readonly maxDeployments?: number;
+  /** An operation whose target is not current after this long is reported failed. */
+  readonly operationTimeoutMs?: number;
+  /** Apex of Unkey's system hostnames (custom domains are everything else). */
+  readonly apex?: string;
+}
+
+/** Defaults of the adapter's tunables. */
+export const unkeyPlatformDefaults = {
+  pageSize: 100,
+  maxDeployments: 500,
+  operationTimeoutMs: 5 * 60_000,
+  apex: UNKEY_APEX,
+} as const satisfies Required<
+  Pick<UnkeyPlatformOptions, 'pageSize' | 'maxDeployments' | 'operationTimeoutMs' | 'apex'>
+>;
+
+/** Slugs of the Unkey project/app/environment as Unkey reports them on deployments. */
+interface Identity {
+  readonly project: string;
+  readonly app: string;
+  readonly environment: string;
+}
+
+/** DeployPlatform over Unkey Deploy's public API v2. */
+export class UnkeyPlatform implements DeployPlatform {
+  readonly name = 'unkey';
+  private readonly client: UnkeyClient;
+  private readonly clock: Clock;
+  private readonly logger: Logger;
+  private readonly environments: ReadonlyMap<string, UnkeyEnvironmentMapping>;
+  private readonly identities = new Map<string, Identity>();
+  private readonly pageSize: number;
+  private readonly maxDeployments: number;
+  private readonly operationTimeoutMs: number;
+  private readonly apex: string;
+
+  constructor(options: UnkeyPlatformOptions) {
+    this.clock = options.clock ?? systemClock;
+    this.logger = options.logger ?? silentLogger;
+    this.client =
+      options.client instanceof UnkeyClient
+        ? options.client
+        : new UnkeyClient({ clock: this.clock, logger: this.logger, ...options.client });
+    this.environments = new Map(Object.entries(options.environments));
+    this.pageSize = Math.min(100, Math.max(1, options.pageSize ?? unkeyPlatformDefaults.pageSize));
+    this.maxDeployments = Math.max(1, options.maxDeployments ?? unkeyPlatformDefaults.maxDeployments);
+    this.operationTimeoutMs = options.operationTimeoutMs ?? unkeyPlatformDefaults.operationTimeoutMs;
+    this.apex = options.apex ?? unkeyPlatformDefaults.apex;
+  }
+
+  async listEnvironments(): Promise<readonly string[]> {
+    return [...this.environments.keys()];
+  }
+
+  async snapshot(environment: string): Promise<EnvironmentSnapshot> {
+    const mapping = this.mappingOf(environment);
+    const raw = await this.listEnvironment(environment, mapping);
+    const first = raw[0];
+    if (first)
+      this.identities.set(environment, {
+        project: first.project,
+        app: first.app,
+        environment: first.environment,
+      });
+    const current = raw.find((d) => d.isCurrent);
+    const projectId = first?.project ?? mapping.project;
+    const unkeyEnv = first?.environment ?? mapping.environment;
+    return {
+      project: { id: projectId, name: projectId },
+      environment: {
+        slug: environment,
+        kind: unkeyEnv === 'production' ? 'production' : 'preview',
+        projectId,
+        rolledBack: isRolledBack(current),
+        ...(current === undefined ? {} : { currentDeploymentId: current.id }),
+      },
+      deployments: raw.map((d) => toDeployment(d, environment)),
+      domains: classifyDomains(raw, environment, this.apex),
+      liveHistory: [],
+      readAt: this.clock.now(),
+    };
+  }
+
+  async getDeployment(id: string): Promise<Deployment | undefined> {
+    let d: UnkeyDeployment;
+    try {
+      d = await this.fetchDeployment(id);
+    } catch (e) {
+      if (e instanceof RefusalError && e.code === RefusalCode.unknownDeployment) return undefined;
+      throw e;
+    }
+    const environment = await this.environmentOf(d);
+    return environment === undefined ? undefined : toDeployment(d, environment);
+  }
+
+  async routing(environment: string): Promise<readonly Route[]> {
+    const snap = await this.snapshot(environment);
+    return snap.domains.map((d) => ({
+      hostname: d.hostname,
+      stickiness: d.stickiness,
+      environment: d.environment,
+      ...(d.deploymentId === undefined ? {} : { deploymentId: d.deploymentId }),
+    }));
+  }
+
+  rollback(request: SwitchRequest): Promise<OperationRef> {
+    return this.switchTo('rollback', request);
+  }
+
+  promote(request: SwitchRequest): Promise<OperationRef> {
+    return this.switchTo('promote', request);
+  }
+
+  async operation(ref: OperationRef): Promise<OperationStatus> {
+    const now = this.clock.now();
+    let d: UnkeyDeployment;
+    try {
+      d = await this.fetchDeployment(ref.targetId);
+    } catch (e) {
+      if (e instanceof RefusalError && e.code === RefusalCode.unknownDeployment) {
+        return {
+          id: ref.id,
+          state: 'failed',
+          error: { code: 'deployment_not_found', message: e.message },
+          updatedAt: now,
+        };
+      }
+      throw e;
+    }
+    const offersPromote = d.availableActions.includes('promote');
+    const done = d.isCurrent && (ref.action === 'rollback' ? offersPromote : !offersPromote);
+    if (done) return { id: ref.id, state: 'succeeded', updatedAt: now };
+    const status = mapStatus(d);
+    if (status === 'failed' || status === 'stopped') {
+      return {
+        id: ref.id,
+        state: 'failed',
+        error: {
+          code: `target_${status}`,
+          message: `${d.id} is ${d.status} on Unkey${d.error ? ` (${d.error.code}: ${d.error.message})` : ''}, so it cannot take traffic; the ${ref.action} did not complete.`,
+        },
+        updatedAt: now,
+      };
+    }
+    if (now - ref.startedAt > this.operationTimeoutMs) {
+      return {
+        id: ref.id,
+        state: 'failed',
+        error: {
+          code: 'operation_timeout',
+          message: `${d.id} did not become the current deployment of ${ref.environment} within ${Math.round(this.operationTimeoutMs / 1000)} s of the ${ref.action}; check the Unkey dashboard.`,
+        },
+        updatedAt: now,
+      };
+    }
+    const state: OperationState = status === 'standby' ? 'reactivating' : 'switching';
+    return { id: ref.id, state, updatedAt: now };
+  }
+
+  async health(): Promise<void> {
+    const [environment, mapping] = [...this.environments.entries()][0] ?? [];
+    const body: ListDeploymentsRequest = {
+      limit: 1,
+      ...(mapping === undefined ? {} : this.filterOf(mapping)),
+    };
+    await this.call('deployments.listDeployments', body, ListDeploymentsResponseSchema, true, {
+      ...(environment === undefined ? {} : { environment }),
+      ...(mapping === undefined ? {} : { mapping }),
+    });
+  }
+
+  async close(): Promise<void> {
+    this.identities.clear();
+  }
+
+  // -- internals ------------------------------------------------------------------------------
+
+  private mappingOf(environment: string): UnkeyEnvironmentMapping {
+    const mapping = this.environments.get(environment);
+    if (mapping === undefined) {
+      const valid = [...this.environments.keys()];
+      throw new RefusalError({
+        code: RefusalCode.unknownEnvironment,
+        message: `Unknown environment "${environment}". Valid environments: ${valid.join(', ') || 'none configured (add environments.<slug>.unkey to the config)'}.`,
+        context: { input: environment, valid },
+      });
+    }
+    return mapping;
+  }
+
+  private filterOf(
+    mapping: UnkeyEnvironmentMapping,
+  ): Pick<ListDeploymentsRequest, 'project' | 'app' | 'environment'> {
+    // Unkey nests filters: `environment` requires both `project` and `app`.
+    return mapping.app === undefined
+      ? { project: mapping.project }
+      : { project: mapping.project, app: mapping.app, environment: mapping.environment };
+  }
+
+  /** Deployments of one environment, newest first, following cursors up to `maxDeployments`. */
+  private async listEnvironment(
+    environment: string,
+    mapping: UnkeyEnvironmentMapping,
+  ): Promise<UnkeyDeployment[]> {
+    const out: UnkeyDeployment[] = [];
+    const seenCursors = new Set<string>();
+    let cursor: string | undefined;
+    let scanned = 0;
+    for (;;) {
+      const body: ListDeploymentsRequest = {
+        ...this.filterOf(mapping),
+        limit: this.pageSize,
+        ...(cursor === undefined ? {} : { cursor }),
+      };
+      const page = await this.call('deployments.listDeployments', body, ListDeploymentsResponseSchema, true, {
+        environment,
+        mapping,
+      });
+      scanned += page.data.length;
+      for (const d of page.data) {
+        if (mapping.app === undefined && d.environment !== mapping.environment) continue;
+        out.push(d);
+      }
+      const next = page.pagination.cursor;
+      if (!page.pagination.hasMore || next === undefined || seenCursors.has(next)) break;
+      if (scanned >= this.maxDeployments) {
+        this.logger.warn(
+          { environment, scanned },
+          'unkey: stopped paging deployments at the configured maximum',
+        );
+        break;
+      }
+      seenCursors.add(next);
+      cursor = next;
+    }
+    if (mapping.app === undefined) {
+      const apps = [...new Set(out.map((d) => d.app))];
+      if (apps.length > 1) {
+        throw new ConfigError(
+          `environments.${environment}.unkey.app: got nothing, expected one of ${apps.join(', ')} (project "${mapping.project}" has several apps in environment "${mapping.environment}")`,
+          { environment, apps },
+        );
+      }
+    }
+    out.sort((a, b) => b.createdAt - a.createdAt);
+    return out;
+  }
+
+  private async fetchDeployment(id: string): Promise<UnkeyDeployment> {
+    const res = await this.call(
+      'deployments.getDeployment',
+      { deploymentId: id },
+      GetDeploymentResponseSchema,
+      true,
+      {
+        deploymentId: id,
+      },
+    );
+    return res.data;
+  }
+
+  /** The Switchyard environment a deployment belongs to, or undefined when none is configured for it. */
+  private async environmentOf(d: UnkeyDeployment): Promise<string | undefined> {
+    for (const [slug, mapping] of this.environments) {
+      const id = await this.identityOf(slug, mapping);
+      if (
+        d.project === id.project &&
+        (id.app === '' || d.app === id.app) &&
+        d.environment === id.environment
+      ) {
+        return slug;
+      }
+    }
+    return undefined;
+  }
+
+  /**
+   * The slugs Unkey reports for an environment's deployments. The mapping may name ids or slugs; one
+   * listed deployment tells the slugs (cached). An empty app means "any app" (mapping without `app`).
+   */
+  private async identityOf(environment: string, mapping: UnkeyEnvironmentMapping): Promise<Identity> {
+    const known = this.identities.get(environment);
+    if (known) return known;
+    const page = await this.call(
+      'deployments.listDeployments',
+      { ...this.filterOf(mapping), limit: 1 },
+      ListDeploymentsResponseSchema,
+      true,
+      { environment, mapping },
+    );
+    const first = page.data[0];
+    if (first && mapping.app !== undefined) {
+      const identity = { project: first.project, app: first.app, environment: first.environment };
+      this.identities.set(environment, identity);
+      return identity;
+    }
+    return {
+      project: first?.project ?? mapping.project,
+      app: mapping.app ?? '',
+      environment: mapping.environment,
+    };
+  }
+
+  private async switchTo(action: PlanAction, request: SwitchRequest): Promise<OperationRef> {
+    const mapping = this.mappingOf(request.environment);
+    // Unkey derives the app from the target: make sure the target is in this environment, so a
+    // mistyped id can never switch another app's traffic.
+    const target = await this.fetchDeployment(request.targetId);
+    const identity = await this.identityOf(request.environment, mapping);
+    const belongs =
+      target.project === identity.project &&
+      (identity.app === '' || target.app === identity.app) &&
+      target.environment === identity.environment;
+    if (!belongs) {
+      throw new RefusalError({
+        code: RefusalCode.targetWrongEnvironment,
+        message: `${target.id} belongs to Unkey ${target.project}/${target.app}/${target.environment}, not to ${request.environment} (${identity.project}/${identity.app || '*'}/${identity.environment}). A ${action} only moves traffic within one environment.`,
+        context: { target: target.id, environment: request.environment },
+      });
+    }
+    const endpoint: UnkeyEndpoint =
+      action === 'rollback' ? 'deployments.rollbackDeployment' : 'deployments.promoteDeployment';
+    const startedAt = this.clock.now();
+    const res = await this.call(endpoint, { deploymentId: request.targetId }, AcceptedResponseSchema, false, {
+      deploymentId: request.targetId,
+      environment: request.environment,
+      mapping,
+    });
+    this.logger.info(
+      {
+        action,
+        environment: request.environment,
+        target: request.targetId,
+        requestId: res.meta.requestId,
+        by: request.requestedBy,
+      },
+      `unkey: ${action} accepted`,
+    );
+    return {
+      id: `unkey_${action}_${res.meta.requestId}`,
+      action,
+      environment: request.environment,
+      targetId: request.targetId,
+      startedAt,
+    };
+  }
+
+  private async call<S extends Parameters<UnkeyClient['call']>[2]>(
+    endpoint: UnkeyEndpoint,
+    body: unknown,
+    schema: S,
+    idempotent: boolean,
+    ctx: Omit<RefusalContext, 'endpoint'>,
+  ): Promise<import('zod').infer<S>> {
+    try {
+      return await this.client.call(endpoint, body, schema, { idempotent });
+    } catch (e) {
+      throw toRefusal(e, { endpoint, ...ctx });
+    }
+  }
+}
+
+/** Dependencies the composition root passes to `createUnkeyPlatform`. */
+export interface UnkeyPlatformDeps {
+  readonly fetch?: typeof fetch;
+  readonly clock?: Clock;
+  readonly logger?: Logger;
+  /** Overrides of the adapter and client tunables. */
+  readonly tuning?: Partial<
+    Pick<UnkeyPlatformOptions, 'pageSize' | 'maxDeployments' | 'operationTimeoutMs' | 'apex'> &
+      Pick<UnkeyClientOptions, 'timeoutMs' | 'maxRetries' | 'baseDelayMs' | 'maxDelayMs' | 'maxRetryAfterMs'>
+  >;
+}
+
+/**
+ * Builds the Unkey adapter from the loaded configuration (`platform: unkey`): `UNKEY_ROOT_KEY`,
+ * `UNKEY_API_URL` and every `environments.<slug>.unkey` mapping. Throws ConfigError when the root key
+ * or every mapping is missing.
+ */
+export function createUnkeyPlatform(config: Config, deps: UnkeyPlatformDeps = {}): UnkeyPlatform {
+  const rootKey = config.env.UNKEY_ROOT_KEY;
+  if (rootKey === undefined) {
+    throw new ConfigError(
+      'UNKEY_ROOT_KEY: got nothing, expected an Unkey root key when the platform is unkey',
+      {
+        key: 'UNKEY_ROOT_KEY',
+      },
+    );
+  }
+  const environments: Record<string, UnkeyEnvironmentMapping> = {};
+  for (const [slug, env] of Object.entries(config.file.environments)) {
+    if (env.unkey === undefined) continue;
+    environments[slug] = {
+      project: env.unkey.project,
+      environment: env.unkey.environment,
+      ...(env.unkey.app === undefined ? {} : { app: env.unkey.app }),
+    };
+  }
+  if (Object.keys(environments).length === 0) {
+    throw new ConfigError(
+      'environments: got no environment with an "unkey" mapping, expected at least one such as environments.production.unkey: {project: my-project, app: api, environment: production}',
+      { key: 'environments' },
+    );
+  }
+  const tuning = deps.tuning ?? {};
+  const clock = deps.clock ?? systemClock;
+  const logger = deps.logger ?? silentLogger;
+  const client = new UnkeyClient({
+    baseUrl: config.env.UNKEY_API_URL,
+    rootKey,
+    clock,
+    logger,
+    ...(deps.fetch === undefined ? {} : { fetch: deps.fetch }),
+    ...pick(tuning, ['timeoutMs', 'maxRetries', 'baseDelayMs', 'maxDelayMs', 'maxRetryAfterMs']),
+  });
+  return new UnkeyPlatform({
+    environments,
+    client,
+    clock,
+    logger,
+    ...pick(tuning, ['pageSize', 'maxDeployments', 'operationTimeoutMs', 'apex']),
+  });
+}
+
+function pick<T extends object, K extends keyof T>(
+  obj: T,
+  keys: readonly K[],
+): { [P in K]?: Exclude<T[P], undefined> } {
+  const out: { [P in K]?: Exclude<T[P], undefined> } = {};
+  for (const k of keys) {
+    const v = obj[k];
+    if (v !== undefined) out[k] = v as Exclude<T[K], undefined>;
+  }
+  return out;
+}

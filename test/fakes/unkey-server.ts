@@ -1,0 +1,825 @@
+/**
+ * A stateful fake of Unkey's API v2 deployment endpoints on 127.0.0.1 (port 0), written from Unkey's
+ * published OpenAPI document: listDeployments (cursor paging), getDeployment, rollbackDeployment and
+ * promoteDeployment (202, applied after a delay on the injected clock), the documented error bodies
+ * (`{meta:{requestId}, error:{title, detail, status, type}}`), bearer auth with per-key permissions, the
+ * server-side rules in their documented order, the rolled-back state (a new push gets no live domain;
+ * a promote clears it), and fault injection (429 + Retry-After, 5xx, hanging requests, bad bodies).
+ */
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import type { Clock } from '../../src/clock.js';
+
+export type FakeStatus =
+  | 'pending'
+  | 'starting'
+  | 'building'
+  | 'deploying'
+  | 'network'
+  | 'finalizing'
+  | 'ready'
+  | 'failed'
+  | 'skipped'
+  | 'awaiting_approval'
+  | 'stopped'
+  | 'superseded'
+  | 'cancelled';
+
+type DesiredState = 'running' | 'standby' | 'stopped';
+
+interface FakeDeployment {
+  readonly id: string;
+  readonly seq: number;
+  readonly project: string;
+  readonly app: string;
+  readonly environment: string;
+  status: FakeStatus;
+  desired: DesiredState;
+  readonly git?: { commitSha: string; branch?: string };
+  readonly docker?: { image: string };
+  readonly createdAt: number;
+  updatedAt?: number;
+  /** When it stopped being current (drives the move to standby). */
+  demotedAt?: number;
+}
+
+interface AppState {
+  current?: string;
+  rolledBack: boolean;
+}
+
+interface PendingOp {
+  readonly action: 'rollback' | 'promote';
+  readonly appKey: string;
+  readonly targetId: string;
+  readonly dueAt: number;
+}
+
+/** A fault answered instead of the real endpoint (consumed in order; `endpoint` narrows it). */
+export type FakeFault =
+  | {
+      readonly kind: 'status';
+      readonly status: number;
+      readonly retryAfter?: string;
+      readonly code?: string;
+      readonly endpoint?: string;
+    }
+  | { readonly kind: 'hang'; readonly endpoint?: string }
+  | { readonly kind: 'body'; readonly status: number; readonly body: unknown; readonly endpoint?: string };
+
+export interface RecordedRequest {
+  readonly endpoint: string;
+  readonly body: unknown;
+  readonly authorization: string | undefined;
+  readonly at: number;
+}
+
+export interface UnkeyFakeOptions {
+  readonly clock: Clock;
+  /** Root key → permissions (e.g. `environment.*.read_deployment`). */
+  readonly rootKeys: Readonly<Record<string, readonly string[]>>;
+  /** Delay between a 202 and the switch taking effect. */
+  readonly switchDelayMs?: number;
+  /** Extra delay when the target is in standby (reactivation). */
+  readonly reactivationDelayMs?: number;
+  /** A demoted production deployment moves to standby (`superseded`) after this long. */
+  readonly standbyAfterMs?: number;
+  readonly workspace?: string;
+  readonly apex?: string;
+  /** Custom domains per `project/app` (the live domains). */
+  readonly customDomains?: Readonly<Record<string, readonly string[]>>;
+}
+
+const ERR = 'https://unkey.com/docs/errors/unkey';
+
+/** The fake Unkey API; create with `UnkeyFakeServer.start`. */
+export class UnkeyFakeServer {
+  readonly requests: RecordedRequest[] = [];
+  private readonly deployments: FakeDeployment[] = [];
+  private readonly apps = new Map<string, AppState>();
+  private readonly pending: PendingOp[] = [];
+  private readonly faults: FakeFault[] = [];
+  private readonly hanging = new Set<ServerResponse>();
+  private readonly waiters: { n: number; resolve: () => void }[] = [];
+  private precondition: string | undefined;
+  private seq = 0;
+  private requestSeq = 0;
+  private server: Server | undefined;
+  url = '';
+
+  private constructor(private readonly opts: UnkeyFakeOptions) {}
+
+  static async start(opts: UnkeyFakeOptions): Promise<UnkeyFakeServer> {
+    const fake = new UnkeyFakeServer(opts);
+    const server = createServer((req, res) => {
+      void fake.handle(req, res);
+    });
+    fake.server = server;
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    fake.url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+    return fake;
+  }
+
+  async close(): Promise<void> {
+    for (const res of this.hanging) res.destroy();
+    this.hanging.clear();
+    const server = this.server;
+    if (!server) return;
+    server.closeAllConnections();
+    await new Promise<void>((resolve) => server.close(() => resolve()));
+  }
+
+  // -- test controls -----------------------------------------------------------------------------
+
+  /** Queues a fault for the next matching request. */
+  fault(f: FakeFault, times = 1): void {
+    for (let i = 0; i < times; i++) this.faults.push(f);
+  }
+
+  /** Makes rollback/promote answer 412 precondition_failed with this detail (undefined clears it). */
+  setPrecondition(detail: string | undefined): void {
+    this.precondition = detail;
+  }
+
+  /** Resolves once `n` requests in total have arrived. */
+  waitForRequests(n: number): Promise<void> {
+    if (this.requests.length >= n) return Promise.resolve();
+    return new Promise((resolve) => this.waiters.push({ n, resolve }));
+  }
+
+  /** Creates a deployment, as a git push or image deploy would. Ready deployments are auto-assigned. */
+  push(p: {
+    project: string;
+    app: string;
+    environment: string;
+    branch?: string;
+    sha?: string;
+    image?: string;
+    status?: FakeStatus;
+  }): string {
+    this.settle();
+    this.seq += 1;
+    const id = `dep_${String(this.seq).padStart(4, '0')}`;
+    const sha =
+      p.sha ??
+      (p.image === undefined ? `${this.seq.toString(16).padStart(7, '0')}${'e'.repeat(33)}` : undefined);
+    const d: FakeDeployment = {
+      id,
+      seq: this.seq,
+      project: p.project,
+      app: p.app,
+      environment: p.environment,
+      status: p.status ?? 'ready',
+      desired: 'running',
+      ...(sha === undefined
+        ? {}
+        : { git: { commitSha: sha, ...(p.branch === undefined ? {} : { branch: p.branch }) } }),
+      ...(p.image === undefined ? {} : { docker: { image: p.image } }),
+      createdAt: this.opts.clock.now(),
+    };
+    this.deployments.push(d);
+    if (!this.apps.has(appKey(d))) this.apps.set(appKey(d), { rolledBack: false });
+    if (d.status === 'ready') this.autoAssign(d);
+    return id;
+  }
+
+  /** Changes a deployment's status (e.g. building → ready, which auto-assigns like a finished build). */
+  setStatus(id: string, status: FakeStatus): void {
+    this.settle();
+    const d = this.find(id);
+    if (!d) throw new Error(`no fake deployment ${id}`);
+    d.status = status;
+    d.updatedAt = this.opts.clock.now();
+    if (status === 'stopped') d.desired = 'stopped';
+    if (status === 'ready') this.autoAssign(d);
+  }
+
+  /** Marks a deployment as shutting down (desired state stopped while still ready). */
+  drain(id: string): void {
+    const d = this.find(id);
+    if (!d) throw new Error(`no fake deployment ${id}`);
+    d.desired = 'stopped';
+  }
+
+  /** Applies every switch that is due on the clock (also done at the start of each request). */
+  tick(): void {
+    this.settle();
+  }
+
+  /** Whether the app of `project/app` is rolled back (for assertions). */
+  isRolledBack(project: string, app: string): boolean {
+    return this.apps.get(`${project}/${app}`)?.rolledBack ?? false;
+  }
+
+  currentOf(project: string, app: string): string | undefined {
+    return this.apps.get(`${project}/${app}`)?.current;
+  }
+
+  /** Hostnames currently pointing at a deployment. */
+  domainsOf(id: string): string[] {
+    const d = this.find(id);
+    return d ? this.hostnames(d) : [];
+  }
+
+  // -- state machine -------------------------------------------------------------------------------
+
+  private find(id: string): FakeDeployment | undefined {
+    return this.deployments.find((d) => d.id === id);
+  }
+
+  private autoAssign(d: FakeDeployment): void {
+    if (d.environment !== 'production') return;
+    const app = this.apps.get(appKey(d));
+    if (!app || app.rolledBack) return;
+    this.makeCurrent(app, d);
+  }
+
+  private makeCurrent(app: AppState, d: FakeDeployment): void {
+    const now = this.opts.clock.now();
+    const previous = app.current === undefined ? undefined : this.find(app.current);
+    if (previous && previous.id !== d.id) {
+      previous.demotedAt = now;
+      previous.updatedAt = now;
+    }
+    app.current = d.id;
+    delete d.demotedAt;
+    if (d.status === 'superseded') d.status = 'ready';
+    d.desired = 'running';
+    d.updatedAt = now;
+  }
+
+  private settle(): void {
+    const now = this.opts.clock.now();
+    this.pending.sort((a, b) => a.dueAt - b.dueAt);
+    while (this.pending[0] && this.pending[0].dueAt <= now) {
+      const op = this.pending.shift();
+      if (!op) break;
+      const app = this.apps.get(op.appKey);
+      const target = this.find(op.targetId);
+      if (!app || !target) continue;
+      this.makeCurrent(app, target);
+      app.rolledBack = op.action === 'rollback';
+    }
+    const standbyAfter = this.opts.standbyAfterMs ?? 30 * 60_000;
+    for (const d of this.deployments) {
+      const current = this.apps.get(appKey(d))?.current;
+      if (
+        d.environment === 'production' &&
+        d.status === 'ready' &&
+        d.id !== current &&
+        d.demotedAt !== undefined &&
+        now - d.demotedAt >= standbyAfter
+      ) {
+        d.status = 'superseded';
+        d.desired = 'standby';
+        d.updatedAt = now;
+      }
+    }
+  }
+
+  private hostnames(d: FakeDeployment): string[] {
+    const ws = this.opts.workspace ?? 'acme';
+    const apex = this.opts.apex ?? 'unkey.app';
+    const out: string[] = [];
+    if (d.git) out.push(`${d.project}-git-${d.git.commitSha.slice(0, 7)}-${ws}.${apex}`);
+    else out.push(`${d.project}-${d.id.toLowerCase().replace(/_/g, '-')}-${ws}.${apex}`);
+    const app = this.apps.get(appKey(d));
+    if (d.environment === 'production') {
+      if (app?.current === d.id) {
+        out.push(`${d.project}-${d.environment}-${ws}.${apex}`);
+        out.push(...(this.opts.customDomains?.[appKey(d)] ?? []));
+        if (d.git?.branch) out.push(`${d.project}-git-${slug(d.git.branch)}-${ws}.${apex}`);
+      }
+      return out;
+    }
+    // Preview environments: the environment and branch domains follow the newest ready deployment.
+    const newest = this.deployments
+      .filter((o) => o.environment === d.environment && appKey(o) === appKey(d) && o.status === 'ready')
+      .sort((a, b) => b.seq - a.seq)[0];
+    if (newest?.id === d.id) {
+      out.push(`${d.project}-${d.environment}-${ws}.${apex}`);
+      if (d.git?.branch) out.push(`${d.project}-git-${slug(d.git.branch)}-${ws}.${apex}`);
+    }
+    return out;
+  }
+
+  private actionsOf(d: FakeDeployment): string[] {
+    const app = this.apps.get(appKey(d));
+    const actions: string[] = [];
+    const usable =
+      (d.status === 'ready' && d.desired === 'running') ||
+      (d.status === 'superseded' && d.desired === 'standby');
+    if (d.environment === 'production') {
+      const hasCurrent = app?.current !== undefined;
+      const isCurrent = app?.current === d.id;
+      if (usable && hasCurrent) {
+        if (!isCurrent || app?.rolledBack) actions.push('promote');
+        if (!isCurrent) actions.push('rollback');
+      }
+      return actions;
+    }
+    if (d.status === 'ready' && d.desired === 'running') actions.push('stop');
+    if (d.status === 'stopped') actions.push('start');
+    return actions;
+  }
+
+  private toWire(d: FakeDeployment): Record<string, unknown> {
+    return {
+      id: d.id,
+      status: d.status,
+      isCurrent: this.apps.get(appKey(d))?.current === d.id,
+      environment: d.environment,
+      app: d.app,
+      project: d.project,
+      ...(d.git === undefined ? {} : { git: d.git }),
+      ...(d.docker === undefined ? {} : { docker: d.docker }),
+      availableActions: this.actionsOf(d),
+      regions: d.status === 'ready' ? ['us-east-1', 'eu-west-1'] : [],
+      ...(d.status === 'failed'
+        ? { error: { code: 'build_failed', step: 'building', message: 'docker build exited with code 1' } }
+        : {}),
+      domains: this.hostnames(d),
+      runtime: {
+        vCpus: 0.25,
+        memoryMib: 256,
+        storageMib: 0,
+        port: 8080,
+        command: [],
+        shutdownSignal: 'SIGTERM',
+        upstreamProtocol: 'http1',
+      },
+      createdAt: d.createdAt,
+      ...(d.updatedAt === undefined ? {} : { updatedAt: d.updatedAt }),
+    };
+  }
+
+  // -- HTTP ------------------------------------------------------------------------------------------
+
+  private async handle(req: IncomingMessage, res: ServerResponse): Promise<Handled> {
+    const chunks: Buffer[] = [];
+    for await (const chunk of req) chunks.push(chunk as Buffer);
+    const text = Buffer.concat(chunks).toString('utf8');
+    const endpoint = (req.url ?? '').replace(/^\/v2\//, '');
+    let body: unknown;
+    try {
+      body = text === '' ? undefined : JSON.parse(text);
+    } catch {
+      body = text;
+    }
+    this.requestSeq += 1;
+    const requestId = `req_${this.requestSeq}`;
+    this.requests.push({
+      endpoint,
+      body,
+      authorization: req.headers.authorization,
+      at: this.opts.clock.now(),
+    });
+    for (const w of [...this.waiters]) {
+      if (this.requests.length >= w.n) {
+        this.waiters.splice(this.waiters.indexOf(w), 1);
+        w.resolve();
+      }
+    }
+
+    const faultIndex = this.faults.findIndex((f) => f.endpoint === undefined || f.endpoint === endpoint);
+    const fault = faultIndex >= 0 ? this.faults[faultIndex] : undefined;
+    if (fault) {
+      this.faults.splice(faultIndex, 1);
+      switch (fault.kind) {
+        case 'hang':
+          this.hanging.add(res);
+          res.on('close', () => this.hanging.delete(res));
+          return HANDLED;
+        case 'body':
+          return send(res, fault.status, fault.body);
+        case 'status': {
+          const headers: Record<string, string> =
+            fault.retryAfter === undefined ? {} : { 'retry-after': fault.retryAfter };
+          const title =
+            fault.status === 429
+              ? 'Too Many Requests'
+              : fault.status >= 500
+                ? 'Internal Server Error'
+                : 'Error';
+          const code =
+            fault.code ??
+            (fault.status === 429 ? 'application/rate_limited' : 'application/unexpected_error');
+          return send(
+            res,
+            fault.status,
+            errorBody(requestId, fault.status, title, `injected ${fault.status}`, code),
+            headers,
+          );
+        }
+      }
+    }
+
+    if (req.method !== 'POST' || !req.url?.startsWith('/v2/')) {
+      return send(
+        res,
+        404,
+        errorBody(
+          requestId,
+          404,
+          'Not Found',
+          `${req.method} ${req.url} not found`,
+          'application/invalid_input',
+        ),
+      );
+    }
+
+    // Authentication: missing or non-Bearer header → 400, unknown key → 401.
+    const auth = req.headers.authorization;
+    if (auth === undefined || auth === '') {
+      return send(
+        res,
+        400,
+        errorBody(
+          requestId,
+          400,
+          'Bad Request',
+          'Authorization header is required but was not provided',
+          'authentication/missing',
+        ),
+      );
+    }
+    const m = /^Bearer (.+)$/.exec(auth);
+    if (!m?.[1]) {
+      return send(
+        res,
+        400,
+        errorBody(
+          requestId,
+          400,
+          'Bad Request',
+          'Authorization header must use the Bearer scheme',
+          'authentication/malformed',
+        ),
+      );
+    }
+    const permissions = this.opts.rootKeys[m[1]];
+    if (permissions === undefined) {
+      return send(
+        res,
+        401,
+        errorBody(
+          requestId,
+          401,
+          'Unauthorized',
+          'The provided root key is invalid.',
+          'authentication/key_not_found',
+        ),
+      );
+    }
+
+    this.settle();
+    switch (endpoint) {
+      case 'deployments.listDeployments':
+        return this.list(res, requestId, body, permissions);
+      case 'deployments.getDeployment':
+        return this.get(res, requestId, body, permissions);
+      case 'deployments.rollbackDeployment':
+        return this.switch(res, requestId, body, permissions, 'rollback');
+      case 'deployments.promoteDeployment':
+        return this.switch(res, requestId, body, permissions, 'promote');
+      default:
+        return send(
+          res,
+          404,
+          errorBody(
+            requestId,
+            404,
+            'Not Found',
+            `POST Path '/v2/${endpoint}' not found`,
+            'application/invalid_input',
+          ),
+        );
+    }
+  }
+
+  private list(
+    res: ServerResponse,
+    requestId: string,
+    body: unknown,
+    permissions: readonly string[],
+  ): Handled {
+    const bad = validate(body, {
+      project: 'id',
+      app: 'id',
+      environment: 'id',
+      status: 'statuses',
+      limit: 'limit',
+      cursor: 'string',
+    });
+    if (bad) return send(res, 400, validationError(requestId, bad));
+    const b = body as {
+      project?: string;
+      app?: string;
+      environment?: string;
+      status?: string[];
+      limit?: number;
+      cursor?: string;
+    };
+    if (b.app !== undefined && b.project === undefined) {
+      return send(
+        res,
+        400,
+        validationError(requestId, {
+          location: 'body.app',
+          message: "The 'app' filter requires 'project' to be set.",
+        }),
+      );
+    }
+    if (b.environment !== undefined && (b.project === undefined || b.app === undefined)) {
+      return send(
+        res,
+        400,
+        validationError(requestId, {
+          location: 'body.environment',
+          message: "The 'environment' filter requires both 'project' and 'app' to be set.",
+        }),
+      );
+    }
+    if (!permissions.includes('environment.*.read_deployment')) {
+      return send(
+        res,
+        403,
+        errorBody(
+          requestId,
+          403,
+          'Forbidden',
+          "Your root key requires the 'environment.*.read_deployment' permission to perform this operation",
+          'authorization/insufficient_permissions',
+        ),
+      );
+    }
+    if (b.project !== undefined && !this.deployments.some((d) => d.project === b.project)) {
+      return send(
+        res,
+        404,
+        errorBody(
+          requestId,
+          404,
+          'Not Found',
+          'The requested project does not exist.',
+          'data/project_not_found',
+        ),
+      );
+    }
+    if (b.app !== undefined && !this.deployments.some((d) => d.project === b.project && d.app === b.app)) {
+      return send(
+        res,
+        404,
+        errorBody(requestId, 404, 'Not Found', 'The requested app does not exist.', 'data/app_not_found'),
+      );
+    }
+    if (
+      b.environment !== undefined &&
+      !this.deployments.some(
+        (d) => d.project === b.project && d.app === b.app && d.environment === b.environment,
+      )
+    ) {
+      return send(
+        res,
+        404,
+        errorBody(
+          requestId,
+          404,
+          'Not Found',
+          'The requested environment does not exist.',
+          'data/environment_not_found',
+        ),
+      );
+    }
+    const all = this.deployments
+      .filter(
+        (d) =>
+          (b.project === undefined || d.project === b.project) &&
+          (b.app === undefined || d.app === b.app) &&
+          (b.environment === undefined || d.environment === b.environment) &&
+          (b.status === undefined || b.status.includes(d.status)),
+      )
+      .sort((x, y) => y.createdAt - x.createdAt || y.seq - x.seq);
+    let start = 0;
+    if (b.cursor !== undefined) {
+      const after = decodeCursor(b.cursor);
+      const at = all.findIndex((d) => d.id === after);
+      if (after === undefined || at < 0) {
+        return send(
+          res,
+          400,
+          validationError(requestId, {
+            location: 'body.cursor',
+            message: 'The cursor is invalid or expired.',
+          }),
+        );
+      }
+      start = at + 1;
+    }
+    const limit = b.limit ?? 100;
+    const page = all.slice(start, start + limit);
+    const hasMore = start + limit < all.length;
+    const last = page[page.length - 1];
+    return send(res, 200, {
+      meta: { requestId },
+      data: page.map((d) => this.toWire(d)),
+      pagination: hasMore && last ? { cursor: encodeCursor(last.id), hasMore: true } : { hasMore: false },
+    });
+  }
+
+  private get(
+    res: ServerResponse,
+    requestId: string,
+    body: unknown,
+    permissions: readonly string[],
+  ): Handled {
+    const bad = validate(body, { deploymentId: 'id' }, ['deploymentId']);
+    if (bad) return send(res, 400, validationError(requestId, bad));
+    const d = this.find((body as { deploymentId: string }).deploymentId);
+    // Without read permission Unkey answers 404 too, so existence never leaks.
+    if (!d || !allowed(permissions, d, 'read_deployment')) {
+      return send(
+        res,
+        404,
+        errorBody(
+          requestId,
+          404,
+          'Not Found',
+          'The requested deployment does not exist or has been deleted.',
+          'data/deployment_not_found',
+        ),
+      );
+    }
+    return send(res, 200, { meta: { requestId }, data: this.toWire(d) });
+  }
+
+  private switch(
+    res: ServerResponse,
+    requestId: string,
+    body: unknown,
+    permissions: readonly string[],
+    action: 'rollback' | 'promote',
+  ): Handled {
+    const bad = validate(body, { deploymentId: 'id' }, ['deploymentId']);
+    if (bad) return send(res, 400, validationError(requestId, bad));
+    const d = this.find((body as { deploymentId: string }).deploymentId);
+    if (
+      !d ||
+      !allowed(permissions, d, action === 'rollback' ? 'rollback_deployment' : 'promote_deployment')
+    ) {
+      return send(
+        res,
+        404,
+        errorBody(
+          requestId,
+          404,
+          'Not Found',
+          'The requested deployment does not exist.',
+          'data/deployment_not_found',
+        ),
+      );
+    }
+    const app = this.apps.get(appKey(d));
+    const pre = (code: string, detail: string) =>
+      send(res, 412, errorBody(requestId, 412, 'Precondition Failed', detail, `application/${code}`));
+    // The documented order: ready; running (not draining); production; app has a current; not current.
+    const standby = d.status === 'superseded' && d.desired === 'standby';
+    if (d.status !== 'ready' && !standby) return pre('deployment_not_ready', 'The deployment is not ready.');
+    if (d.desired === 'stopped')
+      return pre('deployment_not_ready', 'The deployment is shutting down and cannot serve traffic.');
+    if (d.environment !== 'production')
+      return pre('deployment_not_production', 'Only production deployments can be promoted or rolled back.');
+    if (app?.current === undefined) return pre('deployment_no_current', 'The app has no current deployment.');
+    if (app.current === d.id && !(action === 'promote' && app.rolledBack)) {
+      return pre('deployment_is_current', 'The deployment is already the current deployment.');
+    }
+    if (this.precondition !== undefined) return pre('precondition_failed', this.precondition);
+    const delay =
+      (this.opts.switchDelayMs ?? 1_000) + (standby ? (this.opts.reactivationDelayMs ?? 2_000) : 0);
+    this.pending.push({ action, appKey: appKey(d), targetId: d.id, dueAt: this.opts.clock.now() + delay });
+    return send(res, 202, { meta: { requestId }, data: {} });
+  }
+}
+
+function appKey(d: { project: string; app: string }): string {
+  return `${d.project}/${d.app}`;
+}
+
+function envId(d: FakeDeployment): string {
+  return `env_${d.project}_${d.app}_${d.environment}`.replace(/[^a-zA-Z0-9_]/g, '_');
+}
+
+function allowed(permissions: readonly string[], d: FakeDeployment, action: string): boolean {
+  return (
+    permissions.includes(`environment.*.${action}`) ||
+    permissions.includes(`environment.${envId(d)}.${action}`)
+  );
+}
+
+function slug(branch: string): string {
+  return branch
+    .trim()
+    .replace(/[^a-zA-Z0-9]+/g, ' ')
+    .trim()
+    .replace(/\s+/g, '-')
+    .toLowerCase()
+    .slice(0, 80);
+}
+
+function encodeCursor(id: string): string {
+  return Buffer.from(JSON.stringify({ after: id })).toString('base64url');
+}
+
+function decodeCursor(cursor: string): string | undefined {
+  try {
+    const v = JSON.parse(Buffer.from(cursor, 'base64url').toString('utf8')) as { after?: unknown };
+    return typeof v.after === 'string' ? v.after : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+function errorBody(requestId: string, status: number, title: string, detail: string, code: string): unknown {
+  return { meta: { requestId }, error: { title, detail, status, type: `${ERR}/${code}` } };
+}
+
+function validationError(requestId: string, e: { location: string; message: string }): unknown {
+  return {
+    meta: { requestId },
+    error: {
+      title: 'Bad Request',
+      detail: e.message,
+      status: 400,
+      type: `${ERR}/application/invalid_input`,
+      errors: [e],
+    },
+  };
+}
+
+const STATUSES = new Set([
+  'pending',
+  'starting',
+  'building',
+  'deploying',
+  'network',
+  'finalizing',
+  'ready',
+  'failed',
+  'skipped',
+  'awaiting_approval',
+  'stopped',
+  'superseded',
+  'cancelled',
+]);
+
+/** Request body validation per the OpenAPI schema (additionalProperties: false). */
+function validate(
+  body: unknown,
+  shape: Record<string, 'id' | 'string' | 'limit' | 'statuses'>,
+  required: readonly string[] = [],
+): { location: string; message: string } | undefined {
+  if (body === null || typeof body !== 'object' || Array.isArray(body)) {
+    return { location: 'body', message: 'expected a JSON object' };
+  }
+  const b = body as Record<string, unknown>;
+  for (const key of required) {
+    if (!(key in b)) return { location: `body.${key}`, message: `missing property '${key}'` };
+  }
+  for (const [key, value] of Object.entries(b)) {
+    const kind = shape[key];
+    if (kind === undefined)
+      return { location: `body.${key}`, message: `additional property '${key}' is not allowed` };
+    const ok =
+      kind === 'id'
+        ? typeof value === 'string' && /^[a-zA-Z0-9_-]{3,255}$/.test(value)
+        : kind === 'string'
+          ? typeof value === 'string'
+          : kind === 'limit'
+            ? typeof value === 'number' && Number.isInteger(value) && value >= 1 && value <= 100
+            : Array.isArray(value) &&
+              value.length <= 13 &&
+              value.every((s) => typeof s === 'string' && STATUSES.has(s));
+    if (!ok) return { location: `body.${key}`, message: `invalid value for '${key}'` };
+  }
+  return undefined;
+}
+
+/** Marker returned by every handler once it has answered. */
+type Handled = { readonly handled: true };
+const HANDLED: Handled = { handled: true };
+
+function send(
+  res: ServerResponse,
+  status: number,
+  body: unknown,
+  headers: Record<string, string> = {},
+): Handled {
+  const text = JSON.stringify(body);
+  res.writeHead(status, {
+    'content-type': status === 429 ? 'application/problem+json' : 'application/json',
+    'content-length': Buffer.byteLength(text),
+    ...headers,
+  });
+  res.end(text);
+  return HANDLED;
+}
