@@ -77,3 +77,58 @@ export function normalizedAlert(fields: {
     text: fields.text,
   };
 }
+
+/** What happened to one alert (also the `outcome` label of `switchyard_alerts_total`). */
+export const AlertOutcome = {
+  /** A rollback suggestion with buttons was posted. */
+  suggested: 'suggested',
+  /** The incident already has a suggestion (storm control). */
+  deduplicated: 'deduplicated',
+  /** No environment could be named from labels, tags or matchers. */
+  unmapped: 'unmapped',
+  /** The latest deployment went live before the correlation window (a note may have been posted). */
+  outsideWindow: 'outside_window',
+  /** No deployment went live before the alert started, or there is nothing to roll back to. */
+  noCorrelation: 'no_correlation',
+  /** The environment is already switching: the alert was linked to the running job. */
+  linkedJob: 'linked_job',
+  /** A resolved alert edited its suggestion. */
+  resolved: 'resolved',
+  /** A resolved alert with no suggestion to edit. */
+  resolvedUnknown: 'resolved_unknown',
+  /** The plan was refused (stale, not ready, …); nothing was posted. */
+  refused: 'refused',
+  /** No channel is configured for the environment. */
+  noDestination: 'no_destination',
+  /** Posting failed; the incident is free to be suggested again by a later alert. */
+  failed: 'failed',
+} as const;
+export type AlertOutcome = (typeof AlertOutcome)[keyof typeof AlertOutcome];
+
+/** The result of handling one alert, as returned in the webhook's 202 summary. */
+export interface AlertResult {
+  readonly title: string;
+  readonly status: AlertStatus;
+  readonly fingerprint?: string;
+  readonly environment?: string;
+  readonly outcome: AlertOutcome;
+  /** One sentence: the suggestion, the refusal, or why nothing was posted. */
+  readonly detail?: string;
+  readonly planId?: string;
+  readonly jobId?: string;
+}
+
+/** A chat message an alert came from; suggestions are threaded under it. */
+export interface ChatOrigin {
+  readonly surface: 'slack' | 'discord' | 'console';
+  readonly channel: string;
+  /** Slack `ts` / Discord message id of the alert message. */
+  readonly messageId: string;
+  /** Set when the alert message itself sits in a thread. */
+  readonly threadId?: string;
+}
+
+/** What the webhook handler and chat listeners hand alerts to (the AlertService). */
+export interface AlertIntake {
+  handle(alerts: readonly NormalizedAlert[], origin?: ChatOrigin): Promise<AlertResult[]>;
+}

@@ -1,0 +1,185 @@
+/**
+ * `POST /webhooks/alerts/:source` on the shared HttpServer: authenticate, read a bounded body, parse it
+ * with the source's zod parser and hand the alerts to the AlertService. Thin by design (STYLE 7).
+ *
+ * Answers: 202 with a JSON summary (alerts received, environment and outcome per alert); 400 naming the
+ * invalid field; 401 for a missing/bad bearer or vendor signature; 403 for a non-loopback peer while
+ * `ALERT_WEBHOOK_SECRET` is unset; 404 listing the valid sources; 413 over `alerts.maxBodyBytes`; 503
+ * when handling failed (Redis or the platform unreachable) so the sender retries. Nothing a sender
+ * can put in a request makes the handler throw.
+ */
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { isIPv4, isIPv6 } from 'node:net';
+import { parseAlertPayload } from '../../src/alerts/parsers.js';
+import {
+  verifyBearer,
+  verifyPagerDutySignature,
+  verifySentrySignature,
+} from '../../src/alerts/signatures.js';
+import { ALERT_SOURCES, type AlertIntake, type AlertSource, isAlertSource } from '../../src/alerts/types.js';
+import { type Clock, systemClock } from '../../src/clock.js';
+import type { Config } from '../../src/config.js';
+import { BodyTooLargeError, type HttpServer, readBody, sendJson } from '../../src/http.js';
+import { type Logger, silentLogger } from '../../src/log.js';
+import type { Metrics } from '../../src/metrics.js';
+
+export const ALERT_WEBHOOK_PATH = '/webhooks/alerts/:source';
+
+export interface AlertWebhookOptions {
+  readonly intake: AlertIntake;
+  readonly config: Pick<Config, 'env' | 'file'>;
+  readonly metrics?: Metrics;
+  readonly log?: Logger;
+  readonly clock?: Clock;
+  /**
+   * The peer address of a request. Defaults to the TCP socket's remote address (proxy headers such as
+   * X-Forwarded-For are never trusted). Tests pass a function returning a non-loopback address to
+   * exercise the loopback rule without binding a public interface.
+   */
+  readonly peerAddress?: (req: IncomingMessage) => string | undefined;
+}
+
+/** True for 127.0.0.0/8, ::1 and IPv4-mapped ::ffff:127.x.x.x. */
+export function isLoopback(address: string | undefined): boolean {
+  if (!address) return false;
+  const a = address.trim().toLowerCase();
+  if (isIPv4(a)) return a.startsWith('127.');
+  if (!isIPv6(a)) return false;
+  if (a === '::1' || a === '0:0:0:0:0:0:0:1') return true;
+  const mapped = /^(?:::|0:0:0:0:0:)ffff:(\d+\.\d+\.\d+\.\d+)$/.exec(a);
+  return mapped?.[1] !== undefined && isIPv4(mapped[1]) && mapped[1].startsWith('127.');
+}
+
+function header(req: IncomingMessage, name: string): string | undefined {
+  const v = req.headers[name];
+  return Array.isArray(v) ? v.join(',') : v;
+}
+
+function vendorSecret(source: AlertSource, file: Config['file']): string | undefined {
+  if (source === 'sentry') return file.alerts.sentrySecret;
+  if (source === 'pagerduty') return file.alerts.pagerdutySecret;
+  return undefined;
+}
+
+function signatureValid(source: AlertSource, req: IncomingMessage, body: Buffer, secret: string): boolean {
+  if (source === 'sentry') return verifySentrySignature(body, header(req, 'sentry-hook-signature'), secret);
+  if (source === 'pagerduty')
+    return verifyPagerDutySignature(body, header(req, 'x-pagerduty-signature'), secret);
+  return false;
+}
+
+/** Registers the alert webhook route on the shared HTTP server. */
+export function registerAlertWebhooks(http: HttpServer, opts: AlertWebhookOptions): void {
+  const log = opts.log ?? silentLogger;
+  const clock = opts.clock ?? systemClock;
+  const peer = opts.peerAddress ?? ((req: IncomingMessage) => req.socket.remoteAddress);
+  const count = (source: string, outcome: string, n = 1) => {
+    if (n > 0) opts.metrics?.alerts.inc({ source, outcome }, n);
+  };
+
+  const handle = async (req: IncomingMessage, res: ServerResponse, params: Record<string, string>) => {
+    const source = (params.source ?? '').toLowerCase();
+    const globalSecret = opts.config.env.ALERT_WEBHOOK_SECRET;
+    if (!globalSecret && !isLoopback(peer(req))) {
+      req.resume();
+      sendJson(res, 403, {
+        error: 'forbidden',
+        message:
+          'Alert webhooks are accepted from loopback only while ALERT_WEBHOOK_SECRET is unset. Set it and send "Authorization: Bearer <secret>".',
+      });
+      return;
+    }
+    if (!isAlertSource(source)) {
+      req.resume();
+      sendJson(res, 404, {
+        error: 'unknown_source',
+        message: `Unknown alert source "${source.slice(0, 64)}". Valid sources: ${ALERT_SOURCES.join(', ')}.`,
+        valid: ALERT_SOURCES,
+      });
+      return;
+    }
+    let body: Buffer;
+    try {
+      body = await readBody(req, opts.config.file.alerts.maxBodyBytes);
+    } catch (e) {
+      if (e instanceof BodyTooLargeError) {
+        count(source, 'too_large');
+        sendJson(
+          res,
+          413,
+          { error: 'payload_too_large', message: `Body larger than ${e.limit} bytes (alerts.maxBodyBytes).` },
+          { connection: 'close' },
+        );
+      } else if (!res.headersSent) {
+        sendJson(res, 400, { error: 'bad_request', message: 'Could not read the request body.' });
+      }
+      return;
+    }
+    const secret = vendorSecret(source, opts.config.file);
+    const signed = secret !== undefined && signatureValid(source, req, body, secret);
+    if (globalSecret) {
+      if (!signed && !verifyBearer(header(req, 'authorization'), globalSecret)) {
+        count(source, 'unauthorized');
+        sendJson(
+          res,
+          401,
+          {
+            error: 'unauthorized',
+            message: `Send "Authorization: Bearer <ALERT_WEBHOOK_SECRET>"${secret ? ' or a valid vendor signature' : ''}.`,
+          },
+          { 'www-authenticate': 'Bearer' },
+        );
+        return;
+      }
+    } else if (secret !== undefined && !signed) {
+      count(source, 'unauthorized');
+      const name = source === 'sentry' ? 'Sentry-Hook-Signature' : 'X-PagerDuty-Signature';
+      sendJson(res, 401, {
+        error: 'bad_signature',
+        message: `${name} is missing or does not match the body.`,
+      });
+      return;
+    }
+    let json: unknown;
+    try {
+      json = JSON.parse(body.toString('utf8'));
+    } catch (e) {
+      count(source, 'invalid');
+      sendJson(res, 400, {
+        error: 'invalid_json',
+        message: `(root): expected a JSON body (${(e as Error).message.slice(0, 120)})`,
+      });
+      return;
+    }
+    const parsed = parseAlertPayload(source, json, { now: clock.now() });
+    if (!parsed.ok) {
+      count(source, 'invalid');
+      sendJson(res, 400, { error: 'invalid_payload', message: parsed.refusal.message });
+      return;
+    }
+    try {
+      const results = await opts.intake.handle(parsed.value);
+      sendJson(res, 202, {
+        source,
+        received: parsed.value.length,
+        environments: [...new Set(results.flatMap((r) => (r.environment ? [r.environment] : [])))],
+        alerts: results,
+      });
+    } catch (e) {
+      log.error({ err: e, source }, 'alert webhook: handling failed');
+      count(source, 'failed', parsed.value.length);
+      sendJson(res, 503, { error: 'unavailable', message: 'Could not handle the alerts now; retry later.' });
+    }
+  };
+
+  http.route('POST', ALERT_WEBHOOK_PATH, async (req, res, params) => {
+    try {
+      await handle(req, res, params);
+    } catch (e) {
+      // Last line of defence: the route never lets an exception reach the server.
+      log.error({ err: e }, 'alert webhook: unexpected error');
+      if (!res.headersSent) sendJson(res, 500, { error: 'internal_error', message: 'internal error' });
+      else res.end();
+    }
+  });
+}
