@@ -1,0 +1,102 @@
+/**
+ * LocalPlatformClient against the local platform's real HTTP API: the port works the same over the
+ * wire as in process (what separate worker processes rely on).
+ */
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { ManualClock } from '../../src/clock.js';
+import { RefusalError } from '../../src/errors.js';
+import { LocalPlatformClient } from '../../src/platform/local/client.js';
+import { createLocalApi } from '../../src/platform/local/http-api.js';
+import { LocalPlatform } from '../../src/platform/local/platform.js';
+
+let platform: LocalPlatform;
+let server: Server;
+let client: LocalPlatformClient;
+let base: string;
+const clock = new ManualClock();
+
+beforeEach(async () => {
+  platform = await LocalPlatform.open({ clock, reactivationTimeMs: 0, buildTimeMs: 10 });
+  server = createServer(createLocalApi(platform));
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
+  base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  client = new LocalPlatformClient({ baseUrl: base });
+});
+
+afterEach(async () => {
+  server.closeAllConnections();
+  await new Promise<void>((r) => server.close(() => r()));
+  await platform.close();
+});
+
+describe('LocalPlatformClient', () => {
+  it('reads the same snapshot and routing as the platform in process', async () => {
+    expect(await client.listEnvironments()).toEqual(await platform.listEnvironments());
+    expect(await client.snapshot('production')).toEqual(await platform.snapshot('production'));
+    expect(await client.routing('production')).toEqual(await platform.routing('production'));
+    expect(await client.getDeployment('dep_4kq9wz')).toEqual(await platform.getDeployment('dep_4kq9wz'));
+    expect(await client.getDeployment('dep_nope')).toBeUndefined();
+    await client.health();
+  });
+
+  it('runs a rollback over the wire and observes the operation', async () => {
+    const ref = await client.rollback({
+      environment: 'production',
+      targetId: 'dep_3hd7xa',
+      requestedBy: 'bob',
+    });
+    let state = (await client.operation(ref)).state;
+    for (let i = 0; i < 50 && state !== 'succeeded' && state !== 'failed'; i++) {
+      await clock.advance(100);
+      state = (await client.operation(ref)).state;
+    }
+    expect(state).toBe('succeeded');
+    const snap = await client.snapshot('production');
+    expect(snap.environment.currentDeploymentId).toBe('dep_3hd7xa');
+    expect(snap.environment.rolledBack).toBe(true);
+  });
+
+  it('turns platform refusals into RefusalError with the same code', async () => {
+    const err = await client
+      .rollback({ environment: 'production', targetId: 'dep_4kq9wz' })
+      .catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(RefusalError);
+    expect(err).toMatchObject({ code: 'target_is_current', retry: false });
+    await expect(client.snapshot('staging')).rejects.toMatchObject({ code: 'unknown_environment' });
+  });
+
+  it('answers 400 naming the field for a bad operator request, and changes nothing', async () => {
+    const before = platform.dump();
+    const res = await fetch(`${base}/_switchyard/push`, {
+      method: 'POST',
+      body: JSON.stringify({ environment: 5 }),
+    });
+    expect(res.status).toBe(400);
+    expect(await res.text()).toContain('environment');
+    const bad = await fetch(`${base}/_switchyard/rollback`, { method: 'POST', body: 'not json' });
+    expect(bad.status).toBe(400);
+    expect(platform.dump()).toEqual(before);
+  });
+
+  it('pushes a deployment through the operator API', async () => {
+    const res = await fetch(`${base}/_switchyard/push`, {
+      method: 'POST',
+      body: JSON.stringify({ environment: 'production', branch: 'main', message: 'hotfix', fail: true }),
+    });
+    expect(res.status).toBe(201);
+    const dep = (await res.json()) as { id: string; status: string };
+    expect(dep.status).toBe('building');
+    await clock.advance(10);
+    await platform.settle();
+    expect((await client.getDeployment(dep.id))?.status).toBe('failed');
+  });
+
+  it('reports a platform that is down as a retryable error naming the request', async () => {
+    const down = new LocalPlatformClient({ baseUrl: 'http://127.0.0.1:1', timeoutMs: 500 });
+    const err = await down.listEnvironments().catch((e: unknown) => e);
+    expect(err).toMatchObject({ retry: true });
+    expect(String((err as Error).message)).toContain('GET http://127.0.0.1:1/_switchyard/environments');
+  });
+});
