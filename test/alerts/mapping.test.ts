@@ -1,0 +1,113 @@
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import {
+  compileMatcher,
+  compileMatchers,
+  mapAlert,
+  resolveEnvironmentName,
+} from '../../src/alerts/mapping.js';
+import { parseAlertPayload } from '../../src/alerts/parsers.js';
+import { type AlertSource, type NormalizedAlert, normalizedAlert } from '../../src/alerts/types.js';
+
+const slugs = ['production', 'staging', 'preview'];
+const matchers = compileMatchers({
+  production: { alertMatchers: ['checkout-api', '/\\bshop\\.example\\.com\\b/i'] },
+  staging: { alertMatchers: ['/stg-[0-9]+/'] },
+  preview: { alertMatchers: [] },
+});
+
+function alert(labels: Record<string, string>, title = 'Something broke', text = ''): NormalizedAlert {
+  return normalizedAlert({ source: 'generic', status: 'firing', title, startedAt: 0, labels, text });
+}
+
+function fromFixture(source: AlertSource, name: string): NormalizedAlert {
+  const body: unknown = JSON.parse(
+    readFileSync(join(import.meta.dirname, '../fixtures/alerts', name), 'utf8'),
+  );
+  const parsed = parseAlertPayload(source, body, { now: 0 });
+  if (!parsed.ok || !parsed.value[0]) throw new Error('fixture did not parse');
+  return parsed.value[0];
+}
+
+describe('resolveEnvironmentName', () => {
+  it('resolves exact, alias and unique prefix', () => {
+    expect(resolveEnvironmentName(slugs, 'Production')).toBe('production');
+    expect(resolveEnvironmentName(slugs, 'prod')).toBe('production');
+    expect(resolveEnvironmentName(slugs, 'prd')).toBe('production');
+    expect(resolveEnvironmentName(slugs, 'live')).toBe('production');
+    expect(resolveEnvironmentName(slugs, 'stg')).toBe('staging');
+    expect(resolveEnvironmentName(slugs, 'pre')).toBe('preview');
+    expect(resolveEnvironmentName(slugs, 'p')).toBeUndefined();
+    expect(resolveEnvironmentName(slugs, 'qa')).toBeUndefined();
+    expect(resolveEnvironmentName(['prod-eu', 'prod-us'], 'prod')).toBeUndefined();
+  });
+});
+
+describe('mapAlert', () => {
+  it('uses environment labels first', () => {
+    expect(mapAlert(alert({ env: 'prod' }), slugs, matchers)).toMatchObject({
+      ok: true,
+      environment: 'production',
+    });
+    expect(mapAlert(alert({ deployment_environment: 'staging' }), slugs, matchers)).toMatchObject({
+      environment: 'staging',
+    });
+  });
+
+  it('refuses an environment label naming an unknown environment, even when a matcher would match', () => {
+    const r = mapAlert(alert({ env: 'qa' }, 'checkout-api down'), slugs, matchers);
+    expect(r.ok).toBe(false);
+    if (!r.ok) expect(r.reason).toContain('env=qa');
+  });
+
+  it('accepts a service label naming an environment', () => {
+    expect(mapAlert(alert({ service: 'staging' }), slugs, matchers)).toMatchObject({
+      environment: 'staging',
+    });
+  });
+
+  it('applies substring and regex matchers to title, text and labels', () => {
+    expect(mapAlert(alert({ service: 'checkout-api' }), slugs, matchers)).toMatchObject({
+      environment: 'production',
+      via: 'matcher checkout-api',
+    });
+    expect(mapAlert(alert({}, 'Errors on SHOP.example.com'), slugs, matchers)).toMatchObject({
+      environment: 'production',
+    });
+    expect(mapAlert(alert({}, 'x', 'host stg-12 down'), slugs, matchers)).toMatchObject({
+      environment: 'staging',
+    });
+  });
+
+  it('leaves ambiguous and unmatched alerts unmapped', () => {
+    expect(mapAlert(alert({}, 'checkout-api on stg-3'), slugs, matchers).ok).toBe(false);
+    expect(mapAlert(alert({}, 'disk full'), slugs, matchers).ok).toBe(false);
+  });
+
+  it('maps every vendor fixture', () => {
+    expect(mapAlert(fromFixture('alertmanager', 'alertmanager-firing.json'), slugs, matchers)).toMatchObject({
+      environment: 'production',
+    });
+    expect(mapAlert(fromFixture('grafana', 'grafana-firing.json'), slugs, matchers)).toMatchObject({
+      environment: 'production',
+    });
+    expect(mapAlert(fromFixture('datadog', 'datadog-triggered.json'), slugs, matchers)).toMatchObject({
+      via: 'label env=production',
+    });
+    expect(mapAlert(fromFixture('sentry', 'sentry-issue-alert.json'), slugs, matchers)).toMatchObject({
+      via: 'label environment=production',
+    });
+    expect(mapAlert(fromFixture('pagerduty', 'pagerduty-triggered.json'), slugs, matchers)).toMatchObject({
+      via: 'matcher checkout-api',
+    });
+  });
+});
+
+describe('compileMatcher', () => {
+  it('drops stateful flags and falls back to a literal on a bad regex', () => {
+    const g = compileMatcher('/api/g');
+    expect(g.kind === 'regex' && g.re.flags).toBe('');
+    expect(compileMatcher('/(/')).toMatchObject({ kind: 'substring', needle: '/(/' });
+  });
+});
