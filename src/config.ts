@@ -217,7 +217,12 @@ export function formatIssues(error: z.ZodError, input: unknown, prefix = ''): st
       const key = prefix + issue.path.map(String).join('.');
       const value = valueAt(input, issue.path);
       const secret = /TOKEN|SECRET|KEY/i.test(key);
-      return `${key || '(root)'}: got ${secret && value !== undefined ? '(redacted)' : describeValue(value)}, ${issue.message}`;
+      if (issue.code === 'invalid_key') {
+        const inner = issue.issues[0]?.message ?? 'a valid key';
+        return `${key}: invalid key, ${inner.replace(/^Invalid input: /, '')}`;
+      }
+      const expectation = issue.message.replace(/^Invalid input: /, '');
+      return `${key || '(root)'}: got ${secret && value !== undefined ? '(redacted)' : describeValue(value)}, ${expectation}`;
     })
     .join('; ');
 }

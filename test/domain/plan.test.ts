@@ -1,0 +1,316 @@
+/**
+ * Every plan rule, pure: target resolution, the platform's checks in order, default targets, affected
+ * domains, plan ids and freshness.
+ */
+import { describe, expect, it } from 'vitest';
+import {
+  affectedDomains,
+  buildPlan,
+  checkFresh,
+  checkTarget,
+  defaultPromoteTarget,
+  defaultRollbackTarget,
+  isAlreadyDone,
+  planId,
+  resolveDeployment,
+  resolveEnvironment,
+} from '../../src/domain/plan.js';
+import type { Deployment, DeploymentStatus, EnvironmentSnapshot, LiveEntry } from '../../src/domain/types.js';
+
+const H = 3_600_000;
+function dep(
+  id: string,
+  createdAt: number,
+  status: DeploymentStatus = 'ready',
+  environment = 'production',
+): Deployment {
+  return {
+    id,
+    projectId: 'p',
+    environment,
+    branch: 'main',
+    commit: {
+      sha: `${id.replace(/[^0-9a-f]/g, 'a')}${'0'.repeat(40)}`.slice(0, 40),
+      message: `commit ${id}`,
+      author: 'dev',
+    },
+    createdAt,
+    ...(status === 'building' || status === 'failed' ? {} : { readyAt: createdAt + 1 }),
+    status,
+  };
+}
+
+function snapshot(
+  over: Partial<{
+    deployments: Deployment[];
+    current: string | undefined;
+    rolledBack: boolean;
+    history: LiveEntry[];
+  }> = {},
+): EnvironmentSnapshot {
+  const deployments = over.deployments ?? [
+    dep('d4', 4 * H),
+    dep('d3', 3 * H, 'standby'),
+    dep('d2', 2 * H, 'standby'),
+    dep('d1', 1 * H, 'stopped'),
+  ];
+  const current = 'current' in over ? over.current : 'd4';
+  return {
+    project: { id: 'p', name: 'shop' },
+    environment: {
+      slug: 'production',
+      kind: 'production',
+      projectId: 'p',
+      rolledBack: over.rolledBack ?? false,
+      ...(current === undefined ? {} : { currentDeploymentId: current }),
+    },
+    deployments: [...deployments].sort((a, b) => b.createdAt - a.createdAt),
+    domains: [
+      {
+        hostname: 'shop.example.com',
+        stickiness: 'live',
+        environment: 'production',
+        ...(current ? { deploymentId: current } : {}),
+      },
+      {
+        hostname: 'production.shop.app',
+        stickiness: 'environment',
+        environment: 'production',
+        ...(current ? { deploymentId: current } : {}),
+      },
+      {
+        hostname: 'main.shop.app',
+        stickiness: 'branch',
+        environment: 'production',
+        branch: 'main',
+        ...(current ? { deploymentId: current } : {}),
+      },
+      {
+        hostname: 'feature.shop.app',
+        stickiness: 'branch',
+        environment: 'production',
+        branch: 'feature',
+        deploymentId: 'd2',
+      },
+      { hostname: 'd4.shop.app', stickiness: 'deployment', environment: 'production', deploymentId: 'd4' },
+      { hostname: 'preview.shop.app', stickiness: 'environment', environment: 'preview', deploymentId: 'px' },
+    ],
+    liveHistory: over.history ?? [
+      { deploymentId: 'd1', since: 1 * H, via: 'deploy' },
+      { deploymentId: 'd2', since: 2 * H, via: 'deploy' },
+      { deploymentId: 'd3', since: 3 * H, via: 'deploy' },
+      { deploymentId: 'd4', since: 4 * H, via: 'deploy' },
+    ],
+    readAt: 5 * H,
+  };
+}
+
+describe('resolveEnvironment', () => {
+  it('matches exactly, case-insensitively, or by unique prefix', () => {
+    expect(resolveEnvironment(['production', 'preview'], 'Production')).toEqual({
+      ok: true,
+      value: 'production',
+    });
+    expect(resolveEnvironment(['production', 'preview'], 'prod')).toEqual({ ok: true, value: 'production' });
+  });
+  it('refuses unknown or ambiguous input listing the valid environments', () => {
+    const r = resolveEnvironment(['production', 'preview'], 'pr');
+    expect(r.ok).toBe(false);
+    if (!r.ok) {
+      expect(r.refusal.code).toBe('unknown_environment');
+      expect(r.refusal.message).toContain('production, preview');
+    }
+    const s = resolveEnvironment(['production'], 'staging');
+    expect(!s.ok && s.refusal.message).toContain('Unknown environment "staging"');
+  });
+});
+
+describe('resolveDeployment', () => {
+  const snap = snapshot();
+  it('accepts a full id, a unique id prefix or a commit sha prefix', () => {
+    expect(resolveDeployment(snap, 'd3')).toMatchObject({ ok: true, value: { id: 'd3' } });
+    const sha = snap.deployments.find((d) => d.id === 'd2')?.commit.sha.slice(0, 9) ?? '';
+    expect(resolveDeployment(snap, sha)).toMatchObject({ ok: true, value: { id: 'd2' } });
+  });
+  it('refuses ambiguous and unknown references, listing recent ids', () => {
+    const amb = resolveDeployment(snap, 'd');
+    expect(!amb.ok && amb.refusal.message).toMatch(/matches 4 deployments/);
+    const unk = resolveDeployment(snap, 'dep_zzz');
+    expect(!unk.ok && unk.refusal.code).toBe('unknown_deployment');
+    expect(!unk.ok && unk.refusal.message).toContain('d4, d3, d2, d1');
+  });
+});
+
+describe('checkTarget (the platform rules, in order)', () => {
+  it('refuses a target of another environment', () => {
+    const other = dep('px', 5 * H, 'ready', 'preview');
+    expect(checkTarget(snapshot(), 'rollback', other)?.code).toBe('target_wrong_environment');
+  });
+  it('refuses building and failed targets as not ready', () => {
+    expect(checkTarget(snapshot(), 'rollback', dep('b', 1, 'building'))?.code).toBe('target_not_ready');
+    expect(checkTarget(snapshot(), 'rollback', dep('f', 1, 'failed'))?.code).toBe('target_not_ready');
+  });
+  it('refuses a stopped target: it cannot be started again', () => {
+    const r = checkTarget(snapshot(), 'rollback', dep('d1', H, 'stopped'));
+    expect(r?.code).toBe('target_stopped');
+    expect(r?.message).toContain('cannot be started again');
+  });
+  it('accepts a standby target (reactivation takes longer)', () => {
+    expect(checkTarget(snapshot(), 'rollback', dep('d3', 3 * H, 'standby'))).toBeNull();
+  });
+  it('refuses when the environment has no current deployment', () => {
+    expect(checkTarget(snapshot({ current: undefined }), 'rollback', dep('d3', 3 * H, 'standby'))?.code).toBe(
+      'no_current_deployment',
+    );
+  });
+  it('refuses the current deployment, except promote while rolled back', () => {
+    expect(checkTarget(snapshot(), 'rollback', dep('d4', 4 * H))?.code).toBe('target_is_current');
+    expect(checkTarget(snapshot(), 'promote', dep('d4', 4 * H))?.code).toBe('target_is_current');
+    expect(checkTarget(snapshot({ rolledBack: true }), 'rollback', dep('d4', 4 * H))?.code).toBe(
+      'target_is_current',
+    );
+    expect(checkTarget(snapshot({ rolledBack: true }), 'promote', dep('d4', 4 * H))).toBeNull();
+  });
+});
+
+describe('default targets', () => {
+  it('rollback defaults to the deployment live before the current one', () => {
+    expect(defaultRollbackTarget(snapshot())).toMatchObject({ ok: true, value: { id: 'd3' } });
+  });
+  it('after a rollback, a second rollback keeps going back instead of returning to the bad deployment', () => {
+    const snap = snapshot({
+      current: 'd3',
+      rolledBack: true,
+      deployments: [dep('d4', 4 * H), dep('d3', 3 * H), dep('d2', 2 * H, 'standby'), dep('d1', H, 'stopped')],
+      history: [
+        { deploymentId: 'd2', since: 2 * H, via: 'deploy' },
+        { deploymentId: 'd3', since: 3 * H, via: 'deploy' },
+        { deploymentId: 'd4', since: 4 * H, via: 'deploy' },
+        { deploymentId: 'd3', since: 4.5 * H, via: 'rollback' },
+      ],
+    });
+    expect(defaultRollbackTarget(snap)).toMatchObject({ ok: true, value: { id: 'd2' } });
+  });
+  it('skips stopped deployments and falls back to the newest ready older one without history', () => {
+    const snap = snapshot({
+      history: [],
+      deployments: [dep('d4', 4 * H), dep('d3', 3 * H, 'failed'), dep('d2', 2 * H), dep('d1', H)],
+    });
+    expect(defaultRollbackTarget(snap)).toMatchObject({ ok: true, value: { id: 'd2' } });
+    const onlyStopped = snapshot({
+      deployments: [dep('d4', 4 * H), dep('d3', 3 * H, 'stopped')],
+      history: [
+        { deploymentId: 'd3', since: 3 * H, via: 'deploy' },
+        { deploymentId: 'd4', since: 4 * H, via: 'deploy' },
+      ],
+    });
+    const r = defaultRollbackTarget(onlyStopped);
+    expect(!r.ok && r.refusal.code).toBe('no_rollback_target');
+  });
+  it('promote defaults to the newest ready deployment', () => {
+    const snap = snapshot({
+      rolledBack: true,
+      current: 'd3',
+      deployments: [dep('d5', 5 * H, 'building'), dep('d4', 4 * H), dep('d3', 3 * H)],
+    });
+    expect(defaultPromoteTarget(snap)).toMatchObject({ ok: true, value: { id: 'd4' } });
+  });
+});
+
+describe('affected domains', () => {
+  it('are the live and environment domains plus branch domains on the current deployment; never deployment domains or other environments', () => {
+    expect(affectedDomains(snapshot(), 'd4').map((d) => d.hostname)).toEqual([
+      'shop.example.com',
+      'production.shop.app',
+      'main.shop.app',
+    ]);
+  });
+});
+
+describe('buildPlan', () => {
+  it('lists current, affected domains, target, standby and expectations', () => {
+    const r = buildPlan(snapshot(), { action: 'rollback', now: 5 * H });
+    if (!r.ok) throw new Error(r.refusal.message);
+    const p = r.value;
+    expect(p.current.id).toBe('d4');
+    expect(p.target.id).toBe('d3');
+    expect(p.targetStandby).toBe(true);
+    expect(p.rolledBack).toBe(false);
+    expect(p.expectedCurrent).toBe('d4');
+    expect(p.currentLiveSince).toBe(4 * H);
+    expect(p.affectedDomains).toHaveLength(3);
+    expect(p.id).toMatch(/^plan_[0-9a-f]{24}$/);
+  });
+  it('gives the same id for the same action on the same state, a different one otherwise', () => {
+    const a = buildPlan(snapshot(), { action: 'rollback', now: 1 });
+    const b = buildPlan(snapshot(), { action: 'rollback', now: 2 });
+    const c = buildPlan(snapshot(), { action: 'rollback', target: 'd2', now: 1 });
+    expect(a.ok && b.ok && a.value.id === b.value.id).toBe(true);
+    expect(a.ok && c.ok && a.value.id !== c.value.id).toBe(true);
+    expect(
+      planId({
+        action: 'promote',
+        projectId: 'p',
+        environment: 'e',
+        expectedCurrent: 'x',
+        target: 'y',
+        rolledBack: true,
+      }),
+    ).not.toEqual(
+      planId({
+        action: 'promote',
+        projectId: 'p',
+        environment: 'e',
+        expectedCurrent: 'x',
+        target: 'y',
+        rolledBack: false,
+      }),
+    );
+  });
+  it('promote of the current deployment while rolled back resumes automatic deploys and moves no domain', () => {
+    const r = buildPlan(snapshot({ rolledBack: true }), { action: 'promote', target: 'd4', now: 1 });
+    if (!r.ok) throw new Error(r.refusal.message);
+    expect(r.value.resumesAutoDeploys).toBe(true);
+    expect(r.value.affectedDomains).toEqual([]);
+  });
+  it('passes refusals through as values', () => {
+    const r = buildPlan(snapshot(), { action: 'rollback', target: 'd1', now: 1 });
+    expect(!r.ok && r.refusal.code).toBe('target_stopped');
+  });
+});
+
+describe('freshness', () => {
+  const expectation = {
+    action: 'rollback' as const,
+    environment: 'production',
+    targetId: 'd3',
+    expectedCurrent: 'd4',
+    expectedRolledBack: false,
+  };
+  it('accepts an unchanged environment', () => {
+    expect(checkFresh(expectation, snapshot()).ok).toBe(true);
+  });
+  it('is stale when traffic moved, saying where it is now', () => {
+    const r = checkFresh(expectation, snapshot({ current: 'd2' }));
+    expect(!r.ok && r.refusal.code).toBe('plan_stale');
+    expect(!r.ok && r.refusal.message).toContain('now serves d2');
+  });
+  it('is stale when the rolled-back state flipped', () => {
+    const r = checkFresh(expectation, snapshot({ rolledBack: true }));
+    expect(!r.ok && r.refusal.code).toBe('plan_stale');
+  });
+  it('refuses a target that was stopped since', () => {
+    const r = checkFresh(
+      expectation,
+      snapshot({ deployments: [dep('d4', 4 * H), dep('d3', 3 * H, 'stopped')] }),
+    );
+    expect(!r.ok && r.refusal.code).toBe('target_stopped');
+  });
+  it('recognises a plan whose result is already in place', () => {
+    expect(isAlreadyDone(expectation, snapshot({ current: 'd3', rolledBack: true }))).toBe(true);
+    expect(isAlreadyDone(expectation, snapshot())).toBe(false);
+    expect(
+      isAlreadyDone({ ...expectation, action: 'promote' }, snapshot({ current: 'd3', rolledBack: true })),
+    ).toBe(false);
+  });
+});
