@@ -1,0 +1,87 @@
+/**
+ * Text helpers shared by the view model and the renderers: durations, timestamps, span builders,
+ * and length-safe truncation. Pure; times are passed in (never read from the system clock).
+ */
+import type { Rich, Span } from './types.js';
+
+/** A plain span. */
+export function t(text: string): Span {
+  return { text };
+}
+
+/** A bold span. */
+export function b(text: string): Span {
+  return { text, style: 'bold' };
+}
+
+/** A code span (ids, shas, hostnames). */
+export function c(text: string): Span {
+  return { text, style: 'code' };
+}
+
+/** An italic span. */
+export function i(text: string): Span {
+  return { text, style: 'italic' };
+}
+
+/** Concatenates the raw text of spans (plain-text fallbacks, tests). */
+export function plainText(spans: Rich): string {
+  return spans.map((s) => s.text).join('');
+}
+
+function unit(n: number, word: string): string {
+  return `${n} ${word}${n === 1 ? '' : 's'}`;
+}
+
+/** Duration for sentences: "45 seconds", "7 minutes", "2 hours 5 minutes", "3 days 4 hours". */
+export function longDuration(ms: number): string {
+  const s = Math.max(0, Math.floor(ms / 1000));
+  if (s < 60) return unit(s, 'second');
+  const m = Math.floor(s / 60);
+  if (m < 60) return unit(m, 'minute');
+  const h = Math.floor(m / 60);
+  if (h < 24) return m % 60 === 0 ? unit(h, 'hour') : `${unit(h, 'hour')} ${unit(m % 60, 'minute')}`;
+  const d = Math.floor(h / 24);
+  return h % 24 === 0 ? unit(d, 'day') : `${unit(d, 'day')} ${unit(h % 24, 'hour')}`;
+}
+
+/** Duration for step timings: "350 ms", "1.2 s", "3 min 5 s", "1 h 2 min". */
+export function shortDuration(ms: number): string {
+  const v = Math.max(0, Math.round(ms));
+  if (v < 1000) return `${v} ms`;
+  if (v < 60_000) {
+    const secs = v / 1000;
+    return `${secs < 10 ? secs.toFixed(1) : Math.round(secs)} s`;
+  }
+  const totalS = Math.round(v / 1000);
+  const m = Math.floor(totalS / 60);
+  if (m < 60) return totalS % 60 === 0 ? `${m} min` : `${m} min ${totalS % 60} s`;
+  const h = Math.floor(m / 60);
+  return m % 60 === 0 ? `${h} h` : `${h} h ${m % 60} min`;
+}
+
+/** Absolute time in UTC, the same on every surface: "2026-11-29 12:00 UTC". */
+export function formatTime(ms: number): string {
+  const iso = new Date(ms).toISOString();
+  return `${iso.slice(0, 10)} ${iso.slice(11, 16)} UTC`;
+}
+
+/**
+ * Cuts `text` to at most `max` characters (UTF-16 units, as the chat APIs count), ending in "…" when
+ * cut, without splitting a surrogate pair.
+ */
+export function truncate(text: string, max: number): string {
+  if (text.length <= max) return text;
+  if (max <= 1) return '…'.slice(0, max);
+  let end = max - 1;
+  const code = text.charCodeAt(end - 1);
+  if (code >= 0xd800 && code <= 0xdbff) end -= 1;
+  return `${text.slice(0, end)}…`;
+}
+
+/** First line of a commit message, trimmed and capped for display. */
+export function commitSubject(message: string, max = 150): string {
+  const first = message.split(/\r?\n/, 1)[0] ?? '';
+  const trimmed = first.trim();
+  return truncate(trimmed === '' ? '(no commit message)' : trimmed, max);
+}

@@ -1,0 +1,1143 @@
+/**
+ * Builds the view model (src/views/types.ts) of every Switchyard chat message from domain values:
+ * the rollback/promote confirmation, job progress, the /deployments list, refusals, usage, and the
+ * deployment-event notices of issue 9. Pure functions; time comes in as `now` (or the progress
+ * snapshot's own `updatedAt`). The model keeps every affected domain; renderers collapse.
+ */
+
+import type { Plan } from '../domain/plan.js';
+import { shortSha } from '../domain/plan.js';
+import { type Refusal, RefusalCode } from '../domain/result.js';
+import { assertNever, type Deployment, type EnvironmentSnapshot, type PlanAction } from '../domain/types.js';
+import type { Route } from '../platform/port.js';
+import type { Actor, Progress, StepName, StepRecord } from '../progress.js';
+import { type Action, tryEncodeAction } from './actions.js';
+import { b, c, commitSubject, formatTime, i, longDuration, shortDuration, t, truncate } from './format.js';
+import type {
+  ButtonStyle,
+  ButtonView,
+  ConfirmDialogView,
+  DeploymentCard,
+  DeploymentRow,
+  ListItem,
+  MessageView,
+  Rich,
+  Span,
+  StepView,
+  Tone,
+  UsageArg,
+  ViewBlock,
+} from './types.js';
+
+/** Where a confirmation message is in its life. */
+export const ConfirmationState = {
+  pending: 'pending',
+  awaitingApproval: 'awaiting_approval',
+  enqueued: 'enqueued',
+  cancelled: 'cancelled',
+  stale: 'stale',
+  expired: 'expired',
+} as const;
+export type ConfirmationState = (typeof ConfirmationState)[keyof typeof ConfirmationState];
+
+/** The alert a suggested rollback answers (issue 7). */
+export interface AlertContext {
+  /** `grafana`, `alertmanager`, `slack`, … */
+  readonly source: string;
+  /** Alert title (user-controlled text). */
+  readonly title: string;
+  /** Unix ms. */
+  readonly startedAt: number;
+  /** The deployment that went live before the alert; defaults to the plan's current deployment. */
+  readonly wentLive?: { readonly deploymentId: string; readonly at: number };
+  readonly resolved: boolean;
+  readonly resolvedAt?: number;
+}
+
+/** Everything a confirmation view needs besides the plan. */
+export interface ConfirmationContext {
+  readonly state: ConfirmationState;
+  /** Unix ms, for "live for …". */
+  readonly now: number;
+  readonly requestedBy?: Actor;
+  readonly approvedBy?: Actor;
+  readonly cancelledBy?: Actor;
+  readonly alert?: AlertContext;
+  /** What changed when `state` is `stale` (e.g. a `plan_stale` refusal message). */
+  readonly staleReason?: string;
+}
+
+/** Structural shape of an audit entry (the audit module owns the real type). */
+export interface AuditEntryLike {
+  /** Unix ms. */
+  readonly at: number;
+  readonly event: string;
+  readonly actor?: { readonly displayName: string };
+  readonly targetId?: string;
+  readonly message?: string;
+}
+
+/** A switch currently running in the environment. */
+export interface ActiveJobLike {
+  readonly action: PlanAction;
+  readonly targetId: string;
+  readonly requestedBy?: { readonly displayName: string };
+  /** Unix ms. */
+  readonly startedAt?: number;
+}
+
+export interface DeploymentsViewOptions {
+  /** Router state: which deployment serves each domain now. */
+  readonly routing: readonly Route[];
+  readonly audit: readonly AuditEntryLike[];
+  readonly now: number;
+  readonly activeJob?: ActiveJobLike;
+  /** Most recent deployments to list (default 10). The current deployment is always listed. */
+  readonly limit?: number;
+  /** Most recent audit entries to list (default 5). */
+  readonly auditLimit?: number;
+}
+
+/** A deployment, or just its id when nothing more is known. */
+export type DeploymentRef = Deployment | { readonly id: string };
+
+/** Deployment and traffic events announced in chat (issue 9). */
+export type NoticeEvent =
+  | {
+      readonly type: 'deployment.ready';
+      readonly environment: string;
+      readonly deployment: Deployment;
+      readonly live: boolean;
+    }
+  | {
+      readonly type: 'deployment.failed';
+      readonly environment: string;
+      readonly deployment: Deployment;
+      readonly reason?: string;
+    }
+  | {
+      readonly type: 'traffic.moved';
+      readonly environment: string;
+      readonly from?: DeploymentRef;
+      readonly to: DeploymentRef;
+      readonly via: 'deploy' | 'rollback' | 'promote';
+      readonly by?: string;
+    }
+  | {
+      readonly type: 'ready.not_live';
+      readonly environment: string;
+      readonly deployment: Deployment;
+      readonly rolledBackTo: DeploymentRef;
+      readonly rolledBackAt?: number;
+      readonly rolledBackBy?: string;
+    }
+  | {
+      readonly type: 'rolled_back.reminder';
+      readonly environment: string;
+      readonly current: DeploymentRef;
+      /** Unix ms when the environment was rolled back. */
+      readonly since: number;
+      readonly by?: string;
+      /** Newest ready deployment waiting for a promote, if any. */
+      readonly waiting?: Deployment;
+    };
+
+export type UsageCommand = 'rollback' | 'promote' | 'deployments';
+
+// ───────────────────────────── shared pieces ─────────────────────────────
+
+const CONFIRM_DIALOG_LIMITS = { title: 100, text: 300, button: 30 } as const;
+
+function dialog(title: string, text: string, confirm: string, deny: string): ConfirmDialogView {
+  return {
+    title: truncate(title, CONFIRM_DIALOG_LIMITS.title),
+    text: truncate(text, CONFIRM_DIALOG_LIMITS.text),
+    confirm: truncate(confirm, CONFIRM_DIALOG_LIMITS.button),
+    deny: truncate(deny, CONFIRM_DIALOG_LIMITS.button),
+  };
+}
+
+/** Makes a button, or undefined when its action cannot be encoded (the caller says so). */
+function button(
+  label: string,
+  action: Action,
+  style: ButtonStyle,
+  confirm?: ConfirmDialogView,
+): ButtonView | undefined {
+  const id = tryEncodeAction(action);
+  if (!id.ok) return undefined;
+  return {
+    label,
+    action,
+    actionId: id.value,
+    style,
+    ...(confirm === undefined ? {} : { confirm }),
+  };
+}
+
+function present<T>(xs: readonly (T | undefined)[]): T[] {
+  return xs.filter((x): x is T => x !== undefined);
+}
+
+function isFull(d: DeploymentRef): d is Deployment {
+  return 'commit' in d;
+}
+
+const STATUS_LABEL: Readonly<Record<Deployment['status'], string>> = {
+  building: 'building',
+  ready: 'ready',
+  failed: 'failed',
+  standby: 'standby',
+  stopped: 'stopped',
+};
+
+/** The card of one deployment. `liveSince` adds "live for …"; `now` adds the age. */
+export function deploymentCard(d: Deployment, opts: { now: number; liveSince?: number }): DeploymentCard {
+  const notes: string[] = [];
+  if (d.status === 'standby') notes.push('in standby: reactivation takes longer');
+  if (d.status === 'stopped') notes.push('stopped: cannot take traffic again');
+  return {
+    id: d.id,
+    shortSha: shortSha(d.commit.sha),
+    branch: d.branch,
+    message: commitSubject(d.commit.message),
+    author: d.commit.author,
+    status: STATUS_LABEL[d.status],
+    ...(opts.liveSince === undefined ? {} : { live: `live for ${longDuration(opts.now - opts.liveSince)}` }),
+    age: `created ${longDuration(opts.now - d.createdAt)} ago`,
+    notes,
+  };
+}
+
+function actorName(a: { readonly displayName: string } | undefined): string {
+  return a?.displayName ?? 'someone';
+}
+
+function verbs(plan: { action: PlanAction; resumesAutoDeploys: boolean }) {
+  if (plan.action === 'rollback') {
+    return { noun: 'Rollback', doing: 'Rolling back', done: 'Rolled back', ask: 'Roll back' } as const;
+  }
+  if (plan.resumesAutoDeploys) {
+    return {
+      noun: 'Resume of automatic deploys',
+      doing: 'Resuming automatic deploys',
+      done: 'Resumed automatic deploys',
+      ask: 'Resume automatic deploys',
+    } as const;
+  }
+  return { noun: 'Promote', doing: 'Promoting', done: 'Promoted', ask: 'Promote' } as const;
+}
+
+/** "roll back production to dep_y" / "promote dep_y on production" / "resume automatic deploys on production". */
+function phrase(action: PlanAction, environment: string, targetId: string, resumes: boolean): string {
+  if (action === 'rollback') return `roll back ${environment} to ${targetId}`;
+  if (resumes) return `resume automatic deploys on ${environment}`;
+  return `promote ${targetId} on ${environment}`;
+}
+
+function capitalize(s: string): string {
+  return s.length === 0 ? s : `${s.charAt(0).toUpperCase()}${s.slice(1)}`;
+}
+
+function domainItem(hostname: string, stickiness: string, branch: string | undefined): ListItem {
+  const suffix =
+    stickiness === 'live'
+      ? ''
+      : stickiness === 'branch'
+        ? ` · branch domain (${branch ?? '?'})`
+        : ` · ${stickiness} domain`;
+  return { spans: suffix === '' ? [c(hostname)] : [c(hostname), t(suffix)] };
+}
+
+// ───────────────────────────── confirmation ─────────────────────────────
+
+function primaryButton(plan: Plan, ctx: ConfirmationContext): ButtonView | undefined {
+  const optional = ctx.alert?.resolved === true ? ' (optional)' : '';
+  const n = plan.affectedDomains.length;
+  const domains = `${n} domain${n === 1 ? '' : 's'}`;
+  const standby = plan.targetStandby ? ' The target is in standby: reactivation takes longer.' : '';
+  const ref = { kind: 'confirm', ref: plan.id } as const;
+  if (plan.action === 'rollback') {
+    return button(
+      `Rollback to target version${optional}`,
+      ref,
+      'danger',
+      dialog(
+        `Roll back ${plan.environment} to ${plan.target.id}?`,
+        `${domains} will point to ${plan.target.id} (${shortSha(plan.target.commit.sha)}) instead of ${plan.current.id}.${standby} New pushes will not get the domains until someone promotes.`,
+        'Roll back',
+        'Keep current',
+      ),
+    );
+  }
+  if (plan.resumesAutoDeploys) {
+    return button(
+      `Resume automatic deploys${optional}`,
+      ref,
+      'primary',
+      dialog(
+        `Resume automatic deploys on ${plan.environment}?`,
+        `No domain moves: ${plan.target.id} keeps serving. The next successful deployment from a push takes the domains again.`,
+        'Resume',
+        'Stay rolled back',
+      ),
+    );
+  }
+  return button(
+    `Promote to target version${optional}`,
+    ref,
+    'primary',
+    dialog(
+      `Promote ${plan.target.id} on ${plan.environment}?`,
+      `${domains} will point to ${plan.target.id} (${shortSha(plan.target.commit.sha)}) instead of ${plan.current.id}.${standby} Automatic domain assignment for new pushes is restored.`,
+      'Promote',
+      'Keep current',
+    ),
+  );
+}
+
+function alertBlocks(plan: Plan, alert: AlertContext): ViewBlock[] {
+  const blocks: ViewBlock[] = [];
+  const head: Span[] = [
+    b(`Alert from ${alert.source}: `),
+    t(alert.title),
+    t(` — started ${formatTime(alert.startedAt)}.`),
+  ];
+  const wentLive =
+    alert.wentLive ??
+    (plan.currentLiveSince === undefined
+      ? undefined
+      : { deploymentId: plan.current.id, at: plan.currentLiveSince });
+  if (wentLive !== undefined) {
+    const gap = alert.startedAt - wentLive.at;
+    head.push(
+      t(' '),
+      c(wentLive.deploymentId),
+      gap >= 0
+        ? t(` went live ${longDuration(gap)} before this alert started.`)
+        : t(` went live ${longDuration(-gap)} after this alert started.`),
+    );
+  }
+  blocks.push({ type: 'text', spans: head, tone: alert.resolved ? 'neutral' : 'warning' });
+  if (alert.resolved) {
+    const when = alert.resolvedAt === undefined ? '' : ` at ${formatTime(alert.resolvedAt)}`;
+    blocks.push({
+      type: 'text',
+      spans: [b('The alert resolved'), t(`${when}. The ${plan.action} below is optional now.`)],
+      tone: 'success',
+    });
+  }
+  return blocks;
+}
+
+/**
+ * The confirmation message for a rollback or promote plan, in every state of its life: pending
+ * (confirm/cancel), awaiting approval (two-person rule), enqueued, cancelled, stale (offers a fresh
+ * plan) and expired. With `ctx.alert` it is the alert suggestion of issue 7 (adds Dismiss).
+ */
+export function confirmationView(plan: Plan, ctx: ConfirmationContext): MessageView {
+  const v = verbs(plan);
+  const what = phrase(plan.action, plan.environment, plan.target.id, plan.resumesAutoDeploys);
+  const blocks: ViewBlock[] = [];
+  if (ctx.alert !== undefined) blocks.push(...alertBlocks(plan, ctx.alert));
+
+  if (plan.rolledBack) {
+    blocks.push({
+      type: 'text',
+      tone: 'warning',
+      spans:
+        plan.action === 'rollback'
+          ? [
+              b(`${plan.environment} is already rolled back`),
+              t(' (to '),
+              c(plan.current.id),
+              t('). Rolling back again keeps automatic deploys off until someone promotes.'),
+            ]
+          : [
+              b(`${plan.environment} is rolled back`),
+              t(' (to '),
+              c(plan.current.id),
+              t('): new pushes create deployments but get no domains until a promote.'),
+            ],
+    });
+  }
+
+  blocks.push({
+    type: 'deployment',
+    label: 'Current deployment',
+    card: deploymentCard(plan.current, {
+      now: ctx.now,
+      ...(plan.currentLiveSince === undefined ? {} : { liveSince: plan.currentLiveSince }),
+    }),
+  });
+
+  if (plan.resumesAutoDeploys) {
+    blocks.push({
+      type: 'text',
+      spans: [b('No domain moves: '), c(plan.target.id), t(` already serves ${plan.environment}.`)],
+    });
+  } else {
+    blocks.push({
+      type: 'list',
+      label: `Affected domains (${plan.affectedDomains.length})`,
+      items: plan.affectedDomains.map((d) => domainItem(d.hostname, d.stickiness, d.branch)),
+      empty: 'No domain points to the current deployment, so no domain moves.',
+    });
+    blocks.push({
+      type: 'deployment',
+      label: 'Target deployment',
+      card: deploymentCard(plan.target, { now: ctx.now }),
+    });
+  }
+
+  if (plan.action === 'promote') {
+    blocks.push({
+      type: 'text',
+      spans: [
+        t(
+          plan.resumesAutoDeploys
+            ? 'This restores automatic domain assignment: the next successful deployment from a push takes the domains again.'
+            : 'Promoting restores automatic domain assignment for new pushes: the next successful deployment takes the domains again.',
+        ),
+      ],
+    });
+  }
+
+  const buttons: (ButtonView | undefined)[] = [];
+  let title: string;
+  let tone: Tone;
+  let summary: string;
+  const cancelButton = () => button('Cancel', { kind: 'cancel', ref: plan.id }, 'default');
+  const requester = ctx.requestedBy === undefined ? undefined : actorName(ctx.requestedBy);
+
+  switch (ctx.state) {
+    case 'pending': {
+      title = `${capitalize(what)}?`;
+      tone = 'warning';
+      summary = `${capitalize(what)}? ${plan.affectedDomains.length} domain(s) affected; current is ${plan.current.id}.`;
+      if (requester !== undefined) blocks.push({ type: 'context', spans: [t(`Requested by ${requester}`)] });
+      buttons.push(primaryButton(plan, ctx), cancelButton());
+      if (ctx.alert !== undefined)
+        buttons.push(button('Dismiss', { kind: 'dismiss', ref: plan.id }, 'default'));
+      break;
+    }
+    case 'awaiting_approval': {
+      title = `Waiting for approval: ${what}`;
+      tone = 'warning';
+      summary = `${capitalize(what)}: waiting for approval by a second person.`;
+      blocks.push({
+        type: 'text',
+        tone: 'info',
+        spans: [
+          t(`Requested by ${requester ?? 'someone'}. `),
+          b('Waiting for approval by a second person'),
+          t(` (not ${requester ?? 'the requester'}).`),
+        ],
+      });
+      buttons.push(
+        button(
+          'Approve',
+          { kind: 'approve', ref: plan.id },
+          plan.action === 'rollback' ? 'danger' : 'primary',
+          dialog(
+            `Approve: ${what}?`,
+            `${requester ?? 'Someone'} asked to ${what}. ${plan.affectedDomains.length} domain(s) move to ${plan.target.id}.`,
+            'Approve',
+            'Not yet',
+          ),
+        ),
+        cancelButton(),
+      );
+      break;
+    }
+    case 'enqueued': {
+      title = `${v.noun} of ${plan.environment} confirmed`;
+      tone = 'info';
+      summary = `${capitalize(what)}: confirmed, starting.`;
+      const who = [
+        t(`Confirmed by ${requester ?? 'someone'}`),
+        ...(ctx.approvedBy === undefined ? [] : [t(`, approved by ${actorName(ctx.approvedBy)}`)]),
+        t('. Progress follows in this message.'),
+      ];
+      blocks.push({ type: 'context', spans: who });
+      break;
+    }
+    case 'cancelled': {
+      title = `Cancelled: ${what}`;
+      tone = 'neutral';
+      summary = `Cancelled: ${what}. Nothing changed.`;
+      blocks.push({
+        type: 'text',
+        spans: [t(`Cancelled by ${actorName(ctx.cancelledBy ?? ctx.requestedBy)}. Nothing changed.`)],
+      });
+      break;
+    }
+    case 'stale': {
+      title = `Out of date: ${what}`;
+      tone = 'warning';
+      summary = `Out of date: ${what}. Nothing changed.`;
+      blocks.push({
+        type: 'text',
+        tone: 'warning',
+        spans: [
+          b('This plan is out of date. '),
+          t(ctx.staleReason ?? `Traffic on ${plan.environment} moved since this plan was made.`),
+          t(' Nothing was changed.'),
+        ],
+      });
+      buttons.push(button('Make a fresh plan', { kind: 'replan', ref: plan.id }, 'primary'));
+      break;
+    }
+    case 'expired': {
+      title = `Expired: ${what}`;
+      tone = 'neutral';
+      summary = `Expired: ${what}. Nothing changed.`;
+      blocks.push({
+        type: 'text',
+        spans: [
+          t(
+            `This plan expired before anyone confirmed it. Nothing changed. Run /${plan.action} again for a fresh plan.`,
+          ),
+        ],
+      });
+      break;
+    }
+    default:
+      return assertNever(ctx.state, 'confirmation state');
+  }
+
+  return { kind: 'confirmation', tone, title, summary, blocks, buttons: present(buttons), ephemeral: false };
+}
+
+// ───────────────────────────── progress ─────────────────────────────
+
+const STEP_ORDER: readonly StepName[] = [
+  'queued',
+  'validating',
+  'reactivating',
+  'switching',
+  'verifying',
+  'done',
+];
+
+const STEP_LABEL: Readonly<Record<StepName, string>> = {
+  queued: 'Queued',
+  validating: 'Validating the plan',
+  reactivating: 'Reactivating standby target',
+  switching: 'Switching domains',
+  verifying: 'Verifying traffic',
+  done: 'Done',
+};
+
+function stepView(
+  name: StepName,
+  record: StepRecord | undefined,
+  progress: Progress,
+  plan: Plan | undefined,
+): StepView {
+  const label = STEP_LABEL[name];
+  if (record !== undefined) {
+    const end = record.endedAt ?? progress.updatedAt;
+    return {
+      step: name,
+      label,
+      state: record.state,
+      duration: shortDuration(end - record.startedAt),
+      ...(record.detail === undefined ? {} : { detail: record.detail }),
+    };
+  }
+  if (name === 'reactivating' && plan !== undefined && !plan.targetStandby) {
+    return { step: name, label, state: 'skipped', detail: 'target is running' };
+  }
+  if (name === 'done' && progress.outcome === 'succeeded') return { step: name, label, state: 'done' };
+  return { step: name, label, state: progress.outcome === undefined ? 'pending' : 'not_reached' };
+}
+
+function outcomeTitle(progress: Progress, v: ReturnType<typeof verbs>, resumes: boolean): string {
+  const target = resumes ? progress.environment : `${progress.environment} to ${progress.targetId}`;
+  const noun = resumes ? v.noun : `${v.noun} of ${target}`;
+  switch (progress.outcome) {
+    case undefined:
+      return resumes
+        ? `${v.doing} on ${progress.environment}`
+        : progress.action === 'rollback'
+          ? `${v.doing} ${target}`
+          : `${v.doing} ${progress.targetId} on ${progress.environment}`;
+    case 'succeeded':
+      return resumes
+        ? `${v.done} on ${progress.environment}`
+        : progress.action === 'rollback'
+          ? `${v.done} ${target}`
+          : `${v.done} ${progress.targetId} on ${progress.environment}`;
+    case 'failed':
+      return `${noun} failed`;
+    case 'refused':
+      return `${noun} refused`;
+    case 'stale':
+      return `${noun} not done: plan out of date`;
+    case 'cancelled':
+      return `${noun} cancelled`;
+    default:
+      return assertNever(progress.outcome, 'outcome');
+  }
+}
+
+function trafficItems(progress: Progress): ListItem[] {
+  return progress.traffic.map((r) => ({
+    spans: [c(r.hostname), t(' → '), r.deploymentId === undefined ? i('unknown') : c(r.deploymentId)],
+    state: r.ok ? 'ok' : 'bad',
+  }));
+}
+
+/**
+ * The progress message of a switch job, edited in place through every step to the final state: who
+ * confirmed and approved, each step with its state and duration, and where traffic is now.
+ * Durations of running steps are measured to `progress.updatedAt`, so renders are reproducible.
+ */
+export function progressView(progress: Progress, plan?: Plan): MessageView {
+  const resumes =
+    plan?.resumesAutoDeploys ?? (progress.action === 'promote' && progress.fromId === progress.targetId);
+  const v = verbs({ action: progress.action, resumesAutoDeploys: resumes });
+  const title = outcomeTitle(progress, v, resumes);
+  const blocks: ViewBlock[] = [];
+
+  const who: Rich = [
+    t(`Confirmed by ${progress.requestedBy.displayName}`),
+    ...(progress.approvedBy === undefined ? [] : [t(` · approved by ${progress.approvedBy.displayName}`)]),
+    t(' · from '),
+    c(progress.fromId),
+    ...(progress.attempt > 1 ? [t(` · attempt ${progress.attempt}`)] : []),
+  ];
+  blocks.push({ type: 'context', spans: who });
+
+  const byName = new Map<StepName, StepRecord>();
+  for (const r of progress.steps) byName.set(r.step, r);
+  blocks.push({ type: 'steps', steps: STEP_ORDER.map((n) => stepView(n, byName.get(n), progress, plan)) });
+
+  let tone: Tone = 'info';
+  let summary = `${title}…`;
+  const buttons: (ButtonView | undefined)[] = [];
+  switch (progress.outcome) {
+    case undefined:
+      break;
+    case 'succeeded': {
+      tone = 'success';
+      summary = `${title}. Traffic is on ${progress.targetId}.`;
+      blocks.push({
+        type: 'text',
+        tone: 'success',
+        spans: [b('Traffic is on '), c(progress.targetId), b('.')],
+      });
+      if (progress.action === 'rollback') {
+        blocks.push({
+          type: 'text',
+          spans: [
+            t(
+              `${progress.environment} is now rolled back: new pushes create deployments but get no domains until someone promotes.`,
+            ),
+          ],
+        });
+      } else {
+        blocks.push({
+          type: 'text',
+          spans: [
+            t(
+              'Automatic deploys are on again: the next successful deployment from a push takes the domains.',
+            ),
+          ],
+        });
+      }
+      if (progress.message !== undefined) blocks.push({ type: 'text', spans: [t(progress.message)] });
+      blocks.push({
+        type: 'list',
+        label: `Domains (${progress.traffic.length})`,
+        items: trafficItems(progress),
+        empty: 'No domain moved.',
+      });
+      break;
+    }
+    case 'failed':
+    case 'refused':
+    case 'stale':
+    case 'cancelled': {
+      tone =
+        progress.outcome === 'failed' ? 'danger' : progress.outcome === 'cancelled' ? 'neutral' : 'warning';
+      const state =
+        progress.message ??
+        `Traffic state after the job: check /deployments ${progress.environment} (the job ended with ${progress.outcome}).`;
+      summary = `${title}. ${state}`;
+      blocks.push({ type: 'text', tone, spans: [b('Now: '), t(state)] });
+      if (progress.code !== undefined)
+        blocks.push({ type: 'context', spans: [t('Code: '), c(progress.code)] });
+      if (progress.traffic.length > 0) {
+        blocks.push({
+          type: 'list',
+          label: `Where traffic is now (${progress.traffic.length})`,
+          items: trafficItems(progress),
+        });
+      }
+      if (progress.outcome === 'stale')
+        buttons.push(button('Make a fresh plan', { kind: 'replan', ref: progress.planId }, 'primary'));
+      break;
+    }
+    default:
+      return assertNever(progress.outcome, 'outcome');
+  }
+
+  return { kind: 'progress', tone, title, summary, blocks, buttons: present(buttons), ephemeral: false };
+}
+
+// ───────────────────────────── /deployments ─────────────────────────────
+
+function auditItem(e: AuditEntryLike): ListItem {
+  return {
+    spans: [
+      t(`${formatTime(e.at)} `),
+      b(e.event),
+      ...(e.actor === undefined ? [] : [t(` by ${e.actor.displayName}`)]),
+      ...(e.targetId === undefined ? [] : [t(' → '), c(e.targetId)]),
+      ...(e.message === undefined ? [] : [t(` — ${e.message}`)]),
+    ],
+  };
+}
+
+/**
+ * The /deployments list: recent deployments with status, the live one, standby markers, a rolled-back
+ * banner (since when, by whom), a running switch, recent audit entries, where each domain routes, and
+ * Rollback/Promote buttons on eligible rows (hidden while a switch runs).
+ */
+export function deploymentsView(snapshot: EnvironmentSnapshot, opts: DeploymentsViewOptions): MessageView {
+  const env = snapshot.environment;
+  const now = opts.now;
+  const limit = Math.max(1, opts.limit ?? 10);
+  const current = snapshot.deployments.find((d) => d.id === env.currentDeploymentId);
+  const blocks: ViewBlock[] = [];
+
+  if (env.rolledBack) {
+    const since = env.rolledBackAt;
+    blocks.push({
+      type: 'text',
+      tone: 'warning',
+      spans: [
+        b(`${env.slug} is rolled back`),
+        ...(current === undefined ? [] : [t(' to '), c(current.id)]),
+        ...(since === undefined ? [] : [t(` since ${formatTime(since)} (${longDuration(now - since)} ago)`)]),
+        ...(env.rolledBackBy === undefined ? [] : [t(` by ${env.rolledBackBy}`)]),
+        t('. New pushes create deployments but get no domains until someone promotes.'),
+      ],
+    });
+  }
+  if (opts.activeJob !== undefined) {
+    const j = opts.activeJob;
+    blocks.push({
+      type: 'text',
+      tone: 'info',
+      spans: [
+        b(`A ${j.action} to `),
+        c(j.targetId),
+        b(' is running'),
+        ...(j.requestedBy === undefined ? [] : [t(` (requested by ${j.requestedBy.displayName})`)]),
+        ...(j.startedAt === undefined ? [] : [t(`, started ${longDuration(now - j.startedAt)} ago`)]),
+        t('. Buttons come back when it ends.'),
+      ],
+    });
+  }
+
+  const serving = new Map<string, number>();
+  for (const r of opts.routing) {
+    if (r.deploymentId !== undefined) serving.set(r.deploymentId, (serving.get(r.deploymentId) ?? 0) + 1);
+  }
+
+  const listed = snapshot.deployments.slice(0, limit);
+  if (current !== undefined && !listed.includes(current)) listed.push(current);
+  const currentLiveSince = (() => {
+    for (let k = snapshot.liveHistory.length - 1; k >= 0; k--) {
+      const e = snapshot.liveHistory[k];
+      if (e !== undefined && e.deploymentId === current?.id) return e.since;
+    }
+    return undefined;
+  })();
+
+  const rows: DeploymentRow[] = listed.map((d) => {
+    const isCurrent = d.id === current?.id;
+    const markers: string[] = [];
+    if (isCurrent) markers.push('live');
+    if (isCurrent && env.rolledBack) markers.push('rolled back');
+    if (d.status !== 'ready') markers.push(d.status);
+    const newerThanCurrent = current !== undefined && d.createdAt > current.createdAt;
+    if (env.rolledBack && !isCurrent && d.status === 'ready' && newerThanCurrent)
+      markers.push('not live: rolled back');
+
+    const wanted: { label: string; action: Action; style: ButtonStyle }[] = [];
+    if (opts.activeJob === undefined && current !== undefined) {
+      const ref = { environment: env.slug, deploymentId: d.id };
+      if (isCurrent && env.rolledBack) {
+        wanted.push({
+          label: 'Resume automatic deploys',
+          action: { kind: 'promote', ref },
+          style: 'primary',
+        });
+      } else if (env.rolledBack && !isCurrent && d.status === 'ready' && newerThanCurrent) {
+        wanted.push({
+          label: truncate(`Promote ${d.id}`, 75),
+          action: { kind: 'promote', ref },
+          style: 'primary',
+        });
+      } else if (!isCurrent && (d.status === 'ready' || d.status === 'standby')) {
+        wanted.push({
+          label: truncate(`Rollback to ${d.id}`, 75),
+          action: { kind: 'rollback_to', ref },
+          style: 'default',
+        });
+      }
+    }
+    const buttons = present(wanted.map((w) => button(w.label, w.action, w.style)));
+    const card = deploymentCard(d, {
+      now,
+      ...(isCurrent && currentLiveSince !== undefined ? { liveSince: currentLiveSince } : {}),
+    });
+    const served = serving.get(d.id);
+    return {
+      card,
+      markers,
+      ...(served === undefined ? {} : { servesDomains: served }),
+      buttons,
+      ...(buttons.length < wanted.length
+        ? {
+            buttonNote: `No button: the id of ${d.id} does not fit a button; type /${wanted[0]?.action.kind === 'promote' ? 'promote' : 'rollback'} with it instead.`,
+          }
+        : {}),
+    };
+  });
+
+  blocks.push({ type: 'rows', rows, total: snapshot.deployments.length });
+  if (snapshot.deployments.length === 0) {
+    blocks.push({ type: 'text', spans: [t(`No deployments in ${env.slug} yet.`)] });
+  }
+
+  const routes = opts.routing.filter((r) => r.environment === env.slug);
+  blocks.push({
+    type: 'list',
+    label: `Domains (${routes.length})`,
+    items: routes.map((r) => ({
+      spans: [c(r.hostname), t(' → '), r.deploymentId === undefined ? i('nothing') : c(r.deploymentId)],
+    })),
+    empty: 'No domains.',
+  });
+
+  const auditLimit = Math.max(0, opts.auditLimit ?? 5);
+  const audit = [...opts.audit].sort((a, z) => z.at - a.at).slice(0, auditLimit);
+  blocks.push({
+    type: 'list',
+    label:
+      opts.audit.length > audit.length
+        ? `Recent activity (latest ${audit.length} of ${opts.audit.length})`
+        : 'Recent activity',
+    items: audit.map(auditItem),
+    empty: 'No Switchyard activity recorded yet.',
+  });
+
+  const title = `Deployments · ${env.slug} (${snapshot.project.name})`;
+  const summary = `${env.slug}: ${current === undefined ? 'nothing live' : `${current.id} is live`}${env.rolledBack ? ' (rolled back)' : ''}; ${snapshot.deployments.length} deployment(s).`;
+  return {
+    kind: 'deployments',
+    tone: env.rolledBack ? 'warning' : 'neutral',
+    title,
+    summary,
+    blocks,
+    buttons: [],
+    ephemeral: false,
+  };
+}
+
+// ───────────────────────────── refusal & usage ─────────────────────────────
+
+/**
+ * Headline per refusal code. Partial on purpose: other modules add codes (platform adapters did), and a
+ * new code must still render, with the generic headline, rather than break every surface.
+ */
+const REFUSAL_TITLE: Readonly<Partial<Record<RefusalCode, string>>> = {
+  [RefusalCode.unknownEnvironment]: 'Unknown environment',
+  [RefusalCode.unknownDeployment]: 'Unknown deployment',
+  [RefusalCode.targetIsCurrent]: 'Already live',
+  [RefusalCode.targetNotReady]: 'Target not ready',
+  [RefusalCode.targetStopped]: 'Target stopped',
+  [RefusalCode.targetWrongEnvironment]: 'Wrong environment',
+  [RefusalCode.noCurrentDeployment]: 'Nothing live',
+  [RefusalCode.noRollbackTarget]: 'Nothing to roll back to',
+  [RefusalCode.planStale]: 'Plan out of date',
+  [RefusalCode.notProduction]: 'Not a production environment',
+  [RefusalCode.forbidden]: 'Not allowed',
+  [RefusalCode.selfApproval]: 'A second person must approve',
+  [RefusalCode.operationInProgress]: 'A switch is already running',
+  [RefusalCode.invalidInput]: 'Invalid input',
+};
+
+function refusalTitle(code: RefusalCode): string {
+  return REFUSAL_TITLE[code] ?? 'Not done';
+}
+
+export interface UsageInput {
+  readonly command: UsageCommand;
+  readonly validEnvironments: readonly string[];
+  readonly recentDeployments?: readonly Deployment[];
+}
+
+const USAGE: Readonly<Record<UsageCommand, { args: readonly UsageArg[]; about: string }>> = {
+  rollback: {
+    args: [
+      { name: 'environment', placeholder: 'environment', required: true },
+      { name: 'deployment', placeholder: 'deployment-id', required: false },
+    ],
+    about:
+      'Rolls an environment back to an earlier deployment (default: the one live before the current one). You confirm before anything moves.',
+  },
+  promote: {
+    args: [{ name: 'target', placeholder: 'deployment-id | environment', required: true }],
+    about:
+      'Moves the domains to a deployment and restores automatic deploys (given an environment: its newest ready deployment). You confirm before anything moves.',
+  },
+  deployments: {
+    args: [{ name: 'environment', placeholder: 'environment', required: true }],
+    about: 'Lists recent deployments, which one is live, and the rolled-back state.',
+  },
+};
+
+function usageBlocks(u: UsageInput): ViewBlock[] {
+  const spec = USAGE[u.command];
+  const blocks: ViewBlock[] = [
+    { type: 'usage', command: u.command, args: spec.args },
+    { type: 'text', spans: [t(spec.about)] },
+    {
+      type: 'text',
+      spans: [
+        b('Valid environments: '),
+        ...(u.validEnvironments.length === 0
+          ? [t('none configured')]
+          : u.validEnvironments.flatMap((e, k) => (k === 0 ? [c(e)] : [t(', '), c(e)]))),
+      ],
+    },
+  ];
+  if (u.recentDeployments !== undefined && u.command !== 'deployments') {
+    blocks.push({
+      type: 'list',
+      label: 'Recent deployments',
+      items: u.recentDeployments.map((d) => ({
+        spans: [
+          c(d.id),
+          t(' '),
+          c(shortSha(d.commit.sha)),
+          t(` ${d.branch} · ${d.status} · `),
+          t(commitSubject(d.commit.message, 80)),
+        ],
+      })),
+      empty: 'No deployments yet.',
+    });
+  }
+  return blocks;
+}
+
+/** A refusal (a rule's "no"), shown only to the person who asked; optionally with the command's usage. */
+export function refusalView(refusal: Refusal, usage?: UsageInput): MessageView {
+  const title = refusalTitle(refusal.code);
+  return {
+    kind: 'refusal',
+    tone: 'warning',
+    title,
+    summary: `${title}: ${refusal.message}`,
+    blocks: [
+      { type: 'text', spans: [t(refusal.message)], tone: 'warning' },
+      { type: 'context', spans: [t('Nothing was changed. Code: '), c(refusal.code)] },
+      ...(usage === undefined ? [] : usageBlocks(usage)),
+    ],
+    buttons: [],
+    ephemeral: true,
+  };
+}
+
+/** Usage of a command with the valid environments (and recent deployments), for no or bad arguments. */
+export function usageView(
+  command: UsageCommand,
+  validEnvironments: readonly string[],
+  recentDeployments?: readonly Deployment[],
+): MessageView {
+  const input: UsageInput = {
+    command,
+    validEnvironments,
+    ...(recentDeployments === undefined ? {} : { recentDeployments }),
+  };
+  return {
+    kind: 'usage',
+    tone: 'info',
+    title: `How to use /${command}`,
+    summary: `Usage: /${command} ${USAGE[command].args.map((a) => (a.required ? `<${a.placeholder}>` : `[${a.placeholder}]`)).join(' ')}`,
+    blocks: usageBlocks(input),
+    buttons: [],
+    ephemeral: true,
+  };
+}
+
+// ───────────────────────────── notices (issue 9) ─────────────────────────────
+
+function refSpans(d: DeploymentRef): Span[] {
+  if (!isFull(d)) return [c(d.id)];
+  return [
+    c(d.id),
+    t(' ('),
+    c(shortSha(d.commit.sha)),
+    t(` ${d.branch}: `),
+    t(commitSubject(d.commit.message, 100)),
+    t(` — ${d.commit.author})`),
+  ];
+}
+
+/**
+ * A compact notice for a deployment or traffic event: deployment ready or failed, traffic moved outside
+ * Switchyard, a deployment ready but not live while rolled back (with Promote), and the periodic
+ * "still rolled back" reminder (with Promote or Resume).
+ */
+export function noticeView(event: NoticeEvent, opts: { now: number }): MessageView {
+  const env = event.environment;
+  switch (event.type) {
+    case 'deployment.ready': {
+      const title = event.live
+        ? `${event.deployment.id} is live on ${env}`
+        : `${event.deployment.id} is ready on ${env}`;
+      return notice('success', title, `${title}.`, [
+        {
+          type: 'text',
+          spans: [...refSpans(event.deployment), t(event.live ? ' is ready and serving.' : ' is ready.')],
+        },
+      ]);
+    }
+    case 'deployment.failed': {
+      const title = `${event.deployment.id} failed on ${env}`;
+      return notice('danger', title, `${title}.`, [
+        {
+          type: 'text',
+          spans: [
+            ...refSpans(event.deployment),
+            t(' failed to build or start.'),
+            ...(event.reason === undefined ? [] : [t(' '), t(event.reason)]),
+            t(' Traffic did not move.'),
+          ],
+        },
+      ]);
+    }
+    case 'traffic.moved': {
+      const how =
+        event.via === 'deploy'
+          ? 'an automatic deploy'
+          : event.via === 'rollback'
+            ? 'a rollback'
+            : 'a promote';
+      const title = `Traffic on ${env} moved to ${event.to.id}`;
+      return notice('warning', title, `${title} outside Switchyard.`, [
+        {
+          type: 'text',
+          spans: [
+            b(`${env} now serves `),
+            ...refSpans(event.to),
+            ...(event.from === undefined ? [] : [t(', before: '), c(event.from.id)]),
+            t(
+              `. This happened outside Switchyard (${how}${event.by === undefined ? '' : ` by ${event.by}`}, e.g. from the dashboard or API).`,
+            ),
+          ],
+        },
+      ]);
+    }
+    case 'ready.not_live': {
+      const title = `${event.deployment.id} is ready but not live`;
+      const btn = button(
+        truncate(`Promote ${event.deployment.id}`, 75),
+        { kind: 'promote', ref: { environment: env, deploymentId: event.deployment.id } },
+        'primary',
+      );
+      return notice(
+        'warning',
+        title,
+        `${event.deployment.id} is ready but not live: ${env} is rolled back to ${event.rolledBackTo.id}.`,
+        [
+          {
+            type: 'text',
+            spans: [
+              ...refSpans(event.deployment),
+              t(' is ready '),
+              b('but not live'),
+              t(`: ${env} is rolled back to `),
+              c(event.rolledBackTo.id),
+              t('.'),
+            ],
+          },
+          ...rolledBackContext(event.rolledBackAt, event.rolledBackBy, opts.now),
+          { type: 'text', spans: [t('Promote it to move the domains and turn automatic deploys back on.')] },
+        ],
+        present([btn]),
+      );
+    }
+    case 'rolled_back.reminder': {
+      const title = `${env} is still rolled back to ${event.current.id}`;
+      const waiting = event.waiting;
+      const btn =
+        waiting === undefined
+          ? button(
+              'Resume automatic deploys',
+              { kind: 'promote', ref: { environment: env, deploymentId: event.current.id } },
+              'primary',
+            )
+          : button(
+              truncate(`Promote ${waiting.id}`, 75),
+              { kind: 'promote', ref: { environment: env, deploymentId: waiting.id } },
+              'primary',
+            );
+      const blocks: ViewBlock[] = [
+        {
+          type: 'text',
+          spans: [
+            b(`${env} has been rolled back to `),
+            c(event.current.id),
+            b(` for ${longDuration(opts.now - event.since)}`),
+            t(` (since ${formatTime(event.since)}${event.by === undefined ? '' : `, by ${event.by}`}).`),
+            t(' New pushes get no domains until someone promotes.'),
+          ],
+        },
+      ];
+      if (waiting !== undefined) {
+        blocks.push({ type: 'text', spans: [t('Waiting to go live: '), ...refSpans(waiting)] });
+      }
+      return notice(
+        'warning',
+        title,
+        `${title} (for ${longDuration(opts.now - event.since)}).`,
+        blocks,
+        present([btn]),
+      );
+    }
+    default:
+      return assertNever(event, 'notice event');
+  }
+}
+
+function rolledBackContext(at: number | undefined, by: string | undefined, now: number): ViewBlock[] {
+  if (at === undefined && by === undefined) return [];
+  return [
+    {
+      type: 'context',
+      spans: [
+        t('Rolled back'),
+        ...(at === undefined ? [] : [t(` since ${formatTime(at)} (${longDuration(now - at)} ago)`)]),
+        ...(by === undefined ? [] : [t(` by ${by}`)]),
+      ],
+    },
+  ];
+}
+
+function notice(
+  tone: Tone,
+  title: string,
+  summary: string,
+  blocks: ViewBlock[],
+  buttons: ButtonView[] = [],
+): MessageView {
+  return { kind: 'notice', tone, title, summary, blocks, buttons, ephemeral: false };
+}

@@ -1,0 +1,305 @@
+/**
+ * Slack renderer: a MessageView as Block Kit `{ text, blocks }`, ready for Bolt's `chat.postMessage`,
+ * `chat.update` and `respond` as-is. Owns Slack's limits (50 blocks, section text 3000, header 150,
+ * button text 75, confirm object 100/300/30, context 10 elements, actions 25 elements) and mrkdwn
+ * escaping of user-controlled text (`&`, `<`, `>`; mrkdwn objects are `verbatim` so nothing is
+ * auto-linked or turned into a mention). Long lists are collapsed with an explicit "…and N more".
+ * Type-only imports: no Slack SDK code runs here.
+ */
+import type {
+  ActionsBlock,
+  Button,
+  ContextBlock,
+  HeaderBlock,
+  KnownBlock,
+  MrkdwnElement,
+  PlainTextElement,
+  SectionBlock,
+} from '@slack/types';
+import { assertNever } from '../domain/types.js';
+import { truncate } from './format.js';
+import type {
+  ButtonView,
+  DeploymentCard,
+  DeploymentRow,
+  ListItem,
+  MessageView,
+  Rich,
+  Span,
+  StepState,
+  Tone,
+  UsageArg,
+  ViewBlock,
+} from './types.js';
+
+/** Slack's documented Block Kit limits this renderer respects. */
+export const SLACK_LIMITS = {
+  blocks: 50,
+  sectionText: 3000,
+  headerText: 150,
+  buttonText: 75,
+  actionId: 255,
+  buttonValue: 2000,
+  confirmTitle: 100,
+  confirmText: 300,
+  confirmButton: 30,
+  contextElements: 10,
+  actionsElements: 25,
+  /** Top-level `text` (Slack truncates messages over 40,000 characters). */
+  text: 40_000,
+} as const;
+
+export interface SlackMessage {
+  /** Fallback and notification text; always set. */
+  readonly text: string;
+  readonly blocks: KnownBlock[];
+}
+
+export interface SlackRenderOptions {
+  /** Items of a list shown before "…and N more" (default 15). */
+  readonly maxListItems?: number;
+}
+
+/** Escapes text for Slack mrkdwn: the three control characters `&`, `<`, `>`. */
+export function escapeMrkdwn(text: string): string {
+  return text.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;');
+}
+
+/** Wraps `inner` in a mrkdwn marker, keeping surrounding whitespace outside (Slack needs that). */
+function wrap(text: string, marker: string): string {
+  const m = /^(\s*)([\s\S]*?)(\s*)$/.exec(text);
+  const lead = m?.[1] ?? '';
+  const core = m?.[2] ?? text;
+  const tail = m?.[3] ?? '';
+  if (core === '' || core.includes(marker) || core.includes('\n')) return escapeMrkdwn(text);
+  return `${lead}${marker}${escapeMrkdwn(core)}${marker}${tail}`;
+}
+
+function span(s: Span): string {
+  switch (s.style) {
+    case undefined:
+      return escapeMrkdwn(s.text);
+    case 'bold':
+      return wrap(s.text, '*');
+    case 'italic':
+      return wrap(s.text, '_');
+    case 'code':
+      return wrap(s.text, '`');
+    default:
+      return assertNever(s.style, 'span style');
+  }
+}
+
+/** Renders spans as mrkdwn. */
+export function mrkdwn(spans: Rich): string {
+  return spans.map(span).join('');
+}
+
+function md(text: string): MrkdwnElement {
+  return { type: 'mrkdwn', text: text === '' ? ' ' : text, verbatim: true };
+}
+
+function plain(text: string, max: number): PlainTextElement {
+  return { type: 'plain_text', text: truncate(text === '' ? ' ' : text, max), emoji: true };
+}
+
+const TONE_ICON: Readonly<Record<Tone, string>> = {
+  neutral: '',
+  info: ':information_source: ',
+  success: ':white_check_mark: ',
+  warning: ':warning: ',
+  danger: ':rotating_light: ',
+};
+
+const STEP_ICON: Readonly<Record<StepState, string>> = {
+  pending: ':white_circle:',
+  running: ':hourglass_flowing_sand:',
+  done: ':white_check_mark:',
+  failed: ':x:',
+  skipped: ':fast_forward:',
+  not_reached: ':heavy_minus_sign:',
+};
+
+const STEP_WORD: Readonly<Record<StepState, string>> = {
+  pending: '',
+  running: ' (running)',
+  done: '',
+  failed: ' (failed)',
+  skipped: ' (skipped)',
+  not_reached: ' (not reached)',
+};
+
+function section(text: string): SectionBlock {
+  return { type: 'section', text: md(truncate(text, SLACK_LIMITS.sectionText)) };
+}
+
+function context(text: string): ContextBlock {
+  return { type: 'context', elements: [md(truncate(text, SLACK_LIMITS.sectionText))] };
+}
+
+function cardText(label: string, card: DeploymentCard): string {
+  const head = [
+    `\`${escapeMrkdwn(card.id)}\``,
+    `\`${escapeMrkdwn(card.shortSha)}\``,
+    escapeMrkdwn(card.branch),
+    escapeMrkdwn(card.status),
+    ...(card.live === undefined ? [] : [escapeMrkdwn(card.live)]),
+  ].join(' · ');
+  const lines = [
+    `*${escapeMrkdwn(label)}*`,
+    head,
+    `>${escapeMrkdwn(card.message)}`,
+    `by ${escapeMrkdwn(card.author)}${card.age === undefined ? '' : ` · ${escapeMrkdwn(card.age)}`}`,
+    ...card.notes.map((n) => `:hourglass: _${escapeMrkdwn(n)}_`),
+  ];
+  return lines.join('\n');
+}
+
+/**
+ * Lines of a list, collapsed to fit both `maxItems` and the section limit, ending with
+ * "…and N more (T in total)" whenever anything is left out.
+ */
+function listText(
+  label: string,
+  items: readonly ListItem[],
+  empty: string | undefined,
+  maxItems: number,
+): string {
+  const headLine = `*${escapeMrkdwn(label)}*`;
+  if (items.length === 0) return `${headLine}\n_${escapeMrkdwn(empty ?? 'None.')}_`;
+  const budget = SLACK_LIMITS.sectionText - 80;
+  const lines: string[] = [headLine];
+  let used = headLine.length;
+  let shown = 0;
+  for (const item of items) {
+    if (shown >= maxItems) break;
+    const mark = item.state === 'ok' ? ':white_check_mark: ' : item.state === 'bad' ? ':x: ' : '• ';
+    const line = truncate(`${mark}${mrkdwn(item.spans)}`, 500);
+    if (used + line.length + 1 > budget) break;
+    lines.push(line);
+    used += line.length + 1;
+    shown += 1;
+  }
+  const rest = items.length - shown;
+  if (rest > 0) lines.push(`_…and ${rest} more (${items.length} in total)_`);
+  return lines.join('\n');
+}
+
+/** Slack-style usage line: `/rollback <environment> [deployment-id]`. */
+export function slackUsage(command: string, args: readonly UsageArg[]): string {
+  return `/${command} ${args.map((a) => (a.required ? `<${a.placeholder}>` : `[${a.placeholder}]`)).join(' ')}`;
+}
+
+function buttonElement(bv: ButtonView): Button {
+  const el: Button = {
+    type: 'button',
+    text: plain(bv.label, SLACK_LIMITS.buttonText),
+    action_id: bv.actionId,
+    value: bv.actionId,
+  };
+  if (bv.style !== 'default') el.style = bv.style;
+  if (bv.confirm !== undefined) {
+    el.confirm = {
+      title: plain(bv.confirm.title, SLACK_LIMITS.confirmTitle),
+      text: plain(bv.confirm.text, SLACK_LIMITS.confirmText),
+      confirm: plain(bv.confirm.confirm, SLACK_LIMITS.confirmButton),
+      deny: plain(bv.confirm.deny, SLACK_LIMITS.confirmButton),
+      ...(bv.style === 'danger' ? { style: 'danger' as const } : {}),
+    };
+  }
+  return el;
+}
+
+function actions(buttons: readonly ButtonView[]): ActionsBlock {
+  return { type: 'actions', elements: buttons.slice(0, SLACK_LIMITS.actionsElements).map(buttonElement) };
+}
+
+function rowBlocks(row: DeploymentRow): KnownBlock[] {
+  const card = row.card;
+  const head = [
+    `*\`${escapeMrkdwn(card.id)}\`*`,
+    `\`${escapeMrkdwn(card.shortSha)}\``,
+    escapeMrkdwn(card.branch),
+    escapeMrkdwn(card.status),
+    ...row.markers.filter((m) => m !== card.status).map((m) => `*${escapeMrkdwn(m)}*`),
+    ...(row.servesDomains === undefined
+      ? []
+      : [`serves ${row.servesDomains} domain${row.servesDomains === 1 ? '' : 's'}`]),
+  ].join(' · ');
+  const tail = [
+    escapeMrkdwn(card.author),
+    ...(card.live === undefined ? [] : [escapeMrkdwn(card.live)]),
+    ...(card.age === undefined ? [] : [escapeMrkdwn(card.age)]),
+  ].join(' · ');
+  const blocks: KnownBlock[] = [section(`${head}\n${escapeMrkdwn(card.message)} — ${tail}`)];
+  if (row.buttons.length > 0) blocks.push(actions(row.buttons));
+  if (row.buttonNote !== undefined) blocks.push(context(escapeMrkdwn(row.buttonNote)));
+  return blocks;
+}
+
+function renderBlock(block: ViewBlock, maxItems: number): KnownBlock[] {
+  switch (block.type) {
+    case 'text':
+      return [section(`${block.tone === undefined ? '' : TONE_ICON[block.tone]}${mrkdwn(block.spans)}`)];
+    case 'context':
+      return [context(mrkdwn(block.spans))];
+    case 'deployment':
+      return [section(cardText(block.label, block.card))];
+    case 'list':
+      return [section(listText(block.label, block.items, block.empty, maxItems))];
+    case 'steps':
+      return [
+        section(
+          block.steps
+            .map(
+              (s) =>
+                `${STEP_ICON[s.state]} ${escapeMrkdwn(s.label)}${s.duration === undefined ? '' : ` — ${escapeMrkdwn(s.duration)}`}${STEP_WORD[s.state]}${s.detail === undefined ? '' : `: ${escapeMrkdwn(s.detail)}`}`,
+            )
+            .join('\n'),
+        ),
+      ];
+    case 'rows': {
+      const out: KnownBlock[] = [];
+      for (const row of block.rows) out.push(...rowBlocks(row));
+      if (block.total > block.rows.length) {
+        out.push(
+          context(
+            `Showing ${block.rows.length} of ${block.total} deployments (the most recent and the live one).`,
+          ),
+        );
+      }
+      return out;
+    }
+    case 'usage':
+      return [section(`*Usage:* \`${escapeMrkdwn(slackUsage(block.command, block.args))}\``)];
+    default:
+      return assertNever(block, 'view block');
+  }
+}
+
+/**
+ * Renders a view as Block Kit. Never exceeds 50 blocks: when a view would, the middle is replaced by
+ * a context block saying how many blocks were left out (the message buttons always stay).
+ */
+export function renderSlack(view: MessageView, opts: SlackRenderOptions = {}): SlackMessage {
+  const maxItems = Math.max(1, opts.maxListItems ?? 15);
+  const header: HeaderBlock = {
+    type: 'header',
+    text: plain(`${TONE_ICON[view.tone]}${view.title}`, SLACK_LIMITS.headerText),
+  };
+  let body: KnownBlock[] = view.blocks.flatMap((b) => renderBlock(b, maxItems));
+  const tail: KnownBlock[] = view.buttons.length > 0 ? [{ type: 'divider' }, actions(view.buttons)] : [];
+  const room = SLACK_LIMITS.blocks - 1 - tail.length;
+  if (body.length > room) {
+    const keep = room - 1;
+    const dropped = body.length - keep;
+    body = [
+      ...body.slice(0, keep),
+      context(`_…and ${dropped} more blocks not shown (Slack allows 50 per message)._`),
+    ];
+  }
+  return {
+    text: truncate(escapeMrkdwn(view.summary === '' ? view.title : view.summary), SLACK_LIMITS.text),
+    blocks: [header, ...body, ...tail],
+  };
+}

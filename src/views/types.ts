@@ -1,0 +1,147 @@
+/**
+ * The one view model of Switchyard's chat messages: plain, surface-independent data built by
+ * src/views/model.ts and rendered by slack.ts, discord.ts and console.ts. Text is structured as spans
+ * (plain, bold, code, italic) so that each renderer applies its own escaping and formatting; nothing
+ * here is pre-escaped. Lists keep every item: renderers that must collapse a list show a count of what
+ * they left out, never cut silently.
+ */
+import type { Action } from './actions.js';
+
+/** Emphasis of a piece of text; renderers map it to their own markup. */
+export type SpanStyle = 'bold' | 'code' | 'italic';
+
+/** A piece of text. `text` is raw (user-controlled text included) and is escaped by each renderer. */
+export interface Span {
+  readonly text: string;
+  readonly style?: SpanStyle;
+}
+
+/** A line of text made of spans. */
+export type Rich = readonly Span[];
+
+/** Overall colour/mood of a message or note. */
+export const Tone = {
+  neutral: 'neutral',
+  info: 'info',
+  success: 'success',
+  warning: 'warning',
+  danger: 'danger',
+} as const;
+export type Tone = (typeof Tone)[keyof typeof Tone];
+
+/** A confirm dialog shown before a dangerous click takes effect (Slack `confirm`, console dialog). */
+export interface ConfirmDialogView {
+  /** ≤ 100 characters. */
+  readonly title: string;
+  /** ≤ 300 characters, plain text. */
+  readonly text: string;
+  /** ≤ 30 characters. */
+  readonly confirm: string;
+  /** ≤ 30 characters. */
+  readonly deny: string;
+}
+
+export type ButtonStyle = 'primary' | 'danger' | 'default';
+
+/** A button: what it says and the action id it sends back. */
+export interface ButtonView {
+  readonly label: string;
+  readonly action: Action;
+  /** `encodeAction(action)`, ≤ 100 characters. */
+  readonly actionId: string;
+  readonly style: ButtonStyle;
+  readonly confirm?: ConfirmDialogView;
+}
+
+/** One deployment as the messages show it. */
+export interface DeploymentCard {
+  readonly id: string;
+  readonly shortSha: string;
+  readonly branch: string;
+  /** First line of the commit message (raw, may be hostile). */
+  readonly message: string;
+  readonly author: string;
+  readonly status: string;
+  /** "live for 2 hours 5 minutes" when known. */
+  readonly live?: string;
+  /** "created 3 hours ago". */
+  readonly age?: string;
+  /** Extra remarks such as the standby reactivation note. */
+  readonly notes: readonly string[];
+}
+
+/** One item of a list (domains, traffic results, audit entries). */
+export interface ListItem {
+  readonly spans: Rich;
+  /** Marks an item as good/bad (traffic verification); absent for plain items. */
+  readonly state?: 'ok' | 'bad';
+}
+
+export type StepState = 'pending' | 'running' | 'done' | 'failed' | 'skipped' | 'not_reached';
+
+export interface StepView {
+  readonly step: string;
+  readonly label: string;
+  readonly state: StepState;
+  /** "1.2 s" when started. */
+  readonly duration?: string;
+  readonly detail?: string;
+}
+
+/** A row of the /deployments list. */
+export interface DeploymentRow {
+  readonly card: DeploymentCard;
+  /** Short markers: `live`, `standby`, `building`, `failed`, `rolled back`, `not live`. */
+  readonly markers: readonly string[];
+  /** How many domains the router sends to this deployment now (when routing is known). */
+  readonly servesDomains?: number;
+  readonly buttons: readonly ButtonView[];
+  /** Why a button could not be made for this row (ids too long for the id scheme). */
+  readonly buttonNote?: string;
+}
+
+/** One argument of a command's usage. */
+export interface UsageArg {
+  readonly name: string;
+  readonly placeholder: string;
+  readonly required: boolean;
+}
+
+/** The building blocks of a message, in display order. */
+export type ViewBlock =
+  | { readonly type: 'text'; readonly spans: Rich; readonly tone?: Tone }
+  | { readonly type: 'context'; readonly spans: Rich }
+  | { readonly type: 'deployment'; readonly label: string; readonly card: DeploymentCard }
+  | {
+      readonly type: 'list';
+      readonly label: string;
+      /** Every item: renderers collapse with "…and N more". */
+      readonly items: readonly ListItem[];
+      /** Shown when the list is empty. */
+      readonly empty?: string;
+    }
+  | { readonly type: 'steps'; readonly steps: readonly StepView[] }
+  | {
+      readonly type: 'rows';
+      readonly rows: readonly DeploymentRow[];
+      /** Total deployments known; more than `rows.length` when the list was limited to recent ones. */
+      readonly total: number;
+    }
+  | { readonly type: 'usage'; readonly command: string; readonly args: readonly UsageArg[] };
+
+export type ViewKind = 'confirmation' | 'progress' | 'deployments' | 'refusal' | 'usage' | 'notice';
+
+/** A whole chat message, surface-independent. */
+export interface MessageView {
+  readonly kind: ViewKind;
+  readonly tone: Tone;
+  /** Header line (plain text). */
+  readonly title: string;
+  /** One-line plain-text summary: notification/fallback text. */
+  readonly summary: string;
+  readonly blocks: readonly ViewBlock[];
+  /** Message-level buttons (row buttons live in `rows`). */
+  readonly buttons: readonly ButtonView[];
+  /** Only the person who asked should see it (usage, refusals). */
+  readonly ephemeral: boolean;
+}
