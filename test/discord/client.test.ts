@@ -1,0 +1,223 @@
+/**
+ * The real discord.js client against the fake Discord: login (gateway discovery through
+ * DISCORD_API_URL, IDENTIFY with Switchyard's intents, READY, GUILD_CREATE), heartbeats, and
+ * reconnects (close 4000, abrupt terminate, invalid session) without handling an interaction twice.
+ */
+import { Events, type Interaction } from 'discord.js';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { createDiscordSurface, type DiscordSurface } from '../../handlers/discord/client.js';
+import type { GatewayEvent } from '../fakes/discord/gateway.js';
+import { Intent } from '../fakes/discord/protocol.js';
+import { type FakeDiscord, startFakeDiscord } from '../fakes/discord/server.js';
+
+function nextGatewayEvent<K extends GatewayEvent['kind']>(
+  fake: FakeDiscord,
+  kind: K,
+  match: (e: Extract<GatewayEvent, { kind: K }>) => boolean = () => true,
+): Promise<Extract<GatewayEvent, { kind: K }>> {
+  return new Promise((resolve) => {
+    const on = (e: GatewayEvent) => {
+      if (e.kind === kind && match(e as Extract<GatewayEvent, { kind: K }>)) {
+        fake.gateway.events.off('event', on);
+        resolve(e as Extract<GatewayEvent, { kind: K }>);
+      }
+    };
+    fake.gateway.events.on('event', on);
+  });
+}
+
+describe('discord client against the fake Discord', () => {
+  let fake: FakeDiscord;
+  let surface: DiscordSurface | undefined;
+  const handled: Interaction[] = [];
+
+  beforeEach(async () => {
+    fake = await startFakeDiscord();
+    handled.length = 0;
+    fake.commands.set(fake.guildId, [
+      {
+        id: '1300000000000000001',
+        application_id: fake.applicationId,
+        guild_id: fake.guildId,
+        name: 'deployments',
+        description: 'List deployments',
+        type: 1,
+        version: '1',
+        options: [{ type: 3, name: 'environment', description: 'env', required: true }],
+      },
+    ]);
+  });
+
+  afterEach(async () => {
+    await surface?.stop();
+    surface = undefined;
+    await fake.close();
+  });
+
+  function connect(token = fake.token): DiscordSurface {
+    surface = createDiscordSurface({
+      token,
+      apiUrl: fake.apiUrl,
+      onInteraction: async (i) => {
+        handled.push(i);
+      },
+    });
+    return surface;
+  }
+
+  it('logs in through /gateway/bot, identifies with the Switchyard intents and caches the guild', async () => {
+    const identified = nextGatewayEvent(fake, 'identify');
+    const s = connect();
+    await s.start();
+    const identify = await identified;
+    expect(identify.intents & Intent.guilds).toBe(Intent.guilds);
+    expect(identify.intents & Intent.guildMessages).toBe(Intent.guildMessages);
+    expect(identify.intents & Intent.messageContent).toBe(Intent.messageContent);
+    expect(fake.calls.some((c) => c.method === 'GET' && c.path === '/gateway/bot')).toBe(true);
+    expect(fake.calls.find((c) => c.path === '/gateway/bot')?.authorization).toBe(`Bot ${fake.token}`);
+    expect(s.client.user?.id).toBe(fake.applicationId);
+    const guild = s.client.guilds.cache.get(fake.guildId);
+    expect(guild?.channels.cache.has(fake.channels.ops)).toBe(true);
+    expect(guild?.roles.cache.has(fake.roles.deployers)).toBe(true);
+  });
+
+  it('negotiates JSON without transport compression (what discord.js uses without zlib-sync)', async () => {
+    const connected = nextGatewayEvent(fake, 'connect');
+    await connect().start();
+    const c = await connected;
+    expect(c.query).toEqual({ v: '10', encoding: 'json' });
+  });
+
+  it('answers a heartbeat request and the fake acknowledges it', async () => {
+    await connect().start();
+    const beat = nextGatewayEvent(fake, 'heartbeat');
+    fake.gateway.requestHeartbeat();
+    const e = await beat;
+    expect(e.seq).toBe(fake.gateway.dispatched.at(-1)?.s);
+  });
+
+  it('delivers an INTERACTION_CREATE to the handler once', async () => {
+    await connect().start();
+    const user = fake.user('alice');
+    const got = new Promise<Interaction>((resolve) =>
+      surface?.client.once(Events.InteractionCreate, resolve),
+    );
+    const sent = fake.slash({
+      command: 'deployments',
+      options: [{ name: 'environment', value: 'production' }],
+      user,
+    });
+    const interaction = await got;
+    expect(interaction.id).toBe(sent.id);
+    expect(interaction.isChatInputCommand() && interaction.options.getString('environment')).toBe(
+      'production',
+    );
+  });
+
+  it('resumes after close code 4000 and replays what was missed exactly once', async () => {
+    const s = connect();
+    await s.start();
+    const sessionId = fake.gateway.sessionId;
+    const user = fake.user('bob');
+    const resumed = nextGatewayEvent(fake, 'resume');
+    const shardResumed = new Promise<number>((resolve) =>
+      s.client.once(Events.ShardResume, (_id, n) => resolve(n)),
+    );
+    fake.gateway.drop({ code: 4000 });
+    // Dispatched while the bot is away: kept by the session and replayed on RESUME.
+    const missed = fake.slash({
+      command: 'deployments',
+      options: [{ name: 'environment', value: 'staging' }],
+      user,
+    });
+    const r = await resumed;
+    expect(r.sessionId).toBe(sessionId);
+    expect(r.replayed).toBe(1);
+    await shardResumed;
+    await new Promise<void>((resolve) => {
+      if (handled.some((i) => i.id === missed.id)) resolve();
+      else s.client.on(Events.InteractionCreate, (i) => i.id === missed.id && resolve());
+    });
+    expect(handled.filter((i) => i.id === missed.id)).toHaveLength(1);
+    // Only one IDENTIFY happened: the session was resumed, not replaced.
+    expect(fake.gateway.sessionId).toBe(sessionId);
+  });
+
+  it('resumes on the resume_gateway_url after an abrupt disconnect (1006)', async () => {
+    const s = connect();
+    await s.start();
+    const reconnect = nextGatewayEvent(fake, 'connect');
+    const resumed = nextGatewayEvent(fake, 'resume');
+    fake.gateway.drop({ terminate: true });
+    expect((await reconnect).path).toBe('/resume');
+    await resumed;
+    await new Promise<void>((resolve) => s.client.once(Events.ShardResume, () => resolve()));
+    const user = fake.user('carol');
+    const after = fake.slash({
+      command: 'deployments',
+      options: [{ name: 'environment', value: 'production' }],
+      user,
+    });
+    await new Promise<void>((resolve) =>
+      s.client.on(Events.InteractionCreate, (i) => i.id === after.id && resolve()),
+    );
+    expect(handled.map((i) => i.id)).toEqual([after.id]);
+  });
+
+  it('identifies again when the session can no longer be resumed', async () => {
+    const s = connect();
+    await s.start();
+    const first = fake.gateway.sessionId;
+    const invalid = nextGatewayEvent(fake, 'invalid_session');
+    const identified = nextGatewayEvent(fake, 'identify');
+    // discord.js spaces identifies 5 s apart (its identify throttle), so this test takes ~5 s.
+    const ready = new Promise<void>((resolve) => s.client.once(Events.ShardReady, () => resolve()));
+    fake.gateway.invalidateSession();
+    fake.gateway.drop({ code: 4000 });
+    await invalid;
+    await identified;
+    await ready;
+    expect(fake.gateway.sessionId).not.toBe(first);
+    expect(fake.gateway.connected).toBe(true);
+  });
+
+  it('handles a gateway that re-sends an interaction it already delivered only once', async () => {
+    const s = connect();
+    await s.start();
+    const user = fake.user('dave');
+    const i = fake.slash({
+      command: 'deployments',
+      options: [{ name: 'environment', value: 'production' }],
+      user,
+    });
+    await new Promise<void>((resolve) =>
+      s.client.on(Events.InteractionCreate, (x) => x.id === i.id && resolve()),
+    );
+    // A misbehaving (or replaying) gateway dispatches the same interaction again.
+    fake.gateway.dispatch('INTERACTION_CREATE', i.payload);
+    const marker = fake.slash({
+      command: 'deployments',
+      options: [{ name: 'environment', value: 'staging' }],
+      user,
+    });
+    await new Promise<void>((resolve) => {
+      if (handled.some((x) => x.id === marker.id)) resolve();
+      else s.client.on(Events.InteractionCreate, (x) => x.id === marker.id && resolve());
+    });
+    expect(handled.map((x) => x.id)).toEqual([i.id, marker.id]);
+  });
+
+  it('rejects a wrong token at login', async () => {
+    const s = connect('not-the-token');
+    await expect(s.start()).rejects.toThrow(/token/i);
+  });
+
+  it('fails loudly when the MessageContent intent is not enabled for the application', async () => {
+    await fake.close();
+    fake = await startFakeDiscord({ privilegedIntents: 0 });
+    const s = connect();
+    const closed = nextGatewayEvent(fake, 'close', (e) => e.code === 4014);
+    void s.start().catch(() => undefined);
+    expect((await closed).code).toBe(4014);
+  });
+});

@@ -1,0 +1,1119 @@
+/**
+ * A local fake Discord for tests, written from the documented API v10: a REST API under `/api/v10`
+ * (gateway discovery, current user/application, application command registration, interaction
+ * callbacks, interaction webhooks, channel messages) and the gateway WebSocket (./gateway.ts) on the
+ * same port. The real discord.js client runs against it unmodified (`rest: { api: fake.apiUrl }`).
+ *
+ * Faithful where it matters to Switchyard: `Authorization: Bot <token>` is checked on bot routes,
+ * every response carries rate-limit headers, bodies are validated against Discord's documented
+ * limits (errors answer 400 with code 50035 like Discord), an interaction can be acknowledged once
+ * and only within 3 s, interaction tokens can be expired (15 min on Discord) so tests prove progress
+ * edits use the bot token, and buttons can only be clicked when they exist and are enabled.
+ *
+ * Tests wait on recorded traffic (`waitForRequest`, `gateway.events`), never on sleeps.
+ */
+import { EventEmitter } from 'node:events';
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import type { z } from 'zod';
+import { FakeGateway } from './gateway.js';
+import {
+  bulkCommandsSchema,
+  type Callback,
+  CallbackType,
+  ChannelType,
+  ComponentType,
+  callbackSchema,
+  ErrorCode,
+  InteractionType,
+  type MessageBody,
+  MessageFlag,
+  messageBodySchema,
+  PRIVILEGED_INTENTS,
+} from './protocol.js';
+
+const DISCORD_EPOCH = 1_420_070_400_000n;
+let increment = 0n;
+
+/** A snowflake for `now` (docs: reference#snowflakes). */
+export function makeSnowflake(now = Date.now()): string {
+  increment = (increment + 1n) & 0xfffn;
+  return (((BigInt(now) - DISCORD_EPOCH) << 22n) | (1n << 17n) | increment).toString();
+}
+
+type Json = Record<string, unknown>;
+
+/** One REST request as the fake saw it. */
+export interface RestCall {
+  readonly index: number;
+  readonly method: string;
+  /** Path below `/api/v10`, e.g. `/channels/123/messages`. */
+  readonly path: string;
+  readonly query: Readonly<Record<string, string>>;
+  readonly body: unknown;
+  readonly authorization: string | undefined;
+  readonly status: number;
+  /** Unix ms when the request arrived. */
+  readonly at: number;
+}
+
+export interface FakeUser {
+  readonly id: string;
+  readonly username: string;
+}
+
+/** A stored message (channel message, interaction response or follow-up). */
+export interface StoredMessage {
+  id: string;
+  channel_id: string;
+  guild_id?: string;
+  author: Json;
+  content: string;
+  embeds: Json[];
+  components: Json[];
+  flags: number;
+  type: number;
+  timestamp: string;
+  edited_timestamp: string | null;
+  webhook_id?: string;
+  application_id?: string;
+  /** Every version of the message body, oldest first (creation then each edit). */
+  history: { content: string; embeds: Json[]; components: Json[]; flags: number }[];
+}
+
+/** An interaction dispatched to the bot and what it answered. */
+export interface FakeInteraction {
+  readonly id: string;
+  readonly token: string;
+  readonly type: number;
+  readonly payload: Json;
+  readonly createdAt: number;
+  /** The callback, once answered. */
+  callback?: Callback;
+  respondedAt?: number;
+  /** The original response message (type 4/5 callbacks). */
+  originalId?: string;
+  /** Set by `expireInteractionTokens()`: webhook calls with this token fail like after 15 minutes. */
+  expired: boolean;
+  /** The message a component was clicked on. */
+  readonly messageId?: string;
+}
+
+export interface StoredCommand extends Json {
+  id: string;
+  application_id: string;
+  guild_id?: string;
+  name: string;
+  version: string;
+}
+
+export interface FakeDiscordOptions {
+  readonly token?: string;
+  readonly applicationId?: string;
+  readonly heartbeatIntervalMs?: number;
+  /** Privileged intents the developer portal has enabled (default: MessageContent and members). */
+  readonly privilegedIntents?: number;
+  /** How long an interaction may wait for its initial response (Discord: 3 s). */
+  readonly interactionDeadlineMs?: number;
+}
+
+interface Injected {
+  readonly method: string;
+  readonly path: RegExp;
+  readonly status: number;
+  readonly body: Json;
+  readonly headers: Readonly<Record<string, string>>;
+  remaining: number;
+}
+
+class HttpError extends Error {
+  constructor(
+    readonly status: number,
+    readonly code: number,
+    message: string,
+    readonly errors?: Json,
+  ) {
+    super(message);
+  }
+}
+
+const PERMISSIONS_ALL = '2251799813685247';
+
+function flatten(issues: readonly z.core.$ZodIssue[]): Json {
+  const errors: Json = {};
+  for (const issue of issues) {
+    const key = issue.path.map(String).join('.') || '_root';
+    errors[key] = { _errors: [{ code: 'BASE_TYPE_INVALID', message: issue.message }] };
+  }
+  return errors;
+}
+
+/** The fake Discord. Create with `startFakeDiscord()`. */
+export class FakeDiscord {
+  readonly token: string;
+  readonly applicationId: string;
+  readonly botUser: FakeUser & Json;
+  readonly guildId = makeSnowflake();
+  /** Channels of the test guild by name. */
+  readonly channels: Readonly<Record<'ops' | 'alerts' | 'general', string>> = {
+    ops: makeSnowflake(),
+    alerts: makeSnowflake(),
+    general: makeSnowflake(),
+  };
+  /** Roles of the test guild by name. */
+  readonly roles: Readonly<Record<'everyone' | 'deployers' | 'viewers', string>>;
+  readonly calls: RestCall[] = [];
+  readonly events = new EventEmitter();
+  readonly messages = new Map<string, StoredMessage>();
+  readonly interactions = new Map<string, FakeInteraction>();
+  /** Registered commands: key `global` or a guild id. */
+  readonly commands = new Map<string, StoredCommand[]>();
+  readonly gateway: FakeGateway;
+  private readonly injected: Injected[] = [];
+  private readonly server: Server;
+  private port = 0;
+  private readonly deadlineMs: number;
+
+  constructor(opts: FakeDiscordOptions = {}) {
+    this.token = opts.token ?? `fake.${Math.random().toString(36).slice(2)}.bot-token`;
+    this.applicationId = opts.applicationId ?? makeSnowflake();
+    this.deadlineMs = opts.interactionDeadlineMs ?? 3_000;
+    this.botUser = {
+      id: this.applicationId,
+      username: 'switchyard',
+      discriminator: '0',
+      global_name: 'Switchyard',
+      avatar: null,
+      bot: true,
+      verified: true,
+      flags: 0,
+    };
+    this.roles = { everyone: this.guildId, deployers: makeSnowflake(), viewers: makeSnowflake() };
+    this.gateway = new FakeGateway(
+      {
+        token: this.token,
+        user: this.botUser,
+        application: { id: this.applicationId, flags: 0 },
+        guilds: () => [this.guildObject()],
+      },
+      {
+        heartbeatIntervalMs: opts.heartbeatIntervalMs ?? 41_250,
+        privilegedIntents: opts.privilegedIntents ?? PRIVILEGED_INTENTS,
+        url: () => this.gatewayUrl,
+      },
+    );
+    this.server = createServer((req, res) => {
+      void this.handle(req, res);
+    });
+    this.server.on('upgrade', (req, socket, head) => this.gateway.handleUpgrade(req, socket, head));
+  }
+
+  /** REST base to give discord.js (`rest.api`): `http://127.0.0.1:PORT/api`. */
+  get apiUrl(): string {
+    return `http://127.0.0.1:${this.port}/api`;
+  }
+
+  /** Gateway URL returned by `GET /gateway/bot`. */
+  get gatewayUrl(): string {
+    return `ws://127.0.0.1:${this.port}`;
+  }
+
+  async listen(): Promise<this> {
+    await new Promise<void>((resolve) => this.server.listen(0, '127.0.0.1', resolve));
+    this.port = (this.server.address() as AddressInfo).port;
+    return this;
+  }
+
+  async close(): Promise<void> {
+    await this.gateway.close();
+    this.server.closeAllConnections();
+    await new Promise<void>((resolve) => this.server.close(() => resolve()));
+  }
+
+  // ---------------------------------------------------------------- the guild
+
+  /** A guild member object for `user` with `roles` (role ids). */
+  member(user: FakeUser, roles: readonly string[] = []): Json {
+    return {
+      user: {
+        id: user.id,
+        username: user.username,
+        global_name: user.username,
+        discriminator: '0',
+        avatar: null,
+      },
+      roles: [...roles],
+      nick: null,
+      avatar: null,
+      joined_at: '2026-01-01T00:00:00.000Z',
+      premium_since: null,
+      deaf: false,
+      mute: false,
+      flags: 0,
+      pending: false,
+      communication_disabled_until: null,
+      permissions: PERMISSIONS_ALL,
+    };
+  }
+
+  /** A new guild user (not the bot). */
+  user(username: string): FakeUser {
+    return { id: makeSnowflake(), username };
+  }
+
+  private channelObject(name: keyof FakeDiscord['channels']): Json {
+    return {
+      id: this.channels[name],
+      type: ChannelType.guildText,
+      guild_id: this.guildId,
+      name,
+      position: Object.keys(this.channels).indexOf(name),
+      permission_overwrites: [],
+      parent_id: null,
+      topic: null,
+      nsfw: false,
+      last_message_id: null,
+      rate_limit_per_user: 0,
+      flags: 0,
+    };
+  }
+
+  private roleObject(name: string, id: string, position: number): Json {
+    return {
+      id,
+      name,
+      color: 0,
+      colors: { primary_color: 0, secondary_color: null, tertiary_color: null },
+      hoist: false,
+      icon: null,
+      unicode_emoji: null,
+      position,
+      permissions: name === '@everyone' ? '1024' : PERMISSIONS_ALL,
+      managed: false,
+      mentionable: false,
+      flags: 0,
+    };
+  }
+
+  /** The GUILD_CREATE payload of the test guild. */
+  guildObject(): Json {
+    return {
+      id: this.guildId,
+      name: 'Switchyard Test Guild',
+      icon: null,
+      splash: null,
+      discovery_splash: null,
+      owner_id: makeSnowflake(),
+      afk_channel_id: null,
+      afk_timeout: 300,
+      verification_level: 0,
+      default_message_notifications: 0,
+      explicit_content_filter: 0,
+      roles: [
+        this.roleObject('@everyone', this.roles.everyone, 0),
+        this.roleObject('deployers', this.roles.deployers, 1),
+        this.roleObject('viewers', this.roles.viewers, 2),
+      ],
+      emojis: [],
+      stickers: [],
+      features: [],
+      mfa_level: 0,
+      application_id: null,
+      system_channel_id: null,
+      system_channel_flags: 0,
+      rules_channel_id: null,
+      vanity_url_code: null,
+      description: null,
+      banner: null,
+      premium_tier: 0,
+      preferred_locale: 'en-US',
+      public_updates_channel_id: null,
+      nsfw_level: 0,
+      premium_progress_bar_enabled: false,
+      safety_alerts_channel_id: null,
+      joined_at: '2026-01-01T00:00:00.000Z',
+      large: false,
+      unavailable: false,
+      member_count: 2,
+      voice_states: [],
+      members: [this.member(this.botUser)],
+      channels: (Object.keys(this.channels) as (keyof FakeDiscord['channels'])[]).map((n) =>
+        this.channelObject(n),
+      ),
+      threads: [],
+      presences: [],
+      stage_instances: [],
+      guild_scheduled_events: [],
+      soundboard_sounds: [],
+    };
+  }
+
+  // ---------------------------------------------------------------- driving the bot
+
+  /** The registered command named `name` (guild commands first), or undefined. */
+  command(name: string): StoredCommand | undefined {
+    return (
+      this.commands.get(this.guildId)?.find((c) => c.name === name) ??
+      this.commands.get('global')?.find((c) => c.name === name)
+    );
+  }
+
+  private baseInteraction(
+    type: number,
+    who: { user: FakeUser; roles?: readonly string[]; channelId?: string },
+  ): {
+    id: string;
+    token: string;
+    payload: Json;
+  } {
+    const id = makeSnowflake();
+    const token = `aW50ZXJhY3Rpb24.${id}.${Math.random().toString(36).slice(2)}`;
+    const channelId = who.channelId ?? this.channels.ops;
+    const channelName =
+      (Object.entries(this.channels) as [keyof FakeDiscord['channels'], string][]).find(
+        ([, cid]) => cid === channelId,
+      )?.[0] ?? 'ops';
+    return {
+      id,
+      token,
+      payload: {
+        id,
+        application_id: this.applicationId,
+        type,
+        guild_id: this.guildId,
+        guild: { id: this.guildId, locale: 'en-US', features: [] },
+        channel: this.channelObject(channelName),
+        channel_id: channelId,
+        member: this.member(who.user, who.roles ?? []),
+        token,
+        version: 1,
+        app_permissions: PERMISSIONS_ALL,
+        locale: 'en-US',
+        guild_locale: 'en-US',
+        entitlements: [],
+        authorizing_integration_owners: { '0': this.guildId },
+        context: 0,
+        attachment_size_limit: 26_214_400,
+      },
+    };
+  }
+
+  private record(interaction: FakeInteraction): FakeInteraction {
+    this.interactions.set(interaction.id, interaction);
+    this.gateway.dispatch('INTERACTION_CREATE', interaction.payload);
+    return interaction;
+  }
+
+  private commandData(
+    name: string,
+    options: readonly { name: string; value: string | number; focused?: boolean }[],
+  ): Json {
+    const cmd = this.command(name);
+    if (!cmd) throw new Error(`fake discord: /${name} is not registered, so Discord would not offer it`);
+    const declared = (cmd.options as { name: string; type: number }[] | undefined) ?? [];
+    return {
+      id: cmd.id,
+      name,
+      type: 1,
+      ...(cmd.guild_id === undefined ? {} : { guild_id: cmd.guild_id }),
+      options: options.map((o) => {
+        const decl = declared.find((d) => d.name === o.name);
+        if (!decl) throw new Error(`fake discord: /${name} has no option "${o.name}"`);
+        return { name: o.name, type: decl.type, value: o.value, ...(o.focused ? { focused: true } : {}) };
+      }),
+    };
+  }
+
+  /** A user runs a slash command (INTERACTION_CREATE, type 2). */
+  slash(opts: {
+    readonly command: string;
+    readonly options?: readonly { name: string; value: string | number }[];
+    readonly user: FakeUser;
+    readonly roles?: readonly string[];
+    readonly channelId?: string;
+  }): FakeInteraction {
+    const data = this.commandData(opts.command, opts.options ?? []);
+    const base = this.baseInteraction(InteractionType.applicationCommand, opts);
+    return this.record({
+      id: base.id,
+      token: base.token,
+      type: InteractionType.applicationCommand,
+      payload: { ...base.payload, data },
+      createdAt: Date.now(),
+      expired: false,
+    });
+  }
+
+  /** A user types in an autocompleted option (INTERACTION_CREATE, type 4). */
+  autocomplete(opts: {
+    readonly command: string;
+    readonly options: readonly { name: string; value: string | number; focused?: boolean }[];
+    readonly user: FakeUser;
+    readonly roles?: readonly string[];
+  }): FakeInteraction {
+    const data = this.commandData(opts.command, opts.options);
+    const base = this.baseInteraction(InteractionType.autocomplete, opts);
+    return this.record({
+      id: base.id,
+      token: base.token,
+      type: InteractionType.autocomplete,
+      payload: { ...base.payload, data },
+      createdAt: Date.now(),
+      expired: false,
+    });
+  }
+
+  /**
+   * A user clicks a button on a message (INTERACTION_CREATE, type 3). Throws when the message has no
+   * enabled button with that custom id: a person could not click it on Discord either.
+   */
+  click(opts: {
+    readonly messageId: string;
+    readonly customId: string;
+    readonly user: FakeUser;
+    readonly roles?: readonly string[];
+  }): FakeInteraction {
+    const message = this.messages.get(opts.messageId);
+    if (!message) throw new Error(`fake discord: no message ${opts.messageId}`);
+    const button = message.components
+      .flatMap((row) => (row.components as Json[] | undefined) ?? [])
+      .find((c) => c.custom_id === opts.customId);
+    if (!button) throw new Error(`fake discord: message ${opts.messageId} has no component ${opts.customId}`);
+    if (button.disabled === true) throw new Error(`fake discord: button ${opts.customId} is disabled`);
+    const base = this.baseInteraction(InteractionType.messageComponent, {
+      ...opts,
+      channelId: message.channel_id,
+    });
+    return this.record({
+      id: base.id,
+      token: base.token,
+      type: InteractionType.messageComponent,
+      payload: {
+        ...base.payload,
+        message: this.messageObject(message),
+        data: { custom_id: opts.customId, component_type: ComponentType.button },
+      },
+      createdAt: Date.now(),
+      expired: false,
+      messageId: message.id,
+    });
+  }
+
+  /** Someone (a person or another bot) posts in a channel: stored and dispatched as MESSAGE_CREATE. */
+  postMessage(opts: {
+    readonly channelId: string;
+    readonly author: FakeUser & { bot?: boolean };
+    readonly content: string;
+    readonly embeds?: Json[];
+  }): StoredMessage {
+    const message = this.storeMessage(opts.channelId, {
+      author: {
+        id: opts.author.id,
+        username: opts.author.username,
+        discriminator: '0',
+        avatar: null,
+        ...(opts.author.bot ? { bot: true } : {}),
+      },
+      content: opts.content,
+      embeds: opts.embeds ?? [],
+      components: [],
+      flags: 0,
+      type: 0,
+    });
+    this.gateway.dispatch('MESSAGE_CREATE', {
+      ...this.messageObject(message),
+      member: this.member(opts.author),
+    });
+    return message;
+  }
+
+  /** Makes every interaction token issued so far invalid, as Discord does after 15 minutes. */
+  expireInteractionTokens(): void {
+    for (const i of this.interactions.values()) i.expired = true;
+  }
+
+  /**
+   * Makes the next `times` requests matching `method` and `path` (below /api/v10) answer 429 with
+   * `retry_after` seconds, the documented rate-limit response (body and headers).
+   */
+  rateLimitNext(opts: { method: string; path: RegExp; retryAfterSeconds: number; times?: number }): void {
+    const after = opts.retryAfterSeconds;
+    this.injected.push({
+      method: opts.method.toUpperCase(),
+      path: opts.path,
+      status: 429,
+      body: { message: 'You are being rate limited.', retry_after: after, global: false },
+      headers: {
+        'retry-after': String(after),
+        'x-ratelimit-limit': '5',
+        'x-ratelimit-remaining': '0',
+        'x-ratelimit-reset-after': String(after),
+        'x-ratelimit-reset': String((Date.now() + after * 1000) / 1000),
+        'x-ratelimit-scope': 'user',
+      },
+      remaining: opts.times ?? 1,
+    });
+  }
+
+  /** Makes the next matching requests fail with a Discord JSON error. */
+  failNext(opts: {
+    method: string;
+    path: RegExp;
+    status: number;
+    code: number;
+    message: string;
+    times?: number;
+  }): void {
+    this.injected.push({
+      method: opts.method.toUpperCase(),
+      path: opts.path,
+      status: opts.status,
+      body: { message: opts.message, code: opts.code },
+      headers: {},
+      remaining: opts.times ?? 1,
+    });
+  }
+
+  /**
+   * Resolves with the first recorded request (from `from`, default all) matching `match`; waits for
+   * it when none has arrived yet. Rejects after `timeoutMs` listing what did arrive.
+   */
+  waitForRequest(
+    match: (call: RestCall) => boolean,
+    opts: { from?: number; timeoutMs?: number } = {},
+  ): Promise<RestCall> {
+    const from = opts.from ?? 0;
+    const found = this.calls.slice(from).find(match);
+    if (found) return Promise.resolve(found);
+    return new Promise((resolve, reject) => {
+      const onCall = (call: RestCall) => {
+        if (call.index < from || !match(call)) return;
+        clearTimeout(timer);
+        this.events.off('request', onCall);
+        resolve(call);
+      };
+      const timer = setTimeout(() => {
+        this.events.off('request', onCall);
+        const seen = this.calls
+          .slice(-15)
+          .map((c) => `${c.status} ${c.method} ${c.path}`)
+          .join('\n  ');
+        reject(new Error(`fake discord: expected request did not arrive; last requests:\n  ${seen}`));
+      }, opts.timeoutMs ?? 10_000);
+      this.events.on('request', onCall);
+    });
+  }
+
+  /** Waits for the interaction's initial response (its callback) and returns it. */
+  async waitForCallback(interaction: FakeInteraction, timeoutMs = 10_000): Promise<Callback> {
+    await this.waitForRequest(
+      (c) => c.path === `/interactions/${interaction.id}/${interaction.token}/callback` && c.status < 300,
+      { timeoutMs },
+    );
+    const cb = this.interactions.get(interaction.id)?.callback;
+    if (!cb) throw new Error('fake discord: callback recorded without a body');
+    return cb;
+  }
+
+  /** Messages in a channel (not ephemeral), oldest first. */
+  channelMessages(channelId: string): StoredMessage[] {
+    return [...this.messages.values()].filter(
+      (m) => m.channel_id === channelId && (m.flags & MessageFlag.ephemeral) === 0,
+    );
+  }
+
+  // ---------------------------------------------------------------- messages
+
+  private storeMessage(
+    channelId: string,
+    m: {
+      author: Json;
+      content: string;
+      embeds: Json[];
+      components: Json[];
+      flags: number;
+      type: number;
+      webhook?: boolean;
+    },
+  ): StoredMessage {
+    const message: StoredMessage = {
+      id: makeSnowflake(),
+      channel_id: channelId,
+      guild_id: this.guildId,
+      author: m.author,
+      content: m.content,
+      embeds: m.embeds,
+      components: m.components,
+      flags: m.flags,
+      type: m.type,
+      timestamp: new Date().toISOString(),
+      edited_timestamp: null,
+      ...(m.webhook ? { webhook_id: this.applicationId, application_id: this.applicationId } : {}),
+      history: [{ content: m.content, embeds: m.embeds, components: m.components, flags: m.flags }],
+    };
+    this.messages.set(message.id, message);
+    return message;
+  }
+
+  /** The API message object of a stored message. */
+  messageObject(m: StoredMessage): Json {
+    return {
+      id: m.id,
+      channel_id: m.channel_id,
+      ...(m.guild_id === undefined ? {} : { guild_id: m.guild_id }),
+      author: m.author,
+      content: m.content,
+      timestamp: m.timestamp,
+      edited_timestamp: m.edited_timestamp,
+      tts: false,
+      mention_everyone: false,
+      mentions: [],
+      mention_roles: [],
+      attachments: [],
+      embeds: m.embeds,
+      components: m.components,
+      pinned: false,
+      type: m.type,
+      flags: m.flags,
+      ...(m.webhook_id === undefined ? {} : { webhook_id: m.webhook_id, application_id: m.application_id }),
+    };
+  }
+
+  private applyEdit(m: StoredMessage, body: MessageBody): void {
+    if (body.content !== undefined) m.content = body.content ?? '';
+    if (body.embeds !== undefined) m.embeds = (body.embeds ?? []) as Json[];
+    if (body.components !== undefined) m.components = (body.components ?? []) as Json[];
+    if (body.flags !== undefined && body.flags !== null) {
+      // Only SUPPRESS_EMBEDS may change on edit; LOADING clears once real content arrives.
+      m.flags = (m.flags & ~MessageFlag.loading) | (body.flags & 4);
+    } else {
+      m.flags &= ~MessageFlag.loading;
+    }
+    m.edited_timestamp = new Date().toISOString();
+    m.history.push({ content: m.content, embeds: m.embeds, components: m.components, flags: m.flags });
+  }
+
+  private fromBody(body: MessageBody): {
+    content: string;
+    embeds: Json[];
+    components: Json[];
+    flags: number;
+  } {
+    const content = body.content ?? '';
+    const embeds = (body.embeds ?? []) as Json[];
+    const components = (body.components ?? []) as Json[];
+    if (content === '' && embeds.length === 0 && components.length === 0) {
+      throw new HttpError(400, ErrorCode.general, 'Cannot send an empty message');
+    }
+    return { content, embeds, components, flags: (body.flags ?? 0) & (MessageFlag.ephemeral | 4) };
+  }
+
+  // ---------------------------------------------------------------- HTTP
+
+  private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const url = new URL(req.url ?? '/', 'http://fake');
+    const method = (req.method ?? 'GET').toUpperCase();
+    const chunks: Buffer[] = [];
+    for await (const chunk of req) chunks.push(chunk as Buffer);
+    const text = Buffer.concat(chunks).toString('utf8');
+    const authorization = req.headers.authorization;
+    const path = url.pathname.startsWith('/api/v10') ? url.pathname.slice('/api/v10'.length) : url.pathname;
+    let status = 200;
+    let payload: unknown = null;
+    let headers: Record<string, string> = {};
+    let body: unknown = null;
+    try {
+      if (!url.pathname.startsWith('/api/v10/'))
+        throw new HttpError(404, ErrorCode.general, '404: Not Found');
+      const type = req.headers['content-type'] ?? '';
+      if (text.length > 0) {
+        if (!type.startsWith('application/json')) {
+          throw new HttpError(400, ErrorCode.general, `the fake accepts JSON bodies only, got ${type}`);
+        }
+        try {
+          body = JSON.parse(text);
+        } catch {
+          throw new HttpError(400, ErrorCode.general, '400: Bad Request (invalid JSON)');
+        }
+      }
+      const injected = this.injected.find((i) => i.remaining > 0 && i.method === method && i.path.test(path));
+      if (injected) {
+        injected.remaining -= 1;
+        status = injected.status;
+        payload = injected.body;
+        headers = { ...injected.headers };
+      } else {
+        const out = this.route(method, path, body, authorization, Object.fromEntries(url.searchParams));
+        status = out.status;
+        payload = out.body;
+      }
+    } catch (e) {
+      if (e instanceof HttpError) {
+        status = e.status;
+        payload = { message: e.message, code: e.code, ...(e.errors ? { errors: e.errors } : {}) };
+      } else {
+        status = 500;
+        payload = { message: `fake discord fault: ${(e as Error).message}`, code: 0 };
+      }
+    }
+    const bucket = path.replace(/\d{5,}/g, ':id').replace(/\/[A-Za-z0-9._-]{30,}/g, '/:token');
+    res.setHeader(
+      'x-ratelimit-bucket',
+      Buffer.from(`${method} ${bucket}`).toString('base64url').slice(0, 32),
+    );
+    if (!headers['x-ratelimit-limit']) {
+      res.setHeader('x-ratelimit-limit', '50');
+      res.setHeader('x-ratelimit-remaining', '49');
+      res.setHeader('x-ratelimit-reset-after', '1');
+      res.setHeader('x-ratelimit-reset', String((Date.now() + 1000) / 1000));
+    }
+    for (const [k, v] of Object.entries(headers)) res.setHeader(k, v);
+    const call: RestCall = {
+      index: this.calls.length,
+      method,
+      path,
+      query: Object.fromEntries(url.searchParams),
+      body,
+      authorization,
+      status,
+      at: Date.now(),
+    };
+    this.calls.push(call);
+    if (status === 204 || payload === null) {
+      res.writeHead(status === 200 ? 204 : status);
+      res.end();
+    } else {
+      res.writeHead(status, { 'content-type': 'application/json' });
+      res.end(JSON.stringify(payload));
+    }
+    this.events.emit('request', call);
+  }
+
+  private requireBot(authorization: string | undefined): void {
+    if (authorization !== `Bot ${this.token}`)
+      throw new HttpError(401, ErrorCode.general, '401: Unauthorized');
+  }
+
+  private parse<T>(schema: z.ZodType<T>, body: unknown): T {
+    const result = schema.safeParse(body);
+    if (!result.success) {
+      throw new HttpError(400, ErrorCode.invalidFormBody, 'Invalid Form Body', flatten(result.error.issues));
+    }
+    return result.data;
+  }
+
+  private route(
+    method: string,
+    path: string,
+    body: unknown,
+    authorization: string | undefined,
+    query: Record<string, string>,
+  ): { status: number; body: unknown } {
+    const m = (re: RegExp) => re.exec(path);
+
+    // Interaction callbacks and interaction webhooks authenticate with the interaction token.
+    const callback = m(/^\/interactions\/(\d+)\/([^/]+)\/callback$/);
+    if (callback && method === 'POST') {
+      return this.callback(callback[1] ?? '', callback[2] ?? '', body, query);
+    }
+    const hook = m(/^\/webhooks\/(\d+)\/([^/]+)(?:\/messages\/(@original|\d+))?$/);
+    if (hook) {
+      return this.webhook(method, hook[1] ?? '', hook[2] ?? '', hook[3], body);
+    }
+
+    this.requireBot(authorization);
+    if (path === '/gateway/bot' && method === 'GET') {
+      return {
+        status: 200,
+        body: {
+          url: this.gatewayUrl,
+          shards: 1,
+          session_start_limit: { total: 1000, remaining: 999, reset_after: 14_400_000, max_concurrency: 1 },
+        },
+      };
+    }
+    if (path === '/users/@me' && method === 'GET') return { status: 200, body: this.botUser };
+    if ((path === '/applications/@me' || path === '/oauth2/applications/@me') && method === 'GET') {
+      return {
+        status: 200,
+        body: {
+          id: this.applicationId,
+          name: 'Switchyard',
+          icon: null,
+          description: '',
+          bot_public: false,
+          bot_require_code_grant: false,
+          verify_key: '0'.repeat(64),
+          flags: 0,
+          bot: this.botUser,
+        },
+      };
+    }
+    const cmds = m(/^\/applications\/(\d+)(?:\/guilds\/(\d+))?\/commands$/);
+    if (cmds) {
+      return this.commandsRoute(method, cmds[1] ?? '', cmds[2], body);
+    }
+    const channel = m(/^\/channels\/(\d+)$/);
+    if (channel && method === 'GET') {
+      const name = (Object.entries(this.channels) as [keyof FakeDiscord['channels'], string][]).find(
+        ([, id]) => id === channel[1],
+      )?.[0];
+      if (!name) throw new HttpError(404, ErrorCode.unknownChannel, 'Unknown Channel');
+      return { status: 200, body: this.channelObject(name) };
+    }
+    const messages = m(/^\/channels\/(\d+)\/messages(?:\/(\d+))?$/);
+    if (messages) {
+      return this.channelMessagesRoute(method, messages[1] ?? '', messages[2], body);
+    }
+    throw new HttpError(
+      404,
+      ErrorCode.general,
+      `404: Not Found (${method} ${path} is not implemented by the fake)`,
+    );
+  }
+
+  private commandsRoute(method: string, appId: string, guildId: string | undefined, body: unknown) {
+    if (appId !== this.applicationId) throw new HttpError(403, 50001, 'Missing Access');
+    if (guildId !== undefined && guildId !== this.guildId)
+      throw new HttpError(404, ErrorCode.unknownGuild, 'Unknown Guild');
+    const key = guildId ?? 'global';
+    if (method === 'GET') return { status: 200, body: this.commands.get(key) ?? [] };
+    if (method !== 'PUT') throw new HttpError(405, 0, '405: Method Not Allowed');
+    const input = this.parse(bulkCommandsSchema, body);
+    const names = input.map((c) => c.name);
+    if (new Set(names).size !== names.length) {
+      throw new HttpError(400, ErrorCode.invalidFormBody, 'Invalid Form Body', {
+        _root: {
+          _errors: [
+            {
+              code: 'APPLICATION_COMMANDS_DUPLICATE_NAME',
+              message: 'Application command names must be unique',
+            },
+          ],
+        },
+      });
+    }
+    const previous = this.commands.get(key) ?? [];
+    const stored: StoredCommand[] = input.map((c) => {
+      const same = previous.find((p) => p.name === c.name);
+      const unchanged = same !== undefined && JSON.stringify(stripMeta(same)) === JSON.stringify(c);
+      return {
+        ...c,
+        id: same?.id ?? makeSnowflake(),
+        application_id: this.applicationId,
+        ...(guildId === undefined ? {} : { guild_id: guildId }),
+        version: unchanged && same ? same.version : makeSnowflake(),
+      };
+    });
+    this.commands.set(key, stored);
+    return { status: 200, body: stored };
+  }
+
+  private channelMessagesRoute(
+    method: string,
+    channelId: string,
+    messageId: string | undefined,
+    body: unknown,
+  ) {
+    if (!Object.values(this.channels).includes(channelId)) {
+      throw new HttpError(404, ErrorCode.unknownChannel, 'Unknown Channel');
+    }
+    if (messageId === undefined) {
+      if (method === 'GET') {
+        return {
+          status: 200,
+          body: this.channelMessages(channelId)
+            .reverse()
+            .map((x) => this.messageObject(x)),
+        };
+      }
+      if (method !== 'POST') throw new HttpError(405, 0, '405: Method Not Allowed');
+      const parsed = this.parse(messageBodySchema, body);
+      const fields = this.fromBody(parsed);
+      const message = this.storeMessage(channelId, {
+        author: this.botUser,
+        ...fields,
+        flags: fields.flags & 4,
+        type: 0,
+      });
+      this.gateway.dispatch('MESSAGE_CREATE', this.messageObject(message));
+      return { status: 200, body: this.messageObject(message) };
+    }
+    const message = this.messages.get(messageId);
+    if (!message || message.channel_id !== channelId || (message.flags & MessageFlag.ephemeral) !== 0) {
+      throw new HttpError(404, ErrorCode.unknownMessage, 'Unknown Message');
+    }
+    if (method === 'GET') return { status: 200, body: this.messageObject(message) };
+    if (method === 'PATCH') {
+      if (message.author.id !== this.botUser.id) {
+        throw new HttpError(
+          403,
+          ErrorCode.cannotEditOthersMessage,
+          'Cannot edit a message authored by another user',
+        );
+      }
+      this.applyEdit(message, this.parse(messageBodySchema, body));
+      this.gateway.dispatch('MESSAGE_UPDATE', this.messageObject(message));
+      return { status: 200, body: this.messageObject(message) };
+    }
+    if (method === 'DELETE') {
+      this.messages.delete(messageId);
+      return { status: 204, body: null };
+    }
+    throw new HttpError(405, 0, '405: Method Not Allowed');
+  }
+
+  private callback(id: string, token: string, body: unknown, query: Record<string, string>) {
+    const interaction = this.interactions.get(id);
+    if (!interaction || interaction.token !== token) {
+      throw new HttpError(404, ErrorCode.unknownInteraction, 'Unknown interaction');
+    }
+    if (interaction.callback) {
+      throw new HttpError(400, ErrorCode.alreadyAcknowledged, 'Interaction has already been acknowledged.');
+    }
+    if (Date.now() - interaction.createdAt > this.deadlineMs) {
+      throw new HttpError(404, ErrorCode.unknownInteraction, 'Unknown interaction');
+    }
+    const cb = this.parse(callbackSchema, body);
+    const isComponent = interaction.type === InteractionType.messageComponent;
+    const allowed: Record<number, readonly number[]> = {
+      [InteractionType.applicationCommand]: [
+        CallbackType.channelMessageWithSource,
+        CallbackType.deferredChannelMessageWithSource,
+        CallbackType.modal,
+      ],
+      [InteractionType.messageComponent]: [
+        CallbackType.channelMessageWithSource,
+        CallbackType.deferredChannelMessageWithSource,
+        CallbackType.deferredUpdateMessage,
+        CallbackType.updateMessage,
+        CallbackType.modal,
+      ],
+      [InteractionType.autocomplete]: [CallbackType.autocompleteResult],
+    };
+    if (!(allowed[interaction.type] ?? []).includes(cb.type)) {
+      throw new HttpError(
+        400,
+        ErrorCode.invalidFormBody,
+        `Interaction callback type ${cb.type} is not valid here`,
+      );
+    }
+    const channelId = String(interaction.payload.channel_id);
+    let resource: Json | undefined;
+    switch (cb.type) {
+      case CallbackType.channelMessageWithSource: {
+        const fields = this.fromBody(cb.data);
+        const message = this.storeMessage(channelId, {
+          author: this.botUser,
+          ...fields,
+          type: isComponent ? 19 : 20,
+          webhook: true,
+        });
+        interaction.originalId = message.id;
+        resource = this.messageObject(message);
+        break;
+      }
+      case CallbackType.deferredChannelMessageWithSource: {
+        const ephemeral = ((cb.data?.flags ?? 0) & MessageFlag.ephemeral) !== 0;
+        const message = this.storeMessage(channelId, {
+          author: this.botUser,
+          content: '',
+          embeds: [],
+          components: [],
+          flags: MessageFlag.loading | (ephemeral ? MessageFlag.ephemeral : 0),
+          type: isComponent ? 19 : 20,
+          webhook: true,
+        });
+        interaction.originalId = message.id;
+        resource = this.messageObject(message);
+        break;
+      }
+      case CallbackType.updateMessage: {
+        const target =
+          interaction.messageId === undefined ? undefined : this.messages.get(interaction.messageId);
+        if (!target) throw new HttpError(404, ErrorCode.unknownMessage, 'Unknown Message');
+        this.applyEdit(target, cb.data);
+        resource = this.messageObject(target);
+        break;
+      }
+      case CallbackType.pong:
+      case CallbackType.deferredUpdateMessage:
+      case CallbackType.autocompleteResult:
+      case CallbackType.modal:
+        break;
+    }
+    interaction.callback = cb;
+    interaction.respondedAt = Date.now();
+    if (query.with_response === 'true') {
+      return {
+        status: 200,
+        body: {
+          interaction: {
+            id: interaction.id,
+            type: interaction.type,
+            activity_instance_id: null,
+            response_message_id: resource?.id ?? null,
+            response_message_loading: cb.type === CallbackType.deferredChannelMessageWithSource,
+            response_message_ephemeral:
+              (((resource?.flags as number | undefined) ?? 0) & MessageFlag.ephemeral) !== 0,
+          },
+          ...(resource ? { resource: { type: cb.type, message: resource } } : {}),
+        },
+      };
+    }
+    return { status: 204, body: null };
+  }
+
+  private webhook(
+    method: string,
+    appId: string,
+    token: string,
+    messageRef: string | undefined,
+    body: unknown,
+  ) {
+    const interaction = [...this.interactions.values()].find((i) => i.token === token);
+    if (appId !== this.applicationId || !interaction)
+      throw new HttpError(404, ErrorCode.unknownWebhook, 'Unknown Webhook');
+    if (interaction.expired) throw new HttpError(401, ErrorCode.invalidWebhookToken, 'Invalid Webhook Token');
+    if (!interaction.callback) throw new HttpError(404, ErrorCode.unknownWebhook, 'Unknown Webhook');
+    const channelId = String(interaction.payload.channel_id);
+    if (messageRef === undefined) {
+      if (method !== 'POST') throw new HttpError(405, 0, '405: Method Not Allowed');
+      const fields = this.fromBody(this.parse(messageBodySchema, body));
+      const message = this.storeMessage(channelId, {
+        author: this.botUser,
+        ...fields,
+        type: 0,
+        webhook: true,
+      });
+      return { status: 200, body: this.messageObject(message) };
+    }
+    const id =
+      messageRef === '@original'
+        ? (interaction.originalId ??
+          (interaction.type === InteractionType.messageComponent ? interaction.messageId : undefined))
+        : messageRef;
+    const message = id === undefined ? undefined : this.messages.get(id);
+    if (!message) throw new HttpError(404, ErrorCode.unknownMessage, 'Unknown Message');
+    if (method === 'GET') return { status: 200, body: this.messageObject(message) };
+    if (method === 'PATCH') {
+      this.applyEdit(message, this.parse(messageBodySchema, body));
+      return { status: 200, body: this.messageObject(message) };
+    }
+    if (method === 'DELETE') {
+      this.messages.delete(message.id);
+      return { status: 204, body: null };
+    }
+    throw new HttpError(405, 0, '405: Method Not Allowed');
+  }
+}
+
+function stripMeta(c: StoredCommand): Json {
+  const { id: _id, application_id: _a, guild_id: _g, version: _v, ...rest } = c;
+  return rest;
+}
+
+/** Starts a fake Discord on 127.0.0.1 (random port). Close it in afterEach/afterAll. */
+export async function startFakeDiscord(opts: FakeDiscordOptions = {}): Promise<FakeDiscord> {
+  return new FakeDiscord(opts).listen();
+}
