@@ -1,0 +1,243 @@
+/**
+ * The Slack side of the Reporter port (src/progress.ts): a switch job's progress edits the original
+ * message(s) with `chat.update`. It owns pacing against Slack's Tier 3 limit for `chat.update`:
+ * updates are coalesced per message (the latest state wins; intermediate states may be skipped), sent
+ * at most about once per second per message, and the final state is always delivered. A 429 is
+ * honoured with its `Retry-After`. Chat API failures are logged and counted
+ * (`switchyard_chat_api_errors_total`), never thrown into the job.
+ */
+import { type KnownBlock, WebClient } from '@slack/web-api';
+import { type Clock, systemClock } from '../../src/clock.js';
+import { type Logger, silentLogger } from '../../src/log.js';
+import type { Metrics } from '../../src/metrics.js';
+import type { MessageRef, Progress, Reporter } from '../../src/progress.js';
+
+/** A rendered Slack message. */
+export interface SlackMessage {
+  readonly text: string;
+  readonly blocks: readonly unknown[];
+}
+
+export interface SlackReporterOptions {
+  /** A Web API client that rejects rate-limited calls instead of sleeping (see `createReporterClient`). */
+  readonly client: WebClient;
+  /** Progress → message (src/views: progress view model + Slack renderer). */
+  readonly render: (progress: Progress) => SlackMessage;
+  readonly clock?: Clock;
+  readonly logger?: Logger;
+  readonly metrics?: Pick<Metrics, 'chatApiErrors'>;
+  /** Minimum spacing of two updates of one message. */
+  readonly minIntervalMs?: number;
+  /** Attempts for the final state on transient failures (network, 5xx, 429). */
+  readonly finalAttempts?: number;
+}
+
+/** Defaults (STYLE 6). */
+export const slackReporterDefaults = {
+  clock: systemClock,
+  logger: silentLogger,
+  minIntervalMs: 1000,
+  finalAttempts: 6,
+} as const satisfies Required<
+  Pick<SlackReporterOptions, 'clock' | 'logger' | 'minIntervalMs' | 'finalAttempts'>
+>;
+
+/** A Web API client suited to the reporter: no internal sleeping on 429 and no hidden retries. */
+export function createReporterClient(token: string, apiUrl?: string): WebClient {
+  return new WebClient(token, {
+    ...(apiUrl === undefined ? {} : { slackApiUrl: apiUrl }),
+    rejectRateLimitedCalls: true,
+    retryConfig: { retries: 0 },
+  });
+}
+
+interface Pending {
+  readonly message: SlackMessage;
+  readonly final: boolean;
+  /** Resolves when this state (or a newer one) was delivered or given up on. */
+  readonly waiters: (() => void)[];
+}
+
+interface Lane {
+  readonly channel: string;
+  readonly ts: string;
+  pending: Pending | undefined;
+  nextAllowedAt: number;
+  running: boolean;
+}
+
+/** Reads a lane's pending state afresh (it changes across awaits; keeps TS from narrowing it away). */
+function pendingOf(lane: Lane): Pending | undefined {
+  return lane.pending;
+}
+
+type Failure = { kind: 'ratelimited'; retryAfterMs: number } | { kind: 'transient' } | { kind: 'permanent' };
+
+function classify(e: unknown): { failure: Failure; code: string } {
+  const err = e as { code?: unknown; retryAfter?: unknown; data?: { error?: unknown } };
+  if (err.code === 'slack_webapi_rate_limited_error') {
+    const seconds = typeof err.retryAfter === 'number' ? err.retryAfter : 1;
+    return { failure: { kind: 'ratelimited', retryAfterMs: seconds * 1000 }, code: 'ratelimited' };
+  }
+  if (err.code === 'slack_webapi_platform_error') {
+    const code = typeof err.data?.error === 'string' ? err.data.error : 'platform_error';
+    const transient = code === 'internal_error' || code === 'fatal_error' || code === 'service_unavailable';
+    return { failure: transient ? { kind: 'transient' } : { kind: 'permanent' }, code };
+  }
+  if (err.code === 'slack_webapi_request_error' || err.code === 'slack_webapi_http_error') {
+    return { failure: { kind: 'transient' }, code: String(err.code).replace('slack_webapi_', '') };
+  }
+  return { failure: { kind: 'permanent' }, code: 'unknown' };
+}
+
+/** Edits Slack messages through a switch's progress (see the module header). */
+export class SlackReporter implements Reporter {
+  private readonly client: WebClient;
+  private readonly render: (progress: Progress) => SlackMessage;
+  private readonly clock: Clock;
+  private readonly logger: Logger;
+  private readonly metrics: Pick<Metrics, 'chatApiErrors'> | undefined;
+  private readonly minIntervalMs: number;
+  private readonly finalAttempts: number;
+  private readonly lanes = new Map<string, Lane>();
+  private readonly idle = new Set<() => void>();
+
+  constructor(opts: SlackReporterOptions) {
+    this.client = opts.client;
+    this.render = opts.render;
+    this.clock = opts.clock ?? slackReporterDefaults.clock;
+    this.logger = opts.logger ?? slackReporterDefaults.logger;
+    this.metrics = opts.metrics;
+    this.minIntervalMs = opts.minIntervalMs ?? slackReporterDefaults.minIntervalMs;
+    this.finalAttempts = opts.finalAttempts ?? slackReporterDefaults.finalAttempts;
+  }
+
+  /**
+   * Schedules an edit of every Slack message in `messages`. Intermediate states return at once (the
+   * job is never slowed by chat pacing); the final state (an `outcome` is set) resolves once delivered
+   * or given up on. Never rejects.
+   */
+  async report(progress: Progress, messages: readonly MessageRef[]): Promise<void> {
+    const slack = messages.filter((m) => m.surface === 'slack');
+    if (slack.length === 0) return;
+    let message: SlackMessage;
+    try {
+      message = this.render(progress);
+    } catch (e) {
+      this.logger.error({ err: e, jobId: progress.jobId }, 'slack progress render failed');
+      this.metrics?.chatApiErrors.inc({ surface: 'slack', method: 'render', code: 'render_failed' });
+      return;
+    }
+    const final = progress.outcome !== undefined;
+    const delivered = slack.map((ref) => this.enqueue(ref, message, final));
+    if (final) await Promise.all(delivered);
+  }
+
+  /** Resolves when no update is pending or in flight (shutdown, tests). */
+  flush(): Promise<void> {
+    if (![...this.lanes.values()].some((l) => l.running)) return Promise.resolve();
+    return new Promise((resolve) => this.idle.add(resolve));
+  }
+
+  private enqueue(ref: MessageRef, message: SlackMessage, final: boolean): Promise<void> {
+    const key = `${ref.channel}/${ref.messageId}`;
+    this.prune(key);
+    let lane = this.lanes.get(key);
+    if (!lane) {
+      lane = {
+        channel: ref.channel,
+        ts: ref.messageId,
+        pending: undefined,
+        nextAllowedAt: 0,
+        running: false,
+      };
+      this.lanes.set(key, lane);
+    }
+    const waiters = lane.pending?.waiters ?? [];
+    // A final state is never replaced by a non-final one (a late intermediate report).
+    const keep = lane.pending?.final === true && !final ? lane.pending : undefined;
+    const done = new Promise<void>((resolve) => waiters.push(resolve));
+    lane.pending = keep ?? { message, final, waiters };
+    if (!lane.running) void this.drain(lane);
+    return done;
+  }
+
+  /** Forgets idle lanes whose pacing window has passed (bounded memory across many jobs). */
+  private prune(except: string): void {
+    const now = this.clock.now();
+    for (const [key, lane] of this.lanes) {
+      if (key !== except && !lane.running && !lane.pending && lane.nextAllowedAt <= now)
+        this.lanes.delete(key);
+    }
+  }
+
+  private async drain(lane: Lane): Promise<void> {
+    lane.running = true;
+    try {
+      let attempts = 0;
+      while (lane.pending) {
+        const wait = lane.nextAllowedAt - this.clock.now();
+        if (wait > 0) await this.clock.sleep(wait);
+        const current = lane.pending;
+        if (!current) break;
+        lane.pending = undefined;
+        const outcome = await this.send(lane, current.message);
+        if (outcome.ok) {
+          attempts = 0;
+          lane.nextAllowedAt = this.clock.now() + this.minIntervalMs;
+          for (const w of current.waiters) w();
+          continue;
+        }
+        attempts += 1;
+        const { failure } = outcome;
+        const retryable = failure.kind !== 'permanent' && (current.final || failure.kind === 'ratelimited');
+        if (retryable && attempts < this.finalAttempts) {
+          // Put the state back unless a newer one arrived meanwhile (the newer one carries its waiters).
+          const newer = pendingOf(lane);
+          if (newer) newer.waiters.push(...current.waiters);
+          else lane.pending = current;
+          const backoff =
+            failure.kind === 'ratelimited' ? failure.retryAfterMs : this.minIntervalMs * 2 ** attempts;
+          lane.nextAllowedAt = this.clock.now() + Math.max(backoff, this.minIntervalMs);
+          continue;
+        }
+        attempts = 0;
+        this.logger.warn(
+          { channel: lane.channel, ts: lane.ts, final: current.final },
+          'slack progress update given up',
+        );
+        for (const w of current.waiters) w();
+      }
+    } finally {
+      lane.running = false;
+      if (![...this.lanes.values()].some((l) => l.running)) {
+        for (const resolve of this.idle) resolve();
+        this.idle.clear();
+      }
+    }
+  }
+
+  private async send(
+    lane: Lane,
+    message: SlackMessage,
+  ): Promise<{ ok: true } | { ok: false; failure: Failure }> {
+    try {
+      await this.client.chat.update({
+        channel: lane.channel,
+        ts: lane.ts,
+        text: message.text,
+        // Blocks come from our renderer, which builds Block Kit objects.
+        blocks: message.blocks as KnownBlock[],
+      });
+      return { ok: true };
+    } catch (e) {
+      const { failure, code } = classify(e);
+      this.metrics?.chatApiErrors.inc({ surface: 'slack', method: 'chat.update', code });
+      this.logger.warn(
+        { channel: lane.channel, ts: lane.ts, code, err: e instanceof Error ? e.message : String(e) },
+        'slack chat.update failed',
+      );
+      return { ok: false, failure };
+    }
+  }
+}

@@ -1,0 +1,148 @@
+/**
+ * SlackReporter against the fake Slack Web API with a manual clock: updates coalesce per message
+ * (latest wins, ≤ 1 per second), the final state is always delivered, a 429 waits its Retry-After, and
+ * failures are counted, never thrown.
+ */
+import { EventEmitter, once } from 'node:events';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { createReporterClient, SlackReporter } from '../../handlers/slack/reporter.js';
+import { ManualClock } from '../../src/clock.js';
+import { createMetrics, type Metrics } from '../../src/metrics.js';
+import type { MessageRef, Progress } from '../../src/progress.js';
+import { FakeSlack } from '../fakes/slack/server.js';
+
+/** A manual clock that announces each sleep, so a test advances time only once something waits. */
+class ObservedClock extends ManualClock {
+  readonly events = new EventEmitter();
+  override sleep(ms: number, signal?: AbortSignal): Promise<void> {
+    const p = super.sleep(ms, signal);
+    this.events.emit('sleep', ms);
+    return p;
+  }
+}
+
+let fake: FakeSlack;
+let clock: ObservedClock;
+let metrics: Metrics;
+let reporter: SlackReporter;
+let ref: MessageRef;
+
+function progress(step: Progress['steps'][number]['step'], outcome?: Progress['outcome']): Progress {
+  return {
+    jobId: 'job1',
+    planId: 'plan_0123456789abcdef01234567',
+    action: 'rollback',
+    environment: 'production',
+    targetId: 'dep_b',
+    fromId: 'dep_a',
+    requestedBy: { surface: 'slack', userId: 'U0ALICE', displayName: 'alice' },
+    steps: [{ step, state: outcome ? 'done' : 'running', startedAt: clock.now() }],
+    ...(outcome === undefined ? {} : { outcome, message: `traffic is on dep_b (${outcome})` }),
+    traffic: [],
+    attempt: 1,
+    updatedAt: clock.now(),
+  };
+}
+
+function render(p: Progress) {
+  const text = p.message ?? `step ${p.steps.at(-1)?.step ?? 'none'}`;
+  return { text, blocks: [{ type: 'section', text: { type: 'mrkdwn', text } }] };
+}
+
+function updates(): string[] {
+  return fake
+    .callsOf('chat.update')
+    .filter((c) => c.response.ok === true)
+    .map((c) => String(c.args.text));
+}
+
+beforeEach(async () => {
+  clock = new ObservedClock();
+  fake = await new FakeSlack({ clock }).start();
+  metrics = createMetrics();
+  reporter = new SlackReporter({
+    client: createReporterClient(fake.token, fake.apiUrl),
+    render,
+    clock,
+    metrics,
+  });
+  const posted = await createReporterClient(fake.token, fake.apiUrl).chat.postMessage({
+    channel: 'C0PROD',
+    text: 'plan',
+  });
+  ref = { surface: 'slack', channel: 'C0PROD', messageId: String(posted.ts) };
+});
+
+afterEach(async () => {
+  await reporter.flush();
+  await fake.close();
+});
+
+async function errorCount(code: string): Promise<number> {
+  const m = await metrics.chatApiErrors.get();
+  return m.values.filter((v) => v.labels.code === code).reduce((a, v) => a + v.value, 0);
+}
+
+describe('SlackReporter', () => {
+  it('coalesces a burst: first state at once, then only the latest, and the final state delivered', async () => {
+    const slept = once(clock.events, 'sleep');
+    await reporter.report(progress('queued'), [ref]);
+    await reporter.report(progress('validating'), [ref]);
+    await reporter.report(progress('switching'), [ref]);
+    await fake.waitForCall('chat.update', (c) => c.args.text === 'step queued');
+    const [ms] = (await slept) as [number];
+    expect(ms).toBe(1000);
+    await reporter.report(progress('verifying'), [ref]);
+    const final = reporter.report(progress('done', 'succeeded'), [ref]);
+    await clock.advance(1000);
+    await final;
+    expect(updates()).toEqual(['step queued', 'traffic is on dep_b (succeeded)']);
+    expect(fake.message('C0PROD', ref.messageId)?.text).toBe('traffic is on dep_b (succeeded)');
+  });
+
+  it('spaces updates of one message at least 1 s apart on the clock', async () => {
+    await reporter.report(progress('queued'), [ref]);
+    await fake.waitForCall('chat.update', (c) => c.args.text === 'step queued');
+    for (const step of ['validating', 'switching', 'verifying'] as const) {
+      const slept = once(clock.events, 'sleep');
+      await reporter.report(progress(step), [ref]);
+      const [ms] = (await slept) as [number];
+      expect(ms).toBe(1000);
+      await clock.advance(1000);
+      await fake.waitForCall('chat.update', (c) => c.args.text === `step ${step}`);
+    }
+    const times = fake.callsOf('chat.update').map((c) => c.at);
+    for (let i = 1; i < times.length; i++)
+      expect((times[i] ?? 0) - (times[i - 1] ?? 0)).toBeGreaterThanOrEqual(1000);
+    expect(updates()).toEqual(['step queued', 'step validating', 'step switching', 'step verifying']);
+  });
+
+  it('honours a 429 Retry-After and still delivers the final state', async () => {
+    fake.rateLimit('chat.update', 7);
+    const slept = once(clock.events, 'sleep');
+    const final = reporter.report(progress('done', 'succeeded'), [ref]);
+    const [ms] = (await slept) as [number];
+    expect(ms).toBe(7000);
+    expect(updates()).toEqual([]);
+    await clock.advance(7000);
+    await final;
+    expect(updates()).toEqual(['traffic is on dep_b (succeeded)']);
+    expect(await errorCount('ratelimited')).toBe(1);
+  });
+
+  it('counts and logs a failure without throwing into the job', async () => {
+    const gone: MessageRef = { surface: 'slack', channel: 'C0PROD', messageId: '1.999999' };
+    await expect(reporter.report(progress('done', 'failed'), [gone])).resolves.toBeUndefined();
+    expect(await errorCount('message_not_found')).toBe(1);
+    const wrongChannel: MessageRef = { surface: 'slack', channel: 'C0GONE', messageId: ref.messageId };
+    await expect(reporter.report(progress('done', 'failed'), [wrongChannel])).resolves.toBeUndefined();
+    expect(await errorCount('channel_not_found')).toBe(1);
+  });
+
+  it('ignores messages of other surfaces', async () => {
+    await reporter.report(progress('done', 'succeeded'), [
+      { surface: 'discord', channel: '123456', messageId: '42' },
+    ]);
+    expect(fake.callsOf('chat.update')).toEqual([]);
+  });
+});
