@@ -79,13 +79,13 @@ export interface FlowAuditEntry {
   readonly environment: string;
   readonly action: PlanAction;
   readonly event: 'requested' | 'approved' | 'refused' | 'cancelled' | 'started' | 'succeeded' | 'failed';
-  readonly actor?: Actor;
-  readonly planId?: string;
-  readonly jobId?: string;
-  readonly targetId?: string;
-  readonly fromId?: string;
-  readonly code?: string;
-  readonly message?: string;
+  readonly actor?: Actor | undefined;
+  readonly planId?: string | undefined;
+  readonly jobId?: string | undefined;
+  readonly targetId?: string | undefined;
+  readonly fromId?: string | undefined;
+  readonly code?: string | undefined;
+  readonly message?: string | undefined;
 }
 
 /** The part of the audit log Flow uses (structurally satisfied by `AuditLog`). */

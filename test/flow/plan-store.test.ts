@@ -1,0 +1,147 @@
+import type { Redis } from 'ioredis';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { ManualClock } from '../../src/clock.js';
+import { buildPlan, type Plan } from '../../src/domain/plan.js';
+import { SwitchyardError } from '../../src/errors.js';
+import { PlanState, PlanStore } from '../../src/plan-store.js';
+import { LocalPlatform } from '../../src/platform/local/platform.js';
+import type { MessageRef } from '../../src/progress.js';
+import { createRedis } from '../../src/redis.js';
+import { redisUrl, uniqueName } from '../support/redis.js';
+import { alice, bob } from './actors.js';
+
+let redis: Redis;
+let clock: ManualClock;
+let prefix: string;
+let store: PlanStore;
+let plan: Plan;
+
+beforeEach(async () => {
+  redis = createRedis(redisUrl());
+  clock = new ManualClock();
+  prefix = `${uniqueName('plans')}:`;
+  store = new PlanStore({ redis, prefix, clock, ttlMs: 60_000, retainMs: 120_000 });
+  const platform = await LocalPlatform.open({ clock, maintenance: false });
+  const built = buildPlan(await platform.snapshot('production'), { action: 'rollback', now: clock.now() });
+  await platform.close();
+  if (!built.ok) throw new Error(built.refusal.message);
+  plan = built.value;
+});
+
+afterEach(async () => {
+  const keys = await redis.keys(`${prefix}*`);
+  if (keys.length > 0) await redis.del(...keys);
+  await redis.quit();
+});
+
+const msg: MessageRef = { surface: 'slack', channel: 'C0INCIDENT', messageId: '1700000000.000100' };
+
+describe('PlanStore', () => {
+  it('stores a plan and reads back the same, validated record', async () => {
+    const { record, created } = await store.create({ plan, requestedBy: alice, messages: [msg] });
+    expect(created).toBe(true);
+    expect(record.state).toBe(PlanState.pending);
+    expect(record.plan).toEqual(plan);
+    expect(record.requestedBy).toEqual(alice);
+    expect(record.messages).toEqual([msg]);
+    expect(record.expiresAt).toBe(clock.now() + 60_000);
+    expect(await store.get(plan.id)).toEqual(record);
+    expect(await store.get('plan_unknown')).toBeUndefined();
+  });
+
+  it('keeps the record ttl + retention in Redis', async () => {
+    await store.create({ plan, requestedBy: alice });
+    const pttl = await redis.pttl(`${prefix}plan:${plan.id}`);
+    expect(pttl).toBeGreaterThan(170_000);
+    expect(pttl).toBeLessThanOrEqual(180_000);
+  });
+
+  it('joins a live record for the same plan id and replaces a finished one', async () => {
+    await store.create({ plan, requestedBy: alice });
+    const other: MessageRef = { surface: 'discord', channel: '123456789012', messageId: '987654321098' };
+    const joined = await store.create({ plan, requestedBy: bob, messages: [other] });
+    expect(joined.created).toBe(false);
+    expect(joined.record.requestedBy).toEqual(alice);
+    expect(joined.record.messages).toEqual([other]);
+
+    await store.transition(plan.id, [PlanState.pending], PlanState.cancelled, { cancelledBy: alice });
+    const fresh = await store.create({ plan, requestedBy: bob });
+    expect(fresh.created).toBe(true);
+    expect(fresh.record.state).toBe(PlanState.pending);
+    expect(fresh.record.requestedBy).toEqual(bob);
+    expect(fresh.record.cancelledBy).toBeUndefined();
+    expect(fresh.record.messages).toEqual([]);
+  });
+
+  it('replaces an open record past its expiry', async () => {
+    await store.create({ plan, requestedBy: alice });
+    await clock.advance(60_000);
+    const again = await store.create({ plan, requestedBy: bob });
+    expect(again.created).toBe(true);
+    expect(again.record.requestedBy).toEqual(bob);
+  });
+
+  it('lets exactly one of 50 concurrent transitions win', async () => {
+    await store.create({ plan, requestedBy: alice });
+    const results = await Promise.all(
+      Array.from({ length: 50 }, (_, i) =>
+        store.transition(plan.id, [PlanState.pending], PlanState.enqueued, {
+          confirmedBy: { ...alice, userId: `U${i}` },
+        }),
+      ),
+    );
+    const winners = results.filter((r) => r.ok);
+    expect(winners).toHaveLength(1);
+    const after = await store.get(plan.id);
+    expect(after?.state).toBe(PlanState.enqueued);
+    expect(after?.confirmedBy).toEqual(winners[0]?.record?.confirmedBy);
+    for (const r of results.filter((x) => !x.ok)) expect(r.record?.state).toBe(PlanState.enqueued);
+  });
+
+  it('refuses a transition from a state not listed and reports the state that holds', async () => {
+    await store.create({ plan, requestedBy: alice });
+    await store.transition(plan.id, [PlanState.pending], PlanState.stale, {
+      refusal: { code: 'plan_stale', message: 'moved' },
+    });
+    const r = await store.transition(plan.id, [PlanState.pending], PlanState.enqueued);
+    expect(r.ok).toBe(false);
+    expect(r.record?.state).toBe(PlanState.stale);
+    expect(r.record?.refusal).toEqual({ code: 'plan_stale', message: 'moved' });
+    expect(
+      (await store.transition('plan_missing', [PlanState.pending], PlanState.enqueued)).record,
+    ).toBeUndefined();
+  });
+
+  it('removes fields on a transition back (undo of a claim)', async () => {
+    await store.create({ plan, requestedBy: alice });
+    await store.transition(plan.id, [PlanState.pending], PlanState.enqueued, { confirmedBy: bob });
+    const back = await store.transition(plan.id, [PlanState.enqueued], PlanState.pending, {}, [
+      'confirmedBy',
+    ]);
+    expect(back.ok).toBe(true);
+    expect(back.record?.confirmedBy).toBeUndefined();
+  });
+
+  it('attaches messages idempotently and never resurrects a missing plan', async () => {
+    await store.create({ plan, requestedBy: alice });
+    expect(await store.attachMessage(plan.id, msg)).toBe(true);
+    expect(await store.attachMessage(plan.id, msg)).toBe(true);
+    expect((await store.get(plan.id))?.messages).toEqual([msg]);
+    expect(await store.attachMessage('plan_missing', msg)).toBe(false);
+    expect(await redis.exists(`${prefix}plan:plan_missing`)).toBe(0);
+  });
+
+  it('refuses a corrupt record with an error naming the field', async () => {
+    await store.create({ plan, requestedBy: alice });
+    await redis.hset(
+      `${prefix}plan:${plan.id}`,
+      'requestedBy',
+      JSON.stringify({ surface: 'irc', userId: 'x' }),
+    );
+    const err = await store.get(plan.id).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(SwitchyardError);
+    expect((err as SwitchyardError).message).toMatch(/requestedBy\.surface/);
+    await redis.hset(`${prefix}plan:${plan.id}`, 'plan', '{not json');
+    await expect(store.get(plan.id)).rejects.toThrow(/field plan/);
+  });
+});
