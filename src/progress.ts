@@ -77,6 +77,8 @@ export const progressSchema = z.object({
   /** Refusal or error code when the outcome is not `succeeded`. */
   code: z.string().optional(),
   attempt: z.number().int().default(1),
+  /** The platform operation carrying out the switch, once started (recovered jobs follow it). */
+  operationId: z.string().optional(),
   updatedAt: z.number(),
 });
 export type Progress = z.infer<typeof progressSchema>;
