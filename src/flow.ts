@@ -384,6 +384,16 @@ export class Flow {
     });
   }
 
+  /**
+   * The switch waiting or running for `environment`, when the queue can tell (an alert for an
+   * environment that is already switching links to it instead of suggesting another switch).
+   */
+  async activeSwitch(
+    environment: string,
+  ): Promise<{ readonly jobId: string; readonly planId: string } | undefined> {
+    return this.queue.activeForEnvironment ? this.queue.activeForEnvironment(environment) : undefined;
+  }
+
   /** The `/deployments` view's data: snapshot, routing, recent audit entries and the running switch. */
   async deployments(environmentInput: string): Promise<DeploymentsOutcome> {
     const slugs = await this.platform.listEnvironments();
@@ -395,7 +405,7 @@ export class Flow {
     const [routes, recent, active] = await Promise.all([
       this.platform.routing(environment),
       this.audit.recent(environment, this.recentAudit),
-      this.queue.activeForEnvironment ? this.queue.activeForEnvironment(environment) : undefined,
+      this.activeSwitch(environment),
     ]);
     return { ok: true, environment, snapshot: snapshot.value, routes, recent, active };
   }
