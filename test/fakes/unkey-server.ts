@@ -8,7 +8,7 @@
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import type { Clock } from '../../src/clock.js';
+import { type Clock, ManualClock } from '../../src/clock.js';
 
 export type FakeStatus =
   | 'pending'
@@ -100,7 +100,7 @@ export class UnkeyFakeServer {
   private readonly pending: PendingOp[] = [];
   private readonly faults: FakeFault[] = [];
   private readonly hanging = new Set<ServerResponse>();
-  private readonly waiters: { n: number; resolve: () => void }[] = [];
+  private readonly waiters: { done: () => boolean; resolve: () => void }[] = [];
   private precondition: string | undefined;
   private seq = 0;
   private requestSeq = 0;
@@ -143,8 +143,17 @@ export class UnkeyFakeServer {
 
   /** Resolves once `n` requests in total have arrived. */
   waitForRequests(n: number): Promise<void> {
-    if (this.requests.length >= n) return Promise.resolve();
-    return new Promise((resolve) => this.waiters.push({ n, resolve }));
+    return this.waitUntil(() => this.requests.length >= n);
+  }
+
+  /** Resolves once `n` requests to `endpoint` (e.g. `deployments.rollbackDeployment`) have arrived. */
+  waitForEndpoint(endpoint: string, n = 1): Promise<void> {
+    return this.waitUntil(() => this.requests.filter((r) => r.endpoint === endpoint).length >= n);
+  }
+
+  private waitUntil(done: () => boolean): Promise<void> {
+    if (done()) return Promise.resolve();
+    return new Promise((resolve) => this.waiters.push({ done, resolve }));
   }
 
   /** Creates a deployment, as a git push or image deploy would. Ready deployments are auto-assigned. */
@@ -199,6 +208,12 @@ export class UnkeyFakeServer {
     const d = this.find(id);
     if (!d) throw new Error(`no fake deployment ${id}`);
     d.desired = 'stopped';
+  }
+
+  /** Empties an app's live pointer (an app that has never had a current deployment). */
+  unsetCurrent(project: string, app: string): void {
+    const state = this.apps.get(`${project}/${app}`);
+    if (state) delete state.current;
   }
 
   /** Applies every switch that is due on the clock (also done at the start of each request). */
@@ -375,7 +390,7 @@ export class UnkeyFakeServer {
       at: this.opts.clock.now(),
     });
     for (const w of [...this.waiters]) {
-      if (this.requests.length >= w.n) {
+      if (w.done()) {
         this.waiters.splice(this.waiters.indexOf(w), 1);
         w.resolve();
       }
@@ -822,4 +837,56 @@ function send(
   });
   res.end(text);
   return HANDLED;
+}
+
+/**
+ * A ManualClock that remembers every sleep, so tests can see the backoff the client chose and drive
+ * time forward only while the code under test is parked on a backoff (never on a request timeout).
+ */
+export class SleepRecordingClock extends ManualClock {
+  /** Every requested sleep duration, in order. */
+  readonly sleeps: number[] = [];
+  private readonly active = new Set<{ readonly at: number; readonly ms: number }>();
+
+  override sleep(ms: number, signal?: AbortSignal): Promise<void> {
+    this.sleeps.push(ms);
+    const entry = { at: this.now() + ms, ms };
+    this.active.add(entry);
+    const p = super.sleep(ms, signal);
+    p.then(
+      () => this.active.delete(entry),
+      () => this.active.delete(entry),
+    );
+    return p;
+  }
+
+  /** Sleeps in progress whose requested length differs from `ignoreMs` (e.g. the request timeout). */
+  parked(ignoreMs: number): { readonly at: number; readonly ms: number }[] {
+    return [...this.active].filter((e) => e.ms !== ignoreMs);
+  }
+
+  /**
+   * Resolves `promise`, advancing the clock whenever the code under test waits on a backoff (any sleep
+   * other than `timeoutMs`). Waits for events with setImmediate; never sleeps in real time.
+   */
+  async drive<T>(promise: Promise<T>, timeoutMs: number): Promise<T> {
+    let settled = false;
+    promise.then(
+      () => {
+        settled = true;
+      },
+      () => {
+        settled = true;
+      },
+    );
+    while (!settled) {
+      await new Promise<void>((resolve) => setImmediate(resolve));
+      const parked = this.parked(timeoutMs);
+      if (parked.length > 0) {
+        const next = Math.min(...parked.map((e) => e.at));
+        await this.advance(Math.max(0, next - this.now()));
+      }
+    }
+    return promise;
+  }
 }

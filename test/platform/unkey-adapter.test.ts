@@ -1,0 +1,471 @@
+/**
+ * Contract tests of UnkeyPlatform against the stateful fake Unkey v2 server: snapshot mapping, paging,
+ * rollback/promote followed to completion, the rolled-back state, every documented error mapped to a
+ * refusal (without the root key in any message), and a plan built from an Unkey snapshot.
+ */
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { loadConfig } from '../../src/config.js';
+import { buildPlan } from '../../src/domain/plan.js';
+import { PlatformHttpError, RefusalError } from '../../src/errors.js';
+import { createUnkeyPlatform, UnkeyPlatform } from '../../src/platform/unkey/adapter.js';
+import { SleepRecordingClock, UnkeyFakeServer } from '../fakes/unkey-server.js';
+
+const KEY = 'unkey_3ZadapterTestRootKey0123456789';
+const READ_ONLY = 'unkey_3ZreadOnlyRootKey0123456789';
+const NO_PERMS = 'unkey_3ZnoPermissionRootKey01234567';
+const UNKNOWN = 'unkey_3ZunknownRootKey0123456789abc';
+const SECRETS = [KEY, READ_ONLY, NO_PERMS, UNKNOWN];
+const TIMEOUT = 5_000;
+const SWITCH_DELAY = 1_000;
+const REACTIVATION = 2_000;
+
+const prodEnv = { project: 'acme', app: 'api', environment: 'production' } as const;
+const previewEnv = { project: 'acme', app: 'api', environment: 'preview' } as const;
+
+let clock: SleepRecordingClock;
+let server: UnkeyFakeServer;
+let platform: UnkeyPlatform;
+let d1: string;
+let d2: string;
+let d3: string;
+
+function makePlatform(rootKey: string, extra: Partial<ConstructorParameters<typeof UnkeyPlatform>[0]> = {}) {
+  return new UnkeyPlatform({
+    environments: { production: prodEnv, preview: previewEnv },
+    client: { baseUrl: server.url, rootKey, clock, timeoutMs: TIMEOUT, maxRetries: 2, random: () => 0.5 },
+    clock,
+    ...extra,
+  });
+}
+
+beforeEach(async () => {
+  clock = new SleepRecordingClock();
+  server = await UnkeyFakeServer.start({
+    clock,
+    switchDelayMs: SWITCH_DELAY,
+    reactivationDelayMs: REACTIVATION,
+    rootKeys: {
+      [KEY]: [
+        'environment.*.read_deployment',
+        'environment.*.rollback_deployment',
+        'environment.*.promote_deployment',
+      ],
+      [READ_ONLY]: ['environment.*.read_deployment'],
+      [NO_PERMS]: [],
+    },
+    customDomains: { 'acme/api': ['api.acme.com'] },
+  });
+  d1 = server.push({ ...prodEnv, branch: 'main', sha: `aaaaaaa${'1'.repeat(33)}` });
+  await clock.advance(60_000);
+  d2 = server.push({ ...prodEnv, branch: 'main', sha: `bbbbbbb${'2'.repeat(33)}` });
+  await clock.advance(60_000);
+  d3 = server.push({ ...prodEnv, branch: 'main', sha: `ccccccc${'3'.repeat(33)}` });
+  await clock.advance(60_000);
+  platform = makePlatform(KEY);
+});
+
+afterEach(async () => {
+  await platform.close();
+  await server.close();
+});
+
+/** Awaits a promise expected to reject with a RefusalError and checks no secret leaks into it. */
+async function refusal(p: Promise<unknown>): Promise<RefusalError> {
+  const e = await clock.drive(
+    p.then(
+      () => undefined,
+      (err: unknown) => err,
+    ),
+    TIMEOUT,
+  );
+  expect(e).toBeInstanceOf(RefusalError);
+  const r = e as RefusalError;
+  for (const secret of SECRETS) {
+    expect(r.message).not.toContain(secret);
+    expect(JSON.stringify(r.context)).not.toContain(secret);
+  }
+  expect(r.retry).toBe(false);
+  return r;
+}
+
+describe('UnkeyPlatform reads', () => {
+  it('lists the configured environments', async () => {
+    expect(await platform.listEnvironments()).toEqual(['production', 'preview']);
+  });
+
+  it('maps a snapshot: current deployment, statuses, domains and their stickiness', async () => {
+    const snap = await platform.snapshot('production');
+    expect(snap.project).toEqual({ id: 'acme', name: 'acme' });
+    expect(snap.environment).toEqual({
+      slug: 'production',
+      kind: 'production',
+      projectId: 'acme',
+      rolledBack: false,
+      currentDeploymentId: d3,
+    });
+    expect(snap.deployments.map((d) => d.id)).toEqual([d3, d2, d1]);
+    expect(snap.deployments.map((d) => d.status)).toEqual(['ready', 'ready', 'ready']);
+    const first = snap.deployments[0];
+    expect(first?.branch).toBe('main');
+    expect(first?.commit.sha).toBe(`ccccccc${'3'.repeat(33)}`);
+    expect(first?.environment).toBe('production');
+    const byHost = Object.fromEntries(snap.domains.map((d) => [d.hostname, d]));
+    expect(byHost['api.acme.com']).toMatchObject({ stickiness: 'live', deploymentId: d3 });
+    expect(byHost['acme-production-acme.unkey.app']).toMatchObject({
+      stickiness: 'environment',
+      deploymentId: d3,
+    });
+    expect(byHost['acme-git-main-acme.unkey.app']).toMatchObject({
+      stickiness: 'branch',
+      branch: 'main',
+      deploymentId: d3,
+    });
+    expect(byHost['acme-git-ccccccc-acme.unkey.app']).toMatchObject({
+      stickiness: 'deployment',
+      deploymentId: d3,
+    });
+    expect(byHost['acme-git-aaaaaaa-acme.unkey.app']).toMatchObject({
+      stickiness: 'deployment',
+      deploymentId: d1,
+    });
+    expect(snap.liveHistory).toEqual([]);
+    expect(snap.readAt).toBe(clock.now());
+  });
+
+  it('follows cursors page by page and stops at the configured maximum', async () => {
+    for (let i = 0; i < 4; i++) server.push({ ...prodEnv, branch: `feature-${i}`, status: 'building' });
+    platform = makePlatform(KEY, { pageSize: 2 });
+    const snap = await platform.snapshot('production');
+    expect(snap.deployments).toHaveLength(7);
+    const lists = server.requests.filter((r) => r.endpoint === 'deployments.listDeployments');
+    expect(lists).toHaveLength(4);
+    expect(lists[0]?.body).toEqual({ ...prodEnv, limit: 2 });
+    expect(lists[1]?.body).toMatchObject({ ...prodEnv, limit: 2, cursor: expect.any(String) });
+    expect(snap.deployments.filter((d) => d.status === 'building')).toHaveLength(4);
+
+    const capped = makePlatform(KEY, { pageSize: 2, maxDeployments: 3 });
+    const before = server.requests.length;
+    const partial = await capped.snapshot('production');
+    expect(partial.deployments).toHaveLength(4);
+    expect(server.requests.length - before).toBe(2);
+  });
+
+  it('filters by environment locally when no app is configured', async () => {
+    server.push({ ...previewEnv, branch: 'feature-x' });
+    const noApp = makePlatform(KEY, {
+      environments: { production: { project: 'acme', environment: 'production' } },
+    });
+    const snap = await noApp.snapshot('production');
+    expect(snap.deployments.map((d) => d.id)).toEqual([d3, d2, d1]);
+    expect(server.requests.at(-1)?.body).toEqual({ project: 'acme', limit: 100 });
+  });
+
+  it('maps a preview environment: no current deployment, environment domain follows the newest', async () => {
+    const p1 = server.push({ ...previewEnv, branch: 'feature-x' });
+    const snap = await platform.snapshot('preview');
+    expect(snap.environment.kind).toBe('preview');
+    expect(snap.environment.currentDeploymentId).toBeUndefined();
+    expect(snap.domains).toContainEqual(
+      expect.objectContaining({
+        hostname: 'acme-preview-acme.unkey.app',
+        stickiness: 'environment',
+        deploymentId: p1,
+      }),
+    );
+  });
+
+  it('gets one deployment, and undefined for an unknown one', async () => {
+    const d = await platform.getDeployment(d2);
+    expect(d).toMatchObject({ id: d2, environment: 'production', status: 'ready', projectId: 'acme' });
+    expect(await platform.getDeployment('dep_9999')).toBeUndefined();
+  });
+
+  it('routes every hostname of the environment to its deployment', async () => {
+    const routes = await platform.routing('production');
+    expect(routes).toContainEqual({
+      hostname: 'api.acme.com',
+      stickiness: 'live',
+      environment: 'production',
+      deploymentId: d3,
+    });
+  });
+
+  it('refuses an environment that is not configured', async () => {
+    const r = await refusal(platform.snapshot('staging'));
+    expect(r.code).toBe('unknown_environment');
+    expect(r.message).toContain('Valid environments: production, preview');
+  });
+
+  it('reports standby and stopped deployments', async () => {
+    await clock.advance(31 * 60_000);
+    server.setStatus(d1, 'stopped');
+    const snap = await platform.snapshot('production');
+    const status = Object.fromEntries(snap.deployments.map((d) => [d.id, d.status]));
+    expect(status).toEqual({ [d3]: 'ready', [d2]: 'standby', [d1]: 'stopped' });
+  });
+
+  it('passes health with a cheap list, and fails it with the reason', async () => {
+    await platform.health();
+    expect(server.requests.at(-1)?.body).toEqual({ ...prodEnv, limit: 1 });
+    const r = await refusal(makePlatform(UNKNOWN).health());
+    expect(r.code).toBe('platform_unauthorized');
+  });
+});
+
+describe('UnkeyPlatform rollback and promote', () => {
+  it('rolls back: 202, then the operation succeeds once the target is current and rolled back', async () => {
+    const before = await platform.snapshot('production');
+    const plan = buildPlan(before, { action: 'rollback', now: clock.now() });
+    expect(plan.ok).toBe(true);
+    if (!plan.ok) return;
+    expect(plan.value.target.id).toBe(d2);
+    expect(plan.value.current.id).toBe(d3);
+    expect(plan.value.affectedDomains.map((d) => d.hostname).sort()).toEqual([
+      'acme-git-main-acme.unkey.app',
+      'acme-production-acme.unkey.app',
+      'api.acme.com',
+    ]);
+
+    const ref = await platform.rollback({ environment: 'production', targetId: plan.value.target.id });
+    expect(ref).toMatchObject({
+      action: 'rollback',
+      environment: 'production',
+      targetId: d2,
+      startedAt: clock.now(),
+    });
+    expect(ref.id).toMatch(/^unkey_rollback_req_/);
+    expect(server.requests.at(-1)).toMatchObject({
+      endpoint: 'deployments.rollbackDeployment',
+      body: { deploymentId: d2 },
+    });
+
+    expect((await platform.operation(ref)).state).toBe('switching');
+    await clock.advance(SWITCH_DELAY);
+    expect((await platform.operation(ref)).state).toBe('succeeded');
+
+    const after = await platform.snapshot('production');
+    expect(after.environment.rolledBack).toBe(true);
+    expect(after.environment.currentDeploymentId).toBe(d2);
+    expect(after.domains.find((d) => d.hostname === 'api.acme.com')?.deploymentId).toBe(d2);
+
+    const promotePlan = buildPlan(after, { action: 'promote', target: d2, now: clock.now() });
+    expect(promotePlan.ok && promotePlan.value.resumesAutoDeploys).toBe(true);
+  });
+
+  it('gives a push made while rolled back no live domain, and a promote clears the state', async () => {
+    const ref = await platform.rollback({ environment: 'production', targetId: d2 });
+    await clock.advance(SWITCH_DELAY);
+    expect((await platform.operation(ref)).state).toBe('succeeded');
+
+    const d4 = server.push({ ...prodEnv, branch: 'main', sha: `ddddddd${'4'.repeat(33)}` });
+    const rolled = await platform.snapshot('production');
+    expect(rolled.environment.currentDeploymentId).toBe(d2);
+    expect(rolled.environment.rolledBack).toBe(true);
+    const d4Domains = rolled.domains.filter((d) => d.deploymentId === d4);
+    expect(d4Domains.map((d) => d.stickiness)).toEqual(['deployment']);
+    expect(rolled.deployments[0]).toMatchObject({ id: d4, status: 'ready' });
+
+    const promote = await platform.promote({ environment: 'production', targetId: d4 });
+    expect((await platform.operation(promote)).state).toBe('switching');
+    await clock.advance(SWITCH_DELAY);
+    expect((await platform.operation(promote)).state).toBe('succeeded');
+    const promoted = await platform.snapshot('production');
+    expect(promoted.environment).toMatchObject({ rolledBack: false, currentDeploymentId: d4 });
+    expect(promoted.domains.find((d) => d.hostname === 'api.acme.com')?.deploymentId).toBe(d4);
+
+    // Automatic assignment is back: the next push goes live by itself.
+    const d5 = server.push({ ...prodEnv, branch: 'main', sha: `eeeeeee${'5'.repeat(33)}` });
+    const next = await platform.snapshot('production');
+    expect(next.environment.currentDeploymentId).toBe(d5);
+  });
+
+  it('promoting the current deployment while rolled back confirms the rollback', async () => {
+    const ref = await platform.rollback({ environment: 'production', targetId: d1 });
+    await clock.advance(SWITCH_DELAY);
+    await platform.operation(ref);
+    const promote = await platform.promote({ environment: 'production', targetId: d1 });
+    expect((await platform.operation(promote)).state).toBe('switching');
+    await clock.advance(SWITCH_DELAY);
+    expect((await platform.operation(promote)).state).toBe('succeeded');
+    expect(server.isRolledBack('acme', 'api')).toBe(false);
+    expect(server.currentOf('acme', 'api')).toBe(d1);
+  });
+
+  it('reports reactivation of a standby target, then success', async () => {
+    await clock.advance(31 * 60_000);
+    const ref = await platform.rollback({ environment: 'production', targetId: d2 });
+    await clock.advance(SWITCH_DELAY);
+    expect((await platform.operation(ref)).state).toBe('reactivating');
+    await clock.advance(REACTIVATION);
+    expect((await platform.operation(ref)).state).toBe('succeeded');
+  });
+
+  it('fails the operation when the target stops, and when it takes too long', async () => {
+    const ref = await platform.rollback({ environment: 'production', targetId: d2 });
+    server.setStatus(d2, 'stopped');
+    const stopped = await platform.operation(ref);
+    expect(stopped.state).toBe('failed');
+    expect(stopped.error?.code).toBe('target_stopped');
+
+    const slow = makePlatform(KEY, { operationTimeoutMs: 500 });
+    const ref2 = await slow.rollback({ environment: 'production', targetId: d1 });
+    await clock.advance(600);
+    const late = await slow.operation(ref2);
+    expect(late.state).toBe('failed');
+    expect(late.error?.code).toBe('operation_timeout');
+  });
+
+  it('refuses a target from another environment before calling Unkey', async () => {
+    const p1 = server.push({ ...previewEnv, branch: 'feature-x' });
+    const r = await refusal(platform.rollback({ environment: 'production', targetId: p1 }));
+    expect(r.code).toBe('target_wrong_environment');
+    expect(server.requests.some((q) => q.endpoint === 'deployments.rollbackDeployment')).toBe(false);
+  });
+});
+
+describe('UnkeyPlatform error mapping', () => {
+  it('deployment_not_production → "Unkey rolls back production environments only"', async () => {
+    const p1 = server.push({ ...previewEnv, branch: 'feature-x' });
+    const r = await refusal(platform.rollback({ environment: 'preview', targetId: p1 }));
+    expect(r.code).toBe('not_production');
+    expect(r.message).toContain('Unkey rolls back production environments only');
+    expect(r.context).toMatchObject({ status: 412, platformCode: 'deployment_not_production' });
+  });
+
+  it('deployment_not_ready for a building target and for one shutting down', async () => {
+    const building = server.push({ ...prodEnv, branch: 'main', status: 'building' });
+    const r = await refusal(platform.rollback({ environment: 'production', targetId: building }));
+    expect(r.code).toBe('target_not_ready');
+    expect(r.message).toContain('deployment_not_ready');
+    server.drain(d1);
+    const r2 = await refusal(platform.rollback({ environment: 'production', targetId: d1 }));
+    expect(r2.code).toBe('target_not_ready');
+  });
+
+  it('deployment_is_current', async () => {
+    const r = await refusal(platform.rollback({ environment: 'production', targetId: d3 }));
+    expect(r.code).toBe('target_is_current');
+    expect(r.message).toContain('already the current deployment');
+  });
+
+  it('deployment_no_current', async () => {
+    server.unsetCurrent('acme', 'api');
+    const r = await refusal(platform.promote({ environment: 'production', targetId: d2 }));
+    expect(r.code).toBe('no_current_deployment');
+    expect(r.message).toContain('no current deployment');
+  });
+
+  it("precondition_failed carries Unkey's explanation", async () => {
+    server.setPrecondition('The workspace has no active Compute plan.');
+    const r = await refusal(platform.rollback({ environment: 'production', targetId: d2 }));
+    expect(r.code).toBe('platform_precondition');
+    expect(r.message).toContain('The workspace has no active Compute plan.');
+  });
+
+  it('404 deployment_not_found says missing OR missing permission', async () => {
+    const r = await refusal(platform.rollback({ environment: 'production', targetId: 'dep_9999' }));
+    expect(r.code).toBe('unknown_deployment');
+    expect(r.message).toContain('does not exist');
+    expect(r.message).toContain('environment.*.read_deployment');
+
+    const readOnly = makePlatform(READ_ONLY);
+    const r2 = await refusal(readOnly.rollback({ environment: 'production', targetId: d2 }));
+    expect(r2.code).toBe('unknown_deployment');
+    expect(r2.message).toContain('environment.*.rollback_deployment');
+    const r3 = await refusal(readOnly.promote({ environment: 'production', targetId: d2 }));
+    expect(r3.message).toContain('environment.*.promote_deployment');
+    await readOnly.close();
+  });
+
+  it('401 says the root key is rejected and which permissions it needs', async () => {
+    const bad = makePlatform(UNKNOWN);
+    const r = await refusal(bad.snapshot('production'));
+    expect(r.code).toBe('platform_unauthorized');
+    expect(r.message).toContain('environment.*.rollback_deployment');
+    expect(r.message).toContain('environment.*.promote_deployment');
+    expect(r.message).toContain('environment.*.read_deployment');
+  });
+
+  it('403 names the missing permission', async () => {
+    const r = await refusal(makePlatform(NO_PERMS).snapshot('production'));
+    expect(r.code).toBe('platform_forbidden');
+    expect(r.message).toContain('environment.*.read_deployment');
+  });
+
+  it('400 validation errors are invalid input', async () => {
+    const r = await refusal(platform.rollback({ environment: 'production', targetId: 'x!' }));
+    expect(r.code).toBe('invalid_input');
+    expect(r.message).toContain('deployments.getDeployment');
+  });
+
+  it('404 for a mapped project that does not exist names the config key', async () => {
+    const wrong = makePlatform(KEY, { environments: { production: { ...prodEnv, project: 'nope' } } });
+    const r = await refusal(wrong.snapshot('production'));
+    expect(r.code).toBe('unknown_environment');
+    expect(r.message).toContain('environments.production.unkey');
+    expect(r.message).toContain('project "nope"');
+  });
+
+  it('429 and 5xx are retried; when they persist they stay retryable faults, not refusals', async () => {
+    server.fault({ kind: 'status', status: 503, endpoint: 'deployments.listDeployments' });
+    server.fault({ kind: 'status', status: 429, retryAfter: '1', endpoint: 'deployments.listDeployments' });
+    const snap = await clock.drive(platform.snapshot('production'), TIMEOUT);
+    expect(snap.environment.currentDeploymentId).toBe(d3);
+
+    server.fault({ kind: 'status', status: 502 }, 3);
+    const e = await clock.drive(
+      platform.snapshot('production').then(
+        () => undefined,
+        (err: unknown) => err,
+      ),
+      TIMEOUT,
+    );
+    expect(e).toBeInstanceOf(PlatformHttpError);
+    expect((e as PlatformHttpError).retry).toBe(true);
+    expect((e as PlatformHttpError).message).not.toContain(KEY);
+  });
+
+  it('a timed-out rollback is a retryable fault and is not sent twice', async () => {
+    server.fault({ kind: 'hang', endpoint: 'deployments.rollbackDeployment' });
+    const outcome = platform.rollback({ environment: 'production', targetId: d2 }).then(
+      () => undefined,
+      (err: unknown) => err,
+    );
+    await server.waitForEndpoint('deployments.rollbackDeployment');
+    await clock.advance(TIMEOUT);
+    const e = await outcome;
+    expect(e).toBeInstanceOf(PlatformHttpError);
+    expect((e as PlatformHttpError).code).toBe('platform_timeout');
+    expect(server.requests.filter((r) => r.endpoint === 'deployments.rollbackDeployment')).toHaveLength(1);
+  });
+});
+
+describe('createUnkeyPlatform', () => {
+  it('builds the adapter from env vars and the YAML mapping', async () => {
+    const yaml = [
+      'platform: unkey',
+      'environments:',
+      '  production:',
+      '    unkey: { project: acme, app: api, environment: production }',
+      '  preview:',
+      '    unkey: { project: acme, app: api, environment: preview }',
+      '  local-only: {}',
+    ].join('\n');
+    const config = loadConfig(
+      { UNKEY_ROOT_KEY: KEY, UNKEY_API_URL: server.url, SWITCHYARD_CONFIG: '/etc/switchyard.yml' },
+      () => yaml,
+    );
+    const p = createUnkeyPlatform(config, { clock, tuning: { timeoutMs: TIMEOUT } });
+    expect(p.name).toBe('unkey');
+    expect(await p.listEnvironments()).toEqual(['production', 'preview']);
+    expect((await p.snapshot('production')).environment.currentDeploymentId).toBe(d3);
+    await p.close();
+  });
+
+  it('refuses a configuration without any unkey mapping', () => {
+    const config = loadConfig({ UNKEY_ROOT_KEY: KEY, PLATFORM: 'unkey' }, () => '');
+    expect(() => createUnkeyPlatform(config)).toThrow(
+      /environments: got no environment with an "unkey" mapping/,
+    );
+  });
+});
