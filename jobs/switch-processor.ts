@@ -1,0 +1,613 @@
+/**
+ * The switch processor: what one attempt of a rollback/promote job does. Under the environment lock
+ * it re-reads the platform, re-validates the plan (stale plans are refused, a switch already done —
+ * e.g. by this job before its worker was killed — is not repeated), starts the switch (or resumes
+ * following the operation a previous attempt started), follows the platform's operation and verifies
+ * that every affected domain is answered by the target. Every step is published as BullMQ job
+ * progress and sent to the Reporter. Retryable faults are rethrown for BullMQ's backoff; everything
+ * else ends the job through UnrecoverableError with the code and a message saying where traffic is.
+ */
+import { DelayedError, type Job, UnrecoverableError, WaitingError } from 'bullmq';
+import type { Redis } from 'ioredis';
+import { z } from 'zod';
+import type { AuditEntry, AuditLog } from '../src/audit.js';
+import type { Clock } from '../src/clock.js';
+import { checkFresh, isAlreadyDone, type PlanExpectation } from '../src/domain/plan.js';
+import { RefusalCode } from '../src/domain/result.js';
+import type { EnvironmentSnapshot } from '../src/domain/types.js';
+import {
+  asSwitchyardError,
+  RefusalError,
+  type SwitchyardError,
+  SwitchyardError as SyError,
+} from '../src/errors.js';
+import type { Logger } from '../src/log.js';
+import type { Metrics } from '../src/metrics.js';
+import type { DeployPlatform, OperationRef, OperationStatus } from '../src/platform/port.js';
+import {
+  type MessageRef,
+  messageRefSchema,
+  type Outcome,
+  type Progress,
+  type Reporter,
+  type StepName,
+  type StepRecord,
+  type Traffic,
+} from '../src/progress.js';
+import type { EnvironmentLock, SwitchKeys } from '../src/queue.js';
+import { type SwitchJobData, switchJobSchema } from '../src/queue.js';
+
+/** Why a job's signal was aborted by Switchyard itself (graceful shutdown hands the job back). */
+export const SHUTDOWN_REASON = 'switchyard-shutdown';
+
+export interface ProcessorDeps {
+  readonly platform: DeployPlatform;
+  readonly reporter: Reporter;
+  readonly clock: Clock;
+  readonly verify: { readonly timeoutMs: number; readonly intervalMs: number };
+  /** Longest time to follow a platform operation before giving up (retryable). */
+  readonly operationTimeoutMs: number;
+  /** Delay before a job waiting for its environment looks again (it is also woken on release). */
+  readonly lockRetryMs: number;
+  readonly lock: EnvironmentLock;
+  readonly keys: SwitchKeys;
+  readonly redis: Redis;
+  readonly logger: Logger;
+  readonly metrics?: Metrics;
+  readonly audit?: AuditLog;
+  /** Wakes jobs waiting for an environment (promotes their delayed retry). */
+  readonly wake: (jobIds: readonly string[]) => Promise<void>;
+}
+
+const operationRefSchema = z.object({
+  id: z.string(),
+  action: z.enum(['rollback', 'promote']),
+  environment: z.string(),
+  targetId: z.string(),
+  startedAt: z.number(),
+});
+
+/** A non-retryable end of a switch job: BullMQ's UnrecoverableError carrying Switchyard's code. */
+export class SwitchFailedError extends UnrecoverableError {
+  readonly code: string;
+  readonly outcome: Outcome;
+  constructor(code: string, message: string, outcome: Outcome) {
+    super(`${code}: ${message}`);
+    this.code = code;
+    this.outcome = outcome;
+  }
+}
+
+const refusalCodes = new Set<string>(Object.values(RefusalCode));
+
+/** Whether BullMQ should retry after `err` (platform 5xx, timeouts, "operation in progress"). */
+export function isRetryable(err: SwitchyardError): boolean {
+  return err.retry || err.code === RefusalCode.operationInProgress;
+}
+
+/** The job outcome a terminal error maps to. */
+export function outcomeOf(err: SwitchyardError): Outcome {
+  if (err.code === RefusalCode.planStale) return 'stale';
+  if (refusalCodes.has(err.code)) return 'refused';
+  return 'failed';
+}
+
+/** Builds and publishes the job's Progress (the whole state each time: renders are idempotent). */
+class Tracker {
+  progress: Progress;
+  constructor(
+    private readonly job: Job,
+    private readonly deps: ProcessorDeps,
+    base: Progress,
+  ) {
+    this.progress = base;
+  }
+
+  private now(): number {
+    return this.deps.clock.now();
+  }
+
+  running(): StepRecord | undefined {
+    return this.progress.steps.find((s) => s.state === 'running');
+  }
+
+  has(step: StepName): boolean {
+    return this.progress.steps.some((s) => s.step === step);
+  }
+
+  /** Starts `step`, ending the running one as done. */
+  start(step: StepName, detail?: string): void {
+    this.endRunning('done');
+    this.progress.steps.push({
+      step,
+      state: 'running',
+      startedAt: this.now(),
+      ...(detail === undefined ? {} : { detail }),
+    });
+  }
+
+  /** Ends the running step with `state`. */
+  endRunning(state: StepRecord['state'], detail?: string): void {
+    const cur = this.running();
+    if (!cur) return;
+    cur.state = state;
+    cur.endedAt = this.now();
+    if (detail !== undefined) cur.detail = detail;
+  }
+
+  /** Records a step that did not need to run (e.g. the switch of a job recovered after it). */
+  skip(step: StepName, detail: string): void {
+    this.endRunning('done');
+    const now = this.now();
+    this.progress.steps.push({ step, state: 'skipped', startedAt: now, endedAt: now, detail });
+  }
+
+  async publish(): Promise<void> {
+    this.progress.updatedAt = this.now();
+    const snapshot = structuredClone(this.progress);
+    await this.job.updateProgress(snapshot);
+    const messages = await this.messages();
+    if (messages.length === 0) return;
+    try {
+      await this.deps.reporter.report(snapshot, messages);
+    } catch (e) {
+      this.deps.logger.warn({ err: e, jobId: this.job.id }, 'reporter failed; the switch goes on');
+    }
+  }
+
+  private async messages(): Promise<MessageRef[]> {
+    const data = switchJobSchema.safeParse(this.job.data);
+    const out: MessageRef[] = data.success ? [...data.data.messages] : [];
+    const seen = new Set(out.map((m) => `${m.surface}|${m.channel}|${m.messageId}`));
+    const extra = await this.deps.redis.smembers(this.deps.keys.messages(this.job.id ?? ''));
+    for (const raw of extra) {
+      let json: unknown;
+      try {
+        json = JSON.parse(raw);
+      } catch {
+        continue;
+      }
+      const ref = messageRefSchema.safeParse(json);
+      if (!ref.success) continue;
+      const k = `${ref.data.surface}|${ref.data.channel}|${ref.data.messageId}`;
+      if (seen.has(k)) continue;
+      seen.add(k);
+      out.push(ref.data);
+    }
+    return out;
+  }
+}
+
+function describeTraffic(traffic: readonly Traffic[]): string {
+  return traffic.map((t) => `${t.hostname} → ${t.deploymentId ?? 'no answer'}`).join(', ');
+}
+
+function whereTraffic(snapshot: EnvironmentSnapshot): string {
+  const env = snapshot.environment;
+  return `${env.slug} is serving ${env.currentDeploymentId ?? 'nothing'}${env.rolledBack ? ' (rolled back: automatic deploys paused)' : ''}.`;
+}
+
+/** Processes one attempt of a switch job (see the module header). */
+export async function processSwitch(
+  deps: ProcessorDeps,
+  job: Job,
+  token: string | undefined,
+  signal: AbortSignal | undefined,
+): Promise<Progress> {
+  const jobId = job.id ?? '';
+  const parsed = switchJobSchema.safeParse(job.data);
+  if (!parsed.success) {
+    throw new SwitchFailedError(
+      RefusalCode.invalidInput,
+      `job data is not a switch: ${parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ')}`,
+      'failed',
+    );
+  }
+  const data = parsed.data;
+  const log = deps.logger.child({ jobId, planId: data.planId, environment: data.environment });
+  const attempt = job.attemptsMade + 1;
+  const maxAttempts = job.opts.attempts ?? 1;
+  const tracker = new Tracker(job, deps, {
+    jobId,
+    planId: data.planId,
+    action: data.action,
+    environment: data.environment,
+    targetId: data.targetId,
+    fromId: data.expectedCurrent,
+    requestedBy: data.requestedBy,
+    ...(data.approvedBy === undefined ? {} : { approvedBy: data.approvedBy }),
+    steps: [{ step: 'queued', state: 'running', startedAt: data.requestedAt }],
+    traffic: [],
+    attempt,
+    updatedAt: deps.clock.now(),
+  });
+
+  // 1. The environment lock: one switch per environment at a time, across processes.
+  const got = await deps.lock.acquire(data.environment, jobId);
+  if (!got.acquired) {
+    await deps.lock.addWaiter(data.environment, jobId, data.requestedAt);
+    // The holder may have released between the two calls: look once more before sleeping.
+    const again = await deps.lock.acquire(data.environment, jobId);
+    if (!again.acquired) {
+      const detail = `Waiting: another ${data.environment} switch is running (job ${again.holder}).`;
+      if (!samePublishedDetail(job, detail)) {
+        tracker.progress.steps[0] = {
+          ...tracker.progress.steps[0],
+          step: 'queued',
+          state: 'running',
+          startedAt: data.requestedAt,
+          detail,
+        };
+        await tracker.publish();
+      }
+      const jitter = Math.round(Math.random() * deps.lockRetryMs * 0.2);
+      await job.moveToDelayed(Date.now() + deps.lockRetryMs + jitter, token);
+      throw new DelayedError();
+    }
+  }
+  await deps.lock.removeWaiter(data.environment, jobId);
+
+  const lockLost = new AbortController();
+  const renewEvery = Math.max(50, Math.floor(deps.lock.ttlMs / 3));
+  const renewal = setInterval(() => {
+    deps.lock.renew(data.environment, jobId).then(
+      (ok) => {
+        if (!ok) lockLost.abort('lock_lost');
+      },
+      (e: unknown) => log.warn({ err: e }, 'environment lock renewal failed'),
+    );
+  }, renewEvery);
+  const abort = signal ? AbortSignal.any([signal, lockLost.signal]) : lockLost.signal;
+  const attemptStart = deps.clock.now();
+
+  try {
+    return await runLocked(deps, job, data, tracker, abort, log, attemptStart, maxAttempts);
+  } catch (e) {
+    if (signal?.aborted && signal.reason === SHUTDOWN_REASON && !(e instanceof UnrecoverableError)) {
+      // Graceful shutdown ran out of time: hand the job back so another worker resumes it at once
+      // (the operation ref is stored, so it follows the same switch instead of starting another).
+      log.info('worker shutting down: handing the switch back to the queue');
+      await job.moveToWait(token);
+      throw new WaitingError();
+    }
+    throw e;
+  } finally {
+    clearInterval(renewal);
+    await deps.lock.release(data.environment, jobId).catch(() => false);
+    const waiters = await deps.lock.waiters(data.environment).catch(() => [] as string[]);
+    if (waiters.length > 0) await deps.wake(waiters).catch(() => undefined);
+  }
+}
+
+function samePublishedDetail(job: Job, detail: string): boolean {
+  const p = job.progress;
+  if (typeof p !== 'object' || p === null || !('steps' in p)) return false;
+  const steps = (p as { steps: unknown }).steps;
+  if (!Array.isArray(steps)) return false;
+  const first: unknown = steps[0];
+  return typeof first === 'object' && first !== null && (first as { detail?: unknown }).detail === detail;
+}
+
+async function runLocked(
+  deps: ProcessorDeps,
+  job: Job,
+  data: SwitchJobData,
+  tracker: Tracker,
+  signal: AbortSignal,
+  log: Logger,
+  attemptStart: number,
+  maxAttempts: number,
+): Promise<Progress> {
+  const jobId = job.id ?? '';
+  const expect: PlanExpectation = {
+    action: data.action,
+    environment: data.environment,
+    targetId: data.targetId,
+    expectedCurrent: data.expectedCurrent,
+    expectedRolledBack: data.expectedRolledBack,
+  };
+  const audit = (
+    entry: Omit<AuditEntry, 'at' | 'environment' | 'action' | 'planId' | 'jobId' | 'targetId' | 'fromId'>,
+  ) =>
+    deps.audit
+      ?.append({
+        at: deps.clock.now(),
+        environment: data.environment,
+        action: data.action,
+        planId: data.planId,
+        jobId,
+        targetId: data.targetId,
+        fromId: data.expectedCurrent,
+        ...entry,
+      })
+      .catch((e: unknown) => log.warn({ err: e }, 'audit append failed'));
+
+  try {
+    tracker.start('validating');
+    await tracker.publish();
+    await audit({
+      event: 'started',
+      actor: data.requestedBy,
+      ...(tracker.progress.attempt > 1 ? { message: `attempt ${tracker.progress.attempt}` } : {}),
+    });
+
+    let snapshot = await deps.platform.snapshot(data.environment);
+    let ref = await loadOperation(deps, jobId);
+    let opStatus: OperationStatus | undefined;
+    if (ref) {
+      opStatus = await deps.platform.operation(ref).catch(() => undefined);
+      if (!opStatus || opStatus.state === 'failed') {
+        // The earlier attempt's operation ended in failure (or is unknown): decide afresh.
+        await deps.redis.del(deps.keys.operation(jobId));
+        ref = undefined;
+        opStatus = undefined;
+      }
+    }
+
+    let needFollow = false;
+    if (ref && opStatus && opStatus.state !== 'succeeded') {
+      needFollow = true;
+      tracker.endRunning(
+        'done',
+        `Resuming the ${data.action} started by an earlier attempt (operation ${ref.id}).`,
+      );
+    } else if (ref || isAlreadyDone(expect, snapshot)) {
+      tracker.endRunning('done', `${data.targetId} already serves ${data.environment}: not switching again.`);
+      tracker.skip(
+        'switching',
+        `Already switched: the platform shows ${data.targetId} serving ${data.environment} (an earlier attempt did it), so it is not switched twice.`,
+      );
+    } else {
+      const fresh = checkFresh(expect, snapshot);
+      if (!fresh.ok) throw new RefusalError(fresh.refusal);
+      const standby = fresh.value.status === 'standby';
+      if (standby)
+        tracker.start(
+          'reactivating',
+          `${data.targetId} is in standby; reactivating it takes a little longer.`,
+        );
+      else tracker.start('switching');
+      await tracker.publish();
+      const request = {
+        environment: data.environment,
+        targetId: data.targetId,
+        requestedBy: data.requestedBy.displayName,
+      };
+      ref =
+        data.action === 'rollback'
+          ? await deps.platform.rollback(request)
+          : await deps.platform.promote(request);
+      await deps.redis.set(deps.keys.operation(jobId), JSON.stringify(ref), 'PX', 7 * 86_400_000);
+      needFollow = true;
+    }
+
+    if (ref && needFollow) {
+      tracker.progress.operationId = ref.id;
+      await tracker.publish();
+      await follow(deps, ref, tracker, signal, data);
+    }
+    // The switch is done on the platform: verify traffic.
+    tracker.start('verifying');
+    await tracker.publish();
+    const traffic = await verifyTraffic(deps, data, tracker, signal);
+    snapshot = await deps.platform.snapshot(data.environment).catch(() => snapshot);
+    tracker.start('done');
+    tracker.endRunning('done');
+    tracker.progress.outcome = 'succeeded';
+    tracker.progress.traffic = traffic;
+    tracker.progress.message = successMessage(data, traffic, snapshot);
+    await tracker.publish();
+    await audit({ event: 'succeeded', actor: data.requestedBy, message: tracker.progress.message });
+    finish(deps, data, 'succeeded', attemptStart);
+    log.info({ outcome: 'succeeded' }, tracker.progress.message);
+    return tracker.progress;
+  } catch (e) {
+    if (e instanceof DelayedError || e instanceof WaitingError) throw e;
+    const err =
+      signal.aborted && signal.reason === 'lock_lost'
+        ? new SyError('lock_lost', `lost the ${data.environment} lock mid-switch; retrying`, {
+            retry: true,
+            cause: e,
+          })
+        : asSwitchyardError(e);
+    const shutdown = signal.aborted && signal.reason === SHUTDOWN_REASON;
+    const attempt = tracker.progress.attempt;
+    if (shutdown || (isRetryable(err) && attempt < maxAttempts)) {
+      tracker.endRunning('failed', `${err.message} (attempt ${attempt} of ${maxAttempts}; retrying)`);
+      tracker.progress.code = err.code;
+      await tracker.publish().catch(() => undefined);
+      log.warn({ code: err.code, attempt }, `switch attempt failed, will retry: ${err.message}`);
+      throw err;
+    }
+    const outcome = outcomeOf(err);
+    let message = err.message;
+    if (outcome !== 'stale') {
+      const now = await deps.platform.snapshot(data.environment).catch(() => undefined);
+      if (now) message = `${message} ${whereTraffic(now)}`;
+    }
+    if (err.code === 'verify_timeout' && Array.isArray(err.context.traffic)) {
+      tracker.progress.traffic = err.context.traffic as Traffic[];
+    }
+    tracker.endRunning('failed', err.message);
+    tracker.progress.outcome = outcome;
+    tracker.progress.code = err.code;
+    tracker.progress.message = message;
+    await tracker.publish().catch(() => undefined);
+    await audit({
+      event: outcome === 'failed' ? 'failed' : 'refused',
+      actor: data.requestedBy,
+      code: err.code,
+      message: message.slice(0, 2000),
+    });
+    finish(deps, data, outcome, attemptStart);
+    log.warn({ outcome, code: err.code }, message);
+    throw new SwitchFailedError(err.code, message, outcome);
+  }
+}
+
+function finish(deps: ProcessorDeps, data: SwitchJobData, outcome: Outcome, attemptStart: number): void {
+  deps.metrics?.jobs.inc({ action: data.action, outcome });
+  deps.metrics?.switchDuration.observe(
+    { action: data.action, outcome },
+    (deps.clock.now() - attemptStart) / 1000,
+  );
+}
+
+async function loadOperation(deps: ProcessorDeps, jobId: string): Promise<OperationRef | undefined> {
+  const raw = await deps.redis.get(deps.keys.operation(jobId));
+  if (!raw) return undefined;
+  try {
+    const ref = operationRefSchema.safeParse(JSON.parse(raw));
+    return ref.success ? ref.data : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** Follows the platform operation until it succeeds; reflects `reactivating`/`switching` as steps. */
+async function follow(
+  deps: ProcessorDeps,
+  ref: OperationRef,
+  tracker: Tracker,
+  signal: AbortSignal,
+  data: SwitchJobData,
+): Promise<void> {
+  const deadline = deps.clock.now() + deps.operationTimeoutMs;
+  for (;;) {
+    signal.throwIfAborted();
+    const status = await deps.platform.operation(ref);
+    const current = tracker.running()?.step;
+    switch (status.state) {
+      case 'pending':
+        if (current !== 'reactivating' && current !== 'switching') {
+          tracker.start('switching');
+          await tracker.publish();
+        }
+        break;
+      case 'reactivating':
+        if (current !== 'reactivating' && !tracker.has('switching')) {
+          tracker.start(
+            'reactivating',
+            `${data.targetId} is in standby; reactivating it takes a little longer.`,
+          );
+          await tracker.publish();
+        }
+        break;
+      case 'switching':
+        if (current !== 'switching') {
+          tracker.start('switching');
+          await tracker.publish();
+        }
+        break;
+      case 'succeeded':
+        // Publish `switching` even when it began and ended between two polls: every switch shows it.
+        if (current !== 'switching') {
+          tracker.start('switching');
+          await tracker.publish();
+        }
+        return;
+      case 'failed':
+        throw new SyError(
+          'platform_operation_failed',
+          `The platform could not ${data.action} ${data.environment} to ${data.targetId}: ${status.error?.message ?? 'no reason given'}${status.error?.code ? ` (${status.error.code})` : ''}.`,
+          { retry: false, context: { operation: ref.id, platformCode: status.error?.code } },
+        );
+      default:
+        return assertNeverState(status.state);
+    }
+    if (deps.clock.now() >= deadline) {
+      throw new SyError(
+        'platform_timeout',
+        `The platform's ${data.action} of ${data.environment} (operation ${ref.id}) did not finish within ${Math.round(deps.operationTimeoutMs / 1000)}s.`,
+        { retry: true, context: { operation: ref.id } },
+      );
+    }
+    await deps.clock.sleep(deps.verify.intervalMs, signal);
+  }
+}
+
+function assertNeverState(state: never): never {
+  throw new SyError('internal', `unknown operation state ${JSON.stringify(state)}`);
+}
+
+/** Probes every affected domain until each answers from the target, or the timeout passes. */
+async function verifyTraffic(
+  deps: ProcessorDeps,
+  data: SwitchJobData,
+  tracker: Tracker,
+  signal: AbortSignal,
+): Promise<Traffic[]> {
+  if (data.domains.length === 0) {
+    const cur = tracker.running();
+    if (cur) cur.detail = 'No domain moves: nothing to verify.';
+    return [];
+  }
+  const deadline = deps.clock.now() + deps.verify.timeoutMs;
+  const results = new Map<string, Traffic>(data.domains.map((h) => [h, { hostname: h, ok: false }]));
+  let lastKey = '';
+  for (;;) {
+    signal.throwIfAborted();
+    const pending = [...results.values()].filter((t) => !t.ok).map((t) => t.hostname);
+    let routes: Map<string, string | undefined> | undefined;
+    if (!deps.platform.probe) {
+      const table = await deps.platform.routing(data.environment);
+      routes = new Map(table.map((r) => [r.hostname, r.deploymentId]));
+    }
+    await Promise.all(
+      pending.map(async (hostname) => {
+        let deploymentId: string | undefined;
+        if (routes) deploymentId = routes.get(hostname);
+        else {
+          const probe = deps.platform.probe;
+          const r = probe
+            ? await probe.call(deps.platform, hostname, signal).catch(() => undefined)
+            : undefined;
+          deploymentId = r?.deploymentId;
+        }
+        results.set(hostname, {
+          hostname,
+          ok: deploymentId === data.targetId,
+          ...(deploymentId === undefined ? {} : { deploymentId }),
+        });
+      }),
+    );
+    const traffic = data.domains.map((h) => results.get(h) ?? { hostname: h, ok: false });
+    const okCount = traffic.filter((t) => t.ok).length;
+    if (okCount === traffic.length) return traffic;
+    const key = JSON.stringify(traffic);
+    if (key !== lastKey) {
+      lastKey = key;
+      tracker.progress.traffic = traffic;
+      const cur = tracker.running();
+      if (cur) cur.detail = `${okCount} of ${traffic.length} domains answer from ${data.targetId}.`;
+      await tracker.publish();
+    }
+    const left = deadline - deps.clock.now();
+    if (left <= 0) {
+      throw new SyError(
+        'verify_timeout',
+        `The platform reports the ${data.action} done, but after ${Math.round(deps.verify.timeoutMs / 1000)}s not every domain answers from ${data.targetId}: ${describeTraffic(traffic)}.`,
+        { retry: false, context: { traffic } },
+      );
+    }
+    await deps.clock.sleep(Math.min(deps.verify.intervalMs, left), signal);
+  }
+}
+
+function successMessage(
+  data: SwitchJobData,
+  traffic: readonly Traffic[],
+  snapshot: EnvironmentSnapshot,
+): string {
+  const verb = data.action === 'rollback' ? 'Rolled back' : 'Promoted';
+  const after =
+    data.action === 'rollback'
+      ? 'Automatic deploys are paused until a deployment is promoted.'
+      : 'Automatic deploys resume with the next successful deployment.';
+  if (traffic.length === 0) {
+    return `${verb} ${data.environment}: ${data.targetId} stays live and no domain moved. ${after}`;
+  }
+  const where =
+    snapshot.environment.currentDeploymentId === data.targetId ? '' : ` ${whereTraffic(snapshot)}`;
+  return `${verb} ${data.environment} to ${data.targetId}: all ${traffic.length} domains answer from it (${describeTraffic(traffic)}). ${after}${where}`;
+}

@@ -1,0 +1,145 @@
+/**
+ * The switch worker: a BullMQ Worker running `processSwitch` (jobs/switch-processor.ts) with the
+ * custom backoff (exponential with jitter), its own Redis connection (`maxRetriesPerRequest: null`),
+ * the per-environment lock, and a graceful `close()`: stop taking jobs, let the active switch finish
+ * within `shutdownTimeoutMs`, otherwise hand it back to the queue, then close the connections.
+ */
+import { Job, type Processor, Worker } from 'bullmq';
+import type { AuditLog } from '../src/audit.js';
+import type { Clock } from '../src/clock.js';
+import type { Logger } from '../src/log.js';
+import type { Metrics } from '../src/metrics.js';
+import type { DeployPlatform } from '../src/platform/port.js';
+import type { Progress, Reporter } from '../src/progress.js';
+import {
+  defaultRetryPolicy,
+  EnvironmentLock,
+  type RetryPolicy,
+  SWITCH_BACKOFF,
+  switchBackoffDelay,
+  switchKeys,
+} from '../src/queue.js';
+import { createRedis } from '../src/redis.js';
+import { processSwitch, SHUTDOWN_REASON } from './switch-processor.js';
+
+export interface SwitchWorkerOptions {
+  readonly redisUrl: string;
+  readonly queueName: string;
+  /** BullMQ key prefix (must match the SwitchQueue's). */
+  readonly prefix?: string;
+  readonly platform: DeployPlatform;
+  readonly reporter: Reporter;
+  readonly clock: Clock;
+  /** Traffic verification: give up after `timeoutMs`, probing every `intervalMs` (also the operation poll). */
+  readonly verify: { readonly timeoutMs: number; readonly intervalMs: number };
+  /** BullMQ job lock and environment lock duration; a dead worker's switch is recovered after it. */
+  readonly lockDurationMs: number;
+  /** How often stalled jobs are looked for (default: lockDurationMs). */
+  readonly stalledIntervalMs?: number;
+  /** Switches this worker runs at once (different environments; one per environment overall). */
+  readonly concurrency: number;
+  readonly logger: Logger;
+  readonly metrics?: Metrics;
+  readonly audit?: AuditLog;
+  /** Backoff bounds (attempts are set per job by the queue). */
+  readonly retry?: Partial<Pick<RetryPolicy, 'baseDelayMs' | 'maxDelayMs'>>;
+  /** Longest wait for one platform operation (default 10 minutes). */
+  readonly operationTimeoutMs?: number;
+  /** Re-check delay for a job waiting on its environment (default 1s; it is also woken on release). */
+  readonly lockRetryMs?: number;
+  /** How long `close()` lets the active switch finish before handing it back (default 25s). */
+  readonly shutdownTimeoutMs?: number;
+  /** Worker name shown on jobs (default `switchyard-<pid>`). */
+  readonly name?: string;
+}
+
+export interface SwitchWorker {
+  readonly worker: Worker;
+  /** Stops taking jobs, finishes (or hands back) the active ones, closes connections. Idempotent. */
+  close(): Promise<void>;
+}
+
+/** Starts a switch worker; `await handle.worker.waitUntilReady()` before relying on it. */
+export function startSwitchWorker(opts: SwitchWorkerOptions): SwitchWorker {
+  const prefix = opts.prefix ?? 'bull';
+  const redis = createRedis(opts.redisUrl);
+  const keys = switchKeys(prefix, opts.queueName);
+  const lock = new EnvironmentLock(redis, keys, opts.lockDurationMs);
+  const policy = { ...defaultRetryPolicy, ...opts.retry };
+  const logger = opts.logger.child({ queue: opts.queueName });
+  let worker: Worker | undefined;
+
+  const processor: Processor = (job, token, signal) =>
+    processSwitch(
+      {
+        platform: opts.platform,
+        reporter: opts.reporter,
+        clock: opts.clock,
+        verify: opts.verify,
+        operationTimeoutMs: opts.operationTimeoutMs ?? 600_000,
+        lockRetryMs: opts.lockRetryMs ?? 1_000,
+        lock,
+        keys,
+        redis,
+        logger,
+        ...(opts.metrics === undefined ? {} : { metrics: opts.metrics }),
+        ...(opts.audit === undefined ? {} : { audit: opts.audit }),
+        wake: async (ids) => {
+          for (const id of ids) {
+            if (!worker || id === job.id) continue;
+            const waiting = await Job.fromId(worker, id);
+            // Only a job parked in `delayed` can be promoted; others are already on their way.
+            if (waiting && (await waiting.isDelayed())) await waiting.promote().catch(() => undefined);
+          }
+        },
+      },
+      job,
+      token,
+      signal,
+    );
+
+  worker = new Worker<unknown, Progress>(opts.queueName, processor, {
+    connection: redis,
+    prefix,
+    concurrency: opts.concurrency,
+    lockDuration: opts.lockDurationMs,
+    stalledInterval: opts.stalledIntervalMs ?? opts.lockDurationMs,
+    // A switch interrupted twice by dying workers is still worth finishing: it never acts twice.
+    maxStalledCount: 3,
+    name: opts.name ?? `switchyard-${process.pid}`,
+    settings: {
+      backoffStrategy: (attemptsMade, type, err, job) => {
+        if (type !== SWITCH_BACKOFF) return 0;
+        const backoff = job?.opts.backoff;
+        const base =
+          typeof backoff === 'object' && backoff.delay !== undefined ? backoff.delay : policy.baseDelayMs;
+        return switchBackoffDelay(attemptsMade, { baseDelayMs: base, maxDelayMs: policy.maxDelayMs }, err);
+      },
+    },
+  });
+  const current = worker;
+  current.on('error', (err) => logger.error({ err }, 'switch worker error'));
+  current.on('failed', (job, err) => {
+    if (job) logger.debug({ jobId: job.id, reason: err.message }, 'switch attempt ended without success');
+  });
+
+  let closing: Promise<void> | undefined;
+  return {
+    worker: current,
+    close() {
+      closing ??= (async () => {
+        const timer = setTimeout(() => {
+          logger.warn('shutdown timeout: handing active switches back to the queue');
+          current.cancelAllJobs(SHUTDOWN_REASON);
+        }, opts.shutdownTimeoutMs ?? 25_000);
+        try {
+          await current.close();
+        } finally {
+          clearTimeout(timer);
+          await redis.quit().catch(() => undefined);
+        }
+      })();
+      return closing;
+    },
+  };
+}

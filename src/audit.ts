@@ -1,0 +1,105 @@
+/**
+ * The audit log: every rollback/promote requested, approved, refused, cancelled, started, succeeded or
+ * failed, with who, when, what and why. One bounded Redis stream per environment (`XADD MAXLEN ~`), so
+ * any replica can write and `/deployments` can list an environment's recent history. Entries are
+ * zod-parsed on write and on read; an entry that no longer parses is skipped, never fatal.
+ */
+import type { Redis } from 'ioredis';
+import { z } from 'zod';
+import { actorSchema } from './progress.js';
+
+export const auditEventSchema = z.enum([
+  'requested',
+  'approved',
+  'refused',
+  'cancelled',
+  'started',
+  'succeeded',
+  'failed',
+]);
+export type AuditEvent = z.infer<typeof auditEventSchema>;
+
+export const auditEntrySchema = z.object({
+  /** Unix ms. */
+  at: z.number().int().nonnegative(),
+  environment: z.string().min(1),
+  action: z.enum(['rollback', 'promote']),
+  event: auditEventSchema,
+  actor: actorSchema.optional(),
+  planId: z.string().optional(),
+  jobId: z.string().optional(),
+  targetId: z.string().optional(),
+  fromId: z.string().optional(),
+  /** Refusal or error code (why). */
+  code: z.string().optional(),
+  /** Human sentence (why, or the final state). */
+  message: z.string().max(2000).optional(),
+});
+export type AuditEntry = z.infer<typeof auditEntrySchema>;
+
+export interface AuditLogOptions {
+  /** Key prefix; streams are `<prefix>:audit:<environment>`. */
+  readonly prefix?: string;
+  /** Approximate number of entries kept per environment. */
+  readonly maxLen?: number;
+}
+
+/** Append-only, bounded audit history per environment. */
+export class AuditLog {
+  private readonly prefix: string;
+  private readonly maxLen: number;
+
+  constructor(
+    private readonly redis: Redis,
+    opts: AuditLogOptions = {},
+  ) {
+    this.prefix = opts.prefix ?? 'switchyard';
+    this.maxLen = opts.maxLen ?? 1000;
+  }
+
+  /** The stream key of an environment. */
+  key(environment: string): string {
+    return `${this.prefix}:audit:${environment}`;
+  }
+
+  /** Appends one entry; returns the stream id. Throws a zod error naming the field on bad input. */
+  async append(entry: AuditEntry): Promise<string> {
+    const parsed = auditEntrySchema.parse(entry);
+    const id = await this.redis.xadd(
+      this.key(parsed.environment),
+      'MAXLEN',
+      '~',
+      String(this.maxLen),
+      '*',
+      'e',
+      JSON.stringify(parsed),
+    );
+    return id ?? '';
+  }
+
+  /** The environment's most recent entries, newest first. */
+  async recent(environment: string, limit = 20): Promise<AuditEntry[]> {
+    const rows = await this.redis.xrevrange(
+      this.key(environment),
+      '+',
+      '-',
+      'COUNT',
+      Math.max(1, Math.min(limit, 1000)),
+    );
+    const out: AuditEntry[] = [];
+    for (const [, fields] of rows) {
+      const idx = fields.indexOf('e');
+      const raw = idx >= 0 ? fields[idx + 1] : undefined;
+      if (raw === undefined) continue;
+      let json: unknown;
+      try {
+        json = JSON.parse(raw);
+      } catch {
+        continue;
+      }
+      const entry = auditEntrySchema.safeParse(json);
+      if (entry.success) out.push(entry.data);
+    }
+    return out;
+  }
+}

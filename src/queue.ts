@@ -1,0 +1,389 @@
+/**
+ * The switch queue: the one BullMQ queue every chat surface enqueues rollbacks and promotes on.
+ * Owns the job data schema (`switchJobSchema`), the job id derived from the plan id (idempotent
+ * enqueue: 50 concurrent enqueues of one plan make one job and 49 callers learn they joined it), the
+ * Redis key layout shared with the worker (environment lock, waiters, operation refs, extra message
+ * refs), the retry policy (exponential backoff with jitter) and read access to a job's progress.
+ * BullMQ is imported only here, in src/queue-*.ts and in jobs/ (DESIGN.md).
+ */
+import { createHash } from 'node:crypto';
+import { type Job, Queue, QueueEvents } from 'bullmq';
+import type { Redis } from 'ioredis';
+import { z } from 'zod';
+import type { AuditLog } from './audit.js';
+import { type Clock, systemClock } from './clock.js';
+import type { Plan } from './domain/plan.js';
+import type { Logger } from './log.js';
+import { silentLogger } from './log.js';
+import {
+  type Actor,
+  actorSchema,
+  type MessageRef,
+  messageRefSchema,
+  type Progress,
+  progressSchema,
+} from './progress.js';
+import { EnvironmentLock, switchKeys } from './queue-keys.js';
+import { createRedis } from './redis.js';
+
+export { EnvironmentLock, type SwitchKeys, switchKeys } from './queue-keys.js';
+
+/** Job name of every switch job (the action is in the data). */
+export const SWITCH_JOB_NAME = 'switch';
+
+/** Name of the custom backoff strategy the worker registers (exponential with jitter). */
+export const SWITCH_BACKOFF = 'switchyard';
+
+const hostname = z
+  .string()
+  .min(1)
+  .max(253)
+  .regex(/^[A-Za-z0-9.-]+(:\d+)?$/, 'expected a hostname such as app.example.com');
+
+/** Data of a switch job. Parsed when enqueued and again when processed (it crosses processes). */
+export const switchJobSchema = z.object({
+  action: z.enum(['rollback', 'promote']),
+  planId: z.string().regex(/^[A-Za-z0-9_-]{1,128}$/, 'expected a plan id of letters, digits, _ or -'),
+  projectId: z.string().min(1),
+  environment: z.string().min(1).max(100),
+  targetId: z.string().min(1),
+  expectedCurrent: z.string().min(1),
+  expectedRolledBack: z.boolean(),
+  /** Hostnames to verify; empty for a promote that only resumes automatic deploys. */
+  domains: z.array(hostname).max(500),
+  requestedBy: actorSchema,
+  approvedBy: actorSchema.optional(),
+  /** Chat messages to keep updated with progress. */
+  messages: z.array(messageRefSchema).max(50),
+  /** Unix ms. */
+  requestedAt: z.number().int().nonnegative(),
+});
+export type SwitchJobData = z.infer<typeof switchJobSchema>;
+/** What callers pass in (defaults not yet applied). */
+export type SwitchJobInput = z.input<typeof switchJobSchema>;
+
+/** Job data for a confirmed plan (what a confirm handler enqueues). */
+export function switchJobFromPlan(
+  plan: Plan,
+  who: {
+    requestedBy: Actor;
+    approvedBy?: Actor;
+    messages?: readonly MessageRef[];
+    requestedAt: number;
+  },
+): SwitchJobData {
+  return switchJobSchema.parse({
+    action: plan.action,
+    planId: plan.id,
+    projectId: plan.projectId,
+    environment: plan.environment,
+    targetId: plan.target.id,
+    expectedCurrent: plan.expectedCurrent,
+    expectedRolledBack: plan.expectedRolledBack,
+    domains: plan.affectedDomains.map((d) => d.hostname),
+    requestedBy: who.requestedBy,
+    ...(who.approvedBy === undefined ? {} : { approvedBy: who.approvedBy }),
+    messages: [...(who.messages ?? [])],
+    requestedAt: who.requestedAt,
+  });
+}
+
+/** The job id for a plan: hex derived from the plan id, never containing `:` nor all digits. */
+export function jobIdForPlan(planId: string): string {
+  return `sw_${createHash('sha256').update(planId).digest('hex').slice(0, 32)}`;
+}
+
+/** Retry policy of switch jobs. */
+export interface RetryPolicy {
+  /** Total attempts including the first. */
+  readonly attempts: number;
+  /** First retry delay; doubles per attempt. */
+  readonly baseDelayMs: number;
+  /** Upper bound of one delay. */
+  readonly maxDelayMs: number;
+}
+
+export const defaultRetryPolicy = {
+  attempts: 6,
+  baseDelayMs: 1_000,
+  maxDelayMs: 30_000,
+} as const satisfies RetryPolicy;
+
+/**
+ * Exponential backoff with "equal jitter": half the exponential delay fixed, half random, capped at
+ * `maxDelayMs`. Honours a platform's Retry-After (`context.retryAfterMs` of the error) when longer.
+ */
+export function switchBackoffDelay(
+  attemptsMade: number,
+  policy: Pick<RetryPolicy, 'baseDelayMs' | 'maxDelayMs'>,
+  err?: unknown,
+  random: () => number = Math.random,
+): number {
+  const exp = Math.min(policy.maxDelayMs, policy.baseDelayMs * 2 ** Math.max(0, attemptsMade - 1));
+  const jittered = Math.round(exp / 2 + random() * (exp / 2));
+  const retryAfter = retryAfterOf(err);
+  return retryAfter === undefined ? jittered : Math.max(jittered, Math.min(retryAfter, policy.maxDelayMs));
+}
+
+function retryAfterOf(err: unknown): number | undefined {
+  if (typeof err !== 'object' || err === null || !('context' in err)) return undefined;
+  const ctx = (err as { context: unknown }).context;
+  if (typeof ctx !== 'object' || ctx === null) return undefined;
+  const v = (ctx as Record<string, unknown>).retryAfterMs;
+  return typeof v === 'number' && Number.isFinite(v) && v >= 0 ? v : undefined;
+}
+
+export interface SwitchQueueOptions {
+  readonly redisUrl: string;
+  readonly queueName: string;
+  /** BullMQ key prefix; hash-tag it (`{switchyard}`) on Redis Cluster. */
+  readonly prefix?: string;
+  /** Reuse a connection instead of opening one (it is not closed by `close()`). */
+  readonly connection?: Redis;
+  readonly retry?: Partial<RetryPolicy>;
+  /** How long the enqueue marker and finished jobs are kept (dedupe window). */
+  readonly keepMs?: number;
+  /** Appends `requested` when a new job is created (handlers log approvals and refusals). */
+  readonly audit?: AuditLog;
+  readonly clock?: Clock;
+  readonly logger?: Logger;
+}
+
+const DAY = 86_400_000;
+
+/** Result of an enqueue: the job id and whether an existing job for the same plan was joined. */
+export interface EnqueueResult {
+  readonly jobId: string;
+  readonly joined: boolean;
+}
+
+/**
+ * Producer side of the switch queue: enqueue (idempotent per plan), read progress, find the switch
+ * running for an environment, attach more chat messages to a running job.
+ */
+export class SwitchQueue {
+  readonly queueName: string;
+  readonly prefix: string;
+  readonly queue: Queue;
+  private readonly redis: Redis;
+  private readonly ownsRedis: boolean;
+  private readonly keys: ReturnType<typeof switchKeys>;
+  private readonly lock: EnvironmentLock;
+  private readonly retry: RetryPolicy;
+  private readonly keepMs: number;
+  private readonly audit: AuditLog | undefined;
+  private readonly clock: Clock;
+  private readonly logger: Logger;
+  private readonly redisUrl: string;
+  private readonly listeners = new Set<(progress: Progress) => void>();
+  private eventsReady: Promise<QueueEvents> | undefined;
+  private eventsRedis: Redis | undefined;
+
+  constructor(opts: SwitchQueueOptions) {
+    this.queueName = opts.queueName;
+    this.redisUrl = opts.redisUrl;
+    this.prefix = opts.prefix ?? 'bull';
+    this.ownsRedis = opts.connection === undefined;
+    this.redis = opts.connection ?? createRedis(opts.redisUrl);
+    this.keys = switchKeys(this.prefix, this.queueName);
+    this.lock = new EnvironmentLock(this.redis, this.keys, 1);
+    this.retry = { ...defaultRetryPolicy, ...opts.retry };
+    this.keepMs = opts.keepMs ?? 7 * DAY;
+    this.audit = opts.audit;
+    this.clock = opts.clock ?? systemClock;
+    this.logger = opts.logger ?? silentLogger;
+    this.queue = new Queue(this.queueName, {
+      connection: this.redis,
+      prefix: this.prefix,
+      defaultJobOptions: {
+        attempts: this.retry.attempts,
+        backoff: { type: SWITCH_BACKOFF, delay: this.retry.baseDelayMs },
+        removeOnComplete: { age: Math.ceil(this.keepMs / 1000), count: 5000 },
+        removeOnFail: { age: Math.ceil(this.keepMs / 1000), count: 5000 },
+      },
+    });
+  }
+
+  /** Resolves once the Redis connection is ready. */
+  async waitUntilReady(): Promise<void> {
+    await this.queue.waitUntilReady();
+  }
+
+  /**
+   * Enqueues a switch. The job id is derived from the plan id, so every enqueue of the same plan
+   * (double clicks, retried deliveries, several bot replicas) lands on one job; exactly one caller
+   * gets `joined: false`. Throws a zod error naming the field when `data` is invalid.
+   */
+  async enqueue(input: SwitchJobInput): Promise<EnqueueResult> {
+    const data = switchJobSchema.parse(input);
+    const jobId = jobIdForPlan(data.planId);
+    const marker = this.keys.enqueued(jobId);
+    // SET NX decides who created the job; everyone still calls add (idempotent by job id), so a
+    // creator that died between the two steps cannot lose the job for the others.
+    const created = (await this.redis.set(marker, data.planId, 'PX', this.keepMs, 'NX')) === 'OK';
+    try {
+      await this.queue.add(SWITCH_JOB_NAME, data, {
+        jobId,
+        backoff: { type: SWITCH_BACKOFF, delay: this.retry.baseDelayMs },
+      });
+    } catch (e) {
+      if (created) await this.redis.del(marker);
+      throw e;
+    }
+    if (created) {
+      this.logger.info(
+        { jobId, planId: data.planId, environment: data.environment, action: data.action },
+        'switch enqueued',
+      );
+      await this.audit
+        ?.append({
+          at: this.clock.now(),
+          environment: data.environment,
+          action: data.action,
+          event: 'requested',
+          actor: data.requestedBy,
+          planId: data.planId,
+          jobId,
+          targetId: data.targetId,
+          fromId: data.expectedCurrent,
+        })
+        .catch((e: unknown) => this.logger.warn({ err: e, jobId }, 'audit append failed'));
+    } else {
+      this.logger.debug({ jobId, planId: data.planId }, 'switch enqueue joined an existing job');
+    }
+    return { jobId, joined: !created };
+  }
+
+  /** Attaches more chat messages to a job (a second surface following it); returns false when unknown. */
+  async addMessages(jobId: string, refs: readonly MessageRef[]): Promise<boolean> {
+    const job = await this.queue.getJob(jobId);
+    if (!job) return false;
+    const parsed = z.array(messageRefSchema).parse(refs);
+    if (parsed.length === 0) return true;
+    const key = this.keys.messages(jobId);
+    await this.redis
+      .multi()
+      .sadd(key, ...parsed.map((r) => JSON.stringify(r)))
+      .pexpire(key, this.keepMs)
+      .exec();
+    return true;
+  }
+
+  /** The job's current progress; a job not yet started reports `queued` running. */
+  async progress(jobId: string): Promise<Progress | undefined> {
+    const job = await this.queue.getJob(jobId);
+    if (!job) return undefined;
+    return progressOf(job, jobId);
+  }
+
+  /** The waiting or running switch of an environment, if any (the one running first). */
+  async activeForEnvironment(environment: string): Promise<{ jobId: string; planId: string } | undefined> {
+    const holder = await this.lock.holder(environment);
+    if (holder) {
+      const job = await this.queue.getJob(holder);
+      const data = job ? switchJobSchema.safeParse(job.data) : undefined;
+      if (data?.success) return { jobId: holder, planId: data.data.planId };
+    }
+    const jobs = await this.queue.getJobs(['active', 'waiting', 'prioritized', 'delayed'], 0, 500, true);
+    for (const job of jobs) {
+      const data = switchJobSchema.safeParse(job.data);
+      if (data.success && data.data.environment === environment && job.id) {
+        return { jobId: job.id, planId: data.data.planId };
+      }
+    }
+    return undefined;
+  }
+
+  private queueEvents(): Promise<QueueEvents> {
+    this.eventsReady ??= (async () => {
+      this.eventsRedis = createRedis(this.redisUrl);
+      const events = new QueueEvents(this.queueName, {
+        connection: this.eventsRedis,
+        prefix: this.prefix,
+      });
+      events.on('error', (err) => this.logger.warn({ err }, 'queue events connection error'));
+      events.on('progress', ({ data }) => {
+        const parsed = progressSchema.safeParse(data);
+        if (!parsed.success) return;
+        for (const listener of this.listeners) listener(parsed.data);
+      });
+      await events.waitUntilReady();
+      return events;
+    })();
+    return this.eventsReady;
+  }
+
+  /**
+   * Follows every job's progress as any worker publishes it (a surface in one process following a
+   * switch running in another). Resolves once subscribed; call the returned function to stop.
+   */
+  async onProgress(listener: (progress: Progress) => void): Promise<() => void> {
+    this.listeners.add(listener);
+    await this.queueEvents();
+    return () => {
+      this.listeners.delete(listener);
+    };
+  }
+
+  /**
+   * Waits until the job has ended (succeeded or failed for good) and returns its final progress;
+   * undefined when the job does not exist. Rejects when `timeoutMs` passes first.
+   */
+  async waitForEnd(jobId: string, timeoutMs = 120_000): Promise<Progress | undefined> {
+    const events = await this.queueEvents();
+    const job = await this.queue.getJob(jobId);
+    if (!job) return undefined;
+    try {
+      await job.waitUntilFinished(events, timeoutMs);
+    } catch (e) {
+      const state = await job.getState();
+      if (state !== 'failed') throw e;
+    }
+    return this.progress(jobId);
+  }
+
+  /** Removes every job and Switchyard key of this queue (tests and operators resetting a queue). */
+  async obliterate(): Promise<void> {
+    await this.queue.obliterate({ force: true });
+    let cursor = '0';
+    do {
+      const [next, found] = await this.redis.scan(cursor, 'MATCH', `${this.keys.base}*`, 'COUNT', 500);
+      cursor = next;
+      if (found.length > 0) await this.redis.del(...found);
+    } while (cursor !== '0');
+  }
+
+  async close(): Promise<void> {
+    this.listeners.clear();
+    if (this.eventsReady) {
+      const events = await this.eventsReady.catch(() => undefined);
+      await events?.close();
+      await this.eventsRedis?.quit().catch(() => undefined);
+    }
+    await this.queue.close();
+    if (this.ownsRedis) await this.redis.quit().catch(() => undefined);
+  }
+}
+
+/** Reads a job's progress: the published object, or a synthesized `queued` state before the first. */
+export function progressOf(job: Job, jobId: string): Progress | undefined {
+  const published = progressSchema.safeParse(job.progress);
+  if (published.success) return published.data;
+  const data = switchJobSchema.safeParse(job.data);
+  if (!data.success) return undefined;
+  const d = data.data;
+  return {
+    jobId,
+    planId: d.planId,
+    action: d.action,
+    environment: d.environment,
+    targetId: d.targetId,
+    fromId: d.expectedCurrent,
+    requestedBy: d.requestedBy,
+    ...(d.approvedBy === undefined ? {} : { approvedBy: d.approvedBy }),
+    steps: [{ step: 'queued', state: 'running', startedAt: job.timestamp }],
+    traffic: [],
+    attempt: 1,
+    updatedAt: job.timestamp,
+  };
+}

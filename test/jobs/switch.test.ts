@@ -1,0 +1,295 @@
+/**
+ * Switch jobs end to end in one process: real Redis, a fresh queue per test, the real LocalPlatform.
+ * Covers the exact progress sequence (running and standby targets), stale plans, refusals and 4xx as
+ * non-retryable, retry-then-success, the audit trail and metrics, and graceful shutdown (finish, or
+ * hand back and resume the same platform operation without a second switch).
+ */
+import { afterEach, describe, expect, it } from 'vitest';
+import { PlatformHttpError } from '../../src/errors.js';
+import { Cleanup, jobData, planFor, transitions } from './fixtures/harness.js';
+import { seedDomains, seedIds } from './fixtures/seed.js';
+import { type JobsEnv, REACTIVATION_MS, setupJobs } from './fixtures/setup.js';
+
+const cleanup = new Cleanup();
+afterEach(() => cleanup.run());
+
+async function rollbacksOn(env: JobsEnv, environment: string): Promise<number> {
+  const snap = await env.local.snapshot(environment);
+  return snap.liveHistory.filter((h) => h.via === 'rollback').length;
+}
+
+async function jobCount(env: JobsEnv, value: string): Promise<number> {
+  const m = await env.metrics.jobs.get();
+  return m.values.filter((v) => v.labels.outcome === value).reduce((n, v) => n + v.value, 0);
+}
+
+describe('switch job', () => {
+  it('rolls back through the exact progress sequence and verifies every domain', async () => {
+    const env = await setupJobs(cleanup);
+    await env.startWorker();
+    const plan = await planFor(env.local, 'env0', 'rollback', env.clock.now());
+    expect(plan.target.id).toBe(seedIds(0).previous);
+
+    const { jobId, joined } = await env.queue.enqueue(jobData(plan, env.clock.now()));
+    expect(joined).toBe(false);
+    const final = await env.queue.waitForEnd(jobId);
+
+    expect(final?.outcome).toBe('succeeded');
+    expect(transitions(env.reporter.of(jobId))).toEqual([
+      'queued:done',
+      'validating:running',
+      'validating:done',
+      'switching:running',
+      'switching:done',
+      'verifying:running',
+      'verifying:done',
+      'done:done',
+    ]);
+    expect(final?.steps.map((s) => s.step)).toEqual([
+      'queued',
+      'validating',
+      'switching',
+      'verifying',
+      'done',
+    ]);
+    for (const s of final?.steps ?? []) {
+      expect(s.endedAt).toBeGreaterThanOrEqual(s.startedAt);
+    }
+    expect(final?.traffic).toEqual(
+      seedDomains(0).map((hostname) => ({ hostname, deploymentId: plan.target.id, ok: true })),
+    );
+    expect(final?.message).toContain(`Rolled back env0 to ${plan.target.id}`);
+    expect(final?.message).toContain('app.env0.test → ');
+    // The Reporter got the chat message ref; BullMQ progress holds the same final object.
+    expect(env.reporter.reports.at(-1)?.messages).toEqual([
+      { surface: 'console', channel: 'ops', messageId: 'm-1' },
+    ]);
+    expect(env.reporter.of(jobId).at(-1)).toEqual(final);
+
+    const snap = await env.local.snapshot('env0');
+    expect(snap.environment.currentDeploymentId).toBe(plan.target.id);
+    expect(snap.environment.rolledBack).toBe(true);
+    expect(await rollbacksOn(env, 'env0')).toBe(1);
+
+    const audit = await env.audit.recent('env0', 10);
+    expect(audit.map((a) => a.event)).toEqual(['succeeded', 'started', 'requested']);
+    expect(audit[0]).toMatchObject({
+      jobId,
+      planId: plan.id,
+      targetId: plan.target.id,
+      actor: { userId: 'u-alice' },
+    });
+    expect(await jobCount(env, 'succeeded')).toBe(1);
+    const hist = await env.metrics.switchDuration.get();
+    expect(hist.values.find((v) => v.metricName?.endsWith('_count'))?.value).toBe(1);
+  });
+
+  it('reports reactivating when the target is in standby, and only then', async () => {
+    const env = await setupJobs(cleanup);
+    await env.startWorker();
+    const plan = await planFor(env.local, 'env0', 'rollback', env.clock.now(), seedIds(0).standby);
+    expect(plan.targetStandby).toBe(true);
+    const { jobId } = await env.queue.enqueue(jobData(plan, env.clock.now()));
+
+    await env.reporter.waitFor((p) => p.jobId === jobId && p.operationId !== undefined);
+    // The platform holds the target in reactivation until its clock moves.
+    expect(await rollbacksOn(env, 'env0')).toBe(0);
+    await env.clock.advance(REACTIVATION_MS);
+    const final = await env.queue.waitForEnd(jobId);
+
+    expect(final?.outcome).toBe('succeeded');
+    expect(transitions(env.reporter.of(jobId))).toEqual([
+      'queued:done',
+      'validating:running',
+      'validating:done',
+      'reactivating:running',
+      'reactivating:done',
+      'switching:running',
+      'switching:done',
+      'verifying:running',
+      'verifying:done',
+      'done:done',
+    ]);
+    expect(final?.traffic.every((t) => t.deploymentId === plan.target.id && t.ok)).toBe(true);
+  });
+
+  it('promotes after a rollback, and a promote that only resumes deploys verifies nothing', async () => {
+    const env = await setupJobs(cleanup);
+    await env.startWorker();
+    const rb = await planFor(env.local, 'env1', 'rollback', env.clock.now());
+    const first = await env.queue.enqueue(jobData(rb, env.clock.now()));
+    expect((await env.queue.waitForEnd(first.jobId))?.outcome).toBe('succeeded');
+
+    // Promote the rolled-back current deployment: no domain moves, automatic deploys resume.
+    const resume = await planFor(env.local, 'env1', 'promote', env.clock.now(), rb.target.id);
+    expect(resume.resumesAutoDeploys).toBe(true);
+    const second = await env.queue.enqueue(jobData(resume, env.clock.now()));
+    const final = await env.queue.waitForEnd(second.jobId);
+    expect(final?.outcome).toBe('succeeded');
+    expect(final?.traffic).toEqual([]);
+    expect(final?.message).toContain('Automatic deploys resume');
+    expect((await env.local.snapshot('env1')).environment.rolledBack).toBe(false);
+  });
+
+  it('ends a plan made stale by another switch as plan_stale, without switching', async () => {
+    const env = await setupJobs(cleanup);
+    await env.startWorker();
+    const now = env.clock.now();
+    const a = await planFor(env.local, 'env0', 'rollback', now);
+    const b = await planFor(env.local, 'env0', 'rollback', now, seedIds(0).standby);
+    const ja = await env.queue.enqueue(jobData(a, now));
+    expect((await env.queue.waitForEnd(ja.jobId))?.outcome).toBe('succeeded');
+
+    const jb = await env.queue.enqueue(jobData(b, now));
+    const final = await env.queue.waitForEnd(jb.jobId);
+    expect(final?.outcome).toBe('stale');
+    expect(final?.code).toBe('plan_stale');
+    expect(final?.message).toContain(`now serves ${a.target.id}`);
+    expect(transitions(env.reporter.of(jb.jobId))).toEqual([
+      'queued:done',
+      'validating:running',
+      'validating:failed',
+    ]);
+    const job = await env.queue.queue.getJob(jb.jobId);
+    expect(job?.failedReason).toMatch(/^plan_stale: Traffic moved/);
+    expect(job?.attemptsMade).toBe(1);
+    expect(env.platform.switchCalls).toBe(1);
+    expect(await rollbacksOn(env, 'env0')).toBe(1);
+    expect((await env.audit.recent('env0', 1))[0]).toMatchObject({ event: 'refused', code: 'plan_stale' });
+    expect(await jobCount(env, 'stale')).toBe(1);
+  });
+
+  it('fails at once, without retrying, on a refusal and on a platform 4xx', async () => {
+    const env = await setupJobs(cleanup, {
+      faults: {
+        switchErrors: [
+          new PlatformHttpError(
+            404,
+            'POST',
+            'http://platform.test/v2/deployments.rollbackDeployment',
+            'deployment_not_found',
+            'not found',
+            {},
+          ),
+        ],
+      },
+    });
+    await env.startWorker();
+    const now = env.clock.now();
+
+    // A 4xx from the platform: non-retryable, the job fails on its first attempt.
+    const p0 = await planFor(env.local, 'env0', 'rollback', now);
+    const j0 = await env.queue.enqueue(jobData(p0, now));
+    const f0 = await env.queue.waitForEnd(j0.jobId);
+    expect(f0?.outcome).toBe('failed');
+    expect(f0?.code).toBe('platform_http');
+    expect(f0?.message).toContain('404 POST');
+    expect(f0?.message).toContain(`env0 is serving ${seedIds(0).current}`);
+    expect((await env.queue.queue.getJob(j0.jobId))?.attemptsMade).toBe(1);
+
+    // A refusal: the target was stopped after the plan was made.
+    const p1 = await planFor(env.local, 'env1', 'rollback', now, seedIds(1).standby);
+    await env.local.stop(seedIds(1).standby);
+    const j1 = await env.queue.enqueue(jobData(p1, now));
+    const f1 = await env.queue.waitForEnd(j1.jobId);
+    expect(f1?.outcome).toBe('refused');
+    expect(f1?.code).toBe('target_stopped');
+    const job1 = await env.queue.queue.getJob(j1.jobId);
+    expect(job1?.failedReason).toMatch(/^target_stopped: /);
+    expect(job1?.attemptsMade).toBe(1);
+    expect(env.platform.switchCalls).toBe(1);
+    expect(await rollbacksOn(env, 'env0')).toBe(0);
+    expect(await rollbacksOn(env, 'env1')).toBe(0);
+  });
+
+  it('retries a 5xx with backoff and then succeeds', async () => {
+    const env = await setupJobs(cleanup, {
+      faults: {
+        switchErrors: [
+          new PlatformHttpError(503, 'POST', 'http://platform.test/rollback', undefined, 'unavailable'),
+          new PlatformHttpError(502, 'POST', 'http://platform.test/rollback', undefined, 'bad gateway'),
+        ],
+      },
+    });
+    await env.startWorker();
+    const plan = await planFor(env.local, 'env0', 'rollback', env.clock.now());
+    const { jobId } = await env.queue.enqueue(jobData(plan, env.clock.now()));
+    const final = await env.queue.waitForEnd(jobId);
+
+    expect(final?.outcome).toBe('succeeded');
+    expect(final?.attempt).toBe(3);
+    const reports = env.reporter.of(jobId);
+    const failedAttempts = reports.filter((p) =>
+      p.steps.some((s) => s.step === 'switching' && s.state === 'failed'),
+    );
+    expect(new Set(failedAttempts.map((p) => p.attempt))).toEqual(new Set([1, 2]));
+    expect(failedAttempts[0]?.steps.at(-1)?.detail).toContain('retrying');
+    expect(env.platform.switchCalls).toBe(3);
+    expect(await rollbacksOn(env, 'env0')).toBe(1);
+    // BullMQ counts the successful attempt too.
+    expect((await env.queue.queue.getJob(jobId))?.attemptsMade).toBe(3);
+  });
+
+  it('gives up after the last attempt of a retryable failure with outcome failed', async () => {
+    const err = () =>
+      new PlatformHttpError(503, 'POST', 'http://platform.test/rollback', undefined, 'unavailable');
+    const env = await setupJobs(cleanup, { attempts: 2, faults: { switchErrors: [err(), err(), err()] } });
+    await env.startWorker();
+    const plan = await planFor(env.local, 'env0', 'rollback', env.clock.now());
+    const { jobId } = await env.queue.enqueue(jobData(plan, env.clock.now()));
+    const final = await env.queue.waitForEnd(jobId);
+    expect(final?.outcome).toBe('failed');
+    expect(final?.attempt).toBe(2);
+    expect(final?.code).toBe('platform_http');
+    expect(env.platform.switchCalls).toBe(2);
+  });
+});
+
+describe('graceful shutdown', () => {
+  it('stops taking jobs and lets the active switch finish', async () => {
+    const env = await setupJobs(cleanup);
+    const handle = await env.startWorker();
+    const now = env.clock.now();
+    const plan = await planFor(env.local, 'env0', 'rollback', now, seedIds(0).standby);
+    const { jobId } = await env.queue.enqueue(jobData(plan, now));
+    await env.reporter.waitFor((p) => p.jobId === jobId && p.operationId !== undefined);
+
+    const closed = handle.close();
+    let isClosed = false;
+    void closed.then(() => {
+      isClosed = true;
+    });
+    const other = await env.queue.enqueue(jobData(await planFor(env.local, 'env1', 'rollback', now), now));
+    expect(isClosed).toBe(false);
+    await env.clock.advance(REACTIVATION_MS);
+    await closed;
+
+    expect((await env.queue.progress(jobId))?.outcome).toBe('succeeded');
+    // The job enqueued during shutdown was not taken.
+    expect(await env.queue.queue.getJobState(other.jobId)).toBe('waiting');
+  });
+
+  it('hands the active switch back when shutdown runs out of time; another worker resumes it without switching twice', async () => {
+    const env = await setupJobs(cleanup);
+    const first = await env.startWorker({ shutdownTimeoutMs: 20 });
+    const now = env.clock.now();
+    const plan = await planFor(env.local, 'env0', 'rollback', now, seedIds(0).standby);
+    const { jobId } = await env.queue.enqueue(jobData(plan, now));
+    await env.reporter.waitFor((p) => p.jobId === jobId && p.operationId !== undefined);
+
+    await first.close();
+    expect(await env.queue.queue.getJobState(jobId)).toBe('waiting');
+    expect(env.platform.switchCalls).toBe(1);
+
+    await env.startWorker();
+    await env.reporter.waitFor(
+      (p) =>
+        p.jobId === jobId && p.steps[1]?.detail?.includes('Resuming') === true && p.operationId !== undefined,
+    );
+    await env.clock.advance(REACTIVATION_MS);
+    const final = await env.queue.waitForEnd(jobId);
+    expect(final?.outcome).toBe('succeeded');
+    expect(env.platform.switchCalls).toBe(1);
+    expect(await rollbacksOn(env, 'env0')).toBe(1);
+  });
+});
