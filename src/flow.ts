@@ -350,7 +350,11 @@ export class Flow {
    * The cancel (or dismiss) click: the person who asked, the person who confirmed, or anyone permitted
    * on the environment. After the switch was enqueued, says it is already running.
    */
-  async cancel(actorInput: ActingUser, planId: string): Promise<CancelOutcome> {
+  async cancel(
+    actorInput: ActingUser,
+    planId: string,
+    verb: 'cancelled' | 'dismissed' = 'cancelled',
+  ): Promise<CancelOutcome> {
     const start = await this.begin(actorInput, planId);
     if (start.done) return start.outcome;
     const { actor, record } = start;
@@ -361,7 +365,12 @@ export class Flow {
       const permission = canAct(actor, record.plan.environment, { config: this.config });
       if (!permission.ok) return this.refused(record, actor, permission.refusal);
     }
-    return this.cancelFrom(actor, record);
+    return this.cancelFrom(actor, record, verb);
+  }
+
+  /** Dismisses an alert suggestion: a cancel, recorded as dismissed. */
+  async dismiss(actorInput: ActingUser, planId: string): Promise<CancelOutcome> {
+    return this.cancel(actorInput, planId, 'dismissed');
   }
 
   /** A fresh plan for the same action, environment and target (after a stale or expired one). */
@@ -593,7 +602,11 @@ export class Flow {
     });
   }
 
-  private async cancelFrom(actor: ActingUser, record: PlanRecord): Promise<CancelOutcome> {
+  private async cancelFrom(
+    actor: ActingUser,
+    record: PlanRecord,
+    verb: 'cancelled' | 'dismissed',
+  ): Promise<CancelOutcome> {
     switch (record.state) {
       case PlanState.enqueued: {
         const jobId = record.jobId ?? (await this.queue.enqueue(this.jobData(record))).jobId;
@@ -621,10 +634,10 @@ export class Flow {
     });
     if (!moved.ok) {
       if (moved.record === undefined) return this.goneOutcome(record.plan.id);
-      return this.cancelFrom(actor, moved.record);
+      return this.cancelFrom(actor, moved.record, verb);
     }
     await this.record(moved.record, 'cancelled', actor, {
-      message: `${who(actor)} cancelled the ${record.plan.action} to ${record.plan.target.id}`,
+      message: `${who(actor)} ${verb} the ${record.plan.action} to ${record.plan.target.id}`,
     });
     return { status: 'cancelled', record: moved.record };
   }
