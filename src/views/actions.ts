@@ -70,7 +70,10 @@ const partSchema = (what: string) =>
   z
     .string()
     .min(1, `expected a non-empty ${what}`)
-    .regex(PART, `expected a ${what} of letters, digits, "_", "." or "-"`);
+    .regex(
+      PART,
+      `expected only letters, digits, "_", "." or "-" in the ${what}, starting with a letter or digit`,
+    );
 
 const planActionSchema = z.object({
   kind: z.enum(PLAN_KINDS as [PlanActionKind, ...PlanActionKind[]]),

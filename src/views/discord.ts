@@ -58,11 +58,11 @@ export interface DiscordRenderOptions {
 
 /**
  * Escapes text for Discord markdown: a backslash before every character that could format, quote,
- * link, mention or make a timestamp/emoji (`\ * _ ~ \` | > < [ ] ( ) # - : @`), so a hostile commit
- * message shows literally.
+ * link or mention (`\ * _ ~ \` | > < [ ] ( ) # - @`; `<` also covers timestamps and custom emoji), so a
+ * hostile commit message shows literally.
  */
 export function escapeDiscord(text: string): string {
-  return text.replace(/[\\*_~`|<>[\]()#\-:@]/g, (ch) => `\\${ch}`);
+  return text.replace(/[\\*_~`|<>[\]()#\-@]/g, (ch) => `\\${ch}`);
 }
 
 function wrap(text: string, marker: string, forbidden: string): string {

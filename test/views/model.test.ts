@@ -1,0 +1,589 @@
+import { describe, expect, it } from 'vitest';
+import { buildPlan } from '../../src/domain/plan.js';
+import type { EnvironmentSnapshot } from '../../src/domain/types.js';
+import { parseAction } from '../../src/views/actions.js';
+import {
+  type AuditEntryLike,
+  type ConfirmationState,
+  confirmationView,
+  deploymentsView,
+  noticeView,
+  progressView,
+  refusalView,
+  usageView,
+} from '../../src/views/model.js';
+import type { ButtonView, MessageView, ViewBlock } from '../../src/views/types.js';
+import { alice, bob, HOSTILE, NOW, plan, progress, snapshot, viewText } from './fixtures.js';
+
+const MIN = 60_000;
+
+function blocksOf<T extends ViewBlock['type']>(
+  view: MessageView,
+  type: T,
+): Extract<ViewBlock, { type: T }>[] {
+  return view.blocks.filter((b): b is Extract<ViewBlock, { type: T }> => b.type === type);
+}
+
+function labels(buttons: readonly ButtonView[]): string[] {
+  return buttons.map((b) => b.label);
+}
+
+function routingOf(s: EnvironmentSnapshot) {
+  return s.domains.map((d) => ({
+    hostname: d.hostname,
+    stickiness: d.stickiness,
+    environment: d.environment,
+    ...(d.deploymentId === undefined ? {} : { deploymentId: d.deploymentId }),
+  }));
+}
+
+describe('confirmationView', () => {
+  it('pending rollback lists current, every affected domain and the standby target', () => {
+    const p = plan('rollback');
+    const v = confirmationView(p, { state: 'pending', now: NOW, requestedBy: alice });
+    expect(v.kind).toBe('confirmation');
+    expect(v.title).toBe('Roll back production to dep_2?');
+    const [current, target] = blocksOf(v, 'deployment');
+    expect(current?.label).toBe('Current deployment');
+    expect(current?.card).toMatchObject({
+      id: 'dep_3',
+      shortSha: p.current.commit.sha.slice(0, 7),
+      author: 'Carol',
+    });
+    expect(current?.card.live).toBe('live for 37 minutes');
+    expect(current?.card.message).toBe(HOSTILE);
+    expect(target?.label).toBe('Target deployment');
+    expect(target?.card).toMatchObject({ id: 'dep_2', status: 'standby', message: 'feat: checkout v2' });
+    expect(target?.card.notes).toContain('in standby: reactivation takes longer');
+    const [domains] = blocksOf(v, 'list');
+    expect(domains?.label).toBe('Affected domains (4)');
+    expect(domains?.items.map((i) => i.spans[0]?.text)).toEqual([
+      'demo.example.com',
+      'shop-1.example.com',
+      'production.demo.switchyard.local',
+      'main.demo.switchyard.local',
+    ]);
+    expect(viewText(v)).not.toContain('dep-3.demo.switchyard.local');
+    expect(viewText(v)).not.toContain('rolled back');
+    expect(labels(v.buttons)).toEqual(['Rollback to target version', 'Cancel']);
+    const [confirm, cancel] = v.buttons;
+    expect(confirm?.style).toBe('danger');
+    expect(confirm?.confirm?.title).toBe('Roll back production to dep_2?');
+    expect(confirm?.confirm?.text).toContain('reactivation takes longer');
+    expect(parseAction(confirm?.actionId)).toEqual({ ok: true, value: { kind: 'confirm', ref: p.id } });
+    expect(parseAction(cancel?.actionId)).toEqual({ ok: true, value: { kind: 'cancel', ref: p.id } });
+    expect(viewText(v)).toContain('Requested by Alice');
+    expect(v.ephemeral).toBe(false);
+  });
+
+  it('rollback while already rolled back says so', () => {
+    const p = plan('rollback', { rolledBack: true });
+    expect(p.target.id).toBe('dep_1');
+    const v = confirmationView(p, { state: 'pending', now: NOW });
+    expect(viewText(v)).toContain('production is already rolled back (to dep_2)');
+  });
+
+  it('promote says it restores automatic domain assignment', () => {
+    const p = plan('promote', { rolledBack: true });
+    expect(p.target.id).toBe('dep_6');
+    const v = confirmationView(p, { state: 'pending', now: NOW });
+    expect(v.title).toBe('Promote dep_6 on production?');
+    expect(viewText(v)).toContain('restores automatic domain assignment for new pushes');
+    expect(viewText(v)).toContain('production is rolled back (to dep_2)');
+    expect(labels(v.buttons)).toEqual(['Promote to target version', 'Cancel']);
+    expect(v.buttons[0]?.style).toBe('primary');
+  });
+
+  it('promote of the current deployment while rolled back reads "Resume automatic deploys"', () => {
+    const p = plan('promote', { rolledBack: true, target: 'dep_2' });
+    expect(p.resumesAutoDeploys).toBe(true);
+    const v = confirmationView(p, { state: 'pending', now: NOW });
+    expect(v.title).toBe('Resume automatic deploys on production?');
+    expect(viewText(v)).toContain('No domain moves: dep_2 already serves production.');
+    expect(blocksOf(v, 'list')).toHaveLength(0);
+    expect(labels(v.buttons)).toEqual(['Resume automatic deploys', 'Cancel']);
+  });
+
+  it('awaiting approval names who must not approve', () => {
+    const p = plan('rollback');
+    const v = confirmationView(p, { state: 'awaiting_approval', now: NOW, requestedBy: alice });
+    expect(v.title).toBe('Waiting for approval: roll back production to dep_2');
+    expect(viewText(v)).toContain('Waiting for approval by a second person (not Alice).');
+    expect(labels(v.buttons)).toEqual(['Approve', 'Cancel']);
+    expect(parseAction(v.buttons[0]?.actionId)).toEqual({ ok: true, value: { kind: 'approve', ref: p.id } });
+    expect(v.buttons[0]?.confirm?.text).toContain('Alice asked to roll back production to dep_2');
+  });
+
+  it('enqueued and cancelled have no buttons and say who', () => {
+    const p = plan('rollback');
+    const enq = confirmationView(p, { state: 'enqueued', now: NOW, requestedBy: alice, approvedBy: bob });
+    expect(enq.buttons).toHaveLength(0);
+    expect(viewText(enq)).toContain('Confirmed by Alice, approved by Bob. Progress follows in this message.');
+    const can = confirmationView(p, { state: 'cancelled', now: NOW, requestedBy: alice, cancelledBy: bob });
+    expect(can.buttons).toHaveLength(0);
+    expect(viewText(can)).toContain('Cancelled by Bob. Nothing changed.');
+  });
+
+  it('stale says what changed and offers a fresh plan', () => {
+    const p = plan('rollback');
+    const v = confirmationView(p, {
+      state: 'stale',
+      now: NOW,
+      staleReason: 'Traffic moved since this plan was made: production now serves dep_6, not dep_3.',
+    });
+    expect(viewText(v)).toContain('production now serves dep_6, not dep_3. Nothing was changed.');
+    expect(labels(v.buttons)).toEqual(['Make a fresh plan']);
+    expect(parseAction(v.buttons[0]?.actionId)).toEqual({ ok: true, value: { kind: 'replan', ref: p.id } });
+  });
+
+  it('expired says how to start again', () => {
+    const v = confirmationView(plan('rollback'), { state: 'expired', now: NOW });
+    expect(v.buttons).toHaveLength(0);
+    expect(viewText(v)).toContain('Run /rollback again for a fresh plan.');
+  });
+
+  it('alert suggestion correlates and adds Dismiss; resolved keeps the button as optional', () => {
+    const p = plan('rollback');
+    const alert = {
+      source: 'grafana',
+      title: 'High 5xx on checkout',
+      startedAt: NOW - 30 * MIN,
+      resolved: false,
+    };
+    const v = confirmationView(p, { state: 'pending', now: NOW, alert });
+    expect(viewText(v)).toContain('Alert from grafana: High 5xx on checkout');
+    expect(viewText(v)).toContain('dep_3 went live 7 minutes before this alert started.');
+    expect(labels(v.buttons)).toEqual(['Rollback to target version', 'Cancel', 'Dismiss']);
+    expect(parseAction(v.buttons[2]?.actionId)).toEqual({ ok: true, value: { kind: 'dismiss', ref: p.id } });
+
+    const resolved = confirmationView(p, {
+      state: 'pending',
+      now: NOW,
+      alert: {
+        ...alert,
+        resolved: true,
+        resolvedAt: NOW - MIN,
+        wentLive: { deploymentId: 'dep_3', at: NOW - 45 * MIN },
+      },
+    });
+    expect(labels(resolved.buttons)).toEqual(['Rollback to target version (optional)', 'Cancel', 'Dismiss']);
+    expect(viewText(resolved)).toContain(
+      'The alert resolved at 2026-11-29 11:59 UTC. The rollback below is optional now.',
+    );
+    expect(viewText(resolved)).toContain('dep_3 went live 15 minutes before this alert started.');
+  });
+
+  it('keeps every one of 400 affected domains in the model', () => {
+    const p = plan('rollback', { liveDomains: 398 });
+    expect(p.affectedDomains).toHaveLength(400);
+    const v = confirmationView(p, { state: 'pending', now: NOW });
+    const [list] = blocksOf(v, 'list');
+    expect(list?.label).toBe('Affected domains (400)');
+    expect(list?.items).toHaveLength(400);
+  });
+
+  it('keeps confirm dialogs within Slack limits even with very long ids', () => {
+    const s = snapshot();
+    const long = 'x'.repeat(90);
+    const big: EnvironmentSnapshot = {
+      ...s,
+      environment: { ...s.environment, slug: `production-${long}`, currentDeploymentId: `dep_3_${long}` },
+      deployments: s.deployments.map((d) => ({
+        ...d,
+        environment: `production-${long}`,
+        id: `${d.id}_${long}`,
+      })),
+      domains: s.domains.map((d) => ({
+        ...d,
+        environment: `production-${long}`,
+        ...(d.deploymentId === undefined ? {} : { deploymentId: `${d.deploymentId}_${long}` }),
+      })),
+      liveHistory: s.liveHistory.map((h) => ({ ...h, deploymentId: `${h.deploymentId}_${long}` })),
+    };
+    const r = buildPlan(big, { action: 'rollback', now: NOW });
+    expect(r.ok).toBe(true);
+    if (!r.ok) return;
+    for (const state of ['pending', 'awaiting_approval'] as const) {
+      const v = confirmationView(r.value, { state, now: NOW, requestedBy: alice });
+      for (const b of v.buttons) {
+        if (b.confirm === undefined) continue;
+        expect(b.confirm.title.length).toBeLessThanOrEqual(100);
+        expect(b.confirm.text.length).toBeLessThanOrEqual(300);
+        expect(b.confirm.title.endsWith('…')).toBe(true);
+      }
+    }
+  });
+
+  it('covers every state', () => {
+    const states: ConfirmationState[] = [
+      'pending',
+      'awaiting_approval',
+      'enqueued',
+      'cancelled',
+      'stale',
+      'expired',
+    ];
+    const titles = states.map((state) => confirmationView(plan('rollback'), { state, now: NOW }).title);
+    expect(new Set(titles).size).toBe(states.length);
+  });
+});
+
+describe('progressView', () => {
+  it('running: header, who confirmed, each step with state and duration', () => {
+    const p = plan('rollback');
+    const v = progressView(progress(p, { approvedBy: bob }), p);
+    expect(v.title).toBe('Rolling back production to dep_2');
+    expect(v.tone).toBe('info');
+    expect(viewText(v)).toContain('Confirmed by Alice · approved by Bob · from dep_3');
+    const [steps] = blocksOf(v, 'steps');
+    expect(steps?.steps.map((s) => [s.step, s.state, s.duration ?? ''])).toEqual([
+      ['queued', 'done', '120 ms'],
+      ['validating', 'done', '1.2 s'],
+      ['reactivating', 'running', '12 s'],
+      ['switching', 'pending', ''],
+      ['verifying', 'pending', ''],
+      ['done', 'pending', ''],
+    ]);
+    expect(v.buttons).toHaveLength(0);
+  });
+
+  it('skips reactivation for a running target and shows the attempt', () => {
+    const p = plan('promote', { rolledBack: true });
+    const v = progressView(
+      progress(p, {
+        attempt: 2,
+        steps: [{ step: 'switching', state: 'running', startedAt: NOW, detail: 'moving 4 domains' }],
+        updatedAt: NOW + 3 * MIN + 5000,
+      }),
+      p,
+    );
+    expect(v.title).toBe('Promoting dep_6 on production');
+    const [steps] = blocksOf(v, 'steps');
+    expect(steps?.steps.find((s) => s.step === 'reactivating')).toMatchObject({
+      state: 'skipped',
+      detail: 'target is running',
+    });
+    expect(steps?.steps.find((s) => s.step === 'switching')).toMatchObject({
+      duration: '3 min 5 s',
+      detail: 'moving 4 domains',
+    });
+    expect(viewText(v)).toContain('attempt 2');
+  });
+
+  it('succeeded: traffic is on the target with per-domain results', () => {
+    const p = plan('rollback');
+    const v = progressView(
+      progress(p, {
+        outcome: 'succeeded',
+        traffic: [
+          { hostname: 'demo.example.com', deploymentId: 'dep_2', ok: true },
+          { hostname: 'shop-1.example.com', deploymentId: 'dep_2', ok: true },
+        ],
+      }),
+      p,
+    );
+    expect(v.title).toBe('Rolled back production to dep_2');
+    expect(v.tone).toBe('success');
+    expect(viewText(v)).toContain('Traffic is on dep_2.');
+    expect(viewText(v)).toContain('production is now rolled back');
+    const [list] = blocksOf(v, 'list');
+    expect(list?.label).toBe('Domains (2)');
+    expect(list?.items.every((i) => i.state === 'ok')).toBe(true);
+    const [steps] = blocksOf(v, 'steps');
+    expect(steps?.steps.at(-1)?.state).toBe('done');
+    expect(steps?.steps.find((s) => s.step === 'switching')?.state).toBe('not_reached');
+  });
+
+  it('failed: says what state production is in now', () => {
+    const p = plan('rollback');
+    const v = progressView(
+      progress(p, {
+        outcome: 'failed',
+        code: 'verify_timeout',
+        message: 'Traffic did not settle: demo.example.com still answers from dep_3. Production is split.',
+        traffic: [
+          { hostname: 'demo.example.com', deploymentId: 'dep_3', ok: false },
+          { hostname: 'shop-1.example.com', ok: false },
+        ],
+      }),
+      p,
+    );
+    expect(v.title).toBe('Rollback of production to dep_2 failed');
+    expect(v.tone).toBe('danger');
+    expect(viewText(v)).toContain('Now: Traffic did not settle: demo.example.com still answers from dep_3.');
+    expect(viewText(v)).toContain('Code: verify_timeout');
+    const [list] = blocksOf(v, 'list');
+    expect(list?.label).toBe('Where traffic is now (2)');
+    expect(viewText(v)).toContain('shop-1.example.com → unknown');
+  });
+
+  it('stale offers a fresh plan; refused and cancelled say nothing moved', () => {
+    const p = plan('rollback');
+    const stale = progressView(progress(p, { outcome: 'stale', message: 'production now serves dep_6.' }), p);
+    expect(stale.title).toBe('Rollback of production to dep_2 not done: plan out of date');
+    expect(parseAction(stale.buttons[0]?.actionId)).toEqual({
+      ok: true,
+      value: { kind: 'replan', ref: p.id },
+    });
+    const refused = progressView(progress(p, { outcome: 'refused', code: 'forbidden' }), p);
+    expect(refused.title).toBe('Rollback of production to dep_2 refused');
+    expect(viewText(refused)).toContain('check /deployments production');
+    const cancelled = progressView(
+      progress(p, { outcome: 'cancelled', message: 'Cancelled before the switch.' }),
+      p,
+    );
+    expect(cancelled.tone).toBe('neutral');
+    expect(cancelled.title).toBe('Rollback of production to dep_2 cancelled');
+  });
+
+  it('resume of automatic deploys without the plan', () => {
+    const p = plan('promote', { rolledBack: true, target: 'dep_2' });
+    const v = progressView(progress(p, { steps: [] }));
+    expect(v.title).toBe('Resuming automatic deploys on production');
+    const done = progressView(progress(p, { outcome: 'succeeded' }));
+    expect(done.title).toBe('Resumed automatic deploys on production');
+    expect(viewText(done)).toContain('Automatic deploys are on again');
+  });
+});
+
+describe('deploymentsView', () => {
+  const audit: AuditEntryLike[] = Array.from({ length: 7 }, (_, k) => ({
+    at: NOW - (k + 1) * MIN,
+    event: k === 0 ? 'rollback.succeeded' : 'click.refused',
+    actor: { displayName: k === 0 ? 'Alice' : 'Mallory' },
+    targetId: 'dep_2',
+    ...(k === 1 ? { message: 'not in the allow list' } : {}),
+  }));
+
+  it('lists recent deployments with status, live marker and row buttons', () => {
+    const s = snapshot();
+    const v = deploymentsView(s, { routing: routingOf(s), audit: [], now: NOW });
+    const [rows] = blocksOf(v, 'rows');
+    const table = rows?.rows.map((r) => [
+      r.card.id,
+      r.markers.join(','),
+      labels(r.buttons).join(','),
+      r.servesDomains,
+    ]);
+    expect(table).toEqual([
+      ['dep_5', 'building', '', undefined],
+      ['dep_4', 'failed', '', undefined],
+      ['dep_3', 'live', '', 5],
+      ['dep_2', 'standby', 'Rollback to dep_2', undefined],
+      ['dep_1', 'stopped', '', undefined],
+    ]);
+    const row2 = rows?.rows[3]?.buttons[0];
+    expect(parseAction(row2?.actionId)).toEqual({
+      ok: true,
+      value: { kind: 'rollback_to', ref: { environment: 'production', deploymentId: 'dep_2' } },
+    });
+    expect(rows?.rows[2]?.card.live).toBe('live for 37 minutes');
+    expect(viewText(v)).not.toContain('rolled back');
+    expect(viewText(v)).toContain('No Switchyard activity recorded yet.');
+    expect(v.title).toBe('Deployments · production (demo)');
+  });
+
+  it('rolled back: banner with since and by, Promote on newer ready rows, Resume on the current one', () => {
+    const s = snapshot({ rolledBack: true });
+    const v = deploymentsView(s, { routing: routingOf(s), audit, now: NOW });
+    expect(v.tone).toBe('warning');
+    expect(viewText(v)).toContain(
+      'production is rolled back to dep_2 since 2026-11-29 09:00 UTC (3 hours ago) by Alice. New pushes create deployments but get no domains until someone promotes.',
+    );
+    const [rows] = blocksOf(v, 'rows');
+    const table = rows?.rows.map((r) => [r.card.id, r.markers.join(','), labels(r.buttons).join(',')]);
+    expect(table).toEqual([
+      ['dep_6', 'not live: rolled back', 'Promote dep_6'],
+      ['dep_5', 'building', ''],
+      ['dep_4', 'failed', ''],
+      ['dep_3', 'not live: rolled back', 'Promote dep_3'],
+      ['dep_2', 'live,rolled back', 'Resume automatic deploys'],
+      ['dep_1', 'standby', 'Rollback to dep_1'],
+    ]);
+    expect(parseAction(rows?.rows[4]?.buttons[0]?.actionId)).toEqual({
+      ok: true,
+      value: { kind: 'promote', ref: { environment: 'production', deploymentId: 'dep_2' } },
+    });
+    const activity = blocksOf(v, 'list').find((l) => l.label.startsWith('Recent activity'));
+    expect(activity?.label).toBe('Recent activity (latest 5 of 7)');
+    expect(activity?.items).toHaveLength(5);
+    expect(viewText(v)).toContain('2026-11-29 11:59 UTC rollback.succeeded by Alice → dep_2');
+    expect(viewText(v)).toContain('click.refused by Mallory → dep_2 — not in the allow list');
+  });
+
+  it('hides buttons while a switch runs and says so', () => {
+    const s = snapshot({ rolledBack: true });
+    const v = deploymentsView(s, {
+      routing: [],
+      audit: [],
+      now: NOW,
+      activeJob: {
+        action: 'promote',
+        targetId: 'dep_6',
+        requestedBy: { displayName: 'Bob' },
+        startedAt: NOW - 2 * MIN,
+      },
+    });
+    const [rows] = blocksOf(v, 'rows');
+    expect(rows?.rows.every((r) => r.buttons.length === 0)).toBe(true);
+    expect(viewText(v)).toContain('A promote to dep_6 is running (requested by Bob), started 2 minutes ago.');
+  });
+
+  it('limits to recent deployments but always lists the live one, with the total', () => {
+    const s = snapshot({ extraDeployments: 20 });
+    const v = deploymentsView(s, { routing: [], audit: [], now: NOW, limit: 2 });
+    const [rows] = blocksOf(v, 'rows');
+    expect(rows?.rows.map((r) => r.card.id)).toEqual(['dep_5', 'dep_4', 'dep_3']);
+    expect(rows?.total).toBe(25);
+  });
+
+  it('explains a row whose id does not fit a button', () => {
+    const s = snapshot();
+    const longId = `dep_${'z'.repeat(80)}`;
+    const withLong: EnvironmentSnapshot = {
+      ...s,
+      deployments: s.deployments.map((d) => (d.id === 'dep_2' ? { ...d, id: longId } : d)),
+    };
+    const v = deploymentsView(withLong, { routing: [], audit: [], now: NOW });
+    const row = blocksOf(v, 'rows')[0]?.rows.find((r) => r.card.id === longId);
+    expect(row?.buttons).toHaveLength(0);
+    expect(row?.buttonNote).toContain('does not fit a button; type /rollback with it instead');
+  });
+});
+
+describe('refusalView and usageView', () => {
+  it('refusal is ephemeral with a headline, the message and the code', () => {
+    const v = refusalView({
+      code: 'forbidden',
+      message: 'You may not act on production. Ask #ops to add you.',
+    });
+    expect(v.ephemeral).toBe(true);
+    expect(v.title).toBe('Not allowed');
+    expect(viewText(v)).toContain('You may not act on production. Ask #ops to add you.');
+    expect(viewText(v)).toContain('Nothing was changed. Code: forbidden');
+    expect(v.buttons).toHaveLength(0);
+  });
+
+  it('refusal with usage lists valid environments and recent deployments', () => {
+    const s = snapshot();
+    const v = refusalView(
+      { code: 'unknown_environment', message: 'Unknown environment "prd".' },
+      {
+        command: 'rollback',
+        validEnvironments: ['production', 'preview'],
+        recentDeployments: s.deployments.slice(0, 3),
+      },
+    );
+    expect(v.title).toBe('Unknown environment');
+    expect(blocksOf(v, 'usage')[0]).toMatchObject({ command: 'rollback' });
+    expect(viewText(v)).toContain('Valid environments: production, preview');
+    expect(viewText(v)).toContain('dep_5');
+  });
+
+  it('a refusal code without a headline still renders', () => {
+    const v = refusalView({ code: 'platform_forbidden', message: 'The root key lacks rollback_deployment.' });
+    expect(v.title).toBe('Not done');
+  });
+
+  it.each(['rollback', 'promote', 'deployments'] as const)('usage of /%s', (command) => {
+    const v = usageView(command, ['production'], snapshot().deployments);
+    expect(v.ephemeral).toBe(true);
+    expect(v.title).toBe(`How to use /${command}`);
+    const usage = blocksOf(v, 'usage')[0];
+    expect(usage?.command).toBe(command);
+    expect(usage?.args[0]?.required).toBe(true);
+    expect(viewText(v)).toContain('Valid environments: production');
+    expect(blocksOf(v, 'list')).toHaveLength(command === 'deployments' ? 0 : 1);
+  });
+
+  it('usage says when no environment is configured', () => {
+    expect(viewText(usageView('rollback', []))).toContain('Valid environments: none configured');
+    expect(usageView('rollback', []).summary).toBe('Usage: /rollback <environment> [deployment-id]');
+  });
+});
+
+describe('noticeView', () => {
+  const s = snapshot({ rolledBack: true });
+  const dep = (id: string) => {
+    const d = s.deployments.find((x) => x.id === id);
+    if (!d) throw new Error(id);
+    return d;
+  };
+
+  it('deployment ready and failed', () => {
+    const ready = noticeView(
+      { type: 'deployment.ready', environment: 'production', deployment: dep('dep_6'), live: true },
+      { now: NOW },
+    );
+    expect(ready.title).toBe('dep_6 is live on production');
+    expect(ready.tone).toBe('success');
+    const failed = noticeView(
+      {
+        type: 'deployment.failed',
+        environment: 'production',
+        deployment: dep('dep_4'),
+        reason: 'build step exited 1',
+      },
+      { now: NOW },
+    );
+    expect(failed.title).toBe('dep_4 failed on production');
+    expect(viewText(failed)).toContain('failed to build or start. build step exited 1 Traffic did not move.');
+  });
+
+  it('traffic moved outside Switchyard', () => {
+    const v = noticeView(
+      {
+        type: 'traffic.moved',
+        environment: 'production',
+        from: { id: 'dep_3' },
+        to: dep('dep_2'),
+        via: 'rollback',
+        by: 'dashboard user',
+      },
+      { now: NOW },
+    );
+    expect(v.title).toBe('Traffic on production moved to dep_2');
+    expect(viewText(v)).toContain(
+      'before: dep_3. This happened outside Switchyard (a rollback by dashboard user',
+    );
+  });
+
+  it('ready but not live while rolled back offers Promote', () => {
+    const v = noticeView(
+      {
+        type: 'ready.not_live',
+        environment: 'production',
+        deployment: dep('dep_6'),
+        rolledBackTo: dep('dep_2'),
+        rolledBackAt: NOW - 3 * 60 * MIN,
+        rolledBackBy: 'Alice',
+      },
+      { now: NOW },
+    );
+    expect(v.summary).toBe('dep_6 is ready but not live: production is rolled back to dep_2.');
+    expect(viewText(v)).toContain('Rolled back since 2026-11-29 09:00 UTC (3 hours ago) by Alice');
+    expect(labels(v.buttons)).toEqual(['Promote dep_6']);
+    expect(parseAction(v.buttons[0]?.actionId)).toEqual({
+      ok: true,
+      value: { kind: 'promote', ref: { environment: 'production', deploymentId: 'dep_6' } },
+    });
+  });
+
+  it('reminder says for how long, since when and by whom', () => {
+    const base = {
+      type: 'rolled_back.reminder',
+      environment: 'production',
+      current: { id: 'dep_2' },
+      since: NOW - 4 * 60 * MIN,
+      by: 'Alice',
+    } as const;
+    const v = noticeView(base, { now: NOW });
+    expect(viewText(v)).toContain(
+      'production has been rolled back to dep_2 for 4 hours (since 2026-11-29 08:00 UTC, by Alice).',
+    );
+    expect(labels(v.buttons)).toEqual(['Resume automatic deploys']);
+    const waiting = noticeView({ ...base, waiting: dep('dep_6') }, { now: NOW });
+    expect(labels(waiting.buttons)).toEqual(['Promote dep_6']);
+    expect(viewText(waiting)).toContain('Waiting to go live: dep_6');
+  });
+});
