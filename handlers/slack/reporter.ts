@@ -6,23 +6,21 @@
  * honoured with its `Retry-After`. Chat API failures are logged and counted
  * (`switchyard_chat_api_errors_total`), never thrown into the job.
  */
-import { type KnownBlock, WebClient } from '@slack/web-api';
+import { WebClient } from '@slack/web-api';
 import { type Clock, systemClock } from '../../src/clock.js';
 import { type Logger, silentLogger } from '../../src/log.js';
 import type { Metrics } from '../../src/metrics.js';
 import type { MessageRef, Progress, Reporter } from '../../src/progress.js';
+import { progressView } from '../../src/views/model.js';
+import { renderSlack, type SlackMessage } from '../../src/views/slack.js';
 
-/** A rendered Slack message. */
-export interface SlackMessage {
-  readonly text: string;
-  readonly blocks: readonly unknown[];
-}
+export type { SlackMessage };
 
 export interface SlackReporterOptions {
   /** A Web API client that rejects rate-limited calls instead of sleeping (see `createReporterClient`). */
   readonly client: WebClient;
-  /** Progress → message (src/views: progress view model + Slack renderer). */
-  readonly render: (progress: Progress) => SlackMessage;
+  /** Progress → message; default: the progress view model rendered for Slack. */
+  readonly render?: (progress: Progress) => SlackMessage;
   readonly clock?: Clock;
   readonly logger?: Logger;
   readonly metrics?: Pick<Metrics, 'chatApiErrors'>;
@@ -38,9 +36,13 @@ export const slackReporterDefaults = {
   logger: silentLogger,
   minIntervalMs: 1000,
   finalAttempts: 6,
+  render: (progress: Progress): SlackMessage => renderSlack(progressView(progress)),
 } as const satisfies Required<
-  Pick<SlackReporterOptions, 'clock' | 'logger' | 'minIntervalMs' | 'finalAttempts'>
+  Pick<SlackReporterOptions, 'clock' | 'logger' | 'minIntervalMs' | 'finalAttempts' | 'render'>
 >;
+
+/** How long a message that showed its final state refuses non-final edits (late, out-of-order ones). */
+const FINAL_MEMORY_MS = 30 * 60_000;
 
 /** A Web API client suited to the reporter: no internal sleeping on 429 and no hidden retries. */
 export function createReporterClient(token: string, apiUrl?: string): WebClient {
@@ -59,6 +61,7 @@ interface Pending {
 }
 
 interface Lane {
+  readonly key: string;
   readonly channel: string;
   readonly ts: string;
   pending: Pending | undefined;
@@ -101,10 +104,12 @@ export class SlackReporter implements Reporter {
   private readonly finalAttempts: number;
   private readonly lanes = new Map<string, Lane>();
   private readonly idle = new Set<() => void>();
+  /** Messages whose final state went out, with when: later non-final edits are dropped. */
+  private readonly finalized = new Map<string, number>();
 
   constructor(opts: SlackReporterOptions) {
     this.client = opts.client;
-    this.render = opts.render;
+    this.render = opts.render ?? slackReporterDefaults.render;
     this.clock = opts.clock ?? slackReporterDefaults.clock;
     this.logger = opts.logger ?? slackReporterDefaults.logger;
     this.metrics = opts.metrics;
@@ -133,6 +138,15 @@ export class SlackReporter implements Reporter {
     if (final) await Promise.all(delivered);
   }
 
+  /**
+   * Edits one message through the same paced lane as progress (so a click handler's edit and the
+   * job's progress never overtake each other). Dropped when the message already shows a final state.
+   * Resolves when delivered or given up on; never rejects.
+   */
+  edit(ref: MessageRef, message: SlackMessage): Promise<void> {
+    return this.enqueue(ref, message, false);
+  }
+
   /** Resolves when no update is pending or in flight (shutdown, tests). */
   flush(): Promise<void> {
     if (![...this.lanes.values()].some((l) => l.running)) return Promise.resolve();
@@ -142,9 +156,11 @@ export class SlackReporter implements Reporter {
   private enqueue(ref: MessageRef, message: SlackMessage, final: boolean): Promise<void> {
     const key = `${ref.channel}/${ref.messageId}`;
     this.prune(key);
+    if (!final && this.finalized.has(key)) return Promise.resolve();
     let lane = this.lanes.get(key);
     if (!lane) {
       lane = {
+        key,
         channel: ref.channel,
         ts: ref.messageId,
         pending: undefined,
@@ -165,6 +181,7 @@ export class SlackReporter implements Reporter {
   /** Forgets idle lanes whose pacing window has passed (bounded memory across many jobs). */
   private prune(except: string): void {
     const now = this.clock.now();
+    for (const [key, at] of this.finalized) if (now - at > FINAL_MEMORY_MS) this.finalized.delete(key);
     for (const [key, lane] of this.lanes) {
       if (key !== except && !lane.running && !lane.pending && lane.nextAllowedAt <= now)
         this.lanes.delete(key);
@@ -182,6 +199,7 @@ export class SlackReporter implements Reporter {
         if (!current) break;
         lane.pending = undefined;
         const outcome = await this.send(lane, current.message);
+        if (current.final) this.finalized.set(lane.key, this.clock.now());
         if (outcome.ok) {
           attempts = 0;
           lane.nextAllowedAt = this.clock.now() + this.minIntervalMs;
@@ -226,8 +244,7 @@ export class SlackReporter implements Reporter {
         channel: lane.channel,
         ts: lane.ts,
         text: message.text,
-        // Blocks come from our renderer, which builds Block Kit objects.
-        blocks: message.blocks as KnownBlock[],
+        blocks: message.blocks,
       });
       return { ok: true };
     } catch (e) {

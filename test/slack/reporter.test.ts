@@ -5,7 +5,7 @@
  */
 import { EventEmitter, once } from 'node:events';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { createReporterClient, SlackReporter } from '../../handlers/slack/reporter.js';
+import { createReporterClient, type SlackMessage, SlackReporter } from '../../handlers/slack/reporter.js';
 import { ManualClock } from '../../src/clock.js';
 import { createMetrics, type Metrics } from '../../src/metrics.js';
 import type { MessageRef, Progress } from '../../src/progress.js';
@@ -44,7 +44,8 @@ function progress(step: Progress['steps'][number]['step'], outcome?: Progress['o
   };
 }
 
-function render(p: Progress) {
+/** A minimal renderer so these tests read the pacing, not the view (the real view is in e2e). */
+function render(p: Progress): SlackMessage {
   const text = p.message ?? `step ${p.steps.at(-1)?.step ?? 'none'}`;
   return { text, blocks: [{ type: 'section', text: { type: 'mrkdwn', text } }] };
 }
@@ -137,6 +138,21 @@ describe('SlackReporter', () => {
     const wrongChannel: MessageRef = { surface: 'slack', channel: 'C0GONE', messageId: ref.messageId };
     await expect(reporter.report(progress('done', 'failed'), [wrongChannel])).resolves.toBeUndefined();
     expect(await errorCount('channel_not_found')).toBe(1);
+  });
+
+  it('drops an edit that arrives after the final state (it would overwrite the outcome)', async () => {
+    await reporter.report(progress('done', 'succeeded'), [ref]);
+    await reporter.edit(ref, { text: 'late confirmation view', blocks: [] });
+    await reporter.flush();
+    expect(updates()).toEqual(['traffic is on dep_b (succeeded)']);
+  });
+
+  it('renders the real progress view by default', async () => {
+    const real = new SlackReporter({ client: createReporterClient(fake.token, fake.apiUrl), clock });
+    await real.report(progress('done', 'succeeded'), [ref]);
+    const call = await fake.waitForCall('chat.update');
+    expect(call.response.ok).toBe(true);
+    expect(Array.isArray(call.args.blocks)).toBe(true);
   });
 
   it('ignores messages of other surfaces', async () => {
