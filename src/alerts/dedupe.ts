@@ -1,0 +1,233 @@
+/**
+ * Storm control in Redis: one suggestion per environment and incident. An incident is the alert's
+ * fingerprint (group key, Datadog cycle key, Sentry issue, PagerDuty incident…) within its source;
+ * alerts without one share a per-environment time window instead. The first alert to `claim` an
+ * incident wins atomically (a Lua script: exists-or-create), so 1,000 concurrent alerts for one
+ * incident — in one process or across replicas — produce exactly one suggestion.
+ *
+ * The incident record (a Redis hash) keeps what the suggestion posted (message refs, plan id, the
+ * sentence) so a RESOLVED alert can edit it later. Every key expires (`incidentTtlMs` after the claim,
+ * shortened to `resolvedTtlMs` once resolved, `anonymousWindowMs` for fingerprint-less alerts) so
+ * memory stays bounded however many incidents arrive.
+ */
+import { createHash } from 'node:crypto';
+import type { Redis } from 'ioredis';
+import { z } from 'zod';
+import { type MessageRef, messageRefSchema } from '../progress.js';
+
+export interface AlertDedupeOptions {
+  /** Key prefix (tests and benches use a unique one). Default `switchyard:alerts`. */
+  readonly prefix?: string;
+  /** How long an incident keeps deduplicating after its first alert. Default 6 hours. */
+  readonly incidentTtlMs?: number;
+  /** How long a resolved incident is remembered (late duplicates are absorbed). Default 10 minutes. */
+  readonly resolvedTtlMs?: number;
+  /** The window shared by alerts without a fingerprint, per environment. Default 10 minutes. */
+  readonly anonymousWindowMs?: number;
+}
+
+/** Defaults for AlertDedupe's options (STYLE 6). */
+export const alertDedupeDefaults = {
+  prefix: 'switchyard:alerts',
+  incidentTtlMs: 6 * 3_600_000,
+  resolvedTtlMs: 10 * 60_000,
+  anonymousWindowMs: 10 * 60_000,
+} as const satisfies Required<AlertDedupeOptions>;
+
+/** Identifies an incident within an environment. */
+export interface IncidentKey {
+  readonly environment: string;
+  readonly source: string;
+  /** Absent: the environment's time window stands in for the incident. */
+  readonly fingerprint?: string;
+}
+
+export const IncidentState = {
+  /** Claimed; the suggestion is being prepared. */
+  pending: 'pending',
+  /** A suggestion or note was posted (refs known). */
+  posted: 'posted',
+  /** The alert was linked to a running switch job. */
+  linked: 'linked',
+  /** Nothing was posted (no correlation, outside the window, refused); later alerts stay quiet. */
+  skipped: 'skipped',
+} as const;
+export type IncidentState = (typeof IncidentState)[keyof typeof IncidentState];
+
+export interface IncidentRecord {
+  readonly state: IncidentState;
+  readonly claimedAt: number;
+  readonly refs: readonly MessageRef[];
+  readonly planId?: string;
+  readonly jobId?: string;
+  readonly sentence?: string;
+  readonly resolved: boolean;
+}
+
+export type ClaimResult =
+  | { readonly claimed: true }
+  | { readonly claimed: false; readonly record: IncidentRecord | undefined };
+
+/** What `complete` stores once the claimant has acted. */
+export interface IncidentPatch {
+  readonly state: Exclude<IncidentState, 'pending'>;
+  readonly refs?: readonly MessageRef[];
+  readonly planId?: string;
+  readonly jobId?: string;
+  readonly sentence?: string;
+}
+
+const CLAIM = `
+if redis.call('EXISTS', KEYS[1]) == 1 then return redis.call('HGETALL', KEYS[1]) end
+redis.call('HSET', KEYS[1], 'state', 'pending', 'claimedAt', ARGV[1])
+redis.call('PEXPIRE', KEYS[1], ARGV[2])
+return false`;
+
+const COMPLETE = `
+if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
+redis.call('HSET', KEYS[1], unpack(ARGV))
+if redis.call('HGET', KEYS[1], 'resolved') == '1' then return 1 end
+return 0`;
+
+const RESOLVE = `
+if redis.call('EXISTS', KEYS[1]) == 0 then return false end
+if redis.call('HGET', KEYS[1], 'resolved') == '1' then return false end
+redis.call('HSET', KEYS[1], 'resolved', '1', 'resolvedAt', ARGV[2])
+local ttl = redis.call('PTTL', KEYS[1])
+if ttl < 0 or ttl > tonumber(ARGV[1]) then redis.call('PEXPIRE', KEYS[1], ARGV[1]) end
+return redis.call('HGETALL', KEYS[1])`;
+
+/** A Lua script run by SHA, loaded on first use (or after a SCRIPT FLUSH / failover). */
+class Script {
+  private readonly sha: string;
+  constructor(private readonly lua: string) {
+    this.sha = createHash('sha1').update(lua).digest('hex');
+  }
+  async run(redis: Redis, keys: readonly string[], args: readonly (string | number)[]): Promise<unknown> {
+    try {
+      return await redis.evalsha(this.sha, keys.length, ...keys, ...args);
+    } catch (e) {
+      if (!(e instanceof Error) || !e.message.includes('NOSCRIPT')) throw e;
+      return redis.eval(this.lua, keys.length, ...keys, ...args);
+    }
+  }
+}
+
+const claimScript = new Script(CLAIM);
+const completeScript = new Script(COMPLETE);
+const resolveScript = new Script(RESOLVE);
+
+const refsSchema = z.array(messageRefSchema);
+
+function toRecord(reply: unknown): IncidentRecord | undefined {
+  if (!Array.isArray(reply) || reply.length === 0) return undefined;
+  const h = new Map<string, string>();
+  for (let i = 0; i + 1 < reply.length; i += 2) h.set(String(reply[i]), String(reply[i + 1]));
+  const stateText = h.get('state') ?? 'pending';
+  const state = (Object.values(IncidentState) as string[]).includes(stateText)
+    ? (stateText as IncidentState)
+    : IncidentState.pending;
+  let refs: MessageRef[] = [];
+  const rawRefs = h.get('refs');
+  if (rawRefs) {
+    try {
+      const parsed = refsSchema.safeParse(JSON.parse(rawRefs));
+      if (parsed.success) refs = parsed.data;
+    } catch {
+      // A corrupt refs field only means the resolved edit cannot find its message.
+    }
+  }
+  const planId = h.get('planId');
+  const jobId = h.get('jobId');
+  const sentence = h.get('sentence');
+  return {
+    state,
+    claimedAt: Number(h.get('claimedAt') ?? 0),
+    refs,
+    ...(planId ? { planId } : {}),
+    ...(jobId ? { jobId } : {}),
+    ...(sentence ? { sentence } : {}),
+    resolved: h.get('resolved') === '1',
+  };
+}
+
+/** Redis-backed incident deduplication (see the module header). */
+export class AlertDedupe {
+  private readonly prefix: string;
+  private readonly incidentTtlMs: number;
+  private readonly resolvedTtlMs: number;
+  private readonly anonymousWindowMs: number;
+
+  constructor(
+    private readonly redis: Redis,
+    opts: AlertDedupeOptions = {},
+  ) {
+    this.prefix = opts.prefix ?? alertDedupeDefaults.prefix;
+    this.incidentTtlMs = opts.incidentTtlMs ?? alertDedupeDefaults.incidentTtlMs;
+    this.resolvedTtlMs = opts.resolvedTtlMs ?? alertDedupeDefaults.resolvedTtlMs;
+    this.anonymousWindowMs = opts.anonymousWindowMs ?? alertDedupeDefaults.anonymousWindowMs;
+  }
+
+  /** The Redis key of an incident. Fingerprints are hashed: bounded length, any characters. */
+  key(incident: IncidentKey): string {
+    const env = encodeURIComponent(incident.environment);
+    if (incident.fingerprint === undefined || incident.fingerprint === '') {
+      return `${this.prefix}:incident:${env}:window`;
+    }
+    const id = createHash('sha256')
+      .update(`${incident.source}\u0000${incident.fingerprint}`)
+      .digest('base64url')
+      .slice(0, 24);
+    return `${this.prefix}:incident:${env}:${id}`;
+  }
+
+  /** Atomically claims the incident: `claimed` for exactly one caller until the key expires. */
+  async claim(incident: IncidentKey, now: number): Promise<ClaimResult> {
+    const ttl = incident.fingerprint ? this.incidentTtlMs : this.anonymousWindowMs;
+    const reply = await claimScript.run(
+      this.redis,
+      [this.key(incident)],
+      [now, Math.max(1, Math.round(ttl))],
+    );
+    if (reply === null) return { claimed: true };
+    return { claimed: false, record: toRecord(reply) };
+  }
+
+  /**
+   * Records what the claimant did. Returns `resolvedMeanwhile` when a RESOLVED alert for the incident
+   * arrived while the suggestion was being posted, so the caller edits it straight away.
+   */
+  async complete(incident: IncidentKey, patch: IncidentPatch): Promise<{ resolvedMeanwhile: boolean }> {
+    const args: string[] = ['state', patch.state];
+    if (patch.refs !== undefined) args.push('refs', JSON.stringify(patch.refs));
+    if (patch.planId !== undefined) args.push('planId', patch.planId);
+    if (patch.jobId !== undefined) args.push('jobId', patch.jobId);
+    if (patch.sentence !== undefined) args.push('sentence', patch.sentence);
+    const reply = await completeScript.run(this.redis, [this.key(incident)], args);
+    return { resolvedMeanwhile: reply === 1 };
+  }
+
+  /** Gives the incident up (posting failed), so a later alert may try again. */
+  async release(incident: IncidentKey): Promise<void> {
+    await this.redis.del(this.key(incident));
+  }
+
+  /**
+   * Marks the incident resolved and shortens its life. Returns the record the first time only (so
+   * the suggestion is edited once); undefined when unknown or already resolved.
+   */
+  async resolve(incident: IncidentKey, now: number): Promise<IncidentRecord | undefined> {
+    const reply = await resolveScript.run(
+      this.redis,
+      [this.key(incident)],
+      [Math.max(1, this.resolvedTtlMs), now],
+    );
+    return toRecord(reply);
+  }
+
+  /** The incident's record, if it is still remembered. */
+  async get(incident: IncidentKey): Promise<IncidentRecord | undefined> {
+    const flat = await this.redis.hgetall(this.key(incident));
+    return toRecord(Object.entries(flat).flat());
+  }
+}
