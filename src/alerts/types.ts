@@ -18,8 +18,8 @@ export type AlertSource = (typeof AlertSource)[keyof typeof AlertSource];
 /** Every webhook source, in documentation order. */
 export const ALERT_SOURCES: readonly AlertSource[] = Object.values(AlertSource);
 
-/** Where a normalized alert came from: a webhook source or a watched chat channel. */
-export type AlertOrigin = AlertSource | 'chat';
+/** Where a normalized alert came from: a webhook source or a watched chat channel's surface. */
+export type AlertOrigin = AlertSource | 'slack' | 'discord' | 'console';
 
 /** True when `value` names a webhook source. */
 export function isAlertSource(value: string): value is AlertSource {

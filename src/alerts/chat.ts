@@ -1,0 +1,114 @@
+/**
+ * Alerts from messages in watched Slack and Discord channels (`alerts.watch.slack` / `.discord`), from
+ * alert bots or people. A message is an alert when it says so (firing words such as "firing", "down",
+ * "5xx", or resolved words such as "resolved", "recovered"); the environment comes from patterns like
+ * `env=production`, `environment: prod`, `[prod]`, `(production)`, else from the per-environment
+ * `alertMatchers` later in mapping. Bot titles such as `[FIRING:2] HighLatency` / `[RESOLVED]
+ * HighLatency` and `Triggered: X` / `Recovered: X` give a fingerprint, so the resolved message finds
+ * the suggestion of the firing one. Pure.
+ */
+import { createHash } from 'node:crypto';
+import type { Config } from '../config.js';
+import { resolveEnvironmentName } from './mapping.js';
+import { type AlertStatus, type NormalizedAlert, normalizedAlert } from './types.js';
+
+const MAX_TEXT = 4_000;
+
+const RESOLVED_WORDS =
+  /(\[resolved\]|\b(resolved|recovered|recovery|back to normal|all clear|is back up|no longer firing)\b|✅|:white_check_mark:)/i;
+const FIRING_WORDS =
+  /(\[firing(:\d+)?\]|\b(firing|triggered|alert(ing)?|down|outage|incident|errors?|failing|failed|failures?|critical|degraded|5\d\d|5xx|latency|timeouts?|crash(ing|ed)?)\b|🔥|🚨|:rotating_light:|:fire:)/i;
+
+const ENV_ASSIGN = /\b(?:env|environment)\s*[=:]\s*["'`]?([A-Za-z0-9][A-Za-z0-9_.-]*)/i;
+const BRACKETED = /[[(]([A-Za-z][A-Za-z0-9_-]{1,40})[\])]/g;
+const ENV_WORDS = new Set([
+  'prod',
+  'prd',
+  'production',
+  'live',
+  'staging',
+  'stg',
+  'stage',
+  'dev',
+  'development',
+  'preview',
+]);
+
+const BOT_TITLE =
+  /^\s*(?:\[(FIRING(?::\d+)?|RESOLVED)\]|(Triggered|Re-Triggered|Recovered|Resolved)\s*:)\s*(.+)$/i;
+
+/** Removes Slack/Discord markup so titles read as plain text. */
+function plain(text: string): string {
+  return text
+    .replace(/<([^|>]+)\|([^>]+)>/g, '$2')
+    .replace(/<([^>]+)>/g, '$1')
+    .replace(/[*_~`]+/g, '')
+    .replace(/\s+/g, ' ')
+    .trim();
+}
+
+function statusOf(text: string): AlertStatus | undefined {
+  const bot = BOT_TITLE.exec(plain(text.split('\n')[0] ?? ''));
+  const tag = (bot?.[1] ?? bot?.[2] ?? '').toLowerCase();
+  if (tag) return tag.startsWith('resolved') || tag.startsWith('recovered') ? 'resolved' : 'firing';
+  if (RESOLVED_WORDS.test(text)) return 'resolved';
+  if (FIRING_WORDS.test(text)) return 'firing';
+  return undefined;
+}
+
+function environmentOf(text: string, known: readonly string[]): string | undefined {
+  const assigned = ENV_ASSIGN.exec(text);
+  if (assigned?.[1]) return assigned[1];
+  for (const m of text.matchAll(BRACKETED)) {
+    const word = m[1];
+    if (!word) continue;
+    const resolved = resolveEnvironmentName(known, word);
+    if (resolved) return resolved;
+    if (ENV_WORDS.has(word.toLowerCase())) return word;
+  }
+  return undefined;
+}
+
+export interface ChatAlertOptions {
+  /** Unix ms the message was posted (its start time). Default: now. */
+  readonly at?: number;
+}
+
+/**
+ * Reads a message from a watched channel as an alert, or returns undefined when the channel is not
+ * watched or the message does not look like an alert. `config.file.environments` supplies the names
+ * `[prod]`-style tags are resolved against.
+ */
+export function parseChatAlert(
+  text: string,
+  channel: string,
+  surface: 'slack' | 'discord',
+  config: Pick<Config, 'file'>,
+  opts: ChatAlertOptions = {},
+): NormalizedAlert | undefined {
+  if (!config.file.alerts.watch[surface].includes(channel)) return undefined;
+  const body = text.slice(0, MAX_TEXT);
+  const status = statusOf(body);
+  if (status === undefined) return undefined;
+  const firstLine = plain(body.split('\n').find((l) => l.trim() !== '') ?? '');
+  const labels: Record<string, string> = {};
+  const env = environmentOf(body, Object.keys(config.file.environments));
+  if (env) labels.env = env;
+  const bot = BOT_TITLE.exec(firstLine);
+  const botTitle = bot?.[3]?.trim();
+  const fingerprint = botTitle
+    ? createHash('sha256')
+        .update(`${surface}\u0000${channel}\u0000${botTitle.toLowerCase()}`)
+        .digest('hex')
+        .slice(0, 32)
+    : undefined;
+  return normalizedAlert({
+    source: surface,
+    status,
+    title: (botTitle ?? firstLine).slice(0, 300) || 'Alert message',
+    fingerprint,
+    startedAt: opts.at ?? Date.now(),
+    labels,
+    text: plain(body),
+  });
+}

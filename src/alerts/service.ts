@@ -1,0 +1,491 @@
+/**
+ * The alert service: map → dedupe → correlate → suggest, for alerts from webhooks and watched chat
+ * channels. It owns the decision of what to post and where; chat surfaces own how (the
+ * SuggestionSink port, implemented by the Slack, Discord and console surfaces). The plan the
+ * suggestion's buttons act on comes from Flow (`flow.plan` with the system actor and the alert as
+ * context), so confirming a suggestion is exactly confirming a `/rollback`.
+ *
+ * Per alert: unmapped → counted and ignored; RESOLVED → edits the incident's suggestion once; FIRING →
+ * one atomic claim per environment and incident (storm control), then either a link to the switch
+ * already running for the environment, or a correlation with the deployment that went live before the
+ * alert started: a suggestion inside the window, a note (or nothing) outside it, nothing when there is
+ * no culprit or no target. Where: threaded under the alert message when it came from chat, else the
+ * environment's `channels.<surface>`, falling back to SLACK_ALERT_CHANNEL / DISCORD_ALERT_CHANNEL.
+ */
+import type { Clock } from '../clock.js';
+import { systemClock } from '../clock.js';
+import type { Config } from '../config.js';
+import type { Plan } from '../domain/plan.js';
+import type { Refusal } from '../domain/result.js';
+import { assertNever } from '../domain/types.js';
+import { type Logger, silentLogger } from '../log.js';
+import type { Metrics } from '../metrics.js';
+import type { AlertContext } from '../plan-store.js';
+import type { DeployPlatform } from '../platform/port.js';
+import type { Actor, MessageRef } from '../progress.js';
+import { type Correlation, correlate } from './correlate.js';
+import { type AlertDedupe, type IncidentKey, IncidentState } from './dedupe.js';
+import { type CompiledMatchers, compileMatchers, mapAlert } from './mapping.js';
+import {
+  type AlertIntake,
+  AlertOutcome,
+  type AlertResult,
+  type ChatOrigin,
+  type NormalizedAlert,
+} from './types.js';
+
+export { parseChatAlert } from './chat.js';
+
+export type SurfaceName = 'slack' | 'discord' | 'console';
+
+/** A channel (optionally a thread) to post in. */
+export interface SuggestionDestination {
+  readonly surface: SurfaceName;
+  readonly channel: string;
+  /** Thread under this message (Slack thread_ts / Discord message id) when the alert came from chat. */
+  readonly threadId?: string;
+}
+
+/** What a chat surface renders for an alert. */
+export interface SuggestionInput {
+  /** `suggestion`: the rollback confirmation view plus Dismiss. `note`: text only, no button. */
+  readonly kind: 'suggestion' | 'note';
+  readonly environment: string;
+  readonly alert: NormalizedAlert;
+  /** e.g. "dep_x went live 7 minutes before this alert started — roll back to dep_y?" */
+  readonly sentence: string;
+  /** The plan the buttons act on (always present for `suggestion`). */
+  readonly plan?: Plan;
+  readonly correlation: Correlation;
+  readonly destinations: readonly SuggestionDestination[];
+}
+
+/** What a chat surface needs to mark a suggestion resolved (the button stays, labelled optional). */
+export interface ResolvedInput {
+  readonly environment: string;
+  /** The RESOLVED alert. */
+  readonly alert: NormalizedAlert;
+  readonly planId?: string;
+  /** The sentence the suggestion showed. */
+  readonly sentence?: string;
+}
+
+/** An alert for an environment that is already switching: point at the running job instead. */
+export interface LinkJobInput {
+  readonly environment: string;
+  readonly alert: NormalizedAlert;
+  readonly jobId: string;
+  readonly planId: string;
+  readonly destinations: readonly SuggestionDestination[];
+}
+
+/**
+ * The port chat surfaces implement to show alert suggestions. Each returns the refs of the messages
+ * it posted (its own surface only) and throws when it could not post at all.
+ */
+export interface SuggestionSink {
+  suggest(input: SuggestionInput): Promise<MessageRef[]>;
+  /** Edits the messages of a suggestion to say the alert resolved. */
+  resolved(refs: readonly MessageRef[], input: ResolvedInput): Promise<void>;
+  /** Posts a short link to the switch already running; optional (without it nothing is posted). */
+  linkRunningJob?(input: LinkJobInput): Promise<MessageRef[]>;
+}
+
+/** The part of Flow (src/flow.ts) the alert service uses. */
+export interface AlertFlow {
+  plan(
+    actor: Actor,
+    action: 'rollback',
+    environmentInput: string,
+    targetRef?: string,
+    opts?: { readonly alert?: AlertContext },
+  ): Promise<{ readonly ok: true; readonly plan: Plan } | { readonly ok: false; readonly refusal: Refusal }>;
+  /** Remembers a message showing the plan so the switch's progress edits it too. */
+  attachMessage?(planId: string, ref: MessageRef): Promise<boolean>;
+}
+
+/** The part of the switch queue (src/queue.ts) the alert service uses. */
+export interface ActiveJobs {
+  activeForEnvironment(environment: string): Promise<{ jobId: string; planId: string } | undefined>;
+}
+
+/** The actor alert suggestions are requested by. */
+export const ALERT_ACTOR: Actor = {
+  surface: 'system',
+  userId: 'switchyard-alerts',
+  displayName: 'Switchyard alerts',
+};
+
+export interface AlertServiceOptions {
+  readonly platform: Pick<DeployPlatform, 'listEnvironments' | 'snapshot'>;
+  readonly flow: AlertFlow;
+  readonly sink: SuggestionSink;
+  readonly dedupe: AlertDedupe;
+  readonly config: Pick<Config, 'env' | 'file'>;
+  /** The switch queue; without it, alerts are never linked to running jobs. */
+  readonly jobs?: ActiveJobs;
+  /** Surfaces that are connected; destinations on other surfaces are not used. Default: all. */
+  readonly surfaces?: readonly SurfaceName[];
+  readonly clock?: Clock;
+  readonly metrics?: Metrics;
+  readonly log?: Logger;
+}
+
+const ALL_SURFACES: readonly SurfaceName[] = ['slack', 'discord', 'console'];
+
+function errorText(e: unknown): string {
+  return e instanceof Error ? e.message : String(e);
+}
+
+/** Orchestrates alert handling (see the module header). */
+export class AlertService implements AlertIntake {
+  private readonly matchers: CompiledMatchers;
+  private readonly clock: Clock;
+  private readonly log: Logger;
+  private readonly surfaces: readonly SurfaceName[];
+
+  constructor(private readonly opts: AlertServiceOptions) {
+    this.matchers = compileMatchers(opts.config.file.environments);
+    this.clock = opts.clock ?? systemClock;
+    this.log = opts.log ?? silentLogger;
+    this.surfaces = opts.surfaces ?? ALL_SURFACES;
+  }
+
+  /**
+   * Handles alerts in order and says what happened to each. `origin` is the chat message they came
+   * from (suggestions are threaded under it). Throws only for faults (Redis, the platform), after
+   * giving up any incident it had claimed, so a retried delivery starts clean.
+   */
+  async handle(alerts: readonly NormalizedAlert[], origin?: ChatOrigin): Promise<AlertResult[]> {
+    if (alerts.length === 0) return [];
+    const slugs = await this.opts.platform.listEnvironments();
+    const results: AlertResult[] = [];
+    for (const alert of alerts) results.push(await this.handleOne(alert, slugs, origin));
+    return results;
+  }
+
+  /** Where suggestions for `environment` go (see the module header). */
+  destinations(environment: string, origin?: ChatOrigin): SuggestionDestination[] {
+    if (origin)
+      return [
+        { surface: origin.surface, channel: origin.channel, threadId: origin.threadId ?? origin.messageId },
+      ];
+    const channels = this.opts.config.file.environments[environment]?.channels;
+    const env = this.opts.config.env;
+    const wanted: Record<SurfaceName, string | undefined> = {
+      slack: channels?.slack ?? env.SLACK_ALERT_CHANNEL,
+      discord: channels?.discord ?? env.DISCORD_ALERT_CHANNEL,
+      console: channels?.console,
+    };
+    const out: SuggestionDestination[] = [];
+    for (const surface of this.surfaces) {
+      const channel = wanted[surface];
+      if (channel) out.push({ surface, channel });
+    }
+    return out;
+  }
+
+  private finish(
+    alert: NormalizedAlert,
+    result: Omit<AlertResult, 'title' | 'status' | 'fingerprint'>,
+  ): AlertResult {
+    this.opts.metrics?.alerts.inc({ source: alert.source, outcome: result.outcome });
+    return {
+      title: alert.title,
+      status: alert.status,
+      ...(alert.fingerprint === undefined ? {} : { fingerprint: alert.fingerprint }),
+      ...result,
+    };
+  }
+
+  private async handleOne(
+    alert: NormalizedAlert,
+    slugs: readonly string[],
+    origin: ChatOrigin | undefined,
+  ): Promise<AlertResult> {
+    const mapped = mapAlert(alert, slugs, this.matchers);
+    if (!mapped.ok) return this.finish(alert, { outcome: AlertOutcome.unmapped, detail: mapped.reason });
+    const environment = mapped.environment;
+    const incident: IncidentKey = {
+      environment,
+      source: alert.source,
+      ...(alert.fingerprint === undefined ? {} : { fingerprint: alert.fingerprint }),
+    };
+    if (alert.status === 'resolved') return this.resolve(alert, incident);
+
+    const claim = await this.opts.dedupe.claim(incident, this.clock.now());
+    if (!claim.claimed) {
+      const planId = claim.record?.planId;
+      return this.finish(alert, {
+        environment,
+        outcome: AlertOutcome.deduplicated,
+        detail: planId
+          ? `This incident already has a suggestion (${planId}).`
+          : 'This incident was already handled.',
+        ...(planId === undefined ? {} : { planId }),
+      });
+    }
+    try {
+      return await this.act(alert, environment, incident, origin);
+    } catch (e) {
+      await this.opts.dedupe.release(incident).catch(() => undefined);
+      throw e;
+    }
+  }
+
+  private async act(
+    alert: NormalizedAlert,
+    environment: string,
+    incident: IncidentKey,
+    origin: ChatOrigin | undefined,
+  ): Promise<AlertResult> {
+    const { dedupe, sink } = this.opts;
+    const destinations = this.destinations(environment, origin);
+
+    const active = await this.opts.jobs?.activeForEnvironment(environment);
+    if (active) {
+      let refs: MessageRef[] = [];
+      if (sink.linkRunningJob && destinations.length > 0) {
+        try {
+          refs = await sink.linkRunningJob({ environment, alert, ...active, destinations });
+        } catch (e) {
+          this.log.warn({ err: e, environment }, 'alerts: could not post the running-job link');
+        }
+      }
+      await dedupe.complete(incident, {
+        state: IncidentState.linked,
+        refs,
+        jobId: active.jobId,
+        planId: active.planId,
+      });
+      return this.finish(alert, {
+        environment,
+        outcome: AlertOutcome.linkedJob,
+        detail: `${environment} is already switching (job ${active.jobId}).`,
+        jobId: active.jobId,
+        planId: active.planId,
+      });
+    }
+
+    const snapshot = await this.opts.platform.snapshot(environment);
+    const correlation = correlate(snapshot, alert.startedAt, this.opts.config.file.alerts.correlationWindow);
+    switch (correlation.kind) {
+      case 'none':
+        await dedupe.complete(incident, { state: IncidentState.skipped });
+        return this.finish(alert, {
+          environment,
+          outcome: AlertOutcome.noCorrelation,
+          detail: correlation.reason,
+        });
+      case 'outside_window': {
+        if (this.opts.config.file.alerts.outsideWindow === 'note' && destinations.length > 0) {
+          const input: SuggestionInput = {
+            kind: 'note',
+            environment,
+            alert,
+            sentence: correlation.sentence,
+            correlation,
+            destinations,
+          };
+          const posted = await this.post(incident, input);
+          if (!posted.ok)
+            return this.finish(alert, { environment, outcome: AlertOutcome.failed, detail: posted.detail });
+        } else {
+          await dedupe.complete(incident, { state: IncidentState.skipped });
+        }
+        return this.finish(alert, {
+          environment,
+          outcome: AlertOutcome.outsideWindow,
+          detail: correlation.sentence,
+        });
+      }
+      case 'suggest': {
+        if (destinations.length === 0) {
+          await dedupe.complete(incident, { state: IncidentState.skipped });
+          return this.finish(alert, {
+            environment,
+            outcome: AlertOutcome.noDestination,
+            detail: `No alert channel for ${environment}: set environments.${environment}.channels or SLACK_ALERT_CHANNEL / DISCORD_ALERT_CHANNEL.`,
+          });
+        }
+        const context: AlertContext = {
+          source: alert.source,
+          title: alert.title,
+          ...(alert.fingerprint === undefined ? {} : { fingerprint: alert.fingerprint }),
+          ...(alert.url === undefined ? {} : { url: alert.url }),
+          startedAt: alert.startedAt,
+          status: alert.status,
+          suspectDeploymentId: correlation.culprit.id,
+          suspectLiveSince: correlation.wentLiveAt,
+        };
+        const planned = await this.opts.flow.plan(
+          ALERT_ACTOR,
+          'rollback',
+          environment,
+          correlation.target.id,
+          {
+            alert: context,
+          },
+        );
+        if (!planned.ok) {
+          await dedupe.complete(incident, { state: IncidentState.skipped });
+          return this.finish(alert, {
+            environment,
+            outcome: AlertOutcome.refused,
+            detail: planned.refusal.message,
+          });
+        }
+        const plan = planned.plan;
+        const input: SuggestionInput = {
+          kind: 'suggestion',
+          environment,
+          alert,
+          sentence: correlation.sentence,
+          plan,
+          correlation,
+          destinations,
+        };
+        const posted = await this.post(incident, input);
+        if (!posted.ok) {
+          return this.finish(alert, {
+            environment,
+            outcome: AlertOutcome.failed,
+            detail: posted.detail,
+            planId: plan.id,
+          });
+        }
+        return this.finish(alert, {
+          environment,
+          outcome: AlertOutcome.suggested,
+          detail: correlation.sentence,
+          planId: plan.id,
+        });
+      }
+      default:
+        return assertNever(correlation, 'correlation');
+    }
+  }
+
+  /** Posts a suggestion or note, records it on the incident, and applies a RESOLVED that raced it. */
+  private async post(
+    incident: IncidentKey,
+    input: SuggestionInput,
+  ): Promise<{ ok: true } | { ok: false; detail: string }> {
+    let refs: MessageRef[];
+    try {
+      refs = await this.opts.sink.suggest(input);
+    } catch (e) {
+      this.log.warn({ err: e, environment: input.environment }, 'alerts: could not post the suggestion');
+      await this.opts.dedupe.release(incident);
+      return { ok: false, detail: `Posting the suggestion failed: ${errorText(e)}` };
+    }
+    const planId = input.plan?.id;
+    if (planId !== undefined && this.opts.flow.attachMessage) {
+      for (const ref of refs) await this.opts.flow.attachMessage(planId, ref);
+    }
+    const { resolvedMeanwhile } = await this.opts.dedupe.complete(incident, {
+      state: IncidentState.posted,
+      refs,
+      sentence: input.sentence,
+      ...(planId === undefined ? {} : { planId }),
+    });
+    if (resolvedMeanwhile && refs.length > 0) {
+      await this.opts.sink
+        .resolved(refs, {
+          environment: input.environment,
+          alert: { ...input.alert, status: 'resolved' },
+          sentence: input.sentence,
+          ...(planId === undefined ? {} : { planId }),
+        })
+        .catch((e: unknown) => this.log.warn({ err: e }, 'alerts: could not mark the suggestion resolved'));
+    }
+    return { ok: true };
+  }
+
+  private async resolve(alert: NormalizedAlert, incident: IncidentKey): Promise<AlertResult> {
+    const environment = incident.environment;
+    const record = await this.opts.dedupe.resolve(incident, this.clock.now());
+    if (!record) {
+      return this.finish(alert, {
+        environment,
+        outcome: AlertOutcome.resolvedUnknown,
+        detail: 'No open suggestion for this incident.',
+      });
+    }
+    const planId = record.planId;
+    if (record.refs.length > 0) {
+      try {
+        await this.opts.sink.resolved(record.refs, {
+          environment,
+          alert,
+          ...(planId === undefined ? {} : { planId }),
+          ...(record.sentence === undefined ? {} : { sentence: record.sentence }),
+        });
+      } catch (e) {
+        this.log.warn({ err: e, environment }, 'alerts: could not mark the suggestion resolved');
+        return this.finish(alert, {
+          environment,
+          outcome: AlertOutcome.failed,
+          detail: `Editing the suggestion failed: ${errorText(e)}`,
+        });
+      }
+    }
+    return this.finish(alert, {
+      environment,
+      outcome: AlertOutcome.resolved,
+      detail:
+        record.state === IncidentState.pending
+          ? 'Resolved while the suggestion was being posted; it will say so.'
+          : record.refs.length > 0
+            ? 'The suggestion now says the alert resolved.'
+            : 'Resolved; nothing had been posted.',
+      ...(planId === undefined ? {} : { planId }),
+    });
+  }
+}
+
+/**
+ * One sink over several surfaces: each destination goes to its surface's sink, each ref back to the
+ * sink that posted it. Fails only when every involved surface failed.
+ */
+export function compositeSink(sinks: Partial<Record<SurfaceName, SuggestionSink>>): SuggestionSink {
+  const entries = () => Object.entries(sinks) as [SurfaceName, SuggestionSink][];
+  const settle = async <T>(calls: Promise<T>[]): Promise<T[]> => {
+    const settled = await Promise.allSettled(calls);
+    const ok = settled.flatMap((s) => (s.status === 'fulfilled' ? [s.value] : []));
+    const failed = settled.find((s): s is PromiseRejectedResult => s.status === 'rejected');
+    if (failed && ok.length === 0) throw failed.reason;
+    return ok;
+  };
+  return {
+    async suggest(input) {
+      const calls = entries()
+        .map(([surface, sink]) => ({
+          sink,
+          destinations: input.destinations.filter((d) => d.surface === surface),
+        }))
+        .filter((c) => c.destinations.length > 0)
+        .map((c) => c.sink.suggest({ ...input, destinations: c.destinations }));
+      return (await settle(calls)).flat();
+    },
+    async resolved(refs, input) {
+      const calls = entries()
+        .map(([surface, sink]) => ({ sink, refs: refs.filter((r) => r.surface === surface) }))
+        .filter((c) => c.refs.length > 0)
+        .map((c) => c.sink.resolved(c.refs, input));
+      await settle(calls);
+    },
+    async linkRunningJob(input) {
+      const calls = entries()
+        .map(([surface, sink]) => ({
+          sink,
+          destinations: input.destinations.filter((d) => d.surface === surface),
+        }))
+        .filter((c) => c.destinations.length > 0 && c.sink.linkRunningJob !== undefined)
+        .map(
+          (c) => c.sink.linkRunningJob?.({ ...input, destinations: c.destinations }) ?? Promise.resolve([]),
+        );
+      return (await settle(calls)).flat();
+    },
+  };
+}
