@@ -5,8 +5,10 @@
  */
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { Writable } from 'node:stream';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { PlatformHttpError } from '../../src/errors.js';
+import { createLogger } from '../../src/log.js';
 import { parseRetryAfter, UnkeyClient } from '../../src/platform/unkey/client.js';
 import {
   AcceptedResponseSchema,
@@ -234,6 +236,46 @@ describe('UnkeyClient', () => {
     expect(JSON.stringify(e.context)).not.toContain(KEY);
     expect(e.message).toContain('[redacted]');
     expect(e.message).toContain('request req_echo');
+  });
+
+  it('logs retries without the root key', async () => {
+    const lines: string[] = [];
+    const destination = new Writable({
+      write(chunk: Buffer, _enc, done) {
+        lines.push(chunk.toString('utf8'));
+        done();
+      },
+    });
+    const logged = new UnkeyClient({
+      baseUrl: server.url,
+      rootKey: KEY,
+      clock,
+      timeoutMs: TIMEOUT,
+      random: () => 0.5,
+      logger: createLogger({ level: 'debug', pretty: false, destination }),
+    });
+    server.fault({
+      kind: 'body',
+      status: 503,
+      body: {
+        meta: { requestId: 'req_503' },
+        error: {
+          title: 'Unavailable',
+          detail: `upstream saw ${KEY}`,
+          status: 503,
+          type: 'https://unkey.com/docs/errors/unkey/application/service_unavailable',
+        },
+      },
+    });
+    await clock.drive(
+      logged.call('deployments.getDeployment', { deploymentId: depId }, GetDeploymentResponseSchema, {
+        idempotent: true,
+      }),
+      TIMEOUT,
+    );
+    expect(lines.join('')).toContain('unkey: retrying');
+    expect(lines.join('')).toContain('service_unavailable');
+    expect(lines.join('')).not.toContain(KEY);
   });
 
   it('describes an error answer that is not Unkey JSON', async () => {

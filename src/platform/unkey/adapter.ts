@@ -5,6 +5,7 @@
  * Unkey's refusals become RefusalErrors (src/platform/unkey/refusals.ts). Unkey has no per-request
  * deployment header we know of, so there is no `probe`: verification relies on `routing`.
  */
+import type { z } from 'zod';
 import type { Clock } from '../../clock.js';
 import { systemClock } from '../../clock.js';
 import type { Config } from '../../config.js';
@@ -397,13 +398,13 @@ export class UnkeyPlatform implements DeployPlatform {
     };
   }
 
-  private async call<S extends Parameters<UnkeyClient['call']>[2]>(
+  private async call<S extends z.ZodType>(
     endpoint: UnkeyEndpoint,
     body: unknown,
     schema: S,
     idempotent: boolean,
     ctx: Omit<RefusalContext, 'endpoint'>,
-  ): Promise<import('zod').infer<S>> {
+  ): Promise<z.infer<S>> {
     try {
       return await this.client.call(endpoint, body, schema, { idempotent });
     } catch (e) {
