@@ -1,0 +1,265 @@
+/**
+ * The producer side and the pieces beside it, on the real Redis: idempotent enqueue under 50
+ * concurrent callers, input validation, progress of a job not yet started, following a job from a
+ * second surface, activeForEnvironment, the environment lock, the backoff curve, the audit stream and
+ * the Redis settings check.
+ */
+import { afterEach, describe, expect, it } from 'vitest';
+import { AuditLog } from '../../src/audit.js';
+import { ManualClock } from '../../src/clock.js';
+import {
+  EnvironmentLock,
+  jobIdForPlan,
+  SwitchQueue,
+  switchBackoffDelay,
+  switchKeys,
+} from '../../src/queue.js';
+import { createRedis } from '../../src/redis.js';
+import { checkRedis } from '../../src/redis-check.js';
+import { redisUrl, uniqueName } from '../support/redis.js';
+import { Cleanup, jobData, planFor } from './fixtures/harness.js';
+import { setupJobs } from './fixtures/setup.js';
+
+const cleanup = new Cleanup();
+afterEach(() => cleanup.run());
+
+function redis() {
+  const r = createRedis(redisUrl());
+  cleanup.add(() => r.quit());
+  return r;
+}
+
+describe('SwitchQueue.enqueue', () => {
+  it('makes exactly one job from 50 concurrent enqueues of one plan; 49 callers join it', async () => {
+    const env = await setupJobs(cleanup);
+    const now = env.clock.now();
+    const plan = await planFor(env.local, 'env0', 'rollback', now);
+    const data = jobData(plan, now);
+    // Separate producers, as from several bot replicas.
+    const producers = Array.from({ length: 5 }, () => {
+      const q = new SwitchQueue({ redisUrl: redisUrl(), queueName: env.queueName, audit: env.audit });
+      cleanup.add(() => q.close());
+      return q;
+    });
+    const results = await Promise.all(
+      Array.from({ length: 50 }, (_, i) => (producers[i % producers.length] ?? env.queue).enqueue(data)),
+    );
+    expect(new Set(results.map((r) => r.jobId))).toEqual(new Set([jobIdForPlan(plan.id)]));
+    expect(results.filter((r) => !r.joined)).toHaveLength(1);
+    expect(results.filter((r) => r.joined)).toHaveLength(49);
+    const counts = await env.queue.queue.getJobCounts();
+    expect(Object.values(counts).reduce((a, b) => a + b, 0)).toBe(1);
+    expect((await env.audit.recent('env0', 10)).map((e) => e.event)).toEqual(['requested']);
+
+    // A different plan is a different job.
+    const other = await planFor(env.local, 'env1', 'rollback', now);
+    const r2 = await env.queue.enqueue(jobData(other, now));
+    expect(r2.joined).toBe(false);
+    expect(r2.jobId).not.toBe(results[0]?.jobId);
+  });
+
+  it('derives hex job ids without ":" that BullMQ accepts', () => {
+    const id = jobIdForPlan('plan_0123456789abcdef01234567');
+    expect(id).toMatch(/^sw_[0-9a-f]{32}$/);
+    expect(jobIdForPlan('plan_0123456789abcdef01234567')).toBe(id);
+    expect(jobIdForPlan('plan_0123456789abcdef01234568')).not.toBe(id);
+  });
+
+  it('rejects bad job data naming the field, and enqueues nothing', async () => {
+    const env = await setupJobs(cleanup);
+    const now = env.clock.now();
+    const data = jobData(await planFor(env.local, 'env0', 'rollback', now), now);
+    await expect(env.queue.enqueue({ ...data, planId: 'plan:with:colons' })).rejects.toThrow(/planId/);
+    await expect(env.queue.enqueue({ ...data, domains: ['not a host'] })).rejects.toThrow(/hostname/);
+    const counts = await env.queue.queue.getJobCounts();
+    expect(Object.values(counts).reduce((a, b) => a + b, 0)).toBe(0);
+  });
+
+  it('reports a job not yet started as queued, finds it for its environment, and follows more messages', async () => {
+    const env = await setupJobs(cleanup);
+    const now = env.clock.now();
+    const plan = await planFor(env.local, 'env0', 'rollback', now);
+    const { jobId } = await env.queue.enqueue(jobData(plan, now));
+    const p = await env.queue.progress(jobId);
+    expect(p?.steps).toEqual([{ step: 'queued', state: 'running', startedAt: expect.any(Number) }]);
+    expect(p?.planId).toBe(plan.id);
+    expect(await env.queue.progress('sw_unknown')).toBeUndefined();
+    expect(await env.queue.activeForEnvironment('env0')).toEqual({ jobId, planId: plan.id });
+    expect(await env.queue.activeForEnvironment('env1')).toBeUndefined();
+
+    // A second surface follows the same job: its message gets the progress too.
+    const slackRef = { surface: 'slack', channel: 'C1', messageId: '1700000000.000100' } as const;
+    expect(await env.queue.addMessages(jobId, [slackRef])).toBe(true);
+    expect(await env.queue.addMessages('sw_unknown', [slackRef])).toBe(false);
+    await env.startWorker();
+    const final = await env.queue.waitForEnd(jobId);
+    expect(final?.outcome).toBe('succeeded');
+    const last = env.reporter.reports.at(-1);
+    expect(last?.messages).toContainEqual(slackRef);
+    expect(last?.messages).toContainEqual({ surface: 'console', channel: 'ops', messageId: 'm-1' });
+    expect(await env.queue.activeForEnvironment('env0')).toBeUndefined();
+  });
+
+  it('publishes progress to followers in other processes through BullMQ events', async () => {
+    const env = await setupJobs(cleanup);
+    const seen: string[] = [];
+    const stop = await env.queue.onProgress((p) => {
+      const running = p.steps.find((s) => s.state === 'running');
+      seen.push(p.outcome ?? running?.step ?? '?');
+    });
+    cleanup.add(async () => stop());
+    await env.startWorker();
+    const now = env.clock.now();
+    const { jobId } = await env.queue.enqueue(
+      jobData(await planFor(env.local, 'env0', 'rollback', now), now),
+    );
+    await env.queue.waitForEnd(jobId);
+    // The completed event can overtake the last progress event on the stream reader; wait for it.
+    await new Promise<void>((resolve) => {
+      if (seen.includes('succeeded')) resolve();
+      else
+        void env.queue.onProgress((p) => {
+          if (p.outcome === 'succeeded') resolve();
+        });
+    });
+    expect(seen[0]).toBe('validating');
+    expect(seen).toContain('switching');
+    expect(seen).toContain('verifying');
+    expect(seen.at(-1)).toBe('succeeded');
+  });
+});
+
+describe('EnvironmentLock', () => {
+  it('admits one job per environment, lets the owner re-enter, and releases only for the owner', async () => {
+    const r = redis();
+    const keys = switchKeys('bull', uniqueName('lock'));
+    const lock = new EnvironmentLock(r, keys, 10_000);
+    cleanup.add(() => r.del(keys.lock('production'), keys.lock('staging'), keys.waiters('production')));
+    expect(await lock.acquire('production', 'job-a')).toEqual({ acquired: true });
+    expect(await lock.acquire('production', 'job-b')).toEqual({ acquired: false, holder: 'job-a' });
+    expect(await lock.acquire('staging', 'job-b')).toEqual({ acquired: true });
+    // A recovered job (same id) re-enters its own lock.
+    expect(await lock.acquire('production', 'job-a')).toEqual({ acquired: true });
+    expect(await lock.release('production', 'job-b')).toBe(false);
+    expect(await lock.renew('production', 'job-b')).toBe(false);
+    expect(await lock.renew('production', 'job-a')).toBe(true);
+    expect(await r.pttl(keys.lock('production'))).toBeGreaterThan(9_000);
+    await lock.addWaiter('production', 'job-c', 2);
+    await lock.addWaiter('production', 'job-b', 1);
+    expect(await lock.waiters('production')).toEqual(['job-b', 'job-c']);
+    expect(await lock.release('production', 'job-a')).toBe(true);
+    expect(await lock.holder('production')).toBeUndefined();
+    expect(await lock.acquire('production', 'job-b')).toEqual({ acquired: true });
+  });
+
+  it('expires when its owner stops renewing (a killed worker)', async () => {
+    const r = redis();
+    const keys = switchKeys('bull', uniqueName('lock'));
+    const lock = new EnvironmentLock(r, keys, 5_000);
+    cleanup.add(() => r.del(keys.lock('production')));
+    await lock.acquire('production', 'job-a');
+    const ttl = await r.pttl(keys.lock('production'));
+    expect(ttl).toBeGreaterThan(0);
+    expect(ttl).toBeLessThanOrEqual(5_000);
+  });
+});
+
+describe('switchBackoffDelay', () => {
+  const policy = { baseDelayMs: 1_000, maxDelayMs: 30_000 };
+  it('grows exponentially with jitter between half and all of the delay, capped', () => {
+    expect(switchBackoffDelay(1, policy, undefined, () => 0)).toBe(500);
+    expect(switchBackoffDelay(1, policy, undefined, () => 1)).toBe(1_000);
+    expect(switchBackoffDelay(3, policy, undefined, () => 0)).toBe(2_000);
+    expect(switchBackoffDelay(3, policy, undefined, () => 1)).toBe(4_000);
+    expect(switchBackoffDelay(20, policy, undefined, () => 1)).toBe(30_000);
+    const samples = new Set(Array.from({ length: 20 }, () => switchBackoffDelay(4, policy)));
+    expect(samples.size).toBeGreaterThan(1);
+    for (const s of samples) expect(s).toBeGreaterThanOrEqual(4_000);
+  });
+
+  it("honours the platform's Retry-After when longer", () => {
+    const err = { context: { retryAfterMs: 7_000 } };
+    expect(switchBackoffDelay(1, policy, err, () => 0)).toBe(7_000);
+    expect(switchBackoffDelay(1, policy, { context: { retryAfterMs: 999_999 } }, () => 0)).toBe(30_000);
+  });
+});
+
+describe('AuditLog', () => {
+  it('appends entries per environment and lists them newest first, bounded', async () => {
+    const r = redis();
+    const clock = new ManualClock();
+    const audit = new AuditLog(r, { prefix: uniqueName('audit'), maxLen: 10 });
+    cleanup.add(() => r.del(audit.key('production'), audit.key('preview')));
+    const actor = { surface: 'slack', userId: 'U1', displayName: 'Ana' } as const;
+    for (let i = 0; i < 250; i++) {
+      await audit.append({
+        at: clock.now() + i,
+        environment: 'production',
+        action: 'rollback',
+        event: i % 2 === 0 ? 'requested' : 'approved',
+        actor,
+        planId: `plan_${i}`,
+      });
+    }
+    await audit.append({
+      at: clock.now(),
+      environment: 'preview',
+      action: 'promote',
+      event: 'refused',
+      code: 'forbidden',
+      message: 'not allowed',
+    });
+    const recent = await audit.recent('production', 3);
+    expect(recent.map((e) => e.planId)).toEqual(['plan_249', 'plan_248', 'plan_247']);
+    expect(recent[0]).toMatchObject({ event: 'approved', actor, environment: 'production' });
+    // Bounded: MAXLEN ~ trims whole nodes, so a little more than maxLen may remain, never all 250.
+    expect(await r.xlen(audit.key('production'))).toBeLessThan(250);
+    expect(await audit.recent('preview', 10)).toEqual([
+      {
+        at: clock.now(),
+        environment: 'preview',
+        action: 'promote',
+        event: 'refused',
+        code: 'forbidden',
+        message: 'not allowed',
+      },
+    ]);
+    expect(await audit.recent('nowhere', 10)).toEqual([]);
+  });
+
+  it('refuses a malformed entry naming the field, and skips unparsable stored entries', async () => {
+    const r = redis();
+    const audit = new AuditLog(r, { prefix: uniqueName('audit') });
+    cleanup.add(() => r.del(audit.key('production')));
+    await expect(
+      audit.append({ at: 1, environment: 'production', action: 'rollback', event: 'exploded' as 'failed' }),
+    ).rejects.toThrow(/event/);
+    await r.xadd(audit.key('production'), '*', 'e', '{not json');
+    await r.xadd(audit.key('production'), '*', 'e', JSON.stringify({ at: 'yesterday' }));
+    await audit.append({ at: 5, environment: 'production', action: 'rollback', event: 'started' });
+    expect((await audit.recent('production', 10)).map((e) => e.event)).toEqual(['started']);
+  });
+});
+
+describe('checkRedis', () => {
+  it('passes the test Redis for eviction policy and warns loudly when AOF is off or eviction is on', async () => {
+    const r = redis();
+    const before = (await r.call('CONFIG', 'GET', 'maxmemory-policy')) as string[];
+    const aofBefore = (await r.call('CONFIG', 'GET', 'appendonly')) as string[];
+    cleanup.add(() => r.call('CONFIG', 'SET', 'maxmemory-policy', before[1] ?? 'noeviction'));
+    cleanup.add(() => r.call('CONFIG', 'SET', 'appendonly', aofBefore[1] ?? 'no'));
+    await r.call('CONFIG', 'SET', 'maxmemory-policy', 'noeviction');
+    await r.call('CONFIG', 'SET', 'appendonly', 'yes');
+    expect(await checkRedis(r)).toEqual([]);
+
+    await r.call('CONFIG', 'SET', 'maxmemory-policy', 'allkeys-lru');
+    await r.call('CONFIG', 'SET', 'appendonly', 'no');
+    const warnings = await checkRedis(r);
+    expect(warnings.map((w) => w.code)).toEqual(['eviction_policy', 'aof_off']);
+    expect(warnings[0]?.message).toContain('allkeys-lru');
+
+    const plain = createRedis(redisUrl(), { maxRetriesPerRequest: 3 });
+    cleanup.add(() => plain.quit());
+    expect((await checkRedis(plain)).map((w) => w.code)).toContain('retries_per_request');
+  });
+});
