@@ -13,6 +13,7 @@
  * number of replicas handling the same click make one transition and one job. The loser of a race reads
  * the winner's state and answers from it (a double click is told it joined the same job).
  */
+import type { AuditEntry } from './audit.js';
 import type { Clock } from './clock.js';
 import { systemClock } from './clock.js';
 import type { Config } from './config.js';
@@ -41,30 +42,15 @@ import {
 } from './plan-store.js';
 import type { DeployPlatform, Route } from './platform/port.js';
 import { type Actor, actorSchema, type MessageRef, messageRefSchema } from './progress.js';
+import type { EnqueueResult, SwitchJobInput } from './queue.js';
 
-/** What Flow hands the switch queue (the shape of `switchJobSchema` in src/queue.ts). */
-export interface SwitchJobRequest {
-  readonly action: PlanAction;
-  readonly planId: string;
-  readonly projectId: string;
-  readonly environment: string;
-  readonly targetId: string;
-  readonly expectedCurrent: string;
-  readonly expectedRolledBack: boolean;
-  /** Hostnames of the affected domains (what the job verifies). */
-  readonly domains: string[];
-  /** Whoever asked for the switch (the person who clicked confirm). */
-  readonly requestedBy: Actor;
-  readonly approvedBy?: Actor;
-  readonly messages: MessageRef[];
-  /** Unix ms. */
-  readonly requestedAt: number;
-}
+/** What Flow hands the switch queue: `switchJobSchema`'s input (src/queue.ts). */
+export type SwitchJobRequest = SwitchJobInput;
 
-/** The part of the switch queue Flow uses (structurally satisfied by `SwitchQueue`). */
+/** The part of `SwitchQueue` (src/queue.ts) Flow uses; tests may pass any object of this shape. */
 export interface FlowQueue {
   /** Idempotent per plan id: every enqueue of one plan lands on one job; the caller learns if it joined. */
-  enqueue(data: SwitchJobRequest): Promise<{ readonly jobId: string; readonly joined: boolean }>;
+  enqueue(data: SwitchJobRequest): Promise<EnqueueResult>;
   /** Attaches more chat messages to an enqueued job (a surface posting after the click). */
   addMessages?(jobId: string, refs: readonly MessageRef[]): Promise<boolean>;
   /** The waiting or running switch of an environment, for `/deployments`. */
@@ -73,22 +59,10 @@ export interface FlowQueue {
   ): Promise<{ readonly jobId: string; readonly planId: string } | undefined>;
 }
 
-/** One audit entry as Flow writes it (the shape of `auditEntrySchema` in src/audit.ts). */
-export interface FlowAuditEntry {
-  readonly at: number;
-  readonly environment: string;
-  readonly action: PlanAction;
-  readonly event: 'requested' | 'approved' | 'refused' | 'cancelled' | 'started' | 'succeeded' | 'failed';
-  readonly actor?: Actor | undefined;
-  readonly planId?: string | undefined;
-  readonly jobId?: string | undefined;
-  readonly targetId?: string | undefined;
-  readonly fromId?: string | undefined;
-  readonly code?: string | undefined;
-  readonly message?: string | undefined;
-}
+/** One audit entry (`auditEntrySchema`, src/audit.ts). */
+export type FlowAuditEntry = AuditEntry;
 
-/** The part of the audit log Flow uses (structurally satisfied by `AuditLog`). */
+/** The part of `AuditLog` (src/audit.ts) Flow uses. */
 export interface FlowAudit {
   append(entry: FlowAuditEntry): Promise<unknown>;
   /** Most recent entries of an environment, newest first. */
@@ -660,7 +634,7 @@ export class Flow {
         claimed.record,
         patch.approvedBy ? 'approve' : 'confirm',
       );
-    let result: { readonly jobId: string; readonly joined: boolean };
+    let result: EnqueueResult;
     try {
       result = await this.queue.enqueue(this.jobData(claimed.record));
     } catch (e) {
