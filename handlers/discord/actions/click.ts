@@ -1,0 +1,63 @@
+/**
+ * The shared body of every Switchyard button: acknowledge within Discord's 3 s with a deferred
+ * update (the clicked message stays as it is until we edit it), ask ChatService what the click means
+ * (permission, two-person rule, stale plan and idempotent confirm are Flow's rules, exactly as in
+ * Slack), then apply the answer: edit the clicked bot message with the bot token, tell only the
+ * clicker (ephemeral follow-up), and/or post a fresh plan in the channel.
+ */
+import { type ButtonInteraction, MessageFlags } from 'discord.js';
+import { asSwitchyardError } from '../../../src/errors.js';
+import { scrub } from '../../../src/log.js';
+import type { ActionKind } from '../../../src/views/actions.js';
+import { renderDiscord } from '../../../src/views/discord.js';
+import { actingUser, type DiscordDeps, editBody, ephemeralBody, messageRef } from '../context.js';
+
+/** A button handler for some action kinds (one per file in this folder). */
+export interface DiscordAction {
+  readonly kinds: readonly ActionKind[];
+  handle(deps: DiscordDeps, interaction: ButtonInteraction): Promise<void>;
+}
+
+/** Handles a click (see the module header). Never throws. */
+export async function runClick(
+  deps: DiscordDeps,
+  interaction: ButtonInteraction,
+  label: string,
+): Promise<void> {
+  let outcome = 'error';
+  try {
+    await interaction.deferUpdate();
+    const reply = await deps.chat.click(actingUser(interaction), interaction.customId);
+    outcome = reply.outcome;
+    const channelId = interaction.channelId;
+    const clicked = interaction.message;
+    if (reply.update !== undefined) {
+      if (clicked.flags.has(MessageFlags.Ephemeral)) {
+        // Only the interaction webhook can edit an ephemeral message.
+        await interaction.editReply(editBody(reply.update));
+      } else {
+        await deps.messages.edit(channelId, clicked.id, renderDiscord(reply.update), { kind: 'view' });
+      }
+    }
+    if (reply.ephemeral !== undefined) await interaction.followUp(ephemeralBody(reply.ephemeral));
+    if (reply.post !== undefined) {
+      const posted = await deps.messages.post(channelId, renderDiscord(reply.post.view));
+      if (reply.post.planId !== undefined) {
+        await deps.flow.attachMessage(reply.post.planId, messageRef(channelId, posted.id));
+      }
+    }
+  } catch (e) {
+    const err = asSwitchyardError(e);
+    deps.logger.error(
+      { action: label, interactionId: interaction.id, code: err.code, err: scrub(err.message) },
+      'discord button failed',
+    );
+    const content = `That click failed: ${scrub(err.message)}`.slice(0, 2000);
+    await (interaction.deferred || interaction.replied
+      ? interaction.followUp({ content, flags: MessageFlags.Ephemeral })
+      : interaction.reply({ content, flags: MessageFlags.Ephemeral })
+    ).catch(() => undefined);
+  } finally {
+    deps.metrics?.clicks.inc({ surface: 'discord', action: label, outcome });
+  }
+}

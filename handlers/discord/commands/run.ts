@@ -1,0 +1,81 @@
+/**
+ * The shared body of the three slash commands: answer Discord at once (an ephemeral deferral, so
+ * platform reads may take longer than 3 s), ask ChatService (src/chat.ts) exactly as Slack and the
+ * console do, then either show the refusal/usage only to the person who typed it, or post the result
+ * as a channel message owned by the bot (so progress can edit it with the bot token for as long as
+ * the switch takes) and attach that message to the plan.
+ */
+import { type ChatInputCommandInteraction, DiscordAPIError, MessageFlags } from 'discord.js';
+import type { CommandName } from '../../../src/chat.js';
+import { asSwitchyardError } from '../../../src/errors.js';
+import { scrub } from '../../../src/log.js';
+import { renderDiscord } from '../../../src/views/discord.js';
+import { actingUser, type DiscordDeps, editBody, messageLink, messageRef } from '../context.js';
+
+/** JSON codes of "the bot may not post here" (docs: JSON error codes). */
+const NO_ACCESS = new Set([50001, 50013]);
+
+/** A Discord slash command handler (one per file in this folder). */
+export interface DiscordCommand {
+  readonly name: CommandName;
+  execute(deps: DiscordDeps, interaction: ChatInputCommandInteraction): Promise<void>;
+}
+
+/** Runs `/name args…` for the interaction (see the module header). Never throws. */
+export async function runCommand(
+  deps: DiscordDeps,
+  interaction: ChatInputCommandInteraction,
+  name: CommandName,
+  args: readonly string[],
+): Promise<void> {
+  let outcome = 'error';
+  try {
+    await interaction.deferReply({ flags: MessageFlags.Ephemeral });
+    const reply = await deps.chat.command(actingUser(interaction), name, args);
+    if (reply.visibility === 'ephemeral') {
+      outcome = 'refused';
+      await interaction.editReply(editBody(reply.view));
+      return;
+    }
+    const channelId = interaction.channelId;
+    let posted: { id: string };
+    try {
+      posted = await deps.messages.post(channelId, renderDiscord(reply.view));
+    } catch (e) {
+      if (e instanceof DiscordAPIError && typeof e.code === 'number' && NO_ACCESS.has(e.code)) {
+        outcome = 'no_access';
+        await interaction.editReply({
+          content: `I cannot post in this channel (${e.message}). Give the Switchyard bot the View Channel, Send Messages and Embed Links permissions here, or use another channel. Nothing was changed.`,
+        });
+        return;
+      }
+      throw e;
+    }
+    if (reply.planId !== undefined) {
+      await deps.flow.attachMessage(reply.planId, messageRef(channelId, posted.id));
+    }
+    outcome = reply.planId === undefined ? 'shown' : 'planned';
+    await interaction.editReply({
+      content: `Posted in this channel: ${messageLink(interaction.guildId, channelId, posted.id)}`,
+    });
+  } catch (e) {
+    const err = asSwitchyardError(e);
+    deps.logger.error(
+      { command: name, interactionId: interaction.id, code: err.code, err: scrub(err.message) },
+      'discord command failed',
+    );
+    const text = `/${name} failed: ${scrub(err.message)}. Nothing was changed${err.retry ? '; try again in a moment' : ''}.`;
+    await (interaction.deferred || interaction.replied
+      ? interaction.editReply({ content: text.slice(0, 2000) })
+      : interaction.reply({ content: text.slice(0, 2000), flags: MessageFlags.Ephemeral })
+    ).catch(() => undefined);
+  } finally {
+    deps.metrics?.commands.inc({ surface: 'discord', command: name, outcome });
+  }
+}
+
+/** A string option's trimmed value; undefined when absent or blank. */
+export function option(interaction: ChatInputCommandInteraction, name: string): string | undefined {
+  const v = interaction.options.getString(name)?.trim();
+  return v === undefined || v === '' ? undefined : v;
+}

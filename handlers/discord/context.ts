@@ -1,0 +1,79 @@
+/**
+ * What every Discord handler shares: the dependencies (ChatService and Flow from src, the bot-owned
+ * message poster/editor, metrics), who is acting (user id, display name and guild role ids taken from
+ * the interaction's member — the permission input of src/permissions.ts), and rendering a view for
+ * an interaction reply versus a channel message.
+ */
+import {
+  type BaseInteraction,
+  GuildMember,
+  type InteractionEditReplyOptions,
+  type InteractionReplyOptions,
+  MessageFlags,
+} from 'discord.js';
+import type { ChatService } from '../../src/chat.js';
+import type { Clock } from '../../src/clock.js';
+import type { Flow } from '../../src/flow.js';
+import type { Logger } from '../../src/log.js';
+import type { Metrics } from '../../src/metrics.js';
+import type { ActingUser } from '../../src/permissions.js';
+import type { MessageRef } from '../../src/progress.js';
+import { renderDiscord } from '../../src/views/discord.js';
+import type { MessageView } from '../../src/views/types.js';
+import type { DiscordMessages } from './messages.js';
+
+/** Dependencies of the Discord handlers. */
+export interface DiscordDeps {
+  readonly chat: ChatService;
+  readonly flow: Flow;
+  readonly messages: DiscordMessages;
+  readonly clock: Clock;
+  readonly logger: Logger;
+  readonly metrics?: Pick<Metrics, 'commands' | 'clicks' | 'chatApiErrors'>;
+  /** Longest an autocomplete may take before answering with what is known (Discord allows 3 s). */
+  readonly autocompleteBudgetMs: number;
+}
+
+/** The acting person: Discord user id, display name and the member's guild role ids. */
+export function actingUser(interaction: BaseInteraction): ActingUser {
+  const user = interaction.user;
+  const member = interaction.member;
+  let roles: string[] = [];
+  let displayName = user.globalName ?? user.username;
+  if (member instanceof GuildMember) {
+    // The cache includes @everyone (id = guild id); the interaction's own role list does not.
+    roles = [...member.roles.cache.keys()].filter((id) => id !== interaction.guildId);
+    displayName = member.displayName;
+  } else if (member !== null) {
+    roles = [...member.roles];
+    displayName = member.nick ?? displayName;
+  }
+  return { surface: 'discord', userId: user.id, displayName, roles };
+}
+
+/** A Discord message reference for Flow (so progress edits the message). */
+export function messageRef(channelId: string, messageId: string): MessageRef {
+  return { surface: 'discord', channel: channelId, messageId };
+}
+
+/** A view as an ephemeral interaction reply or follow-up (only the person who acted sees it). */
+export function ephemeralBody(view: MessageView): InteractionReplyOptions {
+  const m = renderDiscord(view);
+  return {
+    embeds: m.embeds,
+    components: m.components,
+    allowedMentions: { parse: [] },
+    flags: MessageFlags.Ephemeral,
+  };
+}
+
+/** A view as the edit of a deferred reply (its visibility was fixed when it was deferred). */
+export function editBody(view: MessageView): InteractionEditReplyOptions {
+  const m = renderDiscord(view);
+  return { content: '', embeds: m.embeds, components: m.components, allowedMentions: { parse: [] } };
+}
+
+/** Jump link to a message (what a person clicks to get to the posted confirmation). */
+export function messageLink(guildId: string | null, channelId: string, messageId: string): string {
+  return `https://discord.com/channels/${guildId ?? '@me'}/${channelId}/${messageId}`;
+}

@@ -1,0 +1,124 @@
+/**
+ * The Discord surface, wired: routes each interaction (slash command, autocomplete, button) to its
+ * handler file, and builds the bot — client, bot-owned message poster/editor and the progress
+ * Reporter for the switch worker. Handlers are thin: parse the interaction, call ChatService/Flow,
+ * render with src/views/discord.ts, reply.
+ */
+import type { Interaction } from 'discord.js';
+import type { ChatService } from '../../src/chat.js';
+import { type Clock, systemClock } from '../../src/clock.js';
+import type { Flow } from '../../src/flow.js';
+import { type Logger, silentLogger } from '../../src/log.js';
+import type { Metrics } from '../../src/metrics.js';
+import { parseAction } from '../../src/views/actions.js';
+import { approveAction } from './actions/approve.js';
+import { cancelAction } from './actions/cancel.js';
+import { type DiscordAction, runClick } from './actions/click.js';
+import { confirmAction } from './actions/confirm.js';
+import { replanAction } from './actions/replan.js';
+import { rowAction } from './actions/row.js';
+import { handleAutocomplete } from './autocomplete.js';
+import { createDiscordSurface, type DiscordSurface } from './client.js';
+import { deploymentsCommand } from './commands/deployments.js';
+import { promoteCommand } from './commands/promote.js';
+import { rollbackCommand } from './commands/rollback.js';
+import type { DiscordCommand } from './commands/run.js';
+import type { DiscordDeps } from './context.js';
+import { DiscordMessages } from './messages.js';
+import { DiscordReporter } from './reporter.js';
+
+export type { DiscordDeps } from './context.js';
+
+const COMMANDS: readonly DiscordCommand[] = [rollbackCommand, promoteCommand, deploymentsCommand];
+const ACTIONS: readonly DiscordAction[] = [
+  confirmAction,
+  approveAction,
+  cancelAction,
+  replanAction,
+  rowAction,
+];
+
+/** Returns the interaction router for these dependencies (what the client calls per interaction). */
+export function register(deps: DiscordDeps): (interaction: Interaction) => Promise<void> {
+  return async (interaction) => {
+    if (interaction.isAutocomplete()) return handleAutocomplete(deps, interaction);
+    if (interaction.isChatInputCommand()) {
+      const command = COMMANDS.find((c) => c.name === interaction.commandName);
+      if (command) return command.execute(deps, interaction);
+      await interaction.reply({
+        content: `Unknown command /${interaction.commandName}. Commands: ${COMMANDS.map((c) => `/${c.name}`).join(', ')}. Run npm run discord:register to refresh them.`,
+        flags: 64,
+      });
+      return;
+    }
+    if (interaction.isButton()) {
+      const parsed = parseAction(interaction.customId);
+      const action = parsed.ok ? ACTIONS.find((a) => a.kinds.includes(parsed.value.kind)) : undefined;
+      // Malformed ids still get an answer within 3 s: ChatService explains what was expected.
+      if (action) return action.handle(deps, interaction);
+      return runClick(deps, interaction, 'invalid');
+    }
+  };
+}
+
+export interface DiscordBotOptions {
+  readonly token: string;
+  /** `DISCORD_API_URL` (REST base); the gateway URL then comes from its `/gateway/bot`. */
+  readonly apiUrl?: string;
+  readonly chat: ChatService;
+  readonly flow: Flow;
+  readonly clock?: Clock;
+  readonly logger?: Logger;
+  readonly metrics?: Pick<Metrics, 'commands' | 'clicks' | 'chatApiErrors'>;
+  readonly autocompleteBudgetMs?: number;
+}
+
+/** Defaults (STYLE 6). */
+export const discordBotDefaults = {
+  clock: systemClock,
+  logger: silentLogger,
+  autocompleteBudgetMs: 2_000,
+} as const satisfies Required<Pick<DiscordBotOptions, 'clock' | 'logger' | 'autocompleteBudgetMs'>>;
+
+/** The Discord bot: gateway surface, message editor and the Reporter for the switch worker. */
+export interface DiscordBot {
+  readonly surface: DiscordSurface;
+  readonly messages: DiscordMessages;
+  readonly reporter: DiscordReporter;
+  start(): Promise<void>;
+  stop(): Promise<void>;
+}
+
+/** Builds the Discord bot (not yet connected: call `start`). */
+export function createDiscordBot(opts: DiscordBotOptions): DiscordBot {
+  const logger = (opts.logger ?? discordBotDefaults.logger).child({ surface: 'discord' });
+  let route: ((interaction: Interaction) => Promise<void>) | undefined;
+  const surface = createDiscordSurface({
+    token: opts.token,
+    ...(opts.apiUrl === undefined ? {} : { apiUrl: opts.apiUrl }),
+    logger,
+    onInteraction: (interaction) => route?.(interaction) ?? Promise.resolve(),
+  });
+  const messages = new DiscordMessages({
+    rest: surface.client.rest,
+    logger,
+    ...(opts.metrics === undefined ? {} : { metrics: opts.metrics }),
+  });
+  route = register({
+    chat: opts.chat,
+    flow: opts.flow,
+    messages,
+    clock: opts.clock ?? discordBotDefaults.clock,
+    logger,
+    autocompleteBudgetMs: opts.autocompleteBudgetMs ?? discordBotDefaults.autocompleteBudgetMs,
+    ...(opts.metrics === undefined ? {} : { metrics: opts.metrics }),
+  });
+  const reporter = new DiscordReporter({ messages, logger });
+  return {
+    surface,
+    messages,
+    reporter,
+    start: () => surface.start(),
+    stop: () => surface.stop(),
+  };
+}

@@ -1,0 +1,151 @@
+/**
+ * Channel messages owned by the bot: posting a confirmation and editing it afterwards with the bot
+ * token (`POST /channels/{id}/messages`, `PATCH /channels/{id}/messages/{mid}`), never with an
+ * interaction token, so edits keep working after the 15-minute interaction token expires.
+ *
+ * Edits go through one lane per message: while an edit is in flight the newest wanted state replaces
+ * any queued one (coalescing), and progress always wins over a confirmation view — a click handler
+ * that finishes after the job already reported progress must not paint "confirmed" over "switching".
+ * Rate limits: discord.js waits out a 429 (it reads `Retry-After` and the bucket headers) before the
+ * edit goes through; meanwhile newer states coalesce. Failures are logged and counted, never thrown.
+ */
+import { DiscordAPIError, type REST, Routes } from 'discord.js';
+import { type Logger, silentLogger } from '../../src/log.js';
+import type { Metrics } from '../../src/metrics.js';
+import type { DiscordMessage } from '../../src/views/discord.js';
+
+/** Which kind of state an edit shows. */
+export type EditKind =
+  /** A confirmation view (pending, awaiting approval, enqueued, cancelled, stale…). */
+  | { readonly kind: 'view' }
+  /** A job's progress; `at` orders snapshots (Progress.updatedAt), `final` marks the end state. */
+  | { readonly kind: 'progress'; readonly at: number; readonly final: boolean };
+
+/** Messages whose edit ordering is remembered (a few per switch; far more than run at once). */
+const MAX_LANES = 10_000;
+
+interface Pending {
+  readonly body: DiscordMessage;
+  readonly edit: EditKind;
+  readonly waiters: (() => void)[];
+}
+
+interface Lane {
+  pending: Pending | undefined;
+  running: boolean;
+  /** A progress state was queued or shown: confirmation views no longer apply. */
+  progressSeen: boolean;
+  lastProgressAt: number;
+  finalShown: boolean;
+}
+
+export interface DiscordMessagesOptions {
+  /** discord.js REST with the bot token set (the client's `client.rest`, or a standalone REST). */
+  readonly rest: REST;
+  readonly logger?: Logger;
+  readonly metrics?: Pick<Metrics, 'chatApiErrors'>;
+}
+
+/** The error code label for metrics: Discord's JSON code, the HTTP status, or the error name. */
+export function discordErrorCode(e: unknown): string {
+  if (e instanceof DiscordAPIError) return String(e.code);
+  if (typeof e === 'object' && e !== null && 'status' in e) return String((e as { status: unknown }).status);
+  return e instanceof Error ? e.name : 'unknown';
+}
+
+/** Posts and edits bot-owned channel messages (see the module header). */
+export class DiscordMessages {
+  private readonly lanes = new Map<string, Lane>();
+  private readonly rest: REST;
+  private readonly logger: Logger;
+  private readonly metrics: Pick<Metrics, 'chatApiErrors'> | undefined;
+
+  constructor(opts: DiscordMessagesOptions) {
+    this.rest = opts.rest;
+    this.logger = opts.logger ?? silentLogger;
+    this.metrics = opts.metrics;
+  }
+
+  /** Posts a message in a channel as the bot; resolves with its id. Throws DiscordAPIError on refusal. */
+  async post(channelId: string, body: DiscordMessage): Promise<{ readonly id: string }> {
+    try {
+      const created = (await this.rest.post(Routes.channelMessages(channelId), { body })) as { id: string };
+      return { id: created.id };
+    } catch (e) {
+      this.count('channels.messages.create', e);
+      throw e;
+    }
+  }
+
+  /**
+   * Edits a bot message to `body` (coalesced, ordered as described in the module header). Resolves
+   * when this state, or a newer one, was delivered or given up on; never rejects.
+   */
+  edit(channelId: string, messageId: string, body: DiscordMessage, edit: EditKind): Promise<void> {
+    const key = `${channelId}/${messageId}`;
+    let lane = this.lanes.get(key);
+    if (!lane) {
+      lane = {
+        pending: undefined,
+        running: false,
+        progressSeen: false,
+        lastProgressAt: 0,
+        finalShown: false,
+      };
+      this.lanes.set(key, lane);
+    }
+    if (edit.kind === 'view' && lane.progressSeen) return Promise.resolve();
+    if (edit.kind === 'progress') {
+      if (lane.finalShown && !edit.final) return Promise.resolve();
+      if (edit.at < lane.lastProgressAt) return Promise.resolve();
+      lane.progressSeen = true;
+      lane.lastProgressAt = edit.at;
+    }
+    const waiters = lane.pending?.waiters ?? [];
+    const done = new Promise<void>((resolve) => waiters.push(resolve));
+    lane.pending = { body, edit, waiters };
+    if (!lane.running) void this.drain(key, lane, channelId, messageId);
+    return done;
+  }
+
+  private async drain(key: string, lane: Lane, channelId: string, messageId: string): Promise<void> {
+    lane.running = true;
+    try {
+      for (;;) {
+        const next = lane.pending;
+        if (next === undefined) break;
+        lane.pending = undefined;
+        try {
+          await this.rest.patch(Routes.channelMessage(channelId, messageId), { body: next.body });
+          if (next.edit.kind === 'progress' && next.edit.final) lane.finalShown = true;
+        } catch (e) {
+          this.count('channels.messages.edit', e);
+          this.logger.warn(
+            { channelId, messageId, code: discordErrorCode(e), err: (e as Error).message },
+            'discord message edit failed',
+          );
+        }
+        for (const w of next.waiters) w();
+      }
+    } finally {
+      lane.running = false;
+      this.trim(key);
+    }
+  }
+
+  /**
+   * Bounds memory. A finished message's lane is kept (not deleted on completion) so that a late view
+   * edit cannot paint over its final state; only the oldest idle lanes beyond the bound are dropped.
+   */
+  private trim(current: string): void {
+    if (this.lanes.size <= MAX_LANES) return;
+    for (const [key, lane] of this.lanes) {
+      if (this.lanes.size <= MAX_LANES) break;
+      if (key !== current && !lane.running && lane.pending === undefined) this.lanes.delete(key);
+    }
+  }
+
+  private count(method: string, e: unknown): void {
+    this.metrics?.chatApiErrors.inc({ surface: 'discord', method, code: discordErrorCode(e) });
+  }
+}
