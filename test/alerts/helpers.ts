@@ -1,5 +1,26 @@
 /** Shared fixtures for the alert tests: an environment snapshot with a known live history. */
+
+import type { Redis } from 'ioredis';
+import { AlertDedupe, type AlertDedupeOptions } from '../../src/alerts/dedupe.js';
+import {
+  type ActiveJobs,
+  AlertService,
+  type LinkJobInput,
+  type ResolvedInput,
+  type SuggestionInput,
+  type SuggestionSink,
+} from '../../src/alerts/service.js';
+import { AuditLog } from '../../src/audit.js';
+import { ManualClock } from '../../src/clock.js';
+import { type Config, fileConfigSchema, parseEnv } from '../../src/config.js';
 import type { Deployment, EnvironmentSnapshot, LiveEntry } from '../../src/domain/types.js';
+import { Flow } from '../../src/flow.js';
+import { createMetrics, type Metrics } from '../../src/metrics.js';
+import { PlanStore } from '../../src/plan-store.js';
+import { LocalPlatform } from '../../src/platform/local/platform.js';
+import type { MessageRef } from '../../src/progress.js';
+import { createRedis } from '../../src/redis.js';
+import { redisUrl, uniqueName } from '../support/redis.js';
 
 export const MINUTE = 60_000;
 
@@ -54,4 +75,125 @@ export function productionSnapshot(
     liveHistory,
     readAt: now,
   };
+}
+
+/** A SuggestionSink that records every call (the real chat sinks belong to the Slack/Discord surfaces). */
+export class RecordingSink implements SuggestionSink {
+  readonly suggestions: SuggestionInput[] = [];
+  readonly resolvedCalls: { refs: readonly MessageRef[]; input: ResolvedInput }[] = [];
+  readonly links: LinkJobInput[] = [];
+  /** When set, `suggest` waits for it (to race a RESOLVED alert against posting). */
+  gate: Promise<void> | undefined;
+  /** When true, `suggest` throws like a chat API outage. */
+  failing = false;
+  private counter = 0;
+
+  async suggest(input: SuggestionInput): Promise<MessageRef[]> {
+    this.suggestions.push(input);
+    if (this.gate) await this.gate;
+    if (this.failing) throw new Error('chat API unavailable');
+    return input.destinations.map((d) => ({
+      surface: d.surface,
+      channel: d.channel,
+      messageId: `msg-${++this.counter}`,
+      ...(d.threadId === undefined ? {} : { threadId: d.threadId }),
+    }));
+  }
+
+  async resolved(refs: readonly MessageRef[], input: ResolvedInput): Promise<void> {
+    this.resolvedCalls.push({ refs, input });
+  }
+
+  async linkRunningJob(input: LinkJobInput): Promise<MessageRef[]> {
+    this.links.push(input);
+    return input.destinations.map((d) => ({ surface: d.surface, channel: d.channel, messageId: 'link-1' }));
+  }
+}
+
+/** The demo's production went live 40 minutes before the ManualClock's start: an alert 33 minutes ago is 7 minutes after. */
+export const DEMO_SENTENCE =
+  'dep_4kq9wz went live 7 minutes before this alert started — roll back to dep_3hd7xa?';
+
+export interface Harness {
+  readonly clock: ManualClock;
+  readonly platform: LocalPlatform;
+  readonly flow: Flow;
+  readonly plans: PlanStore;
+  readonly sink: RecordingSink;
+  readonly dedupe: AlertDedupe;
+  readonly metrics: Metrics;
+  readonly redis: Redis;
+  readonly config: Config;
+  readonly service: AlertService;
+  readonly jobs: { active: { jobId: string; planId: string } | undefined } & ActiveJobs;
+  close(): Promise<void>;
+}
+
+/** Real Redis, the local platform's demo project, the real Flow and PlanStore, a recording sink. */
+export async function createHarness(
+  opts: { file?: Record<string, unknown>; env?: Record<string, string>; dedupe?: AlertDedupeOptions } = {},
+): Promise<Harness> {
+  const clock = new ManualClock();
+  const prefix = uniqueName('alerts');
+  const redis = createRedis(redisUrl());
+  const platform = await LocalPlatform.open({ clock, maintenance: false });
+  const file = fileConfigSchema.parse(
+    opts.file ?? {
+      environments: {
+        production: { channels: { slack: 'C0ALERTS', discord: '123456789012' }, alertMatchers: ['checkout'] },
+        preview: {},
+      },
+    },
+  );
+  const config: Config = { env: parseEnv(opts.env ?? {}), file, platform: 'local' };
+  const plans = new PlanStore({ redis, prefix: `${prefix}:`, clock });
+  const flow = new Flow({
+    platform,
+    queue: {
+      async enqueue() {
+        throw new Error('the alert tests never confirm a plan');
+      },
+    },
+    plans,
+    audit: new AuditLog(redis, { prefix }),
+    config,
+    clock,
+  });
+  const sink = new RecordingSink();
+  const dedupe = new AlertDedupe(redis, { prefix, ...opts.dedupe });
+  const metrics = createMetrics();
+  const jobs = {
+    active: undefined as { jobId: string; planId: string } | undefined,
+    async activeForEnvironment(environment: string) {
+      return environment === 'production' ? this.active : undefined;
+    },
+  };
+  const service = new AlertService({ platform, flow, sink, dedupe, config, jobs, clock, metrics });
+  return {
+    clock,
+    platform,
+    flow,
+    plans,
+    sink,
+    dedupe,
+    metrics,
+    redis,
+    config,
+    service,
+    jobs,
+    async close() {
+      await platform.close();
+      const keys = await redis.keys(`${prefix}*`);
+      if (keys.length > 0) await redis.del(...keys);
+      redis.disconnect();
+    },
+  };
+}
+
+/** Current value of `switchyard_alerts_total{source,outcome}`. */
+export async function alertCount(metrics: Metrics, outcome: string, source?: string): Promise<number> {
+  const data = await metrics.alerts.get();
+  return data.values
+    .filter((v) => v.labels.outcome === outcome && (source === undefined || v.labels.source === source))
+    .reduce((sum, v) => sum + v.value, 0);
 }

@@ -1,0 +1,289 @@
+import { afterEach, describe, expect, it } from 'vitest';
+import { parseChatAlert } from '../../src/alerts/service.js';
+import { type NormalizedAlert, normalizedAlert } from '../../src/alerts/types.js';
+import { alertCount, createHarness, DEMO_SENTENCE, type Harness, MINUTE } from './helpers.js';
+
+let h: Harness | undefined;
+afterEach(async () => {
+  await h?.close();
+  h = undefined;
+});
+
+function alert(h: Harness, fields: Partial<NormalizedAlert> = {}): NormalizedAlert {
+  return normalizedAlert({
+    source: 'generic',
+    status: 'firing',
+    title: 'Checkout 5xx above 5%',
+    fingerprint: 'incident-1',
+    startedAt: h.clock.now() - 33 * MINUTE,
+    labels: { env: 'production' },
+    text: '',
+    ...fields,
+  });
+}
+
+describe('AlertService', () => {
+  it('suggests a rollback of the deployment that went live before the alert, with a real plan', async () => {
+    h = await createHarness();
+    const [result] = await h.service.handle([alert(h)]);
+    expect(result).toMatchObject({ environment: 'production', outcome: 'suggested', detail: DEMO_SENTENCE });
+    expect(h.sink.suggestions).toHaveLength(1);
+    const input = h.sink.suggestions[0];
+    expect(input?.kind).toBe('suggestion');
+    expect(input?.sentence).toBe(DEMO_SENTENCE);
+    expect(input?.plan?.target.id).toBe('dep_3hd7xa');
+    expect(input?.plan?.current.id).toBe('dep_4kq9wz');
+    expect(input?.destinations).toEqual([
+      { surface: 'slack', channel: 'C0ALERTS' },
+      { surface: 'discord', channel: '123456789012' },
+    ]);
+    // The plan lives in the PlanStore with the alert as context and the posted messages attached.
+    const record = await h.flow.get(result?.planId ?? '');
+    expect(record?.alert).toMatchObject({ source: 'generic', suspectDeploymentId: 'dep_4kq9wz' });
+    expect(record?.messages.map((m) => m.messageId).sort()).toEqual(['msg-1', 'msg-2']);
+    expect(record?.requestedBy.surface).toBe('system');
+    expect(await alertCount(h.metrics, 'suggested')).toBe(1);
+  });
+
+  it('storm control: 1,000 concurrent alerts for one incident give exactly one suggestion', async () => {
+    h = await createHarness();
+    const harness = h;
+    const results = await Promise.all(
+      Array.from({ length: 1_000 }, (_, i) =>
+        harness.service.handle([alert(harness, { title: `Checkout 5xx (#${i})` })]),
+      ),
+    );
+    const outcomes = results.flat().map((r) => r.outcome);
+    expect(outcomes.filter((o) => o === 'suggested')).toHaveLength(1);
+    expect(outcomes.filter((o) => o === 'deduplicated')).toHaveLength(999);
+    expect(h.sink.suggestions).toHaveLength(1);
+    expect(await alertCount(h.metrics, 'deduplicated')).toBe(999);
+  });
+
+  it('a different incident, or another environment, gets its own suggestion', async () => {
+    h = await createHarness();
+    await h.service.handle([alert(h)]);
+    await h.service.handle([alert(h, { fingerprint: 'incident-2' })]);
+    expect(h.sink.suggestions).toHaveLength(2);
+  });
+
+  it('alerts without a fingerprint share a per-environment time window', async () => {
+    h = await createHarness({ dedupe: { anonymousWindowMs: 600_000 } });
+    const a = normalizedAlert({ ...alert(h), fingerprint: undefined });
+    const results = await h.service.handle([a, a, { ...a, title: 'other words' }]);
+    expect(results.map((r) => r.outcome)).toEqual(['suggested', 'deduplicated', 'deduplicated']);
+    const ttl = await h.redis.pttl(h.dedupe.key({ environment: 'production', source: 'generic' }));
+    expect(ttl).toBeGreaterThan(0);
+    expect(ttl).toBeLessThanOrEqual(600_000);
+  });
+
+  it('incident records expire so memory stays bounded', async () => {
+    h = await createHarness({ dedupe: { incidentTtlMs: 3_600_000, resolvedTtlMs: 120_000 } });
+    await h.service.handle([alert(h)]);
+    const key = h.dedupe.key({ environment: 'production', source: 'generic', fingerprint: 'incident-1' });
+    const ttl = await h.redis.pttl(key);
+    expect(ttl).toBeGreaterThan(3_500_000);
+    expect(ttl).toBeLessThanOrEqual(3_600_000);
+    await h.service.handle([alert(h, { status: 'resolved' })]);
+    expect(await h.redis.pttl(key)).toBeLessThanOrEqual(120_000);
+  });
+
+  it('a RESOLVED alert edits its suggestion once', async () => {
+    h = await createHarness();
+    await h.service.handle([alert(h)]);
+    const [resolved] = await h.service.handle([alert(h, { status: 'resolved' })]);
+    expect(resolved?.outcome).toBe('resolved');
+    expect(h.sink.resolvedCalls).toHaveLength(1);
+    const call = h.sink.resolvedCalls[0];
+    expect(call?.refs.map((r) => r.messageId).sort()).toEqual(['msg-1', 'msg-2']);
+    expect(call?.input).toMatchObject({ environment: 'production', sentence: DEMO_SENTENCE });
+    expect(call?.input.planId).toMatch(/^plan_/);
+    const [again] = await h.service.handle([alert(h, { status: 'resolved' })]);
+    expect(again?.outcome).toBe('resolved_unknown');
+    expect(h.sink.resolvedCalls).toHaveLength(1);
+    // While remembered as resolved, a late duplicate stays quiet.
+    const [late] = await h.service.handle([alert(h)]);
+    expect(late?.outcome).toBe('deduplicated');
+  });
+
+  it('a RESOLVED alert that races the posting still marks the suggestion', async () => {
+    h = await createHarness();
+    let open: () => void = () => {};
+    h.sink.gate = new Promise<void>((resolve) => {
+      open = resolve;
+    });
+    const firing = h.service.handle([alert(h)]);
+    while (h.sink.suggestions.length === 0) await new Promise<void>((r) => setImmediate(r));
+    const [resolved] = await h.service.handle([alert(h, { status: 'resolved' })]);
+    expect(resolved?.detail).toContain('being posted');
+    expect(h.sink.resolvedCalls).toHaveLength(0);
+    open();
+    await firing;
+    expect(h.sink.resolvedCalls).toHaveLength(1);
+    expect(h.sink.resolvedCalls[0]?.input.alert.status).toBe('resolved');
+  });
+
+  it('ignores unmapped alerts quietly and counts them', async () => {
+    h = await createHarness();
+    const results = await h.service.handle([
+      alert(h, { labels: { env: 'qa' } }),
+      alert(h, { labels: {}, title: 'disk full on db-7', source: 'datadog' }),
+    ]);
+    expect(results.map((r) => r.outcome)).toEqual(['unmapped', 'unmapped']);
+    expect(h.sink.suggestions).toHaveLength(0);
+    expect(await alertCount(h.metrics, 'unmapped')).toBe(2);
+    expect(await alertCount(h.metrics, 'unmapped', 'datadog')).toBe(1);
+    const text = await h.metrics.registry.metrics();
+    expect(text).toContain('switchyard_alerts_total{source="generic",outcome="unmapped"} 1');
+  });
+
+  it('maps through alertMatchers (service name in the title)', async () => {
+    h = await createHarness();
+    const [r] = await h.service.handle([alert(h, { labels: { service: 'checkout-api' } })]);
+    expect(r).toMatchObject({ environment: 'production', outcome: 'suggested' });
+  });
+
+  it('outside the window posts nothing by default', async () => {
+    h = await createHarness();
+    const [r] = await h.service.handle([alert(h, { startedAt: h.clock.now() + 30 * MINUTE })]);
+    expect(r?.outcome).toBe('outside_window');
+    expect(r?.detail).toContain('went live 70 minutes before');
+    expect(h.sink.suggestions).toHaveLength(0);
+  });
+
+  it('outside the window posts a note without a plan when configured', async () => {
+    h = await createHarness({
+      file: {
+        alerts: { outsideWindow: 'note', correlationWindow: '5m' },
+        environments: { production: { channels: { slack: 'C0ALERTS' } } },
+      },
+    });
+    const [r] = await h.service.handle([alert(h)]);
+    expect(r?.outcome).toBe('outside_window');
+    expect(h.sink.suggestions).toHaveLength(1);
+    expect(h.sink.suggestions[0]?.kind).toBe('note');
+    expect(h.sink.suggestions[0]?.plan).toBeUndefined();
+  });
+
+  it('says why when nothing went live before the alert', async () => {
+    h = await createHarness();
+    const [r] = await h.service.handle([alert(h, { startedAt: h.clock.now() - 100 * 3_600_000 })]);
+    expect(r?.outcome).toBe('no_correlation');
+    expect(h.sink.suggestions).toHaveLength(0);
+  });
+
+  it('links to the running job instead of suggesting while the environment is switching', async () => {
+    h = await createHarness();
+    h.jobs.active = { jobId: 'job_123', planId: 'plan_abc' };
+    const [r] = await h.service.handle([alert(h)]);
+    expect(r).toMatchObject({ outcome: 'linked_job', jobId: 'job_123', planId: 'plan_abc' });
+    expect(h.sink.suggestions).toHaveLength(0);
+    expect(h.sink.links).toHaveLength(1);
+    expect(h.sink.links[0]?.jobId).toBe('job_123');
+  });
+
+  it('threads under the alert message when the alert came from chat', async () => {
+    h = await createHarness();
+    await h.service.handle([alert(h)], {
+      surface: 'slack',
+      channel: 'C0WATCHED',
+      messageId: '1732881000.000100',
+    });
+    expect(h.sink.suggestions[0]?.destinations).toEqual([
+      { surface: 'slack', channel: 'C0WATCHED', threadId: '1732881000.000100' },
+    ]);
+  });
+
+  it('falls back to SLACK_ALERT_CHANNEL / DISCORD_ALERT_CHANNEL, and says when there is no channel', async () => {
+    h = await createHarness({
+      file: { environments: { production: {} } },
+      env: { SLACK_ALERT_CHANNEL: 'C0FALLBACK', DISCORD_ALERT_CHANNEL: '998877665544' },
+    });
+    await h.service.handle([alert(h)]);
+    expect(h.sink.suggestions[0]?.destinations).toEqual([
+      { surface: 'slack', channel: 'C0FALLBACK' },
+      { surface: 'discord', channel: '998877665544' },
+    ]);
+    await h.close();
+    h = await createHarness({ file: { environments: { production: {} } } });
+    const [r] = await h.service.handle([alert(h)]);
+    expect(r?.outcome).toBe('no_destination');
+    expect(r?.detail).toContain('SLACK_ALERT_CHANNEL');
+  });
+
+  it('a failed post gives the incident up so a later alert tries again', async () => {
+    h = await createHarness();
+    h.sink.failing = true;
+    const [first] = await h.service.handle([alert(h)]);
+    expect(first?.outcome).toBe('failed');
+    expect(first?.detail).toContain('chat API unavailable');
+    h.sink.failing = false;
+    const [second] = await h.service.handle([alert(h)]);
+    expect(second?.outcome).toBe('suggested');
+  });
+});
+
+describe('parseChatAlert', () => {
+  const file = {
+    alerts: { watch: { slack: ['C0WATCHED'], discord: ['111122223333'] } },
+    environments: { production: { alertMatchers: ['checkout'] }, staging: {} },
+  };
+
+  it('reads alert-bot messages in watched channels, firing and resolved with one fingerprint', async () => {
+    h = await createHarness({ file });
+    const at = h.clock.now();
+    const firing = parseChatAlert(
+      '*[FIRING:2] HighLatency (production)*\nchecker p99 3s',
+      'C0WATCHED',
+      'slack',
+      h.config,
+      { at },
+    );
+    expect(firing).toMatchObject({
+      source: 'slack',
+      status: 'firing',
+      title: 'HighLatency (production)',
+      labels: { env: 'production' },
+      startedAt: at,
+    });
+    const resolved = parseChatAlert('[RESOLVED] HighLatency (production)', 'C0WATCHED', 'slack', h.config);
+    expect(resolved?.status).toBe('resolved');
+    expect(resolved?.fingerprint).toBe(firing?.fingerprint);
+    expect(firing?.fingerprint).toBeDefined();
+  });
+
+  it('recognises env=…, [prod] and firing/resolved words; ignores chatter and unwatched channels', async () => {
+    h = await createHarness({ file });
+    expect(parseChatAlert('5xx spike env=staging', 'C0WATCHED', 'slack', h.config)?.labels.env).toBe(
+      'staging',
+    );
+    expect(parseChatAlert('[prod] checkout is down', '111122223333', 'discord', h.config)).toMatchObject({
+      source: 'discord',
+      status: 'firing',
+      labels: { env: 'production' },
+    });
+    expect(parseChatAlert('checkout recovered', 'C0WATCHED', 'slack', h.config)?.status).toBe('resolved');
+    expect(parseChatAlert('lunch anyone?', 'C0WATCHED', 'slack', h.config)).toBeUndefined();
+    expect(parseChatAlert('[prod] checkout is down', 'C0OTHER', 'slack', h.config)).toBeUndefined();
+  });
+
+  it('end to end: a chat alert naming a service through matchers is suggested in its thread', async () => {
+    h = await createHarness({
+      file: { ...file, environments: { production: { alertMatchers: ['checkout'] } } },
+    });
+    const parsed = parseChatAlert('🚨 checkout error rate 9%', 'C0WATCHED', 'slack', h.config, {
+      at: h.clock.now() - 33 * MINUTE,
+    });
+    expect(parsed).toBeDefined();
+    if (!parsed) return;
+    const [r] = await h.service.handle([parsed], {
+      surface: 'slack',
+      channel: 'C0WATCHED',
+      messageId: '17.01',
+    });
+    expect(r).toMatchObject({ outcome: 'suggested', detail: DEMO_SENTENCE, environment: 'production' });
+    expect(h.sink.suggestions[0]?.destinations).toEqual([
+      { surface: 'slack', channel: 'C0WATCHED', threadId: '17.01' },
+    ]);
+  });
+});
