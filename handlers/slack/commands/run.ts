@@ -1,0 +1,73 @@
+/**
+ * The one path of every slash command: ack at once (Slack's 3-second deadline, whatever the platform's
+ * speed), parse the payload with zod, ask the ChatService (which calls Flow) for the reply, render it
+ * for Slack and send it — a confirmation or list visible to the channel (`chat.postMessage`, attached
+ * to its plan), usage and refusals only to the user. Faults end in an ephemeral message, not silence.
+ */
+import type { AllMiddlewareArgs, SlackCommandMiddlewareArgs } from '@slack/bolt';
+import { type CommandName, commandArgs } from '../../../src/chat.js';
+import type { ActingUser } from '../../../src/permissions.js';
+import {
+  cannotPostView,
+  describeIssues,
+  faultView,
+  postView,
+  replyEphemeral,
+  type SlackHandlerDeps,
+  slashCommandSchema,
+} from '../context.js';
+
+export type CommandArgs = SlackCommandMiddlewareArgs & AllMiddlewareArgs;
+
+/** Handles one slash command invocation (see the module header). */
+export async function runCommand(
+  deps: SlackHandlerDeps,
+  name: CommandName,
+  args: CommandArgs,
+): Promise<void> {
+  await args.ack();
+  const count = (outcome: string) => deps.metrics.commands.inc({ surface: 'slack', command: name, outcome });
+  const parsed = slashCommandSchema.safeParse(args.command);
+  if (!parsed.success) {
+    count('invalid');
+    deps.logger.warn(
+      { command: name, issues: describeIssues(parsed.error) },
+      'malformed slash command payload',
+    );
+    await replyEphemeral(deps, args.respond, {
+      kind: 'refusal',
+      tone: 'warning',
+      title: 'Could not read this command',
+      summary: `Slack sent a command Switchyard could not read: ${describeIssues(parsed.error)}.`,
+      blocks: [{ type: 'text', spans: [{ text: describeIssues(parsed.error) }] }],
+      buttons: [],
+      ephemeral: true,
+    });
+    return;
+  }
+  const command = parsed.data;
+  const actor: ActingUser = {
+    surface: 'slack',
+    userId: command.user_id,
+    displayName: command.user_name && command.user_name !== '' ? command.user_name : command.user_id,
+  };
+  try {
+    const reply = await deps.chat.command(actor, name, commandArgs(command.text));
+    if (reply.visibility === 'ephemeral') {
+      count(reply.view.kind === 'usage' ? 'usage' : 'refused');
+      await replyEphemeral(deps, args.respond, reply.view);
+      return;
+    }
+    const posted = await postView(deps, args.client, command.channel_id, reply.view, reply.planId);
+    if (!posted.ok) {
+      count('not_posted');
+      await replyEphemeral(deps, args.respond, cannotPostView(posted.code, reply.view));
+      return;
+    }
+    count(reply.planId === undefined ? 'listed' : 'planned');
+  } catch (e) {
+    count('error');
+    deps.logger.error({ err: e, command: name, userId: command.user_id }, 'slash command failed');
+    await replyEphemeral(deps, args.respond, faultView(e, `run /${name}`));
+  }
+}

@@ -1,0 +1,161 @@
+/**
+ * What every Slack handler shares: its dependencies, the zod schemas of the Slack payloads it reads
+ * (slash command fields, `block_actions` fields), and the three ways a handler answers — a message in
+ * the channel (`chat.postMessage`, then attached to the plan so progress edits it), an ephemeral reply
+ * through the `response_url`, and an edit of the clicked message (through the reporter's paced lane).
+ * Faults become a short ephemeral message with the error code: never a stack trace, never silence.
+ */
+import type { RespondFn } from '@slack/bolt';
+import type { WebClient } from '@slack/web-api';
+import { z } from 'zod';
+import type { ChatService } from '../../src/chat.js';
+import { asSwitchyardError } from '../../src/errors.js';
+import type { Flow } from '../../src/flow.js';
+import type { Logger } from '../../src/log.js';
+import type { Metrics } from '../../src/metrics.js';
+import type { MessageRef } from '../../src/progress.js';
+import { renderSlack } from '../../src/views/slack.js';
+import type { MessageView } from '../../src/views/types.js';
+import type { UserGroupResolver } from './groups.js';
+import type { SlackReporter } from './reporter.js';
+
+/** A message seen in a channel the bot is in (alert watching). */
+export interface ChannelMessage {
+  readonly channel: string;
+  readonly ts: string;
+  readonly text: string;
+  readonly user?: string;
+  readonly botId?: string;
+  readonly username?: string;
+}
+
+/** Dependencies of the Slack handlers. */
+export interface SlackHandlerDeps {
+  readonly chat: ChatService;
+  readonly flow: Pick<Flow, 'attachMessage'>;
+  readonly reporter: SlackReporter;
+  readonly groups: UserGroupResolver;
+  readonly metrics: Pick<Metrics, 'commands' | 'clicks' | 'chatApiErrors'>;
+  readonly logger: Logger;
+  /** Alert watching: called for each new message in a channel the bot was invited to. */
+  readonly onChannelMessage?: (message: ChannelMessage) => Promise<void>;
+}
+
+const id = (what: string) => z.string({ error: `expected ${what}` }).min(1, `expected ${what}`);
+
+/** The slash command fields handlers use (Slack sends more; they are ignored). */
+export const slashCommandSchema = z.object({
+  command: id('the command name'),
+  text: z.string({ error: 'expected the command text' }),
+  user_id: id('the user id'),
+  user_name: z.string().optional(),
+  channel_id: id('the channel id'),
+});
+export type SlashCommand = z.infer<typeof slashCommandSchema>;
+
+/** The `block_actions` fields handlers use. */
+export const blockActionSchema = z.object({
+  type: z.literal('block_actions'),
+  user: z.object({ id: id('the user id'), username: z.string().optional(), name: z.string().optional() }),
+  container: z.object({
+    channel_id: id('the channel id'),
+    message_ts: id('the message ts'),
+    is_ephemeral: z.boolean().optional(),
+  }),
+  actions: z.array(z.object({ action_id: id('an action_id') })).min(1, 'expected one action'),
+});
+export type BlockAction = z.infer<typeof blockActionSchema>;
+
+/** "field: expectation" for each problem of a parsed payload. */
+export function describeIssues(error: z.ZodError): string {
+  return error.issues.map((i) => `${i.path.map(String).join('.') || '(payload)'}: ${i.message}`).join('; ');
+}
+
+/** A fault as a view: what failed, its code, and that nothing was half-done. */
+export function faultView(e: unknown, doing: string): MessageView {
+  const err = asSwitchyardError(e);
+  const retry = err.retry ? ' It may work if you try again in a moment.' : '';
+  const summary = `Switchyard could not ${doing} (${err.code}).${retry}`;
+  return {
+    kind: 'refusal',
+    tone: 'danger',
+    title: 'Something went wrong',
+    summary,
+    blocks: [
+      { type: 'text', spans: [{ text: summary }] },
+      {
+        type: 'context',
+        spans: [{ text: 'Nothing was switched by this request. The error is in the Switchyard logs.' }],
+      },
+    ],
+    buttons: [],
+    ephemeral: true,
+  };
+}
+
+/** Sends a view only the user sees, through the response URL. Never throws (logs instead). */
+export async function replyEphemeral(
+  deps: Pick<SlackHandlerDeps, 'logger' | 'metrics'>,
+  respond: RespondFn,
+  view: MessageView,
+): Promise<void> {
+  const { text, blocks } = renderSlack(view);
+  try {
+    await respond({ response_type: 'ephemeral', replace_original: false, text, blocks });
+  } catch (e) {
+    deps.metrics.chatApiErrors.inc({ surface: 'slack', method: 'response_url', code: 'request_failed' });
+    deps.logger.warn({ err: e instanceof Error ? e.message : String(e) }, 'slack ephemeral reply failed');
+  }
+}
+
+/** Slack's error code of a failed Web API call, or a generic label. */
+export function slackErrorCode(e: unknown): string {
+  const code = (e as { data?: { error?: unknown } }).data?.error;
+  return typeof code === 'string' ? code : 'request_failed';
+}
+
+/**
+ * Posts a view to the channel and, for a confirmation, attaches the message to its plan so the
+ * switch's progress edits it. Returns the message ref, or the Slack error code (e.g. `not_in_channel`).
+ */
+export async function postView(
+  deps: Pick<SlackHandlerDeps, 'flow' | 'logger' | 'metrics'>,
+  client: WebClient,
+  channel: string,
+  view: MessageView,
+  planId?: string,
+): Promise<{ ok: true; ref: MessageRef } | { ok: false; code: string }> {
+  const { text, blocks } = renderSlack(view);
+  let ts: string;
+  try {
+    const res = await client.chat.postMessage({ channel, text, blocks });
+    if (typeof res.ts !== 'string') return { ok: false, code: 'no_ts' };
+    ts = res.ts;
+  } catch (e) {
+    const code = slackErrorCode(e);
+    deps.metrics.chatApiErrors.inc({ surface: 'slack', method: 'chat.postMessage', code });
+    deps.logger.warn({ channel, code }, 'slack chat.postMessage failed');
+    return { ok: false, code };
+  }
+  const ref: MessageRef = { surface: 'slack', channel, messageId: ts };
+  if (planId !== undefined) await deps.flow.attachMessage(planId, ref);
+  return { ok: true, ref };
+}
+
+/** What to tell the user when the bot cannot post in their channel. */
+export function cannotPostView(code: string, view: MessageView): MessageView {
+  const hint =
+    code === 'not_in_channel' || code === 'channel_not_found'
+      ? 'Switchyard is not in this channel. Invite it with `/invite @switchyard` and run the command again, so everyone here sees the confirmation and its progress.'
+      : `Slack refused the message (${code}).`;
+  return {
+    ...view,
+    kind: 'refusal',
+    tone: 'warning',
+    title: 'Could not post in this channel',
+    summary: hint,
+    blocks: [{ type: 'text', spans: [{ text: hint }] }],
+    buttons: [],
+    ephemeral: true,
+  };
+}

@@ -1,0 +1,136 @@
+/**
+ * The Slack surface, assembled: `register(app, deps)` wires one file per command, action and event
+ * (STYLE 7, Bolt's starter layout), and `startSlack(options)` builds everything a process needs — the
+ * Bolt app on the shared HTTP server (or Socket Mode), the progress Reporter the switch worker takes,
+ * and the user-group resolver for the allow lists.
+ */
+import type { App } from '@slack/bolt';
+import { ChatService } from '../../src/chat.js';
+import { type Clock, systemClock } from '../../src/clock.js';
+import type { Config } from '../../src/config.js';
+import type { Flow } from '../../src/flow.js';
+import type { HttpServer } from '../../src/http.js';
+import type { Logger } from '../../src/log.js';
+import type { Metrics } from '../../src/metrics.js';
+import * as approve from './actions/approve.js';
+import * as cancel from './actions/cancel.js';
+import * as confirm from './actions/confirm.js';
+import * as dismiss from './actions/dismiss.js';
+import * as replan from './actions/replan.js';
+import * as rows from './actions/rows.js';
+import { createSlackApp, type SlackApp, type SlackAppOptions } from './app.js';
+import * as deployments from './commands/deployments.js';
+import * as promote from './commands/promote.js';
+import * as rollback from './commands/rollback.js';
+import type { ChannelMessage, SlackHandlerDeps } from './context.js';
+import * as message from './events/message.js';
+import { UserGroupResolver } from './groups.js';
+import { createReporterClient, SlackReporter } from './reporter.js';
+
+export type { ChannelMessage, SlackHandlerDeps };
+
+/** Registers every Slack command, action and event handler on `app`. */
+export function register(app: App, deps: SlackHandlerDeps): void {
+  rollback.register(app, deps);
+  promote.register(app, deps);
+  deployments.register(app, deps);
+  confirm.register(app, deps);
+  cancel.register(app, deps);
+  approve.register(app, deps);
+  replan.register(app, deps);
+  dismiss.register(app, deps);
+  rows.register(app, deps);
+  message.register(app, deps);
+}
+
+/** The Slack user-group ids named by any environment's allow list. */
+export function configuredGroups(config: Pick<Config, 'file'>): string[] {
+  const groups = new Set<string>();
+  for (const env of Object.values(config.file.environments)) {
+    for (const g of env.allow?.slack.groups ?? []) groups.add(g);
+  }
+  return [...groups];
+}
+
+export interface StartSlackOptions
+  extends Pick<
+    SlackAppOptions,
+    'botToken' | 'signingSecret' | 'appToken' | 'apiUrl' | 'redis' | 'keyPrefix' | 'onDuplicateEvent'
+  > {
+  readonly flow: Flow;
+  readonly config: Pick<Config, 'file'>;
+  /** Shared HTTP server to mount `POST /slack/events` on (HTTP mode). */
+  readonly http?: HttpServer;
+  readonly metrics: Metrics;
+  readonly logger: Logger;
+  readonly clock?: Clock;
+  readonly onChannelMessage?: (message: ChannelMessage) => Promise<void>;
+  /** Spacing of progress edits of one message (default 1 s; Slack's Tier 3). */
+  readonly progressIntervalMs?: number;
+}
+
+/** A running Slack surface. */
+export interface SlackSurface {
+  readonly slack: SlackApp;
+  /** Hand this to the switch worker (directly, or inside a composite reporter). */
+  readonly reporter: SlackReporter;
+  readonly groups: UserGroupResolver;
+  /** Waits for pending message edits, then stops Socket Mode if used. */
+  stop(): Promise<void>;
+}
+
+/** Builds the Slack surface from configuration (see the module header). */
+export function startSlack(opts: StartSlackOptions): SlackSurface {
+  const clock = opts.clock ?? systemClock;
+  const logger = opts.logger.child({ surface: 'slack' });
+  const reporter = new SlackReporter({
+    client: createReporterClient(opts.botToken, opts.apiUrl),
+    clock,
+    logger,
+    metrics: opts.metrics,
+    ...(opts.progressIntervalMs === undefined ? {} : { minIntervalMs: opts.progressIntervalMs }),
+  });
+  let groups: UserGroupResolver | undefined;
+  const slack = createSlackApp(
+    {
+      botToken: opts.botToken,
+      redis: opts.redis,
+      logger,
+      ...(opts.signingSecret === undefined ? {} : { signingSecret: opts.signingSecret }),
+      ...(opts.appToken === undefined ? {} : { appToken: opts.appToken }),
+      ...(opts.apiUrl === undefined ? {} : { apiUrl: opts.apiUrl }),
+      ...(opts.http === undefined ? {} : { http: opts.http }),
+      ...(opts.keyPrefix === undefined ? {} : { keyPrefix: opts.keyPrefix }),
+      ...(opts.onDuplicateEvent === undefined ? {} : { onDuplicateEvent: opts.onDuplicateEvent }),
+    },
+    (app) => {
+      groups = new UserGroupResolver({
+        client: app.client,
+        groups: configuredGroups(opts.config),
+        clock,
+        logger,
+        metrics: opts.metrics,
+      });
+      register(app, {
+        chat: new ChatService({ flow: opts.flow, clock }),
+        flow: opts.flow,
+        reporter,
+        groups,
+        metrics: opts.metrics,
+        logger,
+        ...(opts.onChannelMessage === undefined ? {} : { onChannelMessage: opts.onChannelMessage }),
+      });
+    },
+  );
+  if (groups === undefined) throw new Error('slack handlers were not registered');
+  const resolver = groups;
+  return {
+    slack,
+    reporter,
+    groups: resolver,
+    async stop() {
+      await reporter.flush();
+      await slack.stop();
+    },
+  };
+}

@@ -1,0 +1,405 @@
+/**
+ * Slack end to end: the REAL Bolt app on the shared HTTP server, real Redis, the real switch queue and
+ * worker, the real LocalPlatform, and the wire-level fake Slack Web API. Requests are signed exactly as
+ * Slack signs them. Every wait is on an event (a fake Slack call, a platform event, a job's end); there
+ * are no sleeps.
+ */
+import type { Redis } from 'ioredis';
+import { afterEach, describe, expect, it } from 'vitest';
+import { type SlackSurface, startSlack } from '../../handlers/slack/index.js';
+import { type SwitchWorker, startSwitchWorker } from '../../jobs/switch-worker.js';
+import { AuditLog } from '../../src/audit.js';
+import { systemClock } from '../../src/clock.js';
+import { type Config, fileConfigSchema } from '../../src/config.js';
+import { Flow } from '../../src/flow.js';
+import { HttpServer } from '../../src/http.js';
+import { silentLogger } from '../../src/log.js';
+import { createMetrics, type Metrics } from '../../src/metrics.js';
+import { PlanStore } from '../../src/plan-store.js';
+import { LocalPlatform } from '../../src/platform/local/platform.js';
+import type { PlatformEvent } from '../../src/platform/port.js';
+import { SwitchQueue } from '../../src/queue.js';
+import { createRedis } from '../../src/redis.js';
+import { buttonsOf, SlackRequests } from '../fakes/slack/requests.js';
+import { FakeSlack, type RecordedCall, type RecordedResponse } from '../fakes/slack/server.js';
+import { redisUrl, uniqueName } from '../support/redis.js';
+
+const SECRET = 'e2e-signing-secret';
+const CHANNEL = 'C0PROD';
+
+interface World {
+  fake: FakeSlack;
+  requests: SlackRequests;
+  platform: LocalPlatform;
+  queue: SwitchQueue;
+  surface: SlackSurface;
+  metrics: Metrics;
+  redis: Redis;
+}
+
+const closers: (() => Promise<unknown>)[] = [];
+
+afterEach(async () => {
+  for (const close of closers.splice(0).reverse()) await close();
+});
+
+async function world(
+  environments: Record<string, unknown> = {},
+  platformName: Config['platform'] = 'local',
+): Promise<World> {
+  const fake = await new FakeSlack({
+    usergroups: { S0OPS: ['U0CAROL'] },
+    // The bot was invited to this channel only; posting elsewhere fails like Slack does.
+    channels: { [CHANNEL]: 'incidents' },
+  }).start();
+  closers.push(() => fake.close());
+  const redis = createRedis(redisUrl());
+  closers.push(() => redis.quit());
+  const prefix = uniqueName('e2e');
+  const platform = await LocalPlatform.open({
+    clock: systemClock,
+    maintenance: false,
+    reactivationTimeMs: 20,
+  });
+  closers.push(() => platform.close());
+  const audit = new AuditLog(redis, { prefix });
+  const plans = new PlanStore({ redis, prefix: `${prefix}:`, clock: systemClock });
+  const queueName = uniqueName('switch');
+  const queue = new SwitchQueue({
+    redisUrl: redisUrl(),
+    queueName,
+    audit,
+    retry: { attempts: 3, baseDelayMs: 5, maxDelayMs: 20 },
+  });
+  closers.push(async () => {
+    await queue.obliterate();
+    await queue.close();
+  });
+  await queue.waitUntilReady();
+  const config = {
+    platform: platformName,
+    file: fileConfigSchema.parse({ platform: platformName, environments }),
+  };
+  const flow = new Flow({ platform, queue, plans, audit, config, clock: systemClock });
+  const metrics = createMetrics();
+  const http = new HttpServer();
+  const surface = startSlack({
+    botToken: fake.token,
+    signingSecret: SECRET,
+    apiUrl: fake.apiUrl,
+    redis,
+    keyPrefix: `${prefix}:`,
+    flow,
+    config,
+    http,
+    metrics,
+    logger: silentLogger,
+    progressIntervalMs: 0,
+  });
+  const port = await http.listen(0);
+  closers.push(async () => {
+    await surface.stop();
+    await http.close();
+  });
+  const worker: SwitchWorker = startSwitchWorker({
+    redisUrl: redisUrl(),
+    queueName,
+    platform,
+    reporter: surface.reporter,
+    clock: systemClock,
+    verify: { timeoutMs: 5_000, intervalMs: 5 },
+    lockDurationMs: 5_000,
+    concurrency: 2,
+    logger: silentLogger,
+    metrics,
+    audit,
+    retry: { baseDelayMs: 5, maxDelayMs: 20 },
+    lockRetryMs: 50,
+  });
+  closers.push(() => worker.close());
+  await worker.worker.waitUntilReady();
+  const requests = new SlackRequests(`http://127.0.0.1:${port}/slack/events`, SECRET, fake);
+  return { fake, requests, platform, queue, surface, metrics, redis };
+}
+
+function blocksText(blocks: readonly unknown[]): string {
+  return JSON.stringify(blocks);
+}
+
+function button(call: RecordedCall | { blocks: readonly unknown[] }, prefix: string) {
+  const blocks = 'args' in call ? (call.args.blocks as unknown[]) : call.blocks;
+  const found = buttonsOf(blocks).find((b) => b.actionId.startsWith(prefix));
+  if (!found) throw new Error(`no ${prefix} button in ${blocksText(blocks).slice(0, 400)}`);
+  return found;
+}
+
+/** Posts `/rollback production` as alice and returns the confirmation message. */
+async function confirmation(w: World, text = 'production', user = 'U0ALICE') {
+  const before = w.fake.callsOf('chat.postMessage').length;
+  const ack = await w.requests.command({
+    command: '/rollback',
+    text,
+    userId: user,
+    userName: user.slice(2).toLowerCase(),
+  });
+  expect(ack.status).toBe(200);
+  const post = await w.fake.waitForCall(
+    'chat.postMessage',
+    (c) => c.response.ok === true && w.fake.callsOf('chat.postMessage').indexOf(c) >= before,
+  );
+  return { post, ts: String(post.response.ts) };
+}
+
+async function click(w: World, ts: string, actionId: string, user: string) {
+  const res = await w.requests.click({
+    actionId,
+    messageTs: ts,
+    userId: user,
+    userName: user.slice(2).toLowerCase(),
+  });
+  expect(res.status).toBe(200);
+  return res;
+}
+
+function isEphemeral(r: RecordedResponse): boolean {
+  return r.body.response_type === 'ephemeral';
+}
+
+function finalUpdate(w: World, ts: string): Promise<RecordedCall> {
+  return w.fake.waitForCall(
+    'chat.update',
+    (c) => c.args.ts === ts && /Traffic is on/.test(String(c.args.text)),
+    15_000,
+  );
+}
+
+async function jobCount(w: World): Promise<number> {
+  const counts = await w.queue.queue.getJobCounts('waiting', 'active', 'completed', 'failed', 'delayed');
+  return Object.values(counts).reduce((a, n) => a + n, 0);
+}
+
+function waitForTraffic(platform: LocalPlatform): Promise<PlatformEvent> {
+  return new Promise((resolve) => {
+    const off = platform.subscribe((e) => {
+      if (e.type === 'traffic.moved') {
+        off();
+        resolve(e);
+      }
+    });
+  });
+}
+
+describe('Slack end to end', () => {
+  it('/rollback production → confirmation with domains → confirm → chat.update through every step to traffic switched', async () => {
+    const w = await world();
+    const before = await w.platform.snapshot('production');
+    const { post, ts } = await confirmation(w);
+    // The confirmation is visible to the channel and names current, every affected domain and target.
+    expect(post.args.channel).toBe(CHANNEL);
+    const shown = blocksText(post.args.blocks as unknown[]);
+    expect(shown).toContain(String(before.environment.currentDeploymentId));
+    for (const d of before.domains.filter((d) => d.stickiness === 'live' || d.stickiness === 'environment')) {
+      expect(shown).toContain(d.hostname);
+    }
+    const confirm = button(post, 'sy1:confirm:');
+    expect(buttonsOf(post.args.blocks as unknown[]).some((b) => b.actionId.startsWith('sy1:cancel:'))).toBe(
+      true,
+    );
+
+    await click(w, ts, confirm.actionId, 'U0ALICE');
+    const final = await finalUpdate(w, ts);
+    const target = /Traffic is on (\S+?)\./.exec(String(final.args.text))?.[1];
+    expect(target).toBeDefined();
+
+    // The platform really switched: current deployment, rolled-back state and every live route.
+    const after = await w.platform.snapshot('production');
+    expect(after.environment.currentDeploymentId).toBe(target);
+    expect(after.environment.rolledBack).toBe(true);
+    const routes = await w.platform.routing('production');
+    for (const d of after.domains.filter((d) => d.stickiness === 'live' || d.stickiness === 'environment')) {
+      expect(routes.find((r) => r.hostname === d.hostname)?.deploymentId).toBe(target);
+      expect((await w.platform.probe(d.hostname)).deploymentId).toBe(target);
+    }
+
+    // The same message was edited from the confirmation to the final state; the final lists each step.
+    await w.surface.reporter.flush();
+    const versions = w.fake.message(CHANNEL, ts)?.versions ?? [];
+    expect(versions.length).toBeGreaterThanOrEqual(3);
+    const last = blocksText(versions.at(-1)?.blocks ?? []);
+    for (const step of ['alidat', 'witch', 'erif']) expect(last).toContain(step);
+    expect(String(versions.at(-1)?.text)).toContain(`Traffic is on ${target}`);
+    expect(last).toContain('alice');
+    // Every edit after the click went to the same channel and ts; none failed.
+    expect(w.fake.callsOf('chat.update').every((c) => c.args.ts === ts && c.response.ok === true)).toBe(true);
+    expect(await jobCount(w)).toBe(1);
+  });
+
+  it('a forged signature gets 401 and changes nothing', async () => {
+    const w = await world();
+    const res = await w.requests.command({ command: '/rollback', text: 'production' }, { secret: 'forged' });
+    expect(res.status).toBe(401);
+    expect(w.fake.callsOf('chat.postMessage')).toEqual([]);
+    expect(w.fake.responses).toEqual([]);
+    // A forged click on a real plan does nothing either.
+    const { post, ts } = await confirmation(w);
+    const forged = await w.requests.click(
+      { actionId: button(post, 'sy1:confirm:').actionId, messageTs: ts },
+      { secret: 'forged' },
+    );
+    expect(forged.status).toBe(401);
+    expect(await jobCount(w)).toBe(0);
+    expect((await w.platform.snapshot('production')).environment.rolledBack).toBe(false);
+  });
+
+  it('a replayed request (timestamp older than 5 minutes) gets 401 and changes nothing', async () => {
+    const w = await world();
+    const { post, ts } = await confirmation(w);
+    const old = Math.floor(Date.now() / 1000) - 301;
+    const replay = await w.requests.click(
+      { actionId: button(post, 'sy1:confirm:').actionId, messageTs: ts },
+      { timestamp: old },
+    );
+    expect(replay.status).toBe(401);
+    const cmd = await w.requests.command({ command: '/rollback', text: 'production' }, { timestamp: old });
+    expect(cmd.status).toBe(401);
+    expect(await jobCount(w)).toBe(0);
+    expect(w.fake.callsOf('chat.update')).toEqual([]);
+    expect(w.fake.callsOf('chat.postMessage')).toHaveLength(1);
+  });
+
+  it('refuses a user outside the allow list ephemerally; a member of an allowed user group may act', async () => {
+    const w = await world({ production: { allow: { slack: { users: ['U0ALICE'], groups: ['S0OPS'] } } } });
+    const { post, ts } = await confirmation(w, 'production', 'U0BOB');
+    const confirm = button(post, 'sy1:confirm:');
+    await click(w, ts, confirm.actionId, 'U0BOB');
+    const refusal = await w.fake.waitForResponse(isEphemeral);
+    expect(JSON.stringify(refusal.body)).toMatch(/U0BOB|bob/);
+    expect(JSON.stringify(refusal.body)).toMatch(/allow/);
+    expect(refusal.body.replace_original).toBe(false);
+    expect(await jobCount(w)).toBe(0);
+    expect(w.fake.message(CHANNEL, ts)?.versions).toHaveLength(1);
+    expect((await w.platform.snapshot('production')).environment.rolledBack).toBe(false);
+
+    // Carol is not listed by id but is in S0OPS (usergroups.users.list).
+    await click(w, ts, confirm.actionId, 'U0CAROL');
+    await finalUpdate(w, ts);
+    expect(w.fake.callsOf('usergroups.users.list').length).toBeGreaterThanOrEqual(1);
+    expect(await jobCount(w)).toBe(1);
+  });
+
+  it('a double click makes one job and one switch', async () => {
+    const w = await world();
+    const { post, ts } = await confirmation(w);
+    const confirm = button(post, 'sy1:confirm:');
+    const moved = waitForTraffic(w.platform);
+    await Promise.all([click(w, ts, confirm.actionId, 'U0ALICE'), click(w, ts, confirm.actionId, 'U0ALICE')]);
+    await moved;
+    await finalUpdate(w, ts);
+    expect(await jobCount(w)).toBe(1);
+    const snap = await w.platform.snapshot('production');
+    expect(snap.liveHistory.filter((h) => h.via === 'rollback')).toHaveLength(1);
+    const clicks = await w.metrics.clicks.get();
+    const outcomes = clicks.values.map((v) => `${v.labels.outcome}:${v.value}`).sort();
+    expect(outcomes).toEqual(['enqueued:1', 'joined:1']);
+  });
+
+  it('two-person rule: the requester confirms, cannot approve themselves, a second person approves', async () => {
+    const w = await world({
+      production: { twoPersonRule: true, allow: { slack: { users: ['U0ALICE', 'U0BOB'] } } },
+    });
+    const { post, ts } = await confirmation(w);
+    await click(w, ts, button(post, 'sy1:confirm:').actionId, 'U0ALICE');
+    const waiting = await w.fake.waitForCall('chat.update', (c) => c.args.ts === ts);
+    expect(String(waiting.args.text).toLowerCase()).toContain('approv');
+    const approve = button(waiting, 'sy1:approve:');
+    expect(await jobCount(w)).toBe(0);
+
+    await click(w, ts, approve.actionId, 'U0ALICE');
+    const self = await w.fake.waitForResponse(isEphemeral);
+    expect(JSON.stringify(self.body)).toContain('cannot approve their own request');
+    expect(await jobCount(w)).toBe(0);
+
+    await click(w, ts, approve.actionId, 'U0BOB');
+    const final = await finalUpdate(w, ts);
+    expect(blocksText(final.args.blocks as unknown[])).toContain('approved by bob');
+    expect(await jobCount(w)).toBe(1);
+  });
+
+  it('a stale plan is not acted on: the message says what changed and offers a fresh plan', async () => {
+    const w = await world();
+    const { post, ts } = await confirmation(w);
+    const snap = await w.platform.snapshot('production');
+    // Someone moves traffic outside this plan (another rollback, straight on the platform).
+    const candidates = snap.deployments.filter(
+      (d) =>
+        d.id !== snap.environment.currentDeploymentId && (d.status === 'ready' || d.status === 'standby'),
+    );
+    const elsewhere = candidates.at(-1);
+    if (!elsewhere) throw new Error('demo project has no second switchable deployment');
+    const moved = waitForTraffic(w.platform);
+    await w.platform.rollback({
+      environment: 'production',
+      targetId: elsewhere.id,
+      requestedBy: 'someone else',
+    });
+    await moved;
+
+    await click(w, ts, button(post, 'sy1:confirm:').actionId, 'U0ALICE');
+    const stale = await w.fake.waitForCall('chat.update', (c) => c.args.ts === ts);
+    expect(JSON.stringify(stale.args.blocks)).toContain(elsewhere.id);
+    const replan = button(stale, 'sy1:replan:');
+    expect(await jobCount(w)).toBe(0);
+    expect((await w.platform.snapshot('production')).environment.currentDeploymentId).toBe(elsewhere.id);
+
+    await click(w, ts, replan.actionId, 'U0ALICE');
+    const fresh = await w.fake.waitForCall(
+      'chat.postMessage',
+      (c) => c.args.ts === undefined && c.response.ts !== ts,
+    );
+    expect(fresh.response.ok).toBe(true);
+    expect(buttonsOf(fresh.args.blocks as unknown[]).some((b) => b.actionId.startsWith('sy1:confirm:'))).toBe(
+      true,
+    );
+  });
+
+  it('bad arguments get an ephemeral usage with the valid environments or deployments, never silence', async () => {
+    const w = await world();
+    const cases: [string, string, RegExp][] = [
+      ['/rollback', '', /production[\s\S]*preview|preview[\s\S]*production/],
+      ['/rollback', 'nowhere', /production/],
+      ['/rollback', 'production dep_nope', /dep_/],
+      ['/promote', '', /production/],
+      ['/deployments', 'a b c', /production/],
+    ];
+    for (const [command, text, expected] of cases) {
+      const before = w.fake.responses.length;
+      const ack = await w.requests.command({ command, text });
+      expect(ack.status).toBe(200);
+      const reply = await w.fake.waitForResponse(
+        (r) => isEphemeral(r) && w.fake.responses.indexOf(r) >= before,
+      );
+      const body = JSON.stringify(reply.body);
+      expect(body).toMatch(expected);
+      expect(body).not.toMatch(/at \S+\.(ts|js):\d+/);
+    }
+    expect(w.fake.callsOf('chat.postMessage')).toEqual([]);
+  });
+
+  it('/deployments lists the environment and its Rollback buttons post a fresh confirmation', async () => {
+    const w = await world();
+    const ack = await w.requests.command({ command: '/deployments', text: 'production' });
+    expect(ack.status).toBe(200);
+    const list = await w.fake.waitForCall('chat.postMessage');
+    const row = button(list, 'sy1:rollback_to:');
+    await click(w, String(list.response.ts), row.actionId, 'U0ALICE');
+    const plan = await w.fake.waitForCall('chat.postMessage', (c) => c.response.ts !== list.response.ts);
+    expect(button(plan, 'sy1:confirm:').actionId).toMatch(/^sy1:confirm:plan_/);
+  });
+
+  it('tells the user to invite the bot when it cannot post in the channel', async () => {
+    const w = await world();
+    await w.requests.command({ command: '/rollback', text: 'production', channelId: 'C0NOBOT' });
+    const reply = await w.fake.waitForResponse(isEphemeral);
+    expect(JSON.stringify(reply.body)).toContain('/invite');
+  });
+});
