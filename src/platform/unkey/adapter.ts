@@ -5,6 +5,7 @@
  * Unkey's refusals become RefusalErrors (src/platform/unkey/refusals.ts). Unkey has no per-request
  * deployment header we know of, so there is no `probe`: verification relies on `routing`.
  */
+import type { Redis } from 'ioredis';
 import type { z } from 'zod';
 import type { Clock } from '../../clock.js';
 import { systemClock } from '../../clock.js';
@@ -18,11 +19,13 @@ import type {
   OperationRef,
   OperationState,
   OperationStatus,
+  PlatformEvent,
   Route,
   SwitchRequest,
 } from '../port.js';
 import { UnkeyClient, type UnkeyClientOptions } from './client.js';
 import { classifyDomains, isRolledBack, mapStatus, toDeployment, UNKEY_APEX } from './mapping.js';
+import { UnkeyEventPoller } from './poller.js';
 import { type RefusalContext, toRefusal, type UnkeyEndpoint } from './refusals.js';
 import {
   AcceptedResponseSchema,
@@ -55,6 +58,14 @@ export interface UnkeyPlatformOptions {
   readonly operationTimeoutMs?: number;
   /** Apex of Unkey's system hostnames (custom domains are everything else). */
   readonly apex?: string;
+  /** Deployment events by polling (`subscribe`); absent: the adapter offers no `subscribe`. */
+  readonly events?: {
+    readonly redis: Redis;
+    /** Poll interval (ms); default 15 s. */
+    readonly intervalMs?: number;
+    /** Redis key prefix shared by every replica; default `switchyard:unkey:poll`. */
+    readonly keyPrefix?: string;
+  };
 }
 
 /** Defaults of the adapter's tunables. */
@@ -86,6 +97,9 @@ export class UnkeyPlatform implements DeployPlatform {
   private readonly maxDeployments: number;
   private readonly operationTimeoutMs: number;
   private readonly apex: string;
+  private readonly poller: UnkeyEventPoller | undefined;
+  /** Present when `events` is configured: deployment events found by polling (issue 9). */
+  readonly subscribe?: (listener: (event: PlatformEvent) => void) => () => void;
 
   constructor(options: UnkeyPlatformOptions) {
     this.clock = options.clock ?? systemClock;
@@ -99,6 +113,25 @@ export class UnkeyPlatform implements DeployPlatform {
     this.maxDeployments = Math.max(1, options.maxDeployments ?? unkeyPlatformDefaults.maxDeployments);
     this.operationTimeoutMs = options.operationTimeoutMs ?? unkeyPlatformDefaults.operationTimeoutMs;
     this.apex = options.apex ?? unkeyPlatformDefaults.apex;
+    const events = options.events;
+    if (events !== undefined) {
+      const poller = new UnkeyEventPoller({
+        redis: events.redis,
+        keyPrefix: events.keyPrefix ?? 'switchyard:unkey:poll',
+        intervalMs: events.intervalMs ?? 15_000,
+        clock: this.clock,
+        logger: this.logger,
+        environments: () => this.listEnvironments(),
+        snapshot: (environment) => this.snapshot(environment),
+      });
+      this.poller = poller;
+      this.subscribe = (listener) => poller.subscribe(listener);
+    }
+  }
+
+  /** The event poller when `events` is configured (tests call `pollOnce` to poll deterministically). */
+  get eventPoller(): UnkeyEventPoller | undefined {
+    return this.poller;
   }
 
   async listEnvironments(): Promise<readonly string[]> {
@@ -223,6 +256,7 @@ export class UnkeyPlatform implements DeployPlatform {
   }
 
   async close(): Promise<void> {
+    await this.poller?.stop();
     this.identities.clear();
   }
 
@@ -418,6 +452,8 @@ export interface UnkeyPlatformDeps {
   readonly fetch?: typeof fetch;
   readonly clock?: Clock;
   readonly logger?: Logger;
+  /** Enables `subscribe` (deployment events by polling, state in this Redis). */
+  readonly events?: UnkeyPlatformOptions['events'];
   /** Overrides of the adapter and client tunables. */
   readonly tuning?: Partial<
     Pick<UnkeyPlatformOptions, 'pageSize' | 'maxDeployments' | 'operationTimeoutMs' | 'apex'> &
@@ -472,6 +508,7 @@ export function createUnkeyPlatform(config: Config, deps: UnkeyPlatformDeps = {}
     clock,
     logger,
     ...pick(tuning, ['pageSize', 'maxDeployments', 'operationTimeoutMs', 'apex']),
+    ...(deps.events === undefined ? {} : { events: deps.events }),
   });
 }
 
