@@ -342,6 +342,15 @@ describe('UnkeyPlatform error mapping', () => {
     expect(r2.code).toBe('target_not_ready');
   });
 
+  it("checks the rules in Unkey's order: readiness before environment", async () => {
+    const building = server.push({ ...previewEnv, branch: 'feature-x', status: 'building' });
+    const r = await refusal(platform.rollback({ environment: 'preview', targetId: building }));
+    expect(r.code).toBe('target_not_ready');
+    const ready = server.push({ ...previewEnv, branch: 'feature-y' });
+    const r2 = await refusal(platform.promote({ environment: 'preview', targetId: ready }));
+    expect(r2.code).toBe('not_production');
+  });
+
   it('deployment_is_current', async () => {
     const r = await refusal(platform.rollback({ environment: 'production', targetId: d3 }));
     expect(r.code).toBe('target_is_current');
