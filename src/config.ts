@@ -30,6 +30,8 @@ export const envSchema = z.object({
     .optional(),
   SWITCHYARD_CONFIG: optionalString,
   SWITCHYARD_DATA_DIR: optionalString,
+  /** The local console page: on by default with the local platform, off otherwise. */
+  SWITCHYARD_CONSOLE: z.enum(['on', 'off'], { error: 'expected on or off' }).optional(),
   PLATFORM: z
     .enum(['local', 'unkey', 'vercel'], { error: 'expected one of local, unkey, vercel' })
     .optional(),

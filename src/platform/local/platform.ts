@@ -45,7 +45,9 @@ export interface TrafficPlane {
   applyRoutes(routes: ReadonlyMap<string, string>): void;
   startUpstream(info: Deployment): Promise<void>;
   stopUpstream(id: string): Promise<void>;
-  upstreamStats(id: string): { inFlight: number; total: number; lastRequestAt?: number } | undefined;
+  upstreamStats(
+    id: string,
+  ): { inFlight: number; total: number; lastRequestAt?: number | undefined } | undefined;
   probe?(hostname: string, signal?: AbortSignal): Promise<ProbeResult>;
 }
 

@@ -1,0 +1,350 @@
+/**
+ * The composition root: builds every part from the configuration and wires them together — Redis
+ * (spawned when REDIS_URL is unset), the deploy platform (embedded local platform with its router, or
+ * Unkey), the switch queue and worker, Flow, the chat surfaces (console, Slack, Discord), alert webhooks,
+ * deployment notices, and health/readiness/metrics on the one HTTP port. `stop()` shuts everything down
+ * in reverse order: no orphan process, no lost job.
+ */
+import { join } from 'node:path';
+import type { Redis } from 'ioredis';
+import { type SwitchWorker, startSwitchWorker } from '../jobs/switch-worker.js';
+import { AlertDedupe } from '../src/alerts/dedupe.js';
+import { parseAlertPayload } from '../src/alerts/parsers.js';
+import { AlertService, compositeSink, type SuggestionSink } from '../src/alerts/service.js';
+import { AuditLog } from '../src/audit.js';
+import { ChatService } from '../src/chat.js';
+import { type ChatPoster, suggestionSink } from '../src/chat-sinks.js';
+import { type Clock, systemClock } from '../src/clock.js';
+import type { Config } from '../src/config.js';
+import { ConfigError } from '../src/errors.js';
+import { Flow } from '../src/flow.js';
+import { HttpServer, sendJson, sendText } from '../src/http.js';
+import type { Logger } from '../src/log.js';
+import { createMetrics, type Metrics } from '../src/metrics.js';
+import { PlanStore } from '../src/plan-store.js';
+import { createLocalApi } from '../src/platform/local/http-api.js';
+import { LocalPlatform, type TrafficPlane } from '../src/platform/local/platform.js';
+import { probe, TrafficRouter } from '../src/platform/local/router.js';
+import type { DeployPlatform } from '../src/platform/port.js';
+import { createUnkeyPlatform } from '../src/platform/unkey/adapter.js';
+import type { Reporter, Surface } from '../src/progress.js';
+import { SwitchQueue } from '../src/queue.js';
+import { createRedis } from '../src/redis.js';
+import { checkRedis } from '../src/redis-check.js';
+import { type SpawnedRedis, spawnRedis } from '../src/redis-server.js';
+import { registerConsole } from './console/routes.js';
+import { ConsoleSurface } from './console/surface.js';
+import { compositeReporter } from './reporters.js';
+import { registerAlertWebhooks } from './webhooks/alerts.js';
+
+export const QUEUE_NAME = 'switchyard-switch';
+
+export interface StartOptions {
+  readonly config: Config;
+  readonly logger: Logger;
+  readonly clock?: Clock;
+  /** Where the spawned Redis and the local platform's state live. */
+  readonly dataDir: string;
+  /** Install redis-server with apt when missing (root on Debian). */
+  readonly installRedis?: boolean;
+  readonly metrics?: Metrics;
+}
+
+export interface RunningSwitchyard {
+  readonly port: number;
+  readonly routerPort: number | undefined;
+  readonly redisUrl: string;
+  readonly consoleUrl: string | undefined;
+  readonly platform: DeployPlatform;
+  readonly flow: Flow;
+  readonly surfaces: readonly string[];
+  stop(): Promise<void>;
+}
+
+/** Optional surfaces register themselves through this hook (Slack, Discord). */
+export interface SurfaceContext {
+  readonly config: Config;
+  readonly logger: Logger;
+  readonly metrics: Metrics;
+  readonly clock: Clock;
+  readonly http: HttpServer;
+  readonly redis: Redis;
+  readonly redisUrl: string;
+  readonly flow: Flow;
+  readonly chat: ChatService;
+  readonly platform: DeployPlatform;
+  readonly queue: SwitchQueue;
+  readonly alerts: () => AlertService | undefined;
+}
+
+export interface SurfaceHandle {
+  readonly surface: Surface;
+  readonly reporter?: Reporter;
+  readonly poster?: ChatPoster;
+  start(): Promise<void>;
+  stop(): Promise<void>;
+}
+
+export type SurfaceFactory = (ctx: SurfaceContext) => Promise<SurfaceHandle | undefined>;
+
+/** Starts Switchyard; resolves once it is ready to take commands. */
+export async function startSwitchyard(
+  opts: StartOptions,
+  surfaceFactories: readonly SurfaceFactory[] = [],
+): Promise<RunningSwitchyard> {
+  const { config, logger } = opts;
+  const env = config.env;
+  const clock = opts.clock ?? systemClock;
+  const metrics = opts.metrics ?? createMetrics({ defaults: true });
+  const cleanups: (() => Promise<void>)[] = [];
+  const stop = async () => {
+    for (const fn of cleanups.reverse()) {
+      try {
+        await fn();
+      } catch (e) {
+        logger.warn({ err: e }, 'shutdown step failed');
+      }
+    }
+    cleanups.length = 0;
+  };
+
+  try {
+    // Redis
+    let spawned: SpawnedRedis | undefined;
+    let redisUrl = env.REDIS_URL;
+    if (!redisUrl) {
+      spawned = await spawnRedis({
+        dir: join(opts.dataDir, 'redis'),
+        installIfMissing: opts.installRedis ?? false,
+        log: (line) => logger.info(line),
+      });
+      redisUrl = spawned.url;
+      cleanups.push(() => spawned?.stop() ?? Promise.resolve());
+      logger.info({ redis: redisUrl, aof: true }, 'started a private redis-server');
+    }
+    const redis = createRedis(redisUrl);
+    cleanups.push(async () => {
+      redis.disconnect();
+    });
+    for (const w of await checkRedis(redis)) logger.warn({ redisWarning: w }, `Redis: ${w.message}`);
+
+    // Deploy platform
+    let platform: DeployPlatform;
+    let routerPort: number | undefined;
+    let local: LocalPlatform | undefined;
+    if (config.platform === 'local') {
+      let api:
+        | ((req: import('node:http').IncomingMessage, res: import('node:http').ServerResponse) => void)
+        | undefined;
+      const router = new TrafficRouter({
+        port: env.LOCAL_ROUTER_PORT,
+        host: env.HOST,
+        clock,
+        operator: (req, res) => {
+          if (api) api(req, res);
+          else sendJson(res, 503, { error: 'starting', message: 'local platform is starting' });
+        },
+      });
+      routerPort = await router.listen();
+      cleanups.push(() => router.close());
+      const port = routerPort;
+      const traffic: TrafficPlane = {
+        applyRoutes: (routes) => router.applyRoutes(routes),
+        startUpstream: async (d) => {
+          await router.startUpstream(d);
+        },
+        stopUpstream: (id) => router.stopUpstream(id),
+        upstreamStats: (id) => router.upstreamStats(id),
+        probe: async (hostname, signal) => {
+          try {
+            const p = await probe(port, hostname, signal ? { signal } : {});
+            return {
+              hostname,
+              status: p.status,
+              ...(p.deploymentId === undefined ? {} : { deploymentId: p.deploymentId }),
+            };
+          } catch (e) {
+            return { hostname, error: (e as Error).message };
+          }
+        },
+      };
+      local = await LocalPlatform.open({
+        clock,
+        stateFile: config.file.local.stateFile ?? join(opts.dataDir, 'local-platform.json'),
+        ...(config.file.local.seed === undefined ? {} : { seed: config.file.local.seed }),
+        buildTimeMs: config.file.local.buildTime,
+        reactivationTimeMs: config.file.local.reactivationTime,
+        traffic,
+      });
+      cleanups.push(() => local?.close() ?? Promise.resolve());
+      api = createLocalApi(local);
+      platform = local;
+    } else if (config.platform === 'unkey') {
+      platform = createUnkeyPlatform(config, { clock, logger });
+      cleanups.push(() => platform.close());
+    } else {
+      throw new ConfigError(
+        'PLATFORM: got "vercel", expected local or unkey (the Vercel adapter is not built yet)',
+        { key: 'PLATFORM' },
+      );
+    }
+
+    // Queue, plans, audit, flow
+    const audit = new AuditLog(redis);
+    const queue = new SwitchQueue({ redisUrl, queueName: QUEUE_NAME, audit, clock, logger });
+    cleanups.push(() => queue.close());
+    const plans = new PlanStore({ redis, clock });
+    const flow = new Flow({ platform, queue, plans, audit, config, clock, logger });
+    const chat = new ChatService({ flow, clock });
+    const http = new HttpServer((e, req) =>
+      logger.error({ err: e, method: req.method, url: req.url }, 'request failed'),
+    );
+
+    // Surfaces
+    const reporters: Partial<Record<Surface, Reporter>> = {};
+    const sinks: Partial<Record<Surface, SuggestionSink>> = {};
+    const surfaces: string[] = [];
+    let alertService: AlertService | undefined;
+    const consoleOn =
+      env.SWITCHYARD_CONSOLE === undefined ? config.platform === 'local' : env.SWITCHYARD_CONSOLE === 'on';
+    let consoleSurface: ConsoleSurface | undefined;
+    if (consoleOn) {
+      consoleSurface = new ConsoleSurface({ clock, planLookup: async (id) => (await flow.get(id))?.plan });
+      reporters.console = consoleSurface;
+      sinks.console = suggestionSink(consoleSurface.poster(), chat, flow);
+      surfaces.push('console');
+    }
+    const ctx: SurfaceContext = {
+      config,
+      logger,
+      metrics,
+      clock,
+      http,
+      redis,
+      redisUrl,
+      flow,
+      chat,
+      platform,
+      queue,
+      alerts: () => alertService,
+    };
+    const handles: SurfaceHandle[] = [];
+    for (const factory of surfaceFactories) {
+      const handle = await factory(ctx);
+      if (!handle) continue;
+      handles.push(handle);
+      surfaces.push(handle.surface);
+      if (handle.reporter) reporters[handle.surface] = handle.reporter;
+      if (handle.poster) sinks[handle.surface] = suggestionSink(handle.poster, chat, flow);
+    }
+
+    // Alerts
+    const dedupe = new AlertDedupe(redis);
+    alertService = new AlertService({
+      platform,
+      flow,
+      sink: compositeSink(sinks),
+      dedupe,
+      config,
+      jobs: queue,
+      surfaces: surfaces.filter((s): s is Surface => s === 'slack' || s === 'discord' || s === 'console'),
+      clock,
+      metrics,
+      log: logger,
+    });
+    registerAlertWebhooks(http, { intake: alertService, config, metrics, log: logger, clock });
+
+    // Worker
+    const worker: SwitchWorker = startSwitchWorker({
+      redisUrl,
+      queueName: QUEUE_NAME,
+      platform,
+      reporter: compositeReporter(reporters, logger),
+      clock,
+      verify: { timeoutMs: config.file.verify.timeout, intervalMs: config.file.verify.interval },
+      lockDurationMs: 30_000,
+      concurrency: 4,
+      logger,
+      metrics,
+      audit,
+    });
+    cleanups.push(() => worker.close());
+    await worker.worker.waitUntilReady();
+
+    // Console
+    if (consoleSurface) {
+      const service = alertService;
+      const consoleRoutes = registerConsole(http, {
+        surface: consoleSurface,
+        chat,
+        flow,
+        platform,
+        clock,
+        logger,
+        metrics,
+        ...(local
+          ? {
+              push: (req: { environment: string; branch?: string; message?: string; fail?: boolean }) =>
+                local.push(req),
+            }
+          : {}),
+        fireAlert: async (environment, title) => {
+          const parsed = parseAlertPayload(
+            'generic',
+            { environment, title, status: 'firing', fingerprint: `console-${environment}` },
+            {
+              now: clock.now(),
+            },
+          );
+          if (!parsed.ok) return parsed.refusal.message;
+          const results = await service.handle(parsed.value);
+          return results.map((r) => r.outcome).join(', ');
+        },
+      });
+      cleanups.push(async () => consoleRoutes.close());
+    }
+
+    // Operations
+    http.route('GET', '/healthz', (_req, res) => sendJson(res, 200, { ok: true }));
+    http.route('GET', '/readyz', async (_req, res) => {
+      const problems: string[] = [];
+      try {
+        if ((await redis.ping()) !== 'PONG') problems.push('redis: no PONG');
+      } catch (e) {
+        problems.push(`redis: ${(e as Error).message}`);
+      }
+      if (!worker.worker.isRunning()) problems.push('worker: not running');
+      try {
+        await platform.health();
+      } catch (e) {
+        problems.push(`platform ${platform.name}: ${(e as Error).message}`);
+      }
+      if (problems.length > 0) sendJson(res, 503, { ok: false, problems });
+      else sendJson(res, 200, { ok: true, platform: platform.name, surfaces });
+    });
+    http.route('GET', '/metrics', async (_req, res) => {
+      sendText(res, 200, await metrics.registry.metrics(), metrics.registry.contentType);
+    });
+
+    for (const h of handles) {
+      await h.start();
+      cleanups.push(() => h.stop());
+    }
+
+    const port = await http.listen(env.PORT, env.HOST);
+    cleanups.push(() => http.close());
+    return {
+      port,
+      routerPort,
+      redisUrl,
+      consoleUrl: consoleSurface ? `http://${env.HOST}:${port}/` : undefined,
+      platform,
+      flow,
+      surfaces,
+      stop,
+    };
+  } catch (e) {
+    await stop();
+    throw e;
+  }
+}

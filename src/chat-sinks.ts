@@ -1,0 +1,95 @@
+/**
+ * Posting without a command: alert suggestions (issue 7) and deployment notices (issue 9) go out through
+ * one small port, `ChatPoster`, that each chat surface implements (post a view to a channel, edit it).
+ * The suggestion sink here is the single implementation of the alerts' SuggestionSink for every surface:
+ * it renders the same confirmation view `/rollback` shows (with the alert context and Dismiss) and hands
+ * the posted message to Flow so the switch's progress edits it.
+ */
+import type { SuggestionDestination, SuggestionInput, SuggestionSink } from './alerts/service.js';
+import type { ChatService } from './chat.js';
+import type { Flow } from './flow.js';
+import type { MessageRef } from './progress.js';
+import type { MessageView } from './views/types.js';
+
+/** The port every chat surface implements for unsolicited messages. */
+export interface ChatPoster {
+  readonly surface: 'slack' | 'discord' | 'console';
+  /** Posts a message visible to the channel (threaded under `threadId` when given). */
+  post(channel: string, view: MessageView, opts?: { threadId?: string }): Promise<MessageRef>;
+  /** Replaces a message this poster posted. */
+  update(ref: MessageRef, view: MessageView): Promise<void>;
+}
+
+/** A plain informational message. */
+export function textView(
+  title: string,
+  lines: readonly string[],
+  tone: MessageView['tone'] = 'info',
+): MessageView {
+  return {
+    kind: 'notice',
+    tone,
+    title,
+    summary: title,
+    blocks: lines.map((line) => ({ type: 'text' as const, spans: [{ text: line }] })),
+    buttons: [],
+    ephemeral: false,
+  };
+}
+
+/** One SuggestionSink for one surface, over its ChatPoster. */
+export function suggestionSink(poster: ChatPoster, chat: ChatService, flow: Flow): SuggestionSink {
+  const mine = (ds: readonly SuggestionDestination[]) => ds.filter((d) => d.surface === poster.surface);
+  return {
+    async suggest(input: SuggestionInput): Promise<MessageRef[]> {
+      let view: MessageView;
+      if (input.kind === 'suggestion' && input.plan) {
+        const record = await flow.get(input.plan.id);
+        view = record
+          ? chat.confirmation(record)
+          : textView(`Alert on ${input.environment}: ${input.alert.title}`, [input.sentence], 'warning');
+      } else {
+        view = textView(`Alert on ${input.environment}: ${input.alert.title}`, [input.sentence], 'warning');
+      }
+      const refs: MessageRef[] = [];
+      for (const d of mine(input.destinations)) {
+        const ref = await poster.post(
+          d.channel,
+          view,
+          d.threadId === undefined ? {} : { threadId: d.threadId },
+        );
+        refs.push(ref);
+        if (input.plan) await flow.attachMessage(input.plan.id, ref);
+      }
+      return refs;
+    },
+    async resolved(refs, input): Promise<void> {
+      const record = input.planId ? await flow.get(input.planId) : undefined;
+      const view =
+        record && (record.state === 'pending' || record.state === 'awaiting_approval')
+          ? chat.confirmation(record, { alertResolved: true })
+          : textView(
+              `Resolved: ${input.alert.title}`,
+              [`The alert on ${input.environment} resolved.`, ...(input.sentence ? [input.sentence] : [])],
+              'success',
+            );
+      for (const ref of refs) if (ref.surface === poster.surface) await poster.update(ref, view);
+    },
+    async linkRunningJob(input): Promise<MessageRef[]> {
+      const view = textView(
+        `Alert on ${input.environment}: ${input.alert.title}`,
+        [
+          `A switch of ${input.environment} is already running (job ${input.jobId}); its message shows the progress.`,
+        ],
+        'info',
+      );
+      const refs: MessageRef[] = [];
+      for (const d of mine(input.destinations)) {
+        refs.push(
+          await poster.post(d.channel, view, d.threadId === undefined ? {} : { threadId: d.threadId }),
+        );
+      }
+      return refs;
+    },
+  };
+}

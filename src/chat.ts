@@ -1,0 +1,278 @@
+/**
+ * ChatService: what every chat surface does with a slash command or a button click, once. It turns
+ * command text and action ids into Flow calls and Flow outcomes into view models, and says how to show
+ * them (a new channel message, an edit of the clicked message, or a reply only the clicker sees).
+ * Surfaces (Slack, Discord, the console) stay thin: they parse their SDK's payload, call this, render
+ * the MessageView with their renderer and send it.
+ */
+import type { Clock } from './clock.js';
+import { systemClock } from './clock.js';
+import type { Plan } from './domain/plan.js';
+import { type Refusal, RefusalCode } from './domain/result.js';
+import { assertNever, type Deployment } from './domain/types.js';
+import type { ClickOutcome, Flow, PlanOptions } from './flow.js';
+import type { ActingUser } from './permissions.js';
+import type { PlanRecord } from './plan-store.js';
+import { parseAction } from './views/actions.js';
+import {
+  type AlertContext,
+  type ConfirmationState,
+  confirmationView,
+  deploymentsView,
+  refusalView,
+  type UsageCommand,
+  usageView,
+} from './views/model.js';
+import type { MessageView } from './views/types.js';
+
+export const COMMANDS = ['rollback', 'promote', 'deployments'] as const;
+export type CommandName = (typeof COMMANDS)[number];
+
+/** How a reply is shown. */
+export type Visibility = 'channel' | 'ephemeral';
+
+/** A message to post. `planId` is set for confirmations, so the surface can attach the posted message. */
+export interface ChatReply {
+  readonly view: MessageView;
+  readonly visibility: Visibility;
+  readonly planId?: string;
+}
+
+/** What to do after a click. Any combination may be set. */
+export interface ClickReply {
+  /** Replace the clicked message with this view. */
+  readonly update?: MessageView;
+  /** Tell only the clicker. */
+  readonly ephemeral?: MessageView;
+  /** Post a new message (a fresh plan). */
+  readonly post?: ChatReply;
+  /** Set when a switch job was enqueued or joined. */
+  readonly jobId?: string;
+  /** Metrics label: enqueued, joined, awaiting_approval, refused, stale, expired, cancelled, planned, invalid. */
+  readonly outcome: string;
+}
+
+export interface ChatServiceOptions {
+  readonly flow: Flow;
+  readonly clock?: Clock;
+}
+
+/** Splits command text into arguments (whitespace separated; Slack may wrap text in formatting). */
+export function commandArgs(text: string): string[] {
+  return text
+    .replace(/[`*]/g, ' ')
+    .trim()
+    .split(/\s+/)
+    .filter((a) => a.length > 0);
+}
+
+/** The plan store's alert record as the confirmation view wants it. */
+function alertView(
+  a: NonNullable<PlanRecord['alert']>,
+  fallbackStart: number,
+  resolved?: boolean,
+): AlertContext {
+  return {
+    source: a.source,
+    title: a.title,
+    startedAt: a.startedAt ?? fallbackStart,
+    resolved: resolved ?? a.status === 'resolved',
+    ...(a.suspectDeploymentId !== undefined && a.suspectLiveSince !== undefined
+      ? { wentLive: { deploymentId: a.suspectDeploymentId, at: a.suspectLiveSince } }
+      : {}),
+  };
+}
+
+export class ChatService {
+  private readonly flow: Flow;
+  private readonly clock: Clock;
+
+  constructor(opts: ChatServiceOptions) {
+    this.flow = opts.flow;
+    this.clock = opts.clock ?? systemClock;
+  }
+
+  private async usage(command: UsageCommand, refusal?: Refusal): Promise<ChatReply> {
+    const validEnvironments = await this.flow.environments();
+    const view = refusal
+      ? refusalView(refusal, { command, validEnvironments })
+      : usageView(command, validEnvironments);
+    return { view, visibility: 'ephemeral' };
+  }
+
+  /** The confirmation view of a plan record in its current state. */
+  confirmation(
+    record: PlanRecord,
+    override?: { state?: ConfirmationState; staleReason?: string; alertResolved?: boolean },
+  ): MessageView {
+    const state = override?.state ?? (record.state as ConfirmationState);
+    return confirmationView(record.plan as Plan, {
+      state,
+      now: this.clock.now(),
+      requestedBy: record.confirmedBy ?? record.requestedBy,
+      ...(record.approvedBy ? { approvedBy: record.approvedBy } : {}),
+      ...(record.cancelledBy ? { cancelledBy: record.cancelledBy } : {}),
+      ...(record.alert ? { alert: alertView(record.alert, record.createdAt, override?.alertResolved) } : {}),
+      ...((override?.staleReason ?? record.refusal?.message)
+        ? { staleReason: override?.staleReason ?? record.refusal?.message ?? '' }
+        : {}),
+    });
+  }
+
+  /**
+   * A slash command. `args` are the words after the command (`/rollback production dep_1` →
+   * ['production', 'dep_1']). Never throws for user mistakes: bad input gets usage with valid values.
+   */
+  async command(
+    actor: ActingUser,
+    name: string,
+    args: readonly string[],
+    opts: PlanOptions = {},
+  ): Promise<ChatReply> {
+    switch (name) {
+      case 'rollback': {
+        const [env, target, ...rest] = args;
+        if (env === undefined || rest.length > 0) return this.usage('rollback');
+        return this.planReply(actor, 'rollback', env, target, opts);
+      }
+      case 'promote': {
+        const [ref, target, ...rest] = args;
+        if (ref === undefined || rest.length > 0) return this.usage('promote');
+        return this.planReply(actor, 'promote', ref, target, opts);
+      }
+      case 'deployments': {
+        const [env, ...rest] = args;
+        if (env === undefined || rest.length > 0) return this.usage('deployments');
+        const out = await this.flow.deployments(env);
+        if (!out.ok) return this.usage('deployments', out.refusal);
+        const view = deploymentsView(out.snapshot, {
+          routing: out.routes,
+          audit: out.recent.map((e) => ({
+            at: e.at,
+            event: e.event,
+            ...(e.actor ? { actor: { displayName: e.actor.displayName } } : {}),
+            ...(e.targetId ? { targetId: e.targetId } : {}),
+            ...(e.message ? { message: e.message } : {}),
+          })),
+          now: this.clock.now(),
+        });
+        return { view, visibility: 'channel' };
+      }
+      default:
+        return {
+          view: refusalView({
+            code: RefusalCode.invalidInput,
+            message: `Unknown command "/${name}". Commands: ${COMMANDS.map((c) => `/${c}`).join(', ')}.`,
+          }),
+          visibility: 'ephemeral',
+        };
+    }
+  }
+
+  private async planReply(
+    actor: ActingUser,
+    action: 'rollback' | 'promote',
+    envOrRef: string,
+    target: string | undefined,
+    opts: PlanOptions,
+  ): Promise<ChatReply> {
+    const out = await this.flow.plan(actor, action, envOrRef, target, opts);
+    if (!out.ok) {
+      const recent = await this.recentFor(envOrRef);
+      const validEnvironments = await this.flow.environments();
+      return {
+        view: refusalView(out.refusal, {
+          command: action,
+          validEnvironments,
+          ...(recent ? { recentDeployments: recent } : {}),
+        }),
+        visibility: 'ephemeral',
+      };
+    }
+    return { view: this.confirmation(out.record), visibility: 'channel', planId: out.plan.id };
+  }
+
+  private async recentFor(envInput: string): Promise<readonly Deployment[] | undefined> {
+    const out = await this.flow.deployments(envInput);
+    return out.ok ? out.snapshot.deployments.slice(0, 8) : undefined;
+  }
+
+  /** A button click with the action id the surface received. */
+  async click(actor: ActingUser, actionId: string): Promise<ClickReply> {
+    const parsed = parseAction(actionId);
+    if (!parsed.ok) return { ephemeral: refusalView(parsed.refusal), outcome: 'invalid' };
+    const action = parsed.value;
+    switch (action.kind) {
+      case 'confirm':
+        return this.clickOutcome(await this.flow.confirm(actor, action.ref));
+      case 'approve':
+        return this.clickOutcome(await this.flow.approve(actor, action.ref));
+      case 'cancel':
+      case 'dismiss': {
+        const out = await this.flow.cancel(actor, action.ref);
+        if (out.status === 'running') {
+          return {
+            ephemeral: refusalView({ code: RefusalCode.operationInProgress, message: out.message }),
+            outcome: 'running',
+            jobId: out.jobId,
+          };
+        }
+        return this.clickOutcome(out);
+      }
+      case 'replan': {
+        const out = await this.flow.replan(actor, action.ref);
+        if (!out.ok) return { ephemeral: refusalView(out.refusal), outcome: 'refused' };
+        return {
+          post: { view: this.confirmation(out.record), visibility: 'channel', planId: out.plan.id },
+          outcome: 'planned',
+        };
+      }
+      case 'rollback_to':
+      case 'promote': {
+        const kind = action.kind === 'rollback_to' ? 'rollback' : 'promote';
+        const reply = await this.planReply(actor, kind, action.ref.environment, action.ref.deploymentId, {});
+        return reply.visibility === 'ephemeral'
+          ? { ephemeral: reply.view, outcome: 'refused' }
+          : { post: reply, outcome: 'planned' };
+      }
+      default:
+        return assertNever(action, 'action');
+    }
+  }
+
+  private clickOutcome(
+    out: ClickOutcome | Exclude<Awaited<ReturnType<Flow['cancel']>>, { status: 'running' }>,
+  ): ClickReply {
+    switch (out.status) {
+      case 'enqueued':
+        return {
+          update: this.confirmation(out.record, { state: 'enqueued' }),
+          jobId: out.jobId,
+          outcome: out.joined ? 'joined' : 'enqueued',
+        };
+      case 'awaiting_approval':
+        return {
+          update: this.confirmation(out.record, { state: 'awaiting_approval' }),
+          outcome: 'awaiting_approval',
+        };
+      case 'refused':
+        return { ephemeral: refusalView(out.refusal), outcome: 'refused' };
+      case 'stale':
+        return {
+          update: this.confirmation(out.record, { state: 'stale', staleReason: out.refusal.message }),
+          outcome: 'stale',
+        };
+      case 'expired':
+        return out.record
+          ? { update: this.confirmation(out.record, { state: 'expired' }), outcome: 'expired' }
+          : {
+              ephemeral: refusalView({ code: RefusalCode.planStale, message: out.message }),
+              outcome: 'expired',
+            };
+      case 'cancelled':
+        return { update: this.confirmation(out.record, { state: 'cancelled' }), outcome: 'cancelled' };
+      default:
+        return assertNever(out, 'click outcome');
+    }
+  }
+}
