@@ -186,7 +186,7 @@ export class LocalPlatform implements DeployPlatform {
     const dom = this.state.domains.find((d) => d.hostname === hostname);
     const dep = dom?.deploymentId ? this.state.deployments.find((d) => d.id === dom.deploymentId) : undefined;
     if (!dom) return Promise.resolve({ hostname, status: 404 });
-    if (!dep || dep.status !== 'ready') return Promise.resolve({ hostname, status: 503 });
+    if (dep?.status !== 'ready') return Promise.resolve({ hostname, status: 503 });
     return Promise.resolve({ hostname, status: 200, deploymentId: dep.id });
   }
 
