@@ -204,6 +204,18 @@ export class AlertService implements AlertIntake {
     origin: ChatOrigin | undefined,
   ): Promise<AlertResult> {
     const mapped = mapAlert(alert, slugs, this.matchers);
+    if (!mapped.ok && alert.status === 'resolved' && alert.fingerprint !== undefined) {
+      // Some resolutions carry no environment (a Sentry issue webhook): the incident key finds it.
+      for (const environment of slugs) {
+        const found = await this.opts.dedupe.get({
+          environment,
+          source: alert.source,
+          fingerprint: alert.fingerprint,
+        });
+        if (found)
+          return this.resolve(alert, { environment, source: alert.source, fingerprint: alert.fingerprint });
+      }
+    }
     if (!mapped.ok) return this.finish(alert, { outcome: AlertOutcome.unmapped, detail: mapped.reason });
     const environment = mapped.environment;
     const incident: IncidentKey = {

@@ -48,7 +48,7 @@ describe('alertmanager (webhook version 4)', () => {
     expect(new Set(alerts.map((a) => a.fingerprint))).toEqual(
       new Set(['{}:{alertname="InstanceDown", env="production"}']),
     );
-    expect(alerts[0]?.startedAt).toBe(Date.parse('2026-11-29T10:55:00Z'));
+    expect(alerts[0]?.startedAt).toBe(Date.parse('2026-11-29T11:55:00Z'));
   });
 
   it('parses a resolved payload', () => {
