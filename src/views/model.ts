@@ -213,19 +213,13 @@ function actorName(a: { readonly displayName: string } | undefined): string {
   return a?.displayName ?? 'someone';
 }
 
+/** Progress verbs for the header: running and succeeded. */
 function verbs(plan: { action: PlanAction; resumesAutoDeploys: boolean }) {
-  if (plan.action === 'rollback') {
-    return { noun: 'Rollback', doing: 'Rolling back', done: 'Rolled back', ask: 'Roll back' } as const;
-  }
+  if (plan.action === 'rollback') return { doing: 'Rolling back', done: 'Rolled back' } as const;
   if (plan.resumesAutoDeploys) {
-    return {
-      noun: 'Resume of automatic deploys',
-      doing: 'Resuming automatic deploys',
-      done: 'Resumed automatic deploys',
-      ask: 'Resume automatic deploys',
-    } as const;
+    return { doing: 'Resuming automatic deploys', done: 'Resumed automatic deploys' } as const;
   }
-  return { noun: 'Promote', doing: 'Promoting', done: 'Promoted', ask: 'Promote' } as const;
+  return { doing: 'Promoting', done: 'Promoted' } as const;
 }
 
 /** "roll back production to dep_y" / "promote dep_y on production" / "resume automatic deploys on production". */
@@ -336,7 +330,6 @@ function alertBlocks(plan: Plan, alert: AlertContext): ViewBlock[] {
  * plan) and expired. With `ctx.alert` it is the alert suggestion of issue 7 (adds Dismiss).
  */
 export function confirmationView(plan: Plan, ctx: ConfirmationContext): MessageView {
-  const v = verbs(plan);
   const what = phrase(plan.action, plan.environment, plan.target.id, plan.resumesAutoDeploys);
   const blocks: ViewBlock[] = [];
   if (ctx.alert !== undefined) blocks.push(...alertBlocks(plan, ctx.alert));
@@ -451,7 +444,7 @@ export function confirmationView(plan: Plan, ctx: ConfirmationContext): MessageV
       break;
     }
     case 'enqueued': {
-      title = `${v.noun} of ${plan.environment} confirmed`;
+      title = `Confirmed: ${what}`;
       tone = 'info';
       summary = `${capitalize(what)}: confirmed, starting.`;
       const who = [
@@ -554,8 +547,12 @@ function stepView(
 }
 
 function outcomeTitle(progress: Progress, v: ReturnType<typeof verbs>, resumes: boolean): string {
-  const target = resumes ? progress.environment : `${progress.environment} to ${progress.targetId}`;
-  const noun = resumes ? v.noun : `${v.noun} of ${target}`;
+  const target = `${progress.environment} to ${progress.targetId}`;
+  const noun = resumes
+    ? `Resuming automatic deploys on ${progress.environment}`
+    : progress.action === 'rollback'
+      ? `Rollback of ${target}`
+      : `Promote of ${progress.targetId} on ${progress.environment}`;
   switch (progress.outcome) {
     case undefined:
       return resumes

@@ -118,6 +118,7 @@ describe('confirmationView', () => {
     const p = plan('rollback');
     const enq = confirmationView(p, { state: 'enqueued', now: NOW, requestedBy: alice, approvedBy: bob });
     expect(enq.buttons).toHaveLength(0);
+    expect(enq.title).toBe('Confirmed: roll back production to dep_2');
     expect(viewText(enq)).toContain('Confirmed by Alice, approved by Bob. Progress follows in this message.');
     const can = confirmationView(p, { state: 'cancelled', now: NOW, requestedBy: alice, cancelledBy: bob });
     expect(can.buttons).toHaveLength(0);
@@ -342,6 +343,16 @@ describe('progressView', () => {
     expect(v.title).toBe('Resuming automatic deploys on production');
     const done = progressView(progress(p, { outcome: 'succeeded' }));
     expect(done.title).toBe('Resumed automatic deploys on production');
+    expect(progressView(progress(p, { outcome: 'failed' })).title).toBe(
+      'Resuming automatic deploys on production failed',
+    );
+    const pr = plan('promote', { rolledBack: true });
+    expect(progressView(progress(pr, { outcome: 'refused' }), pr).title).toBe(
+      'Promote of dep_6 on production refused',
+    );
+    expect(progressView(progress(pr, { outcome: 'succeeded' }), pr).title).toBe(
+      'Promoted dep_6 on production',
+    );
     expect(viewText(done)).toContain('Automatic deploys are on again');
   });
 });
