@@ -25,6 +25,7 @@ import * as rollback from './commands/rollback.js';
 import type { ChannelMessage, SlackHandlerDeps } from './context.js';
 import * as message from './events/message.js';
 import { UserGroupResolver } from './groups.js';
+import { SlackPoster } from './poster.js';
 import { createReporterClient, SlackReporter } from './reporter.js';
 
 export type { ChannelMessage, SlackHandlerDeps };
@@ -75,6 +76,8 @@ export interface SlackSurface {
   /** Hand this to the switch worker (directly, or inside a composite reporter). */
   readonly reporter: SlackReporter;
   readonly groups: UserGroupResolver;
+  /** Posts alert suggestions and notices (the ChatPoster port of src/chat-sinks.ts). */
+  readonly poster: SlackPoster;
   /** Waits for pending message edits, then stops Socket Mode if used. */
   stop(): Promise<void>;
 }
@@ -128,6 +131,7 @@ export function startSlack(opts: StartSlackOptions): SlackSurface {
     slack,
     reporter,
     groups: resolver,
+    poster: new SlackPoster(slack.client, reporter),
     async stop() {
       await reporter.flush();
       await slack.stop();

@@ -4,122 +4,24 @@
  * Slack signs them. Every wait is on an event (a fake Slack call, a platform event, a job's end); there
  * are no sleeps.
  */
-import type { Redis } from 'ioredis';
 import { afterEach, describe, expect, it } from 'vitest';
-import { type SlackSurface, startSlack } from '../../handlers/slack/index.js';
-import { type SwitchWorker, startSwitchWorker } from '../../jobs/switch-worker.js';
-import { AuditLog } from '../../src/audit.js';
-import { systemClock } from '../../src/clock.js';
-import { type Config, fileConfigSchema } from '../../src/config.js';
-import { Flow } from '../../src/flow.js';
-import { HttpServer } from '../../src/http.js';
-import { silentLogger } from '../../src/log.js';
-import { createMetrics, type Metrics } from '../../src/metrics.js';
-import { PlanStore } from '../../src/plan-store.js';
-import { LocalPlatform } from '../../src/platform/local/platform.js';
+import type { LocalPlatform } from '../../src/platform/local/platform.js';
 import type { PlatformEvent } from '../../src/platform/port.js';
-import { SwitchQueue } from '../../src/queue.js';
-import { createRedis } from '../../src/redis.js';
-import { buttonsOf, SlackRequests } from '../fakes/slack/requests.js';
-import { FakeSlack, type RecordedCall, type RecordedResponse } from '../fakes/slack/server.js';
+import { buttonsOf } from '../fakes/slack/requests.js';
+import type { RecordedCall, RecordedResponse } from '../fakes/slack/server.js';
+import { WORLD_CHANNEL as CHANNEL, startWorld, type World } from '../fakes/slack/world.js';
 import { redisUrl, uniqueName } from '../support/redis.js';
 
-const SECRET = 'e2e-signing-secret';
-const CHANNEL = 'C0PROD';
-
-interface World {
-  fake: FakeSlack;
-  requests: SlackRequests;
-  platform: LocalPlatform;
-  queue: SwitchQueue;
-  surface: SlackSurface;
-  metrics: Metrics;
-  redis: Redis;
-}
-
-const closers: (() => Promise<unknown>)[] = [];
+const worlds: World[] = [];
 
 afterEach(async () => {
-  for (const close of closers.splice(0).reverse()) await close();
+  for (const w of worlds.splice(0)) await w.close();
 });
 
-async function world(
-  environments: Record<string, unknown> = {},
-  platformName: Config['platform'] = 'local',
-): Promise<World> {
-  const fake = await new FakeSlack({
-    usergroups: { S0OPS: ['U0CAROL'] },
-    // The bot was invited to this channel only; posting elsewhere fails like Slack does.
-    channels: { [CHANNEL]: 'incidents' },
-  }).start();
-  closers.push(() => fake.close());
-  const redis = createRedis(redisUrl());
-  closers.push(() => redis.quit());
-  const prefix = uniqueName('e2e');
-  const platform = await LocalPlatform.open({
-    clock: systemClock,
-    maintenance: false,
-    reactivationTimeMs: 20,
-  });
-  closers.push(() => platform.close());
-  const audit = new AuditLog(redis, { prefix });
-  const plans = new PlanStore({ redis, prefix: `${prefix}:`, clock: systemClock });
-  const queueName = uniqueName('switch');
-  const queue = new SwitchQueue({
-    redisUrl: redisUrl(),
-    queueName,
-    audit,
-    retry: { attempts: 3, baseDelayMs: 5, maxDelayMs: 20 },
-  });
-  closers.push(async () => {
-    await queue.obliterate();
-    await queue.close();
-  });
-  await queue.waitUntilReady();
-  const config = {
-    platform: platformName,
-    file: fileConfigSchema.parse({ platform: platformName, environments }),
-  };
-  const flow = new Flow({ platform, queue, plans, audit, config, clock: systemClock });
-  const metrics = createMetrics();
-  const http = new HttpServer();
-  const surface = startSlack({
-    botToken: fake.token,
-    signingSecret: SECRET,
-    apiUrl: fake.apiUrl,
-    redis,
-    keyPrefix: `${prefix}:`,
-    flow,
-    config,
-    http,
-    metrics,
-    logger: silentLogger,
-    progressIntervalMs: 0,
-  });
-  const port = await http.listen(0);
-  closers.push(async () => {
-    await surface.stop();
-    await http.close();
-  });
-  const worker: SwitchWorker = startSwitchWorker({
-    redisUrl: redisUrl(),
-    queueName,
-    platform,
-    reporter: surface.reporter,
-    clock: systemClock,
-    verify: { timeoutMs: 5_000, intervalMs: 5 },
-    lockDurationMs: 5_000,
-    concurrency: 2,
-    logger: silentLogger,
-    metrics,
-    audit,
-    retry: { baseDelayMs: 5, maxDelayMs: 20 },
-    lockRetryMs: 50,
-  });
-  closers.push(() => worker.close());
-  await worker.worker.waitUntilReady();
-  const requests = new SlackRequests(`http://127.0.0.1:${port}/slack/events`, SECRET, fake);
-  return { fake, requests, platform, queue, surface, metrics, redis };
+async function world(environments: Record<string, unknown> = {}): Promise<World> {
+  const w = await startWorld({ redisUrl: redisUrl(), name: uniqueName('slack-e2e'), environments });
+  worlds.push(w);
+  return w;
 }
 
 function blocksText(blocks: readonly unknown[]): string {

@@ -1,0 +1,206 @@
+/**
+ * Slack handler behaviour around the main flow: the ack goes out before any platform work, faults end
+ * in an ephemeral message (no stack trace), Cancel withdraws a plan, user-group lookups are cached and
+ * fail closed, channel messages reach the alert watcher, and the poster posts threaded messages.
+ */
+import { WebClient } from '@slack/web-api';
+import { afterEach, describe, expect, it } from 'vitest';
+import type { ChannelMessage } from '../../handlers/slack/context.js';
+import { UserGroupResolver } from '../../handlers/slack/groups.js';
+import { textView } from '../../src/chat-sinks.js';
+import { ManualClock } from '../../src/clock.js';
+import { createMetrics } from '../../src/metrics.js';
+import type { LocalPlatform } from '../../src/platform/local/platform.js';
+import type { DeployPlatform } from '../../src/platform/port.js';
+import { buttonsOf } from '../fakes/slack/requests.js';
+import { FakeSlack, type RecordedResponse } from '../fakes/slack/server.js';
+import { startWorld, WORLD_CHANNEL, type World, type WorldOptions } from '../fakes/slack/world.js';
+import { redisUrl, uniqueName } from '../support/redis.js';
+
+const closers: (() => Promise<unknown>)[] = [];
+
+afterEach(async () => {
+  for (const c of closers.splice(0).reverse()) await c();
+});
+
+async function world(opts: Partial<WorldOptions> = {}): Promise<World> {
+  const w = await startWorld({ redisUrl: redisUrl(), name: uniqueName('slack-h'), worker: false, ...opts });
+  closers.push(() => w.close());
+  return w;
+}
+
+/** A platform whose snapshots wait for `open()` (or fail with `fail()`): a slow or broken platform. */
+function gated(local: LocalPlatform) {
+  let release: (() => void) | undefined;
+  let reject: ((e: Error) => void) | undefined;
+  const gate = new Promise<void>((res, rej) => {
+    release = res;
+    reject = rej;
+  });
+  // Rejected before anyone awaits it: mark it handled; every awaiting snapshot still sees the error.
+  gate.catch(() => undefined);
+  const platform: DeployPlatform = {
+    name: local.name,
+    listEnvironments: () => local.listEnvironments(),
+    snapshot: async (env) => {
+      await gate;
+      return local.snapshot(env);
+    },
+    getDeployment: (id) => local.getDeployment(id),
+    routing: (env) => local.routing(env),
+    rollback: (r) => local.rollback(r),
+    promote: (r) => local.promote(r),
+    operation: (r) => local.operation(r),
+    probe: (h, s) => local.probe(h, s),
+    health: () => local.health(),
+    close: () => local.close(),
+  };
+  return { platform, open: () => release?.(), fail: (e: Error) => reject?.(e) };
+}
+
+const isEphemeral = (r: RecordedResponse) => r.body.response_type === 'ephemeral';
+
+describe('Slack handlers', () => {
+  it('acks a slash command before the platform answers, then posts the confirmation', async () => {
+    let gate: ReturnType<typeof gated> | undefined;
+    const w = await world({
+      wrapPlatform: (local) => {
+        gate = gated(local);
+        return gate.platform;
+      },
+    });
+    const ack = await w.requests.command({ command: '/rollback', text: 'production' });
+    expect(ack.status).toBe(200);
+    // The platform has not answered yet, and nothing was posted: the ack did not wait for it.
+    expect(w.fake.callsOf('chat.postMessage')).toEqual([]);
+    gate?.open();
+    const post = await w.fake.waitForCall('chat.postMessage');
+    expect(post.response.ok).toBe(true);
+  });
+
+  it('a platform fault ends in an ephemeral message with the code, never a stack trace', async () => {
+    let gate: ReturnType<typeof gated> | undefined;
+    const w = await world({
+      wrapPlatform: (local) => {
+        gate = gated(local);
+        return gate.platform;
+      },
+    });
+    gate?.fail(new Error('connect ECONNREFUSED 10.0.0.1:443'));
+    const ack = await w.requests.command({ command: '/rollback', text: 'production' });
+    expect(ack.status).toBe(200);
+    const reply = await w.fake.waitForResponse(isEphemeral);
+    const body = JSON.stringify(reply.body);
+    expect(body).toContain('could not run /rollback');
+    expect(body).toContain('internal');
+    expect(body).not.toMatch(/ECONNREFUSED|at \S+\.(ts|js):\d+/);
+    expect(w.fake.callsOf('chat.postMessage')).toEqual([]);
+  });
+
+  it('Cancel withdraws the plan: the message says so and a later confirm enqueues nothing', async () => {
+    const w = await world();
+    await w.requests.command({ command: '/rollback', text: 'production' });
+    const post = await w.fake.waitForCall('chat.postMessage');
+    const ts = String(post.response.ts);
+    const buttons = buttonsOf(post.args.blocks as unknown[]);
+    const cancel = buttons.find((b) => b.actionId.startsWith('sy1:cancel:'));
+    const confirm = buttons.find((b) => b.actionId.startsWith('sy1:confirm:'));
+    if (!cancel || !confirm) throw new Error('confirmation lacks Cancel or Confirm');
+    await w.requests.click({ actionId: cancel.actionId, messageTs: ts });
+    const cancelled = await w.fake.waitForCall('chat.update', (c) => c.args.ts === ts);
+    expect(String(cancelled.args.text).toLowerCase()).toContain('cancel');
+    expect(
+      buttonsOf(cancelled.args.blocks as unknown[]).some((b) => b.actionId.startsWith('sy1:confirm:')),
+    ).toBe(false);
+    // A stale client still showing the old buttons clicks confirm: nothing is enqueued.
+    await w.requests.click({ actionId: confirm.actionId, messageTs: ts });
+    await w.fake.waitForCall('chat.update', (c) => c.args.ts === ts && c !== cancelled);
+    const counts = await w.queue.queue.getJobCounts('waiting', 'active', 'completed', 'delayed');
+    expect(Object.values(counts).reduce((a, n) => a + n, 0)).toBe(0);
+  });
+
+  it('an action id that is not ours gets an ephemeral explanation', async () => {
+    const w = await world();
+    await w.requests.command({ command: '/rollback', text: 'production' });
+    const post = await w.fake.waitForCall('chat.postMessage');
+    await w.requests.click({ actionId: 'sy1:confirm:plan_zz', messageTs: String(post.response.ts) });
+    const reply = await w.fake.waitForResponse(isEphemeral);
+    expect(JSON.stringify(reply.body)).toMatch(/plan id|action id/i);
+  });
+
+  it('passes new channel messages to the alert watcher, skipping its own and edited messages', async () => {
+    const seen: ChannelMessage[] = [];
+    let resolveSeen: (() => void) | undefined;
+    const twoSeen = new Promise<void>((r) => {
+      resolveSeen = r;
+    });
+    const w = await world({
+      onChannelMessage: async (m) => {
+        seen.push(m);
+        if (seen.length === 2) resolveSeen?.();
+      },
+    });
+    const base = { type: 'message', channel: WORLD_CHANNEL, ts: '1700000000.000100' };
+    await w.requests.event({ ...base, user: 'U0ALICE', text: 'first' }, 'Ev1');
+    await w.requests.event({ ...base, bot_id: w.fake.botId, text: 'from switchyard itself' }, 'Ev2');
+    await w.requests.event({ ...base, subtype: 'message_changed', text: 'edit' }, 'Ev3');
+    await w.requests.event(
+      { ...base, subtype: 'bot_message', bot_id: 'B0GRAFANA', username: 'Grafana', text: '[FIRING] 5xx' },
+      'Ev4',
+    );
+    await twoSeen;
+    expect(seen.map((m) => m.text)).toEqual(['first', '[FIRING] 5xx']);
+    expect(seen[1]).toMatchObject({ botId: 'B0GRAFANA', username: 'Grafana', channel: WORLD_CHANNEL });
+  });
+
+  it('the poster posts threaded alert messages and edits them', async () => {
+    const w = await world();
+    const ref = await w.surface.poster.post(WORLD_CHANNEL, textView('Alert on production', ['5xx spike']), {
+      threadId: '1700000000.000001',
+    });
+    expect(ref).toMatchObject({ surface: 'slack', channel: WORLD_CHANNEL, threadId: '1700000000.000001' });
+    expect((await w.fake.waitForCall('chat.postMessage')).args.thread_ts).toBe('1700000000.000001');
+    await w.surface.poster.update(ref, textView('Resolved: 5xx spike', ['The alert resolved.'], 'success'));
+    expect(w.fake.message(WORLD_CHANNEL, ref.messageId)?.text).toContain('Resolved');
+    await expect(w.surface.poster.post('C0NOTIN', textView('x', ['y']))).rejects.toThrow(
+      /SlackPostError\[channel_not_found\] chat.postMessage/,
+    );
+  });
+});
+
+describe('UserGroupResolver', () => {
+  it('caches member lists briefly, refreshes after the TTL and fails closed', async () => {
+    const fake = await new FakeSlack({
+      usergroups: { S0OPS: ['U0CAROL'], S0SRE: ['U0CAROL', 'U0DAVE'] },
+    }).start();
+    closers.push(() => fake.close());
+    const clock = new ManualClock();
+    const metrics = createMetrics();
+    const client = new WebClient(fake.token, { slackApiUrl: fake.apiUrl, retryConfig: { retries: 0 } });
+    const groups = new UserGroupResolver({
+      client,
+      groups: ['S0OPS', 'S0SRE', 'S0GONE'],
+      clock,
+      metrics,
+      ttlMs: 60_000,
+    });
+    expect(await groups.groupsOf('U0CAROL')).toEqual(['S0OPS', 'S0SRE']);
+    expect(await groups.groupsOf('U0DAVE')).toEqual(['S0SRE']);
+    expect(fake.callsOf('usergroups.users.list').filter((c) => c.response.ok === true)).toHaveLength(2);
+    fake.usergroups.set('S0OPS', ['U0CAROL', 'U0DAVE']);
+    expect(await groups.groupsOf('U0DAVE')).toEqual(['S0SRE']);
+    clock.set(clock.now() + 60_001);
+    expect(await groups.groupsOf('U0DAVE')).toEqual(['S0OPS', 'S0SRE']);
+    const errors = await metrics.chatApiErrors.get();
+    expect(errors.values.find((v) => v.labels.code === 'no_such_subteam')?.value).toBeGreaterThanOrEqual(1);
+  });
+
+  it('makes no API call when no allow list names a group', async () => {
+    const fake = await new FakeSlack().start();
+    closers.push(() => fake.close());
+    const client = new WebClient(fake.token, { slackApiUrl: fake.apiUrl });
+    const groups = new UserGroupResolver({ client, groups: [] });
+    expect(await groups.groupsOf('U0ALICE')).toEqual([]);
+    expect(fake.calls).toEqual([]);
+  });
+});
