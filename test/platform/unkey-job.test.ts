@@ -1,0 +1,116 @@
+/**
+ * The Unkey adapter inside the real switch flow: a plan from an Unkey snapshot, a BullMQ job on the real
+ * Redis, the real worker calling rollbackDeployment on the fake Unkey server, following the operation
+ * until the target is current, verifying traffic through `routing`, and a refusal from Unkey ending the
+ * job without retries.
+ */
+import { afterEach, describe, expect, it } from 'vitest';
+import { startSwitchWorker } from '../../jobs/switch-worker.js';
+import { ManualClock, systemClock } from '../../src/clock.js';
+import { buildPlan } from '../../src/domain/plan.js';
+import { silentLogger } from '../../src/log.js';
+import { UnkeyPlatform } from '../../src/platform/unkey/adapter.js';
+import { SwitchQueue } from '../../src/queue.js';
+import { UnkeyFakeServer } from '../fakes/unkey-server.js';
+import { Cleanup, jobData, RecordingReporter } from '../jobs/fixtures/harness.js';
+import { redisUrl, uniqueName } from '../support/redis.js';
+
+const KEY = 'unkey_3ZjobTestRootKey0123456789abcd';
+const SWITCH_DELAY = 1_000;
+const prodEnv = { project: 'acme', app: 'api', environment: 'production' } as const;
+
+const cleanup = new Cleanup();
+afterEach(() => cleanup.run());
+
+async function setup() {
+  // The fake's switches wait on this clock; the worker polls on real time (5 ms), never sleeping in tests.
+  const unkeyClock = new ManualClock();
+  const server = await UnkeyFakeServer.start({
+    clock: unkeyClock,
+    switchDelayMs: SWITCH_DELAY,
+    rootKeys: {
+      [KEY]: [
+        'environment.*.read_deployment',
+        'environment.*.rollback_deployment',
+        'environment.*.promote_deployment',
+      ],
+    },
+    customDomains: { 'acme/api': ['api.acme.com'] },
+  });
+  cleanup.add(() => server.close());
+  const d1 = server.push({ ...prodEnv, branch: 'main' });
+  await unkeyClock.advance(60_000);
+  const d2 = server.push({ ...prodEnv, branch: 'main' });
+  const platform = new UnkeyPlatform({
+    environments: { production: prodEnv },
+    client: { baseUrl: server.url, rootKey: KEY, timeoutMs: 5_000 },
+    clock: systemClock,
+  });
+  cleanup.add(() => platform.close());
+  const queueName = uniqueName('unkey-switch');
+  const queue = new SwitchQueue({
+    redisUrl: redisUrl(),
+    queueName,
+    retry: { attempts: 3, baseDelayMs: 5, maxDelayMs: 20 },
+  });
+  cleanup.add(() => queue.close());
+  cleanup.add(() => queue.obliterate());
+  await queue.waitUntilReady();
+  const reporter = new RecordingReporter();
+  const worker = startSwitchWorker({
+    redisUrl: redisUrl(),
+    queueName,
+    platform,
+    reporter,
+    clock: systemClock,
+    verify: { timeoutMs: 5_000, intervalMs: 5 },
+    lockDurationMs: 5_000,
+    concurrency: 1,
+    logger: silentLogger,
+    retry: { baseDelayMs: 5, maxDelayMs: 20 },
+    lockRetryMs: 200,
+  });
+  cleanup.add(() => worker.close());
+  await worker.worker.waitUntilReady();
+  return { unkeyClock, server, platform, queue, reporter, d1, d2 };
+}
+
+describe('Unkey adapter in a switch job', () => {
+  it('rolls back, follows the operation, verifies every affected domain', async () => {
+    const { unkeyClock, server, platform, queue, reporter, d1, d2 } = await setup();
+    const snap = await platform.snapshot('production');
+    const plan = buildPlan(snap, { action: 'rollback', now: Date.now() });
+    if (!plan.ok) throw new Error(plan.refusal.message);
+    expect(plan.value.target.id).toBe(d1);
+    expect(plan.value.current.id).toBe(d2);
+
+    const { jobId } = await queue.enqueue(jobData(plan.value, Date.now()));
+    await reporter.waitFor((p) => p.jobId === jobId && p.operationId !== undefined);
+    await server.waitForEndpoint('deployments.rollbackDeployment');
+    expect(server.currentOf('acme', 'api')).toBe(d2);
+    await unkeyClock.advance(SWITCH_DELAY);
+    const final = await queue.waitForEnd(jobId);
+
+    expect(final?.outcome).toBe('succeeded');
+    expect(final?.traffic.map((t) => t.hostname).sort()).toEqual(
+      plan.value.affectedDomains.map((d) => d.hostname).sort(),
+    );
+    expect(final?.traffic.every((t) => t.ok && t.deploymentId === d1)).toBe(true);
+    expect(server.isRolledBack('acme', 'api')).toBe(true);
+    expect(server.requests.filter((r) => r.endpoint === 'deployments.rollbackDeployment')).toHaveLength(1);
+  });
+
+  it('ends the job on an Unkey refusal without retrying it', async () => {
+    const { server, platform, queue, d1 } = await setup();
+    const snap = await platform.snapshot('production');
+    const plan = buildPlan(snap, { action: 'rollback', target: d1, now: Date.now() });
+    if (!plan.ok) throw new Error(plan.refusal.message);
+    server.setPrecondition('The workspace has no active Compute plan.');
+    const { jobId } = await queue.enqueue(jobData(plan.value, Date.now()));
+    const final = await queue.waitForEnd(jobId);
+    expect(final?.outcome).not.toBe('succeeded');
+    expect(final?.message).toContain('The workspace has no active Compute plan.');
+    expect(final?.message).not.toContain(KEY);
+    expect(server.requests.filter((r) => r.endpoint === 'deployments.rollbackDeployment')).toHaveLength(1);
+  });
+});
