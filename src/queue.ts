@@ -28,6 +28,9 @@ import { createRedis } from './redis.js';
 
 export { EnvironmentLock, type SwitchKeys, switchKeys } from './queue-keys.js';
 
+/** Queue name the bot and standalone workers use unless told otherwise. */
+export const DEFAULT_SWITCH_QUEUE = 'switchyard-switches';
+
 /** Job name of every switch job (the action is in the data). */
 export const SWITCH_JOB_NAME = 'switch';
 

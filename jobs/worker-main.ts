@@ -1,0 +1,217 @@
+/**
+ * A standalone switch worker process: `npx tsx jobs/worker-main.ts [flags]`. Operators run M of these
+ * beside the bot replicas (all sharing one Redis); the crash tests run them as child processes. It
+ * checks the Redis settings BullMQ needs (loud warning, no crash), connects to the deploy platform,
+ * runs the worker and shuts down gracefully on SIGTERM/SIGINT (finish or hand back the active switch).
+ *
+ * Env vars (read through src/config.ts): REDIS_URL (required: workers share the bot's Redis),
+ * LOG_LEVEL, SWITCHYARD_CONFIG (verify timeout/interval), PLATFORM, LOCAL_ROUTER_PORT, UNKEY_*.
+ * Flags: --queue, --prefix, --concurrency, --lock-duration, --stalled-interval, --lock-retry,
+ * --shutdown-timeout, --verify-timeout, --verify-interval, --retry-base, --retry-max (durations such
+ * as `500ms`, `30s`, `2m`, or plain milliseconds), --platform-url (the local platform's router
+ * address; default http://127.0.0.1:$LOCAL_ROUTER_PORT).
+ *
+ * Progress: published as BullMQ job progress (any bot replica can follow it with
+ * `SwitchQueue.onProgress`). Chat edits need a Reporter: `runWorker({ reporter })` takes one; run
+ * directly, the process logs each progress step instead.
+ */
+import { pathToFileURL } from 'node:url';
+import { parseArgs } from 'node:util';
+import { z } from 'zod';
+import { AuditLog } from '../src/audit.js';
+import { systemClock } from '../src/clock.js';
+import { type Config, formatIssues, loadConfig, parseDuration } from '../src/config.js';
+import { ConfigError } from '../src/errors.js';
+import { createLogger, type Logger } from '../src/log.js';
+import { createMetrics, type Metrics } from '../src/metrics.js';
+import { LocalPlatformClient } from '../src/platform/local/client.js';
+import type { DeployPlatform } from '../src/platform/port.js';
+import { createUnkeyPlatform } from '../src/platform/unkey/adapter.js';
+import type { Progress, Reporter } from '../src/progress.js';
+import { DEFAULT_SWITCH_QUEUE } from '../src/queue.js';
+import { createRedis } from '../src/redis.js';
+import { checkRedis } from '../src/redis-check.js';
+import { type SwitchWorker, startSwitchWorker } from './switch-worker.js';
+
+const duration = z
+  .string()
+  .regex(/^\d+(ms|s|m|h)?$/, 'expected a duration such as 500ms, 30s or 2m, or milliseconds')
+  .transform((v) => (/^\d+$/.test(v) ? Number(v) : parseDuration(v)));
+
+/** Command-line flags of a worker process. */
+export const workerArgsSchema = z.object({
+  queue: z.string().min(1).default(DEFAULT_SWITCH_QUEUE),
+  prefix: z.string().min(1).default('bull'),
+  concurrency: z.coerce.number().int('expected a whole number').min(1).max(256).default(10),
+  'lock-duration': duration.default(30_000),
+  'stalled-interval': duration.optional(),
+  'lock-retry': duration.optional(),
+  'shutdown-timeout': duration.default(25_000),
+  'verify-timeout': duration.optional(),
+  'verify-interval': duration.optional(),
+  'retry-base': duration.optional(),
+  'retry-max': duration.optional(),
+  'platform-url': z.url({ error: 'expected the local platform address, e.g. http://127.0.0.1:8080' }).optional(),
+});
+export type WorkerArgs = z.infer<typeof workerArgsSchema>;
+
+const FLAGS = Object.keys(workerArgsSchema.shape);
+
+/** Parses argv (without node and script); throws ConfigError naming the flag and the expectation. */
+export function parseWorkerArgs(argv: readonly string[]): WorkerArgs {
+  let values: Record<string, string | boolean | undefined>;
+  try {
+    values = parseArgs({
+      args: [...argv],
+      options: Object.fromEntries(FLAGS.map((f) => [f, { type: 'string' as const }])),
+      strict: true,
+      allowPositionals: false,
+    }).values;
+  } catch (e) {
+    throw new ConfigError(`${(e as Error).message}. Known flags: ${FLAGS.map((f) => `--${f}`).join(', ')}`);
+  }
+  const parsed = workerArgsSchema.safeParse(values);
+  if (!parsed.success) {
+    throw new ConfigError(`Invalid worker flags: ${formatIssues(parsed.error, values, '--')}`);
+  }
+  return parsed.data;
+}
+
+/** The deploy platform this worker acts on. */
+export function platformFor(config: Config, args: WorkerArgs, logger: Logger): DeployPlatform {
+  switch (config.platform) {
+    case 'local':
+      // The local platform lives in the bot process; a separate worker reaches it over HTTP.
+      return new LocalPlatformClient({
+        baseUrl: args['platform-url'] ?? `http://127.0.0.1:${config.env.LOCAL_ROUTER_PORT}`,
+      });
+    case 'unkey':
+      return createUnkeyPlatform(config, { logger });
+    case 'vercel':
+      throw new ConfigError('PLATFORM: vercel workers are not available in this build; use local or unkey');
+    default: {
+      const never: never = config.platform;
+      throw new ConfigError(`PLATFORM: unknown platform ${String(never)}`);
+    }
+  }
+}
+
+/** A Reporter that logs each progress update (a worker process without chat credentials). */
+export function logReporter(logger: Logger): Reporter {
+  return {
+    async report(progress: Progress) {
+      const running = progress.steps.find((s) => s.state === 'running');
+      logger.info(
+        {
+          jobId: progress.jobId,
+          environment: progress.environment,
+          step: running?.step,
+          outcome: progress.outcome,
+        },
+        progress.message ?? `${progress.action} ${progress.environment}: ${running?.step ?? 'waiting'}`,
+      );
+    },
+  };
+}
+
+export interface RunWorkerOptions {
+  readonly argv?: readonly string[];
+  readonly config?: Config;
+  readonly logger?: Logger;
+  readonly reporter?: Reporter;
+  readonly platform?: DeployPlatform;
+  readonly metrics?: Metrics;
+}
+
+export interface RunningWorker {
+  readonly handle: SwitchWorker;
+  readonly warnings: readonly string[];
+  /** Graceful stop: stop taking jobs, finish or hand back the active one, close everything. */
+  stop(): Promise<void>;
+}
+
+/** Starts a worker from flags and configuration; resolves once it takes jobs. */
+export async function runWorker(opts: RunWorkerOptions = {}): Promise<RunningWorker> {
+  const config = opts.config ?? loadConfig();
+  const logger = opts.logger ?? createLogger({ level: config.env.LOG_LEVEL });
+  const args = parseWorkerArgs(opts.argv ?? []);
+  const redisUrl = config.env.REDIS_URL;
+  if (redisUrl === undefined) {
+    throw new ConfigError(
+      'REDIS_URL: got nothing, expected the Redis the bot uses (redis://host:port); a separate worker must share it',
+      { key: 'REDIS_URL' },
+    );
+  }
+  const redis = createRedis(redisUrl);
+  const warnings = (await checkRedis(redis)).map((w) => w.message);
+  for (const w of warnings) logger.warn({ redis: 'settings' }, `REDIS WILL LOSE SWITCHES: ${w}`);
+  const platform = opts.platform ?? platformFor(config, args, logger);
+  const handle = startSwitchWorker({
+    redisUrl,
+    queueName: args.queue,
+    prefix: args.prefix,
+    platform,
+    reporter: opts.reporter ?? logReporter(logger),
+    clock: systemClock,
+    verify: {
+      timeoutMs: args['verify-timeout'] ?? config.file.verify.timeout,
+      intervalMs: args['verify-interval'] ?? config.file.verify.interval,
+    },
+    lockDurationMs: args['lock-duration'],
+    ...(args['stalled-interval'] === undefined ? {} : { stalledIntervalMs: args['stalled-interval'] }),
+    ...(args['lock-retry'] === undefined ? {} : { lockRetryMs: args['lock-retry'] }),
+    shutdownTimeoutMs: args['shutdown-timeout'],
+    retry: {
+      ...(args['retry-base'] === undefined ? {} : { baseDelayMs: args['retry-base'] }),
+      ...(args['retry-max'] === undefined ? {} : { maxDelayMs: args['retry-max'] }),
+    },
+    concurrency: args.concurrency,
+    logger,
+    metrics: opts.metrics ?? createMetrics(),
+    audit: new AuditLog(redis),
+  });
+  await handle.worker.waitUntilReady();
+  logger.info({ queue: args.queue, concurrency: args.concurrency, platform: platform.name }, 'switch worker ready');
+  let stopping: Promise<void> | undefined;
+  return {
+    handle,
+    warnings,
+    stop() {
+      stopping ??= (async () => {
+        await handle.close();
+        await platform.close().catch(() => undefined);
+        await redis.quit().catch(() => undefined);
+      })();
+      return stopping;
+    },
+  };
+}
+
+async function main(): Promise<void> {
+  const logger = createLogger();
+  let running: RunningWorker;
+  try {
+    running = await runWorker({ argv: process.argv.slice(2), logger });
+  } catch (e) {
+    logger.fatal({ code: (e as { code?: unknown }).code }, (e as Error).message);
+    process.exitCode = 1;
+    return;
+  }
+  process.send?.({ type: 'ready', pid: process.pid });
+  const shutdown = (signal: string) => {
+    logger.info({ signal }, 'shutting down: finishing the active switch');
+    running.stop().then(
+      () => process.exit(0),
+      (e: unknown) => {
+        logger.error({ err: e }, 'shutdown failed');
+        process.exit(1);
+      },
+    );
+  };
+  process.once('SIGTERM', () => shutdown('SIGTERM'));
+  process.once('SIGINT', () => shutdown('SIGINT'));
+  // A parent that goes away (IPC closed) means shut down too, so test runs leave no orphans.
+  process.once('disconnect', () => shutdown('disconnect'));
+}
+
+if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) void main();
