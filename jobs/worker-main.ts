@@ -51,7 +51,9 @@ export const workerArgsSchema = z.object({
   'verify-interval': duration.optional(),
   'retry-base': duration.optional(),
   'retry-max': duration.optional(),
-  'platform-url': z.url({ error: 'expected the local platform address, e.g. http://127.0.0.1:8080' }).optional(),
+  'platform-url': z
+    .url({ error: 'expected the local platform address, e.g. http://127.0.0.1:8080' })
+    .optional(),
 });
 export type WorkerArgs = z.infer<typeof workerArgsSchema>;
 
@@ -171,7 +173,10 @@ export async function runWorker(opts: RunWorkerOptions = {}): Promise<RunningWor
     audit: new AuditLog(redis),
   });
   await handle.worker.waitUntilReady();
-  logger.info({ queue: args.queue, concurrency: args.concurrency, platform: platform.name }, 'switch worker ready');
+  logger.info(
+    { queue: args.queue, concurrency: args.concurrency, platform: platform.name },
+    'switch worker ready',
+  );
   let stopping: Promise<void> | undefined;
   return {
     handle,
