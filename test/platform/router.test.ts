@@ -1,0 +1,560 @@
+/**
+ * Integration tests of the local platform's traffic plane (router.ts + upstream.ts) over real sockets
+ * on 127.0.0.1: Host routing, the 404/503/502 answers, x-deployment-id on every response, draining,
+ * and the issue-2 load test (hundreds of requests in flight across 50 back-and-forth switches).
+ * Synchronisation is by events (upstream `request`/`idle`, response counts), never by sleeping.
+ */
+import { once } from 'node:events';
+import { Agent, type IncomingHttpHeaders, type IncomingMessage, request } from 'node:http';
+import { connect } from 'node:net';
+import { afterEach, describe, expect, it } from 'vitest';
+import { ManualClock } from '../../src/clock.js';
+import {
+  type DeploymentInfo,
+  NO_DEPLOYMENT,
+  normalizeHost,
+  probe,
+  TrafficRouter,
+} from '../../src/platform/local/router.js';
+import { Upstream } from '../../src/platform/local/upstream.js';
+
+const A: DeploymentInfo = {
+  id: 'dpl_a',
+  environment: 'production',
+  branch: 'main',
+  commit: { sha: 'aaaa111', message: 'first', author: 'ana' },
+};
+const B: DeploymentInfo = {
+  id: 'dpl_b',
+  environment: 'production',
+  branch: 'main',
+  commit: { sha: 'bbbb222', message: 'second', author: 'bo' },
+};
+const HOST = 'app.example.com';
+
+interface Reply {
+  readonly status: number;
+  readonly headers: IncomingHttpHeaders;
+  readonly deploymentId: string | undefined;
+  readonly body: Buffer;
+}
+
+interface Call {
+  readonly host?: string;
+  readonly path?: string;
+  readonly method?: string;
+  readonly body?: Buffer;
+  readonly accept?: string;
+  readonly agent?: Agent | false;
+}
+
+/** One HTTP request to 127.0.0.1:port; resolves with the whole answer. */
+function call(port: number, opts: Call = {}): Promise<Reply> {
+  return new Promise<Reply>((resolve, reject) => {
+    const headers: Record<string, string> = {};
+    if (opts.host !== undefined) headers.host = opts.host;
+    if (opts.accept !== undefined) headers.accept = opts.accept;
+    if (opts.body !== undefined) headers['content-length'] = String(opts.body.length);
+    const req = request(
+      {
+        host: '127.0.0.1',
+        port,
+        path: opts.path ?? '/',
+        method: opts.method ?? (opts.body === undefined ? 'GET' : 'POST'),
+        headers,
+        agent: opts.agent ?? false,
+      },
+      (res: IncomingMessage) => {
+        const chunks: Buffer[] = [];
+        res.on('data', (c: Buffer) => chunks.push(c));
+        res.on('error', reject);
+        res.on('end', () => {
+          const raw = res.headers['x-deployment-id'];
+          resolve({
+            status: res.statusCode ?? 0,
+            headers: res.headers,
+            deploymentId: Array.isArray(raw) ? raw[0] : raw,
+            body: Buffer.concat(chunks),
+          });
+        });
+      },
+    );
+    req.on('error', reject);
+    req.end(opts.body);
+  });
+}
+
+function json(reply: Reply): Record<string, unknown> {
+  return JSON.parse(reply.body.toString('utf8')) as Record<string, unknown>;
+}
+
+/** Resolves when a TCP connect to the port is refused (the server is really gone). */
+function refused(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const s = connect(port, '127.0.0.1');
+    s.once('connect', () => {
+      s.destroy();
+      resolve(false);
+    });
+    s.once('error', () => resolve(true));
+  });
+}
+
+const routers: TrafficRouter[] = [];
+const agents: Agent[] = [];
+const upstreams: Upstream[] = [];
+
+function newRouter(options: ConstructorParameters<typeof TrafficRouter>[0] = {}): TrafficRouter {
+  const r = new TrafficRouter({ port: 0, ...options });
+  routers.push(r);
+  return r;
+}
+
+function newAgent(maxSockets: number): Agent {
+  const a = new Agent({ keepAlive: true, maxSockets });
+  agents.push(a);
+  return a;
+}
+
+afterEach(async () => {
+  for (const a of agents.splice(0)) a.destroy();
+  await Promise.all(routers.splice(0).map((r) => r.close()));
+  await Promise.all(upstreams.splice(0).map((u) => u.stop()));
+});
+
+describe('normalizeHost', () => {
+  it('strips the port and trailing dot and lowercases', () => {
+    expect(normalizeHost('App.Example.COM:8080')).toBe('app.example.com');
+    expect(normalizeHost('app.example.com.')).toBe('app.example.com');
+    expect(normalizeHost('[::1]:8080')).toBe('[::1]');
+    expect(normalizeHost('localhost')).toBe('localhost');
+    expect(normalizeHost(undefined)).toBe('');
+  });
+});
+
+describe('Upstream', () => {
+  it('answers 200 with x-deployment-id and a page naming deployment, branch and commit', async () => {
+    const clock = new ManualClock();
+    const up = new Upstream(A, { clock });
+    upstreams.push(up);
+    const port = await up.start();
+    expect(up.stats()).toMatchObject({
+      total: 0,
+      inFlight: 0,
+      lastRequestAt: undefined,
+      startedAt: clock.now(),
+    });
+
+    const asJson = await call(port, { path: '/anything?x=1' });
+    expect(asJson.status).toBe(200);
+    expect(asJson.deploymentId).toBe(A.id);
+    expect(json(asJson)).toMatchObject({ deploymentId: A.id, branch: 'main', commit: 'aaaa111' });
+
+    await clock.advance(60_000);
+    const asHtml = await call(port, { accept: 'text/html' });
+    expect(asHtml.headers['content-type']).toContain('text/html');
+    expect(asHtml.body.toString()).toContain('dpl_a');
+    expect(asHtml.body.toString()).toContain('aaaa111');
+
+    expect(up.stats()).toMatchObject({ total: 2, inFlight: 0, lastRequestAt: clock.now() });
+  });
+
+  it('stop() waits for an in-flight request, refuses new connections and is idempotent', async () => {
+    const up = new Upstream(A);
+    upstreams.push(up);
+    const port = await up.start();
+    const release = up.hold();
+    const arrived = once(up, 'request');
+    const pending = call(port);
+    await arrived;
+    expect(up.stats().inFlight).toBe(1);
+
+    const stop1 = up.stop();
+    const stop2 = up.stop();
+    expect(stop2).toBe(stop1);
+    let stopped = false;
+    void stop1.then(() => {
+      stopped = true;
+    });
+    expect(await refused(port)).toBe(true);
+    expect(stopped).toBe(false);
+
+    release();
+    const reply = await pending;
+    expect(reply.status).toBe(200);
+    expect(reply.deploymentId).toBe(A.id);
+    await stop1;
+    expect(up.stats().inFlight).toBe(0);
+  });
+
+  it('drains a request slowed by delayMs', async () => {
+    const up = new Upstream(A, { delayMs: 50 });
+    upstreams.push(up);
+    const port = await up.start();
+    const arrived = once(up, 'request');
+    const pending = call(port);
+    await arrived;
+    await up.stop();
+    expect((await pending).status).toBe(200);
+  });
+});
+
+describe('TrafficRouter', () => {
+  it('routes by Host (any case, any port) to the deployment the domain points to', async () => {
+    const router = newRouter();
+    await router.startUpstream(A);
+    await router.startUpstream(B);
+    router.applyRoutes(
+      new Map([
+        [HOST, A.id],
+        ['Docs.Example.com', B.id],
+      ]),
+    );
+    const port = await router.listen();
+
+    const a = await call(port, { host: `APP.example.com:${port}` });
+    expect(a.status).toBe(200);
+    expect(a.deploymentId).toBe(A.id);
+    expect(json(a)).toMatchObject({ deploymentId: A.id, commit: 'aaaa111' });
+
+    const b = await call(port, { host: 'docs.example.com' });
+    expect(b.deploymentId).toBe(B.id);
+    expect(json(b)).toMatchObject({ deploymentId: B.id, commit: 'bbbb222' });
+    // hop-by-hop headers of the upstream leg are not passed on
+    expect(b.headers['keep-alive']).toBeUndefined();
+
+    expect(router.runningUpstreams().sort()).toEqual([A.id, B.id]);
+    expect(router.upstreamStats(A.id)).toMatchObject({ total: 1, inFlight: 0 });
+    expect(router.stats()).toMatchObject({ proxied: 2, unknownHost: 0 });
+  });
+
+  it('answers 404 with x-deployment-id none and a JSON error naming an unknown host', async () => {
+    const router = newRouter();
+    await router.startUpstream(A);
+    router.applyRoutes(new Map([[HOST, A.id]]));
+    const port = await router.listen();
+
+    const reply = await call(port, { host: 'nope.example.org:8080' });
+    expect(reply.status).toBe(404);
+    expect(reply.deploymentId).toBe(NO_DEPLOYMENT);
+    expect(json(reply)).toMatchObject({ error: 'unknown_host', host: 'nope.example.org' });
+    expect(String(json(reply).message)).toContain('nope.example.org');
+  });
+
+  it('answers 503 with x-deployment-id none when the deployment has no running upstream', async () => {
+    const router = newRouter();
+    router.applyRoutes(new Map([[HOST, A.id]]));
+    const port = await router.listen();
+
+    const reply = await call(port, { host: HOST });
+    expect(reply.status).toBe(503);
+    expect(reply.deploymentId).toBe(NO_DEPLOYMENT);
+    expect(json(reply)).toMatchObject({ error: 'deployment_unavailable', deploymentId: A.id, host: HOST });
+
+    await router.startUpstream(A);
+    expect((await call(port, { host: HOST })).deploymentId).toBe(A.id);
+    await router.stopUpstream(A.id);
+    expect((await call(port, { host: HOST })).status).toBe(503);
+    expect(router.upstreamStats(A.id)).toBeUndefined();
+    expect(router.runningUpstreams()).toEqual([]);
+  });
+
+  it('gives the router address and /_switchyard/ paths to the operator listener, with x-deployment-id none', async () => {
+    const seen: string[] = [];
+    const router = newRouter({
+      operator: (req, res) => {
+        seen.push(`${req.headers.host} ${req.url}`);
+        res.writeHead(200, { 'content-type': 'application/json' });
+        res.end('{"operator":true}');
+      },
+    });
+    await router.startUpstream(A);
+    router.applyRoutes(new Map([[HOST, A.id]]));
+    const port = await router.listen();
+
+    for (const host of [`127.0.0.1:${port}`, 'localhost', `[::1]:${port}`]) {
+      const reply = await call(port, { host, path: '/routes' });
+      expect(reply.status).toBe(200);
+      expect(reply.deploymentId).toBe(NO_DEPLOYMENT);
+      expect(json(reply)).toEqual({ operator: true });
+    }
+    const viaDomain = await call(port, { host: HOST, path: '/_switchyard/routes' });
+    expect(json(viaDomain)).toEqual({ operator: true });
+    expect(seen).toHaveLength(4);
+    expect(router.upstreamStats(A.id)?.total).toBe(0);
+  });
+
+  it('answers 404 on the operator address when no operator is mounted, and 500 when it throws', async () => {
+    const bare = newRouter();
+    const barePort = await bare.listen();
+    const reply = await call(barePort, { host: 'localhost' });
+    expect(reply.status).toBe(404);
+    expect(reply.deploymentId).toBe(NO_DEPLOYMENT);
+
+    const failing = newRouter({
+      operator: () => {
+        throw new Error('boom');
+      },
+    });
+    const failingPort = await failing.listen();
+    const failed = await call(failingPort, { host: 'localhost' });
+    expect(failed.status).toBe(500);
+    expect(failed.deploymentId).toBe(NO_DEPLOYMENT);
+  });
+
+  it('streams request and response bodies both ways', async () => {
+    const router = newRouter();
+    await router.startUpstream(A);
+    router.applyRoutes(new Map([[HOST, A.id]]));
+    const port = await router.listen();
+    const body = Buffer.alloc(3 * 1024 * 1024);
+    for (let i = 0; i < body.length; i++) body[i] = (i * 31) & 0xff;
+
+    const reply = await call(port, { host: HOST, body, method: 'PUT' });
+    expect(reply.status).toBe(200);
+    expect(reply.deploymentId).toBe(A.id);
+    expect(reply.body.equals(body)).toBe(true);
+  });
+
+  it('stopUpstream lets a slow in-flight request finish with 200 before closing', async () => {
+    const router = newRouter();
+    await router.startUpstream(A);
+    await router.startUpstream(B);
+    router.applyRoutes(new Map([[HOST, A.id]]));
+    const port = await router.listen();
+    const upA = router.upstream(A.id);
+    if (upA === undefined) throw new Error('upstream A not running');
+    const upPort = upA.port;
+    if (upPort === undefined) throw new Error('upstream A has no port');
+
+    const release = upA.hold();
+    const arrived = once(upA, 'request');
+    const slow = call(port, { host: HOST });
+    await arrived;
+
+    router.applyRoutes(new Map([[HOST, B.id]]));
+    let stopped = false;
+    const stopping = router.stopUpstream(A.id).then(() => {
+      stopped = true;
+    });
+    expect(router.stopUpstream(A.id)).toBe(router.stopUpstream(A.id));
+    expect(router.runningUpstreams()).toEqual([B.id]);
+    // new arrivals already go to B while A drains
+    expect((await call(port, { host: HOST })).deploymentId).toBe(B.id);
+    expect(stopped).toBe(false);
+
+    release();
+    const reply = await slow;
+    expect(reply.status).toBe(200);
+    expect(reply.deploymentId).toBe(A.id);
+    await stopping;
+    expect(await refused(upPort)).toBe(true);
+    expect(router.upstreamStats(A.id)).toBeUndefined();
+  });
+
+  it('answers 502 with x-deployment-id none when the upstream fails before headers, and keeps serving', async () => {
+    const router = newRouter();
+    await router.startUpstream(A);
+    router.applyRoutes(new Map([[HOST, A.id]]));
+    const port = await router.listen();
+    const upA = router.upstream(A.id);
+    if (upA === undefined) throw new Error('upstream A not running');
+
+    const kill = (req: IncomingMessage) => req.socket.destroy();
+    upA.on('request', kill);
+    const reply = await call(port, { host: HOST });
+    expect(reply.status).toBe(502);
+    expect(reply.deploymentId).toBe(NO_DEPLOYMENT);
+    expect(json(reply)).toMatchObject({ error: 'bad_gateway', deploymentId: A.id });
+    upA.off('request', kill);
+
+    expect((await call(port, { host: HOST })).deploymentId).toBe(A.id);
+    expect(router.stats().badGateway).toBe(1);
+  });
+
+  it('survives a client that disconnects mid-request', async () => {
+    const router = newRouter();
+    await router.startUpstream(A);
+    router.applyRoutes(new Map([[HOST, A.id]]));
+    const port = await router.listen();
+    const upA = router.upstream(A.id);
+    if (upA === undefined) throw new Error('upstream A not running');
+
+    const release = upA.hold();
+    const arrived = once(upA, 'request');
+    const req = request({ host: '127.0.0.1', port, path: '/', headers: { host: HOST }, agent: false });
+    const clientError = once(req, 'error');
+    req.end();
+    await arrived;
+    const idle = once(upA, 'idle');
+    req.destroy();
+    await clientError;
+    await idle; // the router cut the upstream request off too
+    release();
+
+    expect(router.stats().inFlight).toBe(0);
+    expect(upA.stats().inFlight).toBe(0);
+    expect((await call(port, { host: HOST })).status).toBe(200);
+  });
+
+  it('probe() reports status and the deployment that answered', async () => {
+    const router = newRouter();
+    await router.startUpstream(A);
+    router.applyRoutes(new Map([[HOST, A.id]]));
+    const port = await router.listen();
+
+    expect(await probe(port, HOST)).toEqual({ status: 200, deploymentId: A.id });
+    expect(await probe(port, 'unknown.example.com')).toEqual({ status: 404, deploymentId: undefined });
+    await router.close();
+    await expect(probe(port, HOST)).rejects.toMatchObject({ code: 'platform_unavailable', retry: true });
+  });
+
+  it('close() stops the router and every upstream; no port stays open', async () => {
+    const router = newRouter();
+    const upPortA = await router.startUpstream(A);
+    const upPortB = await router.startUpstream(B);
+    router.applyRoutes(new Map([[HOST, A.id]]));
+    const port = await router.listen();
+    const agent = newAgent(4);
+    expect((await call(port, { host: HOST, agent })).status).toBe(200);
+
+    await router.close();
+    await router.close();
+    expect(await refused(port)).toBe(true);
+    expect(await refused(upPortA)).toBe(true);
+    expect(await refused(upPortB)).toBe(true);
+    expect(router.runningUpstreams()).toEqual([]);
+    await expect(router.startUpstream(A)).rejects.toMatchObject({ code: 'internal' });
+  });
+});
+
+interface LoadResult {
+  readonly ok: number;
+  readonly failures: string[];
+  readonly seen: ReadonlySet<string>;
+  readonly maxInFlightAtSwitch: number;
+}
+
+/**
+ * The issue-2 load test: `workers` clients loop requests through the router while `switches` times the
+ * domain is moved to the other deployment. Each switch waits (on a response counter, not a timer) until
+ * `perSwitch` more responses have arrived, so traffic is flowing during every switch. `afterSwitch`
+ * runs between switches (e.g. drain the old upstream).
+ */
+async function loadAcrossSwitches(
+  router: TrafficRouter,
+  port: number,
+  opts: {
+    workers: number;
+    switches: number;
+    perSwitch: number;
+    beforeSwitch?: (to: DeploymentInfo) => Promise<void>;
+    afterSwitch?: (from: DeploymentInfo) => Promise<void>;
+  },
+): Promise<LoadResult> {
+  const agent = newAgent(opts.workers);
+  const allowed = new Set([A.id, B.id]);
+  const failures: string[] = [];
+  const seen = new Set<string>();
+  let ok = 0;
+  let done = false;
+  let waiter: { target: number; resolve: () => void } | undefined;
+  const answered = () => {
+    if (waiter !== undefined && ok + failures.length >= waiter.target) {
+      const w = waiter;
+      waiter = undefined;
+      w.resolve();
+    }
+  };
+  const worker = async () => {
+    while (!done) {
+      try {
+        const reply = await call(port, { host: HOST, agent });
+        const id = reply.deploymentId ?? '';
+        const bodyId = reply.status === 200 ? json(reply).deploymentId : undefined;
+        if (reply.status !== 200) failures.push(`status ${reply.status} from ${id}`);
+        else if (!allowed.has(id)) failures.push(`unexpected deployment ${id}`);
+        else if (bodyId !== id) failures.push(`header says ${id} but body says ${String(bodyId)}`);
+        else {
+          ok++;
+          seen.add(id);
+        }
+      } catch (e) {
+        failures.push(`request failed: ${(e as Error).message}`);
+      }
+      answered();
+    }
+  };
+  const running = Array.from({ length: opts.workers }, worker);
+
+  let current = A;
+  let maxInFlightAtSwitch = 0;
+  for (let i = 0; i < opts.switches; i++) {
+    await new Promise<void>((resolve) => {
+      waiter = { target: ok + failures.length + opts.perSwitch, resolve };
+      answered();
+    });
+    const next = current === A ? B : A;
+    await opts.beforeSwitch?.(next);
+    maxInFlightAtSwitch = Math.max(maxInFlightAtSwitch, router.stats().inFlight);
+    router.applyRoutes(new Map([[HOST, next.id]]));
+    await opts.afterSwitch?.(current);
+    current = next;
+  }
+  await new Promise<void>((resolve) => {
+    waiter = { target: ok + failures.length + opts.perSwitch, resolve };
+    answered();
+  });
+  done = true;
+  await Promise.all(running);
+  return { ok, failures, seen, maxInFlightAtSwitch };
+}
+
+describe('TrafficRouter under load (issue 2)', () => {
+  it('300 concurrent clients across 50 back-and-forth switches: zero failures, every answer from A or B', async () => {
+    const router = newRouter();
+    await router.startUpstream(A);
+    await router.startUpstream(B);
+    router.applyRoutes(new Map([[HOST, A.id]]));
+    const port = await router.listen();
+
+    const result = await loadAcrossSwitches(router, port, { workers: 300, switches: 50, perSwitch: 100 });
+
+    expect(result.failures.slice(0, 5)).toEqual([]);
+    expect(result.failures).toHaveLength(0);
+    expect(result.ok).toBeGreaterThanOrEqual(51 * 100);
+    expect([...result.seen].sort()).toEqual([A.id, B.id]);
+    expect(result.maxInFlightAtSwitch).toBeGreaterThanOrEqual(100);
+    const total = (router.upstreamStats(A.id)?.total ?? 0) + (router.upstreamStats(B.id)?.total ?? 0);
+    expect(total).toBe(result.ok);
+  }, 120_000);
+
+  it('draining the old upstream after every switch, with requests in flight, still fails none', async () => {
+    const router = newRouter();
+    await router.startUpstream(A);
+    router.applyRoutes(new Map([[HOST, A.id]]));
+    const port = await router.listen();
+    const drainedWithInFlight: number[] = [];
+
+    const result = await loadAcrossSwitches(router, port, {
+      workers: 300,
+      switches: 50,
+      perSwitch: 100,
+      beforeSwitch: async (to) => {
+        await router.startUpstream(to);
+      },
+      afterSwitch: async (from) => {
+        drainedWithInFlight.push(router.upstreamStats(from.id)?.routedInFlight ?? 0);
+        await router.stopUpstream(from.id);
+      },
+    });
+
+    expect(result.failures.slice(0, 5)).toEqual([]);
+    expect(result.failures).toHaveLength(0);
+    expect([...result.seen].sort()).toEqual([A.id, B.id]);
+    expect(drainedWithInFlight).toHaveLength(50);
+    // the old deployment still had requests to finish when it was told to stop
+    expect(Math.max(...drainedWithInFlight)).toBeGreaterThan(0);
+    expect(router.runningUpstreams()).toEqual([A.id]);
+  }, 120_000);
+});
