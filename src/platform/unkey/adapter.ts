@@ -149,8 +149,18 @@ export class UnkeyPlatform implements DeployPlatform {
         environment: first.environment,
       });
     const current = raw.find((d) => d.isCurrent);
+    if (
+      current === undefined &&
+      unkeyEnvOf(first, mapping) === 'production' &&
+      raw.length >= this.maxDeployments
+    ) {
+      this.logger.warn(
+        { environment, read: raw.length },
+        'unkey: no current deployment among the deployments read; raise maxDeployments if one exists',
+      );
+    }
     const projectId = first?.project ?? mapping.project;
-    const unkeyEnv = first?.environment ?? mapping.environment;
+    const unkeyEnv = unkeyEnvOf(first, mapping);
     return {
       project: { id: projectId, name: projectId },
       environment: {
@@ -445,6 +455,10 @@ export class UnkeyPlatform implements DeployPlatform {
       throw toRefusal(e, { endpoint, ...ctx });
     }
   }
+}
+
+function unkeyEnvOf(first: UnkeyDeployment | undefined, mapping: UnkeyEnvironmentMapping): string {
+  return first?.environment ?? mapping.environment;
 }
 
 /** Dependencies the composition root passes to `createUnkeyPlatform`. */
