@@ -4,7 +4,7 @@
  * (embed title 256, description 4096, ≤ 25 fields, field name 256 / value 1024, 6000 characters in
  * total; ≤ 5 action rows of ≤ 5 buttons, label 80, custom_id 100) and escaping: user text has every
  * markdown character backslash-escaped, and `allowed_mentions.parse` is empty so `@everyone`, roles
- * and users never ping. Long lists collapse with "…and N more"; buttons that do not fit are counted.
+ * and users never ping (also given as discord.js's `allowedMentions` option). Long lists collapse with "…and N more"; buttons that do not fit are counted.
  * Type-only imports: no discord.js code runs here.
  */
 import type {
@@ -47,8 +47,13 @@ export interface DiscordMessage {
   readonly content?: string;
   readonly embeds: APIEmbed[];
   readonly components: APIActionRowComponent<APIButtonComponentWithCustomId>[];
-  /** Always `{ parse: [] }`: nothing in a Switchyard message pings anyone. */
+  /** Always `{ parse: [] }`: nothing in a Switchyard message pings anyone (raw REST body key). */
   readonly allowed_mentions: { parse: [] };
+  /**
+   * The same, under the option name discord.js reads (`channel.send`, `message.edit`,
+   * `interaction.reply` build the REST body from `allowedMentions` and ignore `allowed_mentions`).
+   */
+  readonly allowedMentions: { parse: [] };
 }
 
 export interface DiscordRenderOptions {
@@ -346,7 +351,7 @@ export function renderDiscord(view: MessageView, opts: DiscordRenderOptions = {}
       components: buttons.slice(k, k + DISCORD_LIMITS.buttonsPerRow).map(buttonComponent),
     });
   }
-  return { embeds: [embed], components, allowed_mentions: { parse: [] } };
+  return { embeds: [embed], components, allowed_mentions: { parse: [] }, allowedMentions: { parse: [] } };
 }
 
 /** Last resort for the 6000 total: cut field values and the description to equal shares. */

@@ -127,6 +127,8 @@ export const discordMessageSchema = z
     embeds: z.array(embed).max(10),
     components: z.array(actionRow).max(5),
     allowed_mentions: z.strictObject({ parse: z.array(z.enum(['users', 'roles', 'everyone'])) }),
+    /** discord.js's option name for the same thing (not part of the REST body). */
+    allowedMentions: z.strictObject({ parse: z.array(z.enum(['users', 'roles', 'everyone'])) }).optional(),
   })
   .superRefine((msg, ctx) => {
     const ids = new Set<string>();
