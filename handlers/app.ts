@@ -48,6 +48,8 @@ export interface StartOptions {
   /** Install redis-server with apt when missing (root on Debian). */
   readonly installRedis?: boolean;
   readonly metrics?: Metrics;
+  /** Prefix of every Redis key and queue name (tests and several installations sharing one Redis). */
+  readonly namespace?: string;
 }
 
 export interface RunningSwitchyard {
@@ -96,6 +98,8 @@ export async function startSwitchyard(
   const env = config.env;
   const clock = opts.clock ?? systemClock;
   const metrics = opts.metrics ?? createMetrics({ defaults: true });
+  const ns = opts.namespace ?? 'switchyard';
+  const queueName = ns === 'switchyard' ? QUEUE_NAME : `${ns}-switch`;
   const cleanups: (() => Promise<void>)[] = [];
   const stop = async () => {
     for (const fn of cleanups.reverse()) {
@@ -190,10 +194,11 @@ export async function startSwitchyard(
     }
 
     // Queue, plans, audit, flow
-    const audit = new AuditLog(redis);
-    const queue = new SwitchQueue({ redisUrl, queueName: QUEUE_NAME, audit, clock, logger });
+    const audit = new AuditLog(redis, { prefix: ns });
+    // Flow audits requests itself; the queue's own `requested` entry would duplicate it.
+    const queue = new SwitchQueue({ redisUrl, queueName, prefix: ns, clock, logger });
     cleanups.push(() => queue.close());
-    const plans = new PlanStore({ redis, clock });
+    const plans = new PlanStore({ redis, clock, prefix: `${ns}:` });
     const flow = new Flow({ platform, queue, plans, audit, config, clock, logger });
     const chat = new ChatService({ flow, clock });
     const http = new HttpServer((e, req) =>
@@ -239,7 +244,7 @@ export async function startSwitchyard(
     }
 
     // Alerts
-    const dedupe = new AlertDedupe(redis);
+    const dedupe = new AlertDedupe(redis, { prefix: `${ns}:alerts` });
     alertService = new AlertService({
       platform,
       flow,
@@ -257,7 +262,8 @@ export async function startSwitchyard(
     // Worker
     const worker: SwitchWorker = startSwitchWorker({
       redisUrl,
-      queueName: QUEUE_NAME,
+      queueName,
+      prefix: ns,
       platform,
       reporter: compositeReporter(reporters, logger),
       clock,

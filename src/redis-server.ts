@@ -5,7 +5,8 @@
  * Debian, if allowed).
  */
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
-import { existsSync, mkdirSync } from 'node:fs';
+import { existsSync, mkdirSync, rmSync } from 'node:fs';
+import { connect } from 'node:net';
 import { join } from 'node:path';
 
 export interface SpawnedRedis {
@@ -55,11 +56,30 @@ export function ensureRedisBinary(
   );
 }
 
+function answers(socketPath: string): Promise<boolean> {
+  return new Promise((resolve) => {
+    const socket = connect(socketPath);
+    socket.once('connect', () => {
+      socket.destroy();
+      resolve(true);
+    });
+    socket.once('error', () => resolve(false));
+  });
+}
+
 /** Starts redis-server on a unix socket inside `dir`; resolves once it accepts connections. */
 export async function spawnRedis(opts: SpawnRedisOptions): Promise<SpawnedRedis> {
   const bin = ensureRedisBinary(opts);
   mkdirSync(opts.dir, { recursive: true });
   const socketPath = join(opts.dir, 'redis.sock');
+  if (existsSync(socketPath)) {
+    if (await answers(socketPath)) {
+      throw new Error(
+        `a redis-server is already serving ${socketPath}: another Switchyard uses the data directory ${opts.dir}`,
+      );
+    }
+    rmSync(socketPath, { force: true }); // left over from a crash
+  }
   const args = [
     '--port',
     '0',

@@ -619,10 +619,11 @@ export class LocalPlatform implements DeployPlatform {
 
   /** Sends the routing table to the router when it changed (one atomic swap). */
   private publishRoutes(): void {
-    const running = new Set(this.state.deployments.filter((d) => d.status === 'ready').map((d) => d.id));
+    // Every assigned domain is routed; one whose deployment is not running (standby, stopped) gets the
+    // router's honest 503 rather than an "unknown host" 404.
     const routes = new Map<string, string>();
     for (const d of this.state.domains) {
-      if (d.deploymentId !== undefined && running.has(d.deploymentId)) routes.set(d.hostname, d.deploymentId);
+      if (d.deploymentId !== undefined) routes.set(d.hostname, d.deploymentId);
     }
     const key = JSON.stringify([...routes]);
     if (key === this.routesKey) return;

@@ -1,0 +1,84 @@
+/**
+ * The real `npm start`: starts on embedded defaults (its own redis-server, local platform, worker,
+ * console), answers /readyz, and on SIGTERM leaves no process of its group behind.
+ */
+import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+
+const root = new URL('../../', import.meta.url).pathname;
+let child: ChildProcess | undefined;
+const dataDir = mkdtempSync(join(tmpdir(), 'sy-start-'));
+
+function groupMembers(pgid: number): number[] {
+  try {
+    return execFileSync('ps', ['-o', 'pid=', '-g', String(pgid)], { encoding: 'utf8' })
+      .split('\n')
+      .map((l) => Number(l.trim()))
+      .filter((n) => n > 0);
+  } catch {
+    return []; // ps exits 1 when no process matches
+  }
+}
+
+afterAll(() => {
+  if (child?.pid && groupMembers(child.pid).length > 0) process.kill(-child.pid, 'SIGKILL');
+  rmSync(dataDir, { recursive: true, force: true });
+});
+
+describe('npm start', () => {
+  it('runs on embedded defaults, is ready, and stops cleanly on SIGTERM', async () => {
+    const env: Record<string, string> = {
+      PATH: process.env.PATH ?? '',
+      HOME: process.env.HOME ?? '/root',
+      PORT: '0',
+      LOCAL_ROUTER_PORT: '0',
+      SWITCHYARD_DATA_DIR: dataDir,
+      LOG_LEVEL: 'info',
+    };
+    child = spawn('npm', ['start', '--silent'], {
+      cwd: root,
+      env,
+      detached: true,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    const pgid = child.pid ?? 0;
+    let out = '';
+    child.stderr?.on('data', (d: Buffer) => {
+      out += d.toString();
+    });
+    const consoleUrl = await new Promise<string>((resolve, reject) => {
+      child?.stdout?.on('data', (d: Buffer) => {
+        out += d.toString();
+        const m = /Console:\s+(http:\/\/127\.0\.0\.1:\d+\/)/.exec(out);
+        if (m?.[1]) resolve(m[1]);
+      });
+      child?.once('exit', (code) => reject(new Error(`npm start exited with ${code}: ${out}`)));
+    });
+    expect(out).toMatch(/Local router:\s+http:\/\/127\.0\.0\.1:\d+/);
+    const ready = await fetch(new URL('/readyz', consoleUrl));
+    expect(ready.status).toBe(200);
+    expect(await ready.json()).toMatchObject({ ok: true, platform: 'local' });
+    const metrics = await (await fetch(new URL('/metrics', consoleUrl))).text();
+    expect(metrics).toContain('switchyard_jobs_total');
+    // a spawned redis-server is part of the group
+    expect(groupMembers(pgid).length).toBeGreaterThan(1);
+
+    const exited = new Promise<string>((resolve) =>
+      child?.once('exit', (code, signal) => resolve(`${code}/${signal}`)),
+    );
+    // SIGTERM to npm itself, as a process manager would send it; npm forwards it to Switchyard.
+    process.kill(pgid, 'SIGTERM');
+    // npm re-raises the signal on itself once its child exited; Switchyard must have stopped cleanly.
+    expect(['0/null', 'null/SIGTERM']).toContain(await exited);
+    expect(out).toMatch(/"msg":"stopped"/);
+    expect(out).not.toMatch(/shutdown step failed|took longer than/);
+    // wait for the whole group to be gone (no orphans: redis-server, upstream servers, workers)
+    for (let i = 0; i < 200 && groupMembers(pgid).length > 0; i++) {
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    expect(groupMembers(pgid)).toEqual([]);
+  }, 60_000);
+});
