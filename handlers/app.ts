@@ -184,7 +184,7 @@ export async function startSwitchyard(
       api = createLocalApi(local);
       platform = local;
     } else if (config.platform === 'unkey') {
-      platform = createUnkeyPlatform(config, { clock, logger });
+      platform = createUnkeyPlatform(config, { clock, logger, events: { redis, keyPrefix: `${ns}:unkey:poll` } });
       cleanups.push(() => platform.close());
     } else {
       throw new ConfigError(
