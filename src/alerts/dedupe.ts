@@ -6,9 +6,9 @@
  * incident — in one process or across replicas — produce exactly one suggestion.
  *
  * The incident record (a Redis hash) keeps what the suggestion posted (message refs, plan id, the
- * sentence) so a RESOLVED alert can edit it later. Every key expires (`incidentTtlMs` after the claim,
- * shortened to `resolvedTtlMs` once resolved, `anonymousWindowMs` for fingerprint-less alerts) so
- * memory stays bounded however many incidents arrive.
+ * sentence) so a RESOLVED alert can edit it later. Every key expires (`incidentTtlMs` after the latest
+ * alert of the incident, shortened to `resolvedTtlMs` once resolved, `anonymousWindowMs` after the
+ * first fingerprint-less alert) so memory stays bounded however many incidents arrive.
  */
 import { createHash } from 'node:crypto';
 import type { Redis } from 'ioredis';
@@ -18,9 +18,9 @@ import { type MessageRef, messageRefSchema } from '../progress.js';
 export interface AlertDedupeOptions {
   /** Key prefix (tests and benches use a unique one). Default `switchyard:alerts`. */
   readonly prefix?: string;
-  /** How long an incident keeps deduplicating after its first alert. Default 6 hours. */
+  /** How long an incident keeps deduplicating after its latest alert. Default 6 hours. */
   readonly incidentTtlMs?: number;
-  /** How long a resolved incident is remembered (late duplicates are absorbed). Default 10 minutes. */
+  /** How long a resolved incident is remembered (a repeated RESOLVED is absorbed). Default 10 minutes. */
   readonly resolvedTtlMs?: number;
   /** The window shared by alerts without a fingerprint, per environment. Default 10 minutes. */
   readonly anonymousWindowMs?: number;
@@ -77,8 +77,16 @@ export interface IncidentPatch {
   readonly sentence?: string;
 }
 
+// ARGV: now, ttl, refresh (1: a duplicate extends the incident's life while it keeps firing).
+// A resolved incident that fires again is a new occurrence: it is claimed afresh.
 const CLAIM = `
-if redis.call('EXISTS', KEYS[1]) == 1 then return redis.call('HGETALL', KEYS[1]) end
+if redis.call('EXISTS', KEYS[1]) == 1 then
+  if redis.call('HGET', KEYS[1], 'resolved') ~= '1' then
+    if ARGV[3] == '1' then redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
+    return redis.call('HGETALL', KEYS[1])
+  end
+  redis.call('DEL', KEYS[1])
+end
 redis.call('HSET', KEYS[1], 'state', 'pending', 'claimedAt', ARGV[1])
 redis.call('PEXPIRE', KEYS[1], ARGV[2])
 return false`;
@@ -181,13 +189,19 @@ export class AlertDedupe {
     return `${this.prefix}:incident:${env}:${id}`;
   }
 
-  /** Atomically claims the incident: `claimed` for exactly one caller until the key expires. */
+  /**
+   * Atomically claims the incident: `claimed` for exactly one caller while the incident is open. A
+   * duplicate of a fingerprinted incident extends its life (an incident that keeps firing — e.g.
+   * Alertmanager's repeat_interval — never gets a second suggestion); the anonymous window does not
+   * slide. Once resolved, the next firing alert claims a new occurrence.
+   */
   async claim(incident: IncidentKey, now: number): Promise<ClaimResult> {
-    const ttl = incident.fingerprint ? this.incidentTtlMs : this.anonymousWindowMs;
+    const fingerprinted = Boolean(incident.fingerprint);
+    const ttl = fingerprinted ? this.incidentTtlMs : this.anonymousWindowMs;
     const reply = await claimScript.run(
       this.redis,
       [this.key(incident)],
-      [now, Math.max(1, Math.round(ttl))],
+      [now, Math.max(1, Math.round(ttl)), fingerprinted ? 1 : 0],
     );
     if (reply === null) return { claimed: true };
     return { claimed: false, record: toRecord(reply) };

@@ -77,6 +77,21 @@ describe('AlertService', () => {
     expect(ttl).toBeLessThanOrEqual(600_000);
   });
 
+  it('a duplicate extends an open incident; the anonymous window does not slide', async () => {
+    h = await createHarness({ dedupe: { incidentTtlMs: 3_600_000, anonymousWindowMs: 600_000 } });
+    await h.service.handle([alert(h)]);
+    const key = h.dedupe.key({ environment: 'production', source: 'generic', fingerprint: 'incident-1' });
+    await h.redis.pexpire(key, 1_000);
+    await h.service.handle([alert(h)]);
+    expect(await h.redis.pttl(key)).toBeGreaterThan(3_500_000);
+    const anon = normalizedAlert({ ...alert(h), fingerprint: undefined });
+    await h.service.handle([anon]);
+    const windowKey = h.dedupe.key({ environment: 'production', source: 'generic' });
+    await h.redis.pexpire(windowKey, 1_000);
+    await h.service.handle([anon]);
+    expect(await h.redis.pttl(windowKey)).toBeLessThanOrEqual(1_000);
+  });
+
   it('incident records expire so memory stays bounded', async () => {
     h = await createHarness({ dedupe: { incidentTtlMs: 3_600_000, resolvedTtlMs: 120_000 } });
     await h.service.handle([alert(h)]);
@@ -101,9 +116,10 @@ describe('AlertService', () => {
     const [again] = await h.service.handle([alert(h, { status: 'resolved' })]);
     expect(again?.outcome).toBe('resolved_unknown');
     expect(h.sink.resolvedCalls).toHaveLength(1);
-    // While remembered as resolved, a late duplicate stays quiet.
-    const [late] = await h.service.handle([alert(h)]);
-    expect(late?.outcome).toBe('deduplicated');
+    // Firing again after the resolution is a new occurrence: a new suggestion.
+    const [refired] = await h.service.handle([alert(h)]);
+    expect(refired?.outcome).toBe('suggested');
+    expect(h.sink.suggestions).toHaveLength(2);
   });
 
   it('a RESOLVED alert that races the posting still marks the suggestion', async () => {
