@@ -65,6 +65,8 @@ export interface ConfirmationContext {
   readonly alert?: AlertContext;
   /** What changed when `state` is `stale` (e.g. a `plan_stale` refusal message). */
   readonly staleReason?: string;
+  /** The environment needs a second person (two-person rule): said up front while pending. */
+  readonly requiresApproval?: boolean;
 }
 
 /** Structural shape of an audit entry (the audit module owns the real type). */
@@ -409,6 +411,14 @@ export function confirmationView(plan: Plan, ctx: ConfirmationContext): MessageV
       tone = 'warning';
       summary = `${capitalize(what)}? ${plan.affectedDomains.length} domain(s) affected; current is ${plan.current.id}.`;
       if (requester !== undefined) blocks.push({ type: 'context', spans: [t(`Requested by ${requester}`)] });
+      if (ctx.requiresApproval === true) {
+        blocks.push({
+          type: 'context',
+          spans: [
+            t(`${plan.environment} needs two people: after the confirm click, a second person must approve.`),
+          ],
+        });
+      }
       buttons.push(primaryButton(plan, ctx), cancelButton());
       if (ctx.alert !== undefined)
         buttons.push(button('Dismiss', { kind: 'dismiss', ref: plan.id }, 'default'));

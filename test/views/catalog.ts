@@ -68,6 +68,15 @@ export function catalog(liveDomains = 2): [string, MessageView][] {
   };
   out.push(['alert suggestion', confirmationView(plans.rollback, { state: 'pending', now: NOW, alert })]);
   out.push([
+    'confirmation two-person pending',
+    confirmationView(plans.rollback, {
+      state: 'pending',
+      now: NOW,
+      requestedBy: alice,
+      requiresApproval: true,
+    }),
+  ]);
+  out.push([
     'alert suggestion resolved',
     confirmationView(plans.rollback, {
       state: 'pending',

@@ -104,6 +104,21 @@ describe('confirmationView', () => {
     expect(labels(v.buttons)).toEqual(['Resume automatic deploys', 'Cancel']);
   });
 
+  it('pending says up front when a second person must approve', () => {
+    const v = confirmationView(plan('rollback'), {
+      state: 'pending',
+      now: NOW,
+      requestedBy: alice,
+      requiresApproval: true,
+    });
+    expect(viewText(v)).toContain(
+      'production needs two people: after the confirm click, a second person must approve.',
+    );
+    expect(viewText(confirmationView(plan('rollback'), { state: 'pending', now: NOW }))).not.toContain(
+      'two people',
+    );
+  });
+
   it('awaiting approval names who must not approve', () => {
     const p = plan('rollback');
     const v = confirmationView(p, { state: 'awaiting_approval', now: NOW, requestedBy: alice });
