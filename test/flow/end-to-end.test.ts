@@ -1,0 +1,109 @@
+/**
+ * The whole flow behind every surface, on real parts: Flow plans and confirms, the real SwitchQueue
+ * takes the job, the real switch worker runs it against the embedded LocalPlatform, and traffic ends
+ * on the target; the chat message attached to the plan receives the progress.
+ */
+import { afterEach, describe, expect, it } from 'vitest';
+import { type SwitchWorker, startSwitchWorker } from '../../jobs/switch-worker.js';
+import { systemClock } from '../../src/clock.js';
+import { silentLogger } from '../../src/log.js';
+import type { MessageRef, Progress, Reporter } from '../../src/progress.js';
+import { redisUrl } from '../support/redis.js';
+import { alice, bob, createHarness, type Harness } from './harness.js';
+
+class WaitingReporter implements Reporter {
+  readonly reports: { progress: Progress; messages: readonly MessageRef[] }[] = [];
+  private waiters: { match: (p: Progress) => boolean; resolve: (p: Progress) => void }[] = [];
+
+  async report(progress: Progress, messages: readonly MessageRef[]): Promise<void> {
+    this.reports.push({ progress, messages });
+    for (const w of [...this.waiters]) {
+      if (w.match(progress)) {
+        this.waiters = this.waiters.filter((x) => x !== w);
+        w.resolve(progress);
+      }
+    }
+  }
+
+  waitFor(match: (p: Progress) => boolean): Promise<Progress> {
+    const seen = this.reports.find((r) => match(r.progress));
+    if (seen) return Promise.resolve(seen.progress);
+    return new Promise((resolve) => this.waiters.push({ match, resolve }));
+  }
+}
+
+let h: Harness | undefined;
+let worker: SwitchWorker | undefined;
+
+afterEach(async () => {
+  await worker?.close();
+  worker = undefined;
+  await h?.close();
+  h = undefined;
+});
+
+const msg: MessageRef = { surface: 'slack', channel: 'C0INCIDENT', messageId: '1700000000.000200' };
+
+describe('Flow end to end', () => {
+  it('two-person rollback: plan, confirm, approve, worker switches traffic, progress reaches the message', async () => {
+    h = await createHarness({ environments: { production: { twoPersonRule: true } } });
+    const reporter = new WaitingReporter();
+    worker = startSwitchWorker({
+      redisUrl: redisUrl(),
+      queueName: h.switchQueue.queueName,
+      platform: h.platform,
+      reporter,
+      clock: systemClock,
+      verify: { timeoutMs: 10_000, intervalMs: 5 },
+      lockDurationMs: 10_000,
+      concurrency: 1,
+      logger: silentLogger,
+      audit: h.audit,
+    });
+    await worker.worker.waitUntilReady();
+
+    const planned = await h.flow.plan(alice, 'rollback', 'production');
+    if (!planned.ok) throw new Error(planned.refusal.message);
+    await h.flow.attachMessage(planned.plan.id, msg);
+    expect((await h.flow.confirm(alice, planned.plan.id)).status).toBe('awaiting_approval');
+    const approved = await h.flow.approve(bob, planned.plan.id);
+    if (approved.status !== 'enqueued') throw new Error(`expected enqueued, got ${approved.status}`);
+
+    // The target is in standby: the platform reactivates it on its (manual) clock. Advance that
+    // clock whenever the platform is parked on it, until the job reports its outcome.
+    let ended = false;
+    const outcome = reporter
+      .waitFor((p) => p.outcome !== undefined)
+      .finally(() => {
+        ended = true;
+      });
+    while (!ended) {
+      if (h.clock.pending > 0) await h.clock.advance(1_000);
+      else await new Promise<void>((r) => setImmediate(r));
+    }
+    const done = await outcome;
+
+    expect(done.outcome).toBe('succeeded');
+    expect(done.requestedBy).toEqual(alice);
+    expect(done.approvedBy).toEqual(bob);
+    expect(done.steps.map((st) => st.step)).toContain('reactivating');
+    expect(done.traffic.length).toBe(planned.plan.affectedDomains.length);
+    expect(done.traffic.every((t) => t.ok && t.deploymentId === 'dep_3hd7xa')).toBe(true);
+    expect(reporter.reports.every((r) => r.messages.some((m) => m.messageId === msg.messageId))).toBe(true);
+
+    const snap = await h.platform.snapshot('production');
+    expect(snap.environment.currentDeploymentId).toBe('dep_3hd7xa');
+    expect(snap.environment.rolledBack).toBe(true);
+
+    // a late double click joins the finished job instead of switching again
+    const again = await h.flow.approve(bob, planned.plan.id);
+    expect(again).toMatchObject({ status: 'enqueued', jobId: approved.jobId, joined: true });
+    expect(await h.jobs()).toHaveLength(1);
+
+    // the environment's audit tells the story, newest first
+    const events = (await h.audit.recent('production', 20)).map((e) => e.event);
+    expect(events[0]).toBe('succeeded');
+    expect(events).toContain('started');
+    expect(events.slice(-2)).toEqual(['requested', 'requested']);
+  });
+});
