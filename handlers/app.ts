@@ -184,7 +184,11 @@ export async function startSwitchyard(
       api = createLocalApi(local);
       platform = local;
     } else if (config.platform === 'unkey') {
-      platform = createUnkeyPlatform(config, { clock, logger, events: { redis, keyPrefix: `${ns}:unkey:poll` } });
+      platform = createUnkeyPlatform(config, {
+        clock,
+        logger,
+        events: { redis, keyPrefix: `${ns}:unkey:poll` },
+      });
       cleanups.push(() => platform.close());
     } else {
       throw new ConfigError(

@@ -15,7 +15,9 @@ if (!existsSync(new URL('../node_modules/.package-lock.json', import.meta.url)))
 const aptIndex = process.argv.indexOf('--apt');
 const wanted = aptIndex >= 0 ? process.argv.slice(aptIndex + 1) : [];
 const onPath = (bin) =>
-  [...(process.env.PATH ?? '').split(delimiter), '/usr/bin', '/usr/sbin'].some((d) => d && existsSync(join(d, bin)));
+  [...(process.env.PATH ?? '').split(delimiter), '/usr/bin', '/usr/sbin'].some(
+    (d) => d && existsSync(join(d, bin)),
+  );
 const missing = wanted.filter((pkg) => !onPath(pkg));
 if (missing.length > 0) {
   const isRoot = typeof process.getuid === 'function' && process.getuid() === 0;
@@ -23,8 +25,13 @@ if (missing.length > 0) {
     console.error(`switchyard: installing ${missing.join(', ')} with apt-get (once)…`);
     const env = { ...process.env, DEBIAN_FRONTEND: 'noninteractive' };
     execFileSync('apt-get', ['update', '-qq'], { stdio: 'inherit', env });
-    execFileSync('apt-get', ['install', '-y', '-qq', '--no-install-recommends', ...missing], { stdio: 'inherit', env });
+    execFileSync('apt-get', ['install', '-y', '-qq', '--no-install-recommends', ...missing], {
+      stdio: 'inherit',
+      env,
+    });
   } else {
-    console.error(`switchyard: missing ${missing.join(', ')}. Install with: sudo apt-get install -y ${missing.join(' ')}`);
+    console.error(
+      `switchyard: missing ${missing.join(', ')}. Install with: sudo apt-get install -y ${missing.join(' ')}`,
+    );
   }
 }
