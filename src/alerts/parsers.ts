@@ -529,6 +529,48 @@ function genericAlerts(body: unknown, opts: ParseOptions): Result<NormalizedAler
   return ok(out);
 }
 
+// ---------------------------------------------------------------- per-source parsers
+
+/** A parser of one source's JSON-decoded body. */
+export type AlertParser = (body: unknown, opts: ParseOptions) => Result<NormalizedAlert[]>;
+
+/** Alertmanager webhook version 4: one alert per firing member, keyed by the group key. */
+export const parseAlertmanager: AlertParser = (body, opts) => {
+  const parsed = check(alertmanagerPayload, body, 'alertmanager');
+  return parsed.ok ? ok(groupedAlerts('alertmanager', parsed.value, opts)) : parsed;
+};
+
+/** Grafana unified-alerting webhook contact point. */
+export const parseGrafana: AlertParser = (body, opts) => {
+  const parsed = check(grafanaPayload, body, 'grafana');
+  return parsed.ok ? ok(groupedAlerts('grafana', parsed.value, opts)) : parsed;
+};
+
+/** Datadog Webhooks integration payload (default template or one using its `$VARIABLES`). */
+export const parseDatadog: AlertParser = (body, opts) => {
+  const parsed = check(datadogPayload, body, 'datadog');
+  return parsed.ok ? ok(datadogAlerts(parsed.value, opts)) : parsed;
+};
+
+/** Sentry issue alert (`triggered`) or issue webhook (`resolved`). */
+export const parseSentry: AlertParser = sentryAlerts;
+
+/** PagerDuty v3 webhook; event types other than triggered/reopened/resolved give no alert. */
+export const parsePagerDuty: AlertParser = pagerdutyAlerts;
+
+/** The documented generic JSON shape: one object or an array of them. */
+export const parseGeneric: AlertParser = genericAlerts;
+
+/** Every source's parser. */
+export const alertParsers: Readonly<Record<AlertSource, AlertParser>> = {
+  alertmanager: parseAlertmanager,
+  grafana: parseGrafana,
+  datadog: parseDatadog,
+  sentry: parseSentry,
+  pagerduty: parsePagerDuty,
+  generic: parseGeneric,
+};
+
 // ---------------------------------------------------------------- entry point
 
 /**
@@ -545,24 +587,13 @@ export function parseAlertPayload(
     return invalid(`(root): expected a JSON object, got ${describe(body)}`, source);
   }
   switch (source) {
-    case AlertSource.alertmanager: {
-      const parsed = check(alertmanagerPayload, body, source);
-      return parsed.ok ? ok(groupedAlerts('alertmanager', parsed.value, opts)) : parsed;
-    }
-    case AlertSource.grafana: {
-      const parsed = check(grafanaPayload, body, source);
-      return parsed.ok ? ok(groupedAlerts('grafana', parsed.value, opts)) : parsed;
-    }
-    case AlertSource.datadog: {
-      const parsed = check(datadogPayload, body, source);
-      return parsed.ok ? ok(datadogAlerts(parsed.value, opts)) : parsed;
-    }
+    case AlertSource.alertmanager:
+    case AlertSource.grafana:
+    case AlertSource.datadog:
     case AlertSource.sentry:
-      return sentryAlerts(body, opts);
     case AlertSource.pagerduty:
-      return pagerdutyAlerts(body, opts);
     case AlertSource.generic:
-      return genericAlerts(body, opts);
+      return alertParsers[source](body, opts);
     default:
       return assertNever(source, 'alert source');
   }

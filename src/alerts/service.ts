@@ -12,6 +12,7 @@
  * no culprit or no target. Where: threaded under the alert message when it came from chat, else the
  * environment's `channels.<surface>`, falling back to SLACK_ALERT_CHANNEL / DISCORD_ALERT_CHANNEL.
  */
+import type { Redis } from 'ioredis';
 import type { Clock } from '../clock.js';
 import { systemClock } from '../clock.js';
 import type { Config } from '../config.js';
@@ -24,7 +25,7 @@ import type { AlertContext } from '../plan-store.js';
 import type { DeployPlatform } from '../platform/port.js';
 import type { Actor, MessageRef } from '../progress.js';
 import { type Correlation, correlate } from './correlate.js';
-import { type AlertDedupe, type IncidentKey, IncidentState } from './dedupe.js';
+import { AlertDedupe, type AlertDedupeOptions, type IncidentKey, IncidentState } from './dedupe.js';
 import { type CompiledMatchers, compileMatchers, mapAlert } from './mapping.js';
 import {
   type AlertIntake,
@@ -500,4 +501,25 @@ export function compositeSink(sinks: Partial<Record<SurfaceName, SuggestionSink>
       return (await settle(calls)).flat();
     },
   };
+}
+
+/**
+ * Builds the AlertService for the process (what `src/main.ts` wires): Redis-backed storm control on
+ * `redis` (an existing connection, not closed here) and the given surfaces' sinks.
+ */
+export function createAlertService(
+  deps: Omit<AlertServiceOptions, 'dedupe' | 'sink'> & {
+    readonly redis: Redis;
+    readonly sinks: Partial<Record<SurfaceName, SuggestionSink>>;
+    readonly dedupe?: AlertDedupeOptions;
+  },
+): AlertService {
+  const { redis, sinks, dedupe, ...rest } = deps;
+  const surfaces = rest.surfaces ?? (Object.keys(sinks) as SurfaceName[]);
+  return new AlertService({
+    ...rest,
+    surfaces,
+    sink: compositeSink(sinks),
+    dedupe: new AlertDedupe(redis, dedupe),
+  });
 }

@@ -1,7 +1,8 @@
 import { afterEach, describe, expect, it } from 'vitest';
-import { parseChatAlert } from '../../src/alerts/service.js';
+import { compositeSink, createAlertService, parseChatAlert } from '../../src/alerts/service.js';
 import { type NormalizedAlert, normalizedAlert } from '../../src/alerts/types.js';
-import { alertCount, createHarness, DEMO_SENTENCE, type Harness, MINUTE } from './helpers.js';
+import { uniqueName } from '../support/redis.js';
+import { alertCount, createHarness, DEMO_SENTENCE, type Harness, MINUTE, RecordingSink } from './helpers.js';
 
 let h: Harness | undefined;
 afterEach(async () => {
@@ -300,6 +301,64 @@ describe('parseChatAlert', () => {
     expect(r).toMatchObject({ outcome: 'suggested', detail: DEMO_SENTENCE, environment: 'production' });
     expect(h.sink.suggestions[0]?.destinations).toEqual([
       { surface: 'slack', channel: 'C0WATCHED', threadId: '17.01' },
+    ]);
+  });
+});
+
+describe('compositeSink and createAlertService', () => {
+  it('routes destinations and refs by surface; one surface failing does not stop the other', async () => {
+    h = await createHarness();
+    const harness = h;
+    const slack = new RecordingSink();
+    const discord = new RecordingSink();
+    discord.failing = true;
+    const service = createAlertService({
+      redis: harness.redis,
+      sinks: { slack, discord },
+      platform: harness.platform,
+      flow: harness.flow,
+      config: harness.config,
+      clock: harness.clock,
+      dedupe: { prefix: uniqueName('alerts-composite') },
+    });
+    const [r] = await service.handle([alert(harness)]);
+    expect(r?.outcome).toBe('suggested');
+    expect(slack.suggestions[0]?.destinations).toEqual([{ surface: 'slack', channel: 'C0ALERTS' }]);
+    expect(discord.suggestions[0]?.destinations).toEqual([{ surface: 'discord', channel: '123456789012' }]);
+    const [resolved] = await service.handle([alert(harness, { status: 'resolved' })]);
+    expect(resolved?.outcome).toBe('resolved');
+    expect(slack.resolvedCalls[0]?.refs.map((ref) => ref.surface)).toEqual(['slack']);
+    expect(discord.resolvedCalls).toHaveLength(0);
+  });
+
+  it('fails only when every surface failed', async () => {
+    const a = new RecordingSink();
+    const b = new RecordingSink();
+    a.failing = true;
+    b.failing = true;
+    const sink = compositeSink({ slack: a, discord: b });
+    const input = {
+      kind: 'note' as const,
+      environment: 'production',
+      alert: normalizedAlert({
+        source: 'generic',
+        status: 'firing',
+        title: 't',
+        startedAt: 0,
+        labels: {},
+        text: '',
+      }),
+      sentence: 's',
+      correlation: { kind: 'none' as const, reason: 'r' },
+      destinations: [
+        { surface: 'slack' as const, channel: 'C1' },
+        { surface: 'discord' as const, channel: '123456' },
+      ],
+    };
+    await expect(sink.suggest(input)).rejects.toThrow('chat API unavailable');
+    b.failing = false;
+    expect(await sink.suggest(input)).toEqual([
+      { surface: 'discord', channel: '123456', messageId: 'msg-1' },
     ]);
   });
 });
