@@ -13,6 +13,7 @@
  * number of replicas handling the same click make one transition and one job. The loser of a race reads
  * the winner's state and answers from it (a double click is told it joined the same job).
  */
+import { z } from 'zod';
 import type { AuditEntry } from './audit.js';
 import type { Clock } from './clock.js';
 import { systemClock } from './clock.js';
@@ -157,6 +158,12 @@ export type DeploymentsOutcome =
   | { readonly ok: false; readonly refusal: Refusal };
 
 const PLAN_ID = /^[A-Za-z0-9_-]{1,128}$/;
+
+/** An actor as surfaces pass it: the person plus the memberships they resolved. */
+const actingUserSchema = actorSchema.extend({
+  groups: z.array(z.string().min(1)).max(1000).optional(),
+  roles: z.array(z.string().min(1)).max(1000).optional(),
+});
 
 type Freshness =
   | { readonly ok: true }
@@ -396,17 +403,18 @@ export class Flow {
   // ── internals ────────────────────────────────────────────────────────────────────────────────
 
   private parseActor(input: ActingUser): { ok: true; value: ActingUser } | { ok: false; refusal: Refusal } {
-    const parsed = actorSchema.safeParse(input);
+    const parsed = actingUserSchema.safeParse(input);
     if (!parsed.success) {
       const fields = parsed.error.issues.map((i) => i.path.map(String).join('.') || '(actor)').join(', ');
       return { ok: false, refusal: invalid(`Invalid actor: ${fields} missing or malformed.`, { fields }) };
     }
+    const { groups, roles, ...actor } = parsed.data;
     return {
       ok: true,
       value: {
-        ...parsed.data,
-        ...(input.groups === undefined ? {} : { groups: [...input.groups] }),
-        ...(input.roles === undefined ? {} : { roles: [...input.roles] }),
+        ...actor,
+        ...(groups === undefined ? {} : { groups }),
+        ...(roles === undefined ? {} : { roles }),
       },
     };
   }

@@ -156,6 +156,9 @@ describe('Flow.plan', () => {
     const o = await x.flow.plan({ surface: 'slack', userId: '', displayName: 'x' }, 'rollback', 'production');
     expect(o.ok).toBe(false);
     if (!o.ok) expect(o.refusal.message).toContain('userId');
+    const groups = 'S0ONCALL' as unknown as string[];
+    const g = expectStatus(await x.flow.confirm({ ...alice, groups }, 'plan_0123abcd'), 'refused');
+    expect(g.refusal.message).toContain('groups');
     const c = expectStatus(await x.flow.confirm(alice, 'plan:../../etc'), 'refused');
     expect(c.refusal.code).toBe('invalid_input');
   });
