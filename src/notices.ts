@@ -1,0 +1,651 @@
+/**
+ * Deployment notices (issue 9): follows the deploy platform's events (`DeployPlatform.subscribe`) and
+ * posts compact notices to each environment's channels on every chat surface — a deployment became
+ * ready (or failed, went to standby, was stopped), traffic moved outside Switchyard — and, while an
+ * environment is rolled back, announces new deployments as "ready but not live" with a Promote button
+ * and reminds the channel every `reminderEvery` (held outside `workingHoursUtc`) until someone promotes.
+ *
+ * Exactly once across replicas and restarts: every notice is claimed with one Redis `SET NX PX` on a
+ * key made of environment, notice type, deployment and event time (or reminder slot) before it is
+ * posted, so whichever replica claims it posts it and every other replica (or a restarted process
+ * receiving the same event again) skips it. Reminders are derived from state, not kept in memory: slot
+ * n of a rolled-back environment is due at `rolledBackAt + n × reminderEvery`, so a restarted process
+ * computes the same slots and the claims stop it from repeating one.
+ *
+ * A traffic move made by a Switchyard job is reported in the job's own message and is not announced
+ * again: the switch processor writes a `started` audit entry (action, target, job id) before it calls
+ * the platform, so a `traffic.moved` whose `via`/`to` match such an entry of the same environment within
+ * `switchyardWindowMs` is the job's; each job explains at most one move (claimed per job id). Anything
+ * else moved by a rollback or promote happened outside Switchyard (the dashboard or the API).
+ */
+import { randomBytes } from 'node:crypto';
+import type { Redis } from 'ioredis';
+import { z } from 'zod';
+import type { AuditEntry } from './audit.js';
+import type { ChatPoster } from './chat-sinks.js';
+import type { Clock } from './clock.js';
+import { type Config, type EnvironmentConfig, environmentConfigSchema } from './config.js';
+import { shortSha } from './domain/plan.js';
+import { assertNever, type Deployment, type EnvironmentSnapshot } from './domain/types.js';
+import { type Logger, silentLogger } from './log.js';
+import type { Metrics } from './metrics.js';
+import type { DeployPlatform, PlatformEvent } from './platform/port.js';
+import type { MessageRef } from './progress.js';
+import { b, c, commitSubject, t } from './views/format.js';
+import { type NoticeEvent, noticeView } from './views/model.js';
+import type { MessageView, Span } from './views/types.js';
+
+/** What was announced (the `kind` label of `switchyard_notices_total`). */
+export const NoticeKind = {
+  ready: 'ready',
+  readyNotLive: 'ready_not_live',
+  failed: 'failed',
+  trafficMoved: 'traffic_moved',
+  standby: 'standby',
+  stopped: 'stopped',
+  reminder: 'reminder',
+} as const;
+export type NoticeKind = (typeof NoticeKind)[keyof typeof NoticeKind];
+
+/** What the service did with one event or reminder slot (for logs and tests). */
+export type NoticeOutcome =
+  | {
+      readonly status: 'posted';
+      readonly environment: string;
+      readonly kind: NoticeKind;
+      readonly key: string;
+      readonly refs: readonly MessageRef[];
+    }
+  | {
+      /** Another replica, or this service before a restart, already claimed this notice. */
+      readonly status: 'duplicate';
+      readonly environment: string;
+      readonly kind: NoticeKind;
+      readonly key: string;
+    }
+  | {
+      /** Nothing to announce (notices off, event not selected, a Switchyard job's move, …). */
+      readonly status: 'skipped';
+      readonly environment: string;
+      readonly reason: string;
+      readonly event?: PlatformEvent;
+    };
+
+/** The audit reads the service needs (src/audit.ts `AuditLog` satisfies it). */
+export interface NoticeAudit {
+  recent(environment: string, limit?: number): Promise<AuditEntry[]>;
+}
+
+export interface NoticesOptions {
+  readonly platform: DeployPlatform;
+  readonly redis: Redis;
+  /** One poster per chat surface; each gets the environment's channel for its surface. */
+  readonly posters: readonly ChatPoster[];
+  /** Per-environment notice settings and channels; `env` gives the fallback alert channels. */
+  readonly config: Pick<Config, 'env' | 'file'>;
+  /** Tells a Switchyard job's traffic move from one made on the dashboard. */
+  readonly audit: NoticeAudit;
+  readonly clock: Clock;
+  readonly logger?: Logger;
+  readonly metrics?: Pick<Metrics, 'notices'>;
+  /** Prefix of the Redis keys (`<prefix>:claim:…`); share it between replicas of one installation. */
+  readonly prefix?: string;
+  /** How long a claim on an event notice is kept (default 7 days). */
+  readonly claimTtlMs?: number;
+  /** How far back a job's `started` audit entry explains a traffic move (default 1 hour). */
+  readonly switchyardWindowMs?: number;
+  /**
+   * A `deployment.ready` for a deployment whose `readyAt` is older than this is a standby deployment
+   * being reactivated (by a rollback to it), not a new deployment: no notice (default 10 minutes).
+   */
+  readonly reactivationGraceMs?: number;
+  /** Wait before retrying a reminder check that failed (platform or Redis down; default 1 minute). */
+  readonly retryMs?: number;
+  /** Called with every outcome (tests, debugging). */
+  readonly onOutcome?: (outcome: NoticeOutcome) => void;
+}
+
+/** Defaults of the optional options (STYLE 6). */
+export const noticesDefaults = {
+  prefix: 'switchyard:notices',
+  claimTtlMs: 7 * 86_400_000,
+  switchyardWindowMs: 3_600_000,
+  reactivationGraceMs: 10 * 60_000,
+  retryMs: 60_000,
+} as const satisfies Required<
+  Pick<NoticesOptions, 'prefix' | 'claimTtlMs' | 'switchyardWindowMs' | 'reactivationGraceMs' | 'retryMs'>
+>;
+
+/** A running notices service. */
+export interface NoticeService {
+  /** Unsubscribes, stops the reminder loops and waits for notices being posted. */
+  stop(): Promise<void>;
+  /**
+   * Resolves once every received event is handled and every reminder loop is parked on the clock
+   * (tests: `await clock.advance(ms); await notices.idle()`).
+   */
+  idle(): Promise<void>;
+}
+
+const SLUG = z.string().min(1).max(200);
+const AT = z.number().int().nonnegative();
+
+/** Platform events are parsed before use: an adapter's malformed event is logged and skipped. */
+export const platformEventSchema = z.discriminatedUnion('type', [
+  z.object({
+    type: z.enum([
+      'deployment.building',
+      'deployment.ready',
+      'deployment.failed',
+      'deployment.standby',
+      'deployment.stopped',
+    ]),
+    environment: SLUG,
+    deploymentId: SLUG,
+    at: AT,
+  }),
+  z.object({
+    type: z.literal('traffic.moved'),
+    environment: SLUG,
+    from: SLUG.optional(),
+    to: SLUG,
+    via: z.enum(['deploy', 'rollback', 'promote']),
+    at: AT,
+  }),
+]);
+
+/** The channel each surface posts an environment's notices to (undefined: that surface is skipped). */
+export function noticeChannel(
+  surface: ChatPoster['surface'],
+  environment: EnvironmentConfig,
+  env: Pick<Config['env'], 'SLACK_ALERT_CHANNEL' | 'DISCORD_ALERT_CHANNEL'>,
+): string | undefined {
+  switch (surface) {
+    case 'slack':
+      return environment.channels.slack ?? env.SLACK_ALERT_CHANNEL;
+    case 'discord':
+      return environment.channels.discord ?? env.DISCORD_ALERT_CHANNEL;
+    case 'console':
+      return environment.channels.console ?? 'console';
+    default:
+      return assertNever(surface, 'surface');
+  }
+}
+
+const HOUR = 3_600_000;
+const DAY = 24 * HOUR;
+
+/**
+ * Whether `at` falls within the UTC working hours `[start, end)`. `start > end` wraps midnight
+ * (`[22, 6]` is the night shift); `start === end` means all day.
+ */
+export function inWorkingHours(at: number, hours: readonly [number, number]): boolean {
+  const [start, end] = hours;
+  if (start === end) return true;
+  const h = new Date(at).getUTCHours();
+  return start < end ? h >= start && h < end : h >= start || h < end;
+}
+
+/** Milliseconds from `at` until working hours next begin (0 when `at` is within them). */
+export function untilWorkingHours(at: number, hours: readonly [number, number]): number {
+  if (inWorkingHours(at, hours)) return 0;
+  const dayStart = at - (at % DAY);
+  let next = dayStart + hours[0] * HOUR;
+  if (next <= at) next += DAY;
+  return next - at;
+}
+
+/**
+ * When reminder slot `n` (1, 2, …) of an environment rolled back at `since` is due, and which slot is
+ * current at `now` (0: none yet).
+ */
+export function reminderSlot(since: number, every: number, now: number): { current: number; nextAt: number } {
+  const current = Math.max(0, Math.floor((now - since) / every));
+  return { current, nextAt: since + (current + 1) * every };
+}
+
+function deploymentSpans(d: Deployment): Span[] {
+  return [
+    c(d.id),
+    t(' ('),
+    c(shortSha(d.commit.sha)),
+    t(` ${d.branch}: `),
+    t(commitSubject(d.commit.message, 100)),
+    t(` — ${d.commit.author})`),
+  ];
+}
+
+/** The notice of a deployment going to standby or being stopped (not in the shared view model). */
+export function lifecycleNoticeView(
+  type: 'deployment.standby' | 'deployment.stopped',
+  environment: string,
+  deployment: Deployment,
+): MessageView {
+  const standby = type === 'deployment.standby';
+  const title = standby
+    ? `${deployment.id} went to standby on ${environment}`
+    : `${deployment.id} was stopped on ${environment}`;
+  const spans: Span[] = standby
+    ? [
+        ...deploymentSpans(deployment),
+        t(' is '),
+        b('in standby'),
+        t(': it serves nothing now; a rollback to it still works but takes longer (reactivation).'),
+      ]
+    : [
+        ...deploymentSpans(deployment),
+        t(' was '),
+        b('stopped'),
+        t(': it can no longer take traffic, so nothing can roll back to it.'),
+      ];
+  return {
+    kind: 'notice',
+    tone: standby ? 'neutral' : 'warning',
+    title,
+    summary: `${title}.`,
+    blocks: [{ type: 'text', spans }],
+    buttons: [],
+    ephemeral: false,
+  };
+}
+
+interface Prepared {
+  readonly kind: NoticeKind;
+  readonly key: string;
+  readonly view: MessageView;
+  /** The claim is already held (traffic moves are claimed before the job lookup). */
+  readonly claimed?: boolean;
+}
+
+/** Starts the notices service: subscribes to the platform and starts one reminder loop per environment. */
+export async function startNotices(opts: NoticesOptions): Promise<NoticeService> {
+  const service = new Notices(opts);
+  await service.start();
+  return service;
+}
+
+class Notices implements NoticeService {
+  private readonly platform: DeployPlatform;
+  private readonly redis: Redis;
+  private readonly clock: Clock;
+  private readonly log: Logger;
+  private readonly prefix: string;
+  private readonly claimTtlMs: number;
+  private readonly windowMs: number;
+  private readonly graceMs: number;
+  private readonly retryMs: number;
+  private readonly replica = randomBytes(4).toString('hex');
+  private readonly stopping = new AbortController();
+  private readonly loops = new Map<string, { wake: AbortController; done: Promise<void> }>();
+  private unsubscribe: (() => void) | undefined;
+  private chain: Promise<void> = Promise.resolve();
+  private busy = 0;
+  private idleWaiters: (() => void)[] = [];
+
+  constructor(private readonly opts: NoticesOptions) {
+    this.platform = opts.platform;
+    this.redis = opts.redis;
+    this.clock = opts.clock;
+    this.log = opts.logger ?? silentLogger;
+    this.prefix = opts.prefix ?? noticesDefaults.prefix;
+    this.claimTtlMs = opts.claimTtlMs ?? noticesDefaults.claimTtlMs;
+    this.windowMs = opts.switchyardWindowMs ?? noticesDefaults.switchyardWindowMs;
+    this.graceMs = opts.reactivationGraceMs ?? noticesDefaults.reactivationGraceMs;
+    this.retryMs = opts.retryMs ?? noticesDefaults.retryMs;
+  }
+
+  async start(): Promise<void> {
+    if (this.platform.subscribe) {
+      this.unsubscribe = this.platform.subscribe((event) => this.receive(event));
+    } else {
+      this.log.warn(
+        { platform: this.platform.name },
+        'the platform emits no deployment events: only rolled-back reminders run',
+      );
+    }
+    for (const env of await this.platform.listEnvironments()) this.ensureLoop(env);
+  }
+
+  async stop(): Promise<void> {
+    this.unsubscribe?.();
+    this.unsubscribe = undefined;
+    this.stopping.abort();
+    await Promise.allSettled([this.chain, ...[...this.loops.values()].map((l) => l.done)]);
+  }
+
+  idle(): Promise<void> {
+    return new Promise((resolve) => {
+      this.idleWaiters.push(resolve);
+      this.checkIdle();
+    });
+  }
+
+  // ── bookkeeping ───────────────────────────────────────────────────────────────────────────────
+
+  private enter(): void {
+    this.busy += 1;
+  }
+
+  private leave(): void {
+    this.busy -= 1;
+    this.checkIdle();
+  }
+
+  private checkIdle(): void {
+    if (this.busy > 0 || this.idleWaiters.length === 0) return;
+    // A loop woken by an aborted sleep re-enters within a few microtasks: confirm after they ran.
+    setImmediate(() => {
+      if (this.busy > 0) return;
+      const waiters = this.idleWaiters;
+      this.idleWaiters = [];
+      for (const w of waiters) w();
+    });
+  }
+
+  private outcome(o: NoticeOutcome): void {
+    try {
+      this.opts.onOutcome?.(o);
+    } catch (e) {
+      this.log.warn({ err: e }, 'notice outcome listener failed');
+    }
+  }
+
+  private settings(environment: string): EnvironmentConfig {
+    return (
+      this.opts.config.file.environments[environment] ??
+      // An environment without configuration gets the defaults (on; ready, failed, traffic_moved).
+      environmentConfigSchema.parse({})
+    );
+  }
+
+  private key(...parts: (string | number)[]): string {
+    return `${this.prefix}:${parts.join(':')}`;
+  }
+
+  private async claim(key: string, ttlMs: number): Promise<boolean> {
+    return (await this.redis.set(key, this.replica, 'PX', Math.max(1, Math.round(ttlMs)), 'NX')) === 'OK';
+  }
+
+  // ── events ────────────────────────────────────────────────────────────────────────────────────
+
+  private receive(raw: PlatformEvent): void {
+    if (this.stopping.signal.aborted) return;
+    const parsed = platformEventSchema.safeParse(raw);
+    if (!parsed.success) {
+      this.log.warn(
+        { issues: parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`) },
+        'ignored a malformed platform event',
+      );
+      return;
+    }
+    const event = parsed.data as PlatformEvent;
+    this.enter();
+    this.chain = this.chain
+      .then(() => this.handle(event))
+      .catch((e: unknown) =>
+        this.log.warn({ err: e, event: event.type, environment: event.environment }, 'notice failed'),
+      )
+      .finally(() => this.leave());
+  }
+
+  private async handle(event: PlatformEvent): Promise<void> {
+    const env = event.environment;
+    this.ensureLoop(env);
+    // A traffic move may start or end the rolled-back state: re-evaluate the reminders.
+    if (event.type === 'traffic.moved') this.loops.get(env)?.wake.abort();
+    const settings = this.settings(env).notices;
+    const skip = (reason: string): undefined => {
+      this.outcome({ status: 'skipped', environment: env, reason, event });
+      return undefined;
+    };
+    if (!settings.enabled) {
+      skip('notices are off for this environment');
+      return;
+    }
+    const prepared = await this.prepare(event, settings.events, skip);
+    if (prepared) await this.post(env, prepared);
+  }
+
+  private async prepare(
+    event: PlatformEvent,
+    selected: readonly string[],
+    skip: (reason: string) => undefined,
+  ): Promise<Prepared | undefined> {
+    const env = event.environment;
+    const now = this.clock.now();
+    switch (event.type) {
+      case 'deployment.building':
+        return skip('building is not announced');
+      case 'deployment.ready': {
+        if (!selected.includes('ready')) return skip('ready is not selected');
+        const snap = await this.platform.snapshot(env);
+        const dep = snap.deployments.find((d) => d.id === event.deploymentId);
+        if (!dep) return skip(`unknown deployment ${event.deploymentId}`);
+        if (dep.readyAt !== undefined && event.at - dep.readyAt > this.graceMs) {
+          return skip('a standby deployment reactivated, not a new deployment');
+        }
+        const key = this.key('claim', env, event.type, dep.id, event.at);
+        const currentId = snap.environment.currentDeploymentId;
+        if (snap.environment.rolledBack && currentId !== undefined && currentId !== dep.id) {
+          const current = snap.deployments.find((d) => d.id === currentId);
+          if (current && dep.createdAt <= current.createdAt) {
+            return skip('older than the deployment production is rolled back to');
+          }
+          const rb = rolledBackInfo(snap);
+          const notice: NoticeEvent = {
+            type: 'ready.not_live',
+            environment: env,
+            deployment: dep,
+            rolledBackTo: current ?? { id: currentId },
+            ...(rb.at === undefined ? {} : { rolledBackAt: rb.at }),
+            ...(rb.by === undefined ? {} : { rolledBackBy: rb.by }),
+          };
+          return { kind: NoticeKind.readyNotLive, key, view: noticeView(notice, { now }) };
+        }
+        const notice: NoticeEvent = {
+          type: 'deployment.ready',
+          environment: env,
+          deployment: dep,
+          live: currentId === dep.id,
+        };
+        return { kind: NoticeKind.ready, key, view: noticeView(notice, { now }) };
+      }
+      case 'deployment.failed': {
+        if (!selected.includes('failed')) return skip('failed is not selected');
+        const dep = await this.platform.getDeployment(event.deploymentId);
+        if (!dep) return skip(`unknown deployment ${event.deploymentId}`);
+        return {
+          kind: NoticeKind.failed,
+          key: this.key('claim', env, event.type, dep.id, event.at),
+          view: noticeView({ type: 'deployment.failed', environment: env, deployment: dep }, { now }),
+        };
+      }
+      case 'deployment.standby':
+      case 'deployment.stopped': {
+        const name = event.type === 'deployment.standby' ? 'standby' : 'stopped';
+        if (!selected.includes(name)) return skip(`${name} is not selected`);
+        const dep = await this.platform.getDeployment(event.deploymentId);
+        if (!dep) return skip(`unknown deployment ${event.deploymentId}`);
+        return {
+          kind: name === 'standby' ? NoticeKind.standby : NoticeKind.stopped,
+          key: this.key('claim', env, event.type, dep.id, event.at),
+          view: lifecycleNoticeView(event.type, env, dep),
+        };
+      }
+      case 'traffic.moved': {
+        if (event.via === 'deploy') return skip('an automatic deploy (the ready notice says it is live)');
+        if (!selected.includes('traffic_moved')) return skip('traffic_moved is not selected');
+        const key = this.key('claim', env, event.type, event.to, event.at);
+        // Decide once: only the replica holding the claim looks for the job that made the move.
+        if (!(await this.claim(key, this.claimTtlMs))) {
+          this.outcome({ status: 'duplicate', environment: env, kind: NoticeKind.trafficMoved, key });
+          return undefined;
+        }
+        const jobId = await this.switchyardJob(event);
+        if (jobId !== undefined) return skip(`moved by Switchyard job ${jobId} (reported in its message)`);
+        const [to, from, snap] = await Promise.all([
+          this.platform.getDeployment(event.to),
+          event.from === undefined ? Promise.resolve(undefined) : this.platform.getDeployment(event.from),
+          this.platform.snapshot(env).catch(() => undefined),
+        ]);
+        const by = snap?.liveHistory.findLast((h) => h.deploymentId === event.to && h.via === event.via)?.by;
+        const notice: NoticeEvent = {
+          type: 'traffic.moved',
+          environment: env,
+          to: to ?? { id: event.to },
+          ...(event.from === undefined ? {} : { from: from ?? { id: event.from } }),
+          via: event.via,
+          ...(by === undefined ? {} : { by }),
+        };
+        return { kind: NoticeKind.trafficMoved, key, view: noticeView(notice, { now }), claimed: true };
+      }
+      default:
+        return assertNever(event, 'platform event');
+    }
+  }
+
+  /** The Switchyard job whose `started` audit entry explains this move, if any (see the header). */
+  private async switchyardJob(
+    event: Extract<PlatformEvent, { type: 'traffic.moved' }>,
+  ): Promise<string | undefined> {
+    const entries = await this.opts.audit.recent(event.environment, 100);
+    const jobs = new Set<string>();
+    for (const e of entries) {
+      if (e.event !== 'started' && e.event !== 'succeeded') continue;
+      if (e.action !== event.via || e.targetId !== event.to || e.jobId === undefined) continue;
+      // Allow a minute of clock skew between the worker that wrote the entry and the event's source.
+      if (e.at < event.at - this.windowMs || e.at > event.at + 60_000) continue;
+      jobs.add(e.jobId);
+    }
+    for (const jobId of jobs) {
+      if (await this.claim(this.key('explained', event.environment, jobId), this.claimTtlMs)) return jobId;
+    }
+    return undefined;
+  }
+
+  /** Claims and posts one notice to the environment's channel on every surface. */
+  private async post(environment: string, p: Prepared, ttlMs = this.claimTtlMs): Promise<void> {
+    const key = p.key;
+    if (p.claimed !== true && !(await this.claim(key, ttlMs))) {
+      this.outcome({ status: 'duplicate', environment, kind: p.kind, key });
+      return;
+    }
+    const settings = this.settings(environment);
+    const refs: MessageRef[] = [];
+    for (const poster of this.opts.posters) {
+      const channel = noticeChannel(poster.surface, settings, this.opts.config.env);
+      if (channel === undefined) continue;
+      try {
+        refs.push(await poster.post(channel, p.view));
+        this.opts.metrics?.notices.inc({ surface: poster.surface, kind: p.kind });
+      } catch (e) {
+        this.log.warn({ err: e, surface: poster.surface, channel, kind: p.kind }, 'posting a notice failed');
+      }
+    }
+    this.outcome({ status: 'posted', environment, kind: p.kind, key, refs });
+  }
+
+  // ── reminders ─────────────────────────────────────────────────────────────────────────────────
+
+  private ensureLoop(environment: string): void {
+    if (this.loops.has(environment) || this.stopping.signal.aborted) return;
+    const entry = { wake: new AbortController(), done: Promise.resolve() };
+    this.loops.set(environment, entry);
+    entry.done = this.reminderLoop(environment, entry);
+  }
+
+  private async reminderLoop(environment: string, entry: { wake: AbortController }): Promise<void> {
+    while (!this.stopping.signal.aborted) {
+      entry.wake = new AbortController();
+      this.enter();
+      let waitMs: number | undefined;
+      try {
+        waitMs = await this.reminderStep(environment);
+      } catch (e) {
+        this.log.warn({ err: e, environment }, 'reminder check failed; retrying');
+        waitMs = this.retryMs;
+      } finally {
+        this.leave();
+      }
+      const signal = AbortSignal.any([entry.wake.signal, this.stopping.signal]);
+      try {
+        if (waitMs === undefined) {
+          // Not rolled back: nothing to wait for on the clock until a traffic move wakes the loop.
+          await new Promise<void>((_, reject) => {
+            if (signal.aborted) reject(signal.reason);
+            else signal.addEventListener('abort', () => reject(signal.reason), { once: true });
+          });
+        } else {
+          await this.clock.sleep(Math.max(1, waitMs), signal);
+        }
+      } catch {
+        // woken early (traffic moved) or stopping: the loop condition decides
+      }
+    }
+  }
+
+  /** One reminder check; returns how long to wait for the next, or undefined when not rolled back. */
+  private async reminderStep(environment: string): Promise<number | undefined> {
+    const settings = this.settings(environment).notices;
+    if (!settings.enabled || settings.reminderEvery <= 0) return undefined;
+    const snap = await this.platform.snapshot(environment);
+    const currentId = snap.environment.currentDeploymentId;
+    if (!snap.environment.rolledBack || currentId === undefined) return undefined;
+    const rb = rolledBackInfo(snap);
+    const since = rb.at ?? (await this.firstSeenRolledBack(environment, currentId));
+    const every = settings.reminderEvery;
+    const now = this.clock.now();
+    const slot = reminderSlot(since, every, now);
+    if (slot.current < 1) return slot.nextAt - now;
+    const hours = settings.workingHoursUtc;
+    if (hours !== undefined && !inWorkingHours(now, hours)) {
+      // Held: at the start of working hours the latest due slot is posted (once).
+      return untilWorkingHours(now, hours);
+    }
+    const key = this.key('claim', environment, 'reminder', currentId, since, slot.current);
+    const current = snap.deployments.find((d) => d.id === currentId);
+    const waiting = snap.deployments.find(
+      (d) =>
+        d.status === 'ready' &&
+        d.id !== currentId &&
+        (current === undefined || d.createdAt > current.createdAt),
+    );
+    const notice: NoticeEvent = {
+      type: 'rolled_back.reminder',
+      environment,
+      current: current ?? { id: currentId },
+      since,
+      ...(rb.by === undefined ? {} : { by: rb.by }),
+      ...(waiting === undefined ? {} : { waiting }),
+    };
+    await this.post(
+      environment,
+      { kind: NoticeKind.reminder, key, view: noticeView(notice, { now }) },
+      Math.max(this.claimTtlMs, 2 * every),
+    );
+    return slot.nextAt - now;
+  }
+
+  /**
+   * When a platform does not say since when an environment is rolled back (Unkey), the first time any
+   * replica saw it rolled back to this deployment stands in (kept in Redis, so restarts agree).
+   */
+  private async firstSeenRolledBack(environment: string, currentId: string): Promise<number> {
+    const key = this.key('rolled-back-seen', environment, currentId);
+    const now = this.clock.now();
+    await this.redis.set(key, String(now), 'PX', this.claimTtlMs, 'NX');
+    const stored = Number(await this.redis.get(key));
+    return Number.isFinite(stored) && stored > 0 ? stored : now;
+  }
+}
+
+/** Since when and by whom the environment is rolled back: the platform's fields, else its history. */
+function rolledBackInfo(snap: EnvironmentSnapshot): { at?: number; by?: string } {
+  const env = snap.environment;
+  const entry = snap.liveHistory.findLast(
+    (h) => h.via === 'rollback' && h.deploymentId === env.currentDeploymentId,
+  );
+  const at = env.rolledBackAt ?? entry?.since;
+  const by = env.rolledBackBy ?? entry?.by;
+  return { ...(at === undefined ? {} : { at }), ...(by === undefined ? {} : { by }) };
+}
