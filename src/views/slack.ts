@@ -231,8 +231,13 @@ function rowBlocks(row: DeploymentRow): KnownBlock[] {
     ...(card.live === undefined ? [] : [escapeMrkdwn(card.live)]),
     ...(card.age === undefined ? [] : [escapeMrkdwn(card.age)]),
   ].join(' · ');
-  const blocks: KnownBlock[] = [section(`${head}\n${escapeMrkdwn(card.message)} — ${tail}`)];
-  if (row.buttons.length > 0) blocks.push(actions(row.buttons));
+  const main = section(`${head}\n${escapeMrkdwn(card.message)} — ${tail}`);
+  const [only] = row.buttons;
+  // one button sits beside its row (section accessory): one block per row instead of two
+  const blocks: KnownBlock[] = [
+    row.buttons.length === 1 && only !== undefined ? { ...main, accessory: buttonElement(only) } : main,
+  ];
+  if (row.buttons.length > 1) blocks.push(actions(row.buttons));
   if (row.buttonNote !== undefined) blocks.push(context(escapeMrkdwn(row.buttonNote)));
   return blocks;
 }

@@ -77,8 +77,13 @@ export const slackMessageSchema = z
   .superRefine((msg, ctx) => {
     const ids = new Set<string>();
     for (const b of msg.blocks) {
-      if (b.type !== 'actions') continue;
-      for (const el of b.elements) {
+      const elements =
+        b.type === 'actions'
+          ? b.elements
+          : b.type === 'section' && b.accessory !== undefined
+            ? [b.accessory]
+            : [];
+      for (const el of elements) {
         if (el.action_id === undefined) continue;
         if (ids.has(el.action_id))
           ctx.addIssue({ code: 'custom', message: `duplicate action_id ${el.action_id}` });

@@ -38,9 +38,13 @@ function unescapeMrkdwn(s: string): string {
 }
 
 function buttonIds(blocks: readonly KnownBlock[]): string[] {
-  return blocks.flatMap((bl) =>
-    bl.type === 'actions' ? bl.elements.map((e) => ('action_id' in e ? (e.action_id ?? '') : '')) : [],
-  );
+  return blocks.flatMap((bl) => {
+    if (bl.type === 'actions') return bl.elements.map((e) => ('action_id' in e ? (e.action_id ?? '') : ''));
+    if (bl.type === 'section' && bl.accessory !== undefined && 'action_id' in bl.accessory) {
+      return [bl.accessory.action_id ?? ''];
+    }
+    return [];
+  });
 }
 
 describe('renderSlack', () => {
@@ -240,6 +244,17 @@ describe('renderSlack', () => {
             elements: [
               { type: 'button', text: { type: 'plain_text', text: 'x'.repeat(76) }, action_id: 'a' },
             ],
+          });
+        },
+      ],
+      [
+        'duplicate action id in an accessory',
+        (m) => {
+          const last = m.blocks.at(-1) as { elements?: unknown[] } | undefined;
+          m.blocks.push({
+            type: 'section',
+            text: { type: 'mrkdwn', text: 'x' },
+            accessory: last?.elements?.[0],
           });
         },
       ],
