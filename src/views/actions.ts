@@ -43,6 +43,7 @@ export const DeploymentActionKind = {
 } as const;
 export type DeploymentActionKind = (typeof DeploymentActionKind)[keyof typeof DeploymentActionKind];
 
+/** Every action kind. */
 export type ActionKind = PlanActionKind | DeploymentActionKind;
 
 /** Reference carried by deployment kinds. */

@@ -80,9 +80,13 @@ export const consoleMessageSchema = z.object({
   blocks: z.array(blockSchema),
   buttons: z.array(buttonSchema),
 });
+/** A console message as the page receives it. */
 export type ConsoleMessage = z.infer<typeof consoleMessageSchema>;
+/** One block of a console message. */
 export type ConsoleBlock = z.infer<typeof blockSchema>;
+/** A console button: label, action id, style, optional confirm dialog. */
 export type ConsoleButton = z.infer<typeof buttonSchema>;
+/** Raw text with an optional style; the page escapes it. */
 export type ConsoleSpan = z.infer<typeof spanSchema>;
 
 function spans(r: Rich): ConsoleSpan[] {

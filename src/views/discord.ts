@@ -43,6 +43,7 @@ export const DISCORD_LIMITS = {
   content: 2000,
 } as const;
 
+/** A Discord message body (REST and discord.js options alike). */
 export interface DiscordMessage {
   readonly content?: string;
   readonly embeds: APIEmbed[];
@@ -56,6 +57,7 @@ export interface DiscordMessage {
   readonly allowedMentions: { parse: [] };
 }
 
+/** Tuning of the Discord renderer. */
 export interface DiscordRenderOptions {
   /** Items of a list shown before "…and N more" (default 15; lowered automatically to fit 6000). */
   readonly maxListItems?: number;

@@ -88,6 +88,7 @@ export interface ActiveJobLike {
   readonly startedAt?: number;
 }
 
+/** Inputs of the /deployments view besides the snapshot. */
 export interface DeploymentsViewOptions {
   /** Router state: which deployment serves each domain now. */
   readonly routing: readonly Route[];
@@ -144,6 +145,7 @@ export type NoticeEvent =
       readonly waiting?: Deployment;
     };
 
+/** The slash commands that have a usage message. */
 export type UsageCommand = 'rollback' | 'promote' | 'deployments';
 
 // ───────────────────────────── shared pieces ─────────────────────────────
@@ -884,6 +886,7 @@ function refusalTitle(code: RefusalCode): string {
   return REFUSAL_TITLE[code] ?? 'Not done';
 }
 
+/** What a usage message needs: the command, valid environments, recent deployments. */
 export interface UsageInput {
   readonly command: UsageCommand;
   readonly validEnvironments: readonly string[];

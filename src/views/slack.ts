@@ -49,12 +49,14 @@ export const SLACK_LIMITS = {
   text: 40_000,
 } as const;
 
+/** A Block Kit message body; add `channel` (and `ts` to update). */
 export interface SlackMessage {
   /** Fallback and notification text; always set. */
   readonly text: string;
   readonly blocks: KnownBlock[];
 }
 
+/** Tuning of the Slack renderer. */
 export interface SlackRenderOptions {
   /** Items of a list shown before "…and N more" (default 15). */
   readonly maxListItems?: number;

@@ -41,6 +41,7 @@ export interface ConfirmDialogView {
   readonly deny: string;
 }
 
+/** Button emphasis: `danger` for rollbacks, `primary` for promote/approve, `default` otherwise. */
 export type ButtonStyle = 'primary' | 'danger' | 'default';
 
 /** A button: what it says and the action id it sends back. */
@@ -77,8 +78,10 @@ export interface ListItem {
   readonly state?: 'ok' | 'bad';
 }
 
+/** State of one job step; `not_reached` when the job ended before it. */
 export type StepState = 'pending' | 'running' | 'done' | 'failed' | 'skipped' | 'not_reached';
 
+/** One step of a switch as the progress message shows it. */
 export interface StepView {
   readonly step: string;
   readonly label: string;
@@ -129,6 +132,7 @@ export type ViewBlock =
     }
   | { readonly type: 'usage'; readonly command: string; readonly args: readonly UsageArg[] };
 
+/** Which message a view is. */
 export type ViewKind = 'confirmation' | 'progress' | 'deployments' | 'refusal' | 'usage' | 'notice';
 
 /** A whole chat message, surface-independent. */
