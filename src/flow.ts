@@ -114,7 +114,10 @@ export type ClickOutcome =
   | {
       readonly status: 'enqueued';
       readonly jobId: string;
-      /** True when this click joined a job another click (or replica) created. */
+      /**
+       * False for exactly the one click that moved the plan to `enqueued`; true for every other click
+       * (double clicks, retried deliveries, other replicas), which joined that job.
+       */
       readonly joined: boolean;
       readonly record: PlanRecord;
     }
@@ -674,12 +677,14 @@ export class Flow {
       {
         planId: record.plan.id,
         jobId: result.jobId,
-        joined: result.joined,
+        queueJoined: result.joined,
         environment: record.plan.environment,
       },
       'switch enqueued',
     );
-    return { status: 'enqueued', jobId: result.jobId, joined: result.joined, record: final };
+    // This click won the claim, so it is the one that made the job, even when a racing click reached
+    // the queue's idempotent enqueue first (see `joined`); the queue's own answer is only logged.
+    return { status: 'enqueued', jobId: result.jobId, joined: false, record: final };
   }
 
   private async afterLostRace(

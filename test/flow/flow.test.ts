@@ -1,7 +1,12 @@
 import { afterEach, describe, expect, it } from 'vitest';
+import { AuditLog } from '../../src/audit.js';
 import type { ClickOutcome, PlanOutcome } from '../../src/flow.js';
-import { PlanState } from '../../src/plan-store.js';
+import { Flow } from '../../src/flow.js';
+import { PlanState, PlanStore } from '../../src/plan-store.js';
 import type { MessageRef } from '../../src/progress.js';
+import { SwitchQueue } from '../../src/queue.js';
+import { createRedis } from '../../src/redis.js';
+import { redisUrl } from '../support/redis.js';
 import {
   alice,
   bob,
@@ -12,6 +17,7 @@ import {
   type HarnessOptions,
   switchDirectly,
   system,
+  testConfig,
 } from './harness.js';
 
 let h: Harness | undefined;
@@ -210,6 +216,36 @@ describe('Flow.confirm', () => {
     // a retried delivery later joins the same job
     const again = expectStatus(await x.flow.confirm(alice, o.plan.id), 'enqueued');
     expect(again).toMatchObject({ joined: true, jobId: [...jobIds][0] });
+  });
+
+  it('two replicas (own Redis connections, own queue producers) handling the same clicks make one job', async () => {
+    const x = await setup();
+    const redis2 = createRedis(redisUrl());
+    const queue2 = new SwitchQueue({ redisUrl: redisUrl(), queueName: x.switchQueue.queueName });
+    try {
+      const replica = new Flow({
+        platform: x.platform,
+        queue: queue2,
+        plans: new PlanStore({ redis: redis2, prefix: `${x.prefix}:`, clock: x.clock }),
+        audit: new AuditLog(redis2, { prefix: x.prefix }),
+        config: testConfig(),
+        clock: x.clock,
+      });
+      const o = planned(await x.flow.plan(alice, 'rollback', 'production'));
+      const results = await Promise.all(
+        Array.from({ length: 40 }, (_, i) => (i % 2 === 0 ? x.flow : replica).confirm(alice, o.plan.id)),
+      );
+      expect(results.filter((r) => r.status === 'enqueued' && !r.joined)).toHaveLength(1);
+      expect(new Set(results.map((r) => (r.status === 'enqueued' ? r.jobId : r.status)))).toHaveProperty(
+        'size',
+        1,
+      );
+      expect(await x.jobs()).toHaveLength(1);
+      expect(await replica.get(o.plan.id)).toEqual(await x.flow.get(o.plan.id));
+    } finally {
+      await queue2.close();
+      await redis2.quit();
+    }
   });
 
   it('a refused click changes nothing: no transition, nothing enqueued, one audit entry', async () => {
