@@ -110,6 +110,7 @@ export class ChatService {
       state,
       now: this.clock.now(),
       requestedBy: record.confirmedBy ?? record.requestedBy,
+      requiresApproval: this.flow.twoPersonRule(record.plan.environment),
       ...(record.approvedBy ? { approvedBy: record.approvedBy } : {}),
       ...(record.cancelledBy ? { cancelledBy: record.cancelledBy } : {}),
       ...(record.alert ? { alert: alertView(record.alert, record.createdAt, override?.alertResolved) } : {}),
