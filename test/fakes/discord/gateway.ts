@@ -237,8 +237,7 @@ export class FakeGateway {
     const session = this.session;
     const resumable =
       parsed.success &&
-      session !== null &&
-      session.resumable &&
+      session?.resumable === true &&
       parsed.data.session_id === session.id &&
       (parsed.data.token === this.identity.token || parsed.data.token === `Bot ${this.identity.token}`) &&
       (parsed.data.seq ?? 0) <= session.seq;

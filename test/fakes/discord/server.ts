@@ -53,6 +53,8 @@ export interface RestCall {
   readonly body: unknown;
   readonly authorization: string | undefined;
   readonly status: number;
+  /** The JSON the fake answered with (null for 204). */
+  readonly response: unknown;
   /** Unix ms when the request arrived. */
   readonly at: number;
 }
@@ -717,7 +719,9 @@ export class FakeDiscord {
     for await (const chunk of req) chunks.push(chunk as Buffer);
     const text = Buffer.concat(chunks).toString('utf8');
     const authorization = req.headers.authorization;
-    const path = url.pathname.startsWith('/api/v10') ? url.pathname.slice('/api/v10'.length) : url.pathname;
+    const raw = url.pathname.startsWith('/api/v10') ? url.pathname.slice('/api/v10'.length) : url.pathname;
+    // Clients percent-encode path segments (discord.js sends `%40original` for `@original`).
+    const path = decodeURIComponent(raw);
     let status = 200;
     let payload: unknown = null;
     let headers: Record<string, string> = {};
@@ -776,6 +780,7 @@ export class FakeDiscord {
       body,
       authorization,
       status,
+      response: payload,
       at: Date.now(),
     };
     this.calls.push(call);

@@ -1,0 +1,446 @@
+/**
+ * Discord end to end: the real discord.js bot on the fake Discord, with real Redis, PlanStore, Flow,
+ * ChatService, SwitchQueue, a switch worker and the LocalPlatform. Slash command → confirmation
+ * posted by the bot → button click → traffic switched, with the same message edited (bot token, after
+ * the interaction tokens expired) through every step; plus unauthorized role, double click, stale
+ * plan, two-person rule and a gateway connection dropped mid-job. Tests wait on the fake's recorded
+ * traffic and the clock, never on sleeps.
+ */
+import { afterEach, describe, expect, it } from 'vitest';
+import type { GatewayEvent } from '../fakes/discord/gateway.js';
+import { CallbackType, MessageFlag } from '../fakes/discord/protocol.js';
+import type { FakeInteraction, StoredMessage } from '../fakes/discord/server.js';
+import {
+  advanceWhenParked,
+  buttonId,
+  buttonsOf,
+  type DiscordE2E,
+  REACTIVATION_MS,
+  startDiscordE2E,
+  textOf,
+  waitForMessage,
+  waitForPost,
+} from './harness.js';
+
+let env: DiscordE2E | undefined;
+
+afterEach(async () => {
+  await env?.close();
+  env = undefined;
+});
+
+async function start(opts: Parameters<typeof startDiscordE2E>[0] = {}): Promise<DiscordE2E> {
+  env = await startDiscordE2E(opts);
+  return env;
+}
+
+/** Runs `/rollback environment:production` as `user` and returns the posted confirmation. */
+async function askRollback(
+  e: DiscordE2E,
+  roles: readonly string[] = [e.fake.roles.deployers],
+): Promise<StoredMessage> {
+  const from = e.fake.calls.length;
+  const i = e.fake.slash({
+    command: 'rollback',
+    options: [{ name: 'environment', value: 'production' }],
+    user: e.alice,
+    roles,
+  });
+  const cb = await e.fake.waitForCallback(i);
+  expect(cb.type).toBe(CallbackType.deferredChannelMessageWithSource);
+  const posted = await waitForPost(e.fake, e.fake.channels.ops, from);
+  // The handler finishes by pointing the requester at the message (after attaching it to the plan).
+  await e.fake.waitForRequest(
+    (c) =>
+      c.method === 'PATCH' && c.path === `/webhooks/${e.fake.applicationId}/${i.token}/messages/@original`,
+    { from },
+  );
+  return posted;
+}
+
+function gatewayEvent(e: DiscordE2E, kind: GatewayEvent['kind']): Promise<GatewayEvent> {
+  return new Promise((resolve) => {
+    const on = (ev: GatewayEvent) => {
+      if (ev.kind !== kind) return;
+      e.fake.gateway.events.off('event', on);
+      resolve(ev);
+    };
+    e.fake.gateway.events.on('event', on);
+  });
+}
+
+/** The plan behind a confirmation message (its confirm button carries the plan id). */
+async function planOf(e: DiscordE2E, message: StoredMessage) {
+  const ref = buttonId(message, 'Rollback to target version').split(':').at(-1) ?? '';
+  const record = await e.flow.get(ref);
+  if (!record) throw new Error(`plan ${ref} not found`);
+  return record.plan;
+}
+
+async function jobTotal(e: DiscordE2E): Promise<number> {
+  const counts = await e.queue.queue.getJobCounts();
+  return Object.values(counts).reduce((n, v) => n + v, 0);
+}
+
+async function rollbacks(e: DiscordE2E): Promise<number> {
+  const snap = await e.platform.snapshot('production');
+  return snap.liveHistory.filter((h) => h.via === 'rollback').length;
+}
+
+/** Clicks `label` as `user` and waits for the click's acknowledgement. */
+async function click(
+  e: DiscordE2E,
+  message: StoredMessage,
+  label: string,
+  user = e.alice,
+  roles: readonly string[] = [e.fake.roles.deployers],
+): Promise<FakeInteraction> {
+  const i = e.fake.click({ messageId: message.id, customId: buttonId(message, label), user, roles });
+  const cb = await e.fake.waitForCallback(i);
+  expect(cb.type).toBe(CallbackType.deferredUpdateMessage);
+  return i;
+}
+
+describe('Discord end to end', () => {
+  it('slash command → confirmation → click → traffic switched, the message edited through every step', async () => {
+    const e = await start();
+    const before = await e.platform.snapshot('production');
+    const current = before.environment.currentDeploymentId ?? '';
+    const message = await askRollback(e);
+
+    // The confirmation: same content as Slack (current, every affected domain, target, notes).
+    const text = textOf(message);
+    const plan = await planOf(e, message);
+    const target = plan.target;
+    // The demo's default rollback target is in standby: the job parks in "reactivating" on the clock.
+    expect(plan.targetStandby).toBe(true);
+    expect(text).toContain('Current deployment');
+    expect(text).toContain(current);
+    expect(text).toContain('Target deployment');
+    expect(text).toContain(target.id);
+    for (const d of plan.affectedDomains) expect(text).toContain(d.hostname);
+    expect(message.author.id).toBe(e.fake.botUser.id);
+    const buttons = buttonsOf(message);
+    expect(buttons.map((b) => [b.label, b.style])).toEqual([
+      ['Rollback to target version', 4],
+      ['Cancel', 2],
+    ]);
+    for (const b of buttons) {
+      expect(b.custom_id.length).toBeLessThanOrEqual(100);
+      expect(b.custom_id).toMatch(/^sy1:(confirm|cancel):plan_[0-9a-f]+$/);
+    }
+    // The person who typed the command got an ephemeral pointer to the posted message.
+    const pointer = [...e.fake.messages.values()].find(
+      (m) => (m.flags & MessageFlag.ephemeral) !== 0 && m.content.includes(message.id),
+    );
+    expect(pointer?.content).toContain(`/channels/${e.fake.guildId}/${e.fake.channels.ops}/${message.id}`);
+
+    // 15 minutes later on Discord: interaction tokens are dead; progress must use the bot token.
+    e.fake.expireInteractionTokens();
+    const from = e.fake.calls.length;
+    await click(e, message, 'Rollback to target version');
+    await waitForMessage(
+      e.fake,
+      message.id,
+      (t) => /⏳ Reactivating standby target.*\(running\)/.test(t),
+      from,
+    );
+    await advanceWhenParked(e.clock, REACTIVATION_MS);
+    const final = await waitForMessage(e.fake, message.id, (t) => t.includes('Traffic is on'), from);
+    expect(textOf(final)).toContain(`Rolled back production to ${target.id}`);
+    expect(buttonsOf(final)).toEqual([]);
+
+    const after = await e.platform.snapshot('production');
+    expect(after.environment.currentDeploymentId).toBe(target.id);
+    expect(after.environment.rolledBack).toBe(true);
+
+    // Every edit went to the channel message with the bot token and succeeded; none via webhooks.
+    const edits = e.fake.calls.slice(from).filter((c) => c.method === 'PATCH');
+    expect(edits.length).toBeGreaterThanOrEqual(2);
+    for (const c of edits) {
+      expect(c.path).toBe(`/channels/${e.fake.channels.ops}/messages/${message.id}`);
+      expect(c.authorization).toBe(`Bot ${e.fake.token}`);
+      expect(c.status).toBe(200);
+    }
+    // The message went from the confirmation through progress to the final state, in order.
+    const seen = final.history.map((h) => textOf(h));
+    expect(seen[0]).toContain('Roll back production');
+    const progressIdx = seen.findIndex(
+      (t) => /Validating the plan|Switching domains|Reactivating/.test(t) && !t.includes('Traffic is on'),
+    );
+    expect(progressIdx).toBeGreaterThan(0);
+    expect(seen.at(-1)).toContain('Traffic is on');
+    expect(seen.some((t) => /⏳ Reactivating standby target.*\(running\)/.test(t))).toBe(true);
+    expect(await rollbacks(e)).toBe(1);
+  });
+
+  it('refuses a member without an allowed role: ephemeral reason, message unchanged, no job', async () => {
+    const e = await start();
+    const message = await askRollback(e);
+    const versions = message.history.length;
+    const from = e.fake.calls.length;
+    const i = await click(e, message, 'Rollback to target version', e.bob, [e.fake.roles.viewers]);
+    const followUp = await e.fake.waitForRequest(
+      (c) => c.method === 'POST' && c.path === `/webhooks/${e.fake.applicationId}/${i.token}`,
+      { from },
+    );
+    expect(followUp.status).toBe(200);
+    const note = e.fake.messages.get(String((followUp.response as { id: string }).id));
+    expect((note?.flags ?? 0) & MessageFlag.ephemeral).toBe(MessageFlag.ephemeral);
+    expect(textOf(note ?? { content: '', embeds: [] })).toMatch(/not allowed|may not|permission|allow/i);
+    expect(textOf(note ?? { content: '', embeds: [] })).toContain('environments.production.allow.discord');
+    expect(e.fake.messages.get(message.id)?.history.length).toBe(versions);
+    expect(await jobTotal(e)).toBe(0);
+    expect(await rollbacks(e)).toBe(0);
+  });
+
+  it('a double click makes one job and one switch', async () => {
+    const e = await start();
+    const message = await askRollback(e);
+    const from = e.fake.calls.length;
+    const id = buttonId(message, 'Rollback to target version');
+    const first = e.fake.click({
+      messageId: message.id,
+      customId: id,
+      user: e.alice,
+      roles: [e.fake.roles.deployers],
+    });
+    const second = e.fake.click({
+      messageId: message.id,
+      customId: id,
+      user: e.alice,
+      roles: [e.fake.roles.deployers],
+    });
+    await e.fake.waitForCallback(first);
+    await e.fake.waitForCallback(second);
+    await waitForMessage(
+      e.fake,
+      message.id,
+      (t) => /⏳ Reactivating standby target.*\(running\)/.test(t),
+      from,
+    );
+    await advanceWhenParked(e.clock, REACTIVATION_MS);
+    await waitForMessage(e.fake, message.id, (t) => t.includes('Traffic is on'), from);
+    expect(await jobTotal(e)).toBe(1);
+    expect(await rollbacks(e)).toBe(1);
+    const clicks = await e.metrics.clicks.get();
+    const outcomes = clicks.values
+      .filter((v) => v.labels.action === 'confirm')
+      .map((v) => `${v.labels.outcome}:${v.value}`);
+    expect(outcomes.sort()).toEqual(['enqueued:1', 'joined:1']);
+  });
+
+  it('a stale plan is refused, nothing changes, and a fresh plan can be made', async () => {
+    const e = await start();
+    const message = await askRollback(e);
+    // Someone else moves traffic before the click: a rollback to a different deployment.
+    const plan = await planOf(e, message);
+    const snap = await e.platform.snapshot('production');
+    const alt = snap.deployments.find(
+      (d) =>
+        d.id !== snap.environment.currentDeploymentId &&
+        d.id !== plan.target.id &&
+        (d.status === 'ready' || d.status === 'standby'),
+    );
+    if (!alt) throw new Error('demo project has no third switchable deployment');
+    const op = await e.platform.rollback({
+      environment: 'production',
+      targetId: alt.id,
+      requestedBy: 'someone else',
+    });
+    for (;;) {
+      const st = await e.platform.operation(op);
+      if (st.state === 'succeeded') break;
+      if (st.state === 'failed') throw new Error(st.error?.message ?? 'failed');
+      if (e.clock.pending > 0) await advanceWhenParked(e.clock, REACTIVATION_MS);
+      else await new Promise<void>((r) => setImmediate(r));
+    }
+    const moved = await rollbacks(e);
+    const from = e.fake.calls.length;
+    await click(e, message, 'Rollback to target version');
+    const stale = await waitForMessage(e.fake, message.id, (t) => t.includes('out of date'), from);
+    expect(textOf(stale)).toContain('Nothing was changed');
+    expect(buttonsOf(stale).map((b) => b.label)).toEqual(['Make a fresh plan']);
+    expect(await jobTotal(e)).toBe(0);
+    expect(await rollbacks(e)).toBe(moved);
+
+    const fromReplan = e.fake.calls.length;
+    await click(e, stale, 'Make a fresh plan');
+    const fresh = await waitForPost(e.fake, e.fake.channels.ops, fromReplan);
+    expect(buttonsOf(fresh).map((b) => b.label)).toEqual(['Rollback to target version', 'Cancel']);
+  });
+
+  it('cancel leaves production untouched', async () => {
+    const e = await start();
+    const message = await askRollback(e);
+    const from = e.fake.calls.length;
+    await click(e, message, 'Cancel');
+    const cancelled = await waitForMessage(e.fake, message.id, (t) => t.includes('Cancelled'), from);
+    expect(textOf(cancelled)).toContain('Nothing changed');
+    expect(buttonsOf(cancelled)).toEqual([]);
+    expect(await jobTotal(e)).toBe(0);
+  });
+
+  it('the two-person rule: the requester cannot approve; a second deployer can', async () => {
+    const e = await start({ twoPerson: ['production'] });
+    const message = await askRollback(e);
+    const from = e.fake.calls.length;
+    await click(e, message, 'Rollback to target version');
+    const waiting = await waitForMessage(e.fake, message.id, (t) => t.includes('Waiting for approval'), from);
+    expect(buttonsOf(waiting).map((b) => b.label)).toEqual(['Approve', 'Cancel']);
+    const self = await click(e, waiting, 'Approve');
+    const refusal = await e.fake.waitForRequest(
+      (c) => c.method === 'POST' && c.path === `/webhooks/${e.fake.applicationId}/${self.token}`,
+    );
+    expect(
+      textOf(
+        e.fake.messages.get(String((refusal.response as { id: string }).id)) ?? { content: '', embeds: [] },
+      ),
+    ).toMatch(/second person|yourself|own/i);
+    expect(await jobTotal(e)).toBe(0);
+    const fromApprove = e.fake.calls.length;
+    await click(e, waiting, 'Approve', e.carol);
+    await waitForMessage(
+      e.fake,
+      message.id,
+      (t) => /⏳ Reactivating standby target.*\(running\)/.test(t),
+      fromApprove,
+    );
+    await advanceWhenParked(e.clock, REACTIVATION_MS);
+    const done = await waitForMessage(e.fake, message.id, (t) => t.includes('Traffic is on'), fromApprove);
+    expect(textOf(done)).toContain('approved by carol');
+    expect(await jobTotal(e)).toBe(1);
+  });
+
+  it('survives a gateway connection dropped mid-job: resumes, the job completes, nothing is handled twice', async () => {
+    const e = await start();
+    const message = await askRollback(e);
+    expect((await planOf(e, message)).targetStandby).toBe(true);
+    const from = e.fake.calls.length;
+    const confirm = await click(e, message, 'Rollback to target version');
+    // The job is parked on the clock in "reactivating": drop the connection now, mid-job.
+    await waitForMessage(
+      e.fake,
+      message.id,
+      (t) => /⏳ Reactivating standby target.*\(running\)/.test(t),
+      from,
+    );
+    const resumed = gatewayEvent(e, 'resume');
+    e.fake.gateway.drop({ terminate: true });
+    // A command typed while the bot is away: kept by the session and replayed on RESUME.
+    const fromLate = e.fake.calls.length;
+    const late = e.fake.slash({
+      command: 'deployments',
+      options: [{ name: 'environment', value: 'production' }],
+      user: e.alice,
+      roles: [e.fake.roles.deployers],
+    });
+    const r = await resumed;
+    expect(r.kind === 'resume' && r.replayed).toBeGreaterThanOrEqual(1);
+    await e.fake.waitForCallback(late);
+    await waitForPost(e.fake, e.fake.channels.ops, fromLate);
+    await advanceWhenParked(e.clock, REACTIVATION_MS);
+    await waitForMessage(e.fake, message.id, (t) => t.includes('Traffic is on'), from);
+    expect(await jobTotal(e)).toBe(1);
+    expect(await rollbacks(e)).toBe(1);
+    // Each interaction was answered exactly once (a second answer would be 400 "already acknowledged").
+    for (const i of [confirm, late]) {
+      const answers = e.fake.calls.filter((c) => c.path === `/interactions/${i.id}/${i.token}/callback`);
+      expect(answers.map((c) => c.status)).toEqual([204]);
+    }
+    expect(e.fake.calls.filter((c) => c.status === 400)).toEqual([]);
+    // The replayed command was handled once: one /deployments list posted.
+    const lists = e.fake
+      .channelMessages(e.fake.channels.ops)
+      .filter((m) => m.id !== message.id && textOf(m).includes('production'));
+    expect(lists).toHaveLength(1);
+  });
+
+  it('answers bad arguments with ephemeral usage listing the valid environments', async () => {
+    const e = await start();
+    const i = e.fake.slash({
+      command: 'rollback',
+      options: [{ name: 'environment', value: 'nope' }],
+      user: e.alice,
+      roles: [e.fake.roles.deployers],
+    });
+    await e.fake.waitForCallback(i);
+    const edit = await e.fake.waitForRequest(
+      (c) =>
+        c.method === 'PATCH' && c.path === `/webhooks/${e.fake.applicationId}/${i.token}/messages/@original`,
+    );
+    expect(edit.status).toBe(200);
+    const reply = e.fake.messages.get(i.originalId ?? '');
+    expect((reply?.flags ?? 0) & MessageFlag.ephemeral).toBe(MessageFlag.ephemeral);
+    const text = textOf(reply ?? { content: '', embeds: [] });
+    expect(text).toContain('nope');
+    expect(text).toContain('production');
+    expect(text).toContain('preview');
+    expect(text).toContain('/rollback environment:');
+    expect(e.fake.channelMessages(e.fake.channels.ops)).toEqual([]);
+    expect(await jobTotal(e)).toBe(0);
+  });
+
+  it('autocompletes environments and recent deployments', async () => {
+    const e = await start();
+    const envs = e.fake.autocomplete({
+      command: 'rollback',
+      options: [{ name: 'environment', value: 'pro', focused: true }],
+      user: e.alice,
+    });
+    const envAnswer = await e.fake.waitForCallback(envs);
+    expect(envAnswer).toEqual({
+      type: CallbackType.autocompleteResult,
+      data: { choices: [{ name: 'production', value: 'production' }] },
+    });
+    const deps = e.fake.autocomplete({
+      command: 'rollback',
+      options: [
+        { name: 'environment', value: 'production' },
+        { name: 'deployment', value: '', focused: true },
+      ],
+      user: e.alice,
+    });
+    const depAnswer = await e.fake.waitForCallback(deps);
+    const snap = await e.platform.snapshot('production');
+    if (depAnswer.type !== CallbackType.autocompleteResult) throw new Error('not an autocomplete answer');
+    expect(depAnswer.data.choices.map((c) => c.value)).toEqual(
+      snap.deployments.slice(0, 25).map((d) => d.id),
+    );
+    const current = depAnswer.data.choices.find((c) => c.value === snap.environment.currentDeploymentId);
+    expect(current?.name).toContain('current');
+  });
+
+  it('/deployments posts the list with row buttons, and a row button posts a fresh confirmation', async () => {
+    const e = await start();
+    const from = e.fake.calls.length;
+    const i = e.fake.slash({
+      command: 'deployments',
+      options: [{ name: 'environment', value: 'production' }],
+      user: e.alice,
+      roles: [e.fake.roles.deployers],
+    });
+    await e.fake.waitForCallback(i);
+    const list = await waitForPost(e.fake, e.fake.channels.ops, from);
+    const snap = await e.platform.snapshot('production');
+    expect(textOf(list)).toContain(snap.environment.currentDeploymentId ?? '?');
+    const row = buttonsOf(list).find((b) => b.custom_id.startsWith('sy1:rollback_to:production:'));
+    if (!row)
+      throw new Error(
+        `no row button; buttons: ${buttonsOf(list)
+          .map((b) => b.custom_id)
+          .join(', ')}`,
+      );
+    const fromRow = e.fake.calls.length;
+    const clickRow = e.fake.click({
+      messageId: list.id,
+      customId: row.custom_id,
+      user: e.alice,
+      roles: [e.fake.roles.deployers],
+    });
+    await e.fake.waitForCallback(clickRow);
+    const confirmation = await waitForPost(e.fake, e.fake.channels.ops, fromRow);
+    expect(buttonsOf(confirmation).map((b) => b.label)).toEqual(['Rollback to target version', 'Cancel']);
+    expect(textOf(confirmation)).toContain(row.custom_id.split(':').at(-1) ?? '?');
+  });
+});

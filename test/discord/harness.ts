@@ -1,0 +1,233 @@
+/**
+ * End-to-end set-up for the Discord tests: the fake Discord (commands registered with the real
+ * registration code), the real discord.js bot built by createDiscordBot, and the real core behind it —
+ * Redis (fresh prefixes and queue per test), PlanStore, AuditLog, Flow, ChatService, SwitchQueue, a
+ * switch worker reporting through the Discord Reporter, and the embedded LocalPlatform on a
+ * ManualClock (a standby target stays in `reactivating` until the test advances time).
+ */
+import type { Redis } from 'ioredis';
+import { registerCommands } from '../../handlers/discord/commands.js';
+import { createDiscordBot, type DiscordBot } from '../../handlers/discord/index.js';
+import { type SwitchWorker, startSwitchWorker } from '../../jobs/switch-worker.js';
+import { AuditLog } from '../../src/audit.js';
+import { ChatService } from '../../src/chat.js';
+import { ManualClock, systemClock } from '../../src/clock.js';
+import { fileConfigSchema } from '../../src/config.js';
+import { Flow } from '../../src/flow.js';
+import { silentLogger } from '../../src/log.js';
+import { createMetrics, type Metrics } from '../../src/metrics.js';
+import { PlanStore } from '../../src/plan-store.js';
+import { LocalPlatform } from '../../src/platform/local/platform.js';
+import { SwitchQueue } from '../../src/queue.js';
+import { createRedis } from '../../src/redis.js';
+import type { FakeUser, RestCall, StoredMessage } from '../fakes/discord/server.js';
+import { type FakeDiscord, startFakeDiscord } from '../fakes/discord/server.js';
+import { redisUrl, uniqueName } from '../support/redis.js';
+
+export const REACTIVATION_MS = 1_000;
+
+export interface DiscordE2E {
+  readonly fake: FakeDiscord;
+  readonly bot: DiscordBot;
+  readonly clock: ManualClock;
+  readonly platform: LocalPlatform;
+  readonly flow: Flow;
+  readonly queue: SwitchQueue;
+  readonly audit: AuditLog;
+  readonly metrics: Metrics;
+  readonly worker: SwitchWorker;
+  /** A member holding the deployers role (allowed on every environment). */
+  readonly alice: FakeUser;
+  /** A second deployer (approves under the two-person rule). */
+  readonly carol: FakeUser;
+  /** A member with only the viewers role (not allowed). */
+  readonly bob: FakeUser;
+  close(): Promise<void>;
+}
+
+export interface E2EOptions {
+  /** Environments that need a second person's approval. */
+  readonly twoPerson?: readonly string[];
+}
+
+/** Starts everything; `close()` in afterEach. */
+export async function startDiscordE2E(opts: E2EOptions = {}): Promise<DiscordE2E> {
+  const closers: (() => Promise<unknown>)[] = [];
+  try {
+    const fake = await startFakeDiscord();
+    closers.push(() => fake.close());
+    await registerCommands({
+      token: fake.token,
+      applicationId: fake.applicationId,
+      guildId: fake.guildId,
+      apiUrl: fake.apiUrl,
+    });
+    const clock = new ManualClock(Date.now());
+    const platform = await LocalPlatform.open({
+      clock,
+      maintenance: false,
+      reactivationTimeMs: REACTIVATION_MS,
+    });
+    closers.push(() => platform.close());
+    const redis: Redis = createRedis(redisUrl());
+    closers.push(() => redis.quit());
+    const prefix = uniqueName('discord');
+    const plans = new PlanStore({ redis, prefix: `${prefix}:`, clock });
+    const audit = new AuditLog(redis, { prefix });
+    const queue = new SwitchQueue({
+      redisUrl: redisUrl(),
+      queueName: uniqueName('switch'),
+      audit,
+      retry: { attempts: 3, baseDelayMs: 5, maxDelayMs: 20 },
+    });
+    closers.push(async () => {
+      await queue.obliterate();
+      await queue.close();
+    });
+    await queue.waitUntilReady();
+    const allow = { discord: { roles: [fake.roles.deployers], users: [] } };
+    const environments = Object.fromEntries(
+      ['production', 'preview'].map((env) => [
+        env,
+        { allow, twoPersonRule: (opts.twoPerson ?? []).includes(env) },
+      ]),
+    );
+    // A real platform is the strict case (no allow list means nobody), so permissions really apply.
+    const config = {
+      platform: 'local' as const,
+      file: fileConfigSchema.parse({ platform: 'local', environments }),
+    };
+    const flow = new Flow({ platform, queue, plans, audit, config, clock });
+    const chat = new ChatService({ flow, clock });
+    const metrics = createMetrics();
+    const bot = createDiscordBot({
+      token: fake.token,
+      apiUrl: fake.apiUrl,
+      chat,
+      flow,
+      clock,
+      metrics,
+    });
+    closers.push(() => bot.stop());
+    await bot.start();
+    const worker = startSwitchWorker({
+      redisUrl: redisUrl(),
+      queueName: queue.queueName,
+      platform,
+      reporter: bot.reporter,
+      clock: systemClock,
+      verify: { timeoutMs: 5_000, intervalMs: 5 },
+      lockDurationMs: 5_000,
+      concurrency: 2,
+      logger: silentLogger,
+      metrics,
+      audit,
+      retry: { baseDelayMs: 5, maxDelayMs: 20 },
+      lockRetryMs: 200,
+    });
+    closers.push(() => worker.close());
+    await worker.worker.waitUntilReady();
+    const alice = fake.user('alice');
+    const carol = fake.user('carol');
+    const bob = fake.user('bob');
+    return {
+      fake,
+      bot,
+      clock,
+      platform,
+      flow,
+      queue,
+      audit,
+      metrics,
+      worker,
+      alice,
+      carol,
+      bob,
+      async close() {
+        for (const close of closers.reverse()) await close().catch(() => undefined);
+      },
+    };
+  } catch (e) {
+    for (const close of closers.reverse()) await close().catch(() => undefined);
+    throw e;
+  }
+}
+
+/** The text a person sees in a stored message: content, embed titles, descriptions and fields. */
+export function textOf(m: { content: string; embeds: readonly Record<string, unknown>[] }): string {
+  const parts = [m.content];
+  for (const e of m.embeds) {
+    parts.push(String(e.title ?? ''), String(e.description ?? ''));
+    for (const f of (e.fields as { name: string; value: string }[] | undefined) ?? [])
+      parts.push(f.name, f.value);
+  }
+  // Undo the renderer's markdown escaping so assertions read naturally.
+  return parts.join('\n').replace(/\\(.)/g, '$1');
+}
+
+/** Buttons of a stored message. */
+export function buttonsOf(m: StoredMessage): { label: string; custom_id: string; style: number }[] {
+  return m.components.flatMap(
+    (row) => (row.components as { label: string; custom_id: string; style: number }[] | undefined) ?? [],
+  );
+}
+
+/** The custom id of the button whose label starts with `label`. */
+export function buttonId(m: StoredMessage, label: string): string {
+  const b = buttonsOf(m).find((x) => x.label.startsWith(label));
+  if (!b)
+    throw new Error(
+      `no "${label}" button; buttons: ${buttonsOf(m)
+        .map((x) => x.label)
+        .join(', ')}`,
+    );
+  return b.custom_id;
+}
+
+/** Resolves with the message once a PATCH of it (from `from`) leaves it satisfying `match`. */
+export async function waitForMessage(
+  fake: FakeDiscord,
+  messageId: string,
+  match: (text: string, m: StoredMessage) => boolean,
+  from = 0,
+): Promise<StoredMessage> {
+  const check = (): StoredMessage | undefined => {
+    const m = fake.messages.get(messageId);
+    return m && match(textOf(m), m) ? m : undefined;
+  };
+  const now = check();
+  if (now) return now;
+  await fake.waitForRequest(
+    (c: RestCall) =>
+      c.path.endsWith(`/messages/${messageId}`) && c.method === 'PATCH' && check() !== undefined,
+    { from },
+  );
+  const done = check();
+  if (!done) throw new Error('message changed again before it could be read');
+  return done;
+}
+
+/** Waits for the bot to post a channel message (from call index `from`) and returns it. */
+export async function waitForPost(fake: FakeDiscord, channelId: string, from = 0): Promise<StoredMessage> {
+  const call = await fake.waitForRequest(
+    (c) => c.method === 'POST' && c.path === `/channels/${channelId}/messages` && c.status === 200,
+    { from },
+  );
+  const id = (call.response as { id?: unknown } | null)?.id;
+  const m = typeof id === 'string' ? fake.messages.get(id) : undefined;
+  if (!m) throw new Error('posted message not stored');
+  return m;
+}
+
+/**
+ * Advances the clock by `ms` once something is parked on it (the platform reactivating a standby
+ * target registers its sleep a moment after the job reports the step). Yields to the event loop
+ * between checks instead of sleeping.
+ */
+export async function advanceWhenParked(clock: ManualClock, ms: number, maxTurns = 100_000): Promise<void> {
+  for (let turn = 0; clock.pending === 0; turn++) {
+    if (turn >= maxTurns) throw new Error('nothing parked on the clock');
+    await new Promise<void>((resolve) => setImmediate(resolve));
+  }
+  await clock.advance(ms);
+}
