@@ -282,7 +282,7 @@ export class Flow {
   /**
    * Remembers a chat message showing the plan (posted after `plan` returned), so progress edits it too.
    * When the switch is already enqueued, the message is handed to the job as well. False when the plan
-   * is gone.
+   * is gone. A malformed ref (a surface bug, never user input) throws the zod error naming the field.
    */
   async attachMessage(planId: string, ref: MessageRef): Promise<boolean> {
     if (!PLAN_ID.test(planId)) return false;
