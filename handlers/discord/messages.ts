@@ -21,6 +21,16 @@ export type EditKind =
   /** A job's progress; `at` orders snapshots (Progress.updatedAt), `final` marks the end state. */
   | { readonly kind: 'progress'; readonly at: number; readonly final: boolean };
 
+/** The REST body of a rendered message: API fields only (the renderer also carries discord.js options). */
+function apiBody(m: DiscordMessage): Record<string, unknown> {
+  return {
+    ...(m.content === undefined ? {} : { content: m.content }),
+    embeds: m.embeds,
+    components: m.components,
+    allowed_mentions: m.allowed_mentions,
+  };
+}
+
 /** Messages whose edit ordering is remembered (a few per switch; far more than run at once). */
 const MAX_LANES = 10_000;
 
@@ -69,7 +79,9 @@ export class DiscordMessages {
   /** Posts a message in a channel as the bot; resolves with its id. Throws DiscordAPIError on refusal. */
   async post(channelId: string, body: DiscordMessage): Promise<{ readonly id: string }> {
     try {
-      const created = (await this.rest.post(Routes.channelMessages(channelId), { body })) as { id: string };
+      const created = (await this.rest.post(Routes.channelMessages(channelId), { body: apiBody(body) })) as {
+        id: string;
+      };
       return { id: created.id };
     } catch (e) {
       this.count('channels.messages.create', e);
@@ -116,7 +128,7 @@ export class DiscordMessages {
         if (next === undefined) break;
         lane.pending = undefined;
         try {
-          await this.rest.patch(Routes.channelMessage(channelId, messageId), { body: next.body });
+          await this.rest.patch(Routes.channelMessage(channelId, messageId), { body: apiBody(next.body) });
           if (next.edit.kind === 'progress' && next.edit.final) lane.finalShown = true;
         } catch (e) {
           this.count('channels.messages.edit', e);

@@ -40,7 +40,12 @@ function progress(step: number, outcome?: 'succeeded' | 'failed'): Progress {
 }
 
 function plain(title: string): DiscordMessage {
-  return { embeds: [{ title }], components: [], allowed_mentions: { parse: [] } };
+  return {
+    embeds: [{ title }],
+    components: [],
+    allowed_mentions: { parse: [] },
+    allowedMentions: { parse: [] },
+  };
 }
 
 describe('Discord reporter', () => {
