@@ -4,7 +4,7 @@
  * Reporter for the switch worker. Handlers are thin: parse the interaction, call ChatService/Flow,
  * render with src/views/discord.ts, reply.
  */
-import type { Interaction } from 'discord.js';
+import { type Interaction, MessageFlags } from 'discord.js';
 import type { ChatService } from '../../src/chat.js';
 import { type Clock, systemClock } from '../../src/clock.js';
 import type { Flow } from '../../src/flow.js';
@@ -47,7 +47,7 @@ export function register(deps: DiscordDeps): (interaction: Interaction) => Promi
       if (command) return command.execute(deps, interaction);
       await interaction.reply({
         content: `Unknown command /${interaction.commandName}. Commands: ${COMMANDS.map((c) => `/${c.name}`).join(', ')}. Run npm run discord:register to refresh them.`,
-        flags: 64,
+        flags: MessageFlags.Ephemeral,
       });
       return;
     }
