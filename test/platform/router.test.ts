@@ -302,6 +302,27 @@ describe('TrafficRouter', () => {
     expect(failed.deploymentId).toBe(NO_DEPLOYMENT);
   });
 
+  it('close() does not wait for an operator stream that never ends', async () => {
+    const router = newRouter({
+      operator: (_req, res) => {
+        res.writeHead(200, { 'content-type': 'text/event-stream' });
+        res.write('data: hello\n\n');
+      },
+    });
+    const port = await router.listen();
+    const req = request({ host: '127.0.0.1', port, path: '/_switchyard/events', agent: false });
+    req.on('error', () => undefined);
+    req.end();
+    const [res] = (await once(req, 'response')) as [IncomingMessage];
+    expect(res.headers['x-deployment-id']).toBe(NO_DEPLOYMENT);
+    res.on('error', () => undefined); // the cut stream reports "aborted"
+    res.resume();
+    const ended = new Promise<void>((resolve) => res.once('close', () => resolve()));
+    await router.close();
+    await ended;
+    expect(await refused(port)).toBe(true);
+  });
+
   it('streams request and response bodies both ways', async () => {
     const router = newRouter();
     await router.startUpstream(A);

@@ -87,9 +87,6 @@ const defaults = {
   drainTimeoutMs: 30_000,
 } as const satisfies Required<TrafficRouterOptions>;
 
-/** Idle pooled sockets are dropped after this long — well below the upstream's keep-alive timeout. */
-const AGENT_IDLE_MS = 30_000;
-
 const OPERATOR_HOSTS: ReadonlySet<string> = new Set(['127.0.0.1', 'localhost', '[::1]']);
 
 /** Headers that describe one connection, not the message: never forwarded by a proxy (RFC 9110 §7.6.1). */
@@ -116,7 +113,7 @@ export interface RouterStats {
   readonly badGateway: number;
   /** Requests given to the operator listener. */
   readonly operator: number;
-  /** Requests (proxied or operator) not finished yet. */
+  /** Proxied requests not finished yet (what `close()` waits for; operator requests are not counted). */
   readonly inFlight: number;
 }
 
@@ -358,7 +355,6 @@ export class TrafficRouter {
         maxSockets: this.options.maxSocketsPerUpstream,
         maxFreeSockets: this.options.maxSocketsPerUpstream,
         scheduling: 'lifo',
-        timeout: AGENT_IDLE_MS,
       });
       await warmPool(agent, port, this.options.warmSockets);
       if (this.closing) {
@@ -445,8 +441,8 @@ export class TrafficRouter {
   }
 
   /**
-   * Stops accepting connections, lets in-flight requests finish (bounded by drainTimeoutMs), stops
-   * every upstream and closes every socket. Idempotent.
+   * Stops accepting connections, lets in-flight proxied requests finish (bounded by drainTimeoutMs),
+   * stops every upstream and closes every socket (operator requests still open are cut). Idempotent.
    */
   close(): Promise<void> {
     this.closing ??= this.shutdown();
@@ -503,20 +499,21 @@ export class TrafficRouter {
     this.proxy(req, res, entry, deploymentId);
   }
 
-  /** Counts a request in flight until its response closes (finished or cut off). */
-  private track(res: ServerResponse, entry: Entry | undefined, onClose?: () => void): void {
+  /** Counts a proxied request in flight until its response closes (finished or cut off). */
+  private track(res: ServerResponse, entry: Entry, onClose: () => void): void {
     this.inFlight++;
-    if (entry !== undefined) entry.inFlight++;
+    entry.inFlight++;
     res.once('close', () => {
-      onClose?.();
-      if (entry !== undefined && --entry.inFlight === 0 && entry.onIdle !== undefined) entry.onIdle();
+      onClose();
+      if (--entry.inFlight === 0 && entry.onIdle !== undefined) entry.onIdle();
       if (--this.inFlight === 0 && this.onIdle !== undefined) this.onIdle();
     });
   }
 
   private toOperator(req: IncomingMessage, res: ServerResponse): void {
+    // Not tracked for close(): an operator stream (e.g. server-sent events) may never end by itself;
+    // close() cuts operator connections once proxied traffic has drained.
     this.operatorCount++;
-    this.track(res, undefined);
     res.setHeader(DEPLOYMENT_HEADER, NO_DEPLOYMENT);
     const fail = () => {
       if (!res.headersSent) replyJson(req, res, 500, { error: 'internal', message: 'operator API failed' });

@@ -53,10 +53,11 @@ const defaults = {
 } as const satisfies Required<UpstreamOptions>;
 
 /**
- * Longer than any client's idle keep-alive (the router's agent drops idle sockets after 30 s), so the
- * server never closes a pooled socket just as the client reuses it.
+ * Idle keep-alive connections are never timed out by the server (0 disables the timer): the router's
+ * pool is their only regular client, it is bounded, and `stop()` closes every connection. This removes
+ * the race where a server drops an idle socket just as the client reuses it, and a timer per request.
  */
-const KEEP_ALIVE_TIMEOUT_MS = 65_000;
+const KEEP_ALIVE_TIMEOUT_MS = 0;
 
 /**
  * Request header marking a connection-pool warm-up request from the router: answered 204 and not
