@@ -604,11 +604,9 @@ class Notices implements NoticeService {
     }
     const key = this.key('claim', environment, 'reminder', currentId, since, slot.current);
     const current = snap.deployments.find((d) => d.id === currentId);
+    // Waiting: the newest deployment that became ready after the rollback (not the one rolled back from).
     const waiting = snap.deployments.find(
-      (d) =>
-        d.status === 'ready' &&
-        d.id !== currentId &&
-        (current === undefined || d.createdAt > current.createdAt),
+      (d) => d.status === 'ready' && d.id !== currentId && (d.readyAt ?? d.createdAt) > since,
     );
     const notice: NoticeEvent = {
       type: 'rolled_back.reminder',
