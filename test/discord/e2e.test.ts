@@ -443,4 +443,125 @@ describe('Discord end to end', () => {
     expect(buttonsOf(confirmation).map((b) => b.label)).toEqual(['Rollback to target version', 'Cancel']);
     expect(textOf(confirmation)).toContain(row.custom_id.split(':').at(-1) ?? '?');
   });
+
+  it('acknowledges within the deadline while the platform is slow, then finishes the work', async () => {
+    const e = await start();
+    e.held.hold();
+    const from = e.fake.calls.length;
+    const i = e.fake.slash({
+      command: 'rollback',
+      options: [{ name: 'environment', value: 'production' }],
+      user: e.alice,
+      roles: [e.fake.roles.deployers],
+    });
+    // Deferred at once (the fake refuses callbacks later than 3 s), before any platform read finished.
+    expect((await e.fake.waitForCallback(i)).type).toBe(CallbackType.deferredChannelMessageWithSource);
+    expect(e.fake.channelMessages(e.fake.channels.ops)).toEqual([]);
+    e.held.release();
+    const message = await waitForPost(e.fake, e.fake.channels.ops, from);
+    expect(buttonsOf(message).map((b) => b.label)).toEqual(['Rollback to target version', 'Cancel']);
+  });
+
+  it('autocomplete answers with what it has when the platform is slower than its budget', async () => {
+    const e = await start();
+    e.held.hold();
+    const i = e.fake.autocomplete({
+      command: 'deployments',
+      options: [{ name: 'environment', value: '', focused: true }],
+      user: e.alice,
+    });
+    await advanceWhenParked(e.clock, 2_000);
+    expect(await e.fake.waitForCallback(i)).toEqual({
+      type: CallbackType.autocompleteResult,
+      data: { choices: [] },
+    });
+    e.held.release();
+  });
+
+  it('/promote after a rollback promotes and turns automatic deploys back on', async () => {
+    const e = await start();
+    const message = await askRollback(e);
+    const from = e.fake.calls.length;
+    await click(e, message, 'Rollback to target version');
+    await waitForMessage(
+      e.fake,
+      message.id,
+      (t) => /⏳ Reactivating standby target.*\(running\)/.test(t),
+      from,
+    );
+    await advanceWhenParked(e.clock, REACTIVATION_MS);
+    await waitForMessage(e.fake, message.id, (t) => t.includes('Traffic is on'), from);
+    expect((await e.platform.snapshot('production')).environment.rolledBack).toBe(true);
+
+    const fromPromote = e.fake.calls.length;
+    const i = e.fake.slash({
+      command: 'promote',
+      options: [{ name: 'target', value: 'production' }],
+      user: e.alice,
+      roles: [e.fake.roles.deployers],
+    });
+    await e.fake.waitForCallback(i);
+    const promote = await waitForPost(e.fake, e.fake.channels.ops, fromPromote);
+    expect(textOf(promote)).toContain('rolled back');
+    const confirm = buttonsOf(promote).find((b) => b.custom_id.startsWith('sy1:confirm:'));
+    if (!confirm) throw new Error('no confirm button on the promote confirmation');
+    const record = await e.flow.get(confirm.custom_id.split(':').at(-1) ?? '');
+    const fromClick = e.fake.calls.length;
+    await click(e, promote, confirm.label);
+    if (record?.plan.targetStandby) {
+      await waitForMessage(
+        e.fake,
+        promote.id,
+        (t) => /Reactivating standby target.*\(running\)/.test(t),
+        fromClick,
+      );
+      await advanceWhenParked(e.clock, REACTIVATION_MS);
+    }
+    const done = await waitForMessage(e.fake, promote.id, (t) => t.includes('Traffic is on'), fromClick);
+    expect(textOf(done)).toContain('Automatic deploys are on again');
+    const after = await e.platform.snapshot('production');
+    expect(after.environment.rolledBack).toBe(false);
+    expect(after.environment.currentDeploymentId).toBe(record?.plan.target.id);
+  });
+
+  it('autocompletes /promote targets: environments and switchable deployments', async () => {
+    const e = await start();
+    const i = e.fake.autocomplete({
+      command: 'promote',
+      options: [{ name: 'target', value: 'dep_', focused: true }],
+      user: e.alice,
+    });
+    const answer = await e.fake.waitForCallback(i);
+    if (answer.type !== CallbackType.autocompleteResult) throw new Error('not an autocomplete answer');
+    const values = answer.data.choices.map((c) => c.value);
+    expect(values.length).toBeGreaterThan(0);
+    for (const v of values) expect(String(v).startsWith('dep_')).toBe(true);
+    for (const c of answer.data.choices) expect(c.name).toMatch(/· (ready|standby)/);
+  });
+
+  it("a button that is not Switchyard's gets an ephemeral explanation and changes nothing", async () => {
+    const e = await start();
+    const posted = await e.bot.messages.post(e.fake.channels.ops, {
+      embeds: [{ title: 'Another tool' }],
+      components: [
+        { type: 1, components: [{ type: 2, style: 2, label: 'Other', custom_id: 'other-tool:42' }] },
+      ],
+      allowed_mentions: { parse: [] },
+      allowedMentions: { parse: [] },
+    });
+    const message = e.fake.messages.get(posted.id);
+    if (!message) throw new Error('not stored');
+    const from = e.fake.calls.length;
+    const i = await click(e, message, 'Other');
+    const note = await e.fake.waitForRequest(
+      (c) => c.method === 'POST' && c.path === `/webhooks/${e.fake.applicationId}/${i.token}`,
+      { from },
+    );
+    const text = textOf(
+      e.fake.messages.get(String((note.response as { id: string }).id)) ?? { content: '', embeds: [] },
+    );
+    expect(text).toContain('Invalid action id');
+    expect(e.fake.messages.get(posted.id)?.history).toHaveLength(1);
+    expect(await jobTotal(e)).toBe(0);
+  });
 });

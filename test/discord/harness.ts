@@ -18,6 +18,7 @@ import { silentLogger } from '../../src/log.js';
 import { createMetrics, type Metrics } from '../../src/metrics.js';
 import { PlanStore } from '../../src/plan-store.js';
 import { LocalPlatform } from '../../src/platform/local/platform.js';
+import type { DeployPlatform, OperationRef, SwitchRequest } from '../../src/platform/port.js';
 import { SwitchQueue } from '../../src/queue.js';
 import { createRedis } from '../../src/redis.js';
 import type { FakeUser, RestCall, StoredMessage } from '../fakes/discord/server.js';
@@ -31,6 +32,8 @@ export interface DiscordE2E {
   readonly bot: DiscordBot;
   readonly clock: ManualClock;
   readonly platform: LocalPlatform;
+  /** What the bot's Flow reads through (can be held to simulate a slow platform). */
+  readonly held: HeldPlatform;
   readonly flow: Flow;
   readonly queue: SwitchQueue;
   readonly audit: AuditLog;
@@ -48,6 +51,67 @@ export interface DiscordE2E {
 export interface E2EOptions {
   /** Environments that need a second person's approval. */
   readonly twoPerson?: readonly string[];
+}
+
+/**
+ * The platform as the bot's Flow sees it: the LocalPlatform, except that reads can be held (a slow
+ * platform API) until the test lets them through.
+ */
+export class HeldPlatform implements DeployPlatform {
+  readonly name = 'local';
+  private gate: Promise<void> | undefined;
+  private open: (() => void) | undefined;
+  /** Reads currently waiting at the gate. */
+  waiting = 0;
+
+  constructor(private readonly inner: LocalPlatform) {}
+
+  /** Holds every read until `release()`. */
+  hold(): void {
+    this.gate = new Promise<void>((resolve) => {
+      this.open = resolve;
+    });
+  }
+
+  release(): void {
+    this.open?.();
+    this.gate = undefined;
+  }
+
+  private async pass(): Promise<void> {
+    if (!this.gate) return;
+    this.waiting += 1;
+    await this.gate;
+    this.waiting -= 1;
+  }
+
+  async listEnvironments() {
+    await this.pass();
+    return this.inner.listEnvironments();
+  }
+  async snapshot(environment: string) {
+    await this.pass();
+    return this.inner.snapshot(environment);
+  }
+  getDeployment(id: string) {
+    return this.inner.getDeployment(id);
+  }
+  routing(environment: string) {
+    return this.inner.routing(environment);
+  }
+  rollback(request: SwitchRequest) {
+    return this.inner.rollback(request);
+  }
+  promote(request: SwitchRequest) {
+    return this.inner.promote(request);
+  }
+  operation(ref: OperationRef) {
+    return this.inner.operation(ref);
+  }
+  health() {
+    return this.inner.health();
+  }
+  async close() {}
 }
 
 /** Starts everything; `close()` in afterEach. */
@@ -97,7 +161,8 @@ export async function startDiscordE2E(opts: E2EOptions = {}): Promise<DiscordE2E
       platform: 'local' as const,
       file: fileConfigSchema.parse({ platform: 'local', environments }),
     };
-    const flow = new Flow({ platform, queue, plans, audit, config, clock });
+    const held = new HeldPlatform(platform);
+    const flow = new Flow({ platform: held, queue, plans, audit, config, clock });
     const chat = new ChatService({ flow, clock });
     const metrics = createMetrics();
     const bot = createDiscordBot({
@@ -135,6 +200,7 @@ export async function startDiscordE2E(opts: E2EOptions = {}): Promise<DiscordE2E
       bot,
       clock,
       platform,
+      held,
       flow,
       queue,
       audit,
