@@ -3,7 +3,7 @@
  * DISCORD_API_URL, IDENTIFY with Switchyard's intents, READY, GUILD_CREATE), heartbeats, and
  * reconnects (close 4000, abrupt terminate, invalid session) without handling an interaction twice.
  */
-import { Events, type Interaction } from 'discord.js';
+import { Client, Events, GatewayIntentBits, type Interaction } from 'discord.js';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { createDiscordSurface, type DiscordSurface } from '../../handlers/discord/client.js';
 import type { GatewayEvent } from '../fakes/discord/gateway.js';
@@ -219,5 +219,45 @@ describe('discord client against the fake Discord', () => {
     const closed = nextGatewayEvent(fake, 'close', (e) => e.code === 4014);
     void s.start().catch(() => undefined);
     expect((await closed).code).toBe(4014);
+  });
+
+  it('receives MESSAGE_CREATE with content from other bots in a guild channel (MessageContent)', async () => {
+    const s = connect();
+    await s.start();
+    const alerter = { ...fake.user('grafana'), bot: true };
+    const got = new Promise<{ content: string; channelId: string; bot: boolean }>((resolve) =>
+      s.client.on(Events.MessageCreate, (m) => {
+        if (m.author.id === alerter.id)
+          resolve({ content: m.content, channelId: m.channelId, bot: m.author.bot });
+      }),
+    );
+    fake.postMessage({
+      channelId: fake.channels.alerts,
+      author: alerter,
+      content: '[FIRING] HighErrorRate production',
+    });
+    expect(await got).toEqual({
+      content: '[FIRING] HighErrorRate production',
+      channelId: fake.channels.alerts,
+      bot: true,
+    });
+  });
+
+  it('without the MessageContent intent, message content arrives empty (as on Discord)', async () => {
+    const plain = new Client({
+      intents: [GatewayIntentBits.Guilds, GatewayIntentBits.GuildMessages],
+      rest: { api: fake.apiUrl },
+    });
+    try {
+      const ready = new Promise<void>((resolve) => plain.once(Events.ClientReady, () => resolve()));
+      await plain.login(fake.token);
+      await ready;
+      const author = fake.user('someone');
+      const got = new Promise<string>((resolve) => plain.on(Events.MessageCreate, (m) => resolve(m.content)));
+      fake.postMessage({ channelId: fake.channels.alerts, author, content: 'secret text' });
+      expect(await got).toBe('');
+    } finally {
+      await plain.destroy();
+    }
   });
 });
