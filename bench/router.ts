@@ -266,7 +266,9 @@ export async function runRouterBench(options: RouterBenchOptions = {}): Promise<
   const empty = new TrafficRouter({ port: 0 });
   const slow = new TrafficRouter({ port: 0 });
   try {
-    const emptyUp = await empty.startUpstream(A);
+    await empty.startUpstream(A);
+    const emptyUp = empty.upstreamPort(A.id);
+    if (emptyUp === undefined) throw new Error('upstream did not start');
     empty.applyRoutes(new Map([[HOST, A.id]]));
     const emptyPort = await empty.listen();
     const r1 = await compare(emptyPort, emptyUp, o.concurrency, o);
@@ -277,7 +279,9 @@ export async function runRouterBench(options: RouterBenchOptions = {}): Promise<
     );
     for (const [k, v] of Object.entries(f1)) figures[`empty_${k}`] = v;
 
-    const slowUp = await slow.startUpstream(A, { delayMs: o.serviceMs });
+    await slow.startUpstream(A, { delayMs: o.serviceMs });
+    const slowUp = slow.upstreamPort(A.id);
+    if (slowUp === undefined) throw new Error('upstream did not start');
     slow.applyRoutes(new Map([[HOST, A.id]]));
     const slowPort = await slow.listen();
     const r2 = await compare(slowPort, slowUp, o.serviceConcurrency, o);

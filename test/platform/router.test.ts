@@ -426,14 +426,25 @@ describe('TrafficRouter', () => {
 
     expect(await probe(port, HOST)).toEqual({ status: 200, deploymentId: A.id });
     expect(await probe(port, 'unknown.example.com')).toEqual({ status: 404, deploymentId: undefined });
+    expect(await router.probe(HOST)).toEqual({ hostname: HOST, status: 200, deploymentId: A.id });
+    expect(await router.probe('unknown.example.com')).toEqual({
+      hostname: 'unknown.example.com',
+      status: 404,
+    });
     await router.close();
     await expect(probe(port, HOST)).rejects.toMatchObject({ code: 'platform_unavailable', retry: true });
+    const down = await router.probe(HOST);
+    expect(down.error).toContain(`127.0.0.1:${port}`);
+    expect(down.deploymentId).toBeUndefined();
   });
 
   it('close() stops the router and every upstream; no port stays open', async () => {
     const router = newRouter();
-    const upPortA = await router.startUpstream(A);
-    const upPortB = await router.startUpstream(B);
+    await router.startUpstream(A);
+    await router.startUpstream(B);
+    const upPortA = router.upstreamPort(A.id);
+    const upPortB = router.upstreamPort(B.id);
+    if (upPortA === undefined || upPortB === undefined) throw new Error('upstreams not running');
     router.applyRoutes(new Map([[HOST, A.id]]));
     const port = await router.listen();
     const agent = newAgent(4);

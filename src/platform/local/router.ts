@@ -29,6 +29,7 @@ import {
 import type { AddressInfo } from 'node:net';
 import { type Clock, systemClock } from '../../clock.js';
 import { SwitchyardError } from '../../errors.js';
+import type { ProbeResult } from '../port.js';
 import { type DeploymentInfo, Upstream, type UpstreamStats, WARMUP_HEADER } from './upstream.js';
 
 export type { DeploymentInfo, UpstreamStats } from './upstream.js';
@@ -254,7 +255,7 @@ export class TrafficRouter {
   private routes: ReadonlyMap<string, string> = new Map();
   /** Running and draining upstreams by deployment id. */
   private readonly entries = new Map<string, Entry>();
-  private readonly starting = new Map<string, Promise<number>>();
+  private readonly starting = new Map<string, Promise<void>>();
   private boundPort: number | undefined;
   private closing: Promise<void> | undefined;
   private inFlight = 0;
@@ -329,13 +330,14 @@ export class TrafficRouter {
   }
 
   /**
-   * Starts (or returns the running) upstream of a deployment; resolves with its port. When the same
-   * deployment is still draining from an earlier stop, waits for that first.
+   * Starts the upstream of a deployment and warms its connection pool; resolves once it can take
+   * traffic. Idempotent (a running deployment is left as is). When the same deployment is still draining
+   * from an earlier stop, waits for that first. `delayMs` adds artificial latency (tests, benchmarks).
    */
-  startUpstream(info: DeploymentInfo, options: { delayMs?: number } = {}): Promise<number> {
+  startUpstream(info: DeploymentInfo, options: { delayMs?: number } = {}): Promise<void> {
     if (this.closing) return Promise.reject(new SwitchyardError('internal', 'traffic router was closed'));
     const running = this.entries.get(info.id);
-    if (running !== undefined && running.stopping === undefined) return Promise.resolve(running.port);
+    if (running !== undefined && running.stopping === undefined) return Promise.resolve();
     const pending = this.starting.get(info.id);
     if (pending !== undefined) return pending;
     const start = (async () => {
@@ -370,7 +372,6 @@ export class TrafficRouter {
         stopping: undefined,
         onIdle: undefined,
       });
-      return port;
     })().finally(() => this.starting.delete(info.id));
     this.starting.set(info.id, start);
     return start;
@@ -416,6 +417,11 @@ export class TrafficRouter {
     return { ...entry.upstream.stats(), routedInFlight: entry.inFlight };
   }
 
+  /** Port of a running (or draining) deployment's upstream on 127.0.0.1; undefined when it has none. */
+  upstreamPort(deploymentId: string): number | undefined {
+    return this.entries.get(deploymentId)?.port;
+  }
+
   /** The Upstream object of a running (or draining) deployment (tests use `hold()` and its events). */
   upstream(deploymentId: string): Upstream | undefined {
     return this.entries.get(deploymentId)?.upstream;
@@ -426,6 +432,25 @@ export class TrafficRouter {
     const ids: string[] = [];
     for (const [id, entry] of this.entries) if (entry.stopping === undefined) ids.push(id);
     return ids;
+  }
+
+  /**
+   * Asks this router who serves `hostname` (verification of a switch, the port's `probe`): a GET through
+   * the router's own port with that Host. Never throws; an unreachable router is reported in `error`.
+   */
+  async probe(hostname: string, signal?: AbortSignal): Promise<ProbeResult> {
+    const port = this.boundPort;
+    if (port === undefined) return { hostname, error: 'traffic router is not listening' };
+    try {
+      const r = await probe(port, hostname, signal === undefined ? {} : { signal });
+      return {
+        hostname,
+        status: r.status,
+        ...(r.deploymentId === undefined ? {} : { deploymentId: r.deploymentId }),
+      };
+    } catch (e) {
+      return { hostname, error: e instanceof Error ? e.message : String(e) };
+    }
   }
 
   /** Router-level counters. */
