@@ -10,7 +10,7 @@
  * only makes them observable and guarantees an interaction is handled at most once per process even
  * if a gateway replays it (see `InteractionDeduper`).
  */
-import { Client, Events, GatewayIntentBits, type Interaction } from 'discord.js';
+import { Client, Events, GatewayIntentBits, type Interaction, type Message } from 'discord.js';
 import type { Logger } from '../../src/log.js';
 import { silentLogger } from '../../src/log.js';
 
@@ -74,6 +74,11 @@ export class InteractionDeduper {
 export interface DiscordSurfaceOptions extends DiscordClientOptions {
   /** Called once per distinct interaction (replays are dropped before this). */
   readonly onInteraction?: (interaction: Interaction) => Promise<void>;
+  /**
+   * Called once per distinct guild message not written by this bot (alert watching, issue 7).
+   * Content is present because the MessageContent intent is requested.
+   */
+  readonly onMessage?: (message: Message) => Promise<void>;
 }
 
 /** A connected (or connectable) Discord surface. */
@@ -105,6 +110,15 @@ export function createDiscordSurface(opts: DiscordSurfaceOptions): DiscordSurfac
         { err: (e as Error).message, interactionId: interaction.id },
         'discord interaction handler failed',
       ),
+    );
+  });
+  const seenMessages = new InteractionDeduper();
+  client.on(Events.MessageCreate, (message) => {
+    const handle = opts.onMessage;
+    if (!handle || message.author.id === client.user?.id || !message.inGuild()) return;
+    if (!seenMessages.first(message.id)) return;
+    handle(message).catch((e: unknown) =>
+      log.error({ err: (e as Error).message, messageId: message.id }, 'discord message handler failed'),
     );
   });
   return {

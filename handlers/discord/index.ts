@@ -4,7 +4,7 @@
  * Reporter for the switch worker. Handlers are thin: parse the interaction, call ChatService/Flow,
  * render with src/views/discord.ts, reply.
  */
-import { type Interaction, MessageFlags } from 'discord.js';
+import { type Interaction, type Message, MessageFlags } from 'discord.js';
 import type { ChatService } from '../../src/chat.js';
 import { type Clock, systemClock } from '../../src/clock.js';
 import type { Flow } from '../../src/flow.js';
@@ -71,6 +71,8 @@ export interface DiscordBotOptions {
   readonly logger?: Logger;
   readonly metrics?: Pick<Metrics, 'commands' | 'clicks' | 'chatApiErrors'>;
   readonly autocompleteBudgetMs?: number;
+  /** Guild messages from others (alert watching); see `DiscordSurfaceOptions.onMessage`. */
+  readonly onMessage?: (message: Message) => Promise<void>;
 }
 
 /** Defaults (STYLE 6). */
@@ -98,6 +100,7 @@ export function createDiscordBot(opts: DiscordBotOptions): DiscordBot {
     ...(opts.apiUrl === undefined ? {} : { apiUrl: opts.apiUrl }),
     logger,
     onInteraction: (interaction) => route?.(interaction) ?? Promise.resolve(),
+    ...(opts.onMessage === undefined ? {} : { onMessage: opts.onMessage }),
   });
   const messages = new DiscordMessages({
     rest: surface.client.rest,

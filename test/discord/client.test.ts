@@ -30,10 +30,12 @@ describe('discord client against the fake Discord', () => {
   let fake: FakeDiscord;
   let surface: DiscordSurface | undefined;
   const handled: Interaction[] = [];
+  const messages: string[] = [];
 
   beforeEach(async () => {
     fake = await startFakeDiscord();
     handled.length = 0;
+    messages.length = 0;
     fake.commands.set(fake.guildId, [
       {
         id: '1300000000000000001',
@@ -60,6 +62,9 @@ describe('discord client against the fake Discord', () => {
       apiUrl: fake.apiUrl,
       onInteraction: async (i) => {
         handled.push(i);
+      },
+      onMessage: async (m) => {
+        messages.push(m.id);
       },
     });
     return surface;
