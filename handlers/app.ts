@@ -21,6 +21,7 @@ import { Flow } from '../src/flow.js';
 import { HttpServer, sendJson, sendText } from '../src/http.js';
 import type { Logger } from '../src/log.js';
 import { createMetrics, type Metrics } from '../src/metrics.js';
+import { startNotices } from '../src/notices.js';
 import { PlanStore } from '../src/plan-store.js';
 import { createLocalApi } from '../src/platform/local/http-api.js';
 import { LocalPlatform, type TrafficPlane } from '../src/platform/local/platform.js';
@@ -340,6 +341,23 @@ export async function startSwitchyard(
       await h.start();
       cleanups.push(() => h.stop());
     }
+
+    // Deployment notices (issue 9): every surface's poster, claimed once per notice in Redis.
+    const notices = await startNotices({
+      platform,
+      redis,
+      posters: [
+        ...(consoleSurface ? [consoleSurface.poster()] : []),
+        ...handles.flatMap((h) => (h.poster ? [h.poster] : [])),
+      ],
+      config,
+      audit,
+      clock,
+      logger,
+      metrics,
+      prefix: `${ns}:notices`,
+    });
+    cleanups.push(() => notices.stop());
 
     const port = await http.listen(env.PORT, env.HOST);
     cleanups.push(() => http.close());
