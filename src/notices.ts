@@ -426,10 +426,12 @@ class Notices implements NoticeService {
         }
         const key = this.key('claim', env, event.type, dep.id, event.at);
         const currentId = snap.environment.currentDeploymentId;
-        if (snap.environment.rolledBack && currentId !== undefined && currentId !== dep.id) {
-          const current = snap.deployments.find((d) => d.id === currentId);
+        const current = snap.deployments.find((d) => d.id === currentId);
+        // Only a deployment that would have gone live without the rollback (same branch) is offered.
+        const held = current === undefined || current.branch === dep.branch;
+        if (snap.environment.rolledBack && currentId !== undefined && currentId !== dep.id && held) {
           if (current && dep.createdAt <= current.createdAt) {
-            return skip('older than the deployment production is rolled back to');
+            return skip(`older than the deployment ${env} is rolled back to`);
           }
           const rb = rolledBackInfo(snap);
           const notice: NoticeEvent = {
@@ -606,7 +608,11 @@ class Notices implements NoticeService {
     const current = snap.deployments.find((d) => d.id === currentId);
     // Waiting: the newest deployment that became ready after the rollback (not the one rolled back from).
     const waiting = snap.deployments.find(
-      (d) => d.status === 'ready' && d.id !== currentId && (d.readyAt ?? d.createdAt) > since,
+      (d) =>
+        d.status === 'ready' &&
+        d.id !== currentId &&
+        (current === undefined || d.branch === current.branch) &&
+        (d.readyAt ?? d.createdAt) > since,
     );
     const notice: NoticeEvent = {
       type: 'rolled_back.reminder',

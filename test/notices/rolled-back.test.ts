@@ -147,6 +147,20 @@ describe('rolled back: promote offer and reminders', () => {
     expect(viewText(nth(reminders(w), 1).view)).toContain(`for ${longDuration(nextDay9 - since)}`);
   });
 
+  it('a deployment of another branch is not offered while rolled back (it would not have gone live)', async () => {
+    w = await createWorld({ environments: { production: { notices: { reminderEvery: '4h' } } } });
+    const n = await w.notices();
+    await w.switchDirectly('rollback', 'production', 'dep_3hd7xa', [n]);
+    const feature = await w.pushAndBuild('production', [n], { branch: 'feature-x' });
+    await w.advance(4 * HOUR, [n]);
+
+    const [moved, ready, reminder] = w.slack.posts.map((p) => p.view);
+    expect(moved?.title).toBe('Traffic on production moved to dep_3hd7xa');
+    expect(ready?.title).toBe(`${feature.id} is ready on production`);
+    expect(ready?.buttons).toEqual([]);
+    expect(reminder?.buttons.map((b) => b.actionId)).toEqual(['sy1:promote:production:dep_3hd7xa']);
+  });
+
   it('a reminderEvery of 0 turns reminders off; the promote offer still comes', async () => {
     w = await createWorld({ environments: { production: { notices: { reminderEvery: 0 } } } });
     const n = await w.notices();

@@ -166,7 +166,7 @@ export interface World {
   pushAndBuild(
     environment: string,
     services: readonly NoticeService[],
-    opts?: { fail?: boolean; message?: string },
+    opts?: { fail?: boolean; message?: string; branch?: string },
   ): Promise<Deployment>;
   /** Switches the platform directly (as the dashboard would) and waits until `services` are idle. */
   switchDirectly(
@@ -267,6 +267,7 @@ export async function createWorld(
         environment,
         ...(o.fail === undefined ? {} : { fail: o.fail }),
         ...(o.message === undefined ? {} : { message: o.message }),
+        ...(o.branch === undefined ? {} : { branch: o.branch }),
       });
       await advance(BUILD_MS, services);
       return d;
