@@ -7,6 +7,7 @@
 import { type Interaction, type Message, MessageFlags } from 'discord.js';
 import type { ChatService } from '../../src/chat.js';
 import { type Clock, systemClock } from '../../src/clock.js';
+import type { Config } from '../../src/config.js';
 import type { Flow } from '../../src/flow.js';
 import { type Logger, silentLogger } from '../../src/log.js';
 import type { Metrics } from '../../src/metrics.js';
@@ -124,4 +125,19 @@ export function createDiscordBot(opts: DiscordBotOptions): DiscordBot {
     start: () => surface.start(),
     stop: () => surface.stop(),
   };
+}
+
+/**
+ * The Discord bot as configured by env vars (`DISCORD_TOKEN`, `DISCORD_API_URL`), or undefined when
+ * no token is set (Discord not in use). The process wiring calls this, then `start()` it and hands
+ * `reporter` to the switch worker (routed by `surface: 'discord'`).
+ */
+export function createDiscordBotFromConfig(
+  config: Pick<Config, 'env'>,
+  deps: Omit<DiscordBotOptions, 'token' | 'apiUrl'>,
+): DiscordBot | undefined {
+  const token = config.env.DISCORD_TOKEN;
+  if (token === undefined) return undefined;
+  const apiUrl = config.env.DISCORD_API_URL;
+  return createDiscordBot({ ...deps, token, ...(apiUrl === undefined ? {} : { apiUrl }) });
 }

@@ -6,6 +6,10 @@
 import { Client, Events, GatewayIntentBits, type Interaction } from 'discord.js';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { createDiscordSurface, type DiscordSurface } from '../../handlers/discord/client.js';
+import { createDiscordBotFromConfig } from '../../handlers/discord/index.js';
+import type { ChatService } from '../../src/chat.js';
+import { parseEnv } from '../../src/config.js';
+import type { Flow } from '../../src/flow.js';
 import type { GatewayEvent } from '../fakes/discord/gateway.js';
 import { Intent } from '../fakes/discord/protocol.js';
 import { type FakeDiscord, startFakeDiscord } from '../fakes/discord/server.js';
@@ -264,5 +268,12 @@ describe('discord client against the fake Discord', () => {
     } finally {
       await plain.destroy();
     }
+  });
+
+  it('creates no Discord bot when DISCORD_TOKEN is not set', () => {
+    const env = parseEnv({});
+    const chat = {} as ChatService;
+    const flow = {} as Flow;
+    expect(createDiscordBotFromConfig({ env }, { chat, flow })).toBeUndefined();
   });
 });

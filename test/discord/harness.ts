@@ -7,12 +7,12 @@
  */
 import type { Redis } from 'ioredis';
 import { registerCommands } from '../../handlers/discord/commands.js';
-import { createDiscordBot, type DiscordBot } from '../../handlers/discord/index.js';
+import { createDiscordBotFromConfig, type DiscordBot } from '../../handlers/discord/index.js';
 import { type SwitchWorker, startSwitchWorker } from '../../jobs/switch-worker.js';
 import { AuditLog } from '../../src/audit.js';
 import { ChatService } from '../../src/chat.js';
 import { ManualClock, systemClock } from '../../src/clock.js';
-import { fileConfigSchema } from '../../src/config.js';
+import { fileConfigSchema, parseEnv } from '../../src/config.js';
 import { Flow } from '../../src/flow.js';
 import { silentLogger } from '../../src/log.js';
 import { createMetrics, type Metrics } from '../../src/metrics.js';
@@ -165,14 +165,14 @@ export async function startDiscordE2E(opts: E2EOptions = {}): Promise<DiscordE2E
     const flow = new Flow({ platform: held, queue, plans, audit, config, clock });
     const chat = new ChatService({ flow, clock });
     const metrics = createMetrics();
-    const bot = createDiscordBot({
-      token: fake.token,
-      apiUrl: fake.apiUrl,
-      chat,
-      flow,
-      clock,
-      metrics,
+    // Built the way the process builds it: from env vars parsed by src/config.ts.
+    const discordEnv = parseEnv({
+      DISCORD_TOKEN: fake.token,
+      DISCORD_APPLICATION_ID: fake.applicationId,
+      DISCORD_API_URL: fake.apiUrl,
     });
+    const bot = createDiscordBotFromConfig({ env: discordEnv }, { chat, flow, clock, metrics });
+    if (!bot) throw new Error('DISCORD_TOKEN set but no bot was created');
     closers.push(() => bot.stop());
     await bot.start();
     const worker = startSwitchWorker({
