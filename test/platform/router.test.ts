@@ -228,6 +228,33 @@ describe('TrafficRouter', () => {
     expect(router.stats()).toMatchObject({ proxied: 2, unknownHost: 0 });
   });
 
+  it('counts traffic on the injected clock for the idle rule; the pool warm-up is not traffic', async () => {
+    const clock = new ManualClock();
+    const router = newRouter({ clock, warmSockets: 4 });
+    await router.startUpstream(A);
+    router.applyRoutes(new Map([[HOST, A.id]]));
+    const port = await router.listen();
+    const startedAt = clock.now();
+    expect(router.upstreamStats(A.id)).toMatchObject({
+      total: 0,
+      inFlight: 0,
+      routedInFlight: 0,
+      startedAt,
+      lastRequestAt: undefined,
+    });
+
+    await clock.advance(6 * 60 * 60_000);
+    await call(port, { host: HOST });
+    await call(port, { host: HOST });
+    expect(router.upstreamStats(A.id)).toMatchObject({
+      total: 2,
+      inFlight: 0,
+      routedInFlight: 0,
+      startedAt,
+      lastRequestAt: startedAt + 6 * 60 * 60_000,
+    });
+  });
+
   it('answers 404 with x-deployment-id none and a JSON error naming an unknown host', async () => {
     const router = newRouter();
     await router.startUpstream(A);
@@ -463,15 +490,23 @@ describe('TrafficRouter', () => {
 interface LoadResult {
   readonly ok: number;
   readonly failures: string[];
+  /** Requests that started and ended between two swaps yet were answered by another deployment. */
+  readonly stale: string[];
+  /** Requests that fell wholly between two swaps (the ones the stale check could judge). */
+  readonly judged: number;
   readonly seen: ReadonlySet<string>;
   readonly maxInFlightAtSwitch: number;
 }
 
+const HOST2 = 'www.example.com';
+
 /**
- * The issue-2 load test: `workers` clients loop requests through the router while `switches` times the
- * domain is moved to the other deployment. Each switch waits (on a response counter, not a timer) until
- * `perSwitch` more responses have arrived, so traffic is flowing during every switch. `afterSwitch`
- * runs between switches (e.g. drain the old upstream).
+ * The issue-2 load test: `workers` clients loop requests through the router, alternating between two
+ * domains, while `switches` times both domains are moved to the other deployment in one swap. Each
+ * switch waits (on a response counter, not a timer) until `perSwitch` more responses have arrived, so
+ * traffic is flowing during every switch. `afterSwitch` runs between switches (e.g. drain the old
+ * upstream). Besides failures, it checks every request that began and ended between two swaps was
+ * answered by the deployment in force then (no stale or half-switched answer, on either domain).
  */
 async function loadAcrossSwitches(
   router: TrafficRouter,
@@ -488,6 +523,9 @@ async function loadAcrossSwitches(
   const allowed = new Set([A.id, B.id]);
   const failures: string[] = [];
   const seen = new Set<string>();
+  const records: Array<{ start: number; end: number; id: string; host: string }> = [];
+  const swapAt: number[] = [];
+  const generation: string[] = [A.id];
   let ok = 0;
   let done = false;
   let waiter: { target: number; resolve: () => void } | undefined;
@@ -498,10 +536,13 @@ async function loadAcrossSwitches(
       w.resolve();
     }
   };
-  const worker = async () => {
+  const worker = async (n: number) => {
+    let host = n % 2 === 0 ? HOST : HOST2;
     while (!done) {
+      host = host === HOST ? HOST2 : HOST;
+      const start = performance.now();
       try {
-        const reply = await call(port, { host: HOST, agent });
+        const reply = await call(port, { host, agent });
         const id = reply.deploymentId ?? '';
         const bodyId = reply.status === 200 ? json(reply).deploymentId : undefined;
         if (reply.status !== 200) failures.push(`status ${reply.status} from ${id}`);
@@ -510,6 +551,7 @@ async function loadAcrossSwitches(
         else {
           ok++;
           seen.add(id);
+          records.push({ start, end: performance.now(), id, host });
         }
       } catch (e) {
         failures.push(`request failed: ${(e as Error).message}`);
@@ -517,7 +559,7 @@ async function loadAcrossSwitches(
       answered();
     }
   };
-  const running = Array.from({ length: opts.workers }, worker);
+  const running = Array.from({ length: opts.workers }, (_, n) => worker(n));
 
   let current = A;
   let maxInFlightAtSwitch = 0;
@@ -529,7 +571,14 @@ async function loadAcrossSwitches(
     const next = current === A ? B : A;
     await opts.beforeSwitch?.(next);
     maxInFlightAtSwitch = Math.max(maxInFlightAtSwitch, router.stats().inFlight);
-    router.applyRoutes(new Map([[HOST, next.id]]));
+    router.applyRoutes(
+      new Map([
+        [HOST, next.id],
+        [HOST2, next.id],
+      ]),
+    );
+    swapAt.push(performance.now());
+    generation.push(next.id);
     await opts.afterSwitch?.(current);
     current = next;
   }
@@ -539,7 +588,23 @@ async function loadAcrossSwitches(
   });
   done = true;
   await Promise.all(running);
-  return { ok, failures, seen, maxInFlightAtSwitch };
+
+  // generation in force at time t = number of swaps made at or before t
+  const genAt = (t: number) => {
+    let g = 0;
+    while (g < swapAt.length && (swapAt[g] ?? Number.POSITIVE_INFINITY) <= t) g++;
+    return g;
+  };
+  const stale: string[] = [];
+  let judged = 0;
+  for (const r of records) {
+    const g = genAt(r.start);
+    if (g !== genAt(r.end)) continue; // spans a swap: either deployment is right
+    judged++;
+    if (r.id !== generation[g])
+      stale.push(`${r.host} answered by ${r.id} in generation ${g} (${generation[g]})`);
+  }
+  return { ok, failures, stale, judged, seen, maxInFlightAtSwitch };
 }
 
 describe('TrafficRouter under load (issue 2)', () => {
@@ -547,13 +612,21 @@ describe('TrafficRouter under load (issue 2)', () => {
     const router = newRouter();
     await router.startUpstream(A);
     await router.startUpstream(B);
-    router.applyRoutes(new Map([[HOST, A.id]]));
+    router.applyRoutes(
+      new Map([
+        [HOST, A.id],
+        [HOST2, A.id],
+      ]),
+    );
     const port = await router.listen();
 
     const result = await loadAcrossSwitches(router, port, { workers: 300, switches: 50, perSwitch: 100 });
 
     expect(result.failures.slice(0, 5)).toEqual([]);
     expect(result.failures).toHaveLength(0);
+    expect(result.stale.slice(0, 5)).toEqual([]);
+    // most requests span a swap (300 in flight, a swap every 100 answers); enough fall between two
+    expect(result.judged).toBeGreaterThan(result.ok / 50);
     expect(result.ok).toBeGreaterThanOrEqual(51 * 100);
     expect([...result.seen].sort()).toEqual([A.id, B.id]);
     expect(result.maxInFlightAtSwitch).toBeGreaterThanOrEqual(100);
@@ -564,7 +637,12 @@ describe('TrafficRouter under load (issue 2)', () => {
   it('draining the old upstream after every switch, with requests in flight, still fails none', async () => {
     const router = newRouter();
     await router.startUpstream(A);
-    router.applyRoutes(new Map([[HOST, A.id]]));
+    router.applyRoutes(
+      new Map([
+        [HOST, A.id],
+        [HOST2, A.id],
+      ]),
+    );
     const port = await router.listen();
     const drainedWithInFlight: number[] = [];
 
@@ -583,6 +661,7 @@ describe('TrafficRouter under load (issue 2)', () => {
 
     expect(result.failures.slice(0, 5)).toEqual([]);
     expect(result.failures).toHaveLength(0);
+    expect(result.stale.slice(0, 5)).toEqual([]);
     expect([...result.seen].sort()).toEqual([A.id, B.id]);
     expect(drainedWithInFlight).toHaveLength(50);
     // the old deployment still had requests to finish when it was told to stop
