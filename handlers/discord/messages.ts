@@ -46,7 +46,8 @@ interface Lane {
   /** A progress state was queued or shown: confirmation views no longer apply. */
   progressSeen: boolean;
   lastProgressAt: number;
-  finalShown: boolean;
+  /** `at` of the newest final state queued: a non-final state no newer than it never replaces it. */
+  finalAt: number | undefined;
 }
 
 export interface DiscordMessagesOptions {
@@ -102,16 +103,17 @@ export class DiscordMessages {
         running: false,
         progressSeen: false,
         lastProgressAt: 0,
-        finalShown: false,
+        finalAt: undefined,
       };
       this.lanes.set(key, lane);
     }
     if (edit.kind === 'view' && lane.progressSeen) return Promise.resolve();
     if (edit.kind === 'progress') {
-      if (lane.finalShown && !edit.final) return Promise.resolve();
       if (edit.at < lane.lastProgressAt) return Promise.resolve();
+      if (!edit.final && lane.finalAt !== undefined && edit.at <= lane.finalAt) return Promise.resolve();
       lane.progressSeen = true;
       lane.lastProgressAt = edit.at;
+      if (edit.final) lane.finalAt = edit.at;
     }
     const waiters = lane.pending?.waiters ?? [];
     const done = new Promise<void>((resolve) => waiters.push(resolve));
@@ -129,7 +131,6 @@ export class DiscordMessages {
         lane.pending = undefined;
         try {
           await this.rest.patch(Routes.channelMessage(channelId, messageId), { body: apiBody(next.body) });
-          if (next.edit.kind === 'progress' && next.edit.final) lane.finalShown = true;
         } catch (e) {
           this.count('channels.messages.edit', e);
           this.logger.warn(

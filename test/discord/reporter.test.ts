@@ -135,6 +135,9 @@ describe('Discord reporter', () => {
     expect(edits()).toHaveLength(1);
     await reporter.report(progress(4, 'failed'), [ref]);
     await reporter.report(progress(3), [ref]);
+    // Same timestamp as the final state but not final: still never replaces it.
+    const final = progress(4, 'failed');
+    await reporter.report({ ...progress(4), updatedAt: final.updatedAt }, [ref]);
     expect(edits()).toHaveLength(2);
     expect(textOf(fake.messages.get(ref.messageId) ?? { content: '', embeds: [] })).toContain('failed');
   });
