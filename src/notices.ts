@@ -426,6 +426,10 @@ class Notices implements NoticeService {
         }
         const key = this.key('claim', env, event.type, dep.id, event.at);
         const currentId = snap.environment.currentDeploymentId;
+        if (snap.environment.rolledBack && currentId === dep.id) {
+          // Reactivated as the rollback target: the traffic move (or the job's message) says it.
+          return skip(`the deployment ${env} is rolled back to`);
+        }
         const current = snap.deployments.find((d) => d.id === currentId);
         // Only a deployment that would have gone live without the rollback (same branch) is offered.
         const held = current === undefined || current.branch === dep.branch;

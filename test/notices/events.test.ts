@@ -145,6 +145,26 @@ describe('deployment notices', () => {
     expect(offer?.buttons[0]?.actionId).toBe(`sy1:promote:production:${fresh.id}`);
   });
 
+  it('does not announce the rollback target becoming ready again (reactivation) as a new deployment', async () => {
+    w = await createWorld();
+    const relay = new RelayPlatform(w.platform);
+    // Without the readyAt rule, as on a platform that refreshes readyAt when it reactivates.
+    const n = await w.notices({ platform: relay, reactivationGraceMs: Number.MAX_SAFE_INTEGER });
+    const older = await w.pushAndBuild('production', [n]);
+    await w.pushAndBuild('production', [n]);
+    await w.switchDirectly('rollback', 'production', older.id, [n]);
+    const before = w.slack.posts.length;
+    relay.replay([
+      { type: 'deployment.ready', environment: 'production', deploymentId: older.id, at: w.clock.now() },
+    ]);
+    await n.idle();
+    expect(w.slack.posts).toHaveLength(before);
+    expect(w.slack.titles().at(-1)).toBe(`Traffic on production moved to ${older.id}`);
+    expect(
+      n.outcomes.filter((o) => o.status === 'skipped').map((o) => o.status === 'skipped' && o.reason),
+    ).toContain('the deployment production is rolled back to');
+  });
+
   it('ignores a malformed platform event instead of crashing', async () => {
     w = await createWorld();
     const relay = new RelayPlatform(w.platform);
