@@ -465,7 +465,14 @@ describe('TrafficRouter', () => {
     expect(down.deploymentId).toBeUndefined();
   });
 
-  it('close() stops the router and every upstream; no port stays open', async () => {
+  it('close() stops the router and every upstream; no port or socket stays open', async () => {
+    const tcpHandles = () => process.getActiveResourcesInfo().filter((r) => r.startsWith('TCP')).length;
+    // closed handles are released a loop turn or two after their close callbacks
+    const settled = async () => {
+      for (let turn = 0; turn < 20; turn++) await new Promise<void>((resolve) => setImmediate(resolve));
+      return tcpHandles();
+    };
+    const before = await settled();
     const router = newRouter();
     await router.startUpstream(A);
     await router.startUpstream(B);
@@ -476,9 +483,12 @@ describe('TrafficRouter', () => {
     const port = await router.listen();
     const agent = newAgent(4);
     expect((await call(port, { host: HOST, agent })).status).toBe(200);
+    expect(tcpHandles()).toBeGreaterThan(before);
 
     await router.close();
     await router.close();
+    agent.destroy(); // the test's own client socket
+    expect(await settled()).toBe(before);
     expect(await refused(port)).toBe(true);
     expect(await refused(upPortA)).toBe(true);
     expect(await refused(upPortB)).toBe(true);
