@@ -194,6 +194,18 @@ describe('Discord end to end', () => {
     expect(await rollbacks(e)).toBe(0);
   });
 
+  it('allows a member listed by user id even without an allowed role', async () => {
+    const e = await start({ allowUsers: ['bob'] });
+    const message = await askRollback(e);
+    const from = e.fake.calls.length;
+    await click(e, message, 'Rollback to target version', e.bob, [e.fake.roles.viewers]);
+    await waitForMessage(e.fake, message.id, (t) => /Reactivating standby target.*\(running\)/.test(t), from);
+    await advanceWhenParked(e.clock, REACTIVATION_MS);
+    const done = await waitForMessage(e.fake, message.id, (t) => t.includes('Traffic is on'), from);
+    expect(textOf(done)).toContain('Confirmed by bob');
+    expect(await rollbacks(e)).toBe(1);
+  });
+
   it('a double click makes one job and one switch', async () => {
     const e = await start();
     const message = await askRollback(e);

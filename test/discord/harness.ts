@@ -51,6 +51,8 @@ export interface DiscordE2E {
 export interface E2EOptions {
   /** Environments that need a second person's approval. */
   readonly twoPerson?: readonly string[];
+  /** People allowed by user id (in addition to the deployers role). */
+  readonly allowUsers?: readonly ('alice' | 'bob' | 'carol')[];
 }
 
 /**
@@ -149,7 +151,13 @@ export async function startDiscordE2E(opts: E2EOptions = {}): Promise<DiscordE2E
       await queue.close();
     });
     await queue.waitUntilReady();
-    const allow = { discord: { roles: [fake.roles.deployers], users: [] } };
+    const people = { alice: fake.user('alice'), bob: fake.user('bob'), carol: fake.user('carol') };
+    const allow = {
+      discord: {
+        roles: [fake.roles.deployers],
+        users: (opts.allowUsers ?? []).map((name) => people[name].id),
+      },
+    };
     const environments = Object.fromEntries(
       ['production', 'preview'].map((env) => [
         env,
@@ -192,9 +200,7 @@ export async function startDiscordE2E(opts: E2EOptions = {}): Promise<DiscordE2E
     });
     closers.push(() => worker.close());
     await worker.worker.waitUntilReady();
-    const alice = fake.user('alice');
-    const carol = fake.user('carol');
-    const bob = fake.user('bob');
+    const { alice, bob, carol } = people;
     return {
       fake,
       bot,
