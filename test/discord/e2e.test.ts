@@ -7,6 +7,8 @@
  * traffic and the clock, never on sleeps.
  */
 import { afterEach, describe, expect, it } from 'vitest';
+import { ChatService } from '../../src/chat.js';
+import { renderDiscord } from '../../src/views/discord.js';
 import type { GatewayEvent } from '../fakes/discord/gateway.js';
 import { CallbackType, MessageFlag } from '../fakes/discord/protocol.js';
 import type { FakeInteraction, StoredMessage } from '../fakes/discord/server.js';
@@ -575,5 +577,38 @@ describe('Discord end to end', () => {
     expect(text).toContain('Invalid action id');
     expect(e.fake.messages.get(posted.id)?.history).toHaveLength(1);
     expect(await jobTotal(e)).toBe(0);
+  });
+
+  it('an alert suggestion posted in Discord can be dismissed with nothing changed', async () => {
+    const e = await start();
+    const system = { surface: 'system' as const, userId: 'switchyard', displayName: 'Switchyard' };
+    const planned = await e.flow.plan(system, 'rollback', 'production', undefined, {
+      alert: { source: 'grafana', title: 'HighErrorRate', startedAt: e.clock.now(), status: 'firing' },
+    });
+    if (!planned.ok) throw new Error(planned.refusal.message);
+    const chat = new ChatService({ flow: e.flow, clock: e.clock });
+    const posted = await e.bot.messages.post(
+      e.fake.channels.alerts,
+      renderDiscord(chat.confirmation(planned.record)),
+    );
+    await e.flow.attachMessage(planned.plan.id, {
+      surface: 'discord',
+      channel: e.fake.channels.alerts,
+      messageId: posted.id,
+    });
+    const message = e.fake.messages.get(posted.id);
+    if (!message) throw new Error('not stored');
+    expect(textOf(message)).toContain('HighErrorRate');
+    expect(buttonsOf(message).map((b) => b.label)).toEqual([
+      'Rollback to target version',
+      'Cancel',
+      'Dismiss',
+    ]);
+    const from = e.fake.calls.length;
+    await click(e, message, 'Dismiss');
+    const dismissed = await waitForMessage(e.fake, message.id, (t) => t.includes('Cancelled'), from);
+    expect(buttonsOf(dismissed)).toEqual([]);
+    expect(await jobTotal(e)).toBe(0);
+    expect(await rollbacks(e)).toBe(0);
   });
 });
