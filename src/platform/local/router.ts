@@ -56,7 +56,8 @@ export interface TrafficRouterOptions {
   readonly operator?: RequestListener;
   /**
    * Keep-alive sockets per upstream; further concurrent requests wait in the pool's queue. Every
-   * upstream shares the router's event loop, so more sockets add no throughput. Default 32.
+   * upstream shares the router's event loop, so more sockets add no throughput, while each pooled socket
+   * holds two file descriptors (both ends live in this process). Default 16.
    */
   readonly maxSocketsPerUpstream?: number;
   /**
@@ -83,8 +84,8 @@ const defaults = {
       `${JSON.stringify({ error: 'not_found', message: 'no operator API is mounted on this router' })}\n`,
     );
   },
-  maxSocketsPerUpstream: 32,
-  warmSockets: 32,
+  maxSocketsPerUpstream: 16,
+  warmSockets: 16,
   drainTimeoutMs: 30_000,
 } as const satisfies Required<TrafficRouterOptions>;
 
