@@ -18,6 +18,7 @@ import { renderSlack } from '../../src/views/slack.js';
 import type { MessageView } from '../../src/views/types.js';
 import type { UserGroupResolver } from './groups.js';
 import type { SlackReporter } from './reporter.js';
+import type { WorkQueue } from './work.js';
 
 /** A message seen in a channel the bot is in (alert watching). */
 export interface ChannelMessage {
@@ -35,6 +36,8 @@ export interface SlackHandlerDeps {
   readonly flow: Pick<Flow, 'attachMessage'>;
   readonly reporter: SlackReporter;
   readonly groups: UserGroupResolver;
+  /** Runs the after-ack work with bounded concurrency. */
+  readonly work: WorkQueue;
   readonly metrics: Pick<Metrics, 'commands' | 'clicks' | 'chatApiErrors'>;
   readonly logger: Logger;
   /** Alert watching: called for each new message in a channel the bot was invited to. */
@@ -88,6 +91,21 @@ export function faultView(e: unknown, doing: string): MessageView {
         spans: [{ text: 'Nothing was switched by this request. The error is in the Switchyard logs.' }],
       },
     ],
+    buttons: [],
+    ephemeral: true,
+  };
+}
+
+/** Said at once when the after-ack backlog is full (nothing was planned or switched). */
+export function busyView(): MessageView {
+  const summary =
+    'Switchyard is handling a burst of requests right now and did not take this one. Nothing was changed; try again in a few seconds.';
+  return {
+    kind: 'refusal',
+    tone: 'warning',
+    title: 'Busy, try again',
+    summary,
+    blocks: [{ type: 'text', spans: [{ text: summary }] }],
     buttons: [],
     ephemeral: true,
   };

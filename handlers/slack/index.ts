@@ -27,6 +27,7 @@ import * as message from './events/message.js';
 import { UserGroupResolver } from './groups.js';
 import { SlackPoster } from './poster.js';
 import { createReporterClient, SlackReporter } from './reporter.js';
+import { WorkQueue } from './work.js';
 
 export type { ChannelMessage, SlackHandlerDeps };
 
@@ -68,6 +69,8 @@ export interface StartSlackOptions
   readonly onChannelMessage?: (message: ChannelMessage) => Promise<void>;
   /** Spacing of progress edits of one message (default 1 s; Slack's Tier 3). */
   readonly progressIntervalMs?: number;
+  /** After-ack tasks running at once (default 8). */
+  readonly workConcurrency?: number;
 }
 
 /** A running Slack surface. */
@@ -78,7 +81,9 @@ export interface SlackSurface {
   readonly groups: UserGroupResolver;
   /** Posts alert suggestions and notices (the ChatPoster port of src/chat-sinks.ts). */
   readonly poster: SlackPoster;
-  /** Waits for pending message edits, then stops Socket Mode if used. */
+  /** Resolves when no after-ack work and no message edit is pending. */
+  idle(): Promise<void>;
+  /** Waits for pending after-ack work and message edits, then stops Socket Mode if used. */
   stop(): Promise<void>;
 }
 
@@ -92,6 +97,10 @@ export function startSlack(opts: StartSlackOptions): SlackSurface {
     logger,
     metrics: opts.metrics,
     ...(opts.progressIntervalMs === undefined ? {} : { minIntervalMs: opts.progressIntervalMs }),
+  });
+  const work = new WorkQueue({
+    logger,
+    ...(opts.workConcurrency === undefined ? {} : { concurrency: opts.workConcurrency }),
   });
   let groups: UserGroupResolver | undefined;
   const slack = createSlackApp(
@@ -119,6 +128,7 @@ export function startSlack(opts: StartSlackOptions): SlackSurface {
         flow: opts.flow,
         reporter,
         groups,
+        work,
         metrics: opts.metrics,
         logger,
         ...(opts.onChannelMessage === undefined ? {} : { onChannelMessage: opts.onChannelMessage }),
@@ -132,7 +142,12 @@ export function startSlack(opts: StartSlackOptions): SlackSurface {
     reporter,
     groups: resolver,
     poster: new SlackPoster(slack.client, reporter),
+    async idle() {
+      await work.idle();
+      await reporter.flush();
+    },
     async stop() {
+      await work.idle();
       await reporter.flush();
       await slack.stop();
     },

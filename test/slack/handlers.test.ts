@@ -7,6 +7,7 @@ import { WebClient } from '@slack/web-api';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { ChannelMessage } from '../../handlers/slack/context.js';
 import { UserGroupResolver } from '../../handlers/slack/groups.js';
+import { WorkQueue } from '../../handlers/slack/work.js';
 import { textView } from '../../src/chat-sinks.js';
 import { ManualClock } from '../../src/clock.js';
 import { createMetrics } from '../../src/metrics.js';
@@ -202,5 +203,34 @@ describe('UserGroupResolver', () => {
     const groups = new UserGroupResolver({ client, groups: [] });
     expect(await groups.groupsOf('U0ALICE')).toEqual([]);
     expect(fake.calls).toEqual([]);
+  });
+});
+
+describe('WorkQueue (after-ack work)', () => {
+  it('runs tasks after the current turn with bounded concurrency and refuses beyond the backlog', async () => {
+    const work = new WorkQueue({ concurrency: 1, maxPending: 1 });
+    let release: (() => void) | undefined;
+    const started: string[] = [];
+    const first = new Promise<void>((r) => {
+      release = r;
+    });
+    expect(
+      work.run(async () => {
+        started.push('a');
+        await first;
+      }),
+    ).toBe(true);
+    // Not started synchronously: the handler's ack goes out first.
+    expect(started).toEqual([]);
+    expect(work.size).toBe(1);
+    const idle = work.idle();
+    await new Promise<void>((r) => setImmediate(r));
+    expect(started).toEqual(['a']);
+    expect(work.run(async () => void started.push('b'))).toBe(true);
+    expect(work.run(async () => void started.push('c'))).toBe(false);
+    release?.();
+    await idle;
+    expect(started).toEqual(['a', 'b']);
+    expect(work.size).toBe(0);
   });
 });

@@ -12,6 +12,7 @@ import type { ActionKind } from '../../../src/views/actions.js';
 import { renderSlack } from '../../../src/views/slack.js';
 import {
   blockActionSchema,
+  busyView,
   cannotPostView,
   describeIssues,
   faultView,
@@ -22,9 +23,17 @@ import {
 
 export type ActionArgs = SlackActionMiddlewareArgs<BlockAction> & AllMiddlewareArgs;
 
-/** Handles one click on a Switchyard button of `kind` (see the module header). */
+/** Handles one click on a Switchyard button of `kind`: ack now, the rest after (see the module header). */
 export async function runAction(deps: SlackHandlerDeps, kind: ActionKind, args: ActionArgs): Promise<void> {
+  const accepted = deps.work.run(() => afterAck(deps, kind, args));
   await args.ack();
+  if (!accepted) {
+    deps.metrics.clicks.inc({ surface: 'slack', action: kind, outcome: 'busy' });
+    await replyEphemeral(deps, args.respond, busyView());
+  }
+}
+
+async function afterAck(deps: SlackHandlerDeps, kind: ActionKind, args: ActionArgs): Promise<void> {
   const count = (outcome: string) => deps.metrics.clicks.inc({ surface: 'slack', action: kind, outcome });
   const parsed = blockActionSchema.safeParse(args.body);
   if (!parsed.success) {

@@ -8,6 +8,7 @@ import type { AllMiddlewareArgs, SlackCommandMiddlewareArgs } from '@slack/bolt'
 import { type CommandName, commandArgs } from '../../../src/chat.js';
 import type { ActingUser } from '../../../src/permissions.js';
 import {
+  busyView,
   cannotPostView,
   describeIssues,
   faultView,
@@ -19,13 +20,21 @@ import {
 
 export type CommandArgs = SlackCommandMiddlewareArgs & AllMiddlewareArgs;
 
-/** Handles one slash command invocation (see the module header). */
+/** Handles one slash command invocation: ack now, the rest after (see the module header). */
 export async function runCommand(
   deps: SlackHandlerDeps,
   name: CommandName,
   args: CommandArgs,
 ): Promise<void> {
+  const accepted = deps.work.run(() => afterAck(deps, name, args));
   await args.ack();
+  if (!accepted) {
+    deps.metrics.commands.inc({ surface: 'slack', command: name, outcome: 'busy' });
+    await replyEphemeral(deps, args.respond, busyView());
+  }
+}
+
+async function afterAck(deps: SlackHandlerDeps, name: CommandName, args: CommandArgs): Promise<void> {
   const count = (outcome: string) => deps.metrics.commands.inc({ surface: 'slack', command: name, outcome });
   const parsed = slashCommandSchema.safeParse(args.command);
   if (!parsed.success) {

@@ -6,7 +6,7 @@
  * Response URLs are minted on the fake Slack so replies through them are recorded.
  */
 import { createHmac } from 'node:crypto';
-import { request } from 'node:http';
+import { type Agent, request } from 'node:http';
 import type { FakeSlack } from './server.js';
 
 /** What the app answered. */
@@ -26,6 +26,8 @@ export interface SignOptions {
   readonly secret?: string;
   /** Extra headers, such as `X-Slack-Retry-Num`. */
   readonly headers?: Readonly<Record<string, string>>;
+  /** HTTP agent (keep-alive pools in benchmarks). */
+  readonly agent?: Agent;
 }
 
 export interface SlashCommandInput {
@@ -72,6 +74,7 @@ export function postSigned(
       url,
       {
         method: 'POST',
+        ...(opts.agent === undefined ? {} : { agent: opts.agent }),
         headers: {
           'content-type': contentType,
           'content-length': Buffer.byteLength(body),
