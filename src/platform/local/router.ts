@@ -442,8 +442,11 @@ export class TrafficRouter {
   async probe(hostname: string, signal?: AbortSignal): Promise<ProbeResult> {
     const port = this.boundPort;
     if (port === undefined) return { hostname, error: 'traffic router is not listening' };
+    // A wildcard listen address is reached over loopback; a specific one as bound.
+    const bound = (this.server.address() as AddressInfo | null)?.address;
+    const host = bound === undefined || bound === '0.0.0.0' || bound === '::' ? '127.0.0.1' : bound;
     try {
-      const r = await probe(port, hostname, signal === undefined ? {} : { signal });
+      const r = await probe(port, hostname, { host, ...(signal === undefined ? {} : { signal }) });
       return {
         hostname,
         status: r.status,
@@ -619,24 +622,27 @@ export interface RouterProbe {
 }
 
 /**
- * GETs `/` through the router at `127.0.0.1:<routerPort>` with `Host: <hostname>` and reports who
- * answered (verification of a switch). Throws a retryable SwitchyardError (`platform_unavailable`)
- * naming the request when the router cannot be reached or does not answer within `timeoutMs`.
+ * GETs `/` through the router at `127.0.0.1:<routerPort>` (or `options.host`) with `Host: <hostname>`
+ * and reports who answered (verification of a switch). Throws a retryable SwitchyardError
+ * (`platform_unavailable`) naming the request when the router cannot be reached or does not answer
+ * within `timeoutMs` (default 5 000).
  */
 export function probe(
   routerPort: number,
   hostname: string,
-  options: { timeoutMs?: number; signal?: AbortSignal; path?: string } = {},
+  options: { timeoutMs?: number; signal?: AbortSignal; path?: string; host?: string } = {},
 ): Promise<RouterProbe> {
+  const address = options.host ?? '127.0.0.1';
   const path = options.path ?? '/';
   const timeoutMs = options.timeoutMs ?? 5_000;
   const timeout = AbortSignal.timeout(timeoutMs);
   const signal = options.signal === undefined ? timeout : AbortSignal.any([options.signal, timeout]);
-  const target = `GET http://127.0.0.1:${routerPort}${path} (Host: ${hostname})`;
+  const authority = address.includes(':') ? `[${address}]:${routerPort}` : `${address}:${routerPort}`;
+  const target = `GET http://${authority}${path} (Host: ${hostname})`;
   return new Promise<RouterProbe>((resolve, reject) => {
     const req = httpRequest(
       {
-        host: '127.0.0.1',
+        host: address,
         port: routerPort,
         path,
         method: 'GET',
