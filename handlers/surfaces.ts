@@ -1,7 +1,50 @@
 /**
  * The optional chat surfaces `npm start` knows about. Each factory returns undefined when its
- * credentials are not configured.
+ * credentials are not configured; otherwise it hands the composition root its Reporter (progress
+ * edits), its ChatPoster (alert suggestions and notices) and its lifecycle. Messages in watched
+ * channels are turned into alerts here (src/alerts/chat.ts) and handed to the AlertService.
  */
-import type { SurfaceFactory } from './app.js';
+import { parseChatAlert } from '../src/alerts/chat.js';
+import { renderDiscord } from '../src/views/discord.js';
+import type { SurfaceContext, SurfaceFactory, SurfaceHandle } from './app.js';
+import { createDiscordBotFromConfig } from './discord/index.js';
 
-export const surfaceFactories: readonly SurfaceFactory[] = [];
+/** Discord: the gateway bot when DISCORD_TOKEN is set. */
+export const discordSurface: SurfaceFactory = async (
+  ctx: SurfaceContext,
+): Promise<SurfaceHandle | undefined> => {
+  const bot = createDiscordBotFromConfig(ctx.config, {
+    chat: ctx.chat,
+    flow: ctx.flow,
+    clock: ctx.clock,
+    logger: ctx.logger,
+    metrics: ctx.metrics,
+    onMessage: async (message) => {
+      const alert = parseChatAlert(message.content, message.channelId, 'discord', ctx.config, {
+        at: message.createdTimestamp,
+      });
+      if (!alert) return;
+      await ctx
+        .alerts()
+        ?.handle([alert], { surface: 'discord', channel: message.channelId, messageId: message.id });
+    },
+  });
+  if (!bot) return undefined;
+  return {
+    surface: 'discord',
+    reporter: bot.reporter,
+    poster: {
+      surface: 'discord',
+      async post(channel, view) {
+        const posted = await bot.messages.post(channel, renderDiscord(view));
+        return { surface: 'discord', channel, messageId: posted.id };
+      },
+      update: (ref, view) =>
+        bot.messages.edit(ref.channel, ref.messageId, renderDiscord(view), { kind: 'view' }),
+    },
+    start: () => bot.start(),
+    stop: () => bot.stop(),
+  };
+};
+
+export const surfaceFactories: readonly SurfaceFactory[] = [discordSurface];
