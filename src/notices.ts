@@ -101,6 +101,12 @@ export interface NoticesOptions {
   readonly reactivationGraceMs?: number;
   /** Wait before retrying a reminder check that failed (platform or Redis down; default 1 minute). */
   readonly retryMs?: number;
+  /**
+   * While an environment is not rolled back, check again this often (default 5 minutes; 0: only when a
+   * traffic event arrives). Polled platforms deliver each event to one replica only, and some platforms
+   * deliver none: this lets every replica notice a rollback and take its share of the reminders.
+   */
+  readonly recheckMs?: number;
   /** Called with every outcome (tests, debugging). */
   readonly onOutcome?: (outcome: NoticeOutcome) => void;
 }
@@ -112,8 +118,12 @@ export const noticesDefaults = {
   switchyardWindowMs: 3_600_000,
   reactivationGraceMs: 10 * 60_000,
   retryMs: 60_000,
+  recheckMs: 5 * 60_000,
 } as const satisfies Required<
-  Pick<NoticesOptions, 'prefix' | 'claimTtlMs' | 'switchyardWindowMs' | 'reactivationGraceMs' | 'retryMs'>
+  Pick<
+    NoticesOptions,
+    'prefix' | 'claimTtlMs' | 'switchyardWindowMs' | 'reactivationGraceMs' | 'retryMs' | 'recheckMs'
+  >
 >;
 
 /** A running notices service. */
@@ -274,6 +284,7 @@ class Notices implements NoticeService {
   private readonly windowMs: number;
   private readonly graceMs: number;
   private readonly retryMs: number;
+  private readonly recheckMs: number;
   private readonly replica = randomBytes(4).toString('hex');
   private readonly stopping = new AbortController();
   private readonly loops = new Map<string, { wake: AbortController; done: Promise<void> }>();
@@ -292,6 +303,7 @@ class Notices implements NoticeService {
     this.windowMs = opts.switchyardWindowMs ?? noticesDefaults.switchyardWindowMs;
     this.graceMs = opts.reactivationGraceMs ?? noticesDefaults.reactivationGraceMs;
     this.retryMs = opts.retryMs ?? noticesDefaults.retryMs;
+    this.recheckMs = opts.recheckMs ?? noticesDefaults.recheckMs;
   }
 
   async start(): Promise<void> {
@@ -575,6 +587,7 @@ class Notices implements NoticeService {
       }
       const signal = AbortSignal.any([entry.wake.signal, this.stopping.signal]);
       try {
+        if (waitMs === undefined && this.recheckMs > 0) waitMs = this.recheckMs;
         if (waitMs === undefined) {
           // Not rolled back: nothing to wait for on the clock until a traffic move wakes the loop.
           await new Promise<void>((_, reject) => {
@@ -616,7 +629,7 @@ class Notices implements NoticeService {
         d.status === 'ready' &&
         d.id !== currentId &&
         (current === undefined || d.branch === current.branch) &&
-        (d.readyAt ?? d.createdAt) > since,
+        (d.readyAt ?? d.createdAt) >= since,
     );
     const notice: NoticeEvent = {
       type: 'rolled_back.reminder',

@@ -1,0 +1,199 @@
+/**
+ * Notices on the Unkey adapter (against the fake Unkey server, real Redis, ManualClock): events come
+ * from polling, each one to a single replica (the poller's compare-and-set), and Unkey does not say
+ * since when an environment is rolled back. Two bot replicas still post every notice and reminder
+ * exactly once: the replica that missed the rollback event finds it on its periodic recheck and counts
+ * reminders from the same first-seen time, kept in Redis.
+ */
+import type { Redis } from 'ioredis';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { AuditLog } from '../../src/audit.js';
+import { type Config, fileConfigSchema, parseEnv } from '../../src/config.js';
+import { silentLogger } from '../../src/log.js';
+import { type NoticeService, startNotices } from '../../src/notices.js';
+import type { DeployPlatform, OperationRef, PlatformEvent } from '../../src/platform/port.js';
+import { UnkeyPlatform } from '../../src/platform/unkey/adapter.js';
+import { createRedis } from '../../src/redis.js';
+import { SleepRecordingClock, UnkeyFakeServer } from '../fakes/unkey-server.js';
+import { redisUrl, uniqueName } from '../support/redis.js';
+import { HOUR, idleAll, RecordingPoster } from './world.js';
+
+const KEY = 'unkey_3ZnoticesTestRootKey0123456789';
+const prodEnv = { project: 'acme', app: 'api', environment: 'production' } as const;
+const RECHECK = 15 * 60_000;
+
+/** An Unkey replica whose poll rounds the test runs (deterministic), relaying the events it emits. */
+class PolledReplica implements DeployPlatform {
+  readonly name = 'unkey';
+  private readonly listeners = new Set<(e: PlatformEvent) => void>();
+
+  constructor(readonly inner: UnkeyPlatform) {}
+
+  async pump(): Promise<PlatformEvent[]> {
+    const poller = this.inner.eventPoller;
+    if (!poller) throw new Error('events not configured');
+    const events = await poller.pollOnce();
+    for (const e of events) for (const l of this.listeners) l(e);
+    return events;
+  }
+
+  listEnvironments = () => this.inner.listEnvironments();
+  snapshot = (env: string) => this.inner.snapshot(env);
+  getDeployment = (id: string) => this.inner.getDeployment(id);
+  routing = (env: string) => this.inner.routing(env);
+  rollback = (r: Parameters<DeployPlatform['rollback']>[0]) => this.inner.rollback(r);
+  promote = (r: Parameters<DeployPlatform['promote']>[0]) => this.inner.promote(r);
+  operation = (ref: OperationRef) => this.inner.operation(ref);
+  health = () => this.inner.health();
+  subscribe(listener: (e: PlatformEvent) => void): () => void {
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
+  }
+  close = () => this.inner.close();
+}
+
+let clock: SleepRecordingClock;
+let server: UnkeyFakeServer;
+let prefix: string;
+let redis: Redis;
+const replicas: PolledReplica[] = [];
+const services: NoticeService[] = [];
+
+beforeEach(async () => {
+  clock = new SleepRecordingClock();
+  prefix = uniqueName('notices-unkey');
+  redis = createRedis(redisUrl());
+  server = await UnkeyFakeServer.start({
+    clock,
+    switchDelayMs: 1_000,
+    rootKeys: {
+      [KEY]: [
+        'environment.*.read_deployment',
+        'environment.*.rollback_deployment',
+        'environment.*.promote_deployment',
+      ],
+    },
+  });
+});
+
+afterEach(async () => {
+  for (const s of services.splice(0)) await s.stop();
+  for (const r of replicas.splice(0)) await r.close();
+  await server.close();
+  const keys = await redis.keys(`${prefix}*`);
+  if (keys.length > 0) await redis.del(...keys);
+  await redis.quit();
+});
+
+function replica(): PolledReplica {
+  const r = new PolledReplica(
+    new UnkeyPlatform({
+      environments: { production: prodEnv },
+      client: { baseUrl: server.url, rootKey: KEY, clock, timeoutMs: 5_000 },
+      clock,
+      events: { redis, keyPrefix: `${prefix}:poll` },
+    }),
+  );
+  replicas.push(r);
+  return r;
+}
+
+const config: Config = {
+  env: parseEnv({ SLACK_ALERT_CHANNEL: 'C0ALERTS' }),
+  file: fileConfigSchema.parse({
+    platform: 'unkey',
+    environments: { production: { unkey: prodEnv, notices: { reminderEvery: '4h' } } },
+  }),
+  platform: 'unkey',
+};
+
+async function notices(platform: DeployPlatform, poster: RecordingPoster): Promise<NoticeService> {
+  const s = await startNotices({
+    platform,
+    redis,
+    posters: [poster],
+    config,
+    audit: new AuditLog(redis, { prefix }),
+    clock,
+    logger: silentLogger,
+    prefix: `${prefix}:notices`,
+    recheckMs: RECHECK,
+  });
+  services.push(s);
+  await s.idle();
+  return s;
+}
+
+async function switched(r: PolledReplica, ref: OperationRef): Promise<void> {
+  await clock.advance(1_000);
+  expect((await r.operation(ref)).state).toBe('succeeded');
+}
+
+describe('notices on Unkey (polled events, two replicas)', () => {
+  it('announces a dashboard rollback, offers the push made while rolled back, reminds once per slot, stops after a promote', async () => {
+    server.push({ ...prodEnv, branch: 'main' });
+    await clock.advance(1_000);
+    const d2 = server.push({ ...prodEnv, branch: 'main' });
+    await clock.advance(1_000);
+    const d3 = server.push({ ...prodEnv, branch: 'main' });
+    const a = replica();
+    const b = replica();
+    const poster = new RecordingPoster('slack', clock);
+    const start = clock.now();
+    const na = await notices(a, poster);
+    const nb = await notices(b, poster);
+    const both = [na, nb];
+    const pumpBoth = async () => {
+      const events = (await Promise.all([a.pump(), b.pump()])).flat();
+      await idleAll(both);
+      return events;
+    };
+    expect(await pumpBoth()).toEqual([]); // baseline
+
+    // Someone rolls back on the dashboard; only one replica's poll reports it (here: a, polling first).
+    await switched(a, await a.rollback({ environment: 'production', targetId: d2 }));
+    const moved = await a.pump();
+    expect(await b.pump()).toEqual([]);
+    await idleAll(both);
+    expect(moved.map((e) => e.type)).toEqual(['traffic.moved']);
+    const firstSeen = clock.now();
+    expect(poster.titles()).toEqual([`Traffic on production moved to ${d2}`]);
+    expect(d3).not.toBe(d2);
+
+    // A push while rolled back: ready but not live, with Promote.
+    const d5 = server.push({ ...prodEnv, branch: 'main', status: 'building' });
+    await pumpBoth();
+    server.setStatus(d5, 'ready');
+    await pumpBoth();
+    expect(poster.titles().slice(1)).toEqual([`${d5} is ready but not live`]);
+    expect(poster.posts[1]?.view.buttons.map((x) => x.actionId)).toEqual([`sy1:promote:production:${d5}`]);
+
+    // The replica that missed the event finds the rolled-back state on its recheck.
+    await clock.advance(start + RECHECK - clock.now());
+    await idleAll(both);
+    // Both replicas are due at the same slot; one posts it.
+    await clock.advance(firstSeen + 4 * HOUR - clock.now());
+    await idleAll(both);
+    // The replica that saw the event goes away: the other one keeps reminding.
+    await na.stop();
+    await clock.advance(4 * HOUR);
+    await idleAll([nb]);
+    const reminders = poster.posts.filter((p) => p.view.title === `production is still rolled back to ${d2}`);
+    expect(reminders.map((p) => p.at)).toEqual([firstSeen + 4 * HOUR, firstSeen + 8 * HOUR]);
+    expect(reminders[0]?.view.buttons.map((x) => x.label)).toEqual([`Promote ${d5}`]);
+
+    // Promoted on the dashboard: announced, and no more reminders.
+    await switched(b, await b.promote({ environment: 'production', targetId: d5 }));
+    // Only b runs now. (Superseded deployments also went to standby meanwhile: not selected.)
+    expect((await b.pump()).map((e) => e.type)).toContain('traffic.moved');
+    await idleAll([nb]);
+    expect(poster.titles().at(-1)).toBe(`Traffic on production moved to ${d5}`);
+    const before = poster.posts.length;
+    // Step by recheck interval, so every poll of Unkey completes before the clock moves on.
+    while (clock.now() < firstSeen + 12 * HOUR) {
+      await clock.advance(RECHECK);
+      await idleAll([nb]);
+    }
+    expect(poster.posts).toHaveLength(before);
+  });
+});
