@@ -25,7 +25,7 @@ import { startNotices } from '../src/notices.js';
 import { PlanStore } from '../src/plan-store.js';
 import { createLocalApi } from '../src/platform/local/http-api.js';
 import { LocalPlatform, type TrafficPlane } from '../src/platform/local/platform.js';
-import { probe, TrafficRouter } from '../src/platform/local/router.js';
+import { TrafficRouter } from '../src/platform/local/router.js';
 import type { DeployPlatform } from '../src/platform/port.js';
 import { createUnkeyPlatform } from '../src/platform/unkey/adapter.js';
 import type { Reporter, Surface } from '../src/progress.js';
@@ -152,27 +152,7 @@ export async function startSwitchyard(
       });
       routerPort = await router.listen();
       cleanups.push(() => router.close());
-      const port = routerPort;
-      const traffic: TrafficPlane = {
-        applyRoutes: (routes) => router.applyRoutes(routes),
-        startUpstream: async (d) => {
-          await router.startUpstream(d);
-        },
-        stopUpstream: (id) => router.stopUpstream(id),
-        upstreamStats: (id) => router.upstreamStats(id),
-        probe: async (hostname, signal) => {
-          try {
-            const p = await probe(port, hostname, signal ? { signal } : {});
-            return {
-              hostname,
-              status: p.status,
-              ...(p.deploymentId === undefined ? {} : { deploymentId: p.deploymentId }),
-            };
-          } catch (e) {
-            return { hostname, error: (e as Error).message };
-          }
-        },
-      };
+      const traffic: TrafficPlane = router;
       local = await LocalPlatform.open({
         clock,
         stateFile: config.file.local.stateFile ?? join(opts.dataDir, 'local-platform.json'),

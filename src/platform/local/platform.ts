@@ -47,7 +47,9 @@ export interface TrafficPlane {
   stopUpstream(id: string): Promise<void>;
   upstreamStats(
     id: string,
-  ): { inFlight: number; total: number; lastRequestAt?: number | undefined } | undefined;
+  ):
+    | { inFlight: number; total: number; lastRequestAt?: number | undefined; routedInFlight?: number }
+    | undefined;
   probe?(hostname: string, signal?: AbortSignal): Promise<ProbeResult>;
 }
 
@@ -511,7 +513,8 @@ export class LocalPlatform implements DeployPlatform {
         env.kind === 'production'
           ? now - (d.stoppedServingAt ?? d.readyAt ?? d.createdAt) >= STANDBY_AFTER_MS
           : now - (d.lastRequestAt ?? d.readyAt ?? d.createdAt) >= PREVIEW_IDLE_MS;
-      if (!due || stats?.inFlight) continue;
+      // A deployment still answering requests is not idle, whatever the clock says.
+      if (!due || stats?.inFlight || stats?.routedInFlight) continue;
       d.status = 'standby';
       moved.push(d.id);
       this.track(this.opts.traffic?.stopUpstream(d.id) ?? Promise.resolve());
