@@ -10,6 +10,7 @@
 import { App, HTTPReceiver, LogLevel, type Logger as SlackLogger, SocketModeReceiver } from '@slack/bolt';
 import type { WebClient } from '@slack/web-api';
 import type { Redis } from 'ioredis';
+import { ConfigError } from '../../src/errors.js';
 import type { HttpServer } from '../../src/http.js';
 import { sendJson } from '../../src/http.js';
 import type { Logger } from '../../src/log.js';
@@ -75,7 +76,9 @@ export function boltLogger(logger: Logger): SlackLogger {
 /** Checks `SLACK_API_URL`: Bolt joins method names onto it, so it must end with `/api/`. */
 export function checkApiUrl(url: string): string {
   if (!/^https?:\/\/.+\/api\/$/.test(url)) {
-    throw new Error(`SLACK_API_URL: got ${JSON.stringify(url)}, expected a URL ending with /api/`);
+    throw new ConfigError(`SLACK_API_URL: got ${JSON.stringify(url)}, expected a URL ending with /api/`, {
+      key: 'SLACK_API_URL',
+    });
   }
   return url;
 }
@@ -102,7 +105,10 @@ export function createSlackApp(opts: SlackAppOptions, register: (app: App) => vo
     });
   } else {
     if (opts.signingSecret === undefined) {
-      throw new Error('SLACK_SIGNING_SECRET: got nothing, expected the signing secret for HTTP mode');
+      throw new ConfigError(
+        'SLACK_SIGNING_SECRET: got nothing, expected the app signing secret (or SLACK_APP_TOKEN for Socket Mode)',
+        { key: 'SLACK_SIGNING_SECRET' },
+      );
     }
     mode = 'http';
     receiver = new HTTPReceiver({

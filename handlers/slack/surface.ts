@@ -1,0 +1,49 @@
+/**
+ * The Slack surface for the composition root (handlers/app.ts): when `SLACK_BOT_TOKEN` is set, builds
+ * the Slack app (HTTP mode on the shared server at `POST /slack/events`, or Socket Mode with
+ * `SLACK_APP_TOKEN`) and hands back its progress Reporter, its ChatPoster (alert suggestions, notices)
+ * and its lifecycle. Messages in watched channels (`alerts.watch.slack`) become alerts for the
+ * AlertService. Add `slackSurface` to the `surfaceFactories` list to enable it.
+ */
+import { parseChatAlert } from '../../src/alerts/chat.js';
+import type { SurfaceContext, SurfaceFactory, SurfaceHandle } from '../app.js';
+import { startSlack } from './index.js';
+
+/** Slack: the Bolt app when SLACK_BOT_TOKEN is set; undefined otherwise. */
+export const slackSurface: SurfaceFactory = async (
+  ctx: SurfaceContext,
+): Promise<SurfaceHandle | undefined> => {
+  const env = ctx.config.env;
+  if (env.SLACK_BOT_TOKEN === undefined) return undefined;
+  const surface = startSlack({
+    botToken: env.SLACK_BOT_TOKEN,
+    ...(env.SLACK_SIGNING_SECRET === undefined ? {} : { signingSecret: env.SLACK_SIGNING_SECRET }),
+    ...(env.SLACK_APP_TOKEN === undefined ? {} : { appToken: env.SLACK_APP_TOKEN }),
+    ...(env.SLACK_API_URL === undefined ? {} : { apiUrl: env.SLACK_API_URL }),
+    redis: ctx.redis,
+    flow: ctx.flow,
+    config: ctx.config,
+    http: ctx.http,
+    metrics: ctx.metrics,
+    logger: ctx.logger,
+    clock: ctx.clock,
+    onChannelMessage: async (message) => {
+      const at = Math.round(Number(message.ts) * 1000);
+      const alert = parseChatAlert(message.text, message.channel, 'slack', ctx.config, {
+        ...(Number.isFinite(at) ? { at } : {}),
+      });
+      if (!alert) return;
+      await ctx
+        .alerts()
+        ?.handle([alert], { surface: 'slack', channel: message.channel, messageId: message.ts });
+    },
+  });
+  ctx.logger.info({ mode: surface.slack.mode }, 'slack surface ready');
+  return {
+    surface: 'slack',
+    reporter: surface.reporter,
+    poster: surface.poster,
+    start: () => surface.slack.start(),
+    stop: () => surface.stop(),
+  };
+};

@@ -1,0 +1,71 @@
+/**
+ * The Slack surface inside the real composition root (handlers/app.ts `startSwitchyard`): configured
+ * from env vars only, it mounts `POST /slack/events` on the one HTTP port, and a signed `/rollback`
+ * plus a confirm click switch the embedded platform with progress edited into the Slack message.
+ */
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import { type RunningSwitchyard, startSwitchyard } from '../../handlers/app.js';
+import { slackSurface } from '../../handlers/slack/surface.js';
+import { loadConfig } from '../../src/config.js';
+import { silentLogger } from '../../src/log.js';
+import { buttonsOf, SlackRequests } from '../fakes/slack/requests.js';
+import { FakeSlack } from '../fakes/slack/server.js';
+import { redisUrl, uniqueName } from '../support/redis.js';
+
+const SECRET = 'surface-signing-secret';
+const closers: (() => unknown)[] = [];
+
+afterEach(async () => {
+  for (const c of closers.splice(0).reverse()) await c();
+});
+
+describe('Slack surface in startSwitchyard', () => {
+  it('is off without SLACK_BOT_TOKEN', async () => {
+    const config = loadConfig({ PORT: '0', LOCAL_ROUTER_PORT: '0', REDIS_URL: redisUrl() });
+    const ctx = { config } as Parameters<typeof slackSurface>[0];
+    expect(await slackSurface(ctx)).toBeUndefined();
+  });
+
+  it('serves signed commands and clicks on the shared port and edits progress into the message', async () => {
+    const fake = await new FakeSlack().start();
+    closers.push(() => fake.close());
+    const dataDir = mkdtempSync(join(tmpdir(), 'sy-slack-surface-'));
+    closers.push(() => rmSync(dataDir, { recursive: true, force: true }));
+    const config = loadConfig({
+      PORT: '0',
+      LOCAL_ROUTER_PORT: '0',
+      REDIS_URL: redisUrl(),
+      SLACK_BOT_TOKEN: fake.token,
+      SLACK_SIGNING_SECRET: SECRET,
+      SLACK_API_URL: fake.apiUrl,
+    });
+    const running: RunningSwitchyard = await startSwitchyard(
+      { config, logger: silentLogger, dataDir, namespace: uniqueName('sy') },
+      [slackSurface],
+    );
+    closers.push(() => running.stop());
+    expect(running.surfaces).toContain('slack');
+    const requests = new SlackRequests(`http://127.0.0.1:${running.port}/slack/events`, SECRET, fake);
+
+    const ack = await requests.command({ command: '/rollback', text: 'production' });
+    expect(ack.status).toBe(200);
+    const post = await fake.waitForCall('chat.postMessage');
+    const ts = String(post.response.ts);
+    const confirm = buttonsOf(post.args.blocks as unknown[]).find((b) =>
+      b.actionId.startsWith('sy1:confirm:'),
+    );
+    if (!confirm) throw new Error('no confirm button');
+    expect((await requests.click({ actionId: confirm.actionId, messageTs: ts })).status).toBe(200);
+    const final = await fake.waitForCall(
+      'chat.update',
+      (c) => c.args.ts === ts && /Traffic is on/.test(String(c.args.text)),
+      20_000,
+    );
+    const target = /Traffic is on (\S+?)\./.exec(String(final.args.text))?.[1];
+    const snap = await running.platform.snapshot('production');
+    expect(snap.environment.currentDeploymentId).toBe(target);
+  });
+});
