@@ -506,7 +506,9 @@ class Notices implements NoticeService {
           event.from === undefined ? Promise.resolve(undefined) : this.platform.getDeployment(event.from),
           this.platform.snapshot(env).catch(() => undefined),
         ]);
-        const by = snap?.liveHistory.findLast((h) => h.deploymentId === event.to && h.via === event.via)?.by;
+        // Who did it, when the platform keeps it: the newest history entry, if it is this move.
+        const last = snap?.liveHistory.at(-1);
+        const by = last?.deploymentId === event.to && last.via === event.via ? last.by : undefined;
         const notice: NoticeEvent = {
           type: 'traffic.moved',
           environment: env,
