@@ -11,7 +11,7 @@ import { checkApiUrl, createSlackApp, type SlackApp } from '../../handlers/slack
 import { HttpServer } from '../../src/http.js';
 import { silentLogger } from '../../src/log.js';
 import { createRedis } from '../../src/redis.js';
-import { SlackRequests } from '../fakes/slack/requests.js';
+import { postSigned, SlackRequests } from '../fakes/slack/requests.js';
 import { FakeSlack } from '../fakes/slack/server.js';
 import { redisUrl, uniqueName } from '../support/redis.js';
 
@@ -147,6 +147,16 @@ describe('Slack app shell', () => {
     expect((await b.requests.event({ ...event, text: 'other' }, 'Ev0002')).status).toBe(200);
     await other;
     expect([...a.seen, ...b.seen]).toEqual(['event:5xx spike', 'event:other']);
+  });
+
+  it('answers Slack’s url_verification challenge (the request URL "Verify" button)', async () => {
+    const r = await replica();
+    const body = JSON.stringify({ token: 'x', challenge: 'c0ffee', type: 'url_verification' });
+    const res = await postSigned(r.requests.url, SECRET, body, 'application/json');
+    expect(res.status).toBe(200);
+    expect(res.text).toContain('c0ffee');
+    const forged = await postSigned(r.requests.url, 'wrong', body, 'application/json');
+    expect(forged.status).toBe(401);
   });
 
   it('leaves other paths to the shared router', async () => {
