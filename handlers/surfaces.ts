@@ -8,6 +8,7 @@ import { parseChatAlert } from '../src/alerts/chat.js';
 import { renderDiscord } from '../src/views/discord.js';
 import type { SurfaceContext, SurfaceFactory, SurfaceHandle } from './app.js';
 import { createDiscordBotFromConfig } from './discord/index.js';
+import { slackSurface } from './slack/surface.js';
 
 /** Discord: the gateway bot when DISCORD_TOKEN is set. */
 export const discordSurface: SurfaceFactory = async (
@@ -47,4 +48,4 @@ export const discordSurface: SurfaceFactory = async (
   };
 };
 
-export const surfaceFactories: readonly SurfaceFactory[] = [discordSurface];
+export const surfaceFactories: readonly SurfaceFactory[] = [slackSurface, discordSurface];
