@@ -99,7 +99,12 @@ export function createSlackApp(opts: SlackAppOptions, register: (app: App) => vo
     mode = 'socket';
     app = new App({
       token: opts.botToken,
-      receiver: new SocketModeReceiver({ appToken: opts.appToken, logger }),
+      // The receiver's own client opens the connection (apps.connections.open): same API URL.
+      receiver: new SocketModeReceiver({
+        appToken: opts.appToken,
+        logger,
+        installerOptions: { clientOptions },
+      }),
       clientOptions,
       logger,
     });

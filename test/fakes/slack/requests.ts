@@ -117,13 +117,13 @@ export class SlackRequests {
     readonly slack: FakeSlack,
   ) {}
 
-  /** The form body Slack posts for a slash command; also returns the response URL it minted. */
-  slashCommandBody(input: SlashCommandInput): { body: string; responseUrl: string } {
+  /** The fields Slack sends for a slash command (form fields over HTTP, a JSON payload over Socket Mode). */
+  slashCommandPayload(input: SlashCommandInput): { payload: Record<string, string>; responseUrl: string } {
     const channelId = input.channelId ?? 'C0PROD';
     const userId = input.userId ?? 'U0ALICE';
     const responseUrl = this.slack.createResponseUrl({ channel: channelId, user: userId });
     this.triggerCounter += 1;
-    const form = new URLSearchParams({
+    const payload = {
       token: 'deprecated-verification-token',
       team_id: this.slack.teamId,
       team_domain: 'fake',
@@ -137,8 +137,14 @@ export class SlackRequests {
       is_enterprise_install: 'false',
       response_url: responseUrl,
       trigger_id: `${this.triggerCounter}.1.fake`,
-    });
-    return { body: form.toString(), responseUrl };
+    };
+    return { payload, responseUrl };
+  }
+
+  /** The form body Slack posts for a slash command; also returns the response URL it minted. */
+  slashCommandBody(input: SlashCommandInput): { body: string; responseUrl: string } {
+    const { payload, responseUrl } = this.slashCommandPayload(input);
+    return { body: new URLSearchParams(payload).toString(), responseUrl };
   }
 
   /** Sends a signed slash command. */
@@ -157,8 +163,14 @@ export class SlackRequests {
     return { ...result, responseUrl };
   }
 
-  /** The `block_actions` payload Slack posts when a button on a message is clicked. */
+  /** The form body (`payload=` JSON) Slack posts when a button on a message is clicked. */
   blockActionBody(input: BlockActionInput): { body: string; responseUrl: string } {
+    const { payload, responseUrl } = this.blockActionPayload(input);
+    return { body: new URLSearchParams({ payload: JSON.stringify(payload) }).toString(), responseUrl };
+  }
+
+  /** The `block_actions` payload of a click on a message button. */
+  blockActionPayload(input: BlockActionInput): { payload: Record<string, unknown>; responseUrl: string } {
     const channelId = input.channelId ?? 'C0PROD';
     const userId = input.userId ?? 'U0ALICE';
     const responseUrl = this.slack.createResponseUrl({
@@ -205,7 +217,7 @@ export class SlackRequests {
         },
       ],
     };
-    return { body: new URLSearchParams({ payload: JSON.stringify(payload) }).toString(), responseUrl };
+    return { payload, responseUrl };
   }
 
   /** Sends a signed button click. */

@@ -12,6 +12,7 @@
 import { EventEmitter } from 'node:events';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { type WebSocket, WebSocketServer } from 'ws';
 import { type Clock, systemClock } from '../../../src/clock.js';
 
 /** One Web API call as the fake saw it. */
@@ -52,9 +53,17 @@ export interface FakeUser {
   readonly realName?: string;
 }
 
+/** A Socket Mode acknowledgement the app sent back over the WebSocket. */
+export interface SocketAck {
+  readonly envelope_id: string;
+  readonly payload?: Readonly<Record<string, unknown>>;
+}
+
 export interface FakeSlackOptions {
   /** Accepted bot token. */
   readonly token?: string;
+  /** Accepted app-level token (Socket Mode: `apps.connections.open`). */
+  readonly appToken?: string;
   readonly teamId?: string;
   readonly botUserId?: string;
   readonly botId?: string;
@@ -195,6 +204,7 @@ function parseMaybeJson(value: unknown): unknown {
 /** The fake Slack: start(), point `slackApiUrl` at `apiUrl`, assert on `calls`, close(). */
 export class FakeSlack extends EventEmitter {
   readonly token: string;
+  readonly appToken: string;
   readonly teamId: string;
   readonly botUserId: string;
   readonly botId: string;
@@ -216,6 +226,7 @@ export class FakeSlack extends EventEmitter {
     super();
     this.setMaxListeners(0);
     this.token = opts.token ?? 'xoxb-fake-bot-token';
+    this.appToken = opts.appToken ?? 'xapp-fake-app-token';
     this.teamId = opts.teamId ?? 'T0FAKE';
     this.botUserId = opts.botUserId ?? 'U0BOT';
     this.botId = opts.botId ?? 'B0BOT';
@@ -227,6 +238,89 @@ export class FakeSlack extends EventEmitter {
     this.server = createServer((req, res) => {
       void this.dispatch(req, res);
     });
+    this.server.on('upgrade', (req, socket, head) => {
+      if (!(req.url ?? '').startsWith('/socket-mode/')) {
+        socket.destroy();
+        return;
+      }
+      this.wss.handleUpgrade(req, socket, head, (ws) => this.onSocket(ws));
+    });
+  }
+
+  // ── Socket Mode ──────────────────────────────────────────────────────────────────────────────
+
+  private readonly wss = new WebSocketServer({ noServer: true });
+  private readonly sockets = new Set<WebSocket>();
+  /** Acks received over Socket Mode, by envelope id. */
+  readonly socketAcks = new Map<string, SocketAck>();
+  private envelopeCounter = 0;
+
+  private onSocket(ws: WebSocket): void {
+    this.sockets.add(ws);
+    ws.on('close', () => this.sockets.delete(ws));
+    ws.on('message', (data) => {
+      let msg: unknown;
+      try {
+        msg = JSON.parse(String(data)) as unknown;
+      } catch {
+        return;
+      }
+      const m = msg as { envelope_id?: unknown; payload?: unknown };
+      if (typeof m.envelope_id !== 'string') return;
+      const ack: SocketAck = {
+        envelope_id: m.envelope_id,
+        ...(m.payload !== null && typeof m.payload === 'object'
+          ? { payload: m.payload as Record<string, unknown> }
+          : {}),
+      };
+      this.socketAcks.set(ack.envelope_id, ack);
+      this.emit('socket-ack', ack);
+    });
+    // Slack finalizes the handshake with a hello message.
+    ws.send(
+      JSON.stringify({
+        type: 'hello',
+        num_connections: this.sockets.size,
+        debug_info: { host: 'fake-slack', approximate_connection_time: 18060 },
+        connection_info: { app_id: 'A0SWITCH' },
+      }),
+    );
+    this.emit('socket-connected');
+  }
+
+  /** Resolves once an app is connected over Socket Mode (already, or when it connects). */
+  socketConnected(): Promise<void> {
+    if (this.sockets.size > 0) return Promise.resolve();
+    return new Promise((resolve) => this.once('socket-connected', () => resolve()));
+  }
+
+  /**
+   * Delivers an envelope over Socket Mode (`slash_commands`, `interactive`, `events_api`) to every
+   * connected app and resolves with the app's ack.
+   */
+  sendEnvelope(
+    type: 'slash_commands' | 'interactive' | 'events_api',
+    payload: Record<string, unknown>,
+  ): Promise<SocketAck> {
+    this.envelopeCounter += 1;
+    const envelopeId = `env-${this.envelopeCounter}`;
+    const acked = new Promise<SocketAck>((resolve) => {
+      const on = (ack: SocketAck) => {
+        if (ack.envelope_id !== envelopeId) return;
+        this.off('socket-ack', on);
+        resolve(ack);
+      };
+      this.on('socket-ack', on);
+    });
+    const envelope = {
+      envelope_id: envelopeId,
+      type,
+      payload,
+      accepts_response_payload: type !== 'events_api',
+      ...(type === 'events_api' ? { retry_attempt: 0, retry_reason: '' } : {}),
+    };
+    for (const ws of this.sockets) ws.send(JSON.stringify(envelope));
+    return acked;
   }
 
   /** Web API base URL, ending with `/api/` as `slackApiUrl` requires. */
@@ -246,6 +340,8 @@ export class FakeSlack extends EventEmitter {
   }
 
   close(): Promise<void> {
+    for (const ws of this.sockets) ws.terminate();
+    this.wss.close();
     return new Promise((resolve) => {
       if (!this.server.listening) {
         resolve();
@@ -376,8 +472,10 @@ export class FakeSlack extends EventEmitter {
     delete args.token;
     let answer: Answer;
     const limit = this.rateLimits.get(method);
+    // apps.connections.open takes the app-level token; every other method the bot token.
+    const expected = method === 'apps.connections.open' ? this.appToken : this.token;
     if (token === undefined) answer = slackError('not_authed');
-    else if (token !== this.token) answer = slackError('invalid_auth');
+    else if (token !== expected) answer = slackError('invalid_auth');
     else if (limit && limit.remaining > 0) {
       limit.remaining -= 1;
       answer = {
@@ -445,6 +543,11 @@ export class FakeSlack extends EventEmitter {
 
   private handle(method: string, args: Record<string, unknown>): Answer {
     switch (method) {
+      case 'apps.connections.open':
+        return {
+          status: 200,
+          body: { ok: true, url: `ws://127.0.0.1:${this.port}/socket-mode/link?ticket=fake` },
+        };
       case 'api.test':
         return { status: 200, body: { ok: true, args } };
       case 'auth.test':

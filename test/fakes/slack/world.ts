@@ -53,6 +53,8 @@ export interface WorldOptions {
   readonly onChannelMessage?: (message: ChannelMessage) => Promise<void>;
   readonly logger?: Logger;
   readonly progressIntervalMs?: number;
+  /** Connect over Socket Mode (app-level token) instead of mounting the HTTP receiver. */
+  readonly socketMode?: boolean;
 }
 
 /** Starts a world (see the module header). */
@@ -102,13 +104,12 @@ export async function startWorld(opts: WorldOptions): Promise<World> {
     const http = new HttpServer();
     const surface = startSlack({
       botToken: fake.token,
-      signingSecret: WORLD_SECRET,
+      ...(opts.socketMode === true ? { appToken: fake.appToken } : { signingSecret: WORLD_SECRET, http }),
       apiUrl: fake.apiUrl,
       redis,
       keyPrefix: `${opts.name}:`,
       flow,
       config,
-      http,
       metrics,
       logger,
       progressIntervalMs: opts.progressIntervalMs ?? 0,
@@ -119,6 +120,7 @@ export async function startWorld(opts: WorldOptions): Promise<World> {
       await surface.stop();
       await http.close();
     });
+    await surface.slack.start();
     if (opts.worker !== false) {
       const worker: SwitchWorker = startSwitchWorker({
         redisUrl: opts.redisUrl,
