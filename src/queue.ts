@@ -144,8 +144,16 @@ export interface SwitchQueueOptions {
   /** Reuse a connection instead of opening one (it is not closed by `close()`). */
   readonly connection?: Redis;
   readonly retry?: Partial<RetryPolicy>;
-  /** How long the enqueue marker and finished jobs are kept (dedupe window). */
+  /** How long finished jobs are kept for `progress()` and `waitForEnd()` (default 7 days). */
   readonly keepMs?: number;
+  /**
+   * Enqueues of one plan always join its job while it is queued or running; within this window after
+   * the first enqueue (default 30 s) they join it even once it finished (late double clicks, retried
+   * deliveries). Later, the same plan id means the environment is back in the same state and this is
+   * a new request: the finished job is replaced. Re-running is harmless either way: the processor
+   * re-reads the platform and never switches twice.
+   */
+  readonly dedupeWindowMs?: number;
   /** Appends `requested` when a new job is created (handlers log approvals and refusals). */
   readonly audit?: AuditLog;
   readonly clock?: Clock;
@@ -174,6 +182,7 @@ export class SwitchQueue {
   private readonly lock: EnvironmentLock;
   private readonly retry: RetryPolicy;
   private readonly keepMs: number;
+  private readonly dedupeWindowMs: number;
   private readonly audit: AuditLog | undefined;
   private readonly clock: Clock;
   private readonly logger: Logger;
@@ -192,6 +201,7 @@ export class SwitchQueue {
     this.lock = new EnvironmentLock(this.redis, this.keys, 1);
     this.retry = { ...defaultRetryPolicy, ...opts.retry };
     this.keepMs = opts.keepMs ?? 7 * DAY;
+    this.dedupeWindowMs = opts.dedupeWindowMs ?? 30_000;
     this.audit = opts.audit;
     this.clock = opts.clock ?? systemClock;
     this.logger = opts.logger ?? silentLogger;
@@ -214,8 +224,9 @@ export class SwitchQueue {
 
   /**
    * Enqueues a switch. The job id is derived from the plan id, so every enqueue of the same plan
-   * (double clicks, retried deliveries, several bot replicas) lands on one job; exactly one caller
-   * gets `joined: false`. Throws a zod error naming the field when `data` is invalid.
+   * (double clicks, retried deliveries, several bot replicas) within the dedupe window lands on one
+   * job; exactly one caller gets `joined: false`. Throws a zod error naming the field when `data` is
+   * invalid.
    */
   async enqueue(input: SwitchJobInput): Promise<EnqueueResult> {
     const data = switchJobSchema.parse(input);
@@ -223,7 +234,21 @@ export class SwitchQueue {
     const marker = this.keys.enqueued(jobId);
     // SET NX decides who created the job; everyone still calls add (idempotent by job id), so a
     // creator that died between the two steps cannot lose the job for the others.
-    const created = (await this.redis.set(marker, data.planId, 'PX', this.keepMs, 'NX')) === 'OK';
+    let created = (await this.redis.set(marker, data.planId, 'PX', this.dedupeWindowMs, 'NX')) === 'OK';
+    if (created) {
+      const existing = await this.queue.getJob(jobId);
+      if (existing) {
+        const state = await existing.getState();
+        if (state === 'completed' || state === 'failed') {
+          // The same plan again after the window: the earlier request ended, this one is new.
+          await existing.remove();
+          await this.redis.del(this.keys.operation(jobId), this.keys.messages(jobId));
+        } else {
+          // Still queued or running beyond the window (a long wait): join it.
+          created = false;
+        }
+      }
+    }
     try {
       await this.queue.add(SWITCH_JOB_NAME, data, {
         jobId,

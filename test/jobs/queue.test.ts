@@ -58,6 +58,41 @@ describe('SwitchQueue.enqueue', () => {
     expect(r2.jobId).not.toBe(results[0]?.jobId);
   });
 
+  it('joins a finished job within the dedupe window and replaces it after (the same state again)', async () => {
+    const env = await setupJobs(cleanup);
+    await env.startWorker();
+    const now = env.clock.now();
+    const rollback = await planFor(env.local, 'env0', 'rollback', now);
+    const first = await env.queue.enqueue(jobData(rollback, now));
+    expect((await env.queue.waitForEnd(first.jobId))?.outcome).toBe('succeeded');
+    // A late double click within the window joins the finished job: nothing runs again.
+    expect(await env.queue.enqueue(jobData(rollback, now))).toEqual({ jobId: first.jobId, joined: true });
+
+    // Promote back: env0 is in the very state the rollback plan was made from.
+    const promote = await planFor(env.local, 'env0', 'promote', now, rollback.current.id);
+    const back = await env.queue.enqueue(jobData(promote, now));
+    expect((await env.queue.waitForEnd(back.jobId))?.outcome).toBe('succeeded');
+    const again = await planFor(env.local, 'env0', 'rollback', now);
+    expect(again.id).toBe(rollback.id);
+
+    // After the window the identical plan is a new request: a fresh job that really switches.
+    const shortWindow = new SwitchQueue({
+      redisUrl: redisUrl(),
+      queueName: env.queueName,
+      dedupeWindowMs: 1,
+    });
+    cleanup.add(() => shortWindow.close());
+    // The window passed: simulated by dropping the marker the first enqueue set.
+    await env.redis.del(switchKeys('bull', env.queueName).enqueued(first.jobId));
+    const second = await shortWindow.enqueue(jobData(again, now));
+    expect(second).toEqual({ jobId: first.jobId, joined: false });
+    const final = await env.queue.waitForEnd(second.jobId);
+    expect(final?.outcome).toBe('succeeded');
+    expect(final?.steps.find((s) => s.step === 'switching')?.state).toBe('done');
+    const snap = await env.local.snapshot('env0');
+    expect(snap.liveHistory.filter((h) => h.via === 'rollback')).toHaveLength(2);
+  });
+
   it('derives hex job ids without ":" that BullMQ accepts', () => {
     const id = jobIdForPlan('plan_0123456789abcdef01234567');
     expect(id).toMatch(/^sw_[0-9a-f]{32}$/);
