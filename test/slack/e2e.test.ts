@@ -5,6 +5,7 @@
  * are no sleeps.
  */
 import { afterEach, describe, expect, it } from 'vitest';
+import { SLACK_COMMANDS, SLACK_METHOD_SCOPES } from '../../handlers/slack/needs.js';
 import type { LocalPlatform } from '../../src/platform/local/platform.js';
 import type { PlatformEvent } from '../../src/platform/port.js';
 import { buttonsOf } from '../fakes/slack/requests.js';
@@ -134,6 +135,10 @@ describe('Slack end to end', () => {
     // Every edit after the click went to the same channel and ts; none failed.
     expect(w.fake.callsOf('chat.update').every((c) => c.args.ts === ts && c.response.ok === true)).toBe(true);
     expect(await jobCount(w)).toBe(1);
+    // Every Web API method the surface called is one the manifest's scopes allow.
+    for (const call of w.fake.calls) {
+      expect(call.method === 'auth.test' || call.method in SLACK_METHOD_SCOPES, call.method).toBe(true);
+    }
   });
 
   it('a forged signature gets 401 and changes nothing', async () => {
@@ -285,6 +290,12 @@ describe('Slack end to end', () => {
       expect(body).not.toMatch(/at \S+\.(ts|js):\d+/);
     }
     expect(w.fake.callsOf('chat.postMessage')).toEqual([]);
+    // Every command the manifest declares is handled (usage, not silence).
+    for (const command of SLACK_COMMANDS) {
+      const before = w.fake.responses.length;
+      await w.requests.command({ command, text: '' });
+      await w.fake.waitForResponse((r) => isEphemeral(r) && w.fake.responses.indexOf(r) >= before);
+    }
   });
 
   it('/deployments lists the environment and its Rollback buttons post a fresh confirmation', async () => {
