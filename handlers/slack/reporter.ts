@@ -28,6 +28,11 @@ export interface SlackReporterOptions {
   readonly minIntervalMs?: number;
   /** Attempts for the final state on transient failures (network, 5xx, 429). */
   readonly finalAttempts?: number;
+  /**
+   * Longest time `report` waits for a final state to reach Slack before returning to the job; the
+   * delivery itself carries on in the background (a long Retry-After never holds a worker).
+   */
+  readonly finalWaitMs?: number;
 }
 
 /** Defaults (STYLE 6). */
@@ -36,9 +41,13 @@ export const slackReporterDefaults = {
   logger: silentLogger,
   minIntervalMs: 1000,
   finalAttempts: 6,
+  finalWaitMs: 10_000,
   render: (progress: Progress): SlackMessage => renderSlack(progressView(progress)),
 } as const satisfies Required<
-  Pick<SlackReporterOptions, 'clock' | 'logger' | 'minIntervalMs' | 'finalAttempts' | 'render'>
+  Pick<
+    SlackReporterOptions,
+    'clock' | 'logger' | 'minIntervalMs' | 'finalAttempts' | 'finalWaitMs' | 'render'
+  >
 >;
 
 /** How long a message that showed its final state refuses non-final edits (late, out-of-order ones). */
@@ -102,6 +111,7 @@ export class SlackReporter implements Reporter {
   private readonly metrics: Pick<Metrics, 'chatApiErrors'> | undefined;
   private readonly minIntervalMs: number;
   private readonly finalAttempts: number;
+  private readonly finalWaitMs: number;
   private readonly lanes = new Map<string, Lane>();
   private readonly idle = new Set<() => void>();
   /** Messages whose final state went out, with when: later non-final edits are dropped. */
@@ -115,6 +125,7 @@ export class SlackReporter implements Reporter {
     this.metrics = opts.metrics;
     this.minIntervalMs = opts.minIntervalMs ?? slackReporterDefaults.minIntervalMs;
     this.finalAttempts = opts.finalAttempts ?? slackReporterDefaults.finalAttempts;
+    this.finalWaitMs = opts.finalWaitMs ?? slackReporterDefaults.finalWaitMs;
   }
 
   /**
@@ -135,7 +146,11 @@ export class SlackReporter implements Reporter {
     }
     const final = progress.outcome !== undefined;
     const delivered = slack.map((ref) => this.enqueue(ref, message, final));
-    if (final) await Promise.all(delivered);
+    if (!final) return;
+    const cap = new AbortController();
+    const waited = this.clock.sleep(this.finalWaitMs, cap.signal).catch(() => undefined);
+    await Promise.race([Promise.all(delivered), waited]);
+    cap.abort();
   }
 
   /**

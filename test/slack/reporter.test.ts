@@ -3,7 +3,7 @@
  * (latest wins, ≤ 1 per second), the final state is always delivered, a 429 waits its Retry-After, and
  * failures are counted, never thrown.
  */
-import { EventEmitter, once } from 'node:events';
+import { EventEmitter } from 'node:events';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { createReporterClient, type SlackMessage, SlackReporter } from '../../handlers/slack/reporter.js';
 import { ManualClock } from '../../src/clock.js';
@@ -18,6 +18,18 @@ class ObservedClock extends ManualClock {
     const p = super.sleep(ms, signal);
     this.events.emit('sleep', ms);
     return p;
+  }
+
+  /** Resolves when something starts sleeping for exactly `ms` (the reporter's pacing or Retry-After). */
+  sleepOf(ms: number): Promise<number> {
+    return new Promise((resolve) => {
+      const on = (n: number) => {
+        if (n !== ms) return;
+        this.events.off('sleep', on);
+        resolve(n);
+      };
+      this.events.on('sleep', on);
+    });
   }
 }
 
@@ -86,13 +98,12 @@ async function errorCount(code: string): Promise<number> {
 
 describe('SlackReporter', () => {
   it('coalesces a burst: first state at once, then only the latest, and the final state delivered', async () => {
-    const slept = once(clock.events, 'sleep');
+    const slept = clock.sleepOf(1000);
     await reporter.report(progress('queued'), [ref]);
     await reporter.report(progress('validating'), [ref]);
     await reporter.report(progress('switching'), [ref]);
     await fake.waitForCall('chat.update', (c) => c.args.text === 'step queued');
-    const [ms] = (await slept) as [number];
-    expect(ms).toBe(1000);
+    await slept;
     await reporter.report(progress('verifying'), [ref]);
     const final = reporter.report(progress('done', 'succeeded'), [ref]);
     await clock.advance(1000);
@@ -105,10 +116,9 @@ describe('SlackReporter', () => {
     await reporter.report(progress('queued'), [ref]);
     await fake.waitForCall('chat.update', (c) => c.args.text === 'step queued');
     for (const step of ['validating', 'switching', 'verifying'] as const) {
-      const slept = once(clock.events, 'sleep');
+      const slept = clock.sleepOf(1000);
       await reporter.report(progress(step), [ref]);
-      const [ms] = (await slept) as [number];
-      expect(ms).toBe(1000);
+      await slept;
       await clock.advance(1000);
       await fake.waitForCall('chat.update', (c) => c.args.text === `step ${step}`);
     }
@@ -120,15 +130,28 @@ describe('SlackReporter', () => {
 
   it('honours a 429 Retry-After and still delivers the final state', async () => {
     fake.rateLimit('chat.update', 7);
-    const slept = once(clock.events, 'sleep');
+    const slept = clock.sleepOf(7000);
     const final = reporter.report(progress('done', 'succeeded'), [ref]);
-    const [ms] = (await slept) as [number];
-    expect(ms).toBe(7000);
+    await slept;
     expect(updates()).toEqual([]);
     await clock.advance(7000);
     await final;
     expect(updates()).toEqual(['traffic is on dep_b (succeeded)']);
     expect(await errorCount('ratelimited')).toBe(1);
+  });
+
+  it('returns to the job after finalWaitMs while a long Retry-After delays the final state', async () => {
+    fake.rateLimit('chat.update', 60);
+    const slept = clock.sleepOf(60_000);
+    const final = reporter.report(progress('done', 'succeeded'), [ref]);
+    await slept;
+    // The job is released after 10 s (the default cap) although Slack asked for 60 s.
+    await clock.advance(10_000);
+    await final;
+    expect(updates()).toEqual([]);
+    await clock.advance(50_000);
+    await reporter.flush();
+    expect(updates()).toEqual(['traffic is on dep_b (succeeded)']);
   });
 
   it('counts and logs a failure without throwing into the job', async () => {
