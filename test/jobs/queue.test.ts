@@ -4,6 +4,9 @@
  * second surface, activeForEnvironment, the environment lock, the backoff curve, the audit stream and
  * the Redis settings check.
  */
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { AuditLog } from '../../src/audit.js';
 import { ManualClock } from '../../src/clock.js';
@@ -16,6 +19,7 @@ import {
 } from '../../src/queue.js';
 import { createRedis } from '../../src/redis.js';
 import { checkRedis } from '../../src/redis-check.js';
+import { spawnRedis } from '../../src/redis-server.js';
 import { redisUrl, uniqueName } from '../support/redis.js';
 import { Cleanup, jobData, planFor } from './fixtures/harness.js';
 import { setupJobs } from './fixtures/setup.js';
@@ -277,14 +281,16 @@ describe('AuditLog', () => {
 });
 
 describe('checkRedis', () => {
-  it('passes the test Redis for eviction policy and warns loudly when AOF is off or eviction is on', async () => {
-    const r = redis();
-    const before = (await r.call('CONFIG', 'GET', 'maxmemory-policy')) as string[];
-    const aofBefore = (await r.call('CONFIG', 'GET', 'appendonly')) as string[];
-    cleanup.add(() => r.call('CONFIG', 'SET', 'maxmemory-policy', before[1] ?? 'noeviction'));
-    cleanup.add(() => r.call('CONFIG', 'SET', 'appendonly', aofBefore[1] ?? 'no'));
-    await r.call('CONFIG', 'SET', 'maxmemory-policy', 'noeviction');
-    await r.call('CONFIG', 'SET', 'appendonly', 'yes');
+  it('passes a noeviction Redis with AOF, and warns loudly when AOF is off or eviction is on', async () => {
+    // A private redis-server: changing CONFIG on the shared test Redis would race other test files.
+    const dir = mkdtempSync(join(tmpdir(), 'switchyard-redis-check-'));
+    const own = await spawnRedis({ dir, aof: true });
+    cleanup.add(async () => {
+      await own.stop();
+      rmSync(dir, { recursive: true, force: true });
+    });
+    const r = createRedis(own.url);
+    cleanup.add(() => r.quit());
     expect(await checkRedis(r)).toEqual([]);
 
     await r.call('CONFIG', 'SET', 'maxmemory-policy', 'allkeys-lru');
@@ -293,7 +299,7 @@ describe('checkRedis', () => {
     expect(warnings.map((w) => w.code)).toEqual(['eviction_policy', 'aof_off']);
     expect(warnings[0]?.message).toContain('allkeys-lru');
 
-    const plain = createRedis(redisUrl(), { maxRetriesPerRequest: 3 });
+    const plain = createRedis(own.url, { maxRetriesPerRequest: 3 });
     cleanup.add(() => plain.quit());
     expect((await checkRedis(plain)).map((w) => w.code)).toContain('retries_per_request');
   });

@@ -5,7 +5,7 @@
  * hand back and resume the same platform operation without a second switch).
  */
 import { afterEach, describe, expect, it } from 'vitest';
-import { PlatformHttpError } from '../../src/errors.js';
+import { PlatformHttpError, RefusalError } from '../../src/errors.js';
 import { Cleanup, jobData, planFor, transitions } from './fixtures/harness.js';
 import { seedDomains, seedIds } from './fixtures/seed.js';
 import { type JobsEnv, REACTIVATION_MS, setupJobs } from './fixtures/setup.js';
@@ -202,12 +202,15 @@ describe('switch job', () => {
     expect(await rollbacksOn(env, 'env1')).toBe(0);
   });
 
-  it('retries a 5xx with backoff and then succeeds', async () => {
+  it('retries a 5xx and "operation in progress" with backoff and then succeeds', async () => {
     const env = await setupJobs(cleanup, {
       faults: {
         switchErrors: [
           new PlatformHttpError(503, 'POST', 'http://platform.test/rollback', undefined, 'unavailable'),
-          new PlatformHttpError(502, 'POST', 'http://platform.test/rollback', undefined, 'bad gateway'),
+          new RefusalError({
+            code: 'operation_in_progress',
+            message: 'another switch of env0 is in progress',
+          }),
         ],
       },
     });
@@ -242,6 +245,62 @@ describe('switch job', () => {
     expect(final?.attempt).toBe(2);
     expect(final?.code).toBe('platform_http');
     expect(env.platform.switchCalls).toBe(2);
+  });
+});
+
+describe('switch job edge cases', () => {
+  it('fails with verify_timeout naming where each domain is answered from when traffic does not follow', async () => {
+    const env = await setupJobs(cleanup);
+    // Fault: the live domain keeps answering from the old deployment (e.g. a stale edge cache).
+    const stuck = seedDomains(0)[0] ?? '';
+    const platform = {
+      ...env.platform,
+      probe: async (hostname: string) =>
+        hostname === stuck
+          ? { hostname, status: 200, deploymentId: seedIds(0).current }
+          : env.local.probe(hostname),
+    };
+    await env.startWorker({ platform, verify: { timeoutMs: 100, intervalMs: 5 } });
+    const plan = await planFor(env.local, 'env0', 'rollback', env.clock.now());
+    const { jobId } = await env.queue.enqueue(jobData(plan, env.clock.now()));
+    const final = await env.queue.waitForEnd(jobId);
+    expect(final?.outcome).toBe('failed');
+    expect(final?.code).toBe('verify_timeout');
+    expect(final?.traffic).toEqual([
+      { hostname: stuck, deploymentId: seedIds(0).current, ok: false },
+      { hostname: seedDomains(0)[1], deploymentId: plan.target.id, ok: true },
+    ]);
+    expect(final?.message).toContain(`${stuck} → ${seedIds(0).current}`);
+    expect(final?.message).toContain(`env0 is serving ${plan.target.id}`);
+    expect(final?.steps.at(-1)).toMatchObject({ step: 'verifying', state: 'failed' });
+  });
+
+  it('keeps switching when the reporter throws', async () => {
+    const env = await setupJobs(cleanup);
+    await env.startWorker({
+      reporter: {
+        report: async () => {
+          throw new Error('chat API down');
+        },
+      },
+    });
+    const plan = await planFor(env.local, 'env0', 'rollback', env.clock.now());
+    const { jobId } = await env.queue.enqueue(jobData(plan, env.clock.now()));
+    expect((await env.queue.waitForEnd(jobId))?.outcome).toBe('succeeded');
+  });
+
+  it('fails a job whose data is not a switch, naming the field, without retrying', async () => {
+    const env = await setupJobs(cleanup);
+    await env.startWorker();
+    const job = await env.queue.queue.add(
+      'switch',
+      { action: 'rollback', environment: 'env0' },
+      { jobId: 'sw_bad' },
+    );
+    expect(await env.queue.waitForEnd(job.id ?? '')).toBeUndefined();
+    const failed = (await env.queue.queue.getJob('sw_bad'))?.failedReason;
+    expect(failed).toMatch(/^invalid_input: job data is not a switch: planId/);
+    expect(env.platform.switchCalls).toBe(0);
   });
 });
 
