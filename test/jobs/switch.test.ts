@@ -249,6 +249,27 @@ describe('switch job', () => {
 });
 
 describe('switch job edge cases', () => {
+  it('wakes a plan waiting for its environment as soon as the running switch releases it', async () => {
+    const env = await setupJobs(cleanup);
+    // A one-minute re-check delay: only the release wake-up can finish this test in time.
+    await env.startWorker({ lockRetryMs: 60_000 });
+    const now = env.clock.now();
+    const slow = await planFor(env.local, 'env0', 'rollback', now, seedIds(0).standby);
+    const competing = await planFor(env.local, 'env0', 'rollback', now);
+    const j1 = await env.queue.enqueue(jobData(slow, now));
+    await env.reporter.waitFor((p) => p.jobId === j1.jobId && p.operationId !== undefined);
+    const j2 = await env.queue.enqueue(jobData(competing, now));
+    const waiting = await env.reporter.waitFor(
+      (p) => p.jobId === j2.jobId && p.steps[0]?.detail?.startsWith('Waiting') === true,
+    );
+    expect(waiting.steps[0]?.detail).toContain(j1.jobId);
+    await env.clock.advance(REACTIVATION_MS);
+    expect((await env.queue.waitForEnd(j1.jobId))?.outcome).toBe('succeeded');
+    const second = await env.queue.waitForEnd(j2.jobId);
+    expect(second?.outcome).toBe('stale');
+    expect(env.platform.switchCalls).toBe(1);
+  });
+
   it('fails with verify_timeout naming where each domain is answered from when traffic does not follow', async () => {
     const env = await setupJobs(cleanup);
     // Fault: the live domain keeps answering from the old deployment (e.g. a stale edge cache).
