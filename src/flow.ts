@@ -54,6 +54,8 @@ export interface FlowQueue {
   enqueue(data: SwitchJobRequest): Promise<EnqueueResult>;
   /** Attaches more chat messages to an enqueued job (a surface posting after the click). */
   addMessages?(jobId: string, refs: readonly MessageRef[]): Promise<boolean>;
+  /** A job's progress; an `outcome` means it ended. */
+  progress?(jobId: string): Promise<{ readonly outcome?: string | undefined } | undefined>;
   /** The waiting or running switch of an environment, for `/deployments`. */
   activeForEnvironment?(
     environment: string,
@@ -263,11 +265,19 @@ export class Flow {
       now: this.clock.now(),
     });
     if (!built.ok) return built;
+    // The same switch asked for again after its job ended without success (the platform state did
+    // not change, so the plan id is the same): start over instead of joining the failed job.
+    const previous = await this.plans.get(built.value.id);
+    const ended =
+      previous?.state === 'enqueued' && previous.jobId !== undefined
+        ? (await this.queue.progress?.(previous.jobId))?.outcome !== undefined
+        : false;
     const { record, created } = await this.plans.create({
       plan: built.value,
       requestedBy: actor.value,
       messages,
       ...(opts.alert === undefined ? {} : { alert: opts.alert }),
+      ...(ended ? { replaceEnqueued: true } : {}),
     });
     if (created) {
       await this.record(record, 'requested', actor.value, {

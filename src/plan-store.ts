@@ -190,18 +190,20 @@ const NUMBER_FIELDS = new Set(['createdAt', 'updatedAt', 'expiresAt']);
 /**
  * Creates a record unless a live one exists. Live: enqueued, or pending/awaiting approval and not past
  * `expiresAt`. Returns 1 and the new hash when created, 0 and the existing hash when joined.
- * KEYS[1] record; ARGV[1] now; ARGV[2] key ttl ms; ARGV[3..] field, value pairs.
+ * KEYS[1] record; ARGV[1] now; ARGV[2] key ttl ms; ARGV[3] '1' when an enqueued record whose job has
+ * ended may be replaced (the same switch asked for again after it failed); ARGV[4..] field, value pairs.
  */
 const CREATE_SCRIPT = `
 local state = redis.call('HGET', KEYS[1], 'state')
 if state then
   local exp = tonumber(redis.call('HGET', KEYS[1], 'expiresAt')) or 0
-  if state == 'enqueued' or ((state == 'pending' or state == 'awaiting_approval') and exp > tonumber(ARGV[1])) then
+  local live = (state == 'enqueued' and ARGV[3] ~= '1') or ((state == 'pending' or state == 'awaiting_approval') and exp > tonumber(ARGV[1]))
+  if live then
     return {0, redis.call('HGETALL', KEYS[1])}
   end
   redis.call('DEL', KEYS[1])
 end
-redis.call('HSET', KEYS[1], unpack(ARGV, 3))
+redis.call('HSET', KEYS[1], unpack(ARGV, 4))
 redis.call('PEXPIRE', KEYS[1], ARGV[2])
 return {1, redis.call('HGETALL', KEYS[1])}
 `;
@@ -275,6 +277,8 @@ export class PlanStore {
     readonly requestedBy: Actor;
     readonly messages?: readonly MessageRef[];
     readonly alert?: AlertContext;
+    /** The enqueued record's job has ended (failed, refused, stale): a new request starts over. */
+    readonly replaceEnqueued?: boolean;
   }): Promise<{ readonly record: PlanRecord; readonly created: boolean }> {
     const now = this.clock.now();
     const fields: string[] = [
@@ -301,6 +305,7 @@ export class PlanStore {
       key,
       String(now),
       String(this.ttlMs + this.retainMs),
+      input.replaceEnqueued === true ? '1' : '0',
       ...fields,
     );
     const [created, hash] = this.scriptReply(raw, input.plan.id);
