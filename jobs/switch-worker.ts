@@ -12,6 +12,7 @@ import type { Metrics } from '../src/metrics.js';
 import type { DeployPlatform } from '../src/platform/port.js';
 import type { Progress, Reporter } from '../src/progress.js';
 import {
+  DEFAULT_SWITCH_PREFIX,
   defaultRetryPolicy,
   EnvironmentLock,
   type RetryPolicy,
@@ -61,7 +62,7 @@ export interface SwitchWorker {
 
 /** Starts a switch worker; `await handle.worker.waitUntilReady()` before relying on it. */
 export function startSwitchWorker(opts: SwitchWorkerOptions): SwitchWorker {
-  const prefix = opts.prefix ?? 'bull';
+  const prefix = opts.prefix ?? DEFAULT_SWITCH_PREFIX;
   const redis = createRedis(opts.redisUrl);
   const keys = switchKeys(prefix, opts.queueName);
   const lock = new EnvironmentLock(redis, keys, opts.lockDurationMs);

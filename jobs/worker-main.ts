@@ -28,7 +28,7 @@ import { LocalPlatformClient } from '../src/platform/local/client.js';
 import type { DeployPlatform } from '../src/platform/port.js';
 import { createUnkeyPlatform } from '../src/platform/unkey/adapter.js';
 import type { Progress, Reporter } from '../src/progress.js';
-import { DEFAULT_SWITCH_QUEUE } from '../src/queue.js';
+import { DEFAULT_SWITCH_PREFIX, DEFAULT_SWITCH_QUEUE } from '../src/queue.js';
 import { createRedis } from '../src/redis.js';
 import { checkRedis } from '../src/redis-check.js';
 import { type SwitchWorker, startSwitchWorker } from './switch-worker.js';
@@ -41,7 +41,7 @@ const duration = z
 /** Command-line flags of a worker process. */
 export const workerArgsSchema = z.object({
   queue: z.string().min(1).default(DEFAULT_SWITCH_QUEUE),
-  prefix: z.string().min(1).default('bull'),
+  prefix: z.string().min(1).default(DEFAULT_SWITCH_PREFIX),
   concurrency: z.coerce.number().int('expected a whole number').min(1).max(256).default(10),
   'lock-duration': duration.default(30_000),
   'stalled-interval': duration.optional(),

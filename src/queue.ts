@@ -29,7 +29,10 @@ import { createRedis } from './redis.js';
 export { EnvironmentLock, type SwitchKeys, switchKeys } from './queue-keys.js';
 
 /** Queue name the bot and standalone workers use unless told otherwise. */
-export const DEFAULT_SWITCH_QUEUE = 'switchyard-switches';
+export const DEFAULT_SWITCH_QUEUE = 'switchyard-switch';
+
+/** BullMQ key prefix the bot and standalone workers use unless told otherwise. */
+export const DEFAULT_SWITCH_PREFIX = 'switchyard';
 
 /** Job name of every switch job (the action is in the data). */
 export const SWITCH_JOB_NAME = 'switch';
@@ -139,7 +142,7 @@ function retryAfterOf(err: unknown): number | undefined {
 export interface SwitchQueueOptions {
   readonly redisUrl: string;
   readonly queueName: string;
-  /** BullMQ key prefix; hash-tag it (`{switchyard}`) on Redis Cluster. */
+  /** BullMQ key prefix (default `switchyard`); hash-tag it (`{switchyard}`) on Redis Cluster. */
   readonly prefix?: string;
   /** Reuse a connection instead of opening one (it is not closed by `close()`). */
   readonly connection?: Redis;
@@ -194,7 +197,7 @@ export class SwitchQueue {
   constructor(opts: SwitchQueueOptions) {
     this.queueName = opts.queueName;
     this.redisUrl = opts.redisUrl;
-    this.prefix = opts.prefix ?? 'bull';
+    this.prefix = opts.prefix ?? DEFAULT_SWITCH_PREFIX;
     this.ownsRedis = opts.connection === undefined;
     this.redis = opts.connection ?? createRedis(opts.redisUrl);
     this.keys = switchKeys(this.prefix, this.queueName);

@@ -87,7 +87,7 @@ describe('SwitchQueue.enqueue', () => {
     });
     cleanup.add(() => shortWindow.close());
     // The window passed: simulated by dropping the marker the first enqueue set.
-    await env.redis.del(switchKeys('bull', env.queueName).enqueued(first.jobId));
+    await env.redis.del(switchKeys(env.queue.prefix, env.queueName).enqueued(first.jobId));
     const second = await shortWindow.enqueue(jobData(again, now));
     expect(second).toEqual({ jobId: first.jobId, joined: false });
     const final = await env.queue.waitForEnd(second.jobId);

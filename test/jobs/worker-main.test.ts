@@ -20,7 +20,7 @@ describe('worker-main flags', () => {
     expect(a['lock-duration']).toBe(2_000);
     expect(a['stalled-interval']).toBe(500);
     expect(a.concurrency).toBe(3);
-    expect(a.queue).toBe('switchyard-switches');
+    expect(a.queue).toBe('switchyard-switch');
     expect(a['shutdown-timeout']).toBe(25_000);
   });
 
