@@ -40,6 +40,7 @@ import { type SwitchJobData, switchJobSchema } from '../src/queue.js';
 /** Why a job's signal was aborted by Switchyard itself (graceful shutdown hands the job back). */
 export const SHUTDOWN_REASON = 'switchyard-shutdown';
 
+/** Everything one processor attempt needs (built once per worker by jobs/switch-worker.ts). */
 export interface ProcessorDeps {
   readonly platform: DeployPlatform;
   readonly reporter: Reporter;

@@ -23,6 +23,7 @@ import {
 import { createRedis } from '../src/redis.js';
 import { processSwitch, SHUTDOWN_REASON } from './switch-processor.js';
 
+/** Options of `startSwitchWorker`. */
 export interface SwitchWorkerOptions {
   readonly redisUrl: string;
   readonly queueName: string;
@@ -54,6 +55,7 @@ export interface SwitchWorkerOptions {
   readonly name?: string;
 }
 
+/** A running switch worker. */
 export interface SwitchWorker {
   readonly worker: Worker;
   /** Stops taking jobs, finishes (or hands back) the active ones, closes connections. Idempotent. */

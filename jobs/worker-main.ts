@@ -116,6 +116,7 @@ export function logReporter(logger: Logger): Reporter {
   };
 }
 
+/** Overrides for `runWorker` (defaults: config from env vars, platform from config, log reporter). */
 export interface RunWorkerOptions {
   readonly argv?: readonly string[];
   readonly config?: Config;
@@ -125,6 +126,7 @@ export interface RunWorkerOptions {
   readonly metrics?: Metrics;
 }
 
+/** A worker started by `runWorker`. */
 export interface RunningWorker {
   readonly handle: SwitchWorker;
   readonly warnings: readonly string[];

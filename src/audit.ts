@@ -8,6 +8,7 @@ import type { Redis } from 'ioredis';
 import { z } from 'zod';
 import { actorSchema } from './progress.js';
 
+/** What happened to a switch request. */
 export const auditEventSchema = z.enum([
   'requested',
   'approved',
@@ -19,6 +20,7 @@ export const auditEventSchema = z.enum([
 ]);
 export type AuditEvent = z.infer<typeof auditEventSchema>;
 
+/** One audit entry: who (`actor`), when (`at`), what (action, plan, target) and why (code, message). */
 export const auditEntrySchema = z.object({
   /** Unix ms. */
   at: z.number().int().nonnegative(),
@@ -37,6 +39,7 @@ export const auditEntrySchema = z.object({
 });
 export type AuditEntry = z.infer<typeof auditEntrySchema>;
 
+/** Options of `AuditLog`. */
 export interface AuditLogOptions {
   /** Key prefix; streams are `<prefix>:audit:<environment>`. */
   readonly prefix?: string;

@@ -18,6 +18,7 @@ export interface SwitchKeys {
   messages(jobId: string): string;
 }
 
+/** The Switchyard keys beside queue `queueName` under BullMQ prefix `prefix`. */
 export function switchKeys(prefix: string, queueName: string): SwitchKeys {
   const base = `${prefix}:${queueName}:sy:`;
   return {
@@ -57,6 +58,7 @@ end
 return 0
 `;
 
+/** Outcome of `EnvironmentLock.acquire`: taken, or held by another job (named). */
 export type AcquireResult =
   | { readonly acquired: true }
   | { readonly acquired: false; readonly holder: string };

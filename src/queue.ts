@@ -109,6 +109,7 @@ export interface RetryPolicy {
   readonly maxDelayMs: number;
 }
 
+/** Default retry policy: 6 attempts, 1 s doubling to at most 30 s. */
 export const defaultRetryPolicy = {
   attempts: 6,
   baseDelayMs: 1_000,
@@ -139,6 +140,7 @@ function retryAfterOf(err: unknown): number | undefined {
   return typeof v === 'number' && Number.isFinite(v) && v >= 0 ? v : undefined;
 }
 
+/** Options of `SwitchQueue`. */
 export interface SwitchQueueOptions {
   readonly redisUrl: string;
   readonly queueName: string;
