@@ -173,7 +173,8 @@ export async function runJobsBench(opts: JobsBenchOptions = {}): Promise<JobsBen
     const auditRedis = createRedis(redisUrl);
     const audit = new AuditLog(auditRedis, { prefix: tag });
     // The bench repeats identical plans back to back (rollback, promote, rollback…): no dedupe window.
-    const queue = new SwitchQueue({ redisUrl, queueName, audit, dedupeWindowMs: 1 });
+    // As in the app: Flow audits requests, the worker audits the rest.
+    const queue = new SwitchQueue({ redisUrl, queueName, dedupeWindowMs: 1 });
     const handle = startSwitchWorker({
       redisUrl,
       queueName,

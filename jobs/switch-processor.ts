@@ -96,6 +96,7 @@ export function outcomeOf(err: SwitchyardError): Outcome {
 /** Builds and publishes the job's Progress (the whole state each time: renders are idempotent). */
 class Tracker {
   progress: Progress;
+  private chain: Promise<void> = Promise.resolve();
   constructor(
     private readonly job: Job,
     private readonly deps: ProcessorDeps,
@@ -143,16 +144,28 @@ class Tracker {
     this.progress.steps.push({ step, state: 'skipped', startedAt: now, endedAt: now, detail });
   }
 
-  async publish(): Promise<void> {
+  /**
+   * Publishes the current state after every earlier publish (updates stay in order) and resolves
+   * once it is out. Failures to publish are logged: they never fail the switch.
+   */
+  publish(): Promise<void> {
     this.progress.updatedAt = this.now();
     const snapshot = structuredClone(this.progress);
-    await this.job.updateProgress(snapshot);
-    const messages = await this.messages();
-    if (messages.length === 0) return;
+    this.chain = this.chain.then(() => this.send(snapshot));
+    return this.chain;
+  }
+
+  /** Publishes without waiting: intermediate steps stay off the switch's critical path. */
+  post(): void {
+    void this.publish();
+  }
+
+  private async send(snapshot: Progress): Promise<void> {
     try {
-      await this.deps.reporter.report(snapshot, messages);
+      const [, messages] = await Promise.all([this.job.updateProgress(snapshot), this.messages()]);
+      if (messages.length > 0) await this.deps.reporter.report(snapshot, messages);
     } catch (e) {
-      this.deps.logger.warn({ err: e, jobId: this.job.id }, 'reporter failed; the switch goes on');
+      this.deps.logger.warn({ err: e, jobId: this.job.id }, 'progress publish failed; the switch goes on');
     }
   }
 
@@ -246,7 +259,7 @@ export async function processSwitch(
       throw new DelayedError();
     }
   }
-  await deps.lock.removeWaiter(data.environment, jobId);
+  if (!got.acquired) await deps.lock.removeWaiter(data.environment, jobId);
 
   const lockLost = new AbortController();
   const renewEvery = Math.max(50, Math.floor(deps.lock.ttlMs / 3));
@@ -274,8 +287,9 @@ export async function processSwitch(
     throw e;
   } finally {
     clearInterval(renewal);
-    await deps.lock.release(data.environment, jobId).catch(() => false);
-    const waiters = await deps.lock.waiters(data.environment).catch(() => [] as string[]);
+    const waiters = await deps.lock
+      .releaseAndListWaiters(data.environment, jobId)
+      .catch(() => [] as string[]);
     if (waiters.length > 0) await deps.wake(waiters).catch(() => undefined);
   }
 }
@@ -325,15 +339,19 @@ async function runLocked(
 
   try {
     tracker.start('validating');
-    await tracker.publish();
-    await audit({
-      event: 'started',
-      actor: data.requestedBy,
-      ...(tracker.progress.attempt > 1 ? { message: `attempt ${tracker.progress.attempt}` } : {}),
-    });
-
-    let snapshot = await deps.platform.snapshot(data.environment);
-    let ref = await loadOperation(deps, jobId);
+    tracker.post();
+    // The audit entry and the two reads do not depend on each other.
+    const [, firstSnapshot, storedRef] = await Promise.all([
+      audit({
+        event: 'started',
+        actor: data.requestedBy,
+        ...(tracker.progress.attempt > 1 ? { message: `attempt ${tracker.progress.attempt}` } : {}),
+      }),
+      deps.platform.snapshot(data.environment),
+      loadOperation(deps, jobId),
+    ]);
+    let snapshot = firstSnapshot;
+    let ref = storedRef;
     let opStatus: OperationStatus | undefined;
     if (ref) {
       opStatus = await deps.platform.operation(ref).catch(() => undefined);
@@ -346,6 +364,7 @@ async function runLocked(
     }
 
     let needFollow = false;
+    let storing: Promise<unknown> = Promise.resolve();
     if (ref && opStatus && opStatus.state !== 'succeeded') {
       needFollow = true;
       tracker.endRunning(
@@ -368,7 +387,7 @@ async function runLocked(
           `${data.targetId} is in standby; reactivating it takes a little longer.`,
         );
       else tracker.start('switching');
-      await tracker.publish();
+      tracker.post();
       const request = {
         environment: data.environment,
         targetId: data.targetId,
@@ -378,18 +397,20 @@ async function runLocked(
         data.action === 'rollback'
           ? await deps.platform.rollback(request)
           : await deps.platform.promote(request);
-      await deps.redis.set(deps.keys.operation(jobId), JSON.stringify(ref), 'PX', 7 * 86_400_000);
+      // Stored so that a worker recovering this job follows this operation instead of starting another.
+      storing = deps.redis.set(deps.keys.operation(jobId), JSON.stringify(ref), 'PX', 7 * 86_400_000);
       needFollow = true;
     }
 
     if (ref && needFollow) {
       tracker.progress.operationId = ref.id;
-      await tracker.publish();
+      tracker.post();
       await follow(deps, ref, tracker, signal, data);
     }
+    await storing;
     // The switch is done on the platform: verify traffic.
     tracker.start('verifying');
-    await tracker.publish();
+    tracker.post();
     const traffic = await verifyTraffic(deps, data, tracker, signal);
     snapshot = await deps.platform.snapshot(data.environment).catch(() => snapshot);
     tracker.start('done');
@@ -397,8 +418,10 @@ async function runLocked(
     tracker.progress.outcome = 'succeeded';
     tracker.progress.traffic = traffic;
     tracker.progress.message = successMessage(data, traffic, snapshot);
-    await tracker.publish();
-    await audit({ event: 'succeeded', actor: data.requestedBy, message: tracker.progress.message });
+    await Promise.all([
+      tracker.publish(),
+      audit({ event: 'succeeded', actor: data.requestedBy, message: tracker.progress.message }),
+    ]);
     finish(deps, data, 'succeeded', attemptStart);
     log.info({ outcome: 'succeeded' }, tracker.progress.message);
     return tracker.progress;
@@ -482,7 +505,7 @@ async function follow(
       case 'pending':
         if (current !== 'reactivating' && current !== 'switching') {
           tracker.start('switching');
-          await tracker.publish();
+          tracker.post();
         }
         break;
       case 'reactivating':
@@ -491,20 +514,20 @@ async function follow(
             'reactivating',
             `${data.targetId} is in standby; reactivating it takes a little longer.`,
           );
-          await tracker.publish();
+          tracker.post();
         }
         break;
       case 'switching':
         if (current !== 'switching') {
           tracker.start('switching');
-          await tracker.publish();
+          tracker.post();
         }
         break;
       case 'succeeded':
         // Publish `switching` even when it began and ended between two polls: every switch shows it.
         if (current !== 'switching') {
           tracker.start('switching');
-          await tracker.publish();
+          tracker.post();
         }
         return;
       case 'failed':
@@ -581,7 +604,7 @@ async function verifyTraffic(
       tracker.progress.traffic = traffic;
       const cur = tracker.running();
       if (cur) cur.detail = `${okCount} of ${traffic.length} domains answer from ${data.targetId}.`;
-      await tracker.publish();
+      tracker.post();
     }
     const left = deadline - deps.clock.now();
     if (left <= 0) {

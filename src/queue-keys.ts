@@ -59,6 +59,13 @@ return 0
 `;
 
 /** Outcome of `EnvironmentLock.acquire`: taken, or held by another job (named). */
+const RELEASE_AND_WAITERS = `
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  redis.call('DEL', KEYS[1])
+end
+return redis.call('ZRANGE', KEYS[2], 0, -1)
+`;
+
 export type AcquireResult =
   | { readonly acquired: true }
   | { readonly acquired: false; readonly holder: string };
@@ -91,6 +98,18 @@ export class EnvironmentLock {
   async release(environment: string, owner: string): Promise<boolean> {
     const res = await this.redis.eval(RELEASE, 1, this.keys.lock(environment), owner);
     return res === 1;
+  }
+
+  /** Releases the lock if `owner` holds it and lists the jobs waiting for it (one round trip). */
+  async releaseAndListWaiters(environment: string, owner: string): Promise<string[]> {
+    const res = await this.redis.eval(
+      RELEASE_AND_WAITERS,
+      2,
+      this.keys.lock(environment),
+      this.keys.waiters(environment),
+      owner,
+    );
+    return Array.isArray(res) ? res.filter((x): x is string => typeof x === 'string') : [];
   }
 
   /** The job holding the environment now, if any. */

@@ -28,6 +28,13 @@ import { createRedis } from './redis.js';
 
 export { EnvironmentLock, type SwitchKeys, switchKeys } from './queue-keys.js';
 
+/** SET NX of the enqueue marker, and whether the job already exists, in one round trip. */
+const CLAIM_ENQUEUE = `
+local won = 0
+if redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2], 'NX') then won = 1 end
+return {won, redis.call('EXISTS', KEYS[2])}
+`;
+
 /** Queue name the bot and standalone workers use unless told otherwise. */
 export const DEFAULT_SWITCH_QUEUE = 'switchyard-switch';
 
@@ -239,8 +246,16 @@ export class SwitchQueue {
     const marker = this.keys.enqueued(jobId);
     // SET NX decides who created the job; everyone still calls add (idempotent by job id), so a
     // creator that died between the two steps cannot lose the job for the others.
-    let created = (await this.redis.set(marker, data.planId, 'PX', this.dedupeWindowMs, 'NX')) === 'OK';
-    if (created) {
+    const [won, jobExists] = (await this.redis.eval(
+      CLAIM_ENQUEUE,
+      2,
+      marker,
+      this.queue.toKey(jobId),
+      data.planId,
+      this.dedupeWindowMs,
+    )) as [number, number];
+    let created = won === 1;
+    if (created && jobExists === 1) {
       const existing = await this.queue.getJob(jobId);
       if (existing) {
         const state = await existing.getState();
