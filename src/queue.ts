@@ -255,7 +255,21 @@ export class SwitchQueue {
       this.dedupeWindowMs,
     )) as [number, number];
     let created = won === 1;
-    if (created && jobExists === 1) {
+    if (!created && jobExists === 1) {
+      // Inside the dedupe window, a request made after the job ended is not a double click but the
+      // same switch asked for again (its platform state unchanged, e.g. after a failure): start over.
+      const existing = await this.queue.getJob(jobId);
+      const finishedOn = existing?.finishedOn;
+      if (existing && finishedOn !== undefined && data.requestedAt > finishedOn) {
+        const state = await existing.getState();
+        if (state === 'completed' || state === 'failed') {
+          await existing.remove();
+          await this.redis.del(this.keys.operation(jobId), this.keys.messages(jobId));
+          await this.redis.set(marker, data.planId, 'PX', this.dedupeWindowMs);
+          created = true;
+        }
+      }
+    } else if (created && jobExists === 1) {
       const existing = await this.queue.getJob(jobId);
       if (existing) {
         const state = await existing.getState();

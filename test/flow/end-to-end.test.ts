@@ -6,6 +6,7 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { type SwitchWorker, startSwitchWorker } from '../../jobs/switch-worker.js';
 import { systemClock } from '../../src/clock.js';
+import { PlatformHttpError } from '../../src/errors.js';
 import { silentLogger } from '../../src/log.js';
 import type { MessageRef, Progress, Reporter } from '../../src/progress.js';
 import { redisUrl } from '../support/redis.js';
@@ -105,5 +106,83 @@ describe('Flow end to end', () => {
     expect(events[0]).toBe('succeeded');
     expect(events).toContain('started');
     expect(events.slice(-2)).toEqual(['requested', 'requested']);
+  });
+});
+
+describe('Flow after a failed switch', () => {
+  it('asking again for the same switch after its job failed runs a new job instead of joining the failed one', async () => {
+    h = await createHarness();
+    // Flow's clock must be comparable with BullMQ's finishedOn (wall time) for "asked after it ended".
+    h.clock.set(Date.now());
+    const reporter = new WaitingReporter();
+    let down = true;
+    const platform = new Proxy(h.platform, {
+      get(target, prop, receiver) {
+        if (prop === 'rollback' && down) {
+          return async () => {
+            throw new PlatformHttpError(
+              400,
+              'POST',
+              'http://platform/rollback',
+              'bad_request',
+              'rejected for the test',
+              {
+                retry: false,
+              },
+            );
+          };
+        }
+        const value = Reflect.get(target, prop, receiver);
+        return typeof value === 'function' ? value.bind(target) : value;
+      },
+    });
+    worker = startSwitchWorker({
+      redisUrl: redisUrl(),
+      queueName: h.switchQueue.queueName,
+      platform,
+      reporter,
+      clock: systemClock,
+      verify: { timeoutMs: 10_000, intervalMs: 5 },
+      lockDurationMs: 10_000,
+      concurrency: 1,
+      logger: silentLogger,
+      audit: h.audit,
+    });
+    await worker.worker.waitUntilReady();
+
+    const first = await h.flow.plan(alice, 'rollback', 'production', 'dep_3hd7xa');
+    if (!first.ok) throw new Error(first.refusal.message);
+    await h.flow.attachMessage(first.plan.id, msg);
+    const confirmed = await h.flow.confirm(alice, first.plan.id);
+    if (confirmed.status !== 'enqueued') throw new Error(`expected enqueued, got ${confirmed.status}`);
+    const failed = await reporter.waitFor((p) => p.outcome !== undefined);
+    expect(failed.outcome).not.toBe('succeeded');
+    expect((await h.platform.snapshot('production')).environment.currentDeploymentId).toBe('dep_4kq9wz');
+
+    // the platform is fine again; the same request (same state, so the same plan id) is a new attempt
+    down = false;
+    await h.switchQueue.waitForEnd(confirmed.jobId);
+    h.clock.set(Date.now() + 1);
+    const again = await h.flow.plan(alice, 'rollback', 'production', 'dep_3hd7xa');
+    if (!again.ok) throw new Error(again.refusal.message);
+    expect(again.plan.id).toBe(first.plan.id);
+    expect(again.created).toBe(true);
+    expect(again.record.state).toBe('pending');
+    await h.flow.attachMessage(again.plan.id, msg);
+    const reconfirmed = await h.flow.confirm(alice, again.plan.id);
+    expect(reconfirmed).toMatchObject({ status: 'enqueued', joined: false });
+
+    let ended = false;
+    const outcome = reporter
+      .waitFor((p) => p.outcome === 'succeeded')
+      .finally(() => {
+        ended = true;
+      });
+    while (!ended) {
+      if (h.clock.pending > 0) await h.clock.advance(1_000);
+      else await new Promise<void>((r) => setImmediate(r));
+    }
+    await outcome;
+    expect((await h.platform.snapshot('production')).environment.currentDeploymentId).toBe('dep_3hd7xa');
   });
 });
