@@ -8,30 +8,11 @@ import { type SwitchWorker, startSwitchWorker } from '../../jobs/switch-worker.j
 import { systemClock } from '../../src/clock.js';
 import { PlatformHttpError } from '../../src/errors.js';
 import { silentLogger } from '../../src/log.js';
-import type { MessageRef, Progress, Reporter } from '../../src/progress.js';
+import type { DeployPlatform } from '../../src/platform/port.js';
+import type { MessageRef, Reporter } from '../../src/progress.js';
+import { RecordingReporter, withFaults } from '../jobs/fixtures/harness.js';
 import { redisUrl } from '../support/redis.js';
 import { alice, bob, createHarness, type Harness } from './harness.js';
-
-class WaitingReporter implements Reporter {
-  readonly reports: { progress: Progress; messages: readonly MessageRef[] }[] = [];
-  private waiters: { match: (p: Progress) => boolean; resolve: (p: Progress) => void }[] = [];
-
-  async report(progress: Progress, messages: readonly MessageRef[]): Promise<void> {
-    this.reports.push({ progress, messages });
-    for (const w of [...this.waiters]) {
-      if (w.match(progress)) {
-        this.waiters = this.waiters.filter((x) => x !== w);
-        w.resolve(progress);
-      }
-    }
-  }
-
-  waitFor(match: (p: Progress) => boolean): Promise<Progress> {
-    const seen = this.reports.find((r) => match(r.progress));
-    if (seen) return Promise.resolve(seen.progress);
-    return new Promise((resolve) => this.waiters.push({ match, resolve }));
-  }
-}
 
 let h: Harness | undefined;
 let worker: SwitchWorker | undefined;
@@ -43,25 +24,35 @@ afterEach(async () => {
   h = undefined;
 });
 
+/** A real switch worker on the harness's queue. */
+async function startWorker(
+  harness: Harness,
+  platform: DeployPlatform,
+  reporter: Reporter,
+): Promise<SwitchWorker> {
+  const started = startSwitchWorker({
+    redisUrl: redisUrl(),
+    queueName: harness.switchQueue.queueName,
+    platform,
+    reporter,
+    clock: systemClock,
+    verify: { timeoutMs: 10_000, intervalMs: 5 },
+    lockDurationMs: 10_000,
+    concurrency: 1,
+    logger: silentLogger,
+    audit: harness.audit,
+  });
+  await started.worker.waitUntilReady();
+  return started;
+}
+
 const msg: MessageRef = { surface: 'slack', channel: 'C0INCIDENT', messageId: '1700000000.000200' };
 
 describe('Flow end to end', () => {
   it('two-person rollback: plan, confirm, approve, worker switches traffic, progress reaches the message', async () => {
     h = await createHarness({ environments: { production: { twoPersonRule: true } } });
-    const reporter = new WaitingReporter();
-    worker = startSwitchWorker({
-      redisUrl: redisUrl(),
-      queueName: h.switchQueue.queueName,
-      platform: h.platform,
-      reporter,
-      clock: systemClock,
-      verify: { timeoutMs: 10_000, intervalMs: 5 },
-      lockDurationMs: 10_000,
-      concurrency: 1,
-      logger: silentLogger,
-      audit: h.audit,
-    });
-    await worker.worker.waitUntilReady();
+    const reporter = new RecordingReporter();
+    worker = await startWorker(h, h.platform, reporter);
 
     const planned = await h.flow.plan(alice, 'rollback', 'production');
     if (!planned.ok) throw new Error(planned.refusal.message);
@@ -114,41 +105,23 @@ describe('Flow after a failed switch', () => {
     h = await createHarness();
     // Flow's clock must be comparable with BullMQ's finishedOn (wall time) for "asked after it ended".
     h.clock.set(Date.now());
-    const reporter = new WaitingReporter();
-    let down = true;
-    const platform = new Proxy(h.platform, {
-      get(target, prop, receiver) {
-        if (prop === 'rollback' && down) {
-          return async () => {
-            throw new PlatformHttpError(
-              400,
-              'POST',
-              'http://platform/rollback',
-              'bad_request',
-              'rejected for the test',
-              {
-                retry: false,
-              },
-            );
-          };
-        }
-        const value = Reflect.get(target, prop, receiver);
-        return typeof value === 'function' ? value.bind(target) : value;
-      },
+    const reporter = new RecordingReporter();
+    // the platform refuses the first switch (a 4xx: not retried), then works again
+    const platform = withFaults(h.platform, {
+      switchErrors: [
+        new PlatformHttpError(
+          400,
+          'POST',
+          'http://platform/rollback',
+          'bad_request',
+          'rejected for the test',
+          {
+            retry: false,
+          },
+        ),
+      ],
     });
-    worker = startSwitchWorker({
-      redisUrl: redisUrl(),
-      queueName: h.switchQueue.queueName,
-      platform,
-      reporter,
-      clock: systemClock,
-      verify: { timeoutMs: 10_000, intervalMs: 5 },
-      lockDurationMs: 10_000,
-      concurrency: 1,
-      logger: silentLogger,
-      audit: h.audit,
-    });
-    await worker.worker.waitUntilReady();
+    worker = await startWorker(h, platform, reporter);
 
     const first = await h.flow.plan(alice, 'rollback', 'production', 'dep_3hd7xa');
     if (!first.ok) throw new Error(first.refusal.message);
@@ -159,8 +132,7 @@ describe('Flow after a failed switch', () => {
     expect(failed.outcome).not.toBe('succeeded');
     expect((await h.platform.snapshot('production')).environment.currentDeploymentId).toBe('dep_4kq9wz');
 
-    // the platform is fine again; the same request (same state, so the same plan id) is a new attempt
-    down = false;
+    // the same request (same state, so the same plan id) is a new attempt
     await h.switchQueue.waitForEnd(confirmed.jobId);
     h.clock.set(Date.now() + 1);
     const again = await h.flow.plan(alice, 'rollback', 'production', 'dep_3hd7xa');
