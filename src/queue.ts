@@ -28,11 +28,30 @@ import { createRedis } from './redis.js';
 
 export { EnvironmentLock, type SwitchKeys, switchKeys } from './queue-keys.js';
 
-/** SET NX of the enqueue marker, and whether the job already exists, in one round trip. */
+/**
+ * The enqueue claim, in one round trip: SET NX of the enqueue marker, whether the job exists, and
+ * whether an existing job has ended and must be replaced by this request (then its operation ref and
+ * extra message refs are dropped here and the caller removes the job). Returns {created, replace}.
+ * KEYS: marker, job hash, completed set, failed set, operation ref, message refs.
+ * ARGV: plan id, dedupe window ms, job id, requestedAt (ms).
+ * - Marker won, job ended: the same plan again after the window, a new request: replace.
+ * - Marker won, job queued or running (a long wait beyond the window): join it.
+ * - Marker lost, job ended before this request was made: asked again (e.g. after a failure): replace.
+ * - Otherwise join (a double click or retried delivery inside the window).
+ */
 const CLAIM_ENQUEUE = `
 local won = 0
 if redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2], 'NX') then won = 1 end
-return {won, redis.call('EXISTS', KEYS[2])}
+if redis.call('EXISTS', KEYS[2]) == 0 then return {won, 0} end
+local ended = redis.call('ZSCORE', KEYS[3], ARGV[3]) or redis.call('ZSCORE', KEYS[4], ARGV[3])
+if not ended then return {0, 0} end
+if won == 0 then
+  local finishedOn = tonumber(redis.call('HGET', KEYS[2], 'finishedOn'))
+  if not finishedOn or tonumber(ARGV[4]) <= finishedOn then return {0, 0} end
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+end
+redis.call('DEL', KEYS[5], KEYS[6])
+return {1, 1}
 `;
 
 /** Queue name the bot and standalone workers use unless told otherwise. */
@@ -246,43 +265,23 @@ export class SwitchQueue {
     const marker = this.keys.enqueued(jobId);
     // SET NX decides who created the job; everyone still calls add (idempotent by job id), so a
     // creator that died between the two steps cannot lose the job for the others.
-    const [won, jobExists] = (await this.redis.eval(
+    const [won, replace] = (await this.redis.eval(
       CLAIM_ENQUEUE,
-      2,
+      6,
       marker,
       this.queue.toKey(jobId),
+      this.queue.toKey('completed'),
+      this.queue.toKey('failed'),
+      this.keys.operation(jobId),
+      this.keys.messages(jobId),
       data.planId,
       this.dedupeWindowMs,
+      jobId,
+      data.requestedAt,
     )) as [number, number];
-    let created = won === 1;
-    if (!created && jobExists === 1) {
-      // Inside the dedupe window, a request made after the job ended is not a double click but the
-      // same switch asked for again (its platform state unchanged, e.g. after a failure): start over.
-      const existing = await this.queue.getJob(jobId);
-      const finishedOn = existing?.finishedOn;
-      if (existing && finishedOn !== undefined && data.requestedAt > finishedOn) {
-        const state = await existing.getState();
-        if (state === 'completed' || state === 'failed') {
-          await existing.remove();
-          await this.redis.del(this.keys.operation(jobId), this.keys.messages(jobId));
-          await this.redis.set(marker, data.planId, 'PX', this.dedupeWindowMs);
-          created = true;
-        }
-      }
-    } else if (created && jobExists === 1) {
-      const existing = await this.queue.getJob(jobId);
-      if (existing) {
-        const state = await existing.getState();
-        if (state === 'completed' || state === 'failed') {
-          // The same plan again after the window: the earlier request ended, this one is new.
-          await existing.remove();
-          await this.redis.del(this.keys.operation(jobId), this.keys.messages(jobId));
-        } else {
-          // Still queued or running beyond the window (a long wait): join it.
-          created = false;
-        }
-      }
-    }
+    const created = won === 1;
+    // The job ended: this request starts over (its operation ref and message refs are already gone).
+    if (replace === 1) await this.queue.remove(jobId);
     try {
       await this.queue.add(SWITCH_JOB_NAME, data, {
         jobId,
