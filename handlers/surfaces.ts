@@ -36,8 +36,13 @@ export const discordSurface: SurfaceFactory = async (
     reporter: bot.reporter,
     poster: {
       surface: 'discord',
-      async post(channel, view) {
-        const posted = await bot.messages.post(channel, renderDiscord(view));
+      // A suggestion for an alert from chat replies to the alert message (Discord has no thread_ts).
+      async post(channel, view, opts = {}) {
+        const posted = await bot.messages.post(
+          channel,
+          renderDiscord(view),
+          opts.threadId === undefined ? {} : { replyTo: opts.threadId },
+        );
         return { surface: 'discord', channel, messageId: posted.id };
       },
       update: (ref, view) =>

@@ -77,12 +77,30 @@ export class DiscordMessages {
     this.metrics = opts.metrics;
   }
 
-  /** Posts a message in a channel as the bot; resolves with its id. Throws DiscordAPIError on refusal. */
-  async post(channelId: string, body: DiscordMessage): Promise<{ readonly id: string }> {
+  /**
+   * Posts a message in a channel as the bot; resolves with its id. Throws DiscordAPIError on refusal.
+   * `replyTo` makes it a reply to that message of the same channel (Discord `message_reference`);
+   * when the message is gone by then, it is posted as a plain channel message instead.
+   */
+  async post(
+    channelId: string,
+    body: DiscordMessage,
+    opts: { readonly replyTo?: string } = {},
+  ): Promise<{ readonly id: string }> {
+    const reference =
+      opts.replyTo === undefined
+        ? {}
+        : {
+            message_reference: {
+              message_id: opts.replyTo,
+              channel_id: channelId,
+              fail_if_not_exists: false,
+            },
+          };
     try {
-      const created = (await this.rest.post(Routes.channelMessages(channelId), { body: apiBody(body) })) as {
-        id: string;
-      };
+      const created = (await this.rest.post(Routes.channelMessages(channelId), {
+        body: { ...apiBody(body), ...reference },
+      })) as { id: string };
       return { id: created.id };
     } catch (e) {
       this.count('channels.messages.create', e);

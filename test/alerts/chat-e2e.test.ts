@@ -1,0 +1,334 @@
+/**
+ * Chat-message alerts end to end (issue 7): the whole Switchyard (startSwitchyard: real Redis, the
+ * embedded local platform with its demo project, queue, worker) with the REAL surface factories —
+ * the Bolt app against the fake Slack, the discord.js client against the fake Discord. An alert
+ * message in a watched channel becomes a rollback suggestion under it; its confirm button switches
+ * traffic and the message ends in the final state. The demo's current production deployment went
+ * live 40 minutes before "now", so an alert posted now is inside the 60-minute correlation window.
+ */
+import { afterEach, describe, expect, it } from 'vitest';
+import { slackSurface } from '../../handlers/slack/surface.js';
+import { discordSurface } from '../../handlers/surfaces.js';
+import { buttonId, textOf, waitForMessage, waitForPost } from '../discord/harness.js';
+import { type FakeDiscord, makeSnowflake, startFakeDiscord } from '../fakes/discord/server.js';
+import { buttonsOf, SlackRequests } from '../fakes/slack/requests.js';
+import { FakeSlack, type RecordedCall } from '../fakes/slack/server.js';
+import { startTestSwitchyard, type TestSwitchyard } from '../support/switchyard.js';
+import { AlertLog, observed } from './observe.js';
+
+const SECRET = 'chat-e2e-signing-secret';
+const WATCHED = 'C0ALERTS';
+const UNWATCHED = 'C0RANDOM';
+const LOCAL = { reactivationTime: '200ms', buildTime: '300ms' };
+
+const closers: (() => Promise<unknown>)[] = [];
+afterEach(async () => {
+  for (const c of closers.splice(0).reverse()) await c();
+});
+
+/** Everything a Slack test drives. */
+interface SlackRig {
+  readonly fake: FakeSlack;
+  readonly app: TestSwitchyard;
+  readonly requests: SlackRequests;
+  readonly log: AlertLog;
+  /** A fresh message ts "now", as Slack mints them. */
+  ts(): string;
+}
+
+let tsCounter = 0;
+
+async function startSlackRig(): Promise<SlackRig> {
+  const fake = await new FakeSlack({ channels: { [WATCHED]: 'alerts', [UNWATCHED]: 'random' } }).start();
+  closers.push(() => fake.close());
+  const log = new AlertLog();
+  const app = await startTestSwitchyard({
+    env: { SLACK_BOT_TOKEN: fake.token, SLACK_SIGNING_SECRET: SECRET, SLACK_API_URL: fake.apiUrl },
+    file: { local: LOCAL, alerts: { watch: { slack: [WATCHED] } } },
+    factories: [observed(slackSurface, log)],
+  });
+  closers.push(() => app.close());
+  const requests = new SlackRequests(`${app.baseUrl}/slack/events`, SECRET, fake);
+  return {
+    fake,
+    app,
+    requests,
+    log,
+    ts() {
+      tsCounter += 1;
+      return `${Math.floor(Date.now() / 1000)}.${String(900_000 + tsCounter).padStart(6, '0')}`;
+    },
+  };
+}
+
+/** A `message.channels` event as Slack delivers it for a person's message. */
+function userMessage(channel: string, ts: string, text: string): Record<string, unknown> {
+  return {
+    type: 'message',
+    channel,
+    user: 'U0ONCALL',
+    text,
+    ts,
+    event_ts: ts,
+    channel_type: 'channel',
+  };
+}
+
+/**
+ * What Alertmanager's Slack notifier posts with its default templates (incoming webhook): a
+ * `bot_message` with an empty `text` and the alert in one attachment (title, text, fallback).
+ */
+function alertmanagerMessage(
+  ts: string,
+  status: 'firing' | 'resolved',
+  title = 'HighErrorRate',
+): Record<string, unknown> {
+  const head = status === 'firing' ? `[FIRING:1] ${title} (production)` : `[RESOLVED] ${title} (production)`;
+  return {
+    type: 'message',
+    subtype: 'bot_message',
+    channel: WATCHED,
+    bot_id: 'B0ALERTMGR',
+    username: 'alertmanager',
+    text: '',
+    attachments: [
+      {
+        id: 1,
+        color: status === 'firing' ? 'danger' : 'good',
+        title: head,
+        title_link: 'http://alertmanager.example/#/alerts?receiver=slack',
+        text: '*Alert:* 5xx ratio above 5% for 5 minutes\n*Severity:* critical',
+        fallback: `${head} | http://alertmanager.example/#/alerts?receiver=slack`,
+        mrkdwn_in: ['text'],
+      },
+    ],
+    ts,
+    event_ts: ts,
+    channel_type: 'channel',
+  };
+}
+
+function slackEventId(): string {
+  tsCounter += 1;
+  return `Ev0CHAT${String(tsCounter).padStart(6, '0')}`;
+}
+
+/** Everything a person reads in a Slack message (fallback text and blocks). */
+function slackText(call: { args: Readonly<Record<string, unknown>> }): string {
+  return `${String(call.args.text)}\n${JSON.stringify(call.args.blocks ?? [])}`;
+}
+
+function suggestionsIn(fake: FakeSlack): RecordedCall[] {
+  return fake.callsOf('chat.postMessage');
+}
+
+describe('Slack: alert messages in watched channels', () => {
+  it('suggests the /rollback confirmation in the thread; confirming switches and ends in the final state', async () => {
+    const { fake, app, requests, log, ts: nextTs } = await startSlackRig();
+    const before = await app.platform.snapshot('production');
+    const alertTs = nextTs();
+    const event = userMessage(WATCHED, alertTs, '[FIRING] High error rate env=production');
+    const eventId = slackEventId();
+    expect((await requests.event(event, eventId)).status).toBe(200);
+
+    const post = await fake.waitForCall('chat.postMessage');
+    expect(post.response.ok).toBe(true);
+    expect(post.args.channel).toBe(WATCHED);
+    expect(post.args.thread_ts).toBe(alertTs);
+    const text = slackText(post);
+    const current = before.environment.currentDeploymentId;
+    expect(current).toBe('dep_4kq9wz');
+    expect(text).toContain(current);
+    expect(text).toContain('dep_3hd7xa');
+    expect(text).toContain('shop.localhost');
+    expect(text).toContain('High error rate');
+    expect(text).toMatch(/went live (39|40|41) minutes before this alert started/);
+    const buttons = buttonsOf(post.args.blocks as unknown[]);
+    expect(buttons.map((b) => b.text)).toEqual(
+      expect.arrayContaining([expect.stringMatching(/^Rollback/), 'Cancel', 'Dismiss']),
+    );
+    const [first] = await log.waitForCount(1);
+    expect(first?.outcome).toBe('suggested');
+
+    // An Events API retry of the same event (same event_id) and a burst of the same alert.
+    const retry = await requests.event(event, eventId, {
+      headers: { 'X-Slack-Retry-Num': '1', 'X-Slack-Retry-Reason': 'http_timeout' },
+    });
+    expect(retry.status).toBe(200);
+    const burst = Array.from({ length: 12 }, () =>
+      requests.event(
+        userMessage(WATCHED, nextTs(), '[FIRING] High error rate env=production'),
+        slackEventId(),
+      ),
+    );
+    for (const r of await Promise.all(burst)) expect(r.status).toBe(200);
+    const results = await log.waitForCount(13);
+    expect(results.slice(1).map((r) => r.outcome)).toEqual(Array(12).fill('deduplicated'));
+    // The retry never reached the alert service (12 burst messages + the first, nothing more).
+    expect(log.results()).toHaveLength(13);
+    expect(suggestionsIn(fake)).toHaveLength(1);
+
+    // Confirm on the suggestion: the switch runs and edits the suggestion to its final state.
+    const ts = String(post.response.ts);
+    const confirm = buttons.find((b) => b.actionId.startsWith('sy1:confirm:'));
+    if (!confirm) throw new Error('no confirm button on the suggestion');
+    const click = await requests.click({ actionId: confirm.actionId, messageTs: ts, channelId: WATCHED });
+    expect(click.status).toBe(200);
+    const final = await fake.waitForCall(
+      'chat.update',
+      (c) => c.args.ts === ts && /Traffic is on/.test(String(c.args.text)),
+      20_000,
+    );
+    expect(final.args.channel).toBe(WATCHED);
+    const target = /Traffic is on (\S+?)\./.exec(String(final.args.text))?.[1];
+    expect(target).toBe('dep_3hd7xa');
+    const after = await app.platform.snapshot('production');
+    expect(after.environment.currentDeploymentId).toBe('dep_3hd7xa');
+    expect(suggestionsIn(fake)).toHaveLength(1);
+  });
+
+  it('ignores unwatched channels, its own messages and edits', async () => {
+    const { fake, requests, log, ts: nextTs } = await startSlackRig();
+    // Each of these would be a fresh production incident if it were read as an alert.
+    await requests.event(
+      userMessage(UNWATCHED, nextTs(), '[FIRING] Disk full env=production'),
+      slackEventId(),
+    );
+    await requests.event(
+      { ...userMessage(WATCHED, nextTs(), '[FIRING] Queue stuck env=production'), bot_id: fake.botId },
+      slackEventId(),
+    );
+    await requests.event(
+      {
+        ...userMessage(WATCHED, nextTs(), '[FIRING] Cache cold env=production'),
+        subtype: 'message_changed',
+      },
+      slackEventId(),
+    );
+    // A real alert afterwards: the only one that reaches the service and the only suggestion.
+    const alertTs = nextTs();
+    await requests.event(
+      userMessage(WATCHED, alertTs, '[FIRING] Checkout down env=production'),
+      slackEventId(),
+    );
+    const results = await log.waitForCount(1);
+    expect(results.map((r) => r.title)).toEqual([expect.stringContaining('Checkout down')]);
+    const post = await fake.waitForCall('chat.postMessage');
+    expect(post.args.thread_ts).toBe(alertTs);
+    expect(suggestionsIn(fake)).toHaveLength(1);
+    expect(log.results()).toHaveLength(1);
+  });
+
+  it('reads an Alertmanager notification (attachment only) and edits the suggestion when it resolves', async () => {
+    const { fake, requests, log, ts: nextTs } = await startSlackRig();
+    const alertTs = nextTs();
+    await requests.event(alertmanagerMessage(alertTs, 'firing'), slackEventId());
+    const post = await fake.waitForCall('chat.postMessage');
+    expect(post.args.thread_ts).toBe(alertTs);
+    expect(slackText(post)).toContain('HighErrorRate');
+    const ts = String(post.response.ts);
+    expect((await log.waitForCount(1))[0]?.outcome).toBe('suggested');
+
+    await requests.event(alertmanagerMessage(nextTs(), 'resolved'), slackEventId());
+    const resolved = await log.waitForCount(2);
+    expect(resolved[1]?.outcome).toBe('resolved');
+    const edit = await fake.waitForCall(
+      'chat.update',
+      (c) => c.args.ts === ts && /resolved/i.test(slackText(c)),
+    );
+    expect(edit.args.channel).toBe(WATCHED);
+    const edited = slackText(edit);
+    expect(edited).toContain('The alert resolved');
+    // The button stays, labelled optional.
+    const labels = buttonsOf(edit.args.blocks as unknown[]).map((b) => b.text);
+    expect(labels).toEqual(expect.arrayContaining([expect.stringMatching(/^Rollback.*\(optional\)/)]));
+    expect(suggestionsIn(fake)).toHaveLength(1);
+  });
+});
+
+/** Everything a Discord test drives. */
+interface DiscordRig {
+  readonly fake: FakeDiscord;
+  readonly app: TestSwitchyard;
+  readonly log: AlertLog;
+}
+
+async function startDiscordRig(): Promise<DiscordRig> {
+  const fake = await startFakeDiscord();
+  closers.push(() => fake.close());
+  const log = new AlertLog();
+  const app = await startTestSwitchyard({
+    env: {
+      DISCORD_TOKEN: fake.token,
+      DISCORD_APPLICATION_ID: fake.applicationId,
+      DISCORD_API_URL: fake.apiUrl,
+    },
+    file: { local: LOCAL, alerts: { watch: { discord: [fake.channels.alerts] } } },
+    factories: [observed(discordSurface, log)],
+  });
+  closers.push(() => app.close());
+  return { fake, app, log };
+}
+
+describe('Discord: alert messages in watched channels', () => {
+  it('replies to another bot’s alert with one suggestion; confirming switches and ends in the final state', async () => {
+    const { fake, app, log } = await startDiscordRig();
+    const alertBot = { id: makeSnowflake(), username: 'Alertmanager', bot: true };
+    const channel = fake.channels.alerts;
+    // Ignored: another channel, and nothing else in the watched one yet.
+    fake.postMessage({
+      channelId: fake.channels.general,
+      author: alertBot,
+      content: '[FIRING:1] DiskFull env=production',
+    });
+    const from = fake.calls.length;
+    const alert = fake.postMessage({
+      channelId: channel,
+      author: alertBot,
+      content: '[FIRING:1] HighErrorRate env=production\n5xx ratio above 5% for 5 minutes',
+    });
+    const suggestion = await waitForPost(fake, channel, from);
+    const postCall = fake.calls.find(
+      (c) => c.method === 'POST' && c.path === `/channels/${channel}/messages` && c.index >= from,
+    );
+    expect(postCall?.body).toMatchObject({
+      message_reference: { message_id: alert.id, channel_id: channel },
+    });
+    const text = textOf(suggestion);
+    expect(text).toContain('dep_4kq9wz');
+    expect(text).toContain('dep_3hd7xa');
+    expect(text).toContain('HighErrorRate');
+    expect(text).toMatch(/went live (39|40|41) minutes before this alert started/);
+    const confirmId = buttonId(suggestion, 'Rollback');
+    buttonId(suggestion, 'Cancel');
+    buttonId(suggestion, 'Dismiss');
+
+    expect((await log.waitForCount(1))[0]?.outcome).toBe('suggested');
+
+    // A burst of the same alert: storm control, no second suggestion.
+    for (let i = 0; i < 5; i++)
+      fake.postMessage({
+        channelId: channel,
+        author: alertBot,
+        content: '[FIRING:1] HighErrorRate env=production',
+      });
+    const results = await log.waitForCount(6);
+    expect(results.map((r) => r.outcome)).toEqual(['suggested', ...Array(5).fill('deduplicated')]);
+    const botPosts = () => fake.channelMessages(channel).filter((m) => m.author.id === fake.botUser.id);
+    expect(botPosts()).toHaveLength(1);
+
+    // Confirm: the switch runs and edits the suggestion to its final state.
+    const alice = fake.user('alice');
+    const click = fake.click({ messageId: suggestion.id, customId: confirmId, user: alice });
+    await fake.waitForCallback(click);
+    const final = await waitForMessage(fake, suggestion.id, (t) => /Traffic is on/.test(t));
+    expect(textOf(final)).toMatch(/Traffic is on\W+dep_3hd7xa/);
+    const after = await app.platform.snapshot('production');
+    expect(after.environment.currentDeploymentId).toBe('dep_3hd7xa');
+    expect(botPosts()).toHaveLength(1);
+    // The other channel was never answered.
+    expect(
+      fake.channelMessages(fake.channels.general).filter((m) => m.author.id === fake.botUser.id),
+    ).toEqual([]);
+  });
+});
