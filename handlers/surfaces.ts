@@ -4,11 +4,25 @@
  * edits), its ChatPoster (alert suggestions and notices) and its lifecycle. Messages in watched
  * channels are turned into alerts here (src/alerts/chat.ts) and handed to the AlertService.
  */
+import type { Message } from 'discord.js';
 import { parseChatAlert } from '../src/alerts/chat.js';
 import { renderDiscord } from '../src/views/discord.js';
 import type { SurfaceContext, SurfaceFactory, SurfaceHandle } from './app.js';
 import { createDiscordBotFromConfig } from './discord/index.js';
 import { slackSurface } from './slack/surface.js';
+
+/**
+ * What a Discord message says: its content, then each embed's title, description and fields, one per
+ * line. Alert bots (Alertmanager's and Grafana's Discord integrations) post embeds with no content.
+ */
+export function discordMessageText(message: Pick<Message, 'content' | 'embeds'>): string {
+  const lines = [message.content];
+  for (const e of message.embeds) {
+    lines.push(e.title ?? '', e.description ?? '');
+    for (const f of e.fields) lines.push(`${f.name}: ${f.value}`);
+  }
+  return lines.filter((l) => l.trim() !== '').join('\n');
+}
 
 /** Discord: the gateway bot when DISCORD_TOKEN is set. */
 export const discordSurface: SurfaceFactory = async (
@@ -21,7 +35,7 @@ export const discordSurface: SurfaceFactory = async (
     logger: ctx.logger,
     metrics: ctx.metrics,
     onMessage: async (message) => {
-      const alert = parseChatAlert(message.content, message.channelId, 'discord', ctx.config, {
+      const alert = parseChatAlert(discordMessageText(message), message.channelId, 'discord', ctx.config, {
         at: message.createdTimestamp,
       });
       if (!alert) return;

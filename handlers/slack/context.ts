@@ -24,6 +24,8 @@ import type { WorkQueue } from './work.js';
 export interface ChannelMessage {
   readonly channel: string;
   readonly ts: string;
+  /** The parent's ts when the message is a reply in a thread (Slack's `thread_ts`). */
+  readonly threadTs?: string;
   readonly text: string;
   readonly user?: string;
   readonly botId?: string;

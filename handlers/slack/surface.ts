@@ -33,9 +33,13 @@ export const slackSurface: SurfaceFactory = async (
         ...(Number.isFinite(at) ? { at } : {}),
       });
       if (!alert) return;
-      await ctx
-        .alerts()
-        ?.handle([alert], { surface: 'slack', channel: message.channel, messageId: message.ts });
+      await ctx.alerts()?.handle([alert], {
+        surface: 'slack',
+        channel: message.channel,
+        messageId: message.ts,
+        // An alert posted as a reply: suggest in that thread (Slack threads hang off the parent's ts).
+        ...(message.threadTs === undefined ? {} : { threadId: message.threadTs }),
+      });
     },
   });
   ctx.logger.info({ mode: surface.slack.mode }, 'slack surface ready');

@@ -219,6 +219,24 @@ describe('Slack: alert messages in watched channels', () => {
     expect(log.results()).toHaveLength(1);
   });
 
+  it('answers an alert posted as a reply in the thread it was posted in', async () => {
+    const { fake, requests, log, ts: nextTs } = await startSlackRig();
+    const parentTs = nextTs();
+    await requests.event(
+      userMessage(WATCHED, parentTs, 'Anyone else seeing slow checkouts?'),
+      slackEventId(),
+    );
+    const replyTs = nextTs();
+    await requests.event(
+      { ...userMessage(WATCHED, replyTs, '[FIRING] Checkout latency env=production'), thread_ts: parentTs },
+      slackEventId(),
+    );
+    expect((await log.waitForCount(1))[0]?.outcome).toBe('suggested');
+    const post = await fake.waitForCall('chat.postMessage');
+    expect(post.args.channel).toBe(WATCHED);
+    expect(post.args.thread_ts).toBe(parentTs);
+  });
+
   it('reads an Alertmanager notification (attachment only) and edits the suggestion when it resolves', async () => {
     const { fake, requests, log, ts: nextTs } = await startSlackRig();
     const alertTs = nextTs();
@@ -330,5 +348,44 @@ describe('Discord: alert messages in watched channels', () => {
     expect(
       fake.channelMessages(fake.channels.general).filter((m) => m.author.id === fake.botUser.id),
     ).toEqual([]);
+  });
+});
+
+describe('Discord: alert bots that post embeds only', () => {
+  it('reads an Alertmanager embed, replies with a suggestion and edits it when the alert resolves', async () => {
+    const { fake, log } = await startDiscordRig();
+    const alertmanager = { id: makeSnowflake(), username: 'Alertmanager', bot: true };
+    const channel = fake.channels.alerts;
+    // Alertmanager's Discord notifier: no content, one embed with the title and the description.
+    const embed = (status: 'firing' | 'resolved') => ({
+      title:
+        status === 'firing'
+          ? '[FIRING:1] HighErrorRate (production)'
+          : '[RESOLVED] HighErrorRate (production)',
+      description: 'Alert: 5xx ratio above 5% for 5 minutes\nSeverity: critical',
+      color: status === 'firing' ? 10038562 : 3066993,
+    });
+    const from = fake.calls.length;
+    const alert = fake.postMessage({
+      channelId: channel,
+      author: alertmanager,
+      content: '',
+      embeds: [embed('firing')],
+    });
+    const suggestion = await waitForPost(fake, channel, from);
+    const postCall = fake.calls.find(
+      (c) => c.method === 'POST' && c.path === `/channels/${channel}/messages` && c.index >= from,
+    );
+    expect(postCall?.body).toMatchObject({ message_reference: { message_id: alert.id } });
+    expect(textOf(suggestion)).toContain('HighErrorRate');
+    buttonId(suggestion, 'Rollback');
+    expect((await log.waitForCount(1))[0]?.outcome).toBe('suggested');
+
+    fake.postMessage({ channelId: channel, author: alertmanager, content: '', embeds: [embed('resolved')] });
+    expect((await log.waitForCount(2))[1]?.outcome).toBe('resolved');
+    const edited = await waitForMessage(fake, suggestion.id, (t) => /The alert resolved/.test(t));
+    // The button stays, labelled optional.
+    buttonId(edited, 'Rollback to target version (optional)');
+    expect(fake.channelMessages(channel).filter((m) => m.author.id === fake.botUser.id)).toHaveLength(1);
   });
 });

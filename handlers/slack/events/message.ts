@@ -13,6 +13,7 @@ const channelMessageSchema = z.object({
   subtype: z.string().optional(),
   channel: z.string().min(1),
   ts: z.string().min(1),
+  thread_ts: z.string().min(1).optional(),
   text: z.string().default(''),
   user: z.string().optional(),
   bot_id: z.string().optional(),
@@ -67,6 +68,8 @@ export function register(app: App, deps: SlackHandlerDeps): void {
       await watch({
         channel: m.channel,
         ts: m.ts,
+        // A thread's parent carries thread_ts equal to its own ts: only replies have a parent.
+        ...(m.thread_ts === undefined || m.thread_ts === m.ts ? {} : { threadTs: m.thread_ts }),
         text: messageText(m),
         ...(m.user === undefined ? {} : { user: m.user }),
         ...(m.bot_id === undefined ? {} : { botId: m.bot_id }),
