@@ -237,6 +237,7 @@ export async function startSwitchyard(
       dedupe,
       config,
       jobs: queue,
+      defaultChannels: { console: 'console' },
       surfaces: surfaces.filter((s): s is Surface => s === 'slack' || s === 'discord' || s === 'console'),
       clock,
       metrics,

@@ -125,6 +125,8 @@ export interface AlertServiceOptions {
   readonly config: Pick<Config, 'env' | 'file'>;
   /** The switch queue; without it, alerts are never linked to running jobs. */
   readonly jobs?: ActiveJobs;
+  /** Last-resort channels per surface (the console has one channel and needs no configuration). */
+  readonly defaultChannels?: Partial<Record<SurfaceName, string>>;
   /** Surfaces that are connected; destinations on other surfaces are not used. Default: all. */
   readonly surfaces?: readonly SurfaceName[];
   readonly clock?: Clock;
@@ -176,7 +178,7 @@ export class AlertService implements AlertIntake {
     const wanted: Record<SurfaceName, string | undefined> = {
       slack: channels?.slack ?? env.SLACK_ALERT_CHANNEL,
       discord: channels?.discord ?? env.DISCORD_ALERT_CHANNEL,
-      console: channels?.console,
+      console: channels?.console ?? this.opts.defaultChannels?.console,
     };
     const out: SuggestionDestination[] = [];
     for (const surface of this.surfaces) {

@@ -1,0 +1,92 @@
+/**
+ * The console's JSON API on the real app: bad input is refused naming the field and changes nothing,
+ * a fired alert posts a rollback suggestion (with Dismiss) into the channel, a simulated push builds
+ * and, outside a rollback, takes the domains.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { ConsoleEntry } from '../../handlers/console/surface.js';
+import { startTestSwitchyard, type TestSwitchyard } from '../support/switchyard.js';
+
+let app: TestSwitchyard;
+
+beforeAll(async () => {
+  app = await startTestSwitchyard();
+});
+
+afterAll(async () => {
+  await app?.close();
+});
+
+async function post(path: string, body: unknown): Promise<{ status: number; json: Record<string, unknown> }> {
+  const res = await fetch(`${app.baseUrl}${path}`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: typeof body === 'string' ? body : JSON.stringify(body),
+  });
+  return { status: res.status, json: (await res.json()) as Record<string, unknown> };
+}
+
+async function timeline(user = 'alice'): Promise<ConsoleEntry[]> {
+  const res = await fetch(`${app.baseUrl}/console/api/timeline?user=${user}`);
+  return ((await res.json()) as { entries: ConsoleEntry[] }).entries;
+}
+
+describe('console API', () => {
+  it('refuses bad bodies naming the field, and posts nothing', async () => {
+    const before = (await timeline()).length;
+    const noUser = await post('/console/api/command', { text: '/rollback production' });
+    expect(noUser.status).toBe(400);
+    expect(String(noUser.json.message)).toContain('user');
+    const notJson = await post('/console/api/action', 'not json');
+    expect(notJson.status).toBe(400);
+    const badAction = await post('/console/api/action', {
+      user: 'alice',
+      actionId: 'sy1:confirm:nope',
+      messageId: 'm1',
+    });
+    expect(badAction.status).toBe(200);
+    expect(badAction.json.outcome).toBe('invalid');
+    const after = await timeline();
+    // only the ephemeral explanation of the malformed action id was added, visible to alice alone
+    expect(after.length).toBe(before + 1);
+    expect(after.at(-1)?.visibleTo).toBe('alice');
+    expect((await timeline('bob')).length).toBe(before);
+  });
+
+  it('fires an alert that posts a rollback suggestion with Dismiss', async () => {
+    const fired = await post('/console/api/alert', {
+      environment: 'production',
+      title: 'Checkout 5xx above 5%',
+    });
+    expect(fired.status).toBe(202);
+    expect(fired.json.outcome).toBe('suggested');
+    const suggestion = (await timeline()).find(
+      (e) => e.message?.kind === 'confirmation' && e.message.title.includes('dep_3hd7xa'),
+    );
+    expect(suggestion).toBeDefined();
+    const labels = suggestion?.message?.buttons.map((b) => b.label) ?? [];
+    expect(labels).toContain('Dismiss');
+    expect(JSON.stringify(suggestion?.message)).toContain('Checkout 5xx above 5%');
+    // the same incident again: storm control, no second suggestion
+    const again = await post('/console/api/alert', {
+      environment: 'production',
+      title: 'Checkout 5xx above 5%',
+    });
+    expect(again.json.outcome).toBe('deduplicated');
+  });
+
+  it('simulates a push that builds and then serves the environment', async () => {
+    const pushed = await post('/console/api/push', { environment: 'preview', branch: 'feature-x' });
+    expect(pushed.status).toBe(201);
+    const id = String(pushed.json.deploymentId);
+    for (let i = 0; i < 200; i++) {
+      const snap = await app.platform.snapshot('preview');
+      if (snap.environment.currentDeploymentId === id) break;
+      await new Promise<void>((r) => app.platform.subscribe?.(() => r()) ?? setImmediate(r));
+    }
+    expect((await app.platform.snapshot('preview')).environment.currentDeploymentId).toBe(id);
+    const bad = await post('/console/api/push', { environment: 'staging' });
+    expect(bad.status).toBe(400);
+    expect(String(bad.json.message)).toContain('staging');
+  });
+});
