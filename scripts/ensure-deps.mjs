@@ -25,7 +25,7 @@ if (missing.length > 0) {
     console.error(`switchyard: installing ${missing.join(', ')} with apt-get (once)…`);
     const env = { ...process.env, DEBIAN_FRONTEND: 'noninteractive' };
     execFileSync('apt-get', ['update', '-qq'], { stdio: 'inherit', env });
-    execFileSync('apt-get', ['install', '-y', '-qq', '--no-install-recommends', ...missing], {
+    execFileSync('apt-get', ['install', '-y', '-qq', ...missing], {
       stdio: 'inherit',
       env,
     });
