@@ -3,7 +3,8 @@
  * one small port, `ChatPoster`, that each chat surface implements (post a view to a channel, edit it).
  * The suggestion sink here is the single implementation of the alerts' SuggestionSink for every surface:
  * it renders the same confirmation view `/rollback` shows (with the alert context and Dismiss) and hands
- * the posted message to Flow so the switch's progress edits it.
+ * the posted message to Flow so the switch's progress edits it. A resolved alert edits its suggestion,
+ * unless the suggestion was confirmed: then the message shows the switch and is left alone.
  */
 import type { SuggestionDestination, SuggestionInput, SuggestionSink } from './alerts/service.js';
 import type { ChatService } from './chat.js';
@@ -65,6 +66,9 @@ export function suggestionSink(poster: ChatPoster, chat: ChatService, flow: Flow
     },
     async resolved(refs, input): Promise<void> {
       const record = input.planId ? await flow.get(input.planId) : undefined;
+      // Confirmed: the message is the switch's progress (or its final state) and stays so. Replacing
+      // it with the resolved note would hide what happened and still ask whether to roll back.
+      if (record?.state === 'enqueued') return;
       const view =
         record && (record.state === 'pending' || record.state === 'awaiting_approval')
           ? chat.confirmation(record, { alertResolved: true })

@@ -6,13 +6,20 @@
  * traffic and the message ends in the final state. The demo's current production deployment went
  * live 40 minutes before "now", so an alert posted now is inside the 60-minute correlation window.
  */
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
+import { type RunningSwitchyard, type SurfaceFactory, startSwitchyard } from '../../handlers/app.js';
 import { slackSurface } from '../../handlers/slack/surface.js';
 import { discordSurface } from '../../handlers/surfaces.js';
+import { fileConfigSchema, parseEnv } from '../../src/config.js';
+import { silentLogger } from '../../src/log.js';
 import { buttonId, textOf, waitForMessage, waitForPost } from '../discord/harness.js';
 import { type FakeDiscord, makeSnowflake, startFakeDiscord } from '../fakes/discord/server.js';
 import { buttonsOf, SlackRequests } from '../fakes/slack/requests.js';
 import { FakeSlack, type RecordedCall } from '../fakes/slack/server.js';
+import { redisUrl, uniqueName } from '../support/redis.js';
 import { startTestSwitchyard, type TestSwitchyard } from '../support/switchyard.js';
 import { AlertLog, observed } from './observe.js';
 
@@ -387,5 +394,81 @@ describe('Discord: alert bots that post embeds only', () => {
     // The button stays, labelled optional.
     buttonId(edited, 'Rollback to target version (optional)');
     expect(fake.channelMessages(channel).filter((m) => m.author.id === fake.botUser.id)).toHaveLength(1);
+  });
+});
+
+describe('Discord: a RESOLVED after the switch ran', () => {
+  /** One Switchyard process on a given data dir and namespace (so a second one is a restart). */
+  async function startProcess(
+    fake: FakeDiscord,
+    dataDir: string,
+    namespace: string,
+    factory: SurfaceFactory,
+  ): Promise<RunningSwitchyard> {
+    const env = parseEnv({
+      PORT: '0',
+      LOCAL_ROUTER_PORT: '0',
+      REDIS_URL: redisUrl(),
+      LOG_LEVEL: 'silent',
+      DISCORD_TOKEN: fake.token,
+      DISCORD_APPLICATION_ID: fake.applicationId,
+      DISCORD_API_URL: fake.apiUrl,
+    });
+    const file = fileConfigSchema.parse({
+      local: LOCAL,
+      alerts: { watch: { discord: [fake.channels.alerts] } },
+    });
+    return startSwitchyard(
+      { config: { env, file, platform: 'local' }, logger: silentLogger, dataDir, namespace },
+      [factory],
+    );
+  }
+
+  it('leaves the final state of the switch in place, even after a restart', async () => {
+    const fake = await startFakeDiscord();
+    closers.push(() => fake.close());
+    const dataDir = mkdtempSync(join(tmpdir(), 'sy-chat-e2e-'));
+    closers.push(async () => rmSync(dataDir, { recursive: true, force: true }));
+    const namespace = uniqueName('sy');
+    const channel = fake.channels.alerts;
+    const alertBot = { id: makeSnowflake(), username: 'Alertmanager', bot: true };
+
+    const firstLog = new AlertLog();
+    const first = await startProcess(fake, dataDir, namespace, observed(discordSurface, firstLog));
+    let firstRunning = true;
+    closers.push(async () => {
+      if (firstRunning) await first.stop();
+    });
+    const from = fake.calls.length;
+    fake.postMessage({
+      channelId: channel,
+      author: alertBot,
+      content: '[FIRING:1] HighErrorRate env=production',
+    });
+    const suggestion = await waitForPost(fake, channel, from);
+    expect((await firstLog.waitForCount(1))[0]?.outcome).toBe('suggested');
+    const click = fake.click({
+      messageId: suggestion.id,
+      customId: buttonId(suggestion, 'Rollback'),
+      user: fake.user('alice'),
+    });
+    await fake.waitForCallback(click);
+    await waitForMessage(fake, suggestion.id, (t) => /Traffic is on/.test(t));
+    await first.stop();
+    firstRunning = false;
+
+    // A new process (same Redis namespace and state): the alert resolves.
+    const secondLog = new AlertLog();
+    const second = await startProcess(fake, dataDir, namespace, observed(discordSurface, secondLog));
+    closers.push(() => second.stop());
+    fake.postMessage({
+      channelId: channel,
+      author: alertBot,
+      content: '[RESOLVED] HighErrorRate env=production',
+    });
+    expect((await secondLog.waitForCount(1))[0]?.outcome).toBe('resolved');
+    const now = fake.messages.get(suggestion.id);
+    if (!now) throw new Error('the suggestion message is gone');
+    expect(textOf(now)).toMatch(/Traffic is on\W+dep_3hd7xa/);
   });
 });
