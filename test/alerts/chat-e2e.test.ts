@@ -244,6 +244,28 @@ describe('Slack: alert messages in watched channels', () => {
     expect(post.args.thread_ts).toBe(parentTs);
   });
 
+  it('Dismiss closes the suggestion without switching', async () => {
+    const { fake, app, requests, log, ts: nextTs } = await startSlackRig();
+    await requests.event(
+      userMessage(WATCHED, nextTs(), '[FIRING] Error budget burn env=production'),
+      slackEventId(),
+    );
+    const post = await fake.waitForCall('chat.postMessage');
+    expect((await log.waitForCount(1))[0]?.outcome).toBe('suggested');
+    const ts = String(post.response.ts);
+    const dismiss = buttonsOf(post.args.blocks as unknown[]).find((b) => b.text === 'Dismiss');
+    if (!dismiss) throw new Error('no Dismiss button on the suggestion');
+    expect(
+      (await requests.click({ actionId: dismiss.actionId, messageTs: ts, channelId: WATCHED })).status,
+    ).toBe(200);
+    const closed = await fake.waitForCall('chat.update', (c) => c.args.ts === ts);
+    expect(buttonsOf(closed.args.blocks as unknown[]).map((b) => b.text)).not.toContain('Dismiss');
+    expect(String(closed.args.text)).toMatch(
+      /^Cancelled: roll back production to dep_3hd7xa\. Nothing changed\./,
+    );
+    expect((await app.platform.snapshot('production')).environment.currentDeploymentId).toBe('dep_4kq9wz');
+  });
+
   it('reads an Alertmanager notification (attachment only) and edits the suggestion when it resolves', async () => {
     const { fake, requests, log, ts: nextTs } = await startSlackRig();
     const alertTs = nextTs();
