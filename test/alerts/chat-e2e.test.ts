@@ -373,6 +373,8 @@ describe('Discord: alert messages in watched channels', () => {
     const after = await app.platform.snapshot('production');
     expect(after.environment.currentDeploymentId).toBe('dep_3hd7xa');
     expect(botPosts()).toHaveLength(1);
+    // Nothing else reached the alert service: not the bot's own posts, not the other channel.
+    expect(log.results()).toHaveLength(6);
     // The other channel was never answered.
     expect(
       fake.channelMessages(fake.channels.general).filter((m) => m.author.id === fake.botUser.id),
