@@ -96,13 +96,23 @@ export function outcomeOf(err: SwitchyardError): Outcome {
 /** Builds and publishes the job's Progress (the whole state each time: renders are idempotent). */
 class Tracker {
   progress: Progress;
-  private chain: Promise<void> = Promise.resolve();
+  /** Settles when every BullMQ progress write so far has. */
+  private written: Promise<void> = Promise.resolve();
+  /** Settles when every report so far has. */
+  private reported: Promise<void> = Promise.resolve();
+  /** States published this tick, not yet sent. */
+  private pending: Progress[] = [];
+  private flushing: Promise<void> | undefined;
+  private seq = 0;
+  private landedSeq = 0;
+  private newest: Progress;
   constructor(
     private readonly job: Job,
     private readonly deps: ProcessorDeps,
     base: Progress,
   ) {
     this.progress = base;
+    this.newest = base;
   }
 
   private now(): number {
@@ -145,14 +155,53 @@ class Tracker {
   }
 
   /**
-   * Publishes the current state after every earlier publish (updates stay in order) and resolves
-   * once it is out. Failures to publish are logged: they never fail the switch.
+   * Publishes the current state; resolves once it, and every earlier state, is out. States published
+   * within one tick go out together: the Reporter gets every one of them in order (each report after
+   * the previous one ended) with one read of the job's message refs; BullMQ progress gets every step
+   * change, a state followed in the same tick by one with the same steps (only details differ) being
+   * written as that later one. Failures to publish are logged: they never fail the switch.
    */
   publish(): Promise<void> {
     this.progress.updatedAt = this.now();
-    const snapshot = structuredClone(this.progress);
-    this.chain = this.chain.then(() => this.send(snapshot));
-    return this.chain;
+    this.pending.push(structuredClone(this.progress));
+    this.flushing ??= new Promise<void>((resolve) => setImmediate(resolve)).then(() => this.flush());
+    return this.flushing;
+  }
+
+  private flush(): Promise<void> {
+    const batch = this.pending;
+    this.pending = [];
+    this.flushing = undefined;
+    batch.forEach((snapshot, i) => {
+      const next = batch[i + 1];
+      if (next === undefined || stepsOf(next) !== stepsOf(snapshot)) this.write(snapshot);
+    });
+    const messages = this.messages().catch((e: unknown) => {
+      this.warn(e);
+      return [] as MessageRef[];
+    });
+    this.reported = this.reported.then(async () => {
+      const refs = await messages;
+      if (refs.length === 0) return;
+      for (const snapshot of batch) {
+        await this.deps.reporter.report(snapshot, refs).catch((e: unknown) => this.warn(e));
+      }
+    });
+    return Promise.all([this.written, this.reported]).then(() => undefined);
+  }
+
+  /**
+   * Sends a BullMQ progress write at once: the writes of one job share one connection, so Redis
+   * applies them in order (a write overtaken by a newer one is repaired in `landed`).
+   */
+  private write(snapshot: Progress): void {
+    const seq = ++this.seq;
+    this.newest = snapshot;
+    const write = this.job.updateProgress(snapshot).then(
+      () => this.landed(seq),
+      (e: unknown) => this.warn(e),
+    );
+    this.written = Promise.all([this.written, write]).then(() => undefined);
   }
 
   /** Publishes without waiting: intermediate steps stay off the switch's critical path. */
@@ -160,13 +209,21 @@ class Tracker {
     void this.publish();
   }
 
-  private async send(snapshot: Progress): Promise<void> {
-    try {
-      const [, messages] = await Promise.all([this.job.updateProgress(snapshot), this.messages()]);
-      if (messages.length > 0) await this.deps.reporter.report(snapshot, messages);
-    } catch (e) {
-      this.deps.logger.warn({ err: e, jobId: this.job.id }, 'progress publish failed; the switch goes on');
+  /**
+   * Write `seq` is in Redis. Writes are sent in order on one connection, so they land in order; only
+   * a script resent after NOSCRIPT could land late, over a newer state: then the newest goes again.
+   */
+  private async landed(seq: number): Promise<void> {
+    if (seq > this.landedSeq) {
+      this.landedSeq = seq;
+      return;
     }
+    this.landedSeq = this.seq;
+    await this.job.updateProgress(this.newest).catch((e: unknown) => this.warn(e));
+  }
+
+  private warn(e: unknown): void {
+    this.deps.logger.warn({ err: e, jobId: this.job.id }, 'progress publish failed; the switch goes on');
   }
 
   private async messages(): Promise<MessageRef[]> {
@@ -190,6 +247,11 @@ class Tracker {
     }
     return out;
   }
+}
+
+/** The steps and their states (what a follower must see change), plus the outcome. */
+function stepsOf(p: Progress): string {
+  return `${p.steps.map((s) => `${s.step}:${s.state}`).join(',')}|${p.outcome ?? ''}`;
 }
 
 function describeTraffic(traffic: readonly Traffic[]): string {
@@ -236,12 +298,14 @@ export async function processSwitch(
     updatedAt: deps.clock.now(),
   });
 
-  // 1. The environment lock: one switch per environment at a time, across processes.
-  const got = await deps.lock.acquire(data.environment, jobId);
+  // 1. The environment lock: one switch per environment at a time, across processes. The operation
+  // ref an earlier attempt stored is read under the lock in the same round trip.
+  const opKey = deps.keys.operation(jobId);
+  let got = await deps.lock.acquireAndRead(data.environment, jobId, opKey);
   if (!got.acquired) {
     await deps.lock.addWaiter(data.environment, jobId, data.requestedAt);
     // The holder may have released between the two calls: look once more before sleeping.
-    const again = await deps.lock.acquire(data.environment, jobId);
+    const again = await deps.lock.acquireAndRead(data.environment, jobId, opKey);
     if (!again.acquired) {
       const detail = `Waiting: another ${data.environment} switch is running (job ${again.holder}).`;
       if (!samePublishedDetail(job, detail)) {
@@ -258,8 +322,10 @@ export async function processSwitch(
       await job.moveToDelayed(Date.now() + deps.lockRetryMs + jitter, token);
       throw new DelayedError();
     }
+    await deps.lock.removeWaiter(data.environment, jobId);
+    got = again;
   }
-  if (!got.acquired) await deps.lock.removeWaiter(data.environment, jobId);
+  const storedRef = parseOperation(got.value);
 
   const lockLost = new AbortController();
   const renewEvery = Math.max(50, Math.floor(deps.lock.ttlMs / 3));
@@ -273,9 +339,32 @@ export async function processSwitch(
   }, renewEvery);
   const abort = signal ? AbortSignal.any([signal, lockLost.signal]) : lockLost.signal;
   const attemptStart = deps.clock.now();
+  // Releases the environment (once) and wakes the jobs waiting for it.
+  let released: Promise<void> | undefined;
+  const release = (): Promise<void> => {
+    released ??= (async () => {
+      clearInterval(renewal);
+      const waiters = await deps.lock
+        .releaseAndListWaiters(data.environment, jobId)
+        .catch(() => [] as string[]);
+      if (waiters.length > 0) await deps.wake(waiters).catch(() => undefined);
+    })();
+    return released;
+  };
 
   try {
-    return await runLocked(deps, job, data, tracker, abort, log, attemptStart, maxAttempts);
+    return await runLocked(
+      deps,
+      job,
+      data,
+      tracker,
+      abort,
+      log,
+      attemptStart,
+      maxAttempts,
+      storedRef,
+      release,
+    );
   } catch (e) {
     if (signal?.aborted && signal.reason === SHUTDOWN_REASON && !(e instanceof UnrecoverableError)) {
       // Graceful shutdown ran out of time: hand the job back so another worker resumes it at once
@@ -286,11 +375,7 @@ export async function processSwitch(
     }
     throw e;
   } finally {
-    clearInterval(renewal);
-    const waiters = await deps.lock
-      .releaseAndListWaiters(data.environment, jobId)
-      .catch(() => [] as string[]);
-    if (waiters.length > 0) await deps.wake(waiters).catch(() => undefined);
+    await release();
   }
 }
 
@@ -312,6 +397,8 @@ async function runLocked(
   log: Logger,
   attemptStart: number,
   maxAttempts: number,
+  storedRef: OperationRef | undefined,
+  release: () => Promise<void>,
 ): Promise<Progress> {
   const jobId = job.id ?? '';
   const expect: PlanExpectation = {
@@ -321,36 +408,37 @@ async function runLocked(
     expectedCurrent: data.expectedCurrent,
     expectedRolledBack: data.expectedRolledBack,
   };
+  // Audit entries of an attempt are appended one after the other (in order); the switch waits only
+  // for its final entry, which follows every earlier one.
+  let audited: Promise<unknown> = Promise.resolve();
   const audit = (
     entry: Omit<AuditEntry, 'at' | 'environment' | 'action' | 'planId' | 'jobId' | 'targetId' | 'fromId'>,
-  ) =>
-    deps.audit
-      ?.append({
-        at: deps.clock.now(),
-        environment: data.environment,
-        action: data.action,
-        planId: data.planId,
-        jobId,
-        targetId: data.targetId,
-        fromId: data.expectedCurrent,
-        ...entry,
-      })
-      .catch((e: unknown) => log.warn({ err: e }, 'audit append failed'));
+  ): Promise<unknown> => {
+    const full: AuditEntry = {
+      at: deps.clock.now(),
+      environment: data.environment,
+      action: data.action,
+      planId: data.planId,
+      jobId,
+      targetId: data.targetId,
+      fromId: data.expectedCurrent,
+      ...entry,
+    };
+    const append = () =>
+      deps.audit?.append(full).catch((e: unknown) => log.warn({ err: e }, 'audit append failed'));
+    audited = audited.then(append);
+    return audited;
+  };
 
   try {
     tracker.start('validating');
     tracker.post();
-    // The audit entry and the two reads do not depend on each other.
-    const [, firstSnapshot, storedRef] = await Promise.all([
-      audit({
-        event: 'started',
-        actor: data.requestedBy,
-        ...(tracker.progress.attempt > 1 ? { message: `attempt ${tracker.progress.attempt}` } : {}),
-      }),
-      deps.platform.snapshot(data.environment),
-      loadOperation(deps, jobId),
-    ]);
-    let snapshot = firstSnapshot;
+    void audit({
+      event: 'started',
+      actor: data.requestedBy,
+      ...(tracker.progress.attempt > 1 ? { message: `attempt ${tracker.progress.attempt}` } : {}),
+    });
+    let snapshot = await deps.platform.snapshot(data.environment);
     let ref = storedRef;
     let opStatus: OperationStatus | undefined;
     if (ref) {
@@ -418,10 +506,14 @@ async function runLocked(
     tracker.progress.outcome = 'succeeded';
     tracker.progress.traffic = traffic;
     tracker.progress.message = successMessage(data, traffic, snapshot);
-    await Promise.all([
-      tracker.publish(),
-      audit({ event: 'succeeded', actor: data.requestedBy, message: tracker.progress.message }),
-    ]);
+    const succeeded = audit({
+      event: 'succeeded',
+      actor: data.requestedBy,
+      message: tracker.progress.message,
+    });
+    // Traffic is verified, so the environment is free for its next switch while the final state and
+    // audit entry go out (a woken job needs several round trips before it writes anything).
+    await Promise.all([tracker.publish(), succeeded, release()]);
     finish(deps, data, 'succeeded', attemptStart);
     log.info({ outcome: 'succeeded' }, tracker.progress.message);
     return tracker.progress;
@@ -477,8 +569,8 @@ function finish(deps: ProcessorDeps, data: SwitchJobData, outcome: Outcome, atte
   );
 }
 
-async function loadOperation(deps: ProcessorDeps, jobId: string): Promise<OperationRef | undefined> {
-  const raw = await deps.redis.get(deps.keys.operation(jobId));
+/** The operation ref an earlier attempt stored (undefined when none or unreadable). */
+function parseOperation(raw: string | undefined): OperationRef | undefined {
   if (!raw) return undefined;
   try {
     const ref = operationRefSchema.safeParse(JSON.parse(raw));

@@ -44,6 +44,19 @@ end
 return {0, v}
 `;
 
+/** ACQUIRE, and when taken also the value of KEYS[2] (read under the lock in the same round trip). */
+const ACQUIRE_AND_READ = `
+local v = redis.call('GET', KEYS[1])
+if not v then
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+elseif v == ARGV[1] then
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+else
+  return {0, v}
+end
+return {1, ARGV[1], redis.call('GET', KEYS[2])}
+`;
+
 const RENEW = `
 if redis.call('GET', KEYS[1]) == ARGV[1] then
   return redis.call('PEXPIRE', KEYS[1], ARGV[2])
@@ -58,7 +71,7 @@ end
 return 0
 `;
 
-/** Outcome of `EnvironmentLock.acquire`: taken, or held by another job (named). */
+/** RELEASE, then the jobs waiting for the environment. */
 const RELEASE_AND_WAITERS = `
 if redis.call('GET', KEYS[1]) == ARGV[1] then
   redis.call('DEL', KEYS[1])
@@ -66,8 +79,14 @@ end
 return redis.call('ZRANGE', KEYS[2], 0, -1)
 `;
 
+/** Outcome of `EnvironmentLock.acquire`: taken, or held by another job (named). */
 export type AcquireResult =
   | { readonly acquired: true }
+  | { readonly acquired: false; readonly holder: string };
+
+/** Outcome of `EnvironmentLock.acquireAndRead`: taken with the key's value, or held by another job. */
+export type AcquireReadResult =
+  | { readonly acquired: true; readonly value: string | undefined }
   | { readonly acquired: false; readonly holder: string };
 
 /** The per-environment switch lock (see the module header). */
@@ -86,6 +105,23 @@ export class EnvironmentLock {
       string,
     ];
     return res[0] === 1 ? { acquired: true } : { acquired: false, holder: res[1] };
+  }
+
+  /**
+   * Like `acquire`, and when the lock is taken also reads `key` (e.g. the job's stored operation ref)
+   * in the same round trip.
+   */
+  async acquireAndRead(environment: string, owner: string, key: string): Promise<AcquireReadResult> {
+    const res = (await this.redis.eval(
+      ACQUIRE_AND_READ,
+      2,
+      this.keys.lock(environment),
+      key,
+      owner,
+      this.ttlMs,
+    )) as [number, string, string | null | undefined];
+    if (res[0] !== 1) return { acquired: false, holder: res[1] };
+    return { acquired: true, value: typeof res[2] === 'string' ? res[2] : undefined };
   }
 
   /** Extends the lock; false when `owner` no longer holds it. */
