@@ -67,6 +67,8 @@ export interface RunningSwitchyard {
 /** Optional surfaces register themselves through this hook (Slack, Discord). */
 export interface SurfaceContext {
   readonly config: Config;
+  /** Prefix of Redis keys (see StartOptions.namespace); surfaces put their own keys under it. */
+  readonly namespace: string;
   readonly logger: Logger;
   readonly metrics: Metrics;
   readonly clock: Clock;
@@ -206,6 +208,7 @@ export async function startSwitchyard(
     }
     const ctx: SurfaceContext = {
       config,
+      namespace: ns,
       logger,
       metrics,
       clock,

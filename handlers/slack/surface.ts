@@ -21,6 +21,7 @@ export const slackSurface: SurfaceFactory = async (
     ...(env.SLACK_APP_TOKEN === undefined ? {} : { appToken: env.SLACK_APP_TOKEN }),
     ...(env.SLACK_API_URL === undefined ? {} : { apiUrl: env.SLACK_API_URL }),
     redis: ctx.redis,
+    keyPrefix: `${ctx.namespace}:`,
     flow: ctx.flow,
     config: ctx.config,
     http: ctx.http,
