@@ -1,6 +1,7 @@
 /**
- * The embedded local platform's traffic plane: a real `node:http` reverse proxy that routes by `Host`
- * to one Upstream (upstream.ts) per running deployment. It owns the hostname→deployment table, the set
+ * The embedded local platform's traffic plane: a real reverse proxy (a `node:http` server in front, one
+ * undici connection pool per upstream behind) that routes by `Host` to one Upstream (upstream.ts) per
+ * running deployment. It owns the hostname→deployment table, the set
  * of running upstreams and their keep-alive connection pools, the atomic switch and the drain.
  *
  * Guarantees (issue 2):
@@ -17,7 +18,6 @@
  * the `operator` option.
  */
 import {
-  Agent,
   createServer,
   request as httpRequest,
   type IncomingMessage,
@@ -27,6 +27,7 @@ import {
   type ServerResponse,
 } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { type Dispatcher, Pool } from 'undici';
 import { type Clock, systemClock } from '../../clock.js';
 import { SwitchyardError } from '../../errors.js';
 import type { ProbeResult } from '../port.js';
@@ -130,7 +131,8 @@ export interface RoutedUpstreamStats extends UpstreamStats {
 
 interface Entry {
   readonly upstream: Upstream;
-  readonly agent: Agent;
+  /** The router's keep-alive connection pool to this upstream (undici). */
+  readonly pool: Pool;
   readonly port: number;
   /** Router requests that picked this upstream and have not closed yet. */
   inFlight: number;
@@ -164,27 +166,35 @@ function hasBody(req: IncomingMessage): boolean {
   );
 }
 
-/** Request headers for the upstream: the client's raw headers minus hop-by-hop ones (Host kept). */
+/**
+ * Request headers for the upstream: the client's raw headers minus hop-by-hop ones (Host kept), and
+ * minus those the pool sets itself from the body (`transfer-encoding`) or does not support (`expect`:
+ * node's server has already answered `100 Continue` to the client).
+ */
 function forwardRequestHeaders(raw: readonly string[]): string[] {
   const out: string[] = [];
   for (let i = 0; i < raw.length; i += 2) {
     const name = raw[i] as string;
-    if (HOP_BY_HOP.has(name.toLowerCase())) continue;
+    const lower = name.toLowerCase();
+    if (HOP_BY_HOP.has(lower) || lower === 'transfer-encoding' || lower === 'expect') continue;
     out.push(name, raw[i + 1] as string);
   }
   return out;
 }
 
-/** Response headers for the client: the upstream's minus hop-by-hop ones, with x-deployment-id assured. */
-function forwardResponseHeaders(raw: readonly string[], deploymentId: string): string[] {
+/**
+ * Response headers for the client from the pool's raw `[name, value, …]` buffers: hop-by-hop ones
+ * dropped, x-deployment-id assured. One flat array, handed to `writeHead` as is.
+ */
+function forwardResponseHeaders(raw: readonly Buffer[], deploymentId: string): string[] {
   const out: string[] = [];
   let sawId = false;
   for (let i = 0; i < raw.length; i += 2) {
-    const name = raw[i] as string;
+    const name = (raw[i] as Buffer).toString('latin1');
     const lower = name.toLowerCase();
     if (HOP_BY_HOP.has(lower)) continue;
     if (lower === DEPLOYMENT_HEADER) sawId = true;
-    out.push(name, raw[i + 1] as string);
+    out.push(name, (raw[i + 1] as Buffer).toString('latin1'));
   }
   if (!sawId) out.push(DEPLOYMENT_HEADER, deploymentId);
   return out;
@@ -215,24 +225,30 @@ function waitFor(setWaiter: (resolve: () => void) => void, timeoutMs: number): P
 
 /**
  * Opens `count` keep-alive connections to a fresh upstream by sending that many concurrent warm-up
- * requests through its agent; they return to the agent's free pool. Best effort: a failed warm-up only
+ * requests through its pool; the connections stay open in the pool. Best effort: a failed warm-up only
  * means the pool grows on demand instead.
  */
-function warmPool(agent: Agent, port: number, count: number): Promise<void> {
+function warmPool(pool: Pool, count: number): Promise<void> {
   const one = () =>
-    new Promise<void>((resolve) => {
-      const req = httpRequest(
-        { host: '127.0.0.1', port, method: 'HEAD', path: '/', headers: { [WARMUP_HEADER]: '1' }, agent },
-        (res) => {
-          res.on('error', () => resolve());
-          res.on('end', () => resolve());
-          res.resume();
-        },
-      );
-      req.on('error', () => resolve());
-      req.end();
-    });
+    pool.request({ method: 'HEAD', path: '/', headers: { [WARMUP_HEADER]: '1' } }).then(
+      (r) => r.body.dump().catch(() => undefined),
+      () => undefined,
+    );
   return Promise.all(Array.from({ length: count }, one)).then(() => undefined);
+}
+
+/** Pool options for an upstream: connections never time out while idle (see upstream.ts), no pipelining. */
+function poolOptions(connections: number): Pool.Options {
+  return {
+    connections,
+    pipelining: 1,
+    // The upstream never closes idle connections and stop() destroys the pool: keep them for good.
+    keepAliveTimeout: 2_147_483_647,
+    keepAliveMaxTimeout: 2_147_483_647,
+    // An upstream may hold a request (tests) or stream for long; the drain timeout bounds a stop.
+    headersTimeout: 0,
+    bodyTimeout: 0,
+  };
 }
 
 /**
@@ -353,21 +369,16 @@ export class TrafficRouter {
         await upstream.stop();
         throw new SwitchyardError('internal', 'traffic router was closed');
       }
-      const agent = new Agent({
-        keepAlive: true,
-        maxSockets: this.options.maxSocketsPerUpstream,
-        maxFreeSockets: this.options.maxSocketsPerUpstream,
-        scheduling: 'lifo',
-      });
-      await warmPool(agent, port, this.options.warmSockets);
+      const pool = new Pool(`http://127.0.0.1:${port}`, poolOptions(this.options.maxSocketsPerUpstream));
+      await warmPool(pool, this.options.warmSockets);
       if (this.closing) {
-        agent.destroy();
+        await pool.destroy();
         await upstream.stop();
         throw new SwitchyardError('internal', 'traffic router was closed');
       }
       this.entries.set(info.id, {
         upstream,
-        agent,
+        pool,
         port,
         inFlight: 0,
         stopping: undefined,
@@ -403,7 +414,7 @@ export class TrafficRouter {
         entry.onIdle = resolve;
       }, this.options.drainTimeoutMs);
     }
-    entry.agent.destroy();
+    await entry.pool.destroy();
     await entry.upstream.stop();
     if (this.entries.get(deploymentId) === entry) this.entries.delete(deploymentId);
   }
@@ -528,17 +539,6 @@ export class TrafficRouter {
     this.proxy(req, res, entry, deploymentId);
   }
 
-  /** Counts a proxied request in flight until its response closes (finished or cut off). */
-  private track(res: ServerResponse, entry: Entry, onClose: () => void): void {
-    this.inFlight++;
-    entry.inFlight++;
-    res.once('close', () => {
-      onClose();
-      if (--entry.inFlight === 0 && entry.onIdle !== undefined) entry.onIdle();
-      if (--this.inFlight === 0 && this.onIdle !== undefined) this.onIdle();
-    });
-  }
-
   private toOperator(req: IncomingMessage, res: ServerResponse): void {
     // Not tracked for close(): an operator stream (e.g. server-sent events) may never end by itself;
     // close() cuts operator connections once proxied traffic has drained.
@@ -558,60 +558,137 @@ export class TrafficRouter {
 
   private proxy(req: IncomingMessage, res: ServerResponse, entry: Entry, deploymentId: string): void {
     this.proxied++;
-    const bodyless = !hasBody(req);
-    const headers = forwardRequestHeaders(req.rawHeaders);
-    let upstreamReq: ReturnType<typeof httpRequest> | undefined;
-
-    const send = (mayRetry: boolean): void => {
-      const out = httpRequest({
-        host: '127.0.0.1',
-        port: entry.port,
-        method: req.method,
-        path: req.url,
-        // node accepts raw [name, value, …] arrays here; the type only lists the object form.
-        headers: headers as unknown as OutgoingHttpHeaders,
-        agent: entry.agent,
-      });
-      upstreamReq = out;
-      out.on('response', (upstreamRes) => {
-        upstreamRes.on('error', () => res.destroy());
-        upstreamRes.on('aborted', () => res.destroy());
-        res.writeHead(
-          upstreamRes.statusCode ?? 502,
-          upstreamRes.statusMessage,
-          forwardResponseHeaders(upstreamRes.rawHeaders, deploymentId) as unknown as OutgoingHttpHeaders,
-        );
-        upstreamRes.pipe(res);
-      });
-      out.on('error', (err: NodeJS.ErrnoException) => {
-        if (res.destroyed || res.writableEnded) return;
-        if (res.headersSent) {
-          res.destroy();
-          return;
-        }
-        // A pooled socket the upstream closed just as we reused it: safe to retry a bodyless request once.
-        if (mayRetry && bodyless && out.reusedSocket && err.code === 'ECONNRESET') {
-          send(false);
-          return;
-        }
-        this.badGateway++;
-        replyJson(req, res, 502, {
-          error: 'bad_gateway',
-          message: `deployment ${deploymentId} failed before answering: ${err.message}`,
-          deploymentId,
-        });
-      });
-      if (bodyless) out.end();
-      else req.pipe(out);
-    };
-
-    req.on('error', () => upstreamReq?.destroy());
-    this.track(res, entry, () => {
-      // The client went away before the answer was complete: do not leave the upstream request running.
-      if (!res.writableFinished) upstreamReq?.destroy();
-    });
-    send(true);
+    this.inFlight++;
+    entry.inFlight++;
+    new ProxyExchange(this.hooks, req, res, entry, deploymentId).send(true);
   }
+
+  /** What a ProxyExchange reports back (created once, shared by every exchange). */
+  private readonly hooks: ExchangeHooks = {
+    settled: (entry) => {
+      if (--entry.inFlight === 0 && entry.onIdle !== undefined) entry.onIdle();
+      if (--this.inFlight === 0 && this.onIdle !== undefined) this.onIdle();
+    },
+    badGateway: () => {
+      this.badGateway++;
+    },
+  };
+}
+
+/** The router's side of a proxied request. */
+interface ExchangeHooks {
+  /** The request has closed (finished or cut off): release its drain counters. */
+  settled(entry: Entry): void;
+  /** The request was answered 502. */
+  badGateway(): void;
+}
+
+/**
+ * One proxied request: the undici dispatch handler that streams the upstream's answer into the client's
+ * response (backpressure both ways), plus its bookkeeping. One object per request, methods on the
+ * prototype: no per-request closures beyond the two listeners on the client side.
+ */
+class ProxyExchange implements Dispatcher.DispatchHandler {
+  private abortUpstream: ((err?: Error) => void) | undefined;
+  private resumeUpstream: (() => void) | undefined;
+  private mayRetry = false;
+  private done = false;
+
+  constructor(
+    private readonly hooks: ExchangeHooks,
+    private readonly req: IncomingMessage,
+    private readonly res: ServerResponse,
+    private readonly entry: Entry,
+    private readonly deploymentId: string,
+  ) {
+    res.once('close', () => this.closed());
+    req.once('error', () => this.abortUpstream?.());
+  }
+
+  send(mayRetry: boolean): void {
+    const req = this.req;
+    const bodyless = !hasBody(req);
+    this.mayRetry = mayRetry && bodyless;
+    this.entry.pool.dispatch(
+      {
+        path: req.url ?? '/',
+        method: req.method ?? 'GET',
+        headers: forwardRequestHeaders(req.rawHeaders),
+        body: bodyless ? null : req,
+      },
+      this,
+    );
+  }
+
+  onConnect(abort: (err?: Error) => void): void {
+    if (this.done) abort();
+    else this.abortUpstream = abort;
+  }
+
+  onHeaders(statusCode: number, headers: Buffer[], resume: () => void, statusText: string): boolean {
+    // 1xx interim answers are the hop's business (node's server sends its own 100 Continue).
+    if (statusCode < 200) return true;
+    this.mayRetry = false;
+    this.resumeUpstream = resume;
+    const res = this.res;
+    if (res.destroyed) return false;
+    res.writeHead(
+      statusCode,
+      statusText,
+      // node accepts raw [name, value, …] arrays here; the type only lists the object form.
+      forwardResponseHeaders(headers, this.deploymentId) as unknown as OutgoingHttpHeaders,
+    );
+    return true;
+  }
+
+  onData(chunk: Buffer): boolean {
+    const res = this.res;
+    if (res.destroyed) return false;
+    if (res.write(chunk)) return true;
+    res.once('drain', this.resumeUpstream ?? noop);
+    return false;
+  }
+
+  onComplete(): void {
+    this.res.end();
+  }
+
+  onError(err: Error): void {
+    const res = this.res;
+    if (res.destroyed || res.writableEnded) return;
+    if (res.headersSent) {
+      // Cut the client connection: a truncated body must never pass for a whole one.
+      res.destroy();
+      return;
+    }
+    // A pooled connection the upstream closed just as it was reused: retry a bodyless request once.
+    if (this.mayRetry && isConnectionReset(err)) {
+      this.abortUpstream = undefined;
+      this.send(false);
+      return;
+    }
+    this.hooks.badGateway();
+    replyJson(this.req, res, 502, {
+      error: 'bad_gateway',
+      message: `deployment ${this.deploymentId} failed before answering: ${err.message}`,
+      deploymentId: this.deploymentId,
+    });
+  }
+
+  private closed(): void {
+    this.done = true;
+    // The client went away before the answer was complete: do not leave the upstream request running.
+    if (!this.res.writableFinished) this.abortUpstream?.();
+    this.hooks.settled(this.entry);
+  }
+}
+
+function noop(): void {}
+
+/** A socket-level failure of a reused pooled connection (reset or closed before any answer). */
+function isConnectionReset(err: Error): boolean {
+  const code = (err as NodeJS.ErrnoException).code;
+  return code === 'ECONNRESET' || code === 'UND_ERR_SOCKET' || code === 'EPIPE';
 }
 
 /** What answered a probe through the router. */
