@@ -4,6 +4,11 @@
  * Unkey), the switch queue and worker, Flow, the chat surfaces (console, Slack, Discord), alert webhooks,
  * deployment notices, and health/readiness/metrics on the one HTTP port. `stop()` shuts everything down
  * in reverse order: no orphan process, no lost job.
+ *
+ * Progress reaches chat along two paths (docs/jobs.md, "Scaling out"): the worker running a job edits
+ * its Slack and Discord messages through its own Reporter (this process's worker, or `npm run worker`),
+ * and every bot process follows all jobs' published progress to edit its console messages, which exist
+ * only in its memory. With `SWITCHYARD_WORKER=off` the process runs no worker at all.
  */
 import { join } from 'node:path';
 import type { Redis } from 'ioredis';
@@ -35,10 +40,14 @@ import { checkRedis } from '../src/redis-check.js';
 import { type SpawnedRedis, spawnRedis } from '../src/redis-server.js';
 import { registerConsole } from './console/routes.js';
 import { ConsoleSurface } from './console/surface.js';
+import { followProgress } from './follow.js';
 import { compositeReporter } from './reporters.js';
 import { registerAlertWebhooks } from './webhooks/alerts.js';
 
 export const QUEUE_NAME = 'switchyard-switch';
+
+/** What `/readyz` says about the worker of a process started with `SWITCHYARD_WORKER=off`. */
+export const WORKER_OFF = 'not run here (SWITCHYARD_WORKER=off)';
 
 export interface StartOptions {
   readonly config: Config;
@@ -57,6 +66,12 @@ export interface RunningSwitchyard {
   readonly port: number;
   readonly routerPort: number | undefined;
   readonly redisUrl: string;
+  /** Redis key prefix and BullMQ prefix of the switch queue (what a separate worker's `--prefix` must be). */
+  readonly namespace: string;
+  /** The switch queue's name (what a separate worker's `--queue` must be). */
+  readonly queueName: string;
+  /** Whether this process runs a switch worker (`SWITCHYARD_WORKER`). */
+  readonly workerRunning: boolean;
   readonly consoleUrl: string | undefined;
   readonly platform: DeployPlatform;
   readonly flow: Flow;
@@ -202,7 +217,9 @@ export async function startSwitchyard(
     let consoleSurface: ConsoleSurface | undefined;
     if (consoleOn) {
       consoleSurface = new ConsoleSurface({ clock, planLookup: async (id) => (await flow.get(id))?.plan });
-      reporters.console = consoleSurface;
+      // Console messages are edited from followed progress (below), whichever worker runs the job.
+      const follower = await followProgress({ queue, surface: 'console', reporter: consoleSurface, logger });
+      cleanups.push(() => follower.stop());
       sinks.console = suggestionSink(consoleSurface.poster(), chat, flow);
       surfaces.push('console');
     }
@@ -248,23 +265,32 @@ export async function startSwitchyard(
     });
     registerAlertWebhooks(http, { intake: alertService, config, metrics, log: logger, clock });
 
-    // Worker
-    const worker: SwitchWorker = startSwitchWorker({
-      redisUrl,
-      queueName,
-      prefix: ns,
-      platform,
-      reporter: compositeReporter(reporters, logger),
-      clock,
-      verify: { timeoutMs: config.file.verify.timeout, intervalMs: config.file.verify.interval },
-      lockDurationMs: 30_000,
-      concurrency: 4,
-      logger,
-      metrics,
-      audit,
-    });
-    cleanups.push(() => worker.close());
-    await worker.worker.waitUntilReady();
+    // Worker: edits Slack and Discord messages of the jobs it runs (the console follows progress instead).
+    let worker: SwitchWorker | undefined;
+    if (env.SWITCHYARD_WORKER === 'on') {
+      const started = startSwitchWorker({
+        redisUrl,
+        queueName,
+        prefix: ns,
+        platform,
+        reporter: compositeReporter(reporters, logger),
+        clock,
+        verify: { timeoutMs: config.file.verify.timeout, intervalMs: config.file.verify.interval },
+        lockDurationMs: 30_000,
+        concurrency: 4,
+        logger,
+        metrics,
+        audit,
+      });
+      cleanups.push(() => started.close());
+      await started.worker.waitUntilReady();
+      worker = started;
+    } else {
+      logger.info(
+        { queue: queueName, prefix: ns },
+        'SWITCHYARD_WORKER=off: this process runs no switch worker; switches wait for a separate worker (npm run worker)',
+      );
+    }
 
     // Console
     if (consoleSurface) {
@@ -308,14 +334,15 @@ export async function startSwitchyard(
       } catch (e) {
         problems.push(`redis: ${(e as Error).message}`);
       }
-      if (!worker.worker.isRunning()) problems.push('worker: not running');
+      if (worker && !worker.worker.isRunning()) problems.push('worker: not running');
       try {
         await platform.health();
       } catch (e) {
         problems.push(`platform ${platform.name}: ${(e as Error).message}`);
       }
-      if (problems.length > 0) sendJson(res, 503, { ok: false, problems });
-      else sendJson(res, 200, { ok: true, platform: platform.name, surfaces });
+      const workerState = worker ? 'running' : WORKER_OFF;
+      if (problems.length > 0) sendJson(res, 503, { ok: false, problems, worker: workerState });
+      else sendJson(res, 200, { ok: true, platform: platform.name, surfaces, worker: workerState });
     });
     http.route('GET', '/metrics', async (_req, res) => {
       sendText(res, 200, await metrics.registry.metrics(), metrics.registry.contentType);
@@ -349,6 +376,9 @@ export async function startSwitchyard(
       port,
       routerPort,
       redisUrl,
+      namespace: ns,
+      queueName,
+      workerRunning: worker !== undefined,
       consoleUrl: consoleSurface ? `http://${env.HOST}:${port}/` : undefined,
       platform,
       flow,

@@ -3,7 +3,8 @@
  * runs the worker without any chat SDK (it logs progress and publishes it to BullMQ); this entry point
  * adds the Slack and Discord progress reporters from the same env vars the bot uses, so operators can
  * run M workers beside N bot replicas and every confirmation message still follows its switch.
- * (Console messages live in the `npm start` process and are edited only by its own worker.)
+ * Console messages live in the bot process that posted them; it edits them from the progress this
+ * worker publishes (docs/jobs.md, "Scaling out"), so bot replicas can run with `SWITCHYARD_WORKER=off`.
  */
 import { runWorker } from '../jobs/worker-main.js';
 import { loadConfig } from '../src/config.js';

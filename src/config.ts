@@ -32,6 +32,8 @@ export const envSchema = z.object({
   SWITCHYARD_DATA_DIR: optionalString,
   /** The local console page: on by default with the local platform, off otherwise. */
   SWITCHYARD_CONSOLE: z.enum(['on', 'off'], { error: 'expected on or off' }).optional(),
+  /** Whether this bot process runs a switch worker (`off`: a replica that only takes commands). */
+  SWITCHYARD_WORKER: z.enum(['on', 'off'], { error: 'expected on or off' }).default('on'),
   PLATFORM: z
     .enum(['local', 'unkey', 'vercel'], { error: 'expected one of local, unkey, vercel' })
     .optional(),

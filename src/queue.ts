@@ -330,6 +330,37 @@ export class SwitchQueue {
     return true;
   }
 
+  /**
+   * Every chat message following a job: the refs in its data plus those attached later with
+   * `addMessages`, without duplicates (what the worker's Reporter is given). Undefined when the job
+   * is unknown; malformed stored refs are skipped.
+   */
+  async messages(jobId: string): Promise<MessageRef[] | undefined> {
+    const [job, extra] = await Promise.all([
+      this.queue.getJob(jobId),
+      this.redis.smembers(this.keys.messages(jobId)),
+    ]);
+    if (!job) return undefined;
+    const data = switchJobSchema.safeParse(job.data);
+    const out: MessageRef[] = data.success ? [...data.data.messages] : [];
+    const seen = new Set(out.map((m) => `${m.surface}|${m.channel}|${m.messageId}`));
+    for (const raw of extra) {
+      let json: unknown;
+      try {
+        json = JSON.parse(raw);
+      } catch {
+        continue;
+      }
+      const ref = messageRefSchema.safeParse(json);
+      if (!ref.success) continue;
+      const k = `${ref.data.surface}|${ref.data.channel}|${ref.data.messageId}`;
+      if (seen.has(k)) continue;
+      seen.add(k);
+      out.push(ref.data);
+    }
+    return out;
+  }
+
   /** The job's current progress; a job not yet started reports `queued` running. */
   async progress(jobId: string): Promise<Progress | undefined> {
     const job = await this.queue.getJob(jobId);
