@@ -5,14 +5,18 @@
  *     baseline) and through the TrafficRouter (Host routing + proxy hop), and their ratios — for an
  *     upstream that does no work at saturation (the hop is the whole difference: the worst case), and for
  *     one with a fixed service time at a load that leaves CPU to spare (closer to a real application);
+ *   - the no-work scenario again with the load generator in a worker thread, so that client and router
+ *     do not share one event loop (the baseline measured the same way);
  *   - failed requests across back-and-forth switches under load (route swaps only, then switches that
  *     also start the target and drain + stop the old upstream).
  * Prints figures; asserts nothing; bounded in count and per-measurement time.
  *
  *   npx tsx bench/router.ts
  */
+import { once } from 'node:events';
 import { Agent, request } from 'node:http';
 import { pathToFileURL } from 'node:url';
+import { isMainThread, parentPort, Worker } from 'node:worker_threads';
 import { type DeploymentInfo, TrafficRouter } from '../src/platform/local/router.js';
 
 const HOST = 'app.example.com';
@@ -41,6 +45,11 @@ export interface RouterBenchOptions {
   readonly drainedSwitches?: number;
   /** Upper bound of one measurement (real time, ms); it stops early and reports what it completed. */
   readonly measureDeadlineMs?: number;
+  /**
+   * Also run the no-work scenario with the load generator in a worker thread (its own event loop), so
+   * client and router no longer compete for one loop; the baseline is measured the same way.
+   */
+  readonly threadedClient?: boolean;
   readonly log?: (line: string) => void;
 }
 
@@ -54,6 +63,7 @@ const defaults = {
   switches: 50,
   drainedSwitches: 20,
   measureDeadlineMs: 2_500,
+  threadedClient: true,
   log: (line: string) => console.log(line),
 } as const satisfies Required<RouterBenchOptions>;
 
@@ -86,8 +96,16 @@ function percentile(sorted: Float64Array, p: number): number {
   return sorted[Math.min(sorted.length - 1, Math.floor(sorted.length * p))] ?? Number.NaN;
 }
 
+/** A measurement's request: where, how many, how many in flight, and its time bound. */
+interface MeasureJob {
+  readonly port: number;
+  readonly n: number;
+  readonly concurrency: number;
+  readonly deadlineMs: number;
+}
+
 /** Closed loop: `concurrency` workers share `n` requests; latency of each, total rate, CPU per request. */
-async function measure(port: number, n: number, concurrency: number, deadlineMs: number): Promise<Measure> {
+async function measure({ port, n, concurrency, deadlineMs }: MeasureJob): Promise<Measure> {
   const agent = new Agent({ keepAlive: true, maxSockets: concurrency });
   const latencies = new Float64Array(n);
   let issued = 0;
@@ -129,22 +147,58 @@ function median(values: number[]): number {
   return s[Math.floor(s.length / 2)] ?? Number.NaN;
 }
 
+type Measurer = (job: MeasureJob) => Promise<Measure>;
+
+/**
+ * A load generator in a worker thread: the same `measure` loop on its own event loop. CPU per request
+ * is still the whole process's (client thread included), taken around the job in the main thread.
+ */
+async function threadedMeasurer(): Promise<{ measure: Measurer; close: () => Promise<void> }> {
+  // The worker runs this same file; it registers tsx's loader first (a worker inherits no loader hooks).
+  const tsx = JSON.stringify(import.meta.resolve('tsx/esm/api'));
+  const self = JSON.stringify(import.meta.url);
+  const worker = new Worker(`import(${tsx}).then((api) => { api.register(); return import(${self}); });`, {
+    eval: true,
+  });
+  await once(worker, 'online');
+  const measureInWorker: Measurer = async (job) => {
+    const cpu0 = process.cpuUsage();
+    worker.postMessage(job);
+    const [m] = (await once(worker, 'message')) as [Measure];
+    const cpu = process.cpuUsage(cpu0);
+    return { ...m, cpuUs: (cpu.user + cpu.system) / Math.max(1, m.completed) };
+  };
+  return {
+    measure: measureInWorker,
+    close: async () => {
+      await worker.terminate();
+    },
+  };
+}
+
 /** Interleaved direct/router rounds against one upstream; the median of each figure. */
 async function compare(
   routerPort: number,
   upstreamPort: number,
   concurrency: number,
   o: Required<RouterBenchOptions>,
+  run: Measurer = measure,
 ): Promise<{ direct: Measure; routed: Measure }> {
+  const job = (port: number, n: number): MeasureJob => ({
+    port,
+    n,
+    concurrency,
+    deadlineMs: o.measureDeadlineMs,
+  });
   // warm both paths (JIT, pools) before measuring
   const warm = Math.min(1_000, o.requests);
-  await measure(upstreamPort, warm, concurrency, o.measureDeadlineMs);
-  await measure(routerPort, warm, concurrency, o.measureDeadlineMs);
+  await run(job(upstreamPort, warm));
+  await run(job(routerPort, warm));
   const direct: Measure[] = [];
   const routed: Measure[] = [];
   for (let i = 0; i < o.rounds; i++) {
-    direct.push(await measure(upstreamPort, o.requests, concurrency, o.measureDeadlineMs));
-    routed.push(await measure(routerPort, o.requests, concurrency, o.measureDeadlineMs));
+    direct.push(await run(job(upstreamPort, o.requests)));
+    routed.push(await run(job(routerPort, o.requests)));
   }
   const pick = (ms: Measure[]): Measure => ({
     cpuUs: median(ms.map((m) => m.cpuUs)),
@@ -279,6 +333,22 @@ export async function runRouterBench(options: RouterBenchOptions = {}): Promise<
     );
     for (const [k, v] of Object.entries(f1)) figures[`empty_${k}`] = v;
 
+    if (o.threadedClient) {
+      const threaded = await threadedMeasurer();
+      try {
+        const r1t = await compare(emptyPort, emptyUp, o.concurrency, o, threaded.measure);
+        const f1t = report(
+          log,
+          `upstream doing no work, ${o.concurrency} in flight, load generator in a worker thread ` +
+            '(router + upstream on the main loop):',
+          r1t,
+        );
+        for (const [k, v] of Object.entries(f1t)) figures[`empty_threaded_${k}`] = v;
+      } finally {
+        await threaded.close();
+      }
+    }
+
     await slow.startUpstream(A, { delayMs: o.serviceMs });
     const slowUp = slow.upstreamPort(A.id);
     if (slowUp === undefined) throw new Error('upstream did not start');
@@ -324,8 +394,19 @@ export async function runRouterBench(options: RouterBenchOptions = {}): Promise<
   return figures;
 }
 
+// As the load generator of `threadedMeasurer`: measure each job posted by the main thread.
+if (!isMainThread && parentPort !== null) {
+  const port = parentPort;
+  port.on('message', (job: MeasureJob) => {
+    measure(job).then(
+      (m) => port.postMessage(m),
+      (e: unknown) => port.postMessage({ error: String(e) }),
+    );
+  });
+}
+
 const invokedDirectly =
-  process.argv[1] !== undefined && import.meta.url === pathToFileURL(process.argv[1]).href;
+  isMainThread && process.argv[1] !== undefined && import.meta.url === pathToFileURL(process.argv[1]).href;
 if (invokedDirectly) {
   runRouterBench().then(
     () => process.exit(0),
