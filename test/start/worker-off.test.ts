@@ -4,14 +4,21 @@
  * platform over HTTP), and the console message — which exists only in the bot's memory — still follows
  * the switch to its final state through the progress the worker publishes. With the bot's own worker
  * on, the console follows the same published progress (the worker's Reporter no longer edits it).
+ * Slack messages are edited by the worker running the job (`npm run worker`'s chat reporters against
+ * the fake Slack), not by the replica.
  */
 import { afterEach, describe, expect, it } from 'vitest';
-import { WORKER_OFF } from '../../handlers/app.js';
+import { type SurfaceFactory, WORKER_OFF } from '../../handlers/app.js';
 import type { ConsoleEntry } from '../../handlers/console/surface.js';
+import { chatReporters } from '../../handlers/reporters.js';
+import { slackSurface } from '../../handlers/slack/surface.js';
 import { type RunningWorker, runWorker } from '../../jobs/worker-main.js';
 import { silentLogger } from '../../src/log.js';
 import { LocalPlatformClient } from '../../src/platform/local/client.js';
 import type { MessageRef, Progress, Reporter } from '../../src/progress.js';
+import { SwitchQueue } from '../../src/queue.js';
+import { buttonsOf, SlackRequests } from '../fakes/slack/requests.js';
+import { FakeSlack } from '../fakes/slack/server.js';
 import { startTestSwitchyard, type TestSwitchyard } from '../support/switchyard.js';
 
 const closers: (() => Promise<void>)[] = [];
@@ -19,8 +26,11 @@ afterEach(async () => {
   for (const close of closers.splice(0).reverse()) await close();
 });
 
-async function app(env: Record<string, string>): Promise<TestSwitchyard> {
-  const started = await startTestSwitchyard({ env });
+async function app(
+  env: Record<string, string>,
+  factories: readonly SurfaceFactory[] = [],
+): Promise<TestSwitchyard> {
+  const started = await startTestSwitchyard({ env, factories });
   closers.push(() => started.close());
   return started;
 }
@@ -171,6 +181,47 @@ describe('SWITCHYARD_WORKER=off', () => {
     expect(snap.environment.rolledBack).toBe(true);
     // Readiness does not depend on a worker running here.
     expect((await fetch(`${sy.baseUrl}/readyz`)).status).toBe(200);
+  });
+
+  it('leaves Slack messages to the worker running the job: npm run worker reporters edit to the final state once', async () => {
+    const secret = 'worker-off-signing-secret';
+    const fake = await new FakeSlack({ channels: { C0PROD: 'incidents' } }).start();
+    closers.push(() => fake.close());
+    const sy = await app(
+      {
+        SWITCHYARD_WORKER: 'off',
+        SLACK_BOT_TOKEN: fake.token,
+        SLACK_SIGNING_SECRET: secret,
+        SLACK_API_URL: fake.apiUrl,
+      },
+      [slackSurface],
+    );
+    // What `npm run worker` runs: the chat reporters built from the bot's env vars.
+    await separateWorker(sy, chatReporters(sy.config, silentLogger));
+    const queue = new SwitchQueue({ redisUrl: sy.redisUrl, queueName: sy.queueName, prefix: sy.namespace });
+    closers.push(() => queue.close());
+
+    const requests = new SlackRequests(`${sy.baseUrl}/slack/events`, secret, fake);
+    expect((await requests.command({ command: '/rollback', text: 'production' })).status).toBe(200);
+    const post = await fake.waitForCall('chat.postMessage', (c) => c.response.ok === true);
+    const ts = String(post.response.ts);
+    const confirm = buttonsOf(post.args.blocks as unknown[]).find((b) =>
+      b.actionId.startsWith('sy1:confirm:'),
+    );
+    if (!confirm) throw new Error('no confirm button on the Slack confirmation');
+    expect((await requests.click({ actionId: confirm.actionId, messageTs: ts })).status).toBe(200);
+
+    const isFinalEdit = (c: { args: Record<string, unknown> }) =>
+      c.args.ts === ts && String(c.args.text).includes('Traffic is on dep_3hd7xa');
+    await fake.waitForCall('chat.update', isFinalEdit, 20_000);
+    const jobs = await queue.queue.getJobs(['completed', 'failed', 'active', 'waiting', 'delayed']);
+    expect(jobs).toHaveLength(1);
+    const ended = await queue.waitForEnd(jobs[0]?.id ?? 'missing');
+    expect(ended?.outcome).toBe('succeeded');
+    // The worker's own reporter made the final edit once; the bot replica follows progress for its
+    // console only, so it never edits the Slack message again for the same state.
+    expect(fake.callsOf('chat.update').filter(isFinalEdit)).toHaveLength(1);
+    expect(fake.message('C0PROD', ts)?.text).toContain('Traffic is on dep_3hd7xa');
   });
 
   it('refuses a value other than on or off, naming the variable', async () => {
