@@ -44,6 +44,9 @@ async function main(): Promise<void> {
       ? `  Local router:   http://127.0.0.1:${running.routerPort}/ (try: curl -H 'Host: shop.localhost' http://127.0.0.1:${running.routerPort}/)`
       : undefined,
     `  Platform:       ${running.platform.name}   Surfaces: ${running.surfaces.join(', ')}   Redis: ${running.redisUrl}`,
+    running.workerRunning
+      ? undefined
+      : '  Worker:         none here (SWITCHYARD_WORKER=off); switches wait for a separate worker (npm run worker)',
     '  Press Ctrl-C to stop.',
     '',
   ].filter((l): l is string => l !== undefined);
