@@ -172,7 +172,7 @@ export async function runWorker(opts: RunWorkerOptions = {}): Promise<RunningWor
     concurrency: args.concurrency,
     logger,
     metrics: opts.metrics ?? createMetrics(),
-    audit: new AuditLog(redis),
+    audit: new AuditLog(redis, { prefix: args.prefix }),
   });
   await handle.worker.waitUntilReady();
   logger.info(
