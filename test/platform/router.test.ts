@@ -364,6 +364,52 @@ describe('TrafficRouter', () => {
     expect(reply.body.equals(body)).toBe(true);
   });
 
+  it('forwards a chunked request body and answers Expect: 100-continue', async () => {
+    const router = newRouter();
+    await router.startUpstream(A);
+    router.applyRoutes(new Map([[HOST, A.id]]));
+    const port = await router.listen();
+    const parts = [Buffer.from('first part, '), Buffer.from('second part, '), Buffer.from('last part')];
+    const reply = await new Promise<{ status: number; id: unknown; body: Buffer; continued: boolean }>(
+      (resolve, reject) => {
+        let continued = false;
+        const req = request({
+          host: '127.0.0.1',
+          port,
+          method: 'POST',
+          path: '/',
+          // no content-length: node sends the body chunked
+          headers: { host: HOST, expect: '100-continue', 'content-type': 'text/plain' },
+          agent: false,
+        });
+        req.on('continue', () => {
+          continued = true;
+          for (const p of parts) req.write(p);
+          req.end();
+        });
+        req.on('response', (res) => {
+          const chunks: Buffer[] = [];
+          res.on('data', (c: Buffer) => chunks.push(c));
+          res.on('error', reject);
+          res.on('end', () =>
+            resolve({
+              status: res.statusCode ?? 0,
+              id: res.headers['x-deployment-id'],
+              body: Buffer.concat(chunks),
+              continued,
+            }),
+          );
+        });
+        req.on('error', reject);
+        req.flushHeaders();
+      },
+    );
+    expect(reply.continued).toBe(true);
+    expect(reply.status).toBe(200);
+    expect(reply.id).toBe(A.id);
+    expect(reply.body.toString('utf8')).toBe(Buffer.concat(parts).toString('utf8'));
+  });
+
   it('stopUpstream lets a slow in-flight request finish with 200 before closing', async () => {
     const router = newRouter();
     await router.startUpstream(A);
