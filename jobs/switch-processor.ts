@@ -24,18 +24,17 @@ import {
 import type { Logger } from '../src/log.js';
 import type { Metrics } from '../src/metrics.js';
 import type { DeployPlatform, OperationRef, OperationStatus } from '../src/platform/port.js';
-import {
-  type MessageRef,
-  messageRefSchema,
-  type Outcome,
-  type Progress,
-  type Reporter,
-  type StepName,
-  type StepRecord,
-  type Traffic,
+import type {
+  MessageRef,
+  Outcome,
+  Progress,
+  Reporter,
+  StepName,
+  StepRecord,
+  Traffic,
 } from '../src/progress.js';
 import type { EnvironmentLock, SwitchKeys } from '../src/queue.js';
-import { type SwitchJobData, switchJobSchema } from '../src/queue.js';
+import { jobMessages, type SwitchJobData, switchJobSchema } from '../src/queue.js';
 
 /** Why a job's signal was aborted by Switchyard itself (graceful shutdown hands the job back). */
 export const SHUTDOWN_REASON = 'switchyard-shutdown';
@@ -227,25 +226,8 @@ class Tracker {
   }
 
   private async messages(): Promise<MessageRef[]> {
-    const data = switchJobSchema.safeParse(this.job.data);
-    const out: MessageRef[] = data.success ? [...data.data.messages] : [];
-    const seen = new Set(out.map((m) => `${m.surface}|${m.channel}|${m.messageId}`));
-    const extra = await this.deps.redis.smembers(this.deps.keys.messages(this.job.id ?? ''));
-    for (const raw of extra) {
-      let json: unknown;
-      try {
-        json = JSON.parse(raw);
-      } catch {
-        continue;
-      }
-      const ref = messageRefSchema.safeParse(json);
-      if (!ref.success) continue;
-      const k = `${ref.data.surface}|${ref.data.channel}|${ref.data.messageId}`;
-      if (seen.has(k)) continue;
-      seen.add(k);
-      out.push(ref.data);
-    }
-    return out;
+    const attached = await this.deps.redis.smembers(this.deps.keys.messages(this.job.id ?? ''));
+    return jobMessages(this.job.data, attached);
   }
 }
 

@@ -120,6 +120,31 @@ export function switchJobFromPlan(
   });
 }
 
+/**
+ * A job's chat messages: those in its data plus those attached later (`addMessages`, stored as JSON
+ * strings in a Redis set), deduplicated; unreadable entries are skipped.
+ */
+export function jobMessages(jobData: unknown, attached: readonly string[]): MessageRef[] {
+  const data = switchJobSchema.safeParse(jobData);
+  const out: MessageRef[] = data.success ? [...data.data.messages] : [];
+  const seen = new Set(out.map((m) => `${m.surface}|${m.channel}|${m.messageId}`));
+  for (const raw of attached) {
+    let json: unknown;
+    try {
+      json = JSON.parse(raw);
+    } catch {
+      continue;
+    }
+    const ref = messageRefSchema.safeParse(json);
+    if (!ref.success) continue;
+    const k = `${ref.data.surface}|${ref.data.channel}|${ref.data.messageId}`;
+    if (seen.has(k)) continue;
+    seen.add(k);
+    out.push(ref.data);
+  }
+  return out;
+}
+
 /** The job id for a plan: hex derived from the plan id, never containing `:` nor all digits. */
 export function jobIdForPlan(planId: string): string {
   return `sw_${createHash('sha256').update(planId).digest('hex').slice(0, 32)}`;
@@ -341,24 +366,7 @@ export class SwitchQueue {
       this.redis.smembers(this.keys.messages(jobId)),
     ]);
     if (!job) return undefined;
-    const data = switchJobSchema.safeParse(job.data);
-    const out: MessageRef[] = data.success ? [...data.data.messages] : [];
-    const seen = new Set(out.map((m) => `${m.surface}|${m.channel}|${m.messageId}`));
-    for (const raw of extra) {
-      let json: unknown;
-      try {
-        json = JSON.parse(raw);
-      } catch {
-        continue;
-      }
-      const ref = messageRefSchema.safeParse(json);
-      if (!ref.success) continue;
-      const k = `${ref.data.surface}|${ref.data.channel}|${ref.data.messageId}`;
-      if (seen.has(k)) continue;
-      seen.add(k);
-      out.push(ref.data);
-    }
-    return out;
+    return jobMessages(job.data, extra);
   }
 
   /** The job's current progress; a job not yet started reports `queued` running. */
