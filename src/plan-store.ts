@@ -228,9 +228,29 @@ redis.call('HSET', KEYS[1], 'state', ARGV[2], unpack(ARGV, 4))
 return {1, redis.call('HGETALL', KEYS[1])}
 `;
 
-/** Adds a message field only when the record exists (never resurrects an evicted plan). */
+/**
+ * How many chat messages one plan follows at most. The same request repeated (every `/rollback
+ * production` of one state joins one plan) must not grow a record without bound, and a switch job
+ * carries at most 50 message refs.
+ */
+export const MAX_MESSAGES_PER_PLAN = 40;
+
+/**
+ * Adds a message field only when the record exists (never resurrects an evicted plan) and holds fewer
+ * than ARGV[3] messages. Returns 1 when attached (or already there), 0 when the record is gone, 2 when
+ * it is full.
+ */
 const ATTACH_SCRIPT = `
 if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 1 then
+  redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+  return 1
+end
+local n = 0
+for _, f in ipairs(redis.call('HKEYS', KEYS[1])) do
+  if string.sub(f, 1, string.len(ARGV[4])) == ARGV[4] then n = n + 1 end
+end
+if n >= tonumber(ARGV[3]) then return 2 end
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
 return 1
 `;
@@ -361,11 +381,19 @@ export class PlanStore {
 
   /**
    * Records a chat message showing the plan (so progress can edit it). Idempotent per message;
-   * false when the plan is gone.
+   * false when the plan is gone or already follows MAX_MESSAGES_PER_PLAN messages.
    */
   async attachMessage(planId: string, ref: MessageRef): Promise<boolean> {
     const [field, value] = this.messageEntry(messageRefSchema.parse(ref), this.clock.now());
-    const n = await this.redis.eval(ATTACH_SCRIPT, 1, this.key(planId), field, value);
+    const n = await this.redis.eval(
+      ATTACH_SCRIPT,
+      1,
+      this.key(planId),
+      field,
+      value,
+      String(MAX_MESSAGES_PER_PLAN),
+      MESSAGE_FIELD,
+    );
     return n === 1;
   }
 

@@ -3,7 +3,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { ManualClock } from '../../src/clock.js';
 import { buildPlan, type Plan } from '../../src/domain/plan.js';
 import { SwitchyardError } from '../../src/errors.js';
-import { PlanState, PlanStore } from '../../src/plan-store.js';
+import { MAX_MESSAGES_PER_PLAN, PlanState, PlanStore } from '../../src/plan-store.js';
 import { LocalPlatform } from '../../src/platform/local/platform.js';
 import type { MessageRef } from '../../src/progress.js';
 import { createRedis } from '../../src/redis.js';
@@ -129,6 +129,22 @@ describe('PlanStore', () => {
     expect((await store.get(plan.id))?.messages).toEqual([msg]);
     expect(await store.attachMessage('plan_missing', msg)).toBe(false);
     expect(await redis.exists(`${prefix}plan:plan_missing`)).toBe(0);
+  });
+
+  it('follows at most MAX_MESSAGES_PER_PLAN messages, so repeated requests cannot grow a plan without bound', async () => {
+    await store.create({ plan, requestedBy: alice });
+    const refs: MessageRef[] = Array.from({ length: MAX_MESSAGES_PER_PLAN + 5 }, (_, i) => ({
+      surface: 'slack',
+      channel: 'C0PROD',
+      messageId: `1700000000.${String(i).padStart(6, '0')}`,
+    }));
+    const attached = await Promise.all(refs.map((r) => store.attachMessage(plan.id, r)));
+    expect(attached.filter(Boolean)).toHaveLength(MAX_MESSAGES_PER_PLAN);
+    expect((await store.get(plan.id))?.messages).toHaveLength(MAX_MESSAGES_PER_PLAN);
+    // a message already followed is still accepted (idempotent), the cap only refuses new ones
+    const first = (await store.get(plan.id))?.messages[0];
+    if (!first) throw new Error('no message');
+    expect(await store.attachMessage(plan.id, first)).toBe(true);
   });
 
   it('refuses a corrupt record with an error naming the field', async () => {
