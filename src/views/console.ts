@@ -5,8 +5,10 @@
  * so lists carry every item with their total; the page may fold them. The zod schema lets the page's
  * server side validate what it relays.
  */
+
 import { z } from 'zod';
 import { assertNever } from '../domain/types.js';
+import { usageLine } from './format.js';
 import type { ButtonView, DeploymentCard, MessageView, Rich, ViewBlock } from './types.js';
 
 const spanSchema = z.object({ text: z.string(), style: z.enum(['bold', 'code', 'italic']).optional() });
@@ -160,7 +162,7 @@ function block(b: ViewBlock): ConsoleBlock {
     case 'usage':
       return {
         type: 'usage',
-        text: `/${b.command} ${b.args.map((a) => (a.required ? `<${a.placeholder}>` : `[${a.placeholder}]`)).join(' ')}`,
+        text: usageLine(b.command, b.args),
       };
     default:
       return assertNever(b, 'view block');

@@ -14,7 +14,7 @@ import type {
   APIEmbedField,
 } from 'discord-api-types/v10';
 import { assertNever } from '../domain/types.js';
-import { truncate } from './format.js';
+import { fitLines, truncate } from './format.js';
 import type {
   ButtonView,
   DeploymentCard,
@@ -162,22 +162,18 @@ function cardValue(card: DeploymentCard): string {
 
 function listValue(items: readonly ListItem[], empty: string | undefined, maxItems: number): string {
   if (items.length === 0) return `*${escapeDiscord(empty ?? 'None.')}*`;
-  const budget = DISCORD_LIMITS.fieldValue - 40;
-  const lines: string[] = [];
-  let used = 0;
-  let shown = 0;
-  for (const item of items) {
-    if (shown >= maxItems) break;
-    const mark = item.state === 'ok' ? '✅ ' : item.state === 'bad' ? '❌ ' : '• ';
-    const line = truncate(`${mark}${discordMarkdown(item.spans)}`, 300);
-    if (used + line.length + 1 > budget) break;
-    lines.push(line);
-    used += line.length + 1;
-    shown += 1;
-  }
-  const rest = items.length - shown;
-  if (rest > 0) lines.push(`*…and ${rest} more (${items.length} in total)*`);
-  return lines.join('\n');
+  return fitLines(
+    items,
+    (item) => {
+      const mark = item.state === 'ok' ? '✅ ' : item.state === 'bad' ? '❌ ' : '• ';
+      return truncate(`${mark}${discordMarkdown(item.spans)}`, 300);
+    },
+    {
+      budget: DISCORD_LIMITS.fieldValue - 40,
+      maxItems,
+      more: (rest, total) => `*…and ${rest} more (${total} in total)*`,
+    },
+  ).join('\n');
 }
 
 function rowField(row: DeploymentRow): APIEmbedField {

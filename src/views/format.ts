@@ -2,7 +2,7 @@
  * Text helpers shared by the view model and the renderers: durations, timestamps, span builders,
  * and length-safe truncation. Pure; times are passed in (never read from the system clock).
  */
-import type { Rich, Span } from './types.js';
+import type { Rich, Span, UsageArg } from './types.js';
 
 /** A plain span. */
 export function t(text: string): Span {
@@ -84,4 +84,33 @@ export function commitSubject(message: string, max = 150): string {
   const first = message.split(/\r?\n/, 1)[0] ?? '';
   const trimmed = first.trim();
   return truncate(trimmed === '' ? '(no commit message)' : trimmed, max);
+}
+
+/**
+ * Renders list items one line each, keeping only as many as fit `maxItems` and `budget` characters
+ * (counting `used` already spent), and ends with `more(rest, total)` whenever anything is left out —
+ * never a silent cut. Every renderer collapses long lists through this.
+ */
+export function fitLines<T>(
+  items: readonly T[],
+  render: (item: T) => string,
+  opts: { budget: number; used?: number; maxItems: number; more: (rest: number, total: number) => string },
+): string[] {
+  const lines: string[] = [];
+  let used = opts.used ?? 0;
+  for (const item of items) {
+    if (lines.length >= opts.maxItems) break;
+    const line = render(item);
+    if (used + line.length + 1 > opts.budget) break;
+    lines.push(line);
+    used += line.length + 1;
+  }
+  const rest = items.length - lines.length;
+  if (rest > 0) lines.push(opts.more(rest, items.length));
+  return lines;
+}
+
+/** The usage line of a slash command: `/rollback <environment> [deployment-id]`. */
+export function usageLine(command: string, args: readonly UsageArg[]): string {
+  return `/${command} ${args.map((a) => (a.required ? `<${a.placeholder}>` : `[${a.placeholder}]`)).join(' ')}`;
 }

@@ -17,7 +17,7 @@ import type {
   SectionBlock,
 } from '@slack/types';
 import { assertNever } from '../domain/types.js';
-import { truncate } from './format.js';
+import { fitLines, truncate, usageLine } from './format.js';
 import type {
   ButtonView,
   DeploymentCard,
@@ -169,27 +169,25 @@ function listText(
 ): string {
   const headLine = `*${escapeMrkdwn(label)}*`;
   if (items.length === 0) return `${headLine}\n_${escapeMrkdwn(empty ?? 'None.')}_`;
-  const budget = SLACK_LIMITS.sectionText - 80;
-  const lines: string[] = [headLine];
-  let used = headLine.length;
-  let shown = 0;
-  for (const item of items) {
-    if (shown >= maxItems) break;
-    const mark = item.state === 'ok' ? ':white_check_mark: ' : item.state === 'bad' ? ':x: ' : '• ';
-    const line = truncate(`${mark}${mrkdwn(item.spans)}`, 500);
-    if (used + line.length + 1 > budget) break;
-    lines.push(line);
-    used += line.length + 1;
-    shown += 1;
-  }
-  const rest = items.length - shown;
-  if (rest > 0) lines.push(`_…and ${rest} more (${items.length} in total)_`);
-  return lines.join('\n');
+  const lines = fitLines(
+    items,
+    (item) => {
+      const mark = item.state === 'ok' ? ':white_check_mark: ' : item.state === 'bad' ? ':x: ' : '• ';
+      return truncate(`${mark}${mrkdwn(item.spans)}`, 500);
+    },
+    {
+      budget: SLACK_LIMITS.sectionText - 80,
+      used: headLine.length,
+      maxItems,
+      more: (rest, total) => `_…and ${rest} more (${total} in total)_`,
+    },
+  );
+  return [headLine, ...lines].join('\n');
 }
 
 /** Slack-style usage line: `/rollback <environment> [deployment-id]`. */
 export function slackUsage(command: string, args: readonly UsageArg[]): string {
-  return `/${command} ${args.map((a) => (a.required ? `<${a.placeholder}>` : `[${a.placeholder}]`)).join(' ')}`;
+  return usageLine(command, args);
 }
 
 function buttonElement(bv: ButtonView): Button {
