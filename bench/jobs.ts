@@ -5,8 +5,11 @@
  *      polled and every affected domain probed until it answers from the target (what any caller
  *      must wait for, with the same poll interval the worker uses);
  *   3. Switchyard: `SwitchQueue.enqueue` → worker (environment lock, re-validation, platform call,
- *      operation follow, traffic verification, progress, audit) → job completed, sequential;
+ *      operation follow, traffic verification, progress, audit) → job completed, sequential: with new
+ *      plans (rollback; push and promote), and with the same plans repeated (each replaces its
+ *      ended job);
  *   4. throughput: 10 environments switching at once, rounds of rollback/promote.
+ * The sequential measurements run in interleaved blocks, so a shared machine's drift hits all alike.
  * Prints p50/p99 of each, the overhead ratio (Switchyard − platform) / bare (target ≤ 1.5) and
  * switches/s. Uses REDIS_URL, else spawns a private redis-server. Asserts nothing; bounded runtime.
  *
@@ -21,15 +24,15 @@ import { startSwitchWorker } from '../jobs/switch-worker.js';
 import { AuditLog } from '../src/audit.js';
 import { systemClock } from '../src/clock.js';
 import { loadConfig } from '../src/config.js';
-import { buildPlan } from '../src/domain/plan.js';
+import { buildPlan, type Plan } from '../src/domain/plan.js';
 import type { PlanAction } from '../src/domain/types.js';
 import { type Logger, silentLogger } from '../src/log.js';
 import { LocalPlatform } from '../src/platform/local/platform.js';
 import type { Progress, Reporter } from '../src/progress.js';
-import { jobIdForPlan, SwitchQueue, switchJobFromPlan } from '../src/queue.js';
+import { SwitchQueue, switchJobFromPlan } from '../src/queue.js';
 import { createRedis } from '../src/redis.js';
 import { spawnRedis } from '../src/redis-server.js';
-import { jobsSeed, seedIds } from '../test/jobs/fixtures/seed.js';
+import { jobsSeed } from '../test/jobs/fixtures/seed.js';
 
 export interface JobsBenchOptions {
   readonly redisUrl?: string;
@@ -55,11 +58,16 @@ export interface Latency {
 export interface JobsBenchResult {
   readonly bare: Latency;
   readonly platform: Latency;
+  /** New plans (rollback, then push and promote the new deployment: every plan id differs). */
   readonly switchyard: Latency;
-  /** (Switchyard p50 − platform p50) / bare p50. */
+  /** The same two plans over and over (each replaces the ended job of the same plan). */
+  readonly repeat: Latency;
+  /** (Switchyard p50 − platform p50) / bare p50, new plans. */
   readonly overheadRatioP50: number;
-  /** (Switchyard p99 − platform p99) / bare p99. */
+  /** (Switchyard p99 − platform p99) / bare p99, new plans. */
   readonly overheadRatioP99: number;
+  readonly repeatOverheadRatioP50: number;
+  readonly repeatOverheadRatioP99: number;
   /** Switchyard p50 / (1.5 × bare p50 + platform p50): ≤ 1 meets the target. */
   readonly targetFactor: number;
   readonly throughputPerSec: number;
@@ -75,6 +83,60 @@ function stats(samples: number[]): Latency {
 const fmt = (ms: number) => `${ms.toFixed(2)} ms`;
 
 const nullReporter: Reporter = { report: async () => undefined };
+
+/**
+ * How an environment's next plan is chosen. `new`: rollback to the previous deployment, then push a
+ * new one (untimed) and promote it: the usual incident path, every plan id new. `repeat`: rollback to
+ * the previous deployment, promote the original back, and so on: the same two plan ids again and again.
+ */
+type PlanMode = 'new' | 'repeat';
+
+/** Produces an environment's next plan (`PlanMode`); keeps the rollback/promote alternation valid. */
+class PlanDriver {
+  private step = 0;
+  private original: string | undefined;
+  constructor(
+    private readonly platform: LocalPlatform,
+    private readonly env: string,
+    private readonly mode: PlanMode,
+  ) {}
+
+  async next(): Promise<Plan> {
+    const action: PlanAction = this.step++ % 2 === 0 ? 'rollback' : 'promote';
+    let target: string | undefined;
+    if (action === 'rollback') {
+      this.original = (await this.platform.snapshot(this.env)).environment.currentDeploymentId;
+    } else if (this.mode === 'repeat') {
+      target = this.original;
+    } else {
+      target = await this.pushReady();
+    }
+    const snap = await this.platform.snapshot(this.env);
+    const res = buildPlan(snap, { action, now: Date.now(), ...(target === undefined ? {} : { target }) });
+    if (!res.ok) throw new Error(`bench plan refused: ${res.refusal.message}`);
+    return res.value;
+  }
+
+  /** Pushes a deployment and waits until it is ready (the environment is rolled back: it takes no domain). */
+  private async pushReady(): Promise<string> {
+    let off: (() => void) | undefined;
+    let id = '';
+    const ready = new Promise<void>((resolve, reject) => {
+      off = this.platform.subscribe((e) => {
+        if (e.type === 'deployment.ready' && e.deploymentId === id) resolve();
+        if (e.type === 'deployment.failed' && e.deploymentId === id)
+          reject(new Error(`bench push ${id} failed`));
+      });
+    });
+    try {
+      id = (await this.platform.push({ environment: this.env, message: 'bench push' })).id;
+      await ready;
+      return id;
+    } finally {
+      off?.();
+    }
+  }
+}
 
 /** Runs the benchmark and prints the figures; returns them too. */
 export async function runJobsBench(opts: JobsBenchOptions = {}): Promise<JobsBenchResult> {
@@ -95,7 +157,7 @@ export async function runJobsBench(opts: JobsBenchOptions = {}): Promise<JobsBen
   const tag = `bench-${process.pid}-${Date.now().toString(36)}`;
   const closers: (() => Promise<unknown>)[] = [];
   try {
-    // ---------------------------------------------------------------- 1. bare BullMQ
+    // ---------------------------------------------------------------- bare BullMQ
     const bareName = `${tag}-bare`;
     const bareConn = createRedis(redisUrl);
     const bareQueue = new Queue(bareName, { connection: bareConn });
@@ -114,40 +176,39 @@ export async function runJobsBench(opts: JobsBenchOptions = {}): Promise<JobsBen
     await bareWorker.waitUntilReady();
     const bareDone = new Map<string, () => void>();
     bareWorker.on('completed', (job) => bareDone.get(job.id ?? '')?.());
-    const bareSamples: number[] = [];
-    for (let i = 0; i < iterations + 20; i++) {
-      const id = `b${i}`;
+    let bareSeq = 0;
+    const bareOnce = async (): Promise<number> => {
+      const id = `b${bareSeq++}`;
       const done = new Promise<void>((resolve) => bareDone.set(id, resolve));
       const t0 = performance.now();
-      await bareQueue.add('noop', { i }, { jobId: id });
+      await bareQueue.add('noop', { i: bareSeq }, { jobId: id });
       await done;
-      if (i >= 20) bareSamples.push(performance.now() - t0);
-    }
-    const bare = stats(bareSamples);
-
-    // ---------------------------------------------------------------- the platform
-    const platform = await LocalPlatform.open({
-      clock: systemClock,
-      seed: jobsSeed(envCount, Date.now()),
-      maintenance: false,
-    });
-    closers.push(() => platform.close());
-    const nextAction = async (env: string, i: number) => {
-      // Alternate: rollback to the previous deployment, then promote the original back.
-      const idx = Number(env.slice(3));
-      const action: PlanAction = i % 2 === 0 ? 'rollback' : 'promote';
-      const ids = seedIds(idx);
-      const target = action === 'rollback' ? ids.previous : ids.current;
-      const snap = await platform.snapshot(env);
-      const res = buildPlan(snap, { action, now: Date.now(), target });
-      if (!res.ok) throw new Error(`bench plan refused: ${res.refusal.message}`);
-      return res.value;
+      bareDone.delete(id);
+      return performance.now() - t0;
     };
 
-    // ---------------------------------------------------------------- 2. platform switch time
-    const platformSamples: number[] = [];
-    for (let i = 0; i < iterations; i++) {
-      const plan = await nextAction('env0', i);
+    // ---------------------------------------------------------------- the platform
+    // Environments: 0 the platform baseline, 1 Switchyard with new plans, 2 Switchyard repeating one
+    // pair of plans, 3.. the throughput phase.
+    const platform = await LocalPlatform.open({
+      clock: systemClock,
+      seed: jobsSeed(3 + envCount, Date.now()),
+      maintenance: false,
+      buildTimeMs: 0,
+    });
+    closers.push(() => platform.close());
+    const drivers = new Map<string, PlanDriver>();
+    const driver = (env: string, mode: PlanMode) => {
+      let d = drivers.get(env);
+      if (!d) {
+        d = new PlanDriver(platform, env, mode);
+        drivers.set(env, d);
+      }
+      return d;
+    };
+
+    const platformOnce = async (): Promise<number> => {
+      const plan = await driver('env0', 'new').next();
       const t0 = performance.now();
       const req = { environment: plan.environment, targetId: plan.target.id };
       const ref = plan.action === 'rollback' ? await platform.rollback(req) : await platform.promote(req);
@@ -164,15 +225,15 @@ export async function runJobsBench(opts: JobsBenchOptions = {}): Promise<JobsBen
           await systemClock.sleep(pollMs);
         }
       }
-      platformSamples.push(performance.now() - t0);
-    }
-    const platformLatency = stats(platformSamples);
+      return performance.now() - t0;
+    };
 
-    // ---------------------------------------------------------------- 3. Switchyard round trip
+    // ---------------------------------------------------------------- Switchyard
     const queueName = `${tag}-switch`;
     const auditRedis = createRedis(redisUrl);
     const audit = new AuditLog(auditRedis, { prefix: tag });
-    // The bench repeats identical plans back to back (rollback, promote, rollback…): no dedupe window.
+    // The repeat mode asks for identical plans back to back (rollback, promote, rollback…): no dedupe
+    // window, so each is a new request that replaces the ended job of the same plan.
     // As in the app: Flow audits requests, the worker audits the rest.
     const queue = new SwitchQueue({ redisUrl, queueName, dedupeWindowMs: 1 });
     const handle = startSwitchWorker({
@@ -191,79 +252,111 @@ export async function runJobsBench(opts: JobsBenchOptions = {}): Promise<JobsBen
       await handle.close();
       await queue.obliterate();
       await queue.close();
-      for (let i = 0; i < envCount; i++) await auditRedis.del(audit.key(`env${i}`));
+      for (let i = 0; i < 3 + envCount; i++) await auditRedis.del(audit.key(`env${i}`));
       auditRedis.disconnect();
     });
     await handle.worker.waitUntilReady();
     const done = new Map<string, (p: Progress) => void>();
-    handle.worker.on('completed', (job, result: Progress) => done.get(job.id ?? '')?.(result));
     const failed = new Map<string, (e: Error) => void>();
+    const byPlan = (job: { data: unknown }) =>
+      typeof job.data === 'object' && job.data !== null && 'planId' in job.data
+        ? String(job.data.planId)
+        : '';
+    handle.worker.on('completed', (job, result: Progress) => done.get(byPlan(job))?.(result));
     handle.worker.on('failed', (job, err) => {
-      if (job && err.name === 'UnrecoverableError') failed.get(job.id ?? '')?.(err);
+      if (job && err.name === 'UnrecoverableError') failed.get(byPlan(job))?.(err);
     });
-    const switchOnce = async (env: string, i: number): Promise<number> => {
-      const plan = await nextAction(env, i);
+    const switchOnce = async (env: string, mode: PlanMode): Promise<number> => {
+      const plan = await driver(env, mode).next();
       const data = switchJobFromPlan(plan, {
         requestedBy: { surface: 'console', userId: 'bench', displayName: 'Bench' },
         requestedAt: Date.now(),
       });
-      const jobId = jobIdForPlan(plan.id);
       const finished = new Promise<Progress>((resolve, reject) => {
-        done.set(jobId, resolve);
-        failed.set(jobId, reject);
+        done.set(plan.id, resolve);
+        failed.set(plan.id, reject);
       });
       const t0 = performance.now();
       await queue.enqueue(data);
       const result = await finished;
-      done.delete(jobId);
-      failed.delete(jobId);
-      if (result.outcome !== 'succeeded') throw new Error(`switch ${jobId} ended ${result.outcome}`);
+      done.delete(plan.id);
+      failed.delete(plan.id);
+      if (result.outcome !== 'succeeded') throw new Error(`switch of ${plan.id} ended ${result.outcome}`);
       return performance.now() - t0;
     };
-    const syxSamples: number[] = [];
-    // Start after the platform phase's last action so the alternation stays valid.
-    for (let i = 0; i < iterations + 10; i++) {
-      const ms = await switchOnce('env0', iterations + i);
-      if (i >= 10) syxSamples.push(ms);
-    }
-    const switchyard = stats(syxSamples);
 
-    // ---------------------------------------------------------------- 4. throughput
+    // ---------------------------------------------------------------- sequential latency, interleaved
+    // Blocks of each measurement in turn, so that drift in a shared machine's load hits all alike.
+    const bareSamples: number[] = [];
+    const platformSamples: number[] = [];
+    const freshSamples: number[] = [];
+    const repeatSamples: number[] = [];
+    const perBlock = Math.max(1, Math.min(20, iterations));
+    const blocks = Math.max(1, Math.ceil(iterations / perBlock));
+    for (let b = -1; b < blocks; b++) {
+      // Block -1 warms every path up and is not counted.
+      const keep = (into: number[], ms: number) => {
+        if (b >= 0) into.push(ms);
+      };
+      for (let i = 0; i < perBlock; i++) keep(bareSamples, await bareOnce());
+      for (let i = 0; i < perBlock; i++) keep(platformSamples, await platformOnce());
+      for (let i = 0; i < perBlock; i++) keep(freshSamples, await switchOnce('env1', 'new'));
+      for (let i = 0; i < perBlock; i++) keep(repeatSamples, await switchOnce('env2', 'repeat'));
+    }
+    const bare = stats(bareSamples);
+    const platformLatency = stats(platformSamples);
+    const switchyard = stats(freshSamples);
+    const repeat = stats(repeatSamples);
+
+    // ---------------------------------------------------------------- throughput
     const roundSamples: number[] = [];
-    const envs = Array.from({ length: envCount }, (_, i) => `env${i}`);
+    const envs = Array.from({ length: envCount }, (_, i) => `env${3 + i}`);
     const tStart = performance.now();
     for (let r = 0; r < rounds; r++) {
       const t0 = performance.now();
-      // env0 has done an even number of switches so far, like the others: all are in the same phase.
-      await Promise.all(envs.map((env) => switchOnce(env, env === 'env0' ? 2 * iterations + 10 + r : r)));
+      await Promise.all(envs.map((env) => switchOnce(env, 'repeat')));
       roundSamples.push(performance.now() - t0);
     }
     const totalMs = performance.now() - tStart;
     const throughputPerSec = (rounds * envCount * 1000) / totalMs;
 
+    const overhead = (syx: Latency) => ({
+      p50: (syx.p50 - platformLatency.p50) / bare.p50,
+      p99: (syx.p99 - platformLatency.p99) / bare.p99,
+    });
     const result: JobsBenchResult = {
       bare,
       platform: platformLatency,
       switchyard,
-      overheadRatioP50: (switchyard.p50 - platformLatency.p50) / bare.p50,
-      overheadRatioP99: (switchyard.p99 - platformLatency.p99) / bare.p99,
+      repeat,
+      overheadRatioP50: overhead(switchyard).p50,
+      overheadRatioP99: overhead(switchyard).p99,
+      repeatOverheadRatioP50: overhead(repeat).p50,
+      repeatOverheadRatioP99: overhead(repeat).p99,
       targetFactor: switchyard.p50 / (1.5 * bare.p50 + platformLatency.p50),
       throughputPerSec,
       parallelRoundMs: stats(roundSamples),
     };
-    log(`switch jobs bench (${iterations} sequential round trips each, poll interval ${pollMs} ms)`);
-    log(`  bare BullMQ add → completed         p50 ${fmt(bare.p50)}  p99 ${fmt(bare.p99)}`);
+    log(
+      `switch jobs bench (${blocks * perBlock} sequential round trips each, in interleaved blocks of ${perBlock}; poll interval ${pollMs} ms)`,
+    );
+    log(
+      `  bare BullMQ add → completed                                    p50 ${fmt(bare.p50)}  p99 ${fmt(bare.p99)}`,
+    );
     log(
       `  platform's own switch (call → op succeeded → domains answer)  p50 ${fmt(platformLatency.p50)}  p99 ${fmt(platformLatency.p99)}`,
     );
     log(
-      `  Switchyard enqueue → verified → completed  p50 ${fmt(switchyard.p50)}  p99 ${fmt(switchyard.p99)}`,
+      `  Switchyard enqueue → verified → completed, new plans          p50 ${fmt(switchyard.p50)}  p99 ${fmt(switchyard.p99)}`,
     );
     log(
-      `  overhead ratio (Switchyard − platform) / bare: p50 ${result.overheadRatioP50.toFixed(2)}×  p99 ${result.overheadRatioP99.toFixed(2)}×  (target ≤ 1.5×)`,
+      `    overhead ratio (Switchyard − platform) / bare: p50 ${result.overheadRatioP50.toFixed(2)}×  p99 ${result.overheadRatioP99.toFixed(2)}×  (target ≤ 1.5×)`,
     );
     log(
-      `  Switchyard p50 / (1.5 × bare + platform) = ${result.targetFactor.toFixed(2)} (≤ 1 meets the target)`,
+      `  … the same plan again (replaces its ended job)              p50 ${fmt(repeat.p50)}  p99 ${fmt(repeat.p99)}`,
+    );
+    log(
+      `    overhead ratio (Switchyard − platform) / bare: p50 ${result.repeatOverheadRatioP50.toFixed(2)}×  p99 ${result.repeatOverheadRatioP99.toFixed(2)}×  (target ≤ 1.5×)`,
     );
     log(
       `  throughput: ${envCount} environments switching at once, ${rounds} rounds: ${throughputPerSec.toFixed(1)} switches/s; round p50 ${fmt(result.parallelRoundMs.p50)} p99 ${fmt(result.parallelRoundMs.p99)}`,

@@ -105,6 +105,9 @@ class Tracker {
   private seq = 0;
   private landedSeq = 0;
   private newest: Progress;
+  /** The job's chat messages as last read, and when (clock ms). */
+  private refs: MessageRef[];
+  private refsReadAt: number;
   constructor(
     private readonly job: Job,
     private readonly deps: ProcessorDeps,
@@ -112,6 +115,14 @@ class Tracker {
   ) {
     this.progress = base;
     this.newest = base;
+    this.refs = jobMessages(job.data, []);
+    this.refsReadAt = Number.NEGATIVE_INFINITY;
+  }
+
+  /** The job's attached message refs as read under the lock (saves a read on the first publish). */
+  attached(members: readonly string[]): void {
+    this.refs = jobMessages(this.job.data, members);
+    this.refsReadAt = this.now();
   }
 
   private now(): number {
@@ -167,17 +178,29 @@ class Tracker {
     return this.flushing;
   }
 
-  private flush(): Promise<void> {
+  /**
+   * Publishes the final state at once, after every state still waiting for its tick, and reports it
+   * to `refs` (the job's messages as read when the environment was released: a message attached
+   * during the switch still gets the final state). Resolves once everything published is out.
+   */
+  publishFinal(refs: Promise<MessageRef[]>): Promise<void> {
+    this.progress.updatedAt = this.now();
+    this.pending.push(structuredClone(this.progress));
+    return this.flush(refs);
+  }
+
+  private flush(fresh?: Promise<MessageRef[]>): Promise<void> {
     const batch = this.pending;
+    if (batch.length === 0) return Promise.all([this.written, this.reported]).then(() => undefined);
     this.pending = [];
     this.flushing = undefined;
     batch.forEach((snapshot, i) => {
       const next = batch[i + 1];
       if (next === undefined || stepsOf(next) !== stepsOf(snapshot)) this.write(snapshot);
     });
-    const messages = this.messages().catch((e: unknown) => {
+    const messages = (fresh ?? this.messages()).catch((e: unknown) => {
       this.warn(e);
-      return [] as MessageRef[];
+      return this.refs;
     });
     this.reported = this.reported.then(async () => {
       const refs = await messages;
@@ -225,11 +248,23 @@ class Tracker {
     this.deps.logger.warn({ err: e, jobId: this.job.id }, 'progress publish failed; the switch goes on');
   }
 
+  /**
+   * The job's chat messages: those read within the last `REFS_MAX_AGE_MS` (under the lock or by an
+   * earlier publish), else read again. A message attached while the switch runs is therefore
+   * reported to within a second, and always gets the final state (`publishFinal`).
+   */
   private async messages(): Promise<MessageRef[]> {
+    const now = this.now();
+    if (now - this.refsReadAt < REFS_MAX_AGE_MS) return this.refs;
     const attached = await this.deps.redis.smembers(this.deps.keys.messages(this.job.id ?? ''));
-    return jobMessages(this.job.data, attached);
+    this.refs = jobMessages(this.job.data, attached);
+    this.refsReadAt = now;
+    return this.refs;
   }
 }
+
+/** How long the job's message refs read from Redis are reused by intermediate publishes. */
+const REFS_MAX_AGE_MS = 1_000;
 
 /** The steps and their states (what a follower must see change), plus the outcome. */
 function stepsOf(p: Progress): string {
@@ -283,11 +318,12 @@ export async function processSwitch(
   // 1. The environment lock: one switch per environment at a time, across processes. The operation
   // ref an earlier attempt stored is read under the lock in the same round trip.
   const opKey = deps.keys.operation(jobId);
-  let got = await deps.lock.acquireAndRead(data.environment, jobId, opKey);
+  const msgsKey = deps.keys.messages(jobId);
+  let got = await deps.lock.acquireAndRead(data.environment, jobId, opKey, msgsKey);
   if (!got.acquired) {
     await deps.lock.addWaiter(data.environment, jobId, data.requestedAt);
     // The holder may have released between the two calls: look once more before sleeping.
-    const again = await deps.lock.acquireAndRead(data.environment, jobId, opKey);
+    const again = await deps.lock.acquireAndRead(data.environment, jobId, opKey, msgsKey);
     if (!again.acquired) {
       const detail = `Waiting: another ${data.environment} switch is running (job ${again.holder}).`;
       if (!samePublishedDetail(job, detail)) {
@@ -308,6 +344,7 @@ export async function processSwitch(
     got = again;
   }
   const storedRef = parseOperation(got.value);
+  tracker.attached(got.members);
 
   const lockLost = new AbortController();
   const renewEvery = Math.max(50, Math.floor(deps.lock.ttlMs / 3));
@@ -321,15 +358,18 @@ export async function processSwitch(
   }, renewEvery);
   const abort = signal ? AbortSignal.any([signal, lockLost.signal]) : lockLost.signal;
   const attemptStart = deps.clock.now();
-  // Releases the environment (once) and wakes the jobs waiting for it.
-  let released: Promise<void> | undefined;
-  const release = (): Promise<void> => {
+  // Releases the environment (once) and wakes the jobs waiting for it; resolves to the job's chat
+  // messages as read in the same round trip (undefined when that read failed).
+  let released: Promise<string[] | undefined> | undefined;
+  const release = (): Promise<string[] | undefined> => {
     released ??= (async () => {
       clearInterval(renewal);
-      const waiters = await deps.lock
-        .releaseAndListWaiters(data.environment, jobId)
-        .catch(() => [] as string[]);
-      if (waiters.length > 0) await deps.wake(waiters).catch(() => undefined);
+      const got = await deps.lock.releaseAndRead(data.environment, jobId, msgsKey).catch((e: unknown) => {
+        log.warn({ err: e }, 'environment lock release failed; it expires on its own');
+        return undefined;
+      });
+      if (got && got.waiters.length > 0) void deps.wake(got.waiters).catch(() => undefined);
+      return got?.members;
     })();
     return released;
   };
@@ -380,7 +420,7 @@ async function runLocked(
   attemptStart: number,
   maxAttempts: number,
   storedRef: OperationRef | undefined,
-  release: () => Promise<void>,
+  release: () => Promise<string[] | undefined>,
 ): Promise<Progress> {
   const jobId = job.id ?? '';
   const expect: PlanExpectation = {
@@ -494,8 +534,14 @@ async function runLocked(
       message: tracker.progress.message,
     });
     // Traffic is verified, so the environment is free for its next switch while the final state and
-    // audit entry go out (a woken job needs several round trips before it writes anything).
-    await Promise.all([tracker.publish(), succeeded, release()]);
+    // audit entry go out (a woken job needs several round trips before it writes anything). The
+    // release also reads the job's messages, so the final state reaches every one of them.
+    const refs = release().then((members) =>
+      members === undefined
+        ? Promise.reject(new Error('message refs unread'))
+        : jobMessages(job.data, members),
+    );
+    await Promise.all([tracker.publishFinal(refs), succeeded]);
     finish(deps, data, 'succeeded', attemptStart);
     log.info({ outcome: 'succeeded' }, tracker.progress.message);
     return tracker.progress;

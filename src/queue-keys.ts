@@ -44,7 +44,10 @@ end
 return {0, v}
 `;
 
-/** ACQUIRE, and when taken also the value of KEYS[2] (read under the lock in the same round trip). */
+/**
+ * ACQUIRE, and when taken also the value of KEYS[2] and the members of the set KEYS[3] (read under the
+ * lock in the same round trip).
+ */
 const ACQUIRE_AND_READ = `
 local v = redis.call('GET', KEYS[1])
 if not v then
@@ -54,7 +57,7 @@ elseif v == ARGV[1] then
 else
   return {0, v}
 end
-return {1, ARGV[1], redis.call('GET', KEYS[2])}
+return {1, ARGV[1], redis.call('GET', KEYS[2]) or '', redis.call('SMEMBERS', KEYS[3])}
 `;
 
 const RENEW = `
@@ -71,12 +74,12 @@ end
 return 0
 `;
 
-/** RELEASE, then the jobs waiting for the environment. */
+/** RELEASE, then the jobs waiting for the environment and the members of the set KEYS[3]. */
 const RELEASE_AND_WAITERS = `
 if redis.call('GET', KEYS[1]) == ARGV[1] then
   redis.call('DEL', KEYS[1])
 end
-return redis.call('ZRANGE', KEYS[2], 0, -1)
+return {redis.call('ZRANGE', KEYS[2], 0, -1), redis.call('SMEMBERS', KEYS[3])}
 `;
 
 /** Outcome of `EnvironmentLock.acquire`: taken, or held by another job (named). */
@@ -84,10 +87,25 @@ export type AcquireResult =
   | { readonly acquired: true }
   | { readonly acquired: false; readonly holder: string };
 
-/** Outcome of `EnvironmentLock.acquireAndRead`: taken with the key's value, or held by another job. */
+/**
+ * Outcome of `EnvironmentLock.acquireAndRead`: taken, with the key's value and the set's members; or
+ * held by another job.
+ */
 export type AcquireReadResult =
-  | { readonly acquired: true; readonly value: string | undefined }
+  | { readonly acquired: true; readonly value: string | undefined; readonly members: string[] }
   | { readonly acquired: false; readonly holder: string };
+
+/** Outcome of `EnvironmentLock.releaseAndRead`. */
+export interface ReleaseReadResult {
+  /** Jobs waiting for the environment, oldest request first. */
+  readonly waiters: string[];
+  /** Members of the set read in the same round trip. */
+  readonly members: string[];
+}
+
+function strings(v: unknown): string[] {
+  return Array.isArray(v) ? v.filter((x): x is string => typeof x === 'string') : [];
+}
 
 /** The per-environment switch lock (see the module header). */
 export class EnvironmentLock {
@@ -109,19 +127,25 @@ export class EnvironmentLock {
 
   /**
    * Like `acquire`, and when the lock is taken also reads `key` (e.g. the job's stored operation ref)
-   * in the same round trip.
+   * and the members of the set `setKey` (e.g. the job's attached message refs) in the same round trip.
    */
-  async acquireAndRead(environment: string, owner: string, key: string): Promise<AcquireReadResult> {
+  async acquireAndRead(
+    environment: string,
+    owner: string,
+    key: string,
+    setKey: string,
+  ): Promise<AcquireReadResult> {
     const res = (await this.redis.eval(
       ACQUIRE_AND_READ,
-      2,
+      3,
       this.keys.lock(environment),
       key,
+      setKey,
       owner,
       this.ttlMs,
-    )) as [number, string, string | null | undefined];
+    )) as [number, string, string | undefined, unknown];
     if (res[0] !== 1) return { acquired: false, holder: res[1] };
-    return { acquired: true, value: typeof res[2] === 'string' ? res[2] : undefined };
+    return { acquired: true, value: res[2] ? res[2] : undefined, members: strings(res[3]) };
   }
 
   /** Extends the lock; false when `owner` no longer holds it. */
@@ -136,16 +160,21 @@ export class EnvironmentLock {
     return res === 1;
   }
 
-  /** Releases the lock if `owner` holds it and lists the jobs waiting for it (one round trip). */
-  async releaseAndListWaiters(environment: string, owner: string): Promise<string[]> {
+  /**
+   * Releases the lock if `owner` holds it, and lists the jobs waiting for it and the members of the set
+   * `setKey`, in one round trip.
+   */
+  async releaseAndRead(environment: string, owner: string, setKey: string): Promise<ReleaseReadResult> {
     const res = await this.redis.eval(
       RELEASE_AND_WAITERS,
-      2,
+      3,
       this.keys.lock(environment),
       this.keys.waiters(environment),
+      setKey,
       owner,
     );
-    return Array.isArray(res) ? res.filter((x): x is string => typeof x === 'string') : [];
+    const [waiters, members] = Array.isArray(res) ? res : [];
+    return { waiters: strings(waiters), members: strings(members) };
   }
 
   /** The job holding the environment now, if any. */

@@ -288,9 +288,18 @@ export class SwitchQueue {
     const data = switchJobSchema.parse(input);
     const jobId = jobIdForPlan(data.planId);
     const marker = this.keys.enqueued(jobId);
+    const add = () =>
+      this.queue.add(SWITCH_JOB_NAME, data, {
+        jobId,
+        backoff: { type: SWITCH_BACKOFF, delay: this.retry.baseDelayMs },
+      });
     // SET NX decides who created the job; everyone still calls add (idempotent by job id), so a
-    // creator that died between the two steps cannot lose the job for the others.
-    const [won, replace] = (await this.redis.eval(
+    // creator that died between the two steps cannot lose the job for the others. The claim (a plain
+    // EVAL, never resent after NOSCRIPT) is written to the connection before the add, so both go out
+    // in one round trip and Redis runs the claim first: when the claim finds no job, that add is the
+    // one that creates it (or joins a concurrent creator's); when it finds a running one, the add is a
+    // no-op. Only an ended job that this request replaces needs more: remove it, then add again.
+    const claim = this.redis.eval(
       CLAIM_ENQUEUE,
       6,
       marker,
@@ -303,15 +312,27 @@ export class SwitchQueue {
       this.dedupeWindowMs,
       jobId,
       data.requestedAt,
-    )) as [number, number];
-    const created = won === 1;
-    // The job ended: this request starts over (its operation ref and message refs are already gone).
-    if (replace === 1) await this.queue.remove(jobId);
+    ) as Promise<[number, number]>;
+    const added = add().then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+    let won: number;
+    let replace: number;
     try {
-      await this.queue.add(SWITCH_JOB_NAME, data, {
-        jobId,
-        backoff: { type: SWITCH_BACKOFF, delay: this.retry.baseDelayMs },
-      });
+      [won, replace] = await claim;
+    } finally {
+      // Never leave the add's outcome unobserved, whatever the claim did.
+      await added;
+    }
+    const created = won === 1;
+    try {
+      const addError = await added;
+      if (replace === 1) {
+        // The job ended: this request starts over (its operation ref and message refs are gone).
+        await this.queue.remove(jobId);
+        await add();
+      } else if (addError !== undefined) throw addError;
     } catch (e) {
       if (created) await this.redis.del(marker);
       throw e;
