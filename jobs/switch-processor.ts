@@ -34,7 +34,7 @@ import type {
   Traffic,
 } from '../src/progress.js';
 import type { EnvironmentLock, SwitchKeys } from '../src/queue.js';
-import { jobMessages, type SwitchJobData, switchJobSchema } from '../src/queue.js';
+import { type SwitchJobData, switchJobSchema, withAttached } from '../src/queue.js';
 
 /** Why a job's signal was aborted by Switchyard itself (graceful shutdown hands the job back). */
 export const SHUTDOWN_REASON = 'switchyard-shutdown';
@@ -57,6 +57,8 @@ export interface ProcessorDeps {
   readonly audit?: AuditLog;
   /** Wakes jobs waiting for an environment (promotes their delayed retry). */
   readonly wake: (jobIds: readonly string[]) => Promise<void>;
+  /** Work a switch leaves running after its job ends (the worker waits for it when closing). */
+  readonly background: (work: Promise<unknown>) => void;
 }
 
 const operationRefSchema = z.object({
@@ -112,17 +114,24 @@ class Tracker {
     private readonly job: Job,
     private readonly deps: ProcessorDeps,
     base: Progress,
+    private readonly own: readonly MessageRef[],
   ) {
     this.progress = base;
     this.newest = base;
-    this.refs = jobMessages(job.data, []);
+    this.refs = [...own];
     this.refsReadAt = Number.NEGATIVE_INFINITY;
   }
 
   /** The job's attached message refs as read under the lock (saves a read on the first publish). */
   attached(members: readonly string[]): void {
-    this.refs = jobMessages(this.job.data, members);
+    this.refs = withAttached(this.own, members);
     this.refsReadAt = this.now();
+  }
+
+  /** The refs among `members` (attached refs read again) that this job has not reported to yet. */
+  lateRefs(members: readonly string[]): MessageRef[] {
+    const known = new Set(this.refs.map(refKey));
+    return withAttached(this.own, members).filter((r) => !known.has(refKey(r)));
   }
 
   private now(): number {
@@ -179,14 +188,25 @@ class Tracker {
   }
 
   /**
-   * Publishes the final state at once, after every state still waiting for its tick, and reports it
-   * to `refs` (the job's messages as read when the environment was released: a message attached
-   * during the switch still gets the final state). Resolves once everything published is out.
+   * Publishes the final state at once, after every state still waiting for its tick: the BullMQ write
+   * is sent now, the Reporter gets it for every message known so far, then for `late` (messages
+   * attached during the switch, read again when the environment was released). `reported` settles
+   * once the known messages have it; `settled` once everything has gone out.
    */
-  publishFinal(refs: Promise<MessageRef[]>): Promise<void> {
+  publishFinal(late: Promise<MessageRef[]>): { reported: Promise<void>; settled: Promise<void> } {
     this.progress.updatedAt = this.now();
-    this.pending.push(structuredClone(this.progress));
-    return this.flush(refs);
+    const final = structuredClone(this.progress);
+    this.pending.push(final);
+    void this.flush(Promise.resolve(this.refs));
+    const reported = this.reported;
+    this.reported = reported.then(async () => {
+      const refs = await late.catch((e: unknown) => {
+        this.warn(e);
+        return [] as MessageRef[];
+      });
+      if (refs.length > 0) await this.deps.reporter.report(final, refs).catch((e: unknown) => this.warn(e));
+    });
+    return { reported, settled: Promise.all([this.written, this.reported]).then(() => undefined) };
   }
 
   private flush(fresh?: Promise<MessageRef[]>): Promise<void> {
@@ -257,10 +277,14 @@ class Tracker {
     const now = this.now();
     if (now - this.refsReadAt < REFS_MAX_AGE_MS) return this.refs;
     const attached = await this.deps.redis.smembers(this.deps.keys.messages(this.job.id ?? ''));
-    this.refs = jobMessages(this.job.data, attached);
+    this.refs = withAttached(this.own, attached);
     this.refsReadAt = now;
     return this.refs;
   }
+}
+
+function refKey(r: MessageRef): string {
+  return `${r.surface}|${r.channel}|${r.messageId}`;
 }
 
 /** How long the job's message refs read from Redis are reused by intermediate publishes. */
@@ -300,20 +324,25 @@ export async function processSwitch(
   const log = deps.logger.child({ jobId, planId: data.planId, environment: data.environment });
   const attempt = job.attemptsMade + 1;
   const maxAttempts = job.opts.attempts ?? 1;
-  const tracker = new Tracker(job, deps, {
-    jobId,
-    planId: data.planId,
-    action: data.action,
-    environment: data.environment,
-    targetId: data.targetId,
-    fromId: data.expectedCurrent,
-    requestedBy: data.requestedBy,
-    ...(data.approvedBy === undefined ? {} : { approvedBy: data.approvedBy }),
-    steps: [{ step: 'queued', state: 'running', startedAt: data.requestedAt }],
-    traffic: [],
-    attempt,
-    updatedAt: deps.clock.now(),
-  });
+  const tracker = new Tracker(
+    job,
+    deps,
+    {
+      jobId,
+      planId: data.planId,
+      action: data.action,
+      environment: data.environment,
+      targetId: data.targetId,
+      fromId: data.expectedCurrent,
+      requestedBy: data.requestedBy,
+      ...(data.approvedBy === undefined ? {} : { approvedBy: data.approvedBy }),
+      steps: [{ step: 'queued', state: 'running', startedAt: data.requestedAt }],
+      traffic: [],
+      attempt,
+      updatedAt: deps.clock.now(),
+    },
+    data.messages,
+  );
 
   // 1. The environment lock: one switch per environment at a time, across processes. The operation
   // ref an earlier attempt stored is read under the lock in the same round trip.
@@ -358,19 +387,25 @@ export async function processSwitch(
   }, renewEvery);
   const abort = signal ? AbortSignal.any([signal, lockLost.signal]) : lockLost.signal;
   const attemptStart = deps.clock.now();
-  // Releases the environment (once) and wakes the jobs waiting for it; resolves to the job's chat
-  // messages as read in the same round trip (undefined when that read failed).
+  // Releases the environment (once; the command is sent at once) and then wakes the jobs waiting for
+  // it; resolves to the job's attached message refs as read in the same round trip (undefined when
+  // that failed). Nothing waits for it: the release goes out on the worker's connection ahead of the
+  // job's completion, and the wake-up runs in the background.
   let released: Promise<string[] | undefined> | undefined;
   const release = (): Promise<string[] | undefined> => {
-    released ??= (async () => {
-      clearInterval(renewal);
-      const got = await deps.lock.releaseAndRead(data.environment, jobId, msgsKey).catch((e: unknown) => {
+    if (released) return released;
+    clearInterval(renewal);
+    released = deps.lock.releaseAndRead(data.environment, jobId, msgsKey).then(
+      (got) => {
+        if (got.waiters.length > 0) deps.background(deps.wake(got.waiters).catch(() => undefined));
+        return got.members;
+      },
+      (e: unknown) => {
         log.warn({ err: e }, 'environment lock release failed; it expires on its own');
         return undefined;
-      });
-      if (got && got.waiters.length > 0) void deps.wake(got.waiters).catch(() => undefined);
-      return got?.members;
-    })();
+      },
+    );
+    deps.background(released);
     return released;
   };
 
@@ -397,7 +432,7 @@ export async function processSwitch(
     }
     throw e;
   } finally {
-    await release();
+    void release();
   }
 }
 
@@ -455,11 +490,14 @@ async function runLocked(
   try {
     tracker.start('validating');
     tracker.post();
-    void audit({
-      event: 'started',
-      actor: data.requestedBy,
-      ...(tracker.progress.attempt > 1 ? { message: `attempt ${tracker.progress.attempt}` } : {}),
-    });
+    // Written on the next tick, once the platform has been asked: the switch does not wait for it.
+    void new Promise<void>((resolve) => setImmediate(resolve)).then(() =>
+      audit({
+        event: 'started',
+        actor: data.requestedBy,
+        ...(tracker.progress.attempt > 1 ? { message: `attempt ${tracker.progress.attempt}` } : {}),
+      }),
+    );
     let snapshot = await deps.platform.snapshot(data.environment);
     let ref = storedRef;
     let opStatus: OperationStatus | undefined;
@@ -521,8 +559,11 @@ async function runLocked(
     // The switch is done on the platform: verify traffic.
     tracker.start('verifying');
     tracker.post();
+    // Where the platform says traffic is, read while the domains are probed (for the final message).
+    const before = snapshot;
+    const after = deps.platform.snapshot(data.environment).catch(() => before);
     const traffic = await verifyTraffic(deps, data, tracker, signal);
-    snapshot = await deps.platform.snapshot(data.environment).catch(() => snapshot);
+    snapshot = await after;
     tracker.start('done');
     tracker.endRunning('done');
     tracker.progress.outcome = 'succeeded';
@@ -533,15 +574,15 @@ async function runLocked(
       actor: data.requestedBy,
       message: tracker.progress.message,
     });
-    // Traffic is verified, so the environment is free for its next switch while the final state and
-    // audit entry go out (a woken job needs several round trips before it writes anything). The
-    // release also reads the job's messages, so the final state reaches every one of them.
-    const refs = release().then((members) =>
-      members === undefined
-        ? Promise.reject(new Error('message refs unread'))
-        : jobMessages(job.data, members),
-    );
-    await Promise.all([tracker.publishFinal(refs), succeeded]);
+    // Traffic is verified: the environment is released and the final state and audit entry go out at
+    // once. The job completes as soon as every chat message known to it shows the final state (BullMQ
+    // writes its completion after the release and the progress write, on the same connection, and the
+    // completed job's return value is this final state). A message attached during the switch is read
+    // again with the release and gets the final state in the background.
+    const late = release().then((members) => (members === undefined ? [] : tracker.lateRefs(members)));
+    const { reported, settled } = tracker.publishFinal(late);
+    deps.background(Promise.all([settled, succeeded]));
+    await reported;
     finish(deps, data, 'succeeded', attemptStart);
     log.info({ outcome: 'succeeded' }, tracker.progress.message);
     return tracker.progress;

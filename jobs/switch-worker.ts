@@ -71,6 +71,16 @@ export function startSwitchWorker(opts: SwitchWorkerOptions): SwitchWorker {
   const policy = { ...defaultRetryPolicy, ...opts.retry };
   const logger = opts.logger.child({ queue: opts.queueName });
   let worker: Worker | undefined;
+  // What finished switches left running (wake-ups, late reports, audit writes): awaited by close().
+  const background = new Set<Promise<unknown>>();
+  const track = (work: Promise<unknown>): void => {
+    const settled = work.then(
+      () => undefined,
+      () => undefined,
+    );
+    background.add(settled);
+    void settled.then(() => background.delete(settled));
+  };
 
   const processor: Processor = (job, token, signal) =>
     processSwitch(
@@ -95,6 +105,7 @@ export function startSwitchWorker(opts: SwitchWorkerOptions): SwitchWorker {
             if (waiting && (await waiting.isDelayed())) await waiting.promote().catch(() => undefined);
           }
         },
+        background: track,
       },
       job,
       token,
@@ -137,6 +148,7 @@ export function startSwitchWorker(opts: SwitchWorkerOptions): SwitchWorker {
         }, opts.shutdownTimeoutMs ?? 25_000);
         try {
           await current.close();
+          while (background.size > 0) await Promise.all([...background]);
         } finally {
           clearTimeout(timer);
           await redis.quit().catch(() => undefined);

@@ -126,7 +126,12 @@ export function switchJobFromPlan(
  */
 export function jobMessages(jobData: unknown, attached: readonly string[]): MessageRef[] {
   const data = switchJobSchema.safeParse(jobData);
-  const out: MessageRef[] = data.success ? [...data.data.messages] : [];
+  return withAttached(data.success ? data.data.messages : [], attached);
+}
+
+/** `own` refs plus the `attached` ones (JSON strings), deduplicated; unreadable entries are skipped. */
+export function withAttached(own: readonly MessageRef[], attached: readonly string[]): MessageRef[] {
+  const out: MessageRef[] = [...own];
   const seen = new Set(out.map((m) => `${m.surface}|${m.channel}|${m.messageId}`));
   for (const raw of attached) {
     let json: unknown;
@@ -486,8 +491,14 @@ export class SwitchQueue {
   }
 }
 
-/** Reads a job's progress: the published object, or a synthesized `queued` state before the first. */
+/**
+ * Reads a job's progress: a completed job's final state, else the published object, or a synthesized
+ * `queued` state before the first.
+ */
 export function progressOf(job: Job, jobId: string): Progress | undefined {
+  // A completed job's return value is its final state (its last progress write may land just after).
+  const returned = progressSchema.safeParse(job.returnvalue);
+  if (returned.success && returned.data.outcome !== undefined) return returned.data;
   const published = progressSchema.safeParse(job.progress);
   if (published.success) return published.data;
   const data = switchJobSchema.safeParse(job.data);

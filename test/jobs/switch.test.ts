@@ -113,6 +113,36 @@ describe('switch job', () => {
     expect(final?.traffic.every((t) => t.deploymentId === plan.target.id && t.ok)).toBe(true);
   });
 
+  it('gives a message attached while the switch runs every later state, the final one included', async () => {
+    const env = await setupJobs(cleanup);
+    await env.startWorker();
+    const plan = await planFor(env.local, 'env0', 'rollback', env.clock.now(), seedIds(0).standby);
+    const { jobId } = await env.queue.enqueue(jobData(plan, env.clock.now()));
+    await env.reporter.waitFor((p) => p.jobId === jobId && p.operationId !== undefined);
+
+    // Another surface starts following while the target is being reactivated.
+    const slackRef = { surface: 'slack', channel: 'C9', messageId: '1700000000.000900' } as const;
+    expect(await env.queue.addMessages(jobId, [slackRef])).toBe(true);
+    await env.clock.advance(REACTIVATION_MS);
+    const final = await env.queue.waitForEnd(jobId);
+    expect(final?.outcome).toBe('succeeded');
+    // The attached message may get the final state just after the job completes: wait for it.
+    await env.reporter.waitForReport(
+      (r) => r.progress.outcome === 'succeeded' && r.messages.some((m) => m.messageId === slackRef.messageId),
+    );
+    const toSlack = env.reporter.reports.filter((r) =>
+      r.messages.some((m) => m.messageId === slackRef.messageId),
+    );
+    expect(toSlack.at(-1)?.progress).toEqual(final);
+    // The message the job started with got the final state exactly once.
+    const toConsole = env.reporter.reports.filter(
+      (r) => r.progress.outcome === 'succeeded' && r.messages.some((m) => m.messageId === 'm-1'),
+    );
+    expect(toConsole).toHaveLength(1);
+    // progress() of the completed job is its final state.
+    expect(await env.queue.progress(jobId)).toEqual(final);
+  });
+
   it('promotes after a rollback, and a promote that only resumes deploys verifies nothing', async () => {
     const env = await setupJobs(cleanup);
     await env.startWorker();
@@ -328,7 +358,10 @@ describe('switch job edge cases', () => {
 describe('graceful shutdown', () => {
   it('stops taking jobs and lets the active switch finish', async () => {
     const env = await setupJobs(cleanup);
-    const handle = await env.startWorker();
+    // One switch at a time: the worker is not waiting for another job when shutdown begins (with a
+    // free slot, a job added just as close() is called can still be taken by the blocking read
+    // already under way, and is then finished too).
+    const handle = await env.startWorker({ concurrency: 1 });
     const now = env.clock.now();
     const plan = await planFor(env.local, 'env0', 'rollback', now, seedIds(0).standby);
     const { jobId } = await env.queue.enqueue(jobData(plan, now));
