@@ -166,6 +166,8 @@ export async function startSwitchyard(
           if (api) api(req, res);
           else sendJson(res, 503, { error: 'starting', message: 'local platform is starting' });
         },
+        // A request to a preview deployment idled by the six-hour rule wakes it.
+        wake: (id) => local?.wake(id) ?? Promise.resolve(false),
       });
       routerPort = await router.listen();
       cleanups.push(() => router.close());

@@ -10,6 +10,7 @@ import { ManualClock } from '../../src/clock.js';
 import { buildPlan } from '../../src/domain/plan.js';
 import { RefusalError } from '../../src/errors.js';
 import { LocalPlatform, PREVIEW_IDLE_MS, STANDBY_AFTER_MS } from '../../src/platform/local/platform.js';
+import { probe, TrafficRouter } from '../../src/platform/local/router.js';
 import type { OperationRef, PlatformEvent } from '../../src/platform/port.js';
 
 const MIN = 60_000;
@@ -195,8 +196,62 @@ describe('time rules', () => {
     expect((await p.getDeployment(first.id))?.status).toBe('ready');
     await clock.advance(20 * MIN);
     expect((await p.getDeployment(first.id))?.status).toBe('standby');
-    // the one holding its branch domain is not idle-stopped
-    expect((await p.getDeployment(second.id))?.status).toBe('ready');
+    // the one holding the branch domain had no request either: it idles too (a request wakes it)
+    expect((await p.getDeployment(second.id))?.status).toBe('standby');
+    // production's serving deployment never idles, however long without a request
+    expect((await p.getDeployment('dep_4kq9wz'))?.status).toBe('ready');
+    expect(await p.wake('dep_4kq9wz')).toBe(false);
+  });
+});
+
+describe('preview idle rule with the router (wake on request)', () => {
+  let router: TrafficRouter | undefined;
+  afterEach(async () => {
+    await router?.close();
+    router = undefined;
+  });
+
+  it('idles a preview deployment holding domains after six hours without a request; the next request wakes it and is answered by it', async () => {
+    const clock = new ManualClock();
+    let local: LocalPlatform | undefined;
+    router = new TrafficRouter({
+      clock,
+      warmSockets: 1,
+      wake: (id) => local?.wake(id) ?? Promise.resolve(false),
+    });
+    const port = await router.listen();
+    local = await LocalPlatform.open({ clock, traffic: router, buildTimeMs: 3000, reactivationTimeMs: 1500 });
+    platform = local;
+    const host = 'preview.acme.localhost';
+    expect((await probe(port, host)).deploymentId).toBe('dep_p2fe8r');
+
+    // A request now and then keeps it running.
+    await clock.advance(PREVIEW_IDLE_MS - 30 * MIN);
+    expect((await probe(port, host)).status).toBe(200);
+    await clock.advance(PREVIEW_IDLE_MS - 30 * MIN);
+    expect((await local.getDeployment('dep_p2fe8r'))?.status).toBe('ready');
+    // Six hours without one: standby, upstream stopped, still on its domains.
+    await clock.advance(40 * MIN);
+    await local.settle();
+    expect((await local.getDeployment('dep_p2fe8r'))?.status).toBe('standby');
+    expect(router.runningUpstreams()).not.toContain('dep_p2fe8r');
+    expect((await local.snapshot('preview')).environment.currentDeploymentId).toBe('dep_p2fe8r');
+
+    // Two requests arrive: both are held while it wakes (one wake-up), then answered by it.
+    const sleepers = clock.pending;
+    const first = probe(port, host);
+    const second = probe(port, 'feature-search.acme.localhost');
+    for (let i = 0; i < 100_000 && clock.pending === sleepers; i++) await new Promise((r) => setImmediate(r));
+    expect(clock.pending).toBe(sleepers + 1);
+    await clock.advance(1500);
+    expect(await first).toEqual({ status: 200, deploymentId: 'dep_p2fe8r' });
+    expect(await second).toEqual({ status: 200, deploymentId: 'dep_p2fe8r' });
+    expect((await local.getDeployment('dep_p2fe8r'))?.status).toBe('ready');
+    expect(router.upstreamStats('dep_p2fe8r')).toMatchObject({ total: 2 });
+    // A production deployment in standby does not wake on a request to its deployment domain.
+    const standbyProd = await probe(port, 'dep-3hd7xa.acme.localhost');
+    expect(standbyProd.status).toBe(503);
+    expect((await local.getDeployment('dep_3hd7xa'))?.status).toBe('standby');
   });
 });
 

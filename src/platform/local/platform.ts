@@ -91,6 +91,8 @@ export class LocalPlatform implements DeployPlatform {
   private readonly busy = new Set<string>();
   private readonly abort = new AbortController();
   private readonly background = new Set<Promise<unknown>>();
+  /** Preview deployments being woken by a request, by id. */
+  private readonly waking = new Map<string, Promise<boolean>>();
   private routesKey = '';
   private maintenanceDone: Promise<void> = Promise.resolve();
 
@@ -507,8 +509,11 @@ export class LocalPlatform implements DeployPlatform {
       const stats = this.opts.traffic?.upstreamStats(d.id);
       if (stats?.lastRequestAt !== undefined && (d.lastRequestAt ?? 0) < stats.lastRequestAt)
         d.lastRequestAt = stats.lastRequestAt;
-      if (serving.has(d.id)) continue;
       const env = this.env(d.environment);
+      // Production: the deployment serving the environment never idles (seed: "previous deployments
+      // move to standby"). Preview: every deployment, serving or not, idles after six hours without a
+      // request; one that holds a domain is woken by the next request to it (`wake`).
+      if (env.kind === 'production' && serving.has(d.id)) continue;
       const due =
         env.kind === 'production'
           ? now - (d.stoppedServingAt ?? d.readyAt ?? d.createdAt) >= STANDBY_AFTER_MS
@@ -525,6 +530,46 @@ export class LocalPlatform implements DeployPlatform {
       this.persist();
     }
     return moved;
+  }
+
+  /**
+   * Wakes a preview deployment that the six-hour idle rule put in standby, because a request arrived
+   * for one of its domains (the router holds that request meanwhile): after the reactivation time its
+   * upstream starts and it is ready again, on the same domains. Concurrent calls share one wake-up.
+   * Resolves true once it runs; false for anything else (a production deployment in standby comes back
+   * only through a rollback; building, failed and stopped deployments do not wake).
+   */
+  wake(id: string): Promise<boolean> {
+    const pending = this.waking.get(id);
+    if (pending) return pending;
+    const d = this.state.deployments.find((x) => x.id === id);
+    if (
+      !d ||
+      d.status !== 'standby' ||
+      this.env(d.environment).kind !== 'preview' ||
+      this.abort.signal.aborted
+    )
+      return Promise.resolve(false);
+    const run = (async () => {
+      try {
+        await this.clock.sleep(this.opts.reactivationTimeMs ?? 1500, this.abort.signal);
+        if (d.status !== 'standby') return d.status === 'ready';
+        await this.opts.traffic?.startUpstream(this.toDeployment({ ...d, status: 'ready' }));
+        const now = this.clock.now();
+        d.status = 'ready';
+        d.lastRequestAt = now;
+        this.persist();
+        this.emit({ type: 'deployment.ready', environment: d.environment, deploymentId: d.id, at: now });
+        return true;
+      } catch {
+        return false;
+      } finally {
+        this.waking.delete(id);
+      }
+    })();
+    this.waking.set(id, run);
+    this.track(run);
+    return run;
   }
 
   private async maintenanceLoop(): Promise<void> {

@@ -56,6 +56,12 @@ export interface TrafficRouterOptions {
    */
   readonly operator?: RequestListener;
   /**
+   * Called for a request whose domain points to a deployment with no running upstream (a preview
+   * deployment idled by the six-hour rule): resolves true once that deployment runs again, and the
+   * request, held meanwhile, is proxied to it; false (or a rejection) answers 503 as without it.
+   */
+  readonly wake?: (deploymentId: string) => Promise<boolean>;
+  /**
    * Keep-alive sockets per upstream; further concurrent requests wait in the pool's queue. Every
    * upstream shares the router's event loop, so more sockets add no throughput, while each pooled socket
    * holds two file descriptors (both ends live in this process). Default 16.
@@ -88,6 +94,7 @@ const defaults = {
   maxSocketsPerUpstream: 16,
   warmSockets: 16,
   drainTimeoutMs: 30_000,
+  wake: (_deploymentId: string) => Promise.resolve(false),
 } as const satisfies Required<TrafficRouterOptions>;
 
 const OPERATOR_HOSTS: ReadonlySet<string> = new Set(['127.0.0.1', 'localhost', '[::1]']);
@@ -295,6 +302,7 @@ export class TrafficRouter {
         options.maxSocketsPerUpstream ?? defaults.maxSocketsPerUpstream,
       ),
       drainTimeoutMs: options.drainTimeoutMs ?? defaults.drainTimeoutMs,
+      wake: options.wake ?? defaults.wake,
     };
     this.server = createServer((req, res) => this.handle(req, res));
     this.server.on('clientError', (_err, socket) => {
@@ -526,6 +534,10 @@ export class TrafficRouter {
       return;
     }
     const entry = this.entries.get(deploymentId);
+    if ((entry === undefined || entry.stopping !== undefined) && !this.closing) {
+      this.wakeThenProxy(req, res, host, deploymentId, this.options.wake);
+      return;
+    }
     if (entry === undefined || entry.stopping !== undefined) {
       this.unavailable++;
       replyJson(req, res, 503, {
@@ -537,6 +549,39 @@ export class TrafficRouter {
       return;
     }
     this.proxy(req, res, entry, deploymentId);
+  }
+
+  /** Holds a request while its deployment is woken, then proxies it (or answers 503). */
+  private wakeThenProxy(
+    req: IncomingMessage,
+    res: ServerResponse,
+    host: string,
+    deploymentId: string,
+    wake: (deploymentId: string) => Promise<boolean>,
+  ): void {
+    let woken: Promise<boolean>;
+    try {
+      woken = wake(deploymentId);
+    } catch {
+      woken = Promise.resolve(false);
+    }
+    void woken
+      .catch(() => false)
+      .then((ok) => {
+        if (res.destroyed || res.writableEnded) return;
+        const entry = this.entries.get(deploymentId);
+        if (ok && entry !== undefined && entry.stopping === undefined && !this.closing) {
+          this.proxy(req, res, entry, deploymentId);
+          return;
+        }
+        this.unavailable++;
+        replyJson(req, res, 503, {
+          error: 'deployment_unavailable',
+          message: `domain "${host}" points to deployment ${deploymentId}, which has no running upstream`,
+          host,
+          deploymentId,
+        });
+      });
   }
 
   private toOperator(req: IncomingMessage, res: ServerResponse): void {
