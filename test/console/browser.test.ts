@@ -56,6 +56,7 @@ describe('console in a real browser', () => {
     await page.locator('#text').press('Enter');
     const confirmation = page.locator('.msg[data-kind="confirmation"]').last();
     await confirmation.waitFor();
+    // biome-ignore lint/performance/useDomNodeTextContent: Playwright's innerText is the rendered text a user reads
     const text = await confirmation.innerText();
     expect(text).toContain('dep_4kq9wz');
     expect(text).toContain('dep_3hd7xa');
@@ -75,6 +76,7 @@ describe('console in a real browser', () => {
 
     const progress = page.locator('.msg[data-kind="progress"]').last();
     await progress.waitFor();
+    // biome-ignore lint/performance/useDomNodeTextContent: Playwright's innerText is the rendered text a user reads
     await expect.poll(() => progress.innerText(), { timeout: 20_000 }).toContain('Traffic is on dep_3hd7xa');
     await expect
       .poll(
@@ -93,7 +95,9 @@ describe('console in a real browser', () => {
     await page.locator('#text').press('Enter');
     const usage = page.locator('.msg[data-kind="usage"]').last();
     await usage.waitFor();
+    // biome-ignore lint/performance/useDomNodeTextContent: Playwright's innerText is the rendered text a user reads
     expect(await usage.innerText()).toContain('production');
+    // biome-ignore lint/performance/useDomNodeTextContent: Playwright's innerText is the rendered text a user reads
     expect(await usage.innerText()).toContain('Only visible to you');
   });
 });

@@ -543,13 +543,9 @@ export class LocalPlatform implements DeployPlatform {
     const pending = this.waking.get(id);
     if (pending) return pending;
     const d = this.state.deployments.find((x) => x.id === id);
-    if (
-      !d ||
-      d.status !== 'standby' ||
-      this.env(d.environment).kind !== 'preview' ||
-      this.abort.signal.aborted
-    )
+    if (d?.status !== 'standby' || this.env(d.environment).kind !== 'preview' || this.abort.signal.aborted) {
       return Promise.resolve(false);
+    }
     const run = (async () => {
       try {
         await this.clock.sleep(this.opts.reactivationTimeMs ?? 1500, this.abort.signal);
