@@ -490,14 +490,13 @@ async function runLocked(
   try {
     tracker.start('validating');
     tracker.post();
-    // Written on the next tick, once the platform has been asked: the switch does not wait for it.
-    void new Promise<void>((resolve) => setImmediate(resolve)).then(() =>
-      audit({
-        event: 'started',
-        actor: data.requestedBy,
-        ...(tracker.progress.attempt > 1 ? { message: `attempt ${tracker.progress.attempt}` } : {}),
-      }),
-    );
+    // Sent before the platform is called (not awaited): notices recognise the traffic move this
+    // switch makes by this entry (src/notices.ts).
+    void audit({
+      event: 'started',
+      actor: data.requestedBy,
+      ...(tracker.progress.attempt > 1 ? { message: `attempt ${tracker.progress.attempt}` } : {}),
+    });
     let snapshot = await deps.platform.snapshot(data.environment);
     let ref = storedRef;
     let opStatus: OperationStatus | undefined;
