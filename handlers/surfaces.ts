@@ -35,7 +35,12 @@ export const discordSurface: SurfaceFactory = async (
     logger: ctx.logger,
     metrics: ctx.metrics,
     onMessage: async (message) => {
-      const alert = parseChatAlert(discordMessageText(message), message.channelId, 'discord', ctx.config, {
+      // A thread (a forum post, or a thread started under a message) is watched when the channel it
+      // lives in is; the suggestion still replies in the thread itself.
+      const watchedAs = message.channel.isThread()
+        ? (message.channel.parentId ?? message.channelId)
+        : message.channelId;
+      const alert = parseChatAlert(discordMessageText(message), watchedAs, 'discord', ctx.config, {
         at: message.createdTimestamp,
       });
       if (!alert) return;

@@ -382,6 +382,51 @@ describe('Discord: alert messages in watched channels', () => {
   });
 });
 
+describe('Discord: threads under a watched channel', () => {
+  it('answers an alert posted in a thread of a watched channel in that thread; threads elsewhere are ignored', async () => {
+    const { fake, app, log } = await startDiscordRig();
+    const alertBot = { id: makeSnowflake(), username: 'Alertmanager', bot: true };
+    // A thread under an unwatched channel: ignored.
+    const elsewhere = fake.createThread(fake.channels.general, 'DiskFull');
+    fake.postMessage({
+      channelId: elsewhere,
+      author: alertBot,
+      content: '[FIRING:1] DiskFull env=production',
+    });
+    // A thread (or forum post) under the watched channel.
+    const thread = fake.createThread(fake.channels.alerts, 'HighErrorRate');
+    const from = fake.calls.length;
+    const alert = fake.postMessage({
+      channelId: thread,
+      author: alertBot,
+      content: '[FIRING:1] HighErrorRate env=production\n5xx ratio above 5% for 5 minutes',
+    });
+    const suggestion = await waitForPost(fake, thread, from);
+    const postCall = fake.calls.find(
+      (c) => c.method === 'POST' && c.path === `/channels/${thread}/messages` && c.index >= from,
+    );
+    expect(postCall?.body).toMatchObject({ message_reference: { message_id: alert.id, channel_id: thread } });
+    expect(textOf(suggestion)).toContain('HighErrorRate');
+    expect((await log.waitForCount(1))[0]?.outcome).toBe('suggested');
+
+    const click = fake.click({
+      messageId: suggestion.id,
+      customId: buttonId(suggestion, 'Rollback'),
+      user: fake.user('alice'),
+    });
+    await fake.waitForCallback(click);
+    const final = await waitForMessage(fake, suggestion.id, (t) => /Traffic is on/.test(t));
+    expect(textOf(final)).toMatch(/Traffic is on\W+dep_3hd7xa/);
+    expect((await app.platform.snapshot('production')).environment.currentDeploymentId).toBe('dep_3hd7xa');
+    // Only the watched thread's alert reached the alert service; nothing was posted elsewhere.
+    expect(log.results()).toHaveLength(1);
+    expect(fake.channelMessages(elsewhere).filter((m) => m.author.id === fake.botUser.id)).toEqual([]);
+    expect(fake.channelMessages(fake.channels.alerts).filter((m) => m.author.id === fake.botUser.id)).toEqual(
+      [],
+    );
+  });
+});
+
 describe('Discord: alert bots that post embeds only', () => {
   it('reads an Alertmanager embed, replies with a suggestion and edits it when the alert resolves', async () => {
     const { fake, log } = await startDiscordRig();

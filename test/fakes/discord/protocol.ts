@@ -67,7 +67,8 @@ export const CallbackType = {
 
 export const ComponentType = { actionRow: 1, button: 2, stringSelect: 3 } as const;
 
-export const ChannelType = { guildText: 0 } as const;
+/** Channel types used by the fake (Discord's `channel.type` values). */
+export const ChannelType = { guildText: 0, publicThread: 11 } as const;
 
 /** Message flags: EPHEMERAL = 1 << 6, LOADING (deferred placeholder) = 1 << 7. */
 export const MessageFlag = { ephemeral: 1 << 6, loading: 1 << 7 } as const;

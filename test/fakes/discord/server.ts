@@ -167,6 +167,8 @@ export class FakeDiscord {
   readonly calls: RestCall[] = [];
   readonly events = new EventEmitter();
   readonly messages = new Map<string, StoredMessage>();
+  /** Threads created with `createThread`, by id: the channel (or forum) each was started in. */
+  readonly threads = new Map<string, { readonly parentId: string; readonly name: string }>();
   readonly interactions = new Map<string, FakeInteraction>();
   /** Registered commands: key `global` or a guild id. */
   readonly commands = new Map<string, StoredCommand[]>();
@@ -278,6 +280,43 @@ export class FakeDiscord {
       rate_limit_per_user: 0,
       flags: 0,
     };
+  }
+
+  /** The channel object of a public thread (`type` 11), as in THREAD_CREATE and GET /channels/{id}. */
+  private threadObject(id: string, created = false): Json {
+    const thread = this.threads.get(id);
+    return {
+      id,
+      type: ChannelType.publicThread,
+      guild_id: this.guildId,
+      parent_id: thread?.parentId ?? null,
+      owner_id: this.botUser.id,
+      name: thread?.name ?? '',
+      last_message_id: null,
+      message_count: 0,
+      member_count: 1,
+      rate_limit_per_user: 0,
+      flags: 0,
+      total_message_sent: 0,
+      thread_metadata: {
+        archived: false,
+        auto_archive_duration: 1440,
+        archive_timestamp: new Date().toISOString(),
+        locked: false,
+      },
+      ...(created ? { newly_created: true } : {}),
+    };
+  }
+
+  /**
+   * Starts a public thread in `parentId` (a text channel, or a forum post) as another member would,
+   * and sends THREAD_CREATE to the bot. Messages are then posted to the thread's own channel id.
+   */
+  createThread(parentId: string, name: string): string {
+    const id = makeSnowflake();
+    this.threads.set(id, { parentId, name });
+    this.gateway.dispatch('THREAD_CREATE', this.threadObject(id, true));
+    return id;
   }
 
   private roleObject(name: string, id: string, position: number): Json {
@@ -863,8 +902,10 @@ export class FakeDiscord {
       const name = (Object.entries(this.channels) as [keyof FakeDiscord['channels'], string][]).find(
         ([, id]) => id === channel[1],
       )?.[0];
-      if (!name) throw new HttpError(404, ErrorCode.unknownChannel, 'Unknown Channel');
-      return { status: 200, body: this.channelObject(name) };
+      if (name) return { status: 200, body: this.channelObject(name) };
+      if (this.threads.has(channel[1] ?? ''))
+        return { status: 200, body: this.threadObject(channel[1] ?? '') };
+      throw new HttpError(404, ErrorCode.unknownChannel, 'Unknown Channel');
     }
     const messages = m(/^\/channels\/(\d+)\/messages(?:\/(\d+))?$/);
     if (messages) {
@@ -920,7 +961,7 @@ export class FakeDiscord {
     messageId: string | undefined,
     body: unknown,
   ) {
-    if (!Object.values(this.channels).includes(channelId)) {
+    if (!Object.values(this.channels).includes(channelId) && !this.threads.has(channelId)) {
       throw new HttpError(404, ErrorCode.unknownChannel, 'Unknown Channel');
     }
     if (messageId === undefined) {
