@@ -69,6 +69,8 @@ export const envSchema = z.object({
   VERCEL_TOKEN: optionalString,
   VERCEL_TEAM_ID: optionalString,
   VERCEL_API_URL: url.default('https://api.vercel.com'),
+  /** Vercel project id or name (overrides the config file's `vercel.project`). */
+  VERCEL_PROJECT: optionalString,
   ALERT_WEBHOOK_SECRET: optionalString,
 });
 export type EnvConfig = z.infer<typeof envSchema>;
@@ -185,6 +187,15 @@ export const fileConfigSchema = z
       })
       .strict()
       .default({ buildTime: 3_000, reactivationTime: 1_500 }),
+    /** Vercel project Switchyard acts on (`platform: vercel`); `VERCEL_PROJECT` overrides `project`. */
+    vercel: z
+      .object({
+        project: z.string().trim().min(1, 'expected a Vercel project id or name').optional(),
+        /** Offer the `preview` environment (read-only: Vercel rolls back production only). */
+        preview: z.boolean().default(true),
+      })
+      .strict()
+      .optional(),
   })
   .strict();
 export type FileConfig = z.infer<typeof fileConfigSchema>;
@@ -288,6 +299,12 @@ export function loadConfig(
     throw new ConfigError('VERCEL_TOKEN: got nothing, expected a Vercel token when the platform is vercel', {
       key: 'VERCEL_TOKEN',
     });
+  }
+  if (platform === 'vercel' && !env.VERCEL_PROJECT && !file.vercel?.project) {
+    throw new ConfigError(
+      'vercel.project: got nothing, expected the Vercel project id or name (vercel: {project: my-app} in the config file, or VERCEL_PROJECT) when the platform is vercel',
+      { key: 'vercel.project' },
+    );
   }
   if (env.SLACK_BOT_TOKEN && !env.SLACK_SIGNING_SECRET && !env.SLACK_APP_TOKEN) {
     throw new ConfigError(

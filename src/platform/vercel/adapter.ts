@@ -1,0 +1,537 @@
+/**
+ * The Vercel adapter of the DeployPlatform port. One Vercel project gives two Switchyard environments:
+ * `production` (current = `targets.production`, rolled back while `autoAssignCustomDomains` is false)
+ * and, unless disabled, a read-only `preview`. Rollback (`POST /v9/projects/{id}/rollback/{deployment}`)
+ * and promote (`POST /v10/projects/{id}/promote/{deployment}`) start an alias job that is followed
+ * through the project's `lastAliasRequest`. Vercel's refusals become RefusalErrors
+ * (src/platform/vercel/refusals.ts). Vercel offers no per-request deployment header we can read, so
+ * there is no `probe`: verification relies on `routing`, derived from `targets.production`.
+ */
+import type { z } from 'zod';
+import type { Clock } from '../../clock.js';
+import { systemClock } from '../../clock.js';
+import type { Config } from '../../config.js';
+import { RefusalCode } from '../../domain/result.js';
+import type { Deployment, EnvironmentSnapshot, PlanAction } from '../../domain/types.js';
+import { ConfigError, RefusalError } from '../../errors.js';
+import { type Logger, silentLogger } from '../../log.js';
+import type {
+  DeployPlatform,
+  OperationRef,
+  OperationStatus,
+  PlatformEvent,
+  Route,
+  SwitchRequest,
+} from '../port.js';
+import { UnkeyEventPoller } from '../unkey/poller.js';
+import { type HttpMethod, VercelClient, type VercelClientOptions } from './client.js';
+import {
+  classifyDomains,
+  currentProductionId,
+  environmentOf,
+  isRolledBack,
+  toDeployment,
+  VERCEL_APEX,
+  VercelEnvironment,
+} from './mapping.js';
+import { type RefusalContext, toRefusal, type VercelCall } from './refusals.js';
+import {
+  AcceptedResponseSchema,
+  GetDeploymentResponseSchema,
+  ListDeploymentsResponseSchema,
+  ProjectDomainsResponseSchema,
+  ProjectSchema,
+  type VercelDeployment,
+  type VercelProject,
+  type VercelProjectDomain,
+} from './schemas.js';
+
+export interface VercelPlatformOptions {
+  /** The Vercel project id or name (`vercel.project` / `VERCEL_PROJECT`). */
+  readonly project: string;
+  /** Offer the read-only `preview` environment (default true). */
+  readonly preview?: boolean;
+  /** The HTTP client (or the options to build one). */
+  readonly client: VercelClient | VercelClientOptions;
+  readonly clock?: Clock;
+  readonly logger?: Logger;
+  /** Page size of the list endpoints (1–100). */
+  readonly pageSize?: number;
+  /** Upper bound of deployments read per snapshot (stops paging). */
+  readonly maxDeployments?: number;
+  /** An alias job not finished this long after it was requested is reported failed (the CLI's 3 min). */
+  readonly operationTimeoutMs?: number;
+  /**
+   * How far Vercel's `lastAliasRequest.requestedAt` may lie before the operation's `startedAt` and still
+   * be taken as this operation's job (clock skew between Switchyard and Vercel).
+   */
+  readonly clockSkewMs?: number;
+  /** Apex of Vercel's own hostnames (custom domains are everything else). */
+  readonly apex?: string;
+  /** Deployment events by polling (`subscribe`); absent: the adapter offers no `subscribe`. */
+  readonly events?: {
+    readonly redis: import('ioredis').Redis;
+    /** Poll interval (ms); default 15 s. */
+    readonly intervalMs?: number;
+    /** Redis key prefix shared by every replica; default `switchyard:vercel:poll`. */
+    readonly keyPrefix?: string;
+  };
+}
+
+/** Defaults of the adapter's tunables. */
+export const vercelPlatformDefaults = {
+  pageSize: 100,
+  maxDeployments: 500,
+  operationTimeoutMs: 3 * 60_000,
+  clockSkewMs: 60_000,
+  apex: VERCEL_APEX,
+  /** The Vercel CLI polls an alias job every 250 ms; `verify.interval: 250ms` matches it. */
+  pollIntervalMs: 250,
+} as const;
+
+/** DeployPlatform over Vercel's public REST API. */
+export class VercelPlatform implements DeployPlatform {
+  readonly name = 'vercel';
+  private readonly client: VercelClient;
+  private readonly clock: Clock;
+  private readonly logger: Logger;
+  private readonly project: string;
+  private readonly teamId: string | undefined;
+  private readonly environments: readonly VercelEnvironment[];
+  private readonly pageSize: number;
+  private readonly maxDeployments: number;
+  private readonly operationTimeoutMs: number;
+  private readonly clockSkewMs: number;
+  private readonly apex: string;
+  private readonly poller: UnkeyEventPoller | undefined;
+  /** Present when `events` is configured: deployment events found by polling (issue 9). */
+  readonly subscribe?: (listener: (event: PlatformEvent) => void) => () => void;
+
+  constructor(options: VercelPlatformOptions) {
+    this.clock = options.clock ?? systemClock;
+    this.logger = options.logger ?? silentLogger;
+    this.client =
+      options.client instanceof VercelClient
+        ? options.client
+        : new VercelClient({ clock: this.clock, logger: this.logger, ...options.client });
+    this.teamId = this.client.teamId;
+    this.project = options.project;
+    this.environments =
+      options.preview === false
+        ? [VercelEnvironment.production]
+        : [VercelEnvironment.production, VercelEnvironment.preview];
+    this.pageSize = Math.min(100, Math.max(1, options.pageSize ?? vercelPlatformDefaults.pageSize));
+    this.maxDeployments = Math.max(1, options.maxDeployments ?? vercelPlatformDefaults.maxDeployments);
+    this.operationTimeoutMs = options.operationTimeoutMs ?? vercelPlatformDefaults.operationTimeoutMs;
+    this.clockSkewMs = options.clockSkewMs ?? vercelPlatformDefaults.clockSkewMs;
+    this.apex = options.apex ?? vercelPlatformDefaults.apex;
+    const events = options.events;
+    if (events !== undefined) {
+      const poller = new UnkeyEventPoller({
+        redis: events.redis,
+        keyPrefix: events.keyPrefix ?? 'switchyard:vercel:poll',
+        intervalMs: events.intervalMs ?? 15_000,
+        clock: this.clock,
+        logger: this.logger,
+        environments: () => this.listEnvironments(),
+        snapshot: (environment) => this.snapshot(environment),
+      });
+      this.poller = poller;
+      this.subscribe = (listener) => poller.subscribe(listener);
+    }
+  }
+
+  /** The event poller when `events` is configured (tests call `pollOnce` to poll deterministically). */
+  get eventPoller(): UnkeyEventPoller | undefined {
+    return this.poller;
+  }
+
+  async listEnvironments(): Promise<readonly string[]> {
+    return [...this.environments];
+  }
+
+  async snapshot(environment: string): Promise<EnvironmentSnapshot> {
+    const env = this.environmentOf(environment);
+    const project = await this.readProject();
+    const [listed, domains] = await Promise.all([
+      this.listDeployments(project.id, env),
+      this.listDomains(project.id),
+    ]);
+    const raw = [...listed];
+    let currentId: string | undefined;
+    if (env === 'production') {
+      currentId = currentProductionId(project);
+      // The current deployment may be older than the pages read: read it so plans always know it.
+      if (currentId !== undefined && !raw.some((d) => d.id === currentId)) {
+        const current = await this.fetchDeployment(currentId).catch((e: unknown) => {
+          if (e instanceof RefusalError && e.code === RefusalCode.unknownDeployment) return undefined;
+          throw e;
+        });
+        if (current) raw.push(current);
+      }
+    } else {
+      currentId = raw.find((d) => d.readyState === 'READY')?.id;
+    }
+    raw.sort((a, b) => b.createdAt - a.createdAt);
+    const productionBranch = project.link?.productionBranch;
+    return {
+      project: { id: project.id, name: project.name },
+      environment: {
+        slug: env,
+        kind: env === 'production' ? 'production' : 'preview',
+        projectId: project.id,
+        rolledBack: env === 'production' && isRolledBack(project),
+        ...(currentId === undefined ? {} : { currentDeploymentId: currentId }),
+      },
+      deployments: raw.map((d) => toDeployment(d, project.id)),
+      domains: classifyDomains(domains, env, {
+        currentProductionId: currentProductionId(project),
+        previewDeployments: env === 'preview' ? raw : [],
+        ...(productionBranch === undefined ? {} : { productionBranch }),
+        apex: this.apex,
+      }),
+      liveHistory: [],
+      readAt: this.clock.now(),
+    };
+  }
+
+  async getDeployment(id: string): Promise<Deployment | undefined> {
+    let d: VercelDeployment;
+    try {
+      d = await this.fetchDeployment(id);
+    } catch (e) {
+      if (e instanceof RefusalError && e.code === RefusalCode.unknownDeployment) return undefined;
+      throw e;
+    }
+    const project = await this.readProject();
+    if (d.projectId !== undefined && d.projectId !== project.id) return undefined;
+    if (!this.environments.includes(environmentOf(d))) return undefined;
+    return toDeployment(d, project.id);
+  }
+
+  async routing(environment: string): Promise<readonly Route[]> {
+    const snap = await this.snapshot(environment);
+    return snap.domains.map((d) => ({
+      hostname: d.hostname,
+      stickiness: d.stickiness,
+      environment: d.environment,
+      ...(d.deploymentId === undefined ? {} : { deploymentId: d.deploymentId }),
+    }));
+  }
+
+  rollback(request: SwitchRequest): Promise<OperationRef> {
+    return this.switchTo('rollback', request);
+  }
+
+  promote(request: SwitchRequest): Promise<OperationRef> {
+    return this.switchTo('promote', request);
+  }
+
+  async operation(ref: OperationRef): Promise<OperationStatus> {
+    const project = await this.readProject();
+    const now = this.clock.now();
+    const current = currentProductionId(project);
+    const rolledBack = isRolledBack(project);
+    const job = project.lastAliasRequest ?? undefined;
+    const ours =
+      job !== undefined &&
+      job.toDeploymentId === ref.targetId &&
+      job.type === ref.action &&
+      job.requestedAt >= ref.startedAt - this.clockSkewMs;
+    const timedOut = now - ref.startedAt > this.operationTimeoutMs;
+    const timeout = (): OperationStatus => ({
+      id: ref.id,
+      state: 'failed',
+      error: {
+        code: 'operation_timeout',
+        message: `Vercel's alias job did not make ${ref.targetId} serve ${ref.environment} within ${Math.round(this.operationTimeoutMs / 1000)} s of the ${ref.action}; check the project's deployments on Vercel (or \`vercel rollback status\`).`,
+      },
+      updatedAt: now,
+    });
+    if (ours) {
+      switch (job.jobStatus) {
+        case 'succeeded':
+          return { id: ref.id, state: 'succeeded', updatedAt: now };
+        case 'failed':
+          return {
+            id: ref.id,
+            state: 'failed',
+            error: {
+              code: 'alias_job_failed',
+              message: `Vercel's alias job for the ${ref.action} to ${ref.targetId} failed: not every domain of ${project.name} could be moved${job.fromDeploymentId ? ` from ${job.fromDeploymentId}` : ''}. \`vercel rollback status ${project.name}\` lists the domains that failed.`,
+            },
+            updatedAt: now,
+          };
+        case 'skipped':
+          if (current === ref.targetId) return { id: ref.id, state: 'succeeded', updatedAt: now };
+          return {
+            id: ref.id,
+            state: 'failed',
+            error: {
+              code: 'alias_job_skipped',
+              message: `Vercel skipped the ${ref.action} to ${ref.targetId} and production serves ${current ?? 'nothing'}, so the ${ref.action} did not happen (usually a newer rollback or promote replaced it).`,
+            },
+            updatedAt: now,
+          };
+        case 'pending':
+          return timedOut ? timeout() : { id: ref.id, state: 'pending', updatedAt: now };
+        case 'in-progress':
+          return timedOut ? timeout() : { id: ref.id, state: 'switching', updatedAt: now };
+        default:
+          return job.jobStatus satisfies never;
+      }
+    }
+    // No job of ours on record (not yet visible, or replaced): judge by the project's state.
+    const done = current === ref.targetId && (ref.action === 'rollback' ? rolledBack : !rolledBack);
+    if (done) return { id: ref.id, state: 'succeeded', updatedAt: now };
+    return timedOut ? timeout() : { id: ref.id, state: 'pending', updatedAt: now };
+  }
+
+  async health(): Promise<void> {
+    await this.readProject();
+  }
+
+  async close(): Promise<void> {
+    await this.poller?.stop();
+  }
+
+  // -- internals ------------------------------------------------------------------------------
+
+  private environmentOf(environment: string): VercelEnvironment {
+    const found = this.environments.find((e) => e === environment);
+    if (found === undefined) {
+      throw new RefusalError({
+        code: RefusalCode.unknownEnvironment,
+        message: `Unknown environment "${environment}". Valid environments: ${this.environments.join(', ')}.`,
+        context: { input: environment, valid: [...this.environments] },
+      });
+    }
+    return found;
+  }
+
+  private readProject(): Promise<VercelProject> {
+    return this.call(
+      'read project',
+      { method: 'GET', path: `/v9/projects/${encodeURIComponent(this.project)}` },
+      ProjectSchema,
+      true,
+      {},
+    );
+  }
+
+  /** Deployments of one target, newest first, following `pagination.next` up to `maxDeployments`. */
+  private async listDeployments(projectId: string, env: VercelEnvironment): Promise<VercelDeployment[]> {
+    const out: VercelDeployment[] = [];
+    const seen = new Set<number>();
+    let until: number | undefined;
+    for (;;) {
+      const page = await this.call(
+        'list deployments',
+        {
+          method: 'GET',
+          path: '/v6/deployments',
+          query: { projectId, target: env, limit: this.pageSize, until },
+        },
+        ListDeploymentsResponseSchema,
+        true,
+        { environment: env },
+      );
+      for (const d of page.deployments) {
+        // Keep only this environment even if Vercel ignored the target filter.
+        if (environmentOf(d) === env && !out.some((o) => o.id === d.id)) out.push(d);
+      }
+      const next = page.pagination.next;
+      if (next === null || page.deployments.length === 0 || seen.has(next)) break;
+      if (out.length >= this.maxDeployments) {
+        this.logger.warn(
+          { environment: env, read: out.length },
+          'vercel: stopped paging deployments at the maximum',
+        );
+        break;
+      }
+      seen.add(next);
+      until = next;
+    }
+    return out;
+  }
+
+  private async listDomains(projectId: string): Promise<VercelProjectDomain[]> {
+    const out: VercelProjectDomain[] = [];
+    const seen = new Set<number>();
+    let until: number | undefined;
+    for (;;) {
+      const page = await this.call(
+        'list domains',
+        {
+          method: 'GET',
+          path: `/v9/projects/${encodeURIComponent(projectId)}/domains`,
+          query: { limit: this.pageSize, until },
+        },
+        ProjectDomainsResponseSchema,
+        true,
+        {},
+      );
+      out.push(...page.domains);
+      const next = page.pagination?.next ?? null;
+      if (next === null || page.domains.length === 0 || seen.has(next)) break;
+      seen.add(next);
+      until = next;
+    }
+    return out;
+  }
+
+  private fetchDeployment(id: string): Promise<VercelDeployment> {
+    return this.call(
+      'read deployment',
+      { method: 'GET', path: `/v13/deployments/${encodeURIComponent(id)}` },
+      GetDeploymentResponseSchema,
+      true,
+      { deploymentId: id },
+    );
+  }
+
+  private async switchTo(action: PlanAction, request: SwitchRequest): Promise<OperationRef> {
+    const env = this.environmentOf(request.environment);
+    if (env !== 'production') {
+      throw new RefusalError({
+        code: RefusalCode.notProduction,
+        message: `Vercel's Instant Rollback and promote move production domains only, so ${request.environment} cannot be ${action === 'rollback' ? 'rolled back' : 'promoted'}: each preview branch domain follows its branch's newest deployment. Push a fix (or revert) to the branch instead.`,
+        context: { environment: request.environment, target: request.targetId },
+      });
+    }
+    const project = await this.readProject();
+    // Vercel takes the project from the URL: make sure the target is a production deployment of this
+    // project, so a mistyped id never switches another project or promotes a preview build.
+    const target = await this.fetchDeployment(request.targetId);
+    if (target.projectId !== undefined && target.projectId !== project.id) {
+      throw new RefusalError({
+        code: RefusalCode.targetWrongEnvironment,
+        message: `${target.id} belongs to another Vercel project (${target.projectId}), not to ${project.name}. A ${action} only moves traffic within one project.`,
+        context: { target: target.id, environment: request.environment },
+      });
+    }
+    if (environmentOf(target) !== 'production') {
+      throw new RefusalError({
+        code: RefusalCode.targetWrongEnvironment,
+        message: `${target.id} is a preview deployment of ${project.name}, not a production one. Promoting it on Vercel would rebuild it for production, which is not an instant switch; pick a production deployment.`,
+        context: { target: target.id, environment: request.environment },
+      });
+    }
+    const path =
+      action === 'rollback'
+        ? `/v9/projects/${encodeURIComponent(project.id)}/rollback/${encodeURIComponent(target.id)}`
+        : `/v10/projects/${encodeURIComponent(project.id)}/promote/${encodeURIComponent(target.id)}`;
+    const startedAt = this.clock.now();
+    await this.call(action, { method: 'POST', path, body: {} }, AcceptedResponseSchema, false, {
+      deploymentId: target.id,
+      environment: request.environment,
+    });
+    this.logger.info(
+      { action, environment: request.environment, target: target.id, by: request.requestedBy },
+      `vercel: ${action} accepted`,
+    );
+    return {
+      id: `vercel_${action}_${target.id}_${startedAt}`,
+      action,
+      environment: request.environment,
+      targetId: target.id,
+      startedAt,
+    };
+  }
+
+  private async call<S extends z.ZodType>(
+    call: VercelCall,
+    request: {
+      method: HttpMethod;
+      path: string;
+      query?: Record<string, string | number | undefined>;
+      body?: unknown;
+    },
+    schema: S,
+    idempotent: boolean,
+    ctx: Omit<RefusalContext, 'call' | 'project' | 'teamId'>,
+  ): Promise<z.infer<S>> {
+    try {
+      return await this.client.call({ ...request, idempotent }, schema);
+    } catch (e) {
+      throw toRefusal(e, {
+        call,
+        project: this.project,
+        ...(this.teamId === undefined ? {} : { teamId: this.teamId }),
+        ...ctx,
+      });
+    }
+  }
+}
+
+/** Dependencies the composition root passes to `createVercelPlatform`. */
+export interface VercelPlatformDeps {
+  readonly fetch?: typeof fetch;
+  readonly clock?: Clock;
+  readonly logger?: Logger;
+  /** Enables `subscribe` (deployment events by polling, state in this Redis). */
+  readonly events?: VercelPlatformOptions['events'];
+  /** Overrides of the adapter and client tunables. */
+  readonly tuning?: Partial<
+    Pick<
+      VercelPlatformOptions,
+      'pageSize' | 'maxDeployments' | 'operationTimeoutMs' | 'clockSkewMs' | 'apex'
+    > &
+      Pick<VercelClientOptions, 'timeoutMs' | 'maxRetries' | 'baseDelayMs' | 'maxDelayMs' | 'maxRetryAfterMs'>
+  >;
+}
+
+/**
+ * Builds the Vercel adapter from the loaded configuration (`platform: vercel`): `VERCEL_TOKEN`,
+ * `VERCEL_TEAM_ID`, `VERCEL_API_URL` and the project (`VERCEL_PROJECT`, else `vercel.project` in the
+ * config file). Throws ConfigError naming the key when the token or the project is missing.
+ */
+export function createVercelPlatform(config: Config, deps: VercelPlatformDeps = {}): VercelPlatform {
+  const token = config.env.VERCEL_TOKEN;
+  if (token === undefined) {
+    throw new ConfigError('VERCEL_TOKEN: got nothing, expected a Vercel token when the platform is vercel', {
+      key: 'VERCEL_TOKEN',
+    });
+  }
+  const project = config.env.VERCEL_PROJECT ?? config.file.vercel?.project;
+  if (project === undefined) {
+    throw new ConfigError(
+      'vercel.project: got nothing, expected the Vercel project id or name (vercel: {project: my-app} in the config file, or VERCEL_PROJECT) when the platform is vercel',
+      { key: 'vercel.project' },
+    );
+  }
+  const tuning = deps.tuning ?? {};
+  const clock = deps.clock ?? systemClock;
+  const logger = deps.logger ?? silentLogger;
+  const teamId = config.env.VERCEL_TEAM_ID;
+  const client = new VercelClient({
+    baseUrl: config.env.VERCEL_API_URL,
+    token,
+    clock,
+    logger,
+    ...(teamId === undefined ? {} : { teamId }),
+    ...(deps.fetch === undefined ? {} : { fetch: deps.fetch }),
+    ...pick(tuning, ['timeoutMs', 'maxRetries', 'baseDelayMs', 'maxDelayMs', 'maxRetryAfterMs']),
+  });
+  return new VercelPlatform({
+    project,
+    preview: config.file.vercel?.preview ?? true,
+    client,
+    clock,
+    logger,
+    ...pick(tuning, ['pageSize', 'maxDeployments', 'operationTimeoutMs', 'clockSkewMs', 'apex']),
+    ...(deps.events === undefined ? {} : { events: deps.events }),
+  });
+}
+
+function pick<T extends object, K extends keyof T>(
+  obj: T,
+  keys: readonly K[],
+): { [P in K]?: Exclude<T[P], undefined> } {
+  const out: { [P in K]?: Exclude<T[P], undefined> } = {};
+  for (const k of keys) {
+    const v = obj[k];
+    if (v !== undefined) out[k] = v as Exclude<T[K], undefined>;
+  }
+  return out;
+}

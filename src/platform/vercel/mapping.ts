@@ -1,0 +1,158 @@
+/**
+ * Pure mapping from Vercel's project, deployment and domain objects to Switchyard's domain values:
+ * readyState → status, a deployment's environment (`production`/`preview`), the rolled-back state,
+ * domain stickiness and the Deployment shape. No I/O; the adapter feeds it parsed API answers. The
+ * reasoning behind each choice is in docs/vercel.md ("How Vercel state is read").
+ */
+import {
+  assertNever,
+  type Deployment,
+  type DeploymentStatus,
+  type Domain,
+  type DomainStickiness,
+} from '../../domain/types.js';
+import type { VercelDeployment, VercelProject, VercelProjectDomain, VercelReadyState } from './schemas.js';
+
+/** The apex of the hostnames Vercel gives projects and deployments. */
+export const VERCEL_APEX = 'vercel.app';
+
+/** The two Switchyard environments of a Vercel project. */
+export const VercelEnvironment = { production: 'production', preview: 'preview' } as const;
+export type VercelEnvironment = (typeof VercelEnvironment)[keyof typeof VercelEnvironment];
+
+/**
+ * Vercel `readyState` → Switchyard status. Vercel has no standby: a production deployment that no
+ * longer serves stays READY and can take traffic again at once, so `standby` never occurs.
+ */
+export function mapReadyState(state: VercelReadyState): DeploymentStatus {
+  switch (state) {
+    case 'READY':
+      return 'ready';
+    case 'QUEUED':
+    case 'INITIALIZING':
+    case 'BUILDING':
+      return 'building';
+    case 'ERROR':
+    case 'CANCELED':
+      return 'failed';
+    default:
+      return assertNever(state, 'Vercel readyState');
+  }
+}
+
+/** The Switchyard environment of a deployment: `target: "production"` or else preview. */
+export function environmentOf(d: Pick<VercelDeployment, 'target'>): VercelEnvironment {
+  return d.target === 'production' ? 'production' : 'preview';
+}
+
+/** True while production is rolled back: Vercel stops auto-assigning custom domains until a promote. */
+export function isRolledBack(project: Pick<VercelProject, 'autoAssignCustomDomains'>): boolean {
+  return project.autoAssignCustomDomains === false;
+}
+
+/** The deployment serving production (`targets.production.id`), if any. */
+export function currentProductionId(project: Pick<VercelProject, 'targets'>): string | undefined {
+  return project.targets?.production?.id ?? undefined;
+}
+
+/** Git branch of a deployment from its git metadata (GitHub, GitLab or Bitbucket), else empty. */
+export function branchOf(d: Pick<VercelDeployment, 'meta'>): string {
+  return d.meta.githubCommitRef ?? d.meta.gitlabCommitRef ?? d.meta.bitbucketCommitRef ?? '';
+}
+
+/** Commit of a deployment from its git metadata; empty fields when it was not deployed from git. */
+export function commitOf(d: Pick<VercelDeployment, 'meta'>): Deployment['commit'] {
+  const m = d.meta;
+  return {
+    sha: m.githubCommitSha ?? m.gitlabCommitSha ?? m.bitbucketCommitSha ?? '',
+    message: m.githubCommitMessage ?? m.gitlabCommitMessage ?? m.bitbucketCommitMessage ?? '',
+    author:
+      m.githubCommitAuthorName ??
+      m.githubCommitAuthorLogin ??
+      m.gitlabCommitAuthorName ??
+      m.bitbucketCommitAuthorName ??
+      '',
+  };
+}
+
+/** Vercel deployment → domain Deployment (`readyAt` from `ready`, else `createdAt` once READY). */
+export function toDeployment(d: VercelDeployment, projectId: string): Deployment {
+  const status = mapReadyState(d.readyState);
+  const readyAt = status === 'ready' ? (d.ready ?? d.createdAt) : undefined;
+  return {
+    id: d.id,
+    projectId: d.projectId ?? projectId,
+    environment: environmentOf(d),
+    branch: branchOf(d),
+    commit: commitOf(d),
+    createdAt: d.createdAt,
+    ...(readyAt === undefined ? {} : { readyAt }),
+    status,
+  };
+}
+
+/** How one project domain is used; `undefined` for domains Switchyard leaves alone. */
+export function classifyDomain(
+  domain: Pick<VercelProjectDomain, 'name' | 'redirect' | 'gitBranch' | 'customEnvironmentId'>,
+  productionBranch: string | undefined,
+  apex: string = VERCEL_APEX,
+):
+  | {
+      readonly environment: VercelEnvironment;
+      readonly stickiness: DomainStickiness;
+      readonly branch?: string;
+    }
+  | undefined {
+  // A redirecting domain serves no deployment; a custom-environment domain is outside both environments.
+  if (typeof domain.redirect === 'string' && domain.redirect !== '') return undefined;
+  if (typeof domain.customEnvironmentId === 'string' && domain.customEnvironmentId !== '') return undefined;
+  const branch = domain.gitBranch ?? undefined;
+  if (branch !== undefined && branch !== '' && branch !== productionBranch) {
+    return { environment: 'preview', stickiness: 'branch', branch };
+  }
+  const host = domain.name.toLowerCase().replace(/\.$/, '');
+  if (host.endsWith(`.${apex.toLowerCase()}`))
+    return { environment: 'production', stickiness: 'environment' };
+  return { environment: 'production', stickiness: 'live' };
+}
+
+/**
+ * The domains of one Switchyard environment and the deployment each points to: production domains
+ * point to the current production deployment; a preview branch domain points to the newest READY
+ * preview deployment of its branch (none when the branch has none).
+ */
+export function classifyDomains(
+  domains: readonly VercelProjectDomain[],
+  environment: VercelEnvironment,
+  opts: {
+    readonly currentProductionId: string | undefined;
+    readonly previewDeployments: readonly VercelDeployment[];
+    readonly productionBranch?: string;
+    readonly apex?: string;
+  },
+): Domain[] {
+  const out: Domain[] = [];
+  const seen = new Set<string>();
+  for (const domain of domains) {
+    const cls = classifyDomain(domain, opts.productionBranch, opts.apex);
+    if (cls === undefined || cls.environment !== environment) continue;
+    const key = domain.name.toLowerCase();
+    if (seen.has(key)) continue;
+    seen.add(key);
+    let deploymentId: string | undefined;
+    if (cls.environment === 'production') deploymentId = opts.currentProductionId;
+    else {
+      deploymentId = [...opts.previewDeployments]
+        .filter((d) => d.readyState === 'READY' && branchOf(d) === cls.branch)
+        .sort((a, b) => b.createdAt - a.createdAt)[0]?.id;
+    }
+    out.push({
+      hostname: domain.name,
+      stickiness: cls.stickiness,
+      environment,
+      ...(cls.branch === undefined ? {} : { branch: cls.branch }),
+      ...(deploymentId === undefined ? {} : { deploymentId }),
+    });
+  }
+  return out;
+}
