@@ -303,10 +303,15 @@ export class VercelFakeServer {
   /** A project read advances its alias job (the fake's notion of time passing for the job). */
   private advanceJob(project: FakeProject): void {
     const job = project.job;
-    if (!job || !this.running(project) || job.readsLeft === undefined) return;
-    job.readsLeft -= 1;
-    if (job.readsLeft <= 0) this.finish(project, job, 'succeeded');
-    else job.jobStatus = 'in-progress';
+    if (!job || !this.running(project)) return;
+    if (job.readsLeft !== undefined) {
+      job.readsLeft -= 1;
+      if (job.readsLeft <= 0) {
+        this.finish(project, job, 'succeeded');
+        return;
+      }
+    }
+    job.jobStatus = 'in-progress';
   }
 
   private projectWire(p: FakeProject): Record<string, unknown> {

@@ -1,0 +1,367 @@
+/**
+ * The Vercel adapter against the fake Vercel server: snapshots (production and preview, paging, teamId),
+ * rollback → rolled-back state → promote restores auto-assignment, operation states from
+ * lastAliasRequest, refusals (preview, wrong target, Vercel's 4xx), 409 as the retryable
+ * `operation_in_progress`, and the configuration the factory requires.
+ */
+import { afterEach, describe, expect, it } from 'vitest';
+import { isRetryable } from '../../jobs/switch-processor.js';
+import { ManualClock } from '../../src/clock.js';
+import { loadConfig } from '../../src/config.js';
+import { ConfigError, RefusalError, SwitchyardError } from '../../src/errors.js';
+import type { OperationRef } from '../../src/platform/port.js';
+import { createVercelPlatform, VercelPlatform } from '../../src/platform/vercel/adapter.js';
+import { VercelFakeServer } from '../fakes/vercel-server.js';
+
+const TOKEN = 'vcp_adapterTestToken0123456789abcd';
+const TEAM = 'team_acme123';
+
+const closers: (() => Promise<void>)[] = [];
+afterEach(async () => {
+  for (const c of closers.splice(0).reverse()) await c();
+});
+
+async function setup(opts: { aliasJobReads?: number; pageSize?: number; maxDeployments?: number } = {}) {
+  const clock = new ManualClock();
+  const server = await VercelFakeServer.start({
+    clock,
+    tokens: { [TOKEN]: [TEAM] },
+    ...(opts.aliasJobReads === undefined ? {} : { aliasJobReads: opts.aliasJobReads }),
+  });
+  closers.push(() => server.close());
+  const projectId = server.addProject({
+    name: 'acme-web',
+    teamId: TEAM,
+    domains: [
+      { name: 'shop.acme.com' },
+      { name: 'acme.com', redirect: 'shop.acme.com' },
+      { name: 'staging.acme.com', gitBranch: 'staging' },
+    ],
+  });
+  const d1 = server.deploy({ project: projectId, message: 'First' });
+  await clock.advance(60_000);
+  const p1 = server.deploy({ project: projectId, target: 'preview', branch: 'staging' });
+  await clock.advance(60_000);
+  const d2 = server.deploy({ project: projectId, message: 'Second' });
+  await clock.advance(60_000);
+  const platform = new VercelPlatform({
+    project: 'acme-web',
+    client: { baseUrl: server.url, token: TOKEN, teamId: TEAM, timeoutMs: 5_000, maxRetries: 0 },
+    clock,
+    ...(opts.pageSize === undefined ? {} : { pageSize: opts.pageSize }),
+    ...(opts.maxDeployments === undefined ? {} : { maxDeployments: opts.maxDeployments }),
+  });
+  closers.push(() => platform.close());
+  return { clock, server, platform, projectId, d1, d2, p1 };
+}
+
+async function rejection(p: Promise<unknown>): Promise<SwitchyardError> {
+  const e = await p.then(
+    () => undefined,
+    (err: unknown) => err,
+  );
+  expect(e).toBeInstanceOf(SwitchyardError);
+  return e as SwitchyardError;
+}
+
+describe('VercelPlatform reads', () => {
+  it('snapshots production: current from targets.production, live and environment domains, teamId everywhere', async () => {
+    const { server, platform, projectId, d1, d2 } = await setup();
+    expect(await platform.listEnvironments()).toEqual(['production', 'preview']);
+    const snap = await platform.snapshot('production');
+    expect(snap.project).toEqual({ id: projectId, name: 'acme-web' });
+    expect(snap.environment).toEqual({
+      slug: 'production',
+      kind: 'production',
+      projectId,
+      rolledBack: false,
+      currentDeploymentId: d2,
+    });
+    expect(snap.deployments.map((d) => d.id)).toEqual([d2, d1]);
+    expect(snap.deployments[0]).toMatchObject({ status: 'ready', branch: 'main', environment: 'production' });
+    expect(snap.deployments[0]?.commit.message).toBe('Second');
+    expect(snap.domains.map((d) => [d.hostname, d.stickiness, d.deploymentId])).toEqual([
+      ['shop.acme.com', 'live', d2],
+      ['acme-web.vercel.app', 'environment', d2],
+    ]);
+    expect(snap.liveHistory).toEqual([]);
+    expect(server.requests.length).toBeGreaterThanOrEqual(3);
+    expect(server.requests.every((r) => r.query.teamId === TEAM)).toBe(true);
+    expect(server.requests.find((r) => r.path === '/v6/deployments')?.query).toMatchObject({
+      projectId,
+      target: 'production',
+    });
+  });
+
+  it('snapshots the read-only preview environment: newest ready preview deployment, branch domains', async () => {
+    const { platform, p1 } = await setup();
+    const snap = await platform.snapshot('preview');
+    expect(snap.environment).toMatchObject({ kind: 'preview', rolledBack: false, currentDeploymentId: p1 });
+    expect(snap.deployments.map((d) => d.id)).toEqual([p1]);
+    expect(snap.domains).toEqual([
+      {
+        hostname: 'staging.acme.com',
+        stickiness: 'branch',
+        environment: 'preview',
+        branch: 'staging',
+        deploymentId: p1,
+      },
+    ]);
+  });
+
+  it('pages deployments with until = pagination.next', async () => {
+    const { clock, server, platform, projectId } = await setup({ pageSize: 2 });
+    for (let i = 0; i < 3; i++) {
+      await clock.advance(1_000);
+      server.deploy({ project: projectId });
+    }
+    const snap = await platform.snapshot('production');
+    expect(snap.deployments).toHaveLength(5);
+    const created = snap.deployments.map((d) => d.createdAt);
+    expect(created).toEqual([...created].sort((a, b) => b - a));
+    const lists = server.requests.filter((r) => r.path === '/v6/deployments');
+    expect(lists).toHaveLength(3);
+    expect(lists[0]?.query.until).toBeUndefined();
+    expect(Number(lists[1]?.query.until)).toBe(snap.deployments[1]?.createdAt);
+  });
+
+  it('stops at maxDeployments but still reads the current deployment when it is older', async () => {
+    const { clock, server, platform, projectId, d1 } = await setup({ pageSize: 2, maxDeployments: 2 });
+    await platform.rollback({ environment: 'production', targetId: d1 });
+    server.finishAliasJob(projectId);
+    for (let i = 0; i < 3; i++) {
+      await clock.advance(1_000);
+      server.deploy({ project: projectId });
+    }
+    const snap = await platform.snapshot('production');
+    expect(snap.environment).toMatchObject({ currentDeploymentId: d1, rolledBack: true });
+    expect(snap.deployments.map((d) => d.id)).toContain(d1);
+    expect(snap.deployments).toHaveLength(3);
+    expect(server.requests.some((r) => r.path === `/v13/deployments/${d1}`)).toBe(true);
+  });
+
+  it('getDeployment returns this project’s deployments and undefined for unknown ones', async () => {
+    const { server, platform, d1 } = await setup();
+    expect(await platform.getDeployment(d1)).toMatchObject({
+      id: d1,
+      environment: 'production',
+      status: 'ready',
+    });
+    expect(await platform.getDeployment('dpl_nope')).toBeUndefined();
+    const other = server.addProject({ name: 'other', teamId: TEAM });
+    expect(await platform.getDeployment(server.deploy({ project: other }))).toBeUndefined();
+  });
+
+  it('refuses an unknown environment and reports an unknown project naming vercel.project', async () => {
+    const { server, platform } = await setup();
+    const e = await rejection(platform.snapshot('staging'));
+    expect(e.code).toBe('unknown_environment');
+    expect(e.message).toContain('production, preview');
+    const missing = new VercelPlatform({
+      project: 'nope',
+      client: { baseUrl: server.url, token: TOKEN, teamId: TEAM, maxRetries: 0 },
+    });
+    const e2 = await rejection(missing.health());
+    expect(e2).toBeInstanceOf(RefusalError);
+    expect(e2.code).toBe('unknown_environment');
+    expect(e2.message).toContain('vercel.project');
+    await expect(platform.health()).resolves.toBeUndefined();
+  });
+
+  it('turns a rejected token into platform_forbidden without the token in the message', async () => {
+    const { server } = await setup();
+    const bad = new VercelPlatform({
+      project: 'acme-web',
+      client: { baseUrl: server.url, token: 'vcp_badToken000000000000', teamId: TEAM, maxRetries: 0 },
+    });
+    const e = await rejection(bad.snapshot('production'));
+    expect(e.code).toBe('platform_forbidden');
+    expect(e.message).toContain('lack access to team team_acme123');
+    expect(e.message).not.toContain('vcp_badToken000000000000');
+  });
+});
+
+describe('VercelPlatform switches', () => {
+  it('rolls back (rolled-back state, new deploys not assigned), then a promote restores auto-assignment', async () => {
+    const { server, platform, projectId, d1, d2 } = await setup();
+    const ref = await platform.rollback({ environment: 'production', targetId: d1, requestedBy: 'Ada' });
+    expect(ref).toMatchObject({ action: 'rollback', environment: 'production', targetId: d1 });
+    const post = server.switchRequests()[0];
+    expect(post?.path).toBe(`/v9/projects/${projectId}/rollback/${d1}`);
+    expect(post?.body).toEqual({});
+    expect(post?.query.teamId).toBe(TEAM);
+
+    expect((await platform.operation(ref)).state).toBe('switching');
+    expect((await platform.routing('production')).every((r) => r.deploymentId === d2)).toBe(true);
+    server.finishAliasJob(projectId);
+    expect((await platform.operation(ref)).state).toBe('succeeded');
+
+    let snap = await platform.snapshot('production');
+    expect(snap.environment).toMatchObject({ rolledBack: true, currentDeploymentId: d1 });
+    expect((await platform.routing('production')).map((r) => [r.hostname, r.deploymentId])).toEqual([
+      ['shop.acme.com', d1],
+      ['acme-web.vercel.app', d1],
+    ]);
+    const d3 = server.deploy({ project: projectId, message: 'Third' });
+    snap = await platform.snapshot('production');
+    expect(snap.environment.currentDeploymentId).toBe(d1);
+    expect(snap.deployments[0]?.id).toBe(d3);
+
+    const promote = await platform.promote({ environment: 'production', targetId: d3 });
+    expect(server.switchRequests()[1]?.path).toBe(`/v10/projects/${projectId}/promote/${d3}`);
+    server.finishAliasJob(projectId);
+    expect((await platform.operation(promote)).state).toBe('succeeded');
+    snap = await platform.snapshot('production');
+    expect(snap.environment).toMatchObject({ rolledBack: false, currentDeploymentId: d3 });
+    const d4 = server.deploy({ project: projectId });
+    expect((await platform.snapshot('production')).environment.currentDeploymentId).toBe(d4);
+  });
+
+  it('follows lastAliasRequest: pending → switching → succeeded after the configured reads', async () => {
+    const { platform, d1 } = await setup({ aliasJobReads: 3 });
+    const ref = await platform.rollback({ environment: 'production', targetId: d1 });
+    expect((await platform.operation(ref)).state).toBe('switching');
+    expect((await platform.operation(ref)).state).toBe('switching');
+    expect((await platform.operation(ref)).state).toBe('succeeded');
+  });
+
+  it('reports a failed alias job, a skipped one whose target is not current, and a timeout', async () => {
+    const { clock, server, platform, projectId, d1 } = await setup();
+    const ref = await platform.rollback({ environment: 'production', targetId: d1 });
+    server.finishAliasJob(projectId, 'failed');
+    const failed = await platform.operation(ref);
+    expect(failed.state).toBe('failed');
+    expect(failed.error?.code).toBe('alias_job_failed');
+    expect(failed.error?.message).toContain('vercel rollback status acme-web');
+
+    const ref2 = await platform.rollback({ environment: 'production', targetId: d1 });
+    server.finishAliasJob(projectId, 'skipped');
+    expect((await platform.operation(ref2)).error?.code).toBe('alias_job_skipped');
+
+    const ref3 = await platform.rollback({ environment: 'production', targetId: d1 });
+    expect((await platform.operation(ref3)).state).toBe('switching');
+    await clock.advance(3 * 60_000 + 1);
+    const late = await platform.operation(ref3);
+    expect(late.state).toBe('failed');
+    expect(late.error?.code).toBe('operation_timeout');
+  });
+
+  it('judges by project state when no job of its own is on record', async () => {
+    const { server, platform, projectId, d1 } = await setup();
+    const ref = await platform.rollback({ environment: 'production', targetId: d1 });
+    server.finishAliasJob(projectId);
+    // A ref whose job is not the last one recorded (e.g. Vercel replaced it): rolled back to d1 = done.
+    const foreign: OperationRef = { ...ref, id: 'x', startedAt: ref.startedAt + 10 * 60_000 };
+    expect((await platform.operation(foreign)).state).toBe('succeeded');
+    const promoteRef: OperationRef = { ...foreign, action: 'promote' };
+    expect((await platform.operation(promoteRef)).state).toBe('pending');
+  });
+
+  it('answers 409 (alias job running) with the retryable operation_in_progress', async () => {
+    const { server, platform, d1, d2 } = await setup();
+    await platform.rollback({ environment: 'production', targetId: d1 });
+    const e = await rejection(platform.promote({ environment: 'production', targetId: d2 }));
+    expect(e).not.toBeInstanceOf(RefusalError);
+    expect(e.code).toBe('operation_in_progress');
+    expect(e.retry).toBe(true);
+    expect(isRetryable(e)).toBe(true);
+    expect(e.message).toContain('409');
+    expect(server.switchRequests()).toHaveLength(2);
+  });
+
+  it('refuses a preview switch without calling Vercel, and wrong or unknown targets', async () => {
+    const { server, platform, p1 } = await setup();
+    const e = await rejection(platform.rollback({ environment: 'preview', targetId: p1 }));
+    expect(e.code).toBe('not_production');
+    expect(e.message).toContain('production domains only');
+    const e2 = await rejection(platform.promote({ environment: 'preview', targetId: p1 }));
+    expect(e2.code).toBe('not_production');
+
+    const e3 = await rejection(platform.promote({ environment: 'production', targetId: p1 }));
+    expect(e3.code).toBe('target_wrong_environment');
+    expect(e3.message).toContain('preview deployment');
+
+    const other = server.addProject({ name: 'other', teamId: TEAM });
+    const e4 = await rejection(
+      platform.rollback({ environment: 'production', targetId: server.deploy({ project: other }) }),
+    );
+    expect(e4.code).toBe('target_wrong_environment');
+
+    const e5 = await rejection(platform.rollback({ environment: 'production', targetId: 'dpl_missing' }));
+    expect(e5.code).toBe('unknown_deployment');
+    expect(server.switchRequests()).toHaveLength(0);
+  });
+
+  it("turns Vercel's 400 into platform_precondition carrying Vercel's code and message; nothing changes", async () => {
+    const { server, platform, projectId, d1, d2 } = await setup();
+    server.setRefusal({
+      code: 'rollback_not_allowed',
+      message: 'Hobby teams can only roll back to the previous production deployment.',
+    });
+    const e = await rejection(platform.rollback({ environment: 'production', targetId: d1 }));
+    expect(e).toBeInstanceOf(RefusalError);
+    expect(e.code).toBe('platform_precondition');
+    expect(e.retry).toBe(false);
+    expect(e.message).toContain('rollback_not_allowed');
+    expect(e.message).toContain('Hobby teams can only roll back');
+    expect(server.productionOf(projectId)).toBe(d2);
+    expect(server.isRolledBack(projectId)).toBe(false);
+  });
+});
+
+describe('createVercelPlatform and config', () => {
+  const base = { PLATFORM: 'vercel', VERCEL_TOKEN: TOKEN };
+
+  it('requires the project: a ConfigError names vercel.project', () => {
+    expect(() => loadConfig(base)).toThrow(ConfigError);
+    expect(() => loadConfig(base)).toThrow(/vercel\.project: got nothing/);
+    expect(() => loadConfig({ PLATFORM: 'vercel' })).toThrow(/VERCEL_TOKEN/);
+  });
+
+  it('takes the project from VERCEL_PROJECT (over the file) or from vercel.project in the file', () => {
+    const yaml = 'platform: vercel\nvercel:\n  project: from-file\n  preview: false\n';
+    const files = (p: string) => {
+      if (p !== '/cfg.yml') throw new Error('unexpected path');
+      return yaml;
+    };
+    const fromFile = loadConfig({ VERCEL_TOKEN: TOKEN, SWITCHYARD_CONFIG: '/cfg.yml' }, files);
+    expect(fromFile.platform).toBe('vercel');
+    expect(fromFile.file.vercel).toEqual({ project: 'from-file', preview: false });
+    const both = loadConfig({ ...base, VERCEL_PROJECT: 'from-env', SWITCHYARD_CONFIG: '/cfg.yml' }, files);
+    expect(both.env.VERCEL_PROJECT).toBe('from-env');
+    expect(() =>
+      loadConfig({ ...base, SWITCHYARD_CONFIG: '/cfg.yml' }, () => 'vercel:\n  project: ""\n'),
+    ).toThrow(/vercel\.project: got "", expected a Vercel project id or name/);
+    expect(() =>
+      loadConfig({ ...base, SWITCHYARD_CONFIG: '/cfg.yml' }, () => 'vercel:\n  team: x\n'),
+    ).toThrow(/vercel/);
+  });
+
+  it('builds an adapter that uses the token, team, base URL and project from the config', async () => {
+    const clock = new ManualClock();
+    const server = await VercelFakeServer.start({ clock, tokens: { [TOKEN]: [TEAM] } });
+    closers.push(() => server.close());
+    const projectId = server.addProject({ name: 'acme-web', teamId: TEAM });
+    server.deploy({ project: projectId });
+    const config = loadConfig({
+      ...base,
+      VERCEL_PROJECT: 'acme-web',
+      VERCEL_TEAM_ID: TEAM,
+      VERCEL_API_URL: server.url,
+    });
+    const platform = createVercelPlatform(config, { clock });
+    closers.push(() => platform.close());
+    expect(platform.name).toBe('vercel');
+    const snap = await platform.snapshot('production');
+    expect(snap.project.id).toBe(projectId);
+    const noProject = { ...config, env: { ...config.env, VERCEL_PROJECT: undefined } };
+    expect(() => createVercelPlatform(noProject)).toThrow(/vercel\.project/);
+    const noToken = { ...config, env: { ...config.env, VERCEL_TOKEN: undefined } };
+    expect(() => createVercelPlatform(noToken)).toThrow(/VERCEL_TOKEN/);
+    const previewOff = createVercelPlatform(
+      { ...config, file: { ...config.file, vercel: { project: 'acme-web', preview: false } } },
+      { clock },
+    );
+    expect(await previewOff.listEnvironments()).toEqual(['production']);
+  });
+});

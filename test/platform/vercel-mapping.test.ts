@@ -1,0 +1,180 @@
+/**
+ * The pure Vercel → Switchyard mapping: readyState → status (no standby on Vercel), a deployment's
+ * environment, the rolled-back flag, git metadata → commit, and which domains count as live,
+ * environment and branch domains and the deployment each points to.
+ */
+import { describe, expect, it } from 'vitest';
+import {
+  branchOf,
+  classifyDomain,
+  classifyDomains,
+  commitOf,
+  currentProductionId,
+  environmentOf,
+  isRolledBack,
+  mapReadyState,
+  toDeployment,
+} from '../../src/platform/vercel/mapping.js';
+import {
+  type VercelDeployment,
+  type VercelProjectDomain,
+  vercelReadyStates,
+} from '../../src/platform/vercel/schemas.js';
+
+function dep(p: Partial<VercelDeployment> & { id: string }): VercelDeployment {
+  return {
+    url: `${p.id}.vercel.app`,
+    readyState: 'READY',
+    target: 'production',
+    createdAt: 1_000,
+    meta: {},
+    ...p,
+  };
+}
+
+function domain(name: string, p: Partial<VercelProjectDomain> = {}): VercelProjectDomain {
+  return { name, apexName: name, projectId: 'prj_1', verified: true, ...p };
+}
+
+describe('mapReadyState', () => {
+  it('maps every documented readyState; none is standby or stopped', () => {
+    const mapped = Object.fromEntries(vercelReadyStates.map((s) => [s, mapReadyState(s)]));
+    expect(mapped).toEqual({
+      QUEUED: 'building',
+      BUILDING: 'building',
+      INITIALIZING: 'building',
+      READY: 'ready',
+      ERROR: 'failed',
+      CANCELED: 'failed',
+    });
+  });
+});
+
+describe('project state', () => {
+  it('is rolled back only while autoAssignCustomDomains is false (absent means not rolled back)', () => {
+    expect(isRolledBack({ autoAssignCustomDomains: false })).toBe(true);
+    expect(isRolledBack({ autoAssignCustomDomains: true })).toBe(false);
+    expect(isRolledBack({})).toBe(false);
+  });
+
+  it('reads the current production deployment from targets.production', () => {
+    expect(currentProductionId({ targets: { production: { id: 'dpl_a' } } })).toBe('dpl_a');
+    expect(currentProductionId({ targets: { production: null } })).toBeUndefined();
+    expect(currentProductionId({ targets: null })).toBeUndefined();
+    expect(currentProductionId({})).toBeUndefined();
+  });
+
+  it('puts target production in production and everything else in preview', () => {
+    expect(environmentOf({ target: 'production' })).toBe('production');
+    expect(environmentOf({ target: null })).toBe('preview');
+    expect(environmentOf({ target: 'staging' })).toBe('preview');
+  });
+});
+
+describe('toDeployment', () => {
+  it('takes the commit from GitHub metadata and readyAt from ready', () => {
+    const d = toDeployment(
+      dep({
+        id: 'dpl_a',
+        createdAt: 1_000,
+        ready: 1_500,
+        meta: {
+          githubCommitSha: 'abc1234def',
+          githubCommitMessage: 'Fix checkout',
+          githubCommitAuthorName: 'Ada',
+          githubCommitAuthorLogin: 'ada',
+          githubCommitRef: 'main',
+        },
+      }),
+      'prj_1',
+    );
+    expect(d).toEqual({
+      id: 'dpl_a',
+      projectId: 'prj_1',
+      environment: 'production',
+      branch: 'main',
+      commit: { sha: 'abc1234def', message: 'Fix checkout', author: 'Ada' },
+      createdAt: 1_000,
+      readyAt: 1_500,
+      status: 'ready',
+    });
+  });
+
+  it('falls back to the login, other git providers, and empty fields', () => {
+    expect(commitOf({ meta: { githubCommitSha: 's', githubCommitAuthorLogin: 'ada' } }).author).toBe('ada');
+    expect(commitOf({ meta: { gitlabCommitSha: 'g1', gitlabCommitRef: 'dev' } }).sha).toBe('g1');
+    expect(branchOf({ meta: { gitlabCommitRef: 'dev' } })).toBe('dev');
+    expect(commitOf({ meta: {} })).toEqual({ sha: '', message: '', author: '' });
+  });
+
+  it('has no readyAt while building or after an error', () => {
+    expect(toDeployment(dep({ id: 'b', readyState: 'BUILDING' }), 'p').readyAt).toBeUndefined();
+    expect(toDeployment(dep({ id: 'e', readyState: 'ERROR' }), 'p')).toMatchObject({ status: 'failed' });
+    expect(toDeployment(dep({ id: 'r' }), 'p').readyAt).toBe(1_000);
+  });
+});
+
+describe('domains', () => {
+  it('classifies custom, vercel.app, branch, redirect and custom-environment domains', () => {
+    expect(classifyDomain(domain('shop.acme.com'), 'main')).toEqual({
+      environment: 'production',
+      stickiness: 'live',
+    });
+    expect(classifyDomain(domain('acme-web.vercel.app'), 'main')).toEqual({
+      environment: 'production',
+      stickiness: 'environment',
+    });
+    expect(classifyDomain(domain('staging.acme.com', { gitBranch: 'staging' }), 'main')).toEqual({
+      environment: 'preview',
+      stickiness: 'branch',
+      branch: 'staging',
+    });
+    // A domain bound to the production branch is a production domain.
+    expect(classifyDomain(domain('www.acme.com', { gitBranch: 'main' }), 'main')?.environment).toBe(
+      'production',
+    );
+    expect(classifyDomain(domain('acme.com', { redirect: 'www.acme.com' }), 'main')).toBeUndefined();
+    expect(classifyDomain(domain('qa.acme.com', { customEnvironmentId: 'env_1' }), 'main')).toBeUndefined();
+  });
+
+  it('points production domains at the current deployment and branch domains at their newest ready one', () => {
+    const all = [
+      domain('shop.acme.com'),
+      domain('acme-web.vercel.app'),
+      domain('SHOP.acme.com'),
+      domain('staging.acme.com', { gitBranch: 'staging' }),
+      domain('nobody.acme.com', { gitBranch: 'gone' }),
+    ];
+    const previews = [
+      dep({ id: 'p_old', target: null, createdAt: 1, meta: { githubCommitRef: 'staging' } }),
+      dep({ id: 'p_new', target: null, createdAt: 3, meta: { githubCommitRef: 'staging' } }),
+      dep({
+        id: 'p_building',
+        target: null,
+        createdAt: 5,
+        readyState: 'BUILDING',
+        meta: { githubCommitRef: 'staging' },
+      }),
+    ];
+    const opts = { currentProductionId: 'dpl_cur', previewDeployments: previews, productionBranch: 'main' };
+    expect(classifyDomains(all, 'production', opts)).toEqual([
+      { hostname: 'shop.acme.com', stickiness: 'live', environment: 'production', deploymentId: 'dpl_cur' },
+      {
+        hostname: 'acme-web.vercel.app',
+        stickiness: 'environment',
+        environment: 'production',
+        deploymentId: 'dpl_cur',
+      },
+    ]);
+    expect(classifyDomains(all, 'preview', opts)).toEqual([
+      {
+        hostname: 'staging.acme.com',
+        stickiness: 'branch',
+        environment: 'preview',
+        branch: 'staging',
+        deploymentId: 'p_new',
+      },
+      { hostname: 'nobody.acme.com', stickiness: 'branch', environment: 'preview', branch: 'gone' },
+    ]);
+  });
+});
