@@ -21,7 +21,6 @@ import { ChatService } from '../src/chat.js';
 import { type ChatPoster, suggestionSink } from '../src/chat-sinks.js';
 import { type Clock, systemClock } from '../src/clock.js';
 import type { Config } from '../src/config.js';
-import { ConfigError } from '../src/errors.js';
 import { Flow } from '../src/flow.js';
 import { HttpServer, sendJson, sendText } from '../src/http.js';
 import type { Logger } from '../src/log.js';
@@ -33,6 +32,7 @@ import { LocalPlatform, type TrafficPlane } from '../src/platform/local/platform
 import { TrafficRouter } from '../src/platform/local/router.js';
 import type { DeployPlatform } from '../src/platform/port.js';
 import { createUnkeyPlatform } from '../src/platform/unkey/adapter.js';
+import { createVercelPlatform } from '../src/platform/vercel/adapter.js';
 import type { Reporter, Surface } from '../src/progress.js';
 import { SwitchQueue } from '../src/queue.js';
 import { createRedis } from '../src/redis.js';
@@ -191,10 +191,12 @@ export async function startSwitchyard(
       });
       cleanups.push(() => platform.close());
     } else {
-      throw new ConfigError(
-        'PLATFORM: got "vercel", expected local or unkey (the Vercel adapter is not built yet)',
-        { key: 'PLATFORM' },
-      );
+      platform = createVercelPlatform(config, {
+        clock,
+        logger,
+        events: { redis, keyPrefix: `${ns}:vercel:poll` },
+      });
+      cleanups.push(() => platform.close());
     }
 
     // Queue, plans, audit, flow

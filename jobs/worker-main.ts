@@ -27,6 +27,7 @@ import { createMetrics, type Metrics } from '../src/metrics.js';
 import { LocalPlatformClient } from '../src/platform/local/client.js';
 import type { DeployPlatform } from '../src/platform/port.js';
 import { createUnkeyPlatform } from '../src/platform/unkey/adapter.js';
+import { createVercelPlatform } from '../src/platform/vercel/adapter.js';
 import type { Progress, Reporter } from '../src/progress.js';
 import { DEFAULT_SWITCH_PREFIX, DEFAULT_SWITCH_QUEUE } from '../src/queue.js';
 import { createRedis } from '../src/redis.js';
@@ -90,7 +91,7 @@ export function platformFor(config: Config, args: WorkerArgs, logger: Logger): D
     case 'unkey':
       return createUnkeyPlatform(config, { logger });
     case 'vercel':
-      throw new ConfigError('PLATFORM: vercel workers are not available in this build; use local or unkey');
+      return createVercelPlatform(config, { logger });
     default: {
       const never: never = config.platform;
       throw new ConfigError(`PLATFORM: unknown platform ${String(never)}`);

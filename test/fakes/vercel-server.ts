@@ -198,7 +198,8 @@ export class VercelFakeServer {
     this.seq += 1;
     const id = `dpl_${String(this.seq).padStart(4, '0')}${'x'.repeat(20)}`;
     const sha = `${this.seq.toString(16).padStart(7, '0')}${'c'.repeat(33)}`;
-    const now = this.opts.clock.now();
+    // Creation times are strictly increasing, so "newest first" is well defined even within one ms.
+    const now = Math.max(this.opts.clock.now(), (this.deployments.at(-1)?.createdAt ?? 0) + 1);
     const target = p.target ?? 'production';
     const d: FakeDeployment = {
       id,

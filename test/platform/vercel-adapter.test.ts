@@ -6,9 +6,11 @@
  */
 import { afterEach, describe, expect, it } from 'vitest';
 import { isRetryable } from '../../jobs/switch-processor.js';
+import { parseWorkerArgs, platformFor } from '../../jobs/worker-main.js';
 import { ManualClock } from '../../src/clock.js';
 import { loadConfig } from '../../src/config.js';
 import { ConfigError, RefusalError, SwitchyardError } from '../../src/errors.js';
+import { silentLogger } from '../../src/log.js';
 import type { OperationRef } from '../../src/platform/port.js';
 import { createVercelPlatform, VercelPlatform } from '../../src/platform/vercel/adapter.js';
 import { VercelFakeServer } from '../fakes/vercel-server.js';
@@ -363,5 +365,13 @@ describe('createVercelPlatform and config', () => {
       { clock },
     );
     expect(await previewOff.listEnvironments()).toEqual(['production']);
+  });
+
+  it('is what a separate worker process builds for PLATFORM=vercel', async () => {
+    const config = loadConfig({ ...base, VERCEL_PROJECT: 'acme-web' });
+    const platform = platformFor(config, parseWorkerArgs([]), silentLogger);
+    closers.push(() => platform.close());
+    expect(platform).toBeInstanceOf(VercelPlatform);
+    expect(platform.name).toBe('vercel');
   });
 });

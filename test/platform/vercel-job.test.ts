@@ -1,0 +1,130 @@
+/**
+ * The Vercel adapter inside the real switch flow: a plan from a Vercel snapshot, a BullMQ job on the
+ * real Redis, the real worker calling the rollback endpoint of the fake Vercel server, following the
+ * alias job through lastAliasRequest, verifying traffic through `routing`; a 409 (another alias job
+ * running) retried until it goes through; and a Vercel refusal ending the job without retries.
+ */
+import { afterEach, describe, expect, it } from 'vitest';
+import { startSwitchWorker } from '../../jobs/switch-worker.js';
+import { systemClock } from '../../src/clock.js';
+import { buildPlan } from '../../src/domain/plan.js';
+import { silentLogger } from '../../src/log.js';
+import { VercelPlatform } from '../../src/platform/vercel/adapter.js';
+import { SwitchQueue } from '../../src/queue.js';
+import { VercelFakeServer } from '../fakes/vercel-server.js';
+import { Cleanup, jobData, RecordingReporter } from '../jobs/fixtures/harness.js';
+import { redisUrl, uniqueName } from '../support/redis.js';
+
+const TOKEN = 'vcp_jobTestToken0123456789abcdef';
+const TEAM = 'team_acme123';
+
+const cleanup = new Cleanup();
+afterEach(() => cleanup.run());
+
+async function setup() {
+  // Alias jobs finish only when the test says so; the worker polls on real time (5 ms), never sleeping in tests.
+  const server = await VercelFakeServer.start({ clock: systemClock, tokens: { [TOKEN]: [TEAM] } });
+  cleanup.add(() => server.close());
+  const projectId = server.addProject({
+    name: 'acme-web',
+    teamId: TEAM,
+    domains: [{ name: 'shop.acme.com' }],
+  });
+  const d1 = server.deploy({ project: projectId });
+  const d2 = server.deploy({ project: projectId });
+  const platform = new VercelPlatform({
+    project: 'acme-web',
+    client: { baseUrl: server.url, token: TOKEN, teamId: TEAM, timeoutMs: 5_000 },
+    clock: systemClock,
+  });
+  cleanup.add(() => platform.close());
+  const queueName = uniqueName('vercel-switch');
+  const queue = new SwitchQueue({
+    redisUrl: redisUrl(),
+    queueName,
+    retry: { attempts: 5, baseDelayMs: 20, maxDelayMs: 50 },
+  });
+  cleanup.add(() => queue.close());
+  cleanup.add(() => queue.obliterate());
+  await queue.waitUntilReady();
+  const reporter = new RecordingReporter();
+  const worker = startSwitchWorker({
+    redisUrl: redisUrl(),
+    queueName,
+    platform,
+    reporter,
+    clock: systemClock,
+    verify: { timeoutMs: 5_000, intervalMs: 5 },
+    lockDurationMs: 5_000,
+    concurrency: 1,
+    logger: silentLogger,
+    retry: { baseDelayMs: 20, maxDelayMs: 50 },
+    lockRetryMs: 200,
+  });
+  cleanup.add(() => worker.close());
+  await worker.worker.waitUntilReady();
+  return { server, platform, queue, reporter, projectId, d1, d2 };
+}
+
+describe('Vercel adapter in a switch job', () => {
+  it('rolls back, follows the alias job, verifies every affected domain', async () => {
+    const { server, platform, queue, reporter, projectId, d1, d2 } = await setup();
+    const snap = await platform.snapshot('production');
+    const plan = buildPlan(snap, { action: 'rollback', now: Date.now() });
+    if (!plan.ok) throw new Error(plan.refusal.message);
+    expect(plan.value.target.id).toBe(d1);
+    expect(plan.value.current.id).toBe(d2);
+    expect(plan.value.targetStandby).toBe(false);
+
+    const { jobId } = await queue.enqueue(jobData(plan.value, Date.now()));
+    await reporter.waitFor((p) => p.jobId === jobId && p.operationId !== undefined);
+    await server.waitForRequest((r) => r.method === 'POST');
+    expect(server.productionOf(projectId)).toBe(d2);
+    server.finishAliasJob(projectId);
+    const final = await queue.waitForEnd(jobId);
+
+    expect(final?.outcome).toBe('succeeded');
+    expect(final?.traffic.map((t) => t.hostname).sort()).toEqual(['acme-web.vercel.app', 'shop.acme.com']);
+    expect(final?.traffic.every((t) => t.ok && t.deploymentId === d1)).toBe(true);
+    expect(server.isRolledBack(projectId)).toBe(true);
+    expect(server.switchRequests()).toHaveLength(1);
+    expect(server.switchRequests()[0]?.path).toBe(`/v9/projects/${projectId}/rollback/${d1}`);
+  });
+
+  it('retries after a 409 while another alias job runs, then switches once it is done', async () => {
+    const { server, platform, queue, projectId, d1, d2 } = await setup();
+    const snap = await platform.snapshot('production');
+    const plan = buildPlan(snap, { action: 'rollback', target: d1, now: Date.now() });
+    if (!plan.ok) throw new Error(plan.refusal.message);
+    // Someone promotes the current deployment from the dashboard: an alias job is running.
+    await platform.promote({ environment: 'production', targetId: d2 });
+    const { jobId } = await queue.enqueue(jobData(plan.value, Date.now()));
+    await server.waitForRequest((r) => r.method === 'POST' && r.path.includes('/rollback/'));
+    server.finishAliasJob(projectId);
+    await server.waitForRequest(() => server.jobOf(projectId)?.type === 'rollback');
+    server.finishAliasJob(projectId);
+    const final = await queue.waitForEnd(jobId);
+    expect(final?.outcome).toBe('succeeded');
+    expect(server.productionOf(projectId)).toBe(d1);
+    const rollbacks = server.switchRequests().filter((r) => r.path.includes('/rollback/'));
+    expect(rollbacks.length).toBeGreaterThanOrEqual(2);
+  });
+
+  it('ends the job on a Vercel refusal without retrying it', async () => {
+    const { server, platform, queue, projectId, d1, d2 } = await setup();
+    const snap = await platform.snapshot('production');
+    const plan = buildPlan(snap, { action: 'rollback', target: d1, now: Date.now() });
+    if (!plan.ok) throw new Error(plan.refusal.message);
+    server.setRefusal({
+      code: 'rollback_not_allowed',
+      message: 'Hobby teams can only roll back to the previous production deployment.',
+    });
+    const { jobId } = await queue.enqueue(jobData(plan.value, Date.now()));
+    const final = await queue.waitForEnd(jobId);
+    expect(final?.outcome).toBe('refused');
+    expect(final?.message).toContain('Hobby teams can only roll back');
+    expect(final?.message).not.toContain(TOKEN);
+    expect(server.switchRequests()).toHaveLength(1);
+    expect(server.productionOf(projectId)).toBe(d2);
+  });
+});
