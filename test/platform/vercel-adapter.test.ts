@@ -220,8 +220,29 @@ describe('VercelPlatform switches', () => {
   });
 
   it('follows lastAliasRequest: pending → switching → succeeded after the configured reads', async () => {
-    const { platform, d1 } = await setup({ aliasJobReads: 3 });
+    const { server, platform, projectId, d1, d2 } = await setup({ aliasJobReads: 3 });
     const ref = await platform.rollback({ environment: 'production', targetId: d1 });
+    // Vercel may answer before the job has started: a documented `pending` job is reported as pending.
+    server.fault({
+      kind: 'body',
+      status: 200,
+      method: 'GET',
+      path: `/v9/projects/`,
+      body: {
+        id: projectId,
+        name: 'acme-web',
+        autoAssignCustomDomains: true,
+        targets: { production: { id: d2 } },
+        lastAliasRequest: {
+          fromDeploymentId: d2,
+          toDeploymentId: d1,
+          jobStatus: 'pending',
+          requestedAt: ref.startedAt,
+          type: 'rollback',
+        },
+      },
+    });
+    expect((await platform.operation(ref)).state).toBe('pending');
     expect((await platform.operation(ref)).state).toBe('switching');
     expect((await platform.operation(ref)).state).toBe('switching');
     expect((await platform.operation(ref)).state).toBe('succeeded');
