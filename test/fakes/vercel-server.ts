@@ -3,6 +3,7 @@
  * Vercel's published API reference and CLI behaviour: `GET /v9/projects/{idOrName}` (targets.production,
  * autoAssignCustomDomains, lastAliasRequest), `GET /v9/projects/{idOrName}/domains` and
  * `GET /v6/deployments` (timestamp paging: `pagination.next` → `until`), `GET /v13/deployments/{idOrUrl}`,
+ * `GET /v4/aliases/{idOrAlias}` (the alias table: where each domain points; 404 `not_found` without one),
  * `POST /v9/projects/{id}/rollback/{deploymentId}` (201) and `POST /v10/projects/{id}/promote/{deploymentId}`
  * (202). Error bodies are `{ error: { code, message } }`. Bearer tokens are checked (403 `forbidden`),
  * `teamId` scopes every lookup, a rollback/promote starts an alias job (409 while one runs) that finishes
@@ -56,6 +57,10 @@ interface FakeProject {
   production: string | undefined;
   job: AliasJob | undefined;
   readonly domains: FakeDomain[];
+  /** The alias table: domain → the deployment it points to (what `GET /v4/aliases/{domain}` reads). */
+  readonly aliases: Map<string, string>;
+  /** Domains the next production change leaves on their old deployment (`leaveAliasBehind`). */
+  readonly stuck: Set<string>;
 }
 
 /** A fault answered instead of the real endpoint (consumed in order; `path` narrows it by prefix). */
@@ -181,6 +186,8 @@ export class VercelFakeServer {
       production: undefined,
       job: undefined,
       domains,
+      aliases: new Map(),
+      stuck: new Set(),
     });
     return id;
   }
@@ -284,10 +291,34 @@ export class VercelFakeServer {
 
   private becameReady(d: FakeDeployment): void {
     d.ready = this.opts.clock.now();
-    if (d.target !== 'production') return;
     const project = this.projectById(d.projectId);
+    // A branch domain follows the newest ready deployment of its branch.
+    for (const dom of project.domains) {
+      if (dom.redirect === null && dom.gitBranch !== null && dom.gitBranch === d.meta.githubCommitRef) {
+        project.aliases.set(dom.name, d.id);
+      }
+    }
+    if (d.target !== 'production') return;
     // A rolled-back project does not auto-assign new production deployments.
-    if (project.autoAssignCustomDomains) project.production = d.id;
+    if (project.autoAssignCustomDomains) this.setProduction(project, d.id);
+  }
+
+  /** Makes `id` the production deployment: every production domain's alias moves to it (unless stuck). */
+  private setProduction(project: FakeProject, id: string): void {
+    project.production = id;
+    for (const dom of project.domains) {
+      if (dom.redirect !== null || dom.gitBranch !== null || dom.customEnvironmentId !== null) continue;
+      if (project.stuck.delete(dom.name)) continue;
+      project.aliases.set(dom.name, id);
+    }
+  }
+
+  /**
+   * Makes the next production change (auto-assignment or alias job) leave `domain` on the deployment it
+   * points to now, as a partly failed alias job would: the project's `targets.production` still moves.
+   */
+  leaveAliasBehind(projectId: string, domain: string): void {
+    this.projectById(projectId).stuck.add(domain);
   }
 
   private running(project: FakeProject): boolean {
@@ -297,7 +328,7 @@ export class VercelFakeServer {
   private finish(project: FakeProject, job: AliasJob, status: 'succeeded' | 'failed' | 'skipped'): void {
     job.jobStatus = status;
     if (status !== 'succeeded') return;
-    project.production = job.toDeploymentId;
+    this.setProduction(project, job.toDeploymentId);
     project.autoAssignCustomDomains = job.type === 'promote';
   }
 
@@ -499,6 +530,27 @@ export class VercelFakeServer {
           next: all.length > limit && last ? last.createdAt : null,
           prev: null,
         },
+      });
+    }
+    const aliasPath = method === 'GET' ? /^\/v4\/aliases\/([^/]+)$/.exec(path) : null;
+    if (aliasPath) {
+      const name = decodeURIComponent(aliasPath[1] ?? '');
+      const owner = this.projects.find(
+        (p) =>
+          inScope(p) && (query.projectId === undefined || p.id === query.projectId) && p.aliases.has(name),
+      );
+      const deploymentId = owner?.aliases.get(name);
+      if (!owner || deploymentId === undefined) {
+        return send(res, 404, { error: { code: 'not_found', message: 'The alias was not found' } });
+      }
+      return send(res, 200, {
+        alias: name,
+        uid: `alias_${Buffer.from(name).toString('hex').slice(0, 20)}`,
+        created: new Date(this.opts.clock.now()).toISOString(),
+        createdAt: this.opts.clock.now(),
+        deploymentId,
+        projectId: owner.id,
+        redirect: null,
       });
     }
     if (method === 'GET' && path === '/v6/deployments') {

@@ -219,6 +219,35 @@ describe('VercelPlatform switches', () => {
     expect((await platform.snapshot('production')).environment.currentDeploymentId).toBe(d4);
   });
 
+  it("routes by Vercel's alias table: a domain an alias job left behind shows its old deployment", async () => {
+    const { server, platform, projectId, d1, d2, p1 } = await setup();
+    const before = server.requests.length;
+    expect((await platform.routing('production')).map((r) => [r.hostname, r.deploymentId])).toEqual([
+      ['shop.acme.com', d2],
+      ['acme-web.vercel.app', d2],
+    ]);
+    const reads = server.requests.slice(before).filter((r) => r.path.startsWith('/v4/aliases/'));
+    expect(reads.map((r) => r.path).sort()).toEqual([
+      '/v4/aliases/acme-web.vercel.app',
+      '/v4/aliases/shop.acme.com',
+    ]);
+    expect(reads.every((r) => r.query.projectId === projectId && r.query.teamId === TEAM)).toBe(true);
+    // The branch domain follows its branch's newest ready deployment.
+    expect(
+      (await platform.routing('preview')).find((r) => r.hostname === 'staging.acme.com')?.deploymentId,
+    ).toBe(p1);
+
+    server.leaveAliasBehind(projectId, 'shop.acme.com');
+    await platform.rollback({ environment: 'production', targetId: d1 });
+    server.finishAliasJob(projectId);
+    // targets.production moved, so the snapshot says d1 everywhere; the alias table says otherwise.
+    expect((await platform.snapshot('production')).environment.currentDeploymentId).toBe(d1);
+    expect((await platform.routing('production')).map((r) => [r.hostname, r.deploymentId])).toEqual([
+      ['shop.acme.com', d2],
+      ['acme-web.vercel.app', d1],
+    ]);
+  });
+
   it('follows lastAliasRequest: pending → switching → succeeded after the configured reads', async () => {
     const { server, platform, projectId, d1, d2 } = await setup({ aliasJobReads: 3 });
     const ref = await platform.rollback({ environment: 'production', targetId: d1 });

@@ -1,7 +1,8 @@
 /**
  * The Vercel adapter inside the real switch flow: a plan from a Vercel snapshot, a BullMQ job on the
  * real Redis, the real worker calling the rollback endpoint of the fake Vercel server, following the
- * alias job through lastAliasRequest, verifying traffic through `routing`; a 409 (another alias job
+ * alias job through lastAliasRequest, verifying traffic through `routing` (Vercel's alias table, so a
+ * domain the alias job left behind fails the verification, naming it); a 409 (another alias job
  * running) retried until it goes through; and a Vercel refusal ending the job without retries.
  */
 import { afterEach, describe, expect, it } from 'vitest';
@@ -21,7 +22,7 @@ const TEAM = 'team_acme123';
 const cleanup = new Cleanup();
 afterEach(() => cleanup.run());
 
-async function setup() {
+async function setup(opts: { verifyTimeoutMs?: number } = {}) {
   // Alias jobs finish only when the test says so; the worker polls on real time (5 ms), never sleeping in tests.
   const server = await VercelFakeServer.start({ clock: systemClock, tokens: { [TOKEN]: [TEAM] } });
   cleanup.add(() => server.close());
@@ -54,7 +55,7 @@ async function setup() {
     platform,
     reporter,
     clock: systemClock,
-    verify: { timeoutMs: 5_000, intervalMs: 5 },
+    verify: { timeoutMs: opts.verifyTimeoutMs ?? 5_000, intervalMs: 5 },
     lockDurationMs: 5_000,
     concurrency: 1,
     logger: silentLogger,
@@ -89,6 +90,28 @@ describe('Vercel adapter in a switch job', () => {
     expect(server.isRolledBack(projectId)).toBe(true);
     expect(server.switchRequests()).toHaveLength(1);
     expect(server.switchRequests()[0]?.path).toBe(`/v9/projects/${projectId}/rollback/${d1}`);
+  });
+
+  it('does not report success when the alias job leaves a domain on the old deployment', async () => {
+    const { server, platform, queue, reporter, projectId, d1, d2 } = await setup({ verifyTimeoutMs: 300 });
+    const snap = await platform.snapshot('production');
+    const plan = buildPlan(snap, { action: 'rollback', target: d1, now: Date.now() });
+    if (!plan.ok) throw new Error(plan.refusal.message);
+    const { jobId } = await queue.enqueue(jobData(plan.value, Date.now()));
+    await reporter.waitFor((p) => p.jobId === jobId && p.operationId !== undefined);
+    // The alias job "succeeds" and targets.production moves, but shop.acme.com still points to d2.
+    server.leaveAliasBehind(projectId, 'shop.acme.com');
+    server.finishAliasJob(projectId);
+    const final = await queue.waitForEnd(jobId);
+
+    expect(server.productionOf(projectId)).toBe(d1);
+    expect(final?.outcome).toBe('failed');
+    expect(final?.code).toBe('verify_timeout');
+    expect(final?.message).toContain(`shop.acme.com → ${d2}`);
+    const traffic = new Map(final?.traffic.map((t) => [t.hostname, t]));
+    expect(traffic.get('shop.acme.com')).toMatchObject({ ok: false, deploymentId: d2 });
+    expect(traffic.get('acme-web.vercel.app')).toMatchObject({ ok: true, deploymentId: d1 });
+    expect(final?.steps.find((s) => s.step === 'verifying')?.state).toBe('failed');
   });
 
   it('retries after a 409 while another alias job runs, then switches once it is done', async () => {

@@ -5,7 +5,8 @@
  * and promote (`POST /v10/projects/{id}/promote/{deployment}`) start an alias job that is followed
  * through the project's `lastAliasRequest`. Vercel's refusals become RefusalErrors
  * (src/platform/vercel/refusals.ts). Vercel offers no per-request deployment header we can read, so
- * there is no `probe`: verification relies on `routing`, derived from `targets.production`.
+ * there is no `probe`: verification relies on `routing`, which asks Vercel's alias table where each
+ * domain points (`GET /v4/aliases/{domain}`): observed, not inferred from `targets.production`.
  */
 import type { z } from 'zod';
 import type { Clock } from '../../clock.js';
@@ -13,7 +14,7 @@ import { systemClock } from '../../clock.js';
 import type { Config } from '../../config.js';
 import { RefusalCode } from '../../domain/result.js';
 import type { Deployment, EnvironmentSnapshot, PlanAction } from '../../domain/types.js';
-import { ConfigError, RefusalError } from '../../errors.js';
+import { ConfigError, PlatformHttpError, RefusalError } from '../../errors.js';
 import { type Logger, silentLogger } from '../../log.js';
 import type {
   DeployPlatform,
@@ -37,6 +38,7 @@ import {
 import { type RefusalContext, toRefusal, type VercelCall } from './refusals.js';
 import {
   AcceptedResponseSchema,
+  AliasResponseSchema,
   GetDeploymentResponseSchema,
   ListDeploymentsResponseSchema,
   ProjectDomainsResponseSchema,
@@ -45,6 +47,9 @@ import {
   type VercelProject,
   type VercelProjectDomain,
 } from './schemas.js';
+
+/** Alias reads `routing` keeps in flight at once. */
+const ALIAS_READS_AT_ONCE = 8;
 
 export interface VercelPlatformOptions {
   /** The Vercel project id or name (`vercel.project` / `VERCEL_PROJECT`). */
@@ -209,14 +214,54 @@ export class VercelPlatform implements DeployPlatform {
     return toDeployment(d, project.id);
   }
 
+  /**
+   * Where each domain of the environment points now, as Vercel's alias table says: one
+   * `GET /v4/aliases/{domain}?projectId=…` per domain (at most `ALIAS_READS_AT_ONCE` at a time). A domain
+   * an alias job left on the old deployment shows that deployment, so verification catches it; a domain
+   * with no alias (not assigned yet, or a redirect) has none.
+   */
   async routing(environment: string): Promise<readonly Route[]> {
     const snap = await this.snapshot(environment);
-    return snap.domains.map((d) => ({
-      hostname: d.hostname,
-      stickiness: d.stickiness,
-      environment: d.environment,
-      ...(d.deploymentId === undefined ? {} : { deploymentId: d.deploymentId }),
-    }));
+    const out: Route[] = new Array<Route>(snap.domains.length);
+    let next = 0;
+    const worker = async () => {
+      for (let i = next++; i < snap.domains.length; i = next++) {
+        const d = snap.domains[i];
+        if (d === undefined) continue;
+        const deploymentId = await this.aliasTarget(snap.project.id, d.hostname);
+        out[i] = {
+          hostname: d.hostname,
+          stickiness: d.stickiness,
+          environment: d.environment,
+          ...(deploymentId === undefined ? {} : { deploymentId }),
+        };
+      }
+    };
+    await Promise.all(Array.from({ length: Math.min(ALIAS_READS_AT_ONCE, snap.domains.length) }, worker));
+    return out;
+  }
+
+  /** The deployment `hostname` points to in Vercel's alias table (undefined: no alias, or a redirect). */
+  private async aliasTarget(projectId: string, hostname: string): Promise<string | undefined> {
+    try {
+      const alias = await this.client.call(
+        {
+          method: 'GET',
+          path: `/v4/aliases/${encodeURIComponent(hostname)}`,
+          query: { projectId },
+          idempotent: true,
+        },
+        AliasResponseSchema,
+      );
+      return alias.deploymentId ?? undefined;
+    } catch (e) {
+      if (e instanceof PlatformHttpError && e.status === 404) return undefined;
+      throw toRefusal(e, {
+        call: 'read alias',
+        project: this.project,
+        ...(this.teamId === undefined ? {} : { teamId: this.teamId }),
+      });
+    }
   }
 
   rollback(request: SwitchRequest): Promise<OperationRef> {

@@ -14,6 +14,7 @@ export const VercelCall = {
   listDomains: 'list domains',
   listDeployments: 'list deployments',
   getDeployment: 'read deployment',
+  readAlias: 'read alias',
   rollback: 'rollback',
   promote: 'promote',
 } as const;
@@ -38,6 +39,7 @@ function verbOf(call: VercelCall): string {
     case 'list domains':
     case 'list deployments':
     case 'read deployment':
+    case 'read alias':
       return 'read';
     default:
       return call satisfies never;

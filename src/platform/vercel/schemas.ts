@@ -78,6 +78,18 @@ export const ProjectDomainSchema = z.object({
 });
 export type VercelProjectDomain = z.infer<typeof ProjectDomainSchema>;
 
+/**
+ * `GET /v4/aliases/{idOrAlias}`: the deployment an alias (a domain) points to now. `deploymentId` is
+ * null for an alias that only redirects.
+ */
+export const AliasResponseSchema = z.object({
+  alias: z.string().min(1),
+  uid: z.string(),
+  deploymentId: z.string().nullable(),
+  projectId: z.string().nullable().optional(),
+});
+export type VercelAlias = z.infer<typeof AliasResponseSchema>;
+
 export const ProjectDomainsResponseSchema = z.object({
   domains: z.array(ProjectDomainSchema),
   pagination: PaginationSchema.optional(),
