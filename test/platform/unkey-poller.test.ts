@@ -5,8 +5,8 @@
 import type { Redis } from 'ioredis';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { PlatformEvent } from '../../src/platform/port.js';
+import { diffStates, type PolledState } from '../../src/platform/snapshot-poller.js';
 import { UnkeyPlatform } from '../../src/platform/unkey/adapter.js';
-import { diffStates, type PolledState } from '../../src/platform/unkey/poller.js';
 import { createRedis } from '../../src/redis.js';
 import { SleepRecordingClock, UnkeyFakeServer } from '../fakes/unkey-server.js';
 import { redisUrl, uniqueName } from '../support/redis.js';

@@ -23,9 +23,9 @@ import type {
   Route,
   SwitchRequest,
 } from '../port.js';
+import { SnapshotEventPoller } from '../snapshot-poller.js';
 import { UnkeyClient, type UnkeyClientOptions } from './client.js';
 import { classifyDomains, isRolledBack, mapStatus, toDeployment, UNKEY_APEX } from './mapping.js';
-import { UnkeyEventPoller } from './poller.js';
 import { type RefusalContext, toRefusal, type UnkeyEndpoint } from './refusals.js';
 import {
   AcceptedResponseSchema,
@@ -97,7 +97,7 @@ export class UnkeyPlatform implements DeployPlatform {
   private readonly maxDeployments: number;
   private readonly operationTimeoutMs: number;
   private readonly apex: string;
-  private readonly poller: UnkeyEventPoller | undefined;
+  private readonly poller: SnapshotEventPoller | undefined;
   /** Present when `events` is configured: deployment events found by polling (issue 9). */
   readonly subscribe?: (listener: (event: PlatformEvent) => void) => () => void;
 
@@ -115,7 +115,8 @@ export class UnkeyPlatform implements DeployPlatform {
     this.apex = options.apex ?? unkeyPlatformDefaults.apex;
     const events = options.events;
     if (events !== undefined) {
-      const poller = new UnkeyEventPoller({
+      const poller = new SnapshotEventPoller({
+        platform: 'unkey',
         redis: events.redis,
         keyPrefix: events.keyPrefix ?? 'switchyard:unkey:poll',
         intervalMs: events.intervalMs ?? 15_000,
@@ -130,7 +131,7 @@ export class UnkeyPlatform implements DeployPlatform {
   }
 
   /** The event poller when `events` is configured (tests call `pollOnce` to poll deterministically). */
-  get eventPoller(): UnkeyEventPoller | undefined {
+  get eventPoller(): SnapshotEventPoller | undefined {
     return this.poller;
   }
 

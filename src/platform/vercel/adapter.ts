@@ -24,7 +24,7 @@ import type {
   Route,
   SwitchRequest,
 } from '../port.js';
-import { UnkeyEventPoller } from '../unkey/poller.js';
+import { SnapshotEventPoller } from '../snapshot-poller.js';
 import { type HttpMethod, VercelClient, type VercelClientOptions } from './client.js';
 import {
   classifyDomains,
@@ -108,7 +108,7 @@ export class VercelPlatform implements DeployPlatform {
   private readonly operationTimeoutMs: number;
   private readonly clockSkewMs: number;
   private readonly apex: string;
-  private readonly poller: UnkeyEventPoller | undefined;
+  private readonly poller: SnapshotEventPoller | undefined;
   /** Present when `events` is configured: deployment events found by polling (issue 9). */
   readonly subscribe?: (listener: (event: PlatformEvent) => void) => () => void;
 
@@ -132,7 +132,8 @@ export class VercelPlatform implements DeployPlatform {
     this.apex = options.apex ?? vercelPlatformDefaults.apex;
     const events = options.events;
     if (events !== undefined) {
-      const poller = new UnkeyEventPoller({
+      const poller = new SnapshotEventPoller({
+        platform: 'vercel',
         redis: events.redis,
         keyPrefix: events.keyPrefix ?? 'switchyard:vercel:poll',
         intervalMs: events.intervalMs ?? 15_000,
@@ -147,7 +148,7 @@ export class VercelPlatform implements DeployPlatform {
   }
 
   /** The event poller when `events` is configured (tests call `pollOnce` to poll deterministically). */
-  get eventPoller(): UnkeyEventPoller | undefined {
+  get eventPoller(): SnapshotEventPoller | undefined {
     return this.poller;
   }
 

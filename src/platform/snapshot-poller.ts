@@ -1,15 +1,15 @@
 /**
- * Deployment events for Unkey by polling (Unkey pushes none that a customer-side bot can receive): at a
- * fixed interval each environment is read, diffed against the last state stored in Redis, and the
+ * Deployment events by polling, for platforms that push none a customer-side bot can receive (Unkey,
+ * Vercel): at a fixed interval each environment is read, diffed against the last state stored in Redis, and the
  * differences are emitted as PlatformEvents. The stored state is replaced with a compare-and-set, and
  * only the replica whose write wins emits, so events are not duplicated across replicas or restarts.
  * The first poll of an environment with no stored state records a baseline and emits nothing.
  */
 import type { Redis } from 'ioredis';
-import type { Clock } from '../../clock.js';
-import type { DeploymentStatus, EnvironmentSnapshot } from '../../domain/types.js';
-import { type Logger, silentLogger } from '../../log.js';
-import type { PlatformEvent } from '../port.js';
+import type { Clock } from '../clock.js';
+import type { DeploymentStatus, EnvironmentSnapshot } from '../domain/types.js';
+import { type Logger, silentLogger } from '../log.js';
+import type { PlatformEvent } from './port.js';
 
 /** What the poller remembers per environment. */
 export interface PolledState {
@@ -21,7 +21,9 @@ export interface PolledState {
   >;
 }
 
-export interface UnkeyPollerOptions {
+export interface SnapshotPollerOptions {
+  /** Log prefix: the platform polled (`unkey`, `vercel`). */
+  readonly platform: string;
   readonly redis: Redis;
   /** Prefix of the Redis keys (`<prefix>:<environment>`); share it between replicas of one deployment. */
   readonly keyPrefix: string;
@@ -111,12 +113,12 @@ export function diffStates(
 }
 
 /** Polls environments and emits their deployment events to listeners. */
-export class UnkeyEventPoller {
+export class SnapshotEventPoller {
   private readonly listeners = new Set<(event: PlatformEvent) => void>();
   private readonly logger: Logger;
   private loop: { readonly stop: AbortController; readonly done: Promise<void> } | undefined;
 
-  constructor(private readonly opts: UnkeyPollerOptions) {
+  constructor(private readonly opts: SnapshotPollerOptions) {
     this.logger = opts.logger ?? silentLogger;
   }
 
@@ -139,7 +141,7 @@ export class UnkeyEventPoller {
       } catch (e) {
         this.logger.warn(
           { environment, err: e instanceof Error ? e.message : String(e) },
-          'unkey: poll failed',
+          `${this.opts.platform}: poll failed`,
         );
       }
     }
@@ -188,7 +190,7 @@ export class UnkeyEventPoller {
         } catch (e) {
           this.logger.error(
             { err: e instanceof Error ? e.message : String(e) },
-            'unkey: event listener threw',
+            `${this.opts.platform}: event listener threw`,
           );
         }
       }
