@@ -258,6 +258,19 @@ export class JsonHttpClient {
   }
 }
 
+/** The named keys of `obj` whose values are defined (tuning passed on to a client or an adapter). */
+export function pickDefined<T extends object, K extends keyof T>(
+  obj: T,
+  keys: readonly K[],
+): { [P in K]?: Exclude<T[P], undefined> } {
+  const out: { [P in K]?: Exclude<T[P], undefined> } = {};
+  for (const k of keys) {
+    const v = obj[k];
+    if (v !== undefined) out[k] = v as Exclude<T[K], undefined>;
+  }
+  return out;
+}
+
 /** Parses an error body as JSON; undefined when it is not JSON. */
 export function jsonOrUndefined(text: string): unknown {
   try {

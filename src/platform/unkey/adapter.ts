@@ -14,6 +14,7 @@ import { RefusalCode } from '../../domain/result.js';
 import type { Deployment, EnvironmentSnapshot, PlanAction } from '../../domain/types.js';
 import { ConfigError, RefusalError } from '../../errors.js';
 import { type Logger, silentLogger } from '../../log.js';
+import { pickDefined } from '../http-client.js';
 import type {
   DeployPlatform,
   OperationRef,
@@ -515,26 +516,14 @@ export function createUnkeyPlatform(config: Config, deps: UnkeyPlatformDeps = {}
     clock,
     logger,
     ...(deps.fetch === undefined ? {} : { fetch: deps.fetch }),
-    ...pick(tuning, ['timeoutMs', 'maxRetries', 'baseDelayMs', 'maxDelayMs', 'maxRetryAfterMs']),
+    ...pickDefined(tuning, ['timeoutMs', 'maxRetries', 'baseDelayMs', 'maxDelayMs', 'maxRetryAfterMs']),
   });
   return new UnkeyPlatform({
     environments,
     client,
     clock,
     logger,
-    ...pick(tuning, ['pageSize', 'maxDeployments', 'operationTimeoutMs', 'apex']),
+    ...pickDefined(tuning, ['pageSize', 'maxDeployments', 'operationTimeoutMs', 'apex']),
     ...(deps.events === undefined ? {} : { events: deps.events }),
   });
-}
-
-function pick<T extends object, K extends keyof T>(
-  obj: T,
-  keys: readonly K[],
-): { [P in K]?: Exclude<T[P], undefined> } {
-  const out: { [P in K]?: Exclude<T[P], undefined> } = {};
-  for (const k of keys) {
-    const v = obj[k];
-    if (v !== undefined) out[k] = v as Exclude<T[K], undefined>;
-  }
-  return out;
 }

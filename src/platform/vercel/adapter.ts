@@ -16,6 +16,7 @@ import { RefusalCode } from '../../domain/result.js';
 import type { Deployment, EnvironmentSnapshot, PlanAction } from '../../domain/types.js';
 import { ConfigError, PlatformHttpError, RefusalError } from '../../errors.js';
 import { type Logger, silentLogger } from '../../log.js';
+import { pickDefined } from '../http-client.js';
 import type {
   DeployPlatform,
   OperationRef,
@@ -557,7 +558,7 @@ export function createVercelPlatform(config: Config, deps: VercelPlatformDeps = 
     logger,
     ...(teamId === undefined ? {} : { teamId }),
     ...(deps.fetch === undefined ? {} : { fetch: deps.fetch }),
-    ...pick(tuning, ['timeoutMs', 'maxRetries', 'baseDelayMs', 'maxDelayMs', 'maxRetryAfterMs']),
+    ...pickDefined(tuning, ['timeoutMs', 'maxRetries', 'baseDelayMs', 'maxDelayMs', 'maxRetryAfterMs']),
   });
   return new VercelPlatform({
     project,
@@ -565,19 +566,7 @@ export function createVercelPlatform(config: Config, deps: VercelPlatformDeps = 
     client,
     clock,
     logger,
-    ...pick(tuning, ['pageSize', 'maxDeployments', 'operationTimeoutMs', 'clockSkewMs', 'apex']),
+    ...pickDefined(tuning, ['pageSize', 'maxDeployments', 'operationTimeoutMs', 'clockSkewMs', 'apex']),
     ...(deps.events === undefined ? {} : { events: deps.events }),
   });
-}
-
-function pick<T extends object, K extends keyof T>(
-  obj: T,
-  keys: readonly K[],
-): { [P in K]?: Exclude<T[P], undefined> } {
-  const out: { [P in K]?: Exclude<T[P], undefined> } = {};
-  for (const k of keys) {
-    const v = obj[k];
-    if (v !== undefined) out[k] = v as Exclude<T[K], undefined>;
-  }
-  return out;
 }
