@@ -3,6 +3,7 @@
  */
 
 import { mkdtempSync } from 'node:fs';
+import { request as httpRequest } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -209,6 +210,68 @@ describe('preview idle rule with the router (wake on request)', () => {
   afterEach(async () => {
     await router?.close();
     router = undefined;
+  });
+
+  it('holds a request with a body while the deployment wakes and streams it through intact; a client that gives up is let go', async () => {
+    const clock = new ManualClock();
+    let local: LocalPlatform | undefined;
+    router = new TrafficRouter({
+      clock,
+      warmSockets: 1,
+      wake: (id) => local?.wake(id) ?? Promise.resolve(false),
+    });
+    const port = await router.listen();
+    local = await LocalPlatform.open({ clock, traffic: router, buildTimeMs: 3000, reactivationTimeMs: 1500 });
+    platform = local;
+    await clock.advance(PREVIEW_IDLE_MS + 10 * MIN);
+    await local.settle();
+    expect((await local.getDeployment('dep_p2fe8r'))?.status).toBe('standby');
+
+    // A client that gives up while the deployment wakes: the wake-up goes on, nothing breaks.
+    const sleepers = clock.pending;
+    const abandoned = new AbortController();
+    const gaveUp = probe(port, 'preview.acme.localhost', { signal: abandoned.signal }).catch(
+      (e: unknown) => e,
+    );
+    for (let i = 0; i < 100_000 && clock.pending === sleepers; i++) await new Promise((r) => setImmediate(r));
+    abandoned.abort();
+    expect(await gaveUp).toBeInstanceOf(Error);
+
+    // A POST arrives meanwhile: held, then echoed whole by the woken deployment.
+    const body = Buffer.alloc(256 * 1024, 7);
+    const echoed = new Promise<{ status: number; id: string | undefined; body: Buffer }>(
+      (resolve, reject) => {
+        const req = httpRequest(
+          {
+            host: '127.0.0.1',
+            port,
+            method: 'POST',
+            path: '/upload',
+            headers: { host: 'preview.acme.localhost', 'content-length': String(body.length) },
+            agent: false,
+          },
+          (res) => {
+            const chunks: Buffer[] = [];
+            res.on('data', (c: Buffer) => chunks.push(c));
+            res.on('end', () =>
+              resolve({
+                status: res.statusCode ?? 0,
+                id: res.headers['x-deployment-id'] as string | undefined,
+                body: Buffer.concat(chunks),
+              }),
+            );
+            res.on('error', reject);
+          },
+        );
+        req.on('error', reject);
+        req.end(body);
+      },
+    );
+    await clock.advance(1500);
+    const reply = await echoed;
+    expect(reply.status).toBe(200);
+    expect(reply.id).toBe('dep_p2fe8r');
+    expect(reply.body.equals(body)).toBe(true);
   });
 
   it('idles a preview deployment holding domains after six hours without a request; the next request wakes it and is answered by it', async () => {
