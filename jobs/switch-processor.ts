@@ -35,6 +35,7 @@ import type {
 } from '../src/progress.js';
 import type { EnvironmentLock, SwitchKeys } from '../src/queue.js';
 import { type SwitchJobData, switchJobSchema, withAttached } from '../src/queue.js';
+import { describeIssues } from '../src/zod-issues.js';
 
 /** Why a job's signal was aborted by Switchyard itself (graceful shutdown hands the job back). */
 export const SHUTDOWN_REASON = 'switchyard-shutdown';
@@ -316,7 +317,7 @@ export async function processSwitch(
   if (!parsed.success) {
     throw new SwitchFailedError(
       RefusalCode.invalidInput,
-      `job data is not a switch: ${parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ')}`,
+      `job data is not a switch: ${describeIssues(parsed.error)}`,
       'failed',
     );
   }

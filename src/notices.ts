@@ -34,6 +34,7 @@ import type { MessageRef } from './progress.js';
 import { b, c, commitSubject, t } from './views/format.js';
 import { type NoticeEvent, noticeView } from './views/model.js';
 import type { MessageView, Span } from './views/types.js';
+import { issueLines } from './zod-issues.js';
 
 /** What was announced (the `kind` label of `switchyard_notices_total`). */
 export const NoticeKind = {
@@ -384,10 +385,7 @@ class Notices implements NoticeService {
     if (this.stopping.signal.aborted) return;
     const parsed = platformEventSchema.safeParse(raw);
     if (!parsed.success) {
-      this.log.warn(
-        { issues: parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`) },
-        'ignored a malformed platform event',
-      );
+      this.log.warn({ issues: issueLines(parsed.error) }, 'ignored a malformed platform event');
       return;
     }
     const event = parsed.data as PlatformEvent;

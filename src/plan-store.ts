@@ -27,6 +27,7 @@ import { type Refusal, RefusalCode } from './domain/result.js';
 import { SwitchyardError } from './errors.js';
 import { type Actor, actorSchema, type MessageRef, messageRefSchema } from './progress.js';
 import { createRedis } from './redis.js';
+import { describeIssues } from './zod-issues.js';
 
 /** Where a plan is in its life. */
 export const PlanState = {
@@ -450,10 +451,7 @@ export class PlanStore {
     out.messages = messages.map((m) => m.ref);
     const parsed = planRecordSchema.safeParse(out);
     if (!parsed.success) {
-      throw this.corrupt(
-        planId,
-        parsed.error.issues.map((i) => `${i.path.map(String).join('.')}: ${i.message}`).join('; '),
-      );
+      throw this.corrupt(planId, describeIssues(parsed.error));
     }
     return parsed.data;
   }

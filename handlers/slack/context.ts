@@ -16,6 +16,7 @@ import type { Metrics } from '../../src/metrics.js';
 import type { MessageRef } from '../../src/progress.js';
 import { renderSlack } from '../../src/views/slack.js';
 import type { MessageView } from '../../src/views/types.js';
+import { describeIssues as describeZodIssues } from '../../src/zod-issues.js';
 import type { UserGroupResolver } from './groups.js';
 import type { SlackReporter } from './reporter.js';
 import type { WorkQueue } from './work.js';
@@ -73,7 +74,7 @@ export type BlockAction = z.infer<typeof blockActionSchema>;
 
 /** "field: expectation" for each problem of a parsed payload. */
 export function describeIssues(error: z.ZodError): string {
-  return error.issues.map((i) => `${i.path.map(String).join('.') || '(payload)'}: ${i.message}`).join('; ');
+  return describeZodIssues(error, '(payload)');
 }
 
 /** A fault as a view: what failed, its code, and that nothing was half-done. */
