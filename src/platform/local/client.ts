@@ -4,7 +4,6 @@
  * Every response is zod-parsed; refusals come back as RefusalError, faults as PlatformHttpError with
  * the request named. Probes go through the same router with the domain's Host header.
  */
-import { request as httpRequest } from 'node:http';
 import { z } from 'zod';
 import { RefusalCode } from '../../domain/result.js';
 import type { Deployment, EnvironmentSnapshot } from '../../domain/types.js';
@@ -18,6 +17,7 @@ import type {
   SwitchRequest,
 } from '../port.js';
 import { API_PREFIX } from './http-api.js';
+import { probeResult } from './router.js';
 
 const deploymentSchema = z.object({
   id: z.string(),
@@ -85,38 +85,6 @@ const refusalCodes = new Set<string>(Object.values(RefusalCode));
 /** Strips `undefined` optionals that zod leaves in place (exactOptionalPropertyTypes). */
 function clean<T>(value: T): T {
   return JSON.parse(JSON.stringify(value)) as T;
-}
-
-/** Asks the router at `host:port` which deployment answers `hostname` (the `x-deployment-id` header). */
-export function probeThroughRouter(
-  host: string,
-  port: number,
-  hostname: string,
-  timeoutMs = 5000,
-  signal?: AbortSignal,
-): Promise<ProbeResult> {
-  return new Promise((resolve) => {
-    const req = httpRequest(
-      {
-        host,
-        port,
-        path: '/',
-        method: 'GET',
-        headers: { host: hostname },
-        timeout: timeoutMs,
-        ...(signal ? { signal } : {}),
-      },
-      (res) => {
-        res.resume();
-        const header = res.headers['x-deployment-id'];
-        const id = typeof header === 'string' && header !== 'none' ? header : undefined;
-        resolve({ hostname, status: res.statusCode ?? 0, ...(id === undefined ? {} : { deploymentId: id }) });
-      },
-    );
-    req.on('timeout', () => req.destroy(new Error(`probe of ${hostname} timed out after ${timeoutMs} ms`)));
-    req.on('error', (e) => resolve({ hostname, error: e.message }));
-    req.end();
-  });
 }
 
 export interface LocalPlatformClientOptions {
@@ -263,14 +231,13 @@ export class LocalPlatformClient implements DeployPlatform {
     return (await this.call('POST', '/operations/status', opStatusSchema, ref)) as OperationStatus;
   }
 
+  /** Asks the router (this client's base URL) which deployment answers `hostname`. */
   probe(hostname: string, signal?: AbortSignal): Promise<ProbeResult> {
-    return probeThroughRouter(
-      this.base.hostname,
-      Number(this.base.port || 80),
-      hostname,
-      this.timeoutMs,
-      signal,
-    );
+    return probeResult(Number(this.base.port || 80), hostname, {
+      host: this.base.hostname.replace(/^\[|\]$/g, ''),
+      timeoutMs: this.timeoutMs,
+      ...(signal === undefined ? {} : { signal }),
+    });
   }
 
   async health(): Promise<void> {

@@ -464,16 +464,7 @@ export class TrafficRouter {
     // A wildcard listen address is reached over loopback; a specific one as bound.
     const bound = (this.server.address() as AddressInfo | null)?.address;
     const host = bound === undefined || bound === '0.0.0.0' || bound === '::' ? '127.0.0.1' : bound;
-    try {
-      const r = await probe(port, hostname, { host, ...(signal === undefined ? {} : { signal }) });
-      return {
-        hostname,
-        status: r.status,
-        ...(r.deploymentId === undefined ? {} : { deploymentId: r.deploymentId }),
-      };
-    } catch (e) {
-      return { hostname, error: e instanceof Error ? e.message : String(e) };
-    }
+    return probeResult(port, hostname, { host, ...(signal === undefined ? {} : { signal }) });
   }
 
   /** Router-level counters. */
@@ -734,6 +725,27 @@ function noop(): void {}
 function isConnectionReset(err: Error): boolean {
   const code = (err as NodeJS.ErrnoException).code;
   return code === 'ECONNRESET' || code === 'UND_ERR_SOCKET' || code === 'EPIPE';
+}
+
+/**
+ * `probe` as the DeployPlatform port's ProbeResult (the router itself, and `LocalPlatformClient` in a
+ * worker process): never throws; a router that cannot be reached is reported in `error`.
+ */
+export async function probeResult(
+  routerPort: number,
+  hostname: string,
+  options: { timeoutMs?: number; signal?: AbortSignal; host?: string } = {},
+): Promise<ProbeResult> {
+  try {
+    const r = await probe(routerPort, hostname, options);
+    return {
+      hostname,
+      status: r.status,
+      ...(r.deploymentId === undefined ? {} : { deploymentId: r.deploymentId }),
+    };
+  } catch (e) {
+    return { hostname, error: e instanceof Error ? e.message : String(e) };
+  }
 }
 
 /** What answered a probe through the router. */
