@@ -232,6 +232,8 @@ describe('VercelPlatform switches', () => {
       '/v4/aliases/shop.acme.com',
     ]);
     expect(reads.every((r) => r.query.projectId === projectId && r.query.teamId === TEAM)).toBe(true);
+    // Routing reads the project, its domains and the aliases: not the deployments.
+    expect(server.requests.slice(before).some((r) => r.path === '/v6/deployments')).toBe(false);
     // The branch domain follows its branch's newest ready deployment.
     expect(
       (await platform.routing('preview')).find((r) => r.hostname === 'staging.acme.com')?.deploymentId,

@@ -217,20 +217,30 @@ export class VercelPlatform implements DeployPlatform {
   }
 
   /**
-   * Where each domain of the environment points now, as Vercel's alias table says: one
-   * `GET /v4/aliases/{domain}?projectId=…` per domain (at most `ALIAS_READS_AT_ONCE` at a time). A domain
+   * Where each domain of the environment points now, as Vercel's alias table says: the project and its
+   * domains, then one `GET /v4/aliases/{domain}?projectId=…` per domain (at most `ALIAS_READS_AT_ONCE` at a time). A domain
    * an alias job left on the old deployment shows that deployment, so verification catches it; a domain
    * with no alias (not assigned yet, or a redirect) has none.
    */
   async routing(environment: string): Promise<readonly Route[]> {
-    const snap = await this.snapshot(environment);
-    const out: Route[] = new Array<Route>(snap.domains.length);
+    const env = this.environmentOf(environment);
+    // Which domains belong to the environment needs the project and its domains, not its deployments:
+    // where each points comes from the alias table below.
+    const project = await this.readProject();
+    const productionBranch = project.link?.productionBranch;
+    const domains = classifyDomains(await this.listDomains(project.id), env, {
+      currentProductionId: undefined,
+      previewDeployments: [],
+      ...(productionBranch === undefined ? {} : { productionBranch }),
+      apex: this.apex,
+    });
+    const out: Route[] = new Array<Route>(domains.length);
     let next = 0;
     const worker = async () => {
-      for (let i = next++; i < snap.domains.length; i = next++) {
-        const d = snap.domains[i];
+      for (let i = next++; i < domains.length; i = next++) {
+        const d = domains[i];
         if (d === undefined) continue;
-        const deploymentId = await this.aliasTarget(snap.project.id, d.hostname);
+        const deploymentId = await this.aliasTarget(project.id, d.hostname);
         out[i] = {
           hostname: d.hostname,
           stickiness: d.stickiness,
@@ -239,7 +249,7 @@ export class VercelPlatform implements DeployPlatform {
         };
       }
     };
-    await Promise.all(Array.from({ length: Math.min(ALIAS_READS_AT_ONCE, snap.domains.length) }, worker));
+    await Promise.all(Array.from({ length: Math.min(ALIAS_READS_AT_ONCE, domains.length) }, worker));
     return out;
   }
 
