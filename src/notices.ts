@@ -25,14 +25,13 @@ import type { AuditEntry } from './audit.js';
 import type { ChatPoster } from './chat-sinks.js';
 import type { Clock } from './clock.js';
 import { type Config, type EnvironmentConfig, environmentConfigSchema } from './config.js';
-import { shortSha } from './domain/plan.js';
 import { assertNever, type Deployment, type EnvironmentSnapshot } from './domain/types.js';
 import { type Logger, silentLogger } from './log.js';
 import type { Metrics } from './metrics.js';
 import type { DeployPlatform, PlatformEvent } from './platform/port.js';
 import type { MessageRef } from './progress.js';
-import { b, c, commitSubject, t } from './views/format.js';
-import { type NoticeEvent, noticeView } from './views/model.js';
+import { b, t } from './views/format.js';
+import { deploymentSpans, type NoticeEvent, noticeView } from './views/model.js';
 import type { MessageView, Span } from './views/types.js';
 import { issueLines } from './zod-issues.js';
 
@@ -213,17 +212,6 @@ export function untilWorkingHours(at: number, hours: readonly [number, number]):
 export function reminderSlot(since: number, every: number, now: number): { current: number; nextAt: number } {
   const current = Math.max(0, Math.floor((now - since) / every));
   return { current, nextAt: since + (current + 1) * every };
-}
-
-function deploymentSpans(d: Deployment): Span[] {
-  return [
-    c(d.id),
-    t(' ('),
-    c(shortSha(d.commit.sha)),
-    t(` ${d.branch}: `),
-    t(commitSubject(d.commit.message, 100)),
-    t(` — ${d.commit.author})`),
-  ];
 }
 
 /** The notice of a deployment going to standby or being stopped (not in the shared view model). */

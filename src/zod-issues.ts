@@ -6,6 +6,16 @@
  */
 import type { z } from 'zod';
 
+/** The value at an issue's `path` inside the parsed `root` (what was received there), if any. */
+export function valueAt(root: unknown, path: readonly PropertyKey[]): unknown {
+  let cur: unknown = root;
+  for (const key of path) {
+    if (cur === null || typeof cur !== 'object') return undefined;
+    cur = (cur as Record<PropertyKey, unknown>)[key];
+  }
+  return cur;
+}
+
 /** `a.b: expected a string; c: required` — `root` names an issue about the whole value. */
 export function describeIssues(error: z.ZodError, root = '(root)'): string {
   return issueLines(error, root).join('; ');

@@ -14,6 +14,7 @@
 import { z } from 'zod';
 import { ok, RefusalCode, type Result, refuse } from '../domain/result.js';
 import { assertNever } from '../domain/types.js';
+import { valueAt } from '../zod-issues.js';
 import { AlertSource, type AlertStatus, type NormalizedAlert, normalizedAlert } from './types.js';
 
 /** Options every parser takes. */
@@ -61,15 +62,6 @@ function pathText(path: readonly PropertyKey[]): string {
     else out += out === '' ? String(key) : `.${String(key)}`;
   }
   return out || '(root)';
-}
-
-function valueAt(root: unknown, path: readonly PropertyKey[]): unknown {
-  let cur: unknown = root;
-  for (const key of path) {
-    if (cur === null || typeof cur !== 'object') return undefined;
-    cur = (cur as Record<PropertyKey, unknown>)[key];
-  }
-  return cur;
 }
 
 const ARTICLE: Record<string, string> = {

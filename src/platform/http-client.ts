@@ -41,8 +41,17 @@ export interface HttpAnswer {
   readonly headers: Headers;
 }
 
+/** What a platform client's caller may tune (the rest comes from the platform's client). */
+export interface HttpClientOptions extends Partial<HttpTuning> {
+  readonly fetch?: typeof fetch;
+  readonly clock?: Clock;
+  readonly logger?: Logger;
+  /** Source of jitter in [0, 1). */
+  readonly random?: () => number;
+}
+
 /** What a platform adds to the shared behaviour. */
-export interface JsonHttpClientOptions extends Partial<HttpTuning> {
+export interface JsonHttpClientOptions extends HttpClientOptions {
   /** Log prefix and name of the platform (`unkey`, `vercel`). */
   readonly platform: string;
   /** The credential: sent by `headers`, removed from every error and log line. */
@@ -55,11 +64,6 @@ export interface JsonHttpClientOptions extends Partial<HttpTuning> {
   readonly retryAfter?: (answer: HttpAnswer, now: number) => number | undefined;
   /** Whether an empty 2xx body is `undefined` for the schema (else it is "not JSON"). */
   readonly emptyBodyIsUndefined?: boolean;
-  readonly fetch?: typeof fetch;
-  readonly clock?: Clock;
-  readonly logger?: Logger;
-  /** Source of jitter in [0, 1). */
-  readonly random?: () => number;
 }
 
 /** One request of `JsonHttpClient.request`. */

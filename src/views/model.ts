@@ -989,7 +989,8 @@ export function usageView(
 
 // ───────────────────────────── notices (issue 9) ─────────────────────────────
 
-function refSpans(d: DeploymentRef): Span[] {
+/** A deployment as `id (sha branch: subject — author)`, or just its id when that is all there is. */
+export function deploymentSpans(d: DeploymentRef): Span[] {
   if (!isFull(d)) return [c(d.id)];
   return [
     c(d.id),
@@ -1016,7 +1017,10 @@ export function noticeView(event: NoticeEvent, opts: { now: number }): MessageVi
       return notice('success', title, `${title}.`, [
         {
           type: 'text',
-          spans: [...refSpans(event.deployment), t(event.live ? ' is ready and serving.' : ' is ready.')],
+          spans: [
+            ...deploymentSpans(event.deployment),
+            t(event.live ? ' is ready and serving.' : ' is ready.'),
+          ],
         },
       ]);
     }
@@ -1026,7 +1030,7 @@ export function noticeView(event: NoticeEvent, opts: { now: number }): MessageVi
         {
           type: 'text',
           spans: [
-            ...refSpans(event.deployment),
+            ...deploymentSpans(event.deployment),
             t(' failed to build or start.'),
             ...(event.reason === undefined ? [] : [t(' '), t(event.reason)]),
             t(' Traffic did not move.'),
@@ -1047,7 +1051,7 @@ export function noticeView(event: NoticeEvent, opts: { now: number }): MessageVi
           type: 'text',
           spans: [
             b(`${env} now serves `),
-            ...refSpans(event.to),
+            ...deploymentSpans(event.to),
             ...(event.from === undefined ? [] : [t(', before: '), c(event.from.id)]),
             t(
               `. This happened outside Switchyard (${how}${event.by === undefined ? '' : ` by ${event.by}`}, e.g. from the dashboard or API).`,
@@ -1071,7 +1075,7 @@ export function noticeView(event: NoticeEvent, opts: { now: number }): MessageVi
           {
             type: 'text',
             spans: [
-              ...refSpans(event.deployment),
+              ...deploymentSpans(event.deployment),
               t(' is ready '),
               b('but not live'),
               t(`: ${env} is rolled back to `),
@@ -1113,7 +1117,7 @@ export function noticeView(event: NoticeEvent, opts: { now: number }): MessageVi
         },
       ];
       if (waiting !== undefined) {
-        blocks.push({ type: 'text', spans: [t('Waiting to go live: '), ...refSpans(waiting)] });
+        blocks.push({ type: 'text', spans: [t('Waiting to go live: '), ...deploymentSpans(waiting)] });
       }
       return notice(
         'warning',

@@ -6,33 +6,23 @@
  * is the one every platform shares: src/platform/http-client.ts.
  */
 import type { z } from 'zod';
-import type { Clock } from '../../clock.js';
-import type { Logger } from '../../log.js';
-import { httpTuningDefaults, JsonHttpClient, jsonOrUndefined, rawErrorDetail } from '../http-client.js';
+import {
+  type HttpClientOptions,
+  httpTuningDefaults,
+  JsonHttpClient,
+  jsonOrUndefined,
+  rawErrorDetail,
+} from '../http-client.js';
 import { ErrorResponseSchema, errorCodeFromType } from './schemas.js';
 
 export { parseRetryAfter } from '../http-client.js';
 
 /** Tuning of the client; every field has a default (see `unkeyClientDefaults`). */
-export interface UnkeyClientOptions {
+export interface UnkeyClientOptions extends HttpClientOptions {
   /** API origin, e.g. `https://api.unkey.com` (a trailing slash is ignored). */
   readonly baseUrl: string;
   /** Unkey root key; sent only in the Authorization header. */
   readonly rootKey: string;
-  readonly fetch?: typeof fetch;
-  readonly clock?: Clock;
-  readonly logger?: Logger;
-  /** Per-attempt timeout (ms). */
-  readonly timeoutMs?: number;
-  /** Retries after the first attempt for 429/5xx (and, for reads, timeouts and network errors). */
-  readonly maxRetries?: number;
-  /** First backoff delay (ms); doubles per attempt, capped by `maxDelayMs`, with jitter. */
-  readonly baseDelayMs?: number;
-  readonly maxDelayMs?: number;
-  /** A `Retry-After` longer than this is not waited for: the error is thrown (retry=true) instead. */
-  readonly maxRetryAfterMs?: number;
-  /** Source of jitter in [0, 1). */
-  readonly random?: () => number;
 }
 
 /** Defaults of the tunables. */

@@ -7,10 +7,9 @@
  * src/platform/http-client.ts.
  */
 import type { z } from 'zod';
-import type { Clock } from '../../clock.js';
-import type { Logger } from '../../log.js';
 import {
   type HttpAnswer,
+  type HttpClientOptions,
   httpTuningDefaults,
   JsonHttpClient,
   jsonOrUndefined,
@@ -20,27 +19,13 @@ import {
 import { ErrorResponseSchema } from './schemas.js';
 
 /** Tuning of the client; every field but `baseUrl` and `token` has a default (`vercelClientDefaults`). */
-export interface VercelClientOptions {
+export interface VercelClientOptions extends HttpClientOptions {
   /** API origin, e.g. `https://api.vercel.com` (a trailing slash is ignored). */
   readonly baseUrl: string;
   /** Vercel access token; sent only in the Authorization header. */
   readonly token: string;
   /** Team the project belongs to; sent as `teamId` on every call when set. */
   readonly teamId?: string;
-  readonly fetch?: typeof fetch;
-  readonly clock?: Clock;
-  readonly logger?: Logger;
-  /** Per-attempt timeout (ms). */
-  readonly timeoutMs?: number;
-  /** Retries after the first attempt for 429/5xx (and, for reads, timeouts and network errors). */
-  readonly maxRetries?: number;
-  /** First backoff delay (ms); doubles per attempt, capped by `maxDelayMs`, with jitter. */
-  readonly baseDelayMs?: number;
-  readonly maxDelayMs?: number;
-  /** A `Retry-After` longer than this is not waited for: the error is thrown (retry=true) instead. */
-  readonly maxRetryAfterMs?: number;
-  /** Source of jitter in [0, 1). */
-  readonly random?: () => number;
 }
 
 /** Defaults of the tunables. */
