@@ -21,6 +21,7 @@ import { ChatService } from '../src/chat.js';
 import { type ChatPoster, suggestionSink } from '../src/chat-sinks.js';
 import { type Clock, systemClock } from '../src/clock.js';
 import type { Config } from '../src/config.js';
+import { ConfigError } from '../src/errors.js';
 import { Flow } from '../src/flow.js';
 import { HttpServer, sendJson, sendText } from '../src/http.js';
 import type { Logger } from '../src/log.js';
@@ -114,6 +115,16 @@ export async function startSwitchyard(
 ): Promise<RunningSwitchyard> {
   const { config, logger } = opts;
   const env = config.env;
+  const consoleOn =
+    env.SWITCHYARD_CONSOLE === undefined ? config.platform === 'local' : env.SWITCHYARD_CONSOLE === 'on';
+  if (consoleOn && !isLoopbackHost(env.HOST) && env.SWITCHYARD_CONSOLE_TOKEN === undefined) {
+    // The console acts as whoever the page says: other machines must not reach it without a login.
+    // Checked before anything is started or bound.
+    throw new ConfigError(
+      `SWITCHYARD_CONSOLE_TOKEN: got nothing, expected a token of at least 16 characters when the console listens on HOST=${env.HOST}, which other machines can reach (or keep HOST on 127.0.0.1, or set SWITCHYARD_CONSOLE=off)`,
+      { key: 'SWITCHYARD_CONSOLE_TOKEN' },
+    );
+  }
   const clock = opts.clock ?? systemClock;
   const metrics = opts.metrics ?? createMetrics({ defaults: true });
   const ns = opts.namespace ?? 'switchyard';
@@ -216,8 +227,6 @@ export async function startSwitchyard(
     const sinks: Partial<Record<Surface, SuggestionSink>> = {};
     const surfaces: string[] = [];
     let alertService: AlertService | undefined;
-    const consoleOn =
-      env.SWITCHYARD_CONSOLE === undefined ? config.platform === 'local' : env.SWITCHYARD_CONSOLE === 'on';
     let consoleSurface: ConsoleSurface | undefined;
     if (consoleOn) {
       consoleSurface = new ConsoleSurface({ clock, planLookup: async (id) => (await flow.get(id))?.plan });
@@ -301,6 +310,7 @@ export async function startSwitchyard(
       const service = alertService;
       const consoleRoutes = registerConsole(http, {
         surface: consoleSurface,
+        ...(env.SWITCHYARD_CONSOLE_TOKEN === undefined ? {} : { token: env.SWITCHYARD_CONSOLE_TOKEN }),
         chat,
         flow,
         platform,
@@ -393,4 +403,13 @@ export async function startSwitchyard(
     await stop();
     throw e;
   }
+}
+
+/** Whether `host` is a loopback address (127.0.0.0/8, ::1, localhost): reachable from this machine only. */
+export function isLoopbackHost(host: string): boolean {
+  const h = host
+    .trim()
+    .toLowerCase()
+    .replace(/^\[|\]$/g, '');
+  return h === 'localhost' || h === '::1' || /^127(\.\d{1,3}){3}$/.test(h);
 }

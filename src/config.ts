@@ -33,6 +33,16 @@ export const envSchema = z.object({
   SWITCHYARD_DATA_DIR: optionalString,
   /** The local console page: on by default with the local platform, off otherwise. */
   SWITCHYARD_CONSOLE: z.enum(['on', 'off'], { error: 'expected on or off' }).optional(),
+  /**
+   * Login of the console: when set, the page and its API need it (open `/?token=<token>` once; a
+   * SameSite=Strict cookie carries it, or send `Authorization: Bearer <token>`). Required when the
+   * console listens on an address other machines can reach.
+   */
+  SWITCHYARD_CONSOLE_TOKEN: z
+    .string()
+    .trim()
+    .min(16, 'expected a token of at least 16 characters')
+    .optional(),
   /** Whether this bot process runs a switch worker (`off`: a replica that only takes commands). */
   SWITCHYARD_WORKER: z.enum(['on', 'off'], { error: 'expected on or off' }).default('on'),
   PLATFORM: z

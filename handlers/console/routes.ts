@@ -3,6 +3,7 @@
  * small JSON API the page calls (commands, clicks, the live platform panel, simulated pushes and
  * alerts). Every body is zod-parsed; bad input answers 400 naming the field.
  */
+import { createHash, timingSafeEqual } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { z } from 'zod';
@@ -11,7 +12,14 @@ import type { Clock } from '../../src/clock.js';
 import { systemClock } from '../../src/clock.js';
 import { formatIssues } from '../../src/config.js';
 import type { Flow } from '../../src/flow.js';
-import { BodyTooLargeError, type HttpServer, readBody, sendJson, sendText } from '../../src/http.js';
+import {
+  BodyTooLargeError,
+  type Handler,
+  type HttpServer,
+  readBody,
+  sendJson,
+  sendText,
+} from '../../src/http.js';
 import type { Logger } from '../../src/log.js';
 import type { Metrics } from '../../src/metrics.js';
 import type { DeployPlatform, PlatformEvent } from '../../src/platform/port.js';
@@ -55,6 +63,12 @@ export interface ConsoleDeps {
     message?: string;
     fail?: boolean;
   }) => Promise<{ id: string }>;
+  /**
+   * When set, every console route but `/console/health` needs this token (`SWITCHYARD_CONSOLE_TOKEN`):
+   * `GET /?token=…` sets a SameSite=Strict, HttpOnly cookie and redirects to the page; API callers may
+   * send `Authorization: Bearer …`. Anything else gets 401 and changes nothing.
+   */
+  readonly token?: string;
   /** Fires a test alert (generic source) for an environment. */
   readonly fireAlert?: (environment: string, title: string) => Promise<string>;
 }
@@ -84,14 +98,63 @@ async function parseBody<T>(
 
 const PAGE_URL = new URL('./page.html', import.meta.url);
 
+/** Name of the cookie that carries the console token. */
+export const CONSOLE_COOKIE = 'sy_console';
+
+function sameSecret(given: string | undefined, token: string): boolean {
+  if (given === undefined) return false;
+  const a = createHash('sha256').update(given).digest();
+  const b = createHash('sha256').update(token).digest();
+  return timingSafeEqual(a, b);
+}
+
+/** The console token a request carries: its bearer token, else its console cookie. */
+function presentedToken(req: IncomingMessage): string | undefined {
+  const auth = req.headers.authorization;
+  if (auth?.startsWith('Bearer ')) return auth.slice('Bearer '.length).trim();
+  for (const part of (req.headers.cookie ?? '').split(';')) {
+    const [name, ...rest] = part.trim().split('=');
+    if (name === CONSOLE_COOKIE) return decodeURIComponent(rest.join('='));
+  }
+  return undefined;
+}
+
 /** Registers the console routes on the shared HTTP server. */
 export function registerConsole(http: HttpServer, deps: ConsoleDeps): { close(): void } {
   const clock = deps.clock ?? systemClock;
   const page = readFileSync(PAGE_URL, 'utf8');
   const streams = new Set<ServerResponse>();
   const actor = (user: string) => ({ surface: 'console' as const, userId: user, displayName: user });
+  const token = deps.token;
+  const unauthorized = (res: ServerResponse) =>
+    sendJson(res, 401, {
+      error: 'unauthorized',
+      message: 'the console needs its token (SWITCHYARD_CONSOLE_TOKEN): open /?token=<token> once',
+    });
+  // Every console route but the health check goes through this when a token is configured.
+  const guarded = (handler: Handler): Handler =>
+    token === undefined
+      ? handler
+      : (req, res, params) => {
+          if (sameSecret(presentedToken(req), token)) return handler(req, res, params);
+          unauthorized(res);
+        };
 
-  http.route('GET', '/', (_req, res) => {
+  http.route('GET', '/', (req, res) => {
+    if (token !== undefined && !sameSecret(presentedToken(req), token)) {
+      const given = new URL(req.url ?? '/', 'http://x').searchParams.get('token') ?? undefined;
+      if (!sameSecret(given, token)) {
+        sendText(res, 401, 'Switchyard console: open this address with ?token=<SWITCHYARD_CONSOLE_TOKEN>.\n');
+        return;
+      }
+      // Logged in: keep the token in a cookie only this site sends, and drop it from the address bar.
+      res.writeHead(303, {
+        location: '/',
+        'set-cookie': `${CONSOLE_COOKIE}=${encodeURIComponent(token)}; HttpOnly; SameSite=Strict; Path=/`,
+      });
+      res.end();
+      return;
+    }
     res.writeHead(200, {
       'content-type': 'text/html; charset=utf-8',
       'content-security-policy':
@@ -101,161 +164,194 @@ export function registerConsole(http: HttpServer, deps: ConsoleDeps): { close():
     res.end(page);
   });
 
-  http.route('GET', '/console/api/timeline', (req, res) => {
-    const user = new URL(req.url ?? '/', 'http://x').searchParams.get('user') ?? undefined;
-    sendJson(res, 200, { entries: deps.surface.timeline(user) });
-  });
+  http.route(
+    'GET',
+    '/console/api/timeline',
+    guarded((req, res) => {
+      const user = new URL(req.url ?? '/', 'http://x').searchParams.get('user') ?? undefined;
+      sendJson(res, 200, { entries: deps.surface.timeline(user) });
+    }),
+  );
 
-  http.route('GET', '/console/events', (req, res) => {
-    const user = new URL(req.url ?? '/', 'http://x').searchParams.get('user') ?? undefined;
-    res.writeHead(200, {
-      'content-type': 'text/event-stream; charset=utf-8',
-      'cache-control': 'no-cache, no-transform',
-      connection: 'keep-alive',
-    });
-    res.write(`event: hello\ndata: ${JSON.stringify({ at: clock.now() })}\n\n`);
-    streams.add(res);
-    const off = deps.surface.onEntry((entry: ConsoleEntry) => {
-      if (entry.visibleTo !== undefined && entry.visibleTo !== user) return;
-      res.write(`event: entry\ndata: ${JSON.stringify(entry)}\n\n`);
-    });
-    const offPlatform = deps.platform.subscribe?.((event: PlatformEvent) => {
-      res.write(`event: platform\ndata: ${JSON.stringify(event)}\n\n`);
-    });
-    const heartbeat = setInterval(() => res.write(': keep-alive\n\n'), 15_000);
-    heartbeat.unref();
-    req.on('close', () => {
-      off();
-      offPlatform?.();
-      clearInterval(heartbeat);
-      streams.delete(res);
-    });
-  });
+  http.route(
+    'GET',
+    '/console/events',
+    guarded((req, res) => {
+      const user = new URL(req.url ?? '/', 'http://x').searchParams.get('user') ?? undefined;
+      res.writeHead(200, {
+        'content-type': 'text/event-stream; charset=utf-8',
+        'cache-control': 'no-cache, no-transform',
+        connection: 'keep-alive',
+      });
+      res.write(`event: hello\ndata: ${JSON.stringify({ at: clock.now() })}\n\n`);
+      streams.add(res);
+      const off = deps.surface.onEntry((entry: ConsoleEntry) => {
+        if (entry.visibleTo !== undefined && entry.visibleTo !== user) return;
+        res.write(`event: entry\ndata: ${JSON.stringify(entry)}\n\n`);
+      });
+      const offPlatform = deps.platform.subscribe?.((event: PlatformEvent) => {
+        res.write(`event: platform\ndata: ${JSON.stringify(event)}\n\n`);
+      });
+      const heartbeat = setInterval(() => res.write(': keep-alive\n\n'), 15_000);
+      heartbeat.unref();
+      req.on('close', () => {
+        off();
+        offPlatform?.();
+        clearInterval(heartbeat);
+        streams.delete(res);
+      });
+    }),
+  );
 
-  http.route('POST', '/console/api/command', async (req, res) => {
-    const body = await parseBody(req, res, commandBody);
-    if (!body) return;
-    const text = body.text.trim();
-    const m = /^\/(\S+)\s*(.*)$/s.exec(text);
-    if (!m) {
+  http.route(
+    'POST',
+    '/console/api/command',
+    guarded(async (req, res) => {
+      const body = await parseBody(req, res, commandBody);
+      if (!body) return;
+      const text = body.text.trim();
+      const m = /^\/(\S+)\s*(.*)$/s.exec(text);
+      if (!m) {
+        deps.surface.postUser(body.user, text);
+        sendJson(res, 200, { ok: true });
+        return;
+      }
+      const name = m[1] ?? '';
       deps.surface.postUser(body.user, text);
-      sendJson(res, 200, { ok: true });
-      return;
-    }
-    const name = m[1] ?? '';
-    deps.surface.postUser(body.user, text);
-    const reply = await deps.chat.command(actor(body.user), name, commandArgs(m[2] ?? ''));
-    deps.metrics?.commands.inc({
-      surface: 'console',
-      command: name,
-      outcome: reply.visibility === 'channel' ? 'ok' : 'refused',
-    });
-    const ref = deps.surface.postView(
-      reply.view,
-      reply.visibility === 'ephemeral' ? { visibleTo: body.user } : {},
-    );
-    if (reply.planId) await deps.flow.attachMessage(reply.planId, ref);
-    sendJson(res, 200, { ok: true, messageId: ref.messageId });
-  });
-
-  http.route('POST', '/console/api/action', async (req, res) => {
-    const body = await parseBody(req, res, actionBody);
-    if (!body) return;
-    const out = await deps.chat.click(actor(body.user), body.actionId);
-    deps.metrics?.clicks.inc({
-      surface: 'console',
-      action: body.actionId.split(':')[1] ?? 'unknown',
-      outcome: out.outcome,
-    });
-    if (out.update) deps.surface.updateView(body.messageId, out.update);
-    if (out.ephemeral) deps.surface.postView(out.ephemeral, { visibleTo: body.user });
-    if (out.post) {
+      const reply = await deps.chat.command(actor(body.user), name, commandArgs(m[2] ?? ''));
+      deps.metrics?.commands.inc({
+        surface: 'console',
+        command: name,
+        outcome: reply.visibility === 'channel' ? 'ok' : 'refused',
+      });
       const ref = deps.surface.postView(
-        out.post.view,
-        out.post.visibility === 'ephemeral' ? { visibleTo: body.user } : {},
+        reply.view,
+        reply.visibility === 'ephemeral' ? { visibleTo: body.user } : {},
       );
-      if (out.post.planId) await deps.flow.attachMessage(out.post.planId, ref);
-    }
-    sendJson(res, 200, { ok: true, outcome: out.outcome, ...(out.jobId ? { jobId: out.jobId } : {}) });
-  });
+      if (reply.planId) await deps.flow.attachMessage(reply.planId, ref);
+      sendJson(res, 200, { ok: true, messageId: ref.messageId });
+    }),
+  );
 
-  http.route('GET', '/console/api/platform', async (_req, res) => {
-    const envs = await deps.platform.listEnvironments();
-    const environments = await Promise.all(
-      envs.map(async (slug) => {
-        const [snap, routes] = await Promise.all([deps.platform.snapshot(slug), deps.platform.routing(slug)]);
-        const probes = deps.platform.probe
-          ? await Promise.all(routes.map((r) => deps.platform.probe?.(r.hostname, AbortSignal.timeout(2000))))
-          : [];
-        return {
-          slug,
-          kind: snap.environment.kind,
-          rolledBack: snap.environment.rolledBack,
-          rolledBackAt: snap.environment.rolledBackAt ?? null,
-          rolledBackBy: snap.environment.rolledBackBy ?? null,
-          current: snap.environment.currentDeploymentId ?? null,
-          deployments: snap.deployments.slice(0, 12).map((d) => ({
-            id: d.id,
-            status: d.status,
-            branch: d.branch,
-            message: d.commit.message,
-            createdAt: d.createdAt,
-          })),
-          domains: routes.map((r, i) => ({
-            hostname: r.hostname,
-            stickiness: r.stickiness,
-            routedTo: r.deploymentId ?? null,
-            servedBy: probes[i]?.deploymentId ?? null,
-            status: probes[i]?.status ?? null,
-          })),
-        };
-      }),
-    );
-    sendJson(res, 200, {
-      platform: deps.platform.name,
-      now: clock.now(),
-      canPush: Boolean(deps.push),
-      canAlert: Boolean(deps.fireAlert),
-      environments,
-    });
-  });
-
-  http.route('POST', '/console/api/push', async (req, res) => {
-    if (!deps.push) {
-      sendJson(res, 404, {
-        error: 'not_available',
-        message: 'simulated pushes exist only on the local platform',
+  http.route(
+    'POST',
+    '/console/api/action',
+    guarded(async (req, res) => {
+      const body = await parseBody(req, res, actionBody);
+      if (!body) return;
+      const out = await deps.chat.click(actor(body.user), body.actionId);
+      deps.metrics?.clicks.inc({
+        surface: 'console',
+        action: body.actionId.split(':')[1] ?? 'unknown',
+        outcome: out.outcome,
       });
-      return;
-    }
-    const body = await parseBody(req, res, pushBody);
-    if (!body) return;
-    try {
-      const d = await deps.push({
-        environment: body.environment,
-        ...(body.branch === undefined ? {} : { branch: body.branch }),
-        ...(body.message === undefined ? {} : { message: body.message }),
-        ...(body.fail === undefined ? {} : { fail: body.fail }),
-      });
-      sendJson(res, 201, { ok: true, deploymentId: d.id });
-    } catch (e) {
-      sendJson(res, 400, { error: 'push_refused', message: (e as Error).message });
-    }
-  });
+      if (out.update) deps.surface.updateView(body.messageId, out.update);
+      if (out.ephemeral) deps.surface.postView(out.ephemeral, { visibleTo: body.user });
+      if (out.post) {
+        const ref = deps.surface.postView(
+          out.post.view,
+          out.post.visibility === 'ephemeral' ? { visibleTo: body.user } : {},
+        );
+        if (out.post.planId) await deps.flow.attachMessage(out.post.planId, ref);
+      }
+      sendJson(res, 200, { ok: true, outcome: out.outcome, ...(out.jobId ? { jobId: out.jobId } : {}) });
+    }),
+  );
 
-  http.route('POST', '/console/api/alert', async (req, res) => {
-    if (!deps.fireAlert) {
-      sendJson(res, 404, { error: 'not_available', message: 'alerts are not wired in this process' });
-      return;
-    }
-    const body = await parseBody(req, res, alertBody);
-    if (!body) return;
-    const outcome = await deps.fireAlert(
-      body.environment,
-      body.title ?? `High error rate on ${body.environment}`,
-    );
-    sendJson(res, 202, { ok: true, outcome });
-  });
+  http.route(
+    'GET',
+    '/console/api/platform',
+    guarded(async (_req, res) => {
+      const envs = await deps.platform.listEnvironments();
+      const environments = await Promise.all(
+        envs.map(async (slug) => {
+          const [snap, routes] = await Promise.all([
+            deps.platform.snapshot(slug),
+            deps.platform.routing(slug),
+          ]);
+          const probes = deps.platform.probe
+            ? await Promise.all(
+                routes.map((r) => deps.platform.probe?.(r.hostname, AbortSignal.timeout(2000))),
+              )
+            : [];
+          return {
+            slug,
+            kind: snap.environment.kind,
+            rolledBack: snap.environment.rolledBack,
+            rolledBackAt: snap.environment.rolledBackAt ?? null,
+            rolledBackBy: snap.environment.rolledBackBy ?? null,
+            current: snap.environment.currentDeploymentId ?? null,
+            deployments: snap.deployments.slice(0, 12).map((d) => ({
+              id: d.id,
+              status: d.status,
+              branch: d.branch,
+              message: d.commit.message,
+              createdAt: d.createdAt,
+            })),
+            domains: routes.map((r, i) => ({
+              hostname: r.hostname,
+              stickiness: r.stickiness,
+              routedTo: r.deploymentId ?? null,
+              servedBy: probes[i]?.deploymentId ?? null,
+              status: probes[i]?.status ?? null,
+            })),
+          };
+        }),
+      );
+      sendJson(res, 200, {
+        platform: deps.platform.name,
+        now: clock.now(),
+        canPush: Boolean(deps.push),
+        canAlert: Boolean(deps.fireAlert),
+        environments,
+      });
+    }),
+  );
+
+  http.route(
+    'POST',
+    '/console/api/push',
+    guarded(async (req, res) => {
+      if (!deps.push) {
+        sendJson(res, 404, {
+          error: 'not_available',
+          message: 'simulated pushes exist only on the local platform',
+        });
+        return;
+      }
+      const body = await parseBody(req, res, pushBody);
+      if (!body) return;
+      try {
+        const d = await deps.push({
+          environment: body.environment,
+          ...(body.branch === undefined ? {} : { branch: body.branch }),
+          ...(body.message === undefined ? {} : { message: body.message }),
+          ...(body.fail === undefined ? {} : { fail: body.fail }),
+        });
+        sendJson(res, 201, { ok: true, deploymentId: d.id });
+      } catch (e) {
+        sendJson(res, 400, { error: 'push_refused', message: (e as Error).message });
+      }
+    }),
+  );
+
+  http.route(
+    'POST',
+    '/console/api/alert',
+    guarded(async (req, res) => {
+      if (!deps.fireAlert) {
+        sendJson(res, 404, { error: 'not_available', message: 'alerts are not wired in this process' });
+        return;
+      }
+      const body = await parseBody(req, res, alertBody);
+      if (!body) return;
+      const outcome = await deps.fireAlert(
+        body.environment,
+        body.title ?? `High error rate on ${body.environment}`,
+      );
+      sendJson(res, 202, { ok: true, outcome });
+    }),
+  );
 
   http.route('GET', '/console/health', (_req, res) => sendText(res, 200, 'ok'));
 

@@ -1,0 +1,103 @@
+/**
+ * The console's login (SWITCHYARD_CONSOLE_TOKEN) on the real app: without the token every console route
+ * but the health check answers 401 and changes nothing; `/?token=` sets a SameSite=Strict HttpOnly cookie
+ * and redirects; the cookie or a bearer token opens the page and the API. A console on an address other
+ * machines can reach refuses to start without a token, before anything is bound.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { isLoopbackHost } from '../../handlers/app.js';
+import { parseEnv } from '../../src/config.js';
+import { ConfigError } from '../../src/errors.js';
+import { startTestSwitchyard, type TestSwitchyard } from '../support/switchyard.js';
+
+const TOKEN = 'console-token-0123456789abcdef';
+let app: TestSwitchyard;
+
+beforeAll(async () => {
+  app = await startTestSwitchyard({ env: { SWITCHYARD_CONSOLE_TOKEN: TOKEN } });
+});
+
+afterAll(async () => {
+  await app?.close();
+});
+
+const command = (headers: Record<string, string> = {}) =>
+  fetch(`${app.baseUrl}/console/api/command`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', ...headers },
+    body: JSON.stringify({ user: 'mallory', text: '/rollback production' }),
+  });
+
+describe('console login', () => {
+  it('refuses the page and every API route without the token, and acts on nothing', async () => {
+    const page = await fetch(`${app.baseUrl}/`, { redirect: 'manual' });
+    expect(page.status).toBe(401);
+    expect(await page.text()).toContain('?token=');
+    expect((await fetch(`${app.baseUrl}/?token=wrong-token-0123456789`, { redirect: 'manual' })).status).toBe(
+      401,
+    );
+    const refused = await command();
+    expect(refused.status).toBe(401);
+    expect(((await refused.json()) as { error: string }).error).toBe('unauthorized');
+    expect((await command({ authorization: 'Bearer nope' })).status).toBe(401);
+    for (const path of ['/console/api/timeline?user=mallory', '/console/api/platform', '/console/events']) {
+      expect((await fetch(`${app.baseUrl}${path}`)).status).toBe(401);
+    }
+    expect((await fetch(`${app.baseUrl}/console/health`)).status).toBe(200);
+    // Nothing was planned: the timeline (read with the token) is empty.
+    const timeline = await fetch(`${app.baseUrl}/console/api/timeline?user=mallory`, {
+      headers: { authorization: `Bearer ${TOKEN}` },
+    });
+    expect(((await timeline.json()) as { entries: unknown[] }).entries).toEqual([]);
+  });
+
+  it('logs in through /?token= with a SameSite=Strict HttpOnly cookie; the cookie or a bearer token opens the API', async () => {
+    const login = await fetch(`${app.baseUrl}/?token=${TOKEN}`, { redirect: 'manual' });
+    expect(login.status).toBe(303);
+    expect(login.headers.get('location')).toBe('/');
+    const cookie = login.headers.get('set-cookie') ?? '';
+    expect(cookie).toMatch(/^sy_console=/);
+    expect(cookie).toContain('HttpOnly');
+    expect(cookie).toContain('SameSite=Strict');
+    const jar = cookie.split(';')[0] ?? '';
+
+    const page = await fetch(`${app.baseUrl}/`, { headers: { cookie: jar } });
+    expect(page.status).toBe(200);
+    expect(page.headers.get('content-type')).toContain('text/html');
+    const planned = await command({ cookie: jar });
+    expect(planned.status).toBe(200);
+    const withBearer = await fetch(`${app.baseUrl}/console/api/platform`, {
+      headers: { authorization: `Bearer ${TOKEN}` },
+    });
+    expect(withBearer.status).toBe(200);
+  });
+});
+
+describe('console on a reachable address', () => {
+  it('refuses to start without a token, naming SWITCHYARD_CONSOLE_TOKEN', async () => {
+    const started = startTestSwitchyard({ env: { HOST: '0.0.0.0' } });
+    const error = await started.then(
+      async (a) => {
+        await a.close();
+        return undefined;
+      },
+      (e: unknown) => e,
+    );
+    expect(error).toBeInstanceOf(ConfigError);
+    expect((error as ConfigError).message).toMatch(/^SWITCHYARD_CONSOLE_TOKEN: got nothing/);
+    expect((error as ConfigError).message).toContain('HOST=0.0.0.0');
+  });
+
+  it('refuses a short token at start, naming the key', () => {
+    expect(() => parseEnv({ SWITCHYARD_CONSOLE_TOKEN: 'short' })).toThrow(
+      /SWITCHYARD_CONSOLE_TOKEN: got \(redacted\), expected a token of at least 16 characters/,
+    );
+  });
+
+  it('knows which addresses are loopback', () => {
+    for (const h of ['127.0.0.1', '127.1.2.3', 'localhost', '::1', '[::1]'])
+      expect(isLoopbackHost(h)).toBe(true);
+    for (const h of ['0.0.0.0', '::', '10.0.0.5', 'switchyard.internal'])
+      expect(isLoopbackHost(h)).toBe(false);
+  });
+});
