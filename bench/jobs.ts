@@ -8,7 +8,9 @@
  *      operation follow, traffic verification, progress, audit) → job completed, sequential: with new
  *      plans (rollback; push and promote), and with the same plans repeated (each replaces its
  *      ended job);
- *   4. throughput: 10 environments switching at once, rounds of rollback/promote.
+ *   4. the ideal switch job: a bare BullMQ job whose processor takes a lock and runs the platform's
+ *      switch as in 2 (no re-validation, progress, audit or claim), the floor of the ratio here;
+ *   5. throughput: 10 environments switching at once, rounds of rollback/promote.
  * The sequential measurements run in interleaved blocks, so a shared machine's drift hits all alike.
  * Prints p50/p99 of each, the overhead ratio (Switchyard − platform) / bare (target ≤ 1.5) and
  * switches/s. Uses REDIS_URL, else spawns a private redis-server. Asserts nothing; bounded runtime.
@@ -62,6 +64,10 @@ export interface JobsBenchResult {
   readonly switchyard: Latency;
   /** The same two plans over and over (each replaces the ended job of the same plan). */
   readonly repeat: Latency;
+  /** The ideal switch job: a bare BullMQ job taking a lock and running the platform's switch. */
+  readonly ideal: Latency;
+  /** (ideal p50 − platform p50) / bare p50: the floor of the overhead ratio on this machine. */
+  readonly idealOverheadRatioP50: number;
   /** (Switchyard p50 − platform p50) / bare p50, new plans. */
   readonly overheadRatioP50: number;
   /** (Switchyard p99 − platform p99) / bare p99, new plans. */
@@ -189,10 +195,10 @@ export async function runJobsBench(opts: JobsBenchOptions = {}): Promise<JobsBen
 
     // ---------------------------------------------------------------- the platform
     // Environments: 0 the platform baseline, 1 Switchyard with new plans, 2 Switchyard repeating one
-    // pair of plans, 3.. the throughput phase.
+    // pair of plans, 3 the ideal job, 4.. the throughput phase.
     const platform = await LocalPlatform.open({
       clock: systemClock,
-      seed: jobsSeed(3 + envCount, Date.now()),
+      seed: jobsSeed(4 + envCount, Date.now()),
       maintenance: false,
       buildTimeMs: 0,
     });
@@ -207,9 +213,9 @@ export async function runJobsBench(opts: JobsBenchOptions = {}): Promise<JobsBen
       return d;
     };
 
-    const platformOnce = async (): Promise<number> => {
-      const plan = await driver('env0', 'new').next();
-      const t0 = performance.now();
+    // The platform's own switch: call, follow its operation, probe every domain until it answers from
+    // the target (what any caller must wait for, with the worker's poll interval).
+    const platformSwitch = async (plan: Plan): Promise<void> => {
       const req = { environment: plan.environment, targetId: plan.target.id };
       const ref = plan.action === 'rollback' ? await platform.rollback(req) : await platform.promote(req);
       for (;;) {
@@ -225,6 +231,56 @@ export async function runJobsBench(opts: JobsBenchOptions = {}): Promise<JobsBen
           await systemClock.sleep(pollMs);
         }
       }
+    };
+    const platformOnce = async (): Promise<number> => {
+      const plan = await driver('env0', 'new').next();
+      const t0 = performance.now();
+      await platformSwitch(plan);
+      return performance.now() - t0;
+    };
+
+    // ---------------------------------------------------------------- the ideal switch job
+    // A bare BullMQ job whose processor takes an environment lock (one EVAL) and runs the platform's
+    // switch as above: no re-validation, progress, audit or claim. The floor of any queued switch here.
+    const idealName = `${tag}-ideal`;
+    const idealConn = createRedis(redisUrl);
+    const idealQueue = new Queue(idealName, { connection: idealConn });
+    const idealWorkerConn = createRedis(redisUrl);
+    const idealPlans = new Map<string, Plan>();
+    const idealLock = `${tag}:ideal-lock`;
+    const idealWorker = new Worker(
+      idealName,
+      async (job) => {
+        await idealWorkerConn.set(idealLock, job.id ?? '', 'PX', 30_000, 'NX');
+        const plan = idealPlans.get(job.id ?? '');
+        if (plan) await platformSwitch(plan);
+        void idealWorkerConn.del(idealLock);
+        return 'ok';
+      },
+      { connection: idealWorkerConn, concurrency: 10 },
+    );
+    idealWorker.on('error', () => undefined);
+    closers.push(async () => {
+      await idealWorker.close();
+      idealWorkerConn.disconnect();
+      await idealQueue.obliterate({ force: true });
+      await idealQueue.close();
+      idealConn.disconnect();
+    });
+    await idealWorker.waitUntilReady();
+    const idealDone = new Map<string, () => void>();
+    idealWorker.on('completed', (job) => idealDone.get(job.id ?? '')?.());
+    let idealSeq = 0;
+    const idealOnce = async (): Promise<number> => {
+      const plan = await driver('env3', 'new').next();
+      const id = `i${idealSeq++}`;
+      idealPlans.set(id, plan);
+      const done = new Promise<void>((resolve) => idealDone.set(id, resolve));
+      const t0 = performance.now();
+      await idealQueue.add('switch', { planId: plan.id }, { jobId: id });
+      await done;
+      idealDone.delete(id);
+      idealPlans.delete(id);
       return performance.now() - t0;
     };
 
@@ -252,7 +308,7 @@ export async function runJobsBench(opts: JobsBenchOptions = {}): Promise<JobsBen
       await handle.close();
       await queue.obliterate();
       await queue.close();
-      for (let i = 0; i < 3 + envCount; i++) await auditRedis.del(audit.key(`env${i}`));
+      for (let i = 0; i < 4 + envCount; i++) await auditRedis.del(audit.key(`env${i}`));
       auditRedis.disconnect();
     });
     await handle.worker.waitUntilReady();
@@ -289,6 +345,7 @@ export async function runJobsBench(opts: JobsBenchOptions = {}): Promise<JobsBen
     // Blocks of each measurement in turn, so that drift in a shared machine's load hits all alike.
     const bareSamples: number[] = [];
     const platformSamples: number[] = [];
+    const idealSamples: number[] = [];
     const freshSamples: number[] = [];
     const repeatSamples: number[] = [];
     const perBlock = Math.max(1, Math.min(20, iterations));
@@ -300,17 +357,19 @@ export async function runJobsBench(opts: JobsBenchOptions = {}): Promise<JobsBen
       };
       for (let i = 0; i < perBlock; i++) keep(bareSamples, await bareOnce());
       for (let i = 0; i < perBlock; i++) keep(platformSamples, await platformOnce());
+      for (let i = 0; i < perBlock; i++) keep(idealSamples, await idealOnce());
       for (let i = 0; i < perBlock; i++) keep(freshSamples, await switchOnce('env1', 'new'));
       for (let i = 0; i < perBlock; i++) keep(repeatSamples, await switchOnce('env2', 'repeat'));
     }
     const bare = stats(bareSamples);
     const platformLatency = stats(platformSamples);
+    const ideal = stats(idealSamples);
     const switchyard = stats(freshSamples);
     const repeat = stats(repeatSamples);
 
     // ---------------------------------------------------------------- throughput
     const roundSamples: number[] = [];
-    const envs = Array.from({ length: envCount }, (_, i) => `env${3 + i}`);
+    const envs = Array.from({ length: envCount }, (_, i) => `env${4 + i}`);
     const tStart = performance.now();
     for (let r = 0; r < rounds; r++) {
       const t0 = performance.now();
@@ -333,6 +392,8 @@ export async function runJobsBench(opts: JobsBenchOptions = {}): Promise<JobsBen
       overheadRatioP99: overhead(switchyard).p99,
       repeatOverheadRatioP50: overhead(repeat).p50,
       repeatOverheadRatioP99: overhead(repeat).p99,
+      ideal,
+      idealOverheadRatioP50: overhead(ideal).p50,
       targetFactor: switchyard.p50 / (1.5 * bare.p50 + platformLatency.p50),
       throughputPerSec,
       parallelRoundMs: stats(roundSamples),
@@ -345,6 +406,12 @@ export async function runJobsBench(opts: JobsBenchOptions = {}): Promise<JobsBen
     );
     log(
       `  platform's own switch (call → op succeeded → domains answer)  p50 ${fmt(platformLatency.p50)}  p99 ${fmt(platformLatency.p99)}`,
+    );
+    log(
+      `  ideal switch job (bare job + lock + the platform's switch)    p50 ${fmt(ideal.p50)}  p99 ${fmt(ideal.p99)}`,
+    );
+    log(
+      `    its overhead ratio (ideal − platform) / bare: p50 ${result.idealOverheadRatioP50.toFixed(2)}×  (the floor here: no re-validation, progress, audit or claim)`,
     );
     log(
       `  Switchyard enqueue → verified → completed, new plans          p50 ${fmt(switchyard.p50)}  p99 ${fmt(switchyard.p99)}`,
