@@ -212,7 +212,8 @@ describe('preview idle rule with the router (wake on request)', () => {
     router = undefined;
   });
 
-  it('holds a request with a body while the deployment wakes and streams it through intact; a client that gives up is let go', async () => {
+  /** The demo platform on a ManualClock behind a real router that wakes its deployments. */
+  async function openWithRouter() {
     const clock = new ManualClock();
     let local: LocalPlatform | undefined;
     router = new TrafficRouter({
@@ -223,6 +224,17 @@ describe('preview idle rule with the router (wake on request)', () => {
     const port = await router.listen();
     local = await LocalPlatform.open({ clock, traffic: router, buildTimeMs: 3000, reactivationTimeMs: 1500 });
     platform = local;
+    return { clock, local, port, router };
+  }
+
+  /** Yields until code under test parks one more sleep on the clock (a wake-up started). */
+  async function parked(clock: ManualClock, before: number): Promise<void> {
+    for (let i = 0; i < 100_000 && clock.pending === before; i++) await new Promise((r) => setImmediate(r));
+    expect(clock.pending).toBe(before + 1);
+  }
+
+  it('holds a request with a body while the deployment wakes and streams it through intact; a client that gives up is let go', async () => {
+    const { clock, local, port } = await openWithRouter();
     await clock.advance(PREVIEW_IDLE_MS + 10 * MIN);
     await local.settle();
     expect((await local.getDeployment('dep_p2fe8r'))?.status).toBe('standby');
@@ -233,7 +245,7 @@ describe('preview idle rule with the router (wake on request)', () => {
     const gaveUp = probe(port, 'preview.acme.localhost', { signal: abandoned.signal }).catch(
       (e: unknown) => e,
     );
-    for (let i = 0; i < 100_000 && clock.pending === sleepers; i++) await new Promise((r) => setImmediate(r));
+    await parked(clock, sleepers);
     abandoned.abort();
     expect(await gaveUp).toBeInstanceOf(Error);
 
@@ -275,16 +287,7 @@ describe('preview idle rule with the router (wake on request)', () => {
   });
 
   it('idles a preview deployment holding domains after six hours without a request; the next request wakes it and is answered by it', async () => {
-    const clock = new ManualClock();
-    let local: LocalPlatform | undefined;
-    router = new TrafficRouter({
-      clock,
-      warmSockets: 1,
-      wake: (id) => local?.wake(id) ?? Promise.resolve(false),
-    });
-    const port = await router.listen();
-    local = await LocalPlatform.open({ clock, traffic: router, buildTimeMs: 3000, reactivationTimeMs: 1500 });
-    platform = local;
+    const { clock, local, port, router: traffic } = await openWithRouter();
     const host = 'preview.acme.localhost';
     expect((await probe(port, host)).deploymentId).toBe('dep_p2fe8r');
 
@@ -297,20 +300,19 @@ describe('preview idle rule with the router (wake on request)', () => {
     await clock.advance(40 * MIN);
     await local.settle();
     expect((await local.getDeployment('dep_p2fe8r'))?.status).toBe('standby');
-    expect(router.runningUpstreams()).not.toContain('dep_p2fe8r');
+    expect(traffic.runningUpstreams()).not.toContain('dep_p2fe8r');
     expect((await local.snapshot('preview')).environment.currentDeploymentId).toBe('dep_p2fe8r');
 
     // Two requests arrive: both are held while it wakes (one wake-up), then answered by it.
     const sleepers = clock.pending;
     const first = probe(port, host);
     const second = probe(port, 'feature-search.acme.localhost');
-    for (let i = 0; i < 100_000 && clock.pending === sleepers; i++) await new Promise((r) => setImmediate(r));
-    expect(clock.pending).toBe(sleepers + 1);
+    await parked(clock, sleepers);
     await clock.advance(1500);
     expect(await first).toEqual({ status: 200, deploymentId: 'dep_p2fe8r' });
     expect(await second).toEqual({ status: 200, deploymentId: 'dep_p2fe8r' });
     expect((await local.getDeployment('dep_p2fe8r'))?.status).toBe('ready');
-    expect(router.upstreamStats('dep_p2fe8r')).toMatchObject({ total: 2 });
+    expect(traffic.upstreamStats('dep_p2fe8r')).toMatchObject({ total: 2 });
     // A production deployment in standby does not wake on a request to its deployment domain.
     const standbyProd = await probe(port, 'dep-3hd7xa.acme.localhost');
     expect(standbyProd.status).toBe(503);

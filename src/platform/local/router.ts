@@ -530,16 +530,26 @@ export class TrafficRouter {
       return;
     }
     if (entry === undefined || entry.stopping !== undefined) {
-      this.unavailable++;
-      replyJson(req, res, 503, {
-        error: 'deployment_unavailable',
-        message: `domain "${host}" points to deployment ${deploymentId}, which has no running upstream`,
-        host,
-        deploymentId,
-      });
+      this.replyUnavailable(req, res, host, deploymentId);
       return;
     }
     this.proxy(req, res, entry, deploymentId);
+  }
+
+  /** 503: the domain points to a deployment with no running upstream (and it did not wake). */
+  private replyUnavailable(
+    req: IncomingMessage,
+    res: ServerResponse,
+    host: string,
+    deploymentId: string,
+  ): void {
+    this.unavailable++;
+    replyJson(req, res, 503, {
+      error: 'deployment_unavailable',
+      message: `domain "${host}" points to deployment ${deploymentId}, which has no running upstream`,
+      host,
+      deploymentId,
+    });
   }
 
   /** Holds a request while its deployment is woken, then proxies it (or answers 503). */
@@ -565,13 +575,7 @@ export class TrafficRouter {
           this.proxy(req, res, entry, deploymentId);
           return;
         }
-        this.unavailable++;
-        replyJson(req, res, 503, {
-          error: 'deployment_unavailable',
-          message: `domain "${host}" points to deployment ${deploymentId}, which has no running upstream`,
-          host,
-          deploymentId,
-        });
+        this.replyUnavailable(req, res, host, deploymentId);
       });
   }
 
