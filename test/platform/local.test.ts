@@ -242,9 +242,19 @@ describe('preview idle rule with the router (wake on request)', () => {
     // A client that gives up while the deployment wakes: the wake-up goes on, nothing breaks.
     const sleepers = clock.pending;
     const abandoned = new AbortController();
-    const gaveUp = probe(port, 'preview.acme.localhost', { signal: abandoned.signal }).catch(
-      (e: unknown) => e,
-    );
+    const gaveUp = new Promise<unknown>((resolve) => {
+      const req = httpRequest({
+        host: '127.0.0.1',
+        port,
+        path: '/',
+        headers: { host: 'preview.acme.localhost' },
+        agent: false,
+        signal: abandoned.signal,
+      });
+      req.on('error', resolve);
+      req.on('response', () => resolve('answered'));
+      req.end();
+    });
     await parked(clock, sleepers);
     abandoned.abort();
     expect(await gaveUp).toBeInstanceOf(Error);
@@ -289,12 +299,13 @@ describe('preview idle rule with the router (wake on request)', () => {
   it('idles a preview deployment holding domains after six hours without a request; the next request wakes it and is answered by it', async () => {
     const { clock, local, port, router: traffic } = await openWithRouter();
     const host = 'preview.acme.localhost';
-    expect((await probe(port, host)).deploymentId).toBe('dep_p2fe8r');
+    expect((await get(port, host)).deploymentId).toBe('dep_p2fe8r');
 
-    // A request now and then keeps it running.
+    // A request now and then keeps it running; Switchyard's own probes are not requests.
     await clock.advance(PREVIEW_IDLE_MS - 30 * MIN);
-    expect((await probe(port, host)).status).toBe(200);
+    expect((await get(port, host)).status).toBe(200);
     await clock.advance(PREVIEW_IDLE_MS - 30 * MIN);
+    expect(await probe(port, host)).toEqual({ status: 200, deploymentId: 'dep_p2fe8r' });
     expect((await local.getDeployment('dep_p2fe8r'))?.status).toBe('ready');
     // Six hours without one: standby, upstream stopped, still on its domains.
     await clock.advance(40 * MIN);
@@ -302,11 +313,14 @@ describe('preview idle rule with the router (wake on request)', () => {
     expect((await local.getDeployment('dep_p2fe8r'))?.status).toBe('standby');
     expect(traffic.runningUpstreams()).not.toContain('dep_p2fe8r');
     expect((await local.snapshot('preview')).environment.currentDeploymentId).toBe('dep_p2fe8r');
+    // A probe (the console's domain panel, verification) does not wake it.
+    const sleepers = clock.pending;
+    expect(await probe(port, host)).toEqual({ status: 503, deploymentId: undefined });
+    expect(clock.pending).toBe(sleepers);
 
     // Two requests arrive: both are held while it wakes (one wake-up), then answered by it.
-    const sleepers = clock.pending;
-    const first = probe(port, host);
-    const second = probe(port, 'feature-search.acme.localhost');
+    const first = get(port, host);
+    const second = get(port, 'feature-search.acme.localhost');
     await parked(clock, sleepers);
     await clock.advance(1500);
     expect(await first).toEqual({ status: 200, deploymentId: 'dep_p2fe8r' });
@@ -314,11 +328,32 @@ describe('preview idle rule with the router (wake on request)', () => {
     expect((await local.getDeployment('dep_p2fe8r'))?.status).toBe('ready');
     expect(traffic.upstreamStats('dep_p2fe8r')).toMatchObject({ total: 2 });
     // A production deployment in standby does not wake on a request to its deployment domain.
-    const standbyProd = await probe(port, 'dep-3hd7xa.acme.localhost');
+    const standbyProd = await get(port, 'dep-3hd7xa.acme.localhost');
     expect(standbyProd.status).toBe(503);
     expect((await local.getDeployment('dep_3hd7xa'))?.status).toBe('standby');
   });
 });
+
+/** A plain GET through the router (a visitor, not a Switchyard probe): status and x-deployment-id. */
+function get(port: number, host: string): Promise<{ status: number; deploymentId: string | undefined }> {
+  return new Promise((resolve, reject) => {
+    const req = httpRequest(
+      { host: '127.0.0.1', port, path: '/', headers: { host }, agent: false },
+      (res) => {
+        res.resume();
+        res.on('end', () => {
+          const id = res.headers['x-deployment-id'];
+          resolve({
+            status: res.statusCode ?? 0,
+            deploymentId: typeof id === 'string' && id !== 'none' ? id : undefined,
+          });
+        });
+      },
+    );
+    req.on('error', reject);
+    req.end();
+  });
+}
 
 describe('persistence', () => {
   it('state survives a restart', async () => {

@@ -31,7 +31,13 @@ import { type Dispatcher, Pool } from 'undici';
 import { type Clock, systemClock } from '../../clock.js';
 import { SwitchyardError } from '../../errors.js';
 import type { ProbeResult } from '../port.js';
-import { type DeploymentInfo, Upstream, type UpstreamStats, WARMUP_HEADER } from './upstream.js';
+import {
+  type DeploymentInfo,
+  PROBE_HEADER,
+  Upstream,
+  type UpstreamStats,
+  WARMUP_HEADER,
+} from './upstream.js';
 
 export type { DeploymentInfo, UpstreamStats } from './upstream.js';
 
@@ -525,7 +531,12 @@ export class TrafficRouter {
       return;
     }
     const entry = this.entries.get(deploymentId);
-    if ((entry === undefined || entry.stopping !== undefined) && !this.closing) {
+    // Switchyard's own probes ask who serves a domain; they never wake a sleeping deployment.
+    if (
+      (entry === undefined || entry.stopping !== undefined) &&
+      !this.closing &&
+      req.headers[PROBE_HEADER] === undefined
+    ) {
       this.wakeThenProxy(req, res, host, deploymentId, this.options.wake);
       return;
     }
@@ -784,7 +795,7 @@ export function probe(
         port: routerPort,
         path,
         method: 'GET',
-        headers: { host: hostname, accept: 'application/json' },
+        headers: { host: hostname, accept: 'application/json', [PROBE_HEADER]: '1' },
         agent: false,
         signal,
       },

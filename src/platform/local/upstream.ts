@@ -65,6 +65,13 @@ const KEEP_ALIVE_TIMEOUT_MS = 0;
  */
 export const WARMUP_HEADER = 'x-switchyard-warmup';
 
+/**
+ * Request header marking Switchyard's own probe (who serves this domain?): answered as any request,
+ * but not traffic for the idle rule, so verification and the console's domain panel never keep a
+ * preview deployment awake.
+ */
+export const PROBE_HEADER = 'x-switchyard-probe';
+
 /** Events emitted by an Upstream. */
 export interface UpstreamEvents {
   /** A request arrived (after the counters were updated). */
@@ -234,9 +241,11 @@ export class Upstream extends EventEmitter<UpstreamEvents> {
       return;
     }
     this.inFlightCount++;
-    this.totalCount++;
-    this.lastRequestAtMs = this.clock.now();
-    res.once('close', () => this.finished());
+    if (req.headers[PROBE_HEADER] === undefined) {
+      this.totalCount++;
+      this.lastRequestAtMs = this.clock.now();
+    }
+    res.once('close', () => this.finished(req.headers[PROBE_HEADER] === undefined));
     req.on('error', () => res.destroy());
     this.emit('request', req);
     if (this.holds > 0) {
@@ -277,9 +286,10 @@ export class Upstream extends EventEmitter<UpstreamEvents> {
     res.end(req.method === 'HEAD' ? undefined : body);
   }
 
-  private finished(): void {
+  /** A request ended; `traffic` is false for Switchyard's own probes (not traffic for the idle rule). */
+  private finished(traffic: boolean): void {
     this.inFlightCount--;
-    this.lastRequestAtMs = this.clock.now();
+    if (traffic) this.lastRequestAtMs = this.clock.now();
     if (this.inFlightCount === 0) this.emit('idle');
   }
 }
