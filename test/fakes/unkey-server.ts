@@ -430,60 +430,48 @@ export class UnkeyFakeServer {
     }
 
     if (req.method !== 'POST' || !req.url?.startsWith('/v2/')) {
-      return send(
+      return sendProblem(
         res,
+        requestId,
         404,
-        errorBody(
-          requestId,
-          404,
-          'Not Found',
-          `${req.method} ${req.url} not found`,
-          'application/invalid_input',
-        ),
+        'Not Found',
+        `${req.method} ${req.url} not found`,
+        'application/invalid_input',
       );
     }
 
     // Authentication: missing or non-Bearer header → 400, unknown key → 401.
     const auth = req.headers.authorization;
     if (auth === undefined || auth === '') {
-      return send(
+      return sendProblem(
         res,
+        requestId,
         400,
-        errorBody(
-          requestId,
-          400,
-          'Bad Request',
-          'Authorization header is required but was not provided',
-          'authentication/missing',
-        ),
+        'Bad Request',
+        'Authorization header is required but was not provided',
+        'authentication/missing',
       );
     }
     const m = /^Bearer (.+)$/.exec(auth);
     if (!m?.[1]) {
-      return send(
+      return sendProblem(
         res,
+        requestId,
         400,
-        errorBody(
-          requestId,
-          400,
-          'Bad Request',
-          'Authorization header must use the Bearer scheme',
-          'authentication/malformed',
-        ),
+        'Bad Request',
+        'Authorization header must use the Bearer scheme',
+        'authentication/malformed',
       );
     }
     const permissions = this.opts.rootKeys[m[1]];
     if (permissions === undefined) {
-      return send(
+      return sendProblem(
         res,
+        requestId,
         401,
-        errorBody(
-          requestId,
-          401,
-          'Unauthorized',
-          'The provided root key is invalid.',
-          'authentication/key_not_found',
-        ),
+        'Unauthorized',
+        'The provided root key is invalid.',
+        'authentication/key_not_found',
       );
     }
 
@@ -498,16 +486,13 @@ export class UnkeyFakeServer {
       case 'deployments.promoteDeployment':
         return this.switch(res, requestId, body, permissions, 'promote');
       default:
-        return send(
+        return sendProblem(
           res,
+          requestId,
           404,
-          errorBody(
-            requestId,
-            404,
-            'Not Found',
-            `POST Path '/v2/${endpoint}' not found`,
-            'application/invalid_input',
-          ),
+          'Not Found',
+          `POST Path '/v2/${endpoint}' not found`,
+          'application/invalid_input',
         );
     }
   }
@@ -556,36 +541,33 @@ export class UnkeyFakeServer {
       );
     }
     if (!permissions.includes('environment.*.read_deployment')) {
-      return send(
+      return sendProblem(
         res,
+        requestId,
         403,
-        errorBody(
-          requestId,
-          403,
-          'Forbidden',
-          "Your root key requires the 'environment.*.read_deployment' permission to perform this operation",
-          'authorization/insufficient_permissions',
-        ),
+        'Forbidden',
+        "Your root key requires the 'environment.*.read_deployment' permission to perform this operation",
+        'authorization/insufficient_permissions',
       );
     }
     if (b.project !== undefined && !this.deployments.some((d) => d.project === b.project)) {
-      return send(
+      return sendProblem(
         res,
+        requestId,
         404,
-        errorBody(
-          requestId,
-          404,
-          'Not Found',
-          'The requested project does not exist.',
-          'data/project_not_found',
-        ),
+        'Not Found',
+        'The requested project does not exist.',
+        'data/project_not_found',
       );
     }
     if (b.app !== undefined && !this.deployments.some((d) => d.project === b.project && d.app === b.app)) {
-      return send(
+      return sendProblem(
         res,
+        requestId,
         404,
-        errorBody(requestId, 404, 'Not Found', 'The requested app does not exist.', 'data/app_not_found'),
+        'Not Found',
+        'The requested app does not exist.',
+        'data/app_not_found',
       );
     }
     if (
@@ -594,16 +576,13 @@ export class UnkeyFakeServer {
         (d) => d.project === b.project && d.app === b.app && d.environment === b.environment,
       )
     ) {
-      return send(
+      return sendProblem(
         res,
+        requestId,
         404,
-        errorBody(
-          requestId,
-          404,
-          'Not Found',
-          'The requested environment does not exist.',
-          'data/environment_not_found',
-        ),
+        'Not Found',
+        'The requested environment does not exist.',
+        'data/environment_not_found',
       );
     }
     const all = this.deployments
@@ -653,16 +632,13 @@ export class UnkeyFakeServer {
     const d = this.find((body as { deploymentId: string }).deploymentId);
     // Without read permission Unkey answers 404 too, so existence never leaks.
     if (!d || !allowed(permissions, d, 'read_deployment')) {
-      return send(
+      return sendProblem(
         res,
+        requestId,
         404,
-        errorBody(
-          requestId,
-          404,
-          'Not Found',
-          'The requested deployment does not exist or has been deleted.',
-          'data/deployment_not_found',
-        ),
+        'Not Found',
+        'The requested deployment does not exist or has been deleted.',
+        'data/deployment_not_found',
       );
     }
     return send(res, 200, { meta: { requestId }, data: this.toWire(d) });
@@ -682,21 +658,18 @@ export class UnkeyFakeServer {
       !d ||
       !allowed(permissions, d, action === 'rollback' ? 'rollback_deployment' : 'promote_deployment')
     ) {
-      return send(
+      return sendProblem(
         res,
+        requestId,
         404,
-        errorBody(
-          requestId,
-          404,
-          'Not Found',
-          'The requested deployment does not exist.',
-          'data/deployment_not_found',
-        ),
+        'Not Found',
+        'The requested deployment does not exist.',
+        'data/deployment_not_found',
       );
     }
     const app = this.apps.get(appKey(d));
     const pre = (code: string, detail: string) =>
-      send(res, 412, errorBody(requestId, 412, 'Precondition Failed', detail, `application/${code}`));
+      sendProblem(res, requestId, 412, 'Precondition Failed', detail, `application/${code}`);
     // The documented order: ready; running (not draining); production; app has a current; not current.
     const standby = d.status === 'superseded' && d.desired === 'standby';
     if (d.status !== 'ready' && !standby) return pre('deployment_not_ready', 'The deployment is not ready.');
@@ -756,6 +729,18 @@ function decodeCursor(cursor: string): string | undefined {
 
 function errorBody(requestId: string, status: number, title: string, detail: string, code: string): unknown {
   return { meta: { requestId }, error: { title, detail, status, type: `${ERR}/${code}` } };
+}
+
+/** Answers `status` with Unkey's problem body (`errorBody`). */
+function sendProblem(
+  res: ServerResponse,
+  requestId: string,
+  status: number,
+  title: string,
+  detail: string,
+  code: string,
+): Handled {
+  return send(res, status, errorBody(requestId, status, title, detail, code));
 }
 
 function validationError(requestId: string, e: { location: string; message: string }): unknown {
