@@ -6,9 +6,9 @@
  * server-side rules in their documented order, the rolled-back state (a new push gets no live domain;
  * a promote clears it), and fault injection (429 + Retry-After, 5xx, hanging requests, bad bodies).
  */
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import { type Clock, ManualClock } from '../../src/clock.js';
+import { LoopbackServer } from './loopback-server.js';
 
 export type FakeStatus =
   | 'pending'
@@ -99,34 +99,29 @@ export class UnkeyFakeServer {
   private readonly apps = new Map<string, AppState>();
   private readonly pending: PendingOp[] = [];
   private readonly faults: FakeFault[] = [];
-  private readonly hanging = new Set<ServerResponse>();
   private readonly waiters: { done: () => boolean; resolve: () => void }[] = [];
   private precondition: string | undefined;
   private seq = 0;
   private requestSeq = 0;
-  private server: Server | undefined;
-  url = '';
+  private http: LoopbackServer | undefined;
 
   private constructor(private readonly opts: UnkeyFakeOptions) {}
 
   static async start(opts: UnkeyFakeOptions): Promise<UnkeyFakeServer> {
     const fake = new UnkeyFakeServer(opts);
-    const server = createServer((req, res) => {
+    fake.http = await LoopbackServer.start((req, res) => {
       void fake.handle(req, res);
     });
-    fake.server = server;
-    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-    fake.url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
     return fake;
   }
 
+  /** `http://127.0.0.1:<port>` of the fake. */
+  get url(): string {
+    return this.http?.url ?? '';
+  }
+
   async close(): Promise<void> {
-    for (const res of this.hanging) res.destroy();
-    this.hanging.clear();
-    const server = this.server;
-    if (!server) return;
-    server.closeAllConnections();
-    await new Promise<void>((resolve) => server.close(() => resolve()));
+    await this.http?.close();
   }
 
   // -- test controls -----------------------------------------------------------------------------
@@ -402,8 +397,7 @@ export class UnkeyFakeServer {
       this.faults.splice(faultIndex, 1);
       switch (fault.kind) {
         case 'hang':
-          this.hanging.add(res);
-          res.on('close', () => this.hanging.delete(res));
+          this.http?.hang(res);
           return HANDLED;
         case 'body':
           return send(res, fault.status, fault.body);

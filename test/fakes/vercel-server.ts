@@ -10,9 +10,9 @@
  * after a configurable number of project reads or on command, and faults can be injected (429 with
  * Retry-After, 5xx, hanging requests, bad bodies).
  */
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Clock } from '../../src/clock.js';
+import { LoopbackServer } from './loopback-server.js';
 
 export type FakeReadyState = 'QUEUED' | 'BUILDING' | 'ERROR' | 'INITIALIZING' | 'READY' | 'CANCELED';
 export type FakeJobStatus = 'pending' | 'in-progress' | 'succeeded' | 'failed' | 'skipped';
@@ -114,34 +114,29 @@ export class VercelFakeServer {
   private readonly projects: FakeProject[] = [];
   private readonly deployments: FakeDeployment[] = [];
   private readonly faults: FakeFault[] = [];
-  private readonly hanging = new Set<ServerResponse>();
   private readonly waiters: { done: () => boolean; resolve: () => void }[] = [];
   /** A 400 answered by rollback/promote instead of acting (e.g. a plan limit), when set. */
   private refusal: { code: string; message: string } | undefined;
   private seq = 0;
-  private server: Server | undefined;
-  url = '';
+  private http: LoopbackServer | undefined;
 
   private constructor(private readonly opts: VercelFakeOptions) {}
 
   static async start(opts: VercelFakeOptions): Promise<VercelFakeServer> {
     const fake = new VercelFakeServer(opts);
-    const server = createServer((req, res) => {
+    fake.http = await LoopbackServer.start((req, res) => {
       void fake.handle(req, res);
     });
-    fake.server = server;
-    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-    fake.url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
     return fake;
   }
 
+  /** `http://127.0.0.1:<port>` of the fake. */
+  get url(): string {
+    return this.http?.url ?? '';
+  }
+
   async close(): Promise<void> {
-    for (const res of this.hanging) res.destroy();
-    this.hanging.clear();
-    const server = this.server;
-    if (!server) return;
-    server.closeAllConnections();
-    await new Promise<void>((resolve) => server.close(() => resolve()));
+    await this.http?.close();
   }
 
   // -- test controls -----------------------------------------------------------------------------
@@ -443,8 +438,7 @@ export class VercelFakeServer {
       this.faults.splice(faultIndex, 1);
       switch (fault.kind) {
         case 'hang':
-          this.hanging.add(res);
-          res.on('close', () => this.hanging.delete(res));
+          this.http?.hang(res);
           return HANDLED;
         case 'body':
           return send(res, fault.status, fault.body);
