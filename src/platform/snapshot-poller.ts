@@ -34,6 +34,30 @@ export interface SnapshotPollerOptions {
   readonly snapshot: (environment: string) => Promise<EnvironmentSnapshot>;
 }
 
+/** The `events` option of a remote adapter (Unkey, Vercel): where and how often to poll. */
+export interface PollingEvents {
+  readonly redis: Redis;
+  /** Poll interval (ms); default 15 s. */
+  readonly intervalMs?: number;
+  /** Redis key prefix shared by every replica; default `switchyard:<platform>:poll`. */
+  readonly keyPrefix?: string;
+}
+
+/** The poller of a remote adapter's `events` option, with the defaults every adapter shares. */
+export function pollerFor(
+  platform: string,
+  events: PollingEvents,
+  source: Pick<SnapshotPollerOptions, 'clock' | 'logger' | 'environments' | 'snapshot'>,
+): SnapshotEventPoller {
+  return new SnapshotEventPoller({
+    platform,
+    redis: events.redis,
+    keyPrefix: events.keyPrefix ?? `switchyard:${platform}:poll`,
+    intervalMs: events.intervalMs ?? 15_000,
+    ...source,
+  });
+}
+
 // Replaces the stored state only if it is still what this replica read ('' = absent).
 const CAS = `
 local cur = redis.call('GET', KEYS[1])

@@ -5,7 +5,6 @@
  * Unkey's refusals become RefusalErrors (src/platform/unkey/refusals.ts). Unkey has no per-request
  * deployment header we know of, so there is no `probe`: verification relies on `routing`.
  */
-import type { Redis } from 'ioredis';
 import type { z } from 'zod';
 import type { Clock } from '../../clock.js';
 import { systemClock } from '../../clock.js';
@@ -24,7 +23,7 @@ import type {
   Route,
   SwitchRequest,
 } from '../port.js';
-import { SnapshotEventPoller } from '../snapshot-poller.js';
+import { type PollingEvents, pollerFor, type SnapshotEventPoller } from '../snapshot-poller.js';
 import { UnkeyClient, type UnkeyClientOptions } from './client.js';
 import { classifyDomains, isRolledBack, mapStatus, toDeployment, UNKEY_APEX } from './mapping.js';
 import { type RefusalContext, toRefusal, type UnkeyEndpoint } from './refusals.js';
@@ -60,13 +59,7 @@ export interface UnkeyPlatformOptions {
   /** Apex of Unkey's system hostnames (custom domains are everything else). */
   readonly apex?: string;
   /** Deployment events by polling (`subscribe`); absent: the adapter offers no `subscribe`. */
-  readonly events?: {
-    readonly redis: Redis;
-    /** Poll interval (ms); default 15 s. */
-    readonly intervalMs?: number;
-    /** Redis key prefix shared by every replica; default `switchyard:unkey:poll`. */
-    readonly keyPrefix?: string;
-  };
+  readonly events?: PollingEvents;
 }
 
 /** Defaults of the adapter's tunables. */
@@ -116,11 +109,7 @@ export class UnkeyPlatform implements DeployPlatform {
     this.apex = options.apex ?? unkeyPlatformDefaults.apex;
     const events = options.events;
     if (events !== undefined) {
-      const poller = new SnapshotEventPoller({
-        platform: 'unkey',
-        redis: events.redis,
-        keyPrefix: events.keyPrefix ?? 'switchyard:unkey:poll',
-        intervalMs: events.intervalMs ?? 15_000,
+      const poller = pollerFor('unkey', events, {
         clock: this.clock,
         logger: this.logger,
         environments: () => this.listEnvironments(),

@@ -25,7 +25,7 @@ import type {
   Route,
   SwitchRequest,
 } from '../port.js';
-import { SnapshotEventPoller } from '../snapshot-poller.js';
+import { type PollingEvents, pollerFor, type SnapshotEventPoller } from '../snapshot-poller.js';
 import { type HttpMethod, VercelClient, type VercelClientOptions } from './client.js';
 import {
   classifyDomains,
@@ -75,13 +75,7 @@ export interface VercelPlatformOptions {
   /** Apex of Vercel's own hostnames (custom domains are everything else). */
   readonly apex?: string;
   /** Deployment events by polling (`subscribe`); absent: the adapter offers no `subscribe`. */
-  readonly events?: {
-    readonly redis: import('ioredis').Redis;
-    /** Poll interval (ms); default 15 s. */
-    readonly intervalMs?: number;
-    /** Redis key prefix shared by every replica; default `switchyard:vercel:poll`. */
-    readonly keyPrefix?: string;
-  };
+  readonly events?: PollingEvents;
 }
 
 /** Defaults of the adapter's tunables. */
@@ -133,11 +127,7 @@ export class VercelPlatform implements DeployPlatform {
     this.apex = options.apex ?? vercelPlatformDefaults.apex;
     const events = options.events;
     if (events !== undefined) {
-      const poller = new SnapshotEventPoller({
-        platform: 'vercel',
-        redis: events.redis,
-        keyPrefix: events.keyPrefix ?? 'switchyard:vercel:poll',
-        intervalMs: events.intervalMs ?? 15_000,
+      const poller = pollerFor('vercel', events, {
         clock: this.clock,
         logger: this.logger,
         environments: () => this.listEnvironments(),
