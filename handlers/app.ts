@@ -20,8 +20,7 @@ import { AuditLog } from '../src/audit.js';
 import { ChatService } from '../src/chat.js';
 import { type ChatPoster, suggestionSink } from '../src/chat-sinks.js';
 import { type Clock, systemClock } from '../src/clock.js';
-import type { Config } from '../src/config.js';
-import { ConfigError } from '../src/errors.js';
+import { type Config, consoleEnabled } from '../src/config.js';
 import { Flow } from '../src/flow.js';
 import { HttpServer, sendJson, sendText } from '../src/http.js';
 import type { Logger } from '../src/log.js';
@@ -115,16 +114,7 @@ export async function startSwitchyard(
 ): Promise<RunningSwitchyard> {
   const { config, logger } = opts;
   const env = config.env;
-  const consoleOn =
-    env.SWITCHYARD_CONSOLE === undefined ? config.platform === 'local' : env.SWITCHYARD_CONSOLE === 'on';
-  if (consoleOn && !isLoopbackHost(env.HOST) && env.SWITCHYARD_CONSOLE_TOKEN === undefined) {
-    // The console acts as whoever the page says: other machines must not reach it without a login.
-    // Checked before anything is started or bound.
-    throw new ConfigError(
-      `SWITCHYARD_CONSOLE_TOKEN: got nothing, expected a token of at least 16 characters when the console listens on HOST=${env.HOST}, which other machines can reach (or keep HOST on 127.0.0.1, or set SWITCHYARD_CONSOLE=off)`,
-      { key: 'SWITCHYARD_CONSOLE_TOKEN' },
-    );
-  }
+  const consoleOn = consoleEnabled(env, config.platform);
   const clock = opts.clock ?? systemClock;
   const metrics = opts.metrics ?? createMetrics({ defaults: true });
   const ns = opts.namespace ?? 'switchyard';
@@ -403,13 +393,4 @@ export async function startSwitchyard(
     await stop();
     throw e;
   }
-}
-
-/** Whether `host` is a loopback address (127.0.0.0/8, ::1, localhost): reachable from this machine only. */
-export function isLoopbackHost(host: string): boolean {
-  const h = host
-    .trim()
-    .toLowerCase()
-    .replace(/^\[|\]$/g, '');
-  return h === 'localhost' || h === '::1' || /^127(\.\d{1,3}){3}$/.test(h);
 }

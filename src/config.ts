@@ -268,6 +268,23 @@ export function parseConfigFile(text: string, fileName = 'config'): FileConfig {
 }
 
 /** Loads the whole configuration from env vars and, when `SWITCHYARD_CONFIG` is set, the YAML file. */
+/** Whether the console runs: `SWITCHYARD_CONSOLE`, else on with the local platform only. */
+export function consoleEnabled(
+  env: Pick<EnvConfig, 'SWITCHYARD_CONSOLE'>,
+  platform: Config['platform'],
+): boolean {
+  return env.SWITCHYARD_CONSOLE === undefined ? platform === 'local' : env.SWITCHYARD_CONSOLE === 'on';
+}
+
+/** Whether `host` is a loopback address (127.0.0.0/8, ::1, localhost): reachable from this machine only. */
+export function isLoopbackHost(host: string): boolean {
+  const h = host
+    .trim()
+    .toLowerCase()
+    .replace(/^\[|\]$/g, '');
+  return h === 'localhost' || h === '::1' || /^127(\.\d{1,3}){3}$/.test(h);
+}
+
 export function loadConfig(
   source: Readonly<Record<string, string | undefined>> = process.env,
   readFile: (path: string) => string = (p) => readFileSync(p, 'utf8'),
@@ -289,6 +306,17 @@ export function loadConfig(
     file = fileConfigSchema.parse({});
   }
   const platform = env.PLATFORM ?? file.platform;
+  if (
+    consoleEnabled(env, platform) &&
+    !isLoopbackHost(env.HOST) &&
+    env.SWITCHYARD_CONSOLE_TOKEN === undefined
+  ) {
+    // The console acts as whoever the page says: other machines must not reach it without a login.
+    throw new ConfigError(
+      `SWITCHYARD_CONSOLE_TOKEN: got nothing, expected a token of at least 16 characters when the console listens on HOST=${env.HOST}, which other machines can reach (or keep HOST on 127.0.0.1, or set SWITCHYARD_CONSOLE=off)`,
+      { key: 'SWITCHYARD_CONSOLE_TOKEN' },
+    );
+  }
   if (platform === 'unkey' && !env.UNKEY_ROOT_KEY) {
     throw new ConfigError(
       'UNKEY_ROOT_KEY: got nothing, expected an Unkey root key when the platform is unkey',
