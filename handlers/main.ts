@@ -4,23 +4,13 @@
  * every upstream server included.
  */
 import { resolve } from 'node:path';
-import { loadConfig } from '../src/config.js';
-import { ConfigError } from '../src/errors.js';
 import { createLogger } from '../src/log.js';
 import { startSwitchyard } from './app.js';
+import { loadConfigOrExit } from './cli.js';
 import { surfaceFactories } from './surfaces.js';
 
 async function main(): Promise<void> {
-  let config: ReturnType<typeof loadConfig>;
-  try {
-    config = loadConfig();
-  } catch (e) {
-    if (e instanceof ConfigError) {
-      process.stderr.write(`switchyard: configuration error\n  ${e.message}\n`);
-      process.exit(2);
-    }
-    throw e;
-  }
+  const config = loadConfigOrExit('switchyard');
   const logger = createLogger({ level: config.env.LOG_LEVEL });
   const dataDir = resolve(config.env.SWITCHYARD_DATA_DIR ?? '.data');
   let running: Awaited<ReturnType<typeof startSwitchyard>>;

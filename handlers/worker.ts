@@ -7,22 +7,12 @@
  * worker publishes (docs/jobs.md, "Scaling out"), so bot replicas can run with `SWITCHYARD_WORKER=off`.
  */
 import { runWorker } from '../jobs/worker-main.js';
-import { loadConfig } from '../src/config.js';
-import { ConfigError } from '../src/errors.js';
 import { createLogger } from '../src/log.js';
+import { loadConfigOrExit } from './cli.js';
 import { chatReporters } from './reporters.js';
 
 async function main(): Promise<void> {
-  let config: ReturnType<typeof loadConfig>;
-  try {
-    config = loadConfig();
-  } catch (e) {
-    if (e instanceof ConfigError) {
-      process.stderr.write(`switchyard worker: configuration error\n  ${e.message}\n`);
-      process.exit(2);
-    }
-    throw e;
-  }
+  const config = loadConfigOrExit('switchyard worker');
   const logger = createLogger({ level: config.env.LOG_LEVEL });
   const running = await runWorker({
     argv: process.argv.slice(2),
