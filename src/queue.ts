@@ -318,21 +318,14 @@ export class SwitchQueue {
       jobId,
       data.requestedAt,
     ) as Promise<[number, number]>;
+    // The add's failure is a value (never an unobserved rejection, whatever the claim does).
     const added = add().then(
       () => undefined,
       (e: unknown) => e,
     );
-    let won: number;
-    let replace: number;
-    try {
-      [won, replace] = await claim;
-    } finally {
-      // Never leave the add's outcome unobserved, whatever the claim did.
-      await added;
-    }
+    const [[won, replace], addError] = await Promise.all([claim, added]);
     const created = won === 1;
     try {
-      const addError = await added;
       if (replace === 1) {
         // The job ended: this request starts over (its operation ref and message refs are gone).
         await this.queue.remove(jobId);
