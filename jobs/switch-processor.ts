@@ -34,7 +34,7 @@ import type {
   Traffic,
 } from '../src/progress.js';
 import type { EnvironmentLock, SwitchKeys } from '../src/queue.js';
-import { type SwitchJobData, switchJobSchema, withAttached } from '../src/queue.js';
+import { messageRefKey, type SwitchJobData, switchJobSchema, withAttached } from '../src/queue.js';
 import { describeIssues } from '../src/zod-issues.js';
 
 /** Why a job's signal was aborted by Switchyard itself (graceful shutdown hands the job back). */
@@ -131,8 +131,8 @@ class Tracker {
 
   /** The refs among `members` (attached refs read again) that this job has not reported to yet. */
   lateRefs(members: readonly string[]): MessageRef[] {
-    const known = new Set(this.refs.map(refKey));
-    return withAttached(this.own, members).filter((r) => !known.has(refKey(r)));
+    const known = new Set(this.refs.map(messageRefKey));
+    return withAttached(this.own, members).filter((r) => !known.has(messageRefKey(r)));
   }
 
   private now(): number {
@@ -282,10 +282,6 @@ class Tracker {
     this.refsReadAt = now;
     return this.refs;
   }
-}
-
-function refKey(r: MessageRef): string {
-  return `${r.surface}|${r.channel}|${r.messageId}`;
 }
 
 /** How long the job's message refs read from Redis are reused by intermediate publishes. */

@@ -129,10 +129,15 @@ export function jobMessages(jobData: unknown, attached: readonly string[]): Mess
   return withAttached(data.success ? data.data.messages : [], attached);
 }
 
+/** Identity of a chat message ref (surface, channel, message id). */
+export function messageRefKey(r: MessageRef): string {
+  return `${r.surface}|${r.channel}|${r.messageId}`;
+}
+
 /** `own` refs plus the `attached` ones (JSON strings), deduplicated; unreadable entries are skipped. */
 export function withAttached(own: readonly MessageRef[], attached: readonly string[]): MessageRef[] {
   const out: MessageRef[] = [...own];
-  const seen = new Set(out.map((m) => `${m.surface}|${m.channel}|${m.messageId}`));
+  const seen = new Set(out.map(messageRefKey));
   for (const raw of attached) {
     let json: unknown;
     try {
@@ -142,7 +147,7 @@ export function withAttached(own: readonly MessageRef[], attached: readonly stri
     }
     const ref = messageRefSchema.safeParse(json);
     if (!ref.success) continue;
-    const k = `${ref.data.surface}|${ref.data.channel}|${ref.data.messageId}`;
+    const k = messageRefKey(ref.data);
     if (seen.has(k)) continue;
     seen.add(k);
     out.push(ref.data);
