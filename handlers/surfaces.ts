@@ -9,6 +9,7 @@ import { parseChatAlert } from '../src/alerts/chat.js';
 import { renderDiscord } from '../src/views/discord.js';
 import type { SurfaceContext, SurfaceFactory, SurfaceHandle } from './app.js';
 import { createDiscordBotFromConfig } from './discord/index.js';
+import { discordRetryable } from './discord/messages.js';
 import { slackSurface } from './slack/surface.js';
 
 /**
@@ -66,6 +67,7 @@ export const discordSurface: SurfaceFactory = async (
       },
       update: (ref, view) =>
         bot.messages.edit(ref.channel, ref.messageId, renderDiscord(view), { kind: 'view' }),
+      retryable: discordRetryable,
     },
     start: () => bot.start(),
     stop: () => bot.stop(),

@@ -19,6 +19,12 @@ export interface ChatPoster {
   post(channel: string, view: MessageView, opts?: { threadId?: string }): Promise<MessageRef>;
   /** Replaces a message this poster posted. */
   update(ref: MessageRef, view: MessageView): Promise<void>;
+  /**
+   * Whether a failed `post` may succeed if tried again later (the API unreachable, a 5xx after the
+   * SDK's own retries) or was refused for good (no access, unknown channel, invalid token). Callers
+   * that retry treat a poster without it as "may pass".
+   */
+  retryable?(error: unknown): boolean;
 }
 
 /** A plain informational message. */

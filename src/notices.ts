@@ -55,6 +55,20 @@ export type NoticeOutcome =
       readonly kind: NoticeKind;
       readonly key: string;
       readonly refs: readonly MessageRef[];
+      /** Surfaces whose post failed with a fault that may pass: each is tried again later. */
+      readonly retrying?: readonly ChatPoster['surface'][];
+      /** Set on a retried post: which attempt delivered it (2 is the first retry). */
+      readonly attempt?: number;
+    }
+  | {
+      /** Posting to one surface failed for good: a refusal (no access, unknown channel) or attempts ran out. */
+      readonly status: 'post_failed';
+      readonly environment: string;
+      readonly kind: NoticeKind;
+      readonly key: string;
+      readonly surface: ChatPoster['surface'];
+      readonly attempts: number;
+      readonly error: string;
     }
   | {
       /** Another replica, or this service before a restart, already claimed this notice. */
@@ -107,6 +121,15 @@ export interface NoticesOptions {
    * deliver none: this lets every replica notice a rollback and take its share of the reminders.
    */
   readonly recheckMs?: number;
+  /**
+   * Posting a notice to a surface is retried when it failed with a fault that may pass (the chat API
+   * down or answering 5xx after the SDK's own retries; `ChatPoster.retryable` decides): up to
+   * `postAttempts` attempts in all, waiting `postRetryMs` doubling to at most `postRetryMaxMs` between
+   * them (defaults 6, 5 s, 2 min: about four minutes in all). Only the failed surface is posted again.
+   */
+  readonly postAttempts?: number;
+  readonly postRetryMs?: number;
+  readonly postRetryMaxMs?: number;
   /** Called with every outcome (tests, debugging). */
   readonly onOutcome?: (outcome: NoticeOutcome) => void;
 }
@@ -119,10 +142,21 @@ export const noticesDefaults = {
   reactivationGraceMs: 10 * 60_000,
   retryMs: 60_000,
   recheckMs: 5 * 60_000,
+  postAttempts: 6,
+  postRetryMs: 5_000,
+  postRetryMaxMs: 120_000,
 } as const satisfies Required<
   Pick<
     NoticesOptions,
-    'prefix' | 'claimTtlMs' | 'switchyardWindowMs' | 'reactivationGraceMs' | 'retryMs' | 'recheckMs'
+    | 'prefix'
+    | 'claimTtlMs'
+    | 'switchyardWindowMs'
+    | 'reactivationGraceMs'
+    | 'retryMs'
+    | 'recheckMs'
+    | 'postAttempts'
+    | 'postRetryMs'
+    | 'postRetryMaxMs'
   >
 >;
 
@@ -274,6 +308,11 @@ class Notices implements NoticeService {
   private readonly graceMs: number;
   private readonly retryMs: number;
   private readonly recheckMs: number;
+  private readonly postAttempts: number;
+  private readonly postRetryMs: number;
+  private readonly postRetryMaxMs: number;
+  /** Posts waiting to be tried again (stop() waits for them; they end at once when stopping). */
+  private readonly retries = new Set<Promise<void>>();
   private readonly replica = randomBytes(4).toString('hex');
   private readonly stopping = new AbortController();
   private readonly loops = new Map<string, { wake: AbortController; done: Promise<void> }>();
@@ -293,6 +332,9 @@ class Notices implements NoticeService {
     this.graceMs = opts.reactivationGraceMs ?? noticesDefaults.reactivationGraceMs;
     this.retryMs = opts.retryMs ?? noticesDefaults.retryMs;
     this.recheckMs = opts.recheckMs ?? noticesDefaults.recheckMs;
+    this.postAttempts = Math.max(1, opts.postAttempts ?? noticesDefaults.postAttempts);
+    this.postRetryMs = opts.postRetryMs ?? noticesDefaults.postRetryMs;
+    this.postRetryMaxMs = opts.postRetryMaxMs ?? noticesDefaults.postRetryMaxMs;
   }
 
   async start(): Promise<void> {
@@ -312,6 +354,7 @@ class Notices implements NoticeService {
     this.unsubscribe = undefined;
     this.stopping.abort();
     await Promise.allSettled([this.chain, ...[...this.loops.values()].map((l) => l.done)]);
+    await Promise.allSettled([...this.retries]);
   }
 
   idle(): Promise<void> {
@@ -538,17 +581,92 @@ class Notices implements NoticeService {
     }
     const settings = this.settings(environment);
     const refs: MessageRef[] = [];
+    const retrying: ChatPoster['surface'][] = [];
     for (const poster of this.opts.posters) {
       const channel = noticeChannel(poster.surface, settings, this.opts.config.env);
       if (channel === undefined) continue;
-      try {
-        refs.push(await poster.post(channel, p.view));
-        this.opts.metrics?.notices.inc({ surface: poster.surface, kind: p.kind });
-      } catch (e) {
-        this.log.warn({ err: e, surface: poster.surface, channel, kind: p.kind }, 'posting a notice failed');
-      }
+      const sent = await this.postTo(environment, p, poster, channel, 1);
+      if (sent === 'retry') {
+        retrying.push(poster.surface);
+        this.retryLater(environment, p, poster, channel);
+      } else if (sent !== undefined) refs.push(sent);
     }
-    this.outcome({ status: 'posted', environment, kind: p.kind, key, refs });
+    this.outcome({
+      status: 'posted',
+      environment,
+      kind: p.kind,
+      key,
+      refs,
+      ...(retrying.length > 0 ? { retrying } : {}),
+    });
+  }
+
+  /**
+   * One attempt at posting a notice to one surface: the message ref, 'retry' when the fault may pass
+   * and attempts are left, or undefined when this surface gave up (reported as `post_failed`).
+   */
+  private async postTo(
+    environment: string,
+    p: Prepared,
+    poster: ChatPoster,
+    channel: string,
+    attempt: number,
+  ): Promise<MessageRef | 'retry' | undefined> {
+    try {
+      const ref = await poster.post(channel, p.view);
+      this.opts.metrics?.notices.inc({ surface: poster.surface, kind: p.kind });
+      return ref;
+    } catch (e) {
+      const again = attempt < this.postAttempts && (poster.retryable?.(e) ?? true);
+      const error = e instanceof Error ? e.message : String(e);
+      this.log.warn(
+        { err: e, surface: poster.surface, channel, kind: p.kind, attempt },
+        again ? 'posting a notice failed; will retry' : 'posting a notice failed; giving up',
+      );
+      if (again) return 'retry';
+      this.outcome({
+        status: 'post_failed',
+        environment,
+        kind: p.kind,
+        key: p.key,
+        surface: poster.surface,
+        attempts: attempt,
+        error,
+      });
+      return undefined;
+    }
+  }
+
+  /**
+   * Tries a failed post again in the background (backoff on the injected clock), so one surface's
+   * outage neither holds up the notices behind it nor posts a notice twice on the surfaces that took it.
+   * Not counted as busy while waiting: `idle()` resolves with retries parked on the clock.
+   */
+  private retryLater(environment: string, p: Prepared, poster: ChatPoster, channel: string): void {
+    const task = (async () => {
+      for (let attempt = 2; attempt <= this.postAttempts; attempt++) {
+        const waitMs = Math.min(this.postRetryMaxMs, this.postRetryMs * 2 ** (attempt - 2));
+        try {
+          await this.clock.sleep(Math.max(1, waitMs), this.stopping.signal);
+        } catch {
+          this.log.warn({ surface: poster.surface, kind: p.kind }, 'stopping: a notice retry is dropped');
+          return;
+        }
+        this.enter();
+        try {
+          const sent = await this.postTo(environment, p, poster, channel, attempt);
+          if (sent === undefined) return;
+          if (sent !== 'retry') {
+            this.outcome({ status: 'posted', environment, kind: p.kind, key: p.key, refs: [sent], attempt });
+            return;
+          }
+        } finally {
+          this.leave();
+        }
+      }
+    })();
+    this.retries.add(task);
+    void task.finally(() => this.retries.delete(task));
   }
 
   // ── reminders ─────────────────────────────────────────────────────────────────────────────────

@@ -64,6 +64,20 @@ export function discordErrorCode(e: unknown): string {
   return e instanceof Error ? e.name : 'unknown';
 }
 
+/**
+ * Whether a failed Discord REST call may succeed later: a 5xx or 429 (after the REST client's own
+ * retries), a timeout or a network fault. Discord's 4xx refusals (Missing Access, Unknown Channel,
+ * invalid form body, …) are final.
+ */
+export function discordRetryable(e: unknown): boolean {
+  if (e instanceof DiscordAPIError) return e.status === 429 || e.status >= 500;
+  if (typeof e === 'object' && e !== null && 'status' in e) {
+    const status = (e as { status: unknown }).status;
+    if (typeof status === 'number') return status === 429 || status >= 500;
+  }
+  return true;
+}
+
 /** Posts and edits bot-owned channel messages (see the module header). */
 export class DiscordMessages {
   private readonly lanes = new Map<string, Lane>();

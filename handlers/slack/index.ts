@@ -25,7 +25,7 @@ import * as rollback from './commands/rollback.js';
 import type { ChannelMessage, SlackHandlerDeps } from './context.js';
 import * as message from './events/message.js';
 import { UserGroupResolver } from './groups.js';
-import { SlackPoster } from './poster.js';
+import { createPosterClient, SlackPoster } from './poster.js';
 import { createReporterClient, SlackReporter } from './reporter.js';
 import { WorkQueue } from './work.js';
 
@@ -141,7 +141,7 @@ export function startSlack(opts: StartSlackOptions): SlackSurface {
     slack,
     reporter,
     groups: resolver,
-    poster: new SlackPoster(slack.client, reporter),
+    poster: new SlackPoster(createPosterClient(opts.botToken, opts.apiUrl), reporter),
     async idle() {
       await work.idle();
       await reporter.flush();

@@ -3,13 +3,13 @@
  * without a command — a new message in a channel (threaded when asked) with `chat.postMessage`, and
  * later edits through the reporter's paced lane (so they never overtake a switch's progress).
  */
-import type { WebClient } from '@slack/web-api';
+import { WebClient } from '@slack/web-api';
 import type { ChatPoster } from '../../src/chat-sinks.js';
 import type { MessageRef } from '../../src/progress.js';
 import { renderSlack } from '../../src/views/slack.js';
 import type { MessageView } from '../../src/views/types.js';
 import { slackErrorCode } from './context.js';
-import type { SlackReporter } from './reporter.js';
+import { classifySlackError, type SlackReporter } from './reporter.js';
 
 /** Thrown when Slack refuses a post; names the method, channel and Slack's error code (STYLE 4). */
 export class SlackPostError extends Error {
@@ -18,9 +18,25 @@ export class SlackPostError extends Error {
     readonly method: string,
     readonly channel: string,
     readonly slackCode: string,
+    /** Whether posting again later may succeed (rate limit, Slack's 5xx, a network fault). */
+    readonly transient = false,
+    cause?: unknown,
   ) {
-    super(`SlackPostError[${slackCode}] ${method} channel=${channel}`);
+    super(`SlackPostError[${slackCode}] ${method} channel=${channel}`, cause === undefined ? {} : { cause });
   }
+}
+
+/**
+ * The Web API client the poster uses: a failed post is retried twice within seconds, not for the
+ * SDK's default half hour, so one stuck post never holds up the notices and suggestions behind it; the
+ * notices service retries a transient failure itself, later and in the background. Rate limits are
+ * still waited out as Slack's `Retry-After` says.
+ */
+export function createPosterClient(token: string, apiUrl?: string): WebClient {
+  return new WebClient(token, {
+    ...(apiUrl === undefined ? {} : { slackApiUrl: apiUrl }),
+    retryConfig: { retries: 2, factor: 2, minTimeout: 500, maxTimeout: 2_000, randomize: true },
+  });
 }
 
 /** Posts and edits Slack messages for the alert and notice sinks. */
@@ -44,7 +60,8 @@ export class SlackPoster implements ChatPoster {
       });
       ts = res.ts;
     } catch (e) {
-      throw new SlackPostError('chat.postMessage', channel, slackErrorCode(e));
+      const transient = classifySlackError(e).failure.kind !== 'permanent';
+      throw new SlackPostError('chat.postMessage', channel, slackErrorCode(e), transient, e);
     }
     if (typeof ts !== 'string') throw new SlackPostError('chat.postMessage', channel, 'no_ts');
     return {
@@ -57,5 +74,12 @@ export class SlackPoster implements ChatPoster {
 
   async update(ref: MessageRef, view: MessageView): Promise<void> {
     await this.reporter.edit(ref, renderSlack(view));
+  }
+
+  /** A refusal (`channel_not_found`, `not_in_channel`, `invalid_auth`, …) is final; faults may pass. */
+  retryable(error: unknown): boolean {
+    return error instanceof SlackPostError
+      ? error.transient
+      : classifySlackError(error).failure.kind !== 'permanent';
   }
 }

@@ -85,7 +85,8 @@ function pendingOf(lane: Lane): Pending | undefined {
 
 type Failure = { kind: 'ratelimited'; retryAfterMs: number } | { kind: 'transient' } | { kind: 'permanent' };
 
-function classify(e: unknown): { failure: Failure; code: string } {
+/** How a Slack Web API error should be handled: wait (429), try again later (5xx, network) or give up. */
+export function classifySlackError(e: unknown): { failure: Failure; code: string } {
   const err = e as { code?: unknown; retryAfter?: unknown; data?: { error?: unknown } };
   if (err.code === 'slack_webapi_rate_limited_error') {
     const seconds = typeof err.retryAfter === 'number' ? err.retryAfter : 1;
@@ -263,7 +264,7 @@ export class SlackReporter implements Reporter {
       });
       return { ok: true };
     } catch (e) {
-      const { failure, code } = classify(e);
+      const { failure, code } = classifySlackError(e);
       this.metrics?.chatApiErrors.inc({ surface: 'slack', method: 'chat.update', code });
       this.logger.warn(
         { channel: lane.channel, ts: lane.ts, code, err: e instanceof Error ? e.message : String(e) },

@@ -1,0 +1,246 @@
+/**
+ * A notice whose post fails is not lost: a fault that may pass (the chat API down, a 5xx after the
+ * SDK's own retries) is tried again with backoff on the injected clock, on that surface only; a
+ * refusal (no access, unknown channel) gives up at once. The real Slack and Discord SDKs against the
+ * fake servers show which of their failures count as which.
+ */
+
+import { LogLevel, WebClient } from '@slack/web-api';
+import { REST } from 'discord.js';
+import { afterEach, describe, expect, it } from 'vitest';
+import { discordRetryable } from '../../handlers/discord/messages.js';
+import { SlackPoster } from '../../handlers/slack/poster.js';
+import { SlackReporter } from '../../handlers/slack/reporter.js';
+import type { ChatPoster } from '../../src/chat-sinks.js';
+import type { Clock } from '../../src/clock.js';
+import type { NoticeOutcome } from '../../src/notices.js';
+import type { MessageRef } from '../../src/progress.js';
+import type { MessageView } from '../../src/views/types.js';
+import { startFakeDiscord } from '../fakes/discord/server.js';
+import { FakeSlack } from '../fakes/slack/server.js';
+import { createWorld, RecordingPoster, type World } from './world.js';
+
+let w: World | undefined;
+
+afterEach(async () => {
+  await w?.close();
+  w = undefined;
+});
+
+class Fault extends Error {
+  constructor(
+    message: string,
+    readonly transient: boolean,
+  ) {
+    super(message);
+  }
+}
+
+/** A recording poster that first fails with the queued faults, one per call. */
+class FlakyPoster extends RecordingPoster {
+  readonly attempts: number[] = [];
+  constructor(
+    surface: ChatPoster['surface'],
+    private readonly at: Clock,
+    private readonly faults: Fault[],
+  ) {
+    super(surface, at);
+  }
+
+  override async post(channel: string, view: MessageView): Promise<MessageRef> {
+    this.attempts.push(this.at.now());
+    const fault = this.faults.shift();
+    if (fault) throw fault;
+    return super.post(channel, view);
+  }
+
+  retryable(error: unknown): boolean {
+    return error instanceof Fault && error.transient;
+  }
+}
+
+const down = (n: number) => Array.from({ length: n }, () => new Fault('503 from the chat API', true));
+
+const ofStatus = <S extends NoticeOutcome['status']>(outcomes: NoticeOutcome[], status: S) =>
+  outcomes.filter((o): o is Extract<NoticeOutcome, { status: S }> => o.status === status);
+
+describe('notice posts that fail', () => {
+  it('retries a transient fault on that surface only, with backoff, and posts it once', async () => {
+    w = await createWorld({ env: { DISCORD_ALERT_CHANNEL: '1200000000000000001' } });
+    const flaky = new FlakyPoster('slack', w.clock, down(2));
+    const discord = new RecordingPoster('discord', w.clock);
+    const n = await w.notices({ posters: [flaky, discord], postRetryMs: 5_000 });
+    const d = await w.pushAndBuild('production', [n], { message: 'Fix the cart total' });
+    const t0 = w.clock.now();
+
+    // the first attempt failed; Discord got its notice at once and is not posted again
+    expect(flaky.posts).toHaveLength(0);
+    expect(discord.titles()).toEqual([`${d.id} is live on production`]);
+    expect(ofStatus(n.outcomes, 'posted')).toMatchObject([
+      { kind: 'ready', refs: [{ surface: 'discord' }], retrying: ['slack'] },
+    ]);
+
+    await w.advance(4_999, [n]);
+    expect(flaky.attempts).toHaveLength(1);
+    await w.advance(1, [n]); // 5 s: second attempt, fails again
+    expect(flaky.attempts).toEqual([t0, t0 + 5_000]);
+    await w.advance(9_999, [n]);
+    expect(flaky.attempts).toHaveLength(2);
+    await w.advance(1, [n]); // 10 s later: third attempt, delivered
+    expect(flaky.attempts).toEqual([t0, t0 + 5_000, t0 + 15_000]);
+    expect(flaky.titles()).toEqual([`${d.id} is live on production`]);
+    expect(ofStatus(n.outcomes, 'posted').at(-1)).toMatchObject({
+      kind: 'ready',
+      refs: [{ surface: 'slack', channel: 'C0ALERTS' }],
+      attempt: 3,
+    });
+
+    await w.advance(3_600_000, [n]);
+    expect(flaky.posts).toHaveLength(1);
+    expect(discord.posts).toHaveLength(1);
+    expect(ofStatus(n.outcomes, 'post_failed')).toEqual([]);
+  });
+
+  it('gives up at once on a refusal, and the other surfaces still get the notice', async () => {
+    w = await createWorld({ env: { DISCORD_ALERT_CHANNEL: '1200000000000000001' } });
+    const flaky = new FlakyPoster('slack', w.clock, [new Fault('not_in_channel', false)]);
+    const discord = new RecordingPoster('discord', w.clock);
+    const n = await w.notices({ posters: [flaky, discord] });
+    const d = await w.pushAndBuild('production', [n], { fail: true });
+
+    expect(discord.titles()).toEqual([`${d.id} failed on production`]);
+    expect(ofStatus(n.outcomes, 'post_failed')).toEqual([
+      expect.objectContaining({ surface: 'slack', kind: 'failed', attempts: 1, error: 'not_in_channel' }),
+    ]);
+    await w.advance(3_600_000, [n]);
+    expect(flaky.attempts).toHaveLength(1);
+  });
+
+  it('stops after postAttempts, reporting how many were made', async () => {
+    w = await createWorld();
+    const flaky = new FlakyPoster('slack', w.clock, down(10));
+    const n = await w.notices({
+      posters: [flaky],
+      postAttempts: 4,
+      postRetryMs: 1_000,
+      postRetryMaxMs: 3_000,
+    });
+    await w.pushAndBuild('production', [n]);
+    const t0 = w.clock.now();
+    await w.advance(3_600_000, [n]);
+
+    // waits of 1 s, 2 s, then capped at 3 s
+    expect(flaky.attempts).toEqual([t0, t0 + 1_000, t0 + 3_000, t0 + 6_000]);
+    expect(flaky.posts).toHaveLength(0);
+    expect(ofStatus(n.outcomes, 'post_failed')).toEqual([
+      expect.objectContaining({ surface: 'slack', attempts: 4, error: '503 from the chat API' }),
+    ]);
+  });
+
+  it('does not hold up the next notice while one waits for its retry', async () => {
+    w = await createWorld();
+    const flaky = new FlakyPoster('slack', w.clock, down(1));
+    const n = await w.notices({ posters: [flaky], postRetryMs: 600_000 });
+    const first = await w.pushAndBuild('production', [n]);
+    const second = await w.pushAndBuild('production', [n]);
+    // the second build took BUILD_MS; the first notice's retry is still a while away
+    expect(flaky.titles()).toEqual([`${second.id} is live on production`]);
+    await w.advance(600_000, [n]);
+    expect(flaky.titles()).toEqual([
+      `${second.id} is live on production`,
+      `${first.id} is live on production`,
+    ]);
+  });
+
+  it('stop() ends a pending retry without posting', async () => {
+    w = await createWorld();
+    const flaky = new FlakyPoster('slack', w.clock, down(1));
+    const n = await w.notices({ posters: [flaky] });
+    await w.pushAndBuild('production', [n]);
+    await n.stop();
+    await w.advance(3_600_000, []);
+    expect(flaky.attempts).toHaveLength(1);
+    expect(flaky.posts).toHaveLength(0);
+  });
+});
+
+describe('which chat API failures are retried', () => {
+  const view: MessageView = {
+    kind: 'notice',
+    tone: 'info',
+    title: 'dep_x is live on production',
+    summary: 'dep_x is live on production',
+    blocks: [],
+    buttons: [],
+    ephemeral: false,
+  };
+
+  it('Slack: a refusal is final; an unreachable API may pass', async () => {
+    const slack = await new FakeSlack().start();
+    try {
+      const client = new WebClient(slack.token, {
+        slackApiUrl: slack.apiUrl,
+        retryConfig: { retries: 0 },
+        logLevel: LogLevel.ERROR,
+      });
+      const poster = new SlackPoster(client, new SlackReporter({ client }));
+      const refused = await poster.post('C0NOPE', view).catch((e: unknown) => e);
+      expect(refused).toMatchObject({ name: 'SlackPostError', slackCode: 'channel_not_found' });
+      expect(poster.retryable(refused)).toBe(false);
+      await expect(poster.post('C0PROD', view)).resolves.toMatchObject({
+        surface: 'slack',
+        channel: 'C0PROD',
+      });
+
+      await slack.close();
+      const unreachable = await poster.post('C0PROD', view).catch((e: unknown) => e);
+      expect(unreachable).toMatchObject({ name: 'SlackPostError' });
+      expect(poster.retryable(unreachable)).toBe(true);
+    } finally {
+      await slack.close();
+    }
+  });
+
+  it('Discord: 4xx refusals are final; 5xx after the REST retries may pass', async () => {
+    const fake = await startFakeDiscord();
+    const rest = new REST({ api: fake.apiUrl, retries: 1 }).setToken(fake.token);
+    try {
+      const post = () =>
+        rest
+          .post(`/channels/${fake.channels.ops}/messages`, { body: { content: 'hi' } })
+          .catch((e: unknown) => e);
+      fake.failNext({
+        method: 'POST',
+        path: /\/messages$/,
+        status: 403,
+        code: 50001,
+        message: 'Missing Access',
+      });
+      expect(discordRetryable(await post())).toBe(false);
+      fake.failNext({
+        method: 'POST',
+        path: /\/messages$/,
+        status: 404,
+        code: 10003,
+        message: 'Unknown Channel',
+      });
+      expect(discordRetryable(await post())).toBe(false);
+      fake.failNext({
+        method: 'POST',
+        path: /\/messages$/,
+        status: 502,
+        code: 0,
+        message: 'Bad Gateway',
+        times: 2,
+      });
+      const bad = await post();
+      expect(bad).toBeInstanceOf(Error);
+      expect(discordRetryable(bad)).toBe(true);
+      await expect(post()).resolves.toMatchObject({ content: 'hi' });
+    } finally {
+      rest.clearHashSweeper();
+      rest.clearHandlerSweeper();
+      await fake.close();
+    }
+  });
+});
