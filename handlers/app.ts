@@ -35,7 +35,7 @@ import { createUnkeyPlatform } from '../src/platform/unkey/adapter.js';
 import { createVercelPlatform } from '../src/platform/vercel/adapter.js';
 import type { Reporter, Surface } from '../src/progress.js';
 import { SwitchQueue } from '../src/queue.js';
-import { createRedis } from '../src/redis.js';
+import { createRedis, createRequestRedis, redisReady, watchRedis } from '../src/redis.js';
 import { checkRedis } from '../src/redis-check.js';
 import { type SpawnedRedis, spawnRedis } from '../src/redis-server.js';
 import { registerConsole } from './console/routes.js';
@@ -45,6 +45,18 @@ import { compositeReporter } from './reporters.js';
 import { registerAlertWebhooks } from './webhooks/alerts.js';
 
 export const QUEUE_NAME = 'switchyard-switch';
+
+/** How long `/readyz` waits for Redis and the platform before it reports them as not answering. */
+export const READY_CHECK_MS = 2_000;
+
+/** `p`, or a rejection with `message` once `ms` have passed. */
+function withTimeout<T>(p: Promise<T>, ms: number, message: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(message)), ms);
+  });
+  return Promise.race([p, timeout]).finally(() => clearTimeout(timer));
+}
 
 /** What `/readyz` says about the worker of a process started with `SWITCHYARD_WORKER=off`. */
 export const WORKER_OFF = 'not run here (SWITCHYARD_WORKER=off)';
@@ -145,10 +157,19 @@ export async function startSwitchyard(
       cleanups.push(() => spawned?.stop() ?? Promise.resolve());
       logger.info({ redis: redisUrl, aof: true }, 'started a private redis-server');
     }
+    // Two connections (src/redis.ts): a patient one for background work that must survive a blip
+    // (notices, platform pollers, the in-process worker's audit entries), and a fail-fast one for what
+    // answers a person or a sender (commands, clicks, webhooks, /readyz), so that an unreachable Redis
+    // gets a prompt "try again" instead of a request that hangs until Redis is back.
     const redis = createRedis(redisUrl);
+    const requestRedis = createRequestRedis(redisUrl);
     cleanups.push(async () => {
       redis.disconnect();
+      requestRedis.disconnect();
     });
+    watchRedis(redis, logger);
+    requestRedis.on('error', () => undefined); // each failed command reports it; /readyz shows the state
+    await redisReady(requestRedis);
     for (const w of await checkRedis(redis)) logger.warn({ redisWarning: w }, `Redis: ${w.message}`);
 
     // Deploy platform
@@ -201,11 +222,12 @@ export async function startSwitchyard(
     }
 
     // Queue, plans, audit, flow
-    const audit = new AuditLog(redis, { prefix: ns });
+    const audit = new AuditLog(requestRedis, { prefix: ns });
+    const workerAudit = new AuditLog(redis, { prefix: ns });
     // Flow audits requests itself; the queue's own `requested` entry would duplicate it.
-    const queue = new SwitchQueue({ redisUrl, queueName, prefix: ns, clock, logger });
+    const queue = new SwitchQueue({ redisUrl, queueName, prefix: ns, clock, logger, failFast: true });
     cleanups.push(() => queue.close());
-    const plans = new PlanStore({ redis, clock, prefix: `${ns}:` });
+    const plans = new PlanStore({ redis: requestRedis, clock, prefix: `${ns}:` });
     const flow = new Flow({ platform, queue, plans, audit, config, clock, logger });
     const chat = new ChatService({ flow, clock });
     const http = new HttpServer((e, req) =>
@@ -233,7 +255,7 @@ export async function startSwitchyard(
       metrics,
       clock,
       http,
-      redis,
+      redis: requestRedis,
       redisUrl,
       flow,
       chat,
@@ -252,7 +274,7 @@ export async function startSwitchyard(
     }
 
     // Alerts
-    const dedupe = new AlertDedupe(redis, { prefix: `${ns}:alerts` });
+    const dedupe = new AlertDedupe(requestRedis, { prefix: `${ns}:alerts` });
     alertService = new AlertService({
       platform,
       flow,
@@ -283,7 +305,7 @@ export async function startSwitchyard(
         concurrency: 4,
         logger,
         metrics,
-        audit,
+        audit: workerAudit,
       });
       cleanups.push(() => started.close());
       await started.worker.waitUntilReady();
@@ -332,18 +354,24 @@ export async function startSwitchyard(
     // Operations
     http.route('GET', '/healthz', (_req, res) => sendJson(res, 200, { ok: true }));
     http.route('GET', '/readyz', async (_req, res) => {
+      // Answers within READY_CHECK_MS whatever is down: a probe that hangs is a problem, not a wait.
       const problems: string[] = [];
-      try {
-        if ((await redis.ping()) !== 'PONG') problems.push('redis: no PONG');
-      } catch (e) {
-        problems.push(`redis: ${(e as Error).message}`);
-      }
+      const check = async (name: string, probe: () => Promise<unknown>) => {
+        try {
+          await withTimeout(probe(), READY_CHECK_MS, `no answer within ${READY_CHECK_MS} ms`);
+        } catch (e) {
+          problems.push(`${name}: ${(e as Error).message}`);
+        }
+      };
+      await Promise.all([
+        check('redis', async () => {
+          if (requestRedis.status !== 'ready')
+            throw new Error(`unreachable (connection ${requestRedis.status})`);
+          if ((await requestRedis.ping()) !== 'PONG') throw new Error('no PONG');
+        }),
+        check(`platform ${platform.name}`, () => platform.health()),
+      ]);
       if (worker && !worker.worker.isRunning()) problems.push('worker: not running');
-      try {
-        await platform.health();
-      } catch (e) {
-        problems.push(`platform ${platform.name}: ${(e as Error).message}`);
-      }
       const workerState = worker ? 'running' : WORKER_OFF;
       if (problems.length > 0) sendJson(res, 503, { ok: false, problems, worker: workerState });
       else sendJson(res, 200, { ok: true, platform: platform.name, surfaces, worker: workerState });
@@ -366,7 +394,7 @@ export async function startSwitchyard(
         ...handles.flatMap((h) => (h.poster ? [h.poster] : [])),
       ],
       config,
-      audit,
+      audit: workerAudit,
       clock,
       logger,
       metrics,

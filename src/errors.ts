@@ -17,6 +17,8 @@ export type ErrorCode =
   | 'platform_operation_failed'
   /** A worker lost its environment lock mid-switch (Redis unreachable or lock expired). */
   | 'lock_lost'
+  /** Redis could not be reached (or did not answer in time): nothing was done. */
+  | 'redis_unavailable'
   | 'internal';
 
 export class SwitchyardError extends Error {
@@ -81,6 +83,8 @@ export class PlatformHttpError extends SwitchyardError {
 /** Wraps anything thrown into a SwitchyardError once, at the edge. */
 export function asSwitchyardError(e: unknown): SwitchyardError {
   if (e instanceof SwitchyardError) return e;
+  const unreachable = redisUnavailable(e);
+  if (unreachable) return unreachable;
   if (e instanceof Error) return new SwitchyardError('internal', e.message, { retry: false, cause: e });
   return new SwitchyardError('internal', String(e), { retry: false });
 }
@@ -88,4 +92,30 @@ export function asSwitchyardError(e: unknown): SwitchyardError {
 /** True when `e` looks like a Switchyard error with this code, even after crossing a process boundary. */
 export function hasCode(e: unknown, code: ErrorCode): boolean {
   return typeof e === 'object' && e !== null && 'code' in e && (e as { code: unknown }).code === code;
+}
+
+/**
+ * What ioredis rejects a command with when Redis cannot be reached or did not answer in time. Only
+ * ioredis's own messages: a socket error such as ECONNREFUSED may come from the deploy platform's API.
+ */
+const REDIS_UNREACHABLE = [
+  /^Stream isn't writeable and enableOfflineQueue options is false/,
+  /^Connection is closed\.?$/,
+  /^Command timed out$/,
+  /^Reached the max retries per request limit/,
+];
+
+/**
+ * The error as a retryable `redis_unavailable` SwitchyardError when it says Redis could not be reached
+ * or did not answer in time (src/redis.ts `createRequestRedis` fails this way while Redis is down);
+ * undefined for anything else (a Redis reply error, a bug).
+ */
+export function redisUnavailable(e: unknown): SwitchyardError | undefined {
+  if (e instanceof SwitchyardError) return e.code === 'redis_unavailable' ? e : undefined;
+  if (!(e instanceof Error)) return undefined;
+  if (!REDIS_UNREACHABLE.some((re) => re.test(e.message))) return undefined;
+  return new SwitchyardError('redis_unavailable', `Switchyard cannot reach its Redis (${e.message})`, {
+    retry: true,
+    cause: e,
+  });
 }

@@ -5,6 +5,7 @@
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { redisUnavailable } from './errors.js';
 
 export type Handler = (
   req: IncomingMessage,
@@ -137,8 +138,14 @@ export class HttpServer {
         await route.handler(req, res, params);
       } catch (e) {
         this.onError(e, req);
-        if (!res.headersSent) sendJson(res, 500, { error: 'internal_error', message: 'internal error' });
-        else res.end();
+        const unreachable = redisUnavailable(e);
+        if (res.headersSent) res.end();
+        else if (unreachable)
+          sendJson(res, 503, {
+            error: 'redis_unavailable',
+            message: `${unreachable.message}: nothing was done; try again in a moment.`,
+          });
+        else sendJson(res, 500, { error: 'internal_error', message: 'internal error' });
       }
       return;
     }

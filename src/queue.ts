@@ -24,7 +24,7 @@ import {
   progressSchema,
 } from './progress.js';
 import { EnvironmentLock, switchKeys } from './queue-keys.js';
-import { createRedis } from './redis.js';
+import { closeRedis, createRedis, createRequestRedis } from './redis.js';
 
 export { EnvironmentLock, type SwitchKeys, switchKeys } from './queue-keys.js';
 
@@ -209,6 +209,12 @@ export interface SwitchQueueOptions {
   readonly prefix?: string;
   /** Reuse a connection instead of opening one (it is not closed by `close()`). */
   readonly connection?: Redis;
+  /**
+   * Open a fail-fast connection (`createRequestRedis`): while Redis is unreachable an enqueue or a
+   * progress read fails at once with `redis_unavailable` instead of waiting for Redis (bot processes;
+   * the default is the patient kind).
+   */
+  readonly failFast?: boolean;
   readonly retry?: Partial<RetryPolicy>;
   /** How long finished jobs are kept for `progress()` and `waitForEnd()` (default 7 days). */
   readonly keepMs?: number;
@@ -262,7 +268,8 @@ export class SwitchQueue {
     this.redisUrl = opts.redisUrl;
     this.prefix = opts.prefix ?? DEFAULT_SWITCH_PREFIX;
     this.ownsRedis = opts.connection === undefined;
-    this.redis = opts.connection ?? createRedis(opts.redisUrl);
+    this.redis =
+      opts.connection ?? (opts.failFast ? createRequestRedis(opts.redisUrl) : createRedis(opts.redisUrl));
     this.keys = switchKeys(this.prefix, this.queueName);
     this.lock = new EnvironmentLock(this.redis, this.keys, 1);
     this.retry = { ...defaultRetryPolicy, ...opts.retry };
@@ -281,6 +288,9 @@ export class SwitchQueue {
         removeOnFail: { age: Math.ceil(this.keepMs / 1000), count: 5000 },
       },
     });
+    // Without a listener BullMQ prints every reconnection attempt while Redis is down; a failed call
+    // reports its own error to its caller.
+    this.queue.on('error', (err) => this.logger.debug({ err }, 'switch queue connection error'));
   }
 
   /** Resolves once the Redis connection is ready. */
@@ -421,6 +431,9 @@ export class SwitchQueue {
   private queueEvents(): Promise<QueueEvents> {
     this.eventsReady ??= (async () => {
       this.eventsRedis = createRedis(this.redisUrl);
+      // BullMQ reads events on a duplicate of this connection and reports its errors (below); this
+      // one only keeps ioredis from printing every reconnection attempt while Redis is down.
+      this.eventsRedis.on('error', () => undefined);
       const events = new QueueEvents(this.queueName, {
         connection: this.eventsRedis,
         prefix: this.prefix,
@@ -477,15 +490,25 @@ export class SwitchQueue {
     } while (cursor !== '0');
   }
 
+  /**
+   * Closes the queue and the connections it opened. Bounded even while Redis is unreachable: a
+   * connection that is not ready is dropped instead of waiting to send QUIT.
+   */
   async close(): Promise<void> {
     this.listeners.clear();
     if (this.eventsReady) {
       const events = await this.eventsReady.catch(() => undefined);
-      await events?.close();
-      await this.eventsRedis?.quit().catch(() => undefined);
+      // QueueEvents reads on its own duplicate of eventsRedis; a graceful close sends QUIT on it, which
+      // would wait for Redis to come back.
+      // (BullMQ's disconnect also waits for an `end` event that a connection between two reconnection
+      // attempts never emits: it is given a second, by which time the connection is dropped.)
+      if (this.eventsRedis?.status === 'ready') await events?.close().catch(() => undefined);
+      else await settleWithin(events?.disconnect(), 1_000);
+      await closeRedis(this.eventsRedis);
     }
-    await this.queue.close();
-    if (this.ownsRedis) await this.redis.quit().catch(() => undefined);
+    if (this.ownsRedis && this.redis.status !== 'ready') this.redis.disconnect();
+    await this.queue.close().catch(() => undefined);
+    if (this.ownsRedis) await closeRedis(this.redis);
   }
 }
 
@@ -516,4 +539,17 @@ export function progressOf(job: Job, jobId: string): Progress | undefined {
     attempt: 1,
     updatedAt: job.timestamp,
   };
+}
+
+/** Waits for `p` (its outcome ignored) at most `ms`. */
+async function settleWithin(p: Promise<unknown> | undefined, ms: number): Promise<void> {
+  if (p === undefined) return;
+  let timer: NodeJS.Timeout | undefined;
+  await Promise.race([
+    p.catch(() => undefined),
+    new Promise<void>((resolve) => {
+      timer = setTimeout(resolve, ms);
+    }),
+  ]);
+  clearTimeout(timer);
 }

@@ -1,0 +1,207 @@
+/**
+ * Redis goes away during an incident. A whole Switchyard (console, local platform, worker) on a Redis
+ * of its own, which the test stops and starts again:
+ *   - `/readyz` says so at once (503 naming Redis) instead of hanging;
+ *   - a command and an alert webhook are refused at once with a message naming Redis, and a refused
+ *     request does nothing later: nothing it tried is sent once Redis is back;
+ *   - once Redis is back, everything works again without a restart, through a whole rollback;
+ *   - shutting down while Redis is unreachable does not wait for it.
+ * And the fail-fast connection itself (`createRequestRedis`) against a real redis-server.
+ */
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import { type RunningSwitchyard, startSwitchyard } from '../../handlers/app.js';
+import type { ConsoleEntry } from '../../handlers/console/surface.js';
+import { type Config, fileConfigSchema, parseEnv } from '../../src/config.js';
+import { asSwitchyardError, SwitchyardError } from '../../src/errors.js';
+import { silentLogger } from '../../src/log.js';
+import { SwitchQueue } from '../../src/queue.js';
+import { createRequestRedis, redisReady } from '../../src/redis.js';
+import { type SpawnedRedis, spawnRedis } from '../../src/redis-server.js';
+
+const closers: (() => Promise<void>)[] = [];
+afterEach(async () => {
+  for (const close of closers.splice(0).reverse()) await close().catch(() => undefined);
+});
+
+/** A redis-server in its own directory that can be stopped and started again on the same socket. */
+async function ownRedis(): Promise<{ url: string; stop(): Promise<void>; start(): Promise<void> }> {
+  const dir = mkdtempSync(join(tmpdir(), 'sy-outage-'));
+  let server: SpawnedRedis | undefined = await spawnRedis({ dir: join(dir, 'redis') });
+  const url = server.url;
+  closers.push(async () => {
+    await server?.stop();
+    rmSync(dir, { recursive: true, force: true });
+  });
+  return {
+    url,
+    async stop() {
+      await server?.stop();
+      server = undefined;
+    },
+    async start() {
+      server = await spawnRedis({ dir: join(dir, 'redis') });
+      expect(server.url).toBe(url);
+    },
+  };
+}
+
+async function app(redisUrl: string): Promise<RunningSwitchyard & { base: string }> {
+  const dataDir = mkdtempSync(join(tmpdir(), 'sy-outage-app-'));
+  const env = parseEnv({ PORT: '0', LOCAL_ROUTER_PORT: '0', REDIS_URL: redisUrl, LOG_LEVEL: 'silent' });
+  const file = fileConfigSchema.parse({ local: { reactivationTime: '200ms', buildTime: '300ms' } });
+  const config: Config = { env, file, platform: 'local' };
+  const running = await startSwitchyard({ config, logger: silentLogger, dataDir, namespace: 'outage' });
+  closers.push(async () => {
+    await running.stop();
+    rmSync(dataDir, { recursive: true, force: true });
+  });
+  return Object.assign(running, { base: `http://127.0.0.1:${running.port}` });
+}
+
+async function post(url: string, body: unknown): Promise<{ status: number; json: Record<string, unknown> }> {
+  const res = await fetch(url, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify(body),
+  });
+  return { status: res.status, json: (await res.json()) as Record<string, unknown> };
+}
+
+async function ready(base: string): Promise<{ status: number; json: Record<string, unknown> }> {
+  const res = await fetch(`${base}/readyz`);
+  return { status: res.status, json: (await res.json()) as Record<string, unknown> };
+}
+
+/** Resolves with `p`, or fails the test when it has not settled within `ms` (a hang, not a speed check). */
+async function settlesWithin<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const hung = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`${what} still pending after ${ms} ms`)), ms);
+  });
+  try {
+    return await Promise.race([p, hung]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/** Polls `/readyz` (the app reconnects on its own schedule) until it answers 200. */
+async function untilReady(base: string): Promise<void> {
+  for (let i = 0; i < 200; i++) {
+    if ((await ready(base)).status === 200) return;
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+  throw new Error('/readyz never answered 200 after Redis came back');
+}
+
+describe('Switchyard while Redis is unreachable', () => {
+  it('refuses at once naming Redis, does nothing later, and works again once Redis is back', async () => {
+    const redis = await ownRedis();
+    const sy = await app(redis.url);
+    expect((await ready(sy.base)).status).toBe(200);
+
+    await redis.stop();
+    const down = await settlesWithin(ready(sy.base), 5_000, '/readyz');
+    expect(down.status).toBe(503);
+    expect(down.json.problems).toEqual([expect.stringMatching(/^redis: unreachable/)]);
+
+    const command = await settlesWithin(
+      post(`${sy.base}/console/api/command`, { user: 'alice', text: '/rollback production' }),
+      5_000,
+      'the console command',
+    );
+    expect(command.status).toBe(503);
+    expect(command.json).toMatchObject({ error: 'redis_unavailable' });
+    expect(String(command.json.message)).toMatch(/cannot reach its Redis.*nothing was done/);
+
+    const alert = await settlesWithin(
+      post(`${sy.base}/webhooks/alerts/generic`, {
+        title: 'Checkout 5xx',
+        environment: 'production',
+        status: 'firing',
+      }),
+      5_000,
+      'the alert webhook',
+    );
+    expect(alert.status).toBe(503);
+
+    await redis.start();
+    await untilReady(sy.base);
+    // The refused command left no plan behind: nothing it tried went out after the reconnection.
+    const probe = createRequestRedis(redis.url);
+    closers.push(async () => probe.disconnect());
+    await redisReady(probe);
+    expect(await probe.keys('outage:plan*')).toEqual([]);
+    expect(await probe.xlen('outage:audit:production')).toBe(0);
+
+    // Everything works again: plan, confirm, switch, verified.
+    const planned = await post(`${sy.base}/console/api/command`, {
+      user: 'alice',
+      text: '/rollback production',
+    });
+    expect(planned.status).toBe(200);
+    const timeline = (await (await fetch(`${sy.base}/console/api/timeline?user=alice`)).json()) as {
+      entries: ConsoleEntry[];
+    };
+    const entry = timeline.entries.find((e) => e.id === planned.json.messageId);
+    const confirm = entry?.message?.buttons.find((b) => b.actionId.startsWith('sy1:confirm:'));
+    if (!confirm) throw new Error(`no confirm button on ${JSON.stringify(entry)}`);
+    const clicked = await post(`${sy.base}/console/api/action`, {
+      user: 'alice',
+      actionId: confirm.actionId,
+      messageId: planned.json.messageId,
+    });
+    expect(clicked.json.outcome).toBe('enqueued');
+    const jobs = new SwitchQueue({ redisUrl: redis.url, queueName: sy.queueName, prefix: sy.namespace });
+    closers.push(() => jobs.close());
+    const final = await jobs.waitForEnd(String(clicked.json.jobId), 30_000);
+    expect(final?.outcome).toBe('succeeded');
+  });
+
+  it('shuts down without waiting for Redis to come back', async () => {
+    const redis = await ownRedis();
+    const sy = await app(redis.url);
+    await redis.stop();
+    await settlesWithin(sy.stop(), 10_000, 'stop()');
+  });
+});
+
+describe('the fail-fast Redis connection', () => {
+  it('fails at once while Redis is down, never sends a refused command later, and recovers', async () => {
+    const redis = await ownRedis();
+    const client = createRequestRedis(redis.url);
+    client.on('error', () => undefined);
+    closers.push(async () => client.disconnect());
+    await redisReady(client);
+    await client.set('kept', '1');
+
+    await redis.stop();
+    const refused = await settlesWithin(
+      client.set('refused', '1').catch((e: unknown) => e),
+      5_000,
+      'a command while Redis is down',
+    );
+    const err = asSwitchyardError(refused);
+    expect(err).toBeInstanceOf(SwitchyardError);
+    expect(err.code).toBe('redis_unavailable');
+    expect(err.retry).toBe(true);
+    expect(err.message).toMatch(/cannot reach its Redis/);
+
+    await redis.start();
+    await redisReady(client, 15_000);
+    expect(await client.get('kept')).toBe('1'); // AOF: the data survived the restart
+    expect(await client.exists('refused')).toBe(0);
+  });
+
+  it('tells a Redis outage from other errors', () => {
+    expect(asSwitchyardError(new Error('Command timed out')).code).toBe('redis_unavailable');
+    expect(asSwitchyardError(new Error('Connection is closed.')).code).toBe('redis_unavailable');
+    // a socket error of the deploy platform's API is not a Redis outage
+    expect(asSwitchyardError(new Error('connect ECONNREFUSED 10.0.0.1:443')).code).toBe('internal');
+    expect(asSwitchyardError(new Error('WRONGTYPE Operation against a key')).code).toBe('internal');
+    expect(asSwitchyardError(new TypeError('x is undefined')).code).toBe('internal');
+  });
+});
