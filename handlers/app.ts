@@ -35,7 +35,7 @@ import { createUnkeyPlatform } from '../src/platform/unkey/adapter.js';
 import { createVercelPlatform } from '../src/platform/vercel/adapter.js';
 import type { Reporter, Surface } from '../src/progress.js';
 import { SwitchQueue } from '../src/queue.js';
-import { createRedis, createRequestRedis, redisReady, watchRedis } from '../src/redis.js';
+import { createRedis, createRequestRedis, redactRedisUrl, redisReady, watchRedis } from '../src/redis.js';
 import { checkRedis } from '../src/redis-check.js';
 import { type SpawnedRedis, spawnRedis } from '../src/redis-server.js';
 import { registerConsole } from './console/routes.js';
@@ -72,6 +72,8 @@ export interface StartOptions {
   readonly metrics?: Metrics;
   /** Prefix of every Redis key and queue name (tests and several installations sharing one Redis). */
   readonly namespace?: string;
+  /** How long start-up waits for Redis to accept connections before it fails (default 10 s). */
+  readonly redisTimeoutMs?: number;
 }
 
 export interface RunningSwitchyard {
@@ -169,7 +171,11 @@ export async function startSwitchyard(
     });
     watchRedis(redis, logger);
     requestRedis.on('error', () => undefined); // each failed command reports it; /readyz shows the state
-    await redisReady(requestRedis);
+    await redisReady(
+      requestRedis,
+      opts.redisTimeoutMs ?? 10_000,
+      `Redis at ${redactRedisUrl(redisUrl)}${env.REDIS_URL ? ' (REDIS_URL)' : ''}`,
+    );
     for (const w of await checkRedis(redis)) logger.warn({ redisWarning: w }, `Redis: ${w.message}`);
 
     // Deploy platform

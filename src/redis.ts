@@ -51,8 +51,11 @@ export function createRequestRedis(url: string, extra: RedisOptions = {}): Redis
   });
 }
 
-/** Resolves once `client` is connected and ready; rejects after `timeoutMs` naming the last error. */
-export function redisReady(client: Redis, timeoutMs = 10_000): Promise<void> {
+/**
+ * Resolves once `client` is connected and ready; rejects after `timeoutMs` naming `what` and the last
+ * connection error.
+ */
+export function redisReady(client: Redis, timeoutMs = 10_000, what = 'Redis'): Promise<void> {
   if (client.status === 'ready') return Promise.resolve();
   return new Promise((resolve, reject) => {
     let last: Error | undefined;
@@ -72,7 +75,7 @@ export function redisReady(client: Redis, timeoutMs = 10_000): Promise<void> {
         done(
           new SwitchyardError(
             'redis_unavailable',
-            `Redis did not become ready within ${timeoutMs} ms${last ? `: ${last.message}` : ''}`,
+            `${what} did not become ready within ${timeoutMs} ms${last ? `: ${last.message}` : ''}`,
             { retry: true, ...(last ? { cause: last } : {}) },
           ),
         ),
@@ -109,4 +112,16 @@ export async function closeRedis(client: Redis | undefined): Promise<void> {
     return;
   }
   await client.quit().catch(() => client.disconnect());
+}
+
+/** `url` without its password, for messages and logs. */
+export function redactRedisUrl(url: string): string {
+  if (!/^rediss?:\/\//.test(url)) return url;
+  try {
+    const u = new URL(url);
+    if (u.password) u.password = '***';
+    return u.toString();
+  } catch {
+    return 'the configured Redis URL';
+  }
 }

@@ -169,6 +169,34 @@ describe('Switchyard while Redis is unreachable', () => {
   });
 });
 
+describe('starting without Redis', () => {
+  it('fails with a message naming REDIS_URL (password hidden) instead of waiting forever', async () => {
+    const dataDir = mkdtempSync(join(tmpdir(), 'sy-outage-app-'));
+    closers.push(async () => rmSync(dataDir, { recursive: true, force: true }));
+    const env = parseEnv({
+      PORT: '0',
+      LOCAL_ROUTER_PORT: '0',
+      REDIS_URL: 'redis://switchyard:s3cret@127.0.0.1:1',
+      LOG_LEVEL: 'silent',
+    });
+    const config: Config = { env, file: fileConfigSchema.parse({}), platform: 'local' };
+    const started = startSwitchyard({ config, logger: silentLogger, dataDir, redisTimeoutMs: 300 });
+    const err = await settlesWithin(
+      started.then(
+        () => undefined,
+        (e: unknown) => e,
+      ),
+      10_000,
+      'start-up',
+    );
+    expect(err).toMatchObject({ code: 'redis_unavailable' });
+    const message = (err as Error).message;
+    expect(message).toContain('Redis at redis://switchyard:***@127.0.0.1:1 (REDIS_URL) did not become ready');
+    expect(message).toContain('ECONNREFUSED');
+    expect(message).not.toContain('s3cret');
+  });
+});
+
 describe('the fail-fast Redis connection', () => {
   it('fails at once while Redis is down, never sends a refused command later, and recovers', async () => {
     const redis = await ownRedis();
