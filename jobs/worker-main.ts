@@ -30,7 +30,7 @@ import { createUnkeyPlatform } from '../src/platform/unkey/adapter.js';
 import { createVercelPlatform } from '../src/platform/vercel/adapter.js';
 import type { Progress, Reporter } from '../src/progress.js';
 import { DEFAULT_SWITCH_PREFIX, DEFAULT_SWITCH_QUEUE } from '../src/queue.js';
-import { createRedis } from '../src/redis.js';
+import { closeRedis, createRedis, watchRedis } from '../src/redis.js';
 import { checkRedis } from '../src/redis-check.js';
 import { type SwitchWorker, startSwitchWorker } from './switch-worker.js';
 
@@ -147,7 +147,9 @@ export async function runWorker(opts: RunWorkerOptions = {}): Promise<RunningWor
       { key: 'REDIS_URL' },
     );
   }
+  // A worker waits for Redis (it may start before Redis does), saying so once instead of hanging silently.
   const redis = createRedis(redisUrl);
+  watchRedis(redis, logger);
   const warnings = (await checkRedis(redis)).map((w) => w.message);
   for (const w of warnings) logger.warn({ redis: 'settings' }, `REDIS WILL LOSE SWITCHES: ${w}`);
   const platform = opts.platform ?? platformFor(config, args, logger);
@@ -188,7 +190,7 @@ export async function runWorker(opts: RunWorkerOptions = {}): Promise<RunningWor
       stopping ??= (async () => {
         await handle.close();
         await platform.close().catch(() => undefined);
-        await redis.quit().catch(() => undefined);
+        await closeRedis(redis);
       })();
       return stopping;
     },
