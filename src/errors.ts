@@ -114,7 +114,8 @@ export function redisUnavailable(e: unknown): SwitchyardError | undefined {
   if (e instanceof SwitchyardError) return e.code === 'redis_unavailable' ? e : undefined;
   if (!(e instanceof Error)) return undefined;
   if (!REDIS_UNREACHABLE.some((re) => re.test(e.message))) return undefined;
-  return new SwitchyardError('redis_unavailable', `Switchyard cannot reach its Redis (${e.message})`, {
+  // The person reading it needs the what, not ioredis's wording (which stays in `cause`, for the logs).
+  return new SwitchyardError('redis_unavailable', 'Switchyard cannot reach its Redis right now', {
     retry: true,
     cause: e,
   });

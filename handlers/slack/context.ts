@@ -81,7 +81,8 @@ export function describeIssues(error: z.ZodError): string {
 export function faultView(e: unknown, doing: string): MessageView {
   const err = asSwitchyardError(e);
   const retry = err.retry ? ' It may work if you try again in a moment.' : '';
-  const summary = `Switchyard could not ${doing} (${err.code}).${retry}`;
+  const reason = err.code === 'redis_unavailable' ? 'its Redis is unreachable' : err.code;
+  const summary = `Switchyard could not ${doing} (${reason}).${retry}`;
   return {
     kind: 'refusal',
     tone: 'danger',

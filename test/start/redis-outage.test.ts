@@ -14,6 +14,7 @@ import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { type RunningSwitchyard, startSwitchyard } from '../../handlers/app.js';
 import type { ConsoleEntry } from '../../handlers/console/surface.js';
+import { faultView } from '../../handlers/slack/context.js';
 import { type Config, fileConfigSchema, parseEnv } from '../../src/config.js';
 import { asSwitchyardError, SwitchyardError } from '../../src/errors.js';
 import { silentLogger } from '../../src/log.js';
@@ -222,6 +223,16 @@ describe('the fail-fast Redis connection', () => {
     await redisReady(client, 15_000);
     expect(await client.get('kept')).toBe('1'); // AOF: the data survived the restart
     expect(await client.exists('refused')).toBe(0);
+  });
+
+  it('reads plainly in chat', () => {
+    const view = faultView(
+      new Error("Stream isn't writeable and enableOfflineQueue options is false"),
+      'run /rollback',
+    );
+    expect(view.summary).toBe(
+      'Switchyard could not run /rollback (its Redis is unreachable). It may work if you try again in a moment.',
+    );
   });
 
   it('tells a Redis outage from other errors', () => {
