@@ -291,7 +291,8 @@ export async function runJobsBench(opts: JobsBenchOptions = {}): Promise<JobsBen
     // The repeat mode asks for identical plans back to back (rollback, promote, rollback…): no dedupe
     // window, so each is a new request that replaces the ended job of the same plan.
     // As in the app: Flow audits requests, the worker audits the rest.
-    const queue = new SwitchQueue({ redisUrl, queueName, dedupeWindowMs: 1 });
+    // As the bot process opens it: fail-fast (src/redis.ts), so an outage refuses a request at once.
+    const queue = new SwitchQueue({ redisUrl, queueName, dedupeWindowMs: 1, failFast: true });
     const handle = startSwitchWorker({
       redisUrl,
       queueName,
