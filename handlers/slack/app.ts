@@ -14,6 +14,7 @@ import { ConfigError } from '../../src/errors.js';
 import type { HttpServer } from '../../src/http.js';
 import { sendJson } from '../../src/http.js';
 import type { Logger } from '../../src/log.js';
+import { SLACK_CALL_TIMEOUT_MS } from './reporter.js';
 
 /** Bolt's default request path: commands, interactivity and events all arrive here. */
 export const SLACK_EVENTS_PATH = '/slack/events';
@@ -91,7 +92,11 @@ export function createSlackApp(opts: SlackAppOptions, register: (app: App) => vo
   const logger = boltLogger(opts.logger);
   const keyPrefix = opts.keyPrefix ?? DEFAULTS.keyPrefix;
   const ttl = opts.eventDedupeTtlSeconds ?? DEFAULTS.eventDedupeTtlSeconds;
-  const clientOptions = opts.apiUrl === undefined ? {} : { slackApiUrl: checkApiUrl(opts.apiUrl) };
+  // Bolt's client answers commands and clicks: a hanging Web API call must not hold a handler forever.
+  const clientOptions = {
+    timeout: SLACK_CALL_TIMEOUT_MS,
+    ...(opts.apiUrl === undefined ? {} : { slackApiUrl: checkApiUrl(opts.apiUrl) }),
+  };
   let app: App;
   let mode: 'http' | 'socket';
   let receiver: HTTPReceiver | undefined;

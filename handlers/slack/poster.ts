@@ -3,13 +3,13 @@
  * without a command — a new message in a channel (threaded when asked) with `chat.postMessage`, and
  * later edits through the reporter's paced lane (so they never overtake a switch's progress).
  */
-import { WebClient } from '@slack/web-api';
+import { LogLevel, WebClient } from '@slack/web-api';
 import type { ChatPoster } from '../../src/chat-sinks.js';
 import type { MessageRef } from '../../src/progress.js';
 import { renderSlack } from '../../src/views/slack.js';
 import type { MessageView } from '../../src/views/types.js';
 import { slackErrorCode } from './context.js';
-import { classifySlackError, type SlackReporter } from './reporter.js';
+import { classifySlackError, SLACK_CALL_TIMEOUT_MS, type SlackReporter } from './reporter.js';
 
 /** Thrown when Slack refuses a post; names the method, channel and Slack's error code (STYLE 4). */
 export class SlackPostError extends Error {
@@ -30,12 +30,19 @@ export class SlackPostError extends Error {
  * The Web API client the poster uses: a failed post is retried twice within seconds, not for the
  * SDK's default half hour, so one stuck post never holds up the notices and suggestions behind it; the
  * notices service retries a transient failure itself, later and in the background. Rate limits are
- * still waited out as Slack's `Retry-After` says.
+ * still waited out as Slack's `Retry-After` says; a call that hangs is given up after `timeoutMs`.
  */
-export function createPosterClient(token: string, apiUrl?: string): WebClient {
+export function createPosterClient(
+  token: string,
+  apiUrl?: string,
+  timeoutMs = SLACK_CALL_TIMEOUT_MS,
+): WebClient {
   return new WebClient(token, {
     ...(apiUrl === undefined ? {} : { slackApiUrl: apiUrl }),
     retryConfig: { retries: 2, factor: 2, minTimeout: 500, maxTimeout: 2_000, randomize: true },
+    timeout: timeoutMs,
+    // Failures are logged by the caller, as JSON with the rest (the SDK would print its own lines).
+    logLevel: LogLevel.ERROR,
   });
 }
 

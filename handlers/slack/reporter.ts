@@ -6,7 +6,7 @@
  * honoured with its `Retry-After`. Chat API failures are logged and counted
  * (`switchyard_chat_api_errors_total`), never thrown into the job.
  */
-import { WebClient } from '@slack/web-api';
+import { LogLevel, WebClient } from '@slack/web-api';
 import { type Clock, systemClock } from '../../src/clock.js';
 import { type Logger, silentLogger } from '../../src/log.js';
 import type { Metrics } from '../../src/metrics.js';
@@ -53,12 +53,26 @@ export const slackReporterDefaults = {
 /** How long a message that showed its final state refuses non-final edits (late, out-of-order ones). */
 const FINAL_MEMORY_MS = 30 * 60_000;
 
+/**
+ * How long one Slack Web API call may take before it is given up as a transient failure. The SDK's
+ * default is no limit: a Slack API that accepts the connection and hangs would hold a message's
+ * progress (and the job waiting for its final state) forever.
+ */
+export const SLACK_CALL_TIMEOUT_MS = 10_000;
+
 /** A Web API client suited to the reporter: no internal sleeping on 429 and no hidden retries. */
-export function createReporterClient(token: string, apiUrl?: string): WebClient {
+export function createReporterClient(
+  token: string,
+  apiUrl?: string,
+  timeoutMs = SLACK_CALL_TIMEOUT_MS,
+): WebClient {
   return new WebClient(token, {
     ...(apiUrl === undefined ? {} : { slackApiUrl: apiUrl }),
     rejectRateLimitedCalls: true,
     retryConfig: { retries: 0 },
+    timeout: timeoutMs,
+    // Failures are logged by the caller, as JSON with the rest (the SDK would print its own lines).
+    logLevel: LogLevel.ERROR,
   });
 }
 

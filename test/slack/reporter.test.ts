@@ -178,6 +178,27 @@ describe('SlackReporter', () => {
     expect(Array.isArray(call.args.blocks)).toBe(true);
   });
 
+  it('gives up a call that hangs and delivers the final state on the next attempt', async () => {
+    // A Web API that accepts the call and never answers: without a timeout the final state (and the
+    // job waiting for it) would wait forever.
+    const timed = new SlackReporter({
+      client: createReporterClient(fake.token, fake.apiUrl, 200),
+      render,
+      clock,
+      metrics,
+    });
+    fake.stall('chat.update', 1);
+    const retrying = clock.sleepOf(2000);
+    const final = timed.report(progress('done', 'succeeded'), [ref]);
+    await retrying; // the hung call was given up (200 ms, real time); the retry waits on the clock
+    expect(fake.stalled('chat.update')).toBe(1);
+    expect(updates()).toEqual([]);
+    await clock.advance(2000);
+    await final;
+    expect(updates()).toEqual(['traffic is on dep_b (succeeded)']);
+    expect(await errorCount('request_error')).toBe(1);
+  });
+
   it('ignores messages of other surfaces', async () => {
     await reporter.report(progress('done', 'succeeded'), [
       { surface: 'discord', channel: '123456', messageId: '42' },

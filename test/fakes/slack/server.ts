@@ -216,6 +216,7 @@ export class FakeSlack extends EventEmitter {
   private readonly messages = new Map<string, StoredMessage>();
   private readonly responseUrls = new Map<string, ResponseUrlState>();
   private readonly rateLimits = new Map<string, { retryAfter: number; remaining: number }>();
+  private readonly stalls = new Map<string, { remaining: number; seen: number }>();
   private readonly clock: Clock;
   private readonly server: Server;
   private port = 0;
@@ -357,6 +358,18 @@ export class FakeSlack extends EventEmitter {
     this.rateLimits.set(method, { retryAfter: retryAfterSeconds, remaining: count });
   }
 
+  /**
+   * The next `count` calls of `method` are read and then never answered (a Web API that accepted the
+   * connection and hangs); they are not recorded. `stalled(method)` counts them so far.
+   */
+  stall(method: string, count = 1): void {
+    this.stalls.set(method, { remaining: count, seen: this.stalls.get(method)?.seen ?? 0 });
+  }
+
+  stalled(method: string): number {
+    return this.stalls.get(method)?.seen ?? 0;
+  }
+
   /** A fresh response URL bound to a channel and user (and the message a button was on). */
   createResponseUrl(ref: { channel: string; user: string; messageTs?: string }): string {
     this.urlCounter += 1;
@@ -470,6 +483,12 @@ export class FakeSlack extends EventEmitter {
     const formToken = contentType.includes('application/json') ? undefined : args.token;
     const token = bearer ?? (typeof formToken === 'string' ? formToken : undefined);
     delete args.token;
+    const stall = this.stalls.get(method);
+    if (stall && stall.remaining > 0) {
+      stall.remaining -= 1;
+      stall.seen += 1;
+      return; // never answered; close() ends the connection
+    }
     let answer: Answer;
     const limit = this.rateLimits.get(method);
     // apps.connections.open takes the app-level token; every other method the bot token.
