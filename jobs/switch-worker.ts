@@ -20,7 +20,7 @@ import {
   switchBackoffDelay,
   switchKeys,
 } from '../src/queue.js';
-import { closeRedis, createRedis } from '../src/redis.js';
+import { closeRedis, createRedis, redisAnswers } from '../src/redis.js';
 import { processSwitch, SHUTDOWN_REASON } from './switch-processor.js';
 
 /** Options of `startSwitchWorker`. */
@@ -150,7 +150,7 @@ export function startSwitchWorker(opts: SwitchWorkerOptions): SwitchWorker {
           // While Redis is unreachable nothing can finish (no progress, no completion) and a graceful
           // close would wait for Redis: drop the connections instead. The active switches' locks
           // expire and another worker resumes them, following the platform operation they started.
-          const unreachable = redis.status !== 'ready';
+          const unreachable = !(await redisAnswers(redis));
           if (unreachable) logger.warn('Redis is unreachable: closing without waiting for active switches');
           await current.close(unreachable);
           while (background.size > 0) await Promise.all([...background]);

@@ -24,7 +24,7 @@ import {
   progressSchema,
 } from './progress.js';
 import { EnvironmentLock, switchKeys } from './queue-keys.js';
-import { closeRedis, createRedis, createRequestRedis } from './redis.js';
+import { closeRedis, createRedis, createRequestRedis, redisAnswers } from './redis.js';
 
 export { EnvironmentLock, type SwitchKeys, switchKeys } from './queue-keys.js';
 
@@ -502,11 +502,12 @@ export class SwitchQueue {
       // would wait for Redis to come back.
       // (BullMQ's disconnect also waits for an `end` event that a connection between two reconnection
       // attempts never emits: it is given a second, by which time the connection is dropped.)
-      if (this.eventsRedis?.status === 'ready') await events?.close().catch(() => undefined);
+      if (this.eventsRedis && (await redisAnswers(this.eventsRedis)))
+        await events?.close().catch(() => undefined);
       else await settleWithin(events?.disconnect(), 1_000);
       await closeRedis(this.eventsRedis);
     }
-    if (this.ownsRedis && this.redis.status !== 'ready') this.redis.disconnect();
+    if (this.ownsRedis && !(await redisAnswers(this.redis))) this.redis.disconnect();
     await this.queue.close().catch(() => undefined);
     if (this.ownsRedis) await closeRedis(this.redis);
   }

@@ -104,10 +104,31 @@ export function watchRedis(client: Redis, logger: Logger, name = 'redis'): void 
   });
 }
 
+/**
+ * Whether Redis answers a PING on `client` within `ms`. A status check alone is not enough: a
+ * connection whose server just went away may still read `ready` for a moment.
+ */
+export async function redisAnswers(client: Redis, ms = 500): Promise<boolean> {
+  if (client.status !== 'ready') return false;
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<boolean>((resolve) => {
+    timer = setTimeout(() => resolve(false), ms);
+  });
+  const answered = client.ping().then(
+    (pong) => pong === 'PONG',
+    () => false,
+  );
+  try {
+    return await Promise.race([answered, late]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
 /** Closes a connection: QUIT when Redis answers, otherwise drops it at once (never waits for Redis). */
 export async function closeRedis(client: Redis | undefined): Promise<void> {
   if (client === undefined || client.status === 'end') return;
-  if (client.status !== 'ready') {
+  if (!(await redisAnswers(client))) {
     client.disconnect();
     return;
   }

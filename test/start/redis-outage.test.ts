@@ -49,10 +49,13 @@ async function ownRedis(): Promise<{ url: string; stop(): Promise<void>; start()
   };
 }
 
-async function app(redisUrl: string): Promise<RunningSwitchyard & { base: string }> {
+async function app(
+  redisUrl: string,
+  local: Record<string, string> = { reactivationTime: '200ms', buildTime: '300ms' },
+): Promise<RunningSwitchyard & { base: string }> {
   const dataDir = mkdtempSync(join(tmpdir(), 'sy-outage-app-'));
   const env = parseEnv({ PORT: '0', LOCAL_ROUTER_PORT: '0', REDIS_URL: redisUrl, LOG_LEVEL: 'silent' });
-  const file = fileConfigSchema.parse({ local: { reactivationTime: '200ms', buildTime: '300ms' } });
+  const file = fileConfigSchema.parse({ local });
   const config: Config = { env, file, platform: 'local' };
   const running = await startSwitchyard({ config, logger: silentLogger, dataDir, namespace: 'outage' });
   closers.push(async () => {
@@ -87,6 +90,31 @@ async function settlesWithin<T>(p: Promise<T>, ms: number, what: string): Promis
   } finally {
     clearTimeout(timer);
   }
+}
+
+async function timeline(sy: { base: string }, user: string): Promise<ConsoleEntry[]> {
+  const res = await fetch(`${sy.base}/console/api/timeline?user=${user}`);
+  return ((await res.json()) as { entries: ConsoleEntry[] }).entries;
+}
+
+/** Types `/rollback production` in the console as alice and confirms it. */
+async function confirmRollback(sy: { base: string }): Promise<{ jobId: string; messageId: string }> {
+  const planned = await post(`${sy.base}/console/api/command`, {
+    user: 'alice',
+    text: '/rollback production',
+  });
+  expect(planned.status).toBe(200);
+  const messageId = String(planned.json.messageId);
+  const entry = (await timeline(sy, 'alice')).find((e) => e.id === messageId);
+  const confirm = entry?.message?.buttons.find((b) => b.actionId.startsWith('sy1:confirm:'));
+  if (!confirm) throw new Error(`no confirm button on ${JSON.stringify(entry)}`);
+  const clicked = await post(`${sy.base}/console/api/action`, {
+    user: 'alice',
+    actionId: confirm.actionId,
+    messageId,
+  });
+  expect(clicked.json.outcome).toBe('enqueued');
+  return { jobId: String(clicked.json.jobId), messageId };
 }
 
 /** Polls `/readyz` (the app reconnects on its own schedule) until it answers 200. */
@@ -139,27 +167,46 @@ describe('Switchyard while Redis is unreachable', () => {
     expect(await probe.xlen('outage:audit:production')).toBe(0);
 
     // Everything works again: plan, confirm, switch, verified.
-    const planned = await post(`${sy.base}/console/api/command`, {
-      user: 'alice',
-      text: '/rollback production',
-    });
-    expect(planned.status).toBe(200);
-    const timeline = (await (await fetch(`${sy.base}/console/api/timeline?user=alice`)).json()) as {
-      entries: ConsoleEntry[];
-    };
-    const entry = timeline.entries.find((e) => e.id === planned.json.messageId);
-    const confirm = entry?.message?.buttons.find((b) => b.actionId.startsWith('sy1:confirm:'));
-    if (!confirm) throw new Error(`no confirm button on ${JSON.stringify(entry)}`);
-    const clicked = await post(`${sy.base}/console/api/action`, {
-      user: 'alice',
-      actionId: confirm.actionId,
-      messageId: planned.json.messageId,
-    });
-    expect(clicked.json.outcome).toBe('enqueued');
+    const { jobId } = await confirmRollback(sy);
     const jobs = new SwitchQueue({ redisUrl: redis.url, queueName: sy.queueName, prefix: sy.namespace });
     closers.push(() => jobs.close());
-    const final = await jobs.waitForEnd(String(clicked.json.jobId), 30_000);
+    const final = await jobs.waitForEnd(jobId, 30_000);
     expect(final?.outcome).toBe('succeeded');
+  });
+
+  it('a switch running when Redis goes away finishes once Redis is back', async () => {
+    const redis = await ownRedis();
+    // The default rollback target of the demo, dep_3hd7xa, is in standby: reactivating it takes 1.5 s.
+    const sy = await app(redis.url, { reactivationTime: '1500ms', buildTime: '300ms' });
+    const jobs = new SwitchQueue({ redisUrl: redis.url, queueName: sy.queueName, prefix: sy.namespace });
+    closers.push(() => jobs.close());
+    const { jobId, messageId } = await confirmRollback(sy);
+    let reactivating = false;
+    for (let i = 0; i < 400 && !reactivating; i++) {
+      const p = await jobs.progress(jobId);
+      reactivating = p?.steps.some((st) => st.step === 'reactivating' && st.state === 'running') ?? false;
+      if (!reactivating) await new Promise((resolve) => setTimeout(resolve, 10));
+    }
+    expect(reactivating).toBe(true);
+    const moved = new Promise<void>((resolve) => {
+      const off = sy.platform.subscribe?.((e) => {
+        if (e.type === 'traffic.moved' && e.to === 'dep_3hd7xa') {
+          off?.();
+          resolve();
+        }
+      });
+    });
+
+    await redis.stop();
+    await moved; // the platform finished the switch while Redis was away
+    await redis.start();
+    const final = await jobs.waitForEnd(jobId, 60_000);
+    expect(final).toMatchObject({ outcome: 'succeeded' });
+    expect(final?.traffic.every((t) => t.ok && t.deploymentId === 'dep_3hd7xa')).toBe(true);
+    expect(final?.attempt).toBe(1); // not retried, not recovered: the same attempt carried on
+    // the console message, edited from the followed progress, shows it too
+    const entry = (await timeline(sy, 'alice')).find((e) => e.id === messageId);
+    expect(JSON.stringify(entry?.message)).toContain('Traffic is on dep_3hd7xa');
   });
 
   it('shuts down without waiting for Redis to come back', async () => {
