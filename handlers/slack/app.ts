@@ -39,6 +39,20 @@ export interface SlackAppOptions {
   readonly logger: Logger;
   /** Called when a retried event is dropped (metrics, tests). */
   readonly onDuplicateEvent?: (eventId: string) => void;
+  /**
+   * How long one call to Slack may take, Web API or response URL (default 10 s; the SDKs have no
+   * limit): a Slack that accepts a call and hangs must not hold a handler forever.
+   */
+  readonly callTimeoutMs?: number;
+}
+
+/** `fetch` that gives up after `ms` (the caller's own signal still applies). */
+export function timedFetch(ms: number): typeof fetch {
+  return (input, init) => {
+    const timeout = AbortSignal.timeout(ms);
+    const signal = init?.signal ? AbortSignal.any([init.signal, timeout]) : timeout;
+    return fetch(input, { ...init, signal });
+  };
 }
 
 /** A built Slack app: the Bolt App, its Web API client, and lifecycle. */
@@ -92,9 +106,12 @@ export function createSlackApp(opts: SlackAppOptions, register: (app: App) => vo
   const logger = boltLogger(opts.logger);
   const keyPrefix = opts.keyPrefix ?? DEFAULTS.keyPrefix;
   const ttl = opts.eventDedupeTtlSeconds ?? DEFAULTS.eventDedupeTtlSeconds;
-  // Bolt's client answers commands and clicks: a hanging Web API call must not hold a handler forever.
+  // Bolt's client and `respond()` (response URLs, through `fetch`) answer commands and clicks: a call
+  // that hangs must not hold a handler forever.
+  const callTimeoutMs = opts.callTimeoutMs ?? SLACK_CALL_TIMEOUT_MS;
   const clientOptions = {
-    timeout: SLACK_CALL_TIMEOUT_MS,
+    timeout: callTimeoutMs,
+    fetch: timedFetch(callTimeoutMs),
     ...(opts.apiUrl === undefined ? {} : { slackApiUrl: checkApiUrl(opts.apiUrl) }),
   };
   let app: App;

@@ -57,7 +57,14 @@ export function configuredGroups(config: Pick<Config, 'file'>): string[] {
 export interface StartSlackOptions
   extends Pick<
     SlackAppOptions,
-    'botToken' | 'signingSecret' | 'appToken' | 'apiUrl' | 'redis' | 'keyPrefix' | 'onDuplicateEvent'
+    | 'botToken'
+    | 'signingSecret'
+    | 'appToken'
+    | 'apiUrl'
+    | 'redis'
+    | 'keyPrefix'
+    | 'onDuplicateEvent'
+    | 'callTimeoutMs'
   > {
   readonly flow: Flow;
   readonly config: Pick<Config, 'file'>;
@@ -92,7 +99,7 @@ export function startSlack(opts: StartSlackOptions): SlackSurface {
   const clock = opts.clock ?? systemClock;
   const logger = opts.logger.child({ surface: 'slack' });
   const reporter = new SlackReporter({
-    client: createReporterClient(opts.botToken, opts.apiUrl),
+    client: createReporterClient(opts.botToken, opts.apiUrl, opts.callTimeoutMs),
     clock,
     logger,
     metrics: opts.metrics,
@@ -114,6 +121,7 @@ export function startSlack(opts: StartSlackOptions): SlackSurface {
       ...(opts.http === undefined ? {} : { http: opts.http }),
       ...(opts.keyPrefix === undefined ? {} : { keyPrefix: opts.keyPrefix }),
       ...(opts.onDuplicateEvent === undefined ? {} : { onDuplicateEvent: opts.onDuplicateEvent }),
+      ...(opts.callTimeoutMs === undefined ? {} : { callTimeoutMs: opts.callTimeoutMs }),
     },
     (app) => {
       groups = new UserGroupResolver({
@@ -141,7 +149,7 @@ export function startSlack(opts: StartSlackOptions): SlackSurface {
     slack,
     reporter,
     groups: resolver,
-    poster: new SlackPoster(createPosterClient(opts.botToken, opts.apiUrl), reporter),
+    poster: new SlackPoster(createPosterClient(opts.botToken, opts.apiUrl, opts.callTimeoutMs), reporter),
     async idle() {
       await work.idle();
       await reporter.flush();

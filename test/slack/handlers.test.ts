@@ -98,6 +98,22 @@ describe('Slack handlers', () => {
     expect(w.fake.callsOf('chat.postMessage')).toEqual([]);
   });
 
+  it('a Slack that hangs does not hold a handler: the reply is given up and the next one goes out', async () => {
+    const w = await world({ callTimeoutMs: 200 });
+    w.fake.stall('response_url', 1);
+    const first = await w.requests.command({ command: '/rollback', text: 'nowhere' });
+    expect(first.status).toBe(200);
+    // Without a limit the after-ack work would wait for the hung response URL forever.
+    await w.surface.idle();
+    expect(w.fake.stalled('response_url')).toBe(1);
+    expect(await w.metrics.registry.getSingleMetricAsString('switchyard_chat_api_errors_total')).toContain(
+      'method="response_url"',
+    );
+    await w.requests.command({ command: '/rollback', text: 'nowhere' });
+    const reply = await w.fake.waitForResponse(isEphemeral);
+    expect(JSON.stringify(reply.body)).toContain('nowhere');
+  });
+
   it('Cancel withdraws the plan: the message says so and a later confirm enqueues nothing', async () => {
     const w = await world();
     await w.requests.command({ command: '/rollback', text: 'production' });

@@ -359,8 +359,9 @@ export class FakeSlack extends EventEmitter {
   }
 
   /**
-   * The next `count` calls of `method` are read and then never answered (a Web API that accepted the
-   * connection and hangs); they are not recorded. `stalled(method)` counts them so far.
+   * The next `count` calls of `method` (or posts to response URLs: `'response_url'`) are read and then
+   * never answered (a Slack that accepted the connection and hangs); they are not recorded.
+   * `stalled(method)` counts them so far.
    */
   stall(method: string, count = 1): void {
     this.stalls.set(method, { remaining: count, seen: this.stalls.get(method)?.seen ?? 0 });
@@ -453,6 +454,12 @@ export class FakeSlack extends EventEmitter {
     const raw = Buffer.concat(chunks).toString('utf8');
     const contentType = String(req.headers['content-type'] ?? '');
     if (url.pathname.startsWith('/hooks/')) {
+      const stall = this.stalls.get('response_url');
+      if (stall && stall.remaining > 0) {
+        stall.remaining -= 1;
+        stall.seen += 1;
+        return; // never answered
+      }
       this.handleResponseUrl(url.pathname, raw, res);
       return;
     }

@@ -55,6 +55,8 @@ export interface WorldOptions {
   readonly progressIntervalMs?: number;
   /** Connect over Socket Mode (app-level token) instead of mounting the HTTP receiver. */
   readonly socketMode?: boolean;
+  /** How long one call to the fake Slack may take (default: the app's 10 s). */
+  readonly callTimeoutMs?: number;
 }
 
 /** Starts a world (see the module header). */
@@ -114,6 +116,7 @@ export async function startWorld(opts: WorldOptions): Promise<World> {
       logger,
       progressIntervalMs: opts.progressIntervalMs ?? 0,
       ...(opts.onChannelMessage === undefined ? {} : { onChannelMessage: opts.onChannelMessage }),
+      ...(opts.callTimeoutMs === undefined ? {} : { callTimeoutMs: opts.callTimeoutMs }),
     });
     const port = await http.listen(0);
     closers.push(async () => {
