@@ -19,7 +19,7 @@ import { AlertService, compositeSink, type SuggestionSink } from '../src/alerts/
 import { AuditLog } from '../src/audit.js';
 import { ChatService } from '../src/chat.js';
 import { type ChatPoster, suggestionSink } from '../src/chat-sinks.js';
-import { type Clock, systemClock } from '../src/clock.js';
+import { type Clock, systemClock, within } from '../src/clock.js';
 import { type Config, consoleEnabled } from '../src/config.js';
 import { Flow } from '../src/flow.js';
 import { HttpServer, sendJson, sendText } from '../src/http.js';
@@ -48,15 +48,6 @@ export const QUEUE_NAME = 'switchyard-switch';
 
 /** How long `/readyz` waits for Redis and the platform before it reports them as not answering. */
 export const READY_CHECK_MS = 2_000;
-
-/** `p`, or a rejection with `message` once `ms` have passed. */
-function withTimeout<T>(p: Promise<T>, ms: number, message: string): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(message)), ms);
-  });
-  return Promise.race([p, timeout]).finally(() => clearTimeout(timer));
-}
 
 /** What `/readyz` says about the worker of a process started with `SWITCHYARD_WORKER=off`. */
 export const WORKER_OFF = 'not run here (SWITCHYARD_WORKER=off)';
@@ -363,11 +354,18 @@ export async function startSwitchyard(
       // Answers within READY_CHECK_MS whatever is down: a probe that hangs is a problem, not a wait.
       const problems: string[] = [];
       const check = async (name: string, probe: () => Promise<unknown>) => {
-        try {
-          await withTimeout(probe(), READY_CHECK_MS, `no answer within ${READY_CHECK_MS} ms`);
-        } catch (e) {
-          problems.push(`${name}: ${(e as Error).message}`);
-        }
+        const answered = probe().then(
+          () => undefined,
+          (e: unknown) => (e instanceof Error ? e.message : String(e)),
+        );
+        // Real time, not the injected clock: a readiness deadline is about the caller's wait.
+        const problem = await within(
+          systemClock,
+          READY_CHECK_MS,
+          answered,
+          `no answer within ${READY_CHECK_MS} ms`,
+        );
+        if (problem !== undefined) problems.push(`${name}: ${problem}`);
       };
       await Promise.all([
         check('redis', async () => {

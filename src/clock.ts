@@ -30,6 +30,23 @@ export const systemClock: Clock = {
     }),
 };
 
+/**
+ * `work`'s value, or `fallback` once `ms` of `clock` time have passed, whichever comes first (the work
+ * itself is not cancelled). A rejection of `work` before then is passed on.
+ */
+export async function within<T>(clock: Clock, ms: number, work: Promise<T>, fallback: T): Promise<T> {
+  const cap = new AbortController();
+  const late = clock.sleep(ms, cap.signal).then(
+    () => fallback,
+    () => fallback,
+  );
+  try {
+    return await Promise.race([work, late]);
+  } finally {
+    cap.abort();
+  }
+}
+
 interface Sleeper {
   at: number;
   resolve: () => void;

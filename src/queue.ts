@@ -11,7 +11,7 @@ import { type Job, Queue, QueueEvents } from 'bullmq';
 import type { Redis } from 'ioredis';
 import { z } from 'zod';
 import type { AuditLog } from './audit.js';
-import { type Clock, systemClock } from './clock.js';
+import { type Clock, systemClock, within } from './clock.js';
 import type { Plan } from './domain/plan.js';
 import type { Logger } from './log.js';
 import { silentLogger } from './log.js';
@@ -504,7 +504,13 @@ export class SwitchQueue {
       // attempts never emits: it is given a second, by which time the connection is dropped.)
       if (this.eventsRedis && (await redisAnswers(this.eventsRedis)))
         await events?.close().catch(() => undefined);
-      else await settleWithin(events?.disconnect(), 1_000);
+      else if (events)
+        await within(
+          systemClock,
+          1_000,
+          events.disconnect().catch(() => undefined),
+          undefined,
+        );
       await closeRedis(this.eventsRedis);
     }
     if (this.ownsRedis && !(await redisAnswers(this.redis))) this.redis.disconnect();
@@ -540,17 +546,4 @@ export function progressOf(job: Job, jobId: string): Progress | undefined {
     attempt: 1,
     updatedAt: job.timestamp,
   };
-}
-
-/** Waits for `p` (its outcome ignored) at most `ms`. */
-async function settleWithin(p: Promise<unknown> | undefined, ms: number): Promise<void> {
-  if (p === undefined) return;
-  let timer: NodeJS.Timeout | undefined;
-  await Promise.race([
-    p.catch(() => undefined),
-    new Promise<void>((resolve) => {
-      timer = setTimeout(resolve, ms);
-    }),
-  ]);
-  clearTimeout(timer);
 }

@@ -12,6 +12,7 @@
  *     failures (src/errors.ts), so callers can say "Redis is unreachable" instead of "internal error".
  */
 import { Redis, type RedisOptions } from 'ioredis';
+import { systemClock, within } from './clock.js';
 import { SwitchyardError } from './errors.js';
 import type { Logger } from './log.js';
 
@@ -110,19 +111,11 @@ export function watchRedis(client: Redis, logger: Logger, name = 'redis'): void 
  */
 export async function redisAnswers(client: Redis, ms = 500): Promise<boolean> {
   if (client.status !== 'ready') return false;
-  let timer: NodeJS.Timeout | undefined;
-  const late = new Promise<boolean>((resolve) => {
-    timer = setTimeout(() => resolve(false), ms);
-  });
   const answered = client.ping().then(
     (pong) => pong === 'PONG',
     () => false,
   );
-  try {
-    return await Promise.race([answered, late]);
-  } finally {
-    clearTimeout(timer);
-  }
+  return within(systemClock, ms, answered, false);
 }
 
 /** Closes a connection: QUIT when Redis answers, otherwise drops it at once (never waits for Redis). */

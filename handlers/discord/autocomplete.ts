@@ -5,6 +5,7 @@
  * is offered. Choices follow Discord's limits: at most 25, name and value at most 100 characters.
  */
 import type { AutocompleteInteraction } from 'discord.js';
+import { within } from '../../src/clock.js';
 import { shortSha } from '../../src/domain/plan.js';
 import type { Deployment } from '../../src/domain/types.js';
 import type { DiscordDeps } from './context.js';
@@ -52,18 +53,14 @@ async function deploymentChoices(deps: DiscordDeps, environment: string, query: 
     .map((d) => deploymentChoice(d, current));
 }
 
-/** Resolves with `work`, or with `fallback` once `budgetMs` of the deps' clock has passed. */
-async function within<T>(deps: DiscordDeps, work: Promise<T>, fallback: T): Promise<T> {
-  const timer = new AbortController();
-  const late = deps.clock.sleep(deps.autocompleteBudgetMs, timer.signal).then(
-    () => fallback,
-    () => fallback,
+/** Resolves with `work`, or with `fallback` once `budgetMs` of the deps' clock has passed or it failed. */
+function withinBudget<T>(deps: DiscordDeps, work: Promise<T>, fallback: T): Promise<T> {
+  return within(
+    deps.clock,
+    deps.autocompleteBudgetMs,
+    work.catch(() => fallback),
+    fallback,
   );
-  try {
-    return await Promise.race([work.catch(() => fallback), late]);
-  } finally {
-    timer.abort();
-  }
 }
 
 /** Answers an autocomplete interaction (never throws; an answer Discord refuses is only logged). */
@@ -77,17 +74,17 @@ export async function handleAutocomplete(
   switch (`${interaction.commandName}.${focused.name}`) {
     case 'rollback.environment':
     case 'deployments.environment':
-      choices = await within(deps, environmentChoices(deps, query), []);
+      choices = await withinBudget(deps, environmentChoices(deps, query), []);
       break;
     case 'rollback.deployment': {
       const environment = interaction.options.getString('environment') ?? '';
-      choices = await within(deps, deploymentChoices(deps, environment, query), []);
+      choices = await withinBudget(deps, deploymentChoices(deps, environment, query), []);
       break;
     }
     case 'promote.target': {
-      const envs = await within(deps, environmentChoices(deps, ''), []);
+      const envs = await withinBudget(deps, environmentChoices(deps, ''), []);
       const matching = envs.filter((e) => matches(query, e.value));
-      const rows = await within(
+      const rows = await withinBudget(
         deps,
         Promise.all(envs.slice(0, 5).map((e) => deploymentChoices(deps, e.value, query))).then((lists) =>
           lists.flat().filter((c) => /· (ready|standby)/.test(c.name)),

@@ -7,7 +7,7 @@
  * (`switchyard_chat_api_errors_total`), never thrown into the job.
  */
 import { LogLevel, WebClient } from '@slack/web-api';
-import { type Clock, systemClock } from '../../src/clock.js';
+import { type Clock, systemClock, within } from '../../src/clock.js';
 import { type Logger, silentLogger } from '../../src/log.js';
 import type { Metrics } from '../../src/metrics.js';
 import type { MessageRef, Progress, Reporter } from '../../src/progress.js';
@@ -162,10 +162,12 @@ export class SlackReporter implements Reporter {
     const final = progress.outcome !== undefined;
     const delivered = slack.map((ref) => this.enqueue(ref, message, final));
     if (!final) return;
-    const cap = new AbortController();
-    const waited = this.clock.sleep(this.finalWaitMs, cap.signal).catch(() => undefined);
-    await Promise.race([Promise.all(delivered), waited]);
-    cap.abort();
+    await within(
+      this.clock,
+      this.finalWaitMs,
+      Promise.all(delivered).then(() => undefined),
+      undefined,
+    );
   }
 
   /**
