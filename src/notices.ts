@@ -125,7 +125,8 @@ export interface NoticesOptions {
    * Posting a notice to a surface is retried when it failed with a fault that may pass (the chat API
    * down or answering 5xx after the SDK's own retries; `ChatPoster.retryable` decides): up to
    * `postAttempts` attempts in all, waiting `postRetryMs` doubling to at most `postRetryMaxMs` between
-   * them (defaults 6, 5 s, 2 min: about four minutes in all). Only the failed surface is posted again.
+   * them (defaults 6, 5 s, 2 min: waits of 5, 10, 20, 40 and 80 s, about 2.5 minutes in all). Only the
+   * failed surface is posted again.
    */
   readonly postAttempts?: number;
   readonly postRetryMs?: number;
