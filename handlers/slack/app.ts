@@ -14,7 +14,7 @@ import { ConfigError } from '../../src/errors.js';
 import type { HttpServer } from '../../src/http.js';
 import { sendJson } from '../../src/http.js';
 import type { Logger } from '../../src/log.js';
-import { SLACK_CALL_TIMEOUT_MS } from './reporter.js';
+import { SLACK_CALL_TIMEOUT_MS, SLACK_INTERACTIVE_RETRIES } from './reporter.js';
 
 /** Bolt's default request path: commands, interactivity and events all arrive here. */
 export const SLACK_EVENTS_PATH = '/slack/events';
@@ -112,6 +112,7 @@ export function createSlackApp(opts: SlackAppOptions, register: (app: App) => vo
   const clientOptions = {
     timeout: callTimeoutMs,
     fetch: timedFetch(callTimeoutMs),
+    retryConfig: SLACK_INTERACTIVE_RETRIES,
     ...(opts.apiUrl === undefined ? {} : { slackApiUrl: checkApiUrl(opts.apiUrl) }),
   };
   let app: App;

@@ -9,7 +9,12 @@ import type { MessageRef } from '../../src/progress.js';
 import { renderSlack } from '../../src/views/slack.js';
 import type { MessageView } from '../../src/views/types.js';
 import { slackErrorCode } from './context.js';
-import { classifySlackError, SLACK_CALL_TIMEOUT_MS, type SlackReporter } from './reporter.js';
+import {
+  classifySlackError,
+  SLACK_CALL_TIMEOUT_MS,
+  SLACK_INTERACTIVE_RETRIES,
+  type SlackReporter,
+} from './reporter.js';
 
 /** Thrown when Slack refuses a post; names the method, channel and Slack's error code (STYLE 4). */
 export class SlackPostError extends Error {
@@ -39,7 +44,7 @@ export function createPosterClient(
 ): WebClient {
   return new WebClient(token, {
     ...(apiUrl === undefined ? {} : { slackApiUrl: apiUrl }),
-    retryConfig: { retries: 2, factor: 2, minTimeout: 500, maxTimeout: 2_000, randomize: true },
+    retryConfig: SLACK_INTERACTIVE_RETRIES,
     timeout: timeoutMs,
     // Failures are logged by the caller, as JSON with the rest (the SDK would print its own lines).
     logLevel: LogLevel.ERROR,

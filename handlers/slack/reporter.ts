@@ -60,6 +60,19 @@ const FINAL_MEMORY_MS = 30 * 60_000;
  */
 export const SLACK_CALL_TIMEOUT_MS = 10_000;
 
+/**
+ * Retries of a Web API call someone is waiting for (a command's reply, a notice): twice within a few
+ * seconds. The SDK's default (10 retries over about 30 minutes) would leave a person without an answer
+ * and hold up everything queued behind the call.
+ */
+export const SLACK_INTERACTIVE_RETRIES = {
+  retries: 2,
+  factor: 2,
+  minTimeout: 500,
+  maxTimeout: 2_000,
+  randomize: true,
+} as const;
+
 /** A Web API client suited to the reporter: no internal sleeping on 429 and no hidden retries. */
 export function createReporterClient(
   token: string,
