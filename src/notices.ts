@@ -131,6 +131,11 @@ export interface NoticesOptions {
   readonly postAttempts?: number;
   readonly postRetryMs?: number;
   readonly postRetryMaxMs?: number;
+  /**
+   * How often to look for retries scheduled by another replica or before a restart (default 30 s; a
+   * retry this process schedules itself is taken on time).
+   */
+  readonly retryPollMs?: number;
   /** Called with every outcome (tests, debugging). */
   readonly onOutcome?: (outcome: NoticeOutcome) => void;
 }
@@ -146,6 +151,7 @@ export const noticesDefaults = {
   postAttempts: 6,
   postRetryMs: 5_000,
   postRetryMaxMs: 120_000,
+  retryPollMs: 30_000,
 } as const satisfies Required<
   Pick<
     NoticesOptions,
@@ -158,6 +164,7 @@ export const noticesDefaults = {
     | 'postAttempts'
     | 'postRetryMs'
     | 'postRetryMaxMs'
+    | 'retryPollMs'
   >
 >;
 
@@ -283,6 +290,36 @@ export function lifecycleNoticeView(
   };
 }
 
+/** A failed post kept in Redis for a later attempt (`attempt` is the number of the next one). */
+interface PendingPost {
+  readonly environment: string;
+  readonly kind: NoticeKind;
+  readonly key: string;
+  readonly surface: ChatPoster['surface'];
+  readonly channel: string;
+  readonly view: MessageView;
+  readonly attempt: number;
+}
+
+/** Pending posts are read back from Redis (another replica, an earlier version): parsed at the edge. */
+const pendingPostSchema = z.object({
+  environment: SLUG,
+  kind: z.enum(Object.values(NoticeKind) as [NoticeKind, ...NoticeKind[]]),
+  key: z.string().min(1),
+  surface: z.enum(['slack', 'discord', 'console']),
+  channel: z.string().min(1),
+  view: z.looseObject({ kind: z.string(), title: z.string(), blocks: z.array(z.unknown()) }),
+  attempt: z.number().int().min(2),
+});
+
+function parseJson(text: string): unknown {
+  try {
+    return JSON.parse(text);
+  } catch {
+    return undefined;
+  }
+}
+
 interface Prepared {
   readonly kind: NoticeKind;
   readonly key: string;
@@ -312,8 +349,9 @@ class Notices implements NoticeService {
   private readonly postAttempts: number;
   private readonly postRetryMs: number;
   private readonly postRetryMaxMs: number;
-  /** Posts waiting to be tried again (stop() waits for them; they end at once when stopping). */
-  private readonly retries = new Set<Promise<void>>();
+  private readonly retryPollMs: number;
+  /** The loop that tries failed posts again (see `retryLoop`); woken when this process adds one. */
+  private retries: { wake: AbortController; done: Promise<void> } | undefined;
   private readonly replica = randomBytes(4).toString('hex');
   private readonly stopping = new AbortController();
   private readonly loops = new Map<string, { wake: AbortController; done: Promise<void> }>();
@@ -336,6 +374,7 @@ class Notices implements NoticeService {
     this.postAttempts = Math.max(1, opts.postAttempts ?? noticesDefaults.postAttempts);
     this.postRetryMs = opts.postRetryMs ?? noticesDefaults.postRetryMs;
     this.postRetryMaxMs = opts.postRetryMaxMs ?? noticesDefaults.postRetryMaxMs;
+    this.retryPollMs = opts.retryPollMs ?? noticesDefaults.retryPollMs;
   }
 
   async start(): Promise<void> {
@@ -348,14 +387,20 @@ class Notices implements NoticeService {
       );
     }
     for (const env of await this.platform.listEnvironments()) this.ensureLoop(env);
+    const retries = { wake: new AbortController(), done: Promise.resolve() };
+    this.retries = retries;
+    retries.done = this.retryLoop(retries);
   }
 
   async stop(): Promise<void> {
     this.unsubscribe?.();
     this.unsubscribe = undefined;
     this.stopping.abort();
-    await Promise.allSettled([this.chain, ...[...this.loops.values()].map((l) => l.done)]);
-    await Promise.allSettled([...this.retries]);
+    await Promise.allSettled([
+      this.chain,
+      ...[...this.loops.values()].map((l) => l.done),
+      this.retries?.done,
+    ]);
   }
 
   idle(): Promise<void> {
@@ -589,7 +634,15 @@ class Notices implements NoticeService {
       const sent = await this.postTo(environment, p, poster, channel, 1);
       if (sent === 'retry') {
         retrying.push(poster.surface);
-        this.retryLater(environment, p, poster, channel);
+        await this.schedule({
+          environment,
+          kind: p.kind,
+          key,
+          surface: poster.surface,
+          channel,
+          view: p.view,
+          attempt: 2,
+        });
       } else if (sent !== undefined) refs.push(sent);
     }
     this.outcome({
@@ -638,36 +691,101 @@ class Notices implements NoticeService {
     }
   }
 
-  /**
-   * Tries a failed post again in the background (backoff on the injected clock), so one surface's
-   * outage neither holds up the notices behind it nor posts a notice twice on the surfaces that took it.
-   * Not counted as busy while waiting: `idle()` resolves with retries parked on the clock.
-   */
-  private retryLater(environment: string, p: Prepared, poster: ChatPoster, channel: string): void {
-    const task = (async () => {
-      for (let attempt = 2; attempt <= this.postAttempts; attempt++) {
-        const waitMs = Math.min(this.postRetryMaxMs, this.postRetryMs * 2 ** (attempt - 2));
-        try {
-          await this.clock.sleep(Math.max(1, waitMs), this.stopping.signal);
-        } catch {
-          this.log.warn({ surface: poster.surface, kind: p.kind }, 'stopping: a notice retry is dropped');
-          return;
-        }
-        this.enter();
-        try {
-          const sent = await this.postTo(environment, p, poster, channel, attempt);
-          if (sent === undefined) return;
-          if (sent !== 'retry') {
-            this.outcome({ status: 'posted', environment, kind: p.kind, key: p.key, refs: [sent], attempt });
-            return;
-          }
-        } finally {
-          this.leave();
-        }
+  // ── retries ───────────────────────────────────────────────────────────────────────────────────
+  //
+  // A post that failed with a fault that may pass is kept in Redis (a sorted set by due time) and tried
+  // again later, by this process or, after a restart, by any replica with a poster for that surface:
+  // the one whose ZREM takes the entry posts it. One surface's outage thus neither holds up the notices
+  // behind it, nor loses the notice when the process stops, nor posts it twice on the surfaces that took it.
+
+  private retryKey(): string {
+    return this.key('retries');
+  }
+
+  /** The wait before attempt `attempt` (2 is the first retry): `postRetryMs` doubling, capped. */
+  private backoff(attempt: number): number {
+    return Math.max(1, Math.min(this.postRetryMaxMs, this.postRetryMs * 2 ** (attempt - 2)));
+  }
+
+  /** Keeps a failed post for attempt `entry.attempt`, due after its backoff; wakes the loop. */
+  private async schedule(entry: PendingPost): Promise<void> {
+    const member = JSON.stringify({ ...entry, id: randomBytes(6).toString('hex') });
+    try {
+      await this.redis.zadd(this.retryKey(), this.clock.now() + this.backoff(entry.attempt), member);
+      this.retries?.wake.abort();
+    } catch (e) {
+      this.log.warn(
+        { err: e, surface: entry.surface, kind: entry.kind },
+        'could not keep a failed notice for a retry; it is lost for this surface',
+      );
+      this.outcome({
+        status: 'post_failed',
+        environment: entry.environment,
+        kind: entry.kind,
+        key: entry.key,
+        surface: entry.surface,
+        attempts: entry.attempt - 1,
+        error: `not kept for a retry: ${e instanceof Error ? e.message : String(e)}`,
+      });
+    }
+  }
+
+  /** Takes due retries until stopped; parked on the clock (not busy) between rounds. */
+  private async retryLoop(entry: { wake: AbortController }): Promise<void> {
+    while (!this.stopping.signal.aborted) {
+      entry.wake = new AbortController();
+      this.enter();
+      let waitMs: number;
+      try {
+        waitMs = await this.retryRound();
+      } catch (e) {
+        this.log.warn({ err: e }, 'notice retries: could not read the pending posts; trying again');
+        waitMs = this.retryMs;
+      } finally {
+        this.leave();
       }
-    })();
-    this.retries.add(task);
-    void task.finally(() => this.retries.delete(task));
+      try {
+        await this.clock.sleep(waitMs, AbortSignal.any([entry.wake.signal, this.stopping.signal]));
+      } catch {
+        // woken: a retry was scheduled here, or stopping
+      }
+    }
+  }
+
+  /** Posts every due retry this process can post; returns how long to wait for the next round. */
+  private async retryRound(): Promise<number> {
+    const key = this.retryKey();
+    const due = await this.redis.zrangebyscore(key, '-inf', this.clock.now(), 'LIMIT', 0, 50);
+    for (const member of due) {
+      if (this.stopping.signal.aborted) break;
+      const parsed = pendingPostSchema.safeParse(parseJson(member));
+      if (!parsed.success) {
+        this.log.warn({ issues: issueLines(parsed.error) }, 'dropped a malformed pending notice');
+        await this.redis.zrem(key, member);
+        continue;
+      }
+      // The view is one this service wrote (`schedule`); its outline is checked above.
+      const pending: PendingPost = { ...parsed.data, view: parsed.data.view as unknown as MessageView };
+      const poster = this.opts.posters.find((p) => p.surface === pending.surface);
+      if (!poster) continue; // another replica posts to that surface
+      if ((await this.redis.zrem(key, member)) !== 1) continue; // another replica took it
+      const p = { kind: pending.kind, key: pending.key, view: pending.view };
+      const sent = await this.postTo(pending.environment, p, poster, pending.channel, pending.attempt);
+      if (sent === 'retry') await this.schedule({ ...pending, attempt: pending.attempt + 1 });
+      else if (sent !== undefined)
+        this.outcome({
+          status: 'posted',
+          environment: pending.environment,
+          kind: pending.kind,
+          key: pending.key,
+          refs: [sent],
+          attempt: pending.attempt,
+        });
+    }
+    const [, score] = await this.redis.zrange(key, 0, 0, 'WITHSCORES');
+    const nextIn = score === undefined ? Number.POSITIVE_INFINITY : Number(score) - this.clock.now();
+    // Due but not ours to post (no poster for its surface here): look again at the usual pace.
+    return nextIn > 0 ? Math.min(nextIn, this.retryPollMs) : this.retryPollMs;
   }
 
   // ── reminders ─────────────────────────────────────────────────────────────────────────────────

@@ -127,6 +127,8 @@ describe('notice posts that fail', () => {
     });
     await w.pushAndBuild('production', [n]);
     const t0 = w.clock.now();
+    // A second at a time: each retry reads and writes Redis (real I/O) before it sleeps again.
+    for (let s = 0; s < 10; s++) await w.advance(1_000, [n]);
     await w.advance(3_600_000, [n]);
 
     // waits of 1 s, 2 s, then capped at 3 s
@@ -150,6 +152,46 @@ describe('notice posts that fail', () => {
       `${second.id} is live on production`,
       `${first.id} is live on production`,
     ]);
+  });
+
+  it('a pending retry survives a restart: the next process posts it, once', async () => {
+    w = await createWorld();
+    const flaky = new FlakyPoster('slack', w.clock, down(1));
+    const first = await w.notices({ posters: [flaky], postRetryMs: 5_000 });
+    const d = await w.pushAndBuild('production', [first]);
+    await first.stop(); // the process stops before its retry is due
+
+    const after = new RecordingPoster('slack', w.clock);
+    const next = await w.notices({ posters: [after], postRetryMs: 5_000 });
+    await w.advance(5_000, [next]);
+    expect(after.titles()).toEqual([`${d.id} is live on production`]);
+    expect(flaky.attempts).toHaveLength(1);
+    expect(ofStatus(next.outcomes, 'posted')).toMatchObject([{ kind: 'ready', attempt: 2 }]);
+    await w.advance(3_600_000, [next]);
+    expect(after.posts).toHaveLength(1);
+  });
+
+  it('two replicas: a pending retry is posted by one of them, once', async () => {
+    w = await createWorld();
+    const a = new FlakyPoster('slack', w.clock, down(1));
+    const replicaA = await w.notices({ posters: [a] });
+    const d = await w.pushAndBuild('production', [replicaA]);
+    const b = new RecordingPoster('slack', w.clock);
+    const replicaB = await w.notices({ posters: [b] });
+    for (let s = 0; s < 6; s++) await w.advance(1_000, [replicaA, replicaB]);
+    await w.advance(3_600_000, [replicaA, replicaB]);
+    expect([...a.titles(), ...b.titles()]).toEqual([`${d.id} is live on production`]);
+  });
+
+  it('drops a malformed pending post without stopping the others', async () => {
+    w = await createWorld();
+    const flaky = new FlakyPoster('slack', w.clock, down(1));
+    const n = await w.notices({ posters: [flaky], postRetryMs: 5_000 });
+    await w.redis.zadd(`${w.prefix}:notices:retries`, w.clock.now(), '{"not":"a pending post"}');
+    const d = await w.pushAndBuild('production', [n]);
+    await w.advance(5_000, [n]);
+    expect(flaky.titles()).toEqual([`${d.id} is live on production`]);
+    expect(await w.redis.zcard(`${w.prefix}:notices:retries`)).toBe(0);
   });
 
   it('stop() ends a pending retry without posting', async () => {
