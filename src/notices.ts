@@ -299,7 +299,16 @@ interface PendingPost {
   readonly channel: string;
   readonly view: MessageView;
   readonly attempt: number;
+  /** Clock time of the first failed attempt. */
+  readonly since: number;
 }
+
+/**
+ * A pending post older than this is dropped (and reported as failed): a notice hours late misleads
+ * more than it helps, and one that no running replica can post (its surface is no longer configured)
+ * must not sit in Redis for good.
+ */
+export const PENDING_POST_MAX_AGE_MS = 60 * 60_000;
 
 /** Pending posts are read back from Redis (another replica, an earlier version): parsed at the edge. */
 const pendingPostSchema = z.object({
@@ -310,6 +319,7 @@ const pendingPostSchema = z.object({
   channel: z.string().min(1),
   view: z.looseObject({ kind: z.string(), title: z.string(), blocks: z.array(z.unknown()) }),
   attempt: z.number().int().min(2),
+  since: AT,
 });
 
 function parseJson(text: string): unknown {
@@ -642,6 +652,7 @@ class Notices implements NoticeService {
           channel,
           view: p.view,
           attempt: 2,
+          since: this.clock.now(),
         });
       } else if (sent !== undefined) refs.push(sent);
     }
@@ -766,6 +777,24 @@ class Notices implements NoticeService {
       }
       // The view is one this service wrote (`schedule`); its outline is checked above.
       const pending: PendingPost = { ...parsed.data, view: parsed.data.view as unknown as MessageView };
+      if (this.clock.now() - pending.since > PENDING_POST_MAX_AGE_MS) {
+        if ((await this.redis.zrem(key, member)) === 1) {
+          this.log.warn(
+            { surface: pending.surface, kind: pending.kind, environment: pending.environment },
+            'dropped a notice nobody could post within an hour',
+          );
+          this.outcome({
+            status: 'post_failed',
+            environment: pending.environment,
+            kind: pending.kind,
+            key: pending.key,
+            surface: pending.surface,
+            attempts: pending.attempt - 1,
+            error: 'not posted within an hour (no replica with a poster for this surface took it)',
+          });
+        }
+        continue;
+      }
       const poster = this.opts.posters.find((p) => p.surface === pending.surface);
       if (!poster) continue; // another replica posts to that surface
       if ((await this.redis.zrem(key, member)) !== 1) continue; // another replica took it

@@ -194,6 +194,24 @@ describe('notice posts that fail', () => {
     expect(await w.redis.zcard(`${w.prefix}:notices:retries`)).toBe(0);
   });
 
+  it('drops a pending post that no replica can post within an hour', async () => {
+    w = await createWorld({ env: { DISCORD_ALERT_CHANNEL: '1200000000000000001' } });
+    const discord = new FlakyPoster('discord', w.clock, down(1));
+    const first = await w.notices({ posters: [w.slack, discord] });
+    await w.pushAndBuild('production', [first]);
+    await first.stop();
+    // The next process has no Discord surface: the pending Discord post is not its to post.
+    const next = await w.notices({ posters: [w.slack], retryPollMs: 60_000 });
+    for (let m = 0; m < 60; m++) await w.advance(60_000, [next]);
+    expect(await w.redis.zcard(`${w.prefix}:notices:retries`)).toBe(1);
+    await w.advance(60_000, [next]);
+    expect(await w.redis.zcard(`${w.prefix}:notices:retries`)).toBe(0);
+    expect(ofStatus(next.outcomes, 'post_failed')).toEqual([
+      expect.objectContaining({ surface: 'discord', error: expect.stringContaining('within an hour') }),
+    ]);
+    expect(discord.attempts).toHaveLength(1);
+  });
+
   it('stop() ends a pending retry without posting', async () => {
     w = await createWorld();
     const flaky = new FlakyPoster('slack', w.clock, down(1));
