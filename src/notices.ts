@@ -755,6 +755,7 @@ class Notices implements NoticeService {
       } finally {
         this.leave();
       }
+      if (waitMs === 0) continue; // more became due meanwhile: another round at once
       try {
         await this.clock.sleep(waitMs, AbortSignal.any([entry.wake.signal, this.stopping.signal]));
       } catch {
@@ -763,10 +764,14 @@ class Notices implements NoticeService {
     }
   }
 
-  /** Posts every due retry this process can post; returns how long to wait for the next round. */
+  /**
+   * Posts every due retry this process can post; returns how long to wait for the next round (0: one
+   * of its own became due during this round).
+   */
   private async retryRound(): Promise<number> {
     const key = this.retryKey();
     const due = await this.redis.zrangebyscore(key, '-inf', this.clock.now(), 'LIMIT', 0, 50);
+    let notOurs = 0;
     for (const member of due) {
       if (this.stopping.signal.aborted) break;
       const parsed = pendingPostSchema.safeParse(parseJson(member));
@@ -796,7 +801,10 @@ class Notices implements NoticeService {
         continue;
       }
       const poster = this.opts.posters.find((p) => p.surface === pending.surface);
-      if (!poster) continue; // another replica posts to that surface
+      if (!poster) {
+        notOurs += 1; // another replica posts to that surface
+        continue;
+      }
       if ((await this.redis.zrem(key, member)) !== 1) continue; // another replica took it
       const p = { kind: pending.kind, key: pending.key, view: pending.view };
       const sent = await this.postTo(pending.environment, p, poster, pending.channel, pending.attempt);
@@ -813,8 +821,10 @@ class Notices implements NoticeService {
     }
     const [, score] = await this.redis.zrange(key, 0, 0, 'WITHSCORES');
     const nextIn = score === undefined ? Number.POSITIVE_INFINITY : Number(score) - this.clock.now();
-    // Due but not ours to post (no poster for its surface here): look again at the usual pace.
-    return nextIn > 0 ? Math.min(nextIn, this.retryPollMs) : this.retryPollMs;
+    if (nextIn > 0) return Math.min(nextIn, this.retryPollMs);
+    // Due now: ours (it became due while this round ran) goes at once; one only another replica can
+    // post (no poster for its surface here) is looked at again at the usual pace.
+    return notOurs > 0 ? this.retryPollMs : 0;
   }
 
   // ── reminders ─────────────────────────────────────────────────────────────────────────────────
