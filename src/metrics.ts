@@ -13,6 +13,7 @@ export interface Metrics {
   readonly alerts: Counter<'source' | 'outcome'>;
   readonly chatApiErrors: Counter<'surface' | 'method' | 'code'>;
   readonly notices: Counter<'surface' | 'kind'>;
+  readonly noticesFailed: Counter<'surface' | 'kind'>;
 }
 
 export function createMetrics(opts: { defaults?: boolean } = {}): Metrics {
@@ -61,6 +62,12 @@ export function createMetrics(opts: { defaults?: boolean } = {}): Metrics {
     notices: new Counter({
       name: 'switchyard_notices_total',
       help: 'Deployment notices posted, by surface and kind.',
+      labelNames: ['surface', 'kind'],
+      registers,
+    }),
+    noticesFailed: new Counter({
+      name: 'switchyard_notices_failed_total',
+      help: 'Deployment notices given up on a surface (refused, out of attempts, or not kept for a retry).',
       labelNames: ['surface', 'kind'],
       registers,
     }),

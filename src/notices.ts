@@ -101,7 +101,7 @@ export interface NoticesOptions {
   readonly audit: NoticeAudit;
   readonly clock: Clock;
   readonly logger?: Logger;
-  readonly metrics?: Pick<Metrics, 'notices'>;
+  readonly metrics?: Pick<Metrics, 'notices' | 'noticesFailed'>;
   /** Prefix of the Redis keys (`<prefix>:claim:…`); share it between replicas of one installation. */
   readonly prefix?: string;
   /** How long a claim on an event notice is kept (default 7 days). */
@@ -443,6 +443,8 @@ class Notices implements NoticeService {
   }
 
   private outcome(o: NoticeOutcome): void {
+    if (o.status === 'post_failed')
+      this.opts.metrics?.noticesFailed.inc({ surface: o.surface, kind: o.kind });
     try {
       this.opts.onOutcome?.(o);
     } catch (e) {

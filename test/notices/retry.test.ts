@@ -13,6 +13,7 @@ import { SlackPoster } from '../../handlers/slack/poster.js';
 import { SlackReporter } from '../../handlers/slack/reporter.js';
 import type { ChatPoster } from '../../src/chat-sinks.js';
 import type { Clock } from '../../src/clock.js';
+import { createMetrics } from '../../src/metrics.js';
 import type { NoticeOutcome } from '../../src/notices.js';
 import type { MessageRef } from '../../src/progress.js';
 import type { MessageView } from '../../src/views/types.js';
@@ -105,7 +106,8 @@ describe('notice posts that fail', () => {
     w = await createWorld({ env: { DISCORD_ALERT_CHANNEL: '1200000000000000001' } });
     const flaky = new FlakyPoster('slack', w.clock, [new Fault('not_in_channel', false)]);
     const discord = new RecordingPoster('discord', w.clock);
-    const n = await w.notices({ posters: [flaky, discord] });
+    const metrics = createMetrics();
+    const n = await w.notices({ posters: [flaky, discord], metrics });
     const d = await w.pushAndBuild('production', [n], { fail: true });
 
     expect(discord.titles()).toEqual([`${d.id} failed on production`]);
@@ -114,6 +116,9 @@ describe('notice posts that fail', () => {
     ]);
     await w.advance(3_600_000, [n]);
     expect(flaky.attempts).toHaveLength(1);
+    const text = await metrics.registry.metrics();
+    expect(text).toContain('switchyard_notices_failed_total{surface="slack",kind="failed"} 1');
+    expect(text).toContain('switchyard_notices_total{surface="discord",kind="failed"} 1');
   });
 
   it('stops after postAttempts, reporting how many were made', async () => {
