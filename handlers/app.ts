@@ -21,6 +21,7 @@ import { ChatService } from '../src/chat.js';
 import { type ChatPoster, suggestionSink } from '../src/chat-sinks.js';
 import { type Clock, systemClock, within } from '../src/clock.js';
 import { type Config, consoleEnabled } from '../src/config.js';
+import { redisUnavailable } from '../src/errors.js';
 import { Flow } from '../src/flow.js';
 import { HttpServer, sendJson, sendText } from '../src/http.js';
 import type { Logger } from '../src/log.js';
@@ -371,7 +372,11 @@ export async function startSwitchyard(
         check('redis', async () => {
           if (requestRedis.status !== 'ready')
             throw new Error(`unreachable (connection ${requestRedis.status})`);
-          if ((await requestRedis.ping()) !== 'PONG') throw new Error('no PONG');
+          const pong = await requestRedis.ping().catch((e: unknown) => {
+            // The connection may still read `ready` for a moment after the server went away.
+            throw redisUnavailable(e) ? new Error(`unreachable (${(e as Error).message})`) : e;
+          });
+          if (pong !== 'PONG') throw new Error('no PONG');
         }),
         check(`platform ${platform.name}`, () => platform.health()),
       ]);

@@ -139,7 +139,7 @@ describe('Switchyard while Redis is unreachable', () => {
 
     const command = await settlesWithin(
       post(`${sy.base}/console/api/command`, { user: 'alice', text: '/rollback production' }),
-      5_000,
+      8_000,
       'the console command',
     );
     expect(command.status).toBe(503);
@@ -152,7 +152,7 @@ describe('Switchyard while Redis is unreachable', () => {
         environment: 'production',
         status: 'firing',
       }),
-      5_000,
+      8_000,
       'the alert webhook',
     );
     expect(alert.status).toBe(503);
