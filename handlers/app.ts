@@ -287,6 +287,8 @@ export async function startSwitchyard(
       log: logger,
     });
     registerAlertWebhooks(http, { intake: alertService, config, metrics, log: logger, clock });
+    const alertsToClose = alertService;
+    cleanups.push(async () => alertsToClose.close());
 
     // Worker: edits Slack and Discord messages of the jobs it runs (the console follows progress instead).
     let worker: SwitchWorker | undefined;

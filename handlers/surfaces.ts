@@ -47,7 +47,7 @@ export const discordSurface: SurfaceFactory = async (
       if (!alert) return;
       await ctx
         .alerts()
-        ?.handle([alert], { surface: 'discord', channel: message.channelId, messageId: message.id });
+        ?.handleChat([alert], { surface: 'discord', channel: message.channelId, messageId: message.id });
     },
   });
   if (!bot) return undefined;

@@ -34,7 +34,7 @@ export const slackSurface: SurfaceFactory = async (
         ...(Number.isFinite(at) ? { at } : {}),
       });
       if (!alert) return;
-      await ctx.alerts()?.handle([alert], {
+      await ctx.alerts()?.handleChat([alert], {
         surface: 'slack',
         channel: message.channel,
         messageId: message.ts,

@@ -132,7 +132,15 @@ export interface AlertServiceOptions {
   readonly clock?: Clock;
   readonly metrics?: Metrics;
   readonly log?: Logger;
+  /**
+   * First wait before an alert read from a chat message is handled again after its suggestion could
+   * not be posted (default 5 s; then 4× and 16× that: three more tries within about two minutes).
+   */
+  readonly chatRetryMs?: number;
 }
+
+/** How many more times `handleChat` tries an alert whose suggestion could not be posted. */
+export const CHAT_ALERT_RETRIES = 3;
 
 const ALL_SURFACES: readonly SurfaceName[] = ['slack', 'discord', 'console'];
 
@@ -147,11 +155,90 @@ export class AlertService implements AlertIntake {
   private readonly log: Logger;
   private readonly surfaces: readonly SurfaceName[];
 
+  private readonly chatRetryMs: number;
+  private readonly closing = new AbortController();
+  /** Chat alerts waiting to be handled again (`handleChat`), and how many are being handled now. */
+  private readonly retries = new Set<Promise<void>>();
+  private retrying = 0;
+
   constructor(private readonly opts: AlertServiceOptions) {
     this.matchers = compileMatchers(opts.config.file.environments);
     this.clock = opts.clock ?? systemClock;
     this.log = opts.log ?? silentLogger;
     this.surfaces = opts.surfaces ?? ALL_SURFACES;
+    this.chatRetryMs = opts.chatRetryMs ?? 5_000;
+  }
+
+  /**
+   * `handle` for alerts read from a chat message. A webhook sender retries a delivery that failed; a
+   * chat message is not delivered again. So an alert whose suggestion could not be posted (the chat API
+   * down, a Redis blip) is handled again here, in the background, after `chatRetryMs`, 4× and 16× that.
+   * Handling again is safe: a suggestion that did go out meanwhile makes the retry a duplicate.
+   */
+  async handleChat(alerts: readonly NormalizedAlert[], origin: ChatOrigin): Promise<AlertResult[]> {
+    const { results, again } = await this.tryChat(alerts, origin, 0);
+    if (again.length > 0) this.handleChatLater(again, origin, 1);
+    return results;
+  }
+
+  /** One try at chat alerts: the results, and the alerts to try again (posting failed, or a fault). */
+  private async tryChat(
+    alerts: readonly NormalizedAlert[],
+    origin: ChatOrigin,
+    retry: number,
+  ): Promise<{ results: AlertResult[]; again: NormalizedAlert[] }> {
+    let results: AlertResult[] | undefined;
+    try {
+      results = await this.handle(alerts, origin);
+    } catch (e) {
+      this.log.warn({ err: e, retry }, 'alerts: handling a chat alert failed');
+    }
+    const again = alerts.filter(
+      (_, i) => results === undefined || results[i]?.outcome === AlertOutcome.failed,
+    );
+    return { results: results ?? [], again };
+  }
+
+  private handleChatLater(alerts: readonly NormalizedAlert[], origin: ChatOrigin, retry: number): void {
+    if (retry > CHAT_ALERT_RETRIES || this.closing.signal.aborted) {
+      if (retry > CHAT_ALERT_RETRIES)
+        this.log.warn({ alerts: alerts.map((a) => a.title) }, 'alerts: gave up suggesting for a chat alert');
+      return;
+    }
+    const task = (async () => {
+      try {
+        await this.clock.sleep(this.chatRetryMs * 4 ** (retry - 1), this.closing.signal);
+      } catch {
+        return; // closing
+      }
+      this.retrying += 1;
+      try {
+        const { again } = await this.tryChat(alerts, origin, retry);
+        if (again.length > 0) this.handleChatLater(again, origin, retry + 1);
+      } finally {
+        this.retrying -= 1;
+      }
+    })();
+    this.retries.add(task);
+    void task.finally(() => this.retries.delete(task));
+  }
+
+  /**
+   * Resolves once no chat-alert retry is running: each is done or parked on the clock (tests:
+   * `await clock.advance(ms); await service.retriesSettled()`).
+   */
+  async retriesSettled(): Promise<void> {
+    for (;;) {
+      // let retries woken by the clock start before looking
+      await new Promise<void>((resolve) => setImmediate(resolve));
+      if (this.retrying === 0) return;
+      await Promise.race([...this.retries]);
+    }
+  }
+
+  /** Drops chat-alert retries still waiting. */
+  close(): void {
+    this.closing.abort();
   }
 
   /**

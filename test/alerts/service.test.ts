@@ -240,6 +240,68 @@ describe('AlertService', () => {
   });
 });
 
+describe('AlertService.handleChat (alerts read from chat messages)', () => {
+  const origin = { surface: 'slack' as const, channel: 'C0WATCHED', messageId: '1700000000.000100' };
+
+  it('tries a suggestion that could not be posted again, later, and posts it once', async () => {
+    h = await createHarness();
+    h.sink.failing = true;
+    const [first] = await h.service.handleChat([alert(h)], origin);
+    expect(first?.outcome).toBe('failed');
+    await h.clock.advance(4_999);
+    await h.service.retriesSettled();
+    expect(h.sink.suggestions).toHaveLength(1); // not yet
+    await h.clock.advance(1); // 5 s: fails again
+    await h.service.retriesSettled();
+    expect(h.sink.suggestions).toHaveLength(2);
+    h.sink.failing = false;
+    await h.clock.advance(20_000); // 4 × 5 s later: posted
+    await h.service.retriesSettled();
+    expect(h.sink.suggestions).toHaveLength(3);
+    expect(h.sink.suggestions.at(-1)?.destinations).toEqual([
+      { surface: 'slack', channel: 'C0WATCHED', threadId: '1700000000.000100' },
+    ]);
+    await h.clock.advance(3_600_000);
+    await h.service.retriesSettled();
+    expect(h.sink.suggestions).toHaveLength(3);
+    expect(await alertCount(h.metrics, 'suggested')).toBe(1);
+  });
+
+  it('gives up after three more tries', async () => {
+    h = await createHarness();
+    h.sink.failing = true;
+    await h.service.handleChat([alert(h)], origin);
+    for (const wait of [5_000, 20_000, 80_000]) {
+      await h.clock.advance(wait);
+      await h.service.retriesSettled();
+    }
+    expect(h.sink.suggestions).toHaveLength(4);
+    await h.clock.advance(3_600_000);
+    await h.service.retriesSettled();
+    expect(h.sink.suggestions).toHaveLength(4);
+  });
+
+  it('close() drops a retry still waiting', async () => {
+    h = await createHarness();
+    h.sink.failing = true;
+    await h.service.handleChat([alert(h)], origin);
+    h.service.close();
+    h.sink.failing = false;
+    await h.clock.advance(3_600_000);
+    await h.service.retriesSettled();
+    expect(h.sink.suggestions).toHaveLength(1);
+  });
+
+  it('a webhook alert is not retried here: its sender retries', async () => {
+    h = await createHarness();
+    h.sink.failing = true;
+    await h.service.handle([alert(h)]);
+    await h.clock.advance(3_600_000);
+    await h.service.retriesSettled();
+    expect(h.sink.suggestions).toHaveLength(1);
+  });
+});
+
 describe('parseChatAlert', () => {
   const file = {
     alerts: { watch: { slack: ['C0WATCHED'], discord: ['111122223333'] } },
