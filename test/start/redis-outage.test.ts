@@ -204,9 +204,14 @@ describe('Switchyard while Redis is unreachable', () => {
     expect(final).toMatchObject({ outcome: 'succeeded' });
     expect(final?.traffic.every((t) => t.ok && t.deploymentId === 'dep_3hd7xa')).toBe(true);
     expect(final?.attempt).toBe(1); // not retried, not recovered: the same attempt carried on
-    // the console message, edited from the followed progress, shows it too
-    const entry = (await timeline(sy, 'alice')).find((e) => e.id === messageId);
-    expect(JSON.stringify(entry?.message)).toContain('Traffic is on dep_3hd7xa');
+    // the console message, edited from the followed progress (which may arrive just after the job's
+    // completion), shows it too
+    let shown = '';
+    for (let i = 0; i < 200 && !shown.includes('Traffic is on dep_3hd7xa'); i++) {
+      if (i > 0) await new Promise((resolve) => setTimeout(resolve, 25));
+      shown = JSON.stringify((await timeline(sy, 'alice')).find((e) => e.id === messageId)?.message);
+    }
+    expect(shown).toContain('Traffic is on dep_3hd7xa');
   });
 
   it('shuts down without waiting for Redis to come back', async () => {
