@@ -3,7 +3,7 @@
  * without a command — a new message in a channel (threaded when asked) with `chat.postMessage`, and
  * later edits through the reporter's paced lane (so they never overtake a switch's progress).
  */
-import { LogLevel, WebClient } from '@slack/web-api';
+import type { WebClient } from '@slack/web-api';
 import type { ChatPoster } from '../../src/chat-sinks.js';
 import type { MessageRef } from '../../src/progress.js';
 import { renderSlack } from '../../src/views/slack.js';
@@ -11,9 +11,9 @@ import type { MessageView } from '../../src/views/types.js';
 import { slackErrorCode } from './context.js';
 import {
   classifySlackError,
-  SLACK_CALL_TIMEOUT_MS,
   SLACK_INTERACTIVE_RETRIES,
   type SlackReporter,
+  slackClient,
 } from './reporter.js';
 
 /** Thrown when Slack refuses a post; names the method, channel and Slack's error code (STYLE 4). */
@@ -37,18 +37,8 @@ export class SlackPostError extends Error {
  * notices service retries a transient failure itself, later and in the background. Rate limits are
  * still waited out as Slack's `Retry-After` says; a call that hangs is given up after `timeoutMs`.
  */
-export function createPosterClient(
-  token: string,
-  apiUrl?: string,
-  timeoutMs = SLACK_CALL_TIMEOUT_MS,
-): WebClient {
-  return new WebClient(token, {
-    ...(apiUrl === undefined ? {} : { slackApiUrl: apiUrl }),
-    retryConfig: SLACK_INTERACTIVE_RETRIES,
-    timeout: timeoutMs,
-    // Failures are logged by the caller, as JSON with the rest (the SDK would print its own lines).
-    logLevel: LogLevel.ERROR,
-  });
+export function createPosterClient(token: string, apiUrl?: string, timeoutMs?: number): WebClient {
+  return slackClient(token, { apiUrl, timeoutMs, retryConfig: SLACK_INTERACTIVE_RETRIES });
 }
 
 /** Posts and edits Slack messages for the alert and notice sinks. */

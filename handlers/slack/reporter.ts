@@ -6,7 +6,7 @@
  * honoured with its `Retry-After`. Chat API failures are logged and counted
  * (`switchyard_chat_api_errors_total`), never thrown into the job.
  */
-import { LogLevel, WebClient } from '@slack/web-api';
+import { LogLevel, WebClient, type WebClientOptions } from '@slack/web-api';
 import { type Clock, systemClock, within } from '../../src/clock.js';
 import { type Logger, silentLogger } from '../../src/log.js';
 import type { Metrics } from '../../src/metrics.js';
@@ -73,20 +73,29 @@ export const SLACK_INTERACTIVE_RETRIES = {
   randomize: true,
 } as const;
 
-/** A Web API client suited to the reporter: no internal sleeping on 429 and no hidden retries. */
-export function createReporterClient(
+/** A Web API client of Switchyard's own: a time limit on every call, failures logged by the caller. */
+export function slackClient(
   token: string,
-  apiUrl?: string,
-  timeoutMs = SLACK_CALL_TIMEOUT_MS,
+  opts: Pick<WebClientOptions, 'retryConfig' | 'rejectRateLimitedCalls'> & {
+    readonly apiUrl?: string | undefined;
+    readonly timeoutMs?: number | undefined;
+  },
 ): WebClient {
   return new WebClient(token, {
-    ...(apiUrl === undefined ? {} : { slackApiUrl: apiUrl }),
-    rejectRateLimitedCalls: true,
-    retryConfig: { retries: 0 },
-    timeout: timeoutMs,
+    ...(opts.apiUrl === undefined ? {} : { slackApiUrl: opts.apiUrl }),
+    ...(opts.rejectRateLimitedCalls === undefined
+      ? {}
+      : { rejectRateLimitedCalls: opts.rejectRateLimitedCalls }),
+    ...(opts.retryConfig === undefined ? {} : { retryConfig: opts.retryConfig }),
+    timeout: opts.timeoutMs ?? SLACK_CALL_TIMEOUT_MS,
     // Failures are logged by the caller, as JSON with the rest (the SDK would print its own lines).
     logLevel: LogLevel.ERROR,
   });
+}
+
+/** A Web API client suited to the reporter: no internal sleeping on 429 and no hidden retries. */
+export function createReporterClient(token: string, apiUrl?: string, timeoutMs?: number): WebClient {
+  return slackClient(token, { apiUrl, timeoutMs, rejectRateLimitedCalls: true, retryConfig: { retries: 0 } });
 }
 
 interface Pending {
