@@ -360,7 +360,7 @@ class Notices implements NoticeService {
   private readonly postRetryMs: number;
   private readonly postRetryMaxMs: number;
   private readonly retryPollMs: number;
-  /** The loop that tries failed posts again (see `retryLoop`); woken when this process adds one. */
+  /** The loop that tries failed posts again (`retryRound`); woken when this process adds one. */
   private retries: { wake: AbortController; done: Promise<void> } | undefined;
   private readonly replica = randomBytes(4).toString('hex');
   private readonly stopping = new AbortController();
@@ -399,7 +399,11 @@ class Notices implements NoticeService {
     for (const env of await this.platform.listEnvironments()) this.ensureLoop(env);
     const retries = { wake: new AbortController(), done: Promise.resolve() };
     this.retries = retries;
-    retries.done = this.retryLoop(retries);
+    retries.done = this.parkedLoop(
+      retries,
+      () => this.retryRound(),
+      (err) => this.log.warn({ err }, 'notice retries: could not read the pending posts; trying again'),
+    );
   }
 
   async stop(): Promise<void> {
@@ -743,34 +747,11 @@ class Notices implements NoticeService {
     }
   }
 
-  /** Takes due retries until stopped; parked on the clock (not busy) between rounds. */
-  private async retryLoop(entry: { wake: AbortController }): Promise<void> {
-    while (!this.stopping.signal.aborted) {
-      entry.wake = new AbortController();
-      this.enter();
-      let waitMs: number;
-      try {
-        waitMs = await this.retryRound();
-      } catch (e) {
-        this.log.warn({ err: e }, 'notice retries: could not read the pending posts; trying again');
-        waitMs = this.retryMs;
-      } finally {
-        this.leave();
-      }
-      if (waitMs === 0) continue; // more became due meanwhile: another round at once
-      try {
-        await this.clock.sleep(waitMs, AbortSignal.any([entry.wake.signal, this.stopping.signal]));
-      } catch {
-        // woken: a retry was scheduled here, or stopping
-      }
-    }
-  }
-
   /**
-   * Posts every due retry this process can post; returns how long to wait for the next round (0: one
-   * of its own became due during this round).
+   * Posts every due retry this process can post; returns how long to wait for the next round ('now':
+   * one of its own became due during this round).
    */
-  private async retryRound(): Promise<number> {
+  private async retryRound(): Promise<number | 'now'> {
     const key = this.retryKey();
     const due = await this.redis.zrangebyscore(key, '-inf', this.clock.now(), 'LIMIT', 0, 50);
     let notOurs = 0;
@@ -826,7 +807,7 @@ class Notices implements NoticeService {
     if (nextIn > 0) return Math.min(nextIn, this.retryPollMs);
     // Due now: ours (it became due while this round ran) goes at once; one only another replica can
     // post (no poster for its surface here) is looked at again at the usual pace.
-    return notOurs > 0 ? this.retryPollMs : 0;
+    return notOurs > 0 ? this.retryPollMs : 'now';
   }
 
   // ── reminders ─────────────────────────────────────────────────────────────────────────────────
@@ -835,27 +816,42 @@ class Notices implements NoticeService {
     if (this.loops.has(environment) || this.stopping.signal.aborted) return;
     const entry = { wake: new AbortController(), done: Promise.resolve() };
     this.loops.set(environment, entry);
-    entry.done = this.reminderLoop(environment, entry);
+    entry.done = this.parkedLoop(
+      entry,
+      () => this.reminderStep(environment),
+      (err) => this.log.warn({ err, environment }, 'reminder check failed; retrying'),
+    );
   }
 
-  private async reminderLoop(environment: string, entry: { wake: AbortController }): Promise<void> {
+  /**
+   * Runs `step` until stopping, parked on the clock between steps (not busy, so `idle()` resolves).
+   * A step returns how long to wait before the next, 'now' for another at once, or undefined to wait
+   * until woken (or `recheckMs`, when set); a failed step is tried again after `retryMs`. Aborting
+   * `entry.wake` ends a wait early.
+   */
+  private async parkedLoop(
+    entry: { wake: AbortController },
+    step: () => Promise<number | 'now' | undefined>,
+    failed: (err: unknown) => void,
+  ): Promise<void> {
     while (!this.stopping.signal.aborted) {
       entry.wake = new AbortController();
       this.enter();
-      let waitMs: number | undefined;
+      let waitMs: number | 'now' | undefined;
       try {
-        waitMs = await this.reminderStep(environment);
+        waitMs = await step();
       } catch (e) {
-        this.log.warn({ err: e, environment }, 'reminder check failed; retrying');
+        failed(e);
         waitMs = this.retryMs;
       } finally {
         this.leave();
       }
+      if (waitMs === 'now') continue;
       const signal = AbortSignal.any([entry.wake.signal, this.stopping.signal]);
       try {
         if (waitMs === undefined && this.recheckMs > 0) waitMs = this.recheckMs;
         if (waitMs === undefined) {
-          // Not rolled back: nothing to wait for on the clock until a traffic move wakes the loop.
+          // Nothing to wait for on the clock until something wakes the loop.
           await new Promise<void>((_, reject) => {
             if (signal.aborted) reject(signal.reason);
             else signal.addEventListener('abort', () => reject(signal.reason), { once: true });
@@ -864,7 +860,7 @@ class Notices implements NoticeService {
           await this.clock.sleep(Math.max(1, waitMs), signal);
         }
       } catch {
-        // woken early (traffic moved) or stopping: the loop condition decides
+        // woken early (a traffic move, a retry scheduled here) or stopping: the loop condition decides
       }
     }
   }
