@@ -34,7 +34,13 @@ import type {
   Traffic,
 } from '../src/progress.js';
 import type { EnvironmentLock, SwitchKeys } from '../src/queue.js';
-import { messageRefKey, type SwitchJobData, switchJobSchema, withAttached } from '../src/queue.js';
+import {
+  messageRefKey,
+  queuedProgress,
+  type SwitchJobData,
+  switchJobSchema,
+  withAttached,
+} from '../src/queue.js';
 import { describeIssues } from '../src/zod-issues.js';
 
 /** Why a job's signal was aborted by Switchyard itself (graceful shutdown hands the job back). */
@@ -324,20 +330,7 @@ export async function processSwitch(
   const tracker = new Tracker(
     job,
     deps,
-    {
-      jobId,
-      planId: data.planId,
-      action: data.action,
-      environment: data.environment,
-      targetId: data.targetId,
-      fromId: data.expectedCurrent,
-      requestedBy: data.requestedBy,
-      ...(data.approvedBy === undefined ? {} : { approvedBy: data.approvedBy }),
-      steps: [{ step: 'queued', state: 'running', startedAt: data.requestedAt }],
-      traffic: [],
-      attempt,
-      updatedAt: deps.clock.now(),
-    },
+    queuedProgress(jobId, data, { startedAt: data.requestedAt, attempt, updatedAt: deps.clock.now() }),
     data.messages,
   );
 

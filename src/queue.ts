@@ -531,19 +531,27 @@ export function progressOf(job: Job, jobId: string): Progress | undefined {
   if (published.success) return published.data;
   const data = switchJobSchema.safeParse(job.data);
   if (!data.success) return undefined;
-  const d = data.data;
+  return queuedProgress(jobId, data.data, { startedAt: job.timestamp, attempt: 1, updatedAt: job.timestamp });
+}
+
+/** A switch's progress before any step: `queued`, running since `startedAt`. */
+export function queuedProgress(
+  jobId: string,
+  data: SwitchJobData,
+  at: { readonly startedAt: number; readonly attempt: number; readonly updatedAt: number },
+): Progress {
   return {
     jobId,
-    planId: d.planId,
-    action: d.action,
-    environment: d.environment,
-    targetId: d.targetId,
-    fromId: d.expectedCurrent,
-    requestedBy: d.requestedBy,
-    ...(d.approvedBy === undefined ? {} : { approvedBy: d.approvedBy }),
-    steps: [{ step: 'queued', state: 'running', startedAt: job.timestamp }],
+    planId: data.planId,
+    action: data.action,
+    environment: data.environment,
+    targetId: data.targetId,
+    fromId: data.expectedCurrent,
+    requestedBy: data.requestedBy,
+    ...(data.approvedBy === undefined ? {} : { approvedBy: data.approvedBy }),
+    steps: [{ step: 'queued', state: 'running', startedAt: at.startedAt }],
     traffic: [],
-    attempt: 1,
-    updatedAt: job.timestamp,
+    attempt: at.attempt,
+    updatedAt: at.updatedAt,
   };
 }
