@@ -9,7 +9,7 @@ import type { Redis } from 'ioredis';
 import type { Clock } from '../clock.js';
 import type { DeploymentStatus, EnvironmentSnapshot } from '../domain/types.js';
 import { type Logger, silentLogger } from '../log.js';
-import type { PlatformEvent } from './port.js';
+import type { DeployPlatform, PlatformEvent } from './port.js';
 
 /** What the poller remembers per environment. */
 export interface PolledState {
@@ -43,18 +43,23 @@ export interface PollingEvents {
   readonly keyPrefix?: string;
 }
 
-/** The poller of a remote adapter's `events` option, with the defaults every adapter shares. */
+/**
+ * The poller of a remote adapter's `events` option, with the defaults every adapter shares: it polls
+ * the adapter's own `listEnvironments` and `snapshot`.
+ */
 export function pollerFor(
-  platform: string,
+  adapter: Pick<DeployPlatform, 'name' | 'listEnvironments' | 'snapshot'>,
   events: PollingEvents,
-  source: Pick<SnapshotPollerOptions, 'clock' | 'logger' | 'environments' | 'snapshot'>,
+  opts: Pick<SnapshotPollerOptions, 'clock' | 'logger'>,
 ): SnapshotEventPoller {
   return new SnapshotEventPoller({
-    platform,
+    platform: adapter.name,
     redis: events.redis,
-    keyPrefix: events.keyPrefix ?? `switchyard:${platform}:poll`,
+    keyPrefix: events.keyPrefix ?? `switchyard:${adapter.name}:poll`,
     intervalMs: events.intervalMs ?? 15_000,
-    ...source,
+    environments: () => adapter.listEnvironments(),
+    snapshot: (environment) => adapter.snapshot(environment),
+    ...opts,
   });
 }
 

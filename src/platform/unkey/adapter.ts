@@ -109,12 +109,7 @@ export class UnkeyPlatform implements DeployPlatform {
     this.apex = options.apex ?? unkeyPlatformDefaults.apex;
     const events = options.events;
     if (events !== undefined) {
-      const poller = pollerFor('unkey', events, {
-        clock: this.clock,
-        logger: this.logger,
-        environments: () => this.listEnvironments(),
-        snapshot: (environment) => this.snapshot(environment),
-      });
+      const poller = pollerFor(this, events, { clock: this.clock, logger: this.logger });
       this.poller = poller;
       this.subscribe = (listener) => poller.subscribe(listener);
     }

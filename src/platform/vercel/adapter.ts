@@ -127,12 +127,7 @@ export class VercelPlatform implements DeployPlatform {
     this.apex = options.apex ?? vercelPlatformDefaults.apex;
     const events = options.events;
     if (events !== undefined) {
-      const poller = pollerFor('vercel', events, {
-        clock: this.clock,
-        logger: this.logger,
-        environments: () => this.listEnvironments(),
-        snapshot: (environment) => this.snapshot(environment),
-      });
+      const poller = pollerFor(this, events, { clock: this.clock, logger: this.logger });
       this.poller = poller;
       this.subscribe = (listener) => poller.subscribe(listener);
     }
