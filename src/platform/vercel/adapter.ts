@@ -364,44 +364,40 @@ export class VercelPlatform implements DeployPlatform {
   /** Deployments of one target, newest first, following `pagination.next` up to `maxDeployments`. */
   private async listDeployments(projectId: string, env: VercelEnvironment): Promise<VercelDeployment[]> {
     const out: VercelDeployment[] = [];
-    const seen = new Set<number>();
-    let until: number | undefined;
-    for (;;) {
-      const page = await this.call(
-        'list deployments',
-        {
-          method: 'GET',
-          path: '/v6/deployments',
-          query: { projectId, target: env, limit: this.pageSize, until },
-        },
-        ListDeploymentsResponseSchema,
-        true,
-        { environment: env },
-      );
-      for (const d of page.deployments) {
-        // Keep only this environment even if Vercel ignored the target filter.
-        if (environmentOf(d) === env && !out.some((o) => o.id === d.id)) out.push(d);
-      }
-      const next = page.pagination.next;
-      if (next === null || page.deployments.length === 0 || seen.has(next)) break;
-      if (out.length >= this.maxDeployments) {
+    await paginate(
+      async (until) => {
+        const page = await this.call(
+          'list deployments',
+          {
+            method: 'GET',
+            path: '/v6/deployments',
+            query: { projectId, target: env, limit: this.pageSize, until },
+          },
+          ListDeploymentsResponseSchema,
+          true,
+          { environment: env },
+        );
+        for (const d of page.deployments) {
+          // Keep only this environment even if Vercel ignored the target filter.
+          if (environmentOf(d) === env && !out.some((o) => o.id === d.id)) out.push(d);
+        }
+        return { count: page.deployments.length, next: page.pagination.next };
+      },
+      () => {
+        if (out.length < this.maxDeployments) return false;
         this.logger.warn(
           { environment: env, read: out.length },
           'vercel: stopped paging deployments at the maximum',
         );
-        break;
-      }
-      seen.add(next);
-      until = next;
-    }
+        return true;
+      },
+    );
     return out;
   }
 
   private async listDomains(projectId: string): Promise<VercelProjectDomain[]> {
     const out: VercelProjectDomain[] = [];
-    const seen = new Set<number>();
-    let until: number | undefined;
-    for (;;) {
+    await paginate(async (until) => {
       const page = await this.call(
         'list domains',
         {
@@ -414,11 +410,8 @@ export class VercelPlatform implements DeployPlatform {
         {},
       );
       out.push(...page.domains);
-      const next = page.pagination?.next ?? null;
-      if (next === null || page.domains.length === 0 || seen.has(next)) break;
-      seen.add(next);
-      until = next;
-    }
+      return { count: page.domains.length, next: page.pagination?.next ?? null };
+    });
     return out;
   }
 
@@ -564,4 +557,24 @@ export function createVercelPlatform(config: Config, deps: VercelPlatformDeps = 
     ...pickDefined(tuning, ['pageSize', 'maxDeployments', 'operationTimeoutMs', 'clockSkewMs', 'apex']),
     ...(deps.events === undefined ? {} : { events: deps.events }),
   });
+}
+
+/**
+ * Follows Vercel's pagination: reads a page (`until` the previous page's `pagination.next`), until a
+ * page is the last (no `next`), empty, or repeats a cursor, or `enough()` says so after a page that
+ * has a next one.
+ */
+async function paginate(
+  readPage: (until: number | undefined) => Promise<{ count: number; next: number | null }>,
+  enough: () => boolean = () => false,
+): Promise<void> {
+  const seen = new Set<number>();
+  let until: number | undefined;
+  for (;;) {
+    const { count, next } = await readPage(until);
+    if (next === null || count === 0 || seen.has(next)) return;
+    if (enough()) return;
+    seen.add(next);
+    until = next;
+  }
 }
