@@ -724,12 +724,12 @@ class Notices implements NoticeService {
     return Math.max(1, Math.min(this.postRetryMaxMs, this.postRetryMs * 2 ** (attempt - 2)));
   }
 
-  /** Keeps a failed post for attempt `entry.attempt`, due after its backoff; wakes the loop. */
-  private async schedule(entry: PendingPost): Promise<void> {
+  /** Keeps a failed post for attempt `entry.attempt`, due after its backoff; wakes the loop (`wake`). */
+  private async schedule(entry: PendingPost, wake = true): Promise<void> {
     const member = JSON.stringify({ ...entry, id: randomBytes(6).toString('hex') });
     try {
       await this.redis.zadd(this.retryKey(), this.clock.now() + this.backoff(entry.attempt), member);
-      this.retries?.wake.abort();
+      if (wake) this.retries?.wake.abort();
     } catch (e) {
       this.log.warn(
         { err: e, surface: entry.surface, kind: entry.kind },
@@ -791,7 +791,8 @@ class Notices implements NoticeService {
       if ((await this.redis.zrem(key, member)) !== 1) continue; // another replica took it
       const p = { kind: pending.kind, key: pending.key, view: pending.view };
       const sent = await this.postTo(pending.environment, p, poster, pending.channel, pending.attempt);
-      if (sent === 'retry') await this.schedule({ ...pending, attempt: pending.attempt + 1 });
+      // Not woken: this round reads the next due time after it (another round would read nothing).
+      if (sent === 'retry') await this.schedule({ ...pending, attempt: pending.attempt + 1 }, false);
       else if (sent !== undefined)
         this.outcome({
           status: 'posted',
