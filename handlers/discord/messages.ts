@@ -70,12 +70,9 @@ export function discordErrorCode(e: unknown): string {
  * invalid form body, …) are final.
  */
 export function discordRetryable(e: unknown): boolean {
-  if (e instanceof DiscordAPIError) return e.status === 429 || e.status >= 500;
-  if (typeof e === 'object' && e !== null && 'status' in e) {
-    const status = (e as { status: unknown }).status;
-    if (typeof status === 'number') return status === 429 || status >= 500;
-  }
-  return true;
+  // DiscordAPIError and the REST client's HTTPError both carry the HTTP status; a network fault none.
+  const status = typeof e === 'object' && e !== null && 'status' in e ? e.status : undefined;
+  return typeof status === 'number' ? status === 429 || status >= 500 : true;
 }
 
 /** Posts and edits bot-owned channel messages (see the module header). */

@@ -80,8 +80,6 @@ export class SlackPoster implements ChatPoster {
 
   /** A refusal (`channel_not_found`, `not_in_channel`, `invalid_auth`, …) is final; faults may pass. */
   retryable(error: unknown): boolean {
-    return error instanceof SlackPostError
-      ? error.transient
-      : classifySlackError(error).failure.kind !== 'permanent';
+    return error instanceof SlackPostError && error.transient;
   }
 }
