@@ -136,6 +136,13 @@ export interface NoticesOptions {
    * retry this process schedules itself is taken on time).
    */
   readonly retryPollMs?: number;
+  /**
+   * How long an attempt in progress holds its pending post (default 5 minutes): every attempt, the
+   * first included, is kept in Redis first and is due again this long after it started, so a process
+   * that dies mid-post leaves the notice to the next process or replica. Longer than any post takes
+   * (the chat clients' own time limits and retries), so a slow post is not taken twice.
+   */
+  readonly postLeaseMs?: number;
   /** Called with every outcome (tests, debugging). */
   readonly onOutcome?: (outcome: NoticeOutcome) => void;
 }
@@ -152,6 +159,7 @@ export const noticesDefaults = {
   postRetryMs: 5_000,
   postRetryMaxMs: 120_000,
   retryPollMs: 30_000,
+  postLeaseMs: 5 * 60_000,
 } as const satisfies Required<
   Pick<
     NoticesOptions,
@@ -165,6 +173,7 @@ export const noticesDefaults = {
     | 'postRetryMs'
     | 'postRetryMaxMs'
     | 'retryPollMs'
+    | 'postLeaseMs'
   >
 >;
 
@@ -290,7 +299,7 @@ export function lifecycleNoticeView(
   };
 }
 
-/** A failed post kept in Redis for a later attempt (`attempt` is the number of the next one). */
+/** A post kept in Redis until it is done (`attempt` is the number of the next, or current, one). */
 interface PendingPost {
   readonly environment: string;
   readonly kind: NoticeKind;
@@ -299,9 +308,25 @@ interface PendingPost {
   readonly channel: string;
   readonly view: MessageView;
   readonly attempt: number;
-  /** Clock time of the first failed attempt. */
+  /** Clock time of the first attempt. */
   readonly since: number;
 }
+
+/** A pending post as kept: its sorted-set member (what `ZREM` needs) and what it says. */
+interface Kept {
+  readonly member: string;
+  readonly entry: PendingPost;
+}
+
+/**
+ * Takes a due pending post for one attempt: moves its due time a lease ahead, only if it is still due
+ * (another replica may have taken it since it was read). KEYS[1] the set; ARGV member, now, lease end.
+ */
+const TAKE = `
+local due = redis.call('ZSCORE', KEYS[1], ARGV[1])
+if not due or tonumber(due) > tonumber(ARGV[2]) then return 0 end
+redis.call('ZADD', KEYS[1], ARGV[3], ARGV[1])
+return 1`;
 
 /**
  * A pending post older than this is dropped (and reported as failed): a notice hours late misleads
@@ -318,7 +343,7 @@ const pendingPostSchema = z.object({
   surface: z.enum(['slack', 'discord', 'console']),
   channel: z.string().min(1),
   view: z.looseObject({ kind: z.string(), title: z.string(), blocks: z.array(z.unknown()) }),
-  attempt: z.number().int().min(2),
+  attempt: z.number().int().min(1),
   since: AT,
 });
 
@@ -360,6 +385,7 @@ class Notices implements NoticeService {
   private readonly postRetryMs: number;
   private readonly postRetryMaxMs: number;
   private readonly retryPollMs: number;
+  private readonly postLeaseMs: number;
   /** The loop that tries failed posts again (`retryRound`); woken when this process adds one. */
   private retries: { wake: AbortController; done: Promise<void> } | undefined;
   private readonly replica = randomBytes(4).toString('hex');
@@ -385,6 +411,7 @@ class Notices implements NoticeService {
     this.postRetryMs = opts.postRetryMs ?? noticesDefaults.postRetryMs;
     this.postRetryMaxMs = opts.postRetryMaxMs ?? noticesDefaults.postRetryMaxMs;
     this.retryPollMs = opts.retryPollMs ?? noticesDefaults.retryPollMs;
+    this.postLeaseMs = Math.max(1, opts.postLeaseMs ?? noticesDefaults.postLeaseMs);
   }
 
   async start(): Promise<void> {
@@ -634,7 +661,10 @@ class Notices implements NoticeService {
     return undefined;
   }
 
-  /** Claims and posts one notice to the environment's channel on every surface. */
+  /**
+   * Claims and posts one notice to the environment's channel on every surface. The posts are kept in
+   * Redis before the first attempt (`keep`), so a process that dies mid-post leaves them to another.
+   */
   private async post(environment: string, p: Prepared, ttlMs = this.claimTtlMs): Promise<void> {
     const key = p.key;
     if (p.claimed !== true && !(await this.claim(key, ttlMs))) {
@@ -642,25 +672,22 @@ class Notices implements NoticeService {
       return;
     }
     const settings = this.settings(environment);
-    const refs: MessageRef[] = [];
-    const retrying: ChatPoster['surface'][] = [];
+    const since = this.clock.now();
+    const targets: { poster: ChatPoster; entry: PendingPost }[] = [];
     for (const poster of this.opts.posters) {
       const channel = noticeChannel(poster.surface, settings, this.opts.config.env);
       if (channel === undefined) continue;
-      const sent = await this.postTo(environment, p, poster, channel, 1);
-      if (sent === 'retry') {
-        retrying.push(poster.surface);
-        await this.schedule({
-          environment,
-          kind: p.kind,
-          key,
-          surface: poster.surface,
-          channel,
-          view: p.view,
-          attempt: 2,
-          since: this.clock.now(),
-        });
-      } else if (sent !== undefined) refs.push(sent);
+      const entry = { environment, kind: p.kind, key, surface: poster.surface, channel, view: p.view };
+      targets.push({ poster, entry: { ...entry, attempt: 1, since } });
+    }
+    const kept = await this.keep(targets.map((t) => t.entry));
+    const refs: MessageRef[] = [];
+    const retrying: ChatPoster['surface'][] = [];
+    for (const [i, { poster, entry }] of targets.entries()) {
+      const sent = await this.postTo(environment, p, poster, entry.channel, 1);
+      const settled = await this.settle(kept?.[i] ?? { member: undefined, entry }, sent, true);
+      if (sent === 'retry' && settled) retrying.push(poster.surface);
+      else if (sent !== 'retry' && sent !== undefined) refs.push(sent);
     }
     this.outcome({
       status: 'posted',
@@ -710,13 +737,20 @@ class Notices implements NoticeService {
 
   // ── retries ───────────────────────────────────────────────────────────────────────────────────
   //
-  // A post that failed with a fault that may pass is kept in Redis (a sorted set by due time) and tried
-  // again later, by this process or, after a restart, by any replica with a poster for that surface:
-  // the one whose ZREM takes the entry posts it. One surface's outage thus neither holds up the notices
-  // behind it, nor loses the notice when the process stops, nor posts it twice on the surfaces that took it.
+  // Every post is kept in Redis (a sorted set by due time) until it is done: before its first attempt
+  // it is written with a due time a lease ahead, and an attempt that failed with a fault that may pass
+  // replaces it with the next attempt, due after its backoff. A due entry is taken for an attempt by
+  // moving its due time a lease ahead (`TAKE`, atomic), by this process or, after a restart, by any
+  // replica with a poster for that surface. So one surface's outage neither holds up the notices behind
+  // it, nor loses the notice when the process stops or dies mid-post, nor posts it again on the surfaces
+  // that took it; a process that dies after posting but before removing the entry posts it twice.
 
   private retryKey(): string {
     return this.key('retries');
+  }
+
+  private member(entry: PendingPost): string {
+    return JSON.stringify({ ...entry, id: randomBytes(6).toString('hex') });
   }
 
   /** The wait before attempt `attempt` (2 is the first retry): `postRetryMs` doubling, capped. */
@@ -724,13 +758,68 @@ class Notices implements NoticeService {
     return Math.max(1, Math.min(this.postRetryMaxMs, this.postRetryMs * 2 ** (attempt - 2)));
   }
 
-  /** Keeps a failed post for attempt `entry.attempt`, due after its backoff; wakes the loop (`wake`). */
-  private async schedule(entry: PendingPost, wake = true): Promise<void> {
-    const member = JSON.stringify({ ...entry, id: randomBytes(6).toString('hex') });
+  /**
+   * Keeps first attempts about to be made, due again a lease from now (in case this process dies
+   * mid-post); undefined when Redis refused them (the posts still go, without that safety).
+   */
+  private async keep(entries: readonly PendingPost[]): Promise<Kept[] | undefined> {
+    if (entries.length === 0) return [];
+    const kept = entries.map((entry) => ({ member: this.member(entry), entry }));
+    const due = this.clock.now() + this.postLeaseMs;
     try {
-      await this.redis.zadd(this.retryKey(), this.clock.now() + this.backoff(entry.attempt), member);
-      if (wake) this.retries?.wake.abort();
+      await this.redis.zadd(this.retryKey(), ...kept.flatMap((k) => [due, k.member]));
+      return kept;
     } catch (e) {
+      this.log.warn({ err: e }, 'could not keep a notice before posting it; posting it anyway');
+      return undefined;
+    }
+  }
+
+  /**
+   * Settles an attempt at a kept post: removes the entry when the post is done (sent, or given up), or
+   * replaces it with the next attempt after its backoff ('retry'; `wake` the retry loop). Returns false
+   * when a retry could not be kept, in which case the notice is lost for that surface.
+   */
+  private async settle(
+    kept: { member: string | undefined; entry: PendingPost },
+    sent: MessageRef | 'retry' | undefined,
+    wake: boolean,
+  ): Promise<boolean> {
+    const key = this.retryKey();
+    const { member, entry } = kept;
+    if (sent !== 'retry') {
+      if (member === undefined) return true;
+      try {
+        await this.redis.zrem(key, member);
+      } catch (e) {
+        this.log.warn(
+          { err: e, surface: entry.surface, kind: entry.kind },
+          sent === undefined
+            ? 'could not drop a notice given up; it will be tried again once its lease ends'
+            : 'could not mark a notice as posted; it will be posted again once its lease ends',
+        );
+      }
+      return true;
+    }
+    const next = { ...entry, attempt: entry.attempt + 1 };
+    try {
+      const tx = this.redis.multi();
+      if (member !== undefined) tx.zrem(key, member);
+      tx.zadd(key, this.clock.now() + this.backoff(next.attempt), this.member(next));
+      const res = await tx.exec();
+      const failed = res?.find(([err]) => err !== null)?.[0];
+      if (res === null || failed) throw failed ?? new Error('the retry transaction was discarded');
+      if (wake) this.retries?.wake.abort();
+      return true;
+    } catch (e) {
+      if (member !== undefined) {
+        // The entry this attempt holds is still there: it is due again when its lease ends.
+        this.log.warn(
+          { err: e, surface: entry.surface, kind: entry.kind },
+          'could not schedule a notice retry; it will be tried again once its lease ends',
+        );
+        return true;
+      }
       this.log.warn(
         { err: e, surface: entry.surface, kind: entry.kind },
         'could not keep a failed notice for a retry; it is lost for this surface',
@@ -741,10 +830,17 @@ class Notices implements NoticeService {
         kind: entry.kind,
         key: entry.key,
         surface: entry.surface,
-        attempts: entry.attempt - 1,
+        attempts: entry.attempt,
         error: `not kept for a retry: ${e instanceof Error ? e.message : String(e)}`,
       });
+      return false;
     }
+  }
+
+  /** Takes a due entry for one attempt (its due time moves a lease ahead); false if another took it. */
+  private async take(member: string): Promise<boolean> {
+    const now = this.clock.now();
+    return (await this.redis.eval(TAKE, 1, this.retryKey(), member, now, now + this.postLeaseMs)) === 1;
   }
 
   /**
@@ -763,7 +859,7 @@ class Notices implements NoticeService {
         await this.redis.zrem(key, member);
         continue;
       }
-      // The view is one this service wrote (`schedule`); its outline is checked above.
+      // The view is one this service wrote (`keep`, `settle`); its outline is checked above.
       const pending: PendingPost = { ...parsed.data, view: parsed.data.view as unknown as MessageView };
       if (this.clock.now() - pending.since > PENDING_POST_MAX_AGE_MS) {
         if ((await this.redis.zrem(key, member)) === 1) {
@@ -788,12 +884,12 @@ class Notices implements NoticeService {
         notOurs += 1; // another replica posts to that surface
         continue;
       }
-      if ((await this.redis.zrem(key, member)) !== 1) continue; // another replica took it
+      if (!(await this.take(member))) continue; // another replica took it
       const p = { kind: pending.kind, key: pending.key, view: pending.view };
       const sent = await this.postTo(pending.environment, p, poster, pending.channel, pending.attempt);
       // Not woken: this round reads the next due time after it (another round would read nothing).
-      if (sent === 'retry') await this.schedule({ ...pending, attempt: pending.attempt + 1 }, false);
-      else if (sent !== undefined)
+      await this.settle({ member, entry: pending }, sent, false);
+      if (sent !== 'retry' && sent !== undefined)
         this.outcome({
           status: 'posted',
           environment: pending.environment,

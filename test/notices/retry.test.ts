@@ -60,6 +60,38 @@ class FlakyPoster extends RecordingPoster {
   }
 }
 
+/** A recording poster whose next post hangs until `release` (a process stuck, or dead, mid-post). */
+class HangingPoster extends RecordingPoster {
+  readonly calls: number[] = [];
+  private hang: { resolve: () => void; reject: (e: Error) => void } | undefined;
+  private called: (() => void) | undefined;
+  /** Resolves when a post hangs. */
+  readonly hanging = new Promise<void>((resolve) => {
+    this.called = resolve;
+  });
+
+  override async post(channel: string, view: MessageView): Promise<MessageRef> {
+    this.calls.push(Date.now());
+    if (this.calls.length === 1) {
+      await new Promise<void>((resolve, reject) => {
+        this.hang = { resolve, reject };
+        this.called?.();
+      });
+    }
+    return super.post(channel, view);
+  }
+
+  /** Ends the hanging post: delivered (`ok`), or refused for good. */
+  release(ok: boolean): void {
+    if (ok) this.hang?.resolve();
+    else this.hang?.reject(new Fault('gone', false));
+  }
+
+  retryable(error: unknown): boolean {
+    return error instanceof Fault && error.transient;
+  }
+}
+
 const down = (n: number) => Array.from({ length: n }, () => new Fault('503 from the chat API', true));
 
 const ofStatus = <S extends NoticeOutcome['status']>(outcomes: NoticeOutcome[], status: S) =>
@@ -186,6 +218,68 @@ describe('notice posts that fail', () => {
     for (let s = 0; s < 6; s++) await w.advance(1_000, [replicaA, replicaB]);
     await w.advance(3_600_000, [replicaA, replicaB]);
     expect([...a.titles(), ...b.titles()]).toEqual([`${d.id} is live on production`]);
+  });
+
+  it('a process that dies mid-post leaves the notice to another: the first attempt is kept in Redis', async () => {
+    w = await createWorld();
+    const stuck = new HangingPoster('slack', w.clock);
+    const dying = await w.notices({ posters: [stuck], postLeaseMs: 120_000 });
+    const d = await w.pushAndBuild('production', []);
+    await stuck.hanging; // the post went out and never came back: the process is as good as dead
+
+    const after = new RecordingPoster('slack', w.clock);
+    const next = await w.notices({ posters: [after], postLeaseMs: 120_000, retryPollMs: 10_000 });
+    await w.advance(110_000, [next]);
+    expect(after.posts).toHaveLength(0); // still held by the first process's attempt
+    await w.advance(20_000, [next]);
+    expect(after.titles()).toEqual([`${d.id} is live on production`]);
+    expect(ofStatus(next.outcomes, 'posted')).toMatchObject([{ kind: 'ready', attempt: 1 }]);
+    await w.advance(3_600_000, [next]);
+    expect(after.posts).toHaveLength(1);
+    expect(await w.redis.zcard(`${w.prefix}:notices:retries`)).toBe(0);
+    stuck.release(false); // lets the "dead" process stop
+    await dying.stop();
+  });
+
+  it('a process that dies during a retry leaves it to another once the lease ends', async () => {
+    w = await createWorld();
+    const flaky = new FlakyPoster('slack', w.clock, down(1));
+    const first = await w.notices({ posters: [flaky], postRetryMs: 5_000 });
+    const d = await w.pushAndBuild('production', [first]);
+    await first.stop(); // the retry is due in 5 s
+
+    const stuck = new HangingPoster('slack', w.clock);
+    const dying = await w.notices({ posters: [stuck], postLeaseMs: 60_000 });
+    void w.clock.advance(5_000);
+    await stuck.hanging; // it took the retry, then hung
+
+    const after = new RecordingPoster('slack', w.clock);
+    const next = await w.notices({ posters: [after], postLeaseMs: 60_000, retryPollMs: 10_000 });
+    await w.advance(50_000, [next]);
+    expect(after.posts).toHaveLength(0);
+    await w.advance(20_000, [next]);
+    expect(after.titles()).toEqual([`${d.id} is live on production`]);
+    expect(ofStatus(next.outcomes, 'posted')).toMatchObject([{ kind: 'ready', attempt: 2 }]);
+    stuck.release(false);
+    await dying.stop();
+    expect(stuck.posts).toHaveLength(0);
+    expect(await w.redis.zcard(`${w.prefix}:notices:retries`)).toBe(0);
+  });
+
+  it('a slow post is not taken by another replica while it runs, and is posted once', async () => {
+    w = await createWorld();
+    const slow = new HangingPoster('slack', w.clock);
+    const a = await w.notices({ posters: [slow], postLeaseMs: 120_000 });
+    const d = await w.pushAndBuild('production', []);
+    await slow.hanging;
+    const other = new RecordingPoster('slack', w.clock);
+    const b = await w.notices({ posters: [other], postLeaseMs: 120_000, retryPollMs: 10_000 });
+    await w.advance(100_000, [b]);
+    slow.release(true);
+    await w.advance(3_600_000, [a, b]);
+    expect(slow.titles()).toEqual([`${d.id} is live on production`]);
+    expect(other.posts).toHaveLength(0);
+    expect(await w.redis.zcard(`${w.prefix}:notices:retries`)).toBe(0);
   });
 
   it('drops a malformed pending post without stopping the others', async () => {
