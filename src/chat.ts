@@ -156,6 +156,7 @@ export class ChatService {
             ...(e.message ? { message: e.message } : {}),
           })),
           now: this.clock.now(),
+          ...(out.active === undefined ? {} : { activeJob: out.active }),
         });
         return { view, visibility: 'channel' };
       }

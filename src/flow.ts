@@ -43,7 +43,7 @@ import {
 } from './plan-store.js';
 import type { DeployPlatform, Route } from './platform/port.js';
 import { type Actor, actorSchema, type MessageRef, messageRefSchema } from './progress.js';
-import type { EnqueueResult, SwitchJobInput } from './queue.js';
+import type { ActiveSwitch, EnqueueResult, SwitchJobInput } from './queue.js';
 
 /** What Flow hands the switch queue: `switchJobSchema`'s input (src/queue.ts). */
 export type SwitchJobRequest = SwitchJobInput;
@@ -57,9 +57,7 @@ export interface FlowQueue {
   /** A job's progress; an `outcome` means it ended. */
   progress?(jobId: string): Promise<{ readonly outcome?: string | undefined } | undefined>;
   /** The waiting or running switch of an environment, for `/deployments`. */
-  activeForEnvironment?(
-    environment: string,
-  ): Promise<{ readonly jobId: string; readonly planId: string } | undefined>;
+  activeForEnvironment?(environment: string): Promise<ActiveSwitch | undefined>;
 }
 
 /** One audit entry (`auditEntrySchema`, src/audit.ts). */
@@ -158,7 +156,7 @@ export type DeploymentsOutcome =
       readonly routes: readonly Route[];
       readonly recent: readonly FlowAuditEntry[];
       /** The switch waiting or running for this environment, when the queue can tell. */
-      readonly active: { readonly jobId: string; readonly planId: string } | undefined;
+      readonly active: ActiveSwitch | undefined;
     }
   | { readonly ok: false; readonly refusal: Refusal };
 
@@ -391,9 +389,7 @@ export class Flow {
    * The switch waiting or running for `environment`, when the queue can tell (an alert for an
    * environment that is already switching links to it instead of suggesting another switch).
    */
-  async activeSwitch(
-    environment: string,
-  ): Promise<{ readonly jobId: string; readonly planId: string } | undefined> {
+  async activeSwitch(environment: string): Promise<ActiveSwitch | undefined> {
     return this.queue.activeForEnvironment ? this.queue.activeForEnvironment(environment) : undefined;
   }
 

@@ -94,6 +94,33 @@ export type SwitchJobData = z.infer<typeof switchJobSchema>;
 /** What callers pass in (defaults not yet applied). */
 export type SwitchJobInput = z.input<typeof switchJobSchema>;
 
+/** A switch waiting or running in an environment (`SwitchQueue.activeForEnvironment`). */
+export interface ActiveSwitch {
+  readonly jobId: string;
+  readonly planId: string;
+  readonly environment: string;
+  readonly action: SwitchJobData['action'];
+  readonly targetId: string;
+  readonly requestedBy: { readonly displayName: string };
+  /** When a worker started it (Unix ms); absent while it waits for its turn. */
+  readonly startedAt?: number;
+}
+
+function activeSwitchOf(job: Job): ActiveSwitch | undefined {
+  const data = switchJobSchema.safeParse(job.data);
+  if (!data.success || !job.id) return undefined;
+  const d = data.data;
+  return {
+    jobId: job.id,
+    planId: d.planId,
+    environment: d.environment,
+    action: d.action,
+    targetId: d.targetId,
+    requestedBy: { displayName: d.requestedBy.displayName },
+    ...(job.processedOn ? { startedAt: job.processedOn } : {}),
+  };
+}
+
 /** Job data for a confirmed plan (what a confirm handler enqueues). */
 export function switchJobFromPlan(
   plan: Plan,
@@ -411,19 +438,17 @@ export class SwitchQueue {
   }
 
   /** The waiting or running switch of an environment, if any (the one running first). */
-  async activeForEnvironment(environment: string): Promise<{ jobId: string; planId: string } | undefined> {
+  async activeForEnvironment(environment: string): Promise<ActiveSwitch | undefined> {
     const holder = await this.lock.holder(environment);
     if (holder) {
       const job = await this.queue.getJob(holder);
-      const data = job ? switchJobSchema.safeParse(job.data) : undefined;
-      if (data?.success) return { jobId: holder, planId: data.data.planId };
+      const active = job ? activeSwitchOf(job) : undefined;
+      if (active) return active;
     }
     const jobs = await this.queue.getJobs(['active', 'waiting', 'prioritized', 'delayed'], 0, 500, true);
     for (const job of jobs) {
-      const data = switchJobSchema.safeParse(job.data);
-      if (data.success && data.data.environment === environment && job.id) {
-        return { jobId: job.id, planId: data.data.planId };
-      }
+      const active = activeSwitchOf(job);
+      if (active?.environment === environment) return active;
     }
     return undefined;
   }

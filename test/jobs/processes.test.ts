@@ -82,7 +82,15 @@ describe('worker processes', () => {
     expect((await queue.waitForEnd(j3.jobId))?.outcome).toBe('succeeded');
     await log.waitFor((p) => p.jobId === j2.jobId && p.steps[0]?.detail?.startsWith('Waiting') === true);
     expect((await queue.progress(j1.jobId))?.outcome).toBeUndefined();
-    expect(await queue.activeForEnvironment('env0')).toEqual({ jobId: j1.jobId, planId: slow.id });
+    expect(await queue.activeForEnvironment('env0')).toEqual({
+      jobId: j1.jobId,
+      planId: slow.id,
+      environment: 'env0',
+      action: slow.action,
+      targetId: slow.target.id,
+      requestedBy: { displayName: expect.any(String) },
+      startedAt: expect.any(Number),
+    });
 
     await platform.clock.untilSleeping();
     await platform.clock.advance(5_000);

@@ -123,7 +123,15 @@ describe('SwitchQueue.enqueue', () => {
     expect(p?.steps).toEqual([{ step: 'queued', state: 'running', startedAt: expect.any(Number) }]);
     expect(p?.planId).toBe(plan.id);
     expect(await env.queue.progress('sw_unknown')).toBeUndefined();
-    expect(await env.queue.activeForEnvironment('env0')).toEqual({ jobId, planId: plan.id });
+    // waiting for a worker: no start time yet
+    expect(await env.queue.activeForEnvironment('env0')).toEqual({
+      jobId,
+      planId: plan.id,
+      environment: 'env0',
+      action: 'rollback',
+      targetId: plan.target.id,
+      requestedBy: { displayName: expect.any(String) },
+    });
     expect(await env.queue.activeForEnvironment('env1')).toBeUndefined();
 
     // A second surface follows the same job: its message gets the progress too.

@@ -309,6 +309,49 @@ describe('Slack end to end', () => {
     expect(button(plan, 'sy1:confirm:').actionId).toMatch(/^sy1:confirm:plan_/);
   });
 
+  it('/deployments during a switch says it is running and offers no Rollback/Promote buttons', async () => {
+    // The platform's switch stays under way until `release`; `following` says the worker is on it.
+    let release = () => {};
+    const held = new Promise<void>((resolve) => {
+      release = resolve;
+    });
+    let following = () => {};
+    const underWay = new Promise<void>((resolve) => {
+      following = resolve;
+    });
+    const w = await startWorld({
+      redisUrl: redisUrl(),
+      name: uniqueName('slack-e2e'),
+      wrapPlatform: (local) =>
+        Object.assign(Object.create(local) as LocalPlatform, {
+          operation: async (ref: Parameters<LocalPlatform['operation']>[0]) => {
+            following();
+            await held;
+            return local.operation(ref);
+          },
+        }),
+    });
+    worlds.push(w);
+    try {
+      const { post, ts } = await confirmation(w);
+      await click(w, ts, button(post, 'sy1:confirm:').actionId, 'U0ALICE');
+      await underWay;
+      const before = w.fake.callsOf('chat.postMessage').length;
+      await w.requests.command({ command: '/deployments', text: 'production', userId: 'U0BOB' });
+      const list = await w.fake.waitForCall(
+        'chat.postMessage',
+        (c) => w.fake.callsOf('chat.postMessage').indexOf(c) >= before,
+      );
+      const blocks = list.args.blocks as unknown[];
+      expect(blocksText(blocks)).toMatch(
+        /A rollback to\* `dep_\w+` \*is running\* \(requested by alice\), started/,
+      );
+      expect(buttonsOf(blocks).filter((b) => /^sy1:(rollback_to|promote):/.test(b.actionId))).toEqual([]);
+    } finally {
+      release();
+    }
+  });
+
   it('tells the user to invite the bot when it cannot post in the channel', async () => {
     const w = await world();
     await w.requests.command({ command: '/rollback', text: 'production', channelId: 'C0NOBOT' });
