@@ -151,7 +151,7 @@ export class SlackReporter implements Reporter {
   private readonly finalWaitMs: number;
   private readonly lanes = new Map<string, Lane>();
   private readonly idle = new Set<() => void>();
-  /** Messages whose final state went out, with when: later non-final edits are dropped. */
+  /** Messages whose final state is queued or went out, with when: later non-final edits are dropped. */
   private readonly finalized = new Map<string, number>();
 
   constructor(opts: SlackReporterOptions) {
@@ -210,7 +210,11 @@ export class SlackReporter implements Reporter {
   private enqueue(ref: MessageRef, message: SlackMessage, final: boolean): Promise<void> {
     const key = `${ref.channel}/${ref.messageId}`;
     this.prune(key);
+    // From the moment a final state is queued, later non-final edits (a late progress state, a
+    // click's "Confirmed…" view) are dropped: sent after it, or instead of it on a retry, they would
+    // leave the message saying the switch is still under way.
     if (!final && this.finalized.has(key)) return Promise.resolve();
+    if (final) this.finalized.set(key, this.clock.now());
     let lane = this.lanes.get(key);
     if (!lane) {
       lane = {

@@ -4,6 +4,7 @@
  * failures are counted, never thrown.
  */
 import { EventEmitter } from 'node:events';
+import type { WebClient } from '@slack/web-api';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { createReporterClient, type SlackMessage, SlackReporter } from '../../handlers/slack/reporter.js';
 import { ManualClock } from '../../src/clock.js';
@@ -168,6 +169,52 @@ describe('SlackReporter', () => {
     await reporter.edit(ref, { text: 'late confirmation view', blocks: [] });
     await reporter.flush();
     expect(updates()).toEqual(['traffic is on dep_b (succeeded)']);
+  });
+
+  it('drops an edit that arrives while the final state is still on its way (it would overwrite it)', async () => {
+    // A client whose first chat.update (the final state) is answered only on `release`.
+    const sent: string[] = [];
+    let release = () => {};
+    const client = {
+      chat: {
+        update: (args: { text: string }) => {
+          sent.push(args.text);
+          if (sent.length > 1) return Promise.resolve({ ok: true });
+          return new Promise((resolve) => {
+            release = () => resolve({ ok: true });
+          });
+        },
+      },
+    } as unknown as WebClient;
+    const held = new SlackReporter({ client, render, clock, minIntervalMs: 0 });
+    const final = held.report(progress('done', 'succeeded'), [ref]);
+    await new Promise<void>((resolve) => setImmediate(resolve));
+    expect(sent).toEqual(['traffic is on dep_b (succeeded)']); // in flight
+    // a double click's "Confirmed…" view, while the final update is in flight
+    const click = held.edit(ref, { text: 'Confirmed: progress follows', blocks: [] });
+    release();
+    await Promise.all([final, click]);
+    await held.flush();
+    expect(sent).toEqual(['traffic is on dep_b (succeeded)']);
+  });
+
+  it('a final state whose update failed is retried, not replaced by an edit that arrived meanwhile', async () => {
+    const timed = new SlackReporter({
+      client: createReporterClient(fake.token, fake.apiUrl, 200),
+      render,
+      clock,
+      metrics,
+    });
+    fake.stall('chat.update', 1); // hangs: given up after 200 ms, then retried on the clock
+    const retrying = clock.sleepOf(2000);
+    const final = timed.report(progress('done', 'succeeded'), [ref]);
+    const click = timed.edit(ref, { text: 'Confirmed: progress follows', blocks: [] });
+    await retrying;
+    await clock.advance(2000);
+    await Promise.all([final, click]);
+    await timed.flush();
+    expect(updates()).toEqual(['traffic is on dep_b (succeeded)']);
+    expect(fake.message('C0PROD', ref.messageId)?.text).toBe('traffic is on dep_b (succeeded)');
   });
 
   it('renders the real progress view by default', async () => {
