@@ -13,12 +13,14 @@ import { assertNever, type Deployment } from './domain/types.js';
 import type { ClickOutcome, Flow, PlanOptions } from './flow.js';
 import type { ActingUser } from './permissions.js';
 import type { PlanRecord } from './plan-store.js';
+import type { Progress } from './progress.js';
 import { parseAction } from './views/actions.js';
 import {
   type AlertContext,
   type ConfirmationState,
   confirmationView,
   deploymentsView,
+  progressView,
   refusalView,
   type UsageCommand,
   usageView,
@@ -48,6 +50,11 @@ export interface ClickReply {
   readonly post?: ChatReply;
   /** Set when a switch job was enqueued or joined. */
   readonly jobId?: string;
+  /**
+   * The job's final progress when it had already ended by the time of the answer (`update` then shows
+   * it): the surface delivers it as the message's final state, so no later edit can paint over it.
+   */
+  readonly ended?: Progress;
   /** Metrics label: enqueued, joined, awaiting_approval, refused, stale, expired, cancelled, planned, invalid. */
   readonly outcome: string;
 }
@@ -242,16 +249,31 @@ export class ChatService {
     }
   }
 
-  private clickOutcome(
+  /**
+   * The job's progress if it has ended (a late double click, or a switch faster than the answer to
+   * the click), so the clicked message shows the outcome rather than "Confirmed… progress follows".
+   * A surface whose edit of the clicked message may land after the worker's final edit (the worker
+   * runs in another process) asks again once its edit is delivered. Never throws.
+   */
+  async endedProgress(jobId: string): Promise<Progress | undefined> {
+    try {
+      const progress = await this.flow.jobProgress(jobId);
+      return progress?.outcome !== undefined ? progress : undefined;
+    } catch {
+      return undefined; // Redis unreachable: the confirmation view stands; the worker's edit follows
+    }
+  }
+
+  private async clickOutcome(
     out: ClickOutcome | Exclude<Awaited<ReturnType<Flow['cancel']>>, { status: 'running' }>,
-  ): ClickReply {
+  ): Promise<ClickReply> {
     switch (out.status) {
-      case 'enqueued':
-        return {
-          update: this.confirmation(out.record, { state: 'enqueued' }),
-          jobId: out.jobId,
-          outcome: out.joined ? 'joined' : 'enqueued',
-        };
+      case 'enqueued': {
+        const outcome = out.joined ? 'joined' : 'enqueued';
+        const ended = await this.endedProgress(out.jobId);
+        if (ended) return { update: progressView(ended), ended, jobId: out.jobId, outcome };
+        return { update: this.confirmation(out.record, { state: 'enqueued' }), jobId: out.jobId, outcome };
+      }
       case 'awaiting_approval':
         return {
           update: this.confirmation(out.record, { state: 'awaiting_approval' }),

@@ -42,7 +42,7 @@ import {
   type PlanStore,
 } from './plan-store.js';
 import type { DeployPlatform, Route } from './platform/port.js';
-import { type Actor, actorSchema, type MessageRef, messageRefSchema } from './progress.js';
+import { type Actor, actorSchema, type MessageRef, messageRefSchema, type Progress } from './progress.js';
 import type { ActiveSwitch, EnqueueResult, SwitchJobInput } from './queue.js';
 
 /** What Flow hands the switch queue: `switchJobSchema`'s input (src/queue.ts). */
@@ -55,7 +55,7 @@ export interface FlowQueue {
   /** Attaches more chat messages to an enqueued job (a surface posting after the click). */
   addMessages?(jobId: string, refs: readonly MessageRef[]): Promise<boolean>;
   /** A job's progress; an `outcome` means it ended. */
-  progress?(jobId: string): Promise<{ readonly outcome?: string | undefined } | undefined>;
+  progress?(jobId: string): Promise<Progress | undefined>;
   /** The waiting or running switch of an environment, for `/deployments`. */
   activeForEnvironment?(environment: string): Promise<ActiveSwitch | undefined>;
 }
@@ -391,6 +391,11 @@ export class Flow {
    */
   async activeSwitch(environment: string): Promise<ActiveSwitch | undefined> {
     return this.queue.activeForEnvironment ? this.queue.activeForEnvironment(environment) : undefined;
+  }
+
+  /** A switch job's progress as its worker last published it (undefined: unknown job, or no queue). */
+  async jobProgress(jobId: string): Promise<Progress | undefined> {
+    return this.queue.progress ? this.queue.progress(jobId) : undefined;
   }
 
   /** The `/deployments` view's data: snapshot, routing, recent audit entries and the running switch. */

@@ -151,6 +151,11 @@ export class DiscordMessages {
     return done;
   }
 
+  /** Whether a final progress state of this message was queued or delivered here. */
+  isFinal(channelId: string, messageId: string): boolean {
+    return this.lanes.get(`${channelId}/${messageId}`)?.finalAt !== undefined;
+  }
+
   private async drain(key: string, lane: Lane, channelId: string, messageId: string): Promise<void> {
     lane.running = true;
     try {

@@ -201,6 +201,11 @@ export class SlackReporter implements Reporter {
     return this.enqueue(ref, message, false);
   }
 
+  /** Whether a final state of this message was queued or delivered here (later edits are dropped). */
+  isFinal(ref: MessageRef): boolean {
+    return this.finalized.has(`${ref.channel}/${ref.messageId}`);
+  }
+
   /** Resolves when no update is pending or in flight (shutdown, tests). */
   flush(): Promise<void> {
     if (![...this.lanes.values()].some((l) => l.running)) return Promise.resolve();

@@ -6,6 +6,10 @@
  */
 import { afterEach, describe, expect, it } from 'vitest';
 import { SLACK_COMMANDS, SLACK_METHOD_SCOPES } from '../../handlers/slack/needs.js';
+import { createReporterClient, SlackReporter } from '../../handlers/slack/reporter.js';
+import { startSwitchWorker } from '../../jobs/switch-worker.js';
+import { systemClock } from '../../src/clock.js';
+import { silentLogger } from '../../src/log.js';
 import type { LocalPlatform } from '../../src/platform/local/platform.js';
 import type { PlatformEvent } from '../../src/platform/port.js';
 import { buttonsOf } from '../fakes/slack/requests.js';
@@ -349,6 +353,42 @@ describe('Slack end to end', () => {
       expect(buttonsOf(blocks).filter((b) => /^sy1:(rollback_to|promote):/.test(b.actionId))).toEqual([]);
     } finally {
       release();
+    }
+  });
+
+  it('with the worker in another process, a late click on a finished switch leaves its outcome on the message', async () => {
+    // The bot runs no worker (SWITCHYARD_WORKER=off); a separate worker edits with its own reporter.
+    const w = await startWorld({ redisUrl: redisUrl(), name: uniqueName('slack-e2e'), worker: false });
+    worlds.push(w);
+    const reporter = new SlackReporter({ client: createReporterClient(w.fake.token, w.fake.apiUrl) });
+    const worker = startSwitchWorker({
+      redisUrl: redisUrl(),
+      queueName: w.queue.queueName,
+      platform: w.platform,
+      reporter,
+      clock: systemClock,
+      verify: { timeoutMs: 5_000, intervalMs: 5 },
+      lockDurationMs: 5_000,
+      concurrency: 1,
+      logger: silentLogger,
+    });
+    try {
+      await worker.worker.waitUntilReady();
+      const { post, ts } = await confirmation(w);
+      const confirm = button(post, 'sy1:confirm:');
+      await click(w, ts, confirm.actionId, 'U0ALICE');
+      const final = await finalUpdate(w, ts);
+      await reporter.flush();
+      await w.surface.reporter.flush();
+      // A late double click (or a retried delivery) on the same message joins the finished job.
+      const before = w.fake.callsOf('chat.update').length;
+      await click(w, ts, confirm.actionId, 'U0ALICE');
+      await w.fake.waitForCall('chat.update', (c) => w.fake.callsOf('chat.update').indexOf(c) >= before);
+      await w.surface.reporter.flush();
+      expect(String(w.fake.message(CHANNEL, ts)?.text)).toBe(String(final.args.text));
+      expect(await jobCount(w)).toBe(1);
+    } finally {
+      await worker.close();
     }
   });
 

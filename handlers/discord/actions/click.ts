@@ -8,8 +8,10 @@
 import { type ButtonInteraction, MessageFlags } from 'discord.js';
 import { asSwitchyardError } from '../../../src/errors.js';
 import { scrub } from '../../../src/log.js';
+import type { Progress } from '../../../src/progress.js';
 import type { ActionKind } from '../../../src/views/actions.js';
 import { renderDiscord } from '../../../src/views/discord.js';
+import { progressView } from '../../../src/views/model.js';
 import { actingUser, type DiscordDeps, editBody, ephemeralBody, messageRef } from '../context.js';
 
 /** A button handler for some action kinds (one per file in this folder). */
@@ -35,8 +37,17 @@ export async function runClick(
       if (clicked.flags.has(MessageFlags.Ephemeral)) {
         // Only the interaction webhook can edit an ephemeral message.
         await interaction.editReply(editBody(reply.update));
+      } else if (reply.ended !== undefined) {
+        // The job had already ended: its outcome is the message's final state.
+        await showEnded(deps, channelId, clicked.id, reply.ended);
       } else {
         await deps.messages.edit(channelId, clicked.id, renderDiscord(reply.update), { kind: 'view' });
+        // A worker in another process may have delivered the final state before this edit landed:
+        // once it has, a job that ended meanwhile gets its outcome back on the message.
+        if (reply.jobId !== undefined && !deps.messages.isFinal(channelId, clicked.id)) {
+          const ended = await deps.chat.endedProgress(reply.jobId);
+          if (ended) await showEnded(deps, channelId, clicked.id, ended);
+        }
       }
     }
     if (reply.ephemeral !== undefined) await interaction.followUp(ephemeralBody(reply.ephemeral));
@@ -60,4 +71,19 @@ export async function runClick(
   } finally {
     deps.metrics?.clicks.inc({ surface: 'discord', action: label, outcome });
   }
+}
+
+/** Makes an ended job's outcome the message's final state (unless this process already did). */
+async function showEnded(
+  deps: DiscordDeps,
+  channelId: string,
+  messageId: string,
+  ended: Progress,
+): Promise<void> {
+  if (deps.messages.isFinal(channelId, messageId)) return;
+  await deps.messages.edit(channelId, messageId, renderDiscord(progressView(ended)), {
+    kind: 'progress',
+    at: ended.updatedAt,
+    final: true,
+  });
 }

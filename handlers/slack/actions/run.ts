@@ -64,8 +64,15 @@ async function afterAck(deps: SlackHandlerDeps, kind: ActionKind, args: ActionAr
     const reply = await deps.chat.click(actor, action.action_id);
     count(reply.outcome);
     const work: Promise<void>[] = [];
-    if (reply.update && body.container.is_ephemeral !== true) {
-      work.push(deps.reporter.edit(clicked, renderSlack(reply.update)));
+    if (reply.ended && body.container.is_ephemeral !== true) {
+      // The job had already ended: its outcome is the message's final state.
+      if (!deps.reporter.isFinal(clicked)) work.push(deps.reporter.report(reply.ended, [clicked]));
+    } else if (reply.update && body.container.is_ephemeral !== true) {
+      const edited = deps.reporter.edit(clicked, renderSlack(reply.update));
+      // A worker in another process may have delivered the final state before this edit landed:
+      // once it has, a job that ended meanwhile gets its outcome back on the message.
+      const jobId = reply.jobId;
+      work.push(jobId === undefined ? edited : edited.then(() => restoreEnded(deps, jobId, clicked)));
     }
     if (reply.ephemeral) work.push(replyEphemeral(deps, args.respond, reply.ephemeral));
     if (reply.post) {
@@ -82,4 +89,11 @@ async function afterAck(deps: SlackHandlerDeps, kind: ActionKind, args: ActionAr
     deps.logger.error({ err: e, action: kind, userId: body.user.id }, 'slack click failed');
     await replyEphemeral(deps, args.respond, faultView(e, 'handle this click'));
   }
+}
+
+/** After a click's edit: if the job has ended, make its outcome the message's final state. */
+async function restoreEnded(deps: SlackHandlerDeps, jobId: string, clicked: MessageRef): Promise<void> {
+  if (deps.reporter.isFinal(clicked)) return; // this process delivered it (ordered after the edit)
+  const ended = await deps.chat.endedProgress(jobId);
+  if (ended) await deps.reporter.report(ended, [clicked]);
 }
