@@ -350,9 +350,15 @@ export class Flow {
     const start = await this.begin(actorInput, planId);
     if (start.done) return start.outcome;
     const { actor, record } = start;
+    // The person who asked may withdraw their request without being permitted on the environment,
+    // but only while it is theirs alone: once someone else confirmed it (a plan asked for twice is
+    // one plan, so that is often someone who asked for it too), only the confirmer or a permitted
+    // person may cancel it.
+    const confirmer = record.confirmedBy;
     const involved =
-      sameActor(actor, record.requestedBy) ||
-      (record.confirmedBy !== undefined && sameActor(actor, record.confirmedBy));
+      (confirmer !== undefined && sameActor(actor, confirmer)) ||
+      (sameActor(actor, record.requestedBy) &&
+        (confirmer === undefined || sameActor(confirmer, record.requestedBy)));
     if (!involved) {
       const permission = canAct(actor, record.plan.environment, { config: this.config });
       if (!permission.ok) return this.refused(record, actor, permission.refusal);

@@ -460,6 +460,19 @@ describe('Flow.cancel', () => {
     expect((await x.flow.cancel(bob, o.plan.id)).status).toBe('cancelled');
   });
 
+  it('the requester who is not permitted cannot cancel once someone else confirmed (two-person rule)', async () => {
+    const x = await setup({ environments: { production: { ...allowProd.production, twoPersonRule: true } } });
+    // carol (not permitted) asks; alice (permitted) asks for the same switch: one plan, carol's
+    const o = planned(await x.flow.plan(carol, 'rollback', 'production'));
+    expect(planned(await x.flow.plan(alice, 'rollback', 'production')).plan.id).toBe(o.plan.id);
+    expectStatus(await x.flow.confirm(alice, o.plan.id), 'awaiting_approval');
+    const r = await x.flow.cancel(carol, o.plan.id);
+    expect(r.status).toBe('refused');
+    expect((await x.flow.get(o.plan.id))?.state).toBe(PlanState.awaitingApproval);
+    // the confirmer may still withdraw it
+    expect((await x.flow.cancel(alice, o.plan.id)).status).toBe('cancelled');
+  });
+
   it('a cancel after enqueue says the switch is already running', async () => {
     const x = await setup();
     const o = planned(await x.flow.plan(alice, 'rollback', 'production'));
