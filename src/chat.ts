@@ -218,7 +218,10 @@ export class ChatService {
         return this.clickOutcome(await this.flow.approve(actor, action.ref));
       case 'cancel':
       case 'dismiss': {
-        const out = await this.flow.cancel(actor, action.ref);
+        const out =
+          action.kind === 'dismiss'
+            ? await this.flow.dismiss(actor, action.ref)
+            : await this.flow.cancel(actor, action.ref);
         if (out.status === 'running') {
           return {
             ephemeral: refusalView({ code: RefusalCode.operationInProgress, message: out.message }),

@@ -610,5 +610,7 @@ describe('Discord end to end', () => {
     expect(buttonsOf(dismissed)).toEqual([]);
     expect(await jobTotal(e)).toBe(0);
     expect(await rollbacks(e)).toBe(0);
+    // audited as a dismissal of the suggestion, not as a cancelled request
+    expect((await e.audit.recent('production', 1))[0]?.message).toContain('dismissed');
   });
 });
