@@ -91,9 +91,14 @@ export function resolveDeployment(snapshot: EnvironmentSnapshot, ref: string): R
   if (matches.length === 1 && matches[0]) return ok(matches[0]);
   const valid = listIds(all);
   if (matches.length > 1) {
+    // Several deployments of one commit (a redeploy): no longer sha prefix can tell them apart.
+    const oneCommit = new Set(matches.map((d) => d.commit.sha.toLowerCase())).size === 1;
+    const hint = oneCommit
+      ? 'they were built from the same commit, so name one by its id'
+      : 'give more characters';
     return refuse(
       RefusalCode.unknownDeployment,
-      `"${wanted}" matches ${matches.length} deployments in ${snapshot.environment.slug} (${listIds(matches, 5).join(', ')}); give more characters.`,
+      `"${wanted}" matches ${matches.length} deployments in ${snapshot.environment.slug} (${listIds(matches, 5).join(', ')}); ${hint}.`,
       { input: wanted, matches: listIds(matches), valid },
     );
   }

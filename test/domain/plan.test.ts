@@ -139,6 +139,15 @@ describe('resolveDeployment', () => {
     expect(!unk.ok && unk.refusal.code).toBe('unknown_deployment');
     expect(!unk.ok && unk.refusal.message).toContain('d4, d3, d2, d1');
   });
+  it('a full sha shared by a redeploy asks for an id, not for more characters', () => {
+    const a = dep('d5', 5 * H);
+    const redeploy = { ...dep('d6', 6 * H), commit: a.commit };
+    const s = snapshot({ deployments: [redeploy, a, dep('d4', 4 * H)], current: 'd6' });
+    const r = resolveDeployment(s, a.commit.sha);
+    expect(!r.ok && r.refusal.message).toMatch(/matches 2 deployments .*same commit, so name one by its id/);
+    const byPrefix = resolveDeployment(s, 'd');
+    expect(!byPrefix.ok && byPrefix.refusal.message).toMatch(/give more characters/);
+  });
 });
 
 describe('checkTarget (the platform rules, in order)', () => {
