@@ -64,10 +64,14 @@ export interface ChatServiceOptions {
   readonly clock?: Clock;
 }
 
-/** Splits command text into arguments (whitespace separated; Slack may wrap text in formatting). */
+/**
+ * Splits command text into arguments (whitespace separated). Formatting and quotes around a word are
+ * dropped: Slack may wrap text in formatting, and chat clients turn typed quotes into curly ones
+ * (`“production”`); no environment slug or deployment id contains either.
+ */
 export function commandArgs(text: string): string[] {
   return text
-    .replace(/[`*]/g, ' ')
+    .replace(/[`*"'\u2018\u2019\u201C\u201D\u00AB\u00BB]/g, ' ')
     .trim()
     .split(/\s+/)
     .filter((a) => a.length > 0);
