@@ -5,8 +5,11 @@
  * Answers: 202 with a JSON summary (alerts received, environment and outcome per alert); 400 naming the
  * invalid field; 401 for a missing/bad bearer or vendor signature; 403 for a non-loopback peer while
  * `ALERT_WEBHOOK_SECRET` is unset; 404 listing the valid sources; 413 over `alerts.maxBodyBytes`; 503
- * when handling failed (Redis or the platform unreachable) so the sender retries. Nothing a sender
- * can put in a request makes the handler throw.
+ * when handling failed (Redis or the platform unreachable) or a suggestion could not be posted or
+ * edited in chat (outcome `failed`), so the sender retries: a sender takes any 2xx as delivered, and
+ * those that retry (Alertmanager, Datadog, …) do so on a 5xx. Retrying is safe: a failed post gives
+ * its incident up and a failed resolved edit is left to the retry, while what did go out
+ * deduplicates. Nothing a sender can put in a request makes the handler throw.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { isIPv4, isIPv6 } from 'node:net';
@@ -16,7 +19,13 @@ import {
   verifyPagerDutySignature,
   verifySentrySignature,
 } from '../../src/alerts/signatures.js';
-import { ALERT_SOURCES, type AlertIntake, type AlertSource, isAlertSource } from '../../src/alerts/types.js';
+import {
+  ALERT_SOURCES,
+  type AlertIntake,
+  AlertOutcome,
+  type AlertSource,
+  isAlertSource,
+} from '../../src/alerts/types.js';
 import { type Clock, systemClock } from '../../src/clock.js';
 import type { Config } from '../../src/config.js';
 import { BodyTooLargeError, type HttpServer, readBody, sendJson } from '../../src/http.js';
@@ -159,12 +168,24 @@ export function registerAlertWebhooks(http: HttpServer, opts: AlertWebhookOption
     }
     try {
       const results = await opts.intake.handle(parsed.value);
-      sendJson(res, 202, {
+      const summary = {
         source,
         received: parsed.value.length,
         environments: [...new Set(results.flatMap((r) => (r.environment ? [r.environment] : [])))],
         alerts: results,
-      });
+      };
+      const failed = results.filter((r) => r.outcome === AlertOutcome.failed);
+      if (failed.length > 0) {
+        // A 2xx would tell the sender the alert was delivered: it would never send it again.
+        const first = failed[0]?.detail ?? 'the chat API did not answer';
+        sendJson(res, 503, {
+          error: 'chat_post_failed',
+          message: `Posting to chat failed for ${failed.length} of ${results.length} alert${results.length === 1 ? '' : 's'} (${first}); retry later.`,
+          ...summary,
+        });
+        return;
+      }
+      sendJson(res, 202, summary);
     } catch (e) {
       log.error({ err: e, source }, 'alert webhook: handling failed');
       count(source, 'failed', parsed.value.length);

@@ -1,21 +1,27 @@
 /**
  * Alerts from messages in watched Slack and Discord channels (`alerts.watch.slack` / `.discord`), from
- * alert bots or people. A message is an alert when it says so (firing words such as "firing", "down",
- * "5xx", or resolved words such as "resolved", "recovered"); the environment comes from patterns like
- * `env=production`, `environment: prod`, `[prod]`, `(production)`, else from the per-environment
+ * alert bots or people. A message is an alert when it says so: a leading status tag (`[FIRING:2]`,
+ * `[FIRING:2, RESOLVED:1]`, `[RESOLVED]`, `[P1] [Triggered]`, `Recovered: X`, …) decides; otherwise a
+ * resolved word ("resolved", "recovered", not negated as in "not resolved" / "no recovery yet") makes
+ * it resolved, and a firing word ("firing", "down", "5xx", …) firing. The environment comes from
+ * patterns like `env=production`, `environment: prod`, `[prod]`, `(production)` (an exact name or an
+ * alias, never a prefix: `[product]` is no environment), else from the per-environment
  * `alertMatchers` later in mapping. Bot titles such as `[FIRING:2] HighLatency` / `[RESOLVED]
  * HighLatency` and `Triggered: X` / `Recovered: X` give a fingerprint, so the resolved message finds
  * the suggestion of the firing one. Pure.
  */
 import { createHash } from 'node:crypto';
 import type { Config } from '../config.js';
-import { resolveEnvironmentName } from './mapping.js';
+import { resolveEnvironmentExact } from './mapping.js';
 import { type AlertStatus, type NormalizedAlert, normalizedAlert } from './types.js';
 
 const MAX_TEXT = 4_000;
 
 const RESOLVED_WORDS =
   /(\[resolved\]|\b(resolved|recovered|recovery|back to normal|all clear|is back up|no longer firing)\b|✅|:white_check_mark:)/i;
+/** "not resolved", "no recovery yet", "hasn't been resolved", "not back to normal": no resolution. */
+const NEGATED_RESOLUTION =
+  /\b(?:not|no|never|without|yet to|(?:is|are|was|were|has|have|had|did)n['’`]?t)\s+(?:(?:yet|been|be|fully|really|completely|quite|even)\s+)*(?:resolved|recovered|recover|recovery|back to normal|all clear|back up)\b/gi;
 const FIRING_WORDS =
   /(\[firing(:\d+)?\]|\b(firing|triggered|alert(ing)?|down|outage|incident|errors?|failing|failed|failures?|critical|degraded|5\d\d|5xx|latency|timeouts?|crash(ing|ed)?)\b|🔥|🚨|:rotating_light:|:fire:)/i;
 
@@ -34,8 +40,31 @@ const ENV_WORDS = new Set([
   'preview',
 ]);
 
+// Alertmanager's `[FIRING:2]` / `[RESOLVED]`, Grafana's `[FIRING:2, RESOLVED:1]` (a group that still
+// fires while some of its alerts resolved), and `Triggered: X` / `Recovered: X`.
 const BOT_TITLE =
-  /^\s*(?:\[(FIRING(?::\d+)?|RESOLVED)\]|(Triggered|Re-Triggered|Recovered|Resolved)\s*:)\s*(.+)$/i;
+  /^\s*(?:\[(FIRING(?::\d+)?(?:\s*,\s*RESOLVED(?::\d+)?)?|RESOLVED(?::\d+)?)\]|(Triggered|Re-Triggered|Recovered|Resolved)\s*:)\s*(.+)$/i;
+
+/** The bracketed tags a first line starts with: `[P1] [Triggered] X` → `P1`, `Triggered`. */
+const LEADING_TAGS = /^\s*((?:\[[^\]\n]*\]\s*)+)/;
+const FIRING_TAG =
+  /^(?:firing(?::\d+)?(?:\s*,\s*resolved(?::\d+)?)?|(?:re-)?triggered(?:\s+on\s+.*)?|alert(?:ing)?|critical|(?:re-)?warn(?:ing)?|problem)$/i;
+const RESOLVED_TAG = /^(?:resolved(?::\d+)?|recovered(?:\s+on\s+.*)?|(?:alert |warn )?recovery|ok)$/i;
+
+/** The status a first line's leading tag gives, if any: the first tag that is a status decides. */
+function leadingStatus(firstLine: string): AlertStatus | undefined {
+  const bot = BOT_TITLE.exec(firstLine);
+  const tag = (bot?.[1] ?? bot?.[2] ?? '').toLowerCase();
+  if (tag) return tag.startsWith('resolved') || tag.startsWith('recovered') ? 'resolved' : 'firing';
+  const lead = LEADING_TAGS.exec(firstLine)?.[1];
+  if (!lead) return undefined;
+  for (const m of lead.matchAll(/\[([^\]\n]*)\]/g)) {
+    const word = (m[1] ?? '').trim().replace(/\s+/g, ' ');
+    if (FIRING_TAG.test(word)) return 'firing';
+    if (RESOLVED_TAG.test(word)) return 'resolved';
+  }
+  return undefined;
+}
 
 /** Removes Slack/Discord markup so titles read as plain text. */
 function plain(text: string): string {
@@ -48,10 +77,9 @@ function plain(text: string): string {
 }
 
 function statusOf(text: string): AlertStatus | undefined {
-  const bot = BOT_TITLE.exec(plain(text.split('\n')[0] ?? ''));
-  const tag = (bot?.[1] ?? bot?.[2] ?? '').toLowerCase();
-  if (tag) return tag.startsWith('resolved') || tag.startsWith('recovered') ? 'resolved' : 'firing';
-  if (RESOLVED_WORDS.test(text)) return 'resolved';
+  const tagged = leadingStatus(plain(text.split('\n')[0] ?? ''));
+  if (tagged) return tagged;
+  if (RESOLVED_WORDS.test(text.replace(NEGATED_RESOLUTION, ' '))) return 'resolved';
   if (FIRING_WORDS.test(text)) return 'firing';
   return undefined;
 }
@@ -62,7 +90,8 @@ function environmentOf(text: string, known: readonly string[]): string | undefin
   for (const m of text.matchAll(BRACKETED)) {
     const word = m[1];
     if (!word) continue;
-    const resolved = resolveEnvironmentName(known, word);
+    // Exact or alias only: `[product]`, `(pre)`, `(st)` merely start like an environment.
+    const resolved = resolveEnvironmentExact(known, word);
     if (resolved) return resolved;
     if (ENV_WORDS.has(word.toLowerCase())) return word;
   }

@@ -6,9 +6,12 @@
  * incident — in one process or across replicas — produce exactly one suggestion.
  *
  * The incident record (a Redis hash) keeps what the suggestion posted (message refs, plan id, the
- * sentence) so a RESOLVED alert can edit it later. Every key expires (`incidentTtlMs` after the latest
- * alert of the incident, shortened to `resolvedTtlMs` once resolved, `anonymousWindowMs` after the
- * first fingerprint-less alert) so memory stays bounded however many incidents arrive.
+ * sentence) so a RESOLVED alert can edit it later. Whether that edit landed is kept too
+ * (`resolvedEdit`): a RESOLVED whose edit failed (the chat API down) leaves the edit to the sender's
+ * retry, instead of answering `resolved_unknown` while the suggestion still asks to roll back. Every
+ * key expires (`incidentTtlMs` after the latest alert of the incident, shortened to `resolvedTtlMs`
+ * once resolved, `anonymousWindowMs` after the first fingerprint-less alert) so memory stays bounded
+ * however many incidents arrive.
  */
 import { createHash } from 'node:crypto';
 import type { Redis } from 'ioredis';
@@ -62,7 +65,15 @@ export interface IncidentRecord {
   readonly jobId?: string;
   readonly sentence?: string;
   readonly resolved: boolean;
+  /**
+   * Once resolved: whether the suggestion's "resolved" edit is still to come (`pending`: the claimant
+   * or the resolver is on it), `done`, or `failed` (a retried RESOLVED edits again).
+   */
+  readonly resolvedEdit?: ResolvedEdit;
 }
+
+export const ResolvedEdit = { pending: 'pending', done: 'done', failed: 'failed' } as const;
+export type ResolvedEdit = (typeof ResolvedEdit)[keyof typeof ResolvedEdit];
 
 export type ClaimResult =
   | { readonly claimed: true }
@@ -97,13 +108,27 @@ redis.call('HSET', KEYS[1], unpack(ARGV))
 if redis.call('HGET', KEYS[1], 'resolved') == '1' then return 1 end
 return 0`;
 
+// The first RESOLVED marks the incident resolved and takes the edit (resolvedEdit = pending). A later
+// one gets the record only when the edit failed (resolvedEdit = failed): it takes the edit over, so
+// exactly one retry edits at a time.
 const RESOLVE = `
 if redis.call('EXISTS', KEYS[1]) == 0 then return false end
-if redis.call('HGET', KEYS[1], 'resolved') == '1' then return false end
-redis.call('HSET', KEYS[1], 'resolved', '1', 'resolvedAt', ARGV[2])
+if redis.call('HGET', KEYS[1], 'resolved') == '1' then
+  if redis.call('HGET', KEYS[1], 'resolvedEdit') ~= 'failed' then return false end
+  redis.call('HSET', KEYS[1], 'resolvedEdit', 'pending')
+  return redis.call('HGETALL', KEYS[1])
+end
+redis.call('HSET', KEYS[1], 'resolved', '1', 'resolvedAt', ARGV[2], 'resolvedEdit', 'pending')
 local ttl = redis.call('PTTL', KEYS[1])
 if ttl < 0 or ttl > tonumber(ARGV[1]) then redis.call('PEXPIRE', KEYS[1], ARGV[1]) end
 return redis.call('HGETALL', KEYS[1])`;
+
+// Records the outcome of the resolved edit, only on the resolved occurrence it was taken for (a record
+// that expired or was replaced by a new occurrence is left alone).
+const EDITED = `
+if redis.call('HGET', KEYS[1], 'resolved') ~= '1' then return 0 end
+redis.call('HSET', KEYS[1], 'resolvedEdit', ARGV[1])
+return 1`;
 
 /** A Lua script run by SHA, loaded on first use (or after a SCRIPT FLUSH / failover). */
 class Script {
@@ -124,6 +149,7 @@ class Script {
 const claimScript = new Script(CLAIM);
 const completeScript = new Script(COMPLETE);
 const resolveScript = new Script(RESOLVE);
+const editedScript = new Script(EDITED);
 
 const refsSchema = z.array(messageRefSchema);
 
@@ -148,6 +174,10 @@ function toRecord(reply: unknown): IncidentRecord | undefined {
   const planId = h.get('planId');
   const jobId = h.get('jobId');
   const sentence = h.get('sentence');
+  const editText = h.get('resolvedEdit');
+  const resolvedEdit = (Object.values(ResolvedEdit) as string[]).includes(editText ?? '')
+    ? (editText as ResolvedEdit)
+    : undefined;
   return {
     state,
     claimedAt: Number(h.get('claimedAt') ?? 0),
@@ -156,6 +186,7 @@ function toRecord(reply: unknown): IncidentRecord | undefined {
     ...(jobId ? { jobId } : {}),
     ...(sentence ? { sentence } : {}),
     resolved: h.get('resolved') === '1',
+    ...(resolvedEdit ? { resolvedEdit } : {}),
   };
 }
 
@@ -227,8 +258,10 @@ export class AlertDedupe {
   }
 
   /**
-   * Marks the incident resolved and shortens its life. Returns the record the first time only (so
-   * the suggestion is edited once); undefined when unknown or already resolved.
+   * Marks the incident resolved and shortens its life. Returns the record to the caller that is to
+   * edit the suggestion: the first RESOLVED, or a later one when that edit failed (`resolvedEdited`
+   * with `false`). Undefined when unknown, or resolved and its edit done or under way. The caller
+   * reports the edit with `resolvedEdited`.
    */
   async resolve(incident: IncidentKey, now: number): Promise<IncidentRecord | undefined> {
     const reply = await resolveScript.run(
@@ -237,6 +270,14 @@ export class AlertDedupe {
       [Math.max(1, this.resolvedTtlMs), now],
     );
     return toRecord(reply);
+  }
+
+  /**
+   * Records whether the suggestion now says the incident resolved. `false` lets the next RESOLVED
+   * for the incident (the sender's retry) edit it again.
+   */
+  async resolvedEdited(incident: IncidentKey, ok: boolean): Promise<void> {
+    await editedScript.run(this.redis, [this.key(incident)], [ok ? ResolvedEdit.done : ResolvedEdit.failed]);
   }
 
   /** The incident's record, if it is still remembered. */

@@ -3,7 +3,8 @@
  * 1. environment labels/tags (`env`, `environment`, `deployment_environment`, `deployment.environment`;
  *    Datadog `env:production` tags and the Sentry `environment` tag arrive here as labels), resolved
  *    exactly, through common aliases (`prd`, `live`, `stg`, …) or as a unique prefix (`prod` →
- *    `production`). An environment label naming no known environment leaves the alert unmapped: a
+ *    `production`; not for alerts read from chat messages, whose environment must be exact or an
+ *    alias). An environment label naming no known environment leaves the alert unmapped: a
  *    matcher must not turn a staging alert into a production one;
  * 2. a `service` label equal to an environment slug;
  * 3. the per-environment `alertMatchers` from the config (plain case-insensitive substrings or
@@ -67,10 +68,11 @@ export function compileMatchers(
 }
 
 /**
- * Resolves an environment name as people and tools write it: exact (case-insensitive), a common alias
- * whose canonical name is known (`prd` → `production`), or a unique prefix (`prod` → `production`).
+ * Resolves an environment name written exactly (case-insensitive) or as a common alias whose canonical
+ * name is known (`prd` → `production`); never as a prefix. What chat messages are read with: a word
+ * such as `[product]` or `(pre)` is not an environment.
  */
-export function resolveEnvironmentName(slugs: readonly string[], input: string): string | undefined {
+export function resolveEnvironmentExact(slugs: readonly string[], input: string): string | undefined {
   const wanted = input.trim().toLowerCase();
   if (wanted === '') return undefined;
   const exact = slugs.find((s) => s.toLowerCase() === wanted);
@@ -80,8 +82,25 @@ export function resolveEnvironmentName(slugs: readonly string[], input: string):
     const known = slugs.find((s) => s.toLowerCase() === canonical);
     if (known) return known;
   }
+  return undefined;
+}
+
+/**
+ * Resolves an environment name as tools write it in labels: exact (case-insensitive), a common alias
+ * whose canonical name is known (`prd` → `production`), or a unique prefix (`prod` → `production`).
+ */
+export function resolveEnvironmentName(slugs: readonly string[], input: string): string | undefined {
+  const wanted = input.trim().toLowerCase();
+  if (wanted === '') return undefined;
+  const known = resolveEnvironmentExact(slugs, wanted);
+  if (known) return known;
   const resolved = resolveEnvironment(slugs, wanted);
   return resolved.ok ? resolved.value : undefined;
+}
+
+/** Alerts read from chat messages: free text, where a prefix is too weak to name an environment. */
+function fromChat(alert: NormalizedAlert): boolean {
+  return alert.source === 'slack' || alert.source === 'discord' || alert.source === 'console';
 }
 
 function matches(matcher: Matcher, haystack: string, lowerHaystack: string): boolean {
@@ -97,7 +116,9 @@ export function mapAlert(
   for (const key of ENVIRONMENT_LABELS) {
     const value = alert.labels[key];
     if (value === undefined || value.trim() === '') continue;
-    const env = resolveEnvironmentName(slugs, value);
+    const env = fromChat(alert)
+      ? resolveEnvironmentExact(slugs, value)
+      : resolveEnvironmentName(slugs, value);
     if (env) return { ok: true, environment: env, via: `label ${key}=${value}` };
     return {
       ok: false,

@@ -5,8 +5,10 @@
  * - Grafana unified-alerting webhook contact point (same grouping, plus title/message/orgId/values);
  * - Datadog Webhooks integration default payload and its `$VARIABLES` (id, title, body, date, tags,
  *   alert_transition, alert_type, alert_id, aggreg_key, alert_cycle_key, link, …);
- * - Sentry integration-platform issue alerts (`event_alert`, action `triggered`, data.event) and issue
- *   webhooks with action `resolved` (data.issue);
+ * - Sentry integration-platform issue alerts (`event_alert`, action `triggered`, data.event), metric
+ *   alerts (`metric_alert`, action `critical` / `warning` / `resolved`, data.metric_alert) and issue
+ *   webhooks (`issue`, data.issue): `resolved` resolves, `created` / `assigned` / `archived` /
+ *   `unresolved` are accepted and give no alert (they carry no environment; see sentryAlerts);
  * - PagerDuty v3 webhooks (event.event_type incident.triggered / reopened / resolved, event.data incident);
  * - the generic JSON shape documented in docs/alerts.md.
  * A bad payload is a refusal value naming the field, e.g. `alerts[0].startsAt: expected an ISO date`.
@@ -23,7 +25,12 @@ export interface ParseOptions {
   readonly now: number;
 }
 
-/** Most alerts one payload may carry (a larger grouped payload is refused, not truncated silently). */
+/**
+ * Most alerts one generic payload may carry (a larger one is refused), and most members of an
+ * Alertmanager / Grafana group that are read: a larger group is accepted (its body is bounded by
+ * `alerts.maxBodyBytes`) and its further members are not examined. They share the group key, so they
+ * are the same incident; refusing them would lose the suggestion, as Alertmanager does not retry a 4xx.
+ */
 export const MAX_ALERTS_PER_PAYLOAD = 1_000;
 const MAX_TITLE = 300;
 const MAX_TEXT = 4_000;
@@ -163,9 +170,8 @@ const groupedBase = {
   commonAnnotations: labelMap.default({}),
   externalURL: z.string().optional(),
   truncatedAlerts: z.number().int().nonnegative().optional(),
-  alerts: z
-    .array(groupedAlert)
-    .max(MAX_ALERTS_PER_PAYLOAD, `expected at most ${MAX_ALERTS_PER_PAYLOAD} alerts per payload`),
+  // Members are checked one by one (groupedAlerts), the first MAX_ALERTS_PER_PAYLOAD only.
+  alerts: z.array(z.unknown()),
 };
 
 const alertmanagerPayload = z.object({
@@ -190,9 +196,12 @@ function groupedAlerts(
   source: 'alertmanager' | 'grafana',
   payload: GroupedPayload,
   opts: ParseOptions,
-): NormalizedAlert[] {
+): Result<NormalizedAlert[]> {
   const out: NormalizedAlert[] = [];
-  for (const alert of payload.alerts) {
+  for (const [i, member] of payload.alerts.slice(0, MAX_ALERTS_PER_PAYLOAD).entries()) {
+    const parsed = check(groupedAlert, member, source, ['alerts', i]);
+    if (!parsed.ok) return parsed;
+    const alert = parsed.value;
     // A member that resolved while its group still fires says nothing about the incident.
     if (payload.status === 'firing' && alert.status === 'resolved') continue;
     const labels = lowerKeys(payload.commonLabels, alert.labels);
@@ -223,7 +232,7 @@ function groupedAlerts(
       }),
     );
   }
-  return out;
+  return ok(out);
 }
 
 // ---------------------------------------------------------------- Datadog
@@ -272,12 +281,41 @@ export function parseDatadogTags(tags: string | readonly string[] | undefined): 
   return out;
 }
 
+/** The bracketed tags a Datadog event title starts with: `[P1] [Recovered on {host:a}] x` → both. */
+const DATADOG_LEADING_TAGS = /^\s*((?:\[[^\]\n]*\]\s*)+)/;
+/**
+ * A Datadog transition as it appears in `$ALERT_TRANSITION` and in `$EVENT_TITLE`'s status tag:
+ * Triggered / Re-Triggered, Warn / Re-Warn, No Data / Re-No Data, Renotify, Recovered, optionally
+ * `on {scope}` (multi-alert monitors), and the `Alert Recovery` / `Warn Recovery` transition types of
+ * Datadog's monitor events. Group 1 is the transition.
+ */
+const DATADOG_TRANSITION =
+  /^(?:re-)?(triggered|warn|no data|renotify|recovered|recovery|(?:alert|warn(?:ing)?|no data) recovery)(?:\s+on\s+.*)?$/i;
+
+function isRecovery(transition: string): boolean {
+  const t = DATADOG_TRANSITION.exec(transition.trim().replace(/\s+/g, ' '))?.[1]?.toLowerCase();
+  return t !== undefined && (t.startsWith('recover') || t.endsWith('recovery'));
+}
+
+/**
+ * True when the title's status tag says the monitor recovered. The status tag is the first leading
+ * bracketed tag naming a transition, wherever it sits among them (`[P1] [Recovered] x`); tags after
+ * it belong to the monitor's name.
+ */
+export function datadogTitleRecovered(title: string | undefined): boolean {
+  const lead = DATADOG_LEADING_TAGS.exec(title ?? '')?.[1];
+  if (!lead) return false;
+  for (const m of lead.matchAll(/\[([^\]\n]*)\]/g)) {
+    const tag = (m[1] ?? '').trim().replace(/\s+/g, ' ');
+    if (DATADOG_TRANSITION.test(tag)) return isRecovery(tag);
+  }
+  return false;
+}
+
 function datadogStatus(d: z.output<typeof datadogPayload>): AlertStatus {
-  const transition = d.alert_transition?.trim().toLowerCase();
-  if (transition === 'recovered') return 'resolved';
+  if (isRecovery(d.alert_transition ?? '')) return 'resolved';
   if (d.alert_type?.trim().toLowerCase() === 'success') return 'resolved';
-  if (/^\s*\[recovered/i.test(d.title ?? '') || /^\s*\[recovered/i.test(d.alert_title ?? ''))
-    return 'resolved';
+  if (datadogTitleRecovered(d.title) || datadogTitleRecovered(d.alert_title)) return 'resolved';
   return 'firing';
 }
 
@@ -348,8 +386,91 @@ const sentryResolved = z.object({
   }),
 });
 
+/**
+ * A metric alert (`Sentry-Hook-Resource: metric_alert`, Alert Rule Action): `critical` and `warning`
+ * while the rule's incident is open, `resolved` when it closes. data.metric_alert is the incident.
+ */
+const sentryMetricAlert = z.object({
+  action: z.enum(['critical', 'warning', 'resolved']),
+  data: z.object({
+    metric_alert: z.object({
+      id: idLike,
+      identifier: idLike.optional(),
+      title: z.string().optional(),
+      date_started: isoDate.optional(),
+      date_detected: isoDate.optional(),
+      date_created: isoDate.optional(),
+      projects: z.array(z.string()).optional(),
+      alert_rule: z
+        .object({
+          id: idLike.optional(),
+          name: z.string().optional(),
+          environment: z.string().nullable().optional(),
+          projects: z.array(z.string()).optional(),
+          query: z.string().optional(),
+          aggregate: z.string().optional(),
+        })
+        .optional(),
+    }),
+    description_title: z.string().optional(),
+    description_text: z.string().optional(),
+    web_url: z.string().optional(),
+  }),
+});
+
+/** Issue webhook actions (`Sentry-Hook-Resource: issue`) that are accepted and give no alert. */
+const SENTRY_ISSUE_IGNORED = ['created', 'assigned', 'archived', 'ignored', 'unresolved'] as const;
+
+const sentryIssueIgnored = z.object({
+  action: z.enum(SENTRY_ISSUE_IGNORED),
+  data: z.object({ issue: z.object({ id: idLike }) }),
+});
+
+function sentryMetricAlerts(body: unknown, opts: ParseOptions): Result<NormalizedAlert[]> {
+  const parsed = check(sentryMetricAlert, body, 'sentry');
+  if (!parsed.ok) return parsed;
+  const { action, data } = parsed.value;
+  const incident = data.metric_alert;
+  const rule = incident.alert_rule;
+  const labels: Record<string, string> = {};
+  if (rule?.environment) labels.environment = rule.environment;
+  const projects = rule?.projects ?? incident.projects ?? [];
+  if (projects.length > 0) labels.project = projects.join(',');
+  // "Critical: Too many errors" / "Resolved: Too many errors": the rule's name reads the same in both.
+  const described = data.description_title?.replace(/^\s*(critical|warning|resolved)\s*:\s*/i, '');
+  const title = clip(rule?.name || described || incident.title || 'Sentry metric alert', MAX_TITLE);
+  const started = incident.date_started ?? incident.date_detected ?? incident.date_created;
+  return ok([
+    normalizedAlert({
+      source: 'sentry',
+      status: action === 'resolved' ? 'resolved' : 'firing',
+      title,
+      severity: action === 'resolved' ? undefined : action,
+      // Its own namespace: a metric alert incident id is not an issue id.
+      fingerprint: `metric_alert:${incident.id}`,
+      startedAt: started ? Date.parse(started) : opts.now,
+      labels,
+      url: data.web_url,
+      text: textOf([title, data.description_text, rule?.query, rule?.aggregate], labels),
+    }),
+  ]);
+}
+
+/**
+ * Sentry's deliveries, told apart by their documented shape (the parser sees the body only):
+ * - data.metric_alert: a metric alert, `critical` / `warning` (firing) or `resolved`;
+ * - `triggered` with data.event: an issue alert (firing; the event carries the environment tag);
+ * - `resolved` with data.issue: the issue was resolved;
+ * - `created` / `assigned` / `archived` (`ignored`) / `unresolved` with data.issue: accepted, no alert.
+ *   An issue webhook carries no environment, so only alertMatchers could place it, which could turn a
+ *   staging issue into a production suggestion; and subscribing to the issue resource would make every
+ *   new issue of every project a candidate, past the filters of the user's alert rules. New issues and
+ *   regressions reach Switchyard as issue alerts instead ("A new issue is created", "The issue changes
+ *   state from resolved to unresolved"), with the event's environment.
+ */
 function sentryAlerts(body: unknown, opts: ParseOptions): Result<NormalizedAlert[]> {
   const action = valueAt(body, ['action']);
+  if (valueAt(body, ['data', 'metric_alert']) !== undefined) return sentryMetricAlerts(body, opts);
   if (action === 'triggered') {
     const parsed = check(sentryTriggered, body, 'sentry');
     if (!parsed.ok) return parsed;
@@ -398,8 +519,12 @@ function sentryAlerts(body: unknown, opts: ParseOptions): Result<NormalizedAlert
       }),
     ]);
   }
+  if ((SENTRY_ISSUE_IGNORED as readonly unknown[]).includes(action)) {
+    const parsed = check(sentryIssueIgnored, body, 'sentry');
+    return parsed.ok ? ok([]) : parsed;
+  }
   return invalid(
-    `action: expected "triggered" (issue alert) or "resolved" (issue webhook), got ${JSON.stringify(action) ?? 'nothing'}`,
+    `action: expected "triggered" (issue alert), "critical", "warning" or "resolved" (metric alert, with data.metric_alert) or an issue webhook action (${['resolved', ...SENTRY_ISSUE_IGNORED].map((a) => `"${a}"`).join(', ')}), got ${JSON.stringify(action) ?? 'nothing'}`,
     'sentry',
   );
 }
@@ -450,7 +575,12 @@ function pagerdutyAlerts(body: unknown, opts: ParseOptions): Result<NormalizedAl
   if (d.service?.summary) labels.service = d.service.summary;
   if (d.urgency) labels.urgency = d.urgency;
   if (d.priority?.summary) labels.priority = d.priority.summary;
-  const started = d.created_at ?? event.occurred_at;
+  // A reopened incident started again when it reopened; created_at is its first occurrence, which
+  // would correlate it with an older deployment (or none).
+  const started =
+    event.event_type === 'incident.reopened'
+      ? (event.occurred_at ?? d.created_at)
+      : (d.created_at ?? event.occurred_at);
   const title = clip(d.title, MAX_TITLE);
   return ok([
     normalizedAlert({
@@ -529,13 +659,13 @@ export type AlertParser = (body: unknown, opts: ParseOptions) => Result<Normaliz
 /** Alertmanager webhook version 4: one alert per firing member, keyed by the group key. */
 export const parseAlertmanager: AlertParser = (body, opts) => {
   const parsed = check(alertmanagerPayload, body, 'alertmanager');
-  return parsed.ok ? ok(groupedAlerts('alertmanager', parsed.value, opts)) : parsed;
+  return parsed.ok ? groupedAlerts('alertmanager', parsed.value, opts) : parsed;
 };
 
 /** Grafana unified-alerting webhook contact point. */
 export const parseGrafana: AlertParser = (body, opts) => {
   const parsed = check(grafanaPayload, body, 'grafana');
-  return parsed.ok ? ok(groupedAlerts('grafana', parsed.value, opts)) : parsed;
+  return parsed.ok ? groupedAlerts('grafana', parsed.value, opts) : parsed;
 };
 
 /** Datadog Webhooks integration payload (default template or one using its `$VARIABLES`). */
@@ -544,7 +674,7 @@ export const parseDatadog: AlertParser = (body, opts) => {
   return parsed.ok ? ok(datadogAlerts(parsed.value, opts)) : parsed;
 };
 
-/** Sentry issue alert (`triggered`) or issue webhook (`resolved`). */
+/** Sentry issue alert (`triggered`), metric alert, or issue webhook (see sentryAlerts). */
 export const parseSentry: AlertParser = sentryAlerts;
 
 /** PagerDuty v3 webhook; event types other than triggered/reopened/resolved give no alert. */

@@ -491,15 +491,26 @@ export class AlertService implements AlertIntake {
       sentence: input.sentence,
       ...(planId === undefined ? {} : { planId }),
     });
-    if (resolvedMeanwhile && refs.length > 0) {
-      await this.opts.sink
-        .resolved(refs, {
-          environment: input.environment,
-          alert: { ...input.alert, status: 'resolved' },
-          sentence: input.sentence,
-          ...(planId === undefined ? {} : { planId }),
-        })
-        .catch((e: unknown) => this.log.warn({ err: e }, 'alerts: could not mark the suggestion resolved'));
+    if (resolvedMeanwhile) {
+      // The RESOLVED that raced the post was already answered; if this edit fails, the record says so
+      // and a repeated RESOLVED edits again.
+      let edited = true;
+      if (refs.length > 0) {
+        try {
+          await this.opts.sink.resolved(refs, {
+            environment: input.environment,
+            alert: { ...input.alert, status: 'resolved' },
+            sentence: input.sentence,
+            ...(planId === undefined ? {} : { planId }),
+          });
+        } catch (e) {
+          edited = false;
+          this.log.warn({ err: e }, 'alerts: could not mark the suggestion resolved');
+        }
+      }
+      await this.opts.dedupe
+        .resolvedEdited(incident, edited)
+        .catch((e: unknown) => this.log.warn({ err: e }, 'alerts: could not record the resolved edit'));
     }
     return { ok: true };
   }
@@ -515,22 +526,29 @@ export class AlertService implements AlertIntake {
       });
     }
     const planId = record.planId;
-    if (record.refs.length > 0) {
-      try {
-        await this.opts.sink.resolved(record.refs, {
-          environment,
-          alert,
-          ...(planId === undefined ? {} : { planId }),
-          ...(record.sentence === undefined ? {} : { sentence: record.sentence }),
-        });
-      } catch (e) {
-        this.log.warn({ err: e, environment }, 'alerts: could not mark the suggestion resolved');
-        return this.finish(alert, {
-          environment,
-          outcome: AlertOutcome.failed,
-          detail: `Editing the suggestion failed: ${errorText(e)}`,
-        });
+    // Still being posted: the claimant edits the suggestion as soon as it exists (see `post`).
+    if (record.state !== IncidentState.pending) {
+      if (record.refs.length > 0) {
+        try {
+          await this.opts.sink.resolved(record.refs, {
+            environment,
+            alert,
+            ...(planId === undefined ? {} : { planId }),
+            ...(record.sentence === undefined ? {} : { sentence: record.sentence }),
+          });
+        } catch (e) {
+          this.log.warn({ err: e, environment }, 'alerts: could not mark the suggestion resolved');
+          // Leaves the edit to the sender's retry (a 503 for a webhook, `handleChat` for chat).
+          await this.opts.dedupe.resolvedEdited(incident, false);
+          return this.finish(alert, {
+            environment,
+            outcome: AlertOutcome.failed,
+            detail: `Editing the suggestion failed: ${errorText(e)}`,
+            ...(planId === undefined ? {} : { planId }),
+          });
+        }
       }
+      await this.opts.dedupe.resolvedEdited(incident, true);
     }
     return this.finish(alert, {
       environment,

@@ -100,7 +100,10 @@ export const AlertOutcome = {
   refused: 'refused',
   /** No channel is configured for the environment. */
   noDestination: 'no_destination',
-  /** Posting failed; the incident is free to be suggested again by a later alert. */
+  /**
+   * Posting the suggestion (or editing it for a RESOLVED) failed: the incident is free to be
+   * suggested again, or its edit to be retried. The webhook answers 503 so the sender retries.
+   */
   failed: 'failed',
 } as const;
 export type AlertOutcome = (typeof AlertOutcome)[keyof typeof AlertOutcome];

@@ -86,6 +86,8 @@ export class RecordingSink implements SuggestionSink {
   gate: Promise<void> | undefined;
   /** When true, `suggest` throws like a chat API outage. */
   failing = false;
+  /** How many of the next `resolved` calls throw like a chat API outage (they are not recorded). */
+  failResolved = 0;
   private counter = 0;
 
   async suggest(input: SuggestionInput): Promise<MessageRef[]> {
@@ -101,6 +103,10 @@ export class RecordingSink implements SuggestionSink {
   }
 
   async resolved(refs: readonly MessageRef[], input: ResolvedInput): Promise<void> {
+    if (this.failResolved > 0) {
+      this.failResolved -= 1;
+      throw new Error('chat API unavailable');
+    }
     this.resolvedCalls.push({ refs, input });
   }
 

@@ -5,6 +5,7 @@ import {
   compileMatcher,
   compileMatchers,
   mapAlert,
+  resolveEnvironmentExact,
   resolveEnvironmentName,
 } from '../../src/alerts/mapping.js';
 import { parseAlertPayload } from '../../src/alerts/parsers.js';
@@ -44,7 +45,30 @@ describe('resolveEnvironmentName', () => {
   });
 });
 
+describe('resolveEnvironmentExact', () => {
+  it('resolves exact names and aliases, never a prefix', () => {
+    expect(resolveEnvironmentExact(slugs, 'Production')).toBe('production');
+    expect(resolveEnvironmentExact(slugs, 'prod')).toBe('production');
+    expect(resolveEnvironmentExact(slugs, 'stage')).toBe('staging');
+    expect(resolveEnvironmentExact(slugs, 'product')).toBeUndefined();
+    expect(resolveEnvironmentExact(slugs, 'pre')).toBeUndefined();
+    expect(resolveEnvironmentExact(slugs, 'st')).toBeUndefined();
+  });
+});
+
 describe('mapAlert', () => {
+  it('maps an environment label of an alert read from chat exactly or by alias, never by prefix', () => {
+    const chat = (env: string, source: 'slack' | 'discord' = 'slack') =>
+      mapAlert({ ...alert({ env }, 'checkout-api down'), source }, slugs, matchers);
+    expect(chat('prod')).toMatchObject({ ok: true, environment: 'production' });
+    expect(chat('staging', 'discord')).toMatchObject({ ok: true, environment: 'staging' });
+    const prefix = chat('produc');
+    expect(prefix.ok).toBe(false);
+    if (!prefix.ok) expect(prefix.reason).toContain('env=produc names no known environment');
+    // A webhook label may still be a unique prefix.
+    expect(mapAlert(alert({ env: 'produc' }), slugs, matchers)).toMatchObject({ environment: 'production' });
+  });
+
   it('uses environment labels first', () => {
     expect(mapAlert(alert({ env: 'prod' }), slugs, matchers)).toMatchObject({
       ok: true,

@@ -58,6 +58,24 @@ describe('alertmanager (webhook version 4)', () => {
     expect(alerts[0]?.fingerprint).toBe('{}/{severity="critical"}:{alertname="HighErrorRate"}');
   });
 
+  it('accepts a group larger than 1,000 alerts: reads the first 1,000, does not examine the rest', () => {
+    const body = fixture('alertmanager-grouped.json') as { alerts: Record<string, unknown>[] };
+    const member = body.alerts[0] ?? {};
+    const alerts = Array.from({ length: 1_500 }, (_, i) =>
+      i < 1_001 ? { ...member, labels: { ...(member.labels as object), instance: `web-${i}:9100` } } : {},
+    );
+    const parsed = parseOk('alertmanager', { ...body, alerts });
+    expect(parsed).toHaveLength(1_000);
+    expect(parsed[999]?.labels.instance).toBe('web-999:9100');
+    expect(new Set(parsed.map((a) => a.fingerprint)).size).toBe(1);
+    // Within the members read, a bad one is still named.
+    const bad = alerts.map((a, i) => (i === 3 ? { ...a, startsAt: 'soon' } : a));
+    expect(parseError('alertmanager', { ...body, alerts: bad })).toBe(
+      'alerts[3].startsAt: expected an ISO date',
+    );
+    expect(parseOk('grafana', { ...(fixture('grafana-firing.json') as object), alerts })).toHaveLength(1_000);
+  });
+
   it('names the invalid field', () => {
     const body = fixture('alertmanager-firing.json') as { alerts: { startsAt: string }[] };
     const first = body.alerts[0];
@@ -133,6 +151,27 @@ describe('datadog (webhook payload variables)', () => {
     expect(a?.fingerprint).toBeUndefined();
   });
 
+  it("reads the status tag wherever it sits among the title's leading tags ([P1] [Recovered] …)", () => {
+    const status = (title: string, extra: Record<string, unknown> = {}) =>
+      parseOk('datadog', { title, body: 'x', ...extra })[0]?.status;
+    expect(parseOk('datadog', fixture('datadog-default-recovered.json'))[0]?.status).toBe('resolved');
+    expect(parseOk('datadog', fixture('datadog-default-triggered.json'))[0]?.status).toBe('firing');
+    expect(status('[P1] [Recovered] checkout error rate is high')).toBe('resolved');
+    expect(status('[P2] [Recovered on {env:production,service:api}] API errors')).toBe('resolved');
+    expect(status('[Recovered on {host:web-1}] Disk')).toBe('resolved');
+    expect(status('[P3] [Warn Recovery] Disk filling up')).toBe('resolved');
+    expect(status('[P1] [Triggered] checkout error rate is high')).toBe('firing');
+    expect(status('[P1] [Re-Triggered on {host:web-1}] Disk')).toBe('firing');
+    expect(status('[P2] [Warn] Disk filling up')).toBe('firing');
+    expect(status('[P1] [No Data] Heartbeat')).toBe('firing');
+    // Tags after the status tag belong to the monitor's name.
+    expect(status('[P1] [Triggered] [Recovery service] latency')).toBe('firing');
+    expect(status('[Recovery service] latency')).toBe('firing');
+    expect(status('checkout [Recovered]')).toBe('firing');
+    expect(status('x', { alert_transition: 'Warn Recovery' })).toBe('resolved');
+    expect(status('x', { alert_transition: 'Re-Triggered' })).toBe('firing');
+  });
+
   it('names the invalid field', () => {
     expect(parseError('datadog', { id: '1', body: 'x' })).toContain('title: expected the event title');
     expect(parseError('datadog', { title: 't', date: 'noon' })).toBe('date: expected epoch milliseconds');
@@ -147,7 +186,7 @@ describe('datadog (webhook payload variables)', () => {
   });
 });
 
-describe('sentry (issue alerts)', () => {
+describe('sentry (issue alerts, metric alerts, issue webhooks)', () => {
   it('parses an issue alert', () => {
     const [a] = parseOk('sentry', fixture('sentry-issue-alert.json'));
     expect(a).toMatchObject({
@@ -172,8 +211,57 @@ describe('sentry (issue alerts)', () => {
     });
   });
 
+  it('parses metric alerts: critical and warning fire, resolved resolves, in their own incident namespace', () => {
+    const [critical] = parseOk('sentry', fixture('sentry-metric-critical.json'));
+    expect(critical).toMatchObject({
+      source: 'sentry',
+      status: 'firing',
+      title: 'Checkout errors',
+      severity: 'critical',
+      fingerprint: 'metric_alert:4',
+      startedAt: Date.parse('2026-11-29T11:57:00Z'),
+      labels: { environment: 'production', project: 'front-end' },
+      url: 'https://sentry.io/organizations/test-org/alerts/1/',
+    });
+    const warning = { ...(fixture('sentry-metric-critical.json') as object), action: 'warning' };
+    expect(parseOk('sentry', warning)[0]).toMatchObject({ status: 'firing', severity: 'warning' });
+    const [resolved] = parseOk('sentry', fixture('sentry-metric-resolved.json'));
+    expect(resolved).toMatchObject({
+      status: 'resolved',
+      fingerprint: 'metric_alert:4',
+      title: 'Checkout errors',
+    });
+    // The bare minimum: the incident id; the title comes from description_title.
+    const [bare] = parseOk('sentry', {
+      action: 'resolved',
+      data: { metric_alert: { id: 7 }, description_title: 'Resolved: Too many errors' },
+    });
+    expect(bare).toMatchObject({
+      status: 'resolved',
+      fingerprint: 'metric_alert:7',
+      title: 'Too many errors',
+    });
+    expect(bare?.startedAt).toBe(NOW);
+    expect(parseError('sentry', { action: 'triggered', data: { metric_alert: { id: '7' } } })).toContain(
+      'action: expected one of "critical", "warning", "resolved"',
+    );
+    expect(parseError('sentry', { action: 'resolved', data: { metric_alert: {} } })).toContain(
+      'data.metric_alert.id: ',
+    );
+  });
+
+  it('accepts the other issue webhooks (created, assigned, archived, unresolved) and gives no alert', () => {
+    expect(parseOk('sentry', fixture('sentry-issue-created.json'))).toEqual([]);
+    const issue = (fixture('sentry-issue-created.json') as { data: unknown }).data;
+    for (const action of ['assigned', 'archived', 'ignored', 'unresolved']) {
+      expect(parseOk('sentry', { action, data: issue })).toEqual([]);
+    }
+    expect(parseError('sentry', { action: 'created' })).toBe('data: required, expected an object');
+  });
+
   it('names the invalid field', () => {
-    expect(parseError('sentry', { action: 'created' })).toContain('action: expected "triggered"');
+    expect(parseError('sentry', { action: 'burning' })).toContain('action: expected "triggered"');
+    expect(parseError('sentry', {})).toContain('got nothing');
     const body = fixture('sentry-issue-alert.json') as { data: { event: Record<string, unknown> } };
     body.data.event.issue_id = undefined;
     expect(parseError('sentry', body)).toContain('data.event.issue_id: ');
@@ -196,6 +284,18 @@ describe('pagerduty (v3 webhooks)', () => {
       labels: { service: 'checkout-api', urgency: 'high' },
       url: 'https://acme.pagerduty.com/incidents/PGR0VU2',
     });
+  });
+
+  it('dates a reopened incident from when it reopened, not from when it was first created', () => {
+    const [reopened] = parseOk('pagerduty', fixture('pagerduty-reopened.json'));
+    expect(reopened).toMatchObject({
+      status: 'firing',
+      fingerprint: 'PGR0VU2',
+      startedAt: Date.parse('2026-11-29T11:57:00.000Z'),
+    });
+    const body = fixture('pagerduty-reopened.json') as { event: Record<string, unknown> };
+    delete body.event.occurred_at;
+    expect(parseOk('pagerduty', body)[0]?.startedAt).toBe(Date.parse('2026-11-29T09:30:00Z'));
   });
 
   it('parses incident.resolved and ignores other event types', () => {

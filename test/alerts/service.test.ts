@@ -140,6 +140,57 @@ describe('AlertService', () => {
     expect(h.sink.resolvedCalls[0]?.input.alert.status).toBe('resolved');
   });
 
+  it('a RESOLVED whose edit failed answers failed; the retry edits the suggestion, once', async () => {
+    h = await createHarness();
+    const [suggested] = await h.service.handle([alert(h)]);
+    h.sink.failResolved = 1;
+    const [failed] = await h.service.handle([alert(h, { status: 'resolved' })]);
+    expect(failed).toMatchObject({ outcome: 'failed', planId: suggested?.planId });
+    expect(failed?.detail).toContain('Editing the suggestion failed: chat API unavailable');
+    expect(h.sink.resolvedCalls).toHaveLength(0);
+    const [retry] = await h.service.handle([alert(h, { status: 'resolved' })]);
+    expect(retry).toMatchObject({ outcome: 'resolved', planId: suggested?.planId });
+    expect(h.sink.resolvedCalls).toHaveLength(1);
+    expect(h.sink.resolvedCalls[0]?.refs.map((r) => r.messageId).sort()).toEqual(['msg-1', 'msg-2']);
+    const [again] = await h.service.handle([alert(h, { status: 'resolved' })]);
+    expect(again?.outcome).toBe('resolved_unknown');
+    expect(h.sink.resolvedCalls).toHaveLength(1);
+  });
+
+  it('concurrent retries of a RESOLVED whose edit failed edit the suggestion once', async () => {
+    h = await createHarness();
+    const harness = h;
+    await h.service.handle([alert(h)]);
+    h.sink.failResolved = 1;
+    await h.service.handle([alert(h, { status: 'resolved' })]);
+    const retries = await Promise.all(
+      Array.from({ length: 20 }, () => harness.service.handle([alert(harness, { status: 'resolved' })])),
+    );
+    const outcomes = retries.flat().map((r) => r.outcome);
+    expect(outcomes.filter((o) => o === 'resolved')).toHaveLength(1);
+    expect(outcomes.filter((o) => o === 'resolved_unknown')).toHaveLength(19);
+    expect(h.sink.resolvedCalls).toHaveLength(1);
+  });
+
+  it('when the edit after a racing RESOLVED fails, a repeated RESOLVED edits the suggestion', async () => {
+    h = await createHarness();
+    let open: () => void = () => {};
+    h.sink.gate = new Promise<void>((resolve) => {
+      open = resolve;
+    });
+    const firing = h.service.handle([alert(h)]);
+    while (h.sink.suggestions.length === 0) await new Promise<void>((r) => setImmediate(r));
+    const [raced] = await h.service.handle([alert(h, { status: 'resolved' })]);
+    expect(raced?.outcome).toBe('resolved');
+    h.sink.failResolved = 1;
+    open();
+    expect((await firing)[0]?.outcome).toBe('suggested');
+    expect(h.sink.resolvedCalls).toHaveLength(0);
+    const [repeated] = await h.service.handle([alert(h, { status: 'resolved' })]);
+    expect(repeated?.outcome).toBe('resolved');
+    expect(h.sink.resolvedCalls).toHaveLength(1);
+  });
+
   it('ignores unmapped alerts quietly and counts them', async () => {
     h = await createHarness();
     const results = await h.service.handle([
@@ -290,6 +341,21 @@ describe('AlertService.handleChat (alerts read from chat messages)', () => {
     await h.clock.advance(3_600_000);
     await h.service.retriesSettled();
     expect(h.sink.suggestions).toHaveLength(1);
+  });
+
+  it('a RESOLVED whose edit failed is tried again later, and edits once', async () => {
+    h = await createHarness();
+    await h.service.handleChat([alert(h)], origin);
+    h.sink.failResolved = 1;
+    const [first] = await h.service.handleChat([alert(h, { status: 'resolved' })], origin);
+    expect(first?.outcome).toBe('failed');
+    expect(h.sink.resolvedCalls).toHaveLength(0);
+    await h.clock.advance(5_000);
+    await h.service.retriesSettled();
+    expect(h.sink.resolvedCalls).toHaveLength(1);
+    await h.clock.advance(3_600_000);
+    await h.service.retriesSettled();
+    expect(h.sink.resolvedCalls).toHaveLength(1);
   });
 
   it('a webhook alert is not retried here: its sender retries', async () => {

@@ -262,6 +262,155 @@ describe('POST /webhooks/alerts/:source', () => {
   });
 });
 
+describe('POST /webhooks/alerts/:source: when chat is down, the sender retries', () => {
+  it('answers 503 naming the chat post when the suggestion could not be posted; the retry suggests once', async () => {
+    const s = await start();
+    s.h.sink.failing = true; // the chat API is down
+    const body = fixture('generic-firing.json');
+    const failed = await post(s, 'generic', body);
+    expect(failed.status).toBe(503);
+    expect(failed.body.error).toBe('chat_post_failed');
+    expect(failed.body.message).toContain('Posting to chat failed for 1 of 1 alert');
+    expect(failed.body.message).toContain('chat API unavailable');
+    expect(failed.body.message).toContain('retry later');
+    expect(outcomes(failed)).toEqual(['failed']);
+    s.h.sink.failing = false;
+    const retried = await post(s, 'generic', body);
+    expect(retried.status).toBe(202);
+    expect(outcomes(retried)).toEqual(['suggested']);
+    const again = await post(s, 'generic', body);
+    expect(outcomes(again)).toEqual(['deduplicated']);
+    expect(await alertCount(s.h.metrics, 'suggested')).toBe(1);
+    expect(s.h.sink.suggestions).toHaveLength(2); // the failed attempt and the one posted
+  });
+
+  it('answers 503 when the resolved edit failed; the retry edits the suggestion, once', async () => {
+    const s = await start();
+    expect(outcomes(await post(s, 'alertmanager', fixture('alertmanager-firing.json')))).toEqual([
+      'suggested',
+    ]);
+    s.h.sink.failResolved = 1;
+    const resolved = fixture('alertmanager-resolved.json');
+    const failed = await post(s, 'alertmanager', resolved);
+    expect(failed.status).toBe(503);
+    expect(failed.body.error).toBe('chat_post_failed');
+    expect(failed.body.message).toContain('Editing the suggestion failed');
+    expect(s.h.sink.resolvedCalls).toHaveLength(0);
+    const retried = await post(s, 'alertmanager', resolved);
+    expect({ status: retried.status, outcomes: outcomes(retried) }).toEqual({
+      status: 202,
+      outcomes: ['resolved'],
+    });
+    expect(s.h.sink.resolvedCalls).toHaveLength(1);
+    expect(outcomes(await post(s, 'alertmanager', resolved))).toEqual(['resolved_unknown']);
+    expect(s.h.sink.resolvedCalls).toHaveLength(1);
+  });
+});
+
+describe('POST /webhooks/alerts/:source: vendor formats', () => {
+  it('Datadog default payload of a monitor with a priority: "[P1] [Recovered]" resolves, no new suggestion', async () => {
+    const s = await start();
+    expect(outcomes(await post(s, 'datadog', fixture('datadog-default-triggered.json')))).toEqual([
+      'suggested',
+    ]);
+    const recovered = await post(s, 'datadog', fixture('datadog-default-recovered.json'));
+    expect(recovered.status).toBe(202);
+    expect(recovered.body.alerts).toMatchObject([{ status: 'resolved', outcome: 'resolved' }]);
+    expect(s.h.sink.suggestions).toHaveLength(1);
+    expect(s.h.sink.resolvedCalls).toHaveLength(1);
+  });
+
+  it('PagerDuty incident.reopened correlates with when it reopened', async () => {
+    const s = await start();
+    // Created at 09:30 (before the current deployment went live at 11:20), reopened at 11:57.
+    const reply = await post(s, 'pagerduty', fixture('pagerduty-reopened.json'));
+    expect(outcomes(reply)).toEqual(['suggested']);
+    expect(s.h.sink.suggestions[0]?.sentence).toContain('went live 37 minutes before this alert started');
+  });
+
+  it('Sentry: issue webhooks other than resolved are accepted and ignored; metric alerts fire and resolve', async () => {
+    const s = await start();
+    const created = fixture('sentry-issue-created.json');
+    const issue = (JSON.parse(created) as { data: unknown }).data;
+    for (const body of [
+      created,
+      ...['assigned', 'archived', 'unresolved'].map((action) => JSON.stringify({ action, data: issue })),
+    ]) {
+      const reply = await post(s, 'sentry', body);
+      expect({ status: reply.status, received: reply.body.received }).toEqual({ status: 202, received: 0 });
+    }
+    expect(s.h.sink.suggestions).toHaveLength(0);
+
+    // An issue alert and a metric alert whose ids coincide are different incidents.
+    const issueAlert = JSON.parse(fixture('sentry-issue-alert.json')) as {
+      data: { event: { issue_id: string } };
+    };
+    issueAlert.data.event.issue_id = '4';
+    const issueReply = await post(s, 'sentry', JSON.stringify(issueAlert));
+    expect(outcomes(issueReply)).toEqual(['suggested']);
+    const critical = await post(s, 'sentry', fixture('sentry-metric-critical.json'));
+    expect(critical.body.alerts).toMatchObject([
+      { status: 'firing', outcome: 'suggested', fingerprint: 'metric_alert:4', environment: 'production' },
+    ]);
+    const resolved = await post(s, 'sentry', fixture('sentry-metric-resolved.json'));
+    expect(resolved.body.alerts).toMatchObject([{ status: 'resolved', outcome: 'resolved' }]);
+    expect(s.h.sink.resolvedCalls).toHaveLength(1);
+    const metricPlan = (critical.body.alerts as { planId?: string }[])[0]?.planId;
+    expect(s.h.sink.resolvedCalls[0]?.input.planId).toBe(metricPlan);
+    // The issue's suggestion is still open: its own resolution edits it.
+    expect(
+      outcomes(
+        await post(
+          s,
+          'sentry',
+          JSON.stringify({
+            ...JSON.parse(fixture('sentry-issue-resolved.json')),
+            data: { issue: { id: '4', title: 't' } },
+          }),
+        ),
+      ),
+    ).toEqual(['resolved']);
+    expect(s.h.sink.resolvedCalls).toHaveLength(2);
+  });
+
+  it('Alertmanager and Grafana groups of more than 1,000 alerts (within the body limit) get their suggestion', async () => {
+    const s = await start();
+    const startsAt = '2026-11-29T11:55:00Z';
+    const members = Array.from({ length: 1_001 }, (_, i) => ({
+      status: 'firing',
+      labels: { alertname: 'InstanceDown', env: 'production', job: 'web', instance: `web-${i}:9100` },
+      annotations: { summary: 'Instance down' },
+      startsAt,
+      endsAt: '0001-01-01T00:00:00Z',
+      generatorURL: 'http://prometheus:9090/graph',
+      fingerprint: i.toString(16).padStart(16, '0'),
+    }));
+    const group = {
+      version: '4',
+      groupKey: '{}:{alertname="InstanceDown", env="production"}',
+      truncatedAlerts: 0,
+      status: 'firing',
+      receiver: 'switchyard',
+      groupLabels: { alertname: 'InstanceDown', env: 'production' },
+      commonLabels: { alertname: 'InstanceDown', env: 'production', job: 'web' },
+      commonAnnotations: { summary: 'Instance down' },
+      externalURL: 'http://alertmanager:9093',
+      alerts: members,
+    };
+    const body = JSON.stringify(group);
+    expect(Buffer.byteLength(body)).toBeLessThan(1_048_576);
+    const reply = await post(s, 'alertmanager', body);
+    expect(reply.status).toBe(202);
+    expect(reply.body.received).toBe(1_000);
+    expect(outcomes(reply)[0]).toBe('suggested');
+    expect(new Set(outcomes(reply).slice(1))).toEqual(new Set(['deduplicated']));
+    const grafana = await post(s, 'grafana', JSON.stringify({ ...group, groupKey: 'grafana-group' }));
+    expect(grafana.status).toBe(202);
+    expect(outcomes(grafana)[0]).toBe('suggested');
+    expect(s.h.sink.suggestions).toHaveLength(2);
+  });
+});
+
 describe('isLoopback', () => {
   it('knows loopback addresses', () => {
     for (const a of ['127.0.0.1', '127.255.0.9', '::1', '::ffff:127.0.0.1', '0:0:0:0:0:ffff:127.1.2.3']) {
