@@ -4,19 +4,19 @@
  * edits), its ChatPoster (alert suggestions and notices) and its lifecycle. Messages in watched
  * channels are turned into alerts here (src/alerts/chat.ts) and handed to the AlertService.
  */
-import type { Message } from 'discord.js';
 import { parseChatAlert } from '../src/alerts/chat.js';
 import { renderDiscord } from '../src/views/discord.js';
 import type { SurfaceContext, SurfaceFactory, SurfaceHandle } from './app.js';
 import { createDiscordBotFromConfig } from './discord/index.js';
 import { discordRetryable } from './discord/messages.js';
+import type { ChannelMessage } from './discord/watch.js';
 import { slackSurface } from './slack/surface.js';
 
 /**
  * What a Discord message says: its content, then each embed's title, description and fields, one per
  * line. Alert bots (Alertmanager's and Grafana's Discord integrations) post embeds with no content.
  */
-export function discordMessageText(message: Pick<Message, 'content' | 'embeds'>): string {
+export function discordMessageText(message: Pick<ChannelMessage, 'content' | 'embeds'>): string {
   const lines = [message.content];
   for (const e of message.embeds) {
     lines.push(e.title ?? '', e.description ?? '');
@@ -35,13 +35,13 @@ export const discordSurface: SurfaceFactory = async (
     clock: ctx.clock,
     logger: ctx.logger,
     metrics: ctx.metrics,
+    // Watched channels (alerts.watch.discord) are caught up after a new gateway session or a restart,
+    // from the last message seen, kept in Redis (handlers/discord/watch.ts).
+    watch: { redis: ctx.redis, keyPrefix: `${ctx.namespace}:` },
     onMessage: async (message) => {
       // A thread (a forum post, or a thread started under a message) is watched when the channel it
-      // lives in is; the suggestion still replies in the thread itself.
-      const watchedAs = message.channel.isThread()
-        ? (message.channel.parentId ?? message.channelId)
-        : message.channelId;
-      const alert = parseChatAlert(discordMessageText(message), watchedAs, 'discord', ctx.config, {
+      // lives in is (`watchedAs`); the suggestion still replies in the thread itself.
+      const alert = parseChatAlert(discordMessageText(message), message.watchedAs, 'discord', ctx.config, {
         at: message.createdTimestamp,
       });
       if (!alert) return;

@@ -1,26 +1,47 @@
 /**
  * Autocomplete for the three commands: configured environments for `environment`, recent deployments
- * of the chosen environment for `deployment`, and both for `/promote target`. Discord drops an answer
- * later than 3 s, so the platform reads run against a budget; past it, what is known (environments)
- * is offered. Choices follow Discord's limits: at most 25, name and value at most 100 characters.
+ * of the chosen environment for `deployment`, and both for `/promote target` (only deployments that
+ * can take traffic: ready or standby, decided on the deployment's status, never on its rendered
+ * name). Discord drops an answer later than 3 s, so the whole answer — every platform read it needs,
+ * one after the other or side by side — runs against ONE budget (`autocompleteBudgetMs`, capped at
+ * `MAX_AUTOCOMPLETE_BUDGET_MS`); past it, what is known by then (for `/promote`, the environments) is
+ * offered. Choices follow Discord's limits: at most 25, name and value 1–100 characters; names are
+ * shortened without splitting a surrogate pair, and a value that does not fit is left out (a
+ * shortened value would name nothing).
  */
 import type { AutocompleteInteraction } from 'discord.js';
 import { within } from '../../src/clock.js';
-import { shortSha } from '../../src/domain/plan.js';
+import { isSwitchable, shortSha } from '../../src/domain/plan.js';
 import type { Deployment } from '../../src/domain/types.js';
+import { commitSubject, truncate } from '../../src/views/format.js';
 import type { DiscordDeps } from './context.js';
 
 /** Discord's limits on autocomplete choices. */
 const MAX_CHOICES = 25;
 const MAX_TEXT = 100;
+/** Longest branch name shown in a choice, so the status after it stays visible. */
+const MAX_BRANCH = 40;
+/** Environments whose deployments `/promote target` reads (one platform read each, side by side). */
+const PROMOTE_ENVIRONMENTS = 5;
+/**
+ * The most an autocomplete may spend before answering, whatever `autocompleteBudgetMs` says: Discord
+ * allows 3 s from the interaction, and the answer still has to travel.
+ */
+export const MAX_AUTOCOMPLETE_BUDGET_MS = 2_500;
 
 interface Choice {
   readonly name: string;
   readonly value: string;
 }
 
-function clip(text: string): string {
-  return text.length <= MAX_TEXT ? text : `${text.slice(0, MAX_TEXT - 1)}…`;
+/** A choice, or undefined when its value cannot be sent whole. Names are shortened to fit. */
+function choice(name: string, value: string): Choice | undefined {
+  if (value.length === 0 || value.length > MAX_TEXT) return undefined;
+  return { name: truncate(name === '' ? value : name, MAX_TEXT), value };
+}
+
+function present<T>(x: T | undefined): x is T {
+  return x !== undefined;
 }
 
 function matches(query: string, ...fields: readonly string[]): boolean {
@@ -28,39 +49,78 @@ function matches(query: string, ...fields: readonly string[]): boolean {
   return q === '' || fields.some((f) => f.toLowerCase().includes(q));
 }
 
-/** One deployment as a choice: `dep_abc · 1a2b3c4 main · ready · current — Fix login`. */
-export function deploymentChoice(d: Deployment, currentId: string | undefined): Choice {
-  const marks = [d.status, ...(d.id === currentId ? ['current'] : [])].join(' · ');
-  const subject = d.commit.message.split('\n')[0] ?? '';
-  return {
-    name: clip(`${d.id} · ${shortSha(d.commit.sha)} ${d.branch} · ${marks} — ${subject}`),
-    value: clip(d.id),
-  };
+/**
+ * One deployment as a choice: `dep_abc · 1a2b3c4 main · ready · current — Fix login`. A long branch
+ * is shortened first, so id, sha and status fit; the commit subject takes what is left. Undefined
+ * when the id is longer than Discord allows for a value.
+ */
+export function deploymentChoice(d: Deployment, currentId: string | undefined): Choice | undefined {
+  const head = `${d.id} · ${shortSha(d.commit.sha)}`;
+  const marks = ` · ${[d.status, ...(d.id === currentId ? ['current'] : [])].join(' · ')}`;
+  const room = MAX_TEXT - head.length - marks.length - 1;
+  const branch = truncate(d.branch, Math.max(8, Math.min(MAX_BRANCH, room)));
+  return choice(`${head} ${branch}${marks} — ${commitSubject(d.commit.message)}`, d.id);
 }
 
-async function environmentChoices(deps: DiscordDeps, query: string): Promise<Choice[]> {
-  const envs = await deps.flow.environments();
-  return envs.filter((e) => matches(query, e)).map((e) => ({ name: clip(e), value: clip(e) }));
+function environmentChoices(envs: readonly string[], query: string): Choice[] {
+  return envs
+    .filter((e) => matches(query, e))
+    .map((e) => choice(e, e))
+    .filter(present);
 }
 
-async function deploymentChoices(deps: DiscordDeps, environment: string, query: string): Promise<Choice[]> {
+async function deploymentChoices(
+  deps: DiscordDeps,
+  environment: string,
+  query: string,
+  offer: (d: Deployment) => boolean = () => true,
+): Promise<Choice[]> {
   if (environment.trim() === '') return [];
   const out = await deps.flow.deployments(environment);
   if (!out.ok) return [];
   const current = out.snapshot.environment.currentDeploymentId;
   return out.snapshot.deployments
-    .filter((d) => matches(query, d.id, d.commit.sha, d.branch, d.commit.message))
-    .map((d) => deploymentChoice(d, current));
+    .filter((d) => offer(d) && matches(query, d.id, d.commit.sha, d.branch, d.commit.message))
+    .map((d) => deploymentChoice(d, current))
+    .filter(present);
 }
 
-/** Resolves with `work`, or with `fallback` once `budgetMs` of the deps' clock has passed or it failed. */
-function withinBudget<T>(deps: DiscordDeps, work: Promise<T>, fallback: T): Promise<T> {
-  return within(
-    deps.clock,
-    deps.autocompleteBudgetMs,
-    work.catch(() => fallback),
-    fallback,
+/**
+ * `/promote target`: environments matching the query, then the deployments of the first environments
+ * that can take traffic. `known` receives the environment choices as soon as they are read, so an
+ * answer cut short by the budget still offers them.
+ */
+async function promoteChoices(deps: DiscordDeps, query: string, known: Choice[]): Promise<Choice[]> {
+  const envs = await deps.flow.environments();
+  const matching = environmentChoices(envs, query);
+  known.push(...matching);
+  const lists = await Promise.all(
+    envs
+      .slice(0, PROMOTE_ENVIRONMENTS)
+      .map((e) => deploymentChoices(deps, e, query, isSwitchable).catch((): Choice[] => [])),
   );
+  return [...matching, ...lists.flat()];
+}
+
+/** The choices for the focused option; `known` collects partial results (see `promoteChoices`). */
+async function choicesFor(
+  deps: DiscordDeps,
+  interaction: AutocompleteInteraction,
+  known: Choice[],
+): Promise<Choice[]> {
+  const focused = interaction.options.getFocused(true);
+  const query = String(focused.value);
+  switch (`${interaction.commandName}.${focused.name}`) {
+    case 'rollback.environment':
+    case 'deployments.environment':
+      return environmentChoices(await deps.flow.environments(), query);
+    case 'rollback.deployment':
+      return deploymentChoices(deps, interaction.options.getString('environment') ?? '', query);
+    case 'promote.target':
+      return promoteChoices(deps, query, known);
+    default:
+      return [];
+  }
 }
 
 /** Answers an autocomplete interaction (never throws; an answer Discord refuses is only logged). */
@@ -68,35 +128,17 @@ export async function handleAutocomplete(
   deps: DiscordDeps,
   interaction: AutocompleteInteraction,
 ): Promise<void> {
-  const focused = interaction.options.getFocused(true);
-  const query = String(focused.value);
-  let choices: Choice[];
-  switch (`${interaction.commandName}.${focused.name}`) {
-    case 'rollback.environment':
-    case 'deployments.environment':
-      choices = await withinBudget(deps, environmentChoices(deps, query), []);
-      break;
-    case 'rollback.deployment': {
-      const environment = interaction.options.getString('environment') ?? '';
-      choices = await withinBudget(deps, deploymentChoices(deps, environment, query), []);
-      break;
-    }
-    case 'promote.target': {
-      const envs = await withinBudget(deps, environmentChoices(deps, ''), []);
-      const matching = envs.filter((e) => matches(query, e.value));
-      const rows = await withinBudget(
-        deps,
-        Promise.all(envs.slice(0, 5).map((e) => deploymentChoices(deps, e.value, query))).then((lists) =>
-          lists.flat().filter((c) => /· (ready|standby)/.test(c.name)),
-        ),
-        [],
-      );
-      choices = [...matching, ...rows];
-      break;
-    }
-    default:
-      choices = [];
-  }
+  const known: Choice[] = [];
+  const budgetMs = Math.min(deps.autocompleteBudgetMs, MAX_AUTOCOMPLETE_BUDGET_MS);
+  // One budget for the whole answer: `null` means "out of time or failed", then `known` is offered.
+  const work = choicesFor(deps, interaction, known).catch((e: unknown) => {
+    deps.logger.warn(
+      { interactionId: interaction.id, err: (e as Error).message },
+      'discord autocomplete could not read its choices',
+    );
+    return null;
+  });
+  const choices = (await within(deps.clock, budgetMs, work, null)) ?? [...known];
   try {
     await interaction.respond(choices.slice(0, MAX_CHOICES));
   } catch (e) {

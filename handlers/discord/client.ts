@@ -7,12 +7,22 @@
  * fake) can stand in for discord.com with the SDK unmodified.
  *
  * Reconnects are discord.js's job (resume, or identify again when the session is gone); this module
- * only makes them observable and guarantees an interaction is handled at most once per process even
- * if a gateway replays it (see `InteractionDeduper`).
+ * makes them observable, guarantees an interaction is handled at most once per process even if a
+ * gateway replays it (see `InteractionDeduper`), and catches watched alert channels up after every
+ * NEW session — a resume replays what was missed, a new session does not (see ./watch.ts).
  */
-import { Client, Events, GatewayIntentBits, type Interaction, type Message } from 'discord.js';
+import { Client, Events, GatewayDispatchEvents, GatewayIntentBits, type Interaction } from 'discord.js';
+import { type Clock, systemClock } from '../../src/clock.js';
 import type { Logger } from '../../src/log.js';
 import { silentLogger } from '../../src/log.js';
+import {
+  type ChannelMessage,
+  ChannelWatch,
+  type ChannelWatchLimits,
+  gatewayMessage,
+  MemoryWatchStore,
+  type WatchStore,
+} from './watch.js';
 
 /** Intents requested at IDENTIFY. MessageContent is privileged: enable it in the developer portal. */
 export const DISCORD_INTENTS = [
@@ -71,14 +81,27 @@ export class InteractionDeduper {
   }
 }
 
+/** Watched alert channels and how they are caught up after a new gateway session. */
+export interface DiscordWatchOptions extends ChannelWatchLimits {
+  /** Channel ids (`alerts.watch.discord`). */
+  readonly channels: readonly string[];
+  /** Where the last seen message per channel and handled message ids are kept; default in memory. */
+  readonly store?: WatchStore;
+  /** What "now" is for the catch-up window; default the system clock. */
+  readonly clock?: Clock;
+}
+
 export interface DiscordSurfaceOptions extends DiscordClientOptions {
   /** Called once per distinct interaction (replays are dropped before this). */
   readonly onInteraction?: (interaction: Interaction) => Promise<void>;
   /**
-   * Called once per distinct guild message not written by this bot (alert watching, issue 7).
+   * Called once per distinct guild message not written by this bot (alert watching, issue 7), live
+   * from the gateway or, for watched channels, read back after a new gateway session (`watch`).
    * Content is present because the MessageContent intent is requested.
    */
-  readonly onMessage?: (message: Message) => Promise<void>;
+  readonly onMessage?: (message: ChannelMessage) => Promise<void>;
+  /** Watched channels to catch up after a new session (see ./watch.ts). None: live messages only. */
+  readonly watch?: DiscordWatchOptions;
 }
 
 /** A connected (or connectable) Discord surface. */
@@ -88,6 +111,11 @@ export interface DiscordSurface {
   start(): Promise<void>;
   /** Closes the gateway connection and REST timers. */
   stop(): Promise<void>;
+  /**
+   * Resolves once the watched channels are caught up after the latest new gateway session (call it
+   * after the session is ready: a catch-up is due from READY until it has run).
+   */
+  caughtUp(): Promise<void>;
 }
 
 /**
@@ -112,14 +140,31 @@ export function createDiscordSurface(opts: DiscordSurfaceOptions): DiscordSurfac
       ),
     );
   });
-  const seenMessages = new InteractionDeduper();
+  const handleMessage = opts.onMessage;
+  const watch = new ChannelWatch({
+    ...opts.watch,
+    channels: handleMessage === undefined ? [] : (opts.watch?.channels ?? []),
+    rest: client.rest,
+    store: opts.watch?.store ?? new MemoryWatchStore(),
+    clock: opts.watch?.clock ?? systemClock,
+    logger: log,
+    seen: new InteractionDeduper(),
+    botUserId: () => client.user?.id,
+    handle: (message) => handleMessage?.(message) ?? Promise.resolve(),
+  });
+  // READY starts a new session (first connect, op 9, a resume refused): nothing is replayed into it,
+  // so watched channels are read back once the shard is ready. Emitted before any later dispatch is
+  // handled, so live messages of the new session wait for the catch-up. A RESUMED session replays.
+  client.ws.on(GatewayDispatchEvents.Ready, () => watch.sessionStarted());
+  client.on(Events.ShardReady, () => watch.catchUp());
+  client.on(Events.ShardResume, () => watch.catchUp());
   client.on(Events.MessageCreate, (message) => {
-    const handle = opts.onMessage;
-    if (!handle || message.author.id === client.user?.id || !message.inGuild()) return;
-    if (!seenMessages.first(message.id)) return;
-    handle(message).catch((e: unknown) =>
-      log.error({ err: (e as Error).message, messageId: message.id }, 'discord message handler failed'),
-    );
+    if (!handleMessage || message.author.id === client.user?.id || !message.inGuild()) return;
+    watch
+      .live(gatewayMessage(message))
+      .catch((e: unknown) =>
+        log.error({ err: (e as Error).message, messageId: message.id }, 'discord message handler failed'),
+      );
   });
   return {
     client,
@@ -130,7 +175,9 @@ export function createDiscordSurface(opts: DiscordSurfaceOptions): DiscordSurfac
       log.info({ user: client.user?.tag, guilds: client.guilds.cache.size }, 'discord connected');
     },
     async stop() {
+      watch.stop();
       await client.destroy();
     },
+    caughtUp: () => watch.settled(),
   };
 }

@@ -4,7 +4,8 @@
  * Reporter for the switch worker. Handlers are thin: parse the interaction, call ChatService/Flow,
  * render with src/views/discord.ts, reply.
  */
-import { type Interaction, type Message, MessageFlags } from 'discord.js';
+import { type Interaction, MessageFlags } from 'discord.js';
+import type { Redis } from 'ioredis';
 import type { ChatService } from '../../src/chat.js';
 import { type Clock, systemClock } from '../../src/clock.js';
 import type { Config } from '../../src/config.js';
@@ -27,6 +28,7 @@ import type { DiscordCommand } from './commands/run.js';
 import type { DiscordDeps } from './context.js';
 import { DiscordMessages } from './messages.js';
 import { DiscordReporter } from './reporter.js';
+import { type ChannelMessage, type ChannelWatchLimits, RedisWatchStore } from './watch.js';
 
 export type { DiscordDeps } from './context.js';
 
@@ -73,7 +75,19 @@ export interface DiscordBotOptions {
   readonly metrics?: Pick<Metrics, 'commands' | 'clicks' | 'chatApiErrors'>;
   readonly autocompleteBudgetMs?: number;
   /** Guild messages from others (alert watching); see `DiscordSurfaceOptions.onMessage`. */
-  readonly onMessage?: (message: Message) => Promise<void>;
+  readonly onMessage?: (message: ChannelMessage) => Promise<void>;
+  /** Watched alert channels, caught up after every new gateway session (see ./watch.ts). */
+  readonly watch?: DiscordBotWatch;
+}
+
+/** Watched channels and where what was seen in them is remembered. */
+export interface DiscordBotWatch extends ChannelWatchLimits {
+  /** Channel ids; `createDiscordBotFromConfig` takes `alerts.watch.discord` when absent. */
+  readonly channels?: readonly string[];
+  /** Keeps the last seen message per channel across restarts; without it, only in memory. */
+  readonly redis?: Redis;
+  /** Prefix of those Redis keys (default `switchyard:`). */
+  readonly keyPrefix?: string;
 }
 
 /** Defaults (STYLE 6). */
@@ -96,12 +110,19 @@ export interface DiscordBot {
 export function createDiscordBot(opts: DiscordBotOptions): DiscordBot {
   const logger = (opts.logger ?? discordBotDefaults.logger).child({ surface: 'discord' });
   let route: ((interaction: Interaction) => Promise<void>) | undefined;
+  const { channels, redis, keyPrefix, ...limits } = opts.watch ?? {};
   const surface = createDiscordSurface({
     token: opts.token,
     ...(opts.apiUrl === undefined ? {} : { apiUrl: opts.apiUrl }),
     logger,
     onInteraction: (interaction) => route?.(interaction) ?? Promise.resolve(),
     ...(opts.onMessage === undefined ? {} : { onMessage: opts.onMessage }),
+    watch: {
+      ...limits,
+      channels: channels ?? [],
+      clock: opts.clock ?? discordBotDefaults.clock,
+      ...(redis === undefined ? {} : { store: new RedisWatchStore(redis, keyPrefix) }),
+    },
   });
   const messages = new DiscordMessages({
     rest: surface.client.rest,
@@ -129,15 +150,20 @@ export function createDiscordBot(opts: DiscordBotOptions): DiscordBot {
 
 /**
  * The Discord bot as configured by env vars (`DISCORD_TOKEN`, `DISCORD_API_URL`), or undefined when
- * no token is set (Discord not in use). The process wiring calls this, then `start()` it and hands
- * `reporter` to the switch worker (routed by `surface: 'discord'`).
+ * no token is set (Discord not in use). The watched channels are `alerts.watch.discord` of the config
+ * file unless `deps.watch.channels` says otherwise. The process wiring calls this, then `start()` it
+ * and hands `reporter` to the switch worker (routed by `surface: 'discord'`).
  */
 export function createDiscordBotFromConfig(
-  config: Pick<Config, 'env'>,
+  config: Pick<Config, 'env'> & Partial<Pick<Config, 'file'>>,
   deps: Omit<DiscordBotOptions, 'token' | 'apiUrl'>,
 ): DiscordBot | undefined {
   const token = config.env.DISCORD_TOKEN;
   if (token === undefined) return undefined;
   const apiUrl = config.env.DISCORD_API_URL;
-  return createDiscordBot({ ...deps, token, ...(apiUrl === undefined ? {} : { apiUrl }) });
+  const watch: DiscordBotWatch = {
+    ...deps.watch,
+    channels: deps.watch?.channels ?? config.file?.alerts.watch.discord ?? [],
+  };
+  return createDiscordBot({ ...deps, watch, token, ...(apiUrl === undefined ? {} : { apiUrl }) });
 }

@@ -184,4 +184,41 @@ describe('fake Discord REST', () => {
     expect(expired.json).toMatchObject({ code: ErrorCode.invalidWebhookToken });
     expect(fake.messages.get(i.originalId ?? '')?.content).toBe('done');
   });
+
+  it('lists channel messages newest first, paging with after/before/around and limit 1-100', async () => {
+    const author = fake.user('grafana');
+    const channel = fake.channels.alerts;
+    const posted = Array.from({ length: 7 }, (_, k) =>
+      fake.postMessage({ channelId: channel, author, content: `m${k}` }),
+    );
+    const ids = posted.map((m) => m.id);
+    const list = async (query: string) => {
+      const res = await call('GET', `/channels/${channel}/messages${query}`);
+      expect(res.status).toBe(200);
+      return (res.json as { id: string }[]).map((m) => m.id);
+    };
+    // No cursor: the newest, newest first.
+    expect(await list('?limit=3')).toEqual([ids[6], ids[5], ids[4]]);
+    // after: the oldest messages right after the id (so a client pages forward), still newest first.
+    expect(await list(`?after=${ids[1]}&limit=2`)).toEqual([ids[3], ids[2]]);
+    expect(await list(`?after=${ids[6]}`)).toEqual([]);
+    // before: the messages right before the id.
+    expect(await list(`?before=${ids[5]}&limit=2`)).toEqual([ids[4], ids[3]]);
+    // around: about half on each side.
+    expect(await list(`?around=${ids[3]}&limit=3`)).toEqual([ids[4], ids[3], ids[2]]);
+    // Any snowflake works as a cursor, for example one made from a time before the first message.
+    const dated = fake.postMessage({
+      channelId: channel,
+      author,
+      content: 'old',
+      at: Date.now() - 3_600_000,
+    });
+    expect((await list('?limit=100')).at(-1)).toBe(dated.id);
+    // Discord's rules: limit 1-100, one cursor at a time, ids are snowflakes.
+    for (const bad of ['?limit=0', '?limit=101', `?after=${ids[0]}&before=${ids[6]}`, '?after=abc']) {
+      const res = await call('GET', `/channels/${channel}/messages${bad}`);
+      expect(res.status).toBe(400);
+      expect(res.json).toMatchObject({ code: ErrorCode.invalidFormBody });
+    }
+  });
 });

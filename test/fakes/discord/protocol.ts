@@ -107,6 +107,23 @@ export const resumeSchema = z.object({
   seq: z.number().int().nullable(),
 });
 
+/**
+ * Query of `GET /channels/{channel.id}/messages` (docs: resources/message#get-channel-messages):
+ * `around`, `before` and `after` are message ids (any snowflake; one may be made from a timestamp)
+ * and mutually exclusive; `limit` is 1-100, default 50.
+ */
+export const channelMessagesQuerySchema = z
+  .object({
+    around: snowflake.optional(),
+    before: snowflake.optional(),
+    after: snowflake.optional(),
+    limit: z.coerce.number().int().min(1).max(100).default(50),
+  })
+  .refine((q) => [q.around, q.before, q.after].filter((x) => x !== undefined).length <= 1, {
+    message: 'before, after and around are mutually exclusive',
+  });
+export type ChannelMessagesQuery = z.infer<typeof channelMessagesQuerySchema>;
+
 export const gatewayPayloadSchema = z.object({
   op: z.number().int(),
   d: z.unknown(),

@@ -24,6 +24,7 @@ import {
   ChannelType,
   ComponentType,
   callbackSchema,
+  channelMessagesQuerySchema,
   ErrorCode,
   InteractionType,
   type MessageBody,
@@ -540,14 +541,20 @@ export class FakeDiscord {
     });
   }
 
-  /** Someone (a person or another bot) posts in a channel: stored and dispatched as MESSAGE_CREATE. */
+  /**
+   * Someone (a person or another bot) posts in a channel: stored and dispatched as MESSAGE_CREATE.
+   * `at` (Unix ms, default now) dates the message — its snowflake and timestamp — as if it had been
+   * posted then (a message from before the bot connected, read back with GET .../messages).
+   */
   postMessage(opts: {
     readonly channelId: string;
     readonly author: FakeUser & { bot?: boolean };
     readonly content: string;
     readonly embeds?: Json[];
+    readonly at?: number;
   }): StoredMessage {
     const message = this.storeMessage(opts.channelId, {
+      ...(opts.at === undefined ? {} : { at: opts.at }),
       author: {
         id: opts.author.id,
         username: opts.author.username,
@@ -675,10 +682,13 @@ export class FakeDiscord {
       flags: number;
       type: number;
       webhook?: boolean;
+      /** Unix ms the message is dated (default now). */
+      at?: number;
     },
   ): StoredMessage {
+    const at = m.at ?? Date.now();
     const message: StoredMessage = {
-      id: makeSnowflake(),
+      id: makeSnowflake(at),
       channel_id: channelId,
       guild_id: this.guildId,
       author: m.author,
@@ -687,7 +697,7 @@ export class FakeDiscord {
       components: m.components,
       flags: m.flags,
       type: m.type,
-      timestamp: new Date().toISOString(),
+      timestamp: new Date(at).toISOString(),
       edited_timestamp: null,
       ...(m.webhook ? { webhook_id: this.applicationId, application_id: this.applicationId } : {}),
       history: [{ content: m.content, embeds: m.embeds, components: m.components, flags: m.flags }],
@@ -909,7 +919,7 @@ export class FakeDiscord {
     }
     const messages = m(/^\/channels\/(\d+)\/messages(?:\/(\d+))?$/);
     if (messages) {
-      return this.channelMessagesRoute(method, messages[1] ?? '', messages[2], body);
+      return this.channelMessagesRoute(method, messages[1] ?? '', messages[2], body, query);
     }
     throw new HttpError(
       404,
@@ -960,19 +970,13 @@ export class FakeDiscord {
     channelId: string,
     messageId: string | undefined,
     body: unknown,
+    query: Record<string, string>,
   ) {
     if (!Object.values(this.channels).includes(channelId) && !this.threads.has(channelId)) {
       throw new HttpError(404, ErrorCode.unknownChannel, 'Unknown Channel');
     }
     if (messageId === undefined) {
-      if (method === 'GET') {
-        return {
-          status: 200,
-          body: this.channelMessages(channelId)
-            .reverse()
-            .map((x) => this.messageObject(x)),
-        };
-      }
+      if (method === 'GET') return { status: 200, body: this.listMessages(channelId, query) };
       if (method !== 'POST') throw new HttpError(405, 0, '405: Method Not Allowed');
       const parsed = this.parse(messageBodySchema, body);
       const fields = this.fromBody(parsed);
@@ -1007,6 +1011,34 @@ export class FakeDiscord {
       return { status: 204, body: null };
     }
     throw new HttpError(405, 0, '405: Method Not Allowed');
+  }
+
+  /**
+   * `GET /channels/{id}/messages` (docs: resources/message#get-channel-messages): at most `limit`
+   * messages, always newest first. With `after`, the `limit` messages right after that id (the oldest
+   * ones after it), so a client pages forward by passing the newest id it got; with `before`, the
+   * ones right before it; with `around`, about half on each side; with none, the newest.
+   */
+  private listMessages(channelId: string, query: Record<string, string>): Json[] {
+    const q = this.parse(channelMessagesQuerySchema, query);
+    const id = (m: StoredMessage) => BigInt(m.id);
+    const all = this.channelMessages(channelId).sort((a, b) => (id(a) < id(b) ? -1 : id(a) > id(b) ? 1 : 0));
+    let page: StoredMessage[];
+    if (q.after !== undefined) {
+      const after = BigInt(q.after);
+      page = all.filter((m) => id(m) > after).slice(0, q.limit);
+    } else if (q.before !== undefined) {
+      const before = BigInt(q.before);
+      page = all.filter((m) => id(m) < before).slice(-q.limit);
+    } else if (q.around !== undefined) {
+      const around = BigInt(q.around);
+      const at = all.filter((m) => id(m) < around).length;
+      const start = Math.max(0, at - Math.floor(q.limit / 2));
+      page = all.slice(start, start + q.limit);
+    } else {
+      page = all.slice(-q.limit);
+    }
+    return page.reverse().map((m) => this.messageObject(m));
   }
 
   private callback(id: string, token: string, body: unknown, query: Record<string, string>) {
