@@ -7,7 +7,10 @@
  * The rule for environments without an allow list: on the embedded local platform everyone may act
  * (the demo works out of the box); on a real platform (unkey, vercel) nobody may, and the refusal shows
  * the YAML to add. Group and role membership is resolved by the surfaces (Discord interactions carry
- * member roles; Slack resolves user groups through its API) and passed in on the actor.
+ * member roles; Slack resolves user groups through its API) and passed in on the actor. A Slack group
+ * whose lookup failed comes as `unresolvedGroup(id)`: it grants nothing (fail closed), but when such a
+ * group was the only way left to be allowed, the refusal says the groups could not be checked right now
+ * and to try again, rather than "not on the allow list".
  */
 import type { Config, EnvironmentConfig } from './config.js';
 import type { Refusal } from './domain/result.js';
@@ -17,7 +20,10 @@ import type { Actor } from './progress.js';
 
 /** Memberships a surface resolved for the acting user at the time of the click. */
 export interface Membership {
-  /** Slack user-group ids (`S…`) the user belongs to. */
+  /**
+   * Slack user-group ids (`S…`) the user belongs to, and `unresolvedGroup(id)` for each configured group
+   * whose members could not be looked up at the time (Slack's API failed).
+   */
   readonly groups?: readonly string[];
   /** Discord role ids the member holds in the guild. */
   readonly roles?: readonly string[];
@@ -35,6 +41,29 @@ export interface PermissionContext {
 export type Permission = { readonly ok: true } | { readonly ok: false; readonly refusal: Refusal };
 
 const ALLOWED: Permission = { ok: true };
+
+/**
+ * Marks, inside `Membership.groups`, a Slack user group whose members could not be looked up (the
+ * surfaces pass `groups` through as plain strings, so the mark travels with them). Never a real group id:
+ * Slack's are `S…` without a colon, and a marked entry never matches an allow list, whatever it names.
+ */
+const UNRESOLVED_GROUP = 'unresolved:';
+
+/** The `groups` entry saying that `groupId`'s membership could not be checked just now. */
+export function unresolvedGroup(groupId: string): string {
+  return `${UNRESOLVED_GROUP}${groupId}`;
+}
+
+/** Splits `groups` into the groups the user is in and the ids of the groups that could not be checked. */
+export function splitGroups(groups: readonly string[] = []): { member: string[]; unresolved: string[] } {
+  const member: string[] = [];
+  const unresolved: string[] = [];
+  for (const g of groups) {
+    if (g.startsWith(UNRESOLVED_GROUP)) unresolved.push(g.slice(UNRESOLVED_GROUP.length));
+    else member.push(g);
+  }
+  return { member, unresolved };
+}
 
 /** Same person on the same surface (display names are not identities). */
 export function sameActor(a: Actor, b: Actor): boolean {
@@ -95,8 +124,8 @@ function listed(allow: Allow, actor: ActingUser): boolean {
   switch (actor.surface) {
     case 'slack': {
       if (allow.slack.users.includes(actor.userId)) return true;
-      const groups = actor.groups ?? [];
-      return allow.slack.groups.some((g) => groups.includes(g));
+      const { member } = splitGroups(actor.groups);
+      return allow.slack.groups.some((g) => member.includes(g));
     }
     case 'discord': {
       if (allow.discord.users.includes(actor.userId)) return true;
@@ -117,7 +146,8 @@ function listed(allow: Allow, actor: ActingUser): boolean {
  *
  * - The system actor (alert suggestions) never may: it proposes, a person decides.
  * - With an allow list: the user id, one of the Slack groups or one of the Discord roles must be listed
- *   for the actor's surface.
+ *   for the actor's surface. A Slack group that could not be looked up grants nothing; when it is on the
+ *   list (and nothing else allows the actor) the refusal says so (`reason: 'groups_unavailable'`).
  * - Without one: allowed on the local platform (demo), refused on a real platform with the YAML to add.
  */
 export function canAct(actor: ActingUser, environment: string, ctx: PermissionContext): Permission {
@@ -148,6 +178,18 @@ export function canAct(actor: ActingUser, environment: string, ctx: PermissionCo
     );
   }
   if (listed(allow, actor)) return ALLOWED;
+  if (actor.surface === 'slack') {
+    // Fail closed, but truthfully: a group on the allow list could not be checked just now.
+    const unchecked = allow.slack.groups.filter((g) => splitGroups(actor.groups).unresolved.includes(g));
+    if (unchecked.length > 0) {
+      return forbidden(
+        `${mention(actor)} may not roll back or promote ${environment} right now: Switchyard could not check your Slack user groups ` +
+          `(looking up the members of ${unchecked.join(', ')} failed), and only a user group on its allow list could let you. ` +
+          'Nothing was changed; try again in a moment.',
+        { ...context, reason: 'groups_unavailable', groups: unchecked },
+      );
+    }
+  }
   const via =
     actor.surface === 'slack'
       ? ' or any of your user groups'

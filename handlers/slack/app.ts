@@ -6,10 +6,31 @@
  * requests answer 401 and reach no handler), Events API retry deduplication on `event_id` in Redis
  * (SET NX with a TTL, so any replica dedupes), and error logging. Handlers ack first and do slow work
  * after, so the ack always beats Slack's 3-second deadline.
+ *
+ * Start-up against Slack (SlackStartup below): Bolt is built with `deferInitialization`, so its
+ * constructor makes no `auth.test` call of its own (one that nobody awaits, whose rejection kills the
+ * process, and whose rejected promise Bolt would keep forever). `start()` checks the bot token with
+ * `app.init()` and, in Socket Mode, then connects. A token Slack rejects (`invalid_auth`, `not_authed`,
+ * `account_inactive`, `token_revoked`, …) stops start-up with a ConfigError naming SLACK_BOT_TOKEN (or
+ * SLACK_APP_TOKEN). A Slack that cannot be reached does not: start-up waits a bounded time, then goes on
+ * and keeps retrying in the background (backing off); commands and clicks that arrive meanwhile try once
+ * more and are otherwise told, only to the person, that Slack's Web API cannot be reached right now.
+ * In Socket Mode it also reconnects when the connection closes, with the same backoff (the Socket Mode
+ * client's own reconnect is off: it can end the process, see SlackStartup.connectionClosed).
  */
-import { App, HTTPReceiver, LogLevel, type Logger as SlackLogger, SocketModeReceiver } from '@slack/bolt';
-import type { WebClient } from '@slack/web-api';
+import {
+  App,
+  type AppOptions,
+  HTTPReceiver,
+  LogLevel,
+  type ReceiverEvent,
+  type Logger as SlackLogger,
+  SocketModeReceiver,
+} from '@slack/bolt';
+import { ErrorCode, type WebClient } from '@slack/web-api';
 import type { Redis } from 'ioredis';
+import { z } from 'zod';
+import { systemClock, within } from '../../src/clock.js';
 import { ConfigError } from '../../src/errors.js';
 import type { HttpServer } from '../../src/http.js';
 import { sendJson } from '../../src/http.js';
@@ -44,7 +65,44 @@ export interface SlackAppOptions {
    * limit): a Slack that accepts a call and hangs must not hold a handler forever.
    */
   readonly callTimeoutMs?: number;
+  /** Start-up and recovery when Slack cannot be reached (defaults: `slackStartupDefaults`). */
+  readonly startup?: Partial<SlackStartupOptions>;
 }
+
+/** How the Slack app comes up when Slack's Web API is slow or unreachable (see the module header). */
+export interface SlackStartupOptions {
+  /** How long `start()` waits for Slack to accept the bot token before start-up goes on without it. */
+  readonly waitMs: number;
+  /**
+   * How long a command or click that arrives before then waits for one more check before it is
+   * answered "cannot reach Slack" (well under Slack's 3-second ack deadline).
+   */
+  readonly requestWaitMs: number;
+  /** First pause between background checks while Slack cannot be reached; doubles up to `retryMaxMs`. */
+  readonly retryMinMs: number;
+  readonly retryMaxMs: number;
+}
+
+/** Defaults (STYLE 6). */
+export const slackStartupDefaults: SlackStartupOptions = {
+  waitMs: 15_000,
+  requestWaitMs: 2_000,
+  retryMinMs: 1_000,
+  retryMaxMs: 60_000,
+};
+
+/**
+ * Slack's answers to `auth.test` (bot token) and `apps.connections.open` (app-level token) that mean the
+ * token itself is wrong: no retry can help, an operator has to replace it.
+ */
+export const REJECTED_TOKEN_ERRORS: ReadonlySet<string> = new Set([
+  'not_authed',
+  'invalid_auth',
+  'account_inactive',
+  'token_revoked',
+  'token_expired',
+  'not_allowed_token_type',
+]);
 
 /** `fetch` that gives up after `ms` (the caller's own signal still applies). */
 export function timedFetch(ms: number): typeof fetch {
@@ -60,10 +118,24 @@ export interface SlackApp {
   readonly app: App;
   readonly client: WebClient;
   readonly mode: 'http' | 'socket';
-  /** Connects Socket Mode (HTTP mode is served by the shared server; nothing to start). */
+  /**
+   * Checks the bot token with Slack (and connects, in Socket Mode). Rejects with a ConfigError when
+   * Slack rejects a token; when Slack cannot be reached it resolves after `startup.waitMs` at most and
+   * keeps retrying in the background.
+   */
   start(): Promise<void>;
   stop(): Promise<void>;
+  /** Where start-up against Slack stands (for logs, readiness checks and tests). */
+  status(): SlackStartupStatus;
+  /** Resolves once the bot token is accepted (and, in Socket Mode, the connection is up). */
+  ready(): Promise<void>;
 }
+
+/** `ready`: serving; `waiting`: Slack not reached yet (`problem` says why); `rejected`: bad token. */
+export type SlackStartupStatus =
+  | { readonly state: 'ready' }
+  | { readonly state: 'waiting'; readonly problem: string; readonly attempts: number }
+  | { readonly state: 'rejected'; readonly problem: string };
 
 const DEFAULTS = {
   keyPrefix: 'switchyard:',
@@ -98,6 +170,299 @@ export function checkApiUrl(url: string): string {
   return url;
 }
 
+/** Why a call to Slack failed. */
+export interface SlackFailure {
+  /** `rejected`: the token is wrong; `unavailable`: Slack could not be reached or did not answer. */
+  readonly kind: 'rejected' | 'unavailable';
+  /** Slack's error code, `http_<status>`, or the network error (ECONNREFUSED, TimeoutError, …). */
+  readonly code: string;
+}
+
+/** Classifies an error thrown by `@slack/web-api` (Bolt's client, or the Socket Mode client's). */
+export function slackFailure(e: unknown): SlackFailure {
+  const err = (e ?? {}) as {
+    code?: unknown;
+    data?: { error?: unknown };
+    statusCode?: unknown;
+    original?: unknown;
+  };
+  switch (err.code) {
+    case ErrorCode.PlatformError: {
+      const code = typeof err.data?.error === 'string' ? err.data.error : 'unknown_error';
+      return { kind: REJECTED_TOKEN_ERRORS.has(code) ? 'rejected' : 'unavailable', code };
+    }
+    case ErrorCode.HTTPError:
+      return { kind: 'unavailable', code: `http_${String(err.statusCode)}` };
+    case ErrorCode.RateLimitedError:
+      return { kind: 'unavailable', code: 'ratelimited' };
+    case ErrorCode.RequestError:
+      return { kind: 'unavailable', code: networkCode(err.original) };
+    default:
+      return { kind: 'unavailable', code: e instanceof Error ? e.message : String(e) };
+  }
+}
+
+function networkCode(original: unknown): string {
+  const o = original as
+    | { name?: unknown; code?: unknown; message?: unknown; cause?: { code?: unknown; message?: unknown } }
+    | undefined;
+  if (typeof o?.cause?.code === 'string') return o.cause.code; // fetch failed: ECONNREFUSED, ENOTFOUND, …
+  if (typeof o?.code === 'string') return o.code;
+  if (typeof o?.name === 'string' && !['Error', 'TypeError'].includes(o.name)) return o.name; // TimeoutError
+  if (typeof o?.cause?.message === 'string') return o.cause.message;
+  if (typeof o?.message === 'string') return o.message;
+  return 'request_failed';
+}
+
+/** `1500` → `2 s`, `20` → `20 ms`. */
+function duration(ms: number): string {
+  return ms >= 1000 ? `${Math.round(ms / 1000)} s` : `${ms} ms`;
+}
+
+/** The fields of a request that arrived before Slack was reached that the "cannot reach" answer needs. */
+const earlyRequestSchema = z.object({
+  command: z.string().optional(),
+  type: z.string().optional(),
+  response_url: z.url({ protocol: /^https?$/ }).optional(),
+});
+
+/**
+ * A Bolt App whose `processEvent` (the one door every verified request goes through, whatever the
+ * receiver) can be gated: requests that arrive before Slack accepted the bot token are answered by
+ * SlackStartup instead of failing Bolt's authorization with an empty ack.
+ */
+class GatedApp extends App {
+  private gate: ((event: ReceiverEvent, handle: () => Promise<void>) => Promise<void>) | undefined;
+
+  setGate(gate: (event: ReceiverEvent, handle: () => Promise<void>) => Promise<void>): void {
+    this.gate = gate;
+  }
+
+  override async processEvent(event: ReceiverEvent): Promise<void> {
+    const gate = this.gate;
+    if (gate === undefined) return super.processEvent(event);
+    return gate(event, () => super.processEvent(event));
+  }
+}
+
+/**
+ * Brings the Bolt app up against Slack (see the module header): one attempt at a time (`app.init()`,
+ * which calls `auth.test`, then in Socket Mode `app.start()`, which opens the connection), retried in
+ * the background with backoff while Slack cannot be reached, never throwing into the process.
+ */
+class SlackStartup {
+  private state: 'waiting' | 'ready' | 'rejected' = 'waiting';
+  private initialized = false;
+  private problem = 'no answer yet';
+  private rejection:
+    | { readonly key: 'SLACK_BOT_TOKEN' | 'SLACK_APP_TOKEN'; readonly error: ConfigError }
+    | undefined;
+  private attempts = 0;
+  private lastFailureAt = Number.NEGATIVE_INFINITY;
+  private inFlight: Promise<void> | undefined;
+  private retrying = false;
+  private stopped = false;
+  private timer: ReturnType<typeof setTimeout> | undefined;
+  private delayMs: number;
+  private readonly waiters: { resolve: () => void; reject: (e: Error) => void }[] = [];
+
+  constructor(
+    private readonly deps: {
+      readonly app: App;
+      readonly mode: 'http' | 'socket';
+      readonly logger: Logger;
+      readonly opts: SlackStartupOptions;
+      readonly apiUrl: string;
+      readonly callTimeoutMs: number;
+    },
+  ) {
+    this.delayMs = deps.opts.retryMinMs;
+  }
+
+  status(): SlackStartupStatus {
+    if (this.state === 'ready') return { state: 'ready' };
+    if (this.state === 'rejected') return { state: 'rejected', problem: this.problem };
+    return { state: 'waiting', problem: this.problem, attempts: this.attempts };
+  }
+
+  ready(): Promise<void> {
+    if (this.state === 'ready') return Promise.resolve();
+    if (this.state === 'rejected' && this.rejection) return Promise.reject(this.rejection.error);
+    return new Promise((resolve, reject) => this.waiters.push({ resolve, reject }));
+  }
+
+  /** `start()` of the SlackApp: bounded wait for the first attempt, then background retries. */
+  async start(): Promise<void> {
+    this.stopped = false;
+    this.retrying = true;
+    await within(systemClock, this.deps.opts.waitMs, this.attempt(), undefined);
+    if (this.state === 'rejected' && this.rejection) throw this.rejection.error;
+    if (this.state === 'waiting') {
+      this.deps.logger.warn(
+        { apiUrl: this.deps.apiUrl, problem: this.problem, attempts: this.attempts },
+        `slack: Switchyard starts without reaching Slack's Web API (${this.problem}); it keeps trying in the background, and commands and clicks are answered "cannot reach Slack" until it succeeds`,
+      );
+    }
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    this.retrying = false;
+    if (this.timer !== undefined) clearTimeout(this.timer);
+    this.timer = undefined;
+    if (this.deps.mode === 'socket') await this.deps.app.stop();
+  }
+
+  /**
+   * Socket Mode: the connection closed (Slack asked for a reconnect, a ping went unanswered, the
+   * network dropped). The Socket Mode client's own reconnect is off — when apps.connections.open then
+   * fails with a network error it drops the rejection (unhandled: the process ends) and never tries
+   * again — so reconnecting is SlackStartup's job, with the same backoff as at start.
+   */
+  connectionClosed(): void {
+    if (this.stopped || this.state !== 'ready') return; // a failing attempt of ours reports itself
+    this.state = 'waiting';
+    this.problem = 'connection closed';
+    this.deps.logger.warn({ mode: this.deps.mode }, 'slack: Socket Mode connection closed; reconnecting');
+    void this.attempt();
+  }
+
+  /** Bolt's `processEvent`, gated: handled when ready (after one bounded try), answered otherwise. */
+  async gate(event: ReceiverEvent, handle: () => Promise<void>): Promise<void> {
+    if (this.state === 'waiting') {
+      // Join the running attempt, or try once more unless one just failed (a burst must not hammer Slack).
+      const recent = systemClock.now() - this.lastFailureAt < this.deps.opts.retryMinMs;
+      if (this.inFlight !== undefined || !recent) {
+        await within(systemClock, this.deps.opts.requestWaitMs, this.attempt(), undefined);
+      }
+    }
+    if (this.state === 'ready') {
+      await handle();
+      return;
+    }
+    await this.refuse(event);
+  }
+
+  /** One attempt, joined when one is already running; never rejects. */
+  private attempt(): Promise<void> {
+    if (this.state !== 'waiting') return Promise.resolve();
+    if (this.inFlight === undefined) {
+      this.inFlight = this.run().finally(() => {
+        this.inFlight = undefined;
+      });
+    }
+    return this.inFlight;
+  }
+
+  private async run(): Promise<void> {
+    this.attempts += 1;
+    if (!this.initialized) {
+      // auth.test with the bot token (Bolt keeps the bot's user and bot ids for its `ignoreSelf`).
+      const failure = await this.step(() => this.deps.app.init());
+      if (failure) return this.failed(failure, 'SLACK_BOT_TOKEN');
+      this.initialized = true;
+    }
+    if (this.deps.mode === 'socket') {
+      // apps.connections.open with the app-level token, then the WebSocket.
+      const failure = await this.step(() => this.deps.app.start());
+      if (failure) return this.failed(failure, 'SLACK_APP_TOKEN');
+      if (this.stopped) {
+        await this.deps.app.stop();
+        return;
+      }
+    }
+    this.state = 'ready';
+    this.delayMs = this.deps.opts.retryMinMs;
+    if (this.timer !== undefined) clearTimeout(this.timer);
+    this.timer = undefined;
+    this.deps.logger.info(
+      { mode: this.deps.mode, attempts: this.attempts },
+      this.attempts > 1 ? 'slack: reached Slack, the bot token is accepted' : 'slack: bot token accepted',
+    );
+    for (const w of this.waiters.splice(0)) w.resolve();
+  }
+
+  private async step(fn: () => Promise<unknown>): Promise<SlackFailure | undefined> {
+    try {
+      await fn();
+      return undefined;
+    } catch (e) {
+      return slackFailure(e);
+    }
+  }
+
+  private failed(failure: SlackFailure, key: 'SLACK_BOT_TOKEN' | 'SLACK_APP_TOKEN'): void {
+    this.problem = failure.code;
+    this.lastFailureAt = systemClock.now();
+    if (failure.kind === 'rejected') {
+      this.state = 'rejected';
+      const error = new ConfigError(
+        key === 'SLACK_BOT_TOKEN'
+          ? `SLACK_BOT_TOKEN: Slack rejected the bot token (${failure.code}). Copy the Bot User OAuth Token (xoxb-…) from OAuth & Permissions in the Slack app's settings (reinstall the app if the token was revoked).`
+          : `SLACK_APP_TOKEN: Slack rejected the app-level token (${failure.code}). Create one under Basic Information → App-Level Tokens with the connections:write scope (xapp-…), or unset SLACK_APP_TOKEN to use HTTP mode.`,
+        { key, code: failure.code },
+      );
+      this.rejection = { key, error };
+      if (this.timer !== undefined) clearTimeout(this.timer);
+      this.timer = undefined;
+      this.deps.logger.error({ key, code: failure.code }, error.message);
+      for (const w of this.waiters.splice(0)) w.reject(error);
+      return;
+    }
+    const what = key === 'SLACK_BOT_TOKEN' ? 'auth.test' : 'apps.connections.open (Socket Mode)';
+    if (this.stopped) return;
+    const retryInMs = this.retrying ? this.delayMs : undefined;
+    this.deps.logger.warn(
+      { apiUrl: this.deps.apiUrl, method: what, problem: failure.code, attempt: this.attempts, retryInMs },
+      `slack: cannot reach Slack's Web API (${what}: ${failure.code})${retryInMs === undefined ? '' : `; trying again in ${duration(retryInMs)}`}`,
+    );
+    if (retryInMs === undefined) return;
+    this.delayMs = Math.min(this.delayMs * 2, this.deps.opts.retryMaxMs);
+    if (this.timer !== undefined) clearTimeout(this.timer);
+    this.timer = setTimeout(() => {
+      this.timer = undefined;
+      if (!this.stopped) void this.attempt();
+    }, retryInMs);
+    this.timer.unref();
+  }
+
+  /** Answers a request that arrived before Slack accepted the bot token: only its sender sees it. */
+  private async refuse(event: ReceiverEvent): Promise<void> {
+    const rejected = this.rejection;
+    const text =
+      rejected !== undefined
+        ? `Switchyard cannot act on this: Slack rejected its ${rejected.key === 'SLACK_BOT_TOKEN' ? 'bot token' : 'app-level token'} (${this.problem}). An operator has to fix ${rejected.key} and restart Switchyard. Nothing was changed.`
+        : `Switchyard cannot reach Slack's Web API right now (${this.problem}), so it cannot act on this. Nothing was changed; try again in a minute.`;
+    const parsed = earlyRequestSchema.safeParse(event.body);
+    const body = parsed.success ? parsed.data : {};
+    this.deps.logger.warn(
+      { state: this.state, problem: this.problem, command: body.command, type: body.type },
+      'slack request answered without handling: Slack has not accepted the bot token yet',
+    );
+    if (body.command !== undefined) {
+      // A slash command's ack body is shown to the person who typed it.
+      await event.ack({ response_type: 'ephemeral', text });
+      return;
+    }
+    await event.ack();
+    if (body.response_url === undefined) return; // events: nobody to tell
+    try {
+      const res = await timedFetch(this.deps.callTimeoutMs)(body.response_url, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ response_type: 'ephemeral', replace_original: false, text }),
+      });
+      await res.body?.cancel();
+      if (!res.ok) throw new Error(`HTTP ${res.status}`);
+    } catch (e) {
+      this.deps.logger.warn(
+        { err: e instanceof Error ? e.message : String(e) },
+        'slack: could not tell the clicker that Slack cannot be reached',
+      );
+    }
+  }
+}
+
 /**
  * Builds the Bolt app, installs the shared middleware, lets `register` add the handlers, and in HTTP
  * mode mounts the receiver on `opts.http` at `POST /slack/events`.
@@ -115,21 +480,30 @@ export function createSlackApp(opts: SlackAppOptions, register: (app: App) => vo
     retryConfig: SLACK_INTERACTIVE_RETRIES,
     ...(opts.apiUrl === undefined ? {} : { slackApiUrl: checkApiUrl(opts.apiUrl) }),
   };
-  let app: App;
+  // No auth.test in the constructor: SlackStartup runs it (app.init()) where failures are handled.
+  const common = {
+    token: opts.botToken,
+    clientOptions,
+    logger,
+    deferInitialization: true,
+  } satisfies AppOptions;
+  let app: GatedApp;
   let mode: 'http' | 'socket';
   let receiver: HTTPReceiver | undefined;
+  let socketReceiver: SocketModeReceiver | undefined;
   if (opts.appToken !== undefined) {
     mode = 'socket';
-    app = new App({
-      token: opts.botToken,
-      // The receiver's own client opens the connection (apps.connections.open): same API URL.
-      receiver: new SocketModeReceiver({
-        appToken: opts.appToken,
-        logger,
-        installerOptions: { clientOptions },
-      }),
-      clientOptions,
+    socketReceiver = new SocketModeReceiver({
+      appToken: opts.appToken,
       logger,
+      // The receiver's own client opens the connection (apps.connections.open): same API URL.
+      installerOptions: { clientOptions },
+      // SlackStartup reconnects (see connectionClosed): the client's own reconnect can crash the process.
+      autoReconnectEnabled: false,
+    });
+    app = new GatedApp({
+      ...common,
+      receiver: socketReceiver,
     });
   } else {
     if (opts.signingSecret === undefined) {
@@ -148,8 +522,19 @@ export function createSlackApp(opts: SlackAppOptions, register: (app: App) => vo
       // Bolt's own check: HMAC v0 signature and a timestamp within 5 minutes; anything else is 401.
       signatureVerification: true,
     });
-    app = new App({ token: opts.botToken, receiver, clientOptions, logger });
+    app = new GatedApp({ ...common, receiver });
   }
+  const startup = new SlackStartup({
+    app,
+    mode,
+    logger: opts.logger,
+    opts: { ...slackStartupDefaults, ...opts.startup },
+    apiUrl: opts.apiUrl ?? 'https://slack.com/api/',
+    callTimeoutMs,
+  });
+  app.setGate((event, handle) => startup.gate(event, handle));
+  // Emitted when the connection closes (with the client's own reconnect off) and on stop().
+  socketReceiver?.client.on('disconnected', () => startup.connectionClosed());
 
   // Events API retries (X-Slack-Retry-Num) carry the same event_id: act once across all replicas.
   app.use(async ({ body, next }) => {
@@ -188,11 +573,9 @@ export function createSlackApp(opts: SlackAppOptions, register: (app: App) => vo
     app,
     client: app.client,
     mode,
-    async start() {
-      if (mode === 'socket') await app.start();
-    },
-    async stop() {
-      if (mode === 'socket') await app.stop();
-    },
+    start: () => startup.start(),
+    stop: () => startup.stop(),
+    status: () => startup.status(),
+    ready: () => startup.ready(),
   };
 }

@@ -2,13 +2,16 @@
  * Which configured Slack user groups a clicker belongs to, for the allow lists
  * (`environments.<env>.allow.slack.groups`). Membership comes from `usergroups.users.list`, one call per
  * configured group, cached briefly (a click storm costs one lookup per group, and a removal from a
- * group takes effect within the TTL). A failed lookup counts as "not a member" (fail closed) and is
- * logged and counted, never thrown.
+ * group takes effect within the TTL). A failed lookup is logged and counted, never thrown, and never
+ * cached: it grants nothing (fail closed), and the group comes back marked as unresolved
+ * (`unresolvedGroup(id)` of src/permissions.ts) so a refusal can say that Switchyard could not check the
+ * person's user groups right now, instead of telling a real member they are not on the allow list.
  */
 import type { WebClient } from '@slack/web-api';
 import { type Clock, systemClock } from '../../src/clock.js';
 import { type Logger, silentLogger } from '../../src/log.js';
 import type { Metrics } from '../../src/metrics.js';
+import { unresolvedGroup } from '../../src/permissions.js';
 
 export interface UserGroupResolverOptions {
   readonly client: WebClient;
@@ -29,7 +32,8 @@ export const userGroupResolverDefaults = {
 
 interface Entry {
   readonly at: number;
-  readonly members: Promise<ReadonlySet<string>>;
+  /** undefined: the lookup failed. */
+  readonly members: Promise<ReadonlySet<string> | undefined>;
 }
 
 /** Resolves a user's configured Slack user groups (see the module header). */
@@ -51,24 +55,35 @@ export class UserGroupResolver {
     this.metrics = opts.metrics;
   }
 
-  /** The configured group ids `userId` is a member of (empty when none are configured). */
+  /**
+   * The configured group ids `userId` is a member of (empty when none are configured), plus
+   * `unresolvedGroup(id)` for each group whose members could not be looked up just now.
+   */
   async groupsOf(userId: string): Promise<string[]> {
     const found: string[] = [];
     const members = await Promise.all(this.groups.map(async (g) => [g, await this.members(g)] as const));
-    for (const [group, set] of members) if (set.has(userId)) found.push(group);
+    for (const [group, set] of members) {
+      if (set === undefined) found.push(unresolvedGroup(group));
+      else if (set.has(userId)) found.push(group);
+    }
     return found;
   }
 
-  private members(group: string): Promise<ReadonlySet<string>> {
+  private members(group: string): Promise<ReadonlySet<string> | undefined> {
     const now = this.clock.now();
     const cached = this.cache.get(group);
     if (cached && now - cached.at < this.ttlMs) return cached.members;
     const members = this.lookup(group);
-    this.cache.set(group, { at: now, members });
+    const entry: Entry = { at: now, members };
+    this.cache.set(group, entry);
+    // Do not keep a failure for the whole TTL: the next click tries again.
+    void members.then((set) => {
+      if (set === undefined && this.cache.get(group) === entry) this.cache.delete(group);
+    });
     return members;
   }
 
-  private async lookup(group: string): Promise<ReadonlySet<string>> {
+  private async lookup(group: string): Promise<ReadonlySet<string> | undefined> {
     try {
       const res = await this.client.usergroups.users.list({ usergroup: group });
       return new Set(res.users ?? []);
@@ -76,10 +91,8 @@ export class UserGroupResolver {
       const code = (e as { data?: { error?: unknown } }).data?.error;
       const label = typeof code === 'string' ? code : 'request_failed';
       this.metrics?.chatApiErrors.inc({ surface: 'slack', method: 'usergroups.users.list', code: label });
-      this.logger.warn({ group, code: label }, 'slack user group lookup failed; treating as not a member');
-      // Do not keep a failure for the whole TTL: the next click tries again.
-      this.cache.delete(group);
-      return new Set();
+      this.logger.warn({ group, code: label }, 'slack user group lookup failed; it grants nothing this time');
+      return undefined;
     }
   }
 }

@@ -2,7 +2,7 @@
  * The Slack surface for the composition root (handlers/app.ts): when `SLACK_BOT_TOKEN` is set, builds
  * the Slack app (HTTP mode on the shared server at `POST /slack/events`, or Socket Mode with
  * `SLACK_APP_TOKEN`) and hands back its progress Reporter, its ChatPoster (alert suggestions, notices)
- * and its lifecycle. Messages in watched channels (`alerts.watch.slack`) become alerts for the
+ * and its lifecycle (start-up against Slack: handlers/slack/app.ts). Messages in watched channels (`alerts.watch.slack`) become alerts for the
  * AlertService. Add `slackSurface` to the `surfaceFactories` list to enable it.
  */
 import { parseChatAlert } from '../../src/alerts/chat.js';
@@ -43,12 +43,22 @@ export const slackSurface: SurfaceFactory = async (
       });
     },
   });
-  ctx.logger.info({ mode: surface.slack.mode }, 'slack surface ready');
   return {
     surface: 'slack',
     reporter: surface.reporter,
     poster: surface.poster,
-    start: () => surface.slack.start(),
+    // Checks SLACK_BOT_TOKEN with Slack (and connects, in Socket Mode): a token Slack rejects stops
+    // start-up with a ConfigError naming it; an unreachable Slack does not (see handlers/slack/app.ts).
+    start: async () => {
+      await surface.slack.start();
+      const status = surface.slack.status();
+      ctx.logger.info(
+        { mode: surface.slack.mode, slack: status.state },
+        status.state === 'ready'
+          ? 'slack surface ready'
+          : 'slack surface ready; Slack not reached yet, retrying in the background',
+      );
+    },
     stop: () => surface.stop(),
   };
 };

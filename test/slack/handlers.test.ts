@@ -11,6 +11,7 @@ import { WorkQueue } from '../../handlers/slack/work.js';
 import { textView } from '../../src/chat-sinks.js';
 import { ManualClock } from '../../src/clock.js';
 import { createMetrics } from '../../src/metrics.js';
+import { unresolvedGroup } from '../../src/permissions.js';
 import type { LocalPlatform } from '../../src/platform/local/platform.js';
 import type { DeployPlatform } from '../../src/platform/port.js';
 import { buttonsOf } from '../fakes/slack/requests.js';
@@ -201,13 +202,15 @@ describe('UserGroupResolver', () => {
       metrics,
       ttlMs: 60_000,
     });
-    expect(await groups.groupsOf('U0CAROL')).toEqual(['S0OPS', 'S0SRE']);
-    expect(await groups.groupsOf('U0DAVE')).toEqual(['S0SRE']);
+    // S0GONE's lookup fails (no_such_subteam): it grants nothing and comes back marked as unresolved.
+    const gone = unresolvedGroup('S0GONE');
+    expect(await groups.groupsOf('U0CAROL')).toEqual(['S0OPS', 'S0SRE', gone]);
+    expect(await groups.groupsOf('U0DAVE')).toEqual(['S0SRE', gone]);
     expect(fake.callsOf('usergroups.users.list').filter((c) => c.response.ok === true)).toHaveLength(2);
     fake.usergroups.set('S0OPS', ['U0CAROL', 'U0DAVE']);
-    expect(await groups.groupsOf('U0DAVE')).toEqual(['S0SRE']);
+    expect(await groups.groupsOf('U0DAVE')).toEqual(['S0SRE', gone]);
     clock.set(clock.now() + 60_001);
-    expect(await groups.groupsOf('U0DAVE')).toEqual(['S0OPS', 'S0SRE']);
+    expect(await groups.groupsOf('U0DAVE')).toEqual(['S0OPS', 'S0SRE', gone]);
     const errors = await metrics.chatApiErrors.get();
     expect(errors.values.find((v) => v.labels.code === 'no_such_subteam')?.value).toBeGreaterThanOrEqual(1);
   });

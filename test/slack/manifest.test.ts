@@ -48,7 +48,9 @@ function validator() {
   return ajv.compile(readJson(join(schemaDir, 'manifest.schema.json')));
 }
 
-const manifest = parse(readFileSync(join(root, 'manifest.yml'), 'utf8')) as Manifest;
+const raw = readFileSync(join(root, 'manifest.yml'), 'utf8');
+const manifest = parse(raw) as Manifest;
+const WORDS = ['no', 'one', 'two', 'three', 'four', 'five', 'six', 'seven', 'eight', 'nine'];
 
 describe('manifest.yml', () => {
   it('validates against Slack’s manifest schema', () => {
@@ -86,5 +88,43 @@ describe('manifest.yml', () => {
 
   it('asks for exactly the bot scopes the code needs (minimal)', () => {
     expect([...manifest.oauth_config.scopes.bot].sort()).toEqual([...SLACK_BOT_SCOPES].sort());
+  });
+
+  it('the YOUR-HOST lines are counted right in its own comment and in docs/slack.md', () => {
+    const lines = raw.split('\n').filter((l) => !l.trimStart().startsWith('#'));
+    const hosts = lines.filter((l) => l.includes('YOUR-HOST'));
+    const urls = hosts.filter((l) => /^\s+url: https:\/\/YOUR-HOST\/slack\/events$/.test(l));
+    const requestUrls = hosts.filter((l) => /^\s+request_url: https:\/\/YOUR-HOST\/slack\/events$/.test(l));
+    expect(urls.length + requestUrls.length).toBe(hosts.length); // nothing else to replace
+    const [total, u, r] = [hosts.length, urls.length, requestUrls.length].map((n) => WORDS[n]);
+    const comment = raw
+      .split('\n')
+      .filter((l) => l.startsWith('#'))
+      .map((l) => l.slice(1).trim())
+      .join(' ');
+    expect(comment).toContain(
+      `replace YOUR-HOST (${total} places: the ${u} slash-command url lines and the ${r} request_url lines)`,
+    );
+    expect(comment).toContain(`delete those ${total} lines and set socket_mode_enabled: true`);
+    const docs = readFileSync(join(root, 'docs/slack.md'), 'utf8').replace(/\s+/g, ' ');
+    expect(docs).toContain(
+      `replace \`YOUR-HOST\` (${total} places: the ${u} slash-command \`url\` lines and the ${r} \`request_url\` lines)`,
+    );
+    expect(docs).toContain(`delete the ${total} \`url\`/\`request_url\` lines`);
+  });
+
+  it('for Socket Mode, deleting those lines and setting socket_mode_enabled: true gives a valid manifest', () => {
+    const socket = parse(
+      raw
+        .split('\n')
+        .filter((l) => l.trimStart().startsWith('#') || !l.includes('YOUR-HOST'))
+        .join('\n')
+        .replace('socket_mode_enabled: false', 'socket_mode_enabled: true'),
+    ) as Manifest & { settings: { socket_mode_enabled: boolean } };
+    expect(socket.settings.socket_mode_enabled).toBe(true);
+    expect(JSON.stringify(socket)).not.toContain('YOUR-HOST');
+    const validate = validator();
+    validate(socket);
+    expect(validate.errors ?? []).toEqual([]);
   });
 });

@@ -2,11 +2,13 @@
  * A local fake of the Slack Web API and of `response_url` endpoints, written from Slack's documented
  * wire protocol so the real `@slack/web-api` / `@slack/bolt` run unmodified against it (STYLE 10).
  *
- * It owns: bearer-token checks (`not_authed` / `invalid_auth`), JSON and form-encoded bodies (form
- * values such as `blocks` are JSON strings, like Slack accepts), the documented request shapes of the
- * methods Switchyard calls (`auth.test`, `chat.postMessage`, `chat.update`, `chat.postEphemeral`,
- * `usergroups.users.list`, `users.info`, `conversations.info`), Block Kit limits (`invalid_blocks`),
- * 429 injection with `Retry-After`, response URLs (5 uses within 30 minutes) and a record of every call
+ * It owns: bearer-token checks (`not_authed` / `invalid_auth`, and `token_revoked` / `account_inactive`
+ * after `revokeToken`), JSON and form-encoded bodies (form values such as `blocks` are JSON strings, like
+ * Slack accepts), the documented request shapes of the methods Switchyard calls (`auth.test`,
+ * `chat.postMessage`, `chat.update`, `chat.postEphemeral`, `usergroups.users.list`, `users.info`,
+ * `conversations.info`), Block Kit limits (`invalid_blocks`, see `blockProblems`), 429 injection with
+ * `Retry-After`, calls that hang (`stall`), Socket Mode (`apps.connections.open`, envelopes, acks, and
+ * Slack's `disconnect` request), response URLs (5 uses within 30 minutes) and a record of every call
  * with an event emitter so tests wait for a call instead of sleeping.
  */
 import { EventEmitter } from 'node:events';
@@ -115,10 +117,71 @@ function textOf(obj: unknown): string | undefined {
   return typeof t === 'string' ? t : undefined;
 }
 
+/** A Block Kit text object (`plain_text` or `mrkdwn`) of 1..`max` characters, or a reason with its pointer. */
+function textProblem(obj: unknown, at: string, max: number, plainOnly: boolean): string | null {
+  if (obj === null || typeof obj !== 'object') return `must be a text object [json-pointer:${at}]`;
+  const t = obj as { type?: unknown; text?: unknown };
+  if (t.type !== 'plain_text' && (plainOnly || t.type !== 'mrkdwn'))
+    return `must be a ${plainOnly ? 'plain_text' : 'plain_text or mrkdwn'} text object [json-pointer:${at}/type]`;
+  if (typeof t.text !== 'string' || t.text.length === 0 || t.text.length > max)
+    return `must be between 1 and ${max} characters [json-pointer:${at}/text]`;
+  return null;
+}
+
 /**
- * Checks the documented Block Kit limits that a renderer can break: block count, known types, section
- * text ≤ 3000, header text ≤ 150 plain_text, ≤ 10 fields, ≤ 25 actions elements, button text ≤ 75,
- * action_id ≤ 255, value ≤ 2000, context ≤ 10 elements, unique block_id/action_id.
+ * The confirmation dialog object: title (plain_text ≤ 100), text (≤ 300), confirm and deny (plain_text
+ * ≤ 30) all required, style primary or danger.
+ */
+function confirmProblem(obj: unknown, at: string): string | null {
+  if (obj === null || typeof obj !== 'object') return `confirm must be an object [json-pointer:${at}]`;
+  const c = obj as Record<string, unknown>;
+  if (c.style !== undefined && c.style !== 'primary' && c.style !== 'danger')
+    return `must be primary or danger [json-pointer:${at}/style]`;
+  return (
+    textProblem(c.title, `${at}/title`, 100, true) ??
+    textProblem(c.text, `${at}/text`, 300, false) ??
+    textProblem(c.confirm, `${at}/confirm`, 30, true) ??
+    textProblem(c.deny, `${at}/deny`, 30, true)
+  );
+}
+
+/**
+ * An interactive element in an `actions` block or a section `accessory`. Every such element: action_id
+ * ≤ 255 and unique (see `actionIds`), a valid `confirm` when present. A button: plain_text ≤ 75, value
+ * ≤ 2000, url ≤ 3000, style primary or danger.
+ */
+function elementProblem(el: unknown, at: string, actionIds: Set<string>): string | null {
+  if (el === null || typeof el !== 'object') return `element must be an object [json-pointer:${at}]`;
+  const e = el as Record<string, unknown>;
+  if (typeof e.type !== 'string') return `element needs a type [json-pointer:${at}/type]`;
+  if (e.type === 'button') {
+    const label = textProblem(e.text, `${at}/text`, 75, true);
+    if (label) return label;
+    if (e.style !== undefined && e.style !== 'primary' && e.style !== 'danger')
+      return `must be primary or danger [json-pointer:${at}/style]`;
+    if (e.value !== undefined && (typeof e.value !== 'string' || e.value.length > 2000))
+      return `must be at most 2000 characters [json-pointer:${at}/value]`;
+    if (e.url !== undefined && (typeof e.url !== 'string' || e.url.length > 3000))
+      return `must be at most 3000 characters [json-pointer:${at}/url]`;
+  }
+  if (e.action_id !== undefined) {
+    if (typeof e.action_id !== 'string' || e.action_id.length > 255)
+      return `must be at most 255 characters [json-pointer:${at}/action_id]`;
+    if (actionIds.has(e.action_id)) return `duplicate action_id [json-pointer:${at}/action_id]`;
+    actionIds.add(e.action_id);
+  }
+  if (e.confirm !== undefined) return confirmProblem(e.confirm, `${at}/confirm`);
+  return null;
+}
+
+/**
+ * Checks the documented Block Kit limits that a renderer can break (docs.slack.dev, Block Kit reference):
+ * ≤ 50 blocks of known types; section text 1..3000 and ≤ 10 fields of 1..2000; header plain_text
+ * 1..150; context 1..10 elements, each text 1..3000 (or an image); actions 1..25 elements; interactive
+ * elements (actions elements and section accessories) as `elementProblem` says, confirmation dialogs as
+ * `confirmProblem` says; block_id ≤ 255 and unique. action_id: Slack documents uniqueness within the
+ * containing block; the fake requires it across the whole message (stricter: Switchyard's ids name the
+ * plan and the action, so a repeat anywhere would be a renderer bug).
  * Returns a reason (Slack answers `invalid_blocks` with `errors`), or null.
  */
 export function blockProblems(blocks: unknown): string | null {
@@ -127,7 +190,8 @@ export function blockProblems(blocks: unknown): string | null {
   const blockIds = new Set<string>();
   const actionIds = new Set<string>();
   for (const [i, block] of blocks.entries()) {
-    const at = `[json-pointer:/blocks/${i}]`;
+    const path = `/blocks/${i}`;
+    const at = `[json-pointer:${path}]`;
     if (block === null || typeof block !== 'object') return `block must be an object ${at}`;
     const b = block as Record<string, unknown>;
     if (typeof b.type !== 'string' || !BLOCK_TYPES.has(b.type)) return `unknown block type ${at}`;
@@ -142,11 +206,15 @@ export function blockProblems(blocks: unknown): string | null {
         const fields = Array.isArray(b.fields) ? b.fields : undefined;
         if (text === undefined && fields === undefined) return `section needs text or fields ${at}`;
         if (text !== undefined && (text.length === 0 || text.length > 3000))
-          return `must be between 1 and 3000 characters [json-pointer:/blocks/${i}/text/text]`;
+          return `must be between 1 and 3000 characters [json-pointer:${path}/text/text]`;
         if (fields && fields.length > 10) return `no more than 10 fields ${at}`;
         for (const f of fields ?? []) {
           const ft = textOf(f);
           if (ft === undefined || ft.length === 0 || ft.length > 2000) return `bad field text ${at}`;
+        }
+        if (b.accessory !== undefined) {
+          const problem = elementProblem(b.accessory, `${path}/accessory`, actionIds);
+          if (problem) return problem;
         }
         break;
       }
@@ -161,27 +229,21 @@ export function blockProblems(blocks: unknown): string | null {
         const els = b.elements;
         if (!Array.isArray(els) || els.length === 0 || els.length > 10)
           return `context needs 1..10 elements ${at}`;
+        for (const [j, el] of els.entries()) {
+          const type = (el as { type?: unknown } | null)?.type;
+          if (type === 'image') continue;
+          const problem = textProblem(el, `${path}/elements/${j}`, 3000, false);
+          if (problem) return problem;
+        }
         break;
       }
       case 'actions': {
         const els = b.elements;
         if (!Array.isArray(els) || els.length === 0 || els.length > 25)
           return `actions needs 1..25 elements ${at}`;
-        for (const el of els) {
-          const e = el as Record<string, unknown>;
-          if (e.type === 'button') {
-            const label = textOf(e.text);
-            if (label === undefined || label.length === 0 || label.length > 75)
-              return `button text must be 1..75 characters ${at}`;
-            if (e.style !== undefined && e.style !== 'primary' && e.style !== 'danger')
-              return `button style must be primary or danger ${at}`;
-            if (typeof e.value === 'string' && e.value.length > 2000) return `button value too long ${at}`;
-          }
-          if (typeof e.action_id === 'string') {
-            if (e.action_id.length > 255) return `action_id too long ${at}`;
-            if (actionIds.has(e.action_id)) return `duplicate action_id ${at}`;
-            actionIds.add(e.action_id);
-          }
+        for (const [j, el] of els.entries()) {
+          const problem = elementProblem(el, `${path}/elements/${j}`, actionIds);
+          if (problem) return problem;
         }
         break;
       }
@@ -217,6 +279,8 @@ export class FakeSlack extends EventEmitter {
   private readonly responseUrls = new Map<string, ResponseUrlState>();
   private readonly rateLimits = new Map<string, { retryAfter: number; remaining: number }>();
   private readonly stalls = new Map<string, { remaining: number; seen: number }>();
+  /** Set by revokeToken: what every call made with the bot token answers. */
+  private tokenError: string | undefined;
   private readonly clock: Clock;
   private readonly server: Server;
   private port = 0;
@@ -324,6 +388,16 @@ export class FakeSlack extends EventEmitter {
     return acked;
   }
 
+  /**
+   * Asks every connected app to reconnect, as Slack does before it recycles a connection (every few
+   * hours): a `disconnect` message; the app is expected to open a new connection with
+   * apps.connections.open.
+   */
+  requestReconnect(reason: 'refresh_requested' | 'warning' = 'refresh_requested'): void {
+    for (const ws of this.sockets)
+      ws.send(JSON.stringify({ type: 'disconnect', reason, debug_info: { host: 'fake-slack' } }));
+  }
+
   /** Web API base URL, ending with `/api/` as `slackApiUrl` requires. */
   get apiUrl(): string {
     return `http://127.0.0.1:${this.port}/api/`;
@@ -365,6 +439,14 @@ export class FakeSlack extends EventEmitter {
    */
   stall(method: string, count = 1): void {
     this.stalls.set(method, { remaining: count, seen: this.stalls.get(method)?.seen ?? 0 });
+  }
+
+  /**
+   * From now on every call made with the bot token answers `error`, as Slack does for a token that was
+   * revoked (`token_revoked`) or whose bot or workspace was deactivated (`account_inactive`).
+   */
+  revokeToken(error: 'token_revoked' | 'account_inactive' | 'token_expired' = 'token_revoked'): void {
+    this.tokenError = error;
   }
 
   stalled(method: string): number {
@@ -502,6 +584,7 @@ export class FakeSlack extends EventEmitter {
     const expected = method === 'apps.connections.open' ? this.appToken : this.token;
     if (token === undefined) answer = slackError('not_authed');
     else if (token !== expected) answer = slackError('invalid_auth');
+    else if (this.tokenError !== undefined && token === this.token) answer = slackError(this.tokenError);
     else if (limit && limit.remaining > 0) {
       limit.remaining -= 1;
       answer = {

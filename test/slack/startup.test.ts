@@ -1,0 +1,256 @@
+/**
+ * Start-up against Slack (handlers/slack/app.ts, SlackStartup), on the wire-level fake Slack: a bot
+ * token Slack rejects stops start-up with a message naming SLACK_BOT_TOKEN (SLACK_APP_TOKEN for the
+ * Socket Mode token); a Slack Web API that hangs at start neither kills the process (no unhandled
+ * rejection) nor disables the surface: start-up goes on, retries in the background, commands and
+ * clicks meanwhile get a "cannot reach Slack" reply only their sender sees, and once Slack answers
+ * they are handled — over HTTP and over Socket Mode.
+ */
+import { once } from 'node:events';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { App } from '@slack/bolt';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { startSwitchyard } from '../../handlers/app.js';
+import { createSlackApp, type SlackApp, type SlackAppOptions } from '../../handlers/slack/app.js';
+import { slackSurface } from '../../handlers/slack/surface.js';
+import { loadConfig } from '../../src/config.js';
+import { HttpServer } from '../../src/http.js';
+import { silentLogger } from '../../src/log.js';
+import { SlackRequests } from '../fakes/slack/requests.js';
+import { FakeSlack, type FakeSlackOptions } from '../fakes/slack/server.js';
+import { redisUrl, uniqueName } from '../support/redis.js';
+
+const SECRET = 'startup-signing-secret';
+const closers: (() => unknown)[] = [];
+const rejections: unknown[] = [];
+const onRejection = (reason: unknown) => rejections.push(reason);
+
+beforeEach(() => {
+  rejections.length = 0;
+  process.on('unhandledRejection', onRejection);
+});
+
+afterEach(async () => {
+  for (const c of closers.splice(0).reverse()) await c();
+  process.off('unhandledRejection', onRejection);
+});
+
+interface Rig {
+  readonly fake: FakeSlack;
+  readonly slack: SlackApp;
+  readonly requests: SlackRequests;
+  /** Slash command texts and action ids the registered handlers saw. */
+  readonly handled: string[];
+}
+
+async function rig(
+  opts: {
+    fake?: FakeSlackOptions;
+    botToken?: string;
+    appToken?: string;
+    socket?: boolean;
+    before?: (fake: FakeSlack) => void;
+  } & Pick<SlackAppOptions, 'startup' | 'callTimeoutMs'> = {},
+): Promise<Rig> {
+  const fake = await new FakeSlack(opts.fake).start();
+  closers.push(() => fake.close());
+  opts.before?.(fake);
+  const http = new HttpServer();
+  const handled: string[] = [];
+  const slack = createSlackApp(
+    {
+      botToken: opts.botToken ?? fake.token,
+      ...(opts.socket === true
+        ? { appToken: opts.appToken ?? fake.appToken }
+        : { signingSecret: SECRET, http }),
+      apiUrl: fake.apiUrl,
+      redis: {} as never, // no events are sent here: the dedupe middleware is not reached
+      logger: silentLogger,
+      callTimeoutMs: opts.callTimeoutMs ?? 200,
+      ...(opts.startup === undefined ? {} : { startup: opts.startup }),
+    },
+    (app: App) => {
+      app.command('/rollback', async ({ ack, command }) => {
+        handled.push(`command:${command.text}`);
+        await ack();
+      });
+      app.action(/.*/, async ({ ack, action }) => {
+        handled.push(`click:${'action_id' in action ? action.action_id : '?'}`);
+        await ack();
+      });
+    },
+  );
+  const port = await http.listen(0);
+  closers.push(async () => {
+    await slack.stop();
+    await http.close();
+  });
+  return {
+    fake,
+    slack,
+    requests: new SlackRequests(`http://127.0.0.1:${port}/slack/events`, SECRET, fake),
+    handled,
+  };
+}
+
+const FAST_RETRY = { retryMinMs: 20, retryMaxMs: 20 } as const;
+
+describe('Slack start-up: a token Slack rejects', () => {
+  it('a wrong SLACK_BOT_TOKEN stops start-up with a config message naming it (invalid_auth)', async () => {
+    const r = await rig({ botToken: 'xoxb-typo' });
+    const failure = await r.slack.start().then(
+      () => undefined,
+      (e: unknown) => e as Error & { code?: string },
+    );
+    expect(failure?.name).toBe('ConfigError');
+    expect(failure?.code).toBe('config_invalid');
+    expect(failure?.message).toMatch(/^SLACK_BOT_TOKEN: Slack rejected the bot token \(invalid_auth\)/);
+    expect(r.slack.status()).toEqual({ state: 'rejected', problem: 'invalid_auth' });
+    expect(rejections).toEqual([]);
+  });
+
+  it.each(['token_revoked', 'account_inactive'] as const)(
+    'a %s bot token stops start-up the same way',
+    async (error) => {
+      const r = await rig({ before: (fake) => fake.revokeToken(error) });
+      await expect(r.slack.start()).rejects.toThrow(
+        `SLACK_BOT_TOKEN: Slack rejected the bot token (${error})`,
+      );
+      expect(rejections).toEqual([]);
+    },
+  );
+
+  it('startSwitchyard fails with that message instead of crashing on an unhandled invalid_auth', async () => {
+    const fake = await new FakeSlack().start();
+    closers.push(() => fake.close());
+    const dataDir = mkdtempSync(join(tmpdir(), 'sy-slack-startup-'));
+    closers.push(() => rmSync(dataDir, { recursive: true, force: true }));
+    const config = loadConfig({
+      PORT: '0',
+      LOCAL_ROUTER_PORT: '0',
+      REDIS_URL: redisUrl(),
+      SLACK_BOT_TOKEN: 'xoxb-not-the-right-one',
+      SLACK_SIGNING_SECRET: SECRET,
+      SLACK_API_URL: fake.apiUrl,
+    });
+    await expect(
+      startSwitchyard({ config, logger: silentLogger, dataDir, namespace: uniqueName('sy') }, [slackSurface]),
+    ).rejects.toThrow(/^SLACK_BOT_TOKEN: Slack rejected the bot token \(invalid_auth\)/);
+    expect(rejections).toEqual([]);
+  });
+
+  it('a wrong SLACK_APP_TOKEN (Socket Mode) stops start-up with a message naming it', async () => {
+    const r = await rig({ socket: true, appToken: 'xapp-typo' });
+    await expect(r.slack.start()).rejects.toThrow(
+      /^SLACK_APP_TOKEN: Slack rejected the app-level token \(invalid_auth\)/,
+    );
+    expect(rejections).toEqual([]);
+  });
+});
+
+describe('Slack start-up: Slack unreachable or hanging at start', () => {
+  it('HTTP: start-up goes on, nothing crashes, and once Slack answers commands and clicks are handled', async () => {
+    // The first check (auth.test and the client's two retries) hangs until it times out.
+    const r = await rig({ before: (fake) => fake.stall('auth.test', 3), startup: FAST_RETRY });
+    await r.slack.start();
+    expect(r.fake.stalled('auth.test')).toBe(3);
+    expect(r.slack.status()).toMatchObject({ state: 'waiting', problem: 'TimeoutError' });
+    // The background retry reaches Slack: no restart needed.
+    await r.fake.waitForCall('auth.test', (c) => c.response.ok === true);
+    await r.slack.ready();
+    const command = await r.requests.command({ command: '/rollback', text: 'production' });
+    expect(command.status).toBe(200);
+    const click = await r.requests.click({ actionId: 'sy1:confirm:plan1', messageTs: '1.000001' });
+    expect(click.status).toBe(200);
+    expect(r.handled).toEqual(['command:production', 'click:sy1:confirm:plan1']);
+    expect(rejections).toEqual([]);
+  }, 20_000);
+
+  it('HTTP: connection refused at start (Slack down, or a wrong SLACK_API_URL): start-up goes on', async () => {
+    const r = await rig({ startup: { retryMinMs: 60_000, retryMaxMs: 60_000 } });
+    await r.fake.close(); // nothing listens on its port any more
+    await r.slack.start();
+    expect(r.slack.status()).toMatchObject({ state: 'waiting', problem: 'ECONNREFUSED', attempts: 1 });
+    expect(rejections).toEqual([]);
+  });
+
+  it('HTTP: a command or click while Slack cannot be reached gets a reply only its sender sees', async () => {
+    const r = await rig({
+      before: (fake) => fake.stall('auth.test', 1_000),
+      callTimeoutMs: 100,
+      startup: { waitMs: 50, requestWaitMs: 100, retryMinMs: 60_000, retryMaxMs: 60_000 },
+    });
+    await r.slack.start(); // bounded: does not wait for Slack
+    expect(r.slack.status().state).toBe('waiting');
+
+    const command = await r.requests.command({ command: '/rollback', text: 'production' });
+    expect(command.status).toBe(200);
+    expect(command.json).toMatchObject({ response_type: 'ephemeral' });
+    expect(String(command.json?.text)).toMatch(
+      /cannot reach Slack's Web API right now \(.+\).*Nothing was changed/,
+    );
+
+    const click = await r.requests.click({ actionId: 'sy1:confirm:plan1', messageTs: '1.000001' });
+    expect(click.status).toBe(200);
+    const note = await r.fake.waitForResponse((res) => res.body.response_type === 'ephemeral');
+    expect(String(note.body.text)).toMatch(/cannot reach Slack's Web API right now/);
+    expect(note.body.replace_original).toBe(false);
+
+    expect(r.handled).toEqual([]);
+    expect(rejections).toEqual([]);
+  });
+
+  it('HTTP: a request that arrives while the check is still running waits for it (no start() needed)', async () => {
+    const r = await rig({ startup: FAST_RETRY });
+    // start() not called (as in embedded uses): the first request runs the check itself.
+    const command = await r.requests.command({ command: '/rollback', text: 'staging' });
+    expect(command.status).toBe(200);
+    expect(r.handled).toEqual(['command:staging']);
+    expect(r.fake.callsOf('auth.test')).toHaveLength(1);
+  });
+
+  it('Socket Mode: a hanging auth.test at start does not crash; it connects once Slack answers', async () => {
+    const r = await rig({ socket: true, before: (fake) => fake.stall('auth.test', 3), startup: FAST_RETRY });
+    await r.slack.start();
+    expect(r.slack.status().state).toBe('waiting');
+    await r.fake.socketConnected();
+    await r.slack.ready();
+    const { payload } = r.requests.slashCommandPayload({ command: '/rollback', text: 'production' });
+    await r.fake.sendEnvelope('slash_commands', payload);
+    expect(r.handled).toEqual(['command:production']);
+    expect(rejections).toEqual([]);
+  }, 20_000);
+
+  it('Socket Mode: a hanging apps.connections.open at start does not fail start-up; it connects later', async () => {
+    const r = await rig({
+      socket: true,
+      before: (fake) => fake.stall('apps.connections.open', 3),
+      startup: FAST_RETRY,
+    });
+    await r.slack.start();
+    expect(r.slack.status()).toMatchObject({ state: 'waiting', problem: 'TimeoutError' });
+    await r.fake.socketConnected();
+    await r.slack.ready();
+    expect(r.fake.stalled('apps.connections.open')).toBe(3);
+    expect(rejections).toEqual([]);
+  }, 20_000);
+
+  it('Socket Mode: Slack asks for a reconnect and apps.connections.open then hangs: no crash, it reconnects', async () => {
+    const r = await rig({ socket: true, startup: FAST_RETRY });
+    await r.slack.start();
+    await r.fake.socketConnected();
+    const reconnected = once(r.fake, 'socket-connected');
+    r.fake.stall('apps.connections.open', 3);
+    r.fake.requestReconnect();
+    await reconnected;
+    await r.slack.ready();
+    expect(r.fake.stalled('apps.connections.open')).toBe(3);
+    expect(r.fake.callsOf('apps.connections.open').filter((c) => c.response.ok === true)).toHaveLength(2);
+    const { payload } = r.requests.slashCommandPayload({ command: '/rollback', text: 'production' });
+    await r.fake.sendEnvelope('slash_commands', payload);
+    expect(r.handled).toEqual(['command:production']);
+    expect(rejections).toEqual([]);
+  }, 20_000);
+});
