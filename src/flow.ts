@@ -165,6 +165,7 @@ const PLAN_ID = /^[A-Za-z0-9_-]{1,128}$/;
 /** An actor as surfaces pass it: the person plus the memberships they resolved. */
 const actingUserSchema = actorSchema.extend({
   groups: z.array(z.string().min(1)).max(1000).optional(),
+  uncheckedGroups: z.array(z.string().min(1)).max(1000).optional(),
   roles: z.array(z.string().min(1)).max(1000).optional(),
 });
 
@@ -428,12 +429,13 @@ export class Flow {
       const fields = parsed.error.issues.map((i) => i.path.map(String).join('.') || '(actor)').join(', ');
       return { ok: false, refusal: invalid(`Invalid actor: ${fields} missing or malformed.`, { fields }) };
     }
-    const { groups, roles, ...actor } = parsed.data;
+    const { groups, uncheckedGroups, roles, ...actor } = parsed.data;
     return {
       ok: true,
       value: {
         ...actor,
         ...(groups === undefined ? {} : { groups }),
+        ...(uncheckedGroups === undefined ? {} : { uncheckedGroups }),
         ...(roles === undefined ? {} : { roles }),
       },
     };

@@ -8,9 +8,9 @@
  * (the demo works out of the box); on a real platform (unkey, vercel) nobody may, and the refusal shows
  * the YAML to add. Group and role membership is resolved by the surfaces (Discord interactions carry
  * member roles; Slack resolves user groups through its API) and passed in on the actor. A Slack group
- * whose lookup failed comes as `unresolvedGroup(id)`: it grants nothing (fail closed), but when such a
- * group was the only way left to be allowed, the refusal says the groups could not be checked right now
- * and to try again, rather than "not on the allow list".
+ * whose lookup failed comes in `uncheckedGroups`: it grants nothing (fail closed), but when such a group
+ * was the only way left to be allowed, the refusal says the groups could not be checked right now and to
+ * try again, rather than "not on the allow list".
  */
 import type { Config, EnvironmentConfig } from './config.js';
 import type { Refusal } from './domain/result.js';
@@ -20,11 +20,10 @@ import type { Actor } from './progress.js';
 
 /** Memberships a surface resolved for the acting user at the time of the click. */
 export interface Membership {
-  /**
-   * Slack user-group ids (`S…`) the user belongs to, and `unresolvedGroup(id)` for each configured group
-   * whose members could not be looked up at the time (Slack's API failed).
-   */
+  /** Slack user-group ids (`S…`) the user belongs to. */
   readonly groups?: readonly string[];
+  /** Configured Slack user groups whose members could not be looked up at the time (Slack's API failed). */
+  readonly uncheckedGroups?: readonly string[];
   /** Discord role ids the member holds in the guild. */
   readonly roles?: readonly string[];
 }
@@ -41,29 +40,6 @@ export interface PermissionContext {
 export type Permission = { readonly ok: true } | { readonly ok: false; readonly refusal: Refusal };
 
 const ALLOWED: Permission = { ok: true };
-
-/**
- * Marks, inside `Membership.groups`, a Slack user group whose members could not be looked up (the
- * surfaces pass `groups` through as plain strings, so the mark travels with them). Never a real group id:
- * Slack's are `S…` without a colon, and a marked entry never matches an allow list, whatever it names.
- */
-const UNRESOLVED_GROUP = 'unresolved:';
-
-/** The `groups` entry saying that `groupId`'s membership could not be checked just now. */
-export function unresolvedGroup(groupId: string): string {
-  return `${UNRESOLVED_GROUP}${groupId}`;
-}
-
-/** Splits `groups` into the groups the user is in and the ids of the groups that could not be checked. */
-export function splitGroups(groups: readonly string[] = []): { member: string[]; unresolved: string[] } {
-  const member: string[] = [];
-  const unresolved: string[] = [];
-  for (const g of groups) {
-    if (g.startsWith(UNRESOLVED_GROUP)) unresolved.push(g.slice(UNRESOLVED_GROUP.length));
-    else member.push(g);
-  }
-  return { member, unresolved };
-}
 
 /** Same person on the same surface (display names are not identities). */
 export function sameActor(a: Actor, b: Actor): boolean {
@@ -124,8 +100,8 @@ function listed(allow: Allow, actor: ActingUser): boolean {
   switch (actor.surface) {
     case 'slack': {
       if (allow.slack.users.includes(actor.userId)) return true;
-      const { member } = splitGroups(actor.groups);
-      return allow.slack.groups.some((g) => member.includes(g));
+      const groups = actor.groups ?? [];
+      return allow.slack.groups.some((g) => groups.includes(g));
     }
     case 'discord': {
       if (allow.discord.users.includes(actor.userId)) return true;
@@ -180,7 +156,7 @@ export function canAct(actor: ActingUser, environment: string, ctx: PermissionCo
   if (listed(allow, actor)) return ALLOWED;
   if (actor.surface === 'slack') {
     // Fail closed, but truthfully: a group on the allow list could not be checked just now.
-    const unchecked = allow.slack.groups.filter((g) => splitGroups(actor.groups).unresolved.includes(g));
+    const unchecked = allow.slack.groups.filter((g) => actor.uncheckedGroups?.includes(g) === true);
     if (unchecked.length > 0) {
       return forbidden(
         `${mention(actor)} may not roll back or promote ${environment} right now: Switchyard could not check your Slack user groups ` +

@@ -3,15 +3,15 @@
  * (`environments.<env>.allow.slack.groups`). Membership comes from `usergroups.users.list`, one call per
  * configured group, cached briefly (a click storm costs one lookup per group, and a removal from a
  * group takes effect within the TTL). A failed lookup is logged and counted, never thrown, and never
- * cached: it grants nothing (fail closed), and the group comes back marked as unresolved
- * (`unresolvedGroup(id)` of src/permissions.ts) so a refusal can say that Switchyard could not check the
- * person's user groups right now, instead of telling a real member they are not on the allow list.
+ * cached: it grants nothing (fail closed), and the group comes back in `uncheckedGroups` so a refusal can
+ * say that Switchyard could not check the person's user groups right now, instead of telling a real
+ * member they are not on the allow list.
  */
 import type { WebClient } from '@slack/web-api';
 import { type Clock, systemClock } from '../../src/clock.js';
 import { type Logger, silentLogger } from '../../src/log.js';
 import type { Metrics } from '../../src/metrics.js';
-import { unresolvedGroup } from '../../src/permissions.js';
+import type { Membership } from '../../src/permissions.js';
 
 export interface UserGroupResolverOptions {
   readonly client: WebClient;
@@ -56,17 +56,20 @@ export class UserGroupResolver {
   }
 
   /**
-   * The configured group ids `userId` is a member of (empty when none are configured), plus
-   * `unresolvedGroup(id)` for each group whose members could not be looked up just now.
+   * The configured group ids `userId` is a member of (empty when none are configured), and those whose
+   * members could not be looked up just now (`uncheckedGroups`, present only when there are some).
    */
-  async groupsOf(userId: string): Promise<string[]> {
-    const found: string[] = [];
+  async groupsOf(
+    userId: string,
+  ): Promise<Pick<Membership, 'groups' | 'uncheckedGroups'> & { groups: string[] }> {
+    const groups: string[] = [];
+    const unchecked: string[] = [];
     const members = await Promise.all(this.groups.map(async (g) => [g, await this.members(g)] as const));
     for (const [group, set] of members) {
-      if (set === undefined) found.push(unresolvedGroup(group));
-      else if (set.has(userId)) found.push(group);
+      if (set === undefined) unchecked.push(group);
+      else if (set.has(userId)) groups.push(group);
     }
-    return found;
+    return unchecked.length > 0 ? { groups, uncheckedGroups: unchecked } : { groups };
   }
 
   private members(group: string): Promise<ReadonlySet<string> | undefined> {

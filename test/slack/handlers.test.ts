@@ -11,7 +11,6 @@ import { WorkQueue } from '../../handlers/slack/work.js';
 import { textView } from '../../src/chat-sinks.js';
 import { ManualClock } from '../../src/clock.js';
 import { createMetrics } from '../../src/metrics.js';
-import { unresolvedGroup } from '../../src/permissions.js';
 import type { LocalPlatform } from '../../src/platform/local/platform.js';
 import type { DeployPlatform } from '../../src/platform/port.js';
 import { buttonsOf } from '../fakes/slack/requests.js';
@@ -202,15 +201,15 @@ describe('UserGroupResolver', () => {
       metrics,
       ttlMs: 60_000,
     });
-    // S0GONE's lookup fails (no_such_subteam): it grants nothing and comes back marked as unresolved.
-    const gone = unresolvedGroup('S0GONE');
-    expect(await groups.groupsOf('U0CAROL')).toEqual(['S0OPS', 'S0SRE', gone]);
-    expect(await groups.groupsOf('U0DAVE')).toEqual(['S0SRE', gone]);
+    // S0GONE's lookup fails (no_such_subteam): it grants nothing and comes back as unchecked.
+    const gone = { uncheckedGroups: ['S0GONE'] };
+    expect(await groups.groupsOf('U0CAROL')).toEqual({ groups: ['S0OPS', 'S0SRE'], ...gone });
+    expect(await groups.groupsOf('U0DAVE')).toEqual({ groups: ['S0SRE'], ...gone });
     expect(fake.callsOf('usergroups.users.list').filter((c) => c.response.ok === true)).toHaveLength(2);
     fake.usergroups.set('S0OPS', ['U0CAROL', 'U0DAVE']);
-    expect(await groups.groupsOf('U0DAVE')).toEqual(['S0SRE', gone]);
+    expect(await groups.groupsOf('U0DAVE')).toEqual({ groups: ['S0SRE'], ...gone });
     clock.set(clock.now() + 60_001);
-    expect(await groups.groupsOf('U0DAVE')).toEqual(['S0OPS', 'S0SRE', gone]);
+    expect(await groups.groupsOf('U0DAVE')).toEqual({ groups: ['S0OPS', 'S0SRE'], ...gone });
     const errors = await metrics.chatApiErrors.get();
     expect(errors.values.find((v) => v.labels.code === 'no_such_subteam')?.value).toBeGreaterThanOrEqual(1);
   });
@@ -220,7 +219,7 @@ describe('UserGroupResolver', () => {
     closers.push(() => fake.close());
     const client = new WebClient(fake.token, { slackApiUrl: fake.apiUrl });
     const groups = new UserGroupResolver({ client, groups: [] });
-    expect(await groups.groupsOf('U0ALICE')).toEqual([]);
+    expect(await groups.groupsOf('U0ALICE')).toEqual({ groups: [] });
     expect(fake.calls).toEqual([]);
   });
 });

@@ -59,7 +59,7 @@ async function afterAck(deps: SlackHandlerDeps, kind: ActionKind, args: ActionAr
       surface: 'slack',
       userId: body.user.id,
       displayName: body.user.username ?? body.user.name ?? body.user.id,
-      groups: await deps.groups.groupsOf(body.user.id),
+      ...(await deps.groups.groupsOf(body.user.id)),
     };
     const reply = await deps.chat.click(actor, action.action_id);
     count(reply.outcome);
