@@ -109,6 +109,11 @@ export interface SurfaceHandle {
   readonly poster?: ChatPoster;
   start(): Promise<void>;
   stop(): Promise<void>;
+  /**
+   * Whether the surface is connected to its chat service now: `connected`, or what it is waiting for
+   * (shown by /readyz; a surface that cannot reach its chat service keeps retrying by itself).
+   */
+  connection?(): string;
 }
 
 export type SurfaceFactory = (ctx: SurfaceContext) => Promise<SurfaceHandle | undefined>;
@@ -384,8 +389,14 @@ export async function startSwitchyard(
       ]);
       if (worker && !worker.worker.isRunning()) problems.push('worker: not running');
       const workerState = worker ? 'running' : WORKER_OFF;
-      if (problems.length > 0) sendJson(res, 503, { ok: false, problems, worker: workerState });
-      else sendJson(res, 200, { ok: true, platform: platform.name, surfaces, worker: workerState });
+      // Reported, not a readiness problem: this process still serves the console, webhooks and the
+      // other surfaces, and a restart would not bring a chat service back (the surface retries itself).
+      const chat = Object.fromEntries(
+        handles.flatMap((h) => (h.connection ? [[h.surface, h.connection()] as const] : [])),
+      );
+      const detail = { worker: workerState, ...(Object.keys(chat).length > 0 ? { chat } : {}) };
+      if (problems.length > 0) sendJson(res, 503, { ok: false, problems, ...detail });
+      else sendJson(res, 200, { ok: true, platform: platform.name, surfaces, ...detail });
     });
     http.route('GET', '/metrics', async (_req, res) => {
       sendText(res, 200, await metrics.registry.metrics(), metrics.registry.contentType);

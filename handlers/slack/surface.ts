@@ -60,5 +60,9 @@ export const slackSurface: SurfaceFactory = async (
       );
     },
     stop: () => surface.stop(),
+    connection: () => {
+      const status = surface.slack.status();
+      return status.state === 'ready' ? 'connected' : `${status.state}: ${status.problem}`;
+    },
   };
 };

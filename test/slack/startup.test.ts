@@ -141,6 +141,32 @@ describe('Slack start-up: a token Slack rejects', () => {
     expect(rejections).toEqual([]);
   });
 
+  it('startSwitchyard starts while Slack cannot be reached, and /readyz says so without failing', async () => {
+    const fake = await new FakeSlack().start();
+    const apiUrl = fake.apiUrl;
+    await fake.close(); // nothing listens there: Slack is down
+    const dataDir = mkdtempSync(join(tmpdir(), 'sy-slack-startup-'));
+    closers.push(() => rmSync(dataDir, { recursive: true, force: true }));
+    const config = loadConfig({
+      PORT: '0',
+      LOCAL_ROUTER_PORT: '0',
+      REDIS_URL: redisUrl(),
+      SLACK_BOT_TOKEN: fake.token,
+      SLACK_SIGNING_SECRET: SECRET,
+      SLACK_API_URL: apiUrl,
+    });
+    const running = await startSwitchyard(
+      { config, logger: silentLogger, dataDir, namespace: uniqueName('sy') },
+      [slackSurface],
+    );
+    closers.push(() => running.stop());
+    const ready = await fetch(`http://127.0.0.1:${running.port}/readyz`);
+    expect(ready.status).toBe(200);
+    const body = (await ready.json()) as { chat?: Record<string, string> };
+    expect(body.chat?.slack).toMatch(/^waiting: ECONNREFUSED/);
+    expect(rejections).toEqual([]);
+  });
+
   it('a wrong SLACK_APP_TOKEN (Socket Mode) stops start-up with a message naming it', async () => {
     const r = await rig({ socket: true, appToken: 'xapp-typo' });
     await expect(r.slack.start()).rejects.toThrow(
