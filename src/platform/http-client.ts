@@ -168,7 +168,11 @@ export class JsonHttpClient {
         retry: retryable,
         ...(retryAfterMs === undefined ? {} : { retryAfterMs }),
       });
-      if (!retryable || !canRetry) throw error;
+      // A write is sent again only after a 429 (refused unprocessed). After a 5xx its outcome is
+      // unknown — the platform may have started the switch and failed afterwards — so it is not re-sent:
+      // the caller re-reads the platform first (the switch job's retry does, under the lock).
+      const resend = request.idempotent || status === 429;
+      if (!retryable || !canRetry || !resend) throw error;
       if (retryAfterMs !== undefined && retryAfterMs > this.tuning.maxRetryAfterMs) throw error;
       await this.backoff(request, attempt, retryAfterMs, error.message);
     }

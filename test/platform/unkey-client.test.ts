@@ -106,18 +106,29 @@ describe('UnkeyClient', () => {
     expect(clock.sleeps.filter((ms) => ms !== TIMEOUT)).toEqual([150, 300]);
   });
 
-  it('retries 429 and 5xx on writes too', async () => {
-    const other = server.push({ project: 'acme', app: 'api', environment: 'production', branch: 'main' });
-    server.fault({ kind: 'status', status: 500, endpoint: 'deployments.rollbackDeployment' });
-    const res = await clock.drive(
+  it('re-sends a write after a 429, never after a 5xx (the switch may have started)', async () => {
+    // a newer deployment takes traffic, so rolling back to depId is a real switch
+    server.push({ project: 'acme', app: 'api', environment: 'production', branch: 'main' });
+    const rollback = () =>
       client.call('deployments.rollbackDeployment', { deploymentId: depId }, AcceptedResponseSchema, {
         idempotent: false,
-      }),
-      TIMEOUT,
-    );
+      });
+    const sent = () => server.requests.filter((r) => r.endpoint === 'deployments.rollbackDeployment');
+    server.fault({ kind: 'status', status: 500, endpoint: 'deployments.rollbackDeployment' });
+    const e = await failure(rollback());
+    expect(e.status).toBe(500);
+    expect(e.retry).toBe(true); // the job may try again, after re-reading the platform
+    expect(sent()).toHaveLength(1);
+
+    server.fault({
+      kind: 'status',
+      status: 429,
+      retryAfter: '1',
+      endpoint: 'deployments.rollbackDeployment',
+    });
+    const res = await clock.drive(rollback(), TIMEOUT);
     expect(res.meta.requestId).toMatch(/^req_/);
-    expect(other).not.toBe(depId);
-    expect(server.requests.filter((r) => r.endpoint === 'deployments.rollbackDeployment')).toHaveLength(2);
+    expect(sent()).toHaveLength(3);
   });
 
   it('gives up after maxRetries with a retryable error naming status, method, URL and code', async () => {

@@ -171,19 +171,30 @@ describe('VercelClient', () => {
     );
   });
 
-  it('retries 429 and 5xx on writes too, and sends the JSON body', async () => {
-    server.fault({ kind: 'status', status: 502, method: 'POST' });
-    server.fault({ kind: 'status', status: 429, retryAfter: '1', method: 'POST' });
-    await clock.drive(
+  it('re-sends a write after a 429 but not after a 5xx, and sends the JSON body', async () => {
+    const rollback = () =>
       client.call(
         { method: 'POST', path: `/v9/projects/${projectId}/rollback/${depId}`, body: {}, idempotent: false },
         AcceptedResponseSchema,
+      );
+    server.fault({ kind: 'status', status: 429, retryAfter: '1', method: 'POST' });
+    await clock.drive(rollback(), TIMEOUT);
+    const posts = () => server.requests.filter((r) => r.method === 'POST');
+    expect(posts()).toHaveLength(2);
+    expect(posts().every((r) => JSON.stringify(r.body) === '{}')).toBe(true);
+
+    // A 5xx leaves the outcome unknown (an alias job may have started): not sent again.
+    server.fault({ kind: 'status', status: 502, method: 'POST' });
+    const e = await clock.drive(
+      rollback().then(
+        () => undefined,
+        (err: unknown) => err as PlatformHttpError,
       ),
       TIMEOUT,
     );
-    const posts = server.requests.filter((r) => r.method === 'POST');
-    expect(posts).toHaveLength(3);
-    expect(posts.every((r) => JSON.stringify(r.body) === '{}')).toBe(true);
+    expect(e?.status).toBe(502);
+    expect(e?.retry).toBe(true);
+    expect(posts()).toHaveLength(3);
   });
 
   it('retries a read that timed out but not a write (its outcome is unknown)', async () => {
