@@ -116,6 +116,11 @@ export interface SurfaceHandle {
   connection?(): string;
 }
 
+/** `connection()`'s text for a surface status shaped like Slack's and Discord's (ready / waiting / rejected). */
+export function describeConnection(status: { readonly state: string; readonly problem?: string }): string {
+  return status.state === 'ready' ? 'connected' : `${status.state}: ${status.problem ?? 'unknown'}`;
+}
+
 export type SurfaceFactory = (ctx: SurfaceContext) => Promise<SurfaceHandle | undefined>;
 
 /** Starts Switchyard; resolves once it is ready to take commands. */

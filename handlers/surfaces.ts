@@ -6,7 +6,7 @@
  */
 import { parseChatAlert } from '../src/alerts/chat.js';
 import { renderDiscord } from '../src/views/discord.js';
-import type { SurfaceContext, SurfaceFactory, SurfaceHandle } from './app.js';
+import { describeConnection, type SurfaceContext, type SurfaceFactory, type SurfaceHandle } from './app.js';
 import { createDiscordBotFromConfig } from './discord/index.js';
 import { discordRetryable } from './discord/messages.js';
 import type { ChannelMessage } from './discord/watch.js';
@@ -71,6 +71,7 @@ export const discordSurface: SurfaceFactory = async (
     },
     start: () => bot.start(),
     stop: () => bot.stop(),
+    connection: () => describeConnection(bot.status()),
   };
 };
 

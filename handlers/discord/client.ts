@@ -10,9 +10,38 @@
  * makes them observable, guarantees an interaction is handled at most once per process even if a
  * gateway replays it (see `InteractionDeduper`), and catches watched alert channels up after every
  * NEW session — a resume replays what was missed, a new session does not (see ./watch.ts).
+ *
+ * Coming up (DiscordConnection below). Discord must never stop or hang the process, which also serves
+ * Slack, the console and alert webhooks — often during an incident, when Discord may be down too.
+ * `start()` waits at most `startup.waitMs` for the gateway session to be READY. A token Discord rejects
+ * (401 at gateway discovery, gateway close 4004) or the Message Content intent not enabled (close 4014)
+ * stops start-up with a ConfigError saying what to fix. A Discord that cannot be reached, or does not
+ * send READY, lets start-up go on: an error is logged, `status()` says `waiting` and why, and the bot
+ * keeps connecting in the background (discord.js's own reconnects within a login; a fresh login with
+ * backoff, doubling up to `startup.retryMaxMs`, after a failed one) until it is ready or stopped.
+ *
+ * Why a fresh Client per login: discord.js 14 cannot log in again after a failed login — `login()`
+ * destroys the client when it fails, and a destroyed client stays destroyed (`ws.destroyed` is never
+ * reset: `isReady()` stays false and a later `destroy()` no longer closes the new connection). And why
+ * clients are guarded (`abandoned`): destroying a client whose shard is waiting for HELLO or READY
+ * races with @discordjs/ws's own timeout handling — `destroy()` never resolves and the shard reconnects
+ * 500 ms later; a login whose gateway discovery answers after `destroy()` still opens its connection.
+ * A guarded client that was given up never opens another connection, and its `destroy()` is awaited
+ * only briefly.
  */
-import { Client, Events, GatewayDispatchEvents, GatewayIntentBits, type Interaction } from 'discord.js';
-import { type Clock, systemClock } from '../../src/clock.js';
+import { SimpleShardingStrategy, type WebSocketManager } from '@discordjs/ws';
+import {
+  Client,
+  DiscordjsErrorCodes,
+  Events,
+  GatewayCloseCodes,
+  GatewayDispatchEvents,
+  GatewayIntentBits,
+  type Interaction,
+  REST,
+} from 'discord.js';
+import { type Clock, systemClock, within } from '../../src/clock.js';
+import { ConfigError } from '../../src/errors.js';
 import type { Logger } from '../../src/log.js';
 import { silentLogger } from '../../src/log.js';
 import {
@@ -39,13 +68,37 @@ export interface DiscordClientOptions {
   readonly logger?: Logger;
 }
 
-/** Creates (does not connect) a discord.js client configured for Switchyard. */
-export function createDiscordClient(opts: DiscordClientOptions): Client {
+// discord.js's own sharding strategy (@discordjs/ws, pinned to the version discord.js depends on, so
+// both load one copy), built through discord.js's documented `ws.buildStrategy` option so the client
+// can be guarded.
+
+/**
+ * discord.js's default sharding strategy, except that once `abandoned()` is true no shard opens a
+ * connection again: every (re)connect of a shard first asks for its session (`retrieveSessionInfo`),
+ * and an abandoned client's request never answers. See the module header for why.
+ */
+function guardedStrategy(manager: WebSocketManager, abandoned: () => boolean) {
+  const options = manager.options as { retrieveSessionInfo: (shardId: number) => unknown };
+  const retrieve = options.retrieveSessionInfo;
+  options.retrieveSessionInfo = (shardId) =>
+    abandoned() ? new Promise<never>(() => undefined) : retrieve(shardId);
+  return new SimpleShardingStrategy(manager);
+}
+
+/**
+ * Creates (does not connect) a discord.js client configured for Switchyard. Once `abandoned()` returns
+ * true the client never opens a gateway connection again (see `guardedStrategy`).
+ */
+export function createDiscordClient(
+  opts: DiscordClientOptions,
+  abandoned: () => boolean = () => false,
+): Client {
   const client = new Client({
     intents: [...DISCORD_INTENTS],
     ...(opts.apiUrl === undefined ? {} : { rest: { api: opts.apiUrl } }),
     // Switchyard never needs to mention anyone; a rendered name can never ping a role by accident.
     allowedMentions: { parse: [] },
+    ws: { buildStrategy: (manager) => guardedStrategy(manager, abandoned) },
   });
   const log = opts.logger ?? silentLogger;
   client.on(Events.ShardResume, (shardId, replayed) =>
@@ -102,15 +155,64 @@ export interface DiscordSurfaceOptions extends DiscordClientOptions {
   readonly onMessage?: (message: ChannelMessage) => Promise<void>;
   /** Watched channels to catch up after a new session (see ./watch.ts). None: live messages only. */
   readonly watch?: DiscordWatchOptions;
+  /** Start-up and reconnecting when Discord cannot be reached (defaults: `discordStartupDefaults`). */
+  readonly startup?: Partial<DiscordStartupOptions>;
 }
+
+/** How the Discord connection comes up when Discord is slow or unreachable (see the module header). */
+export interface DiscordStartupOptions {
+  /** How long `start()` waits for a READY gateway session before start-up goes on without Discord. */
+  readonly waitMs: number;
+  /** First pause before logging in again after a failed login; doubles up to `retryMaxMs`. */
+  readonly retryMinMs: number;
+  readonly retryMaxMs: number;
+}
+
+/** Defaults (STYLE 6). */
+export const discordStartupDefaults: DiscordStartupOptions = {
+  waitMs: 15_000,
+  retryMinMs: 1_000,
+  retryMaxMs: 60_000,
+};
+
+/**
+ * How long giving up a client waits for discord.js's `destroy()`, which never resolves when the shard
+ * was waiting for HELLO or READY (the socket is closed all the same).
+ */
+const DESTROY_WAIT_MS = 1_000;
+
+/**
+ * Where the connection to Discord stands, for logs, `/readyz` and tests. `ready`: the gateway session
+ * is READY (or resumed); `waiting`: not connected (yet, or again) — `problem` says why, and it keeps
+ * trying; `rejected`: Discord refused the configuration (token or intents) — an operator must fix it
+ * and restart; `problem` says what.
+ */
+export type DiscordConnectionStatus =
+  | { readonly state: 'ready' }
+  | { readonly state: 'waiting'; readonly problem: string; readonly attempts: number }
+  | { readonly state: 'rejected'; readonly problem: string };
 
 /** A connected (or connectable) Discord surface. */
 export interface DiscordSurface {
+  /** The current discord.js client (a new one replaces it after a failed login). */
   readonly client: Client;
-  /** Logs in and resolves once the gateway session is READY (guilds received). */
+  /**
+   * REST with the bot token for messages the bot posts and edits and for reading channels back; it
+   * outlives the clients, so it works whatever the gateway connection is doing.
+   */
+  readonly rest: REST;
+  /**
+   * Logs in and resolves once the gateway session is READY, or after `startup.waitMs` at most (Discord
+   * not reachable or not ready: it keeps connecting in the background). Rejects with a ConfigError
+   * when Discord rejects the token (DISCORD_TOKEN) or the Message Content intent is not enabled.
+   */
   start(): Promise<void>;
-  /** Closes the gateway connection and REST timers. */
+  /** Stops connecting, closes the gateway connection and REST timers. */
   stop(): Promise<void>;
+  /** Where the connection stands (see DiscordConnectionStatus). */
+  status(): DiscordConnectionStatus;
+  /** Resolves once connected; rejects when Discord rejected the configuration or the surface stopped. */
+  ready(): Promise<void>;
   /**
    * Resolves once the watched channels are caught up after the latest new gateway session (call it
    * after the session is ready: a catch-up is due from READY until it has run).
@@ -118,66 +220,320 @@ export interface DiscordSurface {
   caughtUp(): Promise<void>;
 }
 
+/** Why a login ended without a READY session. */
+type Failure =
+  | { readonly kind: 'rejected'; readonly error: ConfigError; readonly problem: string }
+  | { readonly kind: 'unavailable'; readonly problem: string };
+
+type Outcome = { readonly kind: 'ready' } | { readonly kind: 'stopped' } | Failure;
+
+function tokenRejected(problem: string): Failure {
+  return {
+    kind: 'rejected',
+    problem: `DISCORD_TOKEN rejected by Discord (${problem})`,
+    error: new ConfigError(
+      `DISCORD_TOKEN: Discord rejected the bot token (${problem}). Open https://discord.com/developers/applications, choose the application, Bot → Reset Token, put the new token in DISCORD_TOKEN and restart Switchyard.`,
+      { key: 'DISCORD_TOKEN', problem },
+    ),
+  };
+}
+
+function intentRejected(): Failure {
+  const problem = 'gateway close 4014 Disallowed intent(s): the Message Content Intent is not enabled';
+  return {
+    kind: 'rejected',
+    problem,
+    error: new ConfigError(
+      'Discord refused the gateway connection with close code 4014 (Disallowed intent(s)): the privileged Message Content Intent is not enabled for this bot. Open https://discord.com/developers/applications, choose the application, Bot → Privileged Gateway Intents, turn on "Message Content Intent", save and restart Switchyard (bots in 100 or more servers need Discord\'s approval for it; see docs/discord.md).',
+      { setting: 'Message Content Intent', code: GatewayCloseCodes.DisallowedIntents },
+    ),
+  };
+}
+
+/** A gateway close discord.js does not recover from (it emits ShardDisconnect for those only). */
+function closeFailure(code: number): Failure {
+  if (code === GatewayCloseCodes.AuthenticationFailed) {
+    return tokenRejected('gateway close 4004 Authentication failed');
+  }
+  if (code === GatewayCloseCodes.DisallowedIntents) return intentRejected();
+  const name = (GatewayCloseCodes as Record<number, string | undefined>)[code];
+  return { kind: 'unavailable', problem: `gateway closed with ${code}${name ? ` ${name}` : ''}` };
+}
+
+/** Why `client.login()` rejected. */
+function loginFailure(e: unknown): Failure {
+  const err = (e ?? {}) as { code?: unknown; message?: unknown };
+  // discord.js's error for a 401 from GET /gateway/bot (the token is checked before the gateway).
+  if (err.code === DiscordjsErrorCodes.TokenInvalid) return tokenRejected('401 Unauthorized');
+  // @discordjs/ws rejects the first connect with these for close codes 4004 and 4014.
+  if (err.message === 'Authentication failed') return closeFailure(GatewayCloseCodes.AuthenticationFailed);
+  if (err.message === 'Used disallowed intents') return closeFailure(GatewayCloseCodes.DisallowedIntents);
+  return { kind: 'unavailable', problem: e instanceof Error ? e.message : String(e) };
+}
+
+/** `1500` → `2 s`, `20` → `20 ms`. */
+function duration(ms: number): string {
+  return ms >= 1000 ? `${Math.round(ms / 1000)} s` : `${ms} ms`;
+}
+
+/**
+ * Logs in (one attempt at a time, each with a fresh client — see the module header), tracks the
+ * connection state, and retries with backoff until ready, rejected or stopped. Never throws into the
+ * process outside `start()`.
+ */
+class DiscordConnection {
+  private current: Client;
+  /** Whether `current` has been logged in already (a client logs in once). */
+  private used = false;
+  private readonly abandoned = new WeakSet<Client>();
+  private state: 'waiting' | 'ready' | 'rejected' = 'waiting';
+  private problem = 'not started';
+  private rejection: ConfigError | undefined;
+  private attempts = 0;
+  private delayMs: number;
+  private stopped = false;
+  private timer: ReturnType<typeof setTimeout> | undefined;
+  private running: Promise<void> | undefined;
+  /** Ends the running attempt (stop). */
+  private settle: ((outcome: Outcome) => void) | undefined;
+  private readonly waiters: { resolve: () => void; reject: (e: Error) => void }[] = [];
+
+  constructor(
+    private readonly deps: {
+      readonly client: DiscordClientOptions;
+      readonly startup: DiscordStartupOptions;
+      readonly logger: Logger;
+      /** Applies Switchyard's handlers (interactions, messages, catch-up) to a new client. */
+      readonly wire: (client: Client) => void;
+    },
+  ) {
+    this.delayMs = deps.startup.retryMinMs;
+    this.current = this.newClient();
+  }
+
+  get client(): Client {
+    return this.current;
+  }
+
+  status(): DiscordConnectionStatus {
+    if (this.state === 'ready') return { state: 'ready' };
+    if (this.state === 'rejected') return { state: 'rejected', problem: this.problem };
+    return { state: 'waiting', problem: this.problem, attempts: this.attempts };
+  }
+
+  ready(): Promise<void> {
+    if (this.state === 'ready') return Promise.resolve();
+    if (this.rejection) return Promise.reject(this.rejection);
+    if (this.stopped) return Promise.reject(new Error('discord: stopped before the connection was ready'));
+    return new Promise((resolve, reject) => this.waiters.push({ resolve, reject }));
+  }
+
+  async start(): Promise<void> {
+    const { waitMs } = this.deps.startup;
+    await within(systemClock, waitMs, this.attempt(), undefined);
+    if (this.rejection) throw this.rejection;
+    if (this.state === 'ready' || this.stopped) return;
+    if (this.running) this.problem = `no READY from the gateway within ${duration(waitMs)}`;
+    this.deps.logger.error(
+      { problem: this.problem, attempts: this.attempts, apiUrl: this.deps.client.apiUrl },
+      `discord: not connected yet (${this.problem}); Switchyard starts without Discord and keeps trying to connect in the background`,
+    );
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    if (this.timer !== undefined) clearTimeout(this.timer);
+    this.timer = undefined;
+    this.settle?.({ kind: 'stopped' });
+    await this.running;
+    await this.dispose(this.current);
+    if (this.state === 'ready') {
+      this.state = 'waiting';
+      this.problem = 'stopped';
+    }
+    for (const w of this.waiters.splice(0))
+      w.reject(new Error('discord: stopped before the connection was ready'));
+  }
+
+  private newClient(): Client {
+    const client = createDiscordClient(this.deps.client, () => this.abandoned.has(client));
+    this.deps.wire(client);
+    // After the session was READY: discord.js resumes or identifies again by itself; the state follows.
+    const live = () => client === this.current && this.running === undefined && !this.stopped;
+    client.on(Events.ShardReconnecting, () => {
+      if (!live() || this.state !== 'ready') return;
+      this.state = 'waiting';
+      this.problem = 'gateway connection lost; reconnecting';
+    });
+    const back = () => {
+      if (!live() || this.state !== 'waiting') return;
+      this.state = 'ready';
+      this.deps.logger.info({}, 'discord reconnected');
+    };
+    client.on(Events.ShardResume, back);
+    client.on(Events.ShardReady, back);
+    client.on(Events.ShardDisconnect, (event) => {
+      if (live()) this.lost(client, closeFailure(event.code));
+    });
+    return client;
+  }
+
+  /** One login at a time, joined when one is running; never rejects. */
+  private attempt(): Promise<void> {
+    if (this.running === undefined && this.state === 'waiting' && !this.stopped) {
+      this.running = this.run().finally(() => {
+        this.running = undefined;
+      });
+    }
+    return this.running ?? Promise.resolve();
+  }
+
+  private async run(): Promise<void> {
+    this.attempts += 1;
+    if (this.used) this.current = this.newClient();
+    this.used = true;
+    const client = this.current;
+    this.problem = 'connecting';
+    const outcome = await new Promise<Outcome>((resolve) => {
+      this.settle = resolve;
+      client.once(Events.ClientReady, () => resolve({ kind: 'ready' }));
+      client.on(Events.ShardDisconnect, (event) => resolve(closeFailure(event.code)));
+      client.login(this.deps.client.token).catch((e: unknown) => resolve(loginFailure(e)));
+    });
+    this.settle = undefined;
+    if (outcome.kind === 'stopped' || this.stopped) return; // stop() gives the client up
+    if (outcome.kind === 'ready') {
+      this.state = 'ready';
+      this.delayMs = this.deps.startup.retryMinMs;
+      this.deps.logger.info(
+        { user: client.user?.tag, guilds: client.guilds.cache.size, attempts: this.attempts },
+        'discord connected',
+      );
+      for (const w of this.waiters.splice(0)) w.resolve();
+      return;
+    }
+    await this.dispose(client);
+    this.failed(outcome);
+  }
+
+  /** The READY session ended for good (discord.js will not reconnect this client). */
+  private lost(client: Client, failure: Failure): void {
+    void this.dispose(client);
+    this.state = 'waiting';
+    this.delayMs = this.deps.startup.retryMinMs;
+    this.failed(failure);
+  }
+
+  private failed(failure: Failure): void {
+    this.problem = failure.problem;
+    if (failure.kind === 'rejected') {
+      this.state = 'rejected';
+      this.rejection = failure.error;
+      this.deps.logger.error({ problem: failure.problem }, failure.error.message);
+      for (const w of this.waiters.splice(0)) w.reject(failure.error);
+      return;
+    }
+    if (this.stopped) return;
+    const retryInMs = this.delayMs;
+    this.delayMs = Math.min(this.delayMs * 2, this.deps.startup.retryMaxMs);
+    this.deps.logger.warn(
+      { problem: failure.problem, attempt: this.attempts, retryInMs, apiUrl: this.deps.client.apiUrl },
+      `discord: cannot connect (${failure.problem}); trying again in ${duration(retryInMs)}`,
+    );
+    this.timer = setTimeout(() => {
+      this.timer = undefined;
+      void this.attempt();
+    }, retryInMs);
+  }
+
+  /** Gives a client up: it never connects again; its `destroy()` is awaited briefly (module header). */
+  private async dispose(client: Client): Promise<void> {
+    this.abandoned.add(client);
+    await within(
+      systemClock,
+      DESTROY_WAIT_MS,
+      client.destroy().catch(() => undefined),
+      undefined,
+    );
+  }
+}
+
 /**
  * Creates the Discord surface: a client whose interactions go to `onInteraction` exactly once each.
  * The command/button routing lives in handlers/discord/index.ts, which supplies `onInteraction`.
  */
 export function createDiscordSurface(opts: DiscordSurfaceOptions): DiscordSurface {
-  const client = createDiscordClient(opts);
   const log = opts.logger ?? silentLogger;
   const deduper = new InteractionDeduper();
-  client.on(Events.InteractionCreate, (interaction) => {
-    if (!deduper.first(interaction.id)) {
-      log.warn({ interactionId: interaction.id }, 'discord interaction delivered twice; ignored');
-      return;
-    }
-    const handle = opts.onInteraction;
-    if (!handle) return;
-    handle(interaction).catch((e: unknown) =>
-      log.error(
-        { err: (e as Error).message, interactionId: interaction.id },
-        'discord interaction handler failed',
-      ),
-    );
-  });
+  const rest = new REST(opts.apiUrl === undefined ? {} : { api: opts.apiUrl }).setToken(
+    opts.token.replace(/^(Bot|Bearer)\s*/i, ''),
+  );
   const handleMessage = opts.onMessage;
+  let connection: DiscordConnection | undefined;
   const watch = new ChannelWatch({
     ...opts.watch,
     channels: handleMessage === undefined ? [] : (opts.watch?.channels ?? []),
-    rest: client.rest,
+    rest,
     store: opts.watch?.store ?? new MemoryWatchStore(),
     clock: opts.watch?.clock ?? systemClock,
     logger: log,
     seen: new InteractionDeduper(),
-    botUserId: () => client.user?.id,
+    botUserId: () => connection?.client.user?.id,
     handle: (message) => handleMessage?.(message) ?? Promise.resolve(),
   });
-  // READY starts a new session (first connect, op 9, a resume refused): nothing is replayed into it,
-  // so watched channels are read back once the shard is ready. Emitted before any later dispatch is
-  // handled, so live messages of the new session wait for the catch-up. A RESUMED session replays.
-  client.ws.on(GatewayDispatchEvents.Ready, () => watch.sessionStarted());
-  client.on(Events.ShardReady, () => watch.catchUp());
-  client.on(Events.ShardResume, () => watch.catchUp());
-  client.on(Events.MessageCreate, (message) => {
-    if (!handleMessage || message.author.id === client.user?.id || !message.inGuild()) return;
-    watch
-      .live(gatewayMessage(message))
-      .catch((e: unknown) =>
-        log.error({ err: (e as Error).message, messageId: message.id }, 'discord message handler failed'),
+  /** Everything Switchyard hangs on a client; applied to every client a new login uses. */
+  const wire = (client: Client): void => {
+    client.on(Events.InteractionCreate, (interaction) => {
+      if (!deduper.first(interaction.id)) {
+        log.warn({ interactionId: interaction.id }, 'discord interaction delivered twice; ignored');
+        return;
+      }
+      const handle = opts.onInteraction;
+      if (!handle) return;
+      handle(interaction).catch((e: unknown) =>
+        log.error(
+          { err: (e as Error).message, interactionId: interaction.id },
+          'discord interaction handler failed',
+        ),
       );
+    });
+    // READY starts a new session (first connect, op 9, a resume refused, a new client): nothing is
+    // replayed into it, so watched channels are read back once the shard is ready. Emitted before any
+    // later dispatch is handled, so live messages of the new session wait for the catch-up. A RESUMED
+    // session replays.
+    client.ws.on(GatewayDispatchEvents.Ready, () => watch.sessionStarted());
+    client.on(Events.ShardReady, () => watch.catchUp());
+    client.on(Events.ShardResume, () => watch.catchUp());
+    client.on(Events.MessageCreate, (message) => {
+      if (!handleMessage || message.author.id === client.user?.id || !message.inGuild()) return;
+      watch
+        .live(gatewayMessage(message))
+        .catch((e: unknown) =>
+          log.error({ err: (e as Error).message, messageId: message.id }, 'discord message handler failed'),
+        );
+    });
+  };
+  const conn = new DiscordConnection({
+    client: opts,
+    startup: { ...discordStartupDefaults, ...opts.startup },
+    logger: log,
+    wire,
   });
+  connection = conn;
   return {
-    client,
-    async start() {
-      const ready = new Promise<void>((resolve) => client.once(Events.ClientReady, () => resolve()));
-      await client.login(opts.token);
-      await ready;
-      log.info({ user: client.user?.tag, guilds: client.guilds.cache.size }, 'discord connected');
+    get client() {
+      return conn.client;
     },
+    rest,
+    start: () => conn.start(),
     async stop() {
       watch.stop();
-      await client.destroy();
+      await conn.stop();
+      rest.clearHashSweeper();
+      rest.clearHandlerSweeper();
     },
+    status: () => conn.status(),
+    ready: () => conn.ready(),
     caughtUp: () => watch.settled(),
   };
 }

@@ -20,7 +20,12 @@ import { confirmAction } from './actions/confirm.js';
 import { replanAction } from './actions/replan.js';
 import { rowAction } from './actions/row.js';
 import { handleAutocomplete } from './autocomplete.js';
-import { createDiscordSurface, type DiscordSurface } from './client.js';
+import {
+  createDiscordSurface,
+  type DiscordConnectionStatus,
+  type DiscordStartupOptions,
+  type DiscordSurface,
+} from './client.js';
 import { deploymentsCommand } from './commands/deployments.js';
 import { promoteCommand } from './commands/promote.js';
 import { rollbackCommand } from './commands/rollback.js';
@@ -78,6 +83,8 @@ export interface DiscordBotOptions {
   readonly onMessage?: (message: ChannelMessage) => Promise<void>;
   /** Watched alert channels, caught up after every new gateway session (see ./watch.ts). */
   readonly watch?: DiscordBotWatch;
+  /** Start-up when Discord is slow or unreachable (defaults: `discordStartupDefaults` in ./client.ts). */
+  readonly startup?: Partial<DiscordStartupOptions>;
 }
 
 /** Watched channels and where what was seen in them is remembered. */
@@ -102,8 +109,17 @@ export interface DiscordBot {
   readonly surface: DiscordSurface;
   readonly messages: DiscordMessages;
   readonly reporter: DiscordReporter;
+  /**
+   * Connects; resolves once connected or after `startup.waitMs` at most (then keeps connecting in the
+   * background). Rejects with a ConfigError when Discord rejects DISCORD_TOKEN or the Message Content
+   * intent is not enabled.
+   */
   start(): Promise<void>;
   stop(): Promise<void>;
+  /** Where the gateway connection stands (`ready`, `waiting` with the problem, or `rejected`). */
+  status(): DiscordConnectionStatus;
+  /** Resolves once connected (see `DiscordSurface.ready`). */
+  ready(): Promise<void>;
 }
 
 /** Builds the Discord bot (not yet connected: call `start`). */
@@ -117,6 +133,7 @@ export function createDiscordBot(opts: DiscordBotOptions): DiscordBot {
     logger,
     onInteraction: (interaction) => route?.(interaction) ?? Promise.resolve(),
     ...(opts.onMessage === undefined ? {} : { onMessage: opts.onMessage }),
+    ...(opts.startup === undefined ? {} : { startup: opts.startup }),
     watch: {
       ...limits,
       channels: channels ?? [],
@@ -125,7 +142,8 @@ export function createDiscordBot(opts: DiscordBotOptions): DiscordBot {
     },
   });
   const messages = new DiscordMessages({
-    rest: surface.client.rest,
+    // The surface's own REST: it outlives the discord.js clients (a new one per login).
+    rest: surface.rest,
     logger,
     ...(opts.metrics === undefined ? {} : { metrics: opts.metrics }),
   });
@@ -145,6 +163,8 @@ export function createDiscordBot(opts: DiscordBotOptions): DiscordBot {
     reporter,
     start: () => surface.start(),
     stop: () => surface.stop(),
+    status: () => surface.status(),
+    ready: () => surface.ready(),
   };
 }
 

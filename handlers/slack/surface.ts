@@ -6,7 +6,7 @@
  * AlertService. Add `slackSurface` to the `surfaceFactories` list to enable it.
  */
 import { parseChatAlert } from '../../src/alerts/chat.js';
-import type { SurfaceContext, SurfaceFactory, SurfaceHandle } from '../app.js';
+import { describeConnection, type SurfaceContext, type SurfaceFactory, type SurfaceHandle } from '../app.js';
 import { startSlack } from './index.js';
 
 /** Slack: the Bolt app when SLACK_BOT_TOKEN is set; undefined otherwise. */
@@ -60,9 +60,6 @@ export const slackSurface: SurfaceFactory = async (
       );
     },
     stop: () => surface.stop(),
-    connection: () => {
-      const status = surface.slack.status();
-      return status.state === 'ready' ? 'connected' : `${status.state}: ${status.problem}`;
-    },
+    connection: () => describeConnection(surface.slack.status()),
   };
 };

@@ -23,7 +23,13 @@ import {
 /** What the gateway reports to tests (`gateway.events.on('event', …)`). */
 export type GatewayEvent =
   | { readonly kind: 'connect'; readonly path: string; readonly query: Readonly<Record<string, string>> }
-  | { readonly kind: 'identify'; readonly intents: number; readonly shard?: readonly [number, number] }
+  | {
+      readonly kind: 'identify';
+      readonly intents: number;
+      readonly shard?: readonly [number, number];
+      /** True when READY is held back (`holdReady()`): the bot waits for it. */
+      readonly held?: boolean;
+    }
   | {
       readonly kind: 'resume';
       readonly sessionId: string;
@@ -77,6 +83,12 @@ export class FakeGateway {
   private readonly wss = new WebSocketServer({ noServer: true });
   private session: Session | null = null;
   private readonly sockets = new Set<WebSocket>();
+  /** While true, a valid IDENTIFY gets no READY (`holdReady()`). */
+  private readyHeld = false;
+  /** IDENTIFYs waiting for READY while it is held, with how to start their session. */
+  private readonly heldIdentifies: (() => void)[] = [];
+  /** Close codes the next IDENTIFYs are answered with (`closeNextIdentify()`), in order. */
+  private readonly identifyCloses: { readonly code: number; readonly reason: string }[] = [];
 
   constructor(
     private readonly identity: GatewayIdentity,
@@ -128,14 +140,22 @@ export class FakeGateway {
         return;
       }
       let authed: Session | null = null;
+      const authenticate = (session: Session) => {
+        authed = session;
+      };
       this.send(ws, { op: Op.hello, d: { heartbeat_interval: this.options.heartbeatIntervalMs } });
       ws.on('message', (raw) => {
-        authed = this.onMessage(ws, raw, authed);
+        authed = this.onMessage(ws, raw, authed, authenticate);
       });
     });
   }
 
-  private onMessage(ws: WebSocket, raw: RawData, authed: Session | null): Session | null {
+  private onMessage(
+    ws: WebSocket,
+    raw: RawData,
+    authed: Session | null,
+    authenticate: (session: Session) => void,
+  ): Session | null {
     let json: unknown;
     try {
       json = JSON.parse(raw.toString());
@@ -162,7 +182,7 @@ export class FakeGateway {
           ws.close(CloseCode.alreadyAuthenticated, 'Already authenticated');
           return authed;
         }
-        return this.identify(ws, d);
+        return this.identify(ws, d, authenticate);
       case Op.resume:
         if (authed) {
           ws.close(CloseCode.alreadyAuthenticated, 'Already authenticated');
@@ -180,13 +200,18 @@ export class FakeGateway {
     }
   }
 
-  private identify(ws: WebSocket, d: unknown): Session | null {
+  private identify(ws: WebSocket, d: unknown, authenticate: (session: Session) => void): Session | null {
     const parsed = identifySchema.safeParse(d);
     if (!parsed.success) {
       ws.close(CloseCode.decodeError, 'Invalid identify payload');
       return null;
     }
     const identify = parsed.data;
+    const injected = this.identifyCloses.shift();
+    if (injected) {
+      ws.close(injected.code, injected.reason);
+      return null;
+    }
     if (identify.token !== this.identity.token && identify.token !== `Bot ${this.identity.token}`) {
       ws.close(CloseCode.authenticationFailed, 'Authentication failed');
       return null;
@@ -204,13 +229,26 @@ export class FakeGateway {
       kind: 'identify',
       intents: identify.intents,
       ...(identify.shard === undefined ? {} : { shard: identify.shard }),
+      ...(this.readyHeld ? { held: true } : {}),
     });
+    if (this.readyHeld) {
+      // Accepted, but READY does not come (yet): the connection stays open, heartbeats are answered.
+      this.heldIdentifies.push(() => {
+        if (ws.readyState === 1) authenticate(this.startSession(ws, identify.intents));
+      });
+      return null;
+    }
+    return this.startSession(ws, identify.intents);
+  }
+
+  /** A new session for an accepted IDENTIFY: READY, then GUILD_CREATE for each guild. */
+  private startSession(ws: WebSocket, intents: number): Session {
     // A new identify replaces the previous session (its unsent events are lost, as on Discord).
     this.session?.socket?.close(CloseCode.unknownError, 'Session replaced');
     sessionCounter += 1;
     const session: Session = {
       id: `fake-session-${sessionCounter}-${Math.random().toString(36).slice(2, 10)}`,
-      intents: identify.intents,
+      intents,
       seq: 0,
       log: [],
       socket: ws,
@@ -230,6 +268,29 @@ export class FakeGateway {
     });
     for (const guild of guilds) this.dispatch('GUILD_CREATE', guild);
     return session;
+  }
+
+  /**
+   * From now on a valid IDENTIFY is accepted but answered with no READY (as when Discord's gateway is
+   * degraded): the connection stays open and heartbeats are acknowledged until `releaseReady()`.
+   */
+  holdReady(): void {
+    this.readyHeld = true;
+  }
+
+  /** Stops holding READY: every IDENTIFY still waiting on an open connection gets its READY now. */
+  releaseReady(): void {
+    this.readyHeld = false;
+    for (const start of this.heldIdentifies.splice(0)) start();
+  }
+
+  /**
+   * Answers the next IDENTIFY by closing the connection with `code` (docs: topics/opcodes-and-status-codes
+   * #gateway-close-event-codes), e.g. 4004 "Authentication failed" for a token reset after the bot
+   * discovered the gateway, or 4014 "Disallowed intent(s)".
+   */
+  closeNextIdentify(code: number, reason: string): void {
+    this.identifyCloses.push({ code, reason });
   }
 
   private resume(ws: WebSocket, d: unknown): Session | null {
@@ -333,6 +394,11 @@ export class FakeGateway {
 
   private emit(event: GatewayEvent): void {
     this.events.emit('event', event);
+  }
+
+  /** Drops every connection without a close frame (the network went away: the bot sees 1006). */
+  terminateAll(): void {
+    for (const ws of this.sockets) ws.terminate();
   }
 
   /** Closes every socket. */

@@ -177,6 +177,7 @@ export class FakeDiscord {
   private readonly injected: Injected[] = [];
   private readonly server: Server;
   private port = 0;
+  private listening = false;
   private readonly deadlineMs: number;
 
   constructor(opts: FakeDiscordOptions = {}) {
@@ -223,14 +224,42 @@ export class FakeDiscord {
     return `ws://127.0.0.1:${this.port}`;
   }
 
-  async listen(): Promise<this> {
-    await new Promise<void>((resolve) => this.server.listen(0, '127.0.0.1', resolve));
+  /** Listens on `port` (default: a free one). */
+  async listen(port = 0): Promise<this> {
+    await new Promise<void>((resolve, reject) => {
+      this.server.once('error', reject);
+      this.server.listen(port, '127.0.0.1', () => {
+        this.server.off('error', reject);
+        resolve();
+      });
+    });
     this.port = (this.server.address() as AddressInfo).port;
+    this.listening = true;
     return this;
+  }
+
+  /**
+   * Takes the fake off the network, as when discord.com cannot be reached: its port stops listening,
+   * so REST requests and gateway connections are refused (ECONNREFUSED), and open gateway connections
+   * drop without a close frame (the bot sees 1006). `goOnline()` brings it back on the same port.
+   */
+  async goOffline(): Promise<void> {
+    if (!this.listening) return;
+    this.listening = false;
+    this.gateway.terminateAll();
+    this.server.closeAllConnections();
+    await new Promise<void>((resolve) => this.server.close(() => resolve()));
+  }
+
+  /** Puts the fake back on the network, on the port it had (same `apiUrl`). */
+  async goOnline(): Promise<void> {
+    if (!this.listening) await this.listen(this.port);
   }
 
   async close(): Promise<void> {
     await this.gateway.close();
+    if (!this.listening) return;
+    this.listening = false;
     this.server.closeAllConnections();
     await new Promise<void>((resolve) => this.server.close(() => resolve()));
   }
