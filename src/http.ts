@@ -110,7 +110,12 @@ export class HttpServer {
 
   constructor(private readonly onError: (e: unknown, req: IncomingMessage) => void = () => {}) {
     this.server = createServer((req, res) => {
-      void this.dispatch(req, res);
+      // Nothing a request carries may reject past this point: an unhandled rejection ends the process.
+      this.dispatch(req, res).catch((e: unknown) => {
+        this.onError(e, req);
+        if (res.headersSent) res.destroy();
+        else sendJson(res, 500, { error: 'internal_error', message: 'internal error' });
+      });
     });
     this.server.keepAliveTimeout = 5_000;
   }
@@ -123,7 +128,13 @@ export class HttpServer {
   }
 
   private async dispatch(req: IncomingMessage, res: ServerResponse): Promise<void> {
-    const url = new URL(req.url ?? '/', 'http://localhost');
+    let url: URL;
+    try {
+      url = new URL(req.url ?? '/', 'http://localhost');
+    } catch {
+      sendJson(res, 400, { error: 'bad_request', message: 'the request target is not a valid URL path' });
+      return;
+    }
     let pathMatched = false;
     for (const route of this.routes) {
       const m = route.pattern.exec(url.pathname);
@@ -131,9 +142,17 @@ export class HttpServer {
       pathMatched = true;
       if (route.method !== req.method && !(route.method === 'GET' && req.method === 'HEAD')) continue;
       const params: Record<string, string> = {};
-      route.keys.forEach((k, i) => {
-        params[k] = decodeURIComponent(m[i + 1] ?? '');
-      });
+      try {
+        route.keys.forEach((k, i) => {
+          params[k] = decodeURIComponent(m[i + 1] ?? '');
+        });
+      } catch {
+        sendJson(res, 400, {
+          error: 'bad_request',
+          message: `malformed percent-encoding in the path ${url.pathname}`,
+        });
+        return;
+      }
       try {
         await route.handler(req, res, params);
       } catch (e) {

@@ -1,0 +1,53 @@
+/**
+ * src/http.ts's router: whatever a request carries, it gets an answer and the process stays up (an
+ * unhandled rejection would end it: a malformed percent-escape in a route parameter once did).
+ */
+import { request } from 'node:http';
+import { afterEach, describe, expect, it } from 'vitest';
+import { HttpServer, sendJson } from '../src/http.js';
+
+let server: HttpServer | undefined;
+afterEach(async () => {
+  await server?.close();
+  server = undefined;
+});
+
+/** A raw request (fetch would normalise the path). */
+function raw(port: number, method: string, path: string): Promise<{ status: number; body: string }> {
+  return new Promise((resolve, reject) => {
+    const req = request({ host: '127.0.0.1', port, method, path }, (res) => {
+      let body = '';
+      res.on('data', (c: Buffer) => (body += c.toString()));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
+    });
+    req.on('error', reject);
+    req.end();
+  });
+}
+
+describe('HttpServer', () => {
+  it('answers 400 to a malformed percent-escape in a route parameter, and keeps serving', async () => {
+    const errors: unknown[] = [];
+    server = new HttpServer((e) => errors.push(e));
+    server.route('POST', '/webhooks/alerts/:source', (_req, res, params) => sendJson(res, 202, params));
+    const port = await server.listen(0);
+    const bad = await raw(port, 'POST', '/webhooks/alerts/%E0');
+    expect(bad.status).toBe(400);
+    expect(JSON.parse(bad.body)).toMatchObject({ error: 'bad_request' });
+    const good = await raw(port, 'POST', '/webhooks/alerts/gr%61fana');
+    expect(good.status).toBe(202);
+    expect(JSON.parse(good.body)).toEqual({ source: 'grafana' });
+    expect(errors).toEqual([]);
+  });
+
+  it('a handler that throws gets a 500, reported to onError', async () => {
+    const errors: unknown[] = [];
+    server = new HttpServer((e) => errors.push(e));
+    server.route('GET', '/boom', () => {
+      throw new Error('boom');
+    });
+    const port = await server.listen(0);
+    expect((await raw(port, 'GET', '/boom')).status).toBe(500);
+    expect(errors).toHaveLength(1);
+  });
+});
