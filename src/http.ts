@@ -4,7 +4,7 @@
  * server. Handlers are plain node request listeners; helpers here read bounded bodies and answer JSON.
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import { type AddressInfo, isIPv4, isIPv6 } from 'node:net';
 import { redisUnavailable } from './errors.js';
 
 export type Handler = (
@@ -198,4 +198,58 @@ export class HttpServer {
       this.server.closeIdleConnections();
     });
   }
+}
+
+/** True for 127.0.0.0/8, ::1 and IPv4-mapped ::ffff:127.x.x.x (a peer address, as the socket reports it). */
+export function isLoopbackAddress(address: string | undefined): boolean {
+  if (!address) return false;
+  const a = address.trim().toLowerCase();
+  if (isIPv4(a)) return a.startsWith('127.');
+  if (!isIPv6(a)) return false;
+  if (a === '::1' || a === '0:0:0:0:0:0:0:1') return true;
+  const mapped = /^(?:::|0:0:0:0:0:)ffff:(\d+\.\d+\.\d+\.\d+)$/.exec(a);
+  return mapped?.[1] !== undefined && isIPv4(mapped[1]) && mapped[1].startsWith('127.');
+}
+
+/**
+ * Whether a request's Host header names this machine's loopback (`localhost`, `*.localhost`, 127.0.0.0/8,
+ * `[::1]`; any port). A service that trusts loopback callers checks it too: a web page can point a name
+ * of its own at 127.0.0.1 (DNS rebinding), but its requests then carry that name as their Host.
+ */
+export function isLoopbackHostHeader(host: string | undefined): boolean {
+  if (host === undefined) return false;
+  const h = host.trim().toLowerCase();
+  const name = h.startsWith('[') ? h.slice(1, h.indexOf(']')) : h.replace(/:\d*$/, '');
+  return (
+    name === 'localhost' ||
+    name.endsWith('.localhost') ||
+    name === '::1' ||
+    (isIPv4(name) && name.startsWith('127.'))
+  );
+}
+
+/**
+ * Why a request looks sent by a web page of another site (cross-site request forgery), or undefined.
+ * Browsers mark every request with `Sec-Fetch-Site`, and cross-origin POSTs with `Origin`; servers and
+ * command-line clients send neither. A state-changing endpoint refuses such a request: a browser sends a
+ * page's cross-site "simple" POST (a form, or `text/plain`) without asking first, cookies included.
+ */
+export function crossSiteReason(req: IncomingMessage): string | undefined {
+  const site = req.headers['sec-fetch-site'];
+  if (typeof site === 'string' && site !== 'same-origin' && site !== 'none') return `Sec-Fetch-Site: ${site}`;
+  const origin = req.headers.origin;
+  if (origin === undefined) return undefined;
+  let host: string | undefined;
+  try {
+    host = new URL(origin).host;
+  } catch {
+    host = undefined;
+  }
+  return host !== undefined && host === req.headers.host ? undefined : `Origin: ${origin.slice(0, 100)}`;
+}
+
+/** Whether a request body is declared as JSON (`application/json`, any parameters). */
+export function isJsonContentType(req: IncomingMessage): boolean {
+  const type = (req.headers['content-type'] ?? '').split(';')[0]?.trim().toLowerCase();
+  return type === 'application/json';
 }

@@ -12,7 +12,6 @@
  * deduplicates. Nothing a sender can put in a request makes the handler throw.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { isIPv4, isIPv6 } from 'node:net';
 import { parseAlertPayload } from '../../src/alerts/parsers.js';
 import {
   verifyBearer,
@@ -28,7 +27,15 @@ import {
 } from '../../src/alerts/types.js';
 import { type Clock, systemClock } from '../../src/clock.js';
 import type { Config } from '../../src/config.js';
-import { BodyTooLargeError, type HttpServer, readBody, sendJson } from '../../src/http.js';
+import {
+  BodyTooLargeError,
+  crossSiteReason,
+  type HttpServer,
+  isLoopbackAddress,
+  isLoopbackHostHeader,
+  readBody,
+  sendJson,
+} from '../../src/http.js';
 import { type Logger, silentLogger } from '../../src/log.js';
 import type { Metrics } from '../../src/metrics.js';
 
@@ -49,15 +56,7 @@ export interface AlertWebhookOptions {
 }
 
 /** True for 127.0.0.0/8, ::1 and IPv4-mapped ::ffff:127.x.x.x. */
-export function isLoopback(address: string | undefined): boolean {
-  if (!address) return false;
-  const a = address.trim().toLowerCase();
-  if (isIPv4(a)) return a.startsWith('127.');
-  if (!isIPv6(a)) return false;
-  if (a === '::1' || a === '0:0:0:0:0:0:0:1') return true;
-  const mapped = /^(?:::|0:0:0:0:0:)ffff:(\d+\.\d+\.\d+\.\d+)$/.exec(a);
-  return mapped?.[1] !== undefined && isIPv4(mapped[1]) && mapped[1].startsWith('127.');
-}
+export const isLoopback = isLoopbackAddress;
 
 function header(req: IncomingMessage, name: string): string | undefined {
   const v = req.headers[name];
@@ -89,6 +88,27 @@ export function registerAlertWebhooks(http: HttpServer, opts: AlertWebhookOption
   const handle = async (req: IncomingMessage, res: ServerResponse, params: Record<string, string>) => {
     const source = (params.source ?? '').toLowerCase();
     const globalSecret = opts.config.env.ALERT_WEBHOOK_SECRET;
+    // Alert senders are servers; a browser's request here is a web page posting on someone's behalf.
+    const fromPage = crossSiteReason(req);
+    if (fromPage !== undefined) {
+      req.resume();
+      sendJson(res, 403, {
+        error: 'forbidden',
+        message: `Alert webhooks are not accepted from web pages (${fromPage}).`,
+      });
+      return;
+    }
+    // Trusting loopback callers also means checking the name they used: a web page can point a name of
+    // its own at 127.0.0.1 (DNS rebinding).
+    if (!globalSecret && !isLoopbackHostHeader(req.headers.host)) {
+      req.resume();
+      sendJson(res, 403, {
+        error: 'forbidden',
+        message:
+          'Alert webhooks without ALERT_WEBHOOK_SECRET are accepted for a loopback address only (Host: 127.0.0.1 or localhost). Set it and send "Authorization: Bearer <secret>".',
+      });
+      return;
+    }
     if (!globalSecret && !isLoopback(peer(req))) {
       req.resume();
       sendJson(res, 403, {

@@ -223,6 +223,42 @@ describe('POST /webhooks/alerts/:source', () => {
     expect((await post(s, 'generic', body)).status).toBe(202);
   });
 
+  it('refuses requests from web pages (cross-site request forgery) and changes nothing', async () => {
+    const s = await start();
+    const body = fixture('generic-firing.json');
+    for (const headers of [
+      { origin: 'https://evil.example' },
+      { 'sec-fetch-site': 'cross-site' },
+      { 'sec-fetch-site': 'same-site', origin: 'http://127.0.0.1:5173' },
+    ]) {
+      const refused = await post(s, 'generic', body, headers);
+      expect(refused.status).toBe(403);
+      expect(refused.body.message).toContain('not accepted from web pages');
+    }
+    expect(s.h.sink.suggestions).toHaveLength(0);
+  });
+
+  it('without ALERT_WEBHOOK_SECRET, a Host that is not loopback is refused (DNS rebinding)', async () => {
+    const s = await start();
+    const body = fixture('generic-firing.json');
+    const port = new URL(s.base).port;
+    const send = (host: string) =>
+      new Promise<number>((resolve, reject) => {
+        const req = request(
+          { host: '127.0.0.1', port, method: 'POST', path: '/webhooks/alerts/generic', headers: { host } },
+          (res) => {
+            res.resume();
+            resolve(res.statusCode ?? 0);
+          },
+        );
+        req.on('error', reject);
+        req.end(body);
+      });
+    expect(await send(`rebind.evil.example:${port}`)).toBe(403);
+    expect(s.h.sink.suggestions).toHaveLength(0);
+    expect(await send(`localhost:${port}`)).toBe(202);
+  });
+
   it('with ALERT_WEBHOOK_SECRET, a non-loopback peer with the bearer token is accepted', async () => {
     const s = await start({ env: { ALERT_WEBHOOK_SECRET: 'hook-secret-123' } });
     peer = '203.0.113.7';
