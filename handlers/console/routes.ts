@@ -14,8 +14,11 @@ import { formatIssues } from '../../src/config.js';
 import type { Flow } from '../../src/flow.js';
 import {
   BodyTooLargeError,
+  crossSiteReason,
   type Handler,
   type HttpServer,
+  isJsonContentType,
+  isLoopbackHostHeader,
   readBody,
   sendJson,
   sendText,
@@ -73,11 +76,33 @@ export interface ConsoleDeps {
   readonly fireAlert?: (environment: string, title: string) => Promise<string>;
 }
 
+/**
+ * Reads a state-changing request's JSON body. A request a web page of another site made through the
+ * operator's browser (cookies included) is refused first, and so is a body not declared as JSON: a
+ * page can send a cross-site form or `text/plain` POST without asking, never an `application/json` one.
+ */
 async function parseBody<T>(
   req: IncomingMessage,
   res: ServerResponse,
   schema: z.ZodType<T>,
 ): Promise<T | undefined> {
+  const fromPage = crossSiteReason(req);
+  if (fromPage !== undefined) {
+    req.resume();
+    sendJson(res, 403, {
+      error: 'forbidden',
+      message: `the console does not act on requests from other sites (${fromPage})`,
+    });
+    return undefined;
+  }
+  if (!isJsonContentType(req)) {
+    req.resume();
+    sendJson(res, 415, {
+      error: 'unsupported_media_type',
+      message: 'body: expected content-type application/json',
+    });
+    return undefined;
+  }
   let raw: unknown;
   try {
     raw = JSON.parse((await readBody(req, 32 * 1024)).toString('utf8') || '{}');
@@ -114,7 +139,12 @@ function presentedToken(req: IncomingMessage): string | undefined {
   if (auth?.startsWith('Bearer ')) return auth.slice('Bearer '.length).trim();
   for (const part of (req.headers.cookie ?? '').split(';')) {
     const [name, ...rest] = part.trim().split('=');
-    if (name === CONSOLE_COOKIE) return decodeURIComponent(rest.join('='));
+    if (name !== CONSOLE_COOKIE) continue;
+    try {
+      return decodeURIComponent(rest.join('='));
+    } catch {
+      return undefined; // a malformed cookie (another app's on this host) is no token
+    }
   }
   return undefined;
 }
@@ -126,21 +156,36 @@ export function registerConsole(http: HttpServer, deps: ConsoleDeps): { close():
   const streams = new Set<ServerResponse>();
   const actor = (user: string) => ({ surface: 'console' as const, userId: user, displayName: user });
   const token = deps.token;
+  const notLoopback = (res: ServerResponse) =>
+    sendJson(res, 403, {
+      error: 'forbidden',
+      message:
+        'without SWITCHYARD_CONSOLE_TOKEN the console answers on a loopback address only: open http://127.0.0.1:<port>/ or http://localhost:<port>/',
+    });
   const unauthorized = (res: ServerResponse) =>
     sendJson(res, 401, {
       error: 'unauthorized',
       message: 'the console needs its token (SWITCHYARD_CONSOLE_TOKEN): open /?token=<token> once',
     });
-  // Every console route but the health check goes through this when a token is configured.
+  // Every console route but the health check goes through this. With a token, the request must carry
+  // it; without one the console serves loopback only, and the name used must be a loopback one too: a
+  // web page can point a name of its own at 127.0.0.1 (DNS rebinding) and read or act through it.
   const guarded = (handler: Handler): Handler =>
     token === undefined
-      ? handler
+      ? (req, res, params) => {
+          if (isLoopbackHostHeader(req.headers.host)) return handler(req, res, params);
+          notLoopback(res);
+        }
       : (req, res, params) => {
           if (sameSecret(presentedToken(req), token)) return handler(req, res, params);
           unauthorized(res);
         };
 
   http.route('GET', '/', (req, res) => {
+    if (token === undefined && !isLoopbackHostHeader(req.headers.host)) {
+      notLoopback(res);
+      return;
+    }
     if (token !== undefined && !sameSecret(presentedToken(req), token)) {
       const given = new URL(req.url ?? '/', 'http://x').searchParams.get('token') ?? undefined;
       if (!sameSecret(given, token)) {
@@ -158,8 +203,10 @@ export function registerConsole(http: HttpServer, deps: ConsoleDeps): { close():
     res.writeHead(200, {
       'content-type': 'text/html; charset=utf-8',
       'content-security-policy':
-        "default-src 'self'; style-src 'self' 'unsafe-inline'; script-src 'self' 'unsafe-inline'",
+        "default-src 'self'; style-src 'self' 'unsafe-inline'; script-src 'self' 'unsafe-inline'; frame-ancestors 'none'",
       'x-content-type-options': 'nosniff',
+      // No other site may frame the console (clickjacking a Rollback button).
+      'x-frame-options': 'DENY',
     });
     res.end(page);
   });

@@ -3,6 +3,7 @@
  * a fired alert posts a rollback suggestion (with Dismiss) into the channel, a simulated push builds
  * and, outside a rollback, takes the domains.
  */
+import { request } from 'node:http';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { ConsoleEntry } from '../../handlers/console/surface.js';
 import { startTestSwitchyard, type TestSwitchyard } from '../support/switchyard.js';
@@ -88,5 +89,39 @@ describe('console API', () => {
     const bad = await post('/console/api/push', { environment: 'staging' });
     expect(bad.status).toBe(400);
     expect(String(bad.json.message)).toContain('staging');
+  });
+});
+
+describe('console without a token (loopback only)', () => {
+  /** A request with a Host of the caller's choosing (fetch sets it from the URL). */
+  const withHost = (host: string, path: string, method = 'GET', body?: string) =>
+    new Promise<number>((resolve, reject) => {
+      const url = new URL(app.baseUrl);
+      const req = request(
+        {
+          host: '127.0.0.1',
+          port: url.port,
+          method,
+          path,
+          headers: { host, ...(body === undefined ? {} : { 'content-type': 'application/json' }) },
+        },
+        (res) => {
+          res.resume();
+          resolve(res.statusCode ?? 0);
+        },
+      );
+      req.on('error', reject);
+      req.end(body);
+    });
+
+  it('answers only to a loopback name: a page that points its own name at 127.0.0.1 gets 403 (DNS rebinding)', async () => {
+    const port = new URL(app.baseUrl).port;
+    const evil = `rebind.evil.example:${port}`;
+    expect(await withHost(evil, '/')).toBe(403);
+    expect(await withHost(evil, '/console/api/timeline?user=alice')).toBe(403);
+    const body = JSON.stringify({ user: 'mallory', text: '/rollback production' });
+    expect(await withHost(evil, '/console/api/command', 'POST', body)).toBe(403);
+    expect(await withHost(`localhost:${port}`, '/console/api/platform')).toBe(200);
+    expect(await withHost(`127.0.0.1:${port}`, '/')).toBe(200);
   });
 });

@@ -72,6 +72,42 @@ describe('console login', () => {
   });
 });
 
+describe('console requests from other sites', () => {
+  it('refuses a logged-in browser request made by another site (CSRF), a non-JSON body, and being framed', async () => {
+    const jar = `sy_console=${encodeURIComponent(TOKEN)}`;
+    const command = (headers: Record<string, string> = {}) =>
+      fetch(`${app.baseUrl}/console/api/command`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', ...headers },
+        body: JSON.stringify({ user: 'eve', text: '/rollback production' }),
+      });
+    // A page on another port of this host: SameSite ignores ports, so the browser sends the cookie.
+    const fromPage = await command({ cookie: jar, origin: 'http://127.0.0.1:5173' });
+    expect(fromPage.status).toBe(403);
+    expect((await command({ cookie: jar, 'sec-fetch-site': 'same-site' })).status).toBe(403);
+    const form = await fetch(`${app.baseUrl}/console/api/command`, {
+      method: 'POST',
+      headers: { cookie: jar, 'content-type': 'text/plain' },
+      body: JSON.stringify({ user: 'eve', text: '/rollback production' }),
+    });
+    expect(form.status).toBe(415);
+    const timeline = await fetch(`${app.baseUrl}/console/api/timeline?user=eve`, {
+      headers: { authorization: `Bearer ${TOKEN}` },
+    });
+    // nothing eve sent was taken (the timeline is the channel's: other people's messages show too)
+    const entries = ((await timeline.json()) as { entries: { author?: { name?: string } }[] }).entries;
+    expect(entries.filter((e) => e.author?.name === 'eve')).toEqual([]);
+    // The page itself, and the same request from the console's own origin, still work.
+    const page = await fetch(`${app.baseUrl}/`, { headers: { cookie: jar } });
+    expect(page.headers.get('x-frame-options')).toBe('DENY');
+    expect(page.headers.get('content-security-policy')).toContain("frame-ancestors 'none'");
+    const own = new URL(app.baseUrl);
+    expect((await command({ cookie: jar, origin: own.origin, 'sec-fetch-site': 'same-origin' })).status).toBe(
+      200,
+    );
+  });
+});
+
 describe('console on a reachable address', () => {
   it('refuses to start without a token, naming SWITCHYARD_CONSOLE_TOKEN', () => {
     let error: unknown;
