@@ -2,7 +2,7 @@
  * LocalPlatformClient against the local platform's real HTTP API: the port works the same over the
  * wire as in process (what separate worker processes rely on).
  */
-import { createServer, type Server } from 'node:http';
+import { createServer, request, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { ManualClock } from '../../src/clock.js';
@@ -30,6 +30,8 @@ afterEach(async () => {
   await new Promise<void>((r) => server.close(() => r()));
   await platform.close();
 });
+
+const JSON_BODY = { 'content-type': 'application/json' };
 
 describe('LocalPlatformClient', () => {
   it('reads the same snapshot and routing as the platform in process', async () => {
@@ -71,18 +73,58 @@ describe('LocalPlatformClient', () => {
     const before = platform.dump();
     const res = await fetch(`${base}/_switchyard/push`, {
       method: 'POST',
+      headers: JSON_BODY,
       body: JSON.stringify({ environment: 5 }),
     });
     expect(res.status).toBe(400);
     expect(await res.text()).toContain('environment');
-    const bad = await fetch(`${base}/_switchyard/rollback`, { method: 'POST', body: 'not json' });
+    const bad = await fetch(`${base}/_switchyard/rollback`, {
+      method: 'POST',
+      headers: JSON_BODY,
+      body: 'not json',
+    });
     expect(bad.status).toBe(400);
+    expect(platform.dump()).toEqual(before);
+  });
+
+  it("refuses another site's page, a body that is not JSON, and a name that is not loopback; changes nothing", async () => {
+    const before = platform.dump();
+    const body = JSON.stringify({ environment: 'production', message: 'from a web page' });
+    // A page's cross-site "simple" POST (text/plain) and its cross-origin JSON POST
+    const plain = await fetch(`${base}/_switchyard/push`, { method: 'POST', body });
+    expect(plain.status).toBe(415);
+    const fromPage = await fetch(`${base}/_switchyard/push`, {
+      method: 'POST',
+      headers: { ...JSON_BODY, origin: 'https://evil.example' },
+      body,
+    });
+    expect(fromPage.status).toBe(403);
+    // DNS rebinding: the page's own name, pointed at 127.0.0.1
+    const port = new URL(base).port;
+    const rebound = await new Promise<number>((resolve, reject) => {
+      const req = request(
+        {
+          host: '127.0.0.1',
+          port,
+          path: '/_switchyard/state',
+          headers: { host: `rebind.evil.example:${port}` },
+        },
+        (r) => {
+          r.resume();
+          resolve(r.statusCode ?? 0);
+        },
+      );
+      req.on('error', reject);
+      req.end();
+    });
+    expect(rebound).toBe(403);
     expect(platform.dump()).toEqual(before);
   });
 
   it('pushes a deployment through the operator API', async () => {
     const res = await fetch(`${base}/_switchyard/push`, {
       method: 'POST',
+      headers: JSON_BODY,
       body: JSON.stringify({ environment: 'production', branch: 'main', message: 'hotfix', fail: true }),
     });
     expect(res.status).toBe(201);

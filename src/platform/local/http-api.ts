@@ -9,7 +9,15 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { z } from 'zod';
 import { formatIssues } from '../../config.js';
 import { asSwitchyardError, RefusalError } from '../../errors.js';
-import { BodyTooLargeError, readBody, sendJson } from '../../http.js';
+import {
+  BodyTooLargeError,
+  crossSiteReason,
+  isJsonContentType,
+  isLoopbackAddress,
+  isLoopbackHostHeader,
+  readBody,
+  sendJson,
+} from '../../http.js';
 import type { OperationRef } from '../port.js';
 import type { LocalPlatform } from './platform.js';
 
@@ -68,9 +76,56 @@ function sendError(res: ServerResponse, e: unknown): void {
   });
 }
 
+/**
+ * Why the operator API refuses a request before reading it, or undefined. It moves traffic without
+ * plans, allow lists or the audit log, so it is for this machine's operator only: a loopback peer
+ * (the router may listen on a reachable HOST), a loopback name (a web page can point a name of its
+ * own at 127.0.0.1: DNS rebinding), no other site's page behind a state-changing request (a browser
+ * sends a cross-site form or text/plain POST without asking), and JSON bodies only.
+ */
+function refusal(req: IncomingMessage): { status: number; code: string; message: string } | undefined {
+  if (!isLoopbackAddress(req.socket.remoteAddress))
+    return {
+      status: 403,
+      code: 'forbidden',
+      message: 'the operator API answers this machine only (loopback)',
+    };
+  if (!isLoopbackHostHeader(req.headers.host))
+    return {
+      status: 403,
+      code: 'forbidden',
+      message: 'the operator API answers on a loopback name only: use http://127.0.0.1:<port>/_switchyard/',
+    };
+  if (req.method === 'GET' || req.method === 'HEAD') return undefined;
+  const fromPage = crossSiteReason(req);
+  if (fromPage !== undefined)
+    return {
+      status: 403,
+      code: 'forbidden',
+      message: `not acting on a request from another site (${fromPage})`,
+    };
+  const hasBody = req.headers['content-length'] !== undefined && req.headers['content-length'] !== '0';
+  if ((hasBody || req.headers['transfer-encoding'] !== undefined) && !isJsonContentType(req))
+    return {
+      status: 415,
+      code: 'unsupported_media_type',
+      message: 'body: expected content-type application/json',
+    };
+  return undefined;
+}
+
 /** Node request listener for the local platform API; answers 404 outside `/_switchyard/`. */
 export function createLocalApi(platform: LocalPlatform): (req: IncomingMessage, res: ServerResponse) => void {
   return (req, res) => {
+    const refused = refusal(req);
+    if (refused !== undefined) {
+      req.resume();
+      sendJson(res, refused.status, {
+        error: { code: refused.code, message: refused.message },
+        retry: false,
+      });
+      return;
+    }
     void handle(platform, req, res).catch((e) => {
       if (!res.headersSent) sendError(res, e);
       else res.end();
