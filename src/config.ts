@@ -218,9 +218,29 @@ export interface Config {
   readonly platform: 'local' | 'unkey' | 'vercel';
 }
 
-function describeValue(value: unknown): string {
+/** A key whose value is a secret: never echoed in an error. */
+const SECRET_KEY = /TOKEN|SECRET|KEY|PASSWORD/i;
+
+/** `scheme://user:password@host` → `scheme://user:***@host` (a URL-typed value may carry credentials). */
+function hideUrlPassword(text: string): string {
+  return text.replace(/^([a-z][a-z0-9+.-]*:\/\/[^/:@\s]*:)[^@\s]*@/i, '$1***@');
+}
+
+/**
+ * How an error shows the value it got, without ever echoing a secret: secret keys are redacted, a
+ * URL's password is masked, and a mapping or list (which may hold secrets a level down, e.g. the parent
+ * of a misspelt key) is described by its keys or length, never its values.
+ */
+function describeValue(value: unknown, key: string): string {
   if (value === undefined) return 'nothing';
-  const text = typeof value === 'string' ? JSON.stringify(value) : (JSON.stringify(value) ?? String(value));
+  if (SECRET_KEY.test(key)) return '(redacted)';
+  if (Array.isArray(value)) return `a list of ${value.length}`;
+  if (value !== null && typeof value === 'object') {
+    const keys = Object.keys(value);
+    if (keys.length === 0) return 'an empty mapping';
+    return `a mapping of ${keys.slice(0, 8).join(', ')}${keys.length > 8 ? ', …' : ''}`;
+  }
+  const text = typeof value === 'string' ? JSON.stringify(hideUrlPassword(value)) : String(value);
   return text.length > 80 ? `${text.slice(0, 77)}...` : text;
 }
 
@@ -233,13 +253,12 @@ export function formatIssues(error: z.ZodError, input: unknown, prefix = ''): st
     .map((issue) => {
       const key = prefix + issue.path.map(String).join('.');
       const value = valueAt(input, issue.path);
-      const secret = /TOKEN|SECRET|KEY/i.test(key);
       if (issue.code === 'invalid_key') {
         const inner = issue.issues[0]?.message ?? 'a valid key';
         return `${key}: invalid key, ${inner.replace(/^Invalid input: /, '')}`;
       }
       const expectation = issue.message.replace(/^Invalid input: /, '');
-      return `${key || '(root)'}: got ${secret && value !== undefined ? '(redacted)' : describeValue(value)}, ${expectation}`;
+      return `${key || '(root)'}: got ${describeValue(value, key)}, ${expectation}`;
     })
     .join('; ');
 }
@@ -259,7 +278,10 @@ export function parseConfigFile(text: string, fileName = 'config'): FileConfig {
   try {
     raw = parseYaml(text) ?? {};
   } catch (e) {
-    throw new ConfigError(`${fileName}: not valid YAML: ${(e as Error).message}`, { file: fileName });
+    // The parser's message quotes the offending source lines, which may hold a secret: keep its first
+    // line (what is wrong, and where).
+    const what = ((e as Error).message.split('\n')[0] ?? '').replace(/:\s*$/, '');
+    throw new ConfigError(`${fileName}: not valid YAML: ${what}`, { file: fileName });
   }
   const result = fileConfigSchema.safeParse(raw);
   if (!result.success)

@@ -90,3 +90,43 @@ describe('YAML config file', () => {
     expect(() => parseDuration('15 minutes')).toThrow(ConfigError);
   });
 });
+
+describe('config errors never echo a secret', () => {
+  const SECRET = 'sntry_s3cr3t_value_123';
+  const message = (fn: () => unknown): string => {
+    try {
+      fn();
+    } catch (e) {
+      return (e as Error).message;
+    }
+    return '(no error)';
+  };
+
+  it('a misspelt key beside a secret names the key and shows the parent by its keys, not its values', () => {
+    const m = message(() =>
+      parseConfigFile(`alerts:\n  sentrySecret: ${SECRET}\n  outsidewindow: note\n`, 'sy.yml'),
+    );
+    expect(m).toContain('outsidewindow');
+    expect(m).toContain('sentrySecret');
+    expect(m).not.toContain(SECRET);
+    const root = message(() =>
+      parseConfigFile(`alerts: { pagerdutySecret: ${SECRET} }\nverfy: {}\n`, 'sy.yml'),
+    );
+    expect(root).toContain('verfy');
+    expect(root).not.toContain(SECRET);
+  });
+
+  it('a YAML error says where, without quoting the line (it may hold the secret)', () => {
+    const m = message(() =>
+      parseConfigFile(`alerts:\n  sentrySecret: old\n  sentrySecret: ${SECRET}\n`, 'sy.yml'),
+    );
+    expect(m).toMatch(/^sy\.yml: not valid YAML: .*line 3/);
+    expect(m).not.toContain(SECRET);
+  });
+
+  it('a URL with a password and a wrong scheme is named with its password masked', () => {
+    const m = message(() => loadConfig({ REDIS_URL: `http://default:${SECRET}@redis.internal:6379` }));
+    expect(m).toContain('REDIS_URL: got "http://default:***@redis.internal:6379"');
+    expect(m).not.toContain(SECRET);
+  });
+});
