@@ -140,17 +140,21 @@ export function checkTarget(
       context: { target: target.id, targetEnvironment: target.environment, environment: env.slug },
     };
   }
+  const reason = target.statusReason === undefined ? '' : ` ${target.statusReason}`;
   if (target.status === 'building' || target.status === 'failed') {
     return {
       code: RefusalCode.targetNotReady,
-      message: `${describe(target)} is ${target.status}, not ready: only a ready or standby deployment can take traffic.`,
+      message: `${describe(target)} is ${target.status}, not ready: only a ready or standby deployment can take traffic.${reason}`,
       context: { target: target.id, status: target.status },
     };
   }
   if (target.status === 'stopped') {
     return {
       code: RefusalCode.targetStopped,
-      message: `${describe(target)} is stopped and cannot be started again, so it cannot take traffic. Pick a ready or standby deployment.`,
+      message:
+        reason === ''
+          ? `${describe(target)} is stopped and cannot be started again, so it cannot take traffic. Pick a ready or standby deployment.`
+          : `${describe(target)} cannot take traffic now.${reason} Pick a ready or standby deployment.`,
       context: { target: target.id, status: target.status },
     };
   }

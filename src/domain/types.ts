@@ -59,6 +59,11 @@ export interface Deployment {
   /** Unix ms when it became ready; absent while building or when it failed. */
   readonly readyAt?: number;
   readonly status: DeploymentStatus;
+  /**
+   * The platform's own explanation when `status` alone does not say why the deployment cannot take
+   * traffic now (e.g. Unkey still reports it ready but is shutting it down). Shown in refusals.
+   */
+  readonly statusReason?: string;
 }
 
 export interface Domain {

@@ -164,6 +164,27 @@ describe('checkTarget (the platform rules, in order)', () => {
     expect(r?.code).toBe('target_stopped');
     expect(r?.message).toContain('cannot be started again');
   });
+  it("refuses a target the platform withholds now in the platform's own words (statusReason)", () => {
+    const reason =
+      'Unkey offers no rollback or promote to it right now: Unkey is shutting it down and does not start it again.';
+    const withheld: Deployment = { ...dep('d3', 3 * H, 'stopped'), statusReason: reason };
+    const r = checkTarget(snapshot(), 'rollback', withheld);
+    expect(r?.code).toBe('target_stopped');
+    expect(r?.message).toContain(reason);
+    expect(r?.message).toContain('d3');
+    const blocked: Deployment = {
+      ...dep('b', 3 * H, 'building'),
+      statusReason: 'Vercel blocked it until its checks pass.',
+    };
+    const nr = checkTarget(snapshot(), 'rollback', blocked);
+    expect(nr?.code).toBe('target_not_ready');
+    expect(nr?.message).toContain('Vercel blocked it until its checks pass.');
+    const p = buildPlan(snapshot({ deployments: [dep('d4', 4 * H), withheld] }), {
+      action: 'rollback',
+      now: 1,
+    });
+    expect(!p.ok && p.refusal.code).toBe('no_rollback_target');
+  });
   it('accepts a standby target (reactivation takes longer)', () => {
     expect(checkTarget(snapshot(), 'rollback', dep('d3', 3 * H, 'standby'))).toBeNull();
   });

@@ -5,6 +5,19 @@
  * (`{meta:{requestId}, error:{title, detail, status, type}}`), bearer auth with per-key permissions, the
  * server-side rules in their documented order, the rolled-back state (a new push gets no live domain;
  * a promote clears it), and fault injection (429 + Retry-After, 5xx, hanging requests, bad bodies).
+ *
+ * The deployment lifecycle follows Unkey's source (fc99b6b):
+ * - `availableActions` is computed like `svc/api/internal/deployment/actions.go`, and rollback/promote
+ *   check `pkg/deploy/deploygate` `targetCore` (ready, desired state running, production, app has a current
+ *   deployment, then not current) in that order;
+ * - a production deployment that stops being current keeps status `ready` and desired state `running`;
+ *   the deploy and promote workflows schedule its desired state to `stopped` 30 minutes later (a rollback
+ *   schedules nothing for the deployment it leaves; a rollback or promote clears the target's schedule).
+ *   From then on Unkey offers nothing on it and refuses a rollback to it (412 deployment_not_ready); its
+ *   status turns `stopped` once its instances are gone (`drainMs`). Production deployments are never
+ *   started again;
+ * - `superseded` only marks a queued build (`pending`/`awaiting_approval`) of a branch that a newer push to
+ *   the same app, environment and branch replaced before it ran (`svc/ctrl/dedup`, `queue_gate.go`).
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { type Clock, ManualClock } from '../../src/clock.js';
@@ -25,7 +38,8 @@ export type FakeStatus =
   | 'superseded'
   | 'cancelled';
 
-type DesiredState = 'running' | 'standby' | 'stopped';
+/** Unkey's `deployments.desired_state` enum: there is no standby state. */
+type DesiredState = 'running' | 'stopped';
 
 interface FakeDeployment {
   readonly id: string;
@@ -39,8 +53,10 @@ interface FakeDeployment {
   readonly docker?: { image: string };
   readonly createdAt: number;
   updatedAt?: number;
-  /** When it stopped being current (drives the move to standby). */
-  demotedAt?: number;
+  /** A scheduled change of the desired state to `stopped` (Unkey's ScheduleDesiredStateChange). */
+  stopAt?: number;
+  /** When the desired state became `stopped` (its status turns `stopped` `drainMs` later). */
+  stoppingSince?: number;
 }
 
 interface AppState {
@@ -80,10 +96,15 @@ export interface UnkeyFakeOptions {
   readonly rootKeys: Readonly<Record<string, readonly string[]>>;
   /** Delay between a 202 and the switch taking effect. */
   readonly switchDelayMs?: number;
-  /** Extra delay when the target is in standby (reactivation). */
-  readonly reactivationDelayMs?: number;
-  /** A demoted production deployment moves to standby (`superseded`) after this long. */
-  readonly standbyAfterMs?: number;
+  /** A replaced production deployment's desired state turns `stopped` this long after (Unkey: 30 min). */
+  readonly stopAfterMs?: number;
+  /** Time from desired state `stopped` until the status is `stopped` (the last instance is gone). */
+  readonly drainMs?: number;
+  /**
+   * Unkey's EnvironmentKind per environment slug; default `production` for the slug `production`,
+   * `preview` for any other.
+   */
+  readonly environmentKinds?: Readonly<Record<string, 'production' | 'preview'>>;
   readonly workspace?: string;
   readonly apex?: string;
   /** Custom domains per `project/app` (the live domains). */
@@ -181,6 +202,20 @@ export class UnkeyFakeServer {
       ...(p.image === undefined ? {} : { docker: { image: p.image } }),
       createdAt: this.opts.clock.now(),
     };
+    // A newer push of a branch supersedes that branch's builds still waiting in the queue (dedup.go).
+    if (d.git?.branch !== undefined) {
+      for (const older of this.deployments) {
+        if (
+          appKey(older) === appKey(d) &&
+          older.environment === d.environment &&
+          older.git?.branch === d.git.branch &&
+          (older.status === 'pending' || older.status === 'awaiting_approval')
+        ) {
+          older.status = 'superseded';
+          older.updatedAt = d.createdAt;
+        }
+      }
+    }
     this.deployments.push(d);
     if (!this.apps.has(appKey(d))) this.apps.set(appKey(d), { rolledBack: false });
     if (d.status === 'ready') this.autoAssign(d);
@@ -194,15 +229,22 @@ export class UnkeyFakeServer {
     if (!d) throw new Error(`no fake deployment ${id}`);
     d.status = status;
     d.updatedAt = this.opts.clock.now();
-    if (status === 'stopped') d.desired = 'stopped';
+    if (status === 'stopped') {
+      d.desired = 'stopped';
+      delete d.stopAt;
+      delete d.stoppingSince;
+    }
     if (status === 'ready') this.autoAssign(d);
   }
 
-  /** Marks a deployment as shutting down (desired state stopped while still ready). */
+  /** Marks a deployment as shutting down now (desired state stopped while its status is still ready). */
   drain(id: string): void {
+    this.settle();
     const d = this.find(id);
     if (!d) throw new Error(`no fake deployment ${id}`);
     d.desired = 'stopped';
+    d.stoppingSince = this.opts.clock.now();
+    delete d.stopAt;
   }
 
   /** Empties an app's live pointer (an app that has never had a current deployment). */
@@ -237,53 +279,134 @@ export class UnkeyFakeServer {
     return this.deployments.find((d) => d.id === id);
   }
 
+  private isProduction(d: Pick<FakeDeployment, 'environment'>): boolean {
+    const kind = this.opts.environmentKinds?.[d.environment];
+    return (kind ?? (d.environment === 'production' ? 'production' : 'preview')) === 'production';
+  }
+
+  /** A finished production build goes live unless the app is rolled back (deploy workflow swap). */
   private autoAssign(d: FakeDeployment): void {
-    if (d.environment !== 'production') return;
+    if (!this.isProduction(d)) return;
     const app = this.apps.get(appKey(d));
     if (!app || app.rolledBack) return;
-    this.makeCurrent(app, d);
+    const previous = this.swapLive(app, d, this.opts.clock.now());
+    // swapLiveDeployment: the previous live deployment is stopped 30 minutes later (overwrite).
+    if (previous) this.scheduleStop(previous, this.opts.clock.now(), true);
   }
 
-  private makeCurrent(app: AppState, d: FakeDeployment): void {
-    const now = this.opts.clock.now();
+  /** Makes `d` the app's current deployment; returns the one it replaced. */
+  private swapLive(app: AppState, d: FakeDeployment, at: number): FakeDeployment | undefined {
     const previous = app.current === undefined ? undefined : this.find(app.current);
-    if (previous && previous.id !== d.id) {
-      previous.demotedAt = now;
-      previous.updatedAt = now;
-    }
     app.current = d.id;
-    delete d.demotedAt;
-    if (d.status === 'superseded') d.status = 'ready';
-    d.desired = 'running';
-    d.updatedAt = now;
+    d.updatedAt = at;
+    if (previous && previous.id !== d.id) {
+      previous.updatedAt = at;
+      return previous;
+    }
+    return undefined;
   }
 
+  /** ScheduleDesiredStateChange(stopped, stopAfterMs); `overwrite: false` keeps an existing schedule. */
+  private scheduleStop(d: FakeDeployment, at: number, overwrite: boolean): void {
+    if (!overwrite && d.stopAt !== undefined) return;
+    d.stopAt = at + (this.opts.stopAfterMs ?? 30 * 60_000);
+  }
+
+  /** deploygate targetCore + the current check: the 412 code and Unkey's message, or undefined. */
+  private gate(d: FakeDeployment, action: 'rollback' | 'promote'): [string, string] | undefined {
+    const app = this.apps.get(appKey(d));
+    if (d.status !== 'ready') return ['deployment_not_ready', 'The deployment is not ready.'];
+    if (d.desired !== 'running') {
+      return ['deployment_not_ready', 'The deployment is shutting down and cannot serve traffic.'];
+    }
+    if (!this.isProduction(d)) {
+      return ['deployment_not_production', 'Only production deployments can be promoted or rolled back.'];
+    }
+    if (app?.current === undefined) return ['deployment_no_current', 'The app has no current deployment.'];
+    if (app.current === d.id && !(action === 'promote' && app.rolledBack)) {
+      return ['deployment_is_current', 'The deployment is already the current deployment.'];
+    }
+    return undefined;
+  }
+
+  /** Applies a due rollback/promote workflow (it re-validates the target first, like Unkey's). */
+  private applySwitch(op: PendingOp, at: number): void {
+    const app = this.apps.get(op.appKey);
+    const target = this.find(op.targetId);
+    if (!app || !target || this.gate(target, op.action) !== undefined) return;
+    // Both workflows clear the target's pending schedule so it is not spun down while serving.
+    delete target.stopAt;
+    if (op.action === 'rollback') {
+      this.swapLive(app, target, at);
+      app.rolledBack = true;
+      return;
+    }
+    const confirming = app.rolledBack && app.current === target.id;
+    const previous = confirming ? undefined : this.swapLive(app, target, at);
+    app.rolledBack = false;
+    // Promote schedules the demoted deployment for stopping; confirming a rollback schedules the newest
+    // ready deployment other than the target (the one rolled back from). Neither overwrites a schedule.
+    const old = confirming
+      ? this.deployments
+          .filter(
+            (o) =>
+              appKey(o) === op.appKey &&
+              o.environment === target.environment &&
+              o.id !== target.id &&
+              o.status === 'ready',
+          )
+          .sort((a, b) => b.createdAt - a.createdAt || b.seq - a.seq)[0]
+      : previous;
+    if (old) this.scheduleStop(old, at, false);
+  }
+
+  /** Applies, in time order, every switch, scheduled stop and drain that is due on the clock. */
   private settle(): void {
     const now = this.opts.clock.now();
-    this.pending.sort((a, b) => a.dueAt - b.dueAt);
-    while (this.pending[0] && this.pending[0].dueAt <= now) {
-      const op = this.pending.shift();
-      if (!op) break;
-      const app = this.apps.get(op.appKey);
-      const target = this.find(op.targetId);
-      if (!app || !target) continue;
-      this.makeCurrent(app, target);
-      app.rolledBack = op.action === 'rollback';
-    }
-    const standbyAfter = this.opts.standbyAfterMs ?? 30 * 60_000;
-    for (const d of this.deployments) {
-      const current = this.apps.get(appKey(d))?.current;
-      if (
-        d.environment === 'production' &&
-        d.status === 'ready' &&
-        d.id !== current &&
-        d.demotedAt !== undefined &&
-        now - d.demotedAt >= standbyAfter
-      ) {
-        d.status = 'superseded';
-        d.desired = 'standby';
-        d.updatedAt = now;
+    const drainMs = this.opts.drainMs ?? 60_000;
+    for (;;) {
+      type Due = { at: number; apply: () => void };
+      const due: Due[] = [];
+      const op = [...this.pending].sort((a, b) => a.dueAt - b.dueAt)[0];
+      if (op && op.dueAt <= now) {
+        due.push({
+          at: op.dueAt,
+          apply: () => {
+            this.pending.splice(this.pending.indexOf(op), 1);
+            this.applySwitch(op, op.dueAt);
+          },
+        });
       }
+      for (const d of this.deployments) {
+        const stopAt = d.stopAt;
+        if (stopAt !== undefined && stopAt <= now) {
+          due.push({
+            at: stopAt,
+            apply: () => {
+              delete d.stopAt;
+              // ChangeDesiredState never touches the app's current deployment.
+              if (this.apps.get(appKey(d))?.current === d.id) return;
+              d.desired = 'stopped';
+              d.stoppingSince = stopAt;
+              d.updatedAt = stopAt;
+            },
+          });
+        }
+        const since = d.stoppingSince;
+        if (since !== undefined && d.status === 'ready' && since + drainMs <= now) {
+          due.push({
+            at: since + drainMs,
+            apply: () => {
+              d.status = 'stopped';
+              d.updatedAt = since + drainMs;
+              delete d.stoppingSince;
+            },
+          });
+        }
+      }
+      const next = due.sort((a, b) => a.at - b.at)[0];
+      if (!next) return;
+      next.apply();
     }
   }
 
@@ -294,7 +417,7 @@ export class UnkeyFakeServer {
     if (d.git) out.push(`${d.project}-git-${d.git.commitSha.slice(0, 7)}-${ws}.${apex}`);
     else out.push(`${d.project}-${d.id.toLowerCase().replace(/_/g, '-')}-${ws}.${apex}`);
     const app = this.apps.get(appKey(d));
-    if (d.environment === 'production') {
+    if (this.isProduction(d)) {
       if (app?.current === d.id) {
         out.push(`${d.project}-${d.environment}-${ws}.${apex}`);
         out.push(...(this.opts.customDomains?.[appKey(d)] ?? []));
@@ -313,22 +436,22 @@ export class UnkeyFakeServer {
     return out;
   }
 
+  /** `availableActions` exactly as Unkey's actions.go computes it. */
   private actionsOf(d: FakeDeployment): string[] {
     const app = this.apps.get(appKey(d));
     const actions: string[] = [];
-    const usable =
-      (d.status === 'ready' && d.desired === 'running') ||
-      (d.status === 'superseded' && d.desired === 'standby');
-    if (d.environment === 'production') {
-      const hasCurrent = app?.current !== undefined;
+    const ready = d.status === 'ready';
+    const running = d.desired === 'running';
+    if (this.isProduction(d)) {
+      const hasLive = app?.current !== undefined;
       const isCurrent = app?.current === d.id;
-      if (usable && hasCurrent) {
+      if (ready && running && hasLive) {
         if (!isCurrent || app?.rolledBack) actions.push('promote');
         if (!isCurrent) actions.push('rollback');
       }
       return actions;
     }
-    if (d.status === 'ready' && d.desired === 'running') actions.push('stop');
+    if (ready && running) actions.push('stop');
     if (d.status === 'stopped') actions.push('start');
     return actions;
   }
@@ -661,23 +784,13 @@ export class UnkeyFakeServer {
         'data/deployment_not_found',
       );
     }
-    const app = this.apps.get(appKey(d));
     const pre = (code: string, detail: string) =>
       sendProblem(res, requestId, 412, 'Precondition Failed', detail, `application/${code}`);
-    // The documented order: ready; running (not draining); production; app has a current; not current.
-    const standby = d.status === 'superseded' && d.desired === 'standby';
-    if (d.status !== 'ready' && !standby) return pre('deployment_not_ready', 'The deployment is not ready.');
-    if (d.desired === 'stopped')
-      return pre('deployment_not_ready', 'The deployment is shutting down and cannot serve traffic.');
-    if (d.environment !== 'production')
-      return pre('deployment_not_production', 'Only production deployments can be promoted or rolled back.');
-    if (app?.current === undefined) return pre('deployment_no_current', 'The app has no current deployment.');
-    if (app.current === d.id && !(action === 'promote' && app.rolledBack)) {
-      return pre('deployment_is_current', 'The deployment is already the current deployment.');
-    }
+    // deploygate's order: ready; running (not draining); production; app has a current; not current.
+    const refused = this.gate(d, action);
+    if (refused) return pre(...refused);
     if (this.precondition !== undefined) return pre('precondition_failed', this.precondition);
-    const delay =
-      (this.opts.switchDelayMs ?? 1_000) + (standby ? (this.opts.reactivationDelayMs ?? 2_000) : 0);
+    const delay = this.opts.switchDelayMs ?? 1_000;
     this.pending.push({ action, appKey: appKey(d), targetId: d.id, dueAt: this.opts.clock.now() + delay });
     return send(res, 202, { meta: { requestId }, data: {} });
   }

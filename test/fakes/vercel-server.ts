@@ -14,7 +14,20 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Clock } from '../../src/clock.js';
 import { LoopbackServer } from './loopback-server.js';
 
-export type FakeReadyState = 'QUEUED' | 'BUILDING' | 'ERROR' | 'INITIALIZING' | 'READY' | 'CANCELED';
+/**
+ * Every readyState Vercel's API lists (vercel/sdk `GetDeploymentsReadyState`): BLOCKED is a deployment
+ * Vercel holds back (e.g. until the commit author is authorized or its checks pass); DELETED is listed by
+ * `GET /v6/deployments` but no longer found by `GET /v13/deployments/{id}`.
+ */
+export type FakeReadyState =
+  | 'QUEUED'
+  | 'BUILDING'
+  | 'ERROR'
+  | 'INITIALIZING'
+  | 'READY'
+  | 'CANCELED'
+  | 'BLOCKED'
+  | 'DELETED';
 export type FakeJobStatus = 'pending' | 'in-progress' | 'succeeded' | 'failed' | 'skipped';
 
 interface FakeDeployment {
@@ -580,7 +593,8 @@ export class VercelFakeServer {
         const p = this.projects.find((y) => y.id === x.projectId);
         return p !== undefined && inScope(p) && (x.id === idOrUrl || x.url === idOrUrl);
       });
-      if (!d) return notFound('The deployment was not found.');
+      // A deleted deployment is still listed (state DELETED) but no longer found on its own.
+      if (!d || d.readyState === 'DELETED') return notFound('The deployment was not found.');
       return send(res, 200, this.deploymentWire(d, 'get'));
     }
     if (switchPath) {
@@ -589,7 +603,7 @@ export class VercelFakeServer {
       const project = findProject(decodeURIComponent(projectRef ?? ''));
       if (!project) return notFound('Project not found');
       const d = this.deployments.find((x) => x.id === deploymentId && x.projectId === project.id);
-      if (!d) return notFound('The deployment was not found.');
+      if (!d || d.readyState === 'DELETED') return notFound('The deployment was not found.');
       if (this.running(project)) {
         return send(res, 409, {
           error: {

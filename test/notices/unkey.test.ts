@@ -184,7 +184,7 @@ describe('notices on Unkey (polled events, two replicas)', () => {
 
     // Promoted on the dashboard: announced, and no more reminders.
     await switched(b, await b.promote({ environment: 'production', targetId: d5 }));
-    // Only b runs now. (Superseded deployments also went to standby meanwhile: not selected.)
+    // Only b runs now. (Deployments replaced over 30 minutes ago were stopped meanwhile: not selected.)
     expect((await b.pump()).map((e) => e.type)).toContain('traffic.moved');
     await idleAll([nb]);
     expect(poster.titles().at(-1)).toBe(`Traffic on production moved to ${d5}`);

@@ -17,7 +17,9 @@ const UNKNOWN = 'unkey_3ZunknownRootKey0123456789abc';
 const SECRETS = [KEY, READ_ONLY, NO_PERMS, UNKNOWN];
 const TIMEOUT = 5_000;
 const SWITCH_DELAY = 1_000;
-const REACTIVATION = 2_000;
+/** Unkey stops a replaced production deployment this long after it stopped serving. */
+const STOP_AFTER = 30 * 60_000;
+const DRAIN = 60_000;
 
 const prodEnv = { project: 'acme', app: 'api', environment: 'production' } as const;
 const previewEnv = { project: 'acme', app: 'api', environment: 'preview' } as const;
@@ -43,7 +45,8 @@ beforeEach(async () => {
   server = await UnkeyFakeServer.start({
     clock,
     switchDelayMs: SWITCH_DELAY,
-    reactivationDelayMs: REACTIVATION,
+    stopAfterMs: STOP_AFTER,
+    drainMs: DRAIN,
     rootKeys: {
       [KEY]: [
         'environment.*.read_deployment',
@@ -68,6 +71,16 @@ afterEach(async () => {
   await platform.close();
   await server.close();
 });
+
+/** The deployment as the fake Unkey API answers it (getDeployment's `data`). */
+async function fetchWire(id: string): Promise<Record<string, unknown>> {
+  const res = await fetch(`${server.url}/v2/deployments.getDeployment`, {
+    method: 'POST',
+    headers: { authorization: `Bearer ${KEY}`, 'content-type': 'application/json' },
+    body: JSON.stringify({ deploymentId: id }),
+  });
+  return ((await res.json()) as { data: Record<string, unknown> }).data;
+}
 
 /** Awaits a promise expected to reject with a RefusalError and checks no secret leaks into it. */
 async function refusal(p: Promise<unknown>): Promise<RefusalError> {
@@ -196,12 +209,68 @@ describe('UnkeyPlatform reads', () => {
     expect(r.message).toContain('Valid environments: production, preview');
   });
 
-  it('reports standby and stopped deployments', async () => {
-    await clock.advance(31 * 60_000);
-    server.setStatus(d1, 'stopped');
-    const snap = await platform.snapshot('production');
-    const status = Object.fromEntries(snap.deployments.map((d) => [d.id, d.status]));
-    expect(status).toEqual({ [d3]: 'ready', [d2]: 'standby', [d1]: 'stopped' });
+  it("reports a replaced production deployment ready for 30 minutes, then stopped with Unkey's reason", async () => {
+    // d2 stopped serving when d3 went live, 60 s ago; d1 two minutes ago.
+    let snap = await platform.snapshot('production');
+    expect(snap.deployments.map((d) => d.status)).toEqual(['ready', 'ready', 'ready']);
+    // 30 minutes after d2 was replaced Unkey shuts it down: still `ready` on Unkey, offering nothing.
+    await clock.advance(STOP_AFTER - 60_000);
+    const wire = await fetchWire(d2);
+    expect(wire).toMatchObject({ status: 'ready', availableActions: [] });
+    snap = await platform.snapshot('production');
+    const byId = new Map(snap.deployments.map((d) => [d.id, d]));
+    expect(byId.get(d3)?.status).toBe('ready');
+    expect(byId.get(d2)?.status).toBe('stopped');
+    expect(byId.get(d2)?.statusReason).toContain('Unkey offers no rollback or promote to it right now');
+    // Once its instances are gone Unkey says `stopped` too.
+    await clock.advance(DRAIN);
+    expect(await fetchWire(d2)).toMatchObject({ status: 'stopped', availableActions: [] });
+    snap = await platform.snapshot('production');
+    expect(snap.deployments.map((d) => d.status)).toEqual(['ready', 'stopped', 'stopped']);
+    expect(snap.deployments.some((d) => d.status === 'standby')).toBe(false);
+  });
+
+  it('infers the environment kind from the deployments, not from the slug `production`', async () => {
+    const live = await UnkeyFakeServer.start({
+      clock,
+      environmentKinds: { live: 'production', production: 'preview' },
+      rootKeys: { [KEY]: ['environment.*.read_deployment', 'environment.*.rollback_deployment'] },
+    });
+    try {
+      const env = { project: 'acme', app: 'api', environment: 'live' } as const;
+      const odd = { project: 'acme', app: 'api', environment: 'production' } as const;
+      const l1 = live.push({ ...env, branch: 'main' });
+      await clock.advance(60_000);
+      live.push({ ...env, branch: 'main' });
+      live.push({ ...odd, branch: 'main' });
+      const p = new UnkeyPlatform({
+        environments: { prod: env, odd },
+        client: { baseUrl: live.url, rootKey: KEY, clock, timeoutMs: TIMEOUT, maxRetries: 0 },
+        clock,
+      });
+      const snap = await p.snapshot('prod');
+      expect(snap.environment.kind).toBe('production');
+      expect(buildPlan(snap, { action: 'rollback', now: clock.now() })).toMatchObject({
+        ok: true,
+        value: { environmentKind: 'production', target: { id: l1 } },
+      });
+      expect((await p.snapshot('odd')).environment.kind).toBe('preview');
+      await p.close();
+    } finally {
+      await live.close();
+    }
+  });
+
+  it('does not list a queued build a newer commit superseded (no failed or stopped deployment)', async () => {
+    const queued = server.push({ ...prodEnv, branch: 'main', status: 'pending' });
+    let snap = await platform.snapshot('production');
+    expect(snap.deployments.find((d) => d.id === queued)?.status).toBe('building');
+    const newer = server.push({ ...prodEnv, branch: 'main', status: 'pending' });
+    expect(await fetchWire(queued)).toMatchObject({ status: 'superseded', availableActions: [] });
+    snap = await platform.snapshot('production');
+    expect(snap.deployments.map((d) => d.id)).toEqual([newer, d3, d2, d1]);
+    // Read on its own it is a build that never ran: failed, never standby or stopped.
+    expect(await platform.getDeployment(queued)).toMatchObject({ id: queued, status: 'failed' });
   });
 
   it('passes health with a cheap list, and fails it with the reason', async () => {
@@ -291,13 +360,60 @@ describe('UnkeyPlatform rollback and promote', () => {
     expect(server.currentOf('acme', 'api')).toBe(d1);
   });
 
-  it('reports reactivation of a standby target, then success', async () => {
-    await clock.advance(31 * 60_000);
+  it('rolls back to a replaced deployment within the 30 minutes Unkey keeps it running', async () => {
+    await clock.advance(STOP_AFTER - 2 * 60_000);
+    const plan = buildPlan(await platform.snapshot('production'), { action: 'rollback', now: clock.now() });
+    expect(plan.ok && plan.value.target.id).toBe(d2);
+    expect(plan.ok && plan.value.targetStandby).toBe(false);
     const ref = await platform.rollback({ environment: 'production', targetId: d2 });
     await clock.advance(SWITCH_DELAY);
-    expect((await platform.operation(ref)).state).toBe('reactivating');
-    await clock.advance(REACTIVATION);
     expect((await platform.operation(ref)).state).toBe('succeeded');
+    // The rollback cleared d2's scheduled stop: it keeps serving past its 30 minutes.
+    await clock.advance(STOP_AFTER);
+    const snap = await platform.snapshot('production');
+    expect(snap.environment).toMatchObject({ currentDeploymentId: d2, rolledBack: true });
+    expect(snap.deployments.find((d) => d.id === d2)?.status).toBe('ready');
+  });
+
+  it('after 30 minutes: not the default target, a plan naming it is refused up front, and Unkey answers 412', async () => {
+    // d2 was replaced 30 minutes ago: Unkey is shutting it down (still `ready`); d1, a minute earlier, is stopped.
+    await clock.advance(STOP_AFTER - 60_000);
+    expect(await fetchWire(d2)).toMatchObject({ status: 'ready', availableActions: [] });
+    expect(await fetchWire(d1)).toMatchObject({ status: 'stopped', availableActions: [] });
+    const snap = await platform.snapshot('production');
+    // Neither older deployment is switchable any more: no default target rather than a 412 later.
+    const def = buildPlan(snap, { action: 'rollback', now: clock.now() });
+    expect(!def.ok && def.refusal.code).toBe('no_rollback_target');
+    const named = buildPlan(snap, { action: 'rollback', target: d2, now: clock.now() });
+    expect(!named.ok && named.refusal.code).toBe('target_stopped');
+    expect(!named.ok && named.refusal.message).toContain(
+      'Unkey offers no rollback or promote to it right now',
+    );
+    expect(!named.ok && named.refusal.message).toContain('does not start a production deployment again');
+    const promote = buildPlan(snap, { action: 'promote', target: d1, now: clock.now() });
+    expect(!promote.ok && promote.refusal.code).toBe('target_stopped');
+    expect(!promote.ok && promote.refusal.message).toContain('Unkey stopped it');
+    expect(server.requests.some((r) => r.endpoint === 'deployments.rollbackDeployment')).toBe(false);
+    // Unkey itself refuses it (deploygate targetCore: the desired state is no longer running).
+    const r = await refusal(platform.rollback({ environment: 'production', targetId: d2 }));
+    expect(r.code).toBe('target_not_ready');
+    expect(r.context).toMatchObject({ status: 412, platformCode: 'deployment_not_ready' });
+    // A newer deployment replaced now is the default target again.
+    const d4 = server.push({ ...prodEnv, branch: 'main' });
+    const fresh = buildPlan(await platform.snapshot('production'), { action: 'rollback', now: clock.now() });
+    expect(fresh.ok && [fresh.value.current.id, fresh.value.target.id]).toEqual([d4, d3]);
+  });
+
+  it("fails the operation with Unkey's reason when the target starts shutting down mid-switch", async () => {
+    const ref = await platform.rollback({ environment: 'production', targetId: d2 });
+    server.drain(d2);
+    const op = await platform.operation(ref);
+    expect(op.state).toBe('failed');
+    expect(op.error?.code).toBe('target_stopped');
+    expect(op.error?.message).toContain('Unkey offers no rollback or promote to it right now');
+    await clock.advance(SWITCH_DELAY);
+    // Unkey's workflow re-validates the target and does not switch to it.
+    expect(server.currentOf('acme', 'api')).toBe(d3);
   });
 
   it('fails the operation when the target stops, and when it takes too long', async () => {

@@ -100,6 +100,20 @@ describe('Unkey adapter in a switch job', () => {
     expect(server.requests.filter((r) => r.endpoint === 'deployments.rollbackDeployment')).toHaveLength(1);
   });
 
+  it('refuses up front, without calling Unkey, a target Unkey started shutting down after the plan', async () => {
+    const { unkeyClock, server, platform, queue, d1 } = await setup();
+    const plan = buildPlan(await platform.snapshot('production'), { action: 'rollback', now: Date.now() });
+    if (!plan.ok) throw new Error(plan.refusal.message);
+    expect(plan.value.target.id).toBe(d1);
+    // Unkey stops a replaced production deployment 30 minutes after it stopped serving.
+    await unkeyClock.advance(30 * 60_000);
+    const { jobId } = await queue.enqueue(jobData(plan.value, Date.now()));
+    const final = await queue.waitForEnd(jobId);
+    expect(final?.outcome).not.toBe('succeeded');
+    expect(final?.message).toContain('Unkey offers no rollback or promote to it right now');
+    expect(server.requests.some((r) => r.endpoint === 'deployments.rollbackDeployment')).toBe(false);
+  });
+
   it('ends the job on an Unkey refusal without retrying it', async () => {
     const { server, platform, queue, d1 } = await setup();
     const snap = await platform.snapshot('production');

@@ -49,16 +49,51 @@ describe('mapStatus', () => {
       cancelled: 'failed',
       skipped: 'failed',
       stopped: 'stopped',
-      superseded: 'stopped',
+      superseded: 'failed',
     };
     for (const status of unkeyDeploymentStatuses) {
-      expect(mapStatus({ status, availableActions: [] }), status).toBe(expected[status]);
+      // The current deployment: `ready` means serving whatever Unkey offers on it.
+      expect(mapStatus({ status, availableActions: [], isCurrent: true }), status).toBe(expected[status]);
     }
   });
 
-  it('treats a superseded deployment that can still be rolled back to as standby', () => {
-    expect(mapStatus({ status: 'superseded', availableActions: ['promote', 'rollback'] })).toBe('standby');
-    expect(mapStatus({ status: 'superseded', availableActions: ['promote'] })).toBe('stopped');
+  it('superseded is a queued build replaced by a newer commit: failed, never standby or stopped', () => {
+    for (const availableActions of [[], ['promote', 'rollback']] as const) {
+      expect(
+        mapStatus({ status: 'superseded', availableActions: [...availableActions], isCurrent: false }),
+      ).toBe('failed');
+    }
+  });
+
+  it('a ready deployment Unkey offers no rollback, promote or stop on is being shut down: stopped, with why', () => {
+    // actions.go: a non-current production deployment offers promote+rollback exactly while it is ready,
+    // its desired state is running and the app has a current deployment; a preview one offers stop.
+    const shuttingDown = dep({ status: 'ready', isCurrent: false, availableActions: [] });
+    expect(mapStatus(shuttingDown)).toBe('stopped');
+    const mapped = toDeployment(shuttingDown, 'production');
+    expect(mapped.status).toBe('stopped');
+    expect(mapped.statusReason).toMatch(/Unkey offers no rollback or promote to it right now/);
+    expect(mapped.statusReason).toMatch(/30 minutes/);
+    expect(mapped.statusReason).toMatch(/deployment_not_ready/);
+
+    expect(mapStatus(dep({ availableActions: ['promote', 'rollback'] }))).toBe('ready');
+    expect(mapStatus(dep({ environment: 'preview', availableActions: ['stop'] }))).toBe('ready');
+    expect(mapStatus(dep({ isCurrent: true, availableActions: [] }))).toBe('ready');
+    expect(
+      toDeployment(dep({ availableActions: ['promote', 'rollback'] }), 'p').statusReason,
+    ).toBeUndefined();
+    // Unkey also offers nothing while its production app has no current deployment: nothing tells
+    // "shutting down" apart from that, so the caller says when the actions mean "running".
+    expect(mapStatus(shuttingDown, false)).toBe('ready');
+  });
+
+  it('a stopped production deployment says Unkey does not start it again', () => {
+    const stopped = toDeployment(dep({ status: 'stopped', availableActions: [] }), 'production');
+    expect(stopped.status).toBe('stopped');
+    expect(stopped.statusReason).toMatch(/does not start a production deployment again/);
+    // A stopped preview deployment can be started on Unkey (`start`): no production reason.
+    const preview = toDeployment(dep({ status: 'stopped', availableActions: ['start'] }), 'preview');
+    expect(preview.statusReason).toBeUndefined();
   });
 });
 
@@ -106,7 +141,9 @@ describe('hostname stickiness', () => {
 
 describe('toDeployment', () => {
   it('maps git and docker deployments', () => {
-    expect(toDeployment(dep({ updatedAt: 2_000 }), 'prod')).toEqual({
+    expect(
+      toDeployment(dep({ updatedAt: 2_000, availableActions: ['promote', 'rollback'] }), 'prod'),
+    ).toEqual({
       id: 'd_abc123',
       projectId: 'acme',
       environment: 'prod',

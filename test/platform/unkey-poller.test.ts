@@ -119,6 +119,30 @@ describe('Unkey event poller', () => {
     ]);
   });
 
+  it('a superseded queued build emits nothing; a replaced deployment is stopped after 30 minutes, never standby', async () => {
+    const a = replica();
+    expect(await poll(a)).toEqual([]);
+    const queued = server.push({ ...prodEnv, branch: 'main', status: 'pending' });
+    expect(strip(await poll(a))).toEqual([
+      { type: 'deployment.building', environment: 'production', deploymentId: queued },
+    ]);
+    // A newer push supersedes the queued build before it ran: no failed, stopped or standby event.
+    const newer = server.push({ ...prodEnv, branch: 'main', status: 'pending' });
+    expect(strip(await poll(a))).toEqual([
+      { type: 'deployment.building', environment: 'production', deploymentId: newer },
+    ]);
+    // d2 stopped serving when d3 went live: Unkey shuts it down 30 minutes later.
+    await clock.advance(30 * 60_000);
+    const events = strip(await poll(a));
+    expect(events).toContainEqual({
+      type: 'deployment.stopped',
+      environment: 'production',
+      deploymentId: d2,
+    });
+    expect(events.some((e) => (e as { type: string }).type === 'deployment.standby')).toBe(false);
+    expect(events.some((e) => (e as { deploymentId?: string }).deploymentId === queued)).toBe(false);
+  });
+
   it('subscribe polls on the clock and unsubscribe stops it', async () => {
     const a = replica();
     const subscribe = a.subscribe;

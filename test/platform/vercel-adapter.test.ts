@@ -9,11 +9,12 @@ import { isRetryable } from '../../jobs/switch-processor.js';
 import { parseWorkerArgs, platformFor } from '../../jobs/worker-main.js';
 import { ManualClock } from '../../src/clock.js';
 import { loadConfig } from '../../src/config.js';
+import { buildPlan } from '../../src/domain/plan.js';
 import { ConfigError, RefusalError, SwitchyardError } from '../../src/errors.js';
-import { silentLogger } from '../../src/log.js';
+import { createLogger, silentLogger } from '../../src/log.js';
 import type { OperationRef } from '../../src/platform/port.js';
 import { createVercelPlatform, VercelPlatform } from '../../src/platform/vercel/adapter.js';
-import { VercelFakeServer } from '../fakes/vercel-server.js';
+import { type FakeReadyState, VercelFakeServer } from '../fakes/vercel-server.js';
 
 const TOKEN = 'vcp_adapterTestToken0123456789abcd';
 const TEAM = 'team_acme123';
@@ -154,6 +155,51 @@ describe('VercelPlatform reads', () => {
     expect(await platform.getDeployment(server.deploy({ project: other }))).toBeUndefined();
   });
 
+  it('lists BLOCKED deployments as not ready, leaves DELETED ones out, and survives states it does not know', async () => {
+    const { clock, server, platform, projectId, d1, d2 } = await setup();
+    const lines: string[] = [];
+    const logged = new VercelPlatform({
+      project: 'acme-web',
+      client: { baseUrl: server.url, token: TOKEN, teamId: TEAM, timeoutMs: 5_000, maxRetries: 0 },
+      clock,
+      logger: createLogger({
+        pretty: false,
+        level: 'warn',
+        destination: { write: (l: string) => lines.push(l) } as never,
+      }),
+    });
+    closers.push(() => logged.close());
+    await clock.advance(1_000);
+    const blocked = server.deploy({ project: projectId, readyState: 'BLOCKED' });
+    await clock.advance(1_000);
+    // A failed deployment someone deleted (Vercel does not delete the current production deployment).
+    const deleted = server.deploy({ project: projectId, readyState: 'ERROR' });
+    server.setReadyState(deleted, 'DELETED');
+    await clock.advance(1_000);
+    // A state Vercel may add after this was written (the fake sends what it is given).
+    const future = server.deploy({ project: projectId, readyState: 'ARCHIVED' as FakeReadyState });
+    const snap = await logged.snapshot('production');
+    expect(snap.deployments.map((d) => [d.id, d.status])).toEqual([
+      [future, 'building'],
+      [blocked, 'building'],
+      [d2, 'ready'],
+      [d1, 'ready'],
+    ]);
+    expect(snap.environment.currentDeploymentId).toBe(d2);
+    const plan = buildPlan(snap, { action: 'rollback', now: clock.now() });
+    expect(plan.ok && plan.value.target.id).toBe(d1);
+    const named = buildPlan(snap, { action: 'promote', target: blocked, now: clock.now() });
+    expect(!named.ok && named.refusal.code).toBe('target_not_ready');
+    expect(!named.ok && named.refusal.message).toContain('Vercel blocked it');
+    await logged.snapshot('production');
+    const warnings = lines.filter((l) => l.includes('ARCHIVED'));
+    expect(warnings).toHaveLength(1);
+    expect(warnings[0]).toContain('unknown readyState');
+    // A deleted deployment is gone: not found when read on its own.
+    expect(await platform.getDeployment(deleted)).toBeUndefined();
+    expect(await platform.getDeployment(blocked)).toMatchObject({ id: blocked, status: 'building' });
+  });
+
   it('refuses an unknown environment and reports an unknown project naming vercel.project', async () => {
     const { server, platform } = await setup();
     const e = await rejection(platform.snapshot('staging'));
@@ -184,6 +230,25 @@ describe('VercelPlatform reads', () => {
 });
 
 describe('VercelPlatform switches', () => {
+  it('refuses to switch to a deployment Vercel reports DELETED, without calling the switch endpoint', async () => {
+    const { server, platform, projectId, d1 } = await setup();
+    const deletedBody = {
+      id: d1,
+      url: 'acme-web-deleted.vercel.app',
+      readyState: 'DELETED',
+      target: 'production',
+      projectId,
+      createdAt: 1,
+    };
+    server.fault({ kind: 'body', status: 200, body: deletedBody, method: 'GET', path: '/v13/deployments/' });
+    const e = await rejection(platform.rollback({ environment: 'production', targetId: d1 }));
+    expect(e.code).toBe('unknown_deployment');
+    expect(e.message).toContain('deleted on Vercel');
+    expect(server.switchRequests()).toEqual([]);
+    server.fault({ kind: 'body', status: 200, body: deletedBody, method: 'GET', path: '/v13/deployments/' });
+    expect(await platform.getDeployment(d1)).toBeUndefined();
+  });
+
   it('rolls back (rolled-back state, new deploys not assigned), then a promote restores auto-assignment', async () => {
     const { server, platform, projectId, d1, d2 } = await setup();
     const ref = await platform.rollback({ environment: 'production', targetId: d1, requestedBy: 'Ada' });

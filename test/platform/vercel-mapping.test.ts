@@ -11,11 +11,14 @@ import {
   commitOf,
   currentProductionId,
   environmentOf,
+  isKnownReadyState,
   isRolledBack,
   mapReadyState,
   toDeployment,
 } from '../../src/platform/vercel/mapping.js';
 import {
+  GetDeploymentResponseSchema,
+  ListDeploymentsResponseSchema,
   type VercelDeployment,
   type VercelProjectDomain,
   vercelReadyStates,
@@ -37,16 +40,67 @@ function domain(name: string, p: Partial<VercelProjectDomain> = {}): VercelProje
 }
 
 describe('mapReadyState', () => {
-  it('maps every documented readyState; none is standby or stopped', () => {
+  it('maps every documented readyState; a live one is never standby or stopped', () => {
     const mapped = Object.fromEntries(vercelReadyStates.map((s) => [s, mapReadyState(s)]));
     expect(mapped).toEqual({
       QUEUED: 'building',
       BUILDING: 'building',
       INITIALIZING: 'building',
+      // Blocked (e.g. waiting for the commit author to be authorized or for checks): it never became
+      // ready and may still build, like a queued one.
+      BLOCKED: 'building',
       READY: 'ready',
       ERROR: 'failed',
       CANCELED: 'failed',
+      // Gone; the adapter does not list deleted deployments at all.
+      DELETED: 'stopped',
     });
+  });
+
+  it('maps a readyState Vercel adds later to a safe status that no plan switches to', () => {
+    expect(mapReadyState('ARCHIVED')).toBe('building');
+    expect(isKnownReadyState('ARCHIVED')).toBe(false);
+    expect(isKnownReadyState('BLOCKED')).toBe(true);
+    const d = toDeployment(dep({ id: 'dpl_new', readyState: 'ARCHIVED' }), 'p');
+    expect(d.status).toBe('building');
+    expect(d.readyAt).toBeUndefined();
+    expect(d.statusReason).toContain('"ARCHIVED"');
+    expect(toDeployment(dep({ id: 'dpl_b', readyState: 'BLOCKED' }), 'p').statusReason).toContain(
+      'Vercel blocked it',
+    );
+  });
+});
+
+describe('deployment list schema', () => {
+  const listed = (state: string) => ({
+    uid: `dpl_${state}`,
+    url: `x-${state}.vercel.app`,
+    created: 1_000,
+    state,
+    readyState: state,
+    target: 'production',
+    type: 'LAMBDAS',
+  });
+  it('accepts BLOCKED, DELETED and states it does not know instead of failing the whole page', () => {
+    const page = ListDeploymentsResponseSchema.parse({
+      deployments: ['READY', 'BLOCKED', 'DELETED', 'SOMETHING_NEW'].map(listed),
+      pagination: { count: 4, next: null, prev: null },
+    });
+    expect(page.deployments.map((d) => d.readyState)).toEqual([
+      'READY',
+      'BLOCKED',
+      'DELETED',
+      'SOMETHING_NEW',
+    ]);
+    expect(
+      GetDeploymentResponseSchema.parse({
+        id: 'dpl_b',
+        url: 'b.vercel.app',
+        readyState: 'BLOCKED',
+        projectId: 'prj_1',
+        createdAt: 1,
+      }).readyState,
+    ).toBe('BLOCKED');
   });
 });
 

@@ -17,7 +17,6 @@ import { pickDefined } from '../http-client.js';
 import type {
   DeployPlatform,
   OperationRef,
-  OperationState,
   OperationStatus,
   PlatformEvent,
   Route,
@@ -25,7 +24,15 @@ import type {
 } from '../port.js';
 import { type PollingEvents, pollerFor, type SnapshotEventPoller } from '../snapshot-poller.js';
 import { UnkeyClient, type UnkeyClientOptions } from './client.js';
-import { classifyDomains, isRolledBack, mapStatus, toDeployment, UNKEY_APEX } from './mapping.js';
+import {
+  actionsMeanRunning,
+  classifyDomains,
+  describeStatus,
+  environmentKindOf,
+  isRolledBack,
+  toDeployment,
+  UNKEY_APEX,
+} from './mapping.js';
 import { type RefusalContext, toRefusal, type UnkeyEndpoint } from './refusals.js';
 import {
   AcceptedResponseSchema,
@@ -135,28 +142,28 @@ export class UnkeyPlatform implements DeployPlatform {
         environment: first.environment,
       });
     const current = raw.find((d) => d.isCurrent);
-    if (
-      current === undefined &&
-      unkeyEnvOf(first, mapping) === 'production' &&
-      raw.length >= this.maxDeployments
-    ) {
+    // Unkey's deployment objects carry no EnvironmentKind; their actions and `isCurrent` tell it, and the
+    // slug `production` is the fallback when no deployment says (see docs/unkey.md).
+    const kind =
+      environmentKindOf(raw) ?? (unkeyEnvOf(first, mapping) === 'production' ? 'production' : 'preview');
+    if (current === undefined && kind === 'production' && raw.length >= this.maxDeployments) {
       this.logger.warn(
         { environment, read: raw.length },
         'unkey: no current deployment among the deployments read; raise maxDeployments if one exists',
       );
     }
     const projectId = first?.project ?? mapping.project;
-    const unkeyEnv = unkeyEnvOf(first, mapping);
+    const running = actionsMeanRunning(raw);
     return {
       project: { id: projectId, name: projectId },
       environment: {
         slug: environment,
-        kind: unkeyEnv === 'production' ? 'production' : 'preview',
+        kind,
         projectId,
         rolledBack: isRolledBack(current),
         ...(current === undefined ? {} : { currentDeploymentId: current.id }),
       },
-      deployments: raw.map((d) => toDeployment(d, environment)),
+      deployments: raw.map((d) => toDeployment(d, environment, running)),
       domains: classifyDomains(raw, environment, this.apex),
       liveHistory: [],
       readAt: this.clock.now(),
@@ -212,14 +219,18 @@ export class UnkeyPlatform implements DeployPlatform {
     const offersPromote = d.availableActions.includes('promote');
     const done = d.isCurrent && (ref.action === 'rollback' ? offersPromote : !offersPromote);
     if (done) return { id: ref.id, state: 'succeeded', updatedAt: now };
-    const status = mapStatus(d);
+    // The app has a current deployment (the switch started from it), so the actions mean "running".
+    const { status, reason } = describeStatus(d, true);
     if (status === 'failed' || status === 'stopped') {
+      const why =
+        reason ??
+        `${d.id} is ${d.status} on Unkey${d.error ? ` (${d.error.code}: ${d.error.message})` : ''}, so it cannot take traffic.`;
       return {
         id: ref.id,
         state: 'failed',
         error: {
           code: `target_${status}`,
-          message: `${d.id} is ${d.status} on Unkey${d.error ? ` (${d.error.code}: ${d.error.message})` : ''}, so it cannot take traffic; the ${ref.action} did not complete.`,
+          message: `${reason === undefined ? '' : `${d.id}: `}${why} The ${ref.action} did not complete.`,
         },
         updatedAt: now,
       };
@@ -235,8 +246,8 @@ export class UnkeyPlatform implements DeployPlatform {
         updatedAt: now,
       };
     }
-    const state: OperationState = status === 'standby' ? 'reactivating' : 'switching';
-    return { id: ref.id, state, updatedAt: now };
+    // Unkey has no standby it reactivates (see docs/unkey.md): a switch in flight is just switching.
+    return { id: ref.id, state: 'switching', updatedAt: now };
   }
 
   async health(): Promise<void> {
@@ -302,6 +313,9 @@ export class UnkeyPlatform implements DeployPlatform {
       scanned += page.data.length;
       for (const d of page.data) {
         if (mapping.app === undefined && d.environment !== mapping.environment) continue;
+        // A queued build a newer commit replaced before it ran: it never built or served, and Unkey's
+        // dashboard does not show it as failed, so it is not listed (no plan, no "failed" notice).
+        if (d.status === 'superseded') continue;
         out.push(d);
       }
       const next = page.pagination.cursor;

@@ -15,16 +15,39 @@ import type { UnkeyDeployment } from './schemas.js';
 /** The apex of Unkey's system hostnames (`<project>-<environment>-<workspace>.unkey.app`). */
 export const UNKEY_APEX = 'unkey.app';
 
+/** Why a deployment Unkey still reports `ready` cannot take traffic now (shown in refusals). */
+export const SHUTTING_DOWN_REASON =
+  "Unkey offers no rollback or promote to it right now: it still reports ready, but Unkey is shutting it down. Unkey stops a production deployment 30 minutes after it stopped serving (its docs call this standby), and Unkey's API does not start a production deployment again, so Unkey would refuse the switch (412 deployment_not_ready).";
+
+/** Why a stopped production deployment cannot take traffic again. */
+export const STOPPED_REASON =
+  "Unkey stopped it, and Unkey's API does not start a production deployment again (no rollback, promote or start is offered on it).";
+
 /**
- * Unkey status → Switchyard status.
- * - `superseded` is a production deployment that no longer serves: when Unkey still offers `rollback` on
- *   it, it can take traffic again (after reactivation), which is what Switchyard calls `standby`; when it
- *   offers nothing it cannot come back, i.e. `stopped`.
+ * Unkey status → Switchyard status, with Unkey's reason when the status alone does not say it.
+ * - `ready` is only what Unkey's status column says; whether Unkey will switch to it is in
+ *   `availableActions`, computed like its rollback/promote checks (actions.go): a non-current production
+ *   deployment offers `promote` and `rollback` exactly while it is ready, its desired state is running and
+ *   the app has a current deployment; a preview one offers `stop` while running. A ready, non-current
+ *   deployment that offers none of them is being shut down (desired state stopped): Unkey refuses a
+ *   rollback to it (deployment_not_ready) and cannot start it again, so it is `stopped` here.
+ *   `actionsMeanRunning` is false when nothing tells that apart from a production app without any current
+ *   deployment (Unkey then offers nothing on any deployment): it stays `ready`.
+ * - `superseded` is a queued build Unkey dropped because a newer commit of the branch arrived before it
+ *   ran (never built, never served): `failed`, like `skipped` and `cancelled`.
  */
-export function mapStatus(d: Pick<UnkeyDeployment, 'status' | 'availableActions'>): DeploymentStatus {
+export function describeStatus(
+  d: Pick<UnkeyDeployment, 'status' | 'availableActions' | 'isCurrent'>,
+  actionsMeanRunning = true,
+): { readonly status: DeploymentStatus; readonly reason?: string } {
   switch (d.status) {
-    case 'ready':
-      return 'ready';
+    case 'ready': {
+      const running =
+        d.isCurrent ||
+        !actionsMeanRunning ||
+        d.availableActions.some((a) => a === 'rollback' || a === 'promote' || a === 'stop');
+      return running ? { status: 'ready' } : { status: 'stopped', reason: SHUTTING_DOWN_REASON };
+    }
     case 'pending':
     case 'starting':
     case 'building':
@@ -32,18 +55,57 @@ export function mapStatus(d: Pick<UnkeyDeployment, 'status' | 'availableActions'
     case 'network':
     case 'finalizing':
     case 'awaiting_approval':
-      return 'building';
+      return { status: 'building' };
     case 'failed':
     case 'cancelled':
     case 'skipped':
-      return 'failed';
-    case 'stopped':
-      return 'stopped';
     case 'superseded':
-      return d.availableActions.includes('rollback') ? 'standby' : 'stopped';
+      return { status: 'failed' };
+    case 'stopped':
+      // A preview deployment offers `start`; a production one is never started again.
+      return d.availableActions.includes('start')
+        ? { status: 'stopped' }
+        : { status: 'stopped', reason: STOPPED_REASON };
     default:
       return assertNever(d.status, 'Unkey deployment status');
   }
+}
+
+/** Unkey status → Switchyard status (see `describeStatus`). */
+export function mapStatus(
+  d: Pick<UnkeyDeployment, 'status' | 'availableActions' | 'isCurrent'>,
+  actionsMeanRunning = true,
+): DeploymentStatus {
+  return describeStatus(d, actionsMeanRunning).status;
+}
+
+/**
+ * Whether `availableActions` on the deployments of one environment can be read as "running or not"
+ * (see `describeStatus`): true when one of them is current or offers a switch (a production app with a
+ * current deployment), or offers `stop`/`start` (a preview environment); false when nothing rules out a
+ * production app that has no current deployment.
+ */
+export function actionsMeanRunning(
+  deployments: readonly Pick<UnkeyDeployment, 'isCurrent' | 'availableActions'>[],
+): boolean {
+  return deployments.some((d) => d.isCurrent || d.availableActions.length > 0);
+}
+
+/**
+ * The EnvironmentKind of the environment these deployments belong to, from what Unkey's deployment
+ * objects show: only production deployments can be current or offer promote/rollback; only preview ones
+ * offer stop/start. Undefined when none of them says (e.g. no deployment yet).
+ */
+export function environmentKindOf(
+  deployments: readonly Pick<UnkeyDeployment, 'isCurrent' | 'availableActions'>[],
+): 'production' | 'preview' | undefined {
+  for (const d of deployments) {
+    if (d.isCurrent || d.availableActions.some((a) => a === 'promote' || a === 'rollback')) {
+      return 'production';
+    }
+    if (d.availableActions.some((a) => a === 'stop' || a === 'start')) return 'preview';
+  }
+  return undefined;
 }
 
 /**
@@ -170,9 +232,14 @@ function commitOf(d: UnkeyDeployment): Deployment['commit'] {
 /**
  * Unkey deployment → domain Deployment in the Switchyard environment `environmentSlug`. `readyAt` is
  * approximated by `updatedAt` (Unkey does not report when a deployment became ready).
+ * `actionsMeanRunning`: see `describeStatus`.
  */
-export function toDeployment(d: UnkeyDeployment, environmentSlug: string): Deployment {
-  const status = mapStatus(d);
+export function toDeployment(
+  d: UnkeyDeployment,
+  environmentSlug: string,
+  actionsMeanRunning = true,
+): Deployment {
+  const { status, reason } = describeStatus(d, actionsMeanRunning);
   const readyAt = status === 'ready' || status === 'standby' ? (d.updatedAt ?? d.createdAt) : undefined;
   return {
     id: d.id,
@@ -183,5 +250,6 @@ export function toDeployment(d: UnkeyDeployment, environmentSlug: string): Deplo
     createdAt: d.createdAt,
     ...(readyAt === undefined ? {} : { readyAt }),
     status,
+    ...(reason === undefined ? {} : { statusReason: reason }),
   };
 }

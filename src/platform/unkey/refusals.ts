@@ -105,7 +105,7 @@ export function toRefusal(e: unknown, ctx: RefusalContext): unknown {
       case 'deployment_is_stopping':
         return refusal(
           RefusalCode.targetNotReady,
-          `Unkey refused: ${id} is not ready or is shutting down, so it cannot take traffic (${platformCode}). Pick a ready deployment.`,
+          `Unkey refused: ${id} is not ready or is shutting down, so it cannot take traffic (${platformCode}). Unkey stops a production deployment 30 minutes after it stopped serving and does not start it again. Pick a ready deployment.`,
         );
       case 'deployment_is_current':
         return refusal(

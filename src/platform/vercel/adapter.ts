@@ -31,6 +31,7 @@ import {
   classifyDomains,
   currentProductionId,
   environmentOf,
+  isKnownReadyState,
   isRolledBack,
   toDeployment,
   VERCEL_APEX,
@@ -104,6 +105,8 @@ export class VercelPlatform implements DeployPlatform {
   private readonly clockSkewMs: number;
   private readonly apex: string;
   private readonly poller: SnapshotEventPoller | undefined;
+  /** readyStates Vercel sent that Switchyard does not know, already logged (each is logged once). */
+  private readonly unknownStates = new Set<string>();
   /** Present when `events` is configured: deployment events found by polling (issue 9). */
   readonly subscribe?: (listener: (event: PlatformEvent) => void) => () => void;
 
@@ -159,7 +162,7 @@ export class VercelPlatform implements DeployPlatform {
           if (e instanceof RefusalError && e.code === RefusalCode.unknownDeployment) return undefined;
           throw e;
         });
-        if (current) raw.push(current);
+        if (current && current.readyState !== 'DELETED') raw.push(current);
       }
     } else {
       currentId = raw.find((d) => d.readyState === 'READY')?.id;
@@ -175,7 +178,7 @@ export class VercelPlatform implements DeployPlatform {
         rolledBack: env === 'production' && isRolledBack(project),
         ...(currentId === undefined ? {} : { currentDeploymentId: currentId }),
       },
-      deployments: raw.map((d) => toDeployment(d, project.id)),
+      deployments: raw.map((d) => this.toDeployment(d, project.id)),
       domains: classifyDomains(domains, env, {
         currentProductionId: currentProductionId(project),
         previewDeployments: env === 'preview' ? raw : [],
@@ -195,10 +198,23 @@ export class VercelPlatform implements DeployPlatform {
       if (e instanceof RefusalError && e.code === RefusalCode.unknownDeployment) return undefined;
       throw e;
     }
+    if (d.readyState === 'DELETED') return undefined;
     const project = await this.readProject();
     if (d.projectId !== undefined && d.projectId !== project.id) return undefined;
     if (!this.environments.includes(environmentOf(d))) return undefined;
-    return toDeployment(d, project.id);
+    return this.toDeployment(d, project.id);
+  }
+
+  /** `toDeployment`, logging once each readyState Vercel sent that Switchyard does not know. */
+  private toDeployment(d: VercelDeployment, projectId: string): Deployment {
+    if (!isKnownReadyState(d.readyState) && !this.unknownStates.has(d.readyState)) {
+      this.unknownStates.add(d.readyState);
+      this.logger.warn(
+        { readyState: d.readyState, deployment: d.id },
+        'vercel: unknown readyState, treated as not ready (building) until Switchyard knows it',
+      );
+    }
+    return toDeployment(d, projectId);
   }
 
   /**
@@ -378,6 +394,8 @@ export class VercelPlatform implements DeployPlatform {
           { environment: env },
         );
         for (const d of page.deployments) {
+          // A deleted deployment is gone: it can never take traffic and is not shown.
+          if (d.readyState === 'DELETED') continue;
           // Keep only this environment even if Vercel ignored the target filter.
           if (environmentOf(d) === env && !out.some((o) => o.id === d.id)) out.push(d);
         }
@@ -438,6 +456,13 @@ export class VercelPlatform implements DeployPlatform {
     // Vercel takes the project from the URL: make sure the target is a production deployment of this
     // project, so a mistyped id never switches another project or promotes a preview build.
     const target = await this.fetchDeployment(request.targetId);
+    if (target.readyState === 'DELETED') {
+      throw new RefusalError({
+        code: RefusalCode.unknownDeployment,
+        message: `${target.id} was deleted on Vercel, so it cannot take traffic again. Pick a ready production deployment.`,
+        context: { target: target.id, environment: request.environment },
+      });
+    }
     if (target.projectId !== undefined && target.projectId !== project.id) {
       throw new RefusalError({
         code: RefusalCode.targetWrongEnvironment,

@@ -4,14 +4,15 @@
  * domain stickiness and the Deployment shape. No I/O; the adapter feeds it parsed API answers. The
  * reasoning behind each choice is in docs/vercel.md ("How Vercel state is read").
  */
+import type { Deployment, DeploymentStatus, Domain, DomainStickiness } from '../../domain/types.js';
 import {
-  assertNever,
-  type Deployment,
-  type DeploymentStatus,
-  type Domain,
-  type DomainStickiness,
-} from '../../domain/types.js';
-import type { VercelDeployment, VercelProject, VercelProjectDomain, VercelReadyState } from './schemas.js';
+  type KnownVercelReadyState,
+  type VercelDeployment,
+  type VercelProject,
+  type VercelProjectDomain,
+  type VercelReadyState,
+  vercelReadyStates,
+} from './schemas.js';
 
 /** The apex of the hostnames Vercel gives projects and deployments. */
 export const VERCEL_APEX = 'vercel.app';
@@ -20,9 +21,19 @@ export const VERCEL_APEX = 'vercel.app';
 export const VercelEnvironment = { production: 'production', preview: 'preview' } as const;
 export type VercelEnvironment = (typeof VercelEnvironment)[keyof typeof VercelEnvironment];
 
+/** True for the readyStates Vercel documents (see `vercelReadyStates`). */
+export function isKnownReadyState(state: string): state is KnownVercelReadyState {
+  return (vercelReadyStates as readonly string[]).includes(state);
+}
+
 /**
  * Vercel `readyState` → Switchyard status. Vercel has no standby: a production deployment that no
  * longer serves stays READY and can take traffic again at once, so `standby` never occurs.
+ * - BLOCKED: Vercel holds the deployment back (e.g. until the commit author is authorized or its checks
+ *   pass); it never became ready and may still build: `building`, like QUEUED.
+ * - DELETED: gone; the adapter leaves such deployments out, `stopped` is only for completeness.
+ * - any other (a state added after this was written): `building`, which no plan switches to and no
+ *   notice announces; the adapter logs it once.
  */
 export function mapReadyState(state: VercelReadyState): DeploymentStatus {
   switch (state) {
@@ -31,13 +42,28 @@ export function mapReadyState(state: VercelReadyState): DeploymentStatus {
     case 'QUEUED':
     case 'INITIALIZING':
     case 'BUILDING':
+    case 'BLOCKED':
       return 'building';
     case 'ERROR':
     case 'CANCELED':
       return 'failed';
+    case 'DELETED':
+      return 'stopped';
     default:
-      return assertNever(state, 'Vercel readyState');
+      return 'building';
   }
+}
+
+/** Vercel's own words for a state whose status alone does not explain why it cannot take traffic. */
+function statusReasonOf(state: VercelReadyState): string | undefined {
+  if (state === 'BLOCKED') {
+    return 'Vercel blocked it (for example until the commit author is authorized or its checks pass), so it never became ready.';
+  }
+  if (state === 'DELETED') return 'Vercel deleted it.';
+  if (!isKnownReadyState(state)) {
+    return `Vercel reports readyState "${state}", which Switchyard does not know, so it is treated as not ready.`;
+  }
+  return undefined;
 }
 
 /** The Switchyard environment of a deployment: `target: "production"` or else preview. */
@@ -79,6 +105,7 @@ export function commitOf(d: Pick<VercelDeployment, 'meta'>): Deployment['commit'
 export function toDeployment(d: VercelDeployment, projectId: string): Deployment {
   const status = mapReadyState(d.readyState);
   const readyAt = status === 'ready' ? (d.ready ?? d.createdAt) : undefined;
+  const reason = statusReasonOf(d.readyState);
   return {
     id: d.id,
     projectId: d.projectId ?? projectId,
@@ -88,6 +115,7 @@ export function toDeployment(d: VercelDeployment, projectId: string): Deployment
     createdAt: d.createdAt,
     ...(readyAt === undefined ? {} : { readyAt }),
     status,
+    ...(reason === undefined ? {} : { statusReason: reason }),
   };
 }
 

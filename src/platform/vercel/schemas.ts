@@ -9,7 +9,10 @@
  */
 import { z } from 'zod';
 
-/** Every `readyState` Vercel documents for a deployment. */
+/**
+ * Every `readyState` Vercel's API lists for a deployment (vercel/sdk `GetDeploymentsReadyState`,
+ * `GetDeploymentResponseBodyDeploymentsReadyState`).
+ */
 export const vercelReadyStates = [
   'QUEUED',
   'BUILDING',
@@ -17,9 +20,16 @@ export const vercelReadyStates = [
   'INITIALIZING',
   'READY',
   'CANCELED',
+  'BLOCKED',
+  'DELETED',
 ] as const;
-export const VercelReadyStateSchema = z.enum(vercelReadyStates);
-export type VercelReadyState = z.infer<typeof VercelReadyStateSchema>;
+export type KnownVercelReadyState = (typeof vercelReadyStates)[number];
+/**
+ * A documented state, or any other string: Vercel adds states over time, and one deployment in a state
+ * this list lacks must not fail the whole page (the mapping treats it as not ready).
+ */
+export type VercelReadyState = KnownVercelReadyState | (string & {});
+export const VercelReadyStateSchema: z.ZodType<VercelReadyState> = z.string().min(1);
 
 /** `lastAliasRequest.jobStatus` values. */
 export const aliasJobStatuses = ['pending', 'in-progress', 'succeeded', 'failed', 'skipped'] as const;
