@@ -7,7 +7,7 @@ import { createHash, timingSafeEqual } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { z } from 'zod';
-import { type ChatService, commandArgs } from '../../src/chat.js';
+import { type ChatService, COMMANDS, commandArgs } from '../../src/chat.js';
 import type { Clock } from '../../src/clock.js';
 import { systemClock } from '../../src/clock.js';
 import { formatIssues } from '../../src/config.js';
@@ -26,6 +26,7 @@ import {
 import type { Logger } from '../../src/log.js';
 import type { Metrics } from '../../src/metrics.js';
 import type { DeployPlatform, PlatformEvent } from '../../src/platform/port.js';
+import { parseAction } from '../../src/views/actions.js';
 import type { ConsoleEntry, ConsoleSurface } from './surface.js';
 
 const userSchema = z
@@ -149,6 +150,12 @@ function presentedToken(req: IncomingMessage): string | undefined {
   return undefined;
 }
 
+/** The metrics label of a clicked action id: its kind when it parses, else `invalid` (bounded). */
+function actionLabel(actionId: string): string {
+  const parsed = parseAction(actionId);
+  return parsed.ok ? parsed.value.kind : 'invalid';
+}
+
 /** Registers the console routes on the shared HTTP server. */
 export function registerConsole(http: HttpServer, deps: ConsoleDeps): { close(): void } {
   const clock = deps.clock ?? systemClock;
@@ -268,7 +275,8 @@ export function registerConsole(http: HttpServer, deps: ConsoleDeps): { close():
       const reply = await deps.chat.command(actor(body.user), name, commandArgs(m[2] ?? ''));
       deps.metrics?.commands.inc({
         surface: 'console',
-        command: name,
+        // A label value per known command only: typed text must not grow /metrics without bound.
+        command: (COMMANDS as readonly string[]).includes(name) ? name : 'other',
         outcome: reply.visibility === 'channel' ? 'ok' : 'refused',
       });
       const ref = deps.surface.postView(
@@ -289,7 +297,7 @@ export function registerConsole(http: HttpServer, deps: ConsoleDeps): { close():
       const out = await deps.chat.click(actor(body.user), body.actionId);
       deps.metrics?.clicks.inc({
         surface: 'console',
-        action: body.actionId.split(':')[1] ?? 'unknown',
+        action: actionLabel(body.actionId),
         outcome: out.outcome,
       });
       if (out.update) deps.surface.updateView(body.messageId, out.update);

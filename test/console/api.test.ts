@@ -92,6 +92,22 @@ describe('console API', () => {
   });
 });
 
+describe('console metrics', () => {
+  it('typed junk does not grow /metrics: unknown commands and actions share one label value', async () => {
+    for (let i = 0; i < 10; i++) {
+      await post('/console/api/command', { user: 'mallory', text: `/junk${i} x` });
+      await post('/console/api/action', { user: 'mallory', actionId: `sy1:kind${i}:x`, messageId: 'm_none' });
+    }
+    const text = await (await fetch(`${app.baseUrl}/metrics`)).text();
+    const series = (name: string) =>
+      text.split('\n').filter((l) => l.startsWith(`${name}{`) && l.includes('surface="console"'));
+    expect(series('switchyard_commands_total').filter((l) => l.includes('junk'))).toEqual([]);
+    expect(series('switchyard_commands_total').filter((l) => l.includes('command="other"')).length).toBe(1);
+    expect(series('switchyard_clicks_total').filter((l) => l.includes('kind'))).toEqual([]);
+    expect(series('switchyard_clicks_total').filter((l) => l.includes('action="invalid"')).length).toBe(1);
+  });
+});
+
 describe('console without a token (loopback only)', () => {
   /** A request with a Host of the caller's choosing (fetch sets it from the URL). */
   const withHost = (host: string, path: string, method = 'GET', body?: string) =>
