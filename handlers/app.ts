@@ -328,6 +328,7 @@ export async function startSwitchyard(
     }
 
     // Console
+    let closeConsole: (() => void) | undefined;
     if (consoleSurface) {
       const service = alertService;
       const consoleRoutes = registerConsole(http, {
@@ -358,6 +359,7 @@ export async function startSwitchyard(
           return results.map((r) => r.outcome).join(', ');
         },
       });
+      closeConsole = () => consoleRoutes.close();
       cleanups.push(async () => consoleRoutes.close());
     }
 
@@ -430,7 +432,11 @@ export async function startSwitchyard(
     cleanups.push(() => notices.stop());
 
     const port = await http.listen(env.PORT, env.HOST);
-    cleanups.push(() => http.close());
+    cleanups.push(async () => {
+      // End the console's event streams first: open browser tabs would keep the server from closing.
+      closeConsole?.();
+      await http.close();
+    });
     return {
       port,
       routerPort,

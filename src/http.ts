@@ -187,14 +187,23 @@ export class HttpServer {
     });
   }
 
-  /** Stops accepting connections and closes idle keep-alive sockets. */
-  close(): Promise<void> {
+  /**
+   * Stops accepting connections and closes idle keep-alive sockets; requests under way get `graceMs`
+   * (real time) to finish, then their connections are cut, so a long-lived response (an event stream
+   * some browser tab keeps open) cannot hold shutdown forever.
+   */
+  close(graceMs = 5_000): Promise<void> {
     return new Promise((resolve) => {
       if (!this.server.listening) {
         resolve();
         return;
       }
-      this.server.close(() => resolve());
+      const cut = setTimeout(() => this.server.closeAllConnections(), graceMs);
+      cut.unref();
+      this.server.close(() => {
+        clearTimeout(cut);
+        resolve();
+      });
       this.server.closeIdleConnections();
     });
   }
