@@ -27,6 +27,7 @@ import type { Logger } from '../../src/log.js';
 import type { Metrics } from '../../src/metrics.js';
 import type { DeployPlatform, PlatformEvent } from '../../src/platform/port.js';
 import { parseAction } from '../../src/views/actions.js';
+import { listedDeployments } from '../../src/views/model.js';
 import type { ConsoleEntry, ConsoleSurface } from './surface.js';
 
 const userSchema = z
@@ -336,7 +337,8 @@ export function registerConsole(http: HttpServer, deps: ConsoleDeps): { close():
             rolledBackAt: snap.environment.rolledBackAt ?? null,
             rolledBackBy: snap.environment.rolledBackBy ?? null,
             current: snap.environment.currentDeploymentId ?? null,
-            deployments: snap.deployments.slice(0, 12).map((d) => ({
+            // The live deployment is always listed, however many pushes came after it.
+            deployments: listedDeployments(snap, 12).map((d) => ({
               id: d.id,
               status: d.status,
               branch: d.branch,

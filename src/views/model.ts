@@ -715,6 +715,15 @@ function auditItem(e: AuditEntryLike): ListItem {
  * banner (since when, by whom), a running switch, recent audit entries, where each domain routes, and
  * Rollback/Promote buttons on eligible rows (hidden while a switch runs).
  */
+/** The newest `limit` deployments of an environment, plus its current one when it is older (always shown). */
+export function listedDeployments(snapshot: EnvironmentSnapshot, limit: number): Deployment[] {
+  const listed = snapshot.deployments.slice(0, limit);
+  const currentId = snapshot.environment.currentDeploymentId;
+  const current = snapshot.deployments.find((d) => d.id === currentId);
+  if (current !== undefined && !listed.includes(current)) listed.push(current);
+  return listed;
+}
+
 export function deploymentsView(snapshot: EnvironmentSnapshot, opts: DeploymentsViewOptions): MessageView {
   const env = snapshot.environment;
   const now = opts.now;
@@ -757,8 +766,7 @@ export function deploymentsView(snapshot: EnvironmentSnapshot, opts: Deployments
     if (r.deploymentId !== undefined) serving.set(r.deploymentId, (serving.get(r.deploymentId) ?? 0) + 1);
   }
 
-  const listed = snapshot.deployments.slice(0, limit);
-  if (current !== undefined && !listed.includes(current)) listed.push(current);
+  const listed = listedDeployments(snapshot, limit);
   const currentLiveSince = (() => {
     for (let k = snapshot.liveHistory.length - 1; k >= 0; k--) {
       const e = snapshot.liveHistory[k];

@@ -7,6 +7,7 @@ import {
   type ConfirmationState,
   confirmationView,
   deploymentsView,
+  listedDeployments,
   noticeView,
   progressView,
   refusalView,
@@ -611,5 +612,13 @@ describe('noticeView', () => {
     const waiting = noticeView({ ...base, waiting: dep('dep_6') }, { now: NOW });
     expect(labels(waiting.buttons)).toEqual(['Promote dep_6']);
     expect(viewText(waiting)).toContain('Waiting to go live: dep_6');
+  });
+});
+
+describe('listedDeployments', () => {
+  it('lists the newest ones and always the current one, however many came after it', () => {
+    const s = snapshot({ rolledBack: true }); // current: dep_2, with four newer deployments
+    expect(listedDeployments(s, 2).map((d) => d.id)).toEqual(['dep_6', 'dep_5', 'dep_2']);
+    expect(listedDeployments(s, 10).map((d) => d.id)).toEqual(s.deployments.map((d) => d.id));
   });
 });
