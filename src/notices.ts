@@ -310,6 +310,17 @@ interface PendingPost {
   readonly attempt: number;
   /** Clock time of the first attempt. */
   readonly since: number;
+  /**
+   * A notice about a state (a reminder that the environment is still rolled back, a deployment held
+   * back by the rollback) is only true while that state lasts: a retry finds it over (a promote came
+   * in meanwhile) and drops the post instead of announcing something no longer so.
+   */
+  readonly holdsWhile?: HoldsWhile;
+}
+
+/** The state a notice describes: `environment` rolled back to `rolledBackTo`. */
+interface HoldsWhile {
+  readonly rolledBackTo: string;
 }
 
 /** A pending post as kept: its sorted-set member (what `ZREM` needs) and what it says. */
@@ -345,6 +356,7 @@ const pendingPostSchema = z.object({
   view: z.looseObject({ kind: z.string(), title: z.string(), blocks: z.array(z.unknown()) }),
   attempt: z.number().int().min(1),
   since: AT,
+  holdsWhile: z.object({ rolledBackTo: z.string().min(1) }).optional(),
 });
 
 function parseJson(text: string): unknown {
@@ -359,6 +371,8 @@ interface Prepared {
   readonly kind: NoticeKind;
   readonly key: string;
   readonly view: MessageView;
+  /** What must still hold for a retry of it to be posted (see `PendingPost.holdsWhile`). */
+  readonly holdsWhile?: HoldsWhile;
   /** The claim is already held (traffic moves are claimed before the job lookup). */
   readonly claimed?: boolean;
 }
@@ -576,7 +590,12 @@ class Notices implements NoticeService {
             ...(rb.at === undefined ? {} : { rolledBackAt: rb.at }),
             ...(rb.by === undefined ? {} : { rolledBackBy: rb.by }),
           };
-          return { kind: NoticeKind.readyNotLive, key, view: noticeView(notice, { now }) };
+          return {
+            kind: NoticeKind.readyNotLive,
+            key,
+            view: noticeView(notice, { now }),
+            holdsWhile: { rolledBackTo: currentId },
+          };
         }
         const notice: NoticeEvent = {
           type: 'deployment.ready',
@@ -617,11 +636,22 @@ class Notices implements NoticeService {
           this.outcome({ status: 'duplicate', environment: env, kind: NoticeKind.trafficMoved, key });
           return undefined;
         }
-        const jobId = await this.switchyardJob(event);
+        // The claim is held: from here no failed lookup may drop the notice (a polled platform delivers
+        // this event to one replica, once). Without the audit, the move is announced unattributed (a
+        // job's own message also reports it); without the deployments, by their ids.
+        const jobId = await this.switchyardJob(event).catch((e: unknown) => {
+          this.log.warn(
+            { err: e, environment: env },
+            'traffic move: could not read the audit; announcing it',
+          );
+          return undefined;
+        });
         if (jobId !== undefined) return skip(`moved by Switchyard job ${jobId} (reported in its message)`);
         const [to, from, snap] = await Promise.all([
-          this.platform.getDeployment(event.to),
-          event.from === undefined ? Promise.resolve(undefined) : this.platform.getDeployment(event.from),
+          this.platform.getDeployment(event.to).catch(() => undefined),
+          event.from === undefined
+            ? Promise.resolve(undefined)
+            : this.platform.getDeployment(event.from).catch(() => undefined),
           this.platform.snapshot(env).catch(() => undefined),
         ]);
         // Who did it, when the platform keeps it: the newest history entry, if it is this move.
@@ -678,7 +708,8 @@ class Notices implements NoticeService {
       const channel = noticeChannel(poster.surface, settings, this.opts.config.env);
       if (channel === undefined) continue;
       const entry = { environment, kind: p.kind, key, surface: poster.surface, channel, view: p.view };
-      targets.push({ poster, entry: { ...entry, attempt: 1, since } });
+      const holds = p.holdsWhile === undefined ? {} : { holdsWhile: p.holdsWhile };
+      targets.push({ poster, entry: { ...entry, ...holds, attempt: 1, since } });
     }
     const kept = await this.keep(targets.map((t) => t.entry));
     const refs: MessageRef[] = [];
@@ -837,6 +868,13 @@ class Notices implements NoticeService {
     }
   }
 
+  /** Whether the state a notice describes still holds (a failed read: assume it does, and post). */
+  private async stillHolds(environment: string, holds: HoldsWhile): Promise<boolean> {
+    const snap = await this.platform.snapshot(environment).catch(() => undefined);
+    if (snap === undefined) return true;
+    return snap.environment.rolledBack && snap.environment.currentDeploymentId === holds.rolledBackTo;
+  }
+
   /** Takes a due entry for one attempt (its due time moves a lease ahead); false if another took it. */
   private async take(member: string): Promise<boolean> {
     const now = this.clock.now();
@@ -860,7 +898,12 @@ class Notices implements NoticeService {
         continue;
       }
       // The view is one this service wrote (`keep`, `settle`); its outline is checked above.
-      const pending: PendingPost = { ...parsed.data, view: parsed.data.view as unknown as MessageView };
+      const { holdsWhile, ...data } = parsed.data;
+      const pending: PendingPost = {
+        ...data,
+        view: data.view as unknown as MessageView,
+        ...(holdsWhile === undefined ? {} : { holdsWhile }),
+      };
       if (this.clock.now() - pending.since > PENDING_POST_MAX_AGE_MS) {
         if ((await this.redis.zrem(key, member)) === 1) {
           this.log.warn(
@@ -885,6 +928,18 @@ class Notices implements NoticeService {
         continue;
       }
       if (!(await this.take(member))) continue; // another replica took it
+      if (
+        pending.holdsWhile !== undefined &&
+        !(await this.stillHolds(pending.environment, pending.holdsWhile))
+      ) {
+        await this.redis.zrem(key, member);
+        this.outcome({
+          status: 'skipped',
+          environment: pending.environment,
+          reason: `a retry of a ${pending.kind} notice: ${pending.environment} is no longer rolled back to ${pending.holdsWhile.rolledBackTo}`,
+        });
+        continue;
+      }
       const p = { kind: pending.kind, key: pending.key, view: pending.view };
       const sent = await this.postTo(pending.environment, p, poster, pending.channel, pending.attempt);
       // Not woken: this round reads the next due time after it (another round would read nothing).
@@ -968,7 +1023,11 @@ class Notices implements NoticeService {
     if (!settings.enabled || settings.reminderEvery <= 0) return undefined;
     const snap = await this.platform.snapshot(environment);
     const currentId = snap.environment.currentDeploymentId;
-    if (!snap.environment.rolledBack || currentId === undefined) return undefined;
+    if (!snap.environment.rolledBack || currentId === undefined) {
+      // The rollback is over: a later one (even to the same deployment) starts its own count.
+      await this.redis.del(this.key('rolled-back-seen', environment));
+      return undefined;
+    }
     const rb = rolledBackInfo(snap);
     const since = rb.at ?? (await this.firstSeenRolledBack(environment, currentId));
     const every = settings.reminderEvery;
@@ -1000,7 +1059,12 @@ class Notices implements NoticeService {
     };
     await this.post(
       environment,
-      { kind: NoticeKind.reminder, key, view: noticeView(notice, { now }) },
+      {
+        kind: NoticeKind.reminder,
+        key,
+        view: noticeView(notice, { now }),
+        holdsWhile: { rolledBackTo: currentId },
+      },
       Math.max(this.claimTtlMs, 2 * every),
     );
     return slot.nextAt - now;
@@ -1011,10 +1075,13 @@ class Notices implements NoticeService {
    * replica saw it rolled back to this deployment stands in (kept in Redis, so restarts agree).
    */
   private async firstSeenRolledBack(environment: string, currentId: string): Promise<number> {
-    const key = this.key('rolled-back-seen', environment, currentId);
+    // One hash per environment, field per deployment rolled back to; cleared once the environment is
+    // seen not rolled back, so a second rollback to the same deployment counts from its own start.
+    const key = this.key('rolled-back-seen', environment);
     const now = this.clock.now();
-    await this.redis.set(key, String(now), 'PX', this.claimTtlMs, 'NX');
-    const stored = Number(await this.redis.get(key));
+    await this.redis.hsetnx(key, currentId, String(now));
+    await this.redis.pexpire(key, this.claimTtlMs);
+    const stored = Number(await this.redis.hget(key, currentId));
     return Number.isFinite(stored) && stored > 0 ? stored : now;
   }
 }
