@@ -18,7 +18,7 @@ export interface Metrics {
 
 export function createMetrics(opts: { defaults?: boolean } = {}): Metrics {
   const registry = new Registry();
-  if (opts.defaults) collectDefaultMetrics({ register: registry, prefix: 'switchyard_process_' });
+  if (opts.defaults) collectDefaultMetrics({ register: registry, prefix: 'switchyard_' });
   const registers = [registry];
   return {
     registry,
@@ -49,7 +49,7 @@ export function createMetrics(opts: { defaults?: boolean } = {}): Metrics {
     }),
     alerts: new Counter({
       name: 'switchyard_alerts_total',
-      help: 'Alerts received, by source and outcome (suggested, deduplicated, unmapped, outside_window, invalid, resolved).',
+      help: 'Alerts received, by source and outcome (suggested, deduplicated, unmapped, outside_window, no_correlation, linked_job, resolved, resolved_unknown, refused, no_destination, failed, invalid).',
       labelNames: ['source', 'outcome'],
       registers,
     }),

@@ -166,14 +166,14 @@ export function canAct(actor: ActingUser, environment: string, ctx: PermissionCo
       );
     }
   }
-  const via =
+  const who =
     actor.surface === 'slack'
-      ? ' or any of your user groups'
+      ? 'neither your slack user id nor any of your user groups is'
       : actor.surface === 'discord'
-        ? ' or any of your roles'
-        : '';
+        ? 'neither your discord user id nor any of your roles is'
+        : `your ${actor.surface} user id is not`;
   return forbidden(
-    `${mention(actor)} may not roll back or promote ${environment}: neither your ${actor.surface} user id${via} is on its allow list. ` +
+    `${mention(actor)} may not roll back or promote ${environment}: ${who} on its allow list. ` +
       `Ask someone who is, or have an operator add you under ${keyFor(environment, actor.surface)} in the config file, for example:\n${allowSnippet(environment, actor)}`,
     { ...context, reason: 'not_listed', key: `environments.${environment}.allow.${actor.surface}.users` },
   );

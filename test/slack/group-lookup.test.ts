@@ -87,7 +87,7 @@ describe('Slack allow list by user group, when the group lookup fails', () => {
     await w.requests.click({ actionId: confirmButton(post), messageTs: ts, userId: 'U0DAVE' });
     const reply = await w.fake.waitForResponse(ephemeralAfter(w, before));
     const text = JSON.stringify(reply.body);
-    expect(text).toMatch(/neither your slack user id or any of your user groups is on its allow list/);
+    expect(text).toMatch(/neither your slack user id nor any of your user groups is on its allow list/);
     expect(text).not.toMatch(/could not check/);
   });
 });
