@@ -30,8 +30,14 @@ if (missing.length > 0) {
       env,
     });
   } else {
-    console.error(
-      `switchyard: missing ${missing.join(', ')}. Install with: sudo apt-get install -y ${missing.join(' ')}`,
-    );
+    // The one command for this machine: apt on Debian-like systems, Homebrew on macOS.
+    const brewNames = { 'redis-server': 'redis', chromium: '--cask chromium' };
+    const how =
+      process.platform === 'darwin'
+        ? missing.map((pkg) => `brew install ${brewNames[pkg] ?? pkg}`).join(' && ')
+        : onPath('apt-get')
+          ? `sudo apt-get install -y ${missing.join(' ')}`
+          : `your package manager (${missing.join(', ')})`;
+    console.error(`switchyard: missing ${missing.join(', ')}. Install with: ${how}`);
   }
 }
