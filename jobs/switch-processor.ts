@@ -6,17 +6,26 @@
  * that every affected domain is answered by the target. Every step is published as BullMQ job
  * progress and sent to the Reporter. Retryable faults are rethrown for BullMQ's backoff; everything
  * else ends the job through UnrecoverableError with the code and a message saying where traffic is.
+ *
+ * An attempt owns the environment lock under its own name (`<jobId>:<attemptId>`) and renews it with
+ * its BullMQ job lock. Once it lost either (renewal says so, BullMQ reports `lockRenewalFailed`, or no
+ * renewal was confirmed for a whole lock duration), it stops at its next step: it never calls
+ * rollback/promote (the fence re-checks both locks right before that call), and when the job may have
+ * been handed to another attempt it publishes, audits and counts nothing. A job that stalled more than
+ * `MAX_STALLS` times ends as failed with a message saying its outcome is unknown and where traffic is.
  */
+import { randomBytes } from 'node:crypto';
 import { DelayedError, type Job, UnrecoverableError, WaitingError } from 'bullmq';
 import type { Redis } from 'ioredis';
 import { z } from 'zod';
-import type { AuditEntry, AuditLog } from '../src/audit.js';
+import { AUDIT_MESSAGE_MAX, type AuditEntry, type AuditLog, clipMessage } from '../src/audit.js';
 import type { Clock } from '../src/clock.js';
 import { checkFresh, isAlreadyDone, type PlanExpectation } from '../src/domain/plan.js';
 import { RefusalCode } from '../src/domain/result.js';
 import type { EnvironmentSnapshot } from '../src/domain/types.js';
 import {
   asSwitchyardError,
+  PlatformHttpError,
   RefusalError,
   type SwitchyardError,
   SwitchyardError as SyError,
@@ -24,17 +33,19 @@ import {
 import type { Logger } from '../src/log.js';
 import type { Metrics } from '../src/metrics.js';
 import type { DeployPlatform, OperationRef, OperationStatus } from '../src/platform/port.js';
-import type {
-  MessageRef,
-  Outcome,
-  Progress,
-  Reporter,
-  StepName,
-  StepRecord,
-  Traffic,
-} from '../src/progress.js';
-import type { EnvironmentLock, SwitchKeys } from '../src/queue.js';
 import {
+  type MessageRef,
+  type Outcome,
+  type Progress,
+  progressSchema,
+  type Reporter,
+  type StepName,
+  type StepRecord,
+  type Traffic,
+} from '../src/progress.js';
+import type { EnvironmentLock, JobLock, SwitchKeys } from '../src/queue.js';
+import {
+  lockOwner,
   messageRefKey,
   queuedProgress,
   type SwitchJobData,
@@ -45,6 +56,16 @@ import { describeIssues } from '../src/zod-issues.js';
 
 /** Why a job's signal was aborted by Switchyard itself (graceful shutdown hands the job back). */
 export const SHUTDOWN_REASON = 'switchyard-shutdown';
+
+/**
+ * How many times a job may stall (its worker stopped renewing its lock: crash, freeze, lost Redis) and
+ * still be resumed; the next delivery ends it as failed, outcome unknown (`endAfterStalls`). BullMQ's own
+ * `maxStalledCount` is set far above it, so that this end is always published, audited and counted.
+ */
+export const MAX_STALLS = 3;
+
+/** How long a job's operation ref (or started-switch marker) is kept. */
+const OPERATION_TTL_MS = 7 * 86_400_000;
 
 /** Everything one processor attempt needs (built once per worker by jobs/switch-worker.ts). */
 export interface ProcessorDeps {
@@ -66,6 +87,11 @@ export interface ProcessorDeps {
   readonly wake: (jobIds: readonly string[]) => Promise<void>;
   /** Work a switch leaves running after its job ends (the worker waits for it when closing). */
   readonly background: (work: Promise<unknown>) => void;
+  /**
+   * Registers `check` to run when BullMQ reports that it could not renew the lock of job `jobId`
+   * (`lockRenewalFailed`); returns the function that unregisters it.
+   */
+  readonly watchJobLock?: (jobId: string, check: () => void) => () => void;
 }
 
 const operationRefSchema = z.object({
@@ -75,6 +101,13 @@ const operationRefSchema = z.object({
   targetId: z.string(),
   startedAt: z.number(),
 });
+
+/**
+ * What an attempt writes to the job's operation key right before it calls rollback/promote (under the
+ * fence): "this job asked the platform to switch; the outcome is not known yet". Replaced by the
+ * operation ref once the platform answers; removed again when the platform definitely refused.
+ */
+const startedMarkerSchema = z.object({ started: z.string(), at: z.number() });
 
 /** A non-retryable end of a switch job: BullMQ's UnrecoverableError carrying Switchyard's code. */
 export class SwitchFailedError extends UnrecoverableError {
@@ -117,6 +150,8 @@ class Tracker {
   /** The job's chat messages as last read, and when (clock ms). */
   private refs: MessageRef[];
   private refsReadAt: number;
+  /** Set once the attempt may no longer speak for the job (it lost its job lock): nothing goes out. */
+  private silent = false;
   constructor(
     private readonly job: Job,
     private readonly deps: ProcessorDeps,
@@ -127,6 +162,15 @@ class Tracker {
     this.newest = base;
     this.refs = [...own];
     this.refsReadAt = Number.NEGATIVE_INFINITY;
+  }
+
+  /**
+   * Publishes nothing from now on, not even states already waiting for their tick: the job may belong
+   * to another attempt now, whose states must not be overwritten by this one's.
+   */
+  silence(): void {
+    this.silent = true;
+    this.pending = [];
   }
 
   /** The job's attached message refs as read under the lock (saves a read on the first publish). */
@@ -188,6 +232,7 @@ class Tracker {
    * written as that later one. Failures to publish are logged: they never fail the switch.
    */
   publish(): Promise<void> {
+    if (this.silent) return Promise.resolve();
     this.progress.updatedAt = this.now();
     this.pending.push(structuredClone(this.progress));
     this.flushing ??= new Promise<void>((resolve) => setImmediate(resolve)).then(() => this.flush());
@@ -201,6 +246,7 @@ class Tracker {
    * once the known messages have it; `settled` once everything has gone out.
    */
   publishFinal(late: Promise<MessageRef[]>): { reported: Promise<void>; settled: Promise<void> } {
+    if (this.silent) return { reported: Promise.resolve(), settled: Promise.resolve() };
     this.progress.updatedAt = this.now();
     const final = structuredClone(this.progress);
     this.pending.push(final);
@@ -211,12 +257,17 @@ class Tracker {
         this.warn(e);
         return [] as MessageRef[];
       });
-      if (refs.length > 0) await this.deps.reporter.report(final, refs).catch((e: unknown) => this.warn(e));
+      if (refs.length > 0 && !this.silent)
+        await this.deps.reporter.report(final, refs).catch((e: unknown) => this.warn(e));
     });
     return { reported, settled: Promise.all([this.written, this.reported]).then(() => undefined) };
   }
 
   private flush(fresh?: Promise<MessageRef[]>): Promise<void> {
+    if (this.silent) {
+      this.pending = [];
+      this.flushing = undefined;
+    }
     const batch = this.pending;
     if (batch.length === 0) return Promise.all([this.written, this.reported]).then(() => undefined);
     this.pending = [];
@@ -233,6 +284,7 @@ class Tracker {
       const refs = await messages;
       if (refs.length === 0) return;
       for (const snapshot of batch) {
+        if (this.silent) return;
         await this.deps.reporter.report(snapshot, refs).catch((e: unknown) => this.warn(e));
       }
     });
@@ -263,6 +315,7 @@ class Tracker {
    * a script resent after NOSCRIPT could land late, over a newer state: then the newest goes again.
    */
   private async landed(seq: number): Promise<void> {
+    if (this.silent) return;
     if (seq > this.landedSeq) {
       this.landedSeq = seq;
       return;
@@ -307,6 +360,149 @@ function whereTraffic(snapshot: EnvironmentSnapshot): string {
   return `${env.slug} is serving ${env.currentDeploymentId ?? 'nothing'}${env.rolledBack ? ' (rolled back: automatic deploys paused)' : ''}.`;
 }
 
+/** Why an attempt stopped owning what it needs: see `AttemptLock`. */
+type LockLoss =
+  /** The environment lock is gone (expired, or taken by another attempt); the job lock is still held. */
+  | 'environment'
+  /** The BullMQ job lock is gone: the job may have been handed to another attempt. */
+  | 'job'
+  /** No renewal was confirmed for a whole lock duration (Redis unreachable): both may have expired. */
+  | 'unconfirmed';
+
+function lockLostError(environment: string, reason: LockLoss, cause?: unknown): SyError {
+  const what =
+    reason === 'environment'
+      ? `lost the ${environment} lock mid-switch`
+      : reason === 'job'
+        ? `lost its job lock mid-switch (the job may have been handed to another attempt)`
+        : `could not confirm its ${environment} lock for a whole lock duration (Redis unreachable?)`;
+  return new SyError('lock_lost', `This attempt ${what}; it stopped before acting again.`, {
+    retry: true,
+    context: { reason },
+    ...(cause === undefined ? {} : { cause }),
+  });
+}
+
+/**
+ * One attempt's hold on its environment lock and its BullMQ job lock: renews both every third of the
+ * lock duration (in one script), aborts `signal` once either is lost, or once no renewal has been
+ * confirmed for a whole lock duration, and fences the platform call. After a loss it keeps renewing
+ * the environment lock it may still hold until `stop()`: the attempt may be inside a platform call,
+ * and no other switch of the environment may start before that call has returned.
+ */
+class AttemptLock {
+  lost: LockLoss | undefined;
+  private readonly controller = new AbortController();
+  private readonly timer: NodeJS.Timeout;
+  /** Clock time at which the last confirmed renewal (or the acquisition) was sent. */
+  private confirmedAt: number;
+  private checking = false;
+  private stopped = false;
+
+  constructor(
+    private readonly deps: ProcessorDeps,
+    private readonly environment: string,
+    readonly owner: string,
+    private readonly jobLock: JobLock | undefined,
+    acquiredAt: number,
+    private readonly log: Logger,
+    private readonly onLoss: (reason: LockLoss) => void,
+  ) {
+    this.confirmedAt = acquiredAt;
+    const every = Math.max(50, Math.floor(deps.lock.ttlMs / 3));
+    this.timer = setInterval(() => this.tick(), every);
+  }
+
+  get signal(): AbortSignal {
+    return this.controller.signal;
+  }
+
+  /** Whether the job may belong to another attempt now: then this one publishes nothing. */
+  get silenced(): boolean {
+    return this.lost === 'job' || this.lost === 'unconfirmed';
+  }
+
+  /** Throws the lock-lost error once a loss is known. */
+  assertHeld(): void {
+    if (this.lost) throw lockLostError(this.environment, this.lost);
+  }
+
+  private tick(): void {
+    if (this.stopped) return;
+    if (this.deps.clock.now() - this.confirmedAt >= this.deps.lock.ttlMs) this.lose('unconfirmed');
+    void this.check();
+  }
+
+  /** Renews both locks now and records what was lost (also run on BullMQ's `lockRenewalFailed`). */
+  async check(): Promise<void> {
+    if (this.stopped || this.checking) return;
+    this.checking = true;
+    const sentAt = this.deps.clock.now();
+    try {
+      this.note(await this.deps.lock.renew(this.environment, this.owner, this.jobLock), sentAt);
+    } catch (e) {
+      this.log.warn({ err: e }, 'environment lock renewal failed');
+    } finally {
+      this.checking = false;
+    }
+  }
+
+  /**
+   * The fence right before rollback/promote: both locks are confirmed held in one round trip, which
+   * also writes `value` to `key` when it is empty; true when it was written. Throws the lock-lost error
+   * (retryable) when either lock is gone or cannot be confirmed.
+   */
+  async fence(key: string, value: string, ttlMs: number): Promise<boolean> {
+    this.assertHeld();
+    const sentAt = this.deps.clock.now();
+    let res: Awaited<ReturnType<EnvironmentLock['fence']>>;
+    try {
+      res = await this.deps.lock.fence(this.environment, this.owner, this.jobLock, key, value, ttlMs);
+    } catch (e) {
+      throw new SyError(
+        'lock_lost',
+        `Could not confirm the ${this.environment} lock before switching (${e instanceof Error ? e.message : String(e)}); nothing was done.`,
+        { retry: true, cause: e },
+      );
+    }
+    this.note(res, sentAt);
+    this.assertHeld();
+    return res.written;
+  }
+
+  private note(res: { held: boolean; jobLockHeld: boolean }, sentAt: number): void {
+    if (this.stopped) return;
+    if (!res.jobLockHeld) this.lose('job');
+    else if (!res.held) this.lose('environment');
+    else if (sentAt > this.confirmedAt) this.confirmedAt = sentAt;
+  }
+
+  lose(reason: LockLoss): void {
+    const first = this.lost === undefined;
+    // A later, graver finding (the job lock too) still silences the attempt.
+    if (!first && !(this.lost === 'environment' && reason !== 'environment')) return;
+    this.lost = reason;
+    this.onLoss(reason);
+    if (first) {
+      this.log.warn({ reason }, 'switch attempt lost its lock: stopping at the next step');
+      this.controller.abort(lockLostError(this.environment, reason));
+    }
+  }
+
+  /** Stops renewing (the attempt no longer acts; its environment lock is being released). */
+  stop(): void {
+    this.stopped = true;
+    clearInterval(this.timer);
+  }
+}
+
+/** What the job's operation key holds: an operation ref, and/or whether a switch was started. */
+interface StoredOperation {
+  readonly ref: OperationRef | undefined;
+  /** An earlier attempt of this job called rollback/promote (a ref or a started marker is stored). */
+  readonly started: boolean;
+}
+
 /** Processes one attempt of a switch job (see the module header). */
 export async function processSwitch(
   deps: ProcessorDeps,
@@ -333,18 +529,27 @@ export async function processSwitch(
     queuedProgress(jobId, data, { startedAt: data.requestedAt, attempt, updatedAt: deps.clock.now() }),
     data.messages,
   );
+  if ((job.stalledCounter ?? 0) > MAX_STALLS) return endAfterStalls(deps, job, data, tracker, log);
 
-  // 1. The environment lock: one switch per environment at a time, across processes. The operation
-  // ref an earlier attempt stored is read under the lock in the same round trip.
+  // 1. The environment lock: one switch per environment at a time, across processes, owned by this
+  // attempt (another attempt of the same job waits like any other job). The operation ref an earlier
+  // attempt stored is read under the lock in the same round trip.
+  const owner = lockOwner(jobId, randomBytes(6).toString('hex'));
+  const jobLock = token === undefined ? undefined : { key: deps.keys.jobLock(jobId), token };
   const opKey = deps.keys.operation(jobId);
   const msgsKey = deps.keys.messages(jobId);
-  let got = await deps.lock.acquireAndRead(data.environment, jobId, opKey, msgsKey);
+  let askedAt = deps.clock.now();
+  let got = await deps.lock.acquireAndRead(data.environment, owner, opKey, msgsKey);
   if (!got.acquired) {
     await deps.lock.addWaiter(data.environment, jobId, data.requestedAt);
     // The holder may have released between the two calls: look once more before sleeping.
-    const again = await deps.lock.acquireAndRead(data.environment, jobId, opKey, msgsKey);
+    askedAt = deps.clock.now();
+    const again = await deps.lock.acquireAndRead(data.environment, owner, opKey, msgsKey);
     if (!again.acquired) {
-      const detail = `Waiting: another ${data.environment} switch is running (job ${again.holder}).`;
+      const detail =
+        again.holder === jobId
+          ? `Waiting: an earlier attempt of this switch still holds ${data.environment}; it stops at its next step, or its hold expires within ${Math.ceil(deps.lock.ttlMs / 1000)}s.`
+          : `Waiting: another ${data.environment} switch is running (job ${again.holder}).`;
       if (!samePublishedDetail(job, detail)) {
         tracker.progress.steps[0] = {
           ...tracker.progress.steps[0],
@@ -362,30 +567,26 @@ export async function processSwitch(
     await deps.lock.removeWaiter(data.environment, jobId);
     got = again;
   }
-  const storedRef = parseOperation(got.value);
+  const stored = parseStored(got.value);
   tracker.attached(got.members);
 
-  const lockLost = new AbortController();
-  const renewEvery = Math.max(50, Math.floor(deps.lock.ttlMs / 3));
-  const renewal = setInterval(() => {
-    deps.lock.renew(data.environment, jobId).then(
-      (ok) => {
-        if (!ok) lockLost.abort('lock_lost');
-      },
-      (e: unknown) => log.warn({ err: e }, 'environment lock renewal failed'),
-    );
-  }, renewEvery);
-  const abort = signal ? AbortSignal.any([signal, lockLost.signal]) : lockLost.signal;
+  const lock = new AttemptLock(deps, data.environment, owner, jobLock, askedAt, log, (reason) => {
+    if (reason !== 'environment') tracker.silence();
+  });
+  const unwatch = deps.watchJobLock?.(jobId, () => void lock.check());
+  const abort = signal ? AbortSignal.any([signal, lock.signal]) : lock.signal;
   const attemptStart = deps.clock.now();
-  // Releases the environment (once; the command is sent at once) and then wakes the jobs waiting for
-  // it; resolves to the job's attached message refs as read in the same round trip (undefined when
-  // that failed). Nothing waits for it: the release goes out on the worker's connection ahead of the
-  // job's completion, and the wake-up runs in the background.
+  // Releases the environment (once; the command is sent at once, and only deletes the lock if this
+  // attempt still holds it) and then wakes the jobs waiting for it — another attempt of this job too;
+  // resolves to the job's attached message refs as read in the same round trip (undefined when that
+  // failed). Nothing waits for it: the release goes out on the worker's connection ahead of the job's
+  // completion, and the wake-up runs in the background.
   let released: Promise<string[] | undefined> | undefined;
   const release = (): Promise<string[] | undefined> => {
     if (released) return released;
-    clearInterval(renewal);
-    released = deps.lock.releaseAndRead(data.environment, jobId, msgsKey).then(
+    lock.stop();
+    unwatch?.();
+    released = deps.lock.releaseAndRead(data.environment, owner, msgsKey).then(
       (got) => {
         if (got.waiters.length > 0) deps.background(deps.wake(got.waiters).catch(() => undefined));
         return got.members;
@@ -406,17 +607,25 @@ export async function processSwitch(
       data,
       tracker,
       abort,
+      lock,
       log,
       attemptStart,
       maxAttempts,
-      storedRef,
+      stored,
       release,
     );
   } catch (e) {
-    if (signal?.aborted && signal.reason === SHUTDOWN_REASON && !(e instanceof UnrecoverableError)) {
+    if (
+      signal?.aborted &&
+      signal.reason === SHUTDOWN_REASON &&
+      !lock.silenced &&
+      !(e instanceof UnrecoverableError)
+    ) {
       // Graceful shutdown ran out of time: hand the job back so another worker resumes it at once
-      // (the operation ref is stored, so it follows the same switch instead of starting another).
+      // (the operation ref is stored, so it follows the same switch instead of starting another). The
+      // environment is released first, so that the attempt resuming it does not wait for it.
       log.info('worker shutting down: handing the switch back to the queue');
+      await release();
       await job.moveToWait(token);
       throw new WaitingError();
     }
@@ -441,13 +650,15 @@ async function runLocked(
   data: SwitchJobData,
   tracker: Tracker,
   signal: AbortSignal,
+  lock: AttemptLock,
   log: Logger,
   attemptStart: number,
   maxAttempts: number,
-  storedRef: OperationRef | undefined,
+  stored: StoredOperation,
   release: () => Promise<string[] | undefined>,
 ): Promise<Progress> {
   const jobId = job.id ?? '';
+  const opKey = deps.keys.operation(jobId);
   const expect: PlanExpectation = {
     action: data.action,
     environment: data.environment,
@@ -456,23 +667,16 @@ async function runLocked(
     expectedRolledBack: data.expectedRolledBack,
   };
   // Audit entries of an attempt are appended one after the other (in order); the switch waits only
-  // for its final entry, which follows every earlier one.
+  // for its final entry, which follows every earlier one. An attempt that lost its job lock writes none.
   let audited: Promise<unknown> = Promise.resolve();
   const audit = (
     entry: Omit<AuditEntry, 'at' | 'environment' | 'action' | 'planId' | 'jobId' | 'targetId' | 'fromId'>,
   ): Promise<unknown> => {
-    const full: AuditEntry = {
-      at: deps.clock.now(),
-      environment: data.environment,
-      action: data.action,
-      planId: data.planId,
-      jobId,
-      targetId: data.targetId,
-      fromId: data.expectedCurrent,
-      ...entry,
-    };
+    const full = auditEntry(deps, data, jobId, entry);
     const append = () =>
-      deps.audit?.append(full).catch((e: unknown) => log.warn({ err: e }, 'audit append failed'));
+      lock.silenced
+        ? undefined
+        : deps.audit?.append(full).catch((e: unknown) => log.warn({ err: e }, 'audit append failed'));
     audited = audited.then(append);
     return audited;
   };
@@ -488,17 +692,20 @@ async function runLocked(
       ...(tracker.progress.attempt > 1 ? { message: `attempt ${tracker.progress.attempt}` } : {}),
     });
     let snapshot = await deps.platform.snapshot(data.environment);
-    let ref = storedRef;
+    let ref = stored.ref;
     let opStatus: OperationStatus | undefined;
     if (ref) {
-      opStatus = await deps.platform.operation(ref).catch(() => undefined);
+      opStatus = await readOperation(deps, ref, data);
       if (!opStatus || opStatus.state === 'failed') {
-        // The earlier attempt's operation ended in failure (or is unknown): decide afresh.
-        await deps.redis.del(deps.keys.operation(jobId));
+        // The platform says the earlier attempt's operation failed, or definitely does not know it:
+        // decide afresh (a fault reading it was rethrown above, keeping the ref).
+        lock.assertHeld();
+        await deps.redis.del(opKey);
         ref = undefined;
         opStatus = undefined;
       }
     }
+    lock.assertHeld();
 
     let needFollow = false;
     let storing: Promise<unknown> = Promise.resolve();
@@ -508,12 +715,24 @@ async function runLocked(
         'done',
         `Resuming the ${data.action} started by an earlier attempt (operation ${ref.id}).`,
       );
-    } else if (ref || isAlreadyDone(expect, snapshot)) {
+    } else if (ref || (stored.started && isAlreadyDone(expect, snapshot))) {
+      // Only an earlier attempt of this job that asked the platform to switch counts as having done it.
       tracker.endRunning('done', `${data.targetId} already serves ${data.environment}: not switching again.`);
       tracker.skip(
         'switching',
         `Already switched: the platform shows ${data.targetId} serving ${data.environment} (an earlier attempt did it), so it is not switched twice.`,
       );
+    } else if (isAlreadyDone(expect, snapshot)) {
+      // The target is live, but not through this job: another switch made it so after this plan.
+      throw new RefusalError({
+        code: RefusalCode.planStale,
+        message: `Traffic moved since this plan was made: ${data.environment} now serves ${data.targetId}${data.action === 'rollback' ? ' (rolled back)' : ''}, the target of this ${data.action}, through another switch, not this one. Nothing was done.`,
+        context: {
+          environment: data.environment,
+          expectedCurrent: data.expectedCurrent,
+          current: data.targetId,
+        },
+      });
     } else {
       const fresh = checkFresh(expect, snapshot);
       if (!fresh.ok) throw new RefusalError(fresh.refusal);
@@ -530,12 +749,27 @@ async function runLocked(
         targetId: data.targetId,
         requestedBy: data.requestedBy.displayName,
       };
-      ref =
-        data.action === 'rollback'
-          ? await deps.platform.rollback(request)
-          : await deps.platform.promote(request);
-      // Stored so that a worker recovering this job follows this operation instead of starting another.
-      storing = deps.redis.set(deps.keys.operation(jobId), JSON.stringify(ref), 'PX', 7 * 86_400_000);
+      // The fence: both locks confirmed right before acting, and the started marker written with it.
+      const marker = JSON.stringify({ started: lock.owner, at: deps.clock.now() });
+      const markerWritten = await lock.fence(opKey, marker, OPERATION_TTL_MS);
+      try {
+        ref =
+          data.action === 'rollback'
+            ? await deps.platform.rollback(request)
+            : await deps.platform.promote(request);
+      } catch (e) {
+        // A platform's definite "no" started nothing: this attempt's marker must not make a later one
+        // believe this job switched (a fault keeps it: the switch may have started).
+        if (markerWritten && definitelyNotStarted(e)) {
+          await deps.lock.deleteIf(opKey, marker).catch(() => undefined);
+        }
+        throw e;
+      }
+      // Stored so that a worker recovering this job follows this operation instead of starting another
+      // (stored even by an attempt that lost its lock meanwhile: the operation is this job's; `XX`
+      // keeps a job that was replaced meanwhile from getting it).
+      storing = deps.redis.set(opKey, JSON.stringify(ref), 'PX', OPERATION_TTL_MS, 'XX');
+      lock.assertHeld();
       needFollow = true;
     }
 
@@ -546,6 +780,7 @@ async function runLocked(
     }
     await storing;
     // The switch is done on the platform: verify traffic.
+    lock.assertHeld();
     tracker.start('verifying');
     tracker.post();
     // Where the platform says traffic is, read while the domains are probed (for the final message).
@@ -553,6 +788,7 @@ async function runLocked(
     const after = deps.platform.snapshot(data.environment).catch(() => before);
     const traffic = await verifyTraffic(deps, data, tracker, signal);
     snapshot = await after;
+    lock.assertHeld();
     tracker.start('done');
     tracker.endRunning('done');
     tracker.progress.outcome = 'succeeded';
@@ -561,7 +797,8 @@ async function runLocked(
     const succeeded = audit({
       event: 'succeeded',
       actor: data.requestedBy,
-      message: tracker.progress.message,
+      // With many domains the chat message lists more than an audit entry keeps: name as many as fit.
+      message: successMessage(data, traffic, snapshot, AUDIT_MESSAGE_MAX),
     });
     // Traffic is verified: the environment is released and the final state and audit entry go out at
     // once. The job completes as soon as every chat message known to it shows the final state (BullMQ
@@ -577,13 +814,16 @@ async function runLocked(
     return tracker.progress;
   } catch (e) {
     if (e instanceof DelayedError || e instanceof WaitingError) throw e;
-    const err =
-      signal.aborted && signal.reason === 'lock_lost'
-        ? new SyError('lock_lost', `lost the ${data.environment} lock mid-switch; retrying`, {
-            retry: true,
-            cause: e,
-          })
-        : asSwitchyardError(e);
+    if (lock.silenced) {
+      // The job may be another attempt's now: nothing from this one (no state, audit or metric) may
+      // overwrite that attempt's. BullMQ's completion of this attempt fails for want of the lock.
+      log.warn(
+        { reason: lock.lost, err: e },
+        'switch attempt lost its job lock: stopped without publishing (the job is resumed elsewhere)',
+      );
+      throw lockLostError(data.environment, lock.lost ?? 'job', e);
+    }
+    const err = lock.lost ? lockLostError(data.environment, lock.lost, e) : asSwitchyardError(e);
     const shutdown = signal.aborted && signal.reason === SHUTDOWN_REASON;
     const attempt = tracker.progress.attempt;
     if (shutdown || (isRetryable(err) && attempt < maxAttempts)) {
@@ -611,12 +851,124 @@ async function runLocked(
       event: outcome === 'failed' ? 'failed' : 'refused',
       actor: data.requestedBy,
       code: err.code,
-      message: message.slice(0, 2000),
+      message,
     });
     finish(deps, data, outcome, attemptStart);
     log.warn({ outcome, code: err.code }, message);
     throw new SwitchFailedError(err.code, message, outcome);
   }
+}
+
+/** An audit entry of this job: the job's fields plus `entry`. */
+function auditEntry(
+  deps: ProcessorDeps,
+  data: SwitchJobData,
+  jobId: string,
+  entry: Omit<AuditEntry, 'at' | 'environment' | 'action' | 'planId' | 'jobId' | 'targetId' | 'fromId'>,
+): AuditEntry {
+  return {
+    at: deps.clock.now(),
+    environment: data.environment,
+    action: data.action,
+    planId: data.planId,
+    jobId,
+    targetId: data.targetId,
+    fromId: data.expectedCurrent,
+    ...entry,
+  };
+}
+
+/**
+ * The end of a job that stalled more than `MAX_STALLS` times: its workers kept dying or freezing (or
+ * losing Redis) mid-switch, so it is not tried again. Whether it switched is unknown: the final state
+ * says so, and where the platform says traffic is now. Published, audited and counted like any end.
+ */
+async function endAfterStalls(
+  deps: ProcessorDeps,
+  job: Job,
+  data: SwitchJobData,
+  tracker: Tracker,
+  log: Logger,
+): Promise<never> {
+  const jobId = job.id ?? '';
+  // Keep the steps the last attempt published (the chat message shows where it was interrupted).
+  const last = progressSchema.safeParse(job.progress);
+  if (last.success && last.data.outcome === undefined && last.data.jobId === jobId) {
+    tracker.progress = { ...last.data, attempt: tracker.progress.attempt };
+  }
+  const [now, stored] = await Promise.all([
+    deps.platform.snapshot(data.environment).catch(() => undefined),
+    deps.redis.get(deps.keys.operation(jobId)).then(
+      (raw) => parseStored(raw ?? undefined),
+      () => undefined,
+    ),
+  ]);
+  const op = stored?.ref;
+  const opState = op ? await deps.platform.operation(op).catch(() => undefined) : undefined;
+  const where = now
+    ? `${whereTraffic(now)}${now.environment.currentDeploymentId === data.targetId ? ` That is the target of this ${data.action}.` : ''}`
+    : `Where traffic is now could not be read from the platform: check it there.`;
+  const operation =
+    op && opState ? ` The platform reports the operation it started (${op.id}) as ${opState.state}.` : '';
+  const code = 'job_stalled';
+  const message = `Gave up on this ${data.action} of ${data.environment} to ${data.targetId}: the worker running it stopped answering ${job.stalledCounter} times (a crash, a freeze or a lost Redis connection), so whether it switched is unknown. Check where traffic is before trying again. ${where}${operation}`;
+  tracker.endRunning('failed', 'Interrupted: the worker running this step stopped answering.');
+  tracker.progress.outcome = 'failed';
+  tracker.progress.code = code;
+  tracker.progress.message = message;
+  await tracker.publish().catch(() => undefined);
+  await deps.audit
+    ?.append(auditEntry(deps, data, jobId, { event: 'failed', actor: data.requestedBy, code, message }))
+    .catch((e: unknown) => log.warn({ err: e }, 'audit append failed'));
+  deps.metrics?.jobs.inc({ action: data.action, outcome: 'failed' });
+  log.warn({ outcome: 'failed', code, stalls: job.stalledCounter }, message);
+  throw new SwitchFailedError(code, message, 'failed');
+}
+
+/**
+ * The state of the operation an earlier attempt started; undefined when the platform definitely does
+ * not know it. Any other fault (5xx, timeout, network, a bug) is rethrown as retryable: the ref is kept,
+ * so the operation is never started a second time while it may still run.
+ */
+async function readOperation(
+  deps: ProcessorDeps,
+  ref: OperationRef,
+  data: SwitchJobData,
+): Promise<OperationStatus | undefined> {
+  try {
+    return await deps.platform.operation(ref);
+  } catch (e) {
+    const err = asSwitchyardError(e);
+    if (operationUnknown(err)) return undefined;
+    throw new SyError(
+      err.retry ? err.code : 'platform_unavailable',
+      `Could not read the state of operation ${ref.id}, which an earlier attempt of this ${data.action} started (${err.message}); it is kept and followed once the platform answers, never started twice.`,
+      { retry: true, cause: e, context: { ...err.context, operation: ref.id } },
+    );
+  }
+}
+
+/**
+ * Whether the platform's answer to `operation(ref)` definitely says it cannot tell anything about the
+ * operation (the port's contract: `retry: false` means asking again will not help — a 404, the local
+ * platform's "unknown operation", a refusal). Retryable faults, Switchyard's own internal errors and
+ * a 2xx that did not parse are not definite.
+ */
+function operationUnknown(err: SwitchyardError): boolean {
+  if (err.retry || err.code === 'internal' || err.code === 'redis_unavailable') return false;
+  if (err instanceof PlatformHttpError && err.status < 300) return false;
+  return true;
+}
+
+/**
+ * Whether a rollback/promote call that threw certainly started nothing: a refusal (the platform's
+ * "no", "operation in progress" included) or a 4xx other than a timeout. After a 5xx, a timeout or a
+ * network error the switch may have started.
+ */
+function definitelyNotStarted(e: unknown): boolean {
+  if (e instanceof PlatformHttpError) return e.status >= 400 && e.status < 500 && e.status !== 408;
+  if (e instanceof RefusalError) return true;
+  return e instanceof SyError && e.code === RefusalCode.operationInProgress;
 }
 
 function finish(deps: ProcessorDeps, data: SwitchJobData, outcome: Outcome, attemptStart: number): void {
@@ -627,15 +979,21 @@ function finish(deps: ProcessorDeps, data: SwitchJobData, outcome: Outcome, atte
   );
 }
 
-/** The operation ref an earlier attempt stored (undefined when none or unreadable). */
-function parseOperation(raw: string | undefined): OperationRef | undefined {
-  if (!raw) return undefined;
+/**
+ * What earlier attempts stored under the job's operation key: an operation ref (undefined when none
+ * or unreadable), and whether any of them asked the platform to switch (a ref or a started marker).
+ */
+function parseStored(raw: string | undefined): StoredOperation {
+  if (!raw) return { ref: undefined, started: false };
+  let json: unknown;
   try {
-    const ref = operationRefSchema.safeParse(JSON.parse(raw));
-    return ref.success ? ref.data : undefined;
+    json = JSON.parse(raw);
   } catch {
-    return undefined;
+    return { ref: undefined, started: false };
   }
+  const ref = operationRefSchema.safeParse(json);
+  if (ref.success) return { ref: ref.data, started: true };
+  return { ref: undefined, started: startedMarkerSchema.safeParse(json).success };
 }
 
 /** Follows the platform operation until it succeeds; reflects `reactivating`/`switching` as steps. */
@@ -768,10 +1126,15 @@ async function verifyTraffic(
   }
 }
 
+/**
+ * The success sentence. With `maxLength`, the per-domain list names as many domains as fit and counts
+ * the rest (`… and 12 more`), so the sentence stays whole (the audit log keeps `AUDIT_MESSAGE_MAX`).
+ */
 function successMessage(
   data: SwitchJobData,
   traffic: readonly Traffic[],
   snapshot: EnvironmentSnapshot,
+  maxLength = Number.POSITIVE_INFINITY,
 ): string {
   const verb = data.action === 'rollback' ? 'Rolled back' : 'Promoted';
   const after =
@@ -783,5 +1146,21 @@ function successMessage(
   }
   const where =
     snapshot.environment.currentDeploymentId === data.targetId ? '' : ` ${whereTraffic(snapshot)}`;
-  return `${verb} ${data.environment} to ${data.targetId}: all ${traffic.length} domains answer from it (${describeTraffic(traffic)}). ${after}${where}`;
+  const head = `${verb} ${data.environment} to ${data.targetId}: all ${traffic.length} domains answer from it (`;
+  const tail = `). ${after}${where}`;
+  const full = `${head}${describeTraffic(traffic)}${tail}`;
+  if (full.length <= maxLength) return full;
+  // Room for the list, keeping some for the "… and N more" that ends it.
+  const room = maxLength - head.length - tail.length - ', … and 00000 more'.length;
+  const listed: string[] = [];
+  let used = 0;
+  for (const t of traffic) {
+    const item = describeTraffic([t]);
+    const cost = item.length + (listed.length > 0 ? 2 : 0);
+    if (used + cost > room) break;
+    listed.push(item);
+    used += cost;
+  }
+  const more = `… and ${traffic.length - listed.length} more`;
+  return clipMessage(`${head}${[...listed, more].join(', ')}${tail}`, maxLength);
 }

@@ -2,7 +2,10 @@
  * The switch worker: a BullMQ Worker running `processSwitch` (jobs/switch-processor.ts) with the
  * custom backoff (exponential with jitter), its own Redis connection (`maxRetriesPerRequest: null`),
  * the per-environment lock, and a graceful `close()`: stop taking jobs, let the active switch finish
- * within `shutdownTimeoutMs`, otherwise hand it back to the queue, then close the connections.
+ * within `shutdownTimeoutMs`, otherwise hand it back to the queue, then close the connections. BullMQ's
+ * `lockRenewalFailed` makes the attempts of those jobs re-check their locks at once (an attempt that
+ * lost its job lock stops acting); the stall limit is enforced by the processor (`MAX_STALLS`), so that
+ * a job given up for stalling still ends with a published, audited and counted final state.
  */
 import { Job, type Processor, Worker } from 'bullmq';
 import type { AuditLog } from '../src/audit.js';
@@ -21,7 +24,7 @@ import {
   switchKeys,
 } from '../src/queue.js';
 import { closeRedis, createRedis, redisAnswers } from '../src/redis.js';
-import { processSwitch, SHUTDOWN_REASON } from './switch-processor.js';
+import { MAX_STALLS, processSwitch, SHUTDOWN_REASON } from './switch-processor.js';
 
 /** Options of `startSwitchWorker`. */
 export interface SwitchWorkerOptions {
@@ -81,6 +84,20 @@ export function startSwitchWorker(opts: SwitchWorkerOptions): SwitchWorker {
     background.add(settled);
     void settled.then(() => background.delete(settled));
   };
+  // Lock checks of the attempts running here, by job id (BullMQ reports lock renewal failures by id).
+  const lockChecks = new Map<string, Set<() => void>>();
+  const watchJobLock = (jobId: string, check: () => void): (() => void) => {
+    let checks = lockChecks.get(jobId);
+    if (!checks) {
+      checks = new Set();
+      lockChecks.set(jobId, checks);
+    }
+    checks.add(check);
+    return () => {
+      checks.delete(check);
+      if (checks.size === 0 && lockChecks.get(jobId) === checks) lockChecks.delete(jobId);
+    };
+  };
 
   const processor: Processor = (job, token, signal) =>
     processSwitch(
@@ -97,15 +114,17 @@ export function startSwitchWorker(opts: SwitchWorkerOptions): SwitchWorker {
         logger,
         ...(opts.metrics === undefined ? {} : { metrics: opts.metrics }),
         ...(opts.audit === undefined ? {} : { audit: opts.audit }),
+        // The waiters may include another attempt of this very job (re-delivered while this one ran).
         wake: async (ids) => {
           for (const id of ids) {
-            if (!worker || id === job.id) continue;
+            if (!worker) continue;
             const waiting = await Job.fromId(worker, id);
             // Only a job parked in `delayed` can be promoted; others are already on their way.
             if (waiting && (await waiting.isDelayed())) await waiting.promote().catch(() => undefined);
           }
         },
         background: track,
+        watchJobLock,
       },
       job,
       token,
@@ -118,8 +137,10 @@ export function startSwitchWorker(opts: SwitchWorkerOptions): SwitchWorker {
     concurrency: opts.concurrency,
     lockDuration: opts.lockDurationMs,
     stalledInterval: opts.stalledIntervalMs ?? opts.lockDurationMs,
-    // A switch interrupted twice by dying workers is still worth finishing: it never acts twice.
-    maxStalledCount: 3,
+    // A switch interrupted by dying workers is still worth finishing (it never acts twice): up to
+    // MAX_STALLS times, counted and ended by the processor itself (BullMQ would fail the job without
+    // calling it, leaving its chat message on a running step). BullMQ's own limit is only a backstop.
+    maxStalledCount: MAX_STALLS + 1000,
     name: opts.name ?? `switchyard-${process.pid}`,
     settings: {
       backoffStrategy: (attemptsMade, type, err, job) => {
@@ -132,7 +153,22 @@ export function startSwitchWorker(opts: SwitchWorkerOptions): SwitchWorker {
     },
   });
   const current = worker;
-  current.on('error', (err) => logger.error({ err }, 'switch worker error'));
+  current.on('error', (err) => {
+    // An attempt that lost its job lock ends this way (BullMQ cannot record its end): expected, and
+    // the job goes on in the attempt that took it over.
+    if (/^(Missing lock for job|Lock mismatch for job|Job \S+ is not in the active state)/.test(err.message))
+      logger.warn(
+        { err },
+        'a switch attempt that had lost its job lock ended; the job is not its own any more',
+      );
+    else logger.error({ err }, 'switch worker error');
+  });
+  current.on('lockRenewalFailed', (jobIds) => {
+    for (const id of jobIds) {
+      logger.warn({ jobId: id }, 'BullMQ could not renew a switch job lock: its attempt re-checks its locks');
+      for (const check of lockChecks.get(id) ?? []) check();
+    }
+  });
   current.on('failed', (job, err) => {
     if (job) logger.debug({ jobId: job.id, reason: err.message }, 'switch attempt ended without success');
   });

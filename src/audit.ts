@@ -2,7 +2,8 @@
  * The audit log: every rollback/promote requested, approved, refused, cancelled, started, succeeded or
  * failed, with who, when, what and why. One bounded Redis stream per environment (`XADD MAXLEN ~`), so
  * any replica can write and `/deployments` can list an environment's recent history. Entries are
- * zod-parsed on write and on read; an entry that no longer parses is skipped, never fatal.
+ * zod-parsed on write and on read; an entry that no longer parses is skipped, never fatal. A message
+ * longer than the schema allows is clipped on append (ending in `…`), never a reason to drop the entry.
  */
 import type { Redis } from 'ioredis';
 import { z } from 'zod';
@@ -20,6 +21,18 @@ export const auditEventSchema = z.enum([
 ]);
 export type AuditEvent = z.infer<typeof auditEventSchema>;
 
+/** Longest `message` an audit entry keeps (`AuditLog.append` clips longer ones). */
+export const AUDIT_MESSAGE_MAX = 2000;
+
+/** `message` clipped to `max` characters, ending in `…` when it was longer (never splits a surrogate pair). */
+export function clipMessage(message: string, max = AUDIT_MESSAGE_MAX): string {
+  if (message.length <= max) return message;
+  let head = message.slice(0, max - 1);
+  const last = head.charCodeAt(head.length - 1);
+  if (last >= 0xd800 && last <= 0xdbff) head = head.slice(0, -1);
+  return `${head}…`;
+}
+
 /** One audit entry: who (`actor`), when (`at`), what (action, plan, target) and why (code, message). */
 export const auditEntrySchema = z.object({
   /** Unix ms. */
@@ -35,7 +48,7 @@ export const auditEntrySchema = z.object({
   /** Refusal or error code (why). */
   code: z.string().optional(),
   /** Human sentence (why, or the final state). */
-  message: z.string().max(2000).optional(),
+  message: z.string().max(AUDIT_MESSAGE_MAX).optional(),
 });
 export type AuditEntry = z.infer<typeof auditEntrySchema>;
 
@@ -65,9 +78,14 @@ export class AuditLog {
     return `${this.prefix}:audit:${environment}`;
   }
 
-  /** Appends one entry; returns the stream id. Throws a zod error naming the field on bad input. */
+  /**
+   * Appends one entry; returns the stream id. A too long message is clipped (see `clipMessage`); any
+   * other bad input throws a zod error naming the field.
+   */
   async append(entry: AuditEntry): Promise<string> {
-    const parsed = auditEntrySchema.parse(entry);
+    const parsed = auditEntrySchema.parse(
+      typeof entry.message === 'string' ? { ...entry, message: clipMessage(entry.message) } : entry,
+    );
     const id = await this.redis.xadd(
       this.key(parsed.environment),
       'MAXLEN',

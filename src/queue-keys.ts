@@ -1,10 +1,14 @@
 /**
  * Redis keys Switchyard keeps beside a BullMQ queue, and the per-environment lock built on them.
  * The lock serializes switches of one environment across any number of worker processes: a plain
- * `SET NX PX` whose value is the owning job id, renewed while the job runs and released with a
- * compare-and-delete. The owner is the job, not the process, so a job recovered after its worker died
- * (`kill -9`) re-enters its own lock at once instead of waiting for it to expire; any other job waits.
- * Jobs waiting for an environment register in a sorted set so the releasing job can wake them.
+ * `SET NX PX` whose value names the owning job *attempt* (`<jobId>:<attemptId>`, see `lockOwner`),
+ * renewed while the attempt runs and released with a compare-and-delete. The owner is the attempt, not
+ * the job: a second attempt of the same job (BullMQ re-delivers a job whose worker stalled, froze or
+ * lost Redis, while that worker may still be running it) waits for the environment like any other job,
+ * and takes it only once the earlier attempt released it or its lock expired (`kill -9`). Each renewal
+ * also checks, and extends, the attempt's BullMQ job lock, so an attempt learns in the same round trip
+ * that it lost either lock. Jobs waiting for an environment register in a sorted set so the releasing
+ * job can wake them.
  */
 import type { Redis } from 'ioredis';
 
@@ -16,6 +20,8 @@ export interface SwitchKeys {
   enqueued(jobId: string): string;
   operation(jobId: string): string;
   messages(jobId: string): string;
+  /** BullMQ's own lock of a job (`<prefix>:<queue>:<jobId>:lock`), checked and extended by renewals. */
+  jobLock(jobId: string): string;
 }
 
 /** The Switchyard keys beside queue `queueName` under BullMQ prefix `prefix`. */
@@ -28,7 +34,28 @@ export function switchKeys(prefix: string, queueName: string): SwitchKeys {
     enqueued: (jobId) => `${base}enq:${jobId}`,
     operation: (jobId) => `${base}op:${jobId}`,
     messages: (jobId) => `${base}msgs:${jobId}`,
+    jobLock: (jobId) => `${prefix}:${queueName}:${jobId}:lock`,
   };
+}
+
+/**
+ * The environment lock's value for one attempt of a job. BullMQ job ids cannot contain `:`, so the job
+ * id is everything before the first `:` (`ownerJobId`).
+ */
+export function lockOwner(jobId: string, attemptId: string): string {
+  return `${jobId}:${attemptId}`;
+}
+
+/** The job id in an environment lock's value (a value written before attempts were named is the id). */
+export function ownerJobId(owner: string): string {
+  const i = owner.indexOf(':');
+  return i < 0 ? owner : owner.slice(0, i);
+}
+
+/** An attempt's BullMQ job lock: its key and the token BullMQ gave the attempt. */
+export interface JobLock {
+  readonly key: string;
+  readonly token: string;
 }
 
 const ACQUIRE = `
@@ -60,11 +87,41 @@ end
 return {1, ARGV[1], redis.call('GET', KEYS[2]) or '', redis.call('SMEMBERS', KEYS[3])}
 `;
 
-const RENEW = `
+/**
+ * Extends the environment lock KEYS[1] if ARGV[1] holds it, and the BullMQ job lock KEYS[2] if it still
+ * holds token ARGV[3] (not checked when ARGV[3] is empty); leaves `env` and `job` (1 held, 0 lost).
+ */
+const EXTEND_BOTH = `
+local env = 0
 if redis.call('GET', KEYS[1]) == ARGV[1] then
-  return redis.call('PEXPIRE', KEYS[1], ARGV[2])
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+  env = 1
 end
-return 0
+local job = 1
+if ARGV[3] ~= '' then
+  if redis.call('GET', KEYS[2]) == ARGV[3] then
+    redis.call('PEXPIRE', KEYS[2], ARGV[2])
+  else
+    job = 0
+  end
+end
+`;
+
+/** EXTEND_BOTH. Returns {environment held, job lock held}. */
+const RENEW = `${EXTEND_BOTH}
+return {env, job}
+`;
+
+/**
+ * The fence before acting on the platform: EXTEND_BOTH, and when both locks are held, writes ARGV[4]
+ * to KEYS[3] unless KEYS[3] already has a value (PX ARGV[5]). Returns {environment held, job lock
+ * held, written}.
+ */
+const FENCE = `${EXTEND_BOTH}
+if env == 0 or job == 0 then return {env, job, 0} end
+local written = 0
+if redis.call('SET', KEYS[3], ARGV[4], 'PX', ARGV[5], 'NX') then written = 1 end
+return {env, job, written}
 `;
 
 const RELEASE = `
@@ -82,18 +139,40 @@ end
 return {redis.call('ZRANGE', KEYS[2], 0, -1), redis.call('SMEMBERS', KEYS[3])}
 `;
 
-/** Outcome of `EnvironmentLock.acquire`: taken, or held by another job (named). */
+/** Deletes KEYS[1] if it holds ARGV[1]. */
+const DELETE_IF = `
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('DEL', KEYS[1])
+end
+return 0
+`;
+
+/** Outcome of `EnvironmentLock.acquire`: taken, or held by another attempt (its job named). */
 export type AcquireResult =
   | { readonly acquired: true }
-  | { readonly acquired: false; readonly holder: string };
+  | { readonly acquired: false; readonly holder: string; readonly owner: string };
 
 /**
  * Outcome of `EnvironmentLock.acquireAndRead`: taken, with the key's value and the set's members; or
- * held by another job.
+ * held by another attempt (`holder` is its job id, `owner` the lock's value).
  */
 export type AcquireReadResult =
   | { readonly acquired: true; readonly value: string | undefined; readonly members: string[] }
-  | { readonly acquired: false; readonly holder: string };
+  | { readonly acquired: false; readonly holder: string; readonly owner: string };
+
+/** Outcome of `EnvironmentLock.renew` and `fence`. */
+export interface RenewResult {
+  /** The owner still holds the environment (and its lock was extended). */
+  readonly held: boolean;
+  /** The attempt still holds its BullMQ job lock (and it was extended); true when not checked. */
+  readonly jobLockHeld: boolean;
+}
+
+/** Outcome of `EnvironmentLock.fence`. */
+export interface FenceResult extends RenewResult {
+  /** The marker was written (the key had no value and both locks are held). */
+  readonly written: boolean;
+}
 
 /** Outcome of `EnvironmentLock.releaseAndRead`. */
 export interface ReleaseReadResult {
@@ -122,7 +201,7 @@ export class EnvironmentLock {
       number,
       string,
     ];
-    return res[0] === 1 ? { acquired: true } : { acquired: false, holder: res[1] };
+    return res[0] === 1 ? { acquired: true } : { acquired: false, holder: ownerJobId(res[1]), owner: res[1] };
   }
 
   /**
@@ -144,14 +223,52 @@ export class EnvironmentLock {
       owner,
       this.ttlMs,
     )) as [number, string, string | undefined, unknown];
-    if (res[0] !== 1) return { acquired: false, holder: res[1] };
+    if (res[0] !== 1) return { acquired: false, holder: ownerJobId(res[1]), owner: res[1] };
     return { acquired: true, value: res[2] ? res[2] : undefined, members: strings(res[3]) };
   }
 
-  /** Extends the lock; false when `owner` no longer holds it. */
-  async renew(environment: string, owner: string): Promise<boolean> {
-    const res = await this.redis.eval(RENEW, 1, this.keys.lock(environment), owner, this.ttlMs);
-    return res === 1;
+  /**
+   * Extends the lock if `owner` holds it, and `jobLock` (the attempt's BullMQ job lock) if it still
+   * holds the attempt's token, in one round trip; says which of the two are still held.
+   */
+  async renew(environment: string, owner: string, jobLock?: JobLock): Promise<RenewResult> {
+    const res = (await this.redis.eval(
+      RENEW,
+      2,
+      this.keys.lock(environment),
+      jobLock?.key ?? this.keys.lock(environment),
+      owner,
+      this.ttlMs,
+      jobLock?.token ?? '',
+    )) as [number, number];
+    return { held: res[0] === 1, jobLockHeld: res[1] === 1 };
+  }
+
+  /**
+   * The fence before an attempt acts on the platform: `renew`, and only when both locks are held, writes
+   * `value` to `key` unless it already has one (kept `valueTtlMs`), all in one round trip.
+   */
+  async fence(
+    environment: string,
+    owner: string,
+    jobLock: JobLock | undefined,
+    key: string,
+    value: string,
+    valueTtlMs: number,
+  ): Promise<FenceResult> {
+    const res = (await this.redis.eval(
+      FENCE,
+      3,
+      this.keys.lock(environment),
+      jobLock?.key ?? this.keys.lock(environment),
+      key,
+      owner,
+      this.ttlMs,
+      jobLock?.token ?? '',
+      value,
+      valueTtlMs,
+    )) as [number, number, number];
+    return { held: res[0] === 1, jobLockHeld: res[1] === 1, written: res[2] === 1 };
   }
 
   /** Releases the lock if `owner` holds it. */
@@ -177,9 +294,15 @@ export class EnvironmentLock {
     return { waiters: strings(waiters), members: strings(members) };
   }
 
+  /** Deletes `key` if it still holds `value` (e.g. a marker this attempt wrote). */
+  async deleteIf(key: string, value: string): Promise<boolean> {
+    return (await this.redis.eval(DELETE_IF, 1, key, value)) === 1;
+  }
+
   /** The job holding the environment now, if any. */
   async holder(environment: string): Promise<string | undefined> {
-    return (await this.redis.get(this.keys.lock(environment))) ?? undefined;
+    const owner = await this.redis.get(this.keys.lock(environment));
+    return owner ? ownerJobId(owner) : undefined;
   }
 
   /** Registers a job waiting for the environment (ordered by request time). */

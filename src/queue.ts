@@ -26,7 +26,14 @@ import {
 import { EnvironmentLock, switchKeys } from './queue-keys.js';
 import { closeRedis, createRedis, createRequestRedis, redisAnswers } from './redis.js';
 
-export { EnvironmentLock, type SwitchKeys, switchKeys } from './queue-keys.js';
+export {
+  EnvironmentLock,
+  type JobLock,
+  lockOwner,
+  ownerJobId,
+  type SwitchKeys,
+  switchKeys,
+} from './queue-keys.js';
 
 /**
  * The enqueue claim, in one round trip: SET NX of the enqueue marker, whether the job exists, and

@@ -8,11 +8,12 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { AuditLog } from '../../src/audit.js';
+import { AUDIT_MESSAGE_MAX, AuditLog } from '../../src/audit.js';
 import { ManualClock } from '../../src/clock.js';
 import {
   EnvironmentLock,
   jobIdForPlan,
+  lockOwner,
   SwitchQueue,
   switchBackoffDelay,
   switchKeys,
@@ -177,26 +178,97 @@ describe('SwitchQueue.enqueue', () => {
 });
 
 describe('EnvironmentLock', () => {
-  it('admits one job per environment, lets the owner re-enter, and releases only for the owner', async () => {
+  it('admits one attempt per environment, lets the same attempt re-enter, and releases only for it', async () => {
     const r = redis();
     const keys = switchKeys('bull', uniqueName('lock'));
     const lock = new EnvironmentLock(r, keys, 10_000);
     cleanup.add(() => r.del(keys.lock('production'), keys.lock('staging'), keys.waiters('production')));
-    expect(await lock.acquire('production', 'job-a')).toEqual({ acquired: true });
-    expect(await lock.acquire('production', 'job-b')).toEqual({ acquired: false, holder: 'job-a' });
-    expect(await lock.acquire('staging', 'job-b')).toEqual({ acquired: true });
-    // A recovered job (same id) re-enters its own lock.
-    expect(await lock.acquire('production', 'job-a')).toEqual({ acquired: true });
-    expect(await lock.release('production', 'job-b')).toBe(false);
-    expect(await lock.renew('production', 'job-b')).toBe(false);
-    expect(await lock.renew('production', 'job-a')).toBe(true);
+    const a = lockOwner('job-a', 'a1');
+    const b = lockOwner('job-b', 'b1');
+    expect(await lock.acquire('production', a)).toEqual({ acquired: true });
+    expect(await lock.acquire('production', b)).toEqual({ acquired: false, holder: 'job-a', owner: a });
+    expect(await lock.acquire('staging', b)).toEqual({ acquired: true });
+    // The same attempt asking again re-enters its own lock.
+    expect(await lock.acquire('production', a)).toEqual({ acquired: true });
+    expect(await lock.release('production', b)).toBe(false);
+    expect(await lock.renew('production', b)).toEqual({ held: false, jobLockHeld: true });
+    expect(await lock.renew('production', a)).toEqual({ held: true, jobLockHeld: true });
     expect(await r.pttl(keys.lock('production'))).toBeGreaterThan(9_000);
+    expect(await lock.holder('production')).toBe('job-a');
     await lock.addWaiter('production', 'job-c', 2);
     await lock.addWaiter('production', 'job-b', 1);
     expect(await lock.waiters('production')).toEqual(['job-b', 'job-c']);
-    expect(await lock.release('production', 'job-a')).toBe(true);
+    expect(await lock.release('production', a)).toBe(true);
     expect(await lock.holder('production')).toBeUndefined();
-    expect(await lock.acquire('production', 'job-b')).toEqual({ acquired: true });
+    expect(await lock.acquire('production', b)).toEqual({ acquired: true });
+  });
+
+  it('keeps a second attempt of the same job out while the first holds the environment', async () => {
+    // A job re-delivered after a stall (its first attempt still running) is a second attempt: it waits
+    // like any other job, the first one's renewals say it still holds the environment, and the second
+    // one's release cannot free it.
+    const r = redis();
+    const keys = switchKeys('bull', uniqueName('lock'));
+    const lock = new EnvironmentLock(r, keys, 10_000);
+    cleanup.add(() => r.del(keys.lock('production')));
+    const first = lockOwner('sw_1', 'first');
+    const second = lockOwner('sw_1', 'second');
+    expect((await lock.acquire('production', first)).acquired).toBe(true);
+    expect(await lock.acquire('production', second)).toEqual({
+      acquired: false,
+      holder: 'sw_1',
+      owner: first,
+    });
+    expect((await lock.renew('production', first)).held).toBe(true);
+    expect(await lock.release('production', second)).toBe(false);
+    expect((await lock.acquire('production', lockOwner('sw_OTHER', 'x'))).acquired).toBe(false);
+    expect(await lock.release('production', first)).toBe(true);
+    expect((await lock.acquire('production', second)).acquired).toBe(true);
+  });
+
+  it("checks and extends the attempt's BullMQ job lock with each renewal, and fences with both", async () => {
+    const r = redis();
+    const keys = switchKeys('bull', uniqueName('lock'));
+    const lock = new EnvironmentLock(r, keys, 10_000);
+    const jobLock = { key: keys.jobLock('sw_1'), token: 'worker-1:0' };
+    const op = keys.operation('sw_1');
+    cleanup.add(() => r.del(keys.lock('production'), jobLock.key, op));
+    expect(jobLock.key).toBe(`bull:${keys.base.split(':')[1]}:sw_1:lock`);
+    const owner = lockOwner('sw_1', 'a1');
+    await lock.acquire('production', owner);
+    await r.set(jobLock.key, jobLock.token, 'PX', 1_000);
+    expect(await lock.renew('production', owner, jobLock)).toEqual({ held: true, jobLockHeld: true });
+    expect(await r.pttl(jobLock.key)).toBeGreaterThan(9_000);
+    // The fence writes the marker only when both locks are held, and only once.
+    expect(await lock.fence('production', owner, jobLock, op, 'm1', 60_000)).toEqual({
+      held: true,
+      jobLockHeld: true,
+      written: true,
+    });
+    expect(await lock.fence('production', owner, jobLock, op, 'm2', 60_000)).toMatchObject({
+      written: false,
+    });
+    expect(await r.get(op)).toBe('m1');
+    expect(await lock.deleteIf(op, 'm2')).toBe(false);
+    expect(await lock.deleteIf(op, 'm1')).toBe(true);
+    // BullMQ handed the job to another attempt (another token): this one learns it lost the job.
+    await r.set(jobLock.key, 'worker-2:0', 'PX', 10_000);
+    expect(await lock.renew('production', owner, jobLock)).toEqual({ held: true, jobLockHeld: false });
+    expect(await lock.fence('production', owner, jobLock, op, 'm3', 60_000)).toEqual({
+      held: true,
+      jobLockHeld: false,
+      written: false,
+    });
+    expect(await r.get(op)).toBeNull();
+    // The environment lock expired: the fence says so too, and writes nothing.
+    await r.del(keys.lock('production'));
+    await r.set(jobLock.key, jobLock.token);
+    expect(await lock.fence('production', owner, jobLock, op, 'm4', 60_000)).toEqual({
+      held: false,
+      jobLockHeld: true,
+      written: false,
+    });
+    expect(await r.get(op)).toBeNull();
   });
 
   it('expires when its owner stops renewing (a killed worker)', async () => {
@@ -272,6 +344,26 @@ describe('AuditLog', () => {
       },
     ]);
     expect(await audit.recent('nowhere', 10)).toEqual([]);
+  });
+
+  it('clips a message longer than an entry keeps instead of dropping the entry', async () => {
+    const r = redis();
+    const audit = new AuditLog(r, { prefix: uniqueName('audit') });
+    cleanup.add(() => r.del(audit.key('production')));
+    const long = `Rolled back production: ${'customer.example.test → dep_1, '.repeat(200)}`;
+    expect(long.length).toBeGreaterThan(AUDIT_MESSAGE_MAX);
+    await audit.append({
+      at: 1,
+      environment: 'production',
+      action: 'rollback',
+      event: 'succeeded',
+      message: long,
+    });
+    const [entry] = await audit.recent('production', 1);
+    expect(entry?.event).toBe('succeeded');
+    expect(entry?.message).toHaveLength(AUDIT_MESSAGE_MAX);
+    expect(entry?.message?.endsWith('…')).toBe(true);
+    expect(long.startsWith(entry?.message?.slice(0, -1) ?? '?')).toBe(true);
   });
 
   it('refuses a malformed entry naming the field, and skips unparsable stored entries', async () => {

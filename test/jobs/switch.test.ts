@@ -1,13 +1,24 @@
 /**
  * Switch jobs end to end in one process: real Redis, a fresh queue per test, the real LocalPlatform.
- * Covers the exact progress sequence (running and standby targets), stale plans, refusals and 4xx as
- * non-retryable, retry-then-success, the audit trail and metrics, and graceful shutdown (finish, or
- * hand back and resume the same platform operation without a second switch).
+ * Covers the exact progress sequence (running and standby targets), stale plans (a target made live by
+ * another switch included), refusals and 4xx as non-retryable, retry-then-success, a stored operation
+ * that cannot be read for a while or is unknown, the audit trail (with many domains too) and metrics,
+ * and graceful shutdown (finish, or hand back and resume the same platform operation without a second
+ * switch).
  */
 import { afterEach, describe, expect, it } from 'vitest';
+import { startSwitchWorker } from '../../jobs/switch-worker.js';
+import { AUDIT_MESSAGE_MAX, AuditLog } from '../../src/audit.js';
+import { ManualClock, systemClock } from '../../src/clock.js';
 import { PlatformHttpError, RefusalError } from '../../src/errors.js';
-import { Cleanup, jobData, planFor, transitions } from './fixtures/harness.js';
-import { seedDomains, seedIds } from './fixtures/seed.js';
+import { silentLogger } from '../../src/log.js';
+import { LocalPlatform } from '../../src/platform/local/platform.js';
+import type { OperationRef, OperationStatus } from '../../src/platform/port.js';
+import { jobIdForPlan, SwitchQueue, switchKeys } from '../../src/queue.js';
+import { createRedis } from '../../src/redis.js';
+import { redisUrl, uniqueName } from '../support/redis.js';
+import { Cleanup, jobData, planFor, RecordingReporter, transitions } from './fixtures/harness.js';
+import { jobsSeed, seedDomains, seedIds } from './fixtures/seed.js';
 import { type JobsEnv, REACTIVATION_MS, setupJobs } from './fixtures/setup.js';
 
 const cleanup = new Cleanup();
@@ -340,6 +351,93 @@ describe('switch job edge cases', () => {
     expect((await env.queue.waitForEnd(jobId))?.outcome).toBe('succeeded');
   });
 
+  it('ends as stale, truthfully, when the target was made live by another switch, not by this job', async () => {
+    const env = await setupJobs(cleanup);
+    const plan = await planFor(env.local, 'env0', 'rollback', env.clock.now());
+    // Before this plan's turn, someone rolls env0 back to the same target on the platform itself.
+    const moved = new Promise<void>((resolve) => {
+      const off = env.local.subscribe((e) => {
+        if (e.type === 'traffic.moved' && e.to === plan.target.id) {
+          off();
+          resolve();
+        }
+      });
+    });
+    await env.local.rollback({ environment: 'env0', targetId: plan.target.id, requestedBy: 'Bob' });
+    await moved;
+
+    await env.startWorker();
+    const { jobId } = await env.queue.enqueue(jobData(plan, env.clock.now()));
+    const final = await env.queue.waitForEnd(jobId);
+    expect(final?.outcome).toBe('stale');
+    expect(final?.code).toBe('plan_stale');
+    expect(final?.message).toBe(
+      `Traffic moved since this plan was made: env0 now serves ${plan.target.id} (rolled back), the target of this rollback, through another switch, not this one. Nothing was done.`,
+    );
+    expect(final?.steps.some((s) => s.step === 'switching')).toBe(false);
+    expect(env.platform.switchCalls).toBe(0);
+    expect((await env.audit.recent('env0', 1))[0]).toMatchObject({ event: 'refused', code: 'plan_stale' });
+  });
+
+  it('keeps a stored operation it cannot read for a moment (503) and follows it, never starting a second switch', async () => {
+    const env = await setupJobs(cleanup, { attempts: 6 });
+    let reads = 0;
+    let readableNow!: () => void;
+    const readable = new Promise<void>((resolve) => {
+      readableNow = resolve;
+    });
+    // The platform's operation endpoint answers 503 twice: the first attempt's first poll, and the
+    // second attempt's read of the operation the first one started.
+    await env.startWorker({
+      platform: {
+        ...env.platform,
+        operation: (ref: OperationRef): Promise<OperationStatus> => {
+          reads++;
+          if (reads <= 2) {
+            return Promise.reject(
+              new PlatformHttpError(503, 'POST', 'http://platform.test/op', undefined, 'unavailable'),
+            );
+          }
+          readableNow();
+          return env.local.operation(ref);
+        },
+      },
+    });
+    // Standby target: the operation stays in `reactivating` until the platform's clock moves.
+    const plan = await planFor(env.local, 'env0', 'rollback', env.clock.now(), seedIds(0).standby);
+    const { jobId } = await env.queue.enqueue(jobData(plan, env.clock.now()));
+    await Promise.race([readable, env.queue.waitForEnd(jobId)]);
+    await env.clock.advance(REACTIVATION_MS);
+    const final = await env.queue.waitForEnd(jobId);
+
+    expect(final).toMatchObject({ outcome: 'succeeded', attempt: 3 });
+    const second = env.reporter.of(jobId).find((p) => p.attempt === 2 && p.code !== undefined);
+    expect(second?.steps.at(-1)?.detail).toContain('it is kept and followed once the platform answers');
+    expect(env.platform.switchCalls).toBe(1);
+    expect(await rollbacksOn(env, 'env0')).toBe(1);
+  });
+
+  it('discards a stored operation the platform definitely does not know, and decides afresh', async () => {
+    const env = await setupJobs(cleanup);
+    await env.startWorker();
+    const plan = await planFor(env.local, 'env0', 'rollback', env.clock.now());
+    const jobId = jobIdForPlan(plan.id);
+    // An operation of an earlier attempt that the platform forgot (the local platform restarted).
+    const gone: OperationRef = {
+      id: 'op_forgotten',
+      action: 'rollback',
+      environment: 'env0',
+      targetId: plan.target.id,
+      startedAt: env.clock.now(),
+    };
+    await env.redis.set(switchKeys(env.queue.prefix, env.queueName).operation(jobId), JSON.stringify(gone));
+    await env.queue.enqueue(jobData(plan, env.clock.now()));
+    const final = await env.queue.waitForEnd(jobId);
+    expect(final).toMatchObject({ outcome: 'succeeded', attempt: 1 });
+    expect(final?.operationId).not.toBe('op_forgotten');
+    expect(env.platform.switchCalls).toBe(1);
+  });
+
   it('fails a job whose data is not a switch, naming the field, without retrying', async () => {
     const env = await setupJobs(cleanup);
     await env.startWorker();
@@ -352,6 +450,66 @@ describe('switch job edge cases', () => {
     const failed = (await env.queue.queue.getJob('sw_bad'))?.failedReason;
     expect(failed).toMatch(/^invalid_input: job data is not a switch: planId/);
     expect(env.platform.switchCalls).toBe(0);
+  });
+});
+
+describe('audit of a switch with many domains', () => {
+  it('keeps the succeeded entry of a 42-domain rollback, naming as many domains as fit', async () => {
+    const clock = new ManualClock();
+    const seed = jobsSeed(1, clock.now()) as { domains: unknown[] };
+    for (let i = 0; i < 40; i++) {
+      seed.domains.push({
+        hostname: `customer-${i}.example-tenant-domain.test`,
+        stickiness: 'environment',
+        environment: 'env0',
+        deploymentId: seedIds(0).current,
+      });
+    }
+    const local = await LocalPlatform.open({ clock, seed, maintenance: false });
+    cleanup.add(() => local.close());
+    const redis = createRedis(redisUrl());
+    cleanup.add(() => redis.quit());
+    const audit = new AuditLog(redis, { prefix: uniqueName('audit') });
+    const queueName = uniqueName('switch');
+    const queue = new SwitchQueue({ redisUrl: redisUrl(), queueName, audit });
+    cleanup.add(() => queue.close());
+    cleanup.add(() => queue.obliterate());
+    const worker = startSwitchWorker({
+      redisUrl: redisUrl(),
+      queueName,
+      platform: local,
+      reporter: new RecordingReporter(),
+      clock: systemClock,
+      verify: { timeoutMs: 5_000, intervalMs: 5 },
+      lockDurationMs: 5_000,
+      concurrency: 1,
+      logger: silentLogger,
+      audit,
+    });
+    cleanup.add(() => worker.close());
+    await worker.worker.waitUntilReady();
+
+    const plan = await planFor(local, 'env0', 'rollback', clock.now());
+    expect(plan.affectedDomains).toHaveLength(42);
+    const { jobId } = await queue.enqueue(jobData(plan, clock.now()));
+    const final = await queue.waitForEnd(jobId);
+    expect(final?.outcome).toBe('succeeded');
+    expect(final?.message?.length).toBeGreaterThan(AUDIT_MESSAGE_MAX);
+    // The worker's close waits for the audit entry it sent after the job completed.
+    await worker.close();
+
+    const entries = await audit.recent('env0', 10);
+    expect(entries.map((a) => a.event)).toEqual(['succeeded', 'started', 'requested']);
+    const message = entries[0]?.message ?? '';
+    expect(message.length).toBeLessThanOrEqual(AUDIT_MESSAGE_MAX);
+    expect(message).toMatch(
+      new RegExp(
+        `^Rolled back env0 to ${plan.target.id}: all 42 domains answer from it \\(app\\.env0\\.test → `,
+      ),
+    );
+    expect(message).toMatch(
+      /, … and \d+ more\)\. Automatic deploys are paused until a deployment is promoted\.$/,
+    );
   });
 });
 

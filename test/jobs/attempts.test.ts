@@ -1,0 +1,266 @@
+/**
+ * Attempts of one switch job and the locks they hold, in one process on the real Redis and the real
+ * LocalPlatform: the environment lock is owned by the attempt, not the job, so a job BullMQ re-delivers
+ * while its first attempt still runs (a stalled, frozen or partitioned worker) waits for the environment
+ * like any other job; an attempt that lost its BullMQ job lock or its environment lock stops at its next
+ * step, never calls the platform after the fence says so, and publishes, audits and counts nothing once
+ * the job may be another attempt's; renewals that cannot be confirmed stop an attempt too; a job that
+ * stalled more than MAX_STALLS times ends with a published, audited and counted final state.
+ *
+ * A lost lock is simulated by deleting its key (what expiry does); the stalled checker runs every
+ * 150 ms, so every wait here is for an event (a report, a job's end), never a sleep.
+ */
+import { afterEach, describe, expect, it, vi } from 'vitest';
+import { MAX_STALLS } from '../../jobs/switch-processor.js';
+import type { OperationRef, SwitchRequest } from '../../src/platform/port.js';
+import type { Progress } from '../../src/progress.js';
+import { EnvironmentLock, jobIdForPlan, switchKeys } from '../../src/queue.js';
+import { Cleanup, jobData, planFor } from './fixtures/harness.js';
+import { seedIds } from './fixtures/seed.js';
+import { type JobsEnv, REACTIVATION_MS, setupJobs } from './fixtures/setup.js';
+
+const cleanup = new Cleanup();
+afterEach(async () => {
+  vi.restoreAllMocks();
+  await cleanup.run();
+});
+
+/** Short locks so that a lost one is noticed (a renewal every 200 ms) and re-delivered quickly. */
+const FAST_LOCKS = { lockDurationMs: 600, stalledIntervalMs: 150 } as const;
+
+function keysOf(env: JobsEnv) {
+  return switchKeys(env.queue.prefix, env.queueName);
+}
+
+async function rollbacksOn(env: JobsEnv, environment: string): Promise<number> {
+  const snap = await env.local.snapshot(environment);
+  return snap.liveHistory.filter((h) => h.via === 'rollback').length;
+}
+
+function isResume(p: Progress): boolean {
+  return p.steps[1]?.detail?.includes('Resuming') === true;
+}
+
+function deferred<T = void>(): { promise: Promise<T>; resolve: (v: T) => void } {
+  let resolve!: (v: T) => void;
+  const promise = new Promise<T>((r) => {
+    resolve = r;
+  });
+  return { promise, resolve };
+}
+
+describe('attempts of one switch job', () => {
+  it('a job re-delivered while its first attempt still runs waits for it; the first stops at its next step and publishes nothing more', async () => {
+    const env = await setupJobs(cleanup);
+    await env.startWorker(FAST_LOCKS);
+    const plan = await planFor(env.local, 'env0', 'rollback', env.clock.now(), seedIds(0).standby);
+    const { jobId } = await env.queue.enqueue(jobData(plan, env.clock.now()));
+    await env.reporter.waitFor((p) => p.jobId === jobId && p.operationId !== undefined);
+
+    // The first attempt's BullMQ job lock is lost (its worker stalled past the lock duration) while it
+    // follows the platform operation; BullMQ's stalled check re-delivers the job.
+    await env.redis.del(keysOf(env).jobLock(jobId));
+    const resumed = await env.reporter.waitFor((p) => p.jobId === jobId && isResume(p));
+    const fromResume = env.reporter.of(jobId).indexOf(resumed);
+    await env.clock.advance(REACTIVATION_MS);
+    const final = await env.queue.waitForEnd(jobId);
+
+    expect(final?.outcome).toBe('succeeded');
+    // Nothing from the first attempt after the second one took the job: every later state is the
+    // second attempt's (which resumed the operation), the final one included.
+    const later = env.reporter.of(jobId).slice(fromResume);
+    expect(later.filter((p) => !isResume(p))).toEqual([]);
+    expect(later.at(-1)).toEqual(final);
+    expect(env.platform.switchCalls).toBe(1);
+    expect(await rollbacksOn(env, 'env0')).toBe(1);
+    const events = (await env.audit.recent('env0', 10)).map((a) => a.event);
+    expect(events.filter((e) => e !== 'started')).toEqual(['succeeded', 'requested']);
+    expect(await env.redis.get(keysOf(env).lock('env0'))).toBeNull();
+  });
+
+  it('a first attempt whose locks expired during a slow platform call acts on nothing after it: no state, no audit entry, no release over the attempt that took over', async () => {
+    const env = await setupJobs(cleanup);
+    const gate = deferred();
+    const entered = deferred();
+    let calls = 0;
+    const handle = await env.startWorker({
+      ...FAST_LOCKS,
+      platform: {
+        ...env.platform,
+        rollback: async (r: SwitchRequest): Promise<OperationRef> => {
+          calls++;
+          if (calls === 1) {
+            // The first attempt's request is slow to reach the platform (a frozen VM, a slow network).
+            entered.resolve();
+            await gate.promise;
+          }
+          return env.platform.rollback(r);
+        },
+      },
+    });
+    const plan = await planFor(env.local, 'env0', 'rollback', env.clock.now());
+    const { jobId } = await env.queue.enqueue(jobData(plan, env.clock.now()));
+    await entered.promise;
+
+    // Both of the first attempt's locks expire while its call is on its way.
+    await env.redis.del(keysOf(env).jobLock(jobId), keysOf(env).lock('env0'));
+    // BullMQ re-delivers the job; the second attempt takes the (free) environment and switches.
+    const final = await env.queue.waitForEnd(jobId);
+    expect(final?.outcome).toBe('succeeded');
+    const reportsAtEnd = env.reporter.of(jobId).length;
+
+    // The first attempt's request now reaches the platform, which refuses it (the target is live).
+    const firstEnded = new Promise<void>((resolve) =>
+      handle.worker.on('error', (err) => {
+        if (err.message.includes(jobId) && !err.message.startsWith('could not renew')) resolve();
+      }),
+    );
+    gate.resolve();
+    await firstEnded;
+
+    // The first attempt published nothing over the second one's final state, appended no refusal to the
+    // audit trail and counted nothing; the platform switched once (the late request changed nothing).
+    expect(env.reporter.of(jobId).length).toBe(reportsAtEnd);
+    expect(env.reporter.of(jobId).at(-1)).toEqual(final);
+    expect(await env.queue.progress(jobId)).toEqual(final);
+    const events = (await env.audit.recent('env0', 10)).map((a) => a.event);
+    expect(events.filter((e) => e !== 'started')).toEqual(['succeeded', 'requested']);
+    const counted = (await env.metrics.jobs.get()).values.reduce((n, v) => n + v.value, 0);
+    expect(counted).toBe(1);
+    expect(calls).toBe(2);
+    expect(await rollbacksOn(env, 'env0')).toBe(1);
+    expect(await env.redis.get(keysOf(env).lock('env0'))).toBeNull();
+  });
+
+  it('waits while an earlier attempt of the same job still holds the environment, saying so', async () => {
+    const env = await setupJobs(cleanup);
+    await env.startWorker();
+    const plan = await planFor(env.local, 'env0', 'rollback', env.clock.now());
+    const jobId = jobIdForPlan(plan.id);
+    // An earlier attempt of this job (its worker stalled) still holds env0.
+    await env.redis.set(keysOf(env).lock('env0'), `${jobId}:earlier`, 'PX', 60_000);
+    await env.queue.enqueue(jobData(plan, env.clock.now()));
+    const waiting = await env.reporter.waitFor(
+      (p) => p.jobId === jobId && p.steps[0]?.detail?.startsWith('Waiting') === true,
+    );
+    expect(waiting.steps[0]?.detail).toBe(
+      'Waiting: an earlier attempt of this switch still holds env0; it stops at its next step, or its hold expires within 5s.',
+    );
+    expect(env.platform.switchCalls).toBe(0);
+
+    // The earlier attempt lets go: this one takes its turn and switches.
+    await env.redis.del(keysOf(env).lock('env0'));
+    expect((await env.queue.waitForEnd(jobId))?.outcome).toBe('succeeded');
+    expect(env.platform.switchCalls).toBe(1);
+  });
+
+  it('fences the platform call: an attempt whose environment lock expired before it acts does not call the platform', async () => {
+    const env = await setupJobs(cleanup);
+    let snapshots = 0;
+    await env.startWorker({
+      platform: {
+        ...env.platform,
+        snapshot: async (environment: string) => {
+          const snap = await env.platform.snapshot(environment);
+          // The first attempt's lock expires just after it re-read the platform (a long GC pause).
+          if (++snapshots === 1) await env.redis.del(keysOf(env).lock(environment));
+          return snap;
+        },
+      },
+    });
+    const plan = await planFor(env.local, 'env0', 'rollback', env.clock.now());
+    const { jobId } = await env.queue.enqueue(jobData(plan, env.clock.now()));
+    const final = await env.queue.waitForEnd(jobId);
+
+    expect(final?.outcome).toBe('succeeded');
+    expect(final?.attempt).toBe(2);
+    const first = env.reporter
+      .of(jobId)
+      .find((p) => p.attempt === 1 && p.steps.some((s) => s.state === 'failed'));
+    expect(first?.code).toBe('lock_lost');
+    expect(first?.steps.at(-1)?.detail).toContain('lost the env0 lock');
+    expect(env.platform.switchCalls).toBe(1);
+    expect(await rollbacksOn(env, 'env0')).toBe(1);
+  });
+
+  it('stops an attempt whose renewals cannot be confirmed for a whole lock duration, silently; the retry resumes it', async () => {
+    const env = await setupJobs(cleanup);
+    let failing = false;
+    const renew = EnvironmentLock.prototype.renew;
+    vi.spyOn(EnvironmentLock.prototype, 'renew').mockImplementation(function (
+      this: EnvironmentLock,
+      ...args
+    ) {
+      if (failing) return Promise.reject(new Error("READONLY You can't write against a read only replica."));
+      return renew.apply(this, args);
+    });
+    await env.startWorker(FAST_LOCKS);
+    const plan = await planFor(env.local, 'env0', 'rollback', env.clock.now(), seedIds(0).standby);
+    const { jobId } = await env.queue.enqueue(jobData(plan, env.clock.now()));
+    await env.reporter.waitFor((p) => p.jobId === jobId && p.operationId !== undefined);
+
+    // From now on the first attempt cannot confirm that it still holds env0 (Redis fails over).
+    failing = true;
+    const resumed = await env.reporter.waitFor((p) => p.jobId === jobId && p.attempt === 2 && isResume(p));
+    failing = false;
+    expect(resumed.operationId).toBeDefined();
+    await env.clock.advance(REACTIVATION_MS);
+    const final = await env.queue.waitForEnd(jobId);
+
+    expect(final).toMatchObject({ outcome: 'succeeded', attempt: 2 });
+    // The first attempt stopped without publishing a state of its own end.
+    const firstEnds = env.reporter
+      .of(jobId)
+      .filter((p) => p.attempt === 1 && p.steps.some((s) => s.state === 'failed'));
+    expect(firstEnds).toEqual([]);
+    expect(env.platform.switchCalls).toBe(1);
+    expect(await rollbacksOn(env, 'env0')).toBe(1);
+  });
+});
+
+describe('a job that stalls too often', () => {
+  it(`ends after ${MAX_STALLS} stalls with a failed final state saying the outcome is unknown and where traffic is, audited and counted`, async () => {
+    const env = await setupJobs(cleanup);
+    await env.startWorker(FAST_LOCKS);
+    const plan = await planFor(env.local, 'env0', 'rollback', env.clock.now(), seedIds(0).standby);
+    const { jobId } = await env.queue.enqueue(jobData(plan, env.clock.now()));
+    await env.reporter.waitFor((p) => p.jobId === jobId && p.operationId !== undefined);
+
+    // Each time, the attempt running the job loses its job lock (its worker froze); the next delivery
+    // resumes the same operation.
+    const resumedAt = new Set<number>();
+    for (let stall = 1; stall <= MAX_STALLS; stall++) {
+      await env.redis.del(keysOf(env).jobLock(jobId));
+      const resumed = await env.reporter.waitFor(
+        (p) => p.jobId === jobId && isResume(p) && !resumedAt.has(p.steps[1]?.startedAt ?? 0),
+      );
+      resumedAt.add(resumed.steps[1]?.startedAt ?? 0);
+    }
+    // One stall more: the next delivery gives the job up.
+    await env.redis.del(keysOf(env).jobLock(jobId));
+    const final = await env.queue.waitForEnd(jobId, 15_000);
+
+    expect(final?.outcome).toBe('failed');
+    expect(final?.code).toBe('job_stalled');
+    expect(final?.message).toContain(`stopped answering ${MAX_STALLS + 1} times`);
+    expect(final?.message).toContain('whether it switched is unknown');
+    expect(final?.message).toContain(`env0 is serving ${seedIds(0).current}.`);
+    expect(final?.message).toContain(
+      `reports the operation it started (${final?.operationId}) as reactivating.`,
+    );
+    // The chat message shows where it was interrupted, and the final state.
+    expect(final?.steps.at(-1)).toMatchObject({ step: 'reactivating', state: 'failed' });
+    expect(env.reporter.of(jobId).at(-1)).toEqual(final);
+    const job = await env.queue.queue.getJob(jobId);
+    expect(job?.failedReason).toMatch(/^job_stalled: /);
+    expect(job?.stalledCounter).toBe(MAX_STALLS + 1);
+    expect((await env.audit.recent('env0', 1))[0]).toMatchObject({
+      event: 'failed',
+      code: 'job_stalled',
+      message: final?.message,
+    });
+    const failed = (await env.metrics.jobs.get()).values.find((v) => v.labels.outcome === 'failed');
+    expect(failed?.value).toBe(1);
+    expect(env.platform.switchCalls).toBe(1);
+  });
+});
