@@ -198,7 +198,14 @@ export async function runWorker(opts: RunWorkerOptions = {}): Promise<RunningWor
 }
 
 async function main(): Promise<void> {
-  const logger = createLogger();
+  // LOG_LEVEL as configured; a bad configuration is reported by runWorker below, at the default level.
+  let level: Config['env']['LOG_LEVEL'] | undefined;
+  try {
+    level = loadConfig().env.LOG_LEVEL;
+  } catch {
+    level = undefined;
+  }
+  const logger = createLogger(level === undefined ? {} : { level });
   let running: RunningWorker;
   try {
     running = await runWorker({ argv: process.argv.slice(2), logger });
