@@ -121,6 +121,7 @@ export class ChatService {
       state,
       now: this.clock.now(),
       requestedBy: record.confirmedBy ?? record.requestedBy,
+      ...(record.confirmedBy ? { confirmedBy: record.confirmedBy } : {}),
       requiresApproval: this.flow.twoPersonRule(record.plan.environment),
       ...(record.approvedBy ? { approvedBy: record.approvedBy } : {}),
       ...(record.cancelledBy ? { cancelledBy: record.cancelledBy } : {}),
@@ -230,7 +231,7 @@ export class ChatService {
           return {
             ephemeral: refusalView({ code: RefusalCode.operationInProgress, message: out.message }),
             outcome: 'running',
-            jobId: out.jobId,
+            ...(out.jobId === undefined ? {} : { jobId: out.jobId }),
           };
         }
         return this.clickOutcome(out);

@@ -35,11 +35,13 @@ import { silentLogger } from './log.js';
 import { type ActingUser, canAct, sameActor } from './permissions.js';
 import {
   type AlertContext,
+  type Grant,
   OPEN_STATES,
   type PlanPatch,
   type PlanRecord,
   PlanState,
   type PlanStore,
+  type TransitionResult,
 } from './plan-store.js';
 import type { DeployPlatform, Route } from './platform/port.js';
 import { type Actor, actorSchema, type MessageRef, messageRefSchema, type Progress } from './progress.js';
@@ -142,7 +144,8 @@ export type CancelOutcome =
   | Exclude<ClickOutcome, { status: 'enqueued' } | { status: 'awaiting_approval' }>
   | {
       readonly status: 'running';
-      readonly jobId: string;
+      /** Absent in the moment between the winning click's claim and its job id being stored. */
+      readonly jobId?: string;
       readonly message: string;
       readonly record: PlanRecord;
     };
@@ -264,13 +267,26 @@ export class Flow {
       now: this.clock.now(),
     });
     if (!built.ok) return built;
+    // Read through `load`, so a lapsed open plan of this id is expired (and audited) before the new
+    // request replaces it.
+    const previous = await this.load(built.value.id);
     // The same switch asked for again after its job ended without success (the platform state did
     // not change, so the plan id is the same): start over instead of joining the failed job.
-    const previous = await this.plans.get(built.value.id);
     const ended =
       previous?.state === 'enqueued' && previous.jobId !== undefined
         ? (await this.queue.progress?.(previous.jobId))?.outcome !== undefined
         : false;
+    const live =
+      previous !== undefined &&
+      (OPEN_STATES.includes(previous.state) || (previous.state === PlanState.enqueued && !ended));
+    if (!live) {
+      const running = await this.runningSwitchOf(built.value);
+      if (running !== undefined) {
+        for (const ref of messages) await this.attachMessage(running.plan.id, ref);
+        const record = (await this.plans.get(running.plan.id)) ?? running;
+        return { ok: true, plan: record.plan, record, created: false };
+      }
+    }
     const { record, created } = await this.plans.create({
       plan: built.value,
       requestedBy: actor.value,
@@ -286,6 +302,28 @@ export class Flow {
       });
     }
     return { ok: true, plan: record.plan, record, created };
+  }
+
+  /**
+   * The enqueued plan of the same switch (action, target, current deployment, rolled-back flag) whose
+   * job is waiting or running in the environment, when its plan id differs from `plan`'s: the switch
+   * itself changes facts the plan id covers (it reactivates a standby target, moves branch domains)
+   * before traffic moves, and a request in that window should see the switch under way, not a second
+   * plan for it. Undefined when the queue cannot tell.
+   */
+  private async runningSwitchOf(plan: Plan): Promise<PlanRecord | undefined> {
+    const active = await this.queue.activeForEnvironment?.(plan.environment);
+    if (active === undefined || active.planId === plan.id) return undefined;
+    if (active.action !== plan.action || active.targetId !== plan.target.id) return undefined;
+    if (!PLAN_ID.test(active.planId)) return undefined;
+    const record = await this.plans.get(active.planId);
+    if (record?.state !== PlanState.enqueued) return undefined;
+    const p = record.plan;
+    const same =
+      p.projectId === plan.projectId &&
+      p.expectedCurrent === plan.expectedCurrent &&
+      p.expectedRolledBack === plan.expectedRolledBack;
+    return same ? record : undefined;
   }
 
   /**
@@ -413,12 +451,37 @@ export class Flow {
     const environment = resolved.value;
     const snapshot = await this.snapshot(environment);
     if (!snapshot.ok) return snapshot;
-    const [routes, recent, active] = await Promise.all([
+    const [routes, listed, active] = await Promise.all([
       this.platform.routing(environment),
       this.audit.recent(environment, this.recentAudit),
       this.activeSwitch(environment),
     ]);
+    const recent = (await this.expireListed(listed))
+      ? await this.audit.recent(environment, this.recentAudit)
+      : listed;
     return { ok: true, environment, snapshot: snapshot.value, routes, recent, active };
+  }
+
+  /**
+   * Plans expire lazily (when someone reads them). So that an unanswered request does not stay the
+   * last word of `/deployments` ("waiting for a second permitted person to approve") after it lapsed,
+   * the plans whose latest listed entry is `requested` are read through `load`, which expires (and
+   * audits) those past their time. True when one expired, so the caller reads the audit again.
+   */
+  private async expireListed(entries: readonly FlowAuditEntry[]): Promise<boolean> {
+    const latest = new Map<string, FlowAuditEntry['event']>();
+    for (const e of entries) {
+      if (e.planId !== undefined && !latest.has(e.planId)) latest.set(e.planId, e.event);
+    }
+    let expired = false;
+    for (const [planId, event] of latest) {
+      if (event !== 'requested' || !PLAN_ID.test(planId)) continue;
+      const before = await this.plans.get(planId);
+      if (before === undefined || !OPEN_STATES.includes(before.state)) continue;
+      if (this.clock.now() < before.expiresAt) continue;
+      if ((await this.load(planId))?.state === PlanState.expired) expired = true;
+    }
+    return expired;
   }
 
   // ── internals ────────────────────────────────────────────────────────────────────────────────
@@ -495,15 +558,40 @@ export class Flow {
     }
   }
 
-  /** Reads a record, moving an open plan past its time to `expired` first. */
+  /** Reads a record, moving an open plan past its time to `expired` first (audited once). */
   private async load(planId: string): Promise<PlanRecord | undefined> {
     const record = await this.plans.get(planId);
     if (record === undefined) return undefined;
     if (OPEN_STATES.includes(record.state) && this.clock.now() >= record.expiresAt) {
       const moved = await this.plans.transition(planId, OPEN_STATES, PlanState.expired);
+      if (moved.ok) await this.recordExpiry(moved.record);
       return moved.record;
     }
     return record;
+  }
+
+  /** After a transition: when it found the plan past its time (and expired it), audits that once. */
+  private async noteExpiry(result: TransitionResult): Promise<void> {
+    if (!result.ok && result.expired === true && result.record !== undefined) {
+      await this.recordExpiry(result.record);
+    }
+  }
+
+  /**
+   * The audit entry of a plan that expired: without it, a request's last entry would stay
+   * "requested" (or "waiting for a second permitted person to approve") forever. The audit log has no
+   * `expired` event, so it is written as `cancelled` with code `expired`, without an actor (nobody
+   * cancelled it: time ran out).
+   */
+  private async recordExpiry(record: PlanRecord): Promise<void> {
+    const p = record.plan;
+    const minutes = Math.round((record.expiresAt - record.createdAt) / 60_000);
+    const at = utc(record.expiresAt);
+    const message =
+      record.confirmedBy !== undefined
+        ? `expired at ${at}: the ${p.action} to ${p.target.id} confirmed by ${who(record.confirmedBy)} was not approved by a second permitted person within ${minutes} minutes; nothing was changed`
+        : `expired at ${at}: nobody confirmed the ${p.action} to ${p.target.id} within ${minutes} minutes; nothing was changed`;
+    await this.record(record, 'cancelled', undefined, { code: 'expired', message });
   }
 
   private expiredOutcome(record: PlanRecord): ClickOutcome & { status: 'expired' } {
@@ -547,14 +635,17 @@ export class Flow {
     const fresh = await this.freshness(record.plan);
     if (!fresh.ok) return this.markStale(actor, record, fresh);
     if (this.twoPersonRule(record.plan.environment)) {
+      const via = this.grantOf(actor, record.plan.environment);
       const moved = await this.plans.transition(
         record.plan.id,
         [PlanState.pending],
         PlanState.awaitingApproval,
         {
           confirmedBy: stripMembership(actor),
+          ...(via === undefined ? {} : { confirmedVia: via }),
         },
       );
+      await this.noteExpiry(moved);
       if (!moved.ok) return this.afterLostRace(actor, record.plan.id, moved.record, 'confirm');
       await this.record(moved.record, 'requested', actor, {
         message: `confirmed by ${who(actor)}; waiting for a second permitted person to approve`,
@@ -599,11 +690,53 @@ export class Flow {
         context: { planId: record.plan.id, environment: record.plan.environment },
       });
     }
+    const confirmer = this.confirmerNotPermitted(record);
+    if (confirmer !== undefined) return this.refused(record, actor, confirmer);
     const fresh = await this.freshness(record.plan);
     if (!fresh.ok) return this.markStale(actor, record, fresh);
     return this.enqueueFrom(actor, record, [PlanState.awaitingApproval], {
       approvedBy: stripMembership(actor),
     });
+  }
+
+  /**
+   * The two-person rule needs two people permitted *now*: the approval queues the switch in the
+   * confirmer's name (`requestedBy`), and plans live an hour and survive restarts, so the confirmer is
+   * checked again against the current config, with the memberships that let them confirm. A refusal
+   * when they are no longer permitted; undefined when they are.
+   */
+  private confirmerNotPermitted(record: PlanRecord): Refusal | undefined {
+    const confirmer = record.confirmedBy;
+    if (confirmer === undefined) return undefined;
+    const env = record.plan.environment;
+    const still = canAct({ ...confirmer, ...(record.confirmedVia ?? {}) }, env, { config: this.config });
+    if (still.ok) return undefined;
+    // (An environment that lost its allow list on a real platform refuses the approver first.)
+    return {
+      code: RefusalCode.forbidden,
+      message: `This ${record.plan.action} of ${env} cannot be approved: ${mention(confirmer)}, who confirmed it, is no longer on ${env}'s allow list, and a switch is only queued in the name of a person permitted now. Cancel this request and ask for a fresh plan for a permitted person to confirm.`,
+      context: {
+        planId: record.plan.id,
+        environment: env,
+        reason: 'confirmer_not_permitted',
+        confirmer: { surface: confirmer.surface, userId: confirmer.userId },
+      },
+    };
+  }
+
+  /** The memberships of `actor` on `environment`'s allow list (stored with a confirm, see `Grant`). */
+  private grantOf(actor: ActingUser, environment: string): Grant | undefined {
+    const allow = this.config.file.environments[environment]?.allow;
+    if (allow === undefined) return undefined;
+    const groups =
+      actor.surface === 'slack' ? (actor.groups ?? []).filter((g) => allow.slack.groups.includes(g)) : [];
+    const roles =
+      actor.surface === 'discord' ? (actor.roles ?? []).filter((r) => allow.discord.roles.includes(r)) : [];
+    if (groups.length === 0 && roles.length === 0) return undefined;
+    return {
+      ...(groups.length === 0 ? {} : { groups: [...new Set(groups)] }),
+      ...(roles.length === 0 ? {} : { roles: [...new Set(roles)] }),
+    };
   }
 
   private async cancelFrom(
@@ -613,11 +746,13 @@ export class Flow {
   ): Promise<CancelOutcome> {
     switch (record.state) {
       case PlanState.enqueued: {
-        const jobId = record.jobId ?? (await this.queue.enqueue(this.jobData(record))).jobId;
+        // A cancel never enqueues: before the winning click stored the job id, its enqueue may still
+        // fail and undo the claim, and a job made here would then run for a plan shown as pending.
+        const jobId = record.jobId;
         return {
           status: 'running',
-          jobId,
-          message: `Too late to cancel: this ${record.plan.action} of ${record.plan.environment} is already queued or running (job ${jobId}).`,
+          ...(jobId === undefined ? {} : { jobId }),
+          message: `Too late to cancel: this ${record.plan.action} of ${record.plan.environment} is already ${jobId === undefined ? 'being queued' : `queued or running (job ${jobId})`}.`,
           record,
         };
       }
@@ -657,6 +792,7 @@ export class Flow {
     patch: PlanPatch,
   ): Promise<ClickOutcome> {
     const claimed = await this.plans.transition(record.plan.id, from, PlanState.enqueued, patch);
+    await this.noteExpiry(claimed);
     if (!claimed.ok)
       return this.afterLostRace(
         actor,
@@ -788,6 +924,9 @@ export class Flow {
       targetId: plan.target.id,
       expectedCurrent: plan.expectedCurrent,
       expectedRolledBack: plan.expectedRolledBack,
+      // What the person saw: a target that went to standby, or a domain added, makes the plan stale.
+      targetStandby: plan.targetStandby,
+      affectedHostnames: plan.affectedDomains.map((d) => d.hostname),
     };
     const current = currentOf(snap.value);
     if (isAlreadyDone(expectation, snap.value)) {
@@ -870,7 +1009,7 @@ export class Flow {
   private async record(
     record: PlanRecord,
     event: FlowAuditEntry['event'],
-    actor: ActingUser,
+    actor: ActingUser | undefined,
     extra: { code?: string; message?: string; jobId?: string },
   ): Promise<void> {
     const p = record.plan;
@@ -879,7 +1018,7 @@ export class Flow {
       environment: p.environment,
       action: p.action,
       event,
-      actor: stripMembership(actor),
+      ...(actor === undefined ? {} : { actor: stripMembership(actor) }),
       planId: p.id,
       targetId: p.target.id,
       fromId: p.expectedCurrent,
@@ -893,6 +1032,16 @@ export class Flow {
       this.logger.warn({ err: e, planId: p.id, event }, 'audit append failed');
     }
   }
+}
+
+/** How permission refusals name a person: display name and id. */
+function mention(actor: Actor): string {
+  return actor.displayName === actor.userId ? actor.userId : `${actor.displayName} (${actor.userId})`;
+}
+
+/** Unix ms as the views show times: `2026-11-29 12:00 UTC`. */
+function utc(ms: number): string {
+  return `${new Date(ms).toISOString().slice(0, 16).replace('T', ' ')} UTC`;
 }
 
 function stripMembership(actor: ActingUser): Actor {

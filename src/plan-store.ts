@@ -12,11 +12,13 @@
  *      │  └─────────────────────────────► enqueued
  *      └──► cancelled | stale | expired   (also from awaiting_approval)
  *
- * A plan may be acted on for `ttlMs` (default 1 h) after it was made; its record is kept `retainMs`
- * longer so surfaces can still render "expired" and offer a fresh plan. Plan ids are deterministic
- * (same action on the same platform state → same id), so asking twice for the same switch joins the
- * live record instead of creating a second one; a finished record (cancelled, stale, expired) is
- * replaced by the new request.
+ * A plan may be acted on for `ttlMs` (default 1 h) after it was made (`expiresAt`); its record is kept
+ * `retainMs` longer so surfaces can still render "expired" and offer a fresh plan. Expiry is enforced in
+ * the same script as the move to `awaiting_approval` or `enqueued`: a plan past `expiresAt` at the time
+ * of that move becomes `expired` instead, however long the caller took between reading and acting.
+ * Plan ids are deterministic (same action on the same platform state → same id), so asking twice for
+ * the same switch joins the live record instead of creating a second one; a finished record
+ * (cancelled, stale, expired) is replaced by the new request.
  */
 import type { Redis } from 'ioredis';
 import { z } from 'zod';
@@ -117,6 +119,17 @@ export type AlertContext = z.infer<typeof alertContextSchema>;
 
 const storedMessageSchema = z.object({ ref: messageRefSchema, at: z.number() });
 
+/**
+ * The memberships that let the confirmer act when they confirmed (the Slack user groups and Discord
+ * roles of theirs that were on the environment's allow list), so an approval can re-check that the
+ * confirmer is still permitted: stored actors carry no memberships.
+ */
+export const grantSchema = z.object({
+  groups: z.array(z.string().min(1)).max(1000).exactOptional(),
+  roles: z.array(z.string().min(1)).max(1000).exactOptional(),
+});
+export type Grant = z.infer<typeof grantSchema>;
+
 /** Everything known about one plan: the plan itself and what people did with it. */
 export const planRecordSchema = z.object({
   plan: planSchema,
@@ -124,6 +137,8 @@ export const planRecordSchema = z.object({
   requestedBy: actorSchema,
   /** Whoever clicked confirm (with the two-person rule, the person whose request awaits approval). */
   confirmedBy: actorSchema.exactOptional(),
+  /** The confirmer's memberships that were on the allow list at the confirm (two-person rule). */
+  confirmedVia: grantSchema.exactOptional(),
   approvedBy: actorSchema.exactOptional(),
   cancelledBy: actorSchema.exactOptional(),
   jobId: z.string().exactOptional(),
@@ -142,6 +157,7 @@ export type PlanRecord = z.infer<typeof planRecordSchema>;
 /** Fields a transition may set besides the state. */
 export interface PlanPatch {
   readonly confirmedBy?: Actor;
+  readonly confirmedVia?: Grant;
   readonly approvedBy?: Actor;
   readonly cancelledBy?: Actor;
   readonly jobId?: string;
@@ -152,8 +168,12 @@ type PatchField = keyof PlanPatch;
 /** Outcome of an attempted transition. */
 export type TransitionResult =
   | { readonly ok: true; readonly record: PlanRecord }
-  /** The plan was not in an allowed state; `record` is the state that won (undefined when gone). */
-  | { readonly ok: false; readonly record: PlanRecord | undefined };
+  /**
+   * The plan was not in an allowed state; `record` is the state that won (undefined when gone).
+   * `expired` is set for exactly the one call that found an open plan past `expiresAt` on its way to
+   * `awaiting_approval` or `enqueued` and moved it to `expired` instead.
+   */
+  | { readonly ok: false; readonly record: PlanRecord | undefined; readonly expired?: true };
 
 export interface PlanStoreOptions {
   /** A connected ioredis client (not closed by the store) … */
@@ -181,6 +201,7 @@ const JSON_FIELDS = new Set([
   'plan',
   'requestedBy',
   'confirmedBy',
+  'confirmedVia',
   'approvedBy',
   'cancelledBy',
   'refusal',
@@ -211,8 +232,10 @@ return {1, redis.call('HGETALL', KEYS[1])}
 
 /**
  * Compare-and-set of the state. KEYS[1] record; ARGV[1] allowed current states (comma separated);
- * ARGV[2] new state; ARGV[3] fields to delete (comma separated, may be empty); ARGV[4..] field, value
- * pairs to set. Returns {1, hash} when moved, {0, hash} when the state did not allow it, {-1} when gone.
+ * ARGV[2] new state; ARGV[3] fields to delete (comma separated, may be empty); ARGV[4] the time of the
+ * move (Unix ms) when expiry is enforced, else empty; ARGV[5..] field, value pairs to set. Returns {1,
+ * hash} when moved, {0, hash} when the state did not allow it, {2, hash} when the plan was open but
+ * past `expiresAt` at ARGV[4] (it is now `expired`; nothing else was set), {-1} when gone.
  */
 const TRANSITION_SCRIPT = `
 local state = redis.call('HGET', KEYS[1], 'state')
@@ -222,12 +245,22 @@ for s in string.gmatch(ARGV[1], '[^,]+') do
   if s == state then allowed = true end
 end
 if not allowed then return {0, redis.call('HGETALL', KEYS[1])} end
+if ARGV[4] ~= '' and (state == 'pending' or state == 'awaiting_approval') then
+  local exp = tonumber(redis.call('HGET', KEYS[1], 'expiresAt')) or 0
+  if exp <= tonumber(ARGV[4]) then
+    redis.call('HSET', KEYS[1], 'state', 'expired', 'updatedAt', ARGV[4])
+    return {2, redis.call('HGETALL', KEYS[1])}
+  end
+end
 for f in string.gmatch(ARGV[3], '[^,]+') do
   redis.call('HDEL', KEYS[1], f)
 end
-redis.call('HSET', KEYS[1], 'state', ARGV[2], unpack(ARGV, 4))
+redis.call('HSET', KEYS[1], 'state', ARGV[2], unpack(ARGV, 5))
 return {1, redis.call('HGETALL', KEYS[1])}
 `;
+
+/** Moves that act on a plan (and so must not happen after it expired). */
+const ACTING_STATES: readonly PlanState[] = [PlanState.awaitingApproval, PlanState.enqueued];
 
 /**
  * How many chat messages one plan follows at most. The same request repeated (every `/rollback
@@ -348,7 +381,9 @@ export class PlanStore {
 
   /**
    * Moves the plan from one of `from` to `to`, setting `patch` and removing `remove`, atomically.
-   * Exactly one of any number of concurrent callers with the same `from` succeeds.
+   * Exactly one of any number of concurrent callers with the same `from` succeeds. A move from an open
+   * state to `awaiting_approval` or `enqueued` also checks `expiresAt` against this call's time, in the
+   * same script: a plan past it becomes `expired` instead (`{ ok: false, expired: true }`).
    */
   async transition(
     planId: string,
@@ -357,7 +392,8 @@ export class PlanStore {
     patch: PlanPatch = {},
     remove: readonly PatchField[] = [],
   ): Promise<TransitionResult> {
-    const fields: string[] = ['updatedAt', String(this.clock.now())];
+    const now = String(this.clock.now());
+    const fields: string[] = ['updatedAt', now];
     for (const [name, value] of Object.entries(patch)) {
       if (value === undefined) continue;
       fields.push(name, typeof value === 'string' ? value : JSON.stringify(value));
@@ -369,6 +405,7 @@ export class PlanStore {
       from.join(','),
       to,
       remove.join(','),
+      ACTING_STATES.includes(to) ? now : '',
       ...fields,
     );
     const [moved, hash] = this.scriptReply(raw, planId);
@@ -377,6 +414,7 @@ export class PlanStore {
       if (record === undefined) throw this.corrupt(planId, 'record vanished during a transition');
       return { ok: true, record };
     }
+    if (moved === 2) return { ok: false, record, expired: true };
     return { ok: false, record };
   }
 

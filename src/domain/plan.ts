@@ -271,7 +271,30 @@ export function affectedDomains(snapshot: EnvironmentSnapshot, currentId: string
   });
 }
 
-/** Deterministic plan id; hex only so it is a valid BullMQ custom job id (no `:`). */
+/**
+ * The domains a plan moves: none when a promote of the current deployment only resumes automatic
+ * deploys, else `affectedDomains`. One function for buildPlan and checkFresh, so a plan and its
+ * freshness check can never disagree about what moves.
+ */
+export function planDomains(
+  snapshot: EnvironmentSnapshot,
+  action: PlanAction,
+  targetId: string,
+  currentId: string,
+): Domain[] {
+  return action === 'promote' && targetId === currentId ? [] : affectedDomains(snapshot, currentId);
+}
+
+/**
+ * Deterministic plan id; hex only so it is a valid BullMQ custom job id (no `:`).
+ *
+ * Besides the switch itself (action, environment, current deployment, target, rolled-back flag) it
+ * covers every fact the confirmation shows that can change while traffic stays put: whether the target
+ * is in standby, and the hostnames that move (sorted, so their order does not matter). The same request
+ * on an unchanged world gives the same id, so double clicks, retried deliveries and several replicas
+ * join one plan; a request after one of those facts changed is a new plan showing the facts as they
+ * are now, and the old plan's confirm is refused as stale by `checkFresh`.
+ */
 export function planId(parts: {
   action: PlanAction;
   projectId: string;
@@ -279,6 +302,8 @@ export function planId(parts: {
   expectedCurrent: string;
   target: string;
   rolledBack: boolean;
+  targetStandby: boolean;
+  domains: readonly string[];
 }): string {
   const h = createHash('sha256')
     .update(
@@ -289,6 +314,8 @@ export function planId(parts: {
         parts.expectedCurrent,
         parts.target,
         String(parts.rolledBack),
+        String(parts.targetStandby),
+        [...parts.domains].sort().join('\u0001'),
       ].join('\u0000'),
     )
     .digest('hex');
@@ -319,6 +346,8 @@ export function buildPlan(snapshot: EnvironmentSnapshot, request: PlanRequest): 
   }
   const resumesAutoDeploys = request.action === 'promote' && target.id === current.id;
   const since = liveSince(snapshot, current.id);
+  const domains = planDomains(snapshot, request.action, target.id, current.id);
+  const targetStandby = target.status === 'standby';
   const plan: Plan = {
     id: planId({
       action: request.action,
@@ -327,6 +356,8 @@ export function buildPlan(snapshot: EnvironmentSnapshot, request: PlanRequest): 
       expectedCurrent: current.id,
       target: target.id,
       rolledBack: env.rolledBack,
+      targetStandby,
+      domains: domains.map((d) => d.hostname),
     }),
     action: request.action,
     projectId: snapshot.project.id,
@@ -335,8 +366,8 @@ export function buildPlan(snapshot: EnvironmentSnapshot, request: PlanRequest): 
     current,
     ...(since === undefined ? {} : { currentLiveSince: since }),
     target,
-    affectedDomains: resumesAutoDeploys ? [] : affectedDomains(snapshot, current.id),
-    targetStandby: target.status === 'standby',
+    affectedDomains: domains,
+    targetStandby,
     rolledBack: env.rolledBack,
     resumesAutoDeploys,
     expectedCurrent: current.id,
@@ -353,6 +384,24 @@ export interface PlanExpectation {
   readonly targetId: string;
   readonly expectedCurrent: string;
   readonly expectedRolledBack: boolean;
+  /**
+   * What the plan showed about the target: in standby (reactivated first, which takes longer) or
+   * running. Given (a confirm or approve of a plan someone saw), a change is stale; absent, not checked.
+   */
+  readonly targetStandby?: boolean;
+  /**
+   * The hostnames the plan showed as affected. Given, a domain added or no longer affected since is
+   * stale; absent, not checked.
+   */
+  readonly affectedHostnames?: readonly string[];
+}
+
+/** How many hostnames a stale message names before it counts the rest. */
+const NAMED_DOMAINS = 10;
+
+function nameHosts(hosts: readonly string[]): string {
+  const named = hosts.slice(0, NAMED_DOMAINS).join(', ');
+  return hosts.length > NAMED_DOMAINS ? `${named} and ${hosts.length - NAMED_DOMAINS} more` : named;
 }
 
 /** True when the platform already shows the result of the plan (a retried or recovered job). */
@@ -364,7 +413,10 @@ export function isAlreadyDone(expect: PlanExpectation, snapshot: EnvironmentSnap
 
 /**
  * Re-validates a plan against fresh state. Stale when traffic moved (another deployment is current)
- * or the rolled-back state flipped since the plan was made; the message says what changed.
+ * or the rolled-back state flipped since the plan was made; the target's own checks follow (gone, not
+ * ready, stopped). With `targetStandby` / `affectedHostnames` in the expectation, a plan whose shown
+ * facts no longer hold (the target went to standby or left it; a domain was added or no longer moves)
+ * is stale too. The message says what changed.
  */
 export function checkFresh(expect: PlanExpectation, snapshot: EnvironmentSnapshot): Result<Deployment> {
   const env = snapshot.environment;
@@ -394,5 +446,38 @@ export function checkFresh(expect: PlanExpectation, snapshot: EnvironmentSnapsho
   }
   const refusal = checkTarget(snapshot, expect.action, target);
   if (refusal) return { ok: false, refusal };
+  const changes: string[] = [];
+  const context: Record<string, unknown> = { environment: env.slug, target: target.id };
+  const standby = target.status === 'standby';
+  if (expect.targetStandby !== undefined && standby !== expect.targetStandby) {
+    changes.push(
+      standby
+        ? `${target.id} went to standby, so it has to be reactivated first, which takes longer`
+        : `${target.id} is no longer in standby (the plan said it would be reactivated first)`,
+    );
+    context.targetStandby = standby;
+  }
+  if (expect.affectedHostnames !== undefined) {
+    const shown = new Set(expect.affectedHostnames);
+    const now = planDomains(snapshot, expect.action, target.id, expect.expectedCurrent).map(
+      (d) => d.hostname,
+    );
+    const nowSet = new Set(now);
+    const added = now.filter((h) => !shown.has(h)).sort();
+    const removed = [...shown].filter((h) => !nowSet.has(h)).sort();
+    if (added.length > 0) changes.push(`the ${expect.action} would now also move ${nameHosts(added)}`);
+    if (removed.length > 0) changes.push(`the ${expect.action} would no longer move ${nameHosts(removed)}`);
+    if (added.length > 0 || removed.length > 0) {
+      context.addedDomains = added.slice(0, 100);
+      context.removedDomains = removed.slice(0, 100);
+    }
+  }
+  if (changes.length > 0) {
+    return refuse(
+      RefusalCode.planStale,
+      `${env.slug} changed since this plan was made: ${changes.join('; ')}. Ask for a fresh plan.`,
+      context,
+    );
+  }
   return ok(target);
 }

@@ -60,6 +60,11 @@ export interface ConfirmationContext {
   /** Unix ms, for "live for …". */
   readonly now: number;
   readonly requestedBy?: Actor;
+  /**
+   * Who clicked confirm, when someone did (two-person rule: the request then awaits approval). Tells an
+   * expired plan that lapsed waiting for approval from one nobody confirmed.
+   */
+  readonly confirmedBy?: Actor;
   readonly approvedBy?: Actor;
   readonly cancelledBy?: Actor;
   readonly alert?: AlertContext;
@@ -497,13 +502,13 @@ export function confirmationView(plan: Plan, ctx: ConfirmationContext): MessageV
       title = `Expired: ${what}`;
       tone = 'neutral';
       summary = `Expired: ${what}. Nothing changed.`;
+      const why =
+        ctx.confirmedBy === undefined
+          ? 'This plan expired before anyone confirmed it.'
+          : `This plan expired waiting for approval: ${actorName(ctx.confirmedBy)} confirmed it, but no second person approved it in time.`;
       blocks.push({
         type: 'text',
-        spans: [
-          t(
-            `This plan expired before anyone confirmed it. Nothing changed. Run /${plan.action} again for a fresh plan.`,
-          ),
-        ],
+        spans: [t(`${why} Nothing changed. Run /${plan.action} again for a fresh plan.`)],
       });
       break;
     }

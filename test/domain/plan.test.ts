@@ -277,25 +277,42 @@ describe('buildPlan', () => {
     const c = buildPlan(snapshot(), { action: 'rollback', target: 'd2', now: 1 });
     expect(a.ok && b.ok && a.value.id === b.value.id).toBe(true);
     expect(a.ok && c.ok && a.value.id !== c.value.id).toBe(true);
-    expect(
-      planId({
-        action: 'promote',
-        projectId: 'p',
-        environment: 'e',
-        expectedCurrent: 'x',
-        target: 'y',
-        rolledBack: true,
-      }),
-    ).not.toEqual(
-      planId({
-        action: 'promote',
-        projectId: 'p',
-        environment: 'e',
-        expectedCurrent: 'x',
-        target: 'y',
-        rolledBack: false,
-      }),
-    );
+    const parts = {
+      action: 'promote' as const,
+      projectId: 'p',
+      environment: 'e',
+      expectedCurrent: 'x',
+      target: 'y',
+      rolledBack: true,
+      targetStandby: false,
+      domains: ['a.example.com', 'b.example.com'],
+    };
+    expect(planId(parts)).not.toEqual(planId({ ...parts, rolledBack: false }));
+    expect(planId(parts)).not.toEqual(planId({ ...parts, targetStandby: true }));
+    expect(planId(parts)).not.toEqual(planId({ ...parts, domains: ['a.example.com'] }));
+    // the order in which the platform lists domains does not matter
+    expect(planId(parts)).toEqual(planId({ ...parts, domains: ['b.example.com', 'a.example.com'] }));
+  });
+  it('gives a new id when the target went to standby or the affected domains changed since', () => {
+    const ready = snapshot({ deployments: [dep('d4', 4 * H), dep('d3', 3 * H, 'ready')] });
+    const standby = snapshot({ deployments: [dep('d4', 4 * H), dep('d3', 3 * H, 'standby')] });
+    const withDomain: EnvironmentSnapshot = {
+      ...standby,
+      domains: [
+        ...standby.domains,
+        { hostname: 'api.shop.app', stickiness: 'live', environment: 'production', deploymentId: 'd4' },
+      ],
+    };
+    const ids = [ready, standby, withDomain].map((snap) => {
+      const r = buildPlan(snap, { action: 'rollback', target: 'd3', now: 1 });
+      if (!r.ok) throw new Error(r.refusal.message);
+      return r.value.id;
+    });
+    expect(new Set(ids).size).toBe(3);
+    // the same facts listed in another order are the same plan
+    const shuffled = { ...withDomain, domains: [...withDomain.domains].reverse() };
+    const again = buildPlan(shuffled, { action: 'rollback', target: 'd3', now: 2 });
+    expect(again.ok && again.value.id).toBe(ids[2]);
   });
   it('promote of the current deployment while rolled back resumes automatic deploys and moves no domain', () => {
     const r = buildPlan(snapshot({ rolledBack: true }), { action: 'promote', target: 'd4', now: 1 });
@@ -335,6 +352,66 @@ describe('freshness', () => {
       snapshot({ deployments: [dep('d4', 4 * H), dep('d3', 3 * H, 'stopped')] }),
     );
     expect(!r.ok && r.refusal.code).toBe('target_stopped');
+  });
+  describe('with the facts a plan showed', () => {
+    const shown = {
+      ...expectation,
+      targetStandby: true,
+      affectedHostnames: ['shop.example.com', 'production.shop.app', 'main.shop.app'],
+    };
+    it('accepts an unchanged environment', () => {
+      expect(checkFresh(shown, snapshot()).ok).toBe(true);
+      // without them (a job's expectation) the extra facts are not checked
+      expect(
+        checkFresh(expectation, snapshot({ deployments: [dep('d4', 4 * H), dep('d3', 3 * H)] })).ok,
+      ).toBe(true);
+    });
+    it('is stale when the target went to standby, saying it takes longer', () => {
+      const r = checkFresh(
+        { ...shown, targetStandby: false },
+        snapshot({ deployments: [dep('d4', 4 * H), dep('d3', 3 * H, 'standby')] }),
+      );
+      expect(!r.ok && r.refusal.code).toBe('plan_stale');
+      expect(!r.ok && r.refusal.message).toBe(
+        'production changed since this plan was made: d3 went to standby, so it has to be reactivated first, which takes longer. Ask for a fresh plan.',
+      );
+      expect(!r.ok && r.refusal.context).toMatchObject({ targetStandby: true });
+    });
+    it('is stale when the target left standby', () => {
+      const r = checkFresh(shown, snapshot({ deployments: [dep('d4', 4 * H), dep('d3', 3 * H, 'ready')] }));
+      expect(!r.ok && r.refusal.message).toContain('d3 is no longer in standby');
+    });
+    it('is stale when a domain was added or no longer moves, naming them', () => {
+      const base = snapshot();
+      const changed: EnvironmentSnapshot = {
+        ...base,
+        domains: [
+          ...base.domains.filter((d) => d.hostname !== 'main.shop.app'),
+          { hostname: 'api.shop.app', stickiness: 'live', environment: 'production', deploymentId: 'd4' },
+        ],
+      };
+      const r = checkFresh(shown, changed);
+      expect(!r.ok && r.refusal.code).toBe('plan_stale');
+      expect(!r.ok && r.refusal.message).toBe(
+        'production changed since this plan was made: the rollback would now also move api.shop.app; the rollback would no longer move main.shop.app. Ask for a fresh plan.',
+      );
+      expect(!r.ok && r.refusal.context).toMatchObject({
+        addedDomains: ['api.shop.app'],
+        removedDomains: ['main.shop.app'],
+      });
+    });
+    it('a promote that only resumes automatic deploys moves no domain, then and now', () => {
+      const resume = {
+        action: 'promote' as const,
+        environment: 'production',
+        targetId: 'd4',
+        expectedCurrent: 'd4',
+        expectedRolledBack: true,
+        targetStandby: false,
+        affectedHostnames: [],
+      };
+      expect(checkFresh(resume, snapshot({ rolledBack: true })).ok).toBe(true);
+    });
   });
   it('recognises a plan whose result is already in place', () => {
     expect(isAlreadyDone(expectation, snapshot({ current: 'd3', rolledBack: true }))).toBe(true);

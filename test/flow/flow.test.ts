@@ -1,12 +1,18 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { AuditLog } from '../../src/audit.js';
+import { ChatService } from '../../src/chat.js';
+import type { Config } from '../../src/config.js';
+import type { Domain, EnvironmentSnapshot } from '../../src/domain/types.js';
 import type { ClickOutcome, PlanOutcome } from '../../src/flow.js';
 import { Flow } from '../../src/flow.js';
 import { PlanState, PlanStore } from '../../src/plan-store.js';
+import type { DeployPlatform } from '../../src/platform/port.js';
 import type { MessageRef } from '../../src/progress.js';
 import { SwitchQueue } from '../../src/queue.js';
 import { createRedis } from '../../src/redis.js';
+import { confirmationView } from '../../src/views/model.js';
 import { redisUrl } from '../support/redis.js';
+import { viewText } from '../views/fixtures.js';
 import {
   alice,
   bob,
@@ -46,6 +52,46 @@ function expectStatus<S extends ClickOutcome['status']>(
 }
 
 const slackMsg: MessageRef = { surface: 'slack', channel: 'C0INCIDENT', messageId: '1700000000.000100' };
+
+/**
+ * The harness's platform with `edit` applied to every snapshot (a change the embedded platform cannot
+ * make on demand: a domain added, a target reactivated by a running switch) and, with `onSnapshot`,
+ * something done while a snapshot is read (a slow remote API).
+ */
+function editedPlatform(
+  x: Harness,
+  edit: (s: EnvironmentSnapshot) => EnvironmentSnapshot,
+  onSnapshot?: () => Promise<void>,
+): DeployPlatform {
+  return new Proxy(x.platform, {
+    get(target, prop, receiver) {
+      if (prop === 'snapshot') {
+        return async (environment: string) => {
+          const snap = edit(await target.snapshot(environment));
+          await onSnapshot?.();
+          return snap;
+        };
+      }
+      const value = Reflect.get(target, prop, receiver);
+      return typeof value === 'function' ? value.bind(target) : value;
+    },
+  });
+}
+
+/** Another Flow on the harness's Redis, queue and clock: another platform view or config (a restart). */
+function flowWith(
+  x: Harness,
+  over: { platform?: DeployPlatform; config?: Pick<Config, 'platform' | 'file'> } = {},
+): Flow {
+  return new Flow({
+    platform: over.platform ?? x.platform,
+    queue: x.switchQueue,
+    plans: x.plans,
+    audit: x.audit,
+    config: over.config ?? testConfig(),
+    clock: x.clock,
+  });
+}
 
 /** Allow lists used by the permission tests: alice and bob on Slack, role 333… on Discord. */
 const allowProd = {
@@ -125,6 +171,96 @@ describe('Flow.plan', () => {
     expect(second.record.requestedBy).toEqual(alice);
     expect(second.record.messages).toEqual([slackMsg]);
     expect((await x.audit.recent('production', 10)).filter((e) => e.event === 'requested')).toHaveLength(1);
+  });
+
+  it('a request after the target went to standby is a new plan saying so; the plan shown before is stale', async () => {
+    const x = await setup();
+    // a fresh deployment goes live, so the previous one (the default rollback target) is running
+    await x.platform.push({ environment: 'production' });
+    for (let i = 0; i < 200 && x.clock.pending > 0; i++) await x.clock.advance(1_000);
+    await x.platform.settle();
+    const first = planned(await x.flow.plan(bob, 'rollback', 'production'));
+    expect(first.plan.target.status).toBe('ready');
+    expect(first.plan.targetStandby).toBe(false);
+
+    // 31 minutes later the target has gone to standby (the platform's rule)
+    await x.clock.advance(31 * 60_000);
+    x.platform.maintain();
+    const second = planned(await x.flow.plan(alice, 'rollback', 'production'));
+    expect(second.created).toBe(true);
+    expect(second.plan.id).not.toBe(first.plan.id);
+    expect(second.plan.target.id).toBe(first.plan.target.id);
+    expect(second.record.plan.targetStandby).toBe(true);
+    const shown = confirmationView(second.record.plan, { state: 'pending', now: x.clock.now() });
+    expect(viewText(shown)).toContain('reactivation takes longer');
+
+    // the same request on the same world joins the new plan
+    const third = planned(await x.flow.plan(carol, 'rollback', 'production'));
+    expect(third.created).toBe(false);
+    expect(third.plan.id).toBe(second.plan.id);
+
+    // the message posted first is out of date: its confirm is refused and says what changed
+    const s = expectStatus(await x.flow.confirm(bob, first.plan.id), 'stale');
+    expect(s.refusal.code).toBe('plan_stale');
+    expect(s.refusal.message).toContain(`${first.plan.target.id} went to standby`);
+    expect(await x.jobs()).toEqual([]);
+    expectStatus(await x.flow.confirm(alice, second.plan.id), 'enqueued');
+  });
+
+  it('a request after a domain was added is a new plan listing it, and its job moves it', async () => {
+    const x = await setup();
+    let added: Domain[] = [];
+    const platform = editedPlatform(x, (snap) => ({ ...snap, domains: [...snap.domains, ...added] }));
+    const flow = flowWith(x, { platform });
+    const first = planned(await flow.plan(alice, 'rollback', 'production'));
+    added = [
+      {
+        hostname: 'api.shop.localhost',
+        stickiness: 'live',
+        environment: 'production',
+        deploymentId: 'dep_4kq9wz',
+      },
+    ];
+    const second = planned(await flow.plan(bob, 'rollback', 'production'));
+    expect(second.created).toBe(true);
+    expect(second.plan.id).not.toBe(first.plan.id);
+    expect(second.plan.affectedDomains.map((d) => d.hostname)).toContain('api.shop.localhost');
+    const shown = confirmationView(second.record.plan, { state: 'pending', now: x.clock.now() });
+    expect(viewText(shown)).toContain('Affected domains (5)');
+
+    const s = expectStatus(await flow.confirm(alice, first.plan.id), 'stale');
+    expect(s.refusal.message).toContain('would now also move api.shop.localhost');
+    const e = expectStatus(await flow.confirm(alice, second.plan.id), 'enqueued');
+    expect((await x.job(e.jobId))?.domains).toContain('api.shop.localhost');
+    expect(await x.jobs()).toHaveLength(1);
+  });
+
+  it('a request while the same switch is queued joins it, even once the switch reactivated its target', async () => {
+    const x = await setup();
+    let reactivated = false;
+    const platform = editedPlatform(x, (snap) =>
+      reactivated
+        ? {
+            ...snap,
+            deployments: snap.deployments.map((d) => (d.id === 'dep_3hd7xa' ? { ...d, status: 'ready' } : d)),
+          }
+        : snap,
+    );
+    const flow = flowWith(x, { platform });
+    const o = planned(await flow.plan(alice, 'rollback', 'production'));
+    expect(o.plan.targetStandby).toBe(true);
+    const e = expectStatus(await flow.confirm(alice, o.plan.id), 'enqueued');
+    // the worker has reactivated the target; traffic has not moved yet
+    reactivated = true;
+    const again = planned(
+      await flow.plan(bob, 'rollback', 'production', undefined, { messages: [slackMsg] }),
+    );
+    expect(again.created).toBe(false);
+    expect(again.plan.id).toBe(o.plan.id);
+    expect(again.record.state).toBe(PlanState.enqueued);
+    expect(again.record.jobId).toBe(e.jobId);
+    expect(again.record.messages).toEqual([slackMsg]);
+    expect(await x.jobs()).toHaveLength(1);
   });
 
   it('alert suggestions are requested by the system actor and carry the alert', async () => {
@@ -324,6 +460,44 @@ describe('Flow.confirm', () => {
     expect(again.record.state).toBe(PlanState.pending);
   });
 
+  it('a confirm whose platform read outlasts the plan is expired, not queued, and the expiry is audited', async () => {
+    const x = await setup({ ttlMs: 60_000 });
+    const o = planned(await x.flow.plan(alice, 'rollback', 'production'));
+    await x.clock.advance(59_999);
+    // a platform whose snapshot takes 5 s (a remote API): the plan's time runs out meanwhile
+    const slow = flowWith(x, {
+      platform: editedPlatform(
+        x,
+        (snap) => snap,
+        () => x.clock.advance(5_000),
+      ),
+    });
+    const e = expectStatus(await slow.confirm(alice, o.plan.id), 'expired');
+    expect(e.record?.state).toBe(PlanState.expired);
+    expect(e.record?.confirmedBy).toBeUndefined();
+    expect(await x.jobs()).toEqual([]);
+    const audit = await x.audit.recent('production', 10);
+    expect(audit.map((a) => `${a.event}:${a.code ?? ''}`)).toEqual(['cancelled:expired', 'requested:']);
+    expect(audit[0]?.actor).toBeUndefined();
+    expect(audit[0]?.message).toContain('nobody confirmed the rollback to dep_3hd7xa within 1 minutes');
+  });
+
+  it('a two-person confirm whose platform read outlasts the plan is expired, not awaiting approval', async () => {
+    const x = await setup({ ttlMs: 60_000, environments: { production: { twoPersonRule: true } } });
+    const o = planned(await x.flow.plan(alice, 'rollback', 'production'));
+    await x.clock.advance(59_999);
+    const slow = flowWith(x, {
+      platform: editedPlatform(
+        x,
+        (snap) => snap,
+        () => x.clock.advance(5_000),
+      ),
+      config: testConfig({ production: { twoPersonRule: true } }),
+    });
+    expectStatus(await slow.confirm(alice, o.plan.id), 'expired');
+    expect((await x.flow.get(o.plan.id))?.state).toBe(PlanState.expired);
+  });
+
   it('a queue failure undoes the claim so the click can be retried', async () => {
     let failures = 1;
     const x = await setup({
@@ -396,6 +570,128 @@ describe('two-person rule', () => {
       'refused:U0ALICE:self_approval',
       'requested:U0ALICE:',
       'requested:U0ALICE:',
+    ]);
+  });
+
+  it('approval is refused when the confirmer is no longer permitted (config changed since the confirm)', async () => {
+    const both = { production: { twoPersonRule: true, allow: { slack: { users: ['U0ALICE', 'U0BOB'] } } } };
+    const x = await setup({ environments: both, platform: 'unkey' });
+    const o = planned(await x.flow.plan(alice, 'rollback', 'production'));
+    expectStatus(await x.flow.confirm(alice, o.plan.id), 'awaiting_approval');
+    const before = await x.flow.get(o.plan.id);
+    // Alice is removed from the allow list (config change and restart; the plan lives on in Redis)
+    const onlyBob = { production: { twoPersonRule: true, allow: { slack: { users: ['U0BOB'] } } } };
+    const restarted = flowWith(x, { config: testConfig(onlyBob, 'unkey') });
+    const r = expectStatus(await restarted.approve(bob, o.plan.id), 'refused');
+    expect(r.refusal.code).toBe('forbidden');
+    expect(r.refusal.message).toContain(
+      "Alice (U0ALICE), who confirmed it, is no longer on production's allow list",
+    );
+    expect(r.refusal.context).toMatchObject({ reason: 'confirmer_not_permitted' });
+    expect(await x.jobs()).toEqual([]);
+    expect(await x.flow.get(o.plan.id)).toEqual(before);
+    expect((await x.audit.recent('production', 1))[0]).toMatchObject({
+      event: 'refused',
+      actor: bob,
+      code: 'forbidden',
+    });
+    // with Alice listed again the same approval goes through
+    expectStatus(await x.flow.approve(bob, o.plan.id), 'enqueued');
+  });
+
+  it('a confirmer let in by a Slack user group or a Discord role stays approvable while it is listed', async () => {
+    const listed = {
+      production: {
+        twoPersonRule: true,
+        allow: { slack: { users: ['U0BOB'], groups: ['S0ONCALL'] }, discord: { roles: ['333333333333'] } },
+      },
+    };
+    const x = await setup({ environments: listed, platform: 'unkey' });
+    const o = planned(await x.flow.plan(alice, 'rollback', 'production'));
+    expectStatus(
+      await x.flow.confirm({ ...alice, groups: ['S0ONCALL', 'S0OTHER'] }, o.plan.id),
+      'awaiting_approval',
+    );
+    expect((await x.flow.get(o.plan.id))?.confirmedVia).toEqual({ groups: ['S0ONCALL'] });
+    // the group is taken off the allow list: Alice confirmed through it only
+    const ungrouped = flowWith(x, {
+      config: testConfig(
+        { production: { twoPersonRule: true, allow: { slack: { users: ['U0BOB'] } } } },
+        'unkey',
+      ),
+    });
+    expectStatus(await ungrouped.approve(bob, o.plan.id), 'refused');
+    expect(await x.jobs()).toEqual([]);
+    const ok = expectStatus(await x.flow.approve(bob, o.plan.id), 'enqueued');
+    expect((await x.job(ok.jobId))?.requestedBy).toEqual(alice);
+
+    // a Discord confirmer through a role, approved by a listed Slack user
+    await switchDirectly(x, 'rollback', 'production', 'dep_3hd7xa');
+    const d = planned(await x.flow.plan(dave, 'rollback', 'production'));
+    expectStatus(await x.flow.confirm({ ...dave, roles: ['333333333333'] }, d.plan.id), 'awaiting_approval');
+    expectStatus(await x.flow.approve(bob, d.plan.id), 'enqueued');
+  });
+
+  it('a request that lapses awaiting approval is audited as expired on the next click', async () => {
+    const both = { production: { twoPersonRule: true, allow: { slack: { users: ['U0ALICE', 'U0BOB'] } } } };
+    const x = await setup({ environments: both, ttlMs: 60_000 });
+    const o = planned(await x.flow.plan(alice, 'rollback', 'production'));
+    expectStatus(await x.flow.confirm(alice, o.plan.id), 'awaiting_approval');
+    await x.clock.advance(60_000);
+    expectStatus(await x.flow.approve(bob, o.plan.id), 'expired');
+    // more clicks do not audit it again
+    expectStatus(await x.flow.approve(bob, o.plan.id), 'expired');
+    const audit = await x.audit.recent('production', 10);
+    expect(audit.map((a) => `${a.event}:${a.code ?? ''}`)).toEqual([
+      'cancelled:expired',
+      'requested:',
+      'requested:',
+    ]);
+    expect(audit[0]?.message).toMatch(
+      /^expired at \d{4}-\d\d-\d\d \d\d:\d\d UTC: the rollback to dep_3hd7xa confirmed by Alice was not approved by a second permitted person within 1 minutes; nothing was changed$/,
+    );
+    // the chat message says it lapsed waiting for approval, not that nobody confirmed it
+    const chat = new ChatService({ flow: x.flow, clock: x.clock });
+    const reply = await chat.click(bob, `sy1:approve:${o.plan.id}`);
+    expect(reply.outcome).toBe('expired');
+    const text = reply.update ? viewText(reply.update) : '';
+    expect(text).toContain('This plan expired waiting for approval: Alice confirmed it');
+    expect(text).not.toContain('before anyone confirmed it');
+  });
+
+  it('a request that lapses unanswered is audited as expired when /deployments is read, once', async () => {
+    const both = { production: { twoPersonRule: true, allow: { slack: { users: ['U0ALICE', 'U0BOB'] } } } };
+    const x = await setup({ environments: both, ttlMs: 60_000 });
+    const o = planned(await x.flow.plan(alice, 'rollback', 'production'));
+    expectStatus(await x.flow.confirm(alice, o.plan.id), 'awaiting_approval');
+    const waiting = await x.flow.deployments('production');
+    expect(waiting.ok && waiting.recent[0]?.message).toContain('waiting for a second permitted person');
+    await x.clock.advance(60_000);
+    const d = await x.flow.deployments('production');
+    if (!d.ok) throw new Error(d.refusal.message);
+    expect(d.recent[0]).toMatchObject({ event: 'cancelled', code: 'expired', planId: o.plan.id });
+    expect(d.recent[0]?.message).toContain('was not approved by a second permitted person');
+    expect((await x.flow.get(o.plan.id))?.state).toBe(PlanState.expired);
+    const again = await x.flow.deployments('production');
+    expect(again.ok && again.recent.filter((e) => e.code === 'expired')).toHaveLength(1);
+    // the same switch asked for again starts a new request after the expiry entry
+    planned(await x.flow.plan(bob, 'rollback', 'production'));
+    expect((await x.audit.recent('production', 2)).map((e) => `${e.event}:${e.code ?? ''}`)).toEqual([
+      'requested:',
+      'cancelled:expired',
+    ]);
+  });
+
+  it('a lapsed request asked for again is audited as expired before the new request', async () => {
+    const x = await setup({ ttlMs: 60_000 });
+    planned(await x.flow.plan(alice, 'rollback', 'production'));
+    await x.clock.advance(60_000);
+    const again = planned(await x.flow.plan(bob, 'rollback', 'production'));
+    expect(again.created).toBe(true);
+    expect((await x.audit.recent('production', 10)).map((e) => `${e.event}:${e.code ?? ''}`)).toEqual([
+      'requested:',
+      'cancelled:expired',
+      'requested:',
     ]);
   });
 
@@ -484,6 +780,42 @@ describe('Flow.cancel', () => {
       expect(c.message).toContain('already queued or running');
     }
     expect((await x.flow.get(o.plan.id))?.state).toBe(PlanState.enqueued);
+  });
+
+  it('a cancel while the winning confirm is still enqueueing makes no job of its own', async () => {
+    let entered!: () => void;
+    const claimed = new Promise<void>((resolve) => {
+      entered = resolve;
+    });
+    let fail!: (e: Error) => void;
+    let calls = 0;
+    const x = await setup({
+      queue: (real) => ({
+        enqueue(data) {
+          calls += 1;
+          if (calls > 1) return real.enqueue(data);
+          entered();
+          return new Promise((_, reject) => {
+            fail = reject;
+          });
+        },
+      }),
+    });
+    const o = planned(await x.flow.plan(alice, 'rollback', 'production'));
+    const confirming = x.flow.confirm(alice, o.plan.id);
+    await claimed; // the plan is claimed (enqueued, no job id yet); the queue has not answered
+    const c = await x.flow.cancel(bob, o.plan.id);
+    expect(c.status).toBe('running');
+    if (c.status === 'running') {
+      expect(c.jobId).toBeUndefined();
+      expect(c.message).toContain('already being queued');
+    }
+    // the winner's enqueue fails: its claim is undone, and no job exists for the pending plan
+    fail(new Error('redis went away'));
+    await expect(confirming).rejects.toThrow('redis went away');
+    expect((await x.flow.get(o.plan.id))?.state).toBe(PlanState.pending);
+    expect(calls).toBe(1);
+    expect(await x.jobs()).toEqual([]);
   });
 
   it('cancel and confirm racing: exactly one wins', async () => {

@@ -112,6 +112,57 @@ describe('PlanStore', () => {
     ).toBeUndefined();
   });
 
+  it('expires a plan past its time instead of moving it to enqueued or awaiting approval, in the same step', async () => {
+    await store.create({ plan, requestedBy: alice });
+    await clock.advance(60_000);
+    // the caller read the record before expiresAt; the move itself comes after it
+    const results = await Promise.all(
+      Array.from({ length: 10 }, (_, i) =>
+        store.transition(
+          plan.id,
+          [PlanState.pending],
+          i % 2 === 0 ? PlanState.enqueued : PlanState.awaitingApproval,
+          {
+            confirmedBy: bob,
+          },
+        ),
+      ),
+    );
+    expect(results.filter((r) => r.ok)).toEqual([]);
+    // exactly one caller expired it (and may audit that); the others find it expired
+    expect(results.filter((r) => !r.ok && r.expired === true)).toHaveLength(1);
+    for (const r of results) expect(r.record?.state).toBe(PlanState.expired);
+    const after = await store.get(plan.id);
+    expect(after?.state).toBe(PlanState.expired);
+    expect(after?.confirmedBy).toBeUndefined();
+    expect(after?.updatedAt).toBe(clock.now());
+  });
+
+  it('moves a plan one millisecond before its expiry, and never expires an enqueued one', async () => {
+    await store.create({ plan, requestedBy: alice });
+    await clock.advance(59_999);
+    const moved = await store.transition(plan.id, [PlanState.pending], PlanState.enqueued, {
+      confirmedBy: bob,
+    });
+    expect(moved.ok).toBe(true);
+    await clock.advance(10_000);
+    const withJob = await store.transition(plan.id, [PlanState.enqueued], PlanState.enqueued, {
+      jobId: 'sw_1',
+    });
+    expect(withJob.ok).toBe(true);
+    expect(withJob.record?.jobId).toBe('sw_1');
+  });
+
+  it('stores the memberships a confirmer acted through', async () => {
+    await store.create({ plan, requestedBy: alice });
+    const r = await store.transition(plan.id, [PlanState.pending], PlanState.awaitingApproval, {
+      confirmedBy: alice,
+      confirmedVia: { groups: ['S0ONCALL'] },
+    });
+    expect(r.record?.confirmedVia).toEqual({ groups: ['S0ONCALL'] });
+    expect((await store.get(plan.id))?.confirmedVia).toEqual({ groups: ['S0ONCALL'] });
+  });
+
   it('removes fields on a transition back (undo of a claim)', async () => {
     await store.create({ plan, requestedBy: alice });
     await store.transition(plan.id, [PlanState.pending], PlanState.enqueued, { confirmedBy: bob });

@@ -17,6 +17,8 @@ const pid = planId({
   expectedCurrent: 'dep_3',
   target: 'dep_2',
   rolledBack: false,
+  targetStandby: false,
+  domains: ['shop.example.com'],
 });
 
 const all: Action[] = [

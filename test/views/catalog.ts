@@ -77,6 +77,16 @@ export function catalog(liveDomains = 2): [string, MessageView][] {
     }),
   ]);
   out.push([
+    'confirmation two-person expired awaiting approval',
+    confirmationView(plans.rollback, {
+      state: 'expired',
+      now: NOW,
+      requestedBy: alice,
+      confirmedBy: alice,
+      requiresApproval: true,
+    }),
+  ]);
+  out.push([
     'alert suggestion resolved',
     confirmationView(plans.rollback, {
       state: 'pending',

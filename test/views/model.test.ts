@@ -156,7 +156,24 @@ describe('confirmationView', () => {
   it('expired says how to start again', () => {
     const v = confirmationView(plan('rollback'), { state: 'expired', now: NOW });
     expect(v.buttons).toHaveLength(0);
+    expect(viewText(v)).toContain('This plan expired before anyone confirmed it.');
     expect(viewText(v)).toContain('Run /rollback again for a fresh plan.');
+  });
+
+  it('expired after a confirm (two-person rule) says it lapsed waiting for approval, naming the confirmer', () => {
+    const v = confirmationView(plan('rollback'), {
+      state: 'expired',
+      now: NOW,
+      requestedBy: alice,
+      confirmedBy: alice,
+      requiresApproval: true,
+    });
+    const text = viewText(v);
+    expect(text).not.toContain('before anyone confirmed it');
+    expect(text).toContain(
+      'This plan expired waiting for approval: Alice confirmed it, but no second person approved it in time. Nothing changed. Run /rollback again for a fresh plan.',
+    );
+    expect(v.buttons).toHaveLength(0);
   });
 
   it('alert suggestion correlates and adds Dismiss; resolved keeps the button as optional', () => {
