@@ -44,6 +44,7 @@ import { type Clock, systemClock, within } from '../../src/clock.js';
 import { ConfigError } from '../../src/errors.js';
 import type { Logger } from '../../src/log.js';
 import { silentLogger } from '../../src/log.js';
+import { type ConnectionStatus, duration, SurfaceConnection } from '../connection.js';
 import {
   type ChannelMessage,
   ChannelWatch,
@@ -187,10 +188,7 @@ const DESTROY_WAIT_MS = 1_000;
  * trying; `rejected`: Discord refused the configuration (token or intents) — an operator must fix it
  * and restart; `problem` says what.
  */
-export type DiscordConnectionStatus =
-  | { readonly state: 'ready' }
-  | { readonly state: 'waiting'; readonly problem: string; readonly attempts: number }
-  | { readonly state: 'rejected'; readonly problem: string };
+export type DiscordConnectionStatus = ConnectionStatus;
 
 /** A connected (or connectable) Discord surface. */
 export interface DiscordSurface {
@@ -271,32 +269,20 @@ function loginFailure(e: unknown): Failure {
   return { kind: 'unavailable', problem: e instanceof Error ? e.message : String(e) };
 }
 
-/** `1500` → `2 s`, `20` → `20 ms`. */
-function duration(ms: number): string {
-  return ms >= 1000 ? `${Math.round(ms / 1000)} s` : `${ms} ms`;
-}
-
 /**
  * Logs in (one attempt at a time, each with a fresh client — see the module header), tracks the
  * connection state, and retries with backoff until ready, rejected or stopped. Never throws into the
- * process outside `start()`.
+ * process outside `start()`. The state, waiters, backoff and retry loop are SurfaceConnection's
+ * (../connection.ts); the logins, clients and close codes are here.
  */
 class DiscordConnection {
+  private readonly conn: SurfaceConnection;
   private current: Client;
   /** Whether `current` has been logged in already (a client logs in once). */
   private used = false;
   private readonly abandoned = new WeakSet<Client>();
-  private state: 'waiting' | 'ready' | 'rejected' = 'waiting';
-  private problem = 'not started';
-  private rejection: ConfigError | undefined;
-  private attempts = 0;
-  private delayMs: number;
-  private stopped = false;
-  private timer: ReturnType<typeof setTimeout> | undefined;
-  private running: Promise<void> | undefined;
   /** Ends the running attempt (stop). */
   private settle: ((outcome: Outcome) => void) | undefined;
-  private readonly waiters: { resolve: () => void; reject: (e: Error) => void }[] = [];
 
   constructor(
     private readonly deps: {
@@ -307,7 +293,13 @@ class DiscordConnection {
       readonly wire: (client: Client) => void;
     },
   ) {
-    this.delayMs = deps.startup.retryMinMs;
+    const { retryMinMs, retryMaxMs } = deps.startup;
+    this.conn = new SurfaceConnection({
+      retryMinMs,
+      retryMaxMs,
+      problem: 'not started',
+      attempt: () => this.run(),
+    });
     this.current = this.newClient();
   }
 
@@ -316,58 +308,45 @@ class DiscordConnection {
   }
 
   status(): DiscordConnectionStatus {
-    if (this.state === 'ready') return { state: 'ready' };
-    if (this.state === 'rejected') return { state: 'rejected', problem: this.problem };
-    return { state: 'waiting', problem: this.problem, attempts: this.attempts };
+    return this.conn.status();
   }
 
   ready(): Promise<void> {
-    if (this.state === 'ready') return Promise.resolve();
-    if (this.rejection) return Promise.reject(this.rejection);
-    if (this.stopped) return Promise.reject(new Error('discord: stopped before the connection was ready'));
-    return new Promise((resolve, reject) => this.waiters.push({ resolve, reject }));
+    return this.conn.ready();
   }
 
   async start(): Promise<void> {
     const { waitMs } = this.deps.startup;
-    await within(systemClock, waitMs, this.attempt(), undefined);
-    if (this.rejection) throw this.rejection;
-    if (this.state === 'ready' || this.stopped) return;
-    if (this.running) this.problem = `no READY from the gateway within ${duration(waitMs)}`;
+    await this.conn.start(waitMs);
+    if (this.conn.state === 'ready' || this.conn.stopped) return;
+    if (this.conn.attempting) this.conn.problem = `no READY from the gateway within ${duration(waitMs)}`;
+    const { problem, attempts } = this.conn;
     this.deps.logger.error(
-      { problem: this.problem, attempts: this.attempts, apiUrl: this.deps.client.apiUrl },
-      `discord: not connected yet (${this.problem}); Switchyard starts without Discord and keeps trying to connect in the background`,
+      { problem, attempts, apiUrl: this.deps.client.apiUrl },
+      `discord: not connected yet (${problem}); Switchyard starts without Discord and keeps trying to connect in the background`,
     );
   }
 
   async stop(): Promise<void> {
-    this.stopped = true;
-    if (this.timer !== undefined) clearTimeout(this.timer);
-    this.timer = undefined;
+    this.conn.stop(new Error('discord: stopped before the connection was ready'));
     this.settle?.({ kind: 'stopped' });
-    await this.running;
+    await this.conn.attempt(); // stopped: joins the login in flight, if any, and begins none
     await this.dispose(this.current);
-    if (this.state === 'ready') {
-      this.state = 'waiting';
-      this.problem = 'stopped';
-    }
-    for (const w of this.waiters.splice(0))
-      w.reject(new Error('discord: stopped before the connection was ready'));
+    if (this.conn.state === 'ready') this.conn.lost('stopped');
   }
 
   private newClient(): Client {
     const client = createDiscordClient(this.deps.client, () => this.abandoned.has(client));
     this.deps.wire(client);
     // After the session was READY: discord.js resumes or identifies again by itself; the state follows.
-    const live = () => client === this.current && this.running === undefined && !this.stopped;
+    const live = () => client === this.current && !this.conn.attempting && !this.conn.stopped;
     client.on(Events.ShardReconnecting, () => {
-      if (!live() || this.state !== 'ready') return;
-      this.state = 'waiting';
-      this.problem = 'gateway connection lost; reconnecting';
+      if (!live() || this.conn.state !== 'ready') return;
+      this.conn.lost('gateway connection lost; reconnecting');
     });
     const back = () => {
-      if (!live() || this.state !== 'waiting') return;
-      this.state = 'ready';
+      if (!live() || this.conn.state !== 'waiting') return;
+      this.conn.succeeded();
       this.deps.logger.info({}, 'discord reconnected');
     };
     client.on(Events.ShardResume, back);
@@ -378,22 +357,12 @@ class DiscordConnection {
     return client;
   }
 
-  /** One login at a time, joined when one is running; never rejects. */
-  private attempt(): Promise<void> {
-    if (this.running === undefined && this.state === 'waiting' && !this.stopped) {
-      this.running = this.run().finally(() => {
-        this.running = undefined;
-      });
-    }
-    return this.running ?? Promise.resolve();
-  }
-
+  /** One login (SurfaceConnection runs one at a time); never rejects. */
   private async run(): Promise<void> {
-    this.attempts += 1;
     if (this.used) this.current = this.newClient();
     this.used = true;
     const client = this.current;
-    this.problem = 'connecting';
+    this.conn.problem = 'connecting';
     const outcome = await new Promise<Outcome>((resolve) => {
       this.settle = resolve;
       client.once(Events.ClientReady, () => resolve({ kind: 'ready' }));
@@ -401,15 +370,13 @@ class DiscordConnection {
       client.login(this.deps.client.token).catch((e: unknown) => resolve(loginFailure(e)));
     });
     this.settle = undefined;
-    if (outcome.kind === 'stopped' || this.stopped) return; // stop() gives the client up
+    if (outcome.kind === 'stopped' || this.conn.stopped) return; // stop() gives the client up
     if (outcome.kind === 'ready') {
-      this.state = 'ready';
-      this.delayMs = this.deps.startup.retryMinMs;
+      this.conn.succeeded();
       this.deps.logger.info(
-        { user: client.user?.tag, guilds: client.guilds.cache.size, attempts: this.attempts },
+        { user: client.user?.tag, guilds: client.guilds.cache.size, attempts: this.conn.attempts },
         'discord connected',
       );
-      for (const w of this.waiters.splice(0)) w.resolve();
       return;
     }
     await this.dispose(client);
@@ -419,31 +386,22 @@ class DiscordConnection {
   /** The READY session ended for good (discord.js will not reconnect this client). */
   private lost(client: Client, failure: Failure): void {
     void this.dispose(client);
-    this.state = 'waiting';
-    this.delayMs = this.deps.startup.retryMinMs;
+    this.conn.lost(failure.problem);
     this.failed(failure);
   }
 
   private failed(failure: Failure): void {
-    this.problem = failure.problem;
     if (failure.kind === 'rejected') {
-      this.state = 'rejected';
-      this.rejection = failure.error;
+      this.conn.rejected(failure.problem, failure.error);
       this.deps.logger.error({ problem: failure.problem }, failure.error.message);
-      for (const w of this.waiters.splice(0)) w.reject(failure.error);
       return;
     }
-    if (this.stopped) return;
-    const retryInMs = this.delayMs;
-    this.delayMs = Math.min(this.delayMs * 2, this.deps.startup.retryMaxMs);
+    const retryInMs = this.conn.unavailable(failure.problem);
+    if (retryInMs === undefined) return; // stopped
     this.deps.logger.warn(
-      { problem: failure.problem, attempt: this.attempts, retryInMs, apiUrl: this.deps.client.apiUrl },
+      { problem: failure.problem, attempt: this.conn.attempts, retryInMs, apiUrl: this.deps.client.apiUrl },
       `discord: cannot connect (${failure.problem}); trying again in ${duration(retryInMs)}`,
     );
-    this.timer = setTimeout(() => {
-      this.timer = undefined;
-      void this.attempt();
-    }, retryInMs);
   }
 
   /** Gives a client up: it never connects again; its `destroy()` is awaited briefly (module header). */

@@ -35,6 +35,7 @@ import { ConfigError } from '../../src/errors.js';
 import type { HttpServer } from '../../src/http.js';
 import { sendJson } from '../../src/http.js';
 import type { Logger } from '../../src/log.js';
+import { type ConnectionStatus, duration, SurfaceConnection } from '../connection.js';
 import { SLACK_CALL_TIMEOUT_MS, SLACK_INTERACTIVE_RETRIES } from './reporter.js';
 
 /** Bolt's default request path: commands, interactivity and events all arrive here. */
@@ -132,10 +133,7 @@ export interface SlackApp {
 }
 
 /** `ready`: serving; `waiting`: Slack not reached yet (`problem` says why); `rejected`: bad token. */
-export type SlackStartupStatus =
-  | { readonly state: 'ready' }
-  | { readonly state: 'waiting'; readonly problem: string; readonly attempts: number }
-  | { readonly state: 'rejected'; readonly problem: string };
+export type SlackStartupStatus = ConnectionStatus;
 
 const DEFAULTS = {
   keyPrefix: 'switchyard:',
@@ -214,11 +212,6 @@ function networkCode(original: unknown): string {
   return 'request_failed';
 }
 
-/** `1500` → `2 s`, `20` → `20 ms`. */
-function duration(ms: number): string {
-  return ms >= 1000 ? `${Math.round(ms / 1000)} s` : `${ms} ms`;
-}
-
 /** The fields of a request that arrived before Slack was reached that the "cannot reach" answer needs. */
 const earlyRequestSchema = z.object({
   command: z.string().optional(),
@@ -248,23 +241,16 @@ class GatedApp extends App {
 /**
  * Brings the Bolt app up against Slack (see the module header): one attempt at a time (`app.init()`,
  * which calls `auth.test`, then in Socket Mode `app.start()`, which opens the connection), retried in
- * the background with backoff while Slack cannot be reached, never throwing into the process.
+ * the background with backoff while Slack cannot be reached, never throwing into the process. The state,
+ * waiters, backoff and retry loop are SurfaceConnection's (../connection.ts); Slack's own steps, messages
+ * and request gate are here.
  */
 class SlackStartup {
-  private state: 'waiting' | 'ready' | 'rejected' = 'waiting';
+  private readonly conn: SurfaceConnection;
   private initialized = false;
-  private problem = 'no answer yet';
-  private rejection:
-    | { readonly key: 'SLACK_BOT_TOKEN' | 'SLACK_APP_TOKEN'; readonly error: ConfigError }
-    | undefined;
-  private attempts = 0;
+  /** Which token Slack rejected, once it has. */
+  private rejectedKey: 'SLACK_BOT_TOKEN' | 'SLACK_APP_TOKEN' | undefined;
   private lastFailureAt = Number.NEGATIVE_INFINITY;
-  private inFlight: Promise<void> | undefined;
-  private retrying = false;
-  private stopped = false;
-  private timer: ReturnType<typeof setTimeout> | undefined;
-  private delayMs: number;
-  private readonly waiters: { resolve: () => void; reject: (e: Error) => void }[] = [];
 
   constructor(
     private readonly deps: {
@@ -276,40 +262,37 @@ class SlackStartup {
       readonly callTimeoutMs: number;
     },
   ) {
-    this.delayMs = deps.opts.retryMinMs;
+    const { retryMinMs, retryMaxMs } = deps.opts;
+    this.conn = new SurfaceConnection({
+      retryMinMs,
+      retryMaxMs,
+      problem: 'no answer yet',
+      attempt: () => this.run(),
+    });
   }
 
   status(): SlackStartupStatus {
-    if (this.state === 'ready') return { state: 'ready' };
-    if (this.state === 'rejected') return { state: 'rejected', problem: this.problem };
-    return { state: 'waiting', problem: this.problem, attempts: this.attempts };
+    return this.conn.status();
   }
 
   ready(): Promise<void> {
-    if (this.state === 'ready') return Promise.resolve();
-    if (this.state === 'rejected' && this.rejection) return Promise.reject(this.rejection.error);
-    return new Promise((resolve, reject) => this.waiters.push({ resolve, reject }));
+    return this.conn.ready();
   }
 
   /** `start()` of the SlackApp: bounded wait for the first attempt, then background retries. */
   async start(): Promise<void> {
-    this.stopped = false;
-    this.retrying = true;
-    await within(systemClock, this.deps.opts.waitMs, this.attempt(), undefined);
-    if (this.state === 'rejected' && this.rejection) throw this.rejection.error;
-    if (this.state === 'waiting') {
+    await this.conn.start(this.deps.opts.waitMs);
+    if (this.conn.state === 'waiting') {
+      const { problem, attempts } = this.conn;
       this.deps.logger.warn(
-        { apiUrl: this.deps.apiUrl, problem: this.problem, attempts: this.attempts },
-        `slack: Switchyard starts without reaching Slack's Web API (${this.problem}); it keeps trying in the background, and commands and clicks are answered "cannot reach Slack" until it succeeds`,
+        { apiUrl: this.deps.apiUrl, problem, attempts },
+        `slack: Switchyard starts without reaching Slack's Web API (${problem}); it keeps trying in the background, and commands and clicks are answered "cannot reach Slack" until it succeeds`,
       );
     }
   }
 
   async stop(): Promise<void> {
-    this.stopped = true;
-    this.retrying = false;
-    if (this.timer !== undefined) clearTimeout(this.timer);
-    this.timer = undefined;
+    this.conn.stop();
     if (this.deps.mode === 'socket') await this.deps.app.stop();
   }
 
@@ -320,42 +303,30 @@ class SlackStartup {
    * again — so reconnecting is SlackStartup's job, with the same backoff as at start.
    */
   connectionClosed(): void {
-    if (this.stopped || this.state !== 'ready') return; // a failing attempt of ours reports itself
-    this.state = 'waiting';
-    this.problem = 'connection closed';
+    if (this.conn.stopped || this.conn.state !== 'ready') return; // a failing attempt of ours reports itself
+    this.conn.lost('connection closed');
     this.deps.logger.warn({ mode: this.deps.mode }, 'slack: Socket Mode connection closed; reconnecting');
-    void this.attempt();
+    void this.conn.attempt();
   }
 
   /** Bolt's `processEvent`, gated: handled when ready (after one bounded try), answered otherwise. */
   async gate(event: ReceiverEvent, handle: () => Promise<void>): Promise<void> {
-    if (this.state === 'waiting') {
+    if (this.conn.state === 'waiting') {
       // Join the running attempt, or try once more unless one just failed (a burst must not hammer Slack).
       const recent = systemClock.now() - this.lastFailureAt < this.deps.opts.retryMinMs;
-      if (this.inFlight !== undefined || !recent) {
-        await within(systemClock, this.deps.opts.requestWaitMs, this.attempt(), undefined);
+      if (this.conn.attempting || !recent) {
+        await within(systemClock, this.deps.opts.requestWaitMs, this.conn.attempt(), undefined);
       }
     }
-    if (this.state === 'ready') {
+    if (this.conn.state === 'ready') {
       await handle();
       return;
     }
     await this.refuse(event);
   }
 
-  /** One attempt, joined when one is already running; never rejects. */
-  private attempt(): Promise<void> {
-    if (this.state !== 'waiting') return Promise.resolve();
-    if (this.inFlight === undefined) {
-      this.inFlight = this.run().finally(() => {
-        this.inFlight = undefined;
-      });
-    }
-    return this.inFlight;
-  }
-
+  /** One attempt (SurfaceConnection runs one at a time); never rejects. */
   private async run(): Promise<void> {
-    this.attempts += 1;
     if (!this.initialized) {
       // auth.test with the bot token (Bolt keeps the bot's user and bot ids for its `ignoreSelf`).
       const failure = await this.step(() => this.deps.app.init());
@@ -366,20 +337,17 @@ class SlackStartup {
       // apps.connections.open with the app-level token, then the WebSocket.
       const failure = await this.step(() => this.deps.app.start());
       if (failure) return this.failed(failure, 'SLACK_APP_TOKEN');
-      if (this.stopped) {
+      if (this.conn.stopped) {
         await this.deps.app.stop();
         return;
       }
     }
-    this.state = 'ready';
-    this.delayMs = this.deps.opts.retryMinMs;
-    if (this.timer !== undefined) clearTimeout(this.timer);
-    this.timer = undefined;
+    this.conn.succeeded();
+    const { attempts } = this.conn;
     this.deps.logger.info(
-      { mode: this.deps.mode, attempts: this.attempts },
-      this.attempts > 1 ? 'slack: reached Slack, the bot token is accepted' : 'slack: bot token accepted',
+      { mode: this.deps.mode, attempts },
+      attempts > 1 ? 'slack: reached Slack, the bot token is accepted' : 'slack: bot token accepted',
     );
-    for (const w of this.waiters.splice(0)) w.resolve();
   }
 
   private async step(fn: () => Promise<unknown>): Promise<SlackFailure | undefined> {
@@ -392,51 +360,47 @@ class SlackStartup {
   }
 
   private failed(failure: SlackFailure, key: 'SLACK_BOT_TOKEN' | 'SLACK_APP_TOKEN'): void {
-    this.problem = failure.code;
     this.lastFailureAt = systemClock.now();
     if (failure.kind === 'rejected') {
-      this.state = 'rejected';
       const error = new ConfigError(
         key === 'SLACK_BOT_TOKEN'
           ? `SLACK_BOT_TOKEN: Slack rejected the bot token (${failure.code}). Copy the Bot User OAuth Token (xoxb-…) from OAuth & Permissions in the Slack app's settings (reinstall the app if the token was revoked).`
           : `SLACK_APP_TOKEN: Slack rejected the app-level token (${failure.code}). Create one under Basic Information → App-Level Tokens with the connections:write scope (xapp-…), or unset SLACK_APP_TOKEN to use HTTP mode.`,
         { key, code: failure.code },
       );
-      this.rejection = { key, error };
-      if (this.timer !== undefined) clearTimeout(this.timer);
-      this.timer = undefined;
+      this.rejectedKey = key;
+      this.conn.rejected(failure.code, error);
       this.deps.logger.error({ key, code: failure.code }, error.message);
-      for (const w of this.waiters.splice(0)) w.reject(error);
       return;
     }
+    // Schedules the next attempt once start() has run (a request's own try before then does not).
+    const retryInMs = this.conn.unavailable(failure.code);
+    if (this.conn.stopped) return;
     const what = key === 'SLACK_BOT_TOKEN' ? 'auth.test' : 'apps.connections.open (Socket Mode)';
-    if (this.stopped) return;
-    const retryInMs = this.retrying ? this.delayMs : undefined;
     this.deps.logger.warn(
-      { apiUrl: this.deps.apiUrl, method: what, problem: failure.code, attempt: this.attempts, retryInMs },
+      {
+        apiUrl: this.deps.apiUrl,
+        method: what,
+        problem: failure.code,
+        attempt: this.conn.attempts,
+        retryInMs,
+      },
       `slack: cannot reach Slack's Web API (${what}: ${failure.code})${retryInMs === undefined ? '' : `; trying again in ${duration(retryInMs)}`}`,
     );
-    if (retryInMs === undefined) return;
-    this.delayMs = Math.min(this.delayMs * 2, this.deps.opts.retryMaxMs);
-    if (this.timer !== undefined) clearTimeout(this.timer);
-    this.timer = setTimeout(() => {
-      this.timer = undefined;
-      if (!this.stopped) void this.attempt();
-    }, retryInMs);
-    this.timer.unref();
   }
 
   /** Answers a request that arrived before Slack accepted the bot token: only its sender sees it. */
   private async refuse(event: ReceiverEvent): Promise<void> {
-    const rejected = this.rejection;
+    const key = this.rejectedKey;
+    const { problem, state } = this.conn;
     const text =
-      rejected !== undefined
-        ? `Switchyard cannot act on this: Slack rejected its ${rejected.key === 'SLACK_BOT_TOKEN' ? 'bot token' : 'app-level token'} (${this.problem}). An operator has to fix ${rejected.key} and restart Switchyard. Nothing was changed.`
-        : `Switchyard cannot reach Slack's Web API right now (${this.problem}), so it cannot act on this. Nothing was changed; try again in a minute.`;
+      key !== undefined
+        ? `Switchyard cannot act on this: Slack rejected its ${key === 'SLACK_BOT_TOKEN' ? 'bot token' : 'app-level token'} (${problem}). An operator has to fix ${key} and restart Switchyard. Nothing was changed.`
+        : `Switchyard cannot reach Slack's Web API right now (${problem}), so it cannot act on this. Nothing was changed; try again in a minute.`;
     const parsed = earlyRequestSchema.safeParse(event.body);
     const body = parsed.success ? parsed.data : {};
     this.deps.logger.warn(
-      { state: this.state, problem: this.problem, command: body.command, type: body.type },
+      { state, problem, command: body.command, type: body.type },
       'slack request answered without handling: Slack has not accepted the bot token yet',
     );
     if (body.command !== undefined) {
