@@ -677,16 +677,23 @@ class Notices implements NoticeService {
     event: Extract<PlatformEvent, { type: 'traffic.moved' }>,
   ): Promise<string | undefined> {
     const entries = await this.opts.audit.recent(event.environment, 100);
-    const jobs = new Set<string>();
+    // One plan always makes the same job id, so a switch asked for again (back and forth) is the same
+    // job run again: a move is explained by one *run*, the job's `started` entry that began it — the
+    // newest one at or before the move, else (a minute of clock skew between the worker and the event's
+    // source) the first one just after it.
+    const runs = new Map<string, number>();
     for (const e of entries) {
-      if (e.event !== 'started' && e.event !== 'succeeded') continue;
-      if (e.action !== event.via || e.targetId !== event.to || e.jobId === undefined) continue;
-      // Allow a minute of clock skew between the worker that wrote the entry and the event's source.
-      if (e.at < event.at - this.windowMs || e.at > event.at + 60_000) continue;
-      jobs.add(e.jobId);
+      if (e.event !== 'started' || e.action !== event.via || e.targetId !== event.to) continue;
+      if (e.jobId === undefined || e.at < event.at - this.windowMs || e.at > event.at + 60_000) continue;
+      const best = runs.get(e.jobId);
+      const better =
+        best === undefined ||
+        (e.at <= event.at ? best > event.at || e.at > best : best > event.at && e.at < best);
+      if (better) runs.set(e.jobId, e.at);
     }
-    for (const jobId of jobs) {
-      if (await this.claim(this.key('explained', event.environment, jobId), this.claimTtlMs)) return jobId;
+    for (const [jobId, startedAt] of runs) {
+      const key = this.key('explained', event.environment, jobId, startedAt);
+      if (await this.claim(key, this.claimTtlMs)) return jobId;
     }
     return undefined;
   }
