@@ -264,12 +264,34 @@ export class ChatService {
    * runs in another process) asks again once its edit is delivered. Never throws.
    */
   async endedProgress(jobId: string): Promise<Progress | undefined> {
+    const ended = await this.endedJob(jobId);
+    return ended?.outdated === undefined ? ended?.progress : undefined;
+  }
+
+  /**
+   * The job's final progress if it has ended, and — when traffic has moved since (another switch) —
+   * why that final state is no longer true: a late click on an old message must not show "Traffic is on
+   * X" while it is elsewhere. Never throws.
+   */
+  private async endedJob(jobId: string): Promise<{ progress: Progress; outdated?: string } | undefined> {
+    let progress: Progress | undefined;
     try {
-      const progress = await this.flow.jobProgress(jobId);
-      return progress?.outcome !== undefined ? progress : undefined;
+      progress = await this.flow.jobProgress(jobId);
     } catch {
       return undefined; // Redis unreachable: the confirmation view stands; the worker's edit follows
     }
+    if (progress?.outcome === undefined) return undefined;
+    const current = await this.flow.currentDeployment(progress.environment);
+    // Where the job left traffic: on its target when it succeeded; otherwise where its verification
+    // last saw every domain, or where it started from.
+    const seen = new Set(
+      progress.traffic.flatMap((t) => (t.deploymentId === undefined ? [] : [t.deploymentId])),
+    );
+    const leftOn =
+      progress.outcome === 'succeeded' ? progress.targetId : seen.size === 1 ? [...seen][0] : progress.fromId;
+    if (current === undefined || current === leftOn) return { progress };
+    const ran = `This ${progress.action} already ran (${progress.outcome.replaceAll('_', ' ')}, ${new Date(progress.updatedAt).toISOString().slice(0, 16).replace('T', ' ')} UTC)`;
+    return { progress, outdated: `${ran}; ${progress.environment} now serves ${current}.` };
   }
 
   private async clickOutcome(
@@ -278,8 +300,20 @@ export class ChatService {
     switch (out.status) {
       case 'enqueued': {
         const outcome = out.joined ? 'joined' : 'enqueued';
-        const ended = await this.endedProgress(out.jobId);
-        if (ended) return { update: progressView(ended), ended, jobId: out.jobId, outcome };
+        const ended = await this.endedJob(out.jobId);
+        if (ended?.outdated !== undefined) {
+          // Its job ran before and traffic has moved since: the message keeps the record of what that
+          // switch did; only the clicker is told it is history now (no job id: nothing is restored).
+          return {
+            ephemeral: refusalView({
+              code: RefusalCode.planStale,
+              message: `${ended.outdated} Ask for a fresh plan with /${out.record.plan.action} ${out.record.plan.environment}.`,
+            }),
+            outcome: 'stale',
+          };
+        }
+        if (ended)
+          return { update: progressView(ended.progress), ended: ended.progress, jobId: out.jobId, outcome };
         return { update: this.confirmation(out.record, { state: 'enqueued' }), jobId: out.jobId, outcome };
       }
       case 'awaiting_approval':

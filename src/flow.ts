@@ -438,6 +438,15 @@ export class Flow {
     return this.queue.activeForEnvironment ? this.queue.activeForEnvironment(environment) : undefined;
   }
 
+  /** The deployment serving `environment` now (undefined: none, or the platform could not say). */
+  async currentDeployment(environment: string): Promise<string | undefined> {
+    try {
+      return (await this.platform.snapshot(environment)).environment.currentDeploymentId;
+    } catch {
+      return undefined;
+    }
+  }
+
   /** A switch job's progress as its worker last published it (undefined: unknown job, or no queue). */
   async jobProgress(jobId: string): Promise<Progress | undefined> {
     return this.queue.progress ? this.queue.progress(jobId) : undefined;

@@ -392,6 +392,31 @@ describe('Slack end to end', () => {
     }
   });
 
+  it('a late click on a switch that ran before traffic moved again tells the clicker, and keeps the record', async () => {
+    const w = await world();
+    const { post, ts } = await confirmation(w);
+    const confirm = button(post, 'sy1:confirm:');
+    await click(w, ts, confirm.actionId, 'U0ALICE');
+    const final = await finalUpdate(w, ts);
+    await w.surface.reporter.flush();
+    // Traffic moves on (on the dashboard, say).
+    await w.platform.promote({ environment: 'production', targetId: 'dep_4kq9wz' });
+    while ((await w.platform.snapshot('production')).environment.currentDeploymentId !== 'dep_4kq9wz') {
+      await new Promise<void>((resolve) => setImmediate(resolve));
+    }
+    // A stale client (or a late delivery) clicks the old confirm button again.
+    const from = w.fake.responses.length;
+    await click(w, ts, confirm.actionId, 'U0ALICE');
+    const reply = await w.fake.waitForResponse((r) => isEphemeral(r) && w.fake.responses.indexOf(r) >= from);
+    expect(JSON.stringify(reply.body)).toMatch(
+      /already ran \(succeeded, .*\); production now serves dep_4kq9wz/,
+    );
+    await w.surface.reporter.flush();
+    // The message still records what that switch did; no second job.
+    expect(w.fake.message(CHANNEL, ts)?.text).toBe(final.args.text);
+    expect(await jobCount(w)).toBe(1);
+  });
+
   it('tells the user to invite the bot when it cannot post in the channel', async () => {
     const w = await world();
     await w.requests.command({ command: '/rollback', text: 'production', channelId: 'C0NOBOT' });
