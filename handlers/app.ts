@@ -156,6 +156,7 @@ export async function startSwitchyard(
         dir: join(opts.dataDir, 'redis'),
         installIfMissing: opts.installRedis ?? false,
         log: (line) => logger.info(line),
+        warn: (line) => logger.error(line),
       });
       redisUrl = spawned.url;
       cleanups.push(() => spawned?.stop() ?? Promise.resolve());
