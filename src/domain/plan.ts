@@ -226,10 +226,23 @@ export function defaultRollbackTarget(snapshot: EnvironmentSnapshot): Result<Dep
     .filter((d) => d.id !== current.id && d.createdAt < current.createdAt && isSwitchable(d))
     .sort((a, b) => b.createdAt - a.createdAt)[0];
   if (older) return ok(older);
+  // Nothing older: the deployment live before this one is newer (this is already a rollback). Going
+  // back to it is a promote, which also ends the rolled-back state: say so.
+  const before = history
+    .slice(0, end)
+    .reverse()
+    .map((h) => byId.get(h.deploymentId))
+    .find((d) => d !== undefined && d.id !== current.id && isSwitchable(d));
+  const hint =
+    before === undefined ? '' : ` To go back to ${before.id} (live before it), use /promote ${before.id}.`;
   return refuse(
     RefusalCode.noRollbackTarget,
-    `${env.slug} has no ready or standby deployment older than ${current.id} to roll back to.`,
-    { environment: env.slug, current: current.id },
+    `${env.slug} has no ready or standby deployment older than ${current.id} to roll back to.${hint}`,
+    {
+      environment: env.slug,
+      current: current.id,
+      ...(before === undefined ? {} : { liveBefore: before.id }),
+    },
   );
 }
 

@@ -237,6 +237,21 @@ describe('default targets', () => {
     const r = defaultRollbackTarget(onlyStopped);
     expect(!r.ok && r.refusal.code).toBe('no_rollback_target');
   });
+  it('rolled back to the oldest deployment: nothing older, and the refusal names the way back (promote)', () => {
+    const snap = snapshot({
+      deployments: [dep('d4', 4 * H), dep('d1', 1 * H)],
+      current: 'd1',
+      rolledBack: true,
+      history: [
+        { deploymentId: 'd1', since: 1 * H, via: 'deploy' },
+        { deploymentId: 'd4', since: 4 * H, via: 'deploy' },
+        { deploymentId: 'd1', since: 5 * H, via: 'rollback' },
+      ],
+    });
+    const r = defaultRollbackTarget(snap);
+    expect(!r.ok && r.refusal.code).toBe('no_rollback_target');
+    expect(!r.ok && r.refusal.message).toContain('To go back to d4 (live before it), use /promote d4.');
+  });
   it('promote defaults to the newest ready deployment', () => {
     const snap = snapshot({
       rolledBack: true,
