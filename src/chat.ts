@@ -70,11 +70,15 @@ export interface ChatServiceOptions {
  * (`“production”`); no environment slug or deployment id contains either.
  */
 export function commandArgs(text: string): string[] {
-  return text
-    .replace(/[`*"'\u2018\u2019\u201C\u201D\u00AB\u00BB]/g, ' ')
-    .trim()
-    .split(/\s+/)
-    .filter((a) => a.length > 0);
+  return (
+    text
+      // invisible characters pasted along with an id (zero-width spaces, a byte-order mark, controls)
+      .replace(/[\u0000-\u0008\u000E-\u001F\u007F\u200B-\u200D\u2060\uFEFF]/g, '')
+      .replace(/[`*"'\u2018\u2019\u201C\u201D\u00AB\u00BB]/g, ' ')
+      .trim()
+      .split(/\s+/)
+      .filter((a) => a.length > 0)
+  );
 }
 
 /** The plan store's alert record as the confirmation view wants it. */
@@ -142,7 +146,7 @@ export class ChatService {
     args: readonly string[],
     opts: PlanOptions = {},
   ): Promise<ChatReply> {
-    switch (name) {
+    switch (name.toLowerCase()) {
       case 'rollback': {
         const [env, target, ...rest] = args;
         if (env === undefined || rest.length > 0) return this.usage('rollback');

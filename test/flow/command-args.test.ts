@@ -13,4 +13,9 @@ describe('commandArgs', () => {
     expect(commandArgs('“production” ‘dep_3hd7xa’')).toEqual(['production', 'dep_3hd7xa']);
     expect(commandArgs('"preview-eu" \'9c1e2d4\'')).toEqual(['preview-eu', '9c1e2d4']);
   });
+
+  it('drops invisible characters pasted along with an id (zero-width space, BOM, controls)', () => {
+    expect(commandArgs('production dep_4kq9wz\u200B')).toEqual(['production', 'dep_4kq9wz']);
+    expect(commandArgs('\uFEFFproduction\u0000')).toEqual(['production']);
+  });
 });
