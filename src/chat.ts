@@ -70,15 +70,19 @@ export interface ChatServiceOptions {
  * (`“production”`); no environment slug or deployment id contains either.
  */
 export function commandArgs(text: string): string[] {
-  return (
-    text
-      // invisible characters pasted along with an id (zero-width spaces, a byte-order mark, controls)
-      .replace(/[\u0000-\u0008\u000E-\u001F\u007F\u200B-\u200D\u2060\uFEFF]/g, '')
-      .replace(/[`*"'\u2018\u2019\u201C\u201D\u00AB\u00BB]/g, ' ')
-      .trim()
-      .split(/\s+/)
-      .filter((a) => a.length > 0)
-  );
+  // Invisible characters pasted along with an id go: format characters (zero-width spaces, a
+  // byte-order mark) and controls other than whitespace.
+  const visible = [...text.replace(/\p{Cf}/gu, '')]
+    .filter((ch) => {
+      const code = ch.charCodeAt(0);
+      return (code >= 32 && code !== 127) || ch === '\t' || ch === '\n' || ch === '\r';
+    })
+    .join('');
+  return visible
+    .replace(/[`*"'\u2018\u2019\u201C\u201D\u00AB\u00BB]/g, ' ')
+    .trim()
+    .split(/\s+/)
+    .filter((a) => a.length > 0);
 }
 
 /** The plan store's alert record as the confirmation view wants it. */
