@@ -2,7 +2,7 @@
  * The embedded local platform against every sentence of seed-rollbacks.txt, on a ManualClock.
  */
 
-import { mkdtempSync } from 'node:fs';
+import { copyFileSync, mkdtempSync, readFileSync } from 'node:fs';
 import { request as httpRequest } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -10,8 +10,15 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { ManualClock } from '../../src/clock.js';
 import { buildPlan } from '../../src/domain/plan.js';
 import { RefusalError } from '../../src/errors.js';
-import { LocalPlatform, PREVIEW_IDLE_MS, STANDBY_AFTER_MS } from '../../src/platform/local/platform.js';
+import { demoState } from '../../src/platform/local/demo.js';
+import {
+  LocalPlatform,
+  PREVIEW_IDLE_MS,
+  STANDBY_AFTER_MS,
+  type TrafficPlane,
+} from '../../src/platform/local/platform.js';
 import { probe, TrafficRouter } from '../../src/platform/local/router.js';
+import type { LocalState } from '../../src/platform/local/state.js';
 import type { OperationRef, PlatformEvent } from '../../src/platform/port.js';
 
 const MIN = 60_000;
@@ -367,5 +374,286 @@ describe('persistence', () => {
     const snap = await platform.snapshot('production');
     expect(snap.environment.rolledBack).toBe(true);
     expect(snap.environment.currentDeploymentId).toBe('dep_3hd7xa');
+  });
+});
+
+/** A promise with its resolve function (tests open gates and wait for events with it). */
+function deferred(): { promise: Promise<void>; resolve: () => void } {
+  let resolve = () => {};
+  const promise = new Promise<void>((r) => {
+    resolve = r;
+  });
+  return { promise, resolve };
+}
+
+/**
+ * The real router behind a TrafficPlane whose startUpstream can be held at a gate for one deployment:
+ * `gate(id)` returns `reached` (the platform asked to start it) and `open()` (let the start go on), so a
+ * test can act exactly while the platform awaits that start.
+ */
+function gatedPlane(real: TrafficRouter) {
+  const gates = new Map<string, { reached: () => void; opened: Promise<void> }>();
+  const plane: TrafficPlane = {
+    applyRoutes: (routes) => real.applyRoutes(routes),
+    startUpstream: async (info) => {
+      const gate = gates.get(info.id);
+      if (gate !== undefined) {
+        gates.delete(info.id);
+        gate.reached();
+        await gate.opened;
+      }
+      await real.startUpstream(info);
+    },
+    stopUpstream: (id) => real.stopUpstream(id),
+    upstreamStats: (id) => real.upstreamStats(id),
+    probe: (hostname, signal) => real.probe(hostname, signal),
+  };
+  const gate = (id: string) => {
+    const reached = deferred();
+    const opened = deferred();
+    gates.set(id, { reached: reached.resolve, opened: opened.promise });
+    return { reached: reached.promise, open: opened.resolve };
+  };
+  return { plane, gate };
+}
+
+describe('re-checks after every await (found in review)', () => {
+  let router: TrafficRouter | undefined;
+  afterEach(async () => {
+    await platform?.close();
+    platform = undefined;
+    await router?.close();
+    router = undefined;
+  });
+
+  async function openGated(clock = new ManualClock()) {
+    router = new TrafficRouter({ clock, warmSockets: 1 });
+    await router.listen();
+    const { plane, gate } = gatedPlane(router);
+    platform = await LocalPlatform.open({
+      clock,
+      traffic: plane,
+      buildTimeMs: 3000,
+      reactivationTimeMs: 1500,
+    });
+    const events: PlatformEvent[] = [];
+    platform.subscribe((e) => events.push(e));
+    return { p: platform, clock, gate, router, events };
+  }
+
+  /** Yields until code under test parks one more sleep on the clock. */
+  async function parked(clock: ManualClock, before: number): Promise<void> {
+    for (let i = 0; i < 100_000 && clock.pending === before; i++) await new Promise((r) => setImmediate(r));
+    expect(clock.pending).toBe(before + 1);
+  }
+
+  it('a rollback target stopped by the operator while it reactivates stays stopped: the switch fails and puts nothing live', async () => {
+    const { p, clock, router: traffic, events } = await openGated();
+    expect((await p.getDeployment('dep_3hd7xa'))?.status).toBe('standby');
+    const sleepers = clock.pending;
+    const ref = await p.rollback({ environment: 'production', targetId: 'dep_3hd7xa' });
+    await parked(clock, sleepers); // upstream started, waiting out the reactivation time
+    expect(traffic.runningUpstreams()).toContain('dep_3hd7xa');
+
+    expect((await p.stop('dep_3hd7xa')).status).toBe('stopped');
+    expect(traffic.runningUpstreams()).not.toContain('dep_3hd7xa');
+    expect(await finish(p, clock, ref)).toBe('failed');
+    expect((await p.operation(ref)).error?.code).toBe('target_stopped');
+    const after = await p.snapshot('production');
+    expect(after.environment.currentDeploymentId).toBe('dep_4kq9wz');
+    expect(after.environment.rolledBack).toBe(false);
+    expect(after.deployments.find((d) => d.id === 'dep_3hd7xa')?.status).toBe('stopped');
+    expect(traffic.runningUpstreams()).not.toContain('dep_3hd7xa');
+    expect(await probe(traffic.port ?? 0, 'shop.localhost')).toEqual({
+      status: 200,
+      deploymentId: 'dep_4kq9wz',
+    });
+    expect(events.filter((e) => e.type === 'traffic.moved' || e.type === 'deployment.ready')).toEqual([]);
+  });
+
+  it('a rollback target stopped while its upstream is still starting: the switch stops the upstream it started', async () => {
+    const { p, clock, gate, router: traffic } = await openGated();
+    const start = gate('dep_3hd7xa');
+    const ref = await p.rollback({ environment: 'production', targetId: 'dep_3hd7xa' });
+    await start.reached;
+    await p.stop('dep_3hd7xa');
+    start.open();
+    expect(await finish(p, clock, ref)).toBe('failed');
+    expect((await p.operation(ref)).error?.code).toBe('target_stopped');
+    expect(traffic.runningUpstreams()).not.toContain('dep_3hd7xa');
+    expect((await p.getDeployment('dep_3hd7xa'))?.status).toBe('stopped');
+    expect((await p.snapshot('production')).environment.currentDeploymentId).toBe('dep_4kq9wz');
+  });
+
+  it('a rollback fails when a push went live while its target reactivated, and leaves the target in standby', async () => {
+    const { p, clock, router: traffic } = await openGated();
+    const pushed = await p.push({ environment: 'production', message: 'fix forward' }); // ready at +3000
+    await clock.advance(2000);
+    const sleepers = clock.pending;
+    const ref = await p.rollback({ environment: 'production', targetId: 'dep_3hd7xa' }); // ready at +3500
+    await parked(clock, sleepers);
+    const live = new Promise<void>((resolve) =>
+      p.subscribe((e) => {
+        if (e.type === 'traffic.moved' && e.to === pushed.id) resolve();
+      }),
+    );
+    await clock.advance(1000);
+    await live; // the push went live while the target reactivates
+    expect((await p.snapshot('production')).environment.currentDeploymentId).toBe(pushed.id);
+    expect(await finish(p, clock, ref)).toBe('failed');
+    expect((await p.operation(ref)).error?.code).toBe('plan_stale');
+    const after = await p.snapshot('production');
+    expect(after.environment.currentDeploymentId).toBe(pushed.id);
+    expect(after.environment.rolledBack).toBe(false);
+    expect(after.deployments.find((d) => d.id === 'dep_3hd7xa')?.status).toBe('standby');
+    expect(traffic.runningUpstreams()).not.toContain('dep_3hd7xa');
+  });
+
+  it('a build stopped by the operator while its upstream starts stays stopped and takes no domain', async () => {
+    const { p, clock, gate, router: traffic, events } = await openGated();
+    const pushed = await p.push({ environment: 'production' });
+    const start = gate(pushed.id);
+    await clock.advance(3000);
+    await start.reached;
+    await p.stop(pushed.id);
+    start.open();
+    await p.settle();
+    expect((await p.getDeployment(pushed.id))?.status).toBe('stopped');
+    expect((await p.snapshot('production')).environment.currentDeploymentId).toBe('dep_4kq9wz');
+    expect((await p.routing('production')).filter((r) => r.deploymentId === pushed.id)).toEqual([
+      expect.objectContaining({ stickiness: 'deployment' }),
+    ]);
+    expect(traffic.runningUpstreams()).not.toContain(pushed.id);
+    expect(events.filter((e) => e.type === 'deployment.ready' || e.type === 'traffic.moved')).toEqual([]);
+  });
+
+  it('a preview deployment stopped while a request wakes it stays stopped', async () => {
+    const { p, clock, gate, router: traffic } = await openGated();
+    expect((await p.getDeployment('dep_p1rw4n'))?.status).toBe('standby');
+    const start = gate('dep_p1rw4n');
+    const sleepers = clock.pending;
+    const woken = p.wake('dep_p1rw4n');
+    await parked(clock, sleepers);
+    await clock.advance(1500);
+    await start.reached;
+    await p.stop('dep_p1rw4n');
+    start.open();
+    expect(await woken).toBe(false);
+    expect((await p.getDeployment('dep_p1rw4n'))?.status).toBe('stopped');
+    expect(traffic.runningUpstreams()).not.toContain('dep_p1rw4n');
+  });
+
+  it('two racing pushes of one branch: the newer stays live when the older finishes starting last', async () => {
+    const { p, clock, gate, router: traffic } = await openGated();
+    const older = await p.push({ environment: 'production', message: 'older' });
+    const slowStart = gate(older.id);
+    await clock.advance(1000);
+    const newer = await p.push({ environment: 'production', message: 'newer' });
+    const newerLive = new Promise<void>((resolve) =>
+      p.subscribe((e) => {
+        if (e.type === 'traffic.moved' && e.to === newer.id) resolve();
+      }),
+    );
+    await clock.advance(3000); // both builds done; the older's upstream start is held
+    await slowStart.reached;
+    await newerLive;
+    expect((await p.snapshot('production')).environment.currentDeploymentId).toBe(newer.id);
+
+    slowStart.open();
+    await p.settle();
+    const snap = await p.snapshot('production');
+    expect(snap.environment.currentDeploymentId).toBe(newer.id);
+    expect(snap.deployments.find((d) => d.id === older.id)?.status).toBe('ready');
+    expect(snap.domains.filter((d) => d.deploymentId === older.id).map((d) => d.stickiness)).toEqual([
+      'deployment',
+    ]);
+    expect(snap.liveHistory.at(-1)?.deploymentId).toBe(newer.id);
+    expect(await probe(traffic.port ?? 0, 'shop.localhost')).toEqual({ status: 200, deploymentId: newer.id });
+    // superseded, it serves nothing: standby 30 minutes later like any deployment that stopped serving
+    expect(p.dump().deployments.find((d) => d.id === older.id)?.stoppedServingAt).toBe(clock.now());
+  });
+});
+
+describe('serving and idle bookkeeping (found in review)', () => {
+  it('production: a deployment that loses its branch domain to a newer push goes to standby 30 minutes later, not at the next tick', async () => {
+    const clock = new ManualClock();
+    const seed = demoState(clock.now());
+    const base = seed.deployments[0];
+    if (base === undefined) throw new Error('demo has no deployment');
+    seed.deployments.push({
+      ...base,
+      id: 'dep_feat01',
+      branch: 'feature-a',
+      commit: { sha: 'f'.repeat(40), message: 'feature a', author: 'x' },
+      createdAt: clock.now() - 3 * 60 * MIN,
+      readyAt: clock.now() - 3 * 60 * MIN,
+      status: 'ready',
+    });
+    seed.domains.push({
+      hostname: 'feature-a.acme.localhost',
+      stickiness: 'branch',
+      environment: 'production',
+      branch: 'feature-a',
+      deploymentId: 'dep_feat01',
+    });
+    platform = await LocalPlatform.open({ clock, seed, buildTimeMs: 3000, reactivationTimeMs: 1500 });
+    const p = platform;
+    expect((await p.getDeployment('dep_feat01'))?.status).toBe('ready'); // serving its branch domain
+    const pushed = await p.push({ environment: 'production', branch: 'feature-a' });
+    await clock.advance(3000);
+    await p.settle();
+    const routes = await p.routing('production');
+    expect(routes.find((r) => r.hostname === 'feature-a.acme.localhost')?.deploymentId).toBe(pushed.id);
+    expect(p.dump().deployments.find((d) => d.id === 'dep_feat01')?.stoppedServingAt).toBe(clock.now());
+    await clock.advance(2 * MIN); // a maintenance tick or two later
+    expect((await p.getDeployment('dep_feat01'))?.status).toBe('ready');
+    await clock.advance(STANDBY_AFTER_MS - 3 * MIN);
+    expect((await p.getDeployment('dep_feat01'))?.status).toBe('ready');
+    await clock.advance(2 * MIN);
+    expect((await p.getDeployment('dep_feat01'))?.status).toBe('standby');
+    expect((await p.getDeployment(pushed.id))?.status).toBe('ready');
+  });
+
+  it('preview: requests counted for the six-hour rule reach the state file within a maintenance tick (an unclean restart keeps them)', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'sy-local-'));
+    const stateFile = join(dir, 'state.json');
+    const clock = new ManualClock();
+    const router = new TrafficRouter({ clock, warmSockets: 1 });
+    try {
+      const port = await router.listen();
+      platform = await LocalPlatform.open({
+        clock,
+        stateFile,
+        traffic: router,
+        buildTimeMs: 3000,
+        reactivationTimeMs: 1500,
+      });
+      const onDisk = () =>
+        (JSON.parse(readFileSync(stateFile, 'utf8')) as LocalState).deployments.find(
+          (d) => d.id === 'dep_p2fe8r',
+        )?.lastRequestAt;
+      // A visitor every hour for six hours: dep_p2fe8r is far from idle.
+      for (let h = 0; h < 6; h++) {
+        expect((await get(port, 'preview.acme.localhost')).status).toBe(200);
+        const visitedAt = clock.now();
+        await clock.advance(60 * MIN);
+        expect(onDisk()).toBe(visitedAt);
+      }
+      expect((await platform.getDeployment('dep_p2fe8r'))?.status).toBe('ready');
+      // The process dies here (no close()): a restart reads the state file as it is on disk.
+      const crashed = join(dir, 'crashed.json');
+      copyFileSync(stateFile, crashed);
+      const restarted = await LocalPlatform.open({ clock, stateFile: crashed, maintenance: false });
+      try {
+        // Last request one hour ago: still running.
+        expect((await restarted.getDeployment('dep_p2fe8r'))?.status).toBe('ready');
+      } finally {
+        await restarted.close();
+      }
+    } finally {
+      await platform?.close();
+      platform = undefined;
+      await router.close();
+    }
   });
 });

@@ -10,6 +10,7 @@ import { connect } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 import { ManualClock } from '../../src/clock.js';
 import {
+  clientErrorResponse,
   type DeploymentInfo,
   NO_DEPLOYMENT,
   normalizeHost,
@@ -98,6 +99,28 @@ function refused(port: number): Promise<boolean> {
     });
     s.once('error', () => resolve(true));
   });
+}
+
+/**
+ * Writes `data` on a raw TCP connection and resolves with everything the server sent once it closes the
+ * connection (each use asks for that: HTTP/1.0, `Connection: close`, or an error answer).
+ */
+function rawExchange(port: number, data: string): Promise<string> {
+  return new Promise((resolve) => {
+    const s = connect(port, '127.0.0.1');
+    const chunks: Buffer[] = [];
+    s.on('data', (c: Buffer) => chunks.push(c));
+    s.on('error', () => undefined);
+    s.on('close', () => resolve(Buffer.concat(chunks).toString('latin1')));
+    s.write(data);
+  });
+}
+
+/** Splits a raw HTTP answer into its status line, lowercase header lines and body. */
+function parseRaw(answer: string): { statusLine: string; headers: string[]; body: string } {
+  const end = answer.indexOf('\r\n\r\n');
+  const [statusLine = '', ...headers] = answer.slice(0, end).split('\r\n');
+  return { statusLine, headers: headers.map((h) => h.toLowerCase()), body: answer.slice(end + 4) };
 }
 
 const routers: TrafficRouter[] = [];
@@ -540,6 +563,246 @@ describe('TrafficRouter', () => {
     expect(await refused(upPortB)).toBe(true);
     expect(router.runningUpstreams()).toEqual([]);
     await expect(router.startUpstream(A)).rejects.toMatchObject({ code: 'internal' });
+  });
+});
+
+describe('TrafficRouter: framing, client errors, stalled clients, close', () => {
+  it('never sends Transfer-Encoding to an HTTP/1.0 client: the chunked upstream answer arrives close-delimited and whole', async () => {
+    const router = newRouter({ warmSockets: 1 });
+    await router.startUpstream(A);
+    router.applyRoutes(new Map([[HOST, A.id]]));
+    const port = await router.listen();
+
+    // The upstream echoes a body chunked (no content-length); HTTP/1.0 has no chunked coding.
+    const answer = parseRaw(
+      await rawExchange(port, `POST /echo HTTP/1.0\r\nHost: ${HOST}\r\nContent-Length: 5\r\n\r\nhello`),
+    );
+    expect(answer.statusLine).toMatch(/^HTTP\/1\.[01] 200 /);
+    expect(answer.headers).toContain(`x-deployment-id: ${A.id}`);
+    expect(answer.headers.filter((h) => h.startsWith('transfer-encoding'))).toEqual([]);
+    expect(answer.body).toBe('hello');
+
+    // An HTTP/1.1 client still gets it chunked, framed by the router's server, and intact.
+    const reply = await call(port, { host: HOST, body: Buffer.from('hello') });
+    expect(reply.headers['transfer-encoding']).toBe('chunked');
+    expect(reply.body.toString()).toBe('hello');
+  });
+
+  it('drops the headers a Connection header names, on the response and on the request', async () => {
+    const router = newRouter({ warmSockets: 1 });
+    await router.startUpstream(A);
+    router.applyRoutes(new Map([[HOST, A.id]]));
+    const port = await router.listen();
+    const upA = router.upstream(A.id);
+    if (upA === undefined) throw new Error('upstream A not running');
+
+    // Request side: the client's Connection names x-client-hop; the upstream must not see it.
+    const arrived = once(upA, 'request') as Promise<[IncomingMessage]>;
+    const sent = rawExchange(
+      port,
+      `GET / HTTP/1.1\r\nHost: ${HOST}\r\nConnection: close, X-Client-Hop\r\nX-Client-Hop: 1\r\nX-Client-Kept: 1\r\n\r\n`,
+    );
+    const [seen] = await arrived;
+    expect(seen.headers['x-client-hop']).toBeUndefined();
+    expect(seen.headers['x-client-kept']).toBe('1');
+    expect(parseRaw(await sent).statusLine).toMatch(/ 200 /);
+
+    // Response side: an answer written raw on the upstream's socket, naming x-hop in Connection.
+    upA.hold(); // the stand-in app must not answer on top of the raw one
+    upA.once('request', (req: IncomingMessage) => {
+      req.socket.end(
+        'HTTP/1.1 200 OK\r\nConnection: close, X-Hop\r\nX-Hop: secret\r\nX-Kept: yes\r\n' +
+          'Transfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n',
+      );
+    });
+    const reply = await call(port, { host: HOST });
+    expect(reply.status).toBe(200);
+    expect(reply.deploymentId).toBe(A.id);
+    expect(reply.headers['x-hop']).toBeUndefined();
+    expect(reply.headers['x-kept']).toBe('yes');
+    expect(reply.body.toString()).toBe('hello');
+  });
+
+  it('answers what node cannot parse with the right status and x-deployment-id none', async () => {
+    const router = newRouter({ warmSockets: 1 });
+    await router.startUpstream(A);
+    router.applyRoutes(new Map([[HOST, A.id]]));
+    const port = await router.listen();
+
+    const tooLarge = parseRaw(
+      await rawExchange(port, `GET / HTTP/1.1\r\nHost: ${HOST}\r\nX-Big: ${'a'.repeat(20_000)}\r\n\r\n`),
+    );
+    expect(tooLarge.statusLine).toBe('HTTP/1.1 431 Request Header Fields Too Large');
+    expect(tooLarge.headers).toContain('x-deployment-id: none');
+    expect(JSON.parse(tooLarge.body)).toMatchObject({ error: 'headers_too_large' });
+
+    const garbage = parseRaw(await rawExchange(port, 'NOT AN HTTP REQUEST\r\n\r\n'));
+    expect(garbage.statusLine).toBe('HTTP/1.1 400 Bad Request');
+    expect(garbage.headers).toContain('x-deployment-id: none');
+
+    // node reports a request not received within its requestTimeout as ERR_HTTP_REQUEST_TIMEOUT
+    expect(parseRaw(clientErrorResponse('ERR_HTTP_REQUEST_TIMEOUT')).statusLine).toBe(
+      'HTTP/1.1 408 Request Timeout',
+    );
+    expect(router.upstreamStats(A.id)?.total).toBe(0);
+  });
+
+  it('answers OPTIONS * itself (200, Allow) and never blames the deployment with a 502', async () => {
+    const router = newRouter({ warmSockets: 1 });
+    await router.startUpstream(A);
+    router.applyRoutes(new Map([[HOST, A.id]]));
+    const port = await router.listen();
+
+    const options = parseRaw(
+      await rawExchange(port, `OPTIONS * HTTP/1.1\r\nHost: ${HOST}\r\nConnection: close\r\n\r\n`),
+    );
+    expect(options.statusLine).toBe('HTTP/1.1 200 OK');
+    expect(options.headers).toContain('x-deployment-id: none');
+    expect(options.headers.find((h) => h.startsWith('allow:'))).toContain('options');
+
+    const get = parseRaw(
+      await rawExchange(port, `GET * HTTP/1.1\r\nHost: ${HOST}\r\nConnection: close\r\n\r\n`),
+    );
+    expect(get.statusLine).toBe('HTTP/1.1 400 Bad Request');
+    expect(get.headers).toContain('x-deployment-id: none');
+
+    expect(router.stats().badGateway).toBe(0);
+    expect(router.upstreamStats(A.id)?.total).toBe(0);
+  });
+
+  it('retries a bodyless request after a reset of its pooled connection only when its method is idempotent', async () => {
+    const router = newRouter({ warmSockets: 2 });
+    await router.startUpstream(A);
+    router.applyRoutes(new Map([[HOST, A.id]]));
+    const port = await router.listen();
+    const upA = router.upstream(A.id);
+    if (upA === undefined) throw new Error('upstream A not running');
+    const killOnce = () => upA.once('request', (req: IncomingMessage) => req.socket.destroy());
+
+    killOnce();
+    const get = await call(port, { host: HOST });
+    expect(get.status).toBe(200);
+    expect(get.deploymentId).toBe(A.id);
+    expect(upA.stats().total).toBe(2); // the cut attempt and its retry
+
+    killOnce();
+    const post = await call(port, { host: HOST, method: 'POST' });
+    expect(post.status).toBe(502); // the upstream may have acted on it: never sent twice
+    expect(upA.stats().total).toBe(3);
+    expect(router.stats().badGateway).toBe(1);
+  });
+
+  it('cuts a client that stops reading after stallTimeoutMs, freeing its pooled connection for everyone else (the verification probe too)', async () => {
+    // One pooled connection, so that one stalled client is enough to hold the whole pool.
+    const router = newRouter({ maxSocketsPerUpstream: 1, warmSockets: 1, stallTimeoutMs: 200 });
+    await router.startUpstream(A);
+    router.applyRoutes(new Map([[HOST, A.id]]));
+    const port = await router.listen();
+    const upA = router.upstream(A.id);
+    if (upA === undefined) throw new Error('upstream A not running');
+
+    // Uploads 64 MiB to the echoing upstream and never reads the echo.
+    const arrived = once(upA, 'request');
+    const stalled = connect(port, '127.0.0.1');
+    stalled.on('error', () => undefined);
+    stalled.pause();
+    const size = 64 * 1024 * 1024;
+    stalled.write(`POST / HTTP/1.1\r\nHost: ${HOST}\r\nContent-Length: ${size}\r\n\r\n`);
+    const chunk = Buffer.alloc(1024 * 1024, 97);
+    let sent = 0;
+    const pump = () => {
+      while (sent < size && !stalled.destroyed) {
+        sent += chunk.length;
+        if (!stalled.write(chunk)) {
+          stalled.once('drain', pump);
+          return;
+        }
+      }
+    };
+    pump();
+    const cut = new Promise<void>((resolve) => stalled.once('close', () => resolve()));
+    await arrived;
+
+    // Queued behind the stalled exchange until the router cuts it.
+    expect(await probe(port, HOST, { timeoutMs: 10_000 })).toEqual({ status: 200, deploymentId: A.id });
+    await cut;
+    expect(router.stats()).toMatchObject({ stalled: 1, badGateway: 0 });
+    expect(sent).toBeLessThan(size);
+  });
+
+  it('never cuts a client that reads slowly but keeps reading', async () => {
+    const router = newRouter({ warmSockets: 1, stallTimeoutMs: 150 });
+    await router.startUpstream(A);
+    router.applyRoutes(new Map([[HOST, A.id]]));
+    const port = await router.listen();
+    const body = Buffer.alloc(16 * 1024 * 1024);
+    for (let i = 0; i < body.length; i++) body[i] = (i * 7) & 0xff;
+
+    // Takes at most 256 KiB every 10 ms, pausing in between: the router waits on it (the upload is far
+    // faster) again and again, for many stall timeouts in all, yet never one without progress.
+    const t0 = performance.now();
+    const received = await new Promise<Buffer>((resolve, reject) => {
+      const req = request(
+        {
+          host: '127.0.0.1',
+          port,
+          method: 'PUT',
+          path: '/',
+          headers: { host: HOST, 'content-length': String(body.length) },
+          agent: false,
+        },
+        (res) => {
+          const chunks: Buffer[] = [];
+          let budget = 0;
+          res.on('data', (c: Buffer) => {
+            chunks.push(c);
+            budget -= c.length;
+            if (budget <= 0) res.pause();
+          });
+          res.pause();
+          const reader = setInterval(() => {
+            budget = 256 * 1024;
+            res.resume();
+          }, 10);
+          res.on('end', () => {
+            clearInterval(reader);
+            resolve(Buffer.concat(chunks));
+          });
+          res.on('error', (e) => {
+            clearInterval(reader);
+            reject(e);
+          });
+        },
+      );
+      req.on('error', reject);
+      req.end(body);
+    });
+    expect(received.equals(body)).toBe(true);
+    expect(performance.now() - t0).toBeGreaterThan(2 * 150);
+    expect(router.stats().stalled).toBe(0);
+  }, 30_000);
+
+  it('close() waits for in-flight requests at most drainTimeoutMs in all', async () => {
+    const router = newRouter({ warmSockets: 1, drainTimeoutMs: 400 });
+    await router.startUpstream(A);
+    router.applyRoutes(new Map([[HOST, A.id]]));
+    const port = await router.listen();
+    const upA = router.upstream(A.id);
+    if (upA === undefined) throw new Error('upstream A not running');
+    upA.hold(); // never answered: only the drain timeout ends it
+    const arrived = once(upA, 'request');
+    const held = request({ host: '127.0.0.1', port, path: '/', headers: { host: HOST }, agent: false });
+    held.on('error', () => undefined);
+    held.on('response', (res) => res.resume());
+    held.end();
+    await arrived;
+
+    const t0 = performance.now();
+    await router.close();
+    const took = performance.now() - t0;
+    expect(took).toBeGreaterThanOrEqual(350);
+    expect(took).toBeLessThan(700); // it was 2 × drainTimeoutMs: the router's wait, then the upstream's
+    expect(await refused(port)).toBe(true);
   });
 });
 

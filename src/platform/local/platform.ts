@@ -71,6 +71,12 @@ interface OperationRecord {
   status: OperationStatus;
 }
 
+/** What a switch was planned against: the environment's state when it was accepted. */
+interface SwitchBasis {
+  readonly currentDeploymentId: string | undefined;
+  readonly rolledBack: boolean;
+}
+
 export interface PushRequest {
   readonly environment: string;
   readonly branch?: string;
@@ -247,8 +253,12 @@ export class LocalPlatform implements DeployPlatform {
       startedAt: now,
     };
     this.operations.set(ref.id, { ref, status: { id: ref.id, state: 'pending', updatedAt: now } });
+    const basis: SwitchBasis = {
+      currentDeploymentId: snap.environment.currentDeploymentId,
+      rolledBack: snap.environment.rolledBack,
+    };
     this.track(
-      this.runSwitch(ref, request.requestedBy).finally(() => {
+      this.runSwitch(ref, request.requestedBy, basis).finally(() => {
         this.busy.delete(ref.environment);
       }),
     );
@@ -266,41 +276,51 @@ export class LocalPlatform implements DeployPlatform {
     });
   }
 
-  private async runSwitch(ref: OperationRef, by: string | undefined): Promise<void> {
+  /**
+   * Runs an accepted switch. Every await (starting a standby target's upstream, the reactivation time,
+   * a turn of the loop) is followed by a re-check of what the switch depends on: the target still
+   * standby or ready (an operator may have stopped it meanwhile) and the environment as it was when the
+   * switch was accepted (a push may have gone live). When that moved, the operation fails and the
+   * upstream this switch started is stopped again; the final check and the switch itself run in one
+   * synchronous step.
+   */
+  private async runSwitch(ref: OperationRef, by: string | undefined, basis: SwitchBasis): Promise<void> {
+    const target = this.state.deployments.find((d) => d.id === ref.targetId);
+    if (target === undefined) {
+      this.setOp(ref, 'failed', { code: RefusalCode.unknownDeployment, message: 'target vanished' });
+      return;
+    }
+    let started = false;
     try {
-      const target = this.dep(ref.targetId);
       if (target.status === 'standby') {
         this.setOp(ref, 'reactivating');
+        started = true;
         await this.opts.traffic?.startUpstream(this.toDeployment(target));
+        if (await this.switchFailed(ref, basis, started)) return;
         await this.clock.sleep(this.opts.reactivationTimeMs ?? 1500, this.abort.signal);
-        target.status = 'ready';
-        target.stoppedServingAt = undefined;
-        target.lastRequestAt = this.clock.now();
-        this.emit({
-          type: 'deployment.ready',
-          environment: target.environment,
-          deploymentId: target.id,
-          at: this.clock.now(),
-        });
+        if (await this.switchFailed(ref, basis, started)) return;
+        // A request may have woken it meanwhile (preview): then it is ready already.
+        if (target.status === 'standby') {
+          target.status = 'ready';
+          target.stoppedServingAt = undefined;
+          target.lastRequestAt = this.clock.now();
+          this.emit({
+            type: 'deployment.ready',
+            environment: target.environment,
+            deploymentId: target.id,
+            at: this.clock.now(),
+          });
+        }
       } else {
         // Let observers see `pending` before the switch lands, as on a remote platform.
         await new Promise<void>((r) => setImmediate(r));
+        if (await this.switchFailed(ref, basis, started)) return;
       }
       this.setOp(ref, 'switching');
-      // Re-check under the environment's operation slot: state may have moved while reactivating.
-      const snap = await this.snapshot(ref.environment);
-      const fresh = snap.deployments.find((d) => d.id === ref.targetId);
-      const refusal = fresh ? checkTarget(snap, ref.action, fresh) : null;
-      if (!fresh || refusal) {
-        this.setOp(ref, 'failed', {
-          code: refusal?.code ?? 'unknown_deployment',
-          message: refusal?.message ?? 'target vanished',
-        });
-        return;
-      }
       this.applySwitch(ref.action, ref.environment, ref.targetId, by);
       this.setOp(ref, 'succeeded');
     } catch (e) {
+      if (started && target.status !== 'ready') await this.stopStartedUpstream(target.id);
       if (this.abort.signal.aborted) {
         this.setOp(ref, 'failed', {
           code: 'platform_unavailable',
@@ -309,6 +329,50 @@ export class LocalPlatform implements DeployPlatform {
         return;
       }
       this.setOp(ref, 'failed', { code: 'internal', message: (e as Error).message });
+    }
+  }
+
+  /**
+   * After an await of runSwitch: whether the switch can no longer go ahead, in which case the operation
+   * is marked failed (and the upstream it started stopped, unless the target is ready by other means).
+   */
+  private async switchFailed(ref: OperationRef, basis: SwitchBasis, started: boolean): Promise<boolean> {
+    const refusal = this.switchRefusal(ref, basis);
+    if (refusal === undefined) return false;
+    const target = this.state.deployments.find((d) => d.id === ref.targetId);
+    if (started && target?.status !== 'ready') await this.stopStartedUpstream(ref.targetId);
+    this.setOp(ref, 'failed', refusal);
+    return true;
+  }
+
+  /** Why the switch `ref` cannot go ahead now (synchronous: the caller acts in the same step). */
+  private switchRefusal(
+    ref: OperationRef,
+    basis: SwitchBasis,
+  ): { code: string; message: string } | undefined {
+    const snap = this.snapshotSync(ref.environment);
+    const target = snap.deployments.find((d) => d.id === ref.targetId);
+    if (target === undefined) return { code: RefusalCode.unknownDeployment, message: 'target vanished' };
+    const refusal = checkTarget(snap, ref.action, target);
+    if (refusal) return { code: refusal.code, message: refusal.message };
+    const env = snap.environment;
+    if (env.currentDeploymentId !== basis.currentDeploymentId || env.rolledBack !== basis.rolledBack) {
+      return {
+        code: RefusalCode.planStale,
+        message:
+          `${env.slug} changed while the ${ref.action} to ${ref.targetId} was under way (now serving ` +
+          `${env.currentDeploymentId ?? 'nothing'}${env.rolledBack ? ', rolled back' : ''}); nothing was switched. Plan it again.`,
+      };
+    }
+    return undefined;
+  }
+
+  /** Stops an upstream this platform started for a start-up that did not go through. Never throws. */
+  private async stopStartedUpstream(id: string): Promise<void> {
+    try {
+      await this.opts.traffic?.stopUpstream(id);
+    } catch {
+      // best effort: the router is closing or the upstream is gone already
     }
   }
 
@@ -326,9 +390,11 @@ export class LocalPlatform implements DeployPlatform {
     if (!resume && previous !== undefined) {
       const snapDomains = affectedDomains(this.snapshotSync(environment), previous);
       const moving = new Set(snapDomains.map((d) => d.hostname));
+      const serving = this.servingIds();
       this.state.domains = this.state.domains.map((d) =>
         moving.has(d.hostname) ? { ...d, deploymentId: targetId } : d,
       );
+      this.markServingChanges(serving, now);
       const prev = this.state.deployments.find((d) => d.id === previous);
       if (prev) prev.stoppedServingAt = now;
       env.currentDeploymentId = targetId;
@@ -413,14 +479,25 @@ export class LocalPlatform implements DeployPlatform {
   private async finishBuild(id: string): Promise<void> {
     const d = this.dep(id);
     if (d.status !== 'building') return;
-    const now = this.clock.now();
     if (d.buildFails) {
       d.status = 'failed';
       this.persist();
-      this.emit({ type: 'deployment.failed', environment: d.environment, deploymentId: id, at: now });
+      this.emit({
+        type: 'deployment.failed',
+        environment: d.environment,
+        deploymentId: id,
+        at: this.clock.now(),
+      });
       return;
     }
     await this.opts.traffic?.startUpstream(this.toDeployment({ ...d, status: 'ready' }));
+    // The await let other work run. An operator may have stopped this deployment meanwhile; and what
+    // it takes is decided from the state as it is now, not as it was before the start.
+    if (d.status !== 'building') {
+      await this.stopStartedUpstream(id);
+      return;
+    }
+    const now = this.clock.now();
     d.status = 'ready';
     d.readyAt = now;
     d.lastRequestAt = now;
@@ -433,31 +510,39 @@ export class LocalPlatform implements DeployPlatform {
       this.persist();
       return;
     }
+    // Two racing pushes: a build finishing after a newer push already went live must not take its
+    // domains back; it becomes ready without them, like a superseded deployment.
+    const newer = (holder: string | undefined) => holder !== undefined && this.pushedAfter(holder, d);
     const previous = env.currentDeploymentId;
     const isProductionBranch = env.productionBranch === undefined || env.productionBranch === d.branch;
+    const goesLive = isProductionBranch && !newer(previous);
     const moved: string[] = [];
+    const serving = this.servingIds();
     this.state.domains = this.state.domains.map((dom) => {
       if (dom.environment !== env.slug) return dom;
       const takes =
-        ((dom.stickiness === 'live' || dom.stickiness === 'environment') && isProductionBranch) ||
-        (dom.stickiness === 'branch' && dom.branch === d.branch);
+        ((dom.stickiness === 'live' || dom.stickiness === 'environment') && goesLive) ||
+        (dom.stickiness === 'branch' && dom.branch === d.branch && !newer(dom.deploymentId));
       if (!takes) return dom;
       moved.push(dom.hostname);
       return { ...dom, deploymentId: id };
     });
-    if (isProductionBranch) {
+    // Whoever lost its last domain here (a branch domain too) stopped serving now: in production the
+    // 30-minute standby timer starts from this moment.
+    this.markServingChanges(serving, now);
+    if (goesLive) {
       if (previous !== undefined && previous !== id) {
         const prev = this.state.deployments.find((x) => x.id === previous);
         if (prev) prev.stoppedServingAt = now;
       }
       env.currentDeploymentId = id;
       this.pushHistory(env.slug, { deploymentId: id, since: now, via: 'deploy' });
-    } else {
-      d.stoppedServingAt = moved.length === 0 ? now : undefined;
+    } else if (moved.length === 0) {
+      d.stoppedServingAt = now;
     }
     this.publishRoutes();
     this.persist();
-    if (isProductionBranch) {
+    if (goesLive) {
       this.emit({
         type: 'traffic.moved',
         environment: env.slug,
@@ -479,10 +564,13 @@ export class LocalPlatform implements DeployPlatform {
         message: `${id} is serving ${env.slug}; roll back or promote another deployment before stopping it.`,
       });
     }
-    if (d.status === 'ready') await this.opts.traffic?.stopUpstream(id);
+    // Stopped at once, before any await: a switch, build or wake-up in progress sees it at its next
+    // re-check and gives up instead of bringing it back.
     if (d.status !== 'failed') d.status = 'stopped';
     this.publishRoutes();
     this.persist();
+    // Whatever runs (or is starting: a reactivation, a build, a wake-up) is drained and stopped.
+    await this.opts.traffic?.stopUpstream(id);
     this.emit({
       type: 'deployment.stopped',
       environment: d.environment,
@@ -499,16 +587,15 @@ export class LocalPlatform implements DeployPlatform {
   maintain(): string[] {
     const now = this.clock.now();
     const moved: string[] = [];
-    const serving = new Set(
-      this.state.domains
-        .filter((d) => d.stickiness !== 'deployment' && d.deploymentId)
-        .map((d) => d.deploymentId),
-    );
+    const serving = this.servingIds();
+    let sawTraffic = false;
     for (const d of this.state.deployments) {
       if (d.status !== 'ready') continue;
       const stats = this.opts.traffic?.upstreamStats(d.id);
-      if (stats?.lastRequestAt !== undefined && (d.lastRequestAt ?? 0) < stats.lastRequestAt)
+      if (stats?.lastRequestAt !== undefined && (d.lastRequestAt ?? 0) < stats.lastRequestAt) {
         d.lastRequestAt = stats.lastRequestAt;
+        sawTraffic = true;
+      }
       const env = this.env(d.environment);
       // Production: the deployment serving the environment never idles (seed: "previous deployments
       // move to standby"). Preview: every deployment, serving or not, idles after six hours without a
@@ -525,10 +612,10 @@ export class LocalPlatform implements DeployPlatform {
       this.track(this.opts.traffic?.stopUpstream(d.id) ?? Promise.resolve());
       this.emit({ type: 'deployment.standby', environment: d.environment, deploymentId: d.id, at: now });
     }
-    if (moved.length > 0) {
-      this.publishRoutes();
-      this.persist();
-    }
+    if (moved.length > 0) this.publishRoutes();
+    // Traffic seen since the last tick is persisted too (at most one write per tick), so that a
+    // restart after a crash does not find a visited preview deployment idle for hours.
+    if (moved.length > 0 || sawTraffic) this.persist();
     return moved;
   }
 
@@ -551,6 +638,13 @@ export class LocalPlatform implements DeployPlatform {
         await this.clock.sleep(this.opts.reactivationTimeMs ?? 1500, this.abort.signal);
         if (d.status !== 'standby') return d.status === 'ready';
         await this.opts.traffic?.startUpstream(this.toDeployment({ ...d, status: 'ready' }));
+        // The start let other work run: stopped by the operator meanwhile (stop its upstream again),
+        // or made ready by a rollback to it (nothing left to do).
+        if (d.status !== 'standby') {
+          if (d.status === 'ready') return true;
+          await this.stopStartedUpstream(d.id);
+          return false;
+        }
         const now = this.clock.now();
         d.status = 'ready';
         d.lastRequestAt = now;
@@ -643,6 +737,36 @@ export class LocalPlatform implements DeployPlatform {
       liveHistory: this.history(env.slug),
       readAt: this.clock.now(),
     };
+  }
+
+  /** Deployments holding at least one domain that is not their own deployment domain (serving). */
+  private servingIds(): Set<string> {
+    const ids = new Set<string>();
+    for (const dom of this.state.domains) {
+      if (dom.stickiness !== 'deployment' && dom.deploymentId !== undefined) ids.add(dom.deploymentId);
+    }
+    return ids;
+  }
+
+  /**
+   * After domains moved: a deployment that served before (`before`) and holds no such domain now
+   * stopped serving at `now`; one that serves now and did not before is serving again.
+   */
+  private markServingChanges(before: ReadonlySet<string>, now: number): void {
+    const after = this.servingIds();
+    for (const d of this.state.deployments) {
+      if (before.has(d.id) && !after.has(d.id)) d.stoppedServingAt = now;
+      else if (!before.has(d.id) && after.has(d.id)) d.stoppedServingAt = undefined;
+    }
+  }
+
+  /** Whether deployment `id` was pushed after `d` (creation time, then push order for equal times). */
+  private pushedAfter(id: string, d: LocalDeployment): boolean {
+    if (id === d.id) return false;
+    const x = this.state.deployments.find((y) => y.id === id);
+    if (x === undefined) return false;
+    if (x.createdAt !== d.createdAt) return x.createdAt > d.createdAt;
+    return this.state.deployments.indexOf(x) > this.state.deployments.indexOf(d);
   }
 
   private history(environment: string): LiveEntry[] {

@@ -25,8 +25,9 @@ import {
   type RequestListener,
   type Server,
   type ServerResponse,
+  STATUS_CODES,
 } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import type { AddressInfo, Socket } from 'node:net';
 import { type Dispatcher, Pool } from 'undici';
 import { type Clock, systemClock } from '../../clock.js';
 import { SwitchyardError } from '../../errors.js';
@@ -85,6 +86,14 @@ export interface TrafficRouterOptions {
    * before cutting them off. Default 30 000.
    */
   readonly drainTimeoutMs?: number;
+  /**
+   * How long, real time, a proxied response may wait on a client that takes none of it (its socket is
+   * full: the client stopped reading) before the router cuts that client off and frees the upstream
+   * connection it held. A client that keeps taking data is not cut; its progress is seen as the kernel
+   * takes more of the buffered response, so one far slower than the socket buffers per stallTimeoutMs
+   * is (docs/router.md, Limits). 0 disables it. Default 30 000.
+   */
+  readonly stallTimeoutMs?: number;
 }
 
 const defaults = {
@@ -100,6 +109,7 @@ const defaults = {
   maxSocketsPerUpstream: 16,
   warmSockets: 16,
   drainTimeoutMs: 30_000,
+  stallTimeoutMs: 30_000,
   wake: (_deploymentId: string) => Promise.resolve(false),
 } as const satisfies Required<TrafficRouterOptions>;
 
@@ -117,6 +127,15 @@ const HOP_BY_HOP: ReadonlySet<string> = new Set([
   'upgrade',
 ]);
 
+/**
+ * Methods whose request may be sent twice with the effect of once (RFC 9110 §9.2.2): only these are
+ * retried after a pooled connection reset before any answer (the upstream may have acted on the first).
+ */
+const IDEMPOTENT: ReadonlySet<string> = new Set(['GET', 'HEAD', 'OPTIONS', 'TRACE', 'PUT', 'DELETE']);
+
+/** Methods the router forwards; the `Allow` of its own answer to `OPTIONS *`. */
+const ALLOW = 'GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS';
+
 /** Counters of the router itself (not per upstream). */
 export interface RouterStats {
   /** Requests handed to an upstream. */
@@ -127,6 +146,8 @@ export interface RouterStats {
   readonly unavailable: number;
   /** 502: the upstream failed before sending response headers. */
   readonly badGateway: number;
+  /** Responses cut because their client took none of them for stallTimeoutMs (it stopped reading). */
+  readonly stalled: number;
   /** Requests given to the operator listener. */
   readonly operator: number;
   /** Proxied requests not finished yet (what `close()` waits for; operator requests are not counted). */
@@ -180,37 +201,109 @@ function hasBody(req: IncomingMessage): boolean {
 }
 
 /**
- * Request headers for the upstream: the client's raw headers minus hop-by-hop ones (Host kept), and
- * minus those the pool sets itself from the body (`transfer-encoding`) or does not support (`expect`:
- * node's server has already answered `100 Continue` to the client).
+ * Adds the header names a `Connection` header value nominates as hop-by-hop (RFC 9110 §7.6.1) to
+ * `into`, leaving out those dropped anyway; returns `into` (undefined while none was found). The usual
+ * `keep-alive` / `close` costs no allocation.
  */
-function forwardRequestHeaders(raw: readonly string[]): string[] {
+function connectionOptions(value: string, into: Set<string> | undefined): Set<string> | undefined {
+  const v = value.toLowerCase();
+  if (v === 'keep-alive' || v === 'close') return into;
+  let out = into;
+  for (const token of v.split(',')) {
+    const name = token.trim();
+    if (name === '' || name === 'close' || HOP_BY_HOP.has(name)) continue;
+    out ??= new Set();
+    out.add(name);
+  }
+  return out;
+}
+
+/** `[name, value, …]` without the pairs whose lowercase name is in `drop` (rare path). */
+function withoutNames(flat: string[], drop: ReadonlySet<string>): string[] {
   const out: string[] = [];
-  for (let i = 0; i < raw.length; i += 2) {
-    const name = raw[i] as string;
-    const lower = name.toLowerCase();
-    if (HOP_BY_HOP.has(lower) || lower === 'transfer-encoding' || lower === 'expect') continue;
-    out.push(name, raw[i + 1] as string);
+  for (let i = 0; i < flat.length; i += 2) {
+    const name = flat[i] as string;
+    if (!drop.has(name.toLowerCase())) out.push(name, flat[i + 1] as string);
   }
   return out;
 }
 
 /**
- * Response headers for the client from the pool's raw `[name, value, …]` buffers: hop-by-hop ones
- * dropped, x-deployment-id assured. One flat array, handed to `writeHead` as is.
+ * Request headers for the upstream: the client's raw headers minus hop-by-hop ones and those its
+ * `Connection` header names (Host kept), and minus those the pool sets itself from the body
+ * (`transfer-encoding`) or does not support (`expect`: node's server has already answered
+ * `100 Continue` to the client).
+ */
+function forwardRequestHeaders(raw: readonly string[]): string[] {
+  const out: string[] = [];
+  let nominated: Set<string> | undefined;
+  for (let i = 0; i < raw.length; i += 2) {
+    const name = raw[i] as string;
+    const lower = name.toLowerCase();
+    if (lower === 'connection') nominated = connectionOptions(raw[i + 1] as string, nominated);
+    if (HOP_BY_HOP.has(lower) || lower === 'transfer-encoding' || lower === 'expect') continue;
+    out.push(name, raw[i + 1] as string);
+  }
+  return nominated === undefined ? out : withoutNames(out, nominated);
+}
+
+/**
+ * Response headers for the client from the pool's raw `[name, value, …]` buffers: hop-by-hop ones and
+ * those the upstream's `Connection` header names dropped, and `transfer-encoding` too (with the
+ * `content-length` it overrides, RFC 9112 §6.3): the router's server frames the body for its own client
+ * (chunked for HTTP/1.1, close-delimited for HTTP/1.0, which must never get chunked). x-deployment-id
+ * assured. One flat array, handed to `writeHead` as is.
  */
 function forwardResponseHeaders(raw: readonly Buffer[], deploymentId: string): string[] {
   const out: string[] = [];
   let sawId = false;
+  let chunked = false;
+  let nominated: Set<string> | undefined;
   for (let i = 0; i < raw.length; i += 2) {
     const name = (raw[i] as Buffer).toString('latin1');
     const lower = name.toLowerCase();
-    if (HOP_BY_HOP.has(lower)) continue;
+    if (HOP_BY_HOP.has(lower)) {
+      if (lower === 'connection')
+        nominated = connectionOptions((raw[i + 1] as Buffer).toString('latin1'), nominated);
+      continue;
+    }
+    if (lower === 'transfer-encoding') {
+      chunked = true;
+      continue;
+    }
     if (lower === DEPLOYMENT_HEADER) sawId = true;
     out.push(name, (raw[i + 1] as Buffer).toString('latin1'));
   }
-  if (!sawId) out.push(DEPLOYMENT_HEADER, deploymentId);
-  return out;
+  let headers = out;
+  if (chunked) {
+    nominated ??= new Set();
+    nominated.add('content-length');
+  }
+  if (nominated !== undefined) {
+    headers = withoutNames(out, nominated);
+    if (nominated.has(DEPLOYMENT_HEADER)) sawId = false;
+  }
+  if (!sawId) headers.push(DEPLOYMENT_HEADER, deploymentId);
+  return headers;
+}
+
+/**
+ * The router's own answer to a request node's parser rejected (`clientError`): 431 for headers too
+ * large, 408 for a request not received in time, 400 otherwise; `x-deployment-id: none` like every
+ * router answer, and the connection closed (what follows on it cannot be trusted).
+ */
+export function clientErrorResponse(code: string | undefined): string {
+  const status = code === 'HPE_HEADER_OVERFLOW' ? 431 : code === 'ERR_HTTP_REQUEST_TIMEOUT' ? 408 : 400;
+  const error = status === 431 ? 'headers_too_large' : status === 408 ? 'request_timeout' : 'bad_request';
+  const body = `${JSON.stringify({ error, message: `the router could not read the request (${code ?? 'unknown'})` })}\n`;
+  return (
+    `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? ''}\r\n` +
+    `${DEPLOYMENT_HEADER}: ${NO_DEPLOYMENT}\r\n` +
+    'content-type: application/json\r\n' +
+    `content-length: ${Buffer.byteLength(body)}\r\n` +
+    'connection: close\r\n\r\n' +
+    body
+  );
 }
 
 function replyJson(req: IncomingMessage, res: ServerResponse, status: number, body: object): void {
@@ -294,6 +387,7 @@ export class TrafficRouter {
   private unknownHost = 0;
   private unavailable = 0;
   private badGateway = 0;
+  private stalled = 0;
   private operatorCount = 0;
 
   constructor(options: TrafficRouterOptions = {}) {
@@ -308,11 +402,27 @@ export class TrafficRouter {
         options.maxSocketsPerUpstream ?? defaults.maxSocketsPerUpstream,
       ),
       drainTimeoutMs: options.drainTimeoutMs ?? defaults.drainTimeoutMs,
+      stallTimeoutMs: options.stallTimeoutMs ?? defaults.stallTimeoutMs,
       wake: options.wake ?? defaults.wake,
     };
+    this.hooks = {
+      stallTimeoutMs: this.options.stallTimeoutMs,
+      settled: (entry) => {
+        if (--entry.inFlight === 0 && entry.onIdle !== undefined) entry.onIdle();
+        if (--this.inFlight === 0 && this.onIdle !== undefined) this.onIdle();
+      },
+      badGateway: () => {
+        this.badGateway++;
+      },
+      stalled: () => {
+        this.stalled++;
+      },
+    };
     this.server = createServer((req, res) => this.handle(req, res));
-    this.server.on('clientError', (_err, socket) => {
-      if (socket.writable) socket.end('HTTP/1.1 400 Bad Request\r\nConnection: close\r\n\r\n');
+    this.server.on('clientError', (err: NodeJS.ErrnoException, socket: Socket) => {
+      // As node's default: no answer on a socket already answering a request (it would corrupt it).
+      const current = (socket as Socket & { _httpMessage?: { headersSent?: boolean } })._httpMessage;
+      if (socket.writable && current?.headersSent !== true) socket.end(clientErrorResponse(err.code));
       else socket.destroy();
     });
   }
@@ -428,6 +538,7 @@ export class TrafficRouter {
         entry.onIdle = resolve;
       }, this.options.drainTimeoutMs);
     }
+    entry.onIdle = undefined;
     await entry.pool.destroy();
     await entry.upstream.stop();
     if (this.entries.get(deploymentId) === entry) this.entries.delete(deploymentId);
@@ -480,14 +591,16 @@ export class TrafficRouter {
       unknownHost: this.unknownHost,
       unavailable: this.unavailable,
       badGateway: this.badGateway,
+      stalled: this.stalled,
       operator: this.operatorCount,
       inFlight: this.inFlight,
     };
   }
 
   /**
-   * Stops accepting connections, lets in-flight proxied requests finish (bounded by drainTimeoutMs),
-   * stops every upstream and closes every socket (operator requests still open are cut). Idempotent.
+   * Stops accepting connections, lets in-flight proxied requests finish, stops every upstream and
+   * closes every socket (operator requests still open are cut). The whole wait for in-flight requests
+   * is bounded by one drainTimeoutMs, after which they are cut. Idempotent.
    */
   close(): Promise<void> {
     this.closing ??= this.shutdown();
@@ -499,13 +612,21 @@ export class TrafficRouter {
     const closed = listening
       ? new Promise<void>((resolve) => this.server.close(() => resolve()))
       : Promise.resolve();
+    const deadline = performance.now() + this.options.drainTimeoutMs;
     await Promise.allSettled([...this.starting.values()]);
     if (this.inFlight > 0) {
-      await waitFor((resolve) => {
-        this.onIdle = resolve;
-      }, this.options.drainTimeoutMs);
+      await waitFor(
+        (resolve) => {
+          this.onIdle = resolve;
+        },
+        Math.max(0, deadline - performance.now()),
+      );
     }
-    await Promise.all([...this.entries.keys()].map((id) => this.stopUpstream(id)));
+    // One bound for the whole close: whatever is still in flight now is cut, including requests an
+    // earlier stopUpstream is still draining (its wait ends here instead of at its own timeout).
+    const stops = [...this.entries.keys()].map((id) => this.stopUpstream(id));
+    for (const entry of this.entries.values()) entry.onIdle?.();
+    await Promise.all(stops);
     if (listening) this.server.closeAllConnections();
     await closed;
   }
@@ -513,6 +634,10 @@ export class TrafficRouter {
   private handle(req: IncomingMessage, res: ServerResponse): void {
     if (req.url?.startsWith(OPERATOR_PREFIX)) {
       this.toOperator(req, res);
+      return;
+    }
+    if (req.url === '*') {
+      this.asteriskForm(req, res);
       return;
     }
     const host = normalizeHost(req.headers.host);
@@ -545,6 +670,24 @@ export class TrafficRouter {
       return;
     }
     this.proxy(req, res, entry, deploymentId);
+  }
+
+  /**
+   * A request for the server as a whole (asterisk-form, RFC 9112 §3.2.4): `OPTIONS *` is answered by the
+   * router itself, 200 with the methods it forwards (RFC 9110 §9.3.7); no deployment serves "*", and
+   * the upstream leg cannot carry it. Any other method with "*" is malformed: 400.
+   */
+  private asteriskForm(req: IncomingMessage, res: ServerResponse): void {
+    req.resume();
+    if (req.method === 'OPTIONS') {
+      res.writeHead(200, { [DEPLOYMENT_HEADER]: NO_DEPLOYMENT, allow: ALLOW, 'content-length': 0 });
+      res.end();
+      return;
+    }
+    replyJson(req, res, 400, {
+      error: 'bad_request',
+      message: `the request target "*" is only valid for OPTIONS, not ${req.method ?? 'this method'}`,
+    });
   }
 
   /** 503: the domain points to a deployment with no running upstream (and it did not wake). */
@@ -615,23 +758,19 @@ export class TrafficRouter {
   }
 
   /** What a ProxyExchange reports back (created once, shared by every exchange). */
-  private readonly hooks: ExchangeHooks = {
-    settled: (entry) => {
-      if (--entry.inFlight === 0 && entry.onIdle !== undefined) entry.onIdle();
-      if (--this.inFlight === 0 && this.onIdle !== undefined) this.onIdle();
-    },
-    badGateway: () => {
-      this.badGateway++;
-    },
-  };
+  private readonly hooks: ExchangeHooks;
 }
 
 /** The router's side of a proxied request. */
 interface ExchangeHooks {
+  /** The router's stallTimeoutMs (0: never cut a client for not reading). */
+  readonly stallTimeoutMs: number;
   /** The request has closed (finished or cut off): release its drain counters. */
   settled(entry: Entry): void;
   /** The request was answered 502. */
   badGateway(): void;
+  /** The response was cut because its client stopped taking it. */
+  stalled(): void;
 }
 
 /**
@@ -644,6 +783,10 @@ class ProxyExchange implements Dispatcher.DispatchHandler {
   private resumeUpstream: (() => void) | undefined;
   private mayRetry = false;
   private done = false;
+  /** Armed only while the response waits on its client (socket full); see watchStall. */
+  private stallTimer: NodeJS.Timeout | undefined;
+  /** `res.writableLength` when the stall timer was armed: less at expiry means the client read some. */
+  private stallMark = 0;
 
   constructor(
     private readonly hooks: ExchangeHooks,
@@ -659,11 +802,12 @@ class ProxyExchange implements Dispatcher.DispatchHandler {
   send(mayRetry: boolean): void {
     const req = this.req;
     const bodyless = !hasBody(req);
-    this.mayRetry = mayRetry && bodyless;
+    const method = req.method ?? 'GET';
+    this.mayRetry = mayRetry && bodyless && IDEMPOTENT.has(method);
     this.entry.pool.dispatch(
       {
         path: req.url ?? '/',
-        method: req.method ?? 'GET',
+        method,
         headers: forwardRequestHeaders(req.rawHeaders),
         body: bodyless ? null : req,
       },
@@ -696,12 +840,57 @@ class ProxyExchange implements Dispatcher.DispatchHandler {
     const res = this.res;
     if (res.destroyed) return false;
     if (res.write(chunk)) return true;
-    res.once('drain', this.resumeUpstream ?? noop);
+    // Backpressure: the upstream leg waits for the client; the stall timer bounds that wait.
+    res.once('drain', () => this.drained());
+    this.watchStall();
     return false;
   }
 
   onComplete(): void {
-    this.res.end();
+    const res = this.res;
+    res.end();
+    // end() flushes what it can at once; anything left waits on a client not reading (socket full).
+    if (!res.destroyed && res.writableLength > 0) this.watchStall();
+  }
+
+  private drained(): void {
+    this.unwatchStall();
+    this.resumeUpstream?.();
+  }
+
+  /**
+   * Arms the stall timer while the response waits on its client. A client that takes none of what is
+   * buffered for stallTimeoutMs is cut, which frees the pooled upstream connection it held (and the
+   * deployment's drain and idle accounting); one that took some is watched again, so a slow reader
+   * that keeps reading is not cut. Only a response under backpressure has a timer.
+   */
+  private watchStall(): void {
+    const ms = this.hooks.stallTimeoutMs;
+    if (ms <= 0 || this.stallTimer !== undefined || this.done) return;
+    this.stallMark = this.res.writableLength;
+    this.stallTimer = setTimeout(checkStall, ms, this);
+    this.stallTimer.unref();
+  }
+
+  private unwatchStall(): void {
+    if (this.stallTimer === undefined) return;
+    clearTimeout(this.stallTimer);
+    this.stallTimer = undefined;
+  }
+
+  /** The stall timer expired: cut the client unless it took some of the response meanwhile. */
+  stallCheck(): void {
+    this.stallTimer = undefined;
+    const res = this.res;
+    if (this.done || res.destroyed || res.writableFinished) return;
+    if (res.writableLength < this.stallMark) {
+      this.watchStall();
+      return;
+    }
+    this.hooks.stalled();
+    // Cutting the client closes the response: closed() aborts the upstream request, which frees its
+    // pooled connection.
+    res.destroy();
   }
 
   onError(err: Error): void {
@@ -712,10 +901,21 @@ class ProxyExchange implements Dispatcher.DispatchHandler {
       res.destroy();
       return;
     }
-    // A pooled connection the upstream closed just as it was reused: retry a bodyless request once.
+    // A pooled connection the upstream closed just as it was reused: retry a bodyless idempotent
+    // request once.
     if (this.mayRetry && isConnectionReset(err)) {
       this.abortUpstream = undefined;
       this.send(false);
+      return;
+    }
+    // A request the upstream leg cannot carry (undici refuses its target before sending anything): the
+    // client's request is at fault, not the deployment.
+    if ((err as NodeJS.ErrnoException).code === 'UND_ERR_INVALID_ARG') {
+      replyJson(this.req, res, 400, {
+        error: 'bad_request',
+        message: `the request cannot be forwarded to deployment ${this.deploymentId}: ${err.message}`,
+        deploymentId: this.deploymentId,
+      });
       return;
     }
     this.hooks.badGateway();
@@ -728,13 +928,16 @@ class ProxyExchange implements Dispatcher.DispatchHandler {
 
   private closed(): void {
     this.done = true;
+    this.unwatchStall();
     // The client went away before the answer was complete: do not leave the upstream request running.
     if (!this.res.writableFinished) this.abortUpstream?.();
     this.hooks.settled(this.entry);
   }
 }
 
-function noop(): void {}
+function checkStall(exchange: ProxyExchange): void {
+  exchange.stallCheck();
+}
 
 /** A socket-level failure of a reused pooled connection (reset or closed before any answer). */
 function isConnectionReset(err: Error): boolean {
