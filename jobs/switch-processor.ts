@@ -735,6 +735,14 @@ async function runLocked(
       });
     } else {
       const fresh = checkFresh(expect, snapshot);
+      if (!fresh.ok && stored.started) {
+        // An earlier attempt of this job asked the platform to switch before it died: that switch may
+        // well have happened before another one moved traffic on. Say so rather than "nothing moved".
+        throw new RefusalError({
+          ...fresh.refusal,
+          message: `An earlier attempt of this ${data.action} asked the platform to switch ${data.environment} to ${data.targetId} and was interrupted; the switch may have taken effect, but traffic has moved since: ${fresh.refusal.message} This job does nothing more.`,
+        });
+      }
       if (!fresh.ok) throw new RefusalError(fresh.refusal);
       const standby = fresh.value.status === 'standby';
       if (standby)

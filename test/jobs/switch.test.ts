@@ -417,6 +417,44 @@ describe('switch job edge cases', () => {
     expect(await rollbacksOn(env, 'env0')).toBe(1);
   });
 
+  it('when an interrupted earlier attempt asked for the switch and traffic moved on since, says so', async () => {
+    const env = await setupJobs(cleanup);
+    const plan = await planFor(env.local, 'env0', 'rollback', env.clock.now());
+    const jobId = jobIdForPlan(plan.id);
+    // An earlier attempt of this job passed the fence (its started marker) and died before storing
+    // the operation; meanwhile someone switched env0 to a third deployment.
+    const marker = JSON.stringify({ started: `${jobId}:gone`, at: env.clock.now() });
+    await env.redis.set(switchKeys(env.queue.prefix, env.queueName).operation(jobId), marker);
+    const snap = await env.local.snapshot('env0');
+    const third = snap.deployments.find(
+      (d) =>
+        d.id !== plan.target.id && d.id !== snap.environment.currentDeploymentId && d.status === 'standby',
+    );
+    if (!third) throw new Error('the seed has no standby deployment');
+    const moved = new Promise<void>((resolve) => {
+      const off = env.local.subscribe((e) => {
+        if (e.type === 'traffic.moved' && e.to === third.id) {
+          off();
+          resolve();
+        }
+      });
+    });
+    await env.local.rollback({ environment: 'env0', targetId: third.id, requestedBy: 'Bob' });
+    await env.clock.advance(REACTIVATION_MS); // it is in standby: reactivated on the clock
+    await moved;
+
+    await env.startWorker();
+    await env.queue.enqueue(jobData(plan, env.clock.now()));
+    const final = await env.queue.waitForEnd(jobId);
+    expect(final?.outcome).toBe('stale');
+    expect(final?.message).toMatch(
+      new RegExp(
+        `^An earlier attempt of this rollback asked the platform to switch env0 to ${plan.target.id} and was interrupted; the switch may have taken effect, but traffic has moved since: `,
+      ),
+    );
+    expect(env.platform.switchCalls).toBe(0);
+  });
+
   it('discards a stored operation the platform definitely does not know, and decides afresh', async () => {
     const env = await setupJobs(cleanup);
     await env.startWorker();
