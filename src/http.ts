@@ -245,16 +245,25 @@ export function isLoopbackHostHeader(host: string | undefined): boolean {
  */
 export function crossSiteReason(req: IncomingMessage): string | undefined {
   const site = req.headers['sec-fetch-site'];
-  if (typeof site === 'string' && site !== 'same-origin' && site !== 'none') return `Sec-Fetch-Site: ${site}`;
+  // The browser's own verdict, which a page cannot forge, wins when it is there: it stays right behind
+  // a reverse proxy that rewrites Host (nginx's default), where Origin and Host no longer match.
+  if (typeof site === 'string') {
+    return site === 'same-origin' || site === 'none' ? undefined : `Sec-Fetch-Site: ${site}`;
+  }
   const origin = req.headers.origin;
   if (origin === undefined) return undefined;
+  // Older browsers: Origin must name this server as the request reached it (the URL parser lower-cases
+  // the host and drops a default port, so `Host` is normalised the same way before comparing).
   let host: string | undefined;
+  let own: string | undefined;
   try {
-    host = new URL(origin).host;
+    const o = new URL(origin);
+    host = o.host;
+    own = new URL(`${o.protocol}//${req.headers.host ?? ''}`).host;
   } catch {
     host = undefined;
   }
-  return host !== undefined && host === req.headers.host ? undefined : `Origin: ${origin.slice(0, 100)}`;
+  return host !== undefined && host === own ? undefined : `Origin: ${origin.slice(0, 100)}`;
 }
 
 /** Whether a request body is declared as JSON (`application/json`, any parameters). */

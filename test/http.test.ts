@@ -2,9 +2,11 @@
  * src/http.ts's router: whatever a request carries, it gets an answer and the process stays up (an
  * unhandled rejection would end it: a malformed percent-escape in a route parameter once did).
  */
+
+import type { IncomingMessage } from 'node:http';
 import { request } from 'node:http';
 import { afterEach, describe, expect, it } from 'vitest';
-import { HttpServer, sendJson } from '../src/http.js';
+import { crossSiteReason, HttpServer, sendJson } from '../src/http.js';
 
 let server: HttpServer | undefined;
 afterEach(async () => {
@@ -49,5 +51,31 @@ describe('HttpServer', () => {
     const port = await server.listen(0);
     expect((await raw(port, 'GET', '/boom')).status).toBe(500);
     expect(errors).toHaveLength(1);
+  });
+});
+
+describe('crossSiteReason', () => {
+  const req = (headers: Record<string, string>) => ({ headers }) as unknown as IncomingMessage;
+
+  it("trusts the browser's Sec-Fetch-Site when present (right behind a proxy that rewrites Host)", () => {
+    const behindProxy = { host: '127.0.0.1:3000', origin: 'https://switchyard.example.com' };
+    expect(crossSiteReason(req({ ...behindProxy, 'sec-fetch-site': 'same-origin' }))).toBeUndefined();
+    expect(crossSiteReason(req({ ...behindProxy, 'sec-fetch-site': 'same-site' }))).toBe(
+      'Sec-Fetch-Site: same-site',
+    );
+    expect(crossSiteReason(req({ ...behindProxy, 'sec-fetch-site': 'cross-site' }))).toBe(
+      'Sec-Fetch-Site: cross-site',
+    );
+  });
+
+  it('without it, compares Origin with Host as the request reached the server, normalised', () => {
+    expect(
+      crossSiteReason(req({ host: 'Console.Example:80', origin: 'http://console.example' })),
+    ).toBeUndefined();
+    expect(crossSiteReason(req({ host: '127.0.0.1:3000', origin: 'http://127.0.0.1:5173' }))).toBe(
+      'Origin: http://127.0.0.1:5173',
+    );
+    expect(crossSiteReason(req({ host: '127.0.0.1:3000' }))).toBeUndefined(); // a server or curl
+    expect(crossSiteReason(req({ host: '127.0.0.1:3000', origin: 'null' }))).toBe('Origin: null');
   });
 });
