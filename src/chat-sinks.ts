@@ -6,8 +6,10 @@
  * the posted message to Flow so the switch's progress edits it. A resolved alert edits its suggestion,
  * unless the suggestion was confirmed: then the message shows the switch and is left alone.
  */
+
 import type { SuggestionDestination, SuggestionInput, SuggestionSink } from './alerts/service.js';
 import type { ChatService } from './chat.js';
+import { PermanentChatError } from './errors.js';
 import type { Flow } from './flow.js';
 import type { MessageRef } from './progress.js';
 import type { MessageView } from './views/types.js';
@@ -44,6 +46,15 @@ export function textView(
   };
 }
 
+/** Runs a poster call, turning a refusal the poster calls final into a PermanentChatError. */
+async function classified<T>(poster: ChatPoster, call: () => Promise<T>): Promise<T> {
+  try {
+    return await call();
+  } catch (e) {
+    throw poster.retryable?.(e) === false ? new PermanentChatError(e) : e;
+  }
+}
+
 /** One SuggestionSink for one surface, over its ChatPoster. */
 export function suggestionSink(poster: ChatPoster, chat: ChatService, flow: Flow): SuggestionSink {
   const mine = (ds: readonly SuggestionDestination[]) => ds.filter((d) => d.surface === poster.surface);
@@ -60,10 +71,8 @@ export function suggestionSink(poster: ChatPoster, chat: ChatService, flow: Flow
       }
       const refs: MessageRef[] = [];
       for (const d of mine(input.destinations)) {
-        const ref = await poster.post(
-          d.channel,
-          view,
-          d.threadId === undefined ? {} : { threadId: d.threadId },
+        const ref = await classified(poster, () =>
+          poster.post(d.channel, view, d.threadId === undefined ? {} : { threadId: d.threadId }),
         );
         refs.push(ref);
         if (input.plan) await flow.attachMessage(input.plan.id, ref);
@@ -83,7 +92,9 @@ export function suggestionSink(poster: ChatPoster, chat: ChatService, flow: Flow
               [`The alert on ${input.environment} resolved.`, ...(input.sentence ? [input.sentence] : [])],
               'success',
             );
-      for (const ref of refs) if (ref.surface === poster.surface) await poster.update(ref, view);
+      for (const ref of refs) {
+        if (ref.surface === poster.surface) await classified(poster, () => poster.update(ref, view));
+      }
     },
     async linkRunningJob(input): Promise<MessageRef[]> {
       const view = textView(

@@ -120,3 +120,19 @@ export function redisUnavailable(e: unknown): SwitchyardError | undefined {
     cause: e,
   });
 }
+
+/**
+ * A chat service's refusal that no retry can change (ChatPoster.retryable said so): the bot is not in
+ * the channel, the channel or message is gone, the token lacks a scope.
+ */
+export class PermanentChatError extends Error {
+  override readonly name = 'PermanentChatError';
+  constructor(override readonly cause: unknown) {
+    super(cause instanceof Error ? cause.message : String(cause));
+  }
+}
+
+/** Whether a failure is a refusal no retry can change (see PermanentChatError). */
+export function isPermanentChatError(e: unknown): boolean {
+  return e instanceof PermanentChatError;
+}

@@ -194,7 +194,9 @@ export function registerAlertWebhooks(http: HttpServer, opts: AlertWebhookOption
         environments: [...new Set(results.flatMap((r) => (r.environment ? [r.environment] : [])))],
         alerts: results,
       };
-      const failed = results.filter((r) => r.outcome === AlertOutcome.failed);
+      // Only failures a retry may fix ask the sender to retry; a chat refusal for good (the bot is not
+      // in the channel) is reported in the 202's results, or the sender would retry it forever.
+      const failed = results.filter((r) => r.outcome === AlertOutcome.failed && r.retry !== false);
       if (failed.length > 0) {
         // A 2xx would tell the sender the alert was delivered: it would never send it again.
         const first = failed[0]?.detail ?? 'the chat API did not answer';

@@ -19,6 +19,7 @@ import type { Config } from '../config.js';
 import type { Plan } from '../domain/plan.js';
 import type { Refusal } from '../domain/result.js';
 import { assertNever } from '../domain/types.js';
+import { isPermanentChatError } from '../errors.js';
 import { type Logger, silentLogger } from '../log.js';
 import type { Metrics } from '../metrics.js';
 import type { AlertContext } from '../plan-store.js';
@@ -194,7 +195,8 @@ export class AlertService implements AlertIntake {
       this.log.warn({ err: e, retry }, 'alerts: handling a chat alert failed');
     }
     const again = alerts.filter(
-      (_, i) => results === undefined || results[i]?.outcome === AlertOutcome.failed,
+      (_, i) =>
+        results === undefined || (results[i]?.outcome === AlertOutcome.failed && results[i]?.retry !== false),
     );
     return { results: results ?? [], again };
   }
@@ -391,7 +393,12 @@ export class AlertService implements AlertIntake {
           };
           const posted = await this.post(incident, input);
           if (!posted.ok)
-            return this.finish(alert, { environment, outcome: AlertOutcome.failed, detail: posted.detail });
+            return this.finish(alert, {
+              environment,
+              outcome: AlertOutcome.failed,
+              detail: posted.detail,
+              retry: posted.retry,
+            });
         } else {
           await dedupe.complete(incident, { state: IncidentState.skipped });
         }
@@ -454,6 +461,7 @@ export class AlertService implements AlertIntake {
             outcome: AlertOutcome.failed,
             detail: posted.detail,
             planId: plan.id,
+            retry: posted.retry,
           });
         }
         return this.finish(alert, {
@@ -472,14 +480,18 @@ export class AlertService implements AlertIntake {
   private async post(
     incident: IncidentKey,
     input: SuggestionInput,
-  ): Promise<{ ok: true } | { ok: false; detail: string }> {
+  ): Promise<{ ok: true } | { ok: false; detail: string; retry: boolean }> {
     let refs: MessageRef[];
     try {
       refs = await this.opts.sink.suggest(input);
     } catch (e) {
       this.log.warn({ err: e, environment: input.environment }, 'alerts: could not post the suggestion');
       await this.opts.dedupe.release(incident);
-      return { ok: false, detail: `Posting the suggestion failed: ${errorText(e)}` };
+      return {
+        ok: false,
+        detail: `Posting the suggestion failed: ${errorText(e)}`,
+        retry: !isPermanentChatError(e),
+      };
     }
     const planId = input.plan?.id;
     if (planId !== undefined && this.opts.flow.attachMessage) {
@@ -545,6 +557,7 @@ export class AlertService implements AlertIntake {
             outcome: AlertOutcome.failed,
             detail: `Editing the suggestion failed: ${errorText(e)}`,
             ...(planId === undefined ? {} : { planId }),
+            retry: !isPermanentChatError(e),
           });
         }
       }

@@ -119,6 +119,12 @@ export interface AlertResult {
   readonly detail?: string;
   readonly planId?: string;
   readonly jobId?: string;
+  /**
+   * With outcome `failed`: whether trying again may help (the chat API down, a 5xx). False when the
+   * chat service refused for good (the bot is not in the channel, the message was deleted): a webhook
+   * sender is then not asked to retry (it would fail the same way, forever).
+   */
+  readonly retry?: boolean;
 }
 
 /** A chat message an alert came from; suggestions are threaded under it. */

@@ -14,6 +14,7 @@ import { AuditLog } from '../../src/audit.js';
 import { ManualClock } from '../../src/clock.js';
 import { type Config, fileConfigSchema, parseEnv } from '../../src/config.js';
 import type { Deployment, EnvironmentSnapshot, LiveEntry } from '../../src/domain/types.js';
+import { PermanentChatError } from '../../src/errors.js';
 import { Flow } from '../../src/flow.js';
 import { createMetrics, type Metrics } from '../../src/metrics.js';
 import { PlanStore } from '../../src/plan-store.js';
@@ -86,6 +87,8 @@ export class RecordingSink implements SuggestionSink {
   gate: Promise<void> | undefined;
   /** When true, `suggest` throws like a chat API outage. */
   failing = false;
+  /** When true, `suggest` throws like a chat refusal no retry can change (the bot left the channel). */
+  refusing = false;
   /** How many of the next `resolved` calls throw like a chat API outage (they are not recorded). */
   failResolved = 0;
   private counter = 0;
@@ -94,6 +97,7 @@ export class RecordingSink implements SuggestionSink {
     this.suggestions.push(input);
     if (this.gate) await this.gate;
     if (this.failing) throw new Error('chat API unavailable');
+    if (this.refusing) throw new PermanentChatError(new Error('not_in_channel'));
     return input.destinations.map((d) => ({
       surface: d.surface,
       channel: d.channel,

@@ -320,6 +320,17 @@ describe('POST /webhooks/alerts/:source: when chat is down, the sender retries',
     expect(s.h.sink.suggestions).toHaveLength(2); // the failed attempt and the one posted
   });
 
+  it('answers 202 with the failure when chat refused for good (the sender must not retry forever)', async () => {
+    const s = await start();
+    s.h.sink.refusing = true; // e.g. Slack's not_in_channel: no retry can change it
+    const refused = await post(s, 'generic', fixture('generic-firing.json'));
+    expect(refused.status).toBe(202);
+    expect(outcomes(refused)).toEqual(['failed']);
+    expect(refused.body.alerts).toMatchObject([
+      { retry: false, detail: expect.stringContaining('not_in_channel') },
+    ]);
+  });
+
   it('answers 503 when the resolved edit failed; the retry edits the suggestion, once', async () => {
     const s = await start();
     expect(outcomes(await post(s, 'alertmanager', fixture('alertmanager-firing.json')))).toEqual([
