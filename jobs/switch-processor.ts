@@ -693,16 +693,20 @@ async function runLocked(
     });
     let snapshot = await deps.platform.snapshot(data.environment);
     let ref = stored.ref;
+    // Whether an earlier attempt of this job asked the platform to switch (and may have switched).
+    let started = stored.started;
     let opStatus: OperationStatus | undefined;
     if (ref) {
       opStatus = await readOperation(deps, ref, data);
       if (!opStatus || opStatus.state === 'failed') {
         // The platform says the earlier attempt's operation failed, or definitely does not know it:
-        // decide afresh (a fault reading it was rethrown above, keeping the ref).
+        // decide afresh (a fault reading it was rethrown above, keeping the ref). That attempt did
+        // not switch, so it explains nothing found now.
         lock.assertHeld();
         await deps.redis.del(opKey);
         ref = undefined;
         opStatus = undefined;
+        started = false;
       }
     }
     lock.assertHeld();
@@ -715,7 +719,7 @@ async function runLocked(
         'done',
         `Resuming the ${data.action} started by an earlier attempt (operation ${ref.id}).`,
       );
-    } else if (ref || (stored.started && isAlreadyDone(expect, snapshot))) {
+    } else if (ref || (started && isAlreadyDone(expect, snapshot))) {
       // Only an earlier attempt of this job that asked the platform to switch counts as having done it.
       tracker.endRunning('done', `${data.targetId} already serves ${data.environment}: not switching again.`);
       tracker.skip(
@@ -735,7 +739,7 @@ async function runLocked(
       });
     } else {
       const fresh = checkFresh(expect, snapshot);
-      if (!fresh.ok && stored.started) {
+      if (!fresh.ok && started) {
         // An earlier attempt of this job asked the platform to switch before it died: that switch may
         // well have happened before another one moved traffic on. Say so rather than "nothing moved".
         throw new RefusalError({

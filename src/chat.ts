@@ -75,7 +75,7 @@ export function commandArgs(text: string): string[] {
   const visible = [...text.replace(/\p{Cf}/gu, '')]
     .filter((ch) => {
       const code = ch.charCodeAt(0);
-      return (code >= 32 && code !== 127) || ch === '\t' || ch === '\n' || ch === '\r';
+      return (code >= 32 && code !== 127) || (code >= 9 && code <= 13); // keep tab, newlines, \v, \f
     })
     .join('');
   return visible

@@ -681,19 +681,20 @@ class Notices implements NoticeService {
     // job run again: a move is explained by one *run*, the job's `started` entry that began it — the
     // newest one at or before the move, else (a minute of clock skew between the worker and the event's
     // source) the first one just after it.
-    const runs = new Map<string, number>();
+    const runs = new Map<string, number[]>();
     for (const e of entries) {
       if (e.event !== 'started' || e.action !== event.via || e.targetId !== event.to) continue;
       if (e.jobId === undefined || e.at < event.at - this.windowMs || e.at > event.at + 60_000) continue;
-      const best = runs.get(e.jobId);
-      const better =
-        best === undefined ||
-        (e.at <= event.at ? best > event.at || e.at > best : best > event.at && e.at < best);
-      if (better) runs.set(e.jobId, e.at);
+      runs.set(e.jobId, [...(runs.get(e.jobId) ?? []), e.at]);
     }
-    for (const [jobId, startedAt] of runs) {
-      const key = this.key('explained', event.environment, jobId, startedAt);
-      if (await this.claim(key, this.claimTtlMs)) return jobId;
+    // Best first: the newest run at or before the move, then older ones, then those just after it
+    // (skew), nearest first. A run whose claim is taken explained another move: try the next.
+    const rank = (at: number) => (at <= event.at ? event.at - at : this.windowMs + (at - event.at));
+    for (const [jobId, starts] of runs) {
+      for (const startedAt of [...new Set(starts)].sort((a, b) => rank(a) - rank(b))) {
+        const key = this.key('explained', event.environment, jobId, startedAt);
+        if (await this.claim(key, this.claimTtlMs)) return jobId;
+      }
     }
     return undefined;
   }

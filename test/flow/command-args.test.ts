@@ -18,4 +18,9 @@ describe('commandArgs', () => {
     expect(commandArgs('production dep_4kq9wz\u200B')).toEqual(['production', 'dep_4kq9wz']);
     expect(commandArgs('\uFEFFproduction\u0000')).toEqual(['production']);
   });
+
+  it('vertical tab and form feed still separate arguments', () => {
+    expect(commandArgs('production\u000Bdep_3hd7xa')).toEqual(['production', 'dep_3hd7xa']);
+    expect(commandArgs('production\u000Cdep_3hd7xa')).toEqual(['production', 'dep_3hd7xa']);
+  });
 });
