@@ -411,8 +411,9 @@ export async function startSwitchyard(
     });
 
     for (const h of handles) {
-      await h.start();
+      // Registered first: a surface whose start fails (a rejected token) is still stopped on the way out.
       cleanups.push(() => h.stop());
+      await h.start();
     }
 
     // Deployment notices (issue 9): every surface's poster, claimed once per notice in Redis.

@@ -160,13 +160,19 @@ export class SurfaceConnection {
     this.cancelRetry();
     const pause = new AbortController();
     this.pause = pause;
-    this.clock.sleep(retryInMs, pause.signal).then(
-      () => {
-        if (this.pause === pause) this.pause = undefined;
-        void this.attempt();
-      },
-      () => undefined, // cancelled
-    );
+    const retry = () => {
+      if (this.pause === pause) this.pause = undefined;
+      void this.attempt();
+    };
+    if (this.clock === systemClock) {
+      // A real pause must not keep the process alive by itself (a start that failed for another
+      // reason, an embedder): an unref'd timer, cleared when cancelled.
+      const timer = setTimeout(retry, retryInMs);
+      timer.unref();
+      pause.signal.addEventListener('abort', () => clearTimeout(timer), { once: true });
+    } else {
+      this.clock.sleep(retryInMs, pause.signal).then(retry, () => undefined); // rejected: cancelled
+    }
     return retryInMs;
   }
 
