@@ -221,9 +221,24 @@ export interface Config {
 /** A key whose value is a secret: never echoed in an error. */
 const SECRET_KEY = /TOKEN|SECRET|KEY|PASSWORD/i;
 
-/** `scheme://user:password@host` → `scheme://user:***@host` (a URL-typed value may carry credentials). */
+/**
+ * `scheme://user:password@host` → `scheme://user:***@host`, and `scheme://TOKEN@host` →
+ * `scheme://***@host` (a URL-typed value may carry credentials; a lone userinfo is often a token).
+ */
 function hideUrlPassword(text: string): string {
-  return text.replace(/^([a-z][a-z0-9+.-]*:\/\/[^/:@\s]*:)[^@\s]*@/i, '$1***@');
+  if (!/^[a-z][a-z0-9+.-]*:\/\//i.test(text) || !text.includes('@')) return text;
+  try {
+    const url = new URL(text);
+    if (url.password !== '') url.password = '***';
+    else if (url.username !== '') url.username = '***';
+    else return text;
+    const shown = url.toString();
+    // the parser adds a `/` path to a bare host: keep the value as it was written
+    return shown.endsWith('/') && !text.endsWith('/') ? shown.slice(0, -1) : shown;
+  } catch {
+    // Not parsable as a URL: hide everything between the scheme and the last `@`.
+    return text.replace(/^([a-z][a-z0-9+.-]*:\/\/).*@/i, '$1***@');
+  }
 }
 
 /**

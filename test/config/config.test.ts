@@ -128,5 +128,9 @@ describe('config errors never echo a secret', () => {
     const m = message(() => loadConfig({ REDIS_URL: `http://default:${SECRET}@redis.internal:6379` }));
     expect(m).toContain('REDIS_URL: got "http://default:***@redis.internal:6379"');
     expect(m).not.toContain(SECRET);
+    const at = message(() => loadConfig({ REDIS_URL: 'http://default:p@ss@redis.internal:6379' }));
+    expect(at).not.toContain('ss@');
+    const token = message(() => loadConfig({ REDIS_URL: `https://${SECRET}@redis.internal` }));
+    expect(token).not.toContain(SECRET);
   });
 });
