@@ -161,6 +161,9 @@ export function startSwitchWorker(opts: SwitchWorkerOptions): SwitchWorker {
         { err },
         'a switch attempt that had lost its job lock ended; the job is not its own any more',
       );
+    // Said again, with what happens next, by the lockRenewalFailed handler below.
+    else if (/^could not renew lock for job /.test(err.message))
+      logger.debug({ err }, 'switch job lock renewal failed');
     else logger.error({ err }, 'switch worker error');
   });
   current.on('lockRenewalFailed', (jobIds) => {
