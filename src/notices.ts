@@ -895,8 +895,27 @@ class Notices implements NoticeService {
    */
   private async retryRound(): Promise<number | 'now'> {
     const key = this.retryKey();
-    const due = await this.redis.zrangebyscore(key, '-inf', this.clock.now(), 'LIMIT', 0, 50);
     let notOurs = 0;
+    // Pages of due entries. Every entry this round acts on leaves the due range (taken under a lease,
+    // posted, dropped); only those for surfaces this replica has no poster for stay, so the next page
+    // starts after them: they cannot hide this replica's own entries behind them.
+    for (let page = 0; page < 20 && !this.stopping.signal.aborted; page++) {
+      const due = await this.redis.zrangebyscore(key, '-inf', this.clock.now(), 'LIMIT', notOurs, 50);
+      await this.retryPage(key, due, () => {
+        notOurs += 1;
+      });
+      if (due.length < 50) break;
+    }
+    const [, score] = await this.redis.zrange(key, 0, 0, 'WITHSCORES');
+    const nextIn = score === undefined ? Number.POSITIVE_INFINITY : Number(score) - this.clock.now();
+    if (nextIn > 0) return Math.min(nextIn, this.retryPollMs);
+    // Due now: ours (it became due while this round ran) goes at once; one only another replica can
+    // post (no poster for its surface here) is looked at again at the usual pace.
+    return notOurs > 0 ? this.retryPollMs : 'now';
+  }
+
+  /** One page of due entries: each posted, retried, dropped, or left for another replica (`notOurs`). */
+  private async retryPage(key: string, due: readonly string[], notOurs: () => void): Promise<void> {
     for (const member of due) {
       if (this.stopping.signal.aborted) break;
       const parsed = pendingPostSchema.safeParse(parseJson(member));
@@ -932,7 +951,7 @@ class Notices implements NoticeService {
       }
       const poster = this.opts.posters.find((p) => p.surface === pending.surface);
       if (!poster) {
-        notOurs += 1; // another replica posts to that surface
+        notOurs(); // another replica posts to that surface
         continue;
       }
       if (!(await this.take(member))) continue; // another replica took it
@@ -962,12 +981,6 @@ class Notices implements NoticeService {
           attempt: pending.attempt,
         });
     }
-    const [, score] = await this.redis.zrange(key, 0, 0, 'WITHSCORES');
-    const nextIn = score === undefined ? Number.POSITIVE_INFINITY : Number(score) - this.clock.now();
-    if (nextIn > 0) return Math.min(nextIn, this.retryPollMs);
-    // Due now: ours (it became due while this round ran) goes at once; one only another replica can
-    // post (no poster for its surface here) is looked at again at the usual pace.
-    return notOurs > 0 ? this.retryPollMs : 'now';
   }
 
   // ── reminders ─────────────────────────────────────────────────────────────────────────────────

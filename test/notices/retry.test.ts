@@ -282,6 +282,40 @@ describe('notice posts that fail', () => {
     expect(await w.redis.zcard(`${w.prefix}:notices:retries`)).toBe(0);
   });
 
+  it("is not held up by many due posts for a surface it cannot post to (another replica's)", async () => {
+    w = await createWorld();
+    const world = w;
+    // 60 due Discord posts (this replica has no Discord poster), then one due Slack post.
+    const entry = (surface: string, i: number) =>
+      JSON.stringify({
+        environment: 'production',
+        kind: 'ready',
+        key: `k-${surface}-${i}`,
+        surface,
+        channel: surface === 'slack' ? 'C0ALERTS' : '1200000000000000001',
+        view: {
+          kind: 'notice',
+          title: `${surface} ${i}`,
+          blocks: [],
+          buttons: [],
+          tone: 'info',
+          summary: 'x',
+          ephemeral: false,
+        },
+        attempt: 2,
+        since: world.clock.now(),
+        id: `${surface}${i}`,
+      });
+    const key = `${w.prefix}:notices:retries`;
+    for (let i = 0; i < 60; i++) await w.redis.zadd(key, w.clock.now() - 1_000 + i, entry('discord', i));
+    await w.redis.zadd(key, w.clock.now(), entry('slack', 0));
+    const slack = new RecordingPoster('slack', w.clock);
+    const n = await w.notices({ posters: [slack], retryPollMs: 10_000 });
+    await w.advance(10_000, [n]);
+    expect(slack.titles()).toEqual(['slack 0']);
+    expect(await w.redis.zcard(key)).toBe(60); // the Discord ones are left for a replica that can post them
+  });
+
   it('drops a malformed pending post without stopping the others', async () => {
     w = await createWorld();
     const flaky = new FlakyPoster('slack', w.clock, down(1));
