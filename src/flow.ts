@@ -933,8 +933,10 @@ export class Flow {
       targetId: plan.target.id,
       expectedCurrent: plan.expectedCurrent,
       expectedRolledBack: plan.expectedRolledBack,
-      // What the person saw: a target that went to standby, or a domain added, makes the plan stale.
-      targetStandby: plan.targetStandby,
+      // What the person saw: a domain added or no longer affected makes the plan stale (it changes what
+      // moves). A target that went to standby meanwhile does not: the switch is the same, the job
+      // reactivates the target first and says so (making people confirm, and approve, again in an
+      // incident would cost more than the slower start).
       affectedHostnames: plan.affectedDomains.map((d) => d.hostname),
     };
     const current = currentOf(snap.value);
