@@ -3,14 +3,16 @@
  * the gateway session that is connected when it is posted: a RESUME replays what the session missed,
  * but a NEW session (op 9 Invalid Session, a disconnect that could not be resumed, a Switchyard
  * restart) starts empty. So whenever a new session becomes ready, each watched channel is caught up
- * over REST — `GET /channels/{id}/messages?after=<last seen id>&limit=100`, page by page, oldest
- * first — and every message read back goes down the same path as a live one.
+ * over REST — `GET /channels/{id}/messages?limit=100` and then `before=` the oldest read, page by
+ * page back to the last seen id — and every message read back goes down the same path as a live one,
+ * oldest first. Reading from the newest end means a gap larger than the bound keeps its newest
+ * messages (the alerts that matter now), not its oldest.
  *
  * - The last seen message id of each watched channel is kept in Redis (`RedisWatchStore`), so a
  *   restart catches up too. On the very first start (no id yet) nothing is read back: history from
  *   before Switchyard watched the channel is not a fresh alert. The start is remembered instead.
  * - Bounded: only messages younger than `maxAgeMs` (30 minutes) and at most `maxPages` pages (500
- *   messages) per channel, so a long outage does not turn stale alerts into suggestions.
+ *   messages, the newest) per channel, so a long outage does not turn stale alerts into suggestions.
  * - Exactly once: a message is claimed by id (in this process, and in Redis for `claimTtlMs`) before
  *   it is handled, so the catch-up, a live delivery of the same message, a restart and a second
  *   replica never handle it twice. Live messages of a channel whose catch-up is due or running wait
@@ -369,29 +371,33 @@ export class ChannelWatch {
       this.opts.logger.info({ channelId }, 'discord watched channel: watching starts now');
       return;
     }
-    let after = newer(last, snowflakeAt(now - this.limits.maxAgeMs));
-    let read = 0;
+    // Everything newer than this is the gap: after the last message seen, and within the age bound.
+    const floor = BigInt(newer(last, snowflakeAt(now - this.limits.maxAgeMs)));
+    const gap: ChannelMessage[] = [];
+    let before: string | undefined;
     for (let page = 1; !this.stopped; page++) {
-      const raw = await this.opts.rest.get(Routes.channelMessages(channelId), {
-        query: new URLSearchParams({ after, limit: String(PAGE_SIZE) }),
-      });
+      const query = new URLSearchParams({ limit: String(PAGE_SIZE) });
+      if (before !== undefined) query.set('before', before);
+      const raw = await this.opts.rest.get(Routes.channelMessages(channelId), { query });
       const { ids, messages, malformed } = parseMessagePage(raw, channelId);
       if (malformed > 0)
         this.opts.logger.warn({ channelId, malformed }, 'discord catch-up skipped malformed messages');
-      for (const message of messages) {
-        if (this.stopped) return;
-        await this.deliver(message);
-        read += 1;
-      }
-      for (const id of ids) after = newer(after, id);
-      if (ids.length < PAGE_SIZE) break;
+      gap.push(...messages.filter((m) => BigInt(m.id) > floor));
+      if (ids.length < PAGE_SIZE || ids.some((id) => BigInt(id) <= floor)) break; // reached the floor
+      before = ids.reduce((a, b) => (BigInt(a) <= BigInt(b) ? a : b));
       if (page >= this.limits.maxPages) {
         this.opts.logger.warn(
-          { channelId, pages: page, after },
-          'discord catch-up stopped at its page limit; newer messages of the gap are not read back',
+          { channelId, pages: page, before },
+          'discord catch-up stopped at its page limit; older messages of the gap are not read back',
         );
         break;
       }
+    }
+    let read = 0;
+    for (const message of gap.sort(byId)) {
+      if (this.stopped) return;
+      await this.deliver(message);
+      read += 1;
     }
     if (read > 0) this.opts.logger.info({ channelId, messages: read }, 'discord watched channel caught up');
   }

@@ -124,7 +124,7 @@ describe('discord: watched channels are caught up after a new gateway session', 
     const s = await started(surfaceOn(fake, handled));
     const alerter = grafana(fake);
     const alerts = fake.channels.alerts;
-    const before = fake.postMessage({ channelId: alerts, author: alerter, content: 'before: all quiet' });
+    fake.postMessage({ channelId: alerts, author: alerter, content: 'before: all quiet' });
     await handled.waitFor('before: all quiet');
 
     const invalid = nextGatewayEvent(fake, 'invalid_session');
@@ -154,9 +154,10 @@ describe('discord: watched channels are caught up after a new gateway session', 
       '[RESOLVED] HighErrorRate (production)',
     ]);
     expect(handled.messages.slice(1).map((m) => m.via)).toEqual(['catch-up', 'catch-up']);
-    // One read, from the last message seen; unwatched channels are not read back.
+    // One read (the newest page reaches back past the last message seen); unwatched channels are not
+    // read back.
     const reads = messageReads(fake, alerts, from);
-    expect(reads.map((c) => c.query)).toEqual([{ after: before.id, limit: '100' }]);
+    expect(reads.map((c) => c.query)).toEqual([{ limit: '100' }]);
     expect(messageReads(fake, fake.channels.general)).toEqual([]);
 
     // Live delivery goes on, and nothing read back is handled a second time.
@@ -221,7 +222,7 @@ describe('discord: watched channels are caught up after a new gateway session', 
       'down 1: [FIRING:1] Latency (production)',
       'down 2: checkout failing (prod)',
     ]);
-    expect(messageReads(fake, alerts, from).map((c) => c.query.after)).toEqual([live.id]);
+    expect(messageReads(fake, alerts, from).map((c) => c.query)).toEqual([{ limit: '100' }]);
     expect(await store.lastSeen(alerts)).toBe(ownId);
   }, 30_000);
 
@@ -248,11 +249,9 @@ describe('discord: watched channels are caught up after a new gateway session', 
     const handled = new Handled();
     await started(surfaceOn(fake, handled, { store }));
     expect(handled.contents).toEqual(['fresh: 5 min old']);
-    const after = BigInt(messageReads(fake, alerts)[0]?.query.after ?? '0');
-    expect(after >= BigInt(snowflakeAt(now - 30 * 60_000))).toBe(true);
   });
 
-  it('pages forward oldest first, and stops at the page limit', async () => {
+  it('reads back from the newest end, keeps the newest messages at the page limit, and hands them over oldest first', async () => {
     const fake = await fakeDiscord();
     const store = new RedisWatchStore(redis(), `${uniqueName('sy')}:`);
     const alerts = fake.channels.alerts;
@@ -263,11 +262,12 @@ describe('discord: watched channels are caught up after a new gateway session', 
     );
     const handled = new Handled();
     await started(surfaceOn(fake, handled, { store, maxPages: 2 }));
-    expect(handled.contents).toEqual(posted.slice(0, 200).map((m) => m.content));
+    // 250 messages in the gap, 200 read: the newest 200, handled oldest first.
+    expect(handled.contents).toEqual(posted.slice(50).map((m) => m.content));
     const reads = messageReads(fake, alerts);
     expect(reads).toHaveLength(2);
-    expect(reads[1]?.query).toEqual({ after: posted[99]?.id, limit: '100' });
-    expect(await store.lastSeen(alerts)).toBe(posted[199]?.id);
+    expect(reads[1]?.query).toEqual({ before: posted[150]?.id, limit: '100' });
+    expect(await store.lastSeen(alerts)).toBe(posted[249]?.id);
   });
 
   it('a message already handled (by a replica, or before a crash) is not handled again when read back', async () => {
@@ -289,7 +289,7 @@ describe('discord: watched channels are caught up after a new gateway session', 
     const second = new Handled();
     const from = fake.calls.length;
     await started(surfaceOn(fake, second, { store }));
-    expect(messageReads(fake, alerts, from).map((c) => c.query.after)).toEqual([cursor]);
+    expect(messageReads(fake, alerts, from).map((c) => c.query)).toEqual([{ limit: '100' }]);
     expect(second.contents).toEqual([]);
   }, 30_000);
 
