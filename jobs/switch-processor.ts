@@ -530,6 +530,14 @@ export async function processSwitch(
     data.messages,
   );
   if ((job.stalledCounter ?? 0) > MAX_STALLS) return endAfterStalls(deps, job, data, tracker, log);
+  // An earlier attempt finished this switch and published its success, but BullMQ never heard of it
+  // (its completion was lost with its job lock: a Redis pause, a frozen worker). Done: nothing to
+  // switch, re-edit, audit or count again.
+  const finished = progressSchema.safeParse(job.progress);
+  if (finished.success && finished.data.outcome === 'succeeded' && finished.data.jobId === jobId) {
+    log.info('switch already succeeded in an earlier attempt whose completion was lost; ending it');
+    return finished.data;
+  }
 
   // 1. The environment lock: one switch per environment at a time, across processes, owned by this
   // attempt (another attempt of the same job waits like any other job). The operation ref an earlier

@@ -14,7 +14,7 @@ import { PlatformHttpError, RefusalError } from '../../src/errors.js';
 import { silentLogger } from '../../src/log.js';
 import { LocalPlatform } from '../../src/platform/local/platform.js';
 import type { OperationRef, OperationStatus } from '../../src/platform/port.js';
-import { jobIdForPlan, SwitchQueue, switchKeys } from '../../src/queue.js';
+import { jobIdForPlan, queuedProgress, SwitchQueue, switchKeys } from '../../src/queue.js';
 import { createRedis } from '../../src/redis.js';
 import { redisUrl, uniqueName } from '../support/redis.js';
 import { Cleanup, jobData, planFor, RecordingReporter, transitions } from './fixtures/harness.js';
@@ -453,6 +453,31 @@ describe('switch job edge cases', () => {
       ),
     );
     expect(env.platform.switchCalls).toBe(0);
+  });
+
+  it('a job whose earlier attempt published success but lost its completion ends at once, switching and counting nothing again', async () => {
+    const env = await setupJobs(cleanup);
+    const plan = await planFor(env.local, 'env0', 'rollback', env.clock.now());
+    const { jobId } = await env.queue.enqueue(jobData(plan, env.clock.now()));
+    // What the earlier attempt published as its final state (its own completion never reached BullMQ).
+    const job = await env.queue.queue.getJob(jobId);
+    const done = {
+      ...queuedProgress(jobId, jobData(plan, env.clock.now()), {
+        startedAt: env.clock.now(),
+        attempt: 1,
+        updatedAt: env.clock.now(),
+      }),
+      outcome: 'succeeded' as const,
+      message: `Rolled back env0 to ${plan.target.id}.`,
+    };
+    await job?.updateProgress(done);
+    await env.startWorker();
+    const final = await env.queue.waitForEnd(jobId);
+    expect(final).toMatchObject({ outcome: 'succeeded', message: `Rolled back env0 to ${plan.target.id}.` });
+    expect(env.platform.switchCalls).toBe(0);
+    expect(env.reporter.of(jobId)).toEqual([]);
+    const jobs = await env.metrics.jobs.get();
+    expect(jobs.values.reduce((a, v) => a + v.value, 0)).toBe(0);
   });
 
   it('discards a stored operation the platform definitely does not know, and decides afresh', async () => {
