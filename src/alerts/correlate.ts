@@ -54,7 +54,9 @@ export function liveAt(snapshot: EnvironmentSnapshot, at: number): LiveEntry | u
 /**
  * Correlates an alert that started at `alertStartedAt` (Unix ms) with the environment's deployments.
  * Suggests only when the deployment that went live last before the alert is still the current one
- * (otherwise traffic has already moved and a suggestion would be stale) and a rollback target exists.
+ * (otherwise traffic has already moved and a suggestion would be stale), went live by a deploy or a
+ * promote (one rolled back to is the known-good choice of a person: no cascade of rollbacks), and a
+ * rollback target exists.
  */
 export function correlate(
   snapshot: EnvironmentSnapshot,
@@ -80,6 +82,15 @@ export function correlate(
     return {
       kind: 'none',
       reason: `${when}, but ${env} now serves ${snapshot.environment.currentDeploymentId ?? 'nothing'}.`,
+    };
+  }
+  if (entry.via === 'rollback') {
+    // It went live again by a rollback: the known-good deployment someone chose, not a new release. An
+    // alert now is most likely the tail of the incident that rollback answered; offering to roll back
+    // further would make a rollback cascade. Nothing is suggested: a person decides.
+    return {
+      kind: 'none',
+      reason: `${env} was rolled back to ${culprit.id} ${describeGap(gap)} before this alert started; no further rollback is suggested (if ${culprit.id} is bad too, /rollback ${env} <deployment>).`,
     };
   }
   if (gap > windowMs) {

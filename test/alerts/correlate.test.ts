@@ -63,6 +63,26 @@ describe('correlate', () => {
     if (c.kind === 'none') expect(c.reason).toContain('no ready or standby deployment older than dep_c');
   });
 
+  it('suggests nothing for an alert after a rollback: the deployment rolled back to is no new release', () => {
+    const clock = new ManualClock();
+    const base = productionSnapshot(clock.now(), 40 * MINUTE);
+    // dep_c went bad, production was rolled back to dep_b 2 minutes ago, and an alert fires now.
+    const snapshot = {
+      ...base,
+      environment: { ...base.environment, currentDeploymentId: 'dep_b', rolledBack: true },
+      liveHistory: [
+        ...base.liveHistory,
+        { deploymentId: 'dep_b', since: clock.now() - 2 * MINUTE, via: 'rollback' as const },
+      ],
+    };
+    const c = correlate(snapshot, clock.now());
+    expect(c.kind).toBe('none');
+    if (c.kind !== 'none') return;
+    expect(c.reason).toBe(
+      'production was rolled back to dep_b 2 minutes before this alert started; no further rollback is suggested (if dep_b is bad too, /rollback production <deployment>).',
+    );
+  });
+
   it('describes gaps', () => {
     expect(describeGap(30_000)).toBe('less than a minute');
     expect(describeGap(MINUTE)).toBe('1 minute');
