@@ -64,7 +64,7 @@ export function suggestionSink(poster: ChatPoster, chat: ChatService, flow: Flow
       if (input.kind === 'suggestion' && input.plan) {
         const record = await flow.get(input.plan.id);
         view = record
-          ? chat.confirmation(record)
+          ? chat.confirmation(record, input.alertContext ? { alert: input.alertContext } : undefined)
           : textView(`Alert on ${input.environment}: ${input.alert.title}`, [input.sentence], 'warning');
       } else {
         view = textView(`Alert on ${input.environment}: ${input.alert.title}`, [input.sentence], 'warning');

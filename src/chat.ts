@@ -122,8 +122,15 @@ export class ChatService {
   /** The confirmation view of a plan record in its current state. */
   confirmation(
     record: PlanRecord,
-    override?: { state?: ConfirmationState; staleReason?: string; alertResolved?: boolean },
+    override?: {
+      state?: ConfirmationState;
+      staleReason?: string;
+      alertResolved?: boolean;
+      /** The alert this message is about (an alert suggestion for a plan another request made). */
+      alert?: NonNullable<PlanRecord['alert']>;
+    },
   ): MessageView {
+    const alert = override?.alert ?? record.alert;
     const state = override?.state ?? (record.state as ConfirmationState);
     return confirmationView(record.plan as Plan, {
       state,
@@ -133,7 +140,7 @@ export class ChatService {
       requiresApproval: this.flow.twoPersonRule(record.plan.environment),
       ...(record.approvedBy ? { approvedBy: record.approvedBy } : {}),
       ...(record.cancelledBy ? { cancelledBy: record.cancelledBy } : {}),
-      ...(record.alert ? { alert: alertView(record.alert, record.createdAt, override?.alertResolved) } : {}),
+      ...(alert ? { alert: alertView(alert, record.createdAt, override?.alertResolved) } : {}),
       ...((override?.staleReason ?? record.refusal?.message)
         ? { staleReason: override?.staleReason ?? record.refusal?.message ?? '' }
         : {}),

@@ -58,6 +58,11 @@ export interface SuggestionInput {
   readonly sentence: string;
   /** The plan the buttons act on (always present for `suggestion`). */
   readonly plan?: Plan;
+  /**
+   * This alert as the suggestion shows it. One plan serves every request for the same switch, so the
+   * plan's own alert may be another incident's (or none, when a person asked first).
+   */
+  readonly alertContext?: AlertContext;
   readonly correlation: Correlation;
   readonly destinations: readonly SuggestionDestination[];
 }
@@ -451,6 +456,7 @@ export class AlertService implements AlertIntake {
           alert,
           sentence: correlation.sentence,
           plan,
+          alertContext: context,
           correlation,
           destinations,
         };

@@ -5,10 +5,14 @@
  */
 import { describe, expect, it } from 'vitest';
 import type { SuggestionInput } from '../../src/alerts/service.js';
-import type { ChatService } from '../../src/chat.js';
+import { ChatService } from '../../src/chat.js';
 import { type ChatPoster, suggestionSink } from '../../src/chat-sinks.js';
+import { ManualClock } from '../../src/clock.js';
 import { isPermanentChatError } from '../../src/errors.js';
 import type { Flow } from '../../src/flow.js';
+import type { PlanRecord } from '../../src/plan-store.js';
+import type { MessageView } from '../../src/views/types.js';
+import { plan } from '../views/fixtures.js';
 
 function poster(error: Error, retryable: boolean): ChatPoster {
   return {
@@ -45,5 +49,45 @@ describe('suggestionSink', () => {
       .suggest(note)
       .catch((err: unknown) => err);
     expect(e).toBe(outage);
+  });
+});
+
+describe('suggestionSink: one plan, several incidents', () => {
+  it("each suggestion shows its own alert, not the plan's first one (one plan serves every request for a switch)", async () => {
+    const p = plan('rollback');
+    const record = {
+      plan: p,
+      state: 'pending',
+      requestedBy: { surface: 'system', userId: 'switchyard', displayName: 'Switchyard' },
+      alert: { source: 'alertmanager', title: 'HighErrorRate', status: 'firing', startedAt: 1 },
+      messages: [],
+      createdAt: 1,
+      updatedAt: 1,
+      expiresAt: 3_600_001,
+    } as unknown as PlanRecord;
+    const flow = {
+      get: async () => record,
+      attachMessage: async () => true,
+      twoPersonRule: () => false,
+    } as unknown as Flow;
+    const posted: MessageView[] = [];
+    const poster: ChatPoster = {
+      surface: 'slack',
+      post: async (channel, view) => {
+        posted.push(view);
+        return { surface: 'slack', channel, messageId: String(posted.length) };
+      },
+      update: async () => undefined,
+    };
+    const sink = suggestionSink(poster, new ChatService({ flow, clock: new ManualClock() }), flow);
+    await sink.suggest({
+      ...note,
+      kind: 'suggestion',
+      plan: p,
+      alertContext: { source: 'grafana', title: 'CheckoutLatency', status: 'firing', startedAt: 2 },
+    });
+    const text = JSON.stringify(posted[0]);
+    expect(text).toContain('CheckoutLatency');
+    expect(text).not.toContain('HighErrorRate');
   });
 });
