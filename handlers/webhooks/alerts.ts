@@ -92,6 +92,7 @@ export function registerAlertWebhooks(http: HttpServer, opts: AlertWebhookOption
     const fromPage = crossSiteReason(req);
     if (fromPage !== undefined) {
       req.resume();
+      count(isAlertSource(source) ? source : 'unknown', 'forbidden');
       sendJson(res, 403, {
         error: 'forbidden',
         message: `Alert webhooks are not accepted from web pages (${fromPage}).`,
@@ -102,6 +103,7 @@ export function registerAlertWebhooks(http: HttpServer, opts: AlertWebhookOption
     // its own at 127.0.0.1 (DNS rebinding).
     if (!globalSecret && !isLoopbackHostHeader(req.headers.host)) {
       req.resume();
+      count(isAlertSource(source) ? source : 'unknown', 'forbidden');
       sendJson(res, 403, {
         error: 'forbidden',
         message:
@@ -111,6 +113,7 @@ export function registerAlertWebhooks(http: HttpServer, opts: AlertWebhookOption
     }
     if (!globalSecret && !isLoopback(peer(req))) {
       req.resume();
+      count(isAlertSource(source) ? source : 'unknown', 'forbidden');
       sendJson(res, 403, {
         error: 'forbidden',
         message:

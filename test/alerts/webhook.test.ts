@@ -236,6 +236,7 @@ describe('POST /webhooks/alerts/:source', () => {
       expect(refused.body.message).toContain('not accepted from web pages');
     }
     expect(s.h.sink.suggestions).toHaveLength(0);
+    expect(await alertCount(s.h.metrics, 'forbidden')).toBe(3); // a misconfigured sender shows in /metrics
   });
 
   it('without ALERT_WEBHOOK_SECRET, a Host that is not loopback is refused (DNS rebinding)', async () => {
