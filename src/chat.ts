@@ -238,6 +238,10 @@ export class ChatService {
         return this.clickOutcome(await this.flow.approve(actor, action.ref));
       case 'cancel':
       case 'dismiss': {
+        if (action.kind === 'dismiss') {
+          const shared = await this.dismissOnly(actor, action.ref);
+          if (shared) return shared;
+        }
         const out =
           action.kind === 'dismiss'
             ? await this.flow.dismiss(actor, action.ref)
@@ -307,6 +311,32 @@ export class ChatService {
     if (current === undefined || current === leftOn) return { progress };
     const ran = `This ${progress.action} already ran (${progress.outcome.replaceAll('_', ' ')}, ${new Date(progress.updatedAt).toISOString().slice(0, 16).replace('T', ' ')} UTC)`;
     return { progress, outdated: `${ran}; ${progress.environment} now serves ${current}.` };
+  }
+
+  /**
+   * Dismiss on an alert suggestion whose plan also shows on other messages (one plan serves every
+   * request for the same switch: other incidents' suggestions, a person's own /rollback): closes this
+   * message only. Cancelling the plan would turn everyone else's Rollback button into "cancelled".
+   * Undefined when the plan shows nowhere else (then Dismiss cancels it, as it always did).
+   */
+  private async dismissOnly(actor: ActingUser, planId: string): Promise<ClickReply | undefined> {
+    const record = await this.flow.get(planId);
+    if (record === undefined || record.messages.length <= 1) return undefined;
+    if (record.state !== 'pending' && record.state !== 'awaiting_approval') return undefined;
+    const p = record.plan;
+    const text = `Dismissed by ${actor.displayName}: this suggestion is closed. The ${p.action} of ${p.environment} to ${p.target.id} stays open on its other messages; nothing changed.`;
+    return {
+      update: {
+        kind: 'notice',
+        tone: 'neutral',
+        title: `Dismissed: ${p.action} ${p.environment} to ${p.target.id}`,
+        summary: text,
+        blocks: [{ type: 'text', spans: [{ text }] }],
+        buttons: [],
+        ephemeral: false,
+      },
+      outcome: 'dismissed',
+    };
   }
 
   private async clickOutcome(

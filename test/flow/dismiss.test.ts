@@ -1,0 +1,62 @@
+/**
+ * Dismiss on an alert suggestion. One plan serves every request for the same switch, so when the plan
+ * also shows on other messages (another incident's suggestion, a person's own /rollback), Dismiss
+ * closes that message only: everyone else's Rollback button keeps working. A suggestion alone cancels
+ * its plan, as before.
+ */
+import { afterEach, describe, expect, it } from 'vitest';
+import { ChatService } from '../../src/chat.js';
+import { alice, bob, createHarness, type Harness, system } from './harness.js';
+
+let h: Harness | undefined;
+afterEach(async () => {
+  await h?.close();
+  h = undefined;
+});
+
+describe('Dismiss', () => {
+  it('closes only its own message while the plan shows elsewhere; the other Rollback still works', async () => {
+    h = await createHarness();
+    const chat = new ChatService({ flow: h.flow, clock: h.clock });
+    const alert = {
+      source: 'grafana',
+      title: 'p99 latency',
+      startedAt: h.clock.now(),
+      status: 'firing' as const,
+    };
+    const planned = await h.flow.plan(system, 'rollback', 'production', undefined, { alert });
+    if (!planned.ok) throw new Error(planned.refusal.message);
+    const id = planned.plan.id;
+    await h.flow.attachMessage(id, { surface: 'slack', channel: 'C0ALERTS', messageId: '1.000001' });
+    await h.flow.attachMessage(id, { surface: 'slack', channel: 'C0INCIDENTS', messageId: '1.000002' });
+
+    const dismissed = await chat.click(bob, `sy1:dismiss:${id}`);
+    expect(dismissed.outcome).toBe('dismissed');
+    expect(dismissed.update?.summary).toMatch(/^Dismissed by Bob: this suggestion is closed\./);
+    expect((await h.flow.get(id))?.state).toBe('pending');
+
+    const confirmed = await chat.click(alice, `sy1:confirm:${id}`);
+    expect(confirmed.outcome).toBe('enqueued');
+  });
+
+  it('cancels a plan that shows on this suggestion only, as before', async () => {
+    h = await createHarness();
+    const chat = new ChatService({ flow: h.flow, clock: h.clock });
+    const alert = {
+      source: 'grafana',
+      title: 'p99 latency',
+      startedAt: h.clock.now(),
+      status: 'firing' as const,
+    };
+    const planned = await h.flow.plan(system, 'rollback', 'production', undefined, { alert });
+    if (!planned.ok) throw new Error(planned.refusal.message);
+    await h.flow.attachMessage(planned.plan.id, {
+      surface: 'slack',
+      channel: 'C0ALERTS',
+      messageId: '1.000001',
+    });
+    const dismissed = await chat.click(bob, `sy1:dismiss:${planned.plan.id}`);
+    expect(dismissed.outcome).toBe('cancelled');
+    expect((await h.flow.get(planned.plan.id))?.state).toBe('cancelled');
+  });
+});
