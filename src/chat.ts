@@ -5,6 +5,8 @@
  * Surfaces (Slack, Discord, the console) stay thin: they parse their SDK's payload, call this, render
  * the MessageView with their renderer and send it.
  */
+
+import { textView } from './chat-sinks.js';
 import type { Clock } from './clock.js';
 import { systemClock } from './clock.js';
 import type { Plan } from './domain/plan.js';
@@ -325,18 +327,8 @@ export class ChatService {
     if (record.state !== 'pending' && record.state !== 'awaiting_approval') return undefined;
     const p = record.plan;
     const text = `Dismissed by ${actor.displayName}: this suggestion is closed. The ${p.action} of ${p.environment} to ${p.target.id} stays open on its other messages; nothing changed.`;
-    return {
-      update: {
-        kind: 'notice',
-        tone: 'neutral',
-        title: `Dismissed: ${p.action} ${p.environment} to ${p.target.id}`,
-        summary: text,
-        blocks: [{ type: 'text', spans: [{ text }] }],
-        buttons: [],
-        ephemeral: false,
-      },
-      outcome: 'dismissed',
-    };
+    const view = textView(`Dismissed: ${p.action} ${p.environment} to ${p.target.id}`, [text], 'neutral');
+    return { update: { ...view, summary: text }, outcome: 'dismissed' };
   }
 
   private async clickOutcome(

@@ -88,37 +88,30 @@ export function registerAlertWebhooks(http: HttpServer, opts: AlertWebhookOption
   const handle = async (req: IncomingMessage, res: ServerResponse, params: Record<string, string>) => {
     const source = (params.source ?? '').toLowerCase();
     const globalSecret = opts.config.env.ALERT_WEBHOOK_SECRET;
+    /** Refuses the request (403) before reading it, counted under its source when it names one. */
+    const forbid = (message: string) => {
+      req.resume();
+      count(isAlertSource(source) ? source : 'unknown', 'forbidden');
+      sendJson(res, 403, { error: 'forbidden', message });
+    };
     // Alert senders are servers; a browser's request here is a web page posting on someone's behalf.
     const fromPage = crossSiteReason(req);
     if (fromPage !== undefined) {
-      req.resume();
-      count(isAlertSource(source) ? source : 'unknown', 'forbidden');
-      sendJson(res, 403, {
-        error: 'forbidden',
-        message: `Alert webhooks are not accepted from web pages (${fromPage}).`,
-      });
+      forbid(`Alert webhooks are not accepted from web pages (${fromPage}).`);
       return;
     }
     // Trusting loopback callers also means checking the name they used: a web page can point a name of
     // its own at 127.0.0.1 (DNS rebinding).
     if (!globalSecret && !isLoopbackHostHeader(req.headers.host)) {
-      req.resume();
-      count(isAlertSource(source) ? source : 'unknown', 'forbidden');
-      sendJson(res, 403, {
-        error: 'forbidden',
-        message:
-          'Alert webhooks without ALERT_WEBHOOK_SECRET are accepted for a loopback address only (Host: 127.0.0.1 or localhost). Set it and send "Authorization: Bearer <secret>".',
-      });
+      forbid(
+        'Alert webhooks without ALERT_WEBHOOK_SECRET are accepted for a loopback address only (Host: 127.0.0.1 or localhost). Set it and send "Authorization: Bearer <secret>".',
+      );
       return;
     }
     if (!globalSecret && !isLoopback(peer(req))) {
-      req.resume();
-      count(isAlertSource(source) ? source : 'unknown', 'forbidden');
-      sendJson(res, 403, {
-        error: 'forbidden',
-        message:
-          'Alert webhooks are accepted from loopback only while ALERT_WEBHOOK_SECRET is unset. Set it and send "Authorization: Bearer <secret>".',
-      });
+      forbid(
+        'Alert webhooks are accepted from loopback only while ALERT_WEBHOOK_SECRET is unset. Set it and send "Authorization: Bearer <secret>".',
+      );
       return;
     }
     if (!isAlertSource(source)) {
