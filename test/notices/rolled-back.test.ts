@@ -175,38 +175,46 @@ describe('rolled back: promote offer and reminders', () => {
     ]);
   });
 
-  it('the same switch run again by Switchyard (back and forth) is never announced as a move outside it', async () => {
-    // One plan always makes the same job id: each run of it writes its own `started` entry, and each
-    // run explains the move it made (the audit here is the worker's, as the job would write it).
-    w = await createWorld();
-    const world = w;
-    const entries: AuditEntry[] = [];
-    const started = (jobId: string, action: 'rollback' | 'promote', targetId: string) =>
-      entries.unshift({
-        at: world.clock.now(),
-        environment: 'production',
-        action,
-        event: 'started',
-        jobId,
-        targetId,
-      });
-    const n = await w.notices({ audit: { recent: async () => entries } });
-    for (let i = 0; i < 3; i++) {
-      started('sw_back', 'rollback', 'dep_3hd7xa');
-      await w.advance(1_000, [n]);
-      await w.switchDirectly('rollback', 'production', 'dep_3hd7xa', [n], 'Alice');
-      started('sw_forth', 'promote', 'dep_4kq9wz');
-      await w.advance(1_000, [n]);
-      await w.switchDirectly('promote', 'production', 'dep_4kq9wz', [n], 'Alice');
-    }
-    expect(w.slack.titles().filter((t) => t.startsWith('Traffic on production moved'))).toEqual([]);
-    expect(
-      n.outcomes.filter((o) => o.status === 'skipped' && o.reason.startsWith('moved by Switchyard job')),
-    ).toHaveLength(6);
-    // A move no run explains is still announced.
-    await w.switchDirectly('rollback', 'production', 'dep_3hd7xa', [n], 'Dana (dashboard)');
-    expect(w.slack.titles().at(-1)).toBe('Traffic on production moved to dep_3hd7xa');
-  });
+  // One plan always makes the same job id: each run of it writes its own `started` entry, and each run
+  // explains the move it made (the audit here is the worker's, as the job would write it). With the
+  // worker's clock a little ahead of the event source's, the run that made a move starts "after" it and
+  // an older run of the same job "before" it: every run is tried, best first.
+  it.each([
+    { skew: 0, clocks: 'one clock' },
+    { skew: 2_000, clocks: "the worker's clock 2 s ahead of the event source" },
+  ])(
+    'the same switch run again by Switchyard (back and forth) is never announced as a move outside it ($clocks)',
+    async ({ skew }) => {
+      w = await createWorld();
+      const world = w;
+      const entries: AuditEntry[] = [];
+      const started = (jobId: string, action: 'rollback' | 'promote', targetId: string) =>
+        entries.unshift({
+          at: world.clock.now() + skew,
+          environment: 'production',
+          action,
+          event: 'started',
+          jobId,
+          targetId,
+        });
+      const n = await w.notices({ audit: { recent: async () => entries } });
+      for (let i = 0; i < 3; i++) {
+        started('sw_back', 'rollback', 'dep_3hd7xa');
+        await w.advance(1_000, [n]);
+        await w.switchDirectly('rollback', 'production', 'dep_3hd7xa', [n], 'Alice');
+        started('sw_forth', 'promote', 'dep_4kq9wz');
+        await w.advance(1_000, [n]);
+        await w.switchDirectly('promote', 'production', 'dep_4kq9wz', [n], 'Alice');
+      }
+      expect(w.slack.titles().filter((t) => t.startsWith('Traffic on production moved'))).toEqual([]);
+      expect(
+        n.outcomes.filter((o) => o.status === 'skipped' && o.reason.startsWith('moved by Switchyard job')),
+      ).toHaveLength(6);
+      // A move no run explains is still announced.
+      await w.switchDirectly('rollback', 'production', 'dep_3hd7xa', [n], 'Dana (dashboard)');
+      expect(w.slack.titles().at(-1)).toBe('Traffic on production moved to dep_3hd7xa');
+    },
+  );
 
   it('a rollback by a Switchyard job is not re-announced; /deployments shows since when and by whom', async () => {
     w = await createWorld();
