@@ -14,49 +14,46 @@ afterEach(async () => {
   h = undefined;
 });
 
+/** An alert suggestion's plan for production, and a ChatService to click its buttons. */
+async function suggestion() {
+  h = await createHarness();
+  const chat = new ChatService({ flow: h.flow, clock: h.clock });
+  const alert = {
+    source: 'grafana',
+    title: 'p99 latency',
+    startedAt: h.clock.now(),
+    status: 'firing' as const,
+  };
+  const planned = await h.flow.plan(system, 'rollback', 'production', undefined, { alert });
+  if (!planned.ok) throw new Error(planned.refusal.message);
+  return { harness: h, chat, planned };
+}
+
 describe('Dismiss', () => {
   it('closes only its own message while the plan shows elsewhere; the other Rollback still works', async () => {
-    h = await createHarness();
-    const chat = new ChatService({ flow: h.flow, clock: h.clock });
-    const alert = {
-      source: 'grafana',
-      title: 'p99 latency',
-      startedAt: h.clock.now(),
-      status: 'firing' as const,
-    };
-    const planned = await h.flow.plan(system, 'rollback', 'production', undefined, { alert });
-    if (!planned.ok) throw new Error(planned.refusal.message);
+    const { harness, chat, planned } = await suggestion();
     const id = planned.plan.id;
-    await h.flow.attachMessage(id, { surface: 'slack', channel: 'C0ALERTS', messageId: '1.000001' });
-    await h.flow.attachMessage(id, { surface: 'slack', channel: 'C0INCIDENTS', messageId: '1.000002' });
+    await harness.flow.attachMessage(id, { surface: 'slack', channel: 'C0ALERTS', messageId: '1.000001' });
+    await harness.flow.attachMessage(id, { surface: 'slack', channel: 'C0INCIDENTS', messageId: '1.000002' });
 
     const dismissed = await chat.click(bob, `sy1:dismiss:${id}`);
     expect(dismissed.outcome).toBe('dismissed');
     expect(dismissed.update?.summary).toMatch(/^Dismissed by Bob: this suggestion is closed\./);
-    expect((await h.flow.get(id))?.state).toBe('pending');
+    expect((await harness.flow.get(id))?.state).toBe('pending');
 
     const confirmed = await chat.click(alice, `sy1:confirm:${id}`);
     expect(confirmed.outcome).toBe('enqueued');
   });
 
   it('cancels a plan that shows on this suggestion only, as before', async () => {
-    h = await createHarness();
-    const chat = new ChatService({ flow: h.flow, clock: h.clock });
-    const alert = {
-      source: 'grafana',
-      title: 'p99 latency',
-      startedAt: h.clock.now(),
-      status: 'firing' as const,
-    };
-    const planned = await h.flow.plan(system, 'rollback', 'production', undefined, { alert });
-    if (!planned.ok) throw new Error(planned.refusal.message);
-    await h.flow.attachMessage(planned.plan.id, {
+    const { harness, chat, planned } = await suggestion();
+    await harness.flow.attachMessage(planned.plan.id, {
       surface: 'slack',
       channel: 'C0ALERTS',
       messageId: '1.000001',
     });
     const dismissed = await chat.click(bob, `sy1:dismiss:${planned.plan.id}`);
     expect(dismissed.outcome).toBe('cancelled');
-    expect((await h.flow.get(planned.plan.id))?.state).toBe('cancelled');
+    expect((await harness.flow.get(planned.plan.id))?.state).toBe('cancelled');
   });
 });
