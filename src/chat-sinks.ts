@@ -64,7 +64,14 @@ export function suggestionSink(poster: ChatPoster, chat: ChatService, flow: Flow
       if (input.kind === 'suggestion' && input.plan) {
         const record = await flow.get(input.plan.id);
         view = record
-          ? chat.confirmation(record, input.alertContext ? { alert: input.alertContext } : undefined)
+          ? chat.confirmation(
+              record,
+              input.alertId !== undefined
+                ? { alertId: input.alertId }
+                : input.alertContext
+                  ? { alert: input.alertContext }
+                  : undefined,
+            )
           : textView(`Alert on ${input.environment}: ${input.alert.title}`, [input.sentence], 'warning');
       } else {
         view = textView(`Alert on ${input.environment}: ${input.alert.title}`, [input.sentence], 'warning');
@@ -78,6 +85,17 @@ export function suggestionSink(poster: ChatPoster, chat: ChatService, flow: Flow
         if (input.plan) await flow.attachMessage(input.plan.id, ref);
       }
       return refs;
+    },
+    async refresh(planId: string): Promise<void> {
+      const record = await flow.get(planId);
+      // Confirmed: its messages show the switch (see `resolved`).
+      if (record === undefined || record.state === 'enqueued') return;
+      for (const s of record.suggestions ?? []) {
+        const ref = s.ref;
+        if (ref?.surface !== poster.surface || s.dismissed === true) continue;
+        const view = chat.confirmation(record, { alertId: s.alertId });
+        await classified(poster, () => poster.update(ref, view));
+      }
     },
     async resolved(refs, input): Promise<void> {
       const record = input.planId ? await flow.get(input.planId) : undefined;

@@ -35,6 +35,7 @@ import { silentLogger } from './log.js';
 import { type ActingUser, canAct, sameActor } from './permissions.js';
 import {
   type AlertContext,
+  type AlertGroup,
   type Grant,
   OPEN_STATES,
   type PlanPatch,
@@ -341,6 +342,55 @@ export class Flow {
       await this.queue.addMessages(record.jobId, [parsed]);
     }
     return true;
+  }
+
+  /**
+   * Alert suggestions (src/alerts/service.ts): lists the alert on the open plan and claims each
+   * destination's suggestion slot that has none. Undefined when the plan is not open (see
+   * PlanStore.groupAlert).
+   */
+  async groupAlert(
+    planId: string,
+    alertId: string,
+    alert: AlertContext,
+    slots: readonly string[],
+  ): Promise<AlertGroup | undefined> {
+    if (!PLAN_ID.test(planId)) return undefined;
+    return this.plans.groupAlert(planId, alertId, alert, slots);
+  }
+
+  /** Records the message posted for a claimed suggestion slot; the plan's alertsVersion now. */
+  async suggestionPosted(
+    planId: string,
+    slot: string,
+    alertId: string,
+    ref: MessageRef,
+  ): Promise<number | undefined> {
+    if (!PLAN_ID.test(planId)) return undefined;
+    return this.plans.suggestionPosted(planId, slot, alertId, messageRefSchema.parse(ref));
+  }
+
+  /** Frees a suggestion slot whose post failed. */
+  async releaseSuggestion(planId: string, slot: string): Promise<void> {
+    if (PLAN_ID.test(planId)) await this.plans.releaseSuggestion(planId, slot);
+  }
+
+  /** Marks one suggestion message dismissed (later alerts do not edit it back). */
+  async suggestionDismissed(planId: string, ref: MessageRef): Promise<boolean> {
+    if (!PLAN_ID.test(planId)) return false;
+    return this.plans.suggestionDismissed(planId, messageRefSchema.parse(ref));
+  }
+
+  /** Marks an alert the plan lists resolved; false when it does not list it. */
+  async resolveAlert(planId: string, alertId: string, at: number): Promise<boolean> {
+    if (!PLAN_ID.test(planId)) return false;
+    return this.plans.resolveAlert(planId, alertId, at);
+  }
+
+  /** The plan's alertsVersion (see PlanStore). */
+  async alertsVersion(planId: string): Promise<number> {
+    if (!PLAN_ID.test(planId)) return 0;
+    return this.plans.alertsVersion(planId);
   }
 
   /** The plan's record as it is now (an open plan past its time is reported, and stored, as expired). */

@@ -4,6 +4,9 @@
  * One hash per plan id (`<prefix>plan:<id>`): the plan (JSON, zod-validated on every read), who asked,
  * the state, who confirmed/approved/cancelled, the job id, why it went stale, the alert it answers and
  * the chat messages showing it (one hash field per message, so attaching is atomic and idempotent).
+ * An alert-suggested plan also keeps every alert that pointed at it (one field per incident, and when
+ * each resolved) and its suggestion message per destination (a channel, or a thread of one), so a storm
+ * of alerts for the same switch shows as one message listing them, not one message per alert.
  *
  * State machine (every move is one Lua script, so two replicas handling the same click, or 50
  * concurrent confirms, produce exactly one transition):
@@ -102,6 +105,8 @@ const refusalSchema = z.object({
 
 /** What an alert suggestion carries, so the confirmation can say why it was offered. */
 export const alertContextSchema = z.object({
+  /** The incident's id in the plan's alert list (`PlanAlert.id`), when the alert service listed it. */
+  id: z.string().min(1).exactOptional(),
   /** `alertmanager`, `grafana`, `slack`, … */
   source: z.string().min(1),
   title: z.string(),
@@ -116,6 +121,46 @@ export const alertContextSchema = z.object({
   suspectLiveSince: z.number().exactOptional(),
 });
 export type AlertContext = z.infer<typeof alertContextSchema>;
+
+/** One alert that pointed at the plan (an incident of it), and when it resolved. */
+export const planAlertSchema = z.object({
+  /** Stable per incident (the alert service derives it from the incident key). */
+  id: z.string().min(1),
+  alert: alertContextSchema,
+  /** Unix ms it joined the plan. */
+  at: z.number(),
+  /** Unix ms its RESOLVED arrived. */
+  resolvedAt: z.number().exactOptional(),
+});
+export type PlanAlert = z.infer<typeof planAlertSchema>;
+
+/**
+ * The alert suggestion shown in one destination (`slot`: `surface:channel`, plus `:thread` for a
+ * thread). Without `ref` it is still being posted.
+ */
+export const planSuggestionSchema = z.object({
+  slot: z.string().min(1),
+  /** The alert the message was posted for (shown first). */
+  alertId: z.string().min(1),
+  at: z.number(),
+  ref: messageRefSchema.exactOptional(),
+  /** Someone dismissed this message (the plan stays open on its other messages). */
+  dismissed: z.boolean().exactOptional(),
+});
+export type PlanSuggestion = z.infer<typeof planSuggestionSchema>;
+
+/** What `groupAlert` did: the plan's alertsVersion after it, and each destination's slot. */
+export interface AlertGroup {
+  readonly version: number;
+  readonly slots: readonly SuggestionSlot[];
+}
+
+/** What `groupAlert` found for each destination. */
+export type SuggestionSlot =
+  /** Nobody had posted there: the caller posts, then calls `suggestionPosted` (or `releaseSuggestion`). */
+  | { readonly slot: string; readonly claimed: true }
+  /** A suggestion is there (or being posted: no ref yet); the caller edits it instead of posting. */
+  | { readonly slot: string; readonly claimed: false; readonly suggestion: PlanSuggestion };
 
 const storedMessageSchema = z.object({ ref: messageRefSchema, at: z.number() });
 
@@ -146,6 +191,14 @@ export const planRecordSchema = z.object({
   refusal: refusalSchema.exactOptional(),
   alert: alertContextSchema.exactOptional(),
   messages: z.array(messageRefSchema),
+  /** Every alert that pointed at the plan, oldest first (at most MAX_ALERTS_PER_PLAN). */
+  alerts: z.array(planAlertSchema).exactOptional(),
+  /** Alerts beyond MAX_ALERTS_PER_PLAN: counted only. */
+  alertsMore: z.number().exactOptional(),
+  /** Bumped by every change of `alerts` (a suggestion posted with an older one is edited again). */
+  alertsVersion: z.number().exactOptional(),
+  /** The alert suggestion messages, one per destination. */
+  suggestions: z.array(planSuggestionSchema).exactOptional(),
   /** Unix ms. */
   createdAt: z.number(),
   updatedAt: z.number(),
@@ -197,6 +250,10 @@ export const planStoreDefaults = {
 } as const satisfies Required<Pick<PlanStoreOptions, 'prefix' | 'ttlMs' | 'retainMs'>>;
 
 const MESSAGE_FIELD = 'msg:';
+const ALERT_FIELD = 'al:';
+const ALERT_RESOLVED_FIELD = 'ar:';
+const ALERT_SEQ_FIELD = 'aq:';
+const SUGGESTION_FIELD = 'sg:';
 const JSON_FIELDS = new Set([
   'plan',
   'requestedBy',
@@ -207,7 +264,7 @@ const JSON_FIELDS = new Set([
   'refusal',
   'alert',
 ]);
-const NUMBER_FIELDS = new Set(['createdAt', 'updatedAt', 'expiresAt']);
+const NUMBER_FIELDS = new Set(['createdAt', 'updatedAt', 'expiresAt', 'alertsMore', 'alertsVersion']);
 
 /**
  * Creates a record unless a live one exists. Live: enqueued, or pending/awaiting approval and not past
@@ -286,6 +343,84 @@ for _, f in ipairs(redis.call('HKEYS', KEYS[1])) do
 end
 if n >= tonumber(ARGV[3]) then return 2 end
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+return 1
+`;
+
+/** How many alerts one plan lists; later ones are counted (`alertsMore`). */
+export const MAX_ALERTS_PER_PLAN = 50;
+
+/**
+ * Adds an alert to an open plan and claims the suggestion slot of each destination. KEYS[1] record;
+ * ARGV[1] now; ARGV[2] alert field; ARGV[3] alert JSON; ARGV[4] MAX_ALERTS_PER_PLAN; ARGV[5] the alert
+ * field prefix; ARGV[6] resolved field of the alert; ARGV[7] the JSON of a claimed slot; ARGV[8] the
+ * sequence field prefix (unused here); ARGV[9] the alert's sequence field (its place in the list);
+ * ARGV[10..] slot fields. Returns {-1} when the record is gone, {0} when the plan is not open (enqueued, ended, past
+ * `expiresAt`), else {1, alertsVersion, slot value or '' (claimed now) per slot field}. An alert already
+ * listed is not added again; one that had resolved and fires again is firing again.
+ */
+const GROUP_SCRIPT = `
+local state = redis.call('HGET', KEYS[1], 'state')
+if not state then return {-1} end
+local exp = tonumber(redis.call('HGET', KEYS[1], 'expiresAt')) or 0
+if (state ~= 'pending' and state ~= 'awaiting_approval') or exp <= tonumber(ARGV[1]) then return {0} end
+if redis.call('HEXISTS', KEYS[1], ARGV[2]) == 0 then
+  local n = 0
+  for _, f in ipairs(redis.call('HKEYS', KEYS[1])) do
+    if string.sub(f, 1, string.len(ARGV[5])) == ARGV[5] then n = n + 1 end
+  end
+  local version = redis.call('HINCRBY', KEYS[1], 'alertsVersion', 1)
+  if n < tonumber(ARGV[4]) then
+    redis.call('HSET', KEYS[1], ARGV[2], ARGV[3], ARGV[9], version)
+  else
+    redis.call('HINCRBY', KEYS[1], 'alertsMore', 1)
+  end
+elseif redis.call('HDEL', KEYS[1], ARGV[6]) == 1 then
+  redis.call('HINCRBY', KEYS[1], 'alertsVersion', 1)
+end
+local out = {1, tonumber(redis.call('HGET', KEYS[1], 'alertsVersion')) or 0}
+for i = 10, #ARGV do
+  local v = redis.call('HGET', KEYS[1], ARGV[i])
+  if v then
+    table.insert(out, v)
+  else
+    redis.call('HSET', KEYS[1], ARGV[i], ARGV[7])
+    table.insert(out, '')
+  end
+end
+return out
+`;
+
+/**
+ * Updates a suggestion slot that exists (KEYS[1] record; ARGV[1] slot field; ARGV[2] its new JSON).
+ * Returns the plan's alertsVersion, or -1 when the slot (or the record) is gone.
+ */
+const SLOT_SET_SCRIPT = `
+if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 0 then return -1 end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+return tonumber(redis.call('HGET', KEYS[1], 'alertsVersion')) or 0
+`;
+
+/** Frees a slot whose post failed: only while it has no message (KEYS[1] record; ARGV[1] slot field). */
+const SLOT_RELEASE_SCRIPT = `
+local v = redis.call('HGET', KEYS[1], ARGV[1])
+if not v then return 0 end
+local ok, d = pcall(cjson.decode, v)
+if ok and type(d) == 'table' and d.ref == nil then
+  redis.call('HDEL', KEYS[1], ARGV[1])
+  return 1
+end
+return 0
+`;
+
+/**
+ * Marks a listed alert resolved (KEYS[1] record; ARGV[1] alert field; ARGV[2] its resolved field;
+ * ARGV[3] when). Returns 1 when the alert is listed (resolved now or before), 0 when not.
+ */
+const ALERT_RESOLVE_SCRIPT = `
+if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 0 then return 0 end
+if redis.call('HSETNX', KEYS[1], ARGV[2], ARGV[3]) == 1 then
+  redis.call('HINCRBY', KEYS[1], 'alertsVersion', 1)
+end
 return 1
 `;
 
@@ -436,6 +571,116 @@ export class PlanStore {
     return n === 1;
   }
 
+  /**
+   * Lists `alert` on the open plan (once per `alertId`) and claims the suggestion of each destination
+   * slot that has none: see SuggestionSlot. Undefined when the plan is gone or not open any more (it was
+   * confirmed, ended, or is past its time): there is nothing to group into then.
+   */
+  async groupAlert(
+    planId: string,
+    alertId: string,
+    alert: AlertContext,
+    slots: readonly string[],
+  ): Promise<AlertGroup | undefined> {
+    const now = this.clock.now();
+    const entry = planAlertSchema.parse({ id: alertId, alert, at: now });
+    const { slot: _, ...claimed } = planSuggestionSchema.parse({ slot: '-', alertId, at: now });
+    const raw = await this.redis.eval(
+      GROUP_SCRIPT,
+      1,
+      this.key(planId),
+      String(now),
+      `${ALERT_FIELD}${alertId}`,
+      JSON.stringify({ alert: entry.alert, at: entry.at }),
+      String(MAX_ALERTS_PER_PLAN),
+      ALERT_FIELD,
+      `${ALERT_RESOLVED_FIELD}${alertId}`,
+      JSON.stringify(claimed),
+      ALERT_SEQ_FIELD,
+      `${ALERT_SEQ_FIELD}${alertId}`,
+      ...slots.map((slot) => `${SUGGESTION_FIELD}${slot}`),
+    );
+    if (!Array.isArray(raw) || raw[0] !== 1) return undefined;
+    const version = Number(raw[1]);
+    const out: SuggestionSlot[] = slots.map((slot, i) => {
+      const value = String(raw[i + 2] ?? '');
+      if (value === '') return { slot, claimed: true };
+      return { slot, claimed: false, suggestion: this.suggestion(slot, value, planId) };
+    });
+    return { version, slots: out };
+  }
+
+  /**
+   * Records the message posted for a claimed slot. Returns the plan's alertsVersion now (compare it
+   * with the one the message was rendered from), or undefined when the slot or the plan is gone.
+   */
+  async suggestionPosted(
+    planId: string,
+    slot: string,
+    alertId: string,
+    ref: MessageRef,
+  ): Promise<number | undefined> {
+    return this.setSlot(planId, { slot, alertId, at: this.clock.now(), ref: messageRefSchema.parse(ref) });
+  }
+
+  /** Marks one suggestion message dismissed, so edits for later alerts leave it alone. */
+  async suggestionDismissed(planId: string, ref: MessageRef): Promise<boolean> {
+    const record = await this.get(planId);
+    const found = record?.suggestions?.find(
+      (s) =>
+        s.ref !== undefined &&
+        s.ref.surface === ref.surface &&
+        s.ref.channel === ref.channel &&
+        s.ref.messageId === ref.messageId,
+    );
+    if (found === undefined) return false;
+    return (await this.setSlot(planId, { ...found, dismissed: true })) !== undefined;
+  }
+
+  private async setSlot(planId: string, suggestion: PlanSuggestion): Promise<number | undefined> {
+    const { slot, ...stored } = planSuggestionSchema.parse(suggestion);
+    const n = await this.redis.eval(
+      SLOT_SET_SCRIPT,
+      1,
+      this.key(planId),
+      `${SUGGESTION_FIELD}${slot}`,
+      JSON.stringify(stored),
+    );
+    return typeof n === 'number' && n >= 0 ? n : undefined;
+  }
+
+  /** Frees a claimed slot whose post failed, so the next alert posts there. */
+  async releaseSuggestion(planId: string, slot: string): Promise<void> {
+    await this.redis.eval(SLOT_RELEASE_SCRIPT, 1, this.key(planId), `${SUGGESTION_FIELD}${slot}`);
+  }
+
+  /** Marks a listed alert resolved at `at`; false when the plan does not list it. */
+  async resolveAlert(planId: string, alertId: string, at: number): Promise<boolean> {
+    const n = await this.redis.eval(
+      ALERT_RESOLVE_SCRIPT,
+      1,
+      this.key(planId),
+      `${ALERT_FIELD}${alertId}`,
+      `${ALERT_RESOLVED_FIELD}${alertId}`,
+      String(at),
+    );
+    return n === 1;
+  }
+
+  /** The plan's alertsVersion (0 when it lists no alert or is gone). */
+  async alertsVersion(planId: string): Promise<number> {
+    const v = await this.redis.hget(this.key(planId), 'alertsVersion');
+    return v === null ? 0 : Number(v);
+  }
+
+  private suggestion(slot: string, value: string, planId: string): PlanSuggestion {
+    try {
+      return planSuggestionSchema.parse({ ...JSON.parse(value), slot });
+    } catch (e) {
+      throw this.corrupt(planId, `field ${SUGGESTION_FIELD}${slot}: ${(e as Error).message}`);
+    }
+  }
+
   /** Closes the Redis connection when the store opened it. */
   async close(): Promise<void> {
     if (this.ownsRedis) await this.redis.quit();
@@ -467,6 +712,10 @@ export class PlanStore {
     if (flat.length === 0) return undefined;
     const out: Record<string, unknown> = {};
     const messages: { ref: unknown; at: number; field: string }[] = [];
+    const alerts = new Map<string, Record<string, unknown>>();
+    const resolvedAt = new Map<string, number>();
+    const seq = new Map<string, number>();
+    const suggestions: PlanSuggestion[] = [];
     for (let i = 0; i + 1 < flat.length; i += 2) {
       const field = flat[i] ?? '';
       const value = flat[i + 1] ?? '';
@@ -474,6 +723,14 @@ export class PlanStore {
         if (field.startsWith(MESSAGE_FIELD)) {
           const m = storedMessageSchema.parse(JSON.parse(value));
           messages.push({ ref: m.ref, at: m.at, field });
+        } else if (field.startsWith(ALERT_FIELD)) {
+          alerts.set(field.slice(ALERT_FIELD.length), JSON.parse(value) as Record<string, unknown>);
+        } else if (field.startsWith(ALERT_SEQ_FIELD)) {
+          seq.set(field.slice(ALERT_SEQ_FIELD.length), Number(value));
+        } else if (field.startsWith(ALERT_RESOLVED_FIELD)) {
+          resolvedAt.set(field.slice(ALERT_RESOLVED_FIELD.length), Number(value));
+        } else if (field.startsWith(SUGGESTION_FIELD)) {
+          suggestions.push(this.suggestion(field.slice(SUGGESTION_FIELD.length), value, planId));
         } else if (JSON_FIELDS.has(field)) {
           out[field] = JSON.parse(value);
         } else if (NUMBER_FIELDS.has(field)) {
@@ -487,6 +744,20 @@ export class PlanStore {
     }
     messages.sort((a, b) => a.at - b.at || a.field.localeCompare(b.field));
     out.messages = messages.map((m) => m.ref);
+    if (alerts.size > 0) {
+      out.alerts = [...alerts]
+        .map(([id, a]) => {
+          const at = resolvedAt.get(id);
+          return { ...a, id, ...(at === undefined ? {} : { resolvedAt: at }) } as {
+            id: string;
+            at?: unknown;
+          };
+        })
+        // In the order they joined (the list's sequence), whatever the clocks said.
+        .sort((a, b) => (seq.get(a.id) ?? 0) - (seq.get(b.id) ?? 0) || Number(a.at) - Number(b.at));
+    }
+    if (suggestions.length > 0)
+      out.suggestions = suggestions.sort((a, b) => a.at - b.at || a.slot.localeCompare(b.slot));
     const parsed = planRecordSchema.safeParse(out);
     if (!parsed.success) {
       throw this.corrupt(planId, describeIssues(parsed.error));

@@ -12,6 +12,7 @@
  * no culprit or no target. Where: threaded under the alert message when it came from chat, else the
  * environment's `channels.<surface>`, falling back to SLACK_ALERT_CHANNEL / DISCORD_ALERT_CHANNEL.
  */
+import { createHash } from 'node:crypto';
 import type { Redis } from 'ioredis';
 import type { Clock } from '../clock.js';
 import { systemClock } from '../clock.js';
@@ -22,7 +23,7 @@ import { assertNever } from '../domain/types.js';
 import { isPermanentChatError } from '../errors.js';
 import { type Logger, silentLogger } from '../log.js';
 import type { Metrics } from '../metrics.js';
-import type { AlertContext } from '../plan-store.js';
+import type { AlertContext, AlertGroup } from '../plan-store.js';
 import type { DeployPlatform } from '../platform/port.js';
 import type { Actor, MessageRef } from '../progress.js';
 import { type Correlation, correlate } from './correlate.js';
@@ -63,6 +64,11 @@ export interface SuggestionInput {
    * plan's own alert may be another incident's (or none, when a person asked first).
    */
   readonly alertContext?: AlertContext;
+  /**
+   * The alert's id in the plan's alert list, when the plan lists its alerts: the message shows this
+   * alert first and the plan's other alerts after it.
+   */
+  readonly alertId?: string;
   readonly correlation: Correlation;
   readonly destinations: readonly SuggestionDestination[];
 }
@@ -94,6 +100,12 @@ export interface SuggestionSink {
   suggest(input: SuggestionInput): Promise<MessageRef[]>;
   /** Edits the messages of a suggestion to say the alert resolved. */
   resolved(refs: readonly MessageRef[], input: ResolvedInput): Promise<void>;
+  /**
+   * Renders the plan's suggestion messages again (`PlanRecord.suggestions`) from the plan as stored:
+   * its alert list changed (another alert joined, one resolved). A confirmed plan's messages show the
+   * switch and are left alone; so is a dismissed message.
+   */
+  refresh?(planId: string): Promise<void>;
   /** Posts a short link to the switch already running; optional (without it nothing is posted). */
   linkRunningJob?(input: LinkJobInput): Promise<MessageRef[]>;
 }
@@ -109,6 +121,30 @@ export interface AlertFlow {
   ): Promise<{ readonly ok: true; readonly plan: Plan } | { readonly ok: false; readonly refusal: Refusal }>;
   /** Remembers a message showing the plan so the switch's progress edits it too. */
   attachMessage?(planId: string, ref: MessageRef): Promise<boolean>;
+  /**
+   * The plan's alert list and suggestion slots (src/plan-store.ts): with these, alerts of different
+   * incidents that point at the same switch share one suggestion message per destination.
+   */
+  groupAlert?(
+    planId: string,
+    alertId: string,
+    alert: AlertContext,
+    slots: readonly string[],
+  ): Promise<AlertGroup | undefined>;
+  suggestionPosted?(
+    planId: string,
+    slot: string,
+    alertId: string,
+    ref: MessageRef,
+  ): Promise<number | undefined>;
+  releaseSuggestion?(planId: string, slot: string): Promise<void>;
+  resolveAlert?(planId: string, alertId: string, at: number): Promise<boolean>;
+  alertsVersion?(planId: string): Promise<number>;
+}
+
+/** The suggestion slot of a destination: one suggestion message per channel (or thread of one). */
+export function suggestionSlot(d: SuggestionDestination): string {
+  return `${d.surface}:${d.channel}${d.threadId === undefined ? '' : `:${d.threadId}`}`;
 }
 
 /** The part of the switch queue (src/queue.ts) the alert service uses. */
@@ -422,7 +458,9 @@ export class AlertService implements AlertIntake {
             detail: `No alert channel for ${environment}: set environments.${environment}.channels or SLACK_ALERT_CHANNEL / DISCORD_ALERT_CHANNEL.`,
           });
         }
+        const alertId = this.alertId(incident);
         const context: AlertContext = {
+          id: alertId,
           source: alert.source,
           title: alert.title,
           ...(alert.fingerprint === undefined ? {} : { fingerprint: alert.fingerprint }),
@@ -460,7 +498,9 @@ export class AlertService implements AlertIntake {
           correlation,
           destinations,
         };
-        const posted = await this.post(incident, input);
+        const posted =
+          (await this.postGrouped(incident, input, plan.id, alertId, context)) ??
+          (await this.post(incident, input));
         if (!posted.ok) {
           return this.finish(alert, {
             environment,
@@ -468,6 +508,14 @@ export class AlertService implements AlertIntake {
             detail: posted.detail,
             planId: plan.id,
             retry: posted.retry,
+          });
+        }
+        if (posted.grouped === true) {
+          return this.finish(alert, {
+            environment,
+            outcome: AlertOutcome.grouped,
+            detail: `Added to the open suggestion to roll back to ${correlation.target.id} (${plan.id}).`,
+            planId: plan.id,
           });
         }
         return this.finish(alert, {
@@ -482,11 +530,125 @@ export class AlertService implements AlertIntake {
     }
   }
 
+  /** The incident's id in a plan's alert list: stable per incident, bounded, any characters. */
+  private alertId(incident: IncidentKey): string {
+    return createHash('sha256').update(this.opts.dedupe.key(incident)).digest('base64url').slice(0, 16);
+  }
+
+  /**
+   * Storm control across incidents: lists the alert on its plan and posts a suggestion only where the
+   * plan has none yet (per destination slot); where it has one, that message is edited to list this
+   * alert too. Undefined when the plan cannot list alerts (not open any more, or a Flow without it):
+   * the caller posts as before.
+   */
+  private async postGrouped(
+    incident: IncidentKey,
+    input: SuggestionInput,
+    planId: string,
+    alertId: string,
+    context: AlertContext,
+  ): Promise<{ ok: true; grouped: boolean } | { ok: false; detail: string; retry: boolean } | undefined> {
+    const { flow, sink, dedupe } = this.opts;
+    if (!flow.groupAlert || !flow.suggestionPosted || !flow.releaseSuggestion || !sink.refresh)
+      return undefined;
+    const slots = input.destinations.map(suggestionSlot);
+    const group = await flow.groupAlert(planId, alertId, context, slots);
+    if (group === undefined) return undefined;
+    const claimed = input.destinations.filter((_, i) => group.slots[i]?.claimed === true);
+    const existing = group.slots.flatMap((s) =>
+      s.claimed || s.suggestion.ref === undefined ? [] : [s.suggestion.ref],
+    );
+    let stale = claimed.length === 0 && existing.length > 0;
+    let refs: MessageRef[] = [];
+    if (claimed.length > 0) {
+      try {
+        refs = await sink.suggest({ ...input, alertId, destinations: claimed });
+      } catch (e) {
+        for (const d of claimed) await flow.releaseSuggestion(planId, suggestionSlot(d));
+        if (existing.length === 0) {
+          this.log.warn({ err: e, environment: input.environment }, 'alerts: could not post the suggestion');
+          await dedupe.release(incident);
+          return {
+            ok: false,
+            detail: `Posting the suggestion failed: ${errorText(e)}`,
+            retry: !isPermanentChatError(e),
+          };
+        }
+        this.log.warn({ err: e, environment: input.environment }, 'alerts: could not post the suggestion');
+      }
+      // A sink posts one message per destination; a surface that failed while another posted (see
+      // compositeSink) leaves its destination without one: free it for the next alert.
+      for (const d of claimed) {
+        const ref = refs.find((r) => r.surface === d.surface && r.channel === d.channel);
+        if (ref === undefined) {
+          await flow.releaseSuggestion(planId, suggestionSlot(d));
+          continue;
+        }
+        await flow.attachMessage?.(planId, ref);
+        const version = await flow.suggestionPosted(planId, suggestionSlot(d), alertId, ref);
+        // Another alert joined while this one was being posted: the message shows an older list.
+        if (version !== undefined && version !== group.version) stale = true;
+      }
+    }
+    if (stale) await this.refreshLogged(planId);
+    const { resolvedMeanwhile } = await dedupe.complete(incident, {
+      state: IncidentState.posted,
+      refs: [...refs, ...existing],
+      sentence: input.sentence,
+      planId,
+      alertId,
+    });
+    if (resolvedMeanwhile) {
+      const edited = await this.resolveListed(planId, alertId);
+      await dedupe
+        .resolvedEdited(incident, edited === true)
+        .catch((e: unknown) => this.log.warn({ err: e }, 'alerts: could not record the resolved edit'));
+    }
+    return { ok: true, grouped: claimed.length === 0 };
+  }
+
+  /**
+   * Renders a plan's suggestion messages again, until they show its latest alert list: edits made at
+   * the same time for other alerts may land in any order, so whoever sees the list change while its
+   * own edit was under way edits once more (the last edit to land is always of the latest list).
+   * Throws when an edit failed.
+   */
+  private async refresh(planId: string): Promise<void> {
+    const { flow, sink } = this.opts;
+    for (let round = 0; round < 5; round++) {
+      const before = await flow.alertsVersion?.(planId);
+      await sink.refresh?.(planId);
+      const after = await flow.alertsVersion?.(planId);
+      if (before === after) return;
+    }
+  }
+
+  /** `refresh`, with a failed edit logged (the next change of the list edits again). */
+  private async refreshLogged(planId: string): Promise<boolean> {
+    try {
+      await this.refresh(planId);
+      return true;
+    } catch (e) {
+      this.log.warn({ err: e, planId }, 'alerts: could not edit the suggestion');
+      return false;
+    }
+  }
+
+  /**
+   * Marks a listed alert resolved and edits the plan's suggestions. Undefined when the plan does not
+   * list it (gone, or made before alerts were listed); else whether the edit landed.
+   */
+  private async resolveListed(planId: string, alertId: string): Promise<boolean | undefined> {
+    const listed = await this.opts.flow.resolveAlert?.(planId, alertId, this.clock.now());
+    if (listed !== true) return undefined;
+    return this.refreshLogged(planId);
+  }
+
   /** Posts a suggestion or note, records it on the incident, and applies a RESOLVED that raced it. */
   private async post(
     incident: IncidentKey,
     input: SuggestionInput,
-  ): Promise<{ ok: true } | { ok: false; detail: string; retry: boolean }> {
+  ): Promise<{ ok: true; grouped?: boolean } | { ok: false; detail: string; retry: boolean }> {
     let refs: MessageRef[];
     try {
       refs = await this.opts.sink.suggest(input);
@@ -545,27 +707,39 @@ export class AlertService implements AlertIntake {
     }
     const planId = record.planId;
     // Still being posted: the claimant edits the suggestion as soon as it exists (see `post`).
+    let listed = false;
     if (record.state !== IncidentState.pending) {
-      if (record.refs.length > 0) {
-        try {
-          await this.opts.sink.resolved(record.refs, {
-            environment,
-            alert,
-            ...(planId === undefined ? {} : { planId }),
-            ...(record.sentence === undefined ? {} : { sentence: record.sentence }),
-          });
-        } catch (e) {
-          this.log.warn({ err: e, environment }, 'alerts: could not mark the suggestion resolved');
-          // Leaves the edit to the sender's retry (a 503 for a webhook, `handleChat` for chat).
-          await this.opts.dedupe.resolvedEdited(incident, false);
-          return this.finish(alert, {
-            environment,
-            outcome: AlertOutcome.failed,
-            detail: `Editing the suggestion failed: ${errorText(e)}`,
-            ...(planId === undefined ? {} : { planId }),
-            retry: !isPermanentChatError(e),
-          });
-        }
+      // A plan that lists its alerts marks this one and renders its suggestions again; a suggestion
+      // recorded before plans listed alerts (or a note) is edited through its message refs.
+      listed =
+        planId !== undefined &&
+        record.alertId !== undefined &&
+        (await this.opts.flow.resolveAlert?.(planId, record.alertId, this.clock.now())) === true;
+      const edit =
+        listed && planId !== undefined
+          ? () => this.refresh(planId)
+          : record.refs.length > 0
+            ? () =>
+                this.opts.sink.resolved(record.refs, {
+                  environment,
+                  alert,
+                  ...(planId === undefined ? {} : { planId }),
+                  ...(record.sentence === undefined ? {} : { sentence: record.sentence }),
+                })
+            : undefined;
+      try {
+        await edit?.();
+      } catch (e) {
+        this.log.warn({ err: e, environment }, 'alerts: could not mark the suggestion resolved');
+        // Leaves the edit to the sender's retry (a 503 for a webhook, `handleChat` for chat).
+        await this.opts.dedupe.resolvedEdited(incident, false);
+        return this.finish(alert, {
+          environment,
+          outcome: AlertOutcome.failed,
+          detail: `Editing the suggestion failed: ${errorText(e)}`,
+          ...(planId === undefined ? {} : { planId }),
+          retry: !isPermanentChatError(e),
+        });
       }
       await this.opts.dedupe.resolvedEdited(incident, true);
     }
@@ -575,9 +749,11 @@ export class AlertService implements AlertIntake {
       detail:
         record.state === IncidentState.pending
           ? 'Resolved while the suggestion was being posted; it will say so.'
-          : record.refs.length > 0
-            ? 'The suggestion now says the alert resolved.'
-            : 'Resolved; nothing had been posted.',
+          : listed
+            ? 'The suggestion now lists the alert as resolved.'
+            : record.refs.length > 0
+              ? 'The suggestion now says the alert resolved.'
+              : 'Resolved; nothing had been posted.',
       ...(planId === undefined ? {} : { planId }),
     });
   }
@@ -613,6 +789,9 @@ export function compositeSink(sinks: Partial<Record<SurfaceName, SuggestionSink>
         .filter((c) => c.refs.length > 0)
         .map((c) => c.sink.resolved(c.refs, input));
       await settle(calls);
+    },
+    async refresh(planId) {
+      await settle(entries().flatMap(([, sink]) => (sink.refresh ? [sink.refresh(planId)] : [])));
     },
     async linkRunningJob(input) {
       const calls = entries()

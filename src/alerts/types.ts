@@ -84,6 +84,11 @@ export const AlertOutcome = {
   suggested: 'suggested',
   /** The incident already has a suggestion (storm control). */
   deduplicated: 'deduplicated',
+  /**
+   * Another incident already has a suggestion for the same rollback in the same place: the alert was
+   * added to that message instead of posting another one (storm control across incidents).
+   */
+  grouped: 'grouped',
   /** No environment could be named from labels, tags or matchers. */
   unmapped: 'unmapped',
   /** The latest deployment went live before the correlation window (a note may have been posted). */

@@ -17,7 +17,7 @@ import type { Deployment, EnvironmentSnapshot, LiveEntry } from '../../src/domai
 import { PermanentChatError } from '../../src/errors.js';
 import { Flow } from '../../src/flow.js';
 import { createMetrics, type Metrics } from '../../src/metrics.js';
-import { PlanStore } from '../../src/plan-store.js';
+import { type PlanRecord, PlanStore } from '../../src/plan-store.js';
 import { LocalPlatform } from '../../src/platform/local/platform.js';
 import type { MessageRef } from '../../src/progress.js';
 import { createRedis } from '../../src/redis.js';
@@ -83,6 +83,17 @@ export class RecordingSink implements SuggestionSink {
   readonly suggestions: SuggestionInput[] = [];
   readonly resolvedCalls: { refs: readonly MessageRef[]; input: ResolvedInput }[] = [];
   readonly links: LinkJobInput[] = [];
+  /** Plan ids whose suggestions were rendered again (`refresh`). */
+  readonly refreshes: string[] = [];
+  /**
+   * Each `refresh` with what the real sink would edit (the plan's undismissed suggestion messages while
+   * the plan is not enqueued) and the plan's alerts then. Needs `flow` (createHarness sets it).
+   */
+  readonly refreshCalls: { planId: string; refs: MessageRef[]; alerts: NonNullable<PlanRecord['alerts']> }[] =
+    [];
+  flow: Flow | undefined;
+  /** How many of the next `refresh` calls throw like a chat API outage (they are not recorded). */
+  failRefresh = 0;
   /** When set, `suggest` waits for it (to race a RESOLVED alert against posting). */
   gate: Promise<void> | undefined;
   /** When true, `suggest` throws like a chat API outage. */
@@ -112,6 +123,23 @@ export class RecordingSink implements SuggestionSink {
       throw new Error('chat API unavailable');
     }
     this.resolvedCalls.push({ refs, input });
+  }
+
+  async refresh(planId: string): Promise<void> {
+    if (this.failRefresh > 0) {
+      this.failRefresh -= 1;
+      throw new Error('chat API unavailable');
+    }
+    this.refreshes.push(planId);
+    const record = await this.flow?.get(planId);
+    if (record === undefined) return;
+    const refs =
+      record.state === 'enqueued'
+        ? []
+        : (record.suggestions ?? []).flatMap((x) =>
+            x.ref === undefined || x.dismissed === true ? [] : [x.ref],
+          );
+    this.refreshCalls.push({ planId, refs, alerts: record.alerts ?? [] });
   }
 
   async linkRunningJob(input: LinkJobInput): Promise<MessageRef[]> {
@@ -170,6 +198,7 @@ export async function createHarness(
     clock,
   });
   const sink = new RecordingSink();
+  sink.flow = flow;
   const dedupe = new AlertDedupe(redis, { prefix, ...opts.dedupe });
   const metrics = createMetrics();
   const jobs = {
