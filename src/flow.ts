@@ -98,6 +98,12 @@ export interface PlanOptions {
   readonly messages?: readonly MessageRef[];
   /** The alert this plan answers (suggestions requested by the system actor). */
   readonly alert?: AlertContext;
+  /**
+   * Refuse (`suggestion_dismissed`) when someone dismissed the alert suggestion of this very switch
+   * (same plan id: same current deployment, target and domains), for as long as its record is kept:
+   * alerts then stop suggesting it. People asking with /rollback are never refused this way.
+   */
+  readonly unlessDismissed?: boolean;
 }
 
 /** Result of `plan` / `replan`. `created` is false when the same switch was already asked for. */
@@ -271,6 +277,18 @@ export class Flow {
     // Read through `load`, so a lapsed open plan of this id is expired (and audited) before the new
     // request replaces it.
     const previous = await this.load(built.value.id);
+    if (opts.unlessDismissed === true && previous?.state === PlanState.cancelled && previous.dismissedAt) {
+      const by = previous.cancelledBy?.displayName ?? 'someone';
+      const at = new Date(previous.dismissedAt).toISOString().slice(0, 16).replace('T', ' ');
+      return {
+        ok: false,
+        refusal: {
+          code: RefusalCode.suggestionDismissed,
+          message: `${by} dismissed the suggestion to ${action === PlanAction.rollback ? 'roll back' : 'promote'} ${environment} to ${built.value.target.id} (${at} UTC), so alerts no longer suggest it; /${action} ${environment} still offers it.`,
+          context: { planId: built.value.id, dismissedAt: previous.dismissedAt },
+        },
+      };
+    }
     // The same switch asked for again after its job ended without success (the platform state did
     // not change, so the plan id is the same): start over instead of joining the failed job.
     const ended =
@@ -829,6 +847,7 @@ export class Flow {
     }
     const moved = await this.plans.transition(record.plan.id, OPEN_STATES, PlanState.cancelled, {
       cancelledBy: stripMembership(actor),
+      ...(verb === 'dismissed' ? { dismissedAt: this.clock.now() } : {}),
     });
     if (!moved.ok) {
       if (moved.record === undefined) return this.goneOutcome(record.plan.id);

@@ -186,6 +186,8 @@ export const planRecordSchema = z.object({
   confirmedVia: grantSchema.exactOptional(),
   approvedBy: actorSchema.exactOptional(),
   cancelledBy: actorSchema.exactOptional(),
+  /** Unix ms someone dismissed the plan's alert suggestion (a cancel from its Dismiss button). */
+  dismissedAt: z.number().exactOptional(),
   jobId: z.string().exactOptional(),
   /** Why the plan went stale (what changed), when it did. */
   refusal: refusalSchema.exactOptional(),
@@ -213,6 +215,7 @@ export interface PlanPatch {
   readonly confirmedVia?: Grant;
   readonly approvedBy?: Actor;
   readonly cancelledBy?: Actor;
+  readonly dismissedAt?: number;
   readonly jobId?: string;
   readonly refusal?: Refusal;
 }
@@ -264,7 +267,14 @@ const JSON_FIELDS = new Set([
   'refusal',
   'alert',
 ]);
-const NUMBER_FIELDS = new Set(['createdAt', 'updatedAt', 'expiresAt', 'alertsMore', 'alertsVersion']);
+const NUMBER_FIELDS = new Set([
+  'createdAt',
+  'updatedAt',
+  'expiresAt',
+  'dismissedAt',
+  'alertsMore',
+  'alertsVersion',
+]);
 
 /**
  * Creates a record unless a live one exists. Live: enqueued, or pending/awaiting approval and not past

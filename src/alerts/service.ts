@@ -18,7 +18,7 @@ import type { Clock } from '../clock.js';
 import { systemClock } from '../clock.js';
 import type { Config } from '../config.js';
 import type { Plan } from '../domain/plan.js';
-import type { Refusal } from '../domain/result.js';
+import { type Refusal, RefusalCode } from '../domain/result.js';
 import { assertNever } from '../domain/types.js';
 import { isPermanentChatError } from '../errors.js';
 import { type Logger, silentLogger } from '../log.js';
@@ -117,7 +117,7 @@ export interface AlertFlow {
     action: 'rollback',
     environmentInput: string,
     targetRef?: string,
-    opts?: { readonly alert?: AlertContext },
+    opts?: { readonly alert?: AlertContext; readonly unlessDismissed?: boolean },
   ): Promise<{ readonly ok: true; readonly plan: Plan } | { readonly ok: false; readonly refusal: Refusal }>;
   /** Remembers a message showing the plan so the switch's progress edits it too. */
   attachMessage?(planId: string, ref: MessageRef): Promise<boolean>;
@@ -475,15 +475,16 @@ export class AlertService implements AlertIntake {
           'rollback',
           environment,
           correlation.target.id,
-          {
-            alert: context,
-          },
+          { alert: context, unlessDismissed: true },
         );
         if (!planned.ok) {
           await dedupe.complete(incident, { state: IncidentState.skipped });
           return this.finish(alert, {
             environment,
-            outcome: AlertOutcome.refused,
+            outcome:
+              planned.refusal.code === RefusalCode.suggestionDismissed
+                ? AlertOutcome.dismissed
+                : AlertOutcome.refused,
             detail: planned.refusal.message,
           });
         }

@@ -101,6 +101,11 @@ export const AlertOutcome = {
   resolved: 'resolved',
   /** A resolved alert with no suggestion to edit. */
   resolvedUnknown: 'resolved_unknown',
+  /**
+   * Someone dismissed the suggestion of this same rollback (same current deployment and target):
+   * nothing is posted again for it.
+   */
+  dismissed: 'dismissed',
   /** The plan was refused (stale, not ready, …); nothing was posted. */
   refused: 'refused',
   /** No channel is configured for the environment. */

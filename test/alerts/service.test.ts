@@ -349,6 +349,35 @@ describe('AlertService', () => {
     expect(r?.detail).toContain('SLACK_ALERT_CHANNEL');
   });
 
+  it('a dismissed suggestion is not suggested again by later alerts for the same rollback; a person can still ask', async () => {
+    h = await createHarness();
+    const [first] = await h.service.handle([alert(h)]);
+    const oncall = { surface: 'slack' as const, userId: 'U0ONCALL', displayName: 'Ana' };
+    expect((await h.flow.dismiss(oncall, first?.planId ?? '')).status).toBe('cancelled');
+    const [later] = await h.service.handle([alert(h, { fingerprint: 'incident-2', title: 'Latency' })]);
+    expect(later).toMatchObject({ environment: 'production', outcome: 'dismissed' });
+    expect(later?.detail).toMatch(
+      /^Ana dismissed the suggestion to roll back production to dep_3hd7xa \(.+ UTC\)/,
+    );
+    expect(later?.detail).toContain('/rollback production still offers it');
+    expect(h.sink.suggestions).toHaveLength(1);
+    expect(await alertCount(h.metrics, 'dismissed')).toBe(1);
+    // The dismissed record is kept (nothing replaced it), and a person's /rollback still makes a plan.
+    expect((await h.flow.get(first?.planId ?? ''))?.state).toBe('cancelled');
+    const asked = await h.flow.plan(oncall, 'rollback', 'production');
+    expect(asked.ok && asked.plan.id).toBe(first?.planId);
+    // Cancel (not Dismiss) is only "not now": a later alert suggests again.
+    const h2 = await createHarness();
+    try {
+      const [one] = await h2.service.handle([alert(h2)]);
+      await h2.flow.cancel(oncall, one?.planId ?? '');
+      const [two] = await h2.service.handle([alert(h2, { fingerprint: 'incident-2' })]);
+      expect(two?.outcome).toBe('suggested');
+    } finally {
+      await h2.close();
+    }
+  });
+
   it('a failed post gives the incident up so a later alert tries again', async () => {
     h = await createHarness();
     h.sink.failing = true;
