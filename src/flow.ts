@@ -399,9 +399,9 @@ export class Flow {
     return this.plans.suggestionDismissed(planId, messageRefSchema.parse(ref));
   }
 
-  /** Marks an alert the plan lists resolved; false when it does not list it. */
-  async resolveAlert(planId: string, alertId: string, at: number): Promise<boolean> {
-    if (!PLAN_ID.test(planId)) return false;
+  /** Marks an alert the plan lists resolved: the plan's state, or undefined when it does not list it. */
+  async resolveAlert(planId: string, alertId: string, at: number): Promise<PlanState | undefined> {
+    if (!PLAN_ID.test(planId)) return undefined;
     return this.plans.resolveAlert(planId, alertId, at);
   }
 

@@ -424,14 +424,15 @@ return 0
 
 /**
  * Marks a listed alert resolved (KEYS[1] record; ARGV[1] alert field; ARGV[2] its resolved field;
- * ARGV[3] when). Returns 1 when the alert is listed (resolved now or before), 0 when not.
+ * ARGV[3] when). Returns the plan's state when the alert is listed (resolved now or before), false
+ * when not.
  */
 const ALERT_RESOLVE_SCRIPT = `
-if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 0 then return 0 end
+if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 0 then return false end
 if redis.call('HSETNX', KEYS[1], ARGV[2], ARGV[3]) == 1 then
   redis.call('HINCRBY', KEYS[1], 'alertsVersion', 1)
 end
-return 1
+return redis.call('HGET', KEYS[1], 'state')
 `;
 
 function messageField(ref: MessageRef): string {
@@ -664,9 +665,12 @@ export class PlanStore {
     await this.redis.eval(SLOT_RELEASE_SCRIPT, 1, this.key(planId), `${SUGGESTION_FIELD}${slot}`);
   }
 
-  /** Marks a listed alert resolved at `at`; false when the plan does not list it. */
-  async resolveAlert(planId: string, alertId: string, at: number): Promise<boolean> {
-    const n = await this.redis.eval(
+  /**
+   * Marks a listed alert resolved at `at`. Returns the plan's state then (an enqueued plan's messages
+   * show its switch, not the list), or undefined when the plan does not list the alert.
+   */
+  async resolveAlert(planId: string, alertId: string, at: number): Promise<PlanState | undefined> {
+    const state = await this.redis.eval(
       ALERT_RESOLVE_SCRIPT,
       1,
       this.key(planId),
@@ -674,7 +678,9 @@ export class PlanStore {
       `${ALERT_RESOLVED_FIELD}${alertId}`,
       String(at),
     );
-    return n === 1;
+    return typeof state === 'string' && (planStates as readonly string[]).includes(state)
+      ? (state as PlanState)
+      : undefined;
   }
 
   /** The plan's alertsVersion (0 when it lists no alert or is gone). */

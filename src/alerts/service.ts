@@ -138,7 +138,8 @@ export interface AlertFlow {
     ref: MessageRef,
   ): Promise<number | undefined>;
   releaseSuggestion?(planId: string, slot: string): Promise<void>;
-  resolveAlert?(planId: string, alertId: string, at: number): Promise<boolean>;
+  /** The plan's state when it lists the alert (now marked resolved), else undefined. */
+  resolveAlert?(planId: string, alertId: string, at: number): Promise<string | undefined>;
   alertsVersion?(planId: string): Promise<number>;
 }
 
@@ -640,8 +641,8 @@ export class AlertService implements AlertIntake {
    * list it (gone, or made before alerts were listed); else whether the edit landed.
    */
   private async resolveListed(planId: string, alertId: string): Promise<boolean | undefined> {
-    const listed = await this.opts.flow.resolveAlert?.(planId, alertId, this.clock.now());
-    if (listed !== true) return undefined;
+    const state = await this.opts.flow.resolveAlert?.(planId, alertId, this.clock.now());
+    if (state === undefined) return undefined;
     return this.refreshLogged(planId);
   }
 
@@ -708,14 +709,13 @@ export class AlertService implements AlertIntake {
     }
     const planId = record.planId;
     // Still being posted: the claimant edits the suggestion as soon as it exists (see `post`).
-    let listed = false;
+    let planState: string | undefined;
     if (record.state !== IncidentState.pending) {
       // A plan that lists its alerts marks this one and renders its suggestions again; a suggestion
       // recorded before plans listed alerts (or a note) is edited through its message refs.
-      listed =
-        planId !== undefined &&
-        record.alertId !== undefined &&
-        (await this.opts.flow.resolveAlert?.(planId, record.alertId, this.clock.now())) === true;
+      if (planId !== undefined && record.alertId !== undefined)
+        planState = await this.opts.flow.resolveAlert?.(planId, record.alertId, this.clock.now());
+      const listed = planState !== undefined;
       const edit =
         listed && planId !== undefined
           ? () => this.refresh(planId)
@@ -750,11 +750,13 @@ export class AlertService implements AlertIntake {
       detail:
         record.state === IncidentState.pending
           ? 'Resolved while the suggestion was being posted; it will say so.'
-          : listed
-            ? 'The suggestion now lists the alert as resolved.'
-            : record.refs.length > 0
-              ? 'The suggestion now says the alert resolved.'
-              : 'Resolved; nothing had been posted.',
+          : planState === 'enqueued'
+            ? 'Resolved. The suggestion was confirmed: its message shows the switch.'
+            : planState !== undefined
+              ? 'The suggestion now lists the alert as resolved.'
+              : record.refs.length > 0
+                ? 'The suggestion now says the alert resolved.'
+                : 'Resolved; nothing had been posted.',
       ...(planId === undefined ? {} : { planId }),
     });
   }

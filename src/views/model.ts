@@ -344,10 +344,11 @@ function alertBlocks(plan: Plan, alert: AlertContext): ViewBlock[] {
   const others = alert.others ?? [];
   const more = alert.othersMore ?? 0;
   if (others.length > 0 || more > 0) {
-    const firing = others.filter((o) => !o.resolved).length;
+    const n = others.length + more;
+    const firing = others.filter((o) => !o.resolved).length + more;
     blocks.push({
       type: 'list',
-      label: `More alerts since (${others.length + more}, ${firing + more} firing)`,
+      label: `${n} more alert${n === 1 ? '' : 's'} on this deployment (${firing === 0 ? 'all resolved' : `${firing} still firing`})`,
       items: [
         ...others.map(
           (o): ListItem => ({

@@ -341,13 +341,13 @@ describe('Slack: webhook alerts of several incidents that point at one rollback'
     let view = latest(fake, ts);
     expect(view.text.indexOf(titles[0] ?? '')).toBeLessThan(view.text.indexOf(titles[1] ?? ''));
     for (const title of titles.slice(0, 3)) expect(view.text).toContain(title);
-    expect(view.text).toContain('More alerts since (2, 2 firing)');
+    expect(view.text).toContain('2 more alerts on this deployment (2 still firing)');
 
     // Two of them resolve: each is marked, and the suggestion still asks (one alert still fires).
     expect(await webhook(app, alert(1, 'resolved'))).toEqual({ status: 202, outcome: 'resolved' });
     expect(await webhook(app, alert(0, 'resolved'))).toEqual({ status: 202, outcome: 'resolved' });
     view = latest(fake, ts);
-    expect(view.text).toContain('More alerts since (2, 1 firing)');
+    expect(view.text).toContain('2 more alerts on this deployment (1 still firing)');
     expect(view.text).toContain('It has resolved.');
     expect(view.text).not.toContain('optional');
     // The last one resolves: now the rollback is optional.

@@ -177,6 +177,19 @@ describe('AlertService', () => {
     expect(h.sink.refreshCalls[1]?.alerts[0]?.resolvedAt).toBeUndefined();
   });
 
+  it('a RESOLVED after the suggestion was confirmed says its message shows the switch (nothing to edit)', async () => {
+    h = await createHarness();
+    const [suggested] = await h.service.handle([alert(h)]);
+    const planId = suggested?.planId ?? '';
+    await h.plans.transition(planId, ['pending'], 'enqueued', { jobId: 'sw_1' });
+    const [resolved] = await h.service.handle([alert(h, { status: 'resolved' })]);
+    expect(resolved).toMatchObject({
+      outcome: 'resolved',
+      detail: 'Resolved. The suggestion was confirmed: its message shows the switch.',
+    });
+    expect(h.sink.refreshCalls[0]?.refs).toEqual([]);
+  });
+
   it('a plan made before alerts were listed still has its suggestion marked resolved (the message refs)', async () => {
     h = await createHarness();
     await h.service.handle([alert(h)]);

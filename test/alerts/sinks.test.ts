@@ -148,7 +148,7 @@ describe('suggestionSink.refresh: a plan listing several alerts', () => {
     expect([...updated.keys()].sort()).toEqual(['1', '2']);
     const first = updated.get('1') ?? '';
     expect(first.indexOf('HighErrorRate')).toBeLessThan(first.indexOf('CheckoutLatency'));
-    expect(first).toContain('More alerts since (1, 0 firing)');
+    expect(first).toContain('1 more alert on this deployment (all resolved)');
     expect(first).toContain(' · resolved');
     const second = updated.get('2') ?? '';
     expect(second.indexOf('CheckoutLatency')).toBeLessThan(second.indexOf('HighErrorRate'));

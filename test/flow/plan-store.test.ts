@@ -272,12 +272,12 @@ describe('PlanStore: the alerts of a suggested plan and its suggestion per desti
   it('resolves a listed alert once; the same alert firing again is firing again', async () => {
     await store.create({ plan, requestedBy: alice });
     await store.groupAlert(plan.id, 'a1', alertOf('one'), []);
-    expect(await store.resolveAlert(plan.id, 'unknown', clock.now())).toBe(false);
+    expect(await store.resolveAlert(plan.id, 'unknown', clock.now())).toBeUndefined();
     clock.advance(1_000);
-    expect(await store.resolveAlert(plan.id, 'a1', clock.now())).toBe(true);
+    expect(await store.resolveAlert(plan.id, 'a1', clock.now())).toBe(PlanState.pending);
     const resolvedAt = clock.now();
     clock.advance(1_000);
-    expect(await store.resolveAlert(plan.id, 'a1', clock.now())).toBe(true);
+    expect(await store.resolveAlert(plan.id, 'a1', clock.now())).toBe(PlanState.pending);
     let record = await store.get(plan.id);
     expect(record?.alerts?.[0]?.resolvedAt).toBe(resolvedAt);
     expect(record?.alertsVersion).toBe(2);
