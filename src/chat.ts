@@ -124,11 +124,13 @@ function alertsView(
   const ownId = own?.id ?? alert.id;
   const others = listed.filter((a) => a.id !== ownId);
   const more = record.alertsMore ?? 0;
+  const moreFiring = record.alertsMoreFiring ?? more;
   const selfResolved = own === undefined ? alert.status === 'resolved' : own.resolvedAt !== undefined;
-  const all = selfResolved && more === 0 && others.every((a) => a.resolvedAt !== undefined);
+  const all = selfResolved && moreFiring === 0 && others.every((a) => a.resolvedAt !== undefined);
   const lastResolved = Math.max(...listed.map((a) => a.resolvedAt ?? 0));
+  // With a list, what resolved is the list's to say (an override would mark firing alerts resolved).
   return {
-    ...alertView(alert, record.createdAt, resolvedOverride ?? all),
+    ...alertView(alert, record.createdAt, all),
     ...(all && lastResolved > 0 ? { resolvedAt: lastResolved } : {}),
     ...(others.length > 0
       ? {
@@ -140,9 +142,16 @@ function alertsView(
           })),
         }
       : {}),
-    ...(more > 0 ? { othersMore: more } : {}),
+    ...(more > 0 ? { othersMore: more, othersMoreFiring: moreFiring } : {}),
     ...(selfResolved && !all ? { selfResolved: true } : {}),
   };
+}
+
+/** An alert suggestion closed by Dismiss while its plan stays open on other messages. */
+export function dismissedView(p: Plan, by: string): MessageView {
+  const text = `Dismissed by ${by}: this suggestion is closed. The ${p.action} of ${p.environment} to ${p.target.id} stays open on its other messages; nothing changed.`;
+  const view = textView(`Dismissed: ${p.action} ${p.environment} to ${p.target.id}`, [text], 'neutral');
+  return { ...view, summary: text };
 }
 
 export class ChatService {
@@ -373,14 +382,19 @@ export class ChatService {
     message: MessageRef | undefined,
   ): Promise<ClickReply | undefined> {
     const record = await this.flow.get(planId);
-    if (record === undefined || record.messages.length <= 1) return undefined;
+    if (record === undefined) return undefined;
     if (record.state !== 'pending' && record.state !== 'awaiting_approval') return undefined;
-    // Later alerts of the plan edit its suggestions to list themselves: never this one again.
-    if (message !== undefined) await this.flow.suggestionDismissed(planId, message);
-    const p = record.plan;
-    const text = `Dismissed by ${actor.displayName}: this suggestion is closed. The ${p.action} of ${p.environment} to ${p.target.id} stays open on its other messages; nothing changed.`;
-    const view = textView(`Dismissed: ${p.action} ${p.environment} to ${p.target.id}`, [text], 'neutral');
-    return { update: { ...view, summary: text }, outcome: 'dismissed' };
+    // Messages that still offer the plan, besides the clicked one (dismissed ones no longer do).
+    const same = (a: MessageRef, b: MessageRef) =>
+      a.surface === b.surface && a.channel === b.channel && a.messageId === b.messageId;
+    const closed = (record.suggestions ?? []).flatMap((s) => (s.dismissed === true && s.ref ? [s.ref] : []));
+    const others = record.messages.filter(
+      (m) => !closed.some((c) => same(c, m)) && (message === undefined || !same(m, message)),
+    );
+    if (others.length === 0 || (message === undefined && others.length <= 1)) return undefined;
+    // Later alerts of the plan edit its suggestions to list themselves: this one stays dismissed.
+    if (message !== undefined) await this.flow.suggestionDismissed(planId, message, actor.displayName);
+    return { update: dismissedView(record.plan, actor.displayName), outcome: 'dismissed' };
   }
 
   private async clickOutcome(

@@ -276,19 +276,20 @@ export class Flow {
     if (!built.ok) return built;
     // Read through `load`, so a lapsed open plan of this id is expired (and audited) before the new
     // request replaces it.
-    const previous = await this.load(built.value.id);
-    if (opts.unlessDismissed === true && previous?.state === PlanState.cancelled && previous.dismissedAt) {
-      const by = previous.cancelledBy?.displayName ?? 'someone';
-      const at = new Date(previous.dismissedAt).toISOString().slice(0, 16).replace('T', ' ');
+    const dismissal = opts.unlessDismissed === true ? await this.plans.dismissal(built.value.id) : undefined;
+    if (dismissal !== undefined) {
+      const by = dismissal.by;
+      const at = new Date(dismissal.at).toISOString().slice(0, 16).replace('T', ' ');
       return {
         ok: false,
         refusal: {
           code: RefusalCode.suggestionDismissed,
           message: `${by} dismissed the suggestion to ${action === PlanAction.rollback ? 'roll back' : 'promote'} ${environment} to ${built.value.target.id} (${at} UTC), so alerts no longer suggest it; /${action} ${environment} still offers it.`,
-          context: { planId: built.value.id, dismissedAt: previous.dismissedAt },
+          context: { planId: built.value.id, dismissedAt: dismissal.at },
         },
       };
     }
+    const previous = await this.load(built.value.id);
     // The same switch asked for again after its job ended without success (the platform state did
     // not change, so the plan id is the same): start over instead of joining the failed job.
     const ended =
@@ -393,10 +394,15 @@ export class Flow {
     if (PLAN_ID.test(planId)) await this.plans.releaseSuggestion(planId, slot);
   }
 
-  /** Marks one suggestion message dismissed (later alerts do not edit it back). */
-  async suggestionDismissed(planId: string, ref: MessageRef): Promise<boolean> {
+  /** Marks one suggestion message dismissed by `by` (later alerts show it dismissed). */
+  async suggestionDismissed(planId: string, ref: MessageRef, by: string): Promise<boolean> {
     if (!PLAN_ID.test(planId)) return false;
-    return this.plans.suggestionDismissed(planId, messageRefSchema.parse(ref));
+    return this.plans.suggestionDismissed(planId, messageRefSchema.parse(ref), by);
+  }
+
+  /** Takes an alert off the plan (its suggestion could not be posted). */
+  async unlistAlert(planId: string, alertId: string): Promise<void> {
+    if (PLAN_ID.test(planId)) await this.plans.unlistAlert(planId, alertId);
   }
 
   /** Marks an alert the plan lists resolved: the plan's state, or undefined when it does not list it. */
@@ -847,12 +853,13 @@ export class Flow {
     }
     const moved = await this.plans.transition(record.plan.id, OPEN_STATES, PlanState.cancelled, {
       cancelledBy: stripMembership(actor),
-      ...(verb === 'dismissed' ? { dismissedAt: this.clock.now() } : {}),
     });
     if (!moved.ok) {
       if (moved.record === undefined) return this.goneOutcome(record.plan.id);
       return this.cancelFrom(actor, moved.record, verb);
     }
+    if (verb === 'dismissed')
+      await this.plans.markDismissed(record.plan.id, actor.displayName, this.clock.now());
     await this.record(moved.record, 'cancelled', actor, {
       message: `${who(actor)} ${verb} the ${record.plan.action} to ${record.plan.target.id}`,
     });

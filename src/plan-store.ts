@@ -146,13 +146,24 @@ export const planSuggestionSchema = z.object({
   ref: messageRefSchema.exactOptional(),
   /** Someone dismissed this message (the plan stays open on its other messages). */
   dismissed: z.boolean().exactOptional(),
+  /** Who dismissed it (a display name), so the message can be shown dismissed again. */
+  dismissedBy: z.string().exactOptional(),
 });
 export type PlanSuggestion = z.infer<typeof planSuggestionSchema>;
+
+/** An alert's id in a plan (the alert service derives it from the incident key). */
+const alertIdSchema = z.string().regex(/^[A-Za-z0-9_-]{1,64}$/, 'expected 1-64 letters, digits, _ or -');
+
+/** Who dismissed a plan's alert suggestion, and when (Unix ms). */
+const dismissalSchema = z.object({ by: z.string(), at: z.number() });
+export type Dismissal = z.infer<typeof dismissalSchema>;
 
 /** What `groupAlert` did: the plan's alertsVersion after it, and each destination's slot. */
 export interface AlertGroup {
   readonly version: number;
   readonly slots: readonly SuggestionSlot[];
+  /** How many suggestion slots the plan has in all (these and those of other places). */
+  readonly total: number;
 }
 
 /** What `groupAlert` found for each destination. */
@@ -186,8 +197,6 @@ export const planRecordSchema = z.object({
   confirmedVia: grantSchema.exactOptional(),
   approvedBy: actorSchema.exactOptional(),
   cancelledBy: actorSchema.exactOptional(),
-  /** Unix ms someone dismissed the plan's alert suggestion (a cancel from its Dismiss button). */
-  dismissedAt: z.number().exactOptional(),
   jobId: z.string().exactOptional(),
   /** Why the plan went stale (what changed), when it did. */
   refusal: refusalSchema.exactOptional(),
@@ -195,8 +204,10 @@ export const planRecordSchema = z.object({
   messages: z.array(messageRefSchema),
   /** Every alert that pointed at the plan, oldest first (at most MAX_ALERTS_PER_PLAN). */
   alerts: z.array(planAlertSchema).exactOptional(),
-  /** Alerts beyond MAX_ALERTS_PER_PLAN: counted only. */
+  /** Alerts beyond MAX_ALERTS_PER_PLAN: counted (by id) but not listed. */
   alertsMore: z.number().exactOptional(),
+  /** How many of those still fire. */
+  alertsMoreFiring: z.number().exactOptional(),
   /** Bumped by every change of `alerts` (a suggestion posted with an older one is edited again). */
   alertsVersion: z.number().exactOptional(),
   /** The alert suggestion messages, one per destination. */
@@ -215,7 +226,6 @@ export interface PlanPatch {
   readonly confirmedVia?: Grant;
   readonly approvedBy?: Actor;
   readonly cancelledBy?: Actor;
-  readonly dismissedAt?: number;
   readonly jobId?: string;
   readonly refusal?: Refusal;
 }
@@ -256,6 +266,8 @@ const MESSAGE_FIELD = 'msg:';
 const ALERT_FIELD = 'al:';
 const ALERT_RESOLVED_FIELD = 'ar:';
 const ALERT_SEQ_FIELD = 'aq:';
+/** An alert beyond MAX_ALERTS_PER_PLAN: its id only (its resolution is `ar:` like any other's). */
+const ALERT_OVER_FIELD = 'ao:';
 const SUGGESTION_FIELD = 'sg:';
 const JSON_FIELDS = new Set([
   'plan',
@@ -267,14 +279,7 @@ const JSON_FIELDS = new Set([
   'refusal',
   'alert',
 ]);
-const NUMBER_FIELDS = new Set([
-  'createdAt',
-  'updatedAt',
-  'expiresAt',
-  'dismissedAt',
-  'alertsMore',
-  'alertsVersion',
-]);
+const NUMBER_FIELDS = new Set(['createdAt', 'updatedAt', 'expiresAt', 'alertsVersion']);
 
 /**
  * Creates a record unless a live one exists. Live: enqueued, or pending/awaiting approval and not past
@@ -361,52 +366,60 @@ export const MAX_ALERTS_PER_PLAN = 50;
 
 /**
  * Adds an alert to an open plan and claims the suggestion slot of each destination. KEYS[1] record;
- * ARGV[1] now; ARGV[2] alert field; ARGV[3] alert JSON; ARGV[4] MAX_ALERTS_PER_PLAN; ARGV[5] the alert
- * field prefix; ARGV[6] resolved field of the alert; ARGV[7] the JSON of a claimed slot; ARGV[8] the
- * sequence field prefix (unused here); ARGV[9] the alert's sequence field (its place in the list);
- * ARGV[10..] slot fields. Returns {-1} when the record is gone, {0} when the plan is not open (enqueued, ended, past
- * `expiresAt`), else {1, alertsVersion, slot value or '' (claimed now) per slot field}. An alert already
- * listed is not added again; one that had resolved and fires again is firing again.
+ * ARGV[1] now; ARGV[2] the alert's id; ARGV[3] its JSON; ARGV[4] MAX_ALERTS_PER_PLAN; ARGV[5] the JSON
+ * of a claimed slot; ARGV[6..] slot fields. Returns {-1} when the record is gone, {0} when the plan is
+ * not open (enqueued, ended, past `expiresAt`), else {1, alertsVersion, how many suggestion slots the
+ * plan has, slot value or '' (claimed now) per slot field}. An alert is listed (`al:`, with its place `aq:`) while fewer than the maximum are,
+ * else counted by id (`ao:`); one already there is not added again, and one that had resolved (`ar:`)
+ * and fires again is firing again.
  */
 const GROUP_SCRIPT = `
 local state = redis.call('HGET', KEYS[1], 'state')
 if not state then return {-1} end
 local exp = tonumber(redis.call('HGET', KEYS[1], 'expiresAt')) or 0
 if (state ~= 'pending' and state ~= 'awaiting_approval') or exp <= tonumber(ARGV[1]) then return {0} end
-if redis.call('HEXISTS', KEYS[1], ARGV[2]) == 0 then
+local id = ARGV[2]
+if redis.call('HEXISTS', KEYS[1], 'al:' .. id) == 0 and redis.call('HEXISTS', KEYS[1], 'ao:' .. id) == 0 then
   local n = 0
   for _, f in ipairs(redis.call('HKEYS', KEYS[1])) do
-    if string.sub(f, 1, string.len(ARGV[5])) == ARGV[5] then n = n + 1 end
+    if string.sub(f, 1, 3) == 'al:' then n = n + 1 end
   end
   local version = redis.call('HINCRBY', KEYS[1], 'alertsVersion', 1)
   if n < tonumber(ARGV[4]) then
-    redis.call('HSET', KEYS[1], ARGV[2], ARGV[3], ARGV[9], version)
+    redis.call('HSET', KEYS[1], 'al:' .. id, ARGV[3], 'aq:' .. id, version)
   else
-    redis.call('HINCRBY', KEYS[1], 'alertsMore', 1)
+    redis.call('HSET', KEYS[1], 'ao:' .. id, '1')
   end
-elseif redis.call('HDEL', KEYS[1], ARGV[6]) == 1 then
+elseif redis.call('HDEL', KEYS[1], 'ar:' .. id) == 1 then
   redis.call('HINCRBY', KEYS[1], 'alertsVersion', 1)
 end
-local out = {1, tonumber(redis.call('HGET', KEYS[1], 'alertsVersion')) or 0}
-for i = 10, #ARGV do
+local out = {1, tonumber(redis.call('HGET', KEYS[1], 'alertsVersion')) or 0, 0}
+for i = 6, #ARGV do
   local v = redis.call('HGET', KEYS[1], ARGV[i])
   if v then
     table.insert(out, v)
   else
-    redis.call('HSET', KEYS[1], ARGV[i], ARGV[7])
+    redis.call('HSET', KEYS[1], ARGV[i], ARGV[5])
     table.insert(out, '')
   end
 end
+local slots = 0
+for _, f in ipairs(redis.call('HKEYS', KEYS[1])) do
+  if string.sub(f, 1, 3) == 'sg:' then slots = slots + 1 end
+end
+out[3] = slots
 return out
 `;
 
 /**
- * Updates a suggestion slot that exists (KEYS[1] record; ARGV[1] slot field; ARGV[2] its new JSON).
- * Returns the plan's alertsVersion, or -1 when the slot (or the record) is gone.
+ * Updates a suggestion slot that exists (KEYS[1] record; ARGV[1] slot field; ARGV[2] its new JSON;
+ * ARGV[3] '1' to bump alertsVersion: the message must be shown differently). Returns the plan's
+ * alertsVersion, or -1 when the slot (or the record) is gone.
  */
 const SLOT_SET_SCRIPT = `
 if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 0 then return -1 end
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+if ARGV[3] == '1' then return redis.call('HINCRBY', KEYS[1], 'alertsVersion', 1) end
 return tonumber(redis.call('HGET', KEYS[1], 'alertsVersion')) or 0
 `;
 
@@ -422,14 +435,26 @@ end
 return 0
 `;
 
+/** Takes an alert off the plan (its suggestion could not be posted). KEYS[1] record; ARGV[1] its id. */
+const UNLIST_SCRIPT = `
+local id = ARGV[1]
+if redis.call('HDEL', KEYS[1], 'al:' .. id, 'aq:' .. id, 'ao:' .. id, 'ar:' .. id) > 0 then
+  redis.call('HINCRBY', KEYS[1], 'alertsVersion', 1)
+  return 1
+end
+return 0
+`;
+
 /**
- * Marks a listed alert resolved (KEYS[1] record; ARGV[1] alert field; ARGV[2] its resolved field;
- * ARGV[3] when). Returns the plan's state when the alert is listed (resolved now or before), false
- * when not.
+ * Marks a listed (or counted) alert resolved (KEYS[1] record; ARGV[1] its id; ARGV[2] when). Returns
+ * the plan's state when the plan has the alert (resolved now or before), false when not.
  */
 const ALERT_RESOLVE_SCRIPT = `
-if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 0 then return false end
-if redis.call('HSETNX', KEYS[1], ARGV[2], ARGV[3]) == 1 then
+local id = ARGV[1]
+if redis.call('HEXISTS', KEYS[1], 'al:' .. id) == 0 and redis.call('HEXISTS', KEYS[1], 'ao:' .. id) == 0 then
+  return false
+end
+if redis.call('HSETNX', KEYS[1], 'ar:' .. id, ARGV[2]) == 1 then
   redis.call('HINCRBY', KEYS[1], 'alertsVersion', 1)
 end
 return redis.call('HGET', KEYS[1], 'state')
@@ -594,31 +619,28 @@ export class PlanStore {
     slots: readonly string[],
   ): Promise<AlertGroup | undefined> {
     const now = this.clock.now();
-    const entry = planAlertSchema.parse({ id: alertId, alert, at: now });
+    const entry = planAlertSchema.parse({ id: alertIdSchema.parse(alertId), alert, at: now });
     const { slot: _, ...claimed } = planSuggestionSchema.parse({ slot: '-', alertId, at: now });
     const raw = await this.redis.eval(
       GROUP_SCRIPT,
       1,
       this.key(planId),
       String(now),
-      `${ALERT_FIELD}${alertId}`,
+      alertId,
       JSON.stringify({ alert: entry.alert, at: entry.at }),
       String(MAX_ALERTS_PER_PLAN),
-      ALERT_FIELD,
-      `${ALERT_RESOLVED_FIELD}${alertId}`,
       JSON.stringify(claimed),
-      ALERT_SEQ_FIELD,
-      `${ALERT_SEQ_FIELD}${alertId}`,
       ...slots.map((slot) => `${SUGGESTION_FIELD}${slot}`),
     );
     if (!Array.isArray(raw) || raw[0] !== 1) return undefined;
     const version = Number(raw[1]);
+    const total = Number(raw[2]);
     const out: SuggestionSlot[] = slots.map((slot, i) => {
-      const value = String(raw[i + 2] ?? '');
+      const value = String(raw[i + 3] ?? '');
       if (value === '') return { slot, claimed: true };
       return { slot, claimed: false, suggestion: this.suggestion(slot, value, planId) };
     });
-    return { version, slots: out };
+    return { version, slots: out, total };
   }
 
   /**
@@ -634,8 +656,12 @@ export class PlanStore {
     return this.setSlot(planId, { slot, alertId, at: this.clock.now(), ref: messageRefSchema.parse(ref) });
   }
 
-  /** Marks one suggestion message dismissed, so edits for later alerts leave it alone. */
-  async suggestionDismissed(planId: string, ref: MessageRef): Promise<boolean> {
+  /**
+   * Marks one suggestion message dismissed by `by` (a display name), so edits for later alerts show it
+   * dismissed; bumps alertsVersion (an edit under way when it happened is made again). False when the
+   * message is not one of the plan's suggestions.
+   */
+  async suggestionDismissed(planId: string, ref: MessageRef, by: string): Promise<boolean> {
     const record = await this.get(planId);
     const found = record?.suggestions?.find(
       (s) =>
@@ -645,10 +671,14 @@ export class PlanStore {
         s.ref.messageId === ref.messageId,
     );
     if (found === undefined) return false;
-    return (await this.setSlot(planId, { ...found, dismissed: true })) !== undefined;
+    return (await this.setSlot(planId, { ...found, dismissed: true, dismissedBy: by }, true)) !== undefined;
   }
 
-  private async setSlot(planId: string, suggestion: PlanSuggestion): Promise<number | undefined> {
+  private async setSlot(
+    planId: string,
+    suggestion: PlanSuggestion,
+    bump = false,
+  ): Promise<number | undefined> {
     const { slot, ...stored } = planSuggestionSchema.parse(suggestion);
     const n = await this.redis.eval(
       SLOT_SET_SCRIPT,
@@ -656,6 +686,7 @@ export class PlanStore {
       this.key(planId),
       `${SUGGESTION_FIELD}${slot}`,
       JSON.stringify(stored),
+      bump ? '1' : '0',
     );
     return typeof n === 'number' && n >= 0 ? n : undefined;
   }
@@ -665,17 +696,22 @@ export class PlanStore {
     await this.redis.eval(SLOT_RELEASE_SCRIPT, 1, this.key(planId), `${SUGGESTION_FIELD}${slot}`);
   }
 
+  /** Takes an alert off the plan (its suggestion could not be posted: its sender tries again). */
+  async unlistAlert(planId: string, alertId: string): Promise<void> {
+    await this.redis.eval(UNLIST_SCRIPT, 1, this.key(planId), alertIdSchema.parse(alertId));
+  }
+
   /**
-   * Marks a listed alert resolved at `at`. Returns the plan's state then (an enqueued plan's messages
-   * show its switch, not the list), or undefined when the plan does not list the alert.
+   * Marks an alert of the plan (listed or counted) resolved at `at`. Returns the plan's state then (an
+   * enqueued plan's messages show its switch, not the list), or undefined when the plan does not have
+   * the alert (a plan made again under the same id since, or one that never listed alerts).
    */
   async resolveAlert(planId: string, alertId: string, at: number): Promise<PlanState | undefined> {
     const state = await this.redis.eval(
       ALERT_RESOLVE_SCRIPT,
       1,
       this.key(planId),
-      `${ALERT_FIELD}${alertId}`,
-      `${ALERT_RESOLVED_FIELD}${alertId}`,
+      alertIdSchema.parse(alertId),
       String(at),
     );
     return typeof state === 'string' && (planStates as readonly string[]).includes(state)
@@ -687,6 +723,35 @@ export class PlanStore {
   async alertsVersion(planId: string): Promise<number> {
     const v = await this.redis.hget(this.key(planId), 'alertsVersion');
     return v === null ? 0 : Number(v);
+  }
+
+  /**
+   * Remembers that `by` dismissed the alert suggestion of this plan id at `at`, in a key of its own
+   * (a person's later request for the same switch replaces the plan's record, not this), kept as long
+   * as a record is.
+   */
+  async markDismissed(planId: string, by: string, at: number): Promise<void> {
+    await this.redis.set(
+      this.dismissedKey(planId),
+      JSON.stringify(dismissalSchema.parse({ by, at })),
+      'PX',
+      this.ttlMs + this.retainMs,
+    );
+  }
+
+  /** Who dismissed the alert suggestion of this plan id, and when; undefined when nobody did. */
+  async dismissal(planId: string): Promise<Dismissal | undefined> {
+    const raw = await this.redis.get(this.dismissedKey(planId));
+    if (raw === null) return undefined;
+    try {
+      return dismissalSchema.parse(JSON.parse(raw));
+    } catch (e) {
+      throw this.corrupt(planId, `dismissal: ${(e as Error).message}`);
+    }
+  }
+
+  private dismissedKey(planId: string): string {
+    return `${this.prefix}dismissed:${planId}`;
   }
 
   private suggestion(slot: string, value: string, planId: string): PlanSuggestion {
@@ -731,6 +796,7 @@ export class PlanStore {
     const alerts = new Map<string, Record<string, unknown>>();
     const resolvedAt = new Map<string, number>();
     const seq = new Map<string, number>();
+    const over: string[] = [];
     const suggestions: PlanSuggestion[] = [];
     for (let i = 0; i + 1 < flat.length; i += 2) {
       const field = flat[i] ?? '';
@@ -741,6 +807,8 @@ export class PlanStore {
           messages.push({ ref: m.ref, at: m.at, field });
         } else if (field.startsWith(ALERT_FIELD)) {
           alerts.set(field.slice(ALERT_FIELD.length), JSON.parse(value) as Record<string, unknown>);
+        } else if (field.startsWith(ALERT_OVER_FIELD)) {
+          over.push(field.slice(ALERT_OVER_FIELD.length));
         } else if (field.startsWith(ALERT_SEQ_FIELD)) {
           seq.set(field.slice(ALERT_SEQ_FIELD.length), Number(value));
         } else if (field.startsWith(ALERT_RESOLVED_FIELD)) {
@@ -771,6 +839,10 @@ export class PlanStore {
         })
         // In the order they joined (the list's sequence), whatever the clocks said.
         .sort((a, b) => (seq.get(a.id) ?? 0) - (seq.get(b.id) ?? 0) || Number(a.at) - Number(b.at));
+    }
+    if (over.length > 0) {
+      out.alertsMore = over.length;
+      out.alertsMoreFiring = over.filter((id) => !resolvedAt.has(id)).length;
     }
     if (suggestions.length > 0)
       out.suggestions = suggestions.sort((a, b) => a.at - b.at || a.slot.localeCompare(b.slot));

@@ -140,7 +140,7 @@ export interface AlertFlow {
   releaseSuggestion?(planId: string, slot: string): Promise<void>;
   /** The plan's state when it lists the alert (now marked resolved), else undefined. */
   resolveAlert?(planId: string, alertId: string, at: number): Promise<string | undefined>;
-  alertsVersion?(planId: string): Promise<number>;
+  unlistAlert?(planId: string, alertId: string): Promise<void>;
 }
 
 /** The suggestion slot of a destination: one suggestion message per channel (or thread of one). */
@@ -203,6 +203,10 @@ export class AlertService implements AlertIntake {
   /** Chat alerts waiting to be handled again (`handleChat`), and how many are being handled now. */
   private readonly retries = new Set<Promise<void>>();
   private retrying = 0;
+  /** Suggestion posts under way in this process, by `planId|slot`: true once posted, false if not. */
+  private readonly posting = new Map<string, Promise<boolean>>();
+  /** Background edits of a plan's suggestions (see `scheduleRefresh`). */
+  private readonly refreshing = new Map<string, { again: boolean; done: Promise<void> }>();
 
   constructor(private readonly opts: AlertServiceOptions) {
     this.matchers = compileMatchers(opts.config.file.environments);
@@ -280,9 +284,21 @@ export class AlertService implements AlertIntake {
     }
   }
 
-  /** Drops chat-alert retries still waiting. */
-  close(): void {
+  /**
+   * Drops chat-alert retries still waiting, and lets background edits of suggestions finish (for at
+   * most `timeoutMs`: an edit left undone only leaves a message listing fewer alerts).
+   */
+  async close(timeoutMs = 5_000): Promise<void> {
     this.closing.abort();
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([
+      this.idle(),
+      new Promise<void>((resolve) => {
+        timer = setTimeout(resolve, timeoutMs);
+        timer.unref();
+      }),
+    ]);
+    clearTimeout(timer);
   }
 
   /**
@@ -471,38 +487,47 @@ export class AlertService implements AlertIntake {
           suspectDeploymentId: correlation.culprit.id,
           suspectLiveSince: correlation.wentLiveAt,
         };
-        const planned = await this.opts.flow.plan(
-          ALERT_ACTOR,
-          'rollback',
-          environment,
-          correlation.target.id,
-          { alert: context, unlessDismissed: true },
-        );
-        if (!planned.ok) {
-          await dedupe.complete(incident, { state: IncidentState.skipped });
-          return this.finish(alert, {
+        // A plan that closed between being made and the alert joining it (confirmed, dismissed,
+        // cancelled, expired at that instant) is asked for once more: a fresh plan, or the refusal.
+        let posted: Awaited<ReturnType<AlertService['post']>> | undefined;
+        let plan: Plan | undefined;
+        for (let round = 0; posted === undefined; round++) {
+          const planned = await this.opts.flow.plan(
+            ALERT_ACTOR,
+            'rollback',
             environment,
-            outcome:
-              planned.refusal.code === RefusalCode.suggestionDismissed
-                ? AlertOutcome.dismissed
-                : AlertOutcome.refused,
-            detail: planned.refusal.message,
-          });
+            correlation.target.id,
+            { alert: context, unlessDismissed: true },
+          );
+          if (!planned.ok) {
+            await dedupe.complete(incident, { state: IncidentState.skipped });
+            return this.finish(alert, {
+              environment,
+              outcome:
+                planned.refusal.code === RefusalCode.suggestionDismissed
+                  ? AlertOutcome.dismissed
+                  : AlertOutcome.refused,
+              detail: planned.refusal.message,
+            });
+          }
+          plan = planned.plan;
+          const input: SuggestionInput = {
+            kind: 'suggestion',
+            environment,
+            alert,
+            sentence: correlation.sentence,
+            plan,
+            alertContext: context,
+            correlation,
+            destinations,
+          };
+          const grouped = await this.postGrouped(incident, input, plan.id, alertId, context);
+          if (grouped !== 'closed') posted = grouped ?? (await this.post(incident, input));
+          // Closed again (confirmed: the plan asked for again is its switch, whose job edits what shows
+          // it): post as before.
+          else if (round > 0) posted = await this.post(incident, input);
         }
-        const plan = planned.plan;
-        const input: SuggestionInput = {
-          kind: 'suggestion',
-          environment,
-          alert,
-          sentence: correlation.sentence,
-          plan,
-          alertContext: context,
-          correlation,
-          destinations,
-        };
-        const posted =
-          (await this.postGrouped(incident, input, plan.id, alertId, context)) ??
-          (await this.post(incident, input));
+        if (plan === undefined) throw new Error('unreachable: a plan was made');
         if (!posted.ok) {
           return this.finish(alert, {
             environment,
@@ -539,9 +564,9 @@ export class AlertService implements AlertIntake {
 
   /**
    * Storm control across incidents: lists the alert on its plan and posts a suggestion only where the
-   * plan has none yet (per destination slot); where it has one, that message is edited to list this
-   * alert too. Undefined when the plan cannot list alerts (not open any more, or a Flow without it):
-   * the caller posts as before.
+   * plan has none yet (per destination slot); where it has one, that message is edited (in the
+   * background, see `scheduleRefresh`) to list this alert too. `closed` when the plan is not open any
+   * more; undefined when it cannot list alerts (a Flow or sink without it): the caller posts as before.
    */
   private async postGrouped(
     incident: IncidentKey,
@@ -549,50 +574,79 @@ export class AlertService implements AlertIntake {
     planId: string,
     alertId: string,
     context: AlertContext,
-  ): Promise<{ ok: true; grouped: boolean } | { ok: false; detail: string; retry: boolean } | undefined> {
+  ): Promise<
+    { ok: true; grouped: boolean } | { ok: false; detail: string; retry: boolean } | 'closed' | undefined
+  > {
     const { flow, sink, dedupe } = this.opts;
     if (!flow.groupAlert || !flow.suggestionPosted || !flow.releaseSuggestion || !sink.refresh)
       return undefined;
     const slots = input.destinations.map(suggestionSlot);
-    const group = await flow.groupAlert(planId, alertId, context, slots);
-    if (group === undefined) return undefined;
+    let group = await flow.groupAlert(planId, alertId, context, slots);
+    if (group === undefined) return 'closed';
+    // A slot this process is posting to right now: wait for that post. If it failed, the slot is free
+    // again and this alert claims it (its list includes the alert that failed to post, until that one's
+    // sender retries).
+    const inflight = group.slots.flatMap((s) =>
+      !s.claimed && s.suggestion.ref === undefined ? (this.posting.get(`${planId}|${s.slot}`) ?? []) : [],
+    );
+    if (inflight.length > 0 && (await Promise.all(inflight)).includes(false)) {
+      group = (await flow.groupAlert(planId, alertId, context, slots)) ?? group;
+    }
     const claimed = input.destinations.filter((_, i) => group.slots[i]?.claimed === true);
     const existing = group.slots.flatMap((s) =>
       s.claimed || s.suggestion.ref === undefined ? [] : [s.suggestion.ref],
     );
-    let stale = claimed.length === 0 && existing.length > 0;
     let refs: MessageRef[] = [];
+    let changed = false;
+    let failure: unknown;
     if (claimed.length > 0) {
+      const done = new Map<string, (posted: boolean) => void>();
+      for (const d of claimed) {
+        const key = `${planId}|${suggestionSlot(d)}`;
+        this.posting.set(key, new Promise<boolean>((resolve) => done.set(key, resolve)));
+      }
       try {
         refs = await sink.suggest({ ...input, alertId, destinations: claimed });
       } catch (e) {
-        for (const d of claimed) await flow.releaseSuggestion(planId, suggestionSlot(d));
-        if (existing.length === 0) {
-          this.log.warn({ err: e, environment: input.environment }, 'alerts: could not post the suggestion');
-          await dedupe.release(incident);
-          return {
-            ok: false,
-            detail: `Posting the suggestion failed: ${errorText(e)}`,
-            retry: !isPermanentChatError(e),
-          };
-        }
-        this.log.warn({ err: e, environment: input.environment }, 'alerts: could not post the suggestion');
+        failure = e;
       }
       // A sink posts one message per destination; a surface that failed while another posted (see
       // compositeSink) leaves its destination without one: free it for the next alert.
       for (const d of claimed) {
+        const slot = suggestionSlot(d);
         const ref = refs.find((r) => r.surface === d.surface && r.channel === d.channel);
-        if (ref === undefined) {
-          await flow.releaseSuggestion(planId, suggestionSlot(d));
-          continue;
+        if (ref === undefined) await flow.releaseSuggestion(planId, slot);
+        else {
+          await flow.attachMessage?.(planId, ref);
+          const version = await flow.suggestionPosted(planId, slot, alertId, ref);
+          // Another alert joined while this one was being posted: the message shows an older list.
+          if (version !== undefined && version !== group.version) changed = true;
         }
-        await flow.attachMessage?.(planId, ref);
-        const version = await flow.suggestionPosted(planId, suggestionSlot(d), alertId, ref);
-        // Another alert joined while this one was being posted: the message shows an older list.
-        if (version !== undefined && version !== group.version) stale = true;
+        const key = `${planId}|${slot}`;
+        done.get(key)?.(ref !== undefined);
+        this.posting.delete(key);
       }
     }
-    if (stale) await this.refreshLogged(planId);
+    if (failure !== undefined) {
+      this.log.warn(
+        { err: failure, environment: input.environment },
+        'alerts: could not post the suggestion',
+      );
+    }
+    if (refs.length === 0 && existing.length === 0 && claimed.length > 0) {
+      // Shown nowhere: the alert leaves the plan's list, and its sender is asked to try again.
+      await flow.unlistAlert?.(planId, alertId);
+      await dedupe.release(incident);
+      const e = failure ?? new Error('no message was posted');
+      return {
+        ok: false,
+        detail: `Posting the suggestion failed: ${errorText(e)}`,
+        retry: !isPermanentChatError(e),
+      };
+    }
+    // Messages of the plan other than the ones just posted (here or in other places) list this alert
+    // too; so do those posted while another alert joined.
+    if (group.total > claimed.length || changed) this.scheduleRefresh(planId);
     const { resolvedMeanwhile } = await dedupe.complete(incident, {
       state: IncidentState.posted,
       refs: [...refs, ...existing],
@@ -606,23 +660,43 @@ export class AlertService implements AlertIntake {
         .resolvedEdited(incident, edited === true)
         .catch((e: unknown) => this.log.warn({ err: e }, 'alerts: could not record the resolved edit'));
     }
-    return { ok: true, grouped: claimed.length === 0 };
+    return { ok: true, grouped: refs.length === 0 };
   }
 
   /**
-   * Renders a plan's suggestion messages again, until they show its latest alert list: edits made at
-   * the same time for other alerts may land in any order, so whoever sees the list change while its
-   * own edit was under way edits once more (the last edit to land is always of the latest list).
-   * Throws when an edit failed.
+   * Edits a plan's suggestion messages in the background, at most one run per plan at a time: a change
+   * while one runs makes it run once more, so a storm of alerts makes a few edits, not one per alert,
+   * and a webhook is answered without waiting for chat. (The sink's `refresh` itself edits again when
+   * the plan changes under an edit, which covers other replicas.)
    */
-  private async refresh(planId: string): Promise<void> {
-    const { flow, sink } = this.opts;
-    for (let round = 0; round < 5; round++) {
-      const before = await flow.alertsVersion?.(planId);
-      await sink.refresh?.(planId);
-      const after = await flow.alertsVersion?.(planId);
-      if (before === after) return;
+  private scheduleRefresh(planId: string): void {
+    const running = this.refreshing.get(planId);
+    if (running) {
+      running.again = true;
+      return;
     }
+    const entry = { again: true, done: Promise.resolve() };
+    entry.done = (async () => {
+      try {
+        while (entry.again) {
+          entry.again = false;
+          await this.refreshLogged(planId);
+        }
+      } finally {
+        this.refreshing.delete(planId);
+      }
+    })();
+    this.refreshing.set(planId, entry);
+  }
+
+  /** Resolves once no background edit of a suggestion is running (tests; shutdown). */
+  async idle(): Promise<void> {
+    while (this.refreshing.size > 0) await Promise.all([...this.refreshing.values()].map((r) => r.done));
+  }
+
+  /** Renders a plan's suggestion messages again (see SuggestionSink.refresh). Throws when an edit failed. */
+  private async refresh(planId: string): Promise<void> {
+    await this.opts.sink.refresh?.(planId);
   }
 
   /** `refresh`, with a failed edit logged (the next change of the list edits again). */
@@ -716,10 +790,13 @@ export class AlertService implements AlertIntake {
       if (planId !== undefined && record.alertId !== undefined)
         planState = await this.opts.flow.resolveAlert?.(planId, record.alertId, this.clock.now());
       const listed = planState !== undefined;
+      // Only a suggestion recorded before plans listed their alerts is edited through its refs: those
+      // messages may now show other incidents' alerts (or a plan made again under the same id).
+      const legacy = record.alertId === undefined;
       const edit =
         listed && planId !== undefined
           ? () => this.refresh(planId)
-          : record.refs.length > 0
+          : legacy && record.refs.length > 0
             ? () =>
                 this.opts.sink.resolved(record.refs, {
                   environment,
@@ -754,9 +831,11 @@ export class AlertService implements AlertIntake {
             ? 'Resolved. The suggestion was confirmed: its message shows the switch.'
             : planState !== undefined
               ? 'The suggestion now lists the alert as resolved.'
-              : record.refs.length > 0
-                ? 'The suggestion now says the alert resolved.'
-                : 'Resolved; nothing had been posted.',
+              : record.alertId !== undefined
+                ? 'Resolved; its suggestion is closed (the plan was made again since), so nothing was edited.'
+                : record.refs.length > 0
+                  ? 'The suggestion now says the alert resolved.'
+                  : 'Resolved; nothing had been posted.',
       ...(planId === undefined ? {} : { planId }),
     });
   }

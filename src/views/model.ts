@@ -59,6 +59,8 @@ export interface AlertContext {
    */
   readonly others?: readonly OtherAlert[];
   readonly othersMore?: number;
+  /** How many of `othersMore` still fire (default: all of them). */
+  readonly othersMoreFiring?: number;
   /** This alert resolved while others still fire (`resolved` is then false). */
   readonly selfResolved?: boolean;
 }
@@ -345,7 +347,7 @@ function alertBlocks(plan: Plan, alert: AlertContext): ViewBlock[] {
   const more = alert.othersMore ?? 0;
   if (others.length > 0 || more > 0) {
     const n = others.length + more;
-    const firing = others.filter((o) => !o.resolved).length + more;
+    const firing = others.filter((o) => !o.resolved).length + (alert.othersMoreFiring ?? more);
     blocks.push({
       type: 'list',
       label: `${n} more alert${n === 1 ? '' : 's'} on this deployment (${firing === 0 ? 'all resolved' : `${firing} still firing`})`,

@@ -337,7 +337,12 @@ describe('Slack: webhook alerts of several incidents that point at one rollback'
     expect(posts[0]?.args.channel).toBe(WATCHED);
     expect(posts[0]?.args.thread_ts).toBeUndefined();
     const ts = String(posts[0]?.response.ts);
-    // Once the webhooks answered, the message lists all three (the first one first).
+    // The message is edited (in the background: the webhooks did not wait for it) to list all three,
+    // the first one first.
+    await fake.waitForCall(
+      'chat.update',
+      (c) => c.args.ts === ts && titles.slice(0, 3).every((t) => slackText(c).includes(t)),
+    );
     let view = latest(fake, ts);
     expect(view.text.indexOf(titles[0] ?? '')).toBeLessThan(view.text.indexOf(titles[1] ?? ''));
     for (const title of titles.slice(0, 3)) expect(view.text).toContain(title);

@@ -114,6 +114,7 @@ describe('POST /webhooks/alerts/:source', () => {
       expect(reply.body.source).toBe(source);
       expect(reply.body.received).toBe(expected.length);
       if (expected.length > 0) expect(reply.body.environments).toEqual(['production']);
+      await s.h.service.idle();
     }
     expect(s.h.sink.suggestions).toHaveLength(1);
     const planId = s.h.sink.refreshCalls[0]?.planId ?? '';
@@ -424,6 +425,7 @@ describe('POST /webhooks/alerts/:source: vendor formats', () => {
     expect(critical.body.alerts).toMatchObject([
       { status: 'firing', outcome: 'grouped', fingerprint: 'metric_alert:4', environment: 'production' },
     ]);
+    await s.h.service.idle();
     const resolved = await post(s, 'sentry', fixture('sentry-metric-resolved.json'));
     expect(resolved.body.alerts).toMatchObject([{ status: 'resolved', outcome: 'resolved' }]);
     // Two edits of the one suggestion: the metric alert joined it, then it resolved (the metric alert
@@ -487,6 +489,7 @@ describe('POST /webhooks/alerts/:source: vendor formats', () => {
     expect(grafana.status).toBe(202);
     expect(outcomes(grafana)[0]).toBe('grouped');
     expect(s.h.sink.suggestions).toHaveLength(1);
+    await s.h.service.idle();
     expect(s.h.sink.refreshCalls.at(-1)?.alerts.map((a) => a.alert.source)).toEqual([
       'alertmanager',
       'grafana',

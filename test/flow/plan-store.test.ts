@@ -263,9 +263,16 @@ describe('PlanStore: the alerts of a suggested plan and its suggestion per desti
     // A slot that is gone (released) cannot be given a message.
     await store.releaseSuggestion(plan.id, 'discord:42');
     expect(await store.suggestionPosted(plan.id, 'discord:42', 'a2', ref('9.9'))).toBeUndefined();
-    expect(await store.suggestionDismissed(plan.id, ref('1.1'))).toBe(true);
+    expect(await store.suggestionDismissed(plan.id, ref('1.1'), 'Ana')).toBe(true);
     expect((await store.get(plan.id))?.suggestions).toEqual([
-      { slot: 'slack:C0ALERTS', alertId: 'a1', at: clock.now(), ref: ref('1.1'), dismissed: true },
+      {
+        slot: 'slack:C0ALERTS',
+        alertId: 'a1',
+        at: clock.now(),
+        ref: ref('1.1'),
+        dismissed: true,
+        dismissedBy: 'Ana',
+      },
     ]);
   });
 
