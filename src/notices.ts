@@ -17,6 +17,13 @@
  * the platform, so a `traffic.moved` whose `via`/`to` match such an entry of the same environment within
  * `switchyardWindowMs` is the job's; each job explains at most one move (claimed per job id). Anything
  * else moved by a rollback or promote happened outside Switchyard (the dashboard or the API).
+ *
+ * A "ready but not live" notice and a reminder describe one rolled-back period (the environment rolled
+ * back to one deployment since one time). Once posted, each message's ref is kept in Redis under its
+ * period; when a replica sees the period over (the environment promoted, automatic deploys resumed, or
+ * rolled back again: from a platform event, a reminder check or the periodic recheck), it closes the
+ * period: one Lua script moves each kept ref, at most once across replicas, into the pending posts as an
+ * edit to a closed view without buttons, so edits share the posts' lease, retries and restart safety.
  */
 import { randomBytes } from 'node:crypto';
 import type { Redis } from 'ioredis';
@@ -29,9 +36,16 @@ import { assertNever, type Deployment, type EnvironmentSnapshot } from './domain
 import { type Logger, silentLogger } from './log.js';
 import type { Metrics } from './metrics.js';
 import type { DeployPlatform, PlatformEvent } from './platform/port.js';
-import type { MessageRef } from './progress.js';
+import { type MessageRef, messageRefSchema } from './progress.js';
 import { b, t } from './views/format.js';
-import { deploymentSpans, type NoticeEvent, noticeView } from './views/model.js';
+import {
+  type ClosedNotice,
+  closedNoticeView,
+  deploymentSpans,
+  type NoticeEvent,
+  noticeView,
+  type RolledBackEnd,
+} from './views/model.js';
 import type { MessageView, Span } from './views/types.js';
 import { issueLines } from './zod-issues.js';
 
@@ -63,6 +77,29 @@ export type NoticeOutcome =
   | {
       /** Posting to one surface failed for good: a refusal (no access, unknown channel) or attempts ran out. */
       readonly status: 'post_failed';
+      readonly environment: string;
+      readonly kind: NoticeKind;
+      readonly key: string;
+      readonly surface: ChatPoster['surface'];
+      readonly attempts: number;
+      readonly error: string;
+    }
+  | {
+      /**
+       * A "ready but not live" notice or a reminder was edited into its closed view: its rolled-back
+       * period is over (`key` is the notice's claim key, `ref` the message edited).
+       */
+      readonly status: 'closed';
+      readonly environment: string;
+      readonly kind: NoticeKind;
+      readonly key: string;
+      readonly ref: MessageRef;
+      /** Set on a retried edit: which attempt made it (2 is the first retry). */
+      readonly attempt?: number;
+    }
+  | {
+      /** Closing one message failed for good (refused, attempts ran out): it keeps its old text. */
+      readonly status: 'close_failed';
       readonly environment: string;
       readonly kind: NoticeKind;
       readonly key: string;
@@ -116,9 +153,10 @@ export interface NoticesOptions {
   /** Wait before retrying a reminder check that failed (platform or Redis down; default 1 minute). */
   readonly retryMs?: number;
   /**
-   * While an environment is not rolled back, check again this often (default 5 minutes; 0: only when a
-   * traffic event arrives). Polled platforms deliver each event to one replica only, and some platforms
-   * deliver none: this lets every replica notice a rollback and take its share of the reminders.
+   * Check each environment again at least this often (default 5 minutes; 0: only when a traffic event
+   * arrives or a reminder is due). Polled platforms deliver each event to one replica only, and some
+   * platforms deliver none: this lets every replica notice a rollback and take its share of the
+   * reminders, and notice its end (resuming automatic deploys sends no event) to close its notices.
    */
   readonly recheckMs?: number;
   /**
@@ -143,6 +181,11 @@ export interface NoticesOptions {
    * (the chat clients' own time limits and retries), so a slow post is not taken twice.
    */
   readonly postLeaseMs?: number;
+  /**
+   * At most this many posted messages of one rolled-back period are kept for closing (default 500);
+   * beyond it the oldest are forgotten (left as they are when the period ends) and a warning is logged.
+   */
+  readonly maxOpenNotices?: number;
   /** Called with every outcome (tests, debugging). */
   readonly onOutcome?: (outcome: NoticeOutcome) => void;
 }
@@ -160,6 +203,7 @@ export const noticesDefaults = {
   postRetryMaxMs: 120_000,
   retryPollMs: 30_000,
   postLeaseMs: 5 * 60_000,
+  maxOpenNotices: 500,
 } as const satisfies Required<
   Pick<
     NoticesOptions,
@@ -174,6 +218,7 @@ export const noticesDefaults = {
     | 'postRetryMaxMs'
     | 'retryPollMs'
     | 'postLeaseMs'
+    | 'maxOpenNotices'
   >
 >;
 
@@ -316,11 +361,43 @@ interface PendingPost {
    * in meanwhile) and drops the post instead of announcing something no longer so.
    */
   readonly holdsWhile?: HoldsWhile;
+  /** A notice that stays open until its rolled-back period ends: kept for closing once posted. */
+  readonly opens?: Opens;
+  /** Set on an edit that closes a posted notice: the message to edit (`view` is its closed view). */
+  readonly edit?: MessageRef;
 }
 
 /** The state a notice describes: `environment` rolled back to `rolledBackTo`. */
 interface HoldsWhile {
   readonly rolledBackTo: string;
+}
+
+/**
+ * One rolled-back period of an environment: rolled back to `to` since `since` (the platform's
+ * `rolledBackAt`, else the rollback entry of its history, else the first time a replica saw it).
+ */
+interface Period {
+  readonly to: string;
+  readonly since: number;
+}
+
+/** What a posted "ready but not live" notice or reminder needs kept to be closed later. */
+interface Opens {
+  readonly period: Period;
+  /** "Ready but not live": the deployment offered. */
+  readonly deployment?: Deployment;
+  /** Reminder: who rolled back, as it said. */
+  readonly by?: string;
+}
+
+/** A posted message kept until its period ends (a member of `open:<env>:<to>:<since>`). */
+interface OpenNotice {
+  readonly id: string;
+  readonly kind: NoticeKind;
+  /** The notice's claim key. */
+  readonly key: string;
+  readonly ref: MessageRef;
+  readonly opens: Opens;
 }
 
 /** A pending post as kept: its sorted-set member (what `ZREM` needs) and what it says. */
@@ -346,6 +423,43 @@ return 1`;
  */
 export const PENDING_POST_MAX_AGE_MS = 60 * 60_000;
 
+const periodSchema = z.object({ to: SLUG, since: AT });
+
+/** A deployment kept with an open notice (read back for its closed view). */
+const deploymentSchema = z.object({
+  id: SLUG,
+  projectId: z.string(),
+  environment: z.string(),
+  branch: z.string(),
+  commit: z.object({ sha: z.string(), message: z.string(), author: z.string() }),
+  createdAt: AT,
+  readyAt: AT.optional(),
+  status: z.enum(['building', 'ready', 'failed', 'standby', 'stopped']),
+  statusReason: z.string().optional(),
+});
+
+const opensSchema = z.object({
+  period: periodSchema,
+  deployment: deploymentSchema.optional(),
+  by: z.string().optional(),
+});
+
+const openNoticeSchema = z.object({
+  id: z.string().min(1),
+  kind: z.enum(Object.values(NoticeKind) as [NoticeKind, ...NoticeKind[]]),
+  key: z.string().min(1),
+  ref: messageRefSchema,
+  opens: opensSchema,
+});
+
+/** How a period ended, kept in its `ended:` marker for a message posted after it closed. */
+const endSchema = z.discriminatedUnion('kind', [
+  z.object({ kind: z.literal('promoted'), to: SLUG, at: AT.optional(), by: z.string().optional() }),
+  z.object({ kind: z.literal('resumed'), at: AT.optional(), by: z.string().optional() }),
+  z.object({ kind: z.literal('rolled_back'), to: SLUG, at: AT.optional(), by: z.string().optional() }),
+  z.object({ kind: z.literal('over') }),
+]);
+
 /** Pending posts are read back from Redis (another replica, an earlier version): parsed at the edge. */
 const pendingPostSchema = z.object({
   environment: SLUG,
@@ -357,7 +471,52 @@ const pendingPostSchema = z.object({
   attempt: z.number().int().min(1),
   since: AT,
   holdsWhile: z.object({ rolledBackTo: z.string().min(1) }).optional(),
+  opens: opensSchema.optional(),
+  edit: messageRefSchema.optional(),
 });
+
+/** Drops the keys whose value is undefined (zod's optional output vs exactOptionalPropertyTypes). */
+function defined<T extends object>(o: T): { [K in keyof T]: Exclude<T[K], undefined> } {
+  return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as {
+    [K in keyof T]: Exclude<T[K], undefined>;
+  };
+}
+
+/**
+ * Keeps a posted message for closing, unless its period has ended already (then returns how, so the
+ * caller closes it at once). KEYS: the period's open set, the environment's period index, the period's
+ * end marker. ARGV: member, posted at, period member, since, ttl, cap. Returns the end (a string), or
+ * whether the period is newly listed (1/0) and how many of the oldest messages the cap pushed out.
+ */
+const REMEMBER = `
+local ended = redis.call('GET', KEYS[3])
+if ended then return ended end
+redis.call('ZADD', KEYS[1], ARGV[2], ARGV[1])
+local listed = redis.call('ZADD', KEYS[2], ARGV[4], ARGV[3])
+redis.call('PEXPIRE', KEYS[1], ARGV[5])
+redis.call('PEXPIRE', KEYS[2], ARGV[5])
+local over = redis.call('ZCARD', KEYS[1]) - tonumber(ARGV[6])
+if over > 0 then redis.call('ZREMRANGEBYRANK', KEYS[1], 0, over - 1) else over = 0 end
+return {listed, over}`;
+
+/**
+ * Closes a period's messages: each kept message still there is removed and its edit added to the
+ * pending posts, in one step, so each is edited by one replica only and none is lost if the process
+ * dies right after. KEYS: the period's open set, the period index, the end marker, the pending posts.
+ * ARGV: end, ttl, period member, then (kept member, edit member, due) per message. Returns the
+ * (1-based) numbers of the messages this call took.
+ */
+const CLOSE = `
+redis.call('SET', KEYS[3], ARGV[1], 'PX', ARGV[2], 'NX')
+local taken = {}
+for i = 4, #ARGV, 3 do
+  if redis.call('ZREM', KEYS[1], ARGV[i]) == 1 then
+    redis.call('ZADD', KEYS[4], ARGV[i + 2], ARGV[i + 1])
+    table.insert(taken, (i - 1) / 3)
+  end
+end
+if redis.call('ZCARD', KEYS[1]) == 0 then redis.call('ZREM', KEYS[2], ARGV[3]) end
+return taken`;
 
 function parseJson(text: string): unknown {
   try {
@@ -373,6 +532,8 @@ interface Prepared {
   readonly view: MessageView;
   /** What must still hold for a retry of it to be posted (see `PendingPost.holdsWhile`). */
   readonly holdsWhile?: HoldsWhile;
+  /** Kept for closing once posted (see `PendingPost.opens`). */
+  readonly opens?: Opens;
   /** The claim is already held (traffic moves are claimed before the job lookup). */
   readonly claimed?: boolean;
 }
@@ -400,6 +561,15 @@ class Notices implements NoticeService {
   private readonly postRetryMaxMs: number;
   private readonly retryPollMs: number;
   private readonly postLeaseMs: number;
+  private readonly maxOpen: number;
+  /**
+   * The last traffic move each environment's events reported to this process: when a period ends by a
+   * move the platform's history does not record (Unkey, Vercel), it tells when.
+   */
+  private readonly moves = new Map<
+    string,
+    { readonly to: string; readonly via: string; readonly at: number }
+  >();
   /** The loop that tries failed posts again (`retryRound`); woken when this process adds one. */
   private retries: { wake: AbortController; done: Promise<void> } | undefined;
   private readonly replica = randomBytes(4).toString('hex');
@@ -426,6 +596,7 @@ class Notices implements NoticeService {
     this.postRetryMaxMs = opts.postRetryMaxMs ?? noticesDefaults.postRetryMaxMs;
     this.retryPollMs = opts.retryPollMs ?? noticesDefaults.retryPollMs;
     this.postLeaseMs = Math.max(1, opts.postLeaseMs ?? noticesDefaults.postLeaseMs);
+    this.maxOpen = Math.max(1, opts.maxOpenNotices ?? noticesDefaults.maxOpenNotices);
   }
 
   async start(): Promise<void> {
@@ -535,8 +706,12 @@ class Notices implements NoticeService {
   private async handle(event: PlatformEvent): Promise<void> {
     const env = event.environment;
     this.ensureLoop(env);
-    // A traffic move may start or end the rolled-back state: re-evaluate the reminders.
-    if (event.type === 'traffic.moved') this.loops.get(env)?.wake.abort();
+    // A traffic move may start or end the rolled-back state: re-evaluate the reminders (and close the
+    // notices of a rolled-back period that ended).
+    if (event.type === 'traffic.moved') {
+      this.moves.set(env, { to: event.to, via: event.via, at: event.at });
+      this.loops.get(env)?.wake.abort();
+    }
     const settings = this.settings(env).notices;
     const skip = (reason: string): undefined => {
       this.outcome({ status: 'skipped', environment: env, reason, event });
@@ -582,6 +757,7 @@ class Notices implements NoticeService {
             return skip(`older than the deployment ${env} is rolled back to`);
           }
           const rb = rolledBackInfo(snap);
+          const since = rb.at ?? (await this.firstSeenRolledBack(env, currentId));
           const notice: NoticeEvent = {
             type: 'ready.not_live',
             environment: env,
@@ -595,6 +771,7 @@ class Notices implements NoticeService {
             key,
             view: noticeView(notice, { now }),
             holdsWhile: { rolledBackTo: currentId },
+            opens: { period: { to: currentId, since }, deployment: dep },
           };
         }
         const notice: NoticeEvent = {
@@ -717,7 +894,8 @@ class Notices implements NoticeService {
       if (channel === undefined) continue;
       const entry = { environment, kind: p.kind, key, surface: poster.surface, channel, view: p.view };
       const holds = p.holdsWhile === undefined ? {} : { holdsWhile: p.holdsWhile };
-      targets.push({ poster, entry: { ...entry, ...holds, attempt: 1, since } });
+      const opens = p.opens === undefined ? {} : { opens: p.opens };
+      targets.push({ poster, entry: { ...entry, ...holds, ...opens, attempt: 1, since } });
     }
     const kept = await this.keep(targets.map((t) => t.entry));
     const refs: MessageRef[] = [];
@@ -726,7 +904,10 @@ class Notices implements NoticeService {
       const sent = await this.postTo(environment, p, poster, entry.channel, 1);
       const settled = await this.settle(kept?.[i] ?? { member: undefined, entry }, sent, true);
       if (sent === 'retry' && settled) retrying.push(poster.surface);
-      else if (sent !== 'retry' && sent !== undefined) refs.push(sent);
+      else if (sent !== 'retry' && sent !== undefined) {
+        refs.push(sent);
+        if (entry.opens !== undefined) await this.remember(entry, sent, p.kind !== NoticeKind.reminder);
+      }
     }
     this.outcome({
       status: 'posted',
@@ -835,7 +1016,9 @@ class Notices implements NoticeService {
           { err: e, surface: entry.surface, kind: entry.kind },
           sent === undefined
             ? 'could not drop a notice given up; it will be tried again once its lease ends'
-            : 'could not mark a notice as posted; it will be posted again once its lease ends',
+            : entry.edit === undefined
+              ? 'could not mark a notice as posted; it will be posted again once its lease ends'
+              : 'could not mark a closing edit as made; it will be made again once its lease ends',
         );
       }
       return true;
@@ -861,17 +1044,15 @@ class Notices implements NoticeService {
       }
       this.log.warn(
         { err: e, surface: entry.surface, kind: entry.kind },
-        'could not keep a failed notice for a retry; it is lost for this surface',
+        entry.edit === undefined
+          ? 'could not keep a failed notice for a retry; it is lost for this surface'
+          : 'could not keep a failed closing edit for a retry; the message keeps its old text',
       );
-      this.outcome({
-        status: 'post_failed',
-        environment: entry.environment,
-        kind: entry.kind,
-        key: entry.key,
-        surface: entry.surface,
-        attempts: entry.attempt,
-        error: `not kept for a retry: ${e instanceof Error ? e.message : String(e)}`,
-      });
+      this.gaveUp(
+        entry,
+        entry.attempt,
+        `not kept for a retry: ${e instanceof Error ? e.message : String(e)}`,
+      );
       return false;
     }
   }
@@ -925,27 +1106,28 @@ class Notices implements NoticeService {
         continue;
       }
       // The view is one this service wrote (`keep`, `settle`); its outline is checked above.
-      const { holdsWhile, ...data } = parsed.data;
+      const { holdsWhile, opens, edit, ...data } = parsed.data;
       const pending: PendingPost = {
         ...data,
         view: data.view as unknown as MessageView,
         ...(holdsWhile === undefined ? {} : { holdsWhile }),
+        ...(opens === undefined ? {} : { opens: parseOpens(opens) }),
+        ...(edit === undefined ? {} : { edit: defined(edit) }),
       };
       if (this.clock.now() - pending.since > PENDING_POST_MAX_AGE_MS) {
         if ((await this.redis.zrem(key, member)) === 1) {
+          const edit = pending.edit !== undefined;
           this.log.warn(
             { surface: pending.surface, kind: pending.kind, environment: pending.environment },
-            'dropped a notice nobody could post within an hour',
+            edit
+              ? 'dropped a closing edit nobody could make within an hour'
+              : 'dropped a notice nobody could post within an hour',
           );
-          this.outcome({
-            status: 'post_failed',
-            environment: pending.environment,
-            kind: pending.kind,
-            key: pending.key,
-            surface: pending.surface,
-            attempts: pending.attempt - 1,
-            error: 'not posted within an hour (no replica with a poster for this surface took it)',
-          });
+          this.gaveUp(
+            pending,
+            pending.attempt - 1,
+            `not ${edit ? 'edited' : 'posted'} within an hour (no replica with a poster for this surface took it)`,
+          );
         }
         continue;
       }
@@ -955,6 +1137,12 @@ class Notices implements NoticeService {
         continue;
       }
       if (!(await this.take(member))) continue; // another replica took it
+      if (pending.edit !== undefined) {
+        const edited = await this.editTo(pending, poster);
+        await this.settle({ member, entry: pending }, edited, false);
+        if (edited !== 'retry' && edited !== undefined) this.closedOutcome(pending, true);
+        continue;
+      }
       if (
         pending.holdsWhile !== undefined &&
         !(await this.stillHolds(pending.environment, pending.holdsWhile))
@@ -971,7 +1159,7 @@ class Notices implements NoticeService {
       const sent = await this.postTo(pending.environment, p, poster, pending.channel, pending.attempt);
       // Not woken: this round reads the next due time after it (another round would read nothing).
       await this.settle({ member, entry: pending }, sent, false);
-      if (sent !== 'retry' && sent !== undefined)
+      if (sent !== 'retry' && sent !== undefined) {
         this.outcome({
           status: 'posted',
           environment: pending.environment,
@@ -980,6 +1168,8 @@ class Notices implements NoticeService {
           refs: [sent],
           attempt: pending.attempt,
         });
+        if (pending.opens !== undefined) await this.remember(pending, sent, true);
+      }
     }
   }
 
@@ -991,7 +1181,13 @@ class Notices implements NoticeService {
     this.loops.set(environment, entry);
     entry.done = this.parkedLoop(
       entry,
-      () => this.reminderStep(environment),
+      async () => {
+        // The next check is due at a clock time: a check that fell due while this one ran runs at once.
+        const at = await this.environmentStep(environment);
+        if (at === undefined) return undefined;
+        const wait = at - this.clock.now();
+        return wait > 0 ? wait : 'now';
+      },
       (err) => this.log.warn({ err, environment }, 'reminder check failed; retrying'),
     );
   }
@@ -1038,27 +1234,38 @@ class Notices implements NoticeService {
     }
   }
 
-  /** One reminder check; returns how long to wait for the next, or undefined when not rolled back. */
-  private async reminderStep(environment: string): Promise<number | undefined> {
+  /**
+   * One check of an environment: closes the notices of rolled-back periods that are over, then posts
+   * the reminder that is due. Returns when the next check is due, or undefined when not rolled back (the
+   * loop then waits `recheckMs`, or a traffic event). While rolled back it checks at least every
+   * `recheckMs`: resuming automatic deploys moves no traffic, so no event says it.
+   */
+  private async environmentStep(environment: string): Promise<number | undefined> {
     const settings = this.settings(environment).notices;
-    if (!settings.enabled || settings.reminderEvery <= 0) return undefined;
+    const reminders = settings.enabled && settings.reminderEvery > 0;
+    const open = await this.openPeriods(environment);
+    if (!reminders && open.length === 0) return undefined;
     const snap = await this.platform.snapshot(environment);
     const currentId = snap.environment.currentDeploymentId;
     if (!snap.environment.rolledBack || currentId === undefined) {
+      await this.closeEnded(environment, open, snap, undefined);
       // The rollback is over: a later one (even to the same deployment) starts its own count.
       await this.redis.del(this.key('rolled-back-seen', environment));
       return undefined;
     }
     const rb = rolledBackInfo(snap);
     const since = rb.at ?? (await this.firstSeenRolledBack(environment, currentId));
+    await this.closeEnded(environment, open, snap, { to: currentId, since });
+    if (!reminders) return undefined;
     const every = settings.reminderEvery;
     const now = this.clock.now();
+    const recheck = (at: number) => (this.recheckMs > 0 ? Math.min(at, now + this.recheckMs) : at);
     const slot = reminderSlot(since, every, now);
-    if (slot.current < 1) return slot.nextAt - now;
+    if (slot.current < 1) return recheck(slot.nextAt);
     const hours = settings.workingHoursUtc;
     if (hours !== undefined && !inWorkingHours(now, hours)) {
       // Held: at the start of working hours the latest due slot is posted (once).
-      return untilWorkingHours(now, hours);
+      return recheck(now + untilWorkingHours(now, hours));
     }
     const key = this.key('claim', environment, 'reminder', currentId, since, slot.current);
     const current = snap.deployments.find((d) => d.id === currentId);
@@ -1085,10 +1292,11 @@ class Notices implements NoticeService {
         key,
         view: noticeView(notice, { now }),
         holdsWhile: { rolledBackTo: currentId },
+        opens: { period: { to: currentId, since }, ...(rb.by === undefined ? {} : { by: rb.by }) },
       },
       Math.max(this.claimTtlMs, 2 * every),
     );
-    return slot.nextAt - now;
+    return recheck(slot.nextAt);
   }
 
   /**
@@ -1105,6 +1313,373 @@ class Notices implements NoticeService {
     const stored = Number(await this.redis.hget(key, currentId));
     return Number.isFinite(stored) && stored > 0 ? stored : now;
   }
+
+  // ── closing ───────────────────────────────────────────────────────────────────────────────────
+  //
+  // Every posted "ready but not live" notice and reminder is kept (`remember`) in the sorted set of its
+  // period, `open:<env>:<to>:<since>`, listed in `open-periods:<env>`; both expire `claimTtlMs` after
+  // the last message kept or the last check that found the period still current, and a period keeps at
+  // most `maxOpen` messages. A check that finds a listed period over (`closeEnded`) closes it: it works
+  // out how the period ended (`endOf`), then CLOSE moves each kept message into the pending posts as an
+  // edit to its closed view, atomically and only if the message is still kept, so each message is
+  // edited once across replicas, and an edit is never lost between the two. The edit is then made like
+  // a post: attempted at once, retried with backoff when the fault may pass, taken by another replica
+  // after the lease if this process dies. The end is also written to `ended:<env>:<to>:<since>`: a
+  // message posted after its period closed (a post in flight, a retry) is closed at once when kept.
+
+  private openKey(environment: string, period: Period): string {
+    return this.key('open', environment, period.to, period.since);
+  }
+
+  private periodsKey(environment: string): string {
+    return this.key('open-periods', environment);
+  }
+
+  private endedKey(environment: string, period: Period): string {
+    return this.key('ended', environment, period.to, period.since);
+  }
+
+  /** The periods of an environment with messages kept for closing. */
+  private async openPeriods(environment: string): Promise<Period[]> {
+    const members = await this.redis.zrange(this.periodsKey(environment), 0, -1);
+    const periods: Period[] = [];
+    for (const member of members) {
+      const parsed = periodSchema.safeParse(parseJson(member));
+      if (parsed.success) periods.push(parsed.data);
+      else {
+        this.log.warn({ environment }, 'dropped a malformed rolled-back period');
+        await this.redis.zrem(this.periodsKey(environment), member);
+      }
+    }
+    return periods;
+  }
+
+  /**
+   * Keeps a posted message for closing; closes it at once if its period was closed meanwhile. `wake`:
+   * a period newly listed is checked at once (it may have ended while the message was posted), unless
+   * the caller is the environment's check itself.
+   */
+  private async remember(entry: PendingPost, ref: MessageRef, wake: boolean): Promise<void> {
+    const opens = entry.opens;
+    if (opens === undefined) return;
+    const { environment, kind } = entry;
+    const period = opens.period;
+    const record: OpenNotice = { id: randomBytes(6).toString('hex'), kind, key: entry.key, ref, opens };
+    let res: unknown;
+    try {
+      res = await this.redis.eval(
+        REMEMBER,
+        3,
+        this.openKey(environment, period),
+        this.periodsKey(environment),
+        this.endedKey(environment, period),
+        JSON.stringify(record),
+        this.clock.now(),
+        periodMember(period),
+        period.since,
+        this.claimTtlMs,
+        this.maxOpen,
+      );
+    } catch (e) {
+      this.log.warn(
+        { err: e, environment, kind, surface: ref.surface },
+        'could not keep a posted notice for closing; it stays as posted when the rollback ends',
+      );
+      return;
+    }
+    if (Array.isArray(res)) {
+      const [listed, forgotten] = res as [number, number];
+      if (forgotten > 0) {
+        this.log.warn(
+          { environment, forgotten, max: this.maxOpen },
+          'too many notices in one rolled-back period: the oldest will not be closed when it ends',
+        );
+      }
+      if (listed === 1 && wake) this.loops.get(environment)?.wake.abort();
+      return;
+    }
+    if (typeof res !== 'string') return;
+    // The period ended while this message was being posted: close it now.
+    const end = parseEnd(res) ?? { kind: 'over' };
+    const edit = this.closingEdit(environment, record, end);
+    const kept = await this.keep([edit]);
+    await this.attemptEdits([{ member: kept?.[0]?.member, entry: edit }]);
+  }
+
+  /**
+   * Closes the kept messages of every listed period that is not `current` (undefined: the environment
+   * is not rolled back), and keeps the current one's for as long as it lasts.
+   */
+  private async closeEnded(
+    environment: string,
+    open: readonly Period[],
+    snap: EnvironmentSnapshot,
+    current: Period | undefined,
+  ): Promise<void> {
+    for (const period of open) {
+      if (current !== undefined && period.to === current.to && period.since === current.since) {
+        await this.redis
+          .multi()
+          .pexpire(this.openKey(environment, period), this.claimTtlMs)
+          .pexpire(this.periodsKey(environment), this.claimTtlMs)
+          .exec();
+        continue;
+      }
+      await this.closePeriod(environment, period, snap, current);
+    }
+  }
+
+  private async closePeriod(
+    environment: string,
+    period: Period,
+    snap: EnvironmentSnapshot,
+    current: Period | undefined,
+  ): Promise<void> {
+    const openKey = this.openKey(environment, period);
+    const endedKey = this.endedKey(environment, period);
+    // Closed before (a message kept since): say what was said then.
+    const stored = await this.redis.get(endedKey);
+    const end =
+      (stored === null ? undefined : parseEnd(stored)) ??
+      (await this.endOf(environment, period, snap, current));
+    const members = await this.redis.zrange(openKey, 0, -1);
+    const now = this.clock.now();
+    const edits: { member: string; entry: PendingPost; ours: boolean }[] = [];
+    const args: (string | number)[] = [];
+    for (const member of members) {
+      const record = parseOpenNotice(member);
+      if (record === undefined) {
+        this.log.warn({ environment }, 'dropped a malformed kept notice');
+        await this.redis.zrem(openKey, member);
+        continue;
+      }
+      const entry = this.closingEdit(environment, record, end);
+      const ours = this.opts.posters.some((p) => p.surface === entry.surface);
+      const edit = { member: this.member(entry), entry, ours };
+      edits.push(edit);
+      // An edit for a surface this replica has no poster for is due at once, for a replica that has.
+      args.push(member, edit.member, ours ? now + this.postLeaseMs : now);
+    }
+    const taken: PendingPost[] = [];
+    const mine: Kept[] = [];
+    // In batches, so one call stays small however many messages a long rollback left.
+    for (let i = 0; i === 0 || i < edits.length; i += CLOSE_BATCH) {
+      const res = (await this.redis.eval(
+        CLOSE,
+        4,
+        openKey,
+        this.periodsKey(environment),
+        endedKey,
+        this.retryKey(),
+        JSON.stringify(end),
+        this.claimTtlMs,
+        periodMember(period),
+        ...args.slice(3 * i, 3 * (i + CLOSE_BATCH)),
+      )) as number[];
+      for (const n of res) {
+        const edit = edits[i + n - 1];
+        if (edit === undefined) continue;
+        taken.push(edit.entry);
+        if (edit.ours) mine.push({ member: edit.member, entry: edit.entry });
+      }
+    }
+    if (taken.length > 0) {
+      this.log.info(
+        { environment, rolledBackTo: period.to, since: period.since, end: end.kind, messages: taken.length },
+        'closing the notices of a rolled-back period that ended',
+      );
+    }
+    await this.attemptEdits(mine);
+  }
+
+  /** The edit that closes a kept message (its first attempt). */
+  private closingEdit(environment: string, record: OpenNotice, end: RolledBackEnd): PendingPost {
+    const { period, deployment, by } = record.opens;
+    const closed: ClosedNotice =
+      record.kind === NoticeKind.reminder || deployment === undefined
+        ? {
+            type: 'rolled_back.reminder',
+            environment,
+            current: { id: period.to },
+            since: period.since,
+            ...(by === undefined ? {} : { by }),
+            end,
+          }
+        : { type: 'ready.not_live', environment, deployment, rolledBackTo: { id: period.to }, end };
+    return {
+      environment,
+      kind: record.kind,
+      key: record.key,
+      surface: record.ref.surface,
+      channel: record.ref.channel,
+      view: closedNoticeView(closed),
+      attempt: 1,
+      since: this.clock.now(),
+      edit: record.ref,
+    };
+  }
+
+  /** First attempts at kept edits (each entry is due again a lease later, should this process die). */
+  private async attemptEdits(
+    kept: readonly { member: string | undefined; entry: PendingPost }[],
+  ): Promise<void> {
+    for (const k of kept) {
+      const poster = this.opts.posters.find((p) => p.surface === k.entry.surface);
+      if (!poster) continue;
+      const edited = await this.editTo(k.entry, poster);
+      await this.settle(k, edited, true);
+      if (edited !== 'retry' && edited !== undefined) this.closedOutcome(k.entry, false);
+    }
+  }
+
+  /** One attempt at a closing edit: the ref, 'retry' when the fault may pass, undefined when given up. */
+  private async editTo(entry: PendingPost, poster: ChatPoster): Promise<MessageRef | 'retry' | undefined> {
+    const ref = entry.edit;
+    if (ref === undefined) return undefined;
+    try {
+      await poster.update(ref, entry.view);
+      return ref;
+    } catch (e) {
+      const again = entry.attempt < this.postAttempts && (poster.retryable?.(e) ?? true);
+      this.log.warn(
+        { err: e, surface: poster.surface, channel: ref.channel, kind: entry.kind, attempt: entry.attempt },
+        again ? 'closing a notice failed; will retry' : 'closing a notice failed; giving up',
+      );
+      if (again) return 'retry';
+      this.gaveUp(entry, entry.attempt, e instanceof Error ? e.message : String(e));
+      return undefined;
+    }
+  }
+
+  private closedOutcome(entry: PendingPost, retried: boolean): void {
+    if (entry.edit === undefined) return;
+    this.outcome({
+      status: 'closed',
+      environment: entry.environment,
+      kind: entry.kind,
+      key: entry.key,
+      ref: entry.edit,
+      ...(retried ? { attempt: entry.attempt } : {}),
+    });
+  }
+
+  /** Reports a post or a closing edit given up on its surface. */
+  private gaveUp(entry: PendingPost, attempts: number, error: string): void {
+    this.outcome({
+      status: entry.edit === undefined ? 'post_failed' : 'close_failed',
+      environment: entry.environment,
+      kind: entry.kind,
+      key: entry.key,
+      surface: entry.surface,
+      attempts,
+      error,
+    });
+  }
+
+  /**
+   * How a rolled-back period ended: the platform's history (the entry after the period's rollback),
+   * else the state now, with the time of the traffic move this process saw and who the audit says
+   * asked Switchyard for it. Nothing is filled in that no source says.
+   */
+  private async endOf(
+    environment: string,
+    period: Period,
+    snap: EnvironmentSnapshot,
+    current: Period | undefined,
+  ): Promise<RolledBackEnd> {
+    const history = snap.liveHistory;
+    const own = history.findLastIndex(
+      (h) => h.via === 'rollback' && h.deploymentId === period.to && h.since === period.since,
+    );
+    const next = own >= 0 ? history[own + 1] : history.find((h) => h.since > period.since);
+    if (next !== undefined) {
+      const who = next.by === undefined ? {} : { by: next.by };
+      if (next.via === 'promote') return { kind: 'promoted', to: next.deploymentId, at: next.since, ...who };
+      if (next.via === 'rollback')
+        return { kind: 'rolled_back', to: next.deploymentId, at: next.since, ...who };
+      // An automatic deploy took the domains: automatic deploys were resumed before it (the history
+      // does not say when; a resume moves nothing).
+      return { kind: 'resumed', ...(await this.audited(environment, 'promote', period.to, period.since)) };
+    }
+    const move = this.moves.get(environment);
+    const movedAt = (to: string, via: string) =>
+      move !== undefined && move.to === to && move.via === via && move.at >= period.since
+        ? { at: move.at }
+        : {};
+    if (current !== undefined) {
+      // Rolled back again (to another deployment, or anew), and no history says it.
+      const rb = rolledBackInfo(snap);
+      return {
+        kind: 'rolled_back',
+        to: current.to,
+        ...(await this.audited(environment, 'rollback', current.to, period.since)),
+        ...movedAt(current.to, 'rollback'),
+        ...(rb.at === undefined ? {} : { at: rb.at }),
+        ...(rb.by === undefined ? {} : { by: rb.by }),
+      };
+    }
+    const to = snap.environment.currentDeploymentId;
+    if (to === undefined) return { kind: 'over' };
+    const audited = await this.audited(environment, 'promote', to, period.since);
+    if (to === period.to) return { kind: 'resumed', ...audited };
+    return { kind: 'promoted', to, ...audited, ...movedAt(to, 'promote') };
+  }
+
+  /**
+   * Who asked Switchyard for a switch to `targetId` after `after`, and when it succeeded, as the audit
+   * says (empty when it says nothing, or cannot be read).
+   */
+  private async audited(
+    environment: string,
+    action: 'rollback' | 'promote',
+    targetId: string,
+    after: number,
+  ): Promise<{ at?: number; by?: string }> {
+    const entries = await this.opts.audit.recent(environment, 100).catch((e: unknown) => {
+      this.log.warn({ err: e, environment }, 'closing notices: could not read the audit; closing without it');
+      return [];
+    });
+    const matching = entries
+      .filter((e) => e.action === action && e.targetId === targetId && e.at >= after)
+      .sort((a, b) => a.at - b.at);
+    const succeeded = matching.find((e) => e.event === 'succeeded');
+    const started = matching.find((e) => e.event === 'started');
+    const by = (succeeded ?? started)?.actor?.displayName;
+    return {
+      ...(succeeded === undefined ? {} : { at: succeeded.at }),
+      ...(by === undefined ? {} : { by }),
+    };
+  }
+}
+
+/** A period as a member of `open-periods:<env>` (one spelling, whatever object it came from). */
+function periodMember(period: Period): string {
+  return JSON.stringify({ to: period.to, since: period.since });
+}
+
+/** Kept edits made per CLOSE call. */
+const CLOSE_BATCH = 50;
+
+function parseOpens(o: z.infer<typeof opensSchema>): Opens {
+  return {
+    period: o.period,
+    ...(o.deployment === undefined ? {} : { deployment: defined(o.deployment) }),
+    ...(o.by === undefined ? {} : { by: o.by }),
+  };
+}
+
+/** A kept message read back (undefined: malformed, or a "ready but not live" without its deployment). */
+function parseOpenNotice(member: string): OpenNotice | undefined {
+  const parsed = openNoticeSchema.safeParse(parseJson(member));
+  if (!parsed.success) return undefined;
+  const { ref, opens, ...rest } = parsed.data;
+  if (rest.kind === NoticeKind.readyNotLive && opens.deployment === undefined) return undefined;
+  return { ...rest, ref: defined(ref), opens: parseOpens(opens) };
+}
+
+function parseEnd(text: string): RolledBackEnd | undefined {
+  const parsed = endSchema.safeParse(parseJson(text));
+  return parsed.success ? defined(parsed.data) : undefined;
 }
 
 /** Since when and by whom the environment is rolled back: the platform's fields, else its history. */

@@ -12,7 +12,18 @@ import { assertNever, type Deployment, type EnvironmentSnapshot, type PlanAction
 import type { Route } from '../platform/port.js';
 import type { Actor, Progress, StepName, StepRecord } from '../progress.js';
 import { type Action, tryEncodeAction } from './actions.js';
-import { b, c, commitSubject, formatTime, i, longDuration, shortDuration, t, truncate } from './format.js';
+import {
+  b,
+  c,
+  commitSubject,
+  formatTime,
+  i,
+  longDuration,
+  plainText,
+  shortDuration,
+  t,
+  truncate,
+} from './format.js';
 import type {
   ButtonStyle,
   ButtonView,
@@ -1201,6 +1212,172 @@ function rolledBackContext(at: number | undefined, by: string | undefined, now: 
       ],
     },
   ];
+}
+
+/**
+ * How a rolled-back period ended, as far as the platform (its history, its events) and the audit tell:
+ * `at` and `by` are absent when nothing says them.
+ */
+export type RolledBackEnd =
+  | {
+      /** Traffic moved to `to`, and automatic deploys are on again. */
+      readonly kind: 'promoted';
+      readonly to: string;
+      readonly at?: number;
+      readonly by?: string;
+    }
+  | {
+      /** Automatic deploys are on again and the deployment rolled back to stayed live (no domain moved). */
+      readonly kind: 'resumed';
+      readonly at?: number;
+      readonly by?: string;
+    }
+  | {
+      /** Rolled back again, to `to` (possibly the same deployment): a new rolled-back period began. */
+      readonly kind: 'rolled_back';
+      readonly to: string;
+      readonly at?: number;
+      readonly by?: string;
+    }
+  | {
+      /** No longer rolled back, and nothing tells how (no deployment is live). */
+      readonly kind: 'over';
+    };
+
+/** A "ready but not live" notice or a rolled-back reminder whose rolled-back period is over. */
+export type ClosedNotice =
+  | {
+      readonly type: 'ready.not_live';
+      readonly environment: string;
+      readonly deployment: DeploymentRef;
+      readonly rolledBackTo: DeploymentRef;
+      readonly end: RolledBackEnd;
+    }
+  | {
+      readonly type: 'rolled_back.reminder';
+      readonly environment: string;
+      readonly current: DeploymentRef;
+      /** Unix ms when the environment was rolled back (as the reminder said). */
+      readonly since: number;
+      readonly by?: string;
+      readonly end: RolledBackEnd;
+    };
+
+/** " at 2026-11-29 12:03 UTC by Alice", or the part of it that is known. */
+function whenBy(at: number | undefined, by: string | undefined): string {
+  return `${at === undefined ? '' : ` at ${formatTime(at)}`}${by === undefined ? '' : ` by ${by}`}`;
+}
+
+/** `to` as a time of day when it falls on the same UTC date as `from` (ranges read shorter). */
+function rangeEnd(from: number, to: number): string {
+  const full = formatTime(to);
+  return formatTime(from).slice(0, 10) === full.slice(0, 10) ? full.slice(11) : full;
+}
+
+/** What ended a rolled-back period, as spans after "<env> was …" ("promoted to dep_z", …). */
+function endSpans(end: RolledBackEnd, environment: string, rolledBackTo: string): Span[] {
+  switch (end.kind) {
+    case 'promoted':
+      return [b('promoted to '), c(end.to)];
+    case 'resumed':
+      return [b('automatic deploys resumed')];
+    case 'rolled_back':
+      return end.to === rolledBackTo
+        ? [b('rolled back again to '), c(end.to)]
+        : [b('rolled back to '), c(end.to)];
+    case 'over':
+      return [t(`${environment} is `), b('no longer rolled back')];
+    default:
+      return assertNever(end, 'rolled-back end');
+  }
+}
+
+/**
+ * The closed view of a "ready but not live" notice or a reminder once the rolled-back period it was
+ * posted in is over (promoted, automatic deploys resumed, or rolled back again): what happened, in one
+ * line, without buttons (they would act on a state that is gone).
+ */
+export function closedNoticeView(closed: ClosedNotice): MessageView {
+  const env = closed.environment;
+  const end = closed.end;
+  const at = end.kind === 'over' ? undefined : end.at;
+  const by = end.kind === 'over' ? undefined : end.by;
+  switch (closed.type) {
+    case 'ready.not_live': {
+      const id = closed.deployment.id;
+      const was: ViewBlock = {
+        type: 'context',
+        spans: [
+          t(`Was ready but not live while ${env} was rolled back to `),
+          c(closed.rolledBackTo.id),
+          t('.'),
+        ],
+      };
+      if ((end.kind === 'promoted' || end.kind === 'rolled_back') && end.to === id) {
+        const how = end.kind === 'promoted' ? 'promoted' : 'rolled back to it';
+        const title = `${id} went live on ${env}`;
+        return notice('success', title, `${title} (${how}${whenBy(at, by)}).`, [
+          {
+            type: 'text',
+            spans: [
+              ...deploymentSpans(closed.deployment),
+              t(' went live: '),
+              b(how),
+              t(`${whenBy(at, by)}.`),
+            ],
+          },
+          was,
+        ]);
+      }
+      const rolledBackTo = closed.rolledBackTo.id;
+      const reason: Span[] =
+        end.kind === 'over'
+          ? endSpans(end, env, rolledBackTo)
+          : end.kind === 'resumed'
+            ? [
+                ...endSpans(end, env, rolledBackTo),
+                t(` on ${env}${whenBy(at, by)}; `),
+                c(rolledBackTo),
+                t(' stayed live'),
+              ]
+            : [t(`${env} was `), ...endSpans(end, env, rolledBackTo), t(whenBy(at, by))];
+      return notice(
+        'neutral',
+        `${id} did not go live on ${env}`,
+        `${id} did not go live: ${plainText(reason)}.`,
+        [
+          {
+            type: 'text',
+            spans: [...deploymentSpans(closed.deployment), t(' did not go live: '), ...reason, t('.')],
+          },
+          was,
+        ],
+      );
+    }
+    case 'rolled_back.reminder': {
+      const id = closed.current.id;
+      const title = `${env} was rolled back to ${id}`;
+      const range =
+        at === undefined
+          ? `from ${formatTime(closed.since)}`
+          : `from ${formatTime(closed.since)} to ${rangeEnd(closed.since, at)} (${longDuration(at - closed.since)})`;
+      const ended = endSpans(end, env, id);
+      return notice('neutral', title, `${title} ${range} (${plainText(ended)}).`, [
+        {
+          type: 'text',
+          spans: [
+            b(`${env} was rolled back to `),
+            c(id),
+            t(` ${range}${closed.by === undefined ? '' : `, by ${closed.by}`}. Ended: `),
+            ...ended,
+            t(`${by === undefined ? '' : ` by ${by}`}.`),
+          ],
+        },
+      ]);
+    }
+    default:
+      return assertNever(closed, 'closed notice');
+  }
 }
 
 function notice(

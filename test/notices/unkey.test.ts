@@ -10,10 +10,11 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { AuditLog } from '../../src/audit.js';
 import { type Config, fileConfigSchema, parseEnv } from '../../src/config.js';
 import { silentLogger } from '../../src/log.js';
-import { type NoticeService, startNotices } from '../../src/notices.js';
+import { type NoticeOutcome, type NoticeService, startNotices } from '../../src/notices.js';
 import type { DeployPlatform, OperationRef, PlatformEvent } from '../../src/platform/port.js';
 import { UnkeyPlatform } from '../../src/platform/unkey/adapter.js';
 import { createRedis } from '../../src/redis.js';
+import { formatTime } from '../../src/views/format.js';
 import { SleepRecordingClock, UnkeyFakeServer } from '../fakes/unkey-server.js';
 import { redisUrl, uniqueName } from '../support/redis.js';
 import { HOUR, idleAll, RecordingPoster } from './world.js';
@@ -107,7 +108,11 @@ const config: Config = {
   platform: 'unkey',
 };
 
-async function notices(platform: DeployPlatform, poster: RecordingPoster): Promise<NoticeService> {
+async function notices(
+  platform: DeployPlatform,
+  poster: RecordingPoster,
+  onOutcome?: (o: NoticeOutcome) => void,
+): Promise<NoticeService> {
   const s = await startNotices({
     platform,
     redis,
@@ -118,6 +123,7 @@ async function notices(platform: DeployPlatform, poster: RecordingPoster): Promi
     logger: silentLogger,
     prefix: `${prefix}:notices`,
     recheckMs: RECHECK,
+    ...(onOutcome === undefined ? {} : { onOutcome }),
   });
   services.push(s);
   await s.idle();
@@ -195,5 +201,57 @@ describe('notices on Unkey (polled events, two replicas)', () => {
       await idleAll([nb]);
     }
     expect(poster.posts).toHaveLength(before);
+  });
+
+  it('closes the "ready but not live" notice once the replica whose poll saw the promote handles it (no history: the event says when)', async () => {
+    server.push({ ...prodEnv, branch: 'main' });
+    await clock.advance(1_000);
+    const d2 = server.push({ ...prodEnv, branch: 'main' });
+    await clock.advance(1_000);
+    server.push({ ...prodEnv, branch: 'main' });
+    const a = replica();
+    const b = replica();
+    const poster = new RecordingPoster('slack', clock);
+    const outcomes: NoticeOutcome[] = [];
+    const na = await notices(a, poster, (o) => outcomes.push(o));
+    const nb = await notices(b, poster, (o) => outcomes.push(o));
+    const both = [na, nb];
+    const pumpBoth = async () => {
+      await Promise.all([a.pump(), b.pump()]);
+      await idleAll(both);
+    };
+    await pumpBoth(); // baseline
+
+    await switched(a, await a.rollback({ environment: 'production', targetId: d2 }));
+    await a.pump();
+    await idleAll(both);
+    const d5 = server.push({ ...prodEnv, branch: 'main', status: 'building' });
+    await pumpBoth();
+    server.setStatus(d5, 'ready');
+    await pumpBoth();
+    const offer = poster.posts.find((p) => p.view.title === `${d5} is ready but not live`);
+    if (!offer) throw new Error('expected the offer');
+
+    // Promoted on the dashboard; only b's poll reports it. Unkey keeps no history and says nobody.
+    await switched(b, await b.promote({ environment: 'production', targetId: d5 }));
+    const seenAt = clock.now();
+    expect((await b.pump()).map((e) => e.type)).toContain('traffic.moved');
+    await idleAll(both);
+    expect(poster.updates.map((u) => [u.ref, u.view.title, u.view.summary])).toEqual([
+      [
+        offer.ref,
+        `${d5} went live on production`,
+        `${d5} went live on production (promoted at ${formatTime(seenAt)}).`,
+      ],
+    ]);
+    expect(poster.updates[0]?.view.buttons).toEqual([]);
+
+    // The other replica's recheck finds nothing left to close.
+    await clock.advance(RECHECK);
+    await idleAll(both);
+    await clock.advance(RECHECK);
+    await idleAll(both);
+    expect(poster.updates).toHaveLength(1);
+    expect(outcomes.filter((o) => o.status === 'closed')).toHaveLength(1);
   });
 });

@@ -42,10 +42,20 @@ export interface RecordedPost {
   readonly at: number;
 }
 
-/** A ChatPoster that records what it is asked to post. */
+/** An edit as a chat surface received it. */
+export interface RecordedUpdate {
+  readonly ref: MessageRef;
+  readonly view: MessageView;
+  /** Clock time of the edit. */
+  readonly at: number;
+}
+
+/** A ChatPoster that records what it is asked to post and edit. */
 export class RecordingPoster implements ChatPoster {
   readonly posts: RecordedPost[] = [];
+  readonly updates: RecordedUpdate[] = [];
   private n = 0;
+  private waiters: { count: number; resolve: () => void }[] = [];
 
   constructor(
     readonly surface: ChatPoster['surface'],
@@ -59,10 +69,25 @@ export class RecordingPoster implements ChatPoster {
     return ref;
   }
 
-  async update(): Promise<void> {}
+  async update(ref: MessageRef, view: MessageView): Promise<void> {
+    this.updates.push({ ref, view, at: this.clock.now() });
+    for (const w of this.waiters.filter((x) => this.updates.length >= x.count)) w.resolve();
+    this.waiters = this.waiters.filter((x) => this.updates.length < x.count);
+  }
 
   titles(): string[] {
     return this.posts.map((p) => p.view.title);
+  }
+
+  /** Resolves once `count` edits were received (for code that runs while a notice hangs). */
+  updated(count: number): Promise<void> {
+    if (this.updates.length >= count) return Promise.resolve();
+    return new Promise((resolve) => this.waiters.push({ count, resolve }));
+  }
+
+  /** The edits of the message posted as `post`, oldest first. */
+  editsOf(post: RecordedPost): MessageView[] {
+    return this.updates.filter((u) => u.ref.messageId === post.ref.messageId).map((u) => u.view);
   }
 }
 
