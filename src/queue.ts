@@ -466,9 +466,15 @@ export class SwitchQueue {
       // BullMQ reads events on a duplicate of this connection and reports its errors (below); this
       // one only keeps ioredis from printing every reconnection attempt while Redis is down.
       this.eventsRedis.on('error', () => undefined);
+      // Events are read from the stream's newest entry as it is now, not from `$` at BullMQ's first
+      // XREAD: that one is sent only once its own connection is set up (on a cluster after discovering
+      // the slots, on a node connection of its own), so an event published after `onProgress`
+      // resolved could come before it and be missed.
+      const [newest] = await this.eventsRedis.xrevrange(this.queue.toKey('events'), '+', '-', 'COUNT', 1);
       const events = new QueueEvents(this.queueName, {
         connection: this.eventsRedis,
         prefix: this.prefix,
+        lastEventId: newest?.[0] ?? '0-0',
       });
       events.on('error', (err) => this.logger.warn({ err }, 'queue events connection error'));
       events.on('progress', ({ data }) => {
