@@ -19,7 +19,6 @@
  * else moved by a rollback or promote happened outside Switchyard (the dashboard or the API).
  */
 import { randomBytes } from 'node:crypto';
-import type { Redis } from 'ioredis';
 import { z } from 'zod';
 import type { AuditEntry } from './audit.js';
 import type { ChatPoster } from './chat-sinks.js';
@@ -30,6 +29,7 @@ import { type Logger, silentLogger } from './log.js';
 import type { Metrics } from './metrics.js';
 import type { DeployPlatform, PlatformEvent } from './platform/port.js';
 import type { MessageRef } from './progress.js';
+import type { RedisClient } from './redis.js';
 import { b, t } from './views/format.js';
 import { deploymentSpans, type NoticeEvent, noticeView } from './views/model.js';
 import type { MessageView, Span } from './views/types.js';
@@ -92,7 +92,7 @@ export interface NoticeAudit {
 
 export interface NoticesOptions {
   readonly platform: DeployPlatform;
-  readonly redis: Redis;
+  readonly redis: RedisClient;
   /** One poster per chat surface; each gets the environment's channel for its surface. */
   readonly posters: readonly ChatPoster[];
   /** Per-environment notice settings and channels; `env` gives the fallback alert channels. */
@@ -386,7 +386,7 @@ export async function startNotices(opts: NoticesOptions): Promise<NoticeService>
 
 class Notices implements NoticeService {
   private readonly platform: DeployPlatform;
-  private readonly redis: Redis;
+  private readonly redis: RedisClient;
   private readonly clock: Clock;
   private readonly log: Logger;
   private readonly prefix: string;

@@ -12,7 +12,7 @@
  * no culprit or no target. Where: threaded under the alert message when it came from chat, else the
  * environment's `channels.<surface>`, falling back to SLACK_ALERT_CHANNEL / DISCORD_ALERT_CHANNEL.
  */
-import type { Redis } from 'ioredis';
+
 import type { Clock } from '../clock.js';
 import { systemClock } from '../clock.js';
 import type { Config } from '../config.js';
@@ -25,6 +25,7 @@ import type { Metrics } from '../metrics.js';
 import type { AlertContext } from '../plan-store.js';
 import type { DeployPlatform } from '../platform/port.js';
 import type { Actor, MessageRef } from '../progress.js';
+import type { RedisClient } from '../redis.js';
 import { type Correlation, correlate } from './correlate.js';
 import { AlertDedupe, type AlertDedupeOptions, type IncidentKey, IncidentState } from './dedupe.js';
 import { type CompiledMatchers, compileMatchers, mapAlert } from './mapping.js';
@@ -635,7 +636,7 @@ export function compositeSink(sinks: Partial<Record<SurfaceName, SuggestionSink>
  */
 export function createAlertService(
   deps: Omit<AlertServiceOptions, 'dedupe' | 'sink'> & {
-    readonly redis: Redis;
+    readonly redis: RedisClient;
     readonly sinks: Partial<Record<SurfaceName, SuggestionSink>>;
     readonly dedupe?: AlertDedupeOptions;
   },

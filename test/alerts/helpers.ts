@@ -1,6 +1,5 @@
 /** Shared fixtures for the alert tests: an environment snapshot with a known live history. */
 
-import type { Redis } from 'ioredis';
 import { AlertDedupe, type AlertDedupeOptions } from '../../src/alerts/dedupe.js';
 import {
   type ActiveJobs,
@@ -20,7 +19,7 @@ import { createMetrics, type Metrics } from '../../src/metrics.js';
 import { PlanStore } from '../../src/plan-store.js';
 import { LocalPlatform } from '../../src/platform/local/platform.js';
 import type { MessageRef } from '../../src/progress.js';
-import { createRedis } from '../../src/redis.js';
+import { createRedis, type RedisClient } from '../../src/redis.js';
 import { redisUrl, uniqueName } from '../support/redis.js';
 
 export const MINUTE = 60_000;
@@ -132,7 +131,7 @@ export interface Harness {
   readonly sink: RecordingSink;
   readonly dedupe: AlertDedupe;
   readonly metrics: Metrics;
-  readonly redis: Redis;
+  readonly redis: RedisClient;
   readonly config: Config;
   readonly service: AlertService;
   readonly jobs: { active: { jobId: string; planId: string } | undefined } & ActiveJobs;

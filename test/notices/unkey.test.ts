@@ -5,7 +5,6 @@
  * exactly once: the replica that missed the rollback event finds it on its periodic recheck and counts
  * reminders from the same first-seen time, kept in Redis.
  */
-import type { Redis } from 'ioredis';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { AuditLog } from '../../src/audit.js';
 import { type Config, fileConfigSchema, parseEnv } from '../../src/config.js';
@@ -13,7 +12,7 @@ import { silentLogger } from '../../src/log.js';
 import { type NoticeService, startNotices } from '../../src/notices.js';
 import type { DeployPlatform, OperationRef, PlatformEvent } from '../../src/platform/port.js';
 import { UnkeyPlatform } from '../../src/platform/unkey/adapter.js';
-import { createRedis } from '../../src/redis.js';
+import { createRedis, type RedisClient } from '../../src/redis.js';
 import { SleepRecordingClock, UnkeyFakeServer } from '../fakes/unkey-server.js';
 import { redisUrl, uniqueName } from '../support/redis.js';
 import { HOUR, idleAll, RecordingPoster } from './world.js';
@@ -55,7 +54,7 @@ class PolledReplica implements DeployPlatform {
 let clock: SleepRecordingClock;
 let server: UnkeyFakeServer;
 let prefix: string;
-let redis: Redis;
+let redis: RedisClient;
 const replicas: PolledReplica[] = [];
 const services: NoticeService[] = [];
 
