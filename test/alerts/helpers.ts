@@ -19,7 +19,7 @@ import { createMetrics, type Metrics } from '../../src/metrics.js';
 import { PlanStore } from '../../src/plan-store.js';
 import { LocalPlatform } from '../../src/platform/local/platform.js';
 import type { MessageRef } from '../../src/progress.js';
-import { createRedis, type RedisClient } from '../../src/redis.js';
+import { createRedis, deleteKeys, type RedisClient, scanKeys } from '../../src/redis.js';
 import { redisUrl, uniqueName } from '../support/redis.js';
 
 export const MINUTE = 60_000;
@@ -192,8 +192,7 @@ export async function createHarness(
     jobs,
     async close() {
       await platform.close();
-      const keys = await redis.keys(`${prefix}*`);
-      if (keys.length > 0) await redis.del(...keys);
+      await deleteKeys(redis, await scanKeys(redis, `${prefix}*`));
       redis.disconnect();
     },
   };

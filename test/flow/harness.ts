@@ -11,7 +11,7 @@ import { PlanStore } from '../../src/plan-store.js';
 import { LocalPlatform } from '../../src/platform/local/platform.js';
 import type { OperationRef } from '../../src/platform/port.js';
 import { type SwitchJobData, SwitchQueue, switchJobSchema } from '../../src/queue.js';
-import { createRedis, type RedisClient } from '../../src/redis.js';
+import { createRedis, deleteKeys, type RedisClient, scanKeys } from '../../src/redis.js';
 import { redisUrl, uniqueName } from '../support/redis.js';
 
 import { testConfig } from './actors.js';
@@ -89,8 +89,7 @@ export async function createHarness(opts: HarnessOptions = {}): Promise<Harness>
       await switchQueue.obliterate();
       await switchQueue.close();
       await platform.close();
-      const keys = await redis.keys(`${prefix}*`);
-      if (keys.length > 0) await redis.del(...keys);
+      await deleteKeys(redis, await scanKeys(redis, `${prefix}*`));
       await redis.quit();
     },
   };

@@ -5,7 +5,7 @@ import { SwitchyardError } from '../../src/errors.js';
 import { MAX_MESSAGES_PER_PLAN, PlanState, PlanStore } from '../../src/plan-store.js';
 import { LocalPlatform } from '../../src/platform/local/platform.js';
 import type { MessageRef } from '../../src/progress.js';
-import { createRedis, type RedisClient } from '../../src/redis.js';
+import { createRedis, deleteKeys, type RedisClient, scanKeys } from '../../src/redis.js';
 import { redisUrl, uniqueName } from '../support/redis.js';
 import { alice, bob } from './actors.js';
 
@@ -28,8 +28,7 @@ beforeEach(async () => {
 });
 
 afterEach(async () => {
-  const keys = await redis.keys(`${prefix}*`);
-  if (keys.length > 0) await redis.del(...keys);
+  await deleteKeys(redis, await scanKeys(redis, `${prefix}*`));
   await redis.quit();
 });
 

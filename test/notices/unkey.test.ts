@@ -12,7 +12,7 @@ import { silentLogger } from '../../src/log.js';
 import { type NoticeService, startNotices } from '../../src/notices.js';
 import type { DeployPlatform, OperationRef, PlatformEvent } from '../../src/platform/port.js';
 import { UnkeyPlatform } from '../../src/platform/unkey/adapter.js';
-import { createRedis, type RedisClient } from '../../src/redis.js';
+import { createRedis, deleteKeys, type RedisClient, scanKeys } from '../../src/redis.js';
 import { SleepRecordingClock, UnkeyFakeServer } from '../fakes/unkey-server.js';
 import { redisUrl, uniqueName } from '../support/redis.js';
 import { HOUR, idleAll, RecordingPoster } from './world.js';
@@ -79,8 +79,7 @@ afterEach(async () => {
   for (const s of services.splice(0)) await s.stop();
   for (const r of replicas.splice(0)) await r.close();
   await server.close();
-  const keys = await redis.keys(`${prefix}*`);
-  if (keys.length > 0) await redis.del(...keys);
+  await deleteKeys(redis, await scanKeys(redis, `${prefix}*`));
   await redis.quit();
 });
 

@@ -24,7 +24,7 @@ import { LocalPlatform } from '../../src/platform/local/platform.js';
 import type { DeployPlatform, OperationRef, PlatformEvent } from '../../src/platform/port.js';
 import type { MessageRef, Progress, Reporter } from '../../src/progress.js';
 import { SwitchQueue } from '../../src/queue.js';
-import { createRedis, type RedisClient } from '../../src/redis.js';
+import { createRedis, deleteKeys, type RedisClient, scanKeys } from '../../src/redis.js';
 import { plainText } from '../../src/views/format.js';
 import type { MessageView } from '../../src/views/types.js';
 import { redisUrl, uniqueName } from '../support/redis.js';
@@ -293,8 +293,7 @@ export async function createWorld(
       await queue.obliterate();
       await queue.close();
       await platform.close();
-      const keys = await redis.keys(`${prefix}*`);
-      if (keys.length > 0) await redis.del(...keys);
+      await deleteKeys(redis, await scanKeys(redis, `${prefix}*`));
       await redis.quit();
     },
   };
