@@ -73,9 +73,8 @@ export async function checkRedis(redis: RedisClient): Promise<RedisWarning[]> {
   }
   let nodes: Redis[];
   try {
-    // A cluster client knows its masters once it is ready (a patient one waits for that here).
-    if (cluster && redis.status !== 'ready') await redis.ping();
-    nodes = masters(redis);
+    // A patient cluster client waits here until the cluster is ready.
+    nodes = await masters(redis);
   } catch (e) {
     warnings.push(unavailable(cluster, [], (e as Error).message));
     return warnings;

@@ -123,11 +123,14 @@ export function nodeOptions(client: RedisClient): RedisOptions {
 }
 
 /**
- * The connections to every master: the client itself on one Redis; each master node of a cluster
- * (empty until the cluster client is ready).
+ * The connections to every master: the client itself on one Redis; each master node of a cluster, once
+ * the cluster client knows them (a PING first when it is not ready yet: a patient client waits for the
+ * cluster, a fail-fast one rejects).
  */
-export function masters(client: RedisClient): Redis[] {
-  return isCluster(client) ? client.nodes('master') : [client];
+export async function masters(client: RedisClient): Promise<Redis[]> {
+  if (!isCluster(client)) return [client];
+  if (client.status !== 'ready') await client.ping();
+  return client.nodes('master');
 }
 
 /** `host:port` (or the socket path) of one node connection, for messages. */
@@ -140,9 +143,8 @@ export function nodeAddress(node: Redis): string {
  * keyless command on a cluster client would reach one random node only).
  */
 export async function scanKeys(client: RedisClient, pattern: string): Promise<string[]> {
-  if (isCluster(client) && client.status !== 'ready') await client.ping();
   const found: string[] = [];
-  for (const node of masters(client)) {
+  for (const node of await masters(client)) {
     let cursor = '0';
     do {
       const [next, keys] = await node.scan(cursor, 'MATCH', pattern, 'COUNT', 500);
