@@ -35,8 +35,14 @@ import { createUnkeyPlatform } from '../src/platform/unkey/adapter.js';
 import { createVercelPlatform } from '../src/platform/vercel/adapter.js';
 import type { Reporter, Surface } from '../src/progress.js';
 import { SwitchQueue } from '../src/queue.js';
-import type { RedisClient } from '../src/redis.js';
-import { createRedis, createRequestRedis, redactRedisUrl, redisReady, watchRedis } from '../src/redis.js';
+import {
+  createRedis,
+  createRequestRedis,
+  type RedisClient,
+  redactRedisUrl,
+  redisReady,
+  watchRedis,
+} from '../src/redis.js';
 import { checkRedis, clusterMismatch } from '../src/redis-check.js';
 import { type SpawnedRedis, spawnRedis } from '../src/redis-server.js';
 import { isClusterUrl, keyNamespace } from '../src/redis-url.js';
