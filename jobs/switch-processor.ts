@@ -173,6 +173,11 @@ class Tracker {
     this.pending = [];
   }
 
+  /** Speaks again: the job is confirmed to be this attempt's after all (see `stillOwnsJob`). */
+  unsilence(): void {
+    this.silent = false;
+  }
+
   /** The job's attached message refs as read under the lock (saves a read on the first publish). */
   attached(members: readonly string[]): void {
     this.refs = withAttached(this.own, members);
@@ -419,8 +424,11 @@ class AttemptLock {
 
   /** Whether the job may belong to another attempt now: then this one publishes nothing. */
   get silenced(): boolean {
-    return this.lost === 'job' || this.lost === 'unconfirmed';
+    return !this.reclaimed && (this.lost === 'job' || this.lost === 'unconfirmed');
   }
+
+  /** Set when `stillOwnsJob` confirmed the job lock after all: the attempt may speak for the job again. */
+  private reclaimed = false;
 
   /** Throws the lock-lost error once a loss is known. */
   assertHeld(): void {
@@ -486,6 +494,25 @@ class AttemptLock {
     if (first) {
       this.log.warn({ reason }, 'switch attempt lost its lock: stopping at the next step');
       this.controller.abort(lockLostError(this.environment, reason));
+    }
+  }
+
+  /**
+   * Whether this attempt still holds its BullMQ job lock (asked again after its renewals could not be
+   * confirmed): then no other attempt has the job. Asks for up to one lock duration while Redis does
+   * not answer; past that the job lock has expired and the job is re-delivered (false).
+   */
+  async stillOwnsJob(): Promise<boolean> {
+    const until = this.deps.clock.now() + this.deps.lock.ttlMs;
+    for (;;) {
+      try {
+        const { jobLockHeld } = await this.deps.lock.renew(this.environment, this.owner, this.jobLock);
+        if (jobLockHeld && this.lost === 'unconfirmed') this.reclaimed = true;
+        return jobLockHeld;
+      } catch {
+        if (this.deps.clock.now() >= until) return false;
+        await this.deps.clock.sleep(Math.max(50, Math.floor(this.deps.lock.ttlMs / 6)));
+      }
     }
   }
 
@@ -834,7 +861,13 @@ async function runLocked(
     return tracker.progress;
   } catch (e) {
     if (e instanceof DelayedError || e instanceof WaitingError) throw e;
-    if (lock.silenced) {
+    // The last attempt could not confirm its locks for a while (Redis unreachable) but still holds the
+    // job now that Redis answers: no other attempt will ever end this job, so this one says how it
+    // ended (else BullMQ fails it without a final state and its chat message stays "switching").
+    const lastAndOurs =
+      lock.lost === 'unconfirmed' && tracker.progress.attempt >= maxAttempts && (await lock.stillOwnsJob());
+    if (lastAndOurs) tracker.unsilence();
+    if (lock.silenced && !lastAndOurs) {
       // The job may be another attempt's now: nothing from this one (no state, audit or metric) may
       // overwrite that attempt's. BullMQ's completion of this attempt fails for want of the lock.
       log.warn(
@@ -854,7 +887,9 @@ async function runLocked(
       throw err;
     }
     const outcome = outcomeOf(err);
-    let message = err.message;
+    let message = lastAndOurs
+      ? `${err.message} That was its last attempt: the ${data.action} is given up, and if the platform had started it, it may still complete. Check where traffic is before trying again.`
+      : err.message;
     if (outcome !== 'stale') {
       const now = await deps.platform.snapshot(data.environment).catch(() => undefined);
       if (now) message = `${message} ${whereTraffic(now)}`;

@@ -8,10 +8,13 @@
  */
 
 import type { SuggestionDestination, SuggestionInput, SuggestionSink } from './alerts/service.js';
-import type { ChatService } from './chat.js';
+import { type ChatService, dismissedView } from './chat.js';
+import type { Plan } from './domain/plan.js';
 import { PermanentChatError } from './errors.js';
 import type { Flow } from './flow.js';
-import type { MessageRef } from './progress.js';
+import type { PlanRecord, PlanSuggestion } from './plan-store.js';
+import type { MessageRef, Progress } from './progress.js';
+import { progressView } from './views/model.js';
 import type { MessageView } from './views/types.js';
 
 /** The port every chat surface implements for unsolicited messages. */
@@ -55,6 +58,42 @@ async function classified<T>(poster: ChatPoster, call: () => Promise<T>): Promis
   }
 }
 
+/** How many times `refresh` edits again while what its messages must show keeps changing under it. */
+const REFRESH_ROUNDS = 10;
+
+/** What a plan's suggestion messages must show, and a stamp that changes whenever that does. */
+async function shownState(
+  flow: Flow,
+  planId: string,
+): Promise<{ record: PlanRecord; progress: Progress | undefined; stamp: string } | undefined> {
+  const record = await flow.get(planId);
+  if (record === undefined) return undefined;
+  const progress =
+    record.state === 'enqueued' && record.jobId !== undefined
+      ? await flow.jobProgress(record.jobId).catch(() => undefined)
+      : undefined;
+  const stamp = [
+    record.state,
+    record.alertsVersion ?? 0,
+    progress?.updatedAt ?? '',
+    progress?.outcome ?? '',
+  ].join('|');
+  return { record, progress, stamp };
+}
+
+/** The view of one suggestion message of a plan in its current state. */
+function suggestionView(
+  chat: ChatService,
+  seen: { record: PlanRecord; progress: Progress | undefined },
+  s: PlanSuggestion,
+): MessageView {
+  const { record, progress } = seen;
+  if (s.dismissed === true) return dismissedView(record.plan as Plan, s.dismissedBy ?? 'someone');
+  if (record.state === 'enqueued')
+    return progress ? progressView(progress) : chat.confirmation(record, { state: 'enqueued' });
+  return chat.confirmation(record, { alertId: s.alertId });
+}
+
 /** One SuggestionSink for one surface, over its ChatPoster. */
 export function suggestionSink(poster: ChatPoster, chat: ChatService, flow: Flow): SuggestionSink {
   const mine = (ds: readonly SuggestionDestination[]) => ds.filter((d) => d.surface === poster.surface);
@@ -64,7 +103,14 @@ export function suggestionSink(poster: ChatPoster, chat: ChatService, flow: Flow
       if (input.kind === 'suggestion' && input.plan) {
         const record = await flow.get(input.plan.id);
         view = record
-          ? chat.confirmation(record, input.alertContext ? { alert: input.alertContext } : undefined)
+          ? chat.confirmation(
+              record,
+              input.alertId !== undefined
+                ? { alertId: input.alertId }
+                : input.alertContext
+                  ? { alert: input.alertContext }
+                  : undefined,
+            )
           : textView(`Alert on ${input.environment}: ${input.alert.title}`, [input.sentence], 'warning');
       } else {
         view = textView(`Alert on ${input.environment}: ${input.alert.title}`, [input.sentence], 'warning');
@@ -78,6 +124,28 @@ export function suggestionSink(poster: ChatPoster, chat: ChatService, flow: Flow
         if (input.plan) await flow.attachMessage(input.plan.id, ref);
       }
       return refs;
+    },
+    async refresh(planId: string): Promise<void> {
+      // An edit lands a while after it was rendered, and what the plan's messages must show may change
+      // meanwhile (a click, another alert, the switch's progress). So after editing, look again: when
+      // anything that decides what they show changed, edit again, showing that (a "repair": then even
+      // dismissed messages and a confirmed plan's are rendered, since an edit of ours may have landed on
+      // them). The last edit of ours to land is therefore of the latest state.
+      let repair = false;
+      for (let round = 0; round < REFRESH_ROUNDS; round++) {
+        const seen = await shownState(flow, planId);
+        // Confirmed: its messages show the switch (see `resolved`), unless an edit of ours overwrote it.
+        if (seen === undefined || (seen.record.state === 'enqueued' && !repair)) return;
+        for (const s of seen.record.suggestions ?? []) {
+          const ref = s.ref;
+          if (ref?.surface !== poster.surface || (s.dismissed === true && !repair)) continue;
+          const view = suggestionView(chat, seen, s);
+          await classified(poster, () => poster.update(ref, view));
+        }
+        repair = true;
+        const now = await shownState(flow, planId);
+        if (now === undefined || now.stamp === seen.stamp) return;
+      }
     },
     async resolved(refs, input): Promise<void> {
       const record = input.planId ? await flow.get(input.planId) : undefined;

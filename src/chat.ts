@@ -15,7 +15,7 @@ import { assertNever, type Deployment } from './domain/types.js';
 import type { ClickOutcome, Flow, PlanOptions } from './flow.js';
 import type { ActingUser } from './permissions.js';
 import type { PlanRecord } from './plan-store.js';
-import type { Progress } from './progress.js';
+import type { MessageRef, Progress } from './progress.js';
 import { parseAction } from './views/actions.js';
 import {
   type AlertContext,
@@ -104,6 +104,56 @@ function alertView(
   };
 }
 
+/**
+ * The alert part of a confirmation: the message's own alert first (`primaryId`, else the one the plan
+ * was made for), then every other alert the plan lists. The suggestion is resolved when every listed
+ * alert has (alerts beyond the list are not tracked, so they keep it firing).
+ */
+function alertsView(
+  record: PlanRecord,
+  primaryId: string | undefined,
+  override: NonNullable<PlanRecord['alert']> | undefined,
+  resolvedOverride: boolean | undefined,
+): AlertContext | undefined {
+  const listed = record.alerts ?? [];
+  const wanted = primaryId ?? override?.id ?? record.alert?.id;
+  const own = listed.find((a) => a.id === wanted);
+  const alert = own?.alert ?? override ?? record.alert ?? listed[0]?.alert;
+  if (alert === undefined) return undefined;
+  if (listed.length === 0) return alertView(alert, record.createdAt, resolvedOverride);
+  const ownId = own?.id ?? alert.id;
+  const others = listed.filter((a) => a.id !== ownId);
+  const more = record.alertsMore ?? 0;
+  const moreFiring = record.alertsMoreFiring ?? more;
+  const selfResolved = own === undefined ? alert.status === 'resolved' : own.resolvedAt !== undefined;
+  const all = selfResolved && moreFiring === 0 && others.every((a) => a.resolvedAt !== undefined);
+  const lastResolved = Math.max(...listed.map((a) => a.resolvedAt ?? 0));
+  // With a list, what resolved is the list's to say (an override would mark firing alerts resolved).
+  return {
+    ...alertView(alert, record.createdAt, all),
+    ...(all && lastResolved > 0 ? { resolvedAt: lastResolved } : {}),
+    ...(others.length > 0
+      ? {
+          others: others.map((a) => ({
+            source: a.alert.source,
+            title: a.alert.title,
+            startedAt: a.alert.startedAt ?? a.at,
+            resolved: a.resolvedAt !== undefined,
+          })),
+        }
+      : {}),
+    ...(more > 0 ? { othersMore: more, othersMoreFiring: moreFiring } : {}),
+    ...(selfResolved && !all ? { selfResolved: true } : {}),
+  };
+}
+
+/** An alert suggestion closed by Dismiss while its plan stays open on other messages. */
+export function dismissedView(p: Plan, by: string): MessageView {
+  const text = `Dismissed by ${by}: this suggestion is closed. The ${p.action} of ${p.environment} to ${p.target.id} stays open on its other messages; nothing changed.`;
+  const view = textView(`Dismissed: ${p.action} ${p.environment} to ${p.target.id}`, [text], 'neutral');
+  return { ...view, summary: text };
+}
+
 export class ChatService {
   private readonly flow: Flow;
   private readonly clock: Clock;
@@ -130,9 +180,11 @@ export class ChatService {
       alertResolved?: boolean;
       /** The alert this message is about (an alert suggestion for a plan another request made). */
       alert?: NonNullable<PlanRecord['alert']>;
+      /** The listed alert (PlanAlert id) this message is about; shown first. */
+      alertId?: string;
     },
   ): MessageView {
-    const alert = override?.alert ?? record.alert;
+    const alert = alertsView(record, override?.alertId, override?.alert, override?.alertResolved);
     const state = override?.state ?? (record.state as ConfirmationState);
     return confirmationView(record.plan as Plan, {
       state,
@@ -142,7 +194,7 @@ export class ChatService {
       requiresApproval: this.flow.twoPersonRule(record.plan.environment),
       ...(record.approvedBy ? { approvedBy: record.approvedBy } : {}),
       ...(record.cancelledBy ? { cancelledBy: record.cancelledBy } : {}),
-      ...(alert ? { alert: alertView(alert, record.createdAt, override?.alertResolved) } : {}),
+      ...(alert ? { alert } : {}),
       ...((override?.staleReason ?? record.refusal?.message)
         ? { staleReason: override?.staleReason ?? record.refusal?.message ?? '' }
         : {}),
@@ -228,8 +280,11 @@ export class ChatService {
     return out.ok ? out.snapshot.deployments.slice(0, 8) : undefined;
   }
 
-  /** A button click with the action id the surface received. */
-  async click(actor: ActingUser, actionId: string): Promise<ClickReply> {
+  /**
+   * A button click with the action id the surface received, on `message` (the clicked message, when
+   * the surface knows it: Dismiss then closes that message only, see `dismissOnly`).
+   */
+  async click(actor: ActingUser, actionId: string, message?: MessageRef): Promise<ClickReply> {
     const parsed = parseAction(actionId);
     if (!parsed.ok) return { ephemeral: refusalView(parsed.refusal), outcome: 'invalid' };
     const action = parsed.value;
@@ -241,7 +296,7 @@ export class ChatService {
       case 'cancel':
       case 'dismiss': {
         if (action.kind === 'dismiss') {
-          const shared = await this.dismissOnly(actor, action.ref);
+          const shared = await this.dismissOnly(actor, action.ref, message);
           if (shared) return shared;
         }
         const out =
@@ -321,14 +376,25 @@ export class ChatService {
    * message only. Cancelling the plan would turn everyone else's Rollback button into "cancelled".
    * Undefined when the plan shows nowhere else (then Dismiss cancels it, as it always did).
    */
-  private async dismissOnly(actor: ActingUser, planId: string): Promise<ClickReply | undefined> {
+  private async dismissOnly(
+    actor: ActingUser,
+    planId: string,
+    message: MessageRef | undefined,
+  ): Promise<ClickReply | undefined> {
     const record = await this.flow.get(planId);
-    if (record === undefined || record.messages.length <= 1) return undefined;
+    if (record === undefined) return undefined;
     if (record.state !== 'pending' && record.state !== 'awaiting_approval') return undefined;
-    const p = record.plan;
-    const text = `Dismissed by ${actor.displayName}: this suggestion is closed. The ${p.action} of ${p.environment} to ${p.target.id} stays open on its other messages; nothing changed.`;
-    const view = textView(`Dismissed: ${p.action} ${p.environment} to ${p.target.id}`, [text], 'neutral');
-    return { update: { ...view, summary: text }, outcome: 'dismissed' };
+    // Messages that still offer the plan, besides the clicked one (dismissed ones no longer do).
+    const same = (a: MessageRef, b: MessageRef) =>
+      a.surface === b.surface && a.channel === b.channel && a.messageId === b.messageId;
+    const closed = (record.suggestions ?? []).flatMap((s) => (s.dismissed === true && s.ref ? [s.ref] : []));
+    const others = record.messages.filter(
+      (m) => !closed.some((c) => same(c, m)) && (message === undefined || !same(m, message)),
+    );
+    if (others.length === 0 || (message === undefined && others.length <= 1)) return undefined;
+    // Later alerts of the plan edit its suggestions to list themselves: this one stays dismissed.
+    if (message !== undefined) await this.flow.suggestionDismissed(planId, message, actor.displayName);
+    return { update: dismissedView(record.plan, actor.displayName), outcome: 'dismissed' };
   }
 
   private async clickOutcome(

@@ -35,6 +35,7 @@ import { silentLogger } from './log.js';
 import { type ActingUser, canAct, sameActor } from './permissions.js';
 import {
   type AlertContext,
+  type AlertGroup,
   type Grant,
   OPEN_STATES,
   type PlanPatch,
@@ -97,6 +98,12 @@ export interface PlanOptions {
   readonly messages?: readonly MessageRef[];
   /** The alert this plan answers (suggestions requested by the system actor). */
   readonly alert?: AlertContext;
+  /**
+   * Refuse (`suggestion_dismissed`) when someone dismissed the alert suggestion of this very switch
+   * (same plan id: same current deployment, target and domains), for as long as its record is kept:
+   * alerts then stop suggesting it. People asking with /rollback are never refused this way.
+   */
+  readonly unlessDismissed?: boolean;
 }
 
 /** Result of `plan` / `replan`. `created` is false when the same switch was already asked for. */
@@ -269,6 +276,19 @@ export class Flow {
     if (!built.ok) return built;
     // Read through `load`, so a lapsed open plan of this id is expired (and audited) before the new
     // request replaces it.
+    const dismissal = opts.unlessDismissed === true ? await this.plans.dismissal(built.value.id) : undefined;
+    if (dismissal !== undefined) {
+      const by = dismissal.by;
+      const at = new Date(dismissal.at).toISOString().slice(0, 16).replace('T', ' ');
+      return {
+        ok: false,
+        refusal: {
+          code: RefusalCode.suggestionDismissed,
+          message: `${by} dismissed the suggestion to ${action === PlanAction.rollback ? 'roll back' : 'promote'} ${environment} to ${built.value.target.id} (${at} UTC), so alerts no longer suggest it; /${action} ${environment} still offers it.`,
+          context: { planId: built.value.id, dismissedAt: dismissal.at },
+        },
+      };
+    }
     const previous = await this.load(built.value.id);
     // The same switch asked for again after its job ended without success (the platform state did
     // not change, so the plan id is the same): start over instead of joining the failed job.
@@ -341,6 +361,60 @@ export class Flow {
       await this.queue.addMessages(record.jobId, [parsed]);
     }
     return true;
+  }
+
+  /**
+   * Alert suggestions (src/alerts/service.ts): lists the alert on the open plan and claims each
+   * destination's suggestion slot that has none. Undefined when the plan is not open (see
+   * PlanStore.groupAlert).
+   */
+  async groupAlert(
+    planId: string,
+    alertId: string,
+    alert: AlertContext,
+    slots: readonly string[],
+  ): Promise<AlertGroup | undefined> {
+    if (!PLAN_ID.test(planId)) return undefined;
+    return this.plans.groupAlert(planId, alertId, alert, slots);
+  }
+
+  /** Records the message posted for a claimed suggestion slot; the plan's alertsVersion now. */
+  async suggestionPosted(
+    planId: string,
+    slot: string,
+    alertId: string,
+    ref: MessageRef,
+  ): Promise<number | undefined> {
+    if (!PLAN_ID.test(planId)) return undefined;
+    return this.plans.suggestionPosted(planId, slot, alertId, messageRefSchema.parse(ref));
+  }
+
+  /** Frees a suggestion slot whose post failed. */
+  async releaseSuggestion(planId: string, slot: string): Promise<void> {
+    if (PLAN_ID.test(planId)) await this.plans.releaseSuggestion(planId, slot);
+  }
+
+  /** Marks one suggestion message dismissed by `by` (later alerts show it dismissed). */
+  async suggestionDismissed(planId: string, ref: MessageRef, by: string): Promise<boolean> {
+    if (!PLAN_ID.test(planId)) return false;
+    return this.plans.suggestionDismissed(planId, messageRefSchema.parse(ref), by);
+  }
+
+  /** Takes an alert off the plan (its suggestion could not be posted). */
+  async unlistAlert(planId: string, alertId: string): Promise<void> {
+    if (PLAN_ID.test(planId)) await this.plans.unlistAlert(planId, alertId);
+  }
+
+  /** Marks an alert the plan lists resolved: the plan's state, or undefined when it does not list it. */
+  async resolveAlert(planId: string, alertId: string, at: number): Promise<PlanState | undefined> {
+    if (!PLAN_ID.test(planId)) return undefined;
+    return this.plans.resolveAlert(planId, alertId, at);
+  }
+
+  /** The plan's alertsVersion (see PlanStore). */
+  async alertsVersion(planId: string): Promise<number> {
+    if (!PLAN_ID.test(planId)) return 0;
+    return this.plans.alertsVersion(planId);
   }
 
   /** The plan's record as it is now (an open plan past its time is reported, and stored, as expired). */
@@ -784,6 +858,8 @@ export class Flow {
       if (moved.record === undefined) return this.goneOutcome(record.plan.id);
       return this.cancelFrom(actor, moved.record, verb);
     }
+    if (verb === 'dismissed')
+      await this.plans.markDismissed(record.plan.id, actor.displayName, this.clock.now());
     await this.record(moved.record, 'cancelled', actor, {
       message: `${who(actor)} ${verb} the ${record.plan.action} to ${record.plan.target.id}`,
     });

@@ -4,6 +4,9 @@
  * One hash per plan id (`<prefix>plan:<id>`): the plan (JSON, zod-validated on every read), who asked,
  * the state, who confirmed/approved/cancelled, the job id, why it went stale, the alert it answers and
  * the chat messages showing it (one hash field per message, so attaching is atomic and idempotent).
+ * An alert-suggested plan also keeps every alert that pointed at it (one field per incident, and when
+ * each resolved) and its suggestion message per destination (a channel, or a thread of one), so a storm
+ * of alerts for the same switch shows as one message listing them, not one message per alert.
  *
  * State machine (every move is one Lua script, so two replicas handling the same click, or 50
  * concurrent confirms, produce exactly one transition):
@@ -103,6 +106,8 @@ const refusalSchema = z.object({
 
 /** What an alert suggestion carries, so the confirmation can say why it was offered. */
 export const alertContextSchema = z.object({
+  /** The incident's id in the plan's alert list (`PlanAlert.id`), when the alert service listed it. */
+  id: z.string().min(1).exactOptional(),
   /** `alertmanager`, `grafana`, `slack`, … */
   source: z.string().min(1),
   title: z.string(),
@@ -117,6 +122,57 @@ export const alertContextSchema = z.object({
   suspectLiveSince: z.number().exactOptional(),
 });
 export type AlertContext = z.infer<typeof alertContextSchema>;
+
+/** One alert that pointed at the plan (an incident of it), and when it resolved. */
+export const planAlertSchema = z.object({
+  /** Stable per incident (the alert service derives it from the incident key). */
+  id: z.string().min(1),
+  alert: alertContextSchema,
+  /** Unix ms it joined the plan. */
+  at: z.number(),
+  /** Unix ms its RESOLVED arrived. */
+  resolvedAt: z.number().exactOptional(),
+});
+export type PlanAlert = z.infer<typeof planAlertSchema>;
+
+/**
+ * The alert suggestion shown in one destination (`slot`: `surface:channel`, plus `:thread` for a
+ * thread). Without `ref` it is still being posted.
+ */
+export const planSuggestionSchema = z.object({
+  slot: z.string().min(1),
+  /** The alert the message was posted for (shown first). */
+  alertId: z.string().min(1),
+  at: z.number(),
+  ref: messageRefSchema.exactOptional(),
+  /** Someone dismissed this message (the plan stays open on its other messages). */
+  dismissed: z.boolean().exactOptional(),
+  /** Who dismissed it (a display name), so the message can be shown dismissed again. */
+  dismissedBy: z.string().exactOptional(),
+});
+export type PlanSuggestion = z.infer<typeof planSuggestionSchema>;
+
+/** An alert's id in a plan (the alert service derives it from the incident key). */
+const alertIdSchema = z.string().regex(/^[A-Za-z0-9_-]{1,64}$/, 'expected 1-64 letters, digits, _ or -');
+
+/** Who dismissed a plan's alert suggestion, and when (Unix ms). */
+const dismissalSchema = z.object({ by: z.string(), at: z.number() });
+export type Dismissal = z.infer<typeof dismissalSchema>;
+
+/** What `groupAlert` did: the plan's alertsVersion after it, and each destination's slot. */
+export interface AlertGroup {
+  readonly version: number;
+  readonly slots: readonly SuggestionSlot[];
+  /** How many suggestion slots the plan has in all (these and those of other places). */
+  readonly total: number;
+}
+
+/** What `groupAlert` found for each destination. */
+export type SuggestionSlot =
+  /** Nobody had posted there: the caller posts, then calls `suggestionPosted` (or `releaseSuggestion`). */
+  | { readonly slot: string; readonly claimed: true }
+  /** A suggestion is there (or being posted: no ref yet); the caller edits it instead of posting. */
+  | { readonly slot: string; readonly claimed: false; readonly suggestion: PlanSuggestion };
 
 const storedMessageSchema = z.object({ ref: messageRefSchema, at: z.number() });
 
@@ -147,6 +203,16 @@ export const planRecordSchema = z.object({
   refusal: refusalSchema.exactOptional(),
   alert: alertContextSchema.exactOptional(),
   messages: z.array(messageRefSchema),
+  /** Every alert that pointed at the plan, oldest first (at most MAX_ALERTS_PER_PLAN). */
+  alerts: z.array(planAlertSchema).exactOptional(),
+  /** Alerts beyond MAX_ALERTS_PER_PLAN: counted (by id) but not listed. */
+  alertsMore: z.number().exactOptional(),
+  /** How many of those still fire. */
+  alertsMoreFiring: z.number().exactOptional(),
+  /** Bumped by every change of `alerts` (a suggestion posted with an older one is edited again). */
+  alertsVersion: z.number().exactOptional(),
+  /** The alert suggestion messages, one per destination. */
+  suggestions: z.array(planSuggestionSchema).exactOptional(),
   /** Unix ms. */
   createdAt: z.number(),
   updatedAt: z.number(),
@@ -198,6 +264,12 @@ export const planStoreDefaults = {
 } as const satisfies Required<Pick<PlanStoreOptions, 'prefix' | 'ttlMs' | 'retainMs'>>;
 
 const MESSAGE_FIELD = 'msg:';
+const ALERT_FIELD = 'al:';
+const ALERT_RESOLVED_FIELD = 'ar:';
+const ALERT_SEQ_FIELD = 'aq:';
+/** An alert beyond MAX_ALERTS_PER_PLAN: its id only (its resolution is `ar:` like any other's). */
+const ALERT_OVER_FIELD = 'ao:';
+const SUGGESTION_FIELD = 'sg:';
 const JSON_FIELDS = new Set([
   'plan',
   'requestedBy',
@@ -208,7 +280,7 @@ const JSON_FIELDS = new Set([
   'refusal',
   'alert',
 ]);
-const NUMBER_FIELDS = new Set(['createdAt', 'updatedAt', 'expiresAt']);
+const NUMBER_FIELDS = new Set(['createdAt', 'updatedAt', 'expiresAt', 'alertsVersion']);
 
 /**
  * Creates a record unless a live one exists. Live: enqueued, or pending/awaiting approval and not past
@@ -288,6 +360,105 @@ end
 if n >= tonumber(ARGV[3]) then return 2 end
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
 return 1
+`;
+
+/** How many alerts one plan lists; later ones are counted (`alertsMore`). */
+export const MAX_ALERTS_PER_PLAN = 50;
+
+/**
+ * Adds an alert to an open plan and claims the suggestion slot of each destination. KEYS[1] record;
+ * ARGV[1] now; ARGV[2] the alert's id; ARGV[3] its JSON; ARGV[4] MAX_ALERTS_PER_PLAN; ARGV[5] the JSON
+ * of a claimed slot; ARGV[6..] slot fields. Returns {-1} when the record is gone, {0} when the plan is
+ * not open (enqueued, ended, past `expiresAt`), else {1, alertsVersion, how many suggestion slots the
+ * plan has, slot value or '' (claimed now) per slot field}. An alert is listed (`al:`, with its place `aq:`) while fewer than the maximum are,
+ * else counted by id (`ao:`); one already there is not added again, and one that had resolved (`ar:`)
+ * and fires again is firing again.
+ */
+const GROUP_SCRIPT = `
+local state = redis.call('HGET', KEYS[1], 'state')
+if not state then return {-1} end
+local exp = tonumber(redis.call('HGET', KEYS[1], 'expiresAt')) or 0
+if (state ~= 'pending' and state ~= 'awaiting_approval') or exp <= tonumber(ARGV[1]) then return {0} end
+local id = ARGV[2]
+if redis.call('HEXISTS', KEYS[1], 'al:' .. id) == 0 and redis.call('HEXISTS', KEYS[1], 'ao:' .. id) == 0 then
+  local n = 0
+  for _, f in ipairs(redis.call('HKEYS', KEYS[1])) do
+    if string.sub(f, 1, 3) == 'al:' then n = n + 1 end
+  end
+  local version = redis.call('HINCRBY', KEYS[1], 'alertsVersion', 1)
+  if n < tonumber(ARGV[4]) then
+    redis.call('HSET', KEYS[1], 'al:' .. id, ARGV[3], 'aq:' .. id, version)
+  else
+    redis.call('HSET', KEYS[1], 'ao:' .. id, '1')
+  end
+elseif redis.call('HDEL', KEYS[1], 'ar:' .. id) == 1 then
+  redis.call('HINCRBY', KEYS[1], 'alertsVersion', 1)
+end
+local out = {1, tonumber(redis.call('HGET', KEYS[1], 'alertsVersion')) or 0, 0}
+for i = 6, #ARGV do
+  local v = redis.call('HGET', KEYS[1], ARGV[i])
+  if v then
+    table.insert(out, v)
+  else
+    redis.call('HSET', KEYS[1], ARGV[i], ARGV[5])
+    table.insert(out, '')
+  end
+end
+local slots = 0
+for _, f in ipairs(redis.call('HKEYS', KEYS[1])) do
+  if string.sub(f, 1, 3) == 'sg:' then slots = slots + 1 end
+end
+out[3] = slots
+return out
+`;
+
+/**
+ * Updates a suggestion slot that exists (KEYS[1] record; ARGV[1] slot field; ARGV[2] its new JSON;
+ * ARGV[3] '1' to bump alertsVersion: the message must be shown differently). Returns the plan's
+ * alertsVersion, or -1 when the slot (or the record) is gone.
+ */
+const SLOT_SET_SCRIPT = `
+if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 0 then return -1 end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+if ARGV[3] == '1' then return redis.call('HINCRBY', KEYS[1], 'alertsVersion', 1) end
+return tonumber(redis.call('HGET', KEYS[1], 'alertsVersion')) or 0
+`;
+
+/** Frees a slot whose post failed: only while it has no message (KEYS[1] record; ARGV[1] slot field). */
+const SLOT_RELEASE_SCRIPT = `
+local v = redis.call('HGET', KEYS[1], ARGV[1])
+if not v then return 0 end
+local ok, d = pcall(cjson.decode, v)
+if ok and type(d) == 'table' and d.ref == nil then
+  redis.call('HDEL', KEYS[1], ARGV[1])
+  return 1
+end
+return 0
+`;
+
+/** Takes an alert off the plan (its suggestion could not be posted). KEYS[1] record; ARGV[1] its id. */
+const UNLIST_SCRIPT = `
+local id = ARGV[1]
+if redis.call('HDEL', KEYS[1], 'al:' .. id, 'aq:' .. id, 'ao:' .. id, 'ar:' .. id) > 0 then
+  redis.call('HINCRBY', KEYS[1], 'alertsVersion', 1)
+  return 1
+end
+return 0
+`;
+
+/**
+ * Marks a listed (or counted) alert resolved (KEYS[1] record; ARGV[1] its id; ARGV[2] when). Returns
+ * the plan's state when the plan has the alert (resolved now or before), false when not.
+ */
+const ALERT_RESOLVE_SCRIPT = `
+local id = ARGV[1]
+if redis.call('HEXISTS', KEYS[1], 'al:' .. id) == 0 and redis.call('HEXISTS', KEYS[1], 'ao:' .. id) == 0 then
+  return false
+end
+if redis.call('HSETNX', KEYS[1], 'ar:' .. id, ARGV[2]) == 1 then
+  redis.call('HINCRBY', KEYS[1], 'alertsVersion', 1)
+end
+return redis.call('HGET', KEYS[1], 'state')
 `;
 
 function messageField(ref: MessageRef): string {
@@ -437,6 +608,161 @@ export class PlanStore {
     return n === 1;
   }
 
+  /**
+   * Lists `alert` on the open plan (once per `alertId`) and claims the suggestion of each destination
+   * slot that has none: see SuggestionSlot. Undefined when the plan is gone or not open any more (it was
+   * confirmed, ended, or is past its time): there is nothing to group into then.
+   */
+  async groupAlert(
+    planId: string,
+    alertId: string,
+    alert: AlertContext,
+    slots: readonly string[],
+  ): Promise<AlertGroup | undefined> {
+    const now = this.clock.now();
+    const entry = planAlertSchema.parse({ id: alertIdSchema.parse(alertId), alert, at: now });
+    const { slot: _, ...claimed } = planSuggestionSchema.parse({ slot: '-', alertId, at: now });
+    const raw = await this.redis.eval(
+      GROUP_SCRIPT,
+      1,
+      this.key(planId),
+      String(now),
+      alertId,
+      JSON.stringify({ alert: entry.alert, at: entry.at }),
+      String(MAX_ALERTS_PER_PLAN),
+      JSON.stringify(claimed),
+      ...slots.map((slot) => `${SUGGESTION_FIELD}${slot}`),
+    );
+    if (!Array.isArray(raw) || raw[0] !== 1) return undefined;
+    const version = Number(raw[1]);
+    const total = Number(raw[2]);
+    const out: SuggestionSlot[] = slots.map((slot, i) => {
+      const value = String(raw[i + 3] ?? '');
+      if (value === '') return { slot, claimed: true };
+      return { slot, claimed: false, suggestion: this.suggestion(slot, value, planId) };
+    });
+    return { version, slots: out, total };
+  }
+
+  /**
+   * Records the message posted for a claimed slot. Returns the plan's alertsVersion now (compare it
+   * with the one the message was rendered from), or undefined when the slot or the plan is gone.
+   */
+  async suggestionPosted(
+    planId: string,
+    slot: string,
+    alertId: string,
+    ref: MessageRef,
+  ): Promise<number | undefined> {
+    return this.setSlot(planId, { slot, alertId, at: this.clock.now(), ref: messageRefSchema.parse(ref) });
+  }
+
+  /**
+   * Marks one suggestion message dismissed by `by` (a display name), so edits for later alerts show it
+   * dismissed; bumps alertsVersion (an edit under way when it happened is made again). False when the
+   * message is not one of the plan's suggestions.
+   */
+  async suggestionDismissed(planId: string, ref: MessageRef, by: string): Promise<boolean> {
+    const record = await this.get(planId);
+    const found = record?.suggestions?.find(
+      (s) =>
+        s.ref !== undefined &&
+        s.ref.surface === ref.surface &&
+        s.ref.channel === ref.channel &&
+        s.ref.messageId === ref.messageId,
+    );
+    if (found === undefined) return false;
+    return (await this.setSlot(planId, { ...found, dismissed: true, dismissedBy: by }, true)) !== undefined;
+  }
+
+  private async setSlot(
+    planId: string,
+    suggestion: PlanSuggestion,
+    bump = false,
+  ): Promise<number | undefined> {
+    const { slot, ...stored } = planSuggestionSchema.parse(suggestion);
+    const n = await this.redis.eval(
+      SLOT_SET_SCRIPT,
+      1,
+      this.key(planId),
+      `${SUGGESTION_FIELD}${slot}`,
+      JSON.stringify(stored),
+      bump ? '1' : '0',
+    );
+    return typeof n === 'number' && n >= 0 ? n : undefined;
+  }
+
+  /** Frees a claimed slot whose post failed, so the next alert posts there. */
+  async releaseSuggestion(planId: string, slot: string): Promise<void> {
+    await this.redis.eval(SLOT_RELEASE_SCRIPT, 1, this.key(planId), `${SUGGESTION_FIELD}${slot}`);
+  }
+
+  /** Takes an alert off the plan (its suggestion could not be posted: its sender tries again). */
+  async unlistAlert(planId: string, alertId: string): Promise<void> {
+    await this.redis.eval(UNLIST_SCRIPT, 1, this.key(planId), alertIdSchema.parse(alertId));
+  }
+
+  /**
+   * Marks an alert of the plan (listed or counted) resolved at `at`. Returns the plan's state then (an
+   * enqueued plan's messages show its switch, not the list), or undefined when the plan does not have
+   * the alert (a plan made again under the same id since, or one that never listed alerts).
+   */
+  async resolveAlert(planId: string, alertId: string, at: number): Promise<PlanState | undefined> {
+    const state = await this.redis.eval(
+      ALERT_RESOLVE_SCRIPT,
+      1,
+      this.key(planId),
+      alertIdSchema.parse(alertId),
+      String(at),
+    );
+    return typeof state === 'string' && (planStates as readonly string[]).includes(state)
+      ? (state as PlanState)
+      : undefined;
+  }
+
+  /** The plan's alertsVersion (0 when it lists no alert or is gone). */
+  async alertsVersion(planId: string): Promise<number> {
+    const v = await this.redis.hget(this.key(planId), 'alertsVersion');
+    return v === null ? 0 : Number(v);
+  }
+
+  /**
+   * Remembers that `by` dismissed the alert suggestion of this plan id at `at`, in a key of its own
+   * (a person's later request for the same switch replaces the plan's record, not this), kept as long
+   * as a record is.
+   */
+  async markDismissed(planId: string, by: string, at: number): Promise<void> {
+    await this.redis.set(
+      this.dismissedKey(planId),
+      JSON.stringify(dismissalSchema.parse({ by, at })),
+      'PX',
+      this.ttlMs + this.retainMs,
+    );
+  }
+
+  /** Who dismissed the alert suggestion of this plan id, and when; undefined when nobody did. */
+  async dismissal(planId: string): Promise<Dismissal | undefined> {
+    const raw = await this.redis.get(this.dismissedKey(planId));
+    if (raw === null) return undefined;
+    try {
+      return dismissalSchema.parse(JSON.parse(raw));
+    } catch (e) {
+      throw this.corrupt(planId, `dismissal: ${(e as Error).message}`);
+    }
+  }
+
+  private dismissedKey(planId: string): string {
+    return `${this.prefix}dismissed:${planId}`;
+  }
+
+  private suggestion(slot: string, value: string, planId: string): PlanSuggestion {
+    try {
+      return planSuggestionSchema.parse({ ...JSON.parse(value), slot });
+    } catch (e) {
+      throw this.corrupt(planId, `field ${SUGGESTION_FIELD}${slot}: ${(e as Error).message}`);
+    }
+  }
+
   /** Closes the Redis connection when the store opened it. */
   async close(): Promise<void> {
     if (this.ownsRedis) await this.redis.quit();
@@ -468,6 +794,11 @@ export class PlanStore {
     if (flat.length === 0) return undefined;
     const out: Record<string, unknown> = {};
     const messages: { ref: unknown; at: number; field: string }[] = [];
+    const alerts = new Map<string, Record<string, unknown>>();
+    const resolvedAt = new Map<string, number>();
+    const seq = new Map<string, number>();
+    const over: string[] = [];
+    const suggestions: PlanSuggestion[] = [];
     for (let i = 0; i + 1 < flat.length; i += 2) {
       const field = flat[i] ?? '';
       const value = flat[i + 1] ?? '';
@@ -475,6 +806,16 @@ export class PlanStore {
         if (field.startsWith(MESSAGE_FIELD)) {
           const m = storedMessageSchema.parse(JSON.parse(value));
           messages.push({ ref: m.ref, at: m.at, field });
+        } else if (field.startsWith(ALERT_FIELD)) {
+          alerts.set(field.slice(ALERT_FIELD.length), JSON.parse(value) as Record<string, unknown>);
+        } else if (field.startsWith(ALERT_OVER_FIELD)) {
+          over.push(field.slice(ALERT_OVER_FIELD.length));
+        } else if (field.startsWith(ALERT_SEQ_FIELD)) {
+          seq.set(field.slice(ALERT_SEQ_FIELD.length), Number(value));
+        } else if (field.startsWith(ALERT_RESOLVED_FIELD)) {
+          resolvedAt.set(field.slice(ALERT_RESOLVED_FIELD.length), Number(value));
+        } else if (field.startsWith(SUGGESTION_FIELD)) {
+          suggestions.push(this.suggestion(field.slice(SUGGESTION_FIELD.length), value, planId));
         } else if (JSON_FIELDS.has(field)) {
           out[field] = JSON.parse(value);
         } else if (NUMBER_FIELDS.has(field)) {
@@ -488,6 +829,24 @@ export class PlanStore {
     }
     messages.sort((a, b) => a.at - b.at || a.field.localeCompare(b.field));
     out.messages = messages.map((m) => m.ref);
+    if (alerts.size > 0) {
+      out.alerts = [...alerts]
+        .map(([id, a]) => {
+          const at = resolvedAt.get(id);
+          return { ...a, id, ...(at === undefined ? {} : { resolvedAt: at }) } as {
+            id: string;
+            at?: unknown;
+          };
+        })
+        // In the order they joined (the list's sequence), whatever the clocks said.
+        .sort((a, b) => (seq.get(a.id) ?? 0) - (seq.get(b.id) ?? 0) || Number(a.at) - Number(b.at));
+    }
+    if (over.length > 0) {
+      out.alertsMore = over.length;
+      out.alertsMoreFiring = over.filter((id) => !resolvedAt.has(id)).length;
+    }
+    if (suggestions.length > 0)
+      out.suggestions = suggestions.sort((a, b) => a.at - b.at || a.slot.localeCompare(b.slot));
     const parsed = planRecordSchema.safeParse(out);
     if (!parsed.success) {
       throw this.corrupt(planId, describeIssues(parsed.error));

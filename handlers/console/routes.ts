@@ -28,7 +28,7 @@ import type { Metrics } from '../../src/metrics.js';
 import type { DeployPlatform, PlatformEvent } from '../../src/platform/port.js';
 import { parseAction } from '../../src/views/actions.js';
 import { listedDeployments } from '../../src/views/model.js';
-import type { ConsoleEntry, ConsoleSurface } from './surface.js';
+import { CONSOLE_CHANNEL, type ConsoleEntry, type ConsoleSurface } from './surface.js';
 
 const userSchema = z
   .string()
@@ -295,7 +295,11 @@ export function registerConsole(http: HttpServer, deps: ConsoleDeps): { close():
     guarded(async (req, res) => {
       const body = await parseBody(req, res, actionBody);
       if (!body) return;
-      const out = await deps.chat.click(actor(body.user), body.actionId);
+      const out = await deps.chat.click(actor(body.user), body.actionId, {
+        surface: 'console',
+        channel: CONSOLE_CHANNEL,
+        messageId: body.messageId,
+      });
       deps.metrics?.clicks.inc({
         surface: 'console',
         action: actionLabel(body.actionId),

@@ -62,6 +62,8 @@ export interface IncidentRecord {
   readonly claimedAt: number;
   readonly refs: readonly MessageRef[];
   readonly planId?: string;
+  /** The incident's id in the plan's alert list (PlanRecord.alerts), when the plan lists it. */
+  readonly alertId?: string;
   readonly jobId?: string;
   readonly sentence?: string;
   readonly resolved: boolean;
@@ -84,6 +86,7 @@ export interface IncidentPatch {
   readonly state: Exclude<IncidentState, 'pending'>;
   readonly refs?: readonly MessageRef[];
   readonly planId?: string;
+  readonly alertId?: string;
   readonly jobId?: string;
   readonly sentence?: string;
 }
@@ -176,6 +179,7 @@ function toRecord(reply: unknown): IncidentRecord | undefined {
     }
   }
   const planId = h.get('planId');
+  const alertId = h.get('alertId');
   const jobId = h.get('jobId');
   const sentence = h.get('sentence');
   const editText = h.get('resolvedEdit');
@@ -187,6 +191,7 @@ function toRecord(reply: unknown): IncidentRecord | undefined {
     claimedAt: Number(h.get('claimedAt') ?? 0),
     refs,
     ...(planId ? { planId } : {}),
+    ...(alertId ? { alertId } : {}),
     ...(jobId ? { jobId } : {}),
     ...(sentence ? { sentence } : {}),
     resolved: h.get('resolved') === '1',
@@ -250,6 +255,7 @@ export class AlertDedupe {
     const args: string[] = ['state', patch.state];
     if (patch.refs !== undefined) args.push('refs', JSON.stringify(patch.refs));
     if (patch.planId !== undefined) args.push('planId', patch.planId);
+    if (patch.alertId !== undefined) args.push('alertId', patch.alertId);
     if (patch.jobId !== undefined) args.push('jobId', patch.jobId);
     if (patch.sentence !== undefined) args.push('sentence', patch.sentence);
     const reply = await completeScript.run(this.redis, [this.key(incident)], args);

@@ -232,6 +232,10 @@ function groupedAlerts(
       }),
     );
   }
+  // The members of a group are one incident, handled in order: the first claims it and is the one
+  // correlated with deployments. The incident started when its earliest member did, whatever order
+  // the sender listed them in (a stable sort keeps the sender's order among equal times).
+  out.sort((a, b) => a.startedAt - b.startedAt);
   return ok(out);
 }
 

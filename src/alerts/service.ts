@@ -13,16 +13,17 @@
  * environment's `channels.<surface>`, falling back to SLACK_ALERT_CHANNEL / DISCORD_ALERT_CHANNEL.
  */
 
+import { createHash } from 'node:crypto';
 import type { Clock } from '../clock.js';
 import { systemClock } from '../clock.js';
 import type { Config } from '../config.js';
 import type { Plan } from '../domain/plan.js';
-import type { Refusal } from '../domain/result.js';
+import { type Refusal, RefusalCode } from '../domain/result.js';
 import { assertNever } from '../domain/types.js';
 import { isPermanentChatError } from '../errors.js';
 import { type Logger, silentLogger } from '../log.js';
 import type { Metrics } from '../metrics.js';
-import type { AlertContext } from '../plan-store.js';
+import type { AlertContext, AlertGroup } from '../plan-store.js';
 import type { DeployPlatform } from '../platform/port.js';
 import type { Actor, MessageRef } from '../progress.js';
 import type { RedisClient } from '../redis.js';
@@ -64,6 +65,11 @@ export interface SuggestionInput {
    * plan's own alert may be another incident's (or none, when a person asked first).
    */
   readonly alertContext?: AlertContext;
+  /**
+   * The alert's id in the plan's alert list, when the plan lists its alerts: the message shows this
+   * alert first and the plan's other alerts after it.
+   */
+  readonly alertId?: string;
   readonly correlation: Correlation;
   readonly destinations: readonly SuggestionDestination[];
 }
@@ -95,6 +101,12 @@ export interface SuggestionSink {
   suggest(input: SuggestionInput): Promise<MessageRef[]>;
   /** Edits the messages of a suggestion to say the alert resolved. */
   resolved(refs: readonly MessageRef[], input: ResolvedInput): Promise<void>;
+  /**
+   * Renders the plan's suggestion messages again (`PlanRecord.suggestions`) from the plan as stored:
+   * its alert list changed (another alert joined, one resolved). A confirmed plan's messages show the
+   * switch and are left alone; so is a dismissed message.
+   */
+  refresh?(planId: string): Promise<void>;
   /** Posts a short link to the switch already running; optional (without it nothing is posted). */
   linkRunningJob?(input: LinkJobInput): Promise<MessageRef[]>;
 }
@@ -106,10 +118,35 @@ export interface AlertFlow {
     action: 'rollback',
     environmentInput: string,
     targetRef?: string,
-    opts?: { readonly alert?: AlertContext },
+    opts?: { readonly alert?: AlertContext; readonly unlessDismissed?: boolean },
   ): Promise<{ readonly ok: true; readonly plan: Plan } | { readonly ok: false; readonly refusal: Refusal }>;
   /** Remembers a message showing the plan so the switch's progress edits it too. */
   attachMessage?(planId: string, ref: MessageRef): Promise<boolean>;
+  /**
+   * The plan's alert list and suggestion slots (src/plan-store.ts): with these, alerts of different
+   * incidents that point at the same switch share one suggestion message per destination.
+   */
+  groupAlert?(
+    planId: string,
+    alertId: string,
+    alert: AlertContext,
+    slots: readonly string[],
+  ): Promise<AlertGroup | undefined>;
+  suggestionPosted?(
+    planId: string,
+    slot: string,
+    alertId: string,
+    ref: MessageRef,
+  ): Promise<number | undefined>;
+  releaseSuggestion?(planId: string, slot: string): Promise<void>;
+  /** The plan's state when it lists the alert (now marked resolved), else undefined. */
+  resolveAlert?(planId: string, alertId: string, at: number): Promise<string | undefined>;
+  unlistAlert?(planId: string, alertId: string): Promise<void>;
+}
+
+/** The suggestion slot of a destination: one suggestion message per channel (or thread of one). */
+export function suggestionSlot(d: SuggestionDestination): string {
+  return `${d.surface}:${d.channel}${d.threadId === undefined ? '' : `:${d.threadId}`}`;
 }
 
 /** The part of the switch queue (src/queue.ts) the alert service uses. */
@@ -167,6 +204,10 @@ export class AlertService implements AlertIntake {
   /** Chat alerts waiting to be handled again (`handleChat`), and how many are being handled now. */
   private readonly retries = new Set<Promise<void>>();
   private retrying = 0;
+  /** Suggestion posts under way in this process, by `planId|slot`: true once posted, false if not. */
+  private readonly posting = new Map<string, Promise<boolean>>();
+  /** Background edits of a plan's suggestions (see `scheduleRefresh`). */
+  private readonly refreshing = new Map<string, { again: boolean; done: Promise<void> }>();
 
   constructor(private readonly opts: AlertServiceOptions) {
     this.matchers = compileMatchers(opts.config.file.environments);
@@ -244,9 +285,21 @@ export class AlertService implements AlertIntake {
     }
   }
 
-  /** Drops chat-alert retries still waiting. */
-  close(): void {
+  /**
+   * Drops chat-alert retries still waiting, and lets background edits of suggestions finish (for at
+   * most `timeoutMs`: an edit left undone only leaves a message listing fewer alerts).
+   */
+  async close(timeoutMs = 5_000): Promise<void> {
     this.closing.abort();
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([
+      this.idle(),
+      new Promise<void>((resolve) => {
+        timer = setTimeout(resolve, timeoutMs);
+        timer.unref();
+      }),
+    ]);
+    clearTimeout(timer);
   }
 
   /**
@@ -423,7 +476,9 @@ export class AlertService implements AlertIntake {
             detail: `No alert channel for ${environment}: set environments.${environment}.channels or SLACK_ALERT_CHANNEL / DISCORD_ALERT_CHANNEL.`,
           });
         }
+        const alertId = this.alertId(incident);
         const context: AlertContext = {
+          id: alertId,
           source: alert.source,
           title: alert.title,
           ...(alert.fingerprint === undefined ? {} : { fingerprint: alert.fingerprint }),
@@ -433,35 +488,47 @@ export class AlertService implements AlertIntake {
           suspectDeploymentId: correlation.culprit.id,
           suspectLiveSince: correlation.wentLiveAt,
         };
-        const planned = await this.opts.flow.plan(
-          ALERT_ACTOR,
-          'rollback',
-          environment,
-          correlation.target.id,
-          {
-            alert: context,
-          },
-        );
-        if (!planned.ok) {
-          await dedupe.complete(incident, { state: IncidentState.skipped });
-          return this.finish(alert, {
+        // A plan that closed between being made and the alert joining it (confirmed, dismissed,
+        // cancelled, expired at that instant) is asked for once more: a fresh plan, or the refusal.
+        let posted: Awaited<ReturnType<AlertService['post']>> | undefined;
+        let plan: Plan | undefined;
+        for (let round = 0; posted === undefined; round++) {
+          const planned = await this.opts.flow.plan(
+            ALERT_ACTOR,
+            'rollback',
             environment,
-            outcome: AlertOutcome.refused,
-            detail: planned.refusal.message,
-          });
+            correlation.target.id,
+            { alert: context, unlessDismissed: true },
+          );
+          if (!planned.ok) {
+            await dedupe.complete(incident, { state: IncidentState.skipped });
+            return this.finish(alert, {
+              environment,
+              outcome:
+                planned.refusal.code === RefusalCode.suggestionDismissed
+                  ? AlertOutcome.dismissed
+                  : AlertOutcome.refused,
+              detail: planned.refusal.message,
+            });
+          }
+          plan = planned.plan;
+          const input: SuggestionInput = {
+            kind: 'suggestion',
+            environment,
+            alert,
+            sentence: correlation.sentence,
+            plan,
+            alertContext: context,
+            correlation,
+            destinations,
+          };
+          const grouped = await this.postGrouped(incident, input, plan.id, alertId, context);
+          if (grouped !== 'closed') posted = grouped ?? (await this.post(incident, input));
+          // Closed again (confirmed: the plan asked for again is its switch, whose job edits what shows
+          // it): post as before.
+          else if (round > 0) posted = await this.post(incident, input);
         }
-        const plan = planned.plan;
-        const input: SuggestionInput = {
-          kind: 'suggestion',
-          environment,
-          alert,
-          sentence: correlation.sentence,
-          plan,
-          alertContext: context,
-          correlation,
-          destinations,
-        };
-        const posted = await this.post(incident, input);
+        if (plan === undefined) throw new Error('unreachable: a plan was made');
         if (!posted.ok) {
           return this.finish(alert, {
             environment,
@@ -469,6 +536,14 @@ export class AlertService implements AlertIntake {
             detail: posted.detail,
             planId: plan.id,
             retry: posted.retry,
+          });
+        }
+        if (posted.grouped === true) {
+          return this.finish(alert, {
+            environment,
+            outcome: AlertOutcome.grouped,
+            detail: `Added to the open suggestion to roll back to ${correlation.target.id} (${plan.id}).`,
+            planId: plan.id,
           });
         }
         return this.finish(alert, {
@@ -483,11 +558,174 @@ export class AlertService implements AlertIntake {
     }
   }
 
+  /** The incident's id in a plan's alert list: stable per incident, bounded, any characters. */
+  private alertId(incident: IncidentKey): string {
+    return createHash('sha256').update(this.opts.dedupe.key(incident)).digest('base64url').slice(0, 16);
+  }
+
+  /**
+   * Storm control across incidents: lists the alert on its plan and posts a suggestion only where the
+   * plan has none yet (per destination slot); where it has one, that message is edited (in the
+   * background, see `scheduleRefresh`) to list this alert too. `closed` when the plan is not open any
+   * more; undefined when it cannot list alerts (a Flow or sink without it): the caller posts as before.
+   */
+  private async postGrouped(
+    incident: IncidentKey,
+    input: SuggestionInput,
+    planId: string,
+    alertId: string,
+    context: AlertContext,
+  ): Promise<
+    { ok: true; grouped: boolean } | { ok: false; detail: string; retry: boolean } | 'closed' | undefined
+  > {
+    const { flow, sink, dedupe } = this.opts;
+    if (!flow.groupAlert || !flow.suggestionPosted || !flow.releaseSuggestion || !sink.refresh)
+      return undefined;
+    const slots = input.destinations.map(suggestionSlot);
+    let group = await flow.groupAlert(planId, alertId, context, slots);
+    if (group === undefined) return 'closed';
+    // A slot this process is posting to right now: wait for that post. If it failed, the slot is free
+    // again and this alert claims it (its list includes the alert that failed to post, until that one's
+    // sender retries).
+    const inflight = group.slots.flatMap((s) =>
+      !s.claimed && s.suggestion.ref === undefined ? (this.posting.get(`${planId}|${s.slot}`) ?? []) : [],
+    );
+    if (inflight.length > 0 && (await Promise.all(inflight)).includes(false)) {
+      group = (await flow.groupAlert(planId, alertId, context, slots)) ?? group;
+    }
+    const claimed = input.destinations.filter((_, i) => group.slots[i]?.claimed === true);
+    const existing = group.slots.flatMap((s) =>
+      s.claimed || s.suggestion.ref === undefined ? [] : [s.suggestion.ref],
+    );
+    let refs: MessageRef[] = [];
+    let changed = false;
+    let failure: unknown;
+    if (claimed.length > 0) {
+      const done = new Map<string, (posted: boolean) => void>();
+      for (const d of claimed) {
+        const key = `${planId}|${suggestionSlot(d)}`;
+        this.posting.set(key, new Promise<boolean>((resolve) => done.set(key, resolve)));
+      }
+      try {
+        refs = await sink.suggest({ ...input, alertId, destinations: claimed });
+      } catch (e) {
+        failure = e;
+      }
+      // A sink posts one message per destination; a surface that failed while another posted (see
+      // compositeSink) leaves its destination without one: free it for the next alert.
+      for (const d of claimed) {
+        const slot = suggestionSlot(d);
+        const ref = refs.find((r) => r.surface === d.surface && r.channel === d.channel);
+        if (ref === undefined) await flow.releaseSuggestion(planId, slot);
+        else {
+          await flow.attachMessage?.(planId, ref);
+          const version = await flow.suggestionPosted(planId, slot, alertId, ref);
+          // Another alert joined while this one was being posted: the message shows an older list.
+          if (version !== undefined && version !== group.version) changed = true;
+        }
+        const key = `${planId}|${slot}`;
+        done.get(key)?.(ref !== undefined);
+        this.posting.delete(key);
+      }
+    }
+    if (failure !== undefined) {
+      this.log.warn(
+        { err: failure, environment: input.environment },
+        'alerts: could not post the suggestion',
+      );
+    }
+    if (refs.length === 0 && existing.length === 0 && claimed.length > 0) {
+      // Shown nowhere: the alert leaves the plan's list, and its sender is asked to try again.
+      await flow.unlistAlert?.(planId, alertId);
+      await dedupe.release(incident);
+      const e = failure ?? new Error('no message was posted');
+      return {
+        ok: false,
+        detail: `Posting the suggestion failed: ${errorText(e)}`,
+        retry: !isPermanentChatError(e),
+      };
+    }
+    // Messages of the plan other than the ones just posted (here or in other places) list this alert
+    // too; so do those posted while another alert joined.
+    if (group.total > claimed.length || changed) this.scheduleRefresh(planId);
+    const { resolvedMeanwhile } = await dedupe.complete(incident, {
+      state: IncidentState.posted,
+      refs: [...refs, ...existing],
+      sentence: input.sentence,
+      planId,
+      alertId,
+    });
+    if (resolvedMeanwhile) {
+      const edited = await this.resolveListed(planId, alertId);
+      await dedupe
+        .resolvedEdited(incident, edited === true)
+        .catch((e: unknown) => this.log.warn({ err: e }, 'alerts: could not record the resolved edit'));
+    }
+    return { ok: true, grouped: refs.length === 0 };
+  }
+
+  /**
+   * Edits a plan's suggestion messages in the background, at most one run per plan at a time: a change
+   * while one runs makes it run once more, so a storm of alerts makes a few edits, not one per alert,
+   * and a webhook is answered without waiting for chat. (The sink's `refresh` itself edits again when
+   * the plan changes under an edit, which covers other replicas.)
+   */
+  private scheduleRefresh(planId: string): void {
+    const running = this.refreshing.get(planId);
+    if (running) {
+      running.again = true;
+      return;
+    }
+    const entry = { again: true, done: Promise.resolve() };
+    entry.done = (async () => {
+      try {
+        while (entry.again) {
+          entry.again = false;
+          await this.refreshLogged(planId);
+        }
+      } finally {
+        this.refreshing.delete(planId);
+      }
+    })();
+    this.refreshing.set(planId, entry);
+  }
+
+  /** Resolves once no background edit of a suggestion is running (tests; shutdown). */
+  async idle(): Promise<void> {
+    while (this.refreshing.size > 0) await Promise.all([...this.refreshing.values()].map((r) => r.done));
+  }
+
+  /** Renders a plan's suggestion messages again (see SuggestionSink.refresh). Throws when an edit failed. */
+  private async refresh(planId: string): Promise<void> {
+    await this.opts.sink.refresh?.(planId);
+  }
+
+  /** `refresh`, with a failed edit logged (the next change of the list edits again). */
+  private async refreshLogged(planId: string): Promise<boolean> {
+    try {
+      await this.refresh(planId);
+      return true;
+    } catch (e) {
+      this.log.warn({ err: e, planId }, 'alerts: could not edit the suggestion');
+      return false;
+    }
+  }
+
+  /**
+   * Marks a listed alert resolved and edits the plan's suggestions. Undefined when the plan does not
+   * list it (gone, or made before alerts were listed); else whether the edit landed.
+   */
+  private async resolveListed(planId: string, alertId: string): Promise<boolean | undefined> {
+    const state = await this.opts.flow.resolveAlert?.(planId, alertId, this.clock.now());
+    if (state === undefined) return undefined;
+    return this.refreshLogged(planId);
+  }
+
   /** Posts a suggestion or note, records it on the incident, and applies a RESOLVED that raced it. */
   private async post(
     incident: IncidentKey,
     input: SuggestionInput,
-  ): Promise<{ ok: true } | { ok: false; detail: string; retry: boolean }> {
+  ): Promise<{ ok: true; grouped?: boolean } | { ok: false; detail: string; retry: boolean }> {
     let refs: MessageRef[];
     try {
       refs = await this.opts.sink.suggest(input);
@@ -546,27 +784,41 @@ export class AlertService implements AlertIntake {
     }
     const planId = record.planId;
     // Still being posted: the claimant edits the suggestion as soon as it exists (see `post`).
+    let planState: string | undefined;
     if (record.state !== IncidentState.pending) {
-      if (record.refs.length > 0) {
-        try {
-          await this.opts.sink.resolved(record.refs, {
-            environment,
-            alert,
-            ...(planId === undefined ? {} : { planId }),
-            ...(record.sentence === undefined ? {} : { sentence: record.sentence }),
-          });
-        } catch (e) {
-          this.log.warn({ err: e, environment }, 'alerts: could not mark the suggestion resolved');
-          // Leaves the edit to the sender's retry (a 503 for a webhook, `handleChat` for chat).
-          await this.opts.dedupe.resolvedEdited(incident, false);
-          return this.finish(alert, {
-            environment,
-            outcome: AlertOutcome.failed,
-            detail: `Editing the suggestion failed: ${errorText(e)}`,
-            ...(planId === undefined ? {} : { planId }),
-            retry: !isPermanentChatError(e),
-          });
-        }
+      // A plan that lists its alerts marks this one and renders its suggestions again; a suggestion
+      // recorded before plans listed alerts (or a note) is edited through its message refs.
+      if (planId !== undefined && record.alertId !== undefined)
+        planState = await this.opts.flow.resolveAlert?.(planId, record.alertId, this.clock.now());
+      const listed = planState !== undefined;
+      // Only a suggestion recorded before plans listed their alerts is edited through its refs: those
+      // messages may now show other incidents' alerts (or a plan made again under the same id).
+      const legacy = record.alertId === undefined;
+      const edit =
+        listed && planId !== undefined
+          ? () => this.refresh(planId)
+          : legacy && record.refs.length > 0
+            ? () =>
+                this.opts.sink.resolved(record.refs, {
+                  environment,
+                  alert,
+                  ...(planId === undefined ? {} : { planId }),
+                  ...(record.sentence === undefined ? {} : { sentence: record.sentence }),
+                })
+            : undefined;
+      try {
+        await edit?.();
+      } catch (e) {
+        this.log.warn({ err: e, environment }, 'alerts: could not mark the suggestion resolved');
+        // Leaves the edit to the sender's retry (a 503 for a webhook, `handleChat` for chat).
+        await this.opts.dedupe.resolvedEdited(incident, false);
+        return this.finish(alert, {
+          environment,
+          outcome: AlertOutcome.failed,
+          detail: `Editing the suggestion failed: ${errorText(e)}`,
+          ...(planId === undefined ? {} : { planId }),
+          retry: !isPermanentChatError(e),
+        });
       }
       await this.opts.dedupe.resolvedEdited(incident, true);
     }
@@ -576,9 +828,15 @@ export class AlertService implements AlertIntake {
       detail:
         record.state === IncidentState.pending
           ? 'Resolved while the suggestion was being posted; it will say so.'
-          : record.refs.length > 0
-            ? 'The suggestion now says the alert resolved.'
-            : 'Resolved; nothing had been posted.',
+          : planState === 'enqueued'
+            ? 'Resolved. The suggestion was confirmed: its message shows the switch.'
+            : planState !== undefined
+              ? 'The suggestion now lists the alert as resolved.'
+              : record.alertId !== undefined
+                ? 'Resolved; its suggestion is closed (the plan was made again since), so nothing was edited.'
+                : record.refs.length > 0
+                  ? 'The suggestion now says the alert resolved.'
+                  : 'Resolved; nothing had been posted.',
       ...(planId === undefined ? {} : { planId }),
     });
   }
@@ -614,6 +872,9 @@ export function compositeSink(sinks: Partial<Record<SurfaceName, SuggestionSink>
         .filter((c) => c.refs.length > 0)
         .map((c) => c.sink.resolved(c.refs, input));
       await settle(calls);
+    },
+    async refresh(planId) {
+      await settle(entries().flatMap(([, sink]) => (sink.refresh ? [sink.refresh(planId)] : [])));
     },
     async linkRunningJob(input) {
       const calls = entries()

@@ -84,6 +84,11 @@ export const AlertOutcome = {
   suggested: 'suggested',
   /** The incident already has a suggestion (storm control). */
   deduplicated: 'deduplicated',
+  /**
+   * Another incident already has a suggestion for the same rollback in the same place: the alert was
+   * added to that message instead of posting another one (storm control across incidents).
+   */
+  grouped: 'grouped',
   /** No environment could be named from labels, tags or matchers. */
   unmapped: 'unmapped',
   /** The latest deployment went live before the correlation window (a note may have been posted). */
@@ -96,6 +101,11 @@ export const AlertOutcome = {
   resolved: 'resolved',
   /** A resolved alert with no suggestion to edit. */
   resolvedUnknown: 'resolved_unknown',
+  /**
+   * Someone dismissed the suggestion of this same rollback (same current deployment and target):
+   * nothing is posted again for it.
+   */
+  dismissed: 'dismissed',
   /** The plan was refused (stale, not ready, …); nothing was posted. */
   refused: 'refused',
   /** No channel is configured for the environment. */

@@ -18,6 +18,11 @@ export const RefusalCode = {
   selfApproval: 'self_approval',
   operationInProgress: 'operation_in_progress',
   invalidInput: 'invalid_input',
+  /**
+   * Someone dismissed the alert suggestion of this very switch: alerts do not suggest it again (a
+   * person can still ask for it). Only alert suggestions are refused this way.
+   */
+  suggestionDismissed: 'suggestion_dismissed',
   /** The platform refused for a reason of its own (billing, plan, a precondition Switchyard cannot see). */
   platformPrecondition: 'platform_precondition',
   /** The platform rejected Switchyard's credentials (e.g. Unkey 401: root key invalid or revoked). */

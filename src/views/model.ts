@@ -50,8 +50,28 @@ export interface AlertContext {
   readonly startedAt: number;
   /** The deployment that went live before the alert; defaults to the plan's current deployment. */
   readonly wentLive?: { readonly deploymentId: string; readonly at: number };
+  /** Every alert of the suggestion has resolved (the action is optional now). */
   readonly resolved: boolean;
   readonly resolvedAt?: number;
+  /**
+   * The other alerts that pointed at the same switch (a storm shows as one suggestion listing them),
+   * oldest first; `othersMore` counts those beyond the list.
+   */
+  readonly others?: readonly OtherAlert[];
+  readonly othersMore?: number;
+  /** How many of `othersMore` still fire (default: all of them). */
+  readonly othersMoreFiring?: number;
+  /** This alert resolved while others still fire (`resolved` is then false). */
+  readonly selfResolved?: boolean;
+}
+
+/** Another alert listed on a suggestion. */
+export interface OtherAlert {
+  readonly source: string;
+  readonly title: string;
+  /** Unix ms. */
+  readonly startedAt: number;
+  readonly resolved: boolean;
 }
 
 /** Everything a confirmation view needs besides the plan. */
@@ -321,12 +341,36 @@ function alertBlocks(plan: Plan, alert: AlertContext): ViewBlock[] {
         : t(` went live ${longDuration(-gap)} after this alert started.`),
     );
   }
+  if (alert.selfResolved === true && !alert.resolved) head.push(t(' It has resolved.'));
   blocks.push({ type: 'text', spans: head, tone: alert.resolved ? 'neutral' : 'warning' });
+  const others = alert.others ?? [];
+  const more = alert.othersMore ?? 0;
+  if (others.length > 0 || more > 0) {
+    const n = others.length + more;
+    const firing = others.filter((o) => !o.resolved).length + (alert.othersMoreFiring ?? more);
+    blocks.push({
+      type: 'list',
+      label: `${n} more alert${n === 1 ? '' : 's'} on this deployment (${firing === 0 ? 'all resolved' : `${firing} still firing`})`,
+      items: [
+        ...others.map(
+          (o): ListItem => ({
+            spans: [
+              b(`${o.source}: `),
+              t(o.title),
+              t(` — started ${formatTime(o.startedAt)}${o.resolved ? ' · resolved' : ''}`),
+            ],
+          }),
+        ),
+        ...(more > 0 ? [{ spans: [i(`…and ${more} more, not listed`)] }] : []),
+      ],
+    });
+  }
   if (alert.resolved) {
     const when = alert.resolvedAt === undefined ? '' : ` at ${formatTime(alert.resolvedAt)}`;
+    const which = others.length > 0 ? `All ${others.length + 1} alerts resolved` : 'The alert resolved';
     blocks.push({
       type: 'text',
-      spans: [b('The alert resolved'), t(`${when}. The ${plan.action} below is optional now.`)],
+      spans: [b(which), t(`${when}. The ${plan.action} below is optional now.`)],
       tone: 'success',
     });
   }

@@ -45,12 +45,12 @@ interface SlackRig {
 
 let tsCounter = 0;
 
-async function startSlackRig(): Promise<SlackRig> {
+async function startSlackRig(env: Record<string, string> = {}): Promise<SlackRig> {
   const fake = await new FakeSlack({ channels: { [WATCHED]: 'alerts', [UNWATCHED]: 'random' } }).start();
   closers.push(() => fake.close());
   const log = new AlertLog();
   const app = await startTestSwitchyard({
-    env: { SLACK_BOT_TOKEN: fake.token, SLACK_SIGNING_SECRET: SECRET, SLACK_API_URL: fake.apiUrl },
+    env: { SLACK_BOT_TOKEN: fake.token, SLACK_SIGNING_SECRET: SECRET, SLACK_API_URL: fake.apiUrl, ...env },
     file: { local: LOCAL, alerts: { watch: { slack: [WATCHED] } } },
     factories: [observed(slackSurface, log)],
   });
@@ -289,6 +289,124 @@ describe('Slack: alert messages in watched channels', () => {
     // The button stays, labelled optional.
     const labels = buttonsOf(edit.args.blocks as unknown[]).map((b) => b.text);
     expect(labels).toEqual(expect.arrayContaining([expect.stringMatching(/^Rollback.*\(optional\)/)]));
+    expect(suggestionsIn(fake)).toHaveLength(1);
+  });
+});
+
+describe('Slack: webhook alerts of several incidents that point at one rollback', () => {
+  const titles = [
+    'Checkout 5xx above 5%',
+    'Checkout p99 above 2s',
+    'Payment provider errors',
+    'Cart API down',
+  ];
+  const alert = (i: number, status: 'firing' | 'resolved' = 'firing') => ({
+    title: titles[i],
+    status,
+    environment: 'production',
+    fingerprint: `incident-${i}`,
+    startedAt: new Date(Date.now() - 60_000).toISOString(),
+  });
+  async function webhook(app: TestSwitchyard, body: unknown): Promise<{ status: number; outcome: unknown }> {
+    const res = await fetch(`${app.baseUrl}/webhooks/alerts/generic`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify(body),
+    });
+    const json = (await res.json()) as { alerts?: { outcome?: unknown }[] };
+    return { status: res.status, outcome: json.alerts?.[0]?.outcome };
+  }
+  function latest(fake: FakeSlack, ts: string): { text: string; buttons: string[] } {
+    const m = fake.message(WATCHED, ts);
+    return {
+      text: `${m?.text}\n${JSON.stringify(m?.blocks ?? [])}`,
+      buttons: buttonsOf((m?.blocks ?? []) as unknown[]).map((b) => b.text),
+    };
+  }
+
+  it('posts one suggestion listing every alert, marks each as it resolves, and switches from it', async () => {
+    const { fake, app, requests } = await startSlackRig({ SLACK_ALERT_CHANNEL: WATCHED });
+    expect(await webhook(app, alert(0))).toEqual({ status: 202, outcome: 'suggested' });
+    const more = await Promise.all([1, 2].map((i) => webhook(app, alert(i))));
+    expect(more).toEqual([
+      { status: 202, outcome: 'grouped' },
+      { status: 202, outcome: 'grouped' },
+    ]);
+    const posts = suggestionsIn(fake);
+    expect(posts).toHaveLength(1);
+    expect(posts[0]?.args.channel).toBe(WATCHED);
+    expect(posts[0]?.args.thread_ts).toBeUndefined();
+    const ts = String(posts[0]?.response.ts);
+    // The message is edited (in the background: the webhooks did not wait for it) to list all three,
+    // the first one first.
+    await fake.waitForCall(
+      'chat.update',
+      (c) => c.args.ts === ts && titles.slice(0, 3).every((t) => slackText(c).includes(t)),
+    );
+    let view = latest(fake, ts);
+    expect(view.text.indexOf(titles[0] ?? '')).toBeLessThan(view.text.indexOf(titles[1] ?? ''));
+    for (const title of titles.slice(0, 3)) expect(view.text).toContain(title);
+    expect(view.text).toContain('2 more alerts on this deployment (2 still firing)');
+
+    // Two of them resolve: each is marked, and the suggestion still asks (one alert still fires).
+    expect(await webhook(app, alert(1, 'resolved'))).toEqual({ status: 202, outcome: 'resolved' });
+    expect(await webhook(app, alert(0, 'resolved'))).toEqual({ status: 202, outcome: 'resolved' });
+    view = latest(fake, ts);
+    expect(view.text).toContain('2 more alerts on this deployment (1 still firing)');
+    expect(view.text).toContain('It has resolved.');
+    expect(view.text).not.toContain('optional');
+    // The last one resolves: now the rollback is optional.
+    expect(await webhook(app, alert(2, 'resolved'))).toEqual({ status: 202, outcome: 'resolved' });
+    view = latest(fake, ts);
+    expect(view.text).toContain('All 3 alerts resolved');
+    expect(view.buttons).toEqual(expect.arrayContaining([expect.stringMatching(/^Rollback.*\(optional\)/)]));
+    expect(suggestionsIn(fake)).toHaveLength(1);
+
+    // Confirming it switches traffic, and the one message ends in the final state.
+    const confirm = buttonsOf(fake.message(WATCHED, ts)?.blocks as unknown[]).find((b) =>
+      b.actionId.startsWith('sy1:confirm:'),
+    );
+    if (!confirm) throw new Error('no confirm button on the suggestion');
+    await requests.click({ actionId: confirm.actionId, messageTs: ts, channelId: WATCHED });
+    await fake.waitForCall(
+      'chat.update',
+      (c) => c.args.ts === ts && /Traffic is on dep_3hd7xa/.test(String(c.args.text)),
+      20_000,
+    );
+    expect((await app.platform.snapshot('production')).environment.currentDeploymentId).toBe('dep_3hd7xa');
+  });
+
+  it('a message dismissed while the suggestion shows elsewhere too is not edited back by later alerts', async () => {
+    const { fake, app, requests } = await startSlackRig({ SLACK_ALERT_CHANNEL: WATCHED });
+    const first = await webhook(app, alert(0));
+    expect(first.outcome).toBe('suggested');
+    const ts = String(suggestionsIn(fake)[0]?.response.ts);
+    // The console shows the same suggestion, so Dismiss in Slack closes the Slack message only.
+    const dismiss = buttonsOf(fake.message(WATCHED, ts)?.blocks as unknown[]).find(
+      (b) => b.text === 'Dismiss',
+    );
+    if (!dismiss) throw new Error('no Dismiss button on the suggestion');
+    await requests.click({ actionId: dismiss.actionId, messageTs: ts, channelId: WATCHED });
+    await fake.waitForCall(
+      'chat.update',
+      (c) => c.args.ts === ts && /^Dismissed by/.test(String(c.args.text)),
+    );
+    const updates = fake.callsOf('chat.update').length;
+
+    expect(await webhook(app, alert(3))).toEqual({ status: 202, outcome: 'grouped' });
+    // The Slack message stays dismissed; the console's copy lists the new alert.
+    expect(fake.callsOf('chat.update')).toHaveLength(updates);
+    expect(latest(fake, ts).text).toMatch(/Dismissed by/);
+    const planRef = dismiss.actionId.split(':').at(-1) ?? '';
+    const record = await app.flow.get(planRef);
+    expect(record?.state).toBe('pending');
+    expect(record?.alerts?.map((a) => a.alert.title)).toEqual([titles[0], titles[3]]);
+    expect(record?.suggestions?.map((x) => [x.slot.split(':')[0], x.dismissed === true])).toEqual(
+      expect.arrayContaining([
+        ['slack', true],
+        ['console', false],
+      ]),
+    );
     expect(suggestionsIn(fake)).toHaveLength(1);
   });
 });

@@ -4,22 +4,28 @@ import { AlertDedupe, type AlertDedupeOptions } from '../../src/alerts/dedupe.js
 import {
   type ActiveJobs,
   AlertService,
+  compositeSink,
   type LinkJobInput,
   type ResolvedInput,
   type SuggestionInput,
   type SuggestionSink,
+  type SurfaceName,
 } from '../../src/alerts/service.js';
+import { type NormalizedAlert, normalizedAlert } from '../../src/alerts/types.js';
 import { AuditLog } from '../../src/audit.js';
+import { ChatService } from '../../src/chat.js';
+import { type ChatPoster, suggestionSink } from '../../src/chat-sinks.js';
 import { ManualClock } from '../../src/clock.js';
 import { type Config, fileConfigSchema, parseEnv } from '../../src/config.js';
 import type { Deployment, EnvironmentSnapshot, LiveEntry } from '../../src/domain/types.js';
 import { PermanentChatError } from '../../src/errors.js';
 import { Flow } from '../../src/flow.js';
 import { createMetrics, type Metrics } from '../../src/metrics.js';
-import { PlanStore } from '../../src/plan-store.js';
+import { type PlanRecord, PlanStore } from '../../src/plan-store.js';
 import { LocalPlatform } from '../../src/platform/local/platform.js';
 import type { MessageRef } from '../../src/progress.js';
 import { createRedis, deleteKeys, type RedisClient, scanKeys } from '../../src/redis.js';
+import type { MessageView } from '../../src/views/types.js';
 import { redisUrl, uniqueName } from '../support/redis.js';
 
 export const MINUTE = 60_000;
@@ -82,6 +88,17 @@ export class RecordingSink implements SuggestionSink {
   readonly suggestions: SuggestionInput[] = [];
   readonly resolvedCalls: { refs: readonly MessageRef[]; input: ResolvedInput }[] = [];
   readonly links: LinkJobInput[] = [];
+  /** Plan ids whose suggestions were rendered again (`refresh`). */
+  readonly refreshes: string[] = [];
+  /**
+   * Each `refresh` with what the real sink would edit (the plan's undismissed suggestion messages while
+   * the plan is not enqueued) and the plan's alerts then. Needs `flow` (createHarness sets it).
+   */
+  readonly refreshCalls: { planId: string; refs: MessageRef[]; alerts: NonNullable<PlanRecord['alerts']> }[] =
+    [];
+  flow: Flow | undefined;
+  /** How many of the next `refresh` calls throw like a chat API outage (they are not recorded). */
+  failRefresh = 0;
   /** When set, `suggest` waits for it (to race a RESOLVED alert against posting). */
   gate: Promise<void> | undefined;
   /** When true, `suggest` throws like a chat API outage. */
@@ -113,6 +130,23 @@ export class RecordingSink implements SuggestionSink {
     this.resolvedCalls.push({ refs, input });
   }
 
+  async refresh(planId: string): Promise<void> {
+    if (this.failRefresh > 0) {
+      this.failRefresh -= 1;
+      throw new Error('chat API unavailable');
+    }
+    this.refreshes.push(planId);
+    const record = await this.flow?.get(planId);
+    if (record === undefined) return;
+    const refs =
+      record.state === 'enqueued'
+        ? []
+        : (record.suggestions ?? []).flatMap((x) =>
+            x.ref === undefined || x.dismissed === true ? [] : [x.ref],
+          );
+    this.refreshCalls.push({ planId, refs, alerts: record.alerts ?? [] });
+  }
+
   async linkRunningJob(input: LinkJobInput): Promise<MessageRef[]> {
     this.links.push(input);
     return input.destinations.map((d) => ({ surface: d.surface, channel: d.channel, messageId: 'link-1' }));
@@ -135,12 +169,78 @@ export interface Harness {
   readonly config: Config;
   readonly service: AlertService;
   readonly jobs: { active: { jobId: string; planId: string } | undefined } & ActiveJobs;
+  /** With `memoryChat`: the real ChatService and in-memory Slack and Discord the real sinks post to. */
+  readonly chat: ChatService;
+  readonly slack: MemoryPoster;
+  readonly discord: MemoryPoster;
+  /** With `memoryChat`: awaited right after each plan read the sinks make (to pause an edit there). */
+  afterSinkGet: (() => Promise<void>) | undefined;
+  /** A firing generic alert for production, started 33 minutes ago (7 minutes after the go-live). */
+  alert(fields?: Partial<NormalizedAlert>): NormalizedAlert;
   close(): Promise<void>;
+}
+
+/** A chat surface in memory: posts and edits land in `messages` (newest view and every version). */
+export class MemoryPoster implements ChatPoster {
+  readonly messages = new Map<string, { ref: MessageRef; view: MessageView; history: MessageView[] }>();
+  /** How many of the next posts fail like an API outage. */
+  failPost = 0;
+  /** Awaited before each post (to hold it). */
+  beforePost: (() => Promise<void>) | undefined;
+  /** Awaited before each edit lands (to hold it). */
+  beforeUpdate: ((ref: MessageRef) => Promise<void>) | undefined;
+  private n = 0;
+  constructor(readonly surface: SurfaceName) {}
+  async post(channel: string, view: MessageView, opts: { threadId?: string } = {}): Promise<MessageRef> {
+    if (this.beforePost) await this.beforePost();
+    if (this.failPost > 0) {
+      this.failPost -= 1;
+      throw new Error(`${this.surface} API unavailable`);
+    }
+    const ref: MessageRef = {
+      surface: this.surface,
+      channel,
+      messageId: `${this.surface}-${++this.n}`,
+      ...(opts.threadId === undefined ? {} : { threadId: opts.threadId }),
+    };
+    this.messages.set(ref.messageId, { ref, view, history: [view] });
+    return ref;
+  }
+  async update(ref: MessageRef, view: MessageView): Promise<void> {
+    if (this.beforeUpdate) await this.beforeUpdate(ref);
+    this.apply(ref, view);
+  }
+  /** Shows `view` on the message, as a surface does with a click's `update`. */
+  apply(ref: MessageRef, view: MessageView): void {
+    const m = this.messages.get(ref.messageId);
+    if (!m) throw new Error(`no message ${ref.messageId}`);
+    m.view = view;
+    m.history.push(view);
+  }
+  inChannel(channel: string): { ref: MessageRef; view: MessageView }[] {
+    return [...this.messages.values()].filter((m) => m.ref.channel === channel);
+  }
+}
+
+/** Everything a person reads in a view, as one string. */
+export function viewText(view: MessageView | undefined): string {
+  return JSON.stringify(view ?? null);
+}
+
+/** The labels of a view's buttons. */
+export function buttonLabels(view: MessageView | undefined): string[] {
+  return (view?.buttons ?? []).map((b) => b.label);
 }
 
 /** Real Redis, the local platform's demo project, the real Flow and PlanStore, a recording sink. */
 export async function createHarness(
-  opts: { file?: Record<string, unknown>; env?: Record<string, string>; dedupe?: AlertDedupeOptions } = {},
+  opts: {
+    file?: Record<string, unknown>;
+    env?: Record<string, string>;
+    dedupe?: AlertDedupeOptions;
+    /** Post through the real suggestion sinks to in-memory Slack/Discord (these surfaces) instead. */
+    memoryChat?: readonly SurfaceName[];
+  } = {},
 ): Promise<Harness> {
   const clock = new ManualClock();
   const prefix = uniqueName('alerts');
@@ -169,6 +269,31 @@ export async function createHarness(
     clock,
   });
   const sink = new RecordingSink();
+  sink.flow = flow;
+  const chat = new ChatService({ flow, clock });
+  const slack = new MemoryPoster('slack');
+  const discord = new MemoryPoster('discord');
+  const hooks = { afterSinkGet: undefined as (() => Promise<void>) | undefined };
+  // The sinks read plans through this view of Flow, so a test can hold an edit right after its read.
+  const sinkFlow = new Proxy(flow, {
+    get(target, prop, receiver) {
+      if (prop === 'get')
+        return async (id: string) => {
+          const record = await target.get(id);
+          if (hooks.afterSinkGet) await hooks.afterSinkGet();
+          return record;
+        };
+      const v = Reflect.get(target, prop, receiver);
+      return typeof v === 'function' ? v.bind(target) : v;
+    },
+  });
+  const memory = opts.memoryChat;
+  const chosen: SuggestionSink = memory
+    ? compositeSink({
+        ...(memory.includes('slack') ? { slack: suggestionSink(slack, chat, sinkFlow) } : {}),
+        ...(memory.includes('discord') ? { discord: suggestionSink(discord, chat, sinkFlow) } : {}),
+      })
+    : sink;
   const dedupe = new AlertDedupe(redis, { prefix, ...opts.dedupe });
   const metrics = createMetrics();
   const jobs = {
@@ -177,8 +302,39 @@ export async function createHarness(
       return environment === 'production' ? this.active : undefined;
     },
   };
-  const service = new AlertService({ platform, flow, sink, dedupe, config, jobs, clock, metrics });
+  const service = new AlertService({
+    platform,
+    flow,
+    sink: chosen,
+    dedupe,
+    config,
+    jobs,
+    clock,
+    metrics,
+    ...(memory ? { surfaces: memory } : {}),
+  });
   return {
+    chat,
+    slack,
+    discord,
+    get afterSinkGet() {
+      return hooks.afterSinkGet;
+    },
+    set afterSinkGet(f: (() => Promise<void>) | undefined) {
+      hooks.afterSinkGet = f;
+    },
+    alert(fields: Partial<NormalizedAlert> = {}) {
+      return normalizedAlert({
+        source: 'generic',
+        status: 'firing',
+        title: 'Checkout 5xx above 5%',
+        fingerprint: 'incident-1',
+        startedAt: clock.now() - 33 * MINUTE,
+        labels: { env: 'production' },
+        text: '',
+        ...fields,
+      });
+    },
     clock,
     platform,
     flow,

@@ -51,6 +51,19 @@ describe('alertmanager (webhook version 4)', () => {
     expect(alerts[0]?.startedAt).toBe(Date.parse('2026-11-29T11:55:00Z'));
   });
 
+  it("lists a group's members earliest first: the incident started when its first member did", () => {
+    const body = fixture('alertmanager-grouped.json') as { alerts: { startsAt: string }[] };
+    const [first, second] = body.alerts;
+    if (!first || !second) throw new Error('fixture has two firing members');
+    first.startsAt = '2026-11-29T12:10:00Z';
+    second.startsAt = '2026-11-29T11:40:00Z';
+    const alerts = parseOk('alertmanager', body);
+    expect(alerts.map((a) => [a.labels.instance, new Date(a.startedAt).toISOString()])).toEqual([
+      ['web-2:9100', '2026-11-29T11:40:00.000Z'],
+      ['web-1:9100', '2026-11-29T12:10:00.000Z'],
+    ]);
+  });
+
   it('parses a resolved payload', () => {
     const alerts = parseOk('alertmanager', fixture('alertmanager-resolved.json'));
     expect(alerts).toHaveLength(1);

@@ -61,11 +61,67 @@ describe('AlertService', () => {
     expect(await alertCount(h.metrics, 'deduplicated')).toBe(999);
   });
 
-  it('a different incident, or another environment, gets its own suggestion', async () => {
+  it('another incident pointing at the same rollback joins its suggestion: one message listing both', async () => {
     h = await createHarness();
-    await h.service.handle([alert(h)]);
-    await h.service.handle([alert(h, { fingerprint: 'incident-2' })]);
+    const [first] = await h.service.handle([alert(h)]);
+    const [second] = await h.service.handle([
+      alert(h, { fingerprint: 'incident-2', source: 'grafana', title: 'Checkout p99 above 2s' }),
+    ]);
+    expect(second).toMatchObject({ outcome: 'grouped', planId: first?.planId });
+    expect(second?.detail).toContain('Added to the open suggestion');
+    expect(h.sink.suggestions).toHaveLength(1);
+    await h.service.idle(); // the edit runs in the background: the webhook is not kept waiting
+    // The message already posted is edited to list the new alert, on every surface it went to.
+    expect(h.sink.refreshCalls).toHaveLength(1);
+    expect(h.sink.refreshCalls[0]?.refs.map((r) => r.messageId).sort()).toEqual(['msg-1', 'msg-2']);
+    expect(h.sink.refreshCalls[0]?.alerts.map((a) => a.alert.title)).toEqual([
+      'Checkout 5xx above 5%',
+      'Checkout p99 above 2s',
+    ]);
+    expect(await alertCount(h.metrics, 'grouped')).toBe(1);
+    // A third alert of the second incident is a plain duplicate.
+    const [third] = await h.service.handle([alert(h, { fingerprint: 'incident-2', source: 'grafana' })]);
+    expect(third?.outcome).toBe('deduplicated');
+    expect(h.sink.refreshCalls).toHaveLength(1);
+  });
+
+  it('50 concurrent alerts of different incidents for one rollback post one message that lists them all', async () => {
+    h = await createHarness();
+    const harness = h;
+    const results = await Promise.all(
+      Array.from({ length: 50 }, (_, i) =>
+        harness.service.handle([alert(harness, { fingerprint: `incident-${i}`, title: `Alert ${i}` })]),
+      ),
+    );
+    const outcomes = results.flat().map((r) => r.outcome);
+    expect(outcomes.filter((o) => o === 'suggested')).toHaveLength(1);
+    expect(outcomes.filter((o) => o === 'grouped')).toHaveLength(49);
+    expect(h.sink.suggestions).toHaveLength(1);
+    await h.service.idle();
+    // 49 alerts joined, but the edits were coalesced: far fewer than one per alert.
+    expect(h.sink.refreshCalls.length).toBeLessThan(49);
+    const record = await h.flow.get(results[0]?.[0]?.planId ?? '');
+    expect(record?.alerts).toHaveLength(50);
+    expect(record?.suggestions?.map((x) => x.slot).sort()).toEqual([
+      'discord:123456789012',
+      'slack:C0ALERTS',
+    ]);
+    // Whatever order the edits ran in, the last one rendered the full list.
+    expect(h.sink.refreshCalls.at(-1)?.alerts).toHaveLength(50);
+  });
+
+  it('the same incident in a different place (a chat thread) gets its own message; another environment its own plan', async () => {
+    h = await createHarness();
+    const [first] = await h.service.handle([alert(h)]);
+    const [threaded] = await h.service.handle([alert(h, { fingerprint: 'incident-2' })], {
+      surface: 'slack',
+      channel: 'C0WATCHED',
+      messageId: '17.02',
+    });
+    expect(threaded).toMatchObject({ outcome: 'suggested', planId: first?.planId });
     expect(h.sink.suggestions).toHaveLength(2);
+    expect(h.sink.suggestions[1]?.alertId).toBeDefined();
+    expect(h.sink.suggestions[1]?.alertId).not.toBe(h.sink.suggestions[0]?.alertId);
   });
 
   it('alerts without a fingerprint share a per-environment time window', async () => {
@@ -109,18 +165,50 @@ describe('AlertService', () => {
     await h.service.handle([alert(h)]);
     const [resolved] = await h.service.handle([alert(h, { status: 'resolved' })]);
     expect(resolved?.outcome).toBe('resolved');
-    expect(h.sink.resolvedCalls).toHaveLength(1);
-    const call = h.sink.resolvedCalls[0];
+    expect(resolved?.planId).toMatch(/^plan_/);
+    expect(h.sink.refreshCalls).toHaveLength(1);
+    const call = h.sink.refreshCalls[0];
     expect(call?.refs.map((r) => r.messageId).sort()).toEqual(['msg-1', 'msg-2']);
-    expect(call?.input).toMatchObject({ environment: 'production', sentence: DEMO_SENTENCE });
-    expect(call?.input.planId).toMatch(/^plan_/);
+    expect(call?.alerts[0]?.resolvedAt).toBe(h.clock.now());
     const [again] = await h.service.handle([alert(h, { status: 'resolved' })]);
     expect(again?.outcome).toBe('resolved_unknown');
-    expect(h.sink.resolvedCalls).toHaveLength(1);
-    // Firing again after the resolution is a new occurrence: a new suggestion.
+    expect(h.sink.refreshCalls).toHaveLength(1);
+    // Firing again after the resolution is a new occurrence: its suggestion (still open) fires again.
     const [refired] = await h.service.handle([alert(h)]);
-    expect(refired?.outcome).toBe('suggested');
-    expect(h.sink.suggestions).toHaveLength(2);
+    expect(refired?.outcome).toBe('grouped');
+    expect(h.sink.suggestions).toHaveLength(1);
+    await h.service.idle();
+    expect(h.sink.refreshCalls).toHaveLength(2);
+    expect(h.sink.refreshCalls[1]?.alerts[0]?.resolvedAt).toBeUndefined();
+  });
+
+  it('a RESOLVED after the suggestion was confirmed says its message shows the switch (nothing to edit)', async () => {
+    h = await createHarness();
+    const [suggested] = await h.service.handle([alert(h)]);
+    const planId = suggested?.planId ?? '';
+    await h.plans.transition(planId, ['pending'], 'enqueued', { jobId: 'sw_1' });
+    const [resolved] = await h.service.handle([alert(h, { status: 'resolved' })]);
+    expect(resolved).toMatchObject({
+      outcome: 'resolved',
+      detail: 'Resolved. The suggestion was confirmed: its message shows the switch.',
+    });
+    expect(h.sink.refreshCalls[0]?.refs).toEqual([]);
+  });
+
+  it('a plan made before alerts were listed still has its suggestion marked resolved (the message refs)', async () => {
+    h = await createHarness();
+    await h.service.handle([alert(h)]);
+    // What an incident recorded by an older Switchyard looks like: no alert id.
+    const key = h.dedupe.key({ environment: 'production', source: 'generic', fingerprint: 'incident-1' });
+    await h.redis.hdel(key, 'alertId');
+    const [resolved] = await h.service.handle([alert(h, { status: 'resolved' })]);
+    expect(resolved?.outcome).toBe('resolved');
+    expect(h.sink.refreshCalls).toHaveLength(0);
+    expect(h.sink.resolvedCalls[0]?.refs.map((r) => r.messageId).sort()).toEqual(['msg-1', 'msg-2']);
+    expect(h.sink.resolvedCalls[0]?.input).toMatchObject({
+      environment: 'production',
+      sentence: DEMO_SENTENCE,
+    });
   });
 
   it('a RESOLVED alert that races the posting still marks the suggestion', async () => {
@@ -133,35 +221,35 @@ describe('AlertService', () => {
     while (h.sink.suggestions.length === 0) await new Promise<void>((r) => setImmediate(r));
     const [resolved] = await h.service.handle([alert(h, { status: 'resolved' })]);
     expect(resolved?.detail).toContain('being posted');
-    expect(h.sink.resolvedCalls).toHaveLength(0);
+    expect(h.sink.refreshCalls).toHaveLength(0);
     open();
     await firing;
-    expect(h.sink.resolvedCalls).toHaveLength(1);
-    expect(h.sink.resolvedCalls[0]?.input.alert.status).toBe('resolved');
+    expect(h.sink.refreshCalls).toHaveLength(1);
+    expect(h.sink.refreshCalls[0]?.alerts[0]?.resolvedAt).toBeDefined();
   });
 
   it('a RESOLVED whose edit failed answers failed; the retry edits the suggestion, once', async () => {
     h = await createHarness();
     const [suggested] = await h.service.handle([alert(h)]);
-    h.sink.failResolved = 1;
+    h.sink.failRefresh = 1;
     const [failed] = await h.service.handle([alert(h, { status: 'resolved' })]);
     expect(failed).toMatchObject({ outcome: 'failed', planId: suggested?.planId });
     expect(failed?.detail).toContain('Editing the suggestion failed: chat API unavailable');
-    expect(h.sink.resolvedCalls).toHaveLength(0);
+    expect(h.sink.refreshCalls).toHaveLength(0);
     const [retry] = await h.service.handle([alert(h, { status: 'resolved' })]);
     expect(retry).toMatchObject({ outcome: 'resolved', planId: suggested?.planId });
-    expect(h.sink.resolvedCalls).toHaveLength(1);
-    expect(h.sink.resolvedCalls[0]?.refs.map((r) => r.messageId).sort()).toEqual(['msg-1', 'msg-2']);
+    expect(h.sink.refreshCalls).toHaveLength(1);
+    expect(h.sink.refreshCalls[0]?.refs.map((r) => r.messageId).sort()).toEqual(['msg-1', 'msg-2']);
     const [again] = await h.service.handle([alert(h, { status: 'resolved' })]);
     expect(again?.outcome).toBe('resolved_unknown');
-    expect(h.sink.resolvedCalls).toHaveLength(1);
+    expect(h.sink.refreshCalls).toHaveLength(1);
   });
 
   it('concurrent retries of a RESOLVED whose edit failed edit the suggestion once', async () => {
     h = await createHarness();
     const harness = h;
     await h.service.handle([alert(h)]);
-    h.sink.failResolved = 1;
+    h.sink.failRefresh = 1;
     await h.service.handle([alert(h, { status: 'resolved' })]);
     const retries = await Promise.all(
       Array.from({ length: 20 }, () => harness.service.handle([alert(harness, { status: 'resolved' })])),
@@ -169,7 +257,7 @@ describe('AlertService', () => {
     const outcomes = retries.flat().map((r) => r.outcome);
     expect(outcomes.filter((o) => o === 'resolved')).toHaveLength(1);
     expect(outcomes.filter((o) => o === 'resolved_unknown')).toHaveLength(19);
-    expect(h.sink.resolvedCalls).toHaveLength(1);
+    expect(h.sink.refreshCalls).toHaveLength(1);
   });
 
   it('when the edit after a racing RESOLVED fails, a repeated RESOLVED edits the suggestion', async () => {
@@ -182,13 +270,13 @@ describe('AlertService', () => {
     while (h.sink.suggestions.length === 0) await new Promise<void>((r) => setImmediate(r));
     const [raced] = await h.service.handle([alert(h, { status: 'resolved' })]);
     expect(raced?.outcome).toBe('resolved');
-    h.sink.failResolved = 1;
+    h.sink.failRefresh = 1;
     open();
     expect((await firing)[0]?.outcome).toBe('suggested');
-    expect(h.sink.resolvedCalls).toHaveLength(0);
+    expect(h.sink.refreshCalls).toHaveLength(0);
     const [repeated] = await h.service.handle([alert(h, { status: 'resolved' })]);
     expect(repeated?.outcome).toBe('resolved');
-    expect(h.sink.resolvedCalls).toHaveLength(1);
+    expect(h.sink.refreshCalls).toHaveLength(1);
   });
 
   it('ignores unmapped alerts quietly and counts them', async () => {
@@ -279,6 +367,35 @@ describe('AlertService', () => {
     expect(r?.detail).toContain('SLACK_ALERT_CHANNEL');
   });
 
+  it('a dismissed suggestion is not suggested again by later alerts for the same rollback; a person can still ask', async () => {
+    h = await createHarness();
+    const [first] = await h.service.handle([alert(h)]);
+    const oncall = { surface: 'slack' as const, userId: 'U0ONCALL', displayName: 'Ana' };
+    expect((await h.flow.dismiss(oncall, first?.planId ?? '')).status).toBe('cancelled');
+    const [later] = await h.service.handle([alert(h, { fingerprint: 'incident-2', title: 'Latency' })]);
+    expect(later).toMatchObject({ environment: 'production', outcome: 'dismissed' });
+    expect(later?.detail).toMatch(
+      /^Ana dismissed the suggestion to roll back production to dep_3hd7xa \(.+ UTC\)/,
+    );
+    expect(later?.detail).toContain('/rollback production still offers it');
+    expect(h.sink.suggestions).toHaveLength(1);
+    expect(await alertCount(h.metrics, 'dismissed')).toBe(1);
+    // The dismissed record is kept (nothing replaced it), and a person's /rollback still makes a plan.
+    expect((await h.flow.get(first?.planId ?? ''))?.state).toBe('cancelled');
+    const asked = await h.flow.plan(oncall, 'rollback', 'production');
+    expect(asked.ok && asked.plan.id).toBe(first?.planId);
+    // Cancel (not Dismiss) is only "not now": a later alert suggests again.
+    const h2 = await createHarness();
+    try {
+      const [one] = await h2.service.handle([alert(h2)]);
+      await h2.flow.cancel(oncall, one?.planId ?? '');
+      const [two] = await h2.service.handle([alert(h2, { fingerprint: 'incident-2' })]);
+      expect(two?.outcome).toBe('suggested');
+    } finally {
+      await h2.close();
+    }
+  });
+
   it('a failed post gives the incident up so a later alert tries again', async () => {
     h = await createHarness();
     h.sink.failing = true;
@@ -346,16 +463,16 @@ describe('AlertService.handleChat (alerts read from chat messages)', () => {
   it('a RESOLVED whose edit failed is tried again later, and edits once', async () => {
     h = await createHarness();
     await h.service.handleChat([alert(h)], origin);
-    h.sink.failResolved = 1;
+    h.sink.failRefresh = 1;
     const [first] = await h.service.handleChat([alert(h, { status: 'resolved' })], origin);
     expect(first?.outcome).toBe('failed');
-    expect(h.sink.resolvedCalls).toHaveLength(0);
+    expect(h.sink.refreshCalls).toHaveLength(0);
     await h.clock.advance(5_000);
     await h.service.retriesSettled();
-    expect(h.sink.resolvedCalls).toHaveLength(1);
+    expect(h.sink.refreshCalls).toHaveLength(1);
     await h.clock.advance(3_600_000);
     await h.service.retriesSettled();
-    expect(h.sink.resolvedCalls).toHaveLength(1);
+    expect(h.sink.refreshCalls).toHaveLength(1);
   });
 
   it('a webhook alert is not retried here: its sender retries', async () => {
@@ -453,10 +570,12 @@ describe('compositeSink and createAlertService', () => {
     expect(r?.outcome).toBe('suggested');
     expect(slack.suggestions[0]?.destinations).toEqual([{ surface: 'slack', channel: 'C0ALERTS' }]);
     expect(discord.suggestions[0]?.destinations).toEqual([{ surface: 'discord', channel: '123456789012' }]);
+    // The failed surface's slot was freed: the plan shows (and edits) the Slack message only.
+    const record = await harness.flow.get(r?.planId ?? '');
+    expect(record?.suggestions?.map((x) => [x.slot, x.ref?.surface])).toEqual([['slack:C0ALERTS', 'slack']]);
     const [resolved] = await service.handle([alert(harness, { status: 'resolved' })]);
     expect(resolved?.outcome).toBe('resolved');
-    expect(slack.resolvedCalls[0]?.refs.map((ref) => ref.surface)).toEqual(['slack']);
-    expect(discord.resolvedCalls).toHaveLength(0);
+    expect(slack.refreshes).toEqual([r?.planId]);
   });
 
   it('fails only when every surface failed', async () => {

@@ -91,3 +91,80 @@ describe('suggestionSink: one plan, several incidents', () => {
     expect(text).not.toContain('HighErrorRate');
   });
 });
+
+describe('suggestionSink.refresh: a plan listing several alerts', () => {
+  const p = plan('rollback');
+  const ref = (messageId: string, surface: 'slack' | 'discord' = 'slack') => ({
+    surface,
+    channel: 'C0ALERTS',
+    messageId,
+  });
+  const listed = (id: string, title: string, resolvedAt?: number) => ({
+    id,
+    alert: { id, source: 'grafana', title, status: 'firing' as const, startedAt: 2 },
+    at: 2,
+    ...(resolvedAt === undefined ? {} : { resolvedAt }),
+  });
+  function recordWith(state: string, alerts: unknown[]): PlanRecord {
+    return {
+      plan: p,
+      state,
+      requestedBy: { surface: 'system', userId: 'switchyard-alerts', displayName: 'Switchyard alerts' },
+      alert: { id: 'a1', source: 'grafana', title: 'HighErrorRate', status: 'firing', startedAt: 1 },
+      alerts,
+      messages: [ref('1'), ref('2'), ref('3'), ref('4', 'discord')],
+      suggestions: [
+        { slot: 'slack:C0ALERTS', alertId: 'a1', at: 1, ref: ref('1') },
+        { slot: 'slack:C0WATCHED:17.1', alertId: 'a2', at: 1, ref: ref('2') },
+        { slot: 'slack:C0OPS', alertId: 'a1', at: 1, ref: ref('3'), dismissed: true },
+        { slot: 'discord:42', alertId: 'a1', at: 1, ref: ref('4', 'discord') },
+        { slot: 'slack:C0LATE', alertId: 'a2', at: 1 },
+      ],
+      createdAt: 1,
+      updatedAt: 1,
+      expiresAt: 3_600_001,
+    } as unknown as PlanRecord;
+  }
+  async function refreshed(record: PlanRecord): Promise<Map<string, string>> {
+    const flow = { get: async () => record, twoPersonRule: () => false } as unknown as Flow;
+    const updated = new Map<string, string>();
+    const poster: ChatPoster = {
+      surface: 'slack',
+      post: async () => {
+        throw new Error('refresh never posts');
+      },
+      update: async (r, view) => {
+        updated.set(r.messageId, JSON.stringify(view));
+      },
+    };
+    await suggestionSink(poster, new ChatService({ flow, clock: new ManualClock() }), flow).refresh?.(p.id);
+    return updated;
+  }
+
+  it("edits each of its surface's undismissed messages, each showing its own alert first", async () => {
+    const updated = await refreshed(
+      recordWith('pending', [listed('a1', 'HighErrorRate'), listed('a2', 'CheckoutLatency', 5)]),
+    );
+    expect([...updated.keys()].sort()).toEqual(['1', '2']);
+    const first = updated.get('1') ?? '';
+    expect(first.indexOf('HighErrorRate')).toBeLessThan(first.indexOf('CheckoutLatency'));
+    expect(first).toContain('1 more alert on this deployment (all resolved)');
+    expect(first).toContain(' · resolved');
+    const second = updated.get('2') ?? '';
+    expect(second.indexOf('CheckoutLatency')).toBeLessThan(second.indexOf('HighErrorRate'));
+    expect(second).toContain('It has resolved.');
+    expect(second).not.toContain('(optional)');
+  });
+
+  it('says the rollback is optional once every listed alert resolved', async () => {
+    const updated = await refreshed(
+      recordWith('pending', [listed('a1', 'HighErrorRate', 3), listed('a2', 'CheckoutLatency', 5)]),
+    );
+    expect(updated.get('1')).toContain('All 2 alerts resolved');
+    expect(updated.get('1')).toContain('(optional)');
+  });
+
+  it('leaves the messages of a confirmed plan alone: they show the switch', async () => {
+    expect((await refreshed(recordWith('enqueued', [listed('a1', 'HighErrorRate', 3)]))).size).toBe(0);
+  });
+});

@@ -86,15 +86,17 @@ function outcomes(reply: Reply): unknown[] {
 describe('POST /webhooks/alerts/:source', () => {
   it('accepts every vendor fixture and answers 202 with a summary per alert', async () => {
     const s = await start();
+    // Every firing fixture points at the same rollback of production: the first posts the suggestion,
+    // the other incidents join it (one message listing them all).
     const cases: [string, string, unknown[]][] = [
       ['alertmanager', 'alertmanager-firing.json', ['suggested']],
-      ['alertmanager', 'alertmanager-grouped.json', ['suggested', 'deduplicated']],
-      ['grafana', 'grafana-firing.json', ['suggested', 'deduplicated']],
-      ['datadog', 'datadog-triggered.json', ['suggested']],
-      ['sentry', 'sentry-issue-alert.json', ['suggested']],
-      ['pagerduty', 'pagerduty-triggered.json', ['suggested']],
+      ['alertmanager', 'alertmanager-grouped.json', ['grouped', 'deduplicated']],
+      ['grafana', 'grafana-firing.json', ['grouped', 'deduplicated']],
+      ['datadog', 'datadog-triggered.json', ['grouped']],
+      ['sentry', 'sentry-issue-alert.json', ['grouped']],
+      ['pagerduty', 'pagerduty-triggered.json', ['grouped']],
       ['pagerduty', 'pagerduty-acknowledged.json', []],
-      ['generic', 'generic-firing.json', ['suggested']],
+      ['generic', 'generic-firing.json', ['grouped']],
       ['alertmanager', 'alertmanager-resolved.json', ['resolved']],
       ['grafana', 'grafana-resolved.json', ['resolved']],
       ['datadog', 'datadog-recovered.json', ['resolved']],
@@ -112,9 +114,31 @@ describe('POST /webhooks/alerts/:source', () => {
       expect(reply.body.source).toBe(source);
       expect(reply.body.received).toBe(expected.length);
       if (expected.length > 0) expect(reply.body.environments).toEqual(['production']);
+      await s.h.service.idle();
     }
-    expect(s.h.sink.suggestions).toHaveLength(7);
-    expect(s.h.sink.resolvedCalls).toHaveLength(6);
+    expect(s.h.sink.suggestions).toHaveLength(1);
+    const planId = s.h.sink.refreshCalls[0]?.planId ?? '';
+    const record = await s.h.flow.get(planId);
+    expect(record?.alerts?.map((a) => a.alert.source)).toEqual([
+      'alertmanager',
+      'alertmanager',
+      'grafana',
+      'datadog',
+      'sentry',
+      'pagerduty',
+      'generic',
+    ]);
+    // Six resolved; the second Alertmanager group never did, so the suggestion still fires.
+    expect(record?.alerts?.map((a) => a.resolvedAt !== undefined)).toEqual([
+      true,
+      false,
+      true,
+      true,
+      true,
+      true,
+      true,
+    ]);
+    expect(s.h.sink.resolvedCalls).toHaveLength(0);
   });
 
   it('answers 400 naming the invalid field, and for bodies that are not JSON', async () => {
@@ -337,21 +361,21 @@ describe('POST /webhooks/alerts/:source: when chat is down, the sender retries',
     expect(outcomes(await post(s, 'alertmanager', fixture('alertmanager-firing.json')))).toEqual([
       'suggested',
     ]);
-    s.h.sink.failResolved = 1;
+    s.h.sink.failRefresh = 1;
     const resolved = fixture('alertmanager-resolved.json');
     const failed = await post(s, 'alertmanager', resolved);
     expect(failed.status).toBe(503);
     expect(failed.body.error).toBe('chat_post_failed');
     expect(failed.body.message).toContain('Editing the suggestion failed');
-    expect(s.h.sink.resolvedCalls).toHaveLength(0);
+    expect(s.h.sink.refreshCalls).toHaveLength(0);
     const retried = await post(s, 'alertmanager', resolved);
     expect({ status: retried.status, outcomes: outcomes(retried) }).toEqual({
       status: 202,
       outcomes: ['resolved'],
     });
-    expect(s.h.sink.resolvedCalls).toHaveLength(1);
+    expect(s.h.sink.refreshCalls).toHaveLength(1);
     expect(outcomes(await post(s, 'alertmanager', resolved))).toEqual(['resolved_unknown']);
-    expect(s.h.sink.resolvedCalls).toHaveLength(1);
+    expect(s.h.sink.refreshCalls).toHaveLength(1);
   });
 });
 
@@ -365,7 +389,8 @@ describe('POST /webhooks/alerts/:source: vendor formats', () => {
     expect(recovered.status).toBe(202);
     expect(recovered.body.alerts).toMatchObject([{ status: 'resolved', outcome: 'resolved' }]);
     expect(s.h.sink.suggestions).toHaveLength(1);
-    expect(s.h.sink.resolvedCalls).toHaveLength(1);
+    expect(s.h.sink.refreshCalls).toHaveLength(1);
+    expect(s.h.sink.refreshCalls[0]?.alerts[0]?.resolvedAt).toBeDefined();
   });
 
   it('PagerDuty incident.reopened correlates with when it reopened', async () => {
@@ -398,14 +423,21 @@ describe('POST /webhooks/alerts/:source: vendor formats', () => {
     expect(outcomes(issueReply)).toEqual(['suggested']);
     const critical = await post(s, 'sentry', fixture('sentry-metric-critical.json'));
     expect(critical.body.alerts).toMatchObject([
-      { status: 'firing', outcome: 'suggested', fingerprint: 'metric_alert:4', environment: 'production' },
+      { status: 'firing', outcome: 'grouped', fingerprint: 'metric_alert:4', environment: 'production' },
     ]);
+    await s.h.service.idle();
     const resolved = await post(s, 'sentry', fixture('sentry-metric-resolved.json'));
     expect(resolved.body.alerts).toMatchObject([{ status: 'resolved', outcome: 'resolved' }]);
-    expect(s.h.sink.resolvedCalls).toHaveLength(1);
-    const metricPlan = (critical.body.alerts as { planId?: string }[])[0]?.planId;
-    expect(s.h.sink.resolvedCalls[0]?.input.planId).toBe(metricPlan);
-    // The issue's suggestion is still open: its own resolution edits it.
+    // Two edits of the one suggestion: the metric alert joined it, then it resolved (the metric alert
+    // only: the issue still fires).
+    expect(s.h.sink.refreshCalls).toHaveLength(2);
+    expect(
+      s.h.sink.refreshCalls[1]?.alerts.map((a) => [a.alert.fingerprint, a.resolvedAt !== undefined]),
+    ).toEqual([
+      ['4', false],
+      ['metric_alert:4', true],
+    ]);
+    // The issue's own resolution edits it too.
     expect(
       outcomes(
         await post(
@@ -418,7 +450,8 @@ describe('POST /webhooks/alerts/:source: vendor formats', () => {
         ),
       ),
     ).toEqual(['resolved']);
-    expect(s.h.sink.resolvedCalls).toHaveLength(2);
+    expect(s.h.sink.refreshCalls).toHaveLength(3);
+    expect(s.h.sink.refreshCalls[2]?.alerts.every((a) => a.resolvedAt !== undefined)).toBe(true);
   });
 
   it('Alertmanager and Grafana groups of more than 1,000 alerts (within the body limit) get their suggestion', async () => {
@@ -454,8 +487,13 @@ describe('POST /webhooks/alerts/:source: vendor formats', () => {
     expect(new Set(outcomes(reply).slice(1))).toEqual(new Set(['deduplicated']));
     const grafana = await post(s, 'grafana', JSON.stringify({ ...group, groupKey: 'grafana-group' }));
     expect(grafana.status).toBe(202);
-    expect(outcomes(grafana)[0]).toBe('suggested');
-    expect(s.h.sink.suggestions).toHaveLength(2);
+    expect(outcomes(grafana)[0]).toBe('grouped');
+    expect(s.h.sink.suggestions).toHaveLength(1);
+    await s.h.service.idle();
+    expect(s.h.sink.refreshCalls.at(-1)?.alerts.map((a) => a.alert.source)).toEqual([
+      'alertmanager',
+      'grafana',
+    ]);
   });
 });
 

@@ -2,7 +2,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { ManualClock } from '../../src/clock.js';
 import { buildPlan, type Plan } from '../../src/domain/plan.js';
 import { SwitchyardError } from '../../src/errors.js';
-import { MAX_MESSAGES_PER_PLAN, PlanState, PlanStore } from '../../src/plan-store.js';
+import { MAX_ALERTS_PER_PLAN, MAX_MESSAGES_PER_PLAN, PlanState, PlanStore } from '../../src/plan-store.js';
 import { LocalPlatform } from '../../src/platform/local/platform.js';
 import type { MessageRef } from '../../src/progress.js';
 import { createRedis, deleteKeys, type RedisClient, scanKeys } from '../../src/redis.js';
@@ -208,5 +208,98 @@ describe('PlanStore', () => {
     expect((err as SwitchyardError).message).toMatch(/requestedBy\.surface/);
     await redis.hset(`${prefix}plan:${plan.id}`, 'plan', '{not json');
     await expect(store.get(plan.id)).rejects.toThrow(/field plan/);
+  });
+});
+
+describe('PlanStore: the alerts of a suggested plan and its suggestion per destination', () => {
+  const alertOf = (title: string) => ({ source: 'generic', title, status: 'firing' as const, startedAt: 1 });
+  const ref = (messageId: string): MessageRef => ({ surface: 'slack', channel: 'C0ALERTS', messageId });
+
+  it('50 concurrent alerts claim each destination once; every alert is listed, in the order it joined', async () => {
+    await store.create({ plan, requestedBy: alice });
+    const results = await Promise.all(
+      Array.from({ length: 50 }, (_, i) =>
+        store.groupAlert(plan.id, `a${i}`, alertOf(`alert ${i}`), ['slack:C0ALERTS', 'console:console']),
+      ),
+    );
+    for (const slot of ['slack:C0ALERTS', 'console:console']) {
+      const claims = results.filter((r) => r?.slots.find((s) => s.slot === slot)?.claimed === true);
+      expect(claims).toHaveLength(1);
+    }
+    const record = await store.get(plan.id);
+    expect(record?.alerts?.map((a) => a.id)).toEqual(Array.from({ length: 50 }, (_, i) => `a${i}`));
+    expect(record?.alertsVersion).toBe(50);
+    // A claimed slot without a message yet is reported as such to the others.
+    const later = await store.groupAlert(plan.id, 'a0', alertOf('alert 0'), ['slack:C0ALERTS']);
+    expect(later?.slots[0]).toMatchObject({ claimed: false, suggestion: { alertId: 'a0' } });
+    expect(later?.slots[0]?.claimed === false && later.slots[0].suggestion.ref).toBeUndefined();
+    expect(later?.version).toBe(50); // listed already: no change
+  });
+
+  it('lists at most MAX_ALERTS_PER_PLAN alerts and counts the rest', async () => {
+    await store.create({ plan, requestedBy: alice });
+    for (let i = 0; i < MAX_ALERTS_PER_PLAN + 3; i++)
+      await store.groupAlert(plan.id, `a${i}`, alertOf(`${i}`), []);
+    const record = await store.get(plan.id);
+    expect(record?.alerts).toHaveLength(MAX_ALERTS_PER_PLAN);
+    expect(record?.alertsMore).toBe(3);
+  });
+
+  it('records the posted message, frees a slot whose post failed, and never one that has a message', async () => {
+    await store.create({ plan, requestedBy: alice });
+    const first = await store.groupAlert(plan.id, 'a1', alertOf('one'), ['slack:C0ALERTS', 'discord:42']);
+    expect(first?.slots.map((s) => s.claimed)).toEqual([true, true]);
+    expect(await store.suggestionPosted(plan.id, 'slack:C0ALERTS', 'a1', ref('1.1'))).toBe(1);
+    await store.releaseSuggestion(plan.id, 'discord:42');
+    await store.releaseSuggestion(plan.id, 'slack:C0ALERTS'); // has its message: kept
+    const second = await store.groupAlert(plan.id, 'a2', alertOf('two'), ['slack:C0ALERTS', 'discord:42']);
+    expect(second?.slots[0]).toMatchObject({
+      claimed: false,
+      suggestion: { alertId: 'a1', ref: ref('1.1') },
+    });
+    expect(second?.slots[1]?.claimed).toBe(true);
+    // A slot that is gone (released) cannot be given a message.
+    await store.releaseSuggestion(plan.id, 'discord:42');
+    expect(await store.suggestionPosted(plan.id, 'discord:42', 'a2', ref('9.9'))).toBeUndefined();
+    expect(await store.suggestionDismissed(plan.id, ref('1.1'), 'Ana')).toBe(true);
+    expect((await store.get(plan.id))?.suggestions).toEqual([
+      {
+        slot: 'slack:C0ALERTS',
+        alertId: 'a1',
+        at: clock.now(),
+        ref: ref('1.1'),
+        dismissed: true,
+        dismissedBy: 'Ana',
+      },
+    ]);
+  });
+
+  it('resolves a listed alert once; the same alert firing again is firing again', async () => {
+    await store.create({ plan, requestedBy: alice });
+    await store.groupAlert(plan.id, 'a1', alertOf('one'), []);
+    expect(await store.resolveAlert(plan.id, 'unknown', clock.now())).toBeUndefined();
+    clock.advance(1_000);
+    expect(await store.resolveAlert(plan.id, 'a1', clock.now())).toBe(PlanState.pending);
+    const resolvedAt = clock.now();
+    clock.advance(1_000);
+    expect(await store.resolveAlert(plan.id, 'a1', clock.now())).toBe(PlanState.pending);
+    let record = await store.get(plan.id);
+    expect(record?.alerts?.[0]?.resolvedAt).toBe(resolvedAt);
+    expect(record?.alertsVersion).toBe(2);
+    await store.groupAlert(plan.id, 'a1', alertOf('one'), []);
+    record = await store.get(plan.id);
+    expect(record?.alerts?.[0]?.resolvedAt).toBeUndefined();
+    expect(record?.alertsVersion).toBe(3);
+  });
+
+  it('groups nothing into a plan that is not open any more', async () => {
+    expect(await store.groupAlert(plan.id, 'a1', alertOf('one'), ['slack:C0ALERTS'])).toBeUndefined();
+    await store.create({ plan, requestedBy: alice });
+    clock.advance(60_001); // past expiresAt
+    expect(await store.groupAlert(plan.id, 'a1', alertOf('one'), ['slack:C0ALERTS'])).toBeUndefined();
+    await store.create({ plan, requestedBy: alice }); // a fresh request replaces the lapsed record
+    await store.transition(plan.id, [PlanState.pending], PlanState.enqueued, { jobId: 'job-1' });
+    expect(await store.groupAlert(plan.id, 'a1', alertOf('one'), ['slack:C0ALERTS'])).toBeUndefined();
+    expect((await store.get(plan.id))?.alerts).toBeUndefined();
   });
 });

@@ -218,6 +218,45 @@ describe('attempts of one switch job', () => {
   });
 });
 
+describe('the last attempt', () => {
+  it('whose renewals could not be confirmed, but which still holds its job once Redis answers, ends with a final state', async () => {
+    const env = await setupJobs(cleanup, { attempts: 1 });
+    let failing = false;
+    let rejected = 0;
+    const enough = deferred();
+    const renew = EnvironmentLock.prototype.renew;
+    vi.spyOn(EnvironmentLock.prototype, 'renew').mockImplementation(function (
+      this: EnvironmentLock,
+      ...args
+    ) {
+      if (!failing) return renew.apply(this, args);
+      // Renewals run every 200 ms: the lock duration (600 ms) passes without a confirmed one by the
+      // fourth refusal at the latest, so the sixth is sent after the attempt stopped.
+      if (++rejected === 6) enough.resolve();
+      return Promise.reject(new Error("READONLY You can't write against a read only replica."));
+    });
+    await env.startWorker(FAST_LOCKS);
+    const plan = await planFor(env.local, 'env0', 'rollback', env.clock.now(), seedIds(0).standby);
+    const { jobId } = await env.queue.enqueue(jobData(plan, env.clock.now()));
+    await env.reporter.waitFor((p) => p.jobId === jobId && p.operationId !== undefined);
+
+    // Renewals fail for a whole lock duration (a failover); the attempt stops at its next step. Then
+    // Redis answers again and the job is still this attempt's: nobody else will end it.
+    failing = true;
+    await enough.promise;
+    failing = false;
+    await env.clock.advance(REACTIVATION_MS);
+    const final = await env.queue.waitForEnd(jobId, 15_000);
+
+    expect(final?.outcome).toBe('failed');
+    expect(final?.code).toBe('lock_lost');
+    expect(final?.message).toContain('That was its last attempt');
+    expect(final?.message).toContain('env0 is serving');
+    expect(env.reporter.of(jobId).at(-1)).toEqual(final);
+    expect((await env.audit.recent('env0', 1))[0]).toMatchObject({ event: 'failed', code: 'lock_lost' });
+  });
+});
+
 describe('a job that stalls too often', () => {
   it(`ends after ${MAX_STALLS} stalls with a failed final state saying the outcome is unknown and where traffic is, audited and counted`, async () => {
     const env = await setupJobs(cleanup);

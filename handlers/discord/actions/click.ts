@@ -29,7 +29,11 @@ export async function runClick(
   let outcome = 'error';
   try {
     await interaction.deferUpdate();
-    const reply = await deps.chat.click(actingUser(interaction), interaction.customId);
+    const reply = await deps.chat.click(actingUser(interaction), interaction.customId, {
+      surface: 'discord',
+      channel: interaction.channelId,
+      messageId: interaction.message.id,
+    });
     outcome = reply.outcome;
     const channelId = interaction.channelId;
     const clicked = interaction.message;

@@ -61,7 +61,7 @@ async function afterAck(deps: SlackHandlerDeps, kind: ActionKind, args: ActionAr
       displayName: body.user.username ?? body.user.name ?? body.user.id,
       ...(await deps.groups.groupsOf(body.user.id)),
     };
-    const reply = await deps.chat.click(actor, action.action_id);
+    const reply = await deps.chat.click(actor, action.action_id, clicked);
     count(reply.outcome);
     const work: Promise<void>[] = [];
     if (reply.ended && body.container.is_ephemeral !== true) {

@@ -1,0 +1,339 @@
+/**
+ * Alerts of several incidents that point at one rollback share one suggestion message per place
+ * (src/alerts/service.ts `postGrouped`, the plan's alert list and suggestion slots in
+ * src/plan-store.ts), through the REAL suggestion sinks and ChatService, posting to in-memory Slack
+ * and Discord: what each message shows at the end is what a person would see. Races are staged by
+ * holding a post or an edit (MemoryPoster hooks, `afterSinkGet`), never by sleeping.
+ */
+import { afterEach, describe, expect, it } from 'vitest';
+import { ALERT_ACTOR } from '../../src/alerts/service.js';
+import { MAX_ALERTS_PER_PLAN } from '../../src/plan-store.js';
+import { buttonLabels, createHarness, type Harness, MINUTE, viewText } from './helpers.js';
+
+let h: Harness | undefined;
+afterEach(async () => {
+  await h?.service.idle();
+  await h?.close();
+  h = undefined;
+});
+
+const ana = { surface: 'slack' as const, userId: 'U0ANA', displayName: 'Ana' };
+const anaOnDiscord = { surface: 'discord' as const, userId: '999', displayName: 'Ana' };
+const slackOnly = { environments: { production: { channels: { slack: 'C0ALERTS' } }, preview: {} } };
+
+function gate(): { held: Promise<void>; reached: Promise<void>; arrive: () => void; release: () => void } {
+  let arrive!: () => void;
+  let release!: () => void;
+  const reached = new Promise<void>((r) => {
+    arrive = r;
+  });
+  const held = new Promise<void>((r) => {
+    release = r;
+  });
+  return { held, reached, arrive, release };
+}
+
+describe('one suggestion per place for one rollback', () => {
+  it('a Discord post that failed is made by the next alert, and the Slack message lists that alert too', async () => {
+    h = await createHarness({ memoryChat: ['slack', 'discord'] });
+    h.discord.failPost = 1;
+    expect((await h.service.handle([h.alert()]))[0]?.outcome).toBe('suggested');
+    const [later] = await h.service.handle([
+      h.alert({ fingerprint: 'incident-2', title: 'Checkout latency' }),
+    ]);
+    expect(later?.outcome).toBe('suggested');
+    await h.service.idle();
+    expect(viewText(h.discord.inChannel('123456789012')[0]?.view)).toContain('Checkout latency');
+    expect(viewText(h.slack.inChannel('C0ALERTS')[0]?.view)).toContain('Checkout latency');
+  });
+
+  it("an alert answered in its own chat thread is listed on the channel's suggestion too", async () => {
+    h = await createHarness({ memoryChat: ['slack', 'discord'] });
+    await h.service.handle([h.alert()]);
+    const [threaded] = await h.service.handle(
+      [h.alert({ fingerprint: 'incident-2', title: 'Checkout latency' })],
+      {
+        surface: 'slack',
+        channel: 'C0WATCHED',
+        messageId: '17.02',
+      },
+    );
+    expect(threaded?.outcome).toBe('suggested');
+    await h.service.idle();
+    expect(viewText(h.slack.inChannel('C0ALERTS')[0]?.view)).toContain('Checkout latency');
+  });
+
+  it('a post that failed where the plan has a message elsewhere: grouped, and listed there', async () => {
+    h = await createHarness({ memoryChat: ['slack', 'discord'] });
+    h.discord.failPost = 2;
+    await h.service.handle([h.alert()]);
+    const [later] = await h.service.handle([
+      h.alert({ fingerprint: 'incident-2', title: 'Checkout latency' }),
+    ]);
+    expect(later?.outcome).toBe('grouped');
+    await h.service.idle();
+    expect(viewText(h.slack.inChannel('C0ALERTS')[0]?.view)).toContain('Checkout latency');
+  });
+
+  it('an alert grouped into a post that then failed posts the suggestion itself', async () => {
+    h = await createHarness({ file: slackOnly, memoryChat: ['slack'] });
+    const hh = h;
+    const post = gate();
+    hh.slack.beforePost = async () => {
+      post.arrive();
+      await post.held;
+    };
+    hh.slack.failPost = 1; // Slack answers 503 to the first alert's post
+    const first = hh.service.handle([
+      hh.alert({ fingerprint: 'sentry-1', source: 'sentry', title: 'TypeError' }),
+    ]);
+    await post.reached;
+    hh.slack.beforePost = undefined;
+    const second = hh.service.handle([hh.alert({ fingerprint: 'am-2', title: 'Checkout 5xx above 5%' })]);
+    post.release();
+    expect((await first)[0]?.outcome).toBe('failed'); // its sender retries
+    expect((await second)[0]?.outcome).toBe('suggested');
+    await hh.service.idle();
+    const shown = hh.slack.inChannel('C0ALERTS').map((m) => viewText(m.view));
+    expect(shown).toHaveLength(1);
+    expect(shown[0]).toContain('Checkout 5xx above 5%');
+    // The alert that failed to post left the list; its sender's retry lists it again.
+    expect(shown[0]).not.toContain('TypeError');
+    expect(
+      (
+        await hh.service.handle([hh.alert({ fingerprint: 'sentry-1', source: 'sentry', title: 'TypeError' })])
+      )[0]?.outcome,
+    ).toBe('grouped');
+    await hh.service.idle();
+    expect(viewText(hh.slack.inChannel('C0ALERTS')[0]?.view)).toContain('TypeError');
+  });
+
+  it('an alert whose post failed does not keep the suggestion firing once the others resolved', async () => {
+    h = await createHarness({ file: slackOnly, memoryChat: ['slack'] });
+    h.slack.failPost = 1;
+    expect((await h.service.handle([h.alert({ fingerprint: 'a', title: 'Alert A' })]))[0]?.outcome).toBe(
+      'failed',
+    );
+    expect((await h.service.handle([h.alert({ fingerprint: 'b', title: 'Alert B' })]))[0]?.outcome).toBe(
+      'suggested',
+    );
+    await h.service.handle([h.alert({ fingerprint: 'b', title: 'Alert B', status: 'resolved' })]);
+    await h.service.idle();
+    const view = h.slack.inChannel('C0ALERTS')[0]?.view;
+    expect(viewText(view)).not.toContain('Alert A');
+    expect(buttonLabels(view)).toEqual(expect.arrayContaining([expect.stringMatching(/\(optional\)$/)]));
+  });
+
+  it('a storm that keeps changing the list during a slow edit still ends with every alert listed', async () => {
+    h = await createHarness({ file: slackOnly, memoryChat: ['slack'] });
+    const hh = h;
+    await hh.service.handle([hh.alert({ fingerprint: 'incident-0', title: 'Alert #0#' })]);
+    let n = 0;
+    let inside = false;
+    // Each edit lands only after one more alert of the storm was handled.
+    hh.slack.beforeUpdate = async () => {
+      if (inside || n >= 6) return;
+      inside = true;
+      n += 1;
+      try {
+        await hh.service.handle([hh.alert({ fingerprint: `storm-${n}`, title: `Alert #s${n}#` })]);
+      } finally {
+        inside = false;
+      }
+    };
+    await hh.service.handle([hh.alert({ fingerprint: 'incident-1', title: 'Alert #1#' })]);
+    await hh.service.idle();
+    hh.slack.beforeUpdate = undefined;
+    const t = viewText(hh.slack.inChannel('C0ALERTS')[0]?.view);
+    const titles = ['Alert #0#', 'Alert #1#', ...Array.from({ length: n }, (_, i) => `Alert #s${i + 1}#`)];
+    expect(n).toBe(6);
+    expect(titles.filter((x) => !t.includes(x))).toEqual([]);
+  });
+});
+
+describe('Dismiss and grouping', () => {
+  it('dismissing the suggestion on every surface it went to cancels the plan: later alerts are `dismissed`', async () => {
+    h = await createHarness({ memoryChat: ['slack', 'discord'] });
+    const [first] = await h.service.handle([h.alert()]);
+    const planId = first?.planId ?? '';
+    const [slackMsg] = h.slack.inChannel('C0ALERTS');
+    const [discordMsg] = h.discord.inChannel('123456789012');
+    if (!slackMsg || !discordMsg) throw new Error('no suggestion posted');
+    const a = await h.chat.click(ana, `sy1:dismiss:${planId}`, slackMsg.ref);
+    expect(a.outcome).toBe('dismissed');
+    if (a.update) h.slack.apply(slackMsg.ref, a.update);
+    const b = await h.chat.click(anaOnDiscord, `sy1:dismiss:${planId}`, discordMsg.ref);
+    expect(b.outcome).toBe('cancelled');
+    if (b.update) h.discord.apply(discordMsg.ref, b.update);
+    const [later] = await h.service.handle([
+      h.alert({ fingerprint: 'incident-2', title: 'Checkout latency' }),
+    ]);
+    expect({ state: (await h.flow.get(planId))?.state, outcome: later?.outcome }).toEqual({
+      state: 'cancelled',
+      outcome: 'dismissed',
+    });
+  });
+
+  it('a Dismiss that lands while an edit for another alert is under way stays dismissed', async () => {
+    h = await createHarness({ memoryChat: ['slack', 'discord'] });
+    const [first] = await h.service.handle([h.alert()]);
+    const planId = first?.planId ?? '';
+    const [slackMsg] = h.slack.inChannel('C0ALERTS');
+    if (!slackMsg) throw new Error('no suggestion');
+    const read = gate();
+    h.afterSinkGet = async () => {
+      read.arrive();
+      await read.held;
+    };
+    await h.service.handle([h.alert({ fingerprint: 'incident-2', title: 'Checkout latency' })]);
+    await read.reached; // the background edit read the plan and waits
+    const click = await h.chat.click(ana, `sy1:dismiss:${planId}`, slackMsg.ref);
+    expect(click.outcome).toBe('dismissed');
+    if (click.update) h.slack.apply(slackMsg.ref, click.update);
+    h.afterSinkGet = undefined;
+    read.release();
+    await h.service.idle();
+    const now = h.slack.inChannel('C0ALERTS')[0]?.view;
+    expect({ dismissed: viewText(now).includes('Dismissed by Ana'), buttons: buttonLabels(now) }).toEqual({
+      dismissed: true,
+      buttons: [],
+    });
+    // The Discord copy still offers it, listing both alerts.
+    expect(viewText(h.discord.inChannel('123456789012')[0]?.view)).toContain('Checkout latency');
+  });
+
+  it('a Dismiss that cancels the plan during an edit leaves no live buttons', async () => {
+    h = await createHarness({ file: slackOnly, memoryChat: ['slack'] });
+    const [first] = await h.service.handle([h.alert()]);
+    const planId = first?.planId ?? '';
+    const [slackMsg] = h.slack.inChannel('C0ALERTS');
+    if (!slackMsg) throw new Error('no suggestion');
+    const read = gate();
+    h.afterSinkGet = async () => {
+      read.arrive();
+      await read.held;
+    };
+    await h.service.handle([h.alert({ fingerprint: 'incident-2', title: 'Checkout latency' })]);
+    await read.reached;
+    const click = await h.chat.click(ana, `sy1:dismiss:${planId}`, slackMsg.ref);
+    expect(click.outcome).toBe('cancelled');
+    if (click.update) h.slack.apply(slackMsg.ref, click.update);
+    h.afterSinkGet = undefined;
+    read.release();
+    await h.service.idle();
+    expect((await h.flow.get(planId))?.state).toBe('cancelled');
+    expect(buttonLabels(h.slack.inChannel('C0ALERTS')[0]?.view)).toEqual([]);
+  });
+
+  it("a colleague's /rollback of a dismissed rollback does not bring the suggestion back", async () => {
+    h = await createHarness({ file: slackOnly, memoryChat: ['slack'] });
+    const [first] = await h.service.handle([h.alert()]);
+    const [msg] = h.slack.inChannel('C0ALERTS');
+    if (!msg) throw new Error('no suggestion');
+    expect((await h.chat.click(ana, `sy1:dismiss:${first?.planId}`, msg.ref)).outcome).toBe('cancelled');
+    const bob = { surface: 'slack' as const, userId: 'U0BOB', displayName: 'Bob' };
+    const asked = await h.chat.command(bob, 'rollback', ['production']);
+    expect(asked.planId).toBe(first?.planId);
+    const [during] = await h.service.handle([h.alert({ fingerprint: 'incident-3', title: 'Errors' })]);
+    await h.chat.click(bob, `sy1:cancel:${first?.planId}`);
+    const [after] = await h.service.handle([h.alert({ fingerprint: 'incident-4', title: 'More errors' })]);
+    expect({
+      during: during?.outcome,
+      after: after?.outcome,
+      inAlerts: h.slack.inChannel('C0ALERTS').length,
+    }).toEqual({
+      during: 'dismissed',
+      after: 'dismissed',
+      inAlerts: 1,
+    });
+  });
+});
+
+describe('resolutions', () => {
+  it('alerts beyond the list are tracked: one resolving neither makes the rollback optional nor revives a dismissed message', async () => {
+    h = await createHarness({ memoryChat: ['slack', 'discord'] });
+    let planId = '';
+    for (let i = 0; i < MAX_ALERTS_PER_PLAN; i++) {
+      const [res] = await h.service.handle([h.alert({ fingerprint: `incident-${i}`, title: `Alert ${i}` })]);
+      planId = res?.planId ?? planId;
+    }
+    const [extra] = await h.service.handle([h.alert({ fingerprint: 'extra', title: 'Alert extra' })]);
+    expect(extra?.outcome).toBe('grouped');
+    expect((await h.flow.get(planId))?.alertsMore).toBe(1);
+    await h.service.idle();
+    const [slackMsg] = h.slack.inChannel('C0ALERTS');
+    const [discordMsg] = h.discord.inChannel('123456789012');
+    if (!slackMsg || !discordMsg) throw new Error('no suggestion');
+    const click = await h.chat.click(ana, `sy1:dismiss:${planId}`, slackMsg.ref);
+    if (click.update) h.slack.apply(slackMsg.ref, click.update);
+    const [resolved] = await h.service.handle([
+      h.alert({ fingerprint: 'extra', title: 'Alert extra', status: 'resolved' }),
+    ]);
+    expect(resolved?.outcome).toBe('resolved');
+    await h.service.idle();
+    const discordNow = h.discord.inChannel('123456789012')[0]?.view;
+    const slackNow = h.slack.inChannel('C0ALERTS')[0]?.view;
+    expect({
+      discordSaysOptional: viewText(discordNow).includes('optional'),
+      discordSaysFiring: viewText(discordNow).includes('50 more alerts on this deployment (49 still firing)'),
+      slackStillDismissed: viewText(slackNow).includes('Dismissed by Ana'),
+      slackButtons: buttonLabels(slackNow),
+    }).toEqual({
+      discordSaysOptional: false,
+      discordSaysFiring: true,
+      slackStillDismissed: true,
+      slackButtons: [],
+    });
+  });
+
+  it('after Cancel and a fresh suggestion under the same plan id, the old alert resolving leaves the cancelled message alone', async () => {
+    h = await createHarness({ file: slackOnly, memoryChat: ['slack'] });
+    const [a] = await h.service.handle([h.alert({ fingerprint: 'a', title: 'Alert A' })]);
+    const [m1] = h.slack.inChannel('C0ALERTS');
+    if (!m1) throw new Error('no suggestion');
+    const cancel = await h.chat.click(ana, `sy1:cancel:${a?.planId}`, m1.ref);
+    if (cancel.update) h.slack.apply(m1.ref, cancel.update);
+    const [b] = await h.service.handle([h.alert({ fingerprint: 'b', title: 'Alert B' })]);
+    expect(b).toMatchObject({ outcome: 'suggested', planId: a?.planId });
+    const [ra] = await h.service.handle([
+      h.alert({ fingerprint: 'a', title: 'Alert A', status: 'resolved' }),
+    ]);
+    expect(ra?.detail).toContain('nothing was edited');
+    await h.service.idle();
+    expect(buttonLabels(h.slack.messages.get(m1.ref.messageId)?.view)).toEqual([]);
+    expect(viewText(h.slack.inChannel('C0ALERTS')[1]?.view)).not.toContain('optional');
+  });
+
+  it('a suggestion recorded before alerts were listed: its RESOLVED does not call the rollback optional while a newer alert fires', async () => {
+    h = await createHarness({ file: slackOnly, memoryChat: ['slack'] });
+    // What Switchyard before the alert lists left behind: a plan with its alert and message, an
+    // incident without an alert id.
+    const planned = await h.flow.plan(ALERT_ACTOR, 'rollback', 'production', 'dep_3hd7xa', {
+      alert: {
+        source: 'generic',
+        title: 'Checkout 5xx above 5%',
+        startedAt: h.clock.now() - 33 * MINUTE,
+        status: 'firing',
+      },
+    });
+    if (!planned.ok) throw new Error(planned.refusal.message);
+    const record = await h.flow.get(planned.plan.id);
+    if (!record) throw new Error('no record');
+    const ref = await h.slack.post('C0ALERTS', h.chat.confirmation(record));
+    await h.flow.attachMessage(planned.plan.id, ref);
+    const incident = { environment: 'production', source: 'generic', fingerprint: 'incident-1' };
+    await h.dedupe.claim(incident, h.clock.now());
+    await h.dedupe.complete(incident, {
+      state: 'posted',
+      refs: [ref],
+      planId: planned.plan.id,
+      sentence: 'old',
+    });
+
+    await h.service.handle([h.alert({ fingerprint: 'incident-2', title: 'Checkout latency' })]);
+    const [res] = await h.service.handle([h.alert({ fingerprint: 'incident-1', status: 'resolved' })]);
+    expect(res?.outcome).toBe('resolved');
+    await h.service.idle();
+    expect(viewText(h.slack.messages.get(ref.messageId)?.view)).not.toContain('optional');
+  });
+});
