@@ -11,7 +11,6 @@
  * only in its memory. With `SWITCHYARD_WORKER=off` the process runs no worker at all.
  */
 import { join } from 'node:path';
-import type { Redis } from 'ioredis';
 import { type SwitchWorker, startSwitchWorker } from '../jobs/switch-worker.js';
 import { AlertDedupe } from '../src/alerts/dedupe.js';
 import { parseAlertPayload } from '../src/alerts/parsers.js';
@@ -21,7 +20,7 @@ import { ChatService } from '../src/chat.js';
 import { type ChatPoster, suggestionSink } from '../src/chat-sinks.js';
 import { type Clock, systemClock, within } from '../src/clock.js';
 import { type Config, consoleEnabled } from '../src/config.js';
-import { redisUnavailable } from '../src/errors.js';
+import { ConfigError, redisUnavailable } from '../src/errors.js';
 import { Flow } from '../src/flow.js';
 import { HttpServer, sendJson, sendText } from '../src/http.js';
 import type { Logger } from '../src/log.js';
@@ -36,9 +35,17 @@ import { createUnkeyPlatform } from '../src/platform/unkey/adapter.js';
 import { createVercelPlatform } from '../src/platform/vercel/adapter.js';
 import type { Reporter, Surface } from '../src/progress.js';
 import { SwitchQueue } from '../src/queue.js';
-import { createRedis, createRequestRedis, redactRedisUrl, redisReady, watchRedis } from '../src/redis.js';
-import { checkRedis } from '../src/redis-check.js';
+import {
+  createRedis,
+  createRequestRedis,
+  type RedisClient,
+  redactRedisUrl,
+  redisReady,
+  watchRedis,
+} from '../src/redis.js';
+import { checkRedis, clusterMismatch } from '../src/redis-check.js';
 import { type SpawnedRedis, spawnRedis } from '../src/redis-server.js';
+import { isClusterUrl, keyNamespace } from '../src/redis-url.js';
 import { registerConsole } from './console/routes.js';
 import { ConsoleSurface } from './console/surface.js';
 import { followProgress } from './follow.js';
@@ -62,7 +69,10 @@ export interface StartOptions {
   /** Install redis-server with apt when missing (root on Debian). */
   readonly installRedis?: boolean;
   readonly metrics?: Metrics;
-  /** Prefix of every Redis key and queue name (tests and several installations sharing one Redis). */
+  /**
+   * Prefix of every Redis key and queue name (tests and several installations sharing one Redis);
+   * default `switchyard`. On a Redis Cluster it is hash-tagged (`{switchyard}`) unless it carries a tag.
+   */
   readonly namespace?: string;
   /** How long start-up waits for Redis to accept connections before it fails (default 10 s). */
   readonly redisTimeoutMs?: number;
@@ -72,7 +82,10 @@ export interface RunningSwitchyard {
   readonly port: number;
   readonly routerPort: number | undefined;
   readonly redisUrl: string;
-  /** Redis key prefix and BullMQ prefix of the switch queue (what a separate worker's `--prefix` must be). */
+  /**
+   * Redis key prefix and BullMQ prefix of the switch queue (what a separate worker's `--prefix` must be;
+   * hash-tagged on a Redis Cluster, where a worker given the untagged name tags it the same way).
+   */
   readonly namespace: string;
   /** The switch queue's name (what a separate worker's `--queue` must be). */
   readonly queueName: string;
@@ -94,7 +107,7 @@ export interface SurfaceContext {
   readonly metrics: Metrics;
   readonly clock: Clock;
   readonly http: HttpServer;
-  readonly redis: Redis;
+  readonly redis: RedisClient;
   readonly redisUrl: string;
   readonly flow: Flow;
   readonly chat: ChatService;
@@ -133,8 +146,8 @@ export async function startSwitchyard(
   const consoleOn = consoleEnabled(env, config.platform);
   const clock = opts.clock ?? systemClock;
   const metrics = opts.metrics ?? createMetrics({ defaults: true });
-  const ns = opts.namespace ?? 'switchyard';
-  const queueName = ns === 'switchyard' ? QUEUE_NAME : `${ns}-switch`;
+  const name = opts.namespace ?? 'switchyard';
+  const queueName = name === 'switchyard' ? QUEUE_NAME : `${name.replace(/[{}]/g, '')}-switch`;
   const cleanups: (() => Promise<void>)[] = [];
   const stop = async () => {
     for (const fn of cleanups.reverse()) {
@@ -179,7 +192,11 @@ export async function startSwitchyard(
       opts.redisTimeoutMs ?? 10_000,
       `Redis at ${redactRedisUrl(redisUrl)}${env.REDIS_URL ? ' (REDIS_URL)' : ''}`,
     );
+    const mismatch = await clusterMismatch(requestRedis);
+    if (mismatch !== undefined) throw new ConfigError(mismatch, { key: 'REDIS_URL' });
     for (const w of await checkRedis(redis)) logger.warn({ redisWarning: w }, `Redis: ${w.message}`);
+    // Every key under one namespace; on a cluster one hash slot (src/redis-url.ts).
+    const ns = keyNamespace(name, isClusterUrl(redisUrl));
 
     // Deploy platform
     let platform: DeployPlatform;

@@ -5,6 +5,7 @@
  */
 import { resolve } from 'node:path';
 import { createLogger } from '../src/log.js';
+import { redactRedisUrl } from '../src/redis.js';
 import { startSwitchyard } from './app.js';
 import { loadConfigOrExit } from './cli.js';
 import { surfaceFactories } from './surfaces.js';
@@ -33,7 +34,7 @@ async function main(): Promise<void> {
     running.routerPort !== undefined
       ? `  Local router:   http://127.0.0.1:${running.routerPort}/ (try: curl -H 'Host: shop.localhost' http://127.0.0.1:${running.routerPort}/)`
       : undefined,
-    `  Platform:       ${running.platform.name}   Surfaces: ${running.surfaces.join(', ')}   Redis: ${running.redisUrl}`,
+    `  Platform:       ${running.platform.name}   Surfaces: ${running.surfaces.join(', ')}   Redis: ${redactRedisUrl(running.redisUrl)}`,
     running.workerRunning
       ? undefined
       : '  Worker:         none here (SWITCHYARD_WORKER=off); switches wait for a separate worker (npm run worker)',

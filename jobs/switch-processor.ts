@@ -16,7 +16,6 @@
  */
 import { randomBytes } from 'node:crypto';
 import { DelayedError, type Job, UnrecoverableError, WaitingError } from 'bullmq';
-import type { Redis } from 'ioredis';
 import { z } from 'zod';
 import { AUDIT_MESSAGE_MAX, type AuditEntry, type AuditLog, clipMessage } from '../src/audit.js';
 import type { Clock } from '../src/clock.js';
@@ -52,6 +51,7 @@ import {
   switchJobSchema,
   withAttached,
 } from '../src/queue.js';
+import type { RedisClient } from '../src/redis.js';
 import { describeIssues } from '../src/zod-issues.js';
 
 /** Why a job's signal was aborted by Switchyard itself (graceful shutdown hands the job back). */
@@ -79,7 +79,7 @@ export interface ProcessorDeps {
   readonly lockRetryMs: number;
   readonly lock: EnvironmentLock;
   readonly keys: SwitchKeys;
-  readonly redis: Redis;
+  readonly redis: RedisClient;
   readonly logger: Logger;
   readonly metrics?: Metrics;
   readonly audit?: AuditLog;

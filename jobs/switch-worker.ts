@@ -23,14 +23,18 @@ import {
   switchBackoffDelay,
   switchKeys,
 } from '../src/queue.js';
-import { closeRedis, createRedis, redisAnswers } from '../src/redis.js';
+import { closeRedis, createRedis, isCluster, redisAnswers } from '../src/redis.js';
+import { keyNamespace } from '../src/redis-url.js';
 import { MAX_STALLS, processSwitch, SHUTDOWN_REASON } from './switch-processor.js';
 
 /** Options of `startSwitchWorker`. */
 export interface SwitchWorkerOptions {
   readonly redisUrl: string;
   readonly queueName: string;
-  /** BullMQ key prefix (must match the SwitchQueue's). */
+  /**
+   * BullMQ key prefix (must match the SwitchQueue's); hash-tagged on a Redis Cluster unless it already
+   * carries a tag, as the SwitchQueue's is.
+   */
   readonly prefix?: string;
   readonly platform: DeployPlatform;
   readonly reporter: Reporter;
@@ -67,8 +71,8 @@ export interface SwitchWorker {
 
 /** Starts a switch worker; `await handle.worker.waitUntilReady()` before relying on it. */
 export function startSwitchWorker(opts: SwitchWorkerOptions): SwitchWorker {
-  const prefix = opts.prefix ?? DEFAULT_SWITCH_PREFIX;
   const redis = createRedis(opts.redisUrl);
+  const prefix = keyNamespace(opts.prefix ?? DEFAULT_SWITCH_PREFIX, isCluster(redis));
   const keys = switchKeys(prefix, opts.queueName);
   const lock = new EnvironmentLock(redis, keys, opts.lockDurationMs);
   const policy = { ...defaultRetryPolicy, ...opts.retry };

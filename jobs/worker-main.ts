@@ -4,7 +4,8 @@
  * checks the Redis settings BullMQ needs (loud warning, no crash), connects to the deploy platform,
  * runs the worker and shuts down gracefully on SIGTERM/SIGINT (finish or hand back the active switch).
  *
- * Env vars (read through src/config.ts): REDIS_URL (required: workers share the bot's Redis),
+ * Env vars (read through src/config.ts): REDIS_URL (required: workers share the bot's Redis or Redis
+ * Cluster; on a cluster `--prefix` is hash-tagged as the bot's namespace is, `switchyard` → `{switchyard}`),
  * LOG_LEVEL, SWITCHYARD_CONFIG (verify timeout/interval), PLATFORM, LOCAL_ROUTER_PORT, UNKEY_*.
  * Flags: --queue, --prefix, --concurrency, --lock-duration, --stalled-interval, --lock-retry,
  * --shutdown-timeout, --verify-timeout, --verify-interval, --retry-base, --retry-max (durations such
@@ -31,7 +32,8 @@ import { createVercelPlatform } from '../src/platform/vercel/adapter.js';
 import type { Progress, Reporter } from '../src/progress.js';
 import { DEFAULT_SWITCH_PREFIX, DEFAULT_SWITCH_QUEUE } from '../src/queue.js';
 import { closeRedis, createRedis, watchRedis } from '../src/redis.js';
-import { checkRedis } from '../src/redis-check.js';
+import { checkRedis, clusterMismatch } from '../src/redis-check.js';
+import { isClusterUrl, keyNamespace } from '../src/redis-url.js';
 import { type SwitchWorker, startSwitchWorker } from './switch-worker.js';
 
 const duration = z
@@ -143,20 +145,27 @@ export async function runWorker(opts: RunWorkerOptions = {}): Promise<RunningWor
   const redisUrl = config.env.REDIS_URL;
   if (redisUrl === undefined) {
     throw new ConfigError(
-      'REDIS_URL: got nothing, expected the Redis the bot uses (redis://host:port); a separate worker must share it',
+      'REDIS_URL: got nothing, expected the Redis the bot uses (redis://host:port, or redis+cluster://host:port,… for a Redis Cluster); a separate worker must share it',
       { key: 'REDIS_URL' },
     );
   }
   // A worker waits for Redis (it may start before Redis does), saying so once instead of hanging silently.
   const redis = createRedis(redisUrl);
   watchRedis(redis, logger);
+  const mismatch = await clusterMismatch(redis);
+  if (mismatch !== undefined) {
+    await closeRedis(redis);
+    throw new ConfigError(mismatch, { key: 'REDIS_URL' });
+  }
+  // The bot's namespace rule (handlers/app.ts): on a cluster, one hash slot.
+  const prefix = keyNamespace(args.prefix, isClusterUrl(redisUrl));
   const warnings = (await checkRedis(redis)).map((w) => w.message);
   for (const w of warnings) logger.warn({ redis: 'settings' }, `REDIS WILL LOSE SWITCHES: ${w}`);
   const platform = opts.platform ?? platformFor(config, args, logger);
   const handle = startSwitchWorker({
     redisUrl,
     queueName: args.queue,
-    prefix: args.prefix,
+    prefix,
     platform,
     reporter: opts.reporter ?? logReporter(logger),
     clock: systemClock,
@@ -175,11 +184,11 @@ export async function runWorker(opts: RunWorkerOptions = {}): Promise<RunningWor
     concurrency: args.concurrency,
     logger,
     metrics: opts.metrics ?? createMetrics(),
-    audit: new AuditLog(redis, { prefix: args.prefix }),
+    audit: new AuditLog(redis, { prefix }),
   });
   await handle.worker.waitUntilReady();
   logger.info(
-    { queue: args.queue, concurrency: args.concurrency, platform: platform.name },
+    { queue: args.queue, prefix, concurrency: args.concurrency, platform: platform.name },
     'switch worker ready',
   );
   let stopping: Promise<void> | undefined;

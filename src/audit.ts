@@ -5,9 +5,10 @@
  * zod-parsed on write and on read; an entry that no longer parses is skipped, never fatal. A message
  * longer than the schema allows is clipped on append (ending in `…`), never a reason to drop the entry.
  */
-import type { Redis } from 'ioredis';
+
 import { z } from 'zod';
 import { actorSchema } from './progress.js';
+import type { RedisClient } from './redis.js';
 
 /** What happened to a switch request. */
 export const auditEventSchema = z.enum([
@@ -66,7 +67,7 @@ export class AuditLog {
   private readonly maxLen: number;
 
   constructor(
-    private readonly redis: Redis,
+    private readonly redis: RedisClient,
     opts: AuditLogOptions = {},
   ) {
     this.prefix = opts.prefix ?? 'switchyard';

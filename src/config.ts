@@ -7,6 +7,7 @@ import { readFileSync } from 'node:fs';
 import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
 import { ConfigError } from './errors.js';
+import { CLUSTER_URL_SHAPE, ClusterUrlError, isClusterUrl, parseClusterUrl } from './redis-url.js';
 import { valueAt } from './zod-issues.js';
 
 const port = z.coerce
@@ -22,12 +23,35 @@ const optionalString = z.string().trim().min(1, 'expected a non-empty string').o
 export const envSchema = z.object({
   PORT: port.default(3000),
   HOST: z.string().min(1).default('127.0.0.1'),
+  /**
+   * One Redis (`redis://`, `rediss://`, `unix:///path`, `/path/to.sock`) or a Redis Cluster
+   * (`redis+cluster://[user:password@]host:port[,host:port…]`, `rediss+cluster://…` with TLS: seed nodes,
+   * see src/redis-url.ts). Unset: `npm start` spawns a private single Redis.
+   */
   REDIS_URL: z
     .string()
-    .regex(
-      /^(rediss?:\/\/|unix:\/\/|\/)/,
-      'expected redis://host:port, rediss://…, unix:///path or /path/to.sock',
-    )
+    .superRefine((value, ctx) => {
+      if (!isClusterUrl(value)) {
+        if (!/^(rediss?:\/\/|unix:\/\/|\/)/.test(value))
+          ctx.addIssue({
+            code: 'custom',
+            message: `expected redis://host:port, rediss://…, unix:///path or /path/to.sock (one Redis), or ${CLUSTER_URL_SHAPE} (a Redis Cluster)`,
+          });
+        // Several hosts in a one-Redis URL: a cluster's seed nodes written without its scheme.
+        else if (/^rediss?:\/\/[^/?#]*,/.test(value))
+          ctx.addIssue({
+            code: 'custom',
+            message: `expected one host in a redis:// URL; for a Redis Cluster list its nodes as ${CLUSTER_URL_SHAPE}`,
+          });
+        return;
+      }
+      try {
+        parseClusterUrl(value);
+      } catch (e) {
+        if (!(e instanceof ClusterUrlError)) throw e;
+        ctx.addIssue({ code: 'custom', message: `expected ${CLUSTER_URL_SHAPE}: ${e.message}` });
+      }
+    })
     .optional(),
   SWITCHYARD_CONFIG: optionalString,
   SWITCHYARD_DATA_DIR: optionalString,

@@ -103,6 +103,9 @@ const REDIS_UNREACHABLE = [
   /^Connection is closed\.?$/,
   /^Command timed out$/,
   /^Reached the max retries per request limit/,
+  // A Redis Cluster: not connected (yet, or any more), or down (a slot without a master); never run.
+  /^Cluster isn't ready and enableOfflineQueue options is false/,
+  /^CLUSTERDOWN /,
 ];
 
 /**

@@ -26,7 +26,6 @@
  * edit to a closed view without buttons, so edits share the posts' lease, retries and restart safety.
  */
 import { randomBytes } from 'node:crypto';
-import type { Redis } from 'ioredis';
 import { z } from 'zod';
 import type { AuditEntry } from './audit.js';
 import type { ChatPoster } from './chat-sinks.js';
@@ -37,6 +36,7 @@ import { type Logger, silentLogger } from './log.js';
 import type { Metrics } from './metrics.js';
 import type { DeployPlatform, PlatformEvent } from './platform/port.js';
 import { type MessageRef, messageRefSchema } from './progress.js';
+import type { RedisClient } from './redis.js';
 import { b, t } from './views/format.js';
 import {
   type ClosedNotice,
@@ -129,7 +129,7 @@ export interface NoticeAudit {
 
 export interface NoticesOptions {
   readonly platform: DeployPlatform;
-  readonly redis: Redis;
+  readonly redis: RedisClient;
   /** One poster per chat surface; each gets the environment's channel for its surface. */
   readonly posters: readonly ChatPoster[];
   /** Per-environment notice settings and channels; `env` gives the fallback alert channels. */
@@ -547,7 +547,7 @@ export async function startNotices(opts: NoticesOptions): Promise<NoticeService>
 
 class Notices implements NoticeService {
   private readonly platform: DeployPlatform;
-  private readonly redis: Redis;
+  private readonly redis: RedisClient;
   private readonly clock: Clock;
   private readonly log: Logger;
   private readonly prefix: string;

@@ -23,7 +23,7 @@
  * the same switch joins the live record instead of creating a second one; a finished record
  * (cancelled, stale, expired) is replaced by the new request.
  */
-import type { Redis } from 'ioredis';
+
 import { z } from 'zod';
 import type { Clock } from './clock.js';
 import { systemClock } from './clock.js';
@@ -31,6 +31,7 @@ import type { Plan } from './domain/plan.js';
 import { type Refusal, RefusalCode } from './domain/result.js';
 import { SwitchyardError } from './errors.js';
 import { type Actor, actorSchema, type MessageRef, messageRefSchema } from './progress.js';
+import type { RedisClient } from './redis.js';
 import { createRedis } from './redis.js';
 import { describeIssues } from './zod-issues.js';
 
@@ -243,7 +244,7 @@ export type TransitionResult =
 
 export interface PlanStoreOptions {
   /** A connected ioredis client (not closed by the store) … */
-  readonly redis?: Redis;
+  readonly redis?: RedisClient;
   /** … or a URL for a connection the store opens and closes itself. */
   readonly url?: string;
   /** Key prefix; tests use `uniqueName()`. */
@@ -468,7 +469,7 @@ function messageField(ref: MessageRef): string {
 export class PlanStore {
   readonly ttlMs: number;
   readonly retainMs: number;
-  private readonly redis: Redis;
+  private readonly redis: RedisClient;
   private readonly ownsRedis: boolean;
   private readonly prefix: string;
   private readonly clock: Clock;

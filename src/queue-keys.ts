@@ -10,7 +10,7 @@
  * that it lost either lock. Jobs waiting for an environment register in a sorted set so the releasing
  * job can wake them.
  */
-import type { Redis } from 'ioredis';
+import type { RedisClient } from './redis.js';
 
 /** Key layout under `<prefix>:<queue>:sy:` (same hash slot as the queue when the prefix is tagged). */
 export interface SwitchKeys {
@@ -189,7 +189,7 @@ function strings(v: unknown): string[] {
 /** The per-environment switch lock (see the module header). */
 export class EnvironmentLock {
   constructor(
-    private readonly redis: Redis,
+    private readonly redis: RedisClient,
     private readonly keys: SwitchKeys,
     /** Lock time-to-live; renewed every third of it while held. */
     readonly ttlMs: number,

@@ -8,7 +8,6 @@
  */
 import { createHash } from 'node:crypto';
 import { type Job, Queue, QueueEvents } from 'bullmq';
-import type { Redis } from 'ioredis';
 import { z } from 'zod';
 import type { AuditLog } from './audit.js';
 import { type Clock, systemClock, within } from './clock.js';
@@ -24,7 +23,17 @@ import {
   progressSchema,
 } from './progress.js';
 import { EnvironmentLock, switchKeys } from './queue-keys.js';
-import { closeRedis, createRedis, createRequestRedis, redisAnswers } from './redis.js';
+import {
+  closeRedis,
+  createRedis,
+  createRequestRedis,
+  deleteKeys,
+  isCluster,
+  type RedisClient,
+  redisAnswers,
+  scanKeys,
+} from './redis.js';
+import { keyNamespace } from './redis-url.js';
 
 export {
   EnvironmentLock,
@@ -239,10 +248,15 @@ function retryAfterOf(err: unknown): number | undefined {
 export interface SwitchQueueOptions {
   readonly redisUrl: string;
   readonly queueName: string;
-  /** BullMQ key prefix (default `switchyard`); hash-tag it (`{switchyard}`) on Redis Cluster. */
+  /**
+   * BullMQ key prefix (default `switchyard`). On a Redis Cluster it is hash-tagged unless it already
+   * carries a tag (`switchyard` → `{switchyard}`, src/redis-url.ts `keyNamespace`): BullMQ's scripts
+   * and Switchyard's own (the enqueue claim, the environment lock) touch several keys at once, which
+   * must share one slot. `SwitchQueue.prefix` is the prefix in force.
+   */
   readonly prefix?: string;
   /** Reuse a connection instead of opening one (it is not closed by `close()`). */
-  readonly connection?: Redis;
+  readonly connection?: RedisClient;
   /**
    * Open a fail-fast connection (`createRequestRedis`): while Redis is unreachable an enqueue or a
    * progress read fails at once with `redis_unavailable` instead of waiting for Redis (bot processes;
@@ -282,7 +296,7 @@ export class SwitchQueue {
   readonly queueName: string;
   readonly prefix: string;
   readonly queue: Queue;
-  private readonly redis: Redis;
+  private readonly redis: RedisClient;
   private readonly ownsRedis: boolean;
   private readonly keys: ReturnType<typeof switchKeys>;
   private readonly lock: EnvironmentLock;
@@ -295,15 +309,15 @@ export class SwitchQueue {
   private readonly redisUrl: string;
   private readonly listeners = new Set<(progress: Progress) => void>();
   private eventsReady: Promise<QueueEvents> | undefined;
-  private eventsRedis: Redis | undefined;
+  private eventsRedis: RedisClient | undefined;
 
   constructor(opts: SwitchQueueOptions) {
     this.queueName = opts.queueName;
     this.redisUrl = opts.redisUrl;
-    this.prefix = opts.prefix ?? DEFAULT_SWITCH_PREFIX;
     this.ownsRedis = opts.connection === undefined;
     this.redis =
       opts.connection ?? (opts.failFast ? createRequestRedis(opts.redisUrl) : createRedis(opts.redisUrl));
+    this.prefix = keyNamespace(opts.prefix ?? DEFAULT_SWITCH_PREFIX, isCluster(this.redis));
     this.keys = switchKeys(this.prefix, this.queueName);
     this.lock = new EnvironmentLock(this.redis, this.keys, 1);
     this.retry = { ...defaultRetryPolicy, ...opts.retry };
@@ -462,13 +476,20 @@ export class SwitchQueue {
 
   private queueEvents(): Promise<QueueEvents> {
     this.eventsReady ??= (async () => {
-      this.eventsRedis = createRedis(this.redisUrl);
+      const eventsRedis = createRedis(this.redisUrl);
+      this.eventsRedis = eventsRedis;
       // BullMQ reads events on a duplicate of this connection and reports its errors (below); this
       // one only keeps ioredis from printing every reconnection attempt while Redis is down.
-      this.eventsRedis.on('error', () => undefined);
+      eventsRedis.on('error', () => undefined);
+      // Events are read from the stream's newest entry as it is now, not from `$` at BullMQ's first
+      // XREAD: that one is sent only once its own connection is set up (on a cluster after discovering
+      // the slots, on a node connection of its own), so an event published after `onProgress`
+      // resolved could come before it and be missed.
+      const [newest] = await eventsRedis.xrevrange(this.queue.toKey('events'), '+', '-', 'COUNT', 1);
       const events = new QueueEvents(this.queueName, {
-        connection: this.eventsRedis,
+        connection: eventsRedis,
         prefix: this.prefix,
+        lastEventId: newest?.[0] ?? '0-0',
       });
       events.on('error', (err) => this.logger.warn({ err }, 'queue events connection error'));
       events.on('progress', ({ data }) => {
@@ -514,12 +535,8 @@ export class SwitchQueue {
   /** Removes every job and Switchyard key of this queue (tests and operators resetting a queue). */
   async obliterate(): Promise<void> {
     await this.queue.obliterate({ force: true });
-    let cursor = '0';
-    do {
-      const [next, found] = await this.redis.scan(cursor, 'MATCH', `${this.keys.base}*`, 'COUNT', 500);
-      cursor = next;
-      if (found.length > 0) await this.redis.del(...found);
-    } while (cursor !== '0');
+    // On a cluster, on every master (scanKeys): a keyless SCAN would reach one node only.
+    await deleteKeys(this.redis, await scanKeys(this.redis, `${this.keys.base}*`));
   }
 
   /**

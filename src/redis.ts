@@ -1,6 +1,7 @@
 /**
- * Redis connections from a URL (`redis://`, `rediss://`, `unix:///path`, or a bare socket path), of two
- * kinds:
+ * Redis connections from a URL (`redis://`, `rediss://`, `unix:///path`, or a bare socket path: one
+ * Redis; `redis+cluster://` or `rediss+cluster://` with seed nodes: a Redis Cluster, see
+ * src/redis-url.ts), of two kinds, each with equivalent options on a cluster:
  *   - `createRedis`: patient. Commands sent while Redis is unreachable wait for the reconnection. Every
  *     BullMQ worker connection must be of this kind (`maxRetriesPerRequest: null`), and so is anything
  *     that must not lose a write to a blip: a running switch's lock, progress and audit, notices,
@@ -10,11 +11,24 @@
  *     never re-sent after a reconnection, so a request refused for it changes nothing later), and one
  *     sent just before an outage fails within `commandTimeout`. `asSwitchyardError` recognises these
  *     failures (src/errors.ts), so callers can say "Redis is unreachable" instead of "internal error".
+ *
+ * Modules take a `RedisClient` (either kind of ioredis client) and need not know which it is, except
+ * where a cluster differs: commands without a key (SCAN, CONFIG) go to every master (`masters`,
+ * `scanKeys`), and keys of different slots never share one command (`deleteKeys`).
  */
-import { Redis, type RedisOptions } from 'ioredis';
+import { Cluster, type ClusterOptions, Redis, type RedisOptions } from 'ioredis';
 import { systemClock, within } from './clock.js';
 import { SwitchyardError } from './errors.js';
 import type { Logger } from './log.js';
+import { type ClusterTarget, isClusterUrl, parseClusterUrl, redactClusterUrl } from './redis-url.js';
+
+/** A connection to one Redis or to a Redis Cluster: what every module holding Redis state takes. */
+export type RedisClient = Redis | Cluster;
+
+/** Whether `client` is a Redis Cluster connection. */
+export function isCluster(client: RedisClient): client is Cluster {
+  return client instanceof Cluster;
+}
 
 export function redisOptions(url: string): RedisOptions {
   const base: RedisOptions = { maxRetriesPerRequest: null, enableReadyCheck: true, lazyConnect: false };
@@ -33,30 +47,140 @@ export function redisOptions(url: string): RedisOptions {
   };
 }
 
+/**
+ * A Cluster client for `target`. `node` holds options of every node connection (`redisOptions`); the
+ * offline queue of a cluster is the cluster's own (node connections always queue until connected), so
+ * `node.enableOfflineQueue` becomes the cluster's.
+ */
+function createCluster(target: ClusterTarget, node: RedisOptions, cluster: ClusterOptions = {}): Cluster {
+  const {
+    enableOfflineQueue,
+    host: _host,
+    port: _port,
+    path: _path,
+    retryStrategy: _retry,
+    readOnly: _readOnly,
+    sentinels: _sentinels,
+    ...nodeOptions
+  } = node;
+  return new Cluster(
+    target.seeds.map((s) => ({ host: s.host, port: s.port })),
+    {
+      enableReadyCheck: true,
+      lazyConnect: false,
+      ...(enableOfflineQueue === undefined ? {} : { enableOfflineQueue }),
+      // With TLS, connect to nodes by the names the cluster announces, so certificates match them.
+      ...(target.tls ? { dnsLookup: (address, callback) => callback(null, address) } : {}),
+      ...cluster,
+      redisOptions: {
+        maxRetriesPerRequest: null,
+        enableReadyCheck: true,
+        ...(target.username === undefined ? {} : { username: target.username }),
+        ...(target.password === undefined ? {} : { password: target.password }),
+        ...(target.tls ? { tls: {} } : {}),
+        ...nodeOptions,
+      },
+    },
+  );
+}
+
 /** A new patient ioredis client for `url`, safe for BullMQ workers and queues. */
-export function createRedis(url: string, extra: RedisOptions = {}): Redis {
+export function createRedis(url: string, extra: RedisOptions = {}): RedisClient {
+  if (isClusterUrl(url)) return createCluster(parseClusterUrl(url), extra);
   return new Redis({ ...redisOptions(url), ...extra });
 }
 
 /** How long a request-path command may wait for Redis's answer. */
 export const REQUEST_COMMAND_TIMEOUT_MS = 5_000;
 
-/** A new fail-fast ioredis client for request paths (see the module header). */
-export function createRequestRedis(url: string, extra: RedisOptions = {}): Redis {
-  return createRedis(url, {
-    enableOfflineQueue: false,
-    maxRetriesPerRequest: 0,
-    autoResendUnfulfilledCommands: false,
-    commandTimeout: REQUEST_COMMAND_TIMEOUT_MS,
-    ...extra,
-  });
+const failFast = {
+  enableOfflineQueue: false,
+  maxRetriesPerRequest: 0,
+  autoResendUnfulfilledCommands: false,
+  commandTimeout: REQUEST_COMMAND_TIMEOUT_MS,
+} as const satisfies RedisOptions;
+
+/**
+ * A new fail-fast ioredis client for request paths (see the module header). On a cluster, a command
+ * whose node connection closed (a node down, a failover in progress) or that meets CLUSTERDOWN fails at
+ * once too (`retryDelayOnFailover`/`retryDelayOnClusterDown` 0): it may have run on the node that went
+ * away, and a request refused for Redis must not run later. Redirections (MOVED, ASK, TRYAGAIN) are still
+ * followed: Redis did not run the command.
+ */
+export function createRequestRedis(url: string, extra: RedisOptions = {}): RedisClient {
+  if (isClusterUrl(url))
+    return createCluster(
+      parseClusterUrl(url),
+      { ...failFast, ...extra },
+      { retryDelayOnFailover: 0, retryDelayOnClusterDown: 0 },
+    );
+  return createRedis(url, { ...failFast, ...extra });
+}
+
+/** The options every node connection of `client` gets (a single Redis: its own). */
+export function nodeOptions(client: RedisClient): RedisOptions {
+  return isCluster(client) ? (client.options.redisOptions ?? {}) : client.options;
+}
+
+/**
+ * The connections to every master: the client itself on one Redis; each master node of a cluster, once
+ * the cluster client knows them (a PING first when it is not ready yet: a patient client waits for the
+ * cluster, a fail-fast one rejects).
+ */
+export async function masters(client: RedisClient): Promise<Redis[]> {
+  if (!isCluster(client)) return [client];
+  if (client.status !== 'ready') await client.ping();
+  return client.nodes('master');
+}
+
+/** `host:port` (or the socket path) of one node connection, for messages. */
+export function nodeAddress(node: Redis): string {
+  return node.options.path ? node.options.path : `${node.options.host}:${node.options.port}`;
+}
+
+/**
+ * Every key matching `pattern` (SCAN, never KEYS), on one Redis or on every master of a cluster (a
+ * keyless command on a cluster client would reach one random node only).
+ */
+export async function scanKeys(client: RedisClient, pattern: string): Promise<string[]> {
+  const found: string[] = [];
+  for (const node of await masters(client)) {
+    let cursor = '0';
+    do {
+      const [next, keys] = await node.scan(cursor, 'MATCH', pattern, 'COUNT', 500);
+      cursor = next;
+      found.push(...keys);
+    } while (cursor !== '0');
+  }
+  return found;
+}
+
+/**
+ * Deletes `keys`; resolves with how many existed. On a cluster one command per key: keys of different
+ * slots cannot share a command there.
+ */
+export async function deleteKeys(client: RedisClient, keys: readonly string[]): Promise<number> {
+  if (keys.length === 0) return 0;
+  if (!isCluster(client)) return client.del(...keys);
+  const counts = await Promise.all(keys.map((k) => client.del(k)));
+  return counts.reduce((a, b) => a + b, 0);
+}
+
+/**
+ * An ioredis connection error's message; a cluster client's also says what the node it last tried
+ * answered ("Failed to refresh slots cache." alone does not say that the password is wrong, or that the
+ * node runs without cluster mode).
+ */
+export function describeRedisError(e: Error): string {
+  const node: unknown = (e as { lastNodeError?: unknown }).lastNodeError;
+  return node instanceof Error ? `${e.message} (${node.message})` : e.message;
 }
 
 /**
  * Resolves once `client` is connected and ready; rejects after `timeoutMs` naming `what` and the last
  * connection error.
  */
-export function redisReady(client: Redis, timeoutMs = 10_000, what = 'Redis'): Promise<void> {
+export function redisReady(client: RedisClient, timeoutMs = 10_000, what = 'Redis'): Promise<void> {
   if (client.status === 'ready') return Promise.resolve();
   return new Promise((resolve, reject) => {
     let last: Error | undefined;
@@ -76,7 +200,7 @@ export function redisReady(client: Redis, timeoutMs = 10_000, what = 'Redis'): P
         done(
           new SwitchyardError(
             'redis_unavailable',
-            `${what} did not become ready within ${timeoutMs} ms${last ? `: ${last.message}` : ''}`,
+            `${what} did not become ready within ${timeoutMs} ms${last ? `: ${describeRedisError(last)}` : ''}`,
             { retry: true, ...(last ? { cause: last } : {}) },
           ),
         ),
@@ -91,7 +215,7 @@ export function redisReady(client: Redis, timeoutMs = 10_000, what = 'Redis'): P
  * Logs a connection going down once (not at every reconnection attempt) and its coming back, and keeps
  * ioredis from printing "Unhandled error event" for each attempt.
  */
-export function watchRedis(client: Redis, logger: Logger, name = 'redis'): void {
+export function watchRedis(client: RedisClient, logger: Logger, name = 'redis'): void {
   let down = false;
   client.on('error', (err: Error) => {
     if (down) return;
@@ -109,7 +233,7 @@ export function watchRedis(client: Redis, logger: Logger, name = 'redis'): void 
  * Whether Redis answers a PING on `client` within `ms`. A status check alone is not enough: a
  * connection whose server just went away may still read `ready` for a moment.
  */
-export async function redisAnswers(client: Redis, ms = 500): Promise<boolean> {
+export async function redisAnswers(client: RedisClient, ms = 500): Promise<boolean> {
   if (client.status !== 'ready') return false;
   const answered = client.ping().then(
     (pong) => pong === 'PONG',
@@ -119,7 +243,7 @@ export async function redisAnswers(client: Redis, ms = 500): Promise<boolean> {
 }
 
 /** Closes a connection: QUIT when Redis answers, otherwise drops it at once (never waits for Redis). */
-export async function closeRedis(client: Redis | undefined): Promise<void> {
+export async function closeRedis(client: RedisClient | undefined): Promise<void> {
   if (client === undefined || client.status === 'end') return;
   if (!(await redisAnswers(client))) {
     client.disconnect();
@@ -130,6 +254,7 @@ export async function closeRedis(client: Redis | undefined): Promise<void> {
 
 /** `url` without its password, for messages and logs. */
 export function redactRedisUrl(url: string): string {
+  if (isClusterUrl(url)) return redactClusterUrl(url);
   if (!/^rediss?:\/\//.test(url)) return url;
   try {
     const u = new URL(url);

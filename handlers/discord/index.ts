@@ -5,13 +5,13 @@
  * render with src/views/discord.ts, reply.
  */
 import { type Interaction, MessageFlags } from 'discord.js';
-import type { Redis } from 'ioredis';
 import type { ChatService } from '../../src/chat.js';
 import { type Clock, systemClock } from '../../src/clock.js';
 import type { Config } from '../../src/config.js';
 import type { Flow } from '../../src/flow.js';
 import { type Logger, silentLogger } from '../../src/log.js';
 import type { Metrics } from '../../src/metrics.js';
+import type { RedisClient } from '../../src/redis.js';
 import { parseAction } from '../../src/views/actions.js';
 import { approveAction } from './actions/approve.js';
 import { cancelAction } from './actions/cancel.js';
@@ -92,7 +92,7 @@ export interface DiscordBotWatch extends ChannelWatchLimits {
   /** Channel ids; `createDiscordBotFromConfig` takes `alerts.watch.discord` when absent. */
   readonly channels?: readonly string[];
   /** Keeps the last seen message per channel across restarts; without it, only in memory. */
-  readonly redis?: Redis;
+  readonly redis?: RedisClient;
   /** Prefix of those Redis keys (default `switchyard:`). */
   readonly keyPrefix?: string;
 }

@@ -23,10 +23,10 @@
  * Everything read from Discord is parsed with zod here; a failure is logged, never thrown.
  */
 import { type Message, type REST, Routes } from 'discord.js';
-import type { Redis } from 'ioredis';
 import { z } from 'zod';
 import type { Clock } from '../../src/clock.js';
 import type { Logger } from '../../src/log.js';
+import type { RedisClient } from '../../src/redis.js';
 
 /** The text parts of an embed (what alert bots such as Alertmanager and Grafana post). */
 export interface EmbedText {
@@ -208,7 +208,7 @@ return 1
  */
 export class RedisWatchStore implements WatchStore {
   constructor(
-    private readonly redis: Redis,
+    private readonly redis: RedisClient,
     private readonly keyPrefix = 'switchyard:',
   ) {}
 

@@ -28,13 +28,13 @@ import {
   SocketModeReceiver,
 } from '@slack/bolt';
 import { ErrorCode, type WebClient } from '@slack/web-api';
-import type { Redis } from 'ioredis';
 import { z } from 'zod';
 import { systemClock, within } from '../../src/clock.js';
 import { ConfigError } from '../../src/errors.js';
 import type { HttpServer } from '../../src/http.js';
 import { sendJson } from '../../src/http.js';
 import type { Logger } from '../../src/log.js';
+import type { RedisClient } from '../../src/redis.js';
 import { type ConnectionStatus, duration, SurfaceConnection } from '../connection.js';
 import { SLACK_CALL_TIMEOUT_MS, SLACK_INTERACTIVE_RETRIES } from './reporter.js';
 
@@ -53,7 +53,7 @@ export interface SlackAppOptions {
   /** Where the HTTP receiver is mounted (HTTP mode). */
   readonly http?: HttpServer;
   /** Redis for Events API dedupe keys. */
-  readonly redis: Redis;
+  readonly redis: RedisClient;
   /** Key prefix for dedupe keys (tests use a unique one). */
   readonly keyPrefix?: string;
   /** How long an `event_id` is remembered; Slack retries within minutes. */

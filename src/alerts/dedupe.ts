@@ -14,9 +14,9 @@
  * however many incidents arrive.
  */
 import { createHash } from 'node:crypto';
-import type { Redis } from 'ioredis';
 import { z } from 'zod';
 import { type MessageRef, messageRefSchema } from '../progress.js';
+import type { RedisClient } from '../redis.js';
 
 export interface AlertDedupeOptions {
   /** Key prefix (tests and benches use a unique one). Default `switchyard:alerts`. */
@@ -139,7 +139,11 @@ class Script {
   constructor(private readonly lua: string) {
     this.sha = createHash('sha1').update(lua).digest('hex');
   }
-  async run(redis: Redis, keys: readonly string[], args: readonly (string | number)[]): Promise<unknown> {
+  async run(
+    redis: RedisClient,
+    keys: readonly string[],
+    args: readonly (string | number)[],
+  ): Promise<unknown> {
     try {
       return await redis.evalsha(this.sha, keys.length, ...keys, ...args);
     } catch (e) {
@@ -203,7 +207,7 @@ export class AlertDedupe {
   private readonly anonymousWindowMs: number;
 
   constructor(
-    private readonly redis: Redis,
+    private readonly redis: RedisClient,
     opts: AlertDedupeOptions = {},
   ) {
     this.prefix = opts.prefix ?? alertDedupeDefaults.prefix;

@@ -12,8 +12,8 @@
  * no culprit or no target. Where: threaded under the alert message when it came from chat, else the
  * environment's `channels.<surface>`, falling back to SLACK_ALERT_CHANNEL / DISCORD_ALERT_CHANNEL.
  */
+
 import { createHash } from 'node:crypto';
-import type { Redis } from 'ioredis';
 import type { Clock } from '../clock.js';
 import { systemClock } from '../clock.js';
 import type { Config } from '../config.js';
@@ -26,6 +26,7 @@ import type { Metrics } from '../metrics.js';
 import type { AlertContext, AlertGroup } from '../plan-store.js';
 import type { DeployPlatform } from '../platform/port.js';
 import type { Actor, MessageRef } from '../progress.js';
+import type { RedisClient } from '../redis.js';
 import { type Correlation, correlate } from './correlate.js';
 import { AlertDedupe, type AlertDedupeOptions, type IncidentKey, IncidentState } from './dedupe.js';
 import { type CompiledMatchers, compileMatchers, mapAlert } from './mapping.js';
@@ -896,7 +897,7 @@ export function compositeSink(sinks: Partial<Record<SurfaceName, SuggestionSink>
  */
 export function createAlertService(
   deps: Omit<AlertServiceOptions, 'dedupe' | 'sink'> & {
-    readonly redis: Redis;
+    readonly redis: RedisClient;
     readonly sinks: Partial<Record<SurfaceName, SuggestionSink>>;
     readonly dedupe?: AlertDedupeOptions;
   },

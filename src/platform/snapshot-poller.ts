@@ -5,10 +5,11 @@
  * only the replica whose write wins emits, so events are not duplicated across replicas or restarts.
  * The first poll of an environment with no stored state records a baseline and emits nothing.
  */
-import type { Redis } from 'ioredis';
+
 import type { Clock } from '../clock.js';
 import type { DeploymentStatus, EnvironmentSnapshot } from '../domain/types.js';
 import { type Logger, silentLogger } from '../log.js';
+import type { RedisClient } from '../redis.js';
 import type { DeployPlatform, PlatformEvent } from './port.js';
 
 /** What the poller remembers per environment. */
@@ -24,7 +25,7 @@ export interface PolledState {
 export interface SnapshotPollerOptions {
   /** Log prefix: the platform polled (`unkey`, `vercel`). */
   readonly platform: string;
-  readonly redis: Redis;
+  readonly redis: RedisClient;
   /** Prefix of the Redis keys (`<prefix>:<environment>`); share it between replicas of one deployment. */
   readonly keyPrefix: string;
   readonly intervalMs: number;
@@ -36,7 +37,7 @@ export interface SnapshotPollerOptions {
 
 /** The `events` option of a remote adapter (Unkey, Vercel): where and how often to poll. */
 export interface PollingEvents {
-  readonly redis: Redis;
+  readonly redis: RedisClient;
   /** Poll interval (ms); default 15 s. */
   readonly intervalMs?: number;
   /** Redis key prefix shared by every replica; default `switchyard:<platform>:poll`. */

@@ -1,6 +1,5 @@
 /** Shared fixtures for the alert tests: an environment snapshot with a known live history. */
 
-import type { Redis } from 'ioredis';
 import { AlertDedupe, type AlertDedupeOptions } from '../../src/alerts/dedupe.js';
 import {
   type ActiveJobs,
@@ -25,7 +24,7 @@ import { createMetrics, type Metrics } from '../../src/metrics.js';
 import { type PlanRecord, PlanStore } from '../../src/plan-store.js';
 import { LocalPlatform } from '../../src/platform/local/platform.js';
 import type { MessageRef } from '../../src/progress.js';
-import { createRedis } from '../../src/redis.js';
+import { createRedis, deleteKeys, type RedisClient, scanKeys } from '../../src/redis.js';
 import type { MessageView } from '../../src/views/types.js';
 import { redisUrl, uniqueName } from '../support/redis.js';
 
@@ -166,7 +165,7 @@ export interface Harness {
   readonly sink: RecordingSink;
   readonly dedupe: AlertDedupe;
   readonly metrics: Metrics;
-  readonly redis: Redis;
+  readonly redis: RedisClient;
   readonly config: Config;
   readonly service: AlertService;
   readonly jobs: { active: { jobId: string; planId: string } | undefined } & ActiveJobs;
@@ -349,8 +348,7 @@ export async function createHarness(
     jobs,
     async close() {
       await platform.close();
-      const keys = await redis.keys(`${prefix}*`);
-      if (keys.length > 0) await redis.del(...keys);
+      await deleteKeys(redis, await scanKeys(redis, `${prefix}*`));
       redis.disconnect();
     },
   };

@@ -11,7 +11,6 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Events } from 'discord.js';
-import type { Redis } from 'ioredis';
 import { afterEach, describe, expect, it } from 'vitest';
 import { type RunningSwitchyard, startSwitchyard } from '../../handlers/app.js';
 import { createDiscordSurface, type DiscordSurface } from '../../handlers/discord/client.js';
@@ -25,7 +24,7 @@ import {
 import { discordSurface } from '../../handlers/surfaces.js';
 import { fileConfigSchema, parseEnv } from '../../src/config.js';
 import { silentLogger } from '../../src/log.js';
-import { createRedis } from '../../src/redis.js';
+import { createRedis, type RedisClient } from '../../src/redis.js';
 import type { GatewayEvent } from '../fakes/discord/gateway.js';
 import { type FakeDiscord, type RestCall, startFakeDiscord } from '../fakes/discord/server.js';
 import { redisUrl, uniqueName } from '../support/redis.js';
@@ -81,7 +80,7 @@ async function fakeDiscord(): Promise<FakeDiscord> {
   return fake;
 }
 
-function redis(): Redis {
+function redis(): RedisClient {
   const r = createRedis(redisUrl());
   closers.push(() => r.quit());
   return r;

@@ -5,7 +5,6 @@
  * switch worker reporting through the Discord Reporter, and the embedded LocalPlatform on a
  * ManualClock (a standby target stays in `reactivating` until the test advances time).
  */
-import type { Redis } from 'ioredis';
 import { registerCommands } from '../../handlers/discord/commands.js';
 import { createDiscordBotFromConfig, type DiscordBot } from '../../handlers/discord/index.js';
 import { type SwitchWorker, startSwitchWorker } from '../../jobs/switch-worker.js';
@@ -20,7 +19,7 @@ import { PlanStore } from '../../src/plan-store.js';
 import { LocalPlatform } from '../../src/platform/local/platform.js';
 import type { DeployPlatform, OperationRef, SwitchRequest } from '../../src/platform/port.js';
 import { SwitchQueue } from '../../src/queue.js';
-import { createRedis } from '../../src/redis.js';
+import { createRedis, type RedisClient } from '../../src/redis.js';
 import type { FakeUser, RestCall, StoredMessage } from '../fakes/discord/server.js';
 import { type FakeDiscord, startFakeDiscord } from '../fakes/discord/server.js';
 import { redisUrl, uniqueName } from '../support/redis.js';
@@ -135,7 +134,7 @@ export async function startDiscordE2E(opts: E2EOptions = {}): Promise<DiscordE2E
       reactivationTimeMs: REACTIVATION_MS,
     });
     closers.push(() => platform.close());
-    const redis: Redis = createRedis(redisUrl());
+    const redis: RedisClient = createRedis(redisUrl());
     closers.push(() => redis.quit());
     const prefix = uniqueName('discord');
     const plans = new PlanStore({ redis, prefix: `${prefix}:`, clock });

@@ -9,7 +9,7 @@ import { PlanState, PlanStore } from '../../src/plan-store.js';
 import type { DeployPlatform } from '../../src/platform/port.js';
 import type { MessageRef } from '../../src/progress.js';
 import { SwitchQueue } from '../../src/queue.js';
-import { createRedis } from '../../src/redis.js';
+import { createRedis, scanKeys } from '../../src/redis.js';
 import { confirmationView } from '../../src/views/model.js';
 import { redisUrl } from '../support/redis.js';
 import { viewText } from '../views/fixtures.js';
@@ -134,7 +134,7 @@ describe('Flow.plan', () => {
     if (o.ok) return;
     expect(o.refusal.code).toBe('unknown_environment');
     expect(o.refusal.message).toContain('Valid environments: production, preview');
-    expect(await x.redis.keys(`${x.prefix}*`)).toEqual([]);
+    expect(await scanKeys(x.redis, `${x.prefix}*`)).toEqual([]);
   });
 
   it('an unknown deployment lists recent ones', async () => {

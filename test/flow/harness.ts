@@ -3,7 +3,6 @@
  * LocalPlatform on a ManualClock, the real PlanStore, AuditLog and SwitchQueue.
  */
 import type { JobType } from 'bullmq';
-import type { Redis } from 'ioredis';
 import { AuditLog } from '../../src/audit.js';
 import { ManualClock } from '../../src/clock.js';
 import type { Config } from '../../src/config.js';
@@ -12,7 +11,7 @@ import { PlanStore } from '../../src/plan-store.js';
 import { LocalPlatform } from '../../src/platform/local/platform.js';
 import type { OperationRef } from '../../src/platform/port.js';
 import { type SwitchJobData, SwitchQueue, switchJobSchema } from '../../src/queue.js';
-import { createRedis } from '../../src/redis.js';
+import { createRedis, deleteKeys, type RedisClient, scanKeys } from '../../src/redis.js';
 import { redisUrl, uniqueName } from '../support/redis.js';
 
 import { testConfig } from './actors.js';
@@ -27,7 +26,7 @@ export interface Harness {
   /** The real switch queue (fresh queue name per test); Flow uses it unless a test wraps it. */
   readonly switchQueue: SwitchQueue;
   readonly clock: ManualClock;
-  readonly redis: Redis;
+  readonly redis: RedisClient;
   readonly prefix: string;
   /** Data of every job in the switch queue, whatever its state. */
   jobs(): Promise<SwitchJobData[]>;
@@ -90,8 +89,7 @@ export async function createHarness(opts: HarnessOptions = {}): Promise<Harness>
       await switchQueue.obliterate();
       await switchQueue.close();
       await platform.close();
-      const keys = await redis.keys(`${prefix}*`);
-      if (keys.length > 0) await redis.del(...keys);
+      await deleteKeys(redis, await scanKeys(redis, `${prefix}*`));
       await redis.quit();
     },
   };

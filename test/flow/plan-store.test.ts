@@ -1,4 +1,3 @@
-import type { Redis } from 'ioredis';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { ManualClock } from '../../src/clock.js';
 import { buildPlan, type Plan } from '../../src/domain/plan.js';
@@ -6,11 +5,11 @@ import { SwitchyardError } from '../../src/errors.js';
 import { MAX_ALERTS_PER_PLAN, MAX_MESSAGES_PER_PLAN, PlanState, PlanStore } from '../../src/plan-store.js';
 import { LocalPlatform } from '../../src/platform/local/platform.js';
 import type { MessageRef } from '../../src/progress.js';
-import { createRedis } from '../../src/redis.js';
+import { createRedis, deleteKeys, type RedisClient, scanKeys } from '../../src/redis.js';
 import { redisUrl, uniqueName } from '../support/redis.js';
 import { alice, bob } from './actors.js';
 
-let redis: Redis;
+let redis: RedisClient;
 let clock: ManualClock;
 let prefix: string;
 let store: PlanStore;
@@ -29,8 +28,7 @@ beforeEach(async () => {
 });
 
 afterEach(async () => {
-  const keys = await redis.keys(`${prefix}*`);
-  if (keys.length > 0) await redis.del(...keys);
+  await deleteKeys(redis, await scanKeys(redis, `${prefix}*`));
   await redis.quit();
 });
 

@@ -5,7 +5,6 @@
  * exactly once: the replica that missed the rollback event finds it on its periodic recheck and counts
  * reminders from the same first-seen time, kept in Redis.
  */
-import type { Redis } from 'ioredis';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { AuditLog } from '../../src/audit.js';
 import { type Config, fileConfigSchema, parseEnv } from '../../src/config.js';
@@ -13,7 +12,7 @@ import { silentLogger } from '../../src/log.js';
 import { type NoticeOutcome, type NoticeService, startNotices } from '../../src/notices.js';
 import type { DeployPlatform, OperationRef, PlatformEvent } from '../../src/platform/port.js';
 import { UnkeyPlatform } from '../../src/platform/unkey/adapter.js';
-import { createRedis } from '../../src/redis.js';
+import { createRedis, deleteKeys, type RedisClient, scanKeys } from '../../src/redis.js';
 import { formatTime } from '../../src/views/format.js';
 import { SleepRecordingClock, UnkeyFakeServer } from '../fakes/unkey-server.js';
 import { redisUrl, uniqueName } from '../support/redis.js';
@@ -56,7 +55,7 @@ class PolledReplica implements DeployPlatform {
 let clock: SleepRecordingClock;
 let server: UnkeyFakeServer;
 let prefix: string;
-let redis: Redis;
+let redis: RedisClient;
 const replicas: PolledReplica[] = [];
 const services: NoticeService[] = [];
 
@@ -81,8 +80,7 @@ afterEach(async () => {
   for (const s of services.splice(0)) await s.stop();
   for (const r of replicas.splice(0)) await r.close();
   await server.close();
-  const keys = await redis.keys(`${prefix}*`);
-  if (keys.length > 0) await redis.del(...keys);
+  await deleteKeys(redis, await scanKeys(redis, `${prefix}*`));
   await redis.quit();
 });
 

@@ -4,7 +4,6 @@
  * ChatPoster (the ConsoleSurface is used where the console is under test). `startNotices` instances
  * started through the world are stopped by `close()`.
  */
-import type { Redis } from 'ioredis';
 import { type SwitchWorker, startSwitchWorker } from '../../jobs/switch-worker.js';
 import { AuditLog } from '../../src/audit.js';
 import { ChatService } from '../../src/chat.js';
@@ -25,7 +24,7 @@ import { LocalPlatform } from '../../src/platform/local/platform.js';
 import type { DeployPlatform, OperationRef, PlatformEvent } from '../../src/platform/port.js';
 import type { MessageRef, Progress, Reporter } from '../../src/progress.js';
 import { SwitchQueue } from '../../src/queue.js';
-import { createRedis } from '../../src/redis.js';
+import { createRedis, deleteKeys, type RedisClient, scanKeys } from '../../src/redis.js';
 import { plainText } from '../../src/views/format.js';
 import type { MessageView } from '../../src/views/types.js';
 import { redisUrl, uniqueName } from '../support/redis.js';
@@ -176,7 +175,7 @@ export class WaitingReporter implements Reporter {
 export interface World {
   readonly clock: ManualClock;
   readonly platform: LocalPlatform;
-  readonly redis: Redis;
+  readonly redis: RedisClient;
   readonly prefix: string;
   readonly audit: AuditLog;
   readonly flow: Flow;
@@ -319,8 +318,7 @@ export async function createWorld(
       await queue.obliterate();
       await queue.close();
       await platform.close();
-      const keys = await redis.keys(`${prefix}*`);
-      if (keys.length > 0) await redis.del(...keys);
+      await deleteKeys(redis, await scanKeys(redis, `${prefix}*`));
       await redis.quit();
     },
   };

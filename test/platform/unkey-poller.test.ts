@@ -2,12 +2,11 @@
  * Deployment events of the Unkey adapter by polling, against the fake Unkey server and a real Redis:
  * events are emitted once across replicas and restarts, and the subscribe loop runs on the clock.
  */
-import type { Redis } from 'ioredis';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { PlatformEvent } from '../../src/platform/port.js';
 import { diffStates, type PolledState } from '../../src/platform/snapshot-poller.js';
 import { UnkeyPlatform } from '../../src/platform/unkey/adapter.js';
-import { createRedis } from '../../src/redis.js';
+import { createRedis, type RedisClient } from '../../src/redis.js';
 import { SleepRecordingClock, UnkeyFakeServer } from '../fakes/unkey-server.js';
 import { redisUrl, uniqueName } from '../support/redis.js';
 
@@ -19,7 +18,7 @@ const prodEnv = { project: 'acme', app: 'api', environment: 'production' } as co
 let clock: SleepRecordingClock;
 let server: UnkeyFakeServer;
 let prefix: string;
-const redises: Redis[] = [];
+const redises: RedisClient[] = [];
 const platforms: UnkeyPlatform[] = [];
 let d2: string;
 let d3: string;

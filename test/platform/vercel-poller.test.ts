@@ -3,12 +3,11 @@
  * adapter), against the fake Vercel server and a real Redis: a baseline first, then builds, readiness
  * and traffic moves by rollback and promote, emitted once across two replicas.
  */
-import type { Redis } from 'ioredis';
 import { afterEach, describe, expect, it } from 'vitest';
 import { ManualClock } from '../../src/clock.js';
 import type { PlatformEvent } from '../../src/platform/port.js';
 import { VercelPlatform } from '../../src/platform/vercel/adapter.js';
-import { createRedis } from '../../src/redis.js';
+import { createRedis, type RedisClient } from '../../src/redis.js';
 import { VercelFakeServer } from '../fakes/vercel-server.js';
 import { redisUrl, uniqueName } from '../support/redis.js';
 
@@ -34,7 +33,7 @@ describe('VercelPlatform events', () => {
     const d2 = server.deploy({ project: projectId });
     const prefix = uniqueName('vercel-poll');
     const replica = () => {
-      const redis: Redis = createRedis(redisUrl());
+      const redis: RedisClient = createRedis(redisUrl());
       closers.push(() => redis.quit());
       const p = new VercelPlatform({
         project: 'acme-web',

@@ -5,12 +5,11 @@
  */
 import { EventEmitter } from 'node:events';
 import type { App } from '@slack/bolt';
-import type { Redis } from 'ioredis';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { checkApiUrl, createSlackApp, type SlackApp } from '../../handlers/slack/app.js';
 import { HttpServer } from '../../src/http.js';
 import { silentLogger } from '../../src/log.js';
-import { createRedis } from '../../src/redis.js';
+import { createRedis, type RedisClient } from '../../src/redis.js';
 import { postSigned, SlackRequests } from '../fakes/slack/requests.js';
 import { FakeSlack } from '../fakes/slack/server.js';
 import { redisUrl, uniqueName } from '../support/redis.js';
@@ -39,7 +38,7 @@ function once(emitter: EventEmitter, name: string, value: string): Promise<void>
 }
 
 let fake: FakeSlack;
-let redis: Redis;
+let redis: RedisClient;
 let prefix: string;
 const replicas: Replica[] = [];
 

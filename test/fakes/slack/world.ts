@@ -4,7 +4,6 @@
  * switch queue and worker, the real LocalPlatform (or a wrapper of it), Flow, and a signed-request
  * sender. `close()` stops everything in reverse order.
  */
-import type { Redis } from 'ioredis';
 import type { ChannelMessage } from '../../../handlers/slack/context.js';
 import { type SlackSurface, startSlack } from '../../../handlers/slack/index.js';
 import { type SwitchWorker, startSwitchWorker } from '../../../jobs/switch-worker.js';
@@ -19,7 +18,7 @@ import { PlanStore } from '../../../src/plan-store.js';
 import { LocalPlatform } from '../../../src/platform/local/platform.js';
 import type { DeployPlatform } from '../../../src/platform/port.js';
 import { SwitchQueue } from '../../../src/queue.js';
-import { createRedis } from '../../../src/redis.js';
+import { createRedis, type RedisClient } from '../../../src/redis.js';
 import { SlackRequests } from './requests.js';
 import { FakeSlack, type FakeSlackOptions } from './server.js';
 
@@ -34,7 +33,7 @@ export interface World {
   readonly queue: SwitchQueue;
   readonly surface: SlackSurface;
   readonly metrics: Metrics;
-  readonly redis: Redis;
+  readonly redis: RedisClient;
   readonly http: HttpServer;
   close(): Promise<void>;
 }
