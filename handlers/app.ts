@@ -255,7 +255,14 @@ export async function startSwitchyard(
     cleanups.push(() => queue.close());
     const plans = new PlanStore({ redis: requestRedis, clock, prefix: `${ns}:` });
     const flow = new Flow({ platform, queue, plans, audit, config, clock, logger });
-    const chat = new ChatService({ flow, clock });
+    let alertService: AlertService | undefined;
+    // A plan closed by a click (cancelled, dismissed, stale, expired): its alert suggestions on every
+    // surface say so, not only the message clicked.
+    const chat = new ChatService({
+      flow,
+      clock,
+      onPlanClosed: (planId) => alertService?.refreshSuggestions(planId),
+    });
     const http = new HttpServer((e, req) =>
       logger.error({ err: e, method: req.method, url: req.url }, 'request failed'),
     );
@@ -264,7 +271,6 @@ export async function startSwitchyard(
     const reporters: Partial<Record<Surface, Reporter>> = {};
     const sinks: Partial<Record<Surface, SuggestionSink>> = {};
     const surfaces: string[] = [];
-    let alertService: AlertService | undefined;
     let consoleSurface: ConsoleSurface | undefined;
     if (consoleOn) {
       consoleSurface = new ConsoleSurface({ clock, planLookup: async (id) => (await flow.get(id))?.plan });

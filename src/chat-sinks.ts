@@ -10,7 +10,7 @@
 import type { SuggestionDestination, SuggestionInput, SuggestionSink } from './alerts/service.js';
 import { type ChatService, dismissedView } from './chat.js';
 import type { Plan } from './domain/plan.js';
-import { PermanentChatError } from './errors.js';
+import { isPermanentChatError, PermanentChatError } from './errors.js';
 import type { Flow } from './flow.js';
 import type { PlanRecord, PlanSuggestion } from './plan-store.js';
 import type { MessageRef, Progress } from './progress.js';
@@ -81,17 +81,24 @@ async function shownState(
   return { record, progress, stamp };
 }
 
-/** The view of one suggestion message of a plan in its current state. */
+/** Whether a suggestion is in a thread (under a chat alert): its slot is `surface:channel:thread`. */
+function threaded(s: PlanSuggestion): boolean {
+  return s.slot.split(':').length > 2;
+}
+
+/**
+ * The view of one suggestion message of a plan in its current state (`refresh` renders a confirmed
+ * plan's only once its switch has ended: its final state).
+ */
 function suggestionView(
   chat: ChatService,
   seen: { record: PlanRecord; progress: Progress | undefined },
   s: PlanSuggestion,
 ): MessageView {
   const { record, progress } = seen;
+  if (record.state === 'enqueued' && progress !== undefined) return progressView(progress);
   if (s.dismissed === true) return dismissedView(record.plan as Plan, s.dismissedBy ?? 'someone');
-  if (record.state === 'enqueued')
-    return progress ? progressView(progress) : chat.confirmation(record, { state: 'enqueued' });
-  return chat.confirmation(record, { alertId: s.alertId });
+  return chat.confirmation(record, { alertId: s.alertId, alone: threaded(s) });
 }
 
 /** One SuggestionSink for one surface, over its ChatPoster. */
@@ -99,24 +106,21 @@ export function suggestionSink(poster: ChatPoster, chat: ChatService, flow: Flow
   const mine = (ds: readonly SuggestionDestination[]) => ds.filter((d) => d.surface === poster.surface);
   return {
     async suggest(input: SuggestionInput): Promise<MessageRef[]> {
-      let view: MessageView;
-      if (input.kind === 'suggestion' && input.plan) {
-        const record = await flow.get(input.plan.id);
-        view = record
-          ? chat.confirmation(
+      const record = input.kind === 'suggestion' && input.plan ? await flow.get(input.plan.id) : undefined;
+      const viewFor = (d: SuggestionDestination): MessageView =>
+        record === undefined
+          ? textView(`Alert on ${input.environment}: ${input.alert.title}`, [input.sentence], 'warning')
+          : chat.confirmation(
               record,
               input.alertId !== undefined
-                ? { alertId: input.alertId }
+                ? { alertId: input.alertId, alone: d.threadId !== undefined }
                 : input.alertContext
                   ? { alert: input.alertContext }
                   : undefined,
-            )
-          : textView(`Alert on ${input.environment}: ${input.alert.title}`, [input.sentence], 'warning');
-      } else {
-        view = textView(`Alert on ${input.environment}: ${input.alert.title}`, [input.sentence], 'warning');
-      }
+            );
       const refs: MessageRef[] = [];
       for (const d of mine(input.destinations)) {
+        const view = viewFor(d);
         const ref = await classified(poster, () =>
           poster.post(d.channel, view, d.threadId === undefined ? {} : { threadId: d.threadId }),
         );
@@ -125,27 +129,42 @@ export function suggestionSink(poster: ChatPoster, chat: ChatService, flow: Flow
       }
       return refs;
     },
-    async refresh(planId: string): Promise<void> {
+    async refresh(planId: string, opts: { alertId?: string } = {}): Promise<void> {
       // An edit lands a while after it was rendered, and what the plan's messages must show may change
-      // meanwhile (a click, another alert, the switch's progress). So after editing, look again: when
-      // anything that decides what they show changed, edit again, showing that (a "repair": then even
-      // dismissed messages and a confirmed plan's are rendered, since an edit of ours may have landed on
-      // them). The last edit of ours to land is therefore of the latest state.
+      // meanwhile (a click, another alert, the switch's end). So after editing, look again: when
+      // anything that decides what they show changed, edit again, showing that (a "repair": then
+      // dismissed messages are rendered too, since an edit of ours may have landed on them). The last
+      // edit of ours to land is therefore of the latest state. Every message is tried; the first
+      // failure (a transient one first) is thrown at the end.
       let repair = false;
+      const failures: unknown[] = [];
       for (let round = 0; round < REFRESH_ROUNDS; round++) {
         const seen = await shownState(flow, planId);
-        // Confirmed: its messages show the switch (see `resolved`), unless an edit of ours overwrote it.
-        if (seen === undefined || (seen.record.state === 'enqueued' && !repair)) return;
+        if (seen === undefined) break;
+        // A confirmed plan's messages show its switch: the job's reporter edits them. Only once the
+        // switch has ended, an edit of ours may have landed over its final state: then show that.
+        if (seen.record.state === 'enqueued' && (!repair || seen.progress?.outcome === undefined)) break;
+        const open = seen.record.state === 'pending' || seen.record.state === 'awaiting_approval';
         for (const s of seen.record.suggestions ?? []) {
           const ref = s.ref;
-          if (ref?.surface !== poster.surface || (s.dismissed === true && !repair)) continue;
+          if (ref?.surface !== poster.surface) continue;
+          // A thread's suggestion shows its own alert only, so a longer list is not its business (a
+          // storm of chat alerts would otherwise edit every thread for every alert); its alert is, and
+          // so is the plan closing.
+          if (!repair && (s.dismissed === true || (open && threaded(s) && s.alertId !== opts.alertId)))
+            continue;
           const view = suggestionView(chat, seen, s);
-          await classified(poster, () => poster.update(ref, view));
+          try {
+            await classified(poster, () => poster.update(ref, view));
+          } catch (e) {
+            failures.push(e);
+          }
         }
         repair = true;
         const now = await shownState(flow, planId);
-        if (now === undefined || now.stamp === seen.stamp) return;
+        if (now === undefined || now.stamp === seen.stamp) break;
       }
+      if (failures.length > 0) throw failures.find((e) => !isPermanentChatError(e)) ?? failures[0];
     },
     async resolved(refs, input): Promise<void> {
       const record = input.planId ? await flow.get(input.planId) : undefined;

@@ -64,6 +64,11 @@ export interface ClickReply {
 export interface ChatServiceOptions {
   readonly flow: Flow;
   readonly clock?: Clock;
+  /**
+   * Called when a click closed a plan (cancelled, dismissed, found stale or expired), so its other
+   * messages (alert suggestions on other surfaces) can be shown closed too.
+   */
+  readonly onPlanClosed?: (planId: string) => void;
 }
 
 /**
@@ -114,6 +119,7 @@ function alertsView(
   primaryId: string | undefined,
   override: NonNullable<PlanRecord['alert']> | undefined,
   resolvedOverride: boolean | undefined,
+  alone = false,
 ): AlertContext | undefined {
   const listed = record.alerts ?? [];
   const wanted = primaryId ?? override?.id ?? record.alert?.id;
@@ -132,7 +138,7 @@ function alertsView(
   return {
     ...alertView(alert, record.createdAt, all),
     ...(all && lastResolved > 0 ? { resolvedAt: lastResolved } : {}),
-    ...(others.length > 0
+    ...(others.length > 0 && !alone
       ? {
           others: others.map((a) => ({
             source: a.alert.source,
@@ -142,7 +148,7 @@ function alertsView(
           })),
         }
       : {}),
-    ...(more > 0 ? { othersMore: more, othersMoreFiring: moreFiring } : {}),
+    ...(more > 0 && !alone ? { othersMore: more, othersMoreFiring: moreFiring } : {}),
     ...(selfResolved && !all ? { selfResolved: true } : {}),
   };
 }
@@ -158,9 +164,12 @@ export class ChatService {
   private readonly flow: Flow;
   private readonly clock: Clock;
 
+  private readonly onPlanClosed: ((planId: string) => void) | undefined;
+
   constructor(opts: ChatServiceOptions) {
     this.flow = opts.flow;
     this.clock = opts.clock ?? systemClock;
+    this.onPlanClosed = opts.onPlanClosed;
   }
 
   private async usage(command: UsageCommand, refusal?: Refusal): Promise<ChatReply> {
@@ -182,9 +191,17 @@ export class ChatService {
       alert?: NonNullable<PlanRecord['alert']>;
       /** The listed alert (PlanAlert id) this message is about; shown first. */
       alertId?: string;
+      /** Show that alert only, not the plan's other alerts (a thread's suggestion: see chat-sinks). */
+      alone?: boolean;
     },
   ): MessageView {
-    const alert = alertsView(record, override?.alertId, override?.alert, override?.alertResolved);
+    const alert = alertsView(
+      record,
+      override?.alertId,
+      override?.alert,
+      override?.alertResolved,
+      override?.alone,
+    );
     const state = override?.state ?? (record.state as ConfirmationState);
     return confirmationView(record.plan as Plan, {
       state,
@@ -381,25 +398,32 @@ export class ChatService {
     planId: string,
     message: MessageRef | undefined,
   ): Promise<ClickReply | undefined> {
+    // Dismiss acts on the plan like Cancel: the same people may do it.
+    const refusal = await this.flow.dismissRefusal(actor, planId);
+    if (refusal !== undefined) return { ephemeral: refusalView(refusal), outcome: 'refused' };
+    if (message === undefined) {
+      const record = await this.flow.get(planId);
+      if (record === undefined || record.messages.length <= 1) return undefined;
+      if (record.state !== 'pending' && record.state !== 'awaiting_approval') return undefined;
+      return { update: dismissedView(record.plan, actor.displayName), outcome: 'dismissed' };
+    }
+    // Marks this message dismissed and counts the messages that still offer the plan, in one step (two
+    // people dismissing two copies at once: the last one cancels). The console's copies do not count:
+    // it shows every suggestion, whether anyone reads it or not.
+    const offering = await this.flow.dismissMessage(planId, message, actor.displayName, ['console']);
+    if (offering === undefined || offering === 0) return undefined;
     const record = await this.flow.get(planId);
     if (record === undefined) return undefined;
-    if (record.state !== 'pending' && record.state !== 'awaiting_approval') return undefined;
-    // Messages that still offer the plan, besides the clicked one (dismissed ones no longer do).
-    const same = (a: MessageRef, b: MessageRef) =>
-      a.surface === b.surface && a.channel === b.channel && a.messageId === b.messageId;
-    const closed = (record.suggestions ?? []).flatMap((s) => (s.dismissed === true && s.ref ? [s.ref] : []));
-    const others = record.messages.filter(
-      (m) => !closed.some((c) => same(c, m)) && (message === undefined || !same(m, message)),
-    );
-    if (others.length === 0 || (message === undefined && others.length <= 1)) return undefined;
-    // Later alerts of the plan edit its suggestions to list themselves: this one stays dismissed.
-    if (message !== undefined) await this.flow.suggestionDismissed(planId, message, actor.displayName);
     return { update: dismissedView(record.plan, actor.displayName), outcome: 'dismissed' };
   }
 
   private async clickOutcome(
     out: ClickOutcome | Exclude<Awaited<ReturnType<Flow['cancel']>>, { status: 'running' }>,
   ): Promise<ClickReply> {
+    if (out.status === 'cancelled' || out.status === 'stale' || out.status === 'expired') {
+      const planId = out.record?.plan.id;
+      if (planId !== undefined) this.onPlanClosed?.(planId);
+    }
     switch (out.status) {
       case 'enqueued': {
         const outcome = out.joined ? 'joined' : 'enqueued';

@@ -467,21 +467,52 @@ export class Flow {
     // but only while it is theirs alone: once someone else confirmed it (a plan asked for twice is
     // one plan, so that is often someone who asked for it too), only the confirmer or a permitted
     // person may cancel it.
-    const confirmer = record.confirmedBy;
-    const involved =
-      (confirmer !== undefined && sameActor(actor, confirmer)) ||
-      (sameActor(actor, record.requestedBy) &&
-        (confirmer === undefined || sameActor(confirmer, record.requestedBy)));
-    if (!involved) {
+    if (!this.involved(actor, record)) {
       const permission = canAct(actor, record.plan.environment, { config: this.config });
       if (!permission.ok) return this.refused(record, actor, permission.refusal);
     }
     return this.cancelFrom(actor, record, verb);
   }
 
+  /**
+   * Why `actorInput` may not dismiss (cancel) this plan, or undefined when they may: the same rule as
+   * Cancel (the person who asked, the confirmer, or someone permitted on the environment).
+   */
+  async dismissRefusal(actorInput: ActingUser, planId: string): Promise<Refusal | undefined> {
+    const start = await this.begin(actorInput, planId);
+    if (start.done) return start.outcome.status === 'refused' ? start.outcome.refusal : undefined;
+    const { actor, record } = start;
+    if (this.involved(actor, record)) return undefined;
+    const permission = canAct(actor, record.plan.environment, { config: this.config });
+    return permission.ok ? undefined : permission.refusal;
+  }
+
+  /** See PlanStore.dismissMessage. */
+  async dismissMessage(
+    planId: string,
+    ref: MessageRef,
+    by: string,
+    ignoreSurfaces: readonly string[] = [],
+  ): Promise<number | undefined> {
+    if (!PLAN_ID.test(planId)) return undefined;
+    return this.plans.dismissMessage(planId, messageRefSchema.parse(ref), by, ignoreSurfaces);
+  }
+
   /** Dismisses an alert suggestion: a cancel, recorded as dismissed. */
   async dismiss(actorInput: ActingUser, planId: string): Promise<CancelOutcome> {
     return this.cancel(actorInput, planId, 'dismissed');
+  }
+
+  /**
+   * Whether `actor` is the confirmer, or the one who asked while it is theirs alone (see `cancel`).
+   */
+  private involved(actor: ActingUser, record: PlanRecord): boolean {
+    const confirmer = record.confirmedBy;
+    return (
+      (confirmer !== undefined && sameActor(actor, confirmer)) ||
+      (sameActor(actor, record.requestedBy) &&
+        (confirmer === undefined || sameActor(confirmer, record.requestedBy)))
+    );
   }
 
   /** A fresh plan for the same action, environment and target (after a stale or expired one). */
@@ -851,15 +882,19 @@ export class Flow {
       default:
         return assertNever(record.state, 'plan state');
     }
+    // A dismissal is recorded before the plan closes: an alert handled in between must not find the
+    // plan cancelled and not yet dismissed (it would suggest the rollback afresh).
+    if (verb === 'dismissed')
+      await this.plans.markDismissed(record.plan.id, actor.displayName, this.clock.now());
     const moved = await this.plans.transition(record.plan.id, OPEN_STATES, PlanState.cancelled, {
       cancelledBy: stripMembership(actor),
     });
+    if (!moved.ok && verb === 'dismissed' && moved.record?.state !== PlanState.cancelled)
+      await this.plans.clearDismissed(record.plan.id);
     if (!moved.ok) {
       if (moved.record === undefined) return this.goneOutcome(record.plan.id);
       return this.cancelFrom(actor, moved.record, verb);
     }
-    if (verb === 'dismissed')
-      await this.plans.markDismissed(record.plan.id, actor.displayName, this.clock.now());
     await this.record(moved.record, 'cancelled', actor, {
       message: `${who(actor)} ${verb} the ${record.plan.action} to ${record.plan.target.id}`,
     });

@@ -362,13 +362,20 @@ redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
 return 1
 `;
 
+/**
+ * How long a claimed suggestion slot may stay without its message before another alert takes it over
+ * (its poster died or hung: a post is bounded well below this by the chat clients' own timeouts).
+ */
+export const SUGGESTION_CLAIM_LEASE_MS = 120_000;
+
 /** How many alerts one plan lists; later ones are counted (`alertsMore`). */
 export const MAX_ALERTS_PER_PLAN = 50;
 
 /**
  * Adds an alert to an open plan and claims the suggestion slot of each destination. KEYS[1] record;
  * ARGV[1] now; ARGV[2] the alert's id; ARGV[3] its JSON; ARGV[4] MAX_ALERTS_PER_PLAN; ARGV[5] the JSON
- * of a claimed slot; ARGV[6..] slot fields. Returns {-1} when the record is gone, {0} when the plan is
+ * of a claimed slot; ARGV[6] the claim lease (ms: a claim without a message that old is taken over,
+ * its poster having died or hung); ARGV[7..] slot fields. Returns {-1} when the record is gone, {0} when the plan is
  * not open (enqueued, ended, past `expiresAt`), else {1, alertsVersion, how many suggestion slots the
  * plan has, slot value or '' (claimed now) per slot field}. An alert is listed (`al:`, with its place `aq:`) while fewer than the maximum are,
  * else counted by id (`ao:`); one already there is not added again, and one that had resolved (`ar:`)
@@ -395,8 +402,14 @@ elseif redis.call('HDEL', KEYS[1], 'ar:' .. id) == 1 then
   redis.call('HINCRBY', KEYS[1], 'alertsVersion', 1)
 end
 local out = {1, tonumber(redis.call('HGET', KEYS[1], 'alertsVersion')) or 0, 0}
-for i = 6, #ARGV do
+for i = 7, #ARGV do
   local v = redis.call('HGET', KEYS[1], ARGV[i])
+  if v then
+    local ok, d = pcall(cjson.decode, v)
+    if ok and type(d) == 'table' and d.ref == nil and (tonumber(d.at) or 0) <= tonumber(ARGV[1]) - tonumber(ARGV[6]) then
+      v = nil
+    end
+  end
   if v then
     table.insert(out, v)
   else
@@ -459,6 +472,52 @@ if redis.call('HSETNX', KEYS[1], 'ar:' .. id, ARGV[2]) == 1 then
   redis.call('HINCRBY', KEYS[1], 'alertsVersion', 1)
 end
 return redis.call('HGET', KEYS[1], 'state')
+`;
+
+/**
+ * Dismiss on one suggestion message, in one step: marks its slot dismissed (bumping alertsVersion)
+ * and counts the plan's messages that still offer it: not the clicked one, not dismissed ones, not on
+ * the ignored surfaces. Two people dismissing two copies at once thus find out which was the last.
+ * KEYS[1] record; ARGV[1..3] the clicked message (surface, channel, message id); ARGV[4] who;
+ * ARGV[5] ignored surfaces (comma separated). Returns -1 when the plan is not open, else the count.
+ */
+const DISMISS_SCRIPT = `
+local state = redis.call('HGET', KEYS[1], 'state')
+if state ~= 'pending' and state ~= 'awaiting_approval' then return -1 end
+local fields = redis.call('HGETALL', KEYS[1])
+local dismissed = {}
+local function same(r)
+  return r.surface == ARGV[1] and r.channel == ARGV[2] and r.messageId == ARGV[3]
+end
+for i = 1, #fields, 2 do
+  if string.sub(fields[i], 1, 3) == 'sg:' then
+    local ok, d = pcall(cjson.decode, fields[i + 1])
+    if ok and type(d) == 'table' and type(d.ref) == 'table' then
+      if same(d.ref) and d.dismissed ~= true then
+        d.dismissed = true
+        d.dismissedBy = ARGV[4]
+        redis.call('HSET', KEYS[1], fields[i], cjson.encode(d))
+        redis.call('HINCRBY', KEYS[1], 'alertsVersion', 1)
+      end
+      if d.dismissed == true then
+        dismissed[d.ref.surface .. '|' .. d.ref.channel .. '|' .. d.ref.messageId] = true
+      end
+    end
+  end
+end
+local n = 0
+for i = 1, #fields, 2 do
+  if string.sub(fields[i], 1, 4) == 'msg:' then
+    local ok, m = pcall(cjson.decode, fields[i + 1])
+    if ok and type(m) == 'table' and type(m.ref) == 'table' then
+      local r = m.ref
+      local key = r.surface .. '|' .. r.channel .. '|' .. r.messageId
+      local ignored = string.find(',' .. ARGV[5] .. ',', ',' .. r.surface .. ',', 1, true)
+      if not same(r) and not dismissed[key] and not ignored then n = n + 1 end
+    end
+  end
+end
+return n
 `;
 
 function messageField(ref: MessageRef): string {
@@ -631,6 +690,7 @@ export class PlanStore {
       JSON.stringify({ alert: entry.alert, at: entry.at }),
       String(MAX_ALERTS_PER_PLAN),
       JSON.stringify(claimed),
+      String(SUGGESTION_CLAIM_LEASE_MS),
       ...slots.map((slot) => `${SUGGESTION_FIELD}${slot}`),
     );
     if (!Array.isArray(raw) || raw[0] !== 1) return undefined;
@@ -738,6 +798,36 @@ export class PlanStore {
       'PX',
       this.ttlMs + this.retainMs,
     );
+  }
+
+  /**
+   * Dismiss on one of the plan's messages: marks it dismissed by `by` (when it is a suggestion) and
+   * returns how many other messages still offer the plan (those on `ignoreSurfaces` not counted), in
+   * one step; undefined when the plan is not open.
+   */
+  async dismissMessage(
+    planId: string,
+    ref: MessageRef,
+    by: string,
+    ignoreSurfaces: readonly string[] = [],
+  ): Promise<number | undefined> {
+    const r = messageRefSchema.parse(ref);
+    const n = await this.redis.eval(
+      DISMISS_SCRIPT,
+      1,
+      this.key(planId),
+      r.surface,
+      r.channel,
+      r.messageId,
+      by,
+      ignoreSurfaces.join(','),
+    );
+    return typeof n === 'number' && n >= 0 ? n : undefined;
+  }
+
+  /** Forgets a dismissal recorded by `markDismissed` (the cancel it was for did not happen). */
+  async clearDismissed(planId: string): Promise<void> {
+    await this.redis.del(this.dismissedKey(planId));
   }
 
   /** Who dismissed the alert suggestion of this plan id, and when; undefined when nobody did. */

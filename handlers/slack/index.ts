@@ -67,6 +67,8 @@ export interface StartSlackOptions
     | 'callTimeoutMs'
   > {
   readonly flow: Flow;
+  /** The process's ChatService (its hooks, e.g. closing a plan's other messages); default: a new one. */
+  readonly chat?: ChatService;
   readonly config: Pick<Config, 'file'>;
   /** Shared HTTP server to mount `POST /slack/events` on (HTTP mode). */
   readonly http?: HttpServer;
@@ -132,7 +134,7 @@ export function startSlack(opts: StartSlackOptions): SlackSurface {
         metrics: opts.metrics,
       });
       register(app, {
-        chat: new ChatService({ flow: opts.flow, clock }),
+        chat: opts.chat ?? new ChatService({ flow: opts.flow, clock }),
         flow: opts.flow,
         reporter,
         groups,

@@ -23,6 +23,7 @@ export const slackSurface: SurfaceFactory = async (
     redis: ctx.redis,
     keyPrefix: `${ctx.namespace}:`,
     flow: ctx.flow,
+    chat: ctx.chat,
     config: ctx.config,
     http: ctx.http,
     metrics: ctx.metrics,

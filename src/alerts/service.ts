@@ -106,7 +106,7 @@ export interface SuggestionSink {
    * its alert list changed (another alert joined, one resolved). A confirmed plan's messages show the
    * switch and are left alone; so is a dismissed message.
    */
-  refresh?(planId: string): Promise<void>;
+  refresh?(planId: string, opts?: { readonly alertId?: string }): Promise<void>;
   /** Posts a short link to the switch already running; optional (without it nothing is posted). */
   linkRunningJob?(input: LinkJobInput): Promise<MessageRef[]>;
 }
@@ -538,6 +538,14 @@ export class AlertService implements AlertIntake {
             retry: posted.retry,
           });
         }
+        if ('dismissed' in posted && posted.dismissed === true) {
+          return this.finish(alert, {
+            environment,
+            outcome: AlertOutcome.dismissed,
+            detail: `Someone dismissed the suggestion to roll back to ${correlation.target.id} here (${plan.id}); this alert is listed on it but not shown.`,
+            planId: plan.id,
+          });
+        }
         if (posted.grouped === true) {
           return this.finish(alert, {
             environment,
@@ -576,7 +584,10 @@ export class AlertService implements AlertIntake {
     alertId: string,
     context: AlertContext,
   ): Promise<
-    { ok: true; grouped: boolean } | { ok: false; detail: string; retry: boolean } | 'closed' | undefined
+    | { ok: true; grouped: boolean; dismissed?: boolean }
+    | { ok: false; detail: string; retry: boolean }
+    | 'closed'
+    | undefined
   > {
     const { flow, sink, dedupe } = this.opts;
     if (!flow.groupAlert || !flow.suggestionPosted || !flow.releaseSuggestion || !sink.refresh)
@@ -590,42 +601,61 @@ export class AlertService implements AlertIntake {
     const inflight = group.slots.flatMap((s) =>
       !s.claimed && s.suggestion.ref === undefined ? (this.posting.get(`${planId}|${s.slot}`) ?? []) : [],
     );
-    if (inflight.length > 0 && (await Promise.all(inflight)).includes(false)) {
-      group = (await flow.groupAlert(planId, alertId, context, slots)) ?? group;
+    if (inflight.length > 0) {
+      await Promise.all(inflight);
+      // Read the slots again: the message that post made, or the slot it freed (claimed now).
+      const again = await flow.groupAlert(planId, alertId, context, slots);
+      if (again === undefined) return 'closed';
+      group = again;
     }
     const claimed = input.destinations.filter((_, i) => group.slots[i]?.claimed === true);
-    const existing = group.slots.flatMap((s) =>
-      s.claimed || s.suggestion.ref === undefined ? [] : [s.suggestion.ref],
-    );
+    const others = group.slots.flatMap((s) => (s.claimed ? [] : [s.suggestion]));
+    // Messages that show this alert once edited (a dismissed one no longer shows the plan's alerts).
+    const existing = others.flatMap((s) => (s.ref === undefined || s.dismissed === true ? [] : [s.ref]));
     let refs: MessageRef[] = [];
     let changed = false;
     let failure: unknown;
     if (claimed.length > 0) {
-      const done = new Map<string, (posted: boolean) => void>();
+      const done = new Map<string, { promise: Promise<boolean>; resolve: (posted: boolean) => void }>();
       for (const d of claimed) {
+        let resolve!: (posted: boolean) => void;
+        const promise = new Promise<boolean>((r) => {
+          resolve = r;
+        });
         const key = `${planId}|${suggestionSlot(d)}`;
-        this.posting.set(key, new Promise<boolean>((resolve) => done.set(key, resolve)));
+        done.set(key, { promise, resolve });
+        this.posting.set(key, promise);
       }
+      const recorded = new Set<string>();
       try {
-        refs = await sink.suggest({ ...input, alertId, destinations: claimed });
-      } catch (e) {
-        failure = e;
-      }
-      // A sink posts one message per destination; a surface that failed while another posted (see
-      // compositeSink) leaves its destination without one: free it for the next alert.
-      for (const d of claimed) {
-        const slot = suggestionSlot(d);
-        const ref = refs.find((r) => r.surface === d.surface && r.channel === d.channel);
-        if (ref === undefined) await flow.releaseSuggestion(planId, slot);
-        else {
+        try {
+          refs = await sink.suggest({ ...input, alertId, destinations: claimed });
+        } catch (e) {
+          failure = e;
+        }
+        // A sink posts one message per destination; a surface that failed while another posted (see
+        // compositeSink) leaves its destination without one: free it for the next alert.
+        for (const d of claimed) {
+          const slot = suggestionSlot(d);
+          const ref = refs.find((r) => r.surface === d.surface && r.channel === d.channel);
+          if (ref === undefined) continue;
           await flow.attachMessage?.(planId, ref);
           const version = await flow.suggestionPosted(planId, slot, alertId, ref);
+          recorded.add(slot);
           // Another alert joined while this one was being posted: the message shows an older list.
           if (version !== undefined && version !== group.version) changed = true;
         }
-        const key = `${planId}|${slot}`;
-        done.get(key)?.(ref !== undefined);
-        this.posting.delete(key);
+      } finally {
+        // Whatever happened (a Redis blip included), a slot left without its message is freed (else it
+        // would wait for its lease), and whoever waits on this post learns how it went.
+        for (const d of claimed) {
+          const slot = suggestionSlot(d);
+          const key = `${planId}|${slot}`;
+          if (!recorded.has(slot)) await flow.releaseSuggestion(planId, slot).catch(() => undefined);
+          const entry = done.get(key);
+          entry?.resolve(recorded.has(slot));
+          if (this.posting.get(key) === entry?.promise) this.posting.delete(key);
+        }
       }
     }
     if (failure !== undefined) {
@@ -634,11 +664,25 @@ export class AlertService implements AlertIntake {
         'alerts: could not post the suggestion',
       );
     }
-    if (refs.length === 0 && existing.length === 0 && claimed.length > 0) {
-      // Shown nowhere: the alert leaves the plan's list, and its sender is asked to try again.
+    const shown = refs.length + existing.length;
+    if (shown === 0 && claimed.length === 0 && others.some((s) => s.dismissed === true)) {
+      // Every message of this rollback in these places was dismissed: the alert is listed on the plan
+      // (its other messages, if any, show it) but nothing here shows it.
+      await dedupe.complete(incident, { state: IncidentState.skipped, planId, alertId });
+      return { ok: true, grouped: false, dismissed: true };
+    }
+    if (shown === 0) {
+      // Shown nowhere (the post failed, or another replica is still posting, or died doing it): the
+      // alert leaves the plan's list, and its sender is asked to try again.
       await flow.unlistAlert?.(planId, alertId);
       await dedupe.release(incident);
-      const e = failure ?? new Error('no message was posted');
+      const e =
+        failure ??
+        new Error(
+          claimed.length === 0
+            ? 'the suggestion is still being posted by another Switchyard; try again'
+            : 'no message was posted',
+        );
       return {
         ok: false,
         detail: `Posting the suggestion failed: ${errorText(e)}`,
@@ -690,20 +734,31 @@ export class AlertService implements AlertIntake {
     this.refreshing.set(planId, entry);
   }
 
+  /**
+   * Shows a plan's suggestions as they must be now, in the background (a click closed the plan: its
+   * suggestions on other surfaces say so too).
+   */
+  refreshSuggestions(planId: string): void {
+    this.scheduleRefresh(planId);
+  }
+
   /** Resolves once no background edit of a suggestion is running (tests; shutdown). */
   async idle(): Promise<void> {
     while (this.refreshing.size > 0) await Promise.all([...this.refreshing.values()].map((r) => r.done));
   }
 
-  /** Renders a plan's suggestion messages again (see SuggestionSink.refresh). Throws when an edit failed. */
-  private async refresh(planId: string): Promise<void> {
-    await this.opts.sink.refresh?.(planId);
+  /**
+   * Renders a plan's suggestion messages again (see SuggestionSink.refresh; `alertId`: the alert that
+   * changed, whose own thread suggestion is edited too). Throws when an edit failed.
+   */
+  private async refresh(planId: string, alertId?: string): Promise<void> {
+    await this.opts.sink.refresh?.(planId, alertId === undefined ? {} : { alertId });
   }
 
   /** `refresh`, with a failed edit logged (the next change of the list edits again). */
-  private async refreshLogged(planId: string): Promise<boolean> {
+  private async refreshLogged(planId: string, alertId?: string): Promise<boolean> {
     try {
-      await this.refresh(planId);
+      await this.refresh(planId, alertId);
       return true;
     } catch (e) {
       this.log.warn({ err: e, planId }, 'alerts: could not edit the suggestion');
@@ -718,7 +773,7 @@ export class AlertService implements AlertIntake {
   private async resolveListed(planId: string, alertId: string): Promise<boolean | undefined> {
     const state = await this.opts.flow.resolveAlert?.(planId, alertId, this.clock.now());
     if (state === undefined) return undefined;
-    return this.refreshLogged(planId);
+    return this.refreshLogged(planId, alertId);
   }
 
   /** Posts a suggestion or note, records it on the incident, and applies a RESOLVED that raced it. */
@@ -796,7 +851,7 @@ export class AlertService implements AlertIntake {
       const legacy = record.alertId === undefined;
       const edit =
         listed && planId !== undefined
-          ? () => this.refresh(planId)
+          ? () => this.refresh(planId, record.alertId)
           : legacy && record.refs.length > 0
             ? () =>
                 this.opts.sink.resolved(record.refs, {
@@ -873,8 +928,8 @@ export function compositeSink(sinks: Partial<Record<SurfaceName, SuggestionSink>
         .map((c) => c.sink.resolved(c.refs, input));
       await settle(calls);
     },
-    async refresh(planId) {
-      await settle(entries().flatMap(([, sink]) => (sink.refresh ? [sink.refresh(planId)] : [])));
+    async refresh(planId, opts) {
+      await settle(entries().flatMap(([, sink]) => (sink.refresh ? [sink.refresh(planId, opts)] : [])));
     },
     async linkRunningJob(input) {
       const calls = entries()

@@ -378,7 +378,8 @@ function alertBlocks(plan: Plan, alert: AlertContext): ViewBlock[] {
   }
   if (alert.resolved) {
     const when = alert.resolvedAt === undefined ? '' : ` at ${formatTime(alert.resolvedAt)}`;
-    const which = others.length > 0 ? `All ${others.length + 1} alerts resolved` : 'The alert resolved';
+    const total = others.length + more + 1;
+    const which = total > 1 ? `All ${total} alerts resolved` : 'The alert resolved';
     blocks.push({
       type: 'text',
       spans: [b(which), t(`${when}. The ${plan.action} below is optional now.`)],

@@ -7,7 +7,9 @@
  */
 import { afterEach, describe, expect, it } from 'vitest';
 import { ALERT_ACTOR } from '../../src/alerts/service.js';
+import { ChatService } from '../../src/chat.js';
 import { MAX_ALERTS_PER_PLAN } from '../../src/plan-store.js';
+import { progressView } from '../../src/views/model.js';
 import { buttonLabels, createHarness, type Harness, MINUTE, viewText } from './helpers.js';
 
 let h: Harness | undefined;
@@ -335,5 +337,195 @@ describe('resolutions', () => {
     expect(res?.outcome).toBe('resolved');
     await h.service.idle();
     expect(viewText(h.slack.messages.get(ref.messageId)?.view)).not.toContain('optional');
+  });
+});
+
+describe('second review: faults, the switch, clicks, storms', () => {
+  it('a Redis fault while recording the posted message neither hangs later alerts nor leaves the place claimed', async () => {
+    h = await createHarness({ file: slackOnly, memoryChat: ['slack'] });
+    const hh = h;
+    const real = hh.flow.suggestionPosted.bind(hh.flow);
+    let failOnce = true;
+    hh.flow.suggestionPosted = async (...args) => {
+      if (failOnce) {
+        failOnce = false;
+        throw new Error('Connection is closed.');
+      }
+      return real(...args);
+    };
+    await expect(hh.service.handle([hh.alert({ fingerprint: 'a', title: 'Alert A' })])).rejects.toThrow(
+      'Connection is closed.',
+    );
+    // The next alert neither waits for that post nor finds the place taken: it posts.
+    const [b] = await hh.service.handle([hh.alert({ fingerprint: 'b', title: 'Alert B' })]);
+    expect(b?.outcome).toBe('suggested');
+  });
+
+  it("an edit of ours landing after the switch's final state is repaired with that final state", async () => {
+    h = await createHarness({ file: slackOnly, memoryChat: ['slack'] });
+    const hh = h;
+    const [first] = await hh.service.handle([hh.alert()]);
+    const planId = first?.planId ?? '';
+    const [msg] = hh.slack.inChannel('C0ALERTS');
+    if (!msg) throw new Error('no suggestion');
+    const record = await hh.flow.get(planId);
+    if (!record) throw new Error('no plan');
+    const final = {
+      jobId: 'sw_1',
+      planId,
+      action: 'rollback' as const,
+      environment: 'production',
+      targetId: record.plan.target.id,
+      fromId: record.plan.current.id,
+      requestedBy: ana,
+      steps: [{ step: 'done' as const, state: 'done' as const, startedAt: 1 }],
+      traffic: [],
+      attempt: 1,
+      updatedAt: hh.clock.now(),
+      outcome: 'succeeded' as const,
+      message: 'Traffic is on dep_3hd7xa.',
+    };
+    const read = gate();
+    hh.afterSinkGet = async () => {
+      read.arrive();
+      await read.held;
+    };
+    await hh.service.handle([hh.alert({ fingerprint: 'incident-2', title: 'Checkout latency' })]);
+    await read.reached;
+    // Meanwhile Ana confirmed, and the switch (a worker elsewhere) ran and showed its final state.
+    await hh.plans.transition(planId, ['pending'], 'enqueued', { jobId: 'sw_1' });
+    hh.flow.jobProgress = async () => final;
+    hh.slack.apply(msg.ref, progressView(final));
+    hh.afterSinkGet = undefined;
+    read.release();
+    await hh.service.idle();
+    expect(viewText(hh.slack.inChannel('C0ALERTS')[0]?.view)).toBe(viewText(progressView(final)));
+  });
+
+  it('one message that can no longer be edited does not stop the others', async () => {
+    h = await createHarness({ file: slackOnly, memoryChat: ['slack'] });
+    await h.service.handle([h.alert()]);
+    const thread = { surface: 'slack' as const, channel: 'C0X', messageId: '1.1' };
+    await h.service.handle([h.alert({ fingerprint: 't', title: 'Thread alert' })], thread);
+    await h.service.idle();
+    const [channelMsg] = h.slack.inChannel('C0ALERTS');
+    if (!channelMsg) throw new Error('no suggestion');
+    h.slack.messages.delete(channelMsg.ref.messageId); // someone deleted it
+    // The thread's alert resolves: its thread is edited, though the channel's message cannot be.
+    const [resolved] = await h.service.handle(
+      [h.alert({ fingerprint: 't', title: 'Thread alert', status: 'resolved' })],
+      thread,
+    );
+    expect(resolved?.outcome).toBe('failed');
+    expect(viewText(h.slack.inChannel('C0X')[0]?.view)).toContain('It has resolved.');
+  });
+
+  it('a storm of alerts read from chat edits no thread for another thread’s alert', async () => {
+    h = await createHarness({ file: slackOnly, memoryChat: ['slack'] });
+    let updates = 0;
+    h.slack.beforeUpdate = async () => {
+      updates += 1;
+    };
+    for (let i = 0; i < 20; i++) {
+      const [r] = await h.service.handle([h.alert({ fingerprint: `chat-${i}`, title: `Alert ${i}` })], {
+        surface: 'slack',
+        channel: 'C0WATCHED',
+        messageId: `17.${i}`,
+      });
+      expect(r?.outcome).toBe('suggested');
+    }
+    await h.service.idle();
+    // 20 thread suggestions, none edited for another thread's alert.
+    expect(h.slack.inChannel('C0WATCHED')).toHaveLength(20);
+    expect(updates).toBe(0);
+  });
+
+  it('two people dismissing the two copies at the same moment: the last one cancels, and it sticks', async () => {
+    h = await createHarness({ memoryChat: ['slack', 'discord'] });
+    const [first] = await h.service.handle([h.alert()]);
+    const planId = first?.planId ?? '';
+    const [s] = h.slack.inChannel('C0ALERTS');
+    const [d] = h.discord.inChannel('123456789012');
+    if (!s || !d) throw new Error('no suggestion');
+    const [a, b] = await Promise.all([
+      h.chat.click(ana, `sy1:dismiss:${planId}`, s.ref),
+      h.chat.click(anaOnDiscord, `sy1:dismiss:${planId}`, d.ref),
+    ]);
+    const [later] = await h.service.handle([
+      h.alert({ fingerprint: 'incident-2', title: 'Checkout latency' }),
+    ]);
+    expect({
+      clicks: [a.outcome, b.outcome].sort(),
+      state: (await h.flow.get(planId))?.state,
+      later: later?.outcome,
+    }).toEqual({
+      clicks: ['cancelled', 'dismissed'],
+      state: 'cancelled',
+      later: 'dismissed',
+    });
+  });
+
+  it("the console's copy does not keep a suggestion dismissed everywhere else open", async () => {
+    h = await createHarness({ memoryChat: ['slack', 'discord'] });
+    const [first] = await h.service.handle([h.alert()]);
+    const planId = first?.planId ?? '';
+    const [s] = h.slack.inChannel('C0ALERTS');
+    if (!s) throw new Error('no suggestion');
+    // What the console's copy looks like on the plan: one more message showing it.
+    await h.flow.attachMessage(planId, { surface: 'console', channel: 'console', messageId: 'm_1' });
+    await h.chat.click(ana, `sy1:dismiss:${planId}`, s.ref);
+    const [d] = h.discord.inChannel('123456789012');
+    if (!d) throw new Error('no suggestion');
+    expect((await h.chat.click(anaOnDiscord, `sy1:dismiss:${planId}`, d.ref)).outcome).toBe('cancelled');
+  });
+
+  it('someone not permitted on the environment cannot Dismiss, as they cannot Cancel', async () => {
+    h = await createHarness({
+      file: {
+        environments: {
+          production: {
+            channels: { slack: 'C0ALERTS', discord: '123456789012' },
+            allow: { slack: { users: ['U0ONCALL'] } },
+          },
+          preview: {},
+        },
+      },
+      memoryChat: ['slack', 'discord'],
+    });
+    const [first] = await h.service.handle([h.alert()]);
+    const [s] = h.slack.inChannel('C0ALERTS');
+    if (!s) throw new Error('no suggestion');
+    const visitor = { surface: 'slack' as const, userId: 'U0VISITOR', displayName: 'Visitor' };
+    expect((await h.chat.click(visitor, `sy1:cancel:${first?.planId}`, s.ref)).outcome).toBe('refused');
+    const dismiss = await h.chat.click(visitor, `sy1:dismiss:${first?.planId}`, s.ref);
+    expect(dismiss.outcome).toBe('refused');
+    expect((await h.flow.get(first?.planId ?? ''))?.state).toBe('pending');
+  });
+
+  it('a click that closes the plan asks for its other copies to be shown closed', async () => {
+    h = await createHarness({ memoryChat: ['slack', 'discord'] });
+    const closed: string[] = [];
+    const chat = new ChatService({ flow: h.flow, clock: h.clock, onPlanClosed: (id) => closed.push(id) });
+    const [first] = await h.service.handle([h.alert()]);
+    const [s] = h.slack.inChannel('C0ALERTS');
+    if (!s) throw new Error('no suggestion');
+    expect((await chat.click(ana, `sy1:cancel:${first?.planId}`, s.ref)).outcome).toBe('cancelled');
+    expect(closed).toEqual([first?.planId]);
+    // What app.ts wires it to: the Discord copy then says cancelled.
+    h.service.refreshSuggestions(first?.planId ?? '');
+    await h.service.idle();
+    expect(buttonLabels(h.discord.inChannel('123456789012')[0]?.view)).toEqual([]);
+  });
+
+  it('with more alerts than listed, "All N alerts resolved" counts every one', async () => {
+    h = await createHarness({ file: slackOnly, memoryChat: ['slack'] });
+    for (let i = 0; i < MAX_ALERTS_PER_PLAN + 5; i++)
+      await h.service.handle([h.alert({ fingerprint: `i-${i}`, title: `Alert ${i}` })]);
+    for (let i = 0; i < MAX_ALERTS_PER_PLAN + 5; i++)
+      await h.service.handle([h.alert({ fingerprint: `i-${i}`, title: `Alert ${i}`, status: 'resolved' })]);
+    await h.service.idle();
+    expect(viewText(h.slack.inChannel('C0ALERTS')[0]?.view)).toContain(
+      `All ${MAX_ALERTS_PER_PLAN + 5} alerts resolved`,
+    );
   });
 });

@@ -125,7 +125,7 @@ describe('suggestionSink.refresh: a plan listing several alerts', () => {
       expiresAt: 3_600_001,
     } as unknown as PlanRecord;
   }
-  async function refreshed(record: PlanRecord): Promise<Map<string, string>> {
+  async function refreshed(record: PlanRecord, alertId?: string): Promise<Map<string, string>> {
     const flow = { get: async () => record, twoPersonRule: () => false } as unknown as Flow;
     const updated = new Map<string, string>();
     const poster: ChatPoster = {
@@ -137,21 +137,28 @@ describe('suggestionSink.refresh: a plan listing several alerts', () => {
         updated.set(r.messageId, JSON.stringify(view));
       },
     };
-    await suggestionSink(poster, new ChatService({ flow, clock: new ManualClock() }), flow).refresh?.(p.id);
+    await suggestionSink(poster, new ChatService({ flow, clock: new ManualClock() }), flow).refresh?.(
+      p.id,
+      alertId === undefined ? {} : { alertId },
+    );
     return updated;
   }
 
-  it("edits each of its surface's undismissed messages, each showing its own alert first", async () => {
-    const updated = await refreshed(
-      recordWith('pending', [listed('a1', 'HighErrorRate'), listed('a2', 'CheckoutLatency', 5)]),
-    );
-    expect([...updated.keys()].sort()).toEqual(['1', '2']);
+  it("edits its surface's undismissed channel messages, listing every alert; a thread's only for its own alert", async () => {
+    const alerts = [listed('a1', 'HighErrorRate'), listed('a2', 'CheckoutLatency', 5)];
+    const updated = await refreshed(recordWith('pending', alerts));
+    // The list changed: the channel messages show it; the thread (a2's) is not edited for that.
+    expect([...updated.keys()].sort()).toEqual(['1']);
     const first = updated.get('1') ?? '';
     expect(first.indexOf('HighErrorRate')).toBeLessThan(first.indexOf('CheckoutLatency'));
     expect(first).toContain('1 more alert on this deployment (all resolved)');
     expect(first).toContain(' · resolved');
-    const second = updated.get('2') ?? '';
-    expect(second.indexOf('CheckoutLatency')).toBeLessThan(second.indexOf('HighErrorRate'));
+    // a2 changed (it resolved): its thread is edited too, showing its own alert only.
+    const withThread = await refreshed(recordWith('pending', alerts), 'a2');
+    expect([...withThread.keys()].sort()).toEqual(['1', '2']);
+    const second = withThread.get('2') ?? '';
+    expect(second).toContain('CheckoutLatency');
+    expect(second).not.toContain('HighErrorRate');
     expect(second).toContain('It has resolved.');
     expect(second).not.toContain('(optional)');
   });
