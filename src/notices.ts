@@ -234,7 +234,20 @@ export interface NoticeService {
 }
 
 const SLUG = z.string().min(1).max(200);
-const AT = z.number().int().nonnegative();
+/** The latest time a `Date` can hold (±8.64e15 ms): a time beyond it cannot be written in a view. */
+const MAX_TIME = 8_640_000_000_000_000;
+/** A time read at an edge (events, Redis): an integer a `Date` can hold, so every view can write it. */
+const AT = z.number().int().nonnegative().max(MAX_TIME);
+
+/** Whether `at` is a time `AT` accepts (for times no schema read: the platform's, the audit's). */
+function isTime(at: number | undefined): at is number {
+  return at !== undefined && AT.safeParse(at).success;
+}
+
+/** `{ at }` when `at` is a time, else nothing (a view leaves out what no source says validly). */
+function atIf(at: number | undefined): { at?: number } {
+  return isTime(at) ? { at } : {};
+}
 
 /** Platform events are parsed before use: an adapter's malformed event is logged and skipped. */
 export const platformEventSchema = z.discriminatedUnion('type', [
@@ -453,10 +466,11 @@ const openNoticeSchema = z.object({
 });
 
 /** How a period ended, kept in its `ended:` marker for a message posted after it closed. */
+const endFacts = { at: AT.optional(), by: z.string().optional(), uncertain: z.literal(true).optional() };
 const endSchema = z.discriminatedUnion('kind', [
-  z.object({ kind: z.literal('promoted'), to: SLUG, at: AT.optional(), by: z.string().optional() }),
-  z.object({ kind: z.literal('resumed'), at: AT.optional(), by: z.string().optional() }),
-  z.object({ kind: z.literal('rolled_back'), to: SLUG, at: AT.optional(), by: z.string().optional() }),
+  z.object({ kind: z.literal('promoted'), to: SLUG, ...endFacts }),
+  z.object({ kind: z.literal('resumed'), ...endFacts }),
+  z.object({ kind: z.literal('rolled_back'), to: SLUG, ...endFacts }),
   z.object({ kind: z.literal('over') }),
 ]);
 
@@ -481,6 +495,34 @@ function defined<T extends object>(o: T): { [K in keyof T]: Exclude<T[K], undefi
     [K in keyof T]: Exclude<T[K], undefined>;
   };
 }
+
+/**
+ * The first time an environment was seen rolled back to a deployment (`firstSeenRolledBack`): sets it to
+ * now unless it holds a valid time, drops the other deployments' times (the environment is rolled back
+ * to this one now: a later rollback to another starts afresh), refreshes the expiry. KEYS: the hash.
+ * ARGV: deployment, now, ttl, latest valid time. Returns the time kept (a string).
+ */
+const FIRST_SEEN = `
+local v = tonumber(redis.call('HGET', KEYS[1], ARGV[1]))
+if not v or v <= 0 or v > tonumber(ARGV[4]) or v ~= math.floor(v) then
+  redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+end
+for _, f in ipairs(redis.call('HKEYS', KEYS[1])) do
+  if f ~= ARGV[1] then redis.call('HDEL', KEYS[1], f) end
+end
+redis.call('PEXPIRE', KEYS[1], ARGV[3])
+return redis.call('HGET', KEYS[1], ARGV[1])`;
+
+/**
+ * Starts a new first-seen time when the period of the kept one has ended: sets the deployment's time to
+ * now only if it still holds the time read and that period's end marker exists (two replicas agree on
+ * one new time). KEYS: the hash, the end marker. ARGV: deployment, time read, now. Returns the time kept.
+ */
+const RESEEN = `
+if redis.call('HGET', KEYS[1], ARGV[1]) == ARGV[2] and redis.call('EXISTS', KEYS[2]) == 1 then
+  redis.call('HSET', KEYS[1], ARGV[1], ARGV[3])
+end
+return redis.call('HGET', KEYS[1], ARGV[1])`;
 
 /**
  * Keeps a posted message for closing, unless its period has ended already (then returns how, so the
@@ -1247,7 +1289,18 @@ class Notices implements NoticeService {
     if (!reminders && open.length === 0) return undefined;
     const snap = await this.platform.snapshot(environment);
     const currentId = snap.environment.currentDeploymentId;
-    if (!snap.environment.rolledBack || currentId === undefined) {
+    if (currentId === undefined) {
+      // A read without a current deployment (an Unkey page that missed it, a platform hiccup) says
+      // nothing about the rollback: nothing is closed or forgotten until a read shows one.
+      if (open.length > 0) {
+        this.log.debug(
+          { environment },
+          'no current deployment in the snapshot: open notices left as they are',
+        );
+      }
+      return undefined;
+    }
+    if (!snap.environment.rolledBack) {
       await this.closeEnded(environment, open, snap, undefined);
       // The rollback is over: a later one (even to the same deployment) starts its own count.
       await this.redis.del(this.key('rolled-back-seen', environment));
@@ -1300,18 +1353,25 @@ class Notices implements NoticeService {
   }
 
   /**
-   * When a platform does not say since when an environment is rolled back (Unkey), the first time any
-   * replica saw it rolled back to this deployment stands in (kept in Redis, so restarts agree).
+   * When a platform does not say since when an environment is rolled back (Unkey, Vercel), the first
+   * time any replica saw it rolled back to this deployment stands in (kept in Redis, so restarts agree).
+   * One hash per environment, field per deployment rolled back to: a read that finds it rolled back to
+   * `currentId` drops the other deployments' fields, and the hash is cleared once the environment is
+   * seen not rolled back, so a later rollback to the same deployment (A → B → A, or A, resumed, A)
+   * counts from its own start. A first-seen time whose period was closed already (its `ended:` marker
+   * exists: a replica saw that period end, a read that no check of this replica saw) is replaced by
+   * now: the period that was closed is over, this is a new one.
    */
   private async firstSeenRolledBack(environment: string, currentId: string): Promise<number> {
-    // One hash per environment, field per deployment rolled back to; cleared once the environment is
-    // seen not rolled back, so a second rollback to the same deployment counts from its own start.
     const key = this.key('rolled-back-seen', environment);
     const now = this.clock.now();
-    await this.redis.hsetnx(key, currentId, String(now));
-    await this.redis.pexpire(key, this.claimTtlMs);
-    const stored = Number(await this.redis.hget(key, currentId));
-    return Number.isFinite(stored) && stored > 0 ? stored : now;
+    const seen = await this.redis.eval(FIRST_SEEN, 1, key, currentId, now, this.claimTtlMs, MAX_TIME);
+    const since = Number(seen);
+    if (typeof seen !== 'string' || !isTime(since)) return now;
+    const ended = this.endedKey(environment, { to: currentId, since });
+    if ((await this.redis.exists(ended)) === 0) return since;
+    const fresh = Number(await this.redis.eval(RESEEN, 2, key, ended, currentId, seen, now));
+    return isTime(fresh) && fresh > 0 ? fresh : now;
   }
 
   // ── closing ───────────────────────────────────────────────────────────────────────────────────
@@ -1400,15 +1460,24 @@ class Notices implements NoticeService {
     }
     if (typeof res !== 'string') return;
     // The period ended while this message was being posted: close it now.
-    const end = parseEnd(res) ?? { kind: 'over' };
-    const edit = this.closingEdit(environment, record, end);
-    const kept = await this.keep([edit]);
-    await this.attemptEdits([{ member: kept?.[0]?.member, entry: edit }]);
+    try {
+      const end = parseEnd(res) ?? { kind: 'over' };
+      const edit = this.closingEdit(environment, record, end);
+      const kept = await this.keep([edit]);
+      await this.attemptEdits([{ member: kept?.[0]?.member, entry: edit }]);
+    } catch (e) {
+      this.log.warn(
+        { err: e, environment, kind, surface: ref.surface },
+        'could not close a notice posted after its rolled-back period ended; it stays as posted',
+      );
+    }
   }
 
   /**
    * Closes the kept messages of every listed period that is not `current` (undefined: the environment
-   * is not rolled back), and keeps the current one's for as long as it lasts.
+   * is not rolled back), and keeps the current one's for as long as it lasts. A period whose closing
+   * fails (data read back that no view can show, a bug) is logged and dropped, its messages left as
+   * posted: one bad period must not stop the other periods' closing, nor the reminders, for days.
    */
   private async closeEnded(
     environment: string,
@@ -1425,7 +1494,22 @@ class Notices implements NoticeService {
           .exec();
         continue;
       }
-      await this.closePeriod(environment, period, snap, current);
+      try {
+        await this.closePeriod(environment, period, snap, current);
+      } catch (e) {
+        this.log.warn(
+          { err: e, environment, rolledBackTo: period.to, since: period.since },
+          'could not close the notices of a rolled-back period that ended; dropped it, its messages stay as posted',
+        );
+        await this.redis
+          .multi()
+          .zrem(this.periodsKey(environment), periodMember(period))
+          .del(this.openKey(environment, period))
+          .exec()
+          .catch((err: unknown) =>
+            this.log.warn({ err, environment }, 'could not drop a rolled-back period'),
+          );
+      }
     }
   }
 
@@ -1577,9 +1661,12 @@ class Notices implements NoticeService {
   }
 
   /**
-   * How a rolled-back period ended: the platform's history (the entry after the period's rollback),
-   * else the state now, with the time of the traffic move this process saw and who the audit says
-   * asked Switchyard for it. Nothing is filled in that no source says.
+   * How a rolled-back period ended: the platform's history (the entry after the period's rollback); on
+   * a platform without history, the earliest of Switchyard's own switches (the audit) that succeeded
+   * after the period began; else the state now, with the time of the traffic move this process saw and
+   * who the audit says asked Switchyard for it. Nothing is filled in that no source says; without
+   * history, a switch Switchyard started that did not succeed, or an audit that cannot be read, leaves
+   * unknown what was live during the period (`uncertain`).
    */
   private async endOf(
     environment: string,
@@ -1588,23 +1675,32 @@ class Notices implements NoticeService {
     current: Period | undefined,
   ): Promise<RolledBackEnd> {
     const history = snap.liveHistory;
-    const own = history.findLastIndex(
-      (h) => h.via === 'rollback' && h.deploymentId === period.to && h.since === period.since,
-    );
-    const next = own >= 0 ? history[own + 1] : history.find((h) => h.since > period.since);
-    if (next !== undefined) {
-      const who = next.by === undefined ? {} : { by: next.by };
-      if (next.via === 'promote') return { kind: 'promoted', to: next.deploymentId, at: next.since, ...who };
-      if (next.via === 'rollback')
-        return { kind: 'rolled_back', to: next.deploymentId, at: next.since, ...who };
-      // An automatic deploy took the domains: automatic deploys were resumed before it (the history
-      // does not say when; a resume moves nothing).
-      return { kind: 'resumed', ...(await this.audited(environment, 'promote', period.to, period.since)) };
+    if (history.length > 0) {
+      const own = history.findLastIndex(
+        (h) => h.via === 'rollback' && h.deploymentId === period.to && h.since === period.since,
+      );
+      const next = own >= 0 ? history[own + 1] : history.find((h) => h.since > period.since);
+      if (next !== undefined) {
+        const who = next.by === undefined ? {} : { by: next.by };
+        const at = atIf(next.since);
+        if (next.via === 'promote') return { kind: 'promoted', to: next.deploymentId, ...at, ...who };
+        if (next.via === 'rollback') return { kind: 'rolled_back', to: next.deploymentId, ...at, ...who };
+        // An automatic deploy took the domains: automatic deploys were resumed before it (the history
+        // does not say when; a resume moves nothing).
+        const entries = await this.auditEntries(environment);
+        return { kind: 'resumed', ...audited(entries, 'promote', period.to, period.since) };
+      }
     }
+    const entries = await this.auditEntries(environment);
+    // Without history, the state seen now is all the platform says: a deployment promoted and rolled
+    // back from within one poll looks like one never live. Switchyard's own switches are in the audit.
+    const told = history.length === 0 ? auditedEnd(entries, period) : undefined;
+    if (told !== undefined && told !== 'uncertain') return told;
+    const unsure = told === 'uncertain' ? { uncertain: true as const } : {};
     const move = this.moves.get(environment);
     const movedAt = (to: string, via: string) =>
       move !== undefined && move.to === to && move.via === via && move.at >= period.since
-        ? { at: move.at }
+        ? atIf(move.at)
         : {};
     if (current !== undefined) {
       // Rolled back again (to another deployment, or anew), and no history says it.
@@ -1612,44 +1708,77 @@ class Notices implements NoticeService {
       return {
         kind: 'rolled_back',
         to: current.to,
-        ...(await this.audited(environment, 'rollback', current.to, period.since)),
+        ...audited(entries, 'rollback', current.to, period.since),
         ...movedAt(current.to, 'rollback'),
-        ...(rb.at === undefined ? {} : { at: rb.at }),
+        ...atIf(rb.at),
         ...(rb.by === undefined ? {} : { by: rb.by }),
+        ...unsure,
       };
     }
     const to = snap.environment.currentDeploymentId;
     if (to === undefined) return { kind: 'over' };
-    const audited = await this.audited(environment, 'promote', to, period.since);
-    if (to === period.to) return { kind: 'resumed', ...audited };
-    return { kind: 'promoted', to, ...audited, ...movedAt(to, 'promote') };
+    const byAudit = audited(entries, 'promote', to, period.since);
+    if (to === period.to) return { kind: 'resumed', ...byAudit, ...unsure };
+    return { kind: 'promoted', to, ...byAudit, ...movedAt(to, 'promote'), ...unsure };
   }
 
-  /**
-   * Who asked Switchyard for a switch to `targetId` after `after`, and when it succeeded, as the audit
-   * says (empty when it says nothing, or cannot be read).
-   */
-  private async audited(
-    environment: string,
-    action: 'rollback' | 'promote',
-    targetId: string,
-    after: number,
-  ): Promise<{ at?: number; by?: string }> {
-    const entries = await this.opts.audit.recent(environment, 100).catch((e: unknown) => {
+  /** The environment's recent audit entries; undefined when the audit cannot be read (logged). */
+  private async auditEntries(environment: string): Promise<readonly AuditEntry[] | undefined> {
+    try {
+      return await this.opts.audit.recent(environment, 100);
+    } catch (e) {
       this.log.warn({ err: e, environment }, 'closing notices: could not read the audit; closing without it');
-      return [];
-    });
-    const matching = entries
-      .filter((e) => e.action === action && e.targetId === targetId && e.at >= after)
-      .sort((a, b) => a.at - b.at);
-    const succeeded = matching.find((e) => e.event === 'succeeded');
-    const started = matching.find((e) => e.event === 'started');
-    const by = (succeeded ?? started)?.actor?.displayName;
-    return {
-      ...(succeeded === undefined ? {} : { at: succeeded.at }),
-      ...(by === undefined ? {} : { by }),
-    };
+      return undefined;
+    }
   }
+}
+
+/**
+ * Who asked Switchyard for a switch to `targetId` after `after`, and when it succeeded, as the audit
+ * says: both from the earliest `succeeded` entry only (a job that started and failed did not make the
+ * switch, whoever made it later); empty when the audit says nothing, or could not be read.
+ */
+function audited(
+  entries: readonly AuditEntry[] | undefined,
+  action: 'rollback' | 'promote',
+  targetId: string,
+  after: number,
+): { at?: number; by?: string } {
+  const succeeded = (entries ?? [])
+    .filter((e) => e.event === 'succeeded' && e.action === action && e.targetId === targetId && e.at >= after)
+    .sort((a, b) => a.at - b.at)[0];
+  const by = succeeded?.actor?.displayName;
+  return { ...atIf(succeeded?.at), ...(by === undefined ? {} : { by }) };
+}
+
+/**
+ * How a period ended, as the audit tells on a platform without history: the earliest of Switchyard's
+ * switches that succeeded after the period began (not the period's own rollback), or 'uncertain' when
+ * the audit cannot be read or a switch started since then without succeeding (it may have moved
+ * traffic before it failed, or be under way), or undefined when Switchyard switched nothing since.
+ */
+function auditedEnd(
+  entries: readonly AuditEntry[] | undefined,
+  period: Period,
+): RolledBackEnd | 'uncertain' | undefined {
+  if (entries === undefined) return 'uncertain';
+  const since = entries
+    .filter(
+      (e) =>
+        e.at >= period.since &&
+        e.targetId !== undefined &&
+        !(e.action === 'rollback' && e.targetId === period.to),
+    )
+    .sort((a, b) => a.at - b.at);
+  const first = since.find((e) => e.event === 'succeeded');
+  if (first === undefined || first.targetId === undefined) {
+    return since.some((e) => e.event === 'started') ? 'uncertain' : undefined;
+  }
+  const by = first.actor?.displayName;
+  const facts = { ...atIf(first.at), ...(by === undefined ? {} : { by }) };
+  if (first.action === 'rollback') return { kind: 'rolled_back', to: first.targetId, ...facts };
+  if (first.targetId === period.to) return { kind: 'resumed', ...facts };
+  return { kind: 'promoted', to: first.targetId, ...facts };
 }
 
 /** A period as a member of `open-periods:<env>` (one spelling, whatever object it came from). */
@@ -1688,7 +1817,7 @@ function rolledBackInfo(snap: EnvironmentSnapshot): { at?: number; by?: string }
   const entry = snap.liveHistory.findLast(
     (h) => h.via === 'rollback' && h.deploymentId === env.currentDeploymentId,
   );
-  const at = env.rolledBackAt ?? entry?.since;
+  const at = isTime(env.rolledBackAt) ? env.rolledBackAt : entry?.since;
   const by = env.rolledBackBy ?? entry?.by;
-  return { ...(at === undefined ? {} : { at }), ...(by === undefined ? {} : { by }) };
+  return { ...atIf(at), ...(by === undefined ? {} : { by }) };
 }

@@ -1217,7 +1217,10 @@ function rolledBackContext(at: number | undefined, by: string | undefined, now: 
 
 /**
  * How a rolled-back period ended, as far as the platform (its history, its events) and the audit tell:
- * `at` and `by` are absent when nothing says them.
+ * `at` and `by` are absent when nothing says them. `uncertain`: only the state after the end is known,
+ * not which deployments were live during the period (a platform without history, and an audit that
+ * could not be read or holds a switch that did not succeed), so a "ready but not live" notice is not
+ * said to have not gone live.
  */
 export type RolledBackEnd =
   | {
@@ -1226,12 +1229,14 @@ export type RolledBackEnd =
       readonly to: string;
       readonly at?: number;
       readonly by?: string;
+      readonly uncertain?: true;
     }
   | {
       /** Automatic deploys are on again and the deployment rolled back to stayed live (no domain moved). */
       readonly kind: 'resumed';
       readonly at?: number;
       readonly by?: string;
+      readonly uncertain?: true;
     }
   | {
       /** Rolled back again, to `to` (possibly the same deployment): a new rolled-back period began. */
@@ -1239,6 +1244,7 @@ export type RolledBackEnd =
       readonly to: string;
       readonly at?: number;
       readonly by?: string;
+      readonly uncertain?: true;
     }
   | {
       /** No longer rolled back, and nothing tells how (no deployment is live). */
@@ -1331,17 +1337,36 @@ export function closedNoticeView(closed: ClosedNotice): MessageView {
         ]);
       }
       const rolledBackTo = closed.rolledBackTo.id;
+      if (end.kind === 'over' || end.uncertain === true) {
+        // Nothing says whether it went live during the period: say how the period ended, no more.
+        const how: Span[] =
+          end.kind === 'over'
+            ? []
+            : end.kind === 'resumed'
+              ? [
+                  t(': '),
+                  ...endSpans(end, env, rolledBackTo),
+                  t(` on ${env}${whenBy(at, by)}; `),
+                  c(rolledBackTo),
+                  t(' is live'),
+                ]
+              : [t(`: ${env} was `), ...endSpans(end, env, rolledBackTo), t(whenBy(at, by))];
+        const title = `${id}: the rollback of ${env} ended`;
+        const ended: Span[] = [t(`the rollback of ${env} to `), c(rolledBackTo), t(' ended'), ...how];
+        return notice('neutral', title, `${id}: ${plainText(ended)}.`, [
+          { type: 'text', spans: [...deploymentSpans(closed.deployment), t(': '), ...ended, t('.')] },
+          was,
+        ]);
+      }
       const reason: Span[] =
-        end.kind === 'over'
-          ? endSpans(end, env, rolledBackTo)
-          : end.kind === 'resumed'
-            ? [
-                ...endSpans(end, env, rolledBackTo),
-                t(` on ${env}${whenBy(at, by)}; `),
-                c(rolledBackTo),
-                t(' stayed live'),
-              ]
-            : [t(`${env} was `), ...endSpans(end, env, rolledBackTo), t(whenBy(at, by))];
+        end.kind === 'resumed'
+          ? [
+              ...endSpans(end, env, rolledBackTo),
+              t(` on ${env}${whenBy(at, by)}; `),
+              c(rolledBackTo),
+              t(' stayed live'),
+            ]
+          : [t(`${env} was `), ...endSpans(end, env, rolledBackTo), t(whenBy(at, by))];
       return notice(
         'neutral',
         `${id} did not go live on ${env}`,

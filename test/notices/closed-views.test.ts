@@ -72,7 +72,6 @@ describe('closedNoticeView', () => {
         { kind: 'rolled_back', to: 'dep_2', at: NOW },
         'dep_6 did not go live: production was rolled back again to dep_2 at 2026-11-29 12:00 UTC.',
       ],
-      [{ kind: 'over' }, 'dep_6 did not go live: production is no longer rolled back.'],
     ];
     for (const [end, summary] of cases) {
       const v = closedNoticeView(offer(end));
@@ -81,6 +80,37 @@ describe('closedNoticeView', () => {
       expect(v.summary).toBe(summary);
       expect(v.buttons).toEqual([]);
     }
+  });
+
+  it('when nothing says whether it went live during the period, it says how the period ended, no more', () => {
+    const cases: [RolledBackEnd, string][] = [
+      [
+        { kind: 'rolled_back', to: 'dep_1', at: NOW, uncertain: true },
+        'dep_6: the rollback of production to dep_2 ended: production was rolled back to dep_1 at 2026-11-29 12:00 UTC.',
+      ],
+      [
+        { kind: 'promoted', to: 'dep_5', uncertain: true },
+        'dep_6: the rollback of production to dep_2 ended: production was promoted to dep_5.',
+      ],
+      [
+        { kind: 'resumed', uncertain: true },
+        'dep_6: the rollback of production to dep_2 ended: automatic deploys resumed on production; dep_2 is live.',
+      ],
+      [{ kind: 'over' }, 'dep_6: the rollback of production to dep_2 ended.'],
+    ];
+    for (const [end, summary] of cases) {
+      const v = closedNoticeView(offer(end));
+      expect(v.title).toBe('dep_6: the rollback of production ended');
+      expect(v.tone).toBe('neutral');
+      expect(v.summary).toBe(summary);
+      expect(viewText(v)).not.toMatch(/did not go live|stayed live/);
+      expect(viewText(v)).toContain('Was ready but not live while production was rolled back to dep_2.');
+      expect(v.buttons).toEqual([]);
+    }
+    // It is live now: that much is known, whatever happened in between.
+    expect(closedNoticeView(offer({ kind: 'promoted', to: 'dep_6', uncertain: true })).title).toBe(
+      'dep_6 went live on production',
+    );
   });
 
   it('a reminder says how long the rollback lasted and how it ended', () => {

@@ -6,10 +6,12 @@
  * in Redis, so another replica or a restarted process closes them, each message once; a failed edit is
  * retried like a failed post.
  */
+import { Writable } from 'node:stream';
 import { afterEach, describe, expect, it } from 'vitest';
 import { ConsoleSurface } from '../../handlers/console/surface.js';
 import type { ChatPoster } from '../../src/chat-sinks.js';
 import type { Clock } from '../../src/clock.js';
+import { createLogger } from '../../src/log.js';
 import type { NoticeOutcome } from '../../src/notices.js';
 import type { ActingUser } from '../../src/permissions.js';
 import type { MessageRef } from '../../src/progress.js';
@@ -489,5 +491,114 @@ describe('closing edits that fail', () => {
     // Not a notice lost: the posts were made, so nothing counts as a failed post.
     expect(ofStatus(n.outcomes, 'post_failed')).toEqual([]);
     expect(await w.redis.zcard(`${w.prefix}:notices:retries`)).toBe(0);
+  });
+});
+
+/** A logger writing its JSON lines to `lines` (warn and above). */
+function recordingLogger(lines: string[]) {
+  const destination = new Writable({
+    write(chunk, _enc, done) {
+      lines.push(String(chunk));
+      done();
+    },
+  });
+  return createLogger({ level: 'warn', pretty: false, destination });
+}
+
+/** The error messages of failed environment checks among `lines`. */
+function failedChecks(lines: readonly string[]): string[] {
+  return lines
+    .filter((l) => l.includes('reminder check failed'))
+    .map((l) => String((JSON.parse(l) as { err?: { message?: string } }).err?.message));
+}
+
+describe('closing with what Redis holds and the audit says', () => {
+  it('an end marker holding a time no date can hold is ignored: the period closes, later reminders go on', async () => {
+    w = await createWorld({ environments: { production: { notices: { reminderEvery: '4h' } } } });
+    const lines: string[] = [];
+    const n = await w.notices({ logger: recordingLogger(lines) });
+    await w.switchDirectly('rollback', 'production', 'dep_3hd7xa', [n]);
+    const since = (await w.platform.snapshot('production')).environment.rolledBackAt;
+    const fresh = await w.pushAndBuild('production', [n]);
+    // Written by a bug, a manual edit, another version: JSON of the right shape, no date.
+    await w.redis.set(
+      `${w.prefix}:notices:ended:production:dep_3hd7xa:${since}`,
+      JSON.stringify({ kind: 'resumed', at: 9_000_000_000_000_000 }),
+    );
+    await w.switchDirectly('promote', 'production', 'dep_3hd7xa', [n]);
+    await w.advance(10 * MIN, [n]);
+    expect(closedView(w.slack, postTitled(w.slack, `${fresh.id} is ready but not live`)).summary).toBe(
+      `${fresh.id} did not go live: automatic deploys resumed on production; dep_3hd7xa stayed live.`,
+    );
+
+    await w.switchDirectly('rollback', 'production', 'dep_2mc5ty', [n]);
+    await w.advance(4 * HOUR, [n]);
+    expect(w.slack.titles()).toContain('production is still rolled back to dep_2mc5ty');
+    expect(failedChecks(lines)).toEqual([]);
+  });
+
+  it('a period whose closing fails is logged and dropped: the other periods close, the reminders go on', async () => {
+    w = await createWorld({ environments: { production: { notices: { reminderEvery: '4h' } } } });
+    const lines: string[] = [];
+    const n = await w.notices({ logger: recordingLogger(lines) });
+    await w.switchDirectly('rollback', 'production', 'dep_3hd7xa', [n]);
+    const fresh = await w.pushAndBuild('production', [n]);
+    // A period listed whose kept messages cannot be read (a key of another type: an operator's mistake,
+    // another version): every attempt to close it fails the same way.
+    const broken = { to: 'dep_1old', since: 1_000 };
+    await w.redis.zadd(`${w.prefix}:notices:open-periods:production`, broken.since, JSON.stringify(broken));
+    await w.redis.set(`${w.prefix}:notices:open:production:${broken.to}:${broken.since}`, 'not a sorted set');
+    await w.advance(10 * MIN, [n]);
+    expect(lines.some((l) => l.includes('could not close the notices of a rolled-back period'))).toBe(true);
+    expect(await w.redis.zrange(`${w.prefix}:notices:open-periods:production`, 0, -1)).toEqual([
+      JSON.stringify({
+        to: 'dep_3hd7xa',
+        since: (await w.platform.snapshot('production')).environment.rolledBackAt,
+      }),
+    ]);
+
+    await w.advance(4 * HOUR, [n]);
+    expect(w.slack.titles()).toContain('production is still rolled back to dep_3hd7xa');
+    await w.switchDirectly('promote', 'production', fresh.id, [n]);
+    expect(closedView(w.slack, postTitled(w.slack, `${fresh.id} is ready but not live`)).title).toBe(
+      `${fresh.id} went live on production`,
+    );
+    expect(failedChecks(lines)).toEqual([]);
+  });
+
+  it('a dashboard resume after a Switchyard resume that failed is not credited to the engineer whose job failed', async () => {
+    w = await createWorld();
+    const n = await w.notices({ recheckMs: 5 * MIN });
+    await w.switchDirectly('rollback', 'production', 'dep_3hd7xa', [n], 'Dana (dashboard)');
+    const fresh = await w.pushAndBuild('production', [n]);
+    const offer = postTitled(w.slack, `${fresh.id} is ready but not live`);
+    // Alice's resume through Switchyard starts and fails (what the worker writes: started, then failed);
+    // nothing changed on the platform.
+    const base = {
+      environment: 'production',
+      action: 'promote' as const,
+      actor: alice,
+      jobId: 'switch-plan_x',
+      planId: 'plan_x',
+      targetId: 'dep_3hd7xa',
+      fromId: 'dep_3hd7xa',
+    };
+    await w.audit.append({ ...base, at: w.clock.now(), event: 'started' });
+    await w.advance(1_000, [n]);
+    await w.audit.append({
+      ...base,
+      at: w.clock.now(),
+      event: 'failed',
+      code: 'platform_http',
+      message: 'The platform answered 503.',
+    });
+    await w.advance(MIN, [n]);
+    // Sam resumes on the dashboard instead (no event: a resume moves no traffic).
+    await w.switchDirectly('promote', 'production', 'dep_3hd7xa', [n], 'Sam (dashboard)');
+    await w.advance(5 * MIN, [n]);
+
+    expect(closedView(w.slack, offer).summary).toBe(
+      `${fresh.id} did not go live: automatic deploys resumed on production; dep_3hd7xa stayed live.`,
+    );
   });
 });
