@@ -5,10 +5,11 @@
  * channels are turned into alerts here (src/alerts/chat.ts) and handed to the AlertService.
  */
 import { parseChatAlert } from '../src/alerts/chat.js';
+import type { ChatPoster } from '../src/chat-sinks.js';
 import { renderDiscord } from '../src/views/discord.js';
 import { describeConnection, type SurfaceContext, type SurfaceFactory, type SurfaceHandle } from './app.js';
 import { createDiscordBotFromConfig } from './discord/index.js';
-import { discordRetryable } from './discord/messages.js';
+import { type DiscordMessages, discordRetryable } from './discord/messages.js';
 import type { ChannelMessage } from './discord/watch.js';
 import { slackSurface } from './slack/surface.js';
 
@@ -23,6 +24,37 @@ export function discordMessageText(message: Pick<ChannelMessage, 'content' | 'em
     for (const f of e.fields) lines.push(`${f.name}: ${f.value}`);
   }
   return lines.filter((l) => l.trim() !== '').join('\n');
+}
+
+/**
+ * The Discord ChatPoster (alert suggestions and notices) over the bot's messages. `update` edits
+ * through the message's lane (ordered with the switch's progress) and rejects with the REST error
+ * when the edit failed, so its callers can retry (`retryable`: a 5xx, 429 or network fault may pass;
+ * a 4xx refusal such as Unknown Message is final). An edit the lane drops because the message shows
+ * a switch's progress resolves.
+ */
+export function discordPoster(messages: DiscordMessages): ChatPoster {
+  return {
+    surface: 'discord',
+    // A suggestion for an alert from chat replies to the alert message (Discord has no thread_ts).
+    async post(channel, view, opts = {}) {
+      const posted = await messages.post(
+        channel,
+        renderDiscord(view),
+        opts.threadId === undefined ? {} : { replyTo: opts.threadId },
+      );
+      return { surface: 'discord', channel, messageId: posted.id };
+    },
+    update: (ref, view) =>
+      messages.edit(
+        ref.channel,
+        ref.messageId,
+        renderDiscord(view),
+        { kind: 'view' },
+        { rejectOnFailure: true },
+      ),
+    retryable: discordRetryable,
+  };
 }
 
 /** Discord: the gateway bot when DISCORD_TOKEN is set. */
@@ -54,21 +86,7 @@ export const discordSurface: SurfaceFactory = async (
   return {
     surface: 'discord',
     reporter: bot.reporter,
-    poster: {
-      surface: 'discord',
-      // A suggestion for an alert from chat replies to the alert message (Discord has no thread_ts).
-      async post(channel, view, opts = {}) {
-        const posted = await bot.messages.post(
-          channel,
-          renderDiscord(view),
-          opts.threadId === undefined ? {} : { replyTo: opts.threadId },
-        );
-        return { surface: 'discord', channel, messageId: posted.id };
-      },
-      update: (ref, view) =>
-        bot.messages.edit(ref.channel, ref.messageId, renderDiscord(view), { kind: 'view' }),
-      retryable: discordRetryable,
-    },
+    poster: discordPoster(bot.messages),
     start: () => bot.start(),
     stop: () => bot.stop(),
     connection: () => describeConnection(bot.status()),

@@ -7,7 +7,9 @@
  * any queued one (coalescing), and progress always wins over a confirmation view — a click handler
  * that finishes after the job already reported progress must not paint "confirmed" over "switching".
  * Rate limits: discord.js waits out a 429 (it reads `Retry-After` and the bucket headers) before the
- * edit goes through; meanwhile newer states coalesce. Failures are logged and counted, never thrown.
+ * edit goes through; meanwhile newer states coalesce. Failures are logged and counted, never thrown
+ * into progress reporting or a click; only an edit made with `rejectOnFailure` (the ChatPoster's
+ * `update`, handlers/surfaces.ts) rejects when it was given up.
  */
 import { DiscordAPIError, type REST, Routes } from 'discord.js';
 import { type Logger, silentLogger } from '../../src/log.js';
@@ -34,10 +36,28 @@ function apiBody(m: DiscordMessage): Record<string, unknown> {
 /** Messages whose edit ordering is remembered (a few per switch; far more than run at once). */
 const MAX_LANES = 10_000;
 
+/** Options of `DiscordMessages.edit`. */
+export interface DiscordEditOptions {
+  /**
+   * Reject with the REST error when the edit (or the newer state that replaced it in the lane) failed,
+   * instead of resolving. An edit dropped by the lane's ordering (the message shows progress) still
+   * resolves. No retry is added here: discord.js REST already retries a 5xx or a timed-out call
+   * (`retries`, 3 by default) and waits out a 429 before the error reaches the lane.
+   */
+  readonly rejectOnFailure?: boolean;
+}
+
+/** A caller waiting for a state: `reject` only when it asked to hear of a failure. */
+interface Waiter {
+  readonly resolve: () => void;
+  readonly reject?: (error: unknown) => void;
+}
+
 interface Pending {
   readonly body: DiscordMessage;
   readonly edit: EditKind;
-  readonly waiters: (() => void)[];
+  /** Settled when this state (or a newer one that replaced it) was delivered or given up on. */
+  readonly waiters: Waiter[];
 }
 
 interface Lane {
@@ -121,9 +141,18 @@ export class DiscordMessages {
 
   /**
    * Edits a bot message to `body` (coalesced, ordered as described in the module header). Resolves
-   * when this state, or a newer one, was delivered or given up on; never rejects.
+   * at once when the lane drops it (a view once progress was shown, an older snapshot, a non-final
+   * state after the final one), else when this state, or a newer one that replaced it, was delivered
+   * or given up on. Never rejects, unless `rejectOnFailure` is set: then a given-up edit rejects with
+   * the REST error (`discordRetryable` classifies it).
    */
-  edit(channelId: string, messageId: string, body: DiscordMessage, edit: EditKind): Promise<void> {
+  edit(
+    channelId: string,
+    messageId: string,
+    body: DiscordMessage,
+    edit: EditKind,
+    opts: DiscordEditOptions = {},
+  ): Promise<void> {
     const key = `${channelId}/${messageId}`;
     let lane = this.lanes.get(key);
     if (!lane) {
@@ -145,7 +174,9 @@ export class DiscordMessages {
       if (edit.final) lane.finalAt = edit.at;
     }
     const waiters = lane.pending?.waiters ?? [];
-    const done = new Promise<void>((resolve) => waiters.push(resolve));
+    const done = new Promise<void>((resolve, reject) =>
+      waiters.push(opts.rejectOnFailure === true ? { resolve, reject } : { resolve }),
+    );
     lane.pending = { body, edit, waiters };
     if (!lane.running) void this.drain(key, lane, channelId, messageId);
     return done;
@@ -171,8 +202,17 @@ export class DiscordMessages {
             { channelId, messageId, code: discordErrorCode(e), err: (e as Error).message },
             'discord message edit failed',
           );
+          // A newer state queued meanwhile replaces this one: a caller that hears of failures follows
+          // its outcome (the message is to show that state now). The others resolve, as they always did.
+          const newer = lane.pending as Pending | undefined;
+          for (const w of next.waiters) {
+            if (w.reject === undefined) w.resolve();
+            else if (newer) newer.waiters.push(w);
+            else w.reject(e);
+          }
+          continue;
         }
-        for (const w of next.waiters) w();
+        for (const w of next.waiters) w.resolve();
       }
     } finally {
       lane.running = false;

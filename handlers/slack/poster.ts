@@ -1,7 +1,9 @@
 /**
  * The Slack ChatPoster (src/chat-sinks.ts): how alert suggestions and deployment notices reach Slack
  * without a command — a new message in a channel (threaded when asked) with `chat.postMessage`, and
- * later edits through the reporter's paced lane (so they never overtake a switch's progress).
+ * later edits through the reporter's paced lane (so they never overtake a switch's progress). An edit
+ * the lane gave up rejects `update` (its callers retry: a webhook RESOLVED answers 503, a notice's
+ * closing edit is tried again), classified by `retryable` like a failed post.
  */
 import type { WebClient } from '@slack/web-api';
 import type { ChatPoster } from '../../src/chat-sinks.js';
@@ -12,18 +14,22 @@ import { slackErrorCode } from './context.js';
 import {
   classifySlackError,
   SLACK_INTERACTIVE_RETRIES,
+  SlackEditError,
   type SlackReporter,
   slackClient,
 } from './reporter.js';
 
-/** Thrown when Slack refuses a post; names the method, channel and Slack's error code (STYLE 4). */
+/**
+ * Thrown when Slack refuses a post or an edit (`chat.update`); names the method, channel and Slack's
+ * error code (STYLE 4).
+ */
 export class SlackPostError extends Error {
   override readonly name = 'SlackPostError';
   constructor(
     readonly method: string,
     readonly channel: string,
     readonly slackCode: string,
-    /** Whether posting again later may succeed (rate limit, Slack's 5xx, a network fault). */
+    /** Whether trying again later may succeed (rate limit, Slack's 5xx, a network fault). */
     readonly transient = false,
     cause?: unknown,
   ) {
@@ -74,8 +80,20 @@ export class SlackPoster implements ChatPoster {
     };
   }
 
+  /**
+   * Edits the message through the reporter's lane. Resolves once Slack shows this view (or a newer
+   * state queued for the message after it), or when the edit was dropped because the message shows a
+   * switch's final state. Rejects with a SlackPostError when the edit was given up: transient after a
+   * network fault, a 5xx or a rate limit that outlasted the lane's tries, final when Slack refused it
+   * (`message_not_found`, `cant_update_message`, `channel_not_found`, …).
+   */
   async update(ref: MessageRef, view: MessageView): Promise<void> {
-    await this.reporter.edit(ref, renderSlack(view));
+    try {
+      await this.reporter.edit(ref, renderSlack(view), { rejectOnFailure: true });
+    } catch (e) {
+      if (!(e instanceof SlackEditError)) throw e;
+      throw new SlackPostError('chat.update', ref.channel, e.slackCode, e.transient, e);
+    }
   }
 
   /** A refusal (`channel_not_found`, `not_in_channel`, `invalid_auth`, …) is final; faults may pass. */

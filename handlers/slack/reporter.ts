@@ -4,7 +4,8 @@
  * updates are coalesced per message (the latest state wins; intermediate states may be skipped), sent
  * at most about once per second per message, and the final state is always delivered. A 429 is
  * honoured with its `Retry-After`. Chat API failures are logged and counted
- * (`switchyard_chat_api_errors_total`), never thrown into the job.
+ * (`switchyard_chat_api_errors_total`), never thrown into the job. An edit whose caller must know
+ * that it failed (the ChatPoster's `update`: handlers/slack/poster.ts) asks for `rejectOnFailure`.
  */
 import { LogLevel, WebClient, type WebClientOptions } from '@slack/web-api';
 import { type Clock, systemClock, within } from '../../src/clock.js';
@@ -29,6 +30,11 @@ export interface SlackReporterOptions {
   /** Attempts for the final state on transient failures (network, 5xx, 429). */
   readonly finalAttempts?: number;
   /**
+   * Attempts for an edit made with `rejectOnFailure` on a network fault or a 5xx (a 429 is waited out
+   * up to `finalAttempts`, like every edit) before its caller hears of the failure.
+   */
+  readonly updateAttempts?: number;
+  /**
    * Longest time `report` waits for a final state to reach Slack before returning to the job; the
    * delivery itself carries on in the background (a long Retry-After never holds a worker).
    */
@@ -41,12 +47,17 @@ export const slackReporterDefaults = {
   logger: silentLogger,
   minIntervalMs: 1000,
   finalAttempts: 6,
+  // One retry, after the lane's backoff (2 s at the default spacing): it absorbs a single 5xx or
+  // network blip, as the SDK's own retries do for a post. Not more: every caller of `update` retries
+  // later by itself (a webhook sender on the 503, the notices' backoff, the next refresh), and a sender
+  // waits for the answer while the lane retries (each try may take up to SLACK_CALL_TIMEOUT_MS).
+  updateAttempts: 2,
   finalWaitMs: 10_000,
   render: (progress: Progress): SlackMessage => renderSlack(progressView(progress)),
 } as const satisfies Required<
   Pick<
     SlackReporterOptions,
-    'clock' | 'logger' | 'minIntervalMs' | 'finalAttempts' | 'finalWaitMs' | 'render'
+    'clock' | 'logger' | 'minIntervalMs' | 'finalAttempts' | 'updateAttempts' | 'finalWaitMs' | 'render'
   >
 >;
 
@@ -98,11 +109,48 @@ export function createReporterClient(token: string, apiUrl?: string, timeoutMs?:
   return slackClient(token, { apiUrl, timeoutMs, rejectRateLimitedCalls: true, retryConfig: { retries: 0 } });
 }
 
+/**
+ * Why an edit made with `rejectOnFailure` was given up: Slack's error code, and whether trying again
+ * later may pass (a network fault, a 5xx, a rate limit) or Slack refused it for good
+ * (`message_not_found`, `cant_update_message`, `channel_not_found`, …).
+ */
+export class SlackEditError extends Error {
+  override readonly name = 'SlackEditError';
+  constructor(
+    readonly channel: string,
+    readonly ts: string,
+    readonly slackCode: string,
+    readonly transient: boolean,
+    cause?: unknown,
+  ) {
+    super(
+      `SlackEditError[${slackCode}] chat.update channel=${channel} ts=${ts}`,
+      cause === undefined ? {} : { cause },
+    );
+  }
+}
+
+/** Options of `SlackReporter.edit`. */
+export interface SlackEditOptions {
+  /**
+   * Reject with a SlackEditError when the edit (or the newer state that replaced it in the lane) was
+   * given up, instead of resolving; such an edit is also retried once on a transient failure
+   * (`updateAttempts`). An edit dropped because the message shows its final state still resolves.
+   */
+  readonly rejectOnFailure?: boolean;
+}
+
+/** A caller waiting for a state: `reject` only when it asked to hear of a failure. */
+interface Waiter {
+  readonly resolve: () => void;
+  readonly reject?: (error: SlackEditError) => void;
+}
+
 interface Pending {
   readonly message: SlackMessage;
   readonly final: boolean;
-  /** Resolves when this state (or a newer one) was delivered or given up on. */
-  readonly waiters: (() => void)[];
+  /** Settled when this state (or a newer one that replaced it) was delivered or given up on. */
+  readonly waiters: Waiter[];
 }
 
 interface Lane {
@@ -148,6 +196,7 @@ export class SlackReporter implements Reporter {
   private readonly metrics: Pick<Metrics, 'chatApiErrors'> | undefined;
   private readonly minIntervalMs: number;
   private readonly finalAttempts: number;
+  private readonly updateAttempts: number;
   private readonly finalWaitMs: number;
   private readonly lanes = new Map<string, Lane>();
   private readonly idle = new Set<() => void>();
@@ -162,6 +211,7 @@ export class SlackReporter implements Reporter {
     this.metrics = opts.metrics;
     this.minIntervalMs = opts.minIntervalMs ?? slackReporterDefaults.minIntervalMs;
     this.finalAttempts = opts.finalAttempts ?? slackReporterDefaults.finalAttempts;
+    this.updateAttempts = opts.updateAttempts ?? slackReporterDefaults.updateAttempts;
     this.finalWaitMs = opts.finalWaitMs ?? slackReporterDefaults.finalWaitMs;
   }
 
@@ -194,11 +244,13 @@ export class SlackReporter implements Reporter {
 
   /**
    * Edits one message through the same paced lane as progress (so a click handler's edit and the
-   * job's progress never overtake each other). Dropped when the message already shows a final state.
-   * Resolves when delivered or given up on; never rejects.
+   * job's progress never overtake each other). Dropped (resolves at once) when the message already
+   * shows a final state. When a newer state replaces it before it went out, it settles as that state
+   * does. Resolves when delivered or given up on and never rejects, unless `rejectOnFailure` is set:
+   * then a given-up edit rejects with a SlackEditError (see SlackEditOptions).
    */
-  edit(ref: MessageRef, message: SlackMessage): Promise<void> {
-    return this.enqueue(ref, message, false);
+  edit(ref: MessageRef, message: SlackMessage, opts: SlackEditOptions = {}): Promise<void> {
+    return this.enqueue(ref, message, false, opts.rejectOnFailure === true);
   }
 
   /** Whether a final state of this message was queued or delivered here (later edits are dropped). */
@@ -212,7 +264,12 @@ export class SlackReporter implements Reporter {
     return new Promise((resolve) => this.idle.add(resolve));
   }
 
-  private enqueue(ref: MessageRef, message: SlackMessage, final: boolean): Promise<void> {
+  private enqueue(
+    ref: MessageRef,
+    message: SlackMessage,
+    final: boolean,
+    rejectOnFailure = false,
+  ): Promise<void> {
     const key = `${ref.channel}/${ref.messageId}`;
     this.prune(key);
     // From the moment a final state is queued, later non-final edits (a late progress state, a
@@ -235,7 +292,9 @@ export class SlackReporter implements Reporter {
     const waiters = lane.pending?.waiters ?? [];
     // A final state is never replaced by a non-final one (a late intermediate report).
     const keep = lane.pending?.final === true && !final ? lane.pending : undefined;
-    const done = new Promise<void>((resolve) => waiters.push(resolve));
+    const done = new Promise<void>((resolve, reject) =>
+      waiters.push(rejectOnFailure ? { resolve, reject } : { resolve }),
+    );
     lane.pending = keep ?? { message, final, waiters };
     if (!lane.running) void this.drain(lane);
     return done;
@@ -266,12 +325,16 @@ export class SlackReporter implements Reporter {
         if (outcome.ok) {
           attempts = 0;
           lane.nextAllowedAt = this.clock.now() + this.minIntervalMs;
-          for (const w of current.waiters) w();
+          for (const w of current.waiters) w.resolve();
           continue;
         }
         attempts += 1;
         const { failure } = outcome;
-        const retryable = failure.kind !== 'permanent' && (current.final || failure.kind === 'ratelimited');
+        // A caller that hears of a failure (`rejectOnFailure`) gets `updateAttempts` tries on a fault.
+        const asked = current.waiters.some((w) => w.reject !== undefined);
+        const retryable =
+          failure.kind !== 'permanent' &&
+          (current.final || failure.kind === 'ratelimited' || (asked && attempts < this.updateAttempts));
         if (retryable && attempts < this.finalAttempts) {
           // Put the state back unless a newer one arrived meanwhile (the newer one carries its waiters).
           const newer = pendingOf(lane);
@@ -287,7 +350,21 @@ export class SlackReporter implements Reporter {
           { channel: lane.channel, ts: lane.ts, final: current.final },
           'slack progress update given up',
         );
-        for (const w of current.waiters) w();
+        const error = new SlackEditError(
+          lane.channel,
+          lane.ts,
+          outcome.code,
+          failure.kind !== 'permanent',
+          outcome.error,
+        );
+        // A newer state queued meanwhile replaces this one: a caller that hears of failures follows
+        // its outcome (the message is to show that state now). The others resolve, as they always did.
+        const newer = pendingOf(lane);
+        for (const w of current.waiters) {
+          if (w.reject === undefined) w.resolve();
+          else if (newer) newer.waiters.push(w);
+          else w.reject(error);
+        }
       }
     } finally {
       lane.running = false;
@@ -301,7 +378,7 @@ export class SlackReporter implements Reporter {
   private async send(
     lane: Lane,
     message: SlackMessage,
-  ): Promise<{ ok: true } | { ok: false; failure: Failure }> {
+  ): Promise<{ ok: true } | { ok: false; failure: Failure; code: string; error: unknown }> {
     try {
       await this.client.chat.update({
         channel: lane.channel,
@@ -317,7 +394,7 @@ export class SlackReporter implements Reporter {
         { channel: lane.channel, ts: lane.ts, code, err: e instanceof Error ? e.message : String(e) },
         'slack chat.update failed',
       );
-      return { ok: false, failure };
+      return { ok: false, failure, code, error: e };
     }
   }
 }

@@ -910,6 +910,17 @@ export function compositeSink(sinks: Partial<Record<SurfaceName, SuggestionSink>
     if (failed && ok.length === 0) throw failed.reason;
     return ok;
   };
+  // Edits are idempotent: one that failed on one surface while another surface's went through is worth
+  // trying again (the sender's retry edits both again), unless that surface refused it for good.
+  const settleEdits = async (calls: Promise<void>[]): Promise<void> => {
+    const failures = (await Promise.allSettled(calls)).flatMap((r) =>
+      r.status === 'rejected' ? [r.reason] : [],
+    );
+    if (failures.length === 0) return;
+    const transient = failures.find((e) => !isPermanentChatError(e));
+    if (transient !== undefined) throw transient;
+    if (failures.length === calls.length) throw failures[0];
+  };
   return {
     async suggest(input) {
       const calls = entries()
@@ -926,10 +937,10 @@ export function compositeSink(sinks: Partial<Record<SurfaceName, SuggestionSink>
         .map(([surface, sink]) => ({ sink, refs: refs.filter((r) => r.surface === surface) }))
         .filter((c) => c.refs.length > 0)
         .map((c) => c.sink.resolved(c.refs, input));
-      await settle(calls);
+      await settleEdits(calls);
     },
     async refresh(planId, opts) {
-      await settle(entries().flatMap(([, sink]) => (sink.refresh ? [sink.refresh(planId, opts)] : [])));
+      await settleEdits(entries().flatMap(([, sink]) => (sink.refresh ? [sink.refresh(planId, opts)] : [])));
     },
     async linkRunningJob(input) {
       const calls = entries()

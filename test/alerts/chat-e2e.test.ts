@@ -13,12 +13,14 @@ import { afterEach, describe, expect, it, vi } from 'vitest';
 import { type RunningSwitchyard, type SurfaceFactory, startSwitchyard } from '../../handlers/app.js';
 import { slackSurface } from '../../handlers/slack/surface.js';
 import { discordSurface } from '../../handlers/surfaces.js';
+import type { Clock } from '../../src/clock.js';
 import { fileConfigSchema, parseEnv } from '../../src/config.js';
 import { silentLogger } from '../../src/log.js';
 import { buttonId, textOf, waitForMessage, waitForPost } from '../discord/harness.js';
 import { type FakeDiscord, makeSnowflake, startFakeDiscord } from '../fakes/discord/server.js';
 import { buttonsOf, SlackRequests } from '../fakes/slack/requests.js';
 import { FakeSlack, type RecordedCall } from '../fakes/slack/server.js';
+import { SlackFront } from '../slack/faulty-front.js';
 import { redisUrl, uniqueName } from '../support/redis.js';
 import { startTestSwitchyard, type TestSwitchyard } from '../support/switchyard.js';
 import { AlertLog, observed } from './observe.js';
@@ -36,6 +38,8 @@ afterEach(async () => {
 /** Everything a Slack test drives. */
 interface SlackRig {
   readonly fake: FakeSlack;
+  /** In front of `fake` when asked for (`front: true`): every Slack call goes through it. */
+  readonly front: SlackFront | undefined;
   readonly app: TestSwitchyard;
   readonly requests: SlackRequests;
   readonly log: AlertLog;
@@ -45,19 +49,32 @@ interface SlackRig {
 
 let tsCounter = 0;
 
-async function startSlackRig(env: Record<string, string> = {}): Promise<SlackRig> {
+async function startSlackRig(
+  env: Record<string, string> = {},
+  opts: { readonly front?: boolean; readonly clock?: Clock } = {},
+): Promise<SlackRig> {
   const fake = await new FakeSlack({ channels: { [WATCHED]: 'alerts', [UNWATCHED]: 'random' } }).start();
   closers.push(() => fake.close());
+  const front = opts.front === true ? await SlackFront.start(fake) : undefined;
+  if (front) closers.push(() => front.close());
   const log = new AlertLog();
+  const clock = opts.clock;
+  const slack: SurfaceFactory = clock === undefined ? slackSurface : (ctx) => slackSurface({ ...ctx, clock });
   const app = await startTestSwitchyard({
-    env: { SLACK_BOT_TOKEN: fake.token, SLACK_SIGNING_SECRET: SECRET, SLACK_API_URL: fake.apiUrl, ...env },
+    env: {
+      SLACK_BOT_TOKEN: fake.token,
+      SLACK_SIGNING_SECRET: SECRET,
+      SLACK_API_URL: front?.apiUrl ?? fake.apiUrl,
+      ...env,
+    },
     file: { local: LOCAL, alerts: { watch: { slack: [WATCHED] } } },
-    factories: [observed(slackSurface, log)],
+    factories: [observed(slack, log)],
   });
   closers.push(() => app.close());
   const requests = new SlackRequests(`${app.baseUrl}/slack/events`, SECRET, fake);
   return {
     fake,
+    front,
     app,
     requests,
     log,
@@ -112,6 +129,20 @@ function alertmanagerMessage(
     ts,
     event_ts: ts,
     channel_type: 'channel',
+  };
+}
+
+/**
+ * The system clock, except that waiting takes no real time: `now()` moves on by what was slept (the
+ * Slack reporter's pacing and backoff on it pass at once, in order).
+ */
+function skippingClock(): Clock {
+  let skipped = 0;
+  return {
+    now: () => Date.now() + skipped,
+    sleep: async (ms) => {
+      skipped += Math.max(0, ms);
+    },
   };
 }
 
@@ -374,6 +405,34 @@ describe('Slack: webhook alerts of several incidents that point at one rollback'
       20_000,
     );
     expect((await app.platform.snapshot('production')).environment.currentDeploymentId).toBe('dep_3hd7xa');
+  });
+
+  it("a RESOLVED whose Slack edit failed (Slack's 5xx) answers 503, and the sender's retry edits the suggestion", async () => {
+    // Slack is the only surface (with the console on, its edit would pass and hide Slack's failure);
+    // the Slack surface's clock skips the lane's backoff so no real time passes.
+    const { fake, front, app } = await startSlackRig(
+      { SLACK_ALERT_CHANNEL: WATCHED, SWITCHYARD_CONSOLE: 'off' },
+      { front: true, clock: skippingClock() },
+    );
+    if (!front) throw new Error('no front');
+    expect(await webhook(app, alert(0))).toEqual({ status: 202, outcome: 'suggested' });
+    const ts = String(suggestionsIn(fake)[0]?.response.ts);
+    const firing = latest(fake, ts).text;
+    expect(firing).not.toContain('resolved');
+
+    front.fail('chat.update', Number.POSITIVE_INFINITY); // Slack answers 503 to every edit
+    expect(await webhook(app, alert(0, 'resolved'))).toEqual({ status: 503, outcome: 'failed' });
+    expect(front.faulted.length).toBeGreaterThan(0);
+    expect(latest(fake, ts).text).toBe(firing); // the message still asks to roll back, as before
+
+    front.heal('chat.update');
+    expect(await webhook(app, alert(0, 'resolved'))).toEqual({ status: 202, outcome: 'resolved' });
+    const resolved = latest(fake, ts);
+    expect(resolved.text).toContain('alert resolved');
+    expect(resolved.buttons).toEqual(
+      expect.arrayContaining([expect.stringMatching(/^Rollback.*\(optional\)/)]),
+    );
+    expect(suggestionsIn(fake)).toHaveLength(1);
   });
 
   it("Dismiss in Slack sticks: the console's copy does not count, says cancelled, and later alerts are not suggested", async () => {

@@ -1,6 +1,7 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { compositeSink, createAlertService, parseChatAlert } from '../../src/alerts/service.js';
 import { type NormalizedAlert, normalizedAlert } from '../../src/alerts/types.js';
+import { PermanentChatError } from '../../src/errors.js';
 import { uniqueName } from '../support/redis.js';
 import { alertCount, createHarness, DEMO_SENTENCE, type Harness, MINUTE, RecordingSink } from './helpers.js';
 
@@ -607,5 +608,23 @@ describe('compositeSink and createAlertService', () => {
     expect(await sink.suggest(input)).toEqual([
       { surface: 'discord', channel: '123456', messageId: 'msg-1' },
     ]);
+  });
+
+  it('an edit that failed on one surface fails the whole (a retry may pass), unless it was refused for good', async () => {
+    const a = new RecordingSink();
+    const b = new RecordingSink();
+    a.failRefresh = 1;
+    const sink = compositeSink({ slack: a, discord: b });
+    await expect(sink.refresh?.('plan_1')).rejects.toThrow('chat API unavailable');
+    expect(b.refreshes).toEqual(['plan_1']);
+    const refused = compositeSink({
+      slack: {
+        suggest: async () => [],
+        resolved: async () => undefined,
+        refresh: () => Promise.reject(new PermanentChatError(new Error('message_not_found'))),
+      },
+      discord: b,
+    });
+    await expect(refused.refresh?.('plan_1')).resolves.toBeUndefined();
   });
 });

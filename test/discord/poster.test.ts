@@ -1,0 +1,176 @@
+/**
+ * The Discord ChatPoster's `update` (handlers/surfaces.ts `discordPoster`) through the real
+ * DiscordMessages lane and discord.js REST against the fake Discord: an edit that failed rejects with
+ * the REST error, which `retryable` classifies (a 5xx after REST's own retries may pass; Unknown
+ * Message is final); an edit replaced by a newer one settles as that one does; an edit the lane drops
+ * because the message shows a switch's progress resolves. Progress reports and click edits still
+ * never reject.
+ */
+import { REST } from 'discord.js';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { DiscordMessages } from '../../handlers/discord/messages.js';
+import { DiscordReporter } from '../../handlers/discord/reporter.js';
+import { discordPoster } from '../../handlers/surfaces.js';
+import type { ChatPoster } from '../../src/chat-sinks.js';
+import { textView } from '../../src/chat-sinks.js';
+import { type MessageRef, type Progress, progressSchema } from '../../src/progress.js';
+import { renderDiscord } from '../../src/views/discord.js';
+import { type FakeDiscord, startFakeDiscord } from '../fakes/discord/server.js';
+import { textOf } from './harness.js';
+
+const T0 = Date.UTC(2026, 10, 29, 12, 0, 0);
+const EDIT = /^\/channels\/\d+\/messages\/\d+$/;
+
+function progress(outcome?: 'succeeded' | 'failed'): Progress {
+  return progressSchema.parse({
+    jobId: 'sw_1',
+    planId: 'plan_0123abcd',
+    action: 'rollback',
+    environment: 'production',
+    targetId: 'dep_b',
+    fromId: 'dep_a',
+    requestedBy: { surface: 'discord', userId: '42', displayName: 'alice' },
+    steps: [{ step: 'switching', state: outcome ? 'done' : 'running', startedAt: T0 }],
+    ...(outcome === undefined ? {} : { outcome, message: `Rollback ${outcome}.` }),
+    traffic: [],
+    updatedAt: T0 + (outcome === undefined ? 0 : 900),
+  });
+}
+
+/** What the update promise came to: 'resolved', or the error it rejected with. */
+async function outcomeOf(p: Promise<void>): Promise<'resolved' | unknown> {
+  try {
+    await p;
+    return 'resolved';
+  } catch (e) {
+    return e;
+  }
+}
+
+describe('Discord poster update', () => {
+  let fake: FakeDiscord;
+  let rest: REST;
+  let messages: DiscordMessages;
+  let poster: ChatPoster;
+  let ref: MessageRef;
+
+  beforeEach(async () => {
+    fake = await startFakeDiscord();
+    rest = new REST({ api: fake.apiUrl }).setToken(fake.token);
+    messages = new DiscordMessages({ rest });
+    poster = discordPoster(messages);
+    ref = await poster.post(fake.channels.ops, textView('Alert on production', ['It fires.'], 'warning'));
+  });
+
+  afterEach(async () => {
+    rest.clearHashSweeper();
+    rest.clearHandlerSweeper();
+    await fake.close();
+  });
+
+  const edits = () => fake.calls.filter((c) => c.method === 'PATCH');
+  const shown = () => textOf(fake.messages.get(ref.messageId) ?? { content: '', embeds: [] });
+
+  it("rejects after Discord's 5xx outlasted REST's retries: retryable", async () => {
+    fake.failNext({
+      method: 'PATCH',
+      path: EDIT,
+      status: 503,
+      code: 0,
+      message: 'Service Unavailable',
+      times: 4,
+    });
+    const error = await outcomeOf(
+      poster.update(ref, textView('Resolved', ['The alert resolved.'], 'success')),
+    );
+    expect(error).toMatchObject({ status: 503 });
+    expect(poster.retryable?.(error)).toBe(true);
+    expect(edits().map((c) => c.status)).toEqual([503, 503, 503, 503]); // 1 try + REST's 3 retries
+    expect(shown()).toContain('Alert on production');
+  });
+
+  it('rejects when Discord refuses it (Unknown Message, Missing Access): not retryable', async () => {
+    fake.messages.delete(ref.messageId);
+    const gone = await outcomeOf(poster.update(ref, textView('Resolved', [], 'success')));
+    expect(gone).toMatchObject({ status: 404, code: 10008 });
+    expect(poster.retryable?.(gone)).toBe(false);
+
+    const other = await poster.post(fake.channels.ops, textView('Another', []));
+    fake.failNext({ method: 'PATCH', path: EDIT, status: 403, code: 50001, message: 'Missing Access' });
+    const denied = await outcomeOf(poster.update(other, textView('Resolved', [], 'success')));
+    expect(denied).toMatchObject({ status: 403, code: 50001 });
+    expect(poster.retryable?.(denied)).toBe(false);
+    expect(edits().map((c) => c.status)).toEqual([404, 403]);
+  });
+
+  it('an edit replaced by a newer one before it went out settles as the newer one does', async () => {
+    // One goes out at once; Two waits behind it and is replaced by Three.
+    const one = outcomeOf(poster.update(ref, textView('One', [])));
+    const two = outcomeOf(poster.update(ref, textView('Two', [])));
+    const three = outcomeOf(poster.update(ref, textView('Three', [])));
+    expect([await one, await two, await three]).toEqual(['resolved', 'resolved', 'resolved']);
+    expect(edits().map((c) => textOf(c.body as { content: string; embeds: [] }))).toEqual([
+      expect.stringContaining('One'),
+      expect.stringContaining('Three'),
+    ]);
+
+    // Four (in flight) is refused while Six waits: it follows Six; Six is refused: all three hear it.
+    fake.failNext({
+      method: 'PATCH',
+      path: EDIT,
+      status: 403,
+      code: 50001,
+      message: 'Missing Access',
+      times: 2,
+    });
+    const four = outcomeOf(poster.update(ref, textView('Four', [])));
+    const five = outcomeOf(poster.update(ref, textView('Five', [])));
+    const six = outcomeOf(poster.update(ref, textView('Six', [])));
+    const results = [await four, await five, await six];
+    for (const r of results) expect(r).toMatchObject({ status: 403, code: 50001 });
+    expect(
+      edits()
+        .slice(2)
+        .map((c) => c.status),
+    ).toEqual([403, 403]);
+  });
+
+  it('an edit refused while a newer one waits follows the newer one, which Discord took', async () => {
+    fake.failNext({ method: 'PATCH', path: EDIT, status: 400, code: 50035, message: 'Invalid Form Body' });
+    const first = outcomeOf(poster.update(ref, textView('First', [])));
+    const second = outcomeOf(poster.update(ref, textView('Second', [])));
+    expect([await first, await second]).toEqual(['resolved', 'resolved']);
+    expect(edits().map((c) => c.status)).toEqual([400, 200]);
+    expect(shown()).toContain('Second');
+  });
+
+  it('an edit after the switch showed its progress (final state) resolves without editing', async () => {
+    const reporter = new DiscordReporter({ messages });
+    await reporter.report(progress('succeeded'), [ref]);
+    await expect(poster.update(ref, textView('Resolved', [], 'success'))).resolves.toBeUndefined();
+    expect(edits()).toHaveLength(1);
+    expect(shown()).toContain('succeeded');
+  });
+
+  it('progress reports and click edits still resolve on a failure', async () => {
+    const reporter = new DiscordReporter({ messages });
+    fake.failNext({
+      method: 'PATCH',
+      path: EDIT,
+      status: 503,
+      code: 0,
+      message: 'Service Unavailable',
+      times: 4,
+    });
+    await expect(reporter.report(progress(), [ref])).resolves.toBeUndefined();
+    const other = await poster.post(fake.channels.ops, textView('Another', []));
+    fake.messages.delete(other.messageId);
+    await expect(
+      messages.edit(other.channel, other.messageId, renderDiscord(textView('Confirmed', [])), {
+        kind: 'view',
+      }),
+    ).resolves.toBeUndefined();
+    await expect(reporter.report(progress('failed'), [other])).resolves.toBeUndefined();
+    expect(edits().map((c) => c.status)).toEqual([503, 503, 503, 503, 404, 404]);
+  });
+});
