@@ -39,7 +39,11 @@ export class ClusterUrlError extends Error {
   override readonly name = 'ClusterUrlError';
 }
 
-const HOST = /^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?)$/;
+/**
+ * A seed host: an IPv6 address in brackets, an IPv4 address or a host name. Underscores are allowed as
+ * a `redis://` URL allows them: Docker Compose service and container names (`redis_node_1`) resolve.
+ */
+const HOST = /^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_](?:[A-Za-z0-9_.-]*[A-Za-z0-9_])?)$/;
 
 function decodePart(text: string, what: string): string {
   try {

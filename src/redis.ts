@@ -16,7 +16,14 @@
  * where a cluster differs: commands without a key (SCAN, CONFIG) go to every master (`masters`,
  * `scanKeys`), and keys of different slots never share one command (`deleteKeys`).
  */
-import { Cluster, type ClusterOptions, Redis, type RedisOptions } from 'ioredis';
+import {
+  Cluster,
+  type ClusterNode,
+  type ClusterOptions,
+  type Command,
+  Redis,
+  type RedisOptions,
+} from 'ioredis';
 import { systemClock, within } from './clock.js';
 import { SwitchyardError } from './errors.js';
 import type { Logger } from './log.js';
@@ -48,13 +55,127 @@ export function redisOptions(url: string): RedisOptions {
 }
 
 /**
- * A Cluster client for `target`. `node` holds options of every node connection (`redisOptions`); the
- * offline queue of a cluster is the cluster's own (node connections always queue until connected), so
- * `node.enableOfflineQueue` becomes the cluster's.
+ * Cluster options of the patient client. ioredis re-sends a command whose node connection closed (a
+ * master restarting, the seconds before a replica takes over) or that met CLUSTERDOWN or TRYAGAIN, but
+ * at most `maxRedirections` times (16 by default, `retryDelayOnFailover` 100 ms apart: about a second)
+ * and then rejects it ("Too many Cluster redirections"). A patient client waits as long as a patient
+ * single Redis does (`maxRetriesPerRequest: null`): no such limit. Each retry round refreshes the slots
+ * once for every command waiting, so the delays keep a long outage cheap.
  */
-function createCluster(target: ClusterTarget, node: RedisOptions, cluster: ClusterOptions = {}): Cluster {
+const PATIENT_CLUSTER = {
+  maxRedirections: Number.POSITIVE_INFINITY,
+  retryDelayOnFailover: 200,
+  retryDelayOnClusterDown: 200,
+  retryDelayOnTryAgain: 100,
+} as const satisfies ClusterOptions;
+
+/**
+ * Cluster options of the fail-fast client: a command whose node connection closed, or that meets
+ * CLUSTERDOWN, fails at once (it may have run on the node that went away, and a request refused for
+ * Redis must not run later). Redirections (MOVED, ASK, TRYAGAIN) are still followed: Redis did not run
+ * the command.
+ */
+const REQUEST_CLUSTER = {
+  retryDelayOnFailover: 0,
+  retryDelayOnClusterDown: 0,
+} as const satisfies ClusterOptions;
+
+/**
+ * What the fail-fast cluster client refuses a command with while the cluster is not ready: ioredis's
+ * own words for that refusal (src/errors.ts recognises them as `redis_unavailable`).
+ */
+const CLUSTER_NOT_READY = "Cluster isn't ready and enableOfflineQueue options is false";
+
+/**
+ * The fail-fast cluster client (`createRequestRedis`). ioredis opens node connections lazily, on the
+ * first command for a node, and with the cluster's offline queue off it refuses ("Connection is
+ * closed.") every other command for a node whose connection is still opening, every node being up: a
+ * burst of requests right after a start, or after a node connection was re-opened, would be refused
+ * for nothing. So the cluster's offline queue stays on, and this client keeps the promises of a
+ * fail-fast connection itself:
+ *   - while the cluster is not ready, a command fails at once (never queued for later);
+ *   - a command for a node connection that is still opening waits for it in that connection's queue,
+ *     within `commandTimeout` like any command;
+ *   - a command whose caller already had its answer (it timed out waiting there, or waiting in the
+ *     cluster's queue for a redirection) is dropped, never written: a request refused for Redis
+ *     changes nothing later. Each node connection checks this before it writes a command.
+ */
+class RequestCluster extends Cluster {
+  // ES private members: ioredis names its methods after Redis commands (watch, wait, time…).
+  /** The promises of commands whose caller had its answer: a reply, an error, a timeout. */
+  readonly #answered = new WeakSet<Promise<unknown>>();
+  /** The promises of commands whose answer is watched (`#answered`). */
+  readonly #watched = new WeakSet<Promise<unknown>>();
+  readonly #seeds: ClusterNode[];
+
+  constructor(seeds: ClusterNode[], options: ClusterOptions) {
+    // Node connections are only created once the seeds are resolved (asynchronously), so the
+    // listener below sees every one of them.
+    super(seeds, { ...options, enableOfflineQueue: true });
+    this.#seeds = seeds;
+    this.on('+node', (node: Redis) => this.#neverLate(node));
+  }
+
+  override sendCommand(...args: Parameters<Cluster['sendCommand']>): unknown {
+    const [command] = args;
+    const { promise } = command;
+    // Sent again from the cluster's offline queue, after its caller gave up on it.
+    if (this.#answered.has(promise)) return promise;
+    // CLUSTER commands go out before the cluster is ready (its ready check), to a node it knows.
+    if (this.status !== 'ready' && !(command.name === 'cluster' && this.nodes().length > 0)) {
+      command.reject(new Error(CLUSTER_NOT_READY));
+      return promise;
+    }
+    this.#track(command);
+    return super.sendCommand(...args);
+  }
+
+  /** A client of the same kind (BullMQ duplicates connections). */
+  override duplicate(
+    overrideStartupNodes: ClusterNode[] = [],
+    overrideOptions: ClusterOptions = {},
+  ): Cluster {
+    const seeds = overrideStartupNodes.length > 0 ? overrideStartupNodes : this.#seeds;
+    return new RequestCluster(seeds, { ...this.options, ...overrideOptions });
+  }
+
+  /**
+   * Marks the command's promise answered when the command settles. Wrapped before ioredis wraps
+   * `reject` to follow redirections, so a redirection is not an answer; a retried pipeline gets a new
+   * promise, watched again.
+   */
+  #track(command: Command): void {
+    const { promise } = command;
+    if (this.#watched.has(promise)) return;
+    this.#watched.add(promise);
+    const { resolve, reject } = command;
+    const answered = this.#answered;
+    command.resolve = (value: unknown) => {
+      answered.add(promise);
+      resolve(value);
+    };
+    command.reject = (error: Error) => {
+      answered.add(promise);
+      reject(error);
+    };
+  }
+
+  /** Makes `node` drop, instead of writing, a command whose caller already had its answer. */
+  #neverLate(node: Redis): void {
+    const send = node.sendCommand.bind(node);
+    node.sendCommand = (command, stream) =>
+      this.#answered.has(command.promise) ? command.promise : send(command, stream);
+  }
+}
+
+/**
+ * A Cluster client for `target`, patient or fail-fast (see the module header). `node` holds options of
+ * every node connection (`redisOptions`); its `enableOfflineQueue` is ignored: node connections always
+ * queue until connected, and the kind decides the cluster's own queue.
+ */
+function createCluster(target: ClusterTarget, node: RedisOptions, kind: 'patient' | 'request'): Cluster {
   const {
-    enableOfflineQueue,
+    enableOfflineQueue: _offline,
     host: _host,
     port: _port,
     path: _path,
@@ -63,30 +184,33 @@ function createCluster(target: ClusterTarget, node: RedisOptions, cluster: Clust
     sentinels: _sentinels,
     ...nodeOptions
   } = node;
-  return new Cluster(
-    target.seeds.map((s) => ({ host: s.host, port: s.port })),
-    {
+  const seeds: ClusterNode[] = target.seeds.map((s) => ({ host: s.host, port: s.port }));
+  const options: ClusterOptions = {
+    enableReadyCheck: true,
+    lazyConnect: false,
+    // With TLS, connect to nodes by the names the cluster announces, so certificates match them.
+    ...(target.tls
+      ? {
+          dnsLookup: (address: string, callback: (err: null, address: string) => void) =>
+            callback(null, address),
+        }
+      : {}),
+    ...(kind === 'patient' ? PATIENT_CLUSTER : REQUEST_CLUSTER),
+    redisOptions: {
+      maxRetriesPerRequest: null,
       enableReadyCheck: true,
-      lazyConnect: false,
-      ...(enableOfflineQueue === undefined ? {} : { enableOfflineQueue }),
-      // With TLS, connect to nodes by the names the cluster announces, so certificates match them.
-      ...(target.tls ? { dnsLookup: (address, callback) => callback(null, address) } : {}),
-      ...cluster,
-      redisOptions: {
-        maxRetriesPerRequest: null,
-        enableReadyCheck: true,
-        ...(target.username === undefined ? {} : { username: target.username }),
-        ...(target.password === undefined ? {} : { password: target.password }),
-        ...(target.tls ? { tls: {} } : {}),
-        ...nodeOptions,
-      },
+      ...(target.username === undefined ? {} : { username: target.username }),
+      ...(target.password === undefined ? {} : { password: target.password }),
+      ...(target.tls ? { tls: {} } : {}),
+      ...nodeOptions,
     },
-  );
+  };
+  return kind === 'patient' ? new Cluster(seeds, options) : new RequestCluster(seeds, options);
 }
 
 /** A new patient ioredis client for `url`, safe for BullMQ workers and queues. */
 export function createRedis(url: string, extra: RedisOptions = {}): RedisClient {
-  if (isClusterUrl(url)) return createCluster(parseClusterUrl(url), extra);
+  if (isClusterUrl(url)) return createCluster(parseClusterUrl(url), extra, 'patient');
   return new Redis({ ...redisOptions(url), ...extra });
 }
 
@@ -101,19 +225,14 @@ const failFast = {
 } as const satisfies RedisOptions;
 
 /**
- * A new fail-fast ioredis client for request paths (see the module header). On a cluster, a command
- * whose node connection closed (a node down, a failover in progress) or that meets CLUSTERDOWN fails at
- * once too (`retryDelayOnFailover`/`retryDelayOnClusterDown` 0): it may have run on the node that went
- * away, and a request refused for Redis must not run later. Redirections (MOVED, ASK, TRYAGAIN) are still
- * followed: Redis did not run the command.
+ * A new fail-fast ioredis client for request paths (see the module header). On a cluster
+ * (`RequestCluster`): a command fails at once while the cluster is not ready, or when its node
+ * connection closes (a node down, a failover in progress: it may have run there) or it meets
+ * CLUSTERDOWN; redirections (MOVED, ASK, TRYAGAIN) are followed, and a node connection still opening is
+ * waited for, within `commandTimeout`.
  */
 export function createRequestRedis(url: string, extra: RedisOptions = {}): RedisClient {
-  if (isClusterUrl(url))
-    return createCluster(
-      parseClusterUrl(url),
-      { ...failFast, ...extra },
-      { retryDelayOnFailover: 0, retryDelayOnClusterDown: 0 },
-    );
+  if (isClusterUrl(url)) return createCluster(parseClusterUrl(url), { ...failFast, ...extra }, 'request');
   return createRedis(url, { ...failFast, ...extra });
 }
 

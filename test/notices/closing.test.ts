@@ -15,6 +15,7 @@ import { createLogger } from '../../src/log.js';
 import type { NoticeOutcome } from '../../src/notices.js';
 import type { ActingUser } from '../../src/permissions.js';
 import type { MessageRef } from '../../src/progress.js';
+import { scanKeys } from '../../src/redis.js';
 import { formatTime } from '../../src/views/format.js';
 import type { MessageView } from '../../src/views/types.js';
 import {
@@ -389,7 +390,7 @@ describe('what is kept for closing', () => {
       await w.pushAndBuild('production', [n]),
       await w.pushAndBuild('production', [n]),
     ];
-    const keys = (await w.redis.keys(`${w.prefix}:notices:open*`)).sort();
+    const keys = (await scanKeys(w.redis, `${w.prefix}:notices:open*`)).sort();
     const since = (await w.platform.snapshot('production')).environment.rolledBackAt;
     expect(keys).toEqual([
       `${w.prefix}:notices:open-periods:production`,
@@ -408,8 +409,8 @@ describe('what is kept for closing', () => {
     expect(edited(oldest)).toEqual([]); // pushed out by the cap: left as posted
     expect(edited(middle)?.map((v) => v.title)).toEqual([`${middle.id} did not go live on production`]);
     expect(edited(newest)?.map((v) => v.title)).toEqual([`${newest.id} went live on production`]);
-    expect(await w.redis.keys(`${w.prefix}:notices:open*`)).toEqual([]);
-    const ended = await w.redis.keys(`${w.prefix}:notices:ended:*`);
+    expect(await scanKeys(w.redis, `${w.prefix}:notices:open*`)).toEqual([]);
+    const ended = await scanKeys(w.redis, `${w.prefix}:notices:ended:*`);
     expect(ended).toHaveLength(1);
     expect(await w.redis.pttl(nth(ended, 0))).toBeGreaterThan(0);
   });

@@ -5,7 +5,7 @@
  */
 import { afterEach, describe, expect, it } from 'vitest';
 import { parseEnv } from '../../src/config.js';
-import { ConfigError } from '../../src/errors.js';
+import { ConfigError, redisUnavailable } from '../../src/errors.js';
 import {
   createRedis,
   createRequestRedis,
@@ -44,12 +44,24 @@ describe('cluster URLs', () => {
     ['redis+cluster://h1:7000,,h2:7001', /no empty seed node/],
     ['redis+cluster://h1:70000', /"h1:70000" has no valid port/],
     ['redis+cluster://h1:port', /"h1:port" has no valid port/],
-    ['redis+cluster://h_1:7000', /"h_1:7000" is not host:port/],
+    ['redis+cluster://h!1:7000', /"h!1:7000" is not host:port/],
+    ['redis+cluster://-h1:7000', /"-h1:7000" is not host:port/],
     ['redis+cluster://h1:7000/2', /database 0 only/],
     ['redis+cluster://h1:7000?tls=1', /no query string/],
     ['redis+cluster://u:%zz@h1:7000', /password is not valid percent-encoding/],
   ])('refuses %s saying why', (url, why) => {
     expect(() => parseClusterUrl(url)).toThrow(why);
+  });
+
+  it('accepts host names with underscores, as a redis:// URL does (Docker Compose service names)', () => {
+    expect(parseEnv({ REDIS_URL: 'redis://redis_node_1:6379' }).REDIS_URL).toBe('redis://redis_node_1:6379');
+    const url = 'redis+cluster://redis_node_1:7000,redis_node_2:7000,_r3_:7001';
+    expect(parseClusterUrl(url).seeds).toEqual([
+      { host: 'redis_node_1', port: 7000 },
+      { host: 'redis_node_2', port: 7000 },
+      { host: '_r3_', port: 7001 },
+    ]);
+    expect(parseEnv({ REDIS_URL: url }).REDIS_URL).toBe(url);
   });
 
   it('is refused by the configuration naming REDIS_URL, with the password hidden', () => {
@@ -126,7 +138,7 @@ describe('cluster connections', () => {
     return c;
   }
 
-  it('patient: every node connection waits for Redis (maxRetriesPerRequest null), as BullMQ workers need', () => {
+  it('patient: every node connection waits for Redis (maxRetriesPerRequest null), as BullMQ workers need, and the cluster never gives a command up', () => {
     const c = open(createRedis, 'redis+cluster://ops:pw@127.0.0.1:1,127.0.0.1:2');
     if (!isCluster(c)) throw new Error('expected a Cluster client');
     expect(c.options.enableOfflineQueue).toBe(true);
@@ -136,16 +148,17 @@ describe('cluster connections', () => {
       password: 'pw',
     });
     expect(c.options.redisOptions?.tls).toBeUndefined();
+    // ioredis's default gives up after 16 redirections 100 ms apart: a master away for a second.
+    expect(c.options.maxRedirections).toBe(Number.POSITIVE_INFINITY);
+    for (const delay of ['retryDelayOnFailover', 'retryDelayOnClusterDown', 'retryDelayOnTryAgain'] as const)
+      expect(c.options[delay]).toBeGreaterThan(0);
   });
 
-  it('fail-fast: no offline queue, no retry after a closed node connection, commands time out', () => {
+  it('fail-fast: no retry after a closed node connection, commands time out', () => {
     const c = open(createRequestRedis, 'rediss+cluster://:pw@127.0.0.1:1');
     if (!isCluster(c)) throw new Error('expected a Cluster client');
-    expect(c.options).toMatchObject({
-      enableOfflineQueue: false,
-      retryDelayOnFailover: 0,
-      retryDelayOnClusterDown: 0,
-    });
+    expect(c.options).toMatchObject({ retryDelayOnFailover: 0, retryDelayOnClusterDown: 0 });
+    expect(c.options.maxRedirections).toBe(16);
     expect(c.options.redisOptions).toMatchObject({
       maxRetriesPerRequest: 0,
       autoResendUnfulfilledCommands: false,
@@ -153,6 +166,24 @@ describe('cluster connections', () => {
       password: 'pw',
       tls: {},
     });
+  });
+
+  it('fail-fast: refuses a command at once while the cluster is not ready (never queued), and so does a duplicate', async () => {
+    const c = open(createRequestRedis, 'redis+cluster://127.0.0.1:1');
+    if (!isCluster(c)) throw new Error('expected a Cluster client');
+    const copy = c.duplicate();
+    copy.on('error', () => undefined);
+    clients.push(copy);
+    for (const client of [c, copy]) {
+      const started = Date.now();
+      const error = await client.set('k', 'v').then(
+        () => undefined,
+        (e: unknown) => e,
+      );
+      expect(redisUnavailable(error)?.code).toBe('redis_unavailable');
+      expect((error as Error).message).toMatch(/^Cluster isn't ready/);
+      expect(Date.now() - started).toBeLessThan(200);
+    }
   });
 
   it('a one-Redis URL still makes a plain client', () => {

@@ -2,7 +2,8 @@
  * Vitest global setup of the `cluster` project (vitest.config.ts): starts a 3-master Redis Cluster for
  * the whole run (test/support/redis-cluster.ts) and stops it afterwards. Tests read its URL
  * (`redis+cluster://…`) with `inject('redisUrl')`, like the single Redis of the default project, so
- * the same test files run against either.
+ * the same test files run against either. A run that is interrupted (Ctrl-C, SIGTERM) still ends the
+ * nodes, and one killed outright has them reaped by the next run (test/support/redis-cluster.ts).
  */
 import type { TestProject } from 'vitest/node';
 import { startRedisCluster } from './redis-cluster.js';

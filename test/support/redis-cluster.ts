@@ -3,13 +3,18 @@
  * free loopback ports in a temp dir (`--cluster-enabled yes`, no persistence, `noeviction`, a password),
  * formed with ioredis commands (CLUSTER ADDSLOTSRANGE on each node, CLUSTER MEET between every two), and
  * ready once CLUSTER INFO reports `cluster_state:ok` with every node known on every node (about 2 s: a
- * new master waits that long before it reports ok). `stop()` ends
- * the processes and removes the directory. No replicas: what Switchyard needs from a cluster is slots
- * spread over several nodes, not failover.
+ * new master waits that long before it reports ok). `stop()` ends the processes and removes the
+ * directory. No replicas: what Switchyard needs from a cluster is slots spread over several nodes, not
+ * failover. Tests of outages kill, restart or pause one node (`kill`, `restart`, `pause`).
+ *
+ * Nothing outlives the test process: its exit, SIGTERM, SIGINT or SIGHUP kills the nodes and removes
+ * the directory; a process killed outright (SIGKILL, a cancelled CI job) cannot, so each directory holds
+ * an owner file (`owner.json`: the owning pid and the nodes' pids), and the next start reaps the nodes
+ * and directory of an owner that is gone.
  */
-import { type ChildProcess, spawn } from 'node:child_process';
+import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
 import { once } from 'node:events';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -31,8 +36,22 @@ export interface TestRedisCluster {
   readonly url: string;
   readonly password: string;
   readonly nodes: readonly ClusterNodeInfo[];
+  /** The temp dir of the nodes' files (removed by `stop()`). */
+  readonly dir: string;
   /** A plain connection to one node (for CLUSTER KEYSLOT, CONFIG …); closed by `stop()`. */
   admin(index: number): Redis;
+  /** The pid of one node's redis-server. */
+  pid(index: number): number;
+  /**
+   * Kills one node (SIGKILL: a crash, a host gone) after saving its cluster state, so that `restart`
+   * brings it back as the same node with the same slots (its keys are lost: no persistence).
+   */
+  kill(index: number): Promise<void>;
+  /** Starts a killed node again on the same ports; resolves once it accepts connections. */
+  restart(index: number): Promise<void>;
+  /** Stops one node (SIGSTOP): it accepts connections and answers nothing, until `resume`. */
+  pause(index: number): void;
+  resume(index: number): void;
   stop(): Promise<void>;
 }
 
@@ -55,73 +74,235 @@ interface Spawned {
 }
 
 /**
- * Starts one redis-server on loopback TCP (cluster-enabled unless `cluster` is false); resolves when it
- * logs that it accepts connections. Another process may take a port between `freePort` and the bind:
- * then it is tried again on fresh ports.
+ * Starts one redis-server on loopback TCP at `port` (cluster-enabled, with its bus on `busPort`, unless
+ * `busPort` is undefined); resolves with it once it logs that it accepts connections, or with its output
+ * when it exits first. `started` is told of the process as soon as it is spawned, so that it is cleaned
+ * up whatever happens next.
  */
-async function startNode(bin: string, dir: string, password: string, cluster = true): Promise<Spawned> {
+async function spawnNode(
+  bin: string,
+  dir: string,
+  password: string,
+  port: number,
+  busPort: number | undefined,
+  extraArgs: readonly string[],
+  started: (child: ChildProcess) => void,
+): Promise<{ child: ChildProcess } | { output: string }> {
+  const clusterArgs =
+    busPort === undefined
+      ? []
+      : [
+          '--cluster-enabled',
+          'yes',
+          '--cluster-port',
+          String(busPort),
+          '--cluster-config-file',
+          join(dir, `nodes-${port}.conf`),
+          '--cluster-node-timeout',
+          '5000',
+        ];
+  const child = spawn(
+    bin,
+    [
+      '--port',
+      String(port),
+      '--bind',
+      '127.0.0.1',
+      ...clusterArgs,
+      '--dir',
+      dir,
+      '--appendonly',
+      'no',
+      '--save',
+      '',
+      '--maxmemory-policy',
+      'noeviction',
+      '--requirepass',
+      password,
+      '--masterauth',
+      password,
+      '--daemonize',
+      'no',
+      '--loglevel',
+      'notice',
+      ...extraArgs,
+    ],
+    { stdio: ['ignore', 'pipe', 'pipe'] },
+  );
+  started(child);
+  let output = '';
+  const ready = new Promise<boolean>((resolve) => {
+    const onData = (d: Buffer) => {
+      output += d.toString();
+      if (output.includes('Ready to accept connections')) resolve(true);
+    };
+    child.stdout?.on('data', onData);
+    child.stderr?.on('data', onData);
+    child.once('exit', () => resolve(false));
+  });
+  return (await ready) ? { child } : { output };
+}
+
+/**
+ * Starts one redis-server on free loopback TCP ports (cluster-enabled unless `cluster` is false).
+ * Another process may take a port between `freePort` and the bind: then it is tried again on fresh
+ * ports. `started` is told of every process spawned (see `spawnNode`).
+ */
+async function startNode(
+  bin: string,
+  dir: string,
+  password: string,
+  started: (child: ChildProcess) => void,
+  cluster = true,
+  extraArgs: readonly string[] = [],
+): Promise<Spawned> {
   for (let attempt = 1; ; attempt++) {
     const port = await freePort();
     let busPort = await freePort();
     while (busPort === port) busPort = await freePort();
-    const clusterArgs = [
-      '--cluster-enabled',
-      'yes',
-      '--cluster-port',
-      String(busPort),
-      '--cluster-config-file',
-      join(dir, `nodes-${port}.conf`),
-      '--cluster-node-timeout',
-      '5000',
-    ];
-    const child = spawn(
-      bin,
-      [
-        '--port',
-        String(port),
-        '--bind',
-        '127.0.0.1',
-        ...(cluster ? clusterArgs : []),
-        '--dir',
-        dir,
-        '--appendonly',
-        'no',
-        '--save',
-        '',
-        '--maxmemory-policy',
-        'noeviction',
-        '--requirepass',
-        password,
-        '--masterauth',
-        password,
-        '--daemonize',
-        'no',
-        '--loglevel',
-        'notice',
-      ],
-      { stdio: ['ignore', 'pipe', 'pipe'] },
-    );
-    let output = '';
-    const ready = new Promise<boolean>((resolve) => {
-      const onData = (d: Buffer) => {
-        output += d.toString();
-        if (output.includes('Ready to accept connections')) resolve(true);
-      };
-      child.stdout?.on('data', onData);
-      child.stderr?.on('data', onData);
-      child.once('exit', () => resolve(false));
-    });
-    if (await ready) return { child, port, busPort };
-    if (attempt < 3 && /Address already in use/i.test(output)) continue;
-    throw new Error(`redis-server (port ${port}) did not start: ${output.trim()}`);
+    const node = await spawnNode(bin, dir, password, port, cluster ? busPort : undefined, extraArgs, started);
+    if ('child' in node) return { child: node.child, port, busPort };
+    if (attempt < 3 && /Address already in use/i.test(node.output)) continue;
+    throw new Error(`redis-server (port ${port}) did not start: ${node.output.trim()}`);
   }
 }
 
+/** Whether `child` has not exited yet. */
+function running(child: ChildProcess): boolean {
+  return child.exitCode === null && child.signalCode === null;
+}
+
 async function kill(child: ChildProcess): Promise<void> {
-  if (child.exitCode !== null || child.signalCode !== null) return;
+  if (!running(child)) return;
   const exited = once(child, 'exit');
   child.kill('SIGKILL');
   await exited;
+}
+
+/** The nodes and directory of one running test cluster (or node), for the cleanup at exit. */
+interface Owned {
+  readonly dir: string;
+  children(): readonly ChildProcess[];
+}
+
+const owned = new Set<Owned>();
+
+/** Kills every node this process started and removes their directories (synchronous: runs at exit). */
+function cleanUpNow(): void {
+  for (const o of owned) {
+    for (const child of o.children()) if (running(child)) child.kill('SIGKILL');
+    rmSync(o.dir, { recursive: true, force: true });
+  }
+  owned.clear();
+}
+
+const SIGNALS = ['SIGINT', 'SIGTERM', 'SIGHUP'] as const;
+let cleanupInstalled = false;
+
+/**
+ * Cleans up at exit and on SIGINT, SIGTERM and SIGHUP. A signal nobody else handles is raised again
+ * once the nodes are gone, so the process still ends as that signal ends it.
+ */
+function installCleanup(): void {
+  if (cleanupInstalled) return;
+  cleanupInstalled = true;
+  process.on('exit', cleanUpNow);
+  for (const signal of SIGNALS) {
+    const onSignal = () => {
+      cleanUpNow();
+      process.off(signal, onSignal);
+      if (process.listenerCount(signal) === 0) process.kill(process.pid, signal);
+    };
+    process.on(signal, onSignal);
+  }
+}
+
+/** Prefixes of the directories of test clusters and nodes, in the temp dir. */
+const DIR_PREFIXES = ['switchyard-test-cluster-', 'switchyard-test-node-'] as const;
+const OWNER_FILE = 'owner.json';
+
+/** What `owner.json` holds. */
+interface OwnerRecord {
+  readonly pid: number;
+  readonly nodes: readonly number[];
+}
+
+/** Registers `o` for the cleanup at exit and writes its owner file. Returns what updates the file. */
+function own(o: Owned): () => void {
+  installCleanup();
+  owned.add(o);
+  const write = () => {
+    const record: OwnerRecord = {
+      pid: process.pid,
+      nodes: o.children().flatMap((c) => (c.pid !== undefined && running(c) ? [c.pid] : [])),
+    };
+    try {
+      writeFileSync(join(o.dir, OWNER_FILE), `${JSON.stringify(record)}\n`);
+    } catch {
+      // Stopped meanwhile: the directory is gone, and its nodes with it.
+    }
+  };
+  write();
+  return write;
+}
+
+/** Whether process `pid` is running (and is not this one). */
+function alive(pid: number): boolean {
+  if (!Number.isInteger(pid) || pid <= 0 || pid === process.pid) return false;
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+/** Whether `pid` is a redis-server (never kill a process that reused a recorded pid). */
+function isRedisServer(pid: number): boolean {
+  try {
+    return readFileSync(`/proc/${pid}/comm`, 'utf8').trim() === 'redis-server';
+  } catch {
+    try {
+      return /redis-server/.test(
+        execFileSync('ps', ['-o', 'comm=', '-p', String(pid)], { encoding: 'utf8' }),
+      );
+    } catch {
+      return false;
+    }
+  }
+}
+
+/**
+ * Kills the nodes and removes the directories of test clusters (and nodes) whose owner is gone (a test
+ * process killed outright). Directories without an owner file, or whose owner runs, are left alone.
+ */
+export function reapOrphanedTestClusters(dir = tmpdir()): void {
+  let entries: string[];
+  try {
+    entries = readdirSync(dir);
+  } catch {
+    return;
+  }
+  for (const name of entries) {
+    if (!DIR_PREFIXES.some((p) => name.startsWith(p))) continue;
+    const path = join(dir, name);
+    let record: OwnerRecord;
+    try {
+      record = JSON.parse(readFileSync(join(path, OWNER_FILE), 'utf8')) as OwnerRecord;
+    } catch {
+      continue;
+    }
+    if (alive(record.pid)) continue;
+    for (const pid of record.nodes) {
+      if (!alive(pid) || !isRedisServer(pid)) continue;
+      try {
+        process.kill(pid, 'SIGKILL');
+      } catch {
+        // gone meanwhile
+      }
+    }
+    rmSync(path, { recursive: true, force: true });
+  }
 }
 
 /** A password of letters and digits (written into URLs unencoded). */
@@ -138,20 +319,31 @@ export interface TestRedisNode {
 
 /** Starts one Redis on TCP without cluster mode (the cluster tests' "wrong kind of Redis"). */
 export async function startRedisNode(): Promise<TestRedisNode> {
+  reapOrphanedTestClusters();
   const dir = mkdtempSync(join(tmpdir(), 'switchyard-test-node-'));
   const password = newPassword();
-  try {
-    const node = await startNode(ensureRedisBinary(), dir, password, false);
-    return {
-      port: node.port,
-      password,
-      async stop() {
-        await kill(node.child);
-        rmSync(dir, { recursive: true, force: true });
-      },
-    };
-  } catch (e) {
+  let child: ChildProcess | undefined;
+  const o: Owned = { dir, children: () => (child ? [child] : []) };
+  const update = own(o);
+  const stop = async () => {
+    if (child) await kill(child);
     rmSync(dir, { recursive: true, force: true });
+    owned.delete(o);
+  };
+  try {
+    const node = await startNode(
+      ensureRedisBinary(),
+      dir,
+      password,
+      (c) => {
+        child = c;
+        update();
+      },
+      false,
+    );
+    return { port: node.port, password, stop };
+  } catch (e) {
+    await stop();
     throw e;
   }
 }
@@ -166,27 +358,54 @@ async function until(what: string, check: () => Promise<boolean>, timeoutMs = 15
   }
 }
 
+export interface TestRedisClusterOptions {
+  /** Number of masters (default 3). */
+  readonly masters?: number;
+  /**
+   * The nodes' `tcp-backlog`: with a small one, a paused node's accept queue fills with a few
+   * connections and the kernel drops further SYNs, so that a new connection stays opening (TCP
+   * retransmits its SYN after 1 s, 3 s…) until the node is resumed.
+   */
+  readonly tcpBacklog?: number;
+}
+
 /** Starts and forms a cluster of `masters` nodes; see the module header. */
-export async function startRedisCluster(opts: { masters?: number } = {}): Promise<TestRedisCluster> {
+export async function startRedisCluster(opts: TestRedisClusterOptions = {}): Promise<TestRedisCluster> {
+  reapOrphanedTestClusters();
   const count = opts.masters ?? 3;
+  const extraArgs = opts.tcpBacklog === undefined ? [] : ['--tcp-backlog', String(opts.tcpBacklog)];
   const bin = ensureRedisBinary();
   const dir = mkdtempSync(join(tmpdir(), 'switchyard-test-cluster-'));
   const password = newPassword();
+  /** Every process started (a restarted node adds one); `spawned` holds the current one of each node. */
+  const children: ChildProcess[] = [];
   const spawned: Spawned[] = [];
   const admins: Redis[] = [];
+  const o: Owned = { dir, children: () => children };
+  const update = own(o);
+  const started = (child: ChildProcess) => {
+    children.push(child);
+    update();
+  };
   const stop = async () => {
     for (const a of admins) a.disconnect();
-    await Promise.all(spawned.map(({ child }) => kill(child)));
+    await Promise.all(children.map(kill));
     rmSync(dir, { recursive: true, force: true });
+    owned.delete(o);
+  };
+  const node = (index: number): Spawned => {
+    const s = spawned[index];
+    if (!s) throw new Error(`no cluster node ${index}`);
+    return s;
   };
   try {
     // In parallel: a new master waits about 2 s after its start before it reports cluster_state:ok
     // (Redis's CLUSTER_WRITABLE_DELAY), and these waits then overlap.
-    const started = await Promise.allSettled(
-      Array.from({ length: count }, () => startNode(bin, dir, password)),
+    const results = await Promise.allSettled(
+      Array.from({ length: count }, () => startNode(bin, dir, password, started, true, extraArgs)),
     );
-    for (const s of started) if (s.status === 'fulfilled') spawned.push(s.value);
-    for (const s of started) if (s.status === 'rejected') throw s.reason;
+    for (const r of results) if (r.status === 'fulfilled') spawned.push(r.value);
+    for (const r of results) if (r.status === 'rejected') throw r.reason;
     for (const s of spawned) {
       const admin = new Redis({ host: '127.0.0.1', port: s.port, password, lazyConnect: true });
       admin.on('error', () => undefined);
@@ -217,14 +436,42 @@ export async function startRedisCluster(opts: { masters?: number } = {}): Promis
           new RegExp(`^cluster_known_nodes:${count}\\s*$`, 'm').test(info),
       );
     });
+    const admin = (index: number): Redis => {
+      const a = admins[index];
+      if (!a) throw new Error(`no cluster node ${index}`);
+      return a;
+    };
     return {
       url: `redis+cluster://:${password}@${nodes.map((n) => `${n.host}:${n.port}`).join(',')}`,
       password,
       nodes,
-      admin(index) {
-        const a = admins[index];
-        if (!a) throw new Error(`no cluster node ${index}`);
-        return a;
+      dir,
+      admin,
+      pid(index) {
+        const pid = node(index).child.pid;
+        if (pid === undefined) throw new Error(`cluster node ${index} has no process`);
+        return pid;
+      },
+      async kill(index) {
+        const s = node(index);
+        if (!running(s.child)) return;
+        await admin(index).call('CLUSTER', 'SAVECONFIG');
+        await kill(s.child);
+        update();
+      },
+      async restart(index) {
+        const s = node(index);
+        if (running(s.child)) throw new Error(`cluster node ${index} is running`);
+        const again = await spawnNode(bin, dir, password, s.port, s.busPort, extraArgs, started);
+        if (!('child' in again))
+          throw new Error(`redis-server (port ${s.port}) did not start again: ${again.output.trim()}`);
+        spawned[index] = { ...s, child: again.child };
+      },
+      pause(index) {
+        node(index).child.kill('SIGSTOP');
+      },
+      resume(index) {
+        node(index).child.kill('SIGCONT');
       },
       stop,
     };
