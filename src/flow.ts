@@ -394,12 +394,6 @@ export class Flow {
     if (PLAN_ID.test(planId)) await this.plans.releaseSuggestion(planId, slot);
   }
 
-  /** Marks one suggestion message dismissed by `by` (later alerts show it dismissed). */
-  async suggestionDismissed(planId: string, ref: MessageRef, by: string): Promise<boolean> {
-    if (!PLAN_ID.test(planId)) return false;
-    return this.plans.suggestionDismissed(planId, messageRefSchema.parse(ref), by);
-  }
-
   /** Takes an alert off the plan (its suggestion could not be posted). */
   async unlistAlert(planId: string, alertId: string): Promise<void> {
     if (PLAN_ID.test(planId)) await this.plans.unlistAlert(planId, alertId);

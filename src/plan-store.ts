@@ -426,14 +426,12 @@ return out
 `;
 
 /**
- * Updates a suggestion slot that exists (KEYS[1] record; ARGV[1] slot field; ARGV[2] its new JSON;
- * ARGV[3] '1' to bump alertsVersion: the message must be shown differently). Returns the plan's
- * alertsVersion, or -1 when the slot (or the record) is gone.
+ * Updates a suggestion slot that exists (KEYS[1] record; ARGV[1] slot field; ARGV[2] its new JSON).
+ * Returns the plan's alertsVersion, or -1 when the slot (or the record) is gone.
  */
 const SLOT_SET_SCRIPT = `
 if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 0 then return -1 end
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
-if ARGV[3] == '1' then return redis.call('HINCRBY', KEYS[1], 'alertsVersion', 1) end
 return tonumber(redis.call('HGET', KEYS[1], 'alertsVersion')) or 0
 `;
 
@@ -717,29 +715,7 @@ export class PlanStore {
     return this.setSlot(planId, { slot, alertId, at: this.clock.now(), ref: messageRefSchema.parse(ref) });
   }
 
-  /**
-   * Marks one suggestion message dismissed by `by` (a display name), so edits for later alerts show it
-   * dismissed; bumps alertsVersion (an edit under way when it happened is made again). False when the
-   * message is not one of the plan's suggestions.
-   */
-  async suggestionDismissed(planId: string, ref: MessageRef, by: string): Promise<boolean> {
-    const record = await this.get(planId);
-    const found = record?.suggestions?.find(
-      (s) =>
-        s.ref !== undefined &&
-        s.ref.surface === ref.surface &&
-        s.ref.channel === ref.channel &&
-        s.ref.messageId === ref.messageId,
-    );
-    if (found === undefined) return false;
-    return (await this.setSlot(planId, { ...found, dismissed: true, dismissedBy: by }, true)) !== undefined;
-  }
-
-  private async setSlot(
-    planId: string,
-    suggestion: PlanSuggestion,
-    bump = false,
-  ): Promise<number | undefined> {
+  private async setSlot(planId: string, suggestion: PlanSuggestion): Promise<number | undefined> {
     const { slot, ...stored } = planSuggestionSchema.parse(suggestion);
     const n = await this.redis.eval(
       SLOT_SET_SCRIPT,
@@ -747,7 +723,6 @@ export class PlanStore {
       this.key(planId),
       `${SUGGESTION_FIELD}${slot}`,
       JSON.stringify(stored),
-      bump ? '1' : '0',
     );
     return typeof n === 'number' && n >= 0 ? n : undefined;
   }

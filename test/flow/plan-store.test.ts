@@ -261,7 +261,8 @@ describe('PlanStore: the alerts of a suggested plan and its suggestion per desti
     // A slot that is gone (released) cannot be given a message.
     await store.releaseSuggestion(plan.id, 'discord:42');
     expect(await store.suggestionPosted(plan.id, 'discord:42', 'a2', ref('9.9'))).toBeUndefined();
-    expect(await store.suggestionDismissed(plan.id, ref('1.1'), 'Ana')).toBe(true);
+    // Dismissed on its only message: no other message offers the plan.
+    expect(await store.dismissMessage(plan.id, ref('1.1'), 'Ana')).toBe(0);
     expect((await store.get(plan.id))?.suggestions).toEqual([
       {
         slot: 'slack:C0ALERTS',
