@@ -254,8 +254,18 @@ export async function startSwitchyard(
     const queue = new SwitchQueue({ redisUrl, queueName, prefix: ns, clock, logger, failFast: true });
     cleanups.push(() => queue.close());
     const plans = new PlanStore({ redis: requestRedis, clock, prefix: `${ns}:` });
-    const flow = new Flow({ platform, queue, plans, audit, config, clock, logger });
     let alertService: AlertService | undefined;
+    const flow = new Flow({
+      platform,
+      queue,
+      plans,
+      audit,
+      config,
+      clock,
+      logger,
+      // A finished plan replaced by a new request for the same switch: its suggestions say closed.
+      onPlanReplaced: (old) => alertService?.closeSuggestions(old),
+    });
     // A plan closed by a click (cancelled, dismissed, stale, expired): its alert suggestions on every
     // surface say so, not only the message clicked.
     const chat = new ChatService({

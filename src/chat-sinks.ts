@@ -166,6 +166,22 @@ export function suggestionSink(poster: ChatPoster, chat: ChatService, flow: Flow
       }
       if (failures.length > 0) throw failures.find((e) => !isPermanentChatError(e)) ?? failures[0];
     },
+    async close(old: PlanRecord): Promise<void> {
+      // A confirmed plan's messages show its switch (the job edits them), whatever replaced it.
+      if (old.state === 'enqueued') return;
+      const failures: unknown[] = [];
+      for (const s of old.suggestions ?? []) {
+        const ref = s.ref;
+        if (ref?.surface !== poster.surface || s.dismissed === true) continue;
+        const view = chat.confirmation(old, { alertId: s.alertId, alone: threaded(s) });
+        try {
+          await classified(poster, () => poster.update(ref, view));
+        } catch (e) {
+          failures.push(e);
+        }
+      }
+      if (failures.length > 0) throw failures[0];
+    },
     async resolved(refs, input): Promise<void> {
       const record = input.planId ? await flow.get(input.planId) : undefined;
       // Confirmed: the message is the switch's progress (or its final state) and stays so. Replacing

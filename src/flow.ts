@@ -83,6 +83,12 @@ export interface FlowOptions {
   readonly logger?: Logger;
   /** How many audit entries `/deployments` shows. */
   readonly recentAudit?: number;
+  /**
+   * Called with a finished plan record (expired, cancelled, stale, or enqueued whose job ended) that a
+   * new request for the same switch replaced, when it had alert suggestions: their messages can then
+   * be shown closed (the new plan's messages are new ones).
+   */
+  readonly onPlanReplaced?: (old: PlanRecord) => void;
 }
 
 /** Defaults for Flow's optional options (STYLE 6). */
@@ -201,6 +207,7 @@ export class Flow {
   private readonly clock: Clock;
   private readonly logger: Logger;
   private readonly recentAudit: number;
+  private readonly onPlanReplaced: ((old: PlanRecord) => void) | undefined;
 
   constructor(options: FlowOptions) {
     this.platform = options.platform;
@@ -211,6 +218,7 @@ export class Flow {
     this.clock = options.clock ?? flowDefaults.clock;
     this.logger = options.logger ?? flowDefaults.logger;
     this.recentAudit = options.recentAudit ?? flowDefaults.recentAudit;
+    this.onPlanReplaced = options.onPlanReplaced;
   }
 
   /** Slugs of the environments Switchyard may act on, in display order. */
@@ -314,6 +322,8 @@ export class Flow {
       ...(opts.alert === undefined ? {} : { alert: opts.alert }),
       ...(ended ? { replaceEnqueued: true } : {}),
     });
+    if (created && previous !== undefined && (previous.suggestions?.length ?? 0) > 0)
+      this.onPlanReplaced?.(previous);
     if (created) {
       await this.record(record, 'requested', actor.value, {
         message: opts.alert

@@ -23,7 +23,7 @@ import { assertNever } from '../domain/types.js';
 import { isPermanentChatError } from '../errors.js';
 import { type Logger, silentLogger } from '../log.js';
 import type { Metrics } from '../metrics.js';
-import type { AlertContext, AlertGroup } from '../plan-store.js';
+import type { AlertContext, AlertGroup, PlanRecord } from '../plan-store.js';
 import type { DeployPlatform } from '../platform/port.js';
 import type { Actor, MessageRef } from '../progress.js';
 import type { RedisClient } from '../redis.js';
@@ -107,6 +107,11 @@ export interface SuggestionSink {
    * switch and are left alone; so is a dismissed message.
    */
   refresh?(planId: string, opts?: { readonly alertId?: string }): Promise<void>;
+  /**
+   * Shows the suggestion messages of a finished plan record closed (a new request for the same switch
+   * replaced it; its messages would otherwise keep their buttons). Its dismissed messages are left.
+   */
+  close?(old: PlanRecord): Promise<void>;
   /** Posts a short link to the switch already running; optional (without it nothing is posted). */
   linkRunningJob?(input: LinkJobInput): Promise<MessageRef[]>;
 }
@@ -742,6 +747,24 @@ export class AlertService implements AlertIntake {
     this.scheduleRefresh(planId);
   }
 
+  /**
+   * Shows the suggestions of a plan record a new request replaced closed, in the background (Flow's
+   * `onPlanReplaced`).
+   */
+  closeSuggestions(old: PlanRecord): void {
+    const close = this.opts.sink.close;
+    if (close === undefined) return;
+    const key = `replaced:${old.plan.id}:${old.createdAt}`;
+    if (this.refreshing.has(key)) return;
+    const entry = { again: false, done: Promise.resolve() };
+    entry.done = close(old)
+      .catch((e: unknown) =>
+        this.log.warn({ err: e, planId: old.plan.id }, 'alerts: could not close a replaced suggestion'),
+      )
+      .finally(() => this.refreshing.delete(key));
+    this.refreshing.set(key, entry);
+  }
+
   /** Resolves once no background edit of a suggestion is running (tests; shutdown). */
   async idle(): Promise<void> {
     while (this.refreshing.size > 0) await Promise.all([...this.refreshing.values()].map((r) => r.done));
@@ -938,6 +961,9 @@ export function compositeSink(sinks: Partial<Record<SurfaceName, SuggestionSink>
         .filter((c) => c.refs.length > 0)
         .map((c) => c.sink.resolved(c.refs, input));
       await settleEdits(calls);
+    },
+    async close(old) {
+      await settleEdits(entries().flatMap(([, sink]) => (sink.close ? [sink.close(old)] : [])));
     },
     async refresh(planId, opts) {
       await settleEdits(entries().flatMap(([, sink]) => (sink.refresh ? [sink.refresh(planId, opts)] : [])));

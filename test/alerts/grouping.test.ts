@@ -517,6 +517,24 @@ describe('second review: faults, the switch, clicks, storms', () => {
     expect(buttonLabels(h.discord.inChannel('123456789012')[0]?.view)).toEqual([]);
   });
 
+  it('a suggestion whose plan expired unclicked is shown closed when the next alert makes a fresh one', async () => {
+    h = await createHarness({
+      file: { ...slackOnly, alerts: { correlationWindow: '3h' } },
+      memoryChat: ['slack'],
+    });
+    const [first] = await h.service.handle([h.alert()]);
+    await h.clock.advance(60 * MINUTE + 1); // nobody acted within the plan's hour
+    const [next] = await h.service.handle([
+      h.alert({ fingerprint: 'incident-2', title: 'Checkout latency', startedAt: h.clock.now() - MINUTE }),
+    ]);
+    expect(next).toMatchObject({ outcome: 'suggested', planId: first?.planId });
+    await h.service.idle();
+    const [old, fresh] = h.slack.inChannel('C0ALERTS');
+    expect(buttonLabels(old?.view).some((l) => l.startsWith('Rollback'))).toBe(false);
+    expect(viewText(old?.view)).toMatch(/[Ee]xpired/);
+    expect(buttonLabels(fresh?.view).some((l) => l.startsWith('Rollback'))).toBe(true);
+  });
+
   it('with more alerts than listed, "All N alerts resolved" counts every one', async () => {
     h = await createHarness({ file: slackOnly, memoryChat: ['slack'] });
     for (let i = 0; i < MAX_ALERTS_PER_PLAN + 5; i++)

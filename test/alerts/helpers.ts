@@ -267,10 +267,12 @@ export async function createHarness(
     audit: new AuditLog(redis, { prefix }),
     config,
     clock,
+    // As handlers/app.ts wires it: a replaced plan's suggestions are shown closed.
+    onPlanReplaced: (old) => service.closeSuggestions(old),
   });
   const sink = new RecordingSink();
   sink.flow = flow;
-  const chat = new ChatService({ flow, clock });
+  const chat = new ChatService({ flow, clock, onPlanClosed: (id) => service.refreshSuggestions(id) });
   const slack = new MemoryPoster('slack');
   const discord = new MemoryPoster('discord');
   const hooks = { afterSinkGet: undefined as (() => Promise<void>) | undefined };
