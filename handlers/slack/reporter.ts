@@ -149,6 +149,12 @@ interface Waiter {
 interface Pending {
   readonly message: SlackMessage;
   readonly final: boolean;
+  /**
+   * Whether this state itself was asked for with `rejectOnFailure` (it then gets `updateAttempts` tries
+   * on a fault). Decided by the state, not by the waiters riding on it: a progress or click state that
+   * replaced a poster's edit keeps its own pacing (given up at once on a fault, as always).
+   */
+  readonly retryFaults: boolean;
   /** Settled when this state (or a newer one that replaced it) was delivered or given up on. */
   readonly waiters: Waiter[];
 }
@@ -295,7 +301,7 @@ export class SlackReporter implements Reporter {
     const done = new Promise<void>((resolve, reject) =>
       waiters.push(rejectOnFailure ? { resolve, reject } : { resolve }),
     );
-    lane.pending = keep ?? { message, final, waiters };
+    lane.pending = keep ?? { message, final, waiters, retryFaults: rejectOnFailure };
     if (!lane.running) void this.drain(lane);
     return done;
   }
@@ -331,7 +337,7 @@ export class SlackReporter implements Reporter {
         attempts += 1;
         const { failure } = outcome;
         // A caller that hears of a failure (`rejectOnFailure`) gets `updateAttempts` tries on a fault.
-        const asked = current.waiters.some((w) => w.reject !== undefined);
+        const asked = current.retryFaults;
         const retryable =
           failure.kind !== 'permanent' &&
           (current.final || failure.kind === 'ratelimited' || (asked && attempts < this.updateAttempts));
