@@ -18,7 +18,7 @@ import { randomBytes } from 'node:crypto';
 import { DelayedError, type Job, UnrecoverableError, WaitingError } from 'bullmq';
 import { z } from 'zod';
 import { AUDIT_MESSAGE_MAX, type AuditEntry, type AuditLog, clipMessage } from '../src/audit.js';
-import type { Clock } from '../src/clock.js';
+import { type Clock, within } from '../src/clock.js';
 import { checkFresh, isAlreadyDone, type PlanExpectation } from '../src/domain/plan.js';
 import { RefusalCode } from '../src/domain/result.js';
 import type { EnvironmentSnapshot } from '../src/domain/types.js';
@@ -487,9 +487,14 @@ class AttemptLock {
 
   lose(reason: LockLoss): void {
     const first = this.lost === undefined;
-    // A later, graver finding (the job lock too) still silences the attempt.
-    if (!first && !(this.lost === 'environment' && reason !== 'environment')) return;
+    // A later, graver finding (the job lock too) still silences the attempt, also one that had
+    // reclaimed its job after renewals it could not confirm (`stillOwnsJob`).
+    const graver =
+      (this.lost === 'environment' && reason !== 'environment') ||
+      (this.lost === 'unconfirmed' && reason === 'job');
+    if (!first && !graver) return;
     this.lost = reason;
+    if (reason === 'job') this.reclaimed = false;
     this.onLoss(reason);
     if (first) {
       this.log.warn({ reason }, 'switch attempt lost its lock: stopping at the next step');
@@ -505,14 +510,21 @@ class AttemptLock {
   async stillOwnsJob(): Promise<boolean> {
     const until = this.deps.clock.now() + this.deps.lock.ttlMs;
     for (;;) {
-      try {
-        const { jobLockHeld } = await this.deps.lock.renew(this.environment, this.owner, this.jobLock);
-        if (jobLockHeld && this.lost === 'unconfirmed') this.reclaimed = true;
-        return jobLockHeld;
-      } catch {
-        if (this.deps.clock.now() >= until) return false;
-        await this.deps.clock.sleep(Math.max(50, Math.floor(this.deps.lock.ttlMs / 6)));
+      const left = until - this.deps.clock.now();
+      if (left <= 0) return false;
+      // A renewal sent while Redis is down waits in the connection's queue: bounded by what is left.
+      const renewed = await within(
+        this.deps.clock,
+        left,
+        this.deps.lock.renew(this.environment, this.owner, this.jobLock).catch(() => undefined),
+        undefined,
+      );
+      if (renewed !== undefined) {
+        if (renewed.jobLockHeld && this.lost === 'unconfirmed') this.reclaimed = true;
+        return renewed.jobLockHeld;
       }
+      if (this.deps.clock.now() >= until) return false;
+      await this.deps.clock.sleep(Math.min(left, Math.max(50, Math.floor(this.deps.lock.ttlMs / 6))));
     }
   }
 

@@ -560,6 +560,22 @@ end
 if redis.call('ZCARD', KEYS[1]) == 0 then redis.call('ZREM', KEYS[2], ARGV[3]) end
 return taken`;
 
+/**
+ * Whether closing a period failed for its data (what Redis holds cannot be read or shown: a parse or
+ * view error, a key of another type), which trying again cannot change; anything else (Redis
+ * unreachable, read-only during a failover, a timeout) may pass.
+ */
+function brokenData(e: unknown): boolean {
+  if (
+    e instanceof z.ZodError ||
+    e instanceof RangeError ||
+    e instanceof TypeError ||
+    e instanceof SyntaxError
+  )
+    return true;
+  return e instanceof Error && /^WRONGTYPE /.test(e.message);
+}
+
 function parseJson(text: string): unknown {
   try {
     return JSON.parse(text);
@@ -1497,6 +1513,15 @@ class Notices implements NoticeService {
       try {
         await this.closePeriod(environment, period, snap, current);
       } catch (e) {
+        if (!brokenData(e)) {
+          // A fault that may pass (Redis failing over, a timeout): the period stays listed and the
+          // next check closes it.
+          this.log.warn(
+            { err: e, environment, rolledBackTo: period.to, since: period.since },
+            'could not close the notices of a rolled-back period that ended; trying again at the next check',
+          );
+          continue;
+        }
         this.log.warn(
           { err: e, environment, rolledBackTo: period.to, since: period.since },
           'could not close the notices of a rolled-back period that ended; dropped it, its messages stay as posted',

@@ -7,7 +7,7 @@
  * retried like a failed post.
  */
 import { Writable } from 'node:stream';
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import { ConsoleSurface } from '../../handlers/console/surface.js';
 import type { ChatPoster } from '../../src/chat-sinks.js';
 import type { Clock } from '../../src/clock.js';
@@ -565,6 +565,29 @@ describe('closing with what Redis holds and the audit says', () => {
       `${fresh.id} went live on production`,
     );
     expect(failedChecks(lines)).toEqual([]);
+  });
+
+  it('a closing that meets a Redis fault (a failover) is tried again at the next check, not dropped', async () => {
+    w = await createWorld();
+    const n = await w.notices({ recheckMs: 5 * MIN });
+    await w.switchDirectly('rollback', 'production', 'dep_3hd7xa', [n]);
+    const fresh = await w.pushAndBuild('production', [n]);
+    const redis = w.redis;
+    const real = redis.eval.bind(redis) as (...args: unknown[]) => Promise<unknown>;
+    let failOnce = true;
+    vi.spyOn(redis, 'eval').mockImplementation((async (...args: unknown[]) => {
+      if (failOnce && String(args[0]).includes("'SET', KEYS[3]")) {
+        failOnce = false;
+        throw new Error("READONLY You can't write against a read only replica.");
+      }
+      return real(...args);
+    }) as typeof redis.eval);
+    await w.switchDirectly('promote', 'production', fresh.id, [n]);
+    expect(failOnce).toBe(false); // the first closing met the fault
+    await w.advance(5 * MIN, [n]);
+    expect(closedView(w.slack, postTitled(w.slack, `${fresh.id} is ready but not live`)).title).toBe(
+      `${fresh.id} went live on production`,
+    );
   });
 
   it('a dashboard resume after a Switchyard resume that failed is not credited to the engineer whose job failed', async () => {
