@@ -257,6 +257,56 @@ describe('the last attempt', () => {
   });
 });
 
+describe('the last attempt, after verifying', () => {
+  it('whose renewals could not be confirmed only once its switch was verified reports the success', async () => {
+    const env = await setupJobs(cleanup, { attempts: 1 });
+    let failing = false;
+    let rejected = 0;
+    const enough = deferred();
+    const renew = EnvironmentLock.prototype.renew;
+    vi.spyOn(EnvironmentLock.prototype, 'renew').mockImplementation(function (
+      this: EnvironmentLock,
+      ...args
+    ) {
+      if (!failing) return renew.apply(this, args);
+      if (++rejected === 6) enough.resolve();
+      return Promise.reject(new Error("READONLY You can't write against a read only replica."));
+    });
+    const probe = env.platform.probe?.bind(env.platform);
+    if (!probe) throw new Error('the local platform probes');
+    const reached = deferred();
+    const gate = deferred();
+    let first = true;
+    await env.startWorker({
+      ...FAST_LOCKS,
+      platform: {
+        ...env.platform,
+        // Verification's first probe is held while the renewals fail (a failover), then answers.
+        probe: async (hostname: string, signal?: AbortSignal) => {
+          if (first) {
+            first = false;
+            reached.resolve();
+            await gate.promise;
+          }
+          return probe(hostname, signal);
+        },
+      },
+    });
+    const plan = await planFor(env.local, 'env0', 'rollback', env.clock.now());
+    const { jobId } = await env.queue.enqueue(jobData(plan, env.clock.now()));
+    await reached.promise;
+    failing = true;
+    await enough.promise;
+    failing = false;
+    gate.resolve();
+    const final = await env.queue.waitForEnd(jobId, 15_000);
+
+    expect(final?.outcome).toBe('succeeded');
+    expect(env.reporter.of(jobId).at(-1)).toEqual(final);
+    expect((await env.audit.recent('env0', 1))[0]).toMatchObject({ event: 'succeeded' });
+  });
+});
+
 describe('a job that stalls too often', () => {
   it(`ends after ${MAX_STALLS} stalls with a failed final state saying the outcome is unknown and where traffic is, audited and counted`, async () => {
     const env = await setupJobs(cleanup);
