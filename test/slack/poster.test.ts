@@ -4,7 +4,8 @@
  * lane gave up rejects with an error `retryable` classifies (a 5xx may pass, a refusal is final); a
  * single 5xx is retried inside the lane; an edit replaced by a newer one settles as that one does; an
  * edit dropped because the message shows a switch's final state resolves. Progress reporting and the
- * click handlers' edits still never reject.
+ * click handlers' edits still never reject, and a progress state or click edit that replaced a pending
+ * poster update keeps its own pacing (given up at once on a 5xx, not retried).
  */
 import { EventEmitter } from 'node:events';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
@@ -220,5 +221,51 @@ describe('edits that must not reject still never do', () => {
     const click = reporter.edit({ ...ref }, message('Confirmed'));
     await expect(click).resolves.toBeUndefined();
     expect(front.faulted).toEqual(['chat.update', 'chat.update']);
+  });
+});
+
+describe('Slack lane: progress and click edits keep their pacing when a poster update shares the lane', () => {
+  /** After the failed call: 'given up' when the lane goes idle, 'retried' when it sleeps a backoff to retry. */
+  async function afterFailure(): Promise<'given up' | 'retried'> {
+    const retry = clock.sleepOf(2000).then(() => 'retried' as const);
+    const idle = reporter.flush().then(() => 'given up' as const);
+    const first = await Promise.race([retry, idle]);
+    if (first === 'retried') {
+      await clock.advance(2000); // let the retry go out, so the lane ends
+      await reporter.flush();
+    }
+    return first;
+  }
+
+  it('a non-final progress state that replaced a pending poster update is given up at once on a 5xx (as before), not retried', async () => {
+    await poster.update(ref, textView('One', []));
+    const paced = clock.sleepOf(1000);
+    const update = outcomeOf(poster.update(ref, textView('Resolved', [], 'success')));
+    await paced;
+    // The job's progress arrives while the poster's edit waits its turn: it replaces it.
+    const report = reporter.report(progress(), [ref]);
+    front.fail('chat.update', 1);
+    await clock.advance(1000);
+    await report;
+    const what = await afterFailure();
+    await update;
+    // A non-final progress state is never retried after a 5xx (it stays given up).
+    expect(what).toBe('given up');
+    expect(fake.callsOf('chat.update').map((c) => String(c.args.text))).toEqual(['One']);
+  });
+
+  it('a click edit (reporter.edit) that coalesced with a poster update is given up at once on a 5xx, as before', async () => {
+    await poster.update(ref, textView('One', []));
+    const paced = clock.sleepOf(1000);
+    const update = outcomeOf(poster.update(ref, textView('Resolved', [], 'success')));
+    await paced;
+    const click = reporter.edit(ref, message('Cancelled by alice'));
+    front.fail('chat.update', 1);
+    await clock.advance(1000);
+    const what = await afterFailure();
+    await click;
+    await update;
+    expect(what).toBe('given up');
+    expect(fake.callsOf('chat.update').map((c) => String(c.args.text))).toEqual(['One']);
   });
 });
