@@ -49,6 +49,33 @@ function deferred<T = void>(): { promise: Promise<T>; resolve: (v: T) => void } 
   return { promise, resolve };
 }
 
+/**
+ * Makes environment-lock renewals fail like a Redis failover between `start()` and `end()`.
+ * `sixthRefusal` resolves with the sixth refusal: renewals run every 200 ms, so the lock duration
+ * (600 ms) passes without a confirmed one by the fourth at the latest, and the sixth is sent after
+ * the attempt stopped.
+ */
+function failover(): { start(): void; end(): void; sixthRefusal: Promise<void> } {
+  let failing = false;
+  let rejected = 0;
+  const sixth = deferred();
+  const renew = EnvironmentLock.prototype.renew;
+  vi.spyOn(EnvironmentLock.prototype, 'renew').mockImplementation(function (this: EnvironmentLock, ...args) {
+    if (!failing) return renew.apply(this, args);
+    if (++rejected === 6) sixth.resolve();
+    return Promise.reject(new Error("READONLY You can't write against a read only replica."));
+  });
+  return {
+    start: () => {
+      failing = true;
+    },
+    end: () => {
+      failing = false;
+    },
+    sixthRefusal: sixth.promise,
+  };
+}
+
 describe('attempts of one switch job', () => {
   it('a job re-delivered while its first attempt still runs waits for it; the first stops at its next step and publishes nothing more', async () => {
     const env = await setupJobs(cleanup);
@@ -185,24 +212,16 @@ describe('attempts of one switch job', () => {
 
   it('stops an attempt whose renewals cannot be confirmed for a whole lock duration, silently; the retry resumes it', async () => {
     const env = await setupJobs(cleanup);
-    let failing = false;
-    const renew = EnvironmentLock.prototype.renew;
-    vi.spyOn(EnvironmentLock.prototype, 'renew').mockImplementation(function (
-      this: EnvironmentLock,
-      ...args
-    ) {
-      if (failing) return Promise.reject(new Error("READONLY You can't write against a read only replica."));
-      return renew.apply(this, args);
-    });
+    const redis = failover();
     await env.startWorker(FAST_LOCKS);
     const plan = await planFor(env.local, 'env0', 'rollback', env.clock.now(), seedIds(0).standby);
     const { jobId } = await env.queue.enqueue(jobData(plan, env.clock.now()));
     await env.reporter.waitFor((p) => p.jobId === jobId && p.operationId !== undefined);
 
     // From now on the first attempt cannot confirm that it still holds env0 (Redis fails over).
-    failing = true;
+    redis.start();
     const resumed = await env.reporter.waitFor((p) => p.jobId === jobId && p.attempt === 2 && isResume(p));
-    failing = false;
+    redis.end();
     expect(resumed.operationId).toBeDefined();
     await env.clock.advance(REACTIVATION_MS);
     const final = await env.queue.waitForEnd(jobId);
@@ -221,20 +240,7 @@ describe('attempts of one switch job', () => {
 describe('the last attempt', () => {
   it('whose renewals could not be confirmed, but which still holds its job once Redis answers, ends with a final state', async () => {
     const env = await setupJobs(cleanup, { attempts: 1 });
-    let failing = false;
-    let rejected = 0;
-    const enough = deferred();
-    const renew = EnvironmentLock.prototype.renew;
-    vi.spyOn(EnvironmentLock.prototype, 'renew').mockImplementation(function (
-      this: EnvironmentLock,
-      ...args
-    ) {
-      if (!failing) return renew.apply(this, args);
-      // Renewals run every 200 ms: the lock duration (600 ms) passes without a confirmed one by the
-      // fourth refusal at the latest, so the sixth is sent after the attempt stopped.
-      if (++rejected === 6) enough.resolve();
-      return Promise.reject(new Error("READONLY You can't write against a read only replica."));
-    });
+    const redis = failover();
     await env.startWorker(FAST_LOCKS);
     const plan = await planFor(env.local, 'env0', 'rollback', env.clock.now(), seedIds(0).standby);
     const { jobId } = await env.queue.enqueue(jobData(plan, env.clock.now()));
@@ -242,9 +248,9 @@ describe('the last attempt', () => {
 
     // Renewals fail for a whole lock duration (a failover); the attempt stops at its next step. Then
     // Redis answers again and the job is still this attempt's: nobody else will end it.
-    failing = true;
-    await enough.promise;
-    failing = false;
+    redis.start();
+    await redis.sixthRefusal;
+    redis.end();
     await env.clock.advance(REACTIVATION_MS);
     const final = await env.queue.waitForEnd(jobId, 15_000);
 
@@ -260,18 +266,7 @@ describe('the last attempt', () => {
 describe('the last attempt, after verifying', () => {
   it('whose renewals could not be confirmed only once its switch was verified reports the success', async () => {
     const env = await setupJobs(cleanup, { attempts: 1 });
-    let failing = false;
-    let rejected = 0;
-    const enough = deferred();
-    const renew = EnvironmentLock.prototype.renew;
-    vi.spyOn(EnvironmentLock.prototype, 'renew').mockImplementation(function (
-      this: EnvironmentLock,
-      ...args
-    ) {
-      if (!failing) return renew.apply(this, args);
-      if (++rejected === 6) enough.resolve();
-      return Promise.reject(new Error("READONLY You can't write against a read only replica."));
-    });
+    const redis = failover();
     const probe = env.platform.probe?.bind(env.platform);
     if (!probe) throw new Error('the local platform probes');
     const reached = deferred();
@@ -295,9 +290,9 @@ describe('the last attempt, after verifying', () => {
     const plan = await planFor(env.local, 'env0', 'rollback', env.clock.now());
     const { jobId } = await env.queue.enqueue(jobData(plan, env.clock.now()));
     await reached.promise;
-    failing = true;
-    await enough.promise;
-    failing = false;
+    redis.start();
+    await redis.sixthRefusal;
+    redis.end();
     gate.resolve();
     const final = await env.queue.waitForEnd(jobId, 15_000);
 
