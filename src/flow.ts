@@ -415,12 +415,6 @@ export class Flow {
     return this.plans.resolveAlert(planId, alertId, at);
   }
 
-  /** The plan's alertsVersion (see PlanStore). */
-  async alertsVersion(planId: string): Promise<number> {
-    if (!PLAN_ID.test(planId)) return 0;
-    return this.plans.alertsVersion(planId);
-  }
-
   /** The plan's record as it is now (an open plan past its time is reported, and stored, as expired). */
   async get(planId: string): Promise<PlanRecord | undefined> {
     if (!PLAN_ID.test(planId)) return undefined;

@@ -755,12 +755,6 @@ export class PlanStore {
       : undefined;
   }
 
-  /** The plan's alertsVersion (0 when it lists no alert or is gone). */
-  async alertsVersion(planId: string): Promise<number> {
-    const v = await this.redis.hget(this.key(planId), 'alertsVersion');
-    return v === null ? 0 : Number(v);
-  }
-
   /**
    * Remembers that `by` dismissed the alert suggestion of this plan id at `at`, in a key of its own
    * (a person's later request for the same switch replaces the plan's record, not this), kept as long
