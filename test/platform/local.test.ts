@@ -375,6 +375,37 @@ describe('persistence', () => {
     expect(snap.environment.rolledBack).toBe(true);
     expect(snap.environment.currentDeploymentId).toBe('dep_3hd7xa');
   });
+
+  it('a push gets a deployment domain like its siblings, and a project name that is no hostname label still reloads', async () => {
+    const { platform: demo, clock } = await open();
+    const pushed = await demo.push({ environment: 'production' });
+    const hosts = (await demo.snapshot('production')).domains.filter((d) => d.stickiness === 'deployment');
+    // the demo's deployment domains are dep-<id>.acme.localhost: a push's is named the same way
+    expect(hosts.find((d) => d.deploymentId === pushed.id)?.hostname).toBe(
+      `${pushed.id.replace(/_/g, '-')}.acme.localhost`,
+    );
+    await demo.close();
+    platform = undefined;
+
+    // a project of its own, named as people name projects, with no deployment domain to copy
+    const dir = mkdtempSync(join(tmpdir(), 'sy-local-'));
+    const stateFile = join(dir, 'state.json');
+    const seed = demoState(clock.now());
+    seed.project.name = 'Acme Shop_EU';
+    seed.domains = seed.domains.filter((d) => d.stickiness !== 'deployment');
+    const first = await LocalPlatform.open({ clock, stateFile, seed, buildTimeMs: 10 });
+    const own = await first.push({ environment: 'production' });
+    await clock.advance(10);
+    await first.settle();
+    const ownHost = (await first.snapshot('production')).domains.find(
+      (d) => d.deploymentId === own.id && d.stickiness === 'deployment',
+    );
+    expect(ownHost?.hostname).toBe(`${own.id.replace(/_/g, '-')}.acme-shop-eu.localhost`);
+    await first.close();
+    // the state file it wrote loads again
+    platform = await LocalPlatform.open({ clock, stateFile });
+    expect((await platform.snapshot('production')).deployments.some((d) => d.id === own.id)).toBe(true);
+  });
 });
 
 /** A promise with its resolve function (tests open gates and wait for events with it). */

@@ -454,7 +454,7 @@ export class LocalPlatform implements DeployPlatform {
     };
     this.state.deployments.push(d);
     this.state.domains.push({
-      hostname: `${id.replace(/_/g, '-')}.${this.state.project.name}.localhost`.toLowerCase(),
+      hostname: `${id.replace(/_/g, '-')}.${this.deploymentDomainSuffix()}`.toLowerCase(),
       stickiness: 'deployment',
       environment: env.slug,
       deploymentId: id,
@@ -463,6 +463,24 @@ export class LocalPlatform implements DeployPlatform {
     this.emit({ type: 'deployment.building', environment: env.slug, deploymentId: id, at: now });
     this.scheduleBuild(id);
     return this.toDeployment(d);
+  }
+
+  /**
+   * Where a new deployment's own domain lives: beside its siblings' (`dep-<id>.<suffix>`, the suffix of
+   * an existing deployment domain), else under the project's name made into a hostname label, so that
+   * the state file it is written to always loads again (a name like "Acme Shop" is no hostname).
+   */
+  private deploymentDomainSuffix(): string {
+    const sibling = this.state.domains.find((d) => d.stickiness === 'deployment');
+    const dot = sibling?.hostname.indexOf('.') ?? -1;
+    if (sibling !== undefined && dot > 0) return sibling.hostname.slice(dot + 1);
+    const label = this.state.project.name
+      .toLowerCase()
+      .replace(/[^a-z0-9]+/g, '-')
+      .replace(/^-+|-+$/g, '')
+      .slice(0, 63)
+      .replace(/-+$/, '');
+    return `${label || 'project'}.localhost`;
   }
 
   private scheduleBuild(id: string): void {
