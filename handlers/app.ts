@@ -376,8 +376,13 @@ export async function startSwitchyard(
         metrics,
         ...(local
           ? {
-              push: (req: { environment: string; branch?: string; message?: string; fail?: boolean }) =>
-                local.push(req),
+              push: (req: {
+                environment: string;
+                branch?: string;
+                message?: string;
+                author?: string;
+                fail?: boolean;
+              }) => local.push(req),
             }
           : {}),
         fireAlert: async (environment, title) => {
@@ -388,9 +393,8 @@ export async function startSwitchyard(
               now: clock.now(),
             },
           );
-          if (!parsed.ok) return parsed.refusal.message;
-          const results = await service.handle(parsed.value);
-          return results.map((r) => r.outcome).join(', ');
+          if (!parsed.ok) return [{ outcome: 'invalid', detail: parsed.refusal.message }];
+          return await service.handle(parsed.value);
         },
       });
       closeConsole = () => consoleRoutes.close();

@@ -50,6 +50,8 @@ const pushBody = z.object({
   branch: z.string().trim().min(1).max(100).optional(),
   message: z.string().max(200).optional(),
   fail: z.boolean().optional(),
+  /** Who pushed: the commit's author (the console's user name). */
+  user: userSchema.optional(),
 });
 const alertBody = z.object({ environment: z.string().min(1), title: z.string().min(1).max(200).optional() });
 
@@ -66,6 +68,7 @@ export interface ConsoleDeps {
     environment: string;
     branch?: string;
     message?: string;
+    author?: string;
     fail?: boolean;
   }) => Promise<{ id: string }>;
   /**
@@ -75,7 +78,10 @@ export interface ConsoleDeps {
    */
   readonly token?: string;
   /** Fires a test alert (generic source) for an environment. */
-  readonly fireAlert?: (environment: string, title: string) => Promise<string>;
+  readonly fireAlert?: (
+    environment: string,
+    title: string,
+  ) => Promise<readonly { outcome: string; detail?: string }[]>;
 }
 
 /**
@@ -387,6 +393,7 @@ export function registerConsole(http: HttpServer, deps: ConsoleDeps): { close():
           environment: body.environment,
           ...(body.branch === undefined ? {} : { branch: body.branch }),
           ...(body.message === undefined ? {} : { message: body.message }),
+          ...(body.user === undefined ? {} : { author: body.user }),
           ...(body.fail === undefined ? {} : { fail: body.fail }),
         });
         sendJson(res, 201, { ok: true, deploymentId: d.id });
@@ -406,11 +413,16 @@ export function registerConsole(http: HttpServer, deps: ConsoleDeps): { close():
       }
       const body = await parseBody(req, res, alertBody);
       if (!body) return;
-      const outcome = await deps.fireAlert(
+      const results = await deps.fireAlert(
         body.environment,
         body.title ?? `High error rate on ${body.environment}`,
       );
-      sendJson(res, 202, { ok: true, outcome });
+      sendJson(res, 202, {
+        ok: true,
+        outcome: results.map((r) => r.outcome).join(', '),
+        // what the outcome means for this alert, in words (e.g. why no rollback is suggested)
+        detail: results.flatMap((r) => (r.detail ? [r.detail] : [])).join(' '),
+      });
     }),
   );
 

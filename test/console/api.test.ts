@@ -74,12 +74,21 @@ describe('console API', () => {
       title: 'Checkout 5xx above 5%',
     });
     expect(again.json.outcome).toBe('deduplicated');
+    // and says in words what that means (the console shows it to whoever fired it)
+    expect(again.json.detail).toMatch(/^This incident already has a suggestion \(plan_/);
   });
 
   it('simulates a push that builds and then serves the environment', async () => {
-    const pushed = await post('/console/api/push', { environment: 'preview', branch: 'feature-x' });
+    const pushed = await post('/console/api/push', {
+      environment: 'preview',
+      branch: 'feature-x',
+      user: 'alice',
+    });
     expect(pushed.status).toBe(201);
     const id = String(pushed.json.deploymentId);
+    // the console's user is the commit's author
+    const built = (await app.platform.snapshot('preview')).deployments.find((d) => d.id === id);
+    expect(built?.commit.author).toBe('alice');
     for (let i = 0; i < 200; i++) {
       const snap = await app.platform.snapshot('preview');
       if (snap.environment.currentDeploymentId === id) break;
