@@ -227,6 +227,7 @@ export async function startSwitchyard(
         buildTimeMs: config.file.local.buildTime,
         reactivationTimeMs: config.file.local.reactivationTime,
         traffic,
+        logger,
       });
       cleanups.push(() => local?.close() ?? Promise.resolve());
       api = createLocalApi(local);

@@ -21,6 +21,7 @@ import type { Config } from './config.js';
 import {
   buildPlan,
   checkFresh,
+  checkTarget,
   isAlreadyDone,
   type Plan,
   type PlanExpectation,
@@ -281,7 +282,16 @@ export class Flow {
       ...(target === undefined ? {} : { target }),
       now: this.clock.now(),
     });
-    if (!built.ok) return built;
+    if (!built.ok) {
+      // A deployment id this environment does not know may be one of another environment's: say so,
+      // rather than that it does not exist.
+      if (built.refusal.code === RefusalCode.unknownDeployment && target !== undefined) {
+        const elsewhere = await this.platform.getDeployment(target).catch(() => undefined);
+        const wrong = elsewhere === undefined ? null : checkTarget(snapshot.value, action, elsewhere);
+        if (wrong?.code === RefusalCode.targetWrongEnvironment) return { ok: false, refusal: wrong };
+      }
+      return built;
+    }
     // Read through `load`, so a lapsed open plan of this id is expired (and audited) before the new
     // request replaces it.
     const dismissal = opts.unlessDismissed === true ? await this.plans.dismissal(built.value.id) : undefined;

@@ -263,11 +263,17 @@ export function defaultPromoteTarget(snapshot: EnvironmentSnapshot): Result<Depl
 }
 
 /**
- * Domains a switch from `currentId` moves to the target: every live and environment domain of the
- * environment, plus branch domains that point at the current deployment (the seed: "reassigns the
- * environment and branch domains"). Deployment-bound domains never move.
+ * Domains a switch from `currentId` to a deployment of `targetBranch` moves: every live and
+ * environment domain of the environment, plus branch domains that point at the current deployment
+ * (the seed: "reassigns the environment and branch domains") and follow the target's branch: a
+ * branch domain serves its own branch's code, so switching a preview environment to another branch's
+ * deployment leaves the current branch's domain where it is. Deployment-bound domains never move.
  */
-export function affectedDomains(snapshot: EnvironmentSnapshot, currentId: string): Domain[] {
+export function affectedDomains(
+  snapshot: EnvironmentSnapshot,
+  currentId: string,
+  targetBranch: string | undefined,
+): Domain[] {
   return snapshot.domains.filter((d) => {
     if (d.environment !== snapshot.environment.slug) return false;
     switch (d.stickiness) {
@@ -275,7 +281,10 @@ export function affectedDomains(snapshot: EnvironmentSnapshot, currentId: string
       case 'environment':
         return true;
       case 'branch':
-        return d.deploymentId === currentId;
+        return (
+          d.deploymentId === currentId &&
+          (d.branch === undefined || targetBranch === undefined || d.branch === targetBranch)
+        );
       case 'deployment':
         return false;
       default:
@@ -295,7 +304,9 @@ export function planDomains(
   targetId: string,
   currentId: string,
 ): Domain[] {
-  return action === 'promote' && targetId === currentId ? [] : affectedDomains(snapshot, currentId);
+  if (action === 'promote' && targetId === currentId) return [];
+  const target = snapshot.deployments.find((d) => d.id === targetId);
+  return affectedDomains(snapshot, currentId, target?.branch);
 }
 
 /**

@@ -264,11 +264,24 @@ describe('default targets', () => {
 
 describe('affected domains', () => {
   it('are the live and environment domains plus branch domains on the current deployment; never deployment domains or other environments', () => {
-    expect(affectedDomains(snapshot(), 'd4').map((d) => d.hostname)).toEqual([
+    expect(affectedDomains(snapshot(), 'd4', 'main').map((d) => d.hostname)).toEqual([
       'shop.example.com',
       'production.shop.app',
       'main.shop.app',
     ]);
+  });
+
+  it("leave a branch domain on its own branch's deployment when the target is another branch's", () => {
+    const other = { ...dep('d5', 5 * H), branch: 'feature' };
+    const snap = snapshot({ deployments: [other, dep('d4', 4 * H), dep('d3', 3 * H)] });
+    expect(affectedDomains(snap, 'd4', 'feature').map((d) => d.hostname)).toEqual([
+      'shop.example.com',
+      'production.shop.app',
+    ]);
+    // and so does a plan to that deployment
+    const r = buildPlan(snap, { action: 'promote', target: 'd5', now: 6 * H });
+    if (!r.ok) throw new Error(r.refusal.message);
+    expect(r.value.affectedDomains.map((d) => d.hostname)).not.toContain('main.shop.app');
   });
 });
 

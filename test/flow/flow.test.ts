@@ -146,6 +146,17 @@ describe('Flow.plan', () => {
     expect(o.refusal.message).toContain('dep_4kq9wz, dep_3hd7xa, dep_2mc5ty, dep_1ab3cd');
   });
 
+  it('a deployment of another environment is refused as such, not as unknown, and nothing is stored', async () => {
+    const x = await setup();
+    // dep_p2fe8r exists: it is preview's
+    const o = await x.flow.plan(alice, 'rollback', 'production', 'dep_p2fe8r');
+    expect(o.ok).toBe(false);
+    if (o.ok) return;
+    expect(o.refusal.code).toBe('target_wrong_environment');
+    expect(o.refusal.message).toContain('dep_p2fe8r belongs to preview, not production');
+    expect(await scanKeys(x.redis, `${x.prefix}*`)).toEqual([]);
+  });
+
   it('/promote accepts a deployment id in place of the environment', async () => {
     const x = await setup();
     await switchDirectly(x, 'rollback', 'production', 'dep_3hd7xa');

@@ -2,14 +2,16 @@
  * The embedded local platform against every sentence of seed-rollbacks.txt, on a ManualClock.
  */
 
-import { copyFileSync, mkdtempSync, readFileSync } from 'node:fs';
+import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { request as httpRequest } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { Writable } from 'node:stream';
 import { afterEach, describe, expect, it } from 'vitest';
 import { ManualClock } from '../../src/clock.js';
 import { buildPlan } from '../../src/domain/plan.js';
 import { RefusalError } from '../../src/errors.js';
+import { createLogger } from '../../src/log.js';
 import { demoState } from '../../src/platform/local/demo.js';
 import {
   LocalPlatform,
@@ -686,5 +688,155 @@ describe('serving and idle bookkeeping (found in review)', () => {
       platform = undefined;
       await router.close();
     }
+  });
+});
+
+describe('found in review (session 6)', () => {
+  it('refuses a deployment of another environment as such, and an unknown one listing recent ids', async () => {
+    const { platform: p } = await open();
+    // dep_p2fe8r exists: it is preview's
+    await expect(p.rollback({ environment: 'production', targetId: 'dep_p2fe8r' })).rejects.toMatchObject({
+      refusal: { code: 'target_wrong_environment' },
+    });
+    await expect(p.rollback({ environment: 'production', targetId: 'dep_nope' })).rejects.toMatchObject({
+      refusal: { code: 'unknown_deployment', message: expect.stringContaining('dep_4kq9wz, dep_3hd7xa') },
+    });
+    expect((await p.snapshot('production')).environment.currentDeploymentId).toBe('dep_4kq9wz');
+  });
+
+  it("a branch domain stays on its own branch when the environment switches to another branch's deployment", async () => {
+    const { platform: p, clock } = await open();
+    // preview: dep_p2fe8r (feature-search) is current and holds feature-search.acme.localhost
+    const x = await p.push({ environment: 'preview', branch: 'feature-x' });
+    await clock.advance(3000);
+    await p.settle();
+    expect((await p.snapshot('preview')).environment.currentDeploymentId).toBe(x.id);
+    expect(await finish(p, clock, await p.rollback({ environment: 'preview', targetId: 'dep_p2fe8r' }))).toBe(
+      'succeeded',
+    );
+    const plan = buildPlan(await p.snapshot('preview'), {
+      action: 'promote',
+      target: x.id,
+      now: clock.now(),
+    });
+    if (!plan.ok) throw new Error(plan.refusal.message);
+    expect(plan.value.affectedDomains.map((d) => d.hostname)).toEqual(['preview.acme.localhost']);
+    expect(await finish(p, clock, await p.promote({ environment: 'preview', targetId: x.id }))).toBe(
+      'succeeded',
+    );
+    const routes = new Map((await p.routing('preview')).map((r) => [r.hostname, r.deploymentId]));
+    expect(routes.get('preview.acme.localhost')).toBe(x.id);
+    expect(routes.get('feature-search.acme.localhost')).toBe('dep_p2fe8r');
+    // the branch's first deployment got the branch's own domain, beside the others
+    expect(routes.get('feature-x.acme.localhost')).toBe(x.id);
+  });
+
+  it('a seed naming a current deployment, a history entry or a hostname wrongly stops start-up naming the key', async () => {
+    const clock = new ManualClock();
+    const typo = demoState(clock.now());
+    typo.environments[0] = {
+      ...(typo.environments[0] as LocalState['environments'][number]),
+      currentDeploymentId: 'dep_typo99',
+    };
+    await expect(LocalPlatform.open({ clock, seed: typo })).rejects.toThrow(
+      /environments\[0\]\.currentDeploymentId: got "dep_typo99"/,
+    );
+    const elsewhere = demoState(clock.now());
+    elsewhere.environments[0] = {
+      ...(elsewhere.environments[0] as LocalState['environments'][number]),
+      currentDeploymentId: 'dep_p2fe8r',
+    };
+    await expect(LocalPlatform.open({ clock, seed: elsewhere })).rejects.toThrow(/a deployment of preview/);
+    const history = demoState(clock.now());
+    history.liveHistory.production?.push({ deploymentId: 'dep_gone', since: clock.now(), via: 'deploy' });
+    await expect(LocalPlatform.open({ clock, seed: history })).rejects.toThrow(
+      /liveHistory\.production\[4\]\.deploymentId: got "dep_gone"/,
+    );
+    const twice = demoState(clock.now());
+    twice.domains.push({
+      ...(twice.domains[0] as LocalState['domains'][number]),
+      deploymentId: 'dep_3hd7xa',
+    });
+    await expect(LocalPlatform.open({ clock, seed: twice })).rejects.toThrow(
+      /shop\.localhost is listed twice/,
+    );
+  });
+
+  it("production's current deployment never goes to standby, even with no domain but its own", async () => {
+    const clock = new ManualClock();
+    const seed = demoState(clock.now());
+    seed.domains = seed.domains.filter(
+      (d) => d.environment !== 'production' || d.stickiness === 'deployment',
+    );
+    platform = await LocalPlatform.open({ clock, seed });
+    await clock.advance(STANDBY_AFTER_MS + 2 * MIN);
+    expect((await platform.getDeployment('dep_4kq9wz'))?.status).toBe('ready');
+    // a previous one still does
+    expect((await platform.getDeployment('dep_3hd7xa'))?.status).toBe('standby');
+  });
+
+  it('a target that goes to standby while its switch is pending is reactivated first, never switched to asleep', async () => {
+    const { platform: p, clock } = await open();
+    await finish(p, clock, await p.rollback({ environment: 'production', targetId: 'dep_3hd7xa' }));
+    await finish(p, clock, await p.promote({ environment: 'production', targetId: 'dep_4kq9wz' }));
+    await clock.advance(STANDBY_AFTER_MS - 30_000);
+    expect((await p.getDeployment('dep_3hd7xa'))?.status).toBe('ready');
+    clock.set(clock.now() + 60_000); // past 30 minutes, the tick not run yet
+    const ref = await p.rollback({ environment: 'production', targetId: 'dep_3hd7xa' });
+    expect(p.maintain()).toContain('dep_3hd7xa'); // the tick lands while the switch is pending
+    const states: string[] = [];
+    for (let i = 0; i < 100 && !['succeeded', 'failed'].includes(states.at(-1) ?? ''); i++) {
+      await new Promise((r) => setImmediate(r));
+      states.push((await p.operation(ref)).state);
+      await clock.advance(100);
+    }
+    expect(states).toContain('reactivating');
+    expect(states.at(-1)).toBe('succeeded');
+    const after = await p.snapshot('production');
+    expect(after.environment.currentDeploymentId).toBe('dep_3hd7xa');
+    expect(after.deployments.find((d) => d.id === 'dep_3hd7xa')?.status).toBe('ready');
+  });
+
+  it('a state file that cannot be written is logged once and written again later; the time rules go on', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'sy-local-'));
+    const stateDir = join(dir, 'data');
+    mkdirSync(stateDir);
+    const stateFile = join(stateDir, 'state.json');
+    const lines: string[] = [];
+    const destination = new Writable({
+      write(chunk: Buffer, _enc, done) {
+        lines.push(chunk.toString('utf8'));
+        done();
+      },
+    });
+    const logger = createLogger({ level: 'info', pretty: false, destination });
+    const clock = new ManualClock();
+    platform = await LocalPlatform.open({ clock, stateFile, buildTimeMs: 3000, logger });
+    const p = platform;
+    const first = await p.push({ environment: 'production' });
+    await clock.advance(3000);
+    await p.settle();
+    // the data directory goes away (a careless cleanup, a full disk): writes fail for a while
+    rmSync(stateDir, { recursive: true, force: true });
+    writeFileSync(stateDir, 'not a directory');
+    await clock.advance(STANDBY_AFTER_MS + 2 * MIN); // dep_4kq9wz goes to standby: that tick cannot persist
+    expect((await p.getDeployment('dep_4kq9wz'))?.status).toBe('standby');
+    expect(p.stateUnsaved).toBe(true);
+    // a switch meanwhile still succeeds: traffic moved, whatever the disk says
+    expect(
+      await finish(p, clock, await p.rollback({ environment: 'production', targetId: 'dep_4kq9wz' })),
+    ).toBe('succeeded');
+    await clock.advance(2 * MIN);
+    expect(lines.filter((l) => l.includes('could not write its state file'))).toHaveLength(1);
+    // writes work again: the next tick writes everything, and the rules still run
+    rmSync(stateDir, { force: true });
+    mkdirSync(stateDir);
+    await clock.advance(2 * MIN);
+    expect(p.stateUnsaved).toBe(false);
+    expect(lines.some((l) => l.includes('state file written again'))).toBe(true);
+    const saved = JSON.parse(readFileSync(stateFile, 'utf8')) as LocalState;
+    expect(saved.environments.find((e) => e.slug === 'production')?.currentDeploymentId).toBe('dep_4kq9wz');
+    await clock.advance(STANDBY_AFTER_MS + 2 * MIN);
+    expect((await p.getDeployment(first.id))?.status).toBe('standby');
   });
 });

@@ -18,6 +18,7 @@ import { affectedDomains, checkTarget } from '../../domain/plan.js';
 import { RefusalCode } from '../../domain/result.js';
 import type { Deployment, Domain, EnvironmentSnapshot, LiveEntry, PlanAction } from '../../domain/types.js';
 import { RefusalError, SwitchyardError } from '../../errors.js';
+import { type Logger, silentLogger } from '../../log.js';
 import type {
   DeployPlatform,
   OperationRef,
@@ -64,6 +65,8 @@ export interface LocalPlatformOptions {
   readonly traffic?: TrafficPlane;
   /** Run the standby/idle maintenance loop on the clock (default true). */
   readonly maintenance?: boolean;
+  /** Where a failed state write is reported (the platform goes on, and writes again every tick). */
+  readonly logger?: Logger;
 }
 
 interface OperationRecord {
@@ -86,6 +89,16 @@ export interface PushRequest {
   readonly fail?: boolean;
 }
 
+/** `text` as one hostname label: lowercase letters, digits and inner dashes, at most 63 characters. */
+function hostLabel(text: string): string {
+  return text
+    .toLowerCase()
+    .replace(/[^a-z0-9]+/g, '-')
+    .replace(/^-+/, '')
+    .slice(0, 63)
+    .replace(/-+$/, '');
+}
+
 /** The embedded, default DeployPlatform. */
 export class LocalPlatform implements DeployPlatform {
   readonly name = 'local';
@@ -101,6 +114,8 @@ export class LocalPlatform implements DeployPlatform {
   private readonly waking = new Map<string, Promise<boolean>>();
   private routesKey = '';
   private maintenanceDone: Promise<void> = Promise.resolve();
+  /** True while the state file is behind the state in memory (a write failed; every tick retries). */
+  private unsaved = false;
 
   private constructor(opts: LocalPlatformOptions, state: LocalState) {
     this.opts = opts;
@@ -123,7 +138,7 @@ export class LocalPlatform implements DeployPlatform {
       if (d.status === 'building') platform.scheduleBuild(d.id);
     }
     platform.publishRoutes();
-    platform.persist();
+    if (opts.stateFile) writeStateFile(opts.stateFile, platform.state);
     if (opts.maintenance !== false) platform.maintenanceDone = platform.maintenanceLoop();
     return platform;
   }
@@ -223,12 +238,15 @@ export class LocalPlatform implements DeployPlatform {
 
   private async startSwitch(action: PlanAction, request: SwitchRequest): Promise<OperationRef> {
     const snap = await this.snapshot(request.environment);
-    const target = snap.deployments.find((d) => d.id === request.targetId);
+    // Looked up project-wide: another environment's deployment is refused as that (checkTarget).
+    const found = this.state.deployments.find((d) => d.id === request.targetId);
+    const target = found === undefined ? undefined : this.toDeployment(found);
     if (!target) {
+      const valid = snap.deployments.slice(0, 10).map((d) => d.id);
       throw new RefusalError({
         code: RefusalCode.unknownDeployment,
-        message: `No deployment ${request.targetId} in ${request.environment}.`,
-        context: { target: request.targetId },
+        message: `No deployment ${request.targetId} in ${snap.environment.slug}. Recent deployments: ${valid.join(', ') || 'none'}.`,
+        context: { target: request.targetId, valid },
       });
     }
     const refusal = checkTarget(snap, action, target);
@@ -292,6 +310,13 @@ export class LocalPlatform implements DeployPlatform {
     }
     let started = false;
     try {
+      if (target.status !== 'standby') {
+        // Let observers see `pending` before the switch lands, as on a remote platform.
+        await new Promise<void>((r) => setImmediate(r));
+        if (await this.switchFailed(ref, basis, started)) return;
+      }
+      // Checked after that turn too: the 30-minute rule may have put a ready target in standby
+      // meanwhile, and a switch must never point domains at a deployment with no upstream.
       if (target.status === 'standby') {
         this.setOp(ref, 'reactivating');
         started = true;
@@ -311,10 +336,6 @@ export class LocalPlatform implements DeployPlatform {
             at: this.clock.now(),
           });
         }
-      } else {
-        // Let observers see `pending` before the switch lands, as on a remote platform.
-        await new Promise<void>((r) => setImmediate(r));
-        if (await this.switchFailed(ref, basis, started)) return;
       }
       this.setOp(ref, 'switching');
       this.applySwitch(ref.action, ref.environment, ref.targetId, by);
@@ -388,7 +409,11 @@ export class LocalPlatform implements DeployPlatform {
     const previous = env.currentDeploymentId;
     const resume = action === 'promote' && previous === targetId;
     if (!resume && previous !== undefined) {
-      const snapDomains = affectedDomains(this.snapshotSync(environment), previous);
+      const snapDomains = affectedDomains(
+        this.snapshotSync(environment),
+        previous,
+        this.dep(targetId).branch,
+      );
       const moving = new Set(snapDomains.map((d) => d.hostname));
       const serving = this.servingIds();
       this.state.domains = this.state.domains.map((d) =>
@@ -474,13 +499,7 @@ export class LocalPlatform implements DeployPlatform {
     const sibling = this.state.domains.find((d) => d.stickiness === 'deployment');
     const dot = sibling?.hostname.indexOf('.') ?? -1;
     if (sibling !== undefined && dot > 0) return sibling.hostname.slice(dot + 1);
-    const label = this.state.project.name
-      .toLowerCase()
-      .replace(/[^a-z0-9]+/g, '-')
-      .replace(/^-+|-+$/g, '')
-      .slice(0, 63)
-      .replace(/-+$/, '');
-    return `${label || 'project'}.localhost`;
+    return `${hostLabel(this.state.project.name) || 'project'}.localhost`;
   }
 
   private scheduleBuild(id: string): void {
@@ -545,6 +564,23 @@ export class LocalPlatform implements DeployPlatform {
       moved.push(dom.hostname);
       return { ...dom, deploymentId: id };
     });
+    // A branch's first deployment in this environment gets the branch's own domain
+    // (`feature-x.acme.localhost`), which then follows the branch's newest deployment.
+    const label = hostLabel(d.branch);
+    const branchHost = `${label}.${this.deploymentDomainSuffix()}`;
+    const hasBranchDomain = this.state.domains.some(
+      (dom) => dom.environment === env.slug && dom.stickiness === 'branch' && dom.branch === d.branch,
+    );
+    if (!hasBranchDomain && label !== '' && !this.state.domains.some((dom) => dom.hostname === branchHost)) {
+      this.state.domains.push({
+        hostname: branchHost,
+        stickiness: 'branch',
+        environment: env.slug,
+        branch: d.branch,
+        deploymentId: id,
+      });
+      moved.push(branchHost);
+    }
     // Whoever lost its last domain here (a branch domain too) stopped serving now: in production the
     // 30-minute standby timer starts from this moment.
     this.markServingChanges(serving, now);
@@ -633,7 +669,7 @@ export class LocalPlatform implements DeployPlatform {
     if (moved.length > 0) this.publishRoutes();
     // Traffic seen since the last tick is persisted too (at most one write per tick), so that a
     // restart after a crash does not find a visited preview deployment idle for hours.
-    if (moved.length > 0 || sawTraffic) this.persist();
+    if (moved.length > 0 || sawTraffic || this.unsaved) this.persist();
     return moved;
   }
 
@@ -687,7 +723,12 @@ export class LocalPlatform implements DeployPlatform {
       } catch {
         return;
       }
-      this.maintain();
+      try {
+        this.maintain();
+      } catch (e) {
+        // One bad tick must not end the loop: the time rules would silently stop for good.
+        (this.opts.logger ?? silentLogger).error({ err: e }, 'local platform: maintenance tick failed');
+      }
     }
   }
 
@@ -757,9 +798,15 @@ export class LocalPlatform implements DeployPlatform {
     };
   }
 
-  /** Deployments holding at least one domain that is not their own deployment domain (serving). */
+  /**
+   * Deployments serving: each environment's current deployment (whatever domains it has), and any
+   * holding a domain that is not its own deployment domain.
+   */
   private servingIds(): Set<string> {
     const ids = new Set<string>();
+    for (const env of this.state.environments) {
+      if (env.currentDeploymentId !== undefined) ids.add(env.currentDeploymentId);
+    }
     for (const dom of this.state.domains) {
       if (dom.stickiness !== 'deployment' && dom.deploymentId !== undefined) ids.add(dom.deploymentId);
     }
@@ -817,8 +864,33 @@ export class LocalPlatform implements DeployPlatform {
     this.opts.traffic?.applyRoutes(routes);
   }
 
+  /**
+   * Writes the state file. A failed write (disk full, the data directory gone) never fails what
+   * changed the state: traffic has already moved, and the state in memory is the truth. It is logged
+   * once, and every maintenance tick writes again until a write succeeds.
+   */
   private persist(): void {
-    if (this.opts.stateFile) writeStateFile(this.opts.stateFile, this.state);
+    const file = this.opts.stateFile;
+    if (file === undefined) return;
+    const log = this.opts.logger ?? silentLogger;
+    try {
+      writeStateFile(file, this.state);
+      if (this.unsaved) log.info({ stateFile: file }, 'local platform: state file written again');
+      this.unsaved = false;
+    } catch (e) {
+      if (!this.unsaved) {
+        log.error(
+          { err: e, stateFile: file },
+          'local platform: could not write its state file; a restart now would lose changes since the last write (retrying every minute)',
+        );
+      }
+      this.unsaved = true;
+    }
+  }
+
+  /** Whether the state file is behind the state in memory (a write failed and no retry succeeded). */
+  get stateUnsaved(): boolean {
+    return this.unsaved;
   }
 
   private toDeployment(d: LocalDeployment): Deployment {

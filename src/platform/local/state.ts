@@ -89,7 +89,41 @@ export function parseLocalState(raw: unknown, source: string): LocalState {
     if (!envs.has(d.environment))
       throw new ConfigError(`${source}: deployment ${d.id} names unknown environment "${d.environment}"`);
   }
+  const byId = new Map(state.deployments.map((d) => [d.id, d]));
+  if (byId.size !== state.deployments.length) {
+    const seen = new Set<string>();
+    const twice = state.deployments.find((d) => seen.size === seen.add(d.id).size)?.id;
+    throw new ConfigError(`${source}: deployments: the id "${twice}" is used twice; expected unique ids`);
+  }
+  for (const [i, env] of state.environments.entries()) {
+    const current = env.currentDeploymentId;
+    if (current === undefined) continue;
+    const d = byId.get(current);
+    if (d === undefined)
+      throw new ConfigError(
+        `${source}: environments[${i}].currentDeploymentId: got "${current}", expected the id of one of ${env.slug}'s deployments`,
+      );
+    if (d.environment !== env.slug)
+      throw new ConfigError(
+        `${source}: environments[${i}].currentDeploymentId: got "${current}", a deployment of ${d.environment}; expected one of ${env.slug}'s deployments`,
+      );
+  }
+  for (const [slug, entries] of Object.entries(state.liveHistory)) {
+    if (!envs.has(slug))
+      throw new ConfigError(`${source}: liveHistory.${slug}: names unknown environment "${slug}"`);
+    for (const [i, entry] of entries.entries()) {
+      if (byId.get(entry.deploymentId)?.environment !== slug)
+        throw new ConfigError(
+          `${source}: liveHistory.${slug}[${i}].deploymentId: got "${entry.deploymentId}", expected the id of one of ${slug}'s deployments`,
+        );
+    }
+  }
+  const hostnames = new Set<string>();
   for (const dom of state.domains) {
+    if (hostnames.size === hostnames.add(dom.hostname).size)
+      throw new ConfigError(
+        `${source}: domain ${dom.hostname} is listed twice; expected each hostname once (it routes to one deployment)`,
+      );
     if (!envs.has(dom.environment))
       throw new ConfigError(
         `${source}: domain ${dom.hostname} names unknown environment "${dom.environment}"`,
