@@ -50,7 +50,8 @@ export const SWITCHYARD_COMMANDS = [
       {
         type: STRING,
         name: 'target',
-        description: 'A deployment id, or an environment (promotes its newest ready deployment)',
+        description:
+          'A deployment id, or an environment (its newest ready deployment, never one rolled back from)',
         required: true,
         autocomplete: true,
       },

@@ -246,11 +246,32 @@ export function defaultRollbackTarget(snapshot: EnvironmentSnapshot): Result<Dep
   );
 }
 
-/** Default promote target: the newest ready deployment of the environment. */
+/**
+ * Default promote target: the newest ready (or standby) deployment of the environment. While the
+ * environment is rolled back, never the deployment it was rolled back from: the newest deployment that
+ * is newer than the current one, was never live, and became ready after the rollback (a fix pushed
+ * since); with none, the current deployment (promoting it resumes automatic deploys and moves no
+ * domain). Going back to a deployment that was rolled away from takes naming it.
+ */
 export function defaultPromoteTarget(snapshot: EnvironmentSnapshot): Result<Deployment> {
-  const newest = [...snapshot.deployments]
-    .filter((d) => d.environment === snapshot.environment.slug && isSwitchable(d))
-    .sort((a, b) => b.createdAt - a.createdAt)[0];
+  const env = snapshot.environment;
+  const switchable = [...snapshot.deployments]
+    .filter((d) => d.environment === env.slug && isSwitchable(d))
+    .sort((a, b) => b.createdAt - a.createdAt);
+  const current = snapshot.deployments.find((d) => d.id === env.currentDeploymentId);
+  if (env.rolledBack && current !== undefined) {
+    const wasLive = new Set(snapshot.liveHistory.map((h) => h.deploymentId));
+    const since = env.rolledBackAt;
+    const fresh = switchable.find(
+      (d) =>
+        d.id !== current.id &&
+        d.createdAt > current.createdAt &&
+        !wasLive.has(d.id) &&
+        (since === undefined || (d.readyAt ?? d.createdAt) >= since),
+    );
+    return ok(fresh ?? current);
+  }
+  const newest = switchable[0];
   if (newest) return ok(newest);
   return refuse(
     RefusalCode.unknownDeployment,

@@ -974,7 +974,7 @@ const USAGE: Readonly<Record<UsageCommand, { args: readonly UsageArg[]; about: s
   promote: {
     args: [{ name: 'target', placeholder: 'deployment-id | environment', required: true }],
     about:
-      'Moves the domains to a deployment and restores automatic deploys (given an environment: its newest ready deployment). You confirm before anything moves.',
+      'Moves the domains to a deployment and restores automatic deploys (given an environment: its newest ready deployment; while rolled back, one ready since the rollback, never the one rolled back from, else it only resumes automatic deploys). You confirm before anything moves.',
   },
   deployments: {
     args: [{ name: 'environment', placeholder: 'environment', required: true }],

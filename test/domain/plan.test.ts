@@ -254,11 +254,41 @@ describe('default targets', () => {
   });
   it('promote defaults to the newest ready deployment', () => {
     const snap = snapshot({
-      rolledBack: true,
-      current: 'd3',
-      deployments: [dep('d5', 5 * H, 'building'), dep('d4', 4 * H), dep('d3', 3 * H)],
+      current: 'd4',
+      deployments: [dep('d6', 6 * H, 'building'), dep('d5', 5 * H), dep('d4', 4 * H)],
     });
-    expect(defaultPromoteTarget(snap)).toMatchObject({ ok: true, value: { id: 'd4' } });
+    expect(defaultPromoteTarget(snap)).toMatchObject({ ok: true, value: { id: 'd5' } });
+  });
+
+  it('while rolled back, promote never defaults to the deployment rolled back from: a fix pushed since, else resume', () => {
+    // d4 went bad; production was rolled back to d3 at 4.5 h
+    const history: LiveEntry[] = [
+      { deploymentId: 'd3', since: 3 * H, via: 'deploy' },
+      { deploymentId: 'd4', since: 4 * H, via: 'deploy' },
+      { deploymentId: 'd3', since: 4.5 * H, via: 'rollback' },
+    ];
+    const rolledBack = (deployments: Deployment[]) => {
+      const snap = snapshot({ rolledBack: true, current: 'd3', deployments, history });
+      return { ...snap, environment: { ...snap.environment, rolledBackAt: 4.5 * H } };
+    };
+    // nothing new: the default is the current deployment (resume automatic deploys, no domain moves)
+    const none = rolledBack([dep('d5', 5 * H, 'building'), dep('d4', 4 * H), dep('d3', 3 * H)]);
+    expect(defaultPromoteTarget(none)).toMatchObject({ ok: true, value: { id: 'd3' } });
+    const resume = buildPlan(none, { action: 'promote', now: 5 * H });
+    if (!resume.ok) throw new Error(resume.refusal.message);
+    expect(resume.value.affectedDomains).toEqual([]);
+    // a fix that became ready after the rollback is the default
+    const fixed = rolledBack([dep('d5', 5 * H), dep('d4', 4 * H), dep('d3', 3 * H)]);
+    expect(defaultPromoteTarget(fixed)).toMatchObject({ ok: true, value: { id: 'd5' } });
+    // the bad one can still be promoted by name
+    expect(buildPlan(fixed, { action: 'promote', target: 'd4', now: 5 * H })).toMatchObject({
+      ok: true,
+      value: { target: { id: 'd4' } },
+    });
+    // without rolledBackAt (a platform that does not say when), the live history alone rules d4 out
+    const { rolledBackAt: _, ...untimed } = none.environment;
+    const noTime = { ...none, environment: untimed };
+    expect(defaultPromoteTarget(noTime)).toMatchObject({ ok: true, value: { id: 'd3' } });
   });
 });
 
