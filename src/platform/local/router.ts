@@ -28,6 +28,7 @@ import {
   STATUS_CODES,
 } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
+import type { Duplex } from 'node:stream';
 import { type Dispatcher, Pool } from 'undici';
 import { type Clock, systemClock } from '../../clock.js';
 import { SwitchyardError } from '../../errors.js';
@@ -133,8 +134,17 @@ const HOP_BY_HOP: ReadonlySet<string> = new Set([
  */
 const IDEMPOTENT: ReadonlySet<string> = new Set(['GET', 'HEAD', 'OPTIONS', 'TRACE', 'PUT', 'DELETE']);
 
-/** Methods the router forwards; the `Allow` of its own answer to `OPTIONS *`. */
+/** Methods the router forwards; the `Allow` of its own answer to `OPTIONS *` and to `CONNECT`. */
 const ALLOW = 'GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS';
+
+/**
+ * Request headers of this prefix are Switchyard's own (WARMUP_HEADER, PROBE_HEADER): a client's are never
+ * forwarded as sent (see forwardRequestHeaders).
+ */
+const INTERNAL_PREFIX = 'x-switchyard-';
+
+/** An absolute-form request target (RFC 9112 §3.2.2): scheme, authority, then path and query. */
+const ABSOLUTE_FORM = /^https?:\/\/([^/?#]*)([^#]*)/i;
 
 /** Counters of the router itself (not per upstream). */
 export interface RouterStats {
@@ -232,7 +242,11 @@ function withoutNames(flat: string[], drop: ReadonlySet<string>): string[] {
  * Request headers for the upstream: the client's raw headers minus hop-by-hop ones and those its
  * `Connection` header names (Host kept), and minus those the pool sets itself from the body
  * (`transfer-encoding`) or does not support (`expect`: node's server has already answered
- * `100 Continue` to the client).
+ * `100 Continue` to the client). Switchyard's own `x-switchyard-*` headers are never passed on as the
+ * client sent them: the upstream trusts them (a warm-up gets an empty 204 and is not traffic), so only
+ * the router sets them. The one a client may carry is the probe mark, which Switchyard's verification
+ * sends from other processes too (LocalPlatformClient): the router forwards it as its own
+ * `x-switchyard-probe: 1` (it makes that one request not traffic, nothing more).
  */
 function forwardRequestHeaders(raw: readonly string[]): string[] {
   const out: string[] = [];
@@ -242,6 +256,10 @@ function forwardRequestHeaders(raw: readonly string[]): string[] {
     const lower = name.toLowerCase();
     if (lower === 'connection') nominated = connectionOptions(raw[i + 1] as string, nominated);
     if (HOP_BY_HOP.has(lower) || lower === 'transfer-encoding' || lower === 'expect') continue;
+    if (lower.charCodeAt(0) === 120 /* x */ && lower.startsWith(INTERNAL_PREFIX)) {
+      if (lower === PROBE_HEADER) out.push(PROBE_HEADER, '1');
+      continue;
+    }
     out.push(name, raw[i + 1] as string);
   }
   return nominated === undefined ? out : withoutNames(out, nominated);
@@ -251,12 +269,12 @@ function forwardRequestHeaders(raw: readonly string[]): string[] {
  * Response headers for the client from the pool's raw `[name, value, …]` buffers: hop-by-hop ones and
  * those the upstream's `Connection` header names dropped, and `transfer-encoding` too (with the
  * `content-length` it overrides, RFC 9112 §6.3): the router's server frames the body for its own client
- * (chunked for HTTP/1.1, close-delimited for HTTP/1.0, which must never get chunked). x-deployment-id
- * assured. One flat array, handed to `writeHead` as is.
+ * (chunked for HTTP/1.1, close-delimited for HTTP/1.0, which must never get chunked). x-deployment-id is
+ * always the router's own, naming the deployment it routed to (whatever the upstream sent). One flat
+ * array, handed to `writeHead` as is.
  */
 function forwardResponseHeaders(raw: readonly Buffer[], deploymentId: string): string[] {
   const out: string[] = [];
-  let sawId = false;
   let chunked = false;
   let nominated: Set<string> | undefined;
   for (let i = 0; i < raw.length; i += 2) {
@@ -271,7 +289,7 @@ function forwardResponseHeaders(raw: readonly Buffer[], deploymentId: string): s
       chunked = true;
       continue;
     }
-    if (lower === DEPLOYMENT_HEADER) sawId = true;
+    if (lower === DEPLOYMENT_HEADER) continue;
     out.push(name, (raw[i + 1] as Buffer).toString('latin1'));
   }
   let headers = out;
@@ -279,11 +297,8 @@ function forwardResponseHeaders(raw: readonly Buffer[], deploymentId: string): s
     nominated ??= new Set();
     nominated.add('content-length');
   }
-  if (nominated !== undefined) {
-    headers = withoutNames(out, nominated);
-    if (nominated.has(DEPLOYMENT_HEADER)) sawId = false;
-  }
-  if (!sawId) headers.push(DEPLOYMENT_HEADER, deploymentId);
+  if (nominated !== undefined) headers = withoutNames(out, nominated);
+  headers.push(DEPLOYMENT_HEADER, deploymentId);
   return headers;
 }
 
@@ -295,14 +310,35 @@ function forwardResponseHeaders(raw: readonly Buffer[], deploymentId: string): s
 export function clientErrorResponse(code: string | undefined): string {
   const status = code === 'HPE_HEADER_OVERFLOW' ? 431 : code === 'ERR_HTTP_REQUEST_TIMEOUT' ? 408 : 400;
   const error = status === 431 ? 'headers_too_large' : status === 408 ? 'request_timeout' : 'bad_request';
-  const body = `${JSON.stringify({ error, message: `the router could not read the request (${code ?? 'unknown'})` })}\n`;
+  return rawJsonResponse(status, {
+    error,
+    message: `the router could not read the request (${code ?? 'unknown'})`,
+  });
+}
+
+/**
+ * The router's answer to a `CONNECT` (RFC 9110 §9.3.6): it routes requests to deployments and opens no
+ * tunnels, so 405 with the methods it does forward; the connection is then closed.
+ */
+export function connectResponse(): string {
+  return rawJsonResponse(
+    405,
+    { error: 'method_not_allowed', message: 'the router does not tunnel: CONNECT is not supported' },
+    `allow: ${ALLOW}\r\n`,
+  );
+}
+
+/** A whole HTTP/1.1 answer written straight on a socket, `x-deployment-id: none`, then `connection: close`. */
+function rawJsonResponse(status: number, body: object, extraHeaders = ''): string {
+  const text = `${JSON.stringify(body)}\n`;
   return (
     `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? ''}\r\n` +
     `${DEPLOYMENT_HEADER}: ${NO_DEPLOYMENT}\r\n` +
+    extraHeaders +
     'content-type: application/json\r\n' +
-    `content-length: ${Buffer.byteLength(body)}\r\n` +
+    `content-length: ${Buffer.byteLength(text)}\r\n` +
     'connection: close\r\n\r\n' +
-    body
+    text
   );
 }
 
@@ -318,6 +354,45 @@ function replyJson(req: IncomingMessage, res: ServerResponse, status: number, bo
   res.end(text);
 }
 
+/**
+ * The client's connection is gone (closed or being closed): nobody is left to answer. A response queued
+ * behind an earlier pipelined one on that connection is never closed by node (it has no socket), so this
+ * is how such a request is known to be over.
+ */
+function clientGone(req: IncomingMessage): boolean {
+  const socket = req.socket as Socket | null;
+  return socket === null || socket.destroyed;
+}
+
+/**
+ * Turns an absolute-form request (`GET http://b.example/x?y HTTP/1.1`, RFC 9112 §3.2.2) into the
+ * origin-form one it stands for: the target's authority replaces any `Host` header (in `headers` and
+ * in `rawHeaders`, which the upstream leg forwards), and `url` keeps only path and query. Returns an
+ * error message, for the 400, when the target is neither origin-form nor absolute-form http(s).
+ */
+function toOriginForm(req: IncomingMessage, url: string): string | undefined {
+  const match = ABSOLUTE_FORM.exec(url);
+  const authority = match?.[1];
+  if (match === null || authority === undefined) {
+    return `the request target "${url.slice(0, 200)}" is neither a path nor an http(s) URL`;
+  }
+  if (authority === '' || authority.includes('@')) {
+    return `the request target "${url.slice(0, 200)}" has no valid authority`;
+  }
+  const rest = match[2] ?? '';
+  req.url = rest === '' ? '/' : rest.charCodeAt(0) === 47 /* / */ ? rest : `/${rest}`;
+  const raw = req.rawHeaders;
+  const headers: string[] = [];
+  for (let i = 0; i < raw.length; i += 2) {
+    const name = raw[i] as string;
+    if (name.toLowerCase() !== 'host') headers.push(name, raw[i + 1] as string);
+  }
+  headers.push('Host', authority);
+  req.rawHeaders = headers;
+  req.headers.host = authority;
+  return undefined;
+}
+
 function waitFor(setWaiter: (resolve: () => void) => void, timeoutMs: number): Promise<void> {
   return new Promise<void>((resolve) => {
     const timer = setTimeout(resolve, timeoutMs);
@@ -331,12 +406,13 @@ function waitFor(setWaiter: (resolve: () => void) => void, timeoutMs: number): P
 
 /**
  * Opens `count` keep-alive connections to a fresh upstream by sending that many concurrent warm-up
- * requests through its pool; the connections stay open in the pool. Best effort: a failed warm-up only
- * means the pool grows on demand instead.
+ * requests through its pool; the connections stay open in the pool (`reset: false`: undici otherwise
+ * closes a connection after a HEAD). Best effort: a failed warm-up only means the pool grows on demand
+ * instead.
  */
 function warmPool(pool: Pool, count: number): Promise<void> {
   const one = () =>
-    pool.request({ method: 'HEAD', path: '/', headers: { [WARMUP_HEADER]: '1' } }).then(
+    pool.request({ method: 'HEAD', path: '/', headers: { [WARMUP_HEADER]: '1' }, reset: false }).then(
       (r) => r.body.dump().catch(() => undefined),
       () => undefined,
     );
@@ -418,12 +494,28 @@ export class TrafficRouter {
         this.stalled++;
       },
     };
-    this.server = createServer((req, res) => this.handle(req, res));
+    // A missing Host is answered by handle() (node's own 400 would carry no x-deployment-id).
+    this.server = createServer({ requireHostHeader: false }, (req, res) => this.handle(req, res));
     this.server.on('clientError', (err: NodeJS.ErrnoException, socket: Socket) => {
       // As node's default: no answer on a socket already answering a request (it would corrupt it).
       const current = (socket as Socket & { _httpMessage?: { headersSent?: boolean } })._httpMessage;
       if (socket.writable && current?.headersSent !== true) socket.end(clientErrorResponse(err.code));
       else socket.destroy();
+    });
+    // An `Expect` other than 100-continue (node's own 417 would carry no x-deployment-id).
+    this.server.on('checkExpectation', (req: IncomingMessage, res: ServerResponse) => {
+      res.shouldKeepAlive = false; // the client may or may not send the body it announced
+      replyJson(req, res, 417, {
+        error: 'expectation_failed',
+        message: `the router cannot meet "Expect: ${String(req.headers.expect).slice(0, 200)}"`,
+      });
+    });
+    // Without a listener node closes a CONNECT's connection with no answer at all.
+    this.server.on('connect', (_req: IncomingMessage, socket: Duplex) => {
+      socket.on('error', () => undefined);
+      // Not on a connection still answering an earlier pipelined request (it would corrupt that answer).
+      if ((socket as Duplex & { _httpMessage?: unknown })._httpMessage) socket.destroy();
+      else socket.end(connectResponse());
     });
   }
 
@@ -632,12 +724,29 @@ export class TrafficRouter {
   }
 
   private handle(req: IncomingMessage, res: ServerResponse): void {
-    if (req.url?.startsWith(OPERATOR_PREFIX)) {
-      this.toOperator(req, res);
+    // RFC 9112 §3.2: an HTTP/1.1 request without Host is answered 400 (absolute-form included).
+    if (req.headers.host === undefined && req.httpVersionMinor === 1 && req.httpVersionMajor === 1) {
+      replyJson(req, res, 400, {
+        error: 'bad_request',
+        message: 'an HTTP/1.1 request must carry a Host header',
+      });
       return;
     }
-    if (req.url === '*') {
-      this.asteriskForm(req, res);
+    const url = req.url ?? '/';
+    if (url.charCodeAt(0) !== 47 /* / */) {
+      if (url === '*') {
+        this.asteriskForm(req, res);
+        return;
+      }
+      // Absolute-form: routed by the target's authority, forwarded in origin-form (RFC 9112 §3.2.2).
+      const invalid = toOriginForm(req, url);
+      if (invalid !== undefined) {
+        replyJson(req, res, 400, { error: 'bad_request', message: invalid });
+        return;
+      }
+    }
+    if (req.url?.startsWith(OPERATOR_PREFIX)) {
+      this.toOperator(req, res);
       return;
     }
     const host = normalizeHost(req.headers.host);
@@ -723,7 +832,8 @@ export class TrafficRouter {
     void woken
       .catch(() => false)
       .then((ok) => {
-        if (res.destroyed || res.writableEnded) return;
+        // The client went away meanwhile (a pipelined request's response is never closed by node).
+        if (res.destroyed || res.writableEnded || clientGone(req)) return;
         const entry = this.entries.get(deploymentId);
         if (ok && entry !== undefined && entry.stopping === undefined && !this.closing) {
           this.proxy(req, res, entry, deploymentId);
@@ -765,7 +875,7 @@ export class TrafficRouter {
 interface ExchangeHooks {
   /** The router's stallTimeoutMs (0: never cut a client for not reading). */
   readonly stallTimeoutMs: number;
-  /** The request has closed (finished or cut off): release its drain counters. */
+  /** The request has closed (finished, cut off, or its client gone): release its drain counters, once. */
   settled(entry: Entry): void;
   /** The request was answered 502. */
   badGateway(): void;
@@ -776,13 +886,21 @@ interface ExchangeHooks {
 /**
  * One proxied request: the undici dispatch handler that streams the upstream's answer into the client's
  * response (backpressure both ways), plus its bookkeeping. One object per request, methods on the
- * prototype: no per-request closures beyond the two listeners on the client side.
+ * prototype: no per-request closures beyond the two listeners on the client side (two more for a
+ * response queued behind an earlier pipelined one, see awaitTurn).
  */
 class ProxyExchange implements Dispatcher.DispatchHandler {
   private abortUpstream: ((err?: Error) => void) | undefined;
   private resumeUpstream: (() => void) | undefined;
   private mayRetry = false;
   private done = false;
+  /**
+   * The response waits behind an earlier pipelined response on its connection: it has no socket yet,
+   * buffers what it is given, and its client is not the one holding it up (head-of-line waiting).
+   */
+  private queued: boolean;
+  /** The stall timer was asked for while queued: it is armed once the response gets its socket. */
+  private stallDeferred = false;
   /** Armed only while the response waits on its client (socket full); see watchStall. */
   private stallTimer: NodeJS.Timeout | undefined;
   /** `res.writableLength` when the stall timer was armed: less at expiry means the client read some. */
@@ -797,6 +915,27 @@ class ProxyExchange implements Dispatcher.DispatchHandler {
   ) {
     res.once('close', () => this.closed());
     req.once('error', () => this.abortUpstream?.());
+    this.queued = res.socket === null;
+    if (this.queued) this.awaitTurn();
+  }
+
+  /**
+   * A response queued behind an earlier pipelined one: node emits no 'close' on it when the connection
+   * dies (only the response that owns the socket gets one), so the connection's own 'close' settles it
+   * until it gets the socket; from then on its 'close' does, and a stall timer may run.
+   */
+  private awaitTurn(): void {
+    const socket = this.req.socket;
+    const gone = () => this.closed();
+    socket.once('close', gone);
+    this.res.once('socket', () => {
+      socket.removeListener('close', gone);
+      this.queued = false;
+      if (this.stallDeferred) {
+        this.stallDeferred = false;
+        this.watchStall();
+      }
+    });
   }
 
   send(mayRetry: boolean): void {
@@ -810,6 +949,10 @@ class ProxyExchange implements Dispatcher.DispatchHandler {
         method,
         headers: forwardRequestHeaders(req.rawHeaders),
         body: bodyless ? null : req,
+        // Keep the pooled connection after any answer: undici closes it after a HEAD by default (for
+        // servers that wrongly send a body), which would cost a connection per client HEAD. The
+        // upstream is node's own server and frames every answer.
+        reset: false,
       },
       this,
     );
@@ -826,7 +969,7 @@ class ProxyExchange implements Dispatcher.DispatchHandler {
     this.mayRetry = false;
     this.resumeUpstream = resume;
     const res = this.res;
-    if (res.destroyed) return false;
+    if (this.done || res.destroyed) return false;
     res.writeHead(
       statusCode,
       statusText,
@@ -838,7 +981,7 @@ class ProxyExchange implements Dispatcher.DispatchHandler {
 
   onData(chunk: Buffer): boolean {
     const res = this.res;
-    if (res.destroyed) return false;
+    if (this.done || res.destroyed) return false;
     if (res.write(chunk)) return true;
     // Backpressure: the upstream leg waits for the client; the stall timer bounds that wait.
     res.once('drain', () => this.drained());
@@ -848,6 +991,7 @@ class ProxyExchange implements Dispatcher.DispatchHandler {
 
   onComplete(): void {
     const res = this.res;
+    if (this.done) return;
     res.end();
     // end() flushes what it can at once; anything left waits on a client not reading (socket full).
     if (!res.destroyed && res.writableLength > 0) this.watchStall();
@@ -862,11 +1006,17 @@ class ProxyExchange implements Dispatcher.DispatchHandler {
    * Arms the stall timer while the response waits on its client. A client that takes none of what is
    * buffered for stallTimeoutMs is cut, which frees the pooled upstream connection it held (and the
    * deployment's drain and idle accounting); one that took some is watched again, so a slow reader
-   * that keeps reading is not cut. Only a response under backpressure has a timer.
+   * that keeps reading is not cut. Only a response under backpressure has a timer, and only while it
+   * owns its socket: a response queued behind an earlier pipelined one is waiting on that one, not on
+   * its client, so its timer starts when it gets the socket.
    */
   private watchStall(): void {
     const ms = this.hooks.stallTimeoutMs;
     if (ms <= 0 || this.stallTimer !== undefined || this.done) return;
+    if (this.queued) {
+      this.stallDeferred = true;
+      return;
+    }
     this.stallMark = this.res.writableLength;
     this.stallTimer = setTimeout(checkStall, ms, this);
     this.stallTimer.unref();
@@ -895,7 +1045,8 @@ class ProxyExchange implements Dispatcher.DispatchHandler {
 
   onError(err: Error): void {
     const res = this.res;
-    if (res.destroyed || res.writableEnded) return;
+    // Settled, or the client is gone: nobody to answer, and no fault of the deployment's to count.
+    if (this.done || res.destroyed || res.writableEnded || clientGone(this.req)) return;
     if (res.headersSent) {
       // Cut the client connection: a truncated body must never pass for a whole one.
       res.destroy();
@@ -927,6 +1078,7 @@ class ProxyExchange implements Dispatcher.DispatchHandler {
   }
 
   private closed(): void {
+    if (this.done) return;
     this.done = true;
     this.unwatchStall();
     // The client went away before the answer was complete: do not leave the upstream request running.

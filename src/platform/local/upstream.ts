@@ -32,6 +32,11 @@ export interface UpstreamStats {
   readonly startedAt: number;
   /** Last time a request arrived or finished; undefined while no request has arrived. */
   readonly lastRequestAt: number | undefined;
+  /**
+   * TCP connections accepted since start. The router opens its warm pool before traffic; a count that
+   * grows with traffic afterwards means its pool had to open (or reopen) connections.
+   */
+  readonly connections: number;
 }
 
 export interface UpstreamOptions {
@@ -61,14 +66,16 @@ const KEEP_ALIVE_TIMEOUT_MS = 0;
 
 /**
  * Request header marking a connection-pool warm-up request from the router: answered 204 and not
- * counted as traffic (it must not reset the idle clock of a preview deployment).
+ * counted as traffic (it must not reset the idle clock of a preview deployment). The router never
+ * forwards a client's `x-switchyard-*` headers, so only its own warm-ups carry it.
  */
 export const WARMUP_HEADER = 'x-switchyard-warmup';
 
 /**
  * Request header marking Switchyard's own probe (who serves this domain?): answered as any request,
  * but not traffic for the idle rule, so verification and the console's domain panel never keep a
- * preview deployment awake.
+ * preview deployment awake. On the upstream leg the router sets it itself (`1`), for a request that
+ * carried it to the router.
  */
 export const PROBE_HEADER = 'x-switchyard-probe';
 
@@ -104,6 +111,7 @@ export class Upstream extends EventEmitter<UpstreamEvents> {
   private readonly htmlBody: Buffer;
   private inFlightCount = 0;
   private totalCount = 0;
+  private connectionCount = 0;
   private startedAtMs = 0;
   private lastRequestAtMs: number | undefined;
   private boundPort: number | undefined;
@@ -137,6 +145,9 @@ export class Upstream extends EventEmitter<UpstreamEvents> {
     this.server = createServer({ keepAliveTimeout: KEEP_ALIVE_TIMEOUT_MS }, (req, res) =>
       this.handle(req, res),
     );
+    this.server.on('connection', () => {
+      this.connectionCount++;
+    });
     // A client that sends garbage or resets mid-request must never take the process down.
     this.server.on('clientError', (_err, socket) => {
       if (socket.writable) socket.end('HTTP/1.1 400 Bad Request\r\nConnection: close\r\n\r\n');
@@ -184,6 +195,7 @@ export class Upstream extends EventEmitter<UpstreamEvents> {
       total: this.totalCount,
       startedAt: this.startedAtMs,
       lastRequestAt: this.lastRequestAtMs,
+      connections: this.connectionCount,
     };
   }
 
