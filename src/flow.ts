@@ -47,7 +47,7 @@ import {
 } from './plan-store.js';
 import type { DeployPlatform, Route } from './platform/port.js';
 import { type Actor, actorSchema, type MessageRef, messageRefSchema, type Progress } from './progress.js';
-import type { ActiveSwitch, EnqueueResult, SwitchJobInput } from './queue.js';
+import { type ActiveSwitch, type EnqueueResult, jobIdForPlan, type SwitchJobInput } from './queue.js';
 
 /** What Flow hands the switch queue: `switchJobSchema`'s input (src/queue.ts). */
 export type SwitchJobRequest = SwitchJobInput;
@@ -178,6 +178,16 @@ export type DeploymentsOutcome =
   | { readonly ok: false; readonly refusal: Refusal };
 
 const PLAN_ID = /^[A-Za-z0-9_-]{1,128}$/;
+
+/** Code of the `failed` audit entry of an approval that could not be queued (the plan is open again). */
+export const ENQUEUE_FAILED = 'enqueue_failed';
+
+/**
+ * How long after its claim (open → enqueued) a plan may lack a job id before other clicks enqueue it
+ * themselves: far longer than the winning click takes (a few fail-fast Redis commands, each bounded by
+ * 5 s), so only a winner whose process died in between is taken over.
+ */
+const ORPHANED_CLAIM_MS = 60_000;
 
 /** An actor as surfaces pass it: the person plus the memberships they resolved. */
 const actingUserSchema = actorSchema.extend({
@@ -587,17 +597,19 @@ export class Flow {
   /**
    * Plans expire lazily (when someone reads them). So that an unanswered request does not stay the
    * last word of `/deployments` ("waiting for a second permitted person to approve") after it lapsed,
-   * the plans whose latest listed entry is `requested` are read through `load`, which expires (and
-   * audits) those past their time. True when one expired, so the caller reads the audit again.
+   * the plans whose latest listed entry is `requested` (or an approval that could not be queued, after
+   * which the plan is open again) are read through `load`, which expires (and audits) those past their
+   * time. True when one expired, so the caller reads the audit again.
    */
   private async expireListed(entries: readonly FlowAuditEntry[]): Promise<boolean> {
-    const latest = new Map<string, FlowAuditEntry['event']>();
+    const latest = new Map<string, FlowAuditEntry>();
     for (const e of entries) {
-      if (e.planId !== undefined && !latest.has(e.planId)) latest.set(e.planId, e.event);
+      if (e.planId !== undefined && !latest.has(e.planId)) latest.set(e.planId, e);
     }
     let expired = false;
-    for (const [planId, event] of latest) {
-      if (event !== 'requested' || !PLAN_ID.test(planId)) continue;
+    for (const [planId, e] of latest) {
+      const open = e.event === 'requested' || (e.event === 'failed' && e.code === ENQUEUE_FAILED);
+      if (!open || !PLAN_ID.test(planId)) continue;
       const before = await this.plans.get(planId);
       if (before === undefined || !OPEN_STATES.includes(before.state)) continue;
       if (this.clock.now() < before.expiresAt) continue;
@@ -910,8 +922,13 @@ export class Flow {
   }
 
   /**
-   * Claims the plan (open → enqueued, one winner), then enqueues. If enqueueing fails the claim is
-   * undone so the click can be retried, and the fault is rethrown.
+   * Claims the plan (open → enqueued, one winner), audits the approval, then enqueues. The `approved`
+   * entry is written before the job exists: a worker appends `started` as soon as it holds the
+   * environment, which may well come before this process hears back from the queue, and the history
+   * must read in the order things happened. The claim makes this click the one winner, so there is
+   * exactly one `approved` per approval however many clicks race. If enqueueing fails the claim is
+   * undone so the click can be retried, a `failed` entry (code `enqueue_failed`) says the approval was
+   * not queued, and the fault is rethrown.
    */
   private async enqueueFrom(
     actor: ActingUser,
@@ -921,47 +938,53 @@ export class Flow {
   ): Promise<ClickOutcome> {
     const claimed = await this.plans.transition(record.plan.id, from, PlanState.enqueued, patch);
     await this.noteExpiry(claimed);
-    if (!claimed.ok)
-      return this.afterLostRace(
-        actor,
-        record.plan.id,
-        claimed.record,
-        patch.approvedBy ? 'approve' : 'confirm',
-      );
+    const click = patch.approvedBy ? 'approve' : 'confirm';
+    if (!claimed.ok) return this.afterLostRace(actor, record.plan.id, claimed.record, click);
+    const p = record.plan;
+    const jobId = jobIdForPlan(p.id);
+    await this.record(claimed.record, 'approved', actor, {
+      jobId,
+      message: patch.approvedBy
+        ? `${who(actor)} approved the ${p.action} requested by ${who(record.confirmedBy ?? record.requestedBy)}`
+        : `${who(actor)} confirmed the ${p.action} to ${p.target.id}`,
+    });
     let result: EnqueueResult;
     try {
       result = await this.queue.enqueue(this.jobData(claimed.record));
     } catch (e) {
       const back = from[0] ?? PlanState.pending;
-      await this.plans
-        .transition(
-          record.plan.id,
-          [PlanState.enqueued],
-          back,
-          {},
-          patch.approvedBy ? ['approvedBy'] : ['confirmedBy'],
-        )
-        .catch((undoError: unknown) =>
-          this.logger.error({ err: undoError, planId: record.plan.id }, 'undo of claim failed'),
+      const undone = await this.plans
+        .transition(p.id, [PlanState.enqueued], back, {}, patch.approvedBy ? ['approvedBy'] : ['confirmedBy'])
+        .then(
+          (r) => r.ok,
+          (undoError: unknown) => {
+            this.logger.error({ err: undoError, planId: p.id }, 'undo of claim failed');
+            return false;
+          },
         );
+      const reason = (e instanceof Error ? e.message : String(e)).slice(0, 300);
+      await this.record(claimed.record, 'failed', actor, {
+        jobId,
+        code: ENQUEUE_FAILED,
+        message: `the ${p.action} to ${p.target.id} ${click === 'approve' ? 'approved' : 'confirmed'} by ${who(actor)} could not be queued (${reason})${undone ? `; the plan is open again: ${click} again to retry` : ''}`,
+      });
       throw e;
     }
-    const withJob = await this.plans.transition(record.plan.id, [PlanState.enqueued], PlanState.enqueued, {
+    if (result.jobId !== jobId)
+      this.logger.warn(
+        { planId: p.id, jobId: result.jobId, audited: jobId },
+        'queue answered another job id',
+      );
+    const withJob = await this.plans.transition(p.id, [PlanState.enqueued], PlanState.enqueued, {
       jobId: result.jobId,
     });
     const final = withJob.record ?? claimed.record;
-    await this.record(final, 'approved', actor, {
-      jobId: result.jobId,
-      message: patch.approvedBy
-        ? `${who(actor)} approved the ${record.plan.action} requested by ${who(record.confirmedBy ?? record.requestedBy)}`
-        : `${who(actor)} confirmed the ${record.plan.action} to ${record.plan.target.id}`,
-    });
     this.logger.info(
       {
-        planId: record.plan.id,
+        planId: p.id,
         jobId: result.jobId,
         queueJoined: result.joined,
-        environment: record.plan.environment,
+        environment: p.environment,
       },
       'switch enqueued',
     );
@@ -991,9 +1014,16 @@ export class Flow {
 
   /** An enqueued plan clicked again: the same job, joined. */
   private async joined(record: PlanRecord): Promise<ClickOutcome> {
-    // The winner sets jobId right after enqueueing; in that short window the queue's idempotent
-    // enqueue answers with the same job id (and says it was joined).
-    const jobId = record.jobId ?? (await this.queue.enqueue(this.jobData(record))).jobId;
+    // The winner stores the job id right after enqueueing. Until then this click answers with the id
+    // the job gets (derived from the plan id) without enqueueing: a job made here could start before
+    // the winner's `approved` entry, and would run for a plan shown as open again if the winner's
+    // enqueue failed and undid the claim. Only a claim left without a job id for longer than a winner
+    // can take (its process died between the claim and the enqueue) is enqueued from here.
+    const jobId =
+      record.jobId ??
+      (this.clock.now() - record.updatedAt < ORPHANED_CLAIM_MS
+        ? jobIdForPlan(record.plan.id)
+        : (await this.queue.enqueue(this.jobData(record))).jobId);
     return { status: 'enqueued', jobId, joined: true, record };
   }
 

@@ -46,27 +46,46 @@ export {
 
 /**
  * The enqueue claim, in one round trip: SET NX of the enqueue marker, whether the job exists, and
- * whether an existing job has ended and must be replaced by this request (then its operation ref and
- * extra message refs are dropped here and the caller removes the job). Returns {created, replace}.
- * KEYS: marker, job hash, completed set, failed set, operation ref, message refs.
+ * whether an existing job has ended and must be replaced by this request. The replacement is decided
+ * and made here, atomically: the ended job is deleted in this script (with its operation ref and extra
+ * message refs), so the add the caller pipelines right behind the claim creates the new job. Exactly
+ * one request replaces a given ended job: every claim after it finds the new job (queued or running),
+ * or no job yet (its add then creates it or joins the one just created), and joins. Returns
+ * {created, replaced}.
+ * KEYS: marker, job hash, completed set, failed set, operation ref, message refs, then BullMQ's keys
+ * of the job (logs, dependencies, processed, failed children, unsuccessful children), events stream,
+ * queue meta.
  * ARGV: plan id, dedupe window ms, job id, requestedAt (ms).
  * - Marker won, job ended: the same plan again after the window, a new request: replace.
  * - Marker won, job queued or running (a long wait beyond the window): join it.
  * - Marker lost, job ended before this request was made: asked again (e.g. after a failure): replace.
  * - Otherwise join (a double click or retried delivery inside the window).
+ * The deletion is BullMQ's own removal of a finished job without parent, children or deduplication id
+ * (removeJobWithChildren in bullmq 6.7: ZREM from its set, DEL of the job's keys, a `removed` event),
+ * which is what a switch job is; an ended job is never locked, so nothing else can hold it.
  */
 const CLAIM_ENQUEUE = `
 local won = 0
 if redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2], 'NX') then won = 1 end
 if redis.call('EXISTS', KEYS[2]) == 0 then return {won, 0} end
-local ended = redis.call('ZSCORE', KEYS[3], ARGV[3]) or redis.call('ZSCORE', KEYS[4], ARGV[3])
+local prev = 'completed'
+local ended = redis.call('ZSCORE', KEYS[3], ARGV[3])
+if not ended then
+  prev = 'failed'
+  ended = redis.call('ZSCORE', KEYS[4], ARGV[3])
+end
 if not ended then return {0, 0} end
 if won == 0 then
   local finishedOn = tonumber(redis.call('HGET', KEYS[2], 'finishedOn'))
   if not finishedOn or tonumber(ARGV[4]) <= finishedOn then return {0, 0} end
   redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
 end
+redis.call('ZREM', KEYS[3], ARGV[3])
+redis.call('ZREM', KEYS[4], ARGV[3])
+redis.call('DEL', KEYS[2], KEYS[7], KEYS[8], KEYS[9], KEYS[10], KEYS[11])
 redis.call('DEL', KEYS[5], KEYS[6])
+local maxEvents = redis.call('HGET', KEYS[13], 'opts.maxLenEvents') or 10000
+redis.call('XADD', KEYS[12], 'MAXLEN', '~', maxEvents, '*', 'event', 'removed', 'jobId', ARGV[3], 'prev', prev)
 return {1, 1}
 `;
 
@@ -366,16 +385,27 @@ export class SwitchQueue {
     // EVAL, never resent after NOSCRIPT) is written to the connection before the add, so both go out
     // in one round trip and Redis runs the claim first: when the claim finds no job, that add is the
     // one that creates it (or joins a concurrent creator's); when it finds a running one, the add is a
-    // no-op. Only an ended job that this request replaces needs more: remove it, then add again.
+    // no-op. An ended job that this request replaces is deleted by the claim itself, so the add right
+    // behind it makes the new job: one request decides, however many ask at once, and nothing is left
+    // half done for another caller to trip on (a claim whose add then fails leaves no job; the next
+    // enqueue makes it).
+    const jobKey = this.queue.toKey(jobId);
     const claim = this.redis.eval(
       CLAIM_ENQUEUE,
-      6,
+      13,
       marker,
-      this.queue.toKey(jobId),
+      jobKey,
       this.queue.toKey('completed'),
       this.queue.toKey('failed'),
       this.keys.operation(jobId),
       this.keys.messages(jobId),
+      `${jobKey}:logs`,
+      `${jobKey}:dependencies`,
+      `${jobKey}:processed`,
+      `${jobKey}:failed`,
+      `${jobKey}:unsuccessful`,
+      this.queue.toKey('events'),
+      this.queue.toKey('meta'),
       data.planId,
       this.dedupeWindowMs,
       jobId,
@@ -386,21 +416,21 @@ export class SwitchQueue {
       () => undefined,
       (e: unknown) => e,
     );
-    const [[won, replace], addError] = await Promise.all([claim, added]);
+    const [[won, replaced], addError] = await Promise.all([claim, added]);
     const created = won === 1;
-    try {
-      if (replace === 1) {
-        // The job ended: this request starts over (its operation ref and message refs are gone).
-        await this.queue.remove(jobId);
-        await add();
-      } else if (addError !== undefined) throw addError;
-    } catch (e) {
-      if (created) await this.redis.del(marker);
-      throw e;
+    if (addError !== undefined) {
+      if (created) await this.redis.del(marker).catch(() => undefined);
+      throw addError;
     }
     if (created) {
       this.logger.info(
-        { jobId, planId: data.planId, environment: data.environment, action: data.action },
+        {
+          jobId,
+          planId: data.planId,
+          environment: data.environment,
+          action: data.action,
+          replaced: replaced === 1,
+        },
         'switch enqueued',
       );
       await this.audit

@@ -1,16 +1,20 @@
 import { afterEach, describe, expect, it } from 'vitest';
+import { startSwitchWorker } from '../../jobs/switch-worker.js';
 import { AuditLog } from '../../src/audit.js';
 import { ChatService } from '../../src/chat.js';
+import { systemClock } from '../../src/clock.js';
 import type { Config } from '../../src/config.js';
 import type { Domain, EnvironmentSnapshot } from '../../src/domain/types.js';
 import type { ClickOutcome, PlanOutcome } from '../../src/flow.js';
 import { Flow } from '../../src/flow.js';
+import { silentLogger } from '../../src/log.js';
 import { PlanState, PlanStore } from '../../src/plan-store.js';
 import type { DeployPlatform } from '../../src/platform/port.js';
 import type { MessageRef } from '../../src/progress.js';
 import { SwitchQueue } from '../../src/queue.js';
 import { createRedis, scanKeys } from '../../src/redis.js';
 import { confirmationView } from '../../src/views/model.js';
+import { RecordingReporter } from '../jobs/fixtures/harness.js';
 import { redisUrl } from '../support/redis.js';
 import { viewText } from '../views/fixtures.js';
 import {
@@ -507,9 +511,10 @@ describe('Flow.confirm', () => {
     expect((await x.flow.get(o.plan.id))?.state).toBe(PlanState.expired);
   });
 
-  it('a queue failure undoes the claim so the click can be retried', async () => {
+  it('a queue failure undoes the claim so the click can be retried, and the audit says so', async () => {
     let failures = 1;
     const x = await setup({
+      ttlMs: 60_000,
       queue: (real) => ({
         async enqueue(data) {
           if (failures > 0) {
@@ -525,10 +530,135 @@ describe('Flow.confirm', () => {
     const after = await x.flow.get(o.plan.id);
     expect(after?.state).toBe(PlanState.pending);
     expect(after?.confirmedBy).toBeUndefined();
-    expect((await x.audit.recent('production', 10)).map((e) => e.event)).toEqual(['requested']);
+    expect(await x.jobs()).toEqual([]);
+    // The confirm was audited before enqueueing; the entry after it says it was not queued.
+    const audit = await x.audit.recent('production', 10);
+    expect(audit.map((e) => `${e.event}:${e.code ?? ''}`)).toEqual([
+      'failed:enqueue_failed',
+      'approved:',
+      'requested:',
+    ]);
+    expect(audit[0]).toMatchObject({ actor: alice, planId: o.plan.id, jobId: audit[1]?.jobId });
+    expect(audit[0]?.message).toBe(
+      'the rollback to dep_3hd7xa confirmed by Alice could not be queued (redis went away); the plan is open again: confirm again to retry',
+    );
     const e = expectStatus(await x.flow.confirm(alice, o.plan.id), 'enqueued');
     expect(e.joined).toBe(false);
     expect(await x.jobs()).toHaveLength(1);
+    expect((await x.audit.recent('production', 10)).map((a) => a.event)).toEqual([
+      'approved',
+      'failed',
+      'approved',
+      'requested',
+    ]);
+  });
+
+  it('a confirm that could not be queued and then lapses is audited as expired when /deployments is read', async () => {
+    const x = await setup({
+      ttlMs: 60_000,
+      queue: () => ({
+        enqueue: () => Promise.reject(new Error('redis went away')),
+      }),
+    });
+    const o = planned(await x.flow.plan(alice, 'rollback', 'production'));
+    await expect(x.flow.confirm(alice, o.plan.id)).rejects.toThrow('redis went away');
+    await x.clock.advance(60_000);
+    const d = await x.flow.deployments('production');
+    if (!d.ok) throw new Error(d.refusal.message);
+    expect(d.recent.map((e) => `${e.event}:${e.code ?? ''}`)).toEqual([
+      'cancelled:expired',
+      'failed:enqueue_failed',
+      'approved:',
+      'requested:',
+    ]);
+    expect((await x.flow.get(o.plan.id))?.state).toBe(PlanState.expired);
+  });
+
+  it('lists the confirm (approved) before the worker started, however late the queue answers', async () => {
+    const reporter = new RecordingReporter();
+    const x = await setup({
+      queue: (real) => ({
+        enqueue: async (data) => {
+          const r = await real.enqueue(data);
+          // The answer reaches this process late: the worker has already begun the switch.
+          await reporter.waitFor((p) => p.jobId === r.jobId && p.steps.some((s) => s.step === 'validating'));
+          return r;
+        },
+        progress: (id) => real.progress(id),
+      }),
+    });
+    x.clock.set(Date.now());
+    const workerRedis = createRedis(redisUrl());
+    const worker = startSwitchWorker({
+      redisUrl: redisUrl(),
+      queueName: x.switchQueue.queueName,
+      platform: x.platform,
+      reporter,
+      clock: systemClock,
+      verify: { timeoutMs: 10_000, intervalMs: 5 },
+      lockDurationMs: 10_000,
+      concurrency: 1,
+      logger: silentLogger,
+      audit: new AuditLog(workerRedis, { prefix: x.prefix }),
+    });
+    try {
+      await worker.worker.waitUntilReady();
+      const o = planned(await x.flow.plan(alice, 'rollback', 'production'));
+      // (The worker reports to the messages following the job.)
+      await x.flow.attachMessage(o.plan.id, { surface: 'console', channel: 'ops', messageId: 'm1' });
+      const e = expectStatus(await x.flow.confirm(alice, o.plan.id), 'enqueued');
+      // The local platform's operation moves on the harness's manual clock.
+      let ended = false;
+      const done = reporter
+        .waitFor((p) => p.jobId === e.jobId && p.outcome !== undefined)
+        .finally(() => {
+          ended = true;
+        });
+      while (!ended) {
+        if (x.clock.pending > 0) await x.clock.advance(1_000);
+        else await new Promise<void>((r) => setImmediate(r));
+      }
+      expect((await done).outcome).toBe('succeeded');
+    } finally {
+      await worker.close();
+      await workerRedis.quit();
+    }
+    const order = (await x.audit.recent('production', 100)).reverse().map((a) => a.event);
+    expect(order).toEqual(['requested', 'approved', 'started', 'succeeded']);
+  });
+
+  it('a click racing the winning confirm gets its job id but makes no job ahead of the approval', async () => {
+    let entered!: () => void;
+    const claimed = new Promise<void>((resolve) => {
+      entered = resolve;
+    });
+    let release!: () => void;
+    let calls = 0;
+    const x = await setup({
+      queue: (real) => ({
+        enqueue(data) {
+          calls += 1;
+          if (calls > 1) return real.enqueue(data);
+          entered();
+          return new Promise<void>((resolve) => {
+            release = resolve;
+          }).then(() => real.enqueue(data));
+        },
+      }),
+    });
+    const o = planned(await x.flow.plan(alice, 'rollback', 'production'));
+    const confirming = x.flow.confirm(alice, o.plan.id);
+    await claimed; // the winner claimed the plan and audited the approval; the queue has not answered
+    expect((await x.audit.recent('production', 10)).map((e) => e.event)).toEqual(['approved', 'requested']);
+    const late = expectStatus(await x.flow.confirm(bob, o.plan.id), 'enqueued');
+    expect(late.joined).toBe(true);
+    expect(calls).toBe(1);
+    expect(await x.jobs()).toEqual([]);
+    release();
+    const won = expectStatus(await confirming, 'enqueued');
+    expect(won).toMatchObject({ joined: false, jobId: late.jobId });
+    expect(await x.jobs()).toHaveLength(1);
+    expect((await x.audit.recent('production', 10)).filter((e) => e.event === 'approved')).toHaveLength(1);
   });
 
   it('a plan id nobody knows reads as expired', async () => {

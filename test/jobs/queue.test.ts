@@ -10,6 +10,7 @@ import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { AUDIT_MESSAGE_MAX, AuditLog } from '../../src/audit.js';
 import { ManualClock } from '../../src/clock.js';
+import { PlatformHttpError } from '../../src/errors.js';
 import {
   EnvironmentLock,
   jobIdForPlan,
@@ -96,6 +97,79 @@ describe('SwitchQueue.enqueue', () => {
     expect(final?.steps.find((s) => s.step === 'switching')?.state).toBe('done');
     const snap = await env.local.snapshot('env0');
     expect(snap.liveHistory.filter((h) => h.via === 'rollback')).toHaveLength(2);
+  });
+
+  it('makes one new job from 50 concurrent re-requests of a plan whose job failed; 49 join it', async () => {
+    const env = await setupJobs(cleanup, {
+      faults: {
+        switchErrors: [
+          new PlatformHttpError(404, 'POST', 'http://platform.test/rollback', 'nf', 'not found'),
+        ],
+      },
+    });
+    const now = env.clock.now();
+    const plan = await planFor(env.local, 'env0', 'rollback', now);
+    const first = await env.queue.enqueue(jobData(plan, now));
+    const worker = await env.startWorker();
+    expect((await env.queue.waitForEnd(first.jobId))?.outcome).toBe('failed');
+    // No worker while the requests race: the new job must still be the one they all asked for when
+    // they are counted (a job that ended again would be a later request's to replace).
+    await worker.close();
+    const failedAt = (await env.queue.queue.getJob(first.jobId))?.finishedOn;
+    expect(failedAt).toBeGreaterThan(0);
+    // Asked again after the failure: double clicks, retried deliveries, several bot replicas.
+    const again = jobData(plan, (failedAt ?? 0) + 1_000);
+    const producers = Array.from({ length: 5 }, () => {
+      const q = new SwitchQueue({ redisUrl: redisUrl(), queueName: env.queueName, audit: env.audit });
+      cleanup.add(() => q.close());
+      return q;
+    });
+    await Promise.all(producers.map((p) => p.waitUntilReady()));
+    const results = await Promise.all(
+      Array.from({ length: 50 }, (_, i) => (producers[i % producers.length] ?? env.queue).enqueue(again)),
+    );
+    expect(new Set(results.map((r) => r.jobId))).toEqual(new Set([first.jobId]));
+    expect(results.filter((r) => !r.joined)).toHaveLength(1);
+    expect(results.filter((r) => r.joined)).toHaveLength(49);
+    // One job: the new request's, waiting; the failed one is gone.
+    const counts = await env.queue.queue.getJobCounts();
+    expect(Object.values(counts).reduce((a, b) => a + b, 0)).toBe(1);
+    expect(counts.waiting).toBe(1);
+    const job = await env.queue.queue.getJob(first.jobId);
+    expect(job?.data.requestedAt).toBe(again.requestedAt);
+    expect(job?.finishedOn).toBeUndefined();
+    expect(job?.attemptsMade).toBe(0);
+    expect((await env.audit.recent('env0', 100)).filter((e) => e.event === 'requested')).toHaveLength(2);
+    // A later request while the new job waits (or runs) joins it.
+    expect(await env.queue.enqueue(jobData(plan, (failedAt ?? 0) + 5_000))).toEqual({
+      jobId: first.jobId,
+      joined: true,
+    });
+    // The new job is a sound BullMQ job: a worker runs it to the end, and this time it switches.
+    await env.startWorker();
+    const final = await env.queue.waitForEnd(first.jobId);
+    expect(final?.outcome).toBe('succeeded');
+    expect(final?.steps.find((s) => s.step === 'switching')?.state).toBe('done');
+  });
+
+  it('replaces a completed job once when 50 requests of its plan come after the window', async () => {
+    const env = await setupJobs(cleanup);
+    const now = env.clock.now();
+    const plan = await planFor(env.local, 'env0', 'rollback', now);
+    const first = await env.queue.enqueue(jobData(plan, now));
+    const worker = await env.startWorker();
+    expect((await env.queue.waitForEnd(first.jobId))?.outcome).toBe('succeeded');
+    await worker.close();
+    // The window passed: simulated by dropping the marker the first enqueue set.
+    await env.redis.del(switchKeys(env.queue.prefix, env.queueName).enqueued(first.jobId));
+    const results = await Promise.all(
+      Array.from({ length: 50 }, () => env.queue.enqueue(jobData(plan, now))),
+    );
+    expect(results.filter((r) => !r.joined)).toEqual([{ jobId: first.jobId, joined: false }]);
+    const counts = await env.queue.queue.getJobCounts();
+    expect(Object.values(counts).reduce((a, b) => a + b, 0)).toBe(1);
+    expect(counts.waiting).toBe(1);
+    expect((await env.audit.recent('env0', 100)).filter((e) => e.event === 'requested')).toHaveLength(2);
   });
 
   it('derives hex job ids without ":" that BullMQ accepts', () => {
