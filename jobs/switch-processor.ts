@@ -51,6 +51,7 @@ import {
   switchJobSchema,
   withAttached,
 } from '../src/queue.js';
+import type { PreviousRun } from '../src/queue-keys.js';
 import type { RedisClient } from '../src/redis.js';
 import { describeIssues } from '../src/zod-issues.js';
 
@@ -83,8 +84,11 @@ export interface ProcessorDeps {
   readonly logger: Logger;
   readonly metrics?: Metrics;
   readonly audit?: AuditLog;
-  /** Wakes jobs waiting for an environment (promotes their delayed retry). */
-  readonly wake: (jobIds: readonly string[]) => Promise<void>;
+  /**
+   * Wakes jobs waiting for `environment` (promotes those parked to wait for its lock; never one delayed
+   * for a retry's backoff).
+   */
+  readonly wake: (environment: string, jobIds: readonly string[]) => Promise<void>;
   /** Work a switch leaves running after its job ends (the worker waits for it when closing). */
   readonly background: (work: Promise<unknown>) => void;
   /**
@@ -122,9 +126,45 @@ export class SwitchFailedError extends UnrecoverableError {
 
 const refusalCodes = new Set<string>(Object.values(RefusalCode));
 
-/** Whether BullMQ should retry after `err` (platform 5xx, timeouts, "operation in progress"). */
+/**
+ * Whether BullMQ should retry after `err` (platform 5xx, timeouts — a 408 from the platform included,
+ * whatever client made it — and "operation in progress").
+ */
 export function isRetryable(err: SwitchyardError): boolean {
-  return err.retry || err.code === RefusalCode.operationInProgress;
+  return (
+    err.retry ||
+    err.code === RefusalCode.operationInProgress ||
+    (err instanceof PlatformHttpError && err.status === 408)
+  );
+}
+
+/**
+ * What a graceful shutdown that ran out of time shows on the step it interrupted: the job is handed
+ * back to the queue (no attempt used), and another worker resumes it.
+ */
+export const HANDED_BACK_DETAIL =
+  'Worker shutting down: handed back to the queue; another worker resumes it from here.';
+
+/**
+ * The message of a run's `started` audit entry: none for a job's first run, the attempt for the first
+ * run of a retry, and for a run that resumes the same attempt (the job was handed back by a worker
+ * shutting down, or its worker stopped answering) why it runs again and which run this is, so that no
+ * two `started` entries of one job read the same.
+ */
+export function startedMessage(
+  attempt: number,
+  stalls: number,
+  previous: { readonly runs: number; readonly attempt: number; readonly stalls: number },
+): string | undefined {
+  const run = previous.runs + 1;
+  if (previous.runs === 0 || attempt > previous.attempt)
+    return attempt > 1 ? `attempt ${attempt}` : undefined;
+  if (attempt < previous.attempt) return `attempt ${attempt}, run ${run}: started over`;
+  const why =
+    stalls > previous.stalls
+      ? 'after the worker running it stopped answering'
+      : 'after a worker shutting down handed it back';
+  return `resumed ${why} (attempt ${attempt}, run ${run})`;
 }
 
 /** The job outcome a terminal error maps to. */
@@ -585,36 +625,56 @@ export async function processSwitch(
   const jobLock = token === undefined ? undefined : { key: deps.keys.jobLock(jobId), token };
   const opKey = deps.keys.operation(jobId);
   const msgsKey = deps.keys.messages(jobId);
+  // Taking the lock also takes the job out of the environment's waiters and records this run (the
+  // previous one tells the `started` audit entry whether, and why, the job runs again).
+  const run = {
+    jobId,
+    createdAt: job.timestamp,
+    attempt,
+    stalls: job.stalledCounter ?? 0,
+  };
   let askedAt = deps.clock.now();
-  let got = await deps.lock.acquireAndRead(data.environment, owner, opKey, msgsKey);
+  let got = await deps.lock.acquireAndRead(data.environment, owner, opKey, msgsKey, run);
   if (!got.acquired) {
-    await deps.lock.addWaiter(data.environment, jobId, data.requestedAt);
-    // The holder may have released between the two calls: look once more before sleeping.
-    askedAt = deps.clock.now();
-    const again = await deps.lock.acquireAndRead(data.environment, owner, opKey, msgsKey);
-    if (!again.acquired) {
-      const detail =
-        again.holder === jobId
-          ? `Waiting: an earlier attempt of this switch still holds ${data.environment}; it stops at its next step, or its hold expires within ${Math.ceil(deps.lock.ttlMs / 1000)}s.`
-          : `Waiting: another ${data.environment} switch is running (job ${again.holder}).`;
-      if (!samePublishedDetail(job, detail)) {
-        tracker.progress.steps[0] = {
-          ...tracker.progress.steps[0],
-          step: 'queued',
-          state: 'running',
-          startedAt: data.requestedAt,
-          detail,
-        };
-        await tracker.publish();
+    try {
+      // Parked as a waiter with its attempt count: a release wakes this wait, never a later backoff.
+      await deps.lock.park(
+        data.environment,
+        { jobId, createdAt: job.timestamp, attemptsMade: job.attemptsMade },
+        data.requestedAt,
+      );
+      // The holder may have released between the two calls: look once more before sleeping.
+      askedAt = deps.clock.now();
+      const again = await deps.lock.acquireAndRead(data.environment, owner, opKey, msgsKey, run);
+      if (!again.acquired) {
+        const detail =
+          again.holder === jobId
+            ? `Waiting: an earlier attempt of this switch still holds ${data.environment}; it stops at its next step, or its hold expires within ${Math.ceil(deps.lock.ttlMs / 1000)}s.`
+            : `Waiting: another ${data.environment} switch is running (job ${again.holder}).`;
+        if (!samePublishedDetail(job, detail)) {
+          tracker.progress.steps[0] = {
+            ...tracker.progress.steps[0],
+            step: 'queued',
+            state: 'running',
+            startedAt: data.requestedAt,
+            detail,
+          };
+          await tracker.publish();
+        }
+        const jitter = Math.round(Math.random() * deps.lockRetryMs * 0.2);
+        await job.moveToDelayed(Date.now() + deps.lockRetryMs + jitter, token);
+        throw new DelayedError();
       }
-      const jitter = Math.round(Math.random() * deps.lockRetryMs * 0.2);
-      await job.moveToDelayed(Date.now() + deps.lockRetryMs + jitter, token);
-      throw new DelayedError();
+      got = again;
+    } catch (e) {
+      // The job does not wait parked after all (a fault before it could): it is no waiter any more.
+      if (!(e instanceof DelayedError))
+        await deps.lock.removeWaiter(data.environment, jobId).catch(() => undefined);
+      throw e;
     }
-    await deps.lock.removeWaiter(data.environment, jobId);
-    got = again;
   }
   const stored = parseStored(got.value);
+  const previousRun = got.previous;
   tracker.attached(got.members);
 
   const lock = new AttemptLock(deps, data.environment, owner, jobLock, askedAt, log, (reason) => {
@@ -635,7 +695,8 @@ export async function processSwitch(
     unwatch?.();
     released = deps.lock.releaseAndRead(data.environment, owner, msgsKey).then(
       (got) => {
-        if (got.waiters.length > 0) deps.background(deps.wake(got.waiters).catch(() => undefined));
+        if (got.waiters.length > 0)
+          deps.background(deps.wake(data.environment, got.waiters).catch(() => undefined));
         return got.members;
       },
       (e: unknown) => {
@@ -648,19 +709,17 @@ export async function processSwitch(
   };
 
   try {
-    return await runLocked(
-      deps,
-      job,
-      data,
-      tracker,
-      abort,
+    return await runLocked(deps, job, data, tracker, {
+      signal: abort,
+      shutdown: signal,
       lock,
       log,
       attemptStart,
       maxAttempts,
       stored,
+      previousRun,
       release,
-    );
+    });
   } catch (e) {
     if (
       signal?.aborted &&
@@ -691,19 +750,55 @@ function samePublishedDetail(job: Job, detail: string): boolean {
   return typeof first === 'object' && first !== null && (first as { detail?: unknown }).detail === detail;
 }
 
+/** What one attempt's run under the environment lock works with (see `processSwitch`). */
+interface LockedRun {
+  /** Aborted when the attempt must stop: graceful shutdown ran out of time, or a lock was lost. */
+  readonly signal: AbortSignal;
+  /** BullMQ's signal of the attempt: aborted with `SHUTDOWN_REASON` when the job is handed back. */
+  readonly shutdown: AbortSignal | undefined;
+  readonly lock: AttemptLock;
+  readonly log: Logger;
+  readonly attemptStart: number;
+  readonly maxAttempts: number;
+  readonly stored: StoredOperation;
+  /** The job's previous run under the lock, as recorded when this one took it. */
+  readonly previousRun: PreviousRun;
+  readonly release: () => Promise<string[] | undefined>;
+}
+
+/** Whether graceful shutdown ran out of time for this attempt (it is handed back to the queue). */
+function handingBack(shutdown: AbortSignal | undefined): boolean {
+  return shutdown?.aborted === true && shutdown.reason === SHUTDOWN_REASON;
+}
+
+/** Resolves when `work` settles, or as soon as graceful shutdown runs out of time (whichever is first). */
+function untilShutdown(work: Promise<unknown>, shutdown: AbortSignal | undefined): Promise<void> {
+  const settled = work.then(
+    () => undefined,
+    () => undefined,
+  );
+  if (!shutdown) return settled;
+  if (handingBack(shutdown)) return Promise.resolve();
+  let onAbort: (() => void) | undefined;
+  const aborted = new Promise<void>((resolve) => {
+    onAbort = () => {
+      if (handingBack(shutdown)) resolve();
+    };
+    shutdown.addEventListener('abort', onAbort, { once: true });
+  });
+  return Promise.race([settled, aborted]).finally(() => {
+    if (onAbort) shutdown.removeEventListener('abort', onAbort);
+  });
+}
+
 async function runLocked(
   deps: ProcessorDeps,
   job: Job,
   data: SwitchJobData,
   tracker: Tracker,
-  signal: AbortSignal,
-  lock: AttemptLock,
-  log: Logger,
-  attemptStart: number,
-  maxAttempts: number,
-  stored: StoredOperation,
-  release: () => Promise<string[] | undefined>,
+  run: LockedRun,
 ): Promise<Progress> {
+  const { signal, lock, log, attemptStart, maxAttempts, stored, release } = run;
   const jobId = job.id ?? '';
   const opKey = deps.keys.operation(jobId);
   const expect: PlanExpectation = {
@@ -733,10 +828,13 @@ async function runLocked(
     tracker.post();
     // Sent before the platform is called (not awaited): notices recognise the traffic move this
     // switch makes by this entry (src/notices.ts).
+    // A run that resumes the same attempt (handed back, or after a stall) says so: no two `started`
+    // entries of one job read the same.
+    const startedNote = startedMessage(tracker.progress.attempt, job.stalledCounter ?? 0, run.previousRun);
     void audit({
       event: 'started',
       actor: data.requestedBy,
-      ...(tracker.progress.attempt > 1 ? { message: `attempt ${tracker.progress.attempt}` } : {}),
+      ...(startedNote === undefined ? {} : { message: startedNote }),
     });
     let snapshot = await deps.platform.snapshot(data.environment);
     let ref = stored.ref;
@@ -871,7 +969,9 @@ async function runLocked(
     const late = release().then((members) => (members === undefined ? [] : tracker.lateRefs(members)));
     const { reported, settled } = tracker.publishFinal(late);
     deps.background(Promise.all([settled, succeeded]));
-    await reported;
+    // A chat message that does not take the final state before graceful shutdown runs out of time
+    // gets it in the background: the job completes (its return value is the final state).
+    await untilShutdown(reported, run.shutdown);
     finish(deps, data, 'succeeded', attemptStart);
     log.info({ outcome: 'succeeded' }, tracker.progress.message);
     return tracker.progress;
@@ -892,10 +992,17 @@ async function runLocked(
       );
       throw lockLostError(data.environment, lock.lost ?? 'job', e);
     }
+    if (handingBack(run.shutdown) && !lock.silenced && !(e instanceof UnrecoverableError)) {
+      // Graceful shutdown ran out of time: `processSwitch` hands the job back to the queue. Nothing
+      // failed and no attempt is used: the step it was on says so, and another worker resumes it.
+      const cur = tracker.running();
+      if (cur) cur.detail = HANDED_BACK_DETAIL;
+      await tracker.publish().catch(() => undefined);
+      throw e;
+    }
     const err = lock.lost ? lockLostError(data.environment, lock.lost, e) : asSwitchyardError(e);
-    const shutdown = signal.aborted && signal.reason === SHUTDOWN_REASON;
     const attempt = tracker.progress.attempt;
-    if (shutdown || (isRetryable(err) && attempt < maxAttempts)) {
+    if (isRetryable(err) && attempt < maxAttempts) {
       tracker.endRunning('failed', `${err.message} (attempt ${attempt} of ${maxAttempts}; retrying)`);
       tracker.progress.code = err.code;
       await tracker.publish().catch(() => undefined);

@@ -2,7 +2,8 @@
  * The switch worker: a BullMQ Worker running `processSwitch` (jobs/switch-processor.ts) with the
  * custom backoff (exponential with jitter), its own Redis connection (`maxRetriesPerRequest: null`),
  * the per-environment lock, and a graceful `close()`: stop taking jobs, let the active switch finish
- * within `shutdownTimeoutMs`, otherwise hand it back to the queue, then close the connections. BullMQ's
+ * within `shutdownTimeoutMs`, otherwise hand it back to the queue, wait for what finished switches left
+ * running (late chat reports, wake-ups) within the same timeout, then close the connections. BullMQ's
  * `lockRenewalFailed` makes the attempts of those jobs re-check their locks at once (an attempt that
  * lost its job lock stops acting); the stall limit is enforced by the processor (`MAX_STALLS`), so that
  * a job given up for stalling still ends with a published, audited and counted final state.
@@ -56,7 +57,10 @@ export interface SwitchWorkerOptions {
   readonly operationTimeoutMs?: number;
   /** Re-check delay for a job waiting on its environment (default 1s; it is also woken on release). */
   readonly lockRetryMs?: number;
-  /** How long `close()` lets the active switch finish before handing it back (default 25s). */
+  /**
+   * How long `close()` lets the active switch finish before handing it back (default 25s); background
+   * work of finished switches is waited for only until this much time has passed since `close()`.
+   */
   readonly shutdownTimeoutMs?: number;
   /** Worker name shown on jobs (default `switchyard-<pid>`). */
   readonly name?: string;
@@ -119,12 +123,14 @@ export function startSwitchWorker(opts: SwitchWorkerOptions): SwitchWorker {
         ...(opts.metrics === undefined ? {} : { metrics: opts.metrics }),
         ...(opts.audit === undefined ? {} : { audit: opts.audit }),
         // The waiters may include another attempt of this very job (re-delivered while this one ran).
-        wake: async (ids) => {
+        // Only a job parked to wait for the lock is promoted: one delayed for a retry's backoff keeps
+        // its backoff, and one not delayed is on its way already (`EnvironmentLock.wakeable`).
+        wake: async (environment, ids) => {
           for (const id of ids) {
             if (!worker) continue;
             const waiting = await Job.fromId(worker, id);
-            // Only a job parked in `delayed` can be promoted; others are already on their way.
-            if (waiting && (await waiting.isDelayed())) await waiting.promote().catch(() => undefined);
+            if (waiting && (await lock.wakeable(environment, id)))
+              await waiting.promote().catch(() => undefined);
           }
         },
         background: track,
@@ -180,15 +186,46 @@ export function startSwitchWorker(opts: SwitchWorkerOptions): SwitchWorker {
     if (job) logger.debug({ jobId: job.id, reason: err.message }, 'switch attempt ended without success');
   });
 
+  /**
+   * Waits for the background work until it is all done or `deadline` (epoch ms) has passed: a stuck
+   * chat report (a Reporter that never answers) cannot hold shutdown up. Work not waited for goes on
+   * while the process lives; its Redis commands were sent already (closing waits for their replies).
+   */
+  const settleBackground = async (deadline: number): Promise<void> => {
+    while (background.size > 0) {
+      const left = deadline - Date.now();
+      let timer: NodeJS.Timeout | undefined;
+      const expired =
+        left <= 0
+          ? Promise.resolve(true)
+          : new Promise<boolean>((resolve) => {
+              timer = setTimeout(() => resolve(true), left);
+            });
+      const done = Promise.all([...background]).then(() => false);
+      const timedOut = await Promise.race([done, expired]);
+      clearTimeout(timer);
+      if (timedOut && background.size > 0) {
+        logger.warn(
+          { pending: background.size },
+          'shutdown timeout: not waiting any longer for late chat reports and wake-ups of finished switches',
+        );
+        return;
+      }
+    }
+  };
+
   let closing: Promise<void> | undefined;
   return {
     worker: current,
     close() {
       closing ??= (async () => {
+        const shutdownTimeoutMs = opts.shutdownTimeoutMs ?? 25_000;
+        // close() as a whole keeps to the shutdown timeout (plus BullMQ's own closing of what it runs).
+        const deadline = Date.now() + shutdownTimeoutMs;
         const timer = setTimeout(() => {
           logger.warn('shutdown timeout: handing active switches back to the queue');
           current.cancelAllJobs(SHUTDOWN_REASON);
-        }, opts.shutdownTimeoutMs ?? 25_000);
+        }, shutdownTimeoutMs);
         try {
           // While Redis is unreachable nothing can finish (no progress, no completion) and a graceful
           // close would wait for Redis: drop the connections instead. The active switches' locks
@@ -196,7 +233,7 @@ export function startSwitchWorker(opts: SwitchWorkerOptions): SwitchWorker {
           const unreachable = !(await redisAnswers(redis));
           if (unreachable) logger.warn('Redis is unreachable: closing without waiting for active switches');
           await current.close(unreachable);
-          while (background.size > 0) await Promise.all([...background]);
+          await settleBackground(deadline);
         } finally {
           clearTimeout(timer);
           await closeRedis(redis);

@@ -8,7 +8,10 @@
  * and takes it only once the earlier attempt released it or its lock expired (`kill -9`). Each renewal
  * also checks, and extends, the attempt's BullMQ job lock, so an attempt learns in the same round trip
  * that it lost either lock. Jobs waiting for an environment register in a sorted set so the releasing
- * job can wake them.
+ * job can wake them; a job leaves it when it takes the lock. Each job also keeps a small run record
+ * (how often it took the lock, in which attempt, after how many stalls, and with which BullMQ attempt
+ * count it was last parked to wait), so that a resumed run can say why it runs again and a wake-up
+ * promotes only a job parked to wait for the lock, never one delayed for a retry's backoff.
  */
 import type { RedisClient } from './redis.js';
 
@@ -20,8 +23,18 @@ export interface SwitchKeys {
   enqueued(jobId: string): string;
   operation(jobId: string): string;
   messages(jobId: string): string;
+  /**
+   * The job's run record (a hash): `ts` (the BullMQ job's creation time, telling a job from a later one
+   * with the same id), `runs`, `attempt` and `stalls` of its last run under the lock, and `parked` (its
+   * BullMQ attempt count when it last parked to wait for the lock; removed when it takes the lock).
+   */
+  run(jobId: string): string;
   /** BullMQ's own lock of a job (`<prefix>:<queue>:<jobId>:lock`), checked and extended by renewals. */
   jobLock(jobId: string): string;
+  /** BullMQ's hash of a job (`<prefix>:<queue>:<jobId>`), read by wake-ups. */
+  job(jobId: string): string;
+  /** BullMQ's sorted set of delayed jobs (`<prefix>:<queue>:delayed`), read by wake-ups. */
+  readonly delayed: string;
 }
 
 /** The Switchyard keys beside queue `queueName` under BullMQ prefix `prefix`. */
@@ -34,7 +47,10 @@ export function switchKeys(prefix: string, queueName: string): SwitchKeys {
     enqueued: (jobId) => `${base}enq:${jobId}`,
     operation: (jobId) => `${base}op:${jobId}`,
     messages: (jobId) => `${base}msgs:${jobId}`,
+    run: (jobId) => `${base}run:${jobId}`,
     jobLock: (jobId) => `${prefix}:${queueName}:${jobId}:lock`,
+    job: (jobId) => `${prefix}:${queueName}:${jobId}`,
+    delayed: `${prefix}:${queueName}:delayed`,
   };
 }
 
@@ -72,8 +88,11 @@ return {0, v}
 `;
 
 /**
- * ACQUIRE, and when taken also the value of KEYS[2] and the members of the set KEYS[3] (read under the
- * lock in the same round trip).
+ * ACQUIRE for job ARGV[3], and when taken also: the job leaves the waiters KEYS[4] and its run record
+ * KEYS[5] counts this run (a record of another job with the same id, ARGV[4] being the job's creation
+ * time, is started afresh; ARGV[5] attempt, ARGV[6] stalls, kept ARGV[7] ms). Returns the value of
+ * KEYS[2], the members of the set KEYS[3] and the previous run (runs, attempt, stalls), all read in the
+ * same round trip.
  */
 const ACQUIRE_AND_READ = `
 local v = redis.call('GET', KEYS[1])
@@ -84,7 +103,56 @@ elseif v == ARGV[1] then
 else
   return {0, v}
 end
-return {1, ARGV[1], redis.call('GET', KEYS[2]) or '', redis.call('SMEMBERS', KEYS[3])}
+redis.call('ZREM', KEYS[4], ARGV[3])
+local prev = redis.call('HMGET', KEYS[5], 'ts', 'runs', 'attempt', 'stalls')
+local runs, attempt, stalls = 0, 0, 0
+if prev[1] == ARGV[4] then
+  runs = tonumber(prev[2]) or 0
+  attempt = tonumber(prev[3]) or 0
+  stalls = tonumber(prev[4]) or 0
+end
+redis.call('DEL', KEYS[5])
+redis.call('HSET', KEYS[5], 'ts', ARGV[4], 'runs', runs + 1, 'attempt', ARGV[5], 'stalls', ARGV[6])
+redis.call('PEXPIRE', KEYS[5], ARGV[7])
+return {1, ARGV[1], redis.call('GET', KEYS[2]) or '', redis.call('SMEMBERS', KEYS[3]), runs, attempt, stalls}
+`;
+
+/**
+ * A job parks to wait for the environment: job ARGV[1] joins the waiters KEYS[1] (score ARGV[2], the
+ * request time, kept when already there; the set is kept ARGV[5] ms), and its run record KEYS[2] notes
+ * its BullMQ attempt count ARGV[4] as `parked` (a record of another job with the same id, ARGV[3] being
+ * the job's creation time, is dropped first; kept ARGV[6] ms).
+ */
+const PARK = `
+redis.call('ZADD', KEYS[1], 'NX', ARGV[2], ARGV[1])
+redis.call('PEXPIRE', KEYS[1], ARGV[5])
+if redis.call('HGET', KEYS[2], 'ts') ~= ARGV[3] then
+  redis.call('DEL', KEYS[2])
+end
+redis.call('HSET', KEYS[2], 'ts', ARGV[3], 'parked', ARGV[4])
+redis.call('PEXPIRE', KEYS[2], ARGV[6])
+`;
+
+/**
+ * Whether waiter ARGV[1] of the waiters KEYS[1] is parked waiting for the lock, and may be woken: it is
+ * in BullMQ's delayed set KEYS[4], and its BullMQ job KEYS[3] (the same job: creation time) has made no
+ * attempt since it parked (run record KEYS[2]). A job delayed for a retry's backoff has made one more:
+ * it is not woken. A waiter that is no longer waiting (its job is gone or ended, or it is delayed for
+ * a backoff) leaves the waiters. Returns 1 when it may be woken.
+ */
+const WAKEABLE = `
+if not redis.call('ZSCORE', KEYS[1], ARGV[1]) then return 0 end
+local job = redis.call('HMGET', KEYS[3], 'timestamp', 'atm', 'attemptsMade', 'finishedOn')
+if not job[1] or job[4] then
+  redis.call('ZREM', KEYS[1], ARGV[1])
+  return 0
+end
+if not redis.call('ZSCORE', KEYS[4], ARGV[1]) then return 0 end
+local run = redis.call('HMGET', KEYS[2], 'ts', 'parked')
+local made = tonumber(job[3] or job[2] or '0')
+if run[1] == job[1] and tonumber(run[2]) == made then return 1 end
+redis.call('ZREM', KEYS[1], ARGV[1])
+return 0
 `;
 
 /**
@@ -152,12 +220,41 @@ export type AcquireResult =
   | { readonly acquired: true }
   | { readonly acquired: false; readonly holder: string; readonly owner: string };
 
+/** How long a job's run record is kept (as long as its operation ref). */
+export const RUN_RECORD_TTL_MS = 7 * 86_400_000;
+
+/** How long a waiters set is kept after the last job joined it. */
+const WAITERS_TTL_MS = 86_400_000;
+
+/** The job taking the lock in `EnvironmentLock.acquireAndRead` (its run is recorded). */
+export interface RunOf {
+  readonly jobId: string;
+  /** The BullMQ job's creation time: tells this job from an earlier one with the same id. */
+  readonly createdAt: number;
+  /** This run's attempt number (BullMQ attempts made + 1). */
+  readonly attempt: number;
+  /** BullMQ's stall count of the job now. */
+  readonly stalls: number;
+}
+
+/** The job's previous run under the lock (`runs` 0: this is its first). */
+export interface PreviousRun {
+  readonly runs: number;
+  readonly attempt: number;
+  readonly stalls: number;
+}
+
 /**
- * Outcome of `EnvironmentLock.acquireAndRead`: taken, with the key's value and the set's members; or
- * held by another attempt (`holder` is its job id, `owner` the lock's value).
+ * Outcome of `EnvironmentLock.acquireAndRead`: taken, with the key's value, the set's members and the
+ * job's previous run; or held by another attempt (`holder` is its job id, `owner` the lock's value).
  */
 export type AcquireReadResult =
-  | { readonly acquired: true; readonly value: string | undefined; readonly members: string[] }
+  | {
+      readonly acquired: true;
+      readonly value: string | undefined;
+      readonly members: string[];
+      readonly previous: PreviousRun;
+    }
   | { readonly acquired: false; readonly holder: string; readonly owner: string };
 
 /** Outcome of `EnvironmentLock.renew` and `fence`. */
@@ -205,26 +302,41 @@ export class EnvironmentLock {
   }
 
   /**
-   * Like `acquire`, and when the lock is taken also reads `key` (e.g. the job's stored operation ref)
-   * and the members of the set `setKey` (e.g. the job's attached message refs) in the same round trip.
+   * Like `acquire` for a run of job `run.jobId`, and when the lock is taken also: the job leaves the
+   * environment's waiters and its run is recorded; reads `key` (e.g. the job's stored operation ref),
+   * the members of the set `setKey` (e.g. the job's attached message refs) and the job's previous run,
+   * all in the same round trip.
    */
   async acquireAndRead(
     environment: string,
     owner: string,
     key: string,
     setKey: string,
+    run: RunOf,
   ): Promise<AcquireReadResult> {
     const res = (await this.redis.eval(
       ACQUIRE_AND_READ,
-      3,
+      5,
       this.keys.lock(environment),
       key,
       setKey,
+      this.keys.waiters(environment),
+      this.keys.run(run.jobId),
       owner,
       this.ttlMs,
-    )) as [number, string, string | undefined, unknown];
+      run.jobId,
+      run.createdAt,
+      run.attempt,
+      run.stalls,
+      RUN_RECORD_TTL_MS,
+    )) as [number, string, string | undefined, unknown, number, number, number];
     if (res[0] !== 1) return { acquired: false, holder: ownerJobId(res[1]), owner: res[1] };
-    return { acquired: true, value: res[2] ? res[2] : undefined, members: strings(res[3]) };
+    return {
+      acquired: true,
+      value: res[2] ? res[2] : undefined,
+      members: strings(res[3]),
+      previous: { runs: Number(res[4]) || 0, attempt: Number(res[5]) || 0, stalls: Number(res[6]) || 0 },
+    };
   }
 
   /**
@@ -308,7 +420,48 @@ export class EnvironmentLock {
   /** Registers a job waiting for the environment (ordered by request time). */
   async addWaiter(environment: string, jobId: string, requestedAt: number): Promise<void> {
     const key = this.keys.waiters(environment);
-    await this.redis.multi().zadd(key, 'NX', requestedAt, jobId).pexpire(key, 86_400_000).exec();
+    await this.redis.multi().zadd(key, 'NX', requestedAt, jobId).pexpire(key, WAITERS_TTL_MS).exec();
+  }
+
+  /**
+   * Registers a job that parks (a BullMQ delay) to wait for the environment, noting its BullMQ attempt
+   * count `attemptsMade`, so that only this wait is ever cut short by a wake-up (`wakeable`).
+   */
+  async park(
+    environment: string,
+    job: { readonly jobId: string; readonly createdAt: number; readonly attemptsMade: number },
+    requestedAt: number,
+  ): Promise<void> {
+    await this.redis.eval(
+      PARK,
+      2,
+      this.keys.waiters(environment),
+      this.keys.run(job.jobId),
+      job.jobId,
+      requestedAt,
+      job.createdAt,
+      job.attemptsMade,
+      WAITERS_TTL_MS,
+      RUN_RECORD_TTL_MS,
+    );
+  }
+
+  /**
+   * Whether waiter `jobId` is parked waiting for the environment and may be woken (promoted): not when
+   * it is delayed for a retry's backoff, or on its way already. A waiter whose job ended, is gone, or
+   * is delayed for a backoff leaves the waiters.
+   */
+  async wakeable(environment: string, jobId: string): Promise<boolean> {
+    const res = await this.redis.eval(
+      WAKEABLE,
+      4,
+      this.keys.waiters(environment),
+      this.keys.run(jobId),
+      this.keys.job(jobId),
+      this.keys.delayed,
+      jobId,
+    );
+    return res === 1;
   }
 
   async removeWaiter(environment: string, jobId: string): Promise<void> {

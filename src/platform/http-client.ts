@@ -1,11 +1,13 @@
 /**
  * The network behaviour every remote platform adapter shares (Unkey, Vercel): one JSON request with a
  * timeout on every attempt (an AbortSignal driven by the injected Clock), retries with exponential
- * backoff and jitter on 429 and 5xx honouring `Retry-After` (or what the platform says instead), reads
- * also retried after a timeout or a network error, no retry on other 4xx, every 2xx answer parsed with
- * zod at the edge (a mismatch names the field), and every failure a PlatformHttpError naming status,
- * method, URL and the platform's error code. The secret (token, root key) never appears in an error or a
- * log. The adapters' clients (unkey/client.ts, vercel/client.ts) add their URLs, headers and error body.
+ * backoff and jitter on 408, 429 and 5xx honouring `Retry-After` (or what the platform says instead),
+ * reads also retried after a timeout (theirs or ours) or a network error, no retry on other 4xx, a
+ * write re-sent only after a 429 (a 408 or 5xx is thrown retryable: the caller re-reads state first),
+ * every 2xx answer parsed with zod at the edge (a mismatch names the field), and every failure a
+ * PlatformHttpError naming status, method, URL and the platform's error code. The secret (token, root
+ * key) never appears in an error or a log. The adapters' clients (unkey/client.ts, vercel/client.ts)
+ * add their URLs, headers and error body.
  */
 import type { z } from 'zod';
 import { type Clock, systemClock } from '../clock.js';
@@ -16,7 +18,7 @@ import { type Logger, scrub, silentLogger } from '../log.js';
 export interface HttpTuning {
   /** Per-attempt timeout (ms). */
   readonly timeoutMs: number;
-  /** Retries after the first attempt for 429/5xx (and, for reads, timeouts and network errors). */
+  /** Retries after the first attempt for 408/429/5xx (and, for reads, timeouts and network errors). */
   readonly maxRetries: number;
   /** First backoff delay (ms); doubles per attempt, capped by `maxDelayMs`, with jitter. */
   readonly baseDelayMs: number;
@@ -159,7 +161,8 @@ export class JsonHttpClient {
       if (status >= 200 && status < 300) return this.parse(method, url, status, text, schema);
 
       const { code, detail } = this.options.describeError(status, text);
-      const retryable = status === 429 || status >= 500;
+      // 408 Request Timeout is a timeout on the platform's side: as retryable as one of ours.
+      const retryable = status === 408 || status === 429 || status >= 500;
       const now = this.clock.now();
       const retryAfterMs = this.options.retryAfter
         ? this.options.retryAfter(answer, now)
@@ -168,9 +171,10 @@ export class JsonHttpClient {
         retry: retryable,
         ...(retryAfterMs === undefined ? {} : { retryAfterMs }),
       });
-      // A write is sent again only after a 429 (refused unprocessed). After a 5xx its outcome is
-      // unknown — the platform may have started the switch and failed afterwards — so it is not re-sent:
-      // the caller re-reads the platform first (the switch job's retry does, under the lock).
+      // A write is sent again only after a 429 (refused unprocessed). After a 5xx or a 408 its outcome
+      // is unknown — the platform (or a proxy in front of it) may have started the switch and failed or
+      // timed out afterwards — so it is not re-sent: the caller re-reads the platform first (the switch
+      // job's retry does, under the lock).
       const resend = request.idempotent || status === 429;
       if (!retryable || !canRetry || !resend) throw error;
       if (retryAfterMs !== undefined && retryAfterMs > this.tuning.maxRetryAfterMs) throw error;

@@ -5,7 +5,8 @@
  * like any other job; an attempt that lost its BullMQ job lock or its environment lock stops at its next
  * step, never calls the platform after the fence says so, and publishes, audits and counts nothing once
  * the job may be another attempt's; renewals that cannot be confirmed stop an attempt too; a job that
- * stalled more than MAX_STALLS times ends with a published, audited and counted final state.
+ * stalled more than MAX_STALLS times ends with a published, audited and counted final state; a run
+ * resumed after a stall is audited as resumed.
  *
  * A lost lock is simulated by deleting its key (what expiry does); the stalled checker runs every
  * 150 ms, so every wait here is for an event (a report, a job's end), never a sleep.
@@ -100,9 +101,18 @@ describe('attempts of one switch job', () => {
     expect(later.at(-1)).toEqual(final);
     expect(env.platform.switchCalls).toBe(1);
     expect(await rollbacksOn(env, 'env0')).toBe(1);
-    const events = (await env.audit.recent('env0', 10)).map((a) => a.event);
-    expect(events.filter((e) => e !== 'started')).toEqual(['succeeded', 'requested']);
+    const entries = await env.audit.recent('env0', 10);
+    expect(entries.map((a) => a.event).filter((e) => e !== 'started')).toEqual(['succeeded', 'requested']);
+    // The run resumed after the stall is audited as such, not as a second identical `started`.
+    expect(
+      entries
+        .filter((a) => a.event === 'started')
+        .map((a) => a.message)
+        .reverse(),
+    ).toEqual([undefined, 'resumed after the worker running it stopped answering (attempt 1, run 2)']);
     expect(await env.redis.get(keysOf(env).lock('env0'))).toBeNull();
+    // It waited for the first attempt to let go of env0, and is no waiter any more.
+    expect(await env.redis.zrange(keysOf(env).waiters('env0'), 0, -1)).toEqual([]);
   });
 
   it('a first attempt whose locks expired during a slow platform call acts on nothing after it: no state, no audit entry, no release over the attempt that took over', async () => {

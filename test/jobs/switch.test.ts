@@ -3,18 +3,24 @@
  * Covers the exact progress sequence (running and standby targets), stale plans (a target made live by
  * another switch included), refusals and 4xx as non-retryable, retry-then-success, a stored operation
  * that cannot be read for a while or is unknown, the audit trail (with many domains too) and metrics,
- * and graceful shutdown (finish, or hand back and resume the same platform operation without a second
- * switch).
+ * a platform 408 as retryable, jobs waiting for their environment (woken by a release, never out of a
+ * retry's backoff, and no waiter any more once they ran), and graceful shutdown (finish, or hand back
+ * with a neutral state and resume the same platform operation without a second switch, audited as
+ * resumed; a stuck chat reporter cannot hold the worker's close up).
  */
 import { afterEach, describe, expect, it } from 'vitest';
+import { z } from 'zod';
+import { HANDED_BACK_DETAIL } from '../../jobs/switch-processor.js';
 import { startSwitchWorker } from '../../jobs/switch-worker.js';
 import { AUDIT_MESSAGE_MAX, AuditLog } from '../../src/audit.js';
 import { ManualClock, systemClock } from '../../src/clock.js';
 import { PlatformHttpError, RefusalError } from '../../src/errors.js';
 import { silentLogger } from '../../src/log.js';
+import { JsonHttpClient } from '../../src/platform/http-client.js';
 import { LocalPlatform } from '../../src/platform/local/platform.js';
 import type { OperationRef, OperationStatus } from '../../src/platform/port.js';
-import { jobIdForPlan, queuedProgress, SwitchQueue, switchKeys } from '../../src/queue.js';
+import type { MessageRef, Progress } from '../../src/progress.js';
+import { EnvironmentLock, jobIdForPlan, queuedProgress, SwitchQueue, switchKeys } from '../../src/queue.js';
 import { createRedis } from '../../src/redis.js';
 import { redisUrl, uniqueName } from '../support/redis.js';
 import { Cleanup, jobData, planFor, RecordingReporter, transitions } from './fixtures/harness.js';
@@ -27,6 +33,26 @@ afterEach(() => cleanup.run());
 async function rollbacksOn(env: JobsEnv, environment: string): Promise<number> {
   const snap = await env.local.snapshot(environment);
   return snap.liveHistory.filter((h) => h.via === 'rollback').length;
+}
+
+function deferred<T = void>(): { promise: Promise<T>; resolve: (v: T) => void } {
+  let resolve!: (v: T) => void;
+  const promise = new Promise<T>((r) => {
+    resolve = r;
+  });
+  return { promise, resolve };
+}
+
+/** Resolves with `value` after `ms`: only a guard that turns a hang into a failure, never a wait. */
+function after<T>(ms: number, value: T): Promise<T> {
+  return new Promise((resolve) => setTimeout(() => resolve(value), ms).unref());
+}
+
+async function startedMessages(env: JobsEnv, environment: string): Promise<(string | undefined)[]> {
+  return (await env.audit.recent(environment, 50))
+    .filter((e) => e.event === 'started')
+    .map((e) => e.message)
+    .reverse();
 }
 
 async function jobCount(env: JobsEnv, value: string): Promise<number> {
@@ -516,6 +542,185 @@ describe('switch job edge cases', () => {
   });
 });
 
+describe('a platform 408 (request timeout)', () => {
+  it('is retryable in the platform HTTP client: a read is sent again, a write is thrown retryable', async () => {
+    const answers = [408, 200, 408];
+    const seen: string[] = [];
+    const client = new JsonHttpClient({
+      platform: 'test',
+      secret: 'sekret',
+      headers: {},
+      describeError: (status) => ({ code: undefined, detail: `HTTP ${status}` }),
+      baseDelayMs: 1,
+      maxDelayMs: 1,
+      fetch: (async (_url: string | URL | Request, init?: RequestInit) => {
+        seen.push(init?.method ?? 'GET');
+        const status = answers.shift() ?? 500;
+        return new Response(status === 200 ? '{"ok":true}' : 'timeout', { status });
+      }) as typeof fetch,
+    });
+    const schema = z.object({ ok: z.boolean() });
+    const read = await client.request(
+      { method: 'GET', url: 'http://platform.test/read', idempotent: true, logFields: {} },
+      schema,
+    );
+    expect(read).toEqual({ ok: true });
+    const write = await client
+      .request(
+        { method: 'POST', url: 'http://platform.test/rollback', idempotent: false, logFields: {} },
+        schema,
+      )
+      .catch((e: unknown) => e);
+    expect(write).toBeInstanceOf(PlatformHttpError);
+    expect(write).toMatchObject({ status: 408, retry: true });
+    // The read went out twice; the write once (its outcome is unknown: the job re-reads state first).
+    expect(seen).toEqual(['GET', 'GET', 'POST']);
+  });
+
+  it('is retried by the switch job, which then succeeds, switching once', async () => {
+    const env = await setupJobs(cleanup, {
+      faults: {
+        switchErrors: [
+          // As a client that does not classify 408 itself reports it (retry: false).
+          new PlatformHttpError(408, 'POST', 'http://platform.test/rollback', undefined, 'request timeout', {
+            retry: false,
+          }),
+        ],
+      },
+    });
+    await env.startWorker();
+    const plan = await planFor(env.local, 'env0', 'rollback', env.clock.now());
+    const { jobId } = await env.queue.enqueue(jobData(plan, env.clock.now()));
+    const final = await env.queue.waitForEnd(jobId);
+    expect(final).toMatchObject({ outcome: 'succeeded', attempt: 2 });
+    const failed = env.reporter.of(jobId).find((p) => p.attempt === 1 && p.code !== undefined);
+    expect(failed?.steps.at(-1)?.detail).toContain('(attempt 1 of 4; retrying)');
+    expect(env.platform.switchCalls).toBe(2);
+    expect(await rollbacksOn(env, 'env0')).toBe(1);
+  });
+});
+
+describe('jobs waiting for their environment', () => {
+  /** Holds `environment` as another switch would, so that the next job for it parks and waits. */
+  async function holdEnvironment(env: JobsEnv, environment: string) {
+    const keys = switchKeys(env.queue.prefix, env.queueName);
+    const lock = new EnvironmentLock(env.redis, keys, 60_000);
+    expect((await lock.acquire(environment, 'sw_other:1')).acquired).toBe(true);
+    return { lock, keys, release: () => lock.release(environment, 'sw_other:1') };
+  }
+
+  function isWaiting(jobId: string) {
+    return (p: Progress) => p.jobId === jobId && p.steps[0]?.detail?.startsWith('Waiting') === true;
+  }
+
+  /** A queue whose retries back off for a minute (the worker's bound too): only a wake-up could cut it. */
+  async function slowRetryQueue(env: JobsEnv): Promise<SwitchQueue> {
+    const queue = new SwitchQueue({
+      redisUrl: redisUrl(),
+      queueName: env.queueName,
+      retry: { attempts: 4, baseDelayMs: 60_000, maxDelayMs: 60_000 },
+    });
+    cleanup.add(() => queue.close());
+    await queue.waitUntilReady();
+    return queue;
+  }
+
+  it('a job that waited and then took the lock on a later delivery is no waiter any more', async () => {
+    const env = await setupJobs(cleanup);
+    // A one-minute re-check delay: the job runs only when the test promotes it.
+    await env.startWorker({ lockRetryMs: 60_000 });
+    const held = await holdEnvironment(env, 'env0');
+    const plan = await planFor(env.local, 'env0', 'rollback', env.clock.now());
+    const { jobId } = await env.queue.enqueue(jobData(plan, env.clock.now()));
+    await env.reporter.waitFor(isWaiting(jobId));
+    expect(await held.lock.waiters('env0')).toEqual([jobId]);
+
+    // The holder lets go and wakes it (as a finishing switch does): it takes the lock at its first try.
+    await held.release();
+    await (await env.queue.queue.getJob(jobId))?.promote();
+    expect((await env.queue.waitForEnd(jobId))?.outcome).toBe('succeeded');
+    expect(await held.lock.waiters('env0')).toEqual([]);
+    expect(await env.redis.hget(held.keys.run(jobId), 'parked')).toBeNull();
+  });
+
+  it('a release of the environment does not cut short the retry backoff of a job that once waited for it', async () => {
+    const env = await setupJobs(cleanup, {
+      faults: {
+        switchErrors: [
+          new PlatformHttpError(503, 'POST', 'http://platform.test/rollback', undefined, 'down'),
+        ],
+      },
+    });
+    const queue = await slowRetryQueue(env);
+    const worker = await env.startWorker({
+      lockRetryMs: 60_000,
+      retry: { baseDelayMs: 60_000, maxDelayMs: 60_000 },
+    });
+    const held = await holdEnvironment(env, 'env0');
+    const planA = await planFor(env.local, 'env0', 'rollback', env.clock.now());
+    const a = await queue.enqueue(jobData(planA, env.clock.now()));
+    await env.reporter.waitFor(isWaiting(a.jobId));
+
+    // A takes the lock on its next delivery; its attempt fails with the 503 and backs off for a minute
+    // (the worker's `failed` event comes once BullMQ has moved it to delayed).
+    const failedOnce = new Promise<void>((resolve) =>
+      worker.worker.on('failed', (job) => {
+        if (job?.id === a.jobId) resolve();
+      }),
+    );
+    await held.release();
+    await (await queue.queue.getJob(a.jobId))?.promote();
+    await failedOnce;
+    expect(await queue.queue.getJobState(a.jobId)).toBe('delayed');
+
+    // Another plan for env0 that ends at once (stale): its release wakes env0's waiters.
+    const planB = await planFor(env.local, 'env0', 'rollback', env.clock.now(), seedIds(0).standby);
+    const b = await queue.enqueue({ ...jobData(planB, env.clock.now()), expectedCurrent: 'dep_gone' });
+    expect((await queue.waitForEnd(b.jobId))?.outcome).toBe('stale');
+    // close() waits for the wake-ups that release sent: after it, A is still backing off.
+    await worker.close();
+    expect(await queue.queue.getJobState(a.jobId)).toBe('delayed');
+    expect(await held.lock.waiters('env0')).toEqual([]);
+  });
+
+  it('a wake-up never promotes a job delayed for a retry backoff, even one still listed as a waiter', async () => {
+    const env = await setupJobs(cleanup, {
+      faults: {
+        switchErrors: [
+          new PlatformHttpError(503, 'POST', 'http://platform.test/rollback', undefined, 'down'),
+        ],
+      },
+    });
+    const queue = await slowRetryQueue(env);
+    const worker = await env.startWorker({
+      lockRetryMs: 60_000,
+      retry: { baseDelayMs: 60_000, maxDelayMs: 60_000 },
+    });
+    const planA = await planFor(env.local, 'env0', 'rollback', env.clock.now());
+    const jobA = jobIdForPlan(planA.id);
+    const failedOnce = new Promise<void>((resolve) =>
+      worker.worker.on('failed', (job) => {
+        if (job?.id === jobA) resolve();
+      }),
+    );
+    const a = await queue.enqueue(jobData(planA, env.clock.now()));
+    await failedOnce;
+    expect(await queue.queue.getJobState(a.jobId)).toBe('delayed');
+    // A stale registration (e.g. left by a fault after the job joined the waiters): A is listed.
+    const keys = switchKeys(queue.prefix, env.queueName);
+    const lock = new EnvironmentLock(env.redis, keys, 60_000);
+    await lock.addWaiter('env0', a.jobId, env.clock.now());
+
+    const planB = await planFor(env.local, 'env0', 'rollback', env.clock.now(), seedIds(0).standby);
+    const b = await queue.enqueue({ ...jobData(planB, env.clock.now()), expectedCurrent: 'dep_gone' });
+    expect((await queue.waitForEnd(b.jobId))?.outcome).toBe('stale');
+    await worker.close();
+    expect(await queue.queue.getJobState(a.jobId)).toBe('delayed');
+    // The wake-up found it was not waiting for the lock and took it off the list.
+    expect(await lock.waiters('env0')).toEqual([]);
+  });
+});
+
 describe('audit of a switch with many domains', () => {
   it('keeps the succeeded entry of a 42-domain rollback, naming as many domains as fit', async () => {
     const clock = new ManualClock();
@@ -625,5 +830,74 @@ describe('graceful shutdown', () => {
     expect(final?.outcome).toBe('succeeded');
     expect(env.platform.switchCalls).toBe(1);
     expect(await rollbacksOn(env, 'env0')).toBe(1);
+  });
+
+  it('a switch handed back shows a neutral state, not a failure, and its resumed run is audited as resumed', async () => {
+    const env = await setupJobs(cleanup);
+    const first = await env.startWorker({ shutdownTimeoutMs: 20 });
+    const now = env.clock.now();
+    const plan = await planFor(env.local, 'env0', 'rollback', now, seedIds(0).standby);
+    const { jobId } = await env.queue.enqueue(jobData(plan, now));
+    await env.reporter.waitFor((p) => p.jobId === jobId && p.operationId !== undefined);
+    await first.close();
+
+    // Chat and BullMQ progress: the step it was on is still running, says it was handed back, and
+    // nothing failed (no error code, no attempt used).
+    const handedBack = env.reporter.of(jobId).at(-1);
+    expect(handedBack?.steps.some((s) => s.state === 'failed')).toBe(false);
+    expect(handedBack?.code).toBeUndefined();
+    expect(handedBack?.outcome).toBeUndefined();
+    expect(handedBack?.attempt).toBe(1);
+    expect(handedBack?.steps.at(-1)).toMatchObject({
+      step: 'reactivating',
+      state: 'running',
+      detail: HANDED_BACK_DETAIL,
+    });
+    expect(await env.queue.progress(jobId)).toEqual(handedBack);
+
+    await env.startWorker();
+    await env.reporter.waitFor(
+      (p) =>
+        p.jobId === jobId && p.steps[1]?.detail?.includes('Resuming') === true && p.operationId !== undefined,
+    );
+    await env.clock.advance(REACTIVATION_MS);
+    const final = await env.queue.waitForEnd(jobId);
+    expect(final).toMatchObject({ outcome: 'succeeded', attempt: 1 });
+    // Two runs, two distinct `started` entries: the second says it resumed a handed-back switch.
+    expect(await startedMessages(env, 'env0')).toEqual([
+      undefined,
+      'resumed after a worker shutting down handed it back (attempt 1, run 2)',
+    ]);
+  });
+
+  it('a stuck chat reporter cannot hold the worker close up past the shutdown timeout', async () => {
+    const env = await setupJobs(cleanup);
+    const late: MessageRef = { surface: 'slack', channel: 'C9', messageId: '1700000000.000900' };
+    const stuck = deferred();
+    // The chat API never answers the final state's edit of the message attached during the switch.
+    const handle = await env.startWorker({
+      shutdownTimeoutMs: 300,
+      reporter: {
+        report: (progress, messages) => {
+          if (progress.outcome !== undefined && messages.some((m) => m.messageId === late.messageId)) {
+            stuck.resolve();
+            return new Promise<void>(() => undefined);
+          }
+          return env.reporter.report(progress, messages);
+        },
+      },
+    });
+    const plan = await planFor(env.local, 'env0', 'rollback', env.clock.now(), seedIds(0).standby);
+    const { jobId } = await env.queue.enqueue(jobData(plan, env.clock.now()));
+    await env.reporter.waitFor((p) => p.jobId === jobId && p.operationId !== undefined);
+    expect(await env.queue.addMessages(jobId, [late])).toBe(true);
+    await env.clock.advance(REACTIVATION_MS);
+    await stuck.promise;
+
+    expect(await Promise.race([handle.close().then(() => 'closed'), after(10_000, 'still closing')])).toBe(
+      'closed',
+    );
+    // The switch itself completed: its final state is the job's.
+    expect((await env.queue.progress(jobId))?.outcome).toBe('succeeded');
   });
 });
