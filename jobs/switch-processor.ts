@@ -905,6 +905,10 @@ async function runLocked(
         environment: data.environment,
         targetId: data.targetId,
         requestedBy: data.requestedBy.displayName,
+        // A platform that can (the local one) refuses atomically if the environment moved since the
+        // check above: a push going live in between would otherwise be switched away unseen.
+        expectedCurrent: data.expectedCurrent,
+        expectedRolledBack: data.expectedRolledBack,
       };
       // The fence: both locks confirmed right before acting, and the started marker written with it.
       const marker = JSON.stringify({ started: lock.owner, at: deps.clock.now() });

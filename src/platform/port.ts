@@ -17,6 +17,14 @@ export interface SwitchRequest {
   readonly targetId: string;
   /** Display name or id of the person on whose behalf the switch runs (kept in platform history). */
   readonly requestedBy?: string;
+  /**
+   * What the plan was checked against, for a platform that can refuse atomically when the environment
+   * moved since (a push that went live in the moment between the last check and this call would
+   * otherwise be switched away unseen): the deployment serving it, and its rolled-back state. A
+   * platform that cannot check them ignores them (Switchyard re-checks right before calling).
+   */
+  readonly expectedCurrent?: string;
+  readonly expectedRolledBack?: boolean;
 }
 
 export interface OperationRef {

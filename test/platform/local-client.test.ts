@@ -67,6 +67,12 @@ describe('LocalPlatformClient', () => {
     expect(err).toBeInstanceOf(RefusalError);
     expect(err).toMatchObject({ code: 'target_is_current', retry: false });
     await expect(client.snapshot('staging')).rejects.toMatchObject({ code: 'unknown_environment' });
+    // what the plan expected travels too: a moved environment is refused as stale, atomically
+    const stale = await client
+      .rollback({ environment: 'production', targetId: 'dep_3hd7xa', expectedCurrent: 'dep_2mc5ty' })
+      .catch((e: unknown) => e);
+    expect(stale).toMatchObject({ code: 'plan_stale', retry: false });
+    expect((await client.snapshot('production')).environment.currentDeploymentId).toBe('dep_4kq9wz');
   });
 
   it('answers 400 naming the field for a bad operator request, and changes nothing', async () => {

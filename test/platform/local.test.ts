@@ -704,6 +704,34 @@ describe('found in review (session 6)', () => {
     expect((await p.snapshot('production')).environment.currentDeploymentId).toBe('dep_4kq9wz');
   });
 
+  it('refuses a switch whose expectation no longer holds, atomically, as plan_stale; changes nothing', async () => {
+    const { platform: p, clock } = await open();
+    // a push went live after the plan was checked
+    const pushed = await p.push({ environment: 'production' });
+    await clock.advance(3000);
+    await p.settle();
+    await expect(
+      p.rollback({ environment: 'production', targetId: 'dep_3hd7xa', expectedCurrent: 'dep_4kq9wz' }),
+    ).rejects.toMatchObject({ refusal: { code: 'plan_stale', message: expect.stringContaining(pushed.id) } });
+    await expect(
+      p.rollback({
+        environment: 'production',
+        targetId: 'dep_3hd7xa',
+        expectedCurrent: pushed.id,
+        expectedRolledBack: true,
+      }),
+    ).rejects.toMatchObject({ refusal: { code: 'plan_stale' } });
+    expect((await p.snapshot('production')).environment.currentDeploymentId).toBe(pushed.id);
+    // as expected: it goes ahead
+    const ref = await p.rollback({
+      environment: 'production',
+      targetId: 'dep_4kq9wz',
+      expectedCurrent: pushed.id,
+      expectedRolledBack: false,
+    });
+    expect(await finish(p, clock, ref)).toBe('succeeded');
+  });
+
   it("a branch domain stays on its own branch when the environment switches to another branch's deployment", async () => {
     const { platform: p, clock } = await open();
     // preview: dep_p2fe8r (feature-search) is current and holds feature-search.acme.localhost

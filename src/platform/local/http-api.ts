@@ -27,6 +27,8 @@ const switchBody = z.object({
   environment: z.string().min(1),
   targetId: z.string().min(1),
   requestedBy: z.string().min(1).optional(),
+  expectedCurrent: z.string().min(1).optional(),
+  expectedRolledBack: z.boolean().optional(),
 });
 const pushBody = z.object({
   environment: z.string().min(1),
@@ -151,8 +153,8 @@ async function handle(platform: LocalPlatform, req: IncomingMessage, res: Server
         'GET /_switchyard/deployments/:id',
         'POST /_switchyard/push {environment, branch?, message?, author?, fail?}',
         'POST /_switchyard/deployments/:id/stop',
-        'POST /_switchyard/rollback {environment, targetId, requestedBy?}',
-        'POST /_switchyard/promote {environment, targetId, requestedBy?}',
+        'POST /_switchyard/rollback {environment, targetId, requestedBy?, expectedCurrent?, expectedRolledBack?}',
+        'POST /_switchyard/promote {environment, targetId, requestedBy?, expectedCurrent?, expectedRolledBack?}',
         'POST /_switchyard/operations/status {operation ref}',
       ],
     });
@@ -220,6 +222,10 @@ async function handle(platform: LocalPlatform, req: IncomingMessage, res: Server
       environment: body.value.environment,
       targetId: body.value.targetId,
       ...(body.value.requestedBy === undefined ? {} : { requestedBy: body.value.requestedBy }),
+      ...(body.value.expectedCurrent === undefined ? {} : { expectedCurrent: body.value.expectedCurrent }),
+      ...(body.value.expectedRolledBack === undefined
+        ? {}
+        : { expectedRolledBack: body.value.expectedRolledBack }),
     };
     const ref = a === 'rollback' ? await platform.rollback(request) : await platform.promote(request);
     sendJson(res, 202, ref);

@@ -251,6 +251,22 @@ export class LocalPlatform implements DeployPlatform {
     }
     const refusal = checkTarget(snap, action, target);
     if (refusal) throw new RefusalError(refusal);
+    const env = snap.environment;
+    if (
+      (request.expectedCurrent !== undefined && env.currentDeploymentId !== request.expectedCurrent) ||
+      (request.expectedRolledBack !== undefined && env.rolledBack !== request.expectedRolledBack)
+    ) {
+      throw new RefusalError({
+        code: RefusalCode.planStale,
+        message:
+          `${env.slug} changed since the ${action} to ${target.id} was checked (now serving ` +
+          `${env.currentDeploymentId ?? 'nothing'}${env.rolledBack ? ', rolled back' : ''}); nothing was switched. Plan it again.`,
+        context: {
+          environment: env.slug,
+          ...(env.currentDeploymentId === undefined ? {} : { current: env.currentDeploymentId }),
+        },
+      });
+    }
     if (this.busy.has(snap.environment.slug)) {
       throw new SwitchyardError(
         'operation_in_progress',
