@@ -3,9 +3,14 @@
  * Vercel's published API reference and CLI behaviour: `GET /v9/projects/{idOrName}` (targets.production,
  * autoAssignCustomDomains, lastAliasRequest), `GET /v9/projects/{idOrName}/domains` and
  * `GET /v6/deployments` (timestamp paging: `pagination.next` → `until`), `GET /v13/deployments/{idOrUrl}`,
- * `GET /v4/aliases/{idOrAlias}` (the alias table: where each domain points; 404 `not_found` without one),
- * `POST /v9/projects/{id}/rollback/{deploymentId}` (201) and `POST /v10/projects/{id}/promote/{deploymentId}`
- * (202). Error bodies are `{ error: { code, message } }`. Bearer tokens are checked (403 `forbidden`),
+ * `GET /v4/aliases/{idOrAlias}` (the alias table: where each domain points; 404 `not_found` without one;
+ * a single object as the API reference documents it, or the array of one its SDK example shows),
+ * `POST /v1/projects/{id}/rollback/{deploymentId}` (201, optional `description` query parameter; the CLI's
+ * `/v9` path too) and `POST /v10/projects/{id}/promote/{deploymentId}` (202). A project domain added
+ * `verified: false` is listed as such and gets no alias until `verifyDomain` (Vercel: it "will not be used
+ * as an alias on this project until the challenge in verification is completed"): no deployment, alias job
+ * or auto-assignment points it anywhere. Error bodies are `{ error: { code, message } }`. Bearer tokens
+ * are checked (403 `forbidden`),
  * `teamId` scopes every lookup, a rollback/promote starts an alias job (409 while one runs) that finishes
  * after a configurable number of project reads or on command, and faults can be injected (429 with
  * Retry-After, 5xx, hanging requests, bad bodies).
@@ -48,6 +53,8 @@ interface FakeDomain {
   readonly redirect: string | null;
   readonly customEnvironmentId: string | null;
   readonly createdAt: number;
+  /** False while the domain awaits verification: Vercel does not use it as an alias until then. */
+  verified: boolean;
 }
 
 interface AliasJob {
@@ -56,6 +63,8 @@ interface AliasJob {
   jobStatus: FakeJobStatus;
   requestedAt: number;
   type: 'promote' | 'rollback';
+  /** The rollback's `description` query parameter, when one was sent (not part of lastAliasRequest). */
+  description: string | undefined;
   /** Project reads left before the job finishes (undefined: only `finishAliasJob`). */
   readsLeft: number | undefined;
 }
@@ -116,6 +125,11 @@ export interface VercelFakeOptions {
    * `pending` to `in-progress`, the n-th to `succeeded`. Undefined: it finishes only on `finishAliasJob`.
    */
   readonly aliasJobReads?: number;
+  /**
+   * Shape of a `GET /v4/aliases/{idOrAlias}` answer: `object` (default), as Vercel's API reference
+   * documents it, or `array`, the array of one shown as the example answer of its SDK reference.
+   */
+  readonly aliasShape?: 'object' | 'array';
 }
 
 type Handled = true;
@@ -164,6 +178,8 @@ export class VercelFakeServer {
       gitBranch?: string;
       redirect?: string;
       customEnvironmentId?: string;
+      /** False: added but awaiting verification (no alias until `verifyDomain`). Default true. */
+      verified?: boolean;
     }[];
   }): string {
     this.seq += 1;
@@ -176,6 +192,7 @@ export class VercelFakeServer {
         redirect: null,
         customEnvironmentId: null,
         createdAt: now,
+        verified: true,
       },
       ...(p.domains ?? []).map((d, i) => ({
         name: d.name,
@@ -183,6 +200,7 @@ export class VercelFakeServer {
         redirect: d.redirect ?? null,
         customEnvironmentId: d.customEnvironmentId ?? null,
         createdAt: now + i + 1,
+        verified: d.verified ?? true,
       })),
     ];
     this.projects.push({
@@ -255,6 +273,30 @@ export class VercelFakeServer {
     this.finish(project, job, status);
   }
 
+  /**
+   * Completes the verification challenge of a project domain: from now on Vercel uses it as an alias,
+   * so it points where its kind of domain points (production: the production deployment; a branch
+   * domain: its branch's newest ready deployment).
+   */
+  verifyDomain(projectId: string, name: string): void {
+    const project = this.projectById(projectId);
+    const dom = project.domains.find((d) => d.name === name);
+    if (!dom) throw new Error(`no fake domain ${name} on ${projectId}`);
+    dom.verified = true;
+    if (dom.redirect !== null || dom.customEnvironmentId !== null) return;
+    if (dom.gitBranch === null) {
+      if (project.production !== undefined) project.aliases.set(dom.name, project.production);
+      return;
+    }
+    const newest = this.deployments
+      .filter(
+        (d) =>
+          d.projectId === projectId && d.readyState === 'READY' && d.meta.githubCommitRef === dom.gitBranch,
+      )
+      .sort((a, b) => b.createdAt - a.createdAt)[0];
+    if (newest) project.aliases.set(dom.name, newest.id);
+  }
+
   /** Queues a fault for the next matching request. */
   fault(f: FakeFault, times = 1): void {
     for (let i = 0; i < times; i++) this.faults.push(f);
@@ -302,6 +344,7 @@ export class VercelFakeServer {
     const project = this.projectById(d.projectId);
     // A branch domain follows the newest ready deployment of its branch.
     for (const dom of project.domains) {
+      if (!dom.verified) continue;
       if (dom.redirect === null && dom.gitBranch !== null && dom.gitBranch === d.meta.githubCommitRef) {
         project.aliases.set(dom.name, d.id);
       }
@@ -316,6 +359,8 @@ export class VercelFakeServer {
     project.production = id;
     for (const dom of project.domains) {
       if (dom.redirect !== null || dom.gitBranch !== null || dom.customEnvironmentId !== null) continue;
+      // An unverified domain is not used as an alias until its verification challenge is completed.
+      if (!dom.verified) continue;
       if (project.stuck.delete(dom.name)) continue;
       project.aliases.set(dom.name, id);
     }
@@ -375,7 +420,7 @@ export class VercelFakeServer {
                 target: 'production',
                 createdAt: production.createdAt,
                 meta: production.meta,
-                alias: p.domains.map((d) => d.name),
+                alias: p.domains.filter((d) => d.verified).map((d) => d.name),
               },
             },
       ...(p.job === undefined
@@ -502,7 +547,7 @@ export class VercelFakeServer {
     const domainsPath = method === 'GET' ? /^\/v9\/projects\/([^/]+)\/domains$/.exec(path) : null;
     const deploymentPath = method === 'GET' ? /^\/v13\/deployments\/([^/]+)$/.exec(path) : null;
     const switchPath =
-      method === 'POST' ? /^\/(v9|v10)\/projects\/([^/]+)\/(rollback|promote)\/([^/]+)$/.exec(path) : null;
+      method === 'POST' ? /^\/(v1|v9|v10)\/projects\/([^/]+)\/(rollback|promote)\/([^/]+)$/.exec(path) : null;
     if (projectPath) {
       const project = findProject(decodeURIComponent(projectPath[1] ?? ''));
       if (!project) return notFound('Project not found');
@@ -530,7 +575,19 @@ export class VercelFakeServer {
           customEnvironmentId: d.customEnvironmentId,
           updatedAt: d.createdAt,
           createdAt: d.createdAt,
-          verified: true,
+          verified: d.verified,
+          ...(d.verified
+            ? {}
+            : {
+                verification: [
+                  {
+                    type: 'TXT',
+                    domain: `_vercel.${d.name.split('.').slice(-2).join('.')}`,
+                    value: `vc-domain-verify=${d.name},${project.id}`,
+                    reason: 'pending_domain_verification',
+                  },
+                ],
+              }),
         })),
         pagination: {
           count: page.length,
@@ -550,7 +607,7 @@ export class VercelFakeServer {
       if (!owner || deploymentId === undefined) {
         return send(res, 404, { error: { code: 'not_found', message: 'The alias was not found' } });
       }
-      return send(res, 200, {
+      const alias = {
         alias: name,
         uid: `alias_${Buffer.from(name).toString('hex').slice(0, 20)}`,
         created: new Date(this.opts.clock.now()).toISOString(),
@@ -558,7 +615,8 @@ export class VercelFakeServer {
         deploymentId,
         projectId: owner.id,
         redirect: null,
-      });
+      };
+      return send(res, 200, this.opts.aliasShape === 'array' ? [alias] : alias);
     }
     if (method === 'GET' && path === '/v6/deployments') {
       const limit = Math.min(100, Number(query.limit ?? '20') || 20);
@@ -599,7 +657,8 @@ export class VercelFakeServer {
     }
     if (switchPath) {
       const [, version, projectRef, action, deploymentId] = switchPath;
-      if ((action === 'rollback') !== (version === 'v9')) return notFound('Not found');
+      // Rollback: /v1 (Vercel's API reference) or /v9 (the CLI); promote: /v10.
+      if (action === 'rollback' ? version === 'v10' : version !== 'v10') return notFound('Not found');
       const project = findProject(decodeURIComponent(projectRef ?? ''));
       if (!project) return notFound('Project not found');
       const d = this.deployments.find((x) => x.id === deploymentId && x.projectId === project.id);
@@ -629,6 +688,7 @@ export class VercelFakeServer {
         jobStatus: 'pending',
         requestedAt: this.opts.clock.now(),
         type: action === 'rollback' ? 'rollback' : 'promote',
+        description: action === 'rollback' ? query.description : undefined,
         readsLeft: this.opts.aliasJobReads,
       };
       res.writeHead(action === 'rollback' ? 201 : 202);

@@ -6,7 +6,8 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { loadConfig } from '../../src/config.js';
 import { buildPlan } from '../../src/domain/plan.js';
-import { PlatformHttpError, RefusalError } from '../../src/errors.js';
+import { ConfigError, PlatformHttpError, RefusalError } from '../../src/errors.js';
+import { createLogger, type Logger } from '../../src/log.js';
 import { createUnkeyPlatform, UnkeyPlatform } from '../../src/platform/unkey/adapter.js';
 import { SleepRecordingClock, UnkeyFakeServer } from '../fakes/unkey-server.js';
 
@@ -101,6 +102,49 @@ async function refusal(p: Promise<unknown>): Promise<RefusalError> {
   return r;
 }
 
+/** A logger whose JSON lines (warn and up) land in `lines`. */
+function captureLogger(lines: string[]): Logger {
+  return createLogger({
+    pretty: false,
+    level: 'info',
+    destination: { write: (l: string) => lines.push(l) } as never,
+  });
+}
+
+/**
+ * fetch that adds to the fake's answers what a newer Unkey could send: one more deployment (`dep_queued`)
+ * in a status fc99b6b does not document, and an undocumented action on deployment `withAction`.
+ */
+function withNewerValues(withAction: string): typeof fetch {
+  return async (input, init) => {
+    const res = await fetch(input, init);
+    const url = String(input);
+    if (!url.endsWith('deployments.listDeployments') && !url.endsWith('deployments.getDeployment'))
+      return res;
+    const body = (await res.json()) as { data: Record<string, unknown>[] | Record<string, unknown> };
+    const rows = Array.isArray(body.data) ? body.data : [body.data];
+    for (const d of rows) {
+      if (d.id === withAction) d.availableActions = [...(d.availableActions as string[]), 'redeploy'];
+    }
+    const first = rows[0];
+    if (Array.isArray(body.data) && first) {
+      body.data.unshift({
+        ...first,
+        id: 'dep_queued',
+        isCurrent: false,
+        status: 'queued',
+        availableActions: [],
+        domains: [],
+        createdAt: Number(first.createdAt) + 1,
+      });
+    }
+    return new Response(JSON.stringify(body), {
+      status: res.status,
+      headers: { 'content-type': 'application/json' },
+    });
+  };
+}
+
 describe('UnkeyPlatform reads', () => {
   it('lists the configured environments', async () => {
     expect(await platform.listEnvironments()).toEqual(['production', 'preview']);
@@ -163,14 +207,145 @@ describe('UnkeyPlatform reads', () => {
     expect(server.requests.length - before).toBe(2);
   });
 
-  it('filters by environment locally when no app is configured', async () => {
+  it('without `app`, finds the app once and then lists the environment with all three filters', async () => {
     server.push({ ...previewEnv, branch: 'feature-x' });
     const noApp = makePlatform(KEY, {
       environments: { production: { project: 'acme', environment: 'production' } },
     });
+    const before = server.requests.length;
     const snap = await noApp.snapshot('production');
     expect(snap.deployments.map((d) => d.id)).toEqual([d3, d2, d1]);
-    expect(server.requests.at(-1)?.body).toEqual({ project: 'acme', limit: 100 });
+    expect(snap.environment.currentDeploymentId).toBe(d3);
+    const lists = () =>
+      server.requests.slice(before).filter((r) => r.endpoint === 'deployments.listDeployments');
+    // One project-wide list to find the app, then the environment's own list.
+    expect(lists().map((r) => r.body)).toEqual([
+      { project: 'acme', limit: 100 },
+      { ...prodEnv, limit: 100 },
+    ]);
+    // The app is remembered: the next read lists the environment only.
+    await noApp.snapshot('production');
+    expect(lists().map((r) => r.body)).toHaveLength(3);
+    expect(lists().at(-1)?.body).toEqual({ ...prodEnv, limit: 100 });
+    // A switch checks the target against the resolved app.
+    expect((await noApp.getDeployment(d2))?.environment).toBe('production');
+    await noApp.close();
+  });
+
+  it('without `app`, newer deployments of another environment do not push the current one out of the window', async () => {
+    // Review case: the project-wide list was capped at maxDeployments before the environment was
+    // filtered out of it, so a busy preview environment hid production's current deployment.
+    for (let i = 0; i < 12; i++) {
+      await clock.advance(1_000);
+      server.push({ ...previewEnv, branch: `feature-${i}` });
+    }
+    const lines: string[] = [];
+    const noApp = makePlatform(KEY, {
+      environments: { production: { project: 'acme', environment: 'production' } },
+      pageSize: 5,
+      maxDeployments: 20,
+      logger: captureLogger(lines),
+    });
+    const snap = await noApp.snapshot('production');
+    expect(snap.environment.currentDeploymentId).toBe(d3);
+    expect(snap.deployments.map((d) => d.id)).toEqual([d3, d2, d1]);
+    expect(server.requests.at(-1)?.body).toEqual({ ...prodEnv, limit: 5 });
+    expect(lines.filter((l) => l.includes('no current deployment'))).toEqual([]);
+    await noApp.close();
+  });
+
+  it('without `app`, warns (raise maxDeployments) when no deployment of the environment is within the window', async () => {
+    for (let i = 0; i < 12; i++) {
+      await clock.advance(1_000);
+      server.push({ ...previewEnv, branch: `feature-${i}` });
+    }
+    const lines: string[] = [];
+    const noApp = makePlatform(KEY, {
+      environments: { production: { project: 'acme', environment: 'production' } },
+      pageSize: 5,
+      maxDeployments: 10,
+      logger: captureLogger(lines),
+    });
+    const snap = await noApp.snapshot('production');
+    expect(snap.environment.currentDeploymentId).toBeUndefined();
+    expect(snap.deployments).toEqual([]);
+    const warned = lines.filter((l) => l.includes('no current deployment among the deployments read'));
+    expect(warned).toHaveLength(1);
+    expect(warned[0]).toContain('raise maxDeployments');
+    // Not resolved: the next read looks for the app again (and finds it once the window allows).
+    const wider = makePlatform(KEY, {
+      environments: { production: { project: 'acme', environment: 'production' } },
+      pageSize: 5,
+      maxDeployments: 20,
+    });
+    expect((await wider.snapshot('production')).environment.currentDeploymentId).toBe(d3);
+    await noApp.close();
+    await wider.close();
+  });
+
+  it('with `app`, warns about a missing current deployment only when paging stopped at the maximum', async () => {
+    const lines: string[] = [];
+    server.unsetCurrent('acme', 'api');
+    const all = makePlatform(KEY, { maxDeployments: 3, logger: captureLogger(lines) });
+    expect((await all.snapshot('production')).deployments).toHaveLength(3);
+    expect((await all.snapshot('production')).environment.currentDeploymentId).toBeUndefined();
+    // All three were read (as many as the maximum, none left): there is no current deployment to find,
+    // so no "raise maxDeployments".
+    expect(lines.filter((l) => l.includes('no current deployment'))).toEqual([]);
+    const capped = makePlatform(KEY, { pageSize: 1, maxDeployments: 2, logger: captureLogger(lines) });
+    await capped.snapshot('production');
+    expect(lines.filter((l) => l.includes('no current deployment'))).toHaveLength(1);
+    await all.close();
+    await capped.close();
+  });
+
+  it('without `app`, stops with a ConfigError naming the apps when several deploy to the environment', async () => {
+    await clock.advance(1_000);
+    server.push({ project: 'acme', app: 'web', environment: 'production', branch: 'main' });
+    const noApp = makePlatform(KEY, {
+      environments: { production: { project: 'acme', environment: 'production' } },
+    });
+    const e = await noApp.snapshot('production').then(
+      () => undefined,
+      (err: unknown) => err,
+    );
+    expect(e).toBeInstanceOf(ConfigError);
+    expect((e as ConfigError).message).toContain('environments.production.unkey.app');
+    expect((e as ConfigError).message).toMatch(/web, api|api, web/);
+    await noApp.close();
+  });
+
+  it('survives a status and an action Unkey adds later: not ready, ignored, logged once', async () => {
+    const lines: string[] = [];
+    const added = makePlatform(KEY, {
+      client: {
+        baseUrl: server.url,
+        rootKey: KEY,
+        clock,
+        timeoutMs: TIMEOUT,
+        maxRetries: 0,
+        // Unkey answers one more deployment in a status (and d2 with an action) added after fc99b6b.
+        fetch: withNewerValues(d2),
+      },
+      logger: captureLogger(lines),
+    });
+    const snap = await added.snapshot('production');
+    expect(snap.environment.currentDeploymentId).toBe(d3);
+    const byId = new Map(snap.deployments.map((d) => [d.id, d]));
+    expect(byId.get('dep_queued')).toMatchObject({ status: 'building' });
+    expect(byId.get('dep_queued')?.statusReason).toContain('Unkey reports status "queued"');
+    // The unknown action is ignored: d2 is still a ready rollback target, d3 still not rolled back.
+    expect(byId.get(d2)?.status).toBe('ready');
+    expect(snap.environment.rolledBack).toBe(false);
+    const plan = buildPlan(snap, { action: 'rollback', now: clock.now() });
+    expect(plan.ok && plan.value.target.id).toBe(d2);
+    const named = buildPlan(snap, { action: 'rollback', target: 'dep_queued', now: clock.now() });
+    expect(!named.ok && named.refusal.code).toBe('target_not_ready');
+    expect(!named.ok && named.refusal.message).toContain('"queued"');
+    await added.snapshot('production');
+    expect(lines.filter((l) => l.includes('unknown deployment status'))).toHaveLength(1);
+    expect(lines.filter((l) => l.includes('unknown available action'))).toHaveLength(1);
+    await added.close();
   });
 
   it('maps a preview environment: no current deployment, environment domain follows the newest', async () => {

@@ -57,6 +57,17 @@ describe('mapStatus', () => {
     }
   });
 
+  it('maps a status Unkey adds later to building (never a target), naming the status', () => {
+    for (const isCurrent of [true, false]) {
+      const d = dep({ status: 'hibernating', isCurrent, availableActions: ['promote', 'rollback'] });
+      expect(mapStatus(d)).toBe('building');
+      const mapped = toDeployment(d, 'production');
+      expect(mapped.status).toBe('building');
+      expect(mapped.readyAt).toBeUndefined();
+      expect(mapped.statusReason).toContain('Unkey reports status "hibernating"');
+    }
+  });
+
   it('superseded is a queued build replaced by a newer commit: failed, never standby or stopped', () => {
     for (const availableActions of [[], ['promote', 'rollback']] as const) {
       expect(
@@ -172,8 +183,27 @@ describe('UnkeyDeploymentSchema', () => {
   });
 
   it('names the field that does not match', () => {
-    const r = UnkeyDeploymentSchema.safeParse({ ...dep(), availableActions: ['explode'] });
+    const r = UnkeyDeploymentSchema.safeParse({ ...dep(), availableActions: [42] });
     expect(r.success).toBe(false);
     expect(r.error?.issues[0]?.path).toEqual(['availableActions', 0]);
+    const s = UnkeyDeploymentSchema.safeParse({ ...dep(), status: '' });
+    expect(s.success).toBe(false);
+    expect(s.error?.issues[0]?.path).toEqual(['status']);
+  });
+
+  it('accepts a status and actions Unkey adds later instead of failing the page; unknown actions are ignored', () => {
+    const parsed = UnkeyDeploymentSchema.parse({
+      ...dep(),
+      status: 'queued',
+      availableActions: ['rollback', 'redeploy', 'promote'],
+    });
+    expect(parsed.status).toBe('queued');
+    expect(parsed.availableActions).toEqual(['rollback', 'promote']);
+    expect(parsed.ignoredActions).toEqual(['redeploy']);
+    // Only unknown actions: nothing is offered, so they signal nothing (not running, not rolled back).
+    const onlyNew = UnkeyDeploymentSchema.parse({ ...dep(), isCurrent: true, availableActions: ['pause'] });
+    expect(onlyNew.availableActions).toEqual([]);
+    expect(isRolledBack(onlyNew)).toBe(false);
+    expect(UnkeyDeploymentSchema.parse(dep()).ignoredActions).toBeUndefined();
   });
 });

@@ -9,11 +9,15 @@ import { isRetryable } from '../../jobs/switch-processor.js';
 import { parseWorkerArgs, platformFor } from '../../jobs/worker-main.js';
 import { ManualClock } from '../../src/clock.js';
 import { loadConfig } from '../../src/config.js';
-import { buildPlan } from '../../src/domain/plan.js';
+import { affectedDomains, buildPlan } from '../../src/domain/plan.js';
 import { ConfigError, RefusalError, SwitchyardError } from '../../src/errors.js';
-import { createLogger, silentLogger } from '../../src/log.js';
+import { createLogger, type Logger, silentLogger } from '../../src/log.js';
 import type { OperationRef } from '../../src/platform/port.js';
-import { createVercelPlatform, VercelPlatform } from '../../src/platform/vercel/adapter.js';
+import {
+  createVercelPlatform,
+  rollbackDescription,
+  VercelPlatform,
+} from '../../src/platform/vercel/adapter.js';
 import { type FakeReadyState, VercelFakeServer } from '../fakes/vercel-server.js';
 
 const TOKEN = 'vcp_adapterTestToken0123456789abcd';
@@ -24,12 +28,21 @@ afterEach(async () => {
   for (const c of closers.splice(0).reverse()) await c();
 });
 
-async function setup(opts: { aliasJobReads?: number; pageSize?: number; maxDeployments?: number } = {}) {
+async function setup(
+  opts: {
+    aliasJobReads?: number;
+    pageSize?: number;
+    maxDeployments?: number;
+    aliasShape?: 'object' | 'array';
+    logger?: Logger;
+  } = {},
+) {
   const clock = new ManualClock();
   const server = await VercelFakeServer.start({
     clock,
     tokens: { [TOKEN]: [TEAM] },
     ...(opts.aliasJobReads === undefined ? {} : { aliasJobReads: opts.aliasJobReads }),
+    ...(opts.aliasShape === undefined ? {} : { aliasShape: opts.aliasShape }),
   });
   closers.push(() => server.close());
   const projectId = server.addProject({
@@ -39,6 +52,9 @@ async function setup(opts: { aliasJobReads?: number; pageSize?: number; maxDeplo
       { name: 'shop.acme.com' },
       { name: 'acme.com', redirect: 'shop.acme.com' },
       { name: 'staging.acme.com', gitBranch: 'staging' },
+      // Added to the project but awaiting its DNS/TXT verification: Vercel uses it as no alias yet.
+      { name: 'pending.acme.com', verified: false },
+      { name: 'qa.acme.com', gitBranch: 'staging', verified: false },
     ],
   });
   const d1 = server.deploy({ project: projectId, message: 'First' });
@@ -53,6 +69,7 @@ async function setup(opts: { aliasJobReads?: number; pageSize?: number; maxDeplo
     clock,
     ...(opts.pageSize === undefined ? {} : { pageSize: opts.pageSize }),
     ...(opts.maxDeployments === undefined ? {} : { maxDeployments: opts.maxDeployments }),
+    ...(opts.logger === undefined ? {} : { logger: opts.logger }),
   });
   closers.push(() => platform.close());
   return { clock, server, platform, projectId, d1, d2, p1 };
@@ -141,6 +158,80 @@ describe('VercelPlatform reads', () => {
     expect(snap.deployments.map((d) => d.id)).toContain(d1);
     expect(snap.deployments).toHaveLength(3);
     expect(server.requests.some((r) => r.path === `/v13/deployments/${d1}`)).toBe(true);
+  });
+
+  it('leaves domains awaiting verification out of snapshots, plans and routing (Vercel uses them as no alias)', async () => {
+    const lines: string[] = [];
+    const logger = createLogger({
+      pretty: false,
+      level: 'warn',
+      destination: { write: (l: string) => lines.push(l) } as never,
+    });
+    const { clock, server, platform, projectId, d1, d2 } = await setup({ logger });
+    // The domain list says so, and Vercel's alias table has no alias for either domain.
+    const listed = await fetch(`${server.url}/v9/projects/${projectId}/domains?teamId=${TEAM}`, {
+      headers: { authorization: `Bearer ${TOKEN}` },
+    });
+    const wire = (await listed.json()) as { domains: { name: string; verified: boolean }[] };
+    expect(
+      wire.domains
+        .filter((d) => !d.verified)
+        .map((d) => d.name)
+        .sort(),
+    ).toEqual(['pending.acme.com', 'qa.acme.com']);
+    const alias = await fetch(
+      `${server.url}/v4/aliases/pending.acme.com?projectId=${projectId}&teamId=${TEAM}`,
+      {
+        headers: { authorization: `Bearer ${TOKEN}` },
+      },
+    );
+    expect(alias.status).toBe(404);
+
+    const snap = await platform.snapshot('production');
+    expect(snap.domains.map((d) => d.hostname)).toEqual(['shop.acme.com', 'acme-web.vercel.app']);
+    expect(affectedDomains(snap, d2, undefined).map((d) => d.hostname)).not.toContain('pending.acme.com');
+    const plan = buildPlan(snap, { action: 'rollback', now: clock.now() });
+    expect(plan.ok && plan.value.affectedDomains.map((d) => d.hostname)).toEqual([
+      'shop.acme.com',
+      'acme-web.vercel.app',
+    ]);
+    expect((await platform.routing('production')).map((r) => r.hostname)).toEqual([
+      'shop.acme.com',
+      'acme-web.vercel.app',
+    ]);
+    expect((await platform.snapshot('preview')).domains.map((d) => d.hostname)).toEqual(['staging.acme.com']);
+    expect((await platform.routing('preview')).map((r) => r.hostname)).toEqual(['staging.acme.com']);
+    // Each such domain is logged once, however often it is read.
+    expect(lines.filter((l) => l.includes('pending.acme.com'))).toHaveLength(1);
+    expect(lines.filter((l) => l.includes('qa.acme.com'))).toHaveLength(1);
+    expect(lines[0]).toContain('awaiting verification');
+
+    // A rollback moves the verified domains; the unverified one still points nowhere.
+    await platform.rollback({ environment: 'production', targetId: d1 });
+    server.finishAliasJob(projectId);
+    expect((await platform.routing('production')).every((r) => r.deploymentId === d1)).toBe(true);
+    // Once verified, Vercel uses it as an alias of production, and Switchyard plans and verifies it.
+    server.verifyDomain(projectId, 'pending.acme.com');
+    expect((await platform.routing('production')).find((r) => r.hostname === 'pending.acme.com')).toEqual({
+      hostname: 'pending.acme.com',
+      stickiness: 'live',
+      environment: 'production',
+      deploymentId: d1,
+    });
+  });
+
+  it("reads Vercel's alias answer as one object (API reference) or as an array of one (SDK reference)", async () => {
+    const { server, platform, d2 } = await setup({ aliasShape: 'array' });
+    const before = server.requests.length;
+    expect((await platform.routing('production')).map((r) => [r.hostname, r.deploymentId])).toEqual([
+      ['shop.acme.com', d2],
+      ['acme-web.vercel.app', d2],
+    ]);
+    const read = server.requests.slice(before).find((r) => r.path.startsWith('/v4/aliases/'));
+    const raw = await fetch(`${server.url}${read?.path}?teamId=${TEAM}`, {
+      headers: { authorization: `Bearer ${TOKEN}` },
+    });
+    expect(Array.isArray(await raw.json())).toBe(true);
   });
 
   it('getDeployment returns this project’s deployments and undefined for unknown ones', async () => {
@@ -254,9 +345,12 @@ describe('VercelPlatform switches', () => {
     const ref = await platform.rollback({ environment: 'production', targetId: d1, requestedBy: 'Ada' });
     expect(ref).toMatchObject({ action: 'rollback', environment: 'production', targetId: d1 });
     const post = server.switchRequests()[0];
-    expect(post?.path).toBe(`/v9/projects/${projectId}/rollback/${d1}`);
+    // Vercel's documented rollback endpoint; its `description` names who asked, via Switchyard.
+    expect(post?.path).toBe(`/v1/projects/${projectId}/rollback/${d1}`);
     expect(post?.body).toEqual({});
     expect(post?.query.teamId).toBe(TEAM);
+    expect(post?.query.description).toBe('Rollback requested by Ada via Switchyard');
+    expect(server.jobOf(projectId)?.description).toBe('Rollback requested by Ada via Switchyard');
 
     expect((await platform.operation(ref)).state).toBe('switching');
     expect((await platform.routing('production')).every((r) => r.deploymentId === d2)).toBe(true);
@@ -274,8 +368,10 @@ describe('VercelPlatform switches', () => {
     expect(snap.environment.currentDeploymentId).toBe(d1);
     expect(snap.deployments[0]?.id).toBe(d3);
 
-    const promote = await platform.promote({ environment: 'production', targetId: d3 });
+    const promote = await platform.promote({ environment: 'production', targetId: d3, requestedBy: 'Ada' });
     expect(server.switchRequests()[1]?.path).toBe(`/v10/projects/${projectId}/promote/${d3}`);
+    // Vercel's promote takes no description.
+    expect(server.switchRequests()[1]?.query.description).toBeUndefined();
     server.finishAliasJob(projectId);
     expect((await platform.operation(promote)).state).toBe('succeeded');
     snap = await platform.snapshot('production');
@@ -374,6 +470,41 @@ describe('VercelPlatform switches', () => {
     expect((await platform.operation(foreign)).state).toBe('succeeded');
     const promoteRef: OperationRef = { ...foreign, action: 'promote' };
     expect((await platform.operation(promoteRef)).state).toBe('pending');
+  });
+
+  it('fails an operation another rollback or promote replaced, without waiting for the timeout', async () => {
+    const { clock, server, platform, projectId, d1, d2 } = await setup();
+    const ref = await platform.rollback({ environment: 'production', targetId: d1 });
+    server.finishAliasJob(projectId);
+    // Someone promotes d2 from Vercel's dashboard 30 s later: within the clock skew Switchyard allows
+    // between itself and Vercel, so it could still be a job from before ours. Not judged yet.
+    await clock.advance(30_000);
+    await platform.promote({ environment: 'production', targetId: d2 });
+    server.finishAliasJob(projectId);
+    expect((await platform.operation(ref)).state).toBe('pending');
+    // Two minutes in (before the 3-minute timeout) another promote is unmistakably after ours.
+    await clock.advance(90_000);
+    await platform.promote({ environment: 'production', targetId: d2 });
+    const replaced = await platform.operation(ref);
+    expect(replaced.state).toBe('failed');
+    expect(replaced.error?.code).toBe('alias_job_superseded');
+    expect(replaced.error?.message).toContain(`Another promote (to ${d2}, in-progress)`);
+    expect(replaced.error?.message).toContain(`this rollback to ${d1}`);
+    // A job of ours on record still decides, and a job requested before ours does not replace it.
+    server.finishAliasJob(projectId);
+    const ours = await platform.rollback({ environment: 'production', targetId: d1 });
+    expect((await platform.operation(ours)).state).toBe('switching');
+    const startedLater: OperationRef = { ...ours, id: 'y', startedAt: ours.startedAt + 10 * 60_000 };
+    expect((await platform.operation(startedLater)).state).toBe('pending');
+  });
+
+  it('describes a rollback by who asked for it, within the 250 characters Vercel keeps', () => {
+    expect(rollbackDescription('Ada Lovelace')).toBe('Rollback requested by Ada Lovelace via Switchyard');
+    expect(rollbackDescription(undefined)).toBe('Rollback requested via Switchyard');
+    expect(rollbackDescription('  \n ')).toBe('Rollback requested via Switchyard');
+    const long = rollbackDescription('x'.repeat(400));
+    expect(long).toHaveLength(250);
+    expect(long.endsWith('… via Switchyard')).toBe(true);
   });
 
   it('answers 409 (alias job running) with the retryable operation_in_progress', async () => {

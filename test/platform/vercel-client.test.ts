@@ -174,7 +174,7 @@ describe('VercelClient', () => {
   it('re-sends a write after a 429 but not after a 5xx, and sends the JSON body', async () => {
     const rollback = () =>
       client.call(
-        { method: 'POST', path: `/v9/projects/${projectId}/rollback/${depId}`, body: {}, idempotent: false },
+        { method: 'POST', path: `/v1/projects/${projectId}/rollback/${depId}`, body: {}, idempotent: false },
         AcceptedResponseSchema,
       );
     server.fault({ kind: 'status', status: 429, retryAfter: '1', method: 'POST' });

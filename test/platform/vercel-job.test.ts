@@ -22,14 +22,16 @@ const TEAM = 'team_acme123';
 const cleanup = new Cleanup();
 afterEach(() => cleanup.run());
 
-async function setup(opts: { verifyTimeoutMs?: number } = {}) {
+async function setup(
+  opts: { verifyTimeoutMs?: number; domains?: readonly { name: string; verified?: boolean }[] } = {},
+) {
   // Alias jobs finish only when the test says so; the worker polls on real time (5 ms), never sleeping in tests.
   const server = await VercelFakeServer.start({ clock: systemClock, tokens: { [TOKEN]: [TEAM] } });
   cleanup.add(() => server.close());
   const projectId = server.addProject({
     name: 'acme-web',
     teamId: TEAM,
-    domains: [{ name: 'shop.acme.com' }],
+    domains: opts.domains ?? [{ name: 'shop.acme.com' }],
   });
   const d1 = server.deploy({ project: projectId });
   const d2 = server.deploy({ project: projectId });
@@ -89,7 +91,9 @@ describe('Vercel adapter in a switch job', () => {
     expect(final?.traffic.every((t) => t.ok && t.deploymentId === d1)).toBe(true);
     expect(server.isRolledBack(projectId)).toBe(true);
     expect(server.switchRequests()).toHaveLength(1);
-    expect(server.switchRequests()[0]?.path).toBe(`/v9/projects/${projectId}/rollback/${d1}`);
+    // Vercel's documented rollback endpoint, with the requester in its `description`.
+    expect(server.switchRequests()[0]?.path).toBe(`/v1/projects/${projectId}/rollback/${d1}`);
+    expect(server.switchRequests()[0]?.query.description).toBe('Rollback requested by Alice via Switchyard');
   });
 
   it('does not report success when the alias job leaves a domain on the old deployment', async () => {
@@ -112,6 +116,29 @@ describe('Vercel adapter in a switch job', () => {
     expect(traffic.get('shop.acme.com')).toMatchObject({ ok: false, deploymentId: d2 });
     expect(traffic.get('acme-web.vercel.app')).toMatchObject({ ok: true, deploymentId: d1 });
     expect(final?.steps.find((s) => s.step === 'verifying')?.state).toBe('failed');
+  });
+
+  it('succeeds on a project with a domain awaiting verification: it has no alias and is not waited for', async () => {
+    // Review case: an unverified domain was planned as moving, routing found no alias for it, and the
+    // job ended in verify_timeout although production had switched.
+    const { server, platform, queue, reporter, projectId, d1 } = await setup({
+      verifyTimeoutMs: 2_000,
+      domains: [{ name: 'shop.acme.com' }, { name: 'pending.acme.com', verified: false }],
+    });
+    const snap = await platform.snapshot('production');
+    const plan = buildPlan(snap, { action: 'rollback', target: d1, now: Date.now() });
+    if (!plan.ok) throw new Error(plan.refusal.message);
+    expect(plan.value.affectedDomains.map((d) => d.hostname).sort()).toEqual([
+      'acme-web.vercel.app',
+      'shop.acme.com',
+    ]);
+    const { jobId } = await queue.enqueue(jobData(plan.value, Date.now()));
+    await reporter.waitFor((p) => p.jobId === jobId && p.operationId !== undefined);
+    server.finishAliasJob(projectId);
+    const final = await queue.waitForEnd(jobId);
+    expect(final?.outcome).toBe('succeeded');
+    expect(final?.traffic.map((t) => t.hostname).sort()).toEqual(['acme-web.vercel.app', 'shop.acme.com']);
+    expect(server.productionOf(projectId)).toBe(d1);
   });
 
   it('retries after a 409 while another alias job runs, then switches once it is done', async () => {

@@ -17,6 +17,8 @@ import {
   toDeployment,
 } from '../../src/platform/vercel/mapping.js';
 import {
+  AliasResponseSchema,
+  aliasFromResponse,
   GetDeploymentResponseSchema,
   ListDeploymentsResponseSchema,
   type VercelDeployment,
@@ -191,6 +193,24 @@ describe('domains', () => {
     expect(classifyDomain(domain('qa.acme.com', { customEnvironmentId: 'env_1' }), 'main')).toBeUndefined();
   });
 
+  it('leaves out domains awaiting verification: Vercel uses them as no alias until verified', () => {
+    for (const d of [
+      domain('pending.acme.com', { verified: false }),
+      domain('acme-web-pending.vercel.app', { verified: false }),
+      domain('qa.acme.com', { gitBranch: 'qa', verified: false }),
+    ]) {
+      expect(classifyDomain(d, 'main'), d.name).toBeUndefined();
+    }
+    const opts = { currentProductionId: 'dpl_cur', previewDeployments: [], productionBranch: 'main' };
+    expect(
+      classifyDomains(
+        [domain('shop.acme.com'), domain('pending.acme.com', { verified: false })],
+        'production',
+        opts,
+      ).map((d) => d.hostname),
+    ).toEqual(['shop.acme.com']);
+  });
+
   it('points production domains at the current deployment and branch domains at their newest ready one', () => {
     const all = [
       domain('shop.acme.com'),
@@ -230,5 +250,28 @@ describe('domains', () => {
       },
       { hostname: 'nobody.acme.com', stickiness: 'branch', environment: 'preview', branch: 'gone' },
     ]);
+  });
+});
+
+describe('alias answer', () => {
+  const one = { alias: 'shop.acme.com', uid: 'a_1', deploymentId: 'dpl_1', projectId: 'prj_1', created: 'x' };
+  it('accepts the documented object and an array of one; picks the requested name', () => {
+    expect(aliasFromResponse(AliasResponseSchema.parse(one), 'shop.acme.com')?.deploymentId).toBe('dpl_1');
+    expect(aliasFromResponse(AliasResponseSchema.parse([one]), 'shop.acme.com')?.deploymentId).toBe('dpl_1');
+    expect(aliasFromResponse(AliasResponseSchema.parse([one]), 'SHOP.acme.com.')?.deploymentId).toBe('dpl_1');
+    const two = [{ ...one, alias: 'www.acme.com', deploymentId: 'dpl_0' }, one];
+    expect(aliasFromResponse(AliasResponseSchema.parse(two), 'shop.acme.com')?.deploymentId).toBe('dpl_1');
+    expect(aliasFromResponse(AliasResponseSchema.parse(two), 'api.acme.com')).toBeUndefined();
+    expect(aliasFromResponse(AliasResponseSchema.parse([]), 'shop.acme.com')).toBeUndefined();
+    // A redirect has no deployment.
+    expect(
+      aliasFromResponse(AliasResponseSchema.parse({ ...one, deploymentId: null }), 'shop.acme.com')
+        ?.deploymentId,
+    ).toBeNull();
+  });
+
+  it('still rejects an answer of neither shape', () => {
+    expect(AliasResponseSchema.safeParse({ alias: 'shop.acme.com' }).success).toBe(false);
+    expect(AliasResponseSchema.safeParse([{ uid: 'a_1' }]).success).toBe(false);
   });
 });

@@ -37,6 +37,7 @@ import { type RefusalContext, toRefusal, type UnkeyEndpoint } from './refusals.j
 import {
   AcceptedResponseSchema,
   GetDeploymentResponseSchema,
+  isKnownStatus,
   type ListDeploymentsRequest,
   ListDeploymentsResponseSchema,
   type UnkeyDeployment,
@@ -45,7 +46,10 @@ import {
 /** Where one Switchyard environment lives in Unkey (slugs or ids; slugs when `app` is omitted). */
 export interface UnkeyEnvironmentMapping {
   readonly project: string;
-  /** Needed when the project has more than one app; without it the environment is filtered locally. */
+  /**
+   * Needed when the project has more than one app. Without it the adapter finds the app once, from the
+   * project's deployments in `environment` (see `resolveApp`), and then lists with all three filters.
+   */
   readonly app?: string;
   readonly environment: string;
 }
@@ -94,6 +98,10 @@ export class UnkeyPlatform implements DeployPlatform {
   private readonly logger: Logger;
   private readonly environments: ReadonlyMap<string, UnkeyEnvironmentMapping>;
   private readonly identities = new Map<string, Identity>();
+  /** Environment slug → the app slug found for a mapping without `app` (see `resolveApp`). */
+  private readonly resolvedApps = new Map<string, string>();
+  /** Statuses and actions Unkey sent that Switchyard does not know, already logged (each once). */
+  private readonly unknownValues = new Set<string>();
   private readonly pageSize: number;
   private readonly maxDeployments: number;
   private readonly operationTimeoutMs: number;
@@ -133,7 +141,7 @@ export class UnkeyPlatform implements DeployPlatform {
 
   async snapshot(environment: string): Promise<EnvironmentSnapshot> {
     const mapping = this.mappingOf(environment);
-    const raw = await this.listEnvironment(environment, mapping);
+    const { deployments: raw, truncated } = await this.listEnvironment(environment, mapping);
     const first = raw[0];
     if (first)
       this.identities.set(environment, {
@@ -146,9 +154,10 @@ export class UnkeyPlatform implements DeployPlatform {
     // slug `production` is the fallback when no deployment says (see docs/unkey.md).
     const kind =
       environmentKindOf(raw) ?? (unkeyEnvOf(first, mapping) === 'production' ? 'production' : 'preview');
-    if (current === undefined && kind === 'production' && raw.length >= this.maxDeployments) {
+    // Only meaningful when the listing stopped at maxDeployments with more left unread.
+    if (current === undefined && kind === 'production' && truncated) {
       this.logger.warn(
-        { environment, read: raw.length },
+        { environment, read: raw.length, maxDeployments: this.maxDeployments },
         'unkey: no current deployment among the deployments read; raise maxDeployments if one exists',
       );
     }
@@ -265,6 +274,7 @@ export class UnkeyPlatform implements DeployPlatform {
   async close(): Promise<void> {
     await this.poller?.stop();
     this.identities.clear();
+    this.resolvedApps.clear();
   }
 
   // -- internals ------------------------------------------------------------------------------
@@ -291,18 +301,77 @@ export class UnkeyPlatform implements DeployPlatform {
       : { project: mapping.project, app: mapping.app, environment: mapping.environment };
   }
 
-  /** Deployments of one environment, newest first, following cursors up to `maxDeployments`. */
-  private async listEnvironment(
+  /**
+   * The full project/app/environment filter of an environment, resolving the app first when the mapping
+   * has none; undefined when no deployment of the environment was found to tell the app. `truncated`:
+   * the search for the app stopped at `maxDeployments` with deployments left unread.
+   */
+  private async environmentFilter(
     environment: string,
     mapping: UnkeyEnvironmentMapping,
-  ): Promise<UnkeyDeployment[]> {
-    const out: UnkeyDeployment[] = [];
+  ): Promise<{
+    readonly filter: Pick<ListDeploymentsRequest, 'project' | 'app' | 'environment'> | undefined;
+    readonly truncated: boolean;
+  }> {
+    if (mapping.app !== undefined) return { filter: this.filterOf(mapping), truncated: false };
+    const { app, truncated } = await this.resolveApp(environment, mapping);
+    return {
+      filter:
+        app === undefined ? undefined : { project: mapping.project, app, environment: mapping.environment },
+      truncated,
+    };
+  }
+
+  /**
+   * The app of a mapping without `app`. Unkey's `environment` filter needs `app`, so the project's
+   * deployments are listed (newest first, all environments, up to `maxDeployments`) and the apps of those
+   * in `mapping.environment` collected: one app is remembered for this environment (the project is not
+   * listed again), several stop with a ConfigError naming them, none leaves it unresolved (tried again
+   * on the next read). The whole window is read once, so a second app is found even when the first one
+   * deployed more recently.
+   */
+  private async resolveApp(
+    environment: string,
+    mapping: UnkeyEnvironmentMapping,
+  ): Promise<{ readonly app: string | undefined; readonly truncated: boolean }> {
+    const known = this.resolvedApps.get(environment);
+    if (known !== undefined) return { app: known, truncated: false };
+    const apps = new Set<string>();
+    const { truncated } = await this.pageThrough(environment, mapping, this.filterOf(mapping), (page) => {
+      for (const d of page) if (d.environment === mapping.environment) apps.add(d.app);
+    });
+    if (apps.size > 1) {
+      throw new ConfigError(
+        `environments.${environment}.unkey.app: got nothing, expected one of ${[...apps].join(', ')} (project "${mapping.project}" has several apps in environment "${mapping.environment}")`,
+        { environment, apps: [...apps] },
+      );
+    }
+    const [app] = apps;
+    if (app === undefined) return { app: undefined, truncated };
+    this.resolvedApps.set(environment, app);
+    this.logger.info(
+      { environment, project: mapping.project, app, unkeyEnvironment: mapping.environment },
+      'unkey: found the app of an environment mapped without one',
+    );
+    return { app, truncated: false };
+  }
+
+  /**
+   * Reads listDeployments pages with `filter`, newest first, following cursors until the last page or
+   * `maxDeployments` deployments; `truncated` when it stopped with more left.
+   */
+  private async pageThrough(
+    environment: string,
+    mapping: UnkeyEnvironmentMapping,
+    filter: Pick<ListDeploymentsRequest, 'project' | 'app' | 'environment'>,
+    onPage: (page: readonly UnkeyDeployment[]) => void,
+  ): Promise<{ readonly scanned: number; readonly truncated: boolean }> {
     const seenCursors = new Set<string>();
     let cursor: string | undefined;
     let scanned = 0;
     for (;;) {
       const body: ListDeploymentsRequest = {
-        ...this.filterOf(mapping),
+        ...filter,
         limit: this.pageSize,
         ...(cursor === undefined ? {} : { cursor }),
       };
@@ -311,36 +380,63 @@ export class UnkeyPlatform implements DeployPlatform {
         mapping,
       });
       scanned += page.data.length;
-      for (const d of page.data) {
-        if (mapping.app === undefined && d.environment !== mapping.environment) continue;
-        // A queued build a newer commit replaced before it ran: it never built or served, and Unkey's
-        // dashboard does not show it as failed, so it is not listed (no plan, no "failed" notice).
-        if (d.status === 'superseded') continue;
-        out.push(d);
-      }
+      for (const d of page.data) this.noteUnknown(d);
+      onPage(page.data);
       const next = page.pagination.cursor;
-      if (!page.pagination.hasMore || next === undefined || seenCursors.has(next)) break;
+      if (!page.pagination.hasMore || next === undefined || seenCursors.has(next)) {
+        return { scanned, truncated: false };
+      }
       if (scanned >= this.maxDeployments) {
         this.logger.warn(
           { environment, scanned },
           'unkey: stopped paging deployments at the configured maximum',
         );
-        break;
+        return { scanned, truncated: true };
       }
       seenCursors.add(next);
       cursor = next;
     }
-    if (mapping.app === undefined) {
-      const apps = [...new Set(out.map((d) => d.app))];
-      if (apps.length > 1) {
-        throw new ConfigError(
-          `environments.${environment}.unkey.app: got nothing, expected one of ${apps.join(', ')} (project "${mapping.project}" has several apps in environment "${mapping.environment}")`,
-          { environment, apps },
-        );
+  }
+
+  /**
+   * Deployments of one environment, newest first, following cursors up to `maxDeployments`, always
+   * filtered by project, app and environment on Unkey's side (so other environments never use up the
+   * window). `truncated`: paging stopped at the maximum with more left (or, without `app`, the app
+   * could not be found within it).
+   */
+  private async listEnvironment(
+    environment: string,
+    mapping: UnkeyEnvironmentMapping,
+  ): Promise<{ readonly deployments: UnkeyDeployment[]; readonly truncated: boolean }> {
+    const { filter, truncated: unresolved } = await this.environmentFilter(environment, mapping);
+    if (filter === undefined) return { deployments: [], truncated: unresolved };
+    const out: UnkeyDeployment[] = [];
+    const { truncated } = await this.pageThrough(environment, mapping, filter, (page) => {
+      for (const d of page) {
+        // A queued build a newer commit replaced before it ran: it never built or served, and Unkey's
+        // dashboard does not show it as failed, so it is not listed (no plan, no "failed" notice).
+        if (d.status === 'superseded') continue;
+        out.push(d);
       }
-    }
+    });
     out.sort((a, b) => b.createdAt - a.createdAt);
-    return out;
+    return { deployments: out, truncated };
+  }
+
+  /** Logs, once per value, a status or action Unkey sent that Switchyard does not know. */
+  private noteUnknown(d: UnkeyDeployment): void {
+    if (!isKnownStatus(d.status) && !this.unknownValues.has(`status:${d.status}`)) {
+      this.unknownValues.add(`status:${d.status}`);
+      this.logger.warn(
+        { status: d.status, deployment: d.id },
+        'unkey: unknown deployment status, treated as not ready (building) until Switchyard knows it',
+      );
+    }
+    for (const action of d.ignoredActions ?? []) {
+      if (this.unknownValues.has(`action:${action}`)) continue;
+      this.unknownValues.add(`action:${action}`);
+      this.logger.warn({ action, deployment: d.id }, 'unkey: unknown available action, ignored');
+    }
   }
 
   private async fetchDeployment(id: string): Promise<UnkeyDeployment> {
@@ -353,6 +449,7 @@ export class UnkeyPlatform implements DeployPlatform {
         deploymentId: id,
       },
     );
+    this.noteUnknown(res.data);
     return res.data;
   }
 
@@ -373,27 +470,32 @@ export class UnkeyPlatform implements DeployPlatform {
 
   /**
    * The slugs Unkey reports for an environment's deployments. The mapping may name ids or slugs; one
-   * listed deployment tells the slugs (cached). An empty app means "any app" (mapping without `app`).
+   * listed deployment tells the slugs (cached). Without `app`, the app is resolved first (see
+   * `resolveApp`); an empty app means "not known yet" (no deployment of the environment found).
    */
   private async identityOf(environment: string, mapping: UnkeyEnvironmentMapping): Promise<Identity> {
     const known = this.identities.get(environment);
     if (known) return known;
-    const page = await this.call(
-      'deployments.listDeployments',
-      { ...this.filterOf(mapping), limit: 1 },
-      ListDeploymentsResponseSchema,
-      true,
-      { environment, mapping },
-    );
-    const first = page.data[0];
-    if (first && mapping.app !== undefined) {
+    const { filter } = await this.environmentFilter(environment, mapping);
+    const page =
+      filter === undefined
+        ? undefined
+        : await this.call(
+            'deployments.listDeployments',
+            { ...filter, limit: 1 },
+            ListDeploymentsResponseSchema,
+            true,
+            { environment, mapping },
+          );
+    const first = page?.data[0];
+    if (first) {
       const identity = { project: first.project, app: first.app, environment: first.environment };
       this.identities.set(environment, identity);
       return identity;
     }
     return {
-      project: first?.project ?? mapping.project,
-      app: mapping.app ?? '',
+      project: mapping.project,
+      app: filter?.app ?? '',
       environment: mapping.environment,
     };
   }

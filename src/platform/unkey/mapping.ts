@@ -3,13 +3,7 @@
  * rolled-back state, domain stickiness and the Deployment shape. No I/O; the adapter feeds it parsed
  * API answers. The reasoning behind each choice is in docs/unkey.md ("How Unkey state is read").
  */
-import {
-  assertNever,
-  type Deployment,
-  type DeploymentStatus,
-  type Domain,
-  type DomainStickiness,
-} from '../../domain/types.js';
+import type { Deployment, DeploymentStatus, Domain, DomainStickiness } from '../../domain/types.js';
 import type { UnkeyDeployment } from './schemas.js';
 
 /** The apex of Unkey's system hostnames (`<project>-<environment>-<workspace>.unkey.app`). */
@@ -35,6 +29,8 @@ export const STOPPED_REASON =
  *   deployment (Unkey then offers nothing on any deployment): it stays `ready`.
  * - `superseded` is a queued build Unkey dropped because a newer commit of the branch arrived before it
  *   ran (never built, never served): `failed`, like `skipped` and `cancelled`.
+ * - any other status (one Unkey adds later): `building` with a reason naming Unkey's status, so it is
+ *   never a default or accepted target; the adapter logs each such status once.
  */
 export function describeStatus(
   d: Pick<UnkeyDeployment, 'status' | 'availableActions' | 'isCurrent'>,
@@ -67,8 +63,15 @@ export function describeStatus(
         ? { status: 'stopped' }
         : { status: 'stopped', reason: STOPPED_REASON };
     default:
-      return assertNever(d.status, 'Unkey deployment status');
+      // A status Unkey added after fc99b6b: nothing says the deployment can take traffic, so it is shown
+      // as not ready yet (no plan switches to it, no notice announces it), with Unkey's word for it.
+      return { status: 'building', reason: unknownStatusReason(d.status) };
   }
+}
+
+/** Why a deployment in a status Switchyard does not know is not offered as a target. */
+export function unknownStatusReason(status: string): string {
+  return `Unkey reports status "${status}", which Switchyard does not know, so it is treated as not ready (not switchable).`;
 }
 
 /** Unkey status → Switchyard status (see `describeStatus`). */

@@ -6,7 +6,7 @@
  */
 import { z } from 'zod';
 
-/** Every lifecycle status Unkey documents for a deployment. */
+/** Every lifecycle status Unkey documents for a deployment (DeploymentStatus at fc99b6b). */
 export const unkeyDeploymentStatuses = [
   'pending',
   'starting',
@@ -22,12 +22,37 @@ export const unkeyDeploymentStatuses = [
   'superseded',
   'cancelled',
 ] as const;
+export type KnownUnkeyDeploymentStatus = (typeof unkeyDeploymentStatuses)[number];
+/** The documented statuses only: what Switchyard may send as a `status` filter. */
 export const UnkeyDeploymentStatusSchema = z.enum(unkeyDeploymentStatuses);
-export type UnkeyDeploymentStatus = z.infer<typeof UnkeyDeploymentStatusSchema>;
+/**
+ * A status as Unkey answers it: a documented one, or any other string. Unkey adds lifecycle statuses
+ * over time, and one deployment in a status this list lacks must not fail the whole listDeployments page
+ * (snapshots, plans, the event poller and readiness all read it); the mapping treats it as not ready.
+ */
+export type UnkeyDeploymentStatus = KnownUnkeyDeploymentStatus | (string & {});
+export const AnswerStatusSchema: z.ZodType<UnkeyDeploymentStatus> = z.string().min(1);
+
+/** True for the statuses Unkey documents (see `unkeyDeploymentStatuses`). */
+export function isKnownStatus(status: string): status is KnownUnkeyDeploymentStatus {
+  return (unkeyDeploymentStatuses as readonly string[]).includes(status);
+}
 
 /** Lifecycle operations Unkey says may be called on a deployment right now. */
-export const UnkeyDeploymentActionSchema = z.enum(['promote', 'rollback', 'stop', 'start']);
+export const unkeyDeploymentActions = ['promote', 'rollback', 'stop', 'start'] as const;
+export const UnkeyDeploymentActionSchema = z.enum(unkeyDeploymentActions);
 export type UnkeyDeploymentAction = z.infer<typeof UnkeyDeploymentActionSchema>;
+
+/**
+ * `availableActions` as Unkey answers it: every entry must be a string, and the ones Switchyard does not
+ * know (an action Unkey adds later) are dropped, so they neither fail the page nor count as a signal
+ * (rolled back, running, environment kind). The dropped values are kept in `ignoredActions` for logging.
+ */
+const AvailableActionsSchema = z.array(z.string());
+
+export function isKnownAction(action: string): action is UnkeyDeploymentAction {
+  return (unkeyDeploymentActions as readonly string[]).includes(action);
+}
 
 export const MetaSchema = z.object({ requestId: z.string() });
 
@@ -40,23 +65,53 @@ const DomainEntrySchema = z.union([
   z.object({ domain: z.string().min(1) }).transform((d) => d.domain),
 ]);
 
-export const UnkeyDeploymentSchema = z.object({
-  id: z.string().min(1),
-  status: UnkeyDeploymentStatusSchema,
-  isCurrent: z.boolean(),
-  environment: z.string(),
-  app: z.string(),
-  project: z.string(),
-  git: z.object({ commitSha: z.string(), branch: z.string().optional() }).optional(),
-  docker: z.object({ image: z.string() }).optional(),
-  availableActions: z.array(UnkeyDeploymentActionSchema),
-  regions: z.array(z.string()),
-  error: z.object({ code: z.string(), step: z.string(), message: z.string() }).optional(),
-  domains: z.array(DomainEntrySchema).default([]),
-  createdAt: z.number().int().nonnegative(),
-  updatedAt: z.number().int().nonnegative().optional(),
-});
-export type UnkeyDeployment = z.infer<typeof UnkeyDeploymentSchema>;
+/** A deployment as Switchyard uses it (see `UnkeyDeploymentSchema`). */
+export interface UnkeyDeployment {
+  readonly id: string;
+  readonly status: UnkeyDeploymentStatus;
+  readonly isCurrent: boolean;
+  readonly environment: string;
+  readonly app: string;
+  readonly project: string;
+  readonly git?: { readonly commitSha: string; readonly branch?: string | undefined } | undefined;
+  readonly docker?: { readonly image: string } | undefined;
+  /** The documented actions Unkey offers now (unknown ones are in `ignoredActions`). */
+  readonly availableActions: readonly UnkeyDeploymentAction[];
+  /** Actions Unkey offered that Switchyard does not know; ignored (absent when there are none). */
+  readonly ignoredActions?: readonly string[];
+  readonly regions: readonly string[];
+  readonly error?: { readonly code: string; readonly step: string; readonly message: string } | undefined;
+  readonly domains: readonly string[];
+  readonly createdAt: number;
+  readonly updatedAt?: number | undefined;
+}
+
+export const UnkeyDeploymentSchema = z
+  .object({
+    id: z.string().min(1),
+    status: AnswerStatusSchema,
+    isCurrent: z.boolean(),
+    environment: z.string(),
+    app: z.string(),
+    project: z.string(),
+    git: z.object({ commitSha: z.string(), branch: z.string().optional() }).optional(),
+    docker: z.object({ image: z.string() }).optional(),
+    availableActions: AvailableActionsSchema,
+    regions: z.array(z.string()),
+    error: z.object({ code: z.string(), step: z.string(), message: z.string() }).optional(),
+    domains: z.array(DomainEntrySchema).default([]),
+    createdAt: z.number().int().nonnegative(),
+    updatedAt: z.number().int().nonnegative().optional(),
+  })
+  .transform((d): UnkeyDeployment => {
+    const known = d.availableActions.filter(isKnownAction);
+    const ignored = d.availableActions.filter((a) => !isKnownAction(a));
+    return {
+      ...d,
+      availableActions: known,
+      ...(ignored.length === 0 ? {} : { ignoredActions: ignored }),
+    };
+  });
 
 export const GetDeploymentResponseSchema = z.object({ meta: MetaSchema, data: UnkeyDeploymentSchema });
 

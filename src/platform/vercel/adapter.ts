@@ -1,12 +1,13 @@
 /**
  * The Vercel adapter of the DeployPlatform port. One Vercel project gives two Switchyard environments:
  * `production` (current = `targets.production`, rolled back while `autoAssignCustomDomains` is false)
- * and, unless disabled, a read-only `preview`. Rollback (`POST /v9/projects/{id}/rollback/{deployment}`)
- * and promote (`POST /v10/projects/{id}/promote/{deployment}`) start an alias job that is followed
- * through the project's `lastAliasRequest`. Vercel's refusals become RefusalErrors
- * (src/platform/vercel/refusals.ts). Vercel offers no per-request deployment header we can read, so
- * there is no `probe`: verification relies on `routing`, which asks Vercel's alias table where each
- * domain points (`GET /v4/aliases/{domain}`): observed, not inferred from `targets.production`.
+ * and, unless disabled, a read-only `preview`. Rollback (`POST /v1/projects/{id}/rollback/{deployment}`,
+ * with a `description` naming the requester) and promote (`POST /v10/projects/{id}/promote/{deployment}`)
+ * start an alias job that is followed through the project's `lastAliasRequest`. Vercel's refusals
+ * become RefusalErrors (src/platform/vercel/refusals.ts). Vercel offers no per-request deployment
+ * header we can read, so there is no `probe`: verification relies on `routing`, which asks Vercel's
+ * alias table where each domain points (`GET /v4/aliases/{domain}`): observed, not inferred from
+ * `targets.production`.
  */
 import type { z } from 'zod';
 import type { Clock } from '../../clock.js';
@@ -41,6 +42,7 @@ import { type RefusalContext, toRefusal, type VercelCall } from './refusals.js';
 import {
   AcceptedResponseSchema,
   AliasResponseSchema,
+  aliasFromResponse,
   GetDeploymentResponseSchema,
   ListDeploymentsResponseSchema,
   ProjectDomainsResponseSchema,
@@ -52,6 +54,9 @@ import {
 
 /** Alias reads `routing` keeps in flight at once. */
 const ALIAS_READS_AT_ONCE = 8;
+
+/** Longest rollback `description` sent (Vercel's CLI caps the rollback description at 250). */
+const MAX_DESCRIPTION_LENGTH = 250;
 
 export interface VercelPlatformOptions {
   /** The Vercel project id or name (`vercel.project` / `VERCEL_PROJECT`). */
@@ -107,6 +112,8 @@ export class VercelPlatform implements DeployPlatform {
   private readonly poller: SnapshotEventPoller | undefined;
   /** readyStates Vercel sent that Switchyard does not know, already logged (each is logged once). */
   private readonly unknownStates = new Set<string>();
+  /** Project domains seen awaiting verification, already logged (each is logged once). */
+  private readonly unverifiedDomains = new Set<string>();
   /** Present when `events` is configured: deployment events found by polling (issue 9). */
   readonly subscribe?: (listener: (event: PlatformEvent) => void) => () => void;
 
@@ -257,7 +264,7 @@ export class VercelPlatform implements DeployPlatform {
   /** The deployment `hostname` points to in Vercel's alias table (undefined: no alias, or a redirect). */
   private async aliasTarget(projectId: string, hostname: string): Promise<string | undefined> {
     try {
-      const alias = await this.client.call(
+      const res = await this.client.call(
         {
           method: 'GET',
           path: `/v4/aliases/${encodeURIComponent(hostname)}`,
@@ -266,7 +273,7 @@ export class VercelPlatform implements DeployPlatform {
         },
         AliasResponseSchema,
       );
-      return alias.deploymentId ?? undefined;
+      return aliasFromResponse(res, hostname)?.deploymentId ?? undefined;
     } catch (e) {
       if (e instanceof PlatformHttpError && e.status === 404) return undefined;
       throw toRefusal(e, {
@@ -342,6 +349,20 @@ export class VercelPlatform implements DeployPlatform {
     // No job of ours on record (not yet visible, or replaced): judge by the project's state.
     const done = current === ref.targetId && (ref.action === 'rollback' ? rolledBack : !rolledBack);
     if (done) return { id: ref.id, state: 'succeeded', updatedAt: now };
+    // Someone else's rollback or promote was requested after ours (later than any clock skew allows
+    // for): Vercel records one alias job per project, the last one requested, so ours was replaced and
+    // waiting cannot make it finish. Fail now rather than at the timeout.
+    if (job !== undefined && job.requestedAt > ref.startedAt + this.clockSkewMs) {
+      return {
+        id: ref.id,
+        state: 'failed',
+        error: {
+          code: 'alias_job_superseded',
+          message: `Another ${job.type} (to ${job.toDeploymentId}, ${job.jobStatus}) was requested on Vercel after this ${ref.action} to ${ref.targetId} started and replaced it: production serves ${current ?? 'nothing'}${rolledBack ? ' (rolled back)' : ''}. Check the project's deployments on Vercel before switching again.`,
+        },
+        updatedAt: now,
+      };
+    }
     return timedOut ? timeout() : { id: ref.id, state: 'pending', updatedAt: now };
   }
 
@@ -430,6 +451,15 @@ export class VercelPlatform implements DeployPlatform {
       out.push(...page.domains);
       return { count: page.domains.length, next: page.pagination?.next ?? null };
     });
+    for (const d of out) {
+      const key = d.name.toLowerCase();
+      if (d.verified !== false || this.unverifiedDomains.has(key)) continue;
+      this.unverifiedDomains.add(key);
+      this.logger.warn(
+        { domain: d.name, project: this.project },
+        'vercel: project domain awaiting verification; Vercel serves no deployment on it until it is verified, so it is left out of plans and routing',
+      );
+    }
     return out;
   }
 
@@ -477,12 +507,15 @@ export class VercelPlatform implements DeployPlatform {
         context: { target: target.id, environment: request.environment },
       });
     }
+    // Rollback: Vercel's documented endpoint, whose `description` ("the reason for the rollback") is
+    // kept with the rollback on Vercel; promote takes no description.
     const path =
       action === 'rollback'
-        ? `/v9/projects/${encodeURIComponent(project.id)}/rollback/${encodeURIComponent(target.id)}`
+        ? `/v1/projects/${encodeURIComponent(project.id)}/rollback/${encodeURIComponent(target.id)}`
         : `/v10/projects/${encodeURIComponent(project.id)}/promote/${encodeURIComponent(target.id)}`;
+    const query = action === 'rollback' ? { description: rollbackDescription(request.requestedBy) } : {};
     const startedAt = this.clock.now();
-    await this.call(action, { method: 'POST', path, body: {} }, AcceptedResponseSchema, false, {
+    await this.call(action, { method: 'POST', path, query, body: {} }, AcceptedResponseSchema, false, {
       deploymentId: target.id,
       environment: request.environment,
     });
@@ -582,6 +615,18 @@ export function createVercelPlatform(config: Config, deps: VercelPlatformDeps = 
     ...pickDefined(tuning, ['pageSize', 'maxDeployments', 'operationTimeoutMs', 'clockSkewMs', 'apex']),
     ...(deps.events === undefined ? {} : { events: deps.events }),
   });
+}
+
+/**
+ * The `description` of a rollback Switchyard requests (Vercel keeps it as the reason for the rollback),
+ * naming who asked for it; at most `MAX_DESCRIPTION_LENGTH` characters.
+ */
+export function rollbackDescription(requestedBy: string | undefined): string {
+  const by = requestedBy?.replace(/\s+/g, ' ').trim() ?? '';
+  if (by === '') return 'Rollback requested via Switchyard';
+  const [head, tail] = ['Rollback requested by ', ' via Switchyard'];
+  const room = MAX_DESCRIPTION_LENGTH - head.length - tail.length;
+  return `${head}${by.length <= room ? by : `${by.slice(0, room - 1)}…`}${tail}`;
 }
 
 /**

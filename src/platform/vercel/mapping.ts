@@ -119,9 +119,14 @@ export function toDeployment(d: VercelDeployment, projectId: string): Deployment
   };
 }
 
-/** How one project domain is used; `undefined` for domains Switchyard leaves alone. */
+/**
+ * How one project domain is used; `undefined` for domains Switchyard leaves alone: redirects,
+ * custom-environment domains, and domains still awaiting verification (`verified: false`), which Vercel
+ * "will not use as an alias on this project until the challenge in verification is completed": they
+ * serve no deployment and no rollback or promote moves them.
+ */
 export function classifyDomain(
-  domain: Pick<VercelProjectDomain, 'name' | 'redirect' | 'gitBranch' | 'customEnvironmentId'>,
+  domain: Pick<VercelProjectDomain, 'name' | 'redirect' | 'gitBranch' | 'customEnvironmentId' | 'verified'>,
   productionBranch: string | undefined,
   apex: string = VERCEL_APEX,
 ):
@@ -131,7 +136,9 @@ export function classifyDomain(
       readonly branch?: string;
     }
   | undefined {
-  // A redirecting domain serves no deployment; a custom-environment domain is outside both environments.
+  // An unverified domain is no alias yet; a redirecting domain serves no deployment; a custom-environment
+  // domain is outside both environments.
+  if (domain.verified === false) return undefined;
   if (typeof domain.redirect === 'string' && domain.redirect !== '') return undefined;
   if (typeof domain.customEnvironmentId === 'string' && domain.customEnvironmentId !== '') return undefined;
   const branch = domain.gitBranch ?? undefined;

@@ -88,17 +88,31 @@ export const ProjectDomainSchema = z.object({
 });
 export type VercelProjectDomain = z.infer<typeof ProjectDomainSchema>;
 
-/**
- * `GET /v4/aliases/{idOrAlias}`: the deployment an alias (a domain) points to now. `deploymentId` is
- * null for an alias that only redirects.
- */
-export const AliasResponseSchema = z.object({
+/** One alias (a domain) and the deployment it points to now; `deploymentId` is null for a redirect. */
+export const AliasSchema = z.object({
   alias: z.string().min(1),
   uid: z.string(),
   deploymentId: z.string().nullable(),
   projectId: z.string().nullable().optional(),
 });
-export type VercelAlias = z.infer<typeof AliasResponseSchema>;
+export type VercelAlias = z.infer<typeof AliasSchema>;
+
+/**
+ * `GET /v4/aliases/{idOrAlias}`. Vercel's API reference documents a single alias object; the example
+ * answer on its SDK reference page is an array holding that object. Both are accepted: an array is
+ * reduced to its entry for the requested name (`aliasFromResponse`), an empty one to no alias.
+ */
+export const AliasResponseSchema = z.union([AliasSchema, z.array(AliasSchema)]);
+export type AliasResponse = z.infer<typeof AliasResponseSchema>;
+
+/** The alias `name` from either answer shape (case-insensitive; the only entry of an array of one). */
+export function aliasFromResponse(res: AliasResponse, name: string): VercelAlias | undefined {
+  if (!Array.isArray(res)) return res;
+  const wanted = name.toLowerCase().replace(/\.$/, '');
+  const same = res.find((a) => a.alias.toLowerCase().replace(/\.$/, '') === wanted);
+  if (same !== undefined) return same;
+  return res.length === 1 ? res[0] : undefined;
+}
 
 export const ProjectDomainsResponseSchema = z.object({
   domains: z.array(ProjectDomainSchema),
