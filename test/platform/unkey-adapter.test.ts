@@ -725,6 +725,20 @@ describe('UnkeyPlatform error mapping', () => {
     expect((e as PlatformHttpError).message).not.toContain(KEY);
   });
 
+  it('a 408 answer to a rollback is a retryable fault, not a refusal, and is not sent twice', async () => {
+    server.fault({ kind: 'status', status: 408, endpoint: 'deployments.rollbackDeployment' });
+    const e = await clock.drive(
+      platform.rollback({ environment: 'production', targetId: d2 }).then(
+        () => undefined,
+        (err: unknown) => err,
+      ),
+      TIMEOUT,
+    );
+    expect(e).toBeInstanceOf(PlatformHttpError);
+    expect((e as PlatformHttpError).retry).toBe(true);
+    expect(server.requests.filter((r) => r.endpoint === 'deployments.rollbackDeployment')).toHaveLength(1);
+  });
+
   it('a timed-out rollback is a retryable fault and is not sent twice', async () => {
     server.fault({ kind: 'hang', endpoint: 'deployments.rollbackDeployment' });
     const outcome = platform.rollback({ environment: 'production', targetId: d2 }).then(

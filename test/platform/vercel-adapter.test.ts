@@ -519,6 +519,16 @@ describe('VercelPlatform switches', () => {
     expect(server.switchRequests()).toHaveLength(2);
   });
 
+  it('answers a 408 to a promote with a retryable fault, not a refusal, and sends it once', async () => {
+    const { server, platform, d2 } = await setup();
+    server.fault({ kind: 'status', status: 408, method: 'POST', path: '/v10/projects/' });
+    const e = await rejection(platform.promote({ environment: 'production', targetId: d2 }));
+    expect(e).not.toBeInstanceOf(RefusalError);
+    expect(e.retry).toBe(true);
+    expect(isRetryable(e)).toBe(true);
+    expect(server.switchRequests()).toHaveLength(1);
+  });
+
   it('refuses a preview switch without calling Vercel, and wrong or unknown targets', async () => {
     const { server, platform, p1 } = await setup();
     const e = await rejection(platform.rollback({ environment: 'preview', targetId: p1 }));

@@ -46,7 +46,8 @@ function verbOf(endpoint: UnkeyEndpoint): string {
 export function toRefusal(e: unknown, ctx: RefusalContext): unknown {
   if (!(e instanceof PlatformHttpError)) return e;
   const { status, platformCode } = e;
-  if (status < 400 || status >= 500 || status === 429) return e;
+  // Not refusals: the platform may accept the same request later (rate limit, request timeout).
+  if (status < 400 || status >= 500 || status === 429 || status === 408) return e;
   const permission = UnkeyPermission[ctx.endpoint];
   const id = ctx.deploymentId ?? 'the deployment';
   const context = {
