@@ -49,7 +49,7 @@ export function createMetrics(opts: { defaults?: boolean } = {}): Metrics {
     }),
     alerts: new Counter({
       name: 'switchyard_alerts_total',
-      help: 'Alerts received, by source and outcome (suggested, deduplicated, grouped, dismissed, unmapped, outside_window, no_correlation, linked_job, resolved, resolved_unknown, refused, no_destination, failed, invalid).',
+      help: 'Alerts received, by source and outcome (suggested, deduplicated, grouped, dismissed, unmapped, outside_window, no_correlation, linked_job, resolved, resolved_unknown, ignored, refused, no_destination, failed, invalid).',
       labelNames: ['source', 'outcome'],
       registers,
     }),

@@ -2,7 +2,8 @@
  * `POST /webhooks/alerts/:source` on the shared HttpServer: authenticate, read a bounded body, parse it
  * with the source's zod parser and hand the alerts to the AlertService. Thin by design (STYLE 7).
  *
- * Answers: 202 with a JSON summary (alerts received, environment and outcome per alert); 400 naming the
+ * Answers: 202 with a JSON summary (alerts received, environment and outcome per alert, and what the
+ * delivery carried that is not acted on, with outcome `ignored` and why); 400 naming the
  * invalid field; 401 for a missing/bad bearer or vendor signature; 403 for a non-loopback peer while
  * `ALERT_WEBHOOK_SECRET` is unset; 404 listing the valid sources; 413 over `alerts.maxBodyBytes`; 503
  * when handling failed (Redis or the platform unreachable) or a suggestion could not be posted or
@@ -12,7 +13,7 @@
  * deduplicates. Nothing a sender can put in a request makes the handler throw.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { parseAlertPayload } from '../../src/alerts/parsers.js';
+import { parseAlertDelivery } from '../../src/alerts/parsers.js';
 import {
   verifyBearer,
   verifyPagerDutySignature,
@@ -176,19 +177,30 @@ export function registerAlertWebhooks(http: HttpServer, opts: AlertWebhookOption
       });
       return;
     }
-    const parsed = parseAlertPayload(source, json, { now: clock.now() });
+    const parsed = parseAlertDelivery(source, json, {
+      now: clock.now(),
+      ...(source === 'sentry' ? { sentryResource: header(req, 'sentry-hook-resource') } : {}),
+    });
     if (!parsed.ok) {
       count(source, 'invalid');
       sendJson(res, 400, { error: 'invalid_payload', message: parsed.refusal.message });
       return;
     }
+    const { alerts, ignored } = parsed.value;
     try {
-      const results = await opts.intake.handle(parsed.value);
+      const results = await opts.intake.handle(alerts);
+      // What the delivery carried and Switchyard does not act on is accepted too, with the reason.
+      count(source, AlertOutcome.ignored, ignored.length);
+      const skipped = ignored.map(({ detail, ...item }) => ({
+        ...item,
+        outcome: AlertOutcome.ignored,
+        detail,
+      }));
       const summary = {
         source,
-        received: parsed.value.length,
+        received: alerts.length,
         environments: [...new Set(results.flatMap((r) => (r.environment ? [r.environment] : [])))],
-        alerts: results,
+        alerts: [...results, ...skipped],
       };
       // Only failures a retry may fix ask the sender to retry; a chat refusal for good (the bot is not
       // in the channel) is reported in the 202's results, or the sender would retry it forever.
@@ -206,7 +218,7 @@ export function registerAlertWebhooks(http: HttpServer, opts: AlertWebhookOption
       sendJson(res, 202, summary);
     } catch (e) {
       log.error({ err: e, source }, 'alert webhook: handling failed');
-      count(source, 'failed', parsed.value.length);
+      count(source, 'failed', alerts.length);
       sendJson(res, 503, { error: 'unavailable', message: 'Could not handle the alerts now; retry later.' });
     }
   };

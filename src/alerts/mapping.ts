@@ -1,7 +1,8 @@
 /**
  * Maps an alert to the environment it is about. In order:
- * 1. environment labels/tags (`env`, `environment`, `deployment_environment`, `deployment.environment`;
- *    Datadog `env:production` tags and the Sentry `environment` tag arrive here as labels), resolved
+ * 1. environment labels/tags (`env`, `environment`, OpenTelemetry's `deployment.environment.name` and
+ *    its Prometheus form `deployment_environment_name`, `deployment_environment`,
+ *    `deployment.environment`; Datadog `env:production` tags and the Sentry `environment` tag arrive here as labels), resolved
  *    exactly, through common aliases (`prd`, `live`, `stg`, …) or as a unique prefix (`prod` →
  *    `production`; not for alerts read from chat messages, whose environment must be exact or an
  *    alias). An environment label naming no known environment leaves the alert unmapped: a
@@ -26,10 +27,16 @@ export type MappingResult =
   | { readonly ok: true; readonly environment: string; readonly via: string }
   | { readonly ok: false; readonly reason: string };
 
-/** Label keys that name an environment, most specific first. */
+/**
+ * Label keys that name an environment, most specific first. OpenTelemetry's resource attribute is
+ * `deployment.environment.name` (stable; `deployment.environment` is its deprecated name), which
+ * Prometheus' OTLP translation writes as the label `deployment_environment_name`.
+ */
 export const ENVIRONMENT_LABELS = [
   'env',
   'environment',
+  'deployment.environment.name',
+  'deployment_environment_name',
   'deployment_environment',
   'deployment.environment',
 ] as const;

@@ -7,11 +7,15 @@
  *   alert_transition, alert_type, alert_id, aggreg_key, alert_cycle_key, link, …);
  * - Sentry integration-platform issue alerts (`event_alert`, action `triggered`, data.event), metric
  *   alerts (`metric_alert`, action `critical` / `warning` / `resolved`, data.metric_alert) and issue
- *   webhooks (`issue`, data.issue): `resolved` resolves, `created` / `assigned` / `archived` /
- *   `unresolved` are accepted and give no alert (they carry no environment; see sentryAlerts);
+ *   webhooks (`issue`, data.issue): `resolved` resolves (unless in a release still to come),
+ *   `created` / `assigned` / `archived` / `unresolved` are accepted and ignored (they carry no
+ *   environment), as are other resources (`Sentry-Hook-Resource`: comment, installation, …; see
+ *   sentryAlerts);
  * - PagerDuty v3 webhooks (event.event_type incident.triggered / reopened / resolved, event.data incident);
  * - the generic JSON shape documented in docs/alerts.md.
  * A bad payload is a refusal value naming the field, e.g. `alerts[0].startsAt: expected an ISO date`.
+ * What a delivery carries that is not acted on (a Sentry comment webhook, …) is listed with the reason
+ * (`AlertDelivery.ignored`), answered 202 with outcome `ignored`.
  */
 import { z } from 'zod';
 import { ok, RefusalCode, type Result, refuse } from '../domain/result.js';
@@ -23,6 +27,33 @@ import { AlertSource, type AlertStatus, type NormalizedAlert, normalizedAlert } 
 export interface ParseOptions {
   /** Unix ms the payload was received: the start time when the sender gives none. */
   readonly now: number;
+  /**
+   * A Sentry delivery's `Sentry-Hook-Resource` header (`event_alert`, `metric_alert`, `issue`,
+   * `installation`, `comment`, `error`, …): what the body is about. Without it the body's shape decides.
+   */
+  readonly sentryResource?: string | undefined;
+}
+
+/**
+ * Something a delivery carried that is accepted (202) and not acted on, and why: the webhook answers
+ * it with outcome `ignored` (a sender does not retry a 4xx, so refusing it would gain nothing).
+ */
+export interface IgnoredItem {
+  readonly title: string;
+  readonly status?: AlertStatus;
+  readonly fingerprint?: string;
+  /** Why nothing is done with it (the answer's `detail`). */
+  readonly detail: string;
+}
+
+/** What one delivery carries: the alerts to handle, and what is accepted and ignored. */
+export interface AlertDelivery {
+  readonly alerts: NormalizedAlert[];
+  readonly ignored: IgnoredItem[];
+}
+
+function delivery(alerts: NormalizedAlert[], ignored: IgnoredItem[] = []): AlertDelivery {
+  return { alerts, ignored };
 }
 
 /**
@@ -198,12 +229,19 @@ function groupedAlerts(
   opts: ParseOptions,
 ): Result<NormalizedAlert[]> {
   const out: NormalizedAlert[] = [];
+  // Every member is here: none left out by the sender (`max_alerts`: truncatedAlerts) or past the ones
+  // read here.
+  const complete = !payload.truncatedAlerts && payload.alerts.length <= MAX_ALERTS_PER_PAYLOAD;
   for (const [i, member] of payload.alerts.slice(0, MAX_ALERTS_PER_PAYLOAD).entries()) {
     const parsed = check(groupedAlert, member, source, ['alerts', i]);
     if (!parsed.ok) return parsed;
     const alert = parsed.value;
-    // A member that resolved while its group still fires says nothing about the incident.
-    if (payload.status === 'firing' && alert.status === 'resolved') continue;
+    // A member that resolved while its group still fires is kept: a group may span environments, and
+    // the incident is per environment and group. The service decides (it maps environments): the
+    // incident of an environment none of whose members of this payload still fires has resolved. Of
+    // an incomplete group, the members left out may still fire there: its resolved members are left
+    // out too (the incident resolves with the group).
+    if (!complete && payload.status === 'firing' && alert.status === 'resolved') continue;
     const labels = lowerKeys(payload.commonLabels, alert.labels);
     const annotations = lowerKeys(payload.commonAnnotations, alert.annotations);
     const name = labels.alertname;
@@ -232,16 +270,31 @@ function groupedAlerts(
       }),
     );
   }
-  // The members of a group are one incident, handled in order: the first claims it and is the one
-  // correlated with deployments. The incident started when its earliest member did, whatever order
-  // the sender listed them in (a stable sort keeps the sender's order among equal times).
-  out.sort((a, b) => a.startedAt - b.startedAt);
+  // The members of a group are one incident, handled in order: the first firing one claims it and is
+  // the one correlated with deployments. The incident started when its earliest firing member did,
+  // whatever order the sender listed them in (a stable sort keeps the sender's order among equal
+  // times). Resolved members come after the firing ones.
+  out.sort(
+    (a, b) => Number(a.status === 'resolved') - Number(b.status === 'resolved') || a.startedAt - b.startedAt,
+  );
   return ok(out);
 }
 
 // ---------------------------------------------------------------- Datadog
 
-const datadogPayload = z
+/**
+ * Datadog renders a variable that has no value as "" (`$ALERT_CYCLE_KEY` of an event that is not a
+ * monitor alert, `$TAGS[env]` of an event without that tag, an empty `$DATE`, …). Such a field is
+ * absent: refusing it would lose the alert, as Datadog does not retry a 4xx.
+ */
+function withoutEmptyStrings(body: unknown): unknown {
+  if (body === null || typeof body !== 'object' || Array.isArray(body)) return body;
+  return Object.fromEntries(
+    Object.entries(body).filter(([, v]) => !(typeof v === 'string' && v.trim() === '')),
+  );
+}
+
+const datadogObject = z
   .object({
     id: idLike.optional(),
     title: z.string().optional(),
@@ -272,6 +325,8 @@ const datadogPayload = z
     message: 'expected the event title ($EVENT_TITLE) or alert_title',
   });
 
+const datadogPayload = z.preprocess(withoutEmptyStrings, datadogObject);
+
 /** `env:production, service:api` → { env: 'production', service: 'api' }. */
 export function parseDatadogTags(tags: string | readonly string[] | undefined): Record<string, string> {
   const list = typeof tags === 'string' ? tags.split(',') : (tags ?? []);
@@ -296,6 +351,60 @@ const DATADOG_LEADING_TAGS = /^\s*((?:\[[^\]\n]*\]\s*)+)/;
 const DATADOG_TRANSITION =
   /^(?:re-)?(triggered|warn|no data|renotify|recovered|recovery|(?:alert|warn(?:ing)?|no data) recovery)(?:\s+on\s+.*)?$/i;
 
+/** A title's status tag, what came before it, and the title after it (the monitor's name). */
+interface DatadogTitleParts {
+  /** The leading tags before the status tag (a priority such as `[P1]`), with their spacing. */
+  readonly before: string;
+  /** The status tag's transition without its scope: `Triggered`, `Recovered`, … */
+  readonly transition: string;
+  /** The scope of a multi-alert monitor's status tag (`host:web-1` of `[Triggered on {host:web-1}]`). */
+  readonly scope?: string;
+  /** What follows the status tag. */
+  readonly rest: string;
+}
+
+/**
+ * Splits a title at its status tag: the first leading bracketed tag naming a transition, wherever it
+ * sits among them (`[P1] [Recovered] x`); tags after it belong to the monitor's name. Undefined when
+ * the title has none.
+ */
+function datadogTitleParts(title: string): DatadogTitleParts | undefined {
+  const lead = DATADOG_LEADING_TAGS.exec(title)?.[1];
+  if (!lead) return undefined;
+  // The leading tags start after the title's leading spaces.
+  const offset = title.length - title.trimStart().length;
+  for (const m of lead.matchAll(/\[([^\]\n]*)\]\s*/g)) {
+    const tag = (m[1] ?? '').trim().replace(/\s+/g, ' ');
+    if (!DATADOG_TRANSITION.test(tag)) continue;
+    const at = offset + (m.index ?? 0);
+    const on = /^(.*?)\s+on\s+(.*)$/i.exec(tag);
+    const scope = on?.[2]?.replace(/^\{(.*)\}$/s, '$1').trim();
+    return {
+      before: title.slice(0, at),
+      transition: on?.[1] ?? tag,
+      ...(scope ? { scope } : {}),
+      rest: title.slice(at + m[0].length).trim(),
+    };
+  }
+  return undefined;
+}
+
+/**
+ * A Datadog title as Switchyard shows it, and the incident key of a payload without one: the title
+ * without its status tag, so `[Triggered] x` and `[Recovered] x` of one monitor share the key (and a
+ * multi-alert monitor's `[Triggered on {host:a}] x` and `[Recovered on {host:a}] x` share theirs,
+ * apart from host b's). Priority tags before the status tag are shown but not part of the key.
+ */
+export function datadogTitle(title: string): { readonly display: string; readonly key: string } {
+  const collapse = (t: string) => t.trim().replace(/\s+/g, ' ');
+  const parts = datadogTitleParts(title);
+  if (parts === undefined) return { display: collapse(title), key: `title:${collapse(title)}` };
+  const name = parts.rest === '' ? parts.transition : parts.rest;
+  const display = collapse(`${parts.before}${name}${parts.scope === undefined ? '' : ` (${parts.scope})`}`);
+  const key = `title:${parts.scope === undefined ? '' : `{${collapse(parts.scope)}} `}${collapse(name)}`;
+  return { display, key };
+}
+
 function isRecovery(transition: string): boolean {
   const t = DATADOG_TRANSITION.exec(transition.trim().replace(/\s+/g, ' '))?.[1]?.toLowerCase();
   return t !== undefined && (t.startsWith('recover') || t.endsWith('recovery'));
@@ -307,13 +416,8 @@ function isRecovery(transition: string): boolean {
  * it belong to the monitor's name.
  */
 export function datadogTitleRecovered(title: string | undefined): boolean {
-  const lead = DATADOG_LEADING_TAGS.exec(title ?? '')?.[1];
-  if (!lead) return false;
-  for (const m of lead.matchAll(/\[([^\]\n]*)\]/g)) {
-    const tag = (m[1] ?? '').trim().replace(/\s+/g, ' ');
-    if (DATADOG_TRANSITION.test(tag)) return isRecovery(tag);
-  }
-  return false;
+  const parts = datadogTitleParts(title ?? '');
+  return parts !== undefined && isRecovery(parts.transition);
 }
 
 function datadogStatus(d: z.output<typeof datadogPayload>): AlertStatus {
@@ -327,14 +431,17 @@ function datadogAlerts(d: z.output<typeof datadogPayload>, opts: ParseOptions): 
   const labels = lowerKeys(parseDatadogTags(d.alert_scope), parseDatadogTags(d.tags));
   const host = d.hostname ?? d.host_name;
   if (host && labels.host === undefined) labels.host = host;
-  const title = clip((d.alert_title?.trim() || d.title?.trim()) ?? 'Datadog alert', MAX_TITLE);
+  // The status tag is dropped from what is shown: the suggestion lists the alert, and says itself
+  // whether it still fires. Without an incident key, the title without its status tag is the key.
+  const named = datadogTitle((d.alert_title?.trim() || d.title?.trim()) ?? 'Datadog alert');
+  const title = clip(named.display || 'Datadog alert', MAX_TITLE);
   return [
     normalizedAlert({
       source: 'datadog',
       status: datadogStatus(d),
       title,
       severity: d.alert_priority || d.priority || d.alert_type,
-      fingerprint: d.alert_cycle_key || d.aggreg_key || d.alert_id,
+      fingerprint: d.alert_cycle_key || d.aggreg_key || d.alert_id || clip(named.key, 512),
       startedAt: d.date ?? d.last_updated ?? opts.now,
       labels,
       url: d.link,
@@ -386,9 +493,45 @@ const sentryResolved = z.object({
       permalink: z.string().nullable().optional(),
       web_url: z.string().optional(),
       project: z.object({ slug: z.string().optional(), name: z.string().optional() }).optional(),
+      statusDetails: z
+        .object({
+          inNextRelease: z.unknown().optional(),
+          inRelease: z.unknown().optional(),
+          inCommit: z.unknown().optional(),
+        })
+        .nullable()
+        .optional(),
     }),
   }),
 });
+
+type SentryStatusDetails = NonNullable<z.output<typeof sentryResolved>['data']['issue']['statusDetails']>;
+
+/**
+ * When a resolution names a release or commit still to come ("Resolve in the next release", "in the
+ * current release" — later releases fix it — or "in commit …"), a sentence saying so; else undefined.
+ * Such an issue's error is still live in the deployment running now.
+ */
+function resolvedLater(details: SentryStatusDetails | null | undefined): string | undefined {
+  if (!details) return undefined;
+  const text = (v: unknown) => (typeof v === 'string' || typeof v === 'number' ? String(v) : undefined);
+  if (
+    details.inNextRelease !== undefined &&
+    details.inNextRelease !== null &&
+    details.inNextRelease !== false
+  )
+    return 'in the next release';
+  const release = text(details.inRelease);
+  if (release) return `in release ${release}`;
+  const commit = details.inCommit;
+  if (commit !== undefined && commit !== null && commit !== false) {
+    const id =
+      text(commit) ??
+      (typeof commit === 'object' ? text((commit as Record<string, unknown>).commit) : undefined);
+    return id ? `in commit ${id}` : 'in a commit';
+  }
+  return undefined;
+}
 
 /**
  * A metric alert (`Sentry-Hook-Resource: metric_alert`, Alert Rule Action): `critical` and `warning`
@@ -427,8 +570,14 @@ const SENTRY_ISSUE_IGNORED = ['created', 'assigned', 'archived', 'ignored', 'unr
 
 const sentryIssueIgnored = z.object({
   action: z.enum(SENTRY_ISSUE_IGNORED),
-  data: z.object({ issue: z.object({ id: idLike }) }),
+  data: z.object({ issue: z.object({ id: idLike, title: z.string().optional() }) }),
 });
+
+/** `Sentry-Hook-Resource` values whose deliveries may be alerts; the others are accepted and ignored. */
+const SENTRY_ALERT_RESOURCES: readonly string[] = ['event_alert', 'metric_alert', 'issue'];
+
+/** The keys of `data` that name a resource other than an alert (comment, installation, error). */
+const SENTRY_OTHER_DATA = ['comment', 'installation', 'error'] as const;
 
 function sentryMetricAlerts(body: unknown, opts: ParseOptions): Result<NormalizedAlert[]> {
   const parsed = check(sentryMetricAlert, body, 'sentry');
@@ -461,21 +610,68 @@ function sentryMetricAlerts(body: unknown, opts: ParseOptions): Result<Normalize
 }
 
 /**
- * Sentry's deliveries, told apart by their documented shape (the parser sees the body only):
+ * Sentry's deliveries. The `Sentry-Hook-Resource` header (`opts.sentryResource`) names the resource:
+ * one other than `event_alert`, `metric_alert` and `issue` (`installation`, `comment`, `error`,
+ * `activity_alert`, …) is not an alert and is ignored. Then the documented shape decides (without the
+ * header as well, where a data.comment / data.installation / data.error body is ignored too):
  * - data.metric_alert: a metric alert, `critical` / `warning` (firing) or `resolved`;
  * - `triggered` with data.event: an issue alert (firing; the event carries the environment tag);
- * - `resolved` with data.issue: the issue was resolved;
- * - `created` / `assigned` / `archived` (`ignored`) / `unresolved` with data.issue: accepted, no alert.
- *   An issue webhook carries no environment, so only alertMatchers could place it, which could turn a
+ *   `triggered` with data.issue and no event (an activity alert) is ignored: no environment;
+ * - `resolved` with data.issue: the issue was resolved, unless its statusDetails say it is resolved in
+ *   a release or commit still to come (inNextRelease, inRelease, inCommit): ignored, as its error is
+ *   still live in the deployment running now;
+ * - `created` / `assigned` / `archived` (`ignored`) / `unresolved` with data.issue (or any other action
+ *   of the issue resource): ignored. An issue webhook carries no environment, so only alertMatchers could place it, which could turn a
  *   staging issue into a production suggestion; and subscribing to the issue resource would make every
  *   new issue of every project a candidate, past the filters of the user's alert rules. New issues and
  *   regressions reach Switchyard as issue alerts instead ("A new issue is created", "The issue changes
  *   state from resolved to unresolved"), with the event's environment.
  */
-function sentryAlerts(body: unknown, opts: ParseOptions): Result<NormalizedAlert[]> {
+function sentryAlerts(body: unknown, opts: ParseOptions): Result<AlertDelivery> {
   const action = valueAt(body, ['action']);
-  if (valueAt(body, ['data', 'metric_alert']) !== undefined) return sentryMetricAlerts(body, opts);
+  // Both are echoed in the answer: bounded.
+  const actionText = clip(typeof action === 'string' ? action : (JSON.stringify(action) ?? 'nothing'), 64);
+  const resource = clip(opts.sentryResource?.trim().toLowerCase() ?? '', 64) || undefined;
+  const ignore = (title: string, detail: string, more: Omit<IgnoredItem, 'title' | 'detail'> = {}) =>
+    ok(delivery([], [{ title, ...more, detail }]));
+  // The header names what the body is about: a comment, an installation, an error event… are not
+  // alerts. Accepted, so Sentry does not count them as failed deliveries.
+  if (resource !== undefined && !SENTRY_ALERT_RESOURCES.includes(resource)) {
+    return ignore(
+      `Sentry ${resource} "${actionText}"`,
+      `Sentry-Hook-Resource "${resource}" is not an alert: accepted and ignored.`,
+    );
+  }
+  if (valueAt(body, ['data', 'metric_alert']) !== undefined) {
+    const parsed = sentryMetricAlerts(body, opts);
+    return parsed.ok ? ok(delivery(parsed.value)) : parsed;
+  }
+  if (resource === undefined) {
+    const other = SENTRY_OTHER_DATA.find((k) => valueAt(body, ['data', k]) !== undefined);
+    if (
+      other !== undefined &&
+      valueAt(body, ['data', 'issue']) === undefined &&
+      valueAt(body, ['data', 'event']) === undefined
+    )
+      return ignore(
+        `Sentry ${other} "${actionText}"`,
+        `A Sentry ${other} webhook is not an alert: accepted and ignored.`,
+      );
+  }
   if (action === 'triggered') {
+    // An alert on issue activity carries the issue but no event, so no environment (see below).
+    const issueId = valueAt(body, ['data', 'issue', 'id']);
+    if (
+      valueAt(body, ['data', 'event']) === undefined &&
+      (typeof issueId === 'string' || typeof issueId === 'number')
+    ) {
+      const title = valueAt(body, ['data', 'issue', 'title']);
+      return ignore(
+        typeof title === 'string' && title.trim() !== '' ? clip(title, MAX_TITLE) : `Sentry issue ${issueId}`,
+        'An activity alert carries the issue but no event, so no environment: accepted and ignored. Use an issue alert rule, whose deliveries carry the event and its environment.',
+        { fingerprint: String(issueId) },
+      );
+    }
     const parsed = check(sentryTriggered, body, 'sentry');
     if (!parsed.ok) return parsed;
     const { event, triggered_rule: rule } = parsed.value.data;
@@ -488,19 +684,21 @@ function sentryAlerts(body: unknown, opts: ParseOptions): Result<NormalizedAlert
     const startedAt =
       fromDate ?? (event.timestamp === undefined ? opts.now : Math.round(event.timestamp * 1000));
     const title = clip(event.title, MAX_TITLE);
-    return ok([
-      normalizedAlert({
-        source: 'sentry',
-        status: 'firing',
-        title,
-        severity: event.level,
-        fingerprint: event.issue_id,
-        startedAt,
-        labels: tags,
-        url: event.web_url,
-        text: textOf([title, event.culprit, event.message, rule], tags),
-      }),
-    ]);
+    return ok(
+      delivery([
+        normalizedAlert({
+          source: 'sentry',
+          status: 'firing',
+          title,
+          severity: event.level,
+          fingerprint: event.issue_id,
+          startedAt,
+          labels: tags,
+          url: event.web_url,
+          text: textOf([title, event.culprit, event.message, rule], tags),
+        }),
+      ]),
+    );
   }
   if (action === 'resolved') {
     const parsed = check(sentryResolved, body, 'sentry');
@@ -509,23 +707,47 @@ function sentryAlerts(body: unknown, opts: ParseOptions): Result<NormalizedAlert
     const labels: Record<string, string> = {};
     if (issue.project?.slug) labels.project = issue.project.slug;
     const title = clip(issue.title, MAX_TITLE);
-    return ok([
-      normalizedAlert({
-        source: 'sentry',
-        status: 'resolved',
+    const later = resolvedLater(issue.statusDetails);
+    if (later !== undefined) {
+      return ignore(
         title,
-        severity: issue.level,
-        fingerprint: issue.id,
-        startedAt: issue.firstSeen ? Date.parse(issue.firstSeen) : opts.now,
-        labels,
-        url: issue.web_url ?? issue.permalink ?? undefined,
-        text: textOf([title], labels),
-      }),
-    ]);
+        `Sentry resolves this issue ${later}: its error is still live in the deployment running now, so its suggestion is not marked resolved.`,
+        { status: 'resolved', fingerprint: issue.id },
+      );
+    }
+    return ok(
+      delivery([
+        normalizedAlert({
+          source: 'sentry',
+          status: 'resolved',
+          title,
+          severity: issue.level,
+          fingerprint: issue.id,
+          startedAt: issue.firstSeen ? Date.parse(issue.firstSeen) : opts.now,
+          labels,
+          url: issue.web_url ?? issue.permalink ?? undefined,
+          text: textOf([title], labels),
+        }),
+      ]),
+    );
   }
-  if ((SENTRY_ISSUE_IGNORED as readonly unknown[]).includes(action)) {
-    const parsed = check(sentryIssueIgnored, body, 'sentry');
-    return parsed.ok ? ok([]) : parsed;
+  const known = (SENTRY_ISSUE_IGNORED as readonly unknown[]).includes(action);
+  if (known || resource === 'issue') {
+    // A known action is checked (a malformed body is named); another action of the issue resource
+    // (one Sentry added since) is accepted as well.
+    if (known) {
+      const parsed = check(sentryIssueIgnored, body, 'sentry');
+      if (!parsed.ok) return parsed;
+    }
+    const id = valueAt(body, ['data', 'issue', 'id']);
+    const title = valueAt(body, ['data', 'issue', 'title']);
+    return ignore(
+      typeof title === 'string' && title.trim() !== ''
+        ? clip(title, MAX_TITLE)
+        : `Sentry issue webhook "${actionText}"`,
+      `An issue webhook ("${actionText}") carries no environment: accepted and ignored. New issues and regressions come through issue alert rules, with their environment.`,
+      typeof id === 'string' || typeof id === 'number' ? { fingerprint: String(id) } : {},
+    );
   }
   return invalid(
     `action: expected "triggered" (issue alert), "critical", "warning" or "resolved" (metric alert, with data.metric_alert) or an issue webhook action (${['resolved', ...SENTRY_ISSUE_IGNORED].map((a) => `"${a}"`).join(', ')}), got ${JSON.stringify(action) ?? 'nothing'}`,
@@ -658,34 +880,39 @@ function genericAlerts(body: unknown, opts: ParseOptions): Result<NormalizedAler
 // ---------------------------------------------------------------- per-source parsers
 
 /** A parser of one source's JSON-decoded body. */
-export type AlertParser = (body: unknown, opts: ParseOptions) => Result<NormalizedAlert[]>;
+export type AlertParser = (body: unknown, opts: ParseOptions) => Result<AlertDelivery>;
 
-/** Alertmanager webhook version 4: one alert per firing member, keyed by the group key. */
+/** Alerts only: nothing of the delivery is ignored. */
+function alertsOnly(parsed: Result<NormalizedAlert[]>): Result<AlertDelivery> {
+  return parsed.ok ? ok(delivery(parsed.value)) : parsed;
+}
+
+/** Alertmanager webhook version 4: one alert per member (firing or resolved), keyed by the group key. */
 export const parseAlertmanager: AlertParser = (body, opts) => {
   const parsed = check(alertmanagerPayload, body, 'alertmanager');
-  return parsed.ok ? groupedAlerts('alertmanager', parsed.value, opts) : parsed;
+  return alertsOnly(parsed.ok ? groupedAlerts('alertmanager', parsed.value, opts) : parsed);
 };
 
 /** Grafana unified-alerting webhook contact point. */
 export const parseGrafana: AlertParser = (body, opts) => {
   const parsed = check(grafanaPayload, body, 'grafana');
-  return parsed.ok ? groupedAlerts('grafana', parsed.value, opts) : parsed;
+  return alertsOnly(parsed.ok ? groupedAlerts('grafana', parsed.value, opts) : parsed);
 };
 
 /** Datadog Webhooks integration payload (default template or one using its `$VARIABLES`). */
 export const parseDatadog: AlertParser = (body, opts) => {
   const parsed = check(datadogPayload, body, 'datadog');
-  return parsed.ok ? ok(datadogAlerts(parsed.value, opts)) : parsed;
+  return parsed.ok ? ok(delivery(datadogAlerts(parsed.value, opts))) : parsed;
 };
 
 /** Sentry issue alert (`triggered`), metric alert, or issue webhook (see sentryAlerts). */
 export const parseSentry: AlertParser = sentryAlerts;
 
 /** PagerDuty v3 webhook; event types other than triggered/reopened/resolved give no alert. */
-export const parsePagerDuty: AlertParser = pagerdutyAlerts;
+export const parsePagerDuty: AlertParser = (body, opts) => alertsOnly(pagerdutyAlerts(body, opts));
 
 /** The documented generic JSON shape: one object or an array of them. */
-export const parseGeneric: AlertParser = genericAlerts;
+export const parseGeneric: AlertParser = (body, opts) => alertsOnly(genericAlerts(body, opts));
 
 /** Every source's parser. */
 export const alertParsers: Readonly<Record<AlertSource, AlertParser>> = {
@@ -700,15 +927,16 @@ export const alertParsers: Readonly<Record<AlertSource, AlertParser>> = {
 // ---------------------------------------------------------------- entry point
 
 /**
- * Parses one webhook body (already JSON-decoded) from `source` into normalized alerts. A payload that
- * carries nothing to act on (a PagerDuty acknowledgement, a ping) gives an empty list; a malformed one
- * gives an `invalid_input` refusal whose message names the field.
+ * Parses one webhook body (already JSON-decoded) from `source`: the alerts to handle, and what is
+ * accepted and not acted on (a Sentry comment webhook, an issue resolved in the next release, …) with
+ * the reason. A payload that carries nothing to act on (a PagerDuty acknowledgement, a ping) gives
+ * empty lists; a malformed one gives an `invalid_input` refusal whose message names the field.
  */
-export function parseAlertPayload(
+export function parseAlertDelivery(
   source: AlertSource,
   body: unknown,
   opts: ParseOptions,
-): Result<NormalizedAlert[]> {
+): Result<AlertDelivery> {
   if (body === null || typeof body !== 'object' || (Array.isArray(body) && source !== 'generic')) {
     return invalid(`(root): expected a JSON object, got ${describe(body)}`, source);
   }
@@ -723,4 +951,14 @@ export function parseAlertPayload(
     default:
       return assertNever(source, 'alert source');
   }
+}
+
+/** `parseAlertDelivery`'s alerts only (what is ignored is dropped). */
+export function parseAlertPayload(
+  source: AlertSource,
+  body: unknown,
+  opts: ParseOptions,
+): Result<NormalizedAlert[]> {
+  const parsed = parseAlertDelivery(source, body, opts);
+  return parsed.ok ? ok(parsed.value.alerts) : parsed;
 }

@@ -5,7 +5,9 @@
  * suggestion's buttons act on comes from Flow (`flow.plan` with the system actor and the alert as
  * context), so confirming a suggestion is exactly confirming a `/rollback`.
  *
- * Per alert: unmapped → counted and ignored; RESOLVED → edits the incident's suggestion once; FIRING →
+ * Per alert: unmapped → counted and ignored; RESOLVED → edits the incident's suggestion once (a group
+ * member only once no member of its payload fires in its environment; without an environment, in every
+ * environment the incident alerted in); FIRING →
  * one atomic claim per environment and incident (storm control), then either a link to the switch
  * already running for the environment, or a correlation with the deployment that went live before the
  * alert started: a suggestion inside the window, a note (or nothing) outside it, nothing when there is
@@ -29,7 +31,7 @@ import type { Actor, MessageRef } from '../progress.js';
 import type { RedisClient } from '../redis.js';
 import { type Correlation, correlate } from './correlate.js';
 import { AlertDedupe, type AlertDedupeOptions, type IncidentKey, IncidentState } from './dedupe.js';
-import { type CompiledMatchers, compileMatchers, mapAlert } from './mapping.js';
+import { type CompiledMatchers, compileMatchers, type MappingResult, mapAlert } from './mapping.js';
 import {
   type AlertIntake,
   AlertOutcome,
@@ -197,6 +199,20 @@ function errorText(e: unknown): string {
   return e instanceof Error ? e.message : String(e);
 }
 
+/** The incident of `alert` in `environment`: its fingerprint within its source (or the time window). */
+function incidentOf(alert: NormalizedAlert, environment: string): IncidentKey {
+  return {
+    environment,
+    source: alert.source,
+    ...(alert.fingerprint === undefined ? {} : { fingerprint: alert.fingerprint }),
+  };
+}
+
+/** Alerts whose payload is one group's members (sharing the group key): Alertmanager and Grafana. */
+function isGrouped(alert: NormalizedAlert): boolean {
+  return alert.source === 'alertmanager' || alert.source === 'grafana';
+}
+
 /** Orchestrates alert handling (see the module header). */
 export class AlertService implements AlertIntake {
   private readonly matchers: CompiledMatchers;
@@ -240,17 +256,23 @@ export class AlertService implements AlertIntake {
     origin: ChatOrigin,
     retry: number,
   ): Promise<{ results: AlertResult[]; again: NormalizedAlert[] }> {
-    let results: AlertResult[] | undefined;
-    try {
-      results = await this.handle(alerts, origin);
-    } catch (e) {
-      this.log.warn({ err: e, retry }, 'alerts: handling a chat alert failed');
+    // One alert at a time (the alerts of a chat message are no group): an alert may have several
+    // results (a resolution without environment, one per environment), and it is tried again when
+    // any of them failed.
+    const results: AlertResult[] = [];
+    const again: NormalizedAlert[] = [];
+    for (const alert of alerts) {
+      let mine: AlertResult[] | undefined;
+      try {
+        mine = await this.handle([alert], origin);
+      } catch (e) {
+        this.log.warn({ err: e, retry }, 'alerts: handling a chat alert failed');
+      }
+      if (mine === undefined || mine.some((r) => r.outcome === AlertOutcome.failed && r.retry !== false))
+        again.push(alert);
+      results.push(...(mine ?? []));
     }
-    const again = alerts.filter(
-      (_, i) =>
-        results === undefined || (results[i]?.outcome === AlertOutcome.failed && results[i]?.retry !== false),
-    );
-    return { results: results ?? [], again };
+    return { results, again };
   }
 
   private handleChatLater(alerts: readonly NormalizedAlert[], origin: ChatOrigin, retry: number): void {
@@ -308,15 +330,33 @@ export class AlertService implements AlertIntake {
   }
 
   /**
-   * Handles alerts in order and says what happened to each. `origin` is the chat message they came
-   * from (suggestions are threaded under it). Throws only for faults (Redis, the platform), after
-   * giving up any incident it had claimed, so a retried delivery starts clean.
+   * Handles alerts in order and says what happened to each: one result per alert, except a
+   * resolution that names no environment (a Sentry issue webhook), which has one per environment it
+   * resolved in. `origin` is the chat message they came from (suggestions are threaded under it).
+   * Throws only for faults (Redis, the platform), after giving up any incident it had claimed, so a
+   * retried delivery starts clean.
+   *
+   * `alerts` is one delivery. The members of an Alertmanager / Grafana group (one payload, one group
+   * key) may span environments, and each environment has its own incident: a member that resolved
+   * resolves its environment's incident only when no firing member of the payload maps to that
+   * environment; otherwise it is answered `ignored` (the incident still fires there).
    */
   async handle(alerts: readonly NormalizedAlert[], origin?: ChatOrigin): Promise<AlertResult[]> {
     if (alerts.length === 0) return [];
     const slugs = await this.opts.platform.listEnvironments();
+    const mapped = alerts.map((alert) => mapAlert(alert, slugs, this.matchers));
+    const stillFiring = new Set<string>();
+    for (const [i, alert] of alerts.entries()) {
+      const m = mapped[i];
+      if (alert.status !== 'firing' || !m?.ok || !isGrouped(alert) || alert.fingerprint === undefined)
+        continue;
+      stillFiring.add(this.opts.dedupe.key(incidentOf(alert, m.environment)));
+    }
     const results: AlertResult[] = [];
-    for (const alert of alerts) results.push(await this.handleOne(alert, slugs, origin));
+    for (const [i, alert] of alerts.entries()) {
+      const m = mapped[i] ?? mapAlert(alert, slugs, this.matchers);
+      results.push(...(await this.handleOne(alert, m, slugs, origin, stillFiring)));
+    }
     return results;
   }
 
@@ -356,31 +396,45 @@ export class AlertService implements AlertIntake {
 
   private async handleOne(
     alert: NormalizedAlert,
+    mapped: MappingResult,
     slugs: readonly string[],
     origin: ChatOrigin | undefined,
-  ): Promise<AlertResult> {
-    const mapped = mapAlert(alert, slugs, this.matchers);
+    stillFiring: ReadonlySet<string>,
+  ): Promise<AlertResult[]> {
     if (!mapped.ok && alert.status === 'resolved' && alert.fingerprint !== undefined) {
-      // Some resolutions carry no environment (a Sentry issue webhook): the incident key finds it.
+      // Some resolutions carry no environment (a Sentry issue webhook): the incident key finds it, in
+      // every environment the incident alerted in (one Sentry issue spans environments).
+      const results: AlertResult[] = [];
       for (const environment of slugs) {
-        const found = await this.opts.dedupe.get({
-          environment,
-          source: alert.source,
-          fingerprint: alert.fingerprint,
-        });
-        if (found)
-          return this.resolve(alert, { environment, source: alert.source, fingerprint: alert.fingerprint });
+        const incident = incidentOf(alert, environment);
+        if (await this.opts.dedupe.get(incident)) results.push(await this.resolve(alert, incident));
       }
+      if (results.length > 0) return results;
     }
-    if (!mapped.ok) return this.finish(alert, { outcome: AlertOutcome.unmapped, detail: mapped.reason });
+    if (!mapped.ok) return [this.finish(alert, { outcome: AlertOutcome.unmapped, detail: mapped.reason })];
     const environment = mapped.environment;
-    const incident: IncidentKey = {
-      environment,
-      source: alert.source,
-      ...(alert.fingerprint === undefined ? {} : { fingerprint: alert.fingerprint }),
-    };
-    if (alert.status === 'resolved') return this.resolve(alert, incident);
+    const incident = incidentOf(alert, environment);
+    if (alert.status === 'resolved') {
+      if (isGrouped(alert) && stillFiring.has(this.opts.dedupe.key(incident))) {
+        return [
+          this.finish(alert, {
+            environment,
+            outcome: AlertOutcome.ignored,
+            detail: `Other alerts of this group still fire in ${environment}: its incident resolves when none does.`,
+          }),
+        ];
+      }
+      return [await this.resolve(alert, incident)];
+    }
+    return [await this.handleFiring(alert, environment, incident, origin)];
+  }
 
+  private async handleFiring(
+    alert: NormalizedAlert,
+    environment: string,
+    incident: IncidentKey,
+    origin: ChatOrigin | undefined,
+  ): Promise<AlertResult> {
     const claim = await this.opts.dedupe.claim(incident, this.clock.now());
     if (!claim.claimed) {
       const planId = claim.record?.planId;

@@ -102,6 +102,13 @@ export const AlertOutcome = {
   /** A resolved alert with no suggestion to edit. */
   resolvedUnknown: 'resolved_unknown',
   /**
+   * Accepted and not acted on, with the reason in `detail`: a delivery that is not an alert (a Sentry
+   * comment or installation webhook, …), a Sentry issue resolved only in a future release (its error
+   * is still live in the deployment running now), or a member of an Alertmanager / Grafana group that
+   * resolved while other members of the group still fire in the same environment.
+   */
+  ignored: 'ignored',
+  /**
    * Someone dismissed the suggestion of this same rollback (same current deployment and target):
    * nothing is posted again for it.
    */

@@ -57,6 +57,58 @@ describe('resolveEnvironmentExact', () => {
 });
 
 describe('mapAlert', () => {
+  it("reads OpenTelemetry's deployment.environment.name, and its Prometheus label deployment_environment_name", () => {
+    // An Alertmanager alert for a service instrumented with OpenTelemetry (labels translated from OTLP
+    // by Prometheus). production's matcher "checkout-api" must not claim a preview alert.
+    const body = {
+      version: '4',
+      groupKey: '{}:{alertname="HighErrorRate"}',
+      truncatedAlerts: 0,
+      status: 'firing',
+      receiver: 'switchyard',
+      groupLabels: { alertname: 'HighErrorRate' },
+      commonLabels: {},
+      commonAnnotations: {},
+      externalURL: 'http://alertmanager:9093',
+      alerts: [
+        {
+          status: 'firing',
+          labels: {
+            alertname: 'HighErrorRate',
+            service_name: 'checkout-api',
+            deployment_environment_name: 'preview',
+          },
+          annotations: { summary: 'checkout-api 5xx above 5%' },
+          startsAt: '2026-11-29T11:27:00Z',
+          endsAt: '0001-01-01T00:00:00Z',
+          generatorURL: 'http://prometheus:9090/graph',
+          fingerprint: '1a30ba71cca2921f',
+        },
+      ],
+    };
+    const parsed = parseAlertPayload('alertmanager', body, { now: 0 });
+    if (!parsed.ok || !parsed.value[0]) throw new Error('payload did not parse');
+    expect(mapAlert(parsed.value[0], slugs, matchers)).toEqual({
+      ok: true,
+      environment: 'preview',
+      via: 'label deployment_environment_name=preview',
+    });
+    // The attribute itself (an OTLP-native sender, or a generic alert's labels).
+    expect(
+      mapAlert(alert({ 'deployment.environment.name': 'stg' }, 'checkout-api errors'), slugs, matchers),
+    ).toEqual({
+      ok: true,
+      environment: 'staging',
+      via: 'label deployment.environment.name=stg',
+    });
+    // Naming no known environment leaves it unmapped, as every environment label does.
+    expect(
+      mapAlert(alert({ deployment_environment_name: 'qa' }, 'checkout-api errors'), slugs, matchers),
+    ).toMatchObject({
+      ok: false,
+    });
+  });
+
   it('maps an environment label of an alert read from chat exactly or by alias, never by prefix', () => {
     const chat = (env: string, source: 'slack' | 'discord' = 'slack') =>
       mapAlert({ ...alert({ env }, 'checkout-api down'), source }, slugs, matchers);

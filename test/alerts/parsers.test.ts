@@ -1,7 +1,12 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { parseAlertPayload, parseDatadogTags } from '../../src/alerts/parsers.js';
+import {
+  datadogTitle,
+  parseAlertDelivery,
+  parseAlertPayload,
+  parseDatadogTags,
+} from '../../src/alerts/parsers.js';
 import type { AlertSource, NormalizedAlert } from '../../src/alerts/types.js';
 
 const NOW = Date.UTC(2026, 10, 29, 12, 30);
@@ -13,6 +18,12 @@ function fixture(name: string): unknown {
 
 function parseOk(source: AlertSource, body: unknown): NormalizedAlert[] {
   const result = parseAlertPayload(source, body, { now: NOW });
+  if (!result.ok) throw new Error(`expected ok, got ${result.refusal.message}`);
+  return result.value;
+}
+
+function deliveryOk(source: AlertSource, body: unknown, sentryResource?: string) {
+  const result = parseAlertDelivery(source, body, { now: NOW, sentryResource });
   if (!result.ok) throw new Error(`expected ok, got ${result.refusal.message}`);
   return result.value;
 }
@@ -41,10 +52,15 @@ describe('alertmanager (webhook version 4)', () => {
     expect(a?.text).toContain('more than 5% of requests');
   });
 
-  it('yields one alert per firing member of a grouped payload, all keyed by the group', () => {
+  it('yields one alert per member of a grouped payload, firing ones first, all keyed by the group', () => {
     const alerts = parseOk('alertmanager', fixture('alertmanager-grouped.json'));
-    // web-3 resolved while the group still fires: it is dropped.
-    expect(alerts.map((a) => a.labels.instance)).toEqual(['web-1:9100', 'web-2:9100']);
+    // web-3 resolved while the group still fires: it is kept (the group may span environments; the
+    // service decides whether its environment's incident resolved), after the firing members.
+    expect(alerts.map((a) => [a.labels.instance, a.status])).toEqual([
+      ['web-1:9100', 'firing'],
+      ['web-2:9100', 'firing'],
+      ['web-3:9100', 'resolved'],
+    ]);
     expect(new Set(alerts.map((a) => a.fingerprint))).toEqual(
       new Set(['{}:{alertname="InstanceDown", env="production"}']),
     );
@@ -61,6 +77,8 @@ describe('alertmanager (webhook version 4)', () => {
     expect(alerts.map((a) => [a.labels.instance, new Date(a.startedAt).toISOString()])).toEqual([
       ['web-2:9100', '2026-11-29T11:40:00.000Z'],
       ['web-1:9100', '2026-11-29T12:10:00.000Z'],
+      // Resolved members come after the firing ones, even one that started earlier.
+      ['web-3:9100', '2026-11-29T11:54:00.000Z'],
     ]);
   });
 
@@ -123,6 +141,23 @@ describe('grafana (unified alerting webhook)', () => {
     expect(alerts.map((a) => a.status)).toEqual(['resolved']);
   });
 
+  it('keeps a member that resolved while its group (spanning environments) still fires', () => {
+    // Grouped by alert rule (Grafana's default): production recovered, preview still fires.
+    const alerts = parseOk('grafana', fixture('grafana-spanning-environments.json'));
+    expect(alerts.map((a) => [a.labels.env, a.status, a.fingerprint])).toEqual([
+      ['preview', 'firing', '{}:{alertname="High latency"}'],
+      ['production', 'resolved', '{}:{alertname="High latency"}'],
+    ]);
+    // Unless the group is incomplete (max_alerts truncated it): members still firing in production
+    // may be among those left out, so its resolved members wait for the group to resolve.
+    const truncated = { ...(fixture('grafana-spanning-environments.json') as object), truncatedAlerts: 3 };
+    expect(parseOk('grafana', truncated).map((a) => `${a.labels.env}:${a.status}`)).toEqual([
+      'preview:firing',
+    ]);
+    const resolvedGroup = { ...(fixture('grafana-resolved.json') as object), truncatedAlerts: 3 };
+    expect(parseOk('grafana', resolvedGroup).map((a) => a.status)).toEqual(['resolved']);
+  });
+
   it('names a bad label value', () => {
     const body = fixture('grafana-firing.json') as { alerts: { labels: Record<string, unknown> }[] };
     const second = body.alerts[1];
@@ -160,8 +195,9 @@ describe('datadog (webhook payload variables)', () => {
       date: 1795953300,
       event_type: 'metric_alert_monitor',
     });
-    expect(a).toMatchObject({ status: 'resolved', startedAt: 1795953300000 });
-    expect(a?.fingerprint).toBeUndefined();
+    expect(a).toMatchObject({ status: 'resolved', startedAt: 1795953300000, title: 'Memory' });
+    // No incident key: the title without its status tag stands in for one.
+    expect(a?.fingerprint).toBe('title:Memory');
   });
 
   it("reads the status tag wherever it sits among the title's leading tags ([P1] [Recovered] …)", () => {
@@ -188,6 +224,93 @@ describe('datadog (webhook payload variables)', () => {
   it('names the invalid field', () => {
     expect(parseError('datadog', { id: '1', body: 'x' })).toContain('title: expected the event title');
     expect(parseError('datadog', { title: 't', date: 'noon' })).toBe('date: expected epoch milliseconds');
+  });
+
+  it('derives the incident key of a payload without one from the title without its status tag', () => {
+    const key = (title: string) => parseOk('datadog', { title, body: 'x' })[0];
+    const triggered = key('[P1] [Triggered] checkout error rate is high');
+    const recovered = key('[P1] [Recovered] checkout error rate is high');
+    expect(triggered).toMatchObject({
+      status: 'firing',
+      title: '[P1] checkout error rate is high',
+      fingerprint: 'title:checkout error rate is high',
+    });
+    expect(recovered).toMatchObject({ status: 'resolved', title: '[P1] checkout error rate is high' });
+    expect(recovered?.fingerprint).toBe(triggered?.fingerprint);
+    // Every transition of one monitor shares the key; another monitor has its own.
+    for (const tag of [
+      'Re-Triggered',
+      'Warn',
+      'Re-Warn',
+      'No Data',
+      'Re-No Data',
+      'Renotify',
+      'Warn Recovery',
+    ])
+      expect(key(`[${tag}] checkout error rate is high`)?.fingerprint).toBe(triggered?.fingerprint);
+    expect(key('[P1] [Triggered] checkout disk usage is high')?.fingerprint).not.toBe(triggered?.fingerprint);
+    // A multi-alert monitor: one incident per scope.
+    const hostA = key('[Triggered on {host:web-1}] Disk usage is high');
+    expect(hostA).toMatchObject({ title: 'Disk usage is high (host:web-1)' });
+    expect(key('[Recovered on {host:web-1}] Disk usage is high')?.fingerprint).toBe(hostA?.fingerprint);
+    expect(key('[Triggered on {host:web-2}] Disk usage is high')?.fingerprint).not.toBe(hostA?.fingerprint);
+    // Tags after the status tag belong to the monitor's name; a title without one is its own key.
+    expect(datadogTitle('[P1] [Triggered] [Recovery service] latency')).toEqual({
+      display: '[P1] [Recovery service] latency',
+      key: 'title:[Recovery service] latency',
+    });
+    expect(datadogTitle('checkout  latency')).toEqual({
+      display: 'checkout latency',
+      key: 'title:checkout latency',
+    });
+    // A payload's own key wins.
+    expect(parseOk('datadog', fixture('datadog-triggered.json'))[0]?.fingerprint).toBe('7539816743018764000');
+    // The documented default payload pair.
+    const [t] = parseOk('datadog', fixture('datadog-default-triggered.json'));
+    const [r] = parseOk('datadog', fixture('datadog-default-recovered.json'));
+    expect([t?.status, r?.status, t?.title]).toEqual([
+      'firing',
+      'resolved',
+      '[P1] checkout error rate is high',
+    ]);
+    expect(r?.fingerprint).toBe(t?.fingerprint);
+  });
+
+  it('treats variables Datadog rendered empty ("") as absent', () => {
+    // A custom payload on an event where $ALERT_CYCLE_KEY, $AGGREG_KEY, $ALERT_ID, $ID, $DATE, $TAGS[env]
+    // and friends have no value.
+    const [a] = parseOk('datadog', {
+      id: '',
+      title: '[Triggered] checkout error rate is high',
+      body: '',
+      date: '',
+      last_updated: ' ',
+      alert_id: '',
+      alert_cycle_key: '',
+      aggreg_key: '',
+      alert_transition: '',
+      alert_type: '',
+      alert_priority: '',
+      alert_scope: '',
+      tags: '',
+      link: '',
+      hostname: '',
+    });
+    expect(a).toMatchObject({
+      status: 'firing',
+      title: 'checkout error rate is high',
+      fingerprint: 'title:checkout error rate is high',
+      startedAt: NOW,
+      labels: {},
+    });
+    expect(a?.url).toBeUndefined();
+    // A value that is there still has to be right.
+    expect(parseError('datadog', { title: 't', date: 'noon', id: '' })).toBe(
+      'date: expected epoch milliseconds',
+    );
+    expect(parseError('datadog', { title: '', alert_title: '' })).toContain(
+      'title: expected the event title',
+    );
   });
 
   it('splits $TAGS', () => {
@@ -270,6 +393,87 @@ describe('sentry (issue alerts, metric alerts, issue webhooks)', () => {
       expect(parseOk('sentry', { action, data: issue })).toEqual([]);
     }
     expect(parseError('sentry', { action: 'created' })).toBe('data: required, expected an object');
+  });
+
+  it('a resolution in a release or commit still to come is accepted and ignored: the error is still live', () => {
+    const resolved = fixture('sentry-issue-resolved.json') as {
+      data: { issue: Record<string, unknown> };
+    };
+    const withDetails = (statusDetails: unknown) => ({
+      ...resolved,
+      data: { issue: { ...resolved.data.issue, statusDetails } },
+    });
+    const cases: [unknown, string][] = [
+      [{ inNextRelease: true }, 'in the next release'],
+      [{ inRelease: 'web@3f2a1b9' }, 'in release web@3f2a1b9'],
+      [{ inRelease: 'latest' }, 'in release latest'],
+      [{ inCommit: { repository: 'shop/web', commit: 'a1b2c3d' } }, 'in commit a1b2c3d'],
+    ];
+    for (const [details, when] of cases) {
+      expect(deliveryOk('sentry', withDetails(details), 'issue')).toEqual({
+        alerts: [],
+        ignored: [
+          {
+            title: 'ReferenceError: heck is not defined',
+            status: 'resolved',
+            fingerprint: '1117540176',
+            detail: `Sentry resolves this issue ${when}: its error is still live in the deployment running now, so its suggestion is not marked resolved.`,
+          },
+        ],
+      });
+    }
+    // Resolved now (statusDetails empty, or saying nothing of a release): resolves.
+    for (const details of [{}, null, { inNextRelease: false }, { inRelease: null, inCommit: null }])
+      expect(deliveryOk('sentry', withDetails(details)).alerts.map((a) => a.status)).toEqual(['resolved']);
+  });
+
+  it('accepts deliveries that are not alerts (Sentry-Hook-Resource or shape) and ignores them', () => {
+    const ignored = (body: unknown, resource?: string) => {
+      const d = deliveryOk('sentry', body, resource);
+      expect(d.alerts).toEqual([]);
+      return d.ignored.map((i) => i.detail);
+    };
+    expect(ignored(fixture('sentry-comment-created.json'), 'comment')).toEqual([
+      'Sentry-Hook-Resource "comment" is not an alert: accepted and ignored.',
+    ]);
+    expect(ignored(fixture('sentry-installation-created.json'), 'installation')).toEqual([
+      'Sentry-Hook-Resource "installation" is not an alert: accepted and ignored.',
+    ]);
+    expect(ignored({ action: 'created', data: { error: { event_id: 'x' } } }, 'error')).toHaveLength(1);
+    // Whatever the body, a resource that is not an alert is not read.
+    expect(ignored({ action: 'triggered', data: { issue: { id: '1' } } }, 'activity_alert')).toHaveLength(1);
+    // Without the header, the shape says so.
+    expect(ignored(fixture('sentry-comment-created.json'))).toEqual([
+      'A Sentry comment webhook is not an alert: accepted and ignored.',
+    ]);
+    expect(ignored(fixture('sentry-installation-created.json'))).toEqual([
+      'A Sentry installation webhook is not an alert: accepted and ignored.',
+    ]);
+    // An activity alert: the issue, no event, so no environment.
+    const activity = deliveryOk('sentry', {
+      action: 'triggered',
+      data: { issue: { id: '1117540176', title: 'ReferenceError: heck is not defined' } },
+    });
+    expect(activity.ignored).toMatchObject([
+      { title: 'ReferenceError: heck is not defined', fingerprint: '1117540176' },
+    ]);
+    expect(activity.ignored[0]?.detail).toContain('no event, so no environment');
+    // Issue webhooks other than resolved, an action Sentry may add later included.
+    const issue = (fixture('sentry-issue-created.json') as { data: unknown }).data;
+    expect(ignored({ action: 'created', data: issue }, 'issue')[0]).toContain('carries no environment');
+    expect(ignored({ action: 'escalating', data: issue }, 'issue')).toHaveLength(1);
+    // Alert resources are still read (a malformed one is named).
+    expect(deliveryOk('sentry', fixture('sentry-issue-alert.json'), 'event_alert').alerts).toHaveLength(1);
+    expect(deliveryOk('sentry', fixture('sentry-metric-critical.json'), 'metric_alert').alerts).toHaveLength(
+      1,
+    );
+    expect(
+      parseAlertDelivery(
+        'sentry',
+        { action: 'triggered', data: {} },
+        { now: NOW, sentryResource: 'event_alert' },
+      ),
+    ).toMatchObject({ ok: false });
   });
 
   it('names the invalid field', () => {

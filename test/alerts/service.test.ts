@@ -1,6 +1,9 @@
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
+import { parseAlertPayload } from '../../src/alerts/parsers.js';
 import { compositeSink, createAlertService, parseChatAlert } from '../../src/alerts/service.js';
-import { type NormalizedAlert, normalizedAlert } from '../../src/alerts/types.js';
+import { type AlertSource, type NormalizedAlert, normalizedAlert } from '../../src/alerts/types.js';
 import { PermanentChatError } from '../../src/errors.js';
 import { uniqueName } from '../support/redis.js';
 import { alertCount, createHarness, DEMO_SENTENCE, type Harness, MINUTE, RecordingSink } from './helpers.js';
@@ -406,6 +409,153 @@ describe('AlertService', () => {
     h.sink.failing = false;
     const [second] = await h.service.handle([alert(h)]);
     expect(second?.outcome).toBe('suggested');
+  });
+});
+
+const fixtureDir = join(import.meta.dirname, '../fixtures/alerts');
+function fixture<T = Record<string, unknown>>(name: string): T {
+  return JSON.parse(readFileSync(join(fixtureDir, name), 'utf8')) as T;
+}
+
+/** The alerts of a vendor payload, parsed as the webhook does. */
+function parsed(h: Harness, source: AlertSource, body: unknown): NormalizedAlert[] {
+  const r = parseAlertPayload(source, body, { now: h.clock.now() });
+  if (!r.ok) throw new Error(`expected a valid payload: ${r.refusal.message}`);
+  return r.value;
+}
+
+describe('AlertService: incidents that span environments', () => {
+  type GrafanaMember = { status: string; labels: Record<string, string>; endsAt: string };
+  /** Grafana's group "High latency" (grouped by alert rule) firing in production and preview. */
+  function grafanaBothFiring() {
+    const body = fixture<{ status: string; title: string; alerts: GrafanaMember[] }>(
+      'grafana-spanning-environments.json',
+    );
+    for (const m of body.alerts) {
+      m.status = 'firing';
+      m.endsAt = '0001-01-01T00:00:00Z';
+    }
+    body.title = '[FIRING:2] High latency (checkout blue)';
+    return body;
+  }
+  const record = (h: Harness, source: string, environment: string, fingerprint: string) =>
+    h.dedupe.get({ environment, source, fingerprint });
+
+  it('a group member that resolved while the group fires in another environment resolves its own environment', async () => {
+    h = await createHarness();
+    const firing = await h.service.handle(parsed(h, 'grafana', grafanaBothFiring()));
+    expect(firing.map((r) => [r.environment, r.status, r.outcome])).toEqual([
+      ['production', 'firing', 'suggested'],
+      // The demo's preview went live long before: nothing to post, but the incident is claimed.
+      ['preview', 'firing', 'outside_window'],
+    ]);
+    const key = '{}:{alertname="High latency"}';
+    // Production recovers; preview still fires (Grafana's documented payload: status "firing").
+    const after = await h.service.handle(parsed(h, 'grafana', fixture('grafana-spanning-environments.json')));
+    expect(after.map((r) => [r.environment, r.status, r.outcome])).toEqual([
+      ['preview', 'firing', 'deduplicated'],
+      ['production', 'resolved', 'resolved'],
+    ]);
+    await h.service.idle();
+    expect((await record(h, 'grafana', 'production', key))?.resolved).toBe(true);
+    expect((await record(h, 'grafana', 'preview', key))?.resolved).toBe(false);
+    // The production suggestion now lists its alert as resolved.
+    const plan = await h.flow.get(firing[0]?.planId ?? '');
+    expect(plan?.alerts?.map((a) => a.resolvedAt !== undefined)).toEqual([true]);
+    // A new bad deploy within hours: production firing again is a new occurrence, not a duplicate.
+    const again = await h.service.handle(parsed(h, 'grafana', grafanaBothFiring()));
+    expect(again.find((r) => r.environment === 'production')?.outcome).not.toBe('deduplicated');
+    expect((await record(h, 'grafana', 'production', key))?.resolved).toBe(false);
+  });
+
+  it('a group member that resolved while another member still fires in its environment leaves the incident open', async () => {
+    h = await createHarness();
+    const startedAt = h.clock.now() - 33 * MINUTE;
+    const member = (instance: string, status: 'firing' | 'resolved') =>
+      normalizedAlert({
+        source: 'alertmanager',
+        status,
+        title: 'InstanceDown',
+        fingerprint: '{}:{alertname="InstanceDown"}',
+        startedAt,
+        labels: { env: 'production', instance },
+        text: '',
+      });
+    const [first] = await h.service.handle([member('web-1', 'firing'), member('web-2', 'firing')]);
+    expect(first?.outcome).toBe('suggested');
+    const results = await h.service.handle([member('web-1', 'firing'), member('web-2', 'resolved')]);
+    expect(results.map((r) => [r.status, r.outcome])).toEqual([
+      ['firing', 'deduplicated'],
+      ['resolved', 'ignored'],
+    ]);
+    expect(results[1]?.detail).toBe(
+      'Other alerts of this group still fire in production: its incident resolves when none does.',
+    );
+    expect((await record(h, 'alertmanager', 'production', '{}:{alertname="InstanceDown"}'))?.resolved).toBe(
+      false,
+    );
+    expect(await alertCount(h.metrics, 'ignored', 'alertmanager')).toBe(1);
+    // Once no member fires there, the incident resolves.
+    const [last] = await h.service.handle([member('web-1', 'resolved'), member('web-2', 'resolved')]);
+    expect(last?.outcome).toBe('resolved');
+  });
+
+  it('a Sentry issue resolved without an environment resolves it in every environment it alerted in, one result each', async () => {
+    h = await createHarness();
+    const issueAlert = (environment: string) => {
+      const body = fixture<{ data: { event: { tags: [string, string][]; environment?: string } } }>(
+        'sentry-issue-alert.json',
+      );
+      body.data.event.tags = body.data.event.tags.map(([k, v]) => [k, k === 'environment' ? environment : v]);
+      body.data.event.environment = environment;
+      return body;
+    };
+    const [prod] = await h.service.handle(parsed(h, 'sentry', issueAlert('production')));
+    const [preview] = await h.service.handle(parsed(h, 'sentry', issueAlert('preview')));
+    expect([prod?.environment, preview?.environment]).toEqual(['production', 'preview']);
+    await h.service.idle();
+    // The issue webhook carries no environment.
+    const resolved = await h.service.handle(parsed(h, 'sentry', fixture('sentry-issue-resolved.json')));
+    expect(resolved.map((r) => [r.environment, r.outcome])).toEqual([
+      ['production', 'resolved'],
+      ['preview', 'resolved'],
+    ]);
+    expect((await record(h, 'sentry', 'production', '1117540176'))?.resolved).toBe(true);
+    expect((await record(h, 'sentry', 'preview', '1117540176'))?.resolved).toBe(true);
+  });
+
+  it('Datadog default payload: a monitor recovering resolves only its own alert; each monitor is listed', async () => {
+    h = await createHarness();
+    const date = String(h.clock.now() - 33 * MINUTE);
+    // Datadog's default webhook payload ($EVENT_MSG, $LAST_UPDATED, $EVENT_TYPE, $EVENT_TITLE, $DATE,
+    // $ORG_ID / $ORG_NAME, $ID): no incident key.
+    const event = (title: string, id: string) => ({
+      ...fixture('datadog-default-triggered.json'),
+      title,
+      id,
+      date,
+      last_updated: date,
+    });
+    const [a] = await h.service.handle(
+      parsed(h, 'datadog', event('[P1] [Triggered] checkout error rate is high', '1234567')),
+    );
+    expect(a).toMatchObject({ outcome: 'suggested', title: '[P1] checkout error rate is high' });
+    const [b] = await h.service.handle(
+      parsed(h, 'datadog', event('[P2] [Triggered] checkout disk usage is high', '1234568')),
+    );
+    expect(b?.outcome).toBe('grouped');
+    await h.service.idle();
+    // Monitor B (disk usage) recovers; monitor A (error rate) still fires.
+    const [recovered] = await h.service.handle(
+      parsed(h, 'datadog', event('[P2] [Recovered] checkout disk usage is high', '1234569')),
+    );
+    expect(recovered?.outcome).toBe('resolved');
+    await h.service.idle();
+    const plan = await h.flow.get(a?.planId ?? '');
+    expect(plan?.alerts?.map((x) => [x.alert.title, x.resolvedAt !== undefined])).toEqual([
+      ['[P1] checkout error rate is high', false],
+      ['[P2] checkout disk usage is high', true],
+    ]);
   });
 });
 

@@ -90,7 +90,8 @@ describe('POST /webhooks/alerts/:source', () => {
     // the other incidents join it (one message listing them all).
     const cases: [string, string, unknown[]][] = [
       ['alertmanager', 'alertmanager-firing.json', ['suggested']],
-      ['alertmanager', 'alertmanager-grouped.json', ['grouped', 'deduplicated']],
+      // web-3 resolved while the rest of its group still fires in production: ignored.
+      ['alertmanager', 'alertmanager-grouped.json', ['grouped', 'deduplicated', 'ignored']],
       ['grafana', 'grafana-firing.json', ['grouped', 'deduplicated']],
       ['datadog', 'datadog-triggered.json', ['grouped']],
       ['sentry', 'sentry-issue-alert.json', ['grouped']],
@@ -452,6 +453,99 @@ describe('POST /webhooks/alerts/:source: vendor formats', () => {
     ).toEqual(['resolved']);
     expect(s.h.sink.refreshCalls).toHaveLength(3);
     expect(s.h.sink.refreshCalls[2]?.alerts.every((a) => a.resolvedAt !== undefined)).toBe(true);
+  });
+
+  it('Sentry: deliveries that are not alerts (comment, installation, error, activity) are accepted and ignored, not refused', async () => {
+    const s = await start();
+    const cases: [string, string][] = [
+      ['comment', fixture('sentry-comment-created.json')],
+      ['installation', fixture('sentry-installation-created.json')],
+      ['error', JSON.stringify({ action: 'created', data: { error: { event_id: 'e1' } } })],
+      ['activity_alert', JSON.stringify({ action: 'triggered', data: { issue: { id: '1', title: 'x' } } })],
+    ];
+    for (const [resource, body] of cases) {
+      const reply = await post(s, 'sentry', body, { 'sentry-hook-resource': resource });
+      expect({ resource, status: reply.status, received: reply.body.received }).toEqual({
+        resource,
+        status: 202,
+        received: 0,
+      });
+      expect(reply.body.alerts).toEqual([
+        {
+          title: expect.any(String),
+          outcome: 'ignored',
+          detail: `Sentry-Hook-Resource "${resource}" is not an alert: accepted and ignored.`,
+        },
+      ]);
+    }
+    // Without the header (a proxy dropped it), the body's shape says the same.
+    const comment = await post(s, 'sentry', fixture('sentry-comment-created.json'));
+    expect({ status: comment.status, outcomes: outcomes(comment) }).toEqual({
+      status: 202,
+      outcomes: ['ignored'],
+    });
+    expect(await alertCount(s.h.metrics, 'ignored', 'sentry')).toBe(5);
+    expect(await alertCount(s.h.metrics, 'invalid', 'sentry')).toBe(0);
+    expect(s.h.sink.suggestions).toHaveLength(0);
+  });
+
+  it('Sentry: an issue resolved in the next release (or a release or commit to come) does not resolve its suggestion', async () => {
+    const s = await start();
+    const fired = await post(s, 'sentry', fixture('sentry-issue-alert.json'), {
+      'sentry-hook-resource': 'event_alert',
+    });
+    expect(outcomes(fired)).toEqual(['suggested']);
+    await s.h.service.idle();
+    const resolved = JSON.parse(fixture('sentry-issue-resolved.json')) as {
+      data: { issue: Record<string, unknown> };
+    };
+    resolved.data.issue.statusDetails = { inNextRelease: true };
+    const reply = await post(s, 'sentry', JSON.stringify(resolved), { 'sentry-hook-resource': 'issue' });
+    expect({ status: reply.status, received: reply.body.received }).toEqual({ status: 202, received: 0 });
+    expect(reply.body.alerts).toEqual([
+      {
+        title: 'ReferenceError: heck is not defined',
+        status: 'resolved',
+        fingerprint: '1117540176',
+        outcome: 'ignored',
+        detail:
+          'Sentry resolves this issue in the next release: its error is still live in the deployment running now, so its suggestion is not marked resolved.',
+      },
+    ]);
+    const incident = { environment: 'production', source: 'sentry', fingerprint: '1117540176' };
+    expect((await s.h.dedupe.get(incident))?.resolved).toBe(false);
+    expect(s.h.sink.refreshCalls).toHaveLength(0);
+    // Once it is resolved for good (statusDetails without a release to come), the suggestion says so.
+    resolved.data.issue.statusDetails = {};
+    const done = await post(s, 'sentry', JSON.stringify(resolved), { 'sentry-hook-resource': 'issue' });
+    expect(outcomes(done)).toEqual(['resolved']);
+    expect((await s.h.dedupe.get(incident))?.resolved).toBe(true);
+  });
+
+  it('Datadog: variables rendered empty ("") are absent, not refused (Datadog does not retry a 4xx)', async () => {
+    const s = await start();
+    const body = {
+      ...JSON.parse(fixture('datadog-triggered.json')),
+      id: '',
+      alert_id: '',
+      alert_cycle_key: '',
+      aggreg_key: '',
+      date: '',
+      last_updated: '',
+      alert_scope: '',
+      link: '',
+    };
+    const reply = await post(s, 'datadog', JSON.stringify(body));
+    expect(reply.status).toBe(202);
+    expect(reply.body.alerts).toMatchObject([
+      {
+        title: 'API error rate is high',
+        status: 'firing',
+        fingerprint: 'title:API error rate is high',
+        environment: 'production',
+      },
+    ]);
+    expect(await alertCount(s.h.metrics, 'invalid', 'datadog')).toBe(0);
   });
 
   it('Alertmanager and Grafana groups of more than 1,000 alerts (within the body limit) get their suggestion', async () => {
