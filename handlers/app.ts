@@ -19,7 +19,7 @@ import { AuditLog } from '../src/audit.js';
 import { ChatService } from '../src/chat.js';
 import { type ChatPoster, suggestionSink } from '../src/chat-sinks.js';
 import { type Clock, systemClock, within } from '../src/clock.js';
-import { type Config, consoleEnabled } from '../src/config.js';
+import { type Config, consoleEnabled, localHttpUrl } from '../src/config.js';
 import { ConfigError, redisUnavailable } from '../src/errors.js';
 import { Flow } from '../src/flow.js';
 import { HttpServer, sendJson, sendText } from '../src/http.js';
@@ -484,7 +484,8 @@ export async function startSwitchyard(
       namespace: ns,
       queueName,
       workerRunning: worker !== undefined,
-      consoleUrl: consoleSurface ? `http://${env.HOST}:${port}/` : undefined,
+      // Printed for the operator: the bound address, bracketed when IPv6, loopback for a wildcard one.
+      consoleUrl: consoleSurface ? localHttpUrl(env.HOST, port) : undefined,
       platform,
       flow,
       surfaces,

@@ -2,63 +2,89 @@
  * `npm start`: loads the configuration, starts Switchyard (embedded defaults when no chat credentials
  * are set), prints where everything is, and shuts down cleanly on SIGINT/SIGTERM — the spawned Redis and
  * every upstream server included.
+ *
+ * The signal handlers are installed before start-up: a signal while Switchyard is still starting lets
+ * start-up settle, then stops whatever it started (the private redis-server included). A second signal
+ * forces the exit at once (exit 130 on Ctrl-C), still stopping the private redis-server with SIGTERM so
+ * that it writes its AOF. A configuration problem found during start-up (a port already in use, a
+ * REDIS_URL naming a cluster node) ends it like a bad value: `configuration error`, exit 2.
  */
 import { resolve } from 'node:path';
+import { type Config, localHttpUrl } from '../src/config.js';
+import { ConfigError } from '../src/errors.js';
 import { createLogger } from '../src/log.js';
 import { redactRedisUrl } from '../src/redis.js';
-import { startSwitchyard } from './app.js';
-import { loadConfigOrExit } from './cli.js';
+import { beginRedisShutdown, stopSpawnedRedis } from '../src/redis-server.js';
+import { type RunningSwitchyard, startSwitchyard } from './app.js';
+import { exitWithConfigError, handleSignals, listenProblem, loadConfigOrExit, safeError } from './cli.js';
 import { surfaceFactories } from './surfaces.js';
 
-async function main(): Promise<void> {
-  const config = loadConfigOrExit('switchyard');
-  const logger = createLogger({ level: config.env.LOG_LEVEL });
-  const dataDir = resolve(config.env.SWITCHYARD_DATA_DIR ?? '.data');
-  let running: Awaited<ReturnType<typeof startSwitchyard>>;
-  try {
-    running = await startSwitchyard({ config, logger, dataDir, installRedis: true }, surfaceFactories);
-  } catch (e) {
-    logger.fatal({ err: e }, `switchyard could not start: ${(e as Error).message}`);
-    process.exitCode = 1;
-    return;
-  }
+const PROGRAM = 'switchyard';
+
+/** The start-up banner: where everything answers, with addresses built from the bound ones. */
+function banner(config: Config, running: RunningSwitchyard): string {
+  const { HOST } = config.env;
+  const http = (path: string) => localHttpUrl(HOST, running.port, path);
+  const router = running.routerPort === undefined ? undefined : localHttpUrl(HOST, running.routerPort);
   const lines = [
     '',
     'Switchyard is running.',
     running.consoleUrl ? `  Console:        ${running.consoleUrl}` : undefined,
-    `  Health:         http://${config.env.HOST}:${running.port}/healthz  ·  /readyz  ·  /metrics`,
-    `  Alert webhooks: http://${config.env.HOST}:${running.port}/webhooks/alerts/<source>`,
-    running.surfaces.includes('slack')
-      ? `  Slack:          http://${config.env.HOST}:${running.port}/slack/events`
-      : undefined,
-    running.routerPort !== undefined
-      ? `  Local router:   http://127.0.0.1:${running.routerPort}/ (try: curl -H 'Host: shop.localhost' http://127.0.0.1:${running.routerPort}/)`
+    `  Health:         ${http('/healthz')}  ·  /readyz  ·  /metrics`,
+    `  Alert webhooks: ${http('/webhooks/alerts/<source>')}`,
+    running.surfaces.includes('slack') ? `  Slack:          ${http('/slack/events')}` : undefined,
+    router !== undefined
+      ? `  Local router:   ${router} (try: curl -H 'Host: shop.localhost' ${router})`
       : undefined,
     `  Platform:       ${running.platform.name}   Surfaces: ${running.surfaces.join(', ')}   Redis: ${redactRedisUrl(running.redisUrl)}`,
     running.workerRunning
       ? undefined
       : '  Worker:         none here (SWITCHYARD_WORKER=off); switches wait for a separate worker (npm run worker)',
-    '  Press Ctrl-C to stop.',
+    '  Press Ctrl-C to stop (twice: at once, without waiting for an active switch).',
     '',
   ].filter((l): l is string => l !== undefined);
-  process.stdout.write(`${lines.join('\n')}\n`);
+  return `${lines.join('\n')}\n`;
+}
 
-  let stopping = false;
-  const shutdown = async (signal: string) => {
-    if (stopping) return;
-    stopping = true;
-    logger.info({ signal }, 'shutting down');
-    const force = setTimeout(() => {
-      logger.error('shutdown took longer than 40s; exiting');
-      process.exit(1);
-    }, 40_000);
-    force.unref();
-    await running.stop();
-    logger.info('stopped');
-    process.exit(0);
-  };
-  process.on('SIGINT', () => void shutdown('SIGINT'));
-  process.on('SIGTERM', () => void shutdown('SIGTERM'));
+async function main(): Promise<void> {
+  const config = loadConfigOrExit(PROGRAM);
+  const logger = createLogger({ level: config.env.LOG_LEVEL });
+  const dataDir = resolve(config.env.SWITCHYARD_DATA_DIR ?? '.data');
+
+  // Settles with the running Switchyard, or undefined when start-up failed (its own cleanups ran).
+  let startupError: unknown;
+  const startup: Promise<RunningSwitchyard | undefined> = startSwitchyard(
+    { config, logger, dataDir, installRedis: true },
+    surfaceFactories,
+  ).catch((e: unknown) => {
+    startupError = e;
+    return undefined;
+  });
+
+  // Before start-up finishes: a signal during start-up must stop what it already started.
+  const signals = handleSignals({
+    logger,
+    graceful: async () => {
+      // From now on the private redis-server exiting is expected (no restart, no "unexpected exit").
+      beginRedisShutdown();
+      const running = await startup;
+      await running?.stop();
+    },
+    forced: () => stopSpawnedRedis(),
+  });
+
+  const running = await startup;
+  if (signals.signal !== undefined) return; // the signal handler stops it and exits
+  if (running === undefined) {
+    const problem =
+      listenProblem(startupError, config.env) ??
+      (startupError instanceof ConfigError ? startupError : undefined);
+    if (problem !== undefined) exitWithConfigError(PROGRAM, problem);
+    const message = safeError(startupError).message;
+    logger.fatal({ err: safeError(startupError) }, `switchyard could not start: ${message}`);
+    process.exit(1);
+  }
+  process.stdout.write(banner(config, running));
 }
 
 void main();

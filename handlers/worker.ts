@@ -5,33 +5,48 @@
  * run M workers beside N bot replicas and every confirmation message still follows its switch.
  * Console messages live in the bot process that posted them; it edits them from the progress this
  * worker publishes (docs/jobs.md, "Scaling out"), so bot replicas can run with `SWITCHYARD_WORKER=off`.
+ *
+ * Signals as in `npm start` (handlers/cli.ts): installed before start-up; the first one finishes the
+ * active switch, a second one exits at once (130 on Ctrl-C). A bad flag or a missing REDIS_URL is a
+ * configuration error (exit 2).
  */
-import { runWorker } from '../jobs/worker-main.js';
+import { type RunningWorker, runWorker } from '../jobs/worker-main.js';
+import { ConfigError } from '../src/errors.js';
 import { createLogger } from '../src/log.js';
-import { loadConfigOrExit } from './cli.js';
+import { exitWithConfigError, handleSignals, loadConfigOrExit, safeError } from './cli.js';
 import { chatReporters } from './reporters.js';
 
+const PROGRAM = 'switchyard worker';
+
 async function main(): Promise<void> {
-  const config = loadConfigOrExit('switchyard worker');
+  const config = loadConfigOrExit(PROGRAM);
   const logger = createLogger({ level: config.env.LOG_LEVEL });
-  const running = await runWorker({
+  let startupError: unknown;
+  const startup: Promise<RunningWorker | undefined> = runWorker({
     argv: process.argv.slice(2),
     config,
     logger,
     reporter: chatReporters(config, logger),
   }).catch((e: unknown) => {
-    logger.fatal({ err: e }, `worker could not start: ${(e as Error).message}`);
-    process.exit(1);
+    startupError = e;
+    return undefined;
   });
-  const shutdown = (signal: string) => {
-    logger.info({ signal }, 'shutting down: finishing the active switch');
-    running.stop().then(
-      () => process.exit(0),
-      () => process.exit(1),
-    );
-  };
-  process.once('SIGTERM', () => shutdown('SIGTERM'));
-  process.once('SIGINT', () => shutdown('SIGINT'));
+  const signals = handleSignals({
+    logger,
+    message: 'shutting down: finishing the active switch',
+    graceful: async () => {
+      const running = await startup;
+      await running?.stop();
+    },
+  });
+  const running = await startup;
+  if (running !== undefined || signals.signal !== undefined) return;
+  if (startupError instanceof ConfigError) exitWithConfigError(PROGRAM, startupError);
+  logger.fatal(
+    { err: safeError(startupError) },
+    `worker could not start: ${safeError(startupError).message}`,
+  );
+  process.exit(1);
 }
 
 void main();

@@ -9,8 +9,14 @@
  * LOG_LEVEL, SWITCHYARD_CONFIG (verify timeout/interval), PLATFORM, LOCAL_ROUTER_PORT, UNKEY_*.
  * Flags: --queue, --prefix, --concurrency, --lock-duration, --stalled-interval, --lock-retry,
  * --shutdown-timeout, --verify-timeout, --verify-interval, --retry-base, --retry-max (durations such
- * as `500ms`, `30s`, `2m`, or plain milliseconds), --platform-url (the local platform's router
- * address; default http://127.0.0.1:$LOCAL_ROUTER_PORT).
+ * as `500ms`, `30s`, `2m`, or plain milliseconds, each within its range: --lock-duration from 1s,
+ * --verify-interval from 10ms, …, all at most 2^31-1 ms), --platform-url (the local platform's router
+ * address, http:// or https://; default where the bot's router listens: http://$HOST:$LOCAL_ROUTER_PORT,
+ * 127.0.0.1 for HOST=0.0.0.0, [::1] for HOST=::).
+ *
+ * Exit codes: 0 after a graceful stop (SIGTERM/SIGINT: the active switch finishes or is handed back),
+ * 2 for a configuration error (a bad flag, a missing REDIS_URL: "configuration error" on stderr), 1 when
+ * it cannot start otherwise; a second signal exits at once with 128 + its number (130 for Ctrl-C).
  *
  * Progress: published as BullMQ job progress (any bot replica can follow it with
  * `SwitchQueue.onProgress`). Chat edits need a Reporter: `runWorker({ reporter })` takes one; run
@@ -21,7 +27,15 @@ import { parseArgs } from 'node:util';
 import { z } from 'zod';
 import { AuditLog } from '../src/audit.js';
 import { systemClock } from '../src/clock.js';
-import { type Config, formatIssues, loadConfig, parseDuration } from '../src/config.js';
+import {
+  type Config,
+  durationRange,
+  formatIssues,
+  httpUrl,
+  loadConfig,
+  localHttpUrl,
+  parseDuration,
+} from '../src/config.js';
 import { ConfigError } from '../src/errors.js';
 import { createLogger, type Logger } from '../src/log.js';
 import { createMetrics, type Metrics } from '../src/metrics.js';
@@ -36,27 +50,31 @@ import { checkRedis, clusterMismatch } from '../src/redis-check.js';
 import { isClusterUrl, keyNamespace } from '../src/redis-url.js';
 import { type SwitchWorker, startSwitchWorker } from './switch-worker.js';
 
-const duration = z
-  .string()
-  .regex(/^\d+(ms|s|m|h)?$/, 'expected a duration such as 500ms, 30s or 2m, or milliseconds')
-  .transform((v) => (/^\d+$/.test(v) ? Number(v) : parseDuration(v)));
+/** A duration flag of at least `minMs` (0 would spin a poll or expire a lock at once) and at most 2^31-1 ms. */
+function duration(minMs: number) {
+  const range = durationRange(minMs);
+  return z
+    .string()
+    .regex(/^\d+(ms|s|m|h)?$/, 'expected a duration such as 500ms, 30s or 2m, or milliseconds')
+    .transform((v) => (/^\d+$/.test(v) ? Number(v) : parseDuration(v)))
+    .refine(range.check, range.message);
+}
 
 /** Command-line flags of a worker process. */
 export const workerArgsSchema = z.object({
   queue: z.string().min(1).default(DEFAULT_SWITCH_QUEUE),
   prefix: z.string().min(1).default(DEFAULT_SWITCH_PREFIX),
   concurrency: z.coerce.number().int('expected a whole number').min(1).max(256).default(10),
-  'lock-duration': duration.default(30_000),
-  'stalled-interval': duration.optional(),
-  'lock-retry': duration.optional(),
-  'shutdown-timeout': duration.default(25_000),
-  'verify-timeout': duration.optional(),
-  'verify-interval': duration.optional(),
-  'retry-base': duration.optional(),
-  'retry-max': duration.optional(),
-  'platform-url': z
-    .url({ error: 'expected the local platform address, e.g. http://127.0.0.1:8080' })
-    .optional(),
+  'lock-duration': duration(1_000).default(30_000),
+  'stalled-interval': duration(100).optional(),
+  'lock-retry': duration(10).optional(),
+  'shutdown-timeout': duration(0).default(25_000),
+  'verify-timeout': duration(1_000).optional(),
+  'verify-interval': duration(10).optional(),
+  'retry-base': duration(10).optional(),
+  'retry-max': duration(10).optional(),
+  /** The local platform's address (its router's), http:// or https:// only. */
+  'platform-url': httpUrl('http://127.0.0.1:8080').optional(),
 });
 export type WorkerArgs = z.infer<typeof workerArgsSchema>;
 
@@ -82,13 +100,19 @@ export function parseWorkerArgs(argv: readonly string[]): WorkerArgs {
   return parsed.data;
 }
 
+/** Where the bot's local platform router answers, from the bot's own HOST and LOCAL_ROUTER_PORT. */
+export function defaultPlatformUrl(config: Config): string {
+  return localHttpUrl(config.env.HOST, config.env.LOCAL_ROUTER_PORT, '');
+}
+
 /** The deploy platform this worker acts on. */
 export function platformFor(config: Config, args: WorkerArgs, logger: Logger): DeployPlatform {
   switch (config.platform) {
     case 'local':
-      // The local platform lives in the bot process; a separate worker reaches it over HTTP.
+      // The local platform lives in the bot process; a separate worker reaches it over HTTP, where the
+      // bot's router listens (HOST, as the bot reads it; a wildcard HOST through loopback).
       return new LocalPlatformClient({
-        baseUrl: args['platform-url'] ?? `http://127.0.0.1:${config.env.LOCAL_ROUTER_PORT}`,
+        baseUrl: args['platform-url'] ?? defaultPlatformUrl(config),
       });
     case 'unkey':
       return createUnkeyPlatform(config, { logger });
@@ -207,7 +231,7 @@ export async function runWorker(opts: RunWorkerOptions = {}): Promise<RunningWor
 }
 
 async function main(): Promise<void> {
-  // LOG_LEVEL as configured; a bad configuration is reported by runWorker below, at the default level.
+  // LOG_LEVEL as configured; a bad configuration is reported by runWorker below.
   let level: Config['env']['LOG_LEVEL'] | undefined;
   try {
     level = loadConfig().env.LOG_LEVEL;
@@ -219,12 +243,28 @@ async function main(): Promise<void> {
   try {
     running = await runWorker({ argv: process.argv.slice(2), logger });
   } catch (e) {
+    if (e instanceof ConfigError) {
+      process.stderr.write(`switchyard worker: configuration error\n  ${e.message}\n`);
+      process.exit(2);
+    }
+    // The message only: an error's other fields may carry a URL with its password.
     logger.fatal({ code: (e as { code?: unknown }).code }, (e as Error).message);
-    process.exitCode = 1;
-    return;
+    process.exit(1);
   }
   process.send?.({ type: 'ready', pid: process.pid });
+  let stopping = false;
   const shutdown = (signal: string) => {
+    if (stopping) {
+      if (signal === 'disconnect') return; // the parent went away while the worker is stopping anyway
+      // A second signal: at once, without waiting for the active switch (its lock expires, and another
+      // worker takes the switch over).
+      logger.warn(
+        { signal },
+        'forced shutdown: second signal; exiting without waiting for the active switch',
+      );
+      process.exit(signal === 'SIGTERM' ? 143 : 130);
+    }
+    stopping = true;
     logger.info({ signal }, 'shutting down: finishing the active switch');
     running.stop().then(
       () => process.exit(0),
@@ -234,8 +274,8 @@ async function main(): Promise<void> {
       },
     );
   };
-  process.once('SIGTERM', () => shutdown('SIGTERM'));
-  process.once('SIGINT', () => shutdown('SIGINT'));
+  process.on('SIGTERM', () => shutdown('SIGTERM'));
+  process.on('SIGINT', () => shutdown('SIGINT'));
   // A parent that goes away (IPC closed) means shut down too, so test runs leave no orphans.
   process.once('disconnect', () => shutdown('disconnect'));
 }

@@ -4,25 +4,96 @@
  * naming the key, the value and what was expected.
  */
 import { readFileSync } from 'node:fs';
+import { isIP, isIPv6 } from 'node:net';
 import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
 import { ConfigError } from './errors.js';
-import { CLUSTER_URL_SHAPE, ClusterUrlError, isClusterUrl, parseClusterUrl } from './redis-url.js';
+import {
+  CLUSTER_URL_SHAPE,
+  ClusterUrlError,
+  isClusterUrl,
+  parseClusterUrl,
+  parseRedisUrl,
+  REDIS_URL_SHAPE,
+  RedisUrlError,
+} from './redis-url.js';
 import { valueAt } from './zod-issues.js';
 
-const port = z.coerce
-  .number({ error: 'expected a port number' })
-  .int('expected an integer port')
-  .min(0, 'expected a port between 0 and 65535')
-  .max(65535, 'expected a port between 0 and 65535');
+/**
+ * A port: decimal digits only (no spaces, `0x1F90` or `3e3`, which a number coercion would take: `"   "`
+ * became 0, a random port), 0-65535. 0 means any free port (tests, several instances on one machine).
+ */
+const port = z
+  .string()
+  .regex(/^\d{1,5}$/, 'expected a port number (decimal digits, 0-65535; 0 for any free port)')
+  .transform(Number)
+  .refine((n) => n <= 65535, 'expected a port between 0 and 65535');
 
-const url = z.url({ error: 'expected an absolute URL such as https://example.com/' });
+/** A host name (RFC 1123 labels; `_` too, as Docker Compose names have). */
+const HOST_NAME =
+  /^(?=.{1,253}$)[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?(?:\.[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?)*$/;
+
+/** Whether `host` is an IP address (an IPv6 one with or without brackets) or a host name to listen on. */
+export function isListenHost(host: string): boolean {
+  const bare = /^\[.*\]$/.test(host) ? host.slice(1, -1) : host;
+  if (bare !== host) return isIPv6(bare);
+  if (isIP(host) !== 0) return true;
+  // All digits and dots but not an IPv4 address (`999.1.1.1`, `10.1`): a mistyped address, not a name.
+  return HOST_NAME.test(host) && !/^[\d.]+$/.test(host);
+}
+
+/** The address part of a URL reaching a server bound to `host`: IPv6 in brackets; a wildcard as loopback. */
+export function urlHost(host: string): string {
+  const bare = host.replace(/^\[(.*)\]$/, '$1');
+  if (bare === '0.0.0.0') return '127.0.0.1';
+  if (isIPv6(bare)) return /^[0:]+$/.test(bare) ? '[::1]' : `[${bare}]`;
+  return bare;
+}
+
+/**
+ * The `http://` URL of `path` on a server listening on `host`:`port`, as printed for an operator: a
+ * wildcard address (0.0.0.0, ::) becomes the loopback one (reachable from this machine), and an IPv6
+ * address gets its brackets.
+ */
+export function localHttpUrl(host: string, port: number, path = '/'): string {
+  return `http://${urlHost(host)}:${port}${path}`;
+}
+
+/**
+ * An http(s) API base URL. `z.url()` alone takes any scheme, so `api.vercel.com:443` (scheme
+ * `api.vercel.com:`), `localhost:9000/api/`, `ftp:` or `mailto:` passed and failed at the first request.
+ */
+export function httpUrl(example: string) {
+  return z.string().refine((v) => {
+    if (!/^https?:\/\/[^\s/?#]/i.test(v)) return false;
+    try {
+      const u = new URL(v);
+      return (u.protocol === 'http:' || u.protocol === 'https:') && u.hostname !== '';
+    } catch {
+      return false;
+    }
+  }, `expected an http:// or https:// URL such as ${example}`);
+}
 const optionalString = z.string().trim().min(1, 'expected a non-empty string').optional();
+
+/** A Discord bot token as Discord's REST wants it after `Bot `: a leading `Bot `/`Bearer ` removed. */
+export function normalizeDiscordToken(token: string): string {
+  return token
+    .trim()
+    .replace(/^(Bot|Bearer)\s+/i, '')
+    .trim();
+}
 
 /** Env vars Switchyard reads. Unknown env vars are ignored (the environment is shared with the OS). */
 export const envSchema = z.object({
   PORT: port.default(3000),
-  HOST: z.string().min(1).default('127.0.0.1'),
+  /** The address to listen on: an IP address (IPv6 with or without brackets) or a host name. */
+  HOST: z
+    .string()
+    .trim()
+    .refine(isListenHost, 'expected an IP address (127.0.0.1, 0.0.0.0, ::1, ::) or a host name')
+    .transform((h) => h.replace(/^\[(.*)\]$/, '$1'))
+    .default('127.0.0.1'),
   /**
    * One Redis (`redis://`, `rediss://`, `unix:///path`, `/path/to.sock`) or a Redis Cluster
    * (`redis+cluster://[user:password@]host:port[,host:port…]`, `rediss+cluster://…` with TLS: seed nodes,
@@ -43,6 +114,15 @@ export const envSchema = z.object({
             code: 'custom',
             message: `expected one host in a redis:// URL; for a Redis Cluster list its nodes as ${CLUSTER_URL_SHAPE}`,
           });
+        else {
+          // The whole URL, as src/redis.ts will read it: host, port, credentials' encoding, database.
+          try {
+            parseRedisUrl(value);
+          } catch (e) {
+            if (!(e instanceof RedisUrlError)) throw e;
+            ctx.addIssue({ code: 'custom', message: `expected ${REDIS_URL_SHAPE}; ${e.message}` });
+          }
+        }
         return;
       }
       try {
@@ -83,9 +163,22 @@ export const envSchema = z.object({
     .string()
     .regex(/^xapp-/, 'expected an app-level token starting with xapp-')
     .optional(),
-  SLACK_API_URL: url.optional(),
+  SLACK_API_URL: httpUrl('https://slack.com/api/').optional(),
   SLACK_ALERT_CHANNEL: optionalString,
-  DISCORD_TOKEN: optionalString,
+  /**
+   * The bot token, without a `Bot ` (or `Bearer `) prefix that people copy along from examples of the
+   * `Authorization` header: normalised here once, so every user of it (the gateway bot, `npm run
+   * worker`'s reporters, `npm run discord:register`) sends `Authorization: Bot <token>`.
+   */
+  DISCORD_TOKEN: optionalString.transform((value, ctx) => {
+    if (value === undefined) return undefined;
+    const token = normalizeDiscordToken(value);
+    if (/^(Bot|Bearer)$/i.test(token)) {
+      ctx.addIssue({ code: 'custom', message: `expected the bot token itself, got only "${token}"` });
+      return z.NEVER;
+    }
+    return token;
+  }),
   DISCORD_APPLICATION_ID: z
     .string()
     .regex(/^\d{5,25}$/, 'expected a numeric Discord snowflake')
@@ -94,16 +187,16 @@ export const envSchema = z.object({
     .string()
     .regex(/^\d{5,25}$/, 'expected a numeric Discord snowflake')
     .optional(),
-  DISCORD_API_URL: url.optional(),
+  DISCORD_API_URL: httpUrl('https://discord.com/api').optional(),
   DISCORD_ALERT_CHANNEL: z
     .string()
     .regex(/^\d{5,25}$/, 'expected a numeric Discord channel id')
     .optional(),
   UNKEY_ROOT_KEY: optionalString,
-  UNKEY_API_URL: url.default('https://api.unkey.com'),
+  UNKEY_API_URL: httpUrl('https://api.unkey.com').default('https://api.unkey.com'),
   VERCEL_TOKEN: optionalString,
   VERCEL_TEAM_ID: optionalString,
-  VERCEL_API_URL: url.default('https://api.vercel.com'),
+  VERCEL_API_URL: httpUrl('https://api.vercel.com').default('https://api.vercel.com'),
   /** Vercel project id or name (overrides the config file's `vercel.project`). */
   VERCEL_PROJECT: optionalString,
   ALERT_WEBHOOK_SECRET: optionalString,
@@ -123,12 +216,47 @@ const allowSchema = z
 
 const noticeEvent = z.enum(['ready', 'failed', 'traffic_moved', 'standby', 'stopped']);
 
-const durationMs = z
-  .union([
-    z.number().nonnegative(),
-    z.string().regex(/^\d+(ms|s|m|h|d)$/, 'expected a duration such as 30s, 15m or 4h'),
-  ])
-  .transform((v) => (typeof v === 'number' ? v : parseDuration(v)));
+/**
+ * The longest duration a timer can wait: Node's setTimeout fires after 1 ms instead of waiting longer
+ * than 2^31-1 ms (about 24.8 days).
+ */
+export const MAX_DURATION_MS = 2 ** 31 - 1;
+
+/** `ms` as the shortest duration text that says it exactly (`50ms`, `1s`, `2m`). */
+export function formatDuration(ms: number): string {
+  for (const [unit, size] of [
+    ['d', 86_400_000],
+    ['h', 3_600_000],
+    ['m', 60_000],
+    ['s', 1_000],
+  ] as const) {
+    if (ms >= size && ms % size === 0) return `${ms / size}${unit}`;
+  }
+  return `${ms}ms`;
+}
+
+/**
+ * What a duration of a key must be: at least `minMs` (a poll interval of 0 spins, a lock of 0 expires
+ * at once), at most MAX_DURATION_MS; with `zeroOff`, 0 is also allowed and means "off".
+ */
+export function durationRange(minMs: number, opts: { readonly zeroOff?: boolean } = {}) {
+  return {
+    check: (ms: number) => (opts.zeroOff === true && ms === 0) || (ms >= minMs && ms <= MAX_DURATION_MS),
+    message: `expected a duration from ${formatDuration(minMs)} to ${MAX_DURATION_MS}ms (about 24.8 days, the longest a timer can wait)${opts.zeroOff === true ? ', or 0 (off)' : ''}`,
+  };
+}
+
+/** A duration in the YAML file (`30s`, `15m`, `4h`, `1d`, `500ms`, or a number of milliseconds). */
+function durationMs(minMs: number, opts: { readonly zeroOff?: boolean } = {}) {
+  const range = durationRange(minMs, opts);
+  return z
+    .union([
+      z.number().nonnegative(),
+      z.string().regex(/^\d+(ms|s|m|h|d)$/, 'expected a duration such as 30s, 15m or 4h'),
+    ])
+    .transform((v) => (typeof v === 'number' ? v : parseDuration(v)))
+    .refine(range.check, range.message);
+}
 
 export function parseDuration(text: string): number {
   const m = /^(\d+)(ms|s|m|h|d)$/.exec(text);
@@ -138,6 +266,22 @@ export function parseDuration(text: string): number {
     m[2] as 'ms' | 's' | 'm' | 'h' | 'd'
   ];
   return n * unit;
+}
+
+/**
+ * Whether an `alertMatchers` entry is usable: a plain substring, or a `/regex/flags` that compiles (as
+ * src/alerts/mapping.ts compiles it; there an invalid one would be matched as literal text, which is
+ * never what its author meant, so start-up refuses it instead).
+ */
+function validMatcher(pattern: string): boolean {
+  const m = /^\/(.+)\/([a-z]*)$/s.exec(pattern);
+  if (m?.[1] === undefined) return true;
+  try {
+    new RegExp(m[1], (m[2] ?? '').replace(/[gy]/g, ''));
+    return true;
+  } catch {
+    return false;
+  }
 }
 
 export const environmentConfigSchema = z
@@ -159,12 +303,22 @@ export const environmentConfigSchema = z
       .strict()
       .default({}),
     /** Patterns in alert text or labels that name this environment (plain substrings or /regex/i). */
-    alertMatchers: z.array(z.string().min(1)).default([]),
+    alertMatchers: z
+      .array(
+        z
+          .string()
+          .min(1)
+          .refine(
+            validMatcher,
+            'expected a plain substring or a valid /regex/flags (this one is not a valid regular expression)',
+          ),
+      )
+      .default([]),
     notices: z
       .object({
         enabled: z.boolean().default(true),
         events: z.array(noticeEvent).default(['ready', 'failed', 'traffic_moved']),
-        reminderEvery: durationMs.default(4 * 3_600_000),
+        reminderEvery: durationMs(60_000, { zeroOff: true }).default(4 * 3_600_000),
         /** Reminders are held outside these UTC hours, e.g. [8, 20]. */
         workingHoursUtc: z
           .tuple([z.number().int().min(0).max(23), z.number().int().min(1).max(24)])
@@ -192,12 +346,16 @@ export const fileConfigSchema = z
       .record(z.string().regex(/^[a-z0-9][a-z0-9-]*$/, 'expected a lowercase slug'), environmentConfigSchema)
       .default({}),
     verify: z
-      .object({ timeout: durationMs.default(120_000), interval: durationMs.default(500) })
+      .object({
+        timeout: durationMs(1_000).default(120_000),
+        /** How often a switch polls the platform and probes traffic: 0 would spin. */
+        interval: durationMs(10).default(500),
+      })
       .strict()
       .default({ timeout: 120_000, interval: 500 }),
     alerts: z
       .object({
-        correlationWindow: durationMs.default(3_600_000),
+        correlationWindow: durationMs(1_000).default(3_600_000),
         outsideWindow: z.enum(['nothing', 'note']).default('nothing'),
         watch: z.object({ slack: idList, discord: idList }).strict().default({ slack: [], discord: [] }),
         maxBodyBytes: z.number().int().positive().default(1_048_576),
@@ -215,8 +373,8 @@ export const fileConfigSchema = z
       .object({
         /** JSON file holding the local platform's state across restarts. */
         stateFile: optionalString,
-        buildTime: durationMs.default(3_000),
-        reactivationTime: durationMs.default(1_500),
+        buildTime: durationMs(0).default(3_000),
+        reactivationTime: durationMs(0).default(1_500),
         /** A project to load instead of the built-in demo (see README). */
         seed: z.unknown().optional(),
       })
@@ -367,6 +525,13 @@ export function loadConfig(
     file = fileConfigSchema.parse({});
   }
   const platform = env.PLATFORM ?? file.platform;
+  if (platform === 'local' && env.PORT !== 0 && env.PORT === env.LOCAL_ROUTER_PORT) {
+    // The local platform's router listens on LOCAL_ROUTER_PORT beside the HTTP port: both cannot have it.
+    throw new ConfigError(
+      `LOCAL_ROUTER_PORT: got ${env.LOCAL_ROUTER_PORT}, expected a port other than PORT's (${env.PORT}): the local platform's router and the HTTP port both listen`,
+      { key: 'LOCAL_ROUTER_PORT' },
+    );
+  }
   if (
     consoleEnabled(env, platform) &&
     !isLoopbackHost(env.HOST) &&

@@ -5,15 +5,79 @@
  * Debian, if allowed).
  *
  * It is supervised: a redis-server that exits without being asked (killed, out of memory) is started
- * again on the same socket and data (AOF), with a backoff, and the log says so. A redis-server left
- * serving the data directory by a Switchyard that died (`kill -9`: the child outlives its parent) is
- * recognised by the owner file beside it and shut down before a fresh one starts; one whose owner is
- * still running is refused, naming that process.
+ * again on the same socket and data (AOF), with a backoff, and the log says so; once this process
+ * began shutting down (`beginRedisShutdown`), an exit is expected and nothing is restarted.
+ *
+ * It runs in its own process group (spawned detached): a terminal's Ctrl-C signals the whole foreground
+ * group, and Redis must keep serving while Switchyard shuts down gracefully (a switch finishing still
+ * writes its lock, progress and audit); Switchyard stops it last, with SIGTERM (Redis writes and fsyncs
+ * its AOF). Its owner going away without stopping it (`kill -9`, a crash) is covered twice:
+ *   - a watchdog (a `sh` in its own group too) holds a pipe from this process and sends redis-server a
+ *     SIGTERM when that pipe closes, which the kernel does when this process dies however it dies;
+ *   - a redis-server still left serving the data directory (the watchdog killed too) is recognised by the
+ *     owner file beside it and shut down before a fresh one starts; one whose owner is still running is
+ *     refused, naming that process.
  */
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { connect } from 'node:net';
 import { join } from 'node:path';
+
+/** Set once this process began shutting down: an exit of a private redis-server is then expected. */
+let shutdownBegan = false;
+
+/** The live private redis-servers of this process, for `stopSpawnedRedis`. */
+const live = new Set<ChildProcess>();
+
+/**
+ * Says this process is shutting down: from now on a private redis-server that exits is not an
+ * "unexpected exit" and is not started again (a signal meant for Switchyard may reach it too, e.g. a
+ * process manager signalling the whole control group).
+ */
+export function beginRedisShutdown(): void {
+  shutdownBegan = true;
+}
+
+/**
+ * Stops every private redis-server this process started, at once (a forced shutdown): SIGTERM, so Redis
+ * writes and fsyncs its AOF, then SIGKILL after `graceMs`. Resolves once they exited.
+ */
+export async function stopSpawnedRedis(graceMs = 5_000): Promise<void> {
+  shutdownBegan = true;
+  await Promise.all([...live].map((child) => terminate(child, graceMs)));
+}
+
+/** SIGTERM, then SIGKILL after `graceMs`; resolves once `child` exited. */
+async function terminate(child: ChildProcess, graceMs: number): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return;
+  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  child.kill('SIGTERM');
+  const timer = setTimeout(() => child.kill('SIGKILL'), graceMs);
+  await exited;
+  clearTimeout(timer);
+}
+
+/**
+ * Starts the watchdog of redis-server `pid`: a shell in its own process group that waits for the end of
+ * a pipe from this process and then sends `pid` a SIGTERM. The kernel closes the pipe when this process
+ * dies, `kill -9` included; the watchdog is killed first when Switchyard stops Redis itself.
+ */
+function startWatchdog(pid: number): ChildProcess {
+  const watchdog = spawn(
+    '/bin/sh',
+    ['-c', 'read _ignored; kill -TERM "$1" 2>/dev/null', 'switchyard-redis-watchdog', String(pid)],
+    {
+      detached: true,
+      stdio: ['pipe', 'ignore', 'ignore'],
+    },
+  );
+  watchdog.on('error', () => undefined); // no shell: the owner file still covers a kill -9
+  watchdog.stdin?.on('error', () => undefined);
+  // Neither the watchdog nor its pipe keeps this process alive.
+  watchdog.unref();
+  (watchdog.stdin as unknown as { unref?: () => void } | null)?.unref?.();
+  return watchdog;
+}
 
 export interface SpawnedRedis {
   /** `unix:///…/redis.sock` style URL accepted by src/queue connection helpers. */
@@ -101,6 +165,13 @@ async function shutdownOrphan(socketPath: string): Promise<void> {
     throw new Error(`the orphaned redis-server on ${socketPath} did not shut down`);
 }
 
+/** One redis-server started by `spawnRedis`, with its watchdog. */
+interface Started {
+  readonly child: ChildProcess;
+  readonly exited: Promise<void>;
+  readonly watchdog: ChildProcess | undefined;
+}
+
 /** Starts redis-server on a unix socket inside `dir`; resolves once it accepts connections. */
 export async function spawnRedis(opts: SpawnRedisOptions): Promise<SpawnedRedis> {
   const bin = ensureRedisBinary(opts);
@@ -147,8 +218,12 @@ export async function spawnRedis(opts: SpawnRedisOptions): Promise<SpawnedRedis>
   ];
 
   /** Starts one redis-server; resolves with it once its socket exists. */
-  const startOne = async (): Promise<{ child: ChildProcess; exited: Promise<void> }> => {
-    const child: ChildProcess = spawn(bin, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+  const startOne = async (): Promise<Started> => {
+    // Its own process group: a terminal's Ctrl-C (SIGINT to the foreground group) is Switchyard's to
+    // handle; Redis keeps serving until Switchyard stops it.
+    const child: ChildProcess = spawn(bin, args, { detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
+    live.add(child);
+    const watchdog = child.pid === undefined ? undefined : startWatchdog(child.pid);
     let output = '';
     child.stdout?.on('data', (d: Buffer) => {
       output += d.toString();
@@ -156,7 +231,13 @@ export async function spawnRedis(opts: SpawnRedisOptions): Promise<SpawnedRedis>
     child.stderr?.on('data', (d: Buffer) => {
       output += d.toString();
     });
-    const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+    const exited = new Promise<void>((resolve) =>
+      child.once('exit', () => {
+        live.delete(child);
+        watchdog?.kill('SIGKILL');
+        resolve();
+      }),
+    );
     await new Promise<void>((resolve, reject) => {
       let tries = 0;
       const onExit = (code: number | null) =>
@@ -178,26 +259,31 @@ export async function spawnRedis(opts: SpawnRedisOptions): Promise<SpawnedRedis>
       };
       poll();
     });
-    return { child, exited };
+    return { child, exited, watchdog };
   };
 
   let current = await startOne();
   let stopping = false;
   let restartTimer: NodeJS.Timeout | undefined;
   let delayMs = 500;
-  const supervise = (one: { child: ChildProcess; exited: Promise<void> }) => {
+  const supervise = (one: Started) => {
     void one.exited.then(() => {
       if (stopping || current !== one) return;
       const how = one.child.signalCode ?? `code ${one.child.exitCode}`;
+      if (shutdownBegan) {
+        // Switchyard is shutting down: the signal that ended it was meant for it too. Not restarted.
+        opts.log?.(`the private redis-server exited during shutdown (${how})`);
+        return;
+      }
       warn(`the private redis-server exited unexpectedly (${how}); starting it again in ${delayMs} ms`);
       const again = () => {
         restartTimer = undefined;
-        if (stopping) return;
+        if (stopping || shutdownBegan) return;
         rmSync(socketPath, { force: true });
         startOne().then(
           (next) => {
-            if (stopping) {
-              next.child.kill('SIGTERM');
+            if (stopping || shutdownBegan) {
+              void terminate(next.child, 5_000);
               return;
             }
             current = next;
@@ -228,13 +314,11 @@ export async function spawnRedis(opts: SpawnRedisOptions): Promise<SpawnedRedis>
     async stop() {
       stopping = true;
       if (restartTimer) clearTimeout(restartTimer);
-      const { child, exited } = current;
-      if (child.exitCode === null && child.signalCode === null) {
-        child.kill('SIGTERM');
-        const timer = setTimeout(() => child.kill('SIGKILL'), 5000);
-        await exited;
-        clearTimeout(timer);
-      }
+      const { child, exited, watchdog } = current;
+      // This process stops Redis itself: the watchdog is not needed (and must not signal a reused pid).
+      watchdog?.kill('SIGKILL');
+      await terminate(child, 5_000);
+      await exited;
       rmSync(ownerFile, { force: true });
     },
   };

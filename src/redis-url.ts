@@ -34,6 +34,94 @@ export function isClusterUrl(url: string): boolean {
   return /^rediss?\+cluster:\/\//i.test(url);
 }
 
+/** The shape of a one-Redis URL, for messages. */
+export const REDIS_URL_SHAPE = 'redis://[user:password@]host[:port][/db] (or rediss://…)';
+
+/** One Redis, as `REDIS_URL` describes it: a unix socket, or a host and port. */
+export type RedisTarget =
+  | { readonly path: string }
+  | {
+      readonly host: string;
+      readonly port: number;
+      readonly username?: string;
+      readonly password?: string;
+      readonly db?: number;
+      /** `rediss://`: the connection uses TLS. */
+      readonly tls: boolean;
+    };
+
+/**
+ * A one-Redis URL that cannot be used. The message never contains the URL nor its credentials, and
+ * the error carries no copy of the URL (unlike the `input` of the TypeError `new URL` throws).
+ */
+export class RedisUrlError extends Error {
+  override readonly name = 'RedisUrlError';
+}
+
+/**
+ * Parses a one-Redis URL: `redis://[user:password@]host[:port][/db]`, `rediss://…` (TLS),
+ * `unix:///path/to.sock` or a bare socket path. The host may be an IPv6 address in brackets (returned
+ * without them: ioredis and node:net look `[::1]` up as a name); the port defaults to 6379 and must be
+ * 1-65535; credentials are percent-encoded as in any URL; the path, when present, is the database
+ * number. Throws RedisUrlError saying what is wrong, never echoing the credentials.
+ */
+export function parseRedisUrl(url: string): RedisTarget {
+  if (url.startsWith('unix://')) {
+    const path = url.slice('unix://'.length);
+    if (!path.startsWith('/') || path.length < 2)
+      throw new RedisUrlError('the socket path is not absolute (unix:///path/to.sock)');
+    return { path };
+  }
+  if (url.startsWith('/')) return { path: url };
+  const scheme = /^(rediss?):\/\//.exec(url);
+  if (!scheme) throw new RedisUrlError('the scheme is not redis://, rediss:// or unix://');
+  const rest = url.slice(scheme[0].length);
+  // The authority ends at the first `/`, `?` or `#`; credentials end at its last `@`.
+  const authority = rest.split(/[/?#]/, 1)[0] ?? '';
+  const hostPort = authority.slice(authority.lastIndexOf('@') + 1);
+  const hp = /^(\[[^\]]*\]|[^:]*)(?::(.*))?$/.exec(hostPort);
+  const portText = hp?.[2];
+  if (hp === null || (hp[1] ?? '') === '') throw new RedisUrlError('there is no host');
+  if (portText !== undefined && portText !== '') {
+    const port = Number(portText);
+    if (!/^\d{1,5}$/.test(portText) || port < 1 || port > 65535)
+      throw new RedisUrlError('the port is not a number from 1 to 65535');
+  }
+  let u: URL;
+  try {
+    u = new URL(url);
+  } catch {
+    throw new RedisUrlError(
+      'it is not a valid URL (reserved characters in the user name or password must be percent-encoded: @ as %40, : as %3A, / as %2F, % as %25)',
+    );
+  }
+  const decode = (text: string, what: string): string => {
+    try {
+      return decodeURIComponent(text);
+    } catch {
+      throw new RedisUrlError(`the ${what} is not valid percent-encoding (write % as %25)`);
+    }
+  };
+  const username = u.username === '' ? undefined : decode(u.username, 'user name');
+  const password = u.password === '' ? undefined : decode(u.password, 'password');
+  let db: number | undefined;
+  if (u.pathname !== '' && u.pathname !== '/') {
+    if (!/^\/\d{1,9}$/.test(u.pathname))
+      throw new RedisUrlError('the path is not a database number (/0, /1, …)');
+    db = Number(u.pathname.slice(1));
+  }
+  const host = u.hostname.startsWith('[') ? u.hostname.slice(1, -1) : u.hostname;
+  if (host === '') throw new RedisUrlError('there is no host');
+  return {
+    host,
+    port: u.port === '' ? 6379 : Number(u.port),
+    ...(username === undefined ? {} : { username }),
+    ...(password === undefined ? {} : { password }),
+    ...(db === undefined ? {} : { db }),
+    tls: scheme[1] === 'rediss',
+  };
+}
+
 /** A cluster URL that cannot be used; the message never contains the URL's credentials. */
 export class ClusterUrlError extends Error {
   override readonly name = 'ClusterUrlError';

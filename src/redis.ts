@@ -27,7 +27,13 @@ import {
 import { systemClock, within } from './clock.js';
 import { SwitchyardError } from './errors.js';
 import type { Logger } from './log.js';
-import { type ClusterTarget, isClusterUrl, parseClusterUrl, redactClusterUrl } from './redis-url.js';
+import {
+  type ClusterTarget,
+  isClusterUrl,
+  parseClusterUrl,
+  parseRedisUrl,
+  redactClusterUrl,
+} from './redis-url.js';
 
 /** A connection to one Redis or to a Redis Cluster: what every module holding Redis state takes. */
 export type RedisClient = Redis | Cluster;
@@ -37,20 +43,22 @@ export function isCluster(client: RedisClient): client is Cluster {
   return client instanceof Cluster;
 }
 
+/**
+ * ioredis options of one Redis (`redis://`, `rediss://`, `unix:///path`, a bare socket path). Throws
+ * RedisUrlError (src/redis-url.ts) for a URL it cannot use, never echoing the URL or its credentials.
+ */
 export function redisOptions(url: string): RedisOptions {
   const base: RedisOptions = { maxRetriesPerRequest: null, enableReadyCheck: true, lazyConnect: false };
-  if (url.startsWith('unix://')) return { ...base, path: url.slice('unix://'.length) };
-  if (url.startsWith('/')) return { ...base, path: url };
-  const u = new URL(url);
-  const db = u.pathname.length > 1 ? Number(u.pathname.slice(1)) : undefined;
+  const target = parseRedisUrl(url);
+  if ('path' in target) return { ...base, path: target.path };
   return {
     ...base,
-    host: u.hostname,
-    port: u.port ? Number(u.port) : 6379,
-    ...(u.username ? { username: decodeURIComponent(u.username) } : {}),
-    ...(u.password ? { password: decodeURIComponent(u.password) } : {}),
-    ...(db !== undefined && Number.isInteger(db) ? { db } : {}),
-    ...(u.protocol === 'rediss:' ? { tls: {} } : {}),
+    host: target.host,
+    port: target.port,
+    ...(target.username === undefined ? {} : { username: target.username }),
+    ...(target.password === undefined ? {} : { password: target.password }),
+    ...(target.db === undefined ? {} : { db: target.db }),
+    ...(target.tls ? { tls: {} } : {}),
   };
 }
 

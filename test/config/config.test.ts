@@ -1,6 +1,6 @@
 /** Config parsing: defaults, every bad value named with what was expected, secrets never echoed. */
 import { describe, expect, it } from 'vitest';
-import { loadConfig, parseConfigFile, parseDuration, parseEnv } from '../../src/config.js';
+import { loadConfig, localHttpUrl, parseConfigFile, parseDuration, parseEnv } from '../../src/config.js';
 import { ConfigError } from '../../src/errors.js';
 
 describe('env vars', () => {
@@ -34,6 +34,18 @@ describe('env vars', () => {
       );
       expect(String((e as Error).message)).not.toContain('xoxp-user-token-secret');
     }
+  });
+  it('normalises DISCORD_TOKEN: a "Bot " or "Bearer " prefix copied along is dropped once, here', () => {
+    const base = { DISCORD_APPLICATION_ID: '123456789012345678' };
+    expect(parseEnv({ ...base, DISCORD_TOKEN: 'MTIz.abc.def' }).DISCORD_TOKEN).toBe('MTIz.abc.def');
+    expect(parseEnv({ ...base, DISCORD_TOKEN: 'Bot MTIz.abc.def' }).DISCORD_TOKEN).toBe('MTIz.abc.def');
+    expect(parseEnv({ ...base, DISCORD_TOKEN: '  bot   MTIz.abc.def ' }).DISCORD_TOKEN).toBe('MTIz.abc.def');
+    expect(parseEnv({ ...base, DISCORD_TOKEN: 'Bearer MTIz.abc.def' }).DISCORD_TOKEN).toBe('MTIz.abc.def');
+    expect(loadConfig({ ...base, DISCORD_TOKEN: 'Bot MTIz.abc.def' }).env.DISCORD_TOKEN).toBe('MTIz.abc.def');
+    // Only the prefix: nothing to send (the value itself is a secret: never echoed).
+    expect(() => parseEnv({ ...base, DISCORD_TOKEN: 'Bot ' })).toThrow(
+      /DISCORD_TOKEN: got \(redacted\), expected the bot token itself/,
+    );
   });
   it('treats empty values as unset', () => {
     expect(parseEnv({ PORT: '' }).PORT).toBe(3000);
@@ -132,5 +144,170 @@ describe('config errors never echo a secret', () => {
     expect(at).not.toContain('ss@');
     const token = message(() => loadConfig({ REDIS_URL: `https://${SECRET}@redis.internal` }));
     expect(token).not.toContain(SECRET);
+  });
+});
+
+/** Refused by parseEnv: the ConfigError's message. */
+function refused(env: Record<string, string>): string {
+  try {
+    parseEnv(env);
+  } catch (e) {
+    expect(e).toBeInstanceOf(ConfigError);
+    return (e as Error).message;
+  }
+  throw new Error(`accepted ${JSON.stringify(env)}`);
+}
+
+describe('REDIS_URL is validated as a whole URL, not only by its scheme', () => {
+  it('refuses a non-numeric, zero or out-of-range port, naming REDIS_URL without the password', () => {
+    for (const url of [
+      'redis://:s3cret@127.0.0.1:abc',
+      'redis://:s3cret@127.0.0.1:99999',
+      'redis://:s3cret@127.0.0.1:0',
+    ]) {
+      const msg = refused({ REDIS_URL: url });
+      expect(msg).toMatch(/REDIS_URL: got .*the port is not a number from 1 to 65535/);
+      expect(msg).not.toContain('s3cret');
+    }
+  });
+  it('refuses a password with invalid percent-encoding (start-up died with a bare "URI malformed")', () => {
+    const msg = refused({ REDIS_URL: 'redis://:50%off@127.0.0.1:6379' });
+    expect(msg).toMatch(/REDIS_URL: .*password is not valid percent-encoding/);
+    expect(msg).not.toContain('50%off');
+    expect(refused({ REDIS_URL: 'redis://b%ZZob:pw@127.0.0.1:6379' })).toMatch(/user name is not valid/);
+  });
+  it('refuses a database that is not a number (silently used db 0), and a missing host', () => {
+    expect(refused({ REDIS_URL: 'redis://127.0.0.1:6379/abc' })).toMatch(
+      /REDIS_URL: .*the path is not a database number/,
+    );
+    expect(refused({ REDIS_URL: 'redis://:pw@:6379' })).toMatch(/REDIS_URL: .*there is no host/);
+    expect(refused({ REDIS_URL: 'unix://relative.sock' })).toMatch(/REDIS_URL: .*socket path/);
+  });
+  it('accepts the documented forms', () => {
+    for (const url of [
+      'redis://127.0.0.1:6379',
+      'redis://localhost',
+      'redis://default:p%40ss%25word@redis.internal:6380/2',
+      'rediss://user:pw@redis.example.com:6380/0',
+      'redis://[::1]:6379/1',
+      'redis://redis_node_1:6379',
+      'unix:///run/redis.sock',
+      '/run/redis.sock',
+    ]) {
+      expect(parseEnv({ REDIS_URL: url }).REDIS_URL).toBe(url);
+    }
+  });
+});
+
+describe('PORT / LOCAL_ROUTER_PORT / HOST', () => {
+  it('refuses whitespace (coerced to 0: a random port) and hex or exponent spellings', () => {
+    expect(refused({ PORT: '   ' })).toMatch(/PORT: got " {3}", expected a port number/);
+    expect(refused({ LOCAL_ROUTER_PORT: '0x1F90' })).toMatch(/LOCAL_ROUTER_PORT: got "0x1F90"/);
+    expect(refused({ PORT: '3e3' })).toMatch(/PORT: got "3e3"/);
+    expect(refused({ PORT: '-1' })).toMatch(/PORT: got "-1"/);
+    expect(refused({ PORT: '80.5' })).toMatch(/PORT: got "80.5"/);
+  });
+  it('takes decimal ports, 0 included (any free port, as the tests use)', () => {
+    expect(parseEnv({ PORT: '0', LOCAL_ROUTER_PORT: '65535' })).toMatchObject({
+      PORT: 0,
+      LOCAL_ROUTER_PORT: 65535,
+    });
+  });
+  it('refuses PORT and LOCAL_ROUTER_PORT on one port when the local router runs', () => {
+    expect(() => loadConfig({ PORT: '4000', LOCAL_ROUTER_PORT: '4000' })).toThrow(
+      /LOCAL_ROUTER_PORT: got 4000, expected a port other than PORT's/,
+    );
+    expect(loadConfig({ PORT: '0', LOCAL_ROUTER_PORT: '0' }).env.PORT).toBe(0);
+  });
+  it('trims HOST, takes IP addresses (IPv6 with or without brackets) and host names, refuses the rest', () => {
+    expect(parseEnv({ HOST: ' 127.0.0.1 ' }).HOST).toBe('127.0.0.1');
+    expect(parseEnv({ HOST: '[::1]' }).HOST).toBe('::1');
+    expect(parseEnv({ HOST: '::' }).HOST).toBe('::');
+    expect(parseEnv({ HOST: 'switchyard.internal' }).HOST).toBe('switchyard.internal');
+    for (const host of ['   ', 'two words', 'http://0.0.0.0', '999.1.1.1', '127.0.0.1:3000', '[not-v6]']) {
+      expect(refused({ HOST: host })).toMatch(/HOST: got .*expected an IP address .* or a host name/);
+    }
+  });
+});
+
+describe('API URLs', () => {
+  it('refuses a URL without http(s):// (host:port, other schemes), naming the key and the form', () => {
+    expect(refused({ VERCEL_API_URL: 'api.vercel.com:443' })).toMatch(
+      /VERCEL_API_URL: got "api\.vercel\.com:443", expected an http:\/\/ or https:\/\/ URL such as https:\/\/api\.vercel\.com/,
+    );
+    expect(refused({ SLACK_API_URL: 'localhost:9000/api/' })).toMatch(
+      /SLACK_API_URL: .*http:\/\/ or https:\/\//,
+    );
+    expect(refused({ UNKEY_API_URL: 'ftp://api.unkey.com' })).toMatch(/UNKEY_API_URL/);
+    expect(refused({ DISCORD_API_URL: 'mailto:ops@example.com' })).toMatch(/DISCORD_API_URL/);
+    expect(refused({ SLACK_API_URL: 'http:slack.com' })).toMatch(/SLACK_API_URL/);
+  });
+  it('accepts http and https URLs', () => {
+    expect(
+      parseEnv({ SLACK_API_URL: 'http://127.0.0.1:9000/api/', VERCEL_API_URL: 'https://api.vercel.com' }),
+    ).toMatchObject({
+      SLACK_API_URL: 'http://127.0.0.1:9000/api/',
+      VERCEL_API_URL: 'https://api.vercel.com',
+    });
+  });
+});
+
+describe('durations in the YAML file', () => {
+  it('refuses verify.interval 0 (the operation poll and traffic probes would spin with no pause)', () => {
+    expect(() => parseConfigFile('verify: { interval: 0s }', 'cfg.yml')).toThrow(
+      /cfg\.yml: verify\.interval: got "0s", expected a duration from 10ms to 2147483647ms/,
+    );
+    expect(() => parseConfigFile('verify: { interval: 0 }', 'cfg.yml')).toThrow(/verify\.interval/);
+  });
+  it('refuses durations a timer cannot hold (over 2^31-1 ms setTimeout fires after 1 ms)', () => {
+    expect(() => parseConfigFile('verify: { interval: 30d }', 'cfg.yml')).toThrow(/verify\.interval/);
+    expect(() => parseConfigFile('verify: { timeout: 25d }', 'cfg.yml')).toThrow(/verify\.timeout/);
+    expect(() => parseConfigFile('local: { buildTime: 30d }', 'cfg.yml')).toThrow(/local\.buildTime/);
+    expect(() => parseConfigFile('alerts: { correlationWindow: 2147483648 }', 'cfg.yml')).toThrow(
+      /alerts\.correlationWindow/,
+    );
+    expect(parseConfigFile('verify: { timeout: 24d }', 'cfg.yml').verify.timeout).toBe(24 * 86_400_000);
+  });
+  it('applies per-key minimums; reminderEvery 0 still turns reminders off', () => {
+    expect(() => parseConfigFile('verify: { timeout: 500ms }', 'cfg.yml')).toThrow(
+      /verify\.timeout: got "500ms", expected a duration from 1s/,
+    );
+    const notices = (every: string) =>
+      parseConfigFile(`environments:\n  production:\n    notices: { reminderEvery: ${every} }\n`, 'cfg.yml');
+    expect(() => notices('30s')).toThrow(
+      /reminderEvery: got "30s", expected a duration from 1m .*or 0 \(off\)/,
+    );
+    expect(notices('0').environments.production?.notices.reminderEvery).toBe(0);
+    expect(parseConfigFile('local: { buildTime: 0ms, reactivationTime: 0 }', 'c.yml').local.buildTime).toBe(
+      0,
+    );
+  });
+});
+
+describe('alertMatchers', () => {
+  it('refuses an invalid /regex/ at start-up, naming the key', () => {
+    expect(() =>
+      parseConfigFile('environments:\n  production:\n    alertMatchers: [checkout, "/api-(/i"]\n', 'cfg.yml'),
+    ).toThrow(
+      /cfg\.yml: environments\.production\.alertMatchers\.1: got "\/api-\(\/i", expected a plain substring or a valid \/regex\/flags/,
+    );
+  });
+  it('accepts substrings and valid regexes', () => {
+    const cfg = parseConfigFile(
+      'environments:\n  production:\n    alertMatchers: ["[prod]", "/api-[0-9]+/i", "/x/g"]\n',
+      'cfg.yml',
+    );
+    expect(cfg.environments.production?.alertMatchers).toEqual(['[prod]', '/api-[0-9]+/i', '/x/g']);
+  });
+});
+
+describe('printed addresses', () => {
+  it('bracket IPv6 and show a wildcard address as the loopback one', () => {
+    expect(localHttpUrl('127.0.0.1', 3000)).toBe('http://127.0.0.1:3000/');
+    expect(localHttpUrl('0.0.0.0', 3000, '/healthz')).toBe('http://127.0.0.1:3000/healthz');
+    expect(localHttpUrl('::', 3000)).toBe('http://[::1]:3000/');
+    expect(localHttpUrl('::1', 8080, '')).toBe('http://[::1]:8080');
+    expect(localHttpUrl('fe80::1', 8080, '')).toBe('http://[fe80::1]:8080');
+    expect(localHttpUrl('switchyard.internal', 8080, '')).toBe('http://switchyard.internal:8080');
   });
 });

@@ -3,7 +3,7 @@
  * and an in-process run against the real Redis and LocalPlatform that takes a job and stops gracefully.
  */
 import { afterEach, describe, expect, it } from 'vitest';
-import { logReporter, parseWorkerArgs, runWorker } from '../../jobs/worker-main.js';
+import { defaultPlatformUrl, logReporter, parseWorkerArgs, runWorker } from '../../jobs/worker-main.js';
 import { fileConfigSchema, parseEnv } from '../../src/config.js';
 import { silentLogger } from '../../src/log.js';
 import { checkRedis } from '../../src/redis-check.js';
@@ -32,6 +32,51 @@ describe('worker-main flags', () => {
     expect(() => parseWorkerArgs(['--platform-url', 'nowhere'])).toThrow(/--platform-url/);
     expect(() => parseWorkerArgs(['--colour', 'blue'])).toThrow(/Known flags: --queue/);
   });
+
+  it('refuses durations out of their range: 0 would spin or expire at once, over 2^31-1 ms a timer fires at once', () => {
+    expect(() => parseWorkerArgs(['--verify-interval', '0'])).toThrow(
+      /--verify-interval: got "0", expected a duration from 10ms to 2147483647ms/,
+    );
+    expect(() => parseWorkerArgs(['--lock-duration', '0'])).toThrow(
+      /--lock-duration: got "0", expected a duration from 1s/,
+    );
+    expect(() => parseWorkerArgs(['--lock-duration', '500ms'])).toThrow(/--lock-duration/);
+    expect(() => parseWorkerArgs(['--verify-timeout', '2147483648'])).toThrow(
+      /--verify-timeout: .*2147483647ms/,
+    );
+    expect(() => parseWorkerArgs(['--retry-max', '999h'])).toThrow(/--retry-max/);
+    expect(() => parseWorkerArgs(['--stalled-interval', '0'])).toThrow(/--stalled-interval/);
+    expect(parseWorkerArgs(['--shutdown-timeout', '0', '--verify-interval', '10'])).toMatchObject({
+      'shutdown-timeout': 0,
+      'verify-interval': 10,
+    });
+  });
+
+  it('takes an http(s) --platform-url only', () => {
+    for (const url of [
+      '127.0.0.1:8080',
+      'localhost:8080/',
+      'ftp://127.0.0.1:8080',
+      'mailto:ops@example.com',
+    ]) {
+      expect(() => parseWorkerArgs(['--platform-url', url]), url).toThrow(
+        /--platform-url: got .*expected an http:\/\/ or https:\/\/ URL/,
+      );
+    }
+    expect(parseWorkerArgs(['--platform-url', 'http://[::1]:8080'])['platform-url']).toBe(
+      'http://[::1]:8080',
+    );
+  });
+
+  it("defaults --platform-url to where the bot's router listens (HOST, LOCAL_ROUTER_PORT)", () => {
+    const at = (env: Record<string, string>) =>
+      defaultPlatformUrl({ env: parseEnv(env), file: fileConfigSchema.parse({}), platform: 'local' });
+    expect(at({})).toBe('http://127.0.0.1:8080');
+    expect(at({ HOST: '::1', LOCAL_ROUTER_PORT: '9090' })).toBe('http://[::1]:9090');
+    expect(at({ HOST: '0.0.0.0' })).toBe('http://127.0.0.1:8080');
+    expect(at({ HOST: '::' })).toBe('http://[::1]:8080');
+    expect(at({ HOST: '10.1.2.3' })).toBe('http://10.1.2.3:8080');
+  });
 });
 
 describe('runWorker', () => {
@@ -54,7 +99,7 @@ describe('runWorker', () => {
       logger: silentLogger,
       platform: env.platform,
       reporter: env.reporter,
-      argv: ['--queue', env.queueName, '--verify-interval', '5'],
+      argv: ['--queue', env.queueName, '--verify-interval', '10'],
     });
     cleanup.add(() => running.stop());
     // Whatever the Redis settings, the worker warns (loudly) instead of refusing to start.

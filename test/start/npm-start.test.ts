@@ -1,12 +1,14 @@
 /**
  * The real `npm start`: starts on embedded defaults (its own redis-server, local platform, worker,
- * console), answers /readyz, and on SIGTERM leaves no process of its group behind.
+ * console), answers /readyz, and on SIGTERM leaves no process of its group behind, nor its private
+ * redis-server (which runs in a process group of its own: a terminal's Ctrl-C is Switchyard's to handle).
  */
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
+import { redisServersFor } from './children/procs.js';
 
 const root = new URL('../../', import.meta.url).pathname;
 let child: ChildProcess | undefined;
@@ -25,6 +27,7 @@ function groupMembers(pgid: number): number[] {
 
 afterAll(() => {
   if (child?.pid && groupMembers(child.pid).length > 0) process.kill(-child.pid, 'SIGKILL');
+  for (const pid of redisServersFor(dataDir)) process.kill(pid, 'SIGKILL');
   rmSync(dataDir, { recursive: true, force: true });
 });
 
@@ -63,8 +66,11 @@ describe('npm start', () => {
     expect(await ready.json()).toMatchObject({ ok: true, platform: 'local' });
     const metrics = await (await fetch(new URL('/metrics', consoleUrl))).text();
     expect(metrics).toContain('switchyard_jobs_total');
-    // a spawned redis-server is part of the group
+    // npm and Switchyard in the group; the spawned redis-server outside it, in its own
     expect(groupMembers(pgid).length).toBeGreaterThan(1);
+    const [redisPid] = redisServersFor(dataDir);
+    expect(redisPid).toBeDefined();
+    expect(groupMembers(pgid)).not.toContain(redisPid);
 
     const exited = new Promise<string>((resolve) =>
       child?.once('exit', (code, signal) => resolve(`${code}/${signal}`)),
@@ -80,5 +86,7 @@ describe('npm start', () => {
       await new Promise((r) => setTimeout(r, 50));
     }
     expect(groupMembers(pgid)).toEqual([]);
+    // Switchyard stopped its redis-server before it exited
+    expect(redisServersFor(dataDir)).toEqual([]);
   }, 60_000);
 });
