@@ -1,6 +1,7 @@
 /**
  * One Reporter over every connected chat surface: each job's message refs are routed to the surface
- * that posted them; a failing surface never fails the others (or the switch).
+ * that posted them; a failing surface never fails the others (or the switch), and a slow one never
+ * holds them up (see `compositeReporter`).
  */
 import { REST } from 'discord.js';
 import { logReporter } from '../jobs/worker-main.js';
@@ -12,25 +13,44 @@ import { DiscordMessages } from './discord/messages.js';
 import { DiscordReporter } from './discord/reporter.js';
 import { createReporterClient, SlackReporter } from './slack/reporter.js';
 
+/**
+ * Routes each state to every surface's reporter, each surface on its own: a surface gets a job's
+ * states in order (the next after its previous report settled), without waiting for any other
+ * surface. An intermediate state resolves as soon as it is handed on (the job's next state never
+ * waits for a chat surface); a final state resolves once every surface settled it — each reporter
+ * bounds that wait itself (`finalWaitMs`), so the slowest surface costs the job at most its own
+ * bound, while the others' messages already show the end. Failures are logged, never thrown.
+ */
 export function compositeReporter(reporters: Partial<Record<Surface, Reporter>>, logger: Logger): Reporter {
+  /** Per surface and job: the last report handed to that surface (a surface's states stay in order). */
+  const tails = new Map<string, Promise<void>>();
+  const send = (surface: Surface, reporter: Reporter, progress: Progress, refs: MessageRef[]) => {
+    const key = `${surface}|${progress.jobId}`;
+    const tail = (tails.get(key) ?? Promise.resolve())
+      .then(() => reporter.report(progress, refs))
+      .catch((e: unknown) =>
+        logger.warn(
+          { err: e, surface, jobId: progress.jobId, planId: progress.planId },
+          'progress report failed',
+        ),
+      );
+    tails.set(key, tail);
+    void tail.then(() => {
+      if (tails.get(key) === tail) tails.delete(key);
+    });
+    return tail;
+  };
   return {
     async report(progress: Progress, messages: readonly MessageRef[]): Promise<void> {
       const bySurface = new Map<Surface, MessageRef[]>();
       for (const m of messages) bySurface.set(m.surface, [...(bySurface.get(m.surface) ?? []), m]);
-      await Promise.all(
-        [...bySurface].map(async ([surface, refs]) => {
-          const reporter = reporters[surface];
-          if (!reporter) return;
-          try {
-            await reporter.report(progress, refs);
-          } catch (e) {
-            logger.warn(
-              { err: e, surface, jobId: progress.jobId, planId: progress.planId },
-              'progress report failed',
-            );
-          }
-        }),
-      );
+      const sent: Promise<void>[] = [];
+      for (const [surface, refs] of bySurface) {
+        const reporter = reporters[surface];
+        if (reporter) sent.push(send(surface, reporter, progress, refs));
+      }
+      if (progress.outcome === undefined) return;
+      await Promise.all(sent);
     },
   };
 }

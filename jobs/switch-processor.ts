@@ -617,6 +617,9 @@ export async function processSwitch(
     log.info('switch already succeeded in an earlier attempt whose completion was lost; ending it');
     return finished.data;
   }
+  // What an earlier attempt found out about the target (a resumed switch does not validate it again).
+  if (finished.success && finished.data.jobId === jobId && finished.data.targetStandby !== undefined)
+    tracker.progress.targetStandby = finished.data.targetStandby;
 
   // 1. The environment lock: one switch per environment at a time, across processes, owned by this
   // attempt (another attempt of the same job waits like any other job). The operation ref an earlier
@@ -894,6 +897,8 @@ async function runLocked(
       }
       if (!fresh.ok) throw new RefusalError(fresh.refusal);
       const standby = fresh.value.status === 'standby';
+      // Whether the `reactivating` step applies: views leave it out for a running target.
+      tracker.progress.targetStandby = standby;
       if (standby)
         tracker.start(
           'reactivating',

@@ -79,6 +79,12 @@ export const progressSchema = z.object({
   attempt: z.number().int().default(1),
   /** The platform operation carrying out the switch, once started (recovered jobs follow it). */
   operationId: z.string().optional(),
+  /**
+   * Whether the target was in standby when the worker validated the plan, i.e. whether the
+   * `reactivating` step applies; unset until then (and in progress published before this field).
+   * Views show the reactivation step only when it applies (see src/views/model.ts).
+   */
+  targetStandby: z.boolean().optional(),
   updatedAt: z.number(),
 });
 export type Progress = z.infer<typeof progressSchema>;

@@ -41,6 +41,7 @@ import {
   REST,
 } from 'discord.js';
 import { type Clock, systemClock, within } from '../../src/clock.js';
+import { normalizeDiscordToken } from '../../src/config.js';
 import { ConfigError } from '../../src/errors.js';
 import type { Logger } from '../../src/log.js';
 import { silentLogger } from '../../src/log.js';
@@ -423,9 +424,9 @@ class DiscordConnection {
 export function createDiscordSurface(opts: DiscordSurfaceOptions): DiscordSurface {
   const log = opts.logger ?? silentLogger;
   const deduper = new InteractionDeduper();
-  const rest = new REST(opts.apiUrl === undefined ? {} : { api: opts.apiUrl }).setToken(
-    opts.token.replace(/^(Bot|Bearer)\s*/i, ''),
-  );
+  // DISCORD_TOKEN is normalised when the config is parsed; a token handed in directly is too.
+  const token = normalizeDiscordToken(opts.token);
+  const rest = new REST(opts.apiUrl === undefined ? {} : { api: opts.apiUrl }).setToken(token);
   const handleMessage = opts.onMessage;
   let connection: DiscordConnection | undefined;
   const watch = new ChannelWatch({
@@ -472,7 +473,7 @@ export function createDiscordSurface(opts: DiscordSurfaceOptions): DiscordSurfac
     });
   };
   const conn = new DiscordConnection({
-    client: opts,
+    client: { ...opts, token },
     startup: { ...discordStartupDefaults, ...opts.startup },
     logger: log,
     wire,

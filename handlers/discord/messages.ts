@@ -98,6 +98,9 @@ export function discordRetryable(e: unknown): boolean {
 /** Posts and edits bot-owned channel messages (see the module header). */
 export class DiscordMessages {
   private readonly lanes = new Map<string, Lane>();
+  /** Lanes with an edit queued or in flight, and who waits for there to be none (`flush`). */
+  private running = 0;
+  private readonly idle = new Set<() => void>();
   private readonly rest: REST;
   private readonly logger: Logger;
   private readonly metrics: Pick<Metrics, 'chatApiErrors'> | undefined;
@@ -182,6 +185,12 @@ export class DiscordMessages {
     return done;
   }
 
+  /** Resolves when no edit is queued or in flight (shutdown, tests). */
+  flush(): Promise<void> {
+    if (this.running === 0) return Promise.resolve();
+    return new Promise((resolve) => this.idle.add(resolve));
+  }
+
   /** Whether a final progress state of this message was queued or delivered here. */
   isFinal(channelId: string, messageId: string): boolean {
     return this.lanes.get(`${channelId}/${messageId}`)?.finalAt !== undefined;
@@ -189,6 +198,7 @@ export class DiscordMessages {
 
   private async drain(key: string, lane: Lane, channelId: string, messageId: string): Promise<void> {
     lane.running = true;
+    this.running += 1;
     try {
       for (;;) {
         const next = lane.pending;
@@ -217,6 +227,11 @@ export class DiscordMessages {
     } finally {
       lane.running = false;
       this.trim(key);
+      this.running -= 1;
+      if (this.running === 0) {
+        for (const resolve of this.idle) resolve();
+        this.idle.clear();
+      }
     }
   }
 

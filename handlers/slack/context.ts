@@ -36,7 +36,7 @@ export interface ChannelMessage {
 /** Dependencies of the Slack handlers. */
 export interface SlackHandlerDeps {
   readonly chat: ChatService;
-  readonly flow: Pick<Flow, 'attachMessage'>;
+  readonly flow: Pick<Flow, 'attachMessage' | 'jobProgress'>;
   readonly reporter: SlackReporter;
   readonly groups: UserGroupResolver;
   /** Runs the after-ack work with bounded concurrency. */
@@ -67,7 +67,11 @@ export const blockActionSchema = z.object({
     channel_id: id('the channel id'),
     message_ts: id('the message ts'),
     is_ephemeral: z.boolean().optional(),
+    /** Set when the clicked message is in a thread (its parent's ts; a parent's own ts on a parent). */
+    thread_ts: z.string().min(1).optional(),
   }),
+  /** The clicked message; `thread_ts` as for the container. */
+  message: z.object({ thread_ts: z.string().min(1).optional() }).optional(),
   actions: z.array(z.object({ action_id: id('an action_id') })).min(1, 'expected one action'),
 });
 export type BlockAction = z.infer<typeof blockActionSchema>;
@@ -137,8 +141,9 @@ export function slackErrorCode(e: unknown): string {
 }
 
 /**
- * Posts a view to the channel and, for a confirmation, attaches the message to its plan so the
- * switch's progress edits it. Returns the message ref, or the Slack error code (e.g. `not_in_channel`).
+ * Posts a view to the channel (as a reply in the thread `threadTs` when given) and, for a
+ * confirmation, attaches the message to its plan so the switch's progress edits it. Returns the
+ * message ref, or the Slack error code (e.g. `not_in_channel`).
  */
 export async function postView(
   deps: Pick<SlackHandlerDeps, 'flow' | 'logger' | 'metrics'>,
@@ -146,11 +151,17 @@ export async function postView(
   channel: string,
   view: MessageView,
   planId?: string,
+  threadTs?: string,
 ): Promise<{ ok: true; ref: MessageRef } | { ok: false; code: string }> {
   const { text, blocks } = renderSlack(view);
   let ts: string;
   try {
-    const res = await client.chat.postMessage({ channel, text, blocks });
+    const res = await client.chat.postMessage({
+      channel,
+      text,
+      blocks,
+      ...(threadTs === undefined ? {} : { thread_ts: threadTs }),
+    });
     if (typeof res.ts !== 'string') return { ok: false, code: 'no_ts' };
     ts = res.ts;
   } catch (e) {
@@ -159,7 +170,12 @@ export async function postView(
     deps.logger.warn({ channel, code }, 'slack chat.postMessage failed');
     return { ok: false, code };
   }
-  const ref: MessageRef = { surface: 'slack', channel, messageId: ts };
+  const ref: MessageRef = {
+    surface: 'slack',
+    channel,
+    messageId: ts,
+    ...(threadTs === undefined ? {} : { threadId: threadTs }),
+  };
   if (planId !== undefined) await deps.flow.attachMessage(planId, ref);
   return { ok: true, ref };
 }

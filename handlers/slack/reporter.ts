@@ -133,6 +133,19 @@ export class SlackEditError extends Error {
 /** Options of `SlackReporter.edit`. */
 export interface SlackEditOptions {
   /**
+   * The edit is a view that a switch's progress supersedes (a click's "Confirmed…" or "Awaiting
+   * approval" view): dropped (resolves at once) once a progress state of this message was queued here,
+   * so it never paints over progress the job already reported through this reporter.
+   */
+  readonly yieldsToProgress?: boolean;
+  /**
+   * Asked right before the edit goes out (after any pacing wait): true drops it (it resolves). For a
+   * view that progress supersedes when that progress comes from another process (a worker elsewhere,
+   * whose edits this reporter cannot order against): the caller checks whether the job has reported
+   * since. A guard that throws lets the edit go out.
+   */
+  readonly skipIf?: () => Promise<boolean>;
+  /**
    * Reject with a SlackEditError when the edit (or the newer state that replaced it in the lane) was
    * given up, instead of resolving; such an edit is also retried once on a transient failure
    * (`updateAttempts`). An edit dropped because the message shows its final state still resolves.
@@ -155,6 +168,8 @@ interface Pending {
    * replaced a poster's edit keeps its own pacing (given up at once on a fault, as always).
    */
   readonly retryFaults: boolean;
+  /** SlackEditOptions.skipIf of this state, if any. */
+  readonly skipIf?: (() => Promise<boolean>) | undefined;
   /** Settled when this state (or a newer one that replaced it) was delivered or given up on. */
   readonly waiters: Waiter[];
 }
@@ -208,6 +223,11 @@ export class SlackReporter implements Reporter {
   private readonly idle = new Set<() => void>();
   /** Messages whose final state is queued or went out, with when: later non-final edits are dropped. */
   private readonly finalized = new Map<string, number>();
+  /**
+   * Messages a progress state was queued for: that state's stamp (`Progress.updatedAt`), and when it was
+   * queued. An older snapshot never replaces a newer one, and views that yield to progress are dropped.
+   */
+  private readonly progressed = new Map<string, { readonly at: number; readonly seen: number }>();
 
   constructor(opts: SlackReporterOptions) {
     this.client = opts.client;
@@ -227,25 +247,38 @@ export class SlackReporter implements Reporter {
    * or given up on. Never rejects.
    */
   async report(progress: Progress, messages: readonly MessageRef[]): Promise<void> {
-    const slack = messages.filter((m) => m.surface === 'slack');
-    if (slack.length === 0) return;
-    let message: SlackMessage;
-    try {
-      message = this.render(progress);
-    } catch (e) {
-      this.logger.error({ err: e, jobId: progress.jobId }, 'slack progress render failed');
-      this.metrics?.chatApiErrors.inc({ surface: 'slack', method: 'render', code: 'render_failed' });
-      return;
-    }
-    const final = progress.outcome !== undefined;
-    const delivered = slack.map((ref) => this.enqueue(ref, message, final));
-    if (!final) return;
+    const delivered = this.queueProgress(progress, messages);
+    if (progress.outcome === undefined) return;
     await within(
       this.clock,
       this.finalWaitMs,
       Promise.all(delivered).then(() => undefined),
       undefined,
     );
+  }
+
+  /** Queues a progress state on each Slack message's lane; the promises settle as `enqueue`'s do. */
+  private queueProgress(progress: Progress, messages: readonly MessageRef[]): Promise<void>[] {
+    const slack = messages.filter((m) => m.surface === 'slack');
+    if (slack.length === 0) return [];
+    let message: SlackMessage;
+    try {
+      message = this.render(progress);
+    } catch (e) {
+      this.logger.error({ err: e, jobId: progress.jobId }, 'slack progress render failed');
+      this.metrics?.chatApiErrors.inc({ surface: 'slack', method: 'render', code: 'render_failed' });
+      return [];
+    }
+    const final = progress.outcome !== undefined;
+    return slack.map((ref) => {
+      const key = `${ref.channel}/${ref.messageId}`;
+      const newest = this.progressed.get(key);
+      // An older snapshot (a late or re-read state) never replaces a newer one queued here.
+      if (!final && newest !== undefined && progress.updatedAt < newest.at) return Promise.resolve();
+      if (newest === undefined || progress.updatedAt >= newest.at)
+        this.progressed.set(key, { at: progress.updatedAt, seen: this.clock.now() });
+      return this.enqueue(ref, message, final);
+    });
   }
 
   /**
@@ -256,7 +289,10 @@ export class SlackReporter implements Reporter {
    * then a given-up edit rejects with a SlackEditError (see SlackEditOptions).
    */
   edit(ref: MessageRef, message: SlackMessage, opts: SlackEditOptions = {}): Promise<void> {
-    return this.enqueue(ref, message, false, opts.rejectOnFailure === true);
+    if (opts.yieldsToProgress === true && this.progressed.has(`${ref.channel}/${ref.messageId}`)) {
+      return Promise.resolve();
+    }
+    return this.enqueue(ref, message, false, opts.rejectOnFailure === true, opts.skipIf);
   }
 
   /** Whether a final state of this message was queued or delivered here (later edits are dropped). */
@@ -275,6 +311,7 @@ export class SlackReporter implements Reporter {
     message: SlackMessage,
     final: boolean,
     rejectOnFailure = false,
+    skipIf?: () => Promise<boolean>,
   ): Promise<void> {
     const key = `${ref.channel}/${ref.messageId}`;
     this.prune(key);
@@ -301,7 +338,7 @@ export class SlackReporter implements Reporter {
     const done = new Promise<void>((resolve, reject) =>
       waiters.push(rejectOnFailure ? { resolve, reject } : { resolve }),
     );
-    lane.pending = keep ?? { message, final, waiters, retryFaults: rejectOnFailure };
+    lane.pending = keep ?? { message, final, waiters, retryFaults: rejectOnFailure, skipIf };
     if (!lane.running) void this.drain(lane);
     return done;
   }
@@ -310,6 +347,7 @@ export class SlackReporter implements Reporter {
   private prune(except: string): void {
     const now = this.clock.now();
     for (const [key, at] of this.finalized) if (now - at > FINAL_MEMORY_MS) this.finalized.delete(key);
+    for (const [key, p] of this.progressed) if (now - p.seen > FINAL_MEMORY_MS) this.progressed.delete(key);
     for (const [key, lane] of this.lanes) {
       if (key !== except && !lane.running && !lane.pending && lane.nextAllowedAt <= now)
         this.lanes.delete(key);
@@ -326,6 +364,13 @@ export class SlackReporter implements Reporter {
         const current = lane.pending;
         if (!current) break;
         lane.pending = undefined;
+        if (current.skipIf !== undefined && (await current.skipIf().catch(() => false))) {
+          // Superseded meanwhile (its guard says so): a newer state queued during the check carries on.
+          const newer = pendingOf(lane);
+          if (newer) newer.waiters.push(...current.waiters);
+          else for (const w of current.waiters) w.resolve();
+          continue;
+        }
         const outcome = await this.send(lane, current.message);
         if (current.final) this.finalized.set(lane.key, this.clock.now());
         if (outcome.ok) {

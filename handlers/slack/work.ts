@@ -4,6 +4,10 @@
  * (3 s), while a confirmation may appear a moment later. The backlog is bounded; beyond it a handler is
  * told "busy" at once and says so to the user instead of queueing without limit. Errors of a task are
  * the task's own business (handlers catch and reply); a stray one is logged, never thrown.
+ *
+ * A task hands what only waits on Slack's pacing (an edit of the clicked message queued on the
+ * reporter's lane, which may sit out a `Retry-After`) to `track` instead of awaiting it: it then holds
+ * no slot, so rate-limited edits never stall later commands, and `idle()` still waits for it.
  */
 import { type Logger, silentLogger } from '../../src/log.js';
 
@@ -29,6 +33,8 @@ export class WorkQueue {
   private readonly logger: Logger;
   private readonly waiting: (() => Promise<void>)[] = [];
   private running = 0;
+  /** Work handed to `track`: waited for by `idle()`, holding no slot. */
+  private tracked = 0;
   private readonly idleWaiters = new Set<() => void>();
 
   constructor(opts: WorkQueueOptions = {}) {
@@ -37,9 +43,23 @@ export class WorkQueue {
     this.logger = opts.logger ?? workQueueDefaults.logger;
   }
 
-  /** Tasks waiting or running. */
+  /** Tasks waiting or running, and tracked work not yet settled. */
   get size(): number {
-    return this.waiting.length + this.running;
+    return this.waiting.length + this.running + this.tracked;
+  }
+
+  /**
+   * Follows `work` that a task started and does not wait for (see the module header): it takes no
+   * slot, `idle()` waits for it, and a failure is logged (as `what`), never thrown.
+   */
+  track(work: Promise<void>, what: string): void {
+    this.tracked += 1;
+    work
+      .catch((e: unknown) => this.logger.error({ err: e }, `slack ${what} failed`))
+      .finally(() => {
+        this.tracked -= 1;
+        this.settleIdle();
+      });
   }
 
   /**
@@ -70,11 +90,14 @@ export class WorkQueue {
         .finally(() => {
           this.running -= 1;
           this.pump();
-          if (this.size === 0) {
-            for (const resolve of this.idleWaiters) resolve();
-            this.idleWaiters.clear();
-          }
+          this.settleIdle();
         });
     }
+  }
+
+  private settleIdle(): void {
+    if (this.size !== 0) return;
+    for (const resolve of this.idleWaiters) resolve();
+    this.idleWaiters.clear();
   }
 }

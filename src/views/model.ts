@@ -595,12 +595,7 @@ const STEP_LABEL: Readonly<Record<StepName, string>> = {
   done: 'Done',
 };
 
-function stepView(
-  name: StepName,
-  record: StepRecord | undefined,
-  progress: Progress,
-  plan: Plan | undefined,
-): StepView {
+function stepView(name: StepName, record: StepRecord | undefined, progress: Progress): StepView {
   const label = STEP_LABEL[name];
   if (record !== undefined) {
     const end = record.endedAt ?? progress.updatedAt;
@@ -612,11 +607,19 @@ function stepView(
       ...(record.detail === undefined ? {} : { detail: record.detail }),
     };
   }
-  if (name === 'reactivating' && plan !== undefined && !plan.targetStandby) {
-    return { step: name, label, state: 'skipped', detail: 'target is running' };
-  }
   if (name === 'done' && progress.outcome === 'succeeded') return { step: name, label, state: 'done' };
   return { step: name, label, state: progress.outcome === undefined ? 'pending' : 'not_reached' };
+}
+
+/**
+ * Whether a switch has a reactivation step: the target was in standby when the worker validated the
+ * plan (`progress.targetStandby`), else when the plan was made. Unknown (neither says, e.g. a reporter
+ * rendering a job that has not been validated yet) counts as no: a step that may not apply is left out
+ * rather than shown as pending or "not reached" (a running target is never reactivated). The step is
+ * shown anyway once the worker recorded it.
+ */
+function reactivationApplies(progress: Progress, plan: Plan | undefined): boolean {
+  return progress.targetStandby ?? plan?.targetStandby ?? false;
 }
 
 function outcomeTitle(progress: Progress, v: ReturnType<typeof verbs>, resumes: boolean): string {
@@ -682,7 +685,10 @@ export function progressView(progress: Progress, plan?: Plan): MessageView {
 
   const byName = new Map<StepName, StepRecord>();
   for (const r of progress.steps) byName.set(r.step, r);
-  blocks.push({ type: 'steps', steps: STEP_ORDER.map((n) => stepView(n, byName.get(n), progress, plan)) });
+  const steps = STEP_ORDER.filter(
+    (n) => n !== 'reactivating' || byName.has(n) || reactivationApplies(progress, plan),
+  ).map((n) => stepView(n, byName.get(n), progress));
+  blocks.push({ type: 'steps', steps });
 
   let tone: Tone = 'info';
   let summary = `${title}…`;

@@ -163,6 +163,7 @@ describe('Discord poster update', () => {
       times: 4,
     });
     await expect(reporter.report(progress(), [ref])).resolves.toBeUndefined();
+    await reporter.flush();
     const other = await poster.post(fake.channels.ops, textView('Another', []));
     fake.messages.delete(other.messageId);
     await expect(

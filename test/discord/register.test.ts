@@ -83,6 +83,20 @@ describe('discord command registration', () => {
     expect(fake.commands.get('global')?.map((c) => c.name)).toEqual(['rollback', 'promote', 'deployments']);
   });
 
+  it('sends the token once, with DISCORD_TOKEN written "Bot <token>"', async () => {
+    const out = await runScript({
+      DISCORD_TOKEN: `Bot ${fake.token}`,
+      DISCORD_APPLICATION_ID: fake.applicationId,
+      DISCORD_GUILD_ID: fake.guildId,
+      DISCORD_API_URL: fake.apiUrl,
+    });
+    expect(out.stderr).toBe('');
+    expect(out.code).toBe(0);
+    const put = fake.calls.find((c) => c.method === 'PUT');
+    expect(put?.authorization).toBe(`Bot ${fake.token}`);
+    expect(put?.status).toBe(200);
+  });
+
   it('says which setting is missing or wrong, and registers nothing', async () => {
     const missing = await runScript({ DISCORD_API_URL: fake.apiUrl });
     expect(missing.code).toBe(2);

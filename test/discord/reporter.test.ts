@@ -8,6 +8,7 @@ import { REST } from 'discord.js';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { DiscordMessages } from '../../handlers/discord/messages.js';
 import { DiscordReporter } from '../../handlers/discord/reporter.js';
+import { ManualClock } from '../../src/clock.js';
 import { createMetrics, type Metrics } from '../../src/metrics.js';
 import { type MessageRef, type Progress, progressSchema } from '../../src/progress.js';
 import type { DiscordMessage } from '../../src/views/discord.js';
@@ -96,6 +97,7 @@ describe('Discord reporter', () => {
     const middle = reporter.report(progress(2), [ref]);
     const last = reporter.report(progress(3), [ref]);
     await Promise.all([first, middle, last]);
+    await reporter.flush();
     const calls = edits();
     expect(calls.map((c) => c.status)).toEqual([429, 200, 200]);
     const [limited, retried] = calls;
@@ -117,6 +119,7 @@ describe('Discord reporter', () => {
       message: 'Missing Access',
     });
     await expect(reporter.report(progress(1), [ref])).resolves.toBeUndefined();
+    await reporter.flush();
     const errors = await metrics.chatApiErrors.get();
     expect(errors.values).toEqual([
       expect.objectContaining({
@@ -132,12 +135,14 @@ describe('Discord reporter', () => {
     await reporter.report(progress(2), [ref]);
     await messages.edit(ref.channel, ref.messageId, plain('Confirmed'), { kind: 'view' });
     await reporter.report(progress(1), [ref]);
+    await reporter.flush();
     expect(edits()).toHaveLength(1);
     await reporter.report(progress(4, 'failed'), [ref]);
     await reporter.report(progress(3), [ref]);
     // Same timestamp as the final state but not final: still never replaces it.
     const final = progress(4, 'failed');
     await reporter.report({ ...progress(4), updatedAt: final.updatedAt }, [ref]);
+    await reporter.flush();
     expect(edits()).toHaveLength(2);
     expect(textOf(fake.messages.get(ref.messageId) ?? { content: '', embeds: [] })).toContain('failed');
   });
@@ -145,5 +150,97 @@ describe('Discord reporter', () => {
   it('ignores message refs of other surfaces', async () => {
     await reporter.report(progress(1), [{ surface: 'slack', channel: 'C1', messageId: '1.2' }]);
     expect(edits()).toHaveLength(0);
+  });
+});
+
+/** A REST whose edits hang until the test lets them through: a Discord that answers slowly. */
+function slowRest() {
+  const held: (() => void)[] = [];
+  /** Every edit Discord was sent, in order (the embed text). */
+  const sent: string[] = [];
+  const rest = {
+    patch: (_route: string, opts: { body: unknown }) =>
+      new Promise<unknown>((resolve) => {
+        sent.push(JSON.stringify(opts.body));
+        held.push(() => resolve({}));
+      }),
+    post: async () => ({ id: '1' }),
+  } as unknown as REST;
+  /** Lets every held edit through (and the ones they were queued behind, once sent). */
+  const releaseAll = async () => {
+    while (held.length > 0) {
+      for (const release of held.splice(0)) release();
+      await new Promise<void>((r) => setImmediate(r));
+    }
+  };
+  return { rest, held, sent, releaseAll };
+}
+
+/** Whether `p` has settled once pending callbacks ran (no wall-clock wait). */
+async function settled(p: Promise<unknown>): Promise<boolean> {
+  let done = false;
+  void p.then(() => {
+    done = true;
+  });
+  for (let i = 0; i < 5; i++) await new Promise<void>((r) => setImmediate(r));
+  return done;
+}
+
+describe('Discord reporter with a slow Discord', () => {
+  const ref: MessageRef = {
+    surface: 'discord',
+    channel: '100000000000000001',
+    messageId: '100000000000000002',
+  };
+
+  it('returns at once for intermediate states, coalescing them to the newest per message', async () => {
+    const slow = slowRest();
+    const reporter = new DiscordReporter({
+      messages: new DiscordMessages({ rest: slow.rest }),
+      clock: new ManualClock(T0),
+    });
+    // The first edit hangs at Discord; each later state is handed over without waiting for it.
+    for (const s of [0, 1, 2, 3]) expect(await settled(reporter.report(progress(s), [ref]))).toBe(true);
+    expect(slow.held).toHaveLength(1);
+    await slow.releaseAll();
+    await reporter.flush();
+    // The two in between were replaced by the newest before they went out.
+    expect(slow.sent).toHaveLength(2);
+    expect(slow.sent[0]).toMatch(/Queued.*running/);
+    expect(slow.sent[1]).toMatch(/Verifying traffic.*running/);
+  });
+
+  it('waits at most finalWaitMs (its clock) for the final state; the edit carries on and lands', async () => {
+    const slow = slowRest();
+    const clock = new ManualClock(T0);
+    const reporter = new DiscordReporter({
+      messages: new DiscordMessages({ rest: slow.rest }),
+      clock,
+      finalWaitMs: 10_000,
+    });
+    expect(await settled(reporter.report(progress(2), [ref]))).toBe(true);
+    const final = reporter.report(progress(4, 'succeeded'), [ref]);
+    expect(await settled(final)).toBe(false);
+    await clock.advance(9_999);
+    expect(await settled(final)).toBe(false);
+    await clock.advance(1);
+    expect(await settled(final)).toBe(true);
+    // Discord still has the intermediate edit; the final one follows it once Discord answers.
+    expect(slow.sent).toHaveLength(1);
+    await slow.releaseAll();
+    await reporter.flush();
+    expect(slow.sent).toHaveLength(2);
+    expect(slow.sent[1]).toContain('Traffic is on');
+  });
+
+  it('a final state Discord takes in time resolves as soon as it landed', async () => {
+    const slow = slowRest();
+    const clock = new ManualClock(T0);
+    const reporter = new DiscordReporter({ messages: new DiscordMessages({ rest: slow.rest }), clock });
+    const final = reporter.report(progress(4, 'succeeded'), [ref]);
+    expect(await settled(final)).toBe(false);
+    await slow.releaseAll();
+    expect(await settled(final)).toBe(true);
+    expect(clock.pending).toBe(0); // its time limit was let go
   });
 });

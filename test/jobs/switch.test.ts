@@ -89,6 +89,11 @@ describe('switch job', () => {
       'verifying',
       'done',
     ]);
+    // The target was running: every state from validation on says reactivation does not apply.
+    for (const p of env.reporter.of(jobId)) {
+      if (p.steps.some((s) => s.step === 'switching')) expect(p.targetStandby).toBe(false);
+    }
+    expect(final?.targetStandby).toBe(false);
     for (const s of final?.steps ?? []) {
       expect(s.endedAt).toBeGreaterThanOrEqual(s.startedAt);
     }
@@ -147,6 +152,11 @@ describe('switch job', () => {
       'verifying:done',
       'done:done',
     ]);
+    // From the reactivating step on, the progress says the target was in standby.
+    for (const p of env.reporter.of(jobId)) {
+      if (p.steps.some((s) => s.step === 'reactivating')) expect(p.targetStandby).toBe(true);
+    }
+    expect(final?.targetStandby).toBe(true);
     expect(final?.traffic.every((t) => t.deploymentId === plan.target.id && t.ok)).toBe(true);
   });
 

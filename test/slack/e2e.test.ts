@@ -145,6 +145,33 @@ describe('Slack end to end', () => {
     }
   });
 
+  it('shows the reactivation step for a standby target only: a promote to a running one ends without it', async () => {
+    const w = await world();
+    // The demo's default rollback target is in standby: the final message lists its reactivation.
+    const rollback = await confirmation(w);
+    await click(w, rollback.ts, button(rollback.post, 'sy1:confirm:').actionId, 'U0ALICE');
+    const rolledBack = blocksText((await finalUpdate(w, rollback.ts)).args.blocks as unknown[]);
+    expect(rolledBack).toMatch(/Reactivating standby target/);
+    expect(rolledBack).not.toMatch(/Reactivating standby target[^"]*not reached/);
+    // Promoting the deployment that was live (running, not in standby) back.
+    const before = w.fake.callsOf('chat.postMessage').length;
+    await w.requests.command({
+      command: '/promote',
+      text: 'dep_4kq9wz',
+      userId: 'U0ALICE',
+      userName: 'alice',
+    });
+    const post = await w.fake.waitForCall(
+      'chat.postMessage',
+      (c) => c.response.ok === true && w.fake.callsOf('chat.postMessage').indexOf(c) >= before,
+    );
+    const ts = String(post.response.ts);
+    await click(w, ts, button(post, 'sy1:confirm:').actionId, 'U0ALICE');
+    const promoted = blocksText((await finalUpdate(w, ts)).args.blocks as unknown[]);
+    expect(promoted).toContain('Verifying traffic');
+    expect(promoted).not.toContain('Reactivating');
+  });
+
   it('a forged signature gets 401 and changes nothing', async () => {
     const w = await world();
     const res = await w.requests.command({ command: '/rollback', text: 'production' }, { secret: 'forged' });

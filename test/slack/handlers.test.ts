@@ -10,6 +10,7 @@ import { UserGroupResolver } from '../../handlers/slack/groups.js';
 import { WorkQueue } from '../../handlers/slack/work.js';
 import { textView } from '../../src/chat-sinks.js';
 import { ManualClock } from '../../src/clock.js';
+import { type Logger, silentLogger } from '../../src/log.js';
 import { createMetrics } from '../../src/metrics.js';
 import type { LocalPlatform } from '../../src/platform/local/platform.js';
 import type { DeployPlatform } from '../../src/platform/port.js';
@@ -250,5 +251,36 @@ describe('WorkQueue (after-ack work)', () => {
     await idle;
     expect(started).toEqual(['a', 'b']);
     expect(work.size).toBe(0);
+  });
+
+  it('tracked work holds no slot, is waited for by idle(), and a failure of it is logged', async () => {
+    const errors: unknown[] = [];
+    const logger = { ...silentLogger, error: (o: unknown) => void errors.push(o) } as unknown as Logger;
+    const work = new WorkQueue({ concurrency: 1, logger });
+    let release: (() => void) | undefined;
+    const edit = new Promise<void>((r) => {
+      release = r;
+    });
+    const started: string[] = [];
+    // A task hands its slow part (an edit waiting for Slack) to `track` and ends.
+    work.run(async () => {
+      started.push('click');
+      work.track(edit, 'click edit');
+    });
+    work.run(async () => void started.push('command'));
+    const idle = work.idle();
+    let idleNow = false;
+    void idle.then(() => {
+      idleNow = true;
+    });
+    for (let i = 0; i < 3; i++) await new Promise<void>((r) => setImmediate(r));
+    // The next task ran with the only slot while the edit still waits; idle() waits for the edit.
+    expect(started).toEqual(['click', 'command']);
+    expect(idleNow).toBe(false);
+    release?.();
+    await idle;
+    work.track(Promise.reject(new Error('boom')), 'click edit');
+    await work.idle();
+    expect(errors).toEqual([expect.objectContaining({ err: expect.any(Error) })]);
   });
 });

@@ -253,3 +253,83 @@ describe('SlackReporter', () => {
     expect(fake.callsOf('chat.update')).toEqual([]);
   });
 });
+
+describe('SlackReporter: click views and progress on one message', () => {
+  /** `progress(step)` stamped `at` ms after the clock's start. */
+  const at = (step: Progress['steps'][number]['step'], ms: number): Progress => ({
+    ...progress(step),
+    updatedAt: clock.now() + ms,
+  });
+
+  it('a view that yields to progress is dropped once a progress state of the message was queued here', async () => {
+    // The job's worker (in this process) reported before the click's "Confirmed…" view was queued.
+    await reporter.report(at('validating', 1), [ref]);
+    await expect(
+      reporter.edit(ref, { text: 'Confirmed: progress follows', blocks: [] }, { yieldsToProgress: true }),
+    ).resolves.toBeUndefined();
+    await reporter.flush();
+    expect(updates()).toEqual(['step validating']);
+    // An edit that does not yield (an alert suggestion's, say) still goes through the lane as before.
+    const slept = clock.sleepOf(1000);
+    const other = reporter.edit(ref, { text: 'other view', blocks: [] });
+    await slept;
+    await clock.advance(1000);
+    await other;
+    expect(updates()).toEqual(['step validating', 'other view']);
+  });
+
+  it('a view queued before any progress still goes out, and progress follows it', async () => {
+    const view = reporter.edit(
+      ref,
+      { text: 'Confirmed: progress follows', blocks: [] },
+      { yieldsToProgress: true },
+    );
+    await view;
+    const slept = clock.sleepOf(1000);
+    await reporter.report(at('validating', 1), [ref]);
+    await slept;
+    await clock.advance(1000);
+    await reporter.flush();
+    expect(updates()).toEqual(['Confirmed: progress follows', 'step validating']);
+  });
+
+  it('an older progress snapshot never replaces a newer one queued here', async () => {
+    await reporter.report(at('switching', 5), [ref]);
+    await reporter.report(at('validating', 2), [ref]); // read late, e.g. from Redis
+    await reporter.flush();
+    expect(updates()).toEqual(['step switching']);
+  });
+
+  it('a view whose skipIf guard answers true when its turn comes is dropped; a guard that fails lets it go', async () => {
+    // held back by a 429, then asked again when its turn comes: the job reported meanwhile
+    fake.rateLimit('chat.update', 7, 1);
+    const slept = clock.sleepOf(7000);
+    let reportedElsewhere = false;
+    const view = reporter.edit(
+      ref,
+      { text: 'Confirmed: progress follows', blocks: [] },
+      { yieldsToProgress: true, skipIf: async () => reportedElsewhere },
+    );
+    await slept;
+    reportedElsewhere = true;
+    await clock.advance(7000);
+    await view;
+    expect(updates()).toEqual([]);
+    // a guard that cannot tell (Redis down) does not keep the view back
+    const other = await createReporterClient(fake.token, fake.apiUrl).chat.postMessage({
+      channel: 'C0PROD',
+      text: 'plan 2',
+    });
+    const ref2 = { ...ref, messageId: String(other.ts) };
+    await reporter.edit(
+      ref2,
+      { text: 'Confirmed again', blocks: [] },
+      {
+        skipIf: async () => {
+          throw new Error('redis down');
+        },
+      },
+    );
+    expect(updates()).toContain('Confirmed again');
+  });
+});

@@ -1,7 +1,11 @@
 import { describe, expect, it } from 'vitest';
+import { discordReporterDefaults } from '../../handlers/discord/reporter.js';
+import { slackReporterDefaults } from '../../handlers/slack/reporter.js';
 import { buildPlan } from '../../src/domain/plan.js';
 import type { EnvironmentSnapshot } from '../../src/domain/types.js';
+import type { Progress } from '../../src/progress.js';
 import { parseAction } from '../../src/views/actions.js';
+import { renderConsole } from '../../src/views/console.js';
 import {
   type AuditEntryLike,
   type ConfirmationState,
@@ -281,7 +285,7 @@ describe('progressView', () => {
     expect(v.buttons).toHaveLength(0);
   });
 
-  it('skips reactivation for a running target and shows the attempt', () => {
+  it('leaves reactivation out for a running target and shows the attempt', () => {
     const p = plan('promote', { rolledBack: true });
     const v = progressView(
       progress(p, {
@@ -293,10 +297,13 @@ describe('progressView', () => {
     );
     expect(v.title).toBe('Promoting dep_6 on production');
     const [steps] = blocksOf(v, 'steps');
-    expect(steps?.steps.find((s) => s.step === 'reactivating')).toMatchObject({
-      state: 'skipped',
-      detail: 'target is running',
-    });
+    expect(steps?.steps.map((s) => s.step)).toEqual([
+      'queued',
+      'validating',
+      'switching',
+      'verifying',
+      'done',
+    ]);
     expect(steps?.steps.find((s) => s.step === 'switching')).toMatchObject({
       duration: '3 min 5 s',
       detail: 'moving 4 domains',
@@ -387,6 +394,100 @@ describe('progressView', () => {
       'Promoted dep_6 on production',
     );
     expect(viewText(done)).toContain('Automatic deploys are on again');
+  });
+});
+
+describe('progressView: the reactivation step (only when it applies)', () => {
+  /** Every step of a switch to a running target, done (no reactivation recorded: it never ran). */
+  const ran: Progress['steps'] = [
+    { step: 'queued', state: 'done', startedAt: NOW, endedAt: NOW + 10 },
+    { step: 'validating', state: 'done', startedAt: NOW + 10, endedAt: NOW + 200 },
+    { step: 'switching', state: 'done', startedAt: NOW + 200, endedAt: NOW + 900 },
+    { step: 'verifying', state: 'done', startedAt: NOW + 900, endedAt: NOW + 1500 },
+    { step: 'done', state: 'done', startedAt: NOW + 1500, endedAt: NOW + 1500 },
+  ];
+  const stepsOf = (v: MessageView) => blocksOf(v, 'steps')[0]?.steps.map((s) => `${s.step}:${s.state}`);
+
+  it('a successful switch to a running target, rendered without the plan (as reporters do), has no reactivation step', () => {
+    const p = plan('promote', { rolledBack: true });
+    const done = progress(p, {
+      steps: ran,
+      targetStandby: false,
+      outcome: 'succeeded',
+      traffic: [{ hostname: 'demo.example.com', deploymentId: p.target.id, ok: true }],
+    });
+    expect(stepsOf(progressView(done))).toEqual([
+      'queued:done',
+      'validating:done',
+      'switching:done',
+      'verifying:done',
+      'done:done',
+    ]);
+    expect(viewText(progressView(done))).not.toContain('Reactivating');
+    // As each surface shows it: the Slack and Discord reporters (no plan), the console (with it).
+    expect(JSON.stringify(slackReporterDefaults.render(done))).not.toContain('Reactivating');
+    expect(JSON.stringify(discordReporterDefaults.render(done))).not.toContain('Reactivating');
+    expect(JSON.stringify(renderConsole(progressView(done, p)))).not.toContain('Reactivating');
+    expect(JSON.stringify(slackReporterDefaults.render(done))).toContain('Verifying traffic');
+  });
+
+  it('while running, and when a switch ends before validation says (unknown), it is left out rather than pending or "not reached"', () => {
+    const p = plan('rollback');
+    const queued = progress(p, { steps: [{ step: 'queued', state: 'running', startedAt: NOW }] });
+    expect(stepsOf(progressView(queued))).toEqual([
+      'queued:running',
+      'validating:pending',
+      'switching:pending',
+      'verifying:pending',
+      'done:pending',
+    ]);
+    const stale = progress(p, {
+      steps: [
+        { step: 'queued', state: 'done', startedAt: NOW, endedAt: NOW + 10 },
+        { step: 'validating', state: 'failed', startedAt: NOW + 10, endedAt: NOW + 20 },
+      ],
+      outcome: 'stale',
+    });
+    expect(viewText(progressView(stale))).not.toContain('Reactivating');
+  });
+
+  it('a standby target shows it pending until it runs, and "not reached" when the switch ended first', () => {
+    const p = plan('rollback');
+    const validating = progress(p, {
+      steps: [
+        { step: 'queued', state: 'done', startedAt: NOW, endedAt: NOW + 10 },
+        { step: 'validating', state: 'running', startedAt: NOW + 10 },
+      ],
+      targetStandby: true,
+    });
+    expect(stepsOf(progressView(validating))).toContain('reactivating:pending');
+    const failed = progress(p, {
+      steps: [
+        { step: 'queued', state: 'done', startedAt: NOW, endedAt: NOW + 10 },
+        { step: 'validating', state: 'failed', startedAt: NOW + 10, endedAt: NOW + 20 },
+      ],
+      targetStandby: true,
+      outcome: 'failed',
+    });
+    expect(stepsOf(progressView(failed))).toContain('reactivating:not_reached');
+  });
+
+  it("the worker's finding wins over the plan's; a recorded step is always shown", () => {
+    const standbyPlan = { ...plan('rollback'), targetStandby: true };
+    const running = progress(standbyPlan, {
+      steps: [{ step: 'switching', state: 'running', startedAt: NOW }],
+      targetStandby: false,
+    });
+    expect(stepsOf(progressView(running, standbyPlan))).not.toContain('reactivating:pending');
+    // Without the worker's finding, the plan says (the console renders with the plan).
+    const { targetStandby: _, ...unknown } = running;
+    expect(stepsOf(progressView(unknown, standbyPlan))).toContain('reactivating:pending');
+    expect(stepsOf(progressView(unknown, { ...standbyPlan, targetStandby: false }))).not.toContain(
+      'reactivating:pending',
+    );
+    // A recorded step (a resumed job following the platform) is shown whatever the flag says.
+    const recorded = progress(standbyPlan, { targetStandby: false });
+    expect(stepsOf(progressView(recorded))).toContain('reactivating:running');
   });
 });
 

@@ -3,14 +3,25 @@
  * the clicker's configured user groups (for the allow lists), ask the ChatService (which calls Flow:
  * permission, two-person rule, freshness, idempotent enqueue) and carry out its reply — edit the clicked
  * message (through the reporter's paced lane, so it never overtakes the job's progress), tell only the
- * clicker (refusals), or post a fresh plan. Faults end in an ephemeral message, not silence.
+ * clicker (refusals), or post a fresh plan (in the clicked message's thread, when it is in one). Faults
+ * end in an ephemeral message, not silence.
+ *
+ * The edit of the clicked message is queued on the reporter's lane and followed in the background
+ * (`WorkQueue.track`), not awaited in the work slot: under Slack's rate limits the lane may wait out a
+ * long `Retry-After`, and eight such clicks would otherwise hold every slot and stall later commands.
+ * Its failures are logged by the reporter; shutdown (`idle()`) still waits for it.
  */
-import type { AllMiddlewareArgs, BlockAction, SlackActionMiddlewareArgs } from '@slack/bolt';
+import type {
+  AllMiddlewareArgs,
+  BlockAction as BoltBlockAction,
+  SlackActionMiddlewareArgs,
+} from '@slack/bolt';
 import type { ActingUser } from '../../../src/permissions.js';
-import type { MessageRef } from '../../../src/progress.js';
+import type { MessageRef, Progress } from '../../../src/progress.js';
 import type { ActionKind } from '../../../src/views/actions.js';
 import { renderSlack } from '../../../src/views/slack.js';
 import {
+  type BlockAction,
   blockActionSchema,
   busyView,
   cannotPostView,
@@ -21,7 +32,7 @@ import {
   type SlackHandlerDeps,
 } from '../context.js';
 
-export type ActionArgs = SlackActionMiddlewareArgs<BlockAction> & AllMiddlewareArgs;
+export type ActionArgs = SlackActionMiddlewareArgs<BoltBlockAction> & AllMiddlewareArgs;
 
 /** Handles one click on a Switchyard button of `kind`: ack now, the rest after (see the module header). */
 export async function runAction(deps: SlackHandlerDeps, kind: ActionKind, args: ActionArgs): Promise<void> {
@@ -66,19 +77,36 @@ async function afterAck(deps: SlackHandlerDeps, kind: ActionKind, args: ActionAr
     const work: Promise<void>[] = [];
     if (reply.ended && body.container.is_ephemeral !== true) {
       // The job had already ended: its outcome is the message's final state.
-      if (!deps.reporter.isFinal(clicked)) work.push(deps.reporter.report(reply.ended, [clicked]));
+      if (!deps.reporter.isFinal(clicked))
+        deps.work.track(deps.reporter.report(reply.ended, [clicked]), 'click edit');
     } else if (reply.update && body.container.is_ephemeral !== true) {
-      const edited = deps.reporter.edit(clicked, renderSlack(reply.update));
-      // A worker in another process may have delivered the final state before this edit landed:
-      // once it has, a job that ended meanwhile gets its outcome back on the message.
+      // Queued now (the lane keeps it in order with the job's progress), delivered in the background.
+      // A view yields to progress: once the job reported through this process, it is not shown.
       const jobId = reply.jobId;
-      work.push(jobId === undefined ? edited : edited.then(() => restoreEnded(deps, jobId, clicked)));
+      // …and to progress a worker in another process published before this edit went out; a view
+      // that did not go out covered nothing, so there is nothing to restore after it.
+      let skipped = false;
+      const skipIf = async (id: string) => {
+        skipped = await jobReported(deps, id);
+        return skipped;
+      };
+      const edited = deps.reporter.edit(clicked, renderSlack(reply.update), {
+        yieldsToProgress: true,
+        ...(jobId === undefined ? {} : { skipIf: () => skipIf(jobId) }),
+      });
+      deps.work.track(
+        jobId === undefined
+          ? edited
+          : edited.then(() => (skipped ? undefined : restoreEnded(deps, jobId, clicked))),
+        'click edit',
+      );
     }
     if (reply.ephemeral) work.push(replyEphemeral(deps, args.respond, reply.ephemeral));
     if (reply.post) {
       const view = reply.post.view;
+      const thread = threadOf(body);
       work.push(
-        postView(deps, args.client, channel, view, reply.post.planId).then(async (posted) => {
+        postView(deps, args.client, channel, view, reply.post.planId, thread).then(async (posted) => {
           if (!posted.ok) await replyEphemeral(deps, args.respond, cannotPostView(posted.code, view));
         }),
       );
@@ -91,9 +119,37 @@ async function afterAck(deps: SlackHandlerDeps, kind: ActionKind, args: ActionAr
   }
 }
 
-/** After a click's edit: if the job has ended, make its outcome the message's final state. */
+/** The thread the clicked message is a reply in (undefined for a channel message or a thread's parent). */
+function threadOf(body: BlockAction): string | undefined {
+  const thread = body.container.thread_ts ?? body.message?.thread_ts;
+  return thread === undefined || thread === body.container.message_ts ? undefined : thread;
+}
+
+/** Whether a job's progress is its own (beyond its synthesized `queued`), or its end. */
+function reported(progress: Progress): boolean {
+  return (
+    progress.outcome !== undefined || progress.steps.length > 1 || progress.steps[0]?.detail !== undefined
+  );
+}
+
+/** Whether job `jobId` has reported progress of its own or ended (read from Redis). */
+async function jobReported(deps: SlackHandlerDeps, jobId: string): Promise<boolean> {
+  const progress = await deps.flow.jobProgress(jobId);
+  return progress !== undefined && reported(progress);
+}
+
+/**
+ * After a click's view went out and landed: if the job has ended by now, its final state may have
+ * landed before the view (its worker runs in another process, whose edits this lane cannot order
+ * against): show it again. A job not ended yet edits the message after this (a worker writes each
+ * state to Redis before editing chat), so its final state lands on top of the view; a view that did not
+ * go out (`skipIf`: the job had reported already) covered nothing. Re-showing an intermediate state here
+ * would race the worker's next edits and could land after its final one, so it is not done: an
+ * intermediate state the view covered in the moment between the check and its landing stays covered
+ * until the worker's next edit, at most until its final one.
+ */
 async function restoreEnded(deps: SlackHandlerDeps, jobId: string, clicked: MessageRef): Promise<void> {
-  if (deps.reporter.isFinal(clicked)) return; // this process delivered it (ordered after the edit)
-  const ended = await deps.chat.endedProgress(jobId);
+  if (deps.reporter.isFinal(clicked)) return; // this process delivered the end (ordered after the view)
+  const ended = await deps.chat.endedProgress(jobId).catch(() => undefined);
   if (ended) await deps.reporter.report(ended, [clicked]);
 }
