@@ -886,7 +886,11 @@ async function runLocked(
         },
       });
     } else {
-      const fresh = checkFresh(expect, snapshot);
+      // A first attempt also checks the domains that would move against those the plan showed (the
+      // job's `domains`): a job that waited behind another switch must not move domains its approvers
+      // never saw. Not once an earlier attempt asked the platform to switch: that switch may itself
+      // have begun moving them.
+      const fresh = checkFresh(started ? expect : { ...expect, affectedHostnames: data.domains }, snapshot);
       if (!fresh.ok && started) {
         // An earlier attempt of this job asked the platform to switch before it died: that switch may
         // well have happened before another one moved traffic on. Say so rather than "nothing moved".

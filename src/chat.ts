@@ -390,31 +390,29 @@ export class ChatService {
   /**
    * Dismiss on an alert suggestion whose plan also shows on other messages (one plan serves every
    * request for the same switch: other incidents' suggestions, a person's own /rollback): closes this
-   * message only. Cancelling the plan would turn everyone else's Rollback button into "cancelled".
-   * Undefined when the plan shows nowhere else (then Dismiss cancels it, as it always did).
+   * message only (Flow.dismissCopy: permission, audit). Cancelling the plan would turn everyone else's
+   * Rollback button into "cancelled". Undefined when the plan shows nowhere else (then Dismiss cancels
+   * it, as it always did).
    */
   private async dismissOnly(
     actor: ActingUser,
     planId: string,
     message: MessageRef | undefined,
   ): Promise<ClickReply | undefined> {
-    // Dismiss acts on the plan like Cancel: the same people may do it.
-    const refusal = await this.flow.dismissRefusal(actor, planId);
-    if (refusal !== undefined) return { ephemeral: refusalView(refusal), outcome: 'refused' };
-    if (message === undefined) {
-      const record = await this.flow.get(planId);
-      if (record === undefined || record.messages.length <= 1) return undefined;
-      if (record.state !== 'pending' && record.state !== 'awaiting_approval') return undefined;
-      return { update: dismissedView(record.plan, actor.displayName), outcome: 'dismissed' };
+    // The clicked message is marked dismissed and the messages still offering the plan counted in one
+    // step (two people dismissing two copies at once: the last one cancels). The console's copies do
+    // not count: it shows every suggestion, whether anyone reads it or not.
+    const out = await this.flow.dismissCopy(actor, planId, message, ['console']);
+    switch (out.status) {
+      case 'refused':
+        return { ephemeral: refusalView(out.refusal), outcome: 'refused' };
+      case 'whole':
+        return undefined;
+      case 'dismissed':
+        return { update: dismissedView(out.record.plan, actor.displayName), outcome: 'dismissed' };
+      default:
+        return assertNever(out, 'dismiss outcome');
     }
-    // Marks this message dismissed and counts the messages that still offer the plan, in one step (two
-    // people dismissing two copies at once: the last one cancels). The console's copies do not count:
-    // it shows every suggestion, whether anyone reads it or not.
-    const offering = await this.flow.dismissMessage(planId, message, actor.displayName, ['console']);
-    if (offering === undefined || offering === 0) return undefined;
-    const record = await this.flow.get(planId);
-    if (record === undefined) return undefined;
-    return { update: dismissedView(record.plan, actor.displayName), outcome: 'dismissed' };
   }
 
   private async clickOutcome(

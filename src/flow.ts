@@ -10,8 +10,12 @@
  * enqueued; only an audit entry saying who was refused and why.
  *
  * Concurrency: state lives in the PlanStore (Redis) and every move is one atomic compare-and-set, so any
- * number of replicas handling the same click make one transition and one job. The loser of a race reads
- * the winner's state and answers from it (a double click is told it joined the same job).
+ * number of replicas handling the same click make one transition and one job. A click decides on the
+ * record it read (who asked and who confirmed, permission, self-approval, freshness, expiry), and its
+ * move names that record (`expect`: generation and revision): if the plan moved or was replaced by a new
+ * request meanwhile, nothing is set, and the click reads the record again and decides afresh on it (a
+ * double click is told it joined the same job; a permission that only held for the old record is
+ * refused). A decision never lands on a record it did not check.
  */
 import { z } from 'zod';
 import type { AuditEntry } from './audit.js';
@@ -33,7 +37,7 @@ import { assertNever, type Deployment, type EnvironmentSnapshot, PlanAction } fr
 import { RefusalError } from './errors.js';
 import type { Logger } from './log.js';
 import { silentLogger } from './log.js';
-import { type ActingUser, canAct, sameActor } from './permissions.js';
+import { type ActingUser, canAct, sameActor, unknownEnvironmentKeys } from './permissions.js';
 import {
   type AlertContext,
   type AlertGroup,
@@ -182,12 +186,22 @@ const PLAN_ID = /^[A-Za-z0-9_-]{1,128}$/;
 /** Code of the `failed` audit entry of an approval that could not be queued (the plan is open again). */
 export const ENQUEUE_FAILED = 'enqueue_failed';
 
+/** Code of the `cancelled` audit entry of a Dismiss that closed one of the plan's messages only. */
+export const COPY_DISMISSED = 'copy_dismissed';
+
 /**
- * How long after its claim (open → enqueued) a plan may lack a job id before other clicks enqueue it
- * themselves: far longer than the winning click takes (a few fail-fast Redis commands, each bounded by
- * 5 s), so only a winner whose process died in between is taken over.
+ * How long after its claim (open → enqueued) a plan may lack a job id before the claim counts as
+ * abandoned: far longer than the winning click takes (a few fail-fast Redis commands, each bounded by
+ * 5 s), so only a winner whose process died in between, or whose enqueue and undo both failed (Redis
+ * went away), is noticed. The next read of the plan then settles it (see `settleAbandoned`).
  */
 const ORPHANED_CLAIM_MS = 60_000;
+
+/**
+ * How many times one click decides again because the plan moved under it before giving up (each time
+ * means someone else's click moved it first).
+ */
+const MAX_REDECISIONS = 8;
 
 /** An actor as surfaces pass it: the person plus the memberships they resolved. */
 const actingUserSchema = actorSchema.extend({
@@ -196,9 +210,23 @@ const actingUserSchema = actorSchema.extend({
   roles: z.array(z.string().min(1)).max(1000).optional(),
 });
 
+/**
+ * What a re-read of the platform says about a plan: `stale` only from what the platform shows
+ * (checkFresh, isAlreadyDone); `refused` when the platform would not answer (Switchyard's credentials
+ * rejected, a platform precondition…), which says nothing about the plan and changes nothing.
+ */
 type Freshness =
-  | { readonly ok: true }
-  | { readonly ok: false; readonly refusal: Refusal; readonly current: CurrentState };
+  | { readonly kind: 'fresh' }
+  | { readonly kind: 'stale'; readonly refusal: Refusal; readonly current: CurrentState }
+  | { readonly kind: 'refused'; readonly refusal: Refusal };
+
+/** Outcome of `dismissCopy`. */
+export type DismissCopyOutcome =
+  /** This message is closed; the plan stays open on its other messages (audited). */
+  | { readonly status: 'dismissed'; readonly record: PlanRecord }
+  | { readonly status: 'refused'; readonly refusal: Refusal; readonly record: PlanRecord | undefined }
+  /** The plan shows nowhere else, or is not open: Dismiss acts on the whole plan (`dismiss`). */
+  | { readonly status: 'whole' };
 
 function invalid(message: string, context: Record<string, unknown>): Refusal {
   return { code: RefusalCode.invalidInput, message, context };
@@ -219,6 +247,8 @@ export class Flow {
   private readonly logger: Logger;
   private readonly recentAudit: number;
   private readonly onPlanReplaced: ((old: PlanRecord) => void) | undefined;
+  /** Whether the config's environment keys were compared with the platform's (see `slugs`). */
+  private keysChecked = false;
 
   constructor(options: FlowOptions) {
     this.platform = options.platform;
@@ -234,7 +264,25 @@ export class Flow {
 
   /** Slugs of the environments Switchyard may act on, in display order. */
   async environments(): Promise<readonly string[]> {
-    return this.platform.listEnvironments();
+    return this.slugs();
+  }
+
+  /**
+   * The platform's environments. The first time they are known, the config's `environments` keys are
+   * compared with them: a key naming no environment (a typo such as `prod:`) has an allow list and a
+   * two-person rule that apply to nothing, which on the local platform leaves the environment meant open
+   * to everyone. Each such key is logged loudly (once per Flow); nothing else changes.
+   */
+  private async slugs(): Promise<readonly string[]> {
+    const slugs = await this.platform.listEnvironments();
+    if (!this.keysChecked) {
+      this.keysChecked = true;
+      for (const unknown of unknownEnvironmentKeys(this.config, slugs)) {
+        const log = unknown.leavesOpen.length > 0 ? this.logger.error : this.logger.warn;
+        log.call(this.logger, { key: unknown.key, environments: [...slugs] }, unknown.message);
+      }
+    }
+    return slugs;
   }
 
   /** Whether a second person must approve switches of `environment`. */
@@ -271,7 +319,7 @@ export class Flow {
       }
       messages.push(parsed.data);
     }
-    const slugs = await this.platform.listEnvironments();
+    const slugs = await this.slugs();
     let environment: string;
     let target = targetRef?.trim() === '' ? undefined : targetRef?.trim();
     const resolved = resolveEnvironment(slugs, environmentInput);
@@ -303,7 +351,8 @@ export class Flow {
       return built;
     }
     // Read through `load`, so a lapsed open plan of this id is expired (and audited) before the new
-    // request replaces it.
+    // request replaces it, and a claim abandoned without a job is settled (open again, or expired)
+    // rather than joined as if its switch were queued.
     const dismissal = opts.unlessDismissed === true ? await this.plans.dismissal(built.value.id) : undefined;
     if (dismissal !== undefined) {
       const by = dismissal.by;
@@ -480,16 +529,7 @@ export class Flow {
   ): Promise<CancelOutcome> {
     const start = await this.begin(actorInput, planId);
     if (start.done) return start.outcome;
-    const { actor, record } = start;
-    // The person who asked may withdraw their request without being permitted on the environment,
-    // but only while it is theirs alone: once someone else confirmed it (a plan asked for twice is
-    // one plan, so that is often someone who asked for it too), only the confirmer or a permitted
-    // person may cancel it.
-    if (!this.involved(actor, record)) {
-      const permission = canAct(actor, record.plan.environment, { config: this.config });
-      if (!permission.ok) return this.refused(record, actor, permission.refusal);
-    }
-    return this.cancelFrom(actor, record, verb);
+    return this.cancelFrom(start.actor, start.record, verb);
   }
 
   /**
@@ -499,26 +539,74 @@ export class Flow {
   async dismissRefusal(actorInput: ActingUser, planId: string): Promise<Refusal | undefined> {
     const start = await this.begin(actorInput, planId);
     if (start.done) return start.outcome.status === 'refused' ? start.outcome.refusal : undefined;
-    const { actor, record } = start;
-    if (this.involved(actor, record)) return undefined;
-    const permission = canAct(actor, record.plan.environment, { config: this.config });
-    return permission.ok ? undefined : permission.refusal;
+    return this.cancelRefusal(start.actor, start.record);
   }
 
-  /** See PlanStore.dismissMessage. */
-  async dismissMessage(
+  /**
+   * Dismiss on one of several messages showing the plan (an alert suggestion while the plan also shows
+   * elsewhere: another incident's suggestion, a person's own /rollback): closes that message only, so
+   * the others keep working. The same people may do it as may cancel (a refusal is audited and changes
+   * nothing). `message` is the clicked message: it is marked dismissed and the messages still offering
+   * the plan are counted (those on `ignoreSurfaces` not), in one step, on the record the permission was
+   * checked on. When the surface cannot say which message was clicked, nothing is marked and the plan
+   * must show on more than one message. Audited as `cancelled` with code `copy_dismissed` (the plan
+   * itself stays open). `whole` when the plan shows nowhere else, or is not open: Dismiss then acts on
+   * the plan (`dismiss`), which answers as a Cancel would.
+   */
+  async dismissCopy(
+    actorInput: ActingUser,
     planId: string,
-    ref: MessageRef,
-    by: string,
+    message: MessageRef | undefined,
     ignoreSurfaces: readonly string[] = [],
-  ): Promise<number | undefined> {
-    if (!PLAN_ID.test(planId)) return undefined;
-    return this.plans.dismissMessage(planId, messageRefSchema.parse(ref), by, ignoreSurfaces);
+  ): Promise<DismissCopyOutcome> {
+    const start = await this.begin(actorInput, planId);
+    if (start.done) return start.outcome.status === 'refused' ? start.outcome : { status: 'whole' };
+    const { actor } = start;
+    const ref = message === undefined ? undefined : messageRefSchema.parse(message);
+    let record: PlanRecord | undefined = start.record;
+    for (let tries = 0; record !== undefined; tries++) {
+      if (!OPEN_STATES.includes(record.state)) return { status: 'whole' };
+      const refusal = this.cancelRefusal(actor, record);
+      if (refusal !== undefined) return this.refused(record, actor, refusal);
+      if (tries > MAX_REDECISIONS) return this.keptChanging(actor, record);
+      let others = record.messages.length - 1;
+      if (ref !== undefined) {
+        const offering = await this.plans.dismissMessage(planId, ref, who(actor), ignoreSurfaces, record);
+        if (offering === 'changed') {
+          // Someone moved the plan after it was read: decide again on the record as it is now.
+          record = await this.load(planId);
+          continue;
+        }
+        others = offering ?? 0;
+      }
+      if (others < 1) return { status: 'whole' };
+      const p = record.plan;
+      const where = ref === undefined ? '' : ` (${ref.surface} ${ref.channel})`;
+      await this.record(record, 'cancelled', actor, {
+        code: COPY_DISMISSED,
+        message: `${who(actor)} dismissed one message showing the ${p.action} to ${p.target.id}${where}; it stays open on ${others} other message${others === 1 ? '' : 's'}`,
+      });
+      return { status: 'dismissed', record: (await this.plans.get(planId)) ?? record };
+    }
+    return { status: 'whole' };
   }
 
   /** Dismisses an alert suggestion: a cancel, recorded as dismissed. */
   async dismiss(actorInput: ActingUser, planId: string): Promise<CancelOutcome> {
     return this.cancel(actorInput, planId, 'dismissed');
+  }
+
+  /**
+   * Why `actor` may not cancel (or dismiss) `record`, or undefined when they may. The person who asked
+   * may withdraw their request without being permitted on the environment, but only while it is theirs
+   * alone: once someone else confirmed it (a plan asked for twice is one plan, so that is often someone
+   * who asked for it too), only the confirmer or a permitted person may cancel it. Checked on the
+   * record the cancel then moves (see `cancelFrom`).
+   */
+  private cancelRefusal(actor: ActingUser, record: PlanRecord): Refusal | undefined {
+    if (this.involved(actor, record)) return undefined;
+    const permission = canAct(actor, record.plan.environment, { config: this.config });
+    return permission.ok ? undefined : permission.refusal;
   }
 
   /**
@@ -577,7 +665,7 @@ export class Flow {
 
   /** The `/deployments` view's data: snapshot, routing, recent audit entries and the running switch. */
   async deployments(environmentInput: string): Promise<DeploymentsOutcome> {
-    const slugs = await this.platform.listEnvironments();
+    const slugs = await this.slugs();
     const resolved = resolveEnvironment(slugs, environmentInput);
     if (!resolved.ok) return resolved;
     const environment = resolved.value;
@@ -598,8 +686,9 @@ export class Flow {
    * Plans expire lazily (when someone reads them). So that an unanswered request does not stay the
    * last word of `/deployments` ("waiting for a second permitted person to approve") after it lapsed,
    * the plans whose latest listed entry is `requested` (or an approval that could not be queued, after
-   * which the plan is open again) are read through `load`, which expires (and audits) those past their
-   * time. True when one expired, so the caller reads the audit again.
+   * which the plan is open again, or one of its messages dismissed, or a claim whose job never came)
+   * are read through `load`, which expires (and audits) those past their time. True when one expired,
+   * so the caller reads the audit again.
    */
   private async expireListed(entries: readonly FlowAuditEntry[]): Promise<boolean> {
     const latest = new Map<string, FlowAuditEntry>();
@@ -608,10 +697,15 @@ export class Flow {
     }
     let expired = false;
     for (const [planId, e] of latest) {
-      const open = e.event === 'requested' || (e.event === 'failed' && e.code === ENQUEUE_FAILED);
+      const open =
+        e.event === 'requested' ||
+        e.event === 'approved' || // a claim whose job never came (see `settleAbandoned`)
+        (e.event === 'failed' && e.code === ENQUEUE_FAILED) ||
+        (e.event === 'cancelled' && e.code === COPY_DISMISSED);
       if (!open || !PLAN_ID.test(planId)) continue;
       const before = await this.plans.get(planId);
-      if (before === undefined || !OPEN_STATES.includes(before.state)) continue;
+      if (before === undefined) continue;
+      if (!OPEN_STATES.includes(before.state) && !this.abandoned(before)) continue;
       if (this.clock.now() < before.expiresAt) continue;
       if ((await this.load(planId))?.state === PlanState.expired) expired = true;
     }
@@ -692,16 +786,104 @@ export class Flow {
     }
   }
 
-  /** Reads a record, moving an open plan past its time to `expired` first (audited once). */
+  /**
+   * Reads a record, settling it first: an open plan past its time moves to `expired` (audited once), a
+   * claim abandoned without a job is settled (`settleAbandoned`). Each move names the record read; when
+   * it moved meanwhile, the record as it is then is settled instead.
+   */
   private async load(planId: string): Promise<PlanRecord | undefined> {
-    const record = await this.plans.get(planId);
-    if (record === undefined) return undefined;
-    if (OPEN_STATES.includes(record.state) && this.clock.now() >= record.expiresAt) {
-      const moved = await this.plans.transition(planId, OPEN_STATES, PlanState.expired);
-      if (moved.ok) await this.recordExpiry(moved.record);
-      return moved.record;
+    let record = await this.plans.get(planId);
+    for (let tries = 0; record !== undefined && tries <= MAX_REDECISIONS; tries++) {
+      let moved: TransitionResult;
+      if (OPEN_STATES.includes(record.state) && this.clock.now() >= record.expiresAt) {
+        moved = await this.plans.transition(planId, OPEN_STATES, PlanState.expired, {}, [], {
+          expect: record,
+        });
+        if (moved.ok) await this.recordExpiry(moved.record);
+      } else if (this.abandoned(record)) {
+        moved = await this.settleAbandoned(record);
+      } else {
+        return record;
+      }
+      if (moved.ok) return moved.record;
+      record = moved.record;
     }
     return record;
+  }
+
+  /**
+   * Whether `record` is a claim (open → enqueued) that never got its job id, for longer than a winning
+   * click takes: the winner's enqueue failed and so did the undo of its claim (Redis went away for
+   * both), or its process died between the claim and storing the job id.
+   */
+  private abandoned(record: PlanRecord): boolean {
+    return (
+      record.state === PlanState.enqueued &&
+      record.jobId === undefined &&
+      this.clock.now() - record.updatedAt >= ORPHANED_CLAIM_MS
+    );
+  }
+
+  /**
+   * Settles an abandoned claim (see `abandoned`), which must not stay "being queued" for the record's
+   * whole retention, nor be queued later by a click that checked nothing:
+   * - its job exists after all (the winner died after enqueueing): the job id is stored;
+   * - past the plan's time: `expired` (audited), as an open plan would be;
+   * - otherwise the claim is undone as its winner would have: the plan is open again (`pending`, or
+   *   `awaiting_approval` without the approver for an approval), audited as `failed`
+   *   (`enqueue_failed`). The next confirm or approve is then a click like any other: permission,
+   *   two-person rule, a fresh platform read, and an `approved` entry naming whoever clicked.
+   * Each move names the record read.
+   */
+  private async settleAbandoned(record: PlanRecord): Promise<TransitionResult> {
+    const p = record.plan;
+    const jobId = jobIdForPlan(p.id);
+    const expect = { expect: record };
+    // (A queue that cannot tell counts as having no job: the next enqueue of the plan joins any job
+    // there is anyway, its id being derived from the plan id.)
+    if ((await this.queue.progress?.(jobId)) !== undefined) {
+      return this.plans.transition(p.id, [PlanState.enqueued], PlanState.enqueued, { jobId }, [], expect);
+    }
+    if (this.clock.now() >= record.expiresAt) {
+      const moved = await this.plans.transition(
+        p.id,
+        [PlanState.enqueued],
+        PlanState.expired,
+        {},
+        [],
+        expect,
+      );
+      const by = record.approvedBy ?? record.confirmedBy ?? record.requestedBy;
+      if (moved.ok) await this.recordExpiry(moved.record, by);
+      return moved;
+    }
+    const approval = record.approvedBy !== undefined;
+    const moved = approval
+      ? await this.plans.transition(
+          p.id,
+          [PlanState.enqueued],
+          PlanState.awaitingApproval,
+          {},
+          ['approvedBy'],
+          expect,
+        )
+      : await this.plans.transition(
+          p.id,
+          [PlanState.enqueued],
+          PlanState.pending,
+          {},
+          ['confirmedBy', 'confirmedVia'],
+          expect,
+        );
+    if (moved.ok) {
+      const by = record.approvedBy ?? record.confirmedBy;
+      await this.record(moved.record, 'failed', undefined, {
+        jobId,
+        code: ENQUEUE_FAILED,
+        message: `the ${p.action} to ${p.target.id} ${approval ? 'approved' : 'confirmed'}${by === undefined ? '' : ` by ${who(by)}`} was never queued (no job ${ORPHANED_CLAIM_MS / 1000} s after the click); the plan is open again: ${approval ? 'approve' : 'confirm'} again to retry`,
+      });
+    }
+    return moved;
   }
 
   /** After a transition: when it found the plan past its time (and expired it), audits that once. */
@@ -717,14 +899,16 @@ export class Flow {
    * `expired` event, so it is written as `cancelled` with code `expired`, without an actor (nobody
    * cancelled it: time ran out).
    */
-  private async recordExpiry(record: PlanRecord): Promise<void> {
+  private async recordExpiry(record: PlanRecord, abandoned?: Actor): Promise<void> {
     const p = record.plan;
     const minutes = Math.round((record.expiresAt - record.createdAt) / 60_000);
     const at = utc(record.expiresAt);
     const message =
-      record.confirmedBy !== undefined
-        ? `expired at ${at}: the ${p.action} to ${p.target.id} confirmed by ${who(record.confirmedBy)} was not approved by a second permitted person within ${minutes} minutes; nothing was changed`
-        : `expired at ${at}: nobody confirmed the ${p.action} to ${p.target.id} within ${minutes} minutes; nothing was changed`;
+      abandoned !== undefined
+        ? `expired at ${at}: the ${p.action} to ${p.target.id} ${record.approvedBy === undefined ? 'confirmed' : 'approved'} by ${who(abandoned)} was never queued (its queueing did not finish) and the plan's ${minutes} minutes ran out; nothing was changed`
+        : record.confirmedBy !== undefined
+          ? `expired at ${at}: the ${p.action} to ${p.target.id} confirmed by ${who(record.confirmedBy)} was not approved by a second permitted person within ${minutes} minutes; nothing was changed`
+          : `expired at ${at}: nobody confirmed the ${p.action} to ${p.target.id} within ${minutes} minutes; nothing was changed`;
     await this.record(record, 'cancelled', undefined, { code: 'expired', message });
   }
 
@@ -748,8 +932,11 @@ export class Flow {
     return { status: 'stale', refusal, current, record };
   }
 
-  /** Dispatches a click on the record's current state (also used after losing a race). */
-  private async confirmFrom(actor: ActingUser, record: PlanRecord): Promise<ClickOutcome> {
+  /**
+   * Dispatches a confirm on the record's current state (also after the plan moved under the click:
+   * `tries` counts those re-decisions).
+   */
+  private async confirmFrom(actor: ActingUser, record: PlanRecord, tries = 0): Promise<ClickOutcome> {
     switch (record.state) {
       case PlanState.enqueued:
         return this.joined(record);
@@ -766,8 +953,10 @@ export class Flow {
       default:
         return assertNever(record.state, 'plan state');
     }
+    if (tries > MAX_REDECISIONS) return this.keptChanging(actor, record);
     const fresh = await this.freshness(record.plan);
-    if (!fresh.ok) return this.markStale(actor, record, fresh);
+    if (fresh.kind === 'refused') return this.refused(record, actor, fresh.refusal);
+    if (fresh.kind === 'stale') return this.markStale(actor, record, fresh, 'confirm', tries);
     if (this.twoPersonRule(record.plan.environment)) {
       const via = this.grantOf(actor, record.plan.environment);
       const moved = await this.plans.transition(
@@ -778,18 +967,32 @@ export class Flow {
           confirmedBy: stripMembership(actor),
           ...(via === undefined ? {} : { confirmedVia: via }),
         },
+        [],
+        { expect: record },
       );
       await this.noteExpiry(moved);
-      if (!moved.ok) return this.afterLostRace(actor, record.plan.id, moved.record, 'confirm');
+      if (!moved.ok) return this.afterLostRace(actor, record.plan.id, 'confirm', tries);
       await this.record(moved.record, 'requested', actor, {
         message: `confirmed by ${who(actor)}; waiting for a second permitted person to approve`,
       });
       return { status: 'awaiting_approval', record: moved.record };
     }
-    return this.enqueueFrom(actor, record, [PlanState.pending], { confirmedBy: stripMembership(actor) });
+    return this.enqueueFrom(
+      actor,
+      record,
+      [PlanState.pending],
+      { confirmedBy: stripMembership(actor) },
+      tries,
+    );
   }
 
-  private async approveFrom(actor: ActingUser, record: PlanRecord): Promise<ClickOutcome> {
+  /**
+   * Dispatches an approve on the record's current state. Self-approval, the confirmer's permission and
+   * freshness are decided on `record`, and the claim moves only that record: when the plan moved or
+   * was replaced meanwhile (say the request was withdrawn and the approver asked for the same switch
+   * and confirmed it himself), the approval is decided again on the record as it is then.
+   */
+  private async approveFrom(actor: ActingUser, record: PlanRecord, tries = 0): Promise<ClickOutcome> {
     switch (record.state) {
       case PlanState.enqueued:
         return this.joined(record);
@@ -826,11 +1029,17 @@ export class Flow {
     }
     const confirmer = this.confirmerNotPermitted(record);
     if (confirmer !== undefined) return this.refused(record, actor, confirmer);
+    if (tries > MAX_REDECISIONS) return this.keptChanging(actor, record);
     const fresh = await this.freshness(record.plan);
-    if (!fresh.ok) return this.markStale(actor, record, fresh);
-    return this.enqueueFrom(actor, record, [PlanState.awaitingApproval], {
-      approvedBy: stripMembership(actor),
-    });
+    if (fresh.kind === 'refused') return this.refused(record, actor, fresh.refusal);
+    if (fresh.kind === 'stale') return this.markStale(actor, record, fresh, 'approve', tries);
+    return this.enqueueFrom(
+      actor,
+      record,
+      [PlanState.awaitingApproval],
+      { approvedBy: stripMembership(actor) },
+      tries,
+    );
   }
 
   /**
@@ -873,11 +1082,34 @@ export class Flow {
     };
   }
 
+  /**
+   * A cancel (or dismiss) on the record's current state. Who may cancel is decided on `record`, and the
+   * move names it: when the plan moved meanwhile (a permitted person confirmed it after an unpermitted
+   * asker's click read it), the cancel is decided again on the record as it is then. A dismissal is
+   * remembered in the same step as the cancel, so an alert handled in between never finds the plan
+   * cancelled and not yet dismissed, and a dismiss that lost to someone else's cancel leaves none.
+   */
   private async cancelFrom(
     actor: ActingUser,
     record: PlanRecord,
     verb: 'cancelled' | 'dismissed',
+    tries = 0,
   ): Promise<CancelOutcome> {
+    switch (record.state) {
+      case PlanState.enqueued:
+      case PlanState.pending:
+      case PlanState.awaitingApproval: {
+        const refusal = this.cancelRefusal(actor, record);
+        if (refusal !== undefined) return this.refused(record, actor, refusal);
+        break;
+      }
+      case PlanState.cancelled:
+      case PlanState.stale:
+      case PlanState.expired:
+        break;
+      default:
+        return assertNever(record.state, 'plan state');
+    }
     switch (record.state) {
       case PlanState.enqueued: {
         // A cancel never enqueues: before the winning click stored the job id, its enqueue may still
@@ -902,18 +1134,22 @@ export class Flow {
       default:
         return assertNever(record.state, 'plan state');
     }
-    // A dismissal is recorded before the plan closes: an alert handled in between must not find the
-    // plan cancelled and not yet dismissed (it would suggest the rollback afresh).
-    if (verb === 'dismissed')
-      await this.plans.markDismissed(record.plan.id, actor.displayName, this.clock.now());
-    const moved = await this.plans.transition(record.plan.id, OPEN_STATES, PlanState.cancelled, {
-      cancelledBy: stripMembership(actor),
-    });
-    if (!moved.ok && verb === 'dismissed' && moved.record?.state !== PlanState.cancelled)
-      await this.plans.clearDismissed(record.plan.id);
+    if (tries > MAX_REDECISIONS) return this.keptChanging(actor, record);
+    const moved = await this.plans.transition(
+      record.plan.id,
+      OPEN_STATES,
+      PlanState.cancelled,
+      { cancelledBy: stripMembership(actor) },
+      [],
+      {
+        expect: record,
+        ...(verb === 'dismissed' ? { dismissal: { by: who(actor), at: this.clock.now() } } : {}),
+      },
+    );
     if (!moved.ok) {
-      if (moved.record === undefined) return this.goneOutcome(record.plan.id);
-      return this.cancelFrom(actor, moved.record, verb);
+      const now = await this.load(record.plan.id);
+      if (now === undefined) return this.goneOutcome(record.plan.id);
+      return this.cancelFrom(actor, now, verb, tries + 1);
     }
     await this.record(moved.record, 'cancelled', actor, {
       message: `${who(actor)} ${verb} the ${record.plan.action} to ${record.plan.target.id}`,
@@ -922,30 +1158,36 @@ export class Flow {
   }
 
   /**
-   * Claims the plan (open → enqueued, one winner), audits the approval, then enqueues. The `approved`
-   * entry is written before the job exists: a worker appends `started` as soon as it holds the
-   * environment, which may well come before this process hears back from the queue, and the history
-   * must read in the order things happened. The claim makes this click the one winner, so there is
-   * exactly one `approved` per approval however many clicks race. If enqueueing fails the claim is
-   * undone so the click can be retried, a `failed` entry (code `enqueue_failed`) says the approval was
-   * not queued, and the fault is rethrown.
+   * Claims the plan (open → enqueued, one winner, only the record decided on), audits the approval,
+   * then enqueues. The `approved` entry is written before the job exists: a worker appends `started` as
+   * soon as it holds the environment, which may well come before this process hears back from the
+   * queue, and the history must read in the order things happened. The claim makes this click the one
+   * winner, so there is exactly one `approved` per approval however many clicks race. If enqueueing
+   * fails the claim is undone so the click can be retried, a `failed` entry (code `enqueue_failed`)
+   * says the approval was not queued, and the fault is rethrown. If the undo fails too (Redis went
+   * away), the claim is left without a job: the next read of the plan after ORPHANED_CLAIM_MS settles
+   * it (`settleAbandoned`).
    */
   private async enqueueFrom(
     actor: ActingUser,
     record: PlanRecord,
     from: readonly PlanState[],
     patch: PlanPatch,
+    tries: number,
   ): Promise<ClickOutcome> {
-    const claimed = await this.plans.transition(record.plan.id, from, PlanState.enqueued, patch);
+    const claimed = await this.plans.transition(record.plan.id, from, PlanState.enqueued, patch, [], {
+      expect: record,
+    });
     await this.noteExpiry(claimed);
     const click = patch.approvedBy ? 'approve' : 'confirm';
-    if (!claimed.ok) return this.afterLostRace(actor, record.plan.id, claimed.record, click);
-    const p = record.plan;
+    if (!claimed.ok) return this.afterLostRace(actor, record.plan.id, click, tries);
+    const mine = { expect: claimed.record };
+    const p = claimed.record.plan;
     const jobId = jobIdForPlan(p.id);
     await this.record(claimed.record, 'approved', actor, {
       jobId,
       message: patch.approvedBy
-        ? `${who(actor)} approved the ${p.action} requested by ${who(record.confirmedBy ?? record.requestedBy)}`
+        ? `${who(actor)} approved the ${p.action} requested by ${who(claimed.record.confirmedBy ?? claimed.record.requestedBy)}`
         : `${who(actor)} confirmed the ${p.action} to ${p.target.id}`,
     });
     let result: EnqueueResult;
@@ -954,11 +1196,21 @@ export class Flow {
     } catch (e) {
       const back = from[0] ?? PlanState.pending;
       const undone = await this.plans
-        .transition(p.id, [PlanState.enqueued], back, {}, patch.approvedBy ? ['approvedBy'] : ['confirmedBy'])
+        .transition(
+          p.id,
+          [PlanState.enqueued],
+          back,
+          {},
+          patch.approvedBy ? ['approvedBy'] : ['confirmedBy'],
+          mine,
+        )
         .then(
           (r) => r.ok,
           (undoError: unknown) => {
-            this.logger.error({ err: undoError, planId: p.id }, 'undo of claim failed');
+            this.logger.error(
+              { err: undoError, planId: p.id },
+              'undo of claim failed: the plan stays claimed without a job until its next read after the orphan threshold',
+            );
             return false;
           },
         );
@@ -975,10 +1227,20 @@ export class Flow {
         { planId: p.id, jobId: result.jobId, audited: jobId },
         'queue answered another job id',
       );
-    const withJob = await this.plans.transition(p.id, [PlanState.enqueued], PlanState.enqueued, {
-      jobId: result.jobId,
-    });
-    const final = withJob.record ?? claimed.record;
+    const withJob = await this.plans.transition(
+      p.id,
+      [PlanState.enqueued],
+      PlanState.enqueued,
+      { jobId: result.jobId },
+      [],
+      mine,
+    );
+    if (!withJob.ok)
+      this.logger.warn(
+        { planId: p.id, jobId: result.jobId, state: withJob.record?.state },
+        'plan changed before its job id was stored',
+      );
+    const final = withJob.ok ? withJob.record : claimed.record;
     this.logger.info(
       {
         planId: p.id,
@@ -993,14 +1255,21 @@ export class Flow {
     return { status: 'enqueued', jobId: result.jobId, joined: false, record: final };
   }
 
+  /**
+   * A click whose move found the plan changed since it was read (another click moved it, or a new
+   * request replaced it): reads it again (settling it, see `load`) and decides afresh.
+   */
   private async afterLostRace(
     actor: ActingUser,
     planId: string,
-    now: PlanRecord | undefined,
     click: 'confirm' | 'approve',
+    tries: number,
   ): Promise<ClickOutcome> {
+    const now = await this.load(planId);
     if (now === undefined) return this.goneOutcome(planId);
-    return click === 'confirm' ? this.confirmFrom(actor, now) : this.approveFrom(actor, now);
+    return click === 'confirm'
+      ? this.confirmFrom(actor, now, tries + 1)
+      : this.approveFrom(actor, now, tries + 1);
   }
 
   private goneOutcome(planId: string): ClickOutcome & { status: 'expired' } {
@@ -1012,39 +1281,58 @@ export class Flow {
     };
   }
 
-  /** An enqueued plan clicked again: the same job, joined. */
-  private async joined(record: PlanRecord): Promise<ClickOutcome> {
-    // The winner stores the job id right after enqueueing. Until then this click answers with the id
-    // the job gets (derived from the plan id) without enqueueing: a job made here could start before
-    // the winner's `approved` entry, and would run for a plan shown as open again if the winner's
-    // enqueue failed and undid the claim. Only a claim left without a job id for longer than a winner
-    // can take (its process died between the claim and the enqueue) is enqueued from here.
-    const jobId =
-      record.jobId ??
-      (this.clock.now() - record.updatedAt < ORPHANED_CLAIM_MS
-        ? jobIdForPlan(record.plan.id)
-        : (await this.queue.enqueue(this.jobData(record))).jobId);
-    return { status: 'enqueued', jobId, joined: true, record };
+  /**
+   * A refusal for a click that kept finding the plan changed under it (MAX_REDECISIONS times): it did
+   * nothing, rather than act on a record it did not check.
+   */
+  private keptChanging(actor: ActingUser, record: PlanRecord): Promise<ClickOutcome & { status: 'refused' }> {
+    return this.refused(record, actor, {
+      code: RefusalCode.operationInProgress,
+      message: `This ${record.plan.action} of ${record.plan.environment} kept changing while your click was handled (others were acting on it), so your click did nothing. Look at the message again, and click again if it is still needed.`,
+      context: { planId: record.plan.id, state: record.state },
+    });
   }
 
+  /**
+   * An enqueued plan clicked again: the same job, joined. Until the winner stores the job id, this
+   * answers with the id the job gets (derived from the plan id) and never enqueues: a job made here
+   * could start before the winner's `approved` entry, and would run for a plan shown as open again if
+   * the winner's enqueue failed and undid the claim. A claim left without a job id for longer than a
+   * winner can take never reaches this: reading the plan settles it first (`load`, `settleAbandoned`).
+   */
+  private joined(record: PlanRecord): ClickOutcome {
+    return { status: 'enqueued', jobId: record.jobId ?? jobIdForPlan(record.plan.id), joined: true, record };
+  }
+
+  /**
+   * Marks the plan stale (what the platform shows changed since it was made), only the record the
+   * freshness was read for; when it moved meanwhile, the click is decided again on it.
+   */
   private async markStale(
     actor: ActingUser,
     record: PlanRecord,
-    fresh: Freshness & { ok: false },
+    fresh: Freshness & { kind: 'stale' },
+    click: 'confirm' | 'approve',
+    tries: number,
   ): Promise<ClickOutcome> {
-    const moved = await this.plans.transition(record.plan.id, OPEN_STATES, PlanState.stale, {
-      refusal: fresh.refusal,
-    });
+    const moved = await this.plans.transition(
+      record.plan.id,
+      OPEN_STATES,
+      PlanState.stale,
+      { refusal: fresh.refusal },
+      [],
+      { expect: record },
+    );
     if (!moved.ok) {
       if (moved.record === undefined) return this.goneOutcome(record.plan.id);
-      return moved.record.state === PlanState.stale
-        ? {
-            status: 'stale',
-            refusal: moved.record.refusal ?? fresh.refusal,
-            current: fresh.current,
-            record: moved.record,
-          }
-        : this.confirmFrom(actor, moved.record);
+      if (moved.record.state === PlanState.stale)
+        return {
+          status: 'stale',
+          refusal: moved.record.refusal ?? fresh.refusal,
+          current: fresh.current,
+          record: moved.record,
+        };
+      return this.afterLostRace(actor, record.plan.id, click, tries);
     }
     await this.record(moved.record, 'refused', actor, {
       code: fresh.refusal.code,
@@ -1072,10 +1360,15 @@ export class Flow {
     return { status: 'refused', refusal, record };
   }
 
-  /** Re-reads the platform: has traffic moved (or the switch already happened) since the plan? */
+  /**
+   * Re-reads the platform: has traffic moved (or the switch already happened) since the plan? Only
+   * what the platform shows makes a plan stale (checkFresh, isAlreadyDone). A snapshot the platform
+   * refuses (Switchyard's key rejected or lacking a permission, a precondition of its own) says
+   * nothing about the plan: the click is refused and the plan left as it is.
+   */
   private async freshness(plan: Plan): Promise<Freshness> {
     const snap = await this.snapshot(plan.environment);
-    if (!snap.ok) return { ok: false, refusal: snap.refusal, current: unknownCurrent() };
+    if (!snap.ok) return { kind: 'refused', refusal: snap.refusal };
     const expectation: PlanExpectation = {
       action: plan.action,
       environment: plan.environment,
@@ -1091,7 +1384,7 @@ export class Flow {
     const current = currentOf(snap.value);
     if (isAlreadyDone(expectation, snap.value)) {
       return {
-        ok: false,
+        kind: 'stale',
         refusal: {
           code: RefusalCode.planStale,
           message: `Already done: ${plan.environment} is ${plan.action === 'rollback' ? 'rolled back to' : 'promoted to'} ${plan.target.id}. Nothing to do.`,
@@ -1101,8 +1394,8 @@ export class Flow {
       };
     }
     const check = checkFresh(expectation, snap.value);
-    if (!check.ok) return { ok: false, refusal: check.refusal, current };
-    return { ok: true };
+    if (!check.ok) return { kind: 'stale', refusal: check.refusal, current };
+    return { kind: 'fresh' };
   }
 
   /** A platform snapshot; a platform refusal (unknown environment…) becomes a value. */

@@ -178,3 +178,51 @@ export function canAct(actor: ActingUser, environment: string, ctx: PermissionCo
     { ...context, reason: 'not_listed', key: `environments.${environment}.allow.${actor.surface}.users` },
   );
 }
+
+/** A key under the config's `environments` naming no environment of the platform (see below). */
+export interface UnknownEnvironmentKey {
+  /** `environments.<key>` */
+  readonly key: string;
+  /**
+   * The platform's environments left open to everyone because of it: on the local platform, those
+   * without an allow list, when the unknown key has one (it was most likely meant for one of them).
+   */
+  readonly leavesOpen: readonly string[];
+  /** What to tell the operator (names the key, the platform's environments and what it leaves open). */
+  readonly message: string;
+}
+
+/**
+ * The config's `environments` keys that name no environment of the platform (`environments` is the
+ * platform's list), such as a typo (`prod:` for `production`). Their allow list and two-person rule
+ * apply to nothing, and on the local platform, where an environment without an allow list is open to
+ * everyone, the environment the key was meant for stays open: callers log these loudly at start.
+ */
+export function unknownEnvironmentKeys(
+  config: Pick<Config, 'platform' | 'file'>,
+  environments: readonly string[],
+): UnknownEnvironmentKey[] {
+  const known = new Set(environments);
+  const unlisted = environments.filter((e) => config.file.environments[e]?.allow === undefined);
+  return Object.entries(config.file.environments)
+    .filter(([key]) => !known.has(key))
+    .map(([key, settings]) => {
+      const leavesOpen = config.platform === 'local' && settings.allow !== undefined ? unlisted : [];
+      const open =
+        leavesOpen.length === 0
+          ? ''
+          : ` ${nameList(leavesOpen)} ${leavesOpen.length === 1 ? 'has' : 'have'} no allow list, so on the local platform everyone may act on ${nameList(leavesOpen)}.`;
+      return {
+        key: `environments.${key}`,
+        leavesOpen,
+        message:
+          `The config file (SWITCHYARD_CONFIG) sets environments.${key}, but the ${config.platform} platform has no environment "${key}" ` +
+          `(it has: ${environments.join(', ') || 'none'}), so its settings (allow list, two-person rule) apply to nothing.${open} ` +
+          `Rename the key to the environment it was meant for.`,
+      };
+    });
+}
+
+function nameList(names: readonly string[]): string {
+  return names.length <= 1 ? (names[0] ?? '') : `${names.slice(0, -1).join(', ')} and ${names.at(-1)}`;
+}

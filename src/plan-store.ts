@@ -22,8 +22,15 @@
  * Plan ids are deterministic (same action on the same platform state → same id), so asking twice for
  * the same switch joins the live record instead of creating a second one; a finished record
  * (cancelled, stale, expired) is replaced by the new request.
+ *
+ * Because a record can be replaced under the same id, and moves while a click is being decided (a
+ * platform read takes a while), every record carries its `generation` (new with every record made) and
+ * `revision` (bumped by every transition). A caller that decided on a record it read passes it as
+ * `expect`: the move then happens only if the record is still that one, unchanged, in the same script;
+ * otherwise nothing is set and the caller gets the record as it is now (`changed`), to decide again.
  */
 
+import { randomUUID } from 'node:crypto';
 import { z } from 'zod';
 import type { Clock } from './clock.js';
 import { systemClock } from './clock.js';
@@ -218,8 +225,18 @@ export const planRecordSchema = z.object({
   updatedAt: z.number(),
   /** Unix ms after which the plan can no longer be acted on. */
   expiresAt: z.number(),
+  /**
+   * Random, new with every record made under this plan id (a new request replacing a finished one is
+   * another generation). Absent only on records stored before it existed.
+   */
+  generation: z.string().exactOptional(),
+  /** Bumped by every transition of this record (absent: 0). */
+  revision: z.number().exactOptional(),
 });
 export type PlanRecord = z.infer<typeof planRecordSchema>;
+
+/** Which record a decision was taken on (see the module header): pass the record read. */
+export type PlanRevision = Pick<PlanRecord, 'generation' | 'revision'>;
 
 /** Fields a transition may set besides the state. */
 export interface PlanPatch {
@@ -232,6 +249,21 @@ export interface PlanPatch {
 }
 type PatchField = keyof PlanPatch;
 
+/** Conditions and side effects of a transition besides the state. */
+export interface TransitionOptions {
+  /**
+   * Move only while the record is still this one (same generation, same revision): a decision taken
+   * on a record read earlier never lands on a record that moved since or replaced it. When it did,
+   * nothing is set and the result is `{ ok: false, changed: true, record }` with the record as it is.
+   */
+  readonly expect?: PlanRevision;
+  /**
+   * Who dismissed the plan's alert suggestion: remembered (see `dismissal`) in the same step as the
+   * move, and only when the move happens.
+   */
+  readonly dismissal?: Dismissal;
+}
+
 /** Outcome of an attempted transition. */
 export type TransitionResult =
   | { readonly ok: true; readonly record: PlanRecord }
@@ -240,7 +272,13 @@ export type TransitionResult =
    * `expired` is set for exactly the one call that found an open plan past `expiresAt` on its way to
    * `awaiting_approval` or `enqueued` and moved it to `expired` instead.
    */
-  | { readonly ok: false; readonly record: PlanRecord | undefined; readonly expired?: true };
+  | {
+      readonly ok: false;
+      readonly record: PlanRecord | undefined;
+      readonly expired?: true;
+      /** The state allowed the move, but the record was not the one expected (`TransitionOptions.expect`). */
+      readonly changed?: true;
+    };
 
 export interface PlanStoreOptions {
   /** A connected ioredis client (not closed by the store) … */
@@ -280,7 +318,7 @@ const JSON_FIELDS = new Set([
   'refusal',
   'alert',
 ]);
-const NUMBER_FIELDS = new Set(['createdAt', 'updatedAt', 'expiresAt', 'alertsVersion']);
+const NUMBER_FIELDS = new Set(['createdAt', 'updatedAt', 'expiresAt', 'alertsVersion', 'revision']);
 
 /**
  * Creates a record unless a live one exists. Live: enqueued, or pending/awaiting approval and not past
@@ -304,11 +342,14 @@ return {1, redis.call('HGETALL', KEYS[1])}
 `;
 
 /**
- * Compare-and-set of the state. KEYS[1] record; ARGV[1] allowed current states (comma separated);
- * ARGV[2] new state; ARGV[3] fields to delete (comma separated, may be empty); ARGV[4] the time of the
- * move (Unix ms) when expiry is enforced, else empty; ARGV[5..] field, value pairs to set. Returns {1,
- * hash} when moved, {0, hash} when the state did not allow it, {2, hash} when the plan was open but
- * past `expiresAt` at ARGV[4] (it is now `expired`; nothing else was set), {-1} when gone.
+ * Compare-and-set of the state. KEYS[1] record; KEYS[2] the plan's dismissal key. ARGV[1] allowed
+ * current states (comma separated); ARGV[2] new state; ARGV[3] fields to delete (comma separated, may
+ * be empty); ARGV[4] the time of the move (Unix ms) when expiry is enforced, else empty; ARGV[5] '1'
+ * when the record must still be the one read: generation ARGV[6] and revision ARGV[7]; ARGV[8] a
+ * dismissal (JSON) to store at KEYS[2] for ARGV[9] ms with the move, or empty; ARGV[10..] field, value
+ * pairs to set. Returns {1, hash} when moved, {0, hash} when the state did not allow it, {3, hash} when
+ * the record is not the one read, {2, hash} when the plan was open but past `expiresAt` at ARGV[4] (it
+ * is now `expired`; nothing else was set), {-1} when gone. Every move (and expiry) bumps `revision`.
  */
 const TRANSITION_SCRIPT = `
 local state = redis.call('HGET', KEYS[1], 'state')
@@ -318,17 +359,27 @@ for s in string.gmatch(ARGV[1], '[^,]+') do
   if s == state then allowed = true end
 end
 if not allowed then return {0, redis.call('HGETALL', KEYS[1])} end
+if ARGV[5] == '1' then
+  local gen = redis.call('HGET', KEYS[1], 'generation') or ''
+  local rev = tonumber(redis.call('HGET', KEYS[1], 'revision')) or 0
+  if gen ~= ARGV[6] or rev ~= tonumber(ARGV[7]) then return {3, redis.call('HGETALL', KEYS[1])} end
+end
 if ARGV[4] ~= '' and (state == 'pending' or state == 'awaiting_approval') then
   local exp = tonumber(redis.call('HGET', KEYS[1], 'expiresAt')) or 0
   if exp <= tonumber(ARGV[4]) then
     redis.call('HSET', KEYS[1], 'state', 'expired', 'updatedAt', ARGV[4])
+    redis.call('HINCRBY', KEYS[1], 'revision', 1)
     return {2, redis.call('HGETALL', KEYS[1])}
   end
 end
 for f in string.gmatch(ARGV[3], '[^,]+') do
   redis.call('HDEL', KEYS[1], f)
 end
-redis.call('HSET', KEYS[1], 'state', ARGV[2], unpack(ARGV, 5))
+redis.call('HSET', KEYS[1], 'state', ARGV[2], unpack(ARGV, 10))
+redis.call('HINCRBY', KEYS[1], 'revision', 1)
+if ARGV[8] ~= '' then
+  redis.call('SET', KEYS[2], ARGV[8], 'PX', ARGV[9])
+end
 return {1, redis.call('HGETALL', KEYS[1])}
 `;
 
@@ -477,11 +528,18 @@ return redis.call('HGET', KEYS[1], 'state')
  * and counts the plan's messages that still offer it: not the clicked one, not dismissed ones, not on
  * the ignored surfaces. Two people dismissing two copies at once thus find out which was the last.
  * KEYS[1] record; ARGV[1..3] the clicked message (surface, channel, message id); ARGV[4] who;
- * ARGV[5] ignored surfaces (comma separated). Returns -1 when the plan is not open, else the count.
+ * ARGV[5] ignored surfaces (comma separated); ARGV[6] '1' when the record must still be the one read:
+ * generation ARGV[7], revision ARGV[8]. Returns -1 when the plan is not open, -2 when it is not the
+ * record read (nothing marked), else the count.
  */
 const DISMISS_SCRIPT = `
 local state = redis.call('HGET', KEYS[1], 'state')
 if state ~= 'pending' and state ~= 'awaiting_approval' then return -1 end
+if ARGV[6] == '1' then
+  local gen = redis.call('HGET', KEYS[1], 'generation') or ''
+  local rev = tonumber(redis.call('HGET', KEYS[1], 'revision')) or 0
+  if gen ~= ARGV[7] or rev ~= tonumber(ARGV[8]) then return -2 end
+end
 local fields = redis.call('HGETALL', KEYS[1])
 local dismissed = {}
 local function same(r)
@@ -577,6 +635,10 @@ export class PlanStore {
       String(now),
       'expiresAt',
       String(now + this.ttlMs),
+      'generation',
+      randomUUID(),
+      'revision',
+      '0',
     ];
     if (input.alert !== undefined)
       fields.push('alert', JSON.stringify(alertContextSchema.parse(input.alert)));
@@ -612,7 +674,8 @@ export class PlanStore {
    * Moves the plan from one of `from` to `to`, setting `patch` and removing `remove`, atomically.
    * Exactly one of any number of concurrent callers with the same `from` succeeds. A move from an open
    * state to `awaiting_approval` or `enqueued` also checks `expiresAt` against this call's time, in the
-   * same script: a plan past it becomes `expired` instead (`{ ok: false, expired: true }`).
+   * same script: a plan past it becomes `expired` instead (`{ ok: false, expired: true }`). With
+   * `opts.expect`, only the record read moves (see TransitionOptions).
    */
   async transition(
     planId: string,
@@ -620,6 +683,7 @@ export class PlanStore {
     to: PlanState,
     patch: PlanPatch = {},
     remove: readonly PatchField[] = [],
+    opts: TransitionOptions = {},
   ): Promise<TransitionResult> {
     const now = String(this.clock.now());
     const fields: string[] = ['updatedAt', now];
@@ -627,14 +691,20 @@ export class PlanStore {
       if (value === undefined) continue;
       fields.push(name, typeof value === 'string' ? value : JSON.stringify(value));
     }
+    const dismissal =
+      opts.dismissal === undefined ? '' : JSON.stringify(dismissalSchema.parse(opts.dismissal));
     const raw = await this.redis.eval(
       TRANSITION_SCRIPT,
-      1,
+      2,
       this.key(planId),
+      this.dismissedKey(planId),
       from.join(','),
       to,
       remove.join(','),
       ACTING_STATES.includes(to) ? now : '',
+      ...this.expectArgs(opts.expect),
+      dismissal,
+      String(this.ttlMs + this.retainMs),
       ...fields,
     );
     const [moved, hash] = this.scriptReply(raw, planId);
@@ -644,7 +714,14 @@ export class PlanStore {
       return { ok: true, record };
     }
     if (moved === 2) return { ok: false, record, expired: true };
+    if (moved === 3) return { ok: false, record, changed: true };
     return { ok: false, record };
+  }
+
+  /** The script arguments saying which record must still be there ('1', generation, revision), or not. */
+  private expectArgs(expect: PlanRevision | undefined): [string, string, string] {
+    if (expect === undefined) return ['0', '', '0'];
+    return ['1', expect.generation ?? '', String(expect.revision ?? 0)];
   }
 
   /**
@@ -756,30 +833,18 @@ export class PlanStore {
   }
 
   /**
-   * Remembers that `by` dismissed the alert suggestion of this plan id at `at`, in a key of its own
-   * (a person's later request for the same switch replaces the plan's record, not this), kept as long
-   * as a record is.
-   */
-  async markDismissed(planId: string, by: string, at: number): Promise<void> {
-    await this.redis.set(
-      this.dismissedKey(planId),
-      JSON.stringify(dismissalSchema.parse({ by, at })),
-      'PX',
-      this.ttlMs + this.retainMs,
-    );
-  }
-
-  /**
    * Dismiss on one of the plan's messages: marks it dismissed by `by` (when it is a suggestion) and
    * returns how many other messages still offer the plan (those on `ignoreSurfaces` not counted), in
-   * one step; undefined when the plan is not open.
+   * one step; undefined when the plan is not open; `changed` (nothing marked) when `expect` is given
+   * and the record is no longer that one.
    */
   async dismissMessage(
     planId: string,
     ref: MessageRef,
     by: string,
     ignoreSurfaces: readonly string[] = [],
-  ): Promise<number | undefined> {
+    expect?: PlanRevision,
+  ): Promise<number | 'changed' | undefined> {
     const r = messageRefSchema.parse(ref);
     const n = await this.redis.eval(
       DISMISS_SCRIPT,
@@ -790,16 +855,17 @@ export class PlanStore {
       r.messageId,
       by,
       ignoreSurfaces.join(','),
+      ...this.expectArgs(expect),
     );
+    if (n === -2) return 'changed';
     return typeof n === 'number' && n >= 0 ? n : undefined;
   }
 
-  /** Forgets a dismissal recorded by `markDismissed` (the cancel it was for did not happen). */
-  async clearDismissed(planId: string): Promise<void> {
-    await this.redis.del(this.dismissedKey(planId));
-  }
-
-  /** Who dismissed the alert suggestion of this plan id, and when; undefined when nobody did. */
+  /**
+   * Who dismissed the alert suggestion of this plan id, and when; undefined when nobody did. Recorded
+   * by the cancel that dismissed it (`TransitionOptions.dismissal`) in a key of its own, kept as long
+   * as a record is: a person's later request for the same switch replaces the plan's record, not this.
+   */
   async dismissal(planId: string): Promise<Dismissal | undefined> {
     const raw = await this.redis.get(this.dismissedKey(planId));
     if (raw === null) return undefined;

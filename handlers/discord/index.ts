@@ -38,9 +38,20 @@ import { type ChannelMessage, type ChannelWatchLimits, RedisWatchStore } from '.
 export type { DiscordDeps } from './context.js';
 
 const COMMANDS: readonly DiscordCommand[] = [rollbackCommand, promoteCommand, deploymentsCommand];
+
+/**
+ * "Dismiss" on an alert suggestion: handled like Cancel (ChatService.click tells them apart), counted
+ * under its own metrics label. Listed before `cancelAction`, which also accepts it.
+ */
+const dismissAction: DiscordAction = {
+  kinds: ['dismiss'],
+  handle: (deps, interaction) => runClick(deps, interaction, 'dismiss'),
+};
+
 const ACTIONS: readonly DiscordAction[] = [
   confirmAction,
   approveAction,
+  dismissAction,
   cancelAction,
   replanAction,
   rowAction,

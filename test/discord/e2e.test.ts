@@ -612,5 +612,8 @@ describe('Discord end to end', () => {
     expect(await rollbacks(e)).toBe(0);
     // audited as a dismissal of the suggestion, not as a cancelled request
     expect((await e.audit.recent('production', 1))[0]?.message).toContain('dismissed');
+    // and counted as a Dismiss click
+    const clicks = (await e.metrics.clicks.get()).values.map((v) => `${v.labels.action}:${v.labels.outcome}`);
+    expect(clicks).toEqual(['dismiss:cancelled']);
   });
 });

@@ -45,6 +45,44 @@ describe('Dismiss', () => {
     expect(confirmed.outcome).toBe('enqueued');
   });
 
+  it('audits the dismissal of one message, naming who dismissed it; the plan stays open', async () => {
+    const { harness, chat, planned } = await suggestion();
+    const id = planned.plan.id;
+    const alerts = { surface: 'slack' as const, channel: 'C0ALERTS', messageId: '1.000001' };
+    await harness.flow.attachMessage(id, alerts);
+    await harness.flow.attachMessage(id, { surface: 'slack', channel: 'C0INCIDENTS', messageId: '1.000002' });
+
+    expect((await chat.click(bob, `sy1:dismiss:${id}`, alerts)).outcome).toBe('dismissed');
+    const latest = (await harness.audit.recent('production', 1))[0];
+    expect(latest).toMatchObject({ event: 'cancelled', code: 'copy_dismissed', actor: bob, planId: id });
+    expect(latest?.message).toBe(
+      'Bob dismissed one message showing the rollback to dep_3hd7xa (slack C0ALERTS); it stays open on 1 other message',
+    );
+    expect((await harness.flow.get(id))?.state).toBe('pending');
+    expect(await harness.plans.dismissal(id)).toBeUndefined();
+  });
+
+  it('refuses (and audits) a Dismiss by someone neither involved nor permitted, changing nothing', async () => {
+    h = await createHarness({ environments: { production: { allow: { slack: { users: ['U0ALICE'] } } } } });
+    const chat = new ChatService({ flow: h.flow, clock: h.clock });
+    const planned = await h.flow.plan(system, 'rollback', 'production', undefined, {
+      alert: { source: 'grafana', title: 'p99 latency' },
+    });
+    if (!planned.ok) throw new Error(planned.refusal.message);
+    const id = planned.plan.id;
+    const alerts = { surface: 'slack' as const, channel: 'C0ALERTS', messageId: '1.000001' };
+    await h.flow.attachMessage(id, alerts);
+    await h.flow.attachMessage(id, { surface: 'slack', channel: 'C0INCIDENTS', messageId: '1.000002' });
+    const before = await h.flow.get(id);
+    expect((await chat.click(bob, `sy1:dismiss:${id}`, alerts)).outcome).toBe('refused');
+    expect(await h.flow.get(id)).toEqual(before);
+    expect((await h.audit.recent('production', 1))[0]).toMatchObject({
+      event: 'refused',
+      actor: bob,
+      code: 'forbidden',
+    });
+  });
+
   it('cancels a plan that shows on this suggestion only, as before', async () => {
     const { harness, chat, planned } = await suggestion();
     await harness.flow.attachMessage(planned.plan.id, {

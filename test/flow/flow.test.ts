@@ -1,3 +1,4 @@
+import { Writable } from 'node:stream';
 import { afterEach, describe, expect, it } from 'vitest';
 import { startSwitchWorker } from '../../jobs/switch-worker.js';
 import { AuditLog } from '../../src/audit.js';
@@ -5,13 +6,14 @@ import { ChatService } from '../../src/chat.js';
 import { systemClock } from '../../src/clock.js';
 import type { Config } from '../../src/config.js';
 import type { Domain, EnvironmentSnapshot } from '../../src/domain/types.js';
+import { RefusalError } from '../../src/errors.js';
 import type { ClickOutcome, PlanOutcome } from '../../src/flow.js';
 import { Flow } from '../../src/flow.js';
-import { silentLogger } from '../../src/log.js';
+import { createLogger, silentLogger } from '../../src/log.js';
 import { PlanState, PlanStore } from '../../src/plan-store.js';
 import type { DeployPlatform } from '../../src/platform/port.js';
 import type { MessageRef } from '../../src/progress.js';
-import { SwitchQueue } from '../../src/queue.js';
+import { jobIdForPlan, SwitchQueue } from '../../src/queue.js';
 import { createRedis, scanKeys } from '../../src/redis.js';
 import { confirmationView } from '../../src/views/model.js';
 import { RecordingReporter } from '../jobs/fixtures/harness.js';
@@ -990,5 +992,411 @@ describe('Flow.deployments', () => {
     expect(d.active).toBeUndefined();
     const bad = await x.flow.deployments('nope');
     expect(bad.ok).toBe(false);
+  });
+});
+
+/**
+ * `target` with `name` replaced by `impl` (given the original, bound): fault injection and
+ * interleavings on the harness's real objects.
+ */
+function overriding<T extends object, K extends keyof T>(
+  target: T,
+  name: K,
+  impl: (original: T[K]) => T[K],
+): T {
+  const original = (target[name] as (...a: unknown[]) => unknown).bind(target) as T[K];
+  const replaced = impl(original);
+  return new Proxy(target, {
+    get(t, prop, receiver) {
+      if (prop === name) return replaced;
+      const value = Reflect.get(t, prop, receiver);
+      return typeof value === 'function' ? value.bind(t) : value;
+    },
+  });
+}
+
+/** Runs `during` once, the first time `fn` is called, after it returned its value (a slow read). */
+function onceAfter<A extends unknown[], R>(
+  fn: (...a: A) => Promise<R>,
+  during: () => Promise<void>,
+): (...a: A) => Promise<R> {
+  let done = false;
+  return async (...a: A) => {
+    const value = await fn(...a);
+    if (!done) {
+      done = true;
+      await during();
+    }
+    return value;
+  };
+}
+
+/**
+ * Alice confirms production's default rollback; the queue and then the undo of her claim both fail
+ * (Redis went away for both), so the plan is left `enqueued` with no job. Returns the plan id.
+ */
+async function orphanedConfirm(x: Harness, config = testConfig()): Promise<string> {
+  let undoFails = true;
+  const plans = overriding(x.plans, 'transition', (transition) => (planId, from, to, ...rest) => {
+    if (undoFails && from.length === 1 && from[0] === PlanState.enqueued && to !== PlanState.enqueued) {
+      undoFails = false;
+      return Promise.reject(new Error('redis went away'));
+    }
+    return transition(planId, from, to, ...rest);
+  });
+  const broken = new Flow({
+    platform: x.platform,
+    queue: { enqueue: () => Promise.reject(new Error('redis went away')) },
+    plans,
+    audit: x.audit,
+    config,
+    clock: x.clock,
+  });
+  const o = planned(await x.flow.plan(alice, 'rollback', 'production'));
+  await expect(broken.confirm(alice, o.plan.id)).rejects.toThrow('redis went away');
+  const left = await x.plans.get(o.plan.id);
+  expect({ state: left?.state, jobId: left?.jobId }).toEqual({ state: PlanState.enqueued, jobId: undefined });
+  return o.plan.id;
+}
+
+describe('a claim left without a job (the queue and the undo failed, or the process died)', () => {
+  it('a new /rollback for the same switch offers Confirm again, not the dead claim', async () => {
+    const x = await setup();
+    const planId = await orphanedConfirm(x);
+    await x.clock.advance(5 * 60_000);
+    expect(await x.jobs()).toEqual([]);
+
+    const chat = new ChatService({ flow: x.flow, clock: x.clock });
+    const reply = await chat.command(bob, 'rollback', ['production']);
+    expect(reply.planId).toBe(planId);
+    expect(reply.view.buttons.map((b) => b.action.kind)).toEqual(['confirm', 'cancel']);
+    const record = await x.flow.get(planId);
+    expect(record?.state).toBe(PlanState.pending);
+    expect(record?.confirmedBy).toBeUndefined();
+    const audit = await x.audit.recent('production', 10);
+    expect(audit.map((e) => `${e.event}:${e.code ?? ''}`)).toEqual([
+      'failed:enqueue_failed',
+      'failed:enqueue_failed',
+      'approved:',
+      'requested:',
+    ]);
+    expect(audit[0]?.message).toBe(
+      'the rollback to dep_3hd7xa confirmed by Alice was never queued (no job 60 s after the click); the plan is open again: confirm again to retry',
+    );
+  });
+
+  it('a claim younger than a winner can take is still joined, never undone', async () => {
+    const x = await setup();
+    const planId = await orphanedConfirm(x);
+    await x.clock.advance(59_000);
+    const e = expectStatus(await x.flow.confirm(bob, planId), 'enqueued');
+    expect(e.joined).toBe(true);
+    expect((await x.flow.get(planId))?.state).toBe(PlanState.enqueued);
+    expect(await x.jobs()).toEqual([]);
+  });
+
+  it('an old Confirm clicked hours after the plan expired is told it expired, and nothing is queued', async () => {
+    const x = await setup({ ttlMs: 60 * 60_000 });
+    const planId = await orphanedConfirm(x);
+    await x.clock.advance(4 * 60 * 60_000);
+    const r = expectStatus(await x.flow.confirm(bob, planId), 'expired');
+    expect(r.record?.state).toBe(PlanState.expired);
+    expect(await x.jobs()).toEqual([]);
+    const latest = (await x.audit.recent('production', 1))[0];
+    expect(latest).toMatchObject({ event: 'cancelled', code: 'expired' });
+    expect(latest?.actor).toBeUndefined();
+    expect(latest?.message).toContain('confirmed by Alice was never queued');
+  });
+
+  it('a Confirm on it within the hour re-checks the platform and audits the clicker', async () => {
+    const x = await setup();
+    const planId = await orphanedConfirm(x);
+    await x.clock.advance(2 * 60_000);
+    const e = expectStatus(await x.flow.confirm(bob, planId), 'enqueued');
+    expect(e.joined).toBe(false);
+    expect(e.record.confirmedBy).toEqual(bob);
+    expect((await x.job(e.jobId))?.requestedBy).toEqual(bob);
+    expect((await x.audit.recent('production', 1))[0]).toMatchObject({
+      event: 'approved',
+      actor: bob,
+      jobId: e.jobId,
+    });
+  });
+
+  it('a Confirm on it after traffic moved is stale, not queued', async () => {
+    const x = await setup();
+    const planId = await orphanedConfirm(x);
+    await x.clock.advance(2 * 60_000);
+    await switchDirectly(x, 'rollback', 'production', 'dep_2mc5ty');
+    expectStatus(await x.flow.confirm(bob, planId), 'stale');
+    expect(await x.jobs()).toEqual([]);
+  });
+
+  it('it can be cancelled', async () => {
+    const x = await setup();
+    const planId = await orphanedConfirm(x);
+    await x.clock.advance(2 * 60_000);
+    expect((await x.flow.cancel(alice, planId)).status).toBe('cancelled');
+    expect((await x.flow.get(planId))?.state).toBe(PlanState.cancelled);
+    expect(await x.jobs()).toEqual([]);
+  });
+
+  it('an approval left without a job is open for approval again, the confirmer kept', async () => {
+    const env = { production: { twoPersonRule: true, allow: { slack: { users: ['U0ALICE', 'U0BOB'] } } } };
+    const x = await setup({ environments: env, platform: 'unkey' });
+    const o = planned(await x.flow.plan(alice, 'rollback', 'production'));
+    expectStatus(await x.flow.confirm(alice, o.plan.id), 'awaiting_approval');
+    let undoFails = true;
+    const plans = overriding(x.plans, 'transition', (transition) => (planId, from, to, ...rest) => {
+      if (undoFails && from[0] === PlanState.enqueued && to === PlanState.awaitingApproval) {
+        undoFails = false;
+        return Promise.reject(new Error('redis went away'));
+      }
+      return transition(planId, from, to, ...rest);
+    });
+    const broken = new Flow({
+      platform: x.platform,
+      queue: { enqueue: () => Promise.reject(new Error('redis went away')) },
+      plans,
+      audit: x.audit,
+      config: testConfig(env, 'unkey'),
+      clock: x.clock,
+    });
+    await expect(broken.approve(bob, o.plan.id)).rejects.toThrow('redis went away');
+    await x.clock.advance(2 * 60_000);
+    const again = await x.flow.get(o.plan.id);
+    expect(again?.state).toBe(PlanState.awaitingApproval);
+    expect(again?.confirmedBy).toEqual(alice);
+    expect(again?.approvedBy).toBeUndefined();
+    expectStatus(await x.flow.approve(alice, o.plan.id), 'refused');
+    const ok = expectStatus(await x.flow.approve(bob, o.plan.id), 'enqueued');
+    expect(await x.job(ok.jobId)).toMatchObject({ requestedBy: alice, approvedBy: bob });
+  });
+
+  it('a job made before its winner died is adopted: its id is stored, nothing is queued twice', async () => {
+    const x = await setup();
+    let die!: () => void;
+    const died = new Promise<void>((resolve) => {
+      die = resolve;
+    });
+    const plans = overriding(x.plans, 'transition', (transition) => (planId, from, to, patch, ...rest) => {
+      // The winner's process dies right after the queue answered, before it stores the job id.
+      if (patch?.jobId !== undefined) {
+        die();
+        return new Promise(() => undefined);
+      }
+      return transition(planId, from, to, patch, ...rest);
+    });
+    const dying = new Flow({
+      platform: x.platform,
+      queue: x.switchQueue,
+      plans,
+      audit: x.audit,
+      config: testConfig(),
+      clock: x.clock,
+    });
+    const o = planned(await x.flow.plan(alice, 'rollback', 'production'));
+    void dying.confirm(alice, o.plan.id);
+    await died;
+    expect(await x.jobs()).toHaveLength(1);
+    await x.clock.advance(2 * 60_000);
+    const again = planned(await x.flow.plan(bob, 'rollback', 'production'));
+    expect(again.created).toBe(false);
+    expect(again.record.state).toBe(PlanState.enqueued);
+    expect(again.record.jobId).toBe(jobIdForPlan(o.plan.id));
+    expect(await x.jobs()).toHaveLength(1);
+  });
+});
+
+describe('a click acts only on the record it decided on', () => {
+  const both = { production: { twoPersonRule: true, allow: { slack: { users: ['U0ALICE', 'U0BOB'] } } } };
+
+  it('an approval decided on a request never approves the new request its approver confirmed meanwhile', async () => {
+    const x = await setup({ environments: both, platform: 'unkey' });
+    const config = testConfig(both, 'unkey');
+    const o = planned(await x.flow.plan(alice, 'rollback', 'production'));
+    expectStatus(await x.flow.confirm(alice, o.plan.id), 'awaiting_approval');
+
+    // Bob approves Alice's request. While his approval reads the platform, Alice withdraws it, and Bob
+    // asks for the same switch himself and confirms it (the same plan id, a new request).
+    const platform = overriding(x.platform, 'snapshot', (snapshot) =>
+      onceAfter(snapshot, async () => {
+        expect((await x.flow.cancel(alice, o.plan.id)).status).toBe('cancelled');
+        const again = planned(await x.flow.plan(bob, 'rollback', 'production'));
+        expect(again.plan.id).toBe(o.plan.id);
+        expectStatus(await x.flow.confirm(bob, o.plan.id), 'awaiting_approval');
+      }),
+    );
+    const r = expectStatus(await flowWith(x, { platform, config }).approve(bob, o.plan.id), 'refused');
+    expect(r.refusal.code).toBe('self_approval');
+    expect(await x.jobs()).toEqual([]);
+    const record = await x.flow.get(o.plan.id);
+    expect(record?.state).toBe(PlanState.awaitingApproval);
+    expect(record?.confirmedBy).toEqual(bob);
+    expect(record?.approvedBy).toBeUndefined();
+    expect((await x.audit.recent('production', 20)).filter((e) => e.event === 'approved')).toEqual([]);
+  });
+
+  it('an unpermitted asker cannot cancel a request a permitted person confirmed while the cancel was handled', async () => {
+    const x = await setup({ environments: both });
+    const o = planned(await x.flow.plan(carol, 'rollback', 'production'));
+    expect(planned(await x.flow.plan(alice, 'rollback', 'production')).plan.id).toBe(o.plan.id);
+    // Carol clicks Cancel; another replica handles Alice's Confirm right after Carol's click read the plan.
+    const plans = overriding(x.plans, 'get', (get) =>
+      onceAfter(get, async () => {
+        expectStatus(await x.flow.confirm(alice, o.plan.id), 'awaiting_approval');
+      }),
+    );
+    const cancelling = new Flow({
+      platform: x.platform,
+      queue: x.switchQueue,
+      plans,
+      audit: x.audit,
+      config: testConfig(both),
+      clock: x.clock,
+    });
+    const r = await cancelling.cancel(carol, o.plan.id);
+    expect(r.status).toBe('refused');
+    expect((await x.flow.get(o.plan.id))?.state).toBe(PlanState.awaitingApproval);
+  });
+
+  it('the same holds for Dismiss, and no dismissal is left in the refused person’s name', async () => {
+    const x = await setup({ environments: both });
+    const o = planned(await x.flow.plan(carol, 'rollback', 'production'));
+    planned(await x.flow.plan(alice, 'rollback', 'production'));
+    const plans = overriding(x.plans, 'get', (get) =>
+      onceAfter(get, async () => {
+        expectStatus(await x.flow.confirm(alice, o.plan.id), 'awaiting_approval');
+      }),
+    );
+    const dismissing = new Flow({
+      platform: x.platform,
+      queue: x.switchQueue,
+      plans,
+      audit: x.audit,
+      config: testConfig(both),
+      clock: x.clock,
+    });
+    expect((await dismissing.dismiss(carol, o.plan.id)).status).toBe('refused');
+    expect((await x.flow.get(o.plan.id))?.state).toBe(PlanState.awaitingApproval);
+    expect(await x.plans.dismissal(o.plan.id)).toBeUndefined();
+  });
+
+  it('a Dismiss that loses to another person’s Cancel leaves no dismissal in the dismisser’s name', async () => {
+    const x = await setup();
+    const o = planned(
+      await x.flow.plan(system, 'rollback', 'production', undefined, {
+        alert: { source: 'grafana', title: 'p99 latency' },
+      }),
+    );
+    const plans = overriding(x.plans, 'get', (get) =>
+      onceAfter(get, async () => {
+        expect((await x.flow.cancel(alice, o.plan.id)).status).toBe('cancelled');
+      }),
+    );
+    const dismissing = new Flow({
+      platform: x.platform,
+      queue: x.switchQueue,
+      plans,
+      audit: x.audit,
+      config: testConfig(),
+      clock: x.clock,
+    });
+    const r = await dismissing.dismiss(bob, o.plan.id);
+    expect(r.status).toBe('cancelled');
+    if (r.status === 'cancelled') expect(r.record.cancelledBy).toEqual(alice);
+    expect(await x.plans.dismissal(o.plan.id)).toBeUndefined();
+    // Alerts still suggest the switch: nobody dismissed it.
+    const suggested = await x.flow.plan(system, 'rollback', 'production', undefined, {
+      alert: { source: 'grafana', title: 'p99 latency' },
+      unlessDismissed: true,
+    });
+    expect(suggested.ok).toBe(true);
+  });
+
+  it('a Dismiss that wins records the dismissal with the cancel, in one step', async () => {
+    const x = await setup();
+    const o = planned(
+      await x.flow.plan(system, 'rollback', 'production', undefined, {
+        alert: { source: 'grafana', title: 'p99 latency' },
+      }),
+    );
+    expect((await x.flow.dismiss(bob, o.plan.id)).status).toBe('cancelled');
+    expect(await x.plans.dismissal(o.plan.id)).toEqual({ by: 'Bob', at: x.clock.now() });
+  });
+});
+
+describe('a platform refusal while a click re-reads the platform', () => {
+  const both = { production: { twoPersonRule: true, allow: { slack: { users: ['U0ALICE', 'U0BOB'] } } } };
+  const rejecting = (x: Harness) => {
+    let refuse = true;
+    return overriding(x.platform, 'snapshot', (snapshot) => async (environment) => {
+      if (refuse) {
+        refuse = false;
+        throw new RefusalError({
+          code: 'platform_unauthorized',
+          message: 'Unkey rejected the root key (401 unauthorized). Set UNKEY_ROOT_KEY to a valid key.',
+        });
+      }
+      return snapshot(environment);
+    });
+  };
+
+  it('an approval is refused and the request keeps waiting for approval; it goes through once the key works', async () => {
+    const x = await setup({ environments: both, platform: 'unkey' });
+    const o = planned(await x.flow.plan(alice, 'rollback', 'production'));
+    expectStatus(await x.flow.confirm(alice, o.plan.id), 'awaiting_approval');
+    const before = await x.flow.get(o.plan.id);
+    const flow = flowWith(x, { platform: rejecting(x), config: testConfig(both, 'unkey') });
+    const r = expectStatus(await flow.approve(bob, o.plan.id), 'refused');
+    expect(r.refusal.code).toBe('platform_unauthorized');
+    expect(await x.flow.get(o.plan.id)).toEqual(before);
+    expect((await x.audit.recent('production', 1))[0]).toMatchObject({
+      event: 'refused',
+      actor: bob,
+      code: 'platform_unauthorized',
+    });
+    expectStatus(await flow.approve(bob, o.plan.id), 'enqueued');
+  });
+
+  it('a confirm is refused and the plan stays pending', async () => {
+    const x = await setup();
+    const o = planned(await x.flow.plan(alice, 'rollback', 'production'));
+    const flow = flowWith(x, { platform: rejecting(x) });
+    expectStatus(await flow.confirm(alice, o.plan.id), 'refused');
+    expect((await x.flow.get(o.plan.id))?.state).toBe(PlanState.pending);
+    expect(await x.jobs()).toEqual([]);
+    expectStatus(await flow.confirm(alice, o.plan.id), 'enqueued');
+  });
+});
+
+describe('an allow list naming an environment the platform does not have', () => {
+  it('is logged loudly, once, naming the key', async () => {
+    const lines: string[] = [];
+    const destination = new Writable({
+      write(chunk, _enc, done) {
+        lines.push(String(chunk));
+        done();
+      },
+    });
+    const x = await setup();
+    const flow = new Flow({
+      platform: x.platform,
+      queue: x.switchQueue,
+      plans: x.plans,
+      audit: x.audit,
+      config: testConfig({ prod: { allow: { slack: { users: ['U0ALICE'] } } } }),
+      clock: x.clock,
+      logger: createLogger({ level: 'info', pretty: false, destination }),
+    });
+    await flow.environments();
+    planned(await flow.plan(alice, 'rollback', 'production'));
+    const warned = lines.map((l) => JSON.parse(l) as { level: number; msg: string; key?: string });
+    expect(warned).toHaveLength(1);
+    expect(warned[0]?.level).toBeGreaterThanOrEqual(40);
+    expect(warned[0]?.key).toBe('environments.prod');
+    expect(warned[0]?.msg).toContain('environments.prod');
+    expect(warned[0]?.msg).toContain('production, preview');
+    expect(warned[0]?.msg).toContain('everyone may act on production');
   });
 });

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { parseConfigFile } from '../../src/config.js';
-import { type ActingUser, allowSnippet, canAct } from '../../src/permissions.js';
+import { type ActingUser, allowSnippet, canAct, unknownEnvironmentKeys } from '../../src/permissions.js';
 import { alice, bob, dave, system, testConfig } from './actors.js';
 
 const prodAllow = {
@@ -91,5 +91,34 @@ describe('canAct', () => {
       expect(r.message).toContain('environments.production.allow.slack.users');
       expect(r.message).toContain('user groups');
     });
+  });
+});
+
+describe('unknownEnvironmentKeys', () => {
+  const slugs = ['production', 'preview'];
+
+  it('names a key the platform does not have, and on the local platform what its allow list leaves open', () => {
+    const config = testConfig(
+      { prod: { allow: { slack: { users: ['U0ALICE'] } } }, production: {} },
+      'local',
+    );
+    const [unknown, ...rest] = unknownEnvironmentKeys(config, slugs);
+    expect(rest).toEqual([]);
+    expect(unknown?.key).toBe('environments.prod');
+    expect(unknown?.leavesOpen).toEqual(['production', 'preview']);
+    expect(unknown?.message).toBe(
+      'The config file (SWITCHYARD_CONFIG) sets environments.prod, but the local platform has no environment "prod" (it has: production, preview), so its settings (allow list, two-person rule) apply to nothing. production and preview have no allow list, so on the local platform everyone may act on production and preview. Rename the key to the environment it was meant for.',
+    );
+  });
+
+  it('leaves nothing open on a real platform (no allow list there means nobody may act)', () => {
+    const config = testConfig({ prod: { allow: { slack: { users: ['U0ALICE'] } } } }, 'unkey');
+    expect(unknownEnvironmentKeys(config, slugs).map((u) => [u.key, u.leavesOpen])).toEqual([
+      ['environments.prod', []],
+    ]);
+  });
+
+  it('is empty when every key is an environment of the platform', () => {
+    expect(unknownEnvironmentKeys(testConfig(prodAllow, 'local'), slugs)).toEqual([]);
   });
 });

@@ -171,6 +171,102 @@ describe('PlanStore', () => {
     expect(back.record?.confirmedBy).toBeUndefined();
   });
 
+  it('moves a record only while it is the one read: not after it moved, nor once a new request replaced it', async () => {
+    const { record } = await store.create({ plan, requestedBy: alice });
+    expect(record.generation).toEqual(expect.any(String));
+    // The record moves on after it was read (someone confirmed it): a move decided on the read loses.
+    const confirmed = await store.transition(plan.id, [PlanState.pending], PlanState.awaitingApproval, {
+      confirmedBy: bob,
+    });
+    expect(confirmed.ok && confirmed.record.revision).toBe((record.revision ?? 0) + 1);
+    const late = await store.transition(
+      plan.id,
+      [PlanState.pending, PlanState.awaitingApproval],
+      PlanState.cancelled,
+      {},
+      [],
+      {
+        expect: record,
+      },
+    );
+    expect(late).toMatchObject({ ok: false, changed: true, record: { state: PlanState.awaitingApproval } });
+    // A new request replaces a finished record under the same id, in the same state as the one read.
+    if (!confirmed.ok) throw new Error('not moved');
+    await store.transition(plan.id, [PlanState.awaitingApproval], PlanState.cancelled);
+    const again = await store.create({ plan, requestedBy: bob });
+    expect(again.created).toBe(true);
+    expect(again.record.generation).not.toBe(record.generation);
+    await store.transition(plan.id, [PlanState.pending], PlanState.awaitingApproval, { confirmedBy: bob });
+    const replaced = await store.transition(
+      plan.id,
+      [PlanState.awaitingApproval],
+      PlanState.enqueued,
+      {},
+      [],
+      {
+        expect: confirmed.record,
+      },
+    );
+    expect(replaced).toMatchObject({ ok: false, changed: true });
+    expect((await store.get(plan.id))?.state).toBe(PlanState.awaitingApproval);
+    // The record read now moves.
+    const now = await store.get(plan.id);
+    if (now === undefined) throw new Error('gone');
+    expect(
+      (
+        await store.transition(plan.id, [PlanState.awaitingApproval], PlanState.enqueued, {}, [], {
+          expect: now,
+        })
+      ).ok,
+    ).toBe(true);
+  });
+
+  it('records a dismissal with the cancel it belongs to, and only when the cancel happens', async () => {
+    const { record } = await store.create({ plan, requestedBy: alice });
+    await store.transition(plan.id, [PlanState.pending], PlanState.cancelled, { cancelledBy: alice });
+    const lost = await store.transition(
+      plan.id,
+      [PlanState.pending],
+      PlanState.cancelled,
+      { cancelledBy: bob },
+      [],
+      {
+        expect: record,
+        dismissal: { by: 'Bob', at: clock.now() },
+      },
+    );
+    expect(lost.ok).toBe(false);
+    expect(await store.dismissal(plan.id)).toBeUndefined();
+    const again = await store.create({ plan, requestedBy: alice });
+    const won = await store.transition(
+      plan.id,
+      [PlanState.pending],
+      PlanState.cancelled,
+      { cancelledBy: bob },
+      [],
+      {
+        expect: again.record,
+        dismissal: { by: 'Bob', at: clock.now() },
+      },
+    );
+    expect(won.ok).toBe(true);
+    expect(await store.dismissal(plan.id)).toEqual({ by: 'Bob', at: clock.now() });
+    const pttl = await redis.pttl(`${prefix}dismissed:${plan.id}`);
+    expect(pttl).toBeGreaterThan(170_000);
+  });
+
+  it('dismisses one message only while the record is the one read', async () => {
+    const { record } = await store.create({
+      plan,
+      requestedBy: alice,
+      messages: [msg, { ...msg, messageId: '2.2' }],
+    });
+    await store.transition(plan.id, [PlanState.pending], PlanState.awaitingApproval, { confirmedBy: bob });
+    expect(await store.dismissMessage(plan.id, msg, 'Ana', [], record)).toBe('changed');
+    const now = await store.get(plan.id);
+    expect(await store.dismissMessage(plan.id, msg, 'Ana', [], now)).toBe(1);
+  });
+
   it('attaches messages idempotently and never resurrects a missing plan', async () => {
     await store.create({ plan, requestedBy: alice });
     expect(await store.attachMessage(plan.id, msg)).toBe(true);

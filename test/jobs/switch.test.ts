@@ -236,6 +236,27 @@ describe('switch job', () => {
     expect(await jobCount(env, 'stale')).toBe(1);
   });
 
+  it('ends as stale, without switching, when the domains that would move are not those the plan showed', async () => {
+    const env = await setupJobs(cleanup);
+    await env.startWorker();
+    const now = env.clock.now();
+    const plan = await planFor(env.local, 'env0', 'rollback', now);
+    const data = jobData(plan, now);
+    const [kept, ...others] = data.domains;
+    expect(others.length).toBeGreaterThan(0);
+    // What the approvers saw: one domain (the others were added to the environment since).
+    const { jobId } = await env.queue.enqueue({ ...data, domains: kept === undefined ? [] : [kept] });
+    const final = await env.queue.waitForEnd(jobId);
+    expect(final?.outcome).toBe('stale');
+    expect(final?.code).toBe('plan_stale');
+    expect(final?.message).toBe(
+      `env0 changed since this plan was made: the rollback would now also move ${[...others].sort().join(', ')}. Ask for a fresh plan.`,
+    );
+    expect(env.platform.switchCalls).toBe(0);
+    expect(await rollbacksOn(env, 'env0')).toBe(0);
+    expect((await env.audit.recent('env0', 1))[0]).toMatchObject({ event: 'refused', code: 'plan_stale' });
+  });
+
   it('fails at once, without retrying, on a refusal and on a platform 4xx', async () => {
     const env = await setupJobs(cleanup, {
       faults: {
