@@ -237,6 +237,25 @@ export function isLoopbackHostHeader(host: string | undefined): boolean {
   );
 }
 
+/** Headers a reverse proxy (nginx, Caddy, a tunnel) adds to say whom it forwards for, as they are named. */
+export const FORWARDING_HEADERS = [
+  'Forwarded',
+  'X-Forwarded-For',
+  'X-Forwarded-Host',
+  'X-Forwarded-Proto',
+  'X-Real-IP',
+] as const;
+
+/**
+ * The first proxy header a request carries (`Forwarded`, `X-Forwarded-For`, …), or undefined. A
+ * service that trusts loopback callers refuses such a request: a reverse proxy on the same machine
+ * connects from loopback with a loopback Host (`proxy_pass http://127.0.0.1:3000`), yet forwards for
+ * whoever reached the proxy. A proxy that adds none of these headers cannot be told apart.
+ */
+export function forwardingHeader(req: IncomingMessage): string | undefined {
+  return FORWARDING_HEADERS.find((name) => req.headers[name.toLowerCase()] !== undefined);
+}
+
 /**
  * Why a request looks sent by a web page of another site (cross-site request forgery), or undefined.
  * Browsers mark every request with `Sec-Fetch-Site`, and cross-origin POSTs with `Origin`; servers and

@@ -6,7 +6,7 @@
 import type { IncomingMessage } from 'node:http';
 import { request } from 'node:http';
 import { afterEach, describe, expect, it } from 'vitest';
-import { crossSiteReason, HttpServer, sendJson } from '../src/http.js';
+import { crossSiteReason, forwardingHeader, HttpServer, sendJson } from '../src/http.js';
 
 let server: HttpServer | undefined;
 afterEach(async () => {
@@ -77,5 +77,22 @@ describe('crossSiteReason', () => {
     );
     expect(crossSiteReason(req({ host: '127.0.0.1:3000' }))).toBeUndefined(); // a server or curl
     expect(crossSiteReason(req({ host: '127.0.0.1:3000', origin: 'null' }))).toBe('Origin: null');
+  });
+});
+
+describe('forwardingHeader', () => {
+  const req = (headers: Record<string, string>) => ({ headers }) as unknown as IncomingMessage;
+
+  it('names the proxy header a request carries (node lower-cases header names), or none', () => {
+    expect(forwardingHeader(req({ host: '127.0.0.1:3000' }))).toBeUndefined();
+    expect(forwardingHeader(req({ host: '127.0.0.1:3000', 'x-forwarded-for': '203.0.113.9' }))).toBe(
+      'X-Forwarded-For',
+    );
+    expect(forwardingHeader(req({ 'x-real-ip': '203.0.113.9' }))).toBe('X-Real-IP');
+    expect(forwardingHeader(req({ forwarded: 'for=203.0.113.9' }))).toBe('Forwarded');
+    expect(forwardingHeader(req({ 'x-forwarded-host': 'switchyard.example.com' }))).toBe('X-Forwarded-Host');
+    expect(forwardingHeader(req({ 'x-forwarded-proto': 'https' }))).toBe('X-Forwarded-Proto');
+    // present but empty still says a proxy was there
+    expect(forwardingHeader(req({ 'x-forwarded-for': '' }))).toBe('X-Forwarded-For');
   });
 });

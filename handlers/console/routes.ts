@@ -15,6 +15,7 @@ import type { Flow } from '../../src/flow.js';
 import {
   BodyTooLargeError,
   crossSiteReason,
+  forwardingHeader,
   type Handler,
   type HttpServer,
   isJsonContentType,
@@ -157,6 +158,19 @@ function presentedToken(req: IncomingMessage): string | undefined {
   return undefined;
 }
 
+/**
+ * How much of one event stream may wait unsent in memory (bytes): a tab that stops reading (a
+ * suspended laptop, a stalled proxy) would otherwise make the server keep every entry for it. Past
+ * this the stream is cut; the page reconnects and reloads the timeline.
+ */
+export const MAX_STREAM_BUFFER_BYTES = 1_048_576;
+
+const EVENT_STREAM_HEADERS = {
+  'content-type': 'text/event-stream; charset=utf-8',
+  'cache-control': 'no-cache, no-transform',
+  connection: 'keep-alive',
+} as const;
+
 /** The metrics label of a clicked action id: its kind when it parses, else `invalid` (bounded). */
 function actionLabel(actionId: string): string {
   const parsed = parseAction(actionId);
@@ -167,28 +181,39 @@ function actionLabel(actionId: string): string {
 export function registerConsole(http: HttpServer, deps: ConsoleDeps): { close(): void } {
   const clock = deps.clock ?? systemClock;
   const page = readFileSync(PAGE_URL, 'utf8');
-  const streams = new Set<ServerResponse>();
+  /** Open event streams, each with the function that unsubscribes it (idempotent). */
+  const streams = new Map<ServerResponse, () => void>();
   const actor = (user: string) => ({ surface: 'console' as const, userId: user, displayName: user });
   const token = deps.token;
-  const notLoopback = (res: ServerResponse) =>
-    sendJson(res, 403, {
-      error: 'forbidden',
-      message:
-        'without SWITCHYARD_CONSOLE_TOKEN the console answers on a loopback address only: open http://127.0.0.1:<port>/ or http://localhost:<port>/',
-    });
+  /**
+   * Without a token: why a request is not from a browser on this machine, or undefined. The name used
+   * must be a loopback one (a web page can point a name of its own at 127.0.0.1: DNS rebinding), and
+   * the request must not come through a proxy: one on this machine connects from loopback with a
+   * loopback Host (`proxy_pass http://127.0.0.1:3000`) but forwards for whoever reaches it.
+   */
+  const notLocal = (req: IncomingMessage): string | undefined => {
+    if (!isLoopbackHostHeader(req.headers.host))
+      return 'without SWITCHYARD_CONSOLE_TOKEN the console answers on a loopback address only: open http://127.0.0.1:<port>/ or http://localhost:<port>/';
+    const proxied = forwardingHeader(req);
+    if (proxied !== undefined)
+      return `this request came through a proxy (${proxied}): without SWITCHYARD_CONSOLE_TOKEN the console serves browsers on this machine only; set SWITCHYARD_CONSOLE_TOKEN to put a proxy in front of it`;
+    return undefined;
+  };
+  const refuseNotLocal = (res: ServerResponse, message: string) =>
+    sendJson(res, 403, { error: 'forbidden', message });
   const unauthorized = (res: ServerResponse) =>
     sendJson(res, 401, {
       error: 'unauthorized',
       message: 'the console needs its token (SWITCHYARD_CONSOLE_TOKEN): open /?token=<token> once',
     });
   // Every console route but the health check goes through this. With a token, the request must carry
-  // it; without one the console serves loopback only, and the name used must be a loopback one too: a
-  // web page can point a name of its own at 127.0.0.1 (DNS rebinding) and read or act through it.
+  // it; without one the console serves loopback only, to a loopback name and not through a proxy.
   const guarded = (handler: Handler): Handler =>
     token === undefined
       ? (req, res, params) => {
-          if (isLoopbackHostHeader(req.headers.host)) return handler(req, res, params);
-          notLoopback(res);
+          const refusal = notLocal(req);
+          if (refusal === undefined) return handler(req, res, params);
+          refuseNotLocal(res, refusal);
         }
       : (req, res, params) => {
           if (sameSecret(presentedToken(req), token)) return handler(req, res, params);
@@ -196,8 +221,9 @@ export function registerConsole(http: HttpServer, deps: ConsoleDeps): { close():
         };
 
   http.route('GET', '/', (req, res) => {
-    if (token === undefined && !isLoopbackHostHeader(req.headers.host)) {
-      notLoopback(res);
+    const refusal = token === undefined ? notLocal(req) : undefined;
+    if (refusal !== undefined) {
+      refuseNotLocal(res, refusal);
       return;
     }
     if (token !== undefined && !sameSecret(presentedToken(req), token)) {
@@ -238,29 +264,55 @@ export function registerConsole(http: HttpServer, deps: ConsoleDeps): { close():
     'GET',
     '/console/events',
     guarded((req, res) => {
+      if (req.method === 'HEAD') {
+        // A HEAD answer has no body: the headers only, no stream kept open.
+        res.writeHead(200, EVENT_STREAM_HEADERS);
+        res.end();
+        return;
+      }
       const user = new URL(req.url ?? '/', 'http://x').searchParams.get('user') ?? undefined;
-      res.writeHead(200, {
-        'content-type': 'text/event-stream; charset=utf-8',
-        'cache-control': 'no-cache, no-transform',
-        connection: 'keep-alive',
-      });
-      res.write(`event: hello\ndata: ${JSON.stringify({ at: clock.now() })}\n\n`);
-      streams.add(res);
-      const off = deps.surface.onEntry((entry: ConsoleEntry) => {
-        if (entry.visibleTo !== undefined && entry.visibleTo !== user) return;
-        res.write(`event: entry\ndata: ${JSON.stringify(entry)}\n\n`);
-      });
-      const offPlatform = deps.platform.subscribe?.((event: PlatformEvent) => {
-        res.write(`event: platform\ndata: ${JSON.stringify(event)}\n\n`);
-      });
-      const heartbeat = setInterval(() => res.write(': keep-alive\n\n'), 15_000);
-      heartbeat.unref();
-      req.on('close', () => {
-        off();
-        offPlatform?.();
-        clearInterval(heartbeat);
+      res.writeHead(200, EVENT_STREAM_HEADERS);
+      const cleanups: (() => void)[] = [];
+      let open = true;
+      const stop = () => {
+        if (!open) return;
+        open = false;
+        for (const cleanup of cleanups.splice(0)) cleanup();
         streams.delete(res);
+      };
+      // Every write goes through here: none after the stream ended (an entry posted during shutdown),
+      // and a stream whose reader stopped reading is cut once too much waits for it.
+      const send = (chunk: string) => {
+        if (!open || res.writableEnded || res.destroyed) return;
+        res.write(chunk);
+        if (res.writableLength > MAX_STREAM_BUFFER_BYTES) {
+          deps.logger?.warn(
+            { buffered: res.writableLength, user },
+            'console event stream not read by its page; closed (the page reconnects and reloads)',
+          );
+          stop();
+          res.destroy();
+        }
+      };
+      streams.set(res, stop);
+      req.on('close', stop);
+      res.on('close', stop);
+      send(`event: hello\ndata: ${JSON.stringify({ at: clock.now() })}\n\n`);
+      cleanups.push(
+        deps.surface.onEntry((entry: ConsoleEntry) => {
+          if (entry.visibleTo !== undefined && entry.visibleTo !== user) return;
+          send(`event: entry\ndata: ${JSON.stringify(entry)}\n\n`);
+        }),
+      );
+      const offPlatform = deps.platform.subscribe?.((event: PlatformEvent) => {
+        send(`event: platform\ndata: ${JSON.stringify(event)}\n\n`);
       });
+      if (offPlatform) cleanups.push(offPlatform);
+      const heartbeat = setInterval(() => send(': keep-alive\n\n'), 15_000);
+      heartbeat.unref();
+      cleanups.push(() => clearInterval(heartbeat));
+      // The client may have gone already (a subscription made after `close` must not stay).
+      if (req.destroyed || res.destroyed) stop();
     }),
   );
 
@@ -430,7 +482,12 @@ export function registerConsole(http: HttpServer, deps: ConsoleDeps): { close():
 
   return {
     close() {
-      for (const s of streams) s.end();
+      // Unsubscribe first: an entry posted after this (a progress edit during shutdown) must find no
+      // listener writing to an ended stream.
+      for (const [stream, stop] of [...streams]) {
+        stop();
+        stream.end();
+      }
       streams.clear();
     },
   };

@@ -1,8 +1,9 @@
 /**
  * The Discord connection: a discord.js v14 `Client` on the gateway with the intents Switchyard needs,
  * and the surface object the process starts and stops. Intents: Guilds (channels and roles),
- * GuildMessages and the privileged MessageContent (reading alert messages posted by other bots in
- * watched channels; docs/discord.md explains enabling it). `DISCORD_API_URL` overrides the REST
+ * GuildMessages and, only when watched channels are configured, the privileged MessageContent (reading
+ * alert messages posted by other bots in watched channels; docs/discord.md explains enabling it).
+ * A bot used for commands and buttons only does not ask for it, so it needs no privileged intent. `DISCORD_API_URL` overrides the REST
  * base; the gateway URL then comes from that API's `GET /gateway/bot`, so a local Discord (the test
  * fake) can stand in for discord.com with the SDK unmodified.
  *
@@ -51,6 +52,7 @@ import {
   ChannelWatch,
   type ChannelWatchLimits,
   gatewayMessage,
+  isContentMessage,
   MemoryWatchStore,
   type WatchStore,
 } from './watch.js';
@@ -62,9 +64,19 @@ export const DISCORD_INTENTS = [
   GatewayIntentBits.MessageContent,
 ] as const;
 
+/** DISCORD_INTENTS, without the privileged MessageContent when no message content is read. */
+export function discordIntents(messageContent: boolean): GatewayIntentBits[] {
+  return DISCORD_INTENTS.filter((i) => messageContent || i !== GatewayIntentBits.MessageContent);
+}
+
 export interface DiscordClientOptions {
   /** Bot token (`DISCORD_TOKEN`). */
   readonly token: string;
+  /**
+   * Whether to ask for the privileged MessageContent intent (default true). `createDiscordSurface`
+   * asks for it only when it has watched channels to read.
+   */
+  readonly messageContent?: boolean;
   /** REST base such as `https://discord.com/api` (`DISCORD_API_URL`); default discord.com. */
   readonly apiUrl?: string;
   readonly logger?: Logger;
@@ -96,7 +108,7 @@ export function createDiscordClient(
   abandoned: () => boolean = () => false,
 ): Client {
   const client = new Client({
-    intents: [...DISCORD_INTENTS],
+    intents: discordIntents(opts.messageContent ?? true),
     ...(opts.apiUrl === undefined ? {} : { rest: { api: opts.apiUrl } }),
     // Switchyard never needs to mention anyone; a rendered name can never ping a role by accident.
     allowedMentions: { parse: [] },
@@ -428,6 +440,9 @@ export function createDiscordSurface(opts: DiscordSurfaceOptions): DiscordSurfac
   const token = normalizeDiscordToken(opts.token);
   const rest = new REST(opts.apiUrl === undefined ? {} : { api: opts.apiUrl }).setToken(token);
   const handleMessage = opts.onMessage;
+  // Message content is read only in watched channels (alert watching): without any, the privileged
+  // MessageContent intent is not requested, so a commands-only bot needs no privileged intent.
+  const messageContent = handleMessage !== undefined && (opts.watch?.channels ?? []).length > 0;
   let connection: DiscordConnection | undefined;
   const watch = new ChannelWatch({
     ...opts.watch,
@@ -465,6 +480,8 @@ export function createDiscordSurface(opts: DiscordSurfaceOptions): DiscordSurfac
     client.on(Events.ShardResume, () => watch.catchUp());
     client.on(Events.MessageCreate, (message) => {
       if (!handleMessage || message.author.id === client.user?.id || !message.inGuild()) return;
+      // Discord's own notices (a thread created, a pin, …) are not alerts (see ./watch.ts).
+      if (!isContentMessage(message.type)) return;
       watch
         .live(gatewayMessage(message))
         .catch((e: unknown) =>
@@ -473,7 +490,7 @@ export function createDiscordSurface(opts: DiscordSurfaceOptions): DiscordSurfac
     });
   };
   const conn = new DiscordConnection({
-    client: { ...opts, token },
+    client: { ...opts, token, messageContent },
     startup: { ...discordStartupDefaults, ...opts.startup },
     logger: log,
     wire,

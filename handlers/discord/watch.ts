@@ -19,10 +19,13 @@
  *   for it, so messages are handled in the order they were posted and the last seen id never jumps
  *   over messages not yet read back.
  * - Threads of a watched channel (their messages are watched too) are not read back: only live.
+ * - Only what someone posted is handled (`isContentMessage`), live or read back: Discord's own notices
+ *   in a channel (a thread was created — its content is the thread's name —, a pin, a member joined, …)
+ *   are not.
  *
  * Everything read from Discord is parsed with zod here; a failure is logged, never thrown.
  */
-import { type Message, type REST, Routes } from 'discord.js';
+import { type Message, MessageType, type REST, Routes } from 'discord.js';
 import { z } from 'zod';
 import type { Clock } from '../../src/clock.js';
 import type { Logger } from '../../src/log.js';
@@ -50,6 +53,18 @@ export interface ChannelMessage {
   readonly createdTimestamp: number;
   /** `gateway`: delivered live; `catch-up`: read back after a new gateway session. */
   readonly via: 'gateway' | 'catch-up';
+}
+
+/**
+ * Message types that are something someone posted: Default (0) and Reply (19). Every other type is a
+ * notice Discord writes itself (ThreadCreated 18, whose content is the thread's name; ChannelPinnedMessage
+ * 6; UserJoin 7; …), never an alert.
+ */
+export const CONTENT_MESSAGE_TYPES: ReadonlySet<number> = new Set([MessageType.Default, MessageType.Reply]);
+
+/** Whether a message of this type is content someone posted (see CONTENT_MESSAGE_TYPES). */
+export function isContentMessage(type: number): boolean {
+  return CONTENT_MESSAGE_TYPES.has(type);
 }
 
 const DISCORD_EPOCH = 1_420_070_400_000n;
@@ -102,6 +117,7 @@ const apiMessageSchema = z.object({
   id: snowflake,
   channel_id: snowflake,
   author: z.object({ id: snowflake, bot: z.boolean().optional() }),
+  type: z.number().int(),
   content: z.string(),
   embeds: z
     .array(
@@ -116,7 +132,10 @@ const apiMessageSchema = z.object({
 
 const withIdSchema = z.object({ id: snowflake });
 
-/** One page of `GET /channels/{id}/messages`: every id on it, and the messages that parsed. */
+/**
+ * One page of `GET /channels/{id}/messages`: every id on it, and the messages that parsed and are
+ * content (Discord's own notices are left out, not counted as malformed).
+ */
 export function parseMessagePage(
   raw: unknown,
   watchedAs: string,
@@ -135,6 +154,7 @@ export function parseMessagePage(
       continue;
     }
     const m = parsed.data;
+    if (!isContentMessage(m.type)) continue;
     messages.push({
       id: m.id,
       channelId: m.channel_id,

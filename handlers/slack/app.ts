@@ -14,18 +14,23 @@
  * `account_inactive`, `token_revoked`, …) stops start-up with a ConfigError naming SLACK_BOT_TOKEN (or
  * SLACK_APP_TOKEN). A Slack that cannot be reached does not: start-up waits a bounded time, then goes on
  * and keeps retrying in the background (backing off); commands and clicks that arrive meanwhile try once
- * more and are otherwise told, only to the person, that Slack's Web API cannot be reached right now.
+ * more and are otherwise told, only to the person, that Slack's Web API cannot be reached right now;
+ * Events API deliveries are then not acknowledged (HTTP 503), so Slack sends them again.
  * In Socket Mode it also reconnects when the connection closes, with the same backoff (the Socket Mode
  * client's own reconnect is off: it can end the process, see SlackStartup.connectionClosed).
  */
 import {
   App,
   type AppOptions,
+  HTTPModuleFunctions,
   HTTPReceiver,
   LogLevel,
   type ReceiverEvent,
+  type ReceiverProcessEventErrorHandlerArgs,
   type Logger as SlackLogger,
   SocketModeReceiver,
+  type SocketModeReceiverProcessEventErrorHandlerArgs,
+  defaultProcessEventErrorHandler as socketModeProcessEventErrorHandler,
 } from '@slack/bolt';
 import { ErrorCode, type WebClient } from '@slack/web-api';
 import { z } from 'zod';
@@ -220,6 +225,34 @@ const earlyRequestSchema = z.object({
 });
 
 /**
+ * Thrown (instead of an ack) for an Events API delivery that arrives before Slack accepted the bot
+ * token: nobody can be told, and a 2xx would drop it for good (a message in a watched alert channel).
+ * Unacknowledged, Slack delivers it again (HTTP: answered 503; Socket Mode: no envelope ack).
+ */
+export class SlackNotReadyError extends Error {
+  override readonly name = 'SlackNotReadyError';
+}
+
+/** HTTPReceiver's error handler: a 503 for SlackNotReadyError (Slack retries), Bolt's default otherwise. */
+async function httpProcessEventError(args: ReceiverProcessEventErrorHandlerArgs): Promise<boolean> {
+  if (!(args.error instanceof SlackNotReadyError))
+    return HTTPModuleFunctions.defaultProcessEventErrorHandler(args);
+  if (!args.response.headersSent) {
+    args.response.writeHead(503, { 'content-type': 'text/plain; charset=utf-8' });
+    args.response.end('Switchyard has not reached Slack yet; send this event again\n');
+  }
+  return true; // answered: Bolt's "not acknowledged within 3 seconds" answer must not follow
+}
+
+/** SocketModeReceiver's error handler: SlackNotReadyError stays unacknowledged without an error log. */
+async function socketProcessEventError(
+  args: SocketModeReceiverProcessEventErrorHandlerArgs,
+): Promise<boolean> {
+  if (args.error instanceof SlackNotReadyError) return false;
+  return socketModeProcessEventErrorHandler(args);
+}
+
+/**
  * A Bolt App whose `processEvent` (the one door every verified request goes through, whatever the
  * receiver) can be gated: requests that arrive before Slack accepted the bot token are answered by
  * SlackStartup instead of failing Bolt's authorization with an empty ack.
@@ -399,6 +432,15 @@ class SlackStartup {
         : `Switchyard cannot reach Slack's Web API right now (${problem}), so it cannot act on this. Nothing was changed; try again in a minute.`;
     const parsed = earlyRequestSchema.safeParse(event.body);
     const body = parsed.success ? parsed.data : {};
+    if (body.type === 'event_callback') {
+      // An Events API delivery (a message in a watched alert channel): nobody to tell, and acking it
+      // would lose it. Not acknowledged, Slack sends it again (at once, after 1 and 5 minutes).
+      this.deps.logger.warn(
+        { state, problem, retryNum: event.retryNum },
+        'slack event not acknowledged: Slack has not accepted the bot token yet; Slack delivers it again',
+      );
+      throw new SlackNotReadyError(`Slack has not accepted the bot token yet (${problem})`);
+    }
     this.deps.logger.warn(
       { state, problem, command: body.command, type: body.type },
       'slack request answered without handling: Slack has not accepted the bot token yet',
@@ -409,7 +451,7 @@ class SlackStartup {
       return;
     }
     await event.ack();
-    if (body.response_url === undefined) return; // events: nobody to tell
+    if (body.response_url === undefined) return; // nobody to tell
     try {
       const res = await timedFetch(this.deps.callTimeoutMs)(body.response_url, {
         method: 'POST',
@@ -464,6 +506,7 @@ export function createSlackApp(opts: SlackAppOptions, register: (app: App) => vo
       installerOptions: { clientOptions },
       // SlackStartup reconnects (see connectionClosed): the client's own reconnect can crash the process.
       autoReconnectEnabled: false,
+      processEventErrorHandler: socketProcessEventError,
     });
     app = new GatedApp({
       ...common,
@@ -485,6 +528,7 @@ export function createSlackApp(opts: SlackAppOptions, register: (app: App) => vo
       processBeforeResponse: false,
       // Bolt's own check: HMAC v0 signature and a timestamp within 5 minutes; anything else is 401.
       signatureVerification: true,
+      processEventErrorHandler: httpProcessEventError,
     });
     app = new GatedApp({ ...common, receiver });
   }

@@ -6,9 +6,11 @@
  * it resolved, and a firing word ("firing", "down", "5xx", …) firing. The environment comes from
  * patterns like `env=production`, `environment: prod`, `[prod]`, `(production)` (an exact name or an
  * alias, never a prefix: `[product]` is no environment), else from the per-environment
- * `alertMatchers` later in mapping. Bot titles such as `[FIRING:2] HighLatency` / `[RESOLVED]
- * HighLatency` and `Triggered: X` / `Recovered: X` give a fingerprint, so the resolved message finds
- * the suggestion of the firing one. Pure.
+ * `alertMatchers` later in mapping; a message naming several environments (a grouped notification
+ * listing `env = staging` and `env = production`) is mapped to none of them. Bot titles such as
+ * `[FIRING:2] HighLatency` / `[RESOLVED] HighLatency` and `Triggered: X` / `Recovered: X`, after any
+ * leading emoji (`:rotating_light:`, 🔥), give a fingerprint, so the resolved message finds the
+ * suggestion of the firing one. Pure.
  */
 import { createHash } from 'node:crypto';
 import type { Config } from '../config.js';
@@ -25,7 +27,9 @@ const NEGATED_RESOLUTION =
 const FIRING_WORDS =
   /(\[firing(:\d+)?\]|\b(firing|triggered|alert(ing)?|down|outage|incident|errors?|failing|failed|failures?|critical|degraded|5\d\d|5xx|latency|timeouts?|crash(ing|ed)?)\b|🔥|🚨|:rotating_light:|:fire:)/i;
 
-const ENV_ASSIGN = /\b(?:env|environment)\s*[=:]\s*["'`]?([A-Za-z0-9][A-Za-z0-9_.-]*)/i;
+const ENV_ASSIGN = /\b(?:env|environment)\s*([=:])(\s*)["'`]?([A-Za-z0-9][A-Za-z0-9_.-]*)/gi;
+/** What may follow a label-like `environment: qa`: the end of its line or clause, not more prose. */
+const ENDS_VALUE = /^["'`]?[ \t]*(?:$|[\r\n,;)\]|])/;
 const BRACKETED = /[[(]([A-Za-z][A-Za-z0-9_-]{1,40})[\])]/g;
 const ENV_WORDS = new Set([
   'prod',
@@ -44,6 +48,19 @@ const ENV_WORDS = new Set([
 // fires while some of its alerts resolved), and `Triggered: X` / `Recovered: X`.
 const BOT_TITLE =
   /^\s*(?:\[(FIRING(?::\d+)?(?:\s*,\s*RESOLVED(?::\d+)?)?|RESOLVED(?::\d+)?)\]|(Triggered|Re-Triggered|Recovered|Resolved)\s*:)\s*(.+)$/i;
+
+/**
+ * Emoji a first line may start with before its status tag: Slack `:shortcodes:`, Discord custom emoji
+ * (`<:name:id>`, which `plain` turns into `:name:id`) and Unicode pictographs (with variation
+ * selectors, skin tones, ZWJ sequences and flags).
+ */
+const LEADING_EMOJI =
+  /^(?:\s*(?::[a-z0-9_+'-]+:(?:\d{15,21})?|\p{Regional_Indicator}{2}|\p{Extended_Pictographic}(?:\uFE0F|\p{Emoji_Modifier}|\u200D\p{Extended_Pictographic})*\uFE0F?))+\s*/iu;
+
+/** A first line (already `plain`) without the emoji it starts with. */
+function withoutLeadingEmoji(line: string): string {
+  return line.replace(LEADING_EMOJI, '');
+}
 
 /** The bracketed tags a first line starts with: `[P1] [Triggered] X` → `P1`, `Triggered`. */
 const LEADING_TAGS = /^\s*((?:\[[^\]\n]*\]\s*)+)/;
@@ -66,36 +83,60 @@ function leadingStatus(firstLine: string): AlertStatus | undefined {
   return undefined;
 }
 
-/** Removes Slack/Discord markup so titles read as plain text. */
+/**
+ * Removes Slack/Discord markup so titles read as plain text: bold, italics, strike and code marks go,
+ * but an emoji `:shortcode:` keeps its underscores (`:rotating_light:`).
+ */
 function plain(text: string): string {
   return text
     .replace(/<([^|>]+)\|([^>]+)>/g, '$2')
     .replace(/<([^>]+)>/g, '$1')
-    .replace(/[*_~`]+/g, '')
+    .replace(/(:[a-z0-9_+'-]+:)|[*_~`]+/gi, (_m, shortcode: string | undefined) => shortcode ?? '')
     .replace(/\s+/g, ' ')
     .trim();
 }
 
 function statusOf(text: string): AlertStatus | undefined {
-  const tagged = leadingStatus(plain(text.split('\n')[0] ?? ''));
+  const tagged = leadingStatus(withoutLeadingEmoji(plain(text.split('\n')[0] ?? '')));
   if (tagged) return tagged;
   if (RESOLVED_WORDS.test(text.replace(NEGATED_RESOLUTION, ' '))) return 'resolved';
   if (FIRING_WORDS.test(text)) return 'firing';
   return undefined;
 }
 
-function environmentOf(text: string, known: readonly string[]): string | undefined {
-  const assigned = ENV_ASSIGN.exec(text);
-  if (assigned?.[1]) return assigned[1];
+/**
+ * The environments a message names, distinct, in the order written: each `env=`/`environment:` value
+ * and each bracketed `[prod]`/`(production)` word, resolved exactly or as an alias. An assigned name no
+ * environment has (`env=qa`) counts too — the alert then stays unmapped rather than matched — when it
+ * is written like a label: `env=qa`, `env:qa`, or `environment: qa` ending its line or clause; `env:
+ * the checkout service is down` is prose, not an environment named "the".
+ */
+function environmentsOf(text: string, known: readonly string[]): string[] {
+  const named: { at: number; name: string }[] = [];
+  const add = (at: number, name: string) => named.push({ at, name });
+  for (const m of text.matchAll(ENV_ASSIGN)) {
+    const [whole, separator, space, raw = ''] = m;
+    const value = raw.replace(/[._-]+$/, ''); // `env: production.` ends a sentence
+    if (value === '') continue;
+    const resolved = resolveEnvironmentExact(known, value);
+    if (resolved) add(m.index, resolved);
+    else if (ENV_WORDS.has(value.toLowerCase())) add(m.index, value);
+    else if (separator === '=' || space === '' || ENDS_VALUE.test(text.slice(m.index + whole.length)))
+      add(m.index, value);
+  }
   for (const m of text.matchAll(BRACKETED)) {
     const word = m[1];
     if (!word) continue;
     // Exact or alias only: `[product]`, `(pre)`, `(st)` merely start like an environment.
     const resolved = resolveEnvironmentExact(known, word);
-    if (resolved) return resolved;
-    if (ENV_WORDS.has(word.toLowerCase())) return word;
+    if (resolved) add(m.index, resolved);
+    else if (ENV_WORDS.has(word.toLowerCase())) add(m.index, word);
   }
-  return undefined;
+  const distinct = new Map<string, string>();
+  for (const { name } of named.sort((a, b) => a.at - b.at)) {
+    if (!distinct.has(name.toLowerCase())) distinct.set(name.toLowerCase(), name);
+  }
+  return [...distinct.values()];
 }
 
 export interface ChatAlertOptions {
@@ -121,9 +162,12 @@ export function parseChatAlert(
   if (status === undefined) return undefined;
   const firstLine = plain(body.split('\n').find((l) => l.trim() !== '') ?? '');
   const labels: Record<string, string> = {};
-  const env = environmentOf(body, Object.keys(config.file.environments));
-  if (env) labels.env = env;
-  const bot = BOT_TITLE.exec(firstLine);
+  // One environment named: the label. Several (a notification grouping the alerts of staging and
+  // production): all of them, which names no one environment, so mapping leaves the alert unmapped
+  // (as for a webhook, exactly one environment must match) and no matcher picks one either.
+  const envs = environmentsOf(body, Object.keys(config.file.environments));
+  if (envs.length > 0) labels.env = envs.join(',');
+  const bot = BOT_TITLE.exec(withoutLeadingEmoji(firstLine));
   const botTitle = bot?.[3]?.trim();
   const fingerprint = botTitle
     ? createHash('sha256')

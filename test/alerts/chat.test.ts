@@ -1,6 +1,7 @@
 /** parseChatAlert: how a message in a watched channel is read as an alert. Pure; no Redis. */
 import { describe, expect, it } from 'vitest';
 import { parseChatAlert } from '../../src/alerts/chat.js';
+import { compileMatchers, mapAlert } from '../../src/alerts/mapping.js';
 import { fileConfigSchema } from '../../src/config.js';
 
 const config = {
@@ -58,5 +59,95 @@ describe('parseChatAlert: environment', () => {
     expect(read('[prod] errors firing')?.labels.env).toBe('production');
     expect(read('(stg) errors firing')?.labels.env).toBe('staging');
     expect(read('[staging] errors firing')?.labels.env).toBe('staging');
+  });
+});
+
+describe('parseChatAlert: emoji before the status tag', () => {
+  it('an emoji-prefixed [FIRING]/[RESOLVED] title is the same incident as the plain one, with a clean title', () => {
+    const plain = read('[FIRING:1] HighLatency (production)');
+    expect(plain?.fingerprint).toBeDefined();
+    for (const text of [
+      ':rotating_light: [FIRING:1] HighLatency (production)',
+      ':fire::rotating_light: [FIRING:2] HighLatency (production)',
+      '🔥 [FIRING:1] HighLatency (production)',
+      '🚨️[FIRING:1] HighLatency (production)',
+      '👩🏽‍🚒 🇪🇺 [FIRING:1] HighLatency (production)',
+    ]) {
+      expect({ text, ...read(text) }).toMatchObject({
+        text,
+        status: 'firing',
+        title: 'HighLatency (production)',
+        fingerprint: plain?.fingerprint,
+      });
+    }
+    expect(read(':white_check_mark: [RESOLVED] HighLatency (production)')).toMatchObject({
+      status: 'resolved',
+      title: 'HighLatency (production)',
+      fingerprint: plain?.fingerprint,
+    });
+    // Discord's custom emoji (<:name:id>) and its Unicode emoji read the same on Discord.
+    const discord = (text: string) => parseChatAlert(text, '111122223333', 'discord', config);
+    expect(discord('<:alert:112233445566778899> [FIRING:1] HighLatency (production)')?.fingerprint).toBe(
+      discord('[FIRING:1] HighLatency (production)')?.fingerprint,
+    );
+    expect(discord('✅ [RESOLVED] HighLatency (production)')?.status).toBe('resolved');
+    // Leading tags after an emoji decide too.
+    expect(read(':large_green_circle: [P1] [Recovered] checkout 5xx errors')?.status).toBe('resolved');
+  });
+
+  it('keeps the underscores of an emoji shortcode in titles (bold/italic marks still go)', () => {
+    expect(read('checkout down :rotating_light: *now*')?.title).toBe('checkout down :rotating_light: now');
+    expect(read('_checkout_ errors on [prod]')?.title).toBe('checkout errors on [prod]');
+  });
+});
+
+describe('parseChatAlert: a message naming several environments', () => {
+  const slugs = Object.keys(config.file.environments);
+  const matchers = compileMatchers(config.file.environments);
+
+  it('is mapped to none of them, whichever is written first', () => {
+    // Alertmanager/Grafana group by alertname: one message lists the alerts of both environments.
+    const grouped = read(
+      '[FIRING:2] HighLatency\nAlerts Firing:\nLabels:\n - alertname = HighLatency\n - env = staging\nLabels:\n - alertname = HighLatency\n - env = production',
+    );
+    expect(grouped?.status).toBe('firing');
+    expect(grouped?.labels.env).toBe('staging,production');
+    expect(grouped && mapAlert(grouped, slugs, matchers)).toMatchObject({
+      ok: false,
+      reason: expect.stringContaining('env=staging,production'),
+    });
+    // Bracketed and assigned names count alike; aliases resolve before comparing.
+    const mixed = read('[FIRING:1] checkout errors (staging) env=prod');
+    expect(mixed && mapAlert(mixed, slugs, matchers)).toMatchObject({ ok: false });
+    // A matcher (production's `checkout`) must not pick one either.
+    expect(mixed?.labels.env).toBe('staging,production');
+  });
+
+  it('names one environment when every mention is the same one (an alias included)', () => {
+    const twice = read('[FIRING:2] HighLatency (production)\n - env = production\n - env = prod');
+    expect(twice?.labels.env).toBe('production');
+    expect(twice && mapAlert(twice, slugs, matchers)).toMatchObject({ ok: true, environment: 'production' });
+  });
+});
+
+describe('parseChatAlert: env/environment written in prose', () => {
+  it('"env: the checkout service is down" names no environment (alertMatchers still apply)', () => {
+    const prose = read('env: the checkout service is down');
+    expect(prose?.labels.env).toBeUndefined();
+    const slugs = Object.keys(config.file.environments);
+    expect(prose && mapAlert(prose, slugs, compileMatchers(config.file.environments))).toMatchObject({
+      ok: true,
+      environment: 'production',
+    });
+    expect(read('our environment: it is down again')?.labels.env).toBeUndefined();
+  });
+
+  it('a label-like value counts, even one naming no known environment (the alert then stays unmapped)', () => {
+    expect(read('[FIRING] checkout down env=qa')?.labels.env).toBe('qa');
+    expect(read('[FIRING] checkout down env:qa service:web')?.labels.env).toBe('qa');
+    expect(read('[FIRING] checkout down\nenvironment: qa\nservice: web')?.labels.env).toBe('qa');
+    expect(read('checkout is down, environment: qa.')?.labels.env).toBe('qa');
+    expect(read('checkout is down in environment: production, since 10:00')?.labels.env).toBe('production');
+    expect(read('env: prod checkout is down')?.labels.env).toBe('production');
   });
 });

@@ -118,9 +118,9 @@ describe('console metrics', () => {
 });
 
 describe('console without a token (loopback only)', () => {
-  /** A request with a Host of the caller's choosing (fetch sets it from the URL). */
-  const withHost = (host: string, path: string, method = 'GET', body?: string) =>
-    new Promise<number>((resolve, reject) => {
+  /** A request with a Host (and headers) of the caller's choosing (fetch sets Host from the URL). */
+  const answer = (host: string, path: string, method = 'GET', body?: string, headers = {}) =>
+    new Promise<{ status: number; text: string }>((resolve, reject) => {
       const url = new URL(app.baseUrl);
       const req = request(
         {
@@ -128,16 +128,25 @@ describe('console without a token (loopback only)', () => {
           port: url.port,
           method,
           path,
-          headers: { host, ...(body === undefined ? {} : { 'content-type': 'application/json' }) },
+          headers: {
+            host,
+            ...(body === undefined ? {} : { 'content-type': 'application/json' }),
+            ...headers,
+          },
         },
         (res) => {
-          res.resume();
-          resolve(res.statusCode ?? 0);
+          let text = '';
+          res.on('data', (c: Buffer) => {
+            text += c.toString();
+          });
+          res.on('end', () => resolve({ status: res.statusCode ?? 0, text }));
         },
       );
       req.on('error', reject);
       req.end(body);
     });
+  const withHost = async (host: string, path: string, method = 'GET', body?: string) =>
+    (await answer(host, path, method, body)).status;
 
   it('answers only to a loopback name: a page that points its own name at 127.0.0.1 gets 403 (DNS rebinding)', async () => {
     const port = new URL(app.baseUrl).port;
@@ -148,5 +157,36 @@ describe('console without a token (loopback only)', () => {
     expect(await withHost(evil, '/console/api/command', 'POST', body)).toBe(403);
     expect(await withHost(`localhost:${port}`, '/console/api/platform')).toBe(200);
     expect(await withHost(`127.0.0.1:${port}`, '/')).toBe(200);
+  });
+
+  it('refuses what a proxy on this machine forwards (Forwarded, X-Forwarded-*, X-Real-IP), naming SWITCHYARD_CONSOLE_TOKEN', async () => {
+    // nginx's `proxy_pass http://127.0.0.1:3000` connects from loopback with `Host: 127.0.0.1:3000`:
+    // only the headers it adds tell that the browser is somewhere else.
+    const host = `127.0.0.1:${new URL(app.baseUrl).port}`;
+    const before = (await timeline('mallory')).length;
+    const body = JSON.stringify({ user: 'mallory', text: '/rollback production' });
+    for (const headers of [
+      { 'x-forwarded-for': '203.0.113.9' },
+      { 'x-real-ip': '203.0.113.9' },
+      { forwarded: 'for=203.0.113.9;proto=https;host=switchyard.example.com' },
+      { 'x-forwarded-host': 'switchyard.example.com' },
+      { 'x-forwarded-proto': 'https' },
+    ]) {
+      const [name] = Object.keys(headers);
+      const page = await answer(host, '/', 'GET', undefined, headers);
+      expect({ name, status: page.status }).toEqual({ name, status: 403 });
+      expect(page.text).toContain('SWITCHYARD_CONSOLE_TOKEN');
+      expect(page.text.toLowerCase()).toContain(`proxy (${name})`);
+      expect((await answer(host, '/console/api/timeline?user=alice', 'GET', undefined, headers)).status).toBe(
+        403,
+      );
+      expect((await answer(host, '/console/events?user=alice', 'GET', undefined, headers)).status).toBe(403);
+      expect((await answer(host, '/console/api/command', 'POST', body, headers)).status).toBe(403);
+    }
+    // Nothing was planned, and the health check stays open (a proxy may probe it).
+    expect((await timeline('mallory')).length).toBe(before);
+    expect(
+      (await answer(host, '/console/health', 'GET', undefined, { 'x-forwarded-for': '1.2.3.4' })).status,
+    ).toBe(200);
   });
 });

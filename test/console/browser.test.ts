@@ -1,7 +1,9 @@
 /**
  * The console in Debian's headless Chromium (playwright-core): type `/rollback production`, see the
  * confirmation with the domains, confirm, watch progress reach "traffic switched", and see the domain
- * panel show the target deployment (read through the real router).
+ * panel show the target deployment (read through the real router). Hostile text (a commit message, a
+ * branch, an alert title, typed text) is rendered as text; an entry that arrives while the page loads
+ * its timeline is not wiped by the load.
  */
 import { existsSync } from 'node:fs';
 import { type Browser, chromium, type Page } from 'playwright-core';
@@ -99,5 +101,127 @@ describe('console in a real browser', () => {
     expect(await usage.innerText()).toContain('production');
     // biome-ignore lint/performance/useDomNodeTextContent: Playwright's innerText is the rendered text a user reads
     expect(await usage.innerText()).toContain('Only visible to you');
+  });
+});
+
+describe('console page robustness', () => {
+  // A Switchyard of its own: production untouched by the rollback above, so an alert gets a suggestion.
+  let fresh: TestSwitchyard;
+  beforeAll(async () => {
+    fresh = await startTestSwitchyard();
+  });
+  afterAll(async () => {
+    await fresh?.close();
+  });
+
+  async function post(
+    path: string,
+    body: unknown,
+  ): Promise<{ status: number; json: Record<string, unknown> }> {
+    const res = await fetch(`${fresh.baseUrl}${path}`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify(body),
+    });
+    return { status: res.status, json: (await res.json()) as Record<string, unknown> };
+  }
+
+  it('renders hostile text (commit message, branch, alert title, typed text) as text', async () => {
+    const hostile = (tag: string) =>
+      `<img src=x onerror="window.__xss=(window.__xss||[]).concat('${tag}')"><b id="inj-${tag}">x</b>`;
+    const p = await browser.newPage();
+    try {
+      await p.goto(fresh.baseUrl);
+      await p.getByText('live', { exact: true }).waitFor();
+      const pushed = await post('/console/api/push', {
+        environment: 'production',
+        branch: hostile('branch').slice(0, 100),
+        message: hostile('commit'),
+      });
+      expect(pushed.status).toBe(201);
+      const alert = await post('/console/api/alert', { environment: 'production', title: hostile('title') });
+      expect(alert.json.outcome).toBe('suggested');
+      for (const text of [
+        `/deployments production ${hostile('cmd')}`,
+        hostile('chat'),
+        `/rollback ${hostile('env')}`,
+      ])
+        expect((await post('/console/api/command', { user: 'alice', text })).status).toBe(200);
+      // Live (over the event stream), then again from the timeline after a reload.
+      for (const pass of ['live', 'reloaded']) {
+        if (pass === 'reloaded') {
+          await p.reload();
+          await p.getByText('live', { exact: true }).waitFor();
+        }
+        for (const tag of ['title', 'cmd', 'chat', 'env'])
+          await p
+            .locator('#timeline .entry', { hasText: `inj-${tag}` })
+            .first()
+            .waitFor();
+        await p.locator('#envs', { hasText: 'inj-branch' }).waitFor();
+        expect({ pass, xss: await p.evaluate(() => (globalThis as { __xss?: string[] }).__xss) }).toEqual({
+          pass,
+          xss: undefined,
+        });
+        expect(await p.locator('[id^="inj-"]').count()).toBe(0);
+        expect(await p.locator('#timeline img, #envs img').count()).toBe(0);
+      }
+    } finally {
+      await p.close();
+    }
+  });
+
+  it('an entry that arrives while the page loads its timeline is not wiped by the load', async () => {
+    const p = await browser.newPage();
+    try {
+      // Records what the page's event stream delivered (the page's own listeners run right after this one).
+      await p.addInitScript(`
+        const Original = window.EventSource;
+        window.__streamed = [];
+        window.EventSource = class extends Original {
+          constructor(url, init) {
+            super(url, init);
+            this.addEventListener('entry', (ev) => window.__streamed.push(String(JSON.parse(ev.data).text)));
+          }
+        };
+      `);
+      expect(
+        (await post('/console/api/command', { user: 'bob', text: 'posted before the load' })).status,
+      ).toBe(200);
+      // Hold the page's first timeline load: its answer is taken now, delivered once released.
+      let held: () => void = () => undefined;
+      const loading = new Promise<void>((resolve) => {
+        held = resolve;
+      });
+      let release: () => void = () => undefined;
+      const released = new Promise<void>((resolve) => {
+        release = resolve;
+      });
+      await p.route(
+        '**/console/api/timeline*',
+        async (route) => {
+          const response = await route.fetch();
+          held();
+          await released;
+          await route.fulfill({ response });
+        },
+        { times: 1 },
+      );
+      await p.goto(fresh.baseUrl);
+      await loading;
+      expect(
+        (await post('/console/api/command', { user: 'bob', text: 'posted during the load' })).status,
+      ).toBe(200);
+      await p.waitForFunction(() =>
+        (globalThis as unknown as { __streamed: string[] }).__streamed.includes('posted during the load'),
+      );
+      release();
+      // Once the (older) timeline is shown, the entry that came over the stream meanwhile is there too.
+      const timeline = p.locator('#timeline');
+      await timeline.getByText('posted before the load', { exact: true }).waitFor();
+      expect(await timeline.getByText('posted during the load', { exact: true }).count()).toBe(1);
+    } finally {
+      await p.close();
+    }
   });
 });

@@ -70,6 +70,19 @@ describe('console login', () => {
     });
     expect(withBearer.status).toBe(200);
   });
+
+  it('with the token, a proxy in front of the console works: its forwarding headers are no reason to refuse', async () => {
+    const proxied = {
+      'x-forwarded-for': '203.0.113.9',
+      'x-forwarded-proto': 'https',
+      'x-real-ip': '203.0.113.9',
+    };
+    const withToken = await fetch(`${app.baseUrl}/console/api/platform`, {
+      headers: { authorization: `Bearer ${TOKEN}`, ...proxied },
+    });
+    expect(withToken.status).toBe(200);
+    expect((await fetch(`${app.baseUrl}/console/api/platform`, { headers: proxied })).status).toBe(401);
+  });
 });
 
 describe('console requests from other sites', () => {

@@ -26,7 +26,7 @@ import { fileConfigSchema, parseEnv } from '../../src/config.js';
 import { silentLogger } from '../../src/log.js';
 import { createRedis, type RedisClient } from '../../src/redis.js';
 import type { GatewayEvent } from '../fakes/discord/gateway.js';
-import { type FakeDiscord, type RestCall, startFakeDiscord } from '../fakes/discord/server.js';
+import { type FakeDiscord, makeSnowflake, type RestCall, startFakeDiscord } from '../fakes/discord/server.js';
 import { redisUrl, uniqueName } from '../support/redis.js';
 import { textOf, waitForPost } from './harness.js';
 
@@ -341,6 +341,61 @@ describe('discord: watched channels are caught up after a new gateway session', 
       }),
     ]);
     expect(() => parseMessagePage({ message: 'not a list' }, '1')).toThrow(/expected an array/);
+  });
+});
+
+describe("discord: Discord's own notices in a watched channel are not messages to read", () => {
+  it('live: a thread created (type 18, content = the thread name), a pin and a join are skipped; a reply (19) is read', async () => {
+    const fake = await fakeDiscord();
+    const handled = new Handled();
+    await started(surfaceOn(fake, handled));
+    const alice = fake.user('alice');
+    const alerts = fake.channels.alerts;
+    // A message to build notices from (in an unwatched channel: handed on too, as every guild message).
+    const base = fake.postMessage({ channelId: fake.channels.general, author: alice, content: 'hello' });
+    await handled.waitFor('hello');
+    const notice = (type: number, content: string) =>
+      fake.gateway.dispatch('MESSAGE_CREATE', {
+        ...(fake.messageObject(base) as Record<string, unknown>),
+        id: makeSnowflake(),
+        channel_id: alerts,
+        type,
+        content,
+      });
+    notice(18, 'postmortem: checkout errors [prod] last week'); // THREAD_CREATED
+    notice(6, ''); // CHANNEL_PINNED_MESSAGE
+    notice(7, ''); // USER_JOIN
+    notice(19, '[FIRING:1] Checkout down (production)'); // REPLY: someone posted it
+    // A message posted after them all: once it is handled, the notices have been through the same path.
+    fake.postMessage({ channelId: alerts, author: grafana(fake), content: 'marker' });
+    await handled.waitFor('marker');
+    expect(handled.contents).toEqual(['hello', '[FIRING:1] Checkout down (production)', 'marker']);
+  });
+
+  it('read back: notices on a page are neither handed on nor counted as malformed (their ids still page)', () => {
+    const message = (id: string, type: number, content: string) => ({
+      id,
+      channel_id: '1200000000000000000',
+      author: { id: '1100000000000000000' },
+      content,
+      embeds: [],
+      type,
+    });
+    const page = parseMessagePage(
+      [
+        message('1300000000000000004', 0, '[FIRING:1] DiskFull env=staging'),
+        message('1300000000000000003', 18, 'postmortem: checkout errors [prod] last week'),
+        message('1300000000000000002', 19, '[FIRING:1] Checkout down (production)'),
+        message('1300000000000000001', 6, ''),
+      ],
+      '1200000000000000000',
+    );
+    expect(page.ids).toHaveLength(4);
+    expect(page.malformed).toBe(0);
+    expect(page.messages.map((m) => m.content)).toEqual([
+      '[FIRING:1] Checkout down (production)',
+      '[FIRING:1] DiskFull env=staging',
+    ]);
   });
 });
 

@@ -2,6 +2,7 @@
  * The real discord.js client against the fake Discord: login (gateway discovery through
  * DISCORD_API_URL, IDENTIFY with Switchyard's intents, READY, GUILD_CREATE), heartbeats, and
  * reconnects (close 4000, abrupt terminate, invalid session) without handling an interaction twice.
+ * The privileged MessageContent intent is asked for only when there are watched channels to read.
  */
 import { Client, Events, GatewayIntentBits, type Interaction } from 'discord.js';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
@@ -60,7 +61,8 @@ describe('discord client against the fake Discord', () => {
     await fake.close();
   });
 
-  function connect(token = fake.token): DiscordSurface {
+  /** A surface watching the alerts channel (so reading message content), unless `watched` is false. */
+  function connect(token = fake.token, watched = true): DiscordSurface {
     surface = createDiscordSurface({
       token,
       apiUrl: fake.apiUrl,
@@ -70,6 +72,7 @@ describe('discord client against the fake Discord', () => {
       onMessage: async (m) => {
         messages.push(m.id);
       },
+      watch: { channels: watched ? [fake.channels.alerts] : [] },
     });
     return surface;
   }
@@ -228,6 +231,18 @@ describe('discord client against the fake Discord', () => {
     const closed = nextGatewayEvent(fake, 'close', (e) => e.code === 4014);
     void s.start().catch(() => undefined);
     expect((await closed).code).toBe(4014);
+  });
+
+  it('without watched channels, does not ask for MessageContent: a commands-only bot connects where it is not enabled', async () => {
+    await fake.close();
+    fake = await startFakeDiscord({ privilegedIntents: 0 });
+    const identified = nextGatewayEvent(fake, 'identify');
+    const s = connect(fake.token, false);
+    await s.start();
+    const identify = await identified;
+    expect(identify.intents & Intent.messageContent).toBe(0);
+    expect(identify.intents & Intent.guilds).toBe(Intent.guilds);
+    expect(s.status().state).toBe('ready');
   });
 
   it('receives MESSAGE_CREATE with content from other bots in a guild channel (MessageContent)', async () => {

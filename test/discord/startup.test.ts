@@ -138,7 +138,9 @@ describe('discord start-up when Discord rejects, cannot be reached or is not rea
     await fake.close();
   });
 
-  function connect(opts: { token?: string; startup?: Partial<DiscordStartupOptions> } = {}): DiscordSurface {
+  function connect(
+    opts: { token?: string; startup?: Partial<DiscordStartupOptions>; watched?: boolean } = {},
+  ): DiscordSurface {
     surface = createDiscordSurface({
       token: opts.token ?? fake.token,
       apiUrl: fake.apiUrl,
@@ -148,6 +150,10 @@ describe('discord start-up when Discord rejects, cannot be reached or is not rea
         handled.push(interaction);
         if (interaction.isChatInputCommand()) await interaction.reply({ content: 'pong' });
       },
+      // Watched channels make the bot read message content: it then asks for MessageContent.
+      ...(opts.watched === true
+        ? { onMessage: async () => undefined, watch: { channels: [fake.channels.alerts] } }
+        : {}),
     });
     return surface;
   }
@@ -201,7 +207,7 @@ describe('discord start-up when Discord rejects, cannot be reached or is not rea
   it('the Message Content intent not enabled (close 4014) stops start-up saying which intent to turn on', async () => {
     await fake.close();
     fake = await fakeDiscord({ privilegedIntents: 0 });
-    const s = connect();
+    const s = connect({ watched: true });
     const error = await settlesWithin(s.start(), 10_000, 'start()').then(
       () => undefined,
       (e: unknown) => e,

@@ -171,6 +171,58 @@ describe('Slack handlers', () => {
     expect(seen[1]).toMatchObject({ botId: 'B0GRAFANA', username: 'Grafana', channel: WORLD_CHANNEL });
   });
 
+  it("skips Slack's own notices (topic, purpose, name, pin, join…) and reads every content subtype", async () => {
+    const seen: ChannelMessage[] = [];
+    let resolveMarker: (() => void) | undefined;
+    const marker = new Promise<void>((r) => {
+      resolveMarker = r;
+    });
+    const w = await world({
+      onChannelMessage: async (m) => {
+        seen.push(m);
+        if (m.text === 'marker') resolveMarker?.();
+      },
+    });
+    const base = { type: 'message', channel: WORLD_CHANNEL, user: 'U0ALICE' };
+    let n = 0;
+    const send = (fields: Record<string, unknown>) =>
+      w.requests.event({ ...base, ts: `1700000000.${String(++n).padStart(6, '0')}`, ...fields }, `EvSys${n}`);
+    // Notices whose text quotes a topic or a name holding an environment and a firing word.
+    const notices = [
+      {
+        subtype: 'channel_topic',
+        text: '<@U0ALICE> set the channel topic: 🚨 alerts for [production] outages',
+        topic: '🚨 alerts for [production] outages',
+      },
+      {
+        subtype: 'channel_purpose',
+        text: '<@U0ALICE> set the channel purpose: errors and 5xx of [prod]',
+        purpose: 'errors and 5xx of [prod]',
+      },
+      {
+        subtype: 'channel_name',
+        text: '<@U0ALICE> renamed the channel from "alerts" to "prod-incidents (production)"',
+        old_name: 'alerts',
+        name: 'prod-incidents',
+      },
+      { subtype: 'pinned_item', text: '<@U0ALICE> pinned a message: [FIRING] checkout down (production)' },
+      { subtype: 'channel_join', text: '<@U0BOB> has joined the channel' },
+      { subtype: 'bot_add', text: 'added an integration to this channel: outage-bot (production)' },
+      { subtype: 'some_future_notice', text: '[FIRING] (production) errors' },
+    ];
+    for (const notice of notices) expect((await send(notice)).status).toBe(200);
+    for (const subtype of ['thread_broadcast', 'file_share', 'me_message'])
+      await send({ subtype, text: `content: ${subtype}` });
+    await send({ text: 'marker' });
+    await marker;
+    expect(seen.map((m) => m.text)).toEqual([
+      'content: thread_broadcast',
+      'content: file_share',
+      'content: me_message',
+      'marker',
+    ]);
+  });
+
   it('the poster posts threaded alert messages and edits them', async () => {
     const w = await world();
     const ref = await w.surface.poster.post(WORLD_CHANNEL, textView('Alert on production', ['5xx spike']), {

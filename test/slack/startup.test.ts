@@ -41,8 +41,20 @@ interface Rig {
   readonly fake: FakeSlack;
   readonly slack: SlackApp;
   readonly requests: SlackRequests;
-  /** Slash command texts and action ids the registered handlers saw. */
+  /** Slash command texts, action ids and message texts the registered handlers saw. */
   readonly handled: string[];
+}
+
+/** Redis' `SET key value EX ttl NX` for the Events API dedupe middleware, in memory. */
+function dedupeRedis() {
+  const keys = new Set<string>();
+  return {
+    set: async (key: string) => {
+      if (keys.has(key)) return null;
+      keys.add(key);
+      return 'OK';
+    },
+  } as never;
 }
 
 async function rig(
@@ -66,7 +78,7 @@ async function rig(
         ? { appToken: opts.appToken ?? fake.appToken }
         : { signingSecret: SECRET, http }),
       apiUrl: fake.apiUrl,
-      redis: {} as never, // no events are sent here: the dedupe middleware is not reached
+      redis: dedupeRedis(),
       logger: silentLogger,
       callTimeoutMs: opts.callTimeoutMs ?? 200,
       ...(opts.startup === undefined ? {} : { startup: opts.startup }),
@@ -79,6 +91,9 @@ async function rig(
       app.action(/.*/, async ({ ack, action }) => {
         handled.push(`click:${'action_id' in action ? action.action_id : '?'}`);
         await ack();
+      });
+      app.event('message', async ({ event }) => {
+        handled.push(`message:${String((event as { text?: unknown }).text)}`);
       });
     },
   );
@@ -227,6 +242,35 @@ describe('Slack start-up: Slack unreachable or hanging at start', () => {
     expect(r.handled).toEqual([]);
     expect(rejections).toEqual([]);
   });
+
+  it('HTTP: an Events API delivery while Slack cannot be reached is answered 503, so Slack retries it, and the retry is handled', async () => {
+    // Every auth.test hangs (the client gives up after callTimeoutMs) until the stall is lifted.
+    const r = await rig({
+      before: (fake) => fake.stall('auth.test', 1_000),
+      callTimeoutMs: 100,
+      startup: { waitMs: 50, requestWaitMs: 100, retryMinMs: 20, retryMaxMs: 50 },
+    });
+    await r.slack.start();
+    expect(r.slack.status().state).toBe('waiting');
+    // An alert posted in a watched channel during the blip: a 2xx would make Slack drop it for good.
+    const alert = {
+      type: 'message',
+      channel: 'C0ALERTS',
+      ts: '1700000000.000100',
+      user: 'U0X',
+      text: '[FIRING:1] Down env=production',
+    };
+    const first = await r.requests.event(alert, 'EvBLIP1');
+    expect(first.status).toBe(503);
+    expect(r.handled).toEqual([]);
+    // Slack is back: the retry (same event_id) is handled, once — the refused delivery claimed nothing.
+    r.fake.stall('auth.test', 0);
+    await r.slack.ready();
+    const retry = await r.requests.event(alert, 'EvBLIP1', { headers: { 'X-Slack-Retry-Num': '1' } });
+    expect(retry.status).toBe(200);
+    await expect.poll(() => r.handled).toEqual(['message:[FIRING:1] Down env=production']);
+    expect(rejections).toEqual([]);
+  }, 20_000);
 
   it('HTTP: a request that arrives while the check is still running waits for it (no start() needed)', async () => {
     const r = await rig({ startup: FAST_RETRY });

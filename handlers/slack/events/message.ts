@@ -1,8 +1,9 @@
 /**
  * `message.channels` (alert watching): new messages in channels the bot was invited to go to the
  * alert watcher when one is wired (`onChannelMessage`), with the text of their attachments (what alert
- * bots such as Alertmanager post). Edits, deletions and the bot's own messages are skipped; retries
- * were already deduplicated on `event_id` by the app middleware.
+ * bots such as Alertmanager post). Only new content is read (see CONTENT_SUBTYPES): edits, deletions,
+ * joins and Slack's own notices (topic, purpose or name changed, a pin, …) are skipped, and so are the
+ * bot's own messages; retries were already deduplicated on `event_id` by the app middleware.
  */
 import type { App } from '@slack/bolt';
 import { z } from 'zod';
@@ -45,13 +46,19 @@ export function messageText(m: z.infer<typeof channelMessageSchema>): string {
   return lines.filter((l) => l.trim() !== '').join('\n');
 }
 
-/** Subtypes that are not new content (edits, deletions, joins…); bot_message stays (alert bots post so). */
-const SKIP = new Set([
-  'message_changed',
-  'message_deleted',
-  'channel_join',
-  'channel_leave',
-  'message_replied',
+/**
+ * The message subtypes that are new content someone posted: none (a person, or an app with a bot
+ * token), `bot_message` (incoming webhooks and alert bots), `thread_broadcast` (a reply also sent to
+ * the channel), `file_share` (a message with a file) and `me_message` (`/me`). Every other subtype is
+ * a change (`message_changed`, `message_deleted`, `message_replied`) or a notice Slack writes itself
+ * (`channel_join`, `channel_topic`, `channel_purpose`, `channel_name`, `pinned_item`, `bot_add`, …,
+ * and any added later), whose text quotes a topic or name rather than being an alert: an allow-list.
+ */
+export const CONTENT_SUBTYPES: ReadonlySet<string> = new Set([
+  'bot_message',
+  'thread_broadcast',
+  'file_share',
+  'me_message',
 ]);
 
 /** Registers the `message` event listener. */
@@ -62,7 +69,7 @@ export function register(app: App, deps: SlackHandlerDeps): void {
     const parsed = channelMessageSchema.safeParse(event);
     if (!parsed.success) return;
     const m = parsed.data;
-    if (m.subtype !== undefined && SKIP.has(m.subtype)) return;
+    if (m.subtype !== undefined && !CONTENT_SUBTYPES.has(m.subtype)) return;
     if (m.bot_id !== undefined && m.bot_id === context.botId) return;
     try {
       await watch({
