@@ -4,7 +4,8 @@
  *
  * Answers: 202 with a JSON summary (alerts received, environment and outcome per alert, and what the
  * delivery carried that is not acted on, with outcome `ignored` and why); 400 naming the
- * invalid field; 401 for a missing/bad bearer or vendor signature; 403 for a non-loopback peer while
+ * invalid field; 401 for a missing/bad bearer or vendor signature; 403 for a non-loopback peer (or a
+ * request a proxy forwarded) while
  * `ALERT_WEBHOOK_SECRET` is unset; 404 listing the valid sources; 413 over `alerts.maxBodyBytes`; 503
  * when handling failed (Redis or the platform unreachable) or a suggestion could not be posted or
  * edited in chat (outcome `failed`), so the sender retries: a sender takes any 2xx as delivered, and
@@ -31,6 +32,7 @@ import type { Config } from '../../src/config.js';
 import {
   BodyTooLargeError,
   crossSiteReason,
+  forwardingHeader,
   type HttpServer,
   isLoopbackAddress,
   isLoopbackHostHeader,
@@ -106,6 +108,15 @@ export function registerAlertWebhooks(http: HttpServer, opts: AlertWebhookOption
     if (!globalSecret && !isLoopbackHostHeader(req.headers.host)) {
       forbid(
         'Alert webhooks without ALERT_WEBHOOK_SECRET are accepted for a loopback address only (Host: 127.0.0.1 or localhost). Set it and send "Authorization: Bearer <secret>".',
+      );
+      return;
+    }
+    // A reverse proxy on this machine connects from loopback with a loopback Host: what it forwards
+    // comes from anywhere that reaches the proxy, so it is trusted only with the secret.
+    const forwarded = globalSecret ? undefined : forwardingHeader(req);
+    if (forwarded !== undefined) {
+      forbid(
+        `Alert webhooks that came through a proxy (${forwarded}) need ALERT_WEBHOOK_SECRET: set it and send "Authorization: Bearer <secret>".`,
       );
       return;
     }

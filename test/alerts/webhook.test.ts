@@ -248,6 +248,27 @@ describe('POST /webhooks/alerts/:source', () => {
     expect((await post(s, 'generic', body)).status).toBe(202);
   });
 
+  it('without ALERT_WEBHOOK_SECRET, a request a proxy forwarded (loopback peer and Host) is refused; with it, accepted', async () => {
+    const s = await start();
+    const body = fixture('generic-firing.json');
+    for (const headers of [
+      { 'x-forwarded-for': '198.51.100.4' },
+      { forwarded: 'for=198.51.100.4' },
+      { 'x-real-ip': '198.51.100.4' },
+    ]) {
+      const refused = await post(s, 'generic', body, headers);
+      expect(refused.status).toBe(403);
+      expect(refused.body.message).toContain('ALERT_WEBHOOK_SECRET');
+    }
+    expect(s.h.sink.suggestions).toHaveLength(0);
+    const secured = await start({ env: { ALERT_WEBHOOK_SECRET: 'hook-secret-123' } });
+    const through = await post(secured, 'generic', body, {
+      'x-forwarded-for': '198.51.100.4',
+      authorization: 'Bearer hook-secret-123',
+    });
+    expect(through.status).toBe(202);
+  });
+
   it('refuses requests from web pages (cross-site request forgery) and changes nothing', async () => {
     const s = await start();
     const body = fixture('generic-firing.json');
