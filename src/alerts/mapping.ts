@@ -127,6 +127,15 @@ export function mapAlert(
       ? resolveEnvironmentExact(slugs, value)
       : resolveEnvironmentName(slugs, value);
     if (env) return { ok: true, environment: env, via: `label ${key}=${value}` };
+    // A chat message naming several environments carries them all (`staging,production`): which
+    // one it is about cannot be told, so it suggests none rather than the first.
+    const named = value.split(',').filter((v) => v.trim() !== '');
+    if (named.length > 1) {
+      return {
+        ok: false,
+        reason: `label ${key}=${value} names several environments (${named.join(', ')}); an alert must name one`,
+      };
+    }
     return {
       ok: false,
       reason: `label ${key}=${value} names no known environment (known: ${slugs.join(', ') || 'none'})`,

@@ -114,7 +114,7 @@ describe('parseChatAlert: a message naming several environments', () => {
     expect(grouped?.labels.env).toBe('staging,production');
     expect(grouped && mapAlert(grouped, slugs, matchers)).toMatchObject({
       ok: false,
-      reason: expect.stringContaining('env=staging,production'),
+      reason: expect.stringContaining('env=staging,production names several environments'),
     });
     // Bracketed and assigned names count alike; aliases resolve before comparing.
     const mixed = read('[FIRING:1] checkout errors (staging) env=prod');
