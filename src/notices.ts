@@ -1339,9 +1339,11 @@ class Notices implements NoticeService {
     const key = this.key('claim', environment, 'reminder', currentId, since, slot.current);
     const current = snap.deployments.find((d) => d.id === currentId);
     // Waiting: the newest deployment that became ready after the rollback (not the one rolled back from).
+    // In standby too: a production deployment that gets no domains goes to standby after 30 minutes
+    // (seed), long before the first reminder; a promote reactivates it.
     const waiting = snap.deployments.find(
       (d) =>
-        d.status === 'ready' &&
+        (d.status === 'ready' || d.status === 'standby') &&
         d.id !== currentId &&
         (current === undefined || d.branch === current.branch) &&
         (d.readyAt ?? d.createdAt) >= since,

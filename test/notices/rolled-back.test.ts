@@ -120,6 +120,25 @@ describe('rolled back: promote offer and reminders', () => {
     expect(w.slack.titles()).toContain(`Traffic on production moved to ${fresh.id}`);
   });
 
+  it('a reminder still offers the waiting deployment once the 30-minute rule put it in standby', async () => {
+    w = await createWorld({ environments: { production: { notices: { reminderEvery: '4h' } } } });
+    const n = await w.notices();
+    await w.switchDirectly('rollback', 'production', 'dep_3hd7xa', [n]);
+    const fresh = await w.pushAndBuild('production', [n]);
+    // 31 minutes later the platform's time rule runs (maintenance is off in the test world)
+    await w.advance(31 * 60_000, [n]);
+    w.platform.maintain();
+    await w.advance(1, [n]);
+    expect((await w.platform.getDeployment(fresh.id))?.status).toBe('standby');
+    expect((await w.platform.snapshot('production')).environment.rolledBack).toBe(true);
+
+    await w.advance(4 * HOUR, [n]);
+    const reminders = w.slack.posts.filter((p) => p.view.title.startsWith('production is still rolled back'));
+    const first = nth(reminders, 0).view;
+    expect(viewText(first)).toContain(`Waiting to go live: ${fresh.id}`);
+    expect(first.buttons.map((b) => b.label)).toEqual([`Promote ${fresh.id}`]);
+  });
+
   it('holds reminders outside working hours and posts the latest one when they begin', async () => {
     w = await createWorld({
       environments: { production: { notices: { reminderEvery: '4h', workingHoursUtc: [9, 17] } } },
