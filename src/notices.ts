@@ -380,9 +380,14 @@ interface PendingPost {
   readonly edit?: MessageRef;
 }
 
-/** The state a notice describes: `environment` rolled back to `rolledBackTo`. */
+/**
+ * The state a notice describes: `environment` rolled back to `rolledBackTo`, in the rolled-back period
+ * that began at `since` when the platform says when (its `rolledBackAt`): a promote and a new rollback
+ * to the same deployment is another period, whose notices are its own.
+ */
 interface HoldsWhile {
   readonly rolledBackTo: string;
+  readonly since?: number | undefined;
 }
 
 /**
@@ -484,7 +489,7 @@ const pendingPostSchema = z.object({
   view: z.looseObject({ kind: z.string(), title: z.string(), blocks: z.array(z.unknown()) }),
   attempt: z.number().int().min(1),
   since: AT,
-  holdsWhile: z.object({ rolledBackTo: z.string().min(1) }).optional(),
+  holdsWhile: z.object({ rolledBackTo: z.string().min(1), since: z.number().optional() }).optional(),
   opens: opensSchema.optional(),
   edit: messageRefSchema.optional(),
 });
@@ -828,7 +833,7 @@ class Notices implements NoticeService {
             kind: NoticeKind.readyNotLive,
             key,
             view: noticeView(notice, { now }),
-            holdsWhile: { rolledBackTo: currentId },
+            holdsWhile: { rolledBackTo: currentId, ...(rb.at === undefined ? {} : { since: rb.at }) },
             opens: { period: { to: currentId, since }, deployment: dep },
           };
         }
@@ -1119,7 +1124,10 @@ class Notices implements NoticeService {
   private async stillHolds(environment: string, holds: HoldsWhile): Promise<boolean> {
     const snap = await this.platform.snapshot(environment).catch(() => undefined);
     if (snap === undefined) return true;
-    return snap.environment.rolledBack && snap.environment.currentDeploymentId === holds.rolledBackTo;
+    const env = snap.environment;
+    if (!env.rolledBack || env.currentDeploymentId !== holds.rolledBackTo) return false;
+    const at = rolledBackInfo(snap).at;
+    return holds.since === undefined || at === undefined || at === holds.since;
   }
 
   /** Takes a due entry for one attempt (its due time moves a lease ahead); false if another took it. */
@@ -1209,7 +1217,7 @@ class Notices implements NoticeService {
         this.outcome({
           status: 'skipped',
           environment: pending.environment,
-          reason: `a retry of a ${pending.kind} notice: ${pending.environment} is no longer rolled back to ${pending.holdsWhile.rolledBackTo}`,
+          reason: `a retry of a ${pending.kind} notice: ${pending.environment} is no longer rolled back to ${pending.holdsWhile.rolledBackTo}${pending.holdsWhile.since === undefined ? '' : ' in the rolled-back period the notice is about'}`,
         });
         continue;
       }
@@ -1362,7 +1370,7 @@ class Notices implements NoticeService {
         kind: NoticeKind.reminder,
         key,
         view: noticeView(notice, { now }),
-        holdsWhile: { rolledBackTo: currentId },
+        holdsWhile: { rolledBackTo: currentId, ...(rb.at === undefined ? {} : { since: rb.at }) },
         opens: { period: { to: currentId, since }, ...(rb.by === undefined ? {} : { by: rb.by }) },
       },
       Math.max(this.claimTtlMs, 2 * every),

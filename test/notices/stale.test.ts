@@ -62,6 +62,26 @@ describe('notices when something fails or changes in between', () => {
     expect(await w.redis.zcard(`${w.prefix}:notices:retries`)).toBe(0);
   });
 
+  it('a retried reminder is dropped when the environment was promoted and rolled back again to the same deployment', async () => {
+    w = await createWorld({ environments: { production: { notices: { reminderEvery: '4h' } } } });
+    const flaky = new FlakyPoster('slack', w.clock, 0);
+    const n = await w.notices({ posters: [flaky], postRetryMs: 5_000 });
+    await w.switchDirectly('rollback', 'production', 'dep_3hd7xa', [n]);
+    flaky.posts.length = 0;
+    await w.advance(4 * HOUR - 1, [n]);
+    flaky.fails = 1;
+    await w.advance(1, [n]); // reminder slot 1 of the first period: its first attempt fails
+    expect(flaky.posts).toHaveLength(0);
+    // promoted, then rolled back again to the same deployment: a new period, not 4 hours old
+    await w.switchDirectly('promote', 'production', 'dep_4kq9wz', [n]);
+    await w.switchDirectly('rollback', 'production', 'dep_3hd7xa', [n]);
+    await w.advance(10_000, [n]); // the old reminder's retry is due
+    expect(flaky.titles().filter((t) => t.startsWith('production is still rolled back'))).toEqual([]);
+    expect(n.outcomes.some((o) => o.status === 'skipped' && o.reason.includes('rolled-back period'))).toBe(
+      true,
+    );
+  });
+
   it('a dashboard move is announced even when the audit read fails (its claim is already taken)', async () => {
     w = await createWorld();
     const world = w;
