@@ -90,6 +90,16 @@ export const progressSchema = z.object({
 export type Progress = z.infer<typeof progressSchema>;
 
 /**
+ * Whether a job's progress is its own (its worker reported beyond the `queued` a reader synthesizes
+ * for a job that has not started), or its end: from then on, a click's "Confirmed…" view would cover it.
+ */
+export function progressReported(progress: Progress): boolean {
+  return (
+    progress.outcome !== undefined || progress.steps.length > 1 || progress.steps[0]?.detail !== undefined
+  );
+}
+
+/**
  * The Reporter port: how a job's progress reaches chat. Each chat surface implements it by editing
  * its original message(s); jobs never import a chat SDK. `messages` are the refs of this surface only
  * (a composite reporter routes by `surface`). Implementations must not throw on chat API failures

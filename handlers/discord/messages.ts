@@ -18,8 +18,12 @@ import type { DiscordMessage } from '../../src/views/discord.js';
 
 /** Which kind of state an edit shows. */
 export type EditKind =
-  /** A confirmation view (pending, awaiting approval, enqueued, cancelled, stale…). */
-  | { readonly kind: 'view' }
+  /**
+   * A confirmation view (pending, awaiting approval, enqueued, cancelled, stale…). `skipIf`, asked
+   * right before it goes out, drops it when true: the job's progress (from a worker in another
+   * process, which this lane cannot order against) has begun meanwhile. A guard that throws lets it go.
+   */
+  | { readonly kind: 'view'; readonly skipIf?: () => Promise<boolean> }
   /** A job's progress; `at` orders snapshots (Progress.updatedAt), `final` marks the end state. */
   | { readonly kind: 'progress'; readonly at: number; readonly final: boolean };
 
@@ -204,6 +208,14 @@ export class DiscordMessages {
         const next = lane.pending;
         if (next === undefined) break;
         lane.pending = undefined;
+        const guard = next.edit.kind === 'view' ? next.edit.skipIf : undefined;
+        if (guard !== undefined && (await guard().catch(() => false))) {
+          // Superseded (its guard says so): a newer state queued during the check carries on.
+          const newer = lane.pending as Pending | undefined;
+          if (newer) newer.waiters.push(...next.waiters);
+          else for (const w of next.waiters) w.resolve();
+          continue;
+        }
         try {
           await this.rest.patch(Routes.channelMessage(channelId, messageId), { body: apiBody(next.body) });
         } catch (e) {

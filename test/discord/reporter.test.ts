@@ -147,6 +147,26 @@ describe('Discord reporter', () => {
     expect(textOf(fake.messages.get(ref.messageId) ?? { content: '', embeds: [] })).toContain('failed');
   });
 
+  it('drops a view whose guard says the job has reported by the time it goes out; a failing guard lets it go', async () => {
+    await messages.edit(ref.channel, ref.messageId, plain('Confirmed'), {
+      kind: 'view',
+      skipIf: async () => true,
+    });
+    await messages.flush();
+    expect(edits()).toHaveLength(0);
+    await messages.edit(ref.channel, ref.messageId, plain('Confirmed again'), {
+      kind: 'view',
+      skipIf: async () => {
+        throw new Error('redis down');
+      },
+    });
+    await messages.flush();
+    expect(edits()).toHaveLength(1);
+    expect(textOf(fake.messages.get(ref.messageId) ?? { content: '', embeds: [] })).toContain(
+      'Confirmed again',
+    );
+  });
+
   it('ignores message refs of other surfaces', async () => {
     await reporter.report(progress(1), [{ surface: 'slack', channel: 'C1', messageId: '1.2' }]);
     expect(edits()).toHaveLength(0);

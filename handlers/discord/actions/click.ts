@@ -8,7 +8,7 @@
 import { type ButtonInteraction, MessageFlags } from 'discord.js';
 import { asSwitchyardError } from '../../../src/errors.js';
 import { scrub } from '../../../src/log.js';
-import type { Progress } from '../../../src/progress.js';
+import { type Progress, progressReported } from '../../../src/progress.js';
 import type { ActionKind } from '../../../src/views/actions.js';
 import { renderDiscord } from '../../../src/views/discord.js';
 import { progressView } from '../../../src/views/model.js';
@@ -45,11 +45,26 @@ export async function runClick(
         // The job had already ended: its outcome is the message's final state.
         await showEnded(deps, channelId, clicked.id, reply.ended);
       } else {
-        await deps.messages.edit(channelId, clicked.id, renderDiscord(reply.update), { kind: 'view' });
+        // The view yields to the job's progress: dropped when the job (whose worker may run in another
+        // process) has reported by the time it goes out, as on Slack.
+        const jobId = reply.jobId;
+        let skipped = false;
+        const skipIf =
+          jobId === undefined
+            ? undefined
+            : async () => {
+                const progress = await deps.flow.jobProgress(jobId);
+                skipped = progress !== undefined && progressReported(progress);
+                return skipped;
+              };
+        await deps.messages.edit(channelId, clicked.id, renderDiscord(reply.update), {
+          kind: 'view',
+          ...(skipIf === undefined ? {} : { skipIf }),
+        });
         // A worker in another process may have delivered the final state before this edit landed:
         // once it has, a job that ended meanwhile gets its outcome back on the message.
-        if (reply.jobId !== undefined && !deps.messages.isFinal(channelId, clicked.id)) {
-          const ended = await deps.chat.endedProgress(reply.jobId);
+        if (jobId !== undefined && !skipped && !deps.messages.isFinal(channelId, clicked.id)) {
+          const ended = await deps.chat.endedProgress(jobId);
           if (ended) await showEnded(deps, channelId, clicked.id, ended);
         }
       }

@@ -17,7 +17,7 @@ import type {
   SlackActionMiddlewareArgs,
 } from '@slack/bolt';
 import type { ActingUser } from '../../../src/permissions.js';
-import type { MessageRef, Progress } from '../../../src/progress.js';
+import { type MessageRef, progressReported } from '../../../src/progress.js';
 import type { ActionKind } from '../../../src/views/actions.js';
 import { renderSlack } from '../../../src/views/slack.js';
 import {
@@ -125,17 +125,10 @@ function threadOf(body: BlockAction): string | undefined {
   return thread === undefined || thread === body.container.message_ts ? undefined : thread;
 }
 
-/** Whether a job's progress is its own (beyond its synthesized `queued`), or its end. */
-function reported(progress: Progress): boolean {
-  return (
-    progress.outcome !== undefined || progress.steps.length > 1 || progress.steps[0]?.detail !== undefined
-  );
-}
-
 /** Whether job `jobId` has reported progress of its own or ended (read from Redis). */
 async function jobReported(deps: SlackHandlerDeps, jobId: string): Promise<boolean> {
   const progress = await deps.flow.jobProgress(jobId);
-  return progress !== undefined && reported(progress);
+  return progress !== undefined && progressReported(progress);
 }
 
 /**
