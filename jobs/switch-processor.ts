@@ -15,6 +15,7 @@
  * `MAX_STALLS` times ends as failed with a message saying its outcome is unknown and where traffic is.
  */
 import { randomBytes } from 'node:crypto';
+import { STATUS_CODES } from 'node:http';
 import { DelayedError, type Job, UnrecoverableError, WaitingError } from 'bullmq';
 import { z } from 'zod';
 import { AUDIT_MESSAGE_MAX, type AuditEntry, type AuditLog, clipMessage } from '../src/audit.js';
@@ -403,6 +404,40 @@ function describeTraffic(traffic: readonly Traffic[]): string {
 function whereTraffic(snapshot: EnvironmentSnapshot): string {
   const env = snapshot.environment;
   return `${env.slug} is serving ${env.currentDeploymentId ?? 'nothing'}${env.rolledBack ? ' (rolled back: automatic deploys paused)' : ''}.`;
+}
+
+/**
+ * The sentence a failure ends a job with. A platform HTTP error is told in words (its raw form, with
+ * the URL, stays in the logs); `request` names the request it answered when known ("the rollback
+ * request"). Other errors keep their message, ended as a sentence.
+ */
+function failureSentence(err: SwitchyardError, request: string | undefined): string {
+  if (!(err instanceof PlatformHttpError)) return asSentence(err.message);
+  let what = request;
+  if (what === undefined) {
+    let path = err.url;
+    try {
+      path = new URL(err.url).pathname;
+    } catch {
+      // Not a URL: keep it as given.
+    }
+    what = `a request (${err.method} ${path})`;
+  }
+  if (err.status === 0) {
+    return err.platformCode === 'timeout'
+      ? `The platform did not answer ${what} in time.`
+      : `The platform could not be reached for ${what}.`;
+  }
+  const reason = STATUS_CODES[err.status];
+  const code =
+    err.platformCode !== undefined && err.platformCode !== String(err.status) ? ` (${err.platformCode})` : '';
+  return `The platform answered ${err.status}${reason ? ` ${reason}` : ''}${code} to ${what}.`;
+}
+
+/** `text` ending with a full stop (unless it already ends a sentence). */
+function asSentence(text: string): string {
+  const trimmed = text.trim();
+  return /[.!?]$/.test(trimmed) ? trimmed : `${trimmed}.`;
 }
 
 /** Why an attempt stopped owning what it needs: see `AttemptLock`. */
@@ -814,6 +849,13 @@ async function runLocked(
   // Audit entries of an attempt are appended one after the other (in order); the switch waits only
   // for its final entry, which follows every earlier one. An attempt that lost its job lock writes none.
   let audited: Promise<unknown> = Promise.resolve();
+  // Whether the platform may have been asked to switch by this job (this attempt or an earlier one)
+  // without the switch being known to have ended: a failure then may not be the end of it on the
+  // platform, and the final message says so. `switchRef` is its operation, when known.
+  let mayBeStarted = stored.started;
+  let switchRef: OperationRef | undefined = stored.ref;
+  // What the rollback/promote call threw, if it did (the final message names that request).
+  let switchCallError: unknown;
   const audit = (
     entry: Omit<AuditEntry, 'at' | 'environment' | 'action' | 'planId' | 'jobId' | 'targetId' | 'fromId'>,
   ): Promise<unknown> => {
@@ -855,6 +897,8 @@ async function runLocked(
         ref = undefined;
         opStatus = undefined;
         started = false;
+        mayBeStarted = false;
+        switchRef = undefined;
       }
     }
     lock.assertHeld();
@@ -922,12 +966,15 @@ async function runLocked(
       // The fence: both locks confirmed right before acting, and the started marker written with it.
       const marker = JSON.stringify({ started: lock.owner, at: deps.clock.now() });
       const markerWritten = await lock.fence(opKey, marker, OPERATION_TTL_MS);
+      mayBeStarted = true;
       try {
         ref =
           data.action === 'rollback'
             ? await deps.platform.rollback(request)
             : await deps.platform.promote(request);
       } catch (e) {
+        switchCallError = e;
+        if (definitelyNotStarted(e)) mayBeStarted = started;
         // A platform's definite "no" started nothing: this attempt's marker must not make a later one
         // believe this job switched (a fault keeps it: the switch may have started).
         if (markerWritten && definitelyNotStarted(e)) {
@@ -938,6 +985,7 @@ async function runLocked(
       // Stored so that a worker recovering this job follows this operation instead of starting another
       // (stored even by an attempt that lost its lock meanwhile: the operation is this job's; `XX`
       // keeps a job that was replaced meanwhile from getting it).
+      switchRef = ref;
       storing = deps.redis.set(opKey, JSON.stringify(ref), 'PX', OPERATION_TTL_MS, 'XX');
       lock.assertHeld();
       needFollow = true;
@@ -950,6 +998,7 @@ async function runLocked(
     }
     await storing;
     // The switch is done on the platform: verify traffic.
+    mayBeStarted = false;
     lock.assertHeld();
     tracker.start('verifying');
     tracker.post();
@@ -1014,9 +1063,10 @@ async function runLocked(
       throw e;
     }
     const err = lock.lost ? lockLostError(data.environment, lock.lost, e) : asSwitchyardError(e);
+    const said = failureSentence(err, e === switchCallError ? `the ${data.action} request` : undefined);
     const attempt = tracker.progress.attempt;
     if (isRetryable(err) && attempt < maxAttempts) {
-      tracker.endRunning('failed', `${err.message} (attempt ${attempt} of ${maxAttempts}; retrying)`);
+      tracker.endRunning('failed', `${said} (attempt ${attempt} of ${maxAttempts}; retrying)`);
       tracker.progress.code = err.code;
       await tracker.publish().catch(() => undefined);
       log.warn({ code: err.code, attempt }, `switch attempt failed, will retry: ${err.message}`);
@@ -1024,16 +1074,38 @@ async function runLocked(
     }
     const outcome = outcomeOf(err);
     let message = lastAndOurs
-      ? `${err.message} That was its last attempt: the ${data.action} is given up, and if the platform had started it, it may still complete. Check where traffic is before trying again.`
-      : err.message;
-    if (outcome !== 'stale') {
-      const now = await deps.platform.snapshot(data.environment).catch(() => undefined);
-      if (now) message = `${message} ${whereTraffic(now)}`;
+      ? `${said} That was its last attempt: the ${data.action} is given up, and if the platform had started it, it may still complete. Check where traffic is before trying again.`
+      : said;
+    // The platform may have started the switch (a 5xx, a timeout or a network error on the call, or an
+    // operation still running): it may still complete, whatever traffic is on right now.
+    const mayStillComplete =
+      !lastAndOurs && outcome === 'failed' && mayBeStarted && err.code !== 'platform_operation_failed';
+    const [now, opState] = await Promise.all([
+      deps.platform.snapshot(data.environment).catch(() => undefined),
+      mayStillComplete && switchRef
+        ? deps.platform.operation(switchRef).catch(() => undefined)
+        : Promise.resolve(undefined),
+    ]);
+    if (mayStillComplete) {
+      message = `${message} The platform may have started this ${data.action} and may still complete it: check where traffic is before trying again.`;
+      if (switchRef && opState)
+        message = `${message} The platform reports the operation it started (${switchRef.id}) as ${opState.state}.`;
+    }
+    const where = now
+      ? whereTraffic(now)
+      : 'Where traffic is now could not be read from the platform: check it there.';
+    if (outcome === 'stale') {
+      // A stale plan's sentence says what changed; where traffic is now, and that nothing was done
+      // (unless an earlier attempt asked the platform to switch: its sentence says so), end it.
+      const nothing = message.includes('This job does nothing more.') ? '' : ' Nothing was done.';
+      message = `${message.replace(/ Nothing was done\.$/, '')} ${where}${nothing}`;
+    } else {
+      message = `${message} ${where}`;
     }
     if (err.code === 'verify_timeout' && Array.isArray(err.context.traffic)) {
       tracker.progress.traffic = err.context.traffic as Traffic[];
     }
-    tracker.endRunning('failed', err.message);
+    tracker.endRunning('failed', said);
     tracker.progress.outcome = outcome;
     tracker.progress.code = err.code;
     tracker.progress.message = message;
@@ -1045,7 +1117,7 @@ async function runLocked(
       message,
     });
     finish(deps, data, outcome, attemptStart);
-    log.warn({ outcome, code: err.code }, message);
+    log.warn({ outcome, code: err.code, err: e }, message);
     throw new SwitchFailedError(err.code, message, outcome);
   }
 }
@@ -1253,7 +1325,12 @@ function assertNeverState(state: never): never {
   throw new SyError('internal', `unknown operation state ${JSON.stringify(state)}`);
 }
 
-/** Probes every affected domain until each answers from the target, or the timeout passes. */
+/**
+ * Probes every affected domain, every round, until one whole round finds each of them answering from
+ * the target, or the timeout passes. A domain that answered the target once is probed again: one that
+ * flaps back to the old deployment (edges still propagating) or stops answering is not counted as moved.
+ * The traffic returned is that last full round's.
+ */
 async function verifyTraffic(
   deps: ProcessorDeps,
   data: SwitchJobData,
@@ -1266,18 +1343,16 @@ async function verifyTraffic(
     return [];
   }
   const deadline = deps.clock.now() + deps.verify.timeoutMs;
-  const results = new Map<string, Traffic>(data.domains.map((h) => [h, { hostname: h, ok: false }]));
   let lastKey = '';
   for (;;) {
     signal.throwIfAborted();
-    const pending = [...results.values()].filter((t) => !t.ok).map((t) => t.hostname);
     let routes: Map<string, string | undefined> | undefined;
     if (!deps.platform.probe) {
       const table = await deps.platform.routing(data.environment);
       routes = new Map(table.map((r) => [r.hostname, r.deploymentId]));
     }
-    await Promise.all(
-      pending.map(async (hostname) => {
+    const traffic = await Promise.all(
+      data.domains.map(async (hostname): Promise<Traffic> => {
         let deploymentId: string | undefined;
         if (routes) deploymentId = routes.get(hostname);
         else {
@@ -1287,14 +1362,13 @@ async function verifyTraffic(
             : undefined;
           deploymentId = r?.deploymentId;
         }
-        results.set(hostname, {
+        return {
           hostname,
           ok: deploymentId === data.targetId,
           ...(deploymentId === undefined ? {} : { deploymentId }),
-        });
+        };
       }),
     );
-    const traffic = data.domains.map((h) => results.get(h) ?? { hostname: h, ok: false });
     const okCount = traffic.filter((t) => t.ok).length;
     if (okCount === traffic.length) return traffic;
     const key = JSON.stringify(traffic);
@@ -1302,19 +1376,26 @@ async function verifyTraffic(
       lastKey = key;
       tracker.progress.traffic = traffic;
       const cur = tracker.running();
-      if (cur) cur.detail = `${okCount} of ${traffic.length} domains answer from ${data.targetId}.`;
+      if (cur)
+        cur.detail = `${okCount} of ${domainCount(traffic.length)} answer${okCount === 1 ? 's' : ''} from ${data.targetId}.`;
       tracker.post();
     }
     const left = deadline - deps.clock.now();
     if (left <= 0) {
+      const off = traffic.filter((t) => !t.ok);
       throw new SyError(
         'verify_timeout',
-        `The platform reports the ${data.action} done, but after ${Math.round(deps.verify.timeoutMs / 1000)}s not every domain answers from ${data.targetId}: ${describeTraffic(traffic)}.`,
+        `The platform reports the ${data.action} done, but after ${Math.round(deps.verify.timeoutMs / 1000)}s ${off.length} of ${domainCount(traffic.length)} ${off.length === 1 ? 'does' : 'do'} not answer from ${data.targetId}: ${describeTraffic(off)}.`,
         { retry: false, context: { traffic } },
       );
     }
     await deps.clock.sleep(Math.min(deps.verify.intervalMs, left), signal);
   }
+}
+
+/** "1 domain", "3 domains". */
+function domainCount(n: number): string {
+  return `${n} ${n === 1 ? 'domain' : 'domains'}`;
 }
 
 /**
@@ -1337,7 +1418,10 @@ function successMessage(
   }
   const where =
     snapshot.environment.currentDeploymentId === data.targetId ? '' : ` ${whereTraffic(snapshot)}`;
-  const head = `${verb} ${data.environment} to ${data.targetId}: all ${traffic.length} domains answer from it (`;
+  const head =
+    traffic.length === 1
+      ? `${verb} ${data.environment} to ${data.targetId}: its 1 domain answers from it (`
+      : `${verb} ${data.environment} to ${data.targetId}: all ${traffic.length} domains answer from it (`;
   const tail = `). ${after}${where}`;
   const full = `${head}${describeTraffic(traffic)}${tail}`;
   if (full.length <= maxLength) return full;

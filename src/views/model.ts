@@ -655,8 +655,13 @@ function outcomeTitle(progress: Progress, v: ReturnType<typeof verbs>, resumes: 
   }
 }
 
+/**
+ * One item per domain, those not on the target first (in their order, then the others): a long list
+ * cut to "…and N more" never hides the domain that did not move.
+ */
 function trafficItems(progress: Progress): ListItem[] {
-  return progress.traffic.map((r) => ({
+  const ordered = [...progress.traffic.filter((r) => !r.ok), ...progress.traffic.filter((r) => r.ok)];
+  return ordered.map((r) => ({
     spans: [c(r.hostname), t(' → '), r.deploymentId === undefined ? i('unknown') : c(r.deploymentId)],
     state: r.ok ? 'ok' : 'bad',
   }));
@@ -748,7 +753,7 @@ export function progressView(progress: Progress, plan?: Plan): MessageView {
       if (progress.traffic.length > 0) {
         blocks.push({
           type: 'list',
-          label: `Where traffic is now (${progress.traffic.length})`,
+          label: trafficLabel(progress),
           items: trafficItems(progress),
         });
       }
@@ -761,6 +766,15 @@ export function progressView(progress: Progress, plan?: Plan): MessageView {
   }
 
   return { kind: 'progress', tone, title, summary, blocks, buttons: present(buttons), ephemeral: false };
+}
+
+/** "Where traffic is now (3)", or "(1 of 3 not on the target)" when some domain is not on it. */
+function trafficLabel(progress: Progress): string {
+  const total = progress.traffic.length;
+  const off = progress.traffic.filter((r) => !r.ok).length;
+  return off === 0
+    ? `Where traffic is now (${total})`
+    : `Where traffic is now (${off} of ${total} not on the target)`;
 }
 
 // ───────────────────────────── /deployments ─────────────────────────────

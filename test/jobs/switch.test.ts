@@ -250,7 +250,7 @@ describe('switch job', () => {
     expect(final?.outcome).toBe('stale');
     expect(final?.code).toBe('plan_stale');
     expect(final?.message).toBe(
-      `env0 changed since this plan was made: the rollback would now also move ${[...others].sort().join(', ')}. Ask for a fresh plan.`,
+      `env0 changed since this plan was made: the rollback would now also move ${[...others].sort().join(', ')}. Ask for a fresh plan. env0 is serving ${seedIds(0).current}. Nothing was done.`,
     );
     expect(env.platform.switchCalls).toBe(0);
     expect(await rollbacksOn(env, 'env0')).toBe(0);
@@ -281,7 +281,10 @@ describe('switch job', () => {
     const f0 = await env.queue.waitForEnd(j0.jobId);
     expect(f0?.outcome).toBe('failed');
     expect(f0?.code).toBe('platform_http');
-    expect(f0?.message).toContain('404 POST');
+    expect(f0?.message).toContain(
+      'The platform answered 404 Not Found (deployment_not_found) to the rollback request.',
+    );
+    expect(f0?.message).not.toContain('may still complete');
     expect(f0?.message).toContain(`env0 is serving ${seedIds(0).current}`);
     expect((await env.queue.queue.getJob(j0.jobId))?.attemptsMade).toBe(1);
 
@@ -429,7 +432,7 @@ describe('switch job edge cases', () => {
     expect(final?.outcome).toBe('stale');
     expect(final?.code).toBe('plan_stale');
     expect(final?.message).toBe(
-      `Traffic moved since this plan was made: env0 now serves ${plan.target.id} (rolled back), the target of this rollback, through another switch, not this one. Nothing was done.`,
+      `Traffic moved since this plan was made: env0 now serves ${plan.target.id} (rolled back), the target of this rollback, through another switch, not this one. env0 is serving ${plan.target.id} (rolled back: automatic deploys paused). Nothing was done.`,
     );
     expect(final?.steps.some((s) => s.step === 'switching')).toBe(false);
     expect(env.platform.switchCalls).toBe(0);
@@ -930,5 +933,143 @@ describe('graceful shutdown', () => {
     );
     // The switch itself completed: its final state is the job's.
     expect((await env.queue.progress(jobId))?.outcome).toBe('succeeded');
+  });
+});
+
+describe('what a failed or stale switch says at its end is true of the platform', () => {
+  const http502 = () =>
+    new PlatformHttpError(502, 'POST', 'http://platform.test/rollback', undefined, 'bad gateway');
+
+  it('last attempt, a 5xx from a platform that had started the rollback: says it may still complete, in words', async () => {
+    const env = await setupJobs(cleanup, { attempts: 1 });
+    const platform = {
+      ...env.platform,
+      rollback: async (r: Parameters<typeof env.local.rollback>[0]) => {
+        await env.local.rollback(r); // the platform acted...
+        throw http502(); // ...but its answer was lost as a 502
+      },
+    };
+    await env.startWorker({ platform });
+    const plan = await planFor(env.local, 'env0', 'rollback', env.clock.now(), seedIds(0).standby);
+    const { jobId } = await env.queue.enqueue(jobData(plan, env.clock.now()));
+    const final = await env.queue.waitForEnd(jobId);
+    expect(final?.outcome).toBe('failed');
+    expect(final?.message).toBe(
+      `The platform answered 502 Bad Gateway to the rollback request. The platform may have started this rollback and may still complete it: check where traffic is before trying again. env0 is serving ${seedIds(0).current}.`,
+    );
+    expect(final?.steps.at(-1)?.detail).toBe(
+      'The platform answered 502 Bad Gateway to the rollback request.',
+    );
+    // And it does: the standby target finishes reactivating and goes live.
+    await env.clock.advance(REACTIVATION_MS);
+    expect((await env.local.snapshot('env0')).environment.currentDeploymentId).toBe(seedIds(0).standby);
+  });
+
+  it('last attempt, an operation that did not finish in time: says it may still complete and its state', async () => {
+    const env = await setupJobs(cleanup, { attempts: 1 });
+    await env.startWorker({ operationTimeoutMs: 50 });
+    const plan = await planFor(env.local, 'env0', 'rollback', env.clock.now(), seedIds(0).standby);
+    const { jobId } = await env.queue.enqueue(jobData(plan, env.clock.now()));
+    const final = await env.queue.waitForEnd(jobId);
+    expect(final?.outcome).toBe('failed');
+    expect(final?.code).toBe('platform_timeout');
+    expect(final?.message).toContain(
+      'The platform may have started this rollback and may still complete it: check where traffic is before trying again.',
+    );
+    expect(final?.message).toContain(
+      `The platform reports the operation it started (${final?.operationId}) as reactivating.`,
+    );
+    expect(final?.message).toMatch(new RegExp(`env0 is serving ${seedIds(0).current}\\.$`));
+  });
+
+  it('last attempt, the platform unreadable at the end: says where traffic is could not be read', async () => {
+    const env = await setupJobs(cleanup, { attempts: 1 });
+    let snapshots = 0;
+    const platform = {
+      ...env.platform,
+      snapshot: (e: string) => (++snapshots === 1 ? env.local.snapshot(e) : Promise.reject(http502())),
+      rollback: () => Promise.reject(http502()),
+    };
+    await env.startWorker({ platform });
+    const plan = await planFor(env.local, 'env0', 'rollback', env.clock.now());
+    const { jobId } = await env.queue.enqueue(jobData(plan, env.clock.now()));
+    const final = await env.queue.waitForEnd(jobId);
+    expect(final?.outcome).toBe('failed');
+    expect(final?.message).toBe(
+      'The platform answered 502 Bad Gateway to the rollback request. The platform may have started this rollback and may still complete it: check where traffic is before trying again. Where traffic is now could not be read from the platform: check it there.',
+    );
+  });
+
+  it('verification probes every domain each round: one flapping back to the old deployment is not "on the target"', async () => {
+    const env = await setupJobs(cleanup);
+    const [a, b] = seedDomains(0) as [string, string];
+    const target = seedIds(0).previous;
+    const old = seedIds(0).current;
+    const calls = new Map<string, number>();
+    // Edges still propagating: a answers the target once, then the old deployment; b the other way round.
+    const answer = (h: string): string => {
+      const n = (calls.get(h) ?? 0) + 1;
+      calls.set(h, n);
+      if (h === a) return n === 1 ? target : old;
+      return n === 1 ? old : target;
+    };
+    const platform = {
+      ...env.platform,
+      probe: async (hostname: string) => ({ hostname, status: 200, deploymentId: answer(hostname) }),
+    };
+    await env.startWorker({ platform, verify: { timeoutMs: 100, intervalMs: 5 } });
+    const plan = await planFor(env.local, 'env0', 'rollback', env.clock.now());
+    const { jobId } = await env.queue.enqueue(jobData(plan, env.clock.now()));
+    const final = await env.queue.waitForEnd(jobId);
+    expect(final?.outcome).toBe('failed');
+    expect(final?.code).toBe('verify_timeout');
+    // The last full round: a on the old deployment, b on the target; the message names only a.
+    expect(final?.traffic).toEqual([
+      { hostname: a, deploymentId: old, ok: false },
+      { hostname: b, deploymentId: target, ok: true },
+    ]);
+    expect(final?.message).toContain(`1 of 2 domains does not answer from ${target}: ${a} → ${old}.`);
+    expect(final?.message).not.toContain(`${b} →`);
+  });
+
+  it('verification: a domain that stops answering after answering from the target is not "on the target"', async () => {
+    const env = await setupJobs(cleanup);
+    const [a] = seedDomains(0) as [string, string];
+    let probesOfA = 0;
+    const platform = {
+      ...env.platform,
+      probe: async (hostname: string) => {
+        if (hostname === a && ++probesOfA > 1) throw new Error('connection reset');
+        return {
+          hostname,
+          status: 200,
+          deploymentId: hostname === a ? seedIds(0).previous : seedIds(0).current,
+        };
+      },
+    };
+    await env.startWorker({ platform, verify: { timeoutMs: 100, intervalMs: 5 } });
+    const plan = await planFor(env.local, 'env0', 'rollback', env.clock.now());
+    const { jobId } = await env.queue.enqueue(jobData(plan, env.clock.now()));
+    const final = await env.queue.waitForEnd(jobId);
+    expect(final?.code).toBe('verify_timeout');
+    expect(final?.traffic.find((t) => t.hostname === a)).toEqual({ hostname: a, ok: false });
+    expect(final?.message).toContain(
+      `2 of 2 domains do not answer from ${plan.target.id}: ${a} → no answer,`,
+    );
+  });
+
+  it('a stale plan (its domains changed) says where traffic is now and that nothing was done', async () => {
+    const env = await setupJobs(cleanup);
+    await env.startWorker();
+    const now = env.clock.now();
+    const plan = await planFor(env.local, 'env0', 'rollback', now);
+    const data = jobData(plan, now);
+    const { jobId } = await env.queue.enqueue({ ...data, domains: data.domains.slice(0, 1) });
+    const final = await env.queue.waitForEnd(jobId);
+    expect(final?.outcome).toBe('stale');
+    expect(final?.message).toMatch(
+      new RegExp(`env0 is serving ${seedIds(0).current}\\. Nothing was done\\.$`),
+    );
+    expect(env.platform.switchCalls).toBe(0);
   });
 });

@@ -354,7 +354,7 @@ describe('progressView', () => {
     expect(viewText(v)).toContain('Now: Traffic did not settle: demo.example.com still answers from dep_3.');
     expect(viewText(v)).toContain('Code: verify_timeout');
     const [list] = blocksOf(v, 'list');
-    expect(list?.label).toBe('Where traffic is now (2)');
+    expect(list?.label).toBe('Where traffic is now (2 of 2 not on the target)');
     expect(viewText(v)).toContain('shop-1.example.com → unknown');
   });
 
