@@ -198,6 +198,14 @@ export const COPY_DISMISSED = 'copy_dismissed';
 const ORPHANED_CLAIM_MS = 60_000;
 
 /**
+ * A click by the person whose own claim is still without a job this long after it was made is a retry
+ * of that claim, not a double click: its first click was answered with an error (Redis stalled and
+ * the claim's write ran once it resumed), so it settles the claim at once instead of joining a job
+ * that does not exist. Longer than a double click; shorter than a retry after a 5 s command timeout.
+ */
+const OWN_CLAIM_RETRY_MS = 3_000;
+
+/**
  * How many times one click decides again because the plan moved under it before giving up (each time
  * means someone else's click moved it first).
  */
@@ -880,7 +888,7 @@ export class Flow {
       await this.record(moved.record, 'failed', undefined, {
         jobId,
         code: ENQUEUE_FAILED,
-        message: `the ${p.action} to ${p.target.id} ${approval ? 'approved' : 'confirmed'}${by === undefined ? '' : ` by ${who(by)}`} was never queued (no job ${ORPHANED_CLAIM_MS / 1000} s after the click); the plan is open again: ${approval ? 'approve' : 'confirm'} again to retry`,
+        message: `the ${p.action} to ${p.target.id} ${approval ? 'approved' : 'confirmed'}${by === undefined ? '' : ` by ${who(by)}`} was never queued (no job ${Math.round((this.clock.now() - record.updatedAt) / 1000)} s after the click); the plan is open again: ${approval ? 'approve' : 'confirm'} again to retry`,
       });
     }
     return moved;
@@ -938,8 +946,11 @@ export class Flow {
    */
   private async confirmFrom(actor: ActingUser, record: PlanRecord, tries = 0): Promise<ClickOutcome> {
     switch (record.state) {
-      case PlanState.enqueued:
+      case PlanState.enqueued: {
+        const retaken = await this.retakeOwnClaim(actor, record, tries);
+        if (retaken !== undefined) return this.confirmFrom(actor, retaken, tries + 1);
         return this.joined(record);
+      }
       case PlanState.awaitingApproval:
         return { status: 'awaiting_approval', record };
       case PlanState.cancelled:
@@ -994,8 +1005,11 @@ export class Flow {
    */
   private async approveFrom(actor: ActingUser, record: PlanRecord, tries = 0): Promise<ClickOutcome> {
     switch (record.state) {
-      case PlanState.enqueued:
+      case PlanState.enqueued: {
+        const retaken = await this.retakeOwnClaim(actor, record, tries);
+        if (retaken !== undefined) return this.approveFrom(actor, retaken, tries + 1);
         return this.joined(record);
+      }
       case PlanState.pending:
         return {
           status: 'refused',
@@ -1291,6 +1305,25 @@ export class Flow {
       message: `This ${record.plan.action} of ${record.plan.environment} kept changing while your click was handled (others were acting on it), so your click did nothing. Look at the message again, and click again if it is still needed.`,
       context: { planId: record.plan.id, state: record.state },
     });
+  }
+
+  /**
+   * The clicker's own claim, still without a job `OWN_CLAIM_RETRY_MS` after it was made, clicked
+   * again: settled now (`settleAbandoned`: the job's id stored if the job exists after all, else the
+   * claim undone or expired), and the settled record returned for the click to be decided on like any
+   * other (every check again). Undefined when that does not apply: the click joins.
+   */
+  private async retakeOwnClaim(
+    actor: ActingUser,
+    record: PlanRecord,
+    tries: number,
+  ): Promise<PlanRecord | undefined> {
+    if (record.jobId !== undefined || tries > MAX_REDECISIONS) return undefined;
+    const claimant = record.approvedBy ?? record.confirmedBy;
+    if (claimant === undefined || !sameActor(actor, claimant)) return undefined;
+    if (this.clock.now() - record.updatedAt < OWN_CLAIM_RETRY_MS) return undefined;
+    const moved = await this.settleAbandoned(record);
+    return moved.record;
   }
 
   /**

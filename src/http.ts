@@ -162,7 +162,12 @@ export class HttpServer {
         else if (unreachable)
           sendJson(res, 503, {
             error: 'redis_unavailable',
-            message: `${unreachable.message}: nothing was done; try again in a moment.`,
+            // Refused before anything was sent: nothing was done. Timed out against a stalled Redis: a
+            // write may still run once it resumes, so that is not promised (trying again is safe: Flow
+            // settles the clicker's own unfinished claim).
+            message: timedOut(unreachable)
+              ? `${unreachable.message} (it did not answer in time), so this may not have been carried out: try again in a moment (trying again is safe).`
+              : `${unreachable.message}: nothing was done; try again in a moment.`,
           });
         else sendJson(res, 500, { error: 'internal_error', message: 'internal error' });
       }
@@ -254,6 +259,12 @@ export const FORWARDING_HEADERS = [
  */
 export function forwardingHeader(req: IncomingMessage): string | undefined {
   return FORWARDING_HEADERS.find((name) => req.headers[name.toLowerCase()] !== undefined);
+}
+
+/** Whether a `redis_unavailable` error is a command that timed out (sent; Redis may still run it). */
+function timedOut(e: Error): boolean {
+  const cause = (e as { cause?: unknown }).cause;
+  return cause instanceof Error && /^Command timed out$/.test(cause.message);
 }
 
 /**

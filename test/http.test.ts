@@ -52,6 +52,25 @@ describe('HttpServer', () => {
     expect((await raw(port, 'GET', '/boom')).status).toBe(500);
     expect(errors).toHaveLength(1);
   });
+
+  it('Redis unreachable: 503; "nothing was done" only when the command was refused, not when it timed out', async () => {
+    server = new HttpServer(() => undefined);
+    server.route('POST', '/refused', () => {
+      throw new Error("Stream isn't writeable and enableOfflineQueue options is false");
+    });
+    server.route('POST', '/stalled', () => {
+      throw new Error('Command timed out');
+    });
+    const port = await server.listen(0);
+    const refused = await raw(port, 'POST', '/refused');
+    expect(refused.status).toBe(503);
+    expect(JSON.parse(refused.body).message).toContain('nothing was done');
+    const stalled = await raw(port, 'POST', '/stalled');
+    expect(stalled.status).toBe(503);
+    // a stalled Redis may still run the write once it resumes: no promise that nothing happened
+    expect(JSON.parse(stalled.body).message).not.toContain('nothing was done');
+    expect(JSON.parse(stalled.body).message).toContain('may not have been carried out');
+  });
 });
 
 describe('crossSiteReason', () => {

@@ -1081,7 +1081,7 @@ describe('a claim left without a job (the queue and the undo failed, or the proc
       'requested:',
     ]);
     expect(audit[0]?.message).toBe(
-      'the rollback to dep_3hd7xa confirmed by Alice was never queued (no job 60 s after the click); the plan is open again: confirm again to retry',
+      'the rollback to dep_3hd7xa confirmed by Alice was never queued (no job 300 s after the click); the plan is open again: confirm again to retry',
     );
   });
 
@@ -1093,6 +1093,32 @@ describe('a claim left without a job (the queue and the undo failed, or the proc
     expect(e.joined).toBe(true);
     expect((await x.flow.get(planId))?.state).toBe(PlanState.enqueued);
     expect(await x.jobs()).toEqual([]);
+  });
+
+  it("the confirmer's own retry a few seconds later (told their click failed) queues the switch, not a job that does not exist", async () => {
+    const x = await setup();
+    const planId = await orphanedConfirm(x);
+    // a double click by the confirmer, or anyone's click, stays joined while a winner may be at work
+    await x.clock.advance(1_000);
+    expect(expectStatus(await x.flow.confirm(alice, planId), 'enqueued').joined).toBe(true);
+    expect(await x.jobs()).toEqual([]);
+    // Alice was answered with an error and clicks again: her own claim is settled and she confirms anew
+    await x.clock.advance(4_000);
+    const e = expectStatus(await x.flow.confirm(alice, planId), 'enqueued');
+    expect(e.joined).toBe(false);
+    expect((await x.jobs()).length).toBe(1);
+    const record = await x.flow.get(planId);
+    expect({ state: record?.state, jobId: record?.jobId }).toEqual({
+      state: PlanState.enqueued,
+      jobId: e.jobId,
+    });
+    const audit = await x.audit.recent('production', 3);
+    expect(audit.map((a) => `${a.event}:${a.code ?? ''}`)).toEqual([
+      'approved:',
+      'failed:enqueue_failed',
+      'failed:enqueue_failed',
+    ]);
+    // someone else's click meanwhile would have joined: only the claimant's own retry retakes it
   });
 
   it('an old Confirm clicked hours after the plan expired is told it expired, and nothing is queued', async () => {
