@@ -13,26 +13,19 @@ import { DiscordReporter } from '../../handlers/discord/reporter.js';
 import { discordPoster } from '../../handlers/surfaces.js';
 import type { ChatPoster } from '../../src/chat-sinks.js';
 import { textView } from '../../src/chat-sinks.js';
-import { type MessageRef, type Progress, progressSchema } from '../../src/progress.js';
+import type { MessageRef, Progress } from '../../src/progress.js';
 import { renderDiscord } from '../../src/views/discord.js';
 import { type FakeDiscord, startFakeDiscord } from '../fakes/discord/server.js';
+import { progressFixture } from '../support/progress.js';
 import { textOf } from './harness.js';
 
 const T0 = Date.UTC(2026, 10, 29, 12, 0, 0);
 const EDIT = /^\/channels\/\d+\/messages\/\d+$/;
 
 function progress(outcome?: 'succeeded' | 'failed'): Progress {
-  return progressSchema.parse({
-    jobId: 'sw_1',
-    planId: 'plan_0123abcd',
-    action: 'rollback',
-    environment: 'production',
-    targetId: 'dep_b',
-    fromId: 'dep_a',
-    requestedBy: { surface: 'discord', userId: '42', displayName: 'alice' },
+  return progressFixture({
     steps: [{ step: 'switching', state: outcome ? 'done' : 'running', startedAt: T0 }],
     ...(outcome === undefined ? {} : { outcome, message: `Rollback ${outcome}.` }),
-    traffic: [],
     updatedAt: T0 + (outcome === undefined ? 0 : 900),
   });
 }

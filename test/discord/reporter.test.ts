@@ -10,9 +10,10 @@ import { DiscordMessages } from '../../handlers/discord/messages.js';
 import { DiscordReporter } from '../../handlers/discord/reporter.js';
 import { ManualClock } from '../../src/clock.js';
 import { createMetrics, type Metrics } from '../../src/metrics.js';
-import { type MessageRef, type Progress, progressSchema } from '../../src/progress.js';
+import type { MessageRef, Progress } from '../../src/progress.js';
 import type { DiscordMessage } from '../../src/views/discord.js';
 import { type FakeDiscord, startFakeDiscord } from '../fakes/discord/server.js';
+import { progressFixture } from '../support/progress.js';
 import { textOf } from './harness.js';
 
 const T0 = Date.UTC(2026, 10, 29, 12, 0, 0);
@@ -25,14 +26,7 @@ function progress(step: number, outcome?: 'succeeded' | 'failed'): Progress {
     startedAt: T0 + k * 1000,
     ...(k < step || outcome !== undefined ? { endedAt: T0 + k * 1000 + 500 } : {}),
   }));
-  return progressSchema.parse({
-    jobId: 'sw_1',
-    planId: 'plan_0123abcd',
-    action: 'rollback',
-    environment: 'production',
-    targetId: 'dep_b',
-    fromId: 'dep_a',
-    requestedBy: { surface: 'discord', userId: '42', displayName: 'alice' },
+  return progressFixture({
     steps,
     ...(outcome === undefined ? {} : { outcome, message: `Rollback ${outcome}.` }),
     traffic: outcome === 'succeeded' ? [{ hostname: 'shop.example', deploymentId: 'dep_b', ok: true }] : [],

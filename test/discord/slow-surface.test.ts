@@ -17,6 +17,7 @@ import { type Logger, silentLogger } from '../../src/log.js';
 import type { MessageRef, Progress, Reporter } from '../../src/progress.js';
 import { buttonsOf } from '../fakes/slack/requests.js';
 import { startWorld, type World } from '../fakes/slack/world.js';
+import { progressFixture } from '../support/progress.js';
 import { redisUrl, uniqueName } from '../support/redis.js';
 
 const closers: (() => Promise<unknown>)[] = [];
@@ -27,20 +28,13 @@ afterEach(async () => {
 const T0 = Date.UTC(2026, 10, 29, 12, 0, 0);
 
 function state(n: number, outcome?: 'succeeded'): Progress {
-  return {
-    jobId: 'sw_1',
-    planId: 'plan_0123abcd',
-    action: 'rollback',
-    environment: 'production',
-    targetId: 'dep_b',
-    fromId: 'dep_a',
+  return progressFixture({
     requestedBy: { surface: 'slack', userId: 'U1', displayName: 'alice' },
     steps: [{ step: 'switching', state: outcome ? 'done' : 'running', startedAt: T0, detail: `state ${n}` }],
     ...(outcome === undefined ? {} : { outcome }),
-    traffic: [],
     attempt: 1,
     updatedAt: T0 + n,
-  };
+  });
 }
 
 /** A reporter that records what it got and settles each report only when the test says so. */

@@ -10,25 +10,18 @@ import { DiscordMessages } from '../../handlers/discord/messages.js';
 import { chatReporters } from '../../handlers/reporters.js';
 import { loadConfig } from '../../src/config.js';
 import { silentLogger } from '../../src/log.js';
-import { type Progress, progressSchema } from '../../src/progress.js';
+import type { Progress } from '../../src/progress.js';
 import { type FakeDiscord, startFakeDiscord } from '../fakes/discord/server.js';
+import { progressFixture } from '../support/progress.js';
 
 const T0 = Date.UTC(2026, 10, 29, 12, 0, 0);
 
 function final(): Progress {
-  return progressSchema.parse({
-    jobId: 'sw_1',
-    planId: 'plan_0123abcd',
-    action: 'rollback',
-    environment: 'production',
-    targetId: 'dep_b',
-    fromId: 'dep_a',
-    requestedBy: { surface: 'discord', userId: '42', displayName: 'alice' },
+  return progressFixture({
     steps: [{ step: 'done', state: 'done', startedAt: T0, endedAt: T0 + 10 }],
     targetStandby: false,
     outcome: 'succeeded',
     message: 'Rolled back production to dep_b.',
-    traffic: [],
     updatedAt: T0 + 10,
   });
 }
