@@ -1,22 +1,10 @@
-/**
- * Edits of a clicked message (handlers/slack/actions/run.ts) under Slack's rate limits and across
- * processes, against the real Bolt app, real Redis and the fake Slack Web API. The bot's reporter runs
- * on a manual clock, so a `Retry-After` lasts exactly until the test moves that clock:
- *
- * - a click whose edit sits out a 429 holds no after-ack slot: eight of them never stall a command
- *   typed meanwhile, and shutdown (`idle()`) still waits for the edits, which land after Retry-After;
- * - a click's "Confirmed…" view that lands after the edit of a worker in another process gives the
- *   message the job's progress back (it is not left saying "Confirmed" while the job runs);
- * - "Make a fresh plan" on a message in a thread posts the new plan in that thread.
- */
-import { EventEmitter } from 'node:events';
 import { afterEach, describe, expect, it } from 'vitest';
 import { type SlackSurface, startSlack } from '../../handlers/slack/index.js';
 import { createReporterClient, SlackReporter } from '../../handlers/slack/reporter.js';
 import { startSwitchWorker } from '../../jobs/switch-worker.js';
 import { AuditLog } from '../../src/audit.js';
 import { ChatService } from '../../src/chat.js';
-import { ManualClock, systemClock } from '../../src/clock.js';
+import { type ManualClock, systemClock } from '../../src/clock.js';
 import { fileConfigSchema } from '../../src/config.js';
 import { Flow } from '../../src/flow.js';
 import { HttpServer } from '../../src/http.js';
@@ -30,34 +18,13 @@ import { createRedis } from '../../src/redis.js';
 import { buttonsOf, postSigned, SlackRequests } from '../fakes/slack/requests.js';
 import { FakeSlack, type RecordedCall } from '../fakes/slack/server.js';
 import { startWorld, WORLD_CHANNEL, WORLD_SECRET } from '../fakes/slack/world.js';
+import { ObservedClock } from '../support/observed-clock.js';
 import { redisUrl, uniqueName } from '../support/redis.js';
 
 const closers: (() => Promise<unknown>)[] = [];
 afterEach(async () => {
   for (const c of closers.splice(0).reverse()) await c();
 }, 60_000);
-
-/** A manual clock that announces each sleep, so the test moves time only once something waits. */
-class ObservedClock extends ManualClock {
-  readonly events = new EventEmitter();
-  override sleep(ms: number, signal?: AbortSignal): Promise<void> {
-    const p = super.sleep(ms, signal);
-    this.events.emit('sleep', ms);
-    return p;
-  }
-
-  /** Resolves when something starts sleeping for exactly `ms` (subscribe before it happens). */
-  sleepOf(ms: number): Promise<void> {
-    return new Promise((resolve) => {
-      const on = (n: number) => {
-        if (n !== ms) return;
-        this.events.off('sleep', on);
-        resolve();
-      };
-      this.events.on('sleep', on);
-    });
-  }
-}
 
 /** Whether `p` has settled once pending callbacks ran (no wall-clock wait). */
 async function settled(p: Promise<unknown>): Promise<boolean> {

@@ -1,43 +1,11 @@
-/**
- * The Slack ChatPoster's `update` (handlers/slack/poster.ts) through the real SlackReporter lane
- * against the fake Slack Web API (behind a front that can answer 5xx), on a manual clock: an edit the
- * lane gave up rejects with an error `retryable` classifies (a 5xx may pass, a refusal is final); a
- * single 5xx is retried inside the lane; an edit replaced by a newer one settles as that one does; an
- * edit dropped because the message shows a switch's final state resolves. Progress reporting and the
- * click handlers' edits still never reject, and a progress state or click edit that replaced a pending
- * poster update keeps its own pacing (given up at once on a 5xx, not retried).
- */
-import { EventEmitter } from 'node:events';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { createPosterClient, SlackPostError, SlackPoster } from '../../handlers/slack/poster.js';
 import { createReporterClient, type SlackMessage, SlackReporter } from '../../handlers/slack/reporter.js';
 import { textView } from '../../src/chat-sinks.js';
-import { ManualClock } from '../../src/clock.js';
 import type { MessageRef, Progress } from '../../src/progress.js';
 import { FakeSlack } from '../fakes/slack/server.js';
+import { ObservedClock } from '../support/observed-clock.js';
 import { SlackFront } from './faulty-front.js';
-
-/** A manual clock that announces each sleep, so a test advances time only once something waits. */
-class ObservedClock extends ManualClock {
-  readonly events = new EventEmitter();
-  override sleep(ms: number, signal?: AbortSignal): Promise<void> {
-    const p = super.sleep(ms, signal);
-    this.events.emit('sleep', ms);
-    return p;
-  }
-
-  /** Resolves when something starts sleeping for exactly `ms`. */
-  sleepOf(ms: number): Promise<number> {
-    return new Promise((resolve) => {
-      const on = (n: number) => {
-        if (n !== ms) return;
-        this.events.off('sleep', on);
-        resolve(n);
-      };
-      this.events.on('sleep', on);
-    });
-  }
-}
 
 let fake: FakeSlack;
 let front: SlackFront;

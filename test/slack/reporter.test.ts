@@ -1,38 +1,10 @@
-/**
- * SlackReporter against the fake Slack Web API with a manual clock: updates coalesce per message
- * (latest wins, ≤ 1 per second), the final state is always delivered, a 429 waits its Retry-After, and
- * failures are counted, never thrown.
- */
-import { EventEmitter } from 'node:events';
 import type { WebClient } from '@slack/web-api';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { createReporterClient, type SlackMessage, SlackReporter } from '../../handlers/slack/reporter.js';
-import { ManualClock } from '../../src/clock.js';
 import { createMetrics, type Metrics } from '../../src/metrics.js';
 import type { MessageRef, Progress } from '../../src/progress.js';
 import { FakeSlack } from '../fakes/slack/server.js';
-
-/** A manual clock that announces each sleep, so a test advances time only once something waits. */
-class ObservedClock extends ManualClock {
-  readonly events = new EventEmitter();
-  override sleep(ms: number, signal?: AbortSignal): Promise<void> {
-    const p = super.sleep(ms, signal);
-    this.events.emit('sleep', ms);
-    return p;
-  }
-
-  /** Resolves when something starts sleeping for exactly `ms` (the reporter's pacing or Retry-After). */
-  sleepOf(ms: number): Promise<number> {
-    return new Promise((resolve) => {
-      const on = (n: number) => {
-        if (n !== ms) return;
-        this.events.off('sleep', on);
-        resolve(n);
-      };
-      this.events.on('sleep', on);
-    });
-  }
-}
+import { ObservedClock } from '../support/observed-clock.js';
 
 let fake: FakeSlack;
 let clock: ObservedClock;
