@@ -11,7 +11,7 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { z } from 'zod';
 import { HANDED_BACK_DETAIL } from '../../jobs/switch-processor.js';
-import { startSwitchWorker } from '../../jobs/switch-worker.js';
+import { type SwitchWorker, startSwitchWorker } from '../../jobs/switch-worker.js';
 import { AUDIT_MESSAGE_MAX, AuditLog } from '../../src/audit.js';
 import { ManualClock, systemClock } from '../../src/clock.js';
 import { PlatformHttpError, RefusalError } from '../../src/errors.js';
@@ -659,6 +659,35 @@ describe('jobs waiting for their environment', () => {
     return queue;
   }
 
+  /**
+   * Jobs whose first platform call fails with a 503 and then back off for a minute (the queue's and
+   * the worker's retry delays), with a one-minute lock re-check: nothing runs until the test says so.
+   */
+  async function backingOffOnce() {
+    const env = await setupJobs(cleanup, {
+      faults: {
+        switchErrors: [
+          new PlatformHttpError(503, 'POST', 'http://platform.test/rollback', undefined, 'down'),
+        ],
+      },
+    });
+    const queue = await slowRetryQueue(env);
+    const worker = await env.startWorker({
+      lockRetryMs: 60_000,
+      retry: { baseDelayMs: 60_000, maxDelayMs: 60_000 },
+    });
+    return { env, queue, worker };
+  }
+
+  /** Resolves at the worker's first `failed` event for `jobId` (BullMQ has moved it to delayed). */
+  function firstFailure(worker: SwitchWorker, jobId: string): Promise<void> {
+    return new Promise<void>((resolve) =>
+      worker.worker.on('failed', (job) => {
+        if (job?.id === jobId) resolve();
+      }),
+    );
+  }
+
   it('a job that waited and then took the lock on a later delivery is no waiter any more', async () => {
     const env = await setupJobs(cleanup);
     // A one-minute re-check delay: the job runs only when the test promotes it.
@@ -678,18 +707,7 @@ describe('jobs waiting for their environment', () => {
   });
 
   it('a release of the environment does not cut short the retry backoff of a job that once waited for it', async () => {
-    const env = await setupJobs(cleanup, {
-      faults: {
-        switchErrors: [
-          new PlatformHttpError(503, 'POST', 'http://platform.test/rollback', undefined, 'down'),
-        ],
-      },
-    });
-    const queue = await slowRetryQueue(env);
-    const worker = await env.startWorker({
-      lockRetryMs: 60_000,
-      retry: { baseDelayMs: 60_000, maxDelayMs: 60_000 },
-    });
+    const { env, queue, worker } = await backingOffOnce();
     const held = await holdEnvironment(env, 'env0');
     const planA = await planFor(env.local, 'env0', 'rollback', env.clock.now());
     const a = await queue.enqueue(jobData(planA, env.clock.now()));
@@ -697,11 +715,7 @@ describe('jobs waiting for their environment', () => {
 
     // A takes the lock on its next delivery; its attempt fails with the 503 and backs off for a minute
     // (the worker's `failed` event comes once BullMQ has moved it to delayed).
-    const failedOnce = new Promise<void>((resolve) =>
-      worker.worker.on('failed', (job) => {
-        if (job?.id === a.jobId) resolve();
-      }),
-    );
+    const failedOnce = firstFailure(worker, a.jobId);
     await held.release();
     await (await queue.queue.getJob(a.jobId))?.promote();
     await failedOnce;
@@ -718,25 +732,10 @@ describe('jobs waiting for their environment', () => {
   });
 
   it('a wake-up never promotes a job delayed for a retry backoff, even one still listed as a waiter', async () => {
-    const env = await setupJobs(cleanup, {
-      faults: {
-        switchErrors: [
-          new PlatformHttpError(503, 'POST', 'http://platform.test/rollback', undefined, 'down'),
-        ],
-      },
-    });
-    const queue = await slowRetryQueue(env);
-    const worker = await env.startWorker({
-      lockRetryMs: 60_000,
-      retry: { baseDelayMs: 60_000, maxDelayMs: 60_000 },
-    });
+    const { env, queue, worker } = await backingOffOnce();
     const planA = await planFor(env.local, 'env0', 'rollback', env.clock.now());
     const jobA = jobIdForPlan(planA.id);
-    const failedOnce = new Promise<void>((resolve) =>
-      worker.worker.on('failed', (job) => {
-        if (job?.id === jobA) resolve();
-      }),
-    );
+    const failedOnce = firstFailure(worker, jobA);
     const a = await queue.enqueue(jobData(planA, env.clock.now()));
     await failedOnce;
     expect(await queue.queue.getJobState(a.jobId)).toBe('delayed');
