@@ -140,7 +140,7 @@ function answers(socketPath: string): Promise<boolean> {
 }
 
 /** Whether process `pid` is running (and is not this one). */
-function alive(pid: number): boolean {
+export function alive(pid: number): boolean {
   if (!Number.isInteger(pid) || pid <= 0 || pid === process.pid) return false;
   try {
     process.kill(pid, 0);

@@ -19,7 +19,7 @@ import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Redis } from 'ioredis';
-import { ensureRedisBinary } from '../../src/redis-server.js';
+import { alive, ensureRedisBinary } from '../../src/redis-server.js';
 
 /** Number of hash slots of a Redis Cluster. */
 const SLOTS = 16_384;
@@ -244,17 +244,6 @@ function own(o: Owned): () => void {
   };
   write();
   return write;
-}
-
-/** Whether process `pid` is running (and is not this one). */
-function alive(pid: number): boolean {
-  if (!Number.isInteger(pid) || pid <= 0 || pid === process.pid) return false;
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (e) {
-    return (e as NodeJS.ErrnoException).code === 'EPERM';
-  }
 }
 
 /** Whether `pid` is a redis-server (never kill a process that reused a recorded pid). */
