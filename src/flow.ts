@@ -50,7 +50,14 @@ import {
   type TransitionResult,
 } from './plan-store.js';
 import type { DeployPlatform, Route } from './platform/port.js';
-import { type Actor, actorSchema, type MessageRef, messageRefSchema, type Progress } from './progress.js';
+import {
+  type Actor,
+  actorSchema,
+  type MessageRef,
+  messageRefSchema,
+  type Progress,
+  progressReported,
+} from './progress.js';
 import { type ActiveSwitch, type EnqueueResult, jobIdForPlan, type SwitchJobInput } from './queue.js';
 
 /** What Flow hands the switch queue: `switchJobSchema`'s input (src/queue.ts). */
@@ -669,6 +676,15 @@ export class Flow {
   /** A switch job's progress as its worker last published it (undefined: unknown job, or no queue). */
   async jobProgress(jobId: string): Promise<Progress | undefined> {
     return this.queue.progress ? this.queue.progress(jobId) : undefined;
+  }
+
+  /**
+   * Whether job `jobId` has reported progress of its own or ended (`progressReported`): a click's
+   * "Confirmed…" view would cover it now, whatever process runs the job.
+   */
+  async jobReported(jobId: string): Promise<boolean> {
+    const progress = await this.jobProgress(jobId);
+    return progress !== undefined && progressReported(progress);
   }
 
   /** The `/deployments` view's data: snapshot, routing, recent audit entries and the running switch. */

@@ -36,7 +36,7 @@ export interface ChannelMessage {
 /** Dependencies of the Slack handlers. */
 export interface SlackHandlerDeps {
   readonly chat: ChatService;
-  readonly flow: Pick<Flow, 'attachMessage' | 'jobProgress'>;
+  readonly flow: Pick<Flow, 'attachMessage' | 'jobReported'>;
   readonly reporter: SlackReporter;
   readonly groups: UserGroupResolver;
   /** Runs the after-ack work with bounded concurrency. */

@@ -8,7 +8,7 @@
 import { type ButtonInteraction, MessageFlags } from 'discord.js';
 import { asSwitchyardError } from '../../../src/errors.js';
 import { scrub } from '../../../src/log.js';
-import { type Progress, progressReported } from '../../../src/progress.js';
+import type { Progress } from '../../../src/progress.js';
 import type { ActionKind } from '../../../src/views/actions.js';
 import { renderDiscord } from '../../../src/views/discord.js';
 import { progressView } from '../../../src/views/model.js';
@@ -53,8 +53,7 @@ export async function runClick(
           jobId === undefined
             ? undefined
             : async () => {
-                const progress = await deps.flow.jobProgress(jobId);
-                skipped = progress !== undefined && progressReported(progress);
+                skipped = await deps.flow.jobReported(jobId);
                 return skipped;
               };
         await deps.messages.edit(channelId, clicked.id, renderDiscord(reply.update), {

@@ -17,7 +17,7 @@ import type {
   SlackActionMiddlewareArgs,
 } from '@slack/bolt';
 import type { ActingUser } from '../../../src/permissions.js';
-import { type MessageRef, progressReported } from '../../../src/progress.js';
+import type { MessageRef } from '../../../src/progress.js';
 import type { ActionKind } from '../../../src/views/actions.js';
 import { renderSlack } from '../../../src/views/slack.js';
 import {
@@ -87,7 +87,7 @@ async function afterAck(deps: SlackHandlerDeps, kind: ActionKind, args: ActionAr
       // that did not go out covered nothing, so there is nothing to restore after it.
       let skipped = false;
       const skipIf = async (id: string) => {
-        skipped = await jobReported(deps, id);
+        skipped = await deps.flow.jobReported(id);
         return skipped;
       };
       const edited = deps.reporter.edit(clicked, renderSlack(reply.update), {
@@ -123,12 +123,6 @@ async function afterAck(deps: SlackHandlerDeps, kind: ActionKind, args: ActionAr
 function threadOf(body: BlockAction): string | undefined {
   const thread = body.container.thread_ts ?? body.message?.thread_ts;
   return thread === undefined || thread === body.container.message_ts ? undefined : thread;
-}
-
-/** Whether job `jobId` has reported progress of its own or ended (read from Redis). */
-async function jobReported(deps: SlackHandlerDeps, jobId: string): Promise<boolean> {
-  const progress = await deps.flow.jobProgress(jobId);
-  return progress !== undefined && progressReported(progress);
 }
 
 /**
