@@ -52,6 +52,11 @@ export function compositeReporter(reporters: Partial<Record<Surface, Reporter>>,
       if (progress.outcome === undefined) return;
       await Promise.all(sent);
     },
+    async flush(): Promise<void> {
+      // The states handed to a surface but not yet to its reporter first, then what each reporter holds.
+      await Promise.all([...tails.values()]);
+      await Promise.all(Object.values(reporters).map((r) => r.flush?.()));
+    },
   };
 }
 
@@ -83,5 +88,6 @@ export function chatReporters(config: Pick<Config, 'env'>, logger: Logger): Repo
     async report(progress, messages) {
       await Promise.all([log.report(progress, messages), chat.report(progress, messages)]);
     },
+    flush: () => chat.flush?.() ?? Promise.resolve(),
   };
 }

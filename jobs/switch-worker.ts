@@ -233,6 +233,9 @@ export function startSwitchWorker(opts: SwitchWorkerOptions): SwitchWorker {
           const unreachable = !(await redisAnswers(redis));
           if (unreachable) logger.warn('Redis is unreachable: closing without waiting for active switches');
           await current.close(unreachable);
+          // A chat edit a report stopped waiting for (a surface bounds that wait) is still worth
+          // delivering: flushed like the rest of the background work, within the same deadline.
+          if (opts.reporter.flush) track(opts.reporter.flush());
           await settleBackground(deadline);
         } finally {
           clearTimeout(timer);

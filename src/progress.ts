@@ -107,4 +107,11 @@ export function progressReported(progress: Progress): boolean {
  */
 export interface Reporter {
   report(progress: Progress, messages: readonly MessageRef[]): Promise<void>;
+  /**
+   * Resolves once no edit is queued or in flight any more: a report may resolve before its edit went
+   * out (a surface bounds how long a switch waits for it), and a worker shutting down calls this, within
+   * its shutdown timeout, so that such an edit is not lost at exit. Optional: a reporter that never
+   * leaves work behind need not have it.
+   */
+  flush?(): Promise<void>;
 }

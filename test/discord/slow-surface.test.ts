@@ -117,92 +117,131 @@ describe('compositeReporter', () => {
   });
 });
 
+/**
+ * A switch shown in Slack and in a Discord that answers edits only when the test lets it: runs until
+ * Slack shows the final state, and returns the held Discord edits and the job.
+ */
+async function switchWithSlowDiscord(opts: { readonly shutdownTimeoutMs?: number } = {}) {
+  const name = uniqueName('slow-discord');
+  const w: World = await startWorld({ redisUrl: redisUrl(), name, worker: false });
+  closers.push(() => w.close());
+  // Discord takes every edit and answers none until the test lets it.
+  const held: (() => void)[] = [];
+  const patches: string[] = [];
+  const rest = {
+    patch: (_route: string, opts: { body: unknown }) =>
+      new Promise((resolve) => {
+        patches.push(JSON.stringify(opts.body));
+        held.push(() => resolve({}));
+      }),
+    post: async () => ({ id: '1' }),
+  } as unknown as REST;
+  closers.push(async () => {
+    for (const release of held.splice(0)) release();
+  });
+  const discordClock = new ManualClock(Date.now());
+  const discord = new DiscordReporter({
+    messages: new DiscordMessages({ rest }),
+    clock: discordClock,
+    finalWaitMs: 10_000,
+  });
+  const worker = startSwitchWorker({
+    redisUrl: redisUrl(),
+    queueName: name,
+    platform: w.platform,
+    reporter: compositeReporter({ slack: w.surface.reporter, discord }, silentLogger),
+    clock: systemClock,
+    verify: { timeoutMs: 5_000, intervalMs: 5 },
+    lockDurationMs: 5_000,
+    concurrency: 2,
+    logger: silentLogger,
+    metrics: w.metrics,
+    audit: new AuditLog(w.redis, { prefix: name }),
+    retry: { baseDelayMs: 5, maxDelayMs: 20 },
+    lockRetryMs: 50,
+    ...(opts.shutdownTimeoutMs === undefined ? {} : { shutdownTimeoutMs: opts.shutdownTimeoutMs }),
+  });
+  closers.push(() => worker.close());
+  await worker.worker.waitUntilReady();
+
+  await w.requests.command({
+    command: '/rollback',
+    text: 'production',
+    userId: 'U0ALICE',
+    userName: 'alice',
+  });
+  const post = await w.fake.waitForCall('chat.postMessage', (c) => c.response.ok === true);
+  const ts = String(post.response.ts);
+  const confirm = buttonsOf(post.args.blocks as unknown[]).find((b) => b.actionId.startsWith('sy1:confirm:'));
+  const planId = String(confirm?.actionId.split(':')[2]);
+  // The same plan is also shown in a Discord channel (an alert suggestion there, say).
+  await w.flow.attachMessage(planId, {
+    surface: 'discord',
+    channel: '100000000000000001',
+    messageId: '100000000000000002',
+  });
+  await w.requests.click({
+    actionId: String(confirm?.actionId),
+    messageTs: ts,
+    userId: 'U0ALICE',
+    userName: 'alice',
+  });
+
+  const final = await w.fake.waitForCall(
+    'chat.update',
+    (c) => c.args.ts === ts && /Traffic is on/.test(String(c.args.text)),
+  );
+  expect(final.response.ok).toBe(true);
+  const jobId = (await w.queue.queue.getJobs(['active', 'completed', 'waiting', 'delayed']))[0]?.id ?? '';
+  return { w, worker, discord, discordClock, held, patches, jobId };
+}
+
+/** Runs the job past Discord's final wait (on Discord's clock) to its completion. */
+async function completeAfterFinalWait(s: Awaited<ReturnType<typeof switchWithSlowDiscord>>) {
+  while (s.discordClock.pending === 0) await new Promise<void>((r) => setImmediate(r));
+  expect(await s.w.queue.queue.getJobState(s.jobId)).toBe('active');
+  await s.discordClock.advance(10_000);
+  expect((await s.w.queue.waitForEnd(s.jobId, 10_000))?.outcome).toBe('succeeded');
+}
+
 describe('a switch shown in Slack and in a slow Discord', () => {
   it("Slack gets the final state while Discord has not answered an edit; the job ends after Discord's final wait", async () => {
-    const name = uniqueName('slow-discord');
-    const w: World = await startWorld({ redisUrl: redisUrl(), name, worker: false });
-    closers.push(() => w.close());
-    // Discord takes every edit and answers none until the test lets it.
-    const held: (() => void)[] = [];
-    const patches: string[] = [];
-    const rest = {
-      patch: (_route: string, opts: { body: unknown }) =>
-        new Promise((resolve) => {
-          patches.push(JSON.stringify(opts.body));
-          held.push(() => resolve({}));
-        }),
-      post: async () => ({ id: '1' }),
-    } as unknown as REST;
-    closers.push(async () => {
-      for (const release of held.splice(0)) release();
-    });
-    const discordClock = new ManualClock(Date.now());
-    const discord = new DiscordReporter({
-      messages: new DiscordMessages({ rest }),
-      clock: discordClock,
-      finalWaitMs: 10_000,
-    });
-    const worker = startSwitchWorker({
-      redisUrl: redisUrl(),
-      queueName: name,
-      platform: w.platform,
-      reporter: compositeReporter({ slack: w.surface.reporter, discord }, silentLogger),
-      clock: systemClock,
-      verify: { timeoutMs: 5_000, intervalMs: 5 },
-      lockDurationMs: 5_000,
-      concurrency: 2,
-      logger: silentLogger,
-      metrics: w.metrics,
-      audit: new AuditLog(w.redis, { prefix: name }),
-      retry: { baseDelayMs: 5, maxDelayMs: 20 },
-      lockRetryMs: 50,
-    });
-    closers.push(() => worker.close());
-    await worker.worker.waitUntilReady();
-
-    await w.requests.command({
-      command: '/rollback',
-      text: 'production',
-      userId: 'U0ALICE',
-      userName: 'alice',
-    });
-    const post = await w.fake.waitForCall('chat.postMessage', (c) => c.response.ok === true);
-    const ts = String(post.response.ts);
-    const confirm = buttonsOf(post.args.blocks as unknown[]).find((b) =>
-      b.actionId.startsWith('sy1:confirm:'),
-    );
-    const planId = String(confirm?.actionId.split(':')[2]);
-    // The same plan is also shown in a Discord channel (an alert suggestion there, say).
-    await w.flow.attachMessage(planId, {
-      surface: 'discord',
-      channel: '100000000000000001',
-      messageId: '100000000000000002',
-    });
-    await w.requests.click({
-      actionId: String(confirm?.actionId),
-      messageTs: ts,
-      userId: 'U0ALICE',
-      userName: 'alice',
-    });
-
-    const final = await w.fake.waitForCall(
-      'chat.update',
-      (c) => c.args.ts === ts && /Traffic is on/.test(String(c.args.text)),
-    );
-    expect(final.response.ok).toBe(true);
+    const s = await switchWithSlowDiscord();
     // Discord has been sent one edit and answered none: Slack's progress never waited for it.
-    expect(patches).toHaveLength(1);
-    expect(held).toHaveLength(1);
+    expect(s.patches).toHaveLength(1);
+    expect(s.held).toHaveLength(1);
     // The job waits for Discord's final state at most finalWaitMs (on Discord's clock), then completes.
-    const jobId = (await w.queue.queue.getJobs(['active', 'completed', 'waiting', 'delayed']))[0]?.id ?? '';
-    while (discordClock.pending === 0) await new Promise<void>((r) => setImmediate(r));
-    expect(await w.queue.queue.getJobState(jobId)).toBe('active');
-    await discordClock.advance(10_000);
-    expect((await w.queue.waitForEnd(jobId, 10_000))?.outcome).toBe('succeeded');
+    await completeAfterFinalWait(s);
     // Discord answers at last: the final state, queued behind the edit it held, goes out next.
-    const flushed = discord.flush();
-    while (!(await settled(flushed))) for (const release of held.splice(0)) release();
-    expect(patches).toHaveLength(2);
-    expect(patches[1]).toContain('Traffic is on');
+    const flushed = s.discord.flush();
+    while (!(await settled(flushed))) for (const release of s.held.splice(0)) release();
+    expect(s.patches).toHaveLength(2);
+    expect(s.patches[1]).toContain('Traffic is on');
+  });
+
+  it('a worker shutting down waits for the final Discord edit its job stopped waiting for', async () => {
+    const s = await switchWithSlowDiscord({ shutdownTimeoutMs: 60_000 });
+    await completeAfterFinalWait(s);
+    const closed = s.worker.close();
+    // Discord still holds the first edit; the final one is queued behind it: close() waits.
+    expect(await settled(closed)).toBe(false);
+    for (const release of s.held.splice(0)) release();
+    while (s.patches.length < 2) await new Promise<void>((r) => setImmediate(r));
+    expect(await settled(closed)).toBe(false);
+    expect(s.patches[1]).toContain('Traffic is on');
+    for (const release of s.held.splice(0)) release();
+    await closed;
+  });
+
+  it('a Discord that never answers holds a shutting-down worker up no longer than its shutdown timeout', async () => {
+    const s = await switchWithSlowDiscord({ shutdownTimeoutMs: 200 });
+    await completeAfterFinalWait(s);
+    expect(
+      await Promise.race([
+        s.worker.close().then(() => 'closed'),
+        new Promise<string>((r) => setTimeout(() => r('still closing'), 10_000)),
+      ]),
+    ).toBe('closed');
+    expect(s.patches).toHaveLength(1);
   });
 });
