@@ -5,23 +5,30 @@
 import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { request as httpRequest } from 'node:http';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { Writable } from 'node:stream';
 import { afterEach, describe, expect, it } from 'vitest';
-import { ManualClock } from '../../src/clock.js';
+import { startSwitchWorker } from '../../jobs/switch-worker.js';
+import { ManualClock, systemClock } from '../../src/clock.js';
 import { buildPlan } from '../../src/domain/plan.js';
 import { RefusalError } from '../../src/errors.js';
-import { createLogger } from '../../src/log.js';
+import { createLogger, silentLogger } from '../../src/log.js';
 import { demoState } from '../../src/platform/local/demo.js';
 import {
   LocalPlatform,
+  OPERATIONS_KEPT,
   PREVIEW_IDLE_MS,
   STANDBY_AFTER_MS,
   type TrafficPlane,
 } from '../../src/platform/local/platform.js';
 import { probe, TrafficRouter } from '../../src/platform/local/router.js';
-import type { LocalState } from '../../src/platform/local/state.js';
+import type { LocalDeployment, LocalState } from '../../src/platform/local/state.js';
 import type { OperationRef, PlatformEvent } from '../../src/platform/port.js';
+import { jobIdForPlan, SwitchQueue, switchKeys } from '../../src/queue.js';
+import { createRedis } from '../../src/redis.js';
+import { Cleanup, jobData, planFor, RecordingReporter } from '../jobs/fixtures/harness.js';
+import { jobsSeed } from '../jobs/fixtures/seed.js';
+import { redisUrl, uniqueName } from '../support/redis.js';
 
 const MIN = 60_000;
 let platform: LocalPlatform | undefined;
@@ -691,6 +698,43 @@ describe('serving and idle bookkeeping (found in review)', () => {
   });
 });
 
+describe('idle bookkeeping across a clean shutdown (found in review: restarts)', () => {
+  it('preview: a request shortly before a clean shutdown counts for the six-hour idle rule after the restart', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'sy-local-'));
+    const stateFile = join(dir, 'state.json');
+    const clock = new ManualClock();
+    const router = new TrafficRouter({ clock, warmSockets: 1 });
+    try {
+      const port = await router.listen();
+      const first = await LocalPlatform.open({ clock, stateFile, traffic: router, reactivationTimeMs: 1500 });
+      // dep_p2fe8r serves preview and has had no request for 88 minutes. 4h30m later (a maintenance
+      // tick has just run: whole minutes) a visitor comes, 1h58m before it would idle.
+      await clock.advance(270 * MIN);
+      expect((await get(port, 'preview.acme.localhost')).deploymentId).toBe('dep_p2fe8r');
+      const visitedAt = clock.now();
+      // 30 seconds later, before the next tick, Switchyard stops cleanly: the platform closes first,
+      // then the router (handlers/app.ts).
+      await clock.advance(30_000);
+      await first.close();
+      const saved = JSON.parse(readFileSync(stateFile, 'utf8')) as LocalState;
+      expect(saved.deployments.find((d) => d.id === 'dep_p2fe8r')?.lastRequestAt).toBe(visitedAt);
+      await clock.advance(2 * MIN);
+      platform = await LocalPlatform.open({ clock, stateFile, reactivationTimeMs: 1500 });
+      // Visited 2.5 minutes ago: far from six hours idle.
+      expect((await platform.getDeployment('dep_p2fe8r'))?.status).toBe('ready');
+      await clock.advance(PREVIEW_IDLE_MS - 5 * MIN);
+      expect((await platform.getDeployment('dep_p2fe8r'))?.status).toBe('ready');
+      await clock.advance(5 * MIN);
+      expect((await platform.getDeployment('dep_p2fe8r'))?.status).toBe('standby');
+    } finally {
+      await platform?.close();
+      platform = undefined;
+      await router.close();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
+
 describe('found in review (session 6)', () => {
   it('refuses a deployment of another environment as such, and an unknown one listing recent ids', async () => {
     const { platform: p } = await open();
@@ -866,5 +910,319 @@ describe('found in review (session 6)', () => {
     expect(saved.environments.find((e) => e.slug === 'production')?.currentDeploymentId).toBe('dep_4kq9wz');
     await clock.advance(STANDBY_AFTER_MS + 2 * MIN);
     expect((await p.getDeployment(first.id))?.status).toBe('standby');
+  });
+});
+
+describe('operations across a restart (found in review: restarts)', () => {
+  const dirs: string[] = [];
+  afterEach(() => {
+    for (const dir of dirs.splice(0)) rmSync(dir, { recursive: true, force: true });
+  });
+  function tmpDir(): string {
+    const dir = mkdtempSync(join(tmpdir(), 'sy-local-ops-'));
+    dirs.push(dir);
+    return dir;
+  }
+
+  it('a switch whose process dies right after it landed reads succeeded after the restart, written with the switch', async () => {
+    const dir = tmpDir();
+    const stateFile = join(dir, 'state.json');
+    const crashed = join(dir, 'crashed.json');
+    const clock = new ManualClock();
+    platform = await LocalPlatform.open({ clock, stateFile, reactivationTimeMs: 10, maintenance: false });
+    const p = platform;
+    // The state file as it is on disk the moment traffic moved (the process could die right there):
+    // the switch and its operation's outcome are one write.
+    p.subscribe((e) => {
+      if (e.type === 'traffic.moved') copyFileSync(stateFile, crashed);
+    });
+    const ref = await p.rollback({ environment: 'production', targetId: 'dep_3hd7xa', requestedBy: 'alice' });
+    expect(await finish(p, clock, ref)).toBe('succeeded');
+    const before = await p.operation(ref);
+
+    const restarted = await LocalPlatform.open({ clock, stateFile: crashed, maintenance: false });
+    try {
+      expect((await restarted.snapshot('production')).environment.currentDeploymentId).toBe('dep_3hd7xa');
+      // A job resumed after the restart asks about its operation: it did this switch.
+      expect(await restarted.operation(ref)).toEqual(before);
+    } finally {
+      await restarted.close();
+    }
+    // A clean close keeps it too.
+    await p.close();
+    platform = await LocalPlatform.open({ clock, stateFile, maintenance: false });
+    expect(await platform.operation(ref)).toEqual(before);
+  });
+
+  it('a switch cut off by a crash while reactivating reads failed, interrupted, after the restart; nothing was switched', async () => {
+    const dir = tmpDir();
+    const stateFile = join(dir, 'state.json');
+    const crashed = join(dir, 'crashed.json');
+    const clock = new ManualClock();
+    platform = await LocalPlatform.open({ clock, stateFile, reactivationTimeMs: 1500 });
+    const p = platform;
+    expect((await p.getDeployment('dep_3hd7xa'))?.status).toBe('standby');
+    const sleepers = clock.pending;
+    const ref = await p.rollback({ environment: 'production', targetId: 'dep_3hd7xa' });
+    for (let i = 0; i < 1000 && clock.pending === sleepers; i++) await new Promise((r) => setImmediate(r));
+    expect((await p.operation(ref)).state).toBe('reactivating'); // waiting out the reactivation time
+    // The process dies here (no close()): a restart reads the state file as it is on disk.
+    copyFileSync(stateFile, crashed);
+
+    const restarted = await LocalPlatform.open({ clock, stateFile: crashed, reactivationTimeMs: 1500 });
+    try {
+      const status = await restarted.operation(ref);
+      expect(status).toMatchObject({ id: ref.id, state: 'failed', error: { code: 'interrupted' } });
+      expect(status.error?.message).toMatch(
+        /interrupted by a restart of the local platform while reactivating dep_3hd7xa; the rollback did not take effect: nothing was switched/,
+      );
+      const snap = await restarted.snapshot('production');
+      expect(snap.environment.currentDeploymentId).toBe('dep_4kq9wz');
+      expect(snap.environment.rolledBack).toBe(false);
+      expect(snap.deployments.find((d) => d.id === 'dep_3hd7xa')?.status).toBe('standby');
+      // Deciding afresh works: the environment is not left busy, the rollback can be asked again.
+      const again = await restarted.rollback({ environment: 'production', targetId: 'dep_3hd7xa' });
+      expect(await finish(restarted, clock, again)).toBe('succeeded');
+      expect((await restarted.snapshot('production')).environment.currentDeploymentId).toBe('dep_3hd7xa');
+      // The interrupted one still reads failed: it was not this one that switched.
+      expect((await restarted.operation(ref)).state).toBe('failed');
+    } finally {
+      await restarted.close();
+    }
+  });
+
+  it('a switch cut off by a clean shutdown reads failed after the restart, saying nothing was switched', async () => {
+    const stateFile = join(tmpDir(), 'state.json');
+    const clock = new ManualClock();
+    const first = await LocalPlatform.open({ clock, stateFile, reactivationTimeMs: 1500 });
+    const sleepers = clock.pending;
+    const ref = await first.rollback({ environment: 'production', targetId: 'dep_3hd7xa' });
+    for (let i = 0; i < 1000 && clock.pending === sleepers; i++) await new Promise((r) => setImmediate(r));
+    await first.close();
+    platform = await LocalPlatform.open({ clock, stateFile, reactivationTimeMs: 1500 });
+    expect(await platform.operation(ref)).toMatchObject({
+      state: 'failed',
+      error: {
+        code: 'platform_unavailable',
+        message: 'the local platform shut down before the rollback took effect: nothing was switched',
+      },
+    });
+    expect((await platform.snapshot('production')).environment.currentDeploymentId).toBe('dep_4kq9wz');
+  });
+
+  it(`keeps the last ${OPERATIONS_KEPT} operations in the state file; an older one reads unknown`, async () => {
+    const stateFile = join(tmpDir(), 'state.json');
+    const clock = new ManualClock();
+    platform = await LocalPlatform.open({ clock, stateFile, reactivationTimeMs: 0, maintenance: false });
+    const p = platform;
+    const refs: OperationRef[] = [];
+    // Back and forth between two deployments: a rollback to dep_3hd7xa, a promote of dep_4kq9wz.
+    for (let i = 0; refs.length < OPERATIONS_KEPT + 2; i++) {
+      const ref =
+        i % 2 === 0
+          ? await p.rollback({ environment: 'production', targetId: 'dep_3hd7xa' })
+          : await p.promote({ environment: 'production', targetId: 'dep_4kq9wz' });
+      expect(await finish(p, clock, ref)).toBe('succeeded');
+      refs.push(ref);
+    }
+    const saved = JSON.parse(readFileSync(stateFile, 'utf8')) as LocalState;
+    expect(saved.operations.map((o) => o.id)).toEqual(refs.slice(2).map((r) => r.id));
+    await p.close();
+    platform = await LocalPlatform.open({ clock, stateFile, maintenance: false });
+    await expect(platform.operation(refs[1] as OperationRef)).rejects.toThrow(/unknown operation/);
+    expect((await platform.operation(refs[2] as OperationRef)).state).toBe('succeeded');
+    expect((await platform.operation(refs.at(-1) as OperationRef)).state).toBe('succeeded');
+  });
+
+  it('a state file written before operations and push order were kept still loads, and pushes go on', async () => {
+    const dir = tmpDir();
+    const stateFile = join(dir, 'state.json');
+    const clock = new ManualClock();
+    const old: Record<string, unknown> = { ...demoState(clock.now()), seq: 3 };
+    delete old.operations;
+    writeFileSync(stateFile, JSON.stringify(old));
+    platform = await LocalPlatform.open({ clock, stateFile, buildTimeMs: 3000, maintenance: false });
+    expect(platform.dump().operations).toEqual([]);
+    const pushed = await platform.push({ environment: 'production' });
+    expect(platform.dump().deployments.find((d) => d.id === pushed.id)?.pushSeq).toBe(4);
+    await clock.advance(3000);
+    await platform.settle();
+    expect((await platform.snapshot('production')).environment.currentDeploymentId).toBe(pushed.id);
+  });
+
+  it('a state file whose operation or push order does not add up stops start-up naming the key', async () => {
+    const clock = new ManualClock();
+    const ahead = demoState(clock.now());
+    ahead.deployments[1] = { ...(ahead.deployments[1] as LocalDeployment), pushSeq: 7 };
+    await expect(LocalPlatform.open({ clock, seed: ahead })).rejects.toThrow(
+      /deployments\[1\]\.pushSeq: got 7, expected at most seq \(0\)/,
+    );
+    const lost = demoState(clock.now());
+    const op = {
+      id: 'op_1',
+      action: 'rollback',
+      environment: 'staging',
+      targetId: 'dep_3hd7xa',
+      startedAt: clock.now(),
+      state: 'succeeded',
+      updatedAt: clock.now(),
+    } as const;
+    lost.operations.push(op);
+    await expect(LocalPlatform.open({ clock, seed: lost })).rejects.toThrow(
+      /operations\[0\]\.environment: names unknown environment "staging"/,
+    );
+    const bad = {
+      ...demoState(clock.now()),
+      operations: [{ ...op, environment: 'production', state: 'done' }],
+    };
+    await expect(LocalPlatform.open({ clock, seed: bad })).rejects.toThrow(
+      /operations\.0\.state: got "done", expected one of pending, reactivating, switching, succeeded, failed/,
+    );
+  });
+});
+
+describe('push order, not the clock (found in review: NTP step back)', () => {
+  it('a push made after the clock stepped back still goes live', async () => {
+    const clock = new ManualClock();
+    platform = await LocalPlatform.open({ clock, buildTimeMs: 3000, maintenance: false });
+    const p = platform;
+    const a = await p.push({ environment: 'production', message: 'A' });
+    await clock.advance(3000);
+    await p.settle();
+    expect((await p.snapshot('production')).environment.currentDeploymentId).toBe(a.id);
+    clock.set(clock.now() - 10 * MIN); // the host clock was 10 minutes fast; NTP steps it back
+    const b = await p.push({ environment: 'production', message: 'B' });
+    expect(b.createdAt).toBeLessThan(a.createdAt);
+    await clock.advance(3000);
+    await p.settle();
+    const snap = await p.snapshot('production');
+    expect(snap.environment.currentDeploymentId).toBe(b.id);
+    expect(snap.domains.find((d) => d.hostname === 'shop.localhost')?.deploymentId).toBe(b.id);
+    // the main branch domain follows the newest push too
+    expect(snap.domains.find((d) => d.stickiness === 'branch' && d.branch === 'main')?.deploymentId).toBe(
+      b.id,
+    );
+  });
+
+  it('a push after a restart and a step back goes live over one pushed before the restart, and over seeded ones', async () => {
+    const stateFile = join(mkdtempSync(join(tmpdir(), 'sy-local-')), 'state.json');
+    try {
+      const clock = new ManualClock();
+      // The demo's deployments carry no push order (seeded): dep_4kq9wz was created 42 minutes ago.
+      const first = await LocalPlatform.open({ clock, stateFile, buildTimeMs: 3000, maintenance: false });
+      clock.set(clock.now() - 60 * MIN);
+      const a = await first.push({ environment: 'production', message: 'A' });
+      await clock.advance(3000);
+      await first.settle();
+      expect((await first.snapshot('production')).environment.currentDeploymentId).toBe(a.id);
+      await first.close();
+      platform = await LocalPlatform.open({ clock, stateFile, buildTimeMs: 3000, maintenance: false });
+      clock.set(clock.now() - 10 * MIN);
+      const b = await platform.push({ environment: 'production', message: 'B' });
+      await clock.advance(3000);
+      await platform.settle();
+      expect((await platform.snapshot('production')).environment.currentDeploymentId).toBe(b.id);
+    } finally {
+      rmSync(dirname(stateFile), { recursive: true, force: true });
+    }
+  });
+});
+
+describe('a switch job resumed after a local platform restart (found in review: restarts)', () => {
+  const cleanup = new Cleanup();
+  afterEach(() => cleanup.run());
+
+  /**
+   * The job's first attempt asked the platform to switch and stored the operation ref (what the
+   * processor does), then the process stopped. Returns what a worker on the restarted platform needs.
+   */
+  async function beforeRestart(crashAt: 'pending' | 'succeeded') {
+    const dir = mkdtempSync(join(tmpdir(), 'sy-local-job-'));
+    cleanup.add(async () => rmSync(dir, { recursive: true, force: true }));
+    const stateFile = join(dir, 'state.json');
+    const crashed = join(dir, 'crashed.json');
+    const clock = new ManualClock();
+    const first = await LocalPlatform.open({
+      clock,
+      seed: jobsSeed(1, clock.now()),
+      stateFile,
+      maintenance: false,
+    });
+    cleanup.add(() => first.close());
+    const plan = await planFor(first, 'env0', 'rollback', clock.now());
+    const data = jobData(plan, clock.now());
+    const ref = await first.rollback({
+      environment: 'env0',
+      targetId: plan.target.id,
+      requestedBy: 'Alice',
+      expectedCurrent: data.expectedCurrent,
+      expectedRolledBack: data.expectedRolledBack,
+    });
+    if (crashAt === 'succeeded') expect(await finish(first, clock, ref)).toBe('succeeded');
+    // The process dies here: a restart reads the state file as it is on disk.
+    copyFileSync(stateFile, crashed);
+    const second = await LocalPlatform.open({ clock, stateFile: crashed, maintenance: false });
+    cleanup.add(() => second.close());
+
+    const queueName = uniqueName('local-switch');
+    const queue = new SwitchQueue({
+      redisUrl: redisUrl(),
+      queueName,
+      retry: { attempts: 3, baseDelayMs: 5, maxDelayMs: 20 },
+    });
+    cleanup.add(() => queue.close());
+    cleanup.add(() => queue.obliterate());
+    await queue.waitUntilReady();
+    const redis = createRedis(redisUrl());
+    cleanup.add(() => redis.quit());
+    await redis.set(
+      switchKeys(queue.prefix, queueName).operation(jobIdForPlan(plan.id)),
+      JSON.stringify(ref),
+    );
+    return { second, plan, data, queue, queueName };
+  }
+
+  async function resume(env: Awaited<ReturnType<typeof beforeRestart>>) {
+    const worker = startSwitchWorker({
+      redisUrl: redisUrl(),
+      queueName: env.queueName,
+      platform: env.second,
+      reporter: new RecordingReporter(),
+      clock: systemClock,
+      verify: { timeoutMs: 5_000, intervalMs: 5 },
+      lockDurationMs: 5_000,
+      concurrency: 1,
+      logger: silentLogger,
+      retry: { baseDelayMs: 5, maxDelayMs: 20 },
+      lockRetryMs: 200,
+    });
+    cleanup.add(() => worker.close());
+    await worker.worker.waitUntilReady();
+    // Delivered again (as after a stalled worker) with its stored operation ref.
+    await env.queue.enqueue(env.data);
+    return env.queue.waitForEnd(jobIdForPlan(env.plan.id));
+  }
+
+  it('a switch that landed before the restart is reported as this job’s, not "through another switch"', async () => {
+    const env = await beforeRestart('succeeded');
+    expect((await env.second.snapshot('env0')).environment.currentDeploymentId).toBe(env.plan.target.id);
+    const final = await resume(env);
+    expect(final?.outcome).toBe('succeeded');
+    expect(final?.message ?? '').not.toMatch(/another switch|Nothing was done/);
+    expect((await env.second.snapshot('env0')).environment.currentDeploymentId).toBe(env.plan.target.id);
+  });
+
+  it('a switch cut off by the restart is decided afresh: the job switches, once, and says so', async () => {
+    const env = await beforeRestart('pending');
+    expect((await env.second.snapshot('env0')).environment.currentDeploymentId).toBe(
+      env.data.expectedCurrent,
+    );
+    const final = await resume(env);
+    expect(final?.outcome).toBe('succeeded');
+    expect(final?.message ?? '').not.toMatch(/another switch|Nothing was done/);
+    const snap = await env.second.snapshot('env0');
+    expect(snap.environment.currentDeploymentId).toBe(env.plan.target.id);
+    expect(snap.environment.rolledBack).toBe(true);
+    expect(snap.liveHistory.filter((e) => e.via === 'rollback')).toHaveLength(1);
   });
 });

@@ -130,5 +130,6 @@ export function demoState(now: number): LocalState {
       ],
     },
     seq: 0,
+    operations: [],
   };
 }

@@ -31,6 +31,7 @@ import type {
 import { demoState } from './demo.js';
 import {
   type LocalDeployment,
+  type LocalOperation,
   type LocalState,
   parseLocalState,
   readStateFile,
@@ -40,6 +41,15 @@ import {
 export const STANDBY_AFTER_MS = 30 * 60_000;
 export const PREVIEW_IDLE_MS = 6 * 60 * 60_000;
 const MAINTENANCE_EVERY_MS = 60_000;
+/**
+ * How many finished switch operations the state file keeps (the newest; one still running is never
+ * dropped). A job resumed after a restart asks about its own operation, nearly always one of the last
+ * few; an operation dropped from the list reads "unknown", which the job handles as a platform that
+ * forgot it (it decides afresh). 200 switches are far more than any restart leaves a job behind.
+ */
+export const OPERATIONS_KEPT = 200;
+/** The error of an operation that was still running when the process stopped without closing. */
+export const INTERRUPTED_CODE = 'interrupted';
 
 /** What the platform needs from the traffic router (src/platform/local/router.ts implements it). */
 export interface TrafficPlane {
@@ -67,11 +77,6 @@ export interface LocalPlatformOptions {
   readonly maintenance?: boolean;
   /** Where a failed state write is reported (the platform goes on, and writes again every tick). */
   readonly logger?: Logger;
-}
-
-interface OperationRecord {
-  ref: OperationRef;
-  status: OperationStatus;
 }
 
 /** What a switch was planned against: the environment's state when it was accepted. */
@@ -106,7 +111,6 @@ export class LocalPlatform implements DeployPlatform {
   private readonly clock: Clock;
   private readonly opts: LocalPlatformOptions;
   private readonly events = new EventEmitter();
-  private readonly operations = new Map<string, OperationRecord>();
   private readonly busy = new Set<string>();
   private readonly abort = new AbortController();
   private readonly background = new Set<Promise<unknown>>();
@@ -131,6 +135,7 @@ export class LocalPlatform implements DeployPlatform {
       fromFile ??
       (opts.seed !== undefined ? parseLocalState(opts.seed, 'local.seed') : demoState(opts.clock.now()));
     const platform = new LocalPlatform(opts, state);
+    platform.endInterruptedOperations();
     platform.maintain();
     for (const d of platform.state.deployments) {
       if (d.status === 'ready') await opts.traffic?.startUpstream(platform.toDeployment(d));
@@ -226,14 +231,40 @@ export class LocalPlatform implements DeployPlatform {
   }
 
   async operation(ref: OperationRef): Promise<OperationStatus> {
-    const op = this.operations.get(ref.id);
+    const op = this.state.operations.find((o) => o.id === ref.id);
     if (!op) {
-      throw new SwitchyardError('platform_http', `unknown operation ${ref.id}`, {
-        retry: false,
-        context: { operation: ref.id },
-      });
+      throw new SwitchyardError(
+        'platform_http',
+        `unknown operation ${ref.id} (the local platform keeps its last ${OPERATIONS_KEPT} operations)`,
+        { retry: false, context: { operation: ref.id } },
+      );
     }
-    return { ...op.status };
+    return {
+      id: op.id,
+      state: op.state,
+      updatedAt: op.updatedAt,
+      ...(op.error === undefined ? {} : { error: { ...op.error } }),
+    };
+  }
+
+  /**
+   * At start-up: an operation the state file shows still running was cut off by the process stopping
+   * (a crash, a kill; a clean close ends its operations first). Its switch did not take effect: the
+   * switch and its operation's `succeeded` are written in one state write (applySwitch), so a file
+   * that holds the switch never shows its operation running. It failed, and says why.
+   */
+  private endInterruptedOperations(): void {
+    const now = this.clock.now();
+    for (const op of this.state.operations) {
+      if (op.state === 'succeeded' || op.state === 'failed') continue;
+      const stage = op.state === 'reactivating' ? `while reactivating ${op.targetId}` : 'before it switched';
+      op.error = {
+        code: INTERRUPTED_CODE,
+        message: `interrupted by a restart of the local platform ${stage}; the ${op.action} did not take effect: nothing was switched`,
+      };
+      op.state = 'failed';
+      op.updatedAt = now;
+    }
   }
 
   private async startSwitch(action: PlanAction, request: SwitchRequest): Promise<OperationRef> {
@@ -286,7 +317,10 @@ export class LocalPlatform implements DeployPlatform {
       targetId: target.id,
       startedAt: now,
     };
-    this.operations.set(ref.id, { ref, status: { id: ref.id, state: 'pending', updatedAt: now } });
+    this.state.operations.push({ ...ref, state: 'pending', updatedAt: now });
+    this.pruneOperations();
+    // Written before the switch runs: a restart from here on finds the operation (failed, interrupted).
+    this.persist();
     const basis: SwitchBasis = {
       currentDeploymentId: snap.environment.currentDeploymentId,
       rolledBack: snap.environment.rolledBack,
@@ -299,14 +333,41 @@ export class LocalPlatform implements DeployPlatform {
     return ref;
   }
 
+  /** Sets an operation's state in memory only (applySwitch writes it with the switch). */
+  private markOp(
+    ref: OperationRef,
+    state: OperationStatus['state'],
+    error?: { code: string; message: string },
+  ): void {
+    const op = this.state.operations.find((o) => o.id === ref.id);
+    // Never dropped while it runs (pruneOperations keeps unfinished ones); recreated if edited away.
+    const record: LocalOperation = op ?? { ...ref, state, updatedAt: this.clock.now() };
+    if (op === undefined) this.state.operations.push(record);
+    record.state = state;
+    record.updatedAt = this.clock.now();
+    record.error = error === undefined ? undefined : { ...error };
+  }
+
+  /** Sets an operation's state and writes it: a restart then reads the operation as it stands. */
   private setOp(
     ref: OperationRef,
     state: OperationStatus['state'],
     error?: { code: string; message: string },
   ): void {
-    this.operations.set(ref.id, {
-      ref,
-      status: { id: ref.id, state, updatedAt: this.clock.now(), ...(error ? { error } : {}) },
+    this.markOp(ref, state, error);
+    this.persist();
+  }
+
+  /** Keeps the newest OPERATIONS_KEPT operations; one not finished yet is never dropped. */
+  private pruneOperations(): void {
+    let excess = this.state.operations.length - OPERATIONS_KEPT;
+    if (excess <= 0) return;
+    this.state.operations = this.state.operations.filter((op) => {
+      if (excess > 0 && (op.state === 'succeeded' || op.state === 'failed')) {
+        excess -= 1;
+        return false;
+      }
+      return true;
     });
   }
 
@@ -353,15 +414,17 @@ export class LocalPlatform implements DeployPlatform {
           });
         }
       }
-      this.setOp(ref, 'switching');
-      this.applySwitch(ref.action, ref.environment, ref.targetId, by);
-      this.setOp(ref, 'succeeded');
+      this.markOp(ref, 'switching');
+      // Marks the operation succeeded in the same state write as the switch itself.
+      this.applySwitch(ref, by);
     } catch (e) {
       if (started && target.status !== 'ready') await this.stopStartedUpstream(target.id);
       if (this.abort.signal.aborted) {
+        // What threw is an await before the switch (the reactivation wait, the upstream start): the
+        // switch itself is one synchronous step, and it did not run.
         this.setOp(ref, 'failed', {
           code: 'platform_unavailable',
-          message: 'local platform shut down during the switch',
+          message: `the local platform shut down before the ${ref.action} took effect: nothing was switched`,
         });
         return;
       }
@@ -413,13 +476,13 @@ export class LocalPlatform implements DeployPlatform {
     }
   }
 
-  /** The atomic part of a switch: every affected domain reassigned in one state change and one route swap. */
-  private applySwitch(
-    action: PlanAction,
-    environment: string,
-    targetId: string,
-    by: string | undefined,
-  ): void {
+  /**
+   * The atomic part of a switch: every affected domain reassigned in one state change and one route
+   * swap, written to the state file together with the operation's `succeeded` (so that after a restart
+   * the operation reads succeeded exactly when the switch is in the file).
+   */
+  private applySwitch(ref: OperationRef, by: string | undefined): void {
+    const { action, environment, targetId } = ref;
     const env = this.env(environment);
     const now = this.clock.now();
     const previous = env.currentDeploymentId;
@@ -455,6 +518,7 @@ export class LocalPlatform implements DeployPlatform {
       env.rolledBackAt = undefined;
       env.rolledBackBy = undefined;
     }
+    this.markOp(ref, 'succeeded');
     this.publishRoutes();
     this.persist();
     if (!resume) {
@@ -492,6 +556,7 @@ export class LocalPlatform implements DeployPlatform {
       status: 'building',
       buildFails: request.fail === true,
       buildDoneAt: now + (this.opts.buildTimeMs ?? 3000),
+      pushSeq: this.state.seq,
     };
     this.state.deployments.push(d);
     this.state.domains.push({
@@ -658,14 +723,10 @@ export class LocalPlatform implements DeployPlatform {
     const now = this.clock.now();
     const moved: string[] = [];
     const serving = this.servingIds();
-    let sawTraffic = false;
+    const sawTraffic = this.recordTraffic();
     for (const d of this.state.deployments) {
       if (d.status !== 'ready') continue;
       const stats = this.opts.traffic?.upstreamStats(d.id);
-      if (stats?.lastRequestAt !== undefined && (d.lastRequestAt ?? 0) < stats.lastRequestAt) {
-        d.lastRequestAt = stats.lastRequestAt;
-        sawTraffic = true;
-      }
       const env = this.env(d.environment);
       // Production: the deployment serving the environment never idles (seed: "previous deployments
       // move to standby"). Preview: every deployment, serving or not, idles after six hours without a
@@ -687,6 +748,24 @@ export class LocalPlatform implements DeployPlatform {
     // restart after a crash does not find a visited preview deployment idle for hours.
     if (moved.length > 0 || sawTraffic || this.unsaved) this.persist();
     return moved;
+  }
+
+  /**
+   * Copies the router's time of the last request to each running deployment into the state (the
+   * six-hour idle rule reads it from there, and a restart from the state file). Returns whether any
+   * deployment saw a request since the last copy.
+   */
+  private recordTraffic(): boolean {
+    let sawTraffic = false;
+    for (const d of this.state.deployments) {
+      if (d.status !== 'ready') continue;
+      const last = this.opts.traffic?.upstreamStats(d.id)?.lastRequestAt;
+      if (last !== undefined && (d.lastRequestAt ?? 0) < last) {
+        d.lastRequestAt = last;
+        sawTraffic = true;
+      }
+    }
+    return sawTraffic;
   }
 
   /**
@@ -756,6 +835,10 @@ export class LocalPlatform implements DeployPlatform {
   async close(): Promise<void> {
     this.abort.abort(new Error('local platform closed'));
     await Promise.allSettled([...this.background, this.maintenanceDone]);
+    // Requests since the last maintenance tick (up to a minute of them) would otherwise be lost to the
+    // idle rule after a restart. The router is still open here: Switchyard closes it after the platform
+    // (handlers/app.ts), so its counts are still there to read.
+    this.recordTraffic();
     this.persist();
   }
 
@@ -841,12 +924,21 @@ export class LocalPlatform implements DeployPlatform {
     }
   }
 
-  /** Whether deployment `id` was pushed after `d` (creation time, then push order for equal times). */
+  /**
+   * Whether deployment `id` was pushed after `d`: by push order (`pushSeq`), never by the clock, which
+   * can step backwards (an NTP step) and make a newer push look older. Every deployment with a
+   * `pushSeq` was pushed after every one without (seeded, or from a state file older than `pushSeq`);
+   * those are ordered by creation time, then by their place in the state (pushes are appended).
+   */
   private pushedAfter(id: string, d: LocalDeployment): boolean {
     if (id === d.id) return false;
     const x = this.state.deployments.find((y) => y.id === id);
     if (x === undefined) return false;
-    if (x.createdAt !== d.createdAt) return x.createdAt > d.createdAt;
+    if (x.pushSeq !== undefined || d.pushSeq !== undefined) {
+      if (x.pushSeq === undefined) return false;
+      if (d.pushSeq === undefined) return true;
+      if (x.pushSeq !== d.pushSeq) return x.pushSeq > d.pushSeq;
+    } else if (x.createdAt !== d.createdAt) return x.createdAt > d.createdAt;
     return this.state.deployments.indexOf(x) > this.state.deployments.indexOf(d);
   }
 

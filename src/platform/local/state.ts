@@ -31,6 +31,13 @@ export const localDeploymentSchema = z.object({
   /** Build outcome decided at push time (operator "make a build fail"). */
   buildFails: z.boolean().optional(),
   buildDoneAt: z.number().optional(),
+  /**
+   * Push order: the state's `seq` when this platform created it by a push. Which of two pushes is newer
+   * is decided by this, never by `createdAt` (the wall clock can step backwards). Absent on seeded
+   * deployments and on those of state files written before it existed: every deployment that has one
+   * was pushed after every one that has none.
+   */
+  pushSeq: z.number().int().nonnegative().optional(),
 });
 export type LocalDeployment = z.infer<typeof localDeploymentSchema>;
 
@@ -66,6 +73,24 @@ export const liveEntrySchema = z.object({
   by: z.string().optional(),
 });
 
+/**
+ * A switch (rollback or promote) the platform accepted, as the operation status it reports. Kept in the
+ * state file, written in the same document as the switch itself, so that after a restart an operation
+ * reads as what happened to it: `succeeded` exactly when its switch is in the file. One still running
+ * when the process stopped reads `failed` (interrupted) after the restart: see LocalPlatform.open.
+ */
+export const localOperationSchema = z.object({
+  id: z.string().min(1),
+  action: z.enum(['rollback', 'promote']),
+  environment: slug,
+  targetId: z.string().min(1),
+  startedAt: z.number(),
+  state: z.enum(['pending', 'reactivating', 'switching', 'succeeded', 'failed']),
+  updatedAt: z.number(),
+  error: z.object({ code: z.string(), message: z.string() }).optional(),
+});
+export type LocalOperation = z.infer<typeof localOperationSchema>;
+
 export const localStateSchema = z.object({
   version: z.literal(1),
   project: z.object({ id: z.string().min(1), name: z.string().min(1) }),
@@ -73,8 +98,13 @@ export const localStateSchema = z.object({
   deployments: z.array(localDeploymentSchema),
   domains: z.array(localDomainSchema),
   liveHistory: z.record(z.string(), z.array(liveEntrySchema)).default({}),
-  /** Monotonic counter for ids. */
+  /** Monotonic counter for ids and push order (`pushSeq`). */
   seq: z.number().int().nonnegative().default(0),
+  /**
+   * Recent switch operations, oldest first (bounded: see OPERATIONS_KEPT in platform.ts). Absent in
+   * state files written before operations were kept: those load with none.
+   */
+  operations: z.array(localOperationSchema).default([]),
 });
 export type LocalState = z.infer<typeof localStateSchema>;
 
@@ -88,6 +118,20 @@ export function parseLocalState(raw: unknown, source: string): LocalState {
   for (const d of state.deployments) {
     if (!envs.has(d.environment))
       throw new ConfigError(`${source}: deployment ${d.id} names unknown environment "${d.environment}"`);
+  }
+  for (const [i, d] of state.deployments.entries()) {
+    // A push numbers its deployment from `seq`: one numbered beyond it would later rank as newer than
+    // pushes made after it.
+    if (d.pushSeq !== undefined && d.pushSeq > state.seq)
+      throw new ConfigError(
+        `${source}: deployments[${i}].pushSeq: got ${d.pushSeq}, expected at most seq (${state.seq})`,
+      );
+  }
+  for (const [i, op] of state.operations.entries()) {
+    if (!envs.has(op.environment))
+      throw new ConfigError(
+        `${source}: operations[${i}].environment: names unknown environment "${op.environment}"`,
+      );
   }
   const byId = new Map(state.deployments.map((d) => [d.id, d]));
   if (byId.size !== state.deployments.length) {
