@@ -235,9 +235,13 @@ export class ChatService {
         return this.planReply(actor, 'rollback', env, target, opts);
       }
       case 'promote': {
-        const [ref, target, ...rest] = args;
+        // One argument, a deployment or an environment, as the usage line, Slack's usage_hint and
+        // Discord's single `target` option offer it. A second word is a mistake to answer with usage:
+        // taken as `<environment> <deployment>` it planned a form no surface shows, and `<deployment>
+        // <word>` called the deployment an unknown environment.
+        const [ref, ...rest] = args;
         if (ref === undefined || rest.length > 0) return this.usage('promote');
-        return this.planReply(actor, 'promote', ref, target, opts);
+        return this.planReply(actor, 'promote', ref, undefined, opts);
       }
       case 'deployments': {
         const [env, ...rest] = args;

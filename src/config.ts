@@ -17,7 +17,7 @@ import {
   REDIS_URL_SHAPE,
   RedisUrlError,
 } from './redis-url.js';
-import { valueAt } from './zod-issues.js';
+import { expectation, valueAt } from './zod-issues.js';
 
 /**
  * A port: decimal digits only (no spaces, `0x1F90` or `3e3`, which a number coercion would take: `"   "`
@@ -153,7 +153,11 @@ export const envSchema = z.object({
     .enum(['local', 'unkey', 'vercel'], { error: 'expected one of local, unkey, vercel' })
     .optional(),
   LOCAL_ROUTER_PORT: port.default(8080),
-  LOG_LEVEL: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']).default('info'),
+  LOG_LEVEL: z
+    .enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'], {
+      error: 'expected one of trace, debug, info, warn, error, fatal, silent',
+    })
+    .default('info'),
   SLACK_BOT_TOKEN: z
     .string()
     .regex(/^xoxb-/, 'expected a bot token starting with xoxb-')
@@ -203,18 +207,68 @@ export const envSchema = z.object({
 });
 export type EnvConfig = z.infer<typeof envSchema>;
 
-const idList = z.array(z.string().trim().min(1)).default([]);
+/**
+ * A Discord id (a snowflake: 17-20 digits) in the YAML file. Unquoted, YAML reads it as a number and
+ * rounds it (112233445566778899 becomes 112233445566778900) before anything here sees it, so a number
+ * is refused with the advice to quote it, not with "expected a string" beside an id that looks changed.
+ */
+function discordId(what: string) {
+  return z
+    .string({
+      error: (issue) =>
+        issue.code === 'invalid_type' && typeof issue.input === 'number'
+          ? `expected the Discord ${what} in quotes, e.g. "112233445566778899": unquoted, YAML reads it as a number and rounds it`
+          : `expected a numeric Discord ${what}`,
+    })
+    .regex(/^\d{5,25}$/, `expected a numeric Discord ${what}`);
+}
+
+/**
+ * A list of chat ids (users, groups, roles, channels) in the YAML file, e.g. `idList('Slack user id',
+ * 'U012ABCDEF')`. A Discord id written as a bare number is refused with the advice to quote it (see
+ * `discordId`); which ids exist is the chat's business, not checked here.
+ */
+function idList(what: string, example: string, surface: 'slack' | 'discord' | 'console') {
+  const id = z
+    .string({
+      error: (issue) =>
+        surface === 'discord' && issue.code === 'invalid_type' && typeof issue.input === 'number'
+          ? `expected each ${what} in quotes, e.g. "${example}": unquoted, YAML reads it as a number and rounds it`
+          : `expected a non-empty ${what}`,
+    })
+    .trim()
+    .min(1);
+  const shown = surface === 'discord' ? `"${example}"` : example;
+  return z.array(id, { error: `expected a list of ${what}s, e.g. [${shown}]` }).default([]);
+}
 
 /** Who may act on an environment, per chat surface. */
 const allowSchema = z
   .object({
-    slack: z.object({ users: idList, groups: idList }).strict().default({ users: [], groups: [] }),
-    discord: z.object({ users: idList, roles: idList }).strict().default({ users: [], roles: [] }),
-    console: z.object({ users: idList }).strict().default({ users: [] }),
+    slack: z
+      .object({
+        users: idList('Slack user id', 'U012ABCDEF', 'slack'),
+        groups: idList('Slack user group id', 'S0SRE', 'slack'),
+      })
+      .strict()
+      .default({ users: [], groups: [] }),
+    discord: z
+      .object({
+        users: idList('Discord user id', '112233445566778899', 'discord'),
+        roles: idList('Discord role id', '112233445566778899', 'discord'),
+      })
+      .strict()
+      .default({ users: [], roles: [] }),
+    console: z
+      .object({ users: idList('console user name', 'alice', 'console') })
+      .strict()
+      .default({ users: [] }),
   })
   .strict();
 
-const noticeEvent = z.enum(['ready', 'failed', 'traffic_moved', 'standby', 'stopped']);
+const noticeEvent = z.enum(['ready', 'failed', 'traffic_moved', 'standby', 'stopped'], {
+  error: 'expected one of ready, failed, traffic_moved, standby, stopped',
+});
 
 /**
  * The longest duration a timer can wait: Node's setTimeout fires after 1 ms instead of waiting longer
@@ -250,10 +304,14 @@ export function durationRange(minMs: number, opts: { readonly zeroOff?: boolean 
 function durationMs(minMs: number, opts: { readonly zeroOff?: boolean } = {}) {
   const range = durationRange(minMs, opts);
   return z
-    .union([
-      z.number().nonnegative(),
-      z.string().regex(/^\d+(ms|s|m|h|d)$/, 'expected a duration such as 30s, 15m or 4h'),
-    ])
+    .union(
+      [
+        // a negative number fails the range check below, which says what the key takes
+        z.number(),
+        z.string().regex(/^\d+(ms|s|m|h|d)$/, 'expected a duration such as 30s, 15m or 4h'),
+      ],
+      { error: 'expected a duration such as 30s, 15m or 4h, or a number of milliseconds' },
+    )
     .transform((v) => (typeof v === 'number' ? v : parseDuration(v)))
     .refine(range.check, range.message);
 }
@@ -294,10 +352,7 @@ export const environmentConfigSchema = z
     channels: z
       .object({
         slack: optionalString,
-        discord: z
-          .string()
-          .regex(/^\d{5,25}$/)
-          .optional(),
+        discord: discordId('channel id').optional(),
         console: optionalString,
       })
       .strict()
@@ -306,8 +361,8 @@ export const environmentConfigSchema = z
     alertMatchers: z
       .array(
         z
-          .string()
-          .min(1)
+          .string({ error: 'expected a plain substring or a /regex/flags' })
+          .min(1, 'expected a non-empty substring or /regex/flags')
           .refine(
             validMatcher,
             'expected a plain substring or a valid /regex/flags (this one is not a valid regular expression)',
@@ -321,7 +376,21 @@ export const environmentConfigSchema = z
         reminderEvery: durationMs(60_000, { zeroOff: true }).default(4 * 3_600_000),
         /** Reminders are held outside these UTC hours, e.g. [8, 20]. */
         workingHoursUtc: z
-          .tuple([z.number().int().min(0).max(23), z.number().int().min(1).max(24)])
+          .tuple(
+            [
+              z
+                .number({ error: 'expected the first working hour: a whole number from 0 to 23' })
+                .int()
+                .min(0)
+                .max(23),
+              z
+                .number({ error: 'expected the end of working hours: a whole number from 1 to 24' })
+                .int()
+                .min(1)
+                .max(24),
+            ],
+            { error: 'expected [first hour, end hour] in UTC, e.g. [8, 20]' },
+          )
           .optional(),
       })
       .strict()
@@ -329,9 +398,9 @@ export const environmentConfigSchema = z
     /** Unkey mapping of this environment. */
     unkey: z
       .object({
-        project: z.string().min(1),
-        app: z.string().min(1).optional(),
-        environment: z.string().min(1),
+        project: z.string({ error: 'expected the Unkey project slug or id' }).min(1),
+        app: z.string({ error: 'expected the Unkey app slug or id' }).min(1).optional(),
+        environment: z.string({ error: 'expected the Unkey environment slug or id, e.g. production' }).min(1),
       })
       .strict()
       .optional(),
@@ -341,7 +410,9 @@ export type EnvironmentConfig = z.infer<typeof environmentConfigSchema>;
 
 export const fileConfigSchema = z
   .object({
-    platform: z.enum(['local', 'unkey', 'vercel']).default('local'),
+    platform: z
+      .enum(['local', 'unkey', 'vercel'], { error: 'expected one of local, unkey, vercel' })
+      .default('local'),
     environments: z
       .record(z.string().regex(/^[a-z0-9][a-z0-9-]*$/, 'expected a lowercase slug'), environmentConfigSchema)
       .default({}),
@@ -356,9 +427,21 @@ export const fileConfigSchema = z
     alerts: z
       .object({
         correlationWindow: durationMs(1_000).default(3_600_000),
-        outsideWindow: z.enum(['nothing', 'note']).default('nothing'),
-        watch: z.object({ slack: idList, discord: idList }).strict().default({ slack: [], discord: [] }),
-        maxBodyBytes: z.number().int().positive().default(1_048_576),
+        outsideWindow: z
+          .enum(['nothing', 'note'], { error: 'expected nothing or note (a note without a button)' })
+          .default('nothing'),
+        watch: z
+          .object({
+            slack: idList('Slack channel id', 'C0ALERTS', 'slack'),
+            discord: idList('Discord channel id', '223344556677889900', 'discord'),
+          })
+          .strict()
+          .default({ slack: [], discord: [] }),
+        maxBodyBytes: z
+          .number({ error: 'expected a whole number of bytes, at least 1 (the default 1048576 is 1 MiB)' })
+          .int()
+          .positive()
+          .default(1_048_576),
         sentrySecret: optionalString,
         pagerdutySecret: optionalString,
       })
@@ -400,8 +483,24 @@ export interface Config {
   readonly platform: 'local' | 'unkey' | 'vercel';
 }
 
-/** A key whose value is a secret: never echoed in an error. */
-const SECRET_KEY = /TOKEN|SECRET|KEY|PASSWORD/i;
+/** Words that make a key a secret's: its value is never echoed in an error. */
+const SECRET_WORDS = new Set(['token', 'secret', 'password', 'passwd', 'key', 'credentials']);
+
+/**
+ * Whether the key (a path such as `alerts.sentrySecret`, `UNKEY_ROOT_KEY`) names a secret: one of its
+ * words, split at `_`, `.`, `-` and camelCase humps (`apiKey`, `APIKey`), is a secret word. Whole
+ * words, not substrings: the "KEY" inside `UNKEY_API_URL` or `environments.production.unkey.project`
+ * is no secret, and a search for the substring hid those values from the person fixing them. The
+ * secrets Switchyard reads are
+ * SWITCHYARD_CONSOLE_TOKEN, SLACK_BOT_TOKEN, SLACK_APP_TOKEN, SLACK_SIGNING_SECRET, DISCORD_TOKEN,
+ * UNKEY_ROOT_KEY, VERCEL_TOKEN, ALERT_WEBHOOK_SECRET, alerts.sentrySecret and alerts.pagerdutySecret
+ * (test/config/config.test.ts checks each); REDIS_URL's password is masked by `hideUrlPassword`.
+ */
+export function isSecretKey(key: string): boolean {
+  return key
+    .split(/[^A-Za-z0-9]+|(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])/)
+    .some((word) => SECRET_WORDS.has(word.toLowerCase()));
+}
 
 /**
  * `scheme://user:password@host` → `scheme://user:***@host`, and `scheme://TOKEN@host` →
@@ -430,7 +529,7 @@ function hideUrlPassword(text: string): string {
  */
 function describeValue(value: unknown, key: string): string {
   if (value === undefined) return 'nothing';
-  if (SECRET_KEY.test(key)) return '(redacted)';
+  if (isSecretKey(key)) return '(redacted)';
   if (Array.isArray(value)) return `a list of ${value.length}`;
   if (value !== null && typeof value === 'object') {
     const keys = Object.keys(value);
@@ -443,7 +542,8 @@ function describeValue(value: unknown, key: string): string {
 
 /**
  * Turns a zod error into one message naming each bad key, its value and what was expected, e.g.
- * `PORT: got "abc", expected a port number`.
+ * `PORT: got "abc", expected a port number`. Also used for the local platform's state file and seed,
+ * its operator API, the console's API and the worker's flags.
  */
 export function formatIssues(error: z.ZodError, input: unknown, prefix = ''): string {
   return error.issues
@@ -451,11 +551,11 @@ export function formatIssues(error: z.ZodError, input: unknown, prefix = ''): st
       const key = prefix + issue.path.map(String).join('.');
       const value = valueAt(input, issue.path);
       if (issue.code === 'invalid_key') {
-        const inner = issue.issues[0]?.message ?? 'a valid key';
-        return `${key}: invalid key, ${inner.replace(/^Invalid input: /, '')}`;
+        const inner = issue.issues[0];
+        return `${key}: invalid key, ${inner ? expectation(inner) : 'expected a valid key'}`;
       }
-      const expectation = issue.message.replace(/^Invalid input: /, '');
-      return `${key || '(root)'}: got ${describeValue(value, key)}, ${expectation}`;
+      // the schema's own message, or zod's default in the same words (never "Invalid option: …")
+      return `${key || '(root)'}: got ${describeValue(value, key)}, ${expectation(issue)}`;
     })
     .join('; ');
 }

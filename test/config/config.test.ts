@@ -1,6 +1,16 @@
 /** Config parsing: defaults, every bad value named with what was expected, secrets never echoed. */
 import { describe, expect, it } from 'vitest';
-import { loadConfig, localHttpUrl, parseConfigFile, parseDuration, parseEnv } from '../../src/config.js';
+import type { z } from 'zod';
+import {
+  envSchema,
+  fileConfigSchema,
+  isSecretKey,
+  loadConfig,
+  localHttpUrl,
+  parseConfigFile,
+  parseDuration,
+  parseEnv,
+} from '../../src/config.js';
 import { ConfigError } from '../../src/errors.js';
 
 describe('env vars', () => {
@@ -80,7 +90,7 @@ describe('YAML config file', () => {
   it('names the file, the key path and the expectation', () => {
     expect(() =>
       parseConfigFile('environments:\n  production:\n    twoPersonRule: "yes"\n', 'sy.yml'),
-    ).toThrow(/sy\.yml: environments\.production\.twoPersonRule: got "yes", expected boolean/);
+    ).toThrow(/sy\.yml: environments\.production\.twoPersonRule: got "yes", expected true or false/);
     expect(() => parseConfigFile('verify: { timeout: soon }', 'sy.yml')).toThrow(
       /verify\.timeout: got "soon"/,
     );
@@ -144,6 +154,223 @@ describe('config errors never echo a secret', () => {
     expect(at).not.toContain('ss@');
     const token = message(() => loadConfig({ REDIS_URL: `https://${SECRET}@redis.internal` }));
     expect(token).not.toContain(SECRET);
+  });
+});
+
+/** The secrets Switchyard reads: every one must be redacted in an error, and nothing else. */
+const SECRET_ENV = [
+  'SWITCHYARD_CONSOLE_TOKEN',
+  'SLACK_BOT_TOKEN',
+  'SLACK_SIGNING_SECRET',
+  'SLACK_APP_TOKEN',
+  'DISCORD_TOKEN',
+  'UNKEY_ROOT_KEY',
+  'VERCEL_TOKEN',
+  'ALERT_WEBHOOK_SECRET',
+];
+const SECRET_FILE_KEYS = ['alerts.sentrySecret', 'alerts.pagerdutySecret'];
+
+/** zod's own English, which no config error may show (each key says what it expected, in words). */
+const ZOD_WORDING =
+  /Invalid (input|option|string|number)|Too (small|big)|Unrecognized key|received \w+|>=|<=/;
+
+/**
+ * The key path of every leaf of the config file's schema (`environments.production.unkey.project`, …),
+ * walking through defaults, optionals and transforms; a record is entered under the key `production`.
+ */
+function leafKeys(schema: z.ZodType, path: string[] = []): string[][] {
+  const def = schema.def as unknown as {
+    type: string;
+    innerType?: z.ZodType;
+    in?: z.ZodType;
+    shape?: Record<string, z.ZodType>;
+    valueType?: z.ZodType;
+  };
+  if (def.innerType) return leafKeys(def.innerType, path);
+  if (def.type === 'pipe' && def.in) return leafKeys(def.in, path);
+  if (def.type === 'object' && def.shape) {
+    return Object.entries(def.shape).flatMap(([k, v]) => leafKeys(v, [...path, k]));
+  }
+  if (def.type === 'record' && def.valueType) return leafKeys(def.valueType, [...path, 'production']);
+  return [path];
+}
+
+/** `{a: {b: value}}` for the path a.b. */
+function nested(path: readonly string[], value: unknown): unknown {
+  return path.reduceRight<unknown>((inner, key) => ({ [key]: inner }), value);
+}
+
+describe('config errors show every value but a secret, in words', () => {
+  it('every env var: a secret is redacted, any other shows the value it got', () => {
+    // Every env var is classified here, so a new one cannot slip in unnoticed.
+    const all = Object.keys(envSchema.shape);
+    expect(all.filter(isSecretKey).sort()).toEqual([...SECRET_ENV].sort());
+    for (const key of all) {
+      // blank-but-not-empty is refused by every env var, secrets included
+      const m = refused({ [key]: ' \t ' });
+      if (SECRET_ENV.includes(key)) expect(m, key).toContain(`${key}: got (redacted), expected `);
+      else expect(m, key).toContain(`${key}: got " \\t ", expected `);
+      expect(m, key).not.toMatch(ZOD_WORDING);
+    }
+  });
+
+  it('UNKEY_API_URL is no secret: the "KEY" in UNKEY is not the word KEY', () => {
+    expect(refused({ UNKEY_API_URL: 'api.unkey.com' })).toContain(
+      'UNKEY_API_URL: got "api.unkey.com", expected an http:// or https:// URL',
+    );
+    expect(isSecretKey('UNKEY_ROOT_KEY')).toBe(true);
+    expect(isSecretKey('environments.production.unkey.project')).toBe(false);
+    expect(isSecretKey('apiKey')).toBe(true);
+    expect(isSecretKey('APIKey')).toBe(true);
+    expect(isSecretKey('--platform-url')).toBe(false);
+  });
+
+  it('every key of the config file: a secret is redacted, any other shows the value it got', () => {
+    const keys = leafKeys(fileConfigSchema).filter((p) => p.join('.') !== 'local.seed');
+    expect(keys.length).toBeGreaterThan(25);
+    const redacted: string[] = [];
+    for (const path of keys) {
+      const key = path.join('.');
+      // a number no string, list, boolean or whole-number key takes; a word no duration takes
+      let m = '(no error)';
+      for (const bad of [987654321.5, 'zz-987654321']) {
+        try {
+          parseConfigFile(JSON.stringify(nested(path, bad)), 'c.yml');
+        } catch (e) {
+          m = (e as Error).message;
+          break;
+        }
+      }
+      expect(m, key).not.toMatch(ZOD_WORDING);
+      // this key's part (a required sibling, such as unkey.project beside unkey.app, adds its own)
+      const mine = m
+        .replace(/^c\.yml: /, '')
+        .split('; ')
+        .find((part) => part.startsWith(`${key}: got `));
+      expect(mine, `${key} in ${m}`).toMatch(/, expected /);
+      if (mine?.startsWith(`${key}: got (redacted)`)) {
+        redacted.push(key);
+        expect(m, key).not.toContain('987654321');
+      } else expect(mine, key).toMatch(/: got (987654321\.5|"zz-987654321"), /);
+    }
+    expect(redacted.sort()).toEqual([...SECRET_FILE_KEYS].sort());
+  });
+
+  it('environments.<env>.unkey.* (slugs, not secrets) show the value they got', () => {
+    expect(() =>
+      parseConfigFile(
+        'environments:\n  production:\n    unkey: {project: 42, environment: production}\n',
+        'c.yml',
+      ),
+    ).toThrow('c.yml: environments.production.unkey.project: got 42, expected the Unkey project slug or id');
+  });
+
+  it.each([
+    [
+      'LOG_LEVEL',
+      () => parseEnv({ LOG_LEVEL: 'verbose' }),
+      'LOG_LEVEL: got "verbose", expected one of trace, debug, info, warn, error, fatal, silent',
+    ],
+    [
+      'platform',
+      () => parseConfigFile('platform: heroku'),
+      'platform: got "heroku", expected one of local, unkey, vercel',
+    ],
+    [
+      'alerts.outsideWindow',
+      () => parseConfigFile('alerts: {outsideWindow: silent}'),
+      'alerts.outsideWindow: got "silent", expected nothing or note',
+    ],
+    [
+      'local.buildTime',
+      () => parseConfigFile('local: {buildTime: -1}'),
+      'local.buildTime: got -1, expected a duration from 0ms to 2147483647ms',
+    ],
+    [
+      'local.buildTime (neither)',
+      () => parseConfigFile('local: {buildTime: true}'),
+      'local.buildTime: got true, expected a duration such as 30s, 15m or 4h, or a number of milliseconds',
+    ],
+    [
+      'alerts.maxBodyBytes',
+      () => parseConfigFile('alerts: {maxBodyBytes: 1.5}'),
+      'alerts.maxBodyBytes: got 1.5, expected a whole number of bytes, at least 1',
+    ],
+    [
+      'alerts.maxBodyBytes 0',
+      () => parseConfigFile('alerts: {maxBodyBytes: 0}'),
+      'alerts.maxBodyBytes: got 0, expected a whole number of bytes, at least 1',
+    ],
+    [
+      'notices.events',
+      () => parseConfigFile('environments: {production: {notices: {events: [deploy]}}}'),
+      'notices.events.0: got "deploy", expected one of ready, failed, traffic_moved, standby, stopped',
+    ],
+    [
+      'notices.workingHoursUtc',
+      () => parseConfigFile('environments: {production: {notices: {workingHoursUtc: [8]}}}'),
+      'workingHoursUtc: got a list of 1, expected [first hour, end hour] in UTC, e.g. [8, 20]',
+    ],
+    [
+      'notices.workingHoursUtc.0',
+      () => parseConfigFile('environments: {production: {notices: {workingHoursUtc: [8.5, 20]}}}'),
+      'workingHoursUtc.0: got 8.5, expected the first working hour: a whole number from 0 to 23',
+    ],
+    [
+      'alertMatchers',
+      () => parseConfigFile('environments: {production: {alertMatchers: [""]}}'),
+      'alertMatchers.0: got "", expected a non-empty substring or /regex/flags',
+    ],
+    [
+      'channels.discord',
+      () => parseConfigFile('environments: {production: {channels: {discord: abc}}}'),
+      'channels.discord: got "abc", expected a numeric Discord channel id',
+    ],
+    [
+      'a boolean',
+      () => parseConfigFile('environments: {production: {twoPersonRule: 1}}'),
+      'twoPersonRule: got 1, expected true or false',
+    ],
+    [
+      'a mapping',
+      () => parseConfigFile('environments: [production]'),
+      'environments: got a list of 1, expected a mapping',
+    ],
+    [
+      'a misspelt key',
+      () => parseConfigFile('platfrom: local'),
+      '(root): got a mapping of platfrom, expected only known keys ("platfrom" is not one: misspelt?)',
+    ],
+  ])("%s: says what it expected in words, not zod's English", (_key, parse, expected) => {
+    let m = '(no error)';
+    try {
+      parse();
+    } catch (e) {
+      m = (e as Error).message;
+    }
+    expect(m).toContain(expected);
+    expect(m).not.toMatch(ZOD_WORDING);
+  });
+
+  it('an unquoted Discord id (a YAML number, already rounded) is refused with the advice to quote it', () => {
+    // 112233445566778899 is past 2^53: YAML hands over 112233445566778900
+    for (const [yaml, key] of [
+      ['environments: {production: {channels: {discord: 112233445566778899}}}', 'channels.discord'],
+      ['environments: {production: {allow: {discord: {roles: [112233445566778899]}}}}', 'roles.0'],
+      ['environments: {production: {allow: {discord: {users: [112233445566778899]}}}}', 'users.0'],
+      ['alerts: {watch: {discord: [112233445566778899]}}', 'watch.discord.0'],
+    ] as const) {
+      expect(() => parseConfigFile(yaml, 'c.yml'), key).toThrow(
+        new RegExp(
+          `${key.replace(/\./g, '\\.')}: got 112233445566778900, expected (the|each) Discord \\w+ id in quotes, e\\.g\\. "\\d+": unquoted, YAML reads it as a number and rounds it`,
+        ),
+      );
+    }
+    // quoted, it is the id
+    expect(
+      parseConfigFile('environments: {production: {channels: {discord: "112233445566778899"}}}').environments
+        .production?.channels.discord,
+    ).toBe('112233445566778899');
   });
 });
 

@@ -177,6 +177,32 @@ describe('Flow.plan', () => {
     }
   });
 
+  it('/promote takes one argument: a second word gets usage, never a plan or "Unknown environment"', async () => {
+    const x = await setup();
+    await switchDirectly(x, 'rollback', 'production', 'dep_3hd7xa');
+    const chat = new ChatService({ flow: x.flow, clock: x.clock });
+    // Both orders of the two-word form no surface offers (usage line, Slack usage_hint, Discord's one
+    // `target` option): `<environment> <deployment>` planned silently, `<deployment> <environment>`
+    // said the deployment was an unknown environment.
+    for (const args of [
+      ['production', 'dep_4kq9wz'],
+      ['dep_4kq9wz', 'production'],
+    ]) {
+      const reply = await chat.command(alice, 'promote', args);
+      expect({ args, kind: reply.view.kind, visibility: reply.visibility, planId: reply.planId }).toEqual({
+        args,
+        kind: 'usage',
+        visibility: 'ephemeral',
+        planId: undefined,
+      });
+      expect(reply.view.summary).toBe('Usage: /promote <deployment-id | environment>');
+    }
+    expect(await scanKeys(x.redis, `${x.prefix}*`)).toEqual([]);
+    // the one-word forms still plan
+    expect((await chat.command(alice, 'promote', ['dep_4kq9wz'])).planId).toBeDefined();
+    expect((await chat.command(alice, 'promote', ['production'])).planId).toBeDefined();
+  });
+
   it('a second request for the same switch joins the same plan', async () => {
     const x = await setup();
     const first = planned(await x.flow.plan(alice, 'rollback', 'production'));
