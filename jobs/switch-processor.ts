@@ -1305,7 +1305,12 @@ async function follow(
         throw new SyError(
           'platform_operation_failed',
           `The platform could not ${data.action} ${data.environment} to ${data.targetId}: ${status.error?.message ?? 'no reason given'}${status.error?.code ? ` (${status.error.code})` : ''}.`,
-          { retry: false, context: { operation: ref.id, platformCode: status.error?.code } },
+          // A failure that passes (the platform restarted mid-way; nothing was switched) is retried:
+          // the next attempt finds this operation failed and decides afresh.
+          {
+            retry: status.error?.retryable === true,
+            context: { operation: ref.id, platformCode: status.error?.code },
+          },
         );
       default:
         return assertNeverState(status.state);

@@ -48,7 +48,16 @@ export type OperationState = (typeof OperationState)[keyof typeof OperationState
 export interface OperationStatus {
   readonly id: string;
   readonly state: OperationState;
-  readonly error?: { readonly code: string; readonly message: string };
+  readonly error?: {
+    readonly code: string;
+    readonly message: string;
+    /**
+     * The operation failed without switching anything, for a reason that passes (the platform
+     * restarted or shut down mid-way): the same switch asked again later may succeed, so a job
+     * retries it (with backoff) instead of failing. Absent: a failure of the switch itself, final.
+     */
+    readonly retryable?: boolean;
+  };
   /** Unix ms. */
   readonly updatedAt: number;
 }

@@ -477,6 +477,70 @@ describe('switch job edge cases', () => {
     expect(await rollbacksOn(env, 'env0')).toBe(1);
   });
 
+  it('an operation the platform reports failed but retryable (it restarted mid-way) is retried, and the next attempt switches', async () => {
+    const env = await setupJobs(cleanup, { attempts: 3 });
+    let calls = 0;
+    // The platform accepted the first rollback and restarted before it took effect: that operation
+    // reads failed, retryable, and nothing was switched. Asked again, it switches.
+    await env.startWorker({
+      platform: {
+        ...env.platform,
+        rollback: async (r: Parameters<typeof env.local.rollback>[0]): Promise<OperationRef> => {
+          calls++;
+          if (calls > 1) return env.local.rollback(r);
+          return {
+            id: 'op_lost',
+            action: 'rollback',
+            environment: r.environment,
+            targetId: r.targetId,
+            startedAt: env.clock.now(),
+          };
+        },
+        operation: async (ref: OperationRef): Promise<OperationStatus> =>
+          ref.id === 'op_lost'
+            ? {
+                id: ref.id,
+                state: 'failed',
+                updatedAt: env.clock.now(),
+                error: { code: 'interrupted', message: 'interrupted by a restart', retryable: true },
+              }
+            : env.local.operation(ref),
+      },
+    });
+    const plan = await planFor(env.local, 'env0', 'rollback', env.clock.now(), seedIds(0).previous);
+    const { jobId } = await env.queue.enqueue(jobData(plan, env.clock.now()));
+    const final = await env.queue.waitForEnd(jobId);
+
+    expect(final).toMatchObject({ outcome: 'succeeded', attempt: 2 });
+    const first = env.reporter.of(jobId).find((p) => p.attempt === 1 && p.code !== undefined);
+    expect(first?.code).toBe('platform_operation_failed');
+    expect(first?.steps.at(-1)?.detail).toContain('interrupted by a restart');
+    expect(first?.steps.at(-1)?.detail).toContain('retrying');
+    expect(calls).toBe(2);
+    expect(await rollbacksOn(env, 'env0')).toBe(1);
+  });
+
+  it('an operation the platform reports failed (not retryable) ends the job at once', async () => {
+    const env = await setupJobs(cleanup, { attempts: 3 });
+    await env.startWorker({
+      platform: {
+        ...env.platform,
+        operation: async (ref: OperationRef): Promise<OperationStatus> => ({
+          id: ref.id,
+          state: 'failed',
+          updatedAt: env.clock.now(),
+          error: { code: 'quota', message: 'the project is over its quota' },
+        }),
+      },
+    });
+    const plan = await planFor(env.local, 'env0', 'rollback', env.clock.now(), seedIds(0).previous);
+    const { jobId } = await env.queue.enqueue(jobData(plan, env.clock.now()));
+    const final = await env.queue.waitForEnd(jobId);
+    expect(final).toMatchObject({ outcome: 'failed', attempt: 1, code: 'platform_operation_failed' });
+    expect(final?.message).toContain('the project is over its quota (quota)');
+    expect(env.platform.switchCalls).toBe(1);
+  });
+
   it('when an interrupted earlier attempt asked for the switch and traffic moved on since, says so', async () => {
     const env = await setupJobs(cleanup);
     const plan = await planFor(env.local, 'env0', 'rollback', env.clock.now());
