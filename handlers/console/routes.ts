@@ -11,6 +11,7 @@ import { type ChatService, COMMANDS, commandArgs } from '../../src/chat.js';
 import type { Clock } from '../../src/clock.js';
 import { systemClock } from '../../src/clock.js';
 import { formatIssues } from '../../src/config.js';
+import type { Deployment } from '../../src/domain/types.js';
 import type { Flow } from '../../src/flow.js';
 import {
   BodyTooLargeError,
@@ -26,7 +27,7 @@ import {
 } from '../../src/http.js';
 import type { Logger } from '../../src/log.js';
 import type { Metrics } from '../../src/metrics.js';
-import type { DeployPlatform, PlatformEvent } from '../../src/platform/port.js';
+import type { DeployPlatform, PlatformEvent, Route } from '../../src/platform/port.js';
 import { parseAction } from '../../src/views/actions.js';
 import { listedDeployments } from '../../src/views/model.js';
 import { CONSOLE_CHANNEL, type ConsoleEntry, type ConsoleSurface } from './surface.js';
@@ -175,6 +176,23 @@ const EVENT_STREAM_HEADERS = {
 function actionLabel(actionId: string): string {
   const parsed = parseAction(actionId);
   return parsed.ok ? parsed.value.kind : 'invalid';
+}
+
+/** How many deployments of each environment the live panel lists (the newest, plus the live one). */
+const PANEL_DEPLOYMENTS = 12;
+
+/**
+ * The domains the live panel shows, and probes through the router on every refresh (every 5 s per open
+ * page, and after every platform event): every live, environment and branch domain (those are what a
+ * switch moves), and the own domain of each deployment the panel lists. Not every deployment's own
+ * domain: each push adds one, so probing them all made a refresh cost one probe per deployment ever
+ * kept; a listed deployment's own domain is the one worth a glance (and a curl).
+ */
+function panelDomains(routes: readonly Route[], listed: readonly Deployment[]): Route[] {
+  const ids = new Set(listed.map((d) => d.id));
+  return routes.filter(
+    (r) => r.stickiness !== 'deployment' || (r.deploymentId !== undefined && ids.has(r.deploymentId)),
+  );
 }
 
 /** Registers the console routes on the shared HTTP server. */
@@ -387,9 +405,12 @@ export function registerConsole(http: HttpServer, deps: ConsoleDeps): { close():
             deps.platform.snapshot(slug),
             deps.platform.routing(slug),
           ]);
+          // The live deployment is always listed, however many pushes came after it.
+          const listed = listedDeployments(snap, PANEL_DEPLOYMENTS);
+          const shown = panelDomains(routes, listed);
           const probes = deps.platform.probe
             ? await Promise.all(
-                routes.map((r) => deps.platform.probe?.(r.hostname, AbortSignal.timeout(2000))),
+                shown.map((r) => deps.platform.probe?.(r.hostname, AbortSignal.timeout(2000))),
               )
             : [];
           return {
@@ -399,21 +420,22 @@ export function registerConsole(http: HttpServer, deps: ConsoleDeps): { close():
             rolledBackAt: snap.environment.rolledBackAt ?? null,
             rolledBackBy: snap.environment.rolledBackBy ?? null,
             current: snap.environment.currentDeploymentId ?? null,
-            // The live deployment is always listed, however many pushes came after it.
-            deployments: listedDeployments(snap, 12).map((d) => ({
+            deployments: listed.map((d) => ({
               id: d.id,
               status: d.status,
               branch: d.branch,
               message: d.commit.message,
               createdAt: d.createdAt,
             })),
-            domains: routes.map((r, i) => ({
+            domains: shown.map((r, i) => ({
               hostname: r.hostname,
               stickiness: r.stickiness,
               routedTo: r.deploymentId ?? null,
               servedBy: probes[i]?.deploymentId ?? null,
               status: probes[i]?.status ?? null,
             })),
+            // Per-deployment domains of deployments the panel does not list: neither shown nor probed.
+            otherDeploymentDomains: routes.length - shown.length,
           };
         }),
       );

@@ -1,7 +1,8 @@
 /**
  * The console's JSON API on the real app: bad input is refused naming the field and changes nothing,
  * a fired alert posts a rollback suggestion (with Dismiss) into the channel, a simulated push builds
- * and, outside a rollback, takes the domains.
+ * and, outside a rollback, takes the domains; the live panel probes as many domains per refresh however
+ * many pushes came before.
  */
 import { request } from 'node:http';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -114,6 +115,80 @@ describe('console metrics', () => {
     expect(series('switchyard_commands_total').filter((l) => l.includes('command="other"')).length).toBe(1);
     expect(series('switchyard_clicks_total').filter((l) => l.includes('kind'))).toEqual([]);
     expect(series('switchyard_clicks_total').filter((l) => l.includes('action="invalid"')).length).toBe(1);
+  });
+});
+
+describe('console live panel (found in review: soak)', () => {
+  let sy: TestSwitchyard;
+  beforeAll(async () => {
+    sy = await startTestSwitchyard({ file: { local: { buildTime: '0ms', reactivationTime: '0ms' } } });
+  });
+  afterAll(async () => {
+    await sy?.close();
+  });
+
+  interface PanelEnvironment {
+    slug: string;
+    deployments: { id: string }[];
+    domains: { hostname: string; routedTo: string | null; servedBy: string | null; status: number | null }[];
+    otherDeploymentDomains: number;
+  }
+  const preview = async (): Promise<PanelEnvironment> => {
+    const res = await fetch(`${sy.baseUrl}/console/api/platform`);
+    const body = (await res.json()) as { environments: PanelEnvironment[] };
+    const env = body.environments.find((e) => e.slug === 'preview');
+    if (env === undefined) throw new Error('no preview environment on the panel');
+    return env;
+  };
+
+  /** Pushes `n` deployments to preview through the console, each ready before the next. */
+  async function push(n: number): Promise<void> {
+    const ready = new Set<string>();
+    let onReady = () => {};
+    const off = sy.platform.subscribe?.((e) => {
+      if (e.type !== 'deployment.ready') return;
+      ready.add(e.deploymentId);
+      onReady();
+    });
+    try {
+      for (let i = 0; i < n; i++) {
+        const res = await fetch(`${sy.baseUrl}/console/api/push`, {
+          method: 'POST',
+          headers: { 'content-type': 'application/json' },
+          body: JSON.stringify({ environment: 'preview', branch: 'main', user: 'alice' }),
+        });
+        expect(res.status).toBe(201);
+        const { deploymentId } = (await res.json()) as { deploymentId: string };
+        while (!ready.has(deploymentId)) {
+          await new Promise<void>((resolve) => {
+            onReady = resolve;
+          });
+        }
+      }
+    } finally {
+      off?.();
+    }
+  }
+
+  it('probes the same number of domains per refresh however many pushes: the shared ones and the listed deployments’ own', async () => {
+    await push(15);
+    const before = await preview();
+    await push(15);
+    const after = await preview();
+    expect(after.domains.length).toBe(before.domains.length);
+    expect(after.domains.filter((d) => d.status !== null).length).toBe(
+      before.domains.filter((d) => d.status !== null).length,
+    );
+    // Every live, environment and branch domain, and the own domain of each deployment it lists; the
+    // other per-deployment domains are counted, not shown.
+    const routes = await sy.platform.routing('preview');
+    const listed = new Set(after.deployments.map((d) => d.id));
+    const expected = routes.filter((r) => r.stickiness !== 'deployment' || listed.has(r.deploymentId ?? ''));
+    expect(after.domains.map((d) => d.hostname).sort()).toEqual(expected.map((r) => r.hostname).sort());
+    expect(after.otherDeploymentDomains).toBe(routes.length - expected.length);
+    expect(after.otherDeploymentDomains).toBe(before.otherDeploymentDomains + 15);
+    // Each shown domain is probed, and answers from the deployment it routes to.
+    for (const d of after.domains) expect({ ...d, servedBy: d.routedTo, status: 200 }).toEqual(d);
   });
 });
 

@@ -15,6 +15,8 @@ import { RefusalError } from '../../src/errors.js';
 import { createLogger, silentLogger } from '../../src/log.js';
 import { demoState } from '../../src/platform/local/demo.js';
 import {
+  DEPLOYMENTS_KEPT,
+  LIVE_HISTORY_KEPT,
   LocalPlatform,
   OPERATIONS_KEPT,
   PREVIEW_IDLE_MS,
@@ -1125,6 +1127,240 @@ describe('push order, not the clock (found in review: NTP step back)', () => {
     } finally {
       rmSync(dirname(stateFile), { recursive: true, force: true });
     }
+  });
+});
+
+describe('bounded history (found in review: soak)', () => {
+  const DAY = 24 * 60 * MIN;
+  const dirs: string[] = [];
+  afterEach(() => {
+    for (const dir of dirs.splice(0)) rmSync(dir, { recursive: true, force: true });
+  });
+
+  /** A TrafficPlane that records the last routing table and which upstreams run (and were stopped). */
+  function recordingPlane() {
+    const running = new Set<string>();
+    const stopped = new Set<string>();
+    let routes: ReadonlyMap<string, string> = new Map();
+    const plane: TrafficPlane = {
+      applyRoutes: (next) => {
+        routes = new Map(next);
+      },
+      startUpstream: async (d) => {
+        running.add(d.id);
+      },
+      stopUpstream: async (id) => {
+        if (running.delete(id)) stopped.add(id);
+      },
+      upstreamStats: () => undefined,
+    };
+    return { plane, running, stopped, routed: () => new Set(routes.values()) };
+  }
+
+  /**
+   * Pushes `n` deployments of `branch`, each ready (build time 1 ms) before the next push. Waits for
+   * each one's `deployment.ready`, not for all background work: a switch may be waiting on the clock.
+   */
+  async function pushBuilt(
+    p: LocalPlatform,
+    clock: ManualClock,
+    n: number,
+    environment: string,
+    branch: string,
+  ): Promise<string[]> {
+    const ids: string[] = [];
+    for (let i = 0; i < n; i++) {
+      const { id } = await p.push({ environment, branch });
+      const ready = new Promise<void>((resolve) => {
+        const off = p.subscribe((e) => {
+          if (e.type === 'deployment.ready' && e.deploymentId === id) {
+            off();
+            resolve();
+          }
+        });
+      });
+      await clock.advance(1);
+      await ready;
+      ids.push(id);
+    }
+    return ids;
+  }
+
+  const idsOf = (p: LocalPlatform, environment: string) =>
+    p
+      .dump()
+      .deployments.filter((d) => d.environment === environment)
+      .map((d) => d.id);
+
+  it(`keeps the newest ${DEPLOYMENTS_KEPT} deployments of an environment and those in use; the others go with their own domain and upstream`, async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'sy-local-'));
+    dirs.push(dir);
+    const stateFile = join(dir, 'state.json');
+    const clock = new ManualClock();
+    const traffic = recordingPlane();
+    platform = await LocalPlatform.open({
+      clock,
+      stateFile,
+      buildTimeMs: 1,
+      maintenance: false,
+      traffic: traffic.plane,
+    });
+    const p = platform;
+    const production = idsOf(p, 'production');
+    const first = await pushBuilt(p, clock, 2 * DEPLOYMENTS_KEPT, 'preview', 'main');
+    const afterFirst = idsOf(p, 'preview');
+    const second = await pushBuilt(p, clock, 2 * DEPLOYMENTS_KEPT, 'preview', 'main');
+    const state = p.dump();
+    const kept = idsOf(p, 'preview');
+    // Bounded: as many after 200 pushes as after 100.
+    expect(kept.length).toBe(afterFirst.length);
+    // The newest pushes, plus those in use: dep_p2fe8r holds the feature-search branch domain, and the
+    // one pushed before them was still in the live history (its newest entries only) at the last push.
+    expect(state.liveHistory.preview).toHaveLength(LIVE_HISTORY_KEPT);
+    expect(new Set(kept)).toEqual(new Set([...second.slice(-(DEPLOYMENTS_KEPT + 1)), 'dep_p2fe8r']));
+    // A dropped deployment's own domain went with it, no route names it, its upstream was stopped.
+    const dropped = [...first, ...second].filter((id) => !kept.includes(id));
+    expect(dropped.length).toBeGreaterThanOrEqual(3 * DEPLOYMENTS_KEPT - 2);
+    const routed = traffic.routed();
+    for (const id of dropped) {
+      expect(state.domains.filter((d) => d.deploymentId === id)).toEqual([]);
+      expect(routed.has(id)).toBe(false);
+      expect(traffic.stopped.has(id)).toBe(true);
+    }
+    expect([...traffic.running].filter((id) => !state.deployments.some((d) => d.id === id))).toEqual([]);
+    // Every kept deployment keeps its own domain; the other environment is untouched.
+    for (const id of second.slice(-DEPLOYMENTS_KEPT)) {
+      expect(state.domains.some((d) => d.deploymentId === id && d.stickiness === 'deployment')).toBe(true);
+    }
+    expect(idsOf(p, 'production')).toEqual(production);
+    // The state file holds the same, and loads again (dropping at start-up the one the live history
+    // no longer names).
+    await p.close();
+    const saved = JSON.parse(readFileSync(stateFile, 'utf8')) as LocalState;
+    expect(saved.deployments.filter((d) => d.environment === 'preview').map((d) => d.id)).toEqual(kept);
+    platform = await LocalPlatform.open({ clock, stateFile, maintenance: false });
+    const oldest = second.at(-(DEPLOYMENTS_KEPT + 1));
+    expect(idsOf(platform, 'preview')).toEqual(kept.filter((id) => id !== oldest));
+  });
+
+  it('never drops a deployment in use: current, holding a domain, in the live history, building, or the target of a switch under way', async () => {
+    const clock = new ManualClock();
+    const traffic = recordingPlane();
+    platform = await LocalPlatform.open({
+      clock,
+      buildTimeMs: 1,
+      reactivationTimeMs: DAY,
+      maintenance: false,
+      traffic: traffic.plane,
+    });
+    const p = platform;
+    // x holds its branch's domain; y lost its branch's domain to y2 and holds only its own.
+    const [x] = await pushBuilt(p, clock, 1, 'production', 'feature-x');
+    const [y, y2] = await pushBuilt(p, clock, 2, 'production', 'feature-y');
+    // Rolled back to dep_3hd7xa: pushes from now on take no domain and leave the live history as is.
+    const rollback = await p.rollback({ environment: 'production', targetId: 'dep_3hd7xa' });
+    await clock.advance(DAY);
+    await p.settle();
+    expect((await p.operation(rollback)).state).toBe('succeeded');
+    await clock.advance(STANDBY_AFTER_MS);
+    p.maintain();
+    expect((await p.getDeployment(y ?? ''))?.status).toBe('standby');
+    // A promote of y waits a day for its reactivation: y is in use only as that switch's target.
+    const promote = await p.promote({ environment: 'production', targetId: y ?? '' });
+    expect((await p.operation(promote)).state).toBe('reactivating');
+
+    const mains = await pushBuilt(p, clock, DEPLOYMENTS_KEPT + 10, 'production', 'main');
+    const inUse = ['dep_3hd7xa', 'dep_4kq9wz', 'dep_2mc5ty', 'dep_1ab3cd', x, y, y2];
+    let kept = idsOf(p, 'production');
+    expect(kept).toEqual(expect.arrayContaining([...inUse, ...mains.slice(-DEPLOYMENTS_KEPT)]));
+    // The oldest pushes, not in use, went.
+    expect(mains.slice(0, 10).filter((id) => kept.includes(id))).toEqual([]);
+    expect(kept).toHaveLength(inUse.length + DEPLOYMENTS_KEPT);
+
+    // Builds under way are never dropped, however many: the ready pushes before them go instead.
+    const building: string[] = [];
+    for (let i = 0; i < DEPLOYMENTS_KEPT + 10; i++) {
+      building.push((await p.push({ environment: 'production', branch: 'main' })).id);
+    }
+    kept = idsOf(p, 'production');
+    expect(kept).toEqual(expect.arrayContaining([...inUse, ...building]));
+    expect(mains.filter((id) => kept.includes(id))).toEqual([]);
+
+    // The switch under way still lands on its target.
+    await clock.advance(DAY);
+    await p.settle();
+    expect((await p.operation(promote)).state).toBe('succeeded');
+    expect((await p.snapshot('production')).environment.currentDeploymentId).toBe(y);
+  });
+
+  it('never drops a preview deployment while a request wakes it', async () => {
+    const clock = new ManualClock();
+    platform = await LocalPlatform.open({
+      clock,
+      buildTimeMs: 1,
+      reactivationTimeMs: DAY,
+      maintenance: false,
+      traffic: recordingPlane().plane,
+    });
+    const p = platform;
+    const [w] = await pushBuilt(p, clock, 1, 'preview', 'main');
+    await clock.advance(PREVIEW_IDLE_MS);
+    p.maintain();
+    expect((await p.getDeployment(w ?? ''))?.status).toBe('standby');
+    const woken = p.wake(w ?? '');
+    // Pushed over (no domain but its own, out of the live history): only the wake-up keeps it.
+    const mains = await pushBuilt(p, clock, DEPLOYMENTS_KEPT + 10, 'preview', 'main');
+    const kept = idsOf(p, 'preview');
+    expect(kept).toContain(w);
+    // while older pushes not in use went
+    expect(mains.slice(0, 9).filter((id) => kept.includes(id))).toEqual([]);
+    await clock.advance(DAY);
+    expect(await woken).toBe(true);
+    expect((await p.getDeployment(w ?? ''))?.status).toBe('ready');
+  });
+
+  it('a state file that grew before deployments were dropped is brought within bounds at start-up, starting no dropped upstream', async () => {
+    const clock = new ManualClock();
+    const seed = demoState(clock.now());
+    const old: string[] = [];
+    for (let i = 1; i <= 2 * DEPLOYMENTS_KEPT; i++) {
+      const id = `dep_old${i}`;
+      old.push(id);
+      seed.deployments.push({
+        id,
+        projectId: 'proj_acme',
+        environment: 'preview',
+        branch: 'main',
+        commit: { sha: i.toString(16).padStart(8, '0'), message: `Push #${i}`, author: 'ci' },
+        createdAt: clock.now() - (300 - i) * MIN,
+        readyAt: clock.now() - (300 - i) * MIN,
+        status: 'ready',
+        pushSeq: i,
+      });
+      seed.domains.push({
+        hostname: `dep-old${i}.acme.localhost`,
+        stickiness: 'deployment',
+        environment: 'preview',
+        deploymentId: id,
+      });
+    }
+    seed.seq = old.length;
+    // The oldest is current with no domain but its own, and no live-history entry (a state can say so).
+    const preview = seed.environments.find((e) => e.slug === 'preview');
+    if (preview === undefined) throw new Error('no preview in the demo');
+    preview.currentDeploymentId = 'dep_old1';
+    const traffic = recordingPlane();
+    platform = await LocalPlatform.open({ clock, seed, maintenance: false, traffic: traffic.plane });
+    const kept = idsOf(platform, 'preview');
+    // dep_p2fe8r holds domains; dep_p1rw4n is in the live history.
+    expect(new Set(kept)).toEqual(
+      new Set([...old.slice(-DEPLOYMENTS_KEPT), 'dep_old1', 'dep_p2fe8r', 'dep_p1rw4n']),
+    );
+    expect(traffic.running.has('dep_old1')).toBe(true);
+    const dropped = old.slice(1, -DEPLOYMENTS_KEPT);
+    expect(dropped.filter((id) => traffic.running.has(id) || traffic.stopped.has(id))).toEqual([]);
+    expect(dropped.filter((id) => traffic.routed().has(id))).toEqual([]);
+    expect(platform.dump().domains.filter((d) => dropped.includes(d.deploymentId ?? ''))).toEqual([]);
   });
 });
 

@@ -1,9 +1,10 @@
 /**
  * Protocol-level tests of the local traffic router (router.ts + upstream.ts) on real sockets on
  * 127.0.0.1: pipelined requests whose client goes away (drain and idle accounting), pipelining and the
- * stall timer, the warm connection pool, `x-deployment-id` on answers node's server would otherwise
- * give itself (missing Host, unknown Expect, CONNECT), Switchyard's own `x-switchyard-*` headers sent by
- * a visitor, absolute-form request targets, and the id the router names on a proxied answer.
+ * stall timer, one 'close' listener per connection however deep the pipelining, the warm connection
+ * pool, `x-deployment-id` on answers node's server would otherwise give itself (missing Host, unknown
+ * Expect, CONNECT), Switchyard's own `x-switchyard-*` headers sent by a visitor, absolute-form request
+ * targets, and the id the router names on a proxied answer.
  * Synchronisation is by events (upstream `request`/`idle`, socket `close`); the only timed waits are the
  * observation windows of the stall-timer tests, where real time has to pass for a bug to show.
  */
@@ -283,6 +284,54 @@ describe('TrafficRouter: pipelining and the stall timer', () => {
     expect(sent).toBeLessThan(size);
     // B's only pooled connection is free again: the verification probe gets through.
     expect(await probe(port, HOST_B)).toEqual({ status: 200, deploymentId: B.id });
+  });
+});
+
+describe('TrafficRouter: pipelining depth', () => {
+  /**
+   * Sends `n` pipelined GETs on one connection and holds the upstream until all `n` reached it (so
+   * `n - 1` responses wait behind the first); returns the 'close' listeners on the router's side of
+   * the connection at that moment. Every answer must still come, in order.
+   */
+  async function closeListenersAtDepth(n: number): Promise<number> {
+    const { router, port } = await routed({ maxSocketsPerUpstream: n, warmSockets: 1 });
+    const up = upstreamOf(router, A.id);
+    const release = up.hold();
+    const arrived = arrivals(up, n);
+    const accepted = acceptedSockets(router);
+    const s = await rawSocket(port);
+    let got = '';
+    const answered = new Promise<void>((resolve) => {
+      s.on('data', (d: Buffer) => {
+        got += d.toString('latin1');
+        if ((got.match(/HTTP\/1\.1 200 /g) ?? []).length === n) resolve();
+      });
+    });
+    s.write(Array.from({ length: n }, (_, i) => `GET /${i} HTTP/1.1\r\nHost: ${HOST_A}\r\n\r\n`).join(''));
+    await arrived;
+    const serverSide = accepted[0];
+    if (serverSide === undefined) throw new Error('no accepted connection');
+    const listeners = serverSide.listenerCount('close');
+    release();
+    await answered;
+    expect([...got.matchAll(/x-deployment-id: (\S+)/g)].map((m) => m[1])).toEqual(Array(n).fill(A.id));
+    return listeners;
+  }
+
+  it('keeps one close listener per connection however many responses wait (no MaxListenersExceededWarning)', async () => {
+    const warnings: string[] = [];
+    const onWarning = (w: Error) => warnings.push(`${w.name}: ${w.message}`);
+    process.on('warning', onWarning);
+    try {
+      const shallow = await closeListenersAtDepth(2);
+      const deep = await closeListenersAtDepth(40);
+      // node emits its warnings on a later tick
+      await new Promise<void>((resolve) => setImmediate(resolve));
+      expect(deep).toBe(shallow);
+      expect(warnings.filter((w) => w.startsWith('MaxListenersExceededWarning'))).toEqual([]);
+    } finally {
+      process.off('warning', onWarning);
+    }
   });
 });
 

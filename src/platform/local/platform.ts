@@ -48,6 +48,23 @@ const MAINTENANCE_EVERY_MS = 60_000;
  * forgot it (it decides afresh). 200 switches are far more than any restart leaves a job behind.
  */
 export const OPERATIONS_KEPT = 200;
+/**
+ * How many deployments of each environment the local platform keeps: the newest, by push order. A
+ * demo fed by CI pushes for months would otherwise keep every deployment and its own `dep-<id>` domain
+ * for good, and with them the state file (written whole on every change), every snapshot and the
+ * console panel. Beyond these, a deployment is kept for as long as something still needs it: it is
+ * the environment's current one, holds a domain other than its own (live, environment or branch),
+ * appears in the live history, is building or waking, or is the target of a switch not finished yet.
+ * The others go, with their own domain, and their upstream is stopped. A constant, not a config key:
+ * 50 is far more than a rollback ever reaches back to.
+ */
+export const DEPLOYMENTS_KEPT = 50;
+/**
+ * How many live-history entries each environment keeps (the newest): every deployment they name is
+ * kept (see DEPLOYMENTS_KEPT), so this bounds those too. Enough for any rollback decision, which reads
+ * the entries back from the current deployment's.
+ */
+export const LIVE_HISTORY_KEPT = 50;
 /** The error of an operation that was still running when the process stopped without closing. */
 export const INTERRUPTED_CODE = 'interrupted';
 
@@ -104,6 +121,26 @@ function hostLabel(text: string): string {
     .replace(/-+$/, '');
 }
 
+/**
+ * Push order of two deployments: negative when `a` was pushed before `b`. Decided by `pushSeq`, never
+ * by the clock, which can step backwards (an NTP step) and make a newer push look older. Every
+ * deployment with a `pushSeq` was pushed after every one without (seeded, or from a state file older
+ * than `pushSeq`); those are ordered by creation time, then by their place in the state (`place`:
+ * pushes are appended).
+ */
+function comparePushOrder(
+  a: LocalDeployment,
+  b: LocalDeployment,
+  place: (d: LocalDeployment) => number,
+): number {
+  if (a.pushSeq !== undefined || b.pushSeq !== undefined) {
+    if (a.pushSeq === undefined) return -1;
+    if (b.pushSeq === undefined) return 1;
+    if (a.pushSeq !== b.pushSeq) return a.pushSeq - b.pushSeq;
+  } else if (a.createdAt !== b.createdAt) return a.createdAt - b.createdAt;
+  return place(a) - place(b);
+}
+
 /** The embedded, default DeployPlatform. */
 export class LocalPlatform implements DeployPlatform {
   readonly name = 'local';
@@ -136,6 +173,9 @@ export class LocalPlatform implements DeployPlatform {
       (opts.seed !== undefined ? parseLocalState(opts.seed, 'local.seed') : demoState(opts.clock.now()));
     const platform = new LocalPlatform(opts, state);
     platform.endInterruptedOperations();
+    // A state file written before deployments were pruned (or a large seed) is brought within bounds
+    // before any upstream starts; the routes are published below.
+    platform.pruneDeployments();
     platform.maintain();
     for (const d of platform.state.deployments) {
       if (d.status === 'ready') await opts.traffic?.startUpstream(platform.toDeployment(d));
@@ -276,7 +316,7 @@ export class LocalPlatform implements DeployPlatform {
       const valid = snap.deployments.slice(0, 10).map((d) => d.id);
       throw new RefusalError({
         code: RefusalCode.unknownDeployment,
-        message: `No deployment ${request.targetId} in ${snap.environment.slug}. Recent deployments: ${valid.join(', ') || 'none'}.`,
+        message: `No deployment ${request.targetId} in ${snap.environment.slug} (the local platform keeps the newest ${DEPLOYMENTS_KEPT} of each environment, and those still in use). Recent deployments: ${valid.join(', ') || 'none'}.`,
         context: { target: request.targetId, valid },
       });
     }
@@ -565,6 +605,7 @@ export class LocalPlatform implements DeployPlatform {
       environment: env.slug,
       deploymentId: id,
     });
+    if (this.pruneDeployments()) this.publishRoutes();
     this.persist();
     this.emit({ type: 'deployment.building', environment: env.slug, deploymentId: id, at: now });
     this.scheduleBuild(id);
@@ -924,22 +965,59 @@ export class LocalPlatform implements DeployPlatform {
     }
   }
 
-  /**
-   * Whether deployment `id` was pushed after `d`: by push order (`pushSeq`), never by the clock, which
-   * can step backwards (an NTP step) and make a newer push look older. Every deployment with a
-   * `pushSeq` was pushed after every one without (seeded, or from a state file older than `pushSeq`);
-   * those are ordered by creation time, then by their place in the state (pushes are appended).
-   */
+  /** Whether deployment `id` was pushed after `d` (see comparePushOrder). */
   private pushedAfter(id: string, d: LocalDeployment): boolean {
     if (id === d.id) return false;
     const x = this.state.deployments.find((y) => y.id === id);
     if (x === undefined) return false;
-    if (x.pushSeq !== undefined || d.pushSeq !== undefined) {
-      if (x.pushSeq === undefined) return false;
-      if (d.pushSeq === undefined) return true;
-      if (x.pushSeq !== d.pushSeq) return x.pushSeq > d.pushSeq;
-    } else if (x.createdAt !== d.createdAt) return x.createdAt > d.createdAt;
-    return this.state.deployments.indexOf(x) > this.state.deployments.indexOf(d);
+    return comparePushOrder(x, d, (y) => this.state.deployments.indexOf(y)) > 0;
+  }
+
+  /**
+   * Drops the deployments no longer needed (see DEPLOYMENTS_KEPT), with their own domains, and stops
+   * their upstreams; trims the live history to LIVE_HISTORY_KEPT first, since the deployments it names
+   * are kept. Returns whether any deployment went: the caller publishes the routes (the pruned own
+   * domains no longer route) and writes the state.
+   */
+  private pruneDeployments(): boolean {
+    for (const [slug, entries] of Object.entries(this.state.liveHistory)) {
+      if (entries.length > LIVE_HISTORY_KEPT)
+        this.state.liveHistory[slug] = entries.slice(-LIVE_HISTORY_KEPT);
+    }
+    const inUse = new Set<string>(this.waking.keys());
+    for (const env of this.state.environments) {
+      if (env.currentDeploymentId !== undefined) inUse.add(env.currentDeploymentId);
+    }
+    for (const dom of this.state.domains) {
+      // Its own per-deployment domain goes with it; any other domain keeps it.
+      if (dom.stickiness !== 'deployment' && dom.deploymentId !== undefined) inUse.add(dom.deploymentId);
+    }
+    for (const entries of Object.values(this.state.liveHistory)) {
+      for (const e of entries) inUse.add(e.deploymentId);
+    }
+    for (const op of this.state.operations) {
+      if (op.state !== 'succeeded' && op.state !== 'failed') inUse.add(op.targetId);
+    }
+    const index = new Map(this.state.deployments.map((d, i) => [d, i]));
+    const place = (d: LocalDeployment) => index.get(d) ?? 0;
+    const pruned = new Set<string>();
+    for (const env of this.state.environments) {
+      const own = this.state.deployments.filter((d) => d.environment === env.slug);
+      if (own.length <= DEPLOYMENTS_KEPT) continue;
+      own.sort((a, b) => comparePushOrder(b, a, place));
+      for (const d of own.slice(DEPLOYMENTS_KEPT)) {
+        if (d.status !== 'building' && !inUse.has(d.id)) pruned.add(d.id);
+      }
+    }
+    if (pruned.size === 0) return false;
+    this.state.deployments = this.state.deployments.filter((d) => !pruned.has(d.id));
+    // Only per-deployment domains can still point at a pruned deployment (any other keeps it).
+    this.state.domains = this.state.domains.filter(
+      (dom) => dom.deploymentId === undefined || !pruned.has(dom.deploymentId),
+    );
+    // Drained like any stopped deployment: a request already on its way still gets its answer.
+    for (const id of pruned) this.track(this.opts.traffic?.stopUpstream(id) ?? Promise.resolve());
+    return true;
   }
 
   private history(environment: string): LiveEntry[] {
@@ -954,8 +1032,8 @@ export class LocalPlatform implements DeployPlatform {
   private pushHistory(environment: string, entry: LiveEntry): void {
     const list = this.state.liveHistory[environment] ?? [];
     list.push(entry);
-    // Bounded: enough for any rollback decision.
-    this.state.liveHistory[environment] = list.slice(-200);
+    // Bounded (LIVE_HISTORY_KEPT): enough for any rollback decision.
+    this.state.liveHistory[environment] = list.slice(-LIVE_HISTORY_KEPT);
   }
 
   /** Sends the routing table to the router when it changed (one atomic swap). */

@@ -886,7 +886,7 @@ interface ExchangeHooks {
 /**
  * One proxied request: the undici dispatch handler that streams the upstream's answer into the client's
  * response (backpressure both ways), plus its bookkeeping. One object per request, methods on the
- * prototype: no per-request closures beyond the two listeners on the client side (two more for a
+ * prototype: no per-request closures beyond the two listeners on the client side (one more for a
  * response queued behind an earlier pipelined one, see awaitTurn).
  */
 class ProxyExchange implements Dispatcher.DispatchHandler {
@@ -922,14 +922,14 @@ class ProxyExchange implements Dispatcher.DispatchHandler {
   /**
    * A response queued behind an earlier pipelined one: node emits no 'close' on it when the connection
    * dies (only the response that owns the socket gets one), so the connection's own 'close' settles it
-   * until it gets the socket; from then on its 'close' does, and a stall timer may run.
+   * until it gets the socket (one listener per connection for all its queued responses: waitForTurn);
+   * from then on its 'close' does, and a stall timer may run.
    */
   private awaitTurn(): void {
     const socket = this.req.socket;
-    const gone = () => this.closed();
-    socket.once('close', gone);
+    waitForTurn(socket, this);
     this.res.once('socket', () => {
-      socket.removeListener('close', gone);
+      waitingOn.get(socket)?.delete(this);
       this.queued = false;
       if (this.stallDeferred) {
         this.stallDeferred = false;
@@ -1077,7 +1077,8 @@ class ProxyExchange implements Dispatcher.DispatchHandler {
     });
   }
 
-  private closed(): void {
+  /** Settles the exchange: its response finished, its client went away, or (queued) the connection closed. */
+  closed(): void {
     if (this.done) return;
     this.done = true;
     this.unwatchStall();
@@ -1085,6 +1086,28 @@ class ProxyExchange implements Dispatcher.DispatchHandler {
     if (!this.res.writableFinished) this.abortUpstream?.();
     this.hooks.settled(this.entry);
   }
+}
+
+/**
+ * Responses queued behind an earlier pipelined one, by client connection (see awaitTurn). One 'close'
+ * listener per connection settles all of them: a listener per queued response would grow with the
+ * pipelining depth (and past 10 make node warn of a listener leak).
+ */
+const waitingOn = new WeakMap<Socket, Set<ProxyExchange>>();
+
+function waitForTurn(socket: Socket, exchange: ProxyExchange): void {
+  const waiting = waitingOn.get(socket);
+  if (waiting !== undefined) {
+    waiting.add(exchange);
+    return;
+  }
+  const queue = new Set([exchange]);
+  waitingOn.set(socket, queue);
+  socket.once('close', () => {
+    waitingOn.delete(socket);
+    for (const queued of queue) queued.closed();
+    queue.clear();
+  });
 }
 
 function checkStall(exchange: ProxyExchange): void {
