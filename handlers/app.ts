@@ -7,8 +7,10 @@
  *
  * Progress reaches chat along two paths (docs/jobs.md, "Scaling out"): the worker running a job edits
  * its Slack and Discord messages through its own Reporter (this process's worker, or `npm run worker`),
- * and every bot process follows all jobs' published progress to edit its console messages, which exist
- * only in its memory. With `SWITCHYARD_WORKER=off` the process runs no worker at all.
+ * built from the surfaces started here (so every process whose worker is on needs each surface's
+ * token; Discord without a second gateway session: `DISCORD_GATEWAY=off`), and every bot process
+ * follows all jobs' published progress to edit its console messages, which exist only in its memory.
+ * With `SWITCHYARD_WORKER=off` the process runs no worker at all.
  */
 import { join } from 'node:path';
 import { type SwitchWorker, startSwitchWorker } from '../jobs/switch-worker.js';
@@ -135,6 +137,33 @@ export function describeConnection(status: { readonly state: string; readonly pr
 }
 
 export type SurfaceFactory = (ctx: SurfaceContext) => Promise<SurfaceHandle | undefined>;
+
+/**
+ * Chat surfaces the configuration names channels on (`SLACK_ALERT_CHANNEL`, `DISCORD_ALERT_CHANNEL`,
+ * `environments.<env>.channels`) that this process has not started: with several replicas, one
+ * without a surface's token posts nothing there for the webhooks it receives and the notices it
+ * claims (another replica does not make up for it), so start-up warns.
+ */
+export function unpostedSurfaces(
+  config: Pick<Config, 'env' | 'file'>,
+  started: readonly string[],
+): { readonly surface: 'slack' | 'discord'; readonly token: string; readonly keys: string[] }[] {
+  const out: { surface: 'slack' | 'discord'; token: string; keys: string[] }[] = [];
+  for (const [surface, token, envKey] of [
+    ['slack', 'SLACK_BOT_TOKEN', 'SLACK_ALERT_CHANNEL'],
+    ['discord', 'DISCORD_TOKEN', 'DISCORD_ALERT_CHANNEL'],
+  ] as const) {
+    if (started.includes(surface)) continue;
+    const keys = [
+      ...(config.env[envKey] === undefined ? [] : [envKey]),
+      ...Object.entries(config.file.environments).flatMap(([name, e]) =>
+        e.channels[surface] === undefined ? [] : [`environments.${name}.channels.${surface}`],
+      ),
+    ];
+    if (keys.length > 0) out.push({ surface, token, keys });
+  }
+  return out;
+}
 
 /** Starts Switchyard; resolves once it is ready to take commands. */
 export async function startSwitchyard(
@@ -316,6 +345,13 @@ export async function startSwitchyard(
       if (handle.poster) sinks[handle.surface] = suggestionSink(handle.poster, chat, flow);
     }
 
+    for (const missing of unpostedSurfaces(config, surfaces)) {
+      logger.warn(
+        { surface: missing.surface, configured: missing.keys },
+        `${missing.keys.join(', ')} name ${missing.surface} channels, but this process has no ${missing.token}: alert suggestions for the webhooks it receives and deployment notices it claims are not posted to ${missing.surface}. Give it ${missing.token}${missing.surface === 'discord' ? ' (with DISCORD_GATEWAY=off on every replica but the one whose gateway is on)' : ''}`,
+      );
+    }
+
     // Alerts
     const dedupe = new AlertDedupe(requestRedis, { prefix: `${ns}:alerts` });
     alertService = new AlertService({
@@ -343,7 +379,9 @@ export async function startSwitchyard(
         queueName,
         prefix: ns,
         platform,
-        reporter: compositeReporter(reporters, logger),
+        // Only the surfaces started here: a job's messages on another surface are left unedited, and
+        // compositeReporter says so (once per job) with the fix.
+        reporter: compositeReporter(reporters, logger, { metrics }),
         clock,
         verify: { timeoutMs: config.file.verify.timeout, intervalMs: config.file.verify.interval },
         lockDurationMs: 30_000,

@@ -1,17 +1,42 @@
 /**
  * One Reporter over every connected chat surface: each job's message refs are routed to the surface
  * that posted them; a failing surface never fails the others (or the switch), and a slow one never
- * holds them up (see `compositeReporter`).
+ * holds them up (see `compositeReporter`). A job's refs on a surface this process has no reporter for
+ * are not edited by anyone else: that is logged, once per job and surface, saying how to fix it.
  */
-import { REST } from 'discord.js';
 import { logReporter } from '../jobs/worker-main.js';
 import type { Config } from '../src/config.js';
 import type { Logger } from '../src/log.js';
-import { createMetrics } from '../src/metrics.js';
+import { createMetrics, type Metrics } from '../src/metrics.js';
 import type { MessageRef, Progress, Reporter, Surface } from '../src/progress.js';
-import { DiscordMessages } from './discord/messages.js';
-import { DiscordReporter } from './discord/reporter.js';
+import { createDiscordRestBotFromConfig } from './discord/index.js';
 import { createReporterClient, SlackReporter } from './slack/reporter.js';
+
+/** How many (job, surface) pairs `compositeReporter` remembers having warned about. */
+const MAX_WARNED = 10_000;
+
+/** What gives a process a surface's reporter. */
+const TOKEN_OF: Readonly<Record<Exclude<Surface, 'console'>, string>> = {
+  slack: 'SLACK_BOT_TOKEN',
+  discord: 'DISCORD_TOKEN',
+};
+
+/** The fix for a job's messages on `surface` that this process cannot edit. */
+function fixFor(surface: Exclude<Surface, 'console'>, where: 'bot' | 'worker'): string {
+  if (where === 'worker') return `Give this worker ${TOKEN_OF[surface]} (the bot's env vars)`;
+  const token =
+    surface === 'discord'
+      ? 'DISCORD_TOKEN, with DISCORD_GATEWAY=off unless it is the one replica whose gateway is on,'
+      : TOKEN_OF[surface];
+  return `Give this process ${token} or run it with SWITCHYARD_WORKER=off, so that workers which have it run the switches`;
+}
+
+export interface CompositeReporterOptions {
+  /** Counts jobs whose messages on a surface could not be edited here (`progressUnreported`). */
+  readonly metrics?: Pick<Metrics, 'progressUnreported'>;
+  /** Which process this is, for the fix the warning names: a bot process (default) or `npm run worker`. */
+  readonly process?: 'bot' | 'worker';
+}
 
 /**
  * Routes each state to every surface's reporter, each surface on its own: a surface gets a job's
@@ -21,9 +46,38 @@ import { createReporterClient, SlackReporter } from './slack/reporter.js';
  * bounds that wait itself (`finalWaitMs`), so the slowest surface costs the job at most its own
  * bound, while the others' messages already show the end. Failures are logged, never thrown.
  */
-export function compositeReporter(reporters: Partial<Record<Surface, Reporter>>, logger: Logger): Reporter {
+export function compositeReporter(
+  reporters: Partial<Record<Surface, Reporter>>,
+  logger: Logger,
+  opts: CompositeReporterOptions = {},
+): Reporter {
   /** Per surface and job: the last report handed to that surface (a surface's states stay in order). */
   const tails = new Map<string, Promise<void>>();
+  /** `surface|jobId` already warned about (insertion order: the oldest is forgotten first). */
+  const warned = new Set<string>();
+  /**
+   * A job's messages on a surface this process has no reporter for: the worker running a job is the
+   * only process that edits its Slack and Discord messages (docs/jobs.md, "Scaling out"), so they
+   * would stay on their last view without a word. Console refs are not ours: every bot process edits
+   * its console messages from published progress.
+   */
+  const unreported = (surface: Surface, progress: Progress, refs: readonly MessageRef[]) => {
+    if (surface === 'console') return;
+    const key = `${surface}|${progress.jobId}`;
+    if (warned.has(key)) return;
+    warned.add(key);
+    if (warned.size > MAX_WARNED) warned.delete(warned.values().next().value as string);
+    opts.metrics?.progressUnreported.inc({ surface });
+    logger.warn(
+      {
+        surface,
+        jobId: progress.jobId,
+        planId: progress.planId,
+        messages: refs.map((r) => ({ channel: r.channel, messageId: r.messageId })),
+      },
+      `this worker cannot edit the ${surface} messages of job ${progress.jobId}: it has no ${surface} reporter, and no other process edits them, so they stay on their last view. ${fixFor(surface, opts.process ?? 'bot')}`,
+    );
+  };
   const send = (surface: Surface, reporter: Reporter, progress: Progress, refs: MessageRef[]) => {
     const key = `${surface}|${progress.jobId}`;
     const tail = (tails.get(key) ?? Promise.resolve())
@@ -48,6 +102,7 @@ export function compositeReporter(reporters: Partial<Record<Surface, Reporter>>,
       for (const [surface, refs] of bySurface) {
         const reporter = reporters[surface];
         if (reporter) sent.push(send(surface, reporter, progress, refs));
+        else unreported(surface, progress, refs);
       }
       if (progress.outcome === undefined) return;
       await Promise.all(sent);
@@ -60,9 +115,16 @@ export function compositeReporter(reporters: Partial<Record<Surface, Reporter>>,
   };
 }
 
-/** The chat reporters the configuration has credentials for, plus a log line per step. */
-export function chatReporters(config: Pick<Config, 'env'>, logger: Logger): Reporter {
-  const metrics = createMetrics();
+/**
+ * The chat reporters the configuration has credentials for, plus a log line per step (`npm run
+ * worker`). Discord's is the REST-only bot's (a worker never opens a gateway session, whatever
+ * DISCORD_GATEWAY says), the same one a bot process with DISCORD_GATEWAY=off gives its worker.
+ */
+export function chatReporters(
+  config: Pick<Config, 'env'>,
+  logger: Logger,
+  metrics: Metrics = createMetrics(),
+): Reporter {
   const reporters: Partial<Record<Surface, Reporter>> = {};
   const env = config.env;
   if (env.SLACK_BOT_TOKEN) {
@@ -72,17 +134,9 @@ export function chatReporters(config: Pick<Config, 'env'>, logger: Logger): Repo
       metrics,
     });
   }
-  if (env.DISCORD_TOKEN) {
-    const rest = new REST({
-      version: '10',
-      ...(env.DISCORD_API_URL ? { api: env.DISCORD_API_URL } : {}),
-    }).setToken(env.DISCORD_TOKEN);
-    reporters.discord = new DiscordReporter({
-      messages: new DiscordMessages({ rest, logger, metrics }),
-      logger,
-    });
-  }
-  const chat = compositeReporter(reporters, logger);
+  const discord = createDiscordRestBotFromConfig(config, { logger, metrics });
+  if (discord) reporters.discord = discord.reporter;
+  const chat = compositeReporter(reporters, logger, { metrics, process: 'worker' });
   const log = logReporter(logger);
   return {
     async report(progress, messages) {

@@ -8,7 +8,11 @@ import { parseChatAlert } from '../src/alerts/chat.js';
 import type { ChatPoster } from '../src/chat-sinks.js';
 import { renderDiscord } from '../src/views/discord.js';
 import { describeConnection, type SurfaceContext, type SurfaceFactory, type SurfaceHandle } from './app.js';
-import { createDiscordBotFromConfig } from './discord/index.js';
+import {
+  createDiscordBotFromConfig,
+  createDiscordRestBotFromConfig,
+  DISCORD_REST_ONLY,
+} from './discord/index.js';
 import { type DiscordMessages, discordRetryable } from './discord/messages.js';
 import type { ChannelMessage } from './discord/watch.js';
 import { slackSurface } from './slack/surface.js';
@@ -57,10 +61,27 @@ export function discordPoster(messages: DiscordMessages): ChatPoster {
   };
 }
 
-/** Discord: the gateway bot when DISCORD_TOKEN is set. */
+/**
+ * Discord when DISCORD_TOKEN is set: the gateway bot, or with `DISCORD_GATEWAY=off` the REST-only bot
+ * (no session: it takes no commands, clicks or watched-channel messages, but its Reporter and poster
+ * reach Discord, so this process's worker edits the Discord messages of the switches it runs and its
+ * alert suggestions and notices reach Discord; see README "Architecture").
+ */
 export const discordSurface: SurfaceFactory = async (
   ctx: SurfaceContext,
 ): Promise<SurfaceHandle | undefined> => {
+  if (ctx.config.env.DISCORD_GATEWAY === 'off') {
+    const rest = createDiscordRestBotFromConfig(ctx.config, { logger: ctx.logger, metrics: ctx.metrics });
+    if (!rest) return undefined;
+    return {
+      surface: 'discord',
+      reporter: rest.reporter,
+      poster: discordPoster(rest.messages),
+      start: () => rest.start(),
+      stop: () => rest.stop(),
+      connection: () => DISCORD_REST_ONLY,
+    };
+  }
   const bot = createDiscordBotFromConfig(ctx.config, {
     chat: ctx.chat,
     flow: ctx.flow,

@@ -1,8 +1,10 @@
 /**
  * `npm run worker`: a standalone switch worker that also edits chat messages. `jobs/worker-main.ts`
  * runs the worker without any chat SDK (it logs progress and publishes it to BullMQ); this entry point
- * adds the Slack and Discord progress reporters from the same env vars the bot uses, so operators can
- * run M workers beside N bot replicas and every confirmation message still follows its switch.
+ * adds the Slack and Discord progress reporters from the same env vars the bot uses (Discord over REST
+ * only, as a bot process with DISCORD_GATEWAY=off: a worker never opens a gateway session), so
+ * operators can run M workers beside N bot replicas and every confirmation message still follows its
+ * switch.
  * Console messages live in the bot process that posted them; it edits them from the progress this
  * worker publishes (docs/jobs.md, "Scaling out"), so bot replicas can run with `SWITCHYARD_WORKER=off`.
  *
@@ -13,6 +15,7 @@
 import { type RunningWorker, runWorker } from '../jobs/worker-main.js';
 import { ConfigError } from '../src/errors.js';
 import { createLogger } from '../src/log.js';
+import { createMetrics } from '../src/metrics.js';
 import { exitWithConfigError, handleSignals, loadConfigOrExit, safeError } from './cli.js';
 import { chatReporters } from './reporters.js';
 
@@ -21,12 +24,15 @@ const PROGRAM = 'switchyard worker';
 async function main(): Promise<void> {
   const config = loadConfigOrExit(PROGRAM);
   const logger = createLogger({ level: config.env.LOG_LEVEL });
+  // One registry for the worker and its chat reporters (chat API errors, messages it cannot edit).
+  const metrics = createMetrics();
   let startupError: unknown;
   const startup: Promise<RunningWorker | undefined> = runWorker({
     argv: process.argv.slice(2),
     config,
     logger,
-    reporter: chatReporters(config, logger),
+    reporter: chatReporters(config, logger, metrics),
+    metrics,
   }).catch((e: unknown) => {
     startupError = e;
     return undefined;

@@ -183,6 +183,14 @@ export const envSchema = z.object({
     }
     return token;
   }),
+  /**
+   * Whether this process opens Discord's gateway session (`on`) or only uses Discord's REST API with
+   * DISCORD_TOKEN (`off`: it edits the Discord messages of the switches its worker runs and posts
+   * alert suggestions and notices, but receives no commands, clicks or watched-channel messages).
+   * Several replicas: every one gets DISCORD_TOKEN so that its worker and posters reach Discord, and
+   * exactly one keeps the gateway on (one session per token).
+   */
+  DISCORD_GATEWAY: z.enum(['on', 'off'], { error: 'expected on or off' }).default('on'),
   DISCORD_APPLICATION_ID: z
     .string()
     .regex(/^\d{5,25}$/, 'expected a numeric Discord snowflake')
@@ -241,6 +249,19 @@ function idList(what: string, example: string, surface: 'slack' | 'discord' | 'c
   const shown = surface === 'discord' ? `"${example}"` : example;
   return z.array(id, { error: `expected a list of ${what}s, e.g. [${shown}]` }).default([]);
 }
+
+/**
+ * A Slack channel to watch for alert messages (`alerts.watch.slack`): its id (`C…`, or `G…` for an old
+ * private channel), never its name. Slack's events carry the channel's id, so a name (`#alerts`,
+ * `alerts`) would never match a message and the channel would silently go unwatched.
+ */
+const slackChannelId = z
+  .string({ error: 'expected a Slack channel id such as C0123ALERTS' })
+  .trim()
+  .regex(
+    /^[CG][A-Z0-9]{2,}$/,
+    "expected a Slack channel id such as C0123ALERTS (C or G, then uppercase letters and digits), not a channel name: Slack's events name channels by id, so a name never matches. Find the id in Slack: open the channel's details (click its name); it is at the bottom of the About tab",
+  );
 
 /** Who may act on an environment, per chat surface. */
 const allowSchema = z
@@ -432,7 +453,9 @@ export const fileConfigSchema = z
           .default('nothing'),
         watch: z
           .object({
-            slack: idList('Slack channel id', 'C0ALERTS', 'slack'),
+            slack: z
+              .array(slackChannelId, { error: 'expected a list of Slack channel ids, e.g. [C0123ALERTS]' })
+              .default([]),
             discord: idList('Discord channel id', '223344556677889900', 'discord'),
           })
           .strict()

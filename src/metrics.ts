@@ -14,6 +14,7 @@ export interface Metrics {
   readonly chatApiErrors: Counter<'surface' | 'method' | 'code'>;
   readonly notices: Counter<'surface' | 'kind'>;
   readonly noticesFailed: Counter<'surface' | 'kind'>;
+  readonly progressUnreported: Counter<'surface'>;
 }
 
 export function createMetrics(opts: { defaults?: boolean } = {}): Metrics {
@@ -69,6 +70,12 @@ export function createMetrics(opts: { defaults?: boolean } = {}): Metrics {
       name: 'switchyard_notices_failed_total',
       help: 'Deployment notices given up on a surface (refused, out of attempts, or not kept for a retry).',
       labelNames: ['surface', 'kind'],
+      registers,
+    }),
+    progressUnreported: new Counter({
+      name: 'switchyard_progress_unreported_total',
+      help: 'Switch jobs whose messages on a surface a worker could not edit, having no reporter for that surface (its token is not set in that process); once per job and surface.',
+      labelNames: ['surface'],
       registers,
     }),
   };

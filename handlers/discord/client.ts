@@ -238,14 +238,19 @@ type Failure =
 
 type Outcome = { readonly kind: 'ready' } | { readonly kind: 'stopped' } | Failure;
 
+/** The start-up error for a bot token Discord rejected (`problem`: how it said so). */
+export function discordTokenRejected(problem: string): ConfigError {
+  return new ConfigError(
+    `DISCORD_TOKEN: Discord rejected the bot token (${problem}). Open https://discord.com/developers/applications, choose the application, Bot → Reset Token, put the new token in DISCORD_TOKEN and restart Switchyard.`,
+    { key: 'DISCORD_TOKEN', problem },
+  );
+}
+
 function tokenRejected(problem: string): Failure {
   return {
     kind: 'rejected',
     problem: `DISCORD_TOKEN rejected by Discord (${problem})`,
-    error: new ConfigError(
-      `DISCORD_TOKEN: Discord rejected the bot token (${problem}). Open https://discord.com/developers/applications, choose the application, Bot → Reset Token, put the new token in DISCORD_TOKEN and restart Switchyard.`,
-      { key: 'DISCORD_TOKEN', problem },
-    ),
+    error: discordTokenRejected(problem),
   };
 }
 
@@ -430,6 +435,15 @@ class DiscordConnection {
 }
 
 /**
+ * discord.js REST with the bot token (`DISCORD_TOKEN`, normalised) and `DISCORD_API_URL` when set: what
+ * the bot posts, edits and reads channels with, with or without a gateway session (a process with
+ * `DISCORD_GATEWAY=off`, `npm run worker`). Its sweeper timers are unref'd; `stop` clears them.
+ */
+export function createDiscordRest(token: string, apiUrl?: string): REST {
+  return new REST(apiUrl === undefined ? {} : { api: apiUrl }).setToken(normalizeDiscordToken(token));
+}
+
+/**
  * Creates the Discord surface: a client whose interactions go to `onInteraction` exactly once each.
  * The command/button routing lives in handlers/discord/index.ts, which supplies `onInteraction`.
  */
@@ -438,7 +452,7 @@ export function createDiscordSurface(opts: DiscordSurfaceOptions): DiscordSurfac
   const deduper = new InteractionDeduper();
   // DISCORD_TOKEN is normalised when the config is parsed; a token handed in directly is too.
   const token = normalizeDiscordToken(opts.token);
-  const rest = new REST(opts.apiUrl === undefined ? {} : { api: opts.apiUrl }).setToken(token);
+  const rest = createDiscordRest(token, opts.apiUrl);
   const handleMessage = opts.onMessage;
   // Message content is read only in watched channels (alert watching): without any, the privileged
   // MessageContent intent is not requested, so a commands-only bot needs no privileged intent.

@@ -2,17 +2,20 @@
  * The Discord surface, wired: routes each interaction (slash command, autocomplete, button) to its
  * handler file, and builds the bot — client, bot-owned message poster/editor and the progress
  * Reporter for the switch worker. Handlers are thin: parse the interaction, call ChatService/Flow,
- * render with src/views/discord.ts, reply.
+ * render with src/views/discord.ts, reply. A process with `DISCORD_GATEWAY=off` (and `npm run worker`)
+ * builds the REST-only bot instead (`createDiscordRestBot`): the same poster/editor and Reporter, no
+ * gateway session.
  */
-import { type Interaction, MessageFlags } from 'discord.js';
+import { DiscordAPIError, type Interaction, MessageFlags, type REST, Routes } from 'discord.js';
 import type { ChatService } from '../../src/chat.js';
-import { type Clock, systemClock } from '../../src/clock.js';
+import { type Clock, systemClock, within } from '../../src/clock.js';
 import type { Config } from '../../src/config.js';
 import type { Flow } from '../../src/flow.js';
 import { type Logger, silentLogger } from '../../src/log.js';
 import type { Metrics } from '../../src/metrics.js';
 import type { RedisClient } from '../../src/redis.js';
 import { parseAction } from '../../src/views/actions.js';
+import { duration } from '../connection.js';
 import { approveAction } from './actions/approve.js';
 import { cancelAction } from './actions/cancel.js';
 import { type DiscordAction, runClick } from './actions/click.js';
@@ -21,10 +24,13 @@ import { replanAction } from './actions/replan.js';
 import { rowAction } from './actions/row.js';
 import { handleAutocomplete } from './autocomplete.js';
 import {
+  createDiscordRest,
   createDiscordSurface,
   type DiscordConnectionStatus,
   type DiscordStartupOptions,
   type DiscordSurface,
+  discordStartupDefaults,
+  discordTokenRejected,
 } from './client.js';
 import { deploymentsCommand } from './commands/deployments.js';
 import { promoteCommand } from './commands/promote.js';
@@ -197,4 +203,105 @@ export function createDiscordBotFromConfig(
     channels: deps.watch?.channels ?? config.file?.alerts.watch.discord ?? [],
   };
   return createDiscordBot({ ...deps, watch, token, ...(apiUrl === undefined ? {} : { apiUrl }) });
+}
+
+/** What `/readyz` says about Discord in a process started with `DISCORD_GATEWAY=off`. */
+export const DISCORD_REST_ONLY = 'rest only (DISCORD_GATEWAY=off)';
+
+export interface DiscordRestBotOptions {
+  readonly token: string;
+  /** `DISCORD_API_URL` (REST base). */
+  readonly apiUrl?: string;
+  readonly logger?: Logger;
+  readonly metrics?: Pick<Metrics, 'chatApiErrors'>;
+  /** How long `start()` waits for Discord to answer the token check (default: the gateway's `waitMs`). */
+  readonly startupWaitMs?: number;
+}
+
+/**
+ * Discord without a gateway session (`DISCORD_GATEWAY=off`, and `npm run worker`): the bot's REST with
+ * its token, its message poster/editor and the progress Reporter. It receives nothing (no commands,
+ * clicks or watched-channel messages: those reach the one process whose gateway is on), but edits the
+ * Discord messages of the switches its worker runs and posts alert suggestions and notices, so that
+ * every replica's worker and posters reach Discord whichever replica took the job, webhook or notice.
+ */
+export interface DiscordRestBot {
+  readonly rest: REST;
+  readonly messages: DiscordMessages;
+  readonly reporter: DiscordReporter;
+  /**
+   * Checks the token (`GET /users/@me`), waiting `startupWaitMs` at most. Rejects with a ConfigError
+   * when Discord rejects DISCORD_TOKEN, as the gateway bot does; a Discord that cannot be reached or
+   * does not answer in time lets start-up go on (logged): edits and posts are tried when they come.
+   */
+  start(): Promise<void>;
+  /**
+   * Clears the REST client's timers (REST keeps working: the worker's `close()` flushes its last edits
+   * after the surfaces stopped, through the Reporter's `flush`).
+   */
+  stop(): Promise<void>;
+}
+
+/** Builds the REST-only Discord bot (see DiscordRestBot); `start` checks its token. */
+export function createDiscordRestBot(opts: DiscordRestBotOptions): DiscordRestBot {
+  const logger = (opts.logger ?? discordBotDefaults.logger).child({ surface: 'discord' });
+  const rest = createDiscordRest(opts.token, opts.apiUrl);
+  const messages = new DiscordMessages({
+    rest,
+    logger,
+    ...(opts.metrics === undefined ? {} : { metrics: opts.metrics }),
+  });
+  const reporter = new DiscordReporter({ messages, logger });
+  const waitMs = opts.startupWaitMs ?? discordStartupDefaults.waitMs;
+  return {
+    rest,
+    messages,
+    reporter,
+    async start() {
+      const checked = rest.get(Routes.user('@me')).then(
+        () => ({ ok: true }) as const,
+        (e: unknown) => ({ ok: false, error: e }) as const,
+      );
+      // Real time, not an injected clock: this bounds a wait on the network.
+      const answer = await within(systemClock, waitMs, checked, undefined);
+      if (answer?.ok === true) {
+        logger.info(
+          {},
+          `discord: ${DISCORD_REST_ONLY}: no gateway session here (commands, clicks and watched channels go to the replica with DISCORD_GATEWAY=on); this process edits and posts Discord messages over REST`,
+        );
+        return;
+      }
+      if (answer !== undefined && answer.error instanceof DiscordAPIError && answer.error.status === 401) {
+        throw discordTokenRejected('401 Unauthorized');
+      }
+      const problem =
+        answer === undefined
+          ? `no answer within ${duration(waitMs)}`
+          : answer.error instanceof Error
+            ? answer.error.message
+            : String(answer.error);
+      logger.error(
+        { problem, apiUrl: opts.apiUrl },
+        `discord: could not check DISCORD_TOKEN (${problem}); Switchyard starts anyway (${DISCORD_REST_ONLY}), and its Discord edits and posts go out when Discord answers`,
+      );
+    },
+    async stop() {
+      rest.clearHashSweeper();
+      rest.clearHandlerSweeper();
+    },
+  };
+}
+
+/**
+ * The REST-only Discord bot as configured by env vars (`DISCORD_TOKEN`, `DISCORD_API_URL`), or
+ * undefined when no token is set.
+ */
+export function createDiscordRestBotFromConfig(
+  config: Pick<Config, 'env'>,
+  deps: Omit<DiscordRestBotOptions, 'token' | 'apiUrl'> = {},
+): DiscordRestBot | undefined {
+  const token = config.env.DISCORD_TOKEN;
+  if (token === undefined) return undefined;
+  const apiUrl = config.env.DISCORD_API_URL;
+  return createDiscordRestBot({ ...deps, token, ...(apiUrl === undefined ? {} : { apiUrl }) });
 }

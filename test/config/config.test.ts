@@ -57,6 +57,14 @@ describe('env vars', () => {
       /DISCORD_TOKEN: got \(redacted\), expected the bot token itself/,
     );
   });
+  it('DISCORD_GATEWAY: on by default, off for a REST-only replica, anything else refused by name', () => {
+    expect(parseEnv({}).DISCORD_GATEWAY).toBe('on');
+    expect(parseEnv({ DISCORD_GATEWAY: 'off' }).DISCORD_GATEWAY).toBe('off');
+    expect(parseEnv({ DISCORD_GATEWAY: 'on' }).DISCORD_GATEWAY).toBe('on');
+    expect(() => parseEnv({ DISCORD_GATEWAY: 'false' })).toThrow(
+      /DISCORD_GATEWAY: got "false", expected on or off/,
+    );
+  });
   it('treats empty values as unset', () => {
     expect(parseEnv({ PORT: '' }).PORT).toBe(3000);
   });
@@ -374,6 +382,17 @@ describe('config errors show every value but a secret, in words', () => {
   });
 });
 
+/** Refused by parseConfigFile: the ConfigError's message. */
+function refusedFile(text: string, fileName: string): string {
+  try {
+    parseConfigFile(text, fileName);
+  } catch (e) {
+    expect(e).toBeInstanceOf(ConfigError);
+    return (e as Error).message;
+  }
+  throw new Error(`accepted ${text}`);
+}
+
 /** Refused by parseEnv: the ConfigError's message. */
 function refused(env: Record<string, string>): string {
   try {
@@ -508,6 +527,34 @@ describe('durations in the YAML file', () => {
     expect(parseConfigFile('local: { buildTime: 0ms, reactivationTime: 0 }', 'c.yml').local.buildTime).toBe(
       0,
     );
+  });
+});
+
+describe('alerts.watch.slack', () => {
+  // Slack's message events carry the channel's id: a name never matched, and the channel went unwatched.
+  it('refuses a channel name (#alerts, alerts) or a lowercase id, naming the key, the value and where to find the id', () => {
+    for (const [written, shown] of [
+      ['"#alerts"', '"#alerts"'],
+      ['alerts', '"alerts"'],
+      ['c0alerts', '"c0alerts"'],
+      ['D0DIRECT', '"D0DIRECT"'],
+    ] as const) {
+      const m = refusedFile(`alerts: { watch: { slack: [C0OK, ${written}] } }`, 'sy.yml');
+      expect(m, written).toContain(`sy.yml: alerts.watch.slack.1: got ${shown}, expected a Slack channel id`);
+      expect(m, written).toContain('not a channel name');
+      expect(m, written).toContain('bottom of the About tab');
+      expect(m, written).not.toContain('alerts.watch.slack.0');
+    }
+  });
+  it('takes channel ids (C…, and G… for an old private channel), trimmed', () => {
+    const cfg = parseConfigFile('alerts: { watch: { slack: [C0123ALERTS, " G0PRIVATE ", C0AB12CD34] } }');
+    expect(cfg.alerts.watch.slack).toEqual(['C0123ALERTS', 'G0PRIVATE', 'C0AB12CD34']);
+    expect(parseConfigFile('alerts: {}').alerts.watch.slack).toEqual([]);
+  });
+  it('leaves SLACK_ALERT_CHANNEL and environments.<env>.channels.slack as they were (not ids only)', () => {
+    const cfg = parseConfigFile('environments: { production: { channels: { slack: "#incidents" } } }');
+    expect(cfg.environments.production?.channels.slack).toBe('#incidents');
+    expect(parseEnv({ SLACK_ALERT_CHANNEL: '#alerts' }).SLACK_ALERT_CHANNEL).toBe('#alerts');
   });
 });
 
