@@ -856,6 +856,9 @@ async function runLocked(
   let switchRef: OperationRef | undefined = stored.ref;
   // What the rollback/promote call threw, if it did (the final message names that request).
   let switchCallError: unknown;
+  // The platform reported this job's switch done (its operation succeeded): what fails after that
+  // fails verification, not the switch.
+  let switchDone = false;
   const audit = (
     entry: Omit<AuditEntry, 'at' | 'environment' | 'action' | 'planId' | 'jobId' | 'targetId' | 'fromId'>,
   ): Promise<unknown> => {
@@ -999,6 +1002,7 @@ async function runLocked(
     await storing;
     // The switch is done on the platform: verify traffic.
     mayBeStarted = false;
+    switchDone = true;
     lock.assertHeld();
     tracker.start('verifying');
     tracker.post();
@@ -1016,12 +1020,12 @@ async function runLocked(
     tracker.endRunning('done');
     tracker.progress.outcome = 'succeeded';
     tracker.progress.traffic = traffic;
-    tracker.progress.message = successMessage(data, traffic, snapshot);
+    tracker.progress.message = successMessage(data, traffic, snapshot, deps.platform.probe !== undefined);
     const succeeded = audit({
       event: 'succeeded',
       actor: data.requestedBy,
       // With many domains the chat message lists more than an audit entry keeps: name as many as fit.
-      message: successMessage(data, traffic, snapshot, AUDIT_MESSAGE_MAX),
+      message: successMessage(data, traffic, snapshot, deps.platform.probe !== undefined, AUDIT_MESSAGE_MAX),
     });
     // Traffic is verified: the environment is released and the final state and audit entry go out at
     // once. The job completes as soon as every chat message known to it shows the final state (BullMQ
@@ -1072,7 +1076,11 @@ async function runLocked(
       log.warn({ code: err.code, attempt }, `switch attempt failed, will retry: ${err.message}`);
       throw err;
     }
-    const outcome = outcomeOf(err);
+    // A refusal (a rejected key, a missing permission) while following or verifying a switch the
+    // platform accepted refuses nothing: the switch may have happened. Only a refusal before the
+    // platform was asked (or of the request itself) is the job's `refused`.
+    const afterAccepted = (mayBeStarted || switchDone) && e !== switchCallError;
+    const outcome = afterAccepted && outcomeOf(err) === 'refused' ? 'failed' : outcomeOf(err);
     let message = lastAndOurs
       ? `${said} That was its last attempt: the ${data.action} is given up, and if the platform had started it, it may still complete. Check where traffic is before trying again.`
       : said;
@@ -1086,6 +1094,9 @@ async function runLocked(
         ? deps.platform.operation(switchRef).catch(() => undefined)
         : Promise.resolve(undefined),
     ]);
+    if (switchDone && outcome === 'failed' && !lastAndOurs && err.code !== 'verify_timeout') {
+      message = `The platform reports this ${data.action} done, but traffic could not be verified: ${message}`;
+    }
     if (mayStillComplete) {
       message = `${message} The platform may have started this ${data.action} and may still complete it: check where traffic is before trying again.`;
       if (switchRef && opState)
@@ -1382,7 +1393,9 @@ async function verifyTraffic(
       tracker.progress.traffic = traffic;
       const cur = tracker.running();
       if (cur)
-        cur.detail = `${okCount} of ${domainCount(traffic.length)} answer${okCount === 1 ? 's' : ''} from ${data.targetId}.`;
+        cur.detail = routes
+          ? `The platform routes ${okCount} of ${domainCount(traffic.length)} to ${data.targetId}.`
+          : `${okCount} of ${domainCount(traffic.length)} answer${okCount === 1 ? 's' : ''} from ${data.targetId}.`;
       tracker.post();
     }
     const left = deadline - deps.clock.now();
@@ -1390,7 +1403,9 @@ async function verifyTraffic(
       const off = traffic.filter((t) => !t.ok);
       throw new SyError(
         'verify_timeout',
-        `The platform reports the ${data.action} done, but after ${Math.round(deps.verify.timeoutMs / 1000)}s ${off.length} of ${domainCount(traffic.length)} ${off.length === 1 ? 'does' : 'do'} not answer from ${data.targetId}: ${describeTraffic(off)}.`,
+        routes
+          ? `The platform reports the ${data.action} done, but after ${Math.round(deps.verify.timeoutMs / 1000)}s its routing still sends ${off.length} of ${domainCount(traffic.length)} elsewhere than ${data.targetId}: ${describeTraffic(off)}.`
+          : `The platform reports the ${data.action} done, but after ${Math.round(deps.verify.timeoutMs / 1000)}s ${off.length} of ${domainCount(traffic.length)} ${off.length === 1 ? 'does' : 'do'} not answer from ${data.targetId}: ${describeTraffic(off)}.`,
         { retry: false, context: { traffic } },
       );
     }
@@ -1411,6 +1426,7 @@ function successMessage(
   data: SwitchJobData,
   traffic: readonly Traffic[],
   snapshot: EnvironmentSnapshot,
+  probed: boolean,
   maxLength = Number.POSITIVE_INFINITY,
 ): string {
   const verb = data.action === 'rollback' ? 'Rolled back' : 'Promoted';
@@ -1423,10 +1439,15 @@ function successMessage(
   }
   const where =
     snapshot.environment.currentDeploymentId === data.targetId ? '' : ` ${whereTraffic(snapshot)}`;
-  const head =
-    traffic.length === 1
+  // Said as checked: answered by the target (probed), or routed to it by the platform's own routing
+  // table (a platform without a probe: no request reached the domains).
+  const head = probed
+    ? traffic.length === 1
       ? `${verb} ${data.environment} to ${data.targetId}: its 1 domain answers from it (`
-      : `${verb} ${data.environment} to ${data.targetId}: all ${traffic.length} domains answer from it (`;
+      : `${verb} ${data.environment} to ${data.targetId}: all ${traffic.length} domains answer from it (`
+    : traffic.length === 1
+      ? `${verb} ${data.environment} to ${data.targetId}: the platform routes its 1 domain to it (`
+      : `${verb} ${data.environment} to ${data.targetId}: the platform routes all ${traffic.length} domains to it (`;
   const tail = `). ${after}${where}`;
   const full = `${head}${describeTraffic(traffic)}${tail}`;
   if (full.length <= maxLength) return full;

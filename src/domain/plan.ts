@@ -250,8 +250,9 @@ export function defaultRollbackTarget(snapshot: EnvironmentSnapshot): Result<Dep
  * Default promote target: the newest ready (or standby) deployment of the environment. While the
  * environment is rolled back, never the deployment it was rolled back from: the newest deployment that
  * is newer than the current one, was never live, and became ready after the rollback (a fix pushed
- * since); with none, the current deployment (promoting it resumes automatic deploys and moves no
- * domain). Going back to a deployment that was rolled away from takes naming it.
+ * since); with none, or when the platform does not say when it was rolled back, the current deployment
+ * (promoting it resumes automatic deploys and moves no domain). Going back to a deployment that was
+ * rolled away from takes naming it.
  */
 export function defaultPromoteTarget(snapshot: EnvironmentSnapshot): Result<Deployment> {
   const env = snapshot.environment;
@@ -260,14 +261,19 @@ export function defaultPromoteTarget(snapshot: EnvironmentSnapshot): Result<Depl
     .sort((a, b) => b.createdAt - a.createdAt);
   const current = snapshot.deployments.find((d) => d.id === env.currentDeploymentId);
   if (env.rolledBack && current !== undefined) {
-    const wasLive = new Set(snapshot.liveHistory.map((h) => h.deploymentId));
     const since = env.rolledBackAt;
+    // A platform that does not say when the environment was rolled back (Unkey, Vercel: no live
+    // history either) gives no way to tell a fix pushed since from the deployment rolled back from:
+    // both are ready and newer than the current one. Resume, never guess: a fix is promoted by name
+    // (the notice of its push offers it).
+    if (since === undefined) return ok(current);
+    const wasLive = new Set(snapshot.liveHistory.map((h) => h.deploymentId));
     const fresh = switchable.find(
       (d) =>
         d.id !== current.id &&
         d.createdAt > current.createdAt &&
         !wasLive.has(d.id) &&
-        (since === undefined || (d.readyAt ?? d.createdAt) >= since),
+        (d.readyAt ?? d.createdAt) >= since,
     );
     return ok(fresh ?? current);
   }

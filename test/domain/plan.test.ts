@@ -290,6 +290,28 @@ describe('default targets', () => {
     const noTime = { ...none, environment: untimed };
     expect(defaultPromoteTarget(noTime)).toMatchObject({ ok: true, value: { id: 'd3' } });
   });
+
+  it('while rolled back on a platform that says neither when nor what was live (Unkey, Vercel), promote defaults to resume, never to a newer deployment', () => {
+    // d4 went bad and production was rolled back to d3; d5, a fix, became ready since. Without the
+    // rollback's time or a live history nothing tells d4 (rolled back from) and d5 (the fix) apart.
+    const snap = snapshot({
+      rolledBack: true,
+      current: 'd3',
+      deployments: [dep('d5', 5 * H), dep('d4', 4 * H), dep('d3', 3 * H)],
+      history: [],
+    });
+    const { rolledBackAt: _, ...untimed } = snap.environment;
+    const unkeyLike = { ...snap, environment: untimed };
+    expect(defaultPromoteTarget(unkeyLike)).toMatchObject({ ok: true, value: { id: 'd3' } });
+    const plan = buildPlan(unkeyLike, { action: 'promote', now: 6 * H });
+    if (!plan.ok) throw new Error(plan.refusal.message);
+    expect(plan.value.affectedDomains).toEqual([]);
+    // Named, the fix is promoted.
+    expect(buildPlan(unkeyLike, { action: 'promote', target: 'd5', now: 6 * H })).toMatchObject({
+      ok: true,
+      value: { target: { id: 'd5' } },
+    });
+  });
 });
 
 describe('affected domains', () => {

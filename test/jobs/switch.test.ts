@@ -1000,6 +1000,70 @@ describe('graceful shutdown', () => {
 });
 
 describe('what a failed or stale switch says at its end is true of the platform', () => {
+  const revoked = () =>
+    new RefusalError({
+      code: 'platform_unauthorized',
+      message: 'Unkey rejected the root key (401 key_not_found): set UNKEY_ROOT_KEY.',
+    });
+
+  it('a refusal while following a switch the platform accepted ends failed (not refused) and says it may still complete', async () => {
+    const env = await setupJobs(cleanup, { attempts: 1 });
+    // The platform accepts the rollback; then the key is revoked before the job sees it finish.
+    await env.startWorker({
+      platform: { ...env.platform, operation: () => Promise.reject(revoked()) },
+    });
+    const plan = await planFor(env.local, 'env0', 'rollback', env.clock.now(), seedIds(0).standby);
+    const { jobId } = await env.queue.enqueue(jobData(plan, env.clock.now()));
+    const final = await env.queue.waitForEnd(jobId);
+    expect(final?.outcome).toBe('failed');
+    expect(final?.code).toBe('platform_unauthorized');
+    expect(final?.message).toContain('Unkey rejected the root key');
+    expect(final?.message).toContain(
+      'The platform may have started this rollback and may still complete it: check where traffic is before trying again.',
+    );
+    expect((await env.audit.recent('env0', 1))[0]).toMatchObject({ event: 'failed' });
+  });
+
+  it('a refusal of the switch request itself is still refused', async () => {
+    const env = await setupJobs(cleanup, { attempts: 1, faults: { switchErrors: [revoked()] } });
+    await env.startWorker();
+    const plan = await planFor(env.local, 'env0', 'rollback', env.clock.now());
+    const { jobId } = await env.queue.enqueue(jobData(plan, env.clock.now()));
+    const final = await env.queue.waitForEnd(jobId);
+    expect(final?.outcome).toBe('refused');
+    expect(final?.message).not.toContain('may still complete');
+  });
+
+  it('a refusal while verifying a switch the platform reported done says the switch was done', async () => {
+    const env = await setupJobs(cleanup, { attempts: 1 });
+    // No probe: verification reads the platform's routing, and the key is revoked by then.
+    await env.startWorker({
+      platform: { ...env.platform, probe: undefined, routing: () => Promise.reject(revoked()) },
+    });
+    const plan = await planFor(env.local, 'env0', 'rollback', env.clock.now());
+    const { jobId } = await env.queue.enqueue(jobData(plan, env.clock.now()));
+    const final = await env.queue.waitForEnd(jobId);
+    expect(final?.outcome).toBe('failed');
+    expect(final?.message).toMatch(
+      /^The platform reports this rollback done, but traffic could not be verified: Unkey rejected the root key/,
+    );
+  });
+
+  it('verified through the platform routing (no probe), the success says the platform routes the domains, not that they answer', async () => {
+    const env = await setupJobs(cleanup);
+    await env.startWorker({ platform: { ...env.platform, probe: undefined } });
+    const plan = await planFor(env.local, 'env0', 'rollback', env.clock.now());
+    const { jobId } = await env.queue.enqueue(jobData(plan, env.clock.now()));
+    const final = await env.queue.waitForEnd(jobId);
+    expect(final?.outcome).toBe('succeeded');
+    expect(final?.message).toMatch(
+      new RegExp(
+        `^Rolled back env0 to ${plan.target.id}: the platform routes (its 1 domain|all \\d+ domains) to it \\(`,
+      ),
+    );
+    expect(final?.message).not.toMatch(/answers? from it/);
+  });
+
   const http502 = () =>
     new PlatformHttpError(502, 'POST', 'http://platform.test/rollback', undefined, 'bad gateway');
 
