@@ -16,6 +16,7 @@ import type { ClickOutcome, Flow, PlanOptions } from './flow.js';
 import type { ActingUser } from './permissions.js';
 import type { PlanRecord } from './plan-store.js';
 import type { MessageRef, Progress } from './progress.js';
+import { jobIdForPlan } from './queue.js';
 import { parseAction } from './views/actions.js';
 import {
   type AlertContext,
@@ -52,6 +53,14 @@ export interface ClickReply {
   readonly post?: ChatReply;
   /** Set when a switch job was enqueued or joined. */
   readonly jobId?: string;
+  /**
+   * Set with the "waiting for a second person" view (`awaiting_approval`): the job the approval will
+   * make (its id is derived from the plan's). Another person's Approve, handled by another replica,
+   * may enqueue it and a worker elsewhere may show its progress, even its end, before this view lands:
+   * the surface treats the view as it treats a "Confirmed…" one (`jobId`), yielding to the job's
+   * progress and putting its final state back if it ended by the time the view landed.
+   */
+  readonly approvalJobId?: string;
   /**
    * The job's final progress when it had already ended by the time of the answer (`update` then shows
    * it): the surface delivers it as the message's final state, so no later edit can paint over it.
@@ -355,6 +364,23 @@ export class ChatService {
   }
 
   /**
+   * Attaches a message the surface posted for a plan (a confirmation: `ChatReply.planId`) so the
+   * switch's progress edits it. Returns the switch's final progress when its job has ended already: a
+   * request joins the switch under way (one plan serves every request for the same switch), and its
+   * message, attached once its post returned, may come after the worker read the job's messages for
+   * the last time. The surface then shows that end on the message itself, as the message's final state.
+   * Undefined otherwise (the plan open, the switch still running, or the plan gone).
+   */
+  async attach(planId: string, ref: MessageRef): Promise<Progress | undefined> {
+    const out = await this.flow.attach(planId, ref);
+    if (!out.attached || out.jobId === undefined) return undefined;
+    // What the switch did, even if traffic moved again since: the message was posted as this switch's
+    // ("progress follows"), and this is what followed. Redis failing here leaves the message as posted.
+    const progress = await this.flow.jobProgress(out.jobId).catch(() => undefined);
+    return progress?.outcome === undefined ? undefined : progress;
+  }
+
+  /**
    * The job's progress if it has ended (a late double click, or a switch faster than the answer to
    * the click), so the clicked message shows the outcome rather than "Confirmed… progress follows".
    * A surface whose edit of the clicked message may land after the worker's final edit (the worker
@@ -448,6 +474,7 @@ export class ChatService {
       case 'awaiting_approval':
         return {
           update: this.confirmation(out.record, { state: 'awaiting_approval' }),
+          approvalJobId: jobIdForPlan(out.record.plan.id),
           outcome: 'awaiting_approval',
         };
       case 'refused':

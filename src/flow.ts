@@ -58,7 +58,13 @@ import {
   type Progress,
   progressReported,
 } from './progress.js';
-import { type ActiveSwitch, type EnqueueResult, jobIdForPlan, type SwitchJobInput } from './queue.js';
+import {
+  type ActiveSwitch,
+  type EnqueueResult,
+  jobIdForPlan,
+  messageRefKey,
+  type SwitchJobInput,
+} from './queue.js';
 
 /** What Flow hands the switch queue: `switchJobSchema`'s input (src/queue.ts). */
 export type SwitchJobRequest = SwitchJobInput;
@@ -174,6 +180,14 @@ export type CancelOutcome =
       readonly message: string;
       readonly record: PlanRecord;
     };
+
+/** Result of `attach`. */
+export interface AttachOutcome {
+  /** False when the plan is gone (or follows as many messages as it may). */
+  readonly attached: boolean;
+  /** The job the message now follows: the plan is enqueued and its job's id stored. */
+  readonly jobId?: string;
+}
 
 /** Data of the `/deployments` view. */
 export type DeploymentsOutcome =
@@ -446,15 +460,29 @@ export class Flow {
    * is gone. A malformed ref (a surface bug, never user input) throws the zod error naming the field.
    */
   async attachMessage(planId: string, ref: MessageRef): Promise<boolean> {
-    if (!PLAN_ID.test(planId)) return false;
+    return (await this.attach(planId, ref)).attached;
+  }
+
+  /**
+   * `attachMessage`, also saying which job the message now follows (`jobId`: the plan is enqueued and
+   * its job's id stored), so that the surface can show the switch's end itself when the job has ended
+   * already: its worker reads the job's messages for the last time as it ends, and one request serves
+   * every request for the same switch, so a `/rollback` typed while the switch runs is posted, and
+   * attached, whenever its post returns, possibly after that.
+   *
+   * A message attached between the winning click's claim and its job id being stored (the job being
+   * added meanwhile) is handed to the job under the id the job gets (derived from the plan's), and by
+   * the winner once the job exists (`enqueueFrom`): it reaches the job either way.
+   */
+  async attach(planId: string, ref: MessageRef): Promise<AttachOutcome> {
+    if (!PLAN_ID.test(planId)) return { attached: false };
     const parsed = messageRefSchema.parse(ref);
     const attached = await this.plans.attachMessage(planId, parsed);
-    if (!attached) return false;
+    if (!attached) return { attached: false };
     const record = await this.plans.get(planId);
-    if (record?.state === PlanState.enqueued && record.jobId !== undefined && this.queue.addMessages) {
-      await this.queue.addMessages(record.jobId, [parsed]);
-    }
-    return true;
+    if (record?.state !== PlanState.enqueued) return { attached: true };
+    await this.queue.addMessages?.(record.jobId ?? jobIdForPlan(planId), [parsed]);
+    return record.jobId === undefined ? { attached: true } : { attached: true, jobId: record.jobId };
   }
 
   /**
@@ -673,9 +701,22 @@ export class Flow {
     }
   }
 
-  /** A switch job's progress as its worker last published it (undefined: unknown job, or no queue). */
+  /**
+   * A switch job's progress as its worker last published it, when the job is its plan's switch as the
+   * plan stands now (undefined: unknown job, no queue, or a job of the plan's past). A job's id is
+   * derived from its plan's, so it names every job the plan ever had: the same switch asked for again
+   * after its job ended without success is a new request under the same plan id (see `plan`), and the
+   * ended job says nothing about that request until the request's own job replaced it (the plan is then
+   * enqueued with the job's id stored). A plan whose record is gone (past its retention) cannot tell:
+   * the job's progress stands.
+   */
   async jobProgress(jobId: string): Promise<Progress | undefined> {
-    return this.queue.progress ? this.queue.progress(jobId) : undefined;
+    if (!this.queue.progress) return undefined;
+    const progress = await this.queue.progress(jobId);
+    if (progress === undefined || !PLAN_ID.test(progress.planId)) return progress;
+    const record = await this.plans.get(progress.planId);
+    if (record === undefined) return progress;
+    return record.state === PlanState.enqueued && record.jobId === jobId ? progress : undefined;
   }
 
   /**
@@ -1270,6 +1311,12 @@ export class Flow {
         { planId: p.id, jobId: result.jobId, state: withJob.record?.state },
         'plan changed before its job id was stored',
       );
+    await this.handOverLateMessages(
+      p.id,
+      result.jobId,
+      claimed.record,
+      withJob.ok ? withJob.record : undefined,
+    );
     const final = withJob.ok ? withJob.record : claimed.record;
     this.logger.info(
       {
@@ -1283,6 +1330,34 @@ export class Flow {
     // This click won the claim, so it is the one that made the job, even when a racing click reached
     // the queue's idempotent enqueue first (see `joined`); the queue's own answer is only logged.
     return { status: 'enqueued', jobId: result.jobId, joined: false, record: final };
+  }
+
+  /**
+   * Hands the job the plan's messages that its data lacks: those attached after the claim (a
+   * `/rollback` for the same switch posted meanwhile, on any replica), whose attach ran before the job
+   * existed (or while the id still named an ended job of the plan's past, whose messages the enqueue
+   * cleared), and any beyond the job data's first 50. An attach that ran after the job existed handed
+   * its message over itself (see `attach`). A failure is logged: the switch is queued, and the click's
+   * answer must say so.
+   */
+  private async handOverLateMessages(
+    planId: string,
+    jobId: string,
+    claimed: PlanRecord,
+    stored: PlanRecord | undefined,
+  ): Promise<void> {
+    if (!this.queue.addMessages) return;
+    try {
+      const sent = new Set(this.jobData(claimed).messages.map(messageRefKey));
+      const now = stored ?? (await this.plans.get(planId));
+      const late = (now?.messages ?? []).filter((m) => !sent.has(messageRefKey(m)));
+      if (late.length > 0) await this.queue.addMessages(jobId, late);
+    } catch (e) {
+      this.logger.warn(
+        { err: e, planId, jobId },
+        'messages attached while the switch was queued could not be handed to its job',
+      );
+    }
   }
 
   /**

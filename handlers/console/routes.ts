@@ -28,6 +28,7 @@ import {
 import type { Logger } from '../../src/log.js';
 import type { Metrics } from '../../src/metrics.js';
 import type { DeployPlatform, PlatformEvent, Route } from '../../src/platform/port.js';
+import type { MessageRef } from '../../src/progress.js';
 import { parseAction } from '../../src/views/actions.js';
 import { listedDeployments } from '../../src/views/model.js';
 import { CONSOLE_CHANNEL, type ConsoleEntry, type ConsoleSurface } from './surface.js';
@@ -195,6 +196,20 @@ function panelDomains(routes: readonly Route[], listed: readonly Deployment[]): 
   );
 }
 
+/**
+ * Attaches a posted confirmation to its plan, so the followed progress edits it; when the switch has
+ * ended already (the message joined it as it ended, after its last progress was followed), shows that
+ * end on the message here (see ChatService.attach).
+ */
+async function attachPosted(
+  deps: Pick<ConsoleDeps, 'chat' | 'surface'>,
+  planId: string,
+  ref: MessageRef,
+): Promise<void> {
+  const ended = await deps.chat.attach(planId, ref);
+  if (ended !== undefined) await deps.surface.report(ended, [ref]);
+}
+
 /** Registers the console routes on the shared HTTP server. */
 export function registerConsole(http: HttpServer, deps: ConsoleDeps): { close(): void } {
   const clock = deps.clock ?? systemClock;
@@ -244,19 +259,33 @@ export function registerConsole(http: HttpServer, deps: ConsoleDeps): { close():
       refuseNotLocal(res, refusal);
       return;
     }
-    if (token !== undefined && !sameSecret(presentedToken(req), token)) {
-      const given = new URL(req.url ?? '/', 'http://x').searchParams.get('token') ?? undefined;
-      if (!sameSecret(given, token)) {
+    if (token !== undefined) {
+      const query = new URL(req.url ?? '/', 'http://x').searchParams;
+      // A login link (`/?token=…`) is never answered with the page at that address, even to a browser
+      // that holds the cookie already (the link opened again from a bookmark or a runbook): the secret
+      // would stay in the address bar, the tab's URL and the history entry of every visit.
+      if (query.has('token')) {
+        const given = query.get('token') ?? undefined;
+        if (!sameSecret(given, token)) {
+          sendText(
+            res,
+            401,
+            'Switchyard console: open this address with ?token=<SWITCHYARD_CONSOLE_TOKEN>.\n',
+          );
+          return;
+        }
+        // Logged in: keep the token in a cookie only this site sends, and drop it from the address bar.
+        res.writeHead(303, {
+          location: '/',
+          'set-cookie': `${CONSOLE_COOKIE}=${encodeURIComponent(token)}; HttpOnly; SameSite=Strict; Path=/`,
+        });
+        res.end();
+        return;
+      }
+      if (!sameSecret(presentedToken(req), token)) {
         sendText(res, 401, 'Switchyard console: open this address with ?token=<SWITCHYARD_CONSOLE_TOKEN>.\n');
         return;
       }
-      // Logged in: keep the token in a cookie only this site sends, and drop it from the address bar.
-      res.writeHead(303, {
-        location: '/',
-        'set-cookie': `${CONSOLE_COOKIE}=${encodeURIComponent(token)}; HttpOnly; SameSite=Strict; Path=/`,
-      });
-      res.end();
-      return;
     }
     res.writeHead(200, {
       'content-type': 'text/html; charset=utf-8',
@@ -360,7 +389,7 @@ export function registerConsole(http: HttpServer, deps: ConsoleDeps): { close():
         reply.view,
         reply.visibility === 'ephemeral' ? { visibleTo: body.user } : {},
       );
-      if (reply.planId) await deps.flow.attachMessage(reply.planId, ref);
+      if (reply.planId) await attachPosted(deps, reply.planId, ref);
       sendJson(res, 200, { ok: true, messageId: ref.messageId });
     }),
   );
@@ -388,7 +417,7 @@ export function registerConsole(http: HttpServer, deps: ConsoleDeps): { close():
           out.post.view,
           out.post.visibility === 'ephemeral' ? { visibleTo: body.user } : {},
         );
-        if (out.post.planId) await deps.flow.attachMessage(out.post.planId, ref);
+        if (out.post.planId) await attachPosted(deps, out.post.planId, ref);
       }
       sendJson(res, 200, { ok: true, outcome: out.outcome, ...(out.jobId ? { jobId: out.jobId } : {}) });
     }),

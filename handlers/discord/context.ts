@@ -17,8 +17,9 @@ import type { Flow } from '../../src/flow.js';
 import type { Logger } from '../../src/log.js';
 import type { Metrics } from '../../src/metrics.js';
 import type { ActingUser } from '../../src/permissions.js';
-import type { MessageRef } from '../../src/progress.js';
+import type { MessageRef, Progress } from '../../src/progress.js';
 import { renderDiscord } from '../../src/views/discord.js';
+import { progressView } from '../../src/views/model.js';
 import type { MessageView } from '../../src/views/types.js';
 import type { DiscordMessages } from './messages.js';
 
@@ -76,4 +77,34 @@ export function editBody(view: MessageView): InteractionEditReplyOptions {
 /** Jump link to a message (what a person clicks to get to the posted confirmation). */
 export function messageLink(guildId: string | null, channelId: string, messageId: string): string {
   return `https://discord.com/channels/${guildId ?? '@me'}/${channelId}/${messageId}`;
+}
+
+/** Makes an ended job's outcome the message's final state (unless this process already did). */
+export async function showEnded(
+  deps: Pick<DiscordDeps, 'messages'>,
+  channelId: string,
+  messageId: string,
+  ended: Progress,
+): Promise<void> {
+  if (deps.messages.isFinal(channelId, messageId)) return;
+  await deps.messages.edit(channelId, messageId, renderDiscord(progressView(ended)), {
+    kind: 'progress',
+    at: ended.updatedAt,
+    final: true,
+  });
+}
+
+/**
+ * Attaches a posted confirmation to its plan so the switch's progress edits it; when that switch has
+ * ended already (the message joined it as it ended, after its worker read the job's messages for the
+ * last time), puts its final state on the message here.
+ */
+export async function attachPosted(
+  deps: Pick<DiscordDeps, 'chat' | 'messages'>,
+  planId: string,
+  channelId: string,
+  messageId: string,
+): Promise<void> {
+  const ended = await deps.chat.attach(planId, messageRef(channelId, messageId));
+  if (ended !== undefined) await showEnded(deps, channelId, messageId, ended);
 }

@@ -36,7 +36,7 @@ export interface ChannelMessage {
 /** Dependencies of the Slack handlers. */
 export interface SlackHandlerDeps {
   readonly chat: ChatService;
-  readonly flow: Pick<Flow, 'attachMessage' | 'jobReported'>;
+  readonly flow: Pick<Flow, 'jobReported'>;
   readonly reporter: SlackReporter;
   readonly groups: UserGroupResolver;
   /** Runs the after-ack work with bounded concurrency. */
@@ -141,12 +141,48 @@ export function slackErrorCode(e: unknown): string {
 }
 
 /**
+ * What a message ref needs of Slack's answer to `chat.postMessage`: the message's `ts`, and the id of
+ * the channel it went to. `chat.postMessage` takes a channel id or a channel name (`#alerts`,
+ * `alerts`) and answers with the id; every later call on the message (`chat.update`) takes the id only
+ * (a name gets `channel_not_found`). Slack always answers with the channel; without one, the channel
+ * asked for is all there is to go by.
+ */
+export const postedMessageSchema = z.object({
+  ts: z.string({ error: 'expected the message ts' }).min(1, 'expected the message ts'),
+  channel: z.string().min(1).optional(),
+});
+
+/**
+ * The ref of a message Slack answered a `chat.postMessage` to `channel` with (see
+ * `postedMessageSchema`), or the problem with the answer.
+ */
+export function postedRef(
+  channel: string,
+  answer: unknown,
+  threadTs?: string,
+): { ok: true; ref: MessageRef } | { ok: false; issues: string } {
+  const parsed = postedMessageSchema.safeParse(answer);
+  if (!parsed.success) return { ok: false, issues: describeIssues(parsed.error) };
+  return {
+    ok: true,
+    ref: {
+      surface: 'slack',
+      channel: parsed.data.channel ?? channel,
+      messageId: parsed.data.ts,
+      ...(threadTs === undefined ? {} : { threadId: threadTs }),
+    },
+  };
+}
+
+/**
  * Posts a view to the channel (as a reply in the thread `threadTs` when given) and, for a
- * confirmation, attaches the message to its plan so the switch's progress edits it. Returns the
- * message ref, or the Slack error code (e.g. `not_in_channel`).
+ * confirmation, attaches the message to its plan so the switch's progress edits it; when that switch
+ * has ended already (the message joined it as it ended), its final state is put on the message here.
+ * Returns the message ref (with the channel id Slack answered with), or the Slack error code (e.g.
+ * `not_in_channel`).
  */
 export async function postView(
-  deps: Pick<SlackHandlerDeps, 'flow' | 'logger' | 'metrics'>,
+  deps: Pick<SlackHandlerDeps, 'chat' | 'reporter' | 'work' | 'logger' | 'metrics'>,
   client: WebClient,
   channel: string,
   view: MessageView,
@@ -154,7 +190,7 @@ export async function postView(
   threadTs?: string,
 ): Promise<{ ok: true; ref: MessageRef } | { ok: false; code: string }> {
   const { text, blocks } = renderSlack(view);
-  let ts: string;
+  let ref: MessageRef;
   try {
     const res = await client.chat.postMessage({
       channel,
@@ -162,21 +198,24 @@ export async function postView(
       blocks,
       ...(threadTs === undefined ? {} : { thread_ts: threadTs }),
     });
-    if (typeof res.ts !== 'string') return { ok: false, code: 'no_ts' };
-    ts = res.ts;
+    const posted = postedRef(channel, res, threadTs);
+    if (!posted.ok) {
+      deps.logger.warn({ channel, issues: posted.issues }, 'slack chat.postMessage answer unreadable');
+      return { ok: false, code: 'no_ts' };
+    }
+    ref = posted.ref;
   } catch (e) {
     const code = slackErrorCode(e);
     deps.metrics.chatApiErrors.inc({ surface: 'slack', method: 'chat.postMessage', code });
     deps.logger.warn({ channel, code }, 'slack chat.postMessage failed');
     return { ok: false, code };
   }
-  const ref: MessageRef = {
-    surface: 'slack',
-    channel,
-    messageId: ts,
-    ...(threadTs === undefined ? {} : { threadId: threadTs }),
-  };
-  if (planId !== undefined) await deps.flow.attachMessage(planId, ref);
+  if (planId !== undefined) {
+    const ended = await deps.chat.attach(planId, ref);
+    // Delivered in the background, on the message's lane, as its final state (see `WorkQueue.track`).
+    if (ended !== undefined)
+      deps.work.track(deps.reporter.report(ended, [ref]), 'final state of a late message');
+  }
   return { ok: true, ref };
 }
 

@@ -10,7 +10,7 @@ import type { ChatPoster } from '../../src/chat-sinks.js';
 import type { MessageRef } from '../../src/progress.js';
 import { renderSlack } from '../../src/views/slack.js';
 import type { MessageView } from '../../src/views/types.js';
-import { slackErrorCode } from './context.js';
+import { postedRef, slackErrorCode } from './context.js';
 import {
   classifySlackError,
   SLACK_INTERACTIVE_RETRIES,
@@ -56,28 +56,28 @@ export class SlackPoster implements ChatPoster {
     private readonly reporter: SlackReporter,
   ) {}
 
+  /**
+   * Posts the view in `channel` (a channel id, or a name such as `#alerts`, as `chat.postMessage`
+   * takes either). The ref names the channel by the id Slack answered with: edits (`chat.update`)
+   * take ids only.
+   */
   async post(channel: string, view: MessageView, opts: { threadId?: string } = {}): Promise<MessageRef> {
     const { text, blocks } = renderSlack(view);
-    let ts: unknown;
+    let answer: unknown;
     try {
-      const res = await this.client.chat.postMessage({
+      answer = await this.client.chat.postMessage({
         channel,
         text,
         blocks,
         ...(opts.threadId === undefined ? {} : { thread_ts: opts.threadId }),
       });
-      ts = res.ts;
     } catch (e) {
       const transient = classifySlackError(e).failure.kind !== 'permanent';
       throw new SlackPostError('chat.postMessage', channel, slackErrorCode(e), transient, e);
     }
-    if (typeof ts !== 'string') throw new SlackPostError('chat.postMessage', channel, 'no_ts');
-    return {
-      surface: 'slack',
-      channel,
-      messageId: ts,
-      ...(opts.threadId === undefined ? {} : { threadId: opts.threadId }),
-    };
+    const posted = postedRef(channel, answer, opts.threadId);
+    if (!posted.ok) throw new SlackPostError('chat.postMessage', channel, 'no_ts');
+    return posted.ref;
   }
 
   /**

@@ -8,10 +8,12 @@
  */
 import { afterEach, describe, expect, it } from 'vitest';
 import { ChatService } from '../../src/chat.js';
+import { jobIdForPlan } from '../../src/queue.js';
 import { renderDiscord } from '../../src/views/discord.js';
 import type { GatewayEvent } from '../fakes/discord/gateway.js';
 import { CallbackType, MessageFlag } from '../fakes/discord/protocol.js';
 import type { FakeInteraction, StoredMessage } from '../fakes/discord/server.js';
+import type { ProxiedCall } from '../support/holding-proxy.js';
 import {
   advanceWhenParked,
   buttonId,
@@ -615,5 +617,117 @@ describe('Discord end to end', () => {
     // and counted as a Dismiss click
     const clicks = (await e.metrics.clicks.get()).values.map((v) => `${v.labels.action}:${v.labels.outcome}`);
     expect(clicks).toEqual(['dismiss:cancelled']);
+  });
+});
+
+describe('a message whose switch ends, or is approved elsewhere, before its own post or edit lands', () => {
+  /** A REST call of the bot's on the messages of the ops channel (`/api/v10/…` on the proxy). */
+  const opsMessages = (e: DiscordE2E, method: string, messageId?: string) => (c: ProxiedCall) =>
+    c.method === method &&
+    c.path.endsWith(
+      `/channels/${e.fake.channels.ops}/messages${messageId === undefined ? '' : `/${messageId}`}`,
+    );
+
+  /** Whether a recorded PATCH of `messageId` from call `from` on shows the switch's end. */
+  const finalEdit = (e: DiscordE2E, messageId: string, from: number) =>
+    e.fake.waitForRequest(
+      (c) =>
+        c.method === 'PATCH' &&
+        c.path.endsWith(`/messages/${messageId}`) &&
+        JSON.stringify(c.body).includes('Traffic is on'),
+      { from },
+    );
+
+  it('a /rollback that joins the running switch, posted as the switch ends, ends on its final state', async () => {
+    const e = await start({ proxy: true });
+    const proxy = e.proxy;
+    if (!proxy) throw new Error('no proxy');
+    const message = await askRollback(e);
+    const jobId = jobIdForPlan((await planOf(e, message)).id);
+    const from = e.fake.calls.length;
+    await click(e, message, 'Rollback to target version');
+    await waitForMessage(
+      e.fake,
+      message.id,
+      (t) => /⏳ Reactivating standby target.*\(running\)/.test(t),
+      from,
+    );
+
+    // Carol asks for the same rollback while it runs: it joins the switch. Discord answers the post late.
+    const slowPost = proxy.holdAnswer(opsMessages(e, 'POST'));
+    const fromCarol = e.fake.calls.length;
+    const i = e.fake.slash({
+      command: 'rollback',
+      options: [{ name: 'environment', value: 'production' }],
+      user: e.carol,
+      roles: [e.fake.roles.deployers],
+    });
+    await e.fake.waitForCallback(i);
+    await slowPost.reached;
+    const carols = await waitForPost(e.fake, e.fake.channels.ops, fromCarol);
+    expect(textOf(carols)).toContain('Progress follows in this message');
+
+    // The switch ends meanwhile: its worker has read the job's messages for the last time.
+    await advanceWhenParked(e.clock, REACTIVATION_MS);
+    expect((await e.queue.waitForEnd(jobId))?.outcome).toBe('succeeded');
+    await waitForMessage(e.fake, message.id, (t) => t.includes('Traffic is on'));
+
+    // The post is answered now: the bot attaches the message, finds the switch ended and shows its end.
+    slowPost.release();
+    await e.fake.waitForRequest(
+      (c) =>
+        c.method === 'PATCH' && c.path === `/webhooks/${e.fake.applicationId}/${i.token}/messages/@original`,
+      { from: fromCarol },
+    );
+    const shown = e.fake.messages.get(carols.id);
+    if (!shown) throw new Error('not stored');
+    expect(textOf(shown)).toContain('Traffic is on');
+    expect(buttonsOf(shown)).toEqual([]);
+  });
+
+  it('a "waiting for approval" view that lands after a worker elsewhere ended the switch leaves the final state', async () => {
+    const e = await start({ twoPerson: ['production'], proxy: true, separateWorker: true });
+    const proxy = e.proxy;
+    if (!proxy) throw new Error('no proxy');
+    const message = await askRollback(e);
+    const jobId = jobIdForPlan((await planOf(e, message)).id);
+
+    // Alice confirms; the bot's edit ("waiting for approval") is slow to reach Discord.
+    const slowEdit = proxy.holdRequest(opsMessages(e, 'PATCH', message.id));
+    await click(e, message, 'Rollback to target version');
+    await slowEdit.reached;
+    // Carol asks for the same rollback: her message shows the request waiting for approval, and she
+    // approves there. A worker in another process runs the switch to its end and edits both messages.
+    const fromCarol = e.fake.calls.length;
+    const asked = e.fake.slash({
+      command: 'rollback',
+      options: [{ name: 'environment', value: 'production' }],
+      user: e.carol,
+      roles: [e.fake.roles.deployers],
+    });
+    await e.fake.waitForCallback(asked);
+    const carols = await waitForPost(e.fake, e.fake.channels.ops, fromCarol);
+    expect(textOf(carols)).toContain('Waiting for approval');
+    await e.fake.waitForRequest(
+      (c) =>
+        c.method === 'PATCH' &&
+        c.path === `/webhooks/${e.fake.applicationId}/${asked.token}/messages/@original`,
+      { from: fromCarol },
+    );
+    await click(e, carols, 'Approve', e.carol);
+    await advanceWhenParked(e.clock, REACTIVATION_MS);
+    expect((await e.queue.waitForEnd(jobId))?.outcome).toBe('succeeded');
+    await waitForMessage(e.fake, message.id, (t) => t.includes('Traffic is on'));
+
+    // The view lands now, over the final state; the bot then puts the final state back.
+    const from = e.fake.calls.length;
+    slowEdit.release();
+    await finalEdit(e, message.id, from);
+    const shown = e.fake.messages.get(message.id);
+    if (!shown) throw new Error('not stored');
+    const versions = shown.history.map((v) => textOf({ content: v.content, embeds: v.embeds }));
+    expect(versions.slice(-2).map((t) => t.includes('Waiting for approval'))).toEqual([true, false]);
+    expect(textOf(shown)).toContain('Traffic is on');
+    expect(buttonsOf(shown)).toEqual([]);
   });
 });

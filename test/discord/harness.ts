@@ -2,11 +2,16 @@
  * End-to-end set-up for the Discord tests: the fake Discord (commands registered with the real
  * registration code), the real discord.js bot built by createDiscordBot, and the real core behind it —
  * Redis (fresh prefixes and queue per test), PlanStore, AuditLog, Flow, ChatService, SwitchQueue, a
- * switch worker reporting through the Discord Reporter, and the embedded LocalPlatform on a
- * ManualClock (a standby target stays in `reactivating` until the test advances time).
+ * switch worker reporting through the Discord Reporter (the bot's, or with `separateWorker` one of its
+ * own, as in another process), and the embedded LocalPlatform on a ManualClock (a standby target stays
+ * in `reactivating` until the test advances time). With `proxy`, the bot reaches Discord's REST API
+ * through a HoldingProxy, so a test can make one of its calls land or answer late.
  */
+import { REST } from 'discord.js';
 import { registerCommands } from '../../handlers/discord/commands.js';
 import { createDiscordBotFromConfig, type DiscordBot } from '../../handlers/discord/index.js';
+import { DiscordMessages } from '../../handlers/discord/messages.js';
+import { DiscordReporter } from '../../handlers/discord/reporter.js';
 import { type SwitchWorker, startSwitchWorker } from '../../jobs/switch-worker.js';
 import { AuditLog } from '../../src/audit.js';
 import { ChatService } from '../../src/chat.js';
@@ -22,6 +27,7 @@ import { SwitchQueue } from '../../src/queue.js';
 import { createRedis, type RedisClient } from '../../src/redis.js';
 import type { FakeUser, RestCall, StoredMessage } from '../fakes/discord/server.js';
 import { type FakeDiscord, startFakeDiscord } from '../fakes/discord/server.js';
+import { HoldingProxy } from '../support/holding-proxy.js';
 import { redisUrl, uniqueName } from '../support/redis.js';
 
 export const REACTIVATION_MS = 1_000;
@@ -44,6 +50,8 @@ export interface DiscordE2E {
   readonly carol: FakeUser;
   /** A member with only the viewers role (not allowed). */
   readonly bob: FakeUser;
+  /** Between the bot and Discord's REST API, with `proxy: true`. */
+  readonly proxy: HoldingProxy | undefined;
   close(): Promise<void>;
 }
 
@@ -52,6 +60,13 @@ export interface E2EOptions {
   readonly twoPerson?: readonly string[];
   /** People allowed by user id (in addition to the deployers role). */
   readonly allowUsers?: readonly ('alice' | 'bob' | 'carol')[];
+  /** The bot reaches Discord's REST API through a HoldingProxy (`DiscordE2E.proxy`). */
+  readonly proxy?: boolean;
+  /**
+   * The switch worker runs as in another process (`npm run worker`, or a replica's): it edits Discord
+   * messages with its own REST client and message lanes, straight to Discord, not through the bot's.
+   */
+  readonly separateWorker?: boolean;
 }
 
 /**
@@ -172,21 +187,29 @@ export async function startDiscordE2E(opts: E2EOptions = {}): Promise<DiscordE2E
     const flow = new Flow({ platform: held, queue, plans, audit, config, clock });
     const chat = new ChatService({ flow, clock });
     const metrics = createMetrics();
+    const proxy = opts.proxy === true ? await HoldingProxy.start(fake.apiUrl) : undefined;
+    if (proxy) closers.push(() => proxy.close());
     // Built the way the process builds it: from env vars parsed by src/config.ts.
     const discordEnv = parseEnv({
       DISCORD_TOKEN: fake.token,
       DISCORD_APPLICATION_ID: fake.applicationId,
-      DISCORD_API_URL: fake.apiUrl,
+      DISCORD_API_URL: proxy ? proxy.rebase(fake.apiUrl) : fake.apiUrl,
     });
     const bot = createDiscordBotFromConfig({ env: discordEnv }, { chat, flow, clock, metrics });
     if (!bot) throw new Error('DISCORD_TOKEN set but no bot was created');
     closers.push(() => bot.stop());
     await bot.start();
+    const separate =
+      opts.separateWorker === true
+        ? new DiscordReporter({
+            messages: new DiscordMessages({ rest: new REST({ api: fake.apiUrl }).setToken(fake.token) }),
+          })
+        : undefined;
     const worker = startSwitchWorker({
       redisUrl: redisUrl(),
       queueName: queue.queueName,
       platform,
-      reporter: bot.reporter,
+      reporter: separate ?? bot.reporter,
       clock: systemClock,
       verify: { timeoutMs: 5_000, intervalMs: 5 },
       lockDurationMs: 5_000,
@@ -197,8 +220,13 @@ export async function startDiscordE2E(opts: E2EOptions = {}): Promise<DiscordE2E
       retry: { baseDelayMs: 5, maxDelayMs: 20 },
       lockRetryMs: 200,
     });
-    closers.push(() => worker.close());
+    closers.push(async () => {
+      await worker.close();
+      await separate?.flush();
+    });
     await worker.worker.waitUntilReady();
+    // First thing at close: calls held at the proxy go on, so that nothing stopping waits for them.
+    if (proxy) closers.push(async () => proxy.releaseAll());
     const { alice, bob, carol } = people;
     return {
       fake,
@@ -214,6 +242,7 @@ export async function startDiscordE2E(opts: E2EOptions = {}): Promise<DiscordE2E
       alice,
       carol,
       bob,
+      proxy,
       async close() {
         for (const close of closers.reverse()) await close().catch(() => undefined);
       },

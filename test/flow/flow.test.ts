@@ -12,7 +12,7 @@ import { Flow } from '../../src/flow.js';
 import { createLogger, silentLogger } from '../../src/log.js';
 import { PlanState, PlanStore } from '../../src/plan-store.js';
 import type { DeployPlatform } from '../../src/platform/port.js';
-import type { MessageRef } from '../../src/progress.js';
+import type { MessageRef, Progress } from '../../src/progress.js';
 import { jobIdForPlan, SwitchQueue } from '../../src/queue.js';
 import { createRedis, scanKeys } from '../../src/redis.js';
 import { confirmationView } from '../../src/views/model.js';
@@ -58,6 +58,26 @@ function expectStatus<S extends ClickOutcome['status']>(
 }
 
 const slackMsg: MessageRef = { surface: 'slack', channel: 'C0INCIDENT', messageId: '1700000000.000100' };
+
+/** A gate the test opens: `wait()` parks until `open()`; `reached` once something waits. */
+function gateOf(): { wait: () => Promise<void>; open: () => void; reached: Promise<void> } {
+  let open = () => {};
+  const opened = new Promise<void>((resolve) => {
+    open = resolve;
+  });
+  let arrive = () => {};
+  const reached = new Promise<void>((resolve) => {
+    arrive = resolve;
+  });
+  return {
+    wait: () => {
+      arrive();
+      return opened;
+    },
+    open,
+    reached,
+  };
+}
 
 /**
  * The harness's platform with `edit` applied to every snapshot (a change the embedded platform cannot
@@ -689,6 +709,36 @@ describe('Flow.confirm', () => {
     expect((await x.audit.recent('production', 10)).filter((e) => e.event === 'approved')).toHaveLength(1);
   });
 
+  it('a message attached while the winning confirm is still queueing the switch reaches its job', async () => {
+    const queueing = gateOf();
+    const x = await setup({
+      queue: (real) => ({
+        enqueue: async (data) => {
+          await queueing.wait();
+          return real.enqueue(data);
+        },
+        addMessages: (jobId, refs) => real.addMessages(jobId, refs),
+        progress: (jobId) => real.progress(jobId),
+      }),
+    });
+    const o = planned(
+      await x.flow.plan(alice, 'rollback', 'production', undefined, { messages: [slackMsg] }),
+    );
+    const confirming = x.flow.confirm(alice, o.plan.id);
+    await queueing.reached; // claimed and audited; the job is being added, its id not stored yet
+    // Bob's /rollback for the same switch, posted on another replica, is attached now.
+    const bobs: MessageRef = { surface: 'slack', channel: 'C0INCIDENT', messageId: '1700000000.000200' };
+    expect(await x.flow.attachMessage(o.plan.id, bobs)).toBe(true);
+    queueing.open();
+    const e = expectStatus(await confirming, 'enqueued');
+    // The job follows both messages: its worker edits Bob's message too.
+    expect(await x.switchQueue.messages(e.jobId)).toEqual(expect.arrayContaining([slackMsg, bobs]));
+    // A message attached after the job id is stored is handed over by the attach itself.
+    const carols: MessageRef = { surface: 'discord', channel: '223344556677889900', messageId: '3' };
+    expect(await x.flow.attach(o.plan.id, carols)).toEqual({ attached: true, jobId: e.jobId });
+    expect(await x.switchQueue.messages(e.jobId)).toEqual(expect.arrayContaining([slackMsg, bobs, carols]));
+  });
+
   it('a plan id nobody knows reads as expired', async () => {
     const x = await setup();
     const e = expectStatus(await x.flow.confirm(alice, 'plan_000000000000000000000000'), 'expired');
@@ -885,6 +935,39 @@ describe('two-person rule', () => {
     expect(results.filter((r) => r.status !== 'enqueued')).toEqual([]);
     expect(results.filter((r) => r.status === 'enqueued' && !r.joined)).toHaveLength(1);
     expect(await x.jobs()).toHaveLength(1);
+  });
+
+  it("the same switch asked for again after its job failed: the failed job says nothing about the new request's views", async () => {
+    // The queue reports the first job as failed (the platform refused the switch; nothing moved, so the
+    // same switch asked for again has the same plan id, and its job the same id).
+    const failed = new Map<string, Progress>();
+    const x = await setup({
+      environments: twoPerson,
+      queue: (real) => ({
+        enqueue: (data) => real.enqueue(data),
+        addMessages: (jobId, refs) => real.addMessages(jobId, refs),
+        progress: async (jobId) => failed.get(jobId) ?? real.progress(jobId),
+      }),
+    });
+    const chat = new ChatService({ flow: x.flow, clock: x.clock });
+    const o = planned(await x.flow.plan(alice, 'rollback', 'production'));
+    expectStatus(await x.flow.confirm(alice, o.plan.id), 'awaiting_approval');
+    const first = expectStatus(await x.flow.approve(bob, o.plan.id), 'enqueued');
+    const queued = await x.switchQueue.progress(first.jobId);
+    if (queued === undefined) throw new Error('no job');
+    failed.set(first.jobId, { ...queued, outcome: 'failed', message: 'The platform refused.' });
+    expect(await x.flow.jobReported(first.jobId)).toBe(true);
+
+    const again = planned(await x.flow.plan(dave, 'rollback', 'production'));
+    expect(again).toMatchObject({ created: true, plan: { id: o.plan.id } });
+    const reply = await chat.click(alice, `sy1:confirm:${o.plan.id}`);
+    expect(reply.outcome).toBe('awaiting_approval');
+    // The "waiting for a second person" view yields to the job the approval will make: that job has
+    // the failed job's id, but until the approval makes it, nothing has reported and nothing ended.
+    expect(await x.flow.jobReported(first.jobId)).toBe(false);
+    expect(await x.flow.jobProgress(first.jobId)).toBeUndefined();
+    expect(await chat.endedProgress(first.jobId)).toBeUndefined();
+    expect(reply.approvalJobId).toBe(first.jobId);
   });
 
   it('a plan that went stale while waiting for approval is not enqueued', async () => {

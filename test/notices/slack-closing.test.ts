@@ -54,6 +54,29 @@ function messageTs(fake: FakeSlack, title: string): string {
 }
 
 describe('closing a notice through the Slack poster', () => {
+  it('a notice posted to a channel given by name (#alerts) is closed: its edit names the channel by id', async () => {
+    w = await createWorld({ env: { SLACK_ALERT_CHANNEL: '#alerts' } });
+    const { fake, poster } = await slackOn(w);
+    const n = await w.notices({ posters: [poster] });
+    await w.switchDirectly('rollback', 'production', 'dep_3hd7xa', [n]);
+    const fresh = await w.pushAndBuild('production', [n]);
+    const ts = messageTs(fake, `${fresh.id} is ready but not live`);
+    expect(fake.callsOf('chat.postMessage').map((c) => [c.args.channel, c.response.channel])).toContainEqual([
+      '#alerts',
+      CHANNEL,
+    ]);
+
+    await w.switchDirectly('promote', 'production', fresh.id, [n]);
+    expect(fake.callsOf('chat.update').map((c) => [c.args.channel, c.response.ok])).toEqual([
+      [CHANNEL, true],
+    ]);
+    expect(fake.message(CHANNEL, ts)?.text).toContain(`${fresh.id} went live on production`);
+    expect(ofStatus(n.outcomes, 'closed')).toEqual([
+      expect.objectContaining({ ref: expect.objectContaining({ channel: CHANNEL, messageId: ts }) }),
+    ]);
+    expect(ofStatus(n.outcomes, 'close_failed')).toEqual([]);
+  });
+
   it('a closing edit Slack refuses (message_not_found) is reported close_failed at once, not retried', async () => {
     w = await createWorld();
     const { fake, front, poster } = await slackOn(w);

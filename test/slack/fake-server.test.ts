@@ -72,6 +72,23 @@ describe('fake Slack Web API', () => {
     expect(call.contentType).toContain('x-www-form-urlencoded');
   });
 
+  it('chat.postMessage takes a channel name (#name or name) and answers with the id; chat.update takes ids only', async () => {
+    const web = client();
+    const byHash = await web.chat.postMessage({ channel: '#incidents', text: 'one' });
+    expect(byHash.channel).toBe('C0PROD');
+    const bare = await web.chat.postMessage({ channel: 'incidents', text: 'two' });
+    expect(bare.channel).toBe('C0PROD');
+    expect(slack.message('C0PROD', String(byHash.ts))?.text).toBe('one');
+    await expect(web.chat.postMessage({ channel: '#nowhere', text: 'x' })).rejects.toMatchObject({
+      data: { error: 'channel_not_found' },
+    });
+    await expect(
+      web.chat.update({ channel: '#incidents', ts: String(byHash.ts), text: 'edited' }),
+    ).rejects.toMatchObject({ data: { error: 'channel_not_found' } });
+    await web.chat.update({ channel: 'C0PROD', ts: String(byHash.ts), text: 'edited' });
+    expect(slack.message('C0PROD', String(byHash.ts))?.text).toBe('edited');
+  });
+
   it('accepts JSON bodies with the token in the Authorization header', async () => {
     const res = await fetch(`${slack.apiUrl}chat.postMessage`, {
       method: 'POST',

@@ -74,6 +74,18 @@ async function outcomeOf(p: Promise<void>): Promise<'resolved' | unknown> {
 
 const shown = () => fake.message('C0PROD', ref.messageId)?.text;
 
+describe('SlackPoster.post: a channel given by name', () => {
+  it("names the message's channel by the id Slack answered with, so its edits (ids only) reach it", async () => {
+    const byName = await poster.post('#incidents', textView('Alert on production', ['It fires.'], 'warning'));
+    expect(byName.channel).toBe('C0PROD');
+    await poster.update(byName, textView('Alert on production', ['It is resolved.'], 'success'));
+    expect(fake.callsOf('chat.update').map((c) => [c.args.channel, c.response.ok])).toEqual([
+      ['C0PROD', true],
+    ]);
+    expect(JSON.stringify(fake.message('C0PROD', byName.messageId)?.blocks)).toContain('It is resolved.');
+  });
+});
+
 describe('SlackPoster.update: a failed edit rejects', () => {
   it("after Slack's 5xx outlasted the lane's retry: a transient SlackPostError, retryable", async () => {
     front.fail('chat.update', 2);

@@ -8,11 +8,16 @@
 import { type ButtonInteraction, MessageFlags } from 'discord.js';
 import { asSwitchyardError } from '../../../src/errors.js';
 import { scrub } from '../../../src/log.js';
-import type { Progress } from '../../../src/progress.js';
 import type { ActionKind } from '../../../src/views/actions.js';
 import { renderDiscord } from '../../../src/views/discord.js';
-import { progressView } from '../../../src/views/model.js';
-import { actingUser, type DiscordDeps, editBody, ephemeralBody, messageRef } from '../context.js';
+import {
+  actingUser,
+  attachPosted,
+  type DiscordDeps,
+  editBody,
+  ephemeralBody,
+  showEnded,
+} from '../context.js';
 
 /** A button handler for some action kinds (one per file in this folder). */
 export interface DiscordAction {
@@ -46,8 +51,9 @@ export async function runClick(
         await showEnded(deps, channelId, clicked.id, reply.ended);
       } else {
         // The view yields to the job's progress: dropped when the job (whose worker may run in another
-        // process) has reported by the time it goes out, as on Slack.
-        const jobId = reply.jobId;
+        // process) has reported by the time it goes out, as on Slack. The "waiting for a second
+        // person" view yields to the job the approval makes (another replica may take the approval).
+        const jobId = reply.jobId ?? reply.approvalJobId;
         let skipped = false;
         const skipIf =
           jobId === undefined
@@ -71,9 +77,7 @@ export async function runClick(
     if (reply.ephemeral !== undefined) await interaction.followUp(ephemeralBody(reply.ephemeral));
     if (reply.post !== undefined) {
       const posted = await deps.messages.post(channelId, renderDiscord(reply.post.view));
-      if (reply.post.planId !== undefined) {
-        await deps.flow.attachMessage(reply.post.planId, messageRef(channelId, posted.id));
-      }
+      if (reply.post.planId !== undefined) await attachPosted(deps, reply.post.planId, channelId, posted.id);
     }
   } catch (e) {
     const err = asSwitchyardError(e);
@@ -89,19 +93,4 @@ export async function runClick(
   } finally {
     deps.metrics?.clicks.inc({ surface: 'discord', action: label, outcome });
   }
-}
-
-/** Makes an ended job's outcome the message's final state (unless this process already did). */
-async function showEnded(
-  deps: DiscordDeps,
-  channelId: string,
-  messageId: string,
-  ended: Progress,
-): Promise<void> {
-  if (deps.messages.isFinal(channelId, messageId)) return;
-  await deps.messages.edit(channelId, messageId, renderDiscord(progressView(ended)), {
-    kind: 'progress',
-    at: ended.updatedAt,
-    final: true,
-  });
 }

@@ -10,7 +10,7 @@ import type { CommandName } from '../../../src/chat.js';
 import { asSwitchyardError } from '../../../src/errors.js';
 import { scrub } from '../../../src/log.js';
 import { renderDiscord } from '../../../src/views/discord.js';
-import { actingUser, type DiscordDeps, editBody, messageLink, messageRef } from '../context.js';
+import { actingUser, attachPosted, type DiscordDeps, editBody, messageLink } from '../context.js';
 
 /** JSON codes of "the bot may not post here" (docs: JSON error codes). */
 const NO_ACCESS = new Set([50001, 50013]);
@@ -51,9 +51,7 @@ export async function runCommand(
       }
       throw e;
     }
-    if (reply.planId !== undefined) {
-      await deps.flow.attachMessage(reply.planId, messageRef(channelId, posted.id));
-    }
+    if (reply.planId !== undefined) await attachPosted(deps, reply.planId, channelId, posted.id);
     outcome = reply.planId === undefined ? 'shown' : 'planned';
     await interaction.editReply({
       content: `Posted in this channel: ${messageLink(interaction.guildId, channelId, posted.id)}`,

@@ -81,8 +81,10 @@ async function afterAck(deps: SlackHandlerDeps, kind: ActionKind, args: ActionAr
         deps.work.track(deps.reporter.report(reply.ended, [clicked]), 'click edit');
     } else if (reply.update && body.container.is_ephemeral !== true) {
       // Queued now (the lane keeps it in order with the job's progress), delivered in the background.
-      // A view yields to progress: once the job reported through this process, it is not shown.
-      const jobId = reply.jobId;
+      // A view yields to progress: once the job reported through this process, it is not shown. The
+      // "waiting for a second person" view yields to the job the approval makes (another replica may
+      // take the approval, and a worker elsewhere run the switch, before this edit lands).
+      const jobId = reply.jobId ?? reply.approvalJobId;
       // …and to progress a worker in another process published before this edit went out; a view
       // that did not go out covered nothing, so there is nothing to restore after it.
       let skipped = false;

@@ -1,6 +1,9 @@
 /**
  * A local fake of the Slack Web API and of `response_url` endpoints, written from Slack's documented
  * wire protocol so the real `@slack/web-api` / `@slack/bolt` run unmodified against it (STYLE 10).
+ * Channels are named by id everywhere except in `chat.postMessage`, which also takes the name of a
+ * channel the bot is in (`#alerts` or `alerts`) and answers with the channel's id, as Slack does
+ * (`chat.update` and the other methods answer `channel_not_found` to a name).
  *
  * It owns: bearer-token checks (`not_authed` / `invalid_auth`, and `token_revoked` / `account_inactive`
  * after `revokeToken`), JSON and form-encoded bodies (form values such as `blocks` are JSON strings, like
@@ -643,11 +646,26 @@ export class FakeSlack extends EventEmitter {
     return { text: text ?? '', blocks: Array.isArray(blocks) ? blocks : [] };
   }
 
+  /** The `channel` argument of a method that takes a channel id only (`chat.update`, …). */
   private channelArg(args: Record<string, unknown>): string | Answer {
     const channel = args.channel;
     if (typeof channel !== 'string' || channel === '') return slackError('channel_not_found');
     if (!this.channels.has(channel)) return slackError('channel_not_found');
     return channel;
+  }
+
+  /**
+   * The `channel` argument of `chat.postMessage`, which Slack documents as "an encoded ID or channel
+   * name": a channel id, or the name of a channel the bot is in (`#alerts` or `alerts`), resolved to
+   * its id (what Slack answers with, in `channel`).
+   */
+  private channelOrNameArg(args: Record<string, unknown>): string | Answer {
+    const channel = args.channel;
+    if (typeof channel === 'string' && !this.channels.has(channel)) {
+      const name = channel.startsWith('#') ? channel.slice(1) : channel;
+      for (const [id, known] of this.channels) if (name !== '' && known === name) return id;
+    }
+    return this.channelArg(args);
   }
 
   private handle(method: string, args: Record<string, unknown>): Answer {
@@ -674,7 +692,7 @@ export class FakeSlack extends EventEmitter {
           },
         };
       case 'chat.postMessage': {
-        const channel = this.channelArg(args);
+        const channel = this.channelOrNameArg(args);
         if (typeof channel !== 'string') return channel;
         const content = this.messageContent(args);
         if ('status' in content) return content;

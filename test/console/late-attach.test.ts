@@ -1,0 +1,80 @@
+/**
+ * A console confirmation that joins a switch which ends as the message is attached: the console edits
+ * its messages from the progress it follows, reading the job's messages when each state arrives, so a
+ * message attached after the final state was followed would stay "progress follows". The console
+ * routes (handlers/console/routes.ts) on their own HTTP server, over the real ChatService, Flow,
+ * PlanStore and queue (test/flow/harness.ts); the queue reports the job ended from the moment the
+ * message is handed to it (the worker read the job's messages for the last time just before).
+ */
+import { afterEach, describe, expect, it } from 'vitest';
+import { registerConsole } from '../../handlers/console/routes.js';
+import { ConsoleSurface } from '../../handlers/console/surface.js';
+import { ChatService } from '../../src/chat.js';
+import { HttpServer } from '../../src/http.js';
+import type { Progress } from '../../src/progress.js';
+import { alice, createHarness, type Harness } from '../flow/harness.js';
+
+const closers: (() => Promise<unknown> | unknown)[] = [];
+afterEach(async () => {
+  for (const c of closers.splice(0).reverse()) await c();
+});
+
+describe('console: a /rollback that joins a running switch', () => {
+  it('shows the switch’s end when the switch ended as its message was attached', async () => {
+    const ended = new Set<string>();
+    let endOnAttach = false;
+    const x: Harness = await createHarness({
+      queue: (real) => ({
+        enqueue: (data) => real.enqueue(data),
+        addMessages: async (jobId, refs) => {
+          if (endOnAttach) ended.add(jobId);
+          return real.addMessages(jobId, refs);
+        },
+        progress: async (jobId): Promise<Progress | undefined> => {
+          const p = await real.progress(jobId);
+          return p && ended.has(jobId)
+            ? {
+                ...p,
+                steps: [{ step: 'done', state: 'done', startedAt: 0, endedAt: 0 }],
+                outcome: 'succeeded',
+              }
+            : p;
+        },
+      }),
+    });
+    closers.push(() => x.close());
+    const surface = new ConsoleSurface({ clock: x.clock });
+    const http = new HttpServer();
+    const routes = registerConsole(http, {
+      surface,
+      chat: new ChatService({ flow: x.flow, clock: x.clock }),
+      flow: x.flow,
+      platform: x.platform,
+      clock: x.clock,
+    });
+    const port = await http.listen(0);
+    closers.push(async () => {
+      routes.close();
+      await http.close(50);
+    });
+
+    // Alice's rollback is queued (its job runs elsewhere).
+    const planned = await x.flow.plan(alice, 'rollback', 'production');
+    if (!planned.ok) throw new Error(planned.refusal.message);
+    expect((await x.flow.confirm(alice, planned.plan.id)).status).toBe('enqueued');
+
+    // Bob types the same /rollback in the console: it joins the switch, which ends as it is attached.
+    endOnAttach = true;
+    const res = await fetch(`http://127.0.0.1:${port}/console/api/command`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ user: 'bob', text: '/rollback production' }),
+    });
+    expect(res.status).toBe(200);
+    const { messageId } = (await res.json()) as { messageId: string };
+    expect(ended.size).toBe(1);
+    const entry = surface.get(messageId);
+    expect(entry?.editedAt).toBeDefined();
+    expect(JSON.stringify(entry?.message)).toContain(`Traffic is on ${planned.plan.target.id}`);
+  });
+});
