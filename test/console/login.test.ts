@@ -71,6 +71,44 @@ describe('console login', () => {
     expect(withBearer.status).toBe(200);
   });
 
+  it('a login link opened again with the cookie still redirects to `/`: the token never stays in the address bar', async () => {
+    const login = await fetch(`${app.baseUrl}/?token=${TOKEN}`, { redirect: 'manual' });
+    const jar = (login.headers.get('set-cookie') ?? '').split(';')[0] ?? '';
+    expect(jar).toMatch(/^sy_console=/);
+
+    // The bookmarked or runbook link, opened by a browser that holds the cookie already.
+    const again = await fetch(`${app.baseUrl}/?token=${TOKEN}`, {
+      redirect: 'manual',
+      headers: { cookie: jar },
+    });
+    await again.body?.cancel();
+    expect({ status: again.status, location: again.headers.get('location') }).toEqual({
+      status: 303,
+      location: '/',
+    });
+    expect(again.headers.get('set-cookie') ?? '').toMatch(/^sy_console=.*HttpOnly; SameSite=Strict/);
+    // With a bearer token too, and with the token among other parameters.
+    const bearer = await fetch(`${app.baseUrl}/?x=1&token=${TOKEN}`, {
+      redirect: 'manual',
+      headers: { authorization: `Bearer ${TOKEN}` },
+    });
+    await bearer.body?.cancel();
+    expect([bearer.status, bearer.headers.get('location')]).toEqual([303, '/']);
+    // A wrong token is refused as without the cookie: never the page at that address.
+    const wrong = await fetch(`${app.baseUrl}/?token=wrong-token-0123456789`, {
+      redirect: 'manual',
+      headers: { cookie: jar },
+    });
+    expect(wrong.status).toBe(401);
+    expect(wrong.headers.get('set-cookie')).toBeNull();
+    expect(await wrong.text()).not.toContain('<html');
+    // The page itself, at `/`, is still served to the cookie.
+    const page = await fetch(`${app.baseUrl}/`, { headers: { cookie: jar } });
+    expect(page.status).toBe(200);
+    expect(page.headers.get('content-type')).toContain('text/html');
+    await page.body?.cancel();
+  });
+
   it('with the token, a proxy in front of the console works: its forwarding headers are no reason to refuse', async () => {
     const proxied = {
       'x-forwarded-for': '203.0.113.9',

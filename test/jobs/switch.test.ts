@@ -1037,9 +1037,8 @@ describe('what a failed or stale switch says at its end is true of the platform'
   it('a refusal while verifying a switch the platform reported done says the switch was done', async () => {
     const env = await setupJobs(cleanup, { attempts: 1 });
     // No probe: verification reads the platform's routing, and the key is revoked by then.
-    await env.startWorker({
-      platform: { ...env.platform, probe: undefined, routing: () => Promise.reject(revoked()) },
-    });
+    const { probe: _, ...unprobed } = env.platform;
+    await env.startWorker({ platform: { ...unprobed, routing: () => Promise.reject(revoked()) } });
     const plan = await planFor(env.local, 'env0', 'rollback', env.clock.now());
     const { jobId } = await env.queue.enqueue(jobData(plan, env.clock.now()));
     const final = await env.queue.waitForEnd(jobId);
@@ -1051,7 +1050,8 @@ describe('what a failed or stale switch says at its end is true of the platform'
 
   it('verified through the platform routing (no probe), the success says the platform routes the domains, not that they answer', async () => {
     const env = await setupJobs(cleanup);
-    await env.startWorker({ platform: { ...env.platform, probe: undefined } });
+    const { probe: _, ...unprobed } = env.platform;
+    await env.startWorker({ platform: unprobed });
     const plan = await planFor(env.local, 'env0', 'rollback', env.clock.now());
     const { jobId } = await env.queue.enqueue(jobData(plan, env.clock.now()));
     const final = await env.queue.waitForEnd(jobId);

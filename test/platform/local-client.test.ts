@@ -10,6 +10,7 @@ import { RefusalError } from '../../src/errors.js';
 import { LocalPlatformClient } from '../../src/platform/local/client.js';
 import { createLocalApi } from '../../src/platform/local/http-api.js';
 import { LocalPlatform } from '../../src/platform/local/platform.js';
+import { TrafficRouter } from '../../src/platform/local/router.js';
 
 let platform: LocalPlatform;
 let server: Server;
@@ -125,6 +126,101 @@ describe('LocalPlatformClient', () => {
     });
     expect(rebound).toBe(403);
     expect(platform.dump()).toEqual(before);
+  });
+
+  it('refuses what a proxy or tunnel on this machine forwards to the router port, reads included; changes nothing', async () => {
+    // The router's port is the one shown through a proxy or tunnel, and it hands `/_switchyard/` to the
+    // operator API whatever the Host (ngrok --host-header=shop.localhost, nginx proxy_pass 127.0.0.1).
+    const router = new TrafficRouter({ port: 0, operator: createLocalApi(platform) });
+    const port = await router.listen();
+    try {
+      const send = (method: string, path: string, headers: Record<string, string>, body?: unknown) =>
+        new Promise<{ status: number; text: string }>((resolve, reject) => {
+          const text = body === undefined ? undefined : JSON.stringify(body);
+          const req = request(
+            {
+              host: '127.0.0.1',
+              port,
+              method,
+              path,
+              headers: text === undefined ? headers : { ...JSON_BODY, ...headers },
+            },
+            (r) => {
+              let out = '';
+              r.on('data', (c: Buffer) => {
+                out += c.toString();
+              });
+              r.on('end', () => resolve({ status: r.statusCode ?? 0, text: out }));
+            },
+          );
+          req.on('error', reject);
+          req.end(text);
+        });
+      const before = platform.dump();
+      const tunnel = {
+        host: 'shop.localhost',
+        'x-forwarded-for': '203.0.113.9',
+        'x-forwarded-proto': 'https',
+      };
+      const rollback = await send('POST', '/_switchyard/rollback', tunnel, {
+        environment: 'production',
+        targetId: 'dep_3hd7xa',
+        requestedBy: 'mallory',
+      });
+      expect(rollback.status).toBe(403);
+      expect(JSON.parse(rollback.text)).toMatchObject({
+        error: {
+          code: 'forbidden',
+          message: expect.stringContaining('came through a proxy (X-Forwarded-For)'),
+        },
+        retry: false,
+      });
+      const nginx = { host: `127.0.0.1:${port}` };
+      const refused = [
+        await send(
+          'POST',
+          '/_switchyard/push',
+          { ...nginx, 'x-real-ip': '203.0.113.9' },
+          { environment: 'production' },
+        ),
+        await send('POST', '/_switchyard/deployments/dep_3hd7xa/stop', {
+          ...nginx,
+          forwarded: 'for=203.0.113.9',
+        }),
+        await send(
+          'POST',
+          '/_switchyard/promote',
+          { ...nginx, 'x-forwarded-host': 'shop.example.com' },
+          {
+            environment: 'production',
+            targetId: 'dep_3hd7xa',
+          },
+        ),
+        await send('GET', '/_switchyard/state', { ...nginx, 'x-real-ip': '203.0.113.9' }),
+        await send('GET', '/_switchyard/environments/production/snapshot', {
+          ...nginx,
+          'x-forwarded-for': '::1',
+        }),
+      ];
+      expect(refused.map((r) => r.status)).toEqual([403, 403, 403, 403, 403]);
+      expect(refused[3]?.text).toContain('X-Real-IP');
+      expect(refused[3]?.text).not.toContain('dep_4kq9wz');
+      await platform.settle();
+      expect(platform.dump()).toEqual(before);
+
+      // A worker's LocalPlatformClient sends none of those headers: it still acts through the router.
+      const worker = new LocalPlatformClient({ baseUrl: `http://127.0.0.1:${port}` });
+      const ref = await worker.rollback({ environment: 'production', targetId: 'dep_3hd7xa' });
+      let state = (await worker.operation(ref)).state;
+      for (let i = 0; i < 50 && state !== 'succeeded' && state !== 'failed'; i++) {
+        await clock.advance(100);
+        state = (await worker.operation(ref)).state;
+      }
+      expect(state).toBe('succeeded');
+      expect((await worker.snapshot('production')).environment.currentDeploymentId).toBe('dep_3hd7xa');
+    } finally {
+      await router.close();
+    }
   });
 
   it('pushes a deployment through the operator API', async () => {

@@ -3,7 +3,7 @@
  */
 
 import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { request as httpRequest } from 'node:http';
+import { request as httpRequest, type IncomingMessage, type ServerResponse } from 'node:http';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { Writable } from 'node:stream';
@@ -13,7 +13,9 @@ import { ManualClock, systemClock } from '../../src/clock.js';
 import { buildPlan } from '../../src/domain/plan.js';
 import { RefusalError } from '../../src/errors.js';
 import { createLogger, silentLogger } from '../../src/log.js';
+import { LocalPlatformClient } from '../../src/platform/local/client.js';
 import { demoState } from '../../src/platform/local/demo.js';
+import { createLocalApi } from '../../src/platform/local/http-api.js';
 import {
   DEPLOYMENTS_KEPT,
   LIVE_HISTORY_KEPT,
@@ -29,7 +31,8 @@ import type { OperationRef, PlatformEvent } from '../../src/platform/port.js';
 import { jobIdForPlan, SwitchQueue, switchKeys } from '../../src/queue.js';
 import { createRedis } from '../../src/redis.js';
 import { Cleanup, jobData, planFor, RecordingReporter } from '../jobs/fixtures/harness.js';
-import { jobsSeed } from '../jobs/fixtures/seed.js';
+import { ObservableClock } from '../jobs/fixtures/platform-server.js';
+import { jobsSeed, seedIds } from '../jobs/fixtures/seed.js';
 import { redisUrl, uniqueName } from '../support/redis.js';
 
 const MIN = 60_000;
@@ -974,7 +977,15 @@ describe('operations across a restart (found in review: restarts)', () => {
     const restarted = await LocalPlatform.open({ clock, stateFile: crashed, reactivationTimeMs: 1500 });
     try {
       const status = await restarted.operation(ref);
-      expect(status).toMatchObject({ id: ref.id, state: 'failed', error: { code: 'interrupted' } });
+      // It switched nothing and the same switch asked again may go through: a job following it retries.
+      expect(status).toMatchObject({
+        id: ref.id,
+        state: 'failed',
+        error: { code: 'interrupted', retryable: true },
+      });
+      // Written to the state file as such (a second restart reads it the same).
+      const saved = JSON.parse(readFileSync(crashed, 'utf8')) as LocalState;
+      expect(saved.operations.find((o) => o.id === ref.id)?.error?.retryable).toBe(true);
       expect(status.error?.message).toMatch(
         /interrupted by a restart of the local platform while reactivating dep_3hd7xa; the rollback did not take effect: nothing was switched/,
       );
@@ -1007,6 +1018,7 @@ describe('operations across a restart (found in review: restarts)', () => {
       error: {
         code: 'platform_unavailable',
         message: 'the local platform shut down before the rollback took effect: nothing was switched',
+        retryable: true,
       },
     });
     expect((await platform.snapshot('production')).environment.currentDeploymentId).toBe('dep_4kq9wz');
@@ -1050,6 +1062,35 @@ describe('operations across a restart (found in review: restarts)', () => {
     await clock.advance(3000);
     await platform.settle();
     expect((await platform.snapshot('production')).environment.currentDeploymentId).toBe(pushed.id);
+  });
+
+  it('an operation error written before `retryable` existed still loads and reads as final; a wrong one names the key', async () => {
+    const stateFile = join(tmpDir(), 'state.json');
+    const clock = new ManualClock();
+    const old = demoState(clock.now());
+    const failed = {
+      id: 'op_old',
+      action: 'rollback',
+      environment: 'production',
+      targetId: 'dep_3hd7xa',
+      startedAt: clock.now(),
+      state: 'failed',
+      updatedAt: clock.now(),
+      error: { code: 'internal', message: 'boom' },
+    } as const;
+    old.operations.push(failed);
+    writeFileSync(stateFile, JSON.stringify(old));
+    platform = await LocalPlatform.open({ clock, stateFile, maintenance: false });
+    const status = await platform.operation(failed);
+    expect(status.error).toEqual({ code: 'internal', message: 'boom' });
+    expect(status.error && 'retryable' in status.error).toBe(false);
+    await platform.close();
+    platform = undefined;
+    const bad = {
+      ...demoState(clock.now()),
+      operations: [{ ...failed, error: { ...failed.error, retryable: 'yes' } }],
+    };
+    await expect(LocalPlatform.open({ clock, seed: bad })).rejects.toThrow(/operations\.0\.error\.retryable/);
   });
 
   it('a state file whose operation or push order does not add up stops start-up naming the key', async () => {
@@ -1461,4 +1502,149 @@ describe('a switch job resumed after a local platform restart (found in review: 
     expect(snap.environment.rolledBack).toBe(true);
     expect(snap.liveHistory.filter((e) => e.via === 'rollback')).toHaveLength(1);
   });
+});
+
+describe('a local platform restarted while a worker follows its switch (retryable operations)', () => {
+  const cleanup = new Cleanup();
+  afterEach(() => cleanup.run());
+
+  /**
+   * The platform behind the router's operator API, as a separate worker reaches it (LocalPlatformClient
+   * over HTTP), and a restart of it: requests that arrive meanwhile wait for the restarted platform
+   * (as a client retrying its connection would reach it), so the worker sees only what the platform
+   * says about its operation afterwards.
+   */
+  async function served() {
+    const dir = mkdtempSync(join(tmpdir(), 'sy-local-retry-'));
+    cleanup.add(async () => rmSync(dir, { recursive: true, force: true }));
+    const stateFile = join(dir, 'state.json');
+    const clock = new ObservableClock();
+    let api: (req: IncomingMessage, res: ServerResponse) => void = (_req, res) => res.writeHead(503).end();
+    let gate: Promise<void> = Promise.resolve();
+    const router = new TrafficRouter({
+      port: 0,
+      drainTimeoutMs: 1_000,
+      operator: (req, res) => {
+        void gate.then(() => api(req, res));
+      },
+    });
+    cleanup.add(() => router.close());
+    const traffic: TrafficPlane = {
+      applyRoutes: (routes) => router.applyRoutes(routes),
+      startUpstream: async (d) => {
+        await router.startUpstream(d);
+      },
+      stopUpstream: (id) => router.stopUpstream(id),
+      upstreamStats: () => undefined,
+    };
+    const open = (file: string) =>
+      LocalPlatform.open({ clock, stateFile: file, maintenance: false, reactivationTimeMs: 5_000, traffic });
+    writeFileSync(stateFile, JSON.stringify(jobsSeed(1, clock.now())));
+    const first = await open(stateFile);
+    cleanup.add(() => first.close());
+    api = createLocalApi(first);
+    const port = await router.listen();
+    return {
+      clock,
+      stateFile,
+      first,
+      client: new LocalPlatformClient({ baseUrl: `http://127.0.0.1:${port}` }),
+      /** Stops `first` (cleanly, or as a crash: the restart reads the file as it was) and opens it again. */
+      async restart(how: 'crash' | 'shutdown'): Promise<LocalPlatform> {
+        let reopen!: () => void;
+        gate = new Promise((r) => {
+          reopen = r;
+        });
+        const crashed = join(dir, 'crashed.json');
+        if (how === 'crash') copyFileSync(stateFile, crashed);
+        await first.close();
+        const second = await open(how === 'crash' ? crashed : stateFile);
+        cleanup.add(() => second.close());
+        api = createLocalApi(second);
+        reopen();
+        return second;
+      },
+    };
+  }
+
+  it.each([
+    ['crash', 'interrupted'],
+    ['shutdown', 'platform_unavailable'],
+  ] as const)(
+    'restarted mid-reactivation (%s): the worker over HTTP retries, and the switch lands once, saying so',
+    async (how, code) => {
+      const env = await served();
+      const queueName = uniqueName('local-retry');
+      const queue = new SwitchQueue({
+        redisUrl: redisUrl(),
+        queueName,
+        retry: { attempts: 3, baseDelayMs: 5, maxDelayMs: 20 },
+      });
+      cleanup.add(() => queue.close());
+      cleanup.add(() => queue.obliterate());
+      await queue.waitUntilReady();
+      const reporter = new RecordingReporter();
+      const worker = startSwitchWorker({
+        redisUrl: redisUrl(),
+        queueName,
+        platform: env.client,
+        reporter,
+        clock: systemClock,
+        verify: { timeoutMs: 5_000, intervalMs: 5 },
+        lockDurationMs: 5_000,
+        concurrency: 1,
+        logger: silentLogger,
+        retry: { baseDelayMs: 5, maxDelayMs: 20 },
+        lockRetryMs: 200,
+      });
+      cleanup.add(() => worker.close());
+      await worker.worker.waitUntilReady();
+
+      // A rollback to a standby deployment: the platform reactivates it first (5 s on its clock).
+      const target = seedIds(0).standby;
+      const plan = await planFor(env.client, 'env0', 'rollback', env.clock.now(), target);
+      const { jobId } = await queue.enqueue(jobData(plan, env.clock.now()));
+      const following = await reporter.waitFor((p) => p.jobId === jobId && p.operationId !== undefined);
+      await env.clock.untilSleeping();
+      const ref = env.first.dump().operations.find((o) => o.id === following.operationId);
+      expect(ref?.state).toBe('reactivating');
+
+      const second = await env.restart(how);
+      let moves = 0;
+      const off = second.subscribe((e) => {
+        if (e.type === 'traffic.moved') moves++;
+      });
+      cleanup.add(async () => off());
+      // The worker's next attempt asks the restarted platform again: let its reactivation time pass. A
+      // job that took the failure as final ends instead (and nothing sleeps on the clock).
+      const ended = queue.waitForEnd(jobId);
+      const next = await Promise.race([
+        env.clock.untilSleeping().then(() => 'asked again' as const),
+        ended.then(() => 'ended' as const),
+      ]);
+      if (next === 'asked again') await env.clock.advance(5_000);
+      const final = await ended;
+
+      expect(final).toMatchObject({ outcome: 'succeeded', attempt: 2 });
+      expect(final?.message ?? '').not.toMatch(/another switch|Nothing was done/);
+      const failedFirst = reporter.of(jobId).find((p) => p.attempt === 1 && p.code !== undefined);
+      expect(failedFirst?.code).toBe('platform_operation_failed');
+      expect(failedFirst?.steps.at(-1)?.detail).toContain('nothing was switched');
+      expect(failedFirst?.steps.at(-1)?.detail).toContain('retrying');
+      const snap = await second.snapshot('env0');
+      expect(snap.environment.currentDeploymentId).toBe(target);
+      expect(snap.environment.rolledBack).toBe(true);
+      expect(snap.liveHistory.filter((e) => e.via === 'rollback')).toHaveLength(1);
+      expect(moves).toBe(1);
+      // What the worker read over HTTP: the first operation failed, retryable (the client keeps it).
+      const first = await env.client.operation({
+        id: following.operationId as string,
+        action: 'rollback',
+        environment: 'env0',
+        targetId: target,
+        startedAt: ref?.startedAt ?? 0,
+      });
+      expect(first).toMatchObject({ state: 'failed', error: { code, retryable: true } });
+    },
+  );
 });

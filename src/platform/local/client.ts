@@ -69,7 +69,9 @@ const opRefSchema = z.object({
 const opStatusSchema = z.object({
   id: z.string(),
   state: z.enum(['pending', 'reactivating', 'switching', 'succeeded', 'failed']),
-  error: z.object({ code: z.string(), message: z.string() }).optional(),
+  // `retryable`: the operation switched nothing and asking again may go through (the platform
+  // restarted mid-way); the job retries it instead of failing. Absent from older platforms.
+  error: z.object({ code: z.string(), message: z.string(), retryable: z.boolean().optional() }).optional(),
   updatedAt: z.number(),
 });
 const errorSchema = z.object({

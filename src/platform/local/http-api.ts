@@ -12,6 +12,7 @@ import { asSwitchyardError, RefusalError } from '../../errors.js';
 import {
   BodyTooLargeError,
   crossSiteReason,
+  forwardingHeader,
   isJsonContentType,
   isLoopbackAddress,
   isLoopbackHostHeader,
@@ -81,9 +82,9 @@ function sendError(res: ServerResponse, e: unknown): void {
 /**
  * Why the operator API refuses a request before reading it, or undefined. It moves traffic without
  * plans, allow lists or the audit log, so it is for this machine's operator only: a loopback peer
- * (the router may listen on a reachable HOST), a loopback name (a web page can point a name of its
- * own at 127.0.0.1: DNS rebinding), no other site's page behind a state-changing request (a browser
- * sends a cross-site form or text/plain POST without asking), and JSON bodies only.
+ * (the router may listen on a reachable HOST), not through a proxy, a loopback name (a web page can
+ * point a name of its own at 127.0.0.1: DNS rebinding), no other site's page behind a state-changing
+ * request (a browser sends a cross-site form or text/plain POST without asking), and JSON bodies only.
  */
 function refusal(req: IncomingMessage): { status: number; code: string; message: string } | undefined {
   if (!isLoopbackAddress(req.socket.remoteAddress))
@@ -91,6 +92,17 @@ function refusal(req: IncomingMessage): { status: number; code: string; message:
       status: 403,
       code: 'forbidden',
       message: 'the operator API answers this machine only (loopback)',
+    };
+  // The router's port is the one put behind a reverse proxy or tunnel to show the deployments (nginx
+  // `proxy_pass http://127.0.0.1:8080`, `ngrok http 8080 --host-header=shop.localhost`), and the router
+  // hands it `/_switchyard/` whatever the Host: such a proxy connects from loopback with a loopback
+  // Host, yet forwards for whoever reached it. What it adds says so; LocalPlatformClient sends none.
+  const proxied = forwardingHeader(req);
+  if (proxied !== undefined)
+    return {
+      status: 403,
+      code: 'forbidden',
+      message: `the operator API answers this machine's operator only, and this request came through a proxy (${proxied}): call http://127.0.0.1:<port>/_switchyard/ directly, not through a proxy or tunnel`,
     };
   if (!isLoopbackHostHeader(req.headers.host))
     return {

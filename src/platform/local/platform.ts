@@ -279,11 +279,20 @@ export class LocalPlatform implements DeployPlatform {
         { retry: false, context: { operation: ref.id } },
       );
     }
+    const error = op.error;
     return {
       id: op.id,
       state: op.state,
       updatedAt: op.updatedAt,
-      ...(op.error === undefined ? {} : { error: { ...op.error } }),
+      ...(error === undefined
+        ? {}
+        : {
+            error: {
+              code: error.code,
+              message: error.message,
+              ...(error.retryable === undefined ? {} : { retryable: error.retryable }),
+            },
+          }),
     };
   }
 
@@ -291,7 +300,9 @@ export class LocalPlatform implements DeployPlatform {
    * At start-up: an operation the state file shows still running was cut off by the process stopping
    * (a crash, a kill; a clean close ends its operations first). Its switch did not take effect: the
    * switch and its operation's `succeeded` are written in one state write (applySwitch), so a file
-   * that holds the switch never shows its operation running. It failed, and says why.
+   * that holds the switch never shows its operation running. It failed, and says why; and that the
+   * failure passes (`retryable`): the same switch asked again now may go through, so a job following
+   * it retries instead of failing for good.
    */
   private endInterruptedOperations(): void {
     const now = this.clock.now();
@@ -301,6 +312,7 @@ export class LocalPlatform implements DeployPlatform {
       op.error = {
         code: INTERRUPTED_CODE,
         message: `interrupted by a restart of the local platform ${stage}; the ${op.action} did not take effect: nothing was switched`,
+        retryable: true,
       };
       op.state = 'failed';
       op.updatedAt = now;
@@ -377,7 +389,7 @@ export class LocalPlatform implements DeployPlatform {
   private markOp(
     ref: OperationRef,
     state: OperationStatus['state'],
-    error?: { code: string; message: string },
+    error?: { code: string; message: string; retryable?: boolean },
   ): void {
     const op = this.state.operations.find((o) => o.id === ref.id);
     // Never dropped while it runs (pruneOperations keeps unfinished ones); recreated if edited away.
@@ -392,7 +404,7 @@ export class LocalPlatform implements DeployPlatform {
   private setOp(
     ref: OperationRef,
     state: OperationStatus['state'],
-    error?: { code: string; message: string },
+    error?: { code: string; message: string; retryable?: boolean },
   ): void {
     this.markOp(ref, state, error);
     this.persist();
@@ -461,10 +473,12 @@ export class LocalPlatform implements DeployPlatform {
       if (started && target.status !== 'ready') await this.stopStartedUpstream(target.id);
       if (this.abort.signal.aborted) {
         // What threw is an await before the switch (the reactivation wait, the upstream start): the
-        // switch itself is one synchronous step, and it did not run.
+        // switch itself is one synchronous step, and it did not run. Asked again once the platform is
+        // back, it may go through: retryable.
         this.setOp(ref, 'failed', {
           code: 'platform_unavailable',
           message: `the local platform shut down before the ${ref.action} took effect: nothing was switched`,
+          retryable: true,
         });
         return;
       }

@@ -78,6 +78,8 @@ export const liveEntrySchema = z.object({
  * state file, written in the same document as the switch itself, so that after a restart an operation
  * reads as what happened to it: `succeeded` exactly when its switch is in the file. One still running
  * when the process stopped reads `failed` (interrupted) after the restart: see LocalPlatform.open.
+ * One that ended because the platform stopped (a restart, a shutdown) switched nothing and says
+ * `retryable: true`: asked again, the same switch may go through (OperationStatus.error.retryable).
  */
 export const localOperationSchema = z.object({
   id: z.string().min(1),
@@ -87,7 +89,14 @@ export const localOperationSchema = z.object({
   startedAt: z.number(),
   state: z.enum(['pending', 'reactivating', 'switching', 'succeeded', 'failed']),
   updatedAt: z.number(),
-  error: z.object({ code: z.string(), message: z.string() }).optional(),
+  error: z
+    .object({
+      code: z.string(),
+      message: z.string(),
+      /** Absent in state files written before it existed, and on a failure that is final. */
+      retryable: z.boolean().optional(),
+    })
+    .optional(),
 });
 export type LocalOperation = z.infer<typeof localOperationSchema>;
 
