@@ -298,15 +298,31 @@ class Tracker {
     this.pending.push(final);
     void this.flush(Promise.resolve(this.refs));
     const reported = this.reported;
+    const lateRefs = late.catch((e: unknown) => {
+      this.warn(e);
+      return [] as MessageRef[];
+    });
     this.reported = reported.then(async () => {
-      const refs = await late.catch((e: unknown) => {
-        this.warn(e);
-        return [] as MessageRef[];
-      });
+      const refs = await lateRefs;
       if (refs.length > 0 && !this.silent)
         await this.deps.reporter.report(final, refs).catch((e: unknown) => this.warn(e));
     });
-    return { reported, settled: Promise.all([this.written, this.reported]).then(() => undefined) };
+    // A message attached after `late` was read but before the final state was written sees no end
+    // (the surface that attached it shows the end itself only once it is written): read the job's
+    // messages once more after the write, and give the final state to any not reported yet.
+    const written = this.written;
+    const straggling = Promise.all([written, lateRefs]).then(async ([, lateOnes]) => {
+      if (this.silent) return;
+      const known = new Set([...this.refs, ...lateOnes].map(messageRefKey));
+      const members = await this.deps.redis.smembers(this.deps.keys.messages(this.job.id ?? ''));
+      const missed = withAttached(this.own, members).filter((r) => !known.has(messageRefKey(r)));
+      if (missed.length > 0) await this.deps.reporter.report(final, missed);
+    });
+    const checked = straggling.catch((e: unknown) => this.warn(e));
+    return {
+      reported,
+      settled: Promise.all([this.written, this.reported, checked]).then(() => undefined),
+    };
   }
 
   private flush(fresh?: Promise<MessageRef[]>): Promise<void> {

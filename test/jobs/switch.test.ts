@@ -8,6 +8,7 @@
  * with a neutral state and resume the same platform operation without a second switch, audited as
  * resumed; a stuck chat reporter cannot hold the worker's close up).
  */
+import { Job } from 'bullmq';
 import { afterEach, describe, expect, it } from 'vitest';
 import { z } from 'zod';
 import { HANDED_BACK_DETAIL } from '../../jobs/switch-processor.js';
@@ -965,6 +966,37 @@ describe('graceful shutdown', () => {
       undefined,
       'resumed after a worker shutting down handed it back (attempt 1, run 2)',
     ]);
+  });
+
+  it('a message attached after the release read its messages, but before the final state was written, still gets the final state', async () => {
+    const env = await setupJobs(cleanup);
+    const handle = await env.startWorker();
+    const straggler: MessageRef = { surface: 'slack', channel: 'C7', messageId: '1700000000.000700' };
+    // Lands exactly in the window: the worker's release has read the job's messages, and the final
+    // state is about to be written (a surface attaching then sees no end yet, so it shows none itself).
+    const original = Job.prototype.updateProgress;
+    let attached = false;
+    const patched = async function (this: Job, progress: unknown) {
+      if (!attached && (progress as Progress).outcome !== undefined) {
+        attached = true;
+        await env.queue.addMessages(String(this.id), [straggler]);
+      }
+      return original.call(this, progress as object);
+    };
+    Job.prototype.updateProgress = patched as typeof original;
+    cleanup.add(async () => {
+      Job.prototype.updateProgress = original;
+    });
+    const plan = await planFor(env.local, 'env0', 'rollback', env.clock.now());
+    const { jobId } = await env.queue.enqueue(jobData(plan, env.clock.now()));
+    expect((await env.queue.waitForEnd(jobId))?.outcome).toBe('succeeded');
+    // Closing waits for what the finished switch left running.
+    await handle.close();
+    expect(attached).toBe(true);
+    const toStraggler = env.reporter.reports.filter((r) =>
+      r.messages.some((m) => m.messageId === straggler.messageId),
+    );
+    expect(toStraggler.map((r) => r.progress.outcome)).toEqual(['succeeded']);
   });
 
   it('a stuck chat reporter cannot hold the worker close up past the shutdown timeout', async () => {
