@@ -3,9 +3,14 @@
  * enough (the window, default 60 minutes) to suggest rolling it back? Pure: a function of the
  * environment snapshot (its `liveHistory`), the alert's start time and the window. The rollback target
  * is the domain's default (`defaultRollbackTarget`), the same one `/rollback <env>` would pick.
+ *
+ * On a platform that keeps no live history (Unkey, Vercel: `liveHistory` empty, `derivedLive` set), only
+ * the current deployment's going live can be known, and only sometimes (src/platform/live-history.ts):
+ * `correlateDerived` suggests only what that knowledge makes certain, and otherwise says what the
+ * platform does not tell.
  */
 import { defaultRollbackTarget } from '../domain/plan.js';
-import type { Deployment, EnvironmentSnapshot, LiveEntry } from '../domain/types.js';
+import type { Deployment, DerivedLive, EnvironmentSnapshot, LiveEntry } from '../domain/types.js';
 
 export const DEFAULT_CORRELATION_WINDOW_MS = 60 * 60_000;
 
@@ -63,6 +68,9 @@ export function correlate(
   alertStartedAt: number,
   windowMs: number = DEFAULT_CORRELATION_WINDOW_MS,
 ): Correlation {
+  if (snapshot.derivedLive !== undefined && snapshot.liveHistory.length === 0) {
+    return correlateDerived(snapshot, snapshot.derivedLive, alertStartedAt, windowMs);
+  }
   const env = snapshot.environment.slug;
   const entry = liveAt(snapshot, alertStartedAt);
   if (!entry) {
@@ -111,6 +119,106 @@ export function correlate(
     wentLiveAt: entry.since,
     via: entry.via,
     minutesBefore,
+    sentence: `${when} — roll back to ${target.value.id}?`,
+  };
+}
+
+/**
+ * `correlate` on a platform without live history. `derived.current` says how the current deployment went
+ * live, within [notBefore, notAfter]; what went live before it is unknown, so an alert that started
+ * before it went live is not explained. A suggestion needs certainty on every count: the deployment went
+ * live before the alert started (notAfter), inside the window even at the earliest (notBefore), by a
+ * deploy or a promote, and the default rollback target is the deployment the platform's state says was
+ * live right before it (else the suggestion could name one rolled back from earlier).
+ */
+function correlateDerived(
+  snapshot: EnvironmentSnapshot,
+  derived: DerivedLive,
+  alertStartedAt: number,
+  windowMs: number,
+): Correlation {
+  const env = snapshot.environment.slug;
+  const platform = derived.platform;
+  const currentId = snapshot.environment.currentDeploymentId;
+  if (currentId === undefined) {
+    return { kind: 'none', reason: `${env} has no current deployment, so there is nothing to roll back.` };
+  }
+  // Naming a deployment to go back to is up to a person; preview environments are not switched there.
+  const hint = snapshot.environment.kind === 'production' ? `; /rollback ${env} if one is needed` : '';
+  const live = derived.current;
+  const culprit = snapshot.deployments.find((d) => d.id === currentId);
+  if (live === undefined || live.deploymentId !== currentId || culprit === undefined) {
+    const why = derived.unknown ?? `${platform} keeps no live history`;
+    return {
+      kind: 'none',
+      reason: `${platform} does not say when ${currentId} went live (${why}), so no rollback is suggested${hint}.`,
+    };
+  }
+  if (live.notBefore > alertStartedAt) {
+    const after = describeGap(live.notBefore - alertStartedAt);
+    const what =
+      live.via === 'rollback'
+        ? `${env} was rolled back to ${culprit.id} ${after} after this alert started`
+        : `${culprit.id} went live ${after} after this alert started`;
+    return {
+      kind: 'none',
+      reason: `${what}, and ${platform} does not say what was live before it; no rollback is suggested.`,
+    };
+  }
+  if (live.via === 'rollback') {
+    // As with a full history: the deployment rolled back to is a person's known-good choice.
+    return {
+      kind: 'none',
+      reason: `${env} was rolled back to ${culprit.id} ${describeGap(alertStartedAt - live.notBefore)} before this alert started; no further rollback is suggested (if ${culprit.id} is bad too, /rollback ${env} <deployment>).`,
+    };
+  }
+  if (live.notAfter > alertStartedAt) {
+    return {
+      kind: 'none',
+      reason: `${platform} does not say whether ${culprit.id} went live before or after this alert started, so no rollback is suggested${hint}.`,
+    };
+  }
+  // The shortest it can have been live when the alert started, and the longest.
+  const gap = alertStartedAt - live.notAfter;
+  const longest = alertStartedAt - live.notBefore;
+  const exact = describeGap(gap) === describeGap(longest);
+  const when = `${culprit.id} went live ${exact ? '' : 'at least '}${describeGap(gap)} before this alert started`;
+  if (gap > windowMs) {
+    return {
+      kind: 'outside_window',
+      culprit,
+      wentLiveAt: live.notAfter,
+      minutesBefore: Math.floor(gap / 60_000),
+      sentence: `${when}, outside the ${describeGap(windowMs)} correlation window; no rollback suggested.`,
+    };
+  }
+  if (longest > windowMs) {
+    return {
+      kind: 'none',
+      reason: `${platform} does not say exactly when ${culprit.id} went live (${describeGap(gap)} to ${describeGap(longest)} before this alert started), so it may be outside the ${describeGap(windowMs)} correlation window; no rollback is suggested${hint}.`,
+    };
+  }
+  const target = defaultRollbackTarget(snapshot);
+  if (!target.ok) return { kind: 'none', reason: `${when}, but ${target.refusal.message}` };
+  if (live.previous === undefined) {
+    return {
+      kind: 'none',
+      reason: `${when}, but ${platform} does not say which deployment was live before it, so no rollback is suggested${hint}.`,
+    };
+  }
+  if (live.previous !== target.value.id) {
+    return {
+      kind: 'none',
+      reason: `${when}, replacing ${live.previous}, not ${target.value.id} (the deployment /rollback ${env} would go back to), so no rollback is suggested; /rollback ${env} <deployment> to choose one.`,
+    };
+  }
+  return {
+    kind: 'suggest',
+    culprit,
+    target: target.value,
+    wentLiveAt: live.notAfter,
+    via: live.via,
+    minutesBefore: Math.floor(gap / 60_000),
     sentence: `${when} — roll back to ${target.value.id}?`,
   };
 }

@@ -107,8 +107,40 @@ export interface EnvironmentSnapshot {
   readonly domains: readonly Domain[];
   /** Oldest first; may be empty when the platform keeps no history. */
   readonly liveHistory: readonly LiveEntry[];
+  /**
+   * Present on platforms that keep no live history (Unkey, Vercel; `liveHistory` is then empty): how
+   * the current deployment went live as far as the platform's state alone tells. Kept apart from
+   * `liveHistory`, which plans, views and notices read as the platform's own record; only alert
+   * correlation reads this.
+   */
+  readonly derivedLive?: DerivedLive;
   /** Unix ms at which the snapshot was taken. */
   readonly readAt: number;
+}
+
+/**
+ * What a platform without live history tells of how the environment's current deployment went live
+ * (worked out by src/platform/live-history.ts). Either `current` or `unknown` is set.
+ */
+export interface DerivedLive {
+  /** The platform's name in messages ("Unkey", "Vercel"). */
+  readonly platform: string;
+  /** How the current deployment went live, when the platform's state tells it for certain. */
+  readonly current?: {
+    readonly deploymentId: string;
+    readonly via: LiveEntry['via'];
+    /** Unix ms: it went live no earlier than this… */
+    readonly notBefore: number;
+    /** …and no later than this (equal when the platform says exactly when). */
+    readonly notAfter: number;
+    /** The deployment that was live right before it, when the platform's state tells it. */
+    readonly previous?: string;
+  };
+  /**
+   * Why the platform's state does not tell how the current deployment went live: one clause, e.g.
+   * "it is older than dep_x, so it was promoted or rolled back to".
+   */
+  readonly unknown?: string;
 }
 
 /** Exhaustiveness helper for switches over unions. */

@@ -1,6 +1,11 @@
-import { describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it } from 'vitest';
 import { correlate, describeGap } from '../../src/alerts/correlate.js';
 import { ManualClock } from '../../src/clock.js';
+import { defaultRollbackTarget } from '../../src/domain/plan.js';
+import { UnkeyPlatform } from '../../src/platform/unkey/adapter.js';
+import { VercelPlatform } from '../../src/platform/vercel/adapter.js';
+import { UnkeyFakeServer } from '../fakes/unkey-server.js';
+import { VercelFakeServer } from '../fakes/vercel-server.js';
 import { MINUTE, productionSnapshot } from './helpers.js';
 
 describe('correlate', () => {
@@ -87,5 +92,220 @@ describe('correlate', () => {
     expect(describeGap(30_000)).toBe('less than a minute');
     expect(describeGap(MINUTE)).toBe('1 minute');
     expect(describeGap(185 * MINUTE)).toBe('3 hours 5 minutes');
+  });
+});
+
+/**
+ * Unkey and Vercel keep no live history that their APIs expose: correlation works from what the snapshot
+ * derives (`derivedLive`, src/platform/live-history.ts), on snapshots read from the fake servers.
+ */
+describe('correlate on Unkey (no live history)', () => {
+  const KEY = 'unkey_3ZcorrelateTestRootKey012345678';
+  const prod = { project: 'acme', app: 'api', environment: 'production' } as const;
+  const closers: (() => Promise<void>)[] = [];
+  afterEach(async () => {
+    for (const c of closers.splice(0).reverse()) await c();
+  });
+
+  /** dep_0001 live since long ago; dep_0002 pushed, built for 3 minutes, live `liveAgoMs` before now. */
+  async function unkey(liveAgoMs = 7 * MINUTE) {
+    const clock = new ManualClock();
+    const server = await UnkeyFakeServer.start({
+      clock,
+      switchDelayMs: 0,
+      rootKeys: {
+        [KEY]: [
+          'environment.*.read_deployment',
+          'environment.*.rollback_deployment',
+          'environment.*.promote_deployment',
+        ],
+      },
+      customDomains: { 'acme/api': ['api.acme.com'] },
+    });
+    closers.push(() => server.close());
+    const d1 = server.push({ ...prod, branch: 'main' });
+    await clock.advance(3 * 60 * MINUTE);
+    const d2 = server.push({ ...prod, branch: 'main', status: 'building' });
+    await clock.advance(3 * MINUTE);
+    server.setStatus(d2, 'ready');
+    await clock.advance(liveAgoMs);
+    const platform = new UnkeyPlatform({
+      environments: { production: prod },
+      client: { baseUrl: server.url, rootKey: KEY, clock, timeoutMs: 5_000, maxRetries: 0 },
+      clock,
+    });
+    closers.push(() => platform.close());
+    return { clock, server, platform, d1, d2 };
+  }
+
+  it('suggests rolling back a deployment that went live by an automatic deploy before the alert', async () => {
+    const { clock, platform, d1, d2 } = await unkey(7 * MINUTE);
+    const snap = await platform.snapshot('production');
+    expect(snap.liveHistory).toEqual([]);
+    const c = correlate(snap, clock.now());
+    expect(c).toMatchObject({ kind: 'suggest', culprit: { id: d2 }, target: { id: d1 }, minutesBefore: 7 });
+    // Unkey says when a deployment was created and last updated, not when it became ready: "at least".
+    expect(c.kind === 'suggest' && c.sentence).toBe(
+      `${d2} went live at least 7 minutes before this alert started — roll back to ${d1}?`,
+    );
+    // The suggestion's target is the one /rollback production picks.
+    const target = defaultRollbackTarget(snap);
+    expect(target.ok && target.value.id).toBe(d1);
+  });
+
+  it('says what Unkey does not tell while production is rolled back', async () => {
+    const { clock, platform, d1 } = await unkey();
+    await platform.rollback({ environment: 'production', targetId: d1 });
+    await clock.advance(2 * MINUTE);
+    const snap = await platform.snapshot('production');
+    expect(snap.environment).toMatchObject({ rolledBack: true, currentDeploymentId: d1 });
+    expect(correlate(snap, clock.now())).toEqual({
+      kind: 'none',
+      reason: `Unkey does not say when ${d1} went live (production is rolled back to it, and Unkey does not say since when), so no rollback is suggested; /rollback production if one is needed.`,
+    });
+  });
+
+  it('suggests nothing after a rollback and a promote of a newer fix: the target would be the deployment rolled back from', async () => {
+    const { clock, server, platform, d1, d2 } = await unkey();
+    await platform.rollback({ environment: 'production', targetId: d1 });
+    await clock.advance(MINUTE);
+    const fix = server.push({ ...prod, branch: 'main' });
+    await clock.advance(MINUTE);
+    await platform.promote({ environment: 'production', targetId: fix });
+    await clock.advance(5 * MINUTE);
+    const snap = await platform.snapshot('production');
+    expect(snap.environment).toMatchObject({ rolledBack: false, currentDeploymentId: fix });
+    // /rollback production would go to d2, the deployment rolled back from: no suggestion may name it.
+    const target = defaultRollbackTarget(snap);
+    expect(target.ok && target.value.id).toBe(d2);
+    expect(correlate(snap, clock.now())).toEqual({
+      kind: 'none',
+      reason: `Unkey does not say when ${fix} went live (${d2} and ${d1} still run, as they do after a rollback and a promote, so it may have been promoted), so no rollback is suggested; /rollback production if one is needed.`,
+    });
+    // Once Unkey stopped d1 (30 minutes after the promote left it), d2 still runs: no automatic deploy
+    // leaves that, so the fix was promoted or rolled back to.
+    await clock.advance(30 * MINUTE + 2 * MINUTE);
+    const later = await platform.snapshot('production');
+    expect(later.deployments.find((d) => d.id === d1)?.status).toBe('stopped');
+    const c = correlate(later, clock.now() - MINUTE);
+    expect(c.kind).toBe('none');
+    if (c.kind === 'none') {
+      expect(c.reason).toBe(
+        `Unkey does not say when ${fix} went live (${d2} still runs, though an automatic deploy has it stopped 30 minutes after replacing it, so it was promoted or rolled back to), so no rollback is suggested; /rollback production if one is needed.`,
+      );
+    }
+  });
+
+  it('never makes a deployment touched again long after it went live look freshly deployed', async () => {
+    const { clock, server, platform, d2 } = await unkey(3 * 60 * MINUTE);
+    // Unkey writes `updatedAt` again (e.g. a suspended workspace resumed): it now reads 5 minutes ago.
+    server.setStatus(d2, 'ready');
+    await clock.advance(5 * MINUTE);
+    const snap = await platform.snapshot('production');
+    expect(snap.deployments.find((d) => d.id === d2)?.readyAt).toBe(clock.now() - 5 * MINUTE);
+    const c = correlate(snap, clock.now());
+    expect(c.kind).toBe('none');
+    if (c.kind === 'none') {
+      expect(c.reason).toBe(
+        `Unkey does not say exactly when ${d2} went live (5 minutes to 3 hours 8 minutes before this alert started), so it may be outside the 60 minutes correlation window; no rollback is suggested; /rollback production if one is needed.`,
+      );
+    }
+  });
+});
+
+describe('correlate on Vercel (no live history)', () => {
+  const TOKEN = 'vcp_correlateTestToken0123456789ab';
+  const closers: (() => Promise<void>)[] = [];
+  afterEach(async () => {
+    for (const c of closers.splice(0).reverse()) await c();
+  });
+
+  /** d1 live since long ago; d2 built for 3 minutes, live `liveAgoMs` before now. */
+  async function vercel(liveAgoMs = 7 * MINUTE) {
+    const clock = new ManualClock();
+    const server = await VercelFakeServer.start({
+      clock,
+      tokens: { [TOKEN]: ['personal'] },
+      aliasJobReads: 1,
+    });
+    closers.push(() => server.close());
+    const projectId = server.addProject({ name: 'acme-web', domains: [{ name: 'shop.acme.com' }] });
+    const d1 = server.deploy({ project: projectId });
+    await clock.advance(3 * 60 * MINUTE);
+    const d2 = server.deploy({ project: projectId, readyState: 'BUILDING' });
+    await clock.advance(3 * MINUTE);
+    server.setReadyState(d2, 'READY');
+    await clock.advance(liveAgoMs);
+    const platform = new VercelPlatform({
+      project: 'acme-web',
+      client: { baseUrl: server.url, token: TOKEN, timeoutMs: 5_000, maxRetries: 0 },
+      clock,
+    });
+    closers.push(() => platform.close());
+    return { clock, server, platform, projectId, d1, d2 };
+  }
+
+  it('suggests rolling back a deployment that went live by an automatic deploy before the alert', async () => {
+    const { clock, platform, d1, d2 } = await vercel(7 * MINUTE);
+    const snap = await platform.snapshot('production');
+    expect(snap.liveHistory).toEqual([]);
+    const c = correlate(snap, clock.now());
+    expect(c).toMatchObject({ kind: 'suggest', culprit: { id: d2 }, target: { id: d1 }, minutesBefore: 7 });
+    // Vercel says exactly when a deployment became ready.
+    expect(c.kind === 'suggest' && c.sentence).toBe(
+      `${d2} went live 7 minutes before this alert started — roll back to ${d1}?`,
+    );
+    const target = defaultRollbackTarget(snap);
+    expect(target.ok && target.value.id).toBe(d1);
+    expect(correlate(snap, clock.now() + 54 * MINUTE).kind).toBe('outside_window');
+  });
+
+  it('tells a rollback from its alias job, and suggests no further rollback', async () => {
+    const { clock, platform, d1 } = await vercel();
+    await platform.rollback({ environment: 'production', targetId: d1 });
+    await clock.advance(2 * MINUTE);
+    const snap = await platform.snapshot('production');
+    expect(snap.environment).toMatchObject({ rolledBack: true, currentDeploymentId: d1 });
+    expect(correlate(snap, clock.now())).toEqual({
+      kind: 'none',
+      reason: `production was rolled back to ${d1} 2 minutes before this alert started; no further rollback is suggested (if ${d1} is bad too, /rollback production <deployment>).`,
+    });
+  });
+
+  it('suggests nothing after a rollback and a promote of a newer fix: the target would be the deployment rolled back from', async () => {
+    const { clock, server, platform, projectId, d1, d2 } = await vercel();
+    await platform.rollback({ environment: 'production', targetId: d1 });
+    await platform.snapshot('production'); // the alias job finishes on the next project read
+    await clock.advance(MINUTE);
+    const fix = server.deploy({ project: projectId });
+    await clock.advance(MINUTE);
+    await platform.promote({ environment: 'production', targetId: fix });
+    await platform.snapshot('production');
+    await clock.advance(10 * MINUTE);
+    const snap = await platform.snapshot('production');
+    expect(snap.environment).toMatchObject({ rolledBack: false, currentDeploymentId: fix });
+    const target = defaultRollbackTarget(snap);
+    expect(target.ok && target.value.id).toBe(d2);
+    expect(correlate(snap, clock.now())).toEqual({
+      kind: 'none',
+      reason: `${fix} went live at least 7 minutes before this alert started, replacing ${d1}, not ${d2} (the deployment /rollback production would go back to), so no rollback is suggested; /rollback production <deployment> to choose one.`,
+    });
+  });
+
+  it('knows nothing of a deployment rolled back to once automatic deploys resume', async () => {
+    const { clock, platform, d1 } = await vercel();
+    await platform.rollback({ environment: 'production', targetId: d1 });
+    await platform.snapshot('production');
+    await clock.advance(MINUTE);
+    // Resuming automatic deploys promotes the current deployment: a switch that moves nothing.
+    await platform.promote({ environment: 'production', targetId: d1 });
+    await platform.snapshot('production');
+    await clock.advance(MINUTE);
+    const snap = await platform.snapshot('production');
+    expect(snap.environment).toMatchObject({ rolledBack: false, currentDeploymentId: d1 });
+    expect(correlate(snap, clock.now())).toEqual({
+      kind: 'none',
+      reason: `Vercel does not say when ${d1} went live (it was rolled back or promoted to, and Vercel does not say when), so no rollback is suggested; /rollback production if one is needed.`,
+    });
   });
 });

@@ -23,6 +23,7 @@ import { Flow } from '../../src/flow.js';
 import { createMetrics, type Metrics } from '../../src/metrics.js';
 import { type PlanRecord, PlanStore } from '../../src/plan-store.js';
 import { LocalPlatform } from '../../src/platform/local/platform.js';
+import type { DeployPlatform } from '../../src/platform/port.js';
 import type { MessageRef } from '../../src/progress.js';
 import { createRedis, deleteKeys, type RedisClient, scanKeys } from '../../src/redis.js';
 import type { MessageView } from '../../src/views/types.js';
@@ -362,4 +363,48 @@ export async function alertCount(metrics: Metrics, outcome: string, source?: str
   return data.values
     .filter((v) => v.labels.outcome === outcome && (source === undefined || v.labels.source === source))
     .reduce((sum, v) => sum + v.value, 0);
+}
+
+/**
+ * The real AlertService, Flow and PlanStore (real Redis) over `platform`, e.g. Unkey or Vercel against
+ * their fake servers, with a recording sink and production's alerts going to `C0ALERTS` on Slack.
+ */
+export function alertServiceOn(
+  platform: DeployPlatform,
+  clock: ManualClock,
+  platformName: Config['platform'],
+): { service: AlertService; sink: RecordingSink; flow: Flow; close(): Promise<void> } {
+  const prefix = uniqueName('alerts-remote');
+  const redis = createRedis(redisUrl());
+  const file = fileConfigSchema.parse({
+    environments: { production: { channels: { slack: 'C0ALERTS' }, alertMatchers: ['checkout'] } },
+  });
+  const config: Config = { env: parseEnv({}), file, platform: platformName };
+  const plans = new PlanStore({ redis, prefix: `${prefix}:`, clock });
+  const flow = new Flow({
+    platform,
+    queue: {
+      async enqueue() {
+        throw new Error('the alert tests never confirm a plan');
+      },
+    },
+    plans,
+    audit: new AuditLog(redis, { prefix }),
+    config,
+    clock,
+  });
+  const sink = new RecordingSink();
+  sink.flow = flow;
+  const dedupe = new AlertDedupe(redis, { prefix });
+  const service = new AlertService({ platform, flow, sink, dedupe, config, clock, surfaces: ['slack'] });
+  return {
+    service,
+    sink,
+    flow,
+    async close() {
+      await service.idle();
+      await deleteKeys(redis, await scanKeys(redis, `${prefix}*`));
+      redis.disconnect();
+    },
+  };
 }

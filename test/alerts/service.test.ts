@@ -4,9 +4,22 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { parseAlertPayload } from '../../src/alerts/parsers.js';
 import { compositeSink, createAlertService, parseChatAlert } from '../../src/alerts/service.js';
 import { type AlertSource, type NormalizedAlert, normalizedAlert } from '../../src/alerts/types.js';
+import { ManualClock } from '../../src/clock.js';
 import { PermanentChatError } from '../../src/errors.js';
+import { UnkeyPlatform } from '../../src/platform/unkey/adapter.js';
+import { VercelPlatform } from '../../src/platform/vercel/adapter.js';
+import { UnkeyFakeServer } from '../fakes/unkey-server.js';
+import { VercelFakeServer } from '../fakes/vercel-server.js';
 import { uniqueName } from '../support/redis.js';
-import { alertCount, createHarness, DEMO_SENTENCE, type Harness, MINUTE, RecordingSink } from './helpers.js';
+import {
+  alertCount,
+  alertServiceOn,
+  createHarness,
+  DEMO_SENTENCE,
+  type Harness,
+  MINUTE,
+  RecordingSink,
+} from './helpers.js';
 
 let h: Harness | undefined;
 afterEach(async () => {
@@ -776,5 +789,91 @@ describe('compositeSink and createAlertService', () => {
       discord: b,
     });
     await expect(refused.refresh?.('plan_1')).resolves.toBeUndefined();
+  });
+});
+
+/**
+ * Unkey and Vercel keep no live history their APIs expose; the snapshot's `derivedLive` still lets an
+ * alert after an automatic deploy be offered the rollback (before, every alert there ended in
+ * `no_correlation`: "No deployment of production went live before this alert started").
+ */
+describe('AlertService on platforms without live history', () => {
+  const closers: (() => Promise<void>)[] = [];
+  afterEach(async () => {
+    for (const c of closers.splice(0).reverse()) await c();
+  });
+
+  function checkoutAlert(clock: ManualClock, startedAgoMs: number): NormalizedAlert {
+    return normalizedAlert({
+      source: 'generic',
+      status: 'firing',
+      title: 'Checkout 5xx above 5%',
+      fingerprint: uniqueName('incident'),
+      startedAt: clock.now() - startedAgoMs,
+      labels: { env: 'production' },
+      text: '',
+    });
+  }
+
+  it('on Unkey: suggests rolling back the deployment an automatic deploy made live before the alert', async () => {
+    const KEY = 'unkey_3ZserviceTestRootKey0123456789ab';
+    const prod = { project: 'acme', app: 'api', environment: 'production' } as const;
+    const clock = new ManualClock();
+    const server = await UnkeyFakeServer.start({
+      clock,
+      rootKeys: { [KEY]: ['environment.*.read_deployment'] },
+      customDomains: { 'acme/api': ['api.acme.com'] },
+    });
+    closers.push(() => server.close());
+    const d1 = server.push({ ...prod, branch: 'main' });
+    await clock.advance(3 * 60 * MINUTE);
+    const d2 = server.push({ ...prod, branch: 'main', status: 'building' });
+    await clock.advance(3 * MINUTE);
+    server.setStatus(d2, 'ready');
+    // Within the 30 minutes Unkey keeps the replaced d1 running (afterwards nothing can roll back to it).
+    await clock.advance(20 * MINUTE);
+    const platform = new UnkeyPlatform({
+      environments: { production: prod },
+      client: { baseUrl: server.url, rootKey: KEY, clock, timeoutMs: 5_000, maxRetries: 0 },
+      clock,
+    });
+    closers.push(() => platform.close());
+    const harness = alertServiceOn(platform, clock, 'unkey');
+    closers.push(() => harness.close());
+
+    const [result] = await harness.service.handle([checkoutAlert(clock, 13 * MINUTE)]);
+    const sentence = `${d2} went live at least 7 minutes before this alert started — roll back to ${d1}?`;
+    expect(result).toMatchObject({ environment: 'production', outcome: 'suggested', detail: sentence });
+    expect(harness.sink.suggestions).toHaveLength(1);
+    expect(harness.sink.suggestions[0]?.plan?.current.id).toBe(d2);
+    expect(harness.sink.suggestions[0]?.plan?.target.id).toBe(d1);
+  });
+
+  it('on Vercel: suggests rolling back the deployment an automatic deploy made live before the alert', async () => {
+    const TOKEN = 'vcp_serviceTestToken0123456789abcd';
+    const clock = new ManualClock();
+    const server = await VercelFakeServer.start({ clock, tokens: { [TOKEN]: ['personal'] } });
+    closers.push(() => server.close());
+    const projectId = server.addProject({ name: 'acme-web', domains: [{ name: 'shop.acme.com' }] });
+    const d1 = server.deploy({ project: projectId });
+    await clock.advance(3 * 60 * MINUTE);
+    const d2 = server.deploy({ project: projectId, readyState: 'BUILDING' });
+    await clock.advance(3 * MINUTE);
+    server.setReadyState(d2, 'READY');
+    await clock.advance(40 * MINUTE);
+    const platform = new VercelPlatform({
+      project: 'acme-web',
+      client: { baseUrl: server.url, token: TOKEN, timeoutMs: 5_000, maxRetries: 0 },
+      clock,
+    });
+    closers.push(() => platform.close());
+    const harness = alertServiceOn(platform, clock, 'vercel');
+    closers.push(() => harness.close());
+
+    const [result] = await harness.service.handle([checkoutAlert(clock, 33 * MINUTE)]);
+    const sentence = `${d2} went live 7 minutes before this alert started — roll back to ${d1}?`;
+    expect(result).toMatchObject({ environment: 'production', outcome: 'suggested', detail: sentence });
+    expect(harness.sink.suggestions[0]?.plan?.current.id).toBe(d2);
+    expect(harness.sink.suggestions[0]?.plan?.target.id).toBe(d1);
   });
 });

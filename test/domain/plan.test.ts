@@ -16,6 +16,7 @@ import {
   resolveEnvironment,
 } from '../../src/domain/plan.js';
 import type { Deployment, DeploymentStatus, EnvironmentSnapshot, LiveEntry } from '../../src/domain/types.js';
+import { deriveLive } from '../../src/platform/live-history.js';
 
 const H = 3_600_000;
 function dep(
@@ -499,5 +500,72 @@ describe('freshness', () => {
     expect(
       isAlreadyDone({ ...expectation, action: 'promote' }, snapshot({ current: 'd3', rolledBack: true })),
     ).toBe(false);
+  });
+});
+
+describe('a platform without live history (Unkey, Vercel): the derived knowledge changes no default', () => {
+  // Production on such a platform: d5 deployed over d4 (d3 older, d2 stopped); no history.
+  const states = {
+    deployed: snapshot({
+      history: [],
+      current: 'd5',
+      deployments: [dep('d5', 5 * H), dep('d4', 4 * H), dep('d3', 3 * H), dep('d2', 2 * H, 'stopped')],
+    }),
+    rolledBack: snapshot({
+      history: [],
+      current: 'd4',
+      rolledBack: true,
+      deployments: [dep('d6', 6 * H), dep('d5', 5 * H), dep('d4', 4 * H), dep('d3', 3 * H)],
+    }),
+    promotedOlder: snapshot({
+      history: [],
+      current: 'd3',
+      deployments: [dep('d5', 5 * H), dep('d4', 4 * H), dep('d3', 3 * H), dep('d2', 2 * H)],
+    }),
+  };
+  const readyWindow = (d: Deployment) =>
+    d.readyAt === undefined ? undefined : { notBefore: d.readyAt, notAfter: d.readyAt };
+
+  for (const [name, plain] of Object.entries(states)) {
+    it(`${name}: the same default rollback and promote targets and plans as without it`, () => {
+      const derived = deriveLive({
+        platform: 'Unkey',
+        environment: plain.environment,
+        deployments: plain.deployments,
+        readAt: plain.readAt,
+        readyWindow,
+      });
+      const withDerived: EnvironmentSnapshot = { ...plain, derivedLive: derived };
+      expect(defaultRollbackTarget(withDerived)).toEqual(defaultRollbackTarget(plain));
+      expect(defaultPromoteTarget(withDerived)).toEqual(defaultPromoteTarget(plain));
+      for (const action of ['rollback', 'promote'] as const) {
+        expect(buildPlan(withDerived, { action, now: 6 * H })).toEqual(
+          buildPlan(plain, { action, now: 6 * H }),
+        );
+      }
+      // Even read as a one-entry history, what is derived would not move the default rollback target.
+      const entry = derived.current;
+      const asHistory: EnvironmentSnapshot = {
+        ...plain,
+        liveHistory:
+          entry === undefined
+            ? []
+            : [{ deploymentId: entry.deploymentId, since: entry.notAfter, via: entry.via }],
+      };
+      expect(defaultRollbackTarget(asHistory)).toEqual(defaultRollbackTarget(plain));
+    });
+  }
+
+  it('the deployed state derives a deploy entry, so the comparison above is not vacuous', () => {
+    const plain = states.deployed;
+    const derived = deriveLive({
+      platform: 'Unkey',
+      environment: plain.environment,
+      deployments: plain.deployments,
+      readAt: plain.readAt,
+      readyWindow,
+    });
+    expect(derived.current).toMatchObject({ deploymentId: 'd5', via: 'deploy', previous: 'd4' });
+    expect(defaultRollbackTarget(plain)).toMatchObject({ ok: true, value: { id: 'd4' } });
   });
 });

@@ -456,6 +456,60 @@ describe('UnkeyPlatform reads', () => {
   });
 });
 
+describe('UnkeyPlatform derived live history (Unkey exposes none)', () => {
+  it('keeps liveHistory empty and derives how an automatic deploy made the current deployment live', async () => {
+    // d1..d3 were pushed a minute apart; 31 minutes on, Unkey stopped d1 and d2, and d4 is pushed.
+    await clock.advance(STOP_AFTER + DRAIN);
+    const d4 = server.push({ ...prodEnv, branch: 'main', status: 'building' });
+    const created = clock.now();
+    await clock.advance(3 * 60_000);
+    server.setStatus(d4, 'ready');
+    await clock.advance(5 * 60_000);
+    const snap = await platform.snapshot('production');
+    expect(snap.deployments.map((d) => [d.id, d.status])).toEqual([
+      [d4, 'ready'],
+      [d3, 'ready'],
+      [d2, 'stopped'],
+      [d1, 'stopped'],
+    ]);
+    expect(snap.liveHistory).toEqual([]);
+    // Unkey says when it was created and last updated (its readyAt), not when it became ready.
+    expect(snap.derivedLive).toEqual({
+      platform: 'Unkey',
+      current: {
+        deploymentId: d4,
+        via: 'deploy',
+        notBefore: created,
+        notAfter: created + 3 * 60_000,
+        previous: d3,
+      },
+    });
+    // The default rollback target is the same as without it: the newest ready one before the current.
+    const plan = buildPlan(snap, { action: 'rollback', now: clock.now() });
+    expect(plan.ok && plan.value.target.id).toBe(d3);
+  });
+
+  it('claims nothing where Unkey does not tell: deploys within 30 minutes of each other, rolled back, preview', async () => {
+    // d1, d2 and d3 a minute apart: d1 and d2 both still run, as after a rollback and a promote.
+    const snap = await platform.snapshot('production');
+    expect(snap.derivedLive).toEqual({
+      platform: 'Unkey',
+      unknown: `${d2} and ${d1} still run, as they do after a rollback and a promote, so it may have been promoted`,
+    });
+    const ref = await platform.rollback({ environment: 'production', targetId: d2 });
+    await clock.advance(SWITCH_DELAY);
+    expect((await platform.operation(ref)).state).toBe('succeeded');
+    expect((await platform.snapshot('production')).derivedLive).toEqual({
+      platform: 'Unkey',
+      unknown: 'production is rolled back to it, and Unkey does not say since when',
+    });
+    server.push({ ...previewEnv, branch: 'feature' });
+    expect((await platform.snapshot('preview')).derivedLive?.unknown).toBe(
+      'preview has no current deployment',
+    );
+  });
+});
+
 describe('UnkeyPlatform rollback and promote', () => {
   it('rolls back: 202, then the operation succeeds once the target is current and rolled back', async () => {
     const before = await platform.snapshot('production');

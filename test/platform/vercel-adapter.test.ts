@@ -320,6 +320,59 @@ describe('VercelPlatform reads', () => {
   });
 });
 
+describe('VercelPlatform derived live history (Vercel exposes none)', () => {
+  it('keeps liveHistory empty and derives how the current deployment went live: its ready time, its alias job', async () => {
+    const { clock, server, platform, projectId, d1, d2 } = await setup();
+    const snap = await platform.snapshot('production');
+    expect(snap.liveHistory).toEqual([]);
+    const ready = snap.deployments.find((d) => d.id === d2)?.readyAt ?? 0;
+    expect(snap.derivedLive).toEqual({
+      platform: 'Vercel',
+      current: { deploymentId: d2, via: 'deploy', notBefore: ready, notAfter: ready, previous: d1 },
+    });
+    // The default rollback target is the same as without it.
+    const plan = buildPlan(snap, { action: 'rollback', now: clock.now() });
+    expect(plan.ok && plan.value.target.id).toBe(d1);
+
+    // The rollback's alias job is Vercel's own record of when d1 went live again, and from which.
+    const requestedAt = clock.now();
+    await platform.rollback({ environment: 'production', targetId: d1 });
+    await clock.advance(1_000);
+    server.finishAliasJob(projectId);
+    const rolled = await platform.snapshot('production');
+    expect(rolled.derivedLive).toEqual({
+      platform: 'Vercel',
+      current: {
+        deploymentId: d1,
+        via: 'rollback',
+        notBefore: requestedAt,
+        notAfter: clock.now(),
+        previous: d2,
+      },
+    });
+    const again = buildPlan(rolled, { action: 'rollback', now: clock.now() });
+    expect(again).toMatchObject({ ok: false, refusal: { code: 'no_rollback_target' } });
+  });
+
+  it('claims nothing where Vercel does not tell: automatic deploys resumed on a deployment rolled back to, preview', async () => {
+    const { clock, server, platform, projectId, d1 } = await setup();
+    await platform.rollback({ environment: 'production', targetId: d1 });
+    server.finishAliasJob(projectId);
+    await clock.advance(60_000);
+    await platform.promote({ environment: 'production', targetId: d1 });
+    server.finishAliasJob(projectId);
+    const resumed = await platform.snapshot('production');
+    expect(resumed.environment).toMatchObject({ currentDeploymentId: d1, rolledBack: false });
+    expect(resumed.derivedLive).toEqual({
+      platform: 'Vercel',
+      unknown: 'it was rolled back or promoted to, and Vercel does not say when',
+    });
+    expect((await platform.snapshot('preview')).derivedLive?.unknown).toBe(
+      'Vercel keeps no live history, and preview is not a production environment',
+    );
+  });
+});
+
 describe('VercelPlatform switches', () => {
   it('refuses to switch to a deployment Vercel reports DELETED, without calling the switch endpoint', async () => {
     const { server, platform, projectId, d1 } = await setup();

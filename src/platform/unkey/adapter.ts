@@ -14,6 +14,7 @@ import type { Deployment, EnvironmentSnapshot, PlanAction } from '../../domain/t
 import { ConfigError, RefusalError } from '../../errors.js';
 import { type Logger, silentLogger } from '../../log.js';
 import { pickDefined } from '../http-client.js';
+import { deriveLive } from '../live-history.js';
 import type {
   DeployPlatform,
   OperationRef,
@@ -32,6 +33,8 @@ import {
   isRolledBack,
   toDeployment,
   UNKEY_APEX,
+  UNKEY_STOPS_REPLACED_AFTER_MS,
+  unkeyReadyWindow,
 } from './mapping.js';
 import { type RefusalContext, toRefusal, type UnkeyEndpoint } from './refusals.js';
 import {
@@ -163,19 +166,32 @@ export class UnkeyPlatform implements DeployPlatform {
     }
     const projectId = first?.project ?? mapping.project;
     const running = actionsMeanRunning(raw);
+    const readAt = this.clock.now();
+    const env = {
+      slug: environment,
+      kind,
+      projectId,
+      rolledBack: isRolledBack(current),
+      ...(current === undefined ? {} : { currentDeploymentId: current.id }),
+    };
+    const deployments = raw.map((d) => toDeployment(d, environment, running));
+    const byId = new Map(raw.map((d) => [d.id, d]));
     return {
       project: { id: projectId, name: projectId },
-      environment: {
-        slug: environment,
-        kind,
-        projectId,
-        rolledBack: isRolledBack(current),
-        ...(current === undefined ? {} : { currentDeploymentId: current.id }),
-      },
-      deployments: raw.map((d) => toDeployment(d, environment, running)),
+      environment: env,
+      deployments,
       domains: classifyDomains(raw, environment, this.apex),
+      // Unkey's API exposes no live history (docs/unkey.md "History"); what its state tells instead:
       liveHistory: [],
-      readAt: this.clock.now(),
+      derivedLive: deriveLive({
+        platform: 'Unkey',
+        environment: env,
+        deployments,
+        readAt,
+        readyWindow: (d) => unkeyReadyWindow(byId.get(d.id), readAt),
+        stopsReplacedAfterMs: UNKEY_STOPS_REPLACED_AFTER_MS,
+      }),
+      readAt,
     };
   }
 

@@ -9,6 +9,29 @@ import type { UnkeyDeployment } from './schemas.js';
 /** The apex of Unkey's system hostnames (`<project>-<environment>-<workspace>.unkey.app`). */
 export const UNKEY_APEX = 'unkey.app';
 
+/**
+ * Unkey stops a production deployment this long after an automatic deploy (or a promote) replaced it
+ * (`svc/ctrl/worker/deploy`: the deploy and promote workflows schedule its desired state to stopped).
+ */
+export const UNKEY_STOPS_REPLACED_AFTER_MS = 30 * 60_000;
+
+/**
+ * When an Unkey deployment became ready, as far as Unkey says: no earlier than its creation, no later
+ * than `updatedAt`. Unkey has no ready time; `updatedAt` is "when the deployment was last updated", which
+ * is when it turned ready only until something writes the deployment again: every status or
+ * desired-state change does (at fc99b6b, for a current deployment, a workspace suspended and resumed;
+ * for a replaced one, its scheduled stop), so `updatedAt` can lie long after the deployment went live,
+ * never before. Without `updatedAt`, `readAt` (the deployment is ready now) bounds it. Undefined for a
+ * deployment Unkey did not list.
+ */
+export function unkeyReadyWindow(
+  d: Pick<UnkeyDeployment, 'createdAt' | 'updatedAt'> | undefined,
+  readAt: number,
+): { readonly notBefore: number; readonly notAfter: number } | undefined {
+  if (d === undefined) return undefined;
+  return { notBefore: d.createdAt, notAfter: Math.max(d.createdAt, d.updatedAt ?? readAt) };
+}
+
 /** Why a deployment Unkey still reports `ready` cannot take traffic now (shown in refusals). */
 export const SHUTTING_DOWN_REASON =
   "Unkey offers no rollback or promote to it right now: it still reports ready, but Unkey is shutting it down. Unkey stops a production deployment 30 minutes after it stopped serving (its docs call this standby), and Unkey's API does not start a production deployment again, so Unkey would refuse the switch (412 deployment_not_ready).";
@@ -234,8 +257,8 @@ function commitOf(d: UnkeyDeployment): Deployment['commit'] {
 
 /**
  * Unkey deployment → domain Deployment in the Switchyard environment `environmentSlug`. `readyAt` is
- * approximated by `updatedAt` (Unkey does not report when a deployment became ready).
- * `actionsMeanRunning`: see `describeStatus`.
+ * approximated by `updatedAt` (Unkey does not report when a deployment became ready; see
+ * `unkeyReadyWindow` for why that is only an upper bound). `actionsMeanRunning`: see `describeStatus`.
  */
 export function toDeployment(
   d: UnkeyDeployment,

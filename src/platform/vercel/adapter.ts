@@ -18,6 +18,7 @@ import type { Deployment, EnvironmentSnapshot, PlanAction } from '../../domain/t
 import { ConfigError, PlatformHttpError, RefusalError } from '../../errors.js';
 import { type Logger, silentLogger } from '../../log.js';
 import { pickDefined } from '../http-client.js';
+import { deriveLive } from '../live-history.js';
 import type {
   DeployPlatform,
   OperationRef,
@@ -34,9 +35,11 @@ import {
   environmentOf,
   isKnownReadyState,
   isRolledBack,
+  lastSwitchOf,
   toDeployment,
   VERCEL_APEX,
   VercelEnvironment,
+  vercelReadyWindow,
 } from './mapping.js';
 import { type RefusalContext, toRefusal, type VercelCall } from './refusals.js';
 import {
@@ -176,24 +179,40 @@ export class VercelPlatform implements DeployPlatform {
     }
     raw.sort((a, b) => b.createdAt - a.createdAt);
     const productionBranch = project.link?.productionBranch;
+    const readAt = this.clock.now();
+    const snapshotEnv = {
+      slug: env,
+      kind: env === 'production' ? ('production' as const) : ('preview' as const),
+      projectId: project.id,
+      rolledBack: env === 'production' && isRolledBack(project),
+      ...(currentId === undefined ? {} : { currentDeploymentId: currentId }),
+    };
+    const deployments = raw.map((d) => this.toDeployment(d, project.id));
+    const byId = new Map(raw.map((d) => [d.id, d]));
+    const lastSwitch = lastSwitchOf(project);
     return {
       project: { id: project.id, name: project.name },
-      environment: {
-        slug: env,
-        kind: env === 'production' ? 'production' : 'preview',
-        projectId: project.id,
-        rolledBack: env === 'production' && isRolledBack(project),
-        ...(currentId === undefined ? {} : { currentDeploymentId: currentId }),
-      },
-      deployments: raw.map((d) => this.toDeployment(d, project.id)),
+      environment: snapshotEnv,
+      deployments,
       domains: classifyDomains(domains, env, {
         currentProductionId: currentProductionId(project),
         previewDeployments: env === 'preview' ? raw : [],
         ...(productionBranch === undefined ? {} : { productionBranch }),
         apex: this.apex,
       }),
+      // Vercel exposes no live history (docs/vercel.md); what its state tells instead, with the last
+      // alias job (a rollback or promote) as its own record of when that one went live:
       liveHistory: [],
-      readAt: this.clock.now(),
+      derivedLive: deriveLive({
+        platform: 'Vercel',
+        environment: snapshotEnv,
+        deployments,
+        readAt,
+        readyWindow: (d) => vercelReadyWindow(byId.get(d.id), readAt),
+        ...(lastSwitch === undefined ? {} : { lastSwitch }),
+        switchTakesAtMostMs: this.operationTimeoutMs,
+      }),
+      readAt,
     };
   }
 

@@ -5,6 +5,7 @@
  * reasoning behind each choice is in docs/vercel.md ("How Vercel state is read").
  */
 import type { Deployment, DeploymentStatus, Domain, DomainStickiness } from '../../domain/types.js';
+import type { LastSwitch, ReadyWindow } from '../live-history.js';
 import {
   type KnownVercelReadyState,
   type VercelDeployment,
@@ -74,6 +75,36 @@ export function environmentOf(d: Pick<VercelDeployment, 'target'>): VercelEnviro
 /** True while production is rolled back: Vercel stops auto-assigning custom domains until a promote. */
 export function isRolledBack(project: Pick<VercelProject, 'autoAssignCustomDomains'>): boolean {
   return project.autoAssignCustomDomains === false;
+}
+
+/**
+ * The project's last rollback or promote (`lastAliasRequest`) as live-history evidence: Vercel's own
+ * record of which deployment it moved production to, from which, and when that was requested.
+ */
+export function lastSwitchOf(project: Pick<VercelProject, 'lastAliasRequest'>): LastSwitch | undefined {
+  const job = project.lastAliasRequest ?? undefined;
+  if (job === undefined) return undefined;
+  const from = job.fromDeploymentId ?? undefined;
+  return {
+    via: job.type,
+    ...(from === undefined ? {} : { from }),
+    to: job.toDeploymentId,
+    succeeded: job.jobStatus === 'succeeded',
+    requestedAt: job.requestedAt,
+  };
+}
+
+/**
+ * When a Vercel deployment became ready: exactly its `ready` time, which Vercel sets once; without one,
+ * no earlier than its creation and no later than `readAt`. Undefined for a deployment not listed.
+ */
+export function vercelReadyWindow(
+  d: Pick<VercelDeployment, 'createdAt' | 'ready'> | undefined,
+  readAt: number,
+): ReadyWindow | undefined {
+  if (d === undefined) return undefined;
+  if (d.ready !== undefined) return { notBefore: d.ready, notAfter: d.ready };
+  return { notBefore: d.createdAt, notAfter: Math.max(d.createdAt, readAt) };
 }
 
 /** The deployment serving production (`targets.production.id`), if any. */
