@@ -125,7 +125,17 @@ export function suggestionSink(poster: ChatPoster, chat: ChatService, flow: Flow
           poster.post(d.channel, view, d.threadId === undefined ? {} : { threadId: d.threadId }),
         );
         refs.push(ref);
-        if (input.plan) await flow.attachMessage(input.plan.id, ref);
+        if (input.plan === undefined) continue;
+        // The plan may be a switch under way: one confirmed while the alert was handled (the alert
+        // service then posts for it, and its job edits what shows it). If that job ended before this
+        // message was attached, its worker never saw the message: show the end here, or the message
+        // stays "Confirmed…" with nothing to follow (as a /rollback posted late does, see chat.attach).
+        const ended = await chat.attach(input.plan.id, ref);
+        if (ended !== undefined) {
+          // The post went out: a failed edit must not turn it into a failed post (its alert would
+          // be posted again), so the message keeps the view it was posted with.
+          await poster.update(ref, progressView(ended)).catch(() => undefined);
+        }
       }
       return refs;
     },

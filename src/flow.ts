@@ -17,6 +17,7 @@
  * double click is told it joined the same job; a permission that only held for the old record is
  * refused). A decision never lands on a record it did not check.
  */
+import { createHash } from 'node:crypto';
 import { z } from 'zod';
 import type { AuditEntry } from './audit.js';
 import type { Clock } from './clock.js';
@@ -203,6 +204,9 @@ export type DeploymentsOutcome =
   | { readonly ok: false; readonly refusal: Refusal };
 
 const PLAN_ID = /^[A-Za-z0-9_-]{1,128}$/;
+
+/** An alert's id in a plan's alert list (PlanStore's `alertIdSchema`). */
+const ALERT_ID = /^[A-Za-z0-9_-]{1,64}$/;
 
 /** Code of the `failed` audit entry of an approval that could not be queued (the plan is open again). */
 export const ENQUEUE_FAILED = 'enqueue_failed';
@@ -422,6 +426,17 @@ export class Flow {
     });
     if (created && previous !== undefined && (previous.suggestions?.length ?? 0) > 0)
       this.onPlanReplaced?.(previous);
+    if (!created && opts.alert !== undefined && record.requestedBy.surface !== 'system') {
+      // An alert joins a person's request: from now on it is no longer theirs alone to withdraw (see
+      // `cancelRefusal`). Listed at once, under the id the alert service lists it by when it posts the
+      // suggestion (a no-op then), so no click in between finds the plan the asker's alone. Not open
+      // any more (confirmed meanwhile): nothing is listed, and no cancel applies anyway.
+      const listed = await this.plans.groupAlert(record.plan.id, alertIdOf(opts.alert), opts.alert, []);
+      if (listed !== undefined) {
+        const joined = (await this.plans.get(record.plan.id)) ?? record;
+        return { ok: true, plan: joined.plan, record: joined, created };
+      }
+    }
     if (created) {
       await this.record(record, 'requested', actor.value, {
         message: opts.alert
@@ -609,7 +624,11 @@ export class Flow {
     let record: PlanRecord | undefined = start.record;
     for (let tries = 0; record !== undefined; tries++) {
       if (!OPEN_STATES.includes(record.state)) return { status: 'whole' };
-      const refusal = this.cancelRefusal(actor, record);
+      // Marking a suggestion message dismissed silences later alerts there (they are listed, not
+      // shown): that needs permission, whoever asked or confirmed.
+      const silences = ref !== undefined && (record.suggestions ?? []).some((x) => sameRef(x.ref, ref));
+      const refusal =
+        this.cancelRefusal(actor, record) ?? (silences ? this.silenceRefusal(actor, record) : undefined);
       if (refusal !== undefined) return this.refused(record, actor, refusal);
       if (tries > MAX_REDECISIONS) return this.keptChanging(actor, record);
       let others = record.messages.length - 1;
@@ -643,23 +662,44 @@ export class Flow {
    * Why `actor` may not cancel (or dismiss) `record`, or undefined when they may. The person who asked
    * may withdraw their request without being permitted on the environment, but only while it is theirs
    * alone: once someone else confirmed it (a plan asked for twice is one plan, so that is often someone
-   * who asked for it too), only the confirmer or a permitted person may cancel it. Checked on the
-   * record the cancel then moves (see `cancelFrom`).
+   * who asked for it too), or an alert asked for it too (`answersAlert`: its suggestion, in the
+   * incident channel, is the same plan), only the confirmer or a permitted person may cancel it.
+   * Checked on the record the cancel then moves (see `cancelFrom`).
    */
   private cancelRefusal(actor: ActingUser, record: PlanRecord): Refusal | undefined {
     if (this.involved(actor, record)) return undefined;
+    const permission = canAct(actor, record.plan.environment, { config: this.config });
+    if (permission.ok) return undefined;
+    if (!sameActor(actor, record.requestedBy) || !answersAlert(record)) return permission.refusal;
+    // The asker, refused only because an alert joined: say so, or "I asked for it" stays a puzzle.
+    const p = record.plan;
+    return {
+      ...permission.refusal,
+      message: `An alert suggests this same ${p.action} of ${p.environment}, so it is no longer only your request: cancelling or dismissing it would close the alert's suggestion for everyone, which needs permission on ${p.environment}. Nothing was changed. ${permission.refusal.message}`,
+      context: { ...permission.refusal.context, alertJoined: true },
+    };
+  }
+
+  /**
+   * Why `actor` may not silence alerts for `record` (record a dismissal, or mark one of its suggestion
+   * messages dismissed), or undefined when they may: only someone permitted on the environment now,
+   * whoever asked or confirmed (a dismissal outlives the plan: alerts stop suggesting the switch).
+   */
+  private silenceRefusal(actor: ActingUser, record: PlanRecord): Refusal | undefined {
     const permission = canAct(actor, record.plan.environment, { config: this.config });
     return permission.ok ? undefined : permission.refusal;
   }
 
   /**
-   * Whether `actor` is the confirmer, or the one who asked while it is theirs alone (see `cancel`).
+   * Whether `actor` is the confirmer, or the one who asked while it is theirs alone: nobody else
+   * confirmed it and no alert asked for it too (see `cancelRefusal`).
    */
   private involved(actor: ActingUser, record: PlanRecord): boolean {
     const confirmer = record.confirmedBy;
     return (
       (confirmer !== undefined && sameActor(actor, confirmer)) ||
       (sameActor(actor, record.requestedBy) &&
+        !answersAlert(record) &&
         (confirmer === undefined || sameActor(confirmer, record.requestedBy)))
     );
   }
@@ -1206,6 +1246,10 @@ export class Flow {
         return assertNever(record.state, 'plan state');
     }
     if (tries > MAX_REDECISIONS) return this.keptChanging(actor, record);
+    // A dismissal silences alerts for the switch (for as long as its record is kept), so it is
+    // recorded only for someone permitted on the environment: the one who asked, withdrawing their own
+    // request (no alert asked for it), or a confirmer no longer on the allow list, only cancels.
+    const dismissal = verb === 'dismissed' && this.silenceRefusal(actor, record) === undefined;
     const moved = await this.plans.transition(
       record.plan.id,
       OPEN_STATES,
@@ -1214,7 +1258,7 @@ export class Flow {
       [],
       {
         expect: record,
-        ...(verb === 'dismissed' ? { dismissal: { by: who(actor), at: this.clock.now() } } : {}),
+        ...(dismissal ? { dismissal: { by: who(actor), at: this.clock.now() } } : {}),
       },
     );
     if (!moved.ok) {
@@ -1222,8 +1266,12 @@ export class Flow {
       if (now === undefined) return this.goneOutcome(record.plan.id);
       return this.cancelFrom(actor, now, verb, tries + 1);
     }
+    const p = record.plan;
     await this.record(moved.record, 'cancelled', actor, {
-      message: `${who(actor)} ${verb} the ${record.plan.action} to ${record.plan.target.id}`,
+      message:
+        verb === 'dismissed' && !dismissal
+          ? `${who(actor)} cancelled the ${p.action} to ${p.target.id} (a dismiss by someone not permitted on ${p.environment}: alerts may still suggest it)`
+          : `${who(actor)} ${verb} the ${p.action} to ${p.target.id}`,
     });
     return { status: 'cancelled', record: moved.record };
   }
@@ -1619,6 +1667,35 @@ function mention(actor: Actor): string {
 /** Unix ms as the views show times: `2026-11-29 12:00 UTC`. */
 function utc(ms: number): string {
   return `${new Date(ms).toISOString().slice(0, 16).replace('T', ' ')} UTC`;
+}
+
+/**
+ * The id an alert is listed under on a plan: the one the alert service gave it (`AlertContext.id`,
+ * derived from its incident), else one derived from what identifies the alert.
+ */
+function alertIdOf(alert: AlertContext): string {
+  if (alert.id !== undefined && ALERT_ID.test(alert.id)) return alert.id;
+  const key = JSON.stringify([alert.source, alert.fingerprint ?? null, alert.title, alert.startedAt ?? null]);
+  return createHash('sha256').update(key).digest('base64url').slice(0, 16);
+}
+
+/**
+ * Whether an alert asked for the plan too: it was made for one (`alert`: an alert's plan, or a fresh
+ * plan of one), lists one (`alerts`, `alertsMore`: an alert joined it, see `plan`), or has an alert
+ * suggestion message (`suggestions`). Its suggestion then shows the plan in the incident channel, so
+ * the request is no longer only the asker's to withdraw (see `Flow.cancelRefusal`).
+ */
+function answersAlert(record: PlanRecord): boolean {
+  return (
+    record.alert !== undefined ||
+    (record.alerts?.length ?? 0) > 0 ||
+    (record.alertsMore ?? 0) > 0 ||
+    (record.suggestions?.length ?? 0) > 0
+  );
+}
+
+function sameRef(a: MessageRef | undefined, b: MessageRef): boolean {
+  return a !== undefined && a.surface === b.surface && a.channel === b.channel && a.messageId === b.messageId;
 }
 
 function stripMembership(actor: ActingUser): Actor {

@@ -100,6 +100,11 @@ export interface LinkJobInput {
  * it posted (its own surface only) and throws when it could not post at all.
  */
 export interface SuggestionSink {
+  /**
+   * Posts one message per destination of the sink's surface and returns their refs in the order of
+   * those destinations (`postedBySlot` pairs them by that order). A ref's channel is the one the chat
+   * service answered with, which may differ from the destination's (a name answered with an id).
+   */
   suggest(input: SuggestionInput): Promise<MessageRef[]>;
   /** Edits the messages of a suggestion to say the alert resolved. */
   resolved(refs: readonly MessageRef[], input: ResolvedInput): Promise<void>;
@@ -154,6 +159,31 @@ export interface AlertFlow {
 /** The suggestion slot of a destination: one suggestion message per channel (or thread of one). */
 export function suggestionSlot(d: SuggestionDestination): string {
   return `${d.surface}:${d.channel}${d.threadId === undefined ? '' : `:${d.threadId}`}`;
+}
+
+/**
+ * The message a sink posted for each of `destinations`, by slot. A ref names its channel as the chat
+ * service answered the post: Slack answers a channel given by name (`#alerts`, as SLACK_ALERT_CHANNEL
+ * or `channels.slack` may say) with its id (`C0ALERTS`), so a ref is matched to its destination by
+ * surface and position (a sink answers one ref per destination of its surface, in their order: see
+ * `SuggestionSink.suggest`), not by channel. A surface that answered with a different number of refs
+ * than it had destinations is matched by channel only: a destination none of its refs names gets no
+ * message, and its slot is freed.
+ */
+export function postedBySlot(
+  destinations: readonly SuggestionDestination[],
+  refs: readonly MessageRef[],
+): Map<string, MessageRef> {
+  const out = new Map<string, MessageRef>();
+  for (const surface of new Set(destinations.map((d) => d.surface))) {
+    const ds = destinations.filter((d) => d.surface === surface);
+    const rs = refs.filter((r) => r.surface === surface);
+    for (const [i, d] of ds.entries()) {
+      const ref = rs.length === ds.length ? rs[i] : rs.find((r) => r.channel === d.channel);
+      if (ref !== undefined) out.set(suggestionSlot(d), ref);
+    }
+  }
+  return out;
 }
 
 /** The part of the switch queue (src/queue.ts) the alert service uses. */
@@ -694,9 +724,10 @@ export class AlertService implements AlertIntake {
         }
         // A sink posts one message per destination; a surface that failed while another posted (see
         // compositeSink) leaves its destination without one: free it for the next alert.
+        const posted = postedBySlot(claimed, refs);
         for (const d of claimed) {
           const slot = suggestionSlot(d);
-          const ref = refs.find((r) => r.surface === d.surface && r.channel === d.channel);
+          const ref = posted.get(slot);
           if (ref === undefined) continue;
           await flow.attachMessage?.(planId, ref);
           const version = await flow.suggestionPosted(planId, slot, alertId, ref);

@@ -9,6 +9,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { ALERT_ACTOR } from '../../src/alerts/service.js';
 import { ChatService } from '../../src/chat.js';
 import { MAX_ALERTS_PER_PLAN } from '../../src/plan-store.js';
+import { type Progress, progressSchema } from '../../src/progress.js';
 import { progressView } from '../../src/views/model.js';
 import { buttonLabels, createHarness, type Harness, MINUTE, viewText } from './helpers.js';
 
@@ -47,6 +48,31 @@ describe('one suggestion per place for one rollback', () => {
     await h.service.idle();
     expect(viewText(h.discord.inChannel('123456789012')[0]?.view)).toContain('Checkout latency');
     expect(viewText(h.slack.inChannel('C0ALERTS')[0]?.view)).toContain('Checkout latency');
+  });
+
+  it('a Slack channel given by name (#alerts, answered with its id): the next alert is listed on the one message', async () => {
+    h = await createHarness({
+      file: {
+        environments: {
+          production: { channels: { slack: '#alerts', discord: '123456789012' } },
+          preview: {},
+        },
+      },
+      memoryChat: ['slack', 'discord'],
+    });
+    h.slack.channelIds.set('#alerts', 'C0ALERTS');
+    expect((await h.service.handle([h.alert()]))[0]?.outcome).toBe('suggested');
+    const [later] = await h.service.handle([
+      h.alert({ fingerprint: 'incident-2', title: 'Checkout latency' }),
+    ]);
+    await h.service.idle();
+    const inAlerts = h.slack.inChannel('C0ALERTS');
+    expect({
+      later: later?.outcome,
+      slackMessages: inAlerts.length,
+      listsBoth: viewText(inAlerts[0]?.view).includes('Checkout latency'),
+      discordMessages: h.discord.inChannel('123456789012').length,
+    }).toEqual({ later: 'grouped', slackMessages: 1, listsBoth: true, discordMessages: 1 });
   });
 
   it("an alert answered in its own chat thread is listed on the channel's suggestion too", async () => {
@@ -402,6 +428,56 @@ describe('second review: faults, the switch, clicks, storms', () => {
     expect(viewText(hh.slack.inChannel('C0ALERTS')[0]?.view)).toBe(viewText(progressView(final)));
   });
 
+  it('an alert posted for a switch confirmed meanwhile, which ends while it is posted, shows that end', async () => {
+    // The switch's progress as the queue reports it: nothing yet, then its end.
+    const reported = new Map<string, Progress>();
+    h = await createHarness({
+      file: slackOnly,
+      memoryChat: ['slack'],
+      queue: {
+        async enqueue() {
+          throw new Error('this test confirms by claiming the plan');
+        },
+        progress: async (jobId) => reported.get(jobId),
+        addMessages: async () => true,
+      },
+    });
+    const hh = h;
+    const asked = await hh.flow.plan(ana, 'rollback', 'production');
+    if (!asked.ok) throw new Error(asked.refusal.message);
+    const planId = asked.plan.id;
+    // Ana confirmed: the plan is claimed with its job, which the environment's queue does not list yet
+    // (`jobs.active` stays unset), so the alert is not answered with a link to it but posted for it.
+    const claimed = await hh.plans.transition(planId, ['pending'], 'enqueued', {
+      confirmedBy: ana,
+      jobId: 'sw_1',
+    });
+    expect(claimed.ok).toBe(true);
+    const final = progressSchema.parse({
+      jobId: 'sw_1',
+      planId,
+      action: 'rollback',
+      environment: 'production',
+      targetId: asked.plan.target.id,
+      fromId: asked.plan.current.id,
+      requestedBy: ana,
+      steps: [{ step: 'done', state: 'done', startedAt: hh.clock.now() }],
+      traffic: [],
+      updatedAt: hh.clock.now(),
+      outcome: 'succeeded',
+      message: 'Traffic is on dep_3hd7xa.',
+    });
+    // The switch ends (its worker's last look at the plan's messages done) while the post is under way.
+    hh.slack.beforePost = async () => {
+      reported.set('sw_1', final);
+    };
+    const [res] = await hh.service.handle([hh.alert()]);
+    await hh.service.idle();
+    const posted = hh.slack.inChannel('C0ALERTS');
+    expect({ outcome: res?.outcome, messages: posted.length }).toEqual({ outcome: 'suggested', messages: 1 });
+    expect(viewText(posted[0]?.view)).toBe(viewText(progressView(final)));
+  });
+
   it('one message that can no longer be edited does not stop the others', async () => {
     h = await createHarness({ file: slackOnly, memoryChat: ['slack'] });
     await h.service.handle([h.alert()]);
@@ -500,6 +576,49 @@ describe('second review: faults, the switch, clicks, storms', () => {
     const dismiss = await h.chat.click(visitor, `sy1:dismiss:${first?.planId}`, s.ref);
     expect(dismiss.outcome).toBe('refused');
     expect((await h.flow.get(first?.planId ?? ''))?.state).toBe('pending');
+  });
+
+  it("someone not permitted who asked for the rollback first cannot Dismiss or Cancel the alert's suggestion of it", async () => {
+    h = await createHarness({
+      file: {
+        environments: {
+          production: { channels: { slack: 'C0ALERTS' }, allow: { slack: { users: ['U0ANA'] } } },
+          preview: {},
+        },
+      },
+      memoryChat: ['slack'],
+    });
+    const bob = { surface: 'slack' as const, userId: 'U0BOB', displayName: 'Bob' };
+    const asked = await h.chat.command(bob, 'rollback', ['production']);
+    const planId = asked.planId ?? '';
+    const own = await h.slack.post('C0DEV', asked.view);
+    await h.chat.attach(planId, own);
+    const [first] = await h.service.handle([h.alert()]);
+    expect({ outcome: first?.outcome, planId: first?.planId }).toEqual({ outcome: 'suggested', planId });
+    const [s] = h.slack.inChannel('C0ALERTS');
+    if (!s) throw new Error('no suggestion');
+
+    const dismissed = await h.chat.click(bob, `sy1:dismiss:${planId}`, s.ref);
+    const cancelled = await h.chat.click(bob, `sy1:cancel:${planId}`, own);
+    const [later] = await h.service.handle([
+      h.alert({ fingerprint: 'incident-2', title: 'Checkout latency' }),
+    ]);
+    await h.service.idle();
+    expect({
+      dismissed: dismissed.outcome,
+      cancelled: cancelled.outcome,
+      state: (await h.flow.get(planId))?.state,
+      dismissal: (await h.plans.dismissal(planId)) ?? null,
+      later: later?.outcome,
+      buttons: buttonLabels(h.slack.inChannel('C0ALERTS')[0]?.view),
+    }).toEqual({
+      dismissed: 'refused',
+      cancelled: 'refused',
+      state: 'pending',
+      dismissal: null,
+      later: 'grouped',
+      buttons: ['Rollback to target version', 'Cancel', 'Dismiss'],
+    });
   });
 
   it('a click that closes the plan asks for its other copies to be shown closed', async () => {

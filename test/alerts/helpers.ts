@@ -19,7 +19,7 @@ import { ManualClock } from '../../src/clock.js';
 import { type Config, fileConfigSchema, parseEnv } from '../../src/config.js';
 import type { Deployment, EnvironmentSnapshot, LiveEntry } from '../../src/domain/types.js';
 import { PermanentChatError } from '../../src/errors.js';
-import { Flow } from '../../src/flow.js';
+import { Flow, type FlowQueue } from '../../src/flow.js';
 import { createMetrics, type Metrics } from '../../src/metrics.js';
 import { type PlanRecord, PlanStore } from '../../src/plan-store.js';
 import { LocalPlatform } from '../../src/platform/local/platform.js';
@@ -190,6 +190,11 @@ export class MemoryPoster implements ChatPoster {
   beforePost: (() => Promise<void>) | undefined;
   /** Awaited before each edit lands (to hold it). */
   beforeUpdate: ((ref: MessageRef) => Promise<void>) | undefined;
+  /**
+   * Channel names and their ids, as Slack resolves them: a post naming a channel (`#alerts`) lands in
+   * the channel and answers with its id; an edit must name the channel by id (else channel_not_found).
+   */
+  readonly channelIds = new Map<string, string>();
   private n = 0;
   constructor(readonly surface: SurfaceName) {}
   async post(channel: string, view: MessageView, opts: { threadId?: string } = {}): Promise<MessageRef> {
@@ -200,7 +205,7 @@ export class MemoryPoster implements ChatPoster {
     }
     const ref: MessageRef = {
       surface: this.surface,
-      channel,
+      channel: this.channelIds.get(channel) ?? channel,
       messageId: `${this.surface}-${++this.n}`,
       ...(opts.threadId === undefined ? {} : { threadId: opts.threadId }),
     };
@@ -209,6 +214,7 @@ export class MemoryPoster implements ChatPoster {
   }
   async update(ref: MessageRef, view: MessageView): Promise<void> {
     if (this.beforeUpdate) await this.beforeUpdate(ref);
+    if (this.channelIds.has(ref.channel)) throw new Error(`channel_not_found: ${ref.channel}`);
     this.apply(ref, view);
   }
   /** Shows `view` on the message, as a surface does with a click's `update`. */
@@ -241,6 +247,8 @@ export async function createHarness(
     dedupe?: AlertDedupeOptions;
     /** Post through the real suggestion sinks to in-memory Slack/Discord (these surfaces) instead. */
     memoryChat?: readonly SurfaceName[];
+    /** Flow's switch queue (default: one that refuses to enqueue: the alert tests never confirm). */
+    queue?: FlowQueue;
   } = {},
 ): Promise<Harness> {
   const clock = new ManualClock();
@@ -259,7 +267,7 @@ export async function createHarness(
   const plans = new PlanStore({ redis, prefix: `${prefix}:`, clock });
   const flow = new Flow({
     platform,
-    queue: {
+    queue: opts.queue ?? {
       async enqueue() {
         throw new Error('the alert tests never confirm a plan');
       },

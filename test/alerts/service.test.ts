@@ -2,7 +2,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { parseAlertPayload } from '../../src/alerts/parsers.js';
-import { compositeSink, createAlertService, parseChatAlert } from '../../src/alerts/service.js';
+import { compositeSink, createAlertService, parseChatAlert, postedBySlot } from '../../src/alerts/service.js';
 import { type AlertSource, type NormalizedAlert, normalizedAlert } from '../../src/alerts/types.js';
 import { ManualClock } from '../../src/clock.js';
 import { PermanentChatError } from '../../src/errors.js';
@@ -711,6 +711,41 @@ describe('parseChatAlert', () => {
     expect(h.sink.suggestions[0]?.destinations).toEqual([
       { surface: 'slack', channel: 'C0WATCHED', threadId: '17.01' },
     ]);
+  });
+});
+
+describe('postedBySlot', () => {
+  const ref = (surface: 'slack' | 'discord', channel: string, messageId: string) => ({
+    surface,
+    channel,
+    messageId,
+  });
+
+  it('pairs each surface’s refs with its destinations in order, whatever channel the chat service answered with', () => {
+    const posted = postedBySlot(
+      [
+        { surface: 'slack', channel: '#alerts' },
+        { surface: 'discord', channel: '42' },
+        { surface: 'slack', channel: '#oncall' },
+      ],
+      [ref('discord', '42', 'd1'), ref('slack', 'C0ALERTS', 's1'), ref('slack', 'C0ONCALL', 's2')],
+    );
+    expect(Object.fromEntries(posted)).toEqual({
+      'slack:#alerts': ref('slack', 'C0ALERTS', 's1'),
+      'discord:42': ref('discord', '42', 'd1'),
+      'slack:#oncall': ref('slack', 'C0ONCALL', 's2'),
+    });
+  });
+
+  it('a surface that answered for fewer destinations than it had is matched by channel only', () => {
+    const posted = postedBySlot(
+      [
+        { surface: 'slack', channel: '#alerts' },
+        { surface: 'slack', channel: 'C0ONCALL' },
+      ],
+      [ref('slack', 'C0ONCALL', 's2')],
+    );
+    expect(Object.fromEntries(posted)).toEqual({ 'slack:C0ONCALL': ref('slack', 'C0ONCALL', 's2') });
   });
 });
 

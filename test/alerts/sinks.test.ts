@@ -67,7 +67,7 @@ describe('suggestionSink: one plan, several incidents', () => {
     } as unknown as PlanRecord;
     const flow = {
       get: async () => record,
-      attachMessage: async () => true,
+      attach: async () => ({ attached: true }),
       twoPersonRule: () => false,
     } as unknown as Flow;
     const posted: MessageView[] = [];

@@ -95,3 +95,101 @@ describe('Dismiss', () => {
     expect((await harness.flow.get(planned.plan.id))?.state).toBe('cancelled');
   });
 });
+
+describe('an unpermitted asker once an alert asked for the same switch', () => {
+  const onlyAlice = { production: { allow: { slack: { users: ['U0ALICE'] } } } };
+  const incidents = { surface: 'slack' as const, channel: 'C0INCIDENTS', messageId: '1.000002' };
+  const alertOf = (title: string, startedAt: number) => ({
+    source: 'grafana',
+    title,
+    startedAt,
+    status: 'firing' as const,
+  });
+
+  /** Bob (not on production's allow list) asks first; an alert then suggests the same switch. */
+  async function bobThenAlert(opts: { bobsMessage?: boolean } = {}) {
+    h = await createHarness({ environments: onlyAlice });
+    const chat = new ChatService({ flow: h.flow, clock: h.clock });
+    const asked = await h.flow.plan(bob, 'rollback', 'production');
+    if (!asked.ok) throw new Error(asked.refusal.message);
+    const id = asked.plan.id;
+    const own = { surface: 'slack' as const, channel: 'C0DEV', messageId: '1.000001' };
+    if (opts.bobsMessage === true) await h.flow.attachMessage(id, own);
+    const suggested = await h.flow.plan(system, 'rollback', 'production', undefined, {
+      alert: alertOf('p99 latency', h.clock.now()),
+      unlessDismissed: true,
+    });
+    expect(suggested.ok && suggested.plan.id).toBe(id);
+    await h.flow.attachMessage(id, incidents);
+    return { harness: h, chat, id, own };
+  }
+
+  it("cannot Dismiss the alert's suggestion: nothing is cancelled, no dismissal, later alerts still suggest", async () => {
+    const { harness, chat, id } = await bobThenAlert();
+    const out = await chat.click(bob, `sy1:dismiss:${id}`, incidents);
+    const later = await harness.flow.plan(system, 'rollback', 'production', undefined, {
+      alert: alertOf('error rate 12%', harness.clock.now()),
+      unlessDismissed: true,
+    });
+    expect({
+      outcome: out.outcome,
+      state: (await harness.flow.get(id))?.state,
+      dismissal: (await harness.plans.dismissal(id)) ?? null,
+      laterAlertSuggests: later.ok ? later.plan.id : later.refusal.code,
+    }).toEqual({ outcome: 'refused', state: 'pending', dismissal: null, laterAlertSuggests: id });
+    expect((await harness.audit.recent('production', 1))[0]).toMatchObject({
+      event: 'refused',
+      actor: bob,
+      code: 'forbidden',
+    });
+  });
+
+  it('cannot Dismiss its copy in the incident channel while his own message shows the plan too', async () => {
+    const { harness, chat, id } = await bobThenAlert({ bobsMessage: true });
+    const before = await harness.flow.get(id);
+    expect((await chat.click(bob, `sy1:dismiss:${id}`, incidents)).outcome).toBe('refused');
+    expect(await harness.flow.get(id)).toEqual(before);
+  });
+
+  it("cannot Cancel it from his own message (that would close the alert's suggestion everywhere), and is told why", async () => {
+    const { harness, chat, id, own } = await bobThenAlert({ bobsMessage: true });
+    const out = await chat.click(bob, `sy1:cancel:${id}`, own);
+    expect(out.outcome).toBe('refused');
+    expect(JSON.stringify(out.ephemeral)).toContain(
+      'An alert suggests this same rollback of production, so it is no longer only your request',
+    );
+    expect((await harness.flow.get(id))?.state).toBe('pending');
+    // A permitted person still decides: Alice may cancel (or confirm) it.
+    expect((await harness.flow.cancel(alice, id)).status).toBe('cancelled');
+  });
+
+  it('may still withdraw the request while no alert asked for it, and again once the alert left it (never shown)', async () => {
+    h = await createHarness({ environments: onlyAlice });
+    const asked = await h.flow.plan(bob, 'rollback', 'production');
+    if (!asked.ok) throw new Error(asked.refusal.message);
+    const id = asked.plan.id;
+    const alert = { ...alertOf('p99 latency', h.clock.now()), id: 'incident-1' };
+    await h.flow.plan(system, 'rollback', 'production', undefined, { alert, unlessDismissed: true });
+    expect((await h.flow.cancel(bob, id)).status).toBe('refused');
+    // Its suggestion could not be posted anywhere: the alert service takes it off the plan.
+    await h.flow.unlistAlert(id, 'incident-1');
+    expect((await h.flow.cancel(bob, id)).status).toBe('cancelled');
+  });
+
+  it('a Dismiss of his own request (no alert asked for it) withdraws it but silences no alert', async () => {
+    h = await createHarness({ environments: onlyAlice });
+    const asked = await h.flow.plan(bob, 'rollback', 'production');
+    if (!asked.ok) throw new Error(asked.refusal.message);
+    const id = asked.plan.id;
+    expect((await h.flow.dismiss(bob, id)).status).toBe('cancelled');
+    expect(await h.plans.dismissal(id)).toBeUndefined();
+    const later = await h.flow.plan(system, 'rollback', 'production', undefined, {
+      alert: alertOf('p99 latency', h.clock.now()),
+      unlessDismissed: true,
+    });
+    expect(later.ok).toBe(true);
+    expect((await h.audit.recent('production', 2))[1]?.message).toBe(
+      'Bob cancelled the rollback to dep_3hd7xa (a dismiss by someone not permitted on production: alerts may still suggest it)',
+    );
+  });
+});

@@ -1449,6 +1449,31 @@ describe('a click acts only on the record it decided on', () => {
     expect(suggested.ok).toBe(true);
   });
 
+  it('a confirmer taken off the allow list since may still cancel, but silences no alert', async () => {
+    const both = { production: { twoPersonRule: true, allow: { slack: { users: ['U0ALICE', 'U0BOB'] } } } };
+    const x = await setup({ environments: both });
+    const o = planned(
+      await x.flow.plan(system, 'rollback', 'production', undefined, {
+        alert: { source: 'grafana', title: 'p99 latency' },
+      }),
+    );
+    expectStatus(await x.flow.confirm(alice, o.plan.id), 'awaiting_approval');
+    // The config changed: Alice is no longer on the allow list.
+    const later = flowWith(x, {
+      config: testConfig({ production: { twoPersonRule: true, allow: { slack: { users: ['U0BOB'] } } } }),
+    });
+    expect((await later.dismiss(alice, o.plan.id)).status).toBe('cancelled');
+    expect(await x.plans.dismissal(o.plan.id)).toBeUndefined();
+    expect(
+      (
+        await later.plan(system, 'rollback', 'production', undefined, {
+          alert: { source: 'grafana', title: 'error rate' },
+          unlessDismissed: true,
+        })
+      ).ok,
+    ).toBe(true);
+  });
+
   it('a Dismiss that wins records the dismissal with the cancel, in one step', async () => {
     const x = await setup();
     const o = planned(

@@ -20,7 +20,55 @@ afterEach(async () => {
   for (const c of closers.splice(0).reverse()) await c();
 }, 60_000);
 
+async function webhook(baseUrl: string, title: string, fingerprint: string): Promise<unknown> {
+  const res = await fetch(`${baseUrl}/webhooks/alerts/generic`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({
+      title,
+      status: 'firing',
+      environment: 'production',
+      fingerprint,
+      startedAt: new Date(Date.now() - 60_000).toISOString(),
+    }),
+  });
+  expect(res.status).toBe(202);
+  const body = (await res.json()) as { alerts?: { outcome?: unknown }[] };
+  return body.alerts?.[0]?.outcome;
+}
+
 describe('a Slack alert channel given by name', () => {
+  it('a second alert of the same rollback is listed on the one suggestion in #alerts (an edit), not posted again', async () => {
+    const fake = await new FakeSlack({ channels: { [ALERTS]: 'alerts' } }).start();
+    closers.push(() => fake.close());
+    const app = await startTestSwitchyard({
+      env: {
+        SLACK_BOT_TOKEN: fake.token,
+        SLACK_SIGNING_SECRET: SECRET,
+        SLACK_API_URL: fake.apiUrl,
+        SLACK_ALERT_CHANNEL: '#alerts',
+        SWITCHYARD_CONSOLE: 'off',
+      },
+      factories: [slackSurface],
+    });
+    closers.push(() => app.close());
+
+    expect(await webhook(app.baseUrl, 'Checkout 5xx above 5%', 'inc-1')).toBe('suggested');
+    const post = await fake.waitForCall('chat.postMessage');
+    const ts = String(post.response.ts);
+    expect(await webhook(app.baseUrl, 'Payment provider errors', 'inc-2')).toBe('grouped');
+    // The edit listing the second alert runs in the background: wait for it to reach Slack.
+    const edit = await fake.waitForCall(
+      'chat.update',
+      (c) => c.args.ts === ts && JSON.stringify(c.args.blocks).includes('Payment provider errors'),
+    );
+    expect({
+      posts: fake.callsOf('chat.postMessage').length,
+      edit: [edit.args.channel, edit.response.ok],
+      shown: JSON.stringify(fake.message(ALERTS, ts)?.blocks).includes('Payment provider errors'),
+    }).toEqual({ posts: 1, edit: [ALERTS, true], shown: true });
+  });
+
   it('a switch confirmed from a suggestion posted to #alerts edits the suggestion through to its end', async () => {
     const fake = await new FakeSlack({ channels: { [ALERTS]: 'alerts' } }).start();
     closers.push(() => fake.close());
