@@ -6,7 +6,7 @@
  */
 import type { App } from '@slack/bolt';
 import { ChatService } from '../../src/chat.js';
-import { type Clock, systemClock } from '../../src/clock.js';
+import { type Clock, systemClock, within } from '../../src/clock.js';
 import type { Config } from '../../src/config.js';
 import type { Flow } from '../../src/flow.js';
 import type { HttpServer } from '../../src/http.js';
@@ -28,6 +28,9 @@ import { UserGroupResolver } from './groups.js';
 import { createPosterClient, SlackPoster } from './poster.js';
 import { createReporterClient, SlackReporter } from './reporter.js';
 import { WorkQueue } from './work.js';
+
+/** How long `stop()` waits for Slack edits still queued (see `stop`). */
+const SHUTDOWN_FLUSH_MS = 10_000;
 
 export type { ChannelMessage, SlackHandlerDeps };
 
@@ -76,7 +79,10 @@ export interface StartSlackOptions
   readonly logger: Logger;
   readonly clock?: Clock;
   readonly onChannelMessage?: (message: ChannelMessage) => Promise<void>;
-  /** Spacing of progress edits of one message (default 1 s; Slack's Tier 3). */
+  /**
+   * Spacing of progress edits of one message (default 1 s). Slack's Tier 3 limit for `chat.update` is
+   * per workspace: the reporter's shared budget (handlers/slack/reporter.ts) applies on top.
+   */
   readonly progressIntervalMs?: number;
   /** After-ack tasks running at once (default 8). */
   readonly workConcurrency?: number;
@@ -158,7 +164,10 @@ export function startSlack(opts: StartSlackOptions): SlackSurface {
     },
     async stop() {
       await work.idle();
-      await reporter.flush();
+      // Edits still queued (a long Retry-After, or many messages waiting on the workspace budget) are
+      // waited for a while, not for good: a worker closing after this flushes its own within its
+      // shutdown timeout.
+      await within(clock, SHUTDOWN_FLUSH_MS, reporter.flush(), undefined);
       await slack.stop();
     },
   };

@@ -84,7 +84,7 @@ export class SlackPoster implements ChatPoster {
    * Edits the message through the reporter's lane. Resolves once Slack shows this view (or a newer
    * state queued for the message after it), or when the edit was dropped because the message shows a
    * switch's final state. Rejects with a SlackPostError when the edit was given up: transient after a
-   * network fault, a 5xx or a rate limit that outlasted the lane's tries, final when Slack refused it
+   * network fault, a 5xx or a rate limit that outlasted the lane's wait, final when Slack refused it
    * (`message_not_found`, `cant_update_message`, `channel_not_found`, …).
    */
   async update(ref: MessageRef, view: MessageView): Promise<void> {

@@ -1,19 +1,25 @@
 /**
  * The Slack side of the Reporter port (src/progress.ts): a switch job's progress edits the original
- * message(s) with `chat.update`. It owns pacing against Slack's Tier 3 limit for `chat.update`:
- * updates are coalesced per message (the latest state wins; intermediate states may be skipped), sent
- * at most about once per second per message, and the final state is always delivered. A 429 is
- * honoured with its `Retry-After`. Chat API failures are logged and counted
- * (`switchyard_chat_api_errors_total`), never thrown into the job. An edit whose caller must know
- * that it failed (the ChatPoster's `update`: handlers/slack/poster.ts) asks for `rejectOnFailure`.
+ * message(s) with `chat.update`. It owns pacing against Slack's rate limit for `chat.update`, which
+ * Slack applies per API method per app per workspace (Tier 3, 50+ a minute), not per message: updates
+ * are coalesced per message (the latest state wins; intermediate states may be skipped) and sent at
+ * most about once per second per message, and every edit of every message draws on one shared budget
+ * (`UpdateBudget`: about 50 a minute with a small burst), final states first when it runs short. A 429
+ * is honoured with its `Retry-After`, and holds every message's edits, not only the one that met it; it
+ * is waited out, not counted as a failed try, so the final state is delivered once the storm passes
+ * (given up only after `finalRateLimitWaitMs` of 429s). Chat API failures are logged and counted
+ * (`switchyard_chat_api_errors_total`), never thrown into the job. An edit whose caller must know that
+ * it failed (the ChatPoster's `update`: handlers/slack/poster.ts) asks for `rejectOnFailure`.
  */
 import { LogLevel, WebClient, type WebClientOptions } from '@slack/web-api';
+import { z } from 'zod';
 import { type Clock, systemClock, within } from '../../src/clock.js';
 import { type Logger, silentLogger } from '../../src/log.js';
 import type { Metrics } from '../../src/metrics.js';
 import type { MessageRef, Progress, Reporter } from '../../src/progress.js';
 import { progressView } from '../../src/views/model.js';
 import { renderSlack, type SlackMessage } from '../../src/views/slack.js';
+import { describeIssues } from '../../src/zod-issues.js';
 
 export type { SlackMessage };
 
@@ -27,13 +33,29 @@ export interface SlackReporterOptions {
   readonly metrics?: Pick<Metrics, 'chatApiErrors'>;
   /** Minimum spacing of two updates of one message. */
   readonly minIntervalMs?: number;
-  /** Attempts for the final state on transient failures (network, 5xx, 429). */
+  /**
+   * `chat.update` calls a minute this reporter makes across all messages (the shared budget's steady
+   * rate), and how many may go at once after a quiet spell (its burst).
+   */
+  readonly updatesPerMinute?: number;
+  readonly updateBurst?: number;
+  /**
+   * Attempts for the final state on transient failures (network, 5xx). A 429 is no failed attempt: it
+   * is waited out (see `finalRateLimitWaitMs`).
+   */
   readonly finalAttempts?: number;
   /**
-   * Attempts for an edit made with `rejectOnFailure` on a network fault or a 5xx (a 429 is waited out
-   * up to `finalAttempts`, like every edit) before its caller hears of the failure.
+   * Attempts for an edit made with `rejectOnFailure` on a network fault or a 5xx (a 429 is waited out,
+   * like every edit) before its caller hears of the failure.
    */
   readonly updateAttempts?: number;
+  /**
+   * How long a final state is retried after each 429's Retry-After: once it has been rate limited for
+   * this long (counted from its first 429), the next 429 gives it up.
+   */
+  readonly finalRateLimitWaitMs?: number;
+  /** The same for every other edit (an intermediate state, a click's view, a poster's edit). */
+  readonly rateLimitWaitMs?: number;
   /**
    * Longest time `report` waits for a final state to reach Slack before returning to the job; the
    * delivery itself carries on in the background (a long Retry-After never holds a worker).
@@ -41,28 +63,51 @@ export interface SlackReporterOptions {
   readonly finalWaitMs?: number;
 }
 
+/** How long a message that showed its final state refuses non-final edits (late, out-of-order ones). */
+const FINAL_MEMORY_MS = 30 * 60_000;
+
 /** Defaults (STYLE 6). */
 export const slackReporterDefaults = {
   clock: systemClock,
   logger: silentLogger,
   minIntervalMs: 1000,
+  // Slack's limits apply "per API method per app per workspace"; chat.update is a Tier 3 method, "50+
+  // per minute", where "sporadic bursts are welcome" (https://docs.slack.dev/apis/web-api/rate-limits).
+  // So 50 a minute for the whole reporter (one bot token, one workspace), with a burst of 10: a single
+  // switch's steps, or a few switches starting together, go out at once after a quiet spell.
+  updatesPerMinute: 50,
+  updateBurst: 10,
   finalAttempts: 6,
   // One retry, after the lane's backoff (2 s at the default spacing): it absorbs a single 5xx or
   // network blip, as the SDK's own retries do for a post. Not more: every caller of `update` retries
   // later by itself (a webhook sender on the 503, the notices' backoff, the next refresh), and a sender
   // waits for the answer while the lane retries (each try may take up to SLACK_CALL_TIMEOUT_MS).
   updateAttempts: 2,
+  // A final state waits out 429s as long as the reporter remembers the message is final (a storm of
+  // Retry-After answers is Slack asking for patience, and a dropped final state would leave the message
+  // saying the switch is still running, for good). Anything else gives up after a few minutes: an
+  // intermediate state is superseded anyway, and a poster's caller retries by itself (a webhook sender
+  // on the 503, the notices' backoff), so it should hear of the failure before long.
+  finalRateLimitWaitMs: FINAL_MEMORY_MS,
+  rateLimitWaitMs: 5 * 60_000,
   finalWaitMs: 10_000,
   render: (progress: Progress): SlackMessage => renderSlack(progressView(progress)),
 } as const satisfies Required<
   Pick<
     SlackReporterOptions,
-    'clock' | 'logger' | 'minIntervalMs' | 'finalAttempts' | 'updateAttempts' | 'finalWaitMs' | 'render'
+    | 'clock'
+    | 'logger'
+    | 'minIntervalMs'
+    | 'updatesPerMinute'
+    | 'updateBurst'
+    | 'finalAttempts'
+    | 'updateAttempts'
+    | 'finalRateLimitWaitMs'
+    | 'rateLimitWaitMs'
+    | 'finalWaitMs'
+    | 'render'
   >
 >;
-
-/** How long a message that showed its final state refuses non-final edits (late, out-of-order ones). */
-const FINAL_MEMORY_MS = 30 * 60_000;
 
 /**
  * How long one Slack Web API call may take before it is given up as a transient failure. The SDK's
@@ -172,6 +217,8 @@ interface Pending {
   readonly skipIf?: (() => Promise<boolean>) | undefined;
   /** Settled when this state (or a newer one that replaced it) was delivered or given up on. */
   readonly waiters: Waiter[];
+  /** When Slack first answered this state with a 429 (its rate-limited wait is bounded from then). */
+  limitedSince?: number;
 }
 
 interface Lane {
@@ -186,6 +233,98 @@ interface Lane {
 /** Reads a lane's pending state afresh (it changes across awaits; keeps TS from narrowing it away). */
 function pendingOf(lane: Lane): Pending | undefined {
   return lane.pending;
+}
+
+const budgetSchema = z.object({
+  updatesPerMinute: z.number().finite().positive('expected a number of calls a minute above 0'),
+  updateBurst: z.number().int('expected a whole number of calls').min(1, 'expected at least 1 call'),
+});
+
+/**
+ * The `chat.update` budget every lane of a reporter draws on before each call: Slack counts the calls
+ * of a method per app per workspace, whichever message they edit. A token bucket in the form of a
+ * virtual schedule (GCRA): `due` is when the budget would be back to full; a call may go while it is
+ * at most `burst - 1` spacings ahead of now. A 429 pauses every lane until its Retry-After has passed
+ * and restarts the bucket from a single call then (Slack says the budget is spent, perhaps by another
+ * process with the same token: a full burst right after the pause would likely meet the next 429).
+ * Lanes that must wait are served in turn, a lane holding a final state first.
+ */
+class UpdateBudget {
+  private readonly spacingMs: number;
+  private due = Number.NEGATIVE_INFINITY;
+  private resumeAt = Number.NEGATIVE_INFINITY;
+  private readonly waiting: { readonly lane: Lane; readonly grant: () => void }[] = [];
+  private serving = false;
+
+  constructor(
+    private readonly clock: Clock,
+    perMinute: number,
+    private readonly burst: number,
+  ) {
+    this.spacingMs = 60_000 / perMinute;
+  }
+
+  /**
+   * A call for `lane`, counted against the budget: granted now (undefined: no await, so the lane takes
+   * its state out at once, as without a budget) when nobody is waiting and the budget allows it, else a
+   * promise that resolves when it is this lane's turn.
+   */
+  take(lane: Lane): Promise<void> | undefined {
+    if (this.waiting.length === 0 && this.readyAt() <= this.clock.now()) {
+      this.spend();
+      return undefined;
+    }
+    return new Promise((grant) => {
+      this.waiting.push({ lane, grant });
+      if (!this.serving) void this.serve();
+    });
+  }
+
+  /**
+   * A call taken but not made (its state was dropped right before it went out). Never earlier than a
+   * pause allows: a 429 met by another lane meanwhile still holds.
+   */
+  giveBack(): void {
+    this.due = Math.max(this.due - this.spacingMs, this.resumeAt + (this.burst - 1) * this.spacingMs);
+  }
+
+  /**
+   * Slack answered 429: nobody calls until its Retry-After has passed (the latest one asked for, when
+   * several lanes meet 429s), then one call, then the steady rate: the schedule starts again from there,
+   * whatever it said before, since Slack has just told where the workspace's budget stands.
+   */
+  pause(retryAfterMs: number): void {
+    this.resumeAt = Math.max(this.resumeAt, this.clock.now() + retryAfterMs);
+    this.due = this.resumeAt + (this.burst - 1) * this.spacingMs;
+  }
+
+  private readyAt(): number {
+    return this.due - (this.burst - 1) * this.spacingMs;
+  }
+
+  private spend(): void {
+    this.due = Math.max(this.due, this.clock.now()) + this.spacingMs;
+  }
+
+  private async serve(): Promise<void> {
+    this.serving = true;
+    try {
+      while (this.waiting.length > 0) {
+        // Re-read after every wait: a 429 met meanwhile may have pushed the schedule back.
+        const wait = this.readyAt() - this.clock.now();
+        if (wait > 0) {
+          await this.clock.sleep(Math.ceil(wait));
+          continue;
+        }
+        const final = this.waiting.findIndex((w) => w.lane.pending?.final === true);
+        const [next] = this.waiting.splice(Math.max(final, 0), 1);
+        this.spend();
+        next?.grant();
+      }
+    } finally {
+      this.serving = false;
+    }
+  }
 }
 
 type Failure = { kind: 'ratelimited'; retryAfterMs: number } | { kind: 'transient' } | { kind: 'permanent' };
@@ -218,7 +357,11 @@ export class SlackReporter implements Reporter {
   private readonly minIntervalMs: number;
   private readonly finalAttempts: number;
   private readonly updateAttempts: number;
+  private readonly finalRateLimitWaitMs: number;
+  private readonly rateLimitWaitMs: number;
   private readonly finalWaitMs: number;
+  /** One budget for every message this reporter edits (Slack's limit is per method and workspace). */
+  private readonly budget: UpdateBudget;
   private readonly lanes = new Map<string, Lane>();
   private readonly idle = new Set<() => void>();
   /** Messages whose final state is queued or went out, with when: later non-final edits are dropped. */
@@ -238,7 +381,15 @@ export class SlackReporter implements Reporter {
     this.minIntervalMs = opts.minIntervalMs ?? slackReporterDefaults.minIntervalMs;
     this.finalAttempts = opts.finalAttempts ?? slackReporterDefaults.finalAttempts;
     this.updateAttempts = opts.updateAttempts ?? slackReporterDefaults.updateAttempts;
+    this.finalRateLimitWaitMs = opts.finalRateLimitWaitMs ?? slackReporterDefaults.finalRateLimitWaitMs;
+    this.rateLimitWaitMs = opts.rateLimitWaitMs ?? slackReporterDefaults.rateLimitWaitMs;
     this.finalWaitMs = opts.finalWaitMs ?? slackReporterDefaults.finalWaitMs;
+    const budget = budgetSchema.safeParse({
+      updatesPerMinute: opts.updatesPerMinute ?? slackReporterDefaults.updatesPerMinute,
+      updateBurst: opts.updateBurst ?? slackReporterDefaults.updateBurst,
+    });
+    if (!budget.success) throw new Error(`SlackReporter options: ${describeIssues(budget.error)}`);
+    this.budget = new UpdateBudget(this.clock, budget.data.updatesPerMinute, budget.data.updateBurst);
   }
 
   /**
@@ -357,15 +508,26 @@ export class SlackReporter implements Reporter {
   private async drain(lane: Lane): Promise<void> {
     lane.running = true;
     try {
-      let attempts = 0;
+      // Network faults and 5xx of the states in hand (a 429 is no fault: it is waited out).
+      let faults = 0;
       while (lane.pending) {
-        const wait = lane.nextAllowedAt - this.clock.now();
-        if (wait > 0) await this.clock.sleep(wait);
+        // This message's own spacing (or the Retry-After it met), then the shared budget (which also
+        // holds every lane while a 429 met by any of them is waited out).
+        for (let wait = lane.nextAllowedAt - this.clock.now(); wait > 0; ) {
+          await this.clock.sleep(wait);
+          wait = lane.nextAllowedAt - this.clock.now();
+        }
+        const turn = this.budget.take(lane);
+        if (turn !== undefined) await turn;
         const current = lane.pending;
-        if (!current) break;
+        if (!current) {
+          this.budget.giveBack();
+          break;
+        }
         lane.pending = undefined;
         if (current.skipIf !== undefined && (await current.skipIf().catch(() => false))) {
           // Superseded meanwhile (its guard says so): a newer state queued during the check carries on.
+          this.budget.giveBack();
           const newer = pendingOf(lane);
           if (newer) newer.waiters.push(...current.waiters);
           else for (const w of current.waiters) w.resolve();
@@ -374,31 +536,44 @@ export class SlackReporter implements Reporter {
         const outcome = await this.send(lane, current.message);
         if (current.final) this.finalized.set(lane.key, this.clock.now());
         if (outcome.ok) {
-          attempts = 0;
+          faults = 0;
           lane.nextAllowedAt = this.clock.now() + this.minIntervalMs;
           for (const w of current.waiters) w.resolve();
           continue;
         }
-        attempts += 1;
         const { failure } = outcome;
-        // A caller that hears of a failure (`rejectOnFailure`) gets `updateAttempts` tries on a fault.
-        const asked = current.retryFaults;
-        const retryable =
-          failure.kind !== 'permanent' &&
-          (current.final || failure.kind === 'ratelimited' || (asked && attempts < this.updateAttempts));
-        if (retryable && attempts < this.finalAttempts) {
+        let retry: boolean;
+        let backoff: number;
+        if (failure.kind === 'ratelimited') {
+          // Wait, not a failed try: Slack tells when to come back, and a storm of short Retry-Afters
+          // must not use up the tries of a final state. Bounded by time instead, from the first 429.
+          this.budget.pause(failure.retryAfterMs);
+          const now = this.clock.now();
+          current.limitedSince ??= now;
+          const bound = current.final ? this.finalRateLimitWaitMs : this.rateLimitWaitMs;
+          retry = now - current.limitedSince < bound;
+          backoff = failure.retryAfterMs;
+        } else {
+          faults += 1;
+          // A final state gets `finalAttempts` tries on a fault, an edit whose caller hears of a failure
+          // (`rejectOnFailure`) `updateAttempts`; anything else is superseded by the next state anyway.
+          retry =
+            failure.kind === 'transient' &&
+            ((current.final && faults < this.finalAttempts) ||
+              (current.retryFaults && faults < this.updateAttempts));
+          backoff = this.minIntervalMs * 2 ** faults;
+        }
+        if (retry) {
           // Put the state back unless a newer one arrived meanwhile (the newer one carries its waiters).
           const newer = pendingOf(lane);
           if (newer) newer.waiters.push(...current.waiters);
           else lane.pending = current;
-          const backoff =
-            failure.kind === 'ratelimited' ? failure.retryAfterMs : this.minIntervalMs * 2 ** attempts;
           lane.nextAllowedAt = this.clock.now() + Math.max(backoff, this.minIntervalMs);
           continue;
         }
-        attempts = 0;
+        faults = 0;
         this.logger.warn(
-          { channel: lane.channel, ts: lane.ts, final: current.final },
+          { channel: lane.channel, ts: lane.ts, final: current.final, code: outcome.code },
           'slack progress update given up',
         );
         const error = new SlackEditError(
