@@ -42,13 +42,17 @@ export function actingUser(interaction: BaseInteraction): ActingUser {
   let roles: string[] = [];
   let displayName = user.globalName ?? user.username;
   if (member instanceof GuildMember) {
-    // The cache includes @everyone (id = guild id); the interaction's own role list does not.
-    roles = [...member.roles.cache.keys()].filter((id) => id !== interaction.guildId);
+    roles = [...member.roles.cache.keys()];
     displayName = member.displayName;
   } else if (member !== null) {
     roles = [...member.roles];
     displayName = member.nick ?? displayName;
   }
+  // Every member of a server holds its @everyone role, whose id is the server's: an allow list naming
+  // it ("Copy Role ID" on @everyone) opens the environment to the whole server. The interaction's own
+  // role list leaves it out (discord.js's member cache includes it): added here either way, once.
+  const guildId = interaction.guildId;
+  if (guildId !== null && member !== null && !roles.includes(guildId)) roles.push(guildId);
   return { surface: 'discord', userId: user.id, displayName, roles };
 }
 

@@ -67,6 +67,8 @@ export interface E2EOptions {
    * messages with its own REST client and message lanes, straight to Discord, not through the bot's.
    */
   readonly separateWorker?: boolean;
+  /** Roles on the allow list instead of the deployers role (e.g. the server's @everyone role). */
+  readonly allowRoles?: (fake: FakeDiscord) => readonly string[];
 }
 
 /**
@@ -168,7 +170,7 @@ export async function startDiscordE2E(opts: E2EOptions = {}): Promise<DiscordE2E
     const people = { alice: fake.user('alice'), bob: fake.user('bob'), carol: fake.user('carol') };
     const allow = {
       discord: {
-        roles: [fake.roles.deployers],
+        roles: opts.allowRoles ? [...opts.allowRoles(fake)] : [fake.roles.deployers],
         users: (opts.allowUsers ?? []).map((name) => people[name].id),
       },
     };
