@@ -410,7 +410,8 @@ export function registerConsole(http: HttpServer, deps: ConsoleDeps): { close():
         action: actionLabel(body.actionId),
         outcome: out.outcome,
       });
-      if (out.update) deps.surface.updateView(body.messageId, out.update);
+      if (out.update)
+        deps.surface.updateClickView(body.messageId, out.update, out.jobId ?? out.approvalJobId);
       if (out.ephemeral) deps.surface.postView(out.ephemeral, { visibleTo: body.user });
       if (out.post) {
         const ref = deps.surface.postView(

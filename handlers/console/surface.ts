@@ -45,6 +45,8 @@ export class ConsoleSurface implements Reporter {
   private readonly clock: Clock;
   private readonly limit: number;
   private readonly planLookup: ((planId: string) => Promise<Plan | undefined>) | undefined;
+  /** Entry id → the job whose progress it shows (a click's view of that job then no longer applies). */
+  private readonly progressOf = new Map<string, string>();
 
   constructor(opts: ConsoleSurfaceOptions = {}) {
     this.clock = opts.clock ?? systemClock;
@@ -74,7 +76,10 @@ export class ConsoleSurface implements Reporter {
 
   private add(entry: ConsoleEntry): ConsoleEntry {
     this.entries.push(entry);
-    if (this.entries.length > this.limit) this.entries.splice(0, this.entries.length - this.limit);
+    if (this.entries.length > this.limit) {
+      for (const gone of this.entries.splice(0, this.entries.length - this.limit))
+        this.progressOf.delete(gone.id);
+    }
     this.emitter.emit('entry', entry);
     return entry;
   }
@@ -119,6 +124,17 @@ export class ConsoleSurface implements Reporter {
     return true;
   }
 
+  /**
+   * A click's view of a message (Confirmed…, waiting for a second person, …), dropped when the message
+   * already shows the progress of `jobId`, the job the click made or joined: the job's progress, which
+   * this process applies as workers publish it, never gives way to a view from before it (as on Slack
+   * and Discord). Returns whether the view was applied.
+   */
+  updateClickView(id: string, view: MessageView, jobId: string | undefined): boolean {
+    if (jobId !== undefined && this.progressOf.get(id) === jobId) return false;
+    return this.updateView(id, view);
+  }
+
   /** The ChatPoster of the console (alert suggestions and notices). */
   poster(): ChatPoster {
     return {
@@ -137,6 +153,8 @@ export class ConsoleSurface implements Reporter {
     if (mine.length === 0) return;
     const plan = this.planLookup ? await this.planLookup(progress.planId).catch(() => undefined) : undefined;
     const view = progressView(progress, plan);
-    for (const ref of mine) this.updateView(ref.messageId, view);
+    for (const ref of mine) {
+      if (this.updateView(ref.messageId, view)) this.progressOf.set(ref.messageId, progress.jobId);
+    }
   }
 }
