@@ -81,7 +81,11 @@ async function shownState(
   return { record, progress, stamp };
 }
 
-/** Whether a suggestion is in a thread (under a chat alert): its slot is `surface:channel:thread`. */
+/**
+ * Whether a suggestion has a thread slot of its own (`surface:channel:thread`), which plans recorded by
+ * an older Switchyard have: such a message shows its own alert only (see `refresh`). A suggestion now
+ * has one slot per channel (`suggestionSlot`), threaded or not, and lists the plan's alerts.
+ */
 function threaded(s: PlanSuggestion): boolean {
   return s.slot.split(':').length > 2;
 }
@@ -107,20 +111,21 @@ export function suggestionSink(poster: ChatPoster, chat: ChatService, flow: Flow
   return {
     async suggest(input: SuggestionInput): Promise<MessageRef[]> {
       const record = input.kind === 'suggestion' && input.plan ? await flow.get(input.plan.id) : undefined;
-      const viewFor = (d: SuggestionDestination): MessageView =>
+      // A thread's suggestion lists the plan's alerts as a channel's does: it is the channel's one
+      // message for the rollback, and the channel's later alerts are listed on it (`suggestionSlot`).
+      const view: MessageView =
         record === undefined
           ? textView(`Alert on ${input.environment}: ${input.alert.title}`, [input.sentence], 'warning')
           : chat.confirmation(
               record,
               input.alertId !== undefined
-                ? { alertId: input.alertId, alone: d.threadId !== undefined }
+                ? { alertId: input.alertId }
                 : input.alertContext
                   ? { alert: input.alertContext }
                   : undefined,
             );
       const refs: MessageRef[] = [];
       for (const d of mine(input.destinations)) {
-        const view = viewFor(d);
         const ref = await classified(poster, () =>
           poster.post(d.channel, view, d.threadId === undefined ? {} : { threadId: d.threadId }),
         );
@@ -158,9 +163,9 @@ export function suggestionSink(poster: ChatPoster, chat: ChatService, flow: Flow
         for (const s of seen.record.suggestions ?? []) {
           const ref = s.ref;
           if (ref?.surface !== poster.surface) continue;
-          // A thread's suggestion shows its own alert only, so a longer list is not its business (a
-          // storm of chat alerts would otherwise edit every thread for every alert); its alert is, and
-          // so is the plan closing.
+          // A thread slot of an older record shows its own alert only, so a longer list is not its
+          // business (a storm of chat alerts would otherwise edit every such thread for every alert);
+          // its alert is, and so is the plan closing.
           if (!repair && (s.dismissed === true || (open && threaded(s) && s.alertId !== opts.alertId)))
             continue;
           const view = suggestionView(chat, seen, s);

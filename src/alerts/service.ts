@@ -13,6 +13,9 @@
  * alert started: a suggestion inside the window, a note (or nothing) outside it, nothing when there is
  * no culprit or no target. Where: threaded under the alert message when it came from chat, else the
  * environment's `channels.<surface>`, falling back to SLACK_ALERT_CHANNEL / DISCORD_ALERT_CHANNEL.
+ * One suggestion message per plan and channel (see `suggestionSlot`): a chat alert whose rollback
+ * already has one in its channel, top level or in any thread, is listed on it instead of answered in
+ * its own thread.
  */
 
 import { createHash } from 'node:crypto';
@@ -48,7 +51,10 @@ export type SurfaceName = 'slack' | 'discord' | 'console';
 export interface SuggestionDestination {
   readonly surface: SurfaceName;
   readonly channel: string;
-  /** Thread under this message (Slack thread_ts / Discord message id) when the alert came from chat. */
+  /**
+   * Thread under this message (Slack thread_ts / Discord message id) when the alert came from chat. Where
+   * the message goes only: the channel is the place (`suggestionSlot`).
+   */
   readonly threadId?: string;
 }
 
@@ -156,9 +162,17 @@ export interface AlertFlow {
   unlistAlert?(planId: string, alertId: string): Promise<void>;
 }
 
-/** The suggestion slot of a destination: one suggestion message per channel (or thread of one). */
+/**
+ * The suggestion slot of a destination: one suggestion message per plan and channel. A thread is where
+ * a chat alert's suggestion goes, not a place of its own: a storm of alert messages in one watched
+ * channel (each its own thread) would otherwise post one suggestion per alert, far past what a chat
+ * service allows in one channel (Slack: about one message a second). So the first alert of a rollback
+ * in a channel posts (in its thread, or at the top level for a webhook), and every later one, from
+ * chat or a webhook, is listed on that message. (Plans recorded before this have thread slots,
+ * `surface:channel:thread`; those are left as they are.)
+ */
 export function suggestionSlot(d: SuggestionDestination): string {
-  return `${d.surface}:${d.channel}${d.threadId === undefined ? '' : `:${d.threadId}`}`;
+  return `${d.surface}:${d.channel}`;
 }
 
 /**
@@ -857,7 +871,8 @@ export class AlertService implements AlertIntake {
 
   /**
    * Renders a plan's suggestion messages again (see SuggestionSink.refresh; `alertId`: the alert that
-   * changed, whose own thread suggestion is edited too). Throws when an edit failed.
+   * changed, whose own thread suggestion of an older record, see `suggestionSlot`, is edited too).
+   * Throws when an edit failed.
    */
   private async refresh(planId: string, alertId?: string): Promise<void> {
     await this.opts.sink.refresh?.(planId, alertId === undefined ? {} : { alertId });

@@ -324,6 +324,46 @@ describe('Slack: alert messages in watched channels', () => {
   });
 });
 
+describe('Slack: an alert storm in a watched channel', () => {
+  it('50 Alertmanager alerts of one bad deploy: one suggestion in the first one’s thread, listing every alert', async () => {
+    const { fake, app, requests, log, ts: nextTs } = await startSlackRig();
+    const sent = Array.from({ length: 50 }, (_, i) => ({ ts: nextTs(), title: `StormAlert${i}x` }));
+    const answers = await Promise.all(
+      sent.map((m) => requests.event(alertmanagerMessage(m.ts, 'firing', m.title), slackEventId())),
+    );
+    expect(answers.map((a) => a.status)).toEqual(Array(50).fill(200));
+    const results = await log.waitForCount(50, 30_000);
+    const outcomes = results.map((r) => r.outcome);
+    expect({
+      suggested: outcomes.filter((o) => o === 'suggested').length,
+      grouped: outcomes.filter((o) => o === 'grouped').length,
+    }).toEqual({ suggested: 1, grouped: 49 });
+    // One message in the channel (Slack allows about one a second there), not one per alert.
+    const posts = suggestionsIn(fake).filter((c) => c.args.channel === WATCHED);
+    expect(posts).toHaveLength(1);
+    const thread = String(posts[0]?.args.thread_ts);
+    const suggestedTitle = results.find((r) => r.outcome === 'suggested')?.title ?? '';
+    expect(sent.find((m) => m.ts === thread)?.title).toBeDefined();
+    expect(suggestedTitle).toContain(sent.find((m) => m.ts === thread)?.title);
+    // Its edits (in the background) end counting every alert (Slack shows the first of the list and
+    // "…and N more"); the plan lists each one.
+    const ts = String(posts[0]?.response.ts);
+    await fake.waitForCall(
+      'chat.update',
+      (c) => c.args.ts === ts && slackText(c).includes('49 more alerts on this deployment (49 still firing)'),
+      30_000,
+    );
+    const planIds = new Set(results.map((r) => r.planId));
+    expect(planIds.size).toBe(1);
+    const listed = (await app.flow.get([...planIds][0] ?? ''))?.alerts?.map((a) => a.alert.title) ?? [];
+    expect(sent.filter((m) => !listed.some((t) => t.includes(m.title))).map((m) => m.title)).toEqual([]);
+    expect(buttonsOf(fake.message(WATCHED, ts)?.blocks as unknown[]).map((b) => b.text)).toEqual(
+      expect.arrayContaining([expect.stringMatching(/^Rollback/), 'Cancel', 'Dismiss']),
+    );
+    expect(suggestionsIn(fake)).toHaveLength(1);
+  }, 60_000);
+});
+
 describe('Slack: webhook alerts of several incidents that point at one rollback', () => {
   const titles = [
     'Checkout 5xx above 5%',
@@ -551,6 +591,53 @@ describe('Discord: alert messages in watched channels', () => {
       fake.channelMessages(fake.channels.general).filter((m) => m.author.id === fake.botUser.id),
     ).toEqual([]);
   });
+});
+
+describe('Discord: an alert storm in a watched channel', () => {
+  it('20 alerts of one bad deploy: one reply, to the first, listing every alert', async () => {
+    const { fake, app, log } = await startDiscordRig();
+    const alertBot = { id: makeSnowflake(), username: 'Alertmanager', bot: true };
+    const channel = fake.channels.alerts;
+    const from = fake.calls.length;
+    const sent = Array.from({ length: 20 }, (_, i) =>
+      fake.postMessage({
+        channelId: channel,
+        author: alertBot,
+        content: `[FIRING:1] StormAlert${i}x env=production`,
+      }),
+    );
+    const results = await log.waitForCount(20, 30_000);
+    const outcomes = results.map((r) => r.outcome);
+    expect({
+      suggested: outcomes.filter((o) => o === 'suggested').length,
+      grouped: outcomes.filter((o) => o === 'grouped').length,
+    }).toEqual({ suggested: 1, grouped: 19 });
+    const botPosts = fake.channelMessages(channel).filter((m) => m.author.id === fake.botUser.id);
+    expect(botPosts).toHaveLength(1);
+    const suggestion = await waitForPost(fake, channel, from);
+    const postCall = fake.calls.find(
+      (c) => c.method === 'POST' && c.path === `/channels/${channel}/messages` && c.index >= from,
+    );
+    const repliedTo = (postCall?.body as { message_reference?: { message_id?: string } } | undefined)
+      ?.message_reference?.message_id;
+    const first = sent.find((m) => m.id === repliedTo);
+    expect(results.find((r) => r.outcome === 'suggested')?.title).toContain(
+      first?.content.replace('[FIRING:1] ', '').replace(' env=production', ''),
+    );
+    const listed = await waitForMessage(fake, suggestion.id, (t) =>
+      t.includes('19 more alerts on this deployment (19 still firing)'),
+    );
+    const planIds = new Set(results.map((r) => r.planId));
+    expect(planIds.size).toBe(1);
+    const titles = (await app.flow.get([...planIds][0] ?? ''))?.alerts?.map((a) => a.alert.title) ?? [];
+    expect(
+      Array.from({ length: 20 }, (_, i) => `StormAlert${i}x`).filter(
+        (t) => !titles.some((x) => x.includes(t)),
+      ),
+    ).toEqual([]);
+    buttonId(listed, 'Rollback');
+    buttonId(listed, 'Dismiss');
+  }, 60_000);
 });
 
 describe('Discord: threads under a watched channel', () => {

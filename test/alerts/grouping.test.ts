@@ -496,26 +496,6 @@ describe('second review: faults, the switch, clicks, storms', () => {
     expect(viewText(h.slack.inChannel('C0X')[0]?.view)).toContain('It has resolved.');
   });
 
-  it('a storm of alerts read from chat edits no thread for another thread’s alert', async () => {
-    h = await createHarness({ file: slackOnly, memoryChat: ['slack'] });
-    let updates = 0;
-    h.slack.beforeUpdate = async () => {
-      updates += 1;
-    };
-    for (let i = 0; i < 20; i++) {
-      const [r] = await h.service.handle([h.alert({ fingerprint: `chat-${i}`, title: `Alert ${i}` })], {
-        surface: 'slack',
-        channel: 'C0WATCHED',
-        messageId: `17.${i}`,
-      });
-      expect(r?.outcome).toBe('suggested');
-    }
-    await h.service.idle();
-    // 20 thread suggestions, none edited for another thread's alert.
-    expect(h.slack.inChannel('C0WATCHED')).toHaveLength(20);
-    expect(updates).toBe(0);
-  });
-
   it('two people dismissing the two copies at the same moment: the last one cancels, and it sticks', async () => {
     h = await createHarness({ memoryChat: ['slack', 'discord'] });
     const [first] = await h.service.handle([h.alert()]);
@@ -664,5 +644,251 @@ describe('second review: faults, the switch, clicks, storms', () => {
     expect(viewText(h.slack.inChannel('C0ALERTS')[0]?.view)).toContain(
       `All ${MAX_ALERTS_PER_PLAN + 5} alerts resolved`,
     );
+  });
+});
+
+describe('alerts read from a watched channel: one suggestion per rollback and channel', () => {
+  /** An alert message in a watched Slack channel (its own ts: a thread of its own). */
+  const watched = (messageId: string) => ({ surface: 'slack' as const, channel: 'C0WATCHED', messageId });
+
+  it('a storm of 50 alert messages posts one suggestion, in the first one’s thread, listing them all, with a few edits', async () => {
+    h = await createHarness({ file: slackOnly, memoryChat: ['slack'] });
+    const hh = h;
+    // Edits are held until every alert was handled, as a chat API that takes its time would do: the
+    // alerts that join meanwhile are shown by the next edit, not one edit each.
+    const edit = gate();
+    let updates = 0;
+    hh.slack.beforeUpdate = async () => {
+      updates += 1;
+      await edit.held;
+    };
+    const results = await Promise.all(
+      Array.from({ length: 50 }, (_, i) =>
+        hh.service.handle(
+          [hh.alert({ fingerprint: `chat-${i}`, title: `Alert #${i}#` })],
+          watched(`17.${i}`),
+        ),
+      ),
+    );
+    edit.release();
+    await hh.service.idle();
+    const outcomes = results.map(([r]) => r?.outcome);
+    const first = outcomes.indexOf('suggested');
+    const posted = hh.slack.inChannel('C0WATCHED');
+    const shown = viewText(posted[0]?.view);
+    expect({
+      suggested: outcomes.filter((o) => o === 'suggested').length,
+      grouped: outcomes.filter((o) => o === 'grouped').length,
+      onePlan: new Set(results.map(([r]) => r?.planId)).size,
+      messages: posted.length,
+      thread: posted[0]?.ref.threadId,
+      missing: Array.from({ length: 50 }, (_, i) => `Alert #${i}#`).filter((t) => !shown.includes(t)),
+      counted: shown.includes('49 more alerts on this deployment (49 still firing)'),
+      buttons: buttonLabels(posted[0]?.view),
+    }).toEqual({
+      suggested: 1,
+      grouped: 49,
+      onePlan: 1,
+      messages: 1,
+      thread: `17.${first}`,
+      missing: [],
+      counted: true,
+      buttons: ['Rollback to target version', 'Cancel', 'Dismiss'],
+    });
+    // The edit under way, one more for what joined during it, and at most one more run: not one per alert.
+    expect(updates).toBeGreaterThan(0);
+    expect(updates).toBeLessThanOrEqual(3);
+    expect(hh.slack.inChannel('C0ALERTS')).toEqual([]);
+  });
+
+  it("a chat alert in the channel of the rollback's suggestion is listed on it: no reply in its thread", async () => {
+    h = await createHarness({ file: slackOnly, memoryChat: ['slack'] });
+    const [hooked] = await h.service.handle([h.alert()]); // a webhook: C0ALERTS, at the top level
+    const [chat] = await h.service.handle([h.alert({ fingerprint: 'chat-1', title: 'Checkout latency' })], {
+      surface: 'slack',
+      channel: 'C0ALERTS',
+      messageId: '17.01',
+    });
+    // And the other way round: a webhook alert joins a suggestion threaded under a chat alert.
+    const [inThread] = await h.service.handle(
+      [h.alert({ fingerprint: 'chat-2', title: 'Cart down' })],
+      watched('17.02'),
+    );
+    const [hookedThere] = await h.service.handle([
+      h.alert({ fingerprint: 'incident-3', title: 'Payment errors' }),
+    ]);
+    await h.service.idle();
+    const top = h.slack.inChannel('C0ALERTS');
+    const threadRef = h.slack.inChannel('C0WATCHED')[0]?.ref;
+    expect({
+      outcomes: [hooked, chat, inThread, hookedThere].map((r) => r?.outcome),
+      inAlerts: top.map((m) => m.ref.threadId ?? 'top level'),
+      listed: ['Checkout latency', 'Cart down', 'Payment errors'].every((t) =>
+        viewText(top[0]?.view).includes(t),
+      ),
+      inWatched: h.slack.inChannel('C0WATCHED').map((m) => m.ref.threadId),
+      // The thread's suggestion lists the plan's other alerts from its first version on.
+      threadPostedWithOthers: viewText(h.slack.messages.get(threadRef?.messageId ?? '')?.history[0]).includes(
+        'Checkout latency',
+      ),
+    }).toEqual({
+      outcomes: ['suggested', 'grouped', 'suggested', 'grouped'],
+      inAlerts: ['top level'],
+      listed: true,
+      inWatched: ['17.02'],
+      threadPostedWithOthers: true,
+    });
+  });
+
+  it('a second bad deploy in the same channel gets a suggestion of its own; its alerts group there', async () => {
+    h = await createHarness({ file: slackOnly, memoryChat: ['slack'], env: {} });
+    const [a] = await h.service.handle([h.alert({ fingerprint: 'a', title: 'Alert A' })], watched('17.01'));
+    const [b] = await h.service.handle([h.alert({ fingerprint: 'b', title: 'Alert B' })], watched('17.02'));
+    // A new production deployment goes live; alerts that started after it point at another rollback.
+    const pushed = await h.platform.push({ environment: 'production' });
+    await h.clock.advance(10_000);
+    await h.platform.settle();
+    expect((await h.platform.snapshot('production')).environment.currentDeploymentId).toBe(pushed.id);
+    await h.clock.advance(2 * MINUTE);
+    const startedAt = h.clock.now() - MINUTE;
+    const [c] = await h.service.handle(
+      [h.alert({ fingerprint: 'c', title: 'Alert C', startedAt })],
+      watched('17.03'),
+    );
+    const [d] = await h.service.handle(
+      [h.alert({ fingerprint: 'd', title: 'Alert D', startedAt })],
+      watched('17.04'),
+    );
+    await h.service.idle();
+    const posted = h.slack.inChannel('C0WATCHED');
+    expect({
+      outcomes: [a, b, c, d].map((r) => r?.outcome),
+      samePlan: [a?.planId === b?.planId, c?.planId === d?.planId, a?.planId === c?.planId],
+      threads: posted.map((m) => m.ref.threadId),
+      second: ['Alert C', 'Alert D'].map((t) => viewText(posted[1]?.view).includes(t)),
+      secondShowsFirst: viewText(posted[1]?.view).includes('Alert A'),
+    }).toEqual({
+      outcomes: ['suggested', 'grouped', 'suggested', 'grouped'],
+      samePlan: [true, true, false],
+      threads: ['17.01', '17.03'],
+      second: [true, true],
+      secondShowsFirst: false,
+    });
+  });
+
+  it("after its channel's suggestion was dismissed (the plan open elsewhere), later chat alerts there are `dismissed`, not posted", async () => {
+    h = await createHarness({ file: slackOnly, memoryChat: ['slack'] });
+    const [chat] = await h.service.handle(
+      [h.alert({ fingerprint: 'chat-1', title: 'Alert A' })],
+      watched('17.01'),
+    );
+    const [hooked] = await h.service.handle([h.alert({ fingerprint: 'incident-2', title: 'Alert B' })]);
+    const planId = chat?.planId ?? '';
+    const [thread] = h.slack.inChannel('C0WATCHED');
+    if (!thread) throw new Error('no suggestion in the thread');
+    const click = await h.chat.click(ana, `sy1:dismiss:${planId}`, thread.ref);
+    if (click.update) h.slack.apply(thread.ref, click.update);
+    const [later] = await h.service.handle(
+      [h.alert({ fingerprint: 'chat-3', title: 'Alert C' })],
+      watched('17.03'),
+    );
+    const [hookedLater] = await h.service.handle([h.alert({ fingerprint: 'incident-4', title: 'Alert D' })]);
+    await h.service.idle();
+    expect({
+      outcomes: [chat, hooked, click, later, hookedLater].map((r) => r?.outcome),
+      state: (await h.flow.get(planId))?.state,
+      inWatched: h.slack.inChannel('C0WATCHED').length,
+      threadStillDismissed: viewText(h.slack.inChannel('C0WATCHED')[0]?.view).includes('Dismissed by Ana'),
+      // The channel's message that still offers the rollback lists the alert that was not shown.
+      listedElsewhere: viewText(h.slack.inChannel('C0ALERTS')[0]?.view).includes('Alert C'),
+    }).toEqual({
+      outcomes: ['suggested', 'suggested', 'dismissed', 'dismissed', 'grouped'],
+      state: 'pending',
+      inWatched: 1,
+      threadStillDismissed: true,
+      listedElsewhere: true,
+    });
+  });
+
+  it('dismissing its only message stops the suggestions; after Cancel a later alert suggests again, once', async () => {
+    h = await createHarness({ file: slackOnly, memoryChat: ['slack'] });
+    const [first] = await h.service.handle(
+      [h.alert({ fingerprint: 'chat-1', title: 'Alert A' })],
+      watched('17.01'),
+    );
+    const [m1] = h.slack.inChannel('C0WATCHED');
+    if (!m1) throw new Error('no suggestion');
+    // Cancel is "not now": the next alert of the channel gets a suggestion again, and the one after
+    // joins it.
+    const cancel = await h.chat.click(ana, `sy1:cancel:${first?.planId}`, m1.ref);
+    if (cancel.update) h.slack.apply(m1.ref, cancel.update);
+    const [again] = await h.service.handle(
+      [h.alert({ fingerprint: 'chat-2', title: 'Alert B' })],
+      watched('17.02'),
+    );
+    const [joins] = await h.service.handle(
+      [h.alert({ fingerprint: 'chat-3', title: 'Alert C' })],
+      watched('17.03'),
+    );
+    const m2 = h.slack.inChannel('C0WATCHED')[1];
+    if (!m2) throw new Error('no second suggestion');
+    // Dismiss on the plan's only message cancels it for good: later alerts are not suggested.
+    const dismiss = await h.chat.click(ana, `sy1:dismiss:${again?.planId}`, m2.ref);
+    const [after] = await h.service.handle(
+      [h.alert({ fingerprint: 'chat-4', title: 'Alert D' })],
+      watched('17.04'),
+    );
+    expect({
+      outcomes: [first, cancel, again, joins, dismiss, after].map((r) => r?.outcome),
+      threads: h.slack.inChannel('C0WATCHED').map((m) => m.ref.threadId),
+    }).toEqual({
+      outcomes: ['suggested', 'cancelled', 'suggested', 'grouped', 'cancelled', 'dismissed'],
+      threads: ['17.01', '17.02'],
+    });
+  });
+  it('a thread suggestion recorded by an older Switchyard (a slot of its own) still shows its own alert only', async () => {
+    h = await createHarness({ file: slackOnly, memoryChat: ['slack'] });
+    const [first] = await h.service.handle([h.alert()]);
+    const planId = first?.planId ?? '';
+    // What an older Switchyard left: a chat alert listed on the plan, its suggestion in the slot of
+    // its thread.
+    const slot = 'slack:C0WATCHED:17.01';
+    const legacy = { id: 'legacy-1', source: 'slack', title: 'Legacy alert', status: 'firing' as const };
+    expect(await h.flow.groupAlert(planId, 'legacy-1', legacy, [slot])).toBeDefined();
+    const record = await h.flow.get(planId);
+    if (!record) throw new Error('no plan');
+    const ref = await h.slack.post(
+      'C0WATCHED',
+      h.chat.confirmation(record, { alertId: 'legacy-1', alone: true }),
+      {
+        threadId: '17.01',
+      },
+    );
+    await h.flow.suggestionPosted(planId, slot, 'legacy-1', ref);
+    // Another webhook alert: the channel's message is edited to list it, the old thread's is not.
+    const [later] = await h.service.handle([
+      h.alert({ fingerprint: 'incident-2', title: 'Checkout latency' }),
+    ]);
+    // A chat alert in that channel: the old thread slot is no place of the channel, so it posts once.
+    const [chat] = await h.service.handle(
+      [h.alert({ fingerprint: 'chat-1', title: 'Cart down' })],
+      watched('17.02'),
+    );
+    const [chatLater] = await h.service.handle(
+      [h.alert({ fingerprint: 'chat-2', title: 'Payment errors' })],
+      watched('17.03'),
+    );
+    await h.service.idle();
+    expect({
+      outcomes: [later, chat, chatLater].map((r) => r?.outcome),
+      oldThreadEdits: (h.slack.messages.get(ref.messageId)?.history.length ?? 0) - 1,
+      threads: h.slack.inChannel('C0WATCHED').map((m) => m.ref.threadId),
+      channelLists: viewText(h.slack.inChannel('C0ALERTS')[0]?.view).includes('Payment errors'),
+    }).toEqual({
+      outcomes: ['grouped', 'suggested', 'grouped'],
+      oldThreadEdits: 0,
+      threads: ['17.01', '17.02'],
+      channelLists: true,
+    });
   });
 });
