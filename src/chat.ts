@@ -200,7 +200,10 @@ export class ChatService {
       alert?: NonNullable<PlanRecord['alert']>;
       /** The listed alert (PlanAlert id) this message is about; shown first. */
       alertId?: string;
-      /** Show that alert only, not the plan's other alerts (a thread's suggestion: see chat-sinks). */
+      /**
+       * Show that alert only, not the plan's other alerts: a thread suggestion recorded by an earlier
+       * version under a slot of its own (`surface:channel:thread`, see chat-sinks).
+       */
       alone?: boolean;
     },
   ): MessageView {

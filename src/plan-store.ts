@@ -143,8 +143,10 @@ export const planAlertSchema = z.object({
 export type PlanAlert = z.infer<typeof planAlertSchema>;
 
 /**
- * The alert suggestion shown in one destination (`slot`: `surface:channel`, plus `:thread` for a
- * thread). Without `ref` it is still being posted.
+ * The alert suggestion shown in one destination (`slot`: `surface:channel`; a chat alert's suggestion
+ * is posted in its thread but holds its channel's slot, so later alerts there are listed on it. Records
+ * written by earlier versions may still hold `surface:channel:thread` slots). Without `ref` it is still
+ * being posted.
  */
 export const planSuggestionSchema = z.object({
   slot: z.string().min(1),
