@@ -442,9 +442,33 @@ export async function startSwitchyard(
 
     // Operations
     http.route('GET', '/healthz', (_req, res) => sendJson(res, 200, { ok: true }));
+    // With no worker here, confirmed switches wait for one elsewhere (`npm run worker`). None connected
+    // to this queue (never started, crashed, given another --queue or --prefix) leaves every switch at
+    // "queued" for good while nothing else looks wrong: /readyz says so, naming the fix.
+    const defaultQueue = queueName === QUEUE_NAME && name === 'switchyard';
+    const noWorkerConnected = `no switch worker is connected to queue ${queueName} (prefix ${ns}): start one (npm run worker${defaultQueue ? '' : ` -- --queue ${queueName} --prefix ${name}`}, with the same REDIS_URL) or set SWITCHYARD_WORKER=on`;
+    /**
+     * How many switch workers are connected to the queue, asked only when this process runs none: a
+     * number, or why it is not known (reported, not a problem: Redis unreachable is the redis check's,
+     * and a Redis that refuses CLIENT LIST cannot tell).
+     */
+    const connectedWorkers = async (): Promise<number | string | undefined> => {
+      if (worker) return undefined;
+      const counted = queue.workersCount().then(
+        (n) => n ?? 'unknown (Redis does not list its clients)',
+        (e: unknown) => `unknown (${e instanceof Error ? e.message : String(e)})`,
+      );
+      return await within(
+        systemClock,
+        READY_CHECK_MS,
+        counted,
+        `unknown (no answer within ${READY_CHECK_MS} ms)`,
+      );
+    };
     http.route('GET', '/readyz', async (_req, res) => {
       // Answers within READY_CHECK_MS whatever is down: a probe that hangs is a problem, not a wait.
       const problems: string[] = [];
+      let workers: number | string | undefined;
       const check = async (name: string, probe: () => Promise<unknown>) => {
         const answered = probe().then(
           () => undefined,
@@ -470,19 +494,41 @@ export async function startSwitchyard(
           if (pong !== 'PONG') throw new Error('no PONG');
         }),
         check(`platform ${platform.name}`, () => platform.health()),
+        connectedWorkers().then((n) => {
+          workers = n;
+        }),
       ]);
       if (worker && !worker.worker.isRunning()) problems.push('worker: not running');
+      if (workers === 0) problems.push(`worker: ${noWorkerConnected}`);
       const workerState = worker ? 'running' : WORKER_OFF;
       // Reported, not a readiness problem: this process still serves the console, webhooks and the
       // other surfaces, and a restart would not bring a chat service back (the surface retries itself).
       const chat = Object.fromEntries(
         handles.flatMap((h) => (h.connection ? [[h.surface, h.connection()] as const] : [])),
       );
-      const detail = { worker: workerState, ...(Object.keys(chat).length > 0 ? { chat } : {}) };
+      const detail = {
+        worker: workerState,
+        ...(workers === undefined ? {} : { workersConnected: workers }),
+        ...(Object.keys(chat).length > 0 ? { chat } : {}),
+      };
       if (problems.length > 0) sendJson(res, 503, { ok: false, problems, ...detail });
       else sendJson(res, 200, { ok: true, platform: platform.name, surfaces, ...detail });
     });
     http.route('GET', '/metrics', async (_req, res) => {
+      // Switches waiting for a worker, read from the queue at each scrape (a few counts in one round
+      // trip, on the fail-fast connection, bounded like /readyz). When the queue cannot be read the
+      // series are left out rather than showing a stale figure.
+      const counts = await within(
+        systemClock,
+        READY_CHECK_MS,
+        queue.waitingCounts().catch(() => undefined),
+        undefined,
+      );
+      metrics.switchesWaiting.reset();
+      if (counts) {
+        metrics.switchesWaiting.set({ state: 'waiting' }, counts.waiting);
+        metrics.switchesWaiting.set({ state: 'delayed' }, counts.delayed);
+      }
       sendText(res, 200, await metrics.registry.metrics(), metrics.registry.contentType);
     });
 

@@ -29,14 +29,14 @@ import { randomBytes } from 'node:crypto';
 import { z } from 'zod';
 import type { AuditEntry } from './audit.js';
 import type { ChatPoster } from './chat-sinks.js';
-import type { Clock } from './clock.js';
+import { type Clock, systemClock, within } from './clock.js';
 import { type Config, type EnvironmentConfig, environmentConfigSchema } from './config.js';
 import { assertNever, type Deployment, type EnvironmentSnapshot } from './domain/types.js';
 import { type Logger, silentLogger } from './log.js';
 import type { Metrics } from './metrics.js';
 import type { DeployPlatform, PlatformEvent } from './platform/port.js';
 import { type MessageRef, messageRefSchema } from './progress.js';
-import type { RedisClient } from './redis.js';
+import { type RedisClient, redisAnswers } from './redis.js';
 import { b, t } from './views/format.js';
 import {
   type ClosedNotice,
@@ -186,6 +186,12 @@ export interface NoticesOptions {
    * beyond it the oldest are forgotten (left as they are when the period ends) and a warning is logged.
    */
   readonly maxOpenNotices?: number;
+  /**
+   * How long `stop()` waits for the events being handled and the checks and posts under way (default
+   * 10 s, real time: a shutdown deadline is about the operator's wait). While Redis is unreachable it
+   * does not wait at all: that work waits for Redis, for as long as the outage lasts.
+   */
+  readonly stopTimeoutMs?: number;
   /** Called with every outcome (tests, debugging). */
   readonly onOutcome?: (outcome: NoticeOutcome) => void;
 }
@@ -204,6 +210,7 @@ export const noticesDefaults = {
   retryPollMs: 30_000,
   postLeaseMs: 5 * 60_000,
   maxOpenNotices: 500,
+  stopTimeoutMs: 10_000,
 } as const satisfies Required<
   Pick<
     NoticesOptions,
@@ -219,12 +226,16 @@ export const noticesDefaults = {
     | 'retryPollMs'
     | 'postLeaseMs'
     | 'maxOpenNotices'
+    | 'stopTimeoutMs'
   >
 >;
 
 /** A running notices service. */
 export interface NoticeService {
-  /** Unsubscribes, stops the reminder loops and waits for notices being posted. */
+  /**
+   * Unsubscribes, stops the reminder loops and waits for notices being posted: at most `stopTimeoutMs`,
+   * and not at all while Redis is unreachable (what it did not wait for is logged once).
+   */
   stop(): Promise<void>;
   /**
    * Resolves once every received event is handled and every reminder loop is parked on the clock
@@ -625,6 +636,7 @@ class Notices implements NoticeService {
   private readonly retryPollMs: number;
   private readonly postLeaseMs: number;
   private readonly maxOpen: number;
+  private readonly stopTimeoutMs: number;
   /**
    * The last traffic move each environment's events reported to this process: when a period ends by a
    * move the platform's history does not record (Unkey, Vercel), it tells when.
@@ -641,6 +653,13 @@ class Notices implements NoticeService {
   private unsubscribe: (() => void) | undefined;
   private chain: Promise<void> = Promise.resolve();
   private busy = 0;
+  /** Platform events received and not yet handled (what a shutdown that does not wait drops). */
+  private eventsPending = 0;
+  /**
+   * Set when `stop()` returned without waiting for the work under way: that work then fails as the
+   * connections close, which is logged once by `stop()`, not once more per event or check.
+   */
+  private abandoned = false;
   private idleWaiters: (() => void)[] = [];
 
   constructor(private readonly opts: NoticesOptions) {
@@ -660,6 +679,7 @@ class Notices implements NoticeService {
     this.retryPollMs = opts.retryPollMs ?? noticesDefaults.retryPollMs;
     this.postLeaseMs = Math.max(1, opts.postLeaseMs ?? noticesDefaults.postLeaseMs);
     this.maxOpen = Math.max(1, opts.maxOpenNotices ?? noticesDefaults.maxOpenNotices);
+    this.stopTimeoutMs = Math.max(0, opts.stopTimeoutMs ?? noticesDefaults.stopTimeoutMs);
   }
 
   async start(): Promise<void> {
@@ -685,11 +705,37 @@ class Notices implements NoticeService {
     this.unsubscribe?.();
     this.unsubscribe = undefined;
     this.stopping.abort();
-    await Promise.allSettled([
+    const settled = Promise.allSettled([
       this.chain,
       ...[...this.loops.values()].map((l) => l.done),
       this.retries?.done,
-    ]);
+    ]).then(() => true);
+    // The work under way (events being handled, a check, a post) runs its Redis commands on the patient
+    // connection, which waits for Redis to come back: while Redis is unreachable, waiting for it would
+    // hold the shutdown for as long as the outage lasts ("shutdown does not wait for Redis").
+    // Parked loops (nothing under way) end at once, so they are still waited for.
+    if (this.busy > 0 && !(await redisAnswers(this.redis))) {
+      this.abandon('Redis is unreachable: stopping notices without waiting for the work under way');
+      return;
+    }
+    if (await within(systemClock, this.stopTimeoutMs, settled, false)) return;
+    this.abandon(
+      `notices: stopping without waiting longer than ${this.stopTimeoutMs} ms for the work under way`,
+    );
+  }
+
+  /**
+   * Gives up on the work under way at shutdown: logs once what is dropped. An event whose notice was
+   * not claimed and kept yet is lost (no event source delivers it again). A post already kept in Redis
+   * is made by the next process once its lease ends; a reminder or a closing edit is found again by the
+   * next check of any replica.
+   */
+  private abandon(message: string): void {
+    this.abandoned = true;
+    this.log.warn(
+      { eventsDropped: this.eventsPending, inProgress: this.busy },
+      `${message}: ${this.eventsPending} platform event(s) still being handled; a deployment notice not posted yet is lost, unless its post was kept in Redis (the next process makes it once its lease ends)`,
+    );
   }
 
   idle(): Promise<void> {
@@ -758,12 +804,19 @@ class Notices implements NoticeService {
     }
     const event = parsed.data as PlatformEvent;
     this.enter();
+    this.eventsPending += 1;
     this.chain = this.chain
-      .then(() => this.handle(event))
-      .catch((e: unknown) =>
-        this.log.warn({ err: e, event: event.type, environment: event.environment }, 'notice failed'),
-      )
-      .finally(() => this.leave());
+      // After a shutdown that stopped waiting (`abandon`, which counted it as dropped), nothing more starts.
+      .then(() => (this.abandoned ? undefined : this.handle(event)))
+      .catch((e: unknown) => {
+        const context = { err: e, event: event.type, environment: event.environment };
+        if (this.abandoned) this.log.debug(context, 'notice dropped at shutdown');
+        else this.log.warn(context, 'notice failed');
+      })
+      .finally(() => {
+        this.eventsPending -= 1;
+        this.leave();
+      });
   }
 
   private async handle(event: PlatformEvent): Promise<void> {
@@ -1276,7 +1329,9 @@ class Notices implements NoticeService {
       try {
         waitMs = await step();
       } catch (e) {
-        failed(e);
+        // A step cut off by a shutdown that stopped waiting (`abandon` logged it) is no failure to report.
+        if (this.abandoned) this.log.debug({ err: e }, 'notice check dropped at shutdown');
+        else failed(e);
         waitMs = this.retryMs;
       } finally {
         this.leave();

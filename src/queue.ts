@@ -31,6 +31,7 @@ import {
   isCluster,
   type RedisClient,
   redisAnswers,
+  redisOutageLog,
   scanKeys,
 } from './redis.js';
 import { keyNamespace } from './redis-url.js';
@@ -488,6 +489,33 @@ export class SwitchQueue {
     return progressOf(job, jobId);
   }
 
+  /**
+   * How many switch workers are connected to this queue now, in any process (this one's worker,
+   * `npm run worker`): BullMQ names each worker's connection after the prefix and queue, and counts them
+   * in Redis' client list (on a Redis Cluster, on the node where most are). Undefined when Redis cannot
+   * tell: it refuses CLIENT LIST (some managed services, or an ACL without it).
+   */
+  async workersCount(): Promise<number | undefined> {
+    try {
+      const workers = await this.queue.getWorkers();
+      // BullMQ's answer when the command is unknown (it names the first service found without it).
+      if (workers.some((w) => w.name === 'GCP does not support client list')) return undefined;
+      return workers.length;
+    } catch (e) {
+      if (e instanceof Error && /NOPERM|unknown command/i.test(e.message)) return undefined;
+      throw e;
+    }
+  }
+
+  /**
+   * Switches enqueued that no worker has started: `waiting` for a worker (prioritized included),
+   * `delayed` until a retry's backoff is over. A few counts in one round trip.
+   */
+  async waitingCounts(): Promise<{ readonly waiting: number; readonly delayed: number }> {
+    const c = await this.queue.getJobCounts('waiting', 'prioritized', 'delayed');
+    return { waiting: (c.waiting ?? 0) + (c.prioritized ?? 0), delayed: c.delayed ?? 0 };
+  }
+
   /** The waiting or running switch of an environment, if any (the one running first). */
   async activeForEnvironment(environment: string): Promise<ActiveSwitch | undefined> {
     const holder = await this.lock.holder(environment);
@@ -521,7 +549,13 @@ export class SwitchQueue {
         prefix: this.prefix,
         lastEventId: newest?.[0] ?? '0-0',
       });
-      events.on('error', (err) => this.logger.warn({ err }, 'queue events connection error'));
+      // Every reconnection attempt of its connection reports an error while Redis is down: said once
+      // when Redis goes away and once when it is back.
+      const outage = redisOutageLog(this.logger, 'queue events');
+      events.getBackend().on('ready', () => outage.ready());
+      events.on('error', (err) => {
+        if (!outage.error(err)) this.logger.warn({ err }, 'queue events error');
+      });
       events.on('progress', ({ data }) => {
         const parsed = progressSchema.safeParse(data);
         if (!parsed.success) return;

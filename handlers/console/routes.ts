@@ -7,7 +7,7 @@ import { createHash, timingSafeEqual } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { z } from 'zod';
-import { type ChatService, COMMANDS, commandArgs } from '../../src/chat.js';
+import { type ChatReply, type ChatService, COMMANDS, commandArgs } from '../../src/chat.js';
 import type { Clock } from '../../src/clock.js';
 import { systemClock } from '../../src/clock.js';
 import { formatIssues } from '../../src/config.js';
@@ -26,7 +26,7 @@ import {
   sendText,
 } from '../../src/http.js';
 import type { Logger } from '../../src/log.js';
-import type { Metrics } from '../../src/metrics.js';
+import { CommandOutcome, commandReplyOutcome, type Metrics } from '../../src/metrics.js';
 import type { DeployPlatform, PlatformEvent, Route } from '../../src/platform/port.js';
 import type { MessageRef } from '../../src/progress.js';
 import { parseAction } from '../../src/views/actions.js';
@@ -378,13 +378,23 @@ export function registerConsole(http: HttpServer, deps: ConsoleDeps): { close():
       }
       const name = m[1] ?? '';
       deps.surface.postUser(body.user, text);
-      const reply = await deps.chat.command(actor(body.user), name, commandArgs(m[2] ?? ''));
-      deps.metrics?.commands.inc({
-        surface: 'console',
-        // A label value per known command only: typed text must not grow /metrics without bound.
-        command: (COMMANDS as readonly string[]).includes(name) ? name : 'other',
-        outcome: reply.visibility === 'channel' ? 'ok' : 'refused',
-      });
+      const count = (outcome: CommandOutcome) =>
+        deps.metrics?.commands.inc({
+          surface: 'console',
+          // A label value per known command only: typed text must not grow /metrics without bound.
+          command: (COMMANDS as readonly string[]).includes(name) ? name : 'other',
+          outcome,
+        });
+      let reply: ChatReply;
+      try {
+        reply = await deps.chat.command(actor(body.user), name, commandArgs(m[2] ?? ''));
+      } catch (e) {
+        // Counted as on Slack and Discord; the HTTP server answers it (Redis unreachable: 503, try again).
+        count(CommandOutcome.error);
+        throw e;
+      }
+      // The same outcome values as Slack and Discord (src/metrics.ts): the console always shows the reply.
+      count(commandReplyOutcome(reply));
       const ref = deps.surface.postView(
         reply.view,
         reply.visibility === 'ephemeral' ? { visibleTo: body.user } : {},

@@ -229,7 +229,8 @@ export function registerAlertWebhooks(http: HttpServer, opts: AlertWebhookOption
       sendJson(res, 202, summary);
     } catch (e) {
       log.error({ err: e, source }, 'alert webhook: handling failed');
-      count(source, 'failed', alerts.length);
+      // Not counted here: the intake counted every alert of the delivery once (AlertService.handle: those
+      // it handled with their outcome, the one that threw and those after it as failed).
       sendJson(res, 503, { error: 'unavailable', message: 'Could not handle the alerts now; retry later.' });
     }
   };

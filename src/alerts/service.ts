@@ -384,24 +384,37 @@ export class AlertService implements AlertIntake {
    * key) may span environments, and each environment has its own incident: a member that resolved
    * resolves its environment's incident only when no firing member of the payload maps to that
    * environment; otherwise it is answered `ignored` (the incident still fires there).
+   *
+   * Counts each alert given once in `switchyard_alerts_total` (a resolution without environment once
+   * per environment it resolved in): a handled one with its outcome; when handling throws, the alert it
+   * was handling and those after it, never handled, as `failed` (the caller's delivery fails as a whole,
+   * and its sender retries it). Callers count nothing more for them.
    */
   async handle(alerts: readonly NormalizedAlert[], origin?: ChatOrigin): Promise<AlertResult[]> {
     if (alerts.length === 0) return [];
-    const slugs = await this.opts.platform.listEnvironments();
-    const mapped = alerts.map((alert) => mapAlert(alert, slugs, this.matchers));
-    const stillFiring = new Set<string>();
-    for (const [i, alert] of alerts.entries()) {
-      const m = mapped[i];
-      if (alert.status !== 'firing' || !m?.ok || !isGrouped(alert) || alert.fingerprint === undefined)
-        continue;
-      stillFiring.add(this.opts.dedupe.key(incidentOf(alert, m.environment)));
+    let unfinished = 0; // the first alert not handled yet
+    try {
+      const slugs = await this.opts.platform.listEnvironments();
+      const mapped = alerts.map((alert) => mapAlert(alert, slugs, this.matchers));
+      const stillFiring = new Set<string>();
+      for (const [i, alert] of alerts.entries()) {
+        const m = mapped[i];
+        if (alert.status !== 'firing' || !m?.ok || !isGrouped(alert) || alert.fingerprint === undefined)
+          continue;
+        stillFiring.add(this.opts.dedupe.key(incidentOf(alert, m.environment)));
+      }
+      const results: AlertResult[] = [];
+      for (const [i, alert] of alerts.entries()) {
+        const m = mapped[i] ?? mapAlert(alert, slugs, this.matchers);
+        results.push(...(await this.handleOne(alert, m, slugs, origin, stillFiring)));
+        unfinished = i + 1;
+      }
+      return results;
+    } catch (e) {
+      for (const alert of alerts.slice(unfinished))
+        this.opts.metrics?.alerts.inc({ source: alert.source, outcome: AlertOutcome.failed });
+      throw e;
     }
-    const results: AlertResult[] = [];
-    for (const [i, alert] of alerts.entries()) {
-      const m = mapped[i] ?? mapAlert(alert, slugs, this.matchers);
-      results.push(...(await this.handleOne(alert, m, slugs, origin, stillFiring)));
-    }
-    return results;
   }
 
   /** Where suggestions for `environment` go (see the module header). */

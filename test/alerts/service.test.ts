@@ -296,6 +296,18 @@ describe('AlertService', () => {
     expect(h.sink.refreshCalls).toHaveLength(1);
   });
 
+  it('counts every alert once as failed when handling throws before any (the platform unreachable)', async () => {
+    h = await createHarness();
+    h.platform.listEnvironments = async () => {
+      throw new Error('connect ECONNREFUSED 10.0.0.1:443');
+    };
+    await expect(
+      h.service.handle([alert(h, { fingerprint: 'a' }), alert(h, { fingerprint: 'b' })]),
+    ).rejects.toThrow('ECONNREFUSED');
+    const counted = (await h.metrics.alerts.get()).values.map((v) => `${v.labels.outcome}:${v.value}`);
+    expect(counted).toEqual(['failed:2']);
+  });
+
   it('ignores unmapped alerts quietly and counts them', async () => {
     h = await createHarness();
     const results = await h.service.handle([

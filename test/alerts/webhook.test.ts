@@ -378,6 +378,38 @@ describe('POST /webhooks/alerts/:source: when chat is down, the sender retries',
     ]);
   });
 
+  it('counts each alert of a delivery once when handling fails part-way (Redis gone on the second of three)', async () => {
+    const s = await start();
+    const claim = s.h.dedupe.claim.bind(s.h.dedupe);
+    let claims = 0;
+    s.h.dedupe.claim = async (incident, now) => {
+      claims += 1;
+      if (claims === 2) throw new Error('Connection is closed.');
+      return claim(incident, now);
+    };
+    const startedAt = s.h.clock.now() - 33 * 60_000;
+    const failed = await post(
+      s,
+      'generic',
+      JSON.stringify(
+        ['Checkout 502s', 'Login errors', 'Search slow'].map((title, i) => ({
+          environment: 'production',
+          title,
+          fingerprint: `inc-${i}`,
+          startedAt,
+        })),
+      ),
+    );
+    expect(failed.status).toBe(503);
+    expect(failed.body.error).toBe('unavailable');
+    // The first was suggested; the second threw and the third was never handled: both failed. Three
+    // alerts, three counts (the webhook no longer adds the whole delivery on top).
+    const counts = Object.fromEntries(
+      (await s.h.metrics.alerts.get()).values.map((v) => [String(v.labels.outcome), v.value]),
+    );
+    expect(counts).toEqual({ suggested: 1, failed: 2 });
+  });
+
   it('answers 503 when the resolved edit failed; the retry edits the suggestion, once', async () => {
     const s = await start();
     expect(outcomes(await post(s, 'alertmanager', fixture('alertmanager-firing.json')))).toEqual([

@@ -7,6 +7,9 @@
 import { request } from 'node:http';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { ConsoleEntry } from '../../handlers/console/surface.js';
+import { runWorker } from '../../jobs/worker-main.js';
+import { silentLogger } from '../../src/log.js';
+import { LocalPlatformClient } from '../../src/platform/local/client.js';
 import { startTestSwitchyard, type TestSwitchyard } from '../support/switchyard.js';
 
 let app: TestSwitchyard;
@@ -103,6 +106,31 @@ describe('console API', () => {
 });
 
 describe('console metrics', () => {
+  it('counts commands with the outcome values Slack and Discord use: planned, listed, usage, refused', async () => {
+    const counts = async () => {
+      const text = await (await fetch(`${app.baseUrl}/metrics`)).text();
+      const out = new Map<string, number>();
+      for (const m of text.matchAll(
+        /^switchyard_commands_total\{surface="console",command="(\w+)",outcome="(\w+)"\} (\d+)$/gm,
+      ))
+        out.set(`${m[1]}:${m[2]}`, Number(m[3]));
+      return out;
+    };
+    const before = await counts();
+    for (const text of ['/rollback production', '/deployments production', '/rollback', '/rollback staging'])
+      expect((await post('/console/api/command', { user: 'dana', text })).status).toBe(200);
+    const after = await counts();
+    const grown = [...after]
+      .filter(([k, v]) => v > (before.get(k) ?? 0))
+      .map(([k, v]) => `${k}:${v - (before.get(k) ?? 0)}`);
+    expect(grown.sort()).toEqual([
+      'deployments:listed:1',
+      'rollback:planned:1',
+      'rollback:refused:1',
+      'rollback:usage:1',
+    ]);
+  });
+
   it('typed junk does not grow /metrics: unknown commands and actions share one label value', async () => {
     for (let i = 0; i < 10; i++) {
       await post('/console/api/command', { user: 'mallory', text: `/junk${i} x` });
@@ -115,6 +143,70 @@ describe('console metrics', () => {
     expect(series('switchyard_commands_total').filter((l) => l.includes('command="other"')).length).toBe(1);
     expect(series('switchyard_clicks_total').filter((l) => l.includes('kind'))).toEqual([]);
     expect(series('switchyard_clicks_total').filter((l) => l.includes('action="invalid"')).length).toBe(1);
+  });
+});
+
+describe('a replica without a worker (SWITCHYARD_WORKER=off): /readyz and /metrics on the switch queue', () => {
+  // Runs on a Redis Cluster too (vitest project `cluster`): BullMQ counts the workers in each master's
+  // client list there, and the queue's counts come from its one hash slot.
+  it('fails readiness while no worker is connected to its queue, and shows the switch waiting', async () => {
+    const sy = await startTestSwitchyard({ env: { SWITCHYARD_WORKER: 'off' } });
+    const closers: (() => Promise<void>)[] = [() => sy.close()];
+    try {
+      const planned = await fetch(`${sy.baseUrl}/console/api/command`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ user: 'alice', text: '/rollback production' }),
+      });
+      const messageId = String(((await planned.json()) as { messageId: string }).messageId);
+      const timelineOf = async () =>
+        (
+          (await (await fetch(`${sy.baseUrl}/console/api/timeline?user=alice`)).json()) as {
+            entries: ConsoleEntry[];
+          }
+        ).entries;
+      const confirm = (await timelineOf())
+        .find((e) => e.id === messageId)
+        ?.message?.buttons.find((b) => b.actionId.startsWith('sy1:confirm:'));
+      if (!confirm) throw new Error('no confirm button on the rollback plan');
+      const clicked = await fetch(`${sy.baseUrl}/console/api/action`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ user: 'alice', actionId: confirm.actionId, messageId }),
+      });
+      expect(((await clicked.json()) as { outcome: string }).outcome).toBe('enqueued');
+
+      const down = await fetch(`${sy.baseUrl}/readyz`);
+      expect(down.status).toBe(503);
+      const body = (await down.json()) as { problems: string[]; workersConnected: unknown };
+      expect(body.workersConnected).toBe(0);
+      expect(body.problems).toEqual([
+        expect.stringMatching(
+          new RegExp(
+            `^worker: no switch worker is connected to queue ${sy.queueName} .*or set SWITCHYARD_WORKER=on$`,
+          ),
+        ),
+      ]);
+      const metrics = await (await fetch(`${sy.baseUrl}/metrics`)).text();
+      expect(metrics).toContain('switchyard_switches_waiting{state="waiting"} 1');
+
+      // A worker elsewhere connects to the same queue (what `npm run worker` starts).
+      if (sy.routerPort === undefined) throw new Error('the test app runs the local platform');
+      const worker = await runWorker({
+        argv: ['--queue', sy.queueName, '--prefix', sy.namespace, '--verify-interval', '20'],
+        config: sy.config,
+        logger: silentLogger,
+        platform: new LocalPlatformClient({ baseUrl: `http://127.0.0.1:${sy.routerPort}` }),
+      });
+      closers.push(() => worker.stop());
+      const up = await fetch(`${sy.baseUrl}/readyz`);
+      expect({ status: up.status, body: await up.json() }).toMatchObject({
+        status: 200,
+        body: { ok: true, workersConnected: 1 },
+      });
+    } finally {
+      for (const close of closers.reverse()) await close();
+    }
   });
 });
 

@@ -6,8 +6,13 @@
  * plan, two-person rule and a gateway connection dropped mid-job. Tests wait on the fake's recorded
  * traffic and the clock, never on sleeps.
  */
+import type { ChatInputCommandInteraction } from 'discord.js';
 import { afterEach, describe, expect, it } from 'vitest';
+import { runCommand } from '../../handlers/discord/commands/run.js';
+import type { DiscordDeps } from '../../handlers/discord/context.js';
 import { ChatService } from '../../src/chat.js';
+import { silentLogger } from '../../src/log.js';
+import { createMetrics } from '../../src/metrics.js';
 import { jobIdForPlan } from '../../src/queue.js';
 import { renderDiscord } from '../../src/views/discord.js';
 import type { GatewayEvent } from '../fakes/discord/gateway.js';
@@ -729,5 +734,63 @@ describe('a message whose switch ends, or is approved elsewhere, before its own 
     expect(versions.slice(-2).map((t) => t.includes('Waiting for approval'))).toEqual([true, false]);
     expect(textOf(shown)).toContain('Traffic is on');
     expect(buttonsOf(shown)).toEqual([]);
+  });
+});
+
+describe('switchyard_commands_total on Discord', () => {
+  it('counts each command with the outcome values every surface uses (planned, listed, usage, refused)', async () => {
+    const e = await start();
+    const chat = new ChatService({ flow: e.flow, clock: e.clock });
+    const metrics = createMetrics();
+    const deps: DiscordDeps = {
+      chat,
+      flow: e.flow,
+      messages: e.bot.messages,
+      clock: e.clock,
+      logger: silentLogger,
+      metrics,
+      autocompleteBudgetMs: 2_000,
+    };
+    // The interaction as the command handlers use it (runCommand awaits everything it does, so the
+    // count is made when it returns): a deployer typing in the ops channel.
+    let n = 0;
+    const interaction = () => {
+      const replies: unknown[] = [];
+      n += 1;
+      const i = {
+        id: `interaction-${n}`,
+        channelId: e.fake.channels.ops,
+        guildId: e.fake.guildId,
+        user: { id: e.alice.id, username: e.alice.username, globalName: null },
+        member: { roles: [e.fake.roles.deployers], nick: null },
+        deferred: false,
+        replied: false,
+        async deferReply() {
+          i.deferred = true;
+        },
+        async editReply(body: unknown) {
+          replies.push(body);
+        },
+        async reply(body: unknown) {
+          i.replied = true;
+          replies.push(body);
+        },
+      };
+      return i as unknown as ChatInputCommandInteraction;
+    };
+    await runCommand(deps, interaction(), 'rollback', ['production']);
+    await runCommand(deps, interaction(), 'deployments', ['production']);
+    await runCommand(deps, interaction(), 'rollback', []);
+    await runCommand(deps, interaction(), 'rollback', ['nope']);
+    const counted = (await metrics.commands.get()).values.map(
+      (v) => `${v.labels.surface}:${v.labels.command}:${v.labels.outcome}:${v.value}`,
+    );
+    // The same values Slack and the console count for the same events (src/metrics.ts CommandOutcome).
+    expect(counted.sort()).toEqual([
+      'discord:deployments:listed:1',
+      'discord:rollback:planned:1',
+      'discord:rollback:refused:1',
+      'discord:rollback:usage:1',
+    ]);
   });
 });

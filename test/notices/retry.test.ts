@@ -13,6 +13,7 @@ import { SlackPoster } from '../../handlers/slack/poster.js';
 import { SlackReporter } from '../../handlers/slack/reporter.js';
 import type { ChatPoster } from '../../src/chat-sinks.js';
 import type { Clock } from '../../src/clock.js';
+import { createLogger } from '../../src/log.js';
 import { createMetrics } from '../../src/metrics.js';
 import type { NoticeOutcome } from '../../src/notices.js';
 import type { MessageRef } from '../../src/progress.js';
@@ -364,6 +365,56 @@ describe('notice posts that fail', () => {
     await w.advance(3_600_000, []);
     expect(flaky.attempts).toHaveLength(1);
     expect(flaky.posts).toHaveLength(0);
+  });
+
+  it('stop() waits for a hanging post at most stopTimeoutMs, says so once, and the next process posts it', async () => {
+    w = await createWorld();
+    const lines: Record<string, unknown>[] = [];
+    const logger = createLogger({
+      level: 'info',
+      pretty: false,
+      destination: {
+        write: (line: string) => {
+          lines.push(JSON.parse(line) as Record<string, unknown>);
+          return true;
+        },
+      } as unknown as NodeJS.WritableStream,
+    });
+    const stuck = new HangingPoster('slack', w.clock);
+    const dying = await w.notices({ posters: [stuck], postLeaseMs: 60_000, stopTimeoutMs: 50, logger });
+    const d = await w.pushAndBuild('production', []);
+    await stuck.hanging; // the chat API never answers (its client's own time limit is not modelled)
+
+    try {
+      // A hang guard, not a speed check: the old stop() waited for the post for ever.
+      let guard: NodeJS.Timeout | undefined;
+      const outcome = await Promise.race([
+        dying.stop().then(() => 'stopped'),
+        new Promise<string>((resolve) => {
+          guard = setTimeout(() => resolve('still waiting after 10 s'), 10_000);
+        }),
+      ]);
+      clearTimeout(guard);
+      expect(outcome).toBe('stopped');
+      expect(lines.filter((l) => /without waiting/.test(String(l.msg))).map((l) => [l.level, l.msg])).toEqual(
+        [
+          [
+            40,
+            expect.stringMatching(
+              /^notices: stopping without waiting longer than 50 ms for the work under way/,
+            ),
+          ],
+        ],
+      );
+
+      // The attempt was kept in Redis before it was made: the next process posts it once the lease ends.
+      const after = new RecordingPoster('slack', w.clock);
+      const next = await w.notices({ posters: [after], postLeaseMs: 60_000, retryPollMs: 10_000 });
+      for (let round = 0; round < 10 && after.posts.length === 0; round++) await w.advance(10_000, [next]);
+      expect(after.titles()).toEqual([`${d.id} is live on production`]);
+    } finally {
+      stuck.release(false);
+    }
   });
 });
 

@@ -99,6 +99,24 @@ describe('Slack handlers', () => {
     expect(w.fake.callsOf('chat.postMessage')).toEqual([]);
   });
 
+  it('counts commands with the outcome values every surface uses (planned, listed, usage, refused)', async () => {
+    const w = await world();
+    for (const text of ['production', '', 'staging'])
+      expect((await w.requests.command({ command: '/rollback', text })).status).toBe(200);
+    expect((await w.requests.command({ command: '/deployments', text: 'production' })).status).toBe(200);
+    await w.surface.idle(); // the replies are sent after the ack: counted once they are
+    const counted = (await w.metrics.commands.get()).values.map(
+      (v) => `${v.labels.surface}:${v.labels.command}:${v.labels.outcome}:${v.value}`,
+    );
+    // The same values Discord and the console count for the same events (src/metrics.ts CommandOutcome).
+    expect(counted.sort()).toEqual([
+      'slack:deployments:listed:1',
+      'slack:rollback:planned:1',
+      'slack:rollback:refused:1',
+      'slack:rollback:usage:1',
+    ]);
+  });
+
   it('a Slack that hangs does not hold a handler: the reply is given up and the next one goes out', async () => {
     const w = await world({ callTimeoutMs: 200 });
     w.fake.stall('response_url', 1);

@@ -17,7 +17,7 @@ import type { ConsoleEntry } from '../../handlers/console/surface.js';
 import { faultView } from '../../handlers/slack/context.js';
 import { type Config, fileConfigSchema, parseEnv } from '../../src/config.js';
 import { asSwitchyardError, SwitchyardError } from '../../src/errors.js';
-import { silentLogger } from '../../src/log.js';
+import { createLogger, type Logger, silentLogger } from '../../src/log.js';
 import { SwitchQueue } from '../../src/queue.js';
 import { createRequestRedis, redisReady } from '../../src/redis.js';
 import { type SpawnedRedis, spawnRedis } from '../../src/redis-server.js';
@@ -52,12 +52,13 @@ async function ownRedis(): Promise<{ url: string; stop(): Promise<void>; start()
 async function app(
   redisUrl: string,
   local: Record<string, string> = { reactivationTime: '200ms', buildTime: '300ms' },
+  logger: Logger = silentLogger,
 ): Promise<RunningSwitchyard & { base: string }> {
   const dataDir = mkdtempSync(join(tmpdir(), 'sy-outage-app-'));
   const env = parseEnv({ PORT: '0', LOCAL_ROUTER_PORT: '0', REDIS_URL: redisUrl, LOG_LEVEL: 'silent' });
   const file = fileConfigSchema.parse({ local });
   const config: Config = { env, file, platform: 'local' };
-  const running = await startSwitchyard({ config, logger: silentLogger, dataDir, namespace: 'outage' });
+  const running = await startSwitchyard({ config, logger, dataDir, namespace: 'outage' });
   closers.push(async () => {
     await running.stop();
     rmSync(dataDir, { recursive: true, force: true });
@@ -219,6 +220,57 @@ describe('Switchyard while Redis is unreachable', () => {
     const sy = await app(redis.url);
     await redis.stop();
     await settlesWithin(sy.stop(), 10_000, 'stop()');
+  });
+
+  it('shuts down without waiting for Redis when a deployment notice fell due during the outage', async () => {
+    const redis = await ownRedis();
+    const lines: Record<string, unknown>[] = [];
+    const logger = createLogger({
+      level: 'info',
+      pretty: false,
+      destination: {
+        write: (line: string) => {
+          lines.push(JSON.parse(line) as Record<string, unknown>);
+          return true;
+        },
+      } as unknown as NodeJS.WritableStream,
+    });
+    const sy = await app(redis.url, undefined, logger);
+    await redis.stop();
+    // The platform goes on while Redis is away: a push builds and goes live. The notices service
+    // subscribed at start-up, before this listener, so it holds the event by the time this resolves,
+    // and handles it with commands that wait for Redis.
+    const live = new Promise<void>((resolve) => {
+      const off = sy.platform.subscribe?.((e) => {
+        if (e.type === 'traffic.moved' && e.environment === 'preview' && e.via === 'deploy') {
+          off?.();
+          resolve();
+        }
+      });
+    });
+    const pushed = await post(`${sy.base}/console/api/push`, { environment: 'preview', branch: 'feature-x' });
+    expect(pushed.status).toBe(201);
+    await live;
+
+    const stopped = sy.stop();
+    try {
+      await settlesWithin(stopped, 10_000, 'stop()');
+    } catch (e) {
+      // Let the stuck shutdown end (Redis back) so the next tests get a clean slate, then fail.
+      await redis.start();
+      await stopped;
+      throw e;
+    }
+    // What the shutdown left undone is said once, not once per event or check cut off.
+    const warned = lines.filter((l) => l.level === 40 && /notices/.test(String(l.msg)));
+    expect(warned.map((l) => l.msg)).toEqual([
+      expect.stringMatching(
+        /^Redis is unreachable: stopping notices without waiting .*: [1-9]\d* platform event\(s\) still being handled/,
+      ),
+    ]);
+    expect(
+      lines.filter((l) => l.msg === 'notice failed' || l.msg === 'reminder check failed; retrying'),
+    ).toEqual([]);
   });
 });
 

@@ -156,12 +156,12 @@ describe('SWITCHYARD_WORKER=off', () => {
   it('runs no worker, is ready, and its console follows a switch run by a separate worker', async () => {
     const sy = await app({ SWITCHYARD_WORKER: 'off' });
     expect(sy.workerRunning).toBe(false);
-    const ready = await fetch(`${sy.baseUrl}/readyz`);
-    expect(ready.status).toBe(200);
-    expect(await ready.json()).toMatchObject({ ok: true, worker: WORKER_OFF });
-
     const recorded = new Recording();
     await separateWorker(sy, recorded);
+    const ready = await fetch(`${sy.baseUrl}/readyz`);
+    expect(ready.status).toBe(200);
+    expect(await ready.json()).toMatchObject({ ok: true, worker: WORKER_OFF, workersConnected: 1 });
+
     const events = await consoleEvents(sy, 'alice');
     const { messageId, jobId } = await rollbackProduction(sy, 'alice');
 
@@ -181,6 +181,40 @@ describe('SWITCHYARD_WORKER=off', () => {
     expect(snap.environment.rolledBack).toBe(true);
     // Readiness does not depend on a worker running here.
     expect((await fetch(`${sy.baseUrl}/readyz`)).status).toBe(200);
+  });
+
+  it('with no worker connected anywhere, /readyz fails naming the fix and the waiting switch shows in /metrics', async () => {
+    const sy = await app({ SWITCHYARD_WORKER: 'off' });
+    const events = await consoleEvents(sy, 'alice');
+    // Confirmed while no worker is connected to the queue: nothing will ever take it.
+    const { messageId } = await rollbackProduction(sy, 'alice');
+    const res = await fetch(`${sy.baseUrl}/readyz`);
+    expect(res.status).toBe(503);
+    expect(await res.json()).toMatchObject({
+      ok: false,
+      worker: WORKER_OFF,
+      workersConnected: 0,
+      problems: [
+        `worker: no switch worker is connected to queue ${sy.queueName} (prefix ${sy.namespace}): start one (npm run worker -- --queue ${sy.queueName} --prefix ${sy.namespace}, with the same REDIS_URL) or set SWITCHYARD_WORKER=on`,
+      ],
+    });
+    const waiting = (await (await fetch(`${sy.baseUrl}/metrics`)).text())
+      .split('\n')
+      .filter((l) => l.startsWith('switchyard_switches_waiting{'));
+    expect(waiting.sort()).toEqual([
+      'switchyard_switches_waiting{state="delayed"} 0',
+      'switchyard_switches_waiting{state="waiting"} 1',
+    ]);
+
+    // A worker connects (npm run worker): it takes the waiting switch, and the replica is ready again.
+    await separateWorker(sy, new Recording());
+    await events.waitFor(isFinal(messageId));
+    const ready = await fetch(`${sy.baseUrl}/readyz`);
+    expect(ready.status).toBe(200);
+    expect(await ready.json()).toMatchObject({ ok: true, worker: WORKER_OFF, workersConnected: 1 });
+    expect(await (await fetch(`${sy.baseUrl}/metrics`)).text()).toContain(
+      'switchyard_switches_waiting{state="waiting"} 0',
+    );
   });
 
   it('leaves Slack messages to the worker running the job: npm run worker reporters edit to the final state once', async () => {

@@ -9,6 +9,7 @@ import { type ChatInputCommandInteraction, DiscordAPIError, MessageFlags } from 
 import type { CommandName } from '../../../src/chat.js';
 import { asSwitchyardError } from '../../../src/errors.js';
 import { scrub } from '../../../src/log.js';
+import { CommandOutcome, commandReplyOutcome } from '../../../src/metrics.js';
 import { renderDiscord } from '../../../src/views/discord.js';
 import { actingUser, attachPosted, type DiscordDeps, editBody, messageLink } from '../context.js';
 
@@ -28,12 +29,12 @@ export async function runCommand(
   name: CommandName,
   args: readonly string[],
 ): Promise<void> {
-  let outcome = 'error';
+  let outcome: CommandOutcome = CommandOutcome.error;
   try {
     await interaction.deferReply({ flags: MessageFlags.Ephemeral });
     const reply = await deps.chat.command(actingUser(interaction), name, args);
     if (reply.visibility === 'ephemeral') {
-      outcome = 'refused';
+      outcome = commandReplyOutcome(reply);
       await interaction.editReply(editBody(reply.view));
       return;
     }
@@ -43,7 +44,7 @@ export async function runCommand(
       posted = await deps.messages.post(channelId, renderDiscord(reply.view));
     } catch (e) {
       if (e instanceof DiscordAPIError && typeof e.code === 'number' && NO_ACCESS.has(e.code)) {
-        outcome = 'no_access';
+        outcome = CommandOutcome.notPosted;
         await interaction.editReply({
           content: `I cannot post in this channel (${e.message}). Give the Switchyard bot the View Channel, Send Messages and Embed Links permissions here, or use another channel. Nothing was changed.`,
         });
@@ -52,7 +53,7 @@ export async function runCommand(
       throw e;
     }
     if (reply.planId !== undefined) await attachPosted(deps, reply.planId, channelId, posted.id);
-    outcome = reply.planId === undefined ? 'shown' : 'planned';
+    outcome = commandReplyOutcome(reply);
     await interaction.editReply({
       content: `Posted in this channel: ${messageLink(interaction.guildId, channelId, posted.id)}`,
     });

@@ -6,6 +6,7 @@
  */
 import type { AllMiddlewareArgs, SlackCommandMiddlewareArgs } from '@slack/bolt';
 import { type CommandName, commandArgs } from '../../../src/chat.js';
+import { CommandOutcome, commandReplyOutcome } from '../../../src/metrics.js';
 import type { ActingUser } from '../../../src/permissions.js';
 import {
   busyView,
@@ -29,16 +30,17 @@ export async function runCommand(
   const accepted = deps.work.run(() => afterAck(deps, name, args));
   await args.ack();
   if (!accepted) {
-    deps.metrics.commands.inc({ surface: 'slack', command: name, outcome: 'busy' });
+    deps.metrics.commands.inc({ surface: 'slack', command: name, outcome: CommandOutcome.busy });
     await replyEphemeral(deps, args.respond, busyView());
   }
 }
 
 async function afterAck(deps: SlackHandlerDeps, name: CommandName, args: CommandArgs): Promise<void> {
-  const count = (outcome: string) => deps.metrics.commands.inc({ surface: 'slack', command: name, outcome });
+  const count = (outcome: CommandOutcome) =>
+    deps.metrics.commands.inc({ surface: 'slack', command: name, outcome });
   const parsed = slashCommandSchema.safeParse(args.command);
   if (!parsed.success) {
-    count('invalid');
+    count(CommandOutcome.invalid);
     deps.logger.warn(
       { command: name, issues: describeIssues(parsed.error) },
       'malformed slash command payload',
@@ -63,19 +65,19 @@ async function afterAck(deps: SlackHandlerDeps, name: CommandName, args: Command
   try {
     const reply = await deps.chat.command(actor, name, commandArgs(command.text));
     if (reply.visibility === 'ephemeral') {
-      count(reply.view.kind === 'usage' ? 'usage' : 'refused');
+      count(commandReplyOutcome(reply));
       await replyEphemeral(deps, args.respond, reply.view);
       return;
     }
     const posted = await postView(deps, args.client, command.channel_id, reply.view, reply.planId);
     if (!posted.ok) {
-      count('not_posted');
+      count(CommandOutcome.notPosted);
       await replyEphemeral(deps, args.respond, cannotPostView(posted.code, reply.view));
       return;
     }
-    count(reply.planId === undefined ? 'listed' : 'planned');
+    count(commandReplyOutcome(reply));
   } catch (e) {
-    count('error');
+    count(CommandOutcome.error);
     deps.logger.error({ err: e, command: name, userId: command.user_id }, 'slash command failed');
     await replyEphemeral(deps, args.respond, faultView(e, `run /${name}`));
   }
