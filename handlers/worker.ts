@@ -9,8 +9,10 @@
  * worker publishes (docs/jobs.md, "Scaling out"), so bot replicas can run with `SWITCHYARD_WORKER=off`.
  *
  * Signals as in `npm start` (handlers/cli.ts): installed before start-up; the first one finishes the
- * active switch, a second one exits at once (130 on Ctrl-C). A bad flag or a missing REDIS_URL is a
- * configuration error (exit 2).
+ * active switch, a second one exits at once (130 on Ctrl-C). A bad flag, a missing REDIS_URL or a
+ * `--metrics-port` already in use is a configuration error (exit 2). With `--metrics-port` the worker
+ * serves its metrics (`GET /metrics`, `GET /healthz`): the bot's /metrics counts only the switches of
+ * its own worker.
  */
 import { type RunningWorker, runWorker } from '../jobs/worker-main.js';
 import { ConfigError } from '../src/errors.js';
@@ -24,8 +26,9 @@ const PROGRAM = 'switchyard worker';
 async function main(): Promise<void> {
   const config = loadConfigOrExit(PROGRAM);
   const logger = createLogger({ level: config.env.LOG_LEVEL });
-  // One registry for the worker and its chat reporters (chat API errors, messages it cannot edit).
-  const metrics = createMetrics();
+  // One registry for the worker and its chat reporters (chat API errors, messages it cannot edit),
+  // with the process metrics as the bot's: served on `--metrics-port` (jobs/worker-main.ts).
+  const metrics = createMetrics({ defaults: true });
   let startupError: unknown;
   const startup: Promise<RunningWorker | undefined> = runWorker({
     argv: process.argv.slice(2),

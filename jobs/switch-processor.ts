@@ -126,6 +126,12 @@ export class SwitchFailedError extends UnrecoverableError {
 }
 
 const refusalCodes = new Set<string>(Object.values(RefusalCode));
+/** Refusals by the platform of Switchyard's own credentials or account (an operator must act). */
+const platformRefusalCodes = new Set<string>([
+  RefusalCode.platformUnauthorized,
+  RefusalCode.platformForbidden,
+  RefusalCode.platformPrecondition,
+]);
 
 /**
  * Whether BullMQ should retry after `err` (platform 5xx, timeouts — a 408 from the platform included,
@@ -737,6 +743,13 @@ export async function processSwitch(
   const unwatch = deps.watchJobLock?.(jobId, () => void lock.check());
   const abort = signal ? AbortSignal.any([signal, lock.signal]) : lock.signal;
   const attemptStart = deps.clock.now();
+  // `switchyard_switch_duration_seconds` covers every attempt: the first attempt to take the lock
+  // records its start on the job and later ones read it. Not waited for: an attempt that ends before
+  // the answer (Redis slow or away) counts from its own start.
+  let switchStart = attemptStart;
+  void firstRunStart(deps, jobId, attemptStart).then((at) => {
+    switchStart = at;
+  });
   // Releases the environment (once; the command is sent at once, and only deletes the lock if this
   // attempt still holds it) and then wakes the jobs waiting for it — another attempt of this job too;
   // resolves to the job's attached message refs as read in the same round trip (undefined when that
@@ -768,7 +781,7 @@ export async function processSwitch(
       shutdown: signal,
       lock,
       log,
-      attemptStart,
+      switchStart: () => switchStart,
       maxAttempts,
       stored,
       previousRun,
@@ -812,7 +825,8 @@ interface LockedRun {
   readonly shutdown: AbortSignal | undefined;
   readonly lock: AttemptLock;
   readonly log: Logger;
-  readonly attemptStart: number;
+  /** When the job's first attempt took the lock (this attempt's start until that is known). */
+  readonly switchStart: () => number;
   readonly maxAttempts: number;
   readonly stored: StoredOperation;
   /** The job's previous run under the lock, as recorded when this one took it. */
@@ -852,7 +866,7 @@ async function runLocked(
   tracker: Tracker,
   run: LockedRun,
 ): Promise<Progress> {
-  const { signal, lock, log, attemptStart, maxAttempts, stored, release } = run;
+  const { signal, lock, log, switchStart, maxAttempts, stored, release } = run;
   const jobId = job.id ?? '';
   const opKey = deps.keys.operation(jobId);
   const expect: PlanExpectation = {
@@ -1054,7 +1068,7 @@ async function runLocked(
     // A chat message that does not take the final state before graceful shutdown runs out of time
     // gets it in the background: the job completes (its return value is the final state).
     await untilShutdown(reported, run.shutdown);
-    finish(deps, data, 'succeeded', attemptStart);
+    finish(deps, data, 'succeeded', switchStart());
     log.info({ outcome: 'succeeded' }, tracker.progress.message);
     return tracker.progress;
   } catch (e) {
@@ -1143,8 +1157,15 @@ async function runLocked(
       code: err.code,
       message,
     });
-    finish(deps, data, outcome, attemptStart);
-    log.warn({ outcome, code: err.code, err: e }, message);
+    finish(deps, data, outcome, switchStart());
+    // A stale plan or a refusal is an expected end, said in full by the message (no stack helps);
+    // a failure is worth a look, with what failed.
+    if (outcome === 'failed') log.warn({ outcome, code: err.code, err: e }, message);
+    // The platform refusing Switchyard itself (a rejected key, a missing permission, a precondition of
+    // its own) needs an operator: said at warn, without a stack. A plan refused or made stale is the
+    // expected answer to a person's request.
+    else if (platformRefusalCodes.has(err.code)) log.warn({ outcome, code: err.code }, message);
+    else log.info({ outcome, code: err.code }, message);
     throw new SwitchFailedError(err.code, message, outcome);
   }
 }
@@ -1261,12 +1282,52 @@ function definitelyNotStarted(e: unknown): boolean {
   return e instanceof SyError && e.code === RefusalCode.operationInProgress;
 }
 
-function finish(deps: ProcessorDeps, data: SwitchJobData, outcome: Outcome, attemptStart: number): void {
+/** Counts the job's end, and its duration from `switchStart` (its first attempt's start). */
+function finish(deps: ProcessorDeps, data: SwitchJobData, outcome: Outcome, switchStart: number): void {
   deps.metrics?.jobs.inc({ action: data.action, outcome });
   deps.metrics?.switchDuration.observe(
     { action: data.action, outcome },
-    (deps.clock.now() - attemptStart) / 1000,
+    (deps.clock.now() - switchStart) / 1000,
   );
+}
+
+/**
+ * Field of the BullMQ job's hash holding when its first attempt took the environment lock (clock ms).
+ * On the job itself, so it lives exactly as long as the job: BullMQ keeps it through retries, stalls
+ * and hand-backs (it rewrites `processedOn` at every attempt), and removing or replacing the job
+ * (same plan, new job: `SwitchQueue.enqueue`) removes it with the hash.
+ */
+const FIRST_RUN_FIELD = 'syFirstRunAt';
+
+/**
+ * Records ARGV[2] as field ARGV[1] of the job's hash KEYS[1] unless an earlier attempt did; returns the
+ * recorded value (nil when the job is gone: nothing is created for it).
+ */
+const FIRST_RUN = `
+if redis.call('EXISTS', KEYS[1]) == 0 then return false end
+redis.call('HSETNX', KEYS[1], ARGV[1], ARGV[2])
+return redis.call('HGET', KEYS[1], ARGV[1])
+`;
+
+/** What FIRST_RUN answers for a job that exists: the recorded clock ms, as Redis returns it (a string). */
+const firstRunSchema = z
+  .string()
+  .regex(/^\d{1,16}$/)
+  .transform(Number);
+
+/**
+ * When the job's first attempt took the lock: recorded by this attempt (`attemptStart`) if it is the
+ * first. Never later than `attemptStart` (workers' clocks may differ a little), and `attemptStart`
+ * itself when Redis fails or holds something else.
+ */
+async function firstRunStart(deps: ProcessorDeps, jobId: string, attemptStart: number): Promise<number> {
+  try {
+    const raw = await deps.redis.eval(FIRST_RUN, 1, deps.keys.job(jobId), FIRST_RUN_FIELD, attemptStart);
+    const first = firstRunSchema.safeParse(raw);
+    return first.success ? Math.min(first.data, attemptStart) : attemptStart;
+  } catch {
+    return attemptStart;
+  }
 }
 
 /**

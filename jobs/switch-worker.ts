@@ -24,7 +24,7 @@ import {
   switchBackoffDelay,
   switchKeys,
 } from '../src/queue.js';
-import { closeRedis, createRedis, isCluster, redisAnswers } from '../src/redis.js';
+import { closeRedis, createRedis, isCluster, redisAnswers, redisOutageLog } from '../src/redis.js';
 import { keyNamespace } from '../src/redis-url.js';
 import { MAX_STALLS, processSwitch, SHUTDOWN_REASON } from './switch-processor.js';
 
@@ -163,7 +163,12 @@ export function startSwitchWorker(opts: SwitchWorkerOptions): SwitchWorker {
     },
   });
   const current = worker;
+  // BullMQ passes on every error of its two connections (this one and its blocking duplicate), once per
+  // reconnection attempt while Redis is down: said once when Redis goes away and once when it is back.
+  const outage = redisOutageLog(logger, 'switch worker');
+  current.getBackend().on('ready', () => outage.ready());
   current.on('error', (err) => {
+    if (outage.error(err)) return;
     // An attempt that lost its job lock ends this way (BullMQ cannot record its end): expected, and
     // the job goes on in the attempt that took it over.
     if (/^(Missing lock for job|Lock mismatch for job|Job \S+ is not in the active state)/.test(err.message))

@@ -12,11 +12,14 @@
  * as `500ms`, `30s`, `2m`, or plain milliseconds, each within its range: --lock-duration from 1s,
  * --verify-interval from 10ms, …, all at most 2^31-1 ms), --platform-url (the local platform's router
  * address, http:// or https://; default where the bot's router listens: http://$HOST:$LOCAL_ROUTER_PORT,
- * 127.0.0.1 for HOST=0.0.0.0, [::1] for HOST=::).
+ * 127.0.0.1 for HOST=0.0.0.0, [::1] for HOST=::), --metrics-port (off by default: the port of an HTTP
+ * server answering `GET /metrics`, the Prometheus text of the switches this worker ran, and
+ * `GET /healthz`; 0 for any free port) and --metrics-host (where it listens, default 127.0.0.1).
  *
  * Exit codes: 0 after a graceful stop (SIGTERM/SIGINT: the active switch finishes or is handed back),
- * 2 for a configuration error (a bad flag, a missing REDIS_URL: "configuration error" on stderr), 1 when
- * it cannot start otherwise; a second signal exits at once with 128 + its number (130 for Ctrl-C).
+ * 2 for a configuration error (a bad flag, a missing REDIS_URL, a --metrics-port already in use:
+ * "configuration error" on stderr), 1 when it cannot start otherwise; a second signal exits at once
+ * with 128 + its number (130 for Ctrl-C).
  *
  * Progress: published as BullMQ job progress (any bot replica can follow it with
  * `SwitchQueue.onProgress`). Chat edits need a Reporter: `runWorker({ reporter })` takes one; run
@@ -32,11 +35,13 @@ import {
   durationRange,
   formatIssues,
   httpUrl,
+  isListenHost,
   loadConfig,
   localHttpUrl,
   parseDuration,
 } from '../src/config.js';
 import { ConfigError } from '../src/errors.js';
+import { HttpServer, sendJson, sendText } from '../src/http.js';
 import { createLogger, type Logger } from '../src/log.js';
 import { createMetrics, type Metrics } from '../src/metrics.js';
 import { LocalPlatformClient } from '../src/platform/local/client.js';
@@ -75,6 +80,18 @@ export const workerArgsSchema = z.object({
   'retry-max': duration(10).optional(),
   /** The local platform's address (its router's), http:// or https:// only. */
   'platform-url': httpUrl('http://127.0.0.1:8080').optional(),
+  /** Where `GET /metrics` and `GET /healthz` answer; no HTTP server without it. */
+  'metrics-port': z
+    .string()
+    .regex(/^\d{1,5}$/, 'expected a port number (decimal digits, 0-65535; 0 for any free port)')
+    .transform(Number)
+    .refine((n) => n <= 65535, 'expected a port between 0 and 65535')
+    .optional(),
+  /** The address the metrics server listens on (loopback unless told otherwise: it has no login). */
+  'metrics-host': z
+    .string()
+    .refine(isListenHost, 'expected an IP address (IPv6 with or without brackets) or a host name')
+    .optional(),
 });
 export type WorkerArgs = z.infer<typeof workerArgsSchema>;
 
@@ -97,7 +114,70 @@ export function parseWorkerArgs(argv: readonly string[]): WorkerArgs {
   if (!parsed.success) {
     throw new ConfigError(`Invalid worker flags: ${formatIssues(parsed.error, values, '--')}`);
   }
+  if (parsed.data['metrics-host'] !== undefined && parsed.data['metrics-port'] === undefined) {
+    throw new ConfigError(
+      `Invalid worker flags: --metrics-host: got "${parsed.data['metrics-host']}" without --metrics-port, expected --metrics-port too (the metrics server is off without it)`,
+      { key: '--metrics-host' },
+    );
+  }
   return parsed.data;
+}
+
+/** Where the metrics server listens when `--metrics-host` is not given. */
+export const DEFAULT_METRICS_HOST = '127.0.0.1';
+
+/**
+ * The worker's metrics server: `GET /metrics` (Prometheus text of `metrics`, the registry the worker
+ * counts into) and `GET /healthz`. A listen error that a flag can fix (the port in use, a privileged
+ * port, an address not of this machine) is a ConfigError naming the flag.
+ */
+export async function serveWorkerMetrics(
+  metrics: Metrics,
+  port: number,
+  host: string,
+  logger: Logger,
+): Promise<{ readonly server: HttpServer; readonly port: number }> {
+  const server = new HttpServer((e) => logger.error({ err: e }, 'metrics request failed'));
+  server.route('GET', '/healthz', (_req, res) => sendJson(res, 200, { ok: true }));
+  server.route('GET', '/metrics', async (_req, res) => {
+    sendText(res, 200, await metrics.registry.metrics(), metrics.registry.contentType);
+  });
+  try {
+    return { server, port: await server.listen(port, host.replace(/^\[(.*)\]$/, '$1')) };
+  } catch (e) {
+    const problem = metricsListenProblem(e, port, host);
+    if (problem) throw problem;
+    throw e;
+  }
+}
+
+/** A listen error of the metrics server as a ConfigError naming the flag to change; else undefined. */
+function metricsListenProblem(e: unknown, port: number, host: string): ConfigError | undefined {
+  const where = `${host}:${port}`;
+  switch ((e as NodeJS.ErrnoException).code) {
+    case 'EADDRINUSE':
+      return new ConfigError(
+        `--metrics-port: got ${port}, but ${where} is already in use by another process; expected a free port (or stop that process)`,
+        { key: '--metrics-port' },
+      );
+    case 'EACCES':
+      return new ConfigError(
+        `--metrics-port: got ${port}, but this user may not listen on ${where} (ports below 1024 need privileges); expected a port from 1024`,
+        { key: '--metrics-port' },
+      );
+    case 'EADDRNOTAVAIL':
+      return new ConfigError(
+        `--metrics-host: got "${host}", expected an address of this machine (cannot listen on ${where})`,
+        { key: '--metrics-host' },
+      );
+    case 'ENOTFOUND':
+    case 'EAI_AGAIN':
+      return new ConfigError(`--metrics-host: got "${host}", expected a host name that resolves`, {
+        key: '--metrics-host',
+      });
+    default:
+      return undefined;
+  }
 }
 
 /** Where the bot's local platform router answers, from the bot's own HOST and LOCAL_ROUTER_PORT. */
@@ -157,6 +237,8 @@ export interface RunWorkerOptions {
 export interface RunningWorker {
   readonly handle: SwitchWorker;
   readonly warnings: readonly string[];
+  /** The port `GET /metrics` and `GET /healthz` answer on (`--metrics-port`); undefined without it. */
+  readonly metricsPort: number | undefined;
   /** Graceful stop: stop taking jobs, finish or hand back the active one, close everything. */
   stop(): Promise<void>;
 }
@@ -173,57 +255,85 @@ export async function runWorker(opts: RunWorkerOptions = {}): Promise<RunningWor
       { key: 'REDIS_URL' },
     );
   }
+  // Process metrics too when they are served (the bot's /metrics has them as well).
+  const metrics = opts.metrics ?? createMetrics({ defaults: args['metrics-port'] !== undefined });
+  const metricsHost = args['metrics-host'] ?? DEFAULT_METRICS_HOST;
+  // Listening first: a port in use is a configuration error, found before anything else is started.
+  const served =
+    args['metrics-port'] === undefined
+      ? undefined
+      : await serveWorkerMetrics(metrics, args['metrics-port'], metricsHost, logger);
   // A worker waits for Redis (it may start before Redis does), saying so once instead of hanging silently.
   const redis = createRedis(redisUrl);
-  watchRedis(redis, logger);
-  const mismatch = await clusterMismatch(redis);
-  if (mismatch !== undefined) {
+  let handle: SwitchWorker | undefined;
+  let platform: DeployPlatform | undefined;
+  let warnings: string[];
+  try {
+    watchRedis(redis, logger);
+    const mismatch = await clusterMismatch(redis);
+    if (mismatch !== undefined) throw new ConfigError(mismatch, { key: 'REDIS_URL' });
+    // The bot's namespace rule (handlers/app.ts): on a cluster, one hash slot.
+    const prefix = keyNamespace(args.prefix, isClusterUrl(redisUrl));
+    warnings = (await checkRedis(redis)).map((w) => w.message);
+    for (const w of warnings) logger.warn({ redis: 'settings' }, `REDIS WILL LOSE SWITCHES: ${w}`);
+    platform = opts.platform ?? platformFor(config, args, logger);
+    handle = startSwitchWorker({
+      redisUrl,
+      queueName: args.queue,
+      prefix,
+      platform,
+      reporter: opts.reporter ?? logReporter(logger),
+      clock: systemClock,
+      verify: {
+        timeoutMs: args['verify-timeout'] ?? config.file.verify.timeout,
+        intervalMs: args['verify-interval'] ?? config.file.verify.interval,
+      },
+      lockDurationMs: args['lock-duration'],
+      ...(args['stalled-interval'] === undefined ? {} : { stalledIntervalMs: args['stalled-interval'] }),
+      ...(args['lock-retry'] === undefined ? {} : { lockRetryMs: args['lock-retry'] }),
+      shutdownTimeoutMs: args['shutdown-timeout'],
+      retry: {
+        ...(args['retry-base'] === undefined ? {} : { baseDelayMs: args['retry-base'] }),
+        ...(args['retry-max'] === undefined ? {} : { maxDelayMs: args['retry-max'] }),
+      },
+      concurrency: args.concurrency,
+      logger,
+      metrics,
+      audit: new AuditLog(redis, { prefix }),
+    });
+    await handle.worker.waitUntilReady();
+    logger.info(
+      {
+        queue: args.queue,
+        prefix,
+        concurrency: args.concurrency,
+        platform: platform.name,
+        ...(served ? { metrics: localHttpUrl(metricsHost, served.port, '/metrics') } : {}),
+      },
+      'switch worker ready',
+    );
+  } catch (e) {
+    // Nothing started may outlive a failed start (the metrics port above all: a retry would find it taken).
+    await handle?.close().catch(() => undefined);
+    if (opts.platform === undefined) await platform?.close().catch(() => undefined);
     await closeRedis(redis);
-    throw new ConfigError(mismatch, { key: 'REDIS_URL' });
+    await served?.server.close();
+    throw e;
   }
-  // The bot's namespace rule (handlers/app.ts): on a cluster, one hash slot.
-  const prefix = keyNamespace(args.prefix, isClusterUrl(redisUrl));
-  const warnings = (await checkRedis(redis)).map((w) => w.message);
-  for (const w of warnings) logger.warn({ redis: 'settings' }, `REDIS WILL LOSE SWITCHES: ${w}`);
-  const platform = opts.platform ?? platformFor(config, args, logger);
-  const handle = startSwitchWorker({
-    redisUrl,
-    queueName: args.queue,
-    prefix,
-    platform,
-    reporter: opts.reporter ?? logReporter(logger),
-    clock: systemClock,
-    verify: {
-      timeoutMs: args['verify-timeout'] ?? config.file.verify.timeout,
-      intervalMs: args['verify-interval'] ?? config.file.verify.interval,
-    },
-    lockDurationMs: args['lock-duration'],
-    ...(args['stalled-interval'] === undefined ? {} : { stalledIntervalMs: args['stalled-interval'] }),
-    ...(args['lock-retry'] === undefined ? {} : { lockRetryMs: args['lock-retry'] }),
-    shutdownTimeoutMs: args['shutdown-timeout'],
-    retry: {
-      ...(args['retry-base'] === undefined ? {} : { baseDelayMs: args['retry-base'] }),
-      ...(args['retry-max'] === undefined ? {} : { maxDelayMs: args['retry-max'] }),
-    },
-    concurrency: args.concurrency,
-    logger,
-    metrics: opts.metrics ?? createMetrics(),
-    audit: new AuditLog(redis, { prefix }),
-  });
-  await handle.worker.waitUntilReady();
-  logger.info(
-    { queue: args.queue, prefix, concurrency: args.concurrency, platform: platform.name },
-    'switch worker ready',
-  );
+  const started = handle;
+  const startedPlatform = platform;
   let stopping: Promise<void> | undefined;
   return {
-    handle,
+    handle: started,
     warnings,
+    metricsPort: served?.port,
     stop() {
       stopping ??= (async () => {
-        await handle.close();
-        await platform.close().catch(() => undefined);
+        await started.close();
+        await startedPlatform.close().catch(() => undefined);
         await closeRedis(redis);
+        // Last: the counts of the switch that finished during shutdown can still be scraped meanwhile.
+        await served?.server.close();
       })();
       return stopping;
     },

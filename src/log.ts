@@ -1,8 +1,10 @@
 /**
  * Structured logging: one JSON line per event (pino), pretty when stdout is a terminal. Secrets are
- * redacted by key name wherever they appear, so a token never reaches a log line.
+ * redacted by key name wherever they appear, so a token never reaches a log line; a logged error (`err`)
+ * goes through `serializeError`, which also drops what libraries attach to their errors that may carry
+ * a secret (the arguments of a failed Redis command: AUTH's password).
  */
-import { type Logger, pino } from 'pino';
+import { type Logger, pino, stdSerializers } from 'pino';
 
 export type { Logger };
 
@@ -31,6 +33,88 @@ export function scrub(text: string): string {
     .replace(/\b(xox[abposr]-[A-Za-z0-9-]+|xapp-[A-Za-z0-9-]+)/g, '[redacted]')
     .replace(/(Bearer|Bot)\s+[A-Za-z0-9._~+/=-]{8,}/gi, '$1 [redacted]')
     .replace(/\bunkey_[A-Za-z0-9]{8,}/g, '[redacted]');
+}
+
+/**
+ * Keys of a logged error's fields (at any depth) whose values are credentials: an HTTP client's request
+ * headers and config, a connection's options. Compared without case, `-` or `_`.
+ */
+const SECRET_KEYS = new Set([
+  'authorization',
+  'proxyauthorization',
+  'password',
+  'passwd',
+  'token',
+  'secret',
+  'cookie',
+  'setcookie',
+  'apikey',
+  'xapikey',
+  'rootkey',
+  'bottoken',
+  'apptoken',
+  'signingsecret',
+  'clientsecret',
+]);
+
+/** How deep `serializeError` follows an error's fields (pino's own limit for a line is 5 levels). */
+const ERROR_DEPTH = 6;
+
+/**
+ * pino's error serializer (type, message with its causes, stack, every other field), made safe for a
+ * log line:
+ *   - a failed command's arguments (`command.args`) are dropped, its name kept: ioredis attaches the
+ *     command to the errors it emits, and a refused AUTH (a rotated or mistyped password, a user
+ *     disabled for maintenance) carries `[user, password]`. At any depth: a cluster error's
+ *     `lastNodeError`, an aggregate's errors, a wrapped cause;
+ *   - fields named like a credential (`SECRET_KEYS`: an HTTP error's request headers) read `[redacted]`;
+ *   - every string has the credentials of a URL (`redis://user:password@host`) masked and tokens
+ *     scrubbed (`scrub`).
+ */
+export function serializeError(err: unknown): unknown {
+  return sanitize(stdSerializers.err(err as Error), 0, new WeakSet());
+}
+
+function sanitize(value: unknown, depth: number, seen: WeakSet<object>): unknown {
+  if (typeof value === 'string') return scrub(maskUrlCredentials(value));
+  if (typeof value !== 'object' || value === null) return value;
+  if (value instanceof Date || Buffer.isBuffer(value) || ArrayBuffer.isView(value)) return value;
+  if (seen.has(value)) return '[circular]';
+  if (depth >= ERROR_DEPTH) return '[…]';
+  seen.add(value);
+  try {
+    if (Array.isArray(value)) return value.map((v) => sanitize(v, depth + 1, seen));
+    // What JSON would write of it (AxiosHeaders, URL), read instead of its internals.
+    const toJSON = (value as { toJSON?: unknown }).toJSON;
+    if (typeof toJSON === 'function' && !(value instanceof Error)) {
+      const json: unknown = toJSON.call(value);
+      if (json !== value) return sanitize(json, depth, seen);
+    }
+    // An error pino's serializer did not reach (inside a plain field): its message and stack too.
+    const fields = value instanceof Error ? stdSerializers.err(value) : value;
+    const out: Record<string, unknown> = {};
+    // `for…in`: pino's serialized error keeps type, message and stack on its prototype.
+    for (const key in fields) {
+      const v = (fields as Record<string, unknown>)[key];
+      if (v === undefined) continue;
+      if (SECRET_KEYS.has(key.toLowerCase().replace(/[-_]/g, ''))) out[key] = '[redacted]';
+      else if (key === 'command' && isCommand(v)) out[key] = { name: v.name };
+      else out[key] = sanitize(v, depth + 1, seen);
+    }
+    return out;
+  } finally {
+    seen.delete(value);
+  }
+}
+
+/** An ioredis command as attached to its errors: `{ name, args }`. */
+function isCommand(v: unknown): v is { name: unknown } {
+  return typeof v === 'object' && v !== null && 'name' in v && 'args' in v;
+}
+
+/** `text` with the user info of every `scheme://user:password@host` masked. */
+function maskUrlCredentials(text: string): string {
+  return text.replace(/\b([a-z][a-z0-9+.-]*:\/\/)[^\s/?#@]*@/gi, '$1***@');
 }
 
 export interface LoggerOptions {
@@ -72,6 +156,7 @@ export function createLogger(opts: LoggerOptions = {}): Logger {
       level: opts.level ?? 'info',
       base: { pid: process.pid },
       redact: { paths: REDACT, censor: '[redacted]' },
+      serializers: { err: serializeError },
       formatters: { level: (label, number) => ({ level: number, levelName: label }) },
     },
     stream as NodeJS.WritableStream,
@@ -79,4 +164,4 @@ export function createLogger(opts: LoggerOptions = {}): Logger {
 }
 
 /** A logger that drops everything (tests that do not inspect logs). */
-export const silentLogger: Logger = pino({ level: 'silent' });
+export const silentLogger: Logger = pino({ level: 'silent', serializers: { err: serializeError } });

@@ -25,7 +25,7 @@ import {
   type RedisOptions,
 } from 'ioredis';
 import { systemClock, within } from './clock.js';
-import { SwitchyardError } from './errors.js';
+import { redisUnavailable, SwitchyardError } from './errors.js';
 import type { Logger } from './log.js';
 import {
   type ClusterTarget,
@@ -339,8 +339,69 @@ export function redisReady(client: RedisClient, timeoutMs = 10_000, what = 'Redi
 }
 
 /**
+ * Whether `e` says a Redis connection could not be made or kept (what ioredis emits on a connection's
+ * `error` event, and what BullMQ passes on from its connections), as opposed to an error of a command
+ * or of the code using Redis: a socket error (refused, reset, timed out, a name that does not resolve),
+ * TLS refusing the server, Redis refusing the credentials (AUTH/HELLO), a failed ready check, a
+ * connection closed under a command, or a cluster that cannot be reached.
+ */
+export function isRedisConnectionError(e: unknown): boolean {
+  if (!(e instanceof Error)) return false;
+  const { code, syscall, command } = e as { code?: unknown; syscall?: unknown; command?: unknown };
+  // Node's socket and DNS errors (connect, read, write, getaddrinfo): ECONNREFUSED, ETIMEDOUT, …
+  if (typeof syscall === 'string') return true;
+  if (typeof code === 'string' && /^ERR_(TLS|SSL)_|CERT|_SIGNED_|^UNABLE_TO_/.test(code)) return true;
+  const name =
+    typeof command === 'object' && command !== null ? (command as { name?: unknown }).name : undefined;
+  if (name === 'auth' || name === 'hello') return true;
+  if (/^(WRONGPASS|NOAUTH)\b|^Ready check failed: |\bECONNREFUSED\b/.test(e.message)) return true;
+  // ioredis's cluster client: no node answered, or the slots could not be read from any.
+  if (e.name === 'ClusterAllFailedError' || /^None of startup nodes is available/.test(e.message))
+    return true;
+  // BullMQ's and ioredis's "Connection is closed.", and the failures of a fail-fast connection.
+  return e.name === 'ConnectionClosedError' || redisUnavailable(e) !== undefined;
+}
+
+/**
+ * Says once that Redis went away and once that it is back (never at every reconnection attempt), for
+ * the connections behind `connection` (its name in the log lines).
+ */
+export interface RedisOutageLog {
+  /**
+   * Takes an error of the connection(s): a connection error (`isRedisConnectionError`) is logged at
+   * WARN if it is the first since Redis was last reachable, at DEBUG otherwise; returns whether it was
+   * one (the caller logs any other error itself).
+   */
+  error(err: unknown): boolean;
+  /** A connection is ready again: logs that Redis is reachable again if it was said to be down. */
+  ready(): void;
+}
+
+/** A RedisOutageLog for `connection` (see there). */
+export function redisOutageLog(logger: Logger, connection: string): RedisOutageLog {
+  let down = false;
+  return {
+    error(err) {
+      if (!isRedisConnectionError(err)) return false;
+      if (down) logger.debug({ err, connection }, 'Redis is still unreachable');
+      else {
+        down = true;
+        logger.warn({ err, connection }, 'Redis is unreachable; reconnecting');
+      }
+      return true;
+    },
+    ready() {
+      if (!down) return;
+      down = false;
+      logger.info({ connection }, 'Redis is reachable again');
+    },
+  };
+}
+
+/**
  * Logs a connection going down once (not at every reconnection attempt) and its coming back, and keeps
- * ioredis from printing "Unhandled error event" for each attempt.
+ * ioredis from printing "Unhandled error event" for each attempt. Every error a connection emits is
+ * about the connection itself.
  */
 export function watchRedis(client: RedisClient, logger: Logger, name = 'redis'): void {
   let down = false;

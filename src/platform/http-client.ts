@@ -9,6 +9,7 @@
  * key) never appears in an error or a log. The adapters' clients (unkey/client.ts, vercel/client.ts)
  * add their URLs, headers and error body.
  */
+import { AsyncLocalStorage } from 'node:async_hooks';
 import type { z } from 'zod';
 import { type Clock, systemClock } from '../clock.js';
 import { PlatformHttpError } from '../errors.js';
@@ -92,6 +93,19 @@ export function parseRetryAfter(value: string | null, now: number): number | und
   const at = Date.parse(text);
   if (Number.isNaN(at)) return undefined;
   return Math.max(0, at - now);
+}
+
+/**
+ * Requests made inside `quietRetries` log their retries at debug instead of warn. Their caller says
+ * itself when its requests fail and recover (the snapshot poller, src/platform/snapshot-poller.ts),
+ * where a warning per retry would repeat an outage on every poll tick. Everything else (a switch's
+ * calls and reads, a command's reads, `/readyz`) keeps its retries at warn.
+ */
+const quiet = new AsyncLocalStorage<true>();
+
+/** Runs `work` with the retries of its platform requests logged at debug (see `quiet`). */
+export function quietRetries<T>(work: () => Promise<T>): Promise<T> {
+  return quiet.run(true, work);
 }
 
 class TimeoutSignal extends Error {
@@ -228,7 +242,8 @@ export class JsonHttpClient {
     const exponential = Math.min(this.tuning.maxDelayMs, this.tuning.baseDelayMs * 2 ** attempt);
     // Jitter in [50%, 100%] of the exponential delay spreads replicas that failed together.
     const delayMs = retryAfterMs ?? Math.round(exponential * (0.5 + this.random() / 2));
-    this.logger.warn(
+    const level = quiet.getStore() ? 'debug' : 'warn';
+    this.logger[level](
       { ...request.logFields, attempt: attempt + 1, delayMs, reason: this.redact(reason) },
       `${this.options.platform}: retrying`,
     );

@@ -4,12 +4,16 @@
  * differences are emitted as PlatformEvents. The stored state is replaced with a compare-and-set, and
  * only the replica whose write wins emits, so events are not duplicated across replicas or restarts.
  * The first poll of an environment with no stored state records a baseline and emits nothing.
+ * A platform outage is logged when an environment's polling starts failing (what failed and what to
+ * check) and when it works again, not at every poll (nor at every HTTP retry inside one).
  */
 
 import type { Clock } from '../clock.js';
 import type { DeploymentStatus, EnvironmentSnapshot } from '../domain/types.js';
+import { SwitchyardError } from '../errors.js';
 import { type Logger, silentLogger } from '../log.js';
 import type { RedisClient } from '../redis.js';
+import { quietRetries } from './http-client.js';
 import type { DeployPlatform, PlatformEvent } from './port.js';
 
 /** What the poller remembers per environment. */
@@ -142,11 +146,29 @@ export function diffStates(
   return events;
 }
 
+/**
+ * What a failed poll says to check: `unreachable` when the platform did not answer or answered with a
+ * fault of its own (timeouts, network errors, 5xx, 429: retryable), `refused:<code>` when it refused
+ * (a rejected token, an unknown project: the adapter's refusal says what to set), `other` else.
+ */
+function pollFailureOf(e: unknown): string {
+  if (!(e instanceof SwitchyardError)) return 'other';
+  return e.retry ? 'unreachable' : `refused:${e.code}`;
+}
+
+/** An environment whose polling fails: since when (clock ms), how many polls in a row, and why. */
+interface Failing {
+  readonly since: number;
+  polls: number;
+  failure: string;
+}
+
 /** Polls environments and emits their deployment events to listeners. */
 export class SnapshotEventPoller {
   private readonly listeners = new Set<(event: PlatformEvent) => void>();
   private readonly logger: Logger;
   private loop: { readonly stop: AbortController; readonly done: Promise<void> } | undefined;
+  private readonly failing = new Map<string, Failing>();
 
   constructor(private readonly opts: SnapshotPollerOptions) {
     this.logger = opts.logger ?? silentLogger;
@@ -168,14 +190,56 @@ export class SnapshotEventPoller {
     for (const environment of await this.opts.environments()) {
       try {
         emitted.push(...(await this.pollEnvironment(environment)));
+        this.succeeded(environment);
       } catch (e) {
-        this.logger.warn(
-          { environment, err: e instanceof Error ? e.message : String(e) },
-          `${this.opts.platform}: poll failed`,
-        );
+        this.failed(environment, e);
       }
     }
     return emitted;
+  }
+
+  /**
+   * A failed poll of `environment`: the first of a series is a warning saying what failed and what to
+   * check (again when the reason changes kind, e.g. from no answer to a refused token); the next ones,
+   * while it keeps failing the same way, only debug lines.
+   */
+  private failed(environment: string, e: unknown): void {
+    const reason = e instanceof Error ? e.message : String(e);
+    const failure = pollFailureOf(e);
+    const known = this.failing.get(environment);
+    if (known) known.polls++;
+    if (known && known.failure === failure) {
+      this.logger.debug(
+        { environment, reason, failedPolls: known.polls },
+        `${this.opts.platform}: polling ${environment} still fails`,
+      );
+      return;
+    }
+    if (known) known.failure = failure;
+    else this.failing.set(environment, { since: this.opts.clock.now(), polls: 1, failure });
+    const { platform } = this.opts;
+    // A refusal already says what to set (the adapters word it so); anything else gets a pointer.
+    const check =
+      failure === 'unreachable'
+        ? `check that ${platform}'s API answers from this host (network, DNS, proxy) and ${platform}'s status`
+        : failure === 'other'
+          ? `the reason says what failed (not an answer of ${platform}'s)`
+          : reason;
+    this.logger.warn(
+      { environment, reason },
+      `${platform}: polling ${environment} fails, so its deployment events (and notices) wait until it works again (tried every ${Math.round(this.opts.intervalMs / 1000)}s; a line says when it does). What to do: ${check}`,
+    );
+  }
+
+  /** A successful poll of `environment`: says so once if it had been failing. */
+  private succeeded(environment: string): void {
+    const known = this.failing.get(environment);
+    if (!known) return;
+    this.failing.delete(environment);
+    this.logger.info(
+      { environment, failedPolls: known.polls, failingForMs: this.opts.clock.now() - known.since },
+      `${this.opts.platform}: polling ${environment} works again after ${known.polls} failed ${known.polls === 1 ? 'poll' : 'polls'}`,
+    );
   }
 
   /** Stops polling and waits for the current round to finish. */
@@ -205,7 +269,9 @@ export class SnapshotEventPoller {
   private async pollEnvironment(environment: string): Promise<PlatformEvent[]> {
     const key = `${this.opts.keyPrefix}:${environment}`;
     const stored = await this.opts.redis.get(key);
-    const next = stateOf(await this.opts.snapshot(environment));
+    // Its retries at debug: a failing poll is said once, by `failed` (only the read: the listeners'
+    // own requests keep theirs).
+    const next = stateOf(await quietRetries(() => this.opts.snapshot(environment)));
     const nextText = JSON.stringify(next);
     if (stored === nextText) return [];
     const won = await this.opts.redis.eval(CAS, 1, key, stored ?? '', nextText);

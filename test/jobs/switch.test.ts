@@ -14,17 +14,18 @@ import { z } from 'zod';
 import { HANDED_BACK_DETAIL } from '../../jobs/switch-processor.js';
 import { type SwitchWorker, startSwitchWorker } from '../../jobs/switch-worker.js';
 import { AUDIT_MESSAGE_MAX, AuditLog } from '../../src/audit.js';
-import { ManualClock, systemClock } from '../../src/clock.js';
+import { type Clock, ManualClock, systemClock } from '../../src/clock.js';
 import { PlatformHttpError, RefusalError } from '../../src/errors.js';
-import { silentLogger } from '../../src/log.js';
+import { createLogger, silentLogger } from '../../src/log.js';
 import { JsonHttpClient } from '../../src/platform/http-client.js';
 import { LocalPlatform } from '../../src/platform/local/platform.js';
-import type { OperationRef, OperationStatus } from '../../src/platform/port.js';
+import type { DeployPlatform, OperationRef, OperationStatus } from '../../src/platform/port.js';
 import type { MessageRef, Progress } from '../../src/progress.js';
 import { EnvironmentLock, jobIdForPlan, queuedProgress, SwitchQueue, switchKeys } from '../../src/queue.js';
 import { createRedis } from '../../src/redis.js';
 import { redisUrl, uniqueName } from '../support/redis.js';
 import { Cleanup, jobData, planFor, RecordingReporter, transitions } from './fixtures/harness.js';
+import { type LogLine, LogLines } from './fixtures/logs.js';
 import { jobsSeed, seedDomains, seedIds } from './fixtures/seed.js';
 import { type JobsEnv, REACTIVATION_MS, setupJobs } from './fixtures/setup.js';
 
@@ -54,6 +55,51 @@ async function startedMessages(env: JobsEnv, environment: string): Promise<(stri
     .filter((e) => e.event === 'started')
     .map((e) => e.message)
     .reverse();
+}
+
+/**
+ * The system clock, moved forward by `step()`: time a platform call took, without waiting for it (the
+ * worker's sleeps are real ones).
+ */
+class SteppingClock implements Clock {
+  private offset = 0;
+  now(): number {
+    return Date.now() + this.offset;
+  }
+  sleep(ms: number, signal?: AbortSignal): Promise<void> {
+    return systemClock.sleep(ms, signal);
+  }
+  step(ms: number): void {
+    this.offset += ms;
+  }
+}
+
+/** `inner`, whose next `failures` snapshots each take `ms` of `clock` time and then answer 503. */
+function slowFailingSnapshots(
+  inner: DeployPlatform,
+  clock: SteppingClock,
+  failures: number,
+  ms: number,
+): DeployPlatform {
+  let left = failures;
+  return Object.assign(Object.create(inner) as DeployPlatform, {
+    snapshot: async (environment: string) => {
+      if (left <= 0) return inner.snapshot(environment);
+      left--;
+      clock.step(ms);
+      throw new PlatformHttpError(503, 'GET', 'http://platform.test/snapshot', undefined, 'unavailable');
+    },
+  });
+}
+
+/** The log lines of one job, as `<level> <outcome>/<code>[ with err]: <message start>`. */
+function endLines(lines: readonly LogLine[], jobId: string): string[] {
+  return lines
+    .filter((l) => l.jobId === jobId && l.outcome !== undefined)
+    .map(
+      (l) =>
+        `${l.levelName} ${String(l.outcome)}/${String(l.code)}${l.err === undefined ? '' : ' with err'}: ${l.msg.slice(0, 30)}`,
+    );
 }
 
 async function jobCount(env: JobsEnv, value: string): Promise<number> {
@@ -211,7 +257,8 @@ describe('switch job', () => {
 
   it('ends a plan made stale by another switch as plan_stale, without switching', async () => {
     const env = await setupJobs(cleanup);
-    await env.startWorker();
+    const lines = new LogLines();
+    await env.startWorker({ logger: createLogger({ level: 'info', pretty: false, destination: lines }) });
     const now = env.clock.now();
     const a = await planFor(env.local, 'env0', 'rollback', now);
     const b = await planFor(env.local, 'env0', 'rollback', now, seedIds(0).standby);
@@ -235,6 +282,11 @@ describe('switch job', () => {
     expect(await rollbacksOn(env, 'env0')).toBe(1);
     expect((await env.audit.recent('env0', 1))[0]).toMatchObject({ event: 'refused', code: 'plan_stale' });
     expect(await jobCount(env, 'stale')).toBe(1);
+    // An expected end: said at info, in words, without a stack trace; nothing of the job at warn.
+    expect(endLines(lines.parsed, jb.jobId)).toEqual([
+      'info stale/plan_stale: Traffic moved since this plan ',
+    ]);
+    expect(lines.parsed.filter((l) => l.jobId === jb.jobId && l.level >= 40)).toEqual([]);
   });
 
   it('ends as stale, without switching, when the domains that would move are not those the plan showed', async () => {
@@ -273,7 +325,8 @@ describe('switch job', () => {
         ],
       },
     });
-    await env.startWorker();
+    const lines = new LogLines();
+    await env.startWorker({ logger: createLogger({ level: 'info', pretty: false, destination: lines }) });
     const now = env.clock.now();
 
     // A 4xx from the platform: non-retryable, the job fails on its first attempt.
@@ -302,6 +355,13 @@ describe('switch job', () => {
     expect(env.platform.switchCalls).toBe(1);
     expect(await rollbacksOn(env, 'env0')).toBe(0);
     expect(await rollbacksOn(env, 'env1')).toBe(0);
+    // A failure is a warning with what failed (its stack too); a refusal an expected end, at info.
+    expect(endLines(lines.parsed, j0.jobId)).toEqual([
+      'warn failed/platform_http with err: The platform answered 404 Not ',
+    ]);
+    expect(endLines(lines.parsed, j1.jobId)).toEqual([
+      `info refused/target_stopped: ${f1?.message?.slice(0, 30)}`,
+    ]);
   });
 
   it('retries a 5xx and "operation in progress" with backoff and then succeeds', async () => {
@@ -333,6 +393,26 @@ describe('switch job', () => {
     expect(await rollbacksOn(env, 'env0')).toBe(1);
     // BullMQ counts the successful attempt too.
     expect((await env.queue.queue.getJob(jobId))?.attemptsMade).toBe(3);
+  });
+
+  it('counts the duration of a retried switch from its first attempt: every attempt and backoff', async () => {
+    const env = await setupJobs(cleanup);
+    const clock = new SteppingClock();
+    // Two attempts each spend 30 s on a platform that then answers 503; the third switches.
+    await env.startWorker({ clock, platform: slowFailingSnapshots(env.platform, clock, 2, 30_000) });
+    const now = env.clock.now();
+    const plan = await planFor(env.local, 'env0', 'rollback', now);
+    const { jobId } = await env.queue.enqueue(jobData(plan, now));
+    const final = await env.queue.waitForEnd(jobId);
+    expect(final?.outcome).toBe('succeeded');
+    expect(final?.attempt).toBe(3);
+    const observed = (await env.metrics.switchDuration.get()).values.filter(
+      (v) => v.labels.action === 'rollback' && v.labels.outcome === 'succeeded',
+    );
+    expect(observed.find((v) => v.metricName?.endsWith('_count'))?.value).toBe(1);
+    // At least the 60 s the first two attempts took (the last one alone took well under a second).
+    expect(observed.find((v) => v.metricName?.endsWith('_sum'))?.value).toBeGreaterThanOrEqual(60);
+    expect(observed.find((v) => v.metricName?.endsWith('_sum'))?.value).toBeLessThan(120);
   });
 
   it('gives up after the last attempt of a retryable failure with outcome failed', async () => {

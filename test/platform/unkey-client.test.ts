@@ -9,6 +9,7 @@ import { Writable } from 'node:stream';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { PlatformHttpError } from '../../src/errors.js';
 import { createLogger } from '../../src/log.js';
+import { quietRetries } from '../../src/platform/http-client.js';
 import { parseRetryAfter, UnkeyClient } from '../../src/platform/unkey/client.js';
 import {
   AcceptedResponseSchema,
@@ -17,6 +18,7 @@ import {
   ListDeploymentsResponseSchema,
 } from '../../src/platform/unkey/schemas.js';
 import { SleepRecordingClock, UnkeyFakeServer } from '../fakes/unkey-server.js';
+import { LogLines } from '../jobs/fixtures/logs.js';
 
 const KEY = 'unkey_3ZclientTestRootKey0123456789';
 const TIMEOUT = 5_000;
@@ -288,6 +290,37 @@ describe('UnkeyClient', () => {
     expect(lines.join('')).toContain('unkey: retrying');
     expect(lines.join('')).toContain('service_unavailable');
     expect(lines.join('')).not.toContain(KEY);
+  });
+
+  it('logs retries at warn, and at debug inside quietRetries (a poll, which says its outage itself)', async () => {
+    const lines = new LogLines();
+    const logged = new UnkeyClient({
+      baseUrl: server.url,
+      rootKey: KEY,
+      clock,
+      timeoutMs: TIMEOUT,
+      random: () => 0.5,
+      logger: createLogger({ level: 'debug', pretty: false, destination: lines }),
+    });
+    const read = () =>
+      logged.call('deployments.getDeployment', { deploymentId: depId }, GetDeploymentResponseSchema, {
+        idempotent: true,
+      });
+    server.fault({ kind: 'status', status: 503 }, 1);
+    await clock.drive(read(), TIMEOUT);
+    server.fault({ kind: 'status', status: 503 }, 1);
+    await clock.drive(
+      quietRetries(() => read()),
+      TIMEOUT,
+    );
+    // A switch's own calls (no quietRetries) after it: warn again.
+    server.fault({ kind: 'status', status: 503 }, 1);
+    await clock.drive(read(), TIMEOUT);
+    expect(lines.parsed.map((l) => `${l.levelName}: ${l.msg}`)).toEqual([
+      'warn: unkey: retrying',
+      'debug: unkey: retrying',
+      'warn: unkey: retrying',
+    ]);
   });
 
   it('describes an error answer that is not Unkey JSON', async () => {

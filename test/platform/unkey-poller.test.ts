@@ -3,11 +3,13 @@
  * events are emitted once across replicas and restarts, and the subscribe loop runs on the clock.
  */
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { createLogger, type Logger } from '../../src/log.js';
 import type { PlatformEvent } from '../../src/platform/port.js';
 import { diffStates, type PolledState } from '../../src/platform/snapshot-poller.js';
 import { UnkeyPlatform } from '../../src/platform/unkey/adapter.js';
 import { createRedis, type RedisClient } from '../../src/redis.js';
 import { SleepRecordingClock, UnkeyFakeServer } from '../fakes/unkey-server.js';
+import { type LogLine, LogLines } from '../jobs/fixtures/logs.js';
 import { redisUrl, uniqueName } from '../support/redis.js';
 
 const KEY = 'unkey_3ZpollerTestRootKey0123456789';
@@ -23,7 +25,7 @@ const platforms: UnkeyPlatform[] = [];
 let d2: string;
 let d3: string;
 
-function replica(): UnkeyPlatform {
+function replica(logger?: Logger): UnkeyPlatform {
   const redis = createRedis(redisUrl());
   redises.push(redis);
   const p = new UnkeyPlatform({
@@ -31,6 +33,7 @@ function replica(): UnkeyPlatform {
     client: { baseUrl: server.url, rootKey: KEY, clock, timeoutMs: TIMEOUT },
     clock,
     events: { redis, keyPrefix: prefix, intervalMs: INTERVAL },
+    ...(logger === undefined ? {} : { logger }),
   });
   platforms.push(p);
   return p;
@@ -140,6 +143,52 @@ describe('Unkey event poller', () => {
     });
     expect(events.some((e) => (e as { type: string }).type === 'deployment.standby')).toBe(false);
     expect(events.some((e) => (e as { deploymentId?: string }).deploymentId === queued)).toBe(false);
+  });
+
+  it('logs an outage when polling starts failing and when it works again, not at every poll or retry', async () => {
+    const lines = new LogLines();
+    const a = replica(createLogger({ level: 'debug', pretty: false, destination: lines }));
+    expect(await poll(a)).toEqual([]);
+    const said = (from: number) =>
+      lines.parsed.slice(from).map((l: LogLine) => `${l.levelName}: ${l.msg}`.slice(0, 60));
+    const loud = (from: number) => lines.parsed.slice(from).filter((l) => l.level >= 30);
+
+    // Unkey answers 503 to every request of three polls (each read tried 1 + 3 times).
+    server.fault({ kind: 'status', status: 503, code: 'service_unavailable' }, 12);
+    const from = lines.parsed.length;
+    for (let i = 0; i < 3; i++) expect(await clock.drive(poll(a), TIMEOUT)).toEqual([]);
+    expect(loud(from).map((l) => [l.levelName, l.environment, l.msg])).toEqual([
+      [
+        'warn',
+        'production',
+        "unkey: polling production fails, so its deployment events (and notices) wait until it works again (tried every 15s; a line says when it does). What to do: check that unkey's API answers from this host (network, DNS, proxy) and unkey's status",
+      ],
+    ]);
+    expect(String(loud(from)[0]?.reason)).toMatch(/^PlatformHttpError\[service_unavailable\] 503 POST /);
+    // The retries inside the polls, and the polls that failed again, are debug lines.
+    expect(said(from).filter((l) => l.startsWith('debug: unkey: retrying'))).toHaveLength(9);
+    expect(
+      said(from).filter((l) => l.startsWith('debug: unkey: polling production still fails')),
+    ).toHaveLength(2);
+
+    // Unkey answers again: said once.
+    const back = lines.parsed.length;
+    expect(await poll(a)).toEqual([]);
+    expect(await poll(a)).toEqual([]);
+    expect(loud(back).map((l) => [l.levelName, l.msg, l.failedPolls])).toEqual([
+      ['info', 'unkey: polling production works again after 3 failed polls', 3],
+    ]);
+
+    // A refused key is another thing to do: said at once, in the words of the refusal.
+    server.fault({ kind: 'status', status: 401, code: 'unauthorized' }, 2);
+    const refused = lines.parsed.length;
+    expect(await poll(a)).toEqual([]);
+    expect(await poll(a)).toEqual([]);
+    expect(loud(refused).map((l) => l.msg)).toEqual([
+      expect.stringMatching(
+        /^unkey: polling production fails, .* What to do: Unkey rejected the root key \(401 unauthorized\): .*Set UNKEY_ROOT_KEY to a root key with /,
+      ),
+    ]);
   });
 
   it('subscribe polls on the clock and unsubscribe stops it', async () => {
