@@ -425,9 +425,19 @@ export async function startSwitchyard(
             }
           : {}),
         fireAlert: async (environment, title) => {
+          // One incident per deployment live when it is pressed: pressed again, it is deduplicated; once
+          // another deployment went live, it is a new incident (a fingerprint per environment alone made
+          // every press for 6 hours a duplicate of the first, even after that one was dismissed). When
+          // the platform cannot say (an unknown environment, the platform unreachable), the name alone.
+          const live = await platform.snapshot(environment).then(
+            (s) => s.environment.currentDeploymentId,
+            () => undefined,
+          );
+          const fingerprint =
+            live === undefined ? `console-${environment}` : `console-${environment}-${live}`;
           const parsed = parseAlertPayload(
             'generic',
-            { environment, title, status: 'firing', fingerprint: `console-${environment}` },
+            { environment, title, status: 'firing', fingerprint },
             {
               now: clock.now(),
             },

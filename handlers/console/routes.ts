@@ -377,7 +377,6 @@ export function registerConsole(http: HttpServer, deps: ConsoleDeps): { close():
         return;
       }
       const name = m[1] ?? '';
-      deps.surface.postUser(body.user, text);
       const count = (outcome: CommandOutcome) =>
         deps.metrics?.commands.inc({
           surface: 'console',
@@ -395,6 +394,10 @@ export function registerConsole(http: HttpServer, deps: ConsoleDeps): { close():
       }
       // The same outcome values as Slack and Discord (src/metrics.ts): the console always shows the reply.
       count(commandReplyOutcome(reply));
+      // The typed line goes into the channel once the command was handled, right before its answer: a
+      // command refused with an error (Redis unreachable: the page says "Not sent") must not show in
+      // everyone's channel as if it had been run.
+      deps.surface.postUser(body.user, text);
       const ref = deps.surface.postView(
         reply.view,
         reply.visibility === 'ephemeral' ? { visibleTo: body.user } : {},

@@ -4,12 +4,16 @@
  * and, outside a rollback, takes the domains; the live panel probes as many domains per refresh however
  * many pushes came before.
  */
+import { mkdtempSync, rmSync } from 'node:fs';
 import { request } from 'node:http';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { ConsoleEntry } from '../../handlers/console/surface.js';
 import { runWorker } from '../../jobs/worker-main.js';
 import { silentLogger } from '../../src/log.js';
 import { LocalPlatformClient } from '../../src/platform/local/client.js';
+import { spawnRedis } from '../../src/redis-server.js';
 import { startTestSwitchyard, type TestSwitchyard } from '../support/switchyard.js';
 
 let app: TestSwitchyard;
@@ -355,5 +359,126 @@ describe('console without a token (loopback only)', () => {
     expect(
       (await answer(host, '/console/health', 'GET', undefined, { 'x-forwarded-for': '1.2.3.4' })).status,
     ).toBe(200);
+  });
+});
+
+/** POSTs JSON to a console of the test's own. */
+async function postTo(
+  sy: TestSwitchyard,
+  path: string,
+  body: unknown,
+): Promise<{ status: number; json: Record<string, unknown> }> {
+  const res = await fetch(`${sy.baseUrl}${path}`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify(body),
+  });
+  return { status: res.status, json: (await res.json()) as Record<string, unknown> };
+}
+
+async function timelineOf(sy: TestSwitchyard, user: string): Promise<ConsoleEntry[]> {
+  const res = await fetch(`${sy.baseUrl}/console/api/timeline?user=${user}`);
+  return ((await res.json()) as { entries: ConsoleEntry[] }).entries;
+}
+
+describe('the console\'s "Fire alert" (found in review: UI)', () => {
+  let sy: TestSwitchyard;
+  beforeAll(async () => {
+    sy = await startTestSwitchyard();
+  });
+  afterAll(async () => {
+    await sy?.close();
+  });
+
+  /** Resolves once `id` is the environment's live deployment (checked at each platform event). */
+  async function untilLive(environment: string, id: string): Promise<void> {
+    for (;;) {
+      let off: (() => void) | undefined;
+      const changed = new Promise<void>((resolve) => {
+        off = sy.platform.subscribe?.(() => resolve());
+      });
+      try {
+        if ((await sy.platform.snapshot(environment)).environment.currentDeploymentId === id) return;
+        await changed;
+      } finally {
+        off?.();
+      }
+    }
+  }
+
+  it('is one incident per live deployment: pressed again it dedupes, after a new deployment went live it suggests again', async () => {
+    const fire = () => postTo(sy, '/console/api/alert', { environment: 'production', title: 'Checkout 5xx' });
+    const suggestions = async () =>
+      (await timelineOf(sy, 'alice')).filter((e) => e.message?.kind === 'confirmation');
+    expect((await fire()).json.outcome).toBe('suggested');
+    expect((await fire()).json.outcome).toBe('deduplicated');
+    const [first] = await suggestions();
+    expect(first?.message?.title).toBe('Roll back production to dep_3hd7xa?');
+    // Dismissed: not this rollback again.
+    const dismiss = first?.message?.buttons.find((b) => b.label === 'Dismiss');
+    if (!first || !dismiss) throw new Error(`no Dismiss on ${JSON.stringify(first)}`);
+    const dismissed = await postTo(sy, '/console/api/action', {
+      user: 'alice',
+      actionId: dismiss.actionId,
+      messageId: first.id,
+    });
+    expect(dismissed.status).toBe(200);
+    expect((await fire()).json.outcome).toBe('deduplicated');
+
+    // A new deployment goes live, and it is bad: a new incident, a new suggestion (rolling it back).
+    const pushed = await postTo(sy, '/console/api/push', { environment: 'production', user: 'alice' });
+    expect(pushed.status).toBe(201);
+    const id = String(pushed.json.deploymentId);
+    await untilLive('production', id);
+    const again = await fire();
+    expect({ outcome: again.json.outcome, detail: again.json.detail }).toEqual({
+      outcome: 'suggested',
+      detail: expect.stringMatching(new RegExp(`^${id} went live .* roll back to dep_4kq9wz\\?$`)),
+    });
+    expect((await suggestions()).map((e) => e.message?.title)).toEqual([
+      'Cancelled: roll back production to dep_3hd7xa',
+      'Roll back production to dep_4kq9wz?',
+    ]);
+    // Against that same deployment, the button is one incident again.
+    expect((await fire()).json.outcome).toBe('deduplicated');
+  });
+});
+
+describe('a console command that fails (found in review: UI)', () => {
+  it('is not in the channel when refused (Redis unreachable); a handled one is, right before its answer', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'sy-console-redis-'));
+    const redis = await spawnRedis({ dir: join(dir, 'redis') });
+    const sy = await startTestSwitchyard({ env: { REDIS_URL: redis.url } });
+    try {
+      const handled = await postTo(sy, '/console/api/command', {
+        user: 'alice',
+        text: '/deployments production',
+      });
+      expect(handled.status).toBe(200);
+      const shown = await timelineOf(sy, 'bob');
+      const answer = shown.findIndex((e) => e.id === handled.json.messageId);
+      expect(answer).toBeGreaterThan(0);
+      expect(shown[answer - 1]).toMatchObject({
+        author: { kind: 'user', name: 'alice' },
+        text: '/deployments production',
+      });
+
+      await redis.stop();
+      const refused = await postTo(sy, '/console/api/command', {
+        user: 'alice',
+        text: '/rollback production',
+      });
+      // The page says "Not sent" (nothing was done): nobody's channel shows the command as if it ran.
+      expect(refused.status).toBe(503);
+      for (const user of ['alice', 'bob'])
+        expect({ user, texts: (await timelineOf(sy, user)).map((e) => e.text) }).toEqual({
+          user,
+          texts: shown.map((e) => e.text),
+        });
+    } finally {
+      await sy.close();
+      await redis.stop();
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });

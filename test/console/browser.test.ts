@@ -5,33 +5,18 @@
  * branch, an alert title, typed text) is rendered as text; an entry that arrives while the page loads
  * its timeline is not wiped by the load.
  */
-import { existsSync } from 'node:fs';
-import { type Browser, chromium, type Page } from 'playwright-core';
+import type { Browser, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { launchChromium } from '../support/browser.js';
 import { startTestSwitchyard, type TestSwitchyard } from '../support/switchyard.js';
 
-const CHROMIUM = '/usr/bin/chromium';
 let app: TestSwitchyard;
 let browser: Browser;
 let page: Page;
 
 beforeAll(async () => {
-  if (!existsSync(CHROMIUM))
-    throw new Error(`${CHROMIUM} missing: apt-get install -y chromium (.ci/run does)`);
   app = await startTestSwitchyard();
-  browser = await chromium.launch({
-    executablePath: CHROMIUM,
-    args: [
-      '--headless',
-      '--no-sandbox',
-      '--disable-gpu',
-      '--disable-quic',
-      '--no-first-run',
-      '--disable-background-networking',
-      '--disable-component-update',
-      '--disable-sync',
-    ],
-  });
+  browser = await launchChromium();
   page = await browser.newPage({ viewport: { width: 1280, height: 900 } });
 }, 60_000);
 
