@@ -2,11 +2,13 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { correlate, describeGap } from '../../src/alerts/correlate.js';
 import { ManualClock } from '../../src/clock.js';
 import { defaultRollbackTarget } from '../../src/domain/plan.js';
-import { UnkeyPlatform } from '../../src/platform/unkey/adapter.js';
-import { VercelPlatform } from '../../src/platform/vercel/adapter.js';
-import { UnkeyFakeServer } from '../fakes/unkey-server.js';
-import { VercelFakeServer } from '../fakes/vercel-server.js';
-import { MINUTE, productionSnapshot } from './helpers.js';
+import { MINUTE, productionSnapshot, unkeyAfterAutoDeploy, vercelAfterAutoDeploy } from './helpers.js';
+
+/** What the tests on the fake servers started, closed after each test. */
+const closers: (() => Promise<void>)[] = [];
+afterEach(async () => {
+  for (const c of closers.splice(0).reverse()) await c();
+});
 
 describe('correlate', () => {
   it('suggests rolling back the deployment that went live 7 minutes before the alert', () => {
@@ -102,40 +104,10 @@ describe('correlate', () => {
 describe('correlate on Unkey (no live history)', () => {
   const KEY = 'unkey_3ZcorrelateTestRootKey012345678';
   const prod = { project: 'acme', app: 'api', environment: 'production' } as const;
-  const closers: (() => Promise<void>)[] = [];
-  afterEach(async () => {
-    for (const c of closers.splice(0).reverse()) await c();
-  });
 
   /** dep_0001 live since long ago; dep_0002 pushed, built for 3 minutes, live `liveAgoMs` before now. */
-  async function unkey(liveAgoMs = 7 * MINUTE) {
-    const clock = new ManualClock();
-    const server = await UnkeyFakeServer.start({
-      clock,
-      switchDelayMs: 0,
-      rootKeys: {
-        [KEY]: [
-          'environment.*.read_deployment',
-          'environment.*.rollback_deployment',
-          'environment.*.promote_deployment',
-        ],
-      },
-      customDomains: { 'acme/api': ['api.acme.com'] },
-    });
-    closers.push(() => server.close());
-    const d1 = server.push({ ...prod, branch: 'main' });
-    await clock.advance(3 * 60 * MINUTE);
-    const d2 = server.push({ ...prod, branch: 'main', status: 'building' });
-    await clock.advance(3 * MINUTE);
-    server.setStatus(d2, 'ready');
-    await clock.advance(liveAgoMs);
-    const platform = new UnkeyPlatform({
-      environments: { production: prod },
-      client: { baseUrl: server.url, rootKey: KEY, clock, timeoutMs: 5_000, maxRetries: 0 },
-      clock,
-    });
-    closers.push(() => platform.close());
-    return { clock, server, platform, d1, d2 };
+  function unkey(liveAgoMs = 7 * MINUTE) {
+    return unkeyAfterAutoDeploy(closers, { key: KEY, switchDelayMs: 0, liveAgoMs });
   }
 
   it('suggests rolling back a deployment that went live by an automatic deploy before the alert', async () => {
@@ -215,34 +187,10 @@ describe('correlate on Unkey (no live history)', () => {
 
 describe('correlate on Vercel (no live history)', () => {
   const TOKEN = 'vcp_correlateTestToken0123456789ab';
-  const closers: (() => Promise<void>)[] = [];
-  afterEach(async () => {
-    for (const c of closers.splice(0).reverse()) await c();
-  });
 
   /** d1 live since long ago; d2 built for 3 minutes, live `liveAgoMs` before now. */
-  async function vercel(liveAgoMs = 7 * MINUTE) {
-    const clock = new ManualClock();
-    const server = await VercelFakeServer.start({
-      clock,
-      tokens: { [TOKEN]: ['personal'] },
-      aliasJobReads: 1,
-    });
-    closers.push(() => server.close());
-    const projectId = server.addProject({ name: 'acme-web', domains: [{ name: 'shop.acme.com' }] });
-    const d1 = server.deploy({ project: projectId });
-    await clock.advance(3 * 60 * MINUTE);
-    const d2 = server.deploy({ project: projectId, readyState: 'BUILDING' });
-    await clock.advance(3 * MINUTE);
-    server.setReadyState(d2, 'READY');
-    await clock.advance(liveAgoMs);
-    const platform = new VercelPlatform({
-      project: 'acme-web',
-      client: { baseUrl: server.url, token: TOKEN, timeoutMs: 5_000, maxRetries: 0 },
-      clock,
-    });
-    closers.push(() => platform.close());
-    return { clock, server, platform, projectId, d1, d2 };
+  function vercel(liveAgoMs = 7 * MINUTE) {
+    return vercelAfterAutoDeploy(closers, { token: TOKEN, aliasJobReads: 1, liveAgoMs });
   }
 
   it('suggests rolling back a deployment that went live by an automatic deploy before the alert', async () => {

@@ -24,10 +24,14 @@ import { createMetrics, type Metrics } from '../../src/metrics.js';
 import { type PlanRecord, PlanStore } from '../../src/plan-store.js';
 import { LocalPlatform } from '../../src/platform/local/platform.js';
 import type { DeployPlatform } from '../../src/platform/port.js';
+import { UnkeyPlatform } from '../../src/platform/unkey/adapter.js';
+import { VercelPlatform } from '../../src/platform/vercel/adapter.js';
 import type { MessageRef } from '../../src/progress.js';
 import { createRedis, deleteKeys, type RedisClient, scanKeys } from '../../src/redis.js';
 import type { MessageView } from '../../src/views/types.js';
+import { VercelFakeServer } from '../fakes/vercel-server.js';
 import { redisUrl, uniqueName } from '../support/redis.js';
+import { startAcmeUnkey } from '../support/unkey.js';
 
 export const MINUTE = 60_000;
 
@@ -239,6 +243,13 @@ export function buttonLabels(view: MessageView | undefined): string[] {
   return (view?.buttons ?? []).map((b) => b.label);
 }
 
+/** Flow's switch queue in the alert tests: it refuses to enqueue (they never confirm a plan). */
+const NEVER_ENQUEUES: FlowQueue = {
+  async enqueue() {
+    throw new Error('the alert tests never confirm a plan');
+  },
+};
+
 /** Real Redis, the local platform's demo project, the real Flow and PlanStore, a recording sink. */
 export async function createHarness(
   opts: {
@@ -267,11 +278,7 @@ export async function createHarness(
   const plans = new PlanStore({ redis, prefix: `${prefix}:`, clock });
   const flow = new Flow({
     platform,
-    queue: opts.queue ?? {
-      async enqueue() {
-        throw new Error('the alert tests never confirm a plan');
-      },
-    },
+    queue: opts.queue ?? NEVER_ENQUEUES,
     plans,
     audit: new AuditLog(redis, { prefix }),
     config,
@@ -391,11 +398,7 @@ export function alertServiceOn(
   const plans = new PlanStore({ redis, prefix: `${prefix}:`, clock });
   const flow = new Flow({
     platform,
-    queue: {
-      async enqueue() {
-        throw new Error('the alert tests never confirm a plan');
-      },
-    },
+    queue: NEVER_ENQUEUES,
     plans,
     audit: new AuditLog(redis, { prefix }),
     config,
@@ -415,4 +418,66 @@ export function alertServiceOn(
       redis.disconnect();
     },
   };
+}
+
+/**
+ * Production on the fake Unkey (`acme/api`) after an automatic deploy, and the UnkeyPlatform reading it,
+ * on one ManualClock: d1 live since long ago; d2 pushed, built for 3 minutes, then ready (live)
+ * `liveAgoMs` before the clock's time. Both are closed by `closers`.
+ */
+export async function unkeyAfterAutoDeploy(
+  closers: (() => Promise<void>)[],
+  opts: { readonly key: string; readonly liveAgoMs: number } & Omit<
+    Parameters<typeof startAcmeUnkey>[1],
+    'clock'
+  >,
+) {
+  const { key, liveAgoMs, ...fake } = opts;
+  const prod = { project: 'acme', app: 'api', environment: 'production' } as const;
+  const clock = new ManualClock();
+  const server = await startAcmeUnkey(key, { clock, ...fake });
+  closers.push(() => server.close());
+  const d1 = server.push({ ...prod, branch: 'main' });
+  await clock.advance(3 * 60 * MINUTE);
+  const d2 = server.push({ ...prod, branch: 'main', status: 'building' });
+  await clock.advance(3 * MINUTE);
+  server.setStatus(d2, 'ready');
+  await clock.advance(liveAgoMs);
+  const platform = new UnkeyPlatform({
+    environments: { production: prod },
+    client: { baseUrl: server.url, rootKey: key, clock, timeoutMs: 5_000, maxRetries: 0 },
+    clock,
+  });
+  closers.push(() => platform.close());
+  return { clock, server, platform, d1, d2 };
+}
+
+/**
+ * Production of the fake Vercel's project `acme-web` (shop.acme.com, a personal token) after an
+ * automatic deploy, and the VercelPlatform reading it, on one ManualClock: d1 live since long ago; d2
+ * built for 3 minutes, then ready (live) `liveAgoMs` before the clock's time. Both are closed by
+ * `closers`.
+ */
+export async function vercelAfterAutoDeploy(
+  closers: (() => Promise<void>)[],
+  opts: { readonly token: string; readonly liveAgoMs: number; readonly aliasJobReads?: number },
+) {
+  const { token, liveAgoMs, ...fake } = opts;
+  const clock = new ManualClock();
+  const server = await VercelFakeServer.start({ clock, tokens: { [token]: ['personal'] }, ...fake });
+  closers.push(() => server.close());
+  const projectId = server.addProject({ name: 'acme-web', domains: [{ name: 'shop.acme.com' }] });
+  const d1 = server.deploy({ project: projectId });
+  await clock.advance(3 * 60 * MINUTE);
+  const d2 = server.deploy({ project: projectId, readyState: 'BUILDING' });
+  await clock.advance(3 * MINUTE);
+  server.setReadyState(d2, 'READY');
+  await clock.advance(liveAgoMs);
+  const platform = new VercelPlatform({
+    project: 'acme-web',
+    client: { baseUrl: server.url, token, timeoutMs: 5_000, maxRetries: 0 },
+    clock,
+  });
+  closers.push(() => platform.close());
+  return { clock, server, platform, projectId, d1, d2 };
 }

@@ -4,12 +4,8 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { parseAlertPayload } from '../../src/alerts/parsers.js';
 import { compositeSink, createAlertService, parseChatAlert, postedBySlot } from '../../src/alerts/service.js';
 import { type AlertSource, type NormalizedAlert, normalizedAlert } from '../../src/alerts/types.js';
-import { ManualClock } from '../../src/clock.js';
+import type { ManualClock } from '../../src/clock.js';
 import { PermanentChatError } from '../../src/errors.js';
-import { UnkeyPlatform } from '../../src/platform/unkey/adapter.js';
-import { VercelPlatform } from '../../src/platform/vercel/adapter.js';
-import { UnkeyFakeServer } from '../fakes/unkey-server.js';
-import { VercelFakeServer } from '../fakes/vercel-server.js';
 import { uniqueName } from '../support/redis.js';
 import {
   alertCount,
@@ -19,6 +15,8 @@ import {
   type Harness,
   MINUTE,
   RecordingSink,
+  unkeyAfterAutoDeploy,
+  vercelAfterAutoDeploy,
 } from './helpers.js';
 
 let h: Harness | undefined;
@@ -863,28 +861,13 @@ describe('AlertService on platforms without live history', () => {
   }
 
   it('on Unkey: suggests rolling back the deployment an automatic deploy made live before the alert', async () => {
-    const KEY = 'unkey_3ZserviceTestRootKey0123456789ab';
-    const prod = { project: 'acme', app: 'api', environment: 'production' } as const;
-    const clock = new ManualClock();
-    const server = await UnkeyFakeServer.start({
-      clock,
-      rootKeys: { [KEY]: ['environment.*.read_deployment'] },
-      customDomains: { 'acme/api': ['api.acme.com'] },
+    // d2 live 20 minutes ago: within the 30 minutes Unkey keeps the replaced d1 running (afterwards
+    // nothing can roll back to it).
+    const { clock, platform, d1, d2 } = await unkeyAfterAutoDeploy(closers, {
+      key: 'unkey_3ZserviceTestRootKey0123456789ab',
+      permissions: ['environment.*.read_deployment'],
+      liveAgoMs: 20 * MINUTE,
     });
-    closers.push(() => server.close());
-    const d1 = server.push({ ...prod, branch: 'main' });
-    await clock.advance(3 * 60 * MINUTE);
-    const d2 = server.push({ ...prod, branch: 'main', status: 'building' });
-    await clock.advance(3 * MINUTE);
-    server.setStatus(d2, 'ready');
-    // Within the 30 minutes Unkey keeps the replaced d1 running (afterwards nothing can roll back to it).
-    await clock.advance(20 * MINUTE);
-    const platform = new UnkeyPlatform({
-      environments: { production: prod },
-      client: { baseUrl: server.url, rootKey: KEY, clock, timeoutMs: 5_000, maxRetries: 0 },
-      clock,
-    });
-    closers.push(() => platform.close());
     const harness = alertServiceOn(platform, clock, 'unkey');
     closers.push(() => harness.close());
 
@@ -897,23 +880,10 @@ describe('AlertService on platforms without live history', () => {
   });
 
   it('on Vercel: suggests rolling back the deployment an automatic deploy made live before the alert', async () => {
-    const TOKEN = 'vcp_serviceTestToken0123456789abcd';
-    const clock = new ManualClock();
-    const server = await VercelFakeServer.start({ clock, tokens: { [TOKEN]: ['personal'] } });
-    closers.push(() => server.close());
-    const projectId = server.addProject({ name: 'acme-web', domains: [{ name: 'shop.acme.com' }] });
-    const d1 = server.deploy({ project: projectId });
-    await clock.advance(3 * 60 * MINUTE);
-    const d2 = server.deploy({ project: projectId, readyState: 'BUILDING' });
-    await clock.advance(3 * MINUTE);
-    server.setReadyState(d2, 'READY');
-    await clock.advance(40 * MINUTE);
-    const platform = new VercelPlatform({
-      project: 'acme-web',
-      client: { baseUrl: server.url, token: TOKEN, timeoutMs: 5_000, maxRetries: 0 },
-      clock,
+    const { clock, platform, d1, d2 } = await vercelAfterAutoDeploy(closers, {
+      token: 'vcp_serviceTestToken0123456789abcd',
+      liveAgoMs: 40 * MINUTE,
     });
-    closers.push(() => platform.close());
     const harness = alertServiceOn(platform, clock, 'vercel');
     closers.push(() => harness.close());
 

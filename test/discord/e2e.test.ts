@@ -7,7 +7,7 @@
  * traffic and the clock, never on sleeps.
  */
 import type { ChatInputCommandInteraction } from 'discord.js';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { runCommand } from '../../handlers/discord/commands/run.js';
 import type { DiscordDeps } from '../../handlers/discord/context.js';
 import { ChatService } from '../../src/chat.js';
@@ -24,24 +24,20 @@ import {
   buttonId,
   buttonsOf,
   type DiscordE2E,
+  followUp,
+  messageOf,
+  NO_MESSAGE,
+  originalEdited,
+  press,
   REACTIVATION_MS,
-  startDiscordE2E,
+  slash,
+  startPerTest,
   textOf,
   waitForMessage,
   waitForPost,
 } from './harness.js';
 
-let env: DiscordE2E | undefined;
-
-afterEach(async () => {
-  await env?.close();
-  env = undefined;
-});
-
-async function start(opts: Parameters<typeof startDiscordE2E>[0] = {}): Promise<DiscordE2E> {
-  env = await startDiscordE2E(opts);
-  return env;
-}
+const start = startPerTest();
 
 /** Runs `/rollback environment:production` as `user` and returns the posted confirmation. */
 async function askRollback(
@@ -49,21 +45,12 @@ async function askRollback(
   roles: readonly string[] = [e.fake.roles.deployers],
 ): Promise<StoredMessage> {
   const from = e.fake.calls.length;
-  const i = e.fake.slash({
-    command: 'rollback',
-    options: [{ name: 'environment', value: 'production' }],
-    user: e.alice,
-    roles,
-  });
+  const i = slash(e, 'rollback', { environment: 'production' }, e.alice, roles);
   const cb = await e.fake.waitForCallback(i);
   expect(cb.type).toBe(CallbackType.deferredChannelMessageWithSource);
   const posted = await waitForPost(e.fake, e.fake.channels.ops, from);
   // The handler finishes by pointing the requester at the message (after attaching it to the plan).
-  await e.fake.waitForRequest(
-    (c) =>
-      c.method === 'PATCH' && c.path === `/webhooks/${e.fake.applicationId}/${i.token}/messages/@original`,
-    { from },
-  );
+  await originalEdited(e, i, from);
   return posted;
 }
 
@@ -104,10 +91,35 @@ async function click(
   user = e.alice,
   roles: readonly string[] = [e.fake.roles.deployers],
 ): Promise<FakeInteraction> {
-  const i = e.fake.click({ messageId: message.id, customId: buttonId(message, label), user, roles });
+  const i = press(e, message, label, user, roles);
   const cb = await e.fake.waitForCallback(i);
   expect(cb.type).toBe(CallbackType.deferredUpdateMessage);
   return i;
+}
+
+/** Resolves with the message once it shows the job parked reactivating the standby target. */
+function reactivating(e: DiscordE2E, messageId: string, from?: number): Promise<StoredMessage> {
+  return waitForMessage(
+    e.fake,
+    messageId,
+    (t) => /⏳ Reactivating standby target.*\(running\)/.test(t),
+    from,
+  );
+}
+
+/** Resolves with the message once it shows the switch's end ("Traffic is on …"). */
+function trafficOn(e: DiscordE2E, messageId: string, from?: number): Promise<StoredMessage> {
+  return waitForMessage(e.fake, messageId, (t) => t.includes('Traffic is on'), from);
+}
+
+/**
+ * Follows a switch to a standby target to its end: waits until the job is parked reactivating it, lets
+ * the reactivation time pass, and resolves with the message once it shows the switch's end.
+ */
+async function throughReactivation(e: DiscordE2E, messageId: string, from?: number): Promise<StoredMessage> {
+  await reactivating(e, messageId, from);
+  await advanceWhenParked(e.clock, REACTIVATION_MS);
+  return trafficOn(e, messageId, from);
 }
 
 describe('Discord end to end', () => {
@@ -148,14 +160,7 @@ describe('Discord end to end', () => {
     e.fake.expireInteractionTokens();
     const from = e.fake.calls.length;
     await click(e, message, 'Rollback to target version');
-    await waitForMessage(
-      e.fake,
-      message.id,
-      (t) => /⏳ Reactivating standby target.*\(running\)/.test(t),
-      from,
-    );
-    await advanceWhenParked(e.clock, REACTIVATION_MS);
-    const final = await waitForMessage(e.fake, message.id, (t) => t.includes('Traffic is on'), from);
+    const final = await throughReactivation(e, message.id, from);
     expect(textOf(final)).toContain(`Rolled back production to ${target.id}`);
     expect(buttonsOf(final)).toEqual([]);
 
@@ -189,15 +194,12 @@ describe('Discord end to end', () => {
     const versions = message.history.length;
     const from = e.fake.calls.length;
     const i = await click(e, message, 'Rollback to target version', e.bob, [e.fake.roles.viewers]);
-    const followUp = await e.fake.waitForRequest(
-      (c) => c.method === 'POST' && c.path === `/webhooks/${e.fake.applicationId}/${i.token}`,
-      { from },
-    );
-    expect(followUp.status).toBe(200);
-    const note = e.fake.messages.get(String((followUp.response as { id: string }).id));
+    const sent = await followUp(e, i, from);
+    expect(sent.status).toBe(200);
+    const note = messageOf(e, sent);
     expect((note?.flags ?? 0) & MessageFlag.ephemeral).toBe(MessageFlag.ephemeral);
-    expect(textOf(note ?? { content: '', embeds: [] })).toMatch(/not allowed|may not|permission|allow/i);
-    expect(textOf(note ?? { content: '', embeds: [] })).toContain('environments.production.allow.discord');
+    expect(textOf(note ?? NO_MESSAGE)).toMatch(/not allowed|may not|permission|allow/i);
+    expect(textOf(note ?? NO_MESSAGE)).toContain('environments.production.allow.discord');
     expect(e.fake.messages.get(message.id)?.history.length).toBe(versions);
     expect(await jobTotal(e)).toBe(0);
     expect(await rollbacks(e)).toBe(0);
@@ -210,7 +212,7 @@ describe('Discord end to end', () => {
     await click(e, message, 'Rollback to target version', e.bob, [e.fake.roles.viewers]);
     await waitForMessage(e.fake, message.id, (t) => /Reactivating standby target.*\(running\)/.test(t), from);
     await advanceWhenParked(e.clock, REACTIVATION_MS);
-    const done = await waitForMessage(e.fake, message.id, (t) => t.includes('Traffic is on'), from);
+    const done = await trafficOn(e, message.id, from);
     expect(textOf(done)).toContain('Confirmed by bob');
     expect(await rollbacks(e)).toBe(1);
   });
@@ -219,29 +221,11 @@ describe('Discord end to end', () => {
     const e = await start();
     const message = await askRollback(e);
     const from = e.fake.calls.length;
-    const id = buttonId(message, 'Rollback to target version');
-    const first = e.fake.click({
-      messageId: message.id,
-      customId: id,
-      user: e.alice,
-      roles: [e.fake.roles.deployers],
-    });
-    const second = e.fake.click({
-      messageId: message.id,
-      customId: id,
-      user: e.alice,
-      roles: [e.fake.roles.deployers],
-    });
+    const first = press(e, message, 'Rollback to target version');
+    const second = press(e, message, 'Rollback to target version');
     await e.fake.waitForCallback(first);
     await e.fake.waitForCallback(second);
-    await waitForMessage(
-      e.fake,
-      message.id,
-      (t) => /⏳ Reactivating standby target.*\(running\)/.test(t),
-      from,
-    );
-    await advanceWhenParked(e.clock, REACTIVATION_MS);
-    await waitForMessage(e.fake, message.id, (t) => t.includes('Traffic is on'), from);
+    await throughReactivation(e, message.id, from);
     expect(await jobTotal(e)).toBe(1);
     expect(await rollbacks(e)).toBe(1);
     const clicks = await e.metrics.clicks.get();
@@ -310,25 +294,12 @@ describe('Discord end to end', () => {
     const waiting = await waitForMessage(e.fake, message.id, (t) => t.includes('Waiting for approval'), from);
     expect(buttonsOf(waiting).map((b) => b.label)).toEqual(['Approve', 'Cancel']);
     const self = await click(e, waiting, 'Approve');
-    const refusal = await e.fake.waitForRequest(
-      (c) => c.method === 'POST' && c.path === `/webhooks/${e.fake.applicationId}/${self.token}`,
-    );
-    expect(
-      textOf(
-        e.fake.messages.get(String((refusal.response as { id: string }).id)) ?? { content: '', embeds: [] },
-      ),
-    ).toMatch(/second person|yourself|own/i);
+    const refusal = await followUp(e, self);
+    expect(textOf(messageOf(e, refusal) ?? NO_MESSAGE)).toMatch(/second person|yourself|own/i);
     expect(await jobTotal(e)).toBe(0);
     const fromApprove = e.fake.calls.length;
     await click(e, waiting, 'Approve', e.carol);
-    await waitForMessage(
-      e.fake,
-      message.id,
-      (t) => /⏳ Reactivating standby target.*\(running\)/.test(t),
-      fromApprove,
-    );
-    await advanceWhenParked(e.clock, REACTIVATION_MS);
-    const done = await waitForMessage(e.fake, message.id, (t) => t.includes('Traffic is on'), fromApprove);
+    const done = await throughReactivation(e, message.id, fromApprove);
     expect(textOf(done)).toContain('approved by carol');
     expect(await jobTotal(e)).toBe(1);
   });
@@ -340,28 +311,18 @@ describe('Discord end to end', () => {
     const from = e.fake.calls.length;
     const confirm = await click(e, message, 'Rollback to target version');
     // The job is parked on the clock in "reactivating": drop the connection now, mid-job.
-    await waitForMessage(
-      e.fake,
-      message.id,
-      (t) => /⏳ Reactivating standby target.*\(running\)/.test(t),
-      from,
-    );
+    await reactivating(e, message.id, from);
     const resumed = gatewayEvent(e, 'resume');
     e.fake.gateway.drop({ terminate: true });
     // A command typed while the bot is away: kept by the session and replayed on RESUME.
     const fromLate = e.fake.calls.length;
-    const late = e.fake.slash({
-      command: 'deployments',
-      options: [{ name: 'environment', value: 'production' }],
-      user: e.alice,
-      roles: [e.fake.roles.deployers],
-    });
+    const late = slash(e, 'deployments', { environment: 'production' });
     const r = await resumed;
     expect(r.kind === 'resume' && r.replayed).toBeGreaterThanOrEqual(1);
     await e.fake.waitForCallback(late);
     await waitForPost(e.fake, e.fake.channels.ops, fromLate);
     await advanceWhenParked(e.clock, REACTIVATION_MS);
-    await waitForMessage(e.fake, message.id, (t) => t.includes('Traffic is on'), from);
+    await trafficOn(e, message.id, from);
     expect(await jobTotal(e)).toBe(1);
     expect(await rollbacks(e)).toBe(1);
     // Each interaction was answered exactly once (a second answer would be 400 "already acknowledged").
@@ -379,21 +340,13 @@ describe('Discord end to end', () => {
 
   it('answers bad arguments with ephemeral usage listing the valid environments', async () => {
     const e = await start();
-    const i = e.fake.slash({
-      command: 'rollback',
-      options: [{ name: 'environment', value: 'nope' }],
-      user: e.alice,
-      roles: [e.fake.roles.deployers],
-    });
+    const i = slash(e, 'rollback', { environment: 'nope' });
     await e.fake.waitForCallback(i);
-    const edit = await e.fake.waitForRequest(
-      (c) =>
-        c.method === 'PATCH' && c.path === `/webhooks/${e.fake.applicationId}/${i.token}/messages/@original`,
-    );
+    const edit = await originalEdited(e, i);
     expect(edit.status).toBe(200);
     const reply = e.fake.messages.get(i.originalId ?? '');
     expect((reply?.flags ?? 0) & MessageFlag.ephemeral).toBe(MessageFlag.ephemeral);
-    const text = textOf(reply ?? { content: '', embeds: [] });
+    const text = textOf(reply ?? NO_MESSAGE);
     expect(text).toContain('nope');
     expect(text).toContain('production');
     expect(text).toContain('preview');
@@ -435,12 +388,7 @@ describe('Discord end to end', () => {
   it('/deployments posts the list with row buttons, and a row button posts a fresh confirmation', async () => {
     const e = await start();
     const from = e.fake.calls.length;
-    const i = e.fake.slash({
-      command: 'deployments',
-      options: [{ name: 'environment', value: 'production' }],
-      user: e.alice,
-      roles: [e.fake.roles.deployers],
-    });
+    const i = slash(e, 'deployments', { environment: 'production' });
     await e.fake.waitForCallback(i);
     const list = await waitForPost(e.fake, e.fake.channels.ops, from);
     const snap = await e.platform.snapshot('production');
@@ -469,12 +417,7 @@ describe('Discord end to end', () => {
     const e = await start();
     e.held.hold();
     const from = e.fake.calls.length;
-    const i = e.fake.slash({
-      command: 'rollback',
-      options: [{ name: 'environment', value: 'production' }],
-      user: e.alice,
-      roles: [e.fake.roles.deployers],
-    });
+    const i = slash(e, 'rollback', { environment: 'production' });
     // Deferred at once (the fake refuses callbacks later than 3 s), before any platform read finished.
     expect((await e.fake.waitForCallback(i)).type).toBe(CallbackType.deferredChannelMessageWithSource);
     expect(e.fake.channelMessages(e.fake.channels.ops)).toEqual([]);
@@ -504,23 +447,11 @@ describe('Discord end to end', () => {
     const message = await askRollback(e);
     const from = e.fake.calls.length;
     await click(e, message, 'Rollback to target version');
-    await waitForMessage(
-      e.fake,
-      message.id,
-      (t) => /⏳ Reactivating standby target.*\(running\)/.test(t),
-      from,
-    );
-    await advanceWhenParked(e.clock, REACTIVATION_MS);
-    await waitForMessage(e.fake, message.id, (t) => t.includes('Traffic is on'), from);
+    await throughReactivation(e, message.id, from);
     expect((await e.platform.snapshot('production')).environment.rolledBack).toBe(true);
 
     const fromPromote = e.fake.calls.length;
-    const i = e.fake.slash({
-      command: 'promote',
-      options: [{ name: 'target', value: 'production' }],
-      user: e.alice,
-      roles: [e.fake.roles.deployers],
-    });
+    const i = slash(e, 'promote', { target: 'production' });
     await e.fake.waitForCallback(i);
     const promote = await waitForPost(e.fake, e.fake.channels.ops, fromPromote);
     expect(textOf(promote)).toContain('rolled back');
@@ -538,7 +469,7 @@ describe('Discord end to end', () => {
       );
       await advanceWhenParked(e.clock, REACTIVATION_MS);
     }
-    const done = await waitForMessage(e.fake, promote.id, (t) => t.includes('Traffic is on'), fromClick);
+    const done = await trafficOn(e, promote.id, fromClick);
     expect(textOf(done)).toContain('Automatic deploys are on again');
     const after = await e.platform.snapshot('production');
     expect(after.environment.rolledBack).toBe(false);
@@ -574,13 +505,8 @@ describe('Discord end to end', () => {
     if (!message) throw new Error('not stored');
     const from = e.fake.calls.length;
     const i = await click(e, message, 'Other');
-    const note = await e.fake.waitForRequest(
-      (c) => c.method === 'POST' && c.path === `/webhooks/${e.fake.applicationId}/${i.token}`,
-      { from },
-    );
-    const text = textOf(
-      e.fake.messages.get(String((note.response as { id: string }).id)) ?? { content: '', embeds: [] },
-    );
+    const note = await followUp(e, i, from);
+    const text = textOf(messageOf(e, note) ?? NO_MESSAGE);
     expect(text).toContain('Invalid action id');
     expect(e.fake.messages.get(posted.id)?.history).toHaveLength(1);
     expect(await jobTotal(e)).toBe(0);
@@ -651,22 +577,12 @@ describe('a message whose switch ends, or is approved elsewhere, before its own 
     const jobId = jobIdForPlan((await planOf(e, message)).id);
     const from = e.fake.calls.length;
     await click(e, message, 'Rollback to target version');
-    await waitForMessage(
-      e.fake,
-      message.id,
-      (t) => /⏳ Reactivating standby target.*\(running\)/.test(t),
-      from,
-    );
+    await reactivating(e, message.id, from);
 
     // Carol asks for the same rollback while it runs: it joins the switch. Discord answers the post late.
     const slowPost = proxy.holdAnswer(opsMessages(e, 'POST'));
     const fromCarol = e.fake.calls.length;
-    const i = e.fake.slash({
-      command: 'rollback',
-      options: [{ name: 'environment', value: 'production' }],
-      user: e.carol,
-      roles: [e.fake.roles.deployers],
-    });
+    const i = slash(e, 'rollback', { environment: 'production' }, e.carol);
     await e.fake.waitForCallback(i);
     await slowPost.reached;
     const carols = await waitForPost(e.fake, e.fake.channels.ops, fromCarol);
@@ -675,15 +591,11 @@ describe('a message whose switch ends, or is approved elsewhere, before its own 
     // The switch ends meanwhile: its worker has read the job's messages for the last time.
     await advanceWhenParked(e.clock, REACTIVATION_MS);
     expect((await e.queue.waitForEnd(jobId))?.outcome).toBe('succeeded');
-    await waitForMessage(e.fake, message.id, (t) => t.includes('Traffic is on'));
+    await trafficOn(e, message.id);
 
     // The post is answered now: the bot attaches the message, finds the switch ended and shows its end.
     slowPost.release();
-    await e.fake.waitForRequest(
-      (c) =>
-        c.method === 'PATCH' && c.path === `/webhooks/${e.fake.applicationId}/${i.token}/messages/@original`,
-      { from: fromCarol },
-    );
+    await originalEdited(e, i, fromCarol);
     const shown = e.fake.messages.get(carols.id);
     if (!shown) throw new Error('not stored');
     expect(textOf(shown)).toContain('Traffic is on');
@@ -704,25 +616,15 @@ describe('a message whose switch ends, or is approved elsewhere, before its own 
     // Carol asks for the same rollback: her message shows the request waiting for approval, and she
     // approves there. A worker in another process runs the switch to its end and edits both messages.
     const fromCarol = e.fake.calls.length;
-    const asked = e.fake.slash({
-      command: 'rollback',
-      options: [{ name: 'environment', value: 'production' }],
-      user: e.carol,
-      roles: [e.fake.roles.deployers],
-    });
+    const asked = slash(e, 'rollback', { environment: 'production' }, e.carol);
     await e.fake.waitForCallback(asked);
     const carols = await waitForPost(e.fake, e.fake.channels.ops, fromCarol);
     expect(textOf(carols)).toContain('Waiting for approval');
-    await e.fake.waitForRequest(
-      (c) =>
-        c.method === 'PATCH' &&
-        c.path === `/webhooks/${e.fake.applicationId}/${asked.token}/messages/@original`,
-      { from: fromCarol },
-    );
+    await originalEdited(e, asked, fromCarol);
     await click(e, carols, 'Approve', e.carol);
     await advanceWhenParked(e.clock, REACTIVATION_MS);
     expect((await e.queue.waitForEnd(jobId))?.outcome).toBe('succeeded');
-    await waitForMessage(e.fake, message.id, (t) => t.includes('Traffic is on'));
+    await trafficOn(e, message.id);
 
     // The view lands now, over the final state; the bot then puts the final state back.
     const from = e.fake.calls.length;

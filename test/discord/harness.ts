@@ -8,6 +8,7 @@
  * through a HoldingProxy, so a test can make one of its calls land or answer late.
  */
 import { REST } from 'discord.js';
+import { afterEach } from 'vitest';
 import { registerCommands } from '../../handlers/discord/commands.js';
 import { createDiscordBotFromConfig, type DiscordBot } from '../../handlers/discord/index.js';
 import { DiscordMessages } from '../../handlers/discord/messages.js';
@@ -25,7 +26,7 @@ import { LocalPlatform } from '../../src/platform/local/platform.js';
 import type { DeployPlatform, OperationRef, SwitchRequest } from '../../src/platform/port.js';
 import { SwitchQueue } from '../../src/queue.js';
 import { createRedis, type RedisClient } from '../../src/redis.js';
-import type { FakeUser, RestCall, StoredMessage } from '../fakes/discord/server.js';
+import type { FakeInteraction, FakeUser, RestCall, StoredMessage } from '../fakes/discord/server.js';
 import { type FakeDiscord, startFakeDiscord } from '../fakes/discord/server.js';
 import { HoldingProxy } from '../support/holding-proxy.js';
 import { redisUrl, uniqueName } from '../support/redis.js';
@@ -132,18 +133,23 @@ export class HeldPlatform implements DeployPlatform {
   async close() {}
 }
 
+/** Registers Switchyard's slash commands on the fake Discord, as `npm run discord:register` does. */
+export function registerCommandsOn(fake: FakeDiscord): ReturnType<typeof registerCommands> {
+  return registerCommands({
+    token: fake.token,
+    applicationId: fake.applicationId,
+    guildId: fake.guildId,
+    apiUrl: fake.apiUrl,
+  });
+}
+
 /** Starts everything; `close()` in afterEach. */
 export async function startDiscordE2E(opts: E2EOptions = {}): Promise<DiscordE2E> {
   const closers: (() => Promise<unknown>)[] = [];
   try {
     const fake = await startFakeDiscord();
     closers.push(() => fake.close());
-    await registerCommands({
-      token: fake.token,
-      applicationId: fake.applicationId,
-      guildId: fake.guildId,
-      apiUrl: fake.apiUrl,
-    });
+    await registerCommandsOn(fake);
     const clock = new ManualClock(Date.now());
     const platform = await LocalPlatform.open({
       clock,
@@ -253,6 +259,74 @@ export async function startDiscordE2E(opts: E2EOptions = {}): Promise<DiscordE2E
     for (const close of closers.reverse()) await close().catch(() => undefined);
     throw e;
   }
+}
+
+/**
+ * What a test file calls to start everything (`startDiscordE2E`): registers an afterEach that closes
+ * what the test started.
+ */
+export function startPerTest(): (opts?: E2EOptions) => Promise<DiscordE2E> {
+  let env: DiscordE2E | undefined;
+  afterEach(async () => {
+    await env?.close();
+    env = undefined;
+  });
+  return async (opts = {}) => {
+    env = await startDiscordE2E(opts);
+    return env;
+  };
+}
+
+/** `/command name:value` typed in the ops channel by `user` (a deployer unless `roles` says otherwise). */
+export function slash(
+  e: DiscordE2E,
+  command: string,
+  options: Record<string, string>,
+  user = e.alice,
+  roles: readonly string[] = [e.fake.roles.deployers],
+): FakeInteraction {
+  return e.fake.slash({
+    command,
+    options: Object.entries(options).map(([name, value]) => ({ name, value })),
+    user,
+    roles,
+  });
+}
+
+/** The bot's edit of interaction `i`'s deferred reply (its `@original` message), from call `from` on. */
+export function originalEdited(e: DiscordE2E, i: FakeInteraction, from = 0): Promise<RestCall> {
+  return e.fake.waitForRequest(
+    (c) =>
+      c.method === 'PATCH' && c.path === `/webhooks/${e.fake.applicationId}/${i.token}/messages/@original`,
+    { from },
+  );
+}
+
+/** A follow-up message the bot sent on interaction `i` (an ephemeral note), from call `from` on. */
+export function followUp(e: DiscordE2E, i: FakeInteraction, from = 0): Promise<RestCall> {
+  return e.fake.waitForRequest(
+    (c) => c.method === 'POST' && c.path === `/webhooks/${e.fake.applicationId}/${i.token}`,
+    { from },
+  );
+}
+
+/** The stored message a recorded webhook POST created, if any. */
+export function messageOf(e: DiscordE2E, call: RestCall): StoredMessage | undefined {
+  return e.fake.messages.get(String((call.response as { id: string }).id));
+}
+
+/** What stands for a message the fake did not store, so that `textOf` reads it as empty. */
+export const NO_MESSAGE = { content: '', embeds: [] };
+
+/** Clicks `label` as `user` without waiting for anything. */
+export function press(
+  e: DiscordE2E,
+  message: StoredMessage,
+  label: string,
+  user = e.alice,
+  roles: readonly string[] = [e.fake.roles.deployers],
+): FakeInteraction {
+  return e.fake.click({ messageId: message.id, customId: buttonId(message, label), user, roles });
 }
 
 /** The text a person sees in a stored message: content, embed titles, descriptions and fields. */

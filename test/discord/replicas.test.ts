@@ -11,24 +11,23 @@
  * A replica without DISCORD_TOKEN where the config names Discord channels says so at start-up.
  * Tests wait on recorded traffic and log lines, never on sleeps.
  */
-import { EventEmitter } from 'node:events';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { type RunningSwitchyard, startSwitchyard } from '../../handlers/app.js';
-import { registerCommands } from '../../handlers/discord/commands.js';
 import { createDiscordRestBot, DISCORD_REST_ONLY } from '../../handlers/discord/index.js';
 import { discordSurface } from '../../handlers/surfaces.js';
 import { ManualClock } from '../../src/clock.js';
 import { fileConfigSchema, parseEnv } from '../../src/config.js';
 import { ConfigError } from '../../src/errors.js';
-import { createLogger, type Logger, silentLogger } from '../../src/log.js';
+import { type Logger, silentLogger } from '../../src/log.js';
 import type { GatewayEvent } from '../fakes/discord/gateway.js';
 import { type FakeDiscord, startFakeDiscord } from '../fakes/discord/server.js';
 import { UnkeyFakeServer } from '../fakes/unkey-server.js';
+import { CapturedLog } from '../support/captured-log.js';
 import { redisUrl, uniqueName } from '../support/redis.js';
-import { buttonId, textOf, waitForMessage, waitForPost } from './harness.js';
+import { buttonId, registerCommandsOn, textOf, waitForMessage, waitForPost } from './harness.js';
 
 const KEY = 'unkey_3ZreplicasTestRootKey0123456';
 const prodEnv = { project: 'acme', app: 'api', environment: 'production' } as const;
@@ -37,43 +36,6 @@ const closers: (() => Promise<unknown>)[] = [];
 afterEach(async () => {
   for (const c of closers.splice(0).reverse()) await c().catch(() => undefined);
 });
-
-interface LogLine {
-  readonly level: number;
-  readonly msg: string;
-  readonly [key: string]: unknown;
-}
-
-/** A real (pino) logger whose lines the test can read and wait for. */
-class CapturedLog {
-  readonly lines: LogLine[] = [];
-  private readonly events = new EventEmitter();
-  readonly logger: Logger = createLogger({
-    level: 'info',
-    pretty: false,
-    destination: {
-      write: (line: string) => {
-        const parsed = JSON.parse(line) as LogLine;
-        this.lines.push(parsed);
-        this.events.emit('line', parsed);
-        return true;
-      },
-    } as unknown as NodeJS.WritableStream,
-  });
-
-  waitFor(match: (l: LogLine) => boolean): Promise<LogLine> {
-    return new Promise((resolve) => {
-      const check = (): boolean => {
-        const found = this.lines.find(match);
-        if (found === undefined) return false;
-        this.events.off('line', check);
-        resolve(found);
-        return true;
-      };
-      if (!check()) this.events.on('line', check);
-    });
-  }
-}
 
 const WARN = 40;
 const ERROR = 50;
@@ -114,12 +76,7 @@ async function rig(): Promise<Rig> {
 
   const fake = await startFakeDiscord();
   closers.push(() => fake.close());
-  await registerCommands({
-    token: fake.token,
-    applicationId: fake.applicationId,
-    guildId: fake.guildId,
-    apiUrl: fake.apiUrl,
-  });
+  await registerCommandsOn(fake);
   let connects = 0;
   fake.gateway.events.on('event', (e: GatewayEvent) => {
     if (e.kind === 'connect') connects += 1;
@@ -341,8 +298,8 @@ describe('createDiscordRestBot', () => {
     });
     closers.push(() => bot.stop());
     await bot.start();
-    const line = await log.waitFor((l) => l.level === ERROR);
-    expect(line.msg).toContain('could not check DISCORD_TOKEN');
-    expect(line.msg).toContain(DISCORD_REST_ONLY);
+    const [line] = await log.waitFor((l) => l.level === ERROR);
+    expect(line?.msg).toContain('could not check DISCORD_TOKEN');
+    expect(line?.msg).toContain(DISCORD_REST_ONLY);
   });
 });

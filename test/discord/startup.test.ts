@@ -5,7 +5,6 @@
  * otherwise start-up goes on within its bound and the bot keeps connecting in the background, with
  * backoff, until it is ready or stopped. Tests wait on events (fake traffic, log lines), never on sleeps.
  */
-import { EventEmitter } from 'node:events';
 import type { Interaction } from 'discord.js';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import {
@@ -14,48 +13,10 @@ import {
   type DiscordSurface,
 } from '../../handlers/discord/client.js';
 import { ConfigError } from '../../src/errors.js';
-import { createLogger } from '../../src/log.js';
 import type { GatewayEvent } from '../fakes/discord/gateway.js';
 import { CallbackType, CloseCode } from '../fakes/discord/protocol.js';
 import { type FakeDiscord, startFakeDiscord } from '../fakes/discord/server.js';
-
-interface LogLine {
-  readonly level: number;
-  readonly msg: string;
-  readonly [key: string]: unknown;
-}
-
-/** A real (pino) logger whose lines the test can read and wait for. */
-class CapturedLog {
-  readonly lines: LogLine[] = [];
-  private readonly events = new EventEmitter();
-  readonly logger = createLogger({
-    level: 'debug',
-    pretty: false,
-    destination: {
-      write: (line: string) => {
-        const parsed = JSON.parse(line) as LogLine;
-        this.lines.push(parsed);
-        this.events.emit('line', parsed);
-        return true;
-      },
-    } as unknown as NodeJS.WritableStream,
-  });
-
-  /** Resolves with the lines matching `match` once there are `count` of them. */
-  waitFor(match: (l: LogLine) => boolean, count = 1): Promise<LogLine[]> {
-    return new Promise((resolve) => {
-      const check = () => {
-        const found = this.lines.filter(match);
-        if (found.length < count) return false;
-        this.events.off('line', check);
-        resolve(found.slice(0, count));
-        return true;
-      };
-      if (!check()) this.events.on('line', check);
-    });
-  }
-}
+import { CapturedLog } from '../support/captured-log.js';
 
 const ERROR = 50;
 const WARN = 40;
@@ -128,7 +89,7 @@ describe('discord start-up when Discord rejects, cannot be reached or is not rea
 
   beforeEach(async () => {
     fake = await fakeDiscord();
-    log = new CapturedLog();
+    log = new CapturedLog('debug');
     handled.length = 0;
   });
 

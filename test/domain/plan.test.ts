@@ -525,16 +525,19 @@ describe('a platform without live history (Unkey, Vercel): the derived knowledge
   };
   const readyWindow = (d: Deployment) =>
     d.readyAt === undefined ? undefined : { notBefore: d.readyAt, notAfter: d.readyAt };
+  /** What such a platform derives from `plain`'s deployments. */
+  const derivedFrom = (plain: EnvironmentSnapshot) =>
+    deriveLive({
+      platform: 'Unkey',
+      environment: plain.environment,
+      deployments: plain.deployments,
+      readAt: plain.readAt,
+      readyWindow,
+    });
 
   for (const [name, plain] of Object.entries(states)) {
     it(`${name}: the same default rollback and promote targets and plans as without it`, () => {
-      const derived = deriveLive({
-        platform: 'Unkey',
-        environment: plain.environment,
-        deployments: plain.deployments,
-        readAt: plain.readAt,
-        readyWindow,
-      });
+      const derived = derivedFrom(plain);
       const withDerived: EnvironmentSnapshot = { ...plain, derivedLive: derived };
       expect(defaultRollbackTarget(withDerived)).toEqual(defaultRollbackTarget(plain));
       expect(defaultPromoteTarget(withDerived)).toEqual(defaultPromoteTarget(plain));
@@ -558,13 +561,7 @@ describe('a platform without live history (Unkey, Vercel): the derived knowledge
 
   it('the deployed state derives a deploy entry, so the comparison above is not vacuous', () => {
     const plain = states.deployed;
-    const derived = deriveLive({
-      platform: 'Unkey',
-      environment: plain.environment,
-      deployments: plain.deployments,
-      readAt: plain.readAt,
-      readyWindow,
-    });
+    const derived = derivedFrom(plain);
     expect(derived.current).toMatchObject({ deploymentId: 'd5', via: 'deploy', previous: 'd4' });
     expect(defaultRollbackTarget(plain)).toMatchObject({ ok: true, value: { id: 'd4' } });
   });

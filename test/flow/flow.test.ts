@@ -17,6 +17,7 @@ import { jobIdForPlan, SwitchQueue } from '../../src/queue.js';
 import { createRedis, scanKeys } from '../../src/redis.js';
 import { confirmationView } from '../../src/views/model.js';
 import { RecordingReporter } from '../jobs/fixtures/harness.js';
+import { gate } from '../support/gate.js';
 import { redisUrl } from '../support/redis.js';
 import { viewText } from '../views/fixtures.js';
 import {
@@ -58,26 +59,6 @@ function expectStatus<S extends ClickOutcome['status']>(
 }
 
 const slackMsg: MessageRef = { surface: 'slack', channel: 'C0INCIDENT', messageId: '1700000000.000100' };
-
-/** A gate the test opens: `wait()` parks until `open()`; `reached` once something waits. */
-function gateOf(): { wait: () => Promise<void>; open: () => void; reached: Promise<void> } {
-  let open = () => {};
-  const opened = new Promise<void>((resolve) => {
-    open = resolve;
-  });
-  let arrive = () => {};
-  const reached = new Promise<void>((resolve) => {
-    arrive = resolve;
-  });
-  return {
-    wait: () => {
-      arrive();
-      return opened;
-    },
-    open,
-    reached,
-  };
-}
 
 /**
  * The harness's platform with `edit` applied to every snapshot (a change the embedded platform cannot
@@ -710,7 +691,7 @@ describe('Flow.confirm', () => {
   });
 
   it('a message attached while the winning confirm is still queueing the switch reaches its job', async () => {
-    const queueing = gateOf();
+    const queueing = gate();
     const x = await setup({
       queue: (real) => ({
         enqueue: async (data) => {

@@ -12,11 +12,11 @@ import { Job } from 'bullmq';
 import { afterEach, describe, expect, it } from 'vitest';
 import { z } from 'zod';
 import { HANDED_BACK_DETAIL } from '../../jobs/switch-processor.js';
-import { type SwitchWorker, startSwitchWorker } from '../../jobs/switch-worker.js';
+import type { SwitchWorker } from '../../jobs/switch-worker.js';
 import { AUDIT_MESSAGE_MAX, AuditLog } from '../../src/audit.js';
 import { type Clock, ManualClock, systemClock } from '../../src/clock.js';
 import { PlatformHttpError, RefusalError } from '../../src/errors.js';
-import { createLogger, silentLogger } from '../../src/log.js';
+import { createLogger } from '../../src/log.js';
 import { JsonHttpClient } from '../../src/platform/http-client.js';
 import { LocalPlatform } from '../../src/platform/local/platform.js';
 import type { DeployPlatform, OperationRef, OperationStatus } from '../../src/platform/port.js';
@@ -24,6 +24,7 @@ import type { MessageRef, Progress } from '../../src/progress.js';
 import { EnvironmentLock, jobIdForPlan, queuedProgress, SwitchQueue, switchKeys } from '../../src/queue.js';
 import { createRedis } from '../../src/redis.js';
 import { redisUrl, uniqueName } from '../support/redis.js';
+import { startTestWorker } from '../support/switch-worker.js';
 import { Cleanup, jobData, planFor, RecordingReporter, transitions } from './fixtures/harness.js';
 import { type LogLine, LogLines } from './fixtures/logs.js';
 import { jobsSeed, seedDomains, seedIds } from './fixtures/seed.js';
@@ -920,20 +921,12 @@ describe('audit of a switch with many domains', () => {
     const queue = new SwitchQueue({ redisUrl: redisUrl(), queueName, audit });
     cleanup.add(() => queue.close());
     cleanup.add(() => queue.obliterate());
-    const worker = startSwitchWorker({
-      redisUrl: redisUrl(),
+    const worker = await startTestWorker(cleanup, {
       queueName,
       platform: local,
       reporter: new RecordingReporter(),
-      clock: systemClock,
-      verify: { timeoutMs: 5_000, intervalMs: 5 },
-      lockDurationMs: 5_000,
-      concurrency: 1,
-      logger: silentLogger,
       audit,
     });
-    cleanup.add(() => worker.close());
-    await worker.worker.waitUntilReady();
 
     const plan = await planFor(local, 'env0', 'rollback', clock.now());
     expect(plan.affectedDomains).toHaveLength(42);

@@ -19,11 +19,36 @@ import { type SpawnedRedis, spawnRedis } from '../../src/redis-server.js';
 import { redisUrl, uniqueName } from '../support/redis.js';
 import { Cleanup, jobData, planFor } from './fixtures/harness.js';
 import { type LogLine, LogLines } from './fixtures/logs.js';
-import { setupJobs } from './fixtures/setup.js';
+import { type JobsEnv, setupJobs } from './fixtures/setup.js';
 import { spawnWorker } from './fixtures/worker-process.js';
 
 const cleanup = new Cleanup();
 afterEach(() => cleanup.run());
+
+/** The worker's configuration: REDIS_URL (the test Redis unless given), nothing else. */
+function configWithRedis(url = redisUrl()) {
+  return { env: parseEnv({ REDIS_URL: url }), file: fileConfigSchema.parse({}), platform: 'local' as const };
+}
+
+/** runWorker on `env`'s queue, platform and reporter, with `flags`; stopped by `cleanup`. */
+async function runWorkerOn(env: JobsEnv, flags: readonly string[]) {
+  const running = await runWorker({
+    config: configWithRedis(),
+    logger: silentLogger,
+    platform: env.platform,
+    reporter: env.reporter,
+    argv: ['--queue', env.queueName, ...flags],
+  });
+  cleanup.add(() => running.stop());
+  return running;
+}
+
+/** Enqueues a rollback of env0 and resolves with how its job ended. */
+async function rollbackEnv0(env: JobsEnv) {
+  const now = env.clock.now();
+  const { jobId } = await env.queue.enqueue(jobData(await planFor(env.local, 'env0', 'rollback', now), now));
+  return env.queue.waitForEnd(jobId);
+}
 
 describe('worker-main flags', () => {
   it('parses durations and numbers, with defaults', () => {
@@ -119,54 +144,22 @@ describe('runWorker', () => {
 
   it('runs a switch in process and stops gracefully', async () => {
     const env = await setupJobs(cleanup);
-    const config = {
-      env: parseEnv({ REDIS_URL: redisUrl() }),
-      file: fileConfigSchema.parse({}),
-      platform: 'local' as const,
-    };
-    const running = await runWorker({
-      config,
-      logger: silentLogger,
-      platform: env.platform,
-      reporter: env.reporter,
-      argv: ['--queue', env.queueName, '--verify-interval', '10'],
-    });
-    cleanup.add(() => running.stop());
+    const running = await runWorkerOn(env, ['--verify-interval', '10']);
     // Whatever the Redis settings, the worker warns (loudly) instead of refusing to start.
     expect(running.warnings).toEqual((await checkRedis(env.redis)).map((w) => w.message));
-    const now = env.clock.now();
-    const { jobId } = await env.queue.enqueue(
-      jobData(await planFor(env.local, 'env0', 'rollback', now), now),
-    );
-    expect((await env.queue.waitForEnd(jobId))?.outcome).toBe('succeeded');
+    expect((await rollbackEnv0(env))?.outcome).toBe('succeeded');
     await running.stop();
     expect(running.handle.worker.isRunning()).toBe(false);
   });
 
   it('serves the metrics of the switches it ran on --metrics-port, and closes it when it stops', async () => {
     const env = await setupJobs(cleanup);
-    const config = {
-      env: parseEnv({ REDIS_URL: redisUrl() }),
-      file: fileConfigSchema.parse({}),
-      platform: 'local' as const,
-    };
-    const running = await runWorker({
-      config,
-      logger: silentLogger,
-      platform: env.platform,
-      reporter: env.reporter,
-      argv: ['--queue', env.queueName, '--verify-interval', '10', '--metrics-port', '0'],
-    });
-    cleanup.add(() => running.stop());
+    const running = await runWorkerOn(env, ['--verify-interval', '10', '--metrics-port', '0']);
     const port = running.metricsPort;
     expect(port).toBeGreaterThan(0);
     const base = `http://127.0.0.1:${port}`;
     expect(await (await fetch(`${base}/healthz`)).json()).toEqual({ ok: true });
-    const now = env.clock.now();
-    const { jobId } = await env.queue.enqueue(
-      jobData(await planFor(env.local, 'env0', 'rollback', now), now),
-    );
-    expect((await env.queue.waitForEnd(jobId))?.outcome).toBe('succeeded');
+    expect((await rollbackEnv0(env))?.outcome).toBe('succeeded');
     const res = await fetch(`${base}/metrics`);
     expect(res.headers.get('content-type')).toMatch(/^text\/plain/);
     const text = await res.text();
@@ -183,11 +176,7 @@ describe('runWorker', () => {
   it('serves no metrics without --metrics-port', async () => {
     const env = await setupJobs(cleanup);
     const running = await runWorker({
-      config: {
-        env: parseEnv({ REDIS_URL: redisUrl() }),
-        file: fileConfigSchema.parse({}),
-        platform: 'local',
-      },
+      config: configWithRedis(),
       logger: silentLogger,
       platform: env.platform,
       argv: ['--queue', env.queueName],
@@ -202,11 +191,7 @@ describe('runWorker', () => {
       busy.listen(0, '127.0.0.1', () => resolve((busy.address() as { port: number }).port)),
     );
     cleanup.add(() => new Promise<void>((resolve) => busy.close(() => resolve())));
-    const config = {
-      env: parseEnv({ REDIS_URL: redisUrl() }),
-      file: fileConfigSchema.parse({}),
-      platform: 'local' as const,
-    };
+    const config = configWithRedis();
     const refused = await runWorker({
       config,
       logger: silentLogger,
@@ -273,7 +258,7 @@ describe('while its Redis is down', () => {
     const logger = createLogger({ level: 'debug', pretty: false, destination: lines });
     const queueName = uniqueName('switch');
     const running = await runWorker({
-      config: { env: parseEnv({ REDIS_URL: url }), file: fileConfigSchema.parse({}), platform: 'local' },
+      config: configWithRedis(url),
       logger,
       argv: ['--queue', queueName],
     });

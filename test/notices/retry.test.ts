@@ -13,13 +13,13 @@ import { SlackPoster } from '../../handlers/slack/poster.js';
 import { SlackReporter } from '../../handlers/slack/reporter.js';
 import type { ChatPoster } from '../../src/chat-sinks.js';
 import type { Clock } from '../../src/clock.js';
-import { createLogger } from '../../src/log.js';
 import { createMetrics } from '../../src/metrics.js';
 import type { NoticeOutcome } from '../../src/notices.js';
 import type { MessageRef } from '../../src/progress.js';
 import type { MessageView } from '../../src/views/types.js';
 import { startFakeDiscord } from '../fakes/discord/server.js';
 import { FakeSlack } from '../fakes/slack/server.js';
+import { CapturedLog } from '../support/captured-log.js';
 import { createWorld, RecordingPoster, type World } from './world.js';
 
 let w: World | undefined;
@@ -369,17 +369,7 @@ describe('notice posts that fail', () => {
 
   it('stop() waits for a hanging post at most stopTimeoutMs, says so once, and the next process posts it', async () => {
     w = await createWorld();
-    const lines: Record<string, unknown>[] = [];
-    const logger = createLogger({
-      level: 'info',
-      pretty: false,
-      destination: {
-        write: (line: string) => {
-          lines.push(JSON.parse(line) as Record<string, unknown>);
-          return true;
-        },
-      } as unknown as NodeJS.WritableStream,
-    });
+    const { logger, lines } = new CapturedLog();
     const stuck = new HangingPoster('slack', w.clock);
     const dying = await w.notices({ posters: [stuck], postLeaseMs: 60_000, stopTimeoutMs: 50, logger });
     const d = await w.pushAndBuild('production', []);

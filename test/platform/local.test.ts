@@ -8,11 +8,10 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { Writable } from 'node:stream';
 import { afterEach, describe, expect, it } from 'vitest';
-import { startSwitchWorker } from '../../jobs/switch-worker.js';
-import { ManualClock, systemClock } from '../../src/clock.js';
+import { ManualClock } from '../../src/clock.js';
 import { buildPlan } from '../../src/domain/plan.js';
 import { RefusalError } from '../../src/errors.js';
-import { createLogger, silentLogger } from '../../src/log.js';
+import { createLogger } from '../../src/log.js';
 import { LocalPlatformClient } from '../../src/platform/local/client.js';
 import { demoState } from '../../src/platform/local/demo.js';
 import { createLocalApi } from '../../src/platform/local/http-api.js';
@@ -28,12 +27,13 @@ import {
 import { probe, TrafficRouter } from '../../src/platform/local/router.js';
 import type { LocalDeployment, LocalState } from '../../src/platform/local/state.js';
 import type { OperationRef, PlatformEvent } from '../../src/platform/port.js';
-import { jobIdForPlan, SwitchQueue, switchKeys } from '../../src/queue.js';
+import { jobIdForPlan, switchKeys } from '../../src/queue.js';
 import { createRedis } from '../../src/redis.js';
 import { Cleanup, jobData, planFor, RecordingReporter } from '../jobs/fixtures/harness.js';
 import { ObservableClock } from '../jobs/fixtures/platform-server.js';
 import { jobsSeed, seedIds } from '../jobs/fixtures/seed.js';
 import { redisUrl, uniqueName } from '../support/redis.js';
+import { openTestQueue, QUICK_RETRIES, startTestWorker } from '../support/switch-worker.js';
 
 const MIN = 60_000;
 let platform: LocalPlatform | undefined;
@@ -1442,14 +1442,10 @@ describe('a switch job resumed after a local platform restart (found in review: 
     cleanup.add(() => second.close());
 
     const queueName = uniqueName('local-switch');
-    const queue = new SwitchQueue({
-      redisUrl: redisUrl(),
+    const queue = await openTestQueue(cleanup, {
       queueName,
       retry: { attempts: 3, baseDelayMs: 5, maxDelayMs: 20 },
     });
-    cleanup.add(() => queue.close());
-    cleanup.add(() => queue.obliterate());
-    await queue.waitUntilReady();
     const redis = createRedis(redisUrl());
     cleanup.add(() => redis.quit());
     await redis.set(
@@ -1460,21 +1456,12 @@ describe('a switch job resumed after a local platform restart (found in review: 
   }
 
   async function resume(env: Awaited<ReturnType<typeof beforeRestart>>) {
-    const worker = startSwitchWorker({
-      redisUrl: redisUrl(),
+    await startTestWorker(cleanup, {
       queueName: env.queueName,
       platform: env.second,
       reporter: new RecordingReporter(),
-      clock: systemClock,
-      verify: { timeoutMs: 5_000, intervalMs: 5 },
-      lockDurationMs: 5_000,
-      concurrency: 1,
-      logger: silentLogger,
-      retry: { baseDelayMs: 5, maxDelayMs: 20 },
-      lockRetryMs: 200,
+      ...QUICK_RETRIES,
     });
-    cleanup.add(() => worker.close());
-    await worker.worker.waitUntilReady();
     // Delivered again (as after a stalled worker) with its stored operation ref.
     await env.queue.enqueue(env.data);
     return env.queue.waitForEnd(jobIdForPlan(env.plan.id));
@@ -1575,30 +1562,12 @@ describe('a local platform restarted while a worker follows its switch (retryabl
     async (how, code) => {
       const env = await served();
       const queueName = uniqueName('local-retry');
-      const queue = new SwitchQueue({
-        redisUrl: redisUrl(),
+      const queue = await openTestQueue(cleanup, {
         queueName,
         retry: { attempts: 3, baseDelayMs: 5, maxDelayMs: 20 },
       });
-      cleanup.add(() => queue.close());
-      cleanup.add(() => queue.obliterate());
-      await queue.waitUntilReady();
       const reporter = new RecordingReporter();
-      const worker = startSwitchWorker({
-        redisUrl: redisUrl(),
-        queueName,
-        platform: env.client,
-        reporter,
-        clock: systemClock,
-        verify: { timeoutMs: 5_000, intervalMs: 5 },
-        lockDurationMs: 5_000,
-        concurrency: 1,
-        logger: silentLogger,
-        retry: { baseDelayMs: 5, maxDelayMs: 20 },
-        lockRetryMs: 200,
-      });
-      cleanup.add(() => worker.close());
-      await worker.worker.waitUntilReady();
+      await startTestWorker(cleanup, { queueName, platform: env.client, reporter, ...QUICK_RETRIES });
 
       // A rollback to a standby deployment: the platform reactivates it first (5 s on its clock).
       const target = seedIds(0).standby;

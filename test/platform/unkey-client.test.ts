@@ -72,6 +72,18 @@ async function failure(p: Promise<unknown>): Promise<PlatformHttpError> {
   return e as PlatformHttpError;
 }
 
+/** A client of the fake (a fixed retry jitter) whose logger writes JSON lines, from debug on, to `destination`. */
+function clientLoggingTo(destination: NodeJS.WritableStream): UnkeyClient {
+  return new UnkeyClient({
+    baseUrl: server.url,
+    rootKey: KEY,
+    clock,
+    timeoutMs: TIMEOUT,
+    random: () => 0.5,
+    logger: createLogger({ level: 'debug', pretty: false, destination }),
+  });
+}
+
 describe('UnkeyClient', () => {
   it('POSTs JSON to /v2/<resource>.<verb> with the bearer root key and parses the answer', async () => {
     const res = await get();
@@ -260,14 +272,7 @@ describe('UnkeyClient', () => {
         done();
       },
     });
-    const logged = new UnkeyClient({
-      baseUrl: server.url,
-      rootKey: KEY,
-      clock,
-      timeoutMs: TIMEOUT,
-      random: () => 0.5,
-      logger: createLogger({ level: 'debug', pretty: false, destination }),
-    });
+    const logged = clientLoggingTo(destination);
     server.fault({
       kind: 'body',
       status: 503,
@@ -294,14 +299,7 @@ describe('UnkeyClient', () => {
 
   it('logs retries at warn, and at debug inside quietRetries (a poll, which says its outage itself)', async () => {
     const lines = new LogLines();
-    const logged = new UnkeyClient({
-      baseUrl: server.url,
-      rootKey: KEY,
-      clock,
-      timeoutMs: TIMEOUT,
-      random: () => 0.5,
-      logger: createLogger({ level: 'debug', pretty: false, destination: lines }),
-    });
+    const logged = clientLoggingTo(lines);
     const read = () =>
       logged.call('deployments.getDeployment', { deploymentId: depId }, GetDeploymentResponseSchema, {
         idempotent: true,

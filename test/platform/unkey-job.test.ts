@@ -5,15 +5,13 @@
  * job without retries.
  */
 import { afterEach, describe, expect, it } from 'vitest';
-import { startSwitchWorker } from '../../jobs/switch-worker.js';
 import { ManualClock, systemClock } from '../../src/clock.js';
 import { buildPlan } from '../../src/domain/plan.js';
-import { silentLogger } from '../../src/log.js';
 import { UnkeyPlatform } from '../../src/platform/unkey/adapter.js';
-import { SwitchQueue } from '../../src/queue.js';
-import { UnkeyFakeServer } from '../fakes/unkey-server.js';
 import { Cleanup, jobData, RecordingReporter } from '../jobs/fixtures/harness.js';
-import { redisUrl, uniqueName } from '../support/redis.js';
+import { uniqueName } from '../support/redis.js';
+import { openTestQueue, QUICK_RETRIES, startTestWorker } from '../support/switch-worker.js';
+import { startAcmeUnkey } from '../support/unkey.js';
 
 const KEY = 'unkey_3ZjobTestRootKey0123456789abcd';
 const SWITCH_DELAY = 1_000;
@@ -25,18 +23,7 @@ afterEach(() => cleanup.run());
 async function setup() {
   // The fake's switches wait on this clock; the worker polls on real time (5 ms), never sleeping in tests.
   const unkeyClock = new ManualClock();
-  const server = await UnkeyFakeServer.start({
-    clock: unkeyClock,
-    switchDelayMs: SWITCH_DELAY,
-    rootKeys: {
-      [KEY]: [
-        'environment.*.read_deployment',
-        'environment.*.rollback_deployment',
-        'environment.*.promote_deployment',
-      ],
-    },
-    customDomains: { 'acme/api': ['api.acme.com'] },
-  });
+  const server = await startAcmeUnkey(KEY, { clock: unkeyClock, switchDelayMs: SWITCH_DELAY });
   cleanup.add(() => server.close());
   const d1 = server.push({ ...prodEnv, branch: 'main' });
   await unkeyClock.advance(60_000);
@@ -48,30 +35,12 @@ async function setup() {
   });
   cleanup.add(() => platform.close());
   const queueName = uniqueName('unkey-switch');
-  const queue = new SwitchQueue({
-    redisUrl: redisUrl(),
+  const queue = await openTestQueue(cleanup, {
     queueName,
     retry: { attempts: 3, baseDelayMs: 5, maxDelayMs: 20 },
   });
-  cleanup.add(() => queue.close());
-  cleanup.add(() => queue.obliterate());
-  await queue.waitUntilReady();
   const reporter = new RecordingReporter();
-  const worker = startSwitchWorker({
-    redisUrl: redisUrl(),
-    queueName,
-    platform,
-    reporter,
-    clock: systemClock,
-    verify: { timeoutMs: 5_000, intervalMs: 5 },
-    lockDurationMs: 5_000,
-    concurrency: 1,
-    logger: silentLogger,
-    retry: { baseDelayMs: 5, maxDelayMs: 20 },
-    lockRetryMs: 200,
-  });
-  cleanup.add(() => worker.close());
-  await worker.worker.waitUntilReady();
+  await startTestWorker(cleanup, { queueName, platform, reporter, ...QUICK_RETRIES });
   return { unkeyClock, server, platform, queue, reporter, d1, d2 };
 }
 

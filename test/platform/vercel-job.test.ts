@@ -6,15 +6,13 @@
  * running) retried until it goes through; and a Vercel refusal ending the job without retries.
  */
 import { afterEach, describe, expect, it } from 'vitest';
-import { startSwitchWorker } from '../../jobs/switch-worker.js';
 import { systemClock } from '../../src/clock.js';
 import { buildPlan } from '../../src/domain/plan.js';
-import { silentLogger } from '../../src/log.js';
 import { VercelPlatform } from '../../src/platform/vercel/adapter.js';
-import { SwitchQueue } from '../../src/queue.js';
 import { VercelFakeServer } from '../fakes/vercel-server.js';
 import { Cleanup, jobData, RecordingReporter } from '../jobs/fixtures/harness.js';
-import { redisUrl, uniqueName } from '../support/redis.js';
+import { uniqueName } from '../support/redis.js';
+import { openTestQueue, startTestWorker } from '../support/switch-worker.js';
 
 const TOKEN = 'vcp_jobTestToken0123456789abcdef';
 const TEAM = 'team_acme123';
@@ -42,30 +40,19 @@ async function setup(
   });
   cleanup.add(() => platform.close());
   const queueName = uniqueName('vercel-switch');
-  const queue = new SwitchQueue({
-    redisUrl: redisUrl(),
+  const queue = await openTestQueue(cleanup, {
     queueName,
     retry: { attempts: 5, baseDelayMs: 20, maxDelayMs: 50 },
   });
-  cleanup.add(() => queue.close());
-  cleanup.add(() => queue.obliterate());
-  await queue.waitUntilReady();
   const reporter = new RecordingReporter();
-  const worker = startSwitchWorker({
-    redisUrl: redisUrl(),
+  await startTestWorker(cleanup, {
     queueName,
     platform,
     reporter,
-    clock: systemClock,
     verify: { timeoutMs: opts.verifyTimeoutMs ?? 5_000, intervalMs: 5 },
-    lockDurationMs: 5_000,
-    concurrency: 1,
-    logger: silentLogger,
     retry: { baseDelayMs: 20, maxDelayMs: 50 },
     lockRetryMs: 200,
   });
-  cleanup.add(() => worker.close());
-  await worker.worker.waitUntilReady();
   return { server, platform, queue, reporter, projectId, d1, d2 };
 }
 

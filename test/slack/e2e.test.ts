@@ -15,6 +15,7 @@ import type { PlatformEvent } from '../../src/platform/port.js';
 import { buttonsOf } from '../fakes/slack/requests.js';
 import type { RecordedCall, RecordedResponse } from '../fakes/slack/server.js';
 import { WORLD_CHANNEL as CHANNEL, startWorld, type World } from '../fakes/slack/world.js';
+import { gate } from '../support/gate.js';
 import { redisUrl, uniqueName } from '../support/redis.js';
 
 const worlds: World[] = [];
@@ -341,23 +342,15 @@ describe('Slack end to end', () => {
   });
 
   it('/deployments during a switch says it is running and offers no Rollback/Promote buttons', async () => {
-    // The platform's switch stays under way until `release`; `following` says the worker is on it.
-    let release = () => {};
-    const held = new Promise<void>((resolve) => {
-      release = resolve;
-    });
-    let following = () => {};
-    const underWay = new Promise<void>((resolve) => {
-      following = resolve;
-    });
+    // The platform's switch stays under way until `held` opens; `held.reached` once the worker is on it.
+    const held = gate();
     const w = await startWorld({
       redisUrl: redisUrl(),
       name: uniqueName('slack-e2e'),
       wrapPlatform: (local) =>
         Object.assign(Object.create(local) as LocalPlatform, {
           operation: async (ref: Parameters<LocalPlatform['operation']>[0]) => {
-            following();
-            await held;
+            await held.wait();
             return local.operation(ref);
           },
         }),
@@ -366,7 +359,7 @@ describe('Slack end to end', () => {
     try {
       const { post, ts } = await confirmation(w);
       await click(w, ts, button(post, 'sy1:confirm:').actionId, 'U0ALICE');
-      await underWay;
+      await held.reached;
       const before = w.fake.callsOf('chat.postMessage').length;
       await w.requests.command({ command: '/deployments', text: 'production', userId: 'U0BOB' });
       const list = await w.fake.waitForCall(
@@ -379,7 +372,7 @@ describe('Slack end to end', () => {
       );
       expect(buttonsOf(blocks).filter((b) => /^sy1:(rollback_to|promote):/.test(b.actionId))).toEqual([]);
     } finally {
-      release();
+      held.open();
     }
   });
 

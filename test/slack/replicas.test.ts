@@ -10,8 +10,9 @@ import type { DeployPlatform } from '../../src/platform/port.js';
 import { jobIdForPlan } from '../../src/queue.js';
 import { buttonsOf } from '../fakes/slack/requests.js';
 import type { RecordedCall } from '../fakes/slack/server.js';
+import { gate } from '../support/gate.js';
 import type { ProxiedCall } from '../support/holding-proxy.js';
-import { gate, REPLICAS_CHANNEL, type Replicas, startReplicas } from './replicas.js';
+import { REPLICAS_CHANNEL, type Replica, type Replicas, startReplicas } from './replicas.js';
 
 let r: Replicas | undefined;
 /** Gates to open before closing: a failed test must not leave a worker waiting at one. */
@@ -75,6 +76,16 @@ async function request(x: Replicas, replica: Awaited<ReturnType<Replicas['replic
   return { post, ts: String(post.response.ts), confirm, jobId: jobIdForPlan(confirm.split(':')[2] ?? '') };
 }
 
+/** Alice clicks Confirm on her request's message, delivered to `replica`. */
+function aliceConfirms(replica: Replica, request: { readonly confirm: string; readonly ts: string }) {
+  return replica.requests.click({
+    actionId: request.confirm,
+    messageTs: request.ts,
+    userId: 'U0ALICE',
+    userName: 'alice',
+  });
+}
+
 describe('a /rollback that joins the running switch on another replica', () => {
   it('ends on the final state when the switch ended while its message was being posted', async () => {
     const held = gate();
@@ -84,12 +95,7 @@ describe('a /rollback that joins the running switch on another replica', () => {
     const b = await r.replica();
     await r.worker();
     const alice = await request(r, a);
-    await a.requests.click({
-      actionId: alice.confirm,
-      messageTs: alice.ts,
-      userId: 'U0ALICE',
-      userName: 'alice',
-    });
+    await aliceConfirms(a, alice);
     await held.reached; // the worker is switching
 
     // Bob asks for the same rollback on replica B: it joins the running switch ("Confirmed… progress
@@ -142,12 +148,7 @@ describe('a /rollback that joins the running switch on another replica', () => {
     const bobTs = String(r.fake.callsOf('chat.postMessage').at(-1)?.response.ts);
 
     // Alice confirms on replica C: the plan is claimed, its job is being added.
-    await c.requests.click({
-      actionId: alice.confirm,
-      messageTs: alice.ts,
-      userId: 'U0ALICE',
-      userName: 'alice',
-    });
+    await aliceConfirms(c, alice);
     await queueing.reached;
     // Bob's post is answered now: replica B attaches it to the plan, claimed and without a job id yet.
     slowPost.release();
@@ -184,12 +185,7 @@ describe('the two-person rule across replicas', () => {
 
     // Alice confirms on replica B; B's edit ("waiting for a second person") is slow to reach Slack.
     const slowEdit = b.proxy.holdRequest(slack('chat.update'));
-    await b.requests.click({
-      actionId: alice.confirm,
-      messageTs: alice.ts,
-      userId: 'U0ALICE',
-      userName: 'alice',
-    });
+    await aliceConfirms(b, alice);
     await slowEdit.reached;
 
     // Carol approves on replica C; the worker runs the switch to its end and edits the message.

@@ -26,6 +26,7 @@ import { SlackRequests } from '../fakes/slack/requests.js';
 import { FakeSlack } from '../fakes/slack/server.js';
 import { HoldingProxy } from '../support/holding-proxy.js';
 import { redisUrl, uniqueName } from '../support/redis.js';
+import { testWorkerOptions } from '../support/switch-worker.js';
 
 export const REPLICAS_SECRET = 'replicas-signing-secret';
 export const REPLICAS_CHANNEL = 'C0PROD';
@@ -48,26 +49,6 @@ export interface Replicas {
   /** A switch worker in a process of its own, editing Slack with its own reporter. */
   worker(): Promise<SwitchWorker>;
   close(): Promise<void>;
-}
-
-/** A gate a test opens: `wait()` parks until `open()`; `reached` once something waits. */
-export function gate(): { wait: () => Promise<void>; open: () => void; reached: Promise<void> } {
-  let open = () => {};
-  const opened = new Promise<void>((resolve) => {
-    open = resolve;
-  });
-  let arrive = () => {};
-  const reached = new Promise<void>((resolve) => {
-    arrive = resolve;
-  });
-  return {
-    wait: () => {
-      arrive();
-      return opened;
-    },
-    open,
-    reached,
-  };
 }
 
 export async function startReplicas(
@@ -156,20 +137,16 @@ export async function startReplicas(
         client: createReporterClient(fake.token, fake.apiUrl),
         minIntervalMs: 0,
       });
-      const started = startSwitchWorker({
-        redisUrl: redisUrl(),
-        queueName: name,
-        platform,
-        reporter,
-        clock: systemClock,
-        verify: { timeoutMs: 5_000, intervalMs: 5 },
-        lockDurationMs: 5_000,
-        concurrency: 1,
-        logger: silentLogger,
-        audit: new AuditLog(redis, { prefix: name }),
-        retry: { baseDelayMs: 5, maxDelayMs: 20 },
-        lockRetryMs: 50,
-      });
+      const started = startSwitchWorker(
+        testWorkerOptions({
+          queueName: name,
+          platform,
+          reporter,
+          audit: new AuditLog(redis, { prefix: name }),
+          retry: { baseDelayMs: 5, maxDelayMs: 20 },
+          lockRetryMs: 50,
+        }),
+      );
       closers.push(async () => {
         await started.close();
         await reporter.flush();

@@ -17,10 +17,11 @@ import type { ConsoleEntry } from '../../handlers/console/surface.js';
 import { faultView } from '../../handlers/slack/context.js';
 import { type Config, fileConfigSchema, parseEnv } from '../../src/config.js';
 import { asSwitchyardError, SwitchyardError } from '../../src/errors.js';
-import { createLogger, type Logger, silentLogger } from '../../src/log.js';
+import { type Logger, silentLogger } from '../../src/log.js';
 import { SwitchQueue } from '../../src/queue.js';
 import { createRequestRedis, redisReady } from '../../src/redis.js';
 import { type SpawnedRedis, spawnRedis } from '../../src/redis-server.js';
+import { CapturedLog } from '../support/captured-log.js';
 
 const closers: (() => Promise<void>)[] = [];
 afterEach(async () => {
@@ -224,17 +225,7 @@ describe('Switchyard while Redis is unreachable', () => {
 
   it('shuts down without waiting for Redis when a deployment notice fell due during the outage', async () => {
     const redis = await ownRedis();
-    const lines: Record<string, unknown>[] = [];
-    const logger = createLogger({
-      level: 'info',
-      pretty: false,
-      destination: {
-        write: (line: string) => {
-          lines.push(JSON.parse(line) as Record<string, unknown>);
-          return true;
-        },
-      } as unknown as NodeJS.WritableStream,
-    });
+    const { logger, lines } = new CapturedLog();
     const sy = await app(redis.url, undefined, logger);
     await redis.stop();
     // The platform goes on while Redis is away: a push builds and goes live. The notices service

@@ -8,10 +8,11 @@ import { WebClient } from '@slack/web-api';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { chatReporters, compositeReporter } from '../../handlers/reporters.js';
 import { parseEnv } from '../../src/config.js';
-import { createLogger, type Logger, silentLogger } from '../../src/log.js';
+import { silentLogger } from '../../src/log.js';
 import { createMetrics } from '../../src/metrics.js';
 import type { MessageRef, Progress, Reporter } from '../../src/progress.js';
 import { FakeSlack } from '../fakes/slack/server.js';
+import { CapturedLog } from '../support/captured-log.js';
 import { progressFixture } from '../support/progress.js';
 
 let slack: FakeSlack;
@@ -69,22 +70,6 @@ describe('worker chat reporters', () => {
   });
 });
 
-/** A real (pino) logger whose lines the test reads. */
-function capturedLog(): { readonly logger: Logger; readonly lines: Record<string, unknown>[] } {
-  const lines: Record<string, unknown>[] = [];
-  const logger = createLogger({
-    level: 'info',
-    pretty: false,
-    destination: {
-      write: (line: string) => {
-        lines.push(JSON.parse(line) as Record<string, unknown>);
-        return true;
-      },
-    } as unknown as NodeJS.WritableStream,
-  });
-  return { logger, lines };
-}
-
 const WARN = 40;
 const T0 = Date.UTC(2026, 10, 29, 12, 0, 0);
 
@@ -114,7 +99,7 @@ describe('a job with messages on a surface this process has no reporter for', ()
   ];
 
   it('is warned about once per job and surface (not per state), naming the fix, and counted', async () => {
-    const { logger, lines } = capturedLog();
+    const { logger, lines } = new CapturedLog();
     const metrics = createMetrics();
     const slack = new Recording();
     const reporter = compositeReporter({ slack }, logger, { metrics });
@@ -144,7 +129,7 @@ describe('a job with messages on a surface this process has no reporter for', ()
   });
 
   it('in npm run worker (chatReporters) names the token the worker lacks', async () => {
-    const { logger, lines } = capturedLog();
+    const { logger, lines } = new CapturedLog();
     const metrics = createMetrics();
     // Slack only: the Discord ref of the job is one this worker cannot edit.
     const env = parseEnv({
