@@ -454,7 +454,9 @@ export async function startSwitchyard(
     http.route('GET', '/healthz', (_req, res) => sendJson(res, 200, { ok: true }));
     // With no worker here, confirmed switches wait for one elsewhere (`npm run worker`). None connected
     // to this queue (never started, crashed, given another --queue or --prefix) leaves every switch at
-    // "queued" for good while nothing else looks wrong: /readyz says so, naming the fix.
+    // "queued" while nothing else looks wrong: /readyz says so, naming the fix, as a warning (not a 503:
+    // this replica still serves commands, clicks and webhooks, and a load balancer taking every replica
+    // out while workers restart would refuse what they can do); switchyard_switches_waiting alerts.
     const defaultQueue = queueName === QUEUE_NAME && name === 'switchyard';
     const noWorkerConnected = `no switch worker is connected to queue ${queueName} (prefix ${ns}): start one (npm run worker${defaultQueue ? '' : ` -- --queue ${queueName} --prefix ${name}`}, with the same REDIS_URL) or set SWITCHYARD_WORKER=on`;
     /**
@@ -509,7 +511,7 @@ export async function startSwitchyard(
         }),
       ]);
       if (worker && !worker.worker.isRunning()) problems.push('worker: not running');
-      if (workers === 0) problems.push(`worker: ${noWorkerConnected}`);
+      const warnings = workers === 0 ? [`worker: ${noWorkerConnected}`] : [];
       const workerState = worker ? 'running' : WORKER_OFF;
       // Reported, not a readiness problem: this process still serves the console, webhooks and the
       // other surfaces, and a restart would not bring a chat service back (the surface retries itself).
@@ -519,6 +521,7 @@ export async function startSwitchyard(
       const detail = {
         worker: workerState,
         ...(workers === undefined ? {} : { workersConnected: workers }),
+        ...(warnings.length > 0 ? { warnings } : {}),
         ...(Object.keys(chat).length > 0 ? { chat } : {}),
       };
       if (problems.length > 0) sendJson(res, 503, { ok: false, problems, ...detail });

@@ -181,10 +181,10 @@ describe('a replica without a worker (SWITCHYARD_WORKER=off): /readyz and /metri
       expect(((await clicked.json()) as { outcome: string }).outcome).toBe('enqueued');
 
       const down = await fetch(`${sy.baseUrl}/readyz`);
-      expect(down.status).toBe(503);
-      const body = (await down.json()) as { problems: string[]; workersConnected: unknown };
+      expect(down.status).toBe(200);
+      const body = (await down.json()) as { warnings: string[]; workersConnected: unknown };
       expect(body.workersConnected).toBe(0);
-      expect(body.problems).toEqual([
+      expect(body.warnings).toEqual([
         expect.stringMatching(
           new RegExp(
             `^worker: no switch worker is connected to queue ${sy.queueName} .*or set SWITCHYARD_WORKER=on$`,
@@ -208,6 +208,9 @@ describe('a replica without a worker (SWITCHYARD_WORKER=off): /readyz and /metri
         status: 200,
         body: { ok: true, workersConnected: 1 },
       });
+      expect(
+        ((await (await fetch(`${sy.baseUrl}/readyz`)).json()) as { warnings?: unknown }).warnings,
+      ).toBeUndefined();
     } finally {
       for (const close of closers.reverse()) await close();
     }
