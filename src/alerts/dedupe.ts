@@ -216,6 +216,28 @@ export class AlertDedupe {
     this.anonymousWindowMs = opts.anonymousWindowMs ?? alertDedupeDefaults.anonymousWindowMs;
   }
 
+  /**
+   * Claims posting one message of `kind` about `id` in `place` (e.g. the link to a running job, per
+   * channel): true for exactly one caller until `ttlMs` passed or `releasePost` gave it back. Across
+   * replicas, like the incident claims.
+   */
+  async claimPost(kind: string, id: string, place: string, ttlMs: number): Promise<boolean> {
+    return (await this.redis.set(this.postKey(kind, id, place), '1', 'PX', ttlMs, 'NX')) === 'OK';
+  }
+
+  /** Gives a `claimPost` back (the post failed: a later alert may try again). */
+  async releasePost(kind: string, id: string, place: string): Promise<void> {
+    await this.redis.del(this.postKey(kind, id, place));
+  }
+
+  private postKey(kind: string, id: string, place: string): string {
+    const h = createHash('sha256')
+      .update(`${kind}\u0000${id}\u0000${place}`)
+      .digest('base64url')
+      .slice(0, 24);
+    return `${this.prefix}:posted:${h}`;
+  }
+
   /** The Redis key of an incident. Fingerprints are hashed: bounded length, any characters. */
   key(incident: IncidentKey): string {
     const env = encodeURIComponent(incident.environment);

@@ -92,6 +92,9 @@ export interface ResolvedInput {
   readonly sentence?: string;
 }
 
+/** How long one place shows one link to a running job (longer than any switch runs). */
+const LINK_ONCE_MS = 60 * 60_000;
+
 /** An alert for an environment that is already switching: point at the running job instead. */
 export interface LinkJobInput {
   readonly environment: string;
@@ -525,10 +528,21 @@ export class AlertService implements AlertIntake {
     if (active) {
       let refs: MessageRef[] = [];
       if (sink.linkRunningJob && destinations.length > 0) {
-        try {
-          refs = await sink.linkRunningJob({ environment, alert, ...active, destinations });
-        } catch (e) {
-          this.log.warn({ err: e, environment }, 'alerts: could not post the running-job link');
+        // One link per running job and place: alerts keep firing while the rollback runs, and a storm
+        // of incidents would otherwise post a link each (far past a chat service's per-channel rate).
+        const fresh: SuggestionDestination[] = [];
+        for (const d of destinations) {
+          if (await dedupe.claimPost('link', active.jobId, suggestionSlot(d), LINK_ONCE_MS)) fresh.push(d);
+        }
+        if (fresh.length > 0) {
+          try {
+            refs = await sink.linkRunningJob({ environment, alert, ...active, destinations: fresh });
+          } catch (e) {
+            this.log.warn({ err: e, environment }, 'alerts: could not post the running-job link');
+            for (const d of fresh) {
+              await dedupe.releasePost('link', active.jobId, suggestionSlot(d)).catch(() => undefined);
+            }
+          }
         }
       }
       await dedupe.complete(incident, {

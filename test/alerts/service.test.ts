@@ -365,6 +365,38 @@ describe('AlertService', () => {
     expect(h.sink.links[0]?.jobId).toBe('job_123');
   });
 
+  it('links a running job once per place however many incidents fire while it runs; a new job gets its own link', async () => {
+    const x = await createHarness();
+    h = x;
+    x.jobs.active = { jobId: 'job_123', planId: 'plan_abc' };
+    const storm = Array.from({ length: 20 }, (_, i) => alert(x, { fingerprint: `incident-${i}` }));
+    const results = await x.service.handle(storm);
+    expect(results.map((r) => r.outcome)).toEqual(storm.map(() => 'linked_job'));
+    expect(x.sink.links).toHaveLength(1);
+    // The next switch of the environment is linked again.
+    x.jobs.active = { jobId: 'job_456', planId: 'plan_def' };
+    await x.service.handle([alert(x, { fingerprint: 'incident-next' })]);
+    expect(x.sink.links.map((l) => l.jobId)).toEqual(['job_123', 'job_456']);
+  });
+
+  it('a running-job link that could not be posted is tried again by the next alert', async () => {
+    h = await createHarness();
+    h.jobs.active = { jobId: 'job_123', planId: 'plan_abc' };
+    const link = h.sink.linkRunningJob.bind(h.sink);
+    let failing = true;
+    h.sink.linkRunningJob = async (input) => {
+      if (failing) {
+        failing = false;
+        throw new Error('chat API unavailable');
+      }
+      return link(input);
+    };
+    await h.service.handle([alert(h, { fingerprint: 'incident-a' })]);
+    expect(h.sink.links).toHaveLength(0);
+    await h.service.handle([alert(h, { fingerprint: 'incident-b' })]);
+    expect(h.sink.links).toHaveLength(1);
+  });
+
   it('threads under the alert message when the alert came from chat', async () => {
     h = await createHarness();
     await h.service.handle([alert(h)], {
