@@ -94,6 +94,8 @@ export interface ResolvedInput {
 
 /** How long one place shows one link to a running job (longer than any switch runs). */
 const LINK_ONCE_MS = 60 * 60_000;
+/** How long one place shows one "outside the correlation window" note about a deployment. */
+const NOTE_ONCE_MS = 6 * 60 * 60_000;
 
 /** An alert for an environment that is already switching: point at the running job instead. */
 export interface LinkJobInput {
@@ -572,22 +574,37 @@ export class AlertService implements AlertIntake {
         });
       case 'outside_window': {
         if (this.opts.config.file.alerts.outsideWindow === 'note' && destinations.length > 0) {
+          // One note per deployment and place: every incident of a storm would say the same thing.
+          const culprit = correlation.culprit.id;
+          const fresh: SuggestionDestination[] = [];
+          for (const d of destinations) {
+            if (await dedupe.claimPost('note', culprit, suggestionSlot(d), NOTE_ONCE_MS)) fresh.push(d);
+          }
           const input: SuggestionInput = {
             kind: 'note',
             environment,
             alert,
             sentence: correlation.sentence,
             correlation,
-            destinations,
+            destinations: fresh,
           };
-          const posted = await this.post(incident, input);
-          if (!posted.ok)
+          const posted =
+            fresh.length === 0
+              ? await dedupe
+                  .complete(incident, { state: IncidentState.skipped })
+                  .then(() => ({ ok: true }) as const)
+              : await this.post(incident, input);
+          if (!posted.ok) {
+            for (const d of fresh) {
+              await dedupe.releasePost('note', culprit, suggestionSlot(d)).catch(() => undefined);
+            }
             return this.finish(alert, {
               environment,
               outcome: AlertOutcome.failed,
               detail: posted.detail,
               retry: posted.retry,
             });
+          }
         } else {
           await dedupe.complete(incident, { state: IncidentState.skipped });
         }

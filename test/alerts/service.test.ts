@@ -348,6 +348,20 @@ describe('AlertService', () => {
     expect(h.sink.suggestions[0]?.plan).toBeUndefined();
   });
 
+  it('posts one outside-the-window note per deployment and place, however many incidents', async () => {
+    const x = await createHarness({
+      file: {
+        alerts: { outsideWindow: 'note', correlationWindow: '5m' },
+        environments: { production: { channels: { slack: 'C0ALERTS' } } },
+      },
+    });
+    h = x;
+    const storm = Array.from({ length: 10 }, (_, i) => alert(x, { fingerprint: `incident-${i}` }));
+    const results = await x.service.handle(storm);
+    expect(results.map((r) => r.outcome)).toEqual(storm.map(() => 'outside_window'));
+    expect(x.sink.suggestions.filter((s) => s.kind === 'note')).toHaveLength(1);
+  });
+
   it('says why when nothing went live before the alert', async () => {
     h = await createHarness();
     const [r] = await h.service.handle([alert(h, { startedAt: h.clock.now() - 100 * 3_600_000 })]);
