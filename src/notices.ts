@@ -974,10 +974,27 @@ class Notices implements NoticeService {
     // job run again: a move is explained by one *run*, the job's `started` entry that began it — the
     // newest one at or before the move, else (a minute of clock skew between the worker and the event's
     // source) the first one just after it.
+    // A run that ended `refused` (stale included) never had the platform switch: the worker ends a run
+    // that way only before calling the platform (a refusal after the platform accepted the switch is a
+    // failure). Such a run explains no move, even one to its target soon after (a person doing by hand
+    // what it did not): its end is the job's first entry after the run's `started`.
+    const byJob = new Map<string, { event: string; at: number }[]>();
+    for (const e of entries) {
+      if (e.jobId === undefined) continue;
+      byJob.set(e.jobId, [...(byJob.get(e.jobId) ?? []), { event: e.event, at: e.at }]);
+    }
+    const endedRefused = (jobId: string, startedAt: number): boolean => {
+      const after = (byJob.get(jobId) ?? [])
+        .filter((x) => x.at >= startedAt && !(x.event === 'started' && x.at === startedAt))
+        .filter((x) => ['started', 'succeeded', 'failed', 'refused'].includes(x.event))
+        .sort((a, b) => a.at - b.at);
+      return after[0]?.event === 'refused';
+    };
     const runs = new Map<string, number[]>();
     for (const e of entries) {
       if (e.event !== 'started' || e.action !== event.via || e.targetId !== event.to) continue;
       if (e.jobId === undefined || e.at < event.at - this.windowMs || e.at > event.at + 60_000) continue;
+      if (endedRefused(e.jobId, e.at)) continue;
       runs.set(e.jobId, [...(runs.get(e.jobId) ?? []), e.at]);
     }
     // Best first: the newest run at or before the move, then older ones, then those just after it
