@@ -312,7 +312,12 @@ describe('real Alertmanager → POST /webhooks/alerts/alertmanager', () => {
     const two = highErrorRate(r.h, 'production', 'api-2');
     await push(r, [one, two]);
     const firing = await r.delivery('two production members firing', (d) => d.alerts.length === 2);
-    expect(firing.results.map((x) => x.outcome)).toEqual(['suggested', 'deduplicated']);
+    // One suggestion for the group: made in this delivery, or in an earlier one that Alertmanager
+    // flushed with the first member only (group_wait 0s, under load); every other member deduplicated.
+    expect(firing.results.filter((x) => x.outcome !== 'suggested' && x.outcome !== 'deduplicated')).toEqual(
+      [],
+    );
+    expect(r.h.sink.suggestions).toHaveLength(1);
 
     await push(r, [{ ...one, endsAt: ended() }]);
     const after = await r.delivery('a production member resolved', (d) => has(d, 'production', 'resolved'));

@@ -236,7 +236,7 @@ describe('notice posts that fail', () => {
       // The lease ends at 120 s and the next poll (every 10 s) takes the post. A poll's Redis reads
       // outlast a tick of the manual clock under load, so a poll may land one round later: step on
       // until it did (a few rounds at most), never sleeping on the wall clock.
-      for (let round = 0; round < 6 && after.posts.length === 0; round++) await w.advance(10_000, [next]);
+      for (let round = 0; round < 30 && after.posts.length === 0; round++) await w.advance(10_000, [next]);
       expect(after.titles()).toEqual([`${d.id} is live on production`]);
       expect(ofStatus(next.outcomes, 'posted')).toMatchObject([{ kind: 'ready', attempt: 1 }]);
       await w.advance(3_600_000, [next]);
@@ -266,7 +266,7 @@ describe('notice posts that fail', () => {
       await w.advance(50_000, [next]);
       expect(after.posts).toHaveLength(0);
       // the lease ends at 65 s; a poll may land a round late under load (see the test above)
-      for (let round = 0; round < 6 && after.posts.length === 0; round++) await w.advance(10_000, [next]);
+      for (let round = 0; round < 30 && after.posts.length === 0; round++) await w.advance(10_000, [next]);
       expect(after.titles()).toEqual([`${d.id} is live on production`]);
       expect(ofStatus(next.outcomes, 'posted')).toMatchObject([{ kind: 'ready', attempt: 2 }]);
     } finally {
