@@ -532,18 +532,13 @@ export class AlertService implements AlertIntake {
       if (sink.linkRunningJob && destinations.length > 0) {
         // One link per running job and place: alerts keep firing while the rollback runs, and a storm
         // of incidents would otherwise post a link each (far past a chat service's per-channel rate).
-        const fresh: SuggestionDestination[] = [];
-        for (const d of destinations) {
-          if (await dedupe.claimPost('link', active.jobId, suggestionSlot(d), LINK_ONCE_MS)) fresh.push(d);
-        }
+        const fresh = await this.claimPlaces('link', active.jobId, destinations, LINK_ONCE_MS);
         if (fresh.length > 0) {
           try {
             refs = await sink.linkRunningJob({ environment, alert, ...active, destinations: fresh });
           } catch (e) {
             this.log.warn({ err: e, environment }, 'alerts: could not post the running-job link');
-            for (const d of fresh) {
-              await dedupe.releasePost('link', active.jobId, suggestionSlot(d)).catch(() => undefined);
-            }
+            await this.releasePlaces('link', active.jobId, fresh);
           }
         }
       }
@@ -576,10 +571,7 @@ export class AlertService implements AlertIntake {
         if (this.opts.config.file.alerts.outsideWindow === 'note' && destinations.length > 0) {
           // One note per deployment and place: every incident of a storm would say the same thing.
           const culprit = correlation.culprit.id;
-          const fresh: SuggestionDestination[] = [];
-          for (const d of destinations) {
-            if (await dedupe.claimPost('note', culprit, suggestionSlot(d), NOTE_ONCE_MS)) fresh.push(d);
-          }
+          const fresh = await this.claimPlaces('note', culprit, destinations, NOTE_ONCE_MS);
           const input: SuggestionInput = {
             kind: 'note',
             environment,
@@ -595,9 +587,7 @@ export class AlertService implements AlertIntake {
                   .then(() => ({ ok: true }) as const)
               : await this.post(incident, input);
           if (!posted.ok) {
-            for (const d of fresh) {
-              await dedupe.releasePost('note', culprit, suggestionSlot(d)).catch(() => undefined);
-            }
+            await this.releasePlaces('note', culprit, fresh);
             return this.finish(alert, {
               environment,
               outcome: AlertOutcome.failed,
@@ -944,6 +934,31 @@ export class AlertService implements AlertIntake {
   }
 
   /** Posts a suggestion or note, records it on the incident, and applies a RESOLVED that raced it. */
+  /** The destinations where this process claimed posting the `kind` message about `id` (see claimPost). */
+  private async claimPlaces(
+    kind: string,
+    id: string,
+    destinations: readonly SuggestionDestination[],
+    ttlMs: number,
+  ): Promise<SuggestionDestination[]> {
+    const fresh: SuggestionDestination[] = [];
+    for (const d of destinations) {
+      if (await this.opts.dedupe.claimPost(kind, id, suggestionSlot(d), ttlMs)) fresh.push(d);
+    }
+    return fresh;
+  }
+
+  /** Gives `claimPlaces` claims back after a failed post: the next alert tries again. */
+  private async releasePlaces(
+    kind: string,
+    id: string,
+    destinations: readonly SuggestionDestination[],
+  ): Promise<void> {
+    for (const d of destinations) {
+      await this.opts.dedupe.releasePost(kind, id, suggestionSlot(d)).catch(() => undefined);
+    }
+  }
+
   private async post(
     incident: IncidentKey,
     input: SuggestionInput,
