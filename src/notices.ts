@@ -653,6 +653,12 @@ class Notices implements NoticeService {
   private unsubscribe: (() => void) | undefined;
   private chain: Promise<void> = Promise.resolve();
   private busy = 0;
+  /**
+   * Pending-post members whose attempt this process is making (or is about to make, in order): its own
+   * retry rounds leave them alone even once their lease ended, so a post slower than the lease is not
+   * made again by the process still making it (another replica, which cannot know, may take it).
+   */
+  private readonly attempting = new Set<string>();
   /** Platform events received and not yet handled (what a shutdown that does not wait drops). */
   private eventsPending = 0;
   /**
@@ -1033,15 +1039,18 @@ class Notices implements NoticeService {
     const kept = await this.keep(targets.map((t) => t.entry));
     const refs: MessageRef[] = [];
     const retrying: ChatPoster['surface'][] = [];
-    for (const [i, { poster, entry }] of targets.entries()) {
-      const sent = await this.postTo(environment, p, poster, entry.channel, 1);
-      const settled = await this.settle(kept?.[i] ?? { member: undefined, entry }, sent, true);
-      if (sent === 'retry' && settled) retrying.push(poster.surface);
-      else if (sent !== 'retry' && sent !== undefined) {
-        refs.push(sent);
-        if (entry.opens !== undefined) await this.remember(entry, sent, p.kind !== NoticeKind.reminder);
+    await this.attemptingAll(kept ?? [], async () => {
+      for (const [i, { poster, entry }] of targets.entries()) {
+        const sent = await this.postTo(environment, p, poster, entry.channel, 1);
+        const settled = await this.settle(kept?.[i] ?? { member: undefined, entry }, sent, true);
+        this.attempting.delete(kept?.[i]?.member ?? '');
+        if (sent === 'retry' && settled) retrying.push(poster.surface);
+        else if (sent !== 'retry' && sent !== undefined) {
+          refs.push(sent);
+          if (entry.opens !== undefined) await this.remember(entry, sent, p.kind !== NoticeKind.reminder);
+        }
       }
-    }
+    });
     this.outcome({
       status: 'posted',
       environment,
@@ -1268,8 +1277,10 @@ class Notices implements NoticeService {
         continue;
       }
       const poster = this.opts.posters.find((p) => p.surface === pending.surface);
-      if (!poster) {
-        notOurs(); // another replica posts to that surface
+      if (!poster || this.attempting.has(member)) {
+        // another replica posts to that surface; or this process is still making this attempt (a post
+        // slower than its lease): not again from here
+        notOurs();
         continue;
       }
       if (!(await this.take(member))) continue; // another replica took it
@@ -1714,12 +1725,29 @@ class Notices implements NoticeService {
   private async attemptEdits(
     kept: readonly { member: string | undefined; entry: PendingPost }[],
   ): Promise<void> {
-    for (const k of kept) {
-      const poster = this.opts.posters.find((p) => p.surface === k.entry.surface);
-      if (!poster) continue;
-      const edited = await this.editTo(k.entry, poster);
-      await this.settle(k, edited, true);
-      if (edited !== 'retry' && edited !== undefined) this.closedOutcome(k.entry, false);
+    await this.attemptingAll(kept, async () => {
+      for (const k of kept) {
+        const poster = this.opts.posters.find((p) => p.surface === k.entry.surface);
+        if (!poster) continue;
+        const edited = await this.editTo(k.entry, poster);
+        await this.settle(k, edited, true);
+        this.attempting.delete(k.member ?? '');
+        if (edited !== 'retry' && edited !== undefined) this.closedOutcome(k.entry, false);
+      }
+    });
+  }
+
+  /** Runs `attempts` with the kept members marked as this process's own attempts (`attempting`). */
+  private async attemptingAll(
+    kept: readonly { member: string | undefined }[],
+    attempts: () => Promise<void>,
+  ): Promise<void> {
+    const members = kept.flatMap((k) => (k.member === undefined ? [] : [k.member]));
+    for (const m of members) this.attempting.add(m);
+    try {
+      await attempts();
+    } finally {
+      for (const m of members) this.attempting.delete(m);
     }
   }
 
