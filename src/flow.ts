@@ -65,7 +65,9 @@ import {
   jobIdForPlan,
   messageRefKey,
   type SwitchJobInput,
+  switchJobSchema,
 } from './queue.js';
+import { expectation, valueAt } from './zod-issues.js';
 
 /** What Flow hands the switch queue: `switchJobSchema`'s input (src/queue.ts). */
 export type SwitchJobRequest = SwitchJobInput;
@@ -1294,6 +1296,11 @@ export class Flow {
     patch: PlanPatch,
     tries: number,
   ): Promise<ClickOutcome> {
+    // Job data the queue would refuse (a plan stored before buildPlan refused such plans, say one
+    // moving more domains than a switch verifies) is refused before the claim: a refused click changes
+    // nothing (no `approved` entry, the plan stays open), and says which field and what was expected.
+    const unqueueable = this.jobDataRefusal(record, patch);
+    if (unqueueable !== undefined) return this.refused(record, actor, unqueueable);
     const claimed = await this.plans.transition(record.plan.id, from, PlanState.enqueued, patch, [], {
       expect: record,
     });
@@ -1310,8 +1317,9 @@ export class Flow {
         : `${who(actor)} confirmed the ${p.action} to ${p.target.id}`,
     });
     let result: EnqueueResult;
+    const data = this.jobData(claimed.record);
     try {
-      result = await this.queue.enqueue(this.jobData(claimed.record));
+      result = await this.queue.enqueue(data);
     } catch (e) {
       const back = from[0] ?? PlanState.pending;
       const undone = await this.plans
@@ -1333,12 +1341,23 @@ export class Flow {
             return false;
           },
         );
-      const reason = (e instanceof Error ? e.message : String(e)).slice(0, 300);
+      // The queue refusing the data (its schema, checked above already: a queue of another version)
+      // is said in words, never as zod's JSON, and answered as a refusal: retrying cannot help.
+      const zodError = e instanceof z.ZodError ? e : undefined;
+      const refusedData = zodError === undefined ? undefined : this.jobRefusal(p, zodError, data);
+      const reason =
+        zodError === undefined
+          ? (e instanceof Error ? e.message : String(e)).slice(0, 300)
+          : jobIssues(zodError, data);
       await this.record(claimed.record, 'failed', actor, {
         jobId,
         code: ENQUEUE_FAILED,
-        message: `the ${p.action} to ${p.target.id} ${click === 'approve' ? 'approved' : 'confirmed'} by ${who(actor)} could not be queued (${reason})${undone ? `; the plan is open again: ${click} again to retry` : ''}`,
+        message: `the ${p.action} to ${p.target.id} ${click === 'approve' ? 'approved' : 'confirmed'} by ${who(actor)} could not be queued (${reason})${refusedData !== undefined ? '; the queue refuses this switch as planned, so retrying cannot help: ask for a fresh plan' : undone ? `; the plan is open again: ${click} again to retry` : ''}`,
       });
+      if (refusedData !== undefined) {
+        const now = undone ? await this.plans.get(p.id).catch(() => undefined) : undefined;
+        return { status: 'refused', refusal: refusedData, record: now ?? claimed.record };
+      }
       throw e;
     }
     if (result.jobId !== jobId)
@@ -1612,8 +1631,39 @@ export class Flow {
     };
   }
 
-  private jobData(record: PlanRecord): SwitchJobRequest {
+  /**
+   * Why the switch job of `record` (with the click's `patch`) would be refused by the queue's schema
+   * (`switchJobSchema`, src/queue.ts), as a refusal naming each field and what was expected; undefined
+   * when it is valid.
+   */
+  private jobDataRefusal(record: PlanRecord, patch: PlanPatch): Refusal | undefined {
+    const data = this.jobData(record, patch);
+    const parsed = switchJobSchema.safeParse(data);
+    return parsed.success ? undefined : this.jobRefusal(record.plan, parsed.error, data);
+  }
+
+  /** The refusal of a switch job whose data the queue's schema refuses (`error`). */
+  private jobRefusal(plan: Plan, error: z.ZodError, data: SwitchJobRequest): Refusal {
+    return invalid(
+      `This ${plan.action} of ${plan.environment} cannot be queued: ${jobIssues(error, data)}. Nothing was changed. Ask for a fresh plan with /${plan.action} ${plan.environment}.`,
+      {
+        planId: plan.id,
+        fields: [...new Set(error.issues.map((i) => i.path.map(String).join('.') || '(job)'))].slice(0, 20),
+      },
+    );
+  }
+
+  /**
+   * The data of the plan's switch job. `patch`: who the click records (the confirmer, the approver),
+   * for data checked before the claim that stores them.
+   */
+  private jobData(
+    record: PlanRecord,
+    patch: Pick<PlanPatch, 'confirmedBy' | 'approvedBy'> = {},
+  ): SwitchJobRequest {
     const p = record.plan;
+    const confirmedBy = patch.confirmedBy ?? record.confirmedBy;
+    const approvedBy = patch.approvedBy ?? record.approvedBy;
     return {
       action: p.action,
       planId: p.id,
@@ -1623,8 +1673,8 @@ export class Flow {
       expectedCurrent: p.expectedCurrent,
       expectedRolledBack: p.expectedRolledBack,
       domains: p.affectedDomains.map((d) => d.hostname),
-      requestedBy: record.confirmedBy ?? record.requestedBy,
-      ...(record.approvedBy === undefined ? {} : { approvedBy: record.approvedBy }),
+      requestedBy: confirmedBy ?? record.requestedBy,
+      ...(approvedBy === undefined ? {} : { approvedBy }),
       messages: record.messages.slice(0, 50),
       requestedAt: this.clock.now(),
     };
@@ -1657,6 +1707,30 @@ export class Flow {
       this.logger.warn({ err: e, planId: p.id, event }, 'audit append failed');
     }
   }
+}
+
+/** How many of a job's data problems a refusal names before it counts the rest. */
+const NAMED_ISSUES = 3;
+
+/**
+ * What the queue's schema found wrong with a switch job's `data`, in words: per issue the field, what
+ * it got (a short string, or a list's length) and what was expected (`domains: got 612 items, expected
+ * at most 500 domains …`), the first few named and the rest counted.
+ */
+function jobIssues(error: z.ZodError, data: SwitchJobRequest): string {
+  const lines = error.issues.map((issue) => {
+    const field = issue.path.map(String).join('.') || '(job)';
+    const got = valueAt(data, issue.path);
+    const shown =
+      typeof got === 'string'
+        ? `got ${JSON.stringify(got.length > 80 ? `${got.slice(0, 79)}…` : got)}, `
+        : Array.isArray(got)
+          ? `got ${got.length} item${got.length === 1 ? '' : 's'}, `
+          : '';
+    return `${field}: ${shown}${expectation(issue)}`;
+  });
+  const named = lines.slice(0, NAMED_ISSUES).join('; ');
+  return lines.length > NAMED_ISSUES ? `${named}; and ${lines.length - NAMED_ISSUES} more` : named;
 }
 
 /** How permission refusals name a person: display name and id. */

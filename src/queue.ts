@@ -11,7 +11,13 @@ import { type Job, Queue, QueueEvents } from 'bullmq';
 import { z } from 'zod';
 import type { AuditLog } from './audit.js';
 import { type Clock, systemClock, within } from './clock.js';
-import type { Plan } from './domain/plan.js';
+import {
+  MAX_SWITCH_DOMAINS,
+  MAX_SWITCH_HOSTNAME_LENGTH,
+  type Plan,
+  SWITCH_HOSTNAME,
+  SWITCH_HOSTNAME_EXPECTED,
+} from './domain/plan.js';
 import type { Logger } from './log.js';
 import { silentLogger } from './log.js';
 import {
@@ -102,11 +108,15 @@ export const SWITCH_JOB_NAME = 'switch';
 /** Name of the custom backoff strategy the worker registers (exponential with jitter). */
 export const SWITCH_BACKOFF = 'switchyard';
 
+/**
+ * A hostname of the switch: the pattern and bounds buildPlan checks (src/domain/plan.ts), so a plan
+ * someone could confirm is never data this schema refuses (wildcards such as `*.acme.com` included).
+ */
 const hostname = z
   .string()
   .min(1)
-  .max(253)
-  .regex(/^[A-Za-z0-9.-]+(:\d+)?$/, 'expected a hostname such as app.example.com');
+  .max(MAX_SWITCH_HOSTNAME_LENGTH)
+  .regex(SWITCH_HOSTNAME, SWITCH_HOSTNAME_EXPECTED);
 
 /** Data of a switch job. Parsed when enqueued and again when processed (it crosses processes). */
 export const switchJobSchema = z.object({
@@ -117,8 +127,16 @@ export const switchJobSchema = z.object({
   targetId: z.string().min(1),
   expectedCurrent: z.string().min(1),
   expectedRolledBack: z.boolean(),
-  /** Hostnames to verify; empty for a promote that only resumes automatic deploys. */
-  domains: z.array(hostname).max(500),
+  /**
+   * Hostnames to verify; empty for a promote that only resumes automatic deploys. At most
+   * `MAX_SWITCH_DOMAINS`, the bound buildPlan refuses beyond.
+   */
+  domains: z
+    .array(hostname)
+    .max(
+      MAX_SWITCH_DOMAINS,
+      `expected at most ${MAX_SWITCH_DOMAINS} domains (Switchyard verifies at most ${MAX_SWITCH_DOMAINS} per switch)`,
+    ),
   requestedBy: actorSchema,
   approvedBy: actorSchema.optional(),
   /** Chat messages to keep updated with progress. */

@@ -5,6 +5,8 @@
  * newer switch is refused instead of acted on. Rules mirror the platform's server-side checks in order:
  * target exists and belongs here, target is ready (or in standby), environment has a current deployment,
  * target is not already current (for promote, skipped while rolled back: that promote resumes deploys).
+ * Last, Switchyard's own: the domains that move are ones a switch job can carry and verify
+ * (`checkSwitchDomains`), so a plan someone can confirm can always be queued.
  */
 import { createHash } from 'node:crypto';
 import { ok, type Refusal, RefusalCode, type Result, refuse } from './result.js';
@@ -337,6 +339,67 @@ export function planDomains(
 }
 
 /**
+ * Most domains one switch moves and verifies. One bound for the plan and its job: buildPlan refuses a
+ * plan that would move more (`too_many_domains`) before any button is offered, and the switch job's
+ * schema (src/queue.ts `switchJobSchema.domains`) accepts at most this many, so a plan someone can
+ * confirm can always be queued. Verification reads every domain each round (on Vercel and Unkey one
+ * routing read per domain), and the job carries them all in its data and its progress, hence a bound.
+ */
+export const MAX_SWITCH_DOMAINS = 500;
+
+/** Longest hostname a switch carries (DNS: 253 characters). */
+export const MAX_SWITCH_HOSTNAME_LENGTH = 253;
+
+/**
+ * A hostname a switch carries and verifies: letters, digits, dots and dashes, optionally `:port`; a
+ * wildcard (`*.acme.com`, which Vercel supports) only as the whole leftmost label. One pattern for the
+ * plan (`isSwitchHostname`) and the switch job's schema (src/queue.ts).
+ */
+export const SWITCH_HOSTNAME = /^(?:\*\.(?=[A-Za-z0-9-]))?[A-Za-z0-9.-]+(?::\d+)?$/;
+
+/** What `SWITCH_HOSTNAME` expects, in the words of refusals and of the job schema's message. */
+export const SWITCH_HOSTNAME_EXPECTED =
+  'expected a hostname such as app.example.com (a wildcard only as the leftmost label: *.example.com)';
+
+/** Whether a switch can carry and verify `hostname` (see `SWITCH_HOSTNAME`). */
+export function isSwitchHostname(hostname: string): boolean {
+  return (
+    hostname.length >= 1 && hostname.length <= MAX_SWITCH_HOSTNAME_LENGTH && SWITCH_HOSTNAME.test(hostname)
+  );
+}
+
+/**
+ * Whether a switch moving `hostnames` can be queued: at most `MAX_SWITCH_DOMAINS` of them, each one
+ * `isSwitchHostname`. A refusal says how many there are (or which names) and what Switchyard accepts;
+ * the switch itself stays possible on the platform directly.
+ */
+export function checkSwitchDomains(
+  environment: string,
+  action: PlanAction,
+  hostnames: readonly string[],
+): Refusal | null {
+  const verb = action === 'rollback' ? 'roll back' : 'promote';
+  const elsewhere = `Use the deploy platform's own ${action} (its dashboard or CLI) for ${environment} instead.`;
+  if (hostnames.length > MAX_SWITCH_DOMAINS) {
+    return {
+      code: RefusalCode.tooManyDomains,
+      message: `${environment} has ${hostnames.length} affected domains; Switchyard verifies at most ${MAX_SWITCH_DOMAINS} per switch, so it cannot ${verb} ${environment}. ${elsewhere}`,
+      context: { environment, domains: hostnames.length, max: MAX_SWITCH_DOMAINS },
+    };
+  }
+  const bad = hostnames.filter((h) => !isSwitchHostname(h));
+  if (bad.length > 0) {
+    const named = nameHosts(bad.map((h) => JSON.stringify(h.length > 80 ? `${h.slice(0, 79)}…` : h)));
+    return {
+      code: RefusalCode.unsupportedDomain,
+      message: `${environment} has ${bad.length === 1 ? 'a domain' : `${bad.length} domains`} Switchyard cannot verify: ${named}; ${SWITCH_HOSTNAME_EXPECTED}. ${elsewhere}`,
+      context: { environment, hostnames: bad.slice(0, 10) },
+    };
+  }
+  return null;
+}
+
+/**
  * Deterministic plan id; hex only so it is a valid BullMQ custom job id (no `:`).
  *
  * Besides the switch itself (action, environment, current deployment, target, rolled-back flag) it
@@ -398,6 +461,13 @@ export function buildPlan(snapshot: EnvironmentSnapshot, request: PlanRequest): 
   const resumesAutoDeploys = request.action === 'promote' && target.id === current.id;
   const since = liveSince(snapshot, current.id);
   const domains = planDomains(snapshot, request.action, target.id, current.id);
+  // What the switch job would refuse is refused here, before anyone is offered a button to confirm it.
+  const unqueueable = checkSwitchDomains(
+    env.slug,
+    request.action,
+    domains.map((d) => d.hostname),
+  );
+  if (unqueueable) return { ok: false, refusal: unqueueable };
   const targetStandby = target.status === 'standby';
   const plan: Plan = {
     id: planId({

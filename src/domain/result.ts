@@ -19,6 +19,16 @@ export const RefusalCode = {
   operationInProgress: 'operation_in_progress',
   invalidInput: 'invalid_input',
   /**
+   * The switch would move more domains than Switchyard verifies in one switch (`MAX_SWITCH_DOMAINS`,
+   * src/domain/plan.ts): refused when planning, before any button is offered.
+   */
+  tooManyDomains: 'too_many_domains',
+  /**
+   * The switch would move a domain whose name Switchyard cannot carry to the switch job and verify
+   * (`isSwitchHostname`, src/domain/plan.ts): refused when planning, before any button is offered.
+   */
+  unsupportedDomain: 'unsupported_domain',
+  /**
    * Someone dismissed the alert suggestion of this very switch: alerts do not suggest it again (a
    * person can still ask for it). Only alert suggestions are refused this way.
    */

@@ -7,10 +7,13 @@ import {
   affectedDomains,
   buildPlan,
   checkFresh,
+  checkSwitchDomains,
   checkTarget,
   defaultPromoteTarget,
   defaultRollbackTarget,
   isAlreadyDone,
+  isSwitchHostname,
+  MAX_SWITCH_DOMAINS,
   planId,
   resolveDeployment,
   resolveEnvironment,
@@ -404,6 +407,75 @@ describe('buildPlan', () => {
   it('passes refusals through as values', () => {
     const r = buildPlan(snapshot(), { action: 'rollback', target: 'd1', now: 1 });
     expect(!r.ok && r.refusal.code).toBe('target_stopped');
+  });
+});
+
+describe('what a switch can carry: the plan refuses what its job could not queue', () => {
+  /** The default snapshot plus `extra` live domains of production (on the current deployment). */
+  function withLive(extra: readonly string[]): EnvironmentSnapshot {
+    const base = snapshot({ deployments: [dep('d4', 4 * H), dep('d3', 3 * H)] });
+    return {
+      ...base,
+      domains: [
+        ...base.domains,
+        ...extra.map((hostname) => ({
+          hostname,
+          stickiness: 'live' as const,
+          environment: 'production',
+          deploymentId: 'd4',
+        })),
+      ],
+    };
+  }
+  /** Live hostnames so that a rollback of `withLive` moves `total` domains (3 move already). */
+  const hosts = (total: number) => Array.from({ length: total - 3 }, (_, k) => `shop-${k}.example.com`);
+
+  it(`refuses a plan moving more than ${MAX_SWITCH_DOMAINS} domains (too_many_domains), naming how many and the limit`, () => {
+    const r = buildPlan(withLive(hosts(612)), { action: 'rollback', now: 1 });
+    expect(r.ok).toBe(false);
+    if (r.ok) return;
+    expect(r.refusal).toEqual({
+      code: 'too_many_domains',
+      message: `production has 612 affected domains; Switchyard verifies at most ${MAX_SWITCH_DOMAINS} per switch, so it cannot roll back production. Use the deploy platform's own rollback (its dashboard or CLI) for production instead.`,
+      context: { environment: 'production', domains: 612, max: MAX_SWITCH_DOMAINS },
+    });
+    // A promote moving as many is refused alike; one that only resumes automatic deploys moves none.
+    const many = { ...withLive(hosts(612)), environment: { ...withLive([]).environment, rolledBack: true } };
+    const promote = buildPlan(many, { action: 'promote', target: 'd3', now: 1 });
+    expect(!promote.ok && promote.refusal.code).toBe('too_many_domains');
+    expect(buildPlan(many, { action: 'promote', target: 'd4', now: 1 }).ok).toBe(true);
+  });
+
+  it(`plans exactly ${MAX_SWITCH_DOMAINS} domains`, () => {
+    const r = buildPlan(withLive(hosts(MAX_SWITCH_DOMAINS)), { action: 'rollback', now: 1 });
+    if (!r.ok) throw new Error(r.refusal.message);
+    expect(r.value.affectedDomains).toHaveLength(MAX_SWITCH_DOMAINS);
+  });
+
+  it('plans a wildcard domain (*.acme.com), as Vercel lists it', () => {
+    const r = buildPlan(withLive(['*.acme.com']), { action: 'rollback', now: 1 });
+    if (!r.ok) throw new Error(r.refusal.message);
+    expect(r.value.affectedDomains.map((d) => d.hostname)).toContain('*.acme.com');
+  });
+
+  it('refuses a domain name the switch job cannot carry (unsupported_domain), naming it and what is accepted', () => {
+    const r = buildPlan(withLive(['api.*.acme.com', 'ok.acme.com']), { action: 'rollback', now: 1 });
+    expect(r.ok).toBe(false);
+    if (r.ok) return;
+    expect(r.refusal.code).toBe('unsupported_domain');
+    expect(r.refusal.message).toBe(
+      `production has a domain Switchyard cannot verify: "api.*.acme.com"; expected a hostname such as app.example.com (a wildcard only as the leftmost label: *.example.com). Use the deploy platform's own rollback (its dashboard or CLI) for production instead.`,
+    );
+  });
+
+  it('accepts hostnames with a port and a leftmost wildcard label only', () => {
+    const accepted = ['app.example.com', 'shop.localhost:8080', '*.acme.com', '*.acme.com:443', 'acme.com.'];
+    const refused = ['', '*', '*.', '**.acme.com', 'a.*.acme.com', '*acme.com', 'under_score.com', 'a b.com'];
+    expect(accepted.filter((h) => !isSwitchHostname(h))).toEqual([]);
+    expect(refused.filter((h) => isSwitchHostname(h))).toEqual([]);
+    expect(isSwitchHostname(`${'a'.repeat(249)}.com`)).toBe(true);
+    expect(isSwitchHostname(`${'a'.repeat(250)}.com`)).toBe(false);
+    expect(checkSwitchDomains('production', 'promote', ['*.acme.com'])).toBeNull();
   });
 });
 

@@ -1,5 +1,6 @@
 import { Writable } from 'node:stream';
 import { afterEach, describe, expect, it } from 'vitest';
+import { z } from 'zod';
 import { startSwitchWorker } from '../../jobs/switch-worker.js';
 import { AuditLog } from '../../src/audit.js';
 import { ChatService } from '../../src/chat.js';
@@ -580,6 +581,41 @@ describe('Flow.confirm', () => {
       'approved',
       'requested',
     ]);
+  });
+
+  it('a queue refusing the job data (its schema) is a refusal in words, never a thrown ZodError; the claim is undone', async () => {
+    // A queue whose schema refuses what this Flow's accepts (a producer of another version): its zod
+    // error must reach the person as the field and what was expected, and the audit likewise.
+    const stricter = z.object({ domains: z.array(z.string()).max(1) });
+    const x = await setup({
+      queue: (real) => ({
+        async enqueue(data) {
+          stricter.parse(data);
+          return real.enqueue(data);
+        },
+      }),
+    });
+    const o = planned(await x.flow.plan(alice, 'rollback', 'production'));
+    const n = o.plan.affectedDomains.length;
+    expect(n).toBeGreaterThan(1);
+    const r = expectStatus(await x.flow.confirm(alice, o.plan.id), 'refused');
+    const issue = `domains: got ${n} items, expected a list of at most 1 item`;
+    expect(r.refusal).toMatchObject({
+      code: 'invalid_input',
+      message: `This rollback of production cannot be queued: ${issue}. Nothing was changed. Ask for a fresh plan with /rollback production.`,
+    });
+    expect(r.record?.state).toBe(PlanState.pending);
+    expect((await x.flow.get(o.plan.id))?.state).toBe(PlanState.pending);
+    expect(await x.jobs()).toEqual([]);
+    const audit = await x.audit.recent('production', 10);
+    expect(audit.map((e) => `${e.event}:${e.code ?? ''}`)).toEqual([
+      'failed:enqueue_failed',
+      'approved:',
+      'requested:',
+    ]);
+    expect(audit[0]?.message).toBe(
+      `the rollback to dep_3hd7xa confirmed by Alice could not be queued (${issue}); the queue refuses this switch as planned, so retrying cannot help: ask for a fresh plan`,
+    );
   });
 
   it('a confirm that could not be queued and then lapses is audited as expired when /deployments is read', async () => {

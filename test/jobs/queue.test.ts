@@ -10,6 +10,7 @@ import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { AUDIT_MESSAGE_MAX, AuditLog } from '../../src/audit.js';
 import { ManualClock } from '../../src/clock.js';
+import { MAX_SWITCH_DOMAINS } from '../../src/domain/plan.js';
 import { PlatformHttpError } from '../../src/errors.js';
 import {
   EnvironmentLock,
@@ -17,6 +18,7 @@ import {
   lockOwner,
   SwitchQueue,
   switchBackoffDelay,
+  switchJobSchema,
   switchKeys,
 } from '../../src/queue.js';
 import { createRedis } from '../../src/redis.js';
@@ -187,6 +189,28 @@ describe('SwitchQueue.enqueue', () => {
     await expect(env.queue.enqueue({ ...data, domains: ['not a host'] })).rejects.toThrow(/hostname/);
     const counts = await env.queue.queue.getJobCounts();
     expect(Object.values(counts).reduce((a, b) => a + b, 0)).toBe(0);
+  });
+
+  it('accepts what buildPlan plans: a wildcard leftmost label, and as many domains as a plan may move', async () => {
+    const env = await setupJobs(cleanup);
+    const now = env.clock.now();
+    const data = jobData(await planFor(env.local, 'env0', 'rollback', now), now);
+    // Vercel lists wildcard project domains; a plan moving one must be queued.
+    expect(switchJobSchema.parse({ ...data, domains: ['*.acme.com', 'acme.com'] }).domains).toEqual([
+      '*.acme.com',
+      'acme.com',
+    ]);
+    const most = Array.from({ length: MAX_SWITCH_DOMAINS }, (_, k) => `shop-${k}.example.com`);
+    expect(switchJobSchema.parse({ ...data, domains: most }).domains).toHaveLength(MAX_SWITCH_DOMAINS);
+    // Beyond the limit buildPlan refuses too; the queue's message names the field and the limit.
+    await expect(env.queue.enqueue({ ...data, domains: [...most, 'one-more.example.com'] })).rejects.toThrow(
+      `expected at most ${MAX_SWITCH_DOMAINS} domains (Switchyard verifies at most ${MAX_SWITCH_DOMAINS} per switch)`,
+    );
+    await expect(env.queue.enqueue({ ...data, domains: ['api.*.acme.com'] })).rejects.toThrow(
+      /wildcard only as the leftmost label/,
+    );
+    const { jobId } = await env.queue.enqueue({ ...data, domains: ['*.acme.com'] });
+    expect((await env.queue.queue.getJob(jobId))?.data.domains).toEqual(['*.acme.com']);
   });
 
   it('reports a job not yet started as queued, finds it for its environment, and follows more messages', async () => {

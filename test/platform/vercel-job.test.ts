@@ -128,6 +128,50 @@ describe('Vercel adapter in a switch job', () => {
     expect(server.productionOf(projectId)).toBe(d1);
   });
 
+  it('rolls back a project with a wildcard domain (*.acme.com): queued, switched, verified from its alias', async () => {
+    const { server, platform, queue, reporter, projectId, d1 } = await setup({
+      domains: [{ name: 'acme.com' }, { name: '*.acme.com' }],
+    });
+    const snap = await platform.snapshot('production');
+    const plan = buildPlan(snap, { action: 'rollback', target: d1, now: Date.now() });
+    if (!plan.ok) throw new Error(plan.refusal.message);
+    expect(plan.value.affectedDomains.map((d) => d.hostname)).toContain('*.acme.com');
+    const { jobId } = await queue.enqueue(jobData(plan.value, Date.now()));
+    await reporter.waitFor((p) => p.jobId === jobId && p.operationId !== undefined);
+    server.finishAliasJob(projectId);
+    const final = await queue.waitForEnd(jobId);
+    expect(final?.outcome).toBe('succeeded');
+    // Verified from Vercel's alias table: the wildcard's own alias (`GET /v4/aliases/*.acme.com`).
+    expect(final?.traffic.find((t) => t.hostname === '*.acme.com')).toEqual({
+      hostname: '*.acme.com',
+      ok: true,
+      deploymentId: d1,
+    });
+    expect(server.requests.some((r) => r.method === 'GET' && r.path === '/v4/aliases/*.acme.com')).toBe(true);
+    expect(server.productionOf(projectId)).toBe(d1);
+  });
+
+  it('a wildcard domain the alias job left on the old deployment fails verification, named', async () => {
+    const { server, platform, queue, reporter, projectId, d1, d2 } = await setup({
+      verifyTimeoutMs: 300,
+      domains: [{ name: 'acme.com' }, { name: '*.acme.com' }],
+    });
+    const snap = await platform.snapshot('production');
+    const plan = buildPlan(snap, { action: 'rollback', target: d1, now: Date.now() });
+    if (!plan.ok) throw new Error(plan.refusal.message);
+    const { jobId } = await queue.enqueue(jobData(plan.value, Date.now()));
+    await reporter.waitFor((p) => p.jobId === jobId && p.operationId !== undefined);
+    server.leaveAliasBehind(projectId, '*.acme.com');
+    server.finishAliasJob(projectId);
+    const final = await queue.waitForEnd(jobId);
+    expect(final?.code).toBe('verify_timeout');
+    expect(final?.message).toContain(`*.acme.com → ${d2}`);
+    expect(final?.traffic.find((t) => t.hostname === '*.acme.com')).toMatchObject({
+      ok: false,
+      deploymentId: d2,
+    });
+  });
+
   it('retries after a 409 while another alias job runs, then switches once it is done', async () => {
     const { server, platform, queue, projectId, d1, d2 } = await setup();
     const snap = await platform.snapshot('production');
