@@ -3,7 +3,8 @@
  * it re-reads the platform, re-validates the plan (stale plans are refused, a switch already done —
  * e.g. by this job before its worker was killed — is not repeated), starts the switch (or resumes
  * following the operation a previous attempt started), follows the platform's operation and verifies
- * that every affected domain is answered by the target. Every step is published as BullMQ job
+ * that every affected domain is answered by the target (stopping at once when another switch moved the
+ * environment on meanwhile: `verifyTraffic`). Every step is published as BullMQ job
  * progress and sent to the Reporter. Retryable faults are rethrown for BullMQ's backoff; everything
  * else ends the job through UnrecoverableError with the code and a message saying where traffic is.
  *
@@ -105,6 +106,8 @@ const operationRefSchema = z.object({
   environment: z.string(),
   targetId: z.string(),
   startedAt: z.number(),
+  // The switch's source (OperationRef.fromId): kept, so a resumed job still tells an overtaken switch.
+  fromId: z.string().exactOptional(),
 });
 
 /**
@@ -1036,11 +1039,12 @@ async function runLocked(
     lock.assertHeld();
     tracker.start('verifying');
     tracker.post();
-    // Where the platform says traffic is, read while the domains are probed (for the final message).
-    const before = snapshot;
-    const after = deps.platform.snapshot(data.environment).catch(() => before);
-    const traffic = await verifyTraffic(deps, data, tracker, signal);
-    snapshot = await after;
+    // Verification reads where the platform says traffic is while it probes (for the final message,
+    // and to stop at once when another switch moved the environment on): the newest read, else the
+    // one made when validating.
+    const verified = await verifyTraffic(deps, data, tracker, signal);
+    const traffic = verified.traffic;
+    snapshot = verified.snapshot ?? snapshot;
     // Verified. The last attempt that only could not confirm its locks meanwhile, and still holds its
     // job, reports the success it verified (else it would say it gave up on a switch that is done).
     if (lock.lost === 'unconfirmed' && tracker.progress.attempt >= maxAttempts && (await lock.stillOwnsJob()))
@@ -1110,7 +1114,12 @@ async function runLocked(
     // platform accepted refuses nothing: the switch may have happened. Only a refusal before the
     // platform was asked (or of the request itself) is the job's `refused`.
     const afterAccepted = (mayBeStarted || switchDone) && e !== switchCallError;
-    const outcome = afterAccepted && outcomeOf(err) === 'refused' ? 'failed' : outcomeOf(err);
+    // Overtaken while verifying (`verifyTraffic`): this job's switch landed, then another switch (or
+    // a deploy) moved the environment on. Said as `plan_stale`, the code of a plan overtaken before it
+    // ran, but never `stale` or `refused`: those say the platform did not switch for this run, and
+    // notices would then announce this job's own move as made outside Switchyard. Not retried.
+    const overtaken = switchDone && err.code === RefusalCode.planStale;
+    const outcome = overtaken || (afterAccepted && outcomeOf(err) === 'refused') ? 'failed' : outcomeOf(err);
     let message = lastAndOurs
       ? `${said} That was its last attempt: the ${data.action} is given up, and if the platform had started it, it may still complete. Check where traffic is before trying again.`
       : said;
@@ -1124,7 +1133,7 @@ async function runLocked(
         ? deps.platform.operation(switchRef).catch(() => undefined)
         : Promise.resolve(undefined),
     ]);
-    if (switchDone && outcome === 'failed' && !lastAndOurs && err.code !== 'verify_timeout') {
+    if (switchDone && outcome === 'failed' && !lastAndOurs && err.code !== 'verify_timeout' && !overtaken) {
       message = `The platform reports this ${data.action} done, but traffic could not be verified: ${message}`;
     }
     if (mayStillComplete) {
@@ -1143,7 +1152,7 @@ async function runLocked(
     } else {
       message = `${message} ${where}`;
     }
-    if (err.code === 'verify_timeout' && Array.isArray(err.context.traffic)) {
+    if ((err.code === 'verify_timeout' || overtaken) && Array.isArray(err.context.traffic)) {
       tracker.progress.traffic = err.context.traffic as Traffic[];
     }
     tracker.endRunning('failed', said);
@@ -1158,9 +1167,9 @@ async function runLocked(
       message,
     });
     finish(deps, data, outcome, switchStart());
-    // A stale plan or a refusal is an expected end, said in full by the message (no stack helps);
-    // a failure is worth a look, with what failed.
-    if (outcome === 'failed') log.warn({ outcome, code: err.code, err: e }, message);
+    // A stale plan, a refusal or a switch overtaken while verifying is an expected end, said in full
+    // by the message (no stack helps); a failure is worth a look, with what failed.
+    if (outcome === 'failed' && !overtaken) log.warn({ outcome, code: err.code, err: e }, message);
     // The platform refusing Switchyard itself (a rejected key, a missing permission, a precondition of
     // its own) needs an operator: said at warn, without a stack. A plan refused or made stale is the
     // expected answer to a person's request.
@@ -1419,25 +1428,46 @@ function assertNeverState(state: never): never {
 }
 
 /**
+ * How often verification reads the platform's snapshot again, in rounds that did not find every domain
+ * on the target (see `verifyTraffic`): at the default 500 ms interval, every 2 s.
+ */
+const VERIFY_RECHECK_ROUNDS = 4;
+
+/**
  * Probes every affected domain, every round, until one whole round finds each of them answering from
  * the target, or the timeout passes. A domain that answered the target once is probed again: one that
  * flaps back to the old deployment (edges still propagating) or stops answering is not counted as moved.
- * The traffic returned is that last full round's.
+ * The traffic returned is that last full round's, with the newest snapshot read meanwhile.
+ *
+ * A switch made outside this job while it verifies (the platform's dashboard or API, another tool)
+ * ends verification at once instead of at its timeout: the platform's snapshot is read while the first
+ * round probes, again every `VERIFY_RECHECK_ROUNDS` rounds, and at once when a round's answers change
+ * to include a deployment that is neither the target nor the source (a switch still propagating shows
+ * only those two). When the environment's current deployment is then a third one, or the source again
+ * after a read during verification showed the target (before that, a source may be the platform's
+ * state lagging behind the switch it reported done), the job ends with `plan_stale` saying both facts
+ * (`overtakenMessage`). A read that fails is skipped: verification goes on.
  */
 async function verifyTraffic(
   deps: ProcessorDeps,
   data: SwitchJobData,
   tracker: Tracker,
   signal: AbortSignal,
-): Promise<Traffic[]> {
+): Promise<{ traffic: Traffic[]; snapshot: EnvironmentSnapshot | undefined }> {
   if (data.domains.length === 0) {
     const cur = tracker.running();
     if (cur) cur.detail = 'No domain moves: nothing to verify.';
-    return [];
+    return { traffic: [], snapshot: undefined };
   }
+  const read = () => deps.platform.snapshot(data.environment).catch(() => undefined);
+  // The first read runs while the first round probes (its answer also serves the final message).
+  let first: Promise<EnvironmentSnapshot | undefined> | undefined = read();
+  let latest: EnvironmentSnapshot | undefined;
+  // A read during verification showed the target live: the switch is in the platform's state.
+  let landed = false;
   const deadline = deps.clock.now() + deps.verify.timeoutMs;
   let lastKey = '';
-  for (;;) {
+  for (let round = 1; ; round++) {
     signal.throwIfAborted();
     let routes: Map<string, string | undefined> | undefined;
     if (!deps.platform.probe) {
@@ -1463,8 +1493,36 @@ async function verifyTraffic(
       }),
     );
     const okCount = traffic.filter((t) => t.ok).length;
-    if (okCount === traffic.length) return traffic;
+    if (okCount === traffic.length) return { traffic, snapshot: (await first) ?? latest };
     const key = JSON.stringify(traffic);
+    const third = traffic.some(
+      (t) =>
+        t.deploymentId !== undefined &&
+        t.deploymentId !== data.targetId &&
+        t.deploymentId !== data.expectedCurrent,
+    );
+    if (first || round % VERIFY_RECHECK_ROUNDS === 0 || (third && key !== lastKey)) {
+      const snap = await (first ?? read());
+      first = undefined;
+      if (snap) {
+        latest = snap;
+        const current = snap.environment.currentDeploymentId;
+        const back = current === data.expectedCurrent && current !== data.targetId;
+        if (current !== undefined && current !== data.targetId && (!back || landed)) {
+          throw new RefusalError({
+            code: RefusalCode.planStale,
+            message: overtakenMessage(data, snap, current),
+            context: {
+              environment: data.environment,
+              expectedCurrent: data.expectedCurrent,
+              current,
+              traffic,
+            },
+          });
+        }
+        if (current === data.targetId) landed = true;
+      }
+    }
     if (key !== lastKey) {
       lastKey = key;
       tracker.progress.traffic = traffic;
@@ -1488,6 +1546,31 @@ async function verifyTraffic(
     }
     await deps.clock.sleep(Math.min(deps.verify.intervalMs, left), signal);
   }
+}
+
+/**
+ * The sentence of a switch overtaken while verifying: this job's switch landed, then `current` went
+ * live through another switch (or a deploy), as the platform's live history tells when it keeps one.
+ */
+function overtakenMessage(data: SwitchJobData, snapshot: EnvironmentSnapshot, current: string): string {
+  const verb = data.action === 'rollback' ? 'Rolled back' : 'Promoted';
+  const moved =
+    current === data.expectedCurrent
+      ? `traffic went back to ${current} (the deployment this ${data.action} moved it from)`
+      : `traffic moved on to ${current}`;
+  // The history's newest entry, when it put `current` live after this job's switch put the target live.
+  const history = snapshot.liveHistory;
+  const newest = history.at(-1);
+  const ours = history.findLastIndex((h) => h.deploymentId === data.targetId && h.via === data.action);
+  const entry =
+    newest?.deploymentId === current && ours >= 0 && ours < history.length - 1 ? newest : undefined;
+  const how =
+    entry === undefined
+      ? 'through another switch, not this one'
+      : entry.via === 'deploy'
+        ? `through an automatic deploy, not this ${data.action}`
+        : `through another switch (a ${entry.via}${entry.by === undefined ? '' : ` by ${entry.by}`}), not this one`;
+  return `${verb} ${data.environment} to ${data.targetId}; then, before traffic on it was verified, ${moved} ${how}. This job does nothing more.`;
 }
 
 /** "1 domain", "3 domains". */

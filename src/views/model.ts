@@ -622,6 +622,16 @@ function reactivationApplies(progress: Progress, plan: Plan | undefined): boolea
   return progress.targetStandby ?? plan?.targetStandby ?? false;
 }
 
+/**
+ * A switch that landed and was then overtaken while being verified: another switch (or a deploy) moved
+ * the environment on (jobs/switch-processor.ts `verifyTraffic`). It ended `failed` (it did switch, so it
+ * is neither `stale` nor `refused`) with the code of a plan overtaken by traffic moves, `plan_stale`: no
+ * fault to look into, so it reads as a warning, and a fresh plan is offered as for a stale one.
+ */
+function overtaken(progress: Progress): boolean {
+  return progress.outcome === 'failed' && progress.code === RefusalCode.planStale;
+}
+
 function outcomeTitle(progress: Progress, v: ReturnType<typeof verbs>, resumes: boolean): string {
   const target = `${progress.environment} to ${progress.targetId}`;
   const noun = resumes
@@ -643,7 +653,7 @@ function outcomeTitle(progress: Progress, v: ReturnType<typeof verbs>, resumes: 
           ? `${v.done} ${target}`
           : `${v.done} ${progress.targetId} on ${progress.environment}`;
     case 'failed':
-      return `${noun} failed`;
+      return overtaken(progress) ? `${noun} done, then overtaken` : `${noun} failed`;
     case 'refused':
       return `${noun} refused`;
     case 'stale':
@@ -742,7 +752,11 @@ export function progressView(progress: Progress, plan?: Plan): MessageView {
     case 'stale':
     case 'cancelled': {
       tone =
-        progress.outcome === 'failed' ? 'danger' : progress.outcome === 'cancelled' ? 'neutral' : 'warning';
+        progress.outcome === 'failed' && !overtaken(progress)
+          ? 'danger'
+          : progress.outcome === 'cancelled'
+            ? 'neutral'
+            : 'warning';
       const state =
         progress.message ??
         `Traffic state after the job: check /deployments ${progress.environment} (the job ended with ${progress.outcome}).`;
@@ -757,7 +771,7 @@ export function progressView(progress: Progress, plan?: Plan): MessageView {
           items: trafficItems(progress),
         });
       }
-      if (progress.outcome === 'stale')
+      if (progress.outcome === 'stale' || overtaken(progress))
         buttons.push(button('Make a fresh plan', { kind: 'replan', ref: progress.planId }, 'primary'));
       break;
     }

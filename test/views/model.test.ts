@@ -358,6 +358,31 @@ describe('progressView', () => {
     expect(viewText(v)).toContain('shop-1.example.com → unknown');
   });
 
+  it('overtaken while verifying (failed, plan_stale): done, then overtaken, a warning with a fresh plan', () => {
+    const p = plan('rollback');
+    const message =
+      'Rolled back production to dep_2; then, before traffic on it was verified, traffic moved on to dep_1 through another switch (a promote by Dana), not this one. This job does nothing more. production is serving dep_1.';
+    const v = progressView(
+      progress(p, {
+        outcome: 'failed',
+        code: 'plan_stale',
+        message,
+        traffic: [{ hostname: 'demo.example.com', deploymentId: 'dep_1', ok: false }],
+      }),
+      p,
+    );
+    expect(v.title).toBe('Rollback of production to dep_2 done, then overtaken');
+    expect(v.tone).toBe('warning');
+    expect(v.summary).toBe(`Rollback of production to dep_2 done, then overtaken. ${message}`);
+    expect(viewText(v)).toContain(`Now: ${message}`);
+    expect(parseAction(v.buttons[0]?.actionId)).toEqual({ ok: true, value: { kind: 'replan', ref: p.id } });
+    // Any other failure stays a failure.
+    const failed = progressView(progress(p, { outcome: 'failed', code: 'verify_timeout' }), p);
+    expect(failed.title).toBe('Rollback of production to dep_2 failed');
+    expect(failed.tone).toBe('danger');
+    expect(failed.buttons).toHaveLength(0);
+  });
+
   it('stale offers a fresh plan; refused and cancelled say nothing moved', () => {
     const p = plan('rollback');
     const stale = progressView(progress(p, { outcome: 'stale', message: 'production now serves dep_6.' }), p);
