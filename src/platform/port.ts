@@ -34,6 +34,14 @@ export interface OperationRef {
   readonly targetId: string;
   /** Unix ms. */
   readonly startedAt: number;
+  /**
+   * The deployment the switch started from (serving the environment when the platform accepted it),
+   * when the adapter knows it. An adapter that follows a switch by watching its target (Unkey) tells
+   * by it a switch still under way (this one still serves) from one another switch overtook (a third
+   * deployment serves). Refs are stored as JSON and read back by a worker resuming the job; one
+   * without it is followed as before (until the target serves or the operation times out).
+   */
+  readonly fromId?: string;
 }
 
 export const OperationState = {

@@ -17,7 +17,10 @@
  *   status turns `stopped` once its instances are gone (`drainMs`). Production deployments are never
  *   started again;
  * - `superseded` only marks a queued build (`pending`/`awaiting_approval`) of a branch that a newer push to
- *   the same app, environment and branch replaced before it ran (`svc/ctrl/dedup`, `queue_gate.go`).
+ *   the same app, environment and branch replaced before it ran (`svc/ctrl/dedup`, `queue_gate.go`);
+ * - a rollback runs from the deployment current when it was accepted and does nothing if another switch
+ *   (`switchNow`, a dashboard switch; a push going live) replaced that one before it ran
+ *   (`rollback_handler.go`); a promote replaces whatever is current then (`promote_handler.go`).
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { type Clock, ManualClock } from '../../src/clock.js';
@@ -69,6 +72,8 @@ interface PendingOp {
   readonly appKey: string;
   readonly targetId: string;
   readonly dueAt: number;
+  /** The app's current deployment when Unkey accepted the switch (a rollback's source). */
+  readonly sourceId: string | undefined;
 }
 
 /** A fault answered instead of the real endpoint (consumed in order; `endpoint` narrows it). */
@@ -247,6 +252,22 @@ export class UnkeyFakeServer {
     delete d.stopAt;
   }
 
+  /**
+   * A rollback or promote made in Unkey's dashboard whose workflow runs now (e.g. ahead of one the API
+   * accepted earlier and that is still under way): the same checks (`deploygate`) and effects as the
+   * API's, applied at once. Throws when Unkey would refuse it.
+   */
+  switchNow(action: 'rollback' | 'promote', targetId: string): void {
+    this.settle();
+    const d = this.find(targetId);
+    if (!d) throw new Error(`no fake deployment ${targetId}`);
+    const refused = this.gate(d, action);
+    if (refused) throw new Error(`Unkey refuses this ${action}: ${refused[0]} (${refused[1]})`);
+    const now = this.opts.clock.now();
+    const sourceId = this.apps.get(appKey(d))?.current;
+    this.applySwitch({ action, appKey: appKey(d), targetId, dueAt: now, sourceId }, now);
+  }
+
   /** Empties an app's live pointer (an app that has never had a current deployment). */
   unsetCurrent(project: string, app: string): void {
     const state = this.apps.get(`${project}/${app}`);
@@ -334,6 +355,11 @@ export class UnkeyFakeServer {
     const app = this.apps.get(op.appKey);
     const target = this.find(op.targetId);
     if (!app || !target || this.gate(target, op.action) !== undefined) return;
+    // A rollback runs from the deployment that was current when Unkey accepted it and stops, switching
+    // nothing, when that one is no longer current (rollback_handler.go: "source deployment is not the
+    // current deployment"), e.g. after a dashboard switch or a deploy went live meanwhile. A promote has
+    // no such check (promote_handler.go): it replaces whatever is current when it runs.
+    if (op.action === 'rollback' && app.current !== op.sourceId) return;
     // Both workflows clear the target's pending schedule so it is not spun down while serving.
     delete target.stopAt;
     if (op.action === 'rollback') {
@@ -791,7 +817,14 @@ export class UnkeyFakeServer {
     if (refused) return pre(...refused);
     if (this.precondition !== undefined) return pre('precondition_failed', this.precondition);
     const delay = this.opts.switchDelayMs ?? 1_000;
-    this.pending.push({ action, appKey: appKey(d), targetId: d.id, dueAt: this.opts.clock.now() + delay });
+    // Unkey uses the app's current deployment as the rollback source (the request names only the target).
+    this.pending.push({
+      action,
+      appKey: appKey(d),
+      targetId: d.id,
+      dueAt: this.opts.clock.now() + delay,
+      sourceId: this.apps.get(appKey(d))?.current,
+    });
     return send(res, 202, { meta: { requestId }, data: {} });
   }
 }

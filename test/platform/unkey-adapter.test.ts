@@ -525,17 +525,18 @@ describe('UnkeyPlatform rollback and promote', () => {
     ]);
 
     const ref = await platform.rollback({ environment: 'production', targetId: plan.value.target.id });
+    // `fromId`: the deployment Unkey rolls back from (current when it accepted the request).
     expect(ref).toMatchObject({
       action: 'rollback',
       environment: 'production',
       targetId: d2,
       startedAt: clock.now(),
+      fromId: d3,
     });
     expect(ref.id).toMatch(/^unkey_rollback_req_/);
-    expect(server.requests.at(-1)).toMatchObject({
-      endpoint: 'deployments.rollbackDeployment',
-      body: { deploymentId: d2 },
-    });
+    expect(server.requests.filter((r) => r.endpoint === 'deployments.rollbackDeployment')).toMatchObject([
+      { body: { deploymentId: d2 } },
+    ]);
 
     expect((await platform.operation(ref)).state).toBe('switching');
     await clock.advance(SWITCH_DELAY);
@@ -581,7 +582,9 @@ describe('UnkeyPlatform rollback and promote', () => {
     const ref = await platform.rollback({ environment: 'production', targetId: d1 });
     await clock.advance(SWITCH_DELAY);
     await platform.operation(ref);
-    const promote = await platform.promote({ environment: 'production', targetId: d1 });
+    const promote = await platform.promote({ environment: 'production', targetId: d1, expectedCurrent: d1 });
+    // It starts from its own target, which stays current throughout: never taken for another switch.
+    expect(promote.fromId).toBe(d1);
     expect((await platform.operation(promote)).state).toBe('switching');
     await clock.advance(SWITCH_DELAY);
     expect((await platform.operation(promote)).state).toBe('succeeded');
@@ -658,6 +661,70 @@ describe('UnkeyPlatform rollback and promote', () => {
     const late = await slow.operation(ref2);
     expect(late.state).toBe('failed');
     expect(late.error?.code).toBe('operation_timeout');
+  });
+
+  it('fails a rollback at once (operation_superseded) when a dashboard rollback makes another deployment current', async () => {
+    const ref = await platform.rollback({ environment: 'production', targetId: d2, expectedCurrent: d3 });
+    expect(ref.fromId).toBe(d3);
+    expect((await platform.operation(ref)).state).toBe('switching');
+    // Someone rolls back to d1 in Unkey's dashboard; that workflow runs before ours.
+    server.switchNow('rollback', d1);
+    const op = await platform.operation(ref);
+    expect(op.state).toBe('failed');
+    expect(op.error?.code).toBe('operation_superseded');
+    expect(op.error?.message).toContain(`${d1} became the current deployment of production (rolled back)`);
+    expect(op.error?.message).toContain(`after this rollback to ${d2} started from ${d3}`);
+    expect(op.error?.message).toContain('another switch outside Switchyard');
+    expect(op.error?.retryable).toBeUndefined();
+    // Far below operationTimeoutMs: Unkey's workflow finds its source no longer current and switches
+    // nothing, so d2 never becomes current.
+    await clock.advance(SWITCH_DELAY);
+    expect(server.currentOf('acme', 'api')).toBe(d1);
+    expect((await platform.operation(ref)).error?.code).toBe('operation_superseded');
+    // A ref stored without `fromId` (before it existed) is followed as before: until the timeout.
+    const { fromId: _, ...legacy } = ref;
+    expect((await platform.operation(legacy)).state).toBe('switching');
+  });
+
+  it('fails a rollback as operation_superseded when a deploy goes live before Unkey runs it', async () => {
+    const ref = await platform.rollback({ environment: 'production', targetId: d1, expectedCurrent: d3 });
+    // Not rolled back yet: a finished build goes live by itself.
+    const d4 = server.push({ ...prodEnv, branch: 'main', sha: `ddddddd${'4'.repeat(33)}` });
+    expect(server.currentOf('acme', 'api')).toBe(d4);
+    // The check is only a shortcut past the timeout: while Unkey fails to list, the switch is followed on.
+    server.fault({ kind: 'status', status: 503, endpoint: 'deployments.listDeployments' }, 3);
+    expect((await clock.drive(platform.operation(ref), TIMEOUT)).state).toBe('switching');
+    const op = await platform.operation(ref);
+    expect(op).toMatchObject({ state: 'failed', error: { code: 'operation_superseded' } });
+    expect(op.error?.message).toContain(
+      `${d4} became the current deployment of production after this rollback`,
+    );
+    await clock.advance(SWITCH_DELAY);
+    expect(server.currentOf('acme', 'api')).toBe(d4);
+  });
+
+  it('takes a deploy that went live just before Unkey accepted the rollback for its source, not for another switch', async () => {
+    // The plan saw d3; d4 went live in the moment before the request, so Unkey rolls back from d4.
+    const d4 = server.push({ ...prodEnv, branch: 'main', sha: `ddddddd${'4'.repeat(33)}` });
+    const ref = await platform.rollback({ environment: 'production', targetId: d2, expectedCurrent: d3 });
+    expect(ref.fromId).toBe(d4);
+    expect((await platform.operation(ref)).state).toBe('switching');
+    await clock.advance(SWITCH_DELAY);
+    expect((await platform.operation(ref)).state).toBe('succeeded');
+  });
+
+  it('fails a promote resuming automatic deploys when another rollback replaces its target, and says Unkey may still run it', async () => {
+    const rollback = await platform.rollback({ environment: 'production', targetId: d2 });
+    await clock.advance(SWITCH_DELAY);
+    expect((await platform.operation(rollback)).state).toBe('succeeded');
+    const promote = await platform.promote({ environment: 'production', targetId: d2, expectedCurrent: d2 });
+    server.switchNow('rollback', d1);
+    const op = await platform.operation(promote);
+    expect(op).toMatchObject({ state: 'failed', error: { code: 'operation_superseded' } });
+    expect(op.error?.message).toContain(
+      `${d1} became the current deployment of production (rolled back) after this promote of ${d2} (resuming automatic deploys)`,
+    );
+    expect(op.error?.message).toContain(`if Unkey has not run this one yet, it may still make ${d2} current`);
   });
 
   it('refuses a target from another environment before calling Unkey', async () => {

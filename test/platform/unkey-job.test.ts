@@ -1,15 +1,18 @@
 /**
  * The Unkey adapter inside the real switch flow: a plan from an Unkey snapshot, a BullMQ job on the real
  * Redis, the real worker calling rollbackDeployment on the fake Unkey server, following the operation
- * until the target is current, verifying traffic through `routing`, and a refusal from Unkey ending the
- * job without retries.
+ * until the target is current, verifying traffic through `routing`, and a refusal from Unkey, or a
+ * switch made in Unkey's dashboard that overtakes the job's, ending the job without retries.
  */
 import { afterEach, describe, expect, it } from 'vitest';
 import { ManualClock, systemClock } from '../../src/clock.js';
 import { buildPlan } from '../../src/domain/plan.js';
 import { UnkeyPlatform } from '../../src/platform/unkey/adapter.js';
+import { jobIdForPlan, type SwitchQueue, switchKeys } from '../../src/queue.js';
+import { createRedis } from '../../src/redis.js';
+import type { UnkeyFakeServer } from '../fakes/unkey-server.js';
 import { Cleanup, jobData, RecordingReporter } from '../jobs/fixtures/harness.js';
-import { uniqueName } from '../support/redis.js';
+import { redisUrl, uniqueName } from '../support/redis.js';
 import { openTestQueue, QUICK_RETRIES, startTestWorker } from '../support/switch-worker.js';
 import { startAcmeUnkey } from '../support/unkey.js';
 
@@ -42,6 +45,24 @@ async function setup() {
   const reporter = new RecordingReporter();
   await startTestWorker(cleanup, { queueName, platform, reporter, ...QUICK_RETRIES });
   return { unkeyClock, server, platform, queue, reporter, d1, d2 };
+}
+
+/**
+ * The job's end, or `following` when the worker polled Unkey for `polls` more getDeployment reads
+ * first: a job that keeps following an operation that can no longer finish (it would only end at
+ * the operation timeout) fails the test on an event, not on a timer.
+ */
+async function endOrStillFollowing(
+  queue: SwitchQueue,
+  server: UnkeyFakeServer,
+  jobId: string,
+  polls = 20,
+): Promise<Awaited<ReturnType<SwitchQueue['waitForEnd']>> | 'following'> {
+  const seen = server.requests.filter((r) => r.endpoint === 'deployments.getDeployment').length;
+  return Promise.race([
+    queue.waitForEnd(jobId),
+    server.waitForEndpoint('deployments.getDeployment', seen + polls).then(() => 'following' as const),
+  ]);
 }
 
 describe('Unkey adapter in a switch job', () => {
@@ -94,6 +115,62 @@ describe('Unkey adapter in a switch job', () => {
     expect(final?.outcome).not.toBe('succeeded');
     expect(final?.message).toContain('The workspace has no active Compute plan.');
     expect(final?.message).not.toContain(KEY);
+    expect(server.requests.filter((r) => r.endpoint === 'deployments.rollbackDeployment')).toHaveLength(1);
+  });
+
+  it('ends a rollback overtaken by a dashboard rollback at once, as failed (operation_superseded), without retrying', async () => {
+    const { unkeyClock, server, platform, queue, reporter, d1, d2 } = await setup();
+    await unkeyClock.advance(60_000);
+    const d3 = server.push({ ...prodEnv, branch: 'main' });
+    const plan = buildPlan(await platform.snapshot('production'), { action: 'rollback', now: Date.now() });
+    if (!plan.ok) throw new Error(plan.refusal.message);
+    expect([plan.value.current.id, plan.value.target.id]).toEqual([d3, d2]);
+
+    const { jobId } = await queue.enqueue(jobData(plan.value, Date.now()));
+    await reporter.waitFor((p) => p.jobId === jobId && p.operationId !== undefined);
+    // While Unkey is still switching, someone rolls back to d1 in Unkey's dashboard, and that workflow
+    // runs first; then ours finds its source (d3) no longer current and switches nothing.
+    server.switchNow('rollback', d1);
+    await unkeyClock.advance(SWITCH_DELAY);
+    const final = await endOrStillFollowing(queue, server, jobId);
+
+    expect(final).not.toBe('following');
+    if (final === 'following') return;
+    expect(final).toMatchObject({ outcome: 'failed', code: 'platform_operation_failed', attempt: 1 });
+    expect(final?.message).toContain('(operation_superseded)');
+    expect(final?.message).toContain(`${d1} became the current deployment of production (rolled back)`);
+    expect(final?.message).toContain('another switch outside Switchyard');
+    expect(server.currentOf('acme', 'api')).toBe(d1);
+    // Not retried: a second rollback would override the newer switch a person made.
+    expect(server.requests.filter((r) => r.endpoint === 'deployments.rollbackDeployment')).toHaveLength(1);
+  });
+
+  it('a worker resuming the job keeps the stored source and ends an overtaken rollback at once', async () => {
+    const { unkeyClock, server, platform, queue, d1, d2 } = await setup();
+    await unkeyClock.advance(60_000);
+    const d3 = server.push({ ...prodEnv, branch: 'main' });
+    const plan = buildPlan(await platform.snapshot('production'), { action: 'rollback', now: Date.now() });
+    if (!plan.ok) throw new Error(plan.refusal.message);
+    expect(plan.value.target.id).toBe(d2);
+    // An earlier attempt asked Unkey to roll back and stored the operation (as JSON), then its worker died.
+    const ref = await platform.rollback({ environment: 'production', targetId: d2, expectedCurrent: d3 });
+    expect(ref.fromId).toBe(d3);
+    const redis = createRedis(redisUrl());
+    cleanup.add(() => redis.quit());
+    await redis.set(
+      switchKeys(queue.prefix, queue.queueName).operation(jobIdForPlan(plan.value.id)),
+      JSON.stringify(ref),
+    );
+    server.switchNow('rollback', d1);
+
+    const { jobId } = await queue.enqueue(jobData(plan.value, Date.now()));
+    const final = await endOrStillFollowing(queue, server, jobId);
+
+    expect(final).not.toBe('following');
+    if (final === 'following') return;
+    // The platform reports the stored operation failed: the job decides afresh and finds the plan stale.
+    expect(final).toMatchObject({ outcome: 'stale', attempt: 1 });
+    expect(final?.message).toContain(d1);
     expect(server.requests.filter((r) => r.endpoint === 'deployments.rollbackDeployment')).toHaveLength(1);
   });
 });

@@ -1,7 +1,8 @@
 /**
  * The Unkey Deploy adapter of the DeployPlatform port: reads deployments through Unkey's API v2
  * (listDeployments with cursor paging, getDeployment), maps them to domain values, starts rollbacks and
- * promotions (202, asynchronous) and follows them by polling getDeployment until the target is current.
+ * promotions (202, asynchronous) and follows them by polling getDeployment until the target is current
+ * (or another switch outside Switchyard made a third deployment current: see `overtakenBy`).
  * Unkey's refusals become RefusalErrors (src/platform/unkey/refusals.ts). Unkey has no per-request
  * deployment header we know of, so there is no `probe`: verification relies on `routing`.
  */
@@ -257,6 +258,18 @@ export class UnkeyPlatform implements DeployPlatform {
           code: `target_${status}`,
           message: `${reason === undefined ? '' : `${d.id}: `}${why} The ${ref.action} did not complete.`,
         },
+        updatedAt: now,
+      };
+    }
+    // Another switch outside Switchyard (a rollback or promote in Unkey's dashboard, a deploy going
+    // live) made a third deployment current: waiting cannot make this one finish. Fail now, not at the
+    // timeout.
+    const overtaken = await this.overtakenBy(ref, d);
+    if (overtaken !== undefined) {
+      return {
+        id: ref.id,
+        state: 'failed',
+        error: { code: 'operation_superseded', message: supersededMessage(ref, overtaken) },
         updatedAt: now,
       };
     }
@@ -516,6 +529,73 @@ export class UnkeyPlatform implements DeployPlatform {
     };
   }
 
+  /**
+   * The deployment that became current instead of `target` after the operation `ref` started from
+   * `ref.fromId`, or undefined while nothing says so: the target is current, the source still is, no
+   * deployment is, or the ref does not know its source (a ref stored before `fromId` existed: it then
+   * runs until the timeout, as before). The source is read first (one getDeployment) and the
+   * environment listed only when the source is no longer current, which also catches this switch
+   * completing between the two reads (the target is then current).
+   */
+  private async overtakenBy(
+    ref: OperationRef,
+    target: UnkeyDeployment,
+  ): Promise<UnkeyDeployment | undefined> {
+    const from = ref.fromId;
+    if (from === undefined || target.isCurrent) return undefined;
+    try {
+      if (from !== ref.targetId && (await this.isCurrent(from))) return undefined;
+      const mapping = this.mappingOf(ref.environment);
+      const { deployments } = await this.listEnvironment(ref.environment, mapping);
+      const current = deployments.find((d) => d.isCurrent);
+      if (current === undefined || current.id === ref.targetId || current.id === from) return undefined;
+      return current;
+    } catch (e) {
+      // Only a shortcut past the timeout: a read that fails here says nothing about the switch (the
+      // target was just read), so the operation goes on as switching and the next poll looks again.
+      this.logger.warn(
+        { err: e, operation: ref.id, environment: ref.environment },
+        'unkey: could not check whether another switch overtook the operation; still following it',
+      );
+      return undefined;
+    }
+  }
+
+  /** Whether deployment `id` is current now (false when Unkey no longer knows it). */
+  private async isCurrent(id: string): Promise<boolean> {
+    try {
+      return (await this.fetchDeployment(id)).isCurrent;
+    } catch (e) {
+      if (e instanceof RefusalError && e.code === RefusalCode.unknownDeployment) return false;
+      throw e;
+    }
+  }
+
+  /**
+   * The app's current deployment right after Unkey accepted a switch: Unkey rolls back from the
+   * deployment current when it accepts the request, and its workflow then switches nothing if that
+   * one is no longer current (rollback_handler.go, "source deployment is not the current deployment").
+   * Read after the 202, not before, so that a deploy going live just before the request is taken for
+   * the source it is (a read before would mistake it for another switch). When the read fails (the
+   * switch is accepted, so it must not fail the call) or finds none, what the plan was checked against.
+   */
+  private async currentAfterAccept(
+    request: SwitchRequest,
+    mapping: UnkeyEnvironmentMapping,
+  ): Promise<string | undefined> {
+    try {
+      const { deployments } = await this.listEnvironment(request.environment, mapping);
+      const current = deployments.find((d) => d.isCurrent);
+      if (current !== undefined) return current.id;
+    } catch (e) {
+      this.logger.warn(
+        { err: e, environment: request.environment, target: request.targetId },
+        'unkey: could not read the current deployment after a switch was accepted; following it from the planned one',
+      );
+    }
+    return request.expectedCurrent;
+  }
+
   private async switchTo(action: PlanAction, request: SwitchRequest): Promise<OperationRef> {
     const mapping = this.mappingOf(request.environment);
     // Unkey derives the app from the target: make sure the target is in this environment, so a
@@ -551,12 +631,14 @@ export class UnkeyPlatform implements DeployPlatform {
       },
       `unkey: ${action} accepted`,
     );
+    const fromId = await this.currentAfterAccept(request, mapping);
     return {
       id: `unkey_${action}_${res.meta.requestId}`,
       action,
       environment: request.environment,
       targetId: request.targetId,
       startedAt,
+      ...(fromId === undefined ? {} : { fromId }),
     };
   }
 
@@ -573,6 +655,21 @@ export class UnkeyPlatform implements DeployPlatform {
       throw toRefusal(e, { endpoint, ...ctx });
     }
   }
+}
+
+/** Why an operation failed because `current` became current instead of its target (`operation_superseded`). */
+function supersededMessage(ref: OperationRef, current: UnkeyDeployment): string {
+  const resuming = ref.fromId === ref.targetId;
+  const what = resuming
+    ? `this promote of ${ref.targetId} (resuming automatic deploys)`
+    : `this ${ref.action} to ${ref.targetId} started from ${ref.fromId}`;
+  // Unkey's rollback workflow stops when its source is no longer current; its promote has no such
+  // check, so a promote Unkey has not run yet may still take traffic back.
+  const after =
+    ref.action === 'rollback'
+      ? `${ref.targetId} does not serve: Unkey does not carry out a rollback once the deployment it started from no longer serves (and if this one ran first, that switch replaced it).`
+      : `${ref.targetId} does not serve now, but Unkey's promote does not check which deployment it replaces: if Unkey has not run this one yet, it may still make ${ref.targetId} current.`;
+  return `${current.id} became the current deployment of ${ref.environment}${isRolledBack(current) ? ' (rolled back)' : ''} after ${what}: another switch outside Switchyard (a rollback or promote in Unkey's dashboard, or a deploy going live) overtook it. ${after} Check the Unkey dashboard before switching again.`;
 }
 
 function unkeyEnvOf(first: UnkeyDeployment | undefined, mapping: UnkeyEnvironmentMapping): string {
