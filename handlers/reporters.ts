@@ -4,12 +4,17 @@
  * holds them up (see `compositeReporter`). A job's refs on a surface this process has no reporter for
  * are not edited by anyone else: that is logged, once per job and surface, saying how to fix it.
  */
+import type { WebClient } from '@slack/web-api';
 import { logReporter } from '../jobs/worker-main.js';
+import { systemClock, within } from '../src/clock.js';
 import type { Config } from '../src/config.js';
+import { ConfigError } from '../src/errors.js';
 import type { Logger } from '../src/log.js';
 import { createMetrics, type Metrics } from '../src/metrics.js';
 import type { MessageRef, Progress, Reporter, Surface } from '../src/progress.js';
+import { duration } from './connection.js';
 import { createDiscordRestBotFromConfig } from './discord/index.js';
+import { slackFailure, slackStartupDefaults } from './slack/app.js';
 import { createReporterClient, SlackReporter } from './slack/reporter.js';
 
 /** How many (job, surface) pairs `compositeReporter` remembers having warned about. */
@@ -116,25 +121,87 @@ export function compositeReporter(
 }
 
 /**
+ * The start-up error for a bot token Slack rejected (`code`: Slack's error, e.g. `invalid_auth`): the
+ * words of the bot process's own check (handlers/slack/app.ts, SlackStartup), so that `npm start` and
+ * `npm run worker` tell the operator the same thing.
+ */
+export function slackTokenRejected(code: string): ConfigError {
+  return new ConfigError(
+    `SLACK_BOT_TOKEN: Slack rejected the bot token (${code}). Copy the Bot User OAuth Token (xoxb-…) from OAuth & Permissions in the Slack app's settings (reinstall the app if the token was revoked).`,
+    { key: 'SLACK_BOT_TOKEN', code },
+  );
+}
+
+/**
+ * `npm run worker`'s check of SLACK_BOT_TOKEN, as the bot's start-up makes it: `auth.test`, classified
+ * by the bot's `slackFailure`, waiting `waitMs` at most. A token Slack rejects is a ConfigError naming
+ * SLACK_BOT_TOKEN; a Slack that cannot be reached or does not answer in time is logged and start-up goes
+ * on (switches must run during a chat outage; their edits are tried when they come).
+ */
+async function checkSlackToken(client: WebClient, logger: Logger, waitMs: number): Promise<void> {
+  const checked = client.auth.test().then(
+    () => ({ ok: true }) as const,
+    (e: unknown) => ({ ok: false, failure: slackFailure(e) }) as const,
+  );
+  // Real time, not an injected clock: this bounds a wait on the network.
+  const answer = await within(systemClock, waitMs, checked, undefined);
+  if (answer?.ok === true) {
+    logger.info({ surface: 'slack' }, 'slack: bot token accepted');
+    return;
+  }
+  if (answer?.failure.kind === 'rejected') throw slackTokenRejected(answer.failure.code);
+  const problem = answer === undefined ? `no answer within ${duration(waitMs)}` : answer.failure.code;
+  logger.error(
+    { surface: 'slack', problem },
+    `slack: could not check SLACK_BOT_TOKEN (${problem}); the worker starts anyway, and its Slack edits go out when Slack answers`,
+  );
+}
+
+/** How long `WorkerChat.start` waits for each chat service to answer its token check. */
+export interface WorkerChatOptions {
+  /** Slack's `auth.test` (default: the bot's `slackStartupDefaults.waitMs`). */
+  readonly slackWaitMs?: number;
+  /** Discord's `GET /users/@me` (default: the REST-only bot's, the gateway's `waitMs`). */
+  readonly discordWaitMs?: number;
+}
+
+/** The Reporter of `npm run worker`, with the token checks of its start-up. */
+export interface WorkerChat extends Reporter {
+  /**
+   * Checks every configured chat token as the bot process does at start-up (Slack `auth.test`,
+   * Discord `GET /users/@me` as with DISCORD_GATEWAY=off): rejects with a ConfigError naming the
+   * variable when a chat service rejects its token; a service that cannot be reached is logged and
+   * start-up goes on.
+   */
+  start(): Promise<void>;
+  /** Clears the Discord REST client's timers (edits still go out: `flush` runs after it). */
+  stop(): Promise<void>;
+}
+
+/**
  * The chat reporters the configuration has credentials for, plus a log line per step (`npm run
  * worker`). Discord's is the REST-only bot's (a worker never opens a gateway session, whatever
  * DISCORD_GATEWAY says), the same one a bot process with DISCORD_GATEWAY=off gives its worker.
+ * `start()` checks their tokens before the worker takes a job: without it, a token the chat service
+ * rejects would leave every message of every switch this worker runs on its last view.
  */
 export function chatReporters(
   config: Pick<Config, 'env'>,
   logger: Logger,
   metrics: Metrics = createMetrics(),
-): Reporter {
+  opts: WorkerChatOptions = {},
+): WorkerChat {
   const reporters: Partial<Record<Surface, Reporter>> = {};
   const env = config.env;
-  if (env.SLACK_BOT_TOKEN) {
-    reporters.slack = new SlackReporter({
-      client: createReporterClient(env.SLACK_BOT_TOKEN, env.SLACK_API_URL),
-      logger,
-      metrics,
-    });
-  }
-  const discord = createDiscordRestBotFromConfig(config, { logger, metrics });
+  const slackClient = env.SLACK_BOT_TOKEN
+    ? createReporterClient(env.SLACK_BOT_TOKEN, env.SLACK_API_URL)
+    : undefined;
+  if (slackClient) reporters.slack = new SlackReporter({ client: slackClient, logger, metrics });
+  const discord = createDiscordRestBotFromConfig(config, {
+    logger,
+    metrics,
+    ...(opts.discordWaitMs === undefined ? {} : { startupWaitMs: opts.discordWaitMs }),
+  });
   if (discord) reporters.discord = discord.reporter;
   const chat = compositeReporter(reporters, logger, { metrics, process: 'worker' });
   const log = logReporter(logger);
@@ -143,5 +210,13 @@ export function chatReporters(
       await Promise.all([log.report(progress, messages), chat.report(progress, messages)]);
     },
     flush: () => chat.flush?.() ?? Promise.resolve(),
+    async start() {
+      // Both at once: the first rejected token ends start-up without waiting for the other service.
+      await Promise.all([
+        slackClient && checkSlackToken(slackClient, logger, opts.slackWaitMs ?? slackStartupDefaults.waitMs),
+        discord?.start(),
+      ]);
+    },
+    stop: () => discord?.stop() ?? Promise.resolve(),
   };
 }

@@ -8,11 +8,16 @@
  * Console messages live in the bot process that posted them; it edits them from the progress this
  * worker publishes (docs/jobs.md, "Scaling out"), so bot replicas can run with `SWITCHYARD_WORKER=off`.
  *
+ * Start-up checks the chat tokens as `npm start` does (handlers/reporters.ts, `WorkerChat.start`): a
+ * token Slack or Discord rejects stops it with a message naming SLACK_BOT_TOKEN or DISCORD_TOKEN (exit
+ * 2); a chat service that cannot be reached is logged, and the worker starts (switches must run during
+ * a chat outage).
+ *
  * Signals as in `npm start` (handlers/cli.ts): installed before start-up; the first one finishes the
- * active switch, a second one exits at once (130 on Ctrl-C). A bad flag, a missing REDIS_URL or a
- * `--metrics-port` already in use is a configuration error (exit 2). With `--metrics-port` the worker
- * serves its metrics (`GET /metrics`, `GET /healthz`): the bot's /metrics counts only the switches of
- * its own worker.
+ * active switch, a second one exits at once (130 on Ctrl-C). A bad flag, a missing REDIS_URL, a chat
+ * token its service rejects or a `--metrics-port` already in use is a configuration error (exit 2).
+ * With `--metrics-port` the worker serves its metrics (`GET /metrics`, `GET /healthz`): the bot's
+ * /metrics counts only the switches of its own worker.
  */
 import { type RunningWorker, runWorker } from '../jobs/worker-main.js';
 import { ConfigError } from '../src/errors.js';
@@ -29,23 +34,32 @@ async function main(): Promise<void> {
   // One registry for the worker and its chat reporters (chat API errors, messages it cannot edit),
   // with the process metrics as the bot's: served on `--metrics-port` (jobs/worker-main.ts).
   const metrics = createMetrics({ defaults: true });
+  const chat = chatReporters(config, logger, metrics);
   let startupError: unknown;
-  const startup: Promise<RunningWorker | undefined> = runWorker({
-    argv: process.argv.slice(2),
-    config,
-    logger,
-    reporter: chatReporters(config, logger, metrics),
-    metrics,
-  }).catch((e: unknown) => {
-    startupError = e;
-    return undefined;
-  });
+  // The chat tokens first, as `npm start` checks them: a token a chat service rejects stops start-up
+  // naming the variable before the worker takes a switch whose messages it could not edit.
+  const startup: Promise<RunningWorker | undefined> = chat
+    .start()
+    .then(() =>
+      runWorker({
+        argv: process.argv.slice(2),
+        config,
+        logger,
+        reporter: chat,
+        metrics,
+      }),
+    )
+    .catch((e: unknown) => {
+      startupError = e;
+      return undefined;
+    });
   const signals = handleSignals({
     logger,
     message: 'shutting down: finishing the active switch',
     graceful: async () => {
       const running = await startup;
       await running?.stop();
+      await chat.stop();
     },
   });
   const running = await startup;

@@ -2,20 +2,29 @@
  * jobs/worker-main.ts without a child process (but one: the exit code of a busy --metrics-port): flags
  * parsed with clear messages, REDIS_URL required, an in-process run against the real Redis and
  * LocalPlatform that takes a job and stops gracefully, its metrics served on --metrics-port, and what
- * it logs while its Redis is away.
+ * it logs while its Redis is away. And `npm run worker` (handlers/worker.ts) checking its chat tokens
+ * at start-up as `npm start` does, against the fake Slack and Discord (in process, and as the process).
  */
 import { mkdtempSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
+import { discordTokenRejected } from '../../handlers/discord/client.js';
+import { chatReporters } from '../../handlers/reporters.js';
+import { createSlackApp } from '../../handlers/slack/app.js';
 import { defaultPlatformUrl, logReporter, parseWorkerArgs, runWorker } from '../../jobs/worker-main.js';
-import { fileConfigSchema, parseEnv } from '../../src/config.js';
+import { fileConfigSchema, loadConfig, parseEnv } from '../../src/config.js';
 import { ConfigError } from '../../src/errors.js';
 import { createLogger, silentLogger } from '../../src/log.js';
 import { SwitchQueue } from '../../src/queue.js';
+import { createRedis } from '../../src/redis.js';
 import { checkRedis } from '../../src/redis-check.js';
 import { type SpawnedRedis, spawnRedis } from '../../src/redis-server.js';
+import { type FakeDiscord, startFakeDiscord } from '../fakes/discord/server.js';
+import { FakeSlack } from '../fakes/slack/server.js';
+import { killStarted, run, waitFor } from '../start/children/procs.js';
+import { CapturedLog } from '../support/captured-log.js';
 import { redisUrl, uniqueName } from '../support/redis.js';
 import { Cleanup, jobData, planFor } from './fixtures/harness.js';
 import { type LogLine, LogLines } from './fixtures/logs.js';
@@ -298,5 +307,184 @@ describe('while its Redis is down', () => {
     await lines.until((all) => reachable(all).length >= 3);
     expect(reachable(lines.parsed)).toEqual(['queue events', 'redis', 'switch worker']);
     expect(loud(back)).toEqual([]);
+  });
+});
+
+describe('npm run worker: the chat tokens at start-up, checked as npm start checks them', () => {
+  afterEach(() => killStarted());
+
+  async function fakes(): Promise<{ slack: FakeSlack; discord: FakeDiscord }> {
+    const slack = await new FakeSlack().start();
+    cleanup.add(() => slack.close());
+    const discord = await startFakeDiscord();
+    cleanup.add(() => discord.close());
+    return { slack, discord };
+  }
+
+  /** A loopback port nothing listens on (a chat service that cannot be reached: ECONNREFUSED). */
+  async function closedPort(): Promise<number> {
+    const server = createServer();
+    const port = await new Promise<number>((resolve) =>
+      server.listen(0, '127.0.0.1', () => resolve((server.address() as { port: number }).port)),
+    );
+    await new Promise<void>((resolve) => server.close(() => resolve()));
+    return port;
+  }
+
+  /** `handlers/worker.ts` as `npm run worker` runs it, on fresh queue and prefix names. */
+  function worker(env: Record<string, string>) {
+    return run(['handlers/worker.ts', '--queue', uniqueName('q'), '--prefix', uniqueName('p')], {
+      REDIS_URL: redisUrl(),
+      LOG_LEVEL: 'info',
+      ...env,
+    });
+  }
+
+  /** The exit code, or `ready` if the worker said "switch worker ready" first. */
+  function exitOrReady(r: ReturnType<typeof run>): Promise<number | null | 'ready'> {
+    return Promise.race([
+      r.exited,
+      waitFor(r, /switch worker ready/).then(
+        () => 'ready' as const,
+        () => r.exited,
+      ),
+    ]);
+  }
+
+  it('a SLACK_BOT_TOKEN Slack rejects is refused with the bot process’s own message', async () => {
+    const { slack } = await fakes();
+    const env = {
+      SLACK_BOT_TOKEN: 'xoxb-1234-5678-wrongwrongwrong',
+      SLACK_SIGNING_SECRET: 'secret',
+      SLACK_API_URL: slack.apiUrl,
+    };
+    const refused = await chatReporters(loadConfig(env), silentLogger)
+      .start()
+      .then(
+        () => undefined,
+        (e: unknown) => e as Error,
+      );
+    expect(refused).toBeInstanceOf(ConfigError);
+    expect(refused?.message).toMatch(/^SLACK_BOT_TOKEN: Slack rejected the bot token \(invalid_auth\)/);
+    // The same words as npm start's check (handlers/slack/app.ts), so the two cannot drift apart.
+    const redis = createRedis(redisUrl());
+    cleanup.add(() => redis.quit());
+    const bot = createSlackApp(
+      {
+        botToken: env.SLACK_BOT_TOKEN,
+        signingSecret: 'secret',
+        apiUrl: slack.apiUrl,
+        redis,
+        logger: silentLogger,
+      },
+      () => undefined,
+    );
+    cleanup.add(() => bot.stop());
+    const botRefused = await bot.start().then(
+      () => undefined,
+      (e: unknown) => e as Error,
+    );
+    expect(refused?.message).toBe(botRefused?.message);
+    expect(slack.callsOf('auth.test').map((c) => c.response.error)).toEqual(['invalid_auth', 'invalid_auth']);
+  });
+
+  it('a DISCORD_TOKEN Discord rejects is refused as with DISCORD_GATEWAY=off (GET /users/@me)', async () => {
+    const { discord } = await fakes();
+    const chat = chatReporters(
+      loadConfig({
+        DISCORD_TOKEN: 'wrong-token',
+        DISCORD_APPLICATION_ID: discord.applicationId,
+        DISCORD_API_URL: discord.apiUrl,
+      }),
+      silentLogger,
+    );
+    cleanup.add(() => chat.stop());
+    await expect(chat.start()).rejects.toThrow(discordTokenRejected('401 Unauthorized').message);
+    expect(discord.calls.map((c) => `${c.method} ${c.path} ${c.status}`)).toEqual(['GET /users/@me 401']);
+  });
+
+  it('accepted tokens, and chat services that cannot be reached, let it start (the latter logged, naming the variable)', async () => {
+    const { slack, discord } = await fakes();
+    const good = chatReporters(
+      loadConfig({
+        SLACK_BOT_TOKEN: slack.token,
+        SLACK_SIGNING_SECRET: 'secret',
+        SLACK_API_URL: slack.apiUrl,
+        DISCORD_TOKEN: discord.token,
+        DISCORD_APPLICATION_ID: discord.applicationId,
+        DISCORD_API_URL: discord.apiUrl,
+      }),
+      silentLogger,
+    );
+    cleanup.add(() => good.stop());
+    await good.start();
+    expect(slack.callsOf('auth.test').map((c) => c.response.ok)).toEqual([true]);
+    expect(discord.calls.map((c) => `${c.method} ${c.path} ${c.status}`)).toEqual(['GET /users/@me 200']);
+
+    const port = await closedPort();
+    const log = new CapturedLog('info');
+    const away = chatReporters(
+      loadConfig({
+        SLACK_BOT_TOKEN: slack.token,
+        SLACK_SIGNING_SECRET: 'secret',
+        SLACK_API_URL: `http://127.0.0.1:${port}/api/`,
+        DISCORD_TOKEN: discord.token,
+        DISCORD_APPLICATION_ID: discord.applicationId,
+        DISCORD_API_URL: `http://127.0.0.1:${port}/api`,
+      }),
+      log.logger,
+    );
+    cleanup.add(() => away.stop());
+    await away.start();
+    // Both checks run at once: in whichever order they end.
+    const errors = log.lines
+      .filter((l) => l.level >= 50)
+      .map((l) => l.msg)
+      .sort();
+    expect(errors).toEqual([
+      expect.stringMatching(/^discord: could not check DISCORD_TOKEN \(.*ECONNREFUSED.*\)/),
+      expect.stringMatching(
+        /^slack: could not check SLACK_BOT_TOKEN \(ECONNREFUSED\); the worker starts anyway/,
+      ),
+    ]);
+  });
+
+  it('the process: a rejected SLACK_BOT_TOKEN or DISCORD_TOKEN is a configuration error naming it (exit 2), before the worker is ready', async () => {
+    const { slack, discord } = await fakes();
+    const slackRun = worker({
+      SLACK_BOT_TOKEN: 'xoxb-1234-5678-wrongwrongwrong',
+      SLACK_SIGNING_SECRET: 'secret',
+      SLACK_API_URL: slack.apiUrl,
+    });
+    const discordRun = worker({
+      DISCORD_TOKEN: 'wrong-token',
+      DISCORD_APPLICATION_ID: discord.applicationId,
+      DISCORD_API_URL: discord.apiUrl,
+    });
+    expect(await exitOrReady(slackRun)).toBe(2);
+    expect(slackRun.out()).toMatch(
+      /switchyard worker: configuration error\s+SLACK_BOT_TOKEN: Slack rejected the bot token \(invalid_auth\)/,
+    );
+    expect(slackRun.out()).not.toContain('switch worker ready');
+    expect(await exitOrReady(discordRun)).toBe(2);
+    expect(discordRun.out()).toMatch(
+      /switchyard worker: configuration error\s+DISCORD_TOKEN: Discord rejected the bot token \(401 Unauthorized\)/,
+    );
+    expect(discordRun.out()).not.toContain('switch worker ready');
+  });
+
+  it('the process: Slack and Discord unreachable, it starts all the same (switches must run during a chat outage)', async () => {
+    const port = await closedPort();
+    const r = worker({
+      SLACK_BOT_TOKEN: 'xoxb-1234-5678-unchecked',
+      SLACK_SIGNING_SECRET: 'secret',
+      SLACK_API_URL: `http://127.0.0.1:${port}/api/`,
+      DISCORD_TOKEN: 'unchecked-token',
+      DISCORD_APPLICATION_ID: '123456789012345678',
+      DISCORD_API_URL: `http://127.0.0.1:${port}/api`,
+    });
+    await waitFor(r, /switch worker ready/);
+    expect(r.out()).toContain('could not check SLACK_BOT_TOKEN');
+    expect(r.out()).toContain('could not check DISCORD_TOKEN');
   });
 });
