@@ -1,8 +1,8 @@
 /**
  * The interaction service every surface calls (Slack, Discord, the console, alert suggestions), so the
  * rules of the flow exist once: plan → confirm (permission, two-person rule, freshness, idempotent
- * enqueue) → approve / cancel / replan, and the `/deployments` view's data. Surfaces stay thin: parse,
- * call Flow, render the returned value, reply.
+ * enqueue) → approve / cancel / replan, the `/deployments` view's data and the deployments an
+ * autocomplete offers. Surfaces stay thin: parse, call Flow, render the returned value, reply.
  *
  * Every method returns a value for user-level outcomes (unknown environment, forbidden, stale plan,
  * expired, self-approval…) and throws only for faults (Redis or the platform unreachable), which the
@@ -105,6 +105,11 @@ export interface FlowOptions {
   /** How many audit entries `/deployments` shows. */
   readonly recentAudit?: number;
   /**
+   * How long `deploymentChoices` (autocomplete) answers from an environment's last snapshot, in ms of
+   * `clock`. 0: every call reads (concurrent calls still share one read).
+   */
+  readonly choicesCacheMs?: number;
+  /**
    * Called with a finished plan record (expired, cancelled, stale, or enqueued whose job ended) that a
    * new request for the same switch replaced, when it had alert suggestions: their messages can then
    * be shown closed (the new plan's messages are new ones).
@@ -117,7 +122,10 @@ export const flowDefaults = {
   clock: systemClock,
   logger: silentLogger,
   recentAudit: 10,
-} as const satisfies Required<Pick<FlowOptions, 'clock' | 'logger' | 'recentAudit'>>;
+  // Typing an id in Discord's autocomplete sends a request every few keystrokes: a burst shares one
+  // platform read, and a switch shows up in the choices at most this late.
+  choicesCacheMs: 5_000,
+} as const satisfies Required<Pick<FlowOptions, 'clock' | 'logger' | 'recentAudit' | 'choicesCacheMs'>>;
 
 /** Extra inputs of `plan`. */
 export interface PlanOptions {
@@ -205,6 +213,33 @@ export type DeploymentsOutcome =
     }
   | { readonly ok: false; readonly refusal: Refusal };
 
+/** Data of the deployment choices an autocomplete offers (`deploymentChoices`). */
+export type DeploymentChoicesOutcome =
+  | {
+      readonly ok: true;
+      readonly environment: string;
+      /** Newest first, as the platform's snapshot lists them. */
+      readonly deployments: readonly Deployment[];
+      readonly currentDeploymentId: string | undefined;
+    }
+  | { readonly ok: false; readonly refusal: Refusal };
+
+/**
+ * The longest a snapshot read still in flight is shared with later `deploymentChoices` calls: past it
+ * (a read hung beyond any adapter's request timeout), the next call reads afresh instead of waiting on
+ * it for ever.
+ */
+const SHARED_READ_MAX_MS = 60_000;
+
+/** One environment's snapshot read shared by `deploymentChoices` calls (see `sharedSnapshot`). */
+interface SharedRead {
+  readonly read: Promise<SnapshotOutcome>;
+  /** `clock` time after which the read is not reused. */
+  expiresAt: number;
+}
+
+type SnapshotOutcome = { ok: true; value: EnvironmentSnapshot } | { ok: false; refusal: Refusal };
+
 const PLAN_ID = /^[A-Za-z0-9_-]{1,128}$/;
 
 /** An alert's id in a plan's alert list (PlanStore's `alertIdSchema`). */
@@ -282,6 +317,9 @@ export class Flow {
   private readonly logger: Logger;
   private readonly recentAudit: number;
   private readonly onPlanReplaced: ((old: PlanRecord) => void) | undefined;
+  private readonly choicesCacheMs: number;
+  /** Snapshot reads `deploymentChoices` shares, per environment slug (see `sharedSnapshot`). */
+  private readonly choiceReads = new Map<string, SharedRead>();
   /** Whether the config's environment keys were compared with the platform's (see `slugs`). */
   private keysChecked = false;
 
@@ -295,6 +333,7 @@ export class Flow {
     this.logger = options.logger ?? flowDefaults.logger;
     this.recentAudit = options.recentAudit ?? flowDefaults.recentAudit;
     this.onPlanReplaced = options.onPlanReplaced;
+    this.choicesCacheMs = options.choicesCacheMs ?? flowDefaults.choicesCacheMs;
   }
 
   /** Slugs of the environments Switchyard may act on, in display order. */
@@ -787,6 +826,50 @@ export class Flow {
       ? await this.audit.recent(environment, this.recentAudit)
       : listed;
     return { ok: true, environment, snapshot: snapshot.value, routes, recent, active };
+  }
+
+  /**
+   * The deployments of an environment to offer as choices (autocomplete): one platform snapshot and
+   * nothing else — no routing (on Vercel one alias read per domain), audit log or queue, which the
+   * choices do not show. Called on every keystroke, so the read is shared (see `sharedSnapshot`): the
+   * choices may be up to `choicesCacheMs` old, which a choice list can afford and a plan never relies
+   * on (planning and confirming read the platform afresh).
+   */
+  async deploymentChoices(environmentInput: string): Promise<DeploymentChoicesOutcome> {
+    const slugs = await this.slugs();
+    const resolved = resolveEnvironment(slugs, environmentInput);
+    if (!resolved.ok) return resolved;
+    const environment = resolved.value;
+    const snapshot = await this.sharedSnapshot(environment);
+    if (!snapshot.ok) return snapshot;
+    return {
+      ok: true,
+      environment,
+      deployments: snapshot.value.deployments,
+      currentDeploymentId: snapshot.value.environment.currentDeploymentId,
+    };
+  }
+
+  /**
+   * `environment`'s snapshot for `deploymentChoices`: calls while a read is in flight join it (a burst
+   * of keystrokes makes one platform read), and a read that succeeded is reused for `choicesCacheMs`
+   * after it came back. A failed read (a fault or a refusal) is not kept: the next call reads again.
+   */
+  private sharedSnapshot(environment: string): Promise<SnapshotOutcome> {
+    const now = this.clock.now();
+    const shared = this.choiceReads.get(environment);
+    if (shared !== undefined && now < shared.expiresAt) return shared.read;
+    const read = this.snapshot(environment);
+    const entry: SharedRead = { read, expiresAt: now + SHARED_READ_MAX_MS };
+    this.choiceReads.set(environment, entry);
+    const forget = (): void => {
+      if (this.choiceReads.get(environment) === entry) this.choiceReads.delete(environment);
+    };
+    read.then((outcome) => {
+      if (!outcome.ok) forget();
+      else entry.expiresAt = this.clock.now() + this.choicesCacheMs;
+    }, forget);
+    return read;
   }
 
   /**
@@ -1590,9 +1673,7 @@ export class Flow {
   }
 
   /** A platform snapshot; a platform refusal (unknown environment…) becomes a value. */
-  private async snapshot(
-    environment: string,
-  ): Promise<{ ok: true; value: EnvironmentSnapshot } | { ok: false; refusal: Refusal }> {
+  private async snapshot(environment: string): Promise<SnapshotOutcome> {
     try {
       return { ok: true, value: await this.platform.snapshot(environment) };
     } catch (e) {

@@ -2,12 +2,13 @@
  * Autocomplete for the three commands: configured environments for `environment`, recent deployments
  * of the chosen environment for `deployment`, and both for `/promote target` (only deployments that
  * can take traffic: ready or standby, decided on the deployment's status, never on its rendered
- * name). Discord drops an answer later than 3 s, so the whole answer — every platform read it needs,
- * one after the other or side by side — runs against ONE budget (`autocompleteBudgetMs`, capped at
- * `MAX_AUTOCOMPLETE_BUDGET_MS`); past it, what is known by then (for `/promote`, the environments) is
- * offered. Choices follow Discord's limits: at most 25, name and value 1–100 characters; names are
- * shortened without splitting a surrogate pair, and a value that does not fit is left out (a
- * shortened value would name nothing).
+ * name). Deployments come from `Flow.deploymentChoices`: one platform snapshot per environment,
+ * shared by a burst of keystrokes and reused for a few seconds. Discord drops an answer later than
+ * 3 s, so the whole answer — every platform read it needs, one after the other or side by side — runs
+ * against ONE budget (`autocompleteBudgetMs`, capped at `MAX_AUTOCOMPLETE_BUDGET_MS`); past it, what
+ * is known by then (for `/promote`, the environments) is offered. Choices follow Discord's limits: at
+ * most 25, name and value 1–100 characters; names are shortened without splitting a surrogate pair,
+ * and a value that does not fit is left out (a shortened value would name nothing).
  */
 import type { AutocompleteInteraction } from 'discord.js';
 import { within } from '../../src/clock.js';
@@ -76,12 +77,13 @@ async function deploymentChoices(
   offer: (d: Deployment) => boolean = () => true,
 ): Promise<Choice[]> {
   if (environment.trim() === '') return [];
-  const out = await deps.flow.deployments(environment);
+  // Only the deployments (one shared snapshot read), not the whole `/deployments` view: its routing
+  // reads every domain's alias on Vercel, on every keystroke.
+  const out = await deps.flow.deploymentChoices(environment);
   if (!out.ok) return [];
-  const current = out.snapshot.environment.currentDeploymentId;
-  return out.snapshot.deployments
+  return out.deployments
     .filter((d) => offer(d) && matches(query, d.id, d.commit.sha, d.branch, d.commit.message))
-    .map((d) => deploymentChoice(d, current))
+    .map((d) => deploymentChoice(d, out.currentDeploymentId))
     .filter(present);
 }
 

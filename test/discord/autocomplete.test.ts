@@ -10,6 +10,7 @@ import { handleAutocomplete, MAX_AUTOCOMPLETE_BUDGET_MS } from '../../handlers/d
 import type { DiscordDeps } from '../../handlers/discord/context.js';
 import { type Clock, ManualClock, systemClock } from '../../src/clock.js';
 import type { Deployment, DeploymentStatus } from '../../src/domain/types.js';
+import type { DeploymentChoicesOutcome } from '../../src/flow.js';
 import { silentLogger } from '../../src/log.js';
 
 interface Choice {
@@ -38,14 +39,11 @@ function dep(
 
 interface StubFlow {
   environments(): Promise<readonly string[]>;
-  deployments(environment: string): Promise<unknown>;
+  deploymentChoices(environment: string): Promise<DeploymentChoicesOutcome>;
 }
 
-function snapshotOf(deployments: readonly Deployment[]) {
-  return {
-    ok: true,
-    snapshot: { environment: { slug: 'production', currentDeploymentId: deployments[0]?.id }, deployments },
-  };
+function choicesOf(deployments: readonly Deployment[]): DeploymentChoicesOutcome {
+  return { ok: true, environment: 'production', deployments, currentDeploymentId: deployments[0]?.id };
 }
 
 function depsWith(flow: StubFlow, clock: Clock = systemClock, budgetMs = 2_000): DiscordDeps {
@@ -55,7 +53,7 @@ function depsWith(flow: StubFlow, clock: Clock = systemClock, budgetMs = 2_000):
 function stubDeps(deployments: readonly Deployment[]): DiscordDeps {
   return depsWith({
     environments: async () => ['production'],
-    deployments: async () => snapshotOf(deployments),
+    deploymentChoices: async () => choicesOf(deployments),
   });
 }
 
@@ -171,7 +169,7 @@ describe('discord autocomplete', () => {
     const flow: StubFlow = {
       // The environment list takes 1.5 s; the deployment reads never come back.
       environments: () => clock.sleep(1_500).then(() => ['production', 'staging']),
-      deployments: () => new Promise<never>(() => undefined),
+      deploymentChoices: () => new Promise<never>(() => undefined),
     };
     const { interaction: i, answered } = interaction('promote', { name: 'target', value: '' });
     let answeredAt: number | undefined;
@@ -195,7 +193,7 @@ describe('discord autocomplete', () => {
     const start = clock.now();
     const flow: StubFlow = {
       environments: () => new Promise<never>(() => undefined),
-      deployments: () => new Promise<never>(() => undefined),
+      deploymentChoices: () => new Promise<never>(() => undefined),
     };
     const { interaction: i, answered } = interaction('rollback', { name: 'environment', value: '' });
     let answeredAt: number | undefined;

@@ -7,18 +7,24 @@
  * traffic and the clock, never on sleeps.
  */
 import type { ChatInputCommandInteraction } from 'discord.js';
-import { describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it } from 'vitest';
 import { runCommand } from '../../handlers/discord/commands/run.js';
 import type { DiscordDeps } from '../../handlers/discord/context.js';
 import { ChatService } from '../../src/chat.js';
+import { ManualClock, systemClock } from '../../src/clock.js';
+import { flowDefaults } from '../../src/flow.js';
 import { silentLogger } from '../../src/log.js';
 import { createMetrics } from '../../src/metrics.js';
+import { UnkeyPlatform } from '../../src/platform/unkey/adapter.js';
+import { VercelPlatform } from '../../src/platform/vercel/adapter.js';
 import { jobIdForPlan } from '../../src/queue.js';
 import { renderDiscord } from '../../src/views/discord.js';
 import type { GatewayEvent } from '../fakes/discord/gateway.js';
-import { CallbackType, MessageFlag } from '../fakes/discord/protocol.js';
+import { type Callback, CallbackType, MessageFlag } from '../fakes/discord/protocol.js';
 import type { FakeInteraction, StoredMessage } from '../fakes/discord/server.js';
+import { VercelFakeServer } from '../fakes/vercel-server.js';
 import type { ProxiedCall } from '../support/holding-proxy.js';
+import { startAcmeUnkey } from '../support/unkey.js';
 import {
   advanceWhenParked,
   buttonId,
@@ -694,5 +700,148 @@ describe('switchyard_commands_total on Discord', () => {
       'discord:rollback:refused:1',
       'discord:rollback:usage:1',
     ]);
+  });
+});
+
+describe('what an autocomplete reads', () => {
+  // Discord sends an autocomplete request every few keystrokes: each reads the platform only through
+  // Flow.deploymentChoices (one snapshot, shared by a burst and reused for choicesCacheMs), never the
+  // whole /deployments view (routing: one alias read per domain on Vercel; audit log; queue).
+  const closers: (() => Promise<unknown>)[] = [];
+  afterEach(async () => {
+    for (const close of closers.splice(0).reverse()) await close();
+  });
+
+  /** Keystrokes in `/rollback deployment:` for production: one autocomplete request per value. */
+  function typeDeployment(e: DiscordE2E, typed: readonly string[]): FakeInteraction[] {
+    return typed.map((value) =>
+      e.fake.autocomplete({
+        command: 'rollback',
+        options: [
+          { name: 'environment', value: 'production' },
+          { name: 'deployment', value, focused: true },
+        ],
+        user: e.alice,
+      }),
+    );
+  }
+
+  /** The values an answer offers (throws when it is not an autocomplete answer). */
+  function offered(answer: Callback): string[] {
+    if (answer.type !== CallbackType.autocompleteResult) throw new Error('not an autocomplete answer');
+    return answer.data.choices.map((c) => String(c.value));
+  }
+
+  /** What a person typing `id` sends: its first 1, 2, … `n` characters. */
+  function typing(id: string, n: number): string[] {
+    return Array.from({ length: n }, (_, k) => id.slice(0, k + 1));
+  }
+
+  it('a burst of keystrokes shares one snapshot read, reads no routing, and reuses it until choicesCacheMs passed', async () => {
+    const e = await start();
+    const newest = (await e.platform.snapshot('production')).deployments[0]?.id ?? '';
+    expect(newest).not.toBe('');
+    e.held.hold(['snapshot']);
+    const burst = typeDeployment(e, typing(newest, 5));
+    try {
+      await e.held.whenRead('listEnvironments', burst.length);
+      // Past the (in-memory) environment list every keystroke reaches its snapshot read at once.
+      await new Promise<void>((resolve) => setImmediate(resolve));
+      expect(e.held.reads.snapshot).toBe(1);
+    } finally {
+      e.held.release();
+    }
+    for (const answer of await Promise.all(burst.map((i) => e.fake.waitForCallback(i))))
+      expect(offered(answer)).toContain(newest);
+    expect(e.held.reads).toMatchObject({ snapshot: 1, routing: 0 });
+
+    // Another keystroke within choicesCacheMs answers from the same read.
+    const [soon] = typeDeployment(e, [newest]);
+    if (!soon) throw new Error('no interaction');
+    expect(offered(await e.fake.waitForCallback(soon))).toContain(newest);
+    expect(e.held.reads.snapshot).toBe(1);
+
+    // Past it, the next keystroke reads afresh.
+    await e.clock.advance(flowDefaults.choicesCacheMs);
+    const [later] = typeDeployment(e, [newest]);
+    if (!later) throw new Error('no interaction');
+    expect(offered(await e.fake.waitForCallback(later))).toContain(newest);
+    expect(e.held.reads).toMatchObject({ snapshot: 2, routing: 0 });
+  });
+
+  it('/promote target keystrokes read each environment once, with no routing', async () => {
+    const e = await start();
+    const environments = await e.platform.listEnvironments();
+    const burst = ['d', 'de', 'dep'].map((value) =>
+      e.fake.autocomplete({
+        command: 'promote',
+        options: [{ name: 'target', value, focused: true }],
+        user: e.alice,
+      }),
+    );
+    for (const answer of await Promise.all(burst.map((i) => e.fake.waitForCallback(i))))
+      expect(offered(answer).length).toBeGreaterThan(0);
+    expect(e.held.reads).toMatchObject({ snapshot: environments.length, routing: 0 });
+  });
+
+  it('on Vercel with 300 domains, a burst of keystrokes reads the deployments once and no domain alias', async () => {
+    const token = 'vcp_autocompleteToken0123456789abcdef';
+    const team = 'team_acme123';
+    const server = await VercelFakeServer.start({ clock: systemClock, tokens: { [token]: [team] } });
+    closers.push(() => server.close());
+    const domains = Array.from({ length: 300 }, (_, k) => ({ name: `shop-${k}.acme.com` }));
+    const project = server.addProject({ name: 'acme-web', teamId: team, domains });
+    for (let k = 0; k < 3; k++) server.deploy({ project });
+    const platform = new VercelPlatform({
+      project: 'acme-web',
+      client: { baseUrl: server.url, token, teamId: team, timeoutMs: 5_000 },
+      clock: systemClock,
+    });
+    closers.push(() => platform.close());
+    const e = await start({ platform });
+    const newest = (await platform.snapshot('production')).deployments[0]?.id ?? '';
+    expect(newest).not.toBe('');
+    const from = server.requests.length;
+    const burst = typeDeployment(e, typing(newest, 5));
+    for (const answer of await Promise.all(burst.map((i) => e.fake.waitForCallback(i))))
+      expect(offered(answer)).toContain(newest);
+    const calls = server.requests.slice(from);
+    expect({
+      aliasReads: calls.filter((r) => r.path.startsWith('/v4/aliases/')).length,
+      deploymentListings: calls.filter((r) => r.path === '/v6/deployments').length,
+    }).toEqual({ aliasReads: 0, deploymentListings: 1 });
+    expect(e.held.reads).toMatchObject({ snapshot: 1, routing: 0 });
+  });
+
+  it('on Unkey with 1 200 deployments, a burst of keystrokes lists the environment once (5 pages)', async () => {
+    const key = 'unkey_root_autocomplete';
+    const unkeyClock = new ManualClock();
+    const server = await startAcmeUnkey(key, { clock: unkeyClock });
+    closers.push(() => server.close());
+    for (let k = 0; k < 1_200; k++)
+      server.push({ project: 'acme', app: 'api', environment: 'production', branch: 'main' });
+    const platform = new UnkeyPlatform({
+      environments: { production: { project: 'acme', app: 'api', environment: 'production' } },
+      client: { baseUrl: server.url, rootKey: key, clock: unkeyClock, timeoutMs: 5_000 },
+      clock: unkeyClock,
+    });
+    closers.push(() => platform.close());
+    const e = await start({ platform });
+    const from = server.requests.length;
+    const newest = (await platform.snapshot('production')).deployments[0]?.id ?? '';
+    expect(newest).not.toBe('');
+    // One snapshot of this environment: maxDeployments (500) read in pages of 100.
+    const pages = server.requests
+      .slice(from)
+      .filter((r) => r.endpoint === 'deployments.listDeployments').length;
+    expect(pages).toBe(5);
+    const burstFrom = server.requests.length;
+    const burst = typeDeployment(e, typing(newest, 5));
+    for (const answer of await Promise.all(burst.map((i) => e.fake.waitForCallback(i))))
+      expect(offered(answer)).toContain(newest);
+    const lists = server.requests
+      .slice(burstFrom)
+      .filter((r) => r.endpoint === 'deployments.listDeployments').length;
+    expect(lists).toBe(pages);
   });
 });

@@ -70,23 +70,42 @@ export interface E2EOptions {
   readonly separateWorker?: boolean;
   /** Roles on the allow list instead of the deployers role (e.g. the server's @everyone role). */
   readonly allowRoles?: (fake: FakeDiscord) => readonly string[];
+  /**
+   * What the bot's Flow reads instead of the embedded LocalPlatform (e.g. a Vercel adapter on the fake
+   * Vercel API, for tests of what a command reads). The switch worker still runs on the LocalPlatform,
+   * so only tests that switch nothing pass one; the test closes it.
+   */
+  readonly platform?: DeployPlatform;
 }
 
+/** The reads `HeldPlatform` can hold. */
+export type HeldRead = 'listEnvironments' | 'snapshot';
+/** The reads `HeldPlatform` counts. */
+export type CountedRead = HeldRead | 'getDeployment' | 'routing';
+
 /**
- * The platform as the bot's Flow sees it: the LocalPlatform, except that reads can be held (a slow
- * platform API) until the test lets them through.
+ * The platform as the bot's Flow sees it: the LocalPlatform (or the platform `E2EOptions.platform`
+ * names), except that reads can be held (a slow platform API) until the test lets them through, and
+ * that the reads are counted.
  */
 export class HeldPlatform implements DeployPlatform {
-  readonly name = 'local';
+  readonly name: string;
   private gate: Promise<void> | undefined;
   private open: (() => void) | undefined;
+  private held: readonly HeldRead[] = [];
   /** Reads currently waiting at the gate. */
   waiting = 0;
+  /** Reads asked for so far (held ones included), by operation. */
+  readonly reads = { listEnvironments: 0, snapshot: 0, getDeployment: 0, routing: 0 };
+  private readonly readWaiters: { read: CountedRead; count: number; resolve: () => void }[] = [];
 
-  constructor(private readonly inner: LocalPlatform) {}
+  constructor(private readonly inner: DeployPlatform) {
+    this.name = inner.name;
+  }
 
-  /** Holds every read until `release()`. */
-  hold(): void {
+  /** Holds the `reads` asked for from now on (every read the gate knows by default) until `release()`. */
+  hold(reads: readonly HeldRead[] = ['listEnvironments', 'snapshot']): void {
+    this.held = reads;
     this.gate = new Promise<void>((resolve) => {
       this.open = resolve;
     });
@@ -97,25 +116,43 @@ export class HeldPlatform implements DeployPlatform {
     this.gate = undefined;
   }
 
-  private async pass(): Promise<void> {
-    if (!this.gate) return;
+  /** Resolves once `count` reads of `read` were asked for in all (held ones included). */
+  whenRead(read: CountedRead, count: number): Promise<void> {
+    if (this.reads[read] >= count) return Promise.resolve();
+    return new Promise((resolve) => this.readWaiters.push({ read, count, resolve }));
+  }
+
+  private counted(read: CountedRead): void {
+    this.reads[read] += 1;
+    for (const w of [...this.readWaiters]) {
+      if (w.read !== read || this.reads[read] < w.count) continue;
+      this.readWaiters.splice(this.readWaiters.indexOf(w), 1);
+      w.resolve();
+    }
+  }
+
+  private async pass(read: HeldRead): Promise<void> {
+    this.counted(read);
+    if (!this.gate || !this.held.includes(read)) return;
     this.waiting += 1;
     await this.gate;
     this.waiting -= 1;
   }
 
   async listEnvironments() {
-    await this.pass();
+    await this.pass('listEnvironments');
     return this.inner.listEnvironments();
   }
   async snapshot(environment: string) {
-    await this.pass();
+    await this.pass('snapshot');
     return this.inner.snapshot(environment);
   }
   getDeployment(id: string) {
+    this.counted('getDeployment');
     return this.inner.getDeployment(id);
   }
   routing(environment: string) {
+    this.counted('routing');
     return this.inner.routing(environment);
   }
   rollback(request: SwitchRequest) {
@@ -191,7 +228,7 @@ export async function startDiscordE2E(opts: E2EOptions = {}): Promise<DiscordE2E
       platform: 'local' as const,
       file: fileConfigSchema.parse({ platform: 'local', environments }),
     };
-    const held = new HeldPlatform(platform);
+    const held = new HeldPlatform(opts.platform ?? platform);
     const flow = new Flow({ platform: held, queue, plans, audit, config, clock });
     const chat = new ChatService({ flow, clock });
     const metrics = createMetrics();

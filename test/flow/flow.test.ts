@@ -9,7 +9,7 @@ import type { Config } from '../../src/config.js';
 import type { Domain, EnvironmentSnapshot } from '../../src/domain/types.js';
 import { RefusalError } from '../../src/errors.js';
 import type { ClickOutcome, PlanOutcome } from '../../src/flow.js';
-import { Flow } from '../../src/flow.js';
+import { Flow, flowDefaults } from '../../src/flow.js';
 import { createLogger, silentLogger } from '../../src/log.js';
 import { PlanState, PlanStore } from '../../src/plan-store.js';
 import type { DeployPlatform } from '../../src/platform/port.js';
@@ -1575,5 +1575,115 @@ describe('an allow list naming an environment the platform does not have', () =>
     expect(warned[0]?.msg).toContain('environments.prod');
     expect(warned[0]?.msg).toContain('production, preview');
     expect(warned[0]?.msg).toContain('everyone may act on production');
+  });
+});
+
+describe('Flow.deploymentChoices', () => {
+  /**
+   * A Flow over the harness's platform that counts its snapshot reads; `during` runs in each read
+   * (its number, from 1), to make one fail or hang.
+   */
+  function countingFlow(x: Harness, during?: (read: number) => Promise<void>) {
+    const reads = { snapshot: 0, routing: 0 };
+    const counting = editedPlatform(
+      x,
+      (s) => s,
+      async () => {
+        reads.snapshot += 1;
+        await during?.(reads.snapshot);
+      },
+    );
+    const platform = new Proxy(counting, {
+      get(target, prop, receiver) {
+        if (prop === 'routing') {
+          return (environment: string) => {
+            reads.routing += 1;
+            return target.routing(environment);
+          };
+        }
+        return Reflect.get(target, prop, receiver);
+      },
+    });
+    return { flow: flowWith(x, { platform }), reads };
+  }
+
+  function choices(o: Awaited<ReturnType<Flow['deploymentChoices']>>) {
+    if (!o.ok) throw new Error(`expected choices, got ${o.refusal.code}: ${o.refusal.message}`);
+    return o;
+  }
+
+  it('offers the deployments of one snapshot, reused for choicesCacheMs of the clock, then read again', async () => {
+    const x = await setup();
+    const { flow, reads } = countingFlow(x);
+    const before = await x.platform.snapshot('production');
+    const first = choices(await flow.deploymentChoices('prod'));
+    expect(first.environment).toBe('production');
+    expect(first.deployments.map((d) => d.id)).toEqual(before.deployments.map((d) => d.id));
+    expect(first.currentDeploymentId).toBe(before.environment.currentDeploymentId);
+    expect(reads).toEqual({ snapshot: 1, routing: 0 });
+
+    // Someone switches meanwhile: the choices may be that late (a plan never relies on them)…
+    const target = 'dep_3hd7xa';
+    expect(before.environment.currentDeploymentId).not.toBe(target);
+    const t0 = x.clock.now();
+    await switchDirectly(x, 'rollback', 'production', target);
+    const elapsed = x.clock.now() - t0;
+    expect(elapsed).toBeLessThan(flowDefaults.choicesCacheMs);
+    const cached = choices(await flow.deploymentChoices('production'));
+    expect(cached.currentDeploymentId).toBe(before.environment.currentDeploymentId);
+    expect(reads.snapshot).toBe(1);
+
+    // …and no later: past choicesCacheMs the next call reads again and shows the switch.
+    await x.clock.advance(flowDefaults.choicesCacheMs - elapsed);
+    const fresh = choices(await flow.deploymentChoices('production'));
+    expect(fresh.currentDeploymentId).toBe(target);
+    expect(reads).toEqual({ snapshot: 2, routing: 0 });
+  });
+
+  it('concurrent calls share one read; a failed read is not kept, so the next call reads again', async () => {
+    const x = await setup();
+    const held = gate();
+    const { flow, reads } = countingFlow(x, async (read) => {
+      if (read > 1) return;
+      await held.wait();
+      throw new Error('platform unreachable');
+    });
+    const burst = [flow.deploymentChoices('production'), flow.deploymentChoices('production')];
+    await held.reached;
+    const third = flow.deploymentChoices('production');
+    held.open();
+    for (const outcome of await Promise.allSettled([...burst, third]))
+      expect(outcome).toMatchObject({ status: 'rejected', reason: { message: 'platform unreachable' } });
+    expect(reads.snapshot).toBe(1);
+    // The clock has not moved: only the failure makes the next call read again.
+    expect(choices(await flow.deploymentChoices('production')).deployments.length).toBeGreaterThan(0);
+    expect(reads.snapshot).toBe(2);
+  });
+
+  it('a read that hangs for a minute is no longer waited on by later calls', async () => {
+    const x = await setup();
+    const hung = gate();
+    const { flow, reads } = countingFlow(x, async (read) => {
+      if (read === 1) await hung.wait();
+    });
+    const first = flow.deploymentChoices('production');
+    await hung.reached;
+    await x.clock.advance(59_999);
+    const joined = flow.deploymentChoices('production');
+    await x.clock.advance(1);
+    const fresh = choices(await flow.deploymentChoices('production'));
+    expect(fresh.deployments.length).toBeGreaterThan(0);
+    expect(reads.snapshot).toBe(2);
+    hung.open();
+    expect(choices(await first).deployments).toEqual(choices(await joined).deployments);
+  });
+
+  it('an unknown environment is a refusal naming the valid ones, and reads no snapshot', async () => {
+    const x = await setup();
+    const { flow, reads } = countingFlow(x);
+    const out = await flow.deploymentChoices('nope');
+    expect(out).toMatchObject({ ok: false, refusal: { code: 'unknown_environment' } });
+    if (!out.ok) expect(out.refusal.message).toContain('production');
+    expect(reads.snapshot).toBe(0);
   });
 });
