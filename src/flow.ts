@@ -277,6 +277,17 @@ const MAX_REDECISIONS = 8;
 const actingUserSchema = actorSchema.extend({
   groups: z.array(z.string().min(1)).max(1000).optional(),
   uncheckedGroups: z.array(z.string().min(1)).max(1000).optional(),
+  /** Groups the chat service refused to list for good (`RejectedGroup`, src/permissions.ts). */
+  rejectedGroups: z
+    .array(
+      z.object({
+        group: z.string().min(1),
+        code: z.string().min(1),
+        problem: z.string().min(1).max(1000),
+      }),
+    )
+    .max(1000)
+    .optional(),
   roles: z.array(z.string().min(1)).max(1000).optional(),
 });
 
@@ -910,13 +921,14 @@ export class Flow {
       const fields = parsed.error.issues.map((i) => i.path.map(String).join('.') || '(actor)').join(', ');
       return { ok: false, refusal: invalid(`Invalid actor: ${fields} missing or malformed.`, { fields }) };
     }
-    const { groups, uncheckedGroups, roles, ...actor } = parsed.data;
+    const { groups, uncheckedGroups, rejectedGroups, roles, ...actor } = parsed.data;
     return {
       ok: true,
       value: {
         ...actor,
         ...(groups === undefined ? {} : { groups }),
         ...(uncheckedGroups === undefined ? {} : { uncheckedGroups }),
+        ...(rejectedGroups === undefined ? {} : { rejectedGroups }),
         ...(roles === undefined ? {} : { roles }),
       },
     };

@@ -9,8 +9,10 @@
  * the YAML to add. Group and role membership is resolved by the surfaces (Discord interactions carry
  * member roles; Slack resolves user groups through its API) and passed in on the actor. A Slack group
  * whose lookup failed comes in `uncheckedGroups`: it grants nothing (fail closed), but when such a group
- * was the only way left to be allowed, the refusal says the groups could not be checked right now and to
- * try again, rather than "not on the allow list".
+ * was the only way left to be allowed, the refusal says so rather than "not on the allow list": that the
+ * groups could not be checked right now and to try again, or, when Slack refused the lookup for good
+ * (`rejectedGroups`: a group id that does not exist, a plan without user groups, a missing scope), which
+ * config key names the group, Slack's code, and that an operator has to fix it (no retry can help).
  */
 import type { Config, EnvironmentConfig } from './config.js';
 import type { Refusal } from './domain/result.js';
@@ -24,8 +26,20 @@ export interface Membership {
   readonly groups?: readonly string[];
   /** Configured Slack user groups whose members could not be looked up at the time (Slack's API failed). */
   readonly uncheckedGroups?: readonly string[];
+  /** Those of `uncheckedGroups` whose lookup Slack refused for good: asking again cannot help. */
+  readonly rejectedGroups?: readonly RejectedGroup[];
   /** Discord role ids the member holds in the guild. */
   readonly roles?: readonly string[];
+}
+
+/** A configured Slack user group whose members Slack refuses to list, whatever the retry. */
+export interface RejectedGroup {
+  /** The group id (`S…`). */
+  readonly group: string;
+  /** Slack's error code (`no_such_subteam`, `plan_upgrade_required`, `missing_scope`, …). */
+  readonly code: string;
+  /** What the code means and what an operator does about it (the surface knows its chat service). */
+  readonly problem: string;
 }
 
 /** A person (or the system, for alert suggestions) together with the memberships that grant access. */
@@ -123,7 +137,9 @@ function listed(allow: Allow, actor: ActingUser): boolean {
  * - The system actor (alert suggestions) never may: it proposes, a person decides.
  * - With an allow list: the user id, one of the Slack groups or one of the Discord roles must be listed
  *   for the actor's surface. A Slack group that could not be looked up grants nothing; when it is on the
- *   list (and nothing else allows the actor) the refusal says so (`reason: 'groups_unavailable'`).
+ *   list (and nothing else allows the actor) the refusal says so: `reason: 'groups_unavailable'` (try
+ *   again) when the lookup of one of them may pass, `reason: 'groups_rejected'` (an operator has to fix
+ *   the config key named) when Slack refused every one of them for good.
  * - Without one: allowed on the local platform (demo), refused on a real platform with the YAML to add.
  */
 export function canAct(actor: ActingUser, environment: string, ctx: PermissionContext): Permission {
@@ -155,16 +171,8 @@ export function canAct(actor: ActingUser, environment: string, ctx: PermissionCo
   }
   if (listed(allow, actor)) return ALLOWED;
   if (actor.surface === 'slack') {
-    // Fail closed, but truthfully: a group on the allow list could not be checked just now.
-    const unchecked = allow.slack.groups.filter((g) => actor.uncheckedGroups?.includes(g) === true);
-    if (unchecked.length > 0) {
-      return forbidden(
-        `${mention(actor)} may not roll back or promote ${environment} right now: Switchyard could not check your Slack user groups ` +
-          `(looking up the members of ${unchecked.join(', ')} failed), and only a user group on its allow list could let you. ` +
-          'Nothing was changed; try again in a moment.',
-        { ...context, reason: 'groups_unavailable', groups: unchecked },
-      );
-    }
+    const refusal = uncheckedGroupsRefusal(actor, environment, allow, context);
+    if (refusal !== undefined) return refusal;
   }
   const who =
     actor.surface === 'slack'
@@ -176,6 +184,53 @@ export function canAct(actor: ActingUser, environment: string, ctx: PermissionCo
     `${mention(actor)} may not roll back or promote ${environment}: ${who} on its allow list. ` +
       `Ask someone who is, or have an operator add you under ${keyFor(environment, actor.surface)} in the config file, for example:\n${allowSnippet(environment, actor)}`,
     { ...context, reason: 'not_listed', key: `environments.${environment}.allow.${actor.surface}.users` },
+  );
+}
+
+/**
+ * Fail closed, but truthfully: a Slack user group on the allow list could not be checked. When the
+ * lookup of one of them may pass, the person is told to try again; when Slack refused every one of them
+ * for good, retrying cannot help, so the refusal names the config key, each group with Slack's code and
+ * what it means, and says an operator has to fix it. Undefined when no listed group failed.
+ */
+function uncheckedGroupsRefusal(
+  actor: ActingUser,
+  environment: string,
+  allow: Allow,
+  context: Record<string, unknown>,
+): Permission | undefined {
+  const rejected = (actor.rejectedGroups ?? []).filter((r) => allow.slack.groups.includes(r.group));
+  const isRejected = (g: string) => rejected.some((r) => r.group === g);
+  const failed = allow.slack.groups.filter(
+    (g) => actor.uncheckedGroups?.includes(g) === true || isRejected(g),
+  );
+  if (failed.length === 0) return undefined;
+  const key = `environments.${environment}.allow.slack.groups`;
+  const refused = rejected.map((r) => `${r.group} (${r.code}): ${r.problem}`).join('; ');
+  const passing = failed.filter((g) => !isRejected(g));
+  if (passing.length > 0) {
+    const also =
+      rejected.length === 0
+        ? ''
+        : ` Slack also refuses for good to list the members of ${refused}. An operator has to fix ${key} in the config file (SWITCHYARD_CONFIG).`;
+    return forbidden(
+      `${mention(actor)} may not roll back or promote ${environment} right now: Switchyard could not check your Slack user groups ` +
+        `(looking up the members of ${passing.join(', ')} failed), and only a user group on its allow list could let you. ` +
+        `Nothing was changed; try again in a moment.${also}`,
+      { ...context, reason: 'groups_unavailable', groups: passing },
+    );
+  }
+  return forbidden(
+    `${mention(actor)} may not roll back or promote ${environment}: only a Slack user group on its allow list could let you, ` +
+      `and Slack refuses for good to list the members of the user group${rejected.length === 1 ? '' : 's'} named in ${key}. ` +
+      `${refused}. Retrying will not change that: an operator has to fix ${key} in the config file (SWITCHYARD_CONFIG), ` +
+      `or add you under environments.${environment}.allow.slack.users. Nothing was changed.`,
+    {
+      ...context,
+      reason: 'groups_rejected',
+      key,
+      groups: rejected.map(({ group, code }) => ({ group, code })),
+    },
   );
 }
 

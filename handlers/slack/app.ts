@@ -3,9 +3,10 @@
  * HTTP server at `POST /slack/events` (commands, interactivity and events on one path, Bolt's default),
  * or in Socket Mode when an app-level token is given. It owns what every Slack request goes through
  * before a handler sees it: Bolt's signature check with its 5-minute replay window (forged or replayed
- * requests answer 401 and reach no handler), Events API retry deduplication on `event_id` in Redis
- * (SET NX with a TTL, so any replica dedupes), and error logging. Handlers ack first and do slow work
- * after, so the ack always beats Slack's 3-second deadline.
+ * requests answer 401 and reach no handler; a signature mismatch is logged as a warning naming
+ * SLACK_SIGNING_SECRET and where its value is, at most once a minute: see signatureWarnings), Events
+ * API retry deduplication on `event_id` in Redis (SET NX with a TTL, so any replica dedupes), and error
+ * logging. Handlers ack first and do slow work after, so the ack always beats Slack's 3-second deadline.
  *
  * Start-up against Slack (SlackStartup below): Bolt is built with `deferInitialization`, so its
  * constructor makes no `auth.test` call of its own (one that nobody awaits, whose rejection kills the
@@ -34,7 +35,7 @@ import {
 } from '@slack/bolt';
 import { ErrorCode, type WebClient } from '@slack/web-api';
 import { z } from 'zod';
-import { systemClock, within } from '../../src/clock.js';
+import { type Clock, systemClock, within } from '../../src/clock.js';
 import { ConfigError } from '../../src/errors.js';
 import type { HttpServer } from '../../src/http.js';
 import { sendJson } from '../../src/http.js';
@@ -73,6 +74,8 @@ export interface SlackAppOptions {
   readonly callTimeoutMs?: number;
   /** Start-up and recovery when Slack cannot be reached (defaults: `slackStartupDefaults`). */
   readonly startup?: Partial<SlackStartupOptions>;
+  /** Paces the signature-mismatch warning (default: the system clock). */
+  readonly clock?: Clock;
 }
 
 /** How the Slack app comes up when Slack's Web API is slow or unreachable (see the module header). */
@@ -160,6 +163,63 @@ export function boltLogger(logger: Logger): SlackLogger {
     },
     getLevel: () => level,
     setName: () => {},
+  };
+}
+
+/** How often at most the signature-mismatch warning is logged (a burst of requests gives one line). */
+export const SIGNATURE_WARNING_INTERVAL_MS = 60_000;
+
+/** The start of what Bolt's HTTPReceiver logs (warn) for a request that fails its signature check. */
+const BOLT_VERIFY_FAILED = 'Failed to parse and verify the request data: ';
+const BOLT_VERIFY_PREFIX = 'Failed to verify authenticity: ';
+
+/**
+ * The logger handed to the HTTP receiver: Bolt's logger, except that its line for a request whose
+ * signature does not match ("signature mismatch": every request Slack sends, when SLACK_SIGNING_SECRET
+ * holds a wrong value such as the Client Secret or the Verification Token from the same settings page)
+ * becomes a warning naming SLACK_SIGNING_SECRET and where the right value is, at most once per
+ * `SIGNATURE_WARNING_INTERVAL_MS` (the next one counts the requests refused meanwhile; in between,
+ * Bolt's line goes to debug). Bolt's reason names neither the secret nor the signature, and neither is
+ * logged. Other verification failures (a stale timestamp, missing headers) keep Bolt's line.
+ */
+export function signatureWarnings(bolt: SlackLogger, logger: Logger, clock: Clock): SlackLogger {
+  let lastAt = Number.NEGATIVE_INFINITY;
+  let since = 0;
+  const warn = (...msg: unknown[]) => {
+    const [first] = msg;
+    const reason =
+      typeof first === 'string' && first.startsWith(BOLT_VERIFY_FAILED)
+        ? first.slice(BOLT_VERIFY_FAILED.length).replace(BOLT_VERIFY_PREFIX, '')
+        : undefined;
+    if (reason !== 'signature mismatch') {
+      bolt.warn(...msg);
+      return;
+    }
+    const now = clock.now();
+    if (now - lastAt < SIGNATURE_WARNING_INTERVAL_MS) {
+      since += 1;
+      bolt.debug(...msg);
+      return;
+    }
+    const refused = since + 1;
+    lastAt = now;
+    since = 0;
+    logger.warn(
+      { key: 'SLACK_SIGNING_SECRET', problem: reason, refused },
+      `slack: a request to ${SLACK_EVENTS_PATH} failed Slack's signature check (${reason}) and was refused with 401` +
+        `${refused > 1 ? ` (${refused} since the last warning)` : ''}. If Slack sent it, SLACK_SIGNING_SECRET is wrong: ` +
+        "copy the Signing Secret from the Slack app's settings, Basic Information → App Credentials → Signing Secret " +
+        '(not the Client Secret or the Verification Token), and restart Switchyard. Logged at most once a minute.',
+    );
+  };
+  return {
+    debug: (...msg: unknown[]) => bolt.debug(...msg),
+    info: (...msg: unknown[]) => bolt.info(...msg),
+    warn,
+    error: (...msg: unknown[]) => bolt.error(...msg),
+    setLevel: (l: LogLevel) => bolt.setLevel(l),
+    getLevel: () => bolt.getLevel(),
+    setName: (name: string) => bolt.setName(name),
   };
 }
 
@@ -523,7 +583,8 @@ export function createSlackApp(opts: SlackAppOptions, register: (app: App) => vo
     receiver = new HTTPReceiver({
       signingSecret: opts.signingSecret,
       endpoints: SLACK_EVENTS_PATH,
-      logger,
+      // Bolt's logger, with a wrong SLACK_SIGNING_SECRET named (rate-limited) on signature mismatches.
+      logger: signatureWarnings(logger, opts.logger, opts.clock ?? systemClock),
       // Acks go out as soon as a handler calls ack(); slow work happens after.
       processBeforeResponse: false,
       // Bolt's own check: HMAC v0 signature and a timestamp within 5 minutes; anything else is 401.

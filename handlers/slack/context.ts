@@ -56,6 +56,8 @@ export const slashCommandSchema = z.object({
   user_id: id('the user id'),
   user_name: z.string().optional(),
   channel_id: id('the channel id'),
+  /** `directmessage` in a DM, `mpdm-…` in a group DM, else the channel's name (`privategroup` when Slack hides it). */
+  channel_name: z.string().optional(),
 });
 export type SlashCommand = z.infer<typeof slashCommandSchema>;
 
@@ -219,12 +221,37 @@ export async function postView(
   return { ok: true, ref };
 }
 
-/** What to tell the user when the bot cannot post in their channel. */
-export function cannotPostView(code: string, view: MessageView): MessageView {
-  const hint =
-    code === 'not_in_channel' || code === 'channel_not_found'
-      ? 'Switchyard is not in this channel. Invite it with `/invite @switchyard` and run the command again, so everyone here sees the confirmation and its progress.'
-      : `Slack refused the message (${code}).`;
+/** Where a command was typed, as the slash command payload says. */
+export interface CommandChannel {
+  readonly id: string;
+  readonly name?: string;
+}
+
+/**
+ * Whether `channel` is a direct message (`D…`, channel_name `directmessage`) or a group DM (channel_name
+ * `mpdm-…`): Slack lets people run an app's slash commands there, but the bot is no member and cannot
+ * be invited.
+ */
+export function isDirectMessage(channel: CommandChannel): boolean {
+  return (
+    channel.id.startsWith('D') ||
+    channel.name === 'directmessage' ||
+    channel.name?.startsWith('mpdm-') === true
+  );
+}
+
+/**
+ * What to tell the user when the bot cannot post in their channel (`channel`: where the command was
+ * typed, when known). In a direct message there is no one to invite the bot: run the command in a
+ * channel it is in instead.
+ */
+export function cannotPostView(code: string, view: MessageView, channel?: CommandChannel): MessageView {
+  const notThere = code === 'not_in_channel' || code === 'channel_not_found';
+  const hint = !notThere
+    ? `Slack refused the message (${code}).`
+    : channel !== undefined && isDirectMessage(channel)
+      ? 'Switchyard cannot post in direct messages, so nobody else would see the confirmation or its progress. Run the command in a channel Switchyard was invited to (the incident channel, say).'
+      : 'Switchyard is not in this channel. Invite it with `/invite @switchyard` and run the command again, so everyone here sees the confirmation and its progress.';
   return {
     ...view,
     kind: 'refusal',

@@ -2,7 +2,8 @@
  * The Slack surface, assembled: `register(app, deps)` wires one file per command, action and event
  * (STYLE 7, Bolt's starter layout), and `startSlack(options)` builds everything a process needs — the
  * Bolt app on the shared HTTP server (or Socket Mode), the progress Reporter the switch worker takes,
- * and the user-group resolver for the allow lists.
+ * and the user-group resolver for the allow lists (whose configured groups `checkGroups()` looks up
+ * once at start, logging an error naming the config key for each group Slack refuses for good).
  */
 import type { App } from '@slack/bolt';
 import { ChatService } from '../../src/chat.js';
@@ -24,7 +25,7 @@ import * as promote from './commands/promote.js';
 import * as rollback from './commands/rollback.js';
 import type { ChannelMessage, SlackHandlerDeps } from './context.js';
 import * as message from './events/message.js';
-import { UserGroupResolver } from './groups.js';
+import { type GroupCheckProblem, UserGroupResolver } from './groups.js';
 import { createPosterClient, SlackPoster } from './poster.js';
 import { createReporterClient, SlackReporter } from './reporter.js';
 import { WorkQueue } from './work.js';
@@ -55,6 +56,18 @@ export function configuredGroups(config: Pick<Config, 'file'>): string[] {
     for (const g of env.allow?.slack.groups ?? []) groups.add(g);
   }
   return [...groups];
+}
+
+/** For each Slack user-group id named by an allow list, the config keys naming it. */
+export function groupKeys(config: Pick<Config, 'file'>): Map<string, string[]> {
+  const keys = new Map<string, string[]>();
+  for (const [env, settings] of Object.entries(config.file.environments)) {
+    for (const g of settings.allow?.slack.groups ?? []) {
+      const key = `environments.${env}.allow.slack.groups`;
+      keys.set(g, [...(keys.get(g) ?? []), key]);
+    }
+  }
+  return keys;
 }
 
 export interface StartSlackOptions
@@ -96,6 +109,14 @@ export interface SlackSurface {
   readonly groups: UserGroupResolver;
   /** Posts alert suggestions and notices (the ChatPoster port of src/chat-sinks.ts). */
   readonly poster: SlackPoster;
+  /**
+   * Looks up every user group the allow lists name, once (call it when Slack accepted the bot token),
+   * and logs an error naming the config key for each one Slack refuses for good (`no_such_subteam`,
+   * `plan_upgrade_required`, `missing_scope`, …). It stops nothing: such a group grants nothing and its
+   * refusals say why, while people listed by user id keep working (a workspace moved to a plan without
+   * user groups must not take the bot down). Returns what it found; never rejects.
+   */
+  checkGroups(): Promise<GroupCheckProblem[]>;
   /** Resolves when no after-ack work and no message edit is pending. */
   idle(): Promise<void>;
   /** Waits for pending after-ack work and message edits, then stops Socket Mode if used. */
@@ -123,6 +144,7 @@ export function startSlack(opts: StartSlackOptions): SlackSurface {
       botToken: opts.botToken,
       redis: opts.redis,
       logger,
+      clock,
       ...(opts.signingSecret === undefined ? {} : { signingSecret: opts.signingSecret }),
       ...(opts.appToken === undefined ? {} : { appToken: opts.appToken }),
       ...(opts.apiUrl === undefined ? {} : { apiUrl: opts.apiUrl }),
@@ -158,6 +180,23 @@ export function startSlack(opts: StartSlackOptions): SlackSurface {
     reporter,
     groups: resolver,
     poster: new SlackPoster(createPosterClient(opts.botToken, opts.apiUrl, opts.callTimeoutMs), reporter),
+    async checkGroups() {
+      const problems = await resolver.check().catch((e: unknown) => {
+        logger.warn({ err: e }, 'slack: could not check the configured user groups');
+        return [];
+      });
+      const keys = groupKeys(opts.config);
+      for (const p of problems) {
+        if (!p.lasting) continue; // passing: logged by the resolver, asked again at the next click
+        const named = keys.get(p.group) ?? [];
+        logger.error(
+          { key: named.join(', '), group: p.group, code: p.code },
+          `slack: ${named.join(' and ')} ${named.length > 1 ? 'name' : 'names'} the user group ${p.group}, and Slack refuses to list its members (${p.code}: ${p.problem}). ` +
+            'Until an operator fixes the config (SWITCHYARD_CONFIG), the group lets nobody act, and its members who are not listed by user id are refused.',
+        );
+      }
+      return problems;
+    },
     async idle() {
       await work.idle();
       await reporter.flush();

@@ -2,7 +2,8 @@
  * The Slack surface for the composition root (handlers/app.ts): when `SLACK_BOT_TOKEN` is set, builds
  * the Slack app (HTTP mode on the shared server at `POST /slack/events`, or Socket Mode with
  * `SLACK_APP_TOKEN`) and hands back its progress Reporter, its ChatPoster (alert suggestions, notices)
- * and its lifecycle (start-up against Slack: handlers/slack/app.ts). Messages in watched channels (`alerts.watch.slack`) become alerts for the
+ * and its lifecycle (start-up against Slack: handlers/slack/app.ts; then a one-time check of the allow
+ * lists' user groups). Messages in watched channels (`alerts.watch.slack`) become alerts for the
  * AlertService. Add `slackSurface` to the `surfaceFactories` list to enable it.
  */
 import { parseChatAlert } from '../../src/alerts/chat.js';
@@ -59,6 +60,10 @@ export const slackSurface: SurfaceFactory = async (
           ? 'slack surface ready'
           : 'slack surface ready; Slack not reached yet, retrying in the background',
       );
+      // The allow lists' user groups, looked up once Slack accepted the token: a group Slack refuses
+      // for good (a mistyped id, a plan without user groups, a missing scope) is logged as an error
+      // naming its config key. In the background, and it stops nothing (see SlackSurface.checkGroups).
+      void surface.slack.ready().then(() => surface.checkGroups());
     },
     stop: () => surface.stop(),
     connection: () => describeConnection(surface.slack.status()),

@@ -6,12 +6,20 @@
 import { EventEmitter } from 'node:events';
 import type { App } from '@slack/bolt';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { checkApiUrl, createSlackApp, type SlackApp } from '../../handlers/slack/app.js';
+import {
+  checkApiUrl,
+  createSlackApp,
+  SIGNATURE_WARNING_INTERVAL_MS,
+  type SlackApp,
+  type SlackAppOptions,
+} from '../../handlers/slack/app.js';
+import { ManualClock } from '../../src/clock.js';
 import { HttpServer } from '../../src/http.js';
 import { silentLogger } from '../../src/log.js';
 import { createRedis, type RedisClient } from '../../src/redis.js';
 import { postSigned, SlackRequests } from '../fakes/slack/requests.js';
 import { FakeSlack } from '../fakes/slack/server.js';
+import { CapturedLog } from '../support/captured-log.js';
 import { redisUrl, uniqueName } from '../support/redis.js';
 
 const SECRET = 'test-signing-secret';
@@ -42,7 +50,7 @@ let redis: RedisClient;
 let prefix: string;
 const replicas: Replica[] = [];
 
-async function replica(): Promise<Replica> {
+async function replica(extra: Partial<SlackAppOptions> = {}): Promise<Replica> {
   const http = new HttpServer();
   const seen: string[] = [];
   const events = new EventEmitter();
@@ -56,6 +64,7 @@ async function replica(): Promise<Replica> {
       keyPrefix: prefix,
       logger: silentLogger,
       onDuplicateEvent: (id) => events.emit('duplicate', id),
+      ...extra,
     },
     (app: App) => {
       app.command('/rollback', async ({ ack, command }) => {
@@ -113,6 +122,55 @@ describe('Slack app shell', () => {
     );
     expect(res.status).toBe(401);
     expect(r.seen).toEqual([]);
+  });
+
+  it('a signature mismatch (a wrong SLACK_SIGNING_SECRET) logs a warning naming it and where its value is, at most once a minute', async () => {
+    const log = new CapturedLog('info');
+    const clock = new ManualClock();
+    const r = await replica({ logger: log.logger, clock });
+    const wrongSecret = 'the-client-secret-copied-by-mistake';
+    const forged = () =>
+      r.requests.command({ command: '/rollback', text: 'production' }, { secret: wrongSecret });
+    expect((await forged()).status).toBe(401);
+    const [first] = await log.waitFor((l) => /SLACK_SIGNING_SECRET/.test(l.msg));
+    expect(first).toMatchObject({
+      level: 40,
+      key: 'SLACK_SIGNING_SECRET',
+      problem: 'signature mismatch',
+      refused: 1,
+    });
+    expect(first?.msg).toContain('Basic Information → App Credentials → Signing Secret');
+    // Bolt's own line is replaced, not added: the first line about the check names the variable.
+    expect(log.lines.find((l) => /verif|signature|authentic/i.test(l.msg))?.msg).toContain(
+      'SLACK_SIGNING_SECRET',
+    );
+    // A burst gives no more warnings within the minute…
+    expect((await forged()).status).toBe(401);
+    expect((await forged()).status).toBe(401);
+    clock.set(clock.now() + SIGNATURE_WARNING_INTERVAL_MS - 1);
+    expect((await forged()).status).toBe(401);
+    expect(log.lines.filter((l) => /SLACK_SIGNING_SECRET/.test(l.msg))).toHaveLength(1);
+    // …and the next one after it counts the requests refused meanwhile.
+    clock.set(clock.now() + 1);
+    expect((await forged()).status).toBe(401);
+    const [, second] = await log.waitFor((l) => /SLACK_SIGNING_SECRET/.test(l.msg), 2);
+    expect(second).toMatchObject({ refused: 4 });
+    expect(r.seen).toEqual([]);
+    // Neither secret nor any signature is ever logged.
+    const all = JSON.stringify(log.lines);
+    expect(all).not.toContain(wrongSecret);
+    expect(all).not.toContain(SECRET);
+    expect(all).not.toMatch(/v0=[0-9a-f]{16}/);
+  });
+
+  it('a replayed (stale) request keeps Bolt’s own line: the signing secret is not blamed', async () => {
+    const log = new CapturedLog('info');
+    const r = await replica({ logger: log.logger, clock: new ManualClock() });
+    const old = Math.floor(Date.now() / 1000) - 6 * 60;
+    expect((await r.requests.command({ command: '/rollback' }, { timestamp: old })).status).toBe(401);
+    const [line] = await log.waitFor((l) => /Failed to parse and verify/.test(l.msg));
+    expect(line?.msg).toMatch(/stale/);
+    expect(log.lines.filter((l) => /SLACK_SIGNING_SECRET/.test(l.msg))).toEqual([]);
   });
 
   it('answers 401 to a replayed request older than 5 minutes, even correctly signed', async () => {

@@ -443,4 +443,25 @@ describe('Slack end to end', () => {
     const reply = await w.fake.waitForResponse(isEphemeral);
     expect(JSON.stringify(reply.body)).toContain('/invite');
   });
+
+  it('in a direct message (D…, or a group DM mpdm-…) it says to run the command in a channel Switchyard is in, not to /invite it', async () => {
+    const w = await world();
+    const dms = [
+      { channelId: 'D0CAROLDAVE', channelName: 'directmessage' },
+      { channelId: 'G0CAROLDAVEEVE', channelName: 'mpdm-carol--dave--eve-1' },
+    ];
+    for (const dm of dms) {
+      const from = w.fake.responses.length;
+      await w.requests.command({ command: '/rollback', text: 'production', userId: 'U0CAROL', ...dm });
+      const reply = await w.fake.waitForResponse(
+        (r) => isEphemeral(r) && w.fake.responses.indexOf(r) >= from,
+      );
+      const post = w.fake.callsOf('chat.postMessage').at(-1);
+      expect(post?.args.channel).toBe(dm.channelId);
+      expect(post?.response.error).toBe('channel_not_found');
+      const text = JSON.stringify(reply.body);
+      expect(text).not.toContain('/invite');
+      expect(text).toContain('Run the command in a channel Switchyard was invited to');
+    }
+  });
 });

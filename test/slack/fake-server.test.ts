@@ -2,7 +2,8 @@
 import { WebClient } from '@slack/web-api';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { ManualClock } from '../../src/clock.js';
-import { FakeSlack } from '../fakes/slack/server.js';
+import { SlackRequests } from '../fakes/slack/requests.js';
+import { FakeSlack, manifestBotEvents } from '../fakes/slack/server.js';
 
 let slack: FakeSlack;
 let clock: ManualClock;
@@ -118,6 +119,48 @@ describe('fake Slack Web API', () => {
       data: { error: 'no_such_subteam' },
     });
     expect((await web.users.info({ user: 'U0ALICE' })).user?.name).toBe('alice');
+  });
+
+  it('answers a method told to refuse with that error, as Slack does for answers no retry changes', async () => {
+    slack.refuse('usergroups.users.list', 'missing_scope', {
+      needed: 'usergroups:read',
+      provided: 'commands',
+    });
+    await expect(client().usergroups.users.list({ usergroup: 'S0OPS' })).rejects.toMatchObject({
+      data: { error: 'missing_scope', needed: 'usergroups:read', provided: 'commands' },
+    });
+    expect((await client().auth.test()).ok).toBe(true);
+  });
+
+  it('delivers a public channel’s message as message.channels and a private one’s as message.groups (channel_type "group")', async () => {
+    const fake = await new FakeSlack({
+      channels: { C0ALERTS: 'alerts' },
+      privateChannels: { G0SECRET: 'sec-alerts' },
+      botEvents: ['message.channels'],
+    }).start();
+    try {
+      expect(fake.messageDelivery('C0ALERTS')).toEqual({
+        subscription: 'message.channels',
+        channelType: 'channel',
+      });
+      expect(fake.messageDelivery('G0SECRET')).toEqual({
+        subscription: 'message.groups',
+        channelType: 'group',
+      });
+      expect(fake.channels.get('G0SECRET')).toBe('sec-alerts');
+      expect((await client().conversations.info({ channel: 'C0PROD' })).channel?.is_private).toBe(false);
+      // An app that does not subscribe to message.groups is sent nothing from a private channel.
+      const requests = new SlackRequests('http://127.0.0.1:9/unused', 'secret', fake);
+      expect(await requests.message({ channel: 'G0SECRET', ts: '1.000001', text: 'x' }, 'Ev1')).toEqual({
+        subscription: 'message.groups',
+        channelType: 'group',
+        delivered: false,
+      });
+    } finally {
+      await fake.close();
+    }
+    // By default the app subscribes to what manifest.yml asks for.
+    expect([...slack.botEvents]).toEqual(manifestBotEvents());
   });
 
   it('lets a response URL be used 5 times within 30 minutes', async () => {

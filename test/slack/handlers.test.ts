@@ -189,6 +189,29 @@ describe('Slack handlers', () => {
     expect(seen[1]).toMatchObject({ botId: 'B0GRAFANA', username: 'Grafana', channel: WORLD_CHANNEL });
   });
 
+  it('passes messages of a private channel the bot was invited to (message.groups, channel_type "group") to the alert watcher', async () => {
+    let resolveSeen: ((m: ChannelMessage) => void) | undefined;
+    const seen = new Promise<ChannelMessage>((r) => {
+      resolveSeen = r;
+    });
+    const w = await world({
+      fake: { privateChannels: { G0SECALERTS: 'sec-alerts' } },
+      onChannelMessage: async (m) => resolveSeen?.(m),
+    });
+    const sent = await w.requests.message(
+      {
+        channel: 'G0SECALERTS',
+        ts: '1700000000.000100',
+        user: 'U0ALICE',
+        text: '[FIRING] checkout down (production)',
+      },
+      'EvPrivate1',
+    );
+    expect(sent).toMatchObject({ subscription: 'message.groups', channelType: 'group', delivered: true });
+    expect(sent.delivered && sent.status).toBe(200);
+    expect(await seen).toMatchObject({ channel: 'G0SECALERTS', text: '[FIRING] checkout down (production)' });
+  });
+
   it("skips Slack's own notices (topic, purpose, name, pin, join…) and reads every content subtype", async () => {
     const seen: ChannelMessage[] = [];
     let resolveMarker: (() => void) | undefined;
@@ -272,8 +295,12 @@ describe('UserGroupResolver', () => {
       metrics,
       ttlMs: 60_000,
     });
-    // S0GONE's lookup fails (no_such_subteam): it grants nothing and comes back as unchecked.
-    const gone = { uncheckedGroups: ['S0GONE'] };
+    // S0GONE's lookup fails for good (no_such_subteam): it grants nothing and comes back as unchecked,
+    // and as rejected with Slack's code (see test/slack/group-lookup.test.ts).
+    const gone = {
+      uncheckedGroups: ['S0GONE'],
+      rejectedGroups: [{ group: 'S0GONE', code: 'no_such_subteam', problem: expect.any(String) }],
+    };
     expect(await groups.groupsOf('U0CAROL')).toEqual({ groups: ['S0OPS', 'S0SRE'], ...gone });
     expect(await groups.groupsOf('U0DAVE')).toEqual({ groups: ['S0SRE'], ...gone });
     expect(fake.callsOf('usergroups.users.list').filter((c) => c.response.ok === true)).toHaveLength(2);

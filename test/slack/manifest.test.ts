@@ -8,7 +8,12 @@ import { Ajv } from 'ajv';
 import addFormats from 'ajv-formats';
 import { describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
-import { SLACK_BOT_EVENTS, SLACK_BOT_SCOPES, SLACK_COMMANDS } from '../../handlers/slack/needs.js';
+import {
+  SLACK_BOT_EVENTS,
+  SLACK_BOT_SCOPES,
+  SLACK_COMMANDS,
+  SLACK_EVENT_SCOPES,
+} from '../../handlers/slack/needs.js';
 
 const root = resolve(import.meta.dirname, '../..');
 const schemaDir = resolve(root, '../shared/schemas/slack-manifest');
@@ -84,6 +89,18 @@ describe('manifest.yml', () => {
     });
     expect(manifest.settings.event_subscriptions.request_url).toBe('https://YOUR-HOST/slack/events');
     expect(manifest.settings.event_subscriptions.bot_events).toEqual([...SLACK_BOT_EVENTS]);
+  });
+
+  it('subscribes to the messages of public and of private channels, each with its history scope (alert watching)', () => {
+    const events = manifest.settings.event_subscriptions.bot_events;
+    const scopes = manifest.oauth_config.scopes.bot;
+    // Slack sends a private channel's messages as message.groups, and only with groups:history.
+    expect(events).toEqual(expect.arrayContaining(['message.channels', 'message.groups']));
+    expect(scopes).toEqual(expect.arrayContaining(['channels:history', 'groups:history']));
+    for (const [event, scope] of Object.entries(SLACK_EVENT_SCOPES)) {
+      expect(events).toContain(event);
+      expect(scopes).toContain(scope);
+    }
   });
 
   it('asks for exactly the bot scopes the code needs (minimal)', () => {

@@ -72,7 +72,11 @@ async function afterAck(deps: SlackHandlerDeps, name: CommandName, args: Command
     const posted = await postView(deps, args.client, command.channel_id, reply.view, reply.planId);
     if (!posted.ok) {
       count(CommandOutcome.notPosted);
-      await replyEphemeral(deps, args.respond, cannotPostView(posted.code, reply.view));
+      const where = {
+        id: command.channel_id,
+        ...(command.channel_name === undefined ? {} : { name: command.channel_name }),
+      };
+      await replyEphemeral(deps, args.respond, cannotPostView(posted.code, reply.view, where));
       return;
     }
     count(commandReplyOutcome(reply));

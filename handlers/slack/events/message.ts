@@ -1,9 +1,11 @@
 /**
- * `message.channels` (alert watching): new messages in channels the bot was invited to go to the
- * alert watcher when one is wired (`onChannelMessage`), with the text of their attachments (what alert
- * bots such as Alertmanager post). Only new content is read (see CONTENT_SUBTYPES): edits, deletions,
- * joins and Slack's own notices (topic, purpose or name changed, a pin, …) are skipped, and so are the
- * bot's own messages; retries were already deduplicated on `event_id` by the app middleware.
+ * `message.channels` and `message.groups` (alert watching): new messages in public and private channels
+ * the bot was invited to (both arrive as a `message` event; a private channel's says `channel_type:
+ * "group"`, which changes nothing here) go to the alert watcher when one is wired (`onChannelMessage`),
+ * with the text of their attachments (what alert bots such as Alertmanager post). Only new content is
+ * read (see CONTENT_SUBTYPES): edits, deletions, joins and Slack's own notices (topic, purpose or name
+ * changed, a pin, …) are skipped, and so are the bot's own messages; retries were already deduplicated
+ * on `event_id` by the app middleware.
  */
 import type { App } from '@slack/bolt';
 import { z } from 'zod';

@@ -3,11 +3,12 @@
  * (form-encoded, the documented fields) and `block_actions` interactivity payloads (`payload=` JSON
  * in a form body). The signature is Slack's v0 scheme: `X-Slack-Signature: v0=` + hex HMAC-SHA256 of
  * `v0:{timestamp}:{raw body}` with the signing secret, and `X-Slack-Request-Timestamp` in seconds.
- * Response URLs are minted on the fake Slack so replies through them are recorded.
+ * Response URLs are minted on the fake Slack so replies through them are recorded. Messages posted in
+ * a channel go out as Slack's Events API delivers them (`message`): see `message`.
  */
 import { createHmac } from 'node:crypto';
 import { type Agent, request } from 'node:http';
-import type { FakeSlack } from './server.js';
+import type { FakeSlack, MessageDelivery } from './server.js';
 
 /** What the app answered. */
 export interface SlackHttpResult {
@@ -18,6 +19,11 @@ export interface SlackHttpResult {
   /** Wall-clock ms from sending to the full response. */
   readonly ms: number;
 }
+
+/** What `SlackRequests.message` did: Slack delivers a message only to an app subscribed to its event. */
+export type MessageDeliveryResult =
+  | (MessageDelivery & { readonly delivered: false })
+  | (MessageDelivery & SlackHttpResult & { readonly delivered: true });
 
 export interface SignOptions {
   /** Unix seconds to put in the header and the signature (default: now). */
@@ -234,6 +240,23 @@ export class SlackRequests {
       opts,
     );
     return { ...result, responseUrl };
+  }
+
+  /**
+   * A message posted in a channel the bot is in, as Slack's Events API delivers it: a `message` event
+   * with `channel_type` `channel` (subscription `message.channels`) or, in a private channel, `group`
+   * (subscription `message.groups`), `event_ts` equal to its `ts`. When the app does not subscribe to
+   * that event (`FakeSlack.botEvents`), Slack sends nothing: `delivered: false`.
+   */
+  async message(
+    fields: { readonly channel: string; readonly ts: string } & Record<string, unknown>,
+    eventId: string,
+    opts: SignOptions = {},
+  ): Promise<MessageDeliveryResult> {
+    const delivery = this.slack.messageDelivery(fields.channel);
+    if (!this.slack.botEvents.has(delivery.subscription)) return { ...delivery, delivered: false };
+    const event = { type: 'message', ...fields, event_ts: fields.ts, channel_type: delivery.channelType };
+    return { ...delivery, ...(await this.event(event, eventId, opts)), delivered: true };
   }
 
   /** Sends a signed Events API envelope (JSON). */

@@ -12,12 +12,18 @@
  * `conversations.info`), Block Kit limits (`invalid_blocks`, see `blockProblems`), 429 injection with
  * `Retry-After`, calls that hang (`stall`), Socket Mode (`apps.connections.open`, envelopes, acks, and
  * Slack's `disconnect` request), response URLs (5 uses within 30 minutes) and a record of every call
- * with an event emitter so tests wait for a call instead of sleeping.
+ * with an event emitter so tests wait for a call instead of sleeping. It also knows which channels are
+ * private and which bot events the app subscribes to (by default those of `manifest.yml`, what an
+ * operator pastes), so `SlackRequests.message` delivers a channel's message as Slack does: a
+ * `message.channels` event for a public channel, `message.groups` (`channel_type: "group"`) for a
+ * private one, and nothing when the app does not subscribe to that event.
  */
 import { EventEmitter } from 'node:events';
+import { readFileSync } from 'node:fs';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { type WebSocket, WebSocketServer } from 'ws';
+import { parse } from 'yaml';
 import { type Clock, systemClock } from '../../../src/clock.js';
 
 /** One Web API call as the fake saw it. */
@@ -75,6 +81,10 @@ export interface FakeSlackOptions {
   readonly clock?: Clock;
   /** Channel id → name; the bot is a member of each. */
   readonly channels?: Readonly<Record<string, string>>;
+  /** Private channel id → name; the bot was invited to each (also counted in `channels`). */
+  readonly privateChannels?: Readonly<Record<string, string>>;
+  /** The bot events the app subscribes to (default: `manifest.yml`'s `bot_events`). */
+  readonly botEvents?: readonly string[];
   readonly users?: Readonly<Record<string, FakeUser>>;
   /** User group id → member user ids. */
   readonly usergroups?: Readonly<Record<string, readonly string[]>>;
@@ -109,6 +119,20 @@ interface ResponseUrlState {
 }
 
 type Answer = { status: number; body: Record<string, unknown>; headers?: Record<string, string> };
+
+/** The bot events `manifest.yml` subscribes to (what an app created from it gets). */
+export function manifestBotEvents(): string[] {
+  const raw = readFileSync(new URL('../../../manifest.yml', import.meta.url), 'utf8');
+  const manifest = parse(raw) as { settings?: { event_subscriptions?: { bot_events?: unknown } } };
+  const events = manifest.settings?.event_subscriptions?.bot_events;
+  return Array.isArray(events) ? events.filter((e): e is string => typeof e === 'string') : [];
+}
+
+/** How Slack delivers a message of a channel: the event subscription it needs and its `channel_type`. */
+export interface MessageDelivery {
+  readonly subscription: 'message.channels' | 'message.groups';
+  readonly channelType: 'channel' | 'group';
+}
 
 function slackError(error: string, extra: Record<string, unknown> = {}): Answer {
   return { status: 200, body: { ok: false, error, ...extra } };
@@ -276,6 +300,9 @@ export class FakeSlack extends EventEmitter {
   readonly calls: RecordedCall[] = [];
   readonly responses: RecordedResponse[] = [];
   readonly channels = new Map<string, string>();
+  /** Ids of the private channels among `channels`. */
+  readonly privateChannels = new Set<string>();
+  readonly botEvents: ReadonlySet<string>;
   readonly users = new Map<string, FakeUser>();
   readonly usergroups = new Map<string, string[]>();
   private readonly messages = new Map<string, StoredMessage>();
@@ -284,6 +311,8 @@ export class FakeSlack extends EventEmitter {
   private readonly stalls = new Map<string, { remaining: number; seen: number }>();
   /** Set by revokeToken: what every call made with the bot token answers. */
   private tokenError: string | undefined;
+  /** Set by refuse: what every call of a method answers. */
+  private readonly refusals = new Map<string, Answer>();
   private readonly clock: Clock;
   private readonly server: Server;
   private port = 0;
@@ -301,6 +330,11 @@ export class FakeSlack extends EventEmitter {
     this.clock = opts.clock ?? systemClock;
     for (const [id, name] of Object.entries(opts.channels ?? { C0PROD: 'incidents' }))
       this.channels.set(id, name);
+    for (const [id, name] of Object.entries(opts.privateChannels ?? {})) {
+      this.channels.set(id, name);
+      this.privateChannels.add(id);
+    }
+    this.botEvents = new Set(opts.botEvents ?? manifestBotEvents());
     for (const [id, u] of Object.entries(opts.users ?? {})) this.users.set(id, u);
     for (const [id, members] of Object.entries(opts.usergroups ?? {})) this.usergroups.set(id, [...members]);
     this.server = createServer((req, res) => {
@@ -452,6 +486,25 @@ export class FakeSlack extends EventEmitter {
     this.tokenError = error;
   }
 
+  /**
+   * From now on every call of `method` answers `error`, as Slack does for answers no retry changes:
+   * `usergroups.users.list` on a workspace whose plan has no user groups (`plan_upgrade_required`), or a
+   * token without the method's scope (`missing_scope`, with Slack's `needed` and `provided`).
+   */
+  refuse(method: string, error: string, extra: Record<string, unknown> = {}): void {
+    this.refusals.set(method, slackError(error, extra));
+  }
+
+  /**
+   * How Slack delivers a message posted in `channel`: as `message.groups` (`channel_type: "group"`) in
+   * a private channel, as `message.channels` (`channel_type: "channel"`) in a public one.
+   */
+  messageDelivery(channel: string): MessageDelivery {
+    return this.privateChannels.has(channel)
+      ? { subscription: 'message.groups', channelType: 'group' }
+      : { subscription: 'message.channels', channelType: 'channel' };
+  }
+
   stalled(method: string): number {
     return this.stalls.get(method)?.seen ?? 0;
   }
@@ -588,6 +641,7 @@ export class FakeSlack extends EventEmitter {
     if (token === undefined) answer = slackError('not_authed');
     else if (token !== expected) answer = slackError('invalid_auth');
     else if (this.tokenError !== undefined && token === this.token) answer = slackError(this.tokenError);
+    else if (this.refusals.has(method)) answer = this.refusals.get(method) ?? slackError('fatal_error');
     else if (limit && limit.remaining > 0) {
       limit.remaining -= 1;
       answer = {
@@ -791,7 +845,13 @@ export class FakeSlack extends EventEmitter {
           status: 200,
           body: {
             ok: true,
-            channel: { id: channel, name: this.channels.get(channel), is_channel: true, is_member: true },
+            channel: {
+              id: channel,
+              name: this.channels.get(channel),
+              is_channel: true,
+              is_private: this.privateChannels.has(channel),
+              is_member: true,
+            },
           },
         };
       }
