@@ -8,13 +8,12 @@ import type { WebClient } from '@slack/web-api';
 import { logReporter } from '../jobs/worker-main.js';
 import { systemClock, within } from '../src/clock.js';
 import type { Config } from '../src/config.js';
-import { ConfigError } from '../src/errors.js';
 import type { Logger } from '../src/log.js';
 import { createMetrics, type Metrics } from '../src/metrics.js';
 import type { MessageRef, Progress, Reporter, Surface } from '../src/progress.js';
 import { duration } from './connection.js';
 import { createDiscordRestBotFromConfig } from './discord/index.js';
-import { slackFailure, slackStartupDefaults } from './slack/app.js';
+import { slackFailure, slackStartupDefaults, slackTokenRejected } from './slack/app.js';
 import { createReporterClient, SlackReporter } from './slack/reporter.js';
 
 /** How many (job, surface) pairs `compositeReporter` remembers having warned about. */
@@ -121,18 +120,6 @@ export function compositeReporter(
 }
 
 /**
- * The start-up error for a bot token Slack rejected (`code`: Slack's error, e.g. `invalid_auth`): the
- * words of the bot process's own check (handlers/slack/app.ts, SlackStartup), so that `npm start` and
- * `npm run worker` tell the operator the same thing.
- */
-export function slackTokenRejected(code: string): ConfigError {
-  return new ConfigError(
-    `SLACK_BOT_TOKEN: Slack rejected the bot token (${code}). Copy the Bot User OAuth Token (xoxb-…) from OAuth & Permissions in the Slack app's settings (reinstall the app if the token was revoked).`,
-    { key: 'SLACK_BOT_TOKEN', code },
-  );
-}
-
-/**
  * `npm run worker`'s check of SLACK_BOT_TOKEN, as the bot's start-up makes it: `auth.test`, classified
  * by the bot's `slackFailure`, waiting `waitMs` at most. A token Slack rejects is a ConfigError naming
  * SLACK_BOT_TOKEN; a Slack that cannot be reached or does not answer in time is logged and start-up goes
@@ -149,7 +136,7 @@ async function checkSlackToken(client: WebClient, logger: Logger, waitMs: number
     logger.info({ surface: 'slack' }, 'slack: bot token accepted');
     return;
   }
-  if (answer?.failure.kind === 'rejected') throw slackTokenRejected(answer.failure.code);
+  if (answer?.failure.kind === 'rejected') throw slackTokenRejected('SLACK_BOT_TOKEN', answer.failure.code);
   const problem = answer === undefined ? `no answer within ${duration(waitMs)}` : answer.failure.code;
   logger.error(
     { surface: 'slack', problem },

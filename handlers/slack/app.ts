@@ -166,6 +166,19 @@ export function boltLogger(logger: Logger): SlackLogger {
   };
 }
 
+/**
+ * The configuration error of a token Slack rejected (`invalid_auth`, `token_revoked`, …): names the
+ * variable and where its right value is. The bot's start-up and `npm run worker` say the same.
+ */
+export function slackTokenRejected(key: 'SLACK_BOT_TOKEN' | 'SLACK_APP_TOKEN', code: string): ConfigError {
+  return new ConfigError(
+    key === 'SLACK_BOT_TOKEN'
+      ? `SLACK_BOT_TOKEN: Slack rejected the bot token (${code}). Copy the Bot User OAuth Token (xoxb-…) from OAuth & Permissions in the Slack app's settings (reinstall the app if the token was revoked).`
+      : `SLACK_APP_TOKEN: Slack rejected the app-level token (${code}). Create one under Basic Information → App-Level Tokens with the connections:write scope (xapp-…), or unset SLACK_APP_TOKEN to use HTTP mode.`,
+    { key, code },
+  );
+}
+
 /** How often at most the signature-mismatch warning is logged (a burst of requests gives one line). */
 export const SIGNATURE_WARNING_INTERVAL_MS = 60_000;
 
@@ -455,12 +468,7 @@ class SlackStartup {
   private failed(failure: SlackFailure, key: 'SLACK_BOT_TOKEN' | 'SLACK_APP_TOKEN'): void {
     this.lastFailureAt = systemClock.now();
     if (failure.kind === 'rejected') {
-      const error = new ConfigError(
-        key === 'SLACK_BOT_TOKEN'
-          ? `SLACK_BOT_TOKEN: Slack rejected the bot token (${failure.code}). Copy the Bot User OAuth Token (xoxb-…) from OAuth & Permissions in the Slack app's settings (reinstall the app if the token was revoked).`
-          : `SLACK_APP_TOKEN: Slack rejected the app-level token (${failure.code}). Create one under Basic Information → App-Level Tokens with the connections:write scope (xapp-…), or unset SLACK_APP_TOKEN to use HTTP mode.`,
-        { key, code: failure.code },
-      );
+      const error = slackTokenRejected(key, failure.code);
       this.rejectedKey = key;
       this.conn.rejected(failure.code, error);
       this.deps.logger.error({ key, code: failure.code }, error.message);
