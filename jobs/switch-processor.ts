@@ -422,8 +422,76 @@ function stepsOf(p: Progress): string {
   return `${p.steps.map((s) => `${s.step}:${s.state}`).join(',')}|${p.outcome ?? ''}`;
 }
 
-function describeTraffic(traffic: readonly Traffic[]): string {
-  return traffic.map((t) => `${t.hostname} → ${t.deploymentId ?? 'no answer'}`).join(', ');
+/**
+ * Longest reason a failed step's detail keeps: the steps come before the final message in a Discord
+ * description (4096 characters), so a long reason must not push where traffic is now out of it.
+ */
+const STEP_DETAIL_MAX = 1000;
+
+/** How many domains a message or step detail names before it counts the rest. */
+const NAMED_DOMAINS = 5;
+
+/**
+ * Characters the named domains of one message may take (hostnames run to 253 characters): with the
+ * sentences around them a message stays within an audit entry (`AUDIT_MESSAGE_MAX`), a Slack section
+ * and a Discord description, even once escaped for them.
+ */
+const NAMED_DOMAINS_ROOM = 700;
+
+/** "shop.acme.com → dpl_1" (or "→ no answer" when it did not answer). */
+function describeTraffic(t: Traffic): string {
+  return `${t.hostname} → ${t.deploymentId ?? 'no answer'}`;
+}
+
+/**
+ * `traffic` for a sentence: the first `NAMED_DOMAINS` domains (fewer when they would take more than
+ * `room` characters; always one), then "… and 245 more". The job's traffic list (the view's "Where
+ * traffic is now" block) keeps every domain: a message listed all of them, and with hundreds a chat
+ * surface or the audit log cut it before the sentences after it.
+ */
+function nameTraffic(traffic: readonly Traffic[], room = NAMED_DOMAINS_ROOM): string {
+  const listed: string[] = [];
+  let used = 0;
+  for (const t of traffic.slice(0, NAMED_DOMAINS)) {
+    const item = describeTraffic(t);
+    const cost = item.length + (listed.length > 0 ? 2 : 0);
+    if (listed.length > 0 && used + cost > room) break;
+    listed.push(item);
+    used += cost;
+  }
+  const rest = traffic.length - listed.length;
+  if (rest > 0) listed.push(`… and ${rest} more`);
+  return listed.join(', ');
+}
+
+/**
+ * `verify_timeout`: some domains are not on the target when verification's time is up. `headline` says
+ * how many; `named` (a sentence) names a few of them. The job's final message says where traffic is now
+ * between the two (`endMessage`); the step's detail and the logs have both (the error's message).
+ */
+class VerifyTimeoutError extends SyError {
+  constructor(
+    readonly headline: string,
+    readonly named: string,
+    traffic: readonly Traffic[],
+  ) {
+    super('verify_timeout', `${headline} ${named}`, { retry: false, context: { traffic } });
+  }
+}
+
+/**
+ * A failed or stale job's final message: `reason`, then `where` (where traffic is now, and for a stale
+ * plan that nothing was done), then `named` (a few of the domains the reason counts, if any), within
+ * `AUDIT_MESSAGE_MAX`. Where traffic is now comes before any list of domains and is never what gets cut:
+ * the list goes first, then the reason is shortened (ending in `…`; a stale plan's reason names up to
+ * 20 hostnames), so neither the audit entry nor a chat surface's limits lose it.
+ */
+function endMessage(reason: string, where: string, named?: string): string {
+  const head = `${reason} ${where}`;
+  const full = named === undefined ? head : `${head} ${named}`;
+  if (full.length <= AUDIT_MESSAGE_MAX) return full;
+  if (head.length <= AUDIT_MESSAGE_MAX) return clipMessage(full, AUDIT_MESSAGE_MAX);
+  return `${clipMessage(reason, Math.max(1, AUDIT_MESSAGE_MAX - where.length - 1))} ${where}`;
 }
 
 function whereTraffic(snapshot: EnvironmentSnapshot): string {
@@ -1058,8 +1126,7 @@ async function runLocked(
     const succeeded = audit({
       event: 'succeeded',
       actor: data.requestedBy,
-      // With many domains the chat message lists more than an audit entry keeps: name as many as fit.
-      message: successMessage(data, traffic, snapshot, deps.platform.probe !== undefined, AUDIT_MESSAGE_MAX),
+      message: tracker.progress.message,
     });
     // Traffic is verified: the environment is released and the final state and audit entry go out at
     // once. The job completes as soon as every chat message known to it shows the final state (BullMQ
@@ -1120,9 +1187,12 @@ async function runLocked(
     // notices would then announce this job's own move as made outside Switchyard. Not retried.
     const overtaken = switchDone && err.code === RefusalCode.planStale;
     const outcome = overtaken || (afterAccepted && outcomeOf(err) === 'refused') ? 'failed' : outcomeOf(err);
+    // A verify_timeout names a few of the domains not on the target: after where traffic is now.
+    const named = err instanceof VerifyTimeoutError ? err : undefined;
+    const reason = named?.headline ?? said;
     let message = lastAndOurs
-      ? `${said} That was its last attempt: the ${data.action} is given up, and if the platform had started it, it may still complete. Check where traffic is before trying again.`
-      : said;
+      ? `${reason} That was its last attempt: the ${data.action} is given up, and if the platform had started it, it may still complete. Check where traffic is before trying again.`
+      : reason;
     // The platform may have started the switch (a 5xx, a timeout or a network error on the call, or an
     // operation still running): it may still complete, whatever traffic is on right now.
     const mayStillComplete =
@@ -1148,14 +1218,15 @@ async function runLocked(
       // A stale plan's sentence says what changed; where traffic is now, and that nothing was done
       // (unless an earlier attempt asked the platform to switch: its sentence says so), end it.
       const nothing = message.includes('This job does nothing more.') ? '' : ' Nothing was done.';
-      message = `${message.replace(/ Nothing was done\.$/, '')} ${where}${nothing}`;
+      message = endMessage(message.replace(/ Nothing was done\.$/, ''), `${where}${nothing}`);
     } else {
-      message = `${message} ${where}`;
+      message = endMessage(message, where, named?.named);
     }
     if ((err.code === 'verify_timeout' || overtaken) && Array.isArray(err.context.traffic)) {
       tracker.progress.traffic = err.context.traffic as Traffic[];
     }
-    tracker.endRunning('failed', said);
+    // The step says why it failed; a reason naming many long hostnames is cut, not the chat message.
+    tracker.endRunning('failed', clipMessage(said, STEP_DETAIL_MAX));
     tracker.progress.outcome = outcome;
     tracker.progress.code = err.code;
     tracker.progress.message = message;
@@ -1536,12 +1607,13 @@ async function verifyTraffic(
     const left = deadline - deps.clock.now();
     if (left <= 0) {
       const off = traffic.filter((t) => !t.ok);
-      throw new SyError(
-        'verify_timeout',
+      const after = Math.round(deps.verify.timeoutMs / 1000);
+      throw new VerifyTimeoutError(
         routes
-          ? `The platform reports the ${data.action} done, but after ${Math.round(deps.verify.timeoutMs / 1000)}s its routing still sends ${off.length} of ${domainCount(traffic.length)} elsewhere than ${data.targetId}: ${describeTraffic(off)}.`
-          : `The platform reports the ${data.action} done, but after ${Math.round(deps.verify.timeoutMs / 1000)}s ${off.length} of ${domainCount(traffic.length)} ${off.length === 1 ? 'does' : 'do'} not answer from ${data.targetId}: ${describeTraffic(off)}.`,
-        { retry: false, context: { traffic } },
+          ? `The platform reports the ${data.action} done, but after ${after}s its routing still sends ${off.length} of ${domainCount(traffic.length)} elsewhere than ${data.targetId}.`
+          : `The platform reports the ${data.action} done, but after ${after}s ${off.length} of ${domainCount(traffic.length)} ${off.length === 1 ? 'does' : 'do'} not answer from ${data.targetId}.`,
+        `Not on ${data.targetId}: ${nameTraffic(off)}.`,
+        traffic,
       );
     }
     await deps.clock.sleep(Math.min(deps.verify.intervalMs, left), signal);
@@ -1579,15 +1651,14 @@ function domainCount(n: number): string {
 }
 
 /**
- * The success sentence. With `maxLength`, the per-domain list names as many domains as fit and counts
- * the rest (`… and 12 more`), so the sentence stays whole (the audit log keeps `AUDIT_MESSAGE_MAX`).
+ * The success sentence. Its list of domains names a few and counts the rest (`… and 295 more`: the
+ * view's domain list has all of them), so the sentence stays whole in chat and in the audit log.
  */
 function successMessage(
   data: SwitchJobData,
   traffic: readonly Traffic[],
   snapshot: EnvironmentSnapshot,
   probed: boolean,
-  maxLength = Number.POSITIVE_INFINITY,
 ): string {
   const verb = data.action === 'rollback' ? 'Rolled back' : 'Promoted';
   const after =
@@ -1608,20 +1679,5 @@ function successMessage(
     : traffic.length === 1
       ? `${verb} ${data.environment} to ${data.targetId}: the platform routes its 1 domain to it (`
       : `${verb} ${data.environment} to ${data.targetId}: the platform routes all ${traffic.length} domains to it (`;
-  const tail = `). ${after}${where}`;
-  const full = `${head}${describeTraffic(traffic)}${tail}`;
-  if (full.length <= maxLength) return full;
-  // Room for the list, keeping some for the "… and N more" that ends it.
-  const room = maxLength - head.length - tail.length - ', … and 00000 more'.length;
-  const listed: string[] = [];
-  let used = 0;
-  for (const t of traffic) {
-    const item = describeTraffic([t]);
-    const cost = item.length + (listed.length > 0 ? 2 : 0);
-    if (used + cost > room) break;
-    listed.push(item);
-    used += cost;
-  }
-  const more = `… and ${traffic.length - listed.length} more`;
-  return clipMessage(`${head}${[...listed, more].join(', ')}${tail}`, maxLength);
+  return `${head}${nameTraffic(traffic)}). ${after}${where}`;
 }

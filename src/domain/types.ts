@@ -114,6 +114,13 @@ export interface EnvironmentSnapshot {
    * correlation reads this.
    */
   readonly derivedLive?: DerivedLive;
+  /**
+   * Set when the adapter stopped listing deployments at its read limit (`maxDeployments`, 500 by
+   * default) with more left on the platform: `deployments` holds the newest ones read (plus the
+   * current one when it is older), so their number is not the environment's total. Views then say
+   * "500+ deployments" and "of the 500 deployments read". Absent when every deployment was read.
+   */
+  readonly deploymentsTruncated?: true;
   /** Unix ms at which the snapshot was taken. */
   readonly readAt: number;
 }

@@ -57,6 +57,8 @@ const blockSchema = z.discriminatedUnion('type', [
   z.object({
     type: z.literal('rows'),
     total: z.number().int(),
+    /** `total` is only how many deployments the platform adapter read: the environment has more. */
+    truncated: z.literal(true).optional(),
     rows: z.array(
       z.object({
         id: z.string(),
@@ -150,6 +152,7 @@ function block(b: ViewBlock): ConsoleBlock {
       return {
         type: 'rows',
         total: b.total,
+        ...(b.truncated ? { truncated: true as const } : {}),
         rows: b.rows.map((r) => ({
           id: r.card.id,
           markers: [...r.markers],

@@ -14,7 +14,7 @@ import type {
   APIEmbedField,
 } from 'discord-api-types/v10';
 import { assertNever } from '../domain/types.js';
-import { fitLines, truncate } from './format.js';
+import { fitLines, shownOf, truncate } from './format.js';
 import type {
   ButtonView,
   DeploymentCard,
@@ -256,11 +256,7 @@ function collect(view: MessageView, maxItems: number): EmbedParts {
           parts.fields.push(rowField(row));
           parts.rowButtons.push(...row.buttons);
         }
-        if (block.total > block.rows.length) {
-          parts.description.push(
-            `*Showing ${block.rows.length} of ${block.total} deployments (the most recent and the live one).*`,
-          );
-        }
+        if (block.total > block.rows.length || block.truncated) parts.description.push(`*${shownOf(block)}*`);
         break;
       case 'usage':
         parts.description.push(`**Usage:** ${code(discordUsage(block.command, block.args))}`);

@@ -2,7 +2,7 @@
  * Text helpers shared by the view model and the renderers: durations, timestamps, span builders,
  * and length-safe truncation. Pure; times are passed in (never read from the system clock).
  */
-import type { Rich, Span, UsageArg } from './types.js';
+import type { Rich, Span, UsageArg, ViewBlock } from './types.js';
 
 /** A plain span. */
 export function t(text: string): Span {
@@ -113,4 +113,16 @@ export function fitLines<T>(
 /** The usage line of a slash command: `/rollback <environment> [deployment-id]`. */
 export function usageLine(command: string, args: readonly UsageArg[]): string {
   return `/${command} ${args.map((a) => (a.required ? `<${a.placeholder}>` : `[${a.placeholder}]`)).join(' ')}`;
+}
+
+/**
+ * The line under a limited deployment list: "Showing 10 of 25 deployments (…)", or, when the platform
+ * adapter stopped reading at its limit, "Showing 10 of the 500 deployments read (…); more exist": 500 is
+ * then only how many were read.
+ */
+export function shownOf(block: Extract<ViewBlock, { type: 'rows' }>): string {
+  const which = '(the most recent and the live one)';
+  return block.truncated
+    ? `Showing ${block.rows.length} of the ${block.total} deployments read ${which}; more exist.`
+    : `Showing ${block.rows.length} of ${block.total} deployments ${which}.`;
 }

@@ -922,9 +922,22 @@ export function deploymentsView(snapshot: EnvironmentSnapshot, opts: Deployments
     };
   });
 
-  blocks.push({ type: 'rows', rows, total: snapshot.deployments.length });
-  if (snapshot.deployments.length === 0) {
-    blocks.push({ type: 'text', spans: [t(`No deployments in ${env.slug} yet.`)] });
+  // An adapter that stopped reading at its limit (deploymentsTruncated) read the newest deployments
+  // only: how many it read is not the environment's total, and is never said as one.
+  const truncated = snapshot.deploymentsTruncated === true;
+  const read = snapshot.deployments.length;
+  blocks.push({ type: 'rows', rows, total: read, ...(truncated ? { truncated } : {}) });
+  if (read === 0) {
+    blocks.push({
+      type: 'text',
+      spans: [
+        t(
+          truncated
+            ? `No deployment of ${env.slug} among the newest deployments read; the platform has more.`
+            : `No deployments in ${env.slug} yet.`,
+        ),
+      ],
+    });
   }
 
   const routes = opts.routing.filter((r) => r.environment === env.slug);
@@ -941,16 +954,14 @@ export function deploymentsView(snapshot: EnvironmentSnapshot, opts: Deployments
   const audit = [...opts.audit].sort((a, z) => z.at - a.at).slice(0, auditLimit);
   blocks.push({
     type: 'list',
-    label:
-      opts.audit.length > audit.length
-        ? `Recent activity (latest ${audit.length} of ${opts.audit.length})`
-        : 'Recent activity',
+    // `opts.audit` is the window of entries read (Flow's recentAudit), not the history's size: no total.
+    label: opts.audit.length > audit.length ? `Recent activity (latest ${audit.length})` : 'Recent activity',
     items: audit.map(auditItem),
     empty: 'No Switchyard activity recorded yet.',
   });
 
   const title = `Deployments · ${env.slug} (${snapshot.project.name})`;
-  const summary = `${env.slug}: ${current === undefined ? 'nothing live' : `${current.id} is live`}${env.rolledBack ? ' (rolled back)' : ''}; ${snapshot.deployments.length} deployment(s).`;
+  const summary = `${env.slug}: ${current === undefined ? 'nothing live' : `${current.id} is live`}${env.rolledBack ? ' (rolled back)' : ''}; ${truncated ? `${read}+ deployments` : `${read} deployment(s)`}.`;
   return {
     kind: 'deployments',
     tone: env.rolledBack ? 'warning' : 'neutral',

@@ -17,7 +17,7 @@ import type {
   SectionBlock,
 } from '@slack/types';
 import { assertNever } from '../domain/types.js';
-import { fitLines, truncate, usageLine } from './format.js';
+import { fitLines, shownOf, truncate, usageLine } from './format.js';
 import type {
   ButtonView,
   DeploymentCard,
@@ -266,13 +266,7 @@ function renderBlock(block: ViewBlock, maxItems: number): KnownBlock[] {
     case 'rows': {
       const out: KnownBlock[] = [];
       for (const row of block.rows) out.push(...rowBlocks(row));
-      if (block.total > block.rows.length) {
-        out.push(
-          context(
-            `Showing ${block.rows.length} of ${block.total} deployments (the most recent and the live one).`,
-          ),
-        );
-      }
+      if (block.total > block.rows.length || block.truncated) out.push(context(shownOf(block)));
       return out;
     }
     case 'usage':

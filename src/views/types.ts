@@ -129,6 +129,11 @@ export type ViewBlock =
       readonly rows: readonly DeploymentRow[];
       /** Total deployments known; more than `rows.length` when the list was limited to recent ones. */
       readonly total: number;
+      /**
+       * `total` is only how many the platform adapter read (it stops at its read limit): the
+       * environment has more. Renderers say "of the 500 deployments read" then, never "of 500".
+       */
+      readonly truncated?: true;
     }
   | { readonly type: 'usage'; readonly command: string; readonly args: readonly UsageArg[] };
 

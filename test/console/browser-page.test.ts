@@ -579,4 +579,17 @@ describe('on a platform without simulated pushes (Unkey)', () => {
       await p.close();
     }
   });
+
+  it('/deployments with more deployments than Switchyard reads says the platform has more', async () => {
+    // 510 deployments: the adapter reads the newest 500 (its maxDeployments) and says it stopped there.
+    for (let i = 0; i < 508; i++) unkey.push({ ...prodEnv, branch: 'main' });
+    const p = await open(`http://127.0.0.1:${app.port}/`);
+    try {
+      const reply = await send(p, '/deployments production', 'deployments');
+      await reply.getByText('the platform has more than the 500 read').waitFor();
+      expect(await reply.getByText('older deployments not shown', { exact: false }).count()).toBe(0);
+    } finally {
+      await p.close();
+    }
+  });
 });

@@ -901,7 +901,7 @@ describe('jobs waiting for their environment', () => {
 });
 
 describe('audit of a switch with many domains', () => {
-  it('keeps the succeeded entry of a 42-domain rollback, naming as many domains as fit', async () => {
+  it('a 42-domain rollback names five domains in its message and succeeded entry, counting the rest', async () => {
     const clock = new ManualClock();
     const seed = jobsSeed(1, clock.now()) as { domains: unknown[] };
     for (let i = 0; i < 40; i++) {
@@ -933,22 +933,74 @@ describe('audit of a switch with many domains', () => {
     const { jobId } = await queue.enqueue(jobData(plan, clock.now()));
     const final = await queue.waitForEnd(jobId);
     expect(final?.outcome).toBe('succeeded');
-    expect(final?.message?.length).toBeGreaterThan(AUDIT_MESSAGE_MAX);
+    // Every domain is in the traffic list (the view shows it); the sentence names five of them.
+    expect(final?.traffic).toHaveLength(42);
+    const said = final?.message ?? '';
+    expect(said).toMatch(
+      new RegExp(
+        `^Rolled back env0 to ${plan.target.id}: all 42 domains answer from it \\(app\\.env0\\.test → `,
+      ),
+    );
+    expect(said.match(/ → /g)).toHaveLength(5);
+    expect(said).toMatch(
+      /, … and 37 more\)\. Automatic deploys are paused until a deployment is promoted\.$/,
+    );
     // The worker's close waits for the audit entry it sent after the job completed.
     await worker.close();
 
     const entries = await audit.recent('env0', 10);
     expect(entries.map((a) => a.event)).toEqual(['succeeded', 'started', 'requested']);
-    const message = entries[0]?.message ?? '';
-    expect(message.length).toBeLessThanOrEqual(AUDIT_MESSAGE_MAX);
-    expect(message).toMatch(
-      new RegExp(
-        `^Rolled back env0 to ${plan.target.id}: all 42 domains answer from it \\(app\\.env0\\.test → `,
-      ),
-    );
-    expect(message).toMatch(
-      /, … and \d+ more\)\. Automatic deploys are paused until a deployment is promoted\.$/,
-    );
+    // The audit entry keeps the whole sentence, as said in chat.
+    expect(entries[0]?.message).toBe(said);
+    expect(said.length).toBeLessThanOrEqual(AUDIT_MESSAGE_MAX);
+  });
+
+  it('a stale plan naming many long hostnames keeps where traffic is now in its message, step and audit entry', async () => {
+    // The plan's domains changed by 12 hostnames of ~200 characters: the reason names ten of them
+    // (src/domain/plan.ts), more than an audit entry keeps, and where traffic is now came after it.
+    const clock = new ManualClock();
+    const seed = jobsSeed(1, clock.now()) as { domains: unknown[] };
+    const long = (i: number) => `${'a'.repeat(60)}.${'b'.repeat(60)}.${'c'.repeat(60)}.tenant-${i}.test`;
+    for (let i = 0; i < 12; i++) {
+      seed.domains.push({
+        hostname: long(i),
+        stickiness: 'environment',
+        environment: 'env0',
+        deploymentId: seedIds(0).current,
+      });
+    }
+    const local = await LocalPlatform.open({ clock, seed, maintenance: false });
+    cleanup.add(() => local.close());
+    const redis = createRedis(redisUrl());
+    cleanup.add(() => redis.quit());
+    const audit = new AuditLog(redis, { prefix: uniqueName('audit') });
+    const queueName = uniqueName('switch');
+    const queue = new SwitchQueue({ redisUrl: redisUrl(), queueName, audit });
+    cleanup.add(() => queue.close());
+    cleanup.add(() => queue.obliterate());
+    const worker = await startTestWorker(cleanup, {
+      queueName,
+      platform: local,
+      reporter: new RecordingReporter(),
+      audit,
+    });
+
+    const plan = await planFor(local, 'env0', 'rollback', clock.now());
+    const data = jobData(plan, clock.now());
+    // The job carries the domains its approvers saw: not the 12 long ones.
+    const { jobId } = await queue.enqueue({ ...data, domains: [...seedDomains(0)] });
+    const final = await queue.waitForEnd(jobId);
+    expect(final?.outcome).toBe('stale');
+    const said = final?.message ?? '';
+    expect(said).toMatch(/^env0 changed since this plan was made: the rollback would now also move a{60}\./);
+    expect(said).toMatch(new RegExp(`… env0 is serving ${seedIds(0).current}\\. Nothing was done\\.$`));
+    expect(said.length).toBeLessThanOrEqual(AUDIT_MESSAGE_MAX);
+    const step = final?.steps.find((st) => st.state === 'failed');
+    expect(step?.detail?.length).toBeLessThanOrEqual(1000);
+    expect(step?.detail).toMatch(/^env0 changed since this plan was made: .*…$/);
+    await worker.close();
+    const entry = (await audit.recent('env0', 10)).find((e) => e.event === 'refused');
+    expect(entry?.message).toBe(said);
   });
 });
 
@@ -1260,7 +1312,9 @@ describe('what a failed or stale switch says at its end is true of the platform'
       { hostname: a, deploymentId: old, ok: false },
       { hostname: b, deploymentId: target, ok: true },
     ]);
-    expect(final?.message).toContain(`1 of 2 domains does not answer from ${target}: ${a} → ${old}.`);
+    expect(final?.message).toBe(
+      `The platform reports the rollback done, but after 0s 1 of 2 domains does not answer from ${target}. env0 is serving ${target} (rolled back: automatic deploys paused). Not on ${target}: ${a} → ${old}.`,
+    );
     expect(final?.message).not.toContain(`${b} →`);
   });
 
@@ -1286,7 +1340,7 @@ describe('what a failed or stale switch says at its end is true of the platform'
     expect(final?.code).toBe('verify_timeout');
     expect(final?.traffic.find((t) => t.hostname === a)).toEqual({ hostname: a, ok: false });
     expect(final?.message).toContain(
-      `2 of 2 domains do not answer from ${plan.target.id}: ${a} → no answer,`,
+      `2 of 2 domains do not answer from ${plan.target.id}. env0 is serving ${plan.target.id} (rolled back: automatic deploys paused). Not on ${plan.target.id}: ${a} → no answer,`,
     );
   });
 

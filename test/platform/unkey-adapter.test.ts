@@ -207,6 +207,23 @@ describe('UnkeyPlatform reads', () => {
     expect(server.requests.length - before).toBe(2);
   });
 
+  it('says when it stopped at maxDeployments with more left (deploymentsTruncated), not when it read them all', async () => {
+    // Review case: with 1 200 deployments /deployments said "Showing 10 of 500 deployments": the read
+    // limit presented as the environment's total.
+    const all = makePlatform(KEY, { pageSize: 2, maxDeployments: 3 });
+    const whole = await all.snapshot('production');
+    // Exactly as many as the maximum, none left: all were read.
+    expect(whole.deployments).toHaveLength(3);
+    expect(whole.deploymentsTruncated).toBeUndefined();
+    // Five: paging stops after the second page of two (4 read, at least the maximum) with one left.
+    server.push({ ...prodEnv, branch: 'feature-x' });
+    server.push({ ...prodEnv, branch: 'feature-y' });
+    const partial = await all.snapshot('production');
+    expect(partial.deployments).toHaveLength(4);
+    expect(partial.deploymentsTruncated).toBe(true);
+    await all.close();
+  });
+
   it('without `app`, finds the app once and then lists the environment with all three filters', async () => {
     server.push({ ...previewEnv, branch: 'feature-x' });
     const noApp = makePlatform(KEY, {
@@ -269,6 +286,8 @@ describe('UnkeyPlatform reads', () => {
     const snap = await noApp.snapshot('production');
     expect(snap.environment.currentDeploymentId).toBeUndefined();
     expect(snap.deployments).toEqual([]);
+    // No deployment of it among those read, but more are left: not "none".
+    expect(snap.deploymentsTruncated).toBe(true);
     const warned = lines.filter((l) => l.includes('no current deployment among the deployments read'));
     expect(warned).toHaveLength(1);
     expect(warned[0]).toContain('raise maxDeployments');

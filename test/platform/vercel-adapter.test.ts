@@ -160,6 +160,25 @@ describe('VercelPlatform reads', () => {
     expect(server.requests.some((r) => r.path === `/v13/deployments/${d1}`)).toBe(true);
   });
 
+  it('says when it stopped at maxDeployments with more left (deploymentsTruncated), not when it read them all', async () => {
+    // Review case: with 1 200 deployments /deployments said "Showing 10 of 500 deployments": the read
+    // limit presented as the environment's total.
+    const { clock, server, platform, projectId } = await setup({ pageSize: 2, maxDeployments: 4 });
+    for (let i = 0; i < 2; i++) {
+      await clock.advance(1_000);
+      server.deploy({ project: projectId });
+    }
+    // Exactly as many as the maximum, none left: all were read.
+    const all = await platform.snapshot('production');
+    expect(all.deployments).toHaveLength(4);
+    expect(all.deploymentsTruncated).toBeUndefined();
+    await clock.advance(1_000);
+    server.deploy({ project: projectId });
+    const capped = await platform.snapshot('production');
+    expect(capped.deployments).toHaveLength(4);
+    expect(capped.deploymentsTruncated).toBe(true);
+  });
+
   it('leaves domains awaiting verification out of snapshots, plans and routing (Vercel uses them as no alias)', async () => {
     const lines: string[] = [];
     const logger = createLogger({

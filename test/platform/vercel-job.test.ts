@@ -6,12 +6,17 @@
  * running) retried until it goes through; and a Vercel refusal ending the job without retries.
  */
 import { afterEach, describe, expect, it } from 'vitest';
+import { AUDIT_MESSAGE_MAX, AuditLog } from '../../src/audit.js';
 import { systemClock } from '../../src/clock.js';
 import { buildPlan } from '../../src/domain/plan.js';
 import { VercelPlatform } from '../../src/platform/vercel/adapter.js';
+import { createRedis } from '../../src/redis.js';
+import { escapeDiscord, renderDiscord } from '../../src/views/discord.js';
+import { progressView } from '../../src/views/model.js';
+import { renderSlack } from '../../src/views/slack.js';
 import { VercelFakeServer } from '../fakes/vercel-server.js';
 import { Cleanup, jobData, RecordingReporter } from '../jobs/fixtures/harness.js';
-import { uniqueName } from '../support/redis.js';
+import { redisUrl, uniqueName } from '../support/redis.js';
 import { openTestQueue, startTestWorker } from '../support/switch-worker.js';
 
 const TOKEN = 'vcp_jobTestToken0123456789abcdef';
@@ -21,7 +26,11 @@ const cleanup = new Cleanup();
 afterEach(() => cleanup.run());
 
 async function setup(
-  opts: { verifyTimeoutMs?: number; domains?: readonly { name: string; verified?: boolean }[] } = {},
+  opts: {
+    verifyTimeoutMs?: number;
+    domains?: readonly { name: string; verified?: boolean }[];
+    audit?: AuditLog;
+  } = {},
 ) {
   // Alias jobs finish only when the test says so; the worker polls on real time (5 ms), never sleeping in tests.
   const server = await VercelFakeServer.start({ clock: systemClock, tokens: { [TOKEN]: [TEAM] } });
@@ -52,6 +61,7 @@ async function setup(
     verify: { timeoutMs: opts.verifyTimeoutMs ?? 5_000, intervalMs: 5 },
     retry: { baseDelayMs: 20, maxDelayMs: 50 },
     lockRetryMs: 200,
+    ...(opts.audit === undefined ? {} : { audit: opts.audit }),
   });
   return { server, platform, queue, reporter, projectId, d1, d2 };
 }
@@ -103,6 +113,56 @@ describe('Vercel adapter in a switch job', () => {
     expect(traffic.get('shop.acme.com')).toMatchObject({ ok: false, deploymentId: d2 });
     expect(traffic.get('acme-web.vercel.app')).toMatchObject({ ok: true, deploymentId: d1 });
     expect(final?.steps.find((s) => s.step === 'verifying')?.state).toBe('failed');
+  });
+
+  it('a verify_timeout over 250 of 300 domains says where traffic is now before naming a few of them', async () => {
+    // Review case: every domain not on the target was listed (17 482 characters) before "production is
+    // serving …", which Slack's 3000-character sections, Discord's 4096-character description and the
+    // audit entry's 2000 characters all cut off.
+    const redis = createRedis(redisUrl());
+    cleanup.add(() => redis.quit());
+    const audit = new AuditLog(redis, { prefix: uniqueName('vercel-audit') });
+    const names = Array.from(
+      { length: 300 },
+      (_, k) => `shop-${String(k).padStart(3, '0')}.customer-domain.example.com`,
+    );
+    const { server, platform, queue, reporter, projectId, d1, d2 } = await setup({
+      verifyTimeoutMs: 300,
+      domains: names.map((name) => ({ name })),
+      audit,
+    });
+    const snap = await platform.snapshot('production');
+    const plan = buildPlan(snap, { action: 'rollback', target: d1, now: Date.now() });
+    if (!plan.ok) throw new Error(plan.refusal.message);
+    const { jobId } = await queue.enqueue(jobData(plan.value, Date.now()));
+    await reporter.waitFor((p) => p.jobId === jobId && p.operationId !== undefined);
+    for (const n of names.slice(0, 250)) server.leaveAliasBehind(projectId, n);
+    server.finishAliasJob(projectId);
+    const final = await queue.waitForEnd(jobId);
+    if (final === undefined) throw new Error('the job did not end');
+
+    expect(final.code).toBe('verify_timeout');
+    // Every domain is in the traffic list; the message counts them, says where traffic is, then names five.
+    expect(final.traffic.filter((t) => !t.ok)).toHaveLength(250);
+    const where = `production is serving ${d1} (rolled back: automatic deploys paused).`;
+    expect(final.message).toMatch(
+      new RegExp(
+        `^The platform reports the rollback done, but after 0s its routing still sends 250 of \\d+ domains elsewhere than ${d1}\\. ${where.replace(/[().]/g, '\\$&')} Not on ${d1}: `,
+      ),
+    );
+    expect(final.message?.match(/ → /g)).toHaveLength(5);
+    expect(final.message).toContain(`customer-domain.example.com → ${d2}, … and 245 more.`);
+    expect(final.message?.length).toBeLessThan(AUDIT_MESSAGE_MAX);
+    // The verifying step's detail names the same five.
+    const detail = final.steps.find((s) => s.step === 'verifying')?.detail ?? '';
+    expect(detail.match(/ → /g)).toHaveLength(5);
+    expect(detail).toMatch(/, … and 245 more\.$/);
+
+    const view = progressView(final, plan.value);
+    expect(JSON.stringify(renderSlack(view).blocks)).toContain(where);
+    expect(renderDiscord(view).embeds[0]?.description).toContain(escapeDiscord(where));
+    const entry = (await audit.recent('production', 5)).find((e) => e.event === 'failed');
+    expect(entry?.message).toBe(final.message);
   });
 
   it('succeeds on a project with a domain awaiting verification: it has no alias and is not waited for', async () => {

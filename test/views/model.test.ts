@@ -6,6 +6,7 @@ import type { EnvironmentSnapshot } from '../../src/domain/types.js';
 import type { Progress } from '../../src/progress.js';
 import { parseAction } from '../../src/views/actions.js';
 import { renderConsole } from '../../src/views/console.js';
+import { renderDiscord } from '../../src/views/discord.js';
 import {
   type AuditEntryLike,
   type ConfirmationState,
@@ -17,6 +18,7 @@ import {
   refusalView,
   usageView,
 } from '../../src/views/model.js';
+import { renderSlack } from '../../src/views/slack.js';
 import type { ButtonView, MessageView, ViewBlock } from '../../src/views/types.js';
 import { alice, bob, HOSTILE, NOW, plan, progress, snapshot, viewText } from './fixtures.js';
 
@@ -575,7 +577,8 @@ describe('deploymentsView', () => {
       value: { kind: 'promote', ref: { environment: 'production', deploymentId: 'dep_2' } },
     });
     const activity = blocksOf(v, 'list').find((l) => l.label.startsWith('Recent activity'));
-    expect(activity?.label).toBe('Recent activity (latest 5 of 7)');
+    // Seven entries given, five shown: the seven are the window read, not the history's size.
+    expect(activity?.label).toBe('Recent activity (latest 5)');
     expect(activity?.items).toHaveLength(5);
     expect(viewText(v)).toContain('2026-11-29 11:59 UTC rollback.succeeded by Alice → dep_2');
     expect(viewText(v)).toContain('click.refused by Mallory → dep_2 — not in the allow list');
@@ -605,6 +608,62 @@ describe('deploymentsView', () => {
     const [rows] = blocksOf(v, 'rows');
     expect(rows?.rows.map((r) => r.card.id)).toEqual(['dep_5', 'dep_4', 'dep_3']);
     expect(rows?.total).toBe(25);
+  });
+
+  it("does not give the platform's read limit as the total when the adapter stopped reading there", () => {
+    // Review case: 1 200 deployments on Unkey/Vercel read as "Showing 10 of 500 deployments" and
+    // "500 deployment(s)": 500 is the adapters' maxDeployments.
+    const s = snapshot({ extraDeployments: 20 });
+    const whole = deploymentsView(s, { routing: [], audit: [], now: NOW });
+    expect(whole.summary).toBe('production: dep_3 is live; 25 deployment(s).');
+    expect(blocksOf(whole, 'rows')[0]?.truncated).toBeUndefined();
+    expect(JSON.stringify(renderSlack(whole))).toContain(
+      'Showing 10 of 25 deployments (the most recent and the live one).',
+    );
+
+    const cut = deploymentsView({ ...s, deploymentsTruncated: true }, { routing: [], audit: [], now: NOW });
+    expect(cut.summary).toBe('production: dep_3 is live; 25+ deployments.');
+    const [rows] = blocksOf(cut, 'rows');
+    expect(rows).toMatchObject({ total: 25, truncated: true });
+    const said = 'Showing 10 of the 25 deployments read (the most recent and the live one); more exist.';
+    expect(JSON.stringify(renderSlack(cut))).toContain(said);
+    expect(renderDiscord(cut).embeds[0]?.description).toContain(`*${said}*`);
+    expect(renderConsole(cut).blocks.find((b) => b.type === 'rows')).toMatchObject({
+      total: 25,
+      truncated: true,
+    });
+    // All of them shown, but more left unread: still said.
+    const few = deploymentsView(
+      { ...snapshot(), deploymentsTruncated: true },
+      { routing: [], audit: [], now: NOW },
+    );
+    expect(JSON.stringify(renderSlack(few))).toContain(
+      'Showing 5 of the 5 deployments read (the most recent and the live one); more exist.',
+    );
+    // None of this environment among those read: not "none yet".
+    const none = deploymentsView(
+      { ...snapshot(), deployments: [], deploymentsTruncated: true },
+      { routing: [], audit: [], now: NOW },
+    );
+    expect(viewText(none)).toContain(
+      'No deployment of production among the newest deployments read; the platform has more.',
+    );
+    expect(viewText(none)).not.toContain('No deployments in production yet.');
+  });
+
+  it('counts recent activity only as the latest shown, never the read window as the history', () => {
+    const s = snapshot();
+    const entries: AuditEntryLike[] = Array.from({ length: 10 }, (_, k) => ({
+      at: NOW - (k + 1) * MIN,
+      event: 'requested',
+    }));
+    const label = (audit: readonly AuditEntryLike[]) =>
+      blocksOf(deploymentsView(s, { routing: [], audit, now: NOW }), 'list').find((l) =>
+        l.label.startsWith('Recent activity'),
+      )?.label;
+    // Ten read (Flow's window) of a history of any size: "latest 5", no "of 10".
+    expect(label(entries)).toBe('Recent activity (latest 5)');
+    expect(label(entries.slice(0, 5))).toBe('Recent activity');
   });
 
   it('explains a row whose id does not fit a button', () => {

@@ -193,6 +193,8 @@ export class UnkeyPlatform implements DeployPlatform {
         stopsReplacedAfterMs: UNKEY_STOPS_REPLACED_AFTER_MS,
       }),
       readAt,
+      // Paging stopped at maxDeployments with more left: the deployments read are not all of them.
+      ...(truncated ? { deploymentsTruncated: true as const } : {}),
     };
   }
 

@@ -162,7 +162,7 @@ export class VercelPlatform implements DeployPlatform {
       this.listDeployments(project.id, env),
       this.listDomains(project.id),
     ]);
-    const raw = [...listed];
+    const raw = [...listed.deployments];
     let currentId: string | undefined;
     if (env === 'production') {
       currentId = currentProductionId(project);
@@ -213,6 +213,8 @@ export class VercelPlatform implements DeployPlatform {
         switchTakesAtMostMs: this.operationTimeoutMs,
       }),
       readAt,
+      // Paging stopped at maxDeployments with more left: the deployments read are not all of them.
+      ...(listed.truncated ? { deploymentsTruncated: true as const } : {}),
     };
   }
 
@@ -417,9 +419,16 @@ export class VercelPlatform implements DeployPlatform {
     );
   }
 
-  /** Deployments of one target, newest first, following `pagination.next` up to `maxDeployments`. */
-  private async listDeployments(projectId: string, env: VercelEnvironment): Promise<VercelDeployment[]> {
+  /**
+   * Deployments of one target, newest first, following `pagination.next` up to `maxDeployments`;
+   * `truncated` when it stopped there with more pages left.
+   */
+  private async listDeployments(
+    projectId: string,
+    env: VercelEnvironment,
+  ): Promise<{ readonly deployments: VercelDeployment[]; readonly truncated: boolean }> {
     const out: VercelDeployment[] = [];
+    let truncated = false;
     await paginate(
       async (until) => {
         const page = await this.call(
@@ -447,10 +456,11 @@ export class VercelPlatform implements DeployPlatform {
           { environment: env, read: out.length },
           'vercel: stopped paging deployments at the maximum',
         );
+        truncated = true;
         return true;
       },
     );
-    return out;
+    return { deployments: out, truncated };
   }
 
   private async listDomains(projectId: string): Promise<VercelProjectDomain[]> {
