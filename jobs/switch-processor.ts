@@ -1178,9 +1178,12 @@ async function runLocked(
       throw err;
     }
     // A refusal (a rejected key, a missing permission) while following or verifying a switch the
-    // platform accepted refuses nothing: the switch may have happened. Only a refusal before the
-    // platform was asked (or of the request itself) is the job's `refused`.
-    const afterAccepted = (mayBeStarted || switchDone) && e !== switchCallError;
+    // platform accepted refuses nothing: the switch may have happened. Neither does a refusal of this
+    // attempt's own request once an earlier attempt asked the platform to switch (its answer lost: a
+    // 5xx, a timeout): the platform may well be busy with, or have done, that earlier request
+    // (`mayBeStarted` is then what the earlier attempts left). Only a refusal before the platform was
+    // ever asked by this job is the job's `refused`: that one says the platform did not switch.
+    const afterAccepted = mayBeStarted || switchDone;
     // Overtaken while verifying (`verifyTraffic`): this job's switch landed, then another switch (or
     // a deploy) moved the environment on. Said as `plan_stale`, the code of a plan overtaken before it
     // ran, but never `stale` or `refused`: those say the platform did not switch for this run, and
@@ -1666,7 +1669,11 @@ function successMessage(
       ? 'Automatic deploys are paused until a deployment is promoted.'
       : 'Automatic deploys resume with the next successful deployment.';
   if (traffic.length === 0) {
-    return `${verb} ${data.environment}: ${data.targetId} stays live and no domain moved. ${after}`;
+    // Only a promote of the current deployment (it resumes automatic deploys) leaves the same one
+    // live; any other switch without a domain to move still made its target the current deployment.
+    if (data.targetId === data.expectedCurrent)
+      return `${verb} ${data.environment}: ${data.targetId} stays live and no domain moved. ${after}`;
+    return `${verb} ${data.environment}: ${data.targetId} is now the current deployment; no domain moved (${data.environment} has no domain that follows it). ${after}`;
   }
   const where =
     snapshot.environment.currentDeploymentId === data.targetId ? '' : ` ${whereTraffic(snapshot)}`;

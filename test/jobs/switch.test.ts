@@ -24,7 +24,7 @@ import type { MessageRef, Progress } from '../../src/progress.js';
 import { EnvironmentLock, jobIdForPlan, queuedProgress, SwitchQueue, switchKeys } from '../../src/queue.js';
 import { createRedis } from '../../src/redis.js';
 import { redisUrl, uniqueName } from '../support/redis.js';
-import { startTestWorker } from '../support/switch-worker.js';
+import { openTestQueue, QUICK_RETRIES, startTestWorker } from '../support/switch-worker.js';
 import { Cleanup, jobData, planFor, RecordingReporter, transitions } from './fixtures/harness.js';
 import { type LogLine, LogLines } from './fixtures/logs.js';
 import { jobsSeed, seedDomains, seedIds } from './fixtures/seed.js';
@@ -253,7 +253,50 @@ describe('switch job', () => {
     expect(final?.outcome).toBe('succeeded');
     expect(final?.traffic).toEqual([]);
     expect(final?.message).toContain('Automatic deploys resume');
+    // Only this promote leaves the same deployment live.
+    expect(final?.message).toContain(`${rb.target.id} stays live and no domain moved.`);
     expect((await env.local.snapshot('env1')).environment.rolledBack).toBe(false);
+  });
+
+  it('a switch that moves no domain still says its target became the current deployment', async () => {
+    const clock = new ManualClock();
+    const seed = jobsSeed(1, clock.now()) as { domains: unknown[] };
+    seed.domains = []; // production with no live or environment domain (only per-deployment URLs)
+    const local = await LocalPlatform.open({ clock, seed, maintenance: false, reactivationTimeMs: 10 });
+    cleanup.add(() => local.close());
+    const queueName = uniqueName('switch-no-domain');
+    const queue = await openTestQueue(cleanup, {
+      queueName,
+      retry: { attempts: 1, baseDelayMs: 5, maxDelayMs: 20 },
+    });
+    await startTestWorker(cleanup, {
+      queueName,
+      platform: local,
+      reporter: new RecordingReporter(),
+      ...QUICK_RETRIES,
+    });
+    const ids = seedIds(0);
+
+    const rb = await planFor(local, 'env0', 'rollback', clock.now());
+    expect(rb.target.id).toBe(ids.previous);
+    expect(rb.affectedDomains).toEqual([]);
+    const rolledBack = await queue.waitForEnd((await queue.enqueue(jobData(rb, clock.now()))).jobId);
+    expect(rolledBack?.outcome).toBe('succeeded');
+    expect((await local.snapshot('env0')).environment.currentDeploymentId).toBe(ids.previous);
+    // It was not live before this rollback: it did not "stay" live.
+    expect(rolledBack?.message).toBe(
+      `Rolled back env0: ${ids.previous} is now the current deployment; no domain moved (env0 has no domain that follows it). Automatic deploys are paused until a deployment is promoted.`,
+    );
+
+    // A promote of another deployment than the current one, the one rolled back from, likewise.
+    const pr = await planFor(local, 'env0', 'promote', clock.now(), ids.current);
+    expect(pr.affectedDomains).toEqual([]);
+    const promoted = await queue.waitForEnd((await queue.enqueue(jobData(pr, clock.now()))).jobId);
+    expect(promoted?.outcome).toBe('succeeded');
+    expect((await local.snapshot('env0')).environment.currentDeploymentId).toBe(ids.current);
+    expect(promoted?.message).toBe(
+      `Promoted env0: ${ids.current} is now the current deployment; no domain moved (env0 has no domain that follows it). Automatic deploys resume with the next successful deployment.`,
+    );
   });
 
   it('ends a plan made stale by another switch as plan_stale, without switching', async () => {

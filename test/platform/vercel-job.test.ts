@@ -3,12 +3,16 @@
  * real Redis, the real worker calling the rollback endpoint of the fake Vercel server, following the
  * alias job through lastAliasRequest, verifying traffic through `routing` (Vercel's alias table, so a
  * domain the alias job left behind fails the verification, naming it); a 409 (another alias job
- * running) retried until it goes through; and a Vercel refusal ending the job without retries.
+ * running) retried until it goes through, and one still answered to the last attempt (`refused`, or
+ * `failed` "may still complete" when an earlier attempt's lost rollback started that alias job); and a
+ * Vercel refusal ending the job without retries.
  */
 import { afterEach, describe, expect, it } from 'vitest';
 import { AUDIT_MESSAGE_MAX, AuditLog } from '../../src/audit.js';
 import { systemClock } from '../../src/clock.js';
 import { buildPlan } from '../../src/domain/plan.js';
+import { PlatformHttpError } from '../../src/errors.js';
+import type { DeployPlatform, SwitchRequest } from '../../src/platform/port.js';
 import { VercelPlatform } from '../../src/platform/vercel/adapter.js';
 import { createRedis } from '../../src/redis.js';
 import { escapeDiscord, renderDiscord } from '../../src/views/discord.js';
@@ -30,6 +34,10 @@ async function setup(
     verifyTimeoutMs?: number;
     domains?: readonly { name: string; verified?: boolean }[];
     audit?: AuditLog;
+    /** Attempts of a job (default 5). */
+    attempts?: number;
+    /** What the worker calls instead of the adapter itself (e.g. one losing an answer). */
+    wrap?: (platform: VercelPlatform) => DeployPlatform;
   } = {},
 ) {
   // Alias jobs finish only when the test says so; the worker polls on real time (5 ms), never sleeping in tests.
@@ -51,12 +59,12 @@ async function setup(
   const queueName = uniqueName('vercel-switch');
   const queue = await openTestQueue(cleanup, {
     queueName,
-    retry: { attempts: 5, baseDelayMs: 20, maxDelayMs: 50 },
+    retry: { attempts: opts.attempts ?? 5, baseDelayMs: 20, maxDelayMs: 50 },
   });
   const reporter = new RecordingReporter();
   await startTestWorker(cleanup, {
     queueName,
-    platform,
+    platform: opts.wrap?.(platform) ?? platform,
     reporter,
     verify: { timeoutMs: opts.verifyTimeoutMs ?? 5_000, intervalMs: 5 },
     retry: { baseDelayMs: 20, maxDelayMs: 50 },
@@ -249,6 +257,80 @@ describe('Vercel adapter in a switch job', () => {
     expect(server.productionOf(projectId)).toBe(d1);
     const rollbacks = server.switchRequests().filter((r) => r.path.includes('/rollback/'));
     expect(rollbacks.length).toBeGreaterThanOrEqual(2);
+  });
+
+  it('a last attempt that meets the alias job of its own lost rollback is failed, may still complete, not refused', async () => {
+    // The first rollback POST reaches Vercel (its alias job starts) but its answer is lost: a 504 from
+    // a proxy in between, as retryable as a timeout, so the switch may have started.
+    let lost = false;
+    const { server, platform, queue, reporter, projectId, d1, d2 } = await setup({
+      attempts: 3,
+      wrap: (vercel) =>
+        Object.assign(Object.create(vercel) as DeployPlatform, {
+          rollback: async (r: SwitchRequest) => {
+            const ref = await vercel.rollback(r);
+            if (lost) return ref;
+            lost = true;
+            throw new PlatformHttpError(
+              504,
+              'POST',
+              `${server.url}/v1/projects/x/rollback/${r.targetId}`,
+              undefined,
+              'gateway timeout',
+            );
+          },
+        }),
+    });
+    const snap = await platform.snapshot('production');
+    const plan = buildPlan(snap, { action: 'rollback', target: d1, now: Date.now() });
+    if (!plan.ok) throw new Error(plan.refusal.message);
+    const { jobId } = await queue.enqueue(jobData(plan.value, Date.now()));
+    // Every later attempt gets 409: Vercel is still running the alias job of the first one.
+    const final = await queue.waitForEnd(jobId);
+    expect(server.switchRequests()).toHaveLength(3);
+    expect(final?.attempt).toBe(3);
+    expect(final?.code).toBe('operation_in_progress');
+    // `refused` would say Vercel did not switch; it may well: the first request's alias job runs on.
+    expect(final?.outcome).toBe('failed');
+    expect(progressView(final as NonNullable<typeof final>, plan.value).title).not.toContain('refused');
+    expect(final?.message).toContain('(409 ');
+    expect(final?.message).toContain(
+      'The platform may have started this rollback and may still complete it: check where traffic is before trying again.',
+    );
+    expect(final?.message).toContain(`production is serving ${d2}.`);
+    // No retry is promised by the last attempt; the attempts before it said they retried.
+    expect(final?.message).not.toMatch(/tried again|retrying/);
+    const retried = reporter
+      .of(jobId)
+      .filter((p) => p.attempt < 3)
+      .flatMap((p) => p.steps.filter((s) => s.step === 'switching' && s.state === 'failed'));
+    expect(retried.map((s) => s.detail?.match(/\(attempt \d of 3; retrying\)$/)?.[0])).toContain(
+      '(attempt 2 of 3; retrying)',
+    );
+    expect(final?.steps.find((s) => s.step === 'switching')?.detail).not.toMatch(/tried again|retrying/);
+    // Vercel finishes that alias job: production is rolled back after all, as the message warned.
+    server.finishAliasJob(projectId);
+    expect(server.productionOf(projectId)).toBe(d1);
+  });
+
+  it('a last attempt that still meets another alias job is refused, promising no retry', async () => {
+    const { server, platform, queue, projectId, d1, d2 } = await setup({ attempts: 2 });
+    const snap = await platform.snapshot('production');
+    const plan = buildPlan(snap, { action: 'rollback', target: d1, now: Date.now() });
+    if (!plan.ok) throw new Error(plan.refusal.message);
+    // Someone promotes the current deployment from the dashboard; its alias job runs throughout.
+    await platform.promote({ environment: 'production', targetId: d2 });
+    const { jobId } = await queue.enqueue(jobData(plan.value, Date.now()));
+    const final = await queue.waitForEnd(jobId);
+    expect(server.switchRequests().filter((r) => r.path.includes('/rollback/'))).toHaveLength(2);
+    // This job's requests were all refused: nothing of it can still complete.
+    expect(final?.outcome).toBe('refused');
+    expect(final?.code).toBe('operation_in_progress');
+    expect(final?.message).toContain('Vercel is still moving the domains of project acme-web');
+    expect(final?.message).not.toMatch(/tried again|retrying|may still complete/);
+    expect(final?.message).toContain(`production is serving ${d2}.`);
+    server.finishAliasJob(projectId);
+    expect(server.productionOf(projectId)).toBe(d2);
   });
 
   it('ends the job on a Vercel refusal without retrying it', async () => {

@@ -69,9 +69,11 @@ export function toRefusal(e: unknown, ctx: RefusalContext): unknown {
   const scope = ctx.teamId === undefined ? 'your personal account' : `team ${ctx.teamId}`;
 
   if (status === 409) {
+    // Says what Vercel answered, not what happens next: the job processor says whether it retries
+    // ("attempt 2 of 6; retrying"), and its last attempt must not promise another one.
     return new SwitchyardError(
       RefusalCode.operationInProgress,
-      `Vercel is still moving the domains of project ${ctx.project} for an earlier rollback or promote (409 ${codeText}: ${detail}). The switch is tried again shortly.`,
+      `Vercel is still moving the domains of project ${ctx.project} for an earlier rollback or promote (409 ${codeText}: ${detail}).`,
       { retry: true, context },
     );
   }
