@@ -16,7 +16,7 @@ import type { ClickOutcome, Flow, PlanOptions } from './flow.js';
 import type { ActingUser } from './permissions.js';
 import type { PlanRecord } from './plan-store.js';
 import type { MessageRef, Progress } from './progress.js';
-import { jobIdForPlan } from './queue.js';
+import { jobIdForPlan, messageRefKey } from './queue.js';
 import { parseAction } from './views/actions.js';
 import {
   type AlertContext,
@@ -323,9 +323,9 @@ export class ChatService {
     const action = parsed.value;
     switch (action.kind) {
       case 'confirm':
-        return this.clickOutcome(await this.flow.confirm(actor, action.ref));
+        return this.clickOutcome(await this.flow.confirm(actor, action.ref), message);
       case 'approve':
-        return this.clickOutcome(await this.flow.approve(actor, action.ref));
+        return this.clickOutcome(await this.flow.approve(actor, action.ref), message);
       case 'cancel':
       case 'dismiss': {
         if (action.kind === 'dismiss') {
@@ -448,8 +448,28 @@ export class ChatService {
     }
   }
 
+  /**
+   * Makes the clicked message follow the switch its click started, joined or awaits approval for, like
+   * the plan's other messages. It may not be one of them: its attach when it was posted failed (a Redis
+   * blip: the poster was told the command failed, and the message kept its working buttons), or the
+   * plan already followed MAX_MESSAGES_PER_PLAN messages (then Flow.attach refuses it, and it stays as
+   * the click leaves it). Without this, nothing would edit it after the click's own view: it would say
+   * "Progress follows in this message", or still offer the plan, while its switch moved production.
+   * Flow.attach hands a message attached after the job was made to the job, even when the job has
+   * ended (the caller then shows the end: see the `enqueued` case). A message the plan lists already
+   * is followed already. A failure leaves the message as it was: the switch is queued (or awaits its
+   * approval), and the click's answer must say so, not that the click failed.
+   */
+  private async follow(record: PlanRecord, message: MessageRef | undefined): Promise<void> {
+    if (message === undefined) return;
+    const key = messageRefKey(message);
+    if (record.messages.some((m) => messageRefKey(m) === key)) return;
+    await this.flow.attach(record.plan.id, message).catch(() => undefined);
+  }
+
   private async clickOutcome(
     out: ClickOutcome | Exclude<Awaited<ReturnType<Flow['cancel']>>, { status: 'running' }>,
+    message?: MessageRef,
   ): Promise<ClickReply> {
     if (out.status === 'cancelled' || out.status === 'stale' || out.status === 'expired') {
       const planId = out.record?.plan.id;
@@ -458,6 +478,10 @@ export class ChatService {
     switch (out.status) {
       case 'enqueued': {
         const outcome = out.joined ? 'joined' : 'enqueued';
+        // Attached before the job's end is read: a job that ends after this reports its final state to
+        // the message itself (its worker reads the job's messages again once it has written its end);
+        // one that ended before is caught here and its end shown with the click's answer.
+        await this.follow(out.record, message);
         const ended = await this.endedJob(out.jobId);
         if (ended?.outdated !== undefined) {
           // Its job ran before and traffic has moved since: the message keeps the record of what that
@@ -475,6 +499,8 @@ export class ChatService {
         return { update: this.confirmation(out.record, { state: 'enqueued' }), jobId: out.jobId, outcome };
       }
       case 'awaiting_approval':
+        // Listed on the plan, the message is handed to the job the approval makes (from any message).
+        await this.follow(out.record, message);
         return {
           update: this.confirmation(out.record, { state: 'awaiting_approval' }),
           approvalJobId: jobIdForPlan(out.record.plan.id),

@@ -93,7 +93,8 @@ export interface ConfirmationContext {
   readonly requestedBy?: Actor;
   /**
    * Who clicked confirm, when someone did (two-person rule: the request then awaits approval). Tells an
-   * expired plan that lapsed waiting for approval from one nobody confirmed.
+   * expired plan that lapsed waiting for approval (with `requiresApproval`), or whose confirm or approval
+   * was never queued (without it, or with `approvedBy`), from one nobody confirmed.
    */
   readonly confirmedBy?: Actor;
   readonly approvedBy?: Actor;
@@ -101,7 +102,10 @@ export interface ConfirmationContext {
   readonly alert?: AlertContext;
   /** What changed when `state` is `stale` (e.g. a `plan_stale` refusal message). */
   readonly staleReason?: string;
-  /** The environment needs a second person (two-person rule): said up front while pending. */
+  /**
+   * The environment needs a second person (two-person rule): said up front while pending; on an expired
+   * plan with a confirmer, it is what makes the plan one that lapsed waiting for approval.
+   */
   readonly requiresApproval?: boolean;
 }
 
@@ -558,10 +562,17 @@ export function confirmationView(plan: Plan, ctx: ConfirmationContext): MessageV
       title = `Expired: ${what}`;
       tone = 'neutral';
       summary = `Expired: ${what}. Nothing changed.`;
+      // A confirm waits for approval only under the two-person rule. Without it (or once approved), a
+      // confirmer on an expired plan means its click claimed the switch but the queueing never finished
+      // (the enqueue failed and so did the undo of the claim), as the audit entry says.
       const why =
         ctx.confirmedBy === undefined
           ? 'This plan expired before anyone confirmed it.'
-          : `This plan expired waiting for approval: ${actorName(ctx.confirmedBy)} confirmed it, but no second person approved it in time.`;
+          : ctx.approvedBy !== undefined
+            ? `This plan expired before its switch was queued: ${actorName(ctx.confirmedBy)} confirmed it and ${actorName(ctx.approvedBy)} approved it, but its queueing did not finish.`
+            : ctx.requiresApproval === true
+              ? `This plan expired waiting for approval: ${actorName(ctx.confirmedBy)} confirmed it, but no second person approved it in time.`
+              : `This plan expired before its switch was queued: ${actorName(ctx.confirmedBy)} confirmed it, but its queueing did not finish.`;
       blocks.push({
         type: 'text',
         spans: [t(`${why} Nothing changed. Run /${plan.action} again for a fresh plan.`)],

@@ -5,6 +5,9 @@
  * routes (handlers/console/routes.ts) on their own HTTP server, over the real ChatService, Flow,
  * PlanStore and queue (test/flow/harness.ts); the queue reports the job ended from the moment the
  * message is handed to it (the worker read the job's messages for the last time just before).
+ *
+ * And a click on a confirmation its plan does not list (its attach after the post failed on a Redis
+ * blip): the click makes the message follow the switch, so the job's progress edits it.
  */
 import { afterEach, describe, expect, it } from 'vitest';
 import { registerConsole } from '../../handlers/console/routes.js';
@@ -12,6 +15,7 @@ import { ConsoleSurface } from '../../handlers/console/surface.js';
 import { ChatService } from '../../src/chat.js';
 import { HttpServer } from '../../src/http.js';
 import type { Progress } from '../../src/progress.js';
+import { jobIdForPlan } from '../../src/queue.js';
 import { alice, createHarness, type Harness } from '../flow/harness.js';
 
 const closers: (() => Promise<unknown> | unknown)[] = [];
@@ -76,5 +80,69 @@ describe('console: a /rollback that joins a running switch', () => {
     const entry = surface.get(messageId);
     expect(entry?.editedAt).toBeDefined();
     expect(JSON.stringify(entry?.message)).toContain(`Traffic is on ${planned.plan.target.id}`);
+  });
+});
+
+/** The console routes over the harness' Flow, on their own HTTP server; `click` posts a button click. */
+async function consoleOf(x: Harness) {
+  const surface = new ConsoleSurface({ clock: x.clock });
+  const chat = new ChatService({ flow: x.flow, clock: x.clock });
+  const http = new HttpServer();
+  const routes = registerConsole(http, { surface, chat, flow: x.flow, platform: x.platform, clock: x.clock });
+  const port = await http.listen(0);
+  closers.push(async () => {
+    routes.close();
+    await http.close(50);
+  });
+  const click = async (user: string, actionId: string, messageId: string) => {
+    const res = await fetch(`http://127.0.0.1:${port}/console/api/action`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ user, actionId, messageId }),
+    });
+    expect(res.status).toBe(200);
+    return (await res.json()) as { outcome: string; jobId?: string };
+  };
+  return { surface, chat, click };
+}
+
+describe('console: a click on a confirmation its plan does not list', () => {
+  it('the clicked message follows the switch the click queued', async () => {
+    const x = await createHarness();
+    closers.push(() => x.close());
+    const { surface, chat, click } = await consoleOf(x);
+    const planned = await x.flow.plan(alice, 'rollback', 'production');
+    if (!planned.ok) throw new Error(planned.refusal.message);
+    // Posted, but its attach failed: the plan lists no message.
+    const ref = surface.postView(chat.confirmation(planned.record));
+    expect((await x.flow.get(planned.plan.id))?.messages).toEqual([]);
+
+    const out = await click('bob', `sy1:confirm:${planned.plan.id}`, ref.messageId);
+    expect(out.outcome).toBe('enqueued');
+    expect(out.jobId).toBe(jobIdForPlan(planned.plan.id));
+    // The job's progress goes to the clicked message (what the worker's reporter is given).
+    expect(await x.switchQueue.messages(out.jobId ?? '')).toContainEqual(ref);
+    expect((await x.flow.get(planned.plan.id))?.messages).toEqual([ref]);
+  });
+
+  it('a confirm awaiting approval: the clicked message follows the job the approval on another message makes', async () => {
+    const x = await createHarness({ environments: { production: { twoPersonRule: true } } });
+    closers.push(() => x.close());
+    const { surface, chat, click } = await consoleOf(x);
+    const planned = await x.flow.plan(alice, 'rollback', 'production');
+    if (!planned.ok) throw new Error(planned.refusal.message);
+    const unlisted = surface.postView(chat.confirmation(planned.record));
+    const listed = surface.postView(chat.confirmation(planned.record));
+    await chat.attach(planned.plan.id, listed);
+
+    // Alice confirms on the unlisted message; Bob approves on the other one.
+    expect((await click('alice', `sy1:confirm:${planned.plan.id}`, unlisted.messageId)).outcome).toBe(
+      'awaiting_approval',
+    );
+    const approved = await click('bob', `sy1:approve:${planned.plan.id}`, listed.messageId);
+    expect(approved.outcome).toBe('enqueued');
+    const messages = await x.switchQueue.messages(approved.jobId ?? '');
+    expect(messages).toContainEqual(unlisted);
+    expect(messages).toContainEqual(listed);
   });
 });

@@ -12,9 +12,11 @@ import { systemClock } from '../../src/clock.js';
 import { silentLogger } from '../../src/log.js';
 import type { LocalPlatform } from '../../src/platform/local/platform.js';
 import type { PlatformEvent } from '../../src/platform/port.js';
+import { jobIdForPlan } from '../../src/queue.js';
 import { buttonsOf } from '../fakes/slack/requests.js';
 import type { RecordedCall, RecordedResponse } from '../fakes/slack/server.js';
 import { WORLD_CHANNEL as CHANNEL, startWorld, type World } from '../fakes/slack/world.js';
+import { CapturedLog } from '../support/captured-log.js';
 import { gate } from '../support/gate.js';
 import { redisUrl, uniqueName } from '../support/redis.js';
 
@@ -242,6 +244,52 @@ describe('Slack end to end', () => {
     expect(outcomes).toEqual(['enqueued:1', 'joined:1']);
   });
 
+  it('a click whose switch was queued but whose job id could not be stored is answered as queued, never "Nothing was switched"', async () => {
+    const log = new CapturedLog();
+    const w = await startWorld({ redisUrl: redisUrl(), name: uniqueName('slack-e2e'), logger: log.logger });
+    worlds.push(w);
+    const before = await w.platform.snapshot('production');
+    // One Redis blip: the write that stores the queued job's id on the plan fails as a dropped
+    // connection does. Everything before it (claim, audit, enqueue) went through.
+    const redis = w.redis as unknown as { eval: (...args: unknown[]) => Promise<unknown> };
+    const realEval = redis.eval.bind(w.redis);
+    let failed = 0;
+    redis.eval = (...args: unknown[]) => {
+      const jobIdWrite =
+        args[1] === 2 && args[4] === 'enqueued' && args[5] === 'enqueued' && args.includes('jobId');
+      if (jobIdWrite && failed === 0) {
+        failed += 1;
+        return Promise.reject(new Error('Connection is closed.'));
+      }
+      return realEval(...args);
+    };
+    const { post, ts } = await confirmation(w);
+    const confirm = button(post, 'sy1:confirm:');
+    await click(w, ts, confirm.actionId, 'U0ALICE');
+    const final = await finalUpdate(w, ts);
+    await w.surface.idle();
+    expect(failed).toBe(1);
+    // The job the click queued switched production…
+    const after = await w.platform.snapshot('production');
+    expect(after.environment.rolledBack).toBe(true);
+    expect(after.environment.currentDeploymentId).not.toBe(before.environment.currentDeploymentId);
+    // …so the click was answered as queued (no "Something went wrong … Nothing was switched" to the
+    // clicker), and the clicked message ends on the switch's final state.
+    expect(w.fake.responses.filter(isEphemeral).map((r) => JSON.stringify(r.body))).toEqual([]);
+    const clicks = await w.metrics.clicks.get();
+    expect(clicks.values.map((v) => `${v.labels.outcome}:${v.value}`)).toEqual(['enqueued:1']);
+    expect(String(w.fake.message(CHANNEL, ts)?.text)).toBe(String(final.args.text));
+    expect(String(final.args.text)).toContain(`Traffic is on ${after.environment.currentDeploymentId}`);
+    const planId = confirm.actionId.split(':').at(-1) ?? '';
+    expect(
+      log.lines
+        .filter((l) => l.level === 40 && /could not be stored/.test(l.msg))
+        .map((l) => ({ planId: l.planId, jobId: l.jobId })),
+    ).toEqual([{ planId, jobId: jobIdForPlan(planId) }]);
+    // …and the job id is on the plan by now (the next read of the plan stored it).
+    expect((await w.flow.get(planId))?.jobId).toBe(jobIdForPlan(planId));
+  });
+
   it('two-person rule: the requester confirms, cannot approve themselves, a second person approves', async () => {
     const w = await world({
       production: { twoPersonRule: true, allow: { slack: { users: ['U0ALICE', 'U0BOB'] } } },
@@ -410,6 +458,35 @@ describe('Slack end to end', () => {
     } finally {
       await worker.close();
     }
+  });
+
+  it('a click on a confirmation whose attach failed when it was posted makes it follow its switch to the end', async () => {
+    const w = await world();
+    const before = await w.platform.snapshot('production');
+    // The attach after the post fails once (a Redis blip): alice is told the command failed, and the
+    // confirmation stays in the channel with working buttons, listed nowhere.
+    const attach = w.flow.attach.bind(w.flow);
+    let failed = 0;
+    w.flow.attach = (planId, ref) => {
+      if (failed++ === 0) return Promise.reject(new Error('Connection is closed.'));
+      return attach(planId, ref);
+    };
+    const { post, ts } = await confirmation(w);
+    await w.fake.waitForResponse(isEphemeral);
+    expect(failed).toBe(1);
+    const confirm = button(post, 'sy1:confirm:');
+    const planId = confirm.actionId.split(':').at(-1) as string;
+    expect((await w.flow.get(planId))?.messages).toEqual([]);
+
+    // Bob clicks Rollback on it: the switch runs, and the worker edits this message to its end.
+    await click(w, ts, confirm.actionId, 'U0BOB');
+    await finalUpdate(w, ts);
+    const after = await w.platform.snapshot('production');
+    expect(after.environment.currentDeploymentId).not.toBe(before.environment.currentDeploymentId);
+    await w.surface.idle();
+    await w.surface.reporter.flush();
+    expect(String(w.fake.message(CHANNEL, ts)?.text)).toContain('Traffic is on');
+    expect((await w.flow.get(planId))?.messages.map((m) => m.messageId)).toEqual([ts]);
   });
 
   it('a late click on a switch that ran before traffic moved again tells the clicker, and keeps the record', async () => {

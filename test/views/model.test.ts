@@ -182,6 +182,40 @@ describe('confirmationView', () => {
     expect(v.buttons).toHaveLength(0);
   });
 
+  it('expired after a confirm that was never queued (no two-person rule) says so, not that it waited for approval', () => {
+    // The confirm claimed the switch; its enqueue failed and so did the undo of the claim.
+    const v = confirmationView(plan('rollback'), {
+      state: 'expired',
+      now: NOW,
+      requestedBy: alice,
+      confirmedBy: alice,
+      requiresApproval: false,
+    });
+    const text = viewText(v);
+    expect(text).not.toContain('waiting for approval');
+    expect(text).not.toContain('no second person');
+    expect(text).toContain(
+      'This plan expired before its switch was queued: Alice confirmed it, but its queueing did not finish. Nothing changed. Run /rollback again for a fresh plan.',
+    );
+    expect(v.buttons).toHaveLength(0);
+  });
+
+  it('expired after an approval that was never queued (two-person rule) names both, not a missing approval', () => {
+    const v = confirmationView(plan('rollback'), {
+      state: 'expired',
+      now: NOW,
+      requestedBy: alice,
+      confirmedBy: alice,
+      approvedBy: bob,
+      requiresApproval: true,
+    });
+    const text = viewText(v);
+    expect(text).not.toContain('no second person');
+    expect(text).toContain(
+      'This plan expired before its switch was queued: Alice confirmed it and Bob approved it, but its queueing did not finish. Nothing changed.',
+    );
+  });
+
   it('alert suggestion correlates and adds Dismiss; resolved keeps the button as optional', () => {
     const p = plan('rollback');
     const alert = {
