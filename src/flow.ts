@@ -254,10 +254,29 @@ export const COPY_DISMISSED = 'copy_dismissed';
 /**
  * How long after its claim (open → enqueued) a plan may lack a job id before the claim counts as
  * abandoned: far longer than the winning click takes (a few fail-fast Redis commands, each bounded by
- * 5 s), so only a winner whose process died in between, or whose enqueue and undo both failed (Redis
- * went away), is noticed. The next read of the plan then settles it (see `settleAbandoned`).
+ * 5 s), so only a winner whose process died in between, whose enqueue and undo both failed (Redis
+ * went away), or whose job was queued but whose write of the job id failed (and no read in its process
+ * stored it since, see `UnstoredJob`), is noticed. The next read of the plan then settles it (see
+ * `settleAbandoned`): a job that exists has its id stored.
  */
 const ORPHANED_CLAIM_MS = 60_000;
+
+/**
+ * A job this process queued for a claim whose id it could not write on the plan right after (Redis
+ * failed on that one write): the switch is queued, so the click was answered as such, and the id is
+ * written by the next read of the plan in this process (`load`, `jobProgress`, `attach`), on exactly
+ * that claim (a record that moved on since is not this claim's any more). Other processes, which
+ * cannot tell the job from one of the plan's past under the same id, store it once the claim counts
+ * as abandoned (`settleAbandoned`, after ORPHANED_CLAIM_MS).
+ */
+interface UnstoredJob {
+  readonly jobId: string;
+  /** Which record the claim is (its `generation` and `revision`, see PlanStore's `expect`). */
+  readonly generation: string | undefined;
+  readonly revision: number;
+  /** `clock` time the write failed (entries past ORPHANED_CLAIM_MS are left to `settleAbandoned`). */
+  readonly at: number;
+}
 
 /**
  * A click by the person whose own claim is still without a job this long after it was made is a retry
@@ -333,6 +352,8 @@ export class Flow {
   private readonly choiceReads = new Map<string, SharedRead>();
   /** Whether the config's environment keys were compared with the platform's (see `slugs`). */
   private keysChecked = false;
+  /** Per plan id, the job this process queued whose id is not written on the plan yet (`UnstoredJob`). */
+  private readonly unstoredJobs = new Map<string, UnstoredJob>();
 
   constructor(options: FlowOptions) {
     this.platform = options.platform;
@@ -546,7 +567,8 @@ export class Flow {
     const parsed = messageRefSchema.parse(ref);
     const attached = await this.plans.attachMessage(planId, parsed);
     if (!attached) return { attached: false };
-    const record = await this.plans.get(planId);
+    const read = await this.plans.get(planId);
+    const record = read === undefined ? undefined : await this.withOwnJob(read);
     if (record?.state !== PlanState.enqueued) return { attached: true };
     await this.queue.addMessages?.(record.jobId ?? jobIdForPlan(planId), [parsed]);
     return record.jobId === undefined ? { attached: true } : { attached: true, jobId: record.jobId };
@@ -806,7 +828,9 @@ export class Flow {
     if (!this.queue.progress) return undefined;
     const progress = await this.queue.progress(jobId);
     if (progress === undefined || !PLAN_ID.test(progress.planId)) return progress;
-    const record = await this.plans.get(progress.planId);
+    const read = await this.plans.get(progress.planId);
+    // (A claim whose job this process queued but could not write on it yet is that job's: see `ownJob`.)
+    const record = read === undefined ? undefined : await this.withOwnJob(read);
     if (record === undefined) return progress;
     return record.state === PlanState.enqueued && record.jobId === jobId ? progress : undefined;
   }
@@ -990,18 +1014,22 @@ export class Flow {
 
   /**
    * Reads a record, settling it first: an open plan past its time moves to `expired` (audited once), a
-   * claim abandoned without a job is settled (`settleAbandoned`). Each move names the record read; when
+   * claim whose job this process queued gets the job id it could not write then (`ownJob`), a claim
+   * abandoned without a job is settled (`settleAbandoned`). Each move names the record read; when
    * it moved meanwhile, the record as it is then is settled instead.
    */
   private async load(planId: string): Promise<PlanRecord | undefined> {
     let record = await this.plans.get(planId);
     for (let tries = 0; record !== undefined && tries <= MAX_REDECISIONS; tries++) {
       let moved: TransitionResult;
+      const own = this.ownJob(record);
       if (OPEN_STATES.includes(record.state) && this.clock.now() >= record.expiresAt) {
         moved = await this.plans.transition(planId, OPEN_STATES, PlanState.expired, {}, [], {
           expect: record,
         });
         if (moved.ok) await this.recordExpiry(moved.record);
+      } else if (own !== undefined) {
+        moved = await this.storeOwnJob(record, own);
       } else if (this.abandoned(record)) {
         moved = await this.settleAbandoned(record);
       } else {
@@ -1016,7 +1044,8 @@ export class Flow {
   /**
    * Whether `record` is a claim (open → enqueued) that never got its job id, for longer than a winning
    * click takes: the winner's enqueue failed and so did the undo of its claim (Redis went away for
-   * both), or its process died between the claim and storing the job id.
+   * both), its process died between the claim and storing the job id, or its write of the job id failed
+   * and no read in its process wrote it since (`UnstoredJob`).
    */
   private abandoned(record: PlanRecord): boolean {
     return (
@@ -1029,7 +1058,8 @@ export class Flow {
   /**
    * Settles an abandoned claim (see `abandoned`), which must not stay "being queued" for the record's
    * whole retention, nor be queued later by a click that checked nothing:
-   * - its job exists after all (the winner died after enqueueing): the job id is stored;
+   * - its job exists after all (the winner died after enqueueing, or could not write the job id): the
+   *   job id is stored;
    * - past the plan's time: `expired` (audited), as an open plan would be;
    * - otherwise the claim is undone as its winner would have: the plan is open again (`pending`, or
    *   `awaiting_approval` without the approver for an approval), audited as `failed`
@@ -1382,7 +1412,9 @@ export class Flow {
    * fails the claim is undone so the click can be retried, a `failed` entry (code `enqueue_failed`)
    * says the approval was not queued, and the fault is rethrown. If the undo fails too (Redis went
    * away), the claim is left without a job: the next read of the plan after ORPHANED_CLAIM_MS settles
-   * it (`settleAbandoned`).
+   * it (`settleAbandoned`). Once the enqueue succeeded nothing is thrown any more: the switch will run,
+   * so the click is answered `enqueued` even when writing the job id on the plan fails (`storeJobId`:
+   * the next read writes it).
    */
   private async enqueueFrom(
     actor: ActingUser,
@@ -1455,31 +1487,16 @@ export class Flow {
       }
       throw e;
     }
+    // From here on the switch is queued and will run: nothing that fails below may make the click's
+    // answer a fault ("nothing was switched"), so every step catches its own faults.
     if (result.jobId !== jobId)
       this.logger.warn(
         { planId: p.id, jobId: result.jobId, audited: jobId },
         'queue answered another job id',
       );
-    const withJob = await this.plans.transition(
-      p.id,
-      [PlanState.enqueued],
-      PlanState.enqueued,
-      { jobId: result.jobId },
-      [],
-      mine,
-    );
-    if (!withJob.ok)
-      this.logger.warn(
-        { planId: p.id, jobId: result.jobId, state: withJob.record?.state },
-        'plan changed before its job id was stored',
-      );
-    await this.handOverLateMessages(
-      p.id,
-      result.jobId,
-      claimed.record,
-      withJob.ok ? withJob.record : undefined,
-    );
-    const final = withJob.ok ? withJob.record : claimed.record;
+    const withJob = await this.storeJobId(claimed.record, result.jobId);
+    await this.handOverLateMessages(p.id, result.jobId, claimed.record, withJob);
+    const final = withJob ?? claimed.record;
     this.logger.info(
       {
         planId: p.id,
@@ -1492,6 +1509,101 @@ export class Flow {
     // This click won the claim, so it is the one that made the job, even when a racing click reached
     // the queue's idempotent enqueue first (see `joined`); the queue's own answer is only logged.
     return { status: 'enqueued', jobId: result.jobId, joined: false, record: final };
+  }
+
+  /**
+   * Writes the id of the job just queued for `claim` on the plan (only on that claim: see `enqueueFrom`).
+   * The stored record, or undefined when the plan moved on meanwhile (logged) or the write failed. A
+   * failed write is logged and remembered (`UnstoredJob`), never thrown: the switch is queued, and the
+   * click's answer must say so; the next read of the plan writes it.
+   */
+  private async storeJobId(claim: PlanRecord, jobId: string): Promise<PlanRecord | undefined> {
+    const planId = claim.plan.id;
+    try {
+      const moved = await this.plans.transition(
+        planId,
+        [PlanState.enqueued],
+        PlanState.enqueued,
+        { jobId },
+        [],
+        { expect: claim },
+      );
+      if (moved.ok) return moved.record;
+      this.logger.warn(
+        { planId, jobId, state: moved.record?.state },
+        'plan changed before its job id was stored',
+      );
+      return undefined;
+    } catch (e) {
+      const now = this.clock.now();
+      // Entries this old are settled by any read anyway (`settleAbandoned`): not kept for ever.
+      for (const [id, old] of this.unstoredJobs)
+        if (now - old.at >= ORPHANED_CLAIM_MS) this.unstoredJobs.delete(id);
+      this.unstoredJobs.set(planId, {
+        jobId,
+        generation: claim.generation,
+        revision: claim.revision ?? 0,
+        at: now,
+      });
+      this.logger.warn(
+        { err: e, planId, jobId },
+        'switch queued, but its job id could not be stored on the plan: the next read of the plan stores it',
+      );
+      return undefined;
+    }
+  }
+
+  /**
+   * The job this process queued for `record`'s claim and could not write on it (`UnstoredJob`), while
+   * `record` is still that claim without a job id; undefined otherwise (the entry is dropped once the
+   * plan moved on: its id stored by another read, the claim settled, the plan replaced).
+   */
+  private ownJob(record: PlanRecord): string | undefined {
+    const own = this.unstoredJobs.get(record.plan.id);
+    if (own === undefined) return undefined;
+    const same =
+      record.state === PlanState.enqueued &&
+      record.jobId === undefined &&
+      record.generation === own.generation &&
+      (record.revision ?? 0) === own.revision;
+    if (same) return own.jobId;
+    this.unstoredJobs.delete(record.plan.id);
+    return undefined;
+  }
+
+  /**
+   * Writes `jobId` (this process's job for the claim, see `ownJob`) on `record`, only that record. When
+   * Redis fails again, the record as read with the job id set: this process knows the job is the
+   * claim's, and the next read tries the write again.
+   */
+  private async storeOwnJob(record: PlanRecord, jobId: string): Promise<TransitionResult> {
+    const planId = record.plan.id;
+    try {
+      const moved = await this.plans.transition(
+        planId,
+        [PlanState.enqueued],
+        PlanState.enqueued,
+        { jobId },
+        [],
+        { expect: record },
+      );
+      this.unstoredJobs.delete(planId);
+      if (moved.ok) this.logger.info({ planId, jobId }, 'job id of the queued switch stored on its plan');
+      return moved;
+    } catch (e) {
+      this.logger.warn(
+        { err: e, planId, jobId },
+        'job id of a queued switch still not stored on its plan: the next read tries again',
+      );
+      return { ok: true, record: { ...record, jobId } };
+    }
+  }
+
+  /** `record`, with the job id this process could not write on it written now (see `ownJob`). */
+  private async withOwnJob(record: PlanRecord): Promise<PlanRecord | undefined> {
+    const jobId = this.ownJob(record);
+    if (jobId === undefined) return record;
+    return (await this.storeOwnJob(record, jobId)).record;
   }
 
   /**

@@ -83,7 +83,11 @@ export function describeIssues(error: z.ZodError): string {
   return describeZodIssues(error, '(payload)');
 }
 
-/** A fault as a view: what failed, its code, and that nothing was half-done. */
+/**
+ * A fault as a view: what failed, its code, and that nothing was half-done. "Nothing was switched"
+ * holds because a click whose switch was queued never ends in a fault: Flow answers it as queued
+ * whatever fails after the enqueue (see `Flow.enqueueFrom`, docs/jobs.md "When Redis is unreachable").
+ */
 export function faultView(e: unknown, doing: string): MessageView {
   const err = asSwitchyardError(e);
   const retry = err.retry ? ' It may work if you try again in a moment.' : '';

@@ -4,15 +4,26 @@
  * once replaced the message's live steps with "Confirmed… progress follows" until the worker's next
  * report. The console applies followed progress itself (ConsoleSurface.report), so the surface knows
  * which job's progress each message shows.
+ *
+ * And a confirm whose switch was queued but whose next Redis write (the job id on the plan) failed: it
+ * is answered as queued, never with the HTTP server's 503 "nothing was done", and the clicked message
+ * ends on the switch's final state (the real Flow, ChatService, queue and a worker on test/flow's
+ * harness).
  */
 import { afterEach, describe, expect, it } from 'vitest';
 import { registerConsole } from '../../handlers/console/routes.js';
 import { ConsoleSurface } from '../../handlers/console/surface.js';
-import type { ClickReply } from '../../src/chat.js';
+import { ChatService, type ClickReply } from '../../src/chat.js';
 import { RefusalCode } from '../../src/domain/result.js';
 import { HttpServer } from '../../src/http.js';
+import type { PlanStore } from '../../src/plan-store.js';
+import type { Reporter } from '../../src/progress.js';
+import { jobIdForPlan } from '../../src/queue.js';
 import { refusalView } from '../../src/views/model.js';
+import { createHarness } from '../flow/harness.js';
+import { RecordingReporter } from '../jobs/fixtures/harness.js';
 import { progressFixture } from '../support/progress.js';
+import { startTestWorker } from '../support/switch-worker.js';
 
 const closers: (() => Promise<unknown> | unknown)[] = [];
 afterEach(async () => {
@@ -82,5 +93,90 @@ describe('console: a click on a message showing a job', () => {
     await surface.report(running('sw_1'), [other]);
     await click(other.messageId);
     expect(surface.get(other.messageId)?.message?.kind).not.toBe('progress');
+  });
+});
+
+describe('console: a confirm whose switch was queued but whose job id could not be stored', () => {
+  it('is answered as queued, never 503 "nothing was done", and its message ends on the switch’s end', async () => {
+    const x = await createHarness();
+    closers.push(() => x.close());
+    // One Redis blip: the write of the queued job's id on the plan fails as a dropped connection does.
+    const transition = x.plans.transition.bind(x.plans);
+    let failed = 0;
+    x.plans.transition = (...args: Parameters<PlanStore['transition']>) => {
+      if (args[3]?.jobId !== undefined && failed === 0) {
+        failed += 1;
+        return Promise.reject(new Error('Connection is closed.'));
+      }
+      return transition(...args);
+    };
+    const surface = new ConsoleSurface({ clock: x.clock });
+    const http = new HttpServer();
+    const chat = new ChatService({ flow: x.flow, clock: x.clock });
+    const routes = registerConsole(http, {
+      surface,
+      chat,
+      flow: x.flow,
+      platform: x.platform,
+      clock: x.clock,
+    });
+    const port = await http.listen(0);
+    closers.push(async () => {
+      routes.close();
+      await http.close(50);
+    });
+    // The switch worker reports to the console (and to a recorder the test waits on).
+    const recorder = new RecordingReporter();
+    const reporter: Reporter = {
+      async report(progress, messages) {
+        await surface.report(progress, messages);
+        await recorder.report(progress, messages);
+      },
+    };
+    await startTestWorker(
+      { add: (close) => closers.push(close) },
+      { queueName: x.switchQueue.queueName, platform: x.platform, reporter },
+    );
+    const api = async (path: string, body: unknown) => {
+      const res = await fetch(`http://127.0.0.1:${port}/console/api/${path}`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify(body),
+      });
+      return { status: res.status, json: (await res.json()) as Record<string, unknown> };
+    };
+
+    const asked = await api('command', { user: 'alice', text: '/rollback production' });
+    expect(asked.status).toBe(200);
+    const messageId = String(asked.json.messageId);
+    const confirm = surface
+      .get(messageId)
+      ?.message?.buttons.find((b) => b.actionId.startsWith('sy1:confirm:'));
+    if (!confirm) throw new Error('no confirm button');
+    const planId = confirm.actionId.split(':').at(-1) ?? '';
+    const clicked = await api('action', { user: 'alice', actionId: confirm.actionId, messageId });
+    expect(failed).toBe(1);
+    expect(clicked).toEqual({
+      status: 200,
+      json: { ok: true, outcome: 'enqueued', jobId: jobIdForPlan(planId) },
+    });
+    // Nothing only the clicker sees (no refusal, no fault).
+    expect(surface.timeline('alice').filter((e) => e.visibleTo !== undefined)).toEqual([]);
+
+    // The job the click queued runs to its end (the local platform's operation moves on the clock).
+    let ended = false;
+    const done = recorder
+      .waitFor((p) => p.planId === planId && p.outcome !== undefined)
+      .finally(() => {
+        ended = true;
+      });
+    while (!ended) {
+      if (x.clock.pending > 0) await x.clock.advance(1_000);
+      else await new Promise<void>((resolve) => setImmediate(resolve));
+    }
+    const end = await done;
+    expect(end.outcome).toBe('succeeded');
+    expect((await x.platform.snapshot('production')).environment.currentDeploymentId).toBe(end.targetId);
+    expect(JSON.stringify(surface.get(messageId)?.message)).toContain(`Traffic is on ${end.targetId}`);
   });
 });

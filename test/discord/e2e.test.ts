@@ -15,6 +15,7 @@ import { ManualClock, systemClock } from '../../src/clock.js';
 import { flowDefaults } from '../../src/flow.js';
 import { silentLogger } from '../../src/log.js';
 import { createMetrics } from '../../src/metrics.js';
+import type { PlanStore } from '../../src/plan-store.js';
 import { UnkeyPlatform } from '../../src/platform/unkey/adapter.js';
 import { VercelPlatform } from '../../src/platform/vercel/adapter.js';
 import { jobIdForPlan } from '../../src/queue.js';
@@ -77,6 +78,14 @@ async function planOf(e: DiscordE2E, message: StoredMessage) {
   const record = await e.flow.get(ref);
   if (!record) throw new Error(`plan ${ref} not found`);
   return record.plan;
+}
+
+/** The contents of the follow-up messages the bot sent on interaction `i` (from call `from` on). */
+function followUps(e: DiscordE2E, i: FakeInteraction, from: number): string[] {
+  return e.fake.calls
+    .slice(from)
+    .filter((c) => c.method === 'POST' && c.path === `/webhooks/${e.fake.applicationId}/${i.token}`)
+    .map((c) => JSON.stringify(c.body));
 }
 
 async function jobTotal(e: DiscordE2E): Promise<number> {
@@ -192,6 +201,41 @@ describe('Discord end to end', () => {
     expect(seen.at(-1)).toContain('Traffic is on');
     expect(seen.some((t) => /⏳ Reactivating standby target.*\(running\)/.test(t))).toBe(true);
     expect(await rollbacks(e)).toBe(1);
+  });
+
+  it('a click whose switch was queued but whose job id could not be stored is answered as queued, never "That click failed"', async () => {
+    const e = await start();
+    // One Redis blip: the write of the queued job's id on the plan fails as a dropped connection does.
+    const transition = e.plans.transition.bind(e.plans);
+    let failed = 0;
+    e.plans.transition = (...args: Parameters<PlanStore['transition']>) => {
+      if (args[3]?.jobId !== undefined && failed === 0) {
+        failed += 1;
+        return Promise.reject(new Error('Connection is closed.'));
+      }
+      return transition(...args);
+    };
+    // The click handler counts its outcome last, once it has answered (edit, follow-up) in full.
+    const inc = e.metrics.clicks.inc.bind(e.metrics.clicks) as (labels: Record<string, string>) => void;
+    const counted = new Promise<string>((resolve) => {
+      e.metrics.clicks.inc = ((labels: Record<string, string>) => {
+        inc(labels);
+        resolve(String(labels.outcome));
+      }) as typeof e.metrics.clicks.inc;
+    });
+    const message = await askRollback(e);
+    const from = e.fake.calls.length;
+    const i = await click(e, message, 'Rollback to target version');
+    expect(await counted).toBe('enqueued');
+    expect(failed).toBe(1);
+    // No "That click failed: …" follow-up: the switch was queued, and the message follows it to its end.
+    expect(followUps(e, i, from)).toEqual([]);
+    const final = await throughReactivation(e, message.id, from);
+    const after = await e.platform.snapshot('production');
+    expect(after.environment.rolledBack).toBe(true);
+    expect(textOf(final)).toContain(`Rolled back production to ${after.environment.currentDeploymentId}`);
+    expect(await rollbacks(e)).toBe(1);
+    expect(followUps(e, i, from)).toEqual([]);
   });
 
   it('refuses a member without an allowed role: ephemeral reason, message unchanged, no job', async () => {

@@ -41,6 +41,8 @@ export interface DiscordE2E {
   /** What the bot's Flow reads through (can be held to simulate a slow platform). */
   readonly held: HeldPlatform;
   readonly flow: Flow;
+  /** The plan store behind `flow` (fault injection). */
+  readonly plans: PlanStore;
   readonly queue: SwitchQueue;
   readonly audit: AuditLog;
   readonly metrics: Metrics;
@@ -280,6 +282,7 @@ export async function startDiscordE2E(opts: E2EOptions = {}): Promise<DiscordE2E
       platform,
       held,
       flow,
+      plans,
       queue,
       audit,
       metrics,

@@ -18,6 +18,7 @@ import { jobIdForPlan, SwitchQueue } from '../../src/queue.js';
 import { createRedis, scanKeys } from '../../src/redis.js';
 import { confirmationView } from '../../src/views/model.js';
 import { RecordingReporter } from '../jobs/fixtures/harness.js';
+import { CapturedLog } from '../support/captured-log.js';
 import { gate } from '../support/gate.js';
 import { redisUrl } from '../support/redis.js';
 import { viewText } from '../views/fixtures.js';
@@ -760,6 +761,86 @@ describe('Flow.confirm', () => {
     const x = await setup();
     const e = expectStatus(await x.flow.confirm(alice, 'plan_000000000000000000000000'), 'expired');
     expect(e.record).toBeUndefined();
+  });
+});
+
+/**
+ * A Flow on the harness's Redis, queue and clock (logging to `log`) whose first `times` writes of a job
+ * id on a plan fail as a dropped Redis connection does; `failed()` counts them.
+ */
+function jobIdWritesFail(x: Harness, times: number, log: CapturedLog): { flow: Flow; failed: () => number } {
+  let failed = 0;
+  const plans = overriding(x.plans, 'transition', (transition) => (planId, from, to, patch, ...rest) => {
+    if (patch?.jobId !== undefined && failed < times) {
+      failed += 1;
+      return Promise.reject(new Error('Connection is closed.'));
+    }
+    return transition(planId, from, to, patch, ...rest);
+  });
+  const flow = new Flow({
+    platform: x.platform,
+    queue: x.switchQueue,
+    plans,
+    audit: x.audit,
+    config: testConfig(),
+    clock: x.clock,
+    logger: log.logger,
+  });
+  return { flow, failed: () => failed };
+}
+
+describe('a switch queued whose job id could not be written on its plan (Redis failed right after the enqueue)', () => {
+  it('the click is answered as queued, never as a fault, and the next read stores the job id', async () => {
+    const x = await setup();
+    const log = new CapturedLog();
+    const { flow, failed } = jobIdWritesFail(x, 1, log);
+    const o = planned(await flow.plan(alice, 'rollback', 'production'));
+    const e = expectStatus(await flow.confirm(alice, o.plan.id), 'enqueued');
+    expect(failed()).toBe(1);
+    expect(e).toMatchObject({ joined: false, jobId: jobIdForPlan(o.plan.id) });
+    expect(await x.jobs()).toHaveLength(1);
+    // Logged at warn with the plan and the job; the approval was queued, so no `failed` entry.
+    expect(
+      log.lines.filter((l) => l.level === 40).map((l) => ({ msg: l.msg, planId: l.planId, jobId: l.jobId })),
+    ).toEqual([{ msg: expect.stringContaining('could not be stored'), planId: o.plan.id, jobId: e.jobId }]);
+    expect((await x.audit.recent('production', 10)).map((a) => a.event)).toEqual(['approved', 'requested']);
+    expect((await x.plans.get(o.plan.id))?.jobId).toBeUndefined();
+    // The next read of the plan in this process (a click, a /rollback, a progress lookup) stores it.
+    const read = await flow.get(o.plan.id);
+    expect({ state: read?.state, jobId: read?.jobId }).toEqual({ state: PlanState.enqueued, jobId: e.jobId });
+    expect((await x.plans.get(o.plan.id))?.jobId).toBe(e.jobId);
+    const again = expectStatus(await flow.confirm(bob, o.plan.id), 'enqueued');
+    expect(again).toMatchObject({ joined: true, jobId: e.jobId });
+    expect(await x.jobs()).toHaveLength(1);
+  });
+
+  it("until it is stored, the job's progress is the plan's in this process, and a message attached meanwhile follows the job", async () => {
+    const x = await setup();
+    const { flow, failed } = jobIdWritesFail(x, 2, new CapturedLog());
+    const o = planned(await flow.plan(alice, 'rollback', 'production'));
+    const e = expectStatus(await flow.confirm(alice, o.plan.id), 'enqueued');
+    // The write fails again when the click's answer reads the job's progress: it is still this plan's.
+    expect(await flow.jobProgress(e.jobId)).toMatchObject({ jobId: e.jobId, planId: o.plan.id });
+    expect(failed()).toBe(2);
+    expect((await x.plans.get(o.plan.id))?.jobId).toBeUndefined();
+    // A /rollback joining the switch, posted now, follows the job and learns which one (id stored now).
+    expect(await flow.attach(o.plan.id, slackMsg)).toEqual({ attached: true, jobId: e.jobId });
+    expect(await x.switchQueue.messages(e.jobId)).toContainEqual(slackMsg);
+    expect((await x.plans.get(o.plan.id))?.jobId).toBe(e.jobId);
+  });
+
+  it('another replica, which cannot tell the job is this claim’s, joins it and stores its id once the claim counts as abandoned', async () => {
+    const x = await setup();
+    const { flow } = jobIdWritesFail(x, 1, new CapturedLog());
+    const o = planned(await flow.plan(alice, 'rollback', 'production'));
+    const e = expectStatus(await flow.confirm(alice, o.plan.id), 'enqueued');
+    const other = flowWith(x);
+    const joined = expectStatus(await other.confirm(bob, o.plan.id), 'enqueued');
+    expect(joined).toMatchObject({ joined: true, jobId: e.jobId });
+    expect((await other.get(o.plan.id))?.jobId).toBeUndefined();
+    await x.clock.advance(60_000);
+    expect((await other.get(o.plan.id))?.jobId).toBe(e.jobId);
+    expect(await x.jobs()).toHaveLength(1);
   });
 });
 
