@@ -336,13 +336,7 @@ export class ChatService {
           action.kind === 'dismiss'
             ? await this.flow.dismiss(actor, action.ref)
             : await this.flow.cancel(actor, action.ref);
-        if (out.status === 'running') {
-          return {
-            ephemeral: refusalView({ code: RefusalCode.operationInProgress, message: out.message }),
-            outcome: 'running',
-            ...(out.jobId === undefined ? {} : { jobId: out.jobId }),
-          };
-        }
+        if (out.status === 'running') return this.tooLate(out, message);
         return this.clickOutcome(out);
       }
       case 'replan': {
@@ -449,22 +443,48 @@ export class ChatService {
   }
 
   /**
-   * Makes the clicked message follow the switch its click started, joined or awaits approval for, like
-   * the plan's other messages. It may not be one of them: its attach when it was posted failed (a Redis
-   * blip: the poster was told the command failed, and the message kept its working buttons), or the
-   * plan already followed MAX_MESSAGES_PER_PLAN messages (then Flow.attach refuses it, and it stays as
-   * the click leaves it). Without this, nothing would edit it after the click's own view: it would say
-   * "Progress follows in this message", or still offer the plan, while its switch moved production.
-   * Flow.attach hands a message attached after the job was made to the job, even when the job has
-   * ended (the caller then shows the end: see the `enqueued` case). A message the plan lists already
-   * is followed already. A failure leaves the message as it was: the switch is queued (or awaits its
-   * approval), and the click's answer must say so, not that the click failed.
+   * Makes the clicked message follow the switch its click started, joined or awaits approval for (or,
+   * for a Cancel or Dismiss, found already running), like the plan's other messages. It may not be one
+   * of them: its attach when it was posted failed (a Redis blip: the poster was told the command
+   * failed, and the message kept its working buttons), or the plan already followed
+   * MAX_MESSAGES_PER_PLAN messages when it was posted. A clicked message passes that cap (up to
+   * MAX_CLICKED_MESSAGES_PER_PLAN: see PlanStore.attachMessage), since without this nothing would edit
+   * it after the click's own view: it would say "Progress follows in this message", or still offer the
+   * plan, while its switch moved production. Flow.attach hands a message attached after the job was
+   * made to the job, even when the job has ended (the caller then shows the end: see the `enqueued`
+   * case). A message the plan lists already is followed already. A failure leaves the message as it
+   * was: the switch is queued (or awaits its approval), and the click's answer must say so, not that
+   * the click failed.
    */
   private async follow(record: PlanRecord, message: MessageRef | undefined): Promise<void> {
     if (message === undefined) return;
     const key = messageRefKey(message);
     if (record.messages.some((m) => messageRefKey(m) === key)) return;
-    await this.flow.attach(record.plan.id, message).catch(() => undefined);
+    await this.flow.attach(record.plan.id, message, { clicked: true }).catch(() => undefined);
+  }
+
+  /**
+   * A Cancel or Dismiss too late: the switch is queued or running. The clicker is told so; the clicked
+   * message, which still offered the plan (the plan may not list it: see `follow`), follows the switch
+   * from now on and shows it as a Confirm joining it would: "Confirmed…", yielding to the job's
+   * progress, or the job's end when it has ended already. A job that ended with traffic moved
+   * elsewhere since leaves the message as it is (that end is no longer true: the clicker's answer is
+   * enough).
+   */
+  private async tooLate(
+    out: Extract<Awaited<ReturnType<Flow['cancel']>>, { status: 'running' }>,
+    message: MessageRef | undefined,
+  ): Promise<ClickReply> {
+    const ephemeral = refusalView({ code: RefusalCode.operationInProgress, message: out.message });
+    // Before its job id is stored the job may not exist yet: the attach hands the message to it anyway
+    // (Flow.attach), and its progress edits the message.
+    await this.follow(out.record, message);
+    if (out.jobId === undefined) return { ephemeral, outcome: 'running' };
+    const reply = { ephemeral, jobId: out.jobId, outcome: 'running' } as const;
+    const ended = await this.endedJob(out.jobId);
+    if (ended?.outdated !== undefined) return reply;
+    if (ended) return { ...reply, update: progressView(ended.progress), ended: ended.progress };
+    return { ...reply, update: this.confirmation(out.record, { state: 'enqueued' }) };
   }
 
   private async clickOutcome(

@@ -561,11 +561,19 @@ export class Flow {
    * A message attached between the winning click's claim and its job id being stored (the job being
    * added meanwhile) is handed to the job under the id the job gets (derived from the plan's), and by
    * the winner once the job exists (`enqueueFrom`): it reaches the job either way.
+   *
+   * `clicked`: the message is one a person just clicked (ChatService), which follows its switch even
+   * when the plan already follows MAX_MESSAGES_PER_PLAN messages, up to MAX_CLICKED_MESSAGES_PER_PLAN
+   * (see PlanStore.attachMessage); a message merely posted for the plan stops at the cap.
    */
-  async attach(planId: string, ref: MessageRef): Promise<AttachOutcome> {
+  async attach(
+    planId: string,
+    ref: MessageRef,
+    opts: { readonly clicked?: boolean } = {},
+  ): Promise<AttachOutcome> {
     if (!PLAN_ID.test(planId)) return { attached: false };
     const parsed = messageRefSchema.parse(ref);
-    const attached = await this.plans.attachMessage(planId, parsed);
+    const attached = await this.plans.attachMessage(planId, parsed, { clicked: opts.clicked === true });
     if (!attached) return { attached: false };
     const read = await this.plans.get(planId);
     const record = read === undefined ? undefined : await this.withOwnJob(read);
@@ -853,7 +861,8 @@ export class Flow {
     const snapshot = await this.snapshot(environment);
     if (!snapshot.ok) return snapshot;
     const [routes, listed, active] = await Promise.all([
-      this.platform.routing(environment),
+      // The snapshot just read: an adapter deriving routing from one (Unkey) does not read it again.
+      this.platform.routing(environment, snapshot.value),
       this.audit.recent(environment, this.recentAudit),
       this.activeSwitch(environment),
     ]);

@@ -396,6 +396,15 @@ const ACTING_STATES: readonly PlanState[] = [PlanState.awaitingApproval, PlanSta
 export const MAX_MESSAGES_PER_PLAN = 40;
 
 /**
+ * How many messages a plan follows at most counting the messages someone clicked past
+ * MAX_MESSAGES_PER_PLAN (`attachMessage`'s `clicked`): a message a person clicked (its Rollback, Approve,
+ * or a Cancel that found the switch running) must show that switch to its end, which matters more than
+ * the cap; dropping an older message instead would only leave that one stale. Still a hard bound, and
+ * no more than a switch job's data carries (50 message refs, src/queue.ts).
+ */
+export const MAX_CLICKED_MESSAGES_PER_PLAN = MAX_MESSAGES_PER_PLAN + 10;
+
+/**
  * Adds a message field only when the record exists (never resurrects an evicted plan) and holds fewer
  * than ARGV[3] messages. Returns 1 when attached (or already there), 0 when the record is gone, 2 when
  * it is full.
@@ -728,17 +737,23 @@ export class PlanStore {
 
   /**
    * Records a chat message showing the plan (so progress can edit it). Idempotent per message;
-   * false when the plan is gone or already follows MAX_MESSAGES_PER_PLAN messages.
+   * false when the plan is gone or already follows MAX_MESSAGES_PER_PLAN messages
+   * (MAX_CLICKED_MESSAGES_PER_PLAN with `clicked`: the message is one a person just clicked).
    */
-  async attachMessage(planId: string, ref: MessageRef): Promise<boolean> {
+  async attachMessage(
+    planId: string,
+    ref: MessageRef,
+    opts: { readonly clicked?: boolean } = {},
+  ): Promise<boolean> {
     const [field, value] = this.messageEntry(messageRefSchema.parse(ref), this.clock.now());
+    const max = opts.clicked === true ? MAX_CLICKED_MESSAGES_PER_PLAN : MAX_MESSAGES_PER_PLAN;
     const n = await this.redis.eval(
       ATTACH_SCRIPT,
       1,
       this.key(planId),
       field,
       value,
-      String(MAX_MESSAGES_PER_PLAN),
+      String(max),
       MESSAGE_FIELD,
     );
     return n === 1;

@@ -117,8 +117,13 @@ export interface DeployPlatform {
   /** One consistent read of an environment (deployments newest first). */
   snapshot(environment: string): Promise<EnvironmentSnapshot>;
   getDeployment(id: string): Promise<Deployment | undefined>;
-  /** Every domain of the environment and the deployment it routes to now. */
-  routing(environment: string): Promise<readonly Route[]>;
+  /**
+   * Every domain of the environment and the deployment it routes to now. `snapshot`: a snapshot of
+   * this environment the caller just read; an adapter that derives routing from its snapshot (Unkey)
+   * uses it instead of reading again; others ignore it. A caller that must see routing as it is now
+   * (the verification of a switch) passes none.
+   */
+  routing(environment: string, snapshot?: EnvironmentSnapshot): Promise<readonly Route[]>;
   rollback(request: SwitchRequest): Promise<OperationRef>;
   promote(request: SwitchRequest): Promise<OperationRef>;
   operation(ref: OperationRef): Promise<OperationStatus>;

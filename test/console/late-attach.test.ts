@@ -7,16 +7,20 @@
  * message is handed to it (the worker read the job's messages for the last time just before).
  *
  * And a click on a confirmation its plan does not list (its attach after the post failed on a Redis
- * blip): the click makes the message follow the switch, so the job's progress edits it.
+ * blip, or the plan already followed MAX_MESSAGES_PER_PLAN messages): the click makes the message
+ * follow the switch, so the job's progress edits it; a Cancel that finds the switch running too.
  */
 import { afterEach, describe, expect, it } from 'vitest';
 import { registerConsole } from '../../handlers/console/routes.js';
 import { ConsoleSurface } from '../../handlers/console/surface.js';
 import { ChatService } from '../../src/chat.js';
 import { HttpServer } from '../../src/http.js';
-import type { Progress } from '../../src/progress.js';
+import { MAX_MESSAGES_PER_PLAN } from '../../src/plan-store.js';
+import type { Progress, Reporter } from '../../src/progress.js';
 import { jobIdForPlan } from '../../src/queue.js';
 import { alice, createHarness, type Harness } from '../flow/harness.js';
+import { RecordingReporter } from '../jobs/fixtures/harness.js';
+import { startTestWorker } from '../support/switch-worker.js';
 
 const closers: (() => Promise<unknown> | unknown)[] = [];
 afterEach(async () => {
@@ -144,5 +148,91 @@ describe('console: a click on a confirmation its plan does not list', () => {
     const messages = await x.switchQueue.messages(approved.jobId ?? '');
     expect(messages).toContainEqual(unlisted);
     expect(messages).toContainEqual(listed);
+  });
+});
+
+describe('console: a click on a confirmation posted after its plan followed MAX_MESSAGES_PER_PLAN messages', () => {
+  /**
+   * A plan for production's rollback following MAX_MESSAGES_PER_PLAN console confirmations (attached
+   * through Flow), one more posted that it refuses to follow, and a worker reporting to the console.
+   */
+  async function fullPlan() {
+    const x = await createHarness();
+    closers.push(() => x.close());
+    const { surface, chat, click } = await consoleOf(x);
+    const recorder = new RecordingReporter();
+    const reporter: Reporter = {
+      async report(progress, messages) {
+        await surface.report(progress, messages);
+        await recorder.report(progress, messages);
+      },
+    };
+    await startTestWorker(
+      { add: (close) => closers.push(close) },
+      { queueName: x.switchQueue.queueName, platform: x.platform, reporter },
+    );
+    const planned = await x.flow.plan(alice, 'rollback', 'production');
+    if (!planned.ok) throw new Error(planned.refusal.message);
+    const planId = planned.plan.id;
+    const followed = [];
+    for (let i = 0; i < MAX_MESSAGES_PER_PLAN; i++) {
+      const ref = surface.postView(chat.confirmation(planned.record));
+      expect((await x.flow.attach(planId, ref)).attached).toBe(true);
+      followed.push(ref);
+    }
+    const late = surface.postView(chat.confirmation(planned.record));
+    expect((await x.flow.attach(planId, late)).attached).toBe(false);
+    expect((await x.flow.get(planId))?.messages).toHaveLength(MAX_MESSAGES_PER_PLAN);
+
+    /** Drives the local platform's clock until the plan's job has reported its end. */
+    const end = async () => {
+      let ended = false;
+      const done = recorder
+        .waitFor((p) => p.planId === planId && p.outcome !== undefined)
+        .finally(() => {
+          ended = true;
+        });
+      while (!ended) {
+        if (x.clock.pending > 0) await x.clock.advance(1_000);
+        else await new Promise<void>((resolve) => setImmediate(resolve));
+      }
+      return done;
+    };
+    return { x, surface, click, planId, followed, late, end };
+  }
+
+  it('a Rollback click on it queues the switch and the message ends on the switch’s final state', async () => {
+    const { x, surface, click, planId, late, end } = await fullPlan();
+    const out = await click('bob', `sy1:confirm:${planId}`, late.messageId);
+    expect(out).toEqual({ ok: true, outcome: 'enqueued', jobId: jobIdForPlan(planId) });
+    expect(await x.switchQueue.messages(out.jobId ?? '')).toContainEqual(late);
+
+    const final = await end();
+    expect(final.outcome).toBe('succeeded');
+    expect(JSON.stringify(surface.get(late.messageId)?.message)).toContain(`Traffic is on ${final.targetId}`);
+  });
+
+  it('a Cancel click on it while the switch is queued: too late, and the message follows the switch to its end', async () => {
+    const { x, surface, click, planId, followed, late, end } = await fullPlan();
+    const first = followed[0];
+    if (!first) throw new Error('no message');
+    const queued = await click('alice', `sy1:confirm:${planId}`, first.messageId);
+    expect(queued.outcome).toBe('enqueued');
+
+    const out = await click('bob', `sy1:cancel:${planId}`, late.messageId);
+    expect(out).toEqual({ ok: true, outcome: 'running', jobId: queued.jobId });
+    // Bob is told it is too late; the message stops offering the plan.
+    expect(JSON.stringify(surface.timeline('bob').filter((e) => e.visibleTo === 'bob'))).toContain(
+      'Too late to cancel',
+    );
+    expect(surface.get(late.messageId)?.message?.buttons ?? []).toEqual([]);
+    expect(await x.switchQueue.messages(queued.jobId ?? '')).toContainEqual(late);
+
+    const final = await end();
+    expect(final.outcome).toBe('succeeded');
+    expect(JSON.stringify(surface.get(late.messageId)?.message)).toContain(`Traffic is on ${final.targetId}`);
+    expect(JSON.stringify(surface.get(first.messageId)?.message)).toContain(
+      `Traffic is on ${final.targetId}`,
+    );
   });
 });

@@ -18,6 +18,7 @@ import { AuditLog } from '../../src/audit.js';
 import { ChatService } from '../../src/chat.js';
 import { ManualClock, systemClock } from '../../src/clock.js';
 import { fileConfigSchema, parseEnv } from '../../src/config.js';
+import type { EnvironmentSnapshot } from '../../src/domain/types.js';
 import { Flow } from '../../src/flow.js';
 import { silentLogger } from '../../src/log.js';
 import { createMetrics, type Metrics } from '../../src/metrics.js';
@@ -153,9 +154,9 @@ export class HeldPlatform implements DeployPlatform {
     this.counted('getDeployment');
     return this.inner.getDeployment(id);
   }
-  routing(environment: string) {
+  routing(environment: string, snapshot?: EnvironmentSnapshot) {
     this.counted('routing');
-    return this.inner.routing(environment);
+    return this.inner.routing(environment, snapshot);
   }
   rollback(request: SwitchRequest) {
     return this.inner.rollback(request);

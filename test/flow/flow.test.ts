@@ -4,7 +4,7 @@ import { z } from 'zod';
 import { startSwitchWorker } from '../../jobs/switch-worker.js';
 import { AuditLog } from '../../src/audit.js';
 import { ChatService } from '../../src/chat.js';
-import { systemClock } from '../../src/clock.js';
+import { ManualClock, systemClock } from '../../src/clock.js';
 import type { Config } from '../../src/config.js';
 import type { Domain, EnvironmentSnapshot } from '../../src/domain/types.js';
 import { RefusalError } from '../../src/errors.js';
@@ -13,6 +13,7 @@ import { Flow, flowDefaults } from '../../src/flow.js';
 import { createLogger, silentLogger } from '../../src/log.js';
 import { PlanState, PlanStore } from '../../src/plan-store.js';
 import type { DeployPlatform } from '../../src/platform/port.js';
+import { UnkeyPlatform } from '../../src/platform/unkey/adapter.js';
 import type { MessageRef, Progress } from '../../src/progress.js';
 import { jobIdForPlan, SwitchQueue } from '../../src/queue.js';
 import { createRedis, scanKeys } from '../../src/redis.js';
@@ -21,6 +22,7 @@ import { RecordingReporter } from '../jobs/fixtures/harness.js';
 import { CapturedLog } from '../support/captured-log.js';
 import { gate } from '../support/gate.js';
 import { redisUrl } from '../support/redis.js';
+import { startAcmeUnkey } from '../support/unkey.js';
 import { viewText } from '../views/fixtures.js';
 import {
   alice,
@@ -1200,6 +1202,42 @@ describe('Flow.deployments', () => {
     const bad = await x.flow.deployments('nope');
     expect(bad.ok).toBe(false);
   });
+
+  it('on Unkey lists the environment once: routing comes from the snapshot just read, not a second listing', async () => {
+    const x = await setup();
+    const key = 'unkey_3ZflowDeploymentsRootKey012345';
+    const env = { project: 'acme', app: 'api', environment: 'production' } as const;
+    const unkeyClock = new ManualClock();
+    const server = await startAcmeUnkey(key, { clock: unkeyClock });
+    const platform = new UnkeyPlatform({
+      environments: { production: env },
+      client: { baseUrl: server.url, rootKey: key, timeoutMs: 5_000 },
+      clock: unkeyClock,
+      pageSize: 5,
+    });
+    try {
+      // 12 deployments at 5 a page: one listing is 3 listDeployments pages.
+      for (let i = 0; i < 12; i++) {
+        server.push({ ...env, branch: 'main' });
+        await unkeyClock.advance(60_000);
+      }
+      const lists = () => server.requests.filter((r) => r.endpoint === 'deployments.listDeployments').length;
+      const flow = flowWith(x, { platform, config: testConfig({}, 'unkey') });
+      const before = lists();
+      const d = await flow.deployments('production');
+      if (!d.ok) throw new Error(`expected the view, got ${d.refusal.code}: ${d.refusal.message}`);
+      expect(d.snapshot.deployments).toHaveLength(12);
+      expect(lists() - before).toBe(3);
+      // The same routes a fresh read gives (nothing moved in between).
+      expect(d.routes).toEqual(await platform.routing('production'));
+      expect(d.routes.find((r) => r.hostname === 'api.acme.com')?.deploymentId).toBe(
+        d.snapshot.environment.currentDeploymentId,
+      );
+    } finally {
+      await platform.close();
+      await server.close();
+    }
+  });
 });
 
 /**
@@ -1677,9 +1715,9 @@ describe('Flow.deploymentChoices', () => {
     const platform = new Proxy(counting, {
       get(target, prop, receiver) {
         if (prop === 'routing') {
-          return (environment: string) => {
+          return (environment: string, snapshot?: EnvironmentSnapshot) => {
             reads.routing += 1;
-            return target.routing(environment);
+            return target.routing(environment, snapshot);
           };
         }
         return Reflect.get(target, prop, receiver);

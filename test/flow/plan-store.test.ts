@@ -2,7 +2,13 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { ManualClock } from '../../src/clock.js';
 import { buildPlan, type Plan } from '../../src/domain/plan.js';
 import { SwitchyardError } from '../../src/errors.js';
-import { MAX_ALERTS_PER_PLAN, MAX_MESSAGES_PER_PLAN, PlanState, PlanStore } from '../../src/plan-store.js';
+import {
+  MAX_ALERTS_PER_PLAN,
+  MAX_CLICKED_MESSAGES_PER_PLAN,
+  MAX_MESSAGES_PER_PLAN,
+  PlanState,
+  PlanStore,
+} from '../../src/plan-store.js';
 import { LocalPlatform } from '../../src/platform/local/platform.js';
 import type { MessageRef } from '../../src/progress.js';
 import { createRedis, deleteKeys, type RedisClient, scanKeys } from '../../src/redis.js';
@@ -290,6 +296,31 @@ describe('PlanStore', () => {
     const first = (await store.get(plan.id))?.messages[0];
     if (!first) throw new Error('no message');
     expect(await store.attachMessage(plan.id, first)).toBe(true);
+  });
+
+  it('lets a clicked message past MAX_MESSAGES_PER_PLAN, up to MAX_CLICKED_MESSAGES_PER_PLAN, and no further', async () => {
+    await store.create({ plan, requestedBy: alice });
+    const ref = (i: number): MessageRef => ({
+      surface: 'slack',
+      channel: 'C0PROD',
+      messageId: `1700000000.${String(i).padStart(6, '0')}`,
+    });
+    for (let i = 0; i < MAX_MESSAGES_PER_PLAN; i++)
+      expect(await store.attachMessage(plan.id, ref(i))).toBe(true);
+    // Full for a message merely posted…
+    expect(await store.attachMessage(plan.id, ref(1000))).toBe(false);
+    // …not for one someone clicked, up to the hard ceiling.
+    const extra = MAX_CLICKED_MESSAGES_PER_PLAN - MAX_MESSAGES_PER_PLAN;
+    expect(extra).toBeGreaterThan(0);
+    for (let i = 0; i < extra; i++)
+      expect(await store.attachMessage(plan.id, ref(2000 + i), { clicked: true })).toBe(true);
+    expect(await store.attachMessage(plan.id, ref(3000), { clicked: true })).toBe(false);
+    const messages = (await store.get(plan.id))?.messages ?? [];
+    expect(messages).toHaveLength(MAX_CLICKED_MESSAGES_PER_PLAN);
+    expect(messages).toContainEqual(ref(2000));
+    expect(messages).not.toContainEqual(ref(1000));
+    // A switch job carries every one of them in its data (src/queue.ts: at most 50 message refs).
+    expect(MAX_CLICKED_MESSAGES_PER_PLAN).toBeLessThanOrEqual(50);
   });
 
   it('refuses a corrupt record with an error naming the field', async () => {

@@ -397,6 +397,23 @@ describe('UnkeyPlatform reads', () => {
     });
   });
 
+  it('routes from a snapshot of the environment it is given without listing again; any other, it reads', async () => {
+    const snap = await platform.snapshot('production');
+    const lists = () => server.requests.filter((r) => r.endpoint === 'deployments.listDeployments').length;
+    const before = lists();
+    const routes = await platform.routing('production', snap);
+    expect(lists()).toBe(before);
+    expect(routes).toEqual(await platform.routing('production'));
+    expect(lists()).toBeGreaterThan(before);
+
+    // A snapshot of another environment is no answer for this one: read this one.
+    server.push({ ...previewEnv, branch: 'feature-x' });
+    const preview = await platform.snapshot('preview');
+    const afterPreview = lists();
+    expect(await platform.routing('production', preview)).toEqual(routes);
+    expect(lists()).toBeGreaterThan(afterPreview);
+  });
+
   it('refuses an environment that is not configured', async () => {
     const r = await refusal(platform.snapshot('staging'));
     expect(r.code).toBe('unknown_environment');

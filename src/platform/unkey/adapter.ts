@@ -210,8 +210,14 @@ export class UnkeyPlatform implements DeployPlatform {
     return environment === undefined ? undefined : toDeployment(d, environment);
   }
 
-  async routing(environment: string): Promise<readonly Route[]> {
-    const snap = await this.snapshot(environment);
+  async routing(environment: string, snapshot?: EnvironmentSnapshot): Promise<readonly Route[]> {
+    // Unkey tells routing only through the deployments' domains, i.e. a snapshot: one the caller just
+    // read of this environment (`/deployments`) says it already, and reading again would page through
+    // every deployment a second time. Without one (the verification of a switch), read fresh.
+    const snap =
+      snapshot !== undefined && snapshot.environment.slug === environment
+        ? snapshot
+        : await this.snapshot(environment);
     return snap.domains.map((d) => ({
       hostname: d.hostname,
       stickiness: d.stickiness,
