@@ -5,7 +5,16 @@
  */
 import { readFileSync } from 'node:fs';
 import { isIP, isIPv6 } from 'node:net';
-import { parse as parseYaml } from 'yaml';
+import {
+  isAlias,
+  isPair,
+  isScalar,
+  isSeq,
+  LineCounter,
+  parseDocument,
+  visit,
+  type ErrorCode as YamlErrorCode,
+} from 'yaml';
 import { z } from 'zod';
 import { ConfigError } from './errors.js';
 import {
@@ -592,17 +601,130 @@ export function parseEnv(source: Readonly<Record<string, string | undefined>>): 
   return result.data;
 }
 
+/**
+ * What the YAML library found wrong, by its error code, in words (and advice): never the library's own
+ * message, which quotes the token and the source line, and so a secret written unquoted (`!Xk3…`).
+ * A code not listed here is shown in words (`BLOCK_AS_IMPLICIT_KEY`: `block as implicit key`).
+ */
+const YAML_PROBLEMS: Partial<Record<YamlErrorCode | 'UNRESOLVED_ALIAS', readonly [string, string?]>> = {
+  TAG_RESOLVE_FAILED: ['unresolved tag', 'quote values that start with ! or *'],
+  BAD_COLLECTION_TYPE: ['a tag that does not fit its value', 'quote values that start with ! or *'],
+  UNRESOLVED_ALIAS: ['unresolved alias', 'quote values that start with * or !'],
+  BAD_ALIAS: ['ambiguous alias or anchor', 'quote values that start with *, & or !'],
+  ALIAS_PROPS: ['an alias with a tag or anchor', 'quote values that start with *, & or !'],
+  DUPLICATE_KEY: ['duplicate key'],
+  MULTIPLE_DOCS: ['more than one document (a --- line)'],
+  BAD_INDENT: ['bad indentation'],
+  TAB_AS_INDENT: ['a tab used as indentation', 'indent with spaces'],
+  MISSING_CHAR: ['a closing quote or bracket is missing'],
+  BAD_SCALAR_START: ['a value that cannot start with this character', 'quote it'],
+  BAD_DQ_ESCAPE: ['an invalid escape in a double-quoted value'],
+  MULTILINE_IMPLICIT_KEY: ['a key spanning lines'],
+  KEY_OVER_1024_CHARS: ['a key longer than 1024 characters'],
+  BAD_DIRECTIVE: ['an unknown directive (a line starting with %)'],
+  UNEXPECTED_TOKEN: ['unexpected characters'],
+};
+
+/** Codes whose position is a tag just before the node it concerns: the message names that node's key. */
+const YAML_TAG_CODES: readonly string[] = ['TAG_RESOLVE_FAILED', 'BAD_COLLECTION_TYPE'];
+
+/** One thing wrong in the YAML text: its code, where it is, and the key path of its value when known. */
+interface YamlProblem {
+  readonly code: string;
+  /** Where it starts, and ends (a tag: where its node starts, spaces apart). */
+  readonly offset: number;
+  readonly end: number;
+  readonly key?: string;
+}
+
+/** `alerts.sentrySecret`, `environments.production.allow.slack.users.0`: like formatIssues' keys. */
+function yamlKeyPath(ancestors: readonly unknown[], node: unknown): string {
+  const chain = [...ancestors, node];
+  const parts: string[] = [];
+  for (let i = 0; i < chain.length - 1; i++) {
+    const at = chain[i];
+    const next = chain[i + 1];
+    if (isPair(at) && next === at.value) parts.push(isScalar(at.key) ? String(at.key.value) : '?');
+    else if (isSeq(at)) parts.push(String(at.items.indexOf(next as never)));
+  }
+  return parts.join('.');
+}
+
+/**
+ * The YAML text as a plain value. What is wrong is named by the error code, line and column (and the
+ * key, for a tag or alias), never by the parser's text, which quotes the source line: secrets are never
+ * echoed, and a generated secret may start with `!` or `*`. Warnings are refused too: an
+ * unresolved tag silently reads the value as "", worse than stopping. `logLevel: 'error'` keeps the
+ * library from printing warnings itself through process.emitWarning, which quotes the source line.
+ */
+function readYaml(text: string, fileName: string): unknown {
+  const fail = (what: string): never => {
+    throw new ConfigError(`${fileName}: not valid YAML: ${what}`, { file: fileName });
+  };
+  const lineCounter = new LineCounter();
+  let doc: ReturnType<typeof parseDocument>;
+  try {
+    // prettyErrors off: the errors' messages are not even built with the source line.
+    doc = parseDocument(text, { lineCounter, logLevel: 'error', prettyErrors: false });
+  } catch {
+    return fail('the parser stopped');
+  }
+  const problems: YamlProblem[] = [...doc.errors, ...doc.warnings].map((e) => ({
+    code: e.code,
+    offset: e.pos[0],
+    end: e.pos[1],
+  }));
+  // Aliases whose anchor is not set before them (the library's order: document order, the anchored node
+  // before its children): converting would throw an error naming the alias, a secret written `*…`.
+  // And every node's start and key, to name the value a tag problem is about.
+  const anchors = new Set<string>();
+  const nodes: { readonly start: number; readonly key: string }[] = [];
+  visit(doc, {
+    Node: (_key, node, path) => {
+      const start = node.range?.[0] ?? 0;
+      nodes.push({ start, key: yamlKeyPath(path, node) });
+      if (isAlias(node) && !anchors.has(node.source)) {
+        problems.push({ code: 'UNRESOLVED_ALIAS', offset: start, end: start, key: yamlKeyPath(path, node) });
+      }
+      if (node.anchor) anchors.add(node.anchor);
+    },
+  });
+  if (problems.length > 0) {
+    const shown = problems
+      .map((p) => {
+        // A tag ends where its node starts (spaces apart): the first node starting at or after its end.
+        if (p.key !== undefined || !YAML_TAG_CODES.includes(p.code)) return p;
+        const key = nodes.find((n) => n.start >= p.end)?.key;
+        return key ? { ...p, key } : p;
+      })
+      .sort((a, b) => a.offset - b.offset)
+      .map((p) => {
+        const [what, advice] = YAML_PROBLEMS[p.code as YamlErrorCode] ?? [
+          p.code.toLowerCase().replaceAll('_', ' '),
+        ];
+        const { line, col } = lineCounter.linePos(p.offset);
+        return `${p.key ? `${p.key}: ` : ''}${what} at line ${line}, column ${col}${advice ? ` (${advice})` : ''}`;
+      });
+    // The library may report one place twice (a missing bracket: each level's indentation).
+    const distinct = [...new Set(shown)];
+    const more = distinct.length > 3 ? ` (and ${distinct.length - 3} more)` : '';
+    return fail(`${distinct.slice(0, 3).join('; ')}${more}`);
+  }
+  try {
+    return doc.toJS({ maxAliasCount: 100 }) ?? {};
+  } catch (e) {
+    // Its message is not shown (some name an alias); an alias bomb is the one expected here.
+    return fail(
+      /alias count/i.test((e as Error).message)
+        ? 'too many aliases (at most 100 expansions)'
+        : 'could not be read',
+    );
+  }
+}
+
 /** Parses the YAML config text; throws ConfigError naming the file, the key and the expectation. */
 export function parseConfigFile(text: string, fileName = 'config'): FileConfig {
-  let raw: unknown;
-  try {
-    raw = parseYaml(text) ?? {};
-  } catch (e) {
-    // The parser's message quotes the offending source lines, which may hold a secret: keep its first
-    // line (what is wrong, and where).
-    const what = ((e as Error).message.split('\n')[0] ?? '').replace(/:\s*$/, '');
-    throw new ConfigError(`${fileName}: not valid YAML: ${what}`, { file: fileName });
-  }
+  const raw = readYaml(text, fileName);
   const result = fileConfigSchema.safeParse(raw);
   if (!result.success)
     throw new ConfigError(`${fileName}: ${formatIssues(result.error, raw)}`, { file: fileName });

@@ -93,11 +93,72 @@ function describe(value: unknown): string {
   return typeof value === 'object' ? 'an object' : typeof value;
 }
 
+/** Most characters of a received value (or of a key) a refusal shows. */
+const MAX_SHOWN = 100;
+/** Most levels of arrays and objects a refusal shows of a received value: deeper ones are `[…]`, `{…}`. */
+const MAX_SHOWN_DEPTH = 3;
+
+/**
+ * A received value as a refusal shows it: JSON-like, at most MAX_SHOWN characters (clipped with `…`)
+ * and MAX_SHOWN_DEPTH levels deep, `nothing` for a missing one. It never throws: JSON.stringify throws
+ * a RangeError on a deeply nested value (`[[[[…]]]]` from a sender), which would turn a bad payload
+ * into a 500 that Alertmanager and Datadog retry forever; and a sender's 200 KB value is not echoed
+ * back whole. Every refusal of the parsers shows received values through this.
+ */
+export function shownValue(value: unknown): string {
+  if (value === undefined) return 'nothing';
+  let out = '';
+  // Stops the walk once the text is long enough to be clipped: a huge array or object is not visited.
+  const full = () => out.length > MAX_SHOWN;
+  const walk = (v: unknown, depth: number): void => {
+    if (full()) return;
+    if (typeof v === 'string') {
+      out += JSON.stringify(v.length > MAX_SHOWN ? v.slice(0, MAX_SHOWN + 1) : v);
+    } else if (v === null || typeof v === 'number' || typeof v === 'boolean' || typeof v === 'bigint') {
+      out += String(v);
+    } else if (Array.isArray(v)) {
+      if (v.length > 0 && depth >= MAX_SHOWN_DEPTH) out += '[…]';
+      else {
+        out += '[';
+        for (let i = 0; i < v.length && !full(); i++) {
+          if (i > 0) out += ',';
+          walk(v[i] ?? null, depth + 1);
+        }
+        out += ']';
+      }
+    } else if (typeof v === 'object') {
+      const keys = Object.keys(v as object);
+      if (keys.length > 0 && depth >= MAX_SHOWN_DEPTH) out += '{…}';
+      else {
+        out += '{';
+        for (let i = 0; i < keys.length && !full(); i++) {
+          const key = keys[i] ?? '';
+          if (i > 0) out += ',';
+          out += `${JSON.stringify(key.length > MAX_SHOWN ? key.slice(0, MAX_SHOWN + 1) : key)}:`;
+          walk((v as Record<string, unknown>)[key], depth + 1);
+        }
+        out += '}';
+      }
+    } else out += typeof v;
+  };
+  try {
+    walk(value, 0);
+  } catch {
+    // Not a JSON-decoded value (a getter or proxy that throws): its kind only.
+    return describe(value);
+  }
+  return clip(out, MAX_SHOWN);
+}
+
+/** `alerts[0].labels.env`; a key longer than MAX_SHOWN (a sender's label name) is clipped. */
 function pathText(path: readonly PropertyKey[]): string {
   let out = '';
   for (const key of path) {
     if (typeof key === 'number') out += `[${key}]`;
-    else out += out === '' ? String(key) : `.${String(key)}`;
+    else {
+      const name = clip(String(key), MAX_SHOWN);
+      out += out === '' ? name : `.${name}`;
+    }
   }
   return out || '(root)';
 }
@@ -125,9 +186,12 @@ export function formatAlertIssues(error: z.ZodError, input: unknown, prefix: rea
           ? `required, expected ${expected}`
           : `expected ${expected}, got ${describe(value)}`;
     } else if (issue.code === 'invalid_value' && !message.startsWith('expected')) {
-      message = `expected one of ${issue.values.map((v) => JSON.stringify(v)).join(', ')}, got ${JSON.stringify(value) ?? 'nothing'}`;
+      message = `expected one of ${issue.values.map((v) => shownValue(v)).join(', ')}, got ${shownValue(value)}`;
     } else if (issue.code === 'unrecognized_keys') {
-      message = `unknown key${issue.keys.length > 1 ? 's' : ''} ${issue.keys.map((k) => JSON.stringify(k)).join(', ')}`;
+      // A sender's keys: the first few, each clipped.
+      const shown = issue.keys.slice(0, 5).map((k) => shownValue(k));
+      const others = issue.keys.length > 5 ? ` (and ${issue.keys.length - 5} more)` : '';
+      message = `unknown key${issue.keys.length > 1 ? 's' : ''} ${shown.join(', ')}${others}`;
     }
     return `${pathText(path)}: ${message}`;
   });
@@ -630,7 +694,7 @@ function sentryMetricAlerts(body: unknown, opts: ParseOptions): Result<Normalize
 function sentryAlerts(body: unknown, opts: ParseOptions): Result<AlertDelivery> {
   const action = valueAt(body, ['action']);
   // Both are echoed in the answer: bounded.
-  const actionText = clip(typeof action === 'string' ? action : (JSON.stringify(action) ?? 'nothing'), 64);
+  const actionText = clip(typeof action === 'string' ? action : shownValue(action), 64);
   const resource = clip(opts.sentryResource?.trim().toLowerCase() ?? '', 64) || undefined;
   const ignore = (title: string, detail: string, more: Omit<IgnoredItem, 'title' | 'detail'> = {}) =>
     ok(delivery([], [{ title, ...more, detail }]));
@@ -750,7 +814,7 @@ function sentryAlerts(body: unknown, opts: ParseOptions): Result<AlertDelivery> 
     );
   }
   return invalid(
-    `action: expected "triggered" (issue alert), "critical", "warning" or "resolved" (metric alert, with data.metric_alert) or an issue webhook action (${['resolved', ...SENTRY_ISSUE_IGNORED].map((a) => `"${a}"`).join(', ')}), got ${JSON.stringify(action) ?? 'nothing'}`,
+    `action: expected "triggered" (issue alert), "critical", "warning" or "resolved" (metric alert, with data.metric_alert) or an issue webhook action (${['resolved', ...SENTRY_ISSUE_IGNORED].map((a) => `"${a}"`).join(', ')}), got ${shownValue(action)}`,
     'sentry',
   );
 }

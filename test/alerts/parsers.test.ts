@@ -1,4 +1,4 @@
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import {
@@ -6,6 +6,7 @@ import {
   parseAlertDelivery,
   parseAlertPayload,
   parseDatadogTags,
+  shownValue,
 } from '../../src/alerts/parsers.js';
 import type { AlertSource, NormalizedAlert } from '../../src/alerts/types.js';
 
@@ -590,5 +591,131 @@ describe('hostile bodies', () => {
       }
     }
     expect(({} as Record<string, unknown>).polluted).toBeUndefined();
+  });
+});
+
+describe('refusals show what was received, bounded', () => {
+  /** `[[[…]]]` `depth` levels deep, built without recursion (a sender's body parsed by JSON.parse). */
+  function nested(depth: number, inner: unknown = []): unknown {
+    let v = inner;
+    for (let i = 0; i < depth; i++) v = [v];
+    return v;
+  }
+  function deepObject(depth: number): unknown {
+    let v: unknown = 'firing';
+    for (let i = 0; i < depth; i++) v = { a: v };
+    return v;
+  }
+  const huge = 'x'.repeat(200_000);
+
+  it('shownValue: JSON-like, clipped to about 100 characters and 3 levels, never throwing', () => {
+    expect(shownValue(undefined)).toBe('nothing');
+    expect(shownValue('burning')).toBe('"burning"');
+    expect(shownValue([1, { a: null, b: true }])).toBe('[1,{"a":null,"b":true}]');
+    expect(shownValue(nested(200_000))).toBe('[[[[…]]]]');
+    expect(shownValue(deepObject(200_000))).toBe('{"a":{"a":{"a":{…}}}}');
+    expect(shownValue(huge)).toMatch(/^"x{98}…$/);
+    expect(shownValue(huge).length).toBe(100);
+    expect(shownValue({ [huge]: 1 }).length).toBeLessThanOrEqual(100);
+    expect(shownValue(Array(1_000_000).fill('firing')).length).toBeLessThanOrEqual(100);
+    const throwing = new Proxy(
+      {},
+      {
+        ownKeys: () => {
+          throw new Error('boom');
+        },
+      },
+    );
+    expect(shownValue(throwing)).toBe('an object');
+  });
+
+  it('a deeply nested value in a field that expects a fixed value is refused naming the field', () => {
+    // JSON.stringify throws a RangeError on these: the webhook answered 500, which senders retry forever.
+    const deep = nested(200_000);
+    expect(parseError('generic', { title: 'checkout down', status: deep })).toBe(
+      'status: expected one of "firing", "resolved", got [[[[…]]]]',
+    );
+    expect(parseError('sentry', { action: deep, data: {} })).toMatch(
+      /^action: expected "triggered".*, got \[\[\[\[…\]\]\]\]$/,
+    );
+    expect(
+      parseError('alertmanager', { version: '4', groupKey: 'g', status: deepObject(200_000), alerts: [] }),
+    ).toBe('status: expected one of "firing", "resolved", got {"a":{"a":{"a":{…}}}}');
+    // Sentry's ignored deliveries name the action too.
+    const ignored = deliveryOk('sentry', { action: deep, data: { comment: {} } });
+    expect(ignored.ignored[0]?.title).toBe('Sentry comment "[[[[…]]]]"');
+  });
+
+  it('a huge bad value, key or label name is not echoed back whole', () => {
+    for (const [source, body] of [
+      ['sentry', { action: huge, data: {} }],
+      ['generic', { title: 'checkout down', status: huge }],
+      ['generic', { title: 'checkout down', [huge]: 1, [`${huge}y`]: 2 }],
+      ['alertmanager', { version: '4', groupKey: 'g', status: huge, alerts: [] }],
+      ['generic', { title: 'checkout down', labels: { [huge]: 7 } }],
+    ] as const) {
+      const message = parseError(source, body);
+      expect(message.length, `${source} ${message.slice(0, 80)}`).toBeLessThan(1_000);
+      expect(message).toMatch(/^\S+: \S/);
+    }
+    const keys = Object.fromEntries(Array.from({ length: 10_000 }, (_, i) => [`k${i}`, i]));
+    expect(parseError('generic', { title: 'x', ...keys })).toBe(
+      '(root): unknown keys "k0", "k1", "k2", "k3", "k4" (and 9995 more)',
+    );
+  });
+
+  it('every field of every fixture, replaced by a hostile value: a value or a bounded refusal, never a throw', () => {
+    const hostile: unknown[] = [
+      nested(100_000),
+      deepObject(100_000),
+      huge,
+      { [huge]: huge },
+      // As large as a body within alerts.maxBodyBytes gets.
+      Array(100_000).fill('firing'),
+      nested(50, { toString: 1, __proto__: null }),
+    ];
+    /** Every path in `v` (arrays: their first three members). */
+    function paths(v: unknown, prefix: (string | number)[] = [], out: (string | number)[][] = []) {
+      out.push(prefix);
+      if (Array.isArray(v)) for (const [i, x] of v.slice(0, 3).entries()) paths(x, [...prefix, i], out);
+      else if (v !== null && typeof v === 'object')
+        for (const [k, x] of Object.entries(v)) paths(x, [...prefix, k], out);
+      return out;
+    }
+    function replaced(root: unknown, path: (string | number)[], value: unknown): unknown {
+      const [head, ...rest] = path;
+      if (head === undefined) return value;
+      const copy = (Array.isArray(root) ? [...root] : { ...(root as object) }) as Record<
+        string | number,
+        unknown
+      >;
+      copy[head] = replaced(copy[head], rest, value);
+      return copy;
+    }
+    const failures: string[] = [];
+    let refusals = 0;
+    for (const name of readdirSync(fixtureDir)) {
+      const source = name.split('-')[0] as AlertSource;
+      const body = fixture(name);
+      for (const path of paths(body).slice(1)) {
+        for (const value of hostile) {
+          const where = `${name} ${path.join('.')}`;
+          let result: ReturnType<typeof parseAlertDelivery>;
+          try {
+            result = parseAlertDelivery(source, replaced(body, path, value), { now: NOW });
+          } catch (e) {
+            failures.push(`${where}: threw ${(e as Error).message}`);
+            continue;
+          }
+          if (result.ok) continue;
+          refusals++;
+          const m = result.refusal.message;
+          if (!/^\S+: \S/.test(m) || m.length > 2_000)
+            failures.push(`${where}: ${m.slice(0, 120)} (${m.length})`);
+        }
+      }
+    }
+    expect(failures.slice(0, 10)).toEqual([]);
+    expect(refusals).toBeGreaterThan(100);
   });
 });

@@ -158,6 +158,43 @@ describe('POST /webhooks/alerts/:source', () => {
     expect(await alertCount(s.h.metrics, 'invalid')).toBe(2);
   });
 
+  it('answers 400 naming the field to a deeply nested or huge value, bounded (not a 500 senders retry forever)', async () => {
+    const s = await start({ alerts: { maxBodyBytes: 1_048_576 } });
+    const deep = `${'['.repeat(200_000)}${']'.repeat(200_000)}`;
+    const huge = JSON.stringify('x'.repeat(200_000));
+    const cases: [string, string, string][] = [
+      [
+        'generic',
+        `{"title":"checkout down","status":${deep}}`,
+        'status: expected one of "firing", "resolved", got [[[[…]]]]',
+      ],
+      ['sentry', `{"action":${deep},"data":{}}`, 'action: expected "triggered"'],
+      [
+        'alertmanager',
+        `{"version":"4","groupKey":"g","status":${deep},"alerts":[]}`,
+        'status: expected one of',
+      ],
+      ['generic', `{"title":"checkout down","status":${huge}}`, 'status: expected one of'],
+      ['sentry', `{"action":${huge},"data":{}}`, 'action: expected "triggered"'],
+      [
+        'alertmanager',
+        `{"version":"4","groupKey":"g","status":${huge},"alerts":[]}`,
+        'status: expected one of',
+      ],
+    ];
+    for (const [source, body, start] of cases) {
+      const reply = await post(s, source, body);
+      expect({ source, status: reply.status, error: reply.body.error }).toEqual({
+        source,
+        status: 400,
+        error: 'invalid_payload',
+      });
+      const message = String(reply.body.message);
+      expect(message.startsWith(start), message.slice(0, 120)).toBe(true);
+      expect(message.length).toBeLessThan(1_000);
+    }
+  });
+
   it('answers 404 listing the valid sources', async () => {
     const s = await start();
     const reply = await post(s, 'nagios', '{}');

@@ -1,5 +1,5 @@
 /** Config parsing: defaults, every bad value named with what was expected, secrets never echoed. */
-import { describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import type { z } from 'zod';
 import {
   envSchema,
@@ -152,6 +152,66 @@ describe('config errors never echo a secret', () => {
     );
     expect(m).toMatch(/^sy\.yml: not valid YAML: .*line 3/);
     expect(m).not.toContain(SECRET);
+  });
+
+  describe('a value starting with a YAML indicator (a generated secret written unquoted)', () => {
+    afterEach(() => vi.restoreAllMocks());
+    /** parseConfigFile's message, and what the YAML library printed through process.emitWarning. */
+    const refusal = (text: string) => {
+      const printed: string[] = [];
+      vi.spyOn(process, 'emitWarning').mockImplementation(((w: unknown) => {
+        printed.push(w instanceof Error ? w.message : String(w));
+      }) as typeof process.emitWarning);
+      return { message: message(() => parseConfigFile(text, 'sy.yml')), printed };
+    };
+
+    it('`!…` (a tag) is refused naming the key, line and column; nothing is printed', () => {
+      // Before: the library's warning, through process.emitWarning, printed the line with the secret.
+      const r = refusal(`alerts:\n  sentrySecret: !${SECRET}\n`);
+      expect(r).toEqual({
+        message:
+          'sy.yml: not valid YAML: alerts.sentrySecret: unresolved tag at line 2, column 17 (quote values that start with ! or *)',
+        printed: [],
+      });
+    });
+
+    it('`*…` (an alias) is refused naming the key, line and column, not the alias', () => {
+      // Before: "not valid YAML: Unresolved alias (the anchor must be set before the alias): <secret>".
+      const r = refusal(`alerts:\n  pagerdutySecret: *${SECRET}\n`);
+      expect(r).toEqual({
+        message:
+          'sy.yml: not valid YAML: alerts.pagerdutySecret: unresolved alias at line 2, column 20 (quote values that start with * or !)',
+        printed: [],
+      });
+    });
+
+    it('a tag is refused, not read as "" (a value silently read differently)', () => {
+      const r = refusal('environments:\n  production:\n    alertMatchers: [checkout, !prod]\n');
+      expect(r.message).toBe(
+        'sy.yml: not valid YAML: environments.production.alertMatchers.1: unresolved tag at line 3, column 31 (quote values that start with ! or *)',
+      );
+      expect(r.printed).toEqual([]);
+    });
+
+    it('no YAML error quotes the source: only codes, lines, columns and keys', () => {
+      for (const text of [
+        `alerts:\n  sentrySecret: "${SECRET}\n`,
+        `alerts:\n  sentrySecret: @${SECRET}\n`,
+        `alerts:\n  sentrySecret: \`${SECRET}\n`,
+        `alerts: { sentrySecret: [${SECRET}\n`,
+        `alerts:\n\tsentrySecret: ${SECRET}\n`,
+        `alerts:\n  sentrySecret: !!map ${SECRET}\n`,
+        `alerts:\n  sentrySecret: &${SECRET}: x\n`,
+        `%${SECRET} x\n---\nalerts: {}\n`,
+        `alerts: {}\n---\n${SECRET}: 1\n`,
+        `alerts:\n  sentrySecret: *a\n  pagerdutySecret: &${SECRET} *${SECRET}\n`,
+      ]) {
+        const r = refusal(text);
+        expect(r.message, text).toMatch(/^sy\.yml: not valid YAML: .*line \d+, column \d+/);
+        expect(r.message, text).not.toContain(SECRET.slice(0, 8));
+        expect(r.printed, text).toEqual([]);
+      }
+    });
   });
 
   it('a URL with a password and a wrong scheme is named with its password masked', () => {

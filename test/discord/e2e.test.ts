@@ -405,6 +405,66 @@ describe('Discord end to end', () => {
     expect(await jobTotal(e)).toBe(0);
   });
 
+  it('reads options as Slack reads command text: pasted invisible characters, quotes and backticks go', async () => {
+    const e = await start();
+    const snap = await e.platform.snapshot('production');
+    const current = snap.environment.currentDeploymentId;
+    const older = snap.deployments.find(
+      (d) => d.id !== current && (d.status === 'ready' || d.status === 'standby'),
+    );
+    if (!older) throw new Error('the demo has no older deployment to roll back to');
+    /** Runs the slash command and returns what the bot answered: a channel post or its ephemeral edit. */
+    const answer = async (command: string, options: Record<string, string>) => {
+      const from = e.fake.calls.length;
+      const before = e.fake.channelMessages(e.fake.channels.ops).length;
+      const i = slash(e, command, options);
+      await e.fake.waitForCallback(i);
+      // The bot posts in the channel before it edits its reply to point there.
+      const edit = await originalEdited(e, i, from);
+      const reply = textOf(e.fake.messages.get(i.originalId ?? '') ?? NO_MESSAGE);
+      const posted = e.fake.channelMessages(e.fake.channels.ops).slice(before).map(textOf);
+      return { status: edit.status, reply, posted };
+    };
+    // An id pasted with a zero-width space, an environment in backticks (Discord's inline code): the
+    // same confirmation as typed plainly. Before, "no deployment dep_…" and an unknown environment.
+    const rollback = await answer('rollback', {
+      environment: '`production`',
+      deployment: `${older.id}\u200b`,
+    });
+    expect(rollback.reply).toContain('Posted in this channel');
+    expect(rollback.posted.join('\n')).toContain(older.id);
+    // A byte-order mark and curly quotes (what chat clients make of typed quotes).
+    const list = await answer('deployments', { environment: '\ufeffproduction' });
+    expect(list.reply).toContain('Posted in this channel');
+    expect(list.posted.join('\n')).toContain(current ?? '?');
+    const promote = await answer('promote', { target: `\u201c${older.id}\u201d` });
+    expect(promote.reply).toContain('Posted in this channel');
+    expect(promote.posted.join('\n')).toContain(older.id);
+    expect(await jobTotal(e)).toBe(0);
+  });
+
+  it('answers an option of several words with usage, as Slack answers extra words', async () => {
+    const e = await start();
+    const snap = await e.platform.snapshot('production');
+    const id = snap.deployments[0]?.id ?? '?';
+    for (const [command, options] of [
+      ['rollback', { environment: `production ${id}` }],
+      ['rollback', { environment: 'production', deployment: `${id} ${id}` }],
+      ['promote', { target: `production ${id}` }],
+      ['deployments', { environment: 'production preview' }],
+    ] as const) {
+      const from = e.fake.calls.length;
+      const i = slash(e, command, options);
+      await e.fake.waitForCallback(i);
+      expect((await originalEdited(e, i, from)).status).toBe(200);
+      const reply = e.fake.messages.get(i.originalId ?? '');
+      expect((reply?.flags ?? 0) & MessageFlag.ephemeral, command).toBe(MessageFlag.ephemeral);
+      expect(textOf(reply ?? NO_MESSAGE), `${command} ${JSON.stringify(options)}`).toContain(`/${command} `);
+    }
+    expect(e.fake.channelMessages(e.fake.channels.ops)).toEqual([]);
+    expect(await jobTotal(e)).toBe(0);
+  });
+
   it('autocompletes environments and recent deployments', async () => {
     const e = await start();
     const envs = e.fake.autocomplete({

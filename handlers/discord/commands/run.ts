@@ -6,7 +6,7 @@
  * the switch takes) and attach that message to the plan.
  */
 import { type ChatInputCommandInteraction, DiscordAPIError, MessageFlags } from 'discord.js';
-import type { CommandName } from '../../../src/chat.js';
+import { type CommandName, commandArgs } from '../../../src/chat.js';
 import { asSwitchyardError } from '../../../src/errors.js';
 import { scrub } from '../../../src/log.js';
 import { CommandOutcome, commandReplyOutcome } from '../../../src/metrics.js';
@@ -73,8 +73,12 @@ export async function runCommand(
   }
 }
 
-/** A string option's trimmed value; undefined when absent or blank. */
-export function option(interaction: ChatInputCommandInteraction, name: string): string | undefined {
-  const v = interaction.options.getString(name)?.trim();
-  return v === undefined || v === '' ? undefined : v;
+/**
+ * A string option's words, read as Slack and the console read command text (commandArgs): invisible
+ * characters pasted with an id (a zero-width space, a byte-order mark), controls, quotes and backticks
+ * dropped, so an id pasted from a message works on every surface alike. None when absent or blank;
+ * several when the value holds several words, which the command answers with usage, as Slack does.
+ */
+export function optionWords(interaction: ChatInputCommandInteraction, name: string): string[] {
+  return commandArgs(interaction.options.getString(name) ?? '');
 }
