@@ -96,6 +96,8 @@ export interface RunningSwitchyard {
   readonly consoleUrl: string | undefined;
   readonly platform: DeployPlatform;
   readonly flow: Flow;
+  /** What every surface does with commands and clicks (`idle()`: its background edits are done). */
+  readonly chat: ChatService;
   readonly surfaces: readonly string[];
   stop(): Promise<void>;
 }
@@ -296,12 +298,18 @@ export async function startSwitchyard(
       // A finished plan replaced by a new request for the same switch: its suggestions say closed.
       onPlanReplaced: (old) => alertService?.closeSuggestions(old),
     });
-    // A plan closed by a click (cancelled, dismissed, stale, expired): its alert suggestions on every
-    // surface say so, not only the message clicked.
+    // Every surface's poster, filled in as the surfaces start below.
+    const posters: Partial<Record<Surface, ChatPoster>> = {};
+    // A plan closed by a click (cancelled, dismissed, stale, expired), or made to wait for approval:
+    // its other messages (through the posters) and its alert suggestions on every surface say so, not
+    // only the message clicked.
     const chat = new ChatService({
       flow,
       clock,
+      logger,
+      posters: () => posters,
       onPlanClosed: (planId) => alertService?.refreshSuggestions(planId),
+      onPlanAwaitingApproval: (planId) => alertService?.refreshSuggestions(planId),
     });
     const http = new HttpServer((e, req) =>
       logger.error({ err: e, method: req.method, url: req.url }, 'request failed'),
@@ -317,7 +325,8 @@ export async function startSwitchyard(
       // Console messages are edited from followed progress (below), whichever worker runs the job.
       const follower = await followProgress({ queue, surface: 'console', reporter: consoleSurface, logger });
       cleanups.push(() => follower.stop());
-      sinks.console = suggestionSink(consoleSurface.poster(), chat, flow);
+      posters.console = consoleSurface.poster();
+      sinks.console = suggestionSink(posters.console, chat, flow);
       surfaces.push('console');
     }
     const ctx: SurfaceContext = {
@@ -342,7 +351,10 @@ export async function startSwitchyard(
       handles.push(handle);
       surfaces.push(handle.surface);
       if (handle.reporter) reporters[handle.surface] = handle.reporter;
-      if (handle.poster) sinks[handle.surface] = suggestionSink(handle.poster, chat, flow);
+      if (handle.poster) {
+        posters[handle.surface] = handle.poster;
+        sinks[handle.surface] = suggestionSink(handle.poster, chat, flow);
+      }
     }
 
     for (const missing of unpostedSurfaces(config, surfaces)) {
@@ -550,6 +562,8 @@ export async function startSwitchyard(
       cleanups.push(() => h.stop());
       await h.start();
     }
+    // Edits of a plan's other messages still under way finish before the surfaces stop.
+    cleanups.push(() => chat.idle());
 
     // Deployment notices (issue 9): every surface's poster, claimed once per notice in Redis.
     const notices = await startNotices({
@@ -585,6 +599,7 @@ export async function startSwitchyard(
       consoleUrl: consoleSurface ? localHttpUrl(env.HOST, port) : undefined,
       platform,
       flow,
+      chat,
       surfaces,
       stop,
     };

@@ -6,16 +6,17 @@
  * the MessageView with their renderer and send it.
  */
 
-import { textView } from './chat-sinks.js';
+import { type ChatPoster, textView } from './chat-sinks.js';
 import type { Clock } from './clock.js';
 import { systemClock } from './clock.js';
 import type { Plan } from './domain/plan.js';
 import { type Refusal, RefusalCode } from './domain/result.js';
 import { assertNever, type Deployment } from './domain/types.js';
 import type { ClickOutcome, Flow, PlanOptions } from './flow.js';
+import { type Logger, silentLogger } from './log.js';
 import type { ActingUser } from './permissions.js';
 import type { PlanRecord } from './plan-store.js';
-import type { MessageRef, Progress } from './progress.js';
+import type { MessageRef, Progress, Surface } from './progress.js';
 import { jobIdForPlan, messageRefKey } from './queue.js';
 import { parseAction } from './views/actions.js';
 import {
@@ -78,6 +79,32 @@ export interface ChatServiceOptions {
    * messages (alert suggestions on other surfaces) can be shown closed too.
    */
   readonly onPlanClosed?: (planId: string) => void;
+  /**
+   * Called when a click's confirm made a plan wait for a second person's approval, so its alert
+   * suggestions on every surface say so too (and offer Approve instead of the confirm button).
+   */
+  readonly onPlanAwaitingApproval?: (planId: string) => void;
+  /**
+   * Each surface's poster (Slack, Discord, the console), as this process started them: a click that
+   * closes a plan or makes it wait for approval shows that on the plan's other messages through them
+   * (see `showOnOtherMessages`). A function: the surfaces start after the ChatService they use.
+   */
+  readonly posters?: () => Partial<Record<Surface, ChatPoster>>;
+  /** Where failed edits of a plan's other messages are logged. */
+  readonly logger?: Logger;
+}
+
+/**
+ * How many times the plan's other messages are edited again while the plan keeps moving under the
+ * edits (see `showOnOtherMessages`).
+ */
+const OTHER_MESSAGES_ROUNDS = 5;
+
+/** What a click showed on its message, to be shown on the plan's other messages too. */
+interface Shown {
+  readonly record: PlanRecord;
+  readonly view: MessageView;
+  readonly clicked: MessageRef | undefined;
 }
 
 /**
@@ -174,11 +201,27 @@ export class ChatService {
   private readonly clock: Clock;
 
   private readonly onPlanClosed: ((planId: string) => void) | undefined;
+  private readonly onPlanAwaitingApproval: ((planId: string) => void) | undefined;
+  private readonly posters: (() => Partial<Record<Surface, ChatPoster>>) | undefined;
+  private readonly logger: Logger;
+  /**
+   * Per plan: the background run showing its state on its other messages, and what to show once that
+   * run is done (the newest click's; the ones in between are skipped: each shows the whole state).
+   */
+  private readonly showing = new Map<string, { next: Shown | undefined; done: Promise<void> }>();
 
   constructor(opts: ChatServiceOptions) {
     this.flow = opts.flow;
     this.clock = opts.clock ?? systemClock;
     this.onPlanClosed = opts.onPlanClosed;
+    this.onPlanAwaitingApproval = opts.onPlanAwaitingApproval;
+    this.posters = opts.posters;
+    this.logger = opts.logger ?? silentLogger;
+  }
+
+  /** Resolves once no edit of a plan's other messages is under way (shutdown; tests). */
+  async idle(): Promise<void> {
+    while (this.showing.size > 0) await Promise.all([...this.showing.values()].map((r) => r.done));
   }
 
   private async usage(command: UsageCommand, refusal?: Refusal): Promise<ChatReply> {
@@ -337,7 +380,7 @@ export class ChatService {
             ? await this.flow.dismiss(actor, action.ref)
             : await this.flow.cancel(actor, action.ref);
         if (out.status === 'running') return this.tooLate(out, message);
-        return this.clickOutcome(out);
+        return this.clickOutcome(out, message);
       }
       case 'replan': {
         const out = await this.flow.replan(actor, action.ref);
@@ -487,14 +530,35 @@ export class ChatService {
     return { ...reply, update: this.confirmation(out.record, { state: 'enqueued' }) };
   }
 
+  /**
+   * The answer to a click, and — when the click closed the plan (cancelled, stale, expired) or made it
+   * wait for approval — the same view on the plan's other messages, in the background (see
+   * `showOnOtherMessages`), and its alert suggestions refreshed (the hooks).
+   */
   private async clickOutcome(
     out: ClickOutcome | Exclude<Awaited<ReturnType<Flow['cancel']>>, { status: 'running' }>,
     message?: MessageRef,
   ): Promise<ClickReply> {
+    const planId = out.record?.plan.id;
     if (out.status === 'cancelled' || out.status === 'stale' || out.status === 'expired') {
-      const planId = out.record?.plan.id;
       if (planId !== undefined) this.onPlanClosed?.(planId);
     }
+    if (out.status === 'awaiting_approval' && planId !== undefined) this.onPlanAwaitingApproval?.(planId);
+    const reply = await this.clickReply(out, message);
+    const shows =
+      out.status === 'cancelled' ||
+      out.status === 'stale' ||
+      out.status === 'expired' ||
+      out.status === 'awaiting_approval';
+    if (shows && out.record !== undefined && reply.update !== undefined)
+      this.showOnOtherMessages({ record: out.record, view: reply.update, clicked: message });
+    return reply;
+  }
+
+  private async clickReply(
+    out: ClickOutcome | Exclude<Awaited<ReturnType<Flow['cancel']>>, { status: 'running' }>,
+    message: MessageRef | undefined,
+  ): Promise<ClickReply> {
     switch (out.status) {
       case 'enqueued': {
         const outcome = out.joined ? 'joined' : 'enqueued';
@@ -545,5 +609,115 @@ export class ChatService {
       default:
         return assertNever(out, 'click outcome');
     }
+  }
+
+  /**
+   * Shows what a click showed on its message (the plan cancelled, out of date or expired, or waiting
+   * for approval) on every other message the plan lists: one plan serves every request for the same
+   * switch, and a message left as it was would offer a closed plan, or say "Waiting for approval"
+   * with an Approve button after the request was withdrawn. In the background: the click's answer
+   * never waits for it, and a failed edit is logged. Edited through each surface's poster, which
+   * edits any message by its ref (Slack `chat.update` and Discord's REST edit, on the message's lane,
+   * ordered with the switch's progress), so messages another replica posted are edited too — except
+   * the console's, which live in the memory of the process that posted them. Not edited here: the
+   * clicked message (the click's own answer updates it) and the plan's alert suggestions (shown with
+   * their own alert, or dismissed: `onPlanClosed` and `onPlanAwaitingApproval` refresh them). One run
+   * per plan at a time; a click meanwhile is shown once that run is done.
+   */
+  private showOnOtherMessages(shown: Shown): void {
+    if (this.posters === undefined) return;
+    const planId = shown.record.plan.id;
+    const running = this.showing.get(planId);
+    if (running) {
+      running.next = shown;
+      return;
+    }
+    const entry: { next: Shown | undefined; done: Promise<void> } = { next: shown, done: Promise.resolve() };
+    entry.done = (async () => {
+      try {
+        for (let next = entry.next; next !== undefined; next = entry.next) {
+          entry.next = undefined;
+          await this.showRounds(next).catch((e: unknown) =>
+            this.logger.warn({ err: e, planId }, "could not show the plan's state on its other messages"),
+          );
+        }
+      } finally {
+        this.showing.delete(planId);
+      }
+    })();
+    this.showing.set(planId, entry);
+  }
+
+  /**
+   * Edits the plan's other messages with the click's view, then reads the plan again: when it moved
+   * meanwhile (another click, here or on another replica, and our edits may have landed after that
+   * click's), every message of it, the clicked one included (its answer showed the earlier state), is
+   * edited again with the state it is in now. A plan enqueued since shows its switch: the job's
+   * reporter edits its messages, so only a switch that has ended is shown here (an edit of ours may have
+   * landed over its final state). A new request for the same switch made since is another plan (its
+   * messages are its own): the closed plan's messages keep what they were shown.
+   */
+  private async showRounds(shown: Shown): Promise<void> {
+    let record = shown.record;
+    let view = shown.view;
+    let except = shown.clicked;
+    for (let round = 0; round < OTHER_MESSAGES_ROUNDS; round++) {
+      await this.editListed(record, view, except);
+      const now = await this.flow.get(record.plan.id);
+      if (now === undefined || now.generation !== record.generation) return;
+      if (now.state === record.state && (now.revision ?? 0) === (record.revision ?? 0)) return;
+      if (now.state === 'enqueued') {
+        const progress =
+          now.jobId === undefined ? undefined : await this.flow.jobProgress(now.jobId).catch(() => undefined);
+        if (progress?.outcome === undefined) return;
+        view = progressView(progress);
+      } else {
+        view = this.confirmation(now);
+      }
+      record = now;
+      except = undefined;
+    }
+  }
+
+  /**
+   * Edits each message `record` lists with `view`, but `except` and the alert suggestions, each
+   * surface on its own (a slow one never holds up the others). Never throws: failures are logged.
+   */
+  private async editListed(
+    record: PlanRecord,
+    view: MessageView,
+    except: MessageRef | undefined,
+  ): Promise<void> {
+    const posters = this.posters?.() ?? {};
+    const skip = new Set((record.suggestions ?? []).flatMap((s) => (s.ref ? [messageRefKey(s.ref)] : [])));
+    if (except !== undefined) skip.add(messageRefKey(except));
+    const bySurface = new Map<Surface, MessageRef[]>();
+    for (const ref of record.messages) {
+      if (skip.has(messageRefKey(ref))) continue;
+      bySurface.set(ref.surface, [...(bySurface.get(ref.surface) ?? []), ref]);
+    }
+    const planId = record.plan.id;
+    await Promise.all(
+      [...bySurface].map(async ([surface, refs]) => {
+        const poster = posters[surface];
+        if (poster === undefined) {
+          this.logger.warn(
+            { planId, surface, messages: refs.map((r) => ({ channel: r.channel, messageId: r.messageId })) },
+            `this process has no ${surface} poster: the plan's ${surface} messages keep showing its earlier state`,
+          );
+          return;
+        }
+        for (const ref of refs) {
+          try {
+            await poster.update(ref, view);
+          } catch (e) {
+            this.logger.warn(
+              { err: e, planId, surface, channel: ref.channel, messageId: ref.messageId },
+              "could not show the plan's state on one of its other messages",
+            );
+          }
+        }
+      }),
+    );
   }
 }
