@@ -125,13 +125,19 @@ export function compositeReporter(
  * SLACK_BOT_TOKEN; a Slack that cannot be reached or does not answer in time is logged and start-up goes
  * on (switches must run during a chat outage; their edits are tried when they come).
  */
-async function checkSlackToken(client: WebClient, logger: Logger, waitMs: number): Promise<void> {
+async function checkSlackToken(
+  client: WebClient,
+  logger: Logger,
+  waitMs: number,
+  stopped: Promise<'stopped'>,
+): Promise<void> {
   const checked = client.auth.test().then(
     () => ({ ok: true }) as const,
     (e: unknown) => ({ ok: false, failure: slackFailure(e) }) as const,
   );
   // Real time, not an injected clock: this bounds a wait on the network.
-  const answer = await within(systemClock, waitMs, checked, undefined);
+  const answer = await within(systemClock, waitMs, Promise.race([checked, stopped]), undefined);
+  if (answer === 'stopped') return; // shutting down: its answer no longer decides anything
   if (answer?.ok === true) {
     logger.info({ surface: 'slack' }, 'slack: bot token accepted');
     return;
@@ -142,6 +148,15 @@ async function checkSlackToken(client: WebClient, logger: Logger, waitMs: number
     { surface: 'slack', problem },
     `slack: could not check SLACK_BOT_TOKEN (${problem}); the worker starts anyway, and its Slack edits go out when Slack answers`,
   );
+}
+
+/** Resolves once `signal` aborts (never without one). */
+function aborted(signal: AbortSignal | undefined): Promise<'stopped'> {
+  return new Promise((resolve) => {
+    if (signal === undefined) return;
+    if (signal.aborted) resolve('stopped');
+    else signal.addEventListener('abort', () => resolve('stopped'), { once: true });
+  });
 }
 
 /** How long `WorkerChat.start` waits for each chat service to answer its token check. */
@@ -158,9 +173,11 @@ export interface WorkerChat extends Reporter {
    * Checks every configured chat token as the bot process does at start-up (Slack `auth.test`,
    * Discord `GET /users/@me` as with DISCORD_GATEWAY=off): rejects with a ConfigError naming the
    * variable when a chat service rejects its token; a service that cannot be reached is logged and
-   * start-up goes on.
+   * start-up goes on. Once `signal` aborts (the process is told to stop), it resolves at once without
+   * waiting for the answers, which are then dropped (a rejected token included): the caller checks
+   * `signal` before going on.
    */
-  start(): Promise<void>;
+  start(signal?: AbortSignal): Promise<void>;
   /** Clears the Discord REST client's timers (edits still go out: `flush` runs after it). */
   stop(): Promise<void>;
 }
@@ -197,12 +214,17 @@ export function chatReporters(
       await Promise.all([log.report(progress, messages), chat.report(progress, messages)]);
     },
     flush: () => chat.flush?.() ?? Promise.resolve(),
-    async start() {
+    async start(signal) {
+      const stopped = aborted(signal);
       // Both at once: the first rejected token ends start-up without waiting for the other service.
-      await Promise.all([
-        slackClient && checkSlackToken(slackClient, logger, opts.slackWaitMs ?? slackStartupDefaults.waitMs),
+      const checks = Promise.all([
+        slackClient &&
+          checkSlackToken(slackClient, logger, opts.slackWaitMs ?? slackStartupDefaults.waitMs, stopped),
         discord?.start(),
       ]);
+      // A shutdown does not wait up to `waitMs` for a chat service that does not answer. The race
+      // handles a later rejection of `checks` (a token rejected after the signal is not reported).
+      await Promise.race([checks, stopped]);
     },
     stop: () => discord?.stop() ?? Promise.resolve(),
   };

@@ -14,7 +14,8 @@
  * a chat outage).
  *
  * Signals as in `npm start` (handlers/cli.ts): installed before start-up; the first one finishes the
- * active switch, a second one exits at once (130 on Ctrl-C). A bad flag, a missing REDIS_URL, a chat
+ * active switch (one received during the token check ends start-up there: the worker never starts),
+ * a second one exits at once (130 on Ctrl-C). A bad flag, a missing REDIS_URL, a chat
  * token its service rejects or a `--metrics-port` already in use is a configuration error (exit 2).
  * With `--metrics-port` the worker serves its metrics (`GET /metrics`, `GET /healthz`): the bot's
  * /metrics counts only the switches of its own worker.
@@ -36,18 +37,23 @@ async function main(): Promise<void> {
   const metrics = createMetrics({ defaults: true });
   const chat = chatReporters(config, logger, metrics);
   let startupError: unknown;
+  // Aborted by the first signal: a worker told to stop while it checks its tokens (up to 15 s when a
+  // chat service does not answer) stops there, and never starts taking switches.
+  const stopping = new AbortController();
   // The chat tokens first, as `npm start` checks them: a token a chat service rejects stops start-up
   // naming the variable before the worker takes a switch whose messages it could not edit.
   const startup: Promise<RunningWorker | undefined> = chat
-    .start()
+    .start(stopping.signal)
     .then(() =>
-      runWorker({
-        argv: process.argv.slice(2),
-        config,
-        logger,
-        reporter: chat,
-        metrics,
-      }),
+      stopping.signal.aborted
+        ? undefined
+        : runWorker({
+            argv: process.argv.slice(2),
+            config,
+            logger,
+            reporter: chat,
+            metrics,
+          }),
     )
     .catch((e: unknown) => {
       startupError = e;
@@ -57,6 +63,7 @@ async function main(): Promise<void> {
     logger,
     message: 'shutting down: finishing the active switch',
     graceful: async () => {
+      stopping.abort();
       const running = await startup;
       await running?.stop();
       await chat.stop();

@@ -12,7 +12,9 @@
  * was the only way left to be allowed, the refusal says so rather than "not on the allow list": that the
  * groups could not be checked right now and to try again, or, when Slack refused the lookup for good
  * (`rejectedGroups`: a group id that does not exist, a plan without user groups, a missing scope), which
- * config key names the group, Slack's code, and that an operator has to fix it (no retry can help).
+ * config key names the group, Slack's code, what to fix and where — the config key only for a group id
+ * Slack does not know; the app, the token or the workspace's settings otherwise — and that no retry
+ * helps until that is done.
  */
 import type { Config, EnvironmentConfig } from './config.js';
 import type { Refusal } from './domain/result.js';
@@ -54,6 +56,35 @@ export interface PermissionContext {
 export type Permission = { readonly ok: true } | { readonly ok: false; readonly refusal: Refusal };
 
 const ALLOWED: Permission = { ok: true };
+
+/**
+ * Slack's code for a user-group id it does not know (a typo, a deleted group, one of another
+ * workspace): of the lasting refusals (handlers/slack/groups.ts), the only one the allow list's group
+ * id is wrong for. The others are fixed in the Slack app, SLACK_BOT_TOKEN or the workspace's settings
+ * (each `RejectedGroup.problem` says how); correcting the id cannot help them.
+ */
+export const UNKNOWN_GROUP_CODE = 'no_such_subteam';
+
+/**
+ * What has to change before asking Slack again can help, for groups Slack refused for good: the
+ * config key for a group id Slack does not know; for any other code, what its `problem` said (the id
+ * is right). One sentence, closing the refusal's list of such groups.
+ */
+function rejectedGroupsFix(rejected: readonly RejectedGroup[], key: string): string {
+  const unknown = rejected.filter((r) => r.code === UNKNOWN_GROUP_CODE).map((r) => r.group);
+  const elsewhere = rejected.filter((r) => r.code !== UNKNOWN_GROUP_CODE).map((r) => r.group);
+  const configFix = `an operator has to fix ${key} in the config file (SWITCHYARD_CONFIG)`;
+  const plural = elsewhere.length > 1;
+  const idsRight = `${plural ? 'their ids are' : 'its id is'} right, so correcting ${key} will not help`;
+  if (elsewhere.length === 0) return `Retrying will not change that: ${configFix}.`;
+  if (unknown.length === 0) {
+    return `Retrying will not change that until what is said above is done (${idsRight}).`;
+  }
+  return (
+    `Retrying will not change that: for ${nameList(unknown)}, ${configFix}; ` +
+    `for ${nameList(elsewhere)}, what is said above has to be done (${idsRight}).`
+  );
+}
 
 /** Same person on the same surface (display names are not identities). */
 export function sameActor(a: Actor, b: Actor): boolean {
@@ -138,8 +169,9 @@ function listed(allow: Allow, actor: ActingUser): boolean {
  * - With an allow list: the user id, one of the Slack groups or one of the Discord roles must be listed
  *   for the actor's surface. A Slack group that could not be looked up grants nothing; when it is on the
  *   list (and nothing else allows the actor) the refusal says so: `reason: 'groups_unavailable'` (try
- *   again) when the lookup of one of them may pass, `reason: 'groups_rejected'` (an operator has to fix
- *   the config key named) when Slack refused every one of them for good.
+ *   again) when the lookup of one of them may pass, `reason: 'groups_rejected'` (what has to be fixed
+ *   first: the config key named, or what Slack's code means) when Slack refused every one of them for
+ *   good.
  * - Without one: allowed on the local platform (demo), refused on a real platform with the YAML to add.
  */
 export function canAct(actor: ActingUser, environment: string, ctx: PermissionContext): Permission {
@@ -191,7 +223,8 @@ export function canAct(actor: ActingUser, environment: string, ctx: PermissionCo
  * Fail closed, but truthfully: a Slack user group on the allow list could not be checked. When the
  * lookup of one of them may pass, the person is told to try again; when Slack refused every one of them
  * for good, retrying cannot help, so the refusal names the config key, each group with Slack's code and
- * what it means, and says an operator has to fix it. Undefined when no listed group failed.
+ * what it means, and what has to be fixed before a retry helps (`rejectedGroupsFix`). Undefined when no
+ * listed group failed.
  */
 function uncheckedGroupsRefusal(
   actor: ActingUser,
@@ -212,7 +245,7 @@ function uncheckedGroupsRefusal(
     const also =
       rejected.length === 0
         ? ''
-        : ` Slack also refuses for good to list the members of ${refused}. An operator has to fix ${key} in the config file (SWITCHYARD_CONFIG).`;
+        : ` Slack also refuses for good to list the members of ${refused}. ${rejectedGroupsFix(rejected, key)}`;
     return forbidden(
       `${mention(actor)} may not roll back or promote ${environment} right now: Switchyard could not check your Slack user groups ` +
         `(looking up the members of ${passing.join(', ')} failed), and only a user group on its allow list could let you. ` +
@@ -223,8 +256,8 @@ function uncheckedGroupsRefusal(
   return forbidden(
     `${mention(actor)} may not roll back or promote ${environment}: only a Slack user group on its allow list could let you, ` +
       `and Slack refuses for good to list the members of the user group${rejected.length === 1 ? '' : 's'} named in ${key}. ` +
-      `${refused}. Retrying will not change that: an operator has to fix ${key} in the config file (SWITCHYARD_CONFIG), ` +
-      `or add you under environments.${environment}.allow.slack.users. Nothing was changed.`,
+      `${refused}. ${rejectedGroupsFix(rejected, key)} ` +
+      `Meanwhile, an operator can add you under environments.${environment}.allow.slack.users. Nothing was changed.`,
     {
       ...context,
       reason: 'groups_rejected',

@@ -9,14 +9,16 @@
  * Slack's 5xx, a network fault) is not cached, so the next click asks again and the refusal says to
  * try again; one no retry can change (the group id does not exist, the workspace's plan has no user
  * groups, a missing scope, a rejected token) is cached like an answer and also comes back in
- * `rejectedGroups` with Slack's code and what to fix, so the refusal names the config key and says an
- * operator has to act. `check()` looks every configured group up once (start-up logs what it finds).
+ * `rejectedGroups` with Slack's code and what to fix, so the refusal names the config key and says what
+ * has to be fixed before a retry helps (the config key only for an unknown group id: `no_such_subteam`;
+ * the app, the token or the workspace's settings for the others). `check()` looks every configured group
+ * up once (start-up logs what it finds).
  */
 import type { WebClient } from '@slack/web-api';
 import { type Clock, systemClock } from '../../src/clock.js';
 import { type Logger, silentLogger } from '../../src/log.js';
 import type { Metrics } from '../../src/metrics.js';
-import type { Membership, RejectedGroup } from '../../src/permissions.js';
+import { type Membership, type RejectedGroup, UNKNOWN_GROUP_CODE } from '../../src/permissions.js';
 
 const TOKEN_REJECTED = 'Slack rejected the bot token; fix SLACK_BOT_TOKEN and restart Switchyard';
 const ACCESS_DENIED =
@@ -33,7 +35,7 @@ const CALL_REFUSED =
  */
 export const LASTING_GROUP_ERRORS: ReadonlyMap<string, string> = new Map([
   [
-    'no_such_subteam',
+    UNKNOWN_GROUP_CODE, // no_such_subteam: the one the config key fixes (src/permissions.ts)
     'Slack has no user group with this id in this workspace (a typo, a deleted group, or a group of another workspace); correct the id',
   ],
   [

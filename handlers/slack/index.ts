@@ -3,7 +3,8 @@
  * (STYLE 7, Bolt's starter layout), and `startSlack(options)` builds everything a process needs — the
  * Bolt app on the shared HTTP server (or Socket Mode), the progress Reporter the switch worker takes,
  * and the user-group resolver for the allow lists (whose configured groups `checkGroups()` looks up
- * once at start, logging an error naming the config key for each group Slack refuses for good).
+ * once at start, logging an error naming the config key for each group Slack refuses for good, and
+ * where the fix is: the config for an unknown group id, the app, token or workspace otherwise).
  */
 import type { App } from '@slack/bolt';
 import { ChatService } from '../../src/chat.js';
@@ -13,6 +14,7 @@ import type { Flow } from '../../src/flow.js';
 import type { HttpServer } from '../../src/http.js';
 import type { Logger } from '../../src/log.js';
 import type { Metrics } from '../../src/metrics.js';
+import { UNKNOWN_GROUP_CODE } from '../../src/permissions.js';
 import * as approve from './actions/approve.js';
 import * as cancel from './actions/cancel.js';
 import * as confirm from './actions/confirm.js';
@@ -189,10 +191,16 @@ export function startSlack(opts: StartSlackOptions): SlackSurface {
       for (const p of problems) {
         if (!p.lasting) continue; // passing: logged by the resolver, asked again at the next click
         const named = keys.get(p.group) ?? [];
+        // Only an id Slack does not know is the config's to fix; for any other code (a missing scope,
+        // a rejected token, an admin setting) the id is right and the problem says where the fix is.
+        const until =
+          p.code === UNKNOWN_GROUP_CODE
+            ? 'Until an operator fixes the config (SWITCHYARD_CONFIG)'
+            : 'The group id is right, so correcting the config will not help; until that is done';
         logger.error(
           { key: named.join(', '), group: p.group, code: p.code },
           `slack: ${named.join(' and ')} ${named.length > 1 ? 'name' : 'names'} the user group ${p.group}, and Slack refuses to list its members (${p.code}: ${p.problem}). ` +
-            'Until an operator fixes the config (SWITCHYARD_CONFIG), the group lets nobody act, and its members who are not listed by user id are refused.',
+            `${until}, the group lets nobody act, and its members who are not listed by user id are refused.`,
         );
       }
       return problems;

@@ -63,7 +63,13 @@ export const slackSurface: SurfaceFactory = async (
       // The allow lists' user groups, looked up once Slack accepted the token: a group Slack refuses
       // for good (a mistyped id, a plan without user groups, a missing scope) is logged as an error
       // naming its config key. In the background, and it stops nothing (see SlackSurface.checkGroups).
-      void surface.slack.ready().then(() => surface.checkGroups());
+      // `ready()` rejects when Slack refuses the token only later (start-up went on while Slack could
+      // not be reached): the surface is then `rejected` and SlackStartup has logged it, so there is no
+      // group to check — and a rejection left unhandled would take the whole process down.
+      void surface.slack.ready().then(
+        () => surface.checkGroups(),
+        () => undefined,
+      );
     },
     stop: () => surface.stop(),
     connection: () => describeConnection(surface.slack.status()),

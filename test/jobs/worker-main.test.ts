@@ -3,10 +3,11 @@
  * parsed with clear messages, REDIS_URL required, an in-process run against the real Redis and
  * LocalPlatform that takes a job and stops gracefully, its metrics served on --metrics-port, and what
  * it logs while its Redis is away. And `npm run worker` (handlers/worker.ts) checking its chat tokens
- * at start-up as `npm start` does, against the fake Slack and Discord (in process, and as the process).
+ * at start-up as `npm start` does, against the fake Slack and Discord (in process, and as the process),
+ * and stopping there, without starting the worker, when told to stop during that check.
  */
 import { mkdtempSync, rmSync } from 'node:fs';
-import { createServer } from 'node:net';
+import { createServer, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -14,9 +15,11 @@ import { discordTokenRejected } from '../../handlers/discord/client.js';
 import { chatReporters } from '../../handlers/reporters.js';
 import { createSlackApp } from '../../handlers/slack/app.js';
 import { defaultPlatformUrl, logReporter, parseWorkerArgs, runWorker } from '../../jobs/worker-main.js';
+import { ManualClock } from '../../src/clock.js';
 import { fileConfigSchema, loadConfig, parseEnv } from '../../src/config.js';
 import { ConfigError } from '../../src/errors.js';
 import { createLogger, silentLogger } from '../../src/log.js';
+import { LocalPlatform } from '../../src/platform/local/platform.js';
 import { SwitchQueue } from '../../src/queue.js';
 import { createRedis } from '../../src/redis.js';
 import { checkRedis } from '../../src/redis-check.js';
@@ -26,8 +29,10 @@ import { FakeSlack } from '../fakes/slack/server.js';
 import { killStarted, run, waitFor } from '../start/children/procs.js';
 import { CapturedLog } from '../support/captured-log.js';
 import { redisUrl, uniqueName } from '../support/redis.js';
+import { openTestQueue } from '../support/switch-worker.js';
 import { Cleanup, jobData, planFor } from './fixtures/harness.js';
 import { type LogLine, LogLines } from './fixtures/logs.js';
+import { jobsSeed } from './fixtures/seed.js';
 import { type JobsEnv, setupJobs } from './fixtures/setup.js';
 import { spawnWorker } from './fixtures/worker-process.js';
 
@@ -471,6 +476,80 @@ describe('npm run worker: the chat tokens at start-up, checked as npm start chec
       /switchyard worker: configuration error\s+DISCORD_TOKEN: Discord rejected the bot token \(401 Unauthorized\)/,
     );
     expect(discordRun.out()).not.toContain('switch worker ready');
+  });
+
+  /**
+   * A Slack Web API that accepts connections and never answers (the token check waits its whole
+   * `waitMs`); `reached` resolves once the first request's connection arrived.
+   */
+  async function silentSlack(): Promise<{ apiUrl: string; reached: Promise<void> }> {
+    let arrived!: () => void;
+    const reached = new Promise<void>((resolve) => (arrived = resolve));
+    const sockets: Socket[] = [];
+    const server = createServer((socket) => {
+      sockets.push(socket);
+      arrived();
+    });
+    const port = await new Promise<number>((resolve) =>
+      server.listen(0, '127.0.0.1', () => resolve((server.address() as { port: number }).port)),
+    );
+    cleanup.add(async () => {
+      for (const s of sockets) s.destroy();
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+    });
+    return { apiUrl: `http://127.0.0.1:${port}/api/`, reached };
+  }
+
+  it('told to stop during the token check, start() ends at once without the answer, and logs no failed check', async () => {
+    const slack = await silentSlack();
+    const log = new CapturedLog('info');
+    const chat = chatReporters(
+      loadConfig({
+        SLACK_BOT_TOKEN: 'xoxb-1234-5678-unanswered',
+        SLACK_SIGNING_SECRET: 'secret',
+        SLACK_API_URL: slack.apiUrl,
+      }),
+      log.logger,
+      undefined,
+      // Longer than the test's timeout: start() may end only through the signal.
+      { slackWaitMs: 600_000 },
+    );
+    cleanup.add(() => chat.stop());
+    const stopping = new AbortController();
+    const started = chat.start(stopping.signal);
+    await slack.reached;
+    stopping.abort();
+    await started;
+    expect(log.lines.filter((l) => l.level >= 40)).toEqual([]);
+  });
+
+  it('the process: a SIGTERM during the token check stops it there (exit 0): it never starts the worker, and a queued switch stays queued', async () => {
+    const clock = new ManualClock();
+    const local = await LocalPlatform.open({ clock, seed: jobsSeed(1, clock.now()), maintenance: false });
+    cleanup.add(() => local.close());
+    const queueName = uniqueName('q');
+    const prefix = uniqueName('p');
+    const queue = await openTestQueue(cleanup, { queueName, prefix });
+    const now = clock.now();
+    const { jobId } = await queue.enqueue(jobData(await planFor(local, 'env0', 'rollback', now), now));
+    const slack = await silentSlack();
+    const r = run(['handlers/worker.ts', '--queue', queueName, '--prefix', prefix], {
+      REDIS_URL: redisUrl(),
+      LOG_LEVEL: 'info',
+      SLACK_BOT_TOKEN: 'xoxb-1234-5678-unanswered',
+      SLACK_SIGNING_SECRET: 'secret',
+      SLACK_API_URL: slack.apiUrl,
+    });
+    // Inside its token check: auth.test reached the Slack that does not answer.
+    await slack.reached;
+    r.child.kill('SIGTERM');
+    expect(await r.exited).toBe(0);
+    expect(r.out()).toMatch(/shutting down/);
+    expect(r.out()).not.toContain('switch worker ready');
+    expect(r.out()).not.toContain('could not check SLACK_BOT_TOKEN');
+    // Still waiting for a worker: the one told to stop never took it.
+    const progress = await queue.progress(jobId);
+    expect(progress?.steps.map((s) => `${s.step}:${s.state}`)).toEqual(['queued:running']);
   });
 
   it('the process: Slack and Discord unreachable, it starts all the same (switches must run during a chat outage)', async () => {

@@ -763,6 +763,73 @@ describe('UnkeyPlatform rollback and promote', () => {
     expect(op.error?.message).toContain(`if Unkey has not run this one yet, it may still make ${d2} current`);
   });
 
+  /** The same Unkey and deployments, but its rollback and promote workflows run right after the 202. */
+  async function instantSwitches(): Promise<void> {
+    await platform.close();
+    await server.close();
+    server = await UnkeyFakeServer.start({
+      clock,
+      switchDelayMs: 0, // done before the adapter lists the environment after the 202
+      rootKeys: {
+        [KEY]: [
+          'environment.*.read_deployment',
+          'environment.*.rollback_deployment',
+          'environment.*.promote_deployment',
+        ],
+      },
+      customDomains: { 'acme/api': ['api.acme.com'] },
+    });
+    d1 = server.push({ ...prodEnv, branch: 'main', sha: `aaaaaaa${'1'.repeat(33)}` });
+    await clock.advance(60_000);
+    d2 = server.push({ ...prodEnv, branch: 'main', sha: `bbbbbbb${'2'.repeat(33)}` });
+    await clock.advance(60_000);
+    d3 = server.push({ ...prodEnv, branch: 'main', sha: `ccccccc${'3'.repeat(33)}` });
+    await clock.advance(60_000);
+    platform = makePlatform(KEY);
+  }
+
+  it('a rollback Unkey ran before the adapter looked starts from what the plan saw; overtaken then, it is not told as a promote resuming deploys', async () => {
+    await instantSwitches();
+    const ref = await platform.rollback({ environment: 'production', targetId: d2, expectedCurrent: d3 });
+    expect(server.currentOf('acme', 'api')).toBe(d2); // already carried out when the adapter listed
+    // Its source is what was current when Unkey accepted it, not its own target.
+    expect(ref.fromId).toBe(d3);
+    // Someone rolls back further in Unkey's dashboard before Switchyard's first poll.
+    server.switchNow('rollback', d1);
+    const op = await platform.operation(ref);
+    expect(op).toMatchObject({ state: 'failed', error: { code: 'operation_superseded' } });
+    const m = op.error?.message ?? '';
+    expect(m).toContain(
+      `${d1} became the current deployment of production (rolled back) after this rollback to ${d2} started from ${d3}`,
+    );
+    expect(m).not.toContain('this promote');
+    expect(m).not.toContain('resuming automatic deploys');
+    // Unkey does not say whether it ran (here it did): the message does not claim it did not.
+    expect(m).toContain(`either this rollback ran and that switch then replaced ${d2}, or it never ran`);
+  });
+
+  it('a promote Unkey ran before the adapter looked starts from what the plan saw; only a promote of the current deployment starts from its target', async () => {
+    await instantSwitches();
+    const rollback = await platform.rollback({
+      environment: 'production',
+      targetId: d1,
+      expectedCurrent: d3,
+    });
+    expect((await platform.operation(rollback)).state).toBe('succeeded');
+    const promote = await platform.promote({ environment: 'production', targetId: d3, expectedCurrent: d1 });
+    expect(server.currentOf('acme', 'api')).toBe(d3);
+    expect(promote.fromId).toBe(d1);
+    server.switchNow('rollback', d2);
+    const op = await platform.operation(promote);
+    expect(op.error?.code).toBe('operation_superseded');
+    expect(op.error?.message).toContain(`after this promote to ${d3} started from ${d1}`);
+    expect(op.error?.message).not.toContain('resuming automatic deploys');
+    // Promoting the deployment that is current (rolled back to d2): it resumes automatic deploys.
+    const resume = await platform.promote({ environment: 'production', targetId: d2, expectedCurrent: d2 });
+    expect(resume.fromId).toBe(d2);
+    expect((await platform.operation(resume)).state).toBe('succeeded');
+  });
+
   it('refuses a target from another environment before calling Unkey', async () => {
     const p1 = server.push({ ...previewEnv, branch: 'feature-x' });
     const r = await refusal(platform.rollback({ environment: 'production', targetId: p1 }));

@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { WebClient } from '@slack/web-api';
 import { afterEach, describe, expect, it } from 'vitest';
 import { startSwitchyard } from '../../handlers/app.js';
-import { UserGroupResolver } from '../../handlers/slack/groups.js';
+import { LASTING_GROUP_ERRORS, UserGroupResolver } from '../../handlers/slack/groups.js';
 import { slackSurface } from '../../handlers/slack/surface.js';
 import { ManualClock } from '../../src/clock.js';
 import { loadConfig } from '../../src/config.js';
@@ -263,6 +263,88 @@ describe('Slack allow list by user group, when Slack refuses the lookup for good
     expect(m).not.toMatch(/right now/);
   });
 
+  it.each([
+    ['missing_scope', /usergroups:read scope; add it .* and reinstall the app/],
+    ['token_revoked', /fix SLACK_BOT_TOKEN and restart Switchyard/],
+    ['no_permission', /a workspace admin has to allow it/],
+  ])(
+    'canAct: a group refused for good with %s names its own fix, not the config key (the group id is right)',
+    (code, fix) => {
+      const carol = {
+        surface: 'slack' as const,
+        userId: 'U0CAROL',
+        displayName: 'carol',
+        groups: [],
+        uncheckedGroups: ['S0ONCALL'],
+        rejectedGroups: [{ group: 'S0ONCALL', code, problem: LASTING_GROUP_ERRORS.get(code) ?? '' }],
+      };
+      const p = canAct(carol, 'production', { config: unkeyConfig({ groups: ['S0ONCALL'] }) });
+      if (p.ok) throw new Error('expected a refusal');
+      expect(p.refusal.context).toMatchObject({
+        reason: 'groups_rejected',
+        groups: [{ group: 'S0ONCALL', code }],
+      });
+      const m = p.refusal.message;
+      expect(m).toMatch(new RegExp(`S0ONCALL \\(${code}\\): `));
+      expect(m).toMatch(fix);
+      // One fix, not two that contradict each other: the config's group id is not what is wrong.
+      expect(m).not.toMatch(/has to fix environments\.production\.allow\.slack\.groups/);
+      expect(m).toMatch(
+        /Retrying will not change that until what is said above is done \(its id is right, so correcting environments\.production\.allow\.slack\.groups will not help\)\./,
+      );
+      expect(m).toMatch(/an operator can add you under environments\.production\.allow\.slack\.users/);
+      expect(m).not.toMatch(/try again/);
+    },
+  );
+
+  it('canAct: groups refused for good for different reasons: the config key only for the unknown id', () => {
+    const carol = {
+      surface: 'slack' as const,
+      userId: 'U0CAROL',
+      displayName: 'carol',
+      groups: [],
+      uncheckedGroups: ['S0TYPO', 'S0ONCALL', 'S0SRE'],
+      rejectedGroups: ['no_such_subteam', 'missing_scope', 'missing_scope'].map((code, i) => ({
+        group: ['S0TYPO', 'S0ONCALL', 'S0SRE'][i] ?? '',
+        code,
+        problem: LASTING_GROUP_ERRORS.get(code) ?? '',
+      })),
+    };
+    const key = 'environments.production.allow.slack.groups';
+    const p = canAct(carol, 'production', {
+      config: unkeyConfig({ groups: ['S0TYPO', 'S0ONCALL', 'S0SRE'] }),
+    });
+    if (p.ok) throw new Error('expected a refusal');
+    expect(p.refusal.message).toContain(
+      `Retrying will not change that: for S0TYPO, an operator has to fix ${key} in the config file (SWITCHYARD_CONFIG); ` +
+        `for S0ONCALL and S0SRE, what is said above has to be done (their ids are right, so correcting ${key} will not help).`,
+    );
+  });
+
+  it('canAct: while a group may still pass, a group with a missing scope is named with its own fix, not the config key', () => {
+    const carol = {
+      surface: 'slack' as const,
+      userId: 'U0CAROL',
+      displayName: 'carol',
+      groups: [],
+      uncheckedGroups: ['S0ONCALL', 'S0SRE'],
+      rejectedGroups: [
+        {
+          group: 'S0ONCALL',
+          code: 'missing_scope',
+          problem: LASTING_GROUP_ERRORS.get('missing_scope') ?? '',
+        },
+      ],
+    };
+    const p = canAct(carol, 'production', { config: unkeyConfig({ groups: ['S0ONCALL', 'S0SRE'] }) });
+    if (p.ok) throw new Error('expected a refusal');
+    expect(p.refusal.context).toMatchObject({ reason: 'groups_unavailable', groups: ['S0SRE'] });
+    expect(p.refusal.message).toMatch(
+      /also refuses for good .*S0ONCALL \(missing_scope\).*reinstall the app/,
+    );
+    expect(p.refusal.message).not.toMatch(/has to fix environments\.production\.allow\.slack\.groups/);
+  });
+
   it('canAct: while another listed group may still pass, the person is told to try again (and of the broken group)', () => {
     const carol = {
       surface: 'slack' as const,
@@ -332,6 +414,30 @@ describe('Slack user groups checked at start-up', () => {
     expect(errors[0]?.msg).toMatch(
       /environments\.production\.allow\.slack\.groups and environments\.staging\.allow\.slack\.groups name the user group S0ONCALL.*no_such_subteam/,
     );
+    // An id Slack does not know: the config is what to fix.
+    expect(errors[0]?.msg).toMatch(/Until an operator fixes the config \(SWITCHYARD_CONFIG\)/);
+  });
+
+  it('a group refused for a missing scope is logged with that fix, not as a config to correct', async () => {
+    const log = new CapturedLog('info');
+    const w = await world({
+      logger: log.logger,
+      environments: { production: { allow: { slack: { groups: ['S0OPS', 'S0TYPO'] } } } },
+    });
+    w.fake.refuse('usergroups.users.list', 'missing_scope', { needed: 'usergroups:read' });
+    await w.surface.checkGroups();
+    const errors = log.lines.filter((l) => l.level >= 50);
+    expect(errors.map((l) => [l.group, l.code])).toEqual([
+      ['S0OPS', 'missing_scope'],
+      ['S0TYPO', 'missing_scope'],
+    ]);
+    for (const e of errors) {
+      expect(e.msg).toMatch(/usergroups:read scope; add it .* and reinstall the app/);
+      expect(e.msg).not.toMatch(/Until an operator fixes the config/);
+      expect(e.msg).toMatch(
+        /The group id is right, so correcting the config will not help; until that is done, the group lets nobody act/,
+      );
+    }
   });
 
   it('a Slack that does not answer just now (timeouts) logs no error: the next click asks again', async () => {

@@ -586,15 +586,29 @@ export class UnkeyPlatform implements DeployPlatform {
    * Read after the 202, not before, so that a deploy going live just before the request is taken for
    * the source it is (a read before would mistake it for another switch). When the read fails (the
    * switch is accepted, so it must not fail the call) or finds none, what the plan was checked against.
+   *
+   * The read can come too late: Unkey's workflow may already have run (a rollback is "instant"), and
+   * the target is then current. The source is no longer visible, so it is what the plan was checked
+   * against — except for a promote of the current deployment (resuming automatic deploys), which
+   * starts from its own target. The source never is the target otherwise: `supersededMessage` takes
+   * `fromId === targetId` of a promote for one that resumes automatic deploys.
    */
   private async currentAfterAccept(
+    action: PlanAction,
     request: SwitchRequest,
     mapping: UnkeyEnvironmentMapping,
   ): Promise<string | undefined> {
     try {
       const { deployments } = await this.listEnvironment(request.environment, mapping);
       const current = deployments.find((d) => d.isCurrent);
-      if (current !== undefined) return current.id;
+      if (current !== undefined && current.id !== request.targetId) return current.id;
+      if (current !== undefined) {
+        // Without `expectedCurrent` a promote of the deployment that is current is taken for what it
+        // most likely is (resuming automatic deploys); a rollback's source is then unknown.
+        const resumes =
+          action === 'promote' && (request.expectedCurrent ?? request.targetId) === request.targetId;
+        return resumes ? current.id : request.expectedCurrent;
+      }
     } catch (e) {
       this.logger.warn(
         { err: e, environment: request.environment, target: request.targetId },
@@ -639,7 +653,7 @@ export class UnkeyPlatform implements DeployPlatform {
       },
       `unkey: ${action} accepted`,
     );
-    const fromId = await this.currentAfterAccept(request, mapping);
+    const fromId = await this.currentAfterAccept(action, request, mapping);
     return {
       id: `unkey_${action}_${res.meta.requestId}`,
       action,
@@ -667,17 +681,19 @@ export class UnkeyPlatform implements DeployPlatform {
 
 /** Why an operation failed because `current` became current instead of its target (`operation_superseded`). */
 function supersededMessage(ref: OperationRef, current: UnkeyDeployment): string {
-  const resuming = ref.fromId === ref.targetId;
+  // Only a promote of the current deployment starts from its own target (see `currentAfterAccept`).
+  const resuming = ref.action === 'promote' && ref.fromId === ref.targetId;
   const what = resuming
     ? `this promote of ${ref.targetId} (resuming automatic deploys)`
     : `this ${ref.action} to ${ref.targetId} started from ${ref.fromId}`;
   // Unkey's rollback workflow stops when its source is no longer current; its promote has no such
-  // check, so a promote Unkey has not run yet may still take traffic back.
+  // check, so a promote Unkey has not run yet may still take traffic back. Unkey does not say whether
+  // the workflow ran (a fast one may have served before the other switch replaced it).
   const after =
     ref.action === 'rollback'
-      ? `${ref.targetId} does not serve: Unkey does not carry out a rollback once the deployment it started from no longer serves (and if this one ran first, that switch replaced it).`
+      ? `${ref.targetId} does not serve now: either this rollback ran and that switch then replaced ${ref.targetId}, or it never ran (Unkey does not carry out a rollback once the deployment it started from no longer serves).`
       : `${ref.targetId} does not serve now, but Unkey's promote does not check which deployment it replaces: if Unkey has not run this one yet, it may still make ${ref.targetId} current.`;
-  return `${current.id} became the current deployment of ${ref.environment}${isRolledBack(current) ? ' (rolled back)' : ''} after ${what}: another switch outside Switchyard (a rollback or promote in Unkey's dashboard, or a deploy going live) overtook it. ${after} Check the Unkey dashboard before switching again.`;
+  return `${current.id} became the current deployment of ${ref.environment}${isRolledBack(current) ? ' (rolled back)' : ''} after ${what}: another switch outside Switchyard (one made in Unkey's dashboard, or a deploy going live) overtook it. ${after} Check the Unkey dashboard before switching again.`;
 }
 
 function unkeyEnvOf(first: UnkeyDeployment | undefined, mapping: UnkeyEnvironmentMapping): string {
