@@ -992,6 +992,10 @@ async function runLocked(
     let opStatus: OperationStatus | undefined;
     if (ref) {
       opStatus = await readOperation(deps, ref, data);
+      // Timed out while still pending or under way on the platform: it may still switch, so this job
+      // neither follows it longer nor starts another (the processor's end says it may still complete).
+      if (opStatus?.state === 'failed' && opStatus.error?.mayStillComplete === true)
+        throw operationFailed(opStatus, ref, data);
       if (!opStatus || opStatus.state === 'failed') {
         // The platform says the earlier attempt's operation failed, or definitely does not know it:
         // decide afresh (a fault reading it was rethrown above, keeping the ref). That attempt did
@@ -1198,8 +1202,13 @@ async function runLocked(
       : reason;
     // The platform may have started the switch (a 5xx, a timeout or a network error on the call, or an
     // operation still running): it may still complete, whatever traffic is on right now.
+    // An operation the platform reports failed did not switch, unless the failure is only that the
+    // adapter stopped waiting for it (`unfinishedOperation`).
     const mayStillComplete =
-      !lastAndOurs && outcome === 'failed' && mayBeStarted && err.code !== 'platform_operation_failed';
+      !lastAndOurs &&
+      outcome === 'failed' &&
+      mayBeStarted &&
+      (err.code !== 'platform_operation_failed' || unfinishedOperation(err));
     const [now, opState] = await Promise.all([
       deps.platform.snapshot(data.environment).catch(() => undefined),
       mayStillComplete && switchRef
@@ -1212,7 +1221,7 @@ async function runLocked(
     if (mayStillComplete) {
       message = `${message} The platform may have started this ${data.action} and may still complete it: check where traffic is before trying again.`;
       if (switchRef && opState)
-        message = `${message} The platform reports the operation it started (${switchRef.id}) as ${opState.state}.`;
+        message = `${message} The platform reports the operation it started (${switchRef.id}) as ${describeOperationState(opState)}.`;
     }
     const where = now
       ? whereTraffic(now)
@@ -1303,7 +1312,9 @@ async function endAfterStalls(
     ? `${whereTraffic(now)}${now.environment.currentDeploymentId === data.targetId ? ` That is the target of this ${data.action}.` : ''}`
     : `Where traffic is now could not be read from the platform: check it there.`;
   const operation =
-    op && opState ? ` The platform reports the operation it started (${op.id}) as ${opState.state}.` : '';
+    op && opState
+      ? ` The platform reports the operation it started (${op.id}) as ${describeOperationState(opState)}.`
+      : '';
   const code = 'job_stalled';
   const message = `Gave up on this ${data.action} of ${data.environment} to ${data.targetId}: the worker running it stopped answering ${job.stalledCounter} times (a crash, a freeze or a lost Redis connection), so whether it switched is unknown. Check where traffic is before trying again. ${where}${operation}`;
   tracker.endRunning('failed', 'Interrupted: the worker running this step stopped answering.');
@@ -1473,16 +1484,7 @@ async function follow(
         }
         return;
       case 'failed':
-        throw new SyError(
-          'platform_operation_failed',
-          `The platform could not ${data.action} ${data.environment} to ${data.targetId}: ${status.error?.message ?? 'no reason given'}${status.error?.code ? ` (${status.error.code})` : ''}.`,
-          // A failure that passes (the platform restarted mid-way; nothing was switched) is retried:
-          // the next attempt finds this operation failed and decides afresh.
-          {
-            retry: status.error?.retryable === true,
-            context: { operation: ref.id, platformCode: status.error?.code },
-          },
-        );
+        throw operationFailed(status, ref, data);
       default:
         return assertNeverState(status.state);
     }
@@ -1495,6 +1497,47 @@ async function follow(
     }
     await deps.clock.sleep(deps.verify.intervalMs, signal);
   }
+}
+
+/**
+ * The end of a switch whose operation the platform reports `failed`. A failure that passes (the platform
+ * restarted mid-way; nothing was switched) is retried: the next attempt finds this operation failed and
+ * decides afresh. One that is not definitive (`mayStillComplete`: the adapter stopped waiting while the
+ * platform still had the switch pending or under way) is not retried, since a retry would start another
+ * switch: the job ends failed saying it may still complete (`context.mayStillComplete`).
+ */
+function operationFailed(status: OperationStatus, ref: OperationRef, data: SwitchJobData): SyError {
+  const error = status.error;
+  // The platform's sentence with its code after it, ended once ("… on Vercel (operation_timeout).").
+  const said = (error?.message ?? 'no reason given').trim().replace(/\.$/, '');
+  const reason = `${said}${error?.code ? ` (${error.code})` : ''}`;
+  const unfinished = error?.mayStillComplete === true;
+  return new SyError(
+    'platform_operation_failed',
+    unfinished
+      ? `The platform did not finish the ${data.action} of ${data.environment} to ${data.targetId} in time: ${reason}.`
+      : `The platform could not ${data.action} ${data.environment} to ${data.targetId}: ${reason}.`,
+    {
+      retry: !unfinished && error?.retryable === true,
+      context: {
+        operation: ref.id,
+        platformCode: error?.code,
+        ...(unfinished ? { mayStillComplete: true } : {}),
+      },
+    },
+  );
+}
+
+/** Whether `err` is an operation failure the platform may still turn into a switch (`operationFailed`). */
+function unfinishedOperation(err: SwitchyardError): boolean {
+  return err.code === 'platform_operation_failed' && err.context.mayStillComplete === true;
+}
+
+/** An operation's state for a final message: a timed-out one still pending or under way is not "failed". */
+function describeOperationState(status: OperationStatus): string {
+  if (status.state === 'failed' && status.error?.mayStillComplete === true)
+    return `not finished${status.error.code ? ` (${status.error.code})` : ''}`;
+  return status.state;
 }
 
 function assertNeverState(state: never): never {

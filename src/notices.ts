@@ -37,7 +37,7 @@ import type { Metrics } from './metrics.js';
 import type { DeployPlatform, PlatformEvent } from './platform/port.js';
 import { type MessageRef, messageRefSchema } from './progress.js';
 import { type RedisClient, redisAnswers } from './redis.js';
-import { b, t } from './views/format.js';
+import { b, c, formatTime, t } from './views/format.js';
 import {
   type ClosedNotice,
   closedNoticeView,
@@ -363,6 +363,76 @@ export function lifecycleNoticeView(
     title,
     summary: `${title}.`,
     blocks: [{ type: 'text', spans }],
+    buttons: [],
+    ephemeral: false,
+  };
+}
+
+/**
+ * A Switchyard run whose job ended `failed` before a traffic move to its target (the audit's `started`
+ * and `failed` entries): the move completes what its message reported failed.
+ */
+export interface LateRun {
+  readonly jobId: string;
+  readonly action: 'rollback' | 'promote';
+  readonly targetId: string;
+  /** When the run started (its `started` entry). */
+  readonly startedAt: number;
+  /** When the job ended failed (its `failed` entry). */
+  readonly failedAt: number;
+  /** Who asked Switchyard for the switch (the entry's actor). */
+  readonly by?: string;
+}
+
+/**
+ * The notice of a traffic move that completes a switch Switchyard reported failed (`LateRun`): the job
+ * gave up (a standby target reactivating for longer than the worker waits, an operation the platform
+ * had not finished, a lost answer) and the platform finished the switch afterwards, or it was made again
+ * by hand. The job's own message still says it failed and where traffic was then, so this says where
+ * traffic is now, and which job's failure it overrides.
+ */
+export function lateCompletionNoticeView(
+  move: Extract<NoticeEvent, { type: 'traffic.moved' }>,
+  run: LateRun,
+): MessageView {
+  const env = move.environment;
+  const title = `Traffic on ${env} moved to ${move.to.id}`;
+  const asked = run.by === undefined ? 'asked Switchyard for' : `${run.by} asked Switchyard for`;
+  // Who made the move, when the platform records someone other than the person who asked the job.
+  const other = move.by !== undefined && move.by !== run.by ? move.by : undefined;
+  return {
+    kind: 'notice',
+    tone: 'warning',
+    title,
+    summary: `${title}: this completes the ${run.action} Switchyard reported failed.`,
+    blocks: [
+      {
+        type: 'text',
+        spans: [
+          b(`${env} now serves `),
+          ...deploymentSpans(move.to),
+          ...(move.from === undefined ? [] : [t(', before: '), c(move.from.id)]),
+          t('.'),
+        ],
+      },
+      {
+        type: 'text',
+        spans: [
+          b(`This completes the ${run.action} Switchyard reported failed`),
+          t(`: the ${run.action} to `),
+          c(run.targetId),
+          t(` that ${asked} (job `),
+          c(run.jobId),
+          t(
+            `) ended failed at ${formatTime(run.failedAt)}, and the switch went through after the job had given up${other === undefined ? '' : ` (the platform records a ${move.via} by ${other})`}.`,
+          ),
+        ],
+      },
+      {
+        type: 'context',
+        spans: [t(`The job's own message still shows its failure and where traffic was then.`)],
+      },
+    ],
     buttons: [],
     ephemeral: false,
   };
@@ -938,14 +1008,22 @@ class Notices implements NoticeService {
         // The claim is held: from here no failed lookup may drop the notice (a polled platform delivers
         // this event to one replica, once). Without the audit, the move is announced unattributed (a
         // job's own message also reports it); without the deployments, by their ids.
-        const jobId = await this.switchyardJob(event).catch((e: unknown) => {
+        const found = await this.switchyardJob(event).catch((e: unknown) => {
           this.log.warn(
             { err: e, environment: env },
             'traffic move: could not read the audit; announcing it',
           );
           return undefined;
         });
-        if (jobId !== undefined) return skip(`moved by Switchyard job ${jobId} (reported in its message)`);
+        if (found?.explained !== undefined)
+          return skip(`moved by Switchyard job ${found.explained} (reported in its message)`);
+        const late = found?.late;
+        if (late !== undefined) {
+          this.log.info(
+            { environment: env, jobId: late.jobId, to: event.to, failedAt: late.failedAt },
+            'traffic move completes a switch whose Switchyard job had ended failed: announcing it',
+          );
+        }
         const [to, from, snap] = await Promise.all([
           this.platform.getDeployment(event.to).catch(() => undefined),
           event.from === undefined
@@ -956,7 +1034,7 @@ class Notices implements NoticeService {
         // Who did it, when the platform keeps it: the newest history entry, if it is this move.
         const last = snap?.liveHistory.at(-1);
         const by = last?.deploymentId === event.to && last.via === event.via ? last.by : undefined;
-        const notice: NoticeEvent = {
+        const notice: NoticeEvent & { type: 'traffic.moved' } = {
           type: 'traffic.moved',
           environment: env,
           to: to ?? { id: event.to },
@@ -964,17 +1042,24 @@ class Notices implements NoticeService {
           via: event.via,
           ...(by === undefined ? {} : { by }),
         };
-        return { kind: NoticeKind.trafficMoved, key, view: noticeView(notice, { now }), claimed: true };
+        const view =
+          late === undefined ? noticeView(notice, { now }) : lateCompletionNoticeView(notice, late);
+        return { kind: NoticeKind.trafficMoved, key, view, claimed: true };
       }
       default:
         return assertNever(event, 'platform event');
     }
   }
 
-  /** The Switchyard job whose `started` audit entry explains this move, if any (see the header). */
+  /**
+   * Which Switchyard run the audit says made this move (see the header): `explained`, the job whose run
+   * explains it (its own message reports it); else `late`, a run to the same target that had already
+   * ended `failed` when the move came (its message says it failed: the move must be announced as
+   * completing it); else nothing (a move outside Switchyard).
+   */
   private async switchyardJob(
     event: Extract<PlatformEvent, { type: 'traffic.moved' }>,
-  ): Promise<string | undefined> {
+  ): Promise<{ readonly explained?: string; readonly late?: LateRun } | undefined> {
     const entries = await this.opts.audit.recent(event.environment, 100);
     // One plan always makes the same job id, so a switch asked for again (back and forth) is the same
     // job run again: a move is explained by one *run*, the job's `started` entry that began it — the
@@ -984,23 +1069,41 @@ class Notices implements NoticeService {
     // that way only before calling the platform (a refusal after the platform accepted the switch is a
     // failure). Such a run explains no move, even one to its target soon after (a person doing by hand
     // what it did not): its end is the job's first entry after the run's `started`.
-    const byJob = new Map<string, { event: string; at: number }[]>();
+    // A run that ended `failed` explains a move made before its `failed` entry (the move is in the
+    // final message, e.g. a verification that timed out), never one after it: its message said it
+    // failed and where traffic was then, so a later move to its target (the platform finishing a
+    // switch the job gave up on, or the same switch made again by hand) is announced, saying that it
+    // completes what Switchyard reported failed. The two times come from different clocks (the
+    // worker's, the event source's): a move at the very time of the failure still counts as the run's.
+    const byJob = new Map<string, AuditEntry[]>();
     for (const e of entries) {
       if (e.jobId === undefined) continue;
-      byJob.set(e.jobId, [...(byJob.get(e.jobId) ?? []), { event: e.event, at: e.at }]);
+      byJob.set(e.jobId, [...(byJob.get(e.jobId) ?? []), e]);
     }
-    const endedRefused = (jobId: string, startedAt: number): boolean => {
-      const after = (byJob.get(jobId) ?? [])
+    const endOf = (jobId: string, startedAt: number): AuditEntry | undefined =>
+      (byJob.get(jobId) ?? [])
         .filter((x) => x.at >= startedAt && !(x.event === 'started' && x.at === startedAt))
         .filter((x) => ['started', 'succeeded', 'failed', 'refused'].includes(x.event))
-        .sort((a, b) => a.at - b.at);
-      return after[0]?.event === 'refused';
-    };
+        .sort((a, b) => a.at - b.at)[0];
     const runs = new Map<string, number[]>();
+    const late: LateRun[] = [];
     for (const e of entries) {
       if (e.event !== 'started' || e.action !== event.via || e.targetId !== event.to) continue;
       if (e.jobId === undefined || e.at < event.at - this.windowMs || e.at > event.at + 60_000) continue;
-      if (endedRefused(e.jobId, e.at)) continue;
+      const end = endOf(e.jobId, e.at);
+      if (end?.event === 'refused') continue;
+      if (end?.event === 'failed' && end.at < event.at) {
+        const by = end.actor?.displayName ?? e.actor?.displayName;
+        late.push({
+          jobId: e.jobId,
+          action: e.action,
+          targetId: e.targetId,
+          startedAt: e.at,
+          failedAt: end.at,
+          ...(by === undefined ? {} : { by }),
+        });
+        continue;
+      }
       runs.set(e.jobId, [...(runs.get(e.jobId) ?? []), e.at]);
     }
     // Best first: the newest run at or before the move, then older ones, then those just after it
@@ -1009,8 +1112,15 @@ class Notices implements NoticeService {
     for (const [jobId, starts] of runs) {
       for (const startedAt of [...new Set(starts)].sort((a, b) => rank(a) - rank(b))) {
         const key = this.key('explained', event.environment, jobId, startedAt);
-        if (await this.claim(key, this.claimTtlMs)) return jobId;
+        if (await this.claim(key, this.claimTtlMs)) return { explained: jobId };
       }
+    }
+    // Completed after its job gave up: the run that failed last before the move. Claimed like a run
+    // that explains a move, so one failed run is said to be completed by one move only (the same
+    // switch made again later is an ordinary move outside Switchyard).
+    for (const run of late.sort((a, b) => b.failedAt - a.failedAt)) {
+      const key = this.key('explained', event.environment, run.jobId, run.startedAt);
+      if (await this.claim(key, this.claimTtlMs)) return { late: run };
     }
     return undefined;
   }

@@ -65,6 +65,13 @@ export interface OperationStatus {
      * retries it (with backoff) instead of failing. Absent: a failure of the switch itself, final.
      */
     readonly retryable?: boolean;
+    /**
+     * The failure is not definitive: the adapter stopped waiting (its own operation timeout) while the
+     * platform still reported the switch pending or under way, so it may still complete. A job ends
+     * `failed` without retrying (a retry would start another switch) and says the switch may still
+     * complete. Absent: the platform itself says the switch ended without taking effect.
+     */
+    readonly mayStillComplete?: boolean;
   };
   /** Unix ms. */
   readonly updatedAt: number;

@@ -4,7 +4,7 @@
  * ChatPoster (the ConsoleSurface is used where the console is under test). `startNotices` instances
  * started through the world are stopped by `close()`.
  */
-import { type SwitchWorker, startSwitchWorker } from '../../jobs/switch-worker.js';
+import { type SwitchWorker, type SwitchWorkerOptions, startSwitchWorker } from '../../jobs/switch-worker.js';
 import { AuditLog } from '../../src/audit.js';
 import { ChatService } from '../../src/chat.js';
 import type { ChatPoster } from '../../src/chat-sinks.js';
@@ -179,13 +179,18 @@ export interface World {
   readonly prefix: string;
   readonly audit: AuditLog;
   readonly flow: Flow;
+  /** The queue `flow` enqueues switches on (e.g. `waitForEnd`: the job's last audit entry is written). */
+  readonly queue: SwitchQueue;
   readonly chat: ChatService;
   readonly config: Config;
   readonly slack: RecordingPoster;
   /** Starts a notices service on this world's Redis prefix (posting to `slack` unless told otherwise). */
   notices(over?: Partial<NoticesOptions>): Promise<StartedNotices>;
-  /** Starts a switch worker whose time readings follow the manual clock (its waits are real and short). */
-  worker(reporter: Reporter): Promise<SwitchWorker>;
+  /**
+   * Starts a switch worker whose time readings follow the manual clock (its waits are real and short);
+   * `over` replaces some of its options (e.g. the platform it calls).
+   */
+  worker(reporter: Reporter, over?: Partial<SwitchWorkerOptions>): Promise<SwitchWorker>;
   /** Pushes to `environment`, lets the build finish on the clock, and waits until `notices` are idle. */
   pushAndBuild(
     environment: string,
@@ -248,6 +253,7 @@ export async function createWorld(
     prefix,
     audit,
     flow,
+    queue,
     chat,
     config,
     slack,
@@ -269,7 +275,7 @@ export async function createWorld(
       await service.idle();
       return Object.assign(service, { outcomes });
     },
-    async worker(reporter) {
+    async worker(reporter, over = {}) {
       const worker = startSwitchWorker({
         redisUrl: redisUrl(),
         queueName: queue.queueName,
@@ -281,6 +287,7 @@ export async function createWorld(
         concurrency: 1,
         logger: silentLogger,
         audit,
+        ...over,
       });
       workers.push(worker);
       await worker.worker.waitUntilReady();

@@ -5,7 +5,7 @@
  * switch made in Unkey's dashboard that overtakes the job's, ending the job without retries.
  */
 import { afterEach, describe, expect, it } from 'vitest';
-import { ManualClock, systemClock } from '../../src/clock.js';
+import { type Clock, ManualClock, systemClock } from '../../src/clock.js';
 import { buildPlan } from '../../src/domain/plan.js';
 import { UnkeyPlatform } from '../../src/platform/unkey/adapter.js';
 import { jobIdForPlan, type SwitchQueue, switchKeys } from '../../src/queue.js';
@@ -23,7 +23,13 @@ const prodEnv = { project: 'acme', app: 'api', environment: 'production' } as co
 const cleanup = new Cleanup();
 afterEach(() => cleanup.run());
 
-async function setup() {
+/** The adapter's clock: real time plus an offset a test moves (past Unkey's 5-minute operation timeout). */
+function offsetClock(): Clock & { offset: number } {
+  const clock = { offset: 0, now: () => Date.now() + clock.offset, sleep: systemClock.sleep };
+  return clock;
+}
+
+async function setup(opts: { platformClock?: Clock } = {}) {
   // The fake's switches wait on this clock; the worker polls on real time (5 ms), never sleeping in tests.
   const unkeyClock = new ManualClock();
   const server = await startAcmeUnkey(KEY, { clock: unkeyClock, switchDelayMs: SWITCH_DELAY });
@@ -34,7 +40,7 @@ async function setup() {
   const platform = new UnkeyPlatform({
     environments: { production: prodEnv },
     client: { baseUrl: server.url, rootKey: KEY, timeoutMs: 5_000 },
-    clock: systemClock,
+    clock: opts.platformClock ?? systemClock,
   });
   cleanup.add(() => platform.close());
   const queueName = uniqueName('unkey-switch');
@@ -172,5 +178,65 @@ describe('Unkey adapter in a switch job', () => {
     expect(final).toMatchObject({ outcome: 'stale', attempt: 1 });
     expect(final?.message).toContain(d1);
     expect(server.requests.filter((r) => r.endpoint === 'deployments.rollbackDeployment')).toHaveLength(1);
+  });
+  it('a switch Unkey has not finished at the operation timeout ends failed, may still complete, not retried', async () => {
+    const clock = offsetClock();
+    const { unkeyClock, server, platform, queue, reporter, d1, d2 } = await setup({ platformClock: clock });
+    const plan = buildPlan(await platform.snapshot('production'), { action: 'rollback', now: Date.now() });
+    if (!plan.ok) throw new Error(plan.refusal.message);
+    expect(plan.value.target.id).toBe(d1);
+
+    const { jobId } = await queue.enqueue(jobData(plan.value, Date.now()));
+    await reporter.waitFor((p) => p.jobId === jobId && p.operationId !== undefined);
+    // Unkey accepted the rollback and is still switching (its switch waits on `unkeyClock`) when the
+    // adapter's 5 minutes pass.
+    clock.offset = 5 * 60_000 + 1_000;
+    const final = await endOrStillFollowing(queue, server, jobId);
+
+    expect(final).not.toBe('following');
+    if (final === 'following') return;
+    expect(final).toMatchObject({ outcome: 'failed', code: 'platform_operation_failed', attempt: 1 });
+    expect(final?.message).toContain('(operation_timeout)');
+    // Unkey has not given up on it: the message must not say the rollback could not be done.
+    expect(final?.message).not.toContain('could not rollback');
+    expect(final?.message).toContain(
+      'The platform may have started this rollback and may still complete it: check where traffic is before trying again.',
+    );
+    expect(final?.message).toContain('as not finished (operation_timeout)');
+    expect(final?.message).toContain(`production is serving ${d2}.`);
+    // Not retried: a second rollback would be another switch.
+    expect(server.requests.filter((r) => r.endpoint === 'deployments.rollbackDeployment')).toHaveLength(1);
+    // Unkey completes it after all, as the message warned.
+    await unkeyClock.advance(SWITCH_DELAY);
+    expect((await platform.snapshot('production')).environment.currentDeploymentId).toBe(d1);
+  });
+
+  it('a worker resuming the job after the operation timeout neither follows nor starts the switch again', async () => {
+    const clock = offsetClock();
+    const { unkeyClock, server, platform, queue, d1, d2 } = await setup({ platformClock: clock });
+    const plan = buildPlan(await platform.snapshot('production'), { action: 'rollback', now: Date.now() });
+    if (!plan.ok) throw new Error(plan.refusal.message);
+    expect(plan.value.target.id).toBe(d1);
+    // An earlier attempt asked Unkey to roll back and stored the operation, then its worker died; the
+    // job is resumed more than 5 minutes later, while Unkey is still switching.
+    const ref = await platform.rollback({ environment: 'production', targetId: d1, expectedCurrent: d2 });
+    const redis = createRedis(redisUrl());
+    cleanup.add(() => redis.quit());
+    await redis.set(
+      switchKeys(queue.prefix, queue.queueName).operation(jobIdForPlan(plan.value.id)),
+      JSON.stringify(ref),
+    );
+    clock.offset = 5 * 60_000 + 1_000;
+
+    const { jobId } = await queue.enqueue(jobData(plan.value, Date.now()));
+    const final = await endOrStillFollowing(queue, server, jobId);
+
+    expect(final).not.toBe('following');
+    if (final === 'following') return;
+    expect(final).toMatchObject({ outcome: 'failed', code: 'platform_operation_failed', attempt: 1 });
+    expect(final?.message).toContain('may still complete it');
+    expect(server.requests.filter((r) => r.endpoint === 'deployments.rollbackDeployment')).toHaveLength(1);
+    await unkeyClock.advance(SWITCH_DELAY);
+    expect((await platform.snapshot('production')).environment.currentDeploymentId).toBe(d1);
   });
 });

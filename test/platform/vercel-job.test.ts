@@ -9,7 +9,7 @@
  */
 import { afterEach, describe, expect, it } from 'vitest';
 import { AUDIT_MESSAGE_MAX, AuditLog } from '../../src/audit.js';
-import { systemClock } from '../../src/clock.js';
+import { type Clock, systemClock } from '../../src/clock.js';
 import { buildPlan } from '../../src/domain/plan.js';
 import { PlatformHttpError } from '../../src/errors.js';
 import type { DeployPlatform, SwitchRequest } from '../../src/platform/port.js';
@@ -38,6 +38,8 @@ async function setup(
     attempts?: number;
     /** What the worker calls instead of the adapter itself (e.g. one losing an answer). */
     wrap?: (platform: VercelPlatform) => DeployPlatform;
+    /** The adapter's clock (default: real time). */
+    platformClock?: Clock;
   } = {},
 ) {
   // Alias jobs finish only when the test says so; the worker polls on real time (5 ms), never sleeping in tests.
@@ -53,7 +55,7 @@ async function setup(
   const platform = new VercelPlatform({
     project: 'acme-web',
     client: { baseUrl: server.url, token: TOKEN, teamId: TEAM, timeoutMs: 5_000 },
-    clock: systemClock,
+    clock: opts.platformClock ?? systemClock,
   });
   cleanup.add(() => platform.close());
   const queueName = uniqueName('vercel-switch');
@@ -309,6 +311,36 @@ describe('Vercel adapter in a switch job', () => {
     );
     expect(final?.steps.find((s) => s.step === 'switching')?.detail).not.toMatch(/tried again|retrying/);
     // Vercel finishes that alias job: production is rolled back after all, as the message warned.
+    server.finishAliasJob(projectId);
+    expect(server.productionOf(projectId)).toBe(d1);
+  });
+
+  it("an alias job still in progress at Vercel's 3-minute timeout ends the job failed, may still complete, not retried", async () => {
+    // The adapter's clock: real time plus an offset the test moves past the operation timeout.
+    const clock = { offset: 0, now: () => Date.now() + clock.offset, sleep: systemClock.sleep };
+    const { server, platform, queue, reporter, projectId, d1, d2 } = await setup({ platformClock: clock });
+    const snap = await platform.snapshot('production');
+    const plan = buildPlan(snap, { action: 'rollback', target: d1, now: Date.now() });
+    if (!plan.ok) throw new Error(plan.refusal.message);
+    const { jobId } = await queue.enqueue(jobData(plan.value, Date.now()));
+    await reporter.waitFor((p) => p.jobId === jobId && p.operationId !== undefined);
+    // Vercel is still moving the aliases (a big project) when the 3 minutes pass.
+    clock.offset = 3 * 60_000 + 1_000;
+    const final = await queue.waitForEnd(jobId);
+    expect(server.jobOf(projectId)?.jobStatus).toMatch(/pending|in-progress/);
+    expect(final).toMatchObject({ outcome: 'failed', code: 'platform_operation_failed', attempt: 1 });
+    expect(final?.message).toContain('(operation_timeout)');
+    // Vercel has not given up: not "could not rollback", and the switch may still complete.
+    expect(final?.message).not.toContain('could not rollback');
+    expect(final?.message).toMatch(/Vercel still reports it (pending|in progress)/);
+    expect(final?.message).toContain(
+      'The platform may have started this rollback and may still complete it: check where traffic is before trying again.',
+    );
+    expect(final?.message).toContain('as not finished (operation_timeout)');
+    expect(final?.message).toContain(`production is serving ${d2}.`);
+    // Not retried: another rollback request would be another switch.
+    expect(server.switchRequests()).toHaveLength(1);
+    // Vercel finishes the alias job: production is rolled back after all, as the message warned.
     server.finishAliasJob(projectId);
     expect(server.productionOf(projectId)).toBe(d1);
   });

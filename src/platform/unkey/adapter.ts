@@ -282,12 +282,16 @@ export class UnkeyPlatform implements DeployPlatform {
       };
     }
     if (now - ref.startedAt > this.operationTimeoutMs) {
+      // Switchyard stops waiting, but nothing says the switch will not happen: the target can still
+      // take traffic and nothing overtook it, so Unkey may yet make it current. Not definitive
+      // (`mayStillComplete`): the job ends saying so, and is not retried (that would switch again).
       return {
         id: ref.id,
         state: 'failed',
         error: {
           code: 'operation_timeout',
           message: `${d.id} did not become the current deployment of ${ref.environment} within ${Math.round(this.operationTimeoutMs / 1000)} s of the ${ref.action}; check the Unkey dashboard.`,
+          mayStillComplete: true,
         },
         updatedAt: now,
       };

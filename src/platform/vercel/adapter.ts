@@ -325,12 +325,17 @@ export class VercelPlatform implements DeployPlatform {
       job.type === ref.action &&
       job.requestedAt >= ref.startedAt - this.clockSkewMs;
     const timedOut = now - ref.startedAt > this.operationTimeoutMs;
-    const timeout = (): OperationStatus => ({
+    // Past the timeout Switchyard stops waiting, but Vercel has not given up: its alias job (still
+    // pending or in progress, or not on record yet) may well finish the switch after this. Not
+    // definitive (`mayStillComplete`): the job ends saying so, and is not retried (that would request
+    // another switch).
+    const timeout = (jobState?: string): OperationStatus => ({
       id: ref.id,
       state: 'failed',
       error: {
         code: 'operation_timeout',
-        message: `Vercel's alias job did not make ${ref.targetId} serve ${ref.environment} within ${Math.round(this.operationTimeoutMs / 1000)} s of the ${ref.action}; check the project's deployments on Vercel (or \`vercel rollback status\`).`,
+        message: `Vercel's alias job did not make ${ref.targetId} serve ${ref.environment} within ${Math.round(this.operationTimeoutMs / 1000)} s of the ${ref.action}${jobState === undefined ? '' : ` (Vercel still reports it ${jobState})`}; check the project's deployments on Vercel (or \`vercel rollback status\`).`,
+        mayStillComplete: true,
       },
       updatedAt: now,
     });
@@ -360,9 +365,9 @@ export class VercelPlatform implements DeployPlatform {
             updatedAt: now,
           };
         case 'pending':
-          return timedOut ? timeout() : { id: ref.id, state: 'pending', updatedAt: now };
+          return timedOut ? timeout('pending') : { id: ref.id, state: 'pending', updatedAt: now };
         case 'in-progress':
-          return timedOut ? timeout() : { id: ref.id, state: 'switching', updatedAt: now };
+          return timedOut ? timeout('in progress') : { id: ref.id, state: 'switching', updatedAt: now };
         default:
           return job.jobStatus satisfies never;
       }
