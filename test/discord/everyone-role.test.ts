@@ -6,10 +6,12 @@
 import { describe, expect, it } from 'vitest';
 import { CallbackType, MessageFlag } from '../fakes/discord/protocol.js';
 import {
+  advanceWhenParked,
   followUp,
   messageOf,
   NO_MESSAGE,
   press,
+  REACTIVATION_MS,
   slash,
   startPerTest,
   textOf,
@@ -44,5 +46,17 @@ describe('Discord allow list naming @everyone', () => {
       }),
     ]);
     expect(outcome).toBe('confirmed');
+    // The switch it queued runs to its end (closing the world mid-switch waits out the shutdown timeout):
+    // a standby target is reactivated on the world's clock first.
+    const step = await waitForMessage(
+      e.fake,
+      message.id,
+      (t) => /Traffic is on|⏳ Reactivating standby target.*\(running\)/.test(t),
+      from2,
+    );
+    if (!textOf(step).includes('Traffic is on')) {
+      await advanceWhenParked(e.clock, REACTIVATION_MS);
+      await waitForMessage(e.fake, message.id, (t) => t.includes('Traffic is on'), from2);
+    }
   });
 });
