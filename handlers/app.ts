@@ -565,7 +565,12 @@ export async function startSwitchyard(
     // Edits of a plan's other messages still under way finish before the surfaces stop.
     cleanups.push(() => chat.idle());
 
-    // Deployment notices (issue 9): every surface's poster, claimed once per notice in Redis.
+    // Deployment notices (issue 9): every surface's poster, claimed once per notice in Redis. They read
+    // a failed switch job's messages and final progress (to update them when the platform completes the
+    // switch afterwards) on the patient connection, like the rest of their background work: `queue` is
+    // fail-fast, for requests.
+    const noticeJobs = new SwitchQueue({ redisUrl, queueName, prefix: ns, clock, logger, connection: redis });
+    cleanups.push(() => noticeJobs.close());
     const notices = await startNotices({
       platform,
       redis,
@@ -575,6 +580,7 @@ export async function startSwitchyard(
       ],
       config,
       audit: workerAudit,
+      jobs: noticeJobs,
       clock,
       logger,
       metrics,

@@ -16,7 +16,9 @@
  * again: the switch processor writes a `started` audit entry (action, target, job id) before it calls
  * the platform, so a `traffic.moved` whose `via`/`to` match such an entry of the same environment within
  * `switchyardWindowMs` is the job's; each job explains at most one move (claimed per job id). Anything
- * else moved by a rollback or promote happened outside Switchyard (the dashboard or the API).
+ * else moved by a rollback or promote happened outside Switchyard (the dashboard or the API). A move to
+ * the target of a run whose job had already ended `failed` completes that switch: it is announced as
+ * such, and the job's own messages (which say it failed) are edited to say so too (`jobUpdates`).
  *
  * A "ready but not live" notice and a reminder describe one rolled-back period (the environment rolled
  * back to one deployment since one time). Once posted, each message's ref is kept in Redis under its
@@ -35,7 +37,8 @@ import { assertNever, type Deployment, type EnvironmentSnapshot } from './domain
 import { type Logger, silentLogger } from './log.js';
 import type { Metrics } from './metrics.js';
 import type { DeployPlatform, PlatformEvent } from './platform/port.js';
-import { type MessageRef, messageRefSchema } from './progress.js';
+import { type MessageRef, messageRefSchema, type Progress } from './progress.js';
+import type { SwitchQueue } from './queue.js';
 import { type RedisClient, redisAnswers } from './redis.js';
 import { b, c, formatTime, t } from './views/format.js';
 import {
@@ -44,6 +47,7 @@ import {
   deploymentSpans,
   type NoticeEvent,
   noticeView,
+  progressView,
   type RolledBackEnd,
 } from './views/model.js';
 import type { MessageView, Span } from './views/types.js';
@@ -108,6 +112,33 @@ export type NoticeOutcome =
       readonly error: string;
     }
   | {
+      /**
+       * A message of a Switchyard job that had ended failed was edited to say that the platform
+       * completed its switch afterwards (`key` is the traffic move notice's claim key, `ref` the
+       * message edited). `again`: the same edit made once more later (see `jobUpdateAgainMs`).
+       */
+      readonly status: 'job_updated';
+      readonly environment: string;
+      readonly kind: NoticeKind;
+      readonly key: string;
+      readonly jobId: string;
+      readonly ref: MessageRef;
+      readonly again?: true;
+      /** Set on a retried edit: which attempt made it (2 is the first retry). */
+      readonly attempt?: number;
+    }
+  | {
+      /** Updating one message of such a job failed for good (refused, attempts ran out). */
+      readonly status: 'job_update_failed';
+      readonly environment: string;
+      readonly kind: NoticeKind;
+      readonly key: string;
+      readonly jobId: string;
+      readonly surface: ChatPoster['surface'];
+      readonly attempts: number;
+      readonly error: string;
+    }
+  | {
       /** Another replica, or this service before a restart, already claimed this notice. */
       readonly status: 'duplicate';
       readonly environment: string;
@@ -127,6 +158,12 @@ export interface NoticeAudit {
   recent(environment: string, limit?: number): Promise<AuditEntry[]>;
 }
 
+/**
+ * The switch queue reads the service needs to update a failed job's messages when the platform
+ * completes its switch afterwards: the job's message refs and its final progress.
+ */
+export type NoticeJobs = Pick<SwitchQueue, 'messages' | 'progress'>;
+
 export interface NoticesOptions {
   readonly platform: DeployPlatform;
   readonly redis: RedisClient;
@@ -136,6 +173,18 @@ export interface NoticesOptions {
   readonly config: Pick<Config, 'env' | 'file'>;
   /** Tells a Switchyard job's traffic move from one made on the dashboard. */
   readonly audit: NoticeAudit;
+  /**
+   * The switch queue: when the platform completes a switch whose job had ended failed, the job's own
+   * messages are edited to say so (its final view with an update line). Without it only the traffic
+   * move notice says so.
+   */
+  readonly jobs?: NoticeJobs;
+  /**
+   * Such an update of a job's message is made again this long after it was first made (default 2
+   * minutes; 0: once only): the worker's own final edit of the message, held up on its way to the chat
+   * API (a rate limit, retries) past the job's end, may land after the update and cover it.
+   */
+  readonly jobUpdateAgainMs?: number;
   readonly clock: Clock;
   readonly logger?: Logger;
   readonly metrics?: Pick<Metrics, 'notices' | 'noticesFailed'>;
@@ -211,6 +260,7 @@ export const noticesDefaults = {
   postLeaseMs: 5 * 60_000,
   maxOpenNotices: 500,
   stopTimeoutMs: 10_000,
+  jobUpdateAgainMs: 2 * 60_000,
 } as const satisfies Required<
   Pick<
     NoticesOptions,
@@ -227,6 +277,7 @@ export const noticesDefaults = {
     | 'postLeaseMs'
     | 'maxOpenNotices'
     | 'stopTimeoutMs'
+    | 'jobUpdateAgainMs'
   >
 >;
 
@@ -388,12 +439,14 @@ export interface LateRun {
  * The notice of a traffic move that completes a switch Switchyard reported failed (`LateRun`): the job
  * gave up (a standby target reactivating for longer than the worker waits, an operation the platform
  * had not finished, a lost answer) and the platform finished the switch afterwards, or it was made again
- * by hand. The job's own message still says it failed and where traffic was then, so this says where
- * traffic is now, and which job's failure it overrides.
+ * by hand. The job's own message said it failed and where traffic was then, so this says where
+ * traffic is now, and which job's failure it overrides. `messageUpdated`: the job's messages are being
+ * edited to say so too (see `NoticesOptions.jobs`); else they still show only the failure.
  */
 export function lateCompletionNoticeView(
   move: Extract<NoticeEvent, { type: 'traffic.moved' }>,
   run: LateRun,
+  opts: { readonly messageUpdated?: boolean } = {},
 ): MessageView {
   const env = move.environment;
   const title = `Traffic on ${env} moved to ${move.to.id}`;
@@ -430,7 +483,13 @@ export function lateCompletionNoticeView(
       },
       {
         type: 'context',
-        spans: [t(`The job's own message still shows its failure and where traffic was then.`)],
+        spans: [
+          t(
+            opts.messageUpdated === true
+              ? `The job's own message keeps its failure and where traffic was then, with an update saying this.`
+              : `The job's own message still shows its failure and where traffic was then.`,
+          ),
+        ],
       },
     ],
     buttons: [],
@@ -457,8 +516,28 @@ interface PendingPost {
   readonly holdsWhile?: HoldsWhile;
   /** A notice that stays open until its rolled-back period ends: kept for closing once posted. */
   readonly opens?: Opens;
-  /** Set on an edit that closes a posted notice: the message to edit (`view` is its closed view). */
+  /**
+   * Set on an edit: the message to edit (`view` is what it is to show). A closing edit of a posted
+   * notice, or, with `jobUpdate`, the update of a failed switch job's message.
+   */
   readonly edit?: MessageRef;
+  /** An edit of a job's message saying the platform completed its failed switch afterwards. */
+  readonly jobUpdate?: JobUpdate;
+}
+
+/** The job whose message an edit updates (see `Notices.jobUpdates`). */
+interface JobUpdate {
+  readonly jobId: string;
+  /**
+   * The `updatedAt` of the job's final progress the view was made from: a job whose progress reads
+   * otherwise when the edit is made (tried again, made again) ran again since, and its messages are the
+   * newer run's to show; the edit is dropped.
+   */
+  readonly endedAt: number;
+  /** Make the edit once more this long after it was made (`jobUpdateAgainMs`); absent: once only. */
+  readonly againMs?: number;
+  /** Set on that edit made once more. */
+  readonly again?: true;
 }
 
 /**
@@ -573,6 +652,14 @@ const pendingPostSchema = z.object({
   holdsWhile: z.object({ rolledBackTo: z.string().min(1), since: z.number().optional() }).optional(),
   opens: opensSchema.optional(),
   edit: messageRefSchema.optional(),
+  jobUpdate: z
+    .object({
+      jobId: z.string().min(1),
+      endedAt: AT,
+      againMs: z.number().int().positive().optional(),
+      again: z.literal(true).optional(),
+    })
+    .optional(),
 });
 
 /** Drops the keys whose value is undefined (zod's optional output vs exactOptionalPropertyTypes). */
@@ -680,6 +767,8 @@ interface Prepared {
   readonly opens?: Opens;
   /** The claim is already held (traffic moves are claimed before the job lookup). */
   readonly claimed?: boolean;
+  /** Edits of a failed job's messages, made with the notice (see `Notices.jobUpdates`). */
+  readonly jobEdits?: readonly PendingPost[];
 }
 
 /** Starts the notices service: subscribes to the platform and starts one reminder loop per environment. */
@@ -707,6 +796,7 @@ class Notices implements NoticeService {
   private readonly postLeaseMs: number;
   private readonly maxOpen: number;
   private readonly stopTimeoutMs: number;
+  private readonly jobUpdateAgainMs: number;
   /**
    * The last traffic move each environment's events reported to this process: when a period ends by a
    * move the platform's history does not record (Unkey, Vercel), it tells when.
@@ -756,6 +846,7 @@ class Notices implements NoticeService {
     this.postLeaseMs = Math.max(1, opts.postLeaseMs ?? noticesDefaults.postLeaseMs);
     this.maxOpen = Math.max(1, opts.maxOpenNotices ?? noticesDefaults.maxOpenNotices);
     this.stopTimeoutMs = Math.max(0, opts.stopTimeoutMs ?? noticesDefaults.stopTimeoutMs);
+    this.jobUpdateAgainMs = Math.max(0, opts.jobUpdateAgainMs ?? noticesDefaults.jobUpdateAgainMs);
   }
 
   async start(): Promise<void> {
@@ -1042,9 +1133,18 @@ class Notices implements NoticeService {
           via: event.via,
           ...(by === undefined ? {} : { by }),
         };
-        const view =
-          late === undefined ? noticeView(notice, { now }) : lateCompletionNoticeView(notice, late);
-        return { kind: NoticeKind.trafficMoved, key, view, claimed: true };
+        if (late === undefined)
+          return { kind: NoticeKind.trafficMoved, key, view: noticeView(notice, { now }), claimed: true };
+        // The job's own messages still say it failed, and where traffic was then: they get an update.
+        const jobEdits = await this.jobUpdates(env, key, late, event.at);
+        const view = lateCompletionNoticeView(notice, late, { messageUpdated: jobEdits.length > 0 });
+        return {
+          kind: NoticeKind.trafficMoved,
+          key,
+          view,
+          claimed: true,
+          ...(jobEdits.length > 0 ? { jobEdits } : {}),
+        };
       }
       default:
         return assertNever(event, 'platform event');
@@ -1126,6 +1226,69 @@ class Notices implements NoticeService {
   }
 
   /**
+   * The edits that update the messages of a switch job that ended failed (`late`) once the platform
+   * completed its switch (moved at `movedAt`): its final view with an update line first, one edit per
+   * message, on every surface it has messages on. Made by the replica that claimed the run (its
+   * `explained:` key), so once across replicas, and kept in Redis like posts (leased, retried). None
+   * without the switch queue, when the job or its messages cannot be read (its messages keep the
+   * failure; the notice still says it was completed), or when the job's progress is not the end of
+   * that run (it ran again since: its messages show the newer run).
+   */
+  private async jobUpdates(
+    environment: string,
+    key: string,
+    late: LateRun,
+    movedAt: number,
+  ): Promise<PendingPost[]> {
+    const jobs = this.opts.jobs;
+    if (jobs === undefined) return [];
+    const context = { environment, jobId: late.jobId };
+    let progress: Progress | undefined;
+    let refs: MessageRef[] | undefined;
+    try {
+      [progress, refs] = await Promise.all([jobs.progress(late.jobId), jobs.messages(late.jobId)]);
+    } catch (e) {
+      this.log.warn(
+        { ...context, err: e },
+        "traffic move completes a failed switch: could not read its job; the job's messages keep their failure",
+      );
+      return [];
+    }
+    if (progress === undefined || refs === undefined || refs.length === 0) {
+      this.log.info(context, 'traffic move completes a failed switch: its job or its messages are gone');
+      return [];
+    }
+    // The final progress is written before the `failed` entry, by the same worker clock: a later one
+    // (or another outcome) is a run of the same job since, whose messages are not this run's to update.
+    if (progress.outcome !== 'failed' || progress.updatedAt > late.failedAt) {
+      this.log.info(
+        { ...context, outcome: progress.outcome, updatedAt: progress.updatedAt, failedAt: late.failedAt },
+        'traffic move completes a failed switch: its job ran again since; its messages are left to that run',
+      );
+      return [];
+    }
+    const view = progressView(progress, undefined, { at: movedAt });
+    const since = this.clock.now();
+    const jobUpdate: JobUpdate = {
+      jobId: late.jobId,
+      endedAt: progress.updatedAt,
+      ...(this.jobUpdateAgainMs > 0 ? { againMs: this.jobUpdateAgainMs } : {}),
+    };
+    return refs.map((ref) => ({
+      environment,
+      kind: NoticeKind.trafficMoved,
+      key,
+      surface: ref.surface,
+      channel: ref.channel,
+      view,
+      attempt: 1,
+      since,
+      edit: ref,
+      jobUpdate,
+    }));
+  }
+
+  /**
    * Claims and posts one notice to the environment's channel on every surface. The posts are kept in
    * Redis before the first attempt (`keep`), so a process that dies mid-post leaves them to another.
    */
@@ -1146,7 +1309,13 @@ class Notices implements NoticeService {
       const opens = p.opens === undefined ? {} : { opens: p.opens };
       targets.push({ poster, entry: { ...entry, ...holds, ...opens, attempt: 1, since } });
     }
-    const kept = await this.keep(targets.map((t) => t.entry));
+    // A failed job's messages updated with the notice: kept in the same call (one replica makes them,
+    // or the next one after the lease if this one dies), made once the notice is out.
+    const jobEdits = p.jobEdits ?? [];
+    const keptAll = await this.keep([...targets.map((t) => t.entry), ...jobEdits]);
+    const kept = keptAll?.slice(0, targets.length);
+    const keptEdits =
+      keptAll?.slice(targets.length) ?? jobEdits.map((entry) => ({ member: undefined, entry }));
     const refs: MessageRef[] = [];
     const retrying: ChatPoster['surface'][] = [];
     await this.attemptingAll(kept ?? [], async () => {
@@ -1169,6 +1338,7 @@ class Notices implements NoticeService {
       refs,
       ...(retrying.length > 0 ? { retrying } : {}),
     });
+    await this.attemptEdits(keptEdits);
   }
 
   /**
@@ -1232,14 +1402,16 @@ class Notices implements NoticeService {
 
   /**
    * Keeps first attempts about to be made, due again a lease from now (in case this process dies
-   * mid-post); undefined when Redis refused them (the posts still go, without that safety).
+   * mid-post); one for a surface this replica has no poster for (a job's message edited) is due at once,
+   * for a replica that has. Undefined when Redis refused them (the posts still go, without that safety).
    */
   private async keep(entries: readonly PendingPost[]): Promise<Kept[] | undefined> {
     if (entries.length === 0) return [];
     const kept = entries.map((entry) => ({ member: this.member(entry), entry }));
-    const due = this.clock.now() + this.postLeaseMs;
+    const now = this.clock.now();
+    const due = (e: PendingPost) => (this.hasPoster(e.surface) ? now + this.postLeaseMs : now);
     try {
-      await this.redis.zadd(this.retryKey(), ...kept.flatMap((k) => [due, k.member]));
+      await this.redis.zadd(this.retryKey(), ...kept.flatMap((k) => [due(k.entry), k.member]));
       return kept;
     } catch (e) {
       this.log.warn({ err: e }, 'could not keep a notice before posting it; posting it anyway');
@@ -1259,6 +1431,30 @@ class Notices implements NoticeService {
   ): Promise<boolean> {
     const key = this.retryKey();
     const { member, entry } = kept;
+    const againMs = entry.jobUpdate?.againMs;
+    if (sent !== 'retry' && sent !== undefined && againMs !== undefined && entry.jobUpdate !== undefined) {
+      // A job's message updated: the same edit once more later, in case the worker's own final edit,
+      // held up on its way to the chat API, lands after this one (see `jobUpdateAgainMs`).
+      const { againMs: _, ...rest } = entry.jobUpdate;
+      const now = this.clock.now();
+      const again: PendingPost = { ...entry, attempt: 1, since: now, jobUpdate: { ...rest, again: true } };
+      try {
+        const tx = this.redis.multi();
+        if (member !== undefined) tx.zrem(key, member);
+        tx.zadd(key, now + againMs, this.member(again));
+        const res = await tx.exec();
+        const failed = res?.find(([err]) => err !== null)?.[0];
+        if (res === null || failed) throw failed ?? new Error('the transaction was discarded');
+        if (wake) this.retries?.wake.abort();
+      } catch (e) {
+        // Left as it was: the entry this edit holds (if kept) makes it again once its lease ends.
+        this.log.warn(
+          { err: e, surface: entry.surface, jobId: entry.jobUpdate.jobId },
+          "could not schedule the job message's update to be made again",
+        );
+      }
+      return true;
+    }
     if (sent !== 'retry') {
       if (member === undefined) return true;
       try {
@@ -1319,6 +1515,18 @@ class Notices implements NoticeService {
     return holds.since === undefined || at === undefined || at === holds.since;
   }
 
+  /**
+   * Whether a job's progress is still the end its messages' update was made from (a failed read, or a
+   * replica without the queue: assume it is, and edit).
+   */
+  private async sameRun(update: JobUpdate): Promise<boolean> {
+    const jobs = this.opts.jobs;
+    if (jobs === undefined) return true;
+    const progress = await jobs.progress(update.jobId).catch(() => null);
+    if (progress === null) return true;
+    return progress !== undefined && progress.updatedAt === update.endedAt;
+  }
+
   /** Takes a due entry for one attempt (its due time moves a lease ahead); false if another took it. */
   private async take(member: string): Promise<boolean> {
     const now = this.clock.now();
@@ -1361,22 +1569,25 @@ class Notices implements NoticeService {
         continue;
       }
       // The view is one this service wrote (`keep`, `settle`); its outline is checked above.
-      const { holdsWhile, opens, edit, ...data } = parsed.data;
+      const { holdsWhile, opens, edit, jobUpdate, ...data } = parsed.data;
       const pending: PendingPost = {
         ...data,
         view: data.view as unknown as MessageView,
         ...(holdsWhile === undefined ? {} : { holdsWhile }),
         ...(opens === undefined ? {} : { opens: parseOpens(opens) }),
         ...(edit === undefined ? {} : { edit: defined(edit) }),
+        ...(jobUpdate === undefined ? {} : { jobUpdate: defined(jobUpdate) }),
       };
       if (this.clock.now() - pending.since > PENDING_POST_MAX_AGE_MS) {
         if ((await this.redis.zrem(key, member)) === 1) {
           const edit = pending.edit !== undefined;
           this.log.warn(
             { surface: pending.surface, kind: pending.kind, environment: pending.environment },
-            edit
-              ? 'dropped a closing edit nobody could make within an hour'
-              : 'dropped a notice nobody could post within an hour',
+            pending.jobUpdate !== undefined
+              ? "dropped an update of a job's message nobody could make within an hour"
+              : edit
+                ? 'dropped a closing edit nobody could make within an hour'
+                : 'dropped a notice nobody could post within an hour',
           );
           this.gaveUp(
             pending,
@@ -1394,10 +1605,19 @@ class Notices implements NoticeService {
         continue;
       }
       if (!(await this.take(member))) continue; // another replica took it
+      if (pending.jobUpdate !== undefined && !(await this.sameRun(pending.jobUpdate))) {
+        await this.redis.zrem(key, member);
+        this.outcome({
+          status: 'skipped',
+          environment: pending.environment,
+          reason: `an update of job ${pending.jobUpdate.jobId}'s message: the job ran again since (its messages show that run)`,
+        });
+        continue;
+      }
       if (pending.edit !== undefined) {
         const edited = await this.editTo(pending, poster);
         await this.settle({ member, entry: pending }, edited, false);
-        if (edited !== 'retry' && edited !== undefined) this.closedOutcome(pending, true);
+        if (edited !== 'retry' && edited !== undefined) this.editedOutcome(pending, true);
         continue;
       }
       if (
@@ -1842,9 +2062,13 @@ class Notices implements NoticeService {
         const edited = await this.editTo(k.entry, poster);
         await this.settle(k, edited, true);
         this.attempting.delete(k.member ?? '');
-        if (edited !== 'retry' && edited !== undefined) this.closedOutcome(k.entry, false);
+        if (edited !== 'retry' && edited !== undefined) this.editedOutcome(k.entry, false);
       }
     });
+  }
+
+  private hasPoster(surface: ChatPoster['surface']): boolean {
+    return this.opts.posters.some((p) => p.surface === surface);
   }
 
   /** Runs `attempts` with the kept members marked as this process's own attempts (`attempting`). */
@@ -1861,7 +2085,10 @@ class Notices implements NoticeService {
     }
   }
 
-  /** One attempt at a closing edit: the ref, 'retry' when the fault may pass, undefined when given up. */
+  /**
+   * One attempt at an edit (a closing edit, a job's message updated): the ref, 'retry' when the fault
+   * may pass, undefined when given up.
+   */
   private async editTo(entry: PendingPost, poster: ChatPoster): Promise<MessageRef | 'retry' | undefined> {
     const ref = entry.edit;
     if (ref === undefined) return undefined;
@@ -1870,9 +2097,10 @@ class Notices implements NoticeService {
       return ref;
     } catch (e) {
       const again = entry.attempt < this.postAttempts && (poster.retryable?.(e) ?? true);
+      const what = entry.jobUpdate === undefined ? 'closing a notice' : "updating a job's message";
       this.log.warn(
         { err: e, surface: poster.surface, channel: ref.channel, kind: entry.kind, attempt: entry.attempt },
-        again ? 'closing a notice failed; will retry' : 'closing a notice failed; giving up',
+        again ? `${what} failed; will retry` : `${what} failed; giving up`,
       );
       if (again) return 'retry';
       this.gaveUp(entry, entry.attempt, e instanceof Error ? e.message : String(e));
@@ -1880,8 +2108,23 @@ class Notices implements NoticeService {
     }
   }
 
-  private closedOutcome(entry: PendingPost, retried: boolean): void {
+  /** Reports an edit made: a notice closed, or a job's message updated. */
+  private editedOutcome(entry: PendingPost, retried: boolean): void {
     if (entry.edit === undefined) return;
+    if (entry.jobUpdate !== undefined) {
+      this.outcome({
+        status: 'job_updated',
+        environment: entry.environment,
+        kind: entry.kind,
+        key: entry.key,
+        jobId: entry.jobUpdate.jobId,
+        ref: entry.edit,
+        // The same edit made once more later (`settle` schedules it).
+        ...(entry.jobUpdate.again === true ? { again: true as const } : {}),
+        ...(retried ? { attempt: entry.attempt } : {}),
+      });
+      return;
+    }
     this.outcome({
       status: 'closed',
       environment: entry.environment,
@@ -1892,8 +2135,21 @@ class Notices implements NoticeService {
     });
   }
 
-  /** Reports a post or a closing edit given up on its surface. */
+  /** Reports a post or an edit given up on its surface. */
   private gaveUp(entry: PendingPost, attempts: number, error: string): void {
+    if (entry.jobUpdate !== undefined) {
+      this.outcome({
+        status: 'job_update_failed',
+        environment: entry.environment,
+        kind: entry.kind,
+        key: entry.key,
+        jobId: entry.jobUpdate.jobId,
+        surface: entry.surface,
+        attempts,
+        error,
+      });
+      return;
+    }
     this.outcome({
       status: entry.edit === undefined ? 'post_failed' : 'close_failed',
       environment: entry.environment,

@@ -689,16 +689,48 @@ function trafficItems(progress: Progress): ListItem[] {
 }
 
 /**
+ * What became of a switch after its job ended `failed`: the platform completed it after the job had
+ * given up (an operation still under way at the adapter's timeout, a standby target reactivating for
+ * longer than the worker waits, an answer lost). The deployment notices add it to the job's final view
+ * when they see the move (src/notices.ts); it is the platform's word: Switchyard verified nothing.
+ */
+export interface LaterCompletion {
+  /** When the platform moved traffic to the switch's target (the traffic move event's time). */
+  readonly at: number;
+}
+
+/** The update line of a failed switch the platform completed later (`LaterCompletion`). */
+function laterSpans(progress: Progress, later: LaterCompletion, resumes: boolean): Span[] {
+  const noun = resumes ? 'resume of automatic deploys' : progress.action;
+  return [
+    b(`Update ${formatTime(later.at)}: `),
+    t(`the platform completed this ${noun} after the job had given up; ${progress.environment} is serving `),
+    c(progress.targetId),
+    t(
+      `. Reported by the platform, not verified by Switchyard: check /deployments ${progress.environment} before acting on it.`,
+    ),
+  ];
+}
+
+/**
  * The progress message of a switch job, edited in place through every step to the final state: who
  * confirmed and approved, each step with its state and duration, and where traffic is now.
  * Durations of running steps are measured to `progress.updatedAt`, so renders are reproducible.
+ * `later` (a `failed` job only) says the platform completed the switch after the job had given up:
+ * an update line first, the title says so, and the job's own end reads as of when it ended.
  */
-export function progressView(progress: Progress, plan?: Plan): MessageView {
+export function progressView(progress: Progress, plan?: Plan, later?: LaterCompletion): MessageView {
   const resumes =
     plan?.resumesAutoDeploys ?? (progress.action === 'promote' && progress.fromId === progress.targetId);
   const v = verbs({ action: progress.action, resumesAutoDeploys: resumes });
-  const title = outcomeTitle(progress, v, resumes);
+  // Only a failure can be completed later (a refusal or a stale plan never had the platform switch).
+  const completed = progress.outcome === 'failed' && !overtaken(progress) ? later : undefined;
+  const ended = outcomeTitle(progress, v, resumes);
+  const title = completed === undefined ? ended : `${ended}, then completed by the platform`;
   const blocks: ViewBlock[] = [];
+  // First: people look at the job's message before any notice, and its end below no longer holds.
+  const update = completed === undefined ? undefined : laterSpans(progress, completed, resumes);
+  if (update !== undefined) blocks.push({ type: 'text', tone: 'warning', spans: update });
 
   const who: Rich = [
     t(`Confirmed by ${progress.requestedBy.displayName}`),
@@ -764,21 +796,32 @@ export function progressView(progress: Progress, plan?: Plan): MessageView {
     case 'cancelled': {
       tone =
         progress.outcome === 'failed' && !overtaken(progress)
-          ? 'danger'
+          ? completed === undefined
+            ? 'danger'
+            : 'warning'
           : progress.outcome === 'cancelled'
             ? 'neutral'
             : 'warning';
       const state =
         progress.message ??
         `Traffic state after the job: check /deployments ${progress.environment} (the job ended with ${progress.outcome}).`;
-      summary = `${title}. ${state}`;
-      blocks.push({ type: 'text', tone, spans: [b('Now: '), t(state)] });
+      summary =
+        update === undefined
+          ? `${title}. ${state}`
+          : `${title}. ${plainText(update)} When the job ended: ${state}`;
+      // Completed later: what the job said was so when it ended, no longer now.
+      const label = completed === undefined ? 'Now: ' : 'When the job ended: ';
+      blocks.push({
+        type: 'text',
+        tone: completed === undefined ? tone : 'neutral',
+        spans: [b(label), t(state)],
+      });
       if (progress.code !== undefined)
         blocks.push({ type: 'context', spans: [t('Code: '), c(progress.code)] });
       if (progress.traffic.length > 0) {
         blocks.push({
           type: 'list',
-          label: trafficLabel(progress),
+          label: trafficLabel(progress, completed !== undefined),
           items: trafficItems(progress),
         });
       }
@@ -793,13 +836,15 @@ export function progressView(progress: Progress, plan?: Plan): MessageView {
   return { kind: 'progress', tone, title, summary, blocks, buttons: present(buttons), ephemeral: false };
 }
 
-/** "Where traffic is now (3)", or "(1 of 3 not on the target)" when some domain is not on it. */
-function trafficLabel(progress: Progress): string {
+/**
+ * "Where traffic is now (3)", or "(1 of 3 not on the target)" when some domain is not on it; `then`:
+ * "Where traffic was when the job ended" (the platform switched since).
+ */
+function trafficLabel(progress: Progress, then = false): string {
   const total = progress.traffic.length;
   const off = progress.traffic.filter((r) => !r.ok).length;
-  return off === 0
-    ? `Where traffic is now (${total})`
-    : `Where traffic is now (${off} of ${total} not on the target)`;
+  const where = then ? 'Where traffic was when the job ended' : 'Where traffic is now';
+  return off === 0 ? `${where} (${total})` : `${where} (${off} of ${total} not on the target)`;
 }
 
 // ───────────────────────────── /deployments ─────────────────────────────

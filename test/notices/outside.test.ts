@@ -3,14 +3,30 @@
  * Switchyard, even when a Switchyard job for the same target ran shortly before and ended without
  * switching (stale or refused): only a run that may have had the platform switch explains a move. A run
  * that ended failed explains only a move made before its end: a move to its target after it (the
- * platform finishing a switch the job gave up on) is announced as completing the failed switch.
+ * platform finishing a switch the job gave up on) is announced as completing the failed switch, and the
+ * job's own message gets an update saying so.
  */
 import { afterEach, expect, it } from 'vitest';
+import { ConsoleSurface } from '../../handlers/console/surface.js';
 import type { AuditEntry } from '../../src/audit.js';
+import { textView } from '../../src/chat-sinks.js';
+import { type NoticeOutcome, noticesDefaults } from '../../src/notices.js';
 import type { ActingUser } from '../../src/permissions.js';
 import type { DeployPlatform, OperationRef, OperationStatus } from '../../src/platform/port.js';
+import type { MessageRef, Progress, Reporter } from '../../src/progress.js';
+import { jobIdForPlan } from '../../src/queue.js';
 import { formatTime } from '../../src/views/format.js';
-import { createWorld, nth, viewText, WaitingReporter, type World } from './world.js';
+import { progressView } from '../../src/views/model.js';
+import type { MessageView } from '../../src/views/types.js';
+import {
+  createWorld,
+  nth,
+  RecordingPoster,
+  type StartedNotices,
+  viewText,
+  WaitingReporter,
+  type World,
+} from './world.js';
 
 const alice: ActingUser = { surface: 'slack', userId: 'U0ALICE', displayName: 'Alice' };
 let w: World | undefined;
@@ -170,4 +186,218 @@ it('a failed run explains a move made before it failed; one after it is announce
   expect(again.view.title).toBe(`Traffic on production moved to ${older.id}`);
   expect(viewText(again.view)).toContain('outside Switchyard');
   expect(viewText(again.view)).not.toContain('reported failed');
+});
+
+const ofStatus = <S extends NoticeOutcome['status']>(outcomes: readonly NoticeOutcome[], status: S) =>
+  outcomes.filter((o): o is Extract<NoticeOutcome, { status: S }> => o.status === status);
+
+/**
+ * A rollback to a standby deployment confirmed in chat (its message `message`), whose job ends failed
+ * ("may still complete"): the worker's platform stops waiting while the target is still reactivating,
+ * as Unkey's and Vercel's adapters do at their operation timeout. Then the platform finishes and
+ * switches. Returns the deployments, the job's final progress and when the platform moved traffic.
+ */
+async function completedAfterFailure(
+  world: World,
+  services: readonly StartedNotices[],
+  message: MessageRef,
+  reporter: Reporter,
+) {
+  const older = await world.pushAndBuild('production', services);
+  const newer = await world.pushAndBuild('production', services);
+  await world.advance(31 * 60_000, services);
+  world.platform.maintain();
+  expect((await world.platform.getDeployment(older.id))?.status).toBe('standby');
+  const planned = await world.flow.plan(alice, 'rollback', 'production');
+  if (!planned.ok) throw new Error(planned.refusal.message);
+  await world.flow.attachMessage(planned.plan.id, message);
+  expect((await world.flow.confirm(alice, planned.plan.id)).status).toBe('enqueued');
+  const platform = Object.assign(Object.create(world.platform) as DeployPlatform, {
+    operation: async (ref: OperationRef): Promise<OperationStatus> => {
+      const status = await world.platform.operation(ref);
+      if (status.state === 'succeeded' || status.state === 'failed') return status;
+      return {
+        id: ref.id,
+        state: 'failed',
+        error: {
+          code: 'operation_timeout',
+          message: 'still reactivating at the timeout',
+          mayStillComplete: true,
+        },
+        updatedAt: world.clock.now(),
+      };
+    },
+  });
+  await world.worker(reporter, { platform });
+  // The job has ended: its `failed` audit entry is written.
+  const done = await world.queue.waitForEnd(jobIdForPlan(planned.plan.id));
+  if (done === undefined) throw new Error('the switch job is gone');
+  expect(done.outcome).toBe('failed');
+  expect(done.message).toContain(`production is serving ${newer.id}`);
+  // The platform finishes reactivating and switches.
+  await world.advance(2_000, services);
+  const snap = await world.platform.snapshot('production');
+  expect(snap.environment.currentDeploymentId).toBe(older.id);
+  const movedAt = snap.liveHistory.at(-1)?.since ?? Number.NaN;
+  return { older, newer, done, movedAt };
+}
+
+/** The update line a failed rollback's message gets once the platform completed it. */
+const updateLine = (movedAt: number, target: string) =>
+  `Update ${formatTime(movedAt)}: the platform completed this rollback after the job had given up; production is serving ${target}.`;
+
+it("the job's own message gets an update saying the platform completed the switch: once across two replicas, and made again later", async () => {
+  w = await createWorld();
+  const world = w;
+  const a = await w.notices({ jobs: w.queue });
+  const b = await w.notices({ jobs: w.queue });
+  const both = [a, b];
+  const jobMessage: MessageRef = { surface: 'slack', channel: 'C0ALERTS', messageId: '1700000000.000300' };
+  const { older, newer, done, movedAt } = await completedAfterFailure(
+    w,
+    both,
+    jobMessage,
+    new WaitingReporter(),
+  );
+  const edits = () => world.slack.updates.filter((u) => u.ref.messageId === jobMessage.messageId);
+
+  expect(edits()).toHaveLength(1);
+  const updated = nth(edits(), 0).view;
+  expect(updated.title).toBe(`Rollback of production to ${older.id} failed, then completed by the platform`);
+  const text = viewText(updated);
+  expect(text.split(updateLine(movedAt, older.id))).toHaveLength(2);
+  expect(text).toContain('Reported by the platform, not verified by Switchyard');
+  // The job's own end is still there, as of when it ended.
+  expect(text).toContain(`When the job ended: ${done.message}`);
+  expect(text).toContain(`production is serving ${newer.id}`);
+  // One replica made it (the one that claimed the run), and the notice says the message is updated.
+  expect([a, b].map((n) => ofStatus(n.outcomes, 'job_updated').length).sort()).toEqual([0, 1]);
+  const moved = world.slack.posts.filter(
+    (p) => p.view.title === `Traffic on production moved to ${older.id}`,
+  );
+  expect(moved).toHaveLength(1);
+  expect(viewText(nth(moved, 0).view)).toContain('with an update saying this');
+
+  // The worker's own final edit, held up on its way to the chat API, lands after the update: the
+  // update is made once more, `jobUpdateAgainMs` later, and only once more.
+  await world.slack.update(jobMessage, progressView(done));
+  for (let i = 0; i < 5; i++) await w.advance(noticesDefaults.jobUpdateAgainMs / 4, both);
+  expect(edits()).toHaveLength(3);
+  expect(viewText(nth(edits(), 2).view)).toBe(text);
+  const again = [...a.outcomes, ...b.outcomes].filter((o) => o.status === 'job_updated' && o.again === true);
+  expect(again).toHaveLength(1);
+  for (let i = 0; i < 5; i++) await w.advance(noticesDefaults.jobUpdateAgainMs / 2, both);
+  expect(edits()).toHaveLength(3);
+});
+
+it('a console message of the job shows the update where its progress was shown (one process: worker, console and notices)', async () => {
+  w = await createWorld();
+  const surface = new ConsoleSurface({ clock: w.clock });
+  const n = await w.notices({ jobs: w.queue, posters: [surface.poster()] });
+  const jobMessage = surface.postView(textView('Rollback of production', ['Confirm?']));
+  const waiting = new WaitingReporter();
+  const reporter: Reporter = {
+    async report(progress: Progress, refs: readonly MessageRef[]) {
+      await surface.report(progress, refs);
+      await waiting.report(progress);
+    },
+  };
+  const { older, movedAt } = await completedAfterFailure(w, [n], jobMessage, reporter);
+  const entry = surface.get(jobMessage.messageId);
+  expect(entry?.message?.title).toBe(
+    `Rollback of production to ${older.id} failed, then completed by the platform`,
+  );
+  const shown = JSON.stringify(entry?.message?.blocks);
+  expect(shown).toContain(`Update ${formatTime(movedAt)}: `);
+  expect(shown).toContain(
+    'the platform completed this rollback after the job had given up; production is serving ',
+  );
+  expect(ofStatus(n.outcomes, 'job_updated').map((o) => o.ref)).toEqual([jobMessage]);
+});
+
+/** A recording poster whose first `failures` edits fail (a fault that may pass). */
+class FlakyEdits extends RecordingPoster {
+  failures = 1;
+  readonly tried: MessageRef[] = [];
+  override async update(ref: MessageRef, view: MessageView): Promise<void> {
+    this.tried.push(ref);
+    if (this.failures > 0) {
+      this.failures -= 1;
+      throw new Error('chat API unreachable');
+    }
+    return super.update(ref, view);
+  }
+}
+
+it('a job that ran again since is not updated, neither at once nor when a failed edit is tried again', async () => {
+  w = await createWorld();
+  const world = w;
+  const entries: AuditEntry[] = [];
+  const entry = (event: AuditEntry['event'], jobId: string, targetId: string, at: number): void => {
+    entries.unshift({
+      at,
+      environment: 'production',
+      action: 'rollback',
+      event,
+      jobId,
+      targetId,
+      actor: alice,
+    });
+  };
+  const message: MessageRef = { surface: 'slack', channel: 'C0ALERTS', messageId: '1700000000.000400' };
+  // The jobs' final progress, as the queue reads it (per job id).
+  const progress = new Map<string, Progress>();
+  const ended = (jobId: string, targetId: string, at: number): Progress => ({
+    jobId,
+    planId: `plan_${jobId}`,
+    action: 'rollback',
+    environment: 'production',
+    targetId,
+    fromId: 'dep_from',
+    requestedBy: alice,
+    steps: [{ step: 'switching', state: 'failed', startedAt: at - 1_000, endedAt: at }],
+    outcome: 'failed',
+    code: 'platform_operation_failed',
+    message: 'The platform may still complete it.',
+    traffic: [],
+    attempt: 1,
+    updatedAt: at,
+  });
+  const poster = new FlakyEdits('slack', w.clock);
+  const n = await w.notices({
+    audit: { recent: async () => entries },
+    jobs: { progress: async (id) => progress.get(id), messages: async () => [message] },
+    posters: [poster],
+    postRetryMs: 5_000,
+  });
+  const older = await w.pushAndBuild('production', [n]);
+  const newer = await w.pushAndBuild('production', [n]);
+
+  // Job A failed, and ran again since (its progress is a later run's): its message is not touched.
+  progress.set('sw_a', { ...ended('sw_a', older.id, world.clock.now() + 5_000), outcome: 'succeeded' });
+  entry('started', 'sw_a', older.id, world.clock.now());
+  entry('failed', 'sw_a', older.id, world.clock.now());
+  await w.advance(1_000, [n]);
+  await w.switchDirectly('rollback', 'production', older.id, [n], 'Alice');
+  expect(viewText(nth(poster.posts, poster.posts.length - 1).view)).toContain('(job sw_a)');
+  expect(viewText(nth(poster.posts, poster.posts.length - 1).view)).toContain('still shows its failure');
+  expect(poster.tried).toEqual([]);
+
+  // Job B failed; its first edit meets a fault, and before it is tried again the job runs again.
+  await w.switchDirectly('promote', 'production', newer.id, [n]);
+  progress.set('sw_b', ended('sw_b', older.id, world.clock.now()));
+  entry('started', 'sw_b', older.id, world.clock.now());
+  entry('failed', 'sw_b', older.id, world.clock.now());
+  await w.advance(1_000, [n]);
+  await w.switchDirectly('rollback', 'production', older.id, [n], 'Alice');
+  expect(poster.tried).toEqual([message]);
+  progress.set('sw_b', { ...ended('sw_b', older.id, world.clock.now()), outcome: 'succeeded' });
+  await w.advance(5_000, [n]);
+  expect(poster.tried).toEqual([message]);
+  expect(poster.updates).toEqual([]);
+  expect(
+    n.outcomes.filter(
+      (o) => o.status === 'skipped' && o.reason.includes('job sw_b') && o.reason.includes('ran again since'),
+    ),
+  ).toHaveLength(1);
 });

@@ -121,6 +121,14 @@ export function catalog(liveDomains = 2): [string, MessageView][] {
     ),
   ]);
   out.push([
+    'progress failed, then completed by the platform',
+    progressView(
+      progress(p, { outcome: 'failed', code: 'verify_timeout', message: 'Production is split.', traffic }),
+      p,
+      { at: NOW + 7 * MIN },
+    ),
+  ]);
+  out.push([
     'progress refused',
     progressView(progress(p, { outcome: 'refused', code: 'forbidden', message: 'Nothing moved.' }), p),
   ]);

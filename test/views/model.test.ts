@@ -7,6 +7,7 @@ import type { Progress } from '../../src/progress.js';
 import { parseAction } from '../../src/views/actions.js';
 import { renderConsole } from '../../src/views/console.js';
 import { renderDiscord } from '../../src/views/discord.js';
+import { formatTime, plainText } from '../../src/views/format.js';
 import {
   type AuditEntryLike,
   type ConfirmationState,
@@ -417,6 +418,60 @@ describe('progressView', () => {
     expect(failed.title).toBe('Rollback of production to dep_2 failed');
     expect(failed.tone).toBe('danger');
     expect(failed.buttons).toHaveLength(0);
+  });
+
+  it('failed, then completed by the platform: an update line first, the end as it was when the job ended', () => {
+    const p = plan('rollback');
+    const message =
+      'The platform did not finish the rollback of production to dep_2 in time. The platform may have started this rollback and may still complete it: check where traffic is before trying again. production is serving dep_3.';
+    const ended = progress(p, {
+      outcome: 'failed',
+      code: 'platform_operation_failed',
+      message,
+      traffic: [{ hostname: 'demo.example.com', deploymentId: 'dep_3', ok: false }],
+    });
+    const movedAt = NOW + 7 * MIN;
+    const update = `Update ${formatTime(movedAt)}: the platform completed this rollback after the job had given up; production is serving dep_2. Reported by the platform, not verified by Switchyard: check /deployments production before acting on it.`;
+    const v = progressView(ended, p, { at: movedAt });
+    expect(v.title).toBe('Rollback of production to dep_2 failed, then completed by the platform');
+    expect(v.tone).toBe('warning');
+    // First thing read: the update (the end below it no longer holds).
+    const first = v.blocks[0];
+    expect(first?.type === 'text' ? plainText(first.spans) : first?.type).toBe(update);
+    expect(v.summary).toBe(`${v.title}. ${update} When the job ended: ${message}`);
+    expect(viewText(v)).toContain(`When the job ended: ${message}`);
+    expect(viewText(v)).not.toContain('Now: ');
+    expect(blocksOf(v, 'list')[0]?.label).toBe(
+      'Where traffic was when the job ended (1 of 1 not on the target)',
+    );
+    // Once in the message, and every surface shows it.
+    expect(viewText(progressView(ended, p, { at: movedAt })).split(update)).toHaveLength(3); // block, summary
+    for (const text of [
+      JSON.stringify(renderSlack(v).blocks),
+      JSON.stringify(renderDiscord(v).embeds),
+      JSON.stringify(renderConsole(v).blocks),
+    ]) {
+      expect(text).toContain('the platform completed this rollback after the job had given up');
+    }
+    // A resume of automatic deploys says so.
+    const pr = plan('promote', { rolledBack: true, target: 'dep_2' });
+    const resumed = progressView(progress(pr, { outcome: 'failed', message }), pr, { at: movedAt });
+    expect(viewText(resumed)).toContain('the platform completed this resume of automatic deploys after');
+  });
+
+  it('a later completion is shown only on a failure that did not switch', () => {
+    const p = plan('rollback');
+    const later = { at: NOW + 7 * MIN };
+    for (const over of [
+      { outcome: 'refused', code: 'forbidden' },
+      { outcome: 'stale', message: 'production now serves dep_6.' },
+      { outcome: 'failed', code: 'plan_stale', message: 'Done, then overtaken.' },
+      { outcome: 'succeeded' },
+      {},
+    ] as const) {
+      const v = progressView(progress(p, over), p, later);
+      expect(v, JSON.stringify(over)).toEqual(progressView(progress(p, over), p));
+    }
   });
 
   it('stale offers a fresh plan; refused and cancelled say nothing moved', () => {
