@@ -49,12 +49,15 @@ export function discordPoster(messages: DiscordMessages): ChatPoster {
       );
       return { surface: 'discord', channel, messageId: posted.id };
     },
-    update: (ref, view) =>
+    update: (ref, view, opts = {}) =>
       messages.edit(
         ref.channel,
         ref.messageId,
         renderDiscord(view),
-        { kind: 'view' },
+        // Superseding the job's progress: ordered as its latest final state, so never dropped for it.
+        opts.supersedesProgress === undefined
+          ? { kind: 'view' }
+          : { kind: 'progress', at: opts.supersedesProgress.at, final: true },
         { rejectOnFailure: true },
       ),
     retryable: discordRetryable,

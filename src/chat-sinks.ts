@@ -17,13 +17,25 @@ import type { MessageRef, Progress } from './progress.js';
 import { progressView } from './views/model.js';
 import type { MessageView } from './views/types.js';
 
+/** How `ChatPoster.update` places its view among the message's other edits. */
+export interface UpdateOptions {
+  /** The view supersedes the message's switch progress, its final state included (at this time). */
+  readonly supersedesProgress?: { readonly at: number };
+}
+
 /** The port every chat surface implements for unsolicited messages. */
 export interface ChatPoster {
   readonly surface: 'slack' | 'discord' | 'console';
   /** Posts a message visible to the channel (threaded under `threadId` when given). */
   post(channel: string, view: MessageView, opts?: { threadId?: string }): Promise<MessageRef>;
-  /** Replaces a message this poster posted. */
-  update(ref: MessageRef, view: MessageView): Promise<void>;
+  /**
+   * Replaces a message this poster posted. A surface orders edits per message and drops a view that
+   * comes after the message showed a switch's progress or final state (a late click, an out-of-order
+   * view); `supersedesProgress` (with the time it was decided, on the caller's clock) makes this view
+   * one that comes after the job's final state instead, so it is shown even over it: an update of a
+   * failed job's message once the platform completed its switch later (src/notices.ts `jobUpdates`).
+   */
+  update(ref: MessageRef, view: MessageView, opts?: UpdateOptions): Promise<void>;
   /**
    * Whether a failed `post` may succeed if tried again later (the API unreachable, a 5xx after the
    * SDK's own retries) or was refused for good (no access, unknown channel, invalid token). Callers

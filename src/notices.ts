@@ -2093,7 +2093,13 @@ class Notices implements NoticeService {
     const ref = entry.edit;
     if (ref === undefined) return undefined;
     try {
-      await poster.update(ref, entry.view);
+      // A job's message update comes after the job's final state (which the surface would otherwise
+      // keep, dropping a later view): it supersedes it.
+      await poster.update(
+        ref,
+        entry.view,
+        entry.jobUpdate === undefined ? {} : { supersedesProgress: { at: this.clock.now() } },
+      );
       return ref;
     } catch (e) {
       const again = entry.attempt < this.postAttempts && (poster.retryable?.(e) ?? true);

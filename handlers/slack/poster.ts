@@ -6,7 +6,7 @@
  * closing edit is tried again), classified by `retryable` like a failed post.
  */
 import type { WebClient } from '@slack/web-api';
-import type { ChatPoster } from '../../src/chat-sinks.js';
+import type { ChatPoster, UpdateOptions } from '../../src/chat-sinks.js';
 import type { MessageRef } from '../../src/progress.js';
 import { renderSlack } from '../../src/views/slack.js';
 import type { MessageView } from '../../src/views/types.js';
@@ -87,9 +87,13 @@ export class SlackPoster implements ChatPoster {
    * network fault, a 5xx or a rate limit that outlasted the lane's wait, final when Slack refused it
    * (`message_not_found`, `cant_update_message`, `channel_not_found`, …).
    */
-  async update(ref: MessageRef, view: MessageView): Promise<void> {
+  async update(ref: MessageRef, view: MessageView, opts: UpdateOptions = {}): Promise<void> {
     try {
-      await this.reporter.edit(ref, renderSlack(view), { rejectOnFailure: true });
+      await this.reporter.edit(ref, renderSlack(view), {
+        rejectOnFailure: true,
+        // Queued as a final state: it goes out after the job's own final state, never dropped for it.
+        ...(opts.supersedesProgress === undefined ? {} : { final: true }),
+      });
     } catch (e) {
       if (!(e instanceof SlackEditError)) throw e;
       throw new SlackPostError('chat.update', ref.channel, e.slackCode, e.transient, e);

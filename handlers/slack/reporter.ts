@@ -196,6 +196,12 @@ export interface SlackEditOptions {
    * (`updateAttempts`). An edit dropped because the message shows its final state still resolves.
    */
   readonly rejectOnFailure?: boolean;
+  /**
+   * The edit is a final state of the message, like a job's end: queued after any state before it and
+   * never dropped because the message showed its final state (`ChatPoster.update`'s
+   * `supersedesProgress`).
+   */
+  readonly final?: boolean;
 }
 
 /** A caller waiting for a state: `reject` only when it asked to hear of a failure. */
@@ -443,7 +449,7 @@ export class SlackReporter implements Reporter {
     if (opts.yieldsToProgress === true && this.progressed.has(`${ref.channel}/${ref.messageId}`)) {
       return Promise.resolve();
     }
-    return this.enqueue(ref, message, false, opts.rejectOnFailure === true, opts.skipIf);
+    return this.enqueue(ref, message, opts.final === true, opts.rejectOnFailure === true, opts.skipIf);
   }
 
   /** Whether a final state of this message was queued or delivered here (later edits are dropped). */

@@ -145,6 +145,15 @@ describe('Discord poster update', () => {
     expect(shown()).toContain('succeeded');
   });
 
+  it("an edit that supersedes the switch's progress is made over its final state", async () => {
+    const reporter = new DiscordReporter({ messages });
+    await reporter.report(progress('failed'), [ref]);
+    const update = textView('Failed, then completed by the platform', [], 'warning');
+    await poster.update(ref, update, { supersedesProgress: { at: T0 + 60_000 } });
+    expect(edits()).toHaveLength(2);
+    expect(shown()).toContain('Failed, then completed by the platform');
+  });
+
   it('progress reports and click edits still resolve on a failure', async () => {
     const reporter = new DiscordReporter({ messages });
     fake.failNext({

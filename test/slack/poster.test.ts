@@ -175,6 +175,17 @@ describe('SlackPoster.update: coalescing and final states', () => {
     expect(delivered()).toEqual(['traffic is on dep_b (succeeded)']);
   });
 
+  it("an edit that supersedes the switch's progress is made over its final state, after it", async () => {
+    await reporter.report(progress('failed'), [ref]);
+    const update = textView('Failed, then completed by the platform', [], 'warning');
+    const paced = clock.sleepOf(1000);
+    const done = poster.update(ref, update, { supersedesProgress: { at: clock.now() } });
+    await paced; // edits of one message are paced: the next goes a second after the final state
+    await clock.advance(1000);
+    await done;
+    expect(delivered()).toEqual(['traffic is on dep_b (failed)', 'Failed, then completed by the platform']);
+  });
+
   it('an edit replaced by the final state settles as the final state does', async () => {
     await poster.update(ref, textView('One', []));
     const paced = clock.sleepOf(1000);
