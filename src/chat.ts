@@ -67,6 +67,17 @@ export interface ClickReply {
    * it): the surface delivers it as the message's final state, so no later edit can paint over it.
    */
   readonly ended?: Progress;
+  /**
+   * The job's progress as it stands (not ended), when this click made the clicked message follow the
+   * job only now (the plan did not list it: see `ChatService.follow`); `update` then shows it. The job
+   * may have reported before, to its other messages only, and its worker reads the job's messages
+   * again only at a later step (after a whole standby reactivation, say): a "Confirmed…" view, which
+   * yields to progress already reported, would be dropped and leave the message offering the plan.
+   * The surface shows it on the message's edit lane as a state the job's own later states replace
+   * (Discord and the console order it with them by `updatedAt`), not as a view that yields to
+   * progress, and — as after a view — puts the job's end back if it ended before the edit landed.
+   */
+  readonly progress?: Progress;
   /** Metrics label: enqueued, joined, awaiting_approval, refused, stale, expired, cancelled, planned, invalid. */
   readonly outcome: string;
 }
@@ -497,22 +508,40 @@ export class ChatService {
    * made to the job, even when the job has ended (the caller then shows the end: see the `enqueued`
    * case). A message the plan lists already is followed already. A failure leaves the message as it
    * was: the switch is queued (or awaits its approval), and the click's answer must say so, not that
-   * the click failed.
+   * the click failed. True when this call attached the message: the job's progress so far went to its
+   * other messages only (see `caughtUp`).
    */
-  private async follow(record: PlanRecord, message: MessageRef | undefined): Promise<void> {
-    if (message === undefined) return;
+  private async follow(record: PlanRecord, message: MessageRef | undefined): Promise<boolean> {
+    if (message === undefined) return false;
     const key = messageRefKey(message);
-    if (record.messages.some((m) => messageRefKey(m) === key)) return;
-    await this.flow.attach(record.plan.id, message, { clicked: true }).catch(() => undefined);
+    if (record.messages.some((m) => messageRefKey(m) === key)) return false;
+    const out = await this.flow.attach(record.plan.id, message, { clicked: true }).catch(() => undefined);
+    return out?.attached === true;
+  }
+
+  /**
+   * The answer for a message `follow` has just attached to job `jobId`: the job's progress as it
+   * stands, to show in place of the "Confirmed…" view (see `ClickReply.progress`), or its end when it
+   * ended meanwhile. Read after the attach, so it is no older than anything the job reported without
+   * this message; what the job reports next reaches the message itself. Undefined when Redis cannot
+   * tell (the confirmation view stands; the job's next report edits the message).
+   */
+  private async caughtUp(
+    jobId: string,
+  ): Promise<Pick<ClickReply, 'update' | 'progress' | 'ended'> | undefined> {
+    const progress = await this.flow.jobProgress(jobId).catch(() => undefined);
+    if (progress === undefined) return undefined;
+    const update = progressView(progress);
+    return progress.outcome === undefined ? { update, progress } : { update, ended: progress };
   }
 
   /**
    * A Cancel or Dismiss too late: the switch is queued or running. The clicker is told so; the clicked
    * message, which still offered the plan (the plan may not list it: see `follow`), follows the switch
    * from now on and shows it as a Confirm joining it would: "Confirmed…", yielding to the job's
-   * progress, or the job's end when it has ended already. A job that ended with traffic moved
-   * elsewhere since leaves the message as it is (that end is no longer true: the clicker's answer is
-   * enough).
+   * progress (the progress so far, when the plan did not list the message: see `caughtUp`), or the
+   * job's end when it has ended already. A job that ended with traffic moved elsewhere since leaves
+   * the message as it is (that end is no longer true: the clicker's answer is enough).
    */
   private async tooLate(
     out: Extract<Awaited<ReturnType<Flow['cancel']>>, { status: 'running' }>,
@@ -521,13 +550,14 @@ export class ChatService {
     const ephemeral = refusalView({ code: RefusalCode.operationInProgress, message: out.message });
     // Before its job id is stored the job may not exist yet: the attach hands the message to it anyway
     // (Flow.attach), and its progress edits the message.
-    await this.follow(out.record, message);
+    const attached = await this.follow(out.record, message);
     if (out.jobId === undefined) return { ephemeral, outcome: 'running' };
     const reply = { ephemeral, jobId: out.jobId, outcome: 'running' } as const;
     const ended = await this.endedJob(out.jobId);
     if (ended?.outdated !== undefined) return reply;
     if (ended) return { ...reply, update: progressView(ended.progress), ended: ended.progress };
-    return { ...reply, update: this.confirmation(out.record, { state: 'enqueued' }) };
+    const caught = attached ? await this.caughtUp(out.jobId) : undefined;
+    return { ...reply, ...(caught ?? { update: this.confirmation(out.record, { state: 'enqueued' }) }) };
   }
 
   /**
@@ -565,7 +595,7 @@ export class ChatService {
         // Attached before the job's end is read: a job that ends after this reports its final state to
         // the message itself (its worker reads the job's messages again once it has written its end);
         // one that ended before is caught here and its end shown with the click's answer.
-        await this.follow(out.record, message);
+        const attached = await this.follow(out.record, message);
         const ended = await this.endedJob(out.jobId);
         if (ended?.outdated !== undefined) {
           // Its job ran before and traffic has moved since: the message keeps the record of what that
@@ -580,6 +610,9 @@ export class ChatService {
         }
         if (ended)
           return { update: progressView(ended.progress), ended: ended.progress, jobId: out.jobId, outcome };
+        // Listed only from now on: the job's progress so far, not "Confirmed…" (see `caughtUp`).
+        const caught = attached ? await this.caughtUp(out.jobId) : undefined;
+        if (caught) return { ...caught, jobId: out.jobId, outcome };
         return { update: this.confirmation(out.record, { state: 'enqueued' }), jobId: out.jobId, outcome };
       }
       case 'awaiting_approval':

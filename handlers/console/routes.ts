@@ -423,7 +423,13 @@ export function registerConsole(http: HttpServer, deps: ConsoleDeps): { close():
         action: actionLabel(body.actionId),
         outcome: out.outcome,
       });
-      if (out.update)
+      if (out.progress) {
+        // The message follows the job only from this click on: the job's progress so far, as progress
+        // (ordered with the states the job publishes), not a view.
+        await deps.surface.report(out.progress, [
+          { surface: 'console', channel: CONSOLE_CHANNEL, messageId: body.messageId },
+        ]);
+      } else if (out.update)
         deps.surface.updateClickView(body.messageId, out.update, out.jobId ?? out.approvalJobId);
       if (out.ephemeral) deps.surface.postView(out.ephemeral, { visibleTo: body.user });
       if (out.post) {

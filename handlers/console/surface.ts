@@ -45,8 +45,11 @@ export class ConsoleSurface implements Reporter {
   private readonly clock: Clock;
   private readonly limit: number;
   private readonly planLookup: ((planId: string) => Promise<Plan | undefined>) | undefined;
-  /** Entry id → the job whose progress it shows (a click's view of that job then no longer applies). */
-  private readonly progressOf = new Map<string, string>();
+  /**
+   * Entry id → the job whose progress it shows, and that progress' stamp (`Progress.updatedAt`): a
+   * click's view of that job then no longer applies, nor an older state of it.
+   */
+  private readonly progressOf = new Map<string, { readonly jobId: string; readonly at: number }>();
 
   constructor(opts: ConsoleSurfaceOptions = {}) {
     this.clock = opts.clock ?? systemClock;
@@ -131,7 +134,7 @@ export class ConsoleSurface implements Reporter {
    * and Discord). Returns whether the view was applied.
    */
   updateClickView(id: string, view: MessageView, jobId: string | undefined): boolean {
-    if (jobId !== undefined && this.progressOf.get(id) === jobId) return false;
+    if (jobId !== undefined && this.progressOf.get(id)?.jobId === jobId) return false;
     return this.updateView(id, view);
   }
 
@@ -147,14 +150,24 @@ export class ConsoleSurface implements Reporter {
     };
   }
 
-  /** Reporter: edits every console message following the job. */
+  /**
+   * Reporter: edits every console message following the job. An intermediate state older than the
+   * one a message shows of the same job is not applied: a click shows the job's progress so far on a
+   * message that follows the job only from then on (ChatService's `ClickReply.progress`), and a state
+   * the job published before, still being delivered, must not replace it.
+   */
   async report(progress: Progress, messages: readonly MessageRef[]): Promise<void> {
     const mine = messages.filter((m) => m.surface === 'console');
     if (mine.length === 0) return;
     const plan = this.planLookup ? await this.planLookup(progress.planId).catch(() => undefined) : undefined;
     const view = progressView(progress, plan);
     for (const ref of mine) {
-      if (this.updateView(ref.messageId, view)) this.progressOf.set(ref.messageId, progress.jobId);
+      const shown = this.progressOf.get(ref.messageId);
+      // A job's end always applies (its stamp may come from another worker's clock than the state shown).
+      const older = shown?.jobId === progress.jobId && progress.updatedAt < shown.at;
+      if (older && progress.outcome === undefined) continue;
+      if (this.updateView(ref.messageId, view))
+        this.progressOf.set(ref.messageId, { jobId: progress.jobId, at: progress.updatedAt });
     }
   }
 }

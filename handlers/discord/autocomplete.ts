@@ -8,13 +8,18 @@
  * against ONE budget (`autocompleteBudgetMs`, capped at `MAX_AUTOCOMPLETE_BUDGET_MS`); past it, what
  * is known by then (for `/promote`, the environments) is offered. Choices follow Discord's limits: at
  * most 25, name and value 1–100 characters; names are shortened without splitting a surrogate pair,
- * and a value that does not fit is left out (a shortened value would name nothing).
+ * and a value that does not fit is left out (a shortened value would name nothing). The typed text
+ * and the chosen environment are read as the command reads them (`optionWords`: zero-width
+ * characters, quotes and backticks dropped), so an id pasted with them is still offered; text of
+ * several words, which the command would answer with usage, matches nothing.
  */
 import type { AutocompleteInteraction } from 'discord.js';
+import { commandArgs } from '../../src/chat.js';
 import { within } from '../../src/clock.js';
 import { isSwitchable, shortSha } from '../../src/domain/plan.js';
 import type { Deployment } from '../../src/domain/types.js';
 import { commitSubject, truncate } from '../../src/views/format.js';
+import { optionWords } from './commands/run.js';
 import type { DiscordDeps } from './context.js';
 
 /** Discord's limits on autocomplete choices. */
@@ -45,8 +50,21 @@ function present<T>(x: T | undefined): x is T {
   return x !== undefined;
 }
 
-function matches(query: string, ...fields: readonly string[]): boolean {
-  const q = query.trim().toLowerCase();
+/**
+ * What the typed text asks for, cleaned as the command cleans it (`optionWords`): its one word, `''`
+ * when blank (everything matches), undefined when it holds several words (nothing matches: the
+ * command would answer them with usage).
+ */
+type Query = string | undefined;
+
+function queryOf(typed: string): Query {
+  const words = commandArgs(typed);
+  return words.length > 1 ? undefined : (words[0] ?? '');
+}
+
+function matches(query: Query, ...fields: readonly string[]): boolean {
+  if (query === undefined) return false;
+  const q = query.toLowerCase();
   return q === '' || fields.some((f) => f.toLowerCase().includes(q));
 }
 
@@ -63,7 +81,7 @@ export function deploymentChoice(d: Deployment, currentId: string | undefined): 
   return choice(`${head} ${branch}${marks} — ${commitSubject(d.commit.message)}`, d.id);
 }
 
-function environmentChoices(envs: readonly string[], query: string): Choice[] {
+function environmentChoices(envs: readonly string[], query: Query): Choice[] {
   return envs
     .filter((e) => matches(query, e))
     .map((e) => choice(e, e))
@@ -72,11 +90,11 @@ function environmentChoices(envs: readonly string[], query: string): Choice[] {
 
 async function deploymentChoices(
   deps: DiscordDeps,
-  environment: string,
-  query: string,
+  environment: string | undefined,
+  query: Query,
   offer: (d: Deployment) => boolean = () => true,
 ): Promise<Choice[]> {
-  if (environment.trim() === '') return [];
+  if (environment === undefined || query === undefined) return [];
   // Only the deployments (one shared snapshot read), not the whole `/deployments` view: its routing
   // reads every domain's alias on Vercel, on every keystroke.
   const out = await deps.flow.deploymentChoices(environment);
@@ -92,7 +110,8 @@ async function deploymentChoices(
  * that can take traffic. `known` receives the environment choices as soon as they are read, so an
  * answer cut short by the budget still offers them.
  */
-async function promoteChoices(deps: DiscordDeps, query: string, known: Choice[]): Promise<Choice[]> {
+async function promoteChoices(deps: DiscordDeps, query: Query, known: Choice[]): Promise<Choice[]> {
+  if (query === undefined) return [];
   const envs = await deps.flow.environments();
   const matching = environmentChoices(envs, query);
   known.push(...matching);
@@ -111,13 +130,17 @@ async function choicesFor(
   known: Choice[],
 ): Promise<Choice[]> {
   const focused = interaction.options.getFocused(true);
-  const query = String(focused.value);
+  const query = queryOf(String(focused.value));
   switch (`${interaction.commandName}.${focused.name}`) {
     case 'rollback.environment':
     case 'deployments.environment':
       return environmentChoices(await deps.flow.environments(), query);
-    case 'rollback.deployment':
-      return deploymentChoices(deps, interaction.options.getString('environment') ?? '', query);
+    case 'rollback.deployment': {
+      // The environment chosen so far, read as the command will read it: none (or several words) offers
+      // no deployments.
+      const environment = optionWords(interaction, 'environment');
+      return deploymentChoices(deps, environment.length === 1 ? environment[0] : undefined, query);
+    }
     case 'promote.target':
       return promoteChoices(deps, query, known);
     default:

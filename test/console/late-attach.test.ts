@@ -14,12 +14,14 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { registerConsole } from '../../handlers/console/routes.js';
 import { ConsoleSurface } from '../../handlers/console/surface.js';
 import { ChatService } from '../../src/chat.js';
+import { textView } from '../../src/chat-sinks.js';
 import { HttpServer } from '../../src/http.js';
 import { MAX_MESSAGES_PER_PLAN } from '../../src/plan-store.js';
 import type { Progress, Reporter } from '../../src/progress.js';
 import { jobIdForPlan } from '../../src/queue.js';
 import { alice, createHarness, type Harness } from '../flow/harness.js';
 import { RecordingReporter } from '../jobs/fixtures/harness.js';
+import { progressFixture } from '../support/progress.js';
 import { startTestWorker } from '../support/switch-worker.js';
 
 const closers: (() => Promise<unknown> | unknown)[] = [];
@@ -184,11 +186,20 @@ describe('console: a click on a confirmation posted after its plan followed MAX_
     expect((await x.flow.attach(planId, late)).attached).toBe(false);
     expect((await x.flow.get(planId))?.messages).toHaveLength(MAX_MESSAGES_PER_PLAN);
 
-    /** Drives the local platform's clock until the plan's job has reported its end. */
+    /**
+     * Drives the local platform's clock until the plan's job has reported its end to `late`: the worker
+     * reports its end to the messages it knew first, then to those attached since (read again after
+     * the end was written), so the first final report may not include a message a click attached.
+     */
     const end = async () => {
       let ended = false;
       const done = recorder
-        .waitFor((p) => p.planId === planId && p.outcome !== undefined)
+        .waitForReport(
+          (r) =>
+            r.progress.planId === planId &&
+            r.progress.outcome !== undefined &&
+            r.messages.some((m) => m.messageId === late.messageId),
+        )
         .finally(() => {
           ended = true;
         });
@@ -198,7 +209,7 @@ describe('console: a click on a confirmation posted after its plan followed MAX_
       }
       return done;
     };
-    return { x, surface, click, planId, followed, late, end };
+    return { x, surface, click, planId, followed, late, end, recorder };
   }
 
   it('a Rollback click on it queues the switch and the message ends on the switch’s final state', async () => {
@@ -206,6 +217,37 @@ describe('console: a click on a confirmation posted after its plan followed MAX_
     const out = await click('bob', `sy1:confirm:${planId}`, late.messageId);
     expect(out).toEqual({ ok: true, outcome: 'enqueued', jobId: jobIdForPlan(planId) });
     expect(await x.switchQueue.messages(out.jobId ?? '')).toContainEqual(late);
+
+    const final = await end();
+    expect(final.outcome).toBe('succeeded');
+    expect(JSON.stringify(surface.get(late.messageId)?.message)).toContain(`Traffic is on ${final.targetId}`);
+  });
+
+  it('a click on it while the switch runs shows the step the switch is on at once, not "Confirmed…" until its next step', async () => {
+    const { surface, click, planId, followed, late, end, recorder } = await fullPlan();
+    const first = followed[0];
+    if (!first) throw new Error('no message');
+    // Alice confirms on a listed message: the switch parks reactivating the standby target, reported to
+    // the messages the plan follows only.
+    const queued = await click('alice', `sy1:confirm:${planId}`, first.messageId);
+    expect(queued.outcome).toBe('enqueued');
+    await recorder.waitFor(
+      (p) =>
+        p.planId === planId && p.steps.some((st) => st.step === 'reactivating' && st.state === 'running'),
+    );
+
+    // Bob confirms on the message the plan does not list: it joins, and shows where the switch stands.
+    expect(await click('bob', `sy1:confirm:${planId}`, late.messageId)).toEqual({
+      ok: true,
+      outcome: 'joined',
+      jobId: queued.jobId,
+    });
+    const steps = (id: string) =>
+      (surface.get(id)?.message?.blocks ?? []).flatMap((b) => (b.type === 'steps' ? b.steps : []));
+    expect(steps(late.messageId)).toContainEqual(
+      expect.objectContaining({ label: 'Reactivating standby target', state: 'running' }),
+    );
+    expect(surface.get(late.messageId)?.message?.buttons ?? []).toEqual([]);
 
     const final = await end();
     expect(final.outcome).toBe('succeeded');
@@ -234,5 +276,43 @@ describe('console: a click on a confirmation posted after its plan followed MAX_
     expect(JSON.stringify(surface.get(first.messageId)?.message)).toContain(
       `Traffic is on ${final.targetId}`,
     );
+  });
+});
+
+describe('console: the progress a message shows', () => {
+  it('is never replaced by an older state of the same job (one still being delivered after a click showed a newer one)', async () => {
+    const surface = new ConsoleSurface();
+    const ref = surface.postView(textView('Roll back production?', []));
+    const validating = progressFixture({
+      steps: [
+        { step: 'queued', state: 'done', startedAt: 1, endedAt: 2 },
+        { step: 'validating', state: 'running', startedAt: 2 },
+      ],
+      updatedAt: 2,
+    });
+    const reactivating = progressFixture({
+      steps: [
+        { step: 'queued', state: 'done', startedAt: 1, endedAt: 2 },
+        { step: 'validating', state: 'done', startedAt: 2, endedAt: 3 },
+        { step: 'reactivating', state: 'running', startedAt: 3 },
+      ],
+      updatedAt: 3,
+    });
+    const running = () =>
+      (surface.get(ref.messageId)?.message?.blocks ?? [])
+        .flatMap((b) => (b.type === 'steps' ? b.steps : []))
+        .filter((st) => st.state === 'running')
+        .map((st) => st.step);
+    await surface.report(reactivating, [ref]);
+    await surface.report(validating, [ref]);
+    expect(running()).toEqual(['reactivating']);
+    // The job's end always applies, whatever its stamp (another worker's clock may have made it).
+    await surface.report(progressFixture({ steps: reactivating.steps, outcome: 'failed', updatedAt: 1 }), [
+      ref,
+    ]);
+    expect(surface.get(ref.messageId)?.message?.title).toBe('Rollback of production to dep_b failed');
+    // Another job's state (a later switch of the same message's plan) is shown whatever its stamp.
+    await surface.report({ ...validating, jobId: 'sw_2', updatedAt: 0 }, [ref]);
+    expect(running()).toEqual(['validating']);
   });
 });

@@ -9,6 +9,8 @@ import { describe, expect, it } from 'vitest';
 import { handleAutocomplete, MAX_AUTOCOMPLETE_BUDGET_MS } from '../../handlers/discord/autocomplete.js';
 import type { DiscordDeps } from '../../handlers/discord/context.js';
 import { type Clock, ManualClock, systemClock } from '../../src/clock.js';
+import { resolveEnvironment } from '../../src/domain/plan.js';
+import { RefusalCode } from '../../src/domain/result.js';
 import type { Deployment, DeploymentStatus } from '../../src/domain/types.js';
 import type { DeploymentChoicesOutcome } from '../../src/flow.js';
 import { silentLogger } from '../../src/log.js';
@@ -186,6 +188,92 @@ describe('discord autocomplete', () => {
     expect((answeredAt ?? Number.POSITIVE_INFINITY) - start).toBeLessThanOrEqual(2_000);
     // What was known by then: the environments.
     expect((await answered).map((c) => c.value)).toEqual(['production', 'staging']);
+  });
+
+  it('reads a pasted deployment id as the command does: zero-width characters, backticks and quotes dropped', async () => {
+    const deployments = [dep('dpl_abc'), dep('dpl_xyz')];
+    for (const typed of ['dpl_abc\u200b', '\ufeffdpl_abc', '`dpl_abc`', '“dpl_abc”', ' dpl_abc\u00ad ']) {
+      const rollback = await answer(
+        stubDeps(deployments),
+        'rollback',
+        { name: 'deployment', value: typed },
+        { environment: 'production' },
+      );
+      expect(
+        rollback.map((c) => c.value),
+        JSON.stringify(typed),
+      ).toEqual(['dpl_abc']);
+      const promote = await answer(stubDeps(deployments), 'promote', { name: 'target', value: typed });
+      expect(
+        promote.map((c) => c.value),
+        JSON.stringify(typed),
+      ).toEqual(['dpl_abc']);
+    }
+  });
+
+  it('reads the chosen environment as the command does: one pasted with a zero-width space still offers its deployments', async () => {
+    const asked: string[] = [];
+    const flow: StubFlow = {
+      environments: async () => ['production', 'preview'],
+      // As Flow resolves it: the environment's slug (or a unique prefix), nothing else.
+      deploymentChoices: async (environment) => {
+        asked.push(environment);
+        const resolved = resolveEnvironment(['production', 'preview'], environment);
+        return resolved.ok
+          ? choicesOf([dep('dpl_abc')])
+          : { ok: false, refusal: { code: RefusalCode.unknownEnvironment, message: 'unknown' } };
+      },
+    };
+    for (const environment of ['production\u200b', '`production`', '\u200bproduction']) {
+      const choices = await answer(
+        depsWith(flow),
+        'rollback',
+        { name: 'deployment', value: '' },
+        { environment },
+      );
+      expect(
+        choices.map((c) => c.value),
+        JSON.stringify(environment),
+      ).toEqual(['dpl_abc']);
+    }
+    expect(asked).toEqual(['production', 'production', 'production']);
+    // The environment option's own choices too.
+    const envs = await answer(depsWith(flow), 'rollback', { name: 'environment', value: 'prod\u200b' });
+    expect(envs.map((c) => c.value)).toEqual(['production']);
+  });
+
+  it('text of several words, which the command answers with usage, matches nothing and reads nothing', async () => {
+    let reads = 0;
+    const flow: StubFlow = {
+      environments: async () => ['production'],
+      deploymentChoices: async () => {
+        reads += 1;
+        return choicesOf([dep('dpl_abc'), dep('dpl_abd')]);
+      },
+    };
+    expect(
+      await answer(
+        depsWith(flow),
+        'rollback',
+        { name: 'deployment', value: 'dpl_abc dpl_abd' },
+        { environment: 'production' },
+      ),
+    ).toEqual([]);
+    expect(
+      await answer(
+        depsWith(flow),
+        'rollback',
+        { name: 'deployment', value: '' },
+        { environment: 'production preview' },
+      ),
+    ).toEqual([]);
+    expect(await answer(depsWith(flow), 'promote', { name: 'target', value: 'production dpl_abc' })).toEqual(
+      [],
+    );
+    expect(
+      await answer(depsWith(flow), 'deployments', { name: 'environment', value: 'production x' }),
+    ).toEqual([]);
+    expect(reads).toBe(0);
   });
 
   it('caps a configured budget that would miss Discord’s 3 seconds', async () => {

@@ -495,6 +495,40 @@ describe('Discord end to end', () => {
     expect(current?.name).toContain('current');
   });
 
+  it('autocomplete reads the typed id and the chosen environment as the command does (a zero-width space or backticks pasted along)', async () => {
+    const e = await start();
+    const snap = await e.platform.snapshot('production');
+    const older = snap.deployments.find(
+      (d) =>
+        d.id !== snap.environment.currentDeploymentId && (d.status === 'ready' || d.status === 'standby'),
+    );
+    if (!older) throw new Error('no switchable older deployment');
+    const offered = async (
+      command: string,
+      options: { name: string; value: string; focused?: boolean }[],
+    ) => {
+      const answer = await e.fake.waitForCallback(e.fake.autocomplete({ command, options, user: e.alice }));
+      if (answer.type !== CallbackType.autocompleteResult) throw new Error('not an autocomplete answer');
+      return answer.data.choices.map((c) => c.value);
+    };
+    for (const typed of [`${older.id}\u200b`, `\`${older.id}\``]) {
+      expect(
+        await offered('rollback', [
+          { name: 'environment', value: 'production' },
+          { name: 'deployment', value: typed, focused: true },
+        ]),
+        JSON.stringify(typed),
+      ).toEqual([older.id]);
+      expect(await offered('promote', [{ name: 'target', value: typed, focused: true }])).toContain(older.id);
+    }
+    expect(
+      await offered('rollback', [
+        { name: 'environment', value: 'production\u200b' },
+        { name: 'deployment', value: '', focused: true },
+      ]),
+    ).toEqual(snap.deployments.slice(0, 25).map((d) => d.id));
+  });
+
   it('/deployments posts the list with row buttons, and a row button posts a fresh confirmation', async () => {
     const e = await start();
     const from = e.fake.calls.length;

@@ -4,6 +4,7 @@
  * Slack signs them. Every wait is on an event (a fake Slack call, a platform event, a job's end); there
  * are no sleeps.
  */
+import { EventEmitter } from 'node:events';
 import { afterEach, describe, expect, it } from 'vitest';
 import { SLACK_COMMANDS, SLACK_METHOD_SCOPES } from '../../handlers/slack/needs.js';
 import { createReporterClient, SlackReporter } from '../../handlers/slack/reporter.js';
@@ -487,6 +488,121 @@ describe('Slack end to end', () => {
     await w.surface.reporter.flush();
     expect(String(w.fake.message(CHANNEL, ts)?.text)).toContain('Traffic is on');
     expect((await w.flow.get(planId))?.messages.map((m) => m.messageId)).toEqual([ts]);
+  });
+
+  describe('a click on a confirmation its plan does not list, while the switch runs', () => {
+    /**
+     * Two copies of one plan: alice's (listed) and bob's, whose attach failed (listed nowhere). Alice
+     * confirms on hers; the switch is held in the platform's operation, its progress so far reported to
+     * her copy only (the worker is on the standby target's reactivation), and its worker reports
+     * nothing more until `held` opens.
+     */
+    /** The step the held switch is on (the platform's operation is polled while reactivating). */
+    const RUNNING = /:hourglass_flowing_sand: Reactivating standby target[^"]*\(running\)/;
+
+    async function heldWithUnlistedCopy() {
+      const held = gate();
+      const w = await startWorld({
+        redisUrl: redisUrl(),
+        name: uniqueName('slack-e2e'),
+        wrapPlatform: (local) =>
+          Object.assign(Object.create(local) as LocalPlatform, {
+            operation: async (ref: Parameters<LocalPlatform['operation']>[0]) => {
+              await held.wait();
+              return local.operation(ref);
+            },
+          }),
+      });
+      worlds.push(w);
+      // Attaches as they settle (a command's reply does not wait for its message's attach); `failing`
+      // makes the next one fail as a Redis blip does.
+      const attach = w.flow.attach.bind(w.flow);
+      const settled = new Set<string>();
+      const attachedEvents = new EventEmitter();
+      let failing = false;
+      w.flow.attach = async (planId, ref, opts) => {
+        try {
+          if (failing) {
+            failing = false;
+            throw new Error('Connection is closed.');
+          }
+          return await attach(planId, ref, opts);
+        } finally {
+          settled.add(ref.messageId);
+          attachedEvents.emit('settled');
+        }
+      };
+      const attached = (ts: string) =>
+        new Promise<void>((resolve) => {
+          const check = () => {
+            if (!settled.has(ts)) return;
+            attachedEvents.off('settled', check);
+            resolve();
+          };
+          attachedEvents.on('settled', check);
+          check();
+        });
+      const listed = await confirmation(w);
+      await attached(listed.ts);
+      failing = true;
+      const unlisted = await confirmation(w, 'production', 'U0BOB');
+      await attached(unlisted.ts);
+      expect(failing).toBe(false);
+      const confirm = button(listed.post, 'sy1:confirm:');
+      expect(button(unlisted.post, 'sy1:confirm:').actionId).toBe(confirm.actionId);
+      await click(w, listed.ts, confirm.actionId, 'U0ALICE');
+      await held.reached;
+      await w.fake.waitForCall(
+        'chat.update',
+        (c) => c.args.ts === listed.ts && RUNNING.test(JSON.stringify(c.args.blocks)),
+      );
+      const planId = confirm.actionId.split(':').at(-1) as string;
+      expect((await w.flow.get(planId))?.messages.map((m) => m.messageId)).toEqual([listed.ts]);
+      return { w, held, listed, unlisted, planId };
+    }
+
+    /** What the message shows now: its buttons' kinds and its blocks. */
+    function shown(w: World, ts: string) {
+      const blocks = (w.fake.message(CHANNEL, ts)?.blocks ?? []) as unknown[];
+      return { buttons: buttonsOf(blocks).map((b) => b.actionId.split(':')[1]), text: blocksText(blocks) };
+    }
+
+    it('Confirm on it joins the switch: the message shows the step the switch is on at once, then its end', async () => {
+      const { w, held, unlisted, planId } = await heldWithUnlistedCopy();
+      try {
+        await click(w, unlisted.ts, `sy1:confirm:${planId}`, 'U0BOB');
+        await w.surface.idle();
+        // Not the plan any more, nor "Confirmed… progress follows": where the switch stands.
+        expect(shown(w, unlisted.ts).buttons).toEqual([]);
+        expect(shown(w, unlisted.ts).text).toMatch(RUNNING);
+      } finally {
+        held.open();
+      }
+      await finalUpdate(w, unlisted.ts);
+      await w.surface.reporter.flush();
+      expect(String(w.fake.message(CHANNEL, unlisted.ts)?.text)).toContain('Traffic is on');
+      expect(await jobCount(w)).toBe(1);
+    });
+
+    it('a Cancel on it is too late: the clicker is told, and the message shows the running switch, then its end', async () => {
+      const { w, held, unlisted, planId } = await heldWithUnlistedCopy();
+      try {
+        const from = w.fake.responses.length;
+        await click(w, unlisted.ts, `sy1:cancel:${planId}`, 'U0BOB');
+        const told = await w.fake.waitForResponse(
+          (r) => isEphemeral(r) && w.fake.responses.indexOf(r) >= from,
+        );
+        expect(JSON.stringify(told.body)).toContain('Too late to cancel');
+        await w.surface.idle();
+        expect(shown(w, unlisted.ts).buttons).toEqual([]);
+        expect(shown(w, unlisted.ts).text).toMatch(RUNNING);
+      } finally {
+        held.open();
+      }
+      await finalUpdate(w, unlisted.ts);
+      await w.surface.reporter.flush();
+      expect(String(w.fake.message(CHANNEL, unlisted.ts)?.text)).toContain('Traffic is on');
+    });
   });
 
   it('a late click on a switch that ran before traffic moved again tells the clicker, and keeps the record', async () => {

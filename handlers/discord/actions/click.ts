@@ -8,6 +8,7 @@
 import { type ButtonInteraction, MessageFlags } from 'discord.js';
 import { asSwitchyardError } from '../../../src/errors.js';
 import { scrub } from '../../../src/log.js';
+import { progressReported } from '../../../src/progress.js';
 import type { ActionKind } from '../../../src/views/actions.js';
 import { renderDiscord } from '../../../src/views/discord.js';
 import {
@@ -23,6 +24,22 @@ import {
 export interface DiscordAction {
   readonly kinds: readonly ActionKind[];
   handle(deps: DiscordDeps, interaction: ButtonInteraction): Promise<void>;
+}
+
+/**
+ * After an edit of the clicked message landed: a worker in another process may have delivered the
+ * job's final state before it (this process's lane cannot order against that worker's edits); once it
+ * has, a job that ended meanwhile gets its outcome back on the message.
+ */
+async function restoreEnded(
+  deps: DiscordDeps,
+  channelId: string,
+  messageId: string,
+  jobId: string,
+): Promise<void> {
+  if (deps.messages.isFinal(channelId, messageId)) return; // this process delivered the end, after it
+  const ended = await deps.chat.endedProgress(jobId);
+  if (ended) await showEnded(deps, channelId, messageId, ended);
 }
 
 /** Handles a click (see the module header). Never throws. */
@@ -49,6 +66,20 @@ export async function runClick(
       } else if (reply.ended !== undefined) {
         // The job had already ended: its outcome is the message's final state.
         await showEnded(deps, channelId, clicked.id, reply.ended);
+      } else if (reply.progress !== undefined) {
+        // The message follows the job only from this click on (its plan did not list it): the job's
+        // progress so far, as a progress state ordered with the job's own edits by its stamp — not a
+        // view, which progress the job reported to its other messages only would drop. A job its
+        // worker has not taken yet is stamped by the process that queued it, on another clock than
+        // the worker's: that state goes below anything the worker reports (the lane drops a state,
+        // even a final one, stamped before the newest it has).
+        const reported = progressReported(reply.progress);
+        await deps.messages.edit(channelId, clicked.id, renderDiscord(reply.update), {
+          kind: 'progress',
+          at: reported ? reply.progress.updatedAt : 0,
+          final: false,
+        });
+        await restoreEnded(deps, channelId, clicked.id, reply.progress.jobId);
       } else {
         // The view yields to the job's progress: dropped when the job (whose worker may run in another
         // process) has reported by the time it goes out, as on Slack. The "waiting for a second
@@ -66,12 +97,8 @@ export async function runClick(
           kind: 'view',
           ...(skipIf === undefined ? {} : { skipIf }),
         });
-        // A worker in another process may have delivered the final state before this edit landed:
-        // once it has, a job that ended meanwhile gets its outcome back on the message.
-        if (jobId !== undefined && !skipped && !deps.messages.isFinal(channelId, clicked.id)) {
-          const ended = await deps.chat.endedProgress(jobId);
-          if (ended) await showEnded(deps, channelId, clicked.id, ended);
-        }
+        // A view that did not go out covered nothing.
+        if (jobId !== undefined && !skipped) await restoreEnded(deps, channelId, clicked.id, jobId);
       }
     }
     if (reply.ephemeral !== undefined) await interaction.followUp(ephemeralBody(reply.ephemeral));

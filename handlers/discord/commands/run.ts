@@ -5,7 +5,12 @@
  * as a channel message owned by the bot (so progress can edit it with the bot token for as long as
  * the switch takes) and attach that message to the plan.
  */
-import { type ChatInputCommandInteraction, DiscordAPIError, MessageFlags } from 'discord.js';
+import {
+  type AutocompleteInteraction,
+  type ChatInputCommandInteraction,
+  DiscordAPIError,
+  MessageFlags,
+} from 'discord.js';
 import { type CommandName, commandArgs } from '../../../src/chat.js';
 import { asSwitchyardError } from '../../../src/errors.js';
 import { scrub } from '../../../src/log.js';
@@ -78,7 +83,11 @@ export async function runCommand(
  * characters pasted with an id (a zero-width space, a byte-order mark), controls, quotes and backticks
  * dropped, so an id pasted from a message works on every surface alike. None when absent or blank;
  * several when the value holds several words, which the command answers with usage, as Slack does.
+ * Autocomplete reads the options typed so far the same way (handlers/discord/autocomplete.ts).
  */
-export function optionWords(interaction: ChatInputCommandInteraction, name: string): string[] {
+export function optionWords(
+  interaction: Pick<ChatInputCommandInteraction | AutocompleteInteraction, 'options'>,
+  name: string,
+): string[] {
   return commandArgs(interaction.options.getString(name) ?? '');
 }

@@ -19,6 +19,7 @@ import type {
 import type { ActingUser } from '../../../src/permissions.js';
 import type { MessageRef } from '../../../src/progress.js';
 import type { ActionKind } from '../../../src/views/actions.js';
+import { progressView } from '../../../src/views/model.js';
 import { renderSlack } from '../../../src/views/slack.js';
 import {
   type BlockAction,
@@ -79,6 +80,20 @@ async function afterAck(deps: SlackHandlerDeps, kind: ActionKind, args: ActionAr
       // The job had already ended: its outcome is the message's final state.
       if (!deps.reporter.isFinal(clicked))
         deps.work.track(deps.reporter.report(reply.ended, [clicked]), 'click edit');
+    } else if (reply.progress && body.container.is_ephemeral !== true) {
+      // The message follows the job only from this click on (its plan did not list it): it shows the
+      // job's progress so far, on the message's lane, where the job's own states queued after it
+      // replace it — not as a view yielding to progress, which the job already reported to its other
+      // messages only and which would drop it. Not through `report`: an intermediate state's delivery
+      // is not awaited there, and once this one has landed, an end a worker elsewhere delivered before
+      // it is put back.
+      const { jobId } = reply.progress;
+      deps.work.track(
+        deps.reporter
+          .edit(clicked, renderSlack(progressView(reply.progress)))
+          .then(() => restoreEnded(deps, jobId, clicked)),
+        'click edit',
+      );
     } else if (reply.update && body.container.is_ephemeral !== true) {
       // Queued now (the lane keeps it in order with the job's progress), delivered in the background.
       // A view yields to progress: once the job reported through this process, it is not shown. The
@@ -128,14 +143,14 @@ function threadOf(body: BlockAction): string | undefined {
 }
 
 /**
- * After a click's view went out and landed: if the job has ended by now, its final state may have
- * landed before the view (its worker runs in another process, whose edits this lane cannot order
- * against): show it again. A job not ended yet edits the message after this (a worker writes each
- * state to Redis before editing chat), so its final state lands on top of the view; a view that did not
- * go out (`skipIf`: the job had reported already) covered nothing. Re-showing an intermediate state here
- * would race the worker's next edits and could land after its final one, so it is not done: an
- * intermediate state the view covered in the moment between the check and its landing stays covered
- * until the worker's next edit, at most until its final one.
+ * After a click's view (or the progress it carried) went out and landed: if the job has ended by now,
+ * its final state may have landed before the view (its worker runs in another process, whose edits
+ * this lane cannot order against): show it again. A job not ended yet edits the message after this (a
+ * worker writes each state to Redis before editing chat), so its final state lands on top of the view;
+ * a view that did not go out (`skipIf`: the job had reported already) covered nothing. Re-showing an
+ * intermediate state here would race the worker's next edits and could land after its final one, so it
+ * is not done: an intermediate state the view covered in the moment between the check and its landing
+ * stays covered until the worker's next edit, at most until its final one.
  */
 async function restoreEnded(deps: SlackHandlerDeps, jobId: string, clicked: MessageRef): Promise<void> {
   if (deps.reporter.isFinal(clicked)) return; // this process delivered the end (ordered after the view)
