@@ -1050,6 +1050,8 @@ const REFUSAL_TITLE: Readonly<Partial<Record<RefusalCode, string>>> = {
   [RefusalCode.selfApproval]: 'A second person must approve',
   [RefusalCode.operationInProgress]: 'A switch is already running',
   [RefusalCode.invalidInput]: 'Invalid input',
+  [RefusalCode.tooManyDomains]: 'Too many domains for one switch',
+  [RefusalCode.unsupportedDomain]: 'A domain Switchyard cannot verify',
 };
 
 function refusalTitle(code: RefusalCode): string {

@@ -798,6 +798,14 @@ describe('refusalView and usageView', () => {
     expect(viewText(v)).toContain('dep_5');
   });
 
+  it.each([
+    ['too_many_domains', 'Too many domains for one switch'],
+    ['unsupported_domain', 'A domain Switchyard cannot verify'],
+  ] as const)('a plan Switchyard cannot queue (%s) has a headline saying why', (code, title) => {
+    const v = refusalView({ code, message: 'production has 612 affected domains; …' });
+    expect(v.title).toBe(title);
+  });
+
   it('a refusal code without a headline still renders', () => {
     const v = refusalView({ code: 'platform_forbidden', message: 'The root key lacks rollback_deployment.' });
     expect(v.title).toBe('Not done');
