@@ -315,4 +315,26 @@ describe('console: the progress a message shows', () => {
     await surface.report({ ...validating, jobId: 'sw_2', updatedAt: 0 }, [ref]);
     expect(running()).toEqual(['validating']);
   });
+
+  it("a queued state the worker did not report yields to the worker's states, even on a clock behind the queuing process's", async () => {
+    const surface = new ConsoleSurface();
+    const ref = surface.postView(textView('Roll back production to dep_b?', []));
+    // A click's caught-up progress of a job not taken yet: stamped by the bot that queued it (10 s).
+    const queued = progressFixture({
+      steps: [{ step: 'queued', state: 'running', startedAt: 10_000 }],
+      updatedAt: 10_000,
+    });
+    await surface.report(queued, [ref]);
+    // The worker, on another host 1 s behind, takes the job: its first state is stamped 9.2 s.
+    const reactivating = progressFixture({
+      steps: [
+        { step: 'queued', state: 'done', startedAt: 9_100, endedAt: 9_150 },
+        { step: 'validating', state: 'done', startedAt: 9_150, endedAt: 9_180 },
+        { step: 'reactivating', state: 'running', startedAt: 9_200, detail: 'warming dep_b' },
+      ],
+      updatedAt: 9_200,
+    });
+    await surface.report(reactivating, [ref]);
+    expect(JSON.stringify(surface.get(ref.messageId)?.message)).toContain('warming dep_b');
+  });
 });
