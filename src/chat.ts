@@ -455,6 +455,13 @@ export class ChatService {
       return undefined; // Redis unreachable: the confirmation view stands; the worker's edit follows
     }
     if (progress?.outcome === undefined) return undefined;
+    const outdated = await this.outdated(progress);
+    return outdated === undefined ? { progress } : { progress, outdated };
+  }
+
+  /** Why the final state `progress` (of an ended job) is no longer true, if traffic moved since. */
+  private async outdated(progress: Progress): Promise<string | undefined> {
+    if (progress.outcome === undefined) return undefined;
     const current = await this.flow.currentDeployment(progress.environment);
     // Where the job left traffic: on its target when it succeeded; otherwise where its verification
     // last saw every domain, or where it started from.
@@ -463,9 +470,9 @@ export class ChatService {
     );
     const leftOn =
       progress.outcome === 'succeeded' ? progress.targetId : seen.size === 1 ? [...seen][0] : progress.fromId;
-    if (current === undefined || current === leftOn) return { progress };
+    if (current === undefined || current === leftOn) return undefined;
     const ran = `This ${progress.action} already ran (${progress.outcome.replaceAll('_', ' ')}, ${new Date(progress.updatedAt).toISOString().slice(0, 16).replace('T', ' ')} UTC)`;
-    return { progress, outdated: `${ran}; ${progress.environment} now serves ${current}.` };
+    return `${ran}; ${progress.environment} now serves ${current}.`;
   }
 
   /**
@@ -509,7 +516,7 @@ export class ChatService {
    * case). A message the plan lists already is followed already. A failure leaves the message as it
    * was: the switch is queued (or awaits its approval), and the click's answer must say so, not that
    * the click failed. True when this call attached the message: the job's progress so far went to its
-   * other messages only (see `caughtUp`).
+   * other messages only (see `following`).
    */
   private async follow(record: PlanRecord, message: MessageRef | undefined): Promise<boolean> {
     if (message === undefined) return false;
@@ -520,26 +527,32 @@ export class ChatService {
   }
 
   /**
-   * The answer for a message `follow` has just attached to job `jobId`: the job's progress as it
-   * stands, to show in place of the "Confirmed…" view (see `ClickReply.progress`), or its end when it
-   * ended meanwhile. Read after the attach, so it is no older than anything the job reported without
-   * this message; what the job reports next reaches the message itself. Undefined when Redis cannot
-   * tell (the confirmation view stands; the job's next report edits the message).
+   * How the clicked message shows the switch it follows now (job `jobId`, read once, after `follow`
+   * attached it, so no older than anything the job reported without it): the job's end when it has
+   * ended, or `outdated` when traffic has moved since (the message keeps what it shows: that end is no
+   * longer true); the job's progress so far when `follow` only now attached the message (`attached`:
+   * the job reported to its other messages only, see `ClickReply.progress`); else "Confirmed…", which
+   * yields to the job's progress. Redis unable to tell: "Confirmed…" (the job's next report edits it).
    */
-  private async caughtUp(
+  private async following(
+    record: PlanRecord,
     jobId: string,
-  ): Promise<Pick<ClickReply, 'update' | 'progress' | 'ended'> | undefined> {
+    attached: boolean,
+  ): Promise<{ readonly outdated: string } | Pick<ClickReply, 'update' | 'progress' | 'ended'>> {
     const progress = await this.flow.jobProgress(jobId).catch(() => undefined);
-    if (progress === undefined) return undefined;
-    const update = progressView(progress);
-    return progress.outcome === undefined ? { update, progress } : { update, ended: progress };
+    if (progress?.outcome !== undefined) {
+      const outdated = await this.outdated(progress);
+      return outdated !== undefined ? { outdated } : { update: progressView(progress), ended: progress };
+    }
+    if (attached && progress !== undefined) return { update: progressView(progress), progress };
+    return { update: this.confirmation(record, { state: 'enqueued' }) };
   }
 
   /**
    * A Cancel or Dismiss too late: the switch is queued or running. The clicker is told so; the clicked
    * message, which still offered the plan (the plan may not list it: see `follow`), follows the switch
    * from now on and shows it as a Confirm joining it would: "Confirmed…", yielding to the job's
-   * progress (the progress so far, when the plan did not list the message: see `caughtUp`), or the
+   * progress (the progress so far, when the plan did not list the message: see `following`), or the
    * job's end when it has ended already. A job that ended with traffic moved elsewhere since leaves
    * the message as it is (that end is no longer true: the clicker's answer is enough).
    */
@@ -553,11 +566,8 @@ export class ChatService {
     const attached = await this.follow(out.record, message);
     if (out.jobId === undefined) return { ephemeral, outcome: 'running' };
     const reply = { ephemeral, jobId: out.jobId, outcome: 'running' } as const;
-    const ended = await this.endedJob(out.jobId);
-    if (ended?.outdated !== undefined) return reply;
-    if (ended) return { ...reply, update: progressView(ended.progress), ended: ended.progress };
-    const caught = attached ? await this.caughtUp(out.jobId) : undefined;
-    return { ...reply, ...(caught ?? { update: this.confirmation(out.record, { state: 'enqueued' }) }) };
+    const shown = await this.following(out.record, out.jobId, attached);
+    return 'outdated' in shown ? reply : { ...reply, ...shown };
   }
 
   /**
@@ -570,17 +580,15 @@ export class ChatService {
     message?: MessageRef,
   ): Promise<ClickReply> {
     const planId = out.record?.plan.id;
-    if (out.status === 'cancelled' || out.status === 'stale' || out.status === 'expired') {
-      if (planId !== undefined) this.onPlanClosed?.(planId);
-    }
+    const closed = out.status === 'cancelled' || out.status === 'stale' || out.status === 'expired';
+    if (closed && planId !== undefined) this.onPlanClosed?.(planId);
     if (out.status === 'awaiting_approval' && planId !== undefined) this.onPlanAwaitingApproval?.(planId);
     const reply = await this.clickReply(out, message);
-    const shows =
-      out.status === 'cancelled' ||
-      out.status === 'stale' ||
-      out.status === 'expired' ||
-      out.status === 'awaiting_approval';
-    if (shows && out.record !== undefined && reply.update !== undefined)
+    if (
+      (closed || out.status === 'awaiting_approval') &&
+      out.record !== undefined &&
+      reply.update !== undefined
+    )
       this.showOnOtherMessages({ record: out.record, view: reply.update, clicked: message });
     return reply;
   }
@@ -596,24 +604,19 @@ export class ChatService {
         // the message itself (its worker reads the job's messages again once it has written its end);
         // one that ended before is caught here and its end shown with the click's answer.
         const attached = await this.follow(out.record, message);
-        const ended = await this.endedJob(out.jobId);
-        if (ended?.outdated !== undefined) {
+        const shown = await this.following(out.record, out.jobId, attached);
+        if ('outdated' in shown) {
           // Its job ran before and traffic has moved since: the message keeps the record of what that
           // switch did; only the clicker is told it is history now (no job id: nothing is restored).
           return {
             ephemeral: refusalView({
               code: RefusalCode.planStale,
-              message: `${ended.outdated} Ask for a fresh plan with /${out.record.plan.action} ${out.record.plan.environment}.`,
+              message: `${shown.outdated} Ask for a fresh plan with /${out.record.plan.action} ${out.record.plan.environment}.`,
             }),
             outcome: 'stale',
           };
         }
-        if (ended)
-          return { update: progressView(ended.progress), ended: ended.progress, jobId: out.jobId, outcome };
-        // Listed only from now on: the job's progress so far, not "Confirmed…" (see `caughtUp`).
-        const caught = attached ? await this.caughtUp(out.jobId) : undefined;
-        if (caught) return { ...caught, jobId: out.jobId, outcome };
-        return { update: this.confirmation(out.record, { state: 'enqueued' }), jobId: out.jobId, outcome };
+        return { ...shown, jobId: out.jobId, outcome };
       }
       case 'awaiting_approval':
         // Listed on the plan, the message is handed to the job the approval makes (from any message).

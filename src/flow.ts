@@ -1082,9 +1082,7 @@ export class Flow {
     const expect = { expect: record };
     // (A queue that cannot tell counts as having no job: the next enqueue of the plan joins any job
     // there is anyway, its id being derived from the plan id.)
-    if ((await this.queue.progress?.(jobId)) !== undefined) {
-      return this.plans.transition(p.id, [PlanState.enqueued], PlanState.enqueued, { jobId }, [], expect);
-    }
+    if ((await this.queue.progress?.(jobId)) !== undefined) return this.writeJobId(record, jobId);
     if (this.clock.now() >= record.expiresAt) {
       const moved = await this.plans.transition(
         p.id,
@@ -1529,14 +1527,7 @@ export class Flow {
   private async storeJobId(claim: PlanRecord, jobId: string): Promise<PlanRecord | undefined> {
     const planId = claim.plan.id;
     try {
-      const moved = await this.plans.transition(
-        planId,
-        [PlanState.enqueued],
-        PlanState.enqueued,
-        { jobId },
-        [],
-        { expect: claim },
-      );
+      const moved = await this.writeJobId(claim, jobId);
       if (moved.ok) return moved.record;
       this.logger.warn(
         { planId, jobId, state: moved.record?.state },
@@ -1588,14 +1579,7 @@ export class Flow {
   private async storeOwnJob(record: PlanRecord, jobId: string): Promise<TransitionResult> {
     const planId = record.plan.id;
     try {
-      const moved = await this.plans.transition(
-        planId,
-        [PlanState.enqueued],
-        PlanState.enqueued,
-        { jobId },
-        [],
-        { expect: record },
-      );
+      const moved = await this.writeJobId(record, jobId);
       this.unstoredJobs.delete(planId);
       if (moved.ok) this.logger.info({ planId, jobId }, 'job id of the queued switch stored on its plan');
       return moved;
@@ -1606,6 +1590,13 @@ export class Flow {
       );
       return { ok: true, record: { ...record, jobId } };
     }
+  }
+
+  /** Writes `jobId` on the claim `record` (enqueued, no job id yet), only while it is that record. */
+  private writeJobId(record: PlanRecord, jobId: string): Promise<TransitionResult> {
+    return this.plans.transition(record.plan.id, [PlanState.enqueued], PlanState.enqueued, { jobId }, [], {
+      expect: record,
+    });
   }
 
   /** `record`, with the job id this process could not write on it written now (see `ownJob`). */
