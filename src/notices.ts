@@ -1322,7 +1322,6 @@ class Notices implements NoticeService {
       for (const [i, { poster, entry }] of targets.entries()) {
         const sent = await this.postTo(environment, p, poster, entry.channel, 1);
         const settled = await this.settle(kept?.[i] ?? { member: undefined, entry }, sent, true);
-        this.attempting.delete(kept?.[i]?.member ?? '');
         if (sent === 'retry' && settled) retrying.push(poster.surface);
         else if (sent !== 'retry' && sent !== undefined) {
           refs.push(sent);
@@ -1439,13 +1438,7 @@ class Notices implements NoticeService {
       const now = this.clock.now();
       const again: PendingPost = { ...entry, attempt: 1, since: now, jobUpdate: { ...rest, again: true } };
       try {
-        const tx = this.redis.multi();
-        if (member !== undefined) tx.zrem(key, member);
-        tx.zadd(key, now + againMs, this.member(again));
-        const res = await tx.exec();
-        const failed = res?.find(([err]) => err !== null)?.[0];
-        if (res === null || failed) throw failed ?? new Error('the transaction was discarded');
-        if (wake) this.retries?.wake.abort();
+        await this.replace(member, again, now + againMs, wake);
       } catch (e) {
         // Left as it was: the entry this edit holds (if kept) makes it again once its lease ends.
         this.log.warn(
@@ -1473,13 +1466,7 @@ class Notices implements NoticeService {
     }
     const next = { ...entry, attempt: entry.attempt + 1 };
     try {
-      const tx = this.redis.multi();
-      if (member !== undefined) tx.zrem(key, member);
-      tx.zadd(key, this.clock.now() + this.backoff(next.attempt), this.member(next));
-      const res = await tx.exec();
-      const failed = res?.find(([err]) => err !== null)?.[0];
-      if (res === null || failed) throw failed ?? new Error('the retry transaction was discarded');
-      if (wake) this.retries?.wake.abort();
+      await this.replace(member, next, this.clock.now() + this.backoff(next.attempt), wake);
       return true;
     } catch (e) {
       if (member !== undefined) {
@@ -1503,6 +1490,26 @@ class Notices implements NoticeService {
       );
       return false;
     }
+  }
+
+  /**
+   * Replaces the kept entry `member` (if kept) with `next`, due at `dueAt`, in one transaction (`wake`
+   * the retry loop); throws when Redis did not take it (the old entry then stays as it was).
+   */
+  private async replace(
+    member: string | undefined,
+    next: PendingPost,
+    dueAt: number,
+    wake: boolean,
+  ): Promise<void> {
+    const key = this.retryKey();
+    const tx = this.redis.multi();
+    if (member !== undefined) tx.zrem(key, member);
+    tx.zadd(key, dueAt, this.member(next));
+    const res = await tx.exec();
+    const failed = res?.find(([err]) => err !== null)?.[0];
+    if (res === null || failed) throw failed ?? new Error('the transaction was discarded');
+    if (wake) this.retries?.wake.abort();
   }
 
   /** Whether the state a notice describes still holds (a failed read: assume it does, and post). */
@@ -2061,7 +2068,6 @@ class Notices implements NoticeService {
         if (!poster) continue;
         const edited = await this.editTo(k.entry, poster);
         await this.settle(k, edited, true);
-        this.attempting.delete(k.member ?? '');
         if (edited !== 'retry' && edited !== undefined) this.editedOutcome(k.entry, false);
       }
     });
