@@ -100,6 +100,15 @@ export function progressReported(progress: Progress): boolean {
 }
 
 /**
+ * The stamp that orders a state among a message's edits: its `updatedAt`, or 0 for a state its worker
+ * did not report (the `queued` a reader synthesizes for a job not taken yet, stamped by the process
+ * that queued the job, on another clock than the worker's), so that the worker's states all come after.
+ */
+export function progressStamp(progress: Progress): number {
+  return progressReported(progress) ? progress.updatedAt : 0;
+}
+
+/**
  * The Reporter port: how a job's progress reaches chat. Each chat surface implements it by editing
  * its original message(s); jobs never import a chat SDK. `messages` are the refs of this surface only
  * (a composite reporter routes by `surface`). Implementations must not throw on chat API failures

@@ -11,7 +11,7 @@ import type { ChatPoster } from '../../src/chat-sinks.js';
 import type { Clock } from '../../src/clock.js';
 import { systemClock } from '../../src/clock.js';
 import type { Plan } from '../../src/domain/plan.js';
-import { type MessageRef, type Progress, progressReported, type Reporter } from '../../src/progress.js';
+import { type MessageRef, type Progress, progressStamp, type Reporter } from '../../src/progress.js';
 import { type ConsoleMessage, renderConsole } from '../../src/views/console.js';
 import { progressView } from '../../src/views/model.js';
 import type { MessageView } from '../../src/views/types.js';
@@ -166,12 +166,10 @@ export class ConsoleSurface implements Reporter {
       // A job's end always applies (its stamp may come from another worker's clock than the state shown).
       const older = shown?.jobId === progress.jobId && progress.updatedAt < shown.at;
       if (older && progress.outcome === undefined) continue;
-      // A state the worker did not report (the `queued` a reader synthesizes for a job not taken yet)
-      // is stamped by the process that queued the job, on another clock than the worker's: kept at 0,
-      // so that the worker's first states always replace it.
-      const at = progressReported(progress) ? progress.updatedAt : 0;
+      // Kept at its stamp (`progressStamp`: 0 for a state the worker did not report, which the worker's
+      // first states always replace).
       if (this.updateView(ref.messageId, view))
-        this.progressOf.set(ref.messageId, { jobId: progress.jobId, at });
+        this.progressOf.set(ref.messageId, { jobId: progress.jobId, at: progressStamp(progress) });
     }
   }
 }

@@ -8,7 +8,7 @@
 import { type ButtonInteraction, MessageFlags } from 'discord.js';
 import { asSwitchyardError } from '../../../src/errors.js';
 import { scrub } from '../../../src/log.js';
-import { progressReported } from '../../../src/progress.js';
+import { progressStamp } from '../../../src/progress.js';
 import type { ActionKind } from '../../../src/views/actions.js';
 import { renderDiscord } from '../../../src/views/discord.js';
 import {
@@ -69,14 +69,12 @@ export async function runClick(
       } else if (reply.progress !== undefined) {
         // The message follows the job only from this click on (its plan did not list it): the job's
         // progress so far, as a progress state ordered with the job's own edits by its stamp — not a
-        // view, which progress the job reported to its other messages only would drop. A job its
-        // worker has not taken yet is stamped by the process that queued it, on another clock than
-        // the worker's: that state goes below anything the worker reports (the lane drops a state,
-        // even a final one, stamped before the newest it has).
-        const reported = progressReported(reply.progress);
+        // view, which progress the job reported to its other messages only would drop. A state its
+        // worker did not report goes below anything the worker reports (`progressStamp`: the lane drops
+        // a state, even a final one, stamped before the newest it has).
         await deps.messages.edit(channelId, clicked.id, renderDiscord(reply.update), {
           kind: 'progress',
-          at: reported ? reply.progress.updatedAt : 0,
+          at: progressStamp(reply.progress),
           final: false,
         });
         await restoreEnded(deps, channelId, clicked.id, reply.progress.jobId);
