@@ -86,6 +86,11 @@ function rejectedGroupsFix(rejected: readonly RejectedGroup[], key: string): str
   );
 }
 
+/** The config key of an environment's allow-listed Slack user groups. */
+export function slackGroupsKey(environment: string): string {
+  return `environments.${environment}.allow.slack.groups`;
+}
+
 /** Same person on the same surface (display names are not identities). */
 export function sameActor(a: Actor, b: Actor): boolean {
   return a.surface === b.surface && a.userId === b.userId;
@@ -238,7 +243,7 @@ function uncheckedGroupsRefusal(
     (g) => actor.uncheckedGroups?.includes(g) === true || isRejected(g),
   );
   if (failed.length === 0) return undefined;
-  const key = `environments.${environment}.allow.slack.groups`;
+  const key = slackGroupsKey(environment);
   const refused = rejected.map((r) => `${r.group} (${r.code}): ${r.problem}`).join('; ');
   const passing = failed.filter((g) => !isRejected(g));
   if (passing.length > 0) {

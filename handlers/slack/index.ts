@@ -14,7 +14,7 @@ import type { Flow } from '../../src/flow.js';
 import type { HttpServer } from '../../src/http.js';
 import type { Logger } from '../../src/log.js';
 import type { Metrics } from '../../src/metrics.js';
-import { UNKNOWN_GROUP_CODE } from '../../src/permissions.js';
+import { slackGroupsKey, UNKNOWN_GROUP_CODE } from '../../src/permissions.js';
 import * as approve from './actions/approve.js';
 import * as cancel from './actions/cancel.js';
 import * as confirm from './actions/confirm.js';
@@ -53,21 +53,15 @@ export function register(app: App, deps: SlackHandlerDeps): void {
 
 /** The Slack user-group ids named by any environment's allow list. */
 export function configuredGroups(config: Pick<Config, 'file'>): string[] {
-  const groups = new Set<string>();
-  for (const env of Object.values(config.file.environments)) {
-    for (const g of env.allow?.slack.groups ?? []) groups.add(g);
-  }
-  return [...groups];
+  return [...groupKeys(config).keys()];
 }
 
 /** For each Slack user-group id named by an allow list, the config keys naming it. */
 export function groupKeys(config: Pick<Config, 'file'>): Map<string, string[]> {
   const keys = new Map<string, string[]>();
   for (const [env, settings] of Object.entries(config.file.environments)) {
-    for (const g of settings.allow?.slack.groups ?? []) {
-      const key = `environments.${env}.allow.slack.groups`;
-      keys.set(g, [...(keys.get(g) ?? []), key]);
-    }
+    for (const g of settings.allow?.slack.groups ?? [])
+      keys.set(g, [...(keys.get(g) ?? []), slackGroupsKey(env)]);
   }
   return keys;
 }
