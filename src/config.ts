@@ -682,9 +682,10 @@ function readYaml(text: string, fileName: string): unknown {
   visit(doc, {
     Node: (_key, node, path) => {
       const start = node.range?.[0] ?? 0;
-      nodes.push({ start, key: yamlKeyPath(path, node) });
+      const key = yamlKeyPath(path, node);
+      nodes.push({ start, key });
       if (isAlias(node) && !anchors.has(node.source)) {
-        problems.push({ code: 'UNRESOLVED_ALIAS', offset: start, end: start, key: yamlKeyPath(path, node) });
+        problems.push({ code: 'UNRESOLVED_ALIAS', offset: start, end: start, key });
       }
       if (node.anchor) anchors.add(node.anchor);
     },
