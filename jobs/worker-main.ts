@@ -26,19 +26,18 @@
  * directly, the process logs each progress step instead.
  */
 import { pathToFileURL } from 'node:url';
-import { parseArgs } from 'node:util';
 import { z } from 'zod';
 import { AuditLog } from '../src/audit.js';
 import { systemClock } from '../src/clock.js';
 import {
   type Config,
   durationRange,
-  formatIssues,
   httpUrl,
   isListenHost,
   loadConfig,
   localHttpUrl,
   parseDuration,
+  parseFlags,
 } from '../src/config.js';
 import { ConfigError } from '../src/errors.js';
 import { HttpServer, sendJson, sendText } from '../src/http.js';
@@ -95,32 +94,16 @@ export const workerArgsSchema = z.object({
 });
 export type WorkerArgs = z.infer<typeof workerArgsSchema>;
 
-const FLAGS = Object.keys(workerArgsSchema.shape);
-
 /** Parses argv (without node and script); throws ConfigError naming the flag and the expectation. */
 export function parseWorkerArgs(argv: readonly string[]): WorkerArgs {
-  let values: Record<string, string | boolean | undefined>;
-  try {
-    values = parseArgs({
-      args: [...argv],
-      options: Object.fromEntries(FLAGS.map((f) => [f, { type: 'string' as const }])),
-      strict: true,
-      allowPositionals: false,
-    }).values;
-  } catch (e) {
-    throw new ConfigError(`${(e as Error).message}. Known flags: ${FLAGS.map((f) => `--${f}`).join(', ')}`);
-  }
-  const parsed = workerArgsSchema.safeParse(values);
-  if (!parsed.success) {
-    throw new ConfigError(`Invalid worker flags: ${formatIssues(parsed.error, values, '--')}`);
-  }
-  if (parsed.data['metrics-host'] !== undefined && parsed.data['metrics-port'] === undefined) {
+  const args = parseFlags(argv, workerArgsSchema, 'string', 'Invalid worker flags: ');
+  if (args['metrics-host'] !== undefined && args['metrics-port'] === undefined) {
     throw new ConfigError(
-      `Invalid worker flags: --metrics-host: got "${parsed.data['metrics-host']}" without --metrics-port, expected --metrics-port too (the metrics server is off without it)`,
+      `Invalid worker flags: --metrics-host: got "${args['metrics-host']}" without --metrics-port, expected --metrics-port too (the metrics server is off without it)`,
       { key: '--metrics-host' },
     );
   }
-  return parsed.data;
+  return args;
 }
 
 /** Where the metrics server listens when `--metrics-host` is not given. */

@@ -15,11 +15,10 @@
  * one can: DISCORD_TOKEN, DISCORD_APPLICATION_ID, DISCORD_GUILD_ID) or a bad value, 2 a missing
  * setting or a bad flag.
  */
-import { parseArgs } from 'node:util';
 import { z } from 'zod';
 import { type RegisterResult, registerCommands, registerProblem } from '../handlers/discord/commands.js';
-import { formatIssues, loadConfig } from '../src/config.js';
-import { asSwitchyardError } from '../src/errors.js';
+import { loadConfig, parseFlags } from '../src/config.js';
+import { asSwitchyardError, ConfigError } from '../src/errors.js';
 
 const flagsSchema = z.strictObject({
   global: z.boolean().default(false),
@@ -27,24 +26,16 @@ const flagsSchema = z.strictObject({
   'clear-guild': z.boolean().default(false),
 });
 type Flags = z.infer<typeof flagsSchema>;
-const FLAGS = Object.keys(flagsSchema.shape);
 
 /** The flags, or the message naming the bad one. */
-function parseFlags(argv: readonly string[], guildId: string | undefined): Flags | string {
-  let values: Record<string, unknown>;
+function registerFlags(argv: readonly string[], guildId: string | undefined): Flags | string {
+  let flags: Flags;
   try {
-    values = parseArgs({
-      args: [...argv],
-      options: Object.fromEntries(FLAGS.map((f) => [f, { type: 'boolean' as const }])),
-      strict: true,
-      allowPositionals: false,
-    }).values;
+    flags = parseFlags(argv, flagsSchema, 'boolean');
   } catch (e) {
-    return `${(e as Error).message}. Known flags: ${FLAGS.map((f) => `--${f}`).join(', ')}`;
+    if (e instanceof ConfigError) return e.message;
+    throw e;
   }
-  const parsed = flagsSchema.safeParse(values);
-  if (!parsed.success) return formatIssues(parsed.error, values, '--');
-  const flags = parsed.data;
   if (flags['clear-global'] && (guildId === undefined || flags.global)) {
     return '--clear-global: removes the global registration after registering to a server; expected DISCORD_GUILD_ID set, without --global';
   }
@@ -98,7 +89,7 @@ async function main(): Promise<number> {
     );
     return 2;
   }
-  const flags = parseFlags(process.argv.slice(2), env.DISCORD_GUILD_ID);
+  const flags = registerFlags(process.argv.slice(2), env.DISCORD_GUILD_ID);
   if (typeof flags === 'string') {
     process.stderr.write(`discord:register: ${flags}\n`);
     return 2;

@@ -5,6 +5,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { isIP, isIPv6 } from 'node:net';
+import { parseArgs } from 'node:util';
 import {
   isAlias,
   isPair,
@@ -590,6 +591,35 @@ export function formatIssues(error: z.ZodError, input: unknown, prefix = ''): st
       return `${key || '(root)'}: got ${describeValue(value, key)}, ${expectation(issue)}`;
     })
     .join('; ');
+}
+
+/**
+ * Command-line flags (`--name value`, or `--name` for a boolean), checked against `schema`, whose keys
+ * are the flag names: a flag parseArgs refuses (unknown, a value missing) is named with the known ones;
+ * a value the schema refuses is said as formatIssues says it ("--port: got …, expected …"), after `what`
+ * ("Invalid worker flags: "). Throws ConfigError.
+ */
+export function parseFlags<S extends z.ZodObject>(
+  argv: readonly string[],
+  schema: S,
+  type: 'string' | 'boolean',
+  what = '',
+): z.output<S> {
+  const flags = Object.keys(schema.shape);
+  let values: Record<string, unknown>;
+  try {
+    values = parseArgs({
+      args: [...argv],
+      options: Object.fromEntries(flags.map((f) => [f, { type }])),
+      strict: true,
+      allowPositionals: false,
+    }).values;
+  } catch (e) {
+    throw new ConfigError(`${(e as Error).message}. Known flags: ${flags.map((f) => `--${f}`).join(', ')}`);
+  }
+  const parsed = schema.safeParse(values);
+  if (!parsed.success) throw new ConfigError(`${what}${formatIssues(parsed.error, values, '--')}`);
+  return parsed.data;
 }
 
 /** Parses env vars; throws ConfigError naming each bad key. */
