@@ -58,6 +58,12 @@ export const QUEUE_NAME = 'switchyard-switch';
 
 /** How long `/readyz` waits for Redis and the platform before it reports them as not answering. */
 export const READY_CHECK_MS = 2_000;
+/**
+ * How often each bot process looks for plans whose hour ran out unclicked, to show them expired: a
+ * lapsed plan keeps its buttons at most this long (a click meanwhile says it expired). One sorted-set
+ * read per sweep.
+ */
+export const PLAN_EXPIRY_SWEEP_MS = 15_000;
 
 /** What `/readyz` says about the worker of a process started with `SWITCHYARD_WORKER=off`. */
 export const WORKER_OFF = 'not run here (SWITCHYARD_WORKER=off)';
@@ -564,6 +570,9 @@ export async function startSwitchyard(
     }
     // Edits of a plan's other messages still under way finish before the surfaces stop.
     cleanups.push(() => chat.idle());
+    // Plans whose hour ran out with nobody clicking are shown expired on their messages (their buttons
+    // go), by whichever replica's sweep finds them first.
+    cleanups.push(chat.sweepExpired(PLAN_EXPIRY_SWEEP_MS));
 
     // Deployment notices (issue 9): every surface's poster, claimed once per notice in Redis. They read
     // a failed switch job's messages and final progress (to update them when the platform completes the

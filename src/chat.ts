@@ -230,6 +230,57 @@ export class ChatService {
     this.logger = opts.logger ?? silentLogger;
   }
 
+  /**
+   * Expires the plans whose hour ran out with nobody clicking (`Flow.expireDue`: audited, once across
+   * replicas) and shows each expired on every message it lists, as a click on it would have (its alert
+   * suggestions through `onPlanClosed`): a message no longer offers a plan's buttons for hours after
+   * the plan lapsed. The edits go on in the background (`idle` waits for them). Returns the plans
+   * expired.
+   */
+  async expireDue(): Promise<PlanRecord[]> {
+    const expired = await this.flow.expireDue();
+    for (const record of expired) {
+      this.onPlanClosed?.(record.plan.id);
+      this.showOnOtherMessages({ record, view: this.confirmation(record), clicked: undefined });
+    }
+    return expired;
+  }
+
+  /**
+   * Runs `expireDue` every `intervalMs` of the clock until the returned function is called (which
+   * waits for a sweep under way). A sweep that fails (Redis away) is logged once, not every round,
+   * and tried again at the next.
+   */
+  sweepExpired(intervalMs: number): () => Promise<void> {
+    const stop = new AbortController();
+    let failing = false;
+    const loop = (async () => {
+      for (;;) {
+        try {
+          await this.clock.sleep(intervalMs, stop.signal);
+        } catch {
+          return;
+        }
+        try {
+          await this.expireDue();
+          if (failing) this.logger.info({}, 'looking for expired plans works again');
+          failing = false;
+        } catch (e) {
+          if (!failing)
+            this.logger.warn(
+              { err: e },
+              'could not look for expired plans: their messages keep their buttons (a click still says they expired) until a later sweep succeeds',
+            );
+          failing = true;
+        }
+      }
+    })();
+    return async () => {
+      stop.abort();
+      await loop;
+    };
+  }
+
   /** Resolves once no edit of a plan's other messages is under way (shutdown; tests). */
   async idle(): Promise<void> {
     while (this.showing.size > 0) await Promise.all([...this.showing.values()].map((r) => r.done));

@@ -35,7 +35,7 @@ import {
 } from './domain/plan.js';
 import { type Refusal, RefusalCode } from './domain/result.js';
 import { assertNever, type Deployment, type EnvironmentSnapshot, PlanAction } from './domain/types.js';
-import { RefusalError } from './errors.js';
+import { RefusalError, SwitchyardError } from './errors.js';
 import type { Logger } from './log.js';
 import { silentLogger } from './log.js';
 import { type ActingUser, canAct, sameActor, unknownEnvironmentKeys } from './permissions.js';
@@ -241,6 +241,8 @@ interface SharedRead {
 type SnapshotOutcome = { ok: true; value: EnvironmentSnapshot } | { ok: false; refusal: Refusal };
 
 const PLAN_ID = /^[A-Za-z0-9_-]{1,128}$/;
+/** Plans a sweep expires at most (`Flow.expireDue`); the rest wait for the next sweep. */
+const EXPIRE_SWEEP_LIMIT = 100;
 
 /** An alert's id in a plan's alert list (PlanStore's `alertIdSchema`). */
 const ALERT_ID = /^[A-Za-z0-9_-]{1,64}$/;
@@ -917,7 +919,43 @@ export class Flow {
   }
 
   /**
-   * Plans expire lazily (when someone reads them). So that an unanswered request does not stay the
+   * Expires the open plans whose time ran out by now that nobody has read since (see
+   * `PlanStore.dueToExpire`): each moves to `expired` and is audited, as a click on it would have done.
+   * Returns the records this call expired, for their messages to say so: of any number of replicas
+   * sweeping at once, exactly one expires each plan (the move names the record read). A plan that was
+   * clicked, enqueued or expired meanwhile is left as it is. At most `limit` plans per call.
+   */
+  async expireDue(limit = EXPIRE_SWEEP_LIMIT): Promise<PlanRecord[]> {
+    const now = this.clock.now();
+    const due = await this.plans.dueToExpire(now, limit);
+    const expired: PlanRecord[] = [];
+    // Taken off the index once dealt with; a plan Redis failed on stays for the next sweep.
+    const handled: string[] = [];
+    for (const planId of due) {
+      try {
+        const record = PLAN_ID.test(planId) ? await this.plans.get(planId) : undefined;
+        if (record !== undefined && OPEN_STATES.includes(record.state) && now >= record.expiresAt) {
+          const moved = await this.plans.transition(planId, OPEN_STATES, PlanState.expired, {}, [], {
+            expect: record,
+          });
+          if (moved.ok) {
+            await this.recordExpiry(moved.record);
+            expired.push(moved.record);
+          }
+        }
+        handled.push(planId);
+      } catch (e) {
+        // An unreadable record stays unreadable: it is not tried again every sweep.
+        if (e instanceof SwitchyardError && e.code === 'internal') handled.push(planId);
+        this.logger.warn({ err: e, planId }, 'could not expire a plan whose time ran out');
+      }
+    }
+    await this.plans.forgetDue(handled, now);
+    return expired;
+  }
+
+  /**
+   * Plans expire when read or swept (`expireDue`). So that an unanswered request does not stay the
    * last word of `/deployments` ("waiting for a second permitted person to approve") after it lapsed,
    * the plans whose latest listed entry is `requested` (or an approval that could not be queued, after
    * which the plan is open again, or one of its messages dismissed, or a claim whose job never came)

@@ -324,9 +324,12 @@ const NUMBER_FIELDS = new Set(['createdAt', 'updatedAt', 'expiresAt', 'alertsVer
 
 /**
  * Creates a record unless a live one exists. Live: enqueued, or pending/awaiting approval and not past
- * `expiresAt`. Returns 1 and the new hash when created, 0 and the existing hash when joined.
- * KEYS[1] record; ARGV[1] now; ARGV[2] key ttl ms; ARGV[3] '1' when an enqueued record whose job has
- * ended may be replaced (the same switch asked for again after it failed); ARGV[4..] field, value pairs.
+ * `expiresAt`. Returns 1 and the new hash when created, 0 and the existing hash when joined. A created
+ * record's plan id goes into the expiry index (a sorted set scored by `expiresAt`, see `dueToExpire`),
+ * replacing the score of an earlier record of the same id.
+ * KEYS[1] record; KEYS[2] expiry index; ARGV[1] now; ARGV[2] key ttl ms; ARGV[3] '1' when an enqueued
+ * record whose job has ended may be replaced (the same switch asked for again after it failed); ARGV[4]
+ * expiresAt; ARGV[5] plan id; ARGV[6..] field, value pairs.
  */
 const CREATE_SCRIPT = `
 local state = redis.call('HGET', KEYS[1], 'state')
@@ -338,9 +341,26 @@ if state then
   end
   redis.call('DEL', KEYS[1])
 end
-redis.call('HSET', KEYS[1], unpack(ARGV, 4))
+redis.call('HSET', KEYS[1], unpack(ARGV, 6))
 redis.call('PEXPIRE', KEYS[1], ARGV[2])
+redis.call('ZADD', KEYS[2], ARGV[4], ARGV[5])
 return {1, redis.call('HGETALL', KEYS[1])}
+`;
+
+/**
+ * Takes plan ids off the expiry index once they have been dealt with, each only while its score is
+ * still at most ARGV[1] (a record made since under the same id put a later one: it stays).
+ * KEYS[1] expiry index; ARGV[1] the time they were due by; ARGV[2..] plan ids. Returns how many went.
+ */
+const FORGET_DUE_SCRIPT = `
+local n = 0
+for i = 2, #ARGV do
+  local score = redis.call('ZSCORE', KEYS[1], ARGV[i])
+  if score and tonumber(score) <= tonumber(ARGV[1]) then
+    n = n + redis.call('ZREM', KEYS[1], ARGV[i])
+  end
+end
+return n
 `;
 
 /**
@@ -620,6 +640,11 @@ export class PlanStore {
     return `${this.prefix}plan:${planId}`;
   }
 
+  /** The expiry index: every plan id made in the last `ttlMs` or so, scored by its `expiresAt`. */
+  private expiringKey(): string {
+    return `${this.prefix}plans:expiring`;
+  }
+
   /**
    * Stores a new plan as `pending`, or joins the live record of the same plan id (a second request for
    * the same switch on the same state). `created` says which happened.
@@ -657,11 +682,14 @@ export class PlanStore {
     const key = this.key(input.plan.id);
     const raw = await this.redis.eval(
       CREATE_SCRIPT,
-      1,
+      2,
       key,
+      this.expiringKey(),
       String(now),
       String(this.ttlMs + this.retainMs),
       input.replaceEnqueued === true ? '1' : '0',
+      String(now + this.ttlMs),
+      input.plan.id,
       ...fields,
     );
     const [created, hash] = this.scriptReply(raw, input.plan.id);
@@ -673,6 +701,21 @@ export class PlanStore {
       return { record: joined ?? record, created: false };
     }
     return { record, created: created === 1 };
+  }
+
+  /**
+   * Up to `limit` plan ids whose time ran out by `now` (their `expiresAt`, from the expiry index), oldest
+   * first, whatever their state: the caller reads each record and lets the index `forgetDue` them.
+   * Plans expire when they are read; this is how a sweep finds the ones nobody reads.
+   */
+  async dueToExpire(now: number, limit: number): Promise<string[]> {
+    return this.redis.zrangebyscore(this.expiringKey(), '-inf', String(now), 'LIMIT', 0, limit);
+  }
+
+  /** Takes `planIds` off the expiry index, unless one was made again since with a later expiry. */
+  async forgetDue(planIds: readonly string[], now: number): Promise<void> {
+    if (planIds.length === 0) return;
+    await this.redis.eval(FORGET_DUE_SCRIPT, 1, this.expiringKey(), String(now), ...planIds);
   }
 
   /** The record of a plan, or undefined when it never existed or its retention ran out. */

@@ -135,3 +135,173 @@ describe('a click shown on the plan’s other messages', () => {
     });
   });
 });
+
+/**
+ * A plan whose hour runs out with nobody clicking used to keep its buttons on every message until
+ * someone clicked one (plans expired only when read). The sweep (`ChatService.expireDue`, run every
+ * few seconds by each bot process: `sweepExpired`) expires it, audited once across replicas, and shows
+ * it expired on every message it lists.
+ */
+describe('plans whose time runs out unclicked', () => {
+  it('are shown expired on every message by the sweep, audited once, and swept only once', async () => {
+    h = await createHarness({ ttlMs: 60_000 });
+    const slack = new RecordingPoster('slack');
+    const discord = new RecordingPoster('discord');
+    const closed: string[] = [];
+    const chat = new ChatService({
+      flow: h.flow,
+      clock: h.clock,
+      posters: () => ({ slack, discord }),
+      onPlanClosed: (planId) => closed.push(planId),
+    });
+    const planned = await h.flow.plan(alice, 'rollback', 'production', undefined, {});
+    if (!planned.ok) throw new Error(planned.refusal.message);
+    const id = planned.plan.id;
+    for (const ref of [slackRef('1.000001'), slackRef('1.000002'), discordRef])
+      await h.flow.attachMessage(id, ref);
+
+    await h.clock.advance(59_999);
+    expect(await chat.expireDue()).toEqual([]);
+    await h.clock.advance(1);
+    const swept = await chat.expireDue();
+    await chat.idle();
+    expect(swept.map((r) => [r.plan.id, r.state])).toEqual([[id, 'expired']]);
+    const expired = expect.stringMatching(/^Expired: roll back production/);
+    expect({
+      m1: slack.titles('1.000001'),
+      m2: slack.titles('1.000002'),
+      discord: discord.titles('998877'),
+      closed,
+    }).toEqual({ m1: [expired], m2: [expired], discord: [expired], closed: [id] });
+    // no button is left on them (the expired view offers none)
+    expect(slack.edits.flatMap((e) => e.view.buttons.map((b) => b.label))).toEqual([]);
+    expect((await h.flow.get(id))?.state).toBe('expired');
+    const audit = await h.audit.recent('production', 10);
+    expect(audit.map((a) => `${a.event}:${a.code ?? ''}`)).toEqual(['cancelled:expired', 'requested:']);
+
+    // Taken off the index: a later sweep finds nothing and edits nothing again.
+    expect(await h.plans.dueToExpire(h.clock.now() + 3_600_000, 10)).toEqual([]);
+    await h.clock.advance(60_000);
+    expect(await chat.expireDue()).toEqual([]);
+    await chat.idle();
+    expect(slack.edits).toHaveLength(2);
+  });
+
+  it('two replicas sweeping at once expire a plan once: one edits its messages, one audit entry', async () => {
+    const harness = await createHarness({ ttlMs: 60_000 });
+    h = harness;
+    const posters = [new RecordingPoster('slack'), new RecordingPoster('slack')] as const;
+    const replicas = posters.map(
+      (slack) => new ChatService({ flow: harness.flow, clock: harness.clock, posters: () => ({ slack }) }),
+    );
+    const planned = await h.flow.plan(alice, 'rollback', 'production', undefined, {});
+    if (!planned.ok) throw new Error(planned.refusal.message);
+    await h.flow.attachMessage(planned.plan.id, slackRef('1.000001'));
+    await h.clock.advance(60_000);
+
+    const swept = await Promise.all(replicas.map((c) => c.expireDue()));
+    await Promise.all(replicas.map((c) => c.idle()));
+    expect(swept.map((s) => s.length).sort()).toEqual([0, 1]);
+    expect(posters.map((p) => p.edits.length).sort()).toEqual([0, 1]);
+    const audit = await h.audit.recent('production', 10);
+    expect(audit.filter((a) => a.code === 'expired')).toHaveLength(1);
+  });
+
+  it('leaves alone a plan confirmed in time, and a plan asked for again (its new record expires an hour later)', async () => {
+    h = await createHarness({ ttlMs: 60_000 });
+    const slack = new RecordingPoster('slack');
+    const chat = new ChatService({ flow: h.flow, clock: h.clock, posters: () => ({ slack }) });
+    const rollback = await h.flow.plan(alice, 'rollback', 'production', undefined, {});
+    if (!rollback.ok) throw new Error(rollback.refusal.message);
+    await h.flow.attachMessage(rollback.plan.id, slackRef('1.000001'));
+    expect((await chat.click(alice, `sy1:confirm:${rollback.plan.id}`, slackRef('1.000001'))).outcome).toBe(
+      'enqueued',
+    );
+    const promote = await h.flow.plan(bob, 'rollback', 'preview', undefined, {});
+    if (!promote.ok) throw new Error(promote.refusal.message);
+    await h.flow.attachMessage(promote.plan.id, slackRef('2.000001'));
+
+    await h.clock.advance(60_000);
+    // The preview rollback is asked for again after its time ran out: a new record, open for another minute.
+    const again = await h.flow.plan(bob, 'rollback', 'preview', undefined, {});
+    if (!again.ok) throw new Error(again.refusal.message);
+    expect(again.plan.id).toBe(promote.plan.id);
+    await chat.expireDue();
+    await chat.idle();
+    expect(slack.edits).toEqual([]);
+    expect((await h.flow.get(rollback.plan.id))?.state).toBe('enqueued');
+    expect((await h.flow.get(promote.plan.id))?.state).toBe('pending');
+
+    await h.clock.advance(60_000);
+    expect((await chat.expireDue()).map((r) => r.plan.id)).toEqual([promote.plan.id]);
+    expect((await h.flow.get(rollback.plan.id))?.state).toBe('enqueued');
+  });
+
+  it('a plan waiting for its second approver says so when it expires', async () => {
+    h = await createHarness({ ttlMs: 60_000, environments: { production: { twoPersonRule: true } } });
+    const slack = new RecordingPoster('slack');
+    const chat = new ChatService({ flow: h.flow, clock: h.clock, posters: () => ({ slack }) });
+    const planned = await h.flow.plan(alice, 'rollback', 'production', undefined, {});
+    if (!planned.ok) throw new Error(planned.refusal.message);
+    const [m1, m2] = [slackRef('1.000001'), slackRef('1.000002')];
+    for (const ref of [m1, m2]) await h.flow.attachMessage(planned.plan.id, ref);
+    expect((await chat.click(alice, `sy1:confirm:${planned.plan.id}`, m1)).outcome).toBe('awaiting_approval');
+    await chat.idle();
+    await h.clock.advance(60_000);
+    await chat.expireDue();
+    await chat.idle();
+    const last = slack.edits.filter((e) => e.ref.messageId === m1.messageId).at(-1);
+    expect(last?.view.title).toMatch(/^Expired: roll back production/);
+    expect(JSON.stringify(last?.view)).toMatch(/no second person approved it in time/);
+    expect(slack.edits.filter((e) => e.ref.messageId === m2.messageId).at(-1)?.view.title).toBe(
+      last?.view.title,
+    );
+  });
+
+  it('sweepExpired sweeps every interval of the clock, logs a failing sweep once, and stops', async () => {
+    h = await createHarness({ ttlMs: 60_000 });
+    const harness = h;
+    const slack = new RecordingPoster('slack');
+    const log = new CapturedLog('info');
+    // Flow's sweep, failing twice (Redis away) before it works.
+    let failures = 2;
+    const flow = Object.create(harness.flow) as typeof harness.flow;
+    flow.expireDue = async () => {
+      if (failures-- > 0) throw new Error('Connection is closed.');
+      return harness.flow.expireDue();
+    };
+    // The harness clock, announcing each sleep of the sweep.
+    const sleeps: (() => void)[] = [];
+    const clock = {
+      now: () => harness.clock.now(),
+      sleep: (ms: number, signal?: AbortSignal) => {
+        const p = harness.clock.sleep(ms, signal);
+        sleeps.shift()?.();
+        return p;
+      },
+    };
+    const parked = () => new Promise<void>((resolve) => sleeps.push(resolve));
+    const chat = new ChatService({ flow, clock, posters: () => ({ slack }), logger: log.logger });
+    const planned = await harness.flow.plan(alice, 'rollback', 'production', undefined, {});
+    if (!planned.ok) throw new Error(planned.refusal.message);
+    await harness.flow.attachMessage(planned.plan.id, slackRef('1.000001'));
+    await harness.clock.advance(60_000);
+
+    let next = parked();
+    const stop = chat.sweepExpired(5_000);
+    for (let round = 0; round < 3; round++) {
+      await next;
+      next = parked();
+      await harness.clock.advance(5_000);
+    }
+    await next; // the third sweep (the first that worked) is done
+    await chat.idle();
+    expect(slack.titles('1.000001')).toEqual([expect.stringMatching(/^Expired:/)]);
+    expect(log.lines.filter((l) => /could not look for expired plans/.test(String(l.msg)))).toHaveLength(1);
+    expect(log.lines.filter((l) => /looking for expired plans works again/.test(String(l.msg)))).toHaveLength(
+      1,
+    );
+    await stop();
+    expect(harness.clock.pending).toBe(0);
+  });
+});

@@ -11,7 +11,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import type { SurfaceFactory } from '../../handlers/app.js';
 import { slackSurface } from '../../handlers/slack/surface.js';
 import type { ChatService } from '../../src/chat.js';
-import type { Clock } from '../../src/clock.js';
+import { type Clock, systemClock } from '../../src/clock.js';
 import { buttonsOf, SlackRequests } from '../fakes/slack/requests.js';
 import { FakeSlack } from '../fakes/slack/server.js';
 import { startTestSwitchyard, type TestSwitchyard } from '../support/switchyard.js';
@@ -22,6 +22,7 @@ const CHANNEL = 'C0PROD';
 const closers: (() => Promise<unknown>)[] = [];
 afterEach(async () => {
   for (const c of closers.splice(0).reverse()) await c();
+  offset.ms = 0;
 });
 
 /**
@@ -45,6 +46,13 @@ interface Rig {
   /** Resolves once the message `ts` was attached to its plan (its command handled to the end). */
   attached(ts: string): Promise<void>;
 }
+
+/** The system clock moved forward by `offset.ms` (a plan's hour passes at once; waits are real). */
+const offset = { ms: 0 };
+const shiftedClock: Clock = {
+  now: () => Date.now() + offset.ms,
+  sleep: (ms, signal) => systemClock.sleep(ms, signal),
+};
 
 async function rig(): Promise<Rig> {
   const fake = await new FakeSlack({ channels: { [CHANNEL]: 'incidents' } }).start();
@@ -70,6 +78,7 @@ async function rig(): Promise<Rig> {
       environments: { production: { twoPersonRule: true } },
     },
     factories: [slack],
+    clock: shiftedClock,
   });
   closers.push(() => app.close());
   return {
@@ -144,5 +153,17 @@ describe('Slack: a plan shown in two messages, clicked on one', () => {
     await click(r, m2, 'cancel', 'U0BOB', /Cancelled/);
     expect(shown(r, m1)).toEqual({ title: cancelled, buttons: [] });
     expect(shown(r, m2)).toEqual({ title: cancelled, buttons: [] });
+  });
+
+  it('a plan whose hour runs out with nobody clicking: the sweep shows both messages expired, with no buttons left', async () => {
+    const r = await rig();
+    const m1 = await rollback(r, 'U0ALICE');
+    const m2 = await rollback(r, 'U0BOB');
+    offset.ms = 3_600_000;
+    expect(await r.app.chat.expireDue()).toHaveLength(1);
+    await r.app.chat.idle();
+    const expired = expect.stringMatching(/^Expired: roll back production/);
+    expect(shown(r, m1)).toEqual({ title: expired, buttons: [] });
+    expect(shown(r, m2)).toEqual({ title: expired, buttons: [] });
   });
 });

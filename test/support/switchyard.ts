@@ -6,6 +6,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { type RunningSwitchyard, type SurfaceFactory, startSwitchyard } from '../../handlers/app.js';
+import type { Clock } from '../../src/clock.js';
 import { type Config, fileConfigSchema, parseEnv } from '../../src/config.js';
 import { silentLogger } from '../../src/log.js';
 import { redisUrl, uniqueName } from './redis.js';
@@ -17,7 +18,13 @@ export interface TestSwitchyard extends RunningSwitchyard {
 }
 
 export async function startTestSwitchyard(
-  opts: { env?: Record<string, string>; file?: unknown; factories?: readonly SurfaceFactory[] } = {},
+  opts: {
+    env?: Record<string, string>;
+    file?: unknown;
+    factories?: readonly SurfaceFactory[];
+    /** The app's clock (plans' expiry, the local platform's timers); the system clock by default. */
+    clock?: Clock;
+  } = {},
 ): Promise<TestSwitchyard> {
   const dataDir = mkdtempSync(join(tmpdir(), 'sy-app-'));
   const env = parseEnv({
@@ -32,7 +39,13 @@ export async function startTestSwitchyard(
   );
   const config: Config = { env, file, platform: env.PLATFORM ?? file.platform };
   const running = await startSwitchyard(
-    { config, logger: silentLogger, dataDir, namespace: uniqueName('sy') },
+    {
+      config,
+      logger: silentLogger,
+      dataDir,
+      namespace: uniqueName('sy'),
+      ...(opts.clock === undefined ? {} : { clock: opts.clock }),
+    },
     opts.factories ?? [],
   );
   return {
