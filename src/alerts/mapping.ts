@@ -24,7 +24,17 @@ export type Matcher =
 export type CompiledMatchers = ReadonlyMap<string, readonly Matcher[]>;
 
 export type MappingResult =
-  | { readonly ok: true; readonly environment: string; readonly via: string }
+  | {
+      readonly ok: true;
+      readonly environment: string;
+      /**
+       * What named it: an environment label, a `service` label equal to its name, or an
+       * `alertMatchers` entry. A matcher only guesses where an alert belongs (the caller does not use it
+       * to place a resolution whose incident it can find by key).
+       */
+      readonly by: 'label' | 'service' | 'matcher';
+      readonly via: string;
+    }
   | { readonly ok: false; readonly reason: string };
 
 /**
@@ -126,7 +136,7 @@ export function mapAlert(
     const env = fromChat(alert)
       ? resolveEnvironmentExact(slugs, value)
       : resolveEnvironmentName(slugs, value);
-    if (env) return { ok: true, environment: env, via: `label ${key}=${value}` };
+    if (env) return { ok: true, environment: env, by: 'label', via: `label ${key}=${value}` };
     // A chat message naming several environments carries them all (`staging,production`): which
     // one it is about cannot be told, so it suggests none rather than the first.
     const named = value.split(',').filter((v) => v.trim() !== '');
@@ -144,7 +154,7 @@ export function mapAlert(
   const service = alert.labels.service;
   if (service) {
     const env = slugs.find((s) => s.toLowerCase() === service.trim().toLowerCase());
-    if (env) return { ok: true, environment: env, via: `label service=${service}` };
+    if (env) return { ok: true, environment: env, by: 'service', via: `label service=${service}` };
   }
   const haystack = [alert.title, alert.text, ...Object.values(alert.labels)].join('\n');
   const lower = haystack.toLowerCase();
@@ -155,7 +165,7 @@ export function mapAlert(
   }
   const only = hits[0];
   if (hits.length === 1 && only)
-    return { ok: true, environment: only.env, via: `matcher ${only.matcher.source}` };
+    return { ok: true, environment: only.env, by: 'matcher', via: `matcher ${only.matcher.source}` };
   if (hits.length > 1) {
     return {
       ok: false,

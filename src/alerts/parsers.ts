@@ -484,6 +484,31 @@ export function datadogTitleRecovered(title: string | undefined): boolean {
   return parts !== undefined && isRecovery(parts.transition);
 }
 
+/**
+ * True when the transition re-sends an alert (`Re-Triggered`, `Re-Warn`, `Re-No Data`, `Renotify`: a
+ * monitor's renotify interval). Datadog dates such an event ($DATE) when it was re-sent, not when the
+ * alert started.
+ */
+function isRenotification(transition: string): boolean {
+  const text = transition.trim().replace(/\s+/g, ' ');
+  const t = DATADOG_TRANSITION.exec(text)?.[1]?.toLowerCase();
+  if (t === undefined || isRecovery(text)) return false;
+  return t === 'renotify' || /^re-/i.test(text);
+}
+
+/**
+ * Whether the event re-sends an alert: `$ALERT_TRANSITION` decides when it names a transition, else
+ * the title's status tag (the default payload: `[Re-Triggered] …`, `[P1] [Renotify on {host:a}] …`).
+ */
+function datadogRenotified(d: z.output<typeof datadogPayload>): boolean {
+  const transition = d.alert_transition?.trim().replace(/\s+/g, ' ') ?? '';
+  if (DATADOG_TRANSITION.test(transition)) return isRenotification(transition);
+  return [d.title, d.alert_title].some((title) => {
+    const parts = datadogTitleParts(title ?? '');
+    return parts !== undefined && isRenotification(parts.transition);
+  });
+}
+
 function datadogStatus(d: z.output<typeof datadogPayload>): AlertStatus {
   if (isRecovery(d.alert_transition ?? '')) return 'resolved';
   if (d.alert_type?.trim().toLowerCase() === 'success') return 'resolved';
@@ -499,14 +524,18 @@ function datadogAlerts(d: z.output<typeof datadogPayload>, opts: ParseOptions): 
   // whether it still fires. Without an incident key, the title without its status tag is the key.
   const named = datadogTitle((d.alert_title?.trim() || d.title?.trim()) ?? 'Datadog alert');
   const title = clip(named.display || 'Datadog alert', MAX_TITLE);
+  const status = datadogStatus(d);
   return [
     normalizedAlert({
       source: 'datadog',
-      status: datadogStatus(d),
+      status,
       title,
       severity: d.alert_priority || d.priority || d.alert_type,
       fingerprint: d.alert_cycle_key || d.aggreg_key || d.alert_id || clip(named.key, 512),
+      // $DATE is when this event was sent. Of a re-notification, that is not when the alert started
+      // (which no variable gives): marked, so the service does not correlate it.
       startedAt: d.date ?? d.last_updated ?? opts.now,
+      renotification: status === 'firing' && datadogRenotified(d),
       labels,
       url: d.link,
       text: textOf([d.title, d.body, d.alert_status, d.alert_metric], labels),

@@ -6,8 +6,8 @@
  * context), so confirming a suggestion is exactly confirming a `/rollback`.
  *
  * Per alert: unmapped → counted and ignored; RESOLVED → edits the incident's suggestion once (a group
- * member only once no member of its payload fires in its environment; without an environment, in every
- * environment the incident alerted in); FIRING →
+ * member only once no member of its payload fires in its environment; without an environment label, in
+ * every environment the incident alerted in, whatever alertMatchers guess); FIRING →
  * one atomic claim per environment and incident (storm control), then either a link to the switch
  * already running for the environment, or a correlation with the deployment that went live before the
  * alert started: a suggestion inside the window, a note (or nothing) outside it, nothing when there is
@@ -96,6 +96,10 @@ export interface ResolvedInput {
 const LINK_ONCE_MS = 60 * 60_000;
 /** How long one place shows one "outside the correlation window" note about a deployment. */
 const NOTE_ONCE_MS = 6 * 60 * 60_000;
+
+/** Why a re-notification of an incident with no record is not correlated (outcome no_correlation). */
+export const RENOTIFICATION_REASON =
+  'A re-notification does not say when the alert started, and this incident has no record of its first alert (expired, or never received), so no deployment is blamed for it.';
 
 /** An alert for an environment that is already switching: point at the running job instead. */
 export interface LinkJobInput {
@@ -463,9 +467,15 @@ export class AlertService implements AlertIntake {
     origin: ChatOrigin | undefined,
     stillFiring: ReadonlySet<string>,
   ): Promise<AlertResult[]> {
-    if (!mapped.ok && alert.status === 'resolved' && alert.fingerprint !== undefined) {
-      // Some resolutions carry no environment (a Sentry issue webhook): the incident key finds it, in
-      // every environment the incident alerted in (one Sentry issue spans environments).
+    // Some resolutions carry no environment (a Sentry issue webhook): the incident key finds it, in
+    // every environment the incident alerted in (one Sentry issue spans environments). An alertMatchers
+    // entry that happens to match its title does not place it: that is a guess, which would resolve
+    // an environment the incident never alerted in while the one it did alert in keeps asking to roll
+    // back. Only when the key is found nowhere does the matcher's environment answer (resolved_unknown
+    // there). A group member is left to its own mapping: its group's firing members were placed the
+    // same way, and decide whether its environment's incident still fires (see `handle`).
+    const unplaced = !mapped.ok || (mapped.by === 'matcher' && !isGrouped(alert));
+    if (unplaced && alert.status === 'resolved' && alert.fingerprint !== undefined) {
       const results: AlertResult[] = [];
       for (const environment of slugs) {
         const incident = incidentOf(alert, environment);
@@ -554,6 +564,19 @@ export class AlertService implements AlertIntake {
         detail: `${environment} is already switching (job ${active.jobId}).`,
         jobId: active.jobId,
         planId: active.planId,
+      });
+    }
+
+    if (alert.renotification === true) {
+      // A re-notification claimed the incident: no record of it was left (expired after its latest
+      // alert, or its first notification never came). Its start time is when it was re-sent, so
+      // correlating it would blame whatever went live shortly before that, long after the alert began.
+      // The incident is kept (skipped): its further re-notifications stay quiet.
+      await dedupe.complete(incident, { state: IncidentState.skipped });
+      return this.finish(alert, {
+        environment,
+        outcome: AlertOutcome.noCorrelation,
+        detail: RENOTIFICATION_REASON,
       });
     }
 

@@ -43,6 +43,12 @@ export interface NormalizedAlert {
   readonly fingerprint?: string;
   /** Unix ms when the problem started (the sender's start time, else when it was received). */
   readonly startedAt: number;
+  /**
+   * The sender re-sent an alert it had sent before (a Datadog `[Re-Triggered]` / Renotify): its
+   * `startedAt` is when it was re-sent, not when the problem started, so it is never correlated with
+   * deployments (a repeat of a known incident is deduplicated as any repeat is).
+   */
+  readonly renotification?: true;
   /** Labels / tags, lower-cased keys (`env`, `environment`, `service`, …). */
   readonly labels: Readonly<Record<string, string>>;
   readonly url?: string;
@@ -58,6 +64,7 @@ export function normalizedAlert(fields: {
   severity?: string | undefined;
   fingerprint?: string | undefined;
   startedAt: number;
+  renotification?: boolean | undefined;
   labels: Record<string, string>;
   url?: string | undefined;
   text: string;
@@ -72,6 +79,7 @@ export function normalizedAlert(fields: {
     ...(severity ? { severity } : {}),
     ...(fingerprint ? { fingerprint } : {}),
     startedAt: fields.startedAt,
+    ...(fields.renotification === true ? { renotification: true as const } : {}),
     labels: fields.labels,
     ...(url ? { url } : {}),
     text: fields.text,
@@ -93,7 +101,10 @@ export const AlertOutcome = {
   unmapped: 'unmapped',
   /** The latest deployment went live before the correlation window (a note may have been posted). */
   outsideWindow: 'outside_window',
-  /** No deployment went live before the alert started, or there is nothing to roll back to. */
+  /**
+   * No deployment went live before the alert started, or there is nothing to roll back to, or the
+   * alert is a re-notification (its start time is unknown) of an incident with no record.
+   */
   noCorrelation: 'no_correlation',
   /** The environment is already switching: the alert was linked to the running job. */
   linkedJob: 'linked_job',

@@ -91,6 +91,7 @@ describe('mapAlert', () => {
     expect(mapAlert(parsed.value[0], slugs, matchers)).toEqual({
       ok: true,
       environment: 'preview',
+      by: 'label',
       via: 'label deployment_environment_name=preview',
     });
     // The attribute itself (an OTLP-native sender, or a generic alert's labels).
@@ -99,6 +100,7 @@ describe('mapAlert', () => {
     ).toEqual({
       ok: true,
       environment: 'staging',
+      by: 'label',
       via: 'label deployment.environment.name=stg',
     });
     // Naming no known environment leaves it unmapped, as every environment label does.
@@ -140,12 +142,14 @@ describe('mapAlert', () => {
   it('accepts a service label naming an environment', () => {
     expect(mapAlert(alert({ service: 'staging' }), slugs, matchers)).toMatchObject({
       environment: 'staging',
+      by: 'service',
     });
   });
 
   it('applies substring and regex matchers to title, text and labels', () => {
     expect(mapAlert(alert({ service: 'checkout-api' }), slugs, matchers)).toMatchObject({
       environment: 'production',
+      by: 'matcher',
       via: 'matcher checkout-api',
     });
     expect(mapAlert(alert({}, 'Errors on SHOP.example.com'), slugs, matchers)).toMatchObject({

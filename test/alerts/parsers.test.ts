@@ -222,6 +222,39 @@ describe('datadog (webhook payload variables)', () => {
     expect(status('x', { alert_transition: 'Re-Triggered' })).toBe('firing');
   });
 
+  it('marks a re-notification (Re-Triggered, Re-Warn, Re-No Data, Renotify): its $DATE is when it was re-sent', () => {
+    const [again] = parseOk('datadog', fixture('datadog-retriggered.json'));
+    expect(again).toMatchObject({
+      status: 'firing',
+      renotification: true,
+      // The same alert cycle as the first notification: the same incident.
+      fingerprint: '7539816743018764000',
+      startedAt: 1795978500000,
+      title: 'API error rate is high',
+    });
+    const [first] = parseOk('datadog', fixture('datadog-triggered.json'));
+    expect(first?.fingerprint).toBe(again?.fingerprint);
+    expect(first?.renotification).toBeUndefined();
+    const renotified = (title: string, extra: Record<string, unknown> = {}) =>
+      parseOk('datadog', { title, body: 'x', ...extra })[0]?.renotification === true;
+    // $ALERT_TRANSITION decides when it names a transition.
+    for (const transition of ['Re-Triggered', 'Re-Warn', 'Re-No Data', 'Renotify', 're-triggered'])
+      expect(renotified('API errors', { alert_transition: transition }), transition).toBe(true);
+    for (const transition of ['Triggered', 'Warn', 'No Data', 'Recovered', 'Warn Recovery'])
+      expect(renotified('[Re-Triggered] API errors', { alert_transition: transition }), transition).toBe(
+        false,
+      );
+    // Else the title's status tag (the default payload), wherever it sits among the leading tags.
+    expect(renotified('[P1] [Re-Triggered] checkout error rate is high')).toBe(true);
+    expect(renotified('[Re-Warn on {host:web-1}] Disk usage is high')).toBe(true);
+    expect(renotified('[Re-No Data] Heartbeat')).toBe(true);
+    expect(renotified('[P2] [Renotify] Heartbeat')).toBe(true);
+    expect(renotified('[P1] [Triggered] checkout error rate is high')).toBe(false);
+    expect(renotified('[Recovered] checkout error rate is high')).toBe(false);
+    expect(renotified('[P1] [Triggered] [Re-Triggered] name')).toBe(false);
+    expect(renotified('Re-Triggered checkout')).toBe(false);
+  });
+
   it('names the invalid field', () => {
     expect(parseError('datadog', { id: '1', body: 'x' })).toContain('title: expected the event title');
     expect(parseError('datadog', { title: 't', date: 'noon' })).toBe('date: expected epoch milliseconds');

@@ -2,7 +2,13 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { parseAlertPayload } from '../../src/alerts/parsers.js';
-import { compositeSink, createAlertService, parseChatAlert, postedBySlot } from '../../src/alerts/service.js';
+import {
+  compositeSink,
+  createAlertService,
+  parseChatAlert,
+  postedBySlot,
+  RENOTIFICATION_REASON,
+} from '../../src/alerts/service.js';
 import { type AlertSource, type NormalizedAlert, normalizedAlert } from '../../src/alerts/types.js';
 import type { ManualClock } from '../../src/clock.js';
 import { PermanentChatError } from '../../src/errors.js';
@@ -593,6 +599,41 @@ describe('AlertService: incidents that span environments', () => {
     expect((await record(h, 'sentry', 'preview', '1117540176'))?.resolved).toBe(true);
   });
 
+  it('a Sentry issue resolved without an environment is not placed by an alertMatchers entry its title matches', async () => {
+    // production names its services, preview runs the search feature branch; the issue alerted in
+    // production (its event's environment tag), and its title names search.
+    h = await createHarness({
+      file: {
+        environments: {
+          production: { channels: { slack: 'C0ALERTS' }, alertMatchers: ['checkout'] },
+          preview: { channels: { slack: 'C0PREVIEW' }, alertMatchers: ['search'] },
+        },
+      },
+    });
+    const title = 'TypeError: search results failed to load';
+    const issueAlert = fixture<{ data: { event: { title: string } } }>('sentry-issue-alert.json');
+    issueAlert.data.event.title = title;
+    const [fired] = await h.service.handle(parsed(h, 'sentry', issueAlert));
+    expect(fired).toMatchObject({ environment: 'production', outcome: 'suggested' });
+    await h.service.idle();
+    const issueResolved = fixture<{ data: { issue: { id: string; title: string } } }>(
+      'sentry-issue-resolved.json',
+    );
+    issueResolved.data.issue.title = title;
+    const resolved = await h.service.handle(parsed(h, 'sentry', issueResolved));
+    expect(resolved.map((r) => [r.environment, r.outcome])).toEqual([['production', 'resolved']]);
+    await h.service.idle();
+    expect((await record(h, 'sentry', 'production', '1117540176'))?.resolved).toBe(true);
+    expect(await record(h, 'sentry', 'preview', '1117540176')).toBeUndefined();
+    // The production suggestion lists its alert as resolved.
+    const plan = await h.flow.get(fired?.planId ?? '');
+    expect(plan?.alerts?.map((a) => a.resolvedAt !== undefined)).toEqual([true]);
+    // An issue that alerted nowhere: the matcher's environment answers, as it did.
+    issueResolved.data.issue.id = '1117540999';
+    const unknown = await h.service.handle(parsed(h, 'sentry', issueResolved));
+    expect(unknown.map((r) => [r.environment, r.outcome])).toEqual([['preview', 'resolved_unknown']]);
+  });
+
   it('Datadog default payload: a monitor recovering resolves only its own alert; each monitor is listed', async () => {
     h = await createHarness();
     const date = String(h.clock.now() - 33 * MINUTE);
@@ -625,6 +666,60 @@ describe('AlertService: incidents that span environments', () => {
       ['[P1] checkout error rate is high', false],
       ['[P2] checkout disk usage is high', true],
     ]);
+  });
+});
+
+describe('AlertService: Datadog re-notifications', () => {
+  /** The monitor's first notification of the alert cycle, dated `at` ($DATE). */
+  const triggered = (at: number) => ({
+    ...fixture('datadog-triggered.json'),
+    date: String(at),
+    last_updated: String(at),
+  });
+  /** The same alert cycle re-sent (renotify interval), dated when it was re-sent. */
+  const retriggered = (at: number) => ({
+    ...fixture('datadog-retriggered.json'),
+    date: String(at),
+    last_updated: String(at),
+  });
+
+  it('a re-notification of an incident with no record is not correlated: its date is when it was re-sent', async () => {
+    h = await createHarness();
+    // Dated 7 minutes after production's deployment went live: as a first notification, it would be
+    // blamed on it (see the test below).
+    const [first] = await h.service.handle(parsed(h, 'datadog', retriggered(h.clock.now() - 33 * MINUTE)));
+    expect(first).toMatchObject({
+      environment: 'production',
+      outcome: 'no_correlation',
+      fingerprint: '7539816743018764000',
+    });
+    expect(first?.detail).toBe(RENOTIFICATION_REASON);
+    expect(first?.detail).toContain('A re-notification does not say when the alert started');
+    expect(h.sink.suggestions).toHaveLength(0);
+    expect(await alertCount(h.metrics, 'no_correlation', 'datadog')).toBe(1);
+    // The incident is kept: the next re-notification stays quiet.
+    const [again] = await h.service.handle(parsed(h, 'datadog', retriggered(h.clock.now())));
+    expect(again?.outcome).toBe('deduplicated');
+    // The default payload says so in its title's status tag only.
+    const [fromTitle] = await h.service.handle(
+      parsed(h, 'datadog', {
+        ...fixture('datadog-default-triggered.json'),
+        title: '[P1] [Re-Triggered] checkout error rate is high',
+        date: String(h.clock.now() - 33 * MINUTE),
+      }),
+    );
+    expect(fromTitle).toMatchObject({ outcome: 'no_correlation', detail: RENOTIFICATION_REASON });
+    expect(h.sink.suggestions).toHaveLength(0);
+  });
+
+  it('a re-notification of a known incident is deduplicated, as any repeat', async () => {
+    h = await createHarness();
+    const [first] = await h.service.handle(parsed(h, 'datadog', triggered(h.clock.now() - 33 * MINUTE)));
+    expect(first).toMatchObject({ outcome: 'suggested', detail: DEMO_SENTENCE });
+    await h.clock.advance(60 * MINUTE);
+    const [again] = await h.service.handle(parsed(h, 'datadog', retriggered(h.clock.now())));
+    expect(again).toMatchObject({ outcome: 'deduplicated', planId: first?.planId });
+    expect(h.sink.suggestions).toHaveLength(1);
   });
 });
 
