@@ -10,11 +10,14 @@
  * listing `env = staging` and `env = production`) is mapped to none of them. Bot titles such as
  * `[FIRING:2] HighLatency` / `[RESOLVED] HighLatency` and `Triggered: X` / `Recovered: X`, after any
  * leading emoji (`:rotating_light:`, 🔥), give a fingerprint, so the resolved message finds the
- * suggestion of the firing one. Pure.
+ * suggestion of the firing one. A firing message that re-sends an alert (Datadog's `Re-Triggered: X`,
+ * `[Re-Triggered] X`, `[P1] [Renotify] X`, read as the Datadog webhook reads its title) is marked a
+ * re-notification: it is posted when re-sent, not when the alert started. Pure.
  */
 import { createHash } from 'node:crypto';
 import type { Config } from '../config.js';
 import { resolveEnvironmentExact } from './mapping.js';
+import { datadogTitleRenotified, isDatadogRenotification } from './parsers.js';
 import { type AlertStatus, type NormalizedAlert, normalizedAlert } from './types.js';
 
 const MAX_TEXT = 4_000;
@@ -96,6 +99,17 @@ function plain(text: string): string {
     .trim();
 }
 
+/**
+ * Whether a first line (already `plain`, without its leading emoji) re-sends an alert: a bot title's
+ * status (`Re-Triggered: X`) decides, else its Datadog status tag (`[P1] [Re-Triggered on {host:a}]
+ * X`, `[Renotify] X`), with the transitions the Datadog parser knows.
+ */
+function renotified(firstLine: string): boolean {
+  const bot = BOT_TITLE.exec(firstLine);
+  if (bot) return bot[2] !== undefined && isDatadogRenotification(bot[2]);
+  return datadogTitleRenotified(firstLine);
+}
+
 function statusOf(text: string): AlertStatus | undefined {
   const tagged = leadingStatus(withoutLeadingEmoji(plain(text.split('\n')[0] ?? '')));
   if (tagged) return tagged;
@@ -167,7 +181,8 @@ export function parseChatAlert(
   // (as for a webhook, exactly one environment must match) and no matcher picks one either.
   const envs = environmentsOf(body, Object.keys(config.file.environments));
   if (envs.length > 0) labels.env = envs.join(',');
-  const bot = BOT_TITLE.exec(withoutLeadingEmoji(firstLine));
+  const headline = withoutLeadingEmoji(firstLine);
+  const bot = BOT_TITLE.exec(headline);
   const botTitle = bot?.[3]?.trim();
   const fingerprint = botTitle
     ? createHash('sha256')
@@ -180,7 +195,10 @@ export function parseChatAlert(
     status,
     title: (botTitle ?? firstLine).slice(0, 300) || 'Alert message',
     fingerprint,
+    // When the message was posted. Of a re-notification, that is when the alert was re-sent (the
+    // message says nothing of when it started): marked, so the service does not correlate it.
     startedAt: opts.at ?? Date.now(),
+    renotification: status === 'firing' && renotified(headline),
     labels,
     text: plain(body),
   });

@@ -487,13 +487,24 @@ export function datadogTitleRecovered(title: string | undefined): boolean {
 /**
  * True when the transition re-sends an alert (`Re-Triggered`, `Re-Warn`, `Re-No Data`, `Renotify`: a
  * monitor's renotify interval). Datadog dates such an event ($DATE) when it was re-sent, not when the
- * alert started.
+ * alert started, and its Slack integration posts it then. Exported for chat messages
+ * (`Re-Triggered: X`), so both read the transitions alike.
  */
-function isRenotification(transition: string): boolean {
+export function isDatadogRenotification(transition: string): boolean {
   const text = transition.trim().replace(/\s+/g, ' ');
   const t = DATADOG_TRANSITION.exec(text)?.[1]?.toLowerCase();
   if (t === undefined || isRecovery(text)) return false;
   return t === 'renotify' || /^re-/i.test(text);
+}
+
+/**
+ * True when the title's status tag re-sends an alert (`[Re-Triggered] x`, `[P1] [Renotify on {host:a}]
+ * x`). The status tag is the first leading bracketed tag naming a transition, as for
+ * `datadogTitleRecovered`. Also read from chat messages (Datadog's Slack integration posts the title).
+ */
+export function datadogTitleRenotified(title: string | undefined): boolean {
+  const parts = datadogTitleParts(title ?? '');
+  return parts !== undefined && isDatadogRenotification(parts.transition);
 }
 
 /**
@@ -502,11 +513,8 @@ function isRenotification(transition: string): boolean {
  */
 function datadogRenotified(d: z.output<typeof datadogPayload>): boolean {
   const transition = d.alert_transition?.trim().replace(/\s+/g, ' ') ?? '';
-  if (DATADOG_TRANSITION.test(transition)) return isRenotification(transition);
-  return [d.title, d.alert_title].some((title) => {
-    const parts = datadogTitleParts(title ?? '');
-    return parts !== undefined && isRenotification(parts.transition);
-  });
+  if (DATADOG_TRANSITION.test(transition)) return isDatadogRenotification(transition);
+  return [d.title, d.alert_title].some(datadogTitleRenotified);
 }
 
 function datadogStatus(d: z.output<typeof datadogPayload>): AlertStatus {

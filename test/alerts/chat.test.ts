@@ -49,6 +49,43 @@ describe('parseChatAlert: status', () => {
   });
 });
 
+describe('parseChatAlert: re-notifications', () => {
+  it("marks a firing message whose status is a re-notification (Datadog's Re-Triggered, Re-Warn, Re-No Data, Renotify): it is posted when re-sent", () => {
+    const renotified = (text: string) => read(text)?.renotification === true;
+    // A bot title: the same incident as its first notification.
+    const again = read('Re-Triggered: API error rate is high (production)');
+    expect(again).toMatchObject({ status: 'firing', renotification: true, startedAt: 1_000 });
+    expect(again?.fingerprint).toBe(read('Triggered: API error rate is high (production)')?.fingerprint);
+    // A status tag as the Datadog webhook reads its title: wherever it sits among the leading tags,
+    // with a scope, after emoji, in Slack markup.
+    for (const text of [
+      '[Re-Triggered] checkout errors [prod]',
+      '[P1] [Re-Triggered on {env:production,service:api}] API error rate is high',
+      ':rotating_light: *[Re-Warn on {host:web-1}] Disk usage is high* env:production',
+      '🔥 [Re-No Data] checkout errors',
+      '[P2] [Renotify] checkout 5xx errors',
+      '  re-triggered: checkout errors',
+    ])
+      expect(renotified(text), text).toBe(true);
+    // A first notification, a resolution, or a re-notification that is not the message's status.
+    for (const text of [
+      'Triggered: API error rate is high (production)',
+      '[P1] [Triggered] checkout errors',
+      '[Warn] checkout latency',
+      '[FIRING:1] HighLatency (production)',
+      '[FIRING:1] [Re-Triggered] HighLatency (production)',
+      '[P1] [Triggered] [Re-Triggered] checkout errors',
+      'Re-Triggered checkout errors',
+      'checkout errors re-triggered after the deploy',
+      '[Recovered] checkout errors',
+      'Recovered: checkout errors',
+    ])
+      expect(renotified(text), text).toBe(false);
+    expect(read('[Recovered] checkout errors')?.status).toBe('resolved');
+    expect(read('[Triggered] checkout errors')).not.toHaveProperty('renotification');
+  });
+});
+
 describe('parseChatAlert: environment', () => {
   it('takes a bracketed environment only when exact or an alias, never a prefix', () => {
     expect(read('[product] signup errors firing on the EU cluster')?.labels.env).toBeUndefined();

@@ -703,7 +703,7 @@ describe('AlertService: Datadog re-notifications', () => {
     // The default payload says so in its title's status tag only.
     const [fromTitle] = await h.service.handle(
       parsed(h, 'datadog', {
-        ...fixture('datadog-default-triggered.json'),
+        ...fixture<Record<string, unknown>>('datadog-default-triggered.json'),
         title: '[P1] [Re-Triggered] checkout error rate is high',
         date: String(h.clock.now() - 33 * MINUTE),
       }),
@@ -718,6 +718,106 @@ describe('AlertService: Datadog re-notifications', () => {
     expect(first).toMatchObject({ outcome: 'suggested', detail: DEMO_SENTENCE });
     await h.clock.advance(60 * MINUTE);
     const [again] = await h.service.handle(parsed(h, 'datadog', retriggered(h.clock.now())));
+    expect(again).toMatchObject({ outcome: 'deduplicated', planId: first?.planId });
+    expect(h.sink.suggestions).toHaveLength(1);
+  });
+});
+
+describe('AlertService: re-notifications read from watched chat channels', () => {
+  const origin = (messageId: string) => ({ surface: 'slack' as const, channel: 'C0WATCHED', messageId });
+  const file = {
+    alerts: { watch: { slack: ['C0WATCHED'] } },
+    environments: { production: { channels: { slack: 'C0ALERTS' } }, preview: {} },
+  };
+  /** A message in the watched channel, posted at `at` (its start time), handled as the chat surfaces do. */
+  async function post(h: Harness, text: string, at: number, messageId: string) {
+    const message = parseChatAlert(text, 'C0WATCHED', 'slack', h.config, { at });
+    if (message === undefined) throw new Error(`not read as an alert: ${text}`);
+    const [result] = await h.service.handleChat([message], origin(messageId));
+    return result;
+  }
+
+  it('a re-notification message of an incident with no record is not blamed on the deployment that just went live', async () => {
+    h = await createHarness({ file, env: {} });
+    const title = 'API error rate is high (production)';
+    // The alert fires 7 minutes after dep_4kq9wz went live: suggested.
+    const first = await post(h, `Triggered: ${title}`, h.clock.now() - 33 * MINUTE, '17.01');
+    expect(first).toMatchObject({ environment: 'production', outcome: 'suggested', detail: DEMO_SENTENCE });
+    // It keeps firing; 7 hours later its record has expired (Redis TTLs run on real time: by hand),
+    // and an unrelated deployment goes live.
+    await h.clock.advance(7 * 60 * MINUTE);
+    await h.redis.del(
+      h.dedupe.key({ environment: 'production', source: 'slack', fingerprint: first?.fingerprint ?? '' }),
+    );
+    const pushed = await h.platform.push({ environment: 'production' });
+    await h.clock.advance(10_000);
+    await h.platform.settle();
+    expect((await h.platform.snapshot('production')).environment.currentDeploymentId).toBe(pushed.id);
+    await h.clock.advance(10 * MINUTE);
+    // Datadog's Slack integration re-posts it: the message is dated when it was re-sent.
+    const reSent = h.clock.now();
+    const again = await post(h, `Re-Triggered: ${title}`, reSent, '17.02');
+    expect(again).toMatchObject({
+      environment: 'production',
+      outcome: 'no_correlation',
+      detail: RENOTIFICATION_REASON,
+      fingerprint: first?.fingerprint,
+    });
+    expect(h.sink.suggestions).toHaveLength(1);
+    expect(await alertCount(h.metrics, 'no_correlation', 'slack')).toBe(1);
+    // The incident is kept: its next re-notification stays quiet.
+    await h.clock.advance(60 * MINUTE);
+    expect((await post(h, `Re-Triggered: ${title}`, h.clock.now(), '17.03'))?.outcome).toBe('deduplicated');
+    // The status-tag forms of the default payload, with a priority, a scope, emoji and Slack markup,
+    // posted as late after the deployment (no fingerprint: each shares the environment's window,
+    // cleared here to give it no record).
+    const windowKey = h.dedupe.key({ environment: 'production', source: 'slack' });
+    for (const text of [
+      '[P1] [Re-Triggered] checkout error rate is high [prod]',
+      ':rotating_light: *[Re-Warn on {host:web-1}] Disk usage is high* env:production',
+      '[Renotify] checkout 5xx errors env=production',
+    ]) {
+      await h.redis.del(windowKey);
+      const result = await post(h, text, reSent, '17.04');
+      expect({ text, ...result }).toMatchObject({
+        text,
+        environment: 'production',
+        outcome: 'no_correlation',
+        detail: RENOTIFICATION_REASON,
+      });
+    }
+    expect(h.sink.suggestions).toHaveLength(1);
+    // A first notification posted then is still correlated: with the deployment that went live 10
+    // minutes before it.
+    await h.redis.del(windowKey);
+    const fresh = await post(h, '[P1] [Triggered] checkout error rate is high [prod]', reSent, '17.05');
+    expect(fresh).toMatchObject({ outcome: 'suggested', detail: expect.stringContaining(pushed.id) });
+    expect(h.sink.suggestions).toHaveLength(2);
+  });
+
+  it('a re-notification message of a known incident is deduplicated, as any repeat', async () => {
+    h = await createHarness({ file, env: {} });
+    const title = 'API error rate is high (production)';
+    const first = await post(h, `Triggered: ${title}`, h.clock.now() - 33 * MINUTE, '17.01');
+    expect(first).toMatchObject({ outcome: 'suggested', detail: DEMO_SENTENCE });
+    await h.clock.advance(60 * MINUTE);
+    const again = await post(h, `Re-Triggered: ${title}`, h.clock.now(), '17.02');
+    expect(again).toMatchObject({ outcome: 'deduplicated', planId: first?.planId });
+    expect(h.sink.suggestions).toHaveLength(1);
+  });
+
+  it('a re-notification message without a fingerprint, inside its environment window, is deduplicated', async () => {
+    h = await createHarness({ file, env: {} });
+    const first = await post(
+      h,
+      '[P1] [Triggered] checkout errors [prod]',
+      h.clock.now() - 33 * MINUTE,
+      '17.01',
+    );
+    expect(first).toMatchObject({ outcome: 'suggested', detail: DEMO_SENTENCE });
+    expect(first?.fingerprint).toBeUndefined();
+    await h.clock.advance(5 * MINUTE);
+    const again = await post(h, '[P1] [Re-Triggered] checkout errors [prod]', h.clock.now(), '17.02');
     expect(again).toMatchObject({ outcome: 'deduplicated', planId: first?.planId });
     expect(h.sink.suggestions).toHaveLength(1);
   });
