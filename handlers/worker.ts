@@ -14,9 +14,10 @@
  * a chat outage).
  *
  * Signals as in `npm start` (handlers/cli.ts): installed before start-up; the first one finishes the
- * active switch (one received during the token check ends start-up there: the worker never starts),
- * a second one exits at once (130 on Ctrl-C). A bad flag, a missing REDIS_URL, a chat
- * token its service rejects or a `--metrics-port` already in use is a configuration error (exit 2).
+ * active switch (one received during the token check, or while start-up waits for an unreachable
+ * Redis, ends start-up there and exits 0: the worker never starts), a second one exits at once (130 on
+ * Ctrl-C). A bad flag, a missing REDIS_URL, a chat token its service rejects or a `--metrics-port`
+ * already in use is a configuration error (exit 2).
  * With `--metrics-port` the worker serves its metrics (`GET /metrics`, `GET /healthz`): the bot's
  * /metrics counts only the switches of its own worker.
  */
@@ -38,7 +39,8 @@ async function main(): Promise<void> {
   const chat = chatReporters(config, logger, metrics);
   let startupError: unknown;
   // Aborted by the first signal: a worker told to stop while it checks its tokens (up to 15 s when a
-  // chat service does not answer) stops there, and never starts taking switches.
+  // chat service does not answer) or while it waits for Redis (for ever when Redis is down: a wrong
+  // REDIS_URL, Redis not up yet) stops there, and never starts taking switches.
   const stopping = new AbortController();
   // The chat tokens first, as `npm start` checks them: a token a chat service rejects stops start-up
   // naming the variable before the worker takes a switch whose messages it could not edit.
@@ -53,6 +55,7 @@ async function main(): Promise<void> {
             logger,
             reporter: chat,
             metrics,
+            signal: stopping.signal,
           }),
     )
     .catch((e: unknown) => {
@@ -64,6 +67,8 @@ async function main(): Promise<void> {
     message: 'shutting down: finishing the active switch',
     graceful: async () => {
       stopping.abort();
+      // Start-up ends at once on the abort (runWorker drops what it started without waiting for
+      // Redis): only a worker that did start has a switch to finish.
       const running = await startup;
       await running?.stop();
       await chat.stop();

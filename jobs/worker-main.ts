@@ -214,6 +214,35 @@ export interface RunWorkerOptions {
   readonly reporter?: Reporter;
   readonly platform?: DeployPlatform;
   readonly metrics?: Metrics;
+  /**
+   * Aborted when the process is told to stop during start-up (`npm run worker`'s first signal): the
+   * waits on Redis (it may be unreachable: a wrong REDIS_URL, Redis not up yet) end there, what was
+   * started is closed without waiting for Redis, and runWorker rejects with a `WorkerStartAborted`.
+   */
+  readonly signal?: AbortSignal;
+}
+
+/** runWorker's rejection when its `signal` aborted during start-up: nothing is left running. */
+export class WorkerStartAborted extends Error {
+  constructor() {
+    super('worker start-up stopped: told to stop before the worker was ready');
+    this.name = 'WorkerStartAborted';
+  }
+}
+
+/**
+ * `work`, or a WorkerStartAborted as soon as `signal` aborts. The commands of a patient Redis
+ * connection wait for Redis however long it takes; `work` is left behind and settles when the caller
+ * drops the connection (its rejection is observed here, never unhandled).
+ */
+function unlessAborted<T>(work: Promise<T>, signal: AbortSignal | undefined): Promise<T> {
+  if (signal === undefined) return work;
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = () => reject(new WorkerStartAborted());
+    signal.addEventListener('abort', onAbort, { once: true });
+    work.then(resolve, reject).finally(() => signal.removeEventListener('abort', onAbort));
+    if (signal.aborted) onAbort();
+  });
 }
 
 /** A worker started by `runWorker`. */
@@ -253,11 +282,13 @@ export async function runWorker(opts: RunWorkerOptions = {}): Promise<RunningWor
   let warnings: string[];
   try {
     watchRedis(redis, logger);
-    const mismatch = await clusterMismatch(redis);
+    // Each wait on Redis ends at a stop signal: "shutdown does not wait for Redis" holds during
+    // start-up too, or a worker started before its Redis ignores SIGTERM until it is killed.
+    const mismatch = await unlessAborted(clusterMismatch(redis), opts.signal);
     if (mismatch !== undefined) throw new ConfigError(mismatch, { key: 'REDIS_URL' });
     // The bot's namespace rule (handlers/app.ts): on a cluster, one hash slot.
     const prefix = keyNamespace(args.prefix, isClusterUrl(redisUrl));
-    warnings = (await checkRedis(redis)).map((w) => w.message);
+    warnings = (await unlessAborted(checkRedis(redis), opts.signal)).map((w) => w.message);
     for (const w of warnings) logger.warn({ redis: 'settings' }, `REDIS WILL LOSE SWITCHES: ${w}`);
     platform = opts.platform ?? platformFor(config, args, logger);
     handle = startSwitchWorker({
@@ -284,7 +315,7 @@ export async function runWorker(opts: RunWorkerOptions = {}): Promise<RunningWor
       metrics,
       audit: new AuditLog(redis, { prefix }),
     });
-    await handle.worker.waitUntilReady();
+    await unlessAborted(handle.worker.waitUntilReady(), opts.signal);
     logger.info(
       {
         queue: args.queue,
@@ -296,7 +327,9 @@ export async function runWorker(opts: RunWorkerOptions = {}): Promise<RunningWor
       'switch worker ready',
     );
   } catch (e) {
-    // Nothing started may outlive a failed start (the metrics port above all: a retry would find it taken).
+    if (e instanceof WorkerStartAborted) logger.info('start-up stopped before the worker was ready');
+    // Nothing started may outlive a failed start (the metrics port above all: a retry would find it
+    // taken). None of these waits for Redis: a connection that is not ready is dropped.
     await handle?.close().catch(() => undefined);
     if (opts.platform === undefined) await platform?.close().catch(() => undefined);
     await closeRedis(redis);

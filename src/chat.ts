@@ -14,7 +14,7 @@ import { type Refusal, RefusalCode } from './domain/result.js';
 import { assertNever, type Deployment } from './domain/types.js';
 import type { ClickOutcome, Flow, PlanOptions } from './flow.js';
 import { type Logger, silentLogger } from './log.js';
-import type { ActingUser } from './permissions.js';
+import { type ActingUser, sameActor } from './permissions.js';
 import type { PlanRecord } from './plan-store.js';
 import type { MessageRef, Progress, Surface } from './progress.js';
 import { jobIdForPlan, messageRefKey } from './queue.js';
@@ -325,6 +325,13 @@ export class ChatService {
       now: this.clock.now(),
       requestedBy: record.confirmedBy ?? record.requestedBy,
       ...(record.confirmedBy ? { confirmedBy: record.confirmedBy } : {}),
+      // The asker too when someone else confirmed: under the two-person rule neither may approve
+      // (Flow's self_approval). Not the alert bot: it asks, but never clicks.
+      ...(record.confirmedBy !== undefined &&
+      record.requestedBy.surface !== 'system' &&
+      !sameActor(record.requestedBy, record.confirmedBy)
+        ? { askedBy: record.requestedBy }
+        : {}),
       requiresApproval: this.flow.twoPersonRule(record.plan.environment),
       ...(record.approvedBy ? { approvedBy: record.approvedBy } : {}),
       ...(record.cancelledBy ? { cancelledBy: record.cancelledBy } : {}),

@@ -97,6 +97,12 @@ export interface ConfirmationContext {
    * was never queued (without it, or with `approvedBy`), from one nobody confirmed.
    */
   readonly confirmedBy?: Actor;
+  /**
+   * Who typed the command, when someone else confirmed it (`requestedBy` is then the confirmer): a
+   * person, never the alert bot. Under the two-person rule neither may approve, so the "waiting for
+   * approval" message and its Approve dialog name both.
+   */
+  readonly askedBy?: Actor;
   readonly approvedBy?: Actor;
   readonly cancelledBy?: Actor;
   readonly alert?: AlertContext;
@@ -495,13 +501,21 @@ export function confirmationView(plan: Plan, ctx: ConfirmationContext): MessageV
       title = `Waiting for approval: ${what}`;
       tone = 'warning';
       summary = `${capitalize(what)}: waiting for approval by a second person.`;
+      // The person who typed the command cannot approve what someone else confirmed either (Flow's
+      // self_approval): name both, or the asker reads the message as theirs to approve.
+      const asker = ctx.askedBy === undefined ? undefined : actorName(ctx.askedBy);
+      const both = asker !== undefined && requester !== undefined;
       blocks.push({
         type: 'text',
         tone: 'info',
         spans: [
-          t(`Requested by ${requester ?? 'someone'}. `),
+          t(
+            both
+              ? `Requested by ${asker}, confirmed by ${requester}. `
+              : `Requested by ${requester ?? 'someone'}. `,
+          ),
           b('Waiting for approval by a second person'),
-          t(` (not ${requester ?? 'the requester'}).`),
+          t(both ? ` (not ${asker} or ${requester}).` : ` (not ${requester ?? 'the requester'}).`),
         ],
       });
       buttons.push(
@@ -511,7 +525,11 @@ export function confirmationView(plan: Plan, ctx: ConfirmationContext): MessageV
           plan.action === 'rollback' ? 'danger' : 'primary',
           dialog(
             `Approve: ${what}?`,
-            `${requester ?? 'Someone'} asked to ${what}. ${plan.affectedDomains.length} domain(s) move to ${plan.target.id}.`,
+            `${
+              both
+                ? `${asker} asked to ${what} and ${requester} confirmed it`
+                : `${requester ?? 'Someone'} asked to ${what}`
+            }. ${plan.affectedDomains.length} domain(s) move to ${plan.target.id}.`,
             'Approve',
             'Not yet',
           ),

@@ -14,7 +14,13 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { discordTokenRejected } from '../../handlers/discord/client.js';
 import { chatReporters } from '../../handlers/reporters.js';
 import { createSlackApp } from '../../handlers/slack/app.js';
-import { defaultPlatformUrl, logReporter, parseWorkerArgs, runWorker } from '../../jobs/worker-main.js';
+import {
+  defaultPlatformUrl,
+  logReporter,
+  parseWorkerArgs,
+  runWorker,
+  WorkerStartAborted,
+} from '../../jobs/worker-main.js';
 import { ManualClock } from '../../src/clock.js';
 import { fileConfigSchema, loadConfig, parseEnv } from '../../src/config.js';
 import { ConfigError } from '../../src/errors.js';
@@ -565,5 +571,85 @@ describe('npm run worker: the chat tokens at start-up, checked as npm start chec
     await waitFor(r, /switch worker ready/);
     expect(r.out()).toContain('could not check SLACK_BOT_TOKEN');
     expect(r.out()).toContain('could not check DISCORD_TOKEN');
+  });
+});
+
+describe('told to stop while start-up waits for an unreachable Redis', () => {
+  afterEach(() => killStarted());
+
+  /** A loopback port nothing listens on: a Redis that refuses every connection (ECONNREFUSED). */
+  async function refusingPort(): Promise<number> {
+    const server = createServer();
+    const port = await new Promise<number>((resolve) =>
+      server.listen(0, '127.0.0.1', () => resolve((server.address() as { port: number }).port)),
+    );
+    await new Promise<void>((resolve) => server.close(() => resolve()));
+    return port;
+  }
+
+  /** runWorker on `url` with a stop signal; resolves once it logged that Redis is unreachable. */
+  async function waitingFor(url: string, flags: readonly string[] = []) {
+    const lines = new LogLines();
+    const logger = createLogger({ level: 'debug', pretty: false, destination: lines });
+    const stopping = new AbortController();
+    const started = runWorker({
+      config: configWithRedis(url),
+      logger,
+      argv: ['--queue', uniqueName('switch'), ...flags],
+      signal: stopping.signal,
+    }).then(
+      (running) => {
+        cleanup.add(() => running.stop());
+        return running;
+      },
+      (e: unknown) => e,
+    );
+    await lines.until((all) => all.some((l) => l.msg === 'Redis is unreachable; reconnecting'));
+    return { lines, stopping, started };
+  }
+
+  it('runWorker ends at the signal, closing what it started (its metrics port too)', async () => {
+    const port = await refusingPort();
+    const metricsPort = await refusingPort();
+    const { lines, stopping, started } = await waitingFor(`redis://127.0.0.1:${port}`, [
+      '--metrics-port',
+      String(metricsPort),
+    ]);
+    // Serving while it waits (listening comes first)...
+    expect((await fetch(`http://127.0.0.1:${metricsPort}/healthz`)).status).toBe(200);
+    stopping.abort();
+    expect(await started).toBeInstanceOf(WorkerStartAborted);
+    // ...and closed once start-up stopped: nothing outlives it.
+    await expect(fetch(`http://127.0.0.1:${metricsPort}/healthz`)).rejects.toThrow();
+    expect(lines.parsed.map((l) => l.msg)).toContain('start-up stopped before the worker was ready');
+    expect(lines.parsed.map((l) => l.msg)).not.toContain('switch worker ready');
+  });
+
+  it('runWorker ends at the signal on an unreachable Redis Cluster too', async () => {
+    const port = await refusingPort();
+    const { stopping, started } = await waitingFor(`redis+cluster://127.0.0.1:${port}`);
+    stopping.abort();
+    expect(await started).toBeInstanceOf(WorkerStartAborted);
+  });
+
+  // The timeout is longer than handleSignals' 40 s limit, so that a worker ignoring the signal fails on
+  // its exit code and log rather than on the test's timeout.
+  it('the process: a SIGTERM stops it there (exit 0, "stopped"), without waiting for Redis or forcing the exit', {
+    timeout: 60_000,
+  }, async () => {
+    const port = await refusingPort();
+    const r = run(['handlers/worker.ts', '--queue', uniqueName('q'), '--prefix', uniqueName('p')], {
+      REDIS_URL: `redis://127.0.0.1:${port}`,
+      LOG_LEVEL: 'info',
+    });
+    await waitFor(r, /Redis is unreachable; reconnecting/);
+    r.child.kill('SIGTERM');
+    const code = await r.exited;
+    expect({
+      code,
+      forced: /shutdown took longer/.test(r.out()),
+      stopped: /start-up stopped before the worker was ready[\s\S]*"stopped"/.test(r.out()),
+      ready: r.out().includes('switch worker ready'),
+    }).toEqual({ code: 0, forced: false, stopped: true, ready: false });
   });
 });

@@ -77,6 +77,17 @@ export function catalog(liveDomains = 2): [string, MessageView][] {
     }),
   ]);
   out.push([
+    'confirmation two-person awaiting approval, asked by another',
+    confirmationView(plans.rollback, {
+      state: 'awaiting_approval',
+      now: NOW,
+      requestedBy: bob,
+      confirmedBy: bob,
+      askedBy: alice,
+      requiresApproval: true,
+    }),
+  ]);
+  out.push([
     'confirmation two-person expired awaiting approval',
     confirmationView(plans.rollback, {
       state: 'expired',

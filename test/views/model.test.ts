@@ -137,6 +137,35 @@ describe('confirmationView', () => {
     expect(v.buttons[0]?.confirm?.text).toContain('Alice asked to roll back production to dep_2');
   });
 
+  it('awaiting approval names the asker too when someone else confirmed (neither may approve), on every surface', () => {
+    const p = plan('rollback');
+    // Alice typed the command, Bob confirmed: requestedBy is the confirmer, askedBy the asker.
+    const v = confirmationView(p, {
+      state: 'awaiting_approval',
+      now: NOW,
+      requestedBy: bob,
+      confirmedBy: bob,
+      askedBy: alice,
+      requiresApproval: true,
+    });
+    const said =
+      'Requested by Alice, confirmed by Bob. Waiting for approval by a second person (not Alice or Bob).';
+    expect(viewText(v)).toContain(said);
+    expect(v.buttons[0]?.confirm?.text).toBe(
+      'Alice asked to roll back production to dep_2 and Bob confirmed it. 4 domain(s) move to dep_2.',
+    );
+    // One view model: Slack (its dialog too), Discord and the console all say it.
+    const slack = renderSlack(v);
+    expect(JSON.stringify(slack.blocks)).toContain('(not Alice or Bob)');
+    expect(JSON.stringify(slack.blocks)).toContain('Alice asked to roll back production to dep_2 and Bob');
+    expect(renderDiscord(v).embeds[0]?.description).toContain(
+      'Requested by Alice, confirmed by Bob. **Waiting for approval by a second person** \\(not Alice or Bob\\).',
+    );
+    const console = renderConsole(v);
+    expect(JSON.stringify(console.blocks)).toContain('Requested by Alice, confirmed by Bob. ');
+    expect(console.buttons[0]?.confirm?.text).toContain('Alice asked to roll back');
+  });
+
   it('enqueued and cancelled have no buttons and say who', () => {
     const p = plan('rollback');
     const enq = confirmationView(p, { state: 'enqueued', now: NOW, requestedBy: alice, approvedBy: bob });
