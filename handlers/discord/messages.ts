@@ -7,11 +7,16 @@
  * any queued one (coalescing), and progress always wins over a confirmation view — a click handler
  * that finishes after the job already reported progress must not paint "confirmed" over "switching".
  * Rate limits: discord.js waits out a 429 (it reads `Retry-After` and the bucket headers) before the
- * edit goes through; meanwhile newer states coalesce. Failures are logged and counted, never thrown
- * into progress reporting or a click; only an edit made with `rejectOnFailure` (the ChatPoster's
- * `update`, handlers/surfaces.ts) rejects when it was given up.
+ * edit goes through; meanwhile newer states coalesce. A 5xx or a network fault it retries only three
+ * times, at once (a blip of a few milliseconds uses them up), so a switch's final state that still
+ * fails retryably is put back on its lane and tried again after growing pauses (`finalRetryMinMs`
+ * doubling to `finalRetryMaxMs`), for up to `finalRetryForMs`: the message must not say "Switching…"
+ * for good because Discord answered 502 for a moment. A newer state queued meanwhile replaces it.
+ * Failures are logged and counted, never thrown into progress reporting or a click; only an edit made
+ * with `rejectOnFailure` (the ChatPoster's `update`, handlers/surfaces.ts) rejects when it was given up.
  */
 import { DiscordAPIError, type REST, Routes } from 'discord.js';
+import { type Clock, systemClock } from '../../src/clock.js';
 import { type Logger, silentLogger } from '../../src/log.js';
 import type { Metrics } from '../../src/metrics.js';
 import type { DiscordMessage } from '../../src/views/discord.js';
@@ -45,8 +50,10 @@ export interface DiscordEditOptions {
   /**
    * Reject with the REST error when the edit (or the newer state that replaced it in the lane) failed,
    * instead of resolving. An edit dropped by the lane's ordering (the message shows progress) still
-   * resolves. No retry is added here: discord.js REST already retries a 5xx or a timed-out call
-   * (`retries`, 3 by default) and waits out a 429 before the error reaches the lane.
+   * resolves. No retry is added here, even for a final state: discord.js REST already retries a 5xx or
+   * a timed-out call (`retries`, 3 by default) and waits out a 429 before the error reaches the lane,
+   * and the caller retries later by itself (a webhook sender on the 503, the notices' backoff), so it
+   * hears of the failure at once.
    */
   readonly rejectOnFailure?: boolean;
 }
@@ -60,8 +67,16 @@ interface Waiter {
 interface Pending {
   readonly body: DiscordMessage;
   readonly edit: EditKind;
+  /**
+   * A final progress state nobody asked to hear of the failure of (a job's end, not a ChatPoster's
+   * `update`): retried after a retryable failure (see the module header).
+   */
+  readonly outlasts: boolean;
   /** Settled when this state (or a newer one that replaced it) was delivered or given up on. */
   readonly waiters: Waiter[];
+  /** When Discord first failed this state retryably, and how many times since (its pauses grow). */
+  failingSince?: number;
+  failures?: number;
 }
 
 interface Lane {
@@ -79,7 +94,32 @@ export interface DiscordMessagesOptions {
   readonly rest: REST;
   readonly logger?: Logger;
   readonly metrics?: Pick<Metrics, 'chatApiErrors'>;
+  /** What the pauses between tries of a final state are waited on. */
+  readonly clock?: Clock;
+  /** The first pause before a final state that failed retryably is tried again; it doubles from there. */
+  readonly finalRetryMinMs?: number;
+  /** The longest pause between two tries of a final state. */
+  readonly finalRetryMaxMs?: number;
+  /**
+   * How long a final state is tried again, counted from its first retryable failure: the try after
+   * that gives it up (logged and counted).
+   */
+  readonly finalRetryForMs?: number;
 }
+
+/** Defaults (STYLE 6). */
+export const discordMessagesDefaults = {
+  clock: systemClock,
+  // A blip (the usual 502 of an incident) is over within a second or two; a longer outage is tried
+  // about once a minute, not in a storm, and its end noticed within a minute.
+  finalRetryMinMs: 1000,
+  finalRetryMaxMs: 60_000,
+  // As long as Slack waits a final state out (handlers/slack/reporter.ts `finalRateLimitWaitMs`): a
+  // dropped final state leaves the message saying the switch is still running, for good.
+  finalRetryForMs: 30 * 60_000,
+} as const satisfies Required<
+  Pick<DiscordMessagesOptions, 'clock' | 'finalRetryMinMs' | 'finalRetryMaxMs' | 'finalRetryForMs'>
+>;
 
 /** The error code label for metrics: Discord's JSON code, the HTTP status, or the error name. */
 export function discordErrorCode(e: unknown): string {
@@ -108,11 +148,19 @@ export class DiscordMessages {
   private readonly rest: REST;
   private readonly logger: Logger;
   private readonly metrics: Pick<Metrics, 'chatApiErrors'> | undefined;
+  private readonly clock: Clock;
+  private readonly finalRetryMinMs: number;
+  private readonly finalRetryMaxMs: number;
+  private readonly finalRetryForMs: number;
 
   constructor(opts: DiscordMessagesOptions) {
     this.rest = opts.rest;
     this.logger = opts.logger ?? silentLogger;
     this.metrics = opts.metrics;
+    this.clock = opts.clock ?? discordMessagesDefaults.clock;
+    this.finalRetryMinMs = opts.finalRetryMinMs ?? discordMessagesDefaults.finalRetryMinMs;
+    this.finalRetryMaxMs = opts.finalRetryMaxMs ?? discordMessagesDefaults.finalRetryMaxMs;
+    this.finalRetryForMs = opts.finalRetryForMs ?? discordMessagesDefaults.finalRetryForMs;
   }
 
   /**
@@ -184,7 +232,8 @@ export class DiscordMessages {
     const done = new Promise<void>((resolve, reject) =>
       waiters.push(opts.rejectOnFailure === true ? { resolve, reject } : { resolve }),
     );
-    lane.pending = { body, edit, waiters };
+    const outlasts = edit.kind === 'progress' && edit.final && opts.rejectOnFailure !== true;
+    lane.pending = { body, edit, outlasts, waiters };
     if (!lane.running) void this.drain(key, lane, channelId, messageId);
     return done;
   }
@@ -220,10 +269,30 @@ export class DiscordMessages {
           await this.rest.patch(Routes.channelMessage(channelId, messageId), { body: apiBody(next.body) });
         } catch (e) {
           this.count('channels.messages.edit', e);
+          const pauseMs = this.retryIn(next, e);
           this.logger.warn(
-            { channelId, messageId, code: discordErrorCode(e), err: (e as Error).message },
-            'discord message edit failed',
+            {
+              channelId,
+              messageId,
+              code: discordErrorCode(e),
+              err: (e as Error).message,
+              ...(pauseMs === undefined ? {} : { retryInMs: pauseMs, failures: next.failures }),
+            },
+            pauseMs !== undefined
+              ? 'discord message edit failed; its final state is tried again'
+              : next.failingSince === undefined
+                ? 'discord message edit failed'
+                : 'discord message edit failed; its final state is given up after retrying it',
           );
+          if (pauseMs !== undefined) {
+            // Put back unless a newer state arrived meanwhile (it carries the waiters, and goes after
+            // the pause: Discord is failing now).
+            const newer = lane.pending as Pending | undefined;
+            if (newer) newer.waiters.push(...next.waiters);
+            else lane.pending = next;
+            await this.clock.sleep(pauseMs);
+            continue;
+          }
           // A newer state queued meanwhile replaces this one: a caller that hears of failures follows
           // its outcome (the message is to show that state now). The others resolve, as they always did.
           const newer = lane.pending as Pending | undefined;
@@ -245,6 +314,20 @@ export class DiscordMessages {
         this.idle.clear();
       }
     }
+  }
+
+  /**
+   * The pause before a failed state is tried again, or undefined when it is given up: only a final
+   * state that `outlasts` failures, after a failure that may pass (`discordRetryable`), and while it
+   * has been failing for less than `finalRetryForMs`.
+   */
+  private retryIn(state: Pending, e: unknown): number | undefined {
+    if (!state.outlasts || !discordRetryable(e)) return undefined;
+    const now = this.clock.now();
+    state.failingSince ??= now;
+    if (now - state.failingSince >= this.finalRetryForMs) return undefined;
+    state.failures = (state.failures ?? 0) + 1;
+    return Math.min(this.finalRetryMinMs * 2 ** (state.failures - 1), this.finalRetryMaxMs);
   }
 
   /**

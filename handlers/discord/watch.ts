@@ -18,6 +18,13 @@
  *   replica never handle it twice. Live messages of a channel whose catch-up is due or running wait
  *   for it, so messages are handled in the order they were posted and the last seen id never jumps
  *   over messages not yet read back.
+ * - A read-back that fails in a way that may pass (Discord's 5xx after discord.js's own three immediate
+ *   retries, a 429, a network fault, Redis unreachable) is tried again after growing pauses
+ *   (`retryMinMs` doubling to `retryMaxMs`) while the watch runs, for up to `maxAgeMs` from its first
+ *   failure (by then what it missed is too old to read back anyway). The gap stays open meanwhile:
+ *   live messages of the channel wait, so the last seen id does not move past messages not read back
+ *   (a later catch-up would start after them). A refusal (403 Missing Access, 404 Unknown Channel) or
+ *   a malformed answer is given up at once, logged.
  * - Threads of a watched channel (their messages are watched too) are not read back: only live.
  * - Only what someone posted is handled (`isContentMessage`), live or read back: Discord's own notices
  *   in a channel (a thread was created — its content is the thread's name —, a pin, a member joined, …)
@@ -30,6 +37,7 @@ import { z } from 'zod';
 import type { Clock } from '../../src/clock.js';
 import type { Logger } from '../../src/log.js';
 import type { RedisClient } from '../../src/redis.js';
+import { discordRetryable } from './messages.js';
 
 /** The text parts of an embed (what alert bots such as Alertmanager and Grafana post). */
 export interface EmbedText {
@@ -132,6 +140,11 @@ const apiMessageSchema = z.object({
 
 const withIdSchema = z.object({ id: snowflake });
 
+/** Discord answered a read of channel messages with something that is not a page: not worth a retry. */
+export class MalformedPageError extends Error {
+  override readonly name = 'MalformedPageError';
+}
+
 /**
  * One page of `GET /channels/{id}/messages`: every id on it, and the messages that parsed and are
  * content (Discord's own notices are left out, not counted as malformed).
@@ -141,7 +154,8 @@ export function parseMessagePage(
   watchedAs: string,
 ): { readonly ids: string[]; readonly messages: ChannelMessage[]; readonly malformed: number } {
   const list = z.array(z.unknown()).safeParse(raw);
-  if (!list.success) throw new Error(`GET channel messages: expected an array (${list.error.message})`);
+  if (!list.success)
+    throw new MalformedPageError(`GET channel messages: expected an array (${list.error.message})`);
   const ids: string[] = [];
   const messages: ChannelMessage[] = [];
   let malformed = 0;
@@ -265,12 +279,20 @@ export interface ChannelWatchLimits {
   readonly maxPages?: number;
   /** How long a handled message id is remembered in the store (longer than `maxAgeMs`). */
   readonly claimTtlMs?: number;
+  /** The first pause before a catch-up that failed retryably is tried again; it doubles from there. */
+  readonly retryMinMs?: number;
+  /** The longest pause between two tries of a catch-up. */
+  readonly retryMaxMs?: number;
 }
 
 export const channelWatchDefaults = {
   maxAgeMs: 30 * 60_000,
   maxPages: 5,
   claimTtlMs: 2 * 3_600_000,
+  // A blip (Discord's 502s during an incident) is over within a second or two: live messages of the
+  // channel wait no longer than that for it; a longer outage is read about once a minute, not in a storm.
+  retryMinMs: 1000,
+  retryMaxMs: 60_000,
 } as const satisfies Required<ChannelWatchLimits>;
 
 /** Messages per page: the most Discord returns. */
@@ -306,6 +328,8 @@ export class ChannelWatch {
   private readonly gaps = new Map<string, Gap>();
   private readonly limits: Required<ChannelWatchLimits>;
   private stopped = false;
+  /** Ends the pauses between tries of a catch-up when the watch stops. */
+  private readonly stopping = new AbortController();
 
   constructor(private readonly opts: ChannelWatchOptions) {
     this.channels = new Set(opts.channels);
@@ -316,6 +340,8 @@ export class ChannelWatch {
         opts.claimTtlMs ?? channelWatchDefaults.claimTtlMs,
         2 * (opts.maxAgeMs ?? channelWatchDefaults.maxAgeMs),
       ),
+      retryMinMs: opts.retryMinMs ?? channelWatchDefaults.retryMinMs,
+      retryMaxMs: opts.retryMaxMs ?? channelWatchDefaults.retryMaxMs,
     };
   }
 
@@ -359,6 +385,7 @@ export class ChannelWatch {
   /** Stops reading back and handling; messages waiting for a catch-up are dropped. */
   stop(): void {
     this.stopped = true;
+    this.stopping.abort();
     for (const gap of this.gaps.values()) gap.close();
     this.gaps.clear();
   }
@@ -367,18 +394,53 @@ export class ChannelWatch {
     try {
       do {
         gap.again = false;
-        try {
-          await this.catchUpChannel(channelId);
-        } catch (e) {
-          this.opts.logger.warn(
-            { channelId, err: (e as Error).message },
-            'discord catch-up of a watched channel failed; alerts posted while disconnected may be missed',
-          );
-        }
+        await this.catchUpRetrying(channelId);
       } while (gap.again && !this.stopped);
     } finally {
       if (this.gaps.get(channelId) === gap) this.gaps.delete(channelId);
       gap.close();
+    }
+  }
+
+  /**
+   * One catch-up of a channel, tried again after growing pauses while it fails in a way that may pass,
+   * the watch runs and its first failure is less than `maxAgeMs` ago (see the module header). The
+   * caller keeps the channel's gap open until this returns. Never throws.
+   */
+  private async catchUpRetrying(channelId: string): Promise<void> {
+    let failingSince: number | undefined;
+    for (let failures = 1; !this.stopped; failures++) {
+      try {
+        await this.catchUpChannel(channelId);
+        if (failingSince !== undefined)
+          this.opts.logger.info(
+            { channelId, failures: failures - 1 },
+            'discord catch-up of a watched channel went through after failing',
+          );
+        return;
+      } catch (e) {
+        const now = this.opts.clock.now();
+        failingSince ??= now;
+        const retryable = !(e instanceof MalformedPageError) && discordRetryable(e);
+        const log = { channelId, failures, err: (e as Error).message };
+        if (!retryable || now - failingSince >= this.limits.maxAgeMs || this.stopped) {
+          this.opts.logger.warn(
+            log,
+            'discord catch-up of a watched channel failed; alerts posted while disconnected may be missed',
+          );
+          return;
+        }
+        const retryInMs = Math.min(this.limits.retryMinMs * 2 ** (failures - 1), this.limits.retryMaxMs);
+        this.opts.logger.warn(
+          { ...log, retryInMs },
+          'discord catch-up of a watched channel failed; trying again (live messages of the channel wait for it)',
+        );
+        try {
+          await this.opts.clock.sleep(retryInMs, this.stopping.signal);
+        } catch {
+          return; // stopped
+        }
+      }
     }
   }
 

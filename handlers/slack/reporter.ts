@@ -7,9 +7,12 @@
  * (`UpdateBudget`: about 50 a minute with a small burst), final states first when it runs short. A 429
  * is honoured with its `Retry-After`, and holds every message's edits, not only the one that met it; it
  * is waited out, not counted as a failed try, so the final state is delivered once the storm passes
- * (given up only after `finalRateLimitWaitMs` of 429s). Chat API failures are logged and counted
- * (`switchyard_chat_api_errors_total`), never thrown into the job. An edit whose caller must know that
- * it failed (the ChatPoster's `update`: handlers/slack/poster.ts) asks for `rejectOnFailure`.
+ * (given up only after `finalRateLimitWaitMs` of 429s). A final state rides out Slack's 5xx and network
+ * faults the same way (retried with pauses growing to `FINAL_FAULT_PAUSE_MAX_MS`, for as long): an
+ * outage of a few minutes must not leave the message saying the switch is still running. Chat API
+ * failures are logged and counted (`switchyard_chat_api_errors_total`), never thrown into the job. An
+ * edit whose caller must know that it failed (the ChatPoster's `update`: handlers/slack/poster.ts) asks
+ * for `rejectOnFailure`.
  */
 import { LogLevel, WebClient, type WebClientOptions } from '@slack/web-api';
 import { z } from 'zod';
@@ -40,18 +43,15 @@ export interface SlackReporterOptions {
   readonly updatesPerMinute?: number;
   readonly updateBurst?: number;
   /**
-   * Attempts for the final state on transient failures (network, 5xx). A 429 is no failed attempt: it
-   * is waited out (see `finalRateLimitWaitMs`).
-   */
-  readonly finalAttempts?: number;
-  /**
    * Attempts for an edit made with `rejectOnFailure` on a network fault or a 5xx (a 429 is waited out,
    * like every edit) before its caller hears of the failure.
    */
   readonly updateAttempts?: number;
   /**
-   * How long a final state is retried after each 429's Retry-After: once it has been rate limited for
-   * this long (counted from its first 429), the next 429 gives it up.
+   * How long a final state is retried after each 429's Retry-After, or after a transient fault (a 5xx,
+   * `fatal_error`, `service_unavailable`, a network fault or time-out): once it has been failing for
+   * this long (counted from its first failure), the next failure gives it up. A final state edited with
+   * `rejectOnFailure` gets `updateAttempts` on a fault instead (its caller retries by itself).
    */
   readonly finalRateLimitWaitMs?: number;
   /** The same for every other edit (an intermediate state, a click's view, a poster's edit). */
@@ -66,6 +66,13 @@ export interface SlackReporterOptions {
 /** How long a message that showed its final state refuses non-final edits (late, out-of-order ones). */
 const FINAL_MEMORY_MS = 30 * 60_000;
 
+/**
+ * The longest pause between two tries of a final state that met a transient fault: the lane's backoff
+ * doubles from twice `minIntervalMs` up to this, so a Slack that is down for half an hour sees about
+ * one call a minute per message, not a storm, and one that is back is used within a minute.
+ */
+export const FINAL_FAULT_PAUSE_MAX_MS = 60_000;
+
 /** Defaults (STYLE 6). */
 export const slackReporterDefaults = {
   clock: systemClock,
@@ -77,15 +84,15 @@ export const slackReporterDefaults = {
   // switch's steps, or a few switches starting together, go out at once after a quiet spell.
   updatesPerMinute: 50,
   updateBurst: 10,
-  finalAttempts: 6,
   // One retry, after the lane's backoff (2 s at the default spacing): it absorbs a single 5xx or
   // network blip, as the SDK's own retries do for a post. Not more: every caller of `update` retries
   // later by itself (a webhook sender on the 503, the notices' backoff, the next refresh), and a sender
   // waits for the answer while the lane retries (each try may take up to SLACK_CALL_TIMEOUT_MS).
   updateAttempts: 2,
-  // A final state waits out 429s as long as the reporter remembers the message is final (a storm of
-  // Retry-After answers is Slack asking for patience, and a dropped final state would leave the message
-  // saying the switch is still running, for good). Anything else gives up after a few minutes: an
+  // A final state waits out 429s, and Slack's 5xx or network faults, as long as the reporter remembers
+  // the message is final (a storm of Retry-After answers is Slack asking for patience, an outage of a
+  // few minutes is common during an incident, and a dropped final state would leave the message saying
+  // the switch is still running, for good). Anything else gives up after a few minutes: an
   // intermediate state is superseded anyway, and a poster's caller retries by itself (a webhook sender
   // on the 503, the notices' backoff), so it should hear of the failure before long.
   finalRateLimitWaitMs: FINAL_MEMORY_MS,
@@ -100,7 +107,6 @@ export const slackReporterDefaults = {
     | 'minIntervalMs'
     | 'updatesPerMinute'
     | 'updateBurst'
-    | 'finalAttempts'
     | 'updateAttempts'
     | 'finalRateLimitWaitMs'
     | 'rateLimitWaitMs'
@@ -223,8 +229,11 @@ interface Pending {
   readonly skipIf?: (() => Promise<boolean>) | undefined;
   /** Settled when this state (or a newer one that replaced it) was delivered or given up on. */
   readonly waiters: Waiter[];
-  /** When Slack first answered this state with a 429 (its rate-limited wait is bounded from then). */
-  limitedSince?: number;
+  /**
+   * When Slack first failed this state: with a 429, or for a final state that waits faults out (not
+   * `retryFaults`), with any transient fault too. Its wait is bounded from then.
+   */
+  failingSince?: number;
 }
 
 interface Lane {
@@ -361,7 +370,6 @@ export class SlackReporter implements Reporter {
   private readonly logger: Logger;
   private readonly metrics: Pick<Metrics, 'chatApiErrors'> | undefined;
   private readonly minIntervalMs: number;
-  private readonly finalAttempts: number;
   private readonly updateAttempts: number;
   private readonly finalRateLimitWaitMs: number;
   private readonly rateLimitWaitMs: number;
@@ -385,7 +393,6 @@ export class SlackReporter implements Reporter {
     this.logger = opts.logger ?? slackReporterDefaults.logger;
     this.metrics = opts.metrics;
     this.minIntervalMs = opts.minIntervalMs ?? slackReporterDefaults.minIntervalMs;
-    this.finalAttempts = opts.finalAttempts ?? slackReporterDefaults.finalAttempts;
     this.updateAttempts = opts.updateAttempts ?? slackReporterDefaults.updateAttempts;
     this.finalRateLimitWaitMs = opts.finalRateLimitWaitMs ?? slackReporterDefaults.finalRateLimitWaitMs;
     this.rateLimitWaitMs = opts.rateLimitWaitMs ?? slackReporterDefaults.rateLimitWaitMs;
@@ -555,19 +562,27 @@ export class SlackReporter implements Reporter {
           // must not use up the tries of a final state. Bounded by time instead, from the first 429.
           this.budget.pause(failure.retryAfterMs);
           const now = this.clock.now();
-          current.limitedSince ??= now;
+          current.failingSince ??= now;
           const bound = current.final ? this.finalRateLimitWaitMs : this.rateLimitWaitMs;
-          retry = now - current.limitedSince < bound;
+          retry = now - current.failingSince < bound;
           backoff = failure.retryAfterMs;
         } else {
           faults += 1;
-          // A final state gets `finalAttempts` tries on a fault, an edit whose caller hears of a failure
-          // (`rejectOnFailure`) `updateAttempts`; anything else is superseded by the next state anyway.
-          retry =
-            failure.kind === 'transient' &&
-            ((current.final && faults < this.finalAttempts) ||
-              (current.retryFaults && faults < this.updateAttempts));
-          backoff = this.minIntervalMs * 2 ** faults;
+          backoff = Math.min(this.minIntervalMs * 2 ** faults, FINAL_FAULT_PAUSE_MAX_MS);
+          if (failure.kind !== 'transient') retry = false;
+          else if (current.retryFaults) {
+            // An edit whose caller hears of a failure (`rejectOnFailure`) gets `updateAttempts` tries:
+            // its caller retries later by itself, and may be waiting for the answer.
+            retry = faults < this.updateAttempts;
+          } else if (current.final) {
+            // A final state is waited out like a 429 (bounded by time from its first failure, the
+            // pause capped): counted tries would be used up within a minute of a Slack outage, and the
+            // message would say the switch is still running, for good. Anything else is superseded by
+            // the next state anyway.
+            const now = this.clock.now();
+            current.failingSince ??= now;
+            retry = now - current.failingSince < this.finalRateLimitWaitMs;
+          } else retry = false;
         }
         if (retry) {
           // Put the state back unless a newer one arrived meanwhile (the newer one carries its waiters).

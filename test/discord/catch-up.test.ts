@@ -10,12 +10,14 @@ import { EventEmitter } from 'node:events';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Events } from 'discord.js';
+import { Events, HTTPError, type REST } from 'discord.js';
 import { afterEach, describe, expect, it } from 'vitest';
 import { type RunningSwitchyard, startSwitchyard } from '../../handlers/app.js';
 import { createDiscordSurface, type DiscordSurface } from '../../handlers/discord/client.js';
 import {
   type ChannelMessage,
+  ChannelWatch,
+  MemoryWatchStore,
   parseMessagePage,
   RedisWatchStore,
   snowflakeAt,
@@ -27,6 +29,7 @@ import { silentLogger } from '../../src/log.js';
 import { createRedis, type RedisClient } from '../../src/redis.js';
 import type { GatewayEvent } from '../fakes/discord/gateway.js';
 import { type FakeDiscord, makeSnowflake, type RestCall, startFakeDiscord } from '../fakes/discord/server.js';
+import { ObservedClock } from '../support/observed-clock.js';
 import { redisUrl, uniqueName } from '../support/redis.js';
 import { textOf, waitForPost } from './harness.js';
 
@@ -89,7 +92,7 @@ function redis(): RedisClient {
 function surfaceOn(
   fake: FakeDiscord,
   handled: Handled,
-  watch: { store?: WatchStore; maxPages?: number } = {},
+  watch: { store?: WatchStore; maxPages?: number; clock?: ObservedClock } = {},
 ): DiscordSurface {
   const s = createDiscordSurface({
     token: fake.token,
@@ -311,6 +314,51 @@ describe('discord: watched channels are caught up after a new gateway session', 
     expect(messageReads(fake, alerts).map((c) => c.status)).toEqual([403]);
   });
 
+  it('a catch-up that meets a 502 blip is tried again after a pause on its clock; live messages wait for it', async () => {
+    const fake = await fakeDiscord();
+    const store = new RedisWatchStore(redis(), `${uniqueName('sy')}:`);
+    const alerts = fake.channels.alerts;
+    const alerter = grafana(fake);
+    const cursor = snowflakeAt(Date.now() - 60_000);
+    await store.advance(alerts, cursor);
+    // Posted while Switchyard was away; Discord answers 502 to the first read back, and to the three
+    // retries discord.js makes of it at once.
+    fake.postMessage({
+      channelId: alerts,
+      author: alerter,
+      content: '[FIRING:1] HighErrorRate (production)',
+    });
+    fake.failNext({
+      method: 'GET',
+      path: new RegExp(`^/channels/${alerts}/messages$`),
+      status: 502,
+      code: 0,
+      message: '502 Bad Gateway',
+      times: 4,
+    });
+    const clock = new ObservedClock(Date.now());
+    const handled = new Handled();
+    const s = surfaceOn(fake, handled, { store, clock });
+    const paused = new Promise<number>((resolve) => clock.events.once('sleep', resolve));
+    await s.start();
+    expect(await Promise.race([paused, s.caughtUp().then(() => 'given up')])).toBe(1000);
+
+    // A live message meanwhile waits for the catch-up: the cursor does not move past the gap.
+    const arrived = new Promise<void>((resolve) => s.client.once(Events.MessageCreate, () => resolve()));
+    const live = fake.postMessage({ channelId: alerts, author: alerter, content: 'live: still firing' });
+    await arrived;
+    expect(handled.contents).toEqual([]);
+    expect(await store.lastSeen(alerts)).toBe(cursor);
+
+    await clock.advance(1000); // Discord answers again
+    await s.caughtUp();
+    await handled.waitFor('live: still firing');
+    // In the order posted, each once (the retried read found the live message too).
+    expect(handled.contents).toEqual(['[FIRING:1] HighErrorRate (production)', 'live: still firing']);
+    expect(messageReads(fake, alerts).map((c) => c.status)).toEqual([502, 502, 502, 502, 200]);
+    expect(await store.lastSeen(alerts)).toBe(live.id);
+  }, 30_000);
+
   it('parses a page of messages with zod: malformed entries are skipped, a non-list is an error', () => {
     const ok = {
       id: '1300000000000000002',
@@ -449,4 +497,130 @@ describe('discord: an alert posted while Switchyard was down (whole process)', (
     expect(textOf(suggestion)).toContain('HighErrorRate');
     expect(messageReads(fake, channel, from)).toHaveLength(1);
   }, 30_000);
+});
+
+describe('discord: a catch-up Discord keeps failing', () => {
+  const CHANNEL = '1200000000000000000';
+
+  /** A ChannelWatch of CHANNEL (last seen a minute ago) over a REST whose reads `read` answers. */
+  async function watchOver(clock: ObservedClock, read: (n: number) => Promise<unknown>) {
+    let reads = 0;
+    const rest = { get: () => read(++reads) } as unknown as Pick<REST, 'get'>;
+    const store = new MemoryWatchStore();
+    await store.advance(CHANNEL, snowflakeAt(clock.now() - 60_000));
+    const seen = new Set<string>();
+    const handled: string[] = [];
+    const watch = new ChannelWatch({
+      channels: [CHANNEL],
+      rest,
+      store,
+      clock,
+      logger: silentLogger,
+      seen: { first: (id) => !seen.has(id) && Boolean(seen.add(id)) },
+      botUserId: () => undefined,
+      handle: async (m) => {
+        handled.push(m.content);
+      },
+    });
+    return { watch, store, handled, reads: () => reads };
+  }
+
+  const unavailable = () =>
+    Promise.reject(
+      new HTTPError(503, 'Service Unavailable', 'GET', 'https://discord.test/api', {
+        files: undefined,
+        body: undefined,
+      }),
+    );
+
+  /** The watch's next pause on the clock, or 'settled'; subscribe before it can get there. */
+  const nextPause = (clock: ObservedClock, watch: ChannelWatch): Promise<number | 'settled'> =>
+    Promise.race([
+      new Promise<number>((resolve) => clock.events.once('sleep', resolve)),
+      watch.settled().then(() => 'settled' as const),
+    ]);
+
+  /** Moves the clock through the watch's pauses until its catch-ups are settled; returns the pauses. */
+  async function ridePauses(
+    clock: ObservedClock,
+    watch: ChannelWatch,
+    first: Promise<number | 'settled'>,
+  ): Promise<number[]> {
+    const pauses: number[] = [];
+    let next = first;
+    for (;;) {
+      const pause = await next;
+      if (pause === 'settled') return pauses;
+      pauses.push(pause);
+      next = nextPause(clock, watch);
+      await clock.advance(pause);
+    }
+  }
+
+  it('tries again with pauses doubling to a minute, and gives the gap up once its first failure is maxAgeMs ago', async () => {
+    const clock = new ObservedClock(Date.now());
+    const { watch, store, handled, reads } = await watchOver(clock, unavailable);
+    const start = clock.now();
+    watch.sessionStarted();
+    const first = nextPause(clock, watch);
+    watch.catchUp();
+    const pauses = await ridePauses(clock, watch, first);
+    expect(pauses.slice(0, 8)).toEqual([1000, 2000, 4000, 8000, 16_000, 32_000, 60_000, 60_000]);
+    expect(new Set(pauses.slice(6))).toEqual(new Set([60_000]));
+    // Reads at 0, 1, 3, 7, 15, 31 s, then every minute from 63 s; the one at 1803 s is the last.
+    expect(clock.now() - start).toBe(1_803_000);
+    expect(reads()).toBe(36);
+    // Given up: live messages flow again.
+    const id = snowflakeAt(clock.now());
+    await watch.live({
+      id,
+      channelId: CHANNEL,
+      watchedAs: CHANNEL,
+      authorId: '1100000000000000000',
+      authorBot: true,
+      content: 'live after the outage',
+      embeds: [],
+      createdTimestamp: clock.now(),
+      via: 'gateway',
+    });
+    expect(handled).toEqual(['live after the outage']);
+    expect(await store.lastSeen(CHANNEL)).toBe(id);
+  });
+
+  it('stop() ends the retries at once', async () => {
+    const clock = new ObservedClock(Date.now());
+    const { watch, reads } = await watchOver(clock, unavailable);
+    watch.sessionStarted();
+    const paused = nextPause(clock, watch);
+    watch.catchUp();
+    expect(await paused).toBe(1000);
+    watch.stop();
+    await watch.settled();
+    await new Promise<void>((resolve) => setImmediate(resolve));
+    expect(clock.pending).toBe(0);
+    await clock.advance(60_000);
+    expect(reads()).toBe(1);
+  });
+
+  it('a refusal or a malformed answer is given up at once', async () => {
+    const clock = new ObservedClock(Date.now());
+    const sleeps: number[] = [];
+    clock.events.on('sleep', (ms: number) => sleeps.push(ms));
+    const malformed = await watchOver(clock, async () => ({ message: 'not a page' }));
+    malformed.watch.sessionStarted();
+    malformed.watch.catchUp();
+    await malformed.watch.settled();
+    const refused = await watchOver(clock, () =>
+      Promise.reject(
+        new HTTPError(403, 'Forbidden', 'GET', 'https://discord.test/api', {
+          files: undefined,
+          body: undefined,
+        }),
+      ),
+    );
+    refused.watch.sessionStarted();
+    refused.watch.catchUp();
+    await refused.watch.settled();
+    expect([malformed.reads(), refused.reads(), sleeps]).toEqual([1, 1, []]);
+  });
 });

@@ -4,7 +4,7 @@
  * ordering (progress beats a late confirmation view; an older snapshot never replaces a newer one;
  * nothing replaces the final state), and failures logged and counted but never thrown.
  */
-import { REST } from 'discord.js';
+import { DiscordAPIError, HTTPError, REST } from 'discord.js';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { DiscordMessages } from '../../handlers/discord/messages.js';
 import { DiscordReporter } from '../../handlers/discord/reporter.js';
@@ -13,6 +13,7 @@ import { createMetrics, type Metrics } from '../../src/metrics.js';
 import type { MessageRef, Progress } from '../../src/progress.js';
 import type { DiscordMessage } from '../../src/views/discord.js';
 import { type FakeDiscord, startFakeDiscord } from '../fakes/discord/server.js';
+import { ObservedClock } from '../support/observed-clock.js';
 import { progressFixture } from '../support/progress.js';
 import { textOf } from './harness.js';
 
@@ -256,5 +257,189 @@ describe('Discord reporter with a slow Discord', () => {
     await slow.releaseAll();
     expect(await settled(final)).toBe(true);
     expect(clock.pending).toBe(0); // its time limit was let go
+  });
+});
+
+/**
+ * The next pause the lane takes on `clock` (ms), or 'idle' once nothing is queued or in flight (its
+ * state delivered or given up). Subscribe before the lane can get there (before moving the clock).
+ */
+function nextPause(clock: ObservedClock, messages: DiscordMessages): Promise<number | 'idle'> {
+  return Promise.race([
+    new Promise<number>((resolve) => clock.events.once('sleep', resolve)),
+    messages.flush().then(() => 'idle' as const),
+  ]);
+}
+
+/** Moves `clock` through every pause the lane takes until it is idle; returns the pauses. */
+async function ridePauses(
+  clock: ObservedClock,
+  messages: DiscordMessages,
+  first: Promise<number | 'idle'>,
+  onPause: (pause: number) => void = () => undefined,
+): Promise<number[]> {
+  const pauses: number[] = [];
+  let next = first;
+  for (;;) {
+    const pause = await next;
+    if (pause === 'idle') return pauses;
+    pauses.push(pause);
+    onPause(pause);
+    next = nextPause(clock, messages);
+    await clock.advance(pause);
+  }
+}
+
+/** A REST whose edits fail (`fail(n)`: the nth edit's error, or undefined to let it through). */
+function failingRest(clock: ObservedClock, fail: (n: number) => Error | undefined) {
+  /** Every edit Discord was sent: when (on the clock) and the embed text. */
+  const sent: { at: number; body: string }[] = [];
+  const rest = {
+    patch: async (_route: string, opts: { body: unknown }) => {
+      sent.push({ at: clock.now(), body: JSON.stringify(opts.body) });
+      const error = fail(sent.length);
+      if (error) throw error;
+      return {};
+    },
+    post: async () => ({ id: '1' }),
+  } as unknown as REST;
+  return { rest, sent };
+}
+
+/** What discord.js REST throws for a 5xx once its own retries are used up. */
+function http5xx(status = 503): HTTPError {
+  return new HTTPError(status, 'Service Unavailable', 'PATCH', 'https://discord.test/api', {
+    files: undefined,
+    body: undefined,
+  });
+}
+
+describe('Discord reporter when Discord fails for a while', () => {
+  const ref: MessageRef = {
+    surface: 'discord',
+    channel: '100000000000000001',
+    messageId: '100000000000000002',
+  };
+
+  it("a final state that met a 502 blip outlasting discord.js's own retries is tried again after a pause, and lands", async () => {
+    const fake = await startFakeDiscord();
+    const rest = new REST({ api: fake.apiUrl }).setToken(fake.token);
+    try {
+      const clock = new ObservedClock(T0);
+      const messages = new DiscordMessages({ rest, clock });
+      const reporter = new DiscordReporter({ messages, clock: new ManualClock(T0) });
+      const posted = await messages.post(fake.channels.ops, plain('Roll back production?'));
+      const msg: MessageRef = { surface: 'discord', channel: fake.channels.ops, messageId: posted.id };
+      await reporter.report(progress(2), [msg]);
+      await reporter.flush();
+      // Discord answers 502 to the next eight calls: two tries of REST's four calls each.
+      fake.failNext({
+        method: 'PATCH',
+        path: /^\/channels\/\d+\/messages\/\d+$/,
+        status: 502,
+        code: 0,
+        message: '502 Bad Gateway',
+        times: 8,
+      });
+      void reporter.report(progress(4, 'succeeded'), [msg]);
+      const pauses = await ridePauses(clock, messages, nextPause(clock, messages));
+      expect(pauses).toEqual([1000, 2000]);
+      expect(fake.calls.filter((c) => c.method === 'PATCH').map((c) => c.status)).toEqual([
+        200, 502, 502, 502, 502, 502, 502, 502, 502, 200,
+      ]);
+      const text = textOf(fake.messages.get(msg.messageId) ?? { content: '', embeds: [] });
+      expect(text).toContain('Traffic is on');
+    } finally {
+      rest.clearHashSweeper();
+      rest.clearHandlerSweeper();
+      await fake.close();
+    }
+  });
+
+  it('pauses double from 1 s to a minute; the final state is given up once it has failed for 30 minutes', async () => {
+    const clock = new ObservedClock(T0);
+    const { rest, sent } = failingRest(clock, () => http5xx());
+    const messages = new DiscordMessages({ rest, clock });
+    const start = clock.now();
+    const edit = messages.edit(ref.channel, ref.messageId, plain('Rolled back'), {
+      kind: 'progress',
+      at: T0,
+      final: true,
+    });
+    const pauses = await ridePauses(clock, messages, nextPause(clock, messages));
+    await expect(edit).resolves.toBeUndefined(); // given up: logged and counted, never thrown
+    expect(pauses.slice(0, 8)).toEqual([1000, 2000, 4000, 8000, 16_000, 32_000, 60_000, 60_000]);
+    expect(new Set(pauses.slice(6))).toEqual(new Set([60_000]));
+    // Tries at 0, 1, 3, 7, 15, 31 s, then every minute from 63 s; the one at 1803 s (30 minutes after
+    // the first failure) is the last.
+    expect(sent.at(-1)?.at).toBe(start + 1_803_000);
+    expect(sent).toHaveLength(36);
+  });
+
+  it('a newer state queued while a failed final state waits replaces it', async () => {
+    const clock = new ObservedClock(T0);
+    const { rest, sent } = failingRest(clock, (n) => (n === 1 ? http5xx(502) : undefined));
+    const messages = new DiscordMessages({ rest, clock });
+    const first = messages.edit(ref.channel, ref.messageId, plain('Failed'), {
+      kind: 'progress',
+      at: T0,
+      final: true,
+    });
+    const paused = nextPause(clock, messages);
+    expect(await paused).toBe(1000);
+    // The job ran again and ended once more (or a notice superseded it) while the first waited.
+    const second = messages.edit(ref.channel, ref.messageId, plain('Succeeded'), {
+      kind: 'progress',
+      at: T0 + 60_000,
+      final: true,
+    });
+    const after = nextPause(clock, messages);
+    await clock.advance(1000);
+    expect(await after).toBe('idle');
+    await Promise.all([first, second]);
+    expect(sent.map((c) => c.body)).toEqual([
+      expect.stringContaining('Failed'),
+      expect.stringContaining('Succeeded'),
+    ]);
+  });
+
+  it('is not retried: an intermediate state, a view, a refusal, nor a final edit whose caller hears of the failure', async () => {
+    const clock = new ObservedClock(T0);
+    let refuse = false;
+    const { rest, sent } = failingRest(clock, () =>
+      refuse
+        ? new DiscordAPIError({ code: 10008, message: 'Unknown Message' }, 10008, 404, 'PATCH', '', {})
+        : http5xx(),
+    );
+    const messages = new DiscordMessages({ rest, clock });
+    /** How an edit ended: 'resolved', the error it rejected with, or 'paused' when the lane waits to retry it. */
+    const outcome = (edit: Promise<void>): Promise<unknown> =>
+      Promise.race([
+        edit.then(
+          () => 'resolved',
+          (e: unknown) => e,
+        ),
+        new Promise((resolve) => clock.events.once('sleep', () => resolve('paused'))),
+      ]);
+    const on = (n: number) => String(BigInt(ref.messageId) + BigInt(n));
+    const progressState = (final: boolean) => ({ kind: 'progress', at: T0, final }) as const;
+    expect(await outcome(messages.edit(ref.channel, on(1), plain('Switching'), progressState(false)))).toBe(
+      'resolved',
+    );
+    expect(await outcome(messages.edit(ref.channel, on(2), plain('Confirmed'), { kind: 'view' }))).toBe(
+      'resolved',
+    );
+    // A ChatPoster's update superseding the progress: its caller (the notices' backoff) retries it.
+    const poster = messages.edit(ref.channel, on(3), plain('Failed, then completed'), progressState(true), {
+      rejectOnFailure: true,
+    });
+    expect(await outcome(poster)).toMatchObject({ status: 503 });
+    refuse = true;
+    expect(await outcome(messages.edit(ref.channel, on(4), plain('Rolled back'), progressState(true)))).toBe(
+      'resolved',
+    );
+    await messages.flush();
+    expect(sent).toHaveLength(4);
+    expect(clock.pending).toBe(0);
   });
 });

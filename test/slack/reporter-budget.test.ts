@@ -267,6 +267,17 @@ describe('SlackReporter: one chat.update budget for every message', () => {
 });
 
 /**
+ * The next pause the reporter takes on the clock (ms), or 'idle' once it has nothing left to do (its
+ * state delivered or given up). Subscribe before the reporter can get there (before moving the clock).
+ */
+function nextPause(reporter: SlackReporter): Promise<number | 'idle'> {
+  return Promise.race([
+    new Promise<number>((resolve) => clock.events.once('sleep', resolve)),
+    reporter.flush().then(() => 'idle' as const),
+  ]);
+}
+
+/**
  * Drives a 429 storm: each time the reporter waits out a Retry-After of `retryAfterMs`, the clock moves
  * on by that much, until the reporter stops waiting (delivered or given up: `reporter.flush()`). `stop`
  * ends the storm when it returns true (given the ms since `start`). Returns how many waits there were.
@@ -354,24 +365,69 @@ describe('SlackReporter: a 429 is a wait, not a failed try', () => {
     expect(updates(start).map((c) => c.at)).toEqual(Array.from({ length: 9 }, (_, k) => k * 1000));
   });
 
-  it('Slack 5xx still count as tries: a final state is given up after finalAttempts of them', async () => {
+  it("a final state rides out Slack's 5xx like a 429: pauses double from 2 s to a minute, and it lands once Slack is back", async () => {
     const reporter = reporterOver(front.apiUrl);
     const ref = await post();
     const start = clock.now();
-    front.fail('chat.update', 1_000, SLACK_503);
-    // The lane's backoff doubles from 2 s: 2, 4, 8, 16, 32 s between the six tries.
-    const backoffs = [2000, 4000, 8000, 16_000, 32_000];
-    let waiting = clock.sleepOf(2000);
+    front.fail('chat.update', 1_000, SLACK_503); // Slack is down for chat.update
     const final = reporter.report(progress('production', 'done', 'succeeded'), [ref]);
-    for (const [k, backoff] of backoffs.entries()) {
-      await waiting;
-      waiting = clock.sleepOf(backoffs[k + 1] ?? -1);
-      await clock.advance(backoff);
+    // Subscribed after report() (whose own 10 s wait is already on the clock), before the first answer.
+    let next = nextPause(reporter);
+    const pauses: number[] = [];
+    for (;;) {
+      const pause = await next;
+      if (pause === 'idle') break;
+      pauses.push(pause);
+      // Slack is back after three minutes of 503s: the try after this pause goes through.
+      if (clock.now() - start >= 3 * 60_000 - pause) front.heal('chat.update');
+      next = nextPause(reporter);
+      await clock.advance(pause);
     }
-    await reporter.flush();
     await final;
-    expect(front.faulted.filter((m) => m === 'chat.update')).toHaveLength(6);
-    expect(clock.now() - start).toBe(62_000);
+    expect(pauses).toEqual([2000, 4000, 8000, 16_000, 32_000, 60_000, 60_000]);
+    expect(front.faulted.filter((m) => m === 'chat.update')).toHaveLength(7);
+    expect(updates(start)).toEqual([{ at: 182_000, ts: ref.messageId, text: 'production: done', ok: true }]);
+    expect(fake.message('C0PROD', ref.messageId)?.text).toBe('production: done');
+  });
+
+  it('a final state Slack keeps failing (fatal_error) is given up once it has failed for finalRateLimitWaitMs', async () => {
+    const reporter = reporterOver(front.apiUrl, { finalRateLimitWaitMs: 5 * 60_000 });
+    const ref = await post();
+    const start = clock.now();
+    front.fail('chat.update', 1_000, { status: 200, body: { ok: false, error: 'fatal_error' } });
+    const final = reporter.report(progress('production', 'done', 'succeeded'), [ref]);
+    let next = nextPause(reporter);
+    const pauses: number[] = [];
+    for (;;) {
+      const pause = await next;
+      if (pause === 'idle') break;
+      pauses.push(pause);
+      next = nextPause(reporter);
+      await clock.advance(pause);
+    }
+    await final;
+    // Tries at 0, 2, 6, 14, 30, 62, 122, 182, 242 and 302 s: the one after 5 minutes of failures is the last.
+    expect(pauses).toEqual([2000, 4000, 8000, 16_000, 32_000, 60_000, 60_000, 60_000, 60_000]);
+    expect(front.faulted.filter((m) => m === 'chat.update')).toHaveLength(10);
+    expect(clock.now() - start).toBe(302_000);
     expect(fake.message('C0PROD', ref.messageId)?.text).toBe('plan');
+  });
+
+  it('a final edit whose caller hears of failures (a poster superseding progress) keeps its updateAttempts tries on a fault', async () => {
+    const reporter = reporterOver(front.apiUrl);
+    const ref = await post();
+    front.fail('chat.update', 1_000, SLACK_503);
+    const edit = reporter.edit(ref, { text: 'Resolved', blocks: [] }, { final: true, rejectOnFailure: true });
+    const outcome = edit.then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+    expect(await nextPause(reporter)).toBe(2000);
+    const after = nextPause(reporter);
+    await clock.advance(2000);
+    expect(await after).toBe('idle');
+    // Its caller (the notices' retry, a webhook sender) tries again later; the lane does not hold it.
+    expect(await outcome).toMatchObject({ name: 'SlackEditError', transient: true });
+    expect(front.faulted.filter((m) => m === 'chat.update')).toHaveLength(2);
   });
 });
