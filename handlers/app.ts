@@ -291,7 +291,7 @@ export async function startSwitchyard(
     // Flow audits requests itself; the queue's own `requested` entry would duplicate it.
     const queue = new SwitchQueue({ redisUrl, queueName, prefix: ns, clock, logger, failFast: true });
     cleanups.push(() => queue.close());
-    const plans = new PlanStore({ redis: requestRedis, clock, prefix: `${ns}:` });
+    const plans = new PlanStore({ redis: requestRedis, clock, prefix: `${ns}:`, logger });
     let alertService: AlertService | undefined;
     const flow = new Flow({
       platform,

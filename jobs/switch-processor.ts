@@ -12,8 +12,10 @@
  * its BullMQ job lock. Once it lost either (renewal says so, BullMQ reports `lockRenewalFailed`, or no
  * renewal was confirmed for a whole lock duration), it stops at its next step: it never calls
  * rollback/promote (the fence re-checks both locks right before that call), and when the job may have
- * been handed to another attempt it publishes, audits and counts nothing. A job that stalled more than
- * `MAX_STALLS` times ends as failed with a message saying its outcome is unknown and where traffic is.
+ * been handed to another attempt it publishes, audits and counts nothing (unless the job itself is gone
+ * from Redis: then nobody else can end it, and this attempt does, `endOrphaned`). A job that stalled
+ * more than `MAX_STALLS` times ends as failed with a message saying its outcome is unknown and where
+ * traffic is; one whose data the schema refuses ends as failed without running (`endUnreadable`).
  */
 import { randomBytes } from 'node:crypto';
 import { STATUS_CODES } from 'node:http';
@@ -35,6 +37,7 @@ import type { Logger } from '../src/log.js';
 import type { Metrics } from '../src/metrics.js';
 import type { DeployPlatform, OperationRef, OperationStatus } from '../src/platform/port.js';
 import {
+  type Actor,
   type MessageRef,
   type Outcome,
   type Progress,
@@ -46,16 +49,17 @@ import {
 } from '../src/progress.js';
 import type { EnvironmentLock, JobLock, SwitchKeys } from '../src/queue.js';
 import {
+  jobDataIssues,
   lockOwner,
   messageRefKey,
   queuedProgress,
+  readableJobData,
   type SwitchJobData,
   switchJobSchema,
   withAttached,
 } from '../src/queue.js';
 import type { PreviousRun } from '../src/queue-keys.js';
 import type { RedisClient } from '../src/redis.js';
-import { describeIssues } from '../src/zod-issues.js';
 
 /** Why a job's signal was aborted by Switchyard itself (graceful shutdown hands the job back). */
 export const SHUTDOWN_REASON = 'switchyard-shutdown';
@@ -577,6 +581,7 @@ class AttemptLock {
     private readonly environment: string,
     readonly owner: string,
     private readonly jobLock: JobLock | undefined,
+    private readonly run: AttemptRun,
     acquiredAt: number,
     private readonly log: Logger,
     private readonly onLoss: (reason: LockLoss) => void,
@@ -592,8 +597,11 @@ class AttemptLock {
 
   /** Whether the job may belong to another attempt now: then this one publishes nothing. */
   get silenced(): boolean {
-    return !this.reclaimed && (this.lost === 'job' || this.lost === 'unconfirmed');
+    return !this.reclaimed && !this.orphaned && (this.lost === 'job' || this.lost === 'unconfirmed');
   }
+
+  /** Set when `jobGone` found the job deleted from Redis: no other attempt can own it, this one speaks. */
+  private orphaned = false;
 
   /** Set when `stillOwnsJob` confirmed the job lock after all: the attempt may speak for the job again. */
   private reclaimed = false;
@@ -696,12 +704,72 @@ class AttemptLock {
     }
   }
 
+  /**
+   * Whether the job itself is gone from Redis (its keys flushed, deleted or evicted under the running
+   * switch), asked once this attempt lost its job lock: then no other attempt owns it or ever will (BullMQ
+   * hands over only a job that exists), and nobody else will end it, so this attempt may speak for it
+   * again (`silenced` is false from then on). One script reads, at one instant, that the job lock is not
+   * this attempt's, that the job's hash does not exist, and that its run record shows no later run
+   * under the environment lock than this one (an attempt that took the job over and ended it, the job
+   * being removed since, keeps its end). Asks for up to one lock duration (Redis may be away); false
+   * when it cannot tell.
+   */
+  async jobGone(): Promise<boolean> {
+    if (this.orphaned) return true;
+    const { keys } = this.deps;
+    const asked = this.deps.redis
+      .eval(
+        JOB_GONE,
+        3,
+        keys.jobLock(this.run.jobId),
+        keys.job(this.run.jobId),
+        keys.run(this.run.jobId),
+        this.jobLock?.token ?? '',
+        this.run.createdAt,
+        this.run.run,
+      )
+      .then(
+        (res) => res === 1,
+        () => false,
+      );
+    const gone = await within(this.deps.clock, this.deps.lock.ttlMs, asked, false);
+    if (gone) {
+      this.orphaned = true;
+      this.log.error("the switch's job is gone from Redis (flushed, deleted or evicted) while it ran");
+    }
+    return gone;
+  }
+
   /** Stops renewing (the attempt no longer acts; its environment lock is being released). */
   stop(): void {
     this.stopped = true;
     clearInterval(this.timer);
   }
 }
+
+/** Which job and run an attempt is (what `AttemptLock.jobGone` checks against). */
+interface AttemptRun {
+  readonly jobId: string;
+  /** The BullMQ job's creation time (its run record's `ts`). */
+  readonly createdAt: number;
+  /** This run's number under the environment lock (its run record's `runs` once it took the lock). */
+  readonly run: number;
+}
+
+/**
+ * Whether a job is gone from Redis under an attempt that lost its job lock. KEYS[1] the job lock,
+ * KEYS[2] the job's hash, KEYS[3] its run record; ARGV[1] the attempt's job lock token ('' when it
+ * has none), ARGV[2] the job's creation time, ARGV[3] the attempt's run number. Returns 1 when the job
+ * lock is not the attempt's, the job does not exist, and no later run of the same job took the
+ * environment lock; else 0.
+ */
+const JOB_GONE = `
+if ARGV[1] ~= '' and redis.call('GET', KEYS[1]) == ARGV[1] then return 0 end
+if redis.call('EXISTS', KEYS[2]) == 1 then return 0 end
+local run = redis.call('HMGET', KEYS[3], 'ts', 'runs')
+if run[1] == ARGV[2] and tonumber(run[2]) ~= tonumber(ARGV[3]) then return 0 end
+return 1
+`;
 
 /** What the job's operation key holds: an operation ref, and/or whether a switch was started. */
 interface StoredOperation {
@@ -719,13 +787,7 @@ export async function processSwitch(
 ): Promise<Progress> {
   const jobId = job.id ?? '';
   const parsed = switchJobSchema.safeParse(job.data);
-  if (!parsed.success) {
-    throw new SwitchFailedError(
-      RefusalCode.invalidInput,
-      `job data is not a switch: ${describeIssues(parsed.error)}`,
-      'failed',
-    );
-  }
+  if (!parsed.success) return endUnreadable(deps, job, parsed.error);
   const data = parsed.data;
   const log = deps.logger.child({ jobId, planId: data.planId, environment: data.environment });
   const attempt = job.attemptsMade + 1;
@@ -808,7 +870,8 @@ export async function processSwitch(
   const previousRun = got.previous;
   tracker.attached(got.members);
 
-  const lock = new AttemptLock(deps, data.environment, owner, jobLock, askedAt, log, (reason) => {
+  const attemptRun = { jobId, createdAt: job.timestamp, run: previousRun.runs + 1 };
+  const lock = new AttemptLock(deps, data.environment, owner, jobLock, attemptRun, askedAt, log, (reason) => {
     if (reason !== 'environment') tracker.silence();
   });
   const unwatch = deps.watchJobLock?.(jobId, () => void lock.check());
@@ -1154,6 +1217,22 @@ async function runLocked(
     const lastAndOurs =
       lock.lost === 'unconfirmed' && tracker.progress.attempt >= maxAttempts && (await lock.stillOwnsJob());
     if (lastAndOurs) tracker.unsilence();
+    // The job itself is gone from Redis (FLUSHDB, DEL, eviction): no other attempt owns it or will ever
+    // end it, so this one says how the switch ended (else its chat message would say "switching" for
+    // good), and where traffic is.
+    if (lock.silenced && !lastAndOurs && (await lock.jobGone())) {
+      tracker.unsilence();
+      return endOrphaned(deps, data, tracker, {
+        log,
+        shutdown: run.shutdown,
+        switchRef,
+        mayBeStarted,
+        switchDone,
+        switchStart: switchStart(),
+        audit,
+        err: e,
+      });
+    }
     if (lock.silenced && !lastAndOurs) {
       // The job may be another attempt's now: nothing from this one (no state, audit or metric) may
       // overwrite that attempt's. BullMQ's completion of this attempt fails for want of the lock.
@@ -1262,6 +1341,78 @@ async function runLocked(
   }
 }
 
+/** What `endOrphaned` knows of the attempt's switch (see `runLocked`). */
+interface OrphanedRun {
+  readonly log: Logger;
+  readonly shutdown: AbortSignal | undefined;
+  /** The platform operation this job started, when known. */
+  readonly switchRef: OperationRef | undefined;
+  /** The platform may have been asked to switch by this job without the switch being known to have ended. */
+  readonly mayBeStarted: boolean;
+  /** The platform reported this job's switch done. */
+  readonly switchDone: boolean;
+  readonly switchStart: number;
+  readonly audit: (
+    entry: Omit<AuditEntry, 'at' | 'environment' | 'action' | 'planId' | 'jobId' | 'targetId' | 'fromId'>,
+  ) => Promise<unknown>;
+  /** What stopped the attempt (its lock loss). */
+  readonly err: unknown;
+}
+
+/**
+ * The end of a switch whose job was deleted from Redis while it ran (`AttemptLock.jobGone`: FLUSHDB, DEL,
+ * eviction): nobody else will end it. An operation this job started is followed to its end first (its
+ * steps published as usual), so the final state says where the switch left traffic; the end is `failed`
+ * (code `job_lost`: traffic was not verified), saying that Switchyard's record of the switch was lost,
+ * what the platform reports of the switch, and where traffic is now. Published to the chat messages the
+ * attempt knows (the job's progress cannot be written any more: the job does not exist), audited,
+ * counted and logged at error.
+ */
+async function endOrphaned(
+  deps: ProcessorDeps,
+  data: SwitchJobData,
+  tracker: Tracker,
+  run: OrphanedRun,
+): Promise<never> {
+  const { switchRef, mayBeStarted, log } = run;
+  let switchDone = run.switchDone;
+  let opState: OperationStatus | undefined;
+  if (switchRef && mayBeStarted && !switchDone) {
+    // The lock's signal is aborted: the operation is followed under the shutdown signal only.
+    const signal = run.shutdown ?? new AbortController().signal;
+    switchDone = await follow(deps, switchRef, tracker, signal, data).then(
+      () => true,
+      () => false,
+    );
+    opState = await deps.platform.operation(switchRef).catch(() => undefined);
+  }
+  const now = await deps.platform.snapshot(data.environment).catch(() => undefined);
+  const reason = `Switchyard's record of this ${data.action} was lost from Redis while it ran (its job was deleted: FLUSHDB, DEL or eviction), so it stopped following it.`;
+  let platform: string;
+  if (switchDone)
+    platform = `The platform reports the ${data.action} to ${data.targetId} done; traffic on it was not verified.`;
+  else if (mayBeStarted)
+    platform =
+      switchRef && opState
+        ? `The platform was asked to switch ${data.environment} to ${data.targetId} and reports that operation (${switchRef.id}) as ${describeOperationState(opState)}.`
+        : `The platform was asked to switch ${data.environment} to ${data.targetId} and may still complete it: check where traffic is before trying again.`;
+  else platform = `The platform was not asked to switch: nothing was done.`;
+  const where = now
+    ? `${whereTraffic(now)}${now.environment.currentDeploymentId === data.targetId ? ` That is the target of this ${data.action}.` : ''}`
+    : 'Where traffic is now could not be read from the platform: check it there.';
+  const code = 'job_lost';
+  const message = endMessage(`${reason} ${platform}`, where);
+  tracker.endRunning('failed', "Stopped: Switchyard's record of this switch was lost from Redis.");
+  tracker.progress.outcome = 'failed';
+  tracker.progress.code = code;
+  tracker.progress.message = message;
+  await tracker.publish().catch(() => undefined);
+  await run.audit({ event: 'failed', actor: data.requestedBy, code, message });
+  finish(deps, data, 'failed', run.switchStart);
+  log.error({ outcome: 'failed', code, err: run.err }, message);
+  throw new SwitchFailedError(code, message, 'failed');
+}
+
 /** An audit entry of this job: the job's fields plus `entry`. */
 function auditEntry(
   deps: ProcessorDeps,
@@ -1327,6 +1478,93 @@ async function endAfterStalls(
     .catch((e: unknown) => log.warn({ err: e }, 'audit append failed'));
   deps.metrics?.jobs.inc({ action: data.action, outcome: 'failed' });
   log.warn({ outcome: 'failed', code, stalls: job.stalledCounter }, message);
+  throw new SwitchFailedError(code, message, 'failed');
+}
+
+/** Who asked, in the final state of a job whose data does not say it readably (`endUnreadable`). */
+const UNKNOWN_REQUESTER: Actor = {
+  surface: 'system',
+  userId: 'unknown',
+  displayName: 'unknown (unreadable job data)',
+};
+
+/** What a final state shows for an id the job's data does not say readably (`endUnreadable`). */
+const UNREADABLE = '(unreadable)';
+
+/**
+ * The end of a job whose data `switchJobSchema` refuses: written by another Switchyard version during a
+ * rolling upgrade (a newer bot queues a domain an older worker refuses), or edited by hand. Nothing is
+ * switched and no lock is taken, but the end is told like any other: what can still be read of the data
+ * (`readableJobData`: the action, the environment, the plan, the chat messages) gives a final `failed`
+ * state (code `invalid_input`) naming each field and what was expected, published to the job's messages,
+ * audited, counted and logged at error (BullMQ would otherwise fail the job without a word, its chat
+ * message staying on "queued"). Without a readable action and environment there is no state a view can
+ * show nor an audit stream to write to: it is logged only.
+ */
+async function endUnreadable(deps: ProcessorDeps, job: Job, error: z.ZodError): Promise<never> {
+  const jobId = job.id ?? '';
+  const readable = readableJobData(job.data);
+  const issues = jobDataIssues(error, job.data);
+  const code = RefusalCode.invalidInput;
+  const { action, environment } = readable;
+  const log = deps.logger.child({ jobId, planId: readable.planId, environment });
+  if (action === undefined || environment === undefined) {
+    const message = `Switch job ${jobId} cannot run: its data is not a switch this version of Switchyard reads (${issues}), and without a readable action and environment its end cannot be shown or audited. Nothing was done.`;
+    log.error({ code }, message);
+    throw new SwitchFailedError(code, message, 'failed');
+  }
+  const now = deps.clock.now();
+  const targetId = readable.targetId ?? UNREADABLE;
+  const fromId = readable.expectedCurrent ?? UNREADABLE;
+  const tracker = new Tracker(
+    job,
+    deps,
+    {
+      jobId,
+      planId: readable.planId ?? '',
+      action,
+      environment,
+      targetId,
+      fromId,
+      requestedBy: readable.requestedBy ?? UNKNOWN_REQUESTER,
+      ...(readable.approvedBy === undefined ? {} : { approvedBy: readable.approvedBy }),
+      steps: [{ step: 'queued', state: 'running', startedAt: readable.requestedAt ?? job.timestamp }],
+      traffic: [],
+      attempt: job.attemptsMade + 1,
+      updatedAt: now,
+    },
+    readable.messages,
+  );
+  const snapshot = await deps.platform.snapshot(environment).catch(() => undefined);
+  const where = snapshot
+    ? whereTraffic(snapshot)
+    : 'Where traffic is now could not be read from the platform: check it there.';
+  const message = endMessage(
+    `This ${action} of ${environment} cannot run: its job data is not what this version of Switchyard reads (${issues}); another version wrote it (during an upgrade) or it was edited by hand. Nothing was done.`,
+    where,
+  );
+  tracker.endRunning('failed', clipMessage(`The job's data is unreadable: ${issues}.`, STEP_DETAIL_MAX));
+  tracker.progress.outcome = 'failed';
+  tracker.progress.code = code;
+  tracker.progress.message = message;
+  await tracker.publish().catch(() => undefined);
+  await deps.audit
+    ?.append({
+      at: deps.clock.now(),
+      environment,
+      action,
+      event: 'failed',
+      ...(readable.requestedBy === undefined ? {} : { actor: readable.requestedBy }),
+      ...(readable.planId === undefined ? {} : { planId: readable.planId }),
+      jobId,
+      ...(readable.targetId === undefined ? {} : { targetId: readable.targetId }),
+      ...(readable.expectedCurrent === undefined ? {} : { fromId: readable.expectedCurrent }),
+      code,
+      message,
+    })
+    .catch((e: unknown) => log.warn({ err: e }, 'audit append failed'));
+  deps.metrics?.jobs.inc({ action, outcome: 'failed' });
+  log.error({ outcome: 'failed', code }, message);
   throw new SwitchFailedError(code, message, 'failed');
 }
 

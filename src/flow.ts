@@ -19,7 +19,7 @@
  */
 import { createHash } from 'node:crypto';
 import { z } from 'zod';
-import type { AuditEntry } from './audit.js';
+import { type AuditEntry, clipMessage } from './audit.js';
 import type { Clock } from './clock.js';
 import { systemClock } from './clock.js';
 import type { Config } from './config.js';
@@ -48,6 +48,7 @@ import {
   type PlanRecord,
   PlanState,
   type PlanStore,
+  PlanUnreadableError,
   type TransitionResult,
 } from './plan-store.js';
 import type { DeployPlatform, Route } from './platform/port.js';
@@ -62,12 +63,12 @@ import {
 import {
   type ActiveSwitch,
   type EnqueueResult,
+  jobDataIssues,
   jobIdForPlan,
   messageRefKey,
   type SwitchJobInput,
   switchJobSchema,
 } from './queue.js';
-import { expectation, valueAt } from './zod-issues.js';
 
 /** What Flow hands the switch queue: `switchJobSchema`'s input (src/queue.ts). */
 export type SwitchJobRequest = SwitchJobInput;
@@ -80,6 +81,11 @@ export interface FlowQueue {
   addMessages?(jobId: string, refs: readonly MessageRef[]): Promise<boolean>;
   /** A job's progress; an `outcome` means it ended. */
   progress?(jobId: string): Promise<Progress | undefined>;
+  /**
+   * Whether a job ended for good (BullMQ `completed` or `failed`) even when its progress cannot say so
+   * (its data or progress unreadable by this version); a queue without it is asked `progress` only.
+   */
+  ended?(jobId: string): Promise<boolean>;
   /** The waiting or running switch of an environment, for `/deployments`. */
   activeForEnvironment?(environment: string): Promise<ActiveSwitch | undefined>;
 }
@@ -474,12 +480,26 @@ export class Flow {
         },
       };
     }
-    const previous = await this.load(built.value.id);
+    // A record under this plan id that cannot be read (a field another version wrote, or one edited by
+    // hand) is replaced by this request, as a finished one would be: plan ids being deterministic, it
+    // would otherwise refuse every request for the same switch until its key expired (a day or more).
+    let previous: PlanRecord | undefined;
+    let unreadable: PlanUnreadableError | undefined;
+    try {
+      previous = await this.load(built.value.id);
+    } catch (e) {
+      if (!(e instanceof PlanUnreadableError)) throw e;
+      unreadable = e;
+      this.logger.warn(
+        { err: e, planId: e.planId, field: e.field, problem: e.problem },
+        'plan record in Redis is unreadable: a new request replaces it',
+      );
+    }
     // The same switch asked for again after its job ended without success (the platform state did
     // not change, so the plan id is the same): start over instead of joining the failed job.
     const ended =
       previous?.state === 'enqueued' && previous.jobId !== undefined
-        ? (await this.queue.progress?.(previous.jobId))?.outcome !== undefined
+        ? await this.jobEnded(previous.jobId)
         : false;
     const live =
       previous !== undefined &&
@@ -498,6 +518,7 @@ export class Flow {
       messages,
       ...(opts.alert === undefined ? {} : { alert: opts.alert }),
       ...(ended ? { replaceEnqueued: true } : {}),
+      ...(unreadable === undefined ? {} : { replaceUnreadable: unreadable.seen }),
     });
     if (created && previous !== undefined && (previous.suggestions?.length ?? 0) > 0)
       this.onPlanReplaced?.(previous);
@@ -520,6 +541,16 @@ export class Flow {
       });
     }
     return { ok: true, plan: record.plan, record, created };
+  }
+
+  /**
+   * Whether job `jobId` ended: its progress has an outcome, or else the queue says it is finished for
+   * good (a job whose data or progress this version cannot read has no outcome to read: without this,
+   * every request for the same switch would join the dead job until its record expired).
+   */
+  private async jobEnded(jobId: string): Promise<boolean> {
+    if ((await this.queue.progress?.(jobId))?.outcome !== undefined) return true;
+    return (await this.queue.ended?.(jobId)) === true;
   }
 
   /**
@@ -793,7 +824,13 @@ export class Flow {
     if (!PLAN_ID.test(planId)) {
       return { ok: false, refusal: invalid(`Invalid plan id "${planId}".`, { planId }) };
     }
-    const record = await this.plans.get(planId);
+    let record: PlanRecord | undefined;
+    try {
+      record = await this.plans.get(planId);
+    } catch (e) {
+      if (e instanceof PlanUnreadableError) return { ok: false, refusal: this.unreadableRefusal(e) };
+      throw e;
+    }
     if (record === undefined) {
       return {
         ok: false,
@@ -838,7 +875,11 @@ export class Flow {
     if (!this.queue.progress) return undefined;
     const progress = await this.queue.progress(jobId);
     if (progress === undefined || !PLAN_ID.test(progress.planId)) return progress;
-    const read = await this.plans.get(progress.planId);
+    // A plan record that cannot be read cannot tell either: the job's progress stands.
+    const read = await this.plans.get(progress.planId).catch((e: unknown) => {
+      if (e instanceof PlanUnreadableError) return undefined;
+      throw e;
+    });
     // (A claim whose job this process queued but could not write on it yet is that job's: see `ownJob`.)
     const record = read === undefined ? undefined : await this.withOwnJob(read);
     if (record === undefined) return progress;
@@ -975,7 +1016,12 @@ export class Flow {
         (e.event === 'failed' && e.code === ENQUEUE_FAILED) ||
         (e.event === 'cancelled' && e.code === COPY_DISMISSED);
       if (!open || !PLAN_ID.test(planId)) continue;
-      const before = await this.plans.get(planId);
+      // An unreadable record is left as it is (the next request for its switch replaces it): it must
+      // not keep `/deployments` from answering.
+      const before = await this.plans.get(planId).catch((e: unknown) => {
+        if (e instanceof PlanUnreadableError) return undefined;
+        throw e;
+      });
       if (before === undefined) continue;
       if (!OPEN_STATES.includes(before.state) && !this.abandoned(before)) continue;
       if (this.clock.now() < before.expiresAt) continue;
@@ -1030,7 +1076,20 @@ export class Flow {
         },
       };
     }
-    const record = await this.load(planId);
+    let record: PlanRecord | undefined;
+    try {
+      record = await this.load(planId);
+    } catch (e) {
+      if (!(e instanceof PlanUnreadableError)) throw e;
+      this.logger.warn(
+        { err: e, planId, field: e.field, problem: e.problem },
+        'click on a plan whose record in Redis is unreadable: refused',
+      );
+      return {
+        done: true,
+        outcome: { status: 'refused', refusal: this.unreadableRefusal(e), record: undefined },
+      };
+    }
     if (record === undefined) {
       return {
         done: true,
@@ -1187,6 +1246,18 @@ export class Flow {
           ? `expired at ${at}: the ${p.action} to ${p.target.id} confirmed by ${who(record.confirmedBy)} was not approved by a second permitted person within ${minutes} minutes; nothing was changed`
           : `expired at ${at}: nobody confirmed the ${p.action} to ${p.target.id} within ${minutes} minutes; nothing was changed`;
     await this.record(record, 'cancelled', undefined, { code: 'expired', message });
+  }
+
+  /**
+   * The answer to a click (or a fresh-plan request) on a plan whose record cannot be read: what is
+   * wrong, that nothing changed, and how to get a working plan (a new request for the same switch
+   * replaces the unreadable record, see `plan`).
+   */
+  private unreadableRefusal(e: PlanUnreadableError): Refusal {
+    return invalid(
+      `This plan cannot be acted on: Switchyard's record of it in Redis is unreadable (${clipMessage(e.problem, 300)}); it was written by another version or edited by hand. Nothing was changed. Ask for a fresh plan with /rollback or /promote: it replaces this one.`,
+      { planId: e.planId, ...(e.field === undefined ? {} : { field: e.field }) },
+    );
   }
 
   private expiredOutcome(record: PlanRecord): ClickOutcome & { status: 'expired' } {
@@ -1520,7 +1591,7 @@ export class Flow {
       const reason =
         zodError === undefined
           ? (e instanceof Error ? e.message : String(e)).slice(0, 300)
-          : jobIssues(zodError, data);
+          : jobDataIssues(zodError, data);
       await this.record(claimed.record, 'failed', actor, {
         jobId,
         code: ENQUEUE_FAILED,
@@ -1888,7 +1959,7 @@ export class Flow {
   /** The refusal of a switch job whose data the queue's schema refuses (`error`). */
   private jobRefusal(plan: Plan, error: z.ZodError, data: SwitchJobRequest): Refusal {
     return invalid(
-      `This ${plan.action} of ${plan.environment} cannot be queued: ${jobIssues(error, data)}. Nothing was changed. Ask for a fresh plan with /${plan.action} ${plan.environment}.`,
+      `This ${plan.action} of ${plan.environment} cannot be queued: ${jobDataIssues(error, data)}. Nothing was changed. Ask for a fresh plan with /${plan.action} ${plan.environment}.`,
       {
         planId: plan.id,
         fields: [...new Set(error.issues.map((i) => i.path.map(String).join('.') || '(job)'))].slice(0, 20),
@@ -1950,30 +2021,6 @@ export class Flow {
       this.logger.warn({ err: e, planId: p.id, event }, 'audit append failed');
     }
   }
-}
-
-/** How many of a job's data problems a refusal names before it counts the rest. */
-const NAMED_ISSUES = 3;
-
-/**
- * What the queue's schema found wrong with a switch job's `data`, in words: per issue the field, what
- * it got (a short string, or a list's length) and what was expected (`domains: got 612 items, expected
- * at most 500 domains …`), the first few named and the rest counted.
- */
-function jobIssues(error: z.ZodError, data: SwitchJobRequest): string {
-  const lines = error.issues.map((issue) => {
-    const field = issue.path.map(String).join('.') || '(job)';
-    const got = valueAt(data, issue.path);
-    const shown =
-      typeof got === 'string'
-        ? `got ${JSON.stringify(got.length > 80 ? `${got.slice(0, 79)}…` : got)}, `
-        : Array.isArray(got)
-          ? `got ${got.length} item${got.length === 1 ? '' : 's'}, `
-          : '';
-    return `${field}: ${shown}${expectation(issue)}`;
-  });
-  const named = lines.slice(0, NAMED_ISSUES).join('; ');
-  return lines.length > NAMED_ISSUES ? `${named}; and ${lines.length - NAMED_ISSUES} more` : named;
 }
 
 /** How permission refusals name a person: display name and id. */

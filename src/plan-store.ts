@@ -37,6 +37,7 @@ import { systemClock } from './clock.js';
 import type { Plan } from './domain/plan.js';
 import { type Refusal, RefusalCode } from './domain/result.js';
 import { SwitchyardError } from './errors.js';
+import { type Logger, silentLogger } from './log.js';
 import { type Actor, actorSchema, type MessageRef, messageRefSchema } from './progress.js';
 import type { RedisClient } from './redis.js';
 import { createRedis } from './redis.js';
@@ -294,7 +295,39 @@ export interface PlanStoreOptions {
   /** How long a record is kept after its plan expired, for rendering and fresh plans. */
   readonly retainMs?: number;
   readonly clock?: Clock;
+  /** Where an unreadable message ref skipped on read is said (once per plan and field). */
+  readonly logger?: Logger;
 }
+
+/**
+ * A plan record in Redis that cannot be read (a field another version wrote, or one edited by hand):
+ * `field` names the (first) field to blame, `problem` says what is wrong in words, naming it. Code
+ * `internal` (a fault, not a person's request). `seen` is the record's own `generation` and `revision`
+ * as stored (raw, '' when absent), so that a new request can replace exactly this record
+ * (`PlanStore.create`'s `replaceUnreadable`) and never one made meanwhile.
+ */
+export class PlanUnreadableError extends SwitchyardError {
+  override readonly name = 'PlanUnreadableError';
+  constructor(
+    readonly planId: string,
+    readonly field: string | undefined,
+    readonly problem: string,
+    readonly seen: UnreadableRecord,
+  ) {
+    super('internal', `Plan ${planId} in Redis is unreadable: ${problem}`, {
+      context: { planId, ...(field === undefined ? {} : { field }) },
+    });
+  }
+}
+
+/** The unreadable record a replacement replaces: its `generation` and `revision` as stored ('' if none). */
+export interface UnreadableRecord {
+  readonly generation: string;
+  readonly revision: string;
+}
+
+/** How many skipped message refs a store remembers having logged (then it starts over). */
+const LOGGED_SKIPS_MAX = 1000;
 
 /** Defaults for the store's options (STYLE 6). */
 export const planStoreDefaults = {
@@ -326,22 +359,28 @@ const NUMBER_FIELDS = new Set(['createdAt', 'updatedAt', 'expiresAt', 'alertsVer
  * Creates a record unless a live one exists. Live: enqueued, or pending/awaiting approval and not past
  * `expiresAt`. Returns 1 and the new hash when created, 0 and the existing hash when joined. A created
  * record's plan id goes into the expiry index (a sorted set scored by `expiresAt`, see `dueToExpire`),
- * replacing the score of an earlier record of the same id.
+ * replacing the score of an earlier record of the same id. An unreadable record named by ARGV[6..8] is
+ * replaced whatever its state, and so is a hash without a state (no record can be read from it).
  * KEYS[1] record; KEYS[2] expiry index; ARGV[1] now; ARGV[2] key ttl ms; ARGV[3] '1' when an enqueued
  * record whose job has ended may be replaced (the same switch asked for again after it failed); ARGV[4]
- * expiresAt; ARGV[5] plan id; ARGV[6..] field, value pairs.
+ * expiresAt; ARGV[5] plan id; ARGV[6] '1' when the record may be one found unreadable: replaced while
+ * its generation and revision are still ARGV[7] and ARGV[8] (as stored; '' when absent); ARGV[9..]
+ * field, value pairs.
  */
 const CREATE_SCRIPT = `
 local state = redis.call('HGET', KEYS[1], 'state')
-if state then
+local unreadable = ARGV[6] == '1' and redis.call('EXISTS', KEYS[1]) == 1
+  and (redis.call('HGET', KEYS[1], 'generation') or '') == ARGV[7]
+  and (redis.call('HGET', KEYS[1], 'revision') or '') == ARGV[8]
+if state and not unreadable then
   local exp = tonumber(redis.call('HGET', KEYS[1], 'expiresAt')) or 0
   local live = (state == 'enqueued' and ARGV[3] ~= '1') or ((state == 'pending' or state == 'awaiting_approval') and exp > tonumber(ARGV[1]))
   if live then
     return {0, redis.call('HGETALL', KEYS[1])}
   end
-  redis.call('DEL', KEYS[1])
 end
-redis.call('HSET', KEYS[1], unpack(ARGV, 6))
+redis.call('DEL', KEYS[1])
+redis.call('HSET', KEYS[1], unpack(ARGV, 9))
 redis.call('PEXPIRE', KEYS[1], ARGV[2])
 redis.call('ZADD', KEYS[2], ARGV[4], ARGV[5])
 return {1, redis.call('HGETALL', KEYS[1])}
@@ -619,6 +658,9 @@ export class PlanStore {
   private readonly ownsRedis: boolean;
   private readonly prefix: string;
   private readonly clock: Clock;
+  private readonly logger: Logger;
+  /** Skipped message refs already logged (`<plan id> <field>`), so a record read often says it once. */
+  private readonly loggedSkips = new Set<string>();
 
   constructor(options: PlanStoreOptions) {
     if (options.redis) {
@@ -634,6 +676,7 @@ export class PlanStore {
     this.ttlMs = options.ttlMs ?? planStoreDefaults.ttlMs;
     this.retainMs = options.retainMs ?? planStoreDefaults.retainMs;
     this.clock = options.clock ?? systemClock;
+    this.logger = options.logger ?? silentLogger;
   }
 
   private key(planId: string): string {
@@ -656,6 +699,11 @@ export class PlanStore {
     readonly alert?: AlertContext;
     /** The enqueued record's job has ended (failed, refused, stale): a new request starts over. */
     readonly replaceEnqueued?: boolean;
+    /**
+     * The record under this plan id was found unreadable (`PlanUnreadableError.seen`): it is replaced,
+     * whatever its state, unless another record was made meanwhile (that one is joined as usual).
+     */
+    readonly replaceUnreadable?: UnreadableRecord;
   }): Promise<{ readonly record: PlanRecord; readonly created: boolean }> {
     const now = this.clock.now();
     const fields: string[] = [
@@ -690,6 +738,9 @@ export class PlanStore {
       input.replaceEnqueued === true ? '1' : '0',
       String(now + this.ttlMs),
       input.plan.id,
+      input.replaceUnreadable === undefined ? '0' : '1',
+      input.replaceUnreadable?.generation ?? '',
+      input.replaceUnreadable?.revision ?? '',
       ...fields,
     );
     const [created, hash] = this.scriptReply(raw, input.plan.id);
@@ -932,7 +983,7 @@ export class PlanStore {
     try {
       return dismissalSchema.parse(JSON.parse(raw));
     } catch (e) {
-      throw this.corrupt(planId, `dismissal: ${(e as Error).message}`);
+      throw this.corrupt(planId, `dismissal: ${problemOf(e)}`);
     }
   }
 
@@ -944,7 +995,7 @@ export class PlanStore {
     try {
       return planSuggestionSchema.parse({ ...JSON.parse(value), slot });
     } catch (e) {
-      throw this.corrupt(planId, `field ${SUGGESTION_FIELD}${slot}: ${(e as Error).message}`);
+      throw this.corrupt(planId, `field ${SUGGESTION_FIELD}${slot}: ${problemOf(e)}`);
     }
   }
 
@@ -974,6 +1025,36 @@ export class PlanStore {
     });
   }
 
+  /** The record in `flat` cannot be read: `problem` (naming `field`, the first one to blame). */
+  private unreadable(
+    flat: readonly string[],
+    planId: string,
+    field: string | undefined,
+    problem: string,
+  ): PlanUnreadableError {
+    const stored = (name: string): string => {
+      for (let i = 0; i + 1 < flat.length; i += 2) if (flat[i] === name) return flat[i + 1] ?? '';
+      return '';
+    };
+    return new PlanUnreadableError(planId, field, problem, {
+      generation: stored('generation'),
+      revision: stored('revision'),
+    });
+  }
+
+  /**
+   * A message ref of the record that cannot be read is skipped (the plan still reads, and its other
+   * messages still follow it), said once per plan and field: one junk entry must not make the whole
+   * record unreadable, which would refuse every request for the same switch until the key expired.
+   */
+  private skipMessage(planId: string, field: string, problem: string): void {
+    const key = `${planId} ${field}`;
+    if (this.loggedSkips.has(key)) return;
+    if (this.loggedSkips.size >= LOGGED_SKIPS_MAX) this.loggedSkips.clear();
+    this.loggedSkips.add(key);
+    this.logger.warn({ planId, field, problem }, 'plan record: unreadable message ref skipped');
+  }
+
   /** Turns a flat HGETALL reply into a validated record; undefined for an empty hash. */
   private decode(flat: readonly string[], planId: string): PlanRecord | undefined {
     if (flat.length === 0) return undefined;
@@ -987,11 +1068,15 @@ export class PlanStore {
     for (let i = 0; i + 1 < flat.length; i += 2) {
       const field = flat[i] ?? '';
       const value = flat[i + 1] ?? '';
+      if (field.startsWith(MESSAGE_FIELD)) {
+        const json = parseJson(value);
+        const m = json.ok ? storedMessageSchema.safeParse(json.value) : undefined;
+        if (m?.success) messages.push({ ref: m.data.ref, at: m.data.at, field });
+        else this.skipMessage(planId, field, m === undefined ? 'not JSON' : describeIssues(m.error));
+        continue;
+      }
       try {
-        if (field.startsWith(MESSAGE_FIELD)) {
-          const m = storedMessageSchema.parse(JSON.parse(value));
-          messages.push({ ref: m.ref, at: m.at, field });
-        } else if (field.startsWith(ALERT_FIELD)) {
+        if (field.startsWith(ALERT_FIELD)) {
           alerts.set(field.slice(ALERT_FIELD.length), JSON.parse(value) as Record<string, unknown>);
         } else if (field.startsWith(ALERT_OVER_FIELD)) {
           over.push(field.slice(ALERT_OVER_FIELD.length));
@@ -1000,7 +1085,8 @@ export class PlanStore {
         } else if (field.startsWith(ALERT_RESOLVED_FIELD)) {
           resolvedAt.set(field.slice(ALERT_RESOLVED_FIELD.length), Number(value));
         } else if (field.startsWith(SUGGESTION_FIELD)) {
-          suggestions.push(this.suggestion(field.slice(SUGGESTION_FIELD.length), value, planId));
+          const slot = field.slice(SUGGESTION_FIELD.length);
+          suggestions.push(planSuggestionSchema.parse({ ...JSON.parse(value), slot }));
         } else if (JSON_FIELDS.has(field)) {
           out[field] = JSON.parse(value);
         } else if (NUMBER_FIELDS.has(field)) {
@@ -1009,7 +1095,7 @@ export class PlanStore {
           out[field] = value;
         }
       } catch (e) {
-        throw this.corrupt(planId, `field ${field}: ${(e as Error).message}`);
+        throw this.unreadable(flat, planId, field, `field ${field}: ${problemOf(e)}`);
       }
     }
     messages.sort((a, b) => a.at - b.at || a.field.localeCompare(b.field));
@@ -1034,8 +1120,30 @@ export class PlanStore {
       out.suggestions = suggestions.sort((a, b) => a.at - b.at || a.slot.localeCompare(b.slot));
     const parsed = planRecordSchema.safeParse(out);
     if (!parsed.success) {
-      throw this.corrupt(planId, describeIssues(parsed.error));
+      const first = parsed.error.issues[0]?.path[0];
+      throw this.unreadable(
+        flat,
+        planId,
+        first === undefined ? undefined : String(first),
+        describeIssues(parsed.error),
+      );
     }
     return parsed.data;
   }
+}
+
+/** `raw` parsed as JSON, if it is JSON. */
+function parseJson(raw: string): { readonly ok: true; readonly value: unknown } | { readonly ok: false } {
+  try {
+    return { ok: true, value: JSON.parse(raw) };
+  } catch {
+    return { ok: false };
+  }
+}
+
+/** What is wrong with a field, in words: a zod error's issues (never its JSON), else the error's message. */
+function problemOf(e: unknown): string {
+  if (e instanceof z.ZodError) return describeIssues(e);
+  if (e instanceof PlanUnreadableError) return e.problem;
+  return e instanceof Error ? e.message : String(e);
 }

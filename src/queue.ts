@@ -41,6 +41,7 @@ import {
   scanKeys,
 } from './redis.js';
 import { keyNamespace } from './redis-url.js';
+import { expectation, valueAt } from './zod-issues.js';
 
 export {
   EnvironmentLock,
@@ -148,6 +149,86 @@ export type SwitchJobData = z.infer<typeof switchJobSchema>;
 /** What callers pass in (defaults not yet applied). */
 export type SwitchJobInput = z.input<typeof switchJobSchema>;
 
+/** How many of a job's data problems a message names before it counts the rest. */
+const NAMED_ISSUES = 3;
+
+/**
+ * What the queue's schema found wrong with a switch job's `data`, in words: per issue the field, what
+ * it got (a short string, or a list's length) and what was expected (`domains: got 612 items, expected
+ * at most 500 domains …`), the first few named and the rest counted. Said when a click's plan cannot be
+ * queued (src/flow.ts) and when a worker refuses a queued job's data (jobs/switch-processor.ts).
+ */
+export function jobDataIssues(error: z.ZodError, data: unknown): string {
+  const lines = error.issues.map((issue) => {
+    const field = issue.path.map(String).join('.') || '(job)';
+    const got = valueAt(data, issue.path);
+    const shown =
+      typeof got === 'string'
+        ? `got ${JSON.stringify(got.length > 80 ? `${got.slice(0, 79)}…` : got)}, `
+        : Array.isArray(got)
+          ? `got ${got.length} item${got.length === 1 ? '' : 's'}, `
+          : '';
+    return `${field}: ${shown}${expectation(issue)}`;
+  });
+  const named = lines.slice(0, NAMED_ISSUES).join('; ');
+  return lines.length > NAMED_ISSUES ? `${named}; and ${lines.length - NAMED_ISSUES} more` : named;
+}
+
+/**
+ * What can still be read of job data that `switchJobSchema` refuses (written by another Switchyard
+ * version during a rolling upgrade, or edited by hand): each field checked on its own against the
+ * schema, one that fails left out; the message refs one by one, an unreadable one skipped. Enough for
+ * the worker to tell the people following the job, and the audit log, that it cannot run and why.
+ */
+export interface ReadableJobData {
+  readonly action?: SwitchJobData['action'];
+  readonly planId?: string;
+  readonly environment?: string;
+  readonly targetId?: string;
+  readonly expectedCurrent?: string;
+  readonly requestedBy?: Actor;
+  readonly approvedBy?: Actor;
+  readonly requestedAt?: number;
+  readonly messages: MessageRef[];
+}
+
+/** The fields of `raw` that `switchJobSchema` accepts one by one (see `ReadableJobData`). */
+export function readableJobData(raw: unknown): ReadableJobData {
+  const obj = typeof raw === 'object' && raw !== null ? (raw as Record<string, unknown>) : {};
+  const shape = switchJobSchema.shape;
+  const pick = <T>(schema: z.ZodType<T>, value: unknown): T | undefined => {
+    const r = schema.safeParse(value);
+    return r.success ? r.data : undefined;
+  };
+  const refs = Array.isArray(obj.messages) ? obj.messages : [];
+  const messages = refs
+    .flatMap((m) => {
+      const r = messageRefSchema.safeParse(m);
+      return r.success ? [r.data] : [];
+    })
+    .slice(0, 50);
+  return {
+    messages,
+    ...definedOnly({
+      action: pick(shape.action, obj.action),
+      planId: pick(shape.planId, obj.planId),
+      environment: pick(shape.environment, obj.environment),
+      targetId: pick(shape.targetId, obj.targetId),
+      expectedCurrent: pick(shape.expectedCurrent, obj.expectedCurrent),
+      requestedBy: pick(actorSchema, obj.requestedBy),
+      approvedBy: pick(actorSchema, obj.approvedBy),
+      requestedAt: pick(shape.requestedAt, obj.requestedAt),
+    }),
+  };
+}
+
+/** `o` without its undefined properties (optional properties are left out, never set to undefined). */
+function definedOnly<T extends object>(o: T): { [K in keyof T]?: Exclude<T[K], undefined> } {
+  return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as {
+    [K in keyof T]?: Exclude<T[K], undefined>;
+  };
+}
+
 /** A switch waiting or running in an environment (`SwitchQueue.activeForEnvironment`). */
 export interface ActiveSwitch {
   readonly jobId: string;
@@ -207,7 +288,9 @@ export function switchJobFromPlan(
  */
 export function jobMessages(jobData: unknown, attached: readonly string[]): MessageRef[] {
   const data = switchJobSchema.safeParse(jobData);
-  return withAttached(data.success ? data.data.messages : [], attached);
+  // Data the schema refuses still names its messages: they show how the job ended (its worker tells
+  // them it could not run, see jobs/switch-processor.ts).
+  return withAttached(data.success ? data.data.messages : readableJobData(jobData).messages, attached);
 }
 
 /** Identity of a chat message ref (surface, channel, message id). */
@@ -505,6 +588,17 @@ export class SwitchQueue {
     const job = await this.queue.getJob(jobId);
     if (!job) return undefined;
     return progressOf(job, jobId);
+  }
+
+  /**
+   * Whether the job has ended for good (BullMQ `completed` or `failed`), whatever its data and progress
+   * say: a job whose data this version cannot read, failed before any state was published (by an older
+   * worker, or by BullMQ itself), has no progress to tell its end by (`progressOf`). False when the job
+   * is unknown, or still waiting, running or backing off before a retry.
+   */
+  async ended(jobId: string): Promise<boolean> {
+    const state = await this.queue.getJobState(jobId);
+    return state === 'completed' || state === 'failed';
   }
 
   /**

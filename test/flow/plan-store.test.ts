@@ -8,10 +8,12 @@ import {
   MAX_MESSAGES_PER_PLAN,
   PlanState,
   PlanStore,
+  PlanUnreadableError,
 } from '../../src/plan-store.js';
 import { LocalPlatform } from '../../src/platform/local/platform.js';
 import type { MessageRef } from '../../src/progress.js';
 import { createRedis, deleteKeys, type RedisClient, scanKeys } from '../../src/redis.js';
+import { CapturedLog } from '../support/captured-log.js';
 import { redisUrl, uniqueName } from '../support/redis.js';
 import { alice, bob } from './actors.js';
 
@@ -335,6 +337,72 @@ describe('PlanStore', () => {
     expect((err as SwitchyardError).message).toMatch(/requestedBy\.surface/);
     await redis.hset(`${prefix}plan:${plan.id}`, 'plan', '{not json');
     await expect(store.get(plan.id)).rejects.toThrow(/field plan/);
+  });
+
+  it('skips a message ref it cannot read, saying so once: the rest of the record reads', async () => {
+    const log = new CapturedLog();
+    const logged = new PlanStore({
+      redis,
+      prefix,
+      clock,
+      ttlMs: 60_000,
+      retainMs: 120_000,
+      logger: log.logger,
+    });
+    const { record } = await logged.create({ plan, requestedBy: alice, messages: [msg] });
+    const junk = { ref: { surface: 'slack', channel: 'C1', messageId: '' }, at: 1 };
+    await redis.hset(`${prefix}plan:${plan.id}`, 'msg:slack:C1:', JSON.stringify(junk), 'msg:x', '{not json');
+
+    expect(await logged.get(plan.id)).toEqual(record);
+    expect(await logged.get(plan.id)).toEqual(record);
+    const said = log.lines.filter((l) => l.msg === 'plan record: unreadable message ref skipped');
+    const byField = said
+      .map((l) => [l.level, l.planId, String(l.field), l.problem])
+      .sort((a, b) => String(a[2]).localeCompare(String(b[2])));
+    expect(byField).toEqual([
+      [40, plan.id, 'msg:slack:C1:', 'ref.messageId: Too small: expected string to have >=1 characters'],
+      [40, plan.id, 'msg:x', 'not JSON'],
+    ]);
+    // The record still moves, and still follows its readable message.
+    expect((await logged.transition(plan.id, [PlanState.pending], PlanState.cancelled)).ok).toBe(true);
+    expect((await logged.get(plan.id))?.messages).toEqual([msg]);
+  });
+
+  it('an unreadable record says what is wrong in words, never as zod JSON, and names the field and the record it read', async () => {
+    const { record } = await store.create({ plan, requestedBy: alice });
+    await redis.hset(`${prefix}plan:${plan.id}`, 'sg:slack:C1', '{"alertId":"","at":"x"}');
+    const err = await store.get(plan.id).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(PlanUnreadableError);
+    const e = err as PlanUnreadableError;
+    expect(e.code).toBe('internal');
+    expect(e.field).toBe('sg:slack:C1');
+    expect(e.problem).toBe(
+      'field sg:slack:C1: alertId: Too small: expected string to have >=1 characters; at: Invalid input: expected number, received string',
+    );
+    expect(e.message).toBe(`Plan ${plan.id} in Redis is unreadable: ${e.problem}`);
+    expect(e.seen).toEqual({ generation: record.generation, revision: '0' });
+  });
+
+  it('a request replaces the unreadable record it names, whatever its state; one made meanwhile is joined', async () => {
+    await store.create({ plan, requestedBy: alice });
+    // Still pending (live), but its plan cannot be read.
+    await redis.hset(`${prefix}plan:${plan.id}`, 'plan', '{"id":');
+    const seen = ((await store.get(plan.id).catch((e: unknown) => e)) as PlanUnreadableError).seen;
+    await expect(store.create({ plan, requestedBy: bob })).rejects.toBeInstanceOf(PlanUnreadableError);
+
+    const replaced = await store.create({ plan, requestedBy: bob, replaceUnreadable: seen });
+    expect(replaced).toMatchObject({ created: true, record: { state: PlanState.pending, requestedBy: bob } });
+    expect(replaced.record.generation).not.toBe(seen.generation);
+    // A second request that found the same unreadable record joins the one made since.
+    const late = await store.create({ plan, requestedBy: alice, replaceUnreadable: seen });
+    expect(late).toEqual({ created: false, record: replaced.record });
+
+    // A hash without any state (left by hand) is no record: a request replaces it too.
+    await redis.del(`${prefix}plan:${plan.id}`);
+    await redis.hset(`${prefix}plan:${plan.id}`, 'junk', '1');
+    const fresh = await store.create({ plan, requestedBy: alice });
+    expect(fresh.created).toBe(true);
+    expect(await redis.hexists(`${prefix}plan:${plan.id}`, 'junk')).toBe(0);
   });
 });
 

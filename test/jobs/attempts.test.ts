@@ -13,10 +13,13 @@
  */
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { MAX_STALLS } from '../../jobs/switch-processor.js';
+import { createLogger } from '../../src/log.js';
 import type { OperationRef, SwitchRequest } from '../../src/platform/port.js';
 import type { Progress } from '../../src/progress.js';
 import { EnvironmentLock, jobIdForPlan, switchKeys } from '../../src/queue.js';
-import { Cleanup, jobData, planFor } from './fixtures/harness.js';
+import { deleteKeys, scanKeys } from '../../src/redis.js';
+import { Cleanup, consoleMessage, jobData, planFor } from './fixtures/harness.js';
+import { LogLines } from './fixtures/logs.js';
 import { seedIds } from './fixtures/seed.js';
 import { type JobsEnv, REACTIVATION_MS, setupJobs } from './fixtures/setup.js';
 
@@ -244,6 +247,129 @@ describe('attempts of one switch job', () => {
     expect(firstEnds).toEqual([]);
     expect(env.platform.switchCalls).toBe(1);
     expect(await rollbacksOn(env, 'env0')).toBe(1);
+  });
+});
+
+/**
+ * Resolves once a renewal finds the attempt's BullMQ job lock gone (the attempt then stops at its next
+ * step), with every renewal going to Redis as usual.
+ */
+function jobLockLossNoticed(): Promise<void> {
+  const noticed = deferred();
+  const renew = EnvironmentLock.prototype.renew;
+  vi.spyOn(EnvironmentLock.prototype, 'renew').mockImplementation(function (this: EnvironmentLock, ...args) {
+    return renew.apply(this, args).then((res) => {
+      if (!res.jobLockHeld) noticed.resolve();
+      return res;
+    });
+  });
+  return noticed.promise;
+}
+
+/** Resolves with `value` after `ms`: only a guard that turns a hang into a failure, never a wait. */
+function timeoutGuard<T>(ms: number, value: T): Promise<T> {
+  return new Promise((resolve) => setTimeout(() => resolve(value), ms).unref());
+}
+
+describe('a job deleted from Redis while it runs (FLUSHDB, DEL, eviction)', () => {
+  it('is ended by its attempt, which finishes reading where traffic is and tells, audits and counts the end', async () => {
+    const env = await setupJobs(cleanup);
+    const lossNoticed = jobLockLossNoticed();
+    const gate = deferred();
+    const entered = deferred();
+    const lines = new LogLines();
+    await env.startWorker({
+      ...FAST_LOCKS,
+      logger: createLogger({ level: 'info', pretty: false, destination: lines }),
+      platform: {
+        ...env.platform,
+        rollback: async (r: SwitchRequest): Promise<OperationRef> => {
+          entered.resolve();
+          await gate.promise;
+          return env.platform.rollback(r);
+        },
+      },
+    });
+    const plan = await planFor(env.local, 'env0', 'rollback', env.clock.now());
+    const { jobId } = await env.queue.enqueue(jobData(plan, env.clock.now()));
+    await entered.promise;
+
+    // Every key of the queue goes while the attempt is inside the platform call: the job, its lock, the
+    // environment lock, the job's run record and message refs. No other attempt can ever take the job.
+    await deleteKeys(env.redis, await scanKeys(env.redis, `${env.queue.prefix}:${env.queueName}*`));
+    await lossNoticed;
+    expect(await env.queue.queue.getJob(jobId)).toBeUndefined();
+    gate.resolve();
+
+    const final = await Promise.race([
+      env.reporter.waitFor((p) => p.jobId === jobId && p.outcome !== undefined),
+      timeoutGuard(10_000, undefined),
+    ]);
+    if (final === undefined) throw new Error('the switch of a deleted job never told its end');
+    // Logged (at error) once the end is audited and counted.
+    await lines.until((ls) => ls.some((l) => l.code === 'job_lost' && l.level === 50));
+    const target = plan.target.id;
+    expect(final).toMatchObject({ outcome: 'failed', code: 'job_lost', targetId: target });
+    // The platform call went on, and the attempt followed its operation to the end.
+    expect(final.message).toBe(
+      `Switchyard's record of this rollback was lost from Redis while it ran (its job was deleted: FLUSHDB, DEL or eviction), so it stopped following it. The platform reports the rollback to ${target} done; traffic on it was not verified. env0 is serving ${target} (rolled back: automatic deploys paused). That is the target of this rollback.`,
+    );
+    // The step it was on ends; none is left running ("switching" for good).
+    expect(final.steps.filter((s) => s.state === 'running')).toEqual([]);
+    expect(final.steps.at(-1)).toMatchObject({
+      step: 'switching',
+      state: 'failed',
+      detail: "Stopped: Switchyard's record of this switch was lost from Redis.",
+    });
+    expect(env.reporter.reports.find((r) => r.progress === final)?.messages).toEqual([consoleMessage]);
+    const audit = await env.audit.recent('env0', 10);
+    expect(audit.map((e) => [e.event, e.code])).toEqual([
+      ['failed', 'job_lost'],
+      ['started', undefined],
+      ['requested', undefined],
+    ]);
+    expect(audit[0]?.message).toBe(final.message);
+    const counted = (await env.metrics.jobs.get()).values.filter((v) => v.value > 0);
+    expect(counted.map((v) => [v.labels, v.value])).toEqual([[{ action: 'rollback', outcome: 'failed' }, 1]]);
+    expect(env.platform.switchCalls).toBe(1);
+    expect(await rollbacksOn(env, 'env0')).toBe(1);
+  });
+
+  it('while it follows a reactivation: the attempt follows it to its end before telling where traffic is', async () => {
+    const env = await setupJobs(cleanup);
+    const lossNoticed = jobLockLossNoticed();
+    const lines = new LogLines();
+    await env.startWorker({
+      ...FAST_LOCKS,
+      logger: createLogger({ level: 'info', pretty: false, destination: lines }),
+    });
+    const plan = await planFor(env.local, 'env0', 'rollback', env.clock.now(), seedIds(0).standby);
+    const { jobId } = await env.queue.enqueue(jobData(plan, env.clock.now()));
+    const following = await env.reporter.waitFor((p) => p.jobId === jobId && p.operationId !== undefined);
+
+    await deleteKeys(env.redis, await scanKeys(env.redis, `${env.queue.prefix}:${env.queueName}*`));
+    await lossNoticed;
+    // The reactivation goes on on the platform and completes.
+    await env.clock.advance(REACTIVATION_MS);
+
+    const final = await Promise.race([
+      env.reporter.waitFor((p) => p.jobId === jobId && p.outcome !== undefined),
+      timeoutGuard(10_000, undefined),
+    ]);
+    if (final === undefined) throw new Error('the switch of a deleted job never told its end');
+    // Logged (at error) once the end is audited and counted.
+    await lines.until((ls) => ls.some((l) => l.code === 'job_lost' && l.level === 50));
+    const target = seedIds(0).standby;
+    expect(final).toMatchObject({ outcome: 'failed', code: 'job_lost' });
+    expect(final.message).toContain(
+      `The platform reports the rollback to ${target} done; traffic on it was not verified. env0 is serving ${target} (rolled back: automatic deploys paused). That is the target of this rollback.`,
+    );
+    expect(final.operationId).toBe(following.operationId);
+    expect(final.steps.filter((s) => s.state === 'running')).toEqual([]);
+    expect((await env.audit.recent('env0', 1)).map((e) => [e.event, e.code])).toEqual([
+      ['failed', 'job_lost'],
+    ]);
+    expect(env.platform.switchCalls).toBe(1);
   });
 });
 

@@ -15,6 +15,7 @@ import { HANDED_BACK_DETAIL } from '../../jobs/switch-processor.js';
 import type { SwitchWorker } from '../../jobs/switch-worker.js';
 import { AUDIT_MESSAGE_MAX, AuditLog } from '../../src/audit.js';
 import { type Clock, ManualClock, systemClock } from '../../src/clock.js';
+import { SWITCH_HOSTNAME_EXPECTED } from '../../src/domain/plan.js';
 import { PlatformHttpError, RefusalError } from '../../src/errors.js';
 import { createLogger } from '../../src/log.js';
 import { JsonHttpClient } from '../../src/platform/http-client.js';
@@ -750,17 +751,84 @@ describe('switch job edge cases', () => {
     expect(env.platform.switchCalls).toBe(1);
   });
 
-  it('fails a job whose data is not a switch, naming the field, without retrying', async () => {
+  it('ends a queued job whose data the schema refuses (another version wrote it) with a final state naming the field: published, audited, counted, logged; not retried, and nothing switched', async () => {
+    const env = await setupJobs(cleanup);
+    const log = new LogLines();
+    await env.startWorker({ logger: createLogger({ level: 'info', pretty: false, destination: log }) });
+    const plan = await planFor(env.local, 'env0', 'rollback', env.clock.now());
+    // A newer bot queued a domain this worker's schema refuses (a rolling upgrade), or someone edited
+    // the job by hand: the queue's own enqueue would refuse it, so it is added as BullMQ stored it.
+    const data = { ...jobData(plan, env.clock.now()), domains: ['api.acme.test/v2'] };
+    const jobId = jobIdForPlan(plan.id);
+    await env.queue.queue.add('switch', data, { jobId });
+
+    const ended = await env.queue.waitForEnd(jobId);
+    const final = await env.reporter.waitFor((p) => p.jobId === jobId && p.outcome !== undefined);
+    expect(ended).toEqual(final);
+    expect(final).toMatchObject({
+      outcome: 'failed',
+      code: 'invalid_input',
+      planId: plan.id,
+      action: 'rollback',
+      environment: 'env0',
+      targetId: plan.target.id,
+      fromId: seedIds(0).current,
+      requestedBy: data.requestedBy,
+    });
+    expect(final.message).toBe(
+      `This rollback of env0 cannot run: its job data is not what this version of Switchyard reads (domains.0: got "api.acme.test/v2", ${SWITCH_HOSTNAME_EXPECTED}); another version wrote it (during an upgrade) or it was edited by hand. Nothing was done. env0 is serving ${seedIds(0).current}.`,
+    );
+    expect(final.steps).toMatchObject([{ step: 'queued', state: 'failed' }]);
+    // Told to the job's own chat message, and readable by any replica following the job.
+    expect(env.reporter.reports.find((r) => r.progress === final)?.messages).toEqual(data.messages);
+    expect(await env.queue.messages(jobId)).toEqual(data.messages);
+    expect(await env.queue.progress(jobId)).toEqual(final);
+    expect(await env.queue.ended(jobId)).toBe(true);
+    const job = await env.queue.queue.getJob(jobId);
+    expect(await job?.getState()).toBe('failed');
+    expect(job?.attemptsMade).toBe(1);
+    expect(job?.failedReason).toBe(`invalid_input: ${final.message}`);
+
+    const audit = await env.audit.recent('env0', 10);
+    expect(audit.map((e) => [e.event, e.code, e.message, e.planId, e.actor])).toEqual([
+      ['failed', 'invalid_input', final.message, plan.id, data.requestedBy],
+    ]);
+    const counted = (await env.metrics.jobs.get()).values.filter((v) => v.value > 0);
+    expect(counted.map((v) => [v.labels, v.value])).toEqual([[{ action: 'rollback', outcome: 'failed' }, 1]]);
+    expect(log.parsed.filter((l) => l.level === 50).map((l) => [l.msg, l.jobId, l.code])).toEqual([
+      [final.message, jobId, 'invalid_input'],
+    ]);
+    expect(env.platform.switchCalls).toBe(0);
+  });
+
+  it('ends a job whose data names an action and environment but little else, saying so', async () => {
     const env = await setupJobs(cleanup);
     await env.startWorker();
-    const job = await env.queue.queue.add(
-      'switch',
-      { action: 'rollback', environment: 'env0' },
-      { jobId: 'sw_bad' },
+    await env.queue.queue.add('switch', { action: 'rollback', environment: 'env0' }, { jobId: 'sw_bad' });
+    const final = await env.queue.waitForEnd('sw_bad');
+    expect(final).toMatchObject({ outcome: 'failed', code: 'invalid_input', environment: 'env0' });
+    expect(final?.message).toMatch(
+      /^This rollback of env0 cannot run: its job data is not what this version of Switchyard reads \(planId: expected a string; projectId: expected a string; targetId: expected a string; and 6 more\)/,
     );
+    expect((await env.queue.queue.getJob('sw_bad'))?.failedReason).toBe(`invalid_input: ${final?.message}`);
+    expect((await env.audit.recent('env0', 10)).map((e) => [e.event, e.code])).toEqual([
+      ['failed', 'invalid_input'],
+    ]);
+    expect(env.platform.switchCalls).toBe(0);
+  });
+
+  it('fails a job whose data does not even name its environment, naming the fields, without retrying', async () => {
+    const env = await setupJobs(cleanup);
+    const log = new LogLines();
+    await env.startWorker({ logger: createLogger({ level: 'info', pretty: false, destination: log }) });
+    const job = await env.queue.queue.add('switch', { action: 'rollback' }, { jobId: 'sw_bad' });
     expect(await env.queue.waitForEnd(job.id ?? '')).toBeUndefined();
     const failed = (await env.queue.queue.getJob('sw_bad'))?.failedReason;
-    expect(failed).toMatch(/^invalid_input: job data is not a switch: planId/);
+    expect(failed).toMatch(
+      /^invalid_input: Switch job sw_bad cannot run: its data is not a switch this version of Switchyard reads \(planId: expected a string; .*environment: expected a string/,
+    );
+    expect(log.parsed.filter((l) => l.level === 50).map((l) => `${l.code}: ${l.msg}`)).toEqual([failed]);
+    expect(await env.queue.ended('sw_bad')).toBe(true);
     expect(env.platform.switchCalls).toBe(0);
   });
 });
