@@ -322,6 +322,8 @@ export class ChatService {
     const state = override?.state ?? (record.state as ConfirmationState);
     return confirmationView(record.plan as Plan, {
       state,
+      // The render's time: the cards stay as of the plan, and say so once this differs (the view may
+      // edit a message posted long before, or be posted for a request that joined the plan later).
       now: this.clock.now(),
       requestedBy: record.confirmedBy ?? record.requestedBy,
       ...(record.confirmedBy ? { confirmedBy: record.confirmedBy } : {}),

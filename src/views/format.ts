@@ -45,15 +45,18 @@ export function longDuration(ms: number): string {
   return h % 24 === 0 ? unit(d, 'day') : `${unit(d, 'day')} ${unit(h % 24, 'hour')}`;
 }
 
-/** Duration for step timings: "350 ms", "1.2 s", "3 min 5 s", "1 h 2 min". */
+/**
+ * Duration for step timings: "350 ms", "1.2 s", "12 s", "3 min 5 s", "1 h 2 min". Each unit is chosen
+ * after rounding to its precision, so a value rounds up into the next form rather than past the
+ * current one: 9.96 s reads "10 s" (not "10.0 s"), 59.96 s "1 min" (not "60 s").
+ */
 export function shortDuration(ms: number): string {
   const v = Math.max(0, Math.round(ms));
   if (v < 1000) return `${v} ms`;
-  if (v < 60_000) {
-    const secs = v / 1000;
-    return `${secs < 10 ? secs.toFixed(1) : Math.round(secs)} s`;
-  }
+  const tenths = Math.round(v / 100);
+  if (tenths < 100) return `${(tenths / 10).toFixed(1)} s`;
   const totalS = Math.round(v / 1000);
+  if (totalS < 60) return `${totalS} s`;
   const m = Math.floor(totalS / 60);
   if (m < 60) return totalS % 60 === 0 ? `${m} min` : `${m} min ${totalS % 60} s`;
   const h = Math.floor(m / 60);

@@ -88,7 +88,11 @@ export interface OtherAlert {
 /** Everything a confirmation view needs besides the plan. */
 export interface ConfirmationContext {
   readonly state: ConfirmationState;
-  /** Unix ms, for "live for …". */
+  /**
+   * Unix ms: when the view is rendered. The cards' "live for …" and "created … ago" are as of the plan
+   * (`plan.createdAt`) whenever it is rendered; when they would read differently at `now`, the view
+   * says as of when.
+   */
   readonly now: number;
   readonly requestedBy?: Actor;
   /**
@@ -241,7 +245,11 @@ const STATUS_LABEL: Readonly<Record<Deployment['status'], string>> = {
   stopped: 'stopped',
 };
 
-/** The card of one deployment. `liveSince` adds "live for …"; `now` adds the age. */
+/**
+ * The card of one deployment. `liveSince` adds "live for …"; `now` adds the age: both as of `now`, so
+ * a card in a message that is edited later is built with the moment the message describes, not the
+ * edit's (see `confirmationView`).
+ */
 export function deploymentCard(d: Deployment, opts: { now: number; liveSince?: number }): DeploymentCard {
   const notes: string[] = [];
   if (d.status === 'standby') notes.push('in standby: reactivation takes longer');
@@ -430,14 +438,27 @@ export function confirmationView(plan: Plan, ctx: ConfirmationContext): MessageV
     });
   }
 
-  blocks.push({
-    type: 'deployment',
-    label: 'Current deployment',
-    card: deploymentCard(plan.current, {
-      now: ctx.now,
+  // The cards' ages are as of the plan (`plan.createdAt`, when it read the state the whole message
+  // shows), not of this render: the message is edited long after it was posted (cancelled, expired by
+  // the sweep, an alert resolving) while Slack and Discord still show it as posted then, and ages
+  // recomputed at the edit would date the deployments earlier than they were. One view serves every
+  // message of the plan (a request joining it later posts a fresh one): when the ages would read
+  // differently now, a line says as of when.
+  const cards = (at: number) => ({
+    current: deploymentCard(plan.current, {
+      now: at,
       ...(plan.currentLiveSince === undefined ? {} : { liveSince: plan.currentLiveSince }),
     }),
+    target: deploymentCard(plan.target, { now: at }),
   });
+  const asOfPlan = cards(plan.createdAt);
+  const asOfNow = cards(ctx.now);
+  const aged =
+    asOfPlan.current.live !== asOfNow.current.live ||
+    asOfPlan.current.age !== asOfNow.current.age ||
+    (!plan.resumesAutoDeploys && asOfPlan.target.age !== asOfNow.target.age);
+
+  blocks.push({ type: 'deployment', label: 'Current deployment', card: asOfPlan.current });
 
   if (plan.resumesAutoDeploys) {
     blocks.push({
@@ -451,10 +472,12 @@ export function confirmationView(plan: Plan, ctx: ConfirmationContext): MessageV
       items: plan.affectedDomains.map((d) => domainItem(d.hostname, d.stickiness, d.branch)),
       empty: 'No domain points to the current deployment, so no domain moves.',
     });
+    blocks.push({ type: 'deployment', label: 'Target deployment', card: asOfPlan.target });
+  }
+  if (aged) {
     blocks.push({
-      type: 'deployment',
-      label: 'Target deployment',
-      card: deploymentCard(plan.target, { now: ctx.now }),
+      type: 'context',
+      spans: [t(`Deployment ages as of ${formatTime(plan.createdAt)}, when this plan was made.`)],
     });
   }
 
@@ -732,7 +755,8 @@ function laterSpans(progress: Progress, later: LaterCompletion, resumes: boolean
 
 /**
  * The progress message of a switch job, edited in place through every step to the final state: who
- * confirmed and approved, each step with its state and duration, and where traffic is now.
+ * confirmed and approved, each step with its state and duration, and at the end where traffic was
+ * when the job ended, saying when (`progress.updatedAt`): the final message is read long after.
  * Durations of running steps are measured to `progress.updatedAt`, so renders are reproducible.
  * `later` (a `failed` job only) says the platform completed the switch after the job had given up:
  * an update line first, the title says so, and the job's own end reads as of when it ended.
@@ -823,12 +847,17 @@ export function progressView(progress: Progress, plan?: Plan, later?: LaterCompl
       const state =
         progress.message ??
         `Traffic state after the job: check /deployments ${progress.environment} (the job ended with ${progress.outcome}).`;
+      // The job's end is final: the message keeps saying it long after traffic moved on (read the next
+      // morning, after others switched production), so it says as of when, never "now". Completed
+      // later: the update above says when the platform moved traffic, and the end follows as it was.
+      const label =
+        completed === undefined
+          ? `When the job ended (${formatTime(progress.updatedAt)}): `
+          : 'When the job ended: ';
       summary =
         update === undefined
-          ? `${title}. ${state}`
-          : `${title}. ${plainText(update)} When the job ended: ${state}`;
-      // Completed later: what the job said was so when it ended, no longer now.
-      const label = completed === undefined ? 'Now: ' : 'When the job ended: ';
+          ? `${title}. ${label}${state}`
+          : `${title}. ${plainText(update)} ${label}${state}`;
       blocks.push({
         type: 'text',
         tone: completed === undefined ? tone : 'neutral',
@@ -837,11 +866,7 @@ export function progressView(progress: Progress, plan?: Plan, later?: LaterCompl
       if (progress.code !== undefined)
         blocks.push({ type: 'context', spans: [t('Code: '), c(progress.code)] });
       if (progress.traffic.length > 0) {
-        blocks.push({
-          type: 'list',
-          label: trafficLabel(progress, completed !== undefined),
-          items: trafficItems(progress),
-        });
+        blocks.push({ type: 'list', label: trafficLabel(progress), items: trafficItems(progress) });
       }
       if (progress.outcome === 'stale' || overtaken(progress))
         buttons.push(button('Make a fresh plan', { kind: 'replan', ref: progress.planId }, 'primary'));
@@ -855,13 +880,13 @@ export function progressView(progress: Progress, plan?: Plan, later?: LaterCompl
 }
 
 /**
- * "Where traffic is now (3)", or "(1 of 3 not on the target)" when some domain is not on it; `then`:
- * "Where traffic was when the job ended" (the platform switched since).
+ * "Where traffic was when the job ended (3)", or "(1 of 3 not on the target)" when some domain is not
+ * on it: a job's end only (the text above it says when), as it was then, not where traffic is now.
  */
-function trafficLabel(progress: Progress, then = false): string {
+function trafficLabel(progress: Progress): string {
   const total = progress.traffic.length;
   const off = progress.traffic.filter((r) => !r.ok).length;
-  const where = then ? 'Where traffic was when the job ended' : 'Where traffic is now';
+  const where = 'Where traffic was when the job ended';
   return off === 0 ? `${where} (${total})` : `${where} (${off} of ${total} not on the target)`;
 }
 

@@ -29,6 +29,22 @@ describe('format helpers', () => {
     expect(shortDuration(ms)).toBe(text);
   });
 
+  // The unit is picked after rounding: a value just under a boundary reads as the boundary does, never
+  // in a form the function gives no other value ("10.0 s", "60 s").
+  it.each([
+    [999.6, '1.0 s'],
+    [9_949, '9.9 s'],
+    [9_960, '10 s'],
+    [10_000, '10 s'],
+    [59_499, '59 s'],
+    [59_500, '1 min'],
+    [59_960, '1 min'],
+    [119_600, '2 min'],
+    [3_599_600, '1 h'],
+  ])('shortDuration(%d) rounds before it picks the unit: %s', (ms, text) => {
+    expect(shortDuration(ms)).toBe(text);
+  });
+
   it('formats absolute times in UTC', () => {
     expect(formatTime(Date.UTC(2026, 10, 29, 9, 5))).toBe('2026-11-29 09:05 UTC');
   });

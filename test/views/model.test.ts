@@ -277,6 +277,50 @@ describe('confirmationView', () => {
     expect(viewText(resolved)).toContain('dep_3 went live 15 minutes before this alert started.');
   });
 
+  it('the cards stay as of the plan when the message is rendered later (an edit an hour on), and say as of when', () => {
+    // Posted when the plan was made: no "as of" line, ages as of then.
+    const p = plan('rollback');
+    const cardsOf = (v: MessageView) => blocksOf(v, 'deployment').map((d) => d.card);
+    const posted = confirmationView(p, { state: 'pending', now: NOW, requestedBy: alice });
+    expect(cardsOf(posted).map((c) => [c.live, c.age])).toEqual([
+      ['live for 37 minutes', 'created 40 minutes ago'],
+      [undefined, 'created 5 hours ago'],
+    ]);
+    expect(viewText(posted)).not.toContain('as of');
+    // The same message edited an hour and a half later (expired by the sweep, cancelled): Slack and
+    // Discord still show it as posted at NOW, so its cards must not have aged by the wait.
+    const later = NOW + 90 * MIN;
+    for (const state of ['expired', 'cancelled', 'stale', 'awaiting_approval', 'enqueued'] as const) {
+      const edited = confirmationView(p, { state, now: later, requestedBy: alice, cancelledBy: bob });
+      expect(cardsOf(edited), state).toEqual(cardsOf(posted));
+      expect(viewText(edited), state).toContain(
+        `Deployment ages as of ${formatTime(p.createdAt)}, when this plan was made.`,
+      );
+      expect(viewText(edited), state).not.toMatch(/live for 2 hours|live for 1 hour/);
+    }
+    // A request joining the plan 30 minutes on posts a fresh message with the plan's view: ages as of
+    // the plan, saying as of when (never ages 30 minutes old as if they were the post's).
+    const joined = confirmationView(p, { state: 'pending', now: NOW + 30 * MIN, requestedBy: alice });
+    expect(cardsOf(joined)).toEqual(cardsOf(posted));
+    expect(viewText(joined)).toContain(`Deployment ages as of ${formatTime(NOW)}, when this plan was made.`);
+    // Every surface shows the line.
+    expect(JSON.stringify(renderSlack(joined).blocks)).toContain('Deployment ages as of');
+    expect(JSON.stringify(renderDiscord(joined).embeds)).toContain('Deployment ages as of');
+    expect(JSON.stringify(renderConsole(joined).blocks)).toContain('Deployment ages as of');
+  });
+
+  it('says as of when only once the ages would read differently: a render seconds later reads the same', () => {
+    const p = plan('rollback');
+    const soon = confirmationView(p, { state: 'cancelled', now: NOW + 20_000, cancelledBy: bob });
+    expect(viewText(soon)).not.toContain('as of');
+    const resumed = plan('promote', { rolledBack: true, target: 'dep_2' });
+    expect(resumed.resumesAutoDeploys).toBe(true);
+    // Only the current card shows: its ages decide (rolled back to dep_2 3 hours before NOW).
+    const edited = confirmationView(resumed, { state: 'expired', now: NOW + 2 * 60 * MIN });
+    expect(blocksOf(edited, 'deployment').map((d) => d.card.live)).toEqual(['live for 3 hours']);
+    expect(viewText(edited)).toContain(`Deployment ages as of ${formatTime(NOW)}, when this plan was made.`);
+  });
+
   it('keeps every one of 400 affected domains in the model', () => {
     const p = plan('rollback', { liveDomains: 398 });
     expect(p.affectedDomains).toHaveLength(400);
@@ -401,7 +445,7 @@ describe('progressView', () => {
     expect(steps?.steps.find((s) => s.step === 'switching')?.state).toBe('not_reached');
   });
 
-  it('failed: says what state production is in now', () => {
+  it('failed: says what state production was in when the job ended, and when', () => {
     const p = plan('rollback');
     const v = progressView(
       progress(p, {
@@ -417,10 +461,12 @@ describe('progressView', () => {
     );
     expect(v.title).toBe('Rollback of production to dep_2 failed');
     expect(v.tone).toBe('danger');
-    expect(viewText(v)).toContain('Now: Traffic did not settle: demo.example.com still answers from dep_3.');
+    expect(viewText(v)).toContain(
+      `When the job ended (${formatTime(NOW + 13_320)}): Traffic did not settle: demo.example.com still answers from dep_3.`,
+    );
     expect(viewText(v)).toContain('Code: verify_timeout');
     const [list] = blocksOf(v, 'list');
-    expect(list?.label).toBe('Where traffic is now (2 of 2 not on the target)');
+    expect(list?.label).toBe('Where traffic was when the job ended (2 of 2 not on the target)');
     expect(viewText(v)).toContain('shop-1.example.com → unknown');
   });
 
@@ -439,8 +485,9 @@ describe('progressView', () => {
     );
     expect(v.title).toBe('Rollback of production to dep_2 done, then overtaken');
     expect(v.tone).toBe('warning');
-    expect(v.summary).toBe(`Rollback of production to dep_2 done, then overtaken. ${message}`);
-    expect(viewText(v)).toContain(`Now: ${message}`);
+    const end = `When the job ended (${formatTime(NOW + 13_320)}): ${message}`;
+    expect(v.summary).toBe(`Rollback of production to dep_2 done, then overtaken. ${end}`);
+    expect(viewText(v)).toContain(end);
     expect(parseAction(v.buttons[0]?.actionId)).toEqual({ ok: true, value: { kind: 'replan', ref: p.id } });
     // Any other failure stays a failure.
     const failed = progressView(progress(p, { outcome: 'failed', code: 'verify_timeout' }), p);
@@ -520,6 +567,33 @@ describe('progressView', () => {
     );
     expect(cancelled.tone).toBe('neutral');
     expect(cancelled.title).toBe('Rollback of production to dep_2 cancelled');
+  });
+
+  it('a final message says as of when it ended, never "now": read the next morning it still holds', () => {
+    const p = plan('rollback');
+    const ended = NOW + 95_000;
+    const traffic = [{ hostname: 'demo.example.com', deploymentId: 'dep_3', ok: false }];
+    for (const outcome of ['failed', 'refused', 'stale', 'cancelled'] as const) {
+      const v = progressView(
+        progress(p, { outcome, message: 'production is serving dep_3.', traffic, updatedAt: ended }),
+        p,
+      );
+      const end = `When the job ended (${formatTime(ended)}): production is serving dep_3.`;
+      expect(viewText(v), outcome).toContain(end);
+      expect(v.summary, outcome).toContain(end);
+      expect(blocksOf(v, 'list')[0]?.label, outcome).toBe(
+        'Where traffic was when the job ended (1 of 1 not on the target)',
+      );
+      expect(viewText(v), outcome).not.toMatch(/\bNow: |traffic is now/);
+      // Discord escapes the date's hyphens and the parentheses: look for the time of day.
+      for (const text of [JSON.stringify(renderSlack(v)), JSON.stringify(renderDiscord(v).embeds)]) {
+        expect(text, outcome).toContain('12:01 UTC');
+        expect(text, outcome).not.toMatch(/Now:|traffic is now/);
+      }
+    }
+    // While the job runs nothing claims where traffic ended up.
+    const running = progressView(progress(p, { traffic, updatedAt: ended }), p);
+    expect(viewText(running)).not.toContain('When the job ended');
   });
 
   it('resume of automatic deploys without the plan', () => {

@@ -36,7 +36,7 @@ describe('traffic lists put the domains not on the target first', () => {
     const v = progressView(split(20));
     const list = v.blocks.find((b) => b.type === 'list');
     expect(list?.type === 'list' ? list.label : undefined).toBe(
-      'Where traffic is now (1 of 20 not on the target)',
+      'Where traffic was when the job ended (1 of 20 not on the target)',
     );
     expect(list?.type === 'list' ? list.items[0]?.state : undefined).toBe('bad');
     expect(list?.type === 'list' ? list.items.slice(1).every((i) => i.state === 'ok') : undefined).toBe(true);
