@@ -188,9 +188,24 @@ export function liveSince(snapshot: EnvironmentSnapshot, deploymentId: string): 
 }
 
 /**
+ * Newest-first place of each deployment: its index in `snapshot.deployments`, which every platform
+ * lists newest first in its own order of creation (the DeployPlatform port's contract; the local
+ * platform by push order). Plans tell older from newer by this, never by comparing `createdAt`: the
+ * platform decides which push is newest by its own order (the local one goes live by push order even
+ * after the wall clock stepped back, or for two pushes in one millisecond), and a plan that compared
+ * clocks would then disagree with it. A deployment not listed ranks as oldest.
+ */
+function newestFirstRank(snapshot: EnvironmentSnapshot): (d: Deployment) => number {
+  const rank = new Map<string, number>();
+  for (const [i, d] of snapshot.deployments.entries()) if (!rank.has(d.id)) rank.set(d.id, i);
+  return (d) => rank.get(d.id) ?? Number.POSITIVE_INFINITY;
+}
+
+/**
  * Default rollback target: the deployment that was live before the current one and is older than it
  * (so a second rollback keeps going back instead of returning to the bad deployment); else the newest
- * switchable deployment created before the current one.
+ * switchable deployment older than the current one. Older and newer: by the snapshot's order
+ * (`newestFirstRank`).
  */
 export function defaultRollbackTarget(snapshot: EnvironmentSnapshot): Result<Deployment> {
   const env = snapshot.environment;
@@ -205,6 +220,8 @@ export function defaultRollbackTarget(snapshot: EnvironmentSnapshot): Result<Dep
     );
   }
   const byId = new Map(snapshot.deployments.map((d) => [d.id, d]));
+  const rank = newestFirstRank(snapshot);
+  const olderThanCurrent = (d: Deployment) => rank(d) > rank(current);
   const history = snapshot.liveHistory;
   let end = history.length;
   for (let i = history.length - 1; i >= 0; i--) {
@@ -215,18 +232,14 @@ export function defaultRollbackTarget(snapshot: EnvironmentSnapshot): Result<Dep
   }
   for (let i = end - 1; i >= 0; i--) {
     const candidate = byId.get(history[i]?.deploymentId ?? '');
-    if (
-      candidate &&
-      candidate.id !== current.id &&
-      candidate.createdAt < current.createdAt &&
-      isSwitchable(candidate)
-    ) {
+    if (candidate && candidate.id !== current.id && olderThanCurrent(candidate) && isSwitchable(candidate)) {
       return ok(candidate);
     }
   }
-  const older = snapshot.deployments
-    .filter((d) => d.id !== current.id && d.createdAt < current.createdAt && isSwitchable(d))
-    .sort((a, b) => b.createdAt - a.createdAt)[0];
+  // Newest first already: the first older switchable one is the newest of them.
+  const older = snapshot.deployments.find(
+    (d) => d.id !== current.id && olderThanCurrent(d) && isSwitchable(d),
+  );
   if (older) return ok(older);
   // Nothing older: the deployment live before this one is newer (this is already a rollback). Going
   // back to it is a promote, which also ends the rolled-back state: say so.
@@ -251,19 +264,21 @@ export function defaultRollbackTarget(snapshot: EnvironmentSnapshot): Result<Dep
 /**
  * Default promote target: the newest ready (or standby) deployment of the environment. While the
  * environment is rolled back, never the deployment it was rolled back from: the newest deployment that
- * is newer than the current one, was never live, and became ready after the rollback (a fix pushed
- * since); with none, or when the platform does not say when it was rolled back, the current deployment
- * (promoting it resumes automatic deploys and moves no domain). Going back to a deployment that was
- * rolled away from takes naming it.
+ * is newer than the current one, was never live, and became ready since the environment was rolled
+ * back (a fix pushed since: measured from the start of the rolled-back period, `rolledBackSince`, so a
+ * second rollback further back does not hide a fix that became ready after the first); with none, or
+ * when the platform does not say when it was rolled back, the current deployment (promoting it resumes
+ * automatic deploys and moves no domain). Going back to a deployment that was rolled away from takes
+ * naming it. Newest and newer: by the snapshot's order (`newestFirstRank`).
  */
 export function defaultPromoteTarget(snapshot: EnvironmentSnapshot): Result<Deployment> {
   const env = snapshot.environment;
-  const switchable = [...snapshot.deployments]
-    .filter((d) => d.environment === env.slug && isSwitchable(d))
-    .sort((a, b) => b.createdAt - a.createdAt);
+  // Newest first already (the snapshot's order).
+  const switchable = snapshot.deployments.filter((d) => d.environment === env.slug && isSwitchable(d));
   const current = snapshot.deployments.find((d) => d.id === env.currentDeploymentId);
   if (env.rolledBack && current !== undefined) {
-    const since = env.rolledBackAt;
+    const since = env.rolledBackSince ?? env.rolledBackAt;
+    const rank = newestFirstRank(snapshot);
     // A platform that does not say when the environment was rolled back (Unkey, Vercel: no live
     // history either) gives no way to tell a fix pushed since from the deployment rolled back from:
     // both are ready and newer than the current one. Resume, never guess: a fix is promoted by name
@@ -273,7 +288,7 @@ export function defaultPromoteTarget(snapshot: EnvironmentSnapshot): Result<Depl
     const fresh = switchable.find(
       (d) =>
         d.id !== current.id &&
-        d.createdAt > current.createdAt &&
+        rank(d) < rank(current) &&
         !wasLive.has(d.id) &&
         (d.readyAt ?? d.createdAt) >= since,
     );
@@ -323,9 +338,25 @@ export function affectedDomains(
 }
 
 /**
+ * Whether `target` is the newest ready (or standby) deployment of its branch in its environment, by
+ * the snapshot's order (newest first).
+ */
+function isNewestOfBranch(snapshot: EnvironmentSnapshot, target: Deployment): boolean {
+  const newest = snapshot.deployments.find(
+    (d) => d.environment === target.environment && d.branch === target.branch && isSwitchable(d),
+  );
+  return newest?.id === target.id;
+}
+
+/**
  * The domains a plan moves: none when a promote of the current deployment only resumes automatic
- * deploys, else `affectedDomains`. One function for buildPlan and checkFresh, so a plan and its
- * freshness check can never disagree about what moves.
+ * deploys, else `affectedDomains`; a promote also moves the target's own branch domain to it when the
+ * target is its branch's newest ready deployment. That domain follows the branch's newest deployment
+ * and is frozen while the environment is rolled back, so a fix pushed meanwhile has not got it (it may
+ * still point at the deployment rolled back from, on another branch than the one rolled back to); the
+ * promote ends the freeze (the seed: "reassigns domains to point to it and restores normal behavior").
+ * One function for buildPlan, checkFresh and the local platform's switch, so a plan, its freshness
+ * check and the switch can never disagree about what moves.
  */
 export function planDomains(
   snapshot: EnvironmentSnapshot,
@@ -335,7 +366,17 @@ export function planDomains(
 ): Domain[] {
   if (action === 'promote' && targetId === currentId) return [];
   const target = snapshot.deployments.find((d) => d.id === targetId);
-  return affectedDomains(snapshot, currentId, target?.branch);
+  const moving = affectedDomains(snapshot, currentId, target?.branch);
+  if (action !== 'promote' || target === undefined || !isNewestOfBranch(snapshot, target)) return moving;
+  const hostnames = new Set(moving.map((d) => d.hostname));
+  return snapshot.domains.filter(
+    (d) =>
+      hostnames.has(d.hostname) ||
+      (d.environment === snapshot.environment.slug &&
+        d.stickiness === 'branch' &&
+        d.branch === target.branch &&
+        d.deploymentId !== target.id),
+  );
 }
 
 /**

@@ -92,9 +92,16 @@ export interface Environment {
   readonly projectId: string;
   /** True after a rollback until a promote: new deployments get no live/environment/branch domains. */
   readonly rolledBack: boolean;
-  /** When and by whom the environment was rolled back (while `rolledBack`). */
+  /** When and by whom the environment was rolled back (while `rolledBack`): its latest rollback. */
   readonly rolledBackAt?: number;
   readonly rolledBackBy?: string;
+  /**
+   * When the rolled-back period began (while `rolledBack`): the first rollback since the environment
+   * was last promoted. Equal to `rolledBackAt` after one rollback; earlier after a second rollback
+   * further back, which moves `rolledBackAt` but continues the period. Absent when the platform does
+   * not say (plans then read `rolledBackAt`).
+   */
+  readonly rolledBackSince?: number;
   readonly currentDeploymentId?: string;
 }
 
@@ -102,7 +109,10 @@ export interface Environment {
 export interface EnvironmentSnapshot {
   readonly project: Project;
   readonly environment: Environment;
-  /** Newest first. */
+  /**
+   * Newest first, in the platform's own order of creation (the local platform: push order, whatever
+   * the wall clock said). Plans tell older from newer by this order, not by `createdAt`.
+   */
   readonly deployments: readonly Deployment[];
   readonly domains: readonly Domain[];
   /** Oldest first; may be empty when the platform keeps no history. */

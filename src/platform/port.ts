@@ -121,7 +121,12 @@ export interface DeployPlatform {
   readonly name: string;
   /** Slugs of the environments Switchyard may act on, in display order. */
   listEnvironments(): Promise<readonly string[]>;
-  /** One consistent read of an environment (deployments newest first). */
+  /**
+   * One consistent read of an environment. Deployments newest first, in the platform's own order of
+   * creation: plans tell older from newer by their place in this list, not by `createdAt` (the local
+   * platform orders by push order, which a wall-clock step back does not change; Unkey and Vercel by
+   * their `createdAt`, keeping their API's newest-first order for ties).
+   */
   snapshot(environment: string): Promise<EnvironmentSnapshot>;
   getDeployment(id: string): Promise<Deployment | undefined>;
   /**

@@ -318,6 +318,92 @@ describe('default targets', () => {
   });
 });
 
+describe('older and newer: the order the platform lists (newest first), never createdAt (found in review: model)', () => {
+  // The platform put b live after a (push order), but the wall clock had stepped back in between: b
+  // was created "before" a. Or both were pushed in one millisecond. The snapshot lists b first.
+  const a = dep('a1', 4 * H);
+  const history: LiveEntry[] = [
+    { deploymentId: 'a1', since: 4 * H, via: 'deploy' },
+    { deploymentId: 'b1', since: 4 * H + 1, via: 'deploy' },
+  ];
+  const listed = (b: Deployment): EnvironmentSnapshot => {
+    const snap = snapshot({ current: 'b1', history });
+    return { ...snap, deployments: [b, a] };
+  };
+  const cases = {
+    'after the wall clock stepped back': dep('b1', 4 * H - 10_000),
+    'two pushes in one millisecond': dep('b1', 4 * H),
+  };
+  for (const [name, b] of Object.entries(cases)) {
+    it(`${name}: rollback goes back to the one listed after the current one, promote finds nothing newer`, () => {
+      const snap = listed(b);
+      expect(defaultRollbackTarget(snap)).toMatchObject({ ok: true, value: { id: 'a1' } });
+      expect(defaultPromoteTarget(snap)).toMatchObject({ ok: true, value: { id: 'b1' } });
+      const promote = buildPlan(snap, { action: 'promote', now: 5 * H });
+      expect(!promote.ok && promote.refusal.code).toBe('target_is_current');
+      const rollback = buildPlan(snap, { action: 'rollback', now: 5 * H });
+      expect(rollback.ok && rollback.value.target.id).toBe('a1');
+    });
+  }
+
+  it('while rolled back, a fix listed newer than the current deployment is the default promote whatever its createdAt', () => {
+    // b1 went bad; rolled back to a1 at 5 h; the fix f1 was pushed after the rollback but the clock
+    // had stepped back below a1's createdAt.
+    const fix = { ...dep('f1', 4 * H - 20_000), readyAt: 5.5 * H };
+    const snap = snapshot({
+      current: 'a1',
+      rolledBack: true,
+      history: [...history, { deploymentId: 'a1', since: 5 * H, via: 'rollback' }],
+    });
+    const rolledBack: EnvironmentSnapshot = {
+      ...snap,
+      environment: { ...snap.environment, rolledBackAt: 5 * H },
+      deployments: [fix, dep('b1', 4 * H - 10_000), a],
+    };
+    expect(defaultPromoteTarget(rolledBack)).toMatchObject({ ok: true, value: { id: 'f1' } });
+  });
+});
+
+describe('a fix pushed while rolled back, then a second rollback (found in review: model)', () => {
+  // d5 went bad: rolled back to d4 at 5.5 h. d6, a fix, became ready at 6 h (no domains: rolled back).
+  // d4 turned out bad too: rolled back further, to d3, at 6.5 h. The period began at 5.5 h.
+  const history: LiveEntry[] = [
+    { deploymentId: 'd3', since: 3 * H, via: 'deploy' },
+    { deploymentId: 'd4', since: 4 * H, via: 'deploy' },
+    { deploymentId: 'd5', since: 5 * H, via: 'deploy' },
+    { deploymentId: 'd4', since: 5.5 * H, via: 'rollback' },
+    { deploymentId: 'd3', since: 6.5 * H, via: 'rollback' },
+  ];
+  const fix = { ...dep('d6', 5.9 * H), readyAt: 6 * H };
+  const base = snapshot({
+    current: 'd3',
+    rolledBack: true,
+    deployments: [fix, dep('d5', 5 * H), dep('d4', 4 * H), dep('d3', 3 * H)],
+    history,
+  });
+
+  it('the fix stays the default promote: "since the environment was rolled back" is the start of the period', () => {
+    const snap: EnvironmentSnapshot = {
+      ...base,
+      environment: { ...base.environment, rolledBackAt: 6.5 * H, rolledBackSince: 5.5 * H },
+    };
+    expect(defaultPromoteTarget(snap)).toMatchObject({ ok: true, value: { id: 'd6' } });
+    const plan = buildPlan(snap, { action: 'promote', now: 7 * H });
+    expect(plan.ok && plan.value.resumesAutoDeploys).toBe(false);
+    // never the deployments rolled back from (both were live)
+    const noFix = { ...snap, deployments: snap.deployments.filter((d) => d.id !== 'd6') };
+    expect(defaultPromoteTarget(noFix)).toMatchObject({ ok: true, value: { id: 'd3' } });
+  });
+
+  it('a platform that says only when it was last rolled back: measured from then (a fix ready before it is named)', () => {
+    const snap: EnvironmentSnapshot = {
+      ...base,
+      environment: { ...base.environment, rolledBackAt: 6.5 * H },
+    };
+    expect(defaultPromoteTarget(snap)).toMatchObject({ ok: true, value: { id: 'd3' } });
+  });
+});
+
 describe('affected domains', () => {
   it('are the live and environment domains plus branch domains on the current deployment; never deployment domains or other environments', () => {
     expect(affectedDomains(snapshot(), 'd4', 'main').map((d) => d.hostname)).toEqual([
@@ -338,6 +424,65 @@ describe('affected domains', () => {
     const r = buildPlan(snap, { action: 'promote', target: 'd5', now: 6 * H });
     if (!r.ok) throw new Error(r.refusal.message);
     expect(r.value.affectedDomains.map((d) => d.hostname)).not.toContain('main.shop.app');
+  });
+});
+
+describe("a promote moves the target's own branch domain when the target is its branch's newest (found in review: model)", () => {
+  // Preview-like: d4 (main) is current after a rollback from y1 (feature), whose branch domain stayed on
+  // y1 (a branch domain serves its own branch). y2, the fix of feature, was pushed while rolled back:
+  // no domains. The branch domain must follow feature's newest deployment once it is promoted.
+  const y1 = { ...dep('y1', 5 * H), branch: 'feature' };
+  const y2 = { ...dep('y2', 6 * H), branch: 'feature' };
+  const base = snapshot({
+    current: 'd4',
+    rolledBack: true,
+    deployments: [y2, y1, dep('d4', 4 * H), dep('d3', 3 * H)],
+    history: [
+      { deploymentId: 'd4', since: 4 * H, via: 'deploy' },
+      { deploymentId: 'y1', since: 5 * H, via: 'deploy' },
+      { deploymentId: 'd4', since: 5.5 * H, via: 'rollback' },
+    ],
+  });
+  const snap: EnvironmentSnapshot = {
+    ...base,
+    environment: { ...base.environment, rolledBackAt: 5.5 * H },
+    domains: base.domains.map((d) => (d.hostname === 'feature.shop.app' ? { ...d, deploymentId: 'y1' } : d)),
+  };
+  const moved = (action: 'rollback' | 'promote', target?: string, on = snap) => {
+    const r = buildPlan(on, { action, now: 7 * H, ...(target === undefined ? {} : { target }) });
+    if (!r.ok) throw new Error(r.refusal.message);
+    return { target: r.value.target.id, hosts: r.value.affectedDomains.map((d) => d.hostname) };
+  };
+
+  it('the default promote (the fix) lists the branch domain among the affected domains', () => {
+    expect(moved('promote')).toEqual({
+      target: 'y2',
+      hosts: ['shop.example.com', 'production.shop.app', 'feature.shop.app'],
+    });
+    // the plan and its freshness check agree on it
+    expect(
+      checkFresh(
+        {
+          action: 'promote',
+          environment: 'production',
+          targetId: 'y2',
+          expectedCurrent: 'd4',
+          expectedRolledBack: true,
+          affectedHostnames: ['shop.example.com', 'production.shop.app', 'feature.shop.app'],
+        },
+        snap,
+      ).ok,
+    ).toBe(true);
+  });
+
+  it("not for an older deployment of the branch, not on a rollback, and not another branch's domain", () => {
+    // the branch domain on another deployment of its branch (d2): only the branch's newest takes it
+    const elsewhere: EnvironmentSnapshot = { ...snap, domains: base.domains };
+    expect(elsewhere.domains.find((d) => d.hostname === 'feature.shop.app')?.deploymentId).toBe('d2');
+    expect(moved('promote', 'y1', elsewhere).hosts).not.toContain('feature.shop.app');
+    expect(moved('promote', 'y2', elsewhere).hosts).toContain('feature.shop.app');
+    expect(moved('rollback', 'y2').hosts).not.toContain('feature.shop.app');
+    expect(moved('promote').hosts).not.toContain('main.shop.app');
   });
 });
 

@@ -59,6 +59,10 @@ describe('LocalPlatformClient', () => {
     const snap = await client.snapshot('production');
     expect(snap.environment.currentDeploymentId).toBe('dep_3hd7xa');
     expect(snap.environment.rolledBack).toBe(true);
+    // every fact of the rolled-back environment travels, the start of its period included (a worker's
+    // default promote reads it)
+    expect(snap.environment.rolledBackSince).toBe(snap.environment.rolledBackAt);
+    expect(snap).toEqual(await platform.snapshot('production'));
   });
 
   it('turns platform refusals into RefusalError with the same code', async () => {

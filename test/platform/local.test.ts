@@ -1171,6 +1171,170 @@ describe('push order, not the clock (found in review: NTP step back)', () => {
   });
 });
 
+describe('snapshots in push order: default plans agree with the platform (found in review: model)', () => {
+  /** Pushes and builds one production deployment; the clock is left where the caller set it. */
+  async function built(p: LocalPlatform, clock: ManualClock, message: string): Promise<string> {
+    const d = await p.push({ environment: 'production', message });
+    await clock.advance(3000);
+    await p.settle();
+    return d.id;
+  }
+
+  it('after the wall clock stepped back: newest first by push order; rollback goes back to A, promote finds nothing newer than B', async () => {
+    const clock = new ManualClock();
+    platform = await LocalPlatform.open({ clock, buildTimeMs: 3000, maintenance: false });
+    const p = platform;
+    const a = await built(p, clock, 'A');
+    clock.set(clock.now() - 10 * MIN); // NTP steps the clock back
+    const b = await built(p, clock, 'B');
+    const snap = await p.snapshot('production');
+    expect(snap.environment.currentDeploymentId).toBe(b); // the platform: push order
+    expect(snap.deployments.slice(0, 2).map((d) => d.id)).toEqual([b, a]);
+    const rollback = buildPlan(snap, { action: 'rollback', now: clock.now() });
+    expect(rollback.ok ? rollback.value.target.id : rollback.refusal.code).toBe(a);
+    const promote = buildPlan(snap, { action: 'promote', now: clock.now() });
+    expect(promote.ok ? promote.value.target.id : promote.refusal.code).toBe('target_is_current');
+  });
+
+  it('two pushes in the same millisecond: the second is newest, as the platform put it live', async () => {
+    const clock = new ManualClock();
+    platform = await LocalPlatform.open({ clock, buildTimeMs: 3000, maintenance: false });
+    const p = platform;
+    const a = (await p.push({ environment: 'production', message: 'A' })).id;
+    const b = (await p.push({ environment: 'production', message: 'B' })).id;
+    await clock.advance(3000);
+    await p.settle();
+    const snap = await p.snapshot('production');
+    expect(snap.environment.currentDeploymentId).toBe(b);
+    expect(snap.deployments.slice(0, 2).map((d) => d.id)).toEqual([b, a]);
+    const rollback = buildPlan(snap, { action: 'rollback', now: clock.now() });
+    expect(rollback.ok ? rollback.value.target.id : rollback.refusal.code).toBe(a);
+    const promote = buildPlan(snap, { action: 'promote', now: clock.now() });
+    expect(promote.ok ? promote.value.target.id : promote.refusal.code).toBe('target_is_current');
+  });
+});
+
+describe('promote and rollback periods, own domains, listeners (found in review: model)', () => {
+  let router: TrafficRouter | undefined;
+  afterEach(async () => {
+    await router?.close();
+    router = undefined;
+  });
+
+  /** Pushes and builds one deployment. */
+  async function built(p: LocalPlatform, clock: ManualClock, environment: string, branch: string) {
+    const d = await p.push({ environment, branch });
+    await clock.advance(3000);
+    await p.settle();
+    return d.id;
+  }
+
+  /** Plans by default (as /rollback and /promote do) and runs the switch to its end. */
+  async function switchByDefault(
+    p: LocalPlatform,
+    clock: ManualClock,
+    action: 'rollback' | 'promote',
+    environment: string,
+  ) {
+    const plan = buildPlan(await p.snapshot(environment), { action, now: clock.now() });
+    if (!plan.ok) throw new Error(plan.refusal.message);
+    const ref = await p[action]({ environment, targetId: plan.value.target.id });
+    expect(await finish(p, clock, ref)).toBe('succeeded');
+    return plan.value;
+  }
+
+  it("preview: promoting the fix pushed while rolled back moves its branch's domain to it too", async () => {
+    const { platform: p, clock } = await open();
+    const x1 = await built(p, clock, 'preview', 'feat-a'); // live
+    const y1 = await built(p, clock, 'preview', 'feat-b'); // live, takes feat-b's domain; the bad one
+    const routes = async () => new Map((await p.routing('preview')).map((r) => [r.hostname, r.deploymentId]));
+    expect((await routes()).get('feat-b.acme.localhost')).toBe(y1);
+    expect((await switchByDefault(p, clock, 'rollback', 'preview')).target.id).toBe(x1);
+    // a branch domain serves its own branch: feat-b's stays on y1 while rolled back to feat-a's x1
+    expect((await routes()).get('feat-b.acme.localhost')).toBe(y1);
+    const y2 = await built(p, clock, 'preview', 'feat-b'); // the fix: no domains while rolled back
+    expect((await routes()).get('feat-b.acme.localhost')).toBe(y1);
+    const promoted = await switchByDefault(p, clock, 'promote', 'preview');
+    expect(promoted.target.id).toBe(y2);
+    expect(promoted.affectedDomains.map((d) => d.hostname).sort()).toEqual([
+      'feat-b.acme.localhost',
+      'preview.acme.localhost',
+    ]);
+    const after = await routes();
+    expect(after.get('preview.acme.localhost')).toBe(y2);
+    expect(after.get('feat-b.acme.localhost')).toBe(y2);
+    expect(after.get('feat-a.acme.localhost')).toBe(x1);
+  });
+
+  it("a pushed deployment's own domain answers 503 through the router while it builds and after its build failed, never 404", async () => {
+    const clock = new ManualClock();
+    let local: LocalPlatform | undefined;
+    router = new TrafficRouter({
+      clock,
+      warmSockets: 1,
+      wake: (id) => local?.wake(id) ?? Promise.resolve(false),
+    });
+    const port = await router.listen();
+    local = await LocalPlatform.open({ clock, traffic: router, buildTimeMs: 3000, maintenance: false });
+    platform = local;
+    const own = (id: string) => `${id.replace(/_/g, '-')}.acme.localhost`;
+    const failing = await local.push({ environment: 'production', fail: true });
+    expect((await probe(port, own(failing.id))).status).toBe(503);
+    await clock.advance(3000);
+    await local.settle();
+    expect((await local.getDeployment(failing.id))?.status).toBe('failed');
+    expect((await probe(port, own(failing.id))).status).toBe(503);
+    const good = await local.push({ environment: 'production' });
+    expect((await probe(port, own(good.id))).status).toBe(503);
+    await clock.advance(3000);
+    await local.settle();
+    expect(await probe(port, own(good.id))).toEqual({ status: 200, deploymentId: good.id });
+  });
+
+  it('a fix pushed while rolled back stays the default promote after a second rollback further back', async () => {
+    const { platform: p, clock } = await open();
+    const a0 = await built(p, clock, 'production', 'main');
+    const a = await built(p, clock, 'production', 'main');
+    await built(p, clock, 'production', 'main'); // B: live, bad
+    expect((await switchByDefault(p, clock, 'rollback', 'production')).target.id).toBe(a);
+    const firstRollback = (await p.snapshot('production')).environment.rolledBackAt;
+    await clock.advance(5 * MIN);
+    const fix = await built(p, clock, 'production', 'main'); // ready while rolled back: no domains
+    await clock.advance(5 * MIN);
+    // A turns out bad too: rolled back further while the fix waits
+    expect((await switchByDefault(p, clock, 'rollback', 'production')).target.id).toBe(a0);
+    const snap = await p.snapshot('production');
+    expect(snap.environment.rolledBackSince).toBe(firstRollback);
+    expect(snap.environment.rolledBackAt).toBeGreaterThan(firstRollback ?? Number.POSITIVE_INFINITY);
+    const plan = buildPlan(snap, { action: 'promote', now: clock.now() });
+    expect(plan.ok ? plan.value.target.id : plan.refusal.code).toBe(fix);
+    // the promote ends the period: a later rollback begins a new one
+    await switchByDefault(p, clock, 'promote', 'production');
+    expect((await p.snapshot('production')).environment.rolledBackSince).toBeUndefined();
+    await clock.advance(MIN);
+    await switchByDefault(p, clock, 'rollback', 'production');
+    const again = (await p.snapshot('production')).environment;
+    expect(again.rolledBackSince).toBe(again.rolledBackAt);
+  });
+
+  it('eleven builds at once make node warn of no listener leak (every sleep shares the abort signal)', async () => {
+    const warnings: string[] = [];
+    const onWarning = (w: Error) => warnings.push(`${w.name}: ${w.message}`);
+    process.on('warning', onWarning);
+    try {
+      const { platform: p, clock } = await open();
+      // the maintenance loop and eleven builds, all asleep on the clock at once
+      for (let i = 0; i < 11; i++) await p.push({ environment: 'production' });
+      expect(clock.pending).toBe(12);
+      // node emits its warning on the next tick of the listener's addition
+      await new Promise((r) => setImmediate(r));
+    } finally {
+      process.off('warning', onWarning);
+    }
+    expect(warnings.filter((w) => w.includes('MaxListenersExceeded'))).toEqual([]);
+  });
+});
+
 describe('bounded history (found in review: soak)', () => {
   const DAY = 24 * 60 * MIN;
   const dirs: string[] = [];

@@ -45,6 +45,7 @@ const snapshotSchema = z.object({
     rolledBack: z.boolean(),
     rolledBackAt: z.number().optional(),
     rolledBackBy: z.string().optional(),
+    rolledBackSince: z.number().optional(),
     currentDeploymentId: z.string().optional(),
   }),
   deployments: z.array(deploymentSchema),

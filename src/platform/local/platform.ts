@@ -12,9 +12,9 @@
  * Platform-side rules (ready target, not current, …) are enforced here too, as a real platform would.
  */
 import { randomBytes } from 'node:crypto';
-import { EventEmitter } from 'node:events';
+import { EventEmitter, setMaxListeners } from 'node:events';
 import type { Clock } from '../../clock.js';
-import { affectedDomains, checkTarget } from '../../domain/plan.js';
+import { checkTarget, planDomains } from '../../domain/plan.js';
 import { RefusalCode } from '../../domain/result.js';
 import type { Deployment, Domain, EnvironmentSnapshot, LiveEntry, PlanAction } from '../../domain/types.js';
 import { RefusalError, SwitchyardError } from '../../errors.js';
@@ -163,6 +163,11 @@ export class LocalPlatform implements DeployPlatform {
     this.clock = opts.clock;
     this.state = state;
     this.events.setMaxListeners(100);
+    // Every build, wake-up, reactivation and the maintenance loop sleeps on this one signal, each
+    // adding an abort listener for as long as it waits: a burst of eleven pushes would make node warn
+    // of a leak ("11 abort listeners added to [AbortSignal]") where there is none. The listeners are
+    // bounded by the work in progress and each is removed when its sleep ends.
+    setMaxListeners(0, this.abort.signal);
   }
 
   /** Loads the state file (or the seed, or the demo), starts upstreams and the maintenance loop. */
@@ -196,10 +201,7 @@ export class LocalPlatform implements DeployPlatform {
 
   async snapshot(environment: string): Promise<EnvironmentSnapshot> {
     const env = this.env(environment);
-    const deployments = this.state.deployments
-      .filter((d) => d.environment === env.slug)
-      .sort((a, b) => b.createdAt - a.createdAt)
-      .map((d) => this.toDeployment(d));
+    const deployments = this.newestFirst(env.slug).map((d) => this.toDeployment(d));
     return {
       project: { ...this.state.project },
       environment: {
@@ -209,6 +211,7 @@ export class LocalPlatform implements DeployPlatform {
         rolledBack: env.rolledBack,
         ...(env.rolledBackAt === undefined ? {} : { rolledBackAt: env.rolledBackAt }),
         ...(env.rolledBackBy === undefined ? {} : { rolledBackBy: env.rolledBackBy }),
+        ...(env.rolledBackSince === undefined ? {} : { rolledBackSince: env.rolledBackSince }),
         ...(env.currentDeploymentId === undefined ? {} : { currentDeploymentId: env.currentDeploymentId }),
       },
       deployments,
@@ -542,11 +545,8 @@ export class LocalPlatform implements DeployPlatform {
     const previous = env.currentDeploymentId;
     const resume = action === 'promote' && previous === targetId;
     if (!resume && previous !== undefined) {
-      const snapDomains = affectedDomains(
-        this.snapshotSync(environment),
-        previous,
-        this.dep(targetId).branch,
-      );
+      // The plan's own rule (planDomains), on the state as it is now: what a plan listed is what moves.
+      const snapDomains = planDomains(this.snapshotSync(environment), action, targetId, previous);
       const moving = new Set(snapDomains.map((d) => d.hostname));
       const serving = this.servingIds();
       this.state.domains = this.state.domains.map((d) =>
@@ -564,6 +564,10 @@ export class LocalPlatform implements DeployPlatform {
       });
     }
     if (action === 'rollback') {
+      // A second rollback (further back) continues the rolled-back period the first one began: a fix
+      // that became ready since then stays the default promote (defaultPromoteTarget). A state file
+      // written before `rolledBackSince` existed dates the period from its last rollback.
+      env.rolledBackSince = env.rolledBack ? (env.rolledBackSince ?? env.rolledBackAt ?? now) : now;
       env.rolledBack = true;
       env.rolledBackAt = now;
       env.rolledBackBy = by;
@@ -571,6 +575,7 @@ export class LocalPlatform implements DeployPlatform {
       env.rolledBack = false;
       env.rolledBackAt = undefined;
       env.rolledBackBy = undefined;
+      env.rolledBackSince = undefined;
     }
     this.markOp(ref, 'succeeded');
     this.publishRoutes();
@@ -619,7 +624,10 @@ export class LocalPlatform implements DeployPlatform {
       environment: env.slug,
       deploymentId: id,
     });
-    if (this.pruneDeployments()) this.publishRoutes();
+    this.pruneDeployments();
+    // Always: its own domain routes from now on, so while it builds it answers 503
+    // (deployment_unavailable), not 404 unknown_host (docs/router.md); pruned domains stop routing.
+    this.publishRoutes();
     this.persist();
     this.emit({ type: 'deployment.building', environment: env.slug, deploymentId: id, at: now });
     this.scheduleBuild(id);
@@ -654,6 +662,8 @@ export class LocalPlatform implements DeployPlatform {
     if (d.status !== 'building') return;
     if (d.buildFails) {
       d.status = 'failed';
+      // Its own domain keeps routing and answers 503 (no upstream), as it did while it built.
+      this.publishRoutes();
       this.persist();
       this.emit({
         type: 'deployment.failed',
@@ -943,9 +953,7 @@ export class LocalPlatform implements DeployPlatform {
         rolledBack: env.rolledBack,
         ...(env.currentDeploymentId === undefined ? {} : { currentDeploymentId: env.currentDeploymentId }),
       },
-      deployments: this.state.deployments
-        .filter((d) => d.environment === env.slug)
-        .map((d) => this.toDeployment(d)),
+      deployments: this.newestFirst(env.slug).map((d) => this.toDeployment(d)),
       domains: this.state.domains.filter((d) => d.environment === env.slug).map((d) => this.toDomain(d)),
       liveHistory: this.history(env.slug),
       readAt: this.clock.now(),
@@ -977,6 +985,19 @@ export class LocalPlatform implements DeployPlatform {
       if (before.has(d.id) && !after.has(d.id)) d.stoppedServingAt = now;
       else if (!before.has(d.id) && after.has(d.id)) d.stoppedServingAt = undefined;
     }
+  }
+
+  /**
+   * The environment's deployments, newest first by push order (comparePushOrder), as every snapshot
+   * lists them (the port's contract): plans tell older from newer by this order, so they agree with
+   * what this platform puts live, whatever the wall clock said.
+   */
+  private newestFirst(environment: string): LocalDeployment[] {
+    const index = new Map(this.state.deployments.map((d, i) => [d, i]));
+    const place = (d: LocalDeployment) => index.get(d) ?? 0;
+    return this.state.deployments
+      .filter((d) => d.environment === environment)
+      .sort((a, b) => comparePushOrder(b, a, place));
   }
 
   /** Whether deployment `id` was pushed after `d` (see comparePushOrder). */
@@ -1052,8 +1073,8 @@ export class LocalPlatform implements DeployPlatform {
 
   /** Sends the routing table to the router when it changed (one atomic swap). */
   private publishRoutes(): void {
-    // Every assigned domain is routed; one whose deployment is not running (standby, stopped) gets the
-    // router's honest 503 rather than an "unknown host" 404.
+    // Every assigned domain is routed; one whose deployment is not running (building, failed, standby,
+    // stopped) gets the router's honest 503 rather than an "unknown host" 404.
     const routes = new Map<string, string>();
     for (const d of this.state.domains) {
       if (d.deploymentId !== undefined) routes.set(d.hostname, d.deploymentId);

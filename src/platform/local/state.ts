@@ -63,6 +63,11 @@ export const localEnvironmentSchema = z.object({
   rolledBack: z.boolean().default(false),
   rolledBackAt: z.number().optional(),
   rolledBackBy: z.string().optional(),
+  /**
+   * When the rolled-back period began: the first rollback since the last promote (a second rollback
+   * moves `rolledBackAt`, not this). Absent in state files written before it existed.
+   */
+  rolledBackSince: z.number().optional(),
   currentDeploymentId: z.string().optional(),
 });
 
