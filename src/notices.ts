@@ -1036,7 +1036,9 @@ class Notices implements NoticeService {
         // Only a deployment that would have gone live without the rollback (same branch) is offered.
         const held = current === undefined || current.branch === dep.branch;
         if (snap.environment.rolledBack && currentId !== undefined && currentId !== dep.id && held) {
-          if (current && dep.createdAt <= current.createdAt) {
+          // Older or newer by the platform's own order (newest first), not by clock time: a clock
+          // stepped back, or two pushes in one millisecond, would misorder them.
+          if (current && snap.deployments.indexOf(dep) >= snap.deployments.indexOf(current)) {
             return skip(`older than the deployment ${env} is rolled back to`);
           }
           const rb = rolledBackInfo(snap);
@@ -1766,15 +1768,18 @@ class Notices implements NoticeService {
     }
     const key = this.key('claim', environment, 'reminder', currentId, since, slot.current);
     const current = snap.deployments.find((d) => d.id === currentId);
-    // Waiting: the newest deployment that became ready after the rollback (not the one rolled back from).
+    // Waiting: the newest deployment that became ready since the environment was rolled back (not the
+    // one rolled back from): from the start of the rolled-back period, so a second rollback further
+    // back does not hide a fix pushed after the first (`rolledBackSince`).
     // In standby too: a production deployment that gets no domains goes to standby after 30 minutes
     // (seed), long before the first reminder; a promote reactivates it.
+    const periodStart = Math.min(since, snap.environment.rolledBackSince ?? since);
     const waiting = snap.deployments.find(
       (d) =>
         (d.status === 'ready' || d.status === 'standby') &&
         d.id !== currentId &&
         (current === undefined || d.branch === current.branch) &&
-        (d.readyAt ?? d.createdAt) >= since,
+        (d.readyAt ?? d.createdAt) >= periodStart,
     );
     const notice: NoticeEvent = {
       type: 'rolled_back.reminder',

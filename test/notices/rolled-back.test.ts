@@ -120,6 +120,34 @@ describe('rolled back: promote offer and reminders', () => {
     expect(w.slack.titles()).toContain(`Traffic on production moved to ${fresh.id}`);
   });
 
+  it('a fix pushed while rolled back is still offered after a second rollback further back', async () => {
+    w = await createWorld({ environments: { production: { notices: { reminderEvery: '4h' } } } });
+    const n = await w.notices();
+    await w.switchDirectly('rollback', 'production', 'dep_3hd7xa', [n]);
+    const fix = await w.pushAndBuild('production', [n], { message: 'Fix the checkout' });
+    // dep_3hd7xa proves bad too: rolled back further, past the fix's readiness.
+    await w.switchDirectly('rollback', 'production', 'dep_2mc5ty', [n]);
+    expect((await w.platform.snapshot('production')).environment.currentDeploymentId).toBe('dep_2mc5ty');
+
+    await w.advance(4 * HOUR, [n]);
+    const last = reminders(w).at(-1)?.view;
+    if (!last) throw new Error('expected a reminder');
+    expect(viewText(last)).toContain(`Waiting to go live: ${fix.id}`);
+    expect(last.buttons.map((b) => b.label)).toEqual([`Promote ${fix.id}`]);
+  });
+
+  it('a push while rolled back is offered even when the clock stepped back before it (newer by push order)', async () => {
+    w = await createWorld();
+    const n = await w.notices();
+    await w.switchDirectly('rollback', 'production', 'dep_3hd7xa', [n]);
+    const current = await w.platform.getDeployment('dep_3hd7xa');
+    // The wall clock steps back to before the deployment production is rolled back to was made.
+    w.clock.set((current?.createdAt ?? 0) - 60_000);
+    const fresh = await w.pushAndBuild('production', [n]);
+    expect(fresh.createdAt).toBeLessThan(current?.createdAt ?? 0);
+    expect(w.slack.titles()).toContain(`${fresh.id} is ready but not live`);
+  });
+
   it('a reminder still offers the waiting deployment once the 30-minute rule put it in standby', async () => {
     w = await createWorld({ environments: { production: { notices: { reminderEvery: '4h' } } } });
     const n = await w.notices();
