@@ -379,7 +379,9 @@ export class ChatService {
           audit: out.recent.map((e) => ({
             at: e.at,
             event: e.event,
-            ...(e.actor ? { actor: { displayName: e.actor.displayName } } : {}),
+            // The whole actor (surface and id): the view names them by mention, not by a display name
+            // anyone can choose.
+            ...(e.actor ? { actor: e.actor } : {}),
             ...(e.targetId ? { targetId: e.targetId } : {}),
             ...(e.message ? { message: e.message } : {}),
           })),

@@ -8,7 +8,7 @@
 
 import { z } from 'zod';
 import { assertNever } from '../domain/types.js';
-import { usageLine } from './format.js';
+import { personLabel, usageLine } from './format.js';
 import type { ButtonView, DeploymentCard, MessageView, Rich, ViewBlock } from './types.js';
 
 const spanSchema = z.object({ text: z.string(), style: z.enum(['bold', 'code', 'italic']).optional() });
@@ -94,7 +94,11 @@ export type ConsoleButton = z.infer<typeof buttonSchema>;
 export type ConsoleSpan = z.infer<typeof spanSchema>;
 
 function spans(r: Rich): ConsoleSpan[] {
-  return r.map((s) => (s.style === undefined ? { text: s.text } : { text: s.text, style: s.style }));
+  return r.map((s) => {
+    // The page has no mentions: a person by name, a Slack or Discord person saying so.
+    const text = personLabel(s, 'console');
+    return s.style === undefined ? { text } : { text, style: s.style };
+  });
 }
 
 function cardFields(card: DeploymentCard): { label: string; value: ConsoleSpan[] }[] {

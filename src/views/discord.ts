@@ -4,7 +4,11 @@
  * (embed title 256, description 4096, ≤ 25 fields, field name 256 / value 1024, 6000 characters in
  * total; ≤ 5 action rows of ≤ 5 buttons, label 80, custom_id 100) and escaping: user text has every
  * markdown character backslash-escaped, and `allowed_mentions.parse` is empty so `@everyone`, roles
- * and users never ping (also given as discord.js's `allowedMentions` option). Long lists collapse with "…and N more"; buttons that do not fit are counted.
+ * and users never ping (also given as discord.js's `allowedMentions` option). The only mentions are
+ * person spans of Discord people, written `<@id>` so Discord shows who the id is rather than a
+ * nickname anyone can set (they render in the embed description and field values, and never ping:
+ * embeds do not, and the empty `parse` covers `content`); others are named, saying their surface.
+ * Long lists collapse with "…and N more"; buttons that do not fit are counted.
  * Type-only imports: no discord.js code runs here.
  */
 import type {
@@ -14,7 +18,7 @@ import type {
   APIEmbedField,
 } from 'discord-api-types/v10';
 import { assertNever } from '../domain/types.js';
-import { fitLines, shownOf, truncate } from './format.js';
+import { fitLines, personLabel, shownOf, truncate } from './format.js';
 import type {
   ButtonView,
   DeploymentCard,
@@ -86,7 +90,17 @@ function wrap(text: string, marker: string, forbidden: string): string {
   return `${lead}${marker}${escapeDiscord(core)}${marker}${tail}`;
 }
 
+/** A Discord user id (a snowflake); anything else is not mentioned. */
+const DISCORD_USER_ID = /^\d{1,20}$/;
+
 function span(s: Span): string {
+  if (s.person !== undefined) {
+    // A Discord person as a mention Discord resolves from the id: the name in `text` is a server
+    // nickname any member can set. Anyone else by name, saying their surface.
+    if (s.person.surface === 'discord' && DISCORD_USER_ID.test(s.person.userId))
+      return `<@${s.person.userId}>`;
+    return span({ text: personLabel(s, 'discord'), ...(s.style === undefined ? {} : { style: s.style }) });
+  }
   switch (s.style) {
     case undefined:
       return escapeDiscord(s.text);

@@ -2,7 +2,7 @@
  * Text helpers shared by the view model and the renderers: durations, timestamps, span builders,
  * and length-safe truncation. Pure; times are passed in (never read from the system clock).
  */
-import type { Rich, Span, UsageArg, ViewBlock } from './types.js';
+import type { PersonSurface, Rich, Span, UsageArg, ViewBlock } from './types.js';
 
 /** A plain span. */
 export function t(text: string): Span {
@@ -22,6 +22,40 @@ export function c(text: string): Span {
 /** An italic span. */
 export function i(text: string): Span {
   return { text, style: 'italic' };
+}
+
+/** Anyone a message names: an actor (src/progress.ts) or an older record's display name alone. */
+export interface PersonLike {
+  readonly displayName: string;
+  readonly surface?: PersonSurface;
+  readonly userId?: string;
+}
+
+/**
+ * A person span: their display name, with their surface and id when known (renderers then show a
+ * mention, see `Span.person`); `fallback` when nobody is given.
+ */
+export function person(a: PersonLike | undefined, fallback = 'someone'): Span {
+  if (a === undefined) return { text: fallback };
+  if (a.surface === undefined || a.userId === undefined || a.userId === '') return { text: a.displayName };
+  return { text: a.displayName, person: { surface: a.surface, userId: a.userId } };
+}
+
+const SURFACE_LABEL: Readonly<Record<Exclude<PersonSurface, 'system'>, string>> = {
+  slack: 'Slack',
+  discord: 'Discord',
+  console: 'the console',
+};
+
+/**
+ * A span's text as plain text on `surface`: a person of another surface gets theirs said ("alice (on
+ * Discord)"), as their name means nothing there and may be someone else's here; Switchyard's own
+ * actors (`system`) and people of `surface` keep their name.
+ */
+export function personLabel(s: Span, surface: Exclude<PersonSurface, 'system'>): string {
+  const p = s.person;
+  if (p === undefined || p.surface === 'system' || p.surface === surface) return s.text;
+  return `${s.text} (on ${SURFACE_LABEL[p.surface]})`;
 }
 
 /** Concatenates the raw text of spans (plain-text fallbacks, tests). */

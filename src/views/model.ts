@@ -19,6 +19,8 @@ import {
   formatTime,
   i,
   longDuration,
+  type PersonLike,
+  person,
   plainText,
   shortDuration,
   t,
@@ -124,7 +126,8 @@ export interface AuditEntryLike {
   /** Unix ms. */
   readonly at: number;
   readonly event: string;
-  readonly actor?: { readonly displayName: string };
+  /** An audit actor (surface and id): /deployments names them by mention. */
+  readonly actor?: PersonLike;
   readonly targetId?: string;
   readonly message?: string;
 }
@@ -133,7 +136,8 @@ export interface AuditEntryLike {
 export interface ActiveJobLike {
   readonly action: PlanAction;
   readonly targetId: string;
-  readonly requestedBy?: { readonly displayName: string };
+  /** Named by mention when the job carries the surface and id. */
+  readonly requestedBy?: PersonLike;
   /** Unix ms. */
   readonly startedAt?: number;
 }
@@ -267,7 +271,11 @@ export function deploymentCard(d: Deployment, opts: { now: number; liveSince?: n
   };
 }
 
-function actorName(a: { readonly displayName: string } | undefined): string {
+/**
+ * A person by display name: for plain-text places only (titles, summaries, the Approve dialog), where
+ * no mention renders. Message text names people with `person` spans, which renderers show as mentions.
+ */
+function actorName(a: PersonLike | undefined): string {
   return a?.displayName ?? 'someone';
 }
 
@@ -499,14 +507,18 @@ export function confirmationView(plan: Plan, ctx: ConfirmationContext): MessageV
   let tone: Tone;
   let summary: string;
   const cancelButton = () => button('Cancel', { kind: 'cancel', ref: plan.id }, 'default');
-  const requester = ctx.requestedBy === undefined ? undefined : actorName(ctx.requestedBy);
+  // In the message text people are person spans (a mention on their own surface): display names are
+  // chosen by anyone (a Discord nickname "alice", a Slack Connect partner's handle "alice"), and the
+  // approvers decide on who asked. The Approve dialog is plain text: names only, the message identifies.
+  const requester = ctx.requestedBy;
 
   switch (ctx.state) {
     case 'pending': {
       title = `${capitalize(what)}?`;
       tone = 'warning';
       summary = `${capitalize(what)}? ${plan.affectedDomains.length} domain(s) affected; current is ${plan.current.id}.`;
-      if (requester !== undefined) blocks.push({ type: 'context', spans: [t(`Requested by ${requester}`)] });
+      if (requester !== undefined)
+        blocks.push({ type: 'context', spans: [t('Requested by '), person(requester)] });
       if (ctx.requiresApproval === true) {
         blocks.push({
           type: 'context',
@@ -526,20 +538,34 @@ export function confirmationView(plan: Plan, ctx: ConfirmationContext): MessageV
       summary = `${capitalize(what)}: waiting for approval by a second person.`;
       // The person who typed the command cannot approve what someone else confirmed either (Flow's
       // self_approval): name both, or the asker reads the message as theirs to approve.
-      const asker = ctx.askedBy === undefined ? undefined : actorName(ctx.askedBy);
+      const asker = ctx.askedBy;
       const both = asker !== undefined && requester !== undefined;
       blocks.push({
         type: 'text',
         tone: 'info',
-        spans: [
-          t(
-            both
-              ? `Requested by ${asker}, confirmed by ${requester}. `
-              : `Requested by ${requester ?? 'someone'}. `,
-          ),
-          b('Waiting for approval by a second person'),
-          t(both ? ` (not ${asker} or ${requester}).` : ` (not ${requester ?? 'the requester'}).`),
-        ],
+        spans: both
+          ? [
+              t('Requested by '),
+              person(asker),
+              t(', confirmed by '),
+              person(requester),
+              t('. '),
+              b('Waiting for approval by a second person'),
+              t(' (not '),
+              person(asker),
+              t(' or '),
+              person(requester),
+              t(').'),
+            ]
+          : [
+              t('Requested by '),
+              person(requester),
+              t('. '),
+              b('Waiting for approval by a second person'),
+              t(' (not '),
+              person(requester, 'the requester'),
+              t(').'),
+            ],
       });
       buttons.push(
         button(
@@ -550,8 +576,8 @@ export function confirmationView(plan: Plan, ctx: ConfirmationContext): MessageV
             `Approve: ${what}?`,
             `${
               both
-                ? `${asker} asked to ${what} and ${requester} confirmed it`
-                : `${requester ?? 'Someone'} asked to ${what}`
+                ? `${actorName(asker)} asked to ${what} and ${actorName(requester)} confirmed it`
+                : `${requester?.displayName ?? 'Someone'} asked to ${what}`
             }. ${plan.affectedDomains.length} domain(s) move to ${plan.target.id}.`,
             'Approve',
             'Not yet',
@@ -566,8 +592,9 @@ export function confirmationView(plan: Plan, ctx: ConfirmationContext): MessageV
       tone = 'info';
       summary = `${capitalize(what)}: confirmed, starting.`;
       const who = [
-        t(`Confirmed by ${requester ?? 'someone'}`),
-        ...(ctx.approvedBy === undefined ? [] : [t(`, approved by ${actorName(ctx.approvedBy)}`)]),
+        t('Confirmed by '),
+        person(requester),
+        ...(ctx.approvedBy === undefined ? [] : [t(', approved by '), person(ctx.approvedBy)]),
         t('. Progress follows in this message.'),
       ];
       blocks.push({ type: 'context', spans: who });
@@ -579,7 +606,7 @@ export function confirmationView(plan: Plan, ctx: ConfirmationContext): MessageV
       summary = `Cancelled: ${what}. Nothing changed.`;
       blocks.push({
         type: 'text',
-        spans: [t(`Cancelled by ${actorName(ctx.cancelledBy ?? ctx.requestedBy)}. Nothing changed.`)],
+        spans: [t('Cancelled by '), person(ctx.cancelledBy ?? ctx.requestedBy), t('. Nothing changed.')],
       });
       break;
     }
@@ -606,17 +633,32 @@ export function confirmationView(plan: Plan, ctx: ConfirmationContext): MessageV
       // A confirm waits for approval only under the two-person rule. Without it (or once approved), a
       // confirmer on an expired plan means its click claimed the switch but the queueing never finished
       // (the enqueue failed and so did the undo of the claim), as the audit entry says.
-      const why =
-        ctx.confirmedBy === undefined
-          ? 'This plan expired before anyone confirmed it.'
+      const confirmer = ctx.confirmedBy;
+      const why: Span[] =
+        confirmer === undefined
+          ? [t('This plan expired before anyone confirmed it.')]
           : ctx.approvedBy !== undefined
-            ? `This plan expired before its switch was queued: ${actorName(ctx.confirmedBy)} confirmed it and ${actorName(ctx.approvedBy)} approved it, but its queueing did not finish.`
+            ? [
+                t('This plan expired before its switch was queued: '),
+                person(confirmer),
+                t(' confirmed it and '),
+                person(ctx.approvedBy),
+                t(' approved it, but its queueing did not finish.'),
+              ]
             : ctx.requiresApproval === true
-              ? `This plan expired waiting for approval: ${actorName(ctx.confirmedBy)} confirmed it, but no second person approved it in time.`
-              : `This plan expired before its switch was queued: ${actorName(ctx.confirmedBy)} confirmed it, but its queueing did not finish.`;
+              ? [
+                  t('This plan expired waiting for approval: '),
+                  person(confirmer),
+                  t(' confirmed it, but no second person approved it in time.'),
+                ]
+              : [
+                  t('This plan expired before its switch was queued: '),
+                  person(confirmer),
+                  t(' confirmed it, but its queueing did not finish.'),
+                ];
       blocks.push({
         type: 'text',
-        spans: [t(`${why} Nothing changed. Run /${plan.action} again for a fresh plan.`)],
+        spans: [...why, t(` Nothing changed. Run /${plan.action} again for a fresh plan.`)],
       });
       break;
     }
@@ -775,8 +817,9 @@ export function progressView(progress: Progress, plan?: Plan, later?: LaterCompl
   if (update !== undefined) blocks.push({ type: 'text', tone: 'warning', spans: update });
 
   const who: Rich = [
-    t(`Confirmed by ${progress.requestedBy.displayName}`),
-    ...(progress.approvedBy === undefined ? [] : [t(` · approved by ${progress.approvedBy.displayName}`)]),
+    t('Confirmed by '),
+    person(progress.requestedBy),
+    ...(progress.approvedBy === undefined ? [] : [t(' · approved by '), person(progress.approvedBy)]),
     t(' · from '),
     c(progress.fromId),
     ...(progress.attempt > 1 ? [t(` · attempt ${progress.attempt}`)] : []),
@@ -897,7 +940,7 @@ function auditItem(e: AuditEntryLike): ListItem {
     spans: [
       t(`${formatTime(e.at)} `),
       b(e.event),
-      ...(e.actor === undefined ? [] : [t(` by ${e.actor.displayName}`)]),
+      ...(e.actor === undefined ? [] : [t(' by '), person(e.actor)]),
       ...(e.targetId === undefined ? [] : [t(' → '), c(e.targetId)]),
       ...(e.message === undefined ? [] : [t(` — ${e.message}`)]),
     ],
@@ -948,7 +991,7 @@ export function deploymentsView(snapshot: EnvironmentSnapshot, opts: Deployments
         b(`A ${j.action} to `),
         c(j.targetId),
         b(' is running'),
-        ...(j.requestedBy === undefined ? [] : [t(` (requested by ${j.requestedBy.displayName})`)]),
+        ...(j.requestedBy === undefined ? [] : [t(' (requested by '), person(j.requestedBy), t(')')]),
         ...(j.startedAt === undefined ? [] : [t(`, started ${longDuration(now - j.startedAt)} ago`)]),
         t('. Buttons come back when it ends.'),
       ],

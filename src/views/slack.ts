@@ -3,7 +3,10 @@
  * `chat.update` and `respond` as-is. Owns Slack's limits (50 blocks, section text 3000, header 150,
  * button text 75, confirm object 100/300/30, context 10 elements, actions 25 elements) and mrkdwn
  * escaping of user-controlled text (`&`, `<`, `>`; mrkdwn objects are `verbatim` so nothing is
- * auto-linked or turned into a mention). Long lists are collapsed with an explicit "…and N more".
+ * auto-linked or turned into a mention). The only mentions are person spans of Slack people, written
+ * `<@U…>` (Slack resolves the id to the real person, with their organisation in a Slack Connect
+ * channel; `verbatim` keeps such explicit mentions); plain_text places (header, buttons, the confirm
+ * dialog, the `text` fallback) keep display names. Long lists are collapsed with an explicit "…and N more".
  * Type-only imports: no Slack SDK code runs here.
  */
 import type {
@@ -17,7 +20,7 @@ import type {
   SectionBlock,
 } from '@slack/types';
 import { assertNever } from '../domain/types.js';
-import { fitLines, shownOf, truncate, usageLine } from './format.js';
+import { fitLines, personLabel, shownOf, truncate, usageLine } from './format.js';
 import type {
   ButtonView,
   DeploymentCard,
@@ -77,7 +80,16 @@ function wrap(text: string, marker: string): string {
   return `${lead}${marker}${escapeMrkdwn(core)}${marker}${tail}`;
 }
 
+/** A Slack user id as payloads carry it (`U…`, or `W…` in Enterprise Grid); anything else is not mentioned. */
+const SLACK_USER_ID = /^[UW][A-Z0-9]{1,30}$/;
+
 function span(s: Span): string {
+  if (s.person !== undefined) {
+    // A Slack person as a mention Slack resolves from the id: the handle in `text` is unique only within
+    // one workspace (Slack Connect). Anyone else by name, saying their surface.
+    if (s.person.surface === 'slack' && SLACK_USER_ID.test(s.person.userId)) return `<@${s.person.userId}>`;
+    return span({ text: personLabel(s, 'slack'), ...(s.style === undefined ? {} : { style: s.style }) });
+  }
   switch (s.style) {
     case undefined:
       return escapeMrkdwn(s.text);

@@ -1,8 +1,8 @@
 /**
  * The one view model of Switchyard's chat messages: plain, surface-independent data built by
  * src/views/model.ts and rendered by slack.ts, discord.ts and console.ts. Text is structured as spans
- * (plain, bold, code, italic) so that each renderer applies its own escaping and formatting; nothing
- * here is pre-escaped. Lists keep every item: renderers that must collapse a list show a count of what
+ * (plain, bold, code, italic, and a person) so that each renderer applies its own escaping and
+ * formatting; nothing here is pre-escaped. Lists keep every item: renderers that must collapse a list show a count of what
  * they left out, never cut silently.
  */
 import type { Action } from './actions.js';
@@ -10,10 +10,28 @@ import type { Action } from './actions.js';
 /** Emphasis of a piece of text; renderers map it to their own markup. */
 export type SpanStyle = 'bold' | 'code' | 'italic';
 
-/** A piece of text. `text` is raw (user-controlled text included) and is escaped by each renderer. */
+/** The surfaces a person acts through (`system`: Switchyard itself, such as the alert bot). */
+export type PersonSurface = 'slack' | 'discord' | 'console' | 'system';
+
+/** Who a person span names: the surface they acted on and their stable id there. */
+export interface PersonRef {
+  readonly surface: PersonSurface;
+  /** Slack `U…`/`W…` id, Discord snowflake, console user name. */
+  readonly userId: string;
+}
+
+/**
+ * A piece of text. `text` is raw (user-controlled text included) and is escaped by each renderer.
+ * With `person`, the span names that person and `text` is their display name: a name anyone can
+ * choose (a Discord server nickname, a Slack handle that is unique only within one workspace), so a
+ * renderer shows a person of its own surface as a mention the chat app resolves from the id (Slack
+ * `<@U…>`, Discord `<@id>`, never pinging), and where that cannot render, the name, saying the
+ * surface of a person of another one ("alice (on Discord)").
+ */
 export interface Span {
   readonly text: string;
   readonly style?: SpanStyle;
+  readonly person?: PersonRef;
 }
 
 /** A line of text made of spans. */
@@ -33,7 +51,10 @@ export type Tone = (typeof Tone)[keyof typeof Tone];
 export interface ConfirmDialogView {
   /** ≤ 100 characters. */
   readonly title: string;
-  /** ≤ 300 characters, plain text. */
+  /**
+   * ≤ 300 characters, plain text: Slack documents the dialog's text as a `plain_text` object, so it
+   * names people by display name only; the message above it identifies them (person spans).
+   */
   readonly text: string;
   /** ≤ 30 characters. */
   readonly confirm: string;

@@ -263,7 +263,7 @@ describe('Discord end to end', () => {
     await waitForMessage(e.fake, message.id, (t) => /Reactivating standby target.*\(running\)/.test(t), from);
     await advanceWhenParked(e.clock, REACTIVATION_MS);
     const done = await trafficOn(e, message.id, from);
-    expect(textOf(done)).toContain('Confirmed by bob');
+    expect(textOf(done)).toContain(`Confirmed by <@${e.bob.id}>`);
     expect(await rollbacks(e)).toBe(1);
   });
 
@@ -336,6 +336,41 @@ describe('Discord end to end', () => {
     expect(await jobTotal(e)).toBe(0);
   });
 
+  it('the two-person rule names people by <@id> mention, not by a nickname anyone can set, and never pings', async () => {
+    const e = await start({ twoPerson: ['production'] });
+    // Mallory, not permitted (viewers only), sets her server nickname to "alice" (any member may) and asks.
+    const mallory = e.fake.user('mallory');
+    const member = e.fake.member.bind(e.fake);
+    e.fake.member = (user, roles) =>
+      user.id === mallory.id ? { ...member(user, roles), nick: 'alice' } : member(user, roles);
+    let from = e.fake.calls.length;
+    const ask = slash(e, 'rollback', { environment: 'production' }, mallory, [e.fake.roles.viewers]);
+    await e.fake.waitForCallback(ask);
+    const message = await waitForPost(e.fake, e.fake.channels.ops, from);
+    await originalEdited(e, ask, from);
+    expect(textOf(message)).toContain(`Requested by <@${mallory.id}>`);
+
+    from = e.fake.calls.length;
+    await click(e, message, 'Rollback to target version', e.carol);
+    const waiting = await waitForMessage(e.fake, message.id, (t) => t.includes('Waiting for approval'), from);
+    // Approvers read who asked as Discord resolves the id (mallory), not as the nickname "alice".
+    expect(textOf(waiting)).toContain(
+      `Requested by <@${mallory.id}>, confirmed by <@${e.carol.id}>. **Waiting for approval by a second person** (not <@${mallory.id}> or <@${e.carol.id}>).`,
+    );
+    expect(textOf(waiting)).not.toContain('Requested by alice');
+    // Every post and edit carrying a mention says no one is pinged.
+    const carrying = e.fake.calls.filter(
+      (c) =>
+        (c.method === 'POST' || c.method === 'PATCH') &&
+        c.path.includes(`/channels/${e.fake.channels.ops}/messages`) &&
+        JSON.stringify(c.body).includes(`<@${mallory.id}>`),
+    );
+    expect(carrying.length).toBeGreaterThanOrEqual(2);
+    for (const c of carrying)
+      expect((c.body as { allowed_mentions?: unknown }).allowed_mentions).toEqual({ parse: [] });
+    expect(await jobTotal(e)).toBe(0);
+  });
+
   it('the two-person rule: the requester cannot approve; a second deployer can', async () => {
     const e = await start({ twoPerson: ['production'] });
     const message = await askRollback(e);
@@ -350,7 +385,7 @@ describe('Discord end to end', () => {
     const fromApprove = e.fake.calls.length;
     await click(e, waiting, 'Approve', e.carol);
     const done = await throughReactivation(e, message.id, fromApprove);
-    expect(textOf(done)).toContain('approved by carol');
+    expect(textOf(done)).toContain(`approved by <@${e.carol.id}>`);
     expect(await jobTotal(e)).toBe(1);
   });
 

@@ -139,7 +139,7 @@ describe('Slack end to end', () => {
     const last = blocksText(versions.at(-1)?.blocks ?? []);
     for (const step of ['alidat', 'witch', 'erif']) expect(last).toContain(step);
     expect(String(versions.at(-1)?.text)).toContain(`Traffic is on ${target}`);
-    expect(last).toContain('alice');
+    expect(last).toContain('Confirmed by <@U0ALICE>');
     // Every edit after the click went to the same channel and ts; none failed.
     expect(w.fake.callsOf('chat.update').every((c) => c.args.ts === ts && c.response.ok === true)).toBe(true);
     expect(await jobCount(w)).toBe(1);
@@ -309,8 +309,65 @@ describe('Slack end to end', () => {
 
     await click(w, ts, approve.actionId, 'U0BOB');
     const final = await finalUpdate(w, ts);
-    expect(blocksText(final.args.blocks as unknown[])).toContain('approved by bob');
+    expect(blocksText(final.args.blocks as unknown[])).toContain('approved by <@U0BOB>');
     expect(await jobCount(w)).toBe(1);
+  });
+
+  it('Slack Connect: people are mentioned by user id (<@U…>), so two "alice" handles are told apart, in the messages and /deployments', async () => {
+    const w = await world({
+      production: { twoPersonRule: true, allow: { slack: { users: ['U0ALICE', 'U0CAROL'] } } },
+    });
+    // A partner organisation's alice (another workspace, same legacy handle "alice"), not permitted, asks.
+    const before = w.fake.callsOf('chat.postMessage').length;
+    const ack = await w.requests.command({
+      command: '/rollback',
+      text: 'production',
+      userId: 'U0PARTNERALICE',
+      userName: 'alice',
+    });
+    expect(ack.status).toBe(200);
+    const post = await w.fake.waitForCall(
+      'chat.postMessage',
+      (c) => c.response.ok === true && w.fake.callsOf('chat.postMessage').indexOf(c) >= before,
+    );
+    const ts = String(post.response.ts);
+    expect(blocksText(post.args.blocks as unknown[])).toContain('Requested by <@U0PARTNERALICE>');
+    await click(w, ts, button(post, 'sy1:confirm:').actionId, 'U0CAROL');
+    const waiting = await w.fake.waitForCall(
+      'chat.update',
+      (c) => c.args.ts === ts && /Waiting for approval/.test(blocksText(c.args.blocks as unknown[])),
+    );
+    const shown = blocksText(waiting.args.blocks as unknown[]);
+    expect(shown).toContain(
+      'Requested by <@U0PARTNERALICE>, confirmed by <@U0CAROL>. *Waiting for approval by a second person* (not <@U0PARTNERALICE> or <@U0CAROL>).',
+    );
+    expect(shown).not.toContain('Requested by alice');
+    // Our own alice (a different person) cancels: named by her id too.
+    await click(w, ts, button(waiting, 'sy1:cancel:').actionId, 'U0ALICE');
+    const cancelled = await w.fake.waitForCall(
+      'chat.update',
+      (c) => c.args.ts === ts && /Cancelled by/.test(blocksText(c.args.blocks as unknown[])),
+    );
+    expect(blocksText(cancelled.args.blocks as unknown[])).toContain(
+      'Cancelled by <@U0ALICE>. Nothing changed.',
+    );
+    // The audit keeps who acted (surface and id): /deployments' recent activity mentions them.
+    const listed = w.fake.callsOf('chat.postMessage').length;
+    await w.requests.command({
+      command: '/deployments',
+      text: 'production',
+      userId: 'U0CAROL',
+      userName: 'carol',
+    });
+    const list = await w.fake.waitForCall(
+      'chat.postMessage',
+      (c) => c.response.ok === true && w.fake.callsOf('chat.postMessage').indexOf(c) >= listed,
+    );
+    const activity = blocksText(list.args.blocks as unknown[]);
+    expect(activity).toContain('Recent activity');
+    expect(activity).toMatch(/\* by <@U0ALICE>/);
+    expect(activity).toMatch(/\* by <@U0CAROL>/);
+    expect(activity).not.toMatch(/\* by (alice|carol)\b/);
   });
 
   it('a stale plan is not acted on: the message says what changed and offers a fresh plan', async () => {

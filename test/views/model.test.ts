@@ -3,7 +3,7 @@ import { discordReporterDefaults } from '../../handlers/discord/reporter.js';
 import { slackReporterDefaults } from '../../handlers/slack/reporter.js';
 import { buildPlan } from '../../src/domain/plan.js';
 import type { EnvironmentSnapshot } from '../../src/domain/types.js';
-import type { Progress } from '../../src/progress.js';
+import type { Actor, Progress } from '../../src/progress.js';
 import { parseAction } from '../../src/views/actions.js';
 import { renderConsole } from '../../src/views/console.js';
 import { renderDiscord } from '../../src/views/discord.js';
@@ -156,13 +156,18 @@ describe('confirmationView', () => {
     );
     // One view model: Slack (its dialog too), Discord and the console all say it.
     const slack = renderSlack(v);
-    expect(JSON.stringify(slack.blocks)).toContain('(not Alice or Bob)');
+    expect(JSON.stringify(slack.blocks)).toContain('(not <@U1> or <@U2>)');
     expect(JSON.stringify(slack.blocks)).toContain('Alice asked to roll back production to dep_2 and Bob');
     expect(renderDiscord(v).embeds[0]?.description).toContain(
-      'Requested by Alice, confirmed by Bob. **Waiting for approval by a second person** \\(not Alice or Bob\\).',
+      'Requested by Alice \\(on Slack\\), confirmed by Bob \\(on Slack\\). **Waiting for approval by a second person** \\(not Alice \\(on Slack\\) or Bob \\(on Slack\\)\\).',
     );
     const console = renderConsole(v);
-    expect(JSON.stringify(console.blocks)).toContain('Requested by Alice, confirmed by Bob. ');
+    expect(
+      console.blocks
+        .flatMap((b) => ('spans' in b ? b.spans : []))
+        .map((x) => x.text)
+        .join(''),
+    ).toContain('Requested by Alice (on Slack), confirmed by Bob (on Slack). ');
     expect(console.buttons[0]?.confirm?.text).toContain('Alice asked to roll back');
   });
 
@@ -1022,5 +1027,157 @@ describe('listedDeployments', () => {
     const s = snapshot({ rolledBack: true }); // current: dep_2, with four newer deployments
     expect(listedDeployments(s, 2).map((d) => d.id)).toEqual(['dep_6', 'dep_5', 'dep_2']);
     expect(listedDeployments(s, 10).map((d) => d.id)).toEqual(s.deployments.map((d) => d.id));
+  });
+});
+
+describe('people are identified by their surface id, not by a display name anyone can choose', () => {
+  // Two different people with the same display name "alice": a Slack Connect partner's handle, and a
+  // Discord member who set the server nickname "alice". Permission checks match ids; the messages must too.
+  const partnerAlice: Actor = { surface: 'slack', userId: 'U0PARTNERALICE', displayName: 'alice' };
+  const ourAlice: Actor = { surface: 'slack', userId: 'U0ALICE', displayName: 'alice' };
+  const carol: Actor = { surface: 'slack', userId: 'U0CAROL', displayName: 'carol' };
+  const mallory: Actor = { surface: 'discord', userId: '112233445566778899', displayName: 'alice' };
+  const dcarol: Actor = { surface: 'discord', userId: '998877665544332211', displayName: 'carol' };
+  const waiting = (asker: Actor, confirmer: Actor) =>
+    confirmationView(plan('rollback'), {
+      state: 'awaiting_approval',
+      now: NOW,
+      requestedBy: confirmer,
+      confirmedBy: confirmer,
+      askedBy: asker,
+      requiresApproval: true,
+    });
+  const slackText = (v: MessageView) => JSON.stringify(renderSlack(v).blocks);
+
+  it('Slack: the approval prompt mentions the asker and confirmer by id (<@U…>), telling two alices apart', () => {
+    const v = waiting(partnerAlice, carol);
+    const text = slackText(v);
+    expect(text).toContain(
+      'Requested by <@U0PARTNERALICE>, confirmed by <@U0CAROL>. *Waiting for approval by a second person* (not <@U0PARTNERALICE> or <@U0CAROL>).',
+    );
+    expect(text).not.toContain('Requested by alice');
+    // Our own alice asking reads differently: the mention is of another person.
+    expect(slackText(waiting(ourAlice, carol))).toContain('Requested by <@U0ALICE>,');
+    // Plain-text places cannot mention: the Approve dialog (plain_text, as Slack documents it), the
+    // header and the notification text keep the display names; the message above identifies them.
+    expect(v.buttons[0]?.confirm?.text).toMatch(
+      /^alice asked to roll back production to dep_2 and carol confirmed it\./,
+    );
+    expect(renderSlack(v).text).not.toContain('<@');
+  });
+
+  it('Discord: the approval prompt mentions the asker by id (<@id>), not by the nickname, and never pings', () => {
+    const v = waiting(mallory, dcarol);
+    const m = renderDiscord(v);
+    expect(m.embeds[0]?.description).toContain(
+      'Requested by <@112233445566778899>, confirmed by <@998877665544332211>. **Waiting for approval by a second person** \\(not <@112233445566778899> or <@998877665544332211>\\).',
+    );
+    expect(m.embeds[0]?.description).not.toContain('Requested by alice');
+    expect(m.embeds[0]?.title).not.toContain('<@');
+    expect(m.allowed_mentions).toEqual({ parse: [] });
+    expect(m.allowedMentions).toEqual({ parse: [] });
+  });
+
+  it('a person of another surface is named saying where they are, on every surface; the alert bot by name', () => {
+    const v = waiting(mallory, carol);
+    // On Slack: the Discord asker cannot be mentioned (a Discord id means nothing there).
+    expect(slackText(v)).toContain('Requested by alice (on Discord), confirmed by <@U0CAROL>.');
+    // On Discord: the Slack confirmer likewise.
+    expect(renderDiscord(v).embeds[0]?.description).toContain(
+      'Requested by <@112233445566778899>, confirmed by carol \\(on Slack\\).',
+    );
+    // The console has no mentions: names, with the surface of each.
+    const c = renderConsole(v);
+    expect(
+      c.blocks
+        .flatMap((b) => ('spans' in b ? b.spans : []))
+        .map((x) => x.text)
+        .join(''),
+    ).toContain('Requested by alice (on Discord), confirmed by carol (on Slack).');
+    const bot: Actor = { surface: 'system', userId: 'switchyard-alerts', displayName: 'Switchyard alerts' };
+    const p = plan('rollback');
+    const enq = confirmationView(p, { state: 'enqueued', now: NOW, requestedBy: bot });
+    expect(slackText(enq)).toContain('Confirmed by Switchyard alerts. Progress follows');
+    expect(renderDiscord(enq).embeds[0]?.description).toContain(
+      'Confirmed by Switchyard alerts. Progress follows',
+    );
+  });
+
+  it('a display name or id that is not what its surface issues is never turned into markup', () => {
+    const hostile: Actor = { surface: 'slack', userId: 'U1>|<!channel', displayName: '<!channel> *x*' };
+    const v = confirmationView(plan('rollback'), { state: 'pending', now: NOW, requestedBy: hostile });
+    const text = slackText(v);
+    expect(text).not.toContain('<!channel');
+    expect(text).toContain('Requested by &lt;!channel&gt; *x*');
+    const dhostile: Actor = { surface: 'discord', userId: '12<@&99>', displayName: '@everyone' };
+    const d = renderDiscord(
+      confirmationView(plan('rollback'), { state: 'pending', now: NOW, requestedBy: dhostile }),
+    );
+    expect(d.embeds[0]?.description).toContain('Requested by \\@everyone');
+    expect(d.embeds[0]?.description).not.toContain('<@');
+  });
+
+  it('confirmed, approved, cancelled, expired and progress name people by mention', () => {
+    const p = plan('rollback');
+    expect(
+      slackText(
+        confirmationView(p, { state: 'enqueued', now: NOW, requestedBy: partnerAlice, approvedBy: carol }),
+      ),
+    ).toContain('Confirmed by <@U0PARTNERALICE>, approved by <@U0CAROL>. Progress follows in this message.');
+    expect(
+      slackText(
+        confirmationView(p, { state: 'cancelled', now: NOW, requestedBy: carol, cancelledBy: partnerAlice }),
+      ),
+    ).toContain('Cancelled by <@U0PARTNERALICE>. Nothing changed.');
+    expect(
+      slackText(
+        confirmationView(p, {
+          state: 'expired',
+          now: NOW,
+          requestedBy: partnerAlice,
+          confirmedBy: partnerAlice,
+          requiresApproval: true,
+        }),
+      ),
+    ).toContain(
+      'This plan expired waiting for approval: <@U0PARTNERALICE> confirmed it, but no second person',
+    );
+    expect(
+      slackText(
+        confirmationView(p, {
+          state: 'expired',
+          now: NOW,
+          requestedBy: partnerAlice,
+          confirmedBy: partnerAlice,
+          approvedBy: carol,
+        }),
+      ),
+    ).toContain('queued: <@U0PARTNERALICE> confirmed it and <@U0CAROL> approved it, but');
+    const prog = progressView(progress(p, { requestedBy: mallory, approvedBy: dcarol }));
+    expect(renderDiscord(prog).embeds[0]?.description).toContain(
+      'Confirmed by <@112233445566778899> · approved by <@998877665544332211> · from',
+    );
+  });
+
+  it('/deployments: recent activity and the running switch mention who acted when the surface and id are known', () => {
+    const s = snapshot();
+    const v = deploymentsView(s, {
+      routing: routingOf(s),
+      audit: [
+        { at: NOW - MIN, event: 'rollback', actor: partnerAlice, targetId: 'dep_2' },
+        { at: NOW - 2 * MIN, event: 'confirm', actor: mallory },
+        // An entry with the display name alone (nothing else known) stays a name.
+        { at: NOW - 3 * MIN, event: 'cancel', actor: { displayName: 'dave' } },
+      ],
+      now: NOW,
+      activeJob: { action: 'rollback', targetId: 'dep_2', requestedBy: partnerAlice },
+    });
+    const text = slackText(v);
+    expect(text).toContain('*rollback* by <@U0PARTNERALICE> → `dep_2`');
+    expect(text).toContain('*confirm* by alice (on Discord)');
+    expect(text).toContain('*cancel* by dave');
+    expect(text).toContain('(requested by <@U0PARTNERALICE>)');
+    const activity = renderDiscord(v).embeds[0]?.fields?.find((f) => f.name.startsWith('Recent activity'));
+    expect(activity?.value).toContain('**confirm** by <@112233445566778899>');
   });
 });
