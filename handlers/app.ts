@@ -546,9 +546,11 @@ export async function startSwitchyard(
       else sendJson(res, 200, { ok: true, platform: platform.name, surfaces, ...detail });
     });
     http.route('GET', '/metrics', async (_req, res) => {
-      // Switches waiting for a worker, read from the queue at each scrape (a few counts in one round
-      // trip, on the fail-fast connection, bounded like /readyz). When the queue cannot be read the
-      // series are left out rather than showing a stale figure.
+      // Switches waiting for a worker, read from the queue at each scrape (a few counts in two round
+      // trips, on the fail-fast connection, bounded like /readyz). When the queue cannot be read the
+      // series are left out rather than showing a stale figure. Switches parked behind another switch
+      // of their environment have their own state: a worker took them, so alerting on `waiting` and
+      // `delayed` never fires for two switches of one environment that overlap.
       const counts = await within(
         systemClock,
         READY_CHECK_MS,
@@ -559,6 +561,7 @@ export async function startSwitchyard(
       if (counts) {
         metrics.switchesWaiting.set({ state: 'waiting' }, counts.waiting);
         metrics.switchesWaiting.set({ state: 'delayed' }, counts.delayed);
+        metrics.switchesWaiting.set({ state: 'lock' }, counts.lock);
       }
       sendText(res, 200, await metrics.registry.metrics(), metrics.registry.contentType);
     });

@@ -4,8 +4,16 @@
  * any replica can write and `/deployments` can list an environment's recent history. Entries are
  * zod-parsed on write and on read; an entry that no longer parses is skipped, never fatal. A message
  * longer than the schema allows is clipped on append (ending in `…`), never a reason to drop the entry.
+ *
+ * Refused clicks (`appendRefusal`) go to a second bounded stream per environment, once per person, plan
+ * (generation) and reason within a window, later repeats only counted. Anyone who can see a
+ * confirmation can press its buttons (a Slack Connect partner, a guest, any member of a Discord server),
+ * so their refusals must never push the environment's history (`recent`: who rolled back, whether a
+ * traffic move was Switchyard's own) out of the window its readers read, or out of Redis: a flood of
+ * refusals trims only older refusals.
  */
 
+import { createHash } from 'node:crypto';
 import { z } from 'zod';
 import { actorSchema } from './progress.js';
 import type { RedisClient } from './redis.js';
@@ -53,30 +61,127 @@ export const auditEntrySchema = z.object({
 });
 export type AuditEntry = z.infer<typeof auditEntrySchema>;
 
+/** A refused click (`AuditLog.appendRefusal`): who was refused, on which plan, and why. */
+export const refusalEntrySchema = auditEntrySchema.extend({
+  event: z.literal('refused', { error: 'expected event "refused"' }),
+  actor: actorSchema,
+  planId: z.string({ error: 'expected the id of the plan clicked' }).min(1),
+  code: z.string({ error: 'expected the refusal code' }).min(1),
+});
+export type RefusalEntry = z.infer<typeof refusalEntrySchema>;
+
+/** Outcome of `AuditLog.appendRefusal`. */
+export interface RefusalAppend {
+  /** The entry was written (false: the same refusal was recorded within the window, and counted). */
+  readonly written: boolean;
+  /** The stream id of the entry recording this refusal ('' when it could not be told). */
+  readonly id: string;
+  /** How many times this refusal came within the window, this one included. */
+  readonly count: number;
+}
+
+/**
+ * Records refusal ARGV[2] in the refusals stream KEYS[2] (MAXLEN ~ ARGV[1]) unless the same refusal's
+ * marker KEYS[1] (a hash: `id` of the entry, `n` refusals counted) is there; creates the marker, kept
+ * ARGV[3] ms from the first refusal. Returns {written, id, count}.
+ */
+const APPEND_REFUSAL = `
+local n = redis.call('HINCRBY', KEYS[1], 'n', 1)
+if n == 1 then
+  local id = redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[1], '*', 'e', ARGV[2])
+  redis.call('HSET', KEYS[1], 'id', id)
+  redis.call('PEXPIRE', KEYS[1], ARGV[3])
+  return {1, id, n}
+end
+return {0, redis.call('HGET', KEYS[1], 'id') or '', n}
+`;
+
 /** Options of `AuditLog`. */
 export interface AuditLogOptions {
-  /** Key prefix; streams are `<prefix>:audit:<environment>`. */
+  /** Key prefix; streams are `<prefix>:audit:<environment>` (and `…:refused`, see `refusalsKey`). */
   readonly prefix?: string;
   /** Approximate number of entries kept per environment. */
   readonly maxLen?: number;
+  /** Approximate number of refused clicks kept per environment (apart from the history). */
+  readonly refusalsMaxLen?: number;
+  /** Within this many ms of a refusal, the same person's same refusal on the same plan is only counted. */
+  readonly refusalWindowMs?: number;
 }
+
+/** Defaults of `AuditLogOptions`. */
+export const auditLogDefaults = {
+  prefix: 'switchyard',
+  maxLen: 1000,
+  refusalsMaxLen: 200,
+  // As long as a plan may be acted on by default (src/plan-store.ts, `ttlMs`): a person pressing a
+  // button they may not press is recorded once per plan, however often they press it.
+  refusalWindowMs: 3_600_000,
+} as const satisfies Required<AuditLogOptions>;
 
 /** Append-only, bounded audit history per environment. */
 export class AuditLog {
   private readonly prefix: string;
   private readonly maxLen: number;
+  private readonly refusalsMaxLen: number;
+  private readonly refusalWindowMs: number;
 
   constructor(
     private readonly redis: RedisClient,
     opts: AuditLogOptions = {},
   ) {
-    this.prefix = opts.prefix ?? 'switchyard';
-    this.maxLen = opts.maxLen ?? 1000;
+    this.prefix = opts.prefix ?? auditLogDefaults.prefix;
+    this.maxLen = opts.maxLen ?? auditLogDefaults.maxLen;
+    this.refusalsMaxLen = opts.refusalsMaxLen ?? auditLogDefaults.refusalsMaxLen;
+    this.refusalWindowMs = opts.refusalWindowMs ?? auditLogDefaults.refusalWindowMs;
   }
 
   /** The stream key of an environment. */
   key(environment: string): string {
     return `${this.prefix}:audit:${environment}`;
+  }
+
+  /** The stream key of an environment's refused clicks (environment slugs have no `:`). */
+  refusalsKey(environment: string): string {
+    return `${this.key(environment)}:refused`;
+  }
+
+  /**
+   * Records a refused click once per person, plan generation (`generation`: a new request for the
+   * same plan id is a new generation, '' when unknown) and refusal code within the refusal window;
+   * a repeat is counted, not written. Refusals go to their own stream (`refusals`), never to the
+   * history `recent` reads, so no number of them evicts a real entry. A too long message is clipped;
+   * any other bad input throws a zod error naming the field.
+   */
+  async appendRefusal(entry: RefusalEntry, generation = ''): Promise<RefusalAppend> {
+    const parsed = refusalEntrySchema.parse(
+      typeof entry.message === 'string' ? { ...entry, message: clipMessage(entry.message) } : entry,
+    );
+    const once = createHash('sha256')
+      .update(
+        JSON.stringify([parsed.actor.surface, parsed.actor.userId, parsed.planId, generation, parsed.code]),
+      )
+      .digest('base64url')
+      .slice(0, 22);
+    const stream = this.refusalsKey(parsed.environment);
+    const res = (await this.redis.eval(
+      APPEND_REFUSAL,
+      2,
+      `${stream}:${once}`,
+      stream,
+      String(this.refusalsMaxLen),
+      JSON.stringify(parsed),
+      String(this.refusalWindowMs),
+    )) as [number, string, number];
+    return {
+      written: res[0] === 1,
+      id: typeof res[1] === 'string' ? res[1] : '',
+      count: Number(res[2]) || 1,
+    };
+  }
+
+  /** The environment's most recent refused clicks, newest first (see `appendRefusal`). */
+  async refusals(environment: string, limit = 20): Promise<AuditEntry[]> {
+    return this.read(this.refusalsKey(environment), limit);
   }
 
   /**
@@ -99,15 +204,17 @@ export class AuditLog {
     return id ?? '';
   }
 
-  /** The environment's most recent entries, newest first. */
+  /**
+   * The environment's most recent entries, newest first: its history, without the refused clicks
+   * `appendRefusal` records (see `refusals`).
+   */
   async recent(environment: string, limit = 20): Promise<AuditEntry[]> {
-    const rows = await this.redis.xrevrange(
-      this.key(environment),
-      '+',
-      '-',
-      'COUNT',
-      Math.max(1, Math.min(limit, 1000)),
-    );
+    return this.read(this.key(environment), limit);
+  }
+
+  /** The newest `limit` parseable entries of stream `key`, newest first. */
+  private async read(key: string, limit: number): Promise<AuditEntry[]> {
+    const rows = await this.redis.xrevrange(key, '+', '-', 'COUNT', Math.max(1, Math.min(limit, 1000)));
     const out: AuditEntry[] = [];
     for (const [, fields] of rows) {
       const idx = fields.indexOf('e');

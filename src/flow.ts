@@ -7,7 +7,9 @@
  * Every method returns a value for user-level outcomes (unknown environment, forbidden, stale plan,
  * expired, self-approval…) and throws only for faults (Redis or the platform unreachable), which the
  * surface wraps once at its edge. A refused action changes nothing: no state transition, nothing
- * enqueued; only an audit entry saying who was refused and why.
+ * enqueued; only an audit entry saying who was refused and why, once per person, plan and reason
+ * however often they click (`AuditLog.appendRefusal`: apart from the history, which refusals never
+ * evict).
  *
  * Concurrency: state lives in the PlanStore (Redis) and every move is one atomic compare-and-set, so any
  * number of replicas handling the same click make one transition and one job. A click decides on the
@@ -19,7 +21,7 @@
  */
 import { createHash } from 'node:crypto';
 import { z } from 'zod';
-import { type AuditEntry, clipMessage } from './audit.js';
+import { type AuditEntry, clipMessage, type RefusalAppend, type RefusalEntry } from './audit.js';
 import type { Clock } from './clock.js';
 import { systemClock } from './clock.js';
 import type { Config } from './config.js';
@@ -98,6 +100,13 @@ export interface FlowAudit {
   append(entry: FlowAuditEntry): Promise<unknown>;
   /** Most recent entries of an environment, newest first. */
   recent(environment: string, limit: number): Promise<readonly FlowAuditEntry[]>;
+  /**
+   * Records a refused click once per person, plan generation and code within a window, apart from the
+   * history; an audit log without it is given refusals with `append`.
+   */
+  appendRefusal?(entry: RefusalEntry, generation?: string): Promise<RefusalAppend>;
+  /** Most recent refused clicks of an environment (`appendRefusal`), newest first. */
+  refusals?(environment: string, limit: number): Promise<readonly FlowAuditEntry[]>;
 }
 
 export interface FlowOptions {
@@ -110,6 +119,11 @@ export interface FlowOptions {
   readonly logger?: Logger;
   /** How many audit entries `/deployments` shows. */
   readonly recentAudit?: number;
+  /**
+   * How many refused clicks `/deployments` reads beside the history, at most: however many there are,
+   * the history's newest entries stay in view.
+   */
+  readonly recentRefusals?: number;
   /**
    * How long `deploymentChoices` (autocomplete) answers from an environment's last snapshot, in ms of
    * `clock`. 0: every call reads (concurrent calls still share one read).
@@ -128,10 +142,13 @@ export const flowDefaults = {
   clock: systemClock,
   logger: silentLogger,
   recentAudit: 10,
+  recentRefusals: 2,
   // Typing an id in Discord's autocomplete sends a request every few keystrokes: a burst shares one
   // platform read, and a switch shows up in the choices at most this late.
   choicesCacheMs: 5_000,
-} as const satisfies Required<Pick<FlowOptions, 'clock' | 'logger' | 'recentAudit' | 'choicesCacheMs'>>;
+} as const satisfies Required<
+  Pick<FlowOptions, 'clock' | 'logger' | 'recentAudit' | 'recentRefusals' | 'choicesCacheMs'>
+>;
 
 /** Extra inputs of `plan`. */
 export interface PlanOptions {
@@ -354,6 +371,7 @@ export class Flow {
   private readonly clock: Clock;
   private readonly logger: Logger;
   private readonly recentAudit: number;
+  private readonly recentRefusals: number;
   private readonly onPlanReplaced: ((old: PlanRecord) => void) | undefined;
   private readonly choicesCacheMs: number;
   /** Snapshot reads `deploymentChoices` shares, per environment slug (see `sharedSnapshot`). */
@@ -372,6 +390,7 @@ export class Flow {
     this.clock = options.clock ?? flowDefaults.clock;
     this.logger = options.logger ?? flowDefaults.logger;
     this.recentAudit = options.recentAudit ?? flowDefaults.recentAudit;
+    this.recentRefusals = options.recentRefusals ?? flowDefaults.recentRefusals;
     this.onPlanReplaced = options.onPlanReplaced;
     this.choicesCacheMs = options.choicesCacheMs ?? flowDefaults.choicesCacheMs;
   }
@@ -903,15 +922,21 @@ export class Flow {
     const environment = resolved.value;
     const snapshot = await this.snapshot(environment);
     if (!snapshot.ok) return snapshot;
-    const [routes, listed, active] = await Promise.all([
+    const [routes, listed, active, refusals] = await Promise.all([
       // The snapshot just read: an adapter deriving routing from one (Unkey) does not read it again.
       this.platform.routing(environment, snapshot.value),
       this.audit.recent(environment, this.recentAudit),
       this.activeSwitch(environment),
+      // A few refused clicks beside the history, never in place of it: anyone who sees a confirmation
+      // can press it, and their refusals must not hide who rolled back.
+      this.recentRefusals > 0 && this.audit.refusals !== undefined
+        ? this.audit.refusals(environment, this.recentRefusals)
+        : [],
     ]);
-    const recent = (await this.expireListed(listed))
+    const history = (await this.expireListed(listed))
       ? await this.audit.recent(environment, this.recentAudit)
       : listed;
+    const recent = [...history, ...refusals];
     return { ok: true, environment, snapshot: snapshot.value, routes, recent, active };
   }
 
@@ -1848,23 +1873,55 @@ export class Flow {
     return { status: 'stale', refusal: fresh.refusal, current: fresh.current, record: moved.record };
   }
 
-  /** A refused click: audited, nothing else changes. */
+  /**
+   * A refused click: audited once per person, plan generation and code within the audit's window (a
+   * repeat is counted: anyone who sees a confirmation can press it, as often as they like), logged
+   * every time; nothing else changes.
+   */
   private async refused(
     record: PlanRecord,
     actor: ActingUser,
     refusal: Refusal,
   ): Promise<ClickOutcome & { status: 'refused' }> {
-    await this.record(record, 'refused', actor, { code: refusal.code, message: refusal.message });
+    const audited = await this.recordRefusal(record, actor, refusal);
     this.logger.info(
       {
         planId: record.plan.id,
         environment: record.plan.environment,
         code: refusal.code,
         userId: actor.userId,
+        ...(audited === undefined ? {} : { audited: audited.written, times: audited.count }),
       },
       'click refused',
     );
     return { status: 'refused', refusal, record };
+  }
+
+  /**
+   * Audits a refused click through `appendRefusal` (once per person, plan generation and code), or
+   * `append` for an audit log without it. A failing audit log is logged, never allowed to change the
+   * outcome.
+   */
+  private async recordRefusal(
+    record: PlanRecord,
+    actor: ActingUser,
+    refusal: Refusal,
+  ): Promise<RefusalAppend | undefined> {
+    const extra = { code: refusal.code, message: refusal.message };
+    if (this.audit.appendRefusal === undefined) {
+      await this.record(record, 'refused', actor, extra);
+      return undefined;
+    }
+    const entry = { ...this.entryOf(record, 'refused', actor, extra), actor: stripMembership(actor) };
+    try {
+      return await this.audit.appendRefusal(
+        { ...entry, event: 'refused', planId: record.plan.id, code: refusal.code },
+        record.generation,
+      );
+    } catch (e) {
+      this.logger.warn({ err: e, planId: record.plan.id, event: 'refused' }, 'audit append failed');
+      return undefined;
+    }
   }
 
   /**
@@ -2001,8 +2058,23 @@ export class Flow {
     actor: ActingUser | undefined,
     extra: { code?: string; message?: string; jobId?: string },
   ): Promise<void> {
+    const entry = this.entryOf(record, event, actor, extra);
+    try {
+      await this.audit.append(entry);
+    } catch (e) {
+      this.logger.warn({ err: e, planId: record.plan.id, event }, 'audit append failed');
+    }
+  }
+
+  /** The audit entry of `event` on `record` by `actor`, now. */
+  private entryOf(
+    record: PlanRecord,
+    event: FlowAuditEntry['event'],
+    actor: ActingUser | undefined,
+    extra: { code?: string; message?: string; jobId?: string },
+  ): FlowAuditEntry {
     const p = record.plan;
-    const entry: FlowAuditEntry = {
+    return {
       at: this.clock.now(),
       environment: p.environment,
       action: p.action,
@@ -2015,11 +2087,6 @@ export class Flow {
       ...(extra.message === undefined ? {} : { message: extra.message.slice(0, 2000) }),
       ...(extra.jobId === undefined ? {} : { jobId: extra.jobId }),
     };
-    try {
-      await this.audit.append(entry);
-    } catch (e) {
-      this.logger.warn({ err: e, planId: p.id, event }, 'audit append failed');
-    }
   }
 }
 

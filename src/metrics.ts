@@ -123,7 +123,7 @@ export function createMetrics(opts: { defaults?: boolean } = {}): Metrics {
     }),
     switchesWaiting: new Gauge({
       name: 'switchyard_switches_waiting',
-      help: 'Confirmed switches no worker has started, by state (waiting: for a worker; delayed: for the backoff of a retry), read from the switch queue at each scrape; absent when the queue could not be read. Waiting switches that do not go down mean no worker takes them.',
+      help: 'Confirmed switches no worker has started, by state (waiting: for a worker; delayed: for the backoff of a retry), and apart from them switches a worker took and parked behind another switch of the same environment (lock), read from the switch queue at each scrape; absent when the queue could not be read. Waiting switches that do not go down mean no worker takes them.',
       labelNames: ['state'],
       registers,
     }),

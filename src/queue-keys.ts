@@ -464,6 +464,33 @@ export class EnvironmentLock {
     return res === 1;
   }
 
+  /**
+   * How many of `jobIds` (BullMQ delayed jobs) are parked waiting for an environment, by the test
+   * `wakeable` makes: the job exists, has not ended, and has made no attempt since it parked (its run
+   * record, of the same job, notes its attempt count as `parked`). A job delayed for a retry's backoff
+   * has made one more and is not counted. Two reads per job, in one round trip.
+   */
+  async parkedAmong(jobIds: readonly string[]): Promise<number> {
+    if (jobIds.length === 0) return 0;
+    const pipeline = this.redis.pipeline();
+    for (const jobId of jobIds) {
+      pipeline.hmget(this.keys.job(jobId), 'timestamp', 'atm', 'attemptsMade', 'finishedOn');
+      pipeline.hmget(this.keys.run(jobId), 'ts', 'parked');
+    }
+    const rows = ((await pipeline.exec()) ?? []).map(([err, v]) => {
+      if (err) throw err;
+      return (Array.isArray(v) ? v : []) as (string | null)[];
+    });
+    let parked = 0;
+    for (let i = 0; i + 1 < rows.length; i += 2) {
+      const [ts, atm, attemptsMade, finishedOn] = rows[i] ?? [];
+      const [runTs, runParked] = rows[i + 1] ?? [];
+      if (!ts || finishedOn || runTs !== ts || runParked === null || runParked === undefined) continue;
+      if (Number(runParked) === Number(attemptsMade ?? atm ?? '0')) parked++;
+    }
+    return parked;
+  }
+
   async removeWaiter(environment: string, jobId: string): Promise<void> {
     await this.redis.zrem(this.keys.waiters(environment), jobId);
   }

@@ -403,6 +403,19 @@ export interface SwitchQueueOptions {
 
 const DAY = 86_400_000;
 
+/** `SwitchQueue.waitingCounts`: switches no worker has started, and those parked for their environment. */
+export interface WaitingCounts {
+  /** Waiting for a worker (BullMQ `waiting` and `prioritized`). */
+  readonly waiting: number;
+  /** Delayed until a retry's backoff is over (BullMQ `delayed`, lock waiters left out). */
+  readonly delayed: number;
+  /** Taken by a worker and parked behind another switch of the same environment (BullMQ `delayed` too). */
+  readonly lock: number;
+}
+
+/** How many delayed jobs `waitingCounts` reads to tell lock waiters from retries (a bound per scrape). */
+const WAITING_COUNT_SCAN = 1000;
+
 /** Result of an enqueue: the job id and whether an existing job for the same plan was joined. */
 export interface EnqueueResult {
   readonly jobId: string;
@@ -621,11 +634,25 @@ export class SwitchQueue {
 
   /**
    * Switches enqueued that no worker has started: `waiting` for a worker (prioritized included),
-   * `delayed` until a retry's backoff is over. A few counts in one round trip.
+   * `delayed` until a retry's backoff is over; and apart from them, `lock`: switches a worker took and
+   * parked behind another switch of the same environment. BullMQ holds both kinds in its delayed set,
+   * so the delayed jobs are told apart as a wake-up tells them apart (`EnvironmentLock.parkedAmong`):
+   * an ordinary wait for the environment is never counted as a switch no worker has started. Two round
+   * trips (the counts and the delayed ids, then two reads per delayed job); past
+   * `WAITING_COUNT_SCAN` delayed jobs the rest are counted as `delayed` unread.
    */
-  async waitingCounts(): Promise<{ readonly waiting: number; readonly delayed: number }> {
-    const c = await this.queue.getJobCounts('waiting', 'prioritized', 'delayed');
-    return { waiting: (c.waiting ?? 0) + (c.prioritized ?? 0), delayed: c.delayed ?? 0 };
+  async waitingCounts(): Promise<WaitingCounts> {
+    const [c, delayedIds] = await Promise.all([
+      this.queue.getJobCounts('waiting', 'prioritized', 'delayed'),
+      this.redis.zrange(this.keys.delayed, 0, WAITING_COUNT_SCAN - 1),
+    ]);
+    const lock = await this.lock.parkedAmong(delayedIds);
+    return {
+      waiting: (c.waiting ?? 0) + (c.prioritized ?? 0),
+      // The count and the ids are two reads: a job that left the set in between is never negative.
+      delayed: Math.max(0, (c.delayed ?? 0) - lock),
+      lock,
+    };
   }
 
   /** The waiting or running switch of an environment, if any (the one running first). */

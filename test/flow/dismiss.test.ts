@@ -76,7 +76,7 @@ describe('Dismiss', () => {
     const before = await h.flow.get(id);
     expect((await chat.click(bob, `sy1:dismiss:${id}`, alerts)).outcome).toBe('refused');
     expect(await h.flow.get(id)).toEqual(before);
-    expect((await h.audit.recent('production', 1))[0]).toMatchObject({
+    expect((await h.audit.refusals('production', 1))[0]).toMatchObject({
       event: 'refused',
       actor: bob,
       code: 'forbidden',
@@ -137,7 +137,7 @@ describe('an unpermitted asker once an alert asked for the same switch', () => {
       dismissal: (await harness.plans.dismissal(id)) ?? null,
       laterAlertSuggests: later.ok ? later.plan.id : later.refusal.code,
     }).toEqual({ outcome: 'refused', state: 'pending', dismissal: null, laterAlertSuggests: id });
-    expect((await harness.audit.recent('production', 1))[0]).toMatchObject({
+    expect((await harness.audit.refusals('production', 1))[0]).toMatchObject({
       event: 'refused',
       actor: bob,
       code: 'forbidden',

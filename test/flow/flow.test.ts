@@ -439,11 +439,64 @@ describe('Flow.confirm', () => {
     expect(r.refusal.message).toContain('environments.production.allow.slack.users');
     expect(await x.flow.get(o.plan.id)).toEqual(before);
     expect(await x.jobs()).toEqual([]);
-    const audit = await x.audit.recent('production', 10);
-    expect(audit[0]).toMatchObject({ event: 'refused', actor: carol, code: 'forbidden', planId: o.plan.id });
+    // Audited apart from the history (which says only that a plan was asked for).
+    const refusals = await x.audit.refusals('production', 10);
+    expect(refusals).toHaveLength(1);
+    expect(refusals[0]).toMatchObject({
+      event: 'refused',
+      actor: carol,
+      code: 'forbidden',
+      planId: o.plan.id,
+    });
+    expect((await x.audit.recent('production', 10)).map((e) => e.event)).toEqual(['requested']);
     // Discord member with a permitted role may act on the same plan
     const d = expectStatus(await x.flow.confirm({ ...dave, roles: ['333333333333'] }, o.plan.id), 'enqueued');
     expect((await x.job(d.jobId))?.requestedBy).toEqual(dave);
+  });
+
+  it('a person pressing a button they may not press is audited once per plan and reason, apart from the history', async () => {
+    const x = await setup({ environments: allowProd, platform: 'unkey' });
+    const log = new CapturedLog();
+    const flow = new Flow({
+      platform: x.platform,
+      queue: x.switchQueue,
+      plans: x.plans,
+      audit: x.audit,
+      config: testConfig(allowProd, 'unkey'),
+      clock: x.clock,
+      logger: log.logger,
+    });
+    const o = planned(await flow.plan(alice, 'rollback', 'production'));
+    // Carol (a partner in a shared channel, on no allow list) presses Confirm again and again.
+    const CLICKS = 105;
+    for (let n = 0; n < CLICKS; n++) {
+      expect(expectStatus(await flow.confirm(carol, o.plan.id), 'refused').refusal.code).toBe('forbidden');
+    }
+    // A Discord member without a permitted role, once.
+    expectStatus(await flow.confirm(dave, o.plan.id), 'refused');
+    expectStatus(await flow.confirm(alice, o.plan.id), 'enqueued');
+
+    // The history holds what happened, and only that: no refusal can push it out of a reader's window
+    // (/deployments, the notices' 100 newest) or out of the stream's bound.
+    expect((await x.audit.recent('production', 200)).map((e) => `${e.event}:${e.actor?.userId}`)).toEqual([
+      'approved:U0ALICE',
+      'requested:U0ALICE',
+    ]);
+    // Each person's refusal is recorded once; every click was answered and logged, repeats counted.
+    expect(
+      (await x.audit.refusals('production', 200)).map((e) => `${e.event}:${e.actor?.userId}:${e.code}`),
+    ).toEqual([`refused:${dave.userId}:forbidden`, 'refused:U0CAROL:forbidden']);
+    const carols = log.lines.filter((l) => l.msg === 'click refused' && l.userId === carol.userId);
+    expect(carols).toHaveLength(CLICKS);
+    expect(carols.map((l) => l.audited)).toEqual([true, ...Array(CLICKS - 1).fill(false)]);
+    expect(carols.at(-1)?.times).toBe(CLICKS);
+
+    // /deployments shows the history, with at most a few refusals beside it.
+    const d = await flow.deployments('production');
+    if (!d.ok) throw new Error(d.refusal.message);
+    expect(d.recent.map((e) => `${e.event}:${e.actor?.userId}`).sort()).toEqual(
+      ['approved:U0ALICE', 'requested:U0ALICE', `refused:${dave.userId}`, 'refused:U0CAROL'].sort(),
+    );
   });
 
   it('a real platform without an allow list refuses and says how to configure one', async () => {
@@ -881,13 +934,11 @@ describe('two-person rule', () => {
     const events = (await x.audit.recent('production', 20)).map(
       (e) => `${e.event}:${e.actor?.userId}:${e.code ?? ''}`,
     );
-    expect(events).toEqual([
-      'approved:U0BOB:',
-      'refused:U0CAROL:forbidden',
-      'refused:U0ALICE:self_approval',
-      'requested:U0ALICE:',
-      'requested:U0ALICE:',
-    ]);
+    expect(events).toEqual(['approved:U0BOB:', 'requested:U0ALICE:', 'requested:U0ALICE:']);
+    const refusals = (await x.audit.refusals('production', 20)).map(
+      (e) => `${e.event}:${e.actor?.userId}:${e.code ?? ''}`,
+    );
+    expect(refusals).toEqual(['refused:U0CAROL:forbidden', 'refused:U0ALICE:self_approval']);
   });
 
   it('approval is refused when the confirmer is no longer permitted (config changed since the confirm)', async () => {
@@ -907,7 +958,7 @@ describe('two-person rule', () => {
     expect(r.refusal.context).toMatchObject({ reason: 'confirmer_not_permitted' });
     expect(await x.jobs()).toEqual([]);
     expect(await x.flow.get(o.plan.id)).toEqual(before);
-    expect((await x.audit.recent('production', 1))[0]).toMatchObject({
+    expect((await x.audit.refusals('production', 1))[0]).toMatchObject({
       event: 'refused',
       actor: bob,
       code: 'forbidden',
@@ -1647,7 +1698,7 @@ describe('a platform refusal while a click re-reads the platform', () => {
     const r = expectStatus(await flow.approve(bob, o.plan.id), 'refused');
     expect(r.refusal.code).toBe('platform_unauthorized');
     expect(await x.flow.get(o.plan.id)).toEqual(before);
-    expect((await x.audit.recent('production', 1))[0]).toMatchObject({
+    expect((await x.audit.refusals('production', 1))[0]).toMatchObject({
       event: 'refused',
       actor: bob,
       code: 'platform_unauthorized',

@@ -123,7 +123,8 @@ describe('a switch moves at most MAX_SWITCH_DOMAINS domains', () => {
     // refusal in words (no `approved` entry before it, no zod JSON).
     expect((await x.flow.get(old.id))?.state).toBe(PlanState.pending);
     expect(await x.jobCount()).toBe(0);
-    const audit = await x.audit.recent('production', 10);
+    expect(await x.audit.recent('production', 10)).toEqual([]);
+    const audit = await x.audit.refusals('production', 10);
     expect(audit.map((e) => `${e.event}:${e.code ?? ''}`)).toEqual(['refused:invalid_input']);
     expect(audit[0]).toMatchObject({ actor: alice, planId: old.id, message });
 

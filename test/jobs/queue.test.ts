@@ -7,8 +7,8 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterEach, describe, expect, it } from 'vitest';
-import { AUDIT_MESSAGE_MAX, AuditLog } from '../../src/audit.js';
+import { afterEach, describe, expect, it, vi } from 'vitest';
+import { AUDIT_MESSAGE_MAX, AuditLog, auditLogDefaults, type RefusalEntry } from '../../src/audit.js';
 import { ManualClock } from '../../src/clock.js';
 import { MAX_SWITCH_DOMAINS } from '../../src/domain/plan.js';
 import { PlatformHttpError } from '../../src/errors.js';
@@ -21,7 +21,7 @@ import {
   switchJobSchema,
   switchKeys,
 } from '../../src/queue.js';
-import { createRedis } from '../../src/redis.js';
+import { createRedis, deleteKeys, scanKeys } from '../../src/redis.js';
 import { checkRedis } from '../../src/redis-check.js';
 import { spawnRedis } from '../../src/redis-server.js';
 import { redisUrl, uniqueName } from '../support/redis.js';
@@ -275,6 +275,44 @@ describe('SwitchQueue.enqueue', () => {
   });
 });
 
+describe('SwitchQueue.waitingCounts', () => {
+  it('counts a switch parked behind another switch of its environment as lock, not as waiting or delayed', async () => {
+    const env = await setupJobs(cleanup);
+    // One minute between looks: the parked switch stays in BullMQ's delayed set while the test reads.
+    await env.startWorker({ lockRetryMs: 60_000 });
+    const keys = switchKeys(env.queue.prefix, env.queueName);
+    // Another switch of env0 holds the environment.
+    await env.redis.set(keys.lock('env0'), lockOwner('sw_other', 'a'), 'PX', 60_000);
+    cleanup.add(() => env.redis.del(keys.lock('env0')));
+    const now = env.clock.now();
+    const plan = await planFor(env.local, 'env0', 'rollback', now);
+    const { jobId } = await env.queue.enqueue(jobData(plan, now));
+    await env.reporter.waitFor(
+      (p) => p.jobId === jobId && p.steps[0]?.detail?.startsWith('Waiting') === true,
+    );
+    // It parks (BullMQ `delayed`) right after saying so.
+    await vi.waitFor(async () => expect(await env.queue.queue.getJobState(jobId)).toBe('delayed'), {
+      timeout: 10_000,
+    });
+    expect(await env.queue.waitingCounts()).toEqual({ waiting: 0, delayed: 0, lock: 1 });
+
+    // A switch delayed for a retry's backoff stays `delayed`, also one that parked for the lock before
+    // its failed attempt (it has made one more attempt since it parked).
+    const backoff = await env.queue.queue.add(
+      'switch',
+      { backoff: true },
+      { jobId: 'sw_backoff', delay: 3_600_000 },
+    );
+    cleanup.add(() => backoff.remove());
+    expect(await env.queue.waitingCounts()).toEqual({ waiting: 0, delayed: 1, lock: 1 });
+    const lock = new EnvironmentLock(env.redis, keys, 5_000);
+    await lock.park('env1', { jobId: 'sw_backoff', createdAt: backoff.timestamp, attemptsMade: 0 }, now);
+    expect(await env.queue.waitingCounts()).toEqual({ waiting: 0, delayed: 0, lock: 2 });
+    await env.redis.hset(keys.job('sw_backoff'), 'atm', '1');
+    expect(await env.queue.waitingCounts()).toEqual({ waiting: 0, delayed: 1, lock: 1 });
+  });
+});
+
 describe('EnvironmentLock', () => {
   it('admits one attempt per environment, lets the same attempt re-enter, and releases only for it', async () => {
     const r = redis();
@@ -462,6 +500,79 @@ describe('AuditLog', () => {
     expect(entry?.message).toHaveLength(AUDIT_MESSAGE_MAX);
     expect(entry?.message?.endsWith('…')).toBe(true);
     expect(long.startsWith(entry?.message?.slice(0, -1) ?? '?')).toBe(true);
+  });
+
+  it('records a refused click once per person, plan generation and code, counts repeats, and never in the history', async () => {
+    const r = redis();
+    const audit = new AuditLog(r, { prefix: uniqueName('audit'), maxLen: 10, refusalsMaxLen: 10 });
+    cleanup.add(async () => {
+      await deleteKeys(r, [
+        audit.key('production'),
+        ...(await scanKeys(r, `${audit.refusalsKey('production')}*`)),
+      ]);
+    });
+    const mallory = { surface: 'slack', userId: 'U0MALLORY', displayName: 'mallory' } as const;
+    const refusal = (over: Partial<RefusalEntry> = {}): RefusalEntry => ({
+      at: 1,
+      environment: 'production',
+      action: 'rollback',
+      event: 'refused',
+      actor: mallory,
+      planId: 'plan_a',
+      code: 'forbidden',
+      message: 'not on the allow list',
+      ...over,
+    });
+    await audit.append({
+      at: 1,
+      environment: 'production',
+      action: 'rollback',
+      event: 'succeeded',
+      jobId: 'sw_1',
+    });
+
+    const first = await audit.appendRefusal(refusal(), 'gen1');
+    expect(first).toMatchObject({ written: true, count: 1 });
+    for (let n = 2; n <= 105; n++) {
+      expect(await audit.appendRefusal(refusal({ at: n }), 'gen1')).toEqual({
+        written: false,
+        id: first.id,
+        count: n,
+      });
+    }
+    // The marker lives for the window from the first refusal (the default: an hour, as long as a plan).
+    const [marker] = await scanKeys(r, `${audit.refusalsKey('production')}:*`);
+    const ttl = await r.pttl(marker ?? '');
+    expect(ttl).toBeGreaterThan(0);
+    expect(ttl).toBeLessThanOrEqual(auditLogDefaults.refusalWindowMs);
+    // Another code, another generation of the plan, another plan or another person: recorded too.
+    expect((await audit.appendRefusal(refusal({ code: 'self_approval' }), 'gen1')).written).toBe(true);
+    expect((await audit.appendRefusal(refusal(), 'gen2')).written).toBe(true);
+    expect((await audit.appendRefusal(refusal({ planId: 'plan_b' }), 'gen1')).written).toBe(true);
+    expect(
+      (await audit.appendRefusal(refusal({ actor: { ...mallory, userId: 'U0EVE' } }), 'gen1')).written,
+    ).toBe(true);
+    expect(
+      (await audit.refusals('production', 10)).map((e) => `${e.planId}:${e.code}:${e.actor?.userId}`),
+    ).toEqual([
+      'plan_a:forbidden:U0EVE',
+      'plan_b:forbidden:U0MALLORY',
+      'plan_a:forbidden:U0MALLORY',
+      'plan_a:self_approval:U0MALLORY',
+      'plan_a:forbidden:U0MALLORY',
+    ]);
+
+    // However many distinct refusals come (many people, many plans), they trim only older refusals:
+    // the history keeps every entry it had.
+    for (let i = 0; i < 300; i++) await audit.appendRefusal(refusal({ planId: `plan_${i}` }), 'gen1');
+    expect(await r.xlen(audit.refusalsKey('production'))).toBeLessThan(300);
+    expect(await audit.recent('production', 100)).toEqual([
+      { at: 1, environment: 'production', action: 'rollback', event: 'succeeded', jobId: 'sw_1' },
+    ]);
+    // A refusal without who or why cannot be recorded once per person and reason: refused by name.
+    await expect(
+      audit.appendRefusal({ ...refusal(), actor: undefined } as unknown as RefusalEntry),
+    ).rejects.toThrow(/actor/);
   });
 
   it('refuses a malformed entry naming the field, and skips unparsable stored entries', async () => {

@@ -204,6 +204,7 @@ describe('SWITCHYARD_WORKER=off', () => {
       .filter((l) => l.startsWith('switchyard_switches_waiting{'));
     expect(waiting.sort()).toEqual([
       'switchyard_switches_waiting{state="delayed"} 0',
+      'switchyard_switches_waiting{state="lock"} 0',
       'switchyard_switches_waiting{state="waiting"} 1',
     ]);
 
