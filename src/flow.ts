@@ -2130,7 +2130,13 @@ function sameRef(a: MessageRef | undefined, b: MessageRef): boolean {
 }
 
 function stripMembership(actor: ActingUser): Actor {
-  return { surface: actor.surface, userId: actor.userId, displayName: actor.displayName };
+  return {
+    surface: actor.surface,
+    userId: actor.userId,
+    displayName: actor.displayName,
+    // A Discord user's unique name: shown beside a nickname anyone can set (views: people).
+    ...(actor.username === undefined ? {} : { username: actor.username }),
+  };
 }
 
 function currentOf(snapshot: EnvironmentSnapshot): CurrentState {

@@ -22,6 +22,13 @@ export const actorSchema = z.object({
   surface: z.enum(['slack', 'discord', 'console', 'system']),
   userId: z.string().min(1),
   displayName: z.string().min(1),
+  /**
+   * Discord only: the user's unique username (unique across Discord since its 2023 username change),
+   * unlike `displayName`, the server nickname any member sets for themselves. Discord renders a `<@id>`
+   * mention with that nickname, so messages add the username wherever it differs from the display name
+   * (src/views/format.ts `person`). Optional: actors recorded before it (and other surfaces) have none.
+   */
+  username: z.string().min(1).optional(),
 });
 export type Actor = z.infer<typeof actorSchema>;
 

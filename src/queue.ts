@@ -236,7 +236,11 @@ export interface ActiveSwitch {
   readonly environment: string;
   readonly action: SwitchJobData['action'];
   readonly targetId: string;
-  readonly requestedBy: { readonly displayName: string };
+  /**
+   * Who asked for it, as the job records them (surface, id, display name, Discord username): views
+   * name them by mention, not by a display name anyone can choose.
+   */
+  readonly requestedBy: Actor;
   /** When a worker started it (Unix ms); absent while it waits for its turn. */
   readonly startedAt?: number;
 }
@@ -251,7 +255,7 @@ function activeSwitchOf(job: Job): ActiveSwitch | undefined {
     environment: d.environment,
     action: d.action,
     targetId: d.targetId,
-    requestedBy: { displayName: d.requestedBy.displayName },
+    requestedBy: d.requestedBy,
     ...(job.processedOn ? { startedAt: job.processedOn } : {}),
   };
 }

@@ -1,8 +1,8 @@
 /**
  * What every Discord handler shares: the dependencies (ChatService and Flow from src, the bot-owned
- * message poster/editor, metrics), who is acting (user id, display name and guild role ids taken from
- * the interaction's member — the permission input of src/permissions.ts), and rendering a view for
- * an interaction reply versus a channel message.
+ * message poster/editor, metrics), who is acting (user id, display name, username and guild role ids
+ * taken from the interaction's member — the permission input of src/permissions.ts), and rendering a
+ * view for an interaction reply versus a channel message.
  */
 import {
   type BaseInteraction,
@@ -35,7 +35,12 @@ export interface DiscordDeps {
   readonly autocompleteBudgetMs: number;
 }
 
-/** The acting person: Discord user id, display name and the member's guild role ids. */
+/**
+ * The acting person: Discord user id, display name (the server nickname when set), unique username and
+ * the member's guild role ids. The username goes along because messages name people by `<@id>`, which
+ * Discord shows with the nickname every member sets for themselves: the views add the username
+ * wherever it differs from that name, so an impostor nicknamed "alice" reads "@alice (@mallory)".
+ */
 export function actingUser(interaction: BaseInteraction): ActingUser {
   const user = interaction.user;
   const member = interaction.member;
@@ -53,7 +58,15 @@ export function actingUser(interaction: BaseInteraction): ActingUser {
   // role list leaves it out (discord.js's member cache includes it): added here either way, once.
   const guildId = interaction.guildId;
   if (guildId !== null && member !== null && !roles.includes(guildId)) roles.push(guildId);
-  return { surface: 'discord', userId: user.id, displayName, roles };
+  // Unique since Discord's 2023 username change (legacy names with a discriminator are migrated).
+  const username = user.username;
+  return {
+    surface: 'discord',
+    userId: user.id,
+    displayName,
+    ...(username === '' ? {} : { username }),
+    roles,
+  };
 }
 
 /** A Discord message reference for Flow (so progress edits the message). */

@@ -5,9 +5,10 @@
  * total; ≤ 5 action rows of ≤ 5 buttons, label 80, custom_id 100) and escaping: user text has every
  * markdown character backslash-escaped, and `allowed_mentions.parse` is empty so `@everyone`, roles
  * and users never ping (also given as discord.js's `allowedMentions` option). The only mentions are
- * person spans of Discord people, written `<@id>` so Discord shows who the id is rather than a
- * nickname anyone can set (they render in the embed description and field values, and never ping:
- * embeds do not, and the empty `parse` covers `content`); others are named, saying their surface.
+ * person spans of Discord people, written `<@id>` (they render in the embed description and field
+ * values, and never ping: embeds do not, and the empty `parse` covers `content`). Discord shows such a
+ * mention with the member's server nickname, which anyone sets for themselves, so the unique username
+ * follows whenever it differs from that name: `<@id> (@mallory)`. Others are named, saying their surface.
  * Long lists collapse with "…and N more"; buttons that do not fit are counted.
  * Type-only imports: no discord.js code runs here.
  */
@@ -96,9 +97,13 @@ const DISCORD_USER_ID = /^\d{1,20}$/;
 function span(s: Span): string {
   if (s.person !== undefined) {
     // A Discord person as a mention Discord resolves from the id: the name in `text` is a server
-    // nickname any member can set. Anyone else by name, saying their surface.
-    if (s.person.surface === 'discord' && DISCORD_USER_ID.test(s.person.userId))
-      return `<@${s.person.userId}>`;
+    // nickname any member can set. Discord shows the mention with that nickname too (an impostor
+    // nicknamed "alice" reads "@alice"), so the unique username follows when it differs from it:
+    // "@alice (@mallory)". Anyone else by name, saying their surface.
+    if (s.person.surface === 'discord' && DISCORD_USER_ID.test(s.person.userId)) {
+      const username = s.person.username;
+      return `<@${s.person.userId}>${username === undefined ? '' : ` ${escapeDiscord(`(@${username})`)}`}`;
+    }
     return span({ text: personLabel(s, 'discord'), ...(s.style === undefined ? {} : { style: s.style }) });
   }
   switch (s.style) {

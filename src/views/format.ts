@@ -29,16 +29,41 @@ export interface PersonLike {
   readonly displayName: string;
   readonly surface?: PersonSurface;
   readonly userId?: string;
+  /** Discord's unique username (`Actor.username`), when recorded. */
+  readonly username?: string | undefined;
 }
 
 /**
  * A person span: their display name, with their surface and id when known (renderers then show a
- * mention, see `Span.person`); `fallback` when nobody is given.
+ * mention, see `Span.person`) and their Discord username when recorded; `fallback` when nobody is given.
  */
 export function person(a: PersonLike | undefined, fallback = 'someone'): Span {
   if (a === undefined) return { text: fallback };
   if (a.surface === undefined || a.userId === undefined || a.userId === '') return { text: a.displayName };
-  return { text: a.displayName, person: { surface: a.surface, userId: a.userId } };
+  const username = shownUsername(a.displayName, a.username);
+  return {
+    text: a.displayName,
+    person: { surface: a.surface, userId: a.userId, ...(username === undefined ? {} : { username }) },
+  };
+}
+
+/**
+ * The username to show beside `displayName`: only when one is recorded and differs from it. A Discord
+ * mention renders the server nickname, which any member sets ("alice"); the username is unique, so an
+ * impostor reads "@alice (@mallory)" while the real alice, whose name is her username, reads "@alice".
+ */
+function shownUsername(displayName: string, username: string | undefined): string | undefined {
+  return username === undefined || username === '' || username === displayName ? undefined : username;
+}
+
+/**
+ * A person as plain text, for places where no mention renders (the Approve dialog, titles, summaries):
+ * the display name, with the username when it differs ("alice (@mallory)", see `shownUsername`).
+ */
+export function personName(a: PersonLike | undefined, fallback = 'someone'): string {
+  if (a === undefined) return fallback;
+  const username = shownUsername(a.displayName, a.username);
+  return username === undefined ? a.displayName : `${a.displayName} (@${username})`;
 }
 
 const SURFACE_LABEL: Readonly<Record<Exclude<PersonSurface, 'system'>, string>> = {
@@ -49,13 +74,16 @@ const SURFACE_LABEL: Readonly<Record<Exclude<PersonSurface, 'system'>, string>> 
 
 /**
  * A span's text as plain text on `surface`: a person of another surface gets theirs said ("alice (on
- * Discord)"), as their name means nothing there and may be someone else's here; Switchyard's own
- * actors (`system`) and people of `surface` keep their name.
+ * Discord)", or "alice (@mallory on Discord)" with a username that differs from the name), as their
+ * name means nothing there and may be someone else's here; Switchyard's own actors (`system`) keep
+ * their name, people of `surface` their name with the username that differs ("alice (@mallory)":
+ * where a renderer could not write a mention).
  */
 export function personLabel(s: Span, surface: Exclude<PersonSurface, 'system'>): string {
   const p = s.person;
-  if (p === undefined || p.surface === 'system' || p.surface === surface) return s.text;
-  return `${s.text} (on ${SURFACE_LABEL[p.surface]})`;
+  if (p === undefined || p.surface === 'system') return s.text;
+  if (p.surface === surface) return p.username === undefined ? s.text : `${s.text} (@${p.username})`;
+  return `${s.text} (${p.username === undefined ? '' : `@${p.username} `}on ${SURFACE_LABEL[p.surface]})`;
 }
 
 /** Concatenates the raw text of spans (plain-text fallbacks, tests). */

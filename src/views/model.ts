@@ -21,6 +21,7 @@ import {
   longDuration,
   type PersonLike,
   person,
+  personName,
   plainText,
   shortDuration,
   t,
@@ -271,14 +272,6 @@ export function deploymentCard(d: Deployment, opts: { now: number; liveSince?: n
   };
 }
 
-/**
- * A person by display name: for plain-text places only (titles, summaries, the Approve dialog), where
- * no mention renders. Message text names people with `person` spans, which renderers show as mentions.
- */
-function actorName(a: PersonLike | undefined): string {
-  return a?.displayName ?? 'someone';
-}
-
 /** Progress verbs for the header: running and succeeded. */
 function verbs(plan: { action: PlanAction; resumesAutoDeploys: boolean }) {
   if (plan.action === 'rollback') return { doing: 'Rolling back', done: 'Rolled back' } as const;
@@ -509,7 +502,8 @@ export function confirmationView(plan: Plan, ctx: ConfirmationContext): MessageV
   const cancelButton = () => button('Cancel', { kind: 'cancel', ref: plan.id }, 'default');
   // In the message text people are person spans (a mention on their own surface): display names are
   // chosen by anyone (a Discord nickname "alice", a Slack Connect partner's handle "alice"), and the
-  // approvers decide on who asked. The Approve dialog is plain text: names only, the message identifies.
+  // approvers decide on who asked. The Approve dialog is plain text: names (with a Discord username
+  // that differs from the name, `personName`), the message above identifies.
   const requester = ctx.requestedBy;
 
   switch (ctx.state) {
@@ -576,8 +570,8 @@ export function confirmationView(plan: Plan, ctx: ConfirmationContext): MessageV
             `Approve: ${what}?`,
             `${
               both
-                ? `${actorName(asker)} asked to ${what} and ${actorName(requester)} confirmed it`
-                : `${requester?.displayName ?? 'Someone'} asked to ${what}`
+                ? `${personName(asker)} asked to ${what} and ${personName(requester)} confirmed it`
+                : `${personName(requester, 'Someone')} asked to ${what}`
             }. ${plan.affectedDomains.length} domain(s) move to ${plan.target.id}.`,
             'Approve',
             'Not yet',
@@ -1004,6 +998,9 @@ export function deploymentsView(snapshot: EnvironmentSnapshot, opts: Deployments
   }
 
   const listed = listedDeployments(snapshot, limit);
+  const rank = new Map<string, number>();
+  for (const [k, d] of snapshot.deployments.entries()) if (!rank.has(d.id)) rank.set(d.id, k);
+  const rankOf = (d: Deployment) => rank.get(d.id) ?? Number.POSITIVE_INFINITY;
   const currentLiveSince = (() => {
     for (let k = snapshot.liveHistory.length - 1; k >= 0; k--) {
       const e = snapshot.liveHistory[k];
@@ -1018,7 +1015,10 @@ export function deploymentsView(snapshot: EnvironmentSnapshot, opts: Deployments
     if (isCurrent) markers.push('live');
     if (isCurrent && env.rolledBack) markers.push('rolled back');
     if (d.status !== 'ready') markers.push(d.status);
-    const newerThanCurrent = current !== undefined && d.createdAt > current.createdAt;
+    // Newer by the snapshot's order (newest first, the platform's own order of creation), never by
+    // `createdAt`: a wall clock that stepped back, or two pushes in one millisecond, would misorder
+    // them, and plans (src/domain/plan.ts) and the platform go by this order.
+    const newerThanCurrent = current !== undefined && rankOf(d) < rankOf(current);
     if (env.rolledBack && !isCurrent && d.status === 'ready' && newerThanCurrent)
       markers.push('not live: rolled back');
 

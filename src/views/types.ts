@@ -18,6 +18,12 @@ export interface PersonRef {
   readonly surface: PersonSurface;
   /** Slack `U…`/`W…` id, Discord snowflake, console user name. */
   readonly userId: string;
+  /**
+   * Discord: the person's unique username, set only when it differs from the display name (the
+   * span's `text`). Discord renders a mention with the server nickname any member sets, so the
+   * username follows it: `<@id> (@mallory)`, which Discord shows as "@alice (@mallory)".
+   */
+  readonly username?: string;
 }
 
 /**
@@ -25,8 +31,9 @@ export interface PersonRef {
  * With `person`, the span names that person and `text` is their display name: a name anyone can
  * choose (a Discord server nickname, a Slack handle that is unique only within one workspace), so a
  * renderer shows a person of its own surface as a mention the chat app resolves from the id (Slack
- * `<@U…>`, Discord `<@id>`, never pinging), and where that cannot render, the name, saying the
- * surface of a person of another one ("alice (on Discord)").
+ * `<@U…>`, Discord `<@id>` followed by the username when it differs from the nickname, never pinging),
+ * and where that cannot render, the name (with that username), saying the surface of a person of
+ * another one ("alice (on Discord)", "alice (@mallory on Discord)").
  */
 export interface Span {
   readonly text: string;

@@ -336,7 +336,7 @@ describe('Discord end to end', () => {
     expect(await jobTotal(e)).toBe(0);
   });
 
-  it('the two-person rule names people by <@id> mention, not by a nickname anyone can set, and never pings', async () => {
+  it('the two-person rule names people by <@id> mention and a username that differs from the nickname anyone can set, and never pings', async () => {
     const e = await start({ twoPerson: ['production'] });
     // Mallory, not permitted (viewers only), sets her server nickname to "alice" (any member may) and asks.
     const mallory = e.fake.user('mallory');
@@ -348,14 +348,17 @@ describe('Discord end to end', () => {
     await e.fake.waitForCallback(ask);
     const message = await waitForPost(e.fake, e.fake.channels.ops, from);
     await originalEdited(e, ask, from);
-    expect(textOf(message)).toContain(`Requested by <@${mallory.id}>`);
+    // Discord shows <@id> with the server nickname ("@alice"): her unique username follows it, as it
+    // differs from the name shown.
+    expect(textOf(message)).toContain(`Requested by <@${mallory.id}> (@mallory)`);
 
     from = e.fake.calls.length;
     await click(e, message, 'Rollback to target version', e.carol);
     const waiting = await waitForMessage(e.fake, message.id, (t) => t.includes('Waiting for approval'), from);
-    // Approvers read who asked as Discord resolves the id (mallory), not as the nickname "alice".
+    // Approvers read who asked as "@alice (@mallory)", not as the nickname "alice" alone; carol, whose
+    // name is her username, by the mention alone.
     expect(textOf(waiting)).toContain(
-      `Requested by <@${mallory.id}>, confirmed by <@${e.carol.id}>. **Waiting for approval by a second person** (not <@${mallory.id}> or <@${e.carol.id}>).`,
+      `Requested by <@${mallory.id}> (@mallory), confirmed by <@${e.carol.id}>. **Waiting for approval by a second person** (not <@${mallory.id}> (@mallory) or <@${e.carol.id}>).`,
     );
     expect(textOf(waiting)).not.toContain('Requested by alice');
     // Every post and edit carrying a mention says no one is pinged.

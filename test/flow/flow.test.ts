@@ -353,6 +353,22 @@ describe('Flow.plan', () => {
 });
 
 describe('Flow.confirm', () => {
+  it('keeps a Discord confirmer’s unique username on the plan, the job and the audit (shown beside a nickname)', async () => {
+    const x = await setup();
+    const o = planned(await x.flow.plan(alice, 'rollback', 'production'));
+    const nicknamed = {
+      surface: 'discord' as const,
+      userId: '222222222222222222',
+      displayName: 'alice',
+      username: 'mallory',
+    };
+    const e = expectStatus(await x.flow.confirm(nicknamed, o.plan.id), 'enqueued');
+    expect(e.record.confirmedBy).toEqual(nicknamed);
+    expect((await x.job(e.jobId))?.requestedBy).toEqual(nicknamed);
+    const audit = await x.audit.recent('production', 5);
+    expect(audit.find((a) => a.event === 'approved')?.actor).toEqual(nicknamed);
+  });
+
   it('enqueues the job with everything the worker needs and audits the confirm', async () => {
     const x = await setup();
     const o = planned(await x.flow.plan(alice, 'rollback', 'production'));

@@ -88,7 +88,7 @@ describe('worker processes', () => {
       environment: 'env0',
       action: slow.action,
       targetId: slow.target.id,
-      requestedBy: { displayName: expect.any(String) },
+      requestedBy: { surface: 'console', userId: 'u-alice', displayName: 'Alice' },
       startedAt: expect.any(Number),
     });
 

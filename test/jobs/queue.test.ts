@@ -217,7 +217,15 @@ describe('SwitchQueue.enqueue', () => {
     const env = await setupJobs(cleanup);
     const now = env.clock.now();
     const plan = await planFor(env.local, 'env0', 'rollback', now);
-    const { jobId } = await env.queue.enqueue(jobData(plan, now));
+    // A Discord member nicknamed "alice": /deployments names who asked by mention and username (not
+    // by the nickname alone), so the running switch carries the whole actor.
+    const requester = {
+      surface: 'discord',
+      userId: '112233445566778899',
+      displayName: 'alice',
+      username: 'mallory',
+    } as const;
+    const { jobId } = await env.queue.enqueue(jobData(plan, now, requester));
     const p = await env.queue.progress(jobId);
     expect(p?.steps).toEqual([{ step: 'queued', state: 'running', startedAt: expect.any(Number) }]);
     expect(p?.planId).toBe(plan.id);
@@ -229,7 +237,7 @@ describe('SwitchQueue.enqueue', () => {
       environment: 'env0',
       action: 'rollback',
       targetId: plan.target.id,
-      requestedBy: { displayName: expect.any(String) },
+      requestedBy: requester,
     });
     expect(await env.queue.activeForEnvironment('env1')).toBeUndefined();
 

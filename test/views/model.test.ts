@@ -781,6 +781,34 @@ describe('deploymentsView', () => {
     expect(viewText(v)).toContain('click.refused by Mallory → dep_2 — not in the allow list');
   });
 
+  it('tells newer from older by the snapshot order (newest first), not by createdAt', () => {
+    // The platform lists newest first in its own order of creation; plans go by that order. Here the
+    // wall clock stepped back: dep_6, pushed after the rollback to dep_2, carries an older createdAt,
+    // and dep_1 (pushed long before) a later one. Promote belongs to dep_6, a rollback to dep_1.
+    const base = snapshot({ rolledBack: true });
+    const s: EnvironmentSnapshot = {
+      ...base,
+      deployments: base.deployments.map((d) =>
+        d.id === 'dep_6'
+          ? { ...d, createdAt: NOW - 6 * 60 * MIN }
+          : d.id === 'dep_1'
+            ? { ...d, status: 'ready', createdAt: NOW - MIN }
+            : d,
+      ),
+    };
+    const v = deploymentsView(s, { routing: routingOf(s), audit: [], now: NOW });
+    const [rows] = blocksOf(v, 'rows');
+    const table = rows?.rows.map((r) => [r.card.id, r.markers.join(','), labels(r.buttons).join(',')]);
+    expect(table).toEqual([
+      ['dep_6', 'not live: rolled back', 'Promote dep_6'],
+      ['dep_5', 'building', ''],
+      ['dep_4', 'failed', ''],
+      ['dep_3', 'not live: rolled back', 'Promote dep_3'],
+      ['dep_2', 'live,rolled back', 'Resume automatic deploys'],
+      ['dep_1', '', 'Rollback to dep_1'],
+    ]);
+  });
+
   it('hides buttons while a switch runs and says so', () => {
     const s = snapshot({ rolledBack: true });
     const v = deploymentsView(s, {
@@ -1078,6 +1106,55 @@ describe('people are identified by their surface id, not by a display name anyon
     expect(m.allowedMentions).toEqual({ parse: [] });
   });
 
+  it('Discord: a nicknamed impostor reads with their unique username after the mention, the real alice without', () => {
+    // Discord shows <@id> with the member's server nickname: mallory nicknamed "alice" reads "@alice".
+    // Her username (unique on Discord) follows whenever it differs from the name shown.
+    const impostor: Actor = { ...mallory, username: 'mallory' };
+    const realAlice: Actor = {
+      surface: 'discord',
+      userId: '556677889900112233',
+      displayName: 'alice',
+      username: 'alice',
+    };
+    const carolU: Actor = { ...dcarol, username: 'carol_ops' };
+    const v = waiting(impostor, carolU);
+    const m = renderDiscord(v);
+    expect(m.embeds[0]?.description).toContain(
+      'Requested by <@112233445566778899> \\(\\@mallory\\), confirmed by <@998877665544332211> \\(\\@carol\\_ops\\). **Waiting for approval by a second person** \\(not <@112233445566778899> \\(\\@mallory\\) or <@998877665544332211> \\(\\@carol\\_ops\\)\\).',
+    );
+    expect(m.embeds[0]?.title).not.toContain('mallory');
+    expect(m.allowedMentions).toEqual({ parse: [] });
+    // The real alice's username is her name: the mention alone.
+    const real = renderDiscord(waiting(realAlice, carolU)).embeds[0]?.description;
+    expect(real).toContain('Requested by <@556677889900112233>, confirmed by');
+    expect(real).not.toContain('\\@alice');
+    // Plain text (the Approve dialog, which Slack and the console show): the name with the username.
+    expect(v.buttons[0]?.confirm?.text).toMatch(
+      /^alice \(@mallory\) asked to roll back production to dep_2 and carol \(@carol_ops\) confirmed it\./,
+    );
+    expect(waiting(realAlice, dcarol).buttons[0]?.confirm?.text).toMatch(
+      /^alice asked to roll back production to dep_2 and carol confirmed it\./,
+    );
+    // Other surfaces name her with the username and where she is.
+    const other = waiting(impostor, carol);
+    expect(slackText(other)).toContain('Requested by alice (@mallory on Discord), confirmed by <@U0CAROL>.');
+    expect(
+      renderConsole(other)
+        .blocks.flatMap((b) => ('spans' in b ? b.spans : []))
+        .map((x) => x.text)
+        .join(''),
+    ).toContain('Requested by alice (@mallory on Discord), confirmed by carol (on Slack).');
+    // Progress and the pending prompt too.
+    const prog = progressView(progress(plan('rollback'), { requestedBy: impostor, approvedBy: dcarol }));
+    expect(renderDiscord(prog).embeds[0]?.description).toContain(
+      'Confirmed by <@112233445566778899> \\(\\@mallory\\) · approved by <@998877665544332211> · from',
+    );
+    const pending = confirmationView(plan('rollback'), { state: 'pending', now: NOW, requestedBy: impostor });
+    expect(renderDiscord(pending).embeds[0]?.description).toContain(
+      '*Requested by <@112233445566778899> \\(\\@mallory\\)*',
+    );
+  });
+
   it('a person of another surface is named saying where they are, on every surface; the alert bot by name', () => {
     const v = waiting(mallory, carol);
     // On Slack: the Discord asker cannot be mentioned (a Discord id means nothing there).
@@ -1179,5 +1256,24 @@ describe('people are identified by their surface id, not by a display name anyon
     expect(text).toContain('(requested by <@U0PARTNERALICE>)');
     const activity = renderDiscord(v).embeds[0]?.fields?.find((f) => f.name.startsWith('Recent activity'));
     expect(activity?.value).toContain('**confirm** by <@112233445566778899>');
+  });
+
+  it('/deployments: the running switch and the activity name a Discord person with the username that differs', () => {
+    const s = snapshot();
+    const impostor: Actor = { ...mallory, username: 'mallory' };
+    const v = deploymentsView(s, {
+      routing: routingOf(s),
+      audit: [{ at: NOW - MIN, event: 'confirm', actor: impostor }],
+      now: NOW,
+      activeJob: { action: 'rollback', targetId: 'dep_2', requestedBy: impostor },
+    });
+    const d = renderDiscord(v).embeds[0];
+    expect(d?.description).toContain(
+      '**is running** \\(requested by <@112233445566778899> \\(\\@mallory\\)\\)',
+    );
+    expect(d?.fields?.find((f) => f.name.startsWith('Recent activity'))?.value).toContain(
+      '**confirm** by <@112233445566778899> \\(\\@mallory\\)',
+    );
+    expect(slackText(v)).toContain('(requested by alice (@mallory on Discord))');
   });
 });
