@@ -1500,6 +1500,12 @@ const UNREADABLE = '(unreadable)';
  * audited, counted and logged at error (BullMQ would otherwise fail the job without a word, its chat
  * message staying on "queued"). Without a readable action and environment there is no state a view can
  * show nor an audit stream to write to: it is logged only.
+ *
+ * "Nothing was done" holds only when the job's operation key holds no operation nor started marker: an
+ * earlier attempt of the same job (a newer worker that stalled or was killed mid-switch, this older one
+ * taking the job over) may have asked the platform to switch already. Its operation is then asked about
+ * and told (done, failed, or still under way and so may still complete); a started marker alone says
+ * the switch may still complete. Only read: nothing is switched from here, so nothing is switched twice.
  */
 async function endUnreadable(deps: ProcessorDeps, job: Job, error: z.ZodError): Promise<never> {
   const jobId = job.id ?? '';
@@ -1508,8 +1514,17 @@ async function endUnreadable(deps: ProcessorDeps, job: Job, error: z.ZodError): 
   const code = RefusalCode.invalidInput;
   const { action, environment } = readable;
   const log = deps.logger.child({ jobId, planId: readable.planId, environment });
+  // What an earlier attempt of this job stored (read before the snapshot, so that where traffic is
+  // comes after what the platform reports of the operation). Undefined when Redis did not answer.
+  const stored = await deps.redis.get(deps.keys.operation(jobId)).then(
+    (raw) => parseStored(raw ?? undefined),
+    () => undefined,
+  );
+  const ref = stored?.ref;
+  const opState = ref ? await deps.platform.operation(ref).catch(() => undefined) : undefined;
   if (action === undefined || environment === undefined) {
-    const message = `Switch job ${jobId} cannot run: its data is not a switch this version of Switchyard reads (${issues}), and without a readable action and environment its end cannot be shown or audited. Nothing was done.`;
+    const earlier = earlierSwitch(environment ?? ref?.environment ?? 'its environment', stored, opState);
+    const message = `Switch job ${jobId} cannot run: its data is not a switch this version of Switchyard reads (${issues}), and without a readable action and environment its end cannot be shown or audited. ${earlier}`;
     log.error({ code }, message);
     throw new SwitchFailedError(code, message, 'failed');
   }
@@ -1535,12 +1550,16 @@ async function endUnreadable(deps: ProcessorDeps, job: Job, error: z.ZodError): 
     },
     readable.messages,
   );
+  if (ref) tracker.progress.operationId = ref.id;
   const snapshot = await deps.platform.snapshot(environment).catch(() => undefined);
+  // The operation names what the platform was asked; the data's target, when readable, otherwise.
+  const switchedTo = ref?.targetId ?? readable.targetId;
+  const mayHaveSwitched = stored === undefined || stored.started;
   const where = snapshot
-    ? whereTraffic(snapshot)
+    ? `${whereTraffic(snapshot)}${mayHaveSwitched && switchedTo !== undefined && snapshot.environment.currentDeploymentId === switchedTo ? ` That is the target of this ${action}.` : ''}`
     : 'Where traffic is now could not be read from the platform: check it there.';
   const message = endMessage(
-    `This ${action} of ${environment} cannot run: its job data is not what this version of Switchyard reads (${issues}); another version wrote it (during an upgrade) or it was edited by hand. Nothing was done.`,
+    `This ${action} of ${environment} cannot run: its job data is not what this version of Switchyard reads (${issues}); another version wrote it (during an upgrade) or it was edited by hand. ${earlierSwitch(environment, stored, opState)}`,
     where,
   );
   tracker.endRunning('failed', clipMessage(`The job's data is unreadable: ${issues}.`, STEP_DETAIL_MAX));
@@ -1566,6 +1585,33 @@ async function endUnreadable(deps: ProcessorDeps, job: Job, error: z.ZodError): 
   deps.metrics?.jobs.inc({ action, outcome: 'failed' });
   log.error({ outcome: 'failed', code }, message);
   throw new SwitchFailedError(code, message, 'failed');
+}
+
+/**
+ * What `endUnreadable` says of the switch earlier attempts of the job may have asked the platform for:
+ * `stored` is what they left under the job's operation key (undefined when Redis did not answer),
+ * `opState` what the platform reports of the stored operation (undefined when it did not tell).
+ */
+function earlierSwitch(
+  environment: string,
+  stored: StoredOperation | undefined,
+  opState: OperationStatus | undefined,
+): string {
+  const check = 'check where traffic is before trying again.';
+  if (stored === undefined)
+    return `Whether an earlier attempt of this job asked the platform to switch could not be read from Redis: ${check}`;
+  if (!stored.started) return 'Nothing was done.';
+  const ref = stored.ref;
+  if (ref === undefined)
+    return `An earlier attempt of this job asked the platform to switch ${environment} and it may still complete: ${check}`;
+  const asked = `An earlier attempt of this job asked the platform to ${ref.action === 'rollback' ? 'roll' : 'promote'} ${environment} ${ref.action === 'rollback' ? 'back ' : ''}to ${ref.targetId}`;
+  if (opState === undefined)
+    return `${asked} (operation ${ref.id}, whose state the platform did not tell) and it may still complete: ${check}`;
+  if (opState.state === 'succeeded')
+    return `${asked}, and the platform reports that operation (${ref.id}) done; traffic on it was not verified.`;
+  if (opState.state === 'failed' && opState.error?.mayStillComplete !== true)
+    return `${asked}, and the platform reports that operation (${ref.id}) as failed${opState.error ? ` (${opState.error.code})` : ''}.`;
+  return `${asked}, and the platform reports that operation (${ref.id}) as ${describeOperationState(opState)}: it may still complete, ${check}`;
 }
 
 /**

@@ -6,7 +6,8 @@
  * a platform 408 as retryable, jobs waiting for their environment (woken by a release, never out of a
  * retry's backoff, and no waiter any more once they ran), and graceful shutdown (finish, or hand back
  * with a neutral state and resume the same platform operation without a second switch, audited as
- * resumed; a stuck chat reporter cannot hold the worker's close up).
+ * resumed; a stuck chat reporter cannot hold the worker's close up), and jobs whose data the schema
+ * refuses (ended without running, saying what an earlier attempt of the job asked the platform for).
  */
 import { Job } from 'bullmq';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -15,7 +16,7 @@ import { HANDED_BACK_DETAIL } from '../../jobs/switch-processor.js';
 import type { SwitchWorker } from '../../jobs/switch-worker.js';
 import { AUDIT_MESSAGE_MAX, AuditLog } from '../../src/audit.js';
 import { type Clock, ManualClock, systemClock } from '../../src/clock.js';
-import { SWITCH_HOSTNAME_EXPECTED } from '../../src/domain/plan.js';
+import { type Plan, SWITCH_HOSTNAME_EXPECTED } from '../../src/domain/plan.js';
 import { PlatformHttpError, RefusalError } from '../../src/errors.js';
 import { createLogger } from '../../src/log.js';
 import { JsonHttpClient } from '../../src/platform/http-client.js';
@@ -830,6 +831,138 @@ describe('switch job edge cases', () => {
     expect(log.parsed.filter((l) => l.level === 50).map((l) => `${l.code}: ${l.msg}`)).toEqual([failed]);
     expect(await env.queue.ended('sw_bad')).toBe(true);
     expect(env.platform.switchCalls).toBe(0);
+  });
+
+  // A newer worker's attempt asked the platform to switch and stored its operation under the job's
+  // operation key (as runLocked does), then stalled or was killed; an older worker whose schema refuses
+  // the job's data took the job over. Its end must tell what that attempt asked for, not "Nothing was
+  // done", and switch nothing itself.
+  describe('unreadable job data after an earlier attempt asked the platform to switch', () => {
+    /** Rolls env0 back to `targetId` on the platform, as that earlier attempt did, storing its operation. */
+    async function earlierRollback(env: JobsEnv, jobId: string, targetId: string): Promise<OperationRef> {
+      const ref = await env.local.rollback({
+        environment: 'env0',
+        targetId,
+        requestedBy: 'Alice',
+        expectedCurrent: seedIds(0).current,
+        expectedRolledBack: false,
+      });
+      await env.redis.set(switchKeys(env.queue.prefix, env.queueName).operation(jobId), JSON.stringify(ref));
+      return ref;
+    }
+
+    /** Resolves once the platform moved env0's traffic. */
+    function trafficMoved(env: JobsEnv): Promise<void> {
+      return new Promise((resolve) => {
+        const off = env.local.subscribe((event) => {
+          if (event.type !== 'traffic.moved' || event.environment !== 'env0') return;
+          off();
+          resolve();
+        });
+      });
+    }
+
+    /** Queues the plan's job with data this worker's schema refuses, and waits for its end. */
+    async function endUnreadable(env: JobsEnv, plan: Plan): Promise<Progress | undefined> {
+      const data = { ...jobData(plan, env.clock.now()), domains: ['api.acme.test/v2'] };
+      await env.queue.queue.add('switch', data, { jobId: jobIdForPlan(plan.id) });
+      return env.queue.waitForEnd(jobIdForPlan(plan.id));
+    }
+
+    const unreadable = `This rollback of env0 cannot run: its job data is not what this version of Switchyard reads (domains.0: got "api.acme.test/v2", ${SWITCH_HOSTNAME_EXPECTED}); another version wrote it (during an upgrade) or it was edited by hand.`;
+
+    it('the platform finished that rollback: says so, and that traffic is on its target', async () => {
+      const env = await setupJobs(cleanup);
+      await env.startWorker();
+      const plan = await planFor(env.local, 'env0', 'rollback', env.clock.now());
+      const moved = trafficMoved(env);
+      const ref = await earlierRollback(env, jobIdForPlan(plan.id), plan.target.id);
+      await moved;
+
+      const final = await endUnreadable(env, plan);
+      expect(final).toMatchObject({ outcome: 'failed', code: 'invalid_input', operationId: ref.id });
+      expect(final?.message).toBe(
+        `${unreadable} An earlier attempt of this job asked the platform to roll env0 back to ${plan.target.id}, and the platform reports that operation (${ref.id}) done; traffic on it was not verified. env0 is serving ${plan.target.id} (rolled back: automatic deploys paused). That is the target of this rollback.`,
+      );
+      expect((await env.audit.recent('env0', 10)).map((e) => [e.event, e.code, e.message])).toEqual([
+        ['failed', 'invalid_input', final?.message],
+      ]);
+      expect(env.platform.switchCalls).toBe(0);
+      expect(await rollbacksOn(env, 'env0')).toBe(1);
+    });
+
+    it('that rollback still runs on the platform: says it may still complete, and it does', async () => {
+      const env = await setupJobs(cleanup);
+      await env.startWorker();
+      // A standby target: the platform reactivates it first, on the test's clock.
+      const plan = await planFor(env.local, 'env0', 'rollback', env.clock.now(), seedIds(0).standby);
+      const ref = await earlierRollback(env, jobIdForPlan(plan.id), plan.target.id);
+
+      const final = await endUnreadable(env, plan);
+      expect(final).toMatchObject({ outcome: 'failed', code: 'invalid_input', operationId: ref.id });
+      expect(final?.message).toBe(
+        `${unreadable} An earlier attempt of this job asked the platform to roll env0 back to ${plan.target.id}, and the platform reports that operation (${ref.id}) as reactivating: it may still complete, check where traffic is before trying again. env0 is serving ${seedIds(0).current}.`,
+      );
+      // The platform's operation completes on its own; this job switched nothing itself.
+      const moved = trafficMoved(env);
+      await env.clock.advance(REACTIVATION_MS);
+      await moved;
+      expect((await env.local.snapshot('env0')).environment.currentDeploymentId).toBe(plan.target.id);
+      expect(env.platform.switchCalls).toBe(0);
+      expect(await rollbacksOn(env, 'env0')).toBe(1);
+    });
+
+    it('that rollback failed on the platform: says so', async () => {
+      const env = await setupJobs(cleanup);
+      await env.startWorker();
+      const plan = await planFor(env.local, 'env0', 'rollback', env.clock.now(), seedIds(0).standby);
+      const ref = await earlierRollback(env, jobIdForPlan(plan.id), plan.target.id);
+      // Its target stopped while it was being reactivated: the platform gives the rollback up.
+      await env.local.stop(plan.target.id);
+      await env.clock.advance(REACTIVATION_MS);
+      expect((await env.local.operation(ref)).state).toBe('failed');
+
+      const final = await endUnreadable(env, plan);
+      expect(final?.message).toBe(
+        `${unreadable} An earlier attempt of this job asked the platform to roll env0 back to ${plan.target.id}, and the platform reports that operation (${ref.id}) as failed (target_stopped). env0 is serving ${seedIds(0).current}.`,
+      );
+      expect(env.platform.switchCalls).toBe(0);
+    });
+
+    it('data without a readable environment: the logged end says what the platform reports of that rollback', async () => {
+      const env = await setupJobs(cleanup);
+      await env.startWorker();
+      const moved = trafficMoved(env);
+      const ref = await earlierRollback(env, 'sw_bad', seedIds(0).previous);
+      await moved;
+      await env.queue.queue.add('switch', { action: 'rollback' }, { jobId: 'sw_bad' });
+      expect(await env.queue.waitForEnd('sw_bad')).toBeUndefined();
+      const failed = (await env.queue.queue.getJob('sw_bad'))?.failedReason;
+      expect(failed).toMatch(/^invalid_input: Switch job sw_bad cannot run: /);
+      expect(failed).toMatch(
+        /its end cannot be shown or audited\. An earlier attempt of this job asked the platform to roll env0 back to dep_e0p2, and the platform reports that operation \(op_\w+\) done; traffic on it was not verified\.$/,
+      );
+      expect(failed).toContain(ref.id);
+      expect(env.platform.switchCalls).toBe(0);
+    });
+
+    it('only a started marker (no operation yet): says the switch may still complete', async () => {
+      const env = await setupJobs(cleanup);
+      await env.startWorker();
+      const plan = await planFor(env.local, 'env0', 'rollback', env.clock.now());
+      const jobId = jobIdForPlan(plan.id);
+      // What runLocked stores right before calling rollback/promote, before the platform answered.
+      const marker = JSON.stringify({ started: 'sw_other:abc', at: env.clock.now() });
+      await env.redis.set(switchKeys(env.queue.prefix, env.queueName).operation(jobId), marker);
+
+      const final = await endUnreadable(env, plan);
+      expect(final).toMatchObject({ outcome: 'failed', code: 'invalid_input' });
+      expect(final?.operationId).toBeUndefined();
+      expect(final?.message).toBe(
+        `${unreadable} An earlier attempt of this job asked the platform to switch env0 and it may still complete: check where traffic is before trying again. env0 is serving ${seedIds(0).current}.`,
+      );
+      expect(env.platform.switchCalls).toBe(0);
+    });
   });
 });
 
