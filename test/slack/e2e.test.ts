@@ -474,7 +474,7 @@ describe('Slack end to end', () => {
       );
       const blocks = list.args.blocks as unknown[];
       expect(blocksText(blocks)).toMatch(
-        /A rollback to\* `dep_\w+` \*is running\* \(requested by alice\), started/,
+        /A rollback to\* `dep_\w+` \*is running\* \(requested by <@U0ALICE>\), started/,
       );
       expect(buttonsOf(blocks).filter((b) => /^sy1:(rollback_to|promote):/.test(b.actionId))).toEqual([]);
     } finally {
