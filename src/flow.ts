@@ -1008,6 +1008,13 @@ export class Flow {
             await this.recordExpiry(moved.record);
             expired.push(moved.record);
           }
+        } else if (record?.state === PlanState.enqueued && record.jobId === undefined) {
+          // A claim without its job id: one under way stays on the index for the next sweep; one
+          // abandoned (its click's enqueue failed, or its process died) is settled as a read would
+          // (`settleAbandoned`): its job found after all, or the plan expired, audited and shown so.
+          if (!this.abandoned(record)) continue;
+          const moved = await this.settleAbandoned(record);
+          if (moved.ok && moved.record.state === PlanState.expired) expired.push(moved.record);
         }
         handled.push(planId);
       } catch (e) {

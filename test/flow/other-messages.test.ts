@@ -237,6 +237,35 @@ describe('plans whose time runs out unclicked', () => {
     expect((await h.flow.get(rollback.plan.id))?.state).toBe('enqueued');
   });
 
+  it('a claim whose job never came is expired by the sweep once abandoned, not dropped from it', async () => {
+    h = await createHarness({ ttlMs: 60_000 });
+    const slack = new RecordingPoster('slack');
+    const chat = new ChatService({ flow: h.flow, clock: h.clock, posters: () => ({ slack }) });
+    const planned = await h.flow.plan(alice, 'rollback', 'production', undefined, {});
+    if (!planned.ok) throw new Error(planned.refusal.message);
+    const id = planned.plan.id;
+    await h.flow.attachMessage(id, slackRef('1.000001'));
+    await h.clock.advance(50_000);
+    // A click claimed the plan 10 s before its time ran out, but its job never came (its enqueue and
+    // the undo of its claim both failed, or its process died in between).
+    expect((await h.plans.transition(id, ['pending'], 'enqueued', { confirmedBy: alice })).ok).toBe(true);
+
+    await h.clock.advance(10_000);
+    // Still a claim under way (its click may yet queue it): left alone, and looked at again later.
+    expect(await chat.expireDue()).toEqual([]);
+    expect((await h.flow.get(id))?.state === 'expired').toBe(false);
+    expect(await h.plans.dueToExpire(h.clock.now(), 10)).toEqual([id]);
+
+    await h.clock.advance(60_000); // abandoned now
+    expect((await chat.expireDue()).map((r) => r.plan.id)).toEqual([id]);
+    await chat.idle();
+    expect(slack.titles('1.000001')).toEqual([expect.stringMatching(/^Expired:/)]);
+    expect((await h.plans.get(id))?.state).toBe('expired');
+    expect(await h.plans.dueToExpire(h.clock.now(), 10)).toEqual([]);
+    const audit = await h.audit.recent('production', 10);
+    expect(audit.filter((a) => a.code === 'expired')).toHaveLength(1);
+  });
+
   it('a plan waiting for its second approver says so when it expires', async () => {
     h = await createHarness({ ttlMs: 60_000, environments: { production: { twoPersonRule: true } } });
     const slack = new RecordingPoster('slack');
