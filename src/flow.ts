@@ -358,7 +358,10 @@ function invalid(message: string, context: Record<string, unknown>): Refusal {
 }
 
 function who(actor: Actor): string {
-  return actor.displayName;
+  // A Discord nickname anyone can set reads with the unique username beside it (as views show people).
+  return actor.username === undefined || actor.username === actor.displayName
+    ? actor.displayName
+    : `${actor.displayName} (@${actor.username})`;
 }
 
 /** The surface-independent interaction service (see the module header). */

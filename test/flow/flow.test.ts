@@ -366,7 +366,10 @@ describe('Flow.confirm', () => {
     expect(e.record.confirmedBy).toEqual(nicknamed);
     expect((await x.job(e.jobId))?.requestedBy).toEqual(nicknamed);
     const audit = await x.audit.recent('production', 5);
-    expect(audit.find((a) => a.event === 'approved')?.actor).toEqual(nicknamed);
+    const approved = audit.find((a) => a.event === 'approved');
+    expect(approved?.actor).toEqual(nicknamed);
+    // The entry's words name the unique username beside the nickname too.
+    expect(approved?.message).toMatch(/^alice \(@mallory\) confirmed the rollback/);
   });
 
   it('enqueues the job with everything the worker needs and audits the confirm', async () => {
