@@ -1773,12 +1773,18 @@ class Notices implements NoticeService {
     // back does not hide a fix pushed after the first (`rolledBackSince`).
     // In standby too: a production deployment that gets no domains goes to standby after 30 minutes
     // (seed), long before the first reminder; a promote reactivates it.
+    // As `/promote`'s default does (defaultPromoteTarget): never a deployment that was live (one
+    // rolled back from within the period), and only one newer than the current deployment (the
+    // platform's order, newest first), else a second rollback to a fix would offer an older one.
     const periodStart = Math.min(since, snap.environment.rolledBackSince ?? since);
+    const wasLive = new Set(snap.liveHistory.map((h) => h.deploymentId));
+    const currentRank = current === undefined ? -1 : snap.deployments.indexOf(current);
     const waiting = snap.deployments.find(
-      (d) =>
+      (d, rank) =>
         (d.status === 'ready' || d.status === 'standby') &&
         d.id !== currentId &&
-        (current === undefined || d.branch === current.branch) &&
+        (current === undefined || (d.branch === current.branch && rank < currentRank)) &&
+        !wasLive.has(d.id) &&
         (d.readyAt ?? d.createdAt) >= periodStart,
     );
     const notice: NoticeEvent = {

@@ -7,6 +7,7 @@
 
 import { afterEach, describe, expect, it } from 'vitest';
 import type { AuditEntry } from '../../src/audit.js';
+import { buildPlan } from '../../src/domain/plan.js';
 import type { ActingUser } from '../../src/permissions.js';
 import type { MessageRef } from '../../src/progress.js';
 import { longDuration, plainText } from '../../src/views/format.js';
@@ -134,6 +135,35 @@ describe('rolled back: promote offer and reminders', () => {
     if (!last) throw new Error('expected a reminder');
     expect(viewText(last)).toContain(`Waiting to go live: ${fix.id}`);
     expect(last.buttons.map((b) => b.label)).toEqual([`Promote ${fix.id}`]);
+  });
+
+  it('a reminder never offers a deployment rolled away from in the period, nor one older than the current one (as /promote)', async () => {
+    w = await createWorld({ environments: { production: { notices: { reminderEvery: '4h' } } } });
+    const n = await w.notices();
+    await w.switchDirectly('rollback', 'production', 'dep_3hd7xa', [n]);
+    const first = await w.pushAndBuild('production', [n], { message: 'First fix attempt' });
+    const second = await w.pushAndBuild('production', [n], { message: 'Second fix attempt' });
+    // The second attempt is tried while staying rolled back (a rollback to it): the first is older.
+    await w.switchDirectly('rollback', 'production', second.id, [n]);
+    await w.advance(4 * HOUR, [n]);
+    const tried = reminders(w).at(-1)?.view;
+    if (!tried) throw new Error('expected a reminder');
+    expect(viewText(tried)).not.toContain('Waiting to go live');
+    expect(tried.buttons.map((b) => b.actionId)).toEqual([`sy1:promote:production:${second.id}`]);
+
+    // It proves bad too: rolled back again. The one rolled away from is not offered; the first
+    // attempt, never live and newer than dep_3hd7xa, is (as /promote's default picks it).
+    await w.switchDirectly('rollback', 'production', 'dep_3hd7xa', [n]);
+    await w.advance(4 * HOUR, [n]);
+    const again = reminders(w).at(-1)?.view;
+    if (!again || again === tried) throw new Error('expected a new reminder');
+    expect(viewText(again)).not.toContain(`Waiting to go live: ${second.id}`);
+    expect(viewText(again)).toContain(`Waiting to go live: ${first.id}`);
+    const plan = buildPlan(await w.platform.snapshot('production'), {
+      action: 'promote',
+      now: w.clock.now(),
+    });
+    expect(plan.ok && plan.value.target.id).toBe(first.id);
   });
 
   it('a push while rolled back is offered even when the clock stepped back before it (newer by push order)', async () => {
