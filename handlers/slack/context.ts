@@ -131,7 +131,9 @@ export async function replyEphemeral(
   respond: RespondFn,
   view: MessageView,
 ): Promise<void> {
-  const { text, blocks } = renderSlack(view);
+  // People by name, like every message that is not an edit (see `SlackRenderOptions.mentions`): Slack
+  // does not say whether a mention in an ephemeral notifies, and one rule is easier to keep true.
+  const { text, blocks } = renderSlack(view, { mentions: false });
   try {
     await respond({ response_type: 'ephemeral', replace_original: false, text, blocks });
   } catch (e) {
@@ -195,7 +197,10 @@ export async function postView(
   planId?: string,
   threadTs?: string,
 ): Promise<{ ok: true; ref: MessageRef } | { ok: false; code: string }> {
-  const { text, blocks } = renderSlack(view);
+  // Posted: people by name, never as mentions. Slack has no `allowed_mentions`: a mention in a post
+  // notifies that person, so a /deployments would ping everyone in its recent activity, and a request
+  // joining someone's plan would ping them. The edits that follow (progress, a click's view) mention.
+  const { text, blocks } = renderSlack(view, { mentions: false });
   let ref: MessageRef;
   try {
     const res = await client.chat.postMessage({

@@ -62,7 +62,8 @@ export class SlackPoster implements ChatPoster {
    * take ids only.
    */
   async post(channel: string, view: MessageView, opts: { threadId?: string } = {}): Promise<MessageRef> {
-    const { text, blocks } = renderSlack(view);
+    // Posted: people by name, never as mentions (Slack notifies everyone mentioned in a post).
+    const { text, blocks } = renderSlack(view, { mentions: false });
     let answer: unknown;
     try {
       answer = await this.client.chat.postMessage({
@@ -89,7 +90,8 @@ export class SlackPoster implements ChatPoster {
    */
   async update(ref: MessageRef, view: MessageView, opts: UpdateOptions = {}): Promise<void> {
     try {
-      await this.reporter.edit(ref, renderSlack(view), {
+      // An edit: people as mentions, which Slack does not notify for an edit.
+      await this.reporter.edit(ref, renderSlack(view, { mentions: true }), {
         rejectOnFailure: true,
         // Queued as a final state: it goes out after the job's own final state, never dropped for it.
         ...(opts.supersedesProgress === undefined ? {} : { final: true }),

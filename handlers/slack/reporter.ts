@@ -29,7 +29,10 @@ export type { SlackMessage };
 export interface SlackReporterOptions {
   /** A Web API client that rejects rate-limited calls instead of sleeping (see `createReporterClient`). */
   readonly client: WebClient;
-  /** Progress → message; default: the progress view model rendered for Slack. */
+  /**
+   * Progress → message; default: the progress view model rendered for Slack, people as mentions (an
+   * edit: see `SlackRenderOptions.mentions`).
+   */
   readonly render?: (progress: Progress) => SlackMessage;
   readonly clock?: Clock;
   readonly logger?: Logger;
@@ -98,7 +101,8 @@ export const slackReporterDefaults = {
   finalRateLimitWaitMs: FINAL_MEMORY_MS,
   rateLimitWaitMs: 5 * 60_000,
   finalWaitMs: 10_000,
-  render: (progress: Progress): SlackMessage => renderSlack(progressView(progress)),
+  // Every state is an edit (`chat.update`): Slack people as mentions, which an edit does not notify.
+  render: (progress: Progress): SlackMessage => renderSlack(progressView(progress), { mentions: true }),
 } as const satisfies Required<
   Pick<
     SlackReporterOptions,
@@ -344,9 +348,12 @@ class UpdateBudget {
 
 type Failure = { kind: 'ratelimited'; retryAfterMs: number } | { kind: 'transient' } | { kind: 'permanent' };
 
-/** How a Slack Web API error should be handled: wait (429), try again later (5xx, network) or give up. */
+/**
+ * How a Slack Web API error should be handled: wait (429), try again later (5xx, `fatal_error`, a
+ * network fault or time-out) or give up (Slack's refusals, and any other HTTP 4xx).
+ */
 export function classifySlackError(e: unknown): { failure: Failure; code: string } {
-  const err = e as { code?: unknown; retryAfter?: unknown; data?: { error?: unknown } };
+  const err = e as { code?: unknown; retryAfter?: unknown; statusCode?: unknown; data?: { error?: unknown } };
   if (err.code === 'slack_webapi_rate_limited_error') {
     const seconds = typeof err.retryAfter === 'number' ? err.retryAfter : 1;
     return { failure: { kind: 'ratelimited', retryAfterMs: seconds * 1000 }, code: 'ratelimited' };
@@ -356,10 +363,24 @@ export function classifySlackError(e: unknown): { failure: Failure; code: string
     const transient = code === 'internal_error' || code === 'fatal_error' || code === 'service_unavailable';
     return { failure: transient ? { kind: 'transient' } : { kind: 'permanent' }, code };
   }
+  if (err.code === 'slack_webapi_http_error' && isRefusalStatus(err.statusCode)) {
+    // An HTTP 4xx is the request refused as it was sent (a proxy at SLACK_API_URL that forbids it, a
+    // path that is not there, …): sent again it meets the same answer, so a final state is not retried
+    // for half an hour, nor a poster's edit once, and the poster's caller hears it is final.
+    return { failure: { kind: 'permanent' }, code: 'http_error' };
+  }
   if (err.code === 'slack_webapi_request_error' || err.code === 'slack_webapi_http_error') {
     return { failure: { kind: 'transient' }, code: String(err.code).replace('slack_webapi_', '') };
   }
   return { failure: { kind: 'permanent' }, code: 'unknown' };
+}
+
+/**
+ * Whether an HTTP status is a 4xx other than 429 (a rate limit, waited out: the SDK turns a 429 with a
+ * Retry-After into its own error; one without stays transient).
+ */
+function isRefusalStatus(status: unknown): boolean {
+  return typeof status === 'number' && status >= 400 && status < 500 && status !== 429;
 }
 
 /** Edits Slack messages through a switch's progress (see the module header). */

@@ -5,8 +5,11 @@
  * escaping of user-controlled text (`&`, `<`, `>`; mrkdwn objects are `verbatim` so nothing is
  * auto-linked or turned into a mention). The only mentions are person spans of Slack people, written
  * `<@U…>` (Slack resolves the id to the real person, with their organisation in a Slack Connect
- * channel; `verbatim` keeps such explicit mentions); plain_text places (header, buttons, the confirm
- * dialog, the `text` fallback) keep display names. Long lists are collapsed with an explicit "…and N more".
+ * channel; `verbatim` keeps such explicit mentions), and only when asked (`mentions`): Slack notifies
+ * everyone mentioned in a message that is posted, so a posted message names people by name and only an
+ * edit (`chat.update`, which as we understand Slack notifies nobody it mentions) carries mentions.
+ * plain_text places (header, buttons, the confirm dialog, the `text` fallback) keep display names.
+ * Long lists are collapsed with an explicit "…and N more".
  * Type-only imports: no Slack SDK code runs here.
  */
 import type {
@@ -63,6 +66,16 @@ export interface SlackMessage {
 export interface SlackRenderOptions {
   /** Items of a list shown before "…and N more" (default 15). */
   readonly maxListItems?: number;
+  /**
+   * Write Slack people as mentions (`<@U…>`) rather than by name (default false). Only for a message
+   * that replaces one already posted (`chat.update`): Slack has no `allowed_mentions`, and a mention in
+   * a posted message (`chat.postMessage`) notifies that person, so a `/deployments` would ping everyone
+   * in its recent activity and a request joining someone's plan would ping them. As we understand Slack,
+   * an edit notifies nobody it mentions, and the edits are where the identity matters (the approval
+   * prompt of the two-person rule, progress, cancelled, expired). Off by default, so a new way of posting
+   * cannot ping people by forgetting it.
+   */
+  readonly mentions?: boolean;
 }
 
 /** Escapes text for Slack mrkdwn: the three control characters `&`, `<`, `>`. */
@@ -83,12 +96,17 @@ function wrap(text: string, marker: string): string {
 /** A Slack user id as payloads carry it (`U…`, or `W…` in Enterprise Grid); anything else is not mentioned. */
 const SLACK_USER_ID = /^[UW][A-Z0-9]{1,30}$/;
 
-function span(s: Span): string {
+function span(s: Span, mentions: boolean): string {
   if (s.person !== undefined) {
     // A Slack person as a mention Slack resolves from the id: the handle in `text` is unique only within
-    // one workspace (Slack Connect). Anyone else by name, saying their surface.
-    if (s.person.surface === 'slack' && SLACK_USER_ID.test(s.person.userId)) return `<@${s.person.userId}>`;
-    return span({ text: personLabel(s, 'slack'), ...(s.style === undefined ? {} : { style: s.style }) });
+    // one workspace (Slack Connect). Anyone else, and everyone in a message that is posted (a mention
+    // there notifies: see `SlackRenderOptions.mentions`), by name, saying the surface of someone else's.
+    if (mentions && s.person.surface === 'slack' && SLACK_USER_ID.test(s.person.userId))
+      return `<@${s.person.userId}>`;
+    return span(
+      { text: personLabel(s, 'slack'), ...(s.style === undefined ? {} : { style: s.style }) },
+      false,
+    );
   }
   switch (s.style) {
     case undefined:
@@ -104,9 +122,10 @@ function span(s: Span): string {
   }
 }
 
-/** Renders spans as mrkdwn. */
-export function mrkdwn(spans: Rich): string {
-  return spans.map(span).join('');
+/** Renders spans as mrkdwn; Slack people as mentions only with `mentions` (see SlackRenderOptions). */
+export function mrkdwn(spans: Rich, opts: Pick<SlackRenderOptions, 'mentions'> = {}): string {
+  const mentions = opts.mentions === true;
+  return spans.map((s) => span(s, mentions)).join('');
 }
 
 function md(text: string): MrkdwnElement {
@@ -169,6 +188,12 @@ function cardText(label: string, card: DeploymentCard): string {
   return lines.join('\n');
 }
 
+/** The render options resolved once per message. */
+interface RenderContext {
+  readonly maxItems: number;
+  readonly mentions: boolean;
+}
+
 /**
  * Lines of a list, collapsed to fit both `maxItems` and the section limit, ending with
  * "…and N more (T in total)" whenever anything is left out.
@@ -177,7 +202,7 @@ function listText(
   label: string,
   items: readonly ListItem[],
   empty: string | undefined,
-  maxItems: number,
+  opts: RenderContext,
 ): string {
   const headLine = `*${escapeMrkdwn(label)}*`;
   if (items.length === 0) return `${headLine}\n_${escapeMrkdwn(empty ?? 'None.')}_`;
@@ -185,12 +210,12 @@ function listText(
     items,
     (item) => {
       const mark = item.state === 'ok' ? ':white_check_mark: ' : item.state === 'bad' ? ':x: ' : '• ';
-      return truncate(`${mark}${mrkdwn(item.spans)}`, 500);
+      return truncate(`${mark}${mrkdwn(item.spans, opts)}`, 500);
     },
     {
       budget: SLACK_LIMITS.sectionText - 80,
       used: headLine.length,
-      maxItems,
+      maxItems: opts.maxItems,
       more: (rest, total) => `_…and ${rest} more (${total} in total)_`,
     },
   );
@@ -254,16 +279,18 @@ function rowBlocks(row: DeploymentRow): KnownBlock[] {
   return blocks;
 }
 
-function renderBlock(block: ViewBlock, maxItems: number): KnownBlock[] {
+function renderBlock(block: ViewBlock, opts: RenderContext): KnownBlock[] {
   switch (block.type) {
     case 'text':
-      return [section(`${block.tone === undefined ? '' : TONE_ICON[block.tone]}${mrkdwn(block.spans)}`)];
+      return [
+        section(`${block.tone === undefined ? '' : TONE_ICON[block.tone]}${mrkdwn(block.spans, opts)}`),
+      ];
     case 'context':
-      return [context(mrkdwn(block.spans))];
+      return [context(mrkdwn(block.spans, opts))];
     case 'deployment':
       return [section(cardText(block.label, block.card))];
     case 'list':
-      return [section(listText(block.label, block.items, block.empty, maxItems))];
+      return [section(listText(block.label, block.items, block.empty, opts))];
     case 'steps':
       return [
         section(
@@ -290,15 +317,19 @@ function renderBlock(block: ViewBlock, maxItems: number): KnownBlock[] {
 
 /**
  * Renders a view as Block Kit. Never exceeds 50 blocks: when a view would, the middle is replaced by
- * a context block saying how many blocks were left out (the message buttons always stay).
+ * a context block saying how many blocks were left out (the message buttons always stay). People are
+ * named by name unless `opts.mentions` (for an edit only: see SlackRenderOptions).
  */
 export function renderSlack(view: MessageView, opts: SlackRenderOptions = {}): SlackMessage {
-  const maxItems = Math.max(1, opts.maxListItems ?? 15);
+  const ctx: RenderContext = {
+    maxItems: Math.max(1, opts.maxListItems ?? 15),
+    mentions: opts.mentions === true,
+  };
   const header: HeaderBlock = {
     type: 'header',
     text: plain(`${TONE_ICON[view.tone]}${view.title}`, SLACK_LIMITS.headerText),
   };
-  let body: KnownBlock[] = view.blocks.flatMap((b) => renderBlock(b, maxItems));
+  let body: KnownBlock[] = view.blocks.flatMap((b) => renderBlock(b, ctx));
   const tail: KnownBlock[] = view.buttons.length > 0 ? [{ type: 'divider' }, actions(view.buttons)] : [];
   const room = SLACK_LIMITS.blocks - 1 - tail.length;
   if (body.length > room) {

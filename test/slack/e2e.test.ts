@@ -313,7 +313,7 @@ describe('Slack end to end', () => {
     expect(await jobCount(w)).toBe(1);
   });
 
-  it('Slack Connect: people are mentioned by user id (<@U…>), so two "alice" handles are told apart, in the messages and /deployments', async () => {
+  it('Slack Connect: the edits mention people by user id (<@U…>), so two "alice" handles are told apart where it matters; posts name them without pinging', async () => {
     const w = await world({
       production: { twoPersonRule: true, allow: { slack: { users: ['U0ALICE', 'U0CAROL'] } } },
     });
@@ -331,7 +331,10 @@ describe('Slack end to end', () => {
       (c) => c.response.ok === true && w.fake.callsOf('chat.postMessage').indexOf(c) >= before,
     );
     const ts = String(post.response.ts);
-    expect(blocksText(post.args.blocks as unknown[])).toContain('Requested by <@U0PARTNERALICE>');
+    // Posted (chat.postMessage notifies everyone it mentions): the requester by name, not pinged by
+    // their own command.
+    expect(blocksText(post.args.blocks as unknown[])).toContain('Requested by alice');
+    expect(blocksText(post.args.blocks as unknown[])).not.toContain('<@');
     await click(w, ts, button(post, 'sy1:confirm:').actionId, 'U0CAROL');
     const waiting = await w.fake.waitForCall(
       'chat.update',
@@ -351,7 +354,7 @@ describe('Slack end to end', () => {
     expect(blocksText(cancelled.args.blocks as unknown[])).toContain(
       'Cancelled by <@U0ALICE>. Nothing changed.',
     );
-    // The audit keeps who acted (surface and id): /deployments' recent activity mentions them.
+    // /deployments is posted for everyone: its recent activity names who acted without pinging them.
     const listed = w.fake.callsOf('chat.postMessage').length;
     await w.requests.command({
       command: '/deployments',
@@ -365,9 +368,9 @@ describe('Slack end to end', () => {
     );
     const activity = blocksText(list.args.blocks as unknown[]);
     expect(activity).toContain('Recent activity');
-    expect(activity).toMatch(/\* by <@U0ALICE>/);
-    expect(activity).toMatch(/\* by <@U0CAROL>/);
-    expect(activity).not.toMatch(/\* by (alice|carol)\b/);
+    expect(activity).toMatch(/\* by alice\b/);
+    expect(activity).toMatch(/\* by carol\b/);
+    expect(activity).not.toContain('<@');
   });
 
   it('a stale plan is not acted on: the message says what changed and offers a fresh plan', async () => {
@@ -405,6 +408,9 @@ describe('Slack end to end', () => {
     expect(buttonsOf(fresh.args.blocks as unknown[]).some((b) => b.actionId.startsWith('sy1:confirm:'))).toBe(
       true,
     );
+    // A post: the clicker is named, not pinged by their own click.
+    expect(blocksText(fresh.args.blocks as unknown[])).toContain('Requested by alice');
+    expect(JSON.stringify(fresh.args)).not.toContain('<@');
   });
 
   it('bad arguments get an ephemeral usage with the valid environments or deployments, never silence', async () => {
@@ -473,9 +479,11 @@ describe('Slack end to end', () => {
         (c) => w.fake.callsOf('chat.postMessage').indexOf(c) >= before,
       );
       const blocks = list.args.blocks as unknown[];
+      // Posted for bob: the running switch's requester by name, not pinged by someone else's command.
       expect(blocksText(blocks)).toMatch(
-        /A rollback to\* `dep_\w+` \*is running\* \(requested by <@U0ALICE>\), started/,
+        /A rollback to\* `dep_\w+` \*is running\* \(requested by alice\), started/,
       );
+      expect(blocksText(blocks)).not.toContain('<@');
       expect(buttonsOf(blocks).filter((b) => /^sy1:(rollback_to|promote):/.test(b.actionId))).toEqual([]);
     } finally {
       held.open();
@@ -713,5 +721,74 @@ describe('Slack end to end', () => {
       expect(text).not.toContain('/invite');
       expect(text).toContain('Run the command in a channel Switchyard was invited to');
     }
+  });
+});
+
+/**
+ * Slack notifies everyone a posted message mentions (`chat.postMessage`; Slack has no
+ * `allowed_mentions`), and, as we understand it, nobody an edit (`chat.update`) mentions. So posts name
+ * people and the edits mention them, where the two-person rule needs to know who is who.
+ */
+describe('Slack mentions: posts never ping, edits identify', () => {
+  /** The next chat.postMessage Slack took, from now on. */
+  function nextPost(w: World): () => Promise<RecordedCall> {
+    const before = w.fake.callsOf('chat.postMessage').length;
+    return () =>
+      w.fake.waitForCall(
+        'chat.postMessage',
+        (c) => c.response.ok === true && w.fake.callsOf('chat.postMessage').indexOf(c) >= before,
+      );
+  }
+
+  it('/deployments (posted to the channel) names the people of its recent activity without mentioning them', async () => {
+    const w = await world();
+    // alice asks for a rollback and cancels it: the audit records her.
+    const { post, ts } = await confirmation(w);
+    await click(w, ts, button(post, 'sy1:cancel:').actionId, 'U0ALICE');
+    await w.fake.waitForCall(
+      'chat.update',
+      (c) => c.args.ts === ts && /Cancelled by/.test(blocksText(c.args.blocks as unknown[])),
+    );
+
+    // Later bob looks at the environment: alice took no part in that message.
+    const listed = nextPost(w);
+    await w.requests.command({
+      command: '/deployments',
+      text: 'production',
+      userId: 'U0BOB',
+      userName: 'bob',
+    });
+    const list = await listed();
+    const shown = blocksText(list.args.blocks as unknown[]);
+    expect(shown).toContain('Recent activity');
+    expect(shown).toMatch(/\* by alice\b/);
+    expect(JSON.stringify(list.args)).not.toContain('<@');
+  });
+
+  it("a /rollback that joins someone else's plan does not mention its first requester; the approval prompt (an edit) mentions asker and confirmer", async () => {
+    const w = await world({
+      production: { twoPersonRule: true, allow: { slack: { users: ['U0ALICE', 'U0BOB', 'U0CAROL'] } } },
+    });
+    await confirmation(w, 'production', 'U0ALICE');
+
+    // bob types the same command on the same state: it joins alice's plan, posted once more.
+    const joined = nextPost(w);
+    await w.requests.command({ command: '/rollback', text: 'production', userId: 'U0BOB', userName: 'bob' });
+    const second = await joined();
+    const posted = blocksText(second.args.blocks as unknown[]);
+    expect(posted).toContain('sy1:confirm:');
+    expect(posted).toContain('Requested by alice');
+    expect(JSON.stringify(second.args)).not.toContain('<@');
+
+    // carol confirms on bob's message: the message is edited, and the edit says who is who by id.
+    const ts = String(second.response.ts);
+    await click(w, ts, button(second, 'sy1:confirm:').actionId, 'U0CAROL');
+    const waiting = await w.fake.waitForCall(
+      'chat.update',
+      (c) => c.args.ts === ts && /Waiting for approval/.test(blocksText(c.args.blocks as unknown[])),
+    );
+    expect(blocksText(waiting.args.blocks as unknown[])).toContain(
+      'Requested by <@U0ALICE>, confirmed by <@U0CAROL>. *Waiting for approval by a second person* (not <@U0ALICE> or <@U0CAROL>).',
+    );
   });
 });

@@ -3,6 +3,8 @@ import { createPosterClient, SlackPostError, SlackPoster } from '../../handlers/
 import { createReporterClient, type SlackMessage, SlackReporter } from '../../handlers/slack/reporter.js';
 import { textView } from '../../src/chat-sinks.js';
 import type { MessageRef, Progress } from '../../src/progress.js';
+import { person, t } from '../../src/views/format.js';
+import type { MessageView } from '../../src/views/types.js';
 import { FakeSlack } from '../fakes/slack/server.js';
 import { ObservedClock } from '../support/observed-clock.js';
 import { SlackFront } from './faulty-front.js';
@@ -86,6 +88,28 @@ describe('SlackPoster.post: a channel given by name', () => {
   });
 });
 
+describe('SlackPoster: people in a post are named, in an edit mentioned', () => {
+  it('post (chat.postMessage notifies whoever it mentions) names alice; update (chat.update) mentions her', async () => {
+    const view = (line: string): MessageView => ({
+      ...textView('Alert on production', []),
+      blocks: [
+        {
+          type: 'text',
+          spans: [t(`${line} `), person({ surface: 'slack', userId: 'U0ALICE', displayName: 'alice' })],
+        },
+      ],
+    });
+    const posted = await poster.post('C0PROD', view('Suggested to'));
+    const post = fake.callsOf('chat.postMessage').at(-1);
+    expect(JSON.stringify(post?.args.blocks)).toContain('Suggested to alice');
+    expect(JSON.stringify(post?.args)).not.toContain('<@');
+    await poster.update(posted, view('Edited for'));
+    expect(JSON.stringify(fake.message('C0PROD', posted.messageId)?.blocks)).toContain(
+      'Edited for <@U0ALICE>',
+    );
+  });
+});
+
 describe('SlackPoster.update: a failed edit rejects', () => {
   it("after Slack's 5xx outlasted the lane's retry: a transient SlackPostError, retryable", async () => {
     front.fail('chat.update', 2);
@@ -109,6 +133,18 @@ describe('SlackPoster.update: a failed edit rejects', () => {
     await clock.advance(2000);
     await expect(update).resolves.toBeUndefined();
     expect(shown()).toBe('Resolved');
+  });
+
+  it("at once, without a retry, on an HTTP 4xx other than 429 (a proxy's 403): not retryable", async () => {
+    front.fail('chat.update', 2, { status: 403, body: { ok: false, error: 'forbidden' } });
+    // A transient fault would wait the lane's 2 s backoff for its retry: that wait is the failure here.
+    const backoff = clock.sleepOf(2000).then(() => 'waited for a retry');
+    const update = outcomeOf(poster.update(ref, textView('Resolved', ['The alert resolved.'], 'success')));
+    const error = await Promise.race([update, backoff]);
+    expect(error).toMatchObject({ name: 'SlackPostError', slackCode: 'http_error', transient: false });
+    expect(poster.retryable(error)).toBe(false);
+    expect(front.faulted).toEqual(['chat.update']);
+    expect(shown()).toBe('Alert on production');
   });
 
   it('at once, without a retry, when Slack refuses it (message_not_found, channel_not_found): not retryable', async () => {

@@ -7,6 +7,7 @@
 import type { WebClient } from '@slack/web-api';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import {
+  classifySlackError,
   createReporterClient,
   SlackEditError,
   type SlackMessage,
@@ -411,6 +412,44 @@ describe('SlackReporter: a 429 is a wait, not a failed try', () => {
     expect(front.faulted.filter((m) => m === 'chat.update')).toHaveLength(10);
     expect(clock.now() - start).toBe(302_000);
     expect(fake.message('C0PROD', ref.messageId)?.text).toBe('plan');
+  });
+
+  it('a final state met by an HTTP 4xx other than 429 (a refusal, not an outage) is given up at once, not retried for 30 minutes', async () => {
+    const reporter = reporterOver(front.apiUrl);
+    for (const status of [400, 403, 404]) {
+      const ref = await post();
+      front.fail('chat.update', 1_000, { status, body: { ok: false, error: 'refused' } });
+      const final = reporter.report(progress('production', 'done', 'succeeded'), [ref]);
+      // Given up without a pause: the next thing the lane does is go idle, not wait 2 s for a retry.
+      expect(await nextPause(reporter), `HTTP ${status}`).toBe('idle');
+      await final;
+      front.heal('chat.update');
+      expect(fake.message('C0PROD', ref.messageId)?.text).toBe('plan');
+    }
+    expect(front.faulted.filter((m) => m === 'chat.update')).toHaveLength(3);
+  });
+
+  it("classifies Slack's answers: 4xx (but 429) and refusals are final; 5xx, a 429 without Retry-After, fatal_error and network faults may pass", () => {
+    const http = (statusCode: number) => ({ code: 'slack_webapi_http_error', statusCode });
+    for (const status of [400, 401, 403, 404, 413])
+      expect(classifySlackError(http(status))).toEqual({
+        failure: { kind: 'permanent' },
+        code: 'http_error',
+      });
+    for (const status of [429, 500, 502, 503, 504])
+      expect(classifySlackError(http(status))).toEqual({
+        failure: { kind: 'transient' },
+        code: 'http_error',
+      });
+    expect(classifySlackError({ code: 'slack_webapi_request_error' }).failure.kind).toBe('transient');
+    expect(
+      classifySlackError({ code: 'slack_webapi_platform_error', data: { error: 'fatal_error' } }).failure
+        .kind,
+    ).toBe('transient');
+    expect(
+      classifySlackError({ code: 'slack_webapi_platform_error', data: { error: 'message_not_found' } })
+        .failure.kind,
+    ).toBe('permanent');
   });
 
   it('a final edit whose caller hears of failures (a poster superseding progress) keeps its updateAttempts tries on a fault', async () => {

@@ -155,7 +155,7 @@ describe('confirmationView', () => {
       'Alice asked to roll back production to dep_2 and Bob confirmed it. 4 domain(s) move to dep_2.',
     );
     // One view model: Slack (its dialog too), Discord and the console all say it.
-    const slack = renderSlack(v);
+    const slack = renderSlack(v, { mentions: true });
     expect(JSON.stringify(slack.blocks)).toContain('(not <@U1> or <@U2>)');
     expect(JSON.stringify(slack.blocks)).toContain('Alice asked to roll back production to dep_2 and Bob');
     expect(renderDiscord(v).embeds[0]?.description).toContain(
@@ -1075,7 +1075,7 @@ describe('people are identified by their surface id, not by a display name anyon
       askedBy: asker,
       requiresApproval: true,
     });
-  const slackText = (v: MessageView) => JSON.stringify(renderSlack(v).blocks);
+  const slackText = (v: MessageView) => JSON.stringify(renderSlack(v, { mentions: true }).blocks);
 
   it('Slack: the approval prompt mentions the asker and confirmer by id (<@U…>), telling two alices apart', () => {
     const v = waiting(partnerAlice, carol);
@@ -1236,7 +1236,7 @@ describe('people are identified by their surface id, not by a display name anyon
     );
   });
 
-  it('/deployments: recent activity and the running switch mention who acted when the surface and id are known', () => {
+  it('/deployments: recent activity and the running switch mention who acted when the surface and id are known (Slack: where the renderer is asked for mentions, i.e. edits)', () => {
     const s = snapshot();
     const v = deploymentsView(s, {
       routing: routingOf(s),

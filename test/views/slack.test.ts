@@ -1,13 +1,13 @@
 import type { KnownBlock } from '@slack/types';
 import { describe, expect, it } from 'vitest';
 import { parseAction } from '../../src/views/actions.js';
-import { b, c, t } from '../../src/views/format.js';
+import { b, c, person, t } from '../../src/views/format.js';
 import { confirmationView, progressView, refusalView } from '../../src/views/model.js';
 import { escapeMrkdwn, mrkdwn, renderSlack, slackUsage } from '../../src/views/slack.js';
 import type { MessageView } from '../../src/views/types.js';
 import { assertValid, slackMessageSchema } from './blockkit.js';
 import { catalog } from './catalog.js';
-import { alice, HOSTILE, NOW, plan, progress } from './fixtures.js';
+import { alice, bob, HOSTILE, NOW, plan, progress } from './fixtures.js';
 
 /** Every mrkdwn/plain text string in the blocks. */
 function texts(blocks: readonly KnownBlock[]): { type: string; text: string; verbatim?: boolean }[] {
@@ -94,6 +94,7 @@ describe('renderSlack', () => {
   it('escapes hostile commit messages: no mention, link or entity survives', () => {
     const msg = renderSlack(
       confirmationView(plan('rollback'), { state: 'pending', now: NOW, requestedBy: alice }),
+      { mentions: true },
     );
     const mrk = texts(msg.blocks).filter((x) => x.type === 'mrkdwn');
     for (const x of mrk) {
@@ -113,6 +114,43 @@ describe('renderSlack', () => {
   it('escapes user text in the fallback text too', () => {
     const msg = renderSlack(refusalView({ code: 'invalid_input', message: 'Bad "<!channel>" & <@U1>' }));
     expect(msg.text).toBe('Invalid input: Bad "&lt;!channel&gt;" &amp; &lt;@U1&gt;');
+  });
+
+  it('names Slack people by name unless asked for mentions: a posted mention notifies (Slack has no allowed_mentions)', () => {
+    // The two-person prompt names the asker and the confirmer; rendered for a post, neither is pinged.
+    const v = confirmationView(plan('rollback'), {
+      state: 'awaiting_approval',
+      now: NOW,
+      askedBy: alice,
+      requestedBy: bob,
+    });
+    const posted = renderSlack(v);
+    expect(JSON.stringify(posted)).not.toContain('<@');
+    expect(JSON.stringify(posted.blocks)).toContain('Requested by Alice, confirmed by Bob.');
+    expect(JSON.stringify(renderSlack(v, { mentions: false }))).not.toContain('<@');
+    // For an edit (chat.update, which notifies nobody): mentions, in mrkdwn only (never the fallback text).
+    const edited = renderSlack(v, { mentions: true });
+    expect(JSON.stringify(edited.blocks)).toContain('Requested by <@U1>, confirmed by <@U2>.');
+    expect(edited.text).not.toContain('<@');
+    // Every place a person span renders: lists (an audit's activity) and styled spans too.
+    const list: MessageView = {
+      ...v,
+      blocks: [
+        {
+          type: 'list',
+          label: 'Recent activity',
+          items: [{ spans: [b('rollback'), t(' by '), person(alice)] }],
+        },
+      ],
+    };
+    expect(JSON.stringify(renderSlack(list).blocks)).toContain('*rollback* by Alice');
+    expect(JSON.stringify(renderSlack(list, { mentions: true }).blocks)).toContain('*rollback* by <@U1>');
+    expect(mrkdwn([{ ...person(alice), style: 'bold' }])).toBe('*Alice*');
+    expect(mrkdwn([{ ...person(alice), style: 'bold' }], { mentions: true })).toBe('<@U1>');
+    // A person of another surface reads the same either way.
+    const dora = person({ surface: 'discord', userId: '112233445566778899', displayName: 'dora' });
+    expect(mrkdwn([dora])).toBe('dora (on Discord)');
+    expect(mrkdwn([dora], { mentions: true })).toBe('dora (on Discord)');
   });
 
   it('formats spans: whitespace stays outside markers, markers inside text fall back to plain', () => {

@@ -90,7 +90,7 @@ async function afterAck(deps: SlackHandlerDeps, kind: ActionKind, args: ActionAr
       const { jobId } = reply.progress;
       deps.work.track(
         deps.reporter
-          .edit(clicked, renderSlack(progressView(reply.progress)))
+          .edit(clicked, renderSlack(progressView(reply.progress), { mentions: true }))
           .then(() => restoreEnded(deps, jobId, clicked)),
         'click edit',
       );
@@ -107,7 +107,9 @@ async function afterAck(deps: SlackHandlerDeps, kind: ActionKind, args: ActionAr
         skipped = await deps.flow.jobReported(id);
         return skipped;
       };
-      const edited = deps.reporter.edit(clicked, renderSlack(reply.update), {
+      // An edit: people as mentions (the approval prompt names who asked and who confirmed by id), which
+      // Slack does not notify for an edit; a post (`postView`) names them without.
+      const edited = deps.reporter.edit(clicked, renderSlack(reply.update, { mentions: true }), {
         yieldsToProgress: true,
         ...(jobId === undefined ? {} : { skipIf: () => skipIf(jobId) }),
       });
