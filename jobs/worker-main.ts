@@ -174,6 +174,14 @@ export function platformFor(config: Config, args: WorkerArgs, logger: Logger): D
     case 'local':
       // The local platform lives in the bot process; a separate worker reaches it over HTTP, where the
       // bot's router listens (HOST, as the bot reads it; a wildcard HOST through loopback).
+      if (args['platform-url'] === undefined && config.env.LOCAL_ROUTER_PORT === 0) {
+        // Port 0 lets the bot's router take any free port, which this worker cannot know: without
+        // this it would report ready and then fail every switch it takes.
+        throw new ConfigError(
+          'LOCAL_ROUTER_PORT: got 0 (any free port), expected the port the bot\'s router listens on: a separate worker reaches the local platform there. Give the worker --platform-url http://<host>:<port> with the address the bot printed at start ("Local router: …"), or give the bot a fixed LOCAL_ROUTER_PORT',
+          { key: 'LOCAL_ROUTER_PORT' },
+        );
+      }
       return new LocalPlatformClient({
         baseUrl: args['platform-url'] ?? defaultPlatformUrl(config),
       });

@@ -18,6 +18,7 @@ import {
   defaultPlatformUrl,
   logReporter,
   parseWorkerArgs,
+  platformFor,
   runWorker,
   WorkerStartAborted,
 } from '../../jobs/worker-main.js';
@@ -151,6 +152,28 @@ describe('worker-main flags', () => {
     expect(at({ HOST: '0.0.0.0' })).toBe('http://127.0.0.1:8080');
     expect(at({ HOST: '::' })).toBe('http://[::1]:8080');
     expect(at({ HOST: '10.1.2.3' })).toBe('http://10.1.2.3:8080');
+  });
+
+  it('refuses the bot\'s "any free port" router (LOCAL_ROUTER_PORT=0) without --platform-url, naming the key and the fix', () => {
+    const config = {
+      env: parseEnv({ LOCAL_ROUTER_PORT: '0' }),
+      file: fileConfigSchema.parse({}),
+      platform: 'local' as const,
+    };
+    let thrown: unknown;
+    try {
+      platformFor(config, parseWorkerArgs([]), silentLogger);
+    } catch (e) {
+      thrown = e;
+    }
+    expect(thrown).toBeInstanceOf(ConfigError);
+    expect((thrown as ConfigError).message).toMatch(
+      /^LOCAL_ROUTER_PORT: got 0 \(any free port\).*--platform-url/,
+    );
+    // With the bot's address given, the worker reaches it there.
+    expect(() =>
+      platformFor(config, parseWorkerArgs(['--platform-url', 'http://127.0.0.1:41234']), silentLogger),
+    ).not.toThrow();
   });
 });
 
