@@ -506,9 +506,19 @@ function whereTraffic(snapshot: EnvironmentSnapshot): string {
 /**
  * The sentence a failure ends a job with. A platform HTTP error is told in words (its raw form, with
  * the URL, stays in the logs); `request` names the request it answered when known ("the rollback
- * request"). Other errors keep their message, ended as a sentence.
+ * request"). An operation that could not be read (`OperationUnreadError`) is told by what the
+ * platform answered; only when `retrying` (a step's detail of an attempt that is retried) does it say
+ * the operation is followed once the platform answers: after the last attempt nothing follows it.
+ * Other errors keep their message, ended as a sentence.
  */
-function failureSentence(err: SwitchyardError, request: string | undefined): string {
+function failureSentence(err: SwitchyardError, request: string | undefined, retrying = false): string {
+  if (err instanceof OperationUnreadError) {
+    const cause = failureSentence(err.reason, undefined).replace(/\.$/, '');
+    const unread = `${cause}, so the state of operation ${err.ref.id}, which an earlier attempt of this ${err.action} started, could not be read`;
+    return retrying
+      ? `${unread}; it is kept and followed once the platform answers, never started twice.`
+      : `${unread}.`;
+  }
   if (!(err instanceof PlatformHttpError)) return asSentence(err.message);
   let what = request;
   if (what === undefined) {
@@ -1251,9 +1261,14 @@ async function runLocked(
       throw e;
     }
     const err = lock.lost ? lockLostError(data.environment, lock.lost, e) : asSwitchyardError(e);
-    const said = failureSentence(err, e === switchCallError ? `the ${data.action} request` : undefined);
     const attempt = tracker.progress.attempt;
-    if (isRetryable(err) && attempt < maxAttempts) {
+    const retrying = isRetryable(err) && attempt < maxAttempts;
+    const said = failureSentence(
+      err,
+      e === switchCallError ? `the ${data.action} request` : undefined,
+      retrying,
+    );
+    if (retrying) {
       tracker.endRunning('failed', `${said} (attempt ${attempt} of ${maxAttempts}; retrying)`);
       tracker.progress.code = err.code;
       await tracker.publish().catch(() => undefined);
@@ -1294,10 +1309,19 @@ async function runLocked(
         ? deps.platform.operation(switchRef).catch(() => undefined)
         : Promise.resolve(undefined),
     ]);
-    if (switchDone && outcome === 'failed' && !lastAndOurs && err.code !== 'verify_timeout' && !overtaken) {
+    // The operation this job started (in an earlier attempt, say: `switchDone` is this attempt's
+    // alone) reads succeeded now: the switch is done, and what failed is only verifying it (a later
+    // attempt failing to read the platform at all, for instance). Said as such, never "may still complete".
+    const doneOnPlatform = switchDone || (mayStillComplete && opState?.state === 'succeeded');
+    if (
+      doneOnPlatform &&
+      outcome === 'failed' &&
+      !lastAndOurs &&
+      err.code !== 'verify_timeout' &&
+      !overtaken
+    ) {
       message = `The platform reports this ${data.action} done, but traffic could not be verified: ${message}`;
-    }
-    if (mayStillComplete) {
+    } else if (mayStillComplete) {
       message = `${message} The platform may have started this ${data.action} and may still complete it: check where traffic is before trying again.`;
       if (switchRef && opState)
         message = `${message} The platform reports the operation it started (${switchRef.id}) as ${describeOperationState(opState)}.`;
@@ -1629,10 +1653,28 @@ async function readOperation(
   } catch (e) {
     const err = asSwitchyardError(e);
     if (operationUnknown(err)) return undefined;
-    throw new SyError(
-      err.retry ? err.code : 'platform_unavailable',
-      `Could not read the state of operation ${ref.id}, which an earlier attempt of this ${data.action} started (${err.message}); it is kept and followed once the platform answers, never started twice.`,
-      { retry: true, cause: e, context: { ...err.context, operation: ref.id } },
+    throw new OperationUnreadError(ref, data.action, err, e);
+  }
+}
+
+/**
+ * `readOperation` could not read the state of the operation an earlier attempt started (a 5xx, a
+ * timeout, a network error, a bug): retryable, the ref is kept. Its message (logs) names the raw
+ * error; chat gets `failureSentence`'s words, which promise to follow the operation only while an
+ * attempt is left to do it. The context keeps the platform's (a Retry-After for the backoff).
+ */
+class OperationUnreadError extends SyError {
+  constructor(
+    readonly ref: OperationRef,
+    readonly action: SwitchJobData['action'],
+    /** What reading it failed with. */
+    readonly reason: SwitchyardError,
+    cause: unknown,
+  ) {
+    super(
+      reason.retry ? reason.code : 'platform_unavailable',
+      `Could not read the state of operation ${ref.id}, which an earlier attempt of this ${action} started (${reason.message}); it is kept and followed once the platform answers, never started twice.`,
+      { retry: true, cause, context: { ...reason.context, operation: ref.id } },
     );
   }
 }

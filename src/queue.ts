@@ -346,8 +346,18 @@ export const defaultRetryPolicy = {
 } as const satisfies RetryPolicy;
 
 /**
+ * The longest platform Retry-After a switch job waits out before its next attempt (5 min), beyond
+ * `maxDelayMs`. The platform HTTP client waits out a Retry-After of up to 60 s itself and leaves a
+ * longer one to the job's backoff: an attempt made before the time the platform asked for is refused
+ * again (429), burning the job's attempts inside the rate-limit window. Bounded all the same, so that
+ * a bogus header (hours) cannot park a confirmed switch for good.
+ */
+export const MAX_SWITCH_RETRY_AFTER_MS = 5 * 60_000;
+
+/**
  * Exponential backoff with "equal jitter": half the exponential delay fixed, half random, capped at
- * `maxDelayMs`. Honours a platform's Retry-After (`context.retryAfterMs` of the error) when longer.
+ * `maxDelayMs`. Honours a platform's Retry-After (`context.retryAfterMs` of the error) when longer,
+ * up to `MAX_SWITCH_RETRY_AFTER_MS` (or `maxDelayMs`, if that is longer).
  */
 export function switchBackoffDelay(
   attemptsMade: number,
@@ -358,7 +368,8 @@ export function switchBackoffDelay(
   const exp = Math.min(policy.maxDelayMs, policy.baseDelayMs * 2 ** Math.max(0, attemptsMade - 1));
   const jittered = Math.round(exp / 2 + random() * (exp / 2));
   const retryAfter = retryAfterOf(err);
-  return retryAfter === undefined ? jittered : Math.max(jittered, Math.min(retryAfter, policy.maxDelayMs));
+  const retryAfterCap = Math.max(policy.maxDelayMs, MAX_SWITCH_RETRY_AFTER_MS);
+  return retryAfter === undefined ? jittered : Math.max(jittered, Math.min(retryAfter, retryAfterCap));
 }
 
 function retryAfterOf(err: unknown): number | undefined {

@@ -16,6 +16,7 @@ import {
   EnvironmentLock,
   jobIdForPlan,
   lockOwner,
+  MAX_SWITCH_RETRY_AFTER_MS,
   SwitchQueue,
   switchBackoffDelay,
   switchJobSchema,
@@ -443,7 +444,27 @@ describe('switchBackoffDelay', () => {
   it("honours the platform's Retry-After when longer", () => {
     const err = { context: { retryAfterMs: 7_000 } };
     expect(switchBackoffDelay(1, policy, err, () => 0)).toBe(7_000);
-    expect(switchBackoffDelay(1, policy, { context: { retryAfterMs: 999_999 } }, () => 0)).toBe(30_000);
+  });
+
+  it("honours a platform's Retry-After beyond maxDelayMs (one the HTTP client left to the job), up to 5 min", () => {
+    // The HTTP client waits out up to 60 s itself and throws a longer one: retried sooner, the job's
+    // next attempt would be refused again inside the rate-limit window.
+    const limited = new PlatformHttpError(
+      429,
+      'POST',
+      'https://api.unkey.com/v2/deployments.rollbackDeployment',
+      'rate_limited',
+      'slow down',
+      { retry: true, retryAfterMs: 120_000 },
+    );
+    expect(switchBackoffDelay(1, policy, limited, () => 0)).toBe(120_000);
+    expect(switchBackoffDelay(6, policy, limited, () => 1)).toBe(120_000);
+    // A bogus one (hours) cannot park a confirmed switch for good.
+    expect(MAX_SWITCH_RETRY_AFTER_MS).toBe(300_000);
+    expect(switchBackoffDelay(1, policy, { context: { retryAfterMs: 7_200_000 } }, () => 0)).toBe(300_000);
+    // An operator's longer maxDelayMs still bounds it.
+    const patient = { baseDelayMs: 1_000, maxDelayMs: 600_000 };
+    expect(switchBackoffDelay(1, patient, { context: { retryAfterMs: 7_200_000 } }, () => 0)).toBe(600_000);
   });
 });
 

@@ -604,6 +604,38 @@ describe('switch job edge cases', () => {
     expect(await rollbacksOn(env, 'env0')).toBe(1);
   });
 
+  it('the last attempt that cannot read the stored operation words the platform error and promises no follow-up', async () => {
+    const env = await setupJobs(cleanup, { attempts: 3 });
+    // The platform accepts the rollback, then its operation endpoint answers 503 for longer than the
+    // job's attempts last.
+    const unavailable = () =>
+      new PlatformHttpError(503, 'POST', 'http://platform.test/v2/operation', undefined, 'unavailable');
+    await env.startWorker({
+      platform: { ...env.platform, operation: () => Promise.reject(unavailable()) },
+    });
+    // Standby target: the platform does not finish the switch while the job runs.
+    const plan = await planFor(env.local, 'env0', 'rollback', env.clock.now(), seedIds(0).standby);
+    const { jobId } = await env.queue.enqueue(jobData(plan, env.clock.now()));
+    const final = await env.queue.waitForEnd(jobId);
+
+    expect(final).toMatchObject({ outcome: 'failed', attempt: 3 });
+    expect(env.platform.switchCalls).toBe(1);
+    const opId = env.reporter.of(jobId).find((p) => p.operationId !== undefined)?.operationId;
+    expect(opId).toBeDefined();
+    const unread = `The platform answered 503 Service Unavailable to a request (POST /v2/operation), so the state of operation ${opId}, which an earlier attempt of this rollback started, could not be read`;
+    // A retried attempt says the operation is kept and followed by the next one...
+    const second = env.reporter.of(jobId).find((p) => p.attempt === 2 && p.code !== undefined);
+    expect(second?.steps.at(-1)?.detail).toBe(
+      `${unread}; it is kept and followed once the platform answers, never started twice. (attempt 2 of 3; retrying)`,
+    );
+    // ...the last one, which nothing follows, says the switch may still complete: the platform error in
+    // words, the raw error (with its URL) only in the logs.
+    expect(final?.message).toBe(
+      `${unread}. The platform may have started this rollback and may still complete it: check where traffic is before trying again. env0 is serving ${plan.expectedCurrent}.`,
+    );
+    expect(final?.steps.at(-1)?.detail).toBe(`${unread}.`);
+  });
+
   it('an operation the platform reports failed but retryable (it restarted mid-way) is retried, and the next attempt switches', async () => {
     const env = await setupJobs(cleanup, { attempts: 3 });
     let calls = 0;
@@ -1446,6 +1478,39 @@ describe('what a failed or stale switch says at its end is true of the platform'
     expect(final?.outcome).toBe('failed');
     expect(final?.message).toMatch(
       /^The platform reports this rollback done, but traffic could not be verified: Unkey rejected the root key/,
+    );
+  });
+
+  it('a switch an earlier attempt saw done, whose later attempt cannot read the platform at all, ends saying it was done', async () => {
+    const env = await setupJobs(cleanup, { attempts: 2 });
+    const unavailable = (path: string) =>
+      new PlatformHttpError(503, 'POST', `http://platform.test${path}`, undefined, 'unavailable');
+    // The first attempt sees the operation succeed; from its first routing read on, every read of
+    // where traffic is (routing, snapshots) answers 503 until the job's attempts run out. The
+    // operation itself still reads succeeded.
+    let down = false;
+    const { probe: _, ...unprobed } = env.platform;
+    await env.startWorker({
+      platform: {
+        ...unprobed,
+        snapshot: (environment: string) =>
+          down ? Promise.reject(unavailable('/v2/snapshot')) : env.platform.snapshot(environment),
+        routing: () => {
+          down = true;
+          return Promise.reject(unavailable('/v2/routing'));
+        },
+      },
+    });
+    const plan = await planFor(env.local, 'env0', 'rollback', env.clock.now());
+    const { jobId } = await env.queue.enqueue(jobData(plan, env.clock.now()));
+    const final = await env.queue.waitForEnd(jobId);
+
+    expect(final).toMatchObject({ outcome: 'failed', attempt: 2 });
+    expect(env.platform.switchCalls).toBe(1);
+    expect((await env.local.snapshot('env0')).environment.currentDeploymentId).toBe(plan.target.id);
+    // Not "may have started ... may still complete" beside "reports the operation as succeeded".
+    expect(final?.message).toBe(
+      'The platform reports this rollback done, but traffic could not be verified: The platform answered 503 Service Unavailable to a request (POST /v2/snapshot). Where traffic is now could not be read from the platform: check it there.',
     );
   });
 
