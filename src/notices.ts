@@ -153,7 +153,11 @@ export type NoticeOutcome =
       readonly event?: PlatformEvent;
     };
 
-/** The audit reads the service needs (src/audit.ts `AuditLog` satisfies it). */
+/**
+ * The audit reads the service needs (src/audit.ts `AuditLog` satisfies it). `recent` gives an
+ * environment's newest entries newest first, in the order they were written (a job's runs are told
+ * apart by that order).
+ */
 export interface NoticeAudit {
   recent(environment: string, limit?: number): Promise<AuditEntry[]>;
 }
@@ -427,7 +431,7 @@ export interface LateRun {
   readonly jobId: string;
   readonly action: 'rollback' | 'promote';
   readonly targetId: string;
-  /** When the run started (its `started` entry). */
+  /** When the run started (its first `started` entry: one is written per attempt). */
   readonly startedAt: number;
   /** When the job ended failed (its `failed` entry). */
   readonly failedAt: number;
@@ -1163,68 +1167,111 @@ class Notices implements NoticeService {
     event: Extract<PlatformEvent, { type: 'traffic.moved' }>,
   ): Promise<{ readonly explained?: string; readonly late?: LateRun } | undefined> {
     const entries = await this.opts.audit.recent(event.environment, 100);
-    // One plan always makes the same job id, so a switch asked for again (back and forth) is the same
-    // job run again: a move is explained by one *run*, the job's `started` entry that began it — the
-    // newest one at or before the move, else (a minute of clock skew between the worker and the event's
-    // source) the first one just after it.
-    // A run that ended `refused` (stale included) never had the platform switch: the worker ends a run
-    // that way only before calling the platform (a refusal after the platform accepted the switch is a
-    // failure). Such a run explains no move, even one to its target soon after (a person doing by hand
-    // what it did not): its end is the job's first entry after the run's `started`.
+    // The switch processor writes a `started` entry per *attempt* (a retry, a run resumed after its
+    // worker stopped), and one plan always makes the same job id, so a switch asked for again (back and
+    // forth) is the same job run again. A *run* is a job's `started` entries up to the job's next end
+    // (`succeeded`, `failed`, `refused`), in the order the stream holds them (the order they were
+    // written, whichever worker's clock stamped them): every attempt of it shares that end, which
+    // decides for all of them. An earlier attempt is never a run of its own that "explains" a move
+    // made after the job gave up. `started` entries with no end after them yet (a run under way)
+    // cannot be told apart as retries or runs again: each is taken as a run of its own.
+    // A run explains a move when one of its `started` entries is the newest at or before the move, else
+    // (a minute of clock skew between the worker and the event's source) the first one just after it.
+    // A run that ended `refused` (stale included) never had the platform switch: the worker ends a job
+    // that way only before any attempt called the platform (a refusal after the platform was asked to
+    // switch is a failure). Such a run explains no move, even one to its target soon after (a person
+    // doing by hand what it did not).
     // A run that ended `failed` explains a move made before its `failed` entry (the move is in the
     // final message, e.g. a verification that timed out), never one after it: its message said it
     // failed and where traffic was then, so a later move to its target (the platform finishing a
     // switch the job gave up on, or the same switch made again by hand) is announced, saying that it
     // completes what Switchyard reported failed. The two times come from different clocks (the
     // worker's, the event source's): a move at the very time of the failure still counts as the run's.
-    const byJob = new Map<string, AuditEntry[]>();
-    for (const e of entries) {
+    const ends: readonly AuditEntry['event'][] = ['succeeded', 'failed', 'refused'];
+    const runs: {
+      readonly jobId: string;
+      readonly starts: readonly AuditEntry[];
+      readonly end?: AuditEntry;
+    }[] = [];
+    const open = new Map<string, AuditEntry[]>();
+    // `recent` is newest first: oldest first here, so each end closes the starts written before it.
+    for (const e of [...entries].reverse()) {
       if (e.jobId === undefined) continue;
-      byJob.set(e.jobId, [...(byJob.get(e.jobId) ?? []), e]);
+      if (e.event === 'started') open.set(e.jobId, [...(open.get(e.jobId) ?? []), e]);
+      else if (ends.includes(e.event)) {
+        const starts = open.get(e.jobId);
+        // An end whose run began before the entries read (or a second end of one run) decides nothing.
+        if (starts !== undefined) runs.push({ jobId: e.jobId, starts, end: e });
+        open.delete(e.jobId);
+      }
     }
-    const endOf = (jobId: string, startedAt: number): AuditEntry | undefined =>
-      (byJob.get(jobId) ?? [])
-        .filter((x) => x.at >= startedAt && !(x.event === 'started' && x.at === startedAt))
-        .filter((x) => ['started', 'succeeded', 'failed', 'refused'].includes(x.event))
-        .sort((a, b) => a.at - b.at)[0];
-    const runs = new Map<string, number[]>();
-    const late: LateRun[] = [];
-    for (const e of entries) {
-      if (e.event !== 'started' || e.action !== event.via || e.targetId !== event.to) continue;
-      if (e.jobId === undefined || e.at < event.at - this.windowMs || e.at > event.at + 60_000) continue;
-      const end = endOf(e.jobId, e.at);
-      if (end?.event === 'refused') continue;
+    for (const [jobId, starts] of open) for (const start of starts) runs.push({ jobId, starts: [start] });
+    // Best first: the newest start at or before the move, then older ones, then those just after it
+    // (skew), nearest first.
+    const rank = (at: number) => (at <= event.at ? event.at - at : this.windowMs + (at - event.at));
+    const explaining: {
+      readonly jobId: string;
+      readonly starts: readonly AuditEntry[];
+      readonly rank: number;
+    }[] = [];
+    const late: { readonly run: LateRun; readonly starts: readonly AuditEntry[] }[] = [];
+    for (const { jobId, starts, end } of runs) {
+      const matching = starts.filter(
+        (e) =>
+          e.action === event.via &&
+          e.targetId === event.to &&
+          e.at >= event.at - this.windowMs &&
+          e.at <= event.at + 60_000,
+      );
+      const first = starts[0];
+      const match = matching[0];
+      if (match === undefined || first === undefined || end?.event === 'refused') continue;
       if (end?.event === 'failed' && end.at < event.at) {
-        const by = end.actor?.displayName ?? e.actor?.displayName;
+        const by = end.actor?.displayName ?? first.actor?.displayName;
         late.push({
-          jobId: e.jobId,
-          action: e.action,
-          targetId: e.targetId,
-          startedAt: e.at,
-          failedAt: end.at,
-          ...(by === undefined ? {} : { by }),
+          run: {
+            jobId,
+            action: match.action,
+            targetId: event.to,
+            startedAt: first.at,
+            failedAt: end.at,
+            ...(by === undefined ? {} : { by }),
+          },
+          starts,
         });
         continue;
       }
-      runs.set(e.jobId, [...(runs.get(e.jobId) ?? []), e.at]);
+      explaining.push({ jobId, starts, rank: Math.min(...matching.map((e) => rank(e.at))) });
     }
-    // Best first: the newest run at or before the move, then older ones, then those just after it
-    // (skew), nearest first. A run whose claim is taken explained another move: try the next.
-    const rank = (at: number) => (at <= event.at ? event.at - at : this.windowMs + (at - event.at));
-    for (const [jobId, starts] of runs) {
-      for (const startedAt of [...new Set(starts)].sort((a, b) => rank(a) - rank(b))) {
-        const key = this.key('explained', event.environment, jobId, startedAt);
-        if (await this.claim(key, this.claimTtlMs)) return { explained: jobId };
-      }
+    // A run whose claim is taken explained another move: try the next.
+    for (const run of explaining.sort((a, b) => a.rank - b.rank)) {
+      if (await this.claimRun(event.environment, run.jobId, run.starts)) return { explained: run.jobId };
     }
     // Completed after its job gave up: the run that failed last before the move. Claimed like a run
     // that explains a move, so one failed run is said to be completed by one move only (the same
     // switch made again later is an ordinary move outside Switchyard).
-    for (const run of late.sort((a, b) => b.failedAt - a.failedAt)) {
-      const key = this.key('explained', event.environment, run.jobId, run.startedAt);
-      if (await this.claim(key, this.claimTtlMs)) return { late: run };
+    for (const { run, starts } of late.sort((a, b) => b.run.failedAt - a.run.failedAt)) {
+      if (await this.claimRun(event.environment, run.jobId, starts)) return { late: run };
     }
     return undefined;
+  }
+
+  /**
+   * Claims a run for one move: the `explained:<env>:<job id>:<started>` key of each of its `started`
+   * entries (one per attempt), all of them, so that a move explained by an attempt while the run was
+   * under way (then taken as a run of its own) also uses up the whole run once it has ended. True only
+   * when none was taken: a run of which any attempt explained a move explains no other.
+   */
+  private async claimRun(
+    environment: string,
+    jobId: string,
+    starts: readonly AuditEntry[],
+  ): Promise<boolean> {
+    let all = true;
+    for (const at of new Set(starts.map((s) => s.at))) {
+      if (!(await this.claim(this.key('explained', environment, jobId, at), this.claimTtlMs))) all = false;
+    }
+    return all;
   }
 
   /**

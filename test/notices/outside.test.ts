@@ -10,9 +10,15 @@ import { afterEach, expect, it } from 'vitest';
 import { ConsoleSurface } from '../../handlers/console/surface.js';
 import type { AuditEntry } from '../../src/audit.js';
 import { textView } from '../../src/chat-sinks.js';
+import { PlatformHttpError } from '../../src/errors.js';
 import { type NoticeOutcome, noticesDefaults } from '../../src/notices.js';
 import type { ActingUser } from '../../src/permissions.js';
-import type { DeployPlatform, OperationRef, OperationStatus } from '../../src/platform/port.js';
+import type {
+  DeployPlatform,
+  OperationRef,
+  OperationStatus,
+  SwitchRequest,
+} from '../../src/platform/port.js';
 import type { MessageRef, Progress, Reporter } from '../../src/progress.js';
 import { jobIdForPlan } from '../../src/queue.js';
 import { formatTime } from '../../src/views/format.js';
@@ -133,6 +139,145 @@ it('a rollback the platform completes after its job ended failed ("may still com
   expect(text).toContain(`the rollback to ${older.id} that Alice asked Switchyard for (job ${done.jobId})`);
   expect(text).toContain(`ended failed at ${formatTime(failedAt)}`);
   expect(text).not.toContain('outside Switchyard');
+});
+
+// Each attempt of a job writes its own `started` entry: the earlier attempts' entries have no end of
+// their own, the job's end (here `failed`) is theirs too.
+it('a retried rollback whose answer was lost (5xx) and that ended failed is announced as completed when the platform finishes it, and its message is updated', async () => {
+  w = await createWorld();
+  const world = w;
+  const n = await w.notices({ jobs: w.queue });
+  const older = await w.pushAndBuild('production', [n]);
+  const newer = await w.pushAndBuild('production', [n]);
+  await w.advance(31 * 60_000, [n]);
+  w.platform.maintain();
+  expect((await w.platform.getDeployment(older.id))?.status).toBe('standby');
+  const planned = await w.flow.plan(alice, 'rollback', 'production');
+  if (!planned.ok) throw new Error(planned.refusal.message);
+  expect(planned.plan.target.id).toBe(older.id);
+  const jobMessage: MessageRef = { surface: 'slack', channel: 'C0ALERTS', messageId: '1700000000.000900' };
+  await w.flow.attachMessage(planned.plan.id, jobMessage);
+  expect((await w.flow.confirm(alice, planned.plan.id)).status).toBe('enqueued');
+
+  // The platform's gateway fails: the first rollback request reaches the platform (it starts
+  // reactivating the target) but its answer is a 502; every later request gets a 503.
+  let calls = 0;
+  const platform = Object.assign(Object.create(world.platform) as DeployPlatform, {
+    rollback: async (request: SwitchRequest): Promise<OperationRef> => {
+      calls++;
+      if (calls === 1) await world.platform.rollback(request);
+      // Time passes between attempts (the backoff): 100 ms each, well within the 1 s reactivation.
+      await world.clock.advance(100);
+      throw new PlatformHttpError(
+        calls === 1 ? 502 : 503,
+        'POST',
+        'http://platform.test/rollback',
+        undefined,
+        'gateway',
+        {
+          retry: true,
+        },
+      );
+    },
+  });
+  await w.worker(new WaitingReporter(), { platform, retry: { baseDelayMs: 5, maxDelayMs: 20 } });
+  const done = await w.queue.waitForEnd(jobIdForPlan(planned.plan.id));
+  if (done === undefined) throw new Error('the switch job is gone');
+  expect(done.outcome).toBe('failed');
+  expect(done.attempt).toBeGreaterThan(1);
+  expect(done.message).toContain('may still complete');
+  expect(done.message).toContain(`production is serving ${newer.id}`);
+  // One `started` entry per attempt, and one end: the job's `failed`.
+  const own = (await w.audit.recent('production', 100)).filter((e) => e.jobId === done.jobId);
+  expect(own.filter((e) => e.event === 'started').length).toBe(done.attempt);
+  expect(own.filter((e) => e.event === 'failed')).toHaveLength(1);
+
+  // The platform finishes reactivating and switches: production is on the older deployment now.
+  await w.advance(2_000, [n]);
+  const snap = await w.platform.snapshot('production');
+  expect(snap.environment.currentDeploymentId).toBe(older.id);
+  const movedAt = snap.liveHistory.at(-1)?.since ?? Number.NaN;
+
+  // Not credited to the job (an earlier attempt's `started` entry) as a move its message reported.
+  expect(
+    n.outcomes.filter((o) => o.status === 'skipped' && o.reason.startsWith('moved by Switchyard job')),
+  ).toEqual([]);
+  const moved = w.slack.posts.filter((p) => p.view.title === `Traffic on production moved to ${older.id}`);
+  expect(moved).toHaveLength(1);
+  const text = viewText(nth(moved, 0).view);
+  expect(text).toContain('This completes the rollback Switchyard reported failed');
+  expect(text).toContain(`(job ${done.jobId})`);
+  // The job's message, which said it failed, says the platform completed it.
+  const edits = world.slack.updates.filter((u) => u.ref.messageId === jobMessage.messageId);
+  expect(edits.map((u) => u.view.title)).toContain(
+    `Rollback of production to ${older.id} failed, then completed by the platform`,
+  );
+  expect(viewText(nth(edits, edits.length - 1).view)).toContain(updateLine(movedAt, older.id));
+});
+
+it('a run of several attempts explains one move only: a move explained while it was under way uses it up, also once it has ended', async () => {
+  w = await createWorld();
+  const world = w;
+  const entries: AuditEntry[] = [];
+  const entry = (event: AuditEntry['event'], jobId: string, targetId: string, at: number): void => {
+    entries.unshift({
+      at,
+      environment: 'production',
+      action: 'rollback',
+      event,
+      jobId,
+      targetId,
+      actor: alice,
+    });
+  };
+  const n = await w.notices({ audit: { recent: async () => entries } });
+  const older = await w.pushAndBuild('production', [n]);
+  const newer = await w.pushAndBuild('production', [n]);
+  const skippedAs = (jobId: string) =>
+    n.outcomes.filter(
+      (o) => o.status === 'skipped' && o.reason.startsWith(`moved by Switchyard job ${jobId}`),
+    );
+  const movedTitles = () =>
+    w?.slack.titles().filter((t) => t.startsWith('Traffic on production moved')) ?? [];
+
+  // Job A: a first attempt, then a retry that switches and succeeds. The move is in its message.
+  entry('started', 'sw_a', older.id, world.clock.now());
+  await w.advance(1_000, [n]);
+  entry('started', 'sw_a', older.id, world.clock.now());
+  await w.switchDirectly('rollback', 'production', older.id, [n], 'Alice');
+  entry('succeeded', 'sw_a', older.id, world.clock.now());
+  expect(skippedAs('sw_a')).toHaveLength(1);
+  expect(movedTitles()).toEqual([]);
+  // The same switch made again by hand (after a promote back) is announced: the first attempt's
+  // entry is the same run, not one that explains another move.
+  await w.advance(1_000, [n]);
+  await w.switchDirectly('promote', 'production', newer.id, [n]);
+  await w.switchDirectly('rollback', 'production', older.id, [n]);
+  expect(skippedAs('sw_a')).toHaveLength(1);
+  expect(movedTitles()).toEqual([
+    `Traffic on production moved to ${newer.id}`,
+    `Traffic on production moved to ${older.id}`,
+  ]);
+
+  // Job B: the move comes during its second attempt (explained while the run is under way), then the
+  // job ends failed (say, its verification). A later move to its target by hand is an ordinary move,
+  // not one completing the failure: the run's move is already in its message.
+  await w.advance(1_000, [n]);
+  await w.switchDirectly('promote', 'production', newer.id, [n]);
+  entry('started', 'sw_b', older.id, world.clock.now());
+  await w.advance(1_000, [n]);
+  entry('started', 'sw_b', older.id, world.clock.now());
+  await w.switchDirectly('rollback', 'production', older.id, [n], 'Alice');
+  expect(skippedAs('sw_b')).toHaveLength(1);
+  entry('failed', 'sw_b', older.id, world.clock.now());
+  await w.advance(1_000, [n]);
+  await w.switchDirectly('promote', 'production', newer.id, [n]);
+  await w.switchDirectly('rollback', 'production', older.id, [n]);
+  expect(skippedAs('sw_b')).toHaveLength(1);
+  const last = nth(w.slack.posts, w.slack.posts.length - 1);
+  expect(last.view.title).toBe(`Traffic on production moved to ${older.id}`);
+  expect(viewText(last.view)).toContain('outside Switchyard');
+  expect(viewText(last.view)).not.toContain('reported failed');
 });
 
 it('a failed run explains a move made before it failed; one after it is announced, and the run completes one move only', async () => {
