@@ -1086,6 +1086,8 @@ async function runLocked(
 
     let needFollow = false;
     let storing: Promise<unknown> = Promise.resolve();
+    // This attempt's own request was refused because an earlier attempt's request had switched already.
+    let earlierLanded = false;
     if (ref && opStatus && opStatus.state !== 'succeeded') {
       needFollow = true;
       tracker.endRunning(
@@ -1154,22 +1156,42 @@ async function runLocked(
             ? await deps.platform.rollback(request)
             : await deps.platform.promote(request);
       } catch (e) {
-        switchCallError = e;
-        if (definitelyNotStarted(e)) mayBeStarted = started;
-        // A platform's definite "no" started nothing: this attempt's marker must not make a later one
-        // believe this job switched (a fault keeps it: the switch may have started).
-        if (markerWritten && definitelyNotStarted(e)) {
-          await deps.lock.deleteIf(opKey, marker).catch(() => undefined);
+        // An earlier attempt of this job asked the platform to switch and died before it recorded the
+        // answer; the target was not current yet when this attempt validated, so it asked again. "The
+        // target is current" now means that earlier request landed in between: this job's switch is
+        // done, and traffic is verified instead of failing (nothing is asked again). This attempt's
+        // marker stays: the job did ask the platform, so a later attempt does not ask a third time.
+        if (started && e instanceof RefusalError && e.code === RefusalCode.targetIsCurrent) {
+          earlierLanded = true;
+          log.info(
+            { code: e.code },
+            `the platform refused the ${data.action} as ${data.targetId} is already current: the request of an earlier attempt of this job landed; verifying traffic`,
+          );
+        } else {
+          switchCallError = e;
+          if (definitelyNotStarted(e)) mayBeStarted = started;
+          // A platform's definite "no" started nothing: this attempt's marker must not make a later one
+          // believe this job switched (a fault keeps it: the switch may have started).
+          if (markerWritten && definitelyNotStarted(e)) {
+            await deps.lock.deleteIf(opKey, marker).catch(() => undefined);
+          }
+          throw e;
         }
-        throw e;
       }
-      // Stored so that a worker recovering this job follows this operation instead of starting another
-      // (stored even by an attempt that lost its lock meanwhile: the operation is this job's; `XX`
-      // keeps a job that was replaced meanwhile from getting it).
-      switchRef = ref;
-      storing = deps.redis.set(opKey, JSON.stringify(ref), 'PX', OPERATION_TTL_MS, 'XX');
-      lock.assertHeld();
-      needFollow = true;
+      if (earlierLanded) {
+        const detail = `The platform answered that ${data.targetId} is already the current deployment: the ${data.action} an earlier attempt of this job asked for (it was interrupted before it recorded the platform's answer) has taken effect, so it is not asked for again.`;
+        if (tracker.running()?.step === 'switching') tracker.endRunning('skipped', detail);
+        else tracker.skip('switching', detail);
+        lock.assertHeld();
+      } else if (ref) {
+        // Stored so that a worker recovering this job follows this operation instead of starting
+        // another (stored even by an attempt that lost its lock meanwhile: the operation is this job's;
+        // `XX` keeps a job that was replaced meanwhile from getting it).
+        switchRef = ref;
+        storing = deps.redis.set(opKey, JSON.stringify(ref), 'PX', OPERATION_TTL_MS, 'XX');
+        lock.assertHeld();
+        needFollow = true;
+      }
     }
 
     if (ref && needFollow) {
@@ -1200,6 +1222,8 @@ async function runLocked(
     tracker.progress.outcome = 'succeeded';
     tracker.progress.traffic = traffic;
     tracker.progress.message = successMessage(data, traffic, snapshot, deps.platform.probe !== undefined);
+    if (earlierLanded)
+      tracker.progress.message = `${tracker.progress.message} The request of an earlier attempt of this ${data.action} made the switch; this attempt's own request was refused as no longer needed (${data.targetId} was already current).`;
     const succeeded = audit({
       event: 'succeeded',
       actor: data.requestedBy,

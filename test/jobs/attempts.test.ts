@@ -6,13 +6,17 @@
  * step, never calls the platform after the fence says so, and publishes, audits and counts nothing once
  * the job may be another attempt's; renewals that cannot be confirmed stop an attempt too; a job that
  * stalled more than MAX_STALLS times ends with a published, audited and counted final state; a run
- * resumed after a stall is audited as resumed.
+ * resumed after a stall is audited as resumed; a job whose worker was killed right after the platform
+ * accepted its request (only the started marker stored) succeeds when the next attempt's own request is
+ * refused because that first one landed meanwhile ("target is current"), asking nothing a third time.
  *
  * A lost lock is simulated by deleting its key (what expiry does); the stalled checker runs every
  * 150 ms, so every wait here is for an event (a report, a job's end), never a sleep.
  */
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { MAX_STALLS } from '../../jobs/switch-processor.js';
+import { RefusalCode } from '../../src/domain/result.js';
+import { RefusalError } from '../../src/errors.js';
 import { createLogger } from '../../src/log.js';
 import type { OperationRef, SwitchRequest } from '../../src/platform/port.js';
 import type { Progress } from '../../src/progress.js';
@@ -20,7 +24,7 @@ import { EnvironmentLock, jobIdForPlan, switchKeys } from '../../src/queue.js';
 import { deleteKeys, scanKeys } from '../../src/redis.js';
 import { Cleanup, consoleMessage, jobData, planFor } from './fixtures/harness.js';
 import { LogLines } from './fixtures/logs.js';
-import { seedIds } from './fixtures/seed.js';
+import { seedDomains, seedIds } from './fixtures/seed.js';
 import { type JobsEnv, REACTIVATION_MS, setupJobs } from './fixtures/setup.js';
 
 const cleanup = new Cleanup();
@@ -39,6 +43,18 @@ function keysOf(env: JobsEnv) {
 async function rollbacksOn(env: JobsEnv, environment: string): Promise<number> {
   const snap = await env.local.snapshot(environment);
   return snap.liveHistory.filter((h) => h.via === 'rollback').length;
+}
+
+/** Resolves once the platform moved `environment`'s traffic to `deploymentId`. */
+function movedTo(env: JobsEnv, environment: string, deploymentId: string): Promise<void> {
+  return new Promise<void>((resolve) => {
+    const off = env.local.subscribe((e) => {
+      if (e.type === 'traffic.moved' && e.environment === environment && e.to === deploymentId) {
+        off();
+        resolve();
+      }
+    });
+  });
 }
 
 function isResume(p: Progress): boolean {
@@ -247,6 +263,189 @@ describe('attempts of one switch job', () => {
     expect(firstEnds).toEqual([]);
     expect(env.platform.switchCalls).toBe(1);
     expect(await rollbacksOn(env, 'env0')).toBe(1);
+  });
+});
+
+describe('a worker killed right after the platform accepted its switch, before it stored the operation', () => {
+  it('its job\'s next attempt, whose own request the platform refuses because the first one landed meanwhile ("target is current"), verifies traffic and succeeds, with two platform calls in all', async () => {
+    const env = await setupJobs(cleanup);
+    const target = seedIds(0).standby;
+    const accepted = deferred();
+    // The first attempt's worker is killed -9: its platform call never returns to it. Rejected only
+    // at the end of the test, so that the worker can close.
+    let kill!: (e: Error) => void;
+    const killed = new Promise<never>((_, reject) => {
+      kill = reject;
+    });
+    let calls = 0;
+    const handle = await env.startWorker({
+      ...FAST_LOCKS,
+      platform: {
+        ...env.platform,
+        rollback: async (r: SwitchRequest): Promise<OperationRef> => {
+          calls++;
+          if (calls === 1) {
+            // The platform receives and accepts the first attempt's rollback (a standby target: it
+            // reactivates until the test advances the clock) ...
+            await env.platform.rollback(r);
+            accepted.resolve();
+            // ... and the worker dies before it hears the answer: only the started marker is stored.
+            return killed;
+          }
+          // The next attempt's request: the first one lands just before it reaches the platform,
+          // which then refuses it as the real one does (the target is current).
+          const landed = movedTo(env, 'env0', target);
+          await env.clock.advance(REACTIVATION_MS);
+          await landed;
+          return env.platform.rollback(r);
+        },
+      },
+    });
+    // Registered after the worker, so it runs before the worker closes (even when the test fails).
+    cleanup.add(async () => kill(new Error('worker killed')));
+    const plan = await planFor(env.local, 'env0', 'rollback', env.clock.now(), target);
+    const { jobId } = await env.queue.enqueue(jobData(plan, env.clock.now()));
+    await accepted.promise;
+    // What the dead worker left: the started marker, no operation ref.
+    const stored = await env.redis.get(keysOf(env).operation(jobId));
+    expect(stored === null ? undefined : JSON.parse(stored)).toMatchObject({ started: expect.any(String) });
+
+    // Its locks expire (nobody renews them); BullMQ's stalled check re-delivers the job.
+    await env.redis.del(keysOf(env).jobLock(jobId), keysOf(env).lock('env0'));
+    const final = await env.queue.waitForEnd(jobId);
+
+    expect(final?.outcome).toBe('succeeded');
+    expect(final?.code).toBeUndefined();
+    // Traffic verified on the target, domain by domain.
+    expect(final?.traffic?.map((t) => [t.hostname, t.deploymentId])).toEqual(
+      seedDomains(0).map((h) => [h, target]),
+    );
+    // Two requests reached the platform, never a third; one rollback happened.
+    expect(calls).toBe(2);
+    expect(env.platform.switchCalls).toBe(2);
+    expect(await rollbacksOn(env, 'env0')).toBe(1);
+    const detail = `The platform answered that ${target} is already the current deployment: the rollback an earlier attempt of this job asked for (it was interrupted before it recorded the platform's answer) has taken effect, so it is not asked for again.`;
+    expect(final?.steps.map((s) => [s.step, s.state])).toEqual([
+      ['queued', 'done'],
+      ['validating', 'done'],
+      ['reactivating', 'done'],
+      ['switching', 'skipped'],
+      ['verifying', 'done'],
+      ['done', 'done'],
+    ]);
+    expect(final?.steps.find((s) => s.step === 'switching')?.detail).toBe(detail);
+    expect(final?.message).toBe(
+      `Rolled back env0 to ${target}: all 2 domains answer from it (${seedDomains(0)
+        .map((h) => `${h} → ${target}`)
+        .join(
+          ', ',
+        )}). Automatic deploys are paused until a deployment is promoted. The request of an earlier attempt of this rollback made the switch; this attempt's own request was refused as no longer needed (${target} was already current).`,
+    );
+    expect((await env.audit.recent('env0', 1))[0]).toMatchObject({
+      event: 'succeeded',
+      message: final?.message,
+    });
+    // The job still records that it asked the platform to switch: a later run would not ask again.
+    const after = await env.redis.get(keysOf(env).operation(jobId));
+    expect(after === null ? undefined : JSON.parse(after)).toMatchObject({ started: expect.any(String) });
+
+    // The killed worker's attempt is let go (only so that the worker can close): it publishes nothing.
+    const reportsAtEnd = env.reporter.of(jobId).length;
+    const firstEnded = new Promise<void>((resolve) =>
+      handle.worker.on('error', (err) => {
+        if (err.message.includes(jobId) && !err.message.startsWith('could not renew')) resolve();
+      }),
+    );
+    kill(new Error('worker killed'));
+    await firstEnded;
+    expect(env.reporter.of(jobId).length).toBe(reportsAtEnd);
+    expect(await env.queue.progress(jobId)).toEqual(final);
+  });
+
+  it('the same with a running target: the switching step says the earlier request did it', async () => {
+    const env = await setupJobs(cleanup);
+    const target = seedIds(0).previous;
+    const plan = await planFor(env.local, 'env0', 'rollback', env.clock.now(), target);
+    const jobId = jobIdForPlan(plan.id);
+    // What the killed worker left: its started marker, no operation ref; its request is still on its
+    // way on the platform and lands just before this attempt's request reaches it.
+    const marker = JSON.stringify({ started: `${jobId}:killed`, at: env.clock.now() });
+    await env.redis.set(keysOf(env).operation(jobId), marker);
+    await env.startWorker({
+      platform: {
+        ...env.platform,
+        rollback: async (r: SwitchRequest): Promise<OperationRef> => {
+          const landed = movedTo(env, 'env0', target);
+          await env.local.rollback({ environment: 'env0', targetId: target, requestedBy: 'Alice' });
+          await landed;
+          return env.platform.rollback(r);
+        },
+      },
+    });
+    await env.queue.enqueue(jobData(plan, env.clock.now()));
+    const final = await env.queue.waitForEnd(jobId);
+
+    expect(final?.outcome).toBe('succeeded');
+    expect(final?.steps.map((s) => [s.step, s.state])).toEqual([
+      ['queued', 'done'],
+      ['validating', 'done'],
+      ['switching', 'skipped'],
+      ['verifying', 'done'],
+      ['done', 'done'],
+    ]);
+    expect(final?.steps[2]?.detail).toMatch(
+      /^The platform answered that dep_e0p2 is already the current deployment: the rollback an earlier attempt of this job asked for/,
+    );
+    expect(final?.message).toContain('The request of an earlier attempt of this rollback made the switch');
+    expect(env.platform.switchCalls).toBe(1);
+    expect(await rollbacksOn(env, 'env0')).toBe(1);
+  });
+
+  it("any other refusal of the next attempt's own request still ends failed, saying the earlier request may still complete", async () => {
+    const notReady = new RefusalError({
+      code: RefusalCode.targetNotReady,
+      message: 'The target is shutting down, so it cannot take traffic.',
+    });
+    const env = await setupJobs(cleanup, { faults: { switchErrors: [notReady] } });
+    const plan = await planFor(env.local, 'env0', 'rollback', env.clock.now());
+    const jobId = jobIdForPlan(plan.id);
+    // What the killed worker left: its started marker, no operation ref.
+    const marker = JSON.stringify({ started: `${jobId}:killed`, at: env.clock.now() });
+    await env.redis.set(keysOf(env).operation(jobId), marker);
+    await env.startWorker();
+    await env.queue.enqueue(jobData(plan, env.clock.now()));
+    const final = await env.queue.waitForEnd(jobId);
+
+    expect(final).toMatchObject({ outcome: 'failed', code: RefusalCode.targetNotReady, attempt: 1 });
+    expect(final?.message).toContain(
+      'The platform may have started this rollback and may still complete it: check where traffic is before trying again.',
+    );
+    expect(env.platform.switchCalls).toBe(1);
+  });
+
+  it('a first attempt whose request is refused as "target is current" (another switch made it live) is still refused', async () => {
+    const env = await setupJobs(cleanup);
+    const target = seedIds(0).previous;
+    await env.startWorker({
+      platform: {
+        ...env.platform,
+        rollback: async (r: SwitchRequest): Promise<OperationRef> => {
+          // Someone rolls env0 back to the same target by hand between validation and this request.
+          const landed = movedTo(env, 'env0', target);
+          await env.local.rollback({ environment: 'env0', targetId: target, requestedBy: 'Bob' });
+          await landed;
+          return env.platform.rollback(r);
+        },
+      },
+    });
+    const plan = await planFor(env.local, 'env0', 'rollback', env.clock.now(), target);
+    const { jobId } = await env.queue.enqueue(jobData(plan, env.clock.now()));
+    const final = await env.queue.waitForEnd(jobId);
+
+    expect(final).toMatchObject({ outcome: 'refused', code: RefusalCode.targetIsCurrent });
+    expect(final?.message).not.toContain('earlier attempt');
+    expect(env.platform.switchCalls).toBe(1);
+    expect(await env.redis.get(keysOf(env).operation(jobId))).toBeNull();
   });
 });
 
