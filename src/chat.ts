@@ -234,8 +234,9 @@ export class ChatService {
    * Expires the plans whose hour ran out with nobody clicking (`Flow.expireDue`: audited, once across
    * replicas) and shows each expired on every message it lists, as a click on it would have (its alert
    * suggestions through `onPlanClosed`): a message no longer offers a plan's buttons for hours after
-   * the plan lapsed. The edits go on in the background (`idle` waits for them). Returns the plans
-   * expired.
+   * the plan lapsed. That includes a plan a read expired just before (a `/deployments`, a new request),
+   * which showed nothing; each plan is shown by one replica's sweep. The edits go on in the background
+   * (`idle` waits for them). Returns the plans shown expired.
    */
   async expireDue(): Promise<PlanRecord[]> {
     const expired = await this.flow.expireDue();

@@ -988,11 +988,16 @@ export class Flow {
   }
 
   /**
-   * Expires the open plans whose time ran out by now that nobody has read since (see
-   * `PlanStore.dueToExpire`): each moves to `expired` and is audited, as a click on it would have done.
-   * Returns the records this call expired, for their messages to say so: of any number of replicas
-   * sweeping at once, exactly one expires each plan (the move names the record read). A plan that was
-   * clicked, enqueued or expired meanwhile is left as it is. At most `limit` plans per call.
+   * Expires the open plans whose time ran out by now (see `PlanStore.dueToExpire`), as a read of each
+   * would (`load`): each moves to `expired` and is audited once, as a click on it would have done.
+   * Returns the expired records whose messages this call is to show so: of any number of replicas
+   * sweeping at once, exactly one shows each (`PlanStore.takeExpiryShown`), whoever expired it. That
+   * includes a plan expired by a read in the seconds before the sweep (a `/deployments`, a suggestion
+   * refresh, a new request for the same switch), which edits no message itself. A plan expired by a
+   * click is shown by that click (ChatService) and not marked so (the click's outcome does not say
+   * whether its surface shows it): the sweep then edits its messages once more, with the same view.
+   * A plan clicked, enqueued or asked for again meanwhile (its time restarted) is left as it is. At
+   * most `limit` plans per call.
    */
   async expireDue(limit = EXPIRE_SWEEP_LIMIT): Promise<PlanRecord[]> {
     const now = this.clock.now();
@@ -1002,23 +1007,14 @@ export class Flow {
     const handled: string[] = [];
     for (const planId of due) {
       try {
-        const record = PLAN_ID.test(planId) ? await this.plans.get(planId) : undefined;
-        if (record !== undefined && OPEN_STATES.includes(record.state) && now >= record.expiresAt) {
-          const moved = await this.plans.transition(planId, OPEN_STATES, PlanState.expired, {}, [], {
-            expect: record,
-          });
-          if (moved.ok) {
-            await this.recordExpiry(moved.record);
-            expired.push(moved.record);
-          }
-        } else if (record?.state === PlanState.enqueued && record.jobId === undefined) {
-          // A claim without its job id: one under way stays on the index for the next sweep; one
-          // abandoned (its click's enqueue failed, or its process died) is settled as a read would
-          // (`settleAbandoned`): its job found after all, or the plan expired, audited and shown so.
-          if (!this.abandoned(record)) continue;
-          const moved = await this.settleAbandoned(record);
-          if (moved.ok && moved.record.state === PlanState.expired) expired.push(moved.record);
-        }
+        const record = PLAN_ID.test(planId) ? await this.load(planId) : undefined;
+        // A claim without its job id that is still under way (`load` settles an abandoned one: its job
+        // found after all, open again, or expired) stays on the index for the next sweep, and so does
+        // an open plan past its time that kept moving under `load` (it is expired at the next sweep).
+        if (record?.state === PlanState.enqueued && record.jobId === undefined) continue;
+        if (record !== undefined && OPEN_STATES.includes(record.state) && now >= record.expiresAt) continue;
+        if (record?.state === PlanState.expired && (await this.plans.takeExpiryShown(record)))
+          expired.push(record);
         handled.push(planId);
       } catch (e) {
         // An unreadable record stays unreadable: it is not tried again every sweep.
@@ -1296,11 +1292,13 @@ export class Flow {
   }
 
   private expiredOutcome(record: PlanRecord): ClickOutcome & { status: 'expired' } {
-    const minutes = Math.round((record.expiresAt - record.createdAt) / 60_000);
+    // The store's time, not the record's span: a request or alert joining a plan restarts its time, so
+    // expiresAt - createdAt may be longer than a plan is valid for.
+    const minutes = Math.round(this.plans.ttlMs / 60_000);
     return {
       status: 'expired',
       planId: record.plan.id,
-      message: `This plan expired (plans are valid for ${minutes} minutes) and was not acted on. Ask for a fresh plan.`,
+      message: `This plan expired (plans are valid for ${minutes} minutes after they were last asked for) and was not acted on. Ask for a fresh plan.`,
       record,
     };
   }

@@ -15,10 +15,13 @@
  *      │  └─────────────────────────────► enqueued
  *      └──► cancelled | stale | expired   (also from awaiting_approval)
  *
- * A plan may be acted on for `ttlMs` (default 1 h) after it was made (`expiresAt`); its record is kept
- * `retainMs` longer so surfaces can still render "expired" and offer a fresh plan. Expiry is enforced in
- * the same script as the move to `awaiting_approval` or `enqueued`: a plan past `expiresAt` at the time
- * of that move becomes `expired` instead, however long the caller took between reading and acting.
+ * A plan may be acted on for `ttlMs` (default 1 h) after it was last asked for (`expiresAt`): made, or
+ * joined by another request or an alert while open, which restarts its time (a person typing the
+ * command 10 s before the hour ran out must not see their own confirmation expire seconds later, nor a
+ * new incident be offered a rollback that lapses at once); its record is kept `retainMs` longer so
+ * surfaces can still render "expired" and offer a fresh plan. Expiry is enforced in the same script as
+ * the move to `awaiting_approval` or `enqueued`: a plan past `expiresAt` at the time of that move
+ * becomes `expired` instead, however long the caller took between reading and acting.
  * Plan ids are deterministic (same action on the same platform state → same id), so asking twice for
  * the same switch joins the live record instead of creating a second one; a finished record
  * (cancelled, stale, expired) is replaced by the new request.
@@ -235,6 +238,11 @@ export const planRecordSchema = z.object({
   generation: z.string().exactOptional(),
   /** Bumped by every transition of this record (absent: 0). */
   revision: z.number().exactOptional(),
+  /**
+   * Unix ms the expiry sweep took it on itself to show this expired plan expired on its messages
+   * (`takeExpiryShown`): one sweep, on one replica, does, however the plan expired.
+   */
+  expiryShownAt: z.number().exactOptional(),
 });
 export type PlanRecord = z.infer<typeof planRecordSchema>;
 
@@ -353,14 +361,24 @@ const JSON_FIELDS = new Set([
   'refusal',
   'alert',
 ]);
-const NUMBER_FIELDS = new Set(['createdAt', 'updatedAt', 'expiresAt', 'alertsVersion', 'revision']);
+const NUMBER_FIELDS = new Set([
+  'createdAt',
+  'updatedAt',
+  'expiresAt',
+  'alertsVersion',
+  'revision',
+  'expiryShownAt',
+]);
 
 /**
  * Creates a record unless a live one exists. Live: enqueued, or pending/awaiting approval and not past
  * `expiresAt`. Returns 1 and the new hash when created, 0 and the existing hash when joined. A created
  * record's plan id goes into the expiry index (a sorted set scored by `expiresAt`, see `dueToExpire`),
- * replacing the score of an earlier record of the same id. An unreadable record named by ARGV[6..8] is
- * replaced whatever its state, and so is a hash without a state (no record can be read from it).
+ * replacing the score of an earlier record of the same id. Joining an open record restarts its time:
+ * its `expiresAt` becomes at least ARGV[4], with its index score and its key's lifetime, in this step
+ * (an enqueued one is left as it is: its switch is under way). An unreadable record named by
+ * ARGV[6..8] is replaced whatever its state, and so is a hash without a state (no record can be read
+ * from it).
  * KEYS[1] record; KEYS[2] expiry index; ARGV[1] now; ARGV[2] key ttl ms; ARGV[3] '1' when an enqueued
  * record whose job has ended may be replaced (the same switch asked for again after it failed); ARGV[4]
  * expiresAt; ARGV[5] plan id; ARGV[6] '1' when the record may be one found unreadable: replaced while
@@ -376,6 +394,11 @@ if state and not unreadable then
   local exp = tonumber(redis.call('HGET', KEYS[1], 'expiresAt')) or 0
   local live = (state == 'enqueued' and ARGV[3] ~= '1') or ((state == 'pending' or state == 'awaiting_approval') and exp > tonumber(ARGV[1]))
   if live then
+    if state ~= 'enqueued' and exp < tonumber(ARGV[4]) then
+      redis.call('HSET', KEYS[1], 'expiresAt', ARGV[4])
+      redis.call('PEXPIRE', KEYS[1], ARGV[2])
+      redis.call('ZADD', KEYS[2], ARGV[4], ARGV[5])
+    end
     return {0, redis.call('HGETALL', KEYS[1])}
   end
 end
@@ -403,14 +426,29 @@ return n
 `;
 
 /**
+ * Marks an expired record as being shown expired, once: KEYS[1] record; ARGV[1] the generation the
+ * caller read ('' when absent); ARGV[2] now. Returns 1 for the one call that marked it, 0 when it was
+ * marked before, is not `expired`, or is another record (a new request replaced it) or gone.
+ */
+const EXPIRY_SHOWN_SCRIPT = `
+if redis.call('HGET', KEYS[1], 'state') ~= 'expired' then return 0 end
+if (redis.call('HGET', KEYS[1], 'generation') or '') ~= ARGV[1] then return 0 end
+return redis.call('HSETNX', KEYS[1], 'expiryShownAt', ARGV[2])
+`;
+
+/**
  * Compare-and-set of the state. KEYS[1] record; KEYS[2] the plan's dismissal key. ARGV[1] allowed
  * current states (comma separated); ARGV[2] new state; ARGV[3] fields to delete (comma separated, may
- * be empty); ARGV[4] the time of the move (Unix ms) when expiry is enforced, else empty; ARGV[5] '1'
- * when the record must still be the one read: generation ARGV[6] and revision ARGV[7]; ARGV[8] a
- * dismissal (JSON) to store at KEYS[2] for ARGV[9] ms with the move, or empty; ARGV[10..] field, value
- * pairs to set. Returns {1, hash} when moved, {0, hash} when the state did not allow it, {3, hash} when
- * the record is not the one read, {2, hash} when the plan was open but past `expiresAt` at ARGV[4] (it
- * is now `expired`; nothing else was set), {-1} when gone. Every move (and expiry) bumps `revision`.
+ * be empty); ARGV[4] the time of the move (Unix ms) when expiry is enforced (or, for a move to
+ * `expired`, checked: see below), else empty; ARGV[5] '1' when the record must still be the one read:
+ * generation ARGV[6] and revision ARGV[7]; ARGV[8] a dismissal (JSON) to store at KEYS[2] for ARGV[9]
+ * ms with the move, or empty; ARGV[10..] field, value pairs to set. Returns {1, hash} when moved,
+ * {0, hash} when the state did not allow it, {3, hash} when the record is not the one read, {2, hash}
+ * when the plan was open but past `expiresAt` at ARGV[4] (it is now `expired`; nothing else was set),
+ * {-1} when gone. Every move (and expiry) bumps `revision`.
+ * A move of an open plan to `expired` at ARGV[4] happens only while it is past `expiresAt` then, else
+ * {3, hash}: a request or alert joining the plan restarts its time (CREATE_SCRIPT, GROUP_SCRIPT) without
+ * a new revision, so a decision to expire it, taken on the record read just before, is out of date.
  */
 const TRANSITION_SCRIPT = `
 local state = redis.call('HGET', KEYS[1], 'state')
@@ -427,7 +465,9 @@ if ARGV[5] == '1' then
 end
 if ARGV[4] ~= '' and (state == 'pending' or state == 'awaiting_approval') then
   local exp = tonumber(redis.call('HGET', KEYS[1], 'expiresAt')) or 0
-  if exp <= tonumber(ARGV[4]) then
+  if ARGV[2] == 'expired' then
+    if exp > tonumber(ARGV[4]) then return {3, redis.call('HGETALL', KEYS[1])} end
+  elseif exp <= tonumber(ARGV[4]) then
     redis.call('HSET', KEYS[1], 'state', 'expired', 'updatedAt', ARGV[4])
     redis.call('HINCRBY', KEYS[1], 'revision', 1)
     return {2, redis.call('HGETALL', KEYS[1])}
@@ -494,19 +534,29 @@ export const MAX_ALERTS_PER_PLAN = 50;
 
 /**
  * Adds an alert to an open plan and claims the suggestion slot of each destination. KEYS[1] record;
- * ARGV[1] now; ARGV[2] the alert's id; ARGV[3] its JSON; ARGV[4] MAX_ALERTS_PER_PLAN; ARGV[5] the JSON
- * of a claimed slot; ARGV[6] the claim lease (ms: a claim without a message that old is taken over,
- * its poster having died or hung); ARGV[7..] slot fields. Returns {-1} when the record is gone, {0} when the plan is
- * not open (enqueued, ended, past `expiresAt`), else {1, alertsVersion, how many suggestion slots the
- * plan has, slot value or '' (claimed now) per slot field}. An alert is listed (`al:`, with its place `aq:`) while fewer than the maximum are,
- * else counted by id (`ao:`); one already there is not added again, and one that had resolved (`ar:`)
- * and fires again is firing again.
+ * KEYS[2] expiry index; ARGV[1] now; ARGV[2] the alert's id; ARGV[3] its JSON; ARGV[4]
+ * MAX_ALERTS_PER_PLAN; ARGV[5] the JSON of a claimed slot; ARGV[6] the claim lease (ms: a claim without
+ * a message that old is taken over, its poster having died or hung); ARGV[7] the plan's `expiresAt`
+ * from now (now + ttl); ARGV[8] the key's lifetime from now (ttl + retention, ms); ARGV[9] the plan id;
+ * ARGV[10..] slot fields. Returns {-1} when the record is gone, {0} when the plan is not open
+ * (enqueued, ended, past `expiresAt`), else {1, alertsVersion, how many suggestion slots the plan has,
+ * slot value or '' (claimed now) per slot field}. The alert restarts the plan's time, as a request
+ * joining it does (CREATE_SCRIPT): `expiresAt` becomes at least ARGV[7], with its index score and its
+ * key's lifetime, so an incident grouped into a suggestion is offered for an hour, not for whatever was
+ * left of the first incident's. An alert is listed (`al:`, with its place `aq:`) while fewer than the
+ * maximum are, else counted by id (`ao:`); one already there is not added again, and one that had
+ * resolved (`ar:`) and fires again is firing again.
  */
 const GROUP_SCRIPT = `
 local state = redis.call('HGET', KEYS[1], 'state')
 if not state then return {-1} end
 local exp = tonumber(redis.call('HGET', KEYS[1], 'expiresAt')) or 0
 if (state ~= 'pending' and state ~= 'awaiting_approval') or exp <= tonumber(ARGV[1]) then return {0} end
+if exp < tonumber(ARGV[7]) then
+  redis.call('HSET', KEYS[1], 'expiresAt', ARGV[7])
+  redis.call('PEXPIRE', KEYS[1], ARGV[8])
+  redis.call('ZADD', KEYS[2], ARGV[7], ARGV[9])
+end
 local id = ARGV[2]
 if redis.call('HEXISTS', KEYS[1], 'al:' .. id) == 0 and redis.call('HEXISTS', KEYS[1], 'ao:' .. id) == 0 then
   local n = 0
@@ -523,7 +573,7 @@ elseif redis.call('HDEL', KEYS[1], 'ar:' .. id) == 1 then
   redis.call('HINCRBY', KEYS[1], 'alertsVersion', 1)
 end
 local out = {1, tonumber(redis.call('HGET', KEYS[1], 'alertsVersion')) or 0, 0}
-for i = 7, #ARGV do
+for i = 10, #ARGV do
   local v = redis.call('HGET', KEYS[1], ARGV[i])
   if v then
     local ok, d = pcall(cjson.decode, v)
@@ -683,14 +733,18 @@ export class PlanStore {
     return `${this.prefix}plan:${planId}`;
   }
 
-  /** The expiry index: every plan id made in the last `ttlMs` or so, scored by its `expiresAt`. */
+  /**
+   * The expiry index: the plan ids whose time has not run out, or ran out since the last sweep, scored
+   * by their `expiresAt` (moved on by a request or alert joining the plan).
+   */
   private expiringKey(): string {
     return `${this.prefix}plans:expiring`;
   }
 
   /**
    * Stores a new plan as `pending`, or joins the live record of the same plan id (a second request for
-   * the same switch on the same state). `created` says which happened.
+   * the same switch on the same state), restarting an open one's time (`expiresAt` at least `ttlMs` from
+   * now). `created` says which happened.
    */
   async create(input: {
     readonly plan: Plan;
@@ -763,6 +817,22 @@ export class PlanStore {
     return this.redis.zrangebyscore(this.expiringKey(), '-inf', String(now), 'LIMIT', 0, limit);
   }
 
+  /**
+   * Claims the showing of an expired plan on its messages: true for exactly one call per record (of any
+   * number of replicas' sweeps), false when it was claimed before, or the record under this id is not
+   * `expired` or not the one read (`record`'s generation) any more.
+   */
+  async takeExpiryShown(record: PlanRecord): Promise<boolean> {
+    const n = await this.redis.eval(
+      EXPIRY_SHOWN_SCRIPT,
+      1,
+      this.key(record.plan.id),
+      record.generation ?? '',
+      String(this.clock.now()),
+    );
+    return n === 1;
+  }
+
   /** Takes `planIds` off the expiry index, unless one was made again since with a later expiry. */
   async forgetDue(planIds: readonly string[], now: number): Promise<void> {
     if (planIds.length === 0) return;
@@ -779,7 +849,9 @@ export class PlanStore {
    * Moves the plan from one of `from` to `to`, setting `patch` and removing `remove`, atomically.
    * Exactly one of any number of concurrent callers with the same `from` succeeds. A move from an open
    * state to `awaiting_approval` or `enqueued` also checks `expiresAt` against this call's time, in the
-   * same script: a plan past it becomes `expired` instead (`{ ok: false, expired: true }`). With
+   * same script: a plan past it becomes `expired` instead (`{ ok: false, expired: true }`). A move of an
+   * open plan to `expired` happens only while it is past `expiresAt` at this call's time (else
+   * `{ ok: false, changed: true }`: a request or alert joined it since and restarted its time). With
    * `opts.expect`, only the record read moves (see TransitionOptions).
    */
   async transition(
@@ -806,7 +878,7 @@ export class PlanStore {
       from.join(','),
       to,
       remove.join(','),
-      ACTING_STATES.includes(to) ? now : '',
+      ACTING_STATES.includes(to) || to === PlanState.expired ? now : '',
       ...this.expectArgs(opts.expect),
       dismissal,
       String(this.ttlMs + this.retainMs),
@@ -855,8 +927,9 @@ export class PlanStore {
 
   /**
    * Lists `alert` on the open plan (once per `alertId`) and claims the suggestion of each destination
-   * slot that has none: see SuggestionSlot. Undefined when the plan is gone or not open any more (it was
-   * confirmed, ended, or is past its time): there is nothing to group into then.
+   * slot that has none: see SuggestionSlot. Restarts the plan's time (`expiresAt` at least `ttlMs` from
+   * now). Undefined when the plan is gone or not open any more (it was confirmed, ended, or is past its
+   * time): there is nothing to group into then.
    */
   async groupAlert(
     planId: string,
@@ -869,14 +942,18 @@ export class PlanStore {
     const { slot: _, ...claimed } = planSuggestionSchema.parse({ slot: '-', alertId, at: now });
     const raw = await this.redis.eval(
       GROUP_SCRIPT,
-      1,
+      2,
       this.key(planId),
+      this.expiringKey(),
       String(now),
       alertId,
       JSON.stringify({ alert: entry.alert, at: entry.at }),
       String(MAX_ALERTS_PER_PLAN),
       JSON.stringify(claimed),
       String(SUGGESTION_CLAIM_LEASE_MS),
+      String(now + this.ttlMs),
+      String(this.ttlMs + this.retainMs),
+      planId,
       ...slots.map((slot) => `${SUGGESTION_FIELD}${slot}`),
     );
     if (!Array.isArray(raw) || raw[0] !== 1) return undefined;

@@ -173,8 +173,11 @@ describe('plans whose time runs out unclicked', () => {
       discord: discord.titles('998877'),
       closed,
     }).toEqual({ m1: [expired], m2: [expired], discord: [expired], closed: [id] });
-    // no button is left on them (the expired view offers none)
-    expect(slack.edits.flatMap((e) => e.view.buttons.map((b) => b.label))).toEqual([]);
+    // no button that acts on the lapsed plan is left on them (the expired view offers a fresh plan only)
+    expect(slack.edits.flatMap((e) => e.view.buttons.map((b) => b.label))).toEqual([
+      'Make a fresh plan',
+      'Make a fresh plan',
+    ]);
     expect((await h.flow.get(id))?.state).toBe('expired');
     const audit = await h.audit.recent('production', 10);
     expect(audit.map((a) => `${a.event}:${a.code ?? ''}`)).toEqual(['cancelled:expired', 'requested:']);
@@ -285,6 +288,84 @@ describe('plans whose time runs out unclicked', () => {
     expect(slack.edits.filter((e) => e.ref.messageId === m2.messageId).at(-1)?.view.title).toBe(
       last?.view.title,
     );
+  });
+
+  it('a request joining a plan 10 s before its time runs out restarts it: the sweep leaves the plan for its whole time again', async () => {
+    h = await createHarness({ ttlMs: 60_000 });
+    const slack = new RecordingPoster('slack');
+    const chat = new ChatService({ flow: h.flow, clock: h.clock, posters: () => ({ slack }) });
+    const planned = await h.flow.plan(alice, 'rollback', 'production', undefined, {});
+    if (!planned.ok) throw new Error(planned.refusal.message);
+    const id = planned.plan.id;
+    await h.flow.attachMessage(id, slackRef('1.000001'));
+
+    await h.clock.advance(50_000);
+    // Bob types the same /rollback: he joins the plan and is shown its confirmation.
+    const joined = await h.flow.plan(bob, 'rollback', 'production', undefined, {
+      messages: [slackRef('2.000001')],
+    });
+    if (!joined.ok) throw new Error(joined.refusal.message);
+    expect({ id: joined.plan.id, created: joined.created }).toEqual({ id, created: false });
+    expect(joined.record.expiresAt).toBe(h.clock.now() + 60_000);
+
+    await h.clock.advance(15_000); // the first minute is over: the sweep's turn
+    expect(await chat.expireDue()).toEqual([]);
+    await chat.idle();
+    expect(slack.edits).toEqual([]);
+    expect((await h.flow.get(id))?.state).toBe('pending');
+
+    await h.clock.advance(45_000); // a minute after Bob asked
+    expect((await chat.expireDue()).map((r) => r.plan.id)).toEqual([id]);
+    await chat.idle();
+    const expired = expect.stringMatching(/^Expired: roll back production/);
+    expect({ m1: slack.titles('1.000001'), m2: slack.titles('2.000001') }).toEqual({
+      m1: [expired],
+      m2: [expired],
+    });
+  });
+
+  it('a plan expired by a read just before the sweep (/deployments, a refresh) is shown expired by one replica’s sweep, once', async () => {
+    const harness = await createHarness({ ttlMs: 60_000 });
+    h = harness;
+    const posters = [new RecordingPoster('slack'), new RecordingPoster('slack')] as const;
+    const closed: string[] = [];
+    const replicas = posters.map(
+      (slack) =>
+        new ChatService({
+          flow: harness.flow,
+          clock: harness.clock,
+          posters: () => ({ slack }),
+          onPlanClosed: (planId) => closed.push(planId),
+        }),
+    );
+    const planned = await h.flow.plan(alice, 'rollback', 'production', undefined, {});
+    if (!planned.ok) throw new Error(planned.refusal.message);
+    const id = planned.plan.id;
+    await h.flow.attachMessage(id, slackRef('1.000001'));
+
+    await h.clock.advance(63_000); // 3 s after the plan's time, before the next sweep
+    expect((await h.flow.deployments('production')).ok).toBe(true); // someone types /deployments
+    expect((await h.flow.get(id))?.state).toBe('expired'); // the read expired it (and a refresh read it)
+    expect(posters.flatMap((p) => p.edits)).toEqual([]); // …showing nothing
+
+    await h.clock.advance(12_000); // the sweep's turn, on two replicas at once
+    const swept = await Promise.all(replicas.map((c) => c.expireDue()));
+    await Promise.all(replicas.map((c) => c.idle()));
+    expect(swept.map((s) => s.map((r) => [r.plan.id, r.state]))).toContainEqual([[id, 'expired']]);
+    expect(swept.map((s) => s.length).sort()).toEqual([0, 1]);
+    expect(posters.flatMap((p) => p.titles('1.000001'))).toEqual([
+      expect.stringMatching(/^Expired: roll back production/),
+    ]);
+    expect(closed).toEqual([id]); // its alert suggestions too
+    const audit = await h.audit.recent('production', 10);
+    expect(audit.filter((a) => a.code === 'expired')).toHaveLength(1);
+
+    // Shown once: taken off the index, and a later sweep shows nothing again.
+    expect(await h.plans.dueToExpire(h.clock.now() + 3_600_000, 10)).toEqual([]);
+    await h.clock.advance(15_000);
+    expect(await Promise.all(replicas.map((c) => c.expireDue()))).toEqual([[], []]);
+    await Promise.all(replicas.map((c) => c.idle()));
+    expect(posters.flatMap((p) => p.edits)).toHaveLength(1);
   });
 
   it('sweepExpired sweeps every interval of the clock, logs a failing sweep once, and stops', async () => {

@@ -87,6 +87,84 @@ describe('PlanStore', () => {
     expect(again.record.requestedBy).toEqual(bob);
   });
 
+  it('a request joining an open plan restarts its time: expiresAt, expiry index and key lifetime, in one step', async () => {
+    const key = `${prefix}plan:${plan.id}`;
+    const made = clock.now();
+    await store.create({ plan, requestedBy: alice });
+    await clock.advance(50_000); // 10 s before its time runs out
+    // The key's lifetime counts in Redis's time, not this clock's: shortened by hand for the 50 s.
+    await redis.pexpire(key, 5_000);
+    const joined = await store.create({ plan, requestedBy: bob });
+    expect(joined.created).toBe(false);
+    expect(joined.record.requestedBy).toEqual(alice);
+    expect(joined.record.createdAt).toBe(made);
+    expect(joined.record.expiresAt).toBe(clock.now() + 60_000);
+    expect((await store.get(plan.id))?.expiresAt).toBe(clock.now() + 60_000);
+    expect(await redis.pttl(key)).toBeGreaterThan(170_000); // its ttl + retention again
+    expect(await store.dueToExpire(made + 60_000, 10)).toEqual([]);
+    expect(await store.dueToExpire(clock.now() + 60_000, 10)).toEqual([plan.id]);
+    // Still open 10 s after its first minute, and joined, not replaced.
+    await clock.advance(10_000);
+    const again = await store.create({ plan, requestedBy: alice });
+    expect(again.created).toBe(false);
+    expect(again.record.expiresAt).toBe(clock.now() + 60_000);
+  });
+
+  it('a request joining an enqueued plan leaves its time as it is (its switch is under way)', async () => {
+    const { record } = await store.create({ plan, requestedBy: alice });
+    await store.transition(plan.id, [PlanState.pending], PlanState.enqueued, { jobId: 'job-1' });
+    await clock.advance(50_000);
+    const joined = await store.create({ plan, requestedBy: bob });
+    expect(joined.created).toBe(false);
+    expect(joined.record.expiresAt).toBe(record.expiresAt);
+    expect(await store.dueToExpire(record.expiresAt, 10)).toEqual([plan.id]);
+  });
+
+  it('an alert grouped into an open plan restarts its time, as a request joining it does', async () => {
+    const key = `${prefix}plan:${plan.id}`;
+    const { record } = await store.create({ plan, requestedBy: alice });
+    await clock.advance(50_000);
+    await redis.pexpire(key, 5_000);
+    const alert = { source: 'generic', title: 'p99 above 2 s', status: 'firing' as const, startedAt: 1 };
+    expect(await store.groupAlert(plan.id, 'a1', alert, ['slack:C0ALERTS'])).toBeDefined();
+    expect((await store.get(plan.id))?.expiresAt).toBe(clock.now() + 60_000);
+    expect(await redis.pttl(key)).toBeGreaterThan(170_000);
+    expect(await store.dueToExpire(record.expiresAt, 10)).toEqual([]);
+    expect(await store.dueToExpire(clock.now() + 60_000, 10)).toEqual([plan.id]);
+  });
+
+  it('does not expire a plan whose time a request restarted after it was read (a replica whose clock is behind)', async () => {
+    const made = clock.now();
+    await store.create({ plan, requestedBy: alice });
+    await clock.advance(60_000);
+    const read = await store.get(plan.id); // the sweep's read: past its time here
+    expect(read !== undefined && clock.now() >= read.expiresAt).toBe(true);
+    // Another replica, its clock 1 s behind, joins the plan in between: still open there.
+    const behind = new PlanStore({ redis, prefix, clock: new ManualClock(made + 59_000), ttlMs: 60_000 });
+    expect((await behind.create({ plan, requestedBy: bob })).created).toBe(false);
+    const moved = await store.transition(plan.id, [PlanState.pending], PlanState.expired, {}, [], {
+      ...(read === undefined ? {} : { expect: read }),
+    });
+    expect(moved).toMatchObject({ ok: false, changed: true, record: { state: PlanState.pending } });
+    expect((await store.get(plan.id))?.state).toBe(PlanState.pending);
+  });
+
+  it('lets one caller take the showing of an expired record, and none of an open or replaced one', async () => {
+    const { record } = await store.create({ plan, requestedBy: alice });
+    expect(await store.takeExpiryShown(record)).toBe(false); // open
+    await clock.advance(60_000);
+    const expired = await store.transition(plan.id, [PlanState.pending], PlanState.expired);
+    if (!expired.ok) throw new Error('not expired');
+    const taken = await Promise.all(Array.from({ length: 10 }, () => store.takeExpiryShown(expired.record)));
+    expect(taken.filter(Boolean)).toHaveLength(1);
+    expect((await store.get(plan.id))?.expiryShownAt).toBe(clock.now());
+    // A new request replaced it: the new record is not the one read (nor expired).
+    const fresh = await store.create({ plan, requestedBy: bob });
+    expect(fresh.created).toBe(true);
+    expect(fresh.record.expiryShownAt).toBeUndefined();
+    expect(await store.takeExpiryShown(expired.record)).toBe(false);
+  });
+
   it('lets exactly one of 50 concurrent transitions win', async () => {
     await store.create({ plan, requestedBy: alice });
     const results = await Promise.all(
