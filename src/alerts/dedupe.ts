@@ -15,6 +15,7 @@
  */
 import { createHash } from 'node:crypto';
 import { z } from 'zod';
+import { type PlanRecord, planRecordSchema } from '../plan-store.js';
 import { type MessageRef, messageRefSchema } from '../progress.js';
 import type { RedisClient } from '../redis.js';
 
@@ -199,6 +200,20 @@ function toRecord(reply: unknown): IncidentRecord | undefined {
   };
 }
 
+/**
+ * How many replaced records of one plan id are kept (see `keepReplaced`): a plan made again every hour
+ * while an incident of its first record keeps firing does not grow the hash without bound.
+ */
+const REPLACED_KEPT = 5;
+
+/** A replaced plan record as kept for its alerts' resolutions (see `keepReplaced`). */
+export interface ReplacedRecord {
+  /** The record, its listed alerts marked resolved as they resolved since it was replaced. */
+  readonly record: PlanRecord;
+  /** Changes whenever another of its alerts resolves (an edit that saw an older one edits again). */
+  readonly stamp: string;
+}
+
 /** Redis-backed incident deduplication (see the module header). */
 export class AlertDedupe {
   private readonly prefix: string;
@@ -312,9 +327,120 @@ export class AlertDedupe {
     await editedScript.run(this.redis, [this.key(incident)], [ok ? ResolvedEdit.done : ResolvedEdit.failed]);
   }
 
+  /**
+   * Keeps a plan record that a new request for the same switch replaced (same plan id, new record),
+   * with its suggestion messages now closed: an incident it listed may resolve later, and its message,
+   * which the new record does not know, must then say so (`resolveReplaced`). Kept as long as an
+   * incident record is (`incidentTtlMs`, from the latest of the replacement, a repeat of one of its
+   * incidents (`touchReplaced`) and a resolution); the newest REPLACED_KEPT records per plan id.
+   * Returns the id under which it is kept.
+   */
+  async keepReplaced(old: PlanRecord): Promise<string> {
+    const record = planRecordSchema.parse(old);
+    const id = replacedId(record);
+    const key = this.replacedKey(record.plan.id);
+    await this.redis
+      .multi()
+      .hset(key, `rec:${id}`, JSON.stringify(record))
+      .pexpire(key, Math.max(1, Math.round(this.incidentTtlMs)))
+      .exec();
+    const fields = await this.redis.hkeys(key);
+    const kept = fields
+      .filter((f) => f.startsWith('rec:'))
+      .map((f) => f.slice('rec:'.length))
+      .sort((a, b) => Number.parseInt(b, 10) - Number.parseInt(a, 10));
+    const dropped = kept.slice(REPLACED_KEPT);
+    if (dropped.length > 0) {
+      const gone = fields.filter((f) => dropped.some((d) => f === `rec:${d}` || f.startsWith(`res:${d}:`)));
+      await this.redis.hdel(key, ...gone);
+    }
+    return id;
+  }
+
+  /** Keeps a plan id's replaced records (`keepReplaced`) while one of their incidents keeps firing. */
+  async touchReplaced(planId: string): Promise<void> {
+    await this.redis.pexpire(this.replacedKey(planId), Math.max(1, Math.round(this.incidentTtlMs)));
+  }
+
+  /**
+   * Marks `alertId` resolved at `at` on the newest replaced record of `planId` that lists it. Returns
+   * that record's id (for `replaced`), or undefined when no kept record lists the alert.
+   */
+  async resolveReplaced(planId: string, alertId: string, at: number): Promise<string | undefined> {
+    const key = this.replacedKey(planId);
+    const kept = await this.replacedRecords(planId);
+    const hit = kept
+      .filter((k) => k.record.alerts?.some((a) => a.id === alertId))
+      .sort((a, b) => b.record.createdAt - a.record.createdAt)[0];
+    if (hit === undefined) return undefined;
+    // The first resolution stands (a retried RESOLVED does not move its time).
+    await this.redis
+      .multi()
+      .hsetnx(key, `res:${hit.id}:${alertId}`, String(at))
+      .pexpire(key, Math.max(1, Math.round(this.incidentTtlMs)))
+      .exec();
+    return hit.id;
+  }
+
+  /** A kept replaced record (`keepReplaced`) with the resolutions of its alerts since; undefined when gone. */
+  async replaced(planId: string, id: string): Promise<ReplacedRecord | undefined> {
+    const kept = await this.replacedRecords(planId);
+    const hit = kept.find((k) => k.id === id);
+    if (hit === undefined) return undefined;
+    const resolved = hit.resolutions;
+    const record: PlanRecord = {
+      ...hit.record,
+      ...(hit.record.alerts === undefined
+        ? {}
+        : {
+            alerts: hit.record.alerts.map((a) => {
+              const when = resolved.get(a.id);
+              return when === undefined || a.resolvedAt !== undefined ? a : { ...a, resolvedAt: when };
+            }),
+          }),
+    };
+    const stamp = [...resolved.keys()].sort().join(',');
+    return { record, stamp };
+  }
+
+  private async replacedRecords(
+    planId: string,
+  ): Promise<{ id: string; record: PlanRecord; resolutions: Map<string, number> }[]> {
+    const flat = await this.redis.hgetall(this.replacedKey(planId));
+    const out: { id: string; record: PlanRecord; resolutions: Map<string, number> }[] = [];
+    for (const [field, value] of Object.entries(flat)) {
+      if (!field.startsWith('rec:')) continue;
+      let parsed: ReturnType<typeof planRecordSchema.safeParse>;
+      try {
+        parsed = planRecordSchema.safeParse(JSON.parse(value));
+      } catch {
+        continue; // An unreadable record only means its message is not edited when its alerts resolve.
+      }
+      if (!parsed.success) continue;
+      const id = field.slice('rec:'.length);
+      const resolutions = new Map<string, number>();
+      for (const [f, v] of Object.entries(flat)) {
+        const prefix = `res:${id}:`;
+        const at = Number(v);
+        if (f.startsWith(prefix) && Number.isFinite(at)) resolutions.set(f.slice(prefix.length), at);
+      }
+      out.push({ id, record: parsed.data, resolutions });
+    }
+    return out;
+  }
+
+  private replacedKey(planId: string): string {
+    return `${this.prefix}:replaced:${encodeURIComponent(planId)}`;
+  }
+
   /** The incident's record, if it is still remembered. */
   async get(incident: IncidentKey): Promise<IncidentRecord | undefined> {
     const flat = await this.redis.hgetall(this.key(incident));
     return toRecord(Object.entries(flat).flat());
   }
+}
+
+/** Which record under a plan id a replaced record was: when it was made, and its generation. */
+function replacedId(record: PlanRecord): string {
+  return `${record.createdAt}:${record.generation ?? ''}`;
 }

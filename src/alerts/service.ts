@@ -166,6 +166,8 @@ export interface AlertFlow {
     ref: MessageRef,
   ): Promise<number | undefined>;
   releaseSuggestion?(planId: string, slot: string): Promise<void>;
+  /** The plan's record as it is now (an open plan past its time reads as expired). */
+  get?(planId: string): Promise<{ readonly state: string } | undefined>;
   /** The plan's state when it lists the alert (now marked resolved), else undefined. */
   resolveAlert?(planId: string, alertId: string, at: number): Promise<string | undefined>;
   unlistAlert?(planId: string, alertId: string): Promise<void>;
@@ -510,11 +512,20 @@ export class AlertService implements AlertIntake {
     const claim = await this.opts.dedupe.claim(incident, this.clock.now());
     if (!claim.claimed) {
       const planId = claim.record?.planId;
+      // A replaced record that lists this incident is kept while the incident keeps firing, so its
+      // message still shows it resolved when it does (see `closeSuggestions`).
+      if (planId !== undefined && claim.record?.alertId !== undefined) {
+        await this.opts.dedupe
+          .touchReplaced(planId)
+          .catch((e: unknown) =>
+            this.log.warn({ err: e, planId }, 'alerts: could not keep a replaced plan record'),
+          );
+      }
       return this.finish(alert, {
         environment,
         outcome: AlertOutcome.deduplicated,
         detail: planId
-          ? `This incident already has a suggestion (${planId}).`
+          ? await this.duplicateDetail(planId, environment)
           : 'This incident was already handled.',
         ...(planId === undefined ? {} : { planId }),
       });
@@ -525,6 +536,19 @@ export class AlertService implements AlertIntake {
       await this.opts.dedupe.release(incident).catch(() => undefined);
       throw e;
     }
+  }
+
+  /**
+   * What a repeat of an incident with a suggestion is told. A suggestion whose plan expired unclicked
+   * offers nothing any more, and the incident is not suggested again while it keeps firing: say so,
+   * and how to get the rollback back, rather than point at it as if it were waiting.
+   */
+  private async duplicateDetail(planId: string, environment: string): Promise<string> {
+    // The answer is only a detail: a failed read leaves it as it was, never fails the alert.
+    const record = await this.opts.flow.get?.(planId).catch(() => undefined);
+    return record?.state === 'expired'
+      ? `This incident already has a suggestion (${planId}), but its plan expired before anyone confirmed it: a fresh plan can be asked for with "Make a fresh plan" on its message or /rollback ${environment}.`
+      : `This incident already has a suggestion (${planId}).`;
   }
 
   private async act(
@@ -913,12 +937,45 @@ export class AlertService implements AlertIntake {
     const key = `replaced:${old.plan.id}:${old.createdAt}`;
     if (this.refreshing.has(key)) return;
     const entry = { again: false, done: Promise.resolve() };
-    entry.done = close(old)
+    entry.done = (async () => {
+      // The new record does not list the old one's alerts: keep the old record, so an alert of it that
+      // resolves later shows resolved on these closed messages (`resolve`). A confirmed plan's messages
+      // show its switch, and a later RESOLVED leaves those alone anyway.
+      const listed = old.state !== 'enqueued' && (old.alerts?.length ?? 0) > 0;
+      const kept = listed
+        ? await this.opts.dedupe.keepReplaced(old).catch((e: unknown) => {
+            this.log.warn({ err: e, planId: old.plan.id }, 'alerts: could not keep a replaced plan record');
+            return undefined;
+          })
+        : undefined;
+      await (kept === undefined ? close(old) : this.closeReplaced(old.plan.id, kept, old));
+    })()
       .catch((e: unknown) =>
         this.log.warn({ err: e, planId: old.plan.id }, 'alerts: could not close a replaced suggestion'),
       )
       .finally(() => this.refreshing.delete(key));
     this.refreshing.set(key, entry);
+  }
+
+  /**
+   * Shows the messages of a replaced plan record (kept under `id` by `keepReplaced`) closed, with its
+   * alerts' resolutions since. A resolution that lands while the edit is under way (another incident of
+   * the record, or the edit made on replacing it) makes it edit again, so the last edit shows every
+   * resolution. Throws when an edit failed.
+   */
+  private async closeReplaced(planId: string, id: string, fallback?: PlanRecord): Promise<void> {
+    const close = this.opts.sink.close;
+    if (close === undefined) return;
+    for (let round = 0; round < REPLACED_EDIT_ROUNDS; round++) {
+      const seen = await this.opts.dedupe.replaced(planId, id);
+      if (seen === undefined) {
+        if (fallback !== undefined) await close(fallback);
+        return;
+      }
+      await close(seen.record);
+      const now = await this.opts.dedupe.replaced(planId, id);
+      if (now === undefined || now.stamp === seen.stamp) return;
+    }
   }
 
   /** Resolves once no background edit of a suggestion is running (tests; shutdown). */
@@ -1045,27 +1102,39 @@ export class AlertService implements AlertIntake {
     const planId = record.planId;
     // Still being posted: the claimant edits the suggestion as soon as it exists (see `post`).
     let planState: string | undefined;
+    let replaced: string | undefined;
     if (record.state !== IncidentState.pending) {
       // A plan that lists its alerts marks this one and renders its suggestions again; a suggestion
       // recorded before plans listed alerts (or a note) is edited through its message refs.
       if (planId !== undefined && record.alertId !== undefined)
         planState = await this.opts.flow.resolveAlert?.(planId, record.alertId, this.clock.now());
       const listed = planState !== undefined;
+      // The plan was made again since (a new record under the same id, which does not list this
+      // alert): the incident's messages are those of the old record, shown closed when it was
+      // replaced. They show the old record again, this alert marked resolved; never the new record,
+      // whose buttons would land on a message that said the plan was closed.
+      replaced =
+        !listed && planId !== undefined && record.alertId !== undefined
+          ? await this.opts.dedupe.resolveReplaced(planId, record.alertId, this.clock.now())
+          : undefined;
       // Only a suggestion recorded before plans listed their alerts is edited through its refs: those
       // messages may now show other incidents' alerts (or a plan made again under the same id).
       const legacy = record.alertId === undefined;
+      const kept = replaced; // a const the edit below can close over
       const edit =
         listed && planId !== undefined
           ? () => this.refresh(planId, record.alertId)
-          : legacy && record.refs.length > 0
-            ? () =>
-                this.opts.sink.resolved(record.refs, {
-                  environment,
-                  alert,
-                  ...(planId === undefined ? {} : { planId }),
-                  ...(record.sentence === undefined ? {} : { sentence: record.sentence }),
-                })
-            : undefined;
+          : kept !== undefined && planId !== undefined
+            ? () => this.closeReplaced(planId, kept)
+            : legacy && record.refs.length > 0
+              ? () =>
+                  this.opts.sink.resolved(record.refs, {
+                    environment,
+                    alert,
+                    ...(planId === undefined ? {} : { planId }),
+                    ...(record.sentence === undefined ? {} : { sentence: record.sentence }),
+                  })
+              : undefined;
       try {
         await edit?.();
       } catch (e) {
@@ -1092,15 +1161,20 @@ export class AlertService implements AlertIntake {
             ? 'Resolved. The suggestion was confirmed: its message shows the switch.'
             : planState !== undefined
               ? 'The suggestion now lists the alert as resolved.'
-              : record.alertId !== undefined
-                ? 'Resolved; its suggestion is closed (the plan was made again since), so nothing was edited.'
-                : record.refs.length > 0
-                  ? 'The suggestion now says the alert resolved.'
-                  : 'Resolved; nothing had been posted.',
+              : replaced !== undefined
+                ? 'Resolved. Its suggestion was closed (the plan was made again since); it now shows the alert resolved.'
+                : record.alertId !== undefined
+                  ? 'Resolved; its suggestion is closed (the plan was made again since), so nothing was edited.'
+                  : record.refs.length > 0
+                    ? 'The suggestion now says the alert resolved.'
+                    : 'Resolved; nothing had been posted.',
       ...(planId === undefined ? {} : { planId }),
     });
   }
 }
+
+/** How many times a replaced record's messages are edited again while its alerts keep resolving. */
+const REPLACED_EDIT_ROUNDS = 10;
 
 /**
  * One sink over several surfaces: each destination goes to its surface's sink, each ref back to the

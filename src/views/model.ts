@@ -349,7 +349,7 @@ function primaryButton(plan: Plan, ctx: ConfirmationContext): ButtonView | undef
   );
 }
 
-function alertBlocks(plan: Plan, alert: AlertContext): ViewBlock[] {
+function alertBlocks(plan: Plan, alert: AlertContext, state: ConfirmationState): ViewBlock[] {
   const blocks: ViewBlock[] = [];
   const head: Span[] = [
     b(`Alert from ${alert.source}: `),
@@ -399,9 +399,12 @@ function alertBlocks(plan: Plan, alert: AlertContext): ViewBlock[] {
     const when = alert.resolvedAt === undefined ? '' : ` at ${formatTime(alert.resolvedAt)}`;
     const total = others.length + more + 1;
     const which = total > 1 ? `All ${total} alerts resolved` : 'The alert resolved';
+    // Only a plan that can still be confirmed has a rollback below to call optional: a closed one
+    // (expired, cancelled, out of date, confirmed) offers none.
+    const open = state === 'pending' || state === 'awaiting_approval';
     blocks.push({
       type: 'text',
-      spans: [b(which), t(`${when}. The ${plan.action} below is optional now.`)],
+      spans: [b(which), t(open ? `${when}. The ${plan.action} below is optional now.` : `${when}.`)],
       tone: 'success',
     });
   }
@@ -416,7 +419,7 @@ function alertBlocks(plan: Plan, alert: AlertContext): ViewBlock[] {
 export function confirmationView(plan: Plan, ctx: ConfirmationContext): MessageView {
   const what = phrase(plan.action, plan.environment, plan.target.id, plan.resumesAutoDeploys);
   const blocks: ViewBlock[] = [];
-  if (ctx.alert !== undefined) blocks.push(...alertBlocks(plan, ctx.alert));
+  if (ctx.alert !== undefined) blocks.push(...alertBlocks(plan, ctx.alert, ctx.state));
 
   if (plan.rolledBack) {
     blocks.push({
@@ -652,8 +655,11 @@ export function confirmationView(plan: Plan, ctx: ConfirmationContext): MessageV
                 ];
       blocks.push({
         type: 'text',
-        spans: [...why, t(` Nothing changed. Run /${plan.action} again for a fresh plan.`)],
+        spans: [...why, t(` Nothing changed. Make a fresh plan below, or run /${plan.action} again.`)],
       });
+      // As on a stale plan: the way back to the same switch is one click (anyone may ask for a plan;
+      // the fresh plan goes through every check again).
+      buttons.push(button('Make a fresh plan', { kind: 'replan', ref: plan.id }, 'primary'));
       break;
     }
     default:

@@ -314,7 +314,7 @@ describe('resolutions', () => {
     });
   });
 
-  it('after Cancel and a fresh suggestion under the same plan id, the old alert resolving leaves the cancelled message alone', async () => {
+  it('after Cancel and a fresh suggestion under the same plan id, the old alert resolving shows on the cancelled message only, without buttons', async () => {
     h = await createHarness({ file: slackOnly, memoryChat: ['slack'] });
     const [a] = await h.service.handle([h.alert({ fingerprint: 'a', title: 'Alert A' })]);
     const [m1] = h.slack.inChannel('C0ALERTS');
@@ -326,10 +326,189 @@ describe('resolutions', () => {
     const [ra] = await h.service.handle([
       h.alert({ fingerprint: 'a', title: 'Alert A', status: 'resolved' }),
     ]);
-    expect(ra?.detail).toContain('nothing was edited');
+    expect(ra?.detail).toContain('it now shows the alert resolved');
     await h.service.idle();
     expect(buttonLabels(h.slack.messages.get(m1.ref.messageId)?.view)).toEqual([]);
+    expect(viewText(h.slack.messages.get(m1.ref.messageId)?.view)).toContain('The alert resolved');
     expect(viewText(h.slack.inChannel('C0ALERTS')[1]?.view)).not.toContain('optional');
+  });
+
+  it('an expired suggestion whose alert resolves says so plainly: nothing below is called optional', async () => {
+    h = await createHarness({ file: slackOnly, memoryChat: ['slack'] });
+    await h.service.handle([h.alert({ fingerprint: 'incident-1' })]);
+    await h.service.idle();
+    await h.clock.advance(60 * MINUTE + 5_000); // the sweep shows it expired
+    await h.chat.expireDue();
+    await h.chat.idle();
+    await h.service.idle();
+    await h.clock.advance(30 * MINUTE);
+    const [res] = await h.service.handle([h.alert({ fingerprint: 'incident-1', status: 'resolved' })]);
+    await h.service.idle();
+    expect(res?.outcome).toBe('resolved');
+    const [msg] = h.slack.inChannel('C0ALERTS');
+    expect(msg?.view.title).toMatch(/^Expired:/);
+    expect(viewText(msg?.view)).toContain('The alert resolved');
+    expect(viewText(msg?.view)).not.toContain('optional');
+    expect(buttonLabels(msg?.view)).toEqual(['Make a fresh plan']);
+  });
+
+  /** 03:00 incident-1's suggestion; 04:00 expired unclicked; 04:25 incident-2 makes the plan again. */
+  async function expiredThenMadeAgain(harness: Harness, also: readonly string[] = []) {
+    const start = harness.clock.now();
+    const [first] = await harness.service.handle([harness.alert({ fingerprint: 'incident-1' })]);
+    for (const fingerprint of also) {
+      const [more] = await harness.service.handle([
+        harness.alert({ fingerprint, title: `Alert ${fingerprint}` }),
+      ]);
+      expect(more?.outcome).toBe('grouped');
+    }
+    await harness.service.idle();
+    await harness.clock.advance(60 * MINUTE + 5_000);
+    await harness.chat.expireDue();
+    await harness.chat.idle();
+    await harness.service.idle();
+    await harness.clock.advance(20 * MINUTE);
+    const [second] = await harness.service.handle([
+      harness.alert({
+        fingerprint: 'incident-2',
+        title: 'Checkout p99 above 2 s',
+        startedAt: start - 30 * MINUTE,
+      }),
+    ]);
+    expect(second).toMatchObject({ outcome: 'suggested', planId: first?.planId });
+    const [expired, fresh] = harness.slack.inChannel('C0ALERTS');
+    if (!expired || !fresh) throw new Error('expected the expired suggestion and a fresh one');
+    return { expired: expired.ref, fresh: fresh.ref };
+  }
+
+  it('an expired suggestion whose plan was made again since: its alert resolving shows on the expired message, never the new plan', async () => {
+    h = await createHarness({ file: slackOnly, memoryChat: ['slack'] });
+    const { expired, fresh } = await expiredThenMadeAgain(h);
+    await h.service.idle();
+    await h.clock.advance(15 * MINUTE); // 04:40 incident-1 resolves
+    const [res] = await h.service.handle([h.alert({ fingerprint: 'incident-1', status: 'resolved' })]);
+    await h.service.idle();
+    expect(res).toMatchObject({ outcome: 'resolved' });
+    expect(res?.detail).toContain('it now shows the alert resolved');
+    const old = h.slack.messages.get(expired.messageId)?.view;
+    const now = h.slack.messages.get(fresh.messageId)?.view;
+    expect({
+      title: old?.title,
+      resolved: viewText(old).includes('The alert resolved'),
+      tone: old?.tone,
+      buttons: buttonLabels(old),
+    }).toEqual({
+      title: expect.stringMatching(/^Expired: roll back production/),
+      resolved: true,
+      tone: 'neutral',
+      buttons: ['Make a fresh plan'],
+    });
+    // The fresh suggestion lists incident-2 only, still firing.
+    expect(now?.title).toMatch(/^Roll back production/);
+    expect(viewText(now)).not.toContain('resolved');
+  });
+
+  it('alerts of a replaced suggestion resolving at once: its message ends showing every one of them resolved', async () => {
+    h = await createHarness({ file: slackOnly, memoryChat: ['slack'] });
+    const { expired } = await expiredThenMadeAgain(h, ['incident-3']);
+    await h.service.idle();
+    const results = await Promise.all([
+      h.service.handle([h.alert({ fingerprint: 'incident-1', status: 'resolved' })]),
+      h.service.handle([
+        h.alert({ fingerprint: 'incident-3', title: 'Alert incident-3', status: 'resolved' }),
+      ]),
+    ]);
+    await h.service.idle();
+    expect(results.flat().map((r) => r.outcome)).toEqual(['resolved', 'resolved']);
+    const old = h.slack.messages.get(expired.messageId)?.view;
+    expect(old?.title).toMatch(/^Expired:/);
+    expect(viewText(old)).toContain('All 2 alerts resolved');
+  });
+
+  it('an alert resolving while the replaced suggestion is still being shown closed: the closed message ends resolved', async () => {
+    h = await createHarness({ file: slackOnly, memoryChat: ['slack'] });
+    const start = h.clock.now();
+    await h.service.handle([h.alert({ fingerprint: 'incident-1' })]);
+    await h.service.idle();
+    await h.clock.advance(60 * MINUTE + 5_000);
+    await h.chat.expireDue();
+    await h.chat.idle();
+    await h.service.idle();
+    const [expired] = h.slack.inChannel('C0ALERTS');
+    if (!expired) throw new Error('no suggestion');
+    // Hold the edit that shows the replaced record closed (the first edit of the expired message).
+    const g = gate();
+    let held = false;
+    h.slack.beforeUpdate = async (ref) => {
+      if (ref.messageId !== expired.ref.messageId || held) return;
+      held = true;
+      g.arrive();
+      await g.held;
+    };
+    await h.clock.advance(20 * MINUTE);
+    const [second] = await h.service.handle([
+      h.alert({ fingerprint: 'incident-2', title: 'Checkout p99 above 2 s', startedAt: start - 30 * MINUTE }),
+    ]);
+    expect(second?.outcome).toBe('suggested');
+    await g.reached;
+    // incident-1 resolves meanwhile: its edit lands first, then the held one (rendered before it).
+    const [res] = await h.service.handle([h.alert({ fingerprint: 'incident-1', status: 'resolved' })]);
+    g.release();
+    expect(res?.detail).toContain('it now shows the alert resolved');
+    await h.service.idle();
+    const old = h.slack.messages.get(expired.ref.messageId)?.view;
+    expect(old?.title).toMatch(/^Expired:/);
+    expect(viewText(old)).toContain('The alert resolved');
+  });
+
+  it('a repeat of an incident whose suggestion expired says it expired and how to get a fresh plan', async () => {
+    h = await createHarness({ file: slackOnly, memoryChat: ['slack'] });
+    const [first] = await h.service.handle([h.alert({ fingerprint: 'incident-1' })]);
+    await h.service.idle();
+    const [before] = await h.service.handle([h.alert({ fingerprint: 'incident-1' })]);
+    expect(before).toMatchObject({
+      outcome: 'deduplicated',
+      detail: `This incident already has a suggestion (${first?.planId}).`,
+    });
+    await h.clock.advance(60 * MINUTE + 5_000);
+    await h.chat.expireDue();
+    await h.chat.idle();
+    await h.service.idle();
+    const [after] = await h.service.handle([h.alert({ fingerprint: 'incident-1' })]);
+    expect(after).toMatchObject({ outcome: 'deduplicated', planId: first?.planId });
+    expect(after?.detail).toBe(
+      `This incident already has a suggestion (${first?.planId}), but its plan expired before anyone confirmed it: a fresh plan can be asked for with "Make a fresh plan" on its message or /rollback production.`,
+    );
+  });
+
+  it('an expired suggestion offers "Make a fresh plan": a click posts a fresh suggestion of the same rollback, for the same alert', async () => {
+    const guarded = {
+      environments: {
+        production: { channels: { slack: 'C0ALERTS' }, allow: { slack: { users: ['U0ANA'] } } },
+        preview: {},
+      },
+    };
+    h = await createHarness({ file: guarded, memoryChat: ['slack'] });
+    const [first] = await h.service.handle([h.alert({ fingerprint: 'incident-1' })]);
+    await h.service.idle();
+    await h.clock.advance(60 * MINUTE + 5_000);
+    await h.chat.expireDue();
+    await h.chat.idle();
+    await h.service.idle();
+    const [msg] = h.slack.inChannel('C0ALERTS');
+    if (!msg) throw new Error('no suggestion');
+    expect(buttonLabels(msg.view)).toEqual(['Make a fresh plan']);
+    const replan = msg.view.buttons[0]?.actionId ?? '';
+    expect(replan).toBe(`sy1:replan:${first?.planId}`);
+    // Anyone may ask for a plan (confirming it is what the allow list guards): Nico, not on it, too.
+    const bystander = { surface: 'slack' as const, userId: 'U0NEW', displayName: 'Nico' };
+    const click = await h.chat.click(bystander, replan, msg.ref);
+    expect(click.outcome).toBe('planned');
+    const fresh = click.post?.view;
+    expect(fresh?.title).toMatch(/^Roll back production to dep_3hd7xa/);
+    expect(buttonLabels(fresh)[0]).toMatch(/^Rollback/);
+    expect(viewText(fresh)).toContain('Checkout 5xx above 5%');
+    expect((await h.flow.get(first?.planId ?? ''))?.state).toBe('pending');
   });
 
   it('a suggestion recorded before alerts were listed: its RESOLVED does not call the rollback optional while a newer alert fires', async () => {

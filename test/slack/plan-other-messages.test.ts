@@ -155,7 +155,7 @@ describe('Slack: a plan shown in two messages, clicked on one', () => {
     expect(shown(r, m2)).toEqual({ title: cancelled, buttons: [] });
   });
 
-  it('a plan whose hour runs out with nobody clicking: the sweep shows both messages expired, with no buttons left', async () => {
+  it('a plan whose hour runs out with nobody clicking: the sweep shows both messages expired, offering only a fresh plan', async () => {
     const r = await rig();
     const m1 = await rollback(r, 'U0ALICE');
     const m2 = await rollback(r, 'U0BOB');
@@ -163,7 +163,7 @@ describe('Slack: a plan shown in two messages, clicked on one', () => {
     expect(await r.app.chat.expireDue()).toHaveLength(1);
     await r.app.chat.idle();
     const expired = expect.stringMatching(/^Expired: roll back production/);
-    expect(shown(r, m1)).toEqual({ title: expired, buttons: [] });
-    expect(shown(r, m2)).toEqual({ title: expired, buttons: [] });
+    expect(shown(r, m1)).toEqual({ title: expired, buttons: ['replan'] });
+    expect(shown(r, m2)).toEqual({ title: expired, buttons: ['replan'] });
   });
 });

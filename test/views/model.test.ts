@@ -194,11 +194,27 @@ describe('confirmationView', () => {
     expect(parseAction(v.buttons[0]?.actionId)).toEqual({ ok: true, value: { kind: 'replan', ref: p.id } });
   });
 
-  it('expired says how to start again', () => {
-    const v = confirmationView(plan('rollback'), { state: 'expired', now: NOW });
-    expect(v.buttons).toHaveLength(0);
+  it('expired says how to start again and offers a fresh plan, as a stale one does', () => {
+    const p = plan('rollback');
+    const v = confirmationView(p, { state: 'expired', now: NOW });
     expect(viewText(v)).toContain('This plan expired before anyone confirmed it.');
-    expect(viewText(v)).toContain('Run /rollback again for a fresh plan.');
+    expect(viewText(v)).toContain('Make a fresh plan below, or run /rollback again.');
+    expect(labels(v.buttons)).toEqual(['Make a fresh plan']);
+    expect(parseAction(v.buttons[0]?.actionId)).toEqual({ ok: true, value: { kind: 'replan', ref: p.id } });
+    // An expired alert suggestion offers the same button (no confirm, no Dismiss): the on-call
+    // engineer of a still-firing alert gets back to the rollback in one click.
+    const alert = {
+      source: 'grafana',
+      title: 'High 5xx on checkout',
+      startedAt: NOW - 30 * MIN,
+      resolved: false,
+    };
+    const suggestion = confirmationView(p, { state: 'expired', now: NOW, alert });
+    expect(labels(suggestion.buttons)).toEqual(['Make a fresh plan']);
+    expect(parseAction(suggestion.buttons[0]?.actionId)).toEqual({
+      ok: true,
+      value: { kind: 'replan', ref: p.id },
+    });
   });
 
   it('expired after a confirm (two-person rule) says it lapsed waiting for approval, naming the confirmer', () => {
@@ -212,9 +228,9 @@ describe('confirmationView', () => {
     const text = viewText(v);
     expect(text).not.toContain('before anyone confirmed it');
     expect(text).toContain(
-      'This plan expired waiting for approval: Alice confirmed it, but no second person approved it in time. Nothing changed. Run /rollback again for a fresh plan.',
+      'This plan expired waiting for approval: Alice confirmed it, but no second person approved it in time. Nothing changed. Make a fresh plan below, or run /rollback again.',
     );
-    expect(v.buttons).toHaveLength(0);
+    expect(labels(v.buttons)).toEqual(['Make a fresh plan']);
   });
 
   it('expired after a confirm that was never queued (no two-person rule) says so, not that it waited for approval', () => {
@@ -230,9 +246,9 @@ describe('confirmationView', () => {
     expect(text).not.toContain('waiting for approval');
     expect(text).not.toContain('no second person');
     expect(text).toContain(
-      'This plan expired before its switch was queued: Alice confirmed it, but its queueing did not finish. Nothing changed. Run /rollback again for a fresh plan.',
+      'This plan expired before its switch was queued: Alice confirmed it, but its queueing did not finish. Nothing changed. Make a fresh plan below, or run /rollback again.',
     );
-    expect(v.buttons).toHaveLength(0);
+    expect(labels(v.buttons)).toEqual(['Make a fresh plan']);
   });
 
   it('expired after an approval that was never queued (two-person rule) names both, not a missing approval', () => {
@@ -280,6 +296,28 @@ describe('confirmationView', () => {
       'The alert resolved at 2026-11-29 11:59 UTC. The rollback below is optional now.',
     );
     expect(viewText(resolved)).toContain('dep_3 went live 15 minutes before this alert started.');
+  });
+
+  it('a closed suggestion whose alerts resolved says so plainly: there is no rollback below to call optional', () => {
+    const p = plan('rollback');
+    const alert = {
+      source: 'grafana',
+      title: 'High 5xx on checkout',
+      startedAt: NOW - 30 * MIN,
+      resolved: true,
+      resolvedAt: NOW - MIN,
+    };
+    for (const state of ['expired', 'cancelled', 'stale', 'enqueued'] as const) {
+      const v = confirmationView(p, { state, now: NOW, requestedBy: alice, cancelledBy: bob, alert });
+      expect(viewText(v), state).toContain('The alert resolved at 2026-11-29 11:59 UTC.');
+      expect(viewText(v), state).not.toContain('optional');
+    }
+    for (const state of ['pending', 'awaiting_approval'] as const) {
+      const v = confirmationView(p, { state, now: NOW, requestedBy: alice, alert });
+      expect(viewText(v), state).toContain(
+        'The alert resolved at 2026-11-29 11:59 UTC. The rollback below is optional now.',
+      );
+    }
   });
 
   it('the cards stay as of the plan when the message is rendered later (an edit an hour on), and say as of when', () => {
