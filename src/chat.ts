@@ -375,17 +375,19 @@ export class ChatService {
         if (env === undefined || rest.length > 0) return this.usage('deployments');
         const out = await this.flow.deployments(env);
         if (!out.ok) return this.usage('deployments', out.refusal);
+        const entry = (e: (typeof out.recent)[number]) => ({
+          at: e.at,
+          event: e.event,
+          // The whole actor (surface and id): the view names them by mention, not by a display name
+          // anyone can choose.
+          ...(e.actor ? { actor: e.actor } : {}),
+          ...(e.targetId ? { targetId: e.targetId } : {}),
+          ...(e.message ? { message: e.message } : {}),
+        });
         const view = deploymentsView(out.snapshot, {
           routing: out.routes,
-          audit: out.recent.map((e) => ({
-            at: e.at,
-            event: e.event,
-            // The whole actor (surface and id): the view names them by mention, not by a display name
-            // anyone can choose.
-            ...(e.actor ? { actor: e.actor } : {}),
-            ...(e.targetId ? { targetId: e.targetId } : {}),
-            ...(e.message ? { message: e.message } : {}),
-          })),
+          audit: out.recent.map(entry),
+          refusals: out.refusals.map(entry),
           now: this.clock.now(),
           ...(out.active === undefined ? {} : { activeJob: out.active }),
         });

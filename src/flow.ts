@@ -230,7 +230,10 @@ export type DeploymentsOutcome =
       readonly environment: string;
       readonly snapshot: EnvironmentSnapshot;
       readonly routes: readonly Route[];
+      /** The history (requested, approved, started, succeeded, failed, cancelled…), newest first. */
       readonly recent: readonly FlowAuditEntry[];
+      /** The newest refused clicks (a list of their own: they never take a history line). */
+      readonly refusals: readonly FlowAuditEntry[];
       /** The switch waiting or running for this environment, when the queue can tell. */
       readonly active: ActiveSwitch | undefined;
     }
@@ -939,8 +942,7 @@ export class Flow {
     const history = (await this.expireListed(listed))
       ? await this.audit.recent(environment, this.recentAudit)
       : listed;
-    const recent = [...history, ...refusals];
-    return { ok: true, environment, snapshot: snapshot.value, routes, recent, active };
+    return { ok: true, environment, snapshot: snapshot.value, routes, recent: history, refusals, active };
   }
 
   /**

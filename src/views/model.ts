@@ -148,6 +148,11 @@ export interface DeploymentsViewOptions {
   /** Router state: which deployment serves each domain now. */
   readonly routing: readonly Route[];
   readonly audit: readonly AuditEntryLike[];
+  /**
+   * The newest refused clicks, listed apart from the history (`audit`): anyone who sees a message can
+   * press its buttons, and their refusals must never take the lines that say who rolled back.
+   */
+  readonly refusals?: readonly AuditEntryLike[];
   readonly now: number;
   readonly activeJob?: ActiveJobLike;
   /** Most recent deployments to list (default 10). The current deployment is always listed. */
@@ -1107,6 +1112,15 @@ export function deploymentsView(snapshot: EnvironmentSnapshot, opts: Deployments
     items: audit.map(auditItem),
     empty: 'No Switchyard activity recorded yet.',
   });
+  const refusals = [...(opts.refusals ?? [])].sort((a, z) => z.at - a.at);
+  if (refusals.length > 0) {
+    blocks.push({
+      type: 'list',
+      label: `Refused clicks (latest ${refusals.length})`,
+      items: refusals.map(auditItem),
+      empty: '',
+    });
+  }
 
   const title = `Deployments · ${env.slug} (${snapshot.project.name})`;
   const summary = `${env.slug}: ${current === undefined ? 'nothing live' : `${current.id} is live`}${env.rolledBack ? ' (rolled back)' : ''}; ${truncated ? `${read}+ deployments` : `${read} deployment(s)`}.`;

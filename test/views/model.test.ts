@@ -819,6 +819,41 @@ describe('deploymentsView', () => {
     expect(viewText(v)).toContain('click.refused by Mallory → dep_2 — not in the allow list');
   });
 
+  it('lists refused clicks apart from the history: they never take a line of who rolled back', () => {
+    const s = snapshot({ rolledBack: true });
+    const history = Array.from({ length: 5 }, (_, k) => ({
+      at: NOW - (k + 1) * 60_000,
+      event: k === 4 ? 'requested' : 'started',
+      actor: { displayName: 'Alice' },
+      targetId: 'dep_2',
+    }));
+    // Two refused clicks newer than the whole history, and one older than it.
+    const refusals = [
+      {
+        at: NOW - 10_000,
+        event: 'refused',
+        actor: { displayName: 'Mallory' },
+        message: 'not in the allow list',
+      },
+      { at: NOW - 20_000, event: 'refused', actor: { displayName: 'Eve' }, message: 'not in the allow list' },
+    ];
+    const v = deploymentsView(s, { routing: routingOf(s), audit: history, refusals, now: NOW });
+    const lists = blocksOf(v, 'list');
+    const activity = lists.find((l) => l.label.startsWith('Recent activity'));
+    expect(activity?.items).toHaveLength(5);
+    expect(JSON.stringify(activity?.items)).toContain('requested');
+    expect(JSON.stringify(activity?.items)).not.toContain('Mallory');
+    const refused = lists.find((l) => l.label.startsWith('Refused clicks'));
+    expect(refused?.label).toBe('Refused clicks (latest 2)');
+    expect(refused?.items.map((i) => plainText(i.spans))).toEqual([
+      expect.stringContaining('refused by Mallory'),
+      expect.stringContaining('refused by Eve'),
+    ]);
+    // None: no block at all.
+    const quiet = deploymentsView(s, { routing: routingOf(s), audit: history, refusals: [], now: NOW });
+    expect(blocksOf(quiet, 'list').some((l) => l.label.startsWith('Refused clicks'))).toBe(false);
+  });
+
   it('tells newer from older by the snapshot order (newest first), not by createdAt', () => {
     // The platform lists newest first in its own order of creation; plans go by that order. Here the
     // wall clock stepped back: dep_6, pushed after the rollback to dep_2, carries an older createdAt,
