@@ -1270,7 +1270,9 @@ export class Flow {
    */
   private async recordExpiry(record: PlanRecord, abandoned?: Actor): Promise<void> {
     const p = record.plan;
-    const minutes = Math.round((record.expiresAt - record.createdAt) / 60_000);
+    // A plan's time counts from when it was last asked for (a joining request or alert restarts it),
+    // not from when its record was made: the store's time, as the click's answer says.
+    const minutes = Math.round(this.plans.ttlMs / 60_000);
     const at = utc(record.expiresAt);
     const message =
       abandoned !== undefined

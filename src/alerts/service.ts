@@ -547,7 +547,7 @@ export class AlertService implements AlertIntake {
     // The answer is only a detail: a failed read leaves it as it was, never fails the alert.
     const record = await this.opts.flow.get?.(planId).catch(() => undefined);
     return record?.state === 'expired'
-      ? `This incident already has a suggestion (${planId}), but its plan expired before anyone confirmed it: a fresh plan can be asked for with "Make a fresh plan" on its message or /rollback ${environment}.`
+      ? `This incident already has a suggestion (${planId}), but its plan expired unused (nothing was switched): a fresh plan can be asked for with "Make a fresh plan" on its message or /rollback ${environment}.`
       : `This incident already has a suggestion (${planId}).`;
   }
 

@@ -477,7 +477,7 @@ describe('resolutions', () => {
     const [after] = await h.service.handle([h.alert({ fingerprint: 'incident-1' })]);
     expect(after).toMatchObject({ outcome: 'deduplicated', planId: first?.planId });
     expect(after?.detail).toBe(
-      `This incident already has a suggestion (${first?.planId}), but its plan expired before anyone confirmed it: a fresh plan can be asked for with "Make a fresh plan" on its message or /rollback production.`,
+      `This incident already has a suggestion (${first?.planId}), but its plan expired unused (nothing was switched): a fresh plan can be asked for with "Make a fresh plan" on its message or /rollback production.`,
     );
   });
 
@@ -1069,5 +1069,28 @@ describe('alerts read from a watched channel: one suggestion per rollback and ch
       threads: ['17.01', '17.02'],
       channelLists: true,
     });
+  });
+});
+
+describe('a repeat of an incident whose confirmed plan expired waiting for approval', () => {
+  it('does not say nobody confirmed it (the record says Alice did)', async () => {
+    h = await createHarness({
+      file: {
+        environments: { production: { channels: { slack: 'C0ALERTS' }, twoPersonRule: true }, preview: {} },
+      },
+    });
+    const [first] = await h.service.handle([h.alert({ fingerprint: 'incident-1' })]);
+    expect(first?.outcome).toBe('suggested');
+    await h.service.idle();
+    const planId = first?.planId ?? '';
+    const alice = { surface: 'slack' as const, userId: 'U0ALICE', displayName: 'Alice' };
+    expect((await h.flow.confirm(alice, planId)).status).toBe('awaiting_approval');
+
+    await h.clock.advance(61 * MINUTE); // nobody approves
+    const [repeat] = await h.service.handle([h.alert({ fingerprint: 'incident-1' })]);
+    expect(repeat?.outcome).toBe('deduplicated');
+    expect((await h.flow.get(planId))?.confirmedBy?.displayName).toBe('Alice');
+    expect(repeat?.detail).not.toContain('before anyone confirmed it');
+    expect(repeat?.detail).toContain('expired unused');
   });
 });

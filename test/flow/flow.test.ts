@@ -583,6 +583,19 @@ describe('Flow.confirm', () => {
     expect(again.record.state).toBe(PlanState.pending);
   });
 
+  it('a plan joined near the end of its hour is audited, when it expires, with the plan time a click states (not the span since it was made)', async () => {
+    const x = await setup();
+    const first = planned(await x.flow.plan(alice, 'rollback', 'production'));
+    await x.clock.advance(3_600_000 - 10_000);
+    expect(planned(await x.flow.plan(bob, 'rollback', 'production')).created).toBe(false); // restarts the hour
+    await x.clock.advance(3_600_000 + 1_000);
+    expect((await x.flow.expireDue()).map((r) => r.plan.id)).toEqual([first.plan.id]);
+    const click = expectStatus(await x.flow.confirm(alice, first.plan.id), 'expired');
+    expect(click.message).toContain('valid for 60 minutes');
+    const expiry = (await x.audit.recent('production', 10)).find((a) => a.code === 'expired');
+    expect(expiry?.message).toContain('within 60 minutes');
+  });
+
   it('a confirm whose platform read outlasts the plan is expired, not queued, and the expiry is audited', async () => {
     const x = await setup({ ttlMs: 60_000 });
     const o = planned(await x.flow.plan(alice, 'rollback', 'production'));
