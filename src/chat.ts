@@ -6,6 +6,7 @@
  * the MessageView with their renderer and send it.
  */
 
+import { suggestionSlot } from './alerts/service.js';
 import { type ChatPoster, textView } from './chat-sinks.js';
 import type { Clock } from './clock.js';
 import { systemClock } from './clock.js';
@@ -15,7 +16,7 @@ import { assertNever, type Deployment } from './domain/types.js';
 import type { ClickOutcome, Flow, PlanOptions } from './flow.js';
 import { type Logger, silentLogger } from './log.js';
 import { type ActingUser, sameActor } from './permissions.js';
-import type { PlanRecord } from './plan-store.js';
+import { type PlanRecord, SUGGESTION_CLAIM_LEASE_MS } from './plan-store.js';
 import type { MessageRef, Progress, Surface } from './progress.js';
 import { jobIdForPlan, messageRefKey } from './queue.js';
 import { parseAction } from './views/actions.js';
@@ -220,6 +221,15 @@ export class ChatService {
    * run is done (the newest click's; the ones in between are skipped: each shows the whole state).
    */
   private readonly showing = new Map<string, { next: Shown | undefined; done: Promise<void> }>();
+  /**
+   * The fresh suggestions "Make a fresh plan" clicks are posting (`plan id|slot` → when the slot was
+   * claimed, and the alertsVersion the click's view was rendered from): the slot the fresh plan claimed
+   * for the click's message (Flow.replan's `suggestIn`), recorded with the message once the surface
+   * attaches it (`attach`). Only this process's clicks: the surface that answered the click posts and
+   * attaches in this process. Entries of posts that never came are dropped once their claim's lease is
+   * over (the slot is then anyone's).
+   */
+  private readonly freshSuggestions = new Map<string, { readonly at: number; readonly version: number }>();
 
   constructor(opts: ChatServiceOptions) {
     this.flow = opts.flow;
@@ -459,8 +469,17 @@ export class ChatService {
         return this.clickOutcome(out, message);
       }
       case 'replan': {
-        const out = await this.flow.replan(actor, action.ref);
+        // The fresh plan of an alert suggestion is a fresh suggestion in the clicked message's channel,
+        // where the surface posts the answer: it claims that channel's slot for it (see `attach`).
+        const slot =
+          message === undefined
+            ? undefined
+            : suggestionSlot({ surface: message.surface, channel: message.channel });
+        const out = await this.flow.replan(actor, action.ref, slot === undefined ? {} : { suggestIn: slot });
         if (!out.ok) return { ephemeral: refusalView(out.refusal), outcome: 'refused' };
+        const claim = out.record.suggestions?.find((s) => s.slot === slot && s.ref === undefined);
+        if (slot !== undefined && claim !== undefined)
+          this.expectFreshSuggestion(out.plan.id, slot, claim.at, out.record.alertsVersion ?? 0);
         return {
           post: { view: this.confirmation(out.record), visibility: 'channel', planId: out.plan.id },
           outcome: 'planned',
@@ -489,11 +508,55 @@ export class ChatService {
    */
   async attach(planId: string, ref: MessageRef): Promise<Progress | undefined> {
     const out = await this.flow.attach(planId, ref);
+    // The answer to a "Make a fresh plan" click of this process: the channel's suggestion of the plan.
+    const slot = suggestionSlot({ surface: ref.surface, channel: ref.channel });
+    const fresh = `${planId}|${slot}`;
+    const expected = this.freshSuggestions.get(fresh);
+    this.freshSuggestions.delete(fresh);
+    if (out.attached && expected !== undefined)
+      await this.freshSuggestionPosted(planId, slot, ref, expected.version);
     if (!out.attached || out.jobId === undefined) return undefined;
     // What the switch did, even if traffic moved again since: the message was posted as this switch's
     // ("progress follows"), and this is what followed. Redis failing here leaves the message as posted.
     const progress = await this.flow.jobProgress(out.jobId).catch(() => undefined);
     return progress?.outcome === undefined ? undefined : progress;
+  }
+
+  /** Remembers the slot a "Make a fresh plan" click claimed, until its message is attached. */
+  private expectFreshSuggestion(planId: string, slot: string, claimedAt: number, version: number): void {
+    const now = this.clock.now();
+    for (const [key, entry] of this.freshSuggestions) {
+      if (entry.at <= now - SUGGESTION_CLAIM_LEASE_MS) this.freshSuggestions.delete(key);
+    }
+    this.freshSuggestions.set(`${planId}|${slot}`, { at: claimedAt, version });
+  }
+
+  /**
+   * Records the message a "Make a fresh plan" click posted as the suggestion of its claimed slot, so
+   * the alert service's edits (an alert resolving or joining, the plan closing) reach it. When the
+   * plan's alerts changed while it was being posted (an edit meanwhile skipped it: it had no message
+   * yet), it is shown as the plan is now, through its surface's poster.
+   */
+  private async freshSuggestionPosted(
+    planId: string,
+    slot: string,
+    ref: MessageRef,
+    renderedVersion: number,
+  ): Promise<void> {
+    const claim = (await this.flow.get(planId))?.suggestions?.find((s) => s.slot === slot);
+    if (claim === undefined || claim.ref !== undefined) return; // taken over meanwhile: a plain message
+    const version = await this.flow.suggestionPosted(planId, slot, claim.alertId, ref);
+    if (version === undefined || version === renderedVersion) return;
+    const record = await this.flow.get(planId);
+    const poster = this.posters?.()[ref.surface];
+    if (record === undefined || poster === undefined) return;
+    // A confirmed plan's messages show its switch (its job edits them, this one included).
+    if (record.state === 'enqueued') return;
+    await poster
+      .update(ref, this.confirmation(record, { alertId: claim.alertId }))
+      .catch((e: unknown) =>
+        this.logger.warn({ err: e, planId }, 'could not show the fresh suggestion as its plan is now'),
+      );
   }
 
   /**

@@ -844,8 +844,20 @@ export class Flow {
     );
   }
 
-  /** A fresh plan for the same action, environment and target (after a stale or expired one). */
-  async replan(actorInput: ActingUser, planId: string): Promise<PlanOutcome> {
+  /**
+   * A fresh plan for the same action, environment and target (after a stale or expired one). An alert
+   * suggestion's fresh plan is a fresh suggestion: it lists the alerts the closed record listed, as
+   * they stand (resolved or firing), so that their later resolutions mark it too (the alert service
+   * resolves an incident on the plan id it was suggested under), and with `suggestIn` (a suggestion
+   * slot, `surface:channel`: where the click's message is about to be posted) it claims that slot for
+   * the message, which ChatService records once it is posted: from then on the message is that
+   * channel's suggestion, edited when its alerts resolve or join, as any other.
+   */
+  async replan(
+    actorInput: ActingUser,
+    planId: string,
+    opts: { readonly suggestIn?: string } = {},
+  ): Promise<PlanOutcome> {
     if (!PLAN_ID.test(planId)) {
       return { ok: false, refusal: invalid(`Invalid plan id "${planId}".`, { planId }) };
     }
@@ -865,9 +877,25 @@ export class Flow {
       };
     }
     const p = record.plan;
-    return this.plan(actorInput, p.action, p.environment, p.target.id, {
+    const out = await this.plan(actorInput, p.action, p.environment, p.target.id, {
       ...(record.alert === undefined ? {} : { alert: record.alert }),
     });
+    const alerts = record.alerts ?? [];
+    if (!out.ok || alerts.length === 0 || !OPEN_STATES.includes(out.record.state)) return out;
+    // Listed on the record made (or joined) just now; not on another one made since under the same id.
+    const first = alerts.find((a) => a.id === record.alert?.id) ?? alerts[0];
+    const suggestIn = opts.suggestIn?.trim();
+    const carried = await this.plans.carryAlerts(
+      out.plan.id,
+      out.record.generation ?? '',
+      alerts,
+      suggestIn === undefined || suggestIn === '' || first === undefined
+        ? undefined
+        : { slot: suggestIn, alertId: first.id },
+    );
+    if (carried === undefined) return out;
+    const now = (await this.plans.get(out.plan.id)) ?? out.record;
+    return { ...out, plan: now.plan, record: now };
   }
 
   /**

@@ -644,6 +644,55 @@ return redis.call('HGET', KEYS[1], 'state')
 `;
 
 /**
+ * Lists on a fresh record the alerts of the record it replaced ("Make a fresh plan": the same rollback,
+ * showing the same alerts), with their resolutions, and claims a suggestion slot for the message about
+ * to be posted (as GROUP_SCRIPT claims one), in one step: no render sees half the list. KEYS[1] record;
+ * ARGV[1] now; ARGV[2] the generation of the record to list them on; ARGV[3] MAX_ALERTS_PER_PLAN;
+ * ARGV[4] the slot field to claim, or ''; ARGV[5] the claimed slot's JSON; ARGV[6] the claim lease (ms);
+ * ARGV[7..] per alert: its id, its JSON, when it resolved ('' when it still fires). An alert the record
+ * has already (listed or counted) is left as the record says: what happened to it since is newer. Returns
+ * {0} when the plan is not open or not that record, else {1, alertsVersion, 1 when the slot was claimed}.
+ */
+const CARRY_ALERTS_SCRIPT = `
+local state = redis.call('HGET', KEYS[1], 'state')
+if state ~= 'pending' and state ~= 'awaiting_approval' then return {0} end
+if (redis.call('HGET', KEYS[1], 'generation') or '') ~= ARGV[2] then return {0} end
+if (tonumber(redis.call('HGET', KEYS[1], 'expiresAt')) or 0) <= tonumber(ARGV[1]) then return {0} end
+local n = 0
+for _, f in ipairs(redis.call('HKEYS', KEYS[1])) do
+  if string.sub(f, 1, 3) == 'al:' then n = n + 1 end
+end
+for i = 7, #ARGV, 3 do
+  local id = ARGV[i]
+  if redis.call('HEXISTS', KEYS[1], 'al:' .. id) == 0 and redis.call('HEXISTS', KEYS[1], 'ao:' .. id) == 0 then
+    local version = redis.call('HINCRBY', KEYS[1], 'alertsVersion', 1)
+    if n < tonumber(ARGV[3]) then
+      redis.call('HSET', KEYS[1], 'al:' .. id, ARGV[i + 1], 'aq:' .. id, version)
+      n = n + 1
+    else
+      redis.call('HSET', KEYS[1], 'ao:' .. id, '1')
+    end
+    if ARGV[i + 2] ~= '' then redis.call('HSET', KEYS[1], 'ar:' .. id, ARGV[i + 2]) end
+  end
+end
+local claimed = 0
+if ARGV[4] ~= '' then
+  local v = redis.call('HGET', KEYS[1], ARGV[4])
+  if v then
+    local ok, d = pcall(cjson.decode, v)
+    if ok and type(d) == 'table' and d.ref == nil and (tonumber(d.at) or 0) <= tonumber(ARGV[1]) - tonumber(ARGV[6]) then
+      v = nil
+    end
+  end
+  if not v then
+    redis.call('HSET', KEYS[1], ARGV[4], ARGV[5])
+    claimed = 1
+  end
+end
+return {1, tonumber(redis.call('HGET', KEYS[1], 'alertsVersion')) or 0, claimed}
+`;
+
+/**
  * Dismiss on one suggestion message, in one step: marks its slot dismissed (bumping alertsVersion)
  * and counts the plan's messages that still offer it: not the clicked one, not dismissed ones, not on
  * the ignored surfaces. Two people dismissing two copies at once thus find out which was the last.
@@ -1018,6 +1067,55 @@ export class PlanStore {
     return typeof state === 'string' && (planStates as readonly string[]).includes(state)
       ? (state as PlanState)
       : undefined;
+  }
+
+  /**
+   * A fresh plan made from a closed one ("Make a fresh plan", Flow.replan): lists `alerts` (the closed
+   * record's, with their resolutions) on the record of generation `generation`, and with `slot` claims
+   * that suggestion slot for the message the click posts (shown first: `slot.alertId`), unless the plan
+   * has a suggestion there already. In one step (see CARRY_ALERTS_SCRIPT). Undefined when the plan is
+   * not open or another record replaced that one; else the plan's alertsVersion and whether the slot
+   * was claimed (the caller then records the posted message, `suggestionPosted`, or frees the slot).
+   */
+  async carryAlerts(
+    planId: string,
+    generation: string,
+    alerts: readonly PlanAlert[],
+    slot?: { readonly slot: string; readonly alertId: string },
+  ): Promise<{ readonly version: number; readonly claimed: boolean } | undefined> {
+    const now = this.clock.now();
+    const args: string[] = [];
+    for (const a of alerts) {
+      const entry = planAlertSchema.parse({ ...a, id: alertIdSchema.parse(a.id) });
+      args.push(
+        entry.id,
+        JSON.stringify({ alert: entry.alert, at: entry.at }),
+        entry.resolvedAt === undefined ? '' : String(entry.resolvedAt),
+      );
+    }
+    const claim =
+      slot === undefined
+        ? undefined
+        : planSuggestionSchema.parse({
+            slot: slot.slot,
+            alertId: alertIdSchema.parse(slot.alertId),
+            at: now,
+          });
+    const { slot: _, ...claimed } = claim ?? { slot: '' };
+    const raw = await this.redis.eval(
+      CARRY_ALERTS_SCRIPT,
+      1,
+      this.key(planId),
+      String(now),
+      generation,
+      String(MAX_ALERTS_PER_PLAN),
+      claim === undefined ? '' : `${SUGGESTION_FIELD}${claim.slot}`,
+      JSON.stringify(claimed),
+      String(SUGGESTION_CLAIM_LEASE_MS),
+      ...args,
+    );
+    if (!Array.isArray(raw) || raw[0] !== 1) return undefined;
+    return { version: Number(raw[1]), claimed: raw[2] === 1 };
   }
 
   /**

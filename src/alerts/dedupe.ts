@@ -363,23 +363,23 @@ export class AlertDedupe {
   }
 
   /**
-   * Marks `alertId` resolved at `at` on the newest replaced record of `planId` that lists it. Returns
-   * that record's id (for `replaced`), or undefined when no kept record lists the alert.
+   * Marks `alertId` resolved at `at` on every replaced record of `planId` that lists it (a plan made
+   * again with "Make a fresh plan" lists its alerts again, so several records, each with its closed
+   * message, may list one). Returns those records' ids (for `replaced`), newest first; none when no
+   * kept record lists the alert.
    */
-  async resolveReplaced(planId: string, alertId: string, at: number): Promise<string | undefined> {
+  async resolveReplaced(planId: string, alertId: string, at: number): Promise<string[]> {
     const key = this.replacedKey(planId);
     const kept = await this.replacedRecords(planId);
-    const hit = kept
+    const hits = kept
       .filter((k) => k.record.alerts?.some((a) => a.id === alertId))
-      .sort((a, b) => b.record.createdAt - a.record.createdAt)[0];
-    if (hit === undefined) return undefined;
+      .sort((a, b) => b.record.createdAt - a.record.createdAt);
+    if (hits.length === 0) return [];
     // The first resolution stands (a retried RESOLVED does not move its time).
-    await this.redis
-      .multi()
-      .hsetnx(key, `res:${hit.id}:${alertId}`, String(at))
-      .pexpire(key, Math.max(1, Math.round(this.incidentTtlMs)))
-      .exec();
-    return hit.id;
+    const multi = this.redis.multi();
+    for (const hit of hits) multi.hsetnx(key, `res:${hit.id}:${alertId}`, String(at));
+    await multi.pexpire(key, Math.max(1, Math.round(this.incidentTtlMs))).exec();
+    return hits.map((hit) => hit.id);
   }
 
   /** A kept replaced record (`keepReplaced`) with the resolutions of its alerts since; undefined when gone. */

@@ -1102,39 +1102,48 @@ export class AlertService implements AlertIntake {
     const planId = record.planId;
     // Still being posted: the claimant edits the suggestion as soon as it exists (see `post`).
     let planState: string | undefined;
-    let replaced: string | undefined;
+    let replaced: readonly string[] = [];
     if (record.state !== IncidentState.pending) {
       // A plan that lists its alerts marks this one and renders its suggestions again; a suggestion
       // recorded before plans listed alerts (or a note) is edited through its message refs.
       if (planId !== undefined && record.alertId !== undefined)
         planState = await this.opts.flow.resolveAlert?.(planId, record.alertId, this.clock.now());
       const listed = planState !== undefined;
-      // The plan was made again since (a new record under the same id, which does not list this
-      // alert): the incident's messages are those of the old record, shown closed when it was
-      // replaced. They show the old record again, this alert marked resolved; never the new record,
-      // whose buttons would land on a message that said the plan was closed.
+      // The plan was made again since (a new record under the same id): the incident's messages
+      // include those of the old record, shown closed when it was replaced. They show the old record
+      // again, this alert marked resolved; never the new record, whose buttons would land on a message
+      // that said the plan was closed. The new record lists the alert too when it was made with "Make
+      // a fresh plan" (Flow.replan): then its suggestion is edited as well.
       replaced =
-        !listed && planId !== undefined && record.alertId !== undefined
+        planId !== undefined && record.alertId !== undefined
           ? await this.opts.dedupe.resolveReplaced(planId, record.alertId, this.clock.now())
-          : undefined;
+          : [];
       // Only a suggestion recorded before plans listed their alerts is edited through its refs: those
       // messages may now show other incidents' alerts (or a plan made again under the same id).
       const legacy = record.alertId === undefined;
       const kept = replaced; // a const the edit below can close over
+      const closed = planId === undefined ? [] : kept.map((id) => () => this.closeReplaced(planId, id));
       const edit =
-        listed && planId !== undefined
-          ? () => this.refresh(planId, record.alertId)
-          : kept !== undefined && planId !== undefined
-            ? () => this.closeReplaced(planId, kept)
-            : legacy && record.refs.length > 0
-              ? () =>
-                  this.opts.sink.resolved(record.refs, {
-                    environment,
-                    alert,
-                    ...(planId === undefined ? {} : { planId }),
-                    ...(record.sentence === undefined ? {} : { sentence: record.sentence }),
-                  })
-              : undefined;
+        (listed && planId !== undefined) || closed.length > 0
+          ? async () => {
+              // Every message is tried; the first failure is thrown at the end.
+              const edits = [
+                ...(listed && planId !== undefined ? [() => this.refresh(planId, record.alertId)] : []),
+                ...closed,
+              ];
+              const failures: unknown[] = [];
+              for (const one of edits) await one().catch((e: unknown) => failures.push(e));
+              if (failures.length > 0) throw failures[0];
+            }
+          : legacy && record.refs.length > 0
+            ? () =>
+                this.opts.sink.resolved(record.refs, {
+                  environment,
+                  alert,
+                  ...(planId === undefined ? {} : { planId }),
+                  ...(record.sentence === undefined ? {} : { sentence: record.sentence }),
+                })
+            : undefined;
       try {
         await edit?.();
       } catch (e) {
@@ -1161,7 +1170,7 @@ export class AlertService implements AlertIntake {
             ? 'Resolved. The suggestion was confirmed: its message shows the switch.'
             : planState !== undefined
               ? 'The suggestion now lists the alert as resolved.'
-              : replaced !== undefined
+              : replaced.length > 0
                 ? 'Resolved. Its suggestion was closed (the plan was made again since); it now shows the alert resolved.'
                 : record.alertId !== undefined
                   ? 'Resolved; its suggestion is closed (the plan was made again since), so nothing was edited.'

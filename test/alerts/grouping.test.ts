@@ -511,6 +511,138 @@ describe('resolutions', () => {
     expect((await h.flow.get(first?.planId ?? ''))?.state).toBe('pending');
   });
 
+  /**
+   * An alert's suggestion expires unclicked in `channel`; someone clicks "Make a fresh plan" on it, and
+   * the surface posts and attaches the answer as Slack's and Discord's click handlers do. Returns the
+   * expired message and the fresh one.
+   */
+  async function freshPlanClicked(
+    harness: Harness,
+    surface: 'slack' | 'discord',
+    channel: string,
+    also: readonly string[] = [],
+  ) {
+    const [first] = await harness.service.handle([harness.alert({ fingerprint: 'incident-1' })]);
+    expect(first?.outcome).toBe('suggested');
+    for (const fingerprint of also) {
+      const [more] = await harness.service.handle([
+        harness.alert({ fingerprint, title: `Alert ${fingerprint}` }),
+      ]);
+      expect(more?.outcome).toBe('grouped');
+    }
+    await harness.service.idle();
+    await harness.clock.advance(61 * MINUTE);
+    expect((await harness.chat.expireDue()).map((r) => r.plan.id)).toEqual([first?.planId]);
+    await harness.chat.idle();
+    await harness.service.idle();
+    const poster = surface === 'slack' ? harness.slack : harness.discord;
+    const [expired] = poster.inChannel(channel);
+    if (!expired) throw new Error('no suggestion');
+    return {
+      planId: first?.planId ?? '',
+      poster,
+      expired: expired.ref,
+      async click(also: () => Promise<void> = async () => undefined) {
+        await also();
+        const who = surface === 'slack' ? ana : anaOnDiscord;
+        const click = await harness.chat.click(who, expired.view.buttons[0]?.actionId ?? '', expired.ref);
+        expect(click.outcome).toBe('planned');
+        if (click.post?.planId === undefined) throw new Error('the click posted no plan');
+        const fresh = await poster.post(channel, click.post.view);
+        await harness.chat.attach(click.post.planId, fresh);
+        await harness.service.idle();
+        return fresh;
+      },
+    };
+  }
+
+  it.each([
+    ['slack', 'C0ALERTS'],
+    ['discord', '123456789012'],
+  ] as const)(
+    '"Make a fresh plan" on an expired suggestion, then its incident resolves: the fresh message says so and calls the rollback optional, the closed one shows it resolved (%s)',
+    async (surface, channel) => {
+      const file = { environments: { production: { channels: { [surface]: channel } }, preview: {} } };
+      h = await createHarness({ file, memoryChat: [surface] });
+      const run = await freshPlanClicked(h, surface, channel);
+      const fresh = await run.click();
+      expect(run.poster.messages.get(fresh.messageId)?.view.title).toMatch(/^Roll back production/);
+
+      await h.clock.advance(MINUTE);
+      const [resolved] = await h.service.handle([h.alert({ fingerprint: 'incident-1', status: 'resolved' })]);
+      await h.service.idle();
+      await h.chat.idle();
+      expect(resolved).toMatchObject({ outcome: 'resolved', planId: run.planId });
+      const now = run.poster.messages.get(fresh.messageId);
+      const last = now?.history.at(-1);
+      expect({
+        title: last?.title,
+        resolved: viewText(last).includes('The alert resolved'),
+        optional: viewText(last).includes('The rollback below is optional now.'),
+        edits: (now?.history.length ?? 0) > 1,
+      }).toEqual({
+        title: expect.stringMatching(/^Roll back production/),
+        resolved: true,
+        optional: true,
+        edits: true,
+      });
+      const old = run.poster.messages.get(run.expired.messageId)?.view;
+      expect({
+        title: old?.title,
+        resolved: viewText(old).includes('The alert resolved'),
+        optional: viewText(old).includes('optional'),
+        buttons: buttonLabels(old),
+      }).toEqual({
+        title: expect.stringMatching(/^Expired: roll back production/),
+        resolved: true,
+        optional: false,
+        buttons: ['Make a fresh plan'],
+      });
+    },
+  );
+
+  it('the fresh plan lists every alert of the expired one as it stands: one resolved before the click shows resolved, and the last to resolve says they all did', async () => {
+    h = await createHarness({ file: slackOnly, memoryChat: ['slack'] });
+    const run = await freshPlanClicked(h, 'slack', 'C0ALERTS', ['incident-3']);
+    await h.clock.advance(MINUTE);
+    const [early] = await h.service.handle([h.alert({ fingerprint: 'incident-3', status: 'resolved' })]);
+    expect(early?.outcome).toBe('resolved');
+    await h.service.idle();
+    const fresh = await run.click();
+    const record = await h.flow.get(run.planId);
+    expect(
+      (record?.alerts ?? []).map((a) => ({ title: a.alert.title, resolved: a.resolvedAt !== undefined })),
+    ).toEqual([
+      { title: 'Checkout 5xx above 5%', resolved: false },
+      { title: 'Alert incident-3', resolved: true },
+    ]);
+    // The click's message is the channel's suggestion of the fresh plan: a later alert of the same
+    // rollback is listed on it, not posted beside it.
+    expect(record?.suggestions?.map((s) => s.ref?.messageId)).toEqual([fresh.messageId]);
+    const [later] = await h.service.handle([
+      // Started when incident-1 did (62 minutes ago: 33 + 62), so it points at the same rollback.
+      h.alert({
+        fingerprint: 'incident-4',
+        title: 'Alert incident-4',
+        startedAt: h.clock.now() - 95 * MINUTE,
+      }),
+    ]);
+    expect(later?.outcome).toBe('grouped');
+    await h.service.idle();
+    expect(h.slack.inChannel('C0ALERTS')).toHaveLength(2);
+    expect(viewText(h.slack.messages.get(fresh.messageId)?.view)).toContain('Alert incident-4');
+
+    await h.clock.advance(MINUTE);
+    await h.service.handle([
+      h.alert({ fingerprint: 'incident-4', title: 'Alert incident-4', status: 'resolved' }),
+    ]);
+    await h.service.handle([h.alert({ fingerprint: 'incident-1', status: 'resolved' })]);
+    await h.service.idle();
+    const last = h.slack.messages.get(fresh.messageId)?.view;
+    expect(viewText(last)).toContain('All 3 alerts resolved');
+    expect(viewText(last)).toContain('The rollback below is optional now.');
+  });
+
   it('a suggestion recorded before alerts were listed: its RESOLVED does not call the rollback optional while a newer alert fires', async () => {
     h = await createHarness({ file: slackOnly, memoryChat: ['slack'] });
     // What Switchyard before the alert lists left behind: a plan with its alert and message, an
