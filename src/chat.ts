@@ -119,6 +119,25 @@ interface Shown {
   readonly clicked: MessageRef | undefined;
 }
 
+/** A "Make a fresh plan" click's answer being posted (see `ChatService.freshSuggestions`). */
+interface FreshSuggestion {
+  /** The suggestion slot the fresh plan reserved for it. */
+  readonly slot: string;
+  /** When the slot was claimed (its lease runs from then). */
+  readonly at: number;
+  /** The plan's alertsVersion the click's view was rendered from. */
+  readonly version: number;
+  /** How many of this process's clicks are posting it there. */
+  readonly posting: number;
+  /** Whether one of them claimed the slot (else another message of the plan holds it). */
+  readonly claimed: boolean;
+}
+
+/** The key of a fresh suggestion: its plan and where the surface posts it (`surface:channel`). */
+function freshKey(planId: string, where: { readonly surface: Surface; readonly channel: string }): string {
+  return `${planId}|${suggestionSlot({ surface: where.surface, channel: where.channel })}`;
+}
+
 /**
  * Splits command text into arguments (whitespace separated). Formatting and quotes around a word are
  * dropped: Slack may wrap text in formatting, and chat clients turn typed quotes into curly ones
@@ -222,14 +241,18 @@ export class ChatService {
    */
   private readonly showing = new Map<string, { next: Shown | undefined; done: Promise<void> }>();
   /**
-   * The fresh suggestions "Make a fresh plan" clicks are posting (`plan id|slot` → when the slot was
-   * claimed, and the alertsVersion the click's view was rendered from): the slot the fresh plan claimed
-   * for the click's message (Flow.replan's `suggestIn`), recorded with the message once the surface
-   * attaches it (`attach`). Only this process's clicks: the surface that answered the click posts and
+   * The fresh suggestions "Make a fresh plan" clicks are posting, by `plan id|surface:channel` (where
+   * the surface posts the click's answer: the clicked message's channel, as the click names it) → the
+   * suggestion slot the fresh plan reserved for it (Flow.replan's `suggestIn`, which may name the
+   * channel otherwise: `slack:#alerts`), when it was claimed, the alertsVersion the click's view was
+   * rendered from, how many of this process's clicks are posting there, and whether one of them claimed
+   * the slot (else another message holds it). The first message attached is recorded as that slot's
+   * suggestion (`attach`); a post that failed is reported (`postFailed`), and when none is left to come
+   * the slot is freed. Only this process's clicks: the surface that answered the click posts and
    * attaches in this process. Entries of posts that never came are dropped once their claim's lease is
    * over (the slot is then anyone's).
    */
-  private readonly freshSuggestions = new Map<string, { readonly at: number; readonly version: number }>();
+  private readonly freshSuggestions = new Map<string, FreshSuggestion>();
 
   constructor(opts: ChatServiceOptions) {
     this.flow = opts.flow;
@@ -470,16 +493,28 @@ export class ChatService {
       }
       case 'replan': {
         // The fresh plan of an alert suggestion is a fresh suggestion in the clicked message's channel,
-        // where the surface posts the answer: it claims that channel's slot for it (see `attach`).
-        const slot =
+        // where the surface posts the answer: it reserves the slot the clicked message held (or, when it
+        // held none, the click's channel's) for it (see `attach`, `postFailed`).
+        const out = await this.flow.replan(
+          actor,
+          action.ref,
           message === undefined
-            ? undefined
-            : suggestionSlot({ surface: message.surface, channel: message.channel });
-        const out = await this.flow.replan(actor, action.ref, slot === undefined ? {} : { suggestIn: slot });
+            ? {}
+            : {
+                clicked: message,
+                suggestIn: suggestionSlot({ surface: message.surface, channel: message.channel }),
+              },
+        );
         if (!out.ok) return { ephemeral: refusalView(out.refusal), outcome: 'refused' };
+        const slot = out.suggestIn?.slot;
         const claim = out.record.suggestions?.find((s) => s.slot === slot && s.ref === undefined);
-        if (slot !== undefined && claim !== undefined)
-          this.expectFreshSuggestion(out.plan.id, slot, claim.at, out.record.alertsVersion ?? 0);
+        if (message !== undefined && slot !== undefined && claim !== undefined)
+          this.expectFreshSuggestion(out.plan.id, message, {
+            slot,
+            at: claim.at,
+            version: out.record.alertsVersion ?? 0,
+            claimed: out.suggestIn?.claimed === true,
+          });
         return {
           post: { view: this.confirmation(out.record), visibility: 'channel', planId: out.plan.id },
           outcome: 'planned',
@@ -508,13 +543,13 @@ export class ChatService {
    */
   async attach(planId: string, ref: MessageRef): Promise<Progress | undefined> {
     const out = await this.flow.attach(planId, ref);
-    // The answer to a "Make a fresh plan" click of this process: the channel's suggestion of the plan.
-    const slot = suggestionSlot({ surface: ref.surface, channel: ref.channel });
-    const fresh = `${planId}|${slot}`;
+    // The answer to a "Make a fresh plan" click of this process: the suggestion of the slot its plan
+    // reserved for it (named as the alerts' destination names it, not as the posted ref does).
+    const fresh = freshKey(planId, ref);
     const expected = this.freshSuggestions.get(fresh);
     this.freshSuggestions.delete(fresh);
     if (out.attached && expected !== undefined)
-      await this.freshSuggestionPosted(planId, slot, ref, expected.version);
+      await this.freshSuggestionPosted(planId, expected.slot, ref, expected.version);
     if (!out.attached || out.jobId === undefined) return undefined;
     // What the switch did, even if traffic moved again since: the message was posted as this switch's
     // ("progress follows"), and this is what followed. Redis failing here leaves the message as posted.
@@ -522,13 +557,66 @@ export class ChatService {
     return progress?.outcome === undefined ? undefined : progress;
   }
 
-  /** Remembers the slot a "Make a fresh plan" click claimed, until its message is attached. */
-  private expectFreshSuggestion(planId: string, slot: string, claimedAt: number, version: number): void {
+  /**
+   * A surface could not post the answer to a click (`ClickReply.post`) of plan `planId` in `where` (the
+   * clicked message's channel, where it posts the answer): Slack refused it (a 429, an error answer),
+   * Discord's post threw. When that answer was a "Make a fresh plan" click's fresh suggestion and no
+   * other click of this process is still posting it there, the suggestion slot its plan reserved for it
+   * is freed at once: else the plan's next alert there would find the place taken by a message that
+   * never comes, and be bounced (a webhook answered 503, a chat alert's retries spent) until the
+   * reservation's lease (SUGGESTION_CLAIM_LEASE_MS) ran out. A click that did not claim the slot (another
+   * message of the plan holds it, or is being posted there) frees nothing. Never throws: the surface is
+   * already telling the clicker that the post failed.
+   */
+  async postFailed(
+    planId: string,
+    where: { readonly surface: Surface; readonly channel: string },
+  ): Promise<void> {
+    const key = freshKey(planId, where);
+    const entry = this.freshSuggestions.get(key);
+    if (entry === undefined) return;
+    if (entry.posting > 1) {
+      this.freshSuggestions.set(key, { ...entry, posting: entry.posting - 1 });
+      return;
+    }
+    this.freshSuggestions.delete(key);
+    // Past its lease the slot is anyone's: an alert may have claimed it since, and is posting there.
+    if (!entry.claimed || entry.at <= this.clock.now() - SUGGESTION_CLAIM_LEASE_MS) return;
+    await this.flow
+      .releaseSuggestion(planId, entry.slot)
+      .catch((e: unknown) =>
+        this.logger.warn(
+          { err: e, planId, slot: entry.slot },
+          'could not free the suggestion slot of a fresh plan whose post failed',
+        ),
+      );
+  }
+
+  /** Remembers the slot a "Make a fresh plan" click reserved, until its message is attached. */
+  private expectFreshSuggestion(
+    planId: string,
+    where: MessageRef,
+    fresh: {
+      readonly slot: string;
+      readonly at: number;
+      readonly version: number;
+      readonly claimed: boolean;
+    },
+  ): void {
     const now = this.clock.now();
     for (const [key, entry] of this.freshSuggestions) {
       if (entry.at <= now - SUGGESTION_CLAIM_LEASE_MS) this.freshSuggestions.delete(key);
     }
-    this.freshSuggestions.set(`${planId}|${slot}`, { at: claimedAt, version });
+    const key = freshKey(planId, where);
+    const before = this.freshSuggestions.get(key);
+    // Two clicks at once on one message: the first message attached is the suggestion; the slot is
+    // freed only when every post failed.
+    this.freshSuggestions.set(
+      key,
+      before?.slot === fresh.slot
+        ? { ...fresh, claimed: before.claimed || fresh.claimed, posting: before.posting + 1 }
+        : { ...fresh, posting: 1 },
+    );
   }
 
   /**

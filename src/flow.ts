@@ -848,16 +848,21 @@ export class Flow {
    * A fresh plan for the same action, environment and target (after a stale or expired one). An alert
    * suggestion's fresh plan is a fresh suggestion: it lists the alerts the closed record listed, as
    * they stand (resolved or firing), so that their later resolutions mark it too (the alert service
-   * resolves an incident on the plan id it was suggested under), and with `suggestIn` (a suggestion
-   * slot, `surface:channel`: where the click's message is about to be posted) it claims that slot for
-   * the message, which ChatService records once it is posted: from then on the message is that
-   * channel's suggestion, edited when its alerts resolve or join, as any other.
+   * resolves an incident on the plan id it was suggested under), and it claims a suggestion slot for
+   * the message the click is about to post, which ChatService records once it is posted (or frees when
+   * the post failed): from then on the message is that channel's suggestion, edited when its alerts
+   * resolve or join, as any other. The slot is the one the clicked message (`clicked`) held on the
+   * closed record: the place the alerts are posted to, named as their destination names it (Slack's
+   * `slack:#alerts` when the alert channel is configured by name, while the click names the channel by
+   * its id); `suggestIn` (`surface:channel`, the click's channel) only when the clicked message held
+   * none. `suggestIn` on the answer: the slot chosen, and whether this call claimed it (else another
+   * message of the plan is there or being posted there).
    */
   async replan(
     actorInput: ActingUser,
     planId: string,
-    opts: { readonly suggestIn?: string } = {},
-  ): Promise<PlanOutcome> {
+    opts: { readonly clicked?: MessageRef; readonly suggestIn?: string } = {},
+  ): Promise<PlanOutcome & { readonly suggestIn?: { readonly slot: string; readonly claimed: boolean } }> {
     if (!PLAN_ID.test(planId)) {
       return { ok: false, refusal: invalid(`Invalid plan id "${planId}".`, { planId }) };
     }
@@ -884,18 +889,29 @@ export class Flow {
     if (!out.ok || alerts.length === 0 || !OPEN_STATES.includes(out.record.state)) return out;
     // Listed on the record made (or joined) just now; not on another one made since under the same id.
     const first = alerts.find((a) => a.id === record.alert?.id) ?? alerts[0];
-    const suggestIn = opts.suggestIn?.trim();
+    const clicked = opts.clicked;
+    const held =
+      clicked === undefined
+        ? undefined
+        : record.suggestions?.find(
+            (s) => s.ref?.surface === clicked.surface && s.ref.messageId === clicked.messageId,
+          )?.slot;
+    const suggestIn = held ?? opts.suggestIn?.trim();
+    const slot = suggestIn === undefined || suggestIn === '' || first === undefined ? undefined : suggestIn;
     const carried = await this.plans.carryAlerts(
       out.plan.id,
       out.record.generation ?? '',
       alerts,
-      suggestIn === undefined || suggestIn === '' || first === undefined
-        ? undefined
-        : { slot: suggestIn, alertId: first.id },
+      slot === undefined || first === undefined ? undefined : { slot, alertId: first.id },
     );
     if (carried === undefined) return out;
     const now = (await this.plans.get(out.plan.id)) ?? out.record;
-    return { ...out, plan: now.plan, record: now };
+    return {
+      ...out,
+      plan: now.plan,
+      record: now,
+      ...(slot === undefined ? {} : { suggestIn: { slot, claimed: carried.claimed } }),
+    };
   }
 
   /**

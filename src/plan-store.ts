@@ -1075,7 +1075,8 @@ export class PlanStore {
    * that suggestion slot for the message the click posts (shown first: `slot.alertId`), unless the plan
    * has a suggestion there already. In one step (see CARRY_ALERTS_SCRIPT). Undefined when the plan is
    * not open or another record replaced that one; else the plan's alertsVersion and whether the slot
-   * was claimed (the caller then records the posted message, `suggestionPosted`, or frees the slot).
+   * was claimed (the caller then records the posted message, `suggestionPosted`, or frees the slot,
+   * `releaseSuggestion`, when the post failed: ChatService `attach` and `postFailed`).
    */
   async carryAlerts(
     planId: string,

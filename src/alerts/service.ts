@@ -865,7 +865,9 @@ export class AlertService implements AlertIntake {
         failure ??
         new Error(
           claimed.length === 0
-            ? 'the suggestion is still being posted by another Switchyard; try again'
+            ? // Taken by a post under way: another replica's alert, or the answer to a "Make a fresh
+              // plan" click (its claim looks the same).
+              'the suggestion is still being posted (by another Switchyard, or as the answer to a "Make a fresh plan" click); try again'
             : 'no message was posted',
         );
       return {

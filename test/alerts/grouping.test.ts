@@ -1226,3 +1226,135 @@ describe('a repeat of an incident whose confirmed plan expired waiting for appro
     expect(repeat?.detail).toContain('expired unused');
   });
 });
+
+describe('"Make a fresh plan": the suggestion slot reserved for the click\'s message', () => {
+  /**
+   * An alert's suggestion posted to `channel` (as configured: an id, or a Slack name such as `#alerts`
+   * that the chat service answers with `id`) expires unclicked. Returns it and the surface's poster.
+   */
+  async function expiredSuggestion(harness: Harness, surface: 'slack' | 'discord', id: string) {
+    const [first] = await harness.service.handle([harness.alert({ fingerprint: 'incident-1' })]);
+    expect(first?.outcome).toBe('suggested');
+    await harness.service.idle();
+    await harness.clock.advance(61 * MINUTE);
+    expect((await harness.chat.expireDue()).map((r) => r.plan.id)).toEqual([first?.planId]);
+    await harness.chat.idle();
+    await harness.service.idle();
+    const poster = surface === 'slack' ? harness.slack : harness.discord;
+    const [expired] = poster.inChannel(id);
+    if (!expired) throw new Error('no suggestion');
+    expect(buttonLabels(expired.view)).toEqual(['Make a fresh plan']);
+    return { planId: first?.planId ?? '', expired, poster };
+  }
+
+  /** A later alert of the same rollback (it started when incident-1 did). */
+  function laterAlert(harness: Harness) {
+    return harness.alert({
+      fingerprint: 'incident-4',
+      title: 'Alert incident-4',
+      startedAt: harness.clock.now() - 95 * MINUTE,
+    });
+  }
+
+  it("a Slack alert channel given by name (#alerts): the click's message takes the place of the clicked one, and a later alert is listed on it, not posted beside it", async () => {
+    h = await createHarness({
+      file: { environments: { production: { channels: { slack: '#alerts' } }, preview: {} } },
+      memoryChat: ['slack'],
+    });
+    h.slack.channelIds.set('#alerts', 'C0ALERTS');
+    const { planId, expired } = await expiredSuggestion(h, 'slack', 'C0ALERTS');
+    // Slack's click payload names the channel by its id, as the expired message's ref does.
+    expect(expired.ref.channel).toBe('C0ALERTS');
+    const click = await h.chat.click(ana, expired.view.buttons[0]?.actionId ?? '', expired.ref);
+    expect(click.outcome).toBe('planned');
+    if (click.post?.planId === undefined) throw new Error('no post');
+    // As handlers/slack/actions/run.ts does: the answer goes to the click's channel, then is attached.
+    const fresh = await h.slack.post('C0ALERTS', click.post.view);
+    await h.chat.attach(click.post.planId, fresh);
+    await h.service.idle();
+    expect(
+      (await h.flow.get(planId))?.suggestions?.map((s) => ({ slot: s.slot, ref: s.ref?.messageId })),
+    ).toEqual([{ slot: 'slack:#alerts', ref: fresh.messageId }]);
+
+    const [later] = await h.service.handle([laterAlert(h)]);
+    await h.service.idle();
+    expect({
+      later: later?.outcome,
+      messagesInChannel: h.slack.inChannel('C0ALERTS').length,
+      freshListsIt: viewText(h.slack.messages.get(fresh.messageId)?.view).includes('Alert incident-4'),
+    }).toEqual({ later: 'grouped', messagesInChannel: 2, freshListsIt: true });
+  });
+
+  it.each([
+    ['slack', 'C0ALERTS', 'C0ALERTS'],
+    ['slack', '#alerts', 'C0ALERTS'],
+    ['discord', '123456789012', '123456789012'],
+  ] as const)(
+    "a click whose answer could not be posted (%s, alerts to %s) frees the place at once: the rollback's next alert there is posted, not bounced",
+    async (surface, configured, id) => {
+      h = await createHarness({
+        file: { environments: { production: { channels: { [surface]: configured } }, preview: {} } },
+        memoryChat: [surface],
+      });
+      if (configured !== id) h.slack.channelIds.set(configured, id);
+      const { planId, expired, poster } = await expiredSuggestion(h, surface, id);
+      const who = surface === 'slack' ? ana : anaOnDiscord;
+      const click = await h.chat.click(who, expired.view.buttons[0]?.actionId ?? '', expired.ref);
+      expect(click.outcome).toBe('planned');
+      if (click.post?.planId === undefined) throw new Error('no post');
+      // The surface's post of the answer fails (Slack answered 429 or an error; Discord's post threw):
+      // it tells ChatService, as handlers/slack/actions/run.ts and handlers/discord/actions/click.ts do.
+      poster.failPost = 1;
+      await expect(poster.post(id, click.post.view)).rejects.toThrow();
+      await h.chat.postFailed(click.post.planId, { surface, channel: expired.ref.channel });
+      expect((await h.flow.get(planId))?.suggestions ?? []).toEqual([]);
+
+      await h.clock.advance(5_000); // well within the reservation's 2-minute lease
+      const [later] = await h.service.handle([laterAlert(h)]);
+      await h.service.idle();
+      expect({
+        outcome: later?.outcome,
+        detail: later?.outcome === 'failed' ? later.detail : undefined,
+        messagesInChannel: poster.inChannel(id).length,
+      }).toEqual({ outcome: 'suggested', detail: undefined, messagesInChannel: 2 });
+    },
+  );
+
+  it("a click whose answer could not be posted: an alert read from the watched channel is shown at once (its retries would end before the reservation's lease)", async () => {
+    h = await createHarness({ file: slackOnly, memoryChat: ['slack'] });
+    const { expired } = await expiredSuggestion(h, 'slack', 'C0ALERTS');
+    const click = await h.chat.click(ana, expired.view.buttons[0]?.actionId ?? '', expired.ref);
+    if (click.post?.planId === undefined) throw new Error('no post');
+    await h.chat.postFailed(click.post.planId, { surface: 'slack', channel: 'C0ALERTS' });
+    const origin = { surface: 'slack' as const, channel: 'C0ALERTS', messageId: '1700000000.000200' };
+    const [first] = await h.service.handleChat([laterAlert(h)], origin);
+    await h.service.idle();
+    const shown = h.slack.inChannel('C0ALERTS').some((m) => viewText(m.view).includes('Alert incident-4'));
+    expect({ first: first?.outcome, shown }).toEqual({ first: 'suggested', shown: true });
+  });
+
+  it("two clicks at once, one answer not posted: the other one's message keeps the place, and a later alert is listed on it", async () => {
+    h = await createHarness({ file: slackOnly, memoryChat: ['slack'] });
+    const { planId, expired } = await expiredSuggestion(h, 'slack', 'C0ALERTS');
+    const bob = { surface: 'slack' as const, userId: 'U0BOB', displayName: 'Bob' };
+    const id = expired.view.buttons[0]?.actionId ?? '';
+    const [a, b] = await Promise.all([
+      h.chat.click(ana, id, expired.ref),
+      h.chat.click(bob, id, expired.ref),
+    ]);
+    if (a.post?.planId === undefined || b.post?.planId === undefined) throw new Error('no post');
+    // One answer fails first (whichever click claimed the place), then the other is posted.
+    await h.chat.postFailed(a.post.planId, { surface: 'slack', channel: 'C0ALERTS' });
+    const fresh = await h.slack.post('C0ALERTS', b.post.view);
+    await h.chat.attach(b.post.planId, fresh);
+    await h.service.idle();
+    expect((await h.flow.get(planId))?.suggestions?.map((s) => s.ref?.messageId)).toEqual([fresh.messageId]);
+    const [later] = await h.service.handle([laterAlert(h)]);
+    await h.service.idle();
+    expect({
+      later: later?.outcome,
+      messagesInChannel: h.slack.inChannel('C0ALERTS').length,
+      freshListsIt: viewText(h.slack.messages.get(fresh.messageId)?.view).includes('Alert incident-4'),
+    }).toEqual({ later: 'grouped', messagesInChannel: 2, freshListsIt: true });
+  });
+});

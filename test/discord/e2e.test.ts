@@ -7,7 +7,7 @@
  * traffic and the clock, never on sleeps.
  */
 import type { ChatInputCommandInteraction } from 'discord.js';
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import { runCommand } from '../../handlers/discord/commands/run.js';
 import type { DiscordDeps } from '../../handlers/discord/context.js';
 import { ChatService } from '../../src/chat.js';
@@ -323,6 +323,59 @@ describe('Discord end to end', () => {
     await click(e, stale, 'Make a fresh plan');
     const fresh = await waitForPost(e.fake, e.fake.channels.ops, fromReplan);
     expect(buttonsOf(fresh).map((b) => b.label)).toEqual(['Rollback to target version', 'Cancel']);
+  });
+
+  it("Make a fresh plan whose answer Discord refuses tells ChatService (postFailed: the plan and the click's channel), so the suggestion slot its fresh plan reserved is freed, and tells the clicker", async () => {
+    const e = await start();
+    const message = await askRollback(e);
+    // Someone else moves traffic before the click: the plan is stale and offers a fresh one.
+    const plan = await planOf(e, message);
+    const snap = await e.platform.snapshot('production');
+    const alt = snap.deployments.find(
+      (d) =>
+        d.id !== snap.environment.currentDeploymentId &&
+        d.id !== plan.target.id &&
+        (d.status === 'ready' || d.status === 'standby'),
+    );
+    if (!alt) throw new Error('demo project has no third switchable deployment');
+    const op = await e.platform.rollback({
+      environment: 'production',
+      targetId: alt.id,
+      requestedBy: 'someone else',
+    });
+    for (;;) {
+      const st = await e.platform.operation(op);
+      if (st.state === 'succeeded') break;
+      if (st.state === 'failed') throw new Error(st.error?.message ?? 'failed');
+      if (e.clock.pending > 0) await advanceWhenParked(e.clock, REACTIVATION_MS);
+      else await new Promise<void>((r) => setImmediate(r));
+    }
+    let from = e.fake.calls.length;
+    await click(e, message, 'Rollback to target version');
+    const stale = await waitForMessage(e.fake, message.id, (t) => t.includes('out of date'), from);
+
+    const postFailed = vi.spyOn(ChatService.prototype, 'postFailed');
+    try {
+      // Discord refuses the answer's post (the bot lost its permission to send messages there).
+      e.fake.failNext({
+        method: 'POST',
+        path: new RegExp(`^/channels/${e.fake.channels.ops}/messages$`),
+        status: 403,
+        code: 50013,
+        message: 'Missing Permissions',
+      });
+      from = e.fake.calls.length;
+      const i = await click(e, stale, 'Make a fresh plan');
+      const failed = await followUp(e, i, from);
+      expect(JSON.stringify(failed.body)).toContain('That click failed');
+      // Told before the clicker is, of the fresh plan (another id: the platform changed since).
+      expect(postFailed.mock.calls).toEqual([
+        [expect.stringMatching(/^plan_/), { surface: 'discord', channel: e.fake.channels.ops }],
+      ]);
+      expect((await e.flow.get(String(postFailed.mock.calls[0]?.[0])))?.state).toBe('pending');
+    } finally {
+      postFailed.mockRestore();
+    }
   });
 
   it('cancel leaves production untouched', async () => {

@@ -1,4 +1,4 @@
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import { type SlackSurface, startSlack } from '../../handlers/slack/index.js';
 import { createReporterClient, SlackReporter } from '../../handlers/slack/reporter.js';
 import { startSwitchWorker } from '../../jobs/switch-worker.js';
@@ -323,5 +323,35 @@ describe('Make a fresh plan in a thread', () => {
       (c) => c.response.ok === true && w.fake.callsOf('chat.postMessage').indexOf(c) >= before,
     );
     expect(fresh.args.thread_ts).toBeUndefined();
+  });
+});
+
+describe('Make a fresh plan whose answer Slack refuses', () => {
+  it("tells ChatService (postFailed: the plan and the click's channel), so the suggestion slot its fresh plan reserved is freed, and tells the clicker", async () => {
+    const w = await startWorld({ redisUrl: redisUrl(), name: uniqueName('slack-fresh-fail'), worker: false });
+    closers.push(() => w.close());
+    await w.requests.command({
+      command: '/rollback',
+      text: 'production',
+      userId: 'U0ALICE',
+      userName: 'alice',
+    });
+    const post = await w.fake.waitForCall('chat.postMessage', (c) => c.response.ok === true);
+    const planId = buttonOf(post, 'sy1:confirm:').split(':')[2] ?? '';
+    const postFailed = vi.spyOn(ChatService.prototype, 'postFailed');
+    closers.push(async () => postFailed.mockRestore());
+    // Slack refuses the answer's post (as it answers a channel the bot was removed from).
+    w.fake.refuse('chat.postMessage', 'channel_not_found');
+    const { responseUrl } = await w.requests.click({
+      actionId: `sy1:replan:${planId}`,
+      messageTs: String(post.response.ts),
+      userId: 'U0ALICE',
+      userName: 'alice',
+    });
+    const urlId = responseUrl.split('/').at(-2);
+    const answer = await w.fake.waitForResponse((r) => r.id === urlId);
+    expect(JSON.stringify(answer.body)).toContain('Could not post in this channel');
+    // Told before the clicker is.
+    expect(postFailed.mock.calls).toEqual([[planId, { surface: 'slack', channel: WORLD_CHANNEL }]]);
   });
 });

@@ -101,8 +101,18 @@ export async function runClick(
     }
     if (reply.ephemeral !== undefined) await interaction.followUp(ephemeralBody(reply.ephemeral));
     if (reply.post !== undefined) {
-      const posted = await deps.messages.post(channelId, renderDiscord(reply.post.view));
-      if (reply.post.planId !== undefined) await attachPosted(deps, reply.post.planId, channelId, posted.id);
+      const { planId } = reply.post;
+      let posted: Awaited<ReturnType<DiscordDeps['messages']['post']>>;
+      try {
+        posted = await deps.messages.post(channelId, renderDiscord(reply.post.view));
+      } catch (e) {
+        // Nothing was posted: a "Make a fresh plan" answer's reserved suggestion slot is freed (else
+        // the plan's next alert in this channel would wait for a message that never comes).
+        if (planId !== undefined)
+          await deps.chat.postFailed(planId, { surface: 'discord', channel: channelId });
+        throw e;
+      }
+      if (planId !== undefined) await attachPosted(deps, planId, channelId, posted.id);
     }
   } catch (e) {
     const err = asSwitchyardError(e);

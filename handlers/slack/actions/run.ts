@@ -122,11 +122,15 @@ async function afterAck(deps: SlackHandlerDeps, kind: ActionKind, args: ActionAr
     }
     if (reply.ephemeral) work.push(replyEphemeral(deps, args.respond, reply.ephemeral));
     if (reply.post) {
-      const view = reply.post.view;
+      const { view, planId } = reply.post;
       const thread = threadOf(body);
       work.push(
-        postView(deps, args.client, channel, view, reply.post.planId, thread).then(async (posted) => {
-          if (!posted.ok) await replyEphemeral(deps, args.respond, cannotPostView(posted.code, view));
+        postView(deps, args.client, channel, view, planId, thread).then(async (posted) => {
+          if (posted.ok) return;
+          // Nothing was posted: a "Make a fresh plan" answer's reserved suggestion slot is freed (else
+          // the plan's next alert in this channel would wait for a message that never comes).
+          if (planId !== undefined) await deps.chat.postFailed(planId, { surface: 'slack', channel });
+          await replyEphemeral(deps, args.respond, cannotPostView(posted.code, view));
         }),
       );
     }
