@@ -162,6 +162,12 @@ export interface PlanOptions {
    * alerts then stop suggesting it. People asking with /rollback are never refused this way.
    */
   readonly unlessDismissed?: boolean;
+  /**
+   * The person who asked for this fresh plan of an alert's suggestion ("Make a fresh plan"): the plan
+   * stays the alert's (its asker the system, so the person may still confirm or approve it under the
+   * two-person rule), and the audit's words name them.
+   */
+  readonly refreshedBy?: Actor;
 }
 
 /** Result of `plan` / `replan`. `created` is false when the same switch was already asked for. */
@@ -561,7 +567,7 @@ export class Flow {
     if (created) {
       await this.record(record, 'requested', actor.value, {
         message: opts.alert
-          ? `suggested after alert "${opts.alert.title}" (${opts.alert.source})`
+          ? `suggested after alert "${opts.alert.title}" (${opts.alert.source})${opts.refreshedBy === undefined ? '' : `; a fresh plan asked for by ${who(opts.refreshedBy)}`}`
           : `asked for a ${record.plan.action} to ${record.plan.target.id}`,
       });
     }
@@ -882,9 +888,22 @@ export class Flow {
       };
     }
     const p = record.plan;
-    const out = await this.plan(actorInput, p.action, p.environment, p.target.id, {
-      ...(record.alert === undefined ? {} : { alert: record.alert }),
-    });
+    // A fresh plan of an alert's suggestion stays the alert's: the person who clicked did not ask for
+    // the switch (the alert did), so, as on any suggestion, they may confirm or approve it (a click
+    // making them its asker refused their Approve as self-approval, and named them as the asker).
+    const clicker = this.parseActor(actorInput);
+    if (!clicker.ok) return clicker;
+    const system = record.requestedBy.surface === 'system' && record.alert !== undefined;
+    const out = await this.plan(
+      system ? record.requestedBy : actorInput,
+      p.action,
+      p.environment,
+      p.target.id,
+      {
+        ...(record.alert === undefined ? {} : { alert: record.alert }),
+        ...(system ? { refreshedBy: stripMembership(clicker.value) } : {}),
+      },
+    );
     const alerts = record.alerts ?? [];
     if (!out.ok || alerts.length === 0 || !OPEN_STATES.includes(out.record.state)) return out;
     // Listed on the record made (or joined) just now; not on another one made since under the same id.

@@ -1358,3 +1358,40 @@ describe('"Make a fresh plan": the suggestion slot reserved for the click\'s mes
     }).toEqual({ later: 'grouped', messagesInChannel: 2, freshListsIt: true });
   });
 });
+
+describe('"Make a fresh plan" on an alert suggestion under the two-person rule', () => {
+  it('keeps the plan the alert’s: the person who clicked is not its asker and may approve it', async () => {
+    h = await createHarness({
+      file: {
+        environments: { production: { channels: { slack: 'C0ALERTS' }, twoPersonRule: true }, preview: {} },
+      },
+    });
+    const [first] = await h.service.handle([h.alert({ fingerprint: 'incident-1' })]);
+    expect(first?.outcome).toBe('suggested');
+    await h.service.idle();
+    const planId = first?.planId ?? '';
+    await h.clock.advance(61 * MINUTE);
+    expect((await h.chat.expireDue()).map((r) => r.plan.id)).toEqual([planId]);
+    await h.chat.idle();
+
+    const bob = { surface: 'slack' as const, userId: 'U0BOB', displayName: 'bob' };
+    const alice = { surface: 'slack' as const, userId: 'U0ALICE', displayName: 'alice' };
+    const fresh = await h.flow.replan(bob, planId);
+    if (!fresh.ok) throw new Error(fresh.refusal.message);
+    expect(fresh.record.requestedBy).toEqual(ALERT_ACTOR);
+    expect((await h.flow.confirm(alice, fresh.plan.id)).status).toBe('awaiting_approval');
+    // The waiting message names only the confirmer (an alert's suggestion: nobody typed the command).
+    const waiting = await h.flow.get(fresh.plan.id);
+    if (!waiting) throw new Error('expected the plan');
+    expect(viewText(h.chat.confirmation(waiting))).not.toContain('bob');
+    // Bob's approval passes every check and goes on to queue the switch (these tests' queue refuses
+    // to, by throwing: it is never reached by a refused approval).
+    await expect(h.flow.approve(bob, fresh.plan.id)).rejects.toThrow('the alert tests never confirm a plan');
+    const d = await h.flow.deployments('production');
+    if (!d.ok) throw new Error(d.refusal.message);
+    expect(d.refusals).toEqual([]);
+    const suggested = d.recent.filter((e) => e.event === 'requested' && e.message?.startsWith('suggested'));
+    expect(suggested[0]?.message).toMatch(/suggested after alert .*; a fresh plan asked for by bob$/);
+    expect(suggested[0]?.actor).toEqual(ALERT_ACTOR);
+  });
+});
