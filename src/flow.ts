@@ -1341,7 +1341,7 @@ export class Flow {
       abandoned !== undefined
         ? `expired at ${at}: the ${p.action} to ${p.target.id} ${record.approvedBy === undefined ? 'confirmed' : 'approved'} by ${who(abandoned)} was never queued (its queueing did not finish) and the plan's ${minutes} minutes ran out; nothing was changed`
         : record.confirmedBy !== undefined
-          ? `expired at ${at}: the ${p.action} to ${p.target.id} confirmed by ${who(record.confirmedBy)} was not approved by a second permitted person within ${minutes} minutes; nothing was changed`
+          ? `expired at ${at}: the ${p.action} to ${p.target.id} confirmed by ${who(record.confirmedBy)} was not approved by a second permitted person before the plan's ${minutes} minutes (since it was last asked for) ran out; nothing was changed`
           : `expired at ${at}: nobody confirmed the ${p.action} to ${p.target.id} within ${minutes} minutes; nothing was changed`;
     await this.record(record, 'cancelled', undefined, { code: 'expired', message });
   }

@@ -1053,7 +1053,7 @@ describe('two-person rule', () => {
       'requested:',
     ]);
     expect(audit[0]?.message).toMatch(
-      /^expired at \d{4}-\d\d-\d\d \d\d:\d\d UTC: the rollback to dep_3hd7xa confirmed by Alice was not approved by a second permitted person within 1 minutes; nothing was changed$/,
+      /^expired at \d{4}-\d\d-\d\d \d\d:\d\d UTC: the rollback to dep_3hd7xa confirmed by Alice was not approved by a second permitted person before the plan's 1 minutes \(since it was last asked for\) ran out; nothing was changed$/,
     );
     // the chat message says it lapsed waiting for approval, not that nobody confirmed it
     const chat = new ChatService({ flow: x.flow, clock: x.clock });
