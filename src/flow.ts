@@ -893,15 +893,19 @@ export class Flow {
     // making them its asker refused their Approve as self-approval, and named them as the asker).
     const clicker = this.parseActor(actorInput);
     if (!clicker.ok) return clicker;
-    const system = record.requestedBy.surface === 'system' && record.alert !== undefined;
+    // Also a person's request an alert joined (it lists the alert and holds its suggestion): its asker
+    // stays that person, never the one who clicked.
+    const alert = record.alert ?? record.alerts?.[0]?.alert;
+    const keepAsker =
+      alert !== undefined && (record.requestedBy.surface === 'system' || answersAlert(record));
     const out = await this.plan(
-      system ? record.requestedBy : actorInput,
+      keepAsker ? record.requestedBy : actorInput,
       p.action,
       p.environment,
       p.target.id,
       {
-        ...(record.alert === undefined ? {} : { alert: record.alert }),
-        ...(system ? { refreshedBy: stripMembership(clicker.value) } : {}),
+        ...(alert === undefined ? {} : { alert }),
+        ...(keepAsker ? { refreshedBy: stripMembership(clicker.value) } : {}),
       },
     );
     const alerts = record.alerts ?? [];

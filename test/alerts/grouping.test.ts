@@ -1395,3 +1395,33 @@ describe('"Make a fresh plan" on an alert suggestion under the two-person rule',
     expect(suggested[0]?.actor).toEqual(ALERT_ACTOR);
   });
 });
+
+describe('"Make a fresh plan" on the suggestion of a person’s request an alert joined', () => {
+  it('keeps that person as the asker (never the one who clicked), who may then approve under the two-person rule', async () => {
+    h = await createHarness({
+      file: {
+        environments: { production: { channels: { slack: 'C0ALERTS' }, twoPersonRule: true }, preview: {} },
+      },
+    });
+    const ana = { surface: 'slack' as const, userId: 'U0ANA', displayName: 'Ana' };
+    const bob = { surface: 'slack' as const, userId: 'U0BOB', displayName: 'bob' };
+    const alice = { surface: 'slack' as const, userId: 'U0ALICE', displayName: 'alice' };
+    const asked = await h.flow.plan(ana, 'rollback', 'production');
+    if (!asked.ok) throw new Error(asked.refusal.message);
+    const [joined] = await h.service.handle([h.alert({ fingerprint: 'incident-1' })]);
+    await h.service.idle();
+    expect(joined?.planId).toBe(asked.plan.id);
+    await h.clock.advance(61 * MINUTE);
+    await h.chat.expireDue();
+    await h.chat.idle();
+
+    const fresh = await h.flow.replan(bob, asked.plan.id);
+    if (!fresh.ok) throw new Error(fresh.refusal.message);
+    expect(fresh.record.requestedBy).toEqual(ana);
+    expect((await h.flow.confirm(alice, fresh.plan.id)).status).toBe('awaiting_approval');
+    // Bob's approval passes every check and goes on to queue the switch (these tests' queue throws).
+    await expect(h.flow.approve(bob, fresh.plan.id)).rejects.toThrow('the alert tests never confirm a plan');
+    // Ana typed the command: she may not approve.
+    expect((await h.flow.approve(ana, fresh.plan.id)).status).toBe('refused');
+  });
+});
