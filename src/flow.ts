@@ -71,6 +71,7 @@ import {
   type SwitchJobInput,
   switchJobSchema,
 } from './queue.js';
+import { personName } from './views/format.js';
 
 /** What Flow hands the switch queue: `switchJobSchema`'s input (src/queue.ts). */
 export type SwitchJobRequest = SwitchJobInput;
@@ -366,13 +367,6 @@ function invalid(message: string, context: Record<string, unknown>): Refusal {
   return { code: RefusalCode.invalidInput, message, context };
 }
 
-function who(actor: Actor): string {
-  // A Discord nickname anyone can set reads with the unique username beside it (as views show people).
-  return actor.username === undefined || actor.username === actor.displayName
-    ? actor.displayName
-    : `${actor.displayName} (@${actor.username})`;
-}
-
 /** The surface-independent interaction service (see the module header). */
 export class Flow {
   private readonly platform: DeployPlatform;
@@ -567,7 +561,7 @@ export class Flow {
     if (created) {
       await this.record(record, 'requested', actor.value, {
         message: opts.alert
-          ? `suggested after alert "${opts.alert.title}" (${opts.alert.source})${opts.refreshedBy === undefined ? '' : `; a fresh plan asked for by ${who(opts.refreshedBy)}`}`
+          ? `suggested after alert "${opts.alert.title}" (${opts.alert.source})${opts.refreshedBy === undefined ? '' : `; a fresh plan asked for by ${personName(opts.refreshedBy)}`}`
           : `asked for a ${record.plan.action} to ${record.plan.target.id}`,
       });
     }
@@ -779,7 +773,13 @@ export class Flow {
       if (tries > MAX_REDECISIONS) return this.keptChanging(actor, record);
       let others = record.messages.length - 1;
       if (ref !== undefined) {
-        const offering = await this.plans.dismissMessage(planId, ref, who(actor), ignoreSurfaces, record);
+        const offering = await this.plans.dismissMessage(
+          planId,
+          ref,
+          personName(actor),
+          ignoreSurfaces,
+          record,
+        );
         if (offering === 'changed') {
           // Someone moved the plan after it was read: decide again on the record as it is now.
           record = await this.load(planId);
@@ -792,7 +792,7 @@ export class Flow {
       const where = ref === undefined ? '' : ` (${ref.surface} ${ref.channel})`;
       await this.record(record, 'cancelled', actor, {
         code: COPY_DISMISSED,
-        message: `${who(actor)} dismissed one message showing the ${p.action} to ${p.target.id}${where}; it stays open on ${others} other message${others === 1 ? '' : 's'}`,
+        message: `${personName(actor)} dismissed one message showing the ${p.action} to ${p.target.id}${where}; it stays open on ${others} other message${others === 1 ? '' : 's'}`,
       });
       return { status: 'dismissed', record: (await this.plans.get(planId)) ?? record };
     }
@@ -1316,7 +1316,7 @@ export class Flow {
       await this.record(moved.record, 'failed', undefined, {
         jobId,
         code: ENQUEUE_FAILED,
-        message: `the ${p.action} to ${p.target.id} ${approval ? 'approved' : 'confirmed'}${by === undefined ? '' : ` by ${who(by)}`} was never queued (no job ${Math.round((this.clock.now() - record.updatedAt) / 1000)} s after the click); the plan is open again: ${approval ? 'approve' : 'confirm'} again to retry`,
+        message: `the ${p.action} to ${p.target.id} ${approval ? 'approved' : 'confirmed'}${by === undefined ? '' : ` by ${personName(by)}`} was never queued (no job ${Math.round((this.clock.now() - record.updatedAt) / 1000)} s after the click); the plan is open again: ${approval ? 'approve' : 'confirm'} again to retry`,
       });
     }
     return moved;
@@ -1343,9 +1343,9 @@ export class Flow {
     const at = utc(record.expiresAt);
     const message =
       abandoned !== undefined
-        ? `expired at ${at}: the ${p.action} to ${p.target.id} ${record.approvedBy === undefined ? 'confirmed' : 'approved'} by ${who(abandoned)} was never queued (its queueing did not finish) and the plan's ${minutes} minutes ran out; nothing was changed`
+        ? `expired at ${at}: the ${p.action} to ${p.target.id} ${record.approvedBy === undefined ? 'confirmed' : 'approved'} by ${personName(abandoned)} was never queued (its queueing did not finish) and the plan's ${minutes} minutes ran out; nothing was changed`
         : record.confirmedBy !== undefined
-          ? `expired at ${at}: the ${p.action} to ${p.target.id} confirmed by ${who(record.confirmedBy)} was not approved by a second permitted person before the plan's ${minutes} minutes (since it was last asked for) ran out; nothing was changed`
+          ? `expired at ${at}: the ${p.action} to ${p.target.id} confirmed by ${personName(record.confirmedBy)} was not approved by a second permitted person before the plan's ${minutes} minutes (since it was last asked for) ran out; nothing was changed`
           : `expired at ${at}: nobody confirmed the ${p.action} to ${p.target.id} within ${minutes} minutes; nothing was changed`;
     await this.record(record, 'cancelled', undefined, { code: 'expired', message });
   }
@@ -1428,7 +1428,7 @@ export class Flow {
       await this.noteExpiry(moved);
       if (!moved.ok) return this.afterLostRace(actor, record.plan.id, 'confirm', tries);
       await this.record(moved.record, 'requested', actor, {
-        message: `confirmed by ${who(actor)}; waiting for a second permitted person to approve`,
+        message: `confirmed by ${personName(actor)}; waiting for a second permitted person to approve`,
       });
       return { status: 'awaiting_approval', record: moved.record };
     }
@@ -1481,7 +1481,7 @@ export class Flow {
     if (self) {
       return this.refused(record, actor, {
         code: RefusalCode.selfApproval,
-        message: `${who(actor)} cannot approve their own request: ${record.plan.environment} needs a second permitted person to approve this ${record.plan.action}.`,
+        message: `${personName(actor)} cannot approve their own request: ${record.plan.environment} needs a second permitted person to approve this ${record.plan.action}.`,
         context: { planId: record.plan.id, environment: record.plan.environment },
       });
     }
@@ -1605,7 +1605,7 @@ export class Flow {
       [],
       {
         expect: record,
-        ...(dismissal ? { dismissal: { by: who(actor), at: this.clock.now() } } : {}),
+        ...(dismissal ? { dismissal: { by: personName(actor), at: this.clock.now() } } : {}),
       },
     );
     if (!moved.ok) {
@@ -1617,8 +1617,8 @@ export class Flow {
     await this.record(moved.record, 'cancelled', actor, {
       message:
         verb === 'dismissed' && !dismissal
-          ? `${who(actor)} cancelled the ${p.action} to ${p.target.id} (a dismiss by someone not permitted on ${p.environment}: alerts may still suggest it)`
-          : `${who(actor)} ${verb} the ${p.action} to ${p.target.id}`,
+          ? `${personName(actor)} cancelled the ${p.action} to ${p.target.id} (a dismiss by someone not permitted on ${p.environment}: alerts may still suggest it)`
+          : `${personName(actor)} ${verb} the ${p.action} to ${p.target.id}`,
     });
     return { status: 'cancelled', record: moved.record };
   }
@@ -1660,8 +1660,8 @@ export class Flow {
     await this.record(claimed.record, 'approved', actor, {
       jobId,
       message: patch.approvedBy
-        ? `${who(actor)} approved the ${p.action} requested by ${who(claimed.record.confirmedBy ?? claimed.record.requestedBy)}`
-        : `${who(actor)} confirmed the ${p.action} to ${p.target.id}`,
+        ? `${personName(actor)} approved the ${p.action} requested by ${personName(claimed.record.confirmedBy ?? claimed.record.requestedBy)}`
+        : `${personName(actor)} confirmed the ${p.action} to ${p.target.id}`,
     });
     let result: EnqueueResult;
     const data = this.jobData(claimed.record);
@@ -1699,7 +1699,7 @@ export class Flow {
       await this.record(claimed.record, 'failed', actor, {
         jobId,
         code: ENQUEUE_FAILED,
-        message: `the ${p.action} to ${p.target.id} ${click === 'approve' ? 'approved' : 'confirmed'} by ${who(actor)} could not be queued (${reason})${refusedData !== undefined ? '; the queue refuses this switch as planned, so retrying cannot help: ask for a fresh plan' : undone ? `; the plan is open again: ${click} again to retry` : ''}`,
+        message: `the ${p.action} to ${p.target.id} ${click === 'approve' ? 'approved' : 'confirmed'} by ${personName(actor)} could not be queued (${reason})${refusedData !== undefined ? '; the queue refuses this switch as planned, so retrying cannot help: ask for a fresh plan' : undone ? `; the plan is open again: ${click} again to retry` : ''}`,
       });
       if (refusedData !== undefined) {
         const now = undone ? await this.plans.get(p.id).catch(() => undefined) : undefined;

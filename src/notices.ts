@@ -33,6 +33,7 @@ import type { AuditEntry } from './audit.js';
 import type { ChatPoster } from './chat-sinks.js';
 import { type Clock, systemClock, within } from './clock.js';
 import { type Config, type EnvironmentConfig, environmentConfigSchema } from './config.js';
+import { isSwitchable, newestFirstRank } from './domain/plan.js';
 import { assertNever, type Deployment, type EnvironmentSnapshot } from './domain/types.js';
 import { type Logger, silentLogger } from './log.js';
 import type { Metrics } from './metrics.js';
@@ -1042,7 +1043,8 @@ class Notices implements NoticeService {
         if (snap.environment.rolledBack && currentId !== undefined && currentId !== dep.id && held) {
           // Older or newer by the platform's own order (newest first), not by clock time: a clock
           // stepped back, or two pushes in one millisecond, would misorder them.
-          if (current && snap.deployments.indexOf(dep) >= snap.deployments.indexOf(current)) {
+          const rank = newestFirstRank(snap);
+          if (current && rank(dep) >= rank(current)) {
             return skip(`older than the deployment ${env} is rolled back to`);
           }
           const rb = rolledBackInfo(snap);
@@ -1825,12 +1827,12 @@ class Notices implements NoticeService {
     // platform's order, newest first), else a second rollback to a fix would offer an older one.
     const periodStart = Math.min(since, snap.environment.rolledBackSince ?? since);
     const wasLive = new Set(snap.liveHistory.map((h) => h.deploymentId));
-    const currentRank = current === undefined ? -1 : snap.deployments.indexOf(current);
+    const rank = newestFirstRank(snap);
     const waiting = snap.deployments.find(
-      (d, rank) =>
-        (d.status === 'ready' || d.status === 'standby') &&
+      (d) =>
+        isSwitchable(d) &&
         d.id !== currentId &&
-        (current === undefined || (d.branch === current.branch && rank < currentRank)) &&
+        (current === undefined || (d.branch === current.branch && rank(d) < rank(current))) &&
         !wasLive.has(d.id) &&
         (d.readyAt ?? d.createdAt) >= periodStart,
     );

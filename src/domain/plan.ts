@@ -195,7 +195,7 @@ export function liveSince(snapshot: EnvironmentSnapshot, deploymentId: string): 
  * after the wall clock stepped back, or for two pushes in one millisecond), and a plan that compared
  * clocks would then disagree with it. A deployment not listed ranks as oldest.
  */
-function newestFirstRank(snapshot: EnvironmentSnapshot): (d: Deployment) => number {
+export function newestFirstRank(snapshot: EnvironmentSnapshot): (d: Deployment) => number {
   const rank = new Map<string, number>();
   for (const [i, d] of snapshot.deployments.entries()) if (!rank.has(d.id)) rank.set(d.id, i);
   return (d) => rank.get(d.id) ?? Number.POSITIVE_INFINITY;

@@ -6,7 +6,7 @@
  */
 
 import type { Plan } from '../domain/plan.js';
-import { shortSha } from '../domain/plan.js';
+import { newestFirstRank, shortSha } from '../domain/plan.js';
 import { type Refusal, RefusalCode } from '../domain/result.js';
 import { assertNever, type Deployment, type EnvironmentSnapshot, type PlanAction } from '../domain/types.js';
 import type { Route } from '../platform/port.js';
@@ -1009,9 +1009,7 @@ export function deploymentsView(snapshot: EnvironmentSnapshot, opts: Deployments
   }
 
   const listed = listedDeployments(snapshot, limit);
-  const rank = new Map<string, number>();
-  for (const [k, d] of snapshot.deployments.entries()) if (!rank.has(d.id)) rank.set(d.id, k);
-  const rankOf = (d: Deployment) => rank.get(d.id) ?? Number.POSITIVE_INFINITY;
+  const rankOf = newestFirstRank(snapshot);
   const currentLiveSince = (() => {
     for (let k = snapshot.liveHistory.length - 1; k >= 0; k--) {
       const e = snapshot.liveHistory[k];
