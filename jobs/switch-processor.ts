@@ -504,6 +504,20 @@ function whereTraffic(snapshot: EnvironmentSnapshot): string {
 }
 
 /**
+ * Where traffic is now, for a job's final message: `whereTraffic`, or that the platform could not say
+ * (`snapshot` undefined); with `target`, adding that the deployment serving is that switch's target.
+ */
+function whereNow(
+  snapshot: EnvironmentSnapshot | undefined,
+  target?: { readonly id: string; readonly action: string },
+): string {
+  if (snapshot === undefined)
+    return 'Where traffic is now could not be read from the platform: check it there.';
+  const isTarget = target !== undefined && snapshot.environment.currentDeploymentId === target.id;
+  return `${whereTraffic(snapshot)}${isTarget ? ` That is the target of this ${target.action}.` : ''}`;
+}
+
+/**
  * The sentence a failure ends a job with. A platform HTTP error is told in words (its raw form, with
  * the URL, stays in the logs); `request` names the request it answered when known ("the rollback
  * request"). An operation that could not be read (`OperationUnreadError`) is told by what the
@@ -1350,9 +1364,7 @@ async function runLocked(
       if (switchRef && opState)
         message = `${message} The platform reports the operation it started (${switchRef.id}) as ${describeOperationState(opState)}.`;
     }
-    const where = now
-      ? whereTraffic(now)
-      : 'Where traffic is now could not be read from the platform: check it there.';
+    const where = whereNow(now);
     if (outcome === 'stale') {
       // A stale plan's sentence says what changed; where traffic is now, and that nothing was done
       // (unless an earlier attempt asked the platform to switch: its sentence says so), end it.
@@ -1445,9 +1457,7 @@ async function endOrphaned(
         ? `The platform was asked to switch ${data.environment} to ${data.targetId} and reports that operation (${switchRef.id}) as ${describeOperationState(opState)}.`
         : `The platform was asked to switch ${data.environment} to ${data.targetId} and may still complete it: check where traffic is before trying again.`;
   else platform = `The platform was not asked to switch: nothing was done.`;
-  const where = now
-    ? `${whereTraffic(now)}${now.environment.currentDeploymentId === data.targetId ? ` That is the target of this ${data.action}.` : ''}`
-    : 'Where traffic is now could not be read from the platform: check it there.';
+  const where = whereNow(now, { id: data.targetId, action: data.action });
   const code = 'job_lost';
   const message = endMessage(`${reason} ${platform}`, where);
   tracker.endRunning('failed', "Stopped: Switchyard's record of this switch was lost from Redis.");
@@ -1507,9 +1517,7 @@ async function endAfterStalls(
   ]);
   const op = stored?.ref;
   const opState = op ? await deps.platform.operation(op).catch(() => undefined) : undefined;
-  const where = now
-    ? `${whereTraffic(now)}${now.environment.currentDeploymentId === data.targetId ? ` That is the target of this ${data.action}.` : ''}`
-    : `Where traffic is now could not be read from the platform: check it there.`;
+  const where = whereNow(now, { id: data.targetId, action: data.action });
   const operation =
     op && opState
       ? ` The platform reports the operation it started (${op.id}) as ${describeOperationState(opState)}.`
@@ -1603,9 +1611,10 @@ async function endUnreadable(deps: ProcessorDeps, job: Job, error: z.ZodError): 
   // The operation names what the platform was asked; the data's target, when readable, otherwise.
   const switchedTo = ref?.targetId ?? readable.targetId;
   const mayHaveSwitched = stored === undefined || stored.started;
-  const where = snapshot
-    ? `${whereTraffic(snapshot)}${mayHaveSwitched && switchedTo !== undefined && snapshot.environment.currentDeploymentId === switchedTo ? ` That is the target of this ${action}.` : ''}`
-    : 'Where traffic is now could not be read from the platform: check it there.';
+  const where = whereNow(
+    snapshot,
+    mayHaveSwitched && switchedTo !== undefined ? { id: switchedTo, action } : undefined,
+  );
   const message = endMessage(
     `This ${action} of ${environment} cannot run: its job data is not what this version of Switchyard reads (${issues}); another version wrote it (during an upgrade) or it was edited by hand. ${earlierSwitch(environment, stored, opState)}`,
     where,
