@@ -1366,12 +1366,14 @@ export class Flow {
     // The store's time, not the record's span: a request or alert joining a plan restarts its time, so
     // expiresAt - createdAt may be longer than a plan is valid for.
     const minutes = Math.round(this.plans.ttlMs / 60_000);
-    return {
-      status: 'expired',
-      planId: record.plan.id,
-      message: `This plan expired (plans are valid for ${minutes} minutes after they were last asked for) and was not acted on. Ask for a fresh plan.`,
-      record,
-    };
+    const valid = `plans are valid for ${minutes} minutes after they were last asked for`;
+    // A two-person plan that was confirmed expired waiting for its approval: "not acted on" would
+    // read as if nobody had confirmed it, so say what happened (nothing was switched either way).
+    const message =
+      record.confirmedBy !== undefined && record.approvedBy === undefined
+        ? `This plan expired at ${utc(record.expiresAt)} (${valid}) waiting for a second permitted person to approve the ${record.plan.action} ${personName(record.confirmedBy)} confirmed; nothing was switched. Ask for a fresh plan.`
+        : `This plan expired (${valid}) and was not acted on. Ask for a fresh plan.`;
+    return { status: 'expired', planId: record.plan.id, message, record };
   }
 
   private async staleOutcome(record: PlanRecord): Promise<ClickOutcome & { status: 'stale' }> {

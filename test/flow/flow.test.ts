@@ -939,6 +939,19 @@ describe('a switch queued whose job id could not be written on its plan (Redis f
 describe('two-person rule', () => {
   const twoPerson = { production: { ...allowProd.production, twoPersonRule: true } };
 
+  it('a click on a confirmed plan that expired waiting for approval says so (not "was not acted on")', async () => {
+    const x = await setup({ environments: twoPerson, platform: 'unkey', ttlMs: 60_000 });
+    const o = planned(await x.flow.plan(alice, 'rollback', 'production'));
+    expectStatus(await x.flow.confirm(alice, o.plan.id), 'awaiting_approval');
+    await x.clock.advance(60_000);
+    const late = expectStatus(await x.flow.approve(bob, o.plan.id), 'expired');
+    expect(late.message).toBe(
+      `This plan expired at ${new Date(late.record?.expiresAt ?? 0).toISOString().slice(0, 16).replace('T', ' ')} UTC (plans are valid for 1 minutes after they were last asked for) waiting for a second permitted person to approve the rollback Alice confirmed; nothing was switched. Ask for a fresh plan.`,
+    );
+    expect(expectStatus(await x.flow.confirm(carol, o.plan.id), 'expired').message).toBe(late.message);
+    expect(await x.jobs()).toEqual([]);
+  });
+
   it('requester confirms, cannot approve; an unlisted person cannot approve; a second permitted person can', async () => {
     const x = await setup({ environments: twoPerson, platform: 'unkey' });
     const o = planned(await x.flow.plan(alice, 'rollback', 'production'));
