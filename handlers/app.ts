@@ -402,6 +402,7 @@ export async function startSwitchyard(
         reporter: compositeReporter(reporters, logger, { metrics }),
         clock,
         verify: { timeoutMs: config.file.verify.timeout, intervalMs: config.file.verify.interval },
+        operationTimeoutMs: config.file.verify.operationTimeout,
         lockDurationMs: 30_000,
         concurrency: 4,
         logger,

@@ -53,7 +53,7 @@ export interface SwitchWorkerOptions {
   readonly audit?: AuditLog;
   /** Backoff bounds (attempts are set per job by the queue). */
   readonly retry?: Partial<Pick<RetryPolicy, 'baseDelayMs' | 'maxDelayMs'>>;
-  /** Longest wait for one platform operation (default 10 minutes). */
+  /** Longest wait of one attempt for the platform's operation (config `verify.operationTimeout`; default 10 minutes). */
   readonly operationTimeoutMs?: number;
   /** Re-check delay for a job waiting on its environment (default 1s; it is also woken on release). */
   readonly lockRetryMs?: number;

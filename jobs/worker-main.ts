@@ -6,9 +6,9 @@
  *
  * Env vars (read through src/config.ts): REDIS_URL (required: workers share the bot's Redis or Redis
  * Cluster; on a cluster `--prefix` is hash-tagged as the bot's namespace is, `switchyard` → `{switchyard}`),
- * LOG_LEVEL, SWITCHYARD_CONFIG (verify timeout/interval), PLATFORM, LOCAL_ROUTER_PORT, UNKEY_*.
+ * LOG_LEVEL, SWITCHYARD_CONFIG (verify timeout/interval/operationTimeout), PLATFORM, LOCAL_ROUTER_PORT, UNKEY_*.
  * Flags: --queue, --prefix, --concurrency, --lock-duration, --stalled-interval, --lock-retry,
- * --shutdown-timeout, --verify-timeout, --verify-interval, --retry-base, --retry-max (durations such
+ * --shutdown-timeout, --verify-timeout, --verify-interval, --operation-timeout, --retry-base, --retry-max (durations such
  * as `500ms`, `30s`, `2m`, or plain milliseconds, each within its range: --lock-duration from 1s,
  * --verify-interval from 10ms, …, all at most 2^31-1 ms), --platform-url (the local platform's router
  * address, http:// or https://; default where the bot's router listens: http://$HOST:$LOCAL_ROUTER_PORT,
@@ -75,6 +75,7 @@ export const workerArgsSchema = z.object({
   'shutdown-timeout': duration(0).default(25_000),
   'verify-timeout': duration(1_000).optional(),
   'verify-interval': duration(10).optional(),
+  'operation-timeout': duration(1_000).optional(),
   'retry-base': duration(10).optional(),
   'retry-max': duration(10).optional(),
   /** The local platform's address (its router's), http:// or https:// only. */
@@ -310,6 +311,7 @@ export async function runWorker(opts: RunWorkerOptions = {}): Promise<RunningWor
         timeoutMs: args['verify-timeout'] ?? config.file.verify.timeout,
         intervalMs: args['verify-interval'] ?? config.file.verify.interval,
       },
+      operationTimeoutMs: args['operation-timeout'] ?? config.file.verify.operationTimeout,
       lockDurationMs: args['lock-duration'],
       ...(args['stalled-interval'] === undefined ? {} : { stalledIntervalMs: args['stalled-interval'] }),
       ...(args['lock-retry'] === undefined ? {} : { lockRetryMs: args['lock-retry'] }),

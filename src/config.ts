@@ -452,9 +452,15 @@ export const fileConfigSchema = z
         timeout: durationMs(1_000).default(120_000),
         /** How often a switch polls the platform and probes traffic: 0 would spin. */
         interval: durationMs(10).default(500),
+        /**
+         * How long one attempt of a switch follows the platform's operation (a standby target
+         * reactivating, a platform queue) before it gives up with a retryable platform_timeout; the
+         * next attempt follows the same operation again, it never starts a second one.
+         */
+        operationTimeout: durationMs(1_000).default(600_000),
       })
       .strict()
-      .default({ timeout: 120_000, interval: 500 }),
+      .default({ timeout: 120_000, interval: 500, operationTimeout: 600_000 }),
     alerts: z
       .object({
         correlationWindow: durationMs(1_000).default(3_600_000),

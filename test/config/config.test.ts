@@ -565,6 +565,20 @@ describe('durations in the YAML file', () => {
     );
     expect(() => parseConfigFile('verify: { interval: 0 }', 'cfg.yml')).toThrow(/verify\.interval/);
   });
+  it('takes verify.operationTimeout (how long one attempt follows the platform operation) from 1s, default 10 minutes', () => {
+    expect(parseConfigFile('', 'cfg.yml').verify.operationTimeout).toBe(600_000);
+    expect(parseConfigFile('verify: { timeout: 90s }', 'cfg.yml').verify).toEqual({
+      timeout: 90_000,
+      interval: 500,
+      operationTimeout: 600_000,
+    });
+    expect(parseConfigFile('verify: { operationTimeout: 30m }', 'cfg.yml').verify.operationTimeout).toBe(
+      1_800_000,
+    );
+    expect(() => parseConfigFile('verify: { operationTimeout: 500ms }', 'cfg.yml')).toThrow(
+      /cfg\.yml: verify\.operationTimeout: got "500ms", expected a duration from 1s/,
+    );
+  });
   it('refuses durations a timer cannot hold (over 2^31-1 ms setTimeout fires after 1 ms)', () => {
     expect(() => parseConfigFile('verify: { interval: 30d }', 'cfg.yml')).toThrow(/verify\.interval/);
     expect(() => parseConfigFile('verify: { timeout: 25d }', 'cfg.yml')).toThrow(/verify\.timeout/);
@@ -573,6 +587,9 @@ describe('durations in the YAML file', () => {
       /alerts\.correlationWindow/,
     );
     expect(parseConfigFile('verify: { timeout: 24d }', 'cfg.yml').verify.timeout).toBe(24 * 86_400_000);
+    expect(() => parseConfigFile('verify: { operationTimeout: 25d }', 'cfg.yml')).toThrow(
+      /verify\.operationTimeout/,
+    );
   });
   it('applies per-key minimums; reminderEvery 0 still turns reminders off', () => {
     expect(() => parseConfigFile('verify: { timeout: 500ms }', 'cfg.yml')).toThrow(

@@ -103,6 +103,10 @@ describe('worker-main flags', () => {
     );
     expect(() => parseWorkerArgs(['--retry-max', '999h'])).toThrow(/--retry-max/);
     expect(() => parseWorkerArgs(['--stalled-interval', '0'])).toThrow(/--stalled-interval/);
+    expect(() => parseWorkerArgs(['--operation-timeout', '500ms'])).toThrow(
+      /--operation-timeout: got "500ms", expected a duration from 1s/,
+    );
+    expect(parseWorkerArgs(['--operation-timeout', '20m'])['operation-timeout']).toBe(1_200_000);
     expect(parseWorkerArgs(['--shutdown-timeout', '0', '--verify-interval', '10'])).toMatchObject({
       'shutdown-timeout': 0,
       'verify-interval': 10,
