@@ -682,6 +682,19 @@ export class Flow {
     return this.plans.resolveAlert(planId, alertId, at);
   }
 
+  /**
+   * The fresh plans made from this closed one under other plan ids that took its alerts over
+   * (`PlanRecord.replannedAs`, see `replan`), oldest first; none for an unknown or unreadable record.
+   */
+  async replannedAs(planId: string): Promise<readonly string[]> {
+    if (!PLAN_ID.test(planId)) return [];
+    const record = await this.plans.get(planId).catch((e: unknown) => {
+      if (e instanceof PlanUnreadableError) return undefined;
+      throw e;
+    });
+    return (record?.replannedAs ?? []).filter((id) => PLAN_ID.test(id));
+  }
+
   /** The plan's record as it is now (an open plan past its time is reported, and stored, as expired). */
   async get(planId: string): Promise<PlanRecord | undefined> {
     if (!PLAN_ID.test(planId)) return undefined;
@@ -854,15 +867,16 @@ export class Flow {
    * A fresh plan for the same action, environment and target (after a stale or expired one). An alert
    * suggestion's fresh plan is a fresh suggestion: it lists the alerts the closed record listed, as
    * they stand (resolved or firing), so that their later resolutions mark it too (the alert service
-   * resolves an incident on the plan id it was suggested under), and it claims a suggestion slot for
-   * the message the click is about to post, which ChatService records once it is posted (or frees when
-   * the post failed): from then on the message is that channel's suggestion, edited when its alerts
-   * resolve or join, as any other. The slot is the one the clicked message (`clicked`) held on the
-   * closed record: the place the alerts are posted to, named as their destination names it (Slack's
-   * `slack:#alerts` when the alert channel is configured by name, while the click names the channel by
-   * its id); `suggestIn` (`surface:channel`, the click's channel) only when the clicked message held
-   * none. `suggestIn` on the answer: the slot chosen, and whether this call claimed it (else another
-   * message of the plan is there or being posted there).
+   * resolves an incident on the plan id it was suggested under, and on the fresh plans a closed record
+   * points at: when the platform moved since, the fresh plan has another id, `followedBy`), and it
+   * claims a suggestion slot for the message the click is about to post, which ChatService records once
+   * it is posted (or frees when the post failed): from then on the message is that channel's
+   * suggestion, edited when its alerts resolve or join, as any other. The slot is the one the clicked
+   * message (`clicked`) held on the closed record: the place the alerts are posted to, named as their
+   * destination names it (Slack's `slack:#alerts` when the alert channel is configured by name, while
+   * the click names the channel by its id); `suggestIn` (`surface:channel`, the click's channel) only
+   * when the clicked message held none. `suggestIn` on the answer: the slot chosen, and whether this
+   * call claimed it (else another message of the plan is there or being posted there).
    */
   async replan(
     actorInput: ActingUser,
@@ -928,6 +942,7 @@ export class Flow {
       slot === undefined || first === undefined ? undefined : { slot, alertId: first.id },
     );
     if (carried === undefined) return out;
+    if (out.plan.id !== planId) await this.followedBy(record, out.plan.id);
     const now = (await this.plans.get(out.plan.id)) ?? out.record;
     return {
       ...out,
@@ -935,6 +950,30 @@ export class Flow {
       record: now,
       ...(slot === undefined ? {} : { suggestIn: { slot, claimed: carried.claimed } }),
     };
+  }
+
+  /**
+   * The platform moved since `closed` was made, so its fresh plan (`freshId`, which now lists its
+   * alerts) is another plan id, while the alert service resolves an incident on the plan id it was
+   * suggested under: the closed record points at the fresh plan (`replannedAs`), which the alert
+   * service follows, so a resolution marks the fresh suggestion too and a repeat names it. An alert
+   * that resolved on the closed record after `replan` read it, seen by a resolution that did not find
+   * the pointer yet, is marked on the fresh plan here: the pointer is written first, then the closed
+   * record read again, so each such resolution is seen by one side or the other (across replicas too).
+   */
+  private async followedBy(closed: PlanRecord, freshId: string): Promise<void> {
+    const planId = closed.plan.id;
+    if (!(await this.plans.markReplanned(planId, closed.generation ?? '', freshId))) return;
+    const again = await this.plans.get(planId).catch((e: unknown) => {
+      if (e instanceof PlanUnreadableError) return undefined;
+      throw e;
+    });
+    if (again === undefined || again.generation !== closed.generation) return;
+    const before = new Map((closed.alerts ?? []).map((a) => [a.id, a.resolvedAt]));
+    for (const a of again.alerts ?? []) {
+      if (a.resolvedAt !== undefined && before.get(a.id) === undefined)
+        await this.plans.resolveAlert(freshId, a.id, a.resolvedAt);
+    }
   }
 
   /**

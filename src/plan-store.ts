@@ -6,7 +6,9 @@
  * the chat messages showing it (one hash field per message, so attaching is atomic and idempotent).
  * An alert-suggested plan also keeps every alert that pointed at it (one field per incident, and when
  * each resolved) and its suggestion message per destination (a channel, or a thread of one), so a storm
- * of alerts for the same switch shows as one message listing them, not one message per alert.
+ * of alerts for the same switch shows as one message listing them, not one message per alert. A closed
+ * one whose alerts a fresh plan of another id took over ("Make a fresh plan" after the platform moved)
+ * points at that plan (`replannedAs`), so those alerts' incidents follow it.
  *
  * State machine (every move is one Lua script, so two replicas handling the same click, or 50
  * concurrent confirms, produce exactly one transition):
@@ -165,6 +167,11 @@ export const planSuggestionSchema = z.object({
 });
 export type PlanSuggestion = z.infer<typeof planSuggestionSchema>;
 
+/** A plan id as another record names it (`replannedAs`): what Flow accepts as a plan id. */
+const planIdSchema = z
+  .string()
+  .regex(/^[A-Za-z0-9_-]{1,128}$/, 'expected a plan id: 1-128 letters, digits, _ or -');
+
 /** An alert's id in a plan (the alert service derives it from the incident key). */
 const alertIdSchema = z.string().regex(/^[A-Za-z0-9_-]{1,64}$/, 'expected 1-64 letters, digits, _ or -');
 
@@ -243,6 +250,13 @@ export const planRecordSchema = z.object({
    * (`takeExpiryShown`): one sweep, on one replica, does, however the plan expired.
    */
   expiryShownAt: z.number().exactOptional(),
+  /**
+   * The fresh plans made from this closed one with "Make a fresh plan" under another plan id (the
+   * platform moved in between), which took its alerts over (`markReplanned`), oldest first; at most
+   * MAX_REPLANS_PER_PLAN. The alert service follows them: an incident suggested under this plan id
+   * resolves, and is shown, on those plans too.
+   */
+  replannedAs: z.array(z.string().min(1)).exactOptional(),
 });
 export type PlanRecord = z.infer<typeof planRecordSchema>;
 
@@ -351,6 +365,8 @@ const ALERT_SEQ_FIELD = 'aq:';
 /** An alert beyond MAX_ALERTS_PER_PLAN: its id only (its resolution is `ar:` like any other's). */
 const ALERT_OVER_FIELD = 'ao:';
 const SUGGESTION_FIELD = 'sg:';
+/** A fresh plan made from this one under another id (`rp:<plan id>`, when: Unix ms): `markReplanned`. */
+const REPLANNED_FIELD = 'rp:';
 const JSON_FIELDS = new Set([
   'plan',
   'requestedBy',
@@ -690,6 +706,32 @@ if ARGV[4] ~= '' then
   end
 end
 return {1, tonumber(redis.call('HGET', KEYS[1], 'alertsVersion')) or 0, claimed}
+`;
+
+/** How many fresh plans under other ids one closed plan points at (`replannedAs`); the oldest go first. */
+export const MAX_REPLANS_PER_PLAN = 5;
+
+/**
+ * Records on a closed record that a fresh plan of another id took its alerts over. KEYS[1] record;
+ * ARGV[1] the generation of the record meant ('' when absent); ARGV[2] the field (`rp:<plan id>`);
+ * ARGV[3] now; ARGV[4] MAX_REPLANS_PER_PLAN. The same fresh plan again moves its time (the newest
+ * points last); past the maximum the oldest is dropped. Returns 1 when recorded, 0 when the record is
+ * gone or another one (a new request replaced it).
+ */
+const REPLANNED_SCRIPT = `
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+if (redis.call('HGET', KEYS[1], 'generation') or '') ~= ARGV[1] then return 0 end
+redis.call('HSET', KEYS[1], ARGV[2], ARGV[3])
+local fields = redis.call('HGETALL', KEYS[1])
+local kept = {}
+for i = 1, #fields, 2 do
+  if string.sub(fields[i], 1, 3) == 'rp:' then table.insert(kept, {fields[i], tonumber(fields[i + 1]) or 0}) end
+end
+table.sort(kept, function(a, b) return a[2] < b[2] or (a[2] == b[2] and a[1] < b[1]) end)
+for i = 1, #kept - tonumber(ARGV[4]) do
+  if kept[i][1] ~= ARGV[2] then redis.call('HDEL', KEYS[1], kept[i][1]) end
+end
+return 1
 `;
 
 /**
@@ -1120,6 +1162,25 @@ export class PlanStore {
   }
 
   /**
+   * Records on the closed record `planId` of generation `generation` that the fresh plan `freshId` (made
+   * from it with "Make a fresh plan" under another id, the platform having moved) took its alerts over:
+   * see `replannedAs`. False when that record is gone or was replaced.
+   */
+  async markReplanned(planId: string, generation: string, freshId: string): Promise<boolean> {
+    const fresh = planIdSchema.parse(freshId);
+    const n = await this.redis.eval(
+      REPLANNED_SCRIPT,
+      1,
+      this.key(planId),
+      generation,
+      `${REPLANNED_FIELD}${fresh}`,
+      String(this.clock.now()),
+      String(MAX_REPLANS_PER_PLAN),
+    );
+    return n === 1;
+  }
+
+  /**
    * Dismiss on one of the plan's messages: marks it dismissed by `by` (when it is a suggestion) and
    * returns how many other messages still offer the plan (those on `ignoreSurfaces` not counted), in
    * one step; undefined when the plan is not open; `changed` (nothing marked) when `expect` is given
@@ -1241,6 +1302,7 @@ export class PlanStore {
     const seq = new Map<string, number>();
     const over: string[] = [];
     const suggestions: PlanSuggestion[] = [];
+    const replanned: { id: string; at: number }[] = [];
     for (let i = 0; i + 1 < flat.length; i += 2) {
       const field = flat[i] ?? '';
       const value = flat[i + 1] ?? '';
@@ -1263,6 +1325,8 @@ export class PlanStore {
         } else if (field.startsWith(SUGGESTION_FIELD)) {
           const slot = field.slice(SUGGESTION_FIELD.length);
           suggestions.push(planSuggestionSchema.parse({ ...JSON.parse(value), slot }));
+        } else if (field.startsWith(REPLANNED_FIELD)) {
+          replanned.push({ id: field.slice(REPLANNED_FIELD.length), at: Number(value) || 0 });
         } else if (JSON_FIELDS.has(field)) {
           out[field] = JSON.parse(value);
         } else if (NUMBER_FIELDS.has(field)) {
@@ -1294,6 +1358,8 @@ export class PlanStore {
     }
     if (suggestions.length > 0)
       out.suggestions = suggestions.sort((a, b) => a.at - b.at || a.slot.localeCompare(b.slot));
+    if (replanned.length > 0)
+      out.replannedAs = replanned.sort((a, b) => a.at - b.at || a.id.localeCompare(b.id)).map((r) => r.id);
     const parsed = planRecordSchema.safeParse(out);
     if (!parsed.success) {
       const first = parsed.error.issues[0]?.path[0];

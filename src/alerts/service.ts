@@ -168,6 +168,11 @@ export interface AlertFlow {
   releaseSuggestion?(planId: string, slot: string): Promise<void>;
   /** The plan's record as it is now (an open plan past its time reads as expired). */
   get?(planId: string): Promise<{ readonly state: string } | undefined>;
+  /**
+   * The fresh plans made from this closed one under other plan ids ("Make a fresh plan" after the
+   * platform moved), which took its alerts over, oldest first: its incidents follow them.
+   */
+  replannedAs?(planId: string): Promise<readonly string[]>;
   /** The plan's state when it lists the alert (now marked resolved), else undefined. */
   resolveAlert?(planId: string, alertId: string, at: number): Promise<string | undefined>;
   unlistAlert?(planId: string, alertId: string): Promise<void>;
@@ -511,16 +516,29 @@ export class AlertService implements AlertIntake {
   ): Promise<AlertResult> {
     const claim = await this.opts.dedupe.claim(incident, this.clock.now());
     if (!claim.claimed) {
-      const planId = claim.record?.planId;
-      // A replaced record that lists this incident is kept while the incident keeps firing, so its
-      // message still shows it resolved when it does (see `closeSuggestions`).
-      if (planId !== undefined && claim.record?.alertId !== undefined) {
-        await this.opts.dedupe
-          .touchReplaced(planId)
-          .catch((e: unknown) =>
-            this.log.warn({ err: e, planId }, 'alerts: could not keep a replaced plan record'),
-          );
+      const suggested = claim.record?.planId;
+      let planIds = suggested === undefined ? [] : [suggested];
+      if (suggested !== undefined && claim.record?.alertId !== undefined) {
+        // The incident follows the fresh plans made from its plan under other ids: the newest is the
+        // suggestion it has now. (Only a detail: a failed read leaves it at the plan it was suggested
+        // under.)
+        planIds = await this.withReplans(suggested, async () => undefined)
+          .then((plans) => plans.map((p) => p.planId))
+          .catch((e: unknown) => {
+            this.log.warn({ err: e, planId: suggested }, 'alerts: could not read the fresh plans of a plan');
+            return [suggested];
+          });
+        // A replaced record that lists this incident is kept while the incident keeps firing, so its
+        // message still shows it resolved when it does (see `closeSuggestions`).
+        for (const id of planIds) {
+          await this.opts.dedupe
+            .touchReplaced(id)
+            .catch((e: unknown) =>
+              this.log.warn({ err: e, planId: id }, 'alerts: could not keep a replaced plan record'),
+            );
+        }
       }
+      const planId = planIds.at(-1);
       return this.finish(alert, {
         environment,
         outcome: AlertOutcome.deduplicated,
@@ -748,6 +766,29 @@ export class AlertService implements AlertIntake {
       default:
         return assertNever(correlation, 'correlation');
     }
+  }
+
+  /**
+   * The plan an incident was suggested under and the fresh plans made from it under other ids since
+   * ("Make a fresh plan" after the platform moved: `AlertFlow.replannedAs`), and from those in turn,
+   * oldest first, at most REPLAN_HOPS plans. `visit` runs on each plan before its pointers are read:
+   * a resolution marks a plan first, so a fresh plan made meanwhile either is found here or finds the
+   * resolution on the plan it was made from (Flow's `followedBy` reads it after writing its pointer).
+   */
+  private async withReplans<T>(
+    planId: string,
+    visit: (planId: string) => Promise<T>,
+  ): Promise<{ readonly planId: string; readonly value: T }[]> {
+    const out: { planId: string; value: T }[] = [];
+    const todo = [planId];
+    const seen = new Set<string>();
+    for (let id = todo.shift(); id !== undefined && out.length < REPLAN_HOPS; id = todo.shift()) {
+      if (seen.has(id)) continue;
+      seen.add(id);
+      out.push({ planId: id, value: await visit(id) });
+      todo.push(...((await this.opts.flow.replannedAs?.(id)) ?? []));
+    }
+    return out;
   }
 
   /** The incident's id in a plan's alert list: stable per incident, bounded, any characters. */
@@ -1101,38 +1142,47 @@ export class AlertService implements AlertIntake {
         detail: 'No open suggestion for this incident.',
       });
     }
-    const planId = record.planId;
-    // Still being posted: the claimant edits the suggestion as soon as it exists (see `post`).
+    const suggested = record.planId;
     let planState: string | undefined;
     let replaced: readonly string[] = [];
+    // The plan the incident's suggestion is now on: the one it was suggested under, or the newest fresh
+    // plan made from it under another id (the platform moved before "Make a fresh plan" was clicked).
+    let planId = suggested;
+    // Still being posted: the claimant edits the suggestion as soon as it exists (see `post`).
     if (record.state !== IncidentState.pending) {
       // A plan that lists its alerts marks this one and renders its suggestions again; a suggestion
       // recorded before plans listed alerts (or a note) is edited through its message refs.
-      if (planId !== undefined && record.alertId !== undefined)
-        planState = await this.opts.flow.resolveAlert?.(planId, record.alertId, this.clock.now());
-      const listed = planState !== undefined;
       // The plan was made again since (a new record under the same id): the incident's messages
       // include those of the old record, shown closed when it was replaced. They show the old record
       // again, this alert marked resolved; never the new record, whose buttons would land on a message
       // that said the plan was closed. The new record lists the alert too when it was made with "Make
-      // a fresh plan" (Flow.replan): then its suggestion is edited as well.
-      replaced =
-        planId !== undefined && record.alertId !== undefined
-          ? await this.opts.dedupe.resolveReplaced(planId, record.alertId, this.clock.now())
+      // a fresh plan" (Flow.replan): then its suggestion is edited as well. So is that of a fresh plan
+      // made after the platform moved, under another id (`withReplans`), and the closed one's.
+      const alertId = record.alertId;
+      const now = this.clock.now();
+      const plans =
+        suggested !== undefined && alertId !== undefined
+          ? await this.withReplans(suggested, async (id) => ({
+              state: await this.opts.flow.resolveAlert?.(id, alertId, now),
+              replaced: await this.opts.dedupe.resolveReplaced(id, alertId, now),
+            }))
           : [];
+      const listing = plans.filter((p) => p.value.state !== undefined);
+      const current = listing.at(-1);
+      planState = current?.value.state;
+      if (current !== undefined) planId = current.planId;
+      replaced = plans.flatMap((p) => p.value.replaced);
       // Only a suggestion recorded before plans listed their alerts is edited through its refs: those
       // messages may now show other incidents' alerts (or a plan made again under the same id).
-      const legacy = record.alertId === undefined;
-      const kept = replaced; // a const the edit below can close over
-      const closed = planId === undefined ? [] : kept.map((id) => () => this.closeReplaced(planId, id));
+      const legacy = alertId === undefined;
+      const edits = [
+        ...listing.map((p) => () => this.refresh(p.planId, alertId)),
+        ...plans.flatMap((p) => p.value.replaced.map((id) => () => this.closeReplaced(p.planId, id))),
+      ];
       const edit =
-        (listed && planId !== undefined) || closed.length > 0
+        edits.length > 0
           ? async () => {
               // Every message is tried; the first failure is thrown at the end.
-              const edits = [
-                ...(listed && planId !== undefined ? [() => this.refresh(planId, record.alertId)] : []),
-                ...closed,
-              ];
               const failures: unknown[] = [];
               for (const one of edits) await one().catch((e: unknown) => failures.push(e));
               if (failures.length > 0) throw failures[0];
@@ -1142,7 +1192,7 @@ export class AlertService implements AlertIntake {
                 this.opts.sink.resolved(record.refs, {
                   environment,
                   alert,
-                  ...(planId === undefined ? {} : { planId }),
+                  ...(suggested === undefined ? {} : { planId: suggested }),
                   ...(record.sentence === undefined ? {} : { sentence: record.sentence }),
                 })
             : undefined;
@@ -1186,6 +1236,12 @@ export class AlertService implements AlertIntake {
 
 /** How many times a replaced record's messages are edited again while its alerts keep resolving. */
 const REPLACED_EDIT_ROUNDS = 10;
+
+/**
+ * How many plans an incident follows (the plan it was suggested under and fresh plans made from it
+ * under other ids, see `withReplans`): each "Make a fresh plan" after the platform moved adds one.
+ */
+const REPLAN_HOPS = 10;
 
 /**
  * One sink over several surfaces: each destination goes to its surface's sink, each ref back to the

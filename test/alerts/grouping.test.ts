@@ -538,16 +538,22 @@ describe('resolutions', () => {
     const poster = surface === 'slack' ? harness.slack : harness.discord;
     const [expired] = poster.inChannel(channel);
     if (!expired) throw new Error('no suggestion');
+    let freshPlanId: string | undefined;
     return {
       planId: first?.planId ?? '',
       poster,
       expired: expired.ref,
+      /** The plan id of the click's fresh plan (once clicked). */
+      get freshPlanId() {
+        return freshPlanId;
+      },
       async click(also: () => Promise<void> = async () => undefined) {
         await also();
         const who = surface === 'slack' ? ana : anaOnDiscord;
         const click = await harness.chat.click(who, expired.view.buttons[0]?.actionId ?? '', expired.ref);
         expect(click.outcome).toBe('planned');
         if (click.post?.planId === undefined) throw new Error('the click posted no plan');
+        freshPlanId = click.post.planId;
         const fresh = await poster.post(channel, click.post.view);
         await harness.chat.attach(click.post.planId, fresh);
         await harness.service.idle();
@@ -600,6 +606,138 @@ describe('resolutions', () => {
       });
     },
   );
+
+  /**
+   * The platform moves (a deploy goes live) between a suggestion's expiry and the "Make a fresh plan"
+   * click: the fresh plan is the same rollback on another current deployment, so another plan id.
+   */
+  async function pushLive(harness: Harness): Promise<string> {
+    const pushed = await harness.platform.push({ environment: 'production' });
+    await harness.clock.advance(10_000);
+    await harness.platform.settle();
+    expect((await harness.platform.snapshot('production')).environment.currentDeploymentId).toBe(pushed.id);
+    return pushed.id;
+  }
+
+  it.each([
+    ['slack', 'C0ALERTS'],
+    ['discord', '123456789012'],
+  ] as const)(
+    '"Make a fresh plan" after the platform moved (another plan id), then its incident resolves: the fresh message says so and calls the rollback optional, the closed one shows it resolved (%s)',
+    async (surface, channel) => {
+      const file = { environments: { production: { channels: { [surface]: channel } }, preview: {} } };
+      h = await createHarness({ file, memoryChat: [surface] });
+      const hh = h;
+      const run = await freshPlanClicked(hh, surface, channel);
+      const fresh = await run.click(async () => {
+        await pushLive(hh);
+      });
+      const freshId = run.freshPlanId;
+      expect(freshId).toBeDefined();
+      expect(freshId).not.toBe(run.planId);
+      expect((await hh.flow.get(freshId ?? ''))?.suggestions?.map((s) => s.ref?.messageId)).toEqual([
+        fresh.messageId,
+      ]);
+
+      await hh.clock.advance(MINUTE);
+      const [resolved] = await hh.service.handle([
+        hh.alert({ fingerprint: 'incident-1', status: 'resolved' }),
+      ]);
+      await hh.service.idle();
+      await hh.chat.idle();
+      expect(resolved).toMatchObject({
+        outcome: 'resolved',
+        planId: freshId,
+        detail: 'The suggestion now lists the alert as resolved.',
+      });
+      const now = run.poster.messages.get(fresh.messageId);
+      const last = now?.history.at(-1);
+      expect({
+        title: last?.title,
+        resolved: viewText(last).includes('The alert resolved'),
+        optional: viewText(last).includes('The rollback below is optional now.'),
+        edits: (now?.history.length ?? 0) > 1,
+      }).toEqual({
+        title: expect.stringMatching(/^Roll back production/),
+        resolved: true,
+        optional: true,
+        edits: true,
+      });
+      const old = run.poster.messages.get(run.expired.messageId)?.view;
+      expect({
+        title: old?.title,
+        resolved: viewText(old).includes('The alert resolved'),
+        buttons: buttonLabels(old),
+      }).toEqual({
+        title: expect.stringMatching(/^Expired: roll back production/),
+        resolved: true,
+        buttons: ['Make a fresh plan'],
+      });
+    },
+  );
+
+  it('"Make a fresh plan" after the platform moved: a repeat of the incident points at the fresh suggestion, and once that expires too, says so', async () => {
+    h = await createHarness({ file: slackOnly, memoryChat: ['slack'] });
+    const hh = h;
+    const run = await freshPlanClicked(hh, 'slack', 'C0ALERTS');
+    await run.click(async () => {
+      await pushLive(hh);
+    });
+    const freshId = run.freshPlanId ?? '';
+    expect(freshId).not.toBe(run.planId);
+    const [repeat] = await hh.service.handle([hh.alert({ fingerprint: 'incident-1' })]);
+    expect(repeat).toMatchObject({
+      outcome: 'deduplicated',
+      planId: freshId,
+      detail: `This incident already has a suggestion (${freshId}).`,
+    });
+    // The fresh plan expires unclicked as well: the repeat says that one expired.
+    await hh.clock.advance(61 * MINUTE);
+    await hh.chat.expireDue();
+    await hh.chat.idle();
+    await hh.service.idle();
+    const [later] = await hh.service.handle([hh.alert({ fingerprint: 'incident-1' })]);
+    expect(later).toMatchObject({ outcome: 'deduplicated', planId: freshId });
+    expect(later?.detail).toBe(
+      `This incident already has a suggestion (${freshId}), but its plan expired unused (nothing was switched): a fresh plan can be asked for with "Make a fresh plan" on its message or /rollback production.`,
+    );
+  });
+
+  it('"Make a fresh plan" twice, the platform moving before each: a resolution marks the expired suggestion and both fresh ones', async () => {
+    h = await createHarness({ file: slackOnly, memoryChat: ['slack'] });
+    const hh = h;
+    const run = await freshPlanClicked(hh, 'slack', 'C0ALERTS');
+    const second = await run.click(async () => {
+      await pushLive(hh);
+    });
+    const secondId = run.freshPlanId ?? '';
+    // The second fresh plan expires unclicked too; after another deploy, a fresh plan is asked for on it.
+    await hh.clock.advance(61 * MINUTE);
+    await hh.chat.expireDue();
+    await hh.chat.idle();
+    await hh.service.idle();
+    await pushLive(hh);
+    const expired = hh.slack.messages.get(second.messageId);
+    if (!expired) throw new Error('no second suggestion');
+    const click = await hh.chat.click(ana, expired.view.buttons[0]?.actionId ?? '', expired.ref);
+    expect(click.outcome).toBe('planned');
+    const thirdId = click.post?.planId ?? '';
+    const third = await hh.slack.post('C0ALERTS', click.post?.view ?? expired.view);
+    await hh.chat.attach(thirdId, third);
+    await hh.service.idle();
+    expect(new Set([run.planId, secondId, thirdId]).size).toBe(3);
+
+    const [repeat] = await hh.service.handle([hh.alert({ fingerprint: 'incident-1' })]);
+    expect(repeat).toMatchObject({ outcome: 'deduplicated', planId: thirdId });
+    await hh.clock.advance(MINUTE);
+    const [resolved] = await hh.service.handle([hh.alert({ fingerprint: 'incident-1', status: 'resolved' })]);
+    expect(resolved).toMatchObject({ outcome: 'resolved', planId: thirdId });
+    await hh.service.idle();
+    await hh.chat.idle();
+    const shown = [run.expired, second, third].map((ref) => hh.slack.messages.get(ref.messageId)?.view);
+    expect(shown.map((v) => viewText(v).includes('The alert resolved'))).toEqual([true, true, true]);
+    expect(viewText(shown[2])).toContain('The rollback below is optional now.');
+  });
 
   it('the fresh plan lists every alert of the expired one as it stands: one resolved before the click shows resolved, and the last to resolve says they all did', async () => {
     h = await createHarness({ file: slackOnly, memoryChat: ['slack'] });

@@ -352,6 +352,68 @@ describe('Flow.plan', () => {
   });
 });
 
+describe('Flow.replan of an alert suggestion after the platform moved (the fresh plan has another id)', () => {
+  const alert = {
+    id: 'a1',
+    source: 'generic',
+    title: 'Checkout 5xx',
+    status: 'firing' as const,
+    startedAt: 1,
+  };
+
+  /** An alert's suggestion listing `a1` that expired unclicked; with `move`, then a deploy went live. */
+  async function expiredSuggestion(x: Harness, move: boolean) {
+    const o = planned(await x.flow.plan(system, 'rollback', 'production', 'dep_3hd7xa', { alert }));
+    expect(await x.plans.groupAlert(o.plan.id, 'a1', alert, [])).toBeDefined();
+    await x.clock.advance(3_600_000 + 1_000);
+    expect((await x.flow.get(o.plan.id))?.state).toBe(PlanState.expired);
+    if (move) {
+      const pushed = await x.platform.push({ environment: 'production' });
+      for (let i = 0; i < 200 && x.clock.pending > 0; i++) await x.clock.advance(1_000);
+      await x.platform.settle();
+      expect((await x.platform.snapshot('production')).environment.currentDeploymentId).toBe(pushed.id);
+    }
+    return o;
+  }
+
+  it('the closed record points at the fresh plan, which lists its alerts; a fresh plan under the same id points nowhere', async () => {
+    const x = await setup();
+    const o = await expiredSuggestion(x, true);
+    const fresh = planned(await x.flow.replan(alice, o.plan.id));
+    expect(fresh.plan.id).not.toBe(o.plan.id);
+    expect(fresh.record.alerts?.map((a) => a.id)).toEqual(['a1']);
+    expect((await x.flow.get(o.plan.id))?.replannedAs).toEqual([fresh.plan.id]);
+    expect(await x.flow.replannedAs(o.plan.id)).toEqual([fresh.plan.id]);
+    expect(await x.flow.replannedAs(fresh.plan.id)).toEqual([]);
+
+    const y = await expiredSuggestion(x, false);
+    const same = planned(await x.flow.replan(alice, y.plan.id));
+    expect(same.plan.id).toBe(y.plan.id);
+    expect(await x.flow.replannedAs(y.plan.id)).toEqual([]);
+  });
+
+  it('an alert that resolved on the closed record while its fresh plan was being made (the resolution found no pointer yet) is resolved on the fresh plan too', async () => {
+    const x = await setup();
+    const o = await expiredSuggestion(x, true);
+    const real = x.plans.carryAlerts.bind(x.plans);
+    let resolvedAt: number | undefined;
+    x.plans.carryAlerts = async (...args) => {
+      // Another replica's RESOLVED marks the closed record now, after replan read it, and looks for
+      // the closed record's fresh plans before the pointer is written: it finds none.
+      resolvedAt = x.clock.now();
+      expect(await x.plans.resolveAlert(o.plan.id, 'a1', resolvedAt)).toBe(PlanState.expired);
+      expect(await x.flow.replannedAs(o.plan.id)).toEqual([]);
+      return real(...args);
+    };
+    const fresh = planned(await x.flow.replan(alice, o.plan.id));
+    expect(fresh.plan.id).not.toBe(o.plan.id);
+    expect(resolvedAt).toBeDefined();
+    expect(fresh.record.alerts?.map((a) => ({ id: a.id, resolvedAt: a.resolvedAt }))).toEqual([
+      { id: 'a1', resolvedAt },
+    ]);
+  });
+});
+
 describe('Flow.confirm', () => {
   it('keeps a Discord confirmer’s unique username on the plan, the job and the audit (shown beside a nickname)', async () => {
     const x = await setup();

@@ -6,6 +6,7 @@ import {
   MAX_ALERTS_PER_PLAN,
   MAX_CLICKED_MESSAGES_PER_PLAN,
   MAX_MESSAGES_PER_PLAN,
+  MAX_REPLANS_PER_PLAN,
   PlanState,
   PlanStore,
   PlanUnreadableError,
@@ -564,6 +565,36 @@ describe('PlanStore: the alerts of a suggested plan and its suggestion per desti
     record = await store.get(plan.id);
     expect(record?.alerts?.[0]?.resolvedAt).toBeUndefined();
     expect(record?.alertsVersion).toBe(3);
+  });
+
+  it('a closed record points at the fresh plans made from it under other ids: newest last, at most MAX_REPLANS_PER_PLAN, only on the record meant', async () => {
+    expect(await store.markReplanned(plan.id, '', 'plan_fresh1')).toBe(false); // no record
+    const { record } = await store.create({ plan, requestedBy: alice });
+    const generation = record.generation ?? '';
+    expect(await store.markReplanned(plan.id, 'another-generation', 'plan_fresh1')).toBe(false);
+    expect((await store.get(plan.id))?.replannedAs).toBeUndefined();
+    expect(await store.markReplanned(plan.id, generation, 'plan_fresh1')).toBe(true);
+    clock.advance(1_000);
+    expect(await store.markReplanned(plan.id, generation, 'plan_fresh2')).toBe(true);
+    clock.advance(1_000);
+    // The first one asked for again (the platform moved back): it is the newest now.
+    expect(await store.markReplanned(plan.id, generation, 'plan_fresh1')).toBe(true);
+    expect((await store.get(plan.id))?.replannedAs).toEqual(['plan_fresh2', 'plan_fresh1']);
+    for (let i = 3; i <= MAX_REPLANS_PER_PLAN + 2; i++) {
+      clock.advance(1_000);
+      await store.markReplanned(plan.id, generation, `plan_fresh${i}`);
+    }
+    const kept = (await store.get(plan.id))?.replannedAs;
+    expect(kept).toHaveLength(MAX_REPLANS_PER_PLAN);
+    expect(kept?.at(-1)).toBe(`plan_fresh${MAX_REPLANS_PER_PLAN + 2}`);
+    expect(kept).not.toContain('plan_fresh2');
+    await expect(store.markReplanned(plan.id, generation, 'not a plan id')).rejects.toThrow(
+      'expected a plan id',
+    );
+    // A new request replacing the record starts without pointers.
+    clock.advance(60_001);
+    await store.create({ plan, requestedBy: bob });
+    expect((await store.get(plan.id))?.replannedAs).toBeUndefined();
   });
 
   it('groups nothing into a plan that is not open any more', async () => {
