@@ -20,6 +20,8 @@ const CLUSTER_FILES = [
   // notices' claims and retry queue, across replicas
   'test/notices/replicas.test.ts',
   'test/notices/retry.test.ts',
+  // Redis's clock read with the audit stream (one MULTI), leases on the holder's clock
+  'test/notices/skew.test.ts',
   // platform pollers' shared snapshots
   'test/platform/unkey-poller.test.ts',
   // Slack Events API dedupe across replicas

@@ -96,6 +96,29 @@ end
 return {0, redis.call('HGET', KEYS[1], 'id') or '', n}
 `;
 
+/** Redis's TIME reply: seconds and microseconds, as decimal strings. */
+const redisTimeSchema = z.tuple([z.string().regex(/^\d+$/), z.string().regex(/^\d+$/)], {
+  error: 'expected the TIME reply: [seconds, microseconds]',
+});
+/** XREVRANGE's reply: [id, [field, value, …]] per entry. */
+const streamRowsSchema = z.array(z.tuple([z.string(), z.array(z.string())]), {
+  error: 'expected the XREVRANGE reply: [id, fields] per entry',
+});
+
+/** An entry with the time Redis wrote it (its stream id's milliseconds: Redis's clock). */
+export interface WrittenEntry {
+  readonly entry: AuditEntry;
+  readonly writtenAt: number;
+}
+
+/** The newest entries of an environment as `AuditLog.recentWritten` reads them. */
+export interface WrittenEntries {
+  /** Newest first, as `recent` gives them. */
+  readonly entries: readonly WrittenEntry[];
+  /** The time of Redis's clock (the one `writtenAt` is on) when they were read. */
+  readonly readAt: number;
+}
+
 /** Options of `AuditLog`. */
 export interface AuditLogOptions {
   /** Key prefix; streams are `<prefix>:audit:<environment>` (and `…:refused`, see `refusalsKey`). */
@@ -212,23 +235,61 @@ export class AuditLog {
     return this.read(this.key(environment), limit);
   }
 
+  /**
+   * `recent`, with the time Redis wrote each entry and the time Redis read them, both on the clock of
+   * the Redis that holds the stream: one clock for every writer, whatever the writers' own clocks say
+   * (an entry's `at` is its writer's). The notices tell a Switchyard job's own traffic move by them.
+   */
+  async recentWritten(environment: string, limit = 20): Promise<WrittenEntries> {
+    // One transaction, so Redis's time is read on the node that holds the stream (a cluster's nodes
+    // each have their own clock: the stream's ids are stamped by that node's), with the entries.
+    const res = await this.redis
+      .multi()
+      .time()
+      .xrevrange(this.key(environment), '+', '-', 'COUNT', clampLimit(limit))
+      .exec();
+    const failed = res?.find(([err]) => err !== null)?.[0];
+    if (res === null || failed) throw failed ?? new Error('reading the audit: the transaction was discarded');
+    const [seconds, micros] = redisTimeSchema.parse(res[0]?.[1]);
+    const rows = streamRowsSchema.parse(res[1]?.[1]);
+    const readAt = Number(seconds) * 1000 + Math.floor(Number(micros) / 1000);
+    const entries: WrittenEntry[] = [];
+    for (const [id, fields] of rows) {
+      const entry = parseRow(fields);
+      // A stream id is `<ms>-<seq>`, the ms of Redis's clock when it was added (never going back).
+      const writtenAt = Number(id.split('-')[0]);
+      if (entry !== undefined && Number.isSafeInteger(writtenAt)) entries.push({ entry, writtenAt });
+    }
+    return { entries, readAt };
+  }
+
   /** The newest `limit` parseable entries of stream `key`, newest first. */
   private async read(key: string, limit: number): Promise<AuditEntry[]> {
-    const rows = await this.redis.xrevrange(key, '+', '-', 'COUNT', Math.max(1, Math.min(limit, 1000)));
+    const rows = await this.redis.xrevrange(key, '+', '-', 'COUNT', clampLimit(limit));
     const out: AuditEntry[] = [];
     for (const [, fields] of rows) {
-      const idx = fields.indexOf('e');
-      const raw = idx >= 0 ? fields[idx + 1] : undefined;
-      if (raw === undefined) continue;
-      let json: unknown;
-      try {
-        json = JSON.parse(raw);
-      } catch {
-        continue;
-      }
-      const entry = auditEntrySchema.safeParse(json);
-      if (entry.success) out.push(entry.data);
+      const entry = parseRow(fields);
+      if (entry !== undefined) out.push(entry);
     }
     return out;
   }
+}
+
+function clampLimit(limit: number): number {
+  return Math.max(1, Math.min(limit, 1000));
+}
+
+/** The entry of one stream row (its `e` field), or undefined when it does not parse. */
+function parseRow(fields: readonly string[]): AuditEntry | undefined {
+  const idx = fields.indexOf('e');
+  const raw = idx >= 0 ? fields[idx + 1] : undefined;
+  if (raw === undefined) return undefined;
+  let json: unknown;
+  try {
+    json = JSON.parse(raw);
+  } catch {
+    return undefined;
+  }
+  const entry = auditEntrySchema.safeParse(json);
+  return entry.success ? entry.data : undefined;
 }

@@ -29,7 +29,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import { z } from 'zod';
-import type { AuditEntry } from './audit.js';
+import type { AuditEntry, WrittenEntries } from './audit.js';
 import type { ChatPoster } from './chat-sinks.js';
 import { type Clock, systemClock, within } from './clock.js';
 import { type Config, type EnvironmentConfig, environmentConfigSchema } from './config.js';
@@ -157,10 +157,14 @@ export type NoticeOutcome =
 /**
  * The audit reads the service needs (src/audit.ts `AuditLog` satisfies it). `recent` gives an
  * environment's newest entries newest first, in the order they were written (a job's runs are told
- * apart by that order).
+ * apart by that order). `recentWritten`, when given, gives the same entries with the time Redis wrote
+ * each and the time Redis read them (one clock for every writer): a traffic move is matched to a job by
+ * those, whatever the skew between the worker that wrote its entries and the process that saw the move.
+ * Without it, by the entries' `at` (the writers' clocks) and the event's.
  */
 export interface NoticeAudit {
   recent(environment: string, limit?: number): Promise<AuditEntry[]>;
+  recentWritten?(environment: string, limit?: number): Promise<WrittenEntries>;
 }
 
 /**
@@ -197,7 +201,10 @@ export interface NoticesOptions {
   readonly prefix?: string;
   /** How long a claim on an event notice is kept (default 7 days). */
   readonly claimTtlMs?: number;
-  /** How far back a job's `started` audit entry explains a traffic move (default 1 hour). */
+  /**
+   * How far back a job's `started` audit entry explains a traffic move (default 1 hour; on Redis's
+   * clock when the audit says when it wrote each entry: see `NoticeAudit.recentWritten`).
+   */
   readonly switchyardWindowMs?: number;
   /**
    * A `deployment.ready` for a deployment whose `readyAt` is older than this is a standby deployment
@@ -591,13 +598,35 @@ interface Kept {
 
 /**
  * Takes a due pending post for one attempt: moves its due time a lease ahead, only if it is still due
- * (another replica may have taken it since it was read). KEYS[1] the set; ARGV member, now, lease end.
+ * (another replica may have taken it since it was read), as `ARGV[4]` when given (the entry held by the
+ * replica taking it, on its clock: see `holderNow`). KEYS[1] the set; ARGV member, now on the clock of
+ * the replica holding it, lease end, member to keep it as ('': the same). Returns 1 when taken, 0 when
+ * gone, -1 when not due (yet, or again: another replica took it).
  */
 const TAKE = `
 local due = redis.call('ZSCORE', KEYS[1], ARGV[1])
-if not due or tonumber(due) > tonumber(ARGV[2]) then return 0 end
-redis.call('ZADD', KEYS[1], ARGV[3], ARGV[1])
+if not due then return 0 end
+if tonumber(due) > tonumber(ARGV[2]) then return -1 end
+if ARGV[4] ~= '' then
+  redis.call('ZREM', KEYS[1], ARGV[1])
+  redis.call('ZADD', KEYS[1], ARGV[3], ARGV[4])
+else
+  redis.call('ZADD', KEYS[1], ARGV[3], ARGV[1])
+end
 return 1`;
+
+/**
+ * The time on the clock of the replica whose word (`beat`: "<its time> <ms kept>", kept that long) is
+ * KEYS[1]: the time it gave plus what elapsed since on Redis's clock (the word's expiry runs on it);
+ * ARGV[1] (the caller's time) when it gave none (stopped, gone, an older version).
+ */
+const HOLDER_NOW = `
+local beat = redis.call('GET', KEYS[1])
+local left = redis.call('PTTL', KEYS[1])
+if not beat or left < 0 then return tonumber(ARGV[1]) end
+local clock, kept = string.match(beat, '^(%d+) (%d+)$')
+if not clock then return tonumber(ARGV[1]) end
+return tonumber(clock) + math.max(0, tonumber(kept) - left)`;
 
 /**
  * A pending post older than this is dropped (and reported as failed): a notice hours late misleads
@@ -654,6 +683,8 @@ const pendingPostSchema = z.object({
   view: z.looseObject({ kind: z.string(), title: z.string(), blocks: z.array(z.unknown()) }),
   attempt: z.number().int().min(1),
   since: AT,
+  /** The replica that kept it: its due time, lease and `since` are on that replica's clock. */
+  holder: z.string().min(1).max(64).optional(),
   holdsWhile: z.object({ rolledBackTo: z.string().min(1), since: z.number().optional() }).optional(),
   opens: opensSchema.optional(),
   edit: messageRefSchema.optional(),
@@ -812,6 +843,8 @@ class Notices implements NoticeService {
   >();
   /** The loop that tries failed posts again (`retryRound`); woken when this process adds one. */
   private retries: { wake: AbortController; done: Promise<void> } | undefined;
+  /** The loop that gives this replica's clock time in Redis (`beat`). */
+  private beats: { wake: AbortController; done: Promise<void> } | undefined;
   private readonly replica = randomBytes(4).toString('hex');
   private readonly stopping = new AbortController();
   private readonly loops = new Map<string, { wake: AbortController; done: Promise<void> }>();
@@ -855,6 +888,22 @@ class Notices implements NoticeService {
   }
 
   async start(): Promise<void> {
+    // First, so this replica's word of its clock is in Redis before any post it keeps (one connection:
+    // in order).
+    const beats = { wake: new AbortController(), done: Promise.resolve() };
+    this.beats = beats;
+    beats.done = this.parkedLoop(
+      beats,
+      async () => {
+        await this.beat();
+        return this.beatMs();
+      },
+      (err) =>
+        this.log.debug(
+          { err },
+          "notices: could not give this replica's clock time; other replicas judge its pending posts on their own clocks meanwhile",
+        ),
+    );
     if (this.platform.subscribe) {
       this.unsubscribe = this.platform.subscribe((event) => this.receive(event));
     } else {
@@ -881,7 +930,19 @@ class Notices implements NoticeService {
       this.chain,
       ...[...this.loops.values()].map((l) => l.done),
       this.retries?.done,
+      this.beats?.done,
     ]).then(() => true);
+    // Other replicas then judge what this one left pending on their own clocks at once (a word of its
+    // clock would tell them a time that no longer moves on). Not waited for: a shutdown does not wait
+    // for Redis; sent once the beat loop gave its last word (parked, it ends at once), even while a post
+    // still hangs (it is left to them).
+    void this.beats?.done.then(() =>
+      this.redis
+        .del(this.clockKey(this.replica))
+        .catch((err: unknown) =>
+          this.log.debug({ err }, "notices: could not remove this replica's clock time"),
+        ),
+    );
     // The work under way (events being handled, a check, a post) runs its Redis commands on the patient
     // connection, which waits for Redis to come back: while Redis is unreachable, waiting for it would
     // hold the shutdown for as long as the outage lasts ("shutdown does not wait for Redis").
@@ -975,11 +1036,13 @@ class Notices implements NoticeService {
       return;
     }
     const event = parsed.data as PlatformEvent;
+    // How old the event is as it reaches this process, on this process's clock (see `auditAround`).
+    const age = Math.max(0, this.clock.now() - event.at);
     this.enter();
     this.eventsPending += 1;
     this.chain = this.chain
       // After a shutdown that stopped waiting (`abandon`, which counted it as dropped), nothing more starts.
-      .then(() => (this.abandoned ? undefined : this.handle(event)))
+      .then(() => (this.abandoned ? undefined : this.handle(event, age)))
       .catch((e: unknown) => {
         const context = { err: e, event: event.type, environment: event.environment };
         if (this.abandoned) this.log.debug(context, 'notice dropped at shutdown');
@@ -991,7 +1054,7 @@ class Notices implements NoticeService {
       });
   }
 
-  private async handle(event: PlatformEvent): Promise<void> {
+  private async handle(event: PlatformEvent, age: number): Promise<void> {
     const env = event.environment;
     this.ensureLoop(env);
     // A traffic move may start or end the rolled-back state: re-evaluate the reminders (and close the
@@ -1009,7 +1072,7 @@ class Notices implements NoticeService {
       skip('notices are off for this environment');
       return;
     }
-    const prepared = await this.prepare(event, settings.events, skip);
+    const prepared = await this.prepare(event, settings.events, skip, age);
     if (prepared) await this.post(env, prepared);
   }
 
@@ -1017,6 +1080,7 @@ class Notices implements NoticeService {
     event: PlatformEvent,
     selected: readonly string[],
     skip: (reason: string) => undefined,
+    age: number,
   ): Promise<Prepared | undefined> {
     const env = event.environment;
     const now = this.clock.now();
@@ -1107,7 +1171,7 @@ class Notices implements NoticeService {
         // The claim is held: from here no failed lookup may drop the notice (a polled platform delivers
         // this event to one replica, once). Without the audit, the move is announced unattributed (a
         // job's own message also reports it); without the deployments, by their ids.
-        const found = await this.switchyardJob(event).catch((e: unknown) => {
+        const found = await this.switchyardJob(event, age).catch((e: unknown) => {
           this.log.warn(
             { err: e, environment: env },
             'traffic move: could not read the audit; announcing it',
@@ -1167,8 +1231,9 @@ class Notices implements NoticeService {
    */
   private async switchyardJob(
     event: Extract<PlatformEvent, { type: 'traffic.moved' }>,
+    age: number,
   ): Promise<{ readonly explained?: string; readonly late?: LateRun } | undefined> {
-    const entries = await this.opts.audit.recent(event.environment, 100);
+    const { entries, when, movedAt } = await this.auditAround(event, age);
     // The switch processor writes a `started` entry per *attempt* (a retry, a run resumed after its
     // worker stopped), and one plan always makes the same job id, so a switch asked for again (back and
     // forth) is the same job run again. A *run* is a job's `started` entries up to the job's next end
@@ -1189,6 +1254,8 @@ class Notices implements NoticeService {
     // switch the job gave up on, or the same switch made again by hand) is announced, saying that it
     // completes what Switchyard reported failed. The two times come from different clocks (the
     // worker's, the event source's): a move at the very time of the failure still counts as the run's.
+    // Times here are `when` (an entry's) and `movedAt` (the move's): on Redis's clock when the audit
+    // says when it wrote each entry (see `auditAround`), so no worker's clock skew moves them.
     const ends: readonly AuditEntry['event'][] = ['succeeded', 'failed', 'refused'];
     const runs: {
       readonly jobId: string;
@@ -1210,7 +1277,7 @@ class Notices implements NoticeService {
     for (const [jobId, starts] of open) for (const start of starts) runs.push({ jobId, starts: [start] });
     // Best first: the newest start at or before the move, then older ones, then those just after it
     // (skew), nearest first.
-    const rank = (at: number) => (at <= event.at ? event.at - at : this.windowMs + (at - event.at));
+    const rank = (at: number) => (at <= movedAt ? movedAt - at : this.windowMs + (at - movedAt));
     const explaining: {
       readonly jobId: string;
       readonly starts: readonly AuditEntry[];
@@ -1222,13 +1289,13 @@ class Notices implements NoticeService {
         (e) =>
           e.action === event.via &&
           e.targetId === event.to &&
-          e.at >= event.at - this.windowMs &&
-          e.at <= event.at + 60_000,
+          when(e) >= movedAt - this.windowMs &&
+          when(e) <= movedAt + 60_000,
       );
       const first = starts[0];
       const match = matching[0];
       if (match === undefined || first === undefined || end?.event === 'refused') continue;
-      if (end?.event === 'failed' && end.at < event.at) {
+      if (end?.event === 'failed' && when(end) < movedAt) {
         const by = end.actor?.displayName ?? first.actor?.displayName;
         late.push({
           run: {
@@ -1243,7 +1310,7 @@ class Notices implements NoticeService {
         });
         continue;
       }
-      explaining.push({ jobId, starts, rank: Math.min(...matching.map((e) => rank(e.at))) });
+      explaining.push({ jobId, starts, rank: Math.min(...matching.map((e) => rank(when(e)))) });
     }
     // A run whose claim is taken explained another move: try the next.
     for (const run of explaining.sort((a, b) => a.rank - b.rank)) {
@@ -1256,6 +1323,45 @@ class Notices implements NoticeService {
       if (await this.claimRun(event.environment, run.jobId, starts)) return { late: run };
     }
     return undefined;
+  }
+
+  /**
+   * The environment's recent audit entries around a traffic move, and the times to compare: `when(e)`,
+   * when an entry was written, and `movedAt`, when the move was seen. The worker stamps an entry's `at`
+   * with its own clock and the event source (the local platform in the bot, the poller of a bot
+   * replica) stamps the event's with its own: with a worker a minute and a half ahead, its `started`
+   * entry would read as written after the move it made, and the job's own move be announced as one
+   * outside Switchyard. So both are taken on Redis's clock when the audit tells (`recentWritten`): an
+   * entry's stream id is stamped by the Redis that holds the stream, and the move is placed at the
+   * read less `age`, how old the event was when it reached this process (this process's clock, read
+   * as it arrived: the clock that stamped it, for the local platform and the pollers, which run in
+   * this process and hand a move over as they see it; an event delivered again arrives old). The
+   * events waiting before it are not counted (they are handled in order, at once): a start written
+   * while it waited counts as before the move, as one a minute after the event's time did. Not the
+   * event's age at the read: then the wait would be measured on this process's clock and placed on
+   * Redis's, which need not keep pace with it (an injected clock). Else the entries' and the event's
+   * own times.
+   */
+  private async auditAround(
+    event: Extract<PlatformEvent, { type: 'traffic.moved' }>,
+    age: number,
+  ): Promise<{
+    readonly entries: readonly AuditEntry[];
+    readonly when: (e: AuditEntry) => number;
+    readonly movedAt: number;
+  }> {
+    const audit = this.opts.audit;
+    if (audit.recentWritten === undefined) {
+      const entries = await audit.recent(event.environment, 100);
+      return { entries, when: (e) => e.at, movedAt: event.at };
+    }
+    const read = await audit.recentWritten(event.environment, 100);
+    const written = new Map(read.entries.map((w) => [w.entry, w.writtenAt]));
+    return {
+      entries: read.entries.map((w) => w.entry),
+      when: (e) => written.get(e) ?? e.at,
+      movedAt: read.readAt - age,
+    };
   }
 
   /**
@@ -1441,8 +1547,47 @@ class Notices implements NoticeService {
     return this.key('retries');
   }
 
+  /** An entry as kept, held by this replica: its due time and `since` are on this replica's clock. */
   private member(entry: PendingPost): string {
-    return JSON.stringify({ ...entry, id: randomBytes(6).toString('hex') });
+    return JSON.stringify({ ...entry, holder: this.replica, id: randomBytes(6).toString('hex') });
+  }
+
+  private clockKey(replica: string): string {
+    return this.key('clock', replica);
+  }
+
+  /** How often this replica gives its clock's time (`beat`): several times per lease and per poll. */
+  private beatMs(): number {
+    return Math.max(1, Math.min(this.retryPollMs, Math.floor(this.postLeaseMs / 4)));
+  }
+
+  /**
+   * Gives this replica's clock time in Redis, kept a few beats (a replica gone stops giving it), so
+   * another replica can tell when an entry this one holds is due on this clock (`holderNow`): the time
+   * and how long it is kept, so the time left tells on Redis's clock how long ago it was given.
+   */
+  private async beat(): Promise<void> {
+    const keptMs = 4 * this.beatMs();
+    await this.redis.set(
+      this.clockKey(this.replica),
+      `${Math.round(this.clock.now())} ${keptMs}`,
+      'PX',
+      keptMs,
+    );
+  }
+
+  /**
+   * The time now on the clock of the replica that holds a pending entry: every time kept with it (due,
+   * lease end, `since`) is on that clock, and another replica's clock may be minutes off (one ahead
+   * would take a post still being made, or drop a retry as an hour old). This replica's own clock for
+   * its own entries; else the holder's last word of its time plus what elapsed on Redis's clock since;
+   * this replica's clock when the holder gives none (stopped, gone, an entry of an older version).
+   */
+  private async holderNow(holder: string | undefined): Promise<number> {
+    const now = this.clock.now();
+    if (holder === undefined || holder === this.replica) return now;
+    const res = Number(await this.redis.eval(HOLDER_NOW, 1, this.clockKey(holder), Math.round(now)));
+    return Number.isFinite(res) ? res : now;
   }
 
   /** The wait before attempt `attempt` (2 is the first retry): `postRetryMs` doubling, capped. */
@@ -1585,10 +1730,19 @@ class Notices implements NoticeService {
     return progress !== undefined && progress.updatedAt === update.endedAt;
   }
 
-  /** Takes a due entry for one attempt (its due time moves a lease ahead); false if another took it. */
-  private async take(member: string): Promise<boolean> {
-    const now = this.clock.now();
-    return (await this.redis.eval(TAKE, 1, this.retryKey(), member, now, now + this.postLeaseMs)) === 1;
+  /**
+   * Takes a due entry for one attempt: its due time moves a lease ahead, on this replica's clock (an
+   * entry another replica held becomes this one's, `since` moved onto this clock: `as`). 'taken',
+   * 'gone', or 'not_due' on the clock of the replica holding it (`now`).
+   */
+  private async take(
+    member: string,
+    now: number,
+    as: string | undefined,
+  ): Promise<'taken' | 'gone' | 'not_due'> {
+    const leaseEnd = this.clock.now() + this.postLeaseMs;
+    const res = await this.redis.eval(TAKE, 1, this.retryKey(), member, now, leaseEnd, as ?? '');
+    return res === 1 ? 'taken' : res === -1 ? 'not_due' : 'gone';
   }
 
   /**
@@ -1618,17 +1772,17 @@ class Notices implements NoticeService {
 
   /** One page of due entries: each posted, retried, dropped, or left for another replica (`notOurs`). */
   private async retryPage(key: string, due: readonly string[], notOurs: () => void): Promise<void> {
-    for (const member of due) {
+    for (const found of due) {
       if (this.stopping.signal.aborted) break;
-      const parsed = pendingPostSchema.safeParse(parseJson(member));
+      const parsed = pendingPostSchema.safeParse(parseJson(found));
       if (!parsed.success) {
         this.log.warn({ issues: issueLines(parsed.error) }, 'dropped a malformed pending notice');
-        await this.redis.zrem(key, member);
+        await this.redis.zrem(key, found);
         continue;
       }
       // The view is one this service wrote (`keep`, `settle`); its outline is checked above.
-      const { holdsWhile, opens, edit, jobUpdate, ...data } = parsed.data;
-      const pending: PendingPost = {
+      const { holdsWhile, opens, edit, jobUpdate, holder, ...data } = parsed.data;
+      const kept: PendingPost = {
         ...data,
         view: data.view as unknown as MessageView,
         ...(holdsWhile === undefined ? {} : { holdsWhile }),
@@ -1636,33 +1790,49 @@ class Notices implements NoticeService {
         ...(edit === undefined ? {} : { edit: defined(edit) }),
         ...(jobUpdate === undefined ? {} : { jobUpdate: defined(jobUpdate) }),
       };
-      if (this.clock.now() - pending.since > PENDING_POST_MAX_AGE_MS) {
-        if ((await this.redis.zrem(key, member)) === 1) {
-          const edit = pending.edit !== undefined;
+      // Its times are on the clock of the replica that holds it: compared with that clock's time.
+      const now = await this.holderNow(holder);
+      if (now - kept.since > PENDING_POST_MAX_AGE_MS) {
+        if ((await this.redis.zrem(key, found)) === 1) {
+          const edit = kept.edit !== undefined;
           this.log.warn(
-            { surface: pending.surface, kind: pending.kind, environment: pending.environment },
-            pending.jobUpdate !== undefined
+            { surface: kept.surface, kind: kept.kind, environment: kept.environment },
+            kept.jobUpdate !== undefined
               ? "dropped an update of a job's message nobody could make within an hour"
               : edit
                 ? 'dropped a closing edit nobody could make within an hour'
                 : 'dropped a notice nobody could post within an hour',
           );
           this.gaveUp(
-            pending,
-            pending.attempt - 1,
+            kept,
+            kept.attempt - 1,
             `not ${edit ? 'edited' : 'posted'} within an hour (no replica with a poster for this surface took it)`,
           );
         }
         continue;
       }
-      const poster = this.opts.posters.find((p) => p.surface === pending.surface);
-      if (!poster || this.attempting.has(member)) {
+      const poster = this.opts.posters.find((p) => p.surface === kept.surface);
+      if (!poster || this.attempting.has(found)) {
         // another replica posts to that surface; or this process is still making this attempt (a post
         // slower than its lease): not again from here
         notOurs();
         continue;
       }
-      if (!(await this.take(member))) continue; // another replica took it
+      // Another replica's entry becomes this one's when taken: kept anew on this replica's clock.
+      const ours = holder === undefined || holder === this.replica;
+      const pending: PendingPost = ours
+        ? kept
+        : { ...kept, since: Math.max(0, kept.since + (this.clock.now() - now)) };
+      const as = ours ? undefined : this.member(pending);
+      const taken = await this.take(found, now, as);
+      if (taken === 'gone') continue; // another replica made it
+      if (taken === 'not_due') {
+        // Not due on the clock of the replica holding it (this one's is ahead), or another replica took
+        // it meanwhile: looked at again at the usual pace.
+        notOurs();
+        continue;
+      }
+      const member = as ?? found;
       if (pending.jobUpdate !== undefined && !(await this.sameRun(pending.jobUpdate))) {
         await this.redis.zrem(key, member);
         this.outcome({
