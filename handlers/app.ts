@@ -408,6 +408,9 @@ export async function startSwitchyard(
         logger,
         metrics,
         audit: workerAudit,
+        // A switch queued under an older config (confirmed before a restart, or while no worker ran)
+        // runs only if the people it names are still permitted by this one.
+        permissions: { config },
       });
       cleanups.push(() => started.close());
       await started.worker.waitUntilReady();

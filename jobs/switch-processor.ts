@@ -1,7 +1,10 @@
 /**
  * The switch processor: what one attempt of a rollback/promote job does. Under the environment lock
- * it re-reads the platform, re-validates the plan (stale plans are refused, a switch already done —
- * e.g. by this job before its worker was killed — is not repeated), starts the switch (or resumes
+ * it judges the people the job names by the configuration in force in its process, which may have
+ * changed since the click (`queuedSwitchRefusal`: a job they may no longer have made is refused before
+ * the platform is asked anything), re-reads the platform, re-validates the plan (stale plans are
+ * refused, a switch already done — e.g. by this job before its worker was killed — is not
+ * repeated), starts the switch (or resumes
  * following the operation a previous attempt started), follows the platform's operation and verifies
  * that every affected domain is answered by the target (stopping at once when another switch moved the
  * environment on meanwhile: `verifyTraffic`). Every step is published as BullMQ job
@@ -22,7 +25,7 @@ import { STATUS_CODES } from 'node:http';
 import { DelayedError, type Job, UnrecoverableError, WaitingError } from 'bullmq';
 import { z } from 'zod';
 import { AUDIT_MESSAGE_MAX, type AuditEntry, type AuditLog, clipMessage } from '../src/audit.js';
-import { type Clock, within } from '../src/clock.js';
+import { type Clock, monotonicNow, within } from '../src/clock.js';
 import { checkFresh, isAlreadyDone, type PlanExpectation } from '../src/domain/plan.js';
 import { RefusalCode } from '../src/domain/result.js';
 import type { EnvironmentSnapshot } from '../src/domain/types.js';
@@ -35,6 +38,7 @@ import {
 } from '../src/errors.js';
 import type { Logger } from '../src/log.js';
 import type { Metrics } from '../src/metrics.js';
+import { type PermissionContext, queuedSwitchRefusal } from '../src/permissions.js';
 import type { DeployPlatform, OperationRef, OperationStatus } from '../src/platform/port.js';
 import {
   type Actor,
@@ -102,6 +106,14 @@ export interface ProcessorDeps {
    * (`lockRenewalFailed`); returns the function that unregisters it.
    */
   readonly watchJobLock?: (jobId: string, check: () => void) => () => void;
+  /**
+   * The configuration in force in this worker's process (the environments' allow lists and two-person
+   * rule, the platform): when a job's turn comes, the people it names are judged again by it
+   * (`queuedSwitchRefusal`), since it may have changed since the click. Both processes that run
+   * workers pass theirs (handlers/app.ts, jobs/worker-main.ts); without it (tests, the benchmark),
+   * jobs are not judged again.
+   */
+  readonly permissions?: PermissionContext;
 }
 
 const operationRefSchema = z.object({
@@ -587,7 +599,8 @@ function lockLostError(environment: string, reason: LockLoss, cause?: unknown): 
 /**
  * One attempt's hold on its environment lock and its BullMQ job lock: renews both every third of the
  * lock duration (in one script), aborts `signal` once either is lost, or once no renewal has been
- * confirmed for a whole lock duration, and fences the platform call. After a loss it keeps renewing
+ * confirmed for a whole lock duration (elapsed time on this host, `Clock.monotonic`: a step of the wall
+ * clock is no lost renewal), and fences the platform call. After a loss it keeps renewing
  * the environment lock it may still hold until `stop()`: the attempt may be inside a platform call,
  * and no other switch of the environment may start before that call has returned.
  */
@@ -595,7 +608,13 @@ class AttemptLock {
   lost: LockLoss | undefined;
   private readonly controller = new AbortController();
   private readonly timer: NodeJS.Timeout;
-  /** Clock time at which the last confirmed renewal (or the acquisition) was sent. */
+  /**
+   * When the last confirmed renewal (or the acquisition, `acquiredAt`) was sent, as a monotonic
+   * reading (`monotonicNow`): how long renewals went unconfirmed is elapsed time on this host. Read off
+   * the wall clock, a step of it (an NTP correction, a VM resumed) would abort a healthy attempt as
+   * unconfirmed (a forward step), or hold this value still while renewals sent "earlier" were not
+   * counted, so that a Redis that really went away would be noticed that much later (a backward step).
+   */
   private confirmedAt: number;
   private checking = false;
   private stopped = false;
@@ -637,7 +656,7 @@ class AttemptLock {
 
   private tick(): void {
     if (this.stopped) return;
-    if (this.deps.clock.now() - this.confirmedAt >= this.deps.lock.ttlMs) this.lose('unconfirmed');
+    if (monotonicNow(this.deps.clock) - this.confirmedAt >= this.deps.lock.ttlMs) this.lose('unconfirmed');
     void this.check();
   }
 
@@ -645,7 +664,7 @@ class AttemptLock {
   async check(): Promise<void> {
     if (this.stopped || this.checking) return;
     this.checking = true;
-    const sentAt = this.deps.clock.now();
+    const sentAt = monotonicNow(this.deps.clock);
     try {
       this.note(await this.deps.lock.renew(this.environment, this.owner, this.jobLock), sentAt);
     } catch (e) {
@@ -662,7 +681,7 @@ class AttemptLock {
    */
   async fence(key: string, value: string, ttlMs: number): Promise<boolean> {
     this.assertHeld();
-    const sentAt = this.deps.clock.now();
+    const sentAt = monotonicNow(this.deps.clock);
     let res: Awaited<ReturnType<EnvironmentLock['fence']>>;
     try {
       res = await this.deps.lock.fence(this.environment, this.owner, this.jobLock, key, value, ttlMs);
@@ -708,9 +727,11 @@ class AttemptLock {
    * not answer; past that the job lock has expired and the job is re-delivered (false).
    */
   async stillOwnsJob(): Promise<boolean> {
-    const until = this.deps.clock.now() + this.deps.lock.ttlMs;
+    // Elapsed time, like the renewals' (`confirmedAt`): a step of the wall clock neither ends nor
+    // stretches this wait.
+    const until = monotonicNow(this.deps.clock) + this.deps.lock.ttlMs;
     for (;;) {
-      const left = until - this.deps.clock.now();
+      const left = until - monotonicNow(this.deps.clock);
       if (left <= 0) return false;
       // A renewal sent while Redis is down waits in the connection's queue: bounded by what is left.
       const renewed = await within(
@@ -723,7 +744,7 @@ class AttemptLock {
         if (renewed.jobLockHeld && this.lost === 'unconfirmed') this.reclaimed = true;
         return renewed.jobLockHeld;
       }
-      if (this.deps.clock.now() >= until) return false;
+      if (monotonicNow(this.deps.clock) >= until) return false;
       await this.deps.clock.sleep(Math.min(left, Math.max(50, Math.floor(this.deps.lock.ttlMs / 6))));
     }
   }
@@ -850,7 +871,8 @@ export async function processSwitch(
     attempt,
     stalls: job.stalledCounter ?? 0,
   };
-  let askedAt = deps.clock.now();
+  // A monotonic reading, as the attempt's renewals are timed (`AttemptLock.confirmedAt`).
+  let askedAt = monotonicNow(deps.clock);
   let got = await deps.lock.acquireAndRead(data.environment, owner, opKey, msgsKey, run);
   if (!got.acquired) {
     try {
@@ -861,7 +883,7 @@ export async function processSwitch(
         data.requestedAt,
       );
       // The holder may have released between the two calls: look once more before sleeping.
-      askedAt = deps.clock.now();
+      askedAt = monotonicNow(deps.clock);
       const again = await deps.lock.acquireAndRead(data.environment, owner, opKey, msgsKey, run);
       if (!again.acquired) {
         const detail =
@@ -1097,6 +1119,14 @@ async function runLocked(
       }
     }
     lock.assertHeld();
+    // The people the job names must still be permitted by the config in force here: it may have
+    // changed since the click (someone taken off the allow list, the two-person rule turned on) while
+    // the job waited (no worker running, a retry's backoff, another switch of the environment). Not
+    // once this job asked the platform to switch: that switch may have happened, and is followed.
+    if (ref === undefined && !started && deps.permissions !== undefined) {
+      const refusal = queuedSwitchRefusal(data, deps.permissions);
+      if (refusal !== undefined) throw new RefusalError(refusal);
+    }
 
     let needFollow = false;
     let storing: Promise<unknown> = Promise.resolve();

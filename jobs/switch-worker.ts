@@ -13,6 +13,7 @@ import type { AuditLog } from '../src/audit.js';
 import type { Clock } from '../src/clock.js';
 import type { Logger } from '../src/log.js';
 import type { Metrics } from '../src/metrics.js';
+import type { PermissionContext } from '../src/permissions.js';
 import type { DeployPlatform } from '../src/platform/port.js';
 import type { Progress, Reporter } from '../src/progress.js';
 import {
@@ -64,6 +65,13 @@ export interface SwitchWorkerOptions {
   readonly shutdownTimeoutMs?: number;
   /** Worker name shown on jobs (default `switchyard-<pid>`). */
   readonly name?: string;
+  /**
+   * The configuration in force in this process (`config.platform` and `config.file`'s environments):
+   * when a job's turn comes, the people it names must still be permitted by it (see ProcessorDeps
+   * `permissions`). The bot's worker and `jobs/worker-main.ts` pass it; without it jobs are not
+   * judged again (tests, the benchmark).
+   */
+  readonly permissions?: PermissionContext;
 }
 
 /** A running switch worker. */
@@ -135,6 +143,7 @@ export function startSwitchWorker(opts: SwitchWorkerOptions): SwitchWorker {
         },
         background: track,
         watchJobLock,
+        ...(opts.permissions === undefined ? {} : { permissions: opts.permissions }),
       },
       job,
       token,

@@ -6,7 +6,9 @@
  *
  * Env vars (read through src/config.ts): REDIS_URL (required: workers share the bot's Redis or Redis
  * Cluster; on a cluster `--prefix` is hash-tagged as the bot's namespace is, `switchyard` → `{switchyard}`),
- * LOG_LEVEL, SWITCHYARD_CONFIG (verify timeout/interval/operationTimeout), PLATFORM, LOCAL_ROUTER_PORT, UNKEY_*.
+ * LOG_LEVEL, SWITCHYARD_CONFIG (verify timeout/interval/operationTimeout, and the environments' allow lists
+ * and two-person rule, by which each queued switch's people are judged again when its turn comes: the
+ * bot's file), PLATFORM, LOCAL_ROUTER_PORT, UNKEY_*.
  * Flags: --queue, --prefix, --concurrency, --lock-duration, --stalled-interval, --lock-retry,
  * --shutdown-timeout, --verify-timeout, --verify-interval, --operation-timeout, --retry-base, --retry-max (durations such
  * as `500ms`, `30s`, `2m`, or plain milliseconds, each within its range: --lock-duration from 1s,
@@ -324,6 +326,9 @@ export async function runWorker(opts: RunWorkerOptions = {}): Promise<RunningWor
       logger,
       metrics,
       audit: new AuditLog(redis, { prefix }),
+      // A switch queued under an older config (the bot restarted since the click) runs only if the
+      // people it names are still permitted by this one.
+      permissions: { config },
     });
     await unlessAborted(handle.worker.waitUntilReady(), opts.signal);
     logger.info(

@@ -8,10 +8,18 @@ export interface Clock {
   now(): number;
   /** Resolves after `ms` of this clock's time; rejects with the signal's reason when aborted. */
   sleep(ms: number, signal?: AbortSignal): Promise<void>;
+  /**
+   * Milliseconds from an arbitrary origin that only move forward, at the pace of `sleep`, whatever
+   * happens to the wall clock `now()` reads (an NTP correction, a VM resumed, an operator setting the
+   * date can step that one forward or back). For measuring how long something took on this host, never
+   * for a date. Optional: see `monotonicNow` for a clock without one.
+   */
+  monotonic?(): number;
 }
 
 export const systemClock: Clock = {
   now: () => Date.now(),
+  monotonic: () => performance.now(),
   sleep: (ms, signal) =>
     new Promise<void>((resolve, reject) => {
       if (signal?.aborted) {
@@ -29,6 +37,15 @@ export const systemClock: Clock = {
       signal?.addEventListener('abort', onAbort, { once: true });
     }),
 };
+
+/**
+ * `clock`'s monotonic reading (`Clock.monotonic`): what elapsed time on this host is measured with.
+ * A clock without one (a test's wrapper of the system clock that shifts `now()`) is measured by the
+ * process's monotonic clock, `performance.now()`, which its real-time sleeps keep pace with.
+ */
+export function monotonicNow(clock: Clock): number {
+  return clock.monotonic?.() ?? performance.now();
+}
 
 /**
  * `work`'s value, or `fallback` once `ms` of `clock` time have passed, whichever comes first (the work
@@ -62,6 +79,11 @@ export class ManualClock implements Clock {
   }
 
   now(): number {
+    return this.current;
+  }
+
+  /** This clock's own time: it moves only when the test moves it, so measurements stay deterministic. */
+  monotonic(): number {
     return this.current;
   }
 

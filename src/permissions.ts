@@ -15,6 +15,11 @@
  * config key names the group, Slack's code, what to fix and where — the config key only for a group id
  * Slack does not know; the app, the token or the workspace's settings otherwise — and that no retry
  * helps until that is done.
+ *
+ * A switch waits between the click and its turn (no worker running, another switch of the environment,
+ * a retry's backoff), and the config may change meanwhile: the worker judges the people a queued job
+ * names again by the config in force in its process (`queuedSwitchRefusal`), on what the job records
+ * of them (who they are, not their groups or roles).
  */
 import type { Config, EnvironmentConfig } from './config.js';
 import type { Refusal } from './domain/result.js';
@@ -222,6 +227,114 @@ export function canAct(actor: ActingUser, environment: string, ctx: PermissionCo
       `Ask someone who is, or have an operator add you under ${keyFor(environment, actor.surface)} in the config file, for example:\n${allowSnippet(environment, actor)}`,
     { ...context, reason: 'not_listed', key: `environments.${environment}.allow.${actor.surface}.users` },
   );
+}
+
+/** The people a queued switch names, as its job records them (src/queue.ts `switchJobSchema`). */
+export interface QueuedSwitch {
+  readonly action: 'rollback' | 'promote';
+  readonly environment: string;
+  /** Who confirmed it: the switch is queued, and made, in their name. */
+  readonly requestedBy: Actor;
+  /** Who approved it (the two-person rule), when someone did. */
+  readonly approvedBy?: Actor | undefined;
+}
+
+/**
+ * `canAct` for a person as a queued job records them: who they are, not the Slack user groups or
+ * Discord roles that let them in at the click (a job keeps none). What can be judged is judged: the
+ * system actor, an environment without an allow list (open on the local platform, closed on a real
+ * one), a user id listed for its surface, and a surface whose list names no group or role (the user id
+ * was the only way in). When the list names Slack user groups (for a Slack user) or Discord roles (for
+ * a Discord user), one of them may be how the person got in, and whether they still belong to it cannot
+ * be known here: they are taken to (every listed group or role counts as held).
+ */
+function mayStillAct(actor: Actor, environment: string, ctx: PermissionContext): Permission {
+  const allow = ctx.config.file.environments[environment]?.allow;
+  const held: Membership =
+    allow === undefined
+      ? {}
+      : actor.surface === 'slack'
+        ? { groups: allow.slack.groups }
+        : actor.surface === 'discord'
+          ? { roles: allow.discord.roles }
+          : {};
+  const { surface, userId, displayName } = actor;
+  return canAct({ surface, userId, displayName, ...held }, environment, ctx);
+}
+
+/**
+ * Why a queued switch may not be carried out by the config in force now (`ctx`: the worker's), which
+ * may have changed since the click (an operator took someone off the allow list, or turned the
+ * two-person rule on, and restarted while the job waited): its confirmer (`requestedBy`, in whose name
+ * it is made) must still be permitted (`mayStillAct`), and with the two-person rule on, a second,
+ * different person must have approved it and be permitted too. A `forbidden` refusal saying what
+ * changed and that nothing was switched (context `reason: 'config_changed'`, `cause` what failed:
+ * `not_listed`, `no_allow_list`, `system`, `two_person_rule`); undefined when the switch may go on.
+ */
+export function queuedSwitchRefusal(job: QueuedSwitch, ctx: PermissionContext): Refusal | undefined {
+  const { action, environment: env } = job;
+  const changed = (
+    message: string,
+    cause: string,
+    who: { readonly role: 'requestedBy' | 'approvedBy'; readonly actor: Actor } | undefined,
+    key: string,
+  ): Refusal => ({
+    code: RefusalCode.forbidden,
+    message,
+    context: {
+      environment: env,
+      action,
+      reason: 'config_changed',
+      cause,
+      key,
+      ...(who === undefined
+        ? {}
+        : { role: who.role, actor: { surface: who.actor.surface, userId: who.actor.userId } }),
+    },
+  });
+  const notPermitted = (role: 'requestedBy' | 'approvedBy', actor: Actor, permission: Permission) => {
+    if (permission.ok) return undefined;
+    const cause = permission.refusal.context?.reason;
+    const who = mention(actor);
+    if (cause === 'no_allow_list') {
+      return changed(
+        `${env} has no allow list in the configuration in force (it changed since ${who}'s click, or this worker was started without the config file the bot runs with), so nobody may roll it back or promote it on the ${ctx.config.platform} platform; nothing was switched. An operator adds environments.${env}.allow to the config file (SWITCHYARD_CONFIG), the same file for every bot and worker.`,
+        'no_allow_list',
+        { role, actor },
+        `environments.${env}.allow`,
+      );
+    }
+    if (actor.surface === 'system') {
+      return changed(
+        `Switchyard itself is named as having ${role === 'requestedBy' ? 'confirmed' : 'approved'} this ${action}, and only a permitted person may; nothing was switched.`,
+        'system',
+        { role, actor },
+        `environments.${env}.allow`,
+      );
+    }
+    const lost = `is no longer permitted on ${env}: not on its allow list in the configuration in force (it changed since the click)`;
+    return changed(
+      role === 'requestedBy'
+        ? `${who} ${lost}, and this ${action} is made in their name; nothing was switched. Someone permitted now can ask for it again.`
+        : `${who}, who approved this ${action}, ${lost}, and ${env} needs two permitted people; nothing was switched. Ask for it again: a permitted person confirms it, and a second one approves.`,
+      'not_listed',
+      { role, actor },
+      `environments.${env}.allow.${actor.surface}`,
+    );
+  };
+  const requester = notPermitted('requestedBy', job.requestedBy, mayStillAct(job.requestedBy, env, ctx));
+  if (requester !== undefined) return requester;
+  if (!(ctx.config.file.environments[env]?.twoPersonRule ?? false)) return undefined;
+  const approver = job.approvedBy;
+  if (approver === undefined || sameActor(approver, job.requestedBy)) {
+    return changed(
+      `${env} needs a second permitted person's approval (environments.${env}.twoPersonRule was turned on since the click), and this ${action} was queued on ${mention(job.requestedBy)}'s confirmation alone; nothing was switched. Ask for it again: a permitted person confirms it, and a second one approves.`,
+      'two_person_rule',
+      undefined,
+      `environments.${env}.twoPersonRule`,
+    );
+  }
+  return notPermitted('approvedBy', approver, mayStillAct(approver, env, ctx));
 }
 
 /**

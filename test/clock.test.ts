@@ -1,11 +1,16 @@
 /**
  * The injected clocks: ManualClock wakes sleepers in time order as it advances, rejects an aborted
  * sleep, and lets go of the signal when a sleep ends normally (a long-lived signal, such as the local
- * platform's, must not collect one listener per sleep); the system clock does the same.
+ * platform's, must not collect one listener per sleep); the system clock does the same. Elapsed time
+ * is read from a clock's monotonic reading, which a step of the wall clock does not move.
  */
 import { getEventListeners } from 'node:events';
-import { describe, expect, it } from 'vitest';
-import { ManualClock, systemClock } from '../src/clock.js';
+import { afterEach, describe, expect, it, vi } from 'vitest';
+import { type Clock, ManualClock, monotonicNow, systemClock } from '../src/clock.js';
+
+afterEach(() => {
+  vi.restoreAllMocks();
+});
 
 describe('ManualClock', () => {
   it('wakes sleepers in time order as it advances, and only those due', async () => {
@@ -52,5 +57,31 @@ describe('systemClock', () => {
     await systemClock.sleep(1, ctl.signal);
     await systemClock.sleep(1, ctl.signal);
     expect(getEventListeners(ctl.signal, 'abort')).toHaveLength(0);
+  });
+});
+
+describe('monotonic readings (elapsed time)', () => {
+  it("the system clock's is the process's monotonic clock, not the wall clock an NTP step moves", () => {
+    vi.spyOn(performance, 'now').mockReturnValue(1_234.5);
+    const wall = vi.spyOn(Date, 'now').mockReturnValue(Date.UTC(2030, 0, 1));
+    expect(systemClock.monotonic?.()).toBe(1_234.5);
+    expect(monotonicNow(systemClock)).toBe(1_234.5);
+    // The wall clock steps an hour forward: the monotonic reading does not follow it.
+    wall.mockReturnValue(Date.UTC(2030, 0, 1, 1));
+    expect(monotonicNow(systemClock)).toBe(1_234.5);
+    expect(systemClock.now()).toBe(Date.UTC(2030, 0, 1, 1));
+  });
+
+  it("a ManualClock's is its own time, so that tests measure elapsed time deterministically", async () => {
+    const clock = new ManualClock(10_000);
+    expect(monotonicNow(clock)).toBe(10_000);
+    await clock.advance(2_500);
+    expect(monotonicNow(clock)).toBe(12_500);
+  });
+
+  it('a clock without one (a wrapper shifting now()) is measured by performance.now()', () => {
+    vi.spyOn(performance, 'now').mockReturnValue(42);
+    const shifted: Clock = { now: () => Date.now() + 60_000, sleep: systemClock.sleep };
+    expect(monotonicNow(shifted)).toBe(42);
   });
 });

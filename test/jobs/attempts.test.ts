@@ -15,6 +15,7 @@
  */
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { MAX_STALLS } from '../../jobs/switch-processor.js';
+import { type Clock, systemClock } from '../../src/clock.js';
 import { RefusalCode } from '../../src/domain/result.js';
 import { RefusalError } from '../../src/errors.js';
 import { createLogger } from '../../src/log.js';
@@ -22,6 +23,7 @@ import type { OperationRef, SwitchRequest } from '../../src/platform/port.js';
 import type { Progress } from '../../src/progress.js';
 import { EnvironmentLock, jobIdForPlan, switchKeys } from '../../src/queue.js';
 import { deleteKeys, scanKeys } from '../../src/redis.js';
+import { CapturedLog } from '../support/captured-log.js';
 import { Cleanup, consoleMessage, jobData, planFor } from './fixtures/harness.js';
 import { LogLines } from './fixtures/logs.js';
 import { seedDomains, seedIds } from './fixtures/seed.js';
@@ -93,6 +95,40 @@ function failover(): { start(): void; end(): void; sixthRefusal: Promise<void> }
       failing = false;
     },
     sixthRefusal: sixth.promise,
+  };
+}
+
+/**
+ * Resolves once `n` environment-lock renewals answered from now on said both locks are held (each
+ * renewal round of an attempt sends one, every third of the lock duration).
+ */
+function confirmedRenewals(n: number): Promise<void> {
+  const done = deferred();
+  let confirmed = 0;
+  const renew = EnvironmentLock.prototype.renew;
+  vi.spyOn(EnvironmentLock.prototype, 'renew').mockImplementation(async function (
+    this: EnvironmentLock,
+    ...args
+  ) {
+    const res = await renew.apply(this, args);
+    if (res.held && res.jobLockHeld && ++confirmed === n) done.resolve();
+    return res;
+  });
+  return done.promise;
+}
+
+/**
+ * The system clock as a host whose wall clock is stepped (an NTP correction, a VM resumed, an operator
+ * setting the date) has it: `now()` moves by `step(ms)`, its monotonic reading and its sleeps do not.
+ */
+function steppedSystemClock(): Clock & { step(ms: number): void } {
+  let offset = 0;
+  return {
+    ...systemClock,
+    now: () => Date.now() + offset,
+    step: (ms: number) => {
+      offset += ms;
+    },
   };
 }
 
@@ -261,6 +297,64 @@ describe('attempts of one switch job', () => {
       .of(jobId)
       .filter((p) => p.attempt === 1 && p.steps.some((s) => s.state === 'failed'));
     expect(firstEnds).toEqual([]);
+    expect(env.platform.switchCalls).toBe(1);
+    expect(await rollbacksOn(env, 'env0')).toBe(1);
+  });
+});
+
+describe("a step of the worker host's wall clock while an attempt runs", () => {
+  it('forward: an attempt whose renewals are all confirmed goes on; the step is no lost lock', async () => {
+    const env = await setupJobs(cleanup);
+    const clock = steppedSystemClock();
+    const log = new CapturedLog('info');
+    await env.startWorker({ ...FAST_LOCKS, clock, logger: log.logger });
+    const plan = await planFor(env.local, 'env0', 'rollback', env.clock.now(), seedIds(0).standby);
+    const { jobId } = await env.queue.enqueue(jobData(plan, env.clock.now()));
+    // The platform holds the standby target in reactivation (until its own clock moves).
+    await env.reporter.waitFor((p) => p.jobId === jobId && p.operationId !== undefined);
+
+    // The wall clock jumps a minute ahead (a hundred lock durations). Four renewal rounds (200 ms
+    // apart, each confirmed) then span more than a lock duration (600 ms) of the attempt's run.
+    const renewed = confirmedRenewals(4);
+    clock.step(60_000);
+    await renewed;
+    await env.clock.advance(REACTIVATION_MS);
+    const final = await env.queue.waitForEnd(jobId);
+
+    // The first attempt carried the switch through: it did not take itself for one that lost its locks.
+    expect({
+      outcome: final?.outcome,
+      attempt: final?.attempt,
+      lockLines: log.lines.filter((l) => /lock/.test(l.msg)).map((l) => l.msg),
+    }).toEqual({ outcome: 'succeeded', attempt: 1, lockLines: [] });
+    expect(env.platform.switchCalls).toBe(1);
+  });
+
+  it('back: renewals that cannot be confirmed still stop the attempt once a lock duration has passed', async () => {
+    const env = await setupJobs(cleanup);
+    const clock = steppedSystemClock();
+    const log = new CapturedLog('info');
+    const redis = failover();
+    await env.startWorker({ ...FAST_LOCKS, clock, logger: log.logger });
+    const plan = await planFor(env.local, 'env0', 'rollback', env.clock.now(), seedIds(0).standby);
+    const { jobId } = await env.queue.enqueue(jobData(plan, env.clock.now()));
+    await env.reporter.waitFor((p) => p.jobId === jobId && p.operationId !== undefined);
+
+    // The wall clock is set back an hour, then renewals fail (a failover). Renewals run every 200 ms:
+    // by the sixth refused one the lock duration (600 ms) has passed without a confirmed renewal, and
+    // the attempt has stopped, as it would without the step (not an hour and 600 ms later).
+    clock.step(-3_600_000);
+    redis.start();
+    await redis.sixthRefusal;
+    const stopped = log.lines.filter((l) => l.msg.includes('lost its lock')).map((l) => l.reason);
+    redis.end();
+    expect(stopped[0]).toBe('unconfirmed');
+
+    await env.clock.advance(REACTIVATION_MS);
+    const final = await env.queue.waitForEnd(jobId, 15_000);
+    // A later attempt resumed the same operation: one platform call in all.
+    expect(final?.outcome).toBe('succeeded');
+    expect(final?.attempt).toBeGreaterThan(1);
     expect(env.platform.switchCalls).toBe(1);
     expect(await rollbacksOn(env, 'env0')).toBe(1);
   });

@@ -1,7 +1,7 @@
 /**
  * jobs/worker-main.ts without a child process (but one: the exit code of a busy --metrics-port): flags
  * parsed with clear messages, REDIS_URL required, an in-process run against the real Redis and
- * LocalPlatform that takes a job and stops gracefully, its metrics served on --metrics-port, and what
+ * LocalPlatform that takes a job and stops gracefully, judges queued switches by its own config file, its metrics served on --metrics-port, and what
  * it logs while its Redis is away. And `npm run worker` (handlers/worker.ts) checking its chat tokens
  * at start-up as `npm start` does, against the fake Slack and Discord (in process, and as the process),
  * and stopping there, without starting the worker, when told to stop during that check.
@@ -197,6 +197,28 @@ describe('runWorker', () => {
     expect((await rollbackEnv0(env))?.outcome).toBe('succeeded');
     await running.stop();
     expect(running.handle.worker.isRunning()).toBe(false);
+  });
+
+  it('judges a queued switch by its own config file: a confirmer it does not permit gets nothing switched', async () => {
+    const env = await setupJobs(cleanup);
+    // The config this worker loaded (SWITCHYARD_CONFIG) lets only u-bob act on env0; alice confirmed
+    // the rollback under an older one.
+    const config = {
+      ...configWithRedis(),
+      file: fileConfigSchema.parse({ environments: { env0: { allow: { console: { users: ['u-bob'] } } } } }),
+    };
+    const running = await runWorker({
+      config,
+      logger: silentLogger,
+      platform: env.platform,
+      reporter: env.reporter,
+      argv: ['--queue', env.queueName],
+    });
+    cleanup.add(() => running.stop());
+    const final = await rollbackEnv0(env);
+    expect(final).toMatchObject({ outcome: 'refused', code: 'forbidden' });
+    expect(final?.message).toContain('Alice (u-alice) is no longer permitted on env0');
+    expect(env.platform.switchCalls).toBe(0);
   });
 
   it('serves the metrics of the switches it ran on --metrics-port, and closes it when it stops', async () => {

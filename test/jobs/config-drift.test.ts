@@ -1,0 +1,253 @@
+/**
+ * A switch queued under one configuration and run under another: the job waited (no worker running,
+ * workers restarting, a retry's backoff, another switch of the environment) while an operator took the
+ * person who confirmed it off the allow list, or turned the two-person rule on, and restarted. When its
+ * turn comes the worker judges the people the job names by the configuration in force in its own
+ * process (`permissions`), under the environment lock and before the platform is asked anything: a job
+ * they may no longer have made ends `refused` (code `forbidden`), saying what changed and that nothing
+ * was switched, audited and counted like any refusal. A job records who acted, not the Slack user groups
+ * or Discord roles that let them in: where one of those could have, the worker cannot tell, and the
+ * switch goes on. A switch this job already asked the platform for is followed whatever the config says.
+ *
+ * In process, on the real Redis and LocalPlatform (test/jobs/fixtures), and through the whole app
+ * (handlers/app.ts) restarted with an edited config on the same Redis namespace and platform state.
+ */
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import { startSwitchyard } from '../../handlers/app.js';
+import { type Config, fileConfigSchema, parseEnv } from '../../src/config.js';
+import { silentLogger } from '../../src/log.js';
+import type { PermissionContext } from '../../src/permissions.js';
+import type { Actor } from '../../src/progress.js';
+import { jobIdForPlan, type SwitchJobData, SwitchQueue } from '../../src/queue.js';
+import { redisUrl, uniqueName } from '../support/redis.js';
+import { alice, bob, Cleanup, jobData, planFor } from './fixtures/harness.js';
+import { seedIds } from './fixtures/seed.js';
+import { type JobsEnv, REACTIVATION_MS, setupJobs } from './fixtures/setup.js';
+
+const cleanup = new Cleanup();
+afterEach(() => cleanup.run());
+
+/** The configuration in force in the worker's process: `file` (the YAML's content) on `platform`. */
+function inForce(file: unknown, platform: Config['platform'] = 'local'): PermissionContext {
+  return { config: { platform, file: fileConfigSchema.parse(file) } };
+}
+
+/** env0's allow list names these console users (and nothing else). */
+function consoleUsers(users: string[], twoPersonRule = false) {
+  return { environments: { env0: { allow: { console: { users } }, twoPersonRule } } };
+}
+
+/** A rollback of env0 (to the previous deployment) as the job a click queued: `who` confirmed (and approved). */
+async function rollbackJob(
+  env: JobsEnv,
+  who: { requestedBy: Actor; approvedBy?: Actor } = { requestedBy: alice },
+): Promise<SwitchJobData> {
+  const now = env.clock.now();
+  const data = jobData(await planFor(env.local, 'env0', 'rollback', now), now, who.requestedBy);
+  return who.approvedBy === undefined ? data : { ...data, approvedBy: who.approvedBy };
+}
+
+/** Runs `data` on a worker judging by `permissions`; resolves with its end. */
+async function runUnder(env: JobsEnv, permissions: PermissionContext, data: SwitchJobData) {
+  await env.startWorker({ permissions });
+  const { jobId } = await env.queue.enqueue(data);
+  return { jobId, final: await env.queue.waitForEnd(jobId) };
+}
+
+async function refusedCount(env: JobsEnv): Promise<number> {
+  const m = await env.metrics.jobs.get();
+  return m.values.filter((v) => v.labels.outcome === 'refused').reduce((n, v) => n + v.value, 0);
+}
+
+const serving = `env0 is serving ${seedIds(0).current}.`;
+
+describe('a queued switch whose people the configuration in force no longer permits', () => {
+  it('its confirmer taken off the allow list: refused before the platform is asked, saying so, audited and counted', async () => {
+    const env = await setupJobs(cleanup);
+    const { jobId, final } = await runUnder(env, inForce(consoleUsers(['u-bob'])), await rollbackJob(env));
+
+    expect(final).toMatchObject({ outcome: 'refused', code: 'forbidden', attempt: 1 });
+    expect(final?.message).toBe(
+      `Alice (u-alice) is no longer permitted on env0: not on its allow list in the configuration in force (it changed since the click), and this rollback is made in their name; nothing was switched. Someone permitted now can ask for it again. ${serving}`,
+    );
+    // It ended while validating, under the lock: no switch was asked for, traffic stayed where it was.
+    expect(final?.steps.at(-1)).toMatchObject({ step: 'validating', state: 'failed' });
+    expect(final?.steps.at(-1)?.detail).toContain('Alice (u-alice) is no longer permitted on env0');
+    expect(env.platform.switchCalls).toBe(0);
+    expect((await env.local.snapshot('env0')).environment.currentDeploymentId).toBe(seedIds(0).current);
+    expect(env.reporter.of(jobId).at(-1)).toEqual(final);
+    const audit = await env.audit.recent('env0', 10);
+    expect(audit.map((e) => [e.event, e.code])).toEqual([
+      ['refused', 'forbidden'],
+      ['started', undefined],
+      ['requested', undefined],
+    ]);
+    expect(audit[0]?.message).toBe(final?.message);
+    expect(await refusedCount(env)).toBe(1);
+  });
+
+  it('the two-person rule turned on after a one-person confirm: refused, naming the rule', async () => {
+    const env = await setupJobs(cleanup);
+    const permissions = inForce(consoleUsers(['u-alice', 'u-bob'], true));
+    const { final } = await runUnder(env, permissions, await rollbackJob(env));
+
+    expect(final).toMatchObject({ outcome: 'refused', code: 'forbidden' });
+    expect(final?.message).toBe(
+      `env0 needs a second permitted person's approval (environments.env0.twoPersonRule was turned on since the click), and this rollback was queued on Alice (u-alice)'s confirmation alone; nothing was switched. Ask for it again: a permitted person confirms it, and a second one approves. ${serving}`,
+    );
+    expect(env.platform.switchCalls).toBe(0);
+  });
+
+  it('with the two-person rule, its approver taken off the allow list: refused, naming the approver', async () => {
+    const env = await setupJobs(cleanup);
+    const permissions = inForce(consoleUsers(['u-alice'], true));
+    const data = await rollbackJob(env, { requestedBy: alice, approvedBy: bob });
+    const { final } = await runUnder(env, permissions, data);
+
+    expect(final).toMatchObject({ outcome: 'refused', code: 'forbidden' });
+    expect(final?.message).toBe(
+      `Bob (u-bob), who approved this rollback, is no longer permitted on env0: not on its allow list in the configuration in force (it changed since the click), and env0 needs two permitted people; nothing was switched. Ask for it again: a permitted person confirms it, and a second one approves. ${serving}`,
+    );
+    expect(env.platform.switchCalls).toBe(0);
+  });
+
+  it('an environment that lost its allow list on a real platform: nobody may act on it any more', async () => {
+    const env = await setupJobs(cleanup);
+    const { final } = await runUnder(env, inForce({}, 'unkey'), await rollbackJob(env));
+
+    expect(final).toMatchObject({ outcome: 'refused', code: 'forbidden' });
+    expect(final?.message).toBe(
+      `env0 has no allow list in the configuration in force (it changed since Alice (u-alice)'s click, or this worker was started without the config file the bot runs with), so nobody may roll it back or promote it on the unkey platform; nothing was switched. An operator adds environments.env0.allow to the config file (SWITCHYARD_CONFIG), the same file for every bot and worker. ${serving}`,
+    );
+    expect(env.platform.switchCalls).toBe(0);
+  });
+
+  it('a Slack user whose allow list names users only, and not them: refused (their user id was the only way in)', async () => {
+    const env = await setupJobs(cleanup);
+    const carol: Actor = { surface: 'slack', userId: 'U0CAROL', displayName: 'carol' };
+    const permissions = inForce({ environments: { env0: { allow: { slack: { users: ['U0DAVE'] } } } } });
+    const { final } = await runUnder(env, permissions, await rollbackJob(env, { requestedBy: carol }));
+
+    expect(final).toMatchObject({ outcome: 'refused', code: 'forbidden' });
+    expect(final?.message).toContain('carol (U0CAROL) is no longer permitted on env0');
+    expect(env.platform.switchCalls).toBe(0);
+  });
+});
+
+describe('a queued switch the configuration in force still permits, or cannot judge', () => {
+  it('its confirmer still on the allow list: switched', async () => {
+    const env = await setupJobs(cleanup);
+    const { final } = await runUnder(env, inForce(consoleUsers(['u-alice'])), await rollbackJob(env));
+    expect(final?.outcome).toBe('succeeded');
+    expect(env.platform.switchCalls).toBe(1);
+  });
+
+  it('with the two-person rule, two different permitted people: switched', async () => {
+    const env = await setupJobs(cleanup);
+    const permissions = inForce(consoleUsers(['u-alice', 'u-bob'], true));
+    const data = await rollbackJob(env, { requestedBy: alice, approvedBy: bob });
+    const { final } = await runUnder(env, permissions, data);
+    expect(final?.outcome).toBe('succeeded');
+  });
+
+  it('no allow list on the local platform (the demo): open to everyone, as at the click', async () => {
+    const env = await setupJobs(cleanup);
+    const { final } = await runUnder(env, inForce({}), await rollbackJob(env));
+    expect(final?.outcome).toBe('succeeded');
+  });
+
+  it('a Slack user when the allow list names Slack user groups: the job does not record theirs, so it goes on', async () => {
+    const env = await setupJobs(cleanup);
+    const carol: Actor = { surface: 'slack', userId: 'U0CAROL', displayName: 'carol' };
+    const permissions = inForce({
+      environments: { env0: { allow: { slack: { users: ['U0DAVE'], groups: ['S0ONCALL'] } } } },
+    });
+    const { final } = await runUnder(env, permissions, await rollbackJob(env, { requestedBy: carol }));
+    expect(final?.outcome).toBe('succeeded');
+  });
+
+  it('a switch this job already asked the platform for is followed to its end, whatever the config says now', async () => {
+    const env = await setupJobs(cleanup);
+    // Under the config of the click, the first worker starts a rollback to a standby target, then shuts
+    // down (out of time) and hands the job back while the platform reactivates it.
+    const first = await env.startWorker({
+      shutdownTimeoutMs: 20,
+      permissions: inForce(consoleUsers(['u-alice'])),
+    });
+    const now = env.clock.now();
+    const plan = await planFor(env.local, 'env0', 'rollback', now, seedIds(0).standby);
+    const { jobId } = await env.queue.enqueue(jobData(plan, now));
+    await env.reporter.waitFor((p) => p.jobId === jobId && p.operationId !== undefined);
+    await first.close();
+    expect(env.platform.switchCalls).toBe(1);
+
+    // The worker that resumes it runs under a config without alice: it follows the same operation.
+    await env.startWorker({ permissions: inForce(consoleUsers(['u-bob'])) });
+    await env.reporter.waitFor(
+      (p) => p.jobId === jobId && p.steps[1]?.detail?.includes('Resuming') === true && p.attempt === 1,
+    );
+    await env.clock.advance(REACTIVATION_MS);
+    const final = await env.queue.waitForEnd(jobId);
+    expect(final?.outcome).toBe('succeeded');
+    expect(env.platform.switchCalls).toBe(1);
+  });
+});
+
+describe('the whole app restarted with an edited config', () => {
+  /** Starts handlers/app.ts on `file`, on the Redis namespace and platform state given (a restart). */
+  async function startApp(
+    state: { namespace: string; dataDir: string },
+    file: unknown,
+    env: Record<string, string> = {},
+  ) {
+    const parsedEnv = parseEnv({
+      PORT: '0',
+      LOCAL_ROUTER_PORT: '0',
+      REDIS_URL: redisUrl(),
+      LOG_LEVEL: 'silent',
+      ...env,
+    });
+    const parsedFile = fileConfigSchema.parse(file);
+    const config: Config = { env: parsedEnv, file: parsedFile, platform: parsedFile.platform };
+    return startSwitchyard({ config, logger: silentLogger, ...state }, []);
+  }
+
+  it('a switch confirmed before the restart runs only if the new config still permits its confirmer', async () => {
+    const state = { namespace: uniqueName('drift'), dataDir: mkdtempSync(join(tmpdir(), 'sy-drift-')) };
+    cleanup.add(async () => rmSync(state.dataDir, { recursive: true, force: true }));
+    const file = (users: string[]) => ({
+      local: { reactivationTime: '200ms', buildTime: '300ms' },
+      environments: { production: { allow: { console: { users } } } },
+    });
+    const who: Actor = { surface: 'console', userId: 'alice', displayName: 'alice' };
+
+    // Config A: alice may act on production; this bot runs no worker, so her switch waits.
+    const a = await startApp(state, file(['alice']), { SWITCHYARD_WORKER: 'off' });
+    let aRunning = true;
+    cleanup.add(async () => {
+      if (aRunning) await a.stop();
+    });
+    const before = (await a.platform.snapshot('production')).environment.currentDeploymentId;
+    const planId = (await a.chat.command(who, 'rollback', ['production'])).planId ?? '';
+    expect(planId).not.toBe('');
+    expect((await a.chat.click(who, `sy1:confirm:${planId}`)).outcome).toBe('enqueued');
+    await a.stop();
+    aRunning = false;
+
+    // Config B: only bob may act on production. Restarted with its worker on.
+    const b = await startApp(state, file(['bob']));
+    cleanup.add(() => b.stop());
+    const queue = new SwitchQueue({ redisUrl: b.redisUrl, queueName: b.queueName, prefix: b.namespace });
+    cleanup.add(() => queue.close());
+    const ended = await queue.waitForEnd(jobIdForPlan(planId));
+
+    expect({ outcome: ended?.outcome, code: ended?.code }).toEqual({ outcome: 'refused', code: 'forbidden' });
+    expect(ended?.message).toMatch(
+      /^alice is no longer permitted on production: not on its allow list in the configuration in force \(it changed since the click\), and this rollback is made in their name; nothing was switched\./,
+    );
+    expect((await b.platform.snapshot('production')).environment.currentDeploymentId).toBe(before);
+  });
+});
