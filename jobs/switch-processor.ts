@@ -1039,6 +1039,16 @@ function untilShutdown(work: Promise<unknown>, shutdown: AbortSignal | undefined
   });
 }
 
+/**
+ * Throws the `forbidden` refusal of a queued job whose people the configuration in force in this
+ * process no longer permits (`queuedSwitchRefusal`); nothing without `deps.permissions`.
+ */
+function judgeQueuedPeople(deps: ProcessorDeps, data: SwitchJobData): void {
+  if (deps.permissions === undefined) return;
+  const refusal = queuedSwitchRefusal(data, deps.permissions);
+  if (refusal !== undefined) throw new RefusalError(refusal);
+}
+
 async function runLocked(
   deps: ProcessorDeps,
   job: Job,
@@ -1094,6 +1104,18 @@ async function runLocked(
       actor: data.requestedBy,
       ...(startedNote === undefined ? {} : { message: startedNote }),
     });
+    // The people the job names must still be permitted by the config in force here: it may have
+    // changed since the click (someone taken off the allow list, the two-person rule turned on) while
+    // the job waited (no worker running, a retry's backoff, another switch of the environment). Judged
+    // before the platform is asked anything: a platform that does not answer must not turn a switch
+    // nobody permitted may make into retried platform failures (`failed`, not `refused`). The end
+    // still reads where traffic is for its message, tolerating a failure (the catch below). Not once
+    // an earlier attempt of this job asked the platform to switch: that switch may have happened, and
+    // is followed (one whose operation the platform reports failed is judged once that is read, below).
+    if (stored.ref === undefined && !stored.started) {
+      lock.assertHeld();
+      judgeQueuedPeople(deps, data);
+    }
     let snapshot = await deps.platform.snapshot(data.environment);
     let ref = stored.ref;
     // Whether an earlier attempt of this job asked the platform to switch (and may have switched).
@@ -1116,17 +1138,13 @@ async function runLocked(
         started = false;
         mayBeStarted = false;
         switchRef = undefined;
+        // The job now decides afresh, as one that never asked the platform to switch: its people are
+        // judged as above (only now: whether the earlier switch failed took reading its operation).
+        lock.assertHeld();
+        judgeQueuedPeople(deps, data);
       }
     }
     lock.assertHeld();
-    // The people the job names must still be permitted by the config in force here: it may have
-    // changed since the click (someone taken off the allow list, the two-person rule turned on) while
-    // the job waited (no worker running, a retry's backoff, another switch of the environment). Not
-    // once this job asked the platform to switch: that switch may have happened, and is followed.
-    if (ref === undefined && !started && deps.permissions !== undefined) {
-      const refusal = queuedSwitchRefusal(data, deps.permissions);
-      if (refusal !== undefined) throw new RefusalError(refusal);
-    }
 
     let needFollow = false;
     let storing: Promise<unknown> = Promise.resolve();

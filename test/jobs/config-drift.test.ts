@@ -18,10 +18,12 @@ import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { startSwitchyard } from '../../handlers/app.js';
 import { type Config, fileConfigSchema, parseEnv } from '../../src/config.js';
+import { PlatformHttpError } from '../../src/errors.js';
 import { silentLogger } from '../../src/log.js';
 import type { PermissionContext } from '../../src/permissions.js';
+import type { OperationRef } from '../../src/platform/port.js';
 import type { Actor } from '../../src/progress.js';
-import { jobIdForPlan, type SwitchJobData, SwitchQueue } from '../../src/queue.js';
+import { jobIdForPlan, type SwitchJobData, SwitchQueue, switchKeys } from '../../src/queue.js';
 import { redisUrl, uniqueName } from '../support/redis.js';
 import { alice, bob, Cleanup, jobData, planFor } from './fixtures/harness.js';
 import { seedIds } from './fixtures/seed.js';
@@ -123,6 +125,67 @@ describe('a queued switch whose people the configuration in force no longer perm
       `env0 has no allow list in the configuration in force (it changed since Alice (u-alice)'s click, or this worker was started without the config file the bot runs with), so nobody may roll it back or promote it on the unkey platform; nothing was switched. An operator adds environments.env0.allow to the config file (SWITCHYARD_CONFIG), the same file for every bot and worker. ${serving}`,
     );
     expect(env.platform.switchCalls).toBe(0);
+  });
+
+  it('judged before the platform is asked anything: a platform that does not answer still ends it refused, not failed', async () => {
+    // Every read of the platform fails (more faults than the job could ever use). Judged after a
+    // read, each attempt would fail on it and be retried, the last ending `failed` (platform_http).
+    const down = () =>
+      new PlatformHttpError(503, 'GET', 'http://platform.invalid/snapshot', undefined, 'unavailable');
+    const env = await setupJobs(cleanup, {
+      attempts: 2,
+      faults: { snapshotErrors: Array.from({ length: 8 }, down) },
+    });
+    const { jobId, final } = await runUnder(env, inForce(consoleUsers(['u-bob'])), await rollbackJob(env));
+
+    expect(final).toMatchObject({ outcome: 'refused', code: 'forbidden', attempt: 1 });
+    // Where traffic is could not be read for the message: said as other endings say it.
+    expect(final?.message).toBe(
+      'Alice (u-alice) is no longer permitted on env0: not on its allow list in the configuration in force (it changed since the click), and this rollback is made in their name; nothing was switched. Someone permitted now can ask for it again. Where traffic is now could not be read from the platform: check it there.',
+    );
+    expect(final?.steps.at(-1)).toMatchObject({ step: 'validating', state: 'failed' });
+    expect(env.platform.switchCalls).toBe(0);
+    expect((await env.audit.recent('env0', 10)).map((e) => [e.event, e.code])).toEqual([
+      ['refused', 'forbidden'],
+      ['started', undefined],
+      ['requested', undefined],
+    ]);
+    expect(env.reporter.of(jobId).at(-1)).toEqual(final);
+  });
+
+  it('an earlier attempt whose operation the platform reports failed: judged once that is read, refused', async () => {
+    const env = await setupJobs(cleanup);
+    const data = await rollbackJob(env);
+    // The stored operation of an earlier attempt (it died before following it), which the platform
+    // reports failed: that attempt switched nothing, so the job decides afresh, its people included.
+    const ref = {
+      id: 'op_earlier',
+      action: 'rollback',
+      environment: 'env0',
+      targetId: data.targetId,
+      startedAt: env.clock.now(),
+    } as OperationRef;
+    const keys = switchKeys(env.queue.prefix, env.queueName);
+    await env.redis.set(keys.operation(jobIdForPlan(data.planId)), JSON.stringify(ref));
+    const operationsRead: string[] = [];
+    await env.startWorker({
+      permissions: inForce(consoleUsers(['u-bob'])),
+      platform: {
+        ...env.platform,
+        operation: async (r: OperationRef) => {
+          operationsRead.push(r.id);
+          return r.id === 'op_earlier' ? ({ ...r, state: 'failed' } as never) : env.platform.operation(r);
+        },
+      },
+    });
+    const { jobId } = await env.queue.enqueue(data);
+    const final = await env.queue.waitForEnd(jobId);
+
+    expect(final).toMatchObject({ outcome: 'refused', code: 'forbidden', attempt: 1 });
+    expect(final?.message).toContain('Alice (u-alice) is no longer permitted on env0');
+    expect(operationsRead).toEqual(['op_earlier']);
+    expect(env.platform.switchCalls).toBe(0);
+    expect((await env.local.snapshot('env0')).environment.currentDeploymentId).toBe(seedIds(0).current);
   });
 
   it('a Slack user whose allow list names users only, and not them: refused (their user id was the only way in)', async () => {

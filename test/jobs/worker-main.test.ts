@@ -1,7 +1,8 @@
 /**
  * jobs/worker-main.ts without a child process (but one: the exit code of a busy --metrics-port): flags
  * parsed with clear messages, REDIS_URL required, an in-process run against the real Redis and
- * LocalPlatform that takes a job and stops gracefully, judges queued switches by its own config file, its metrics served on --metrics-port, and what
+ * LocalPlatform that takes a job and stops gracefully, judges queued switches by its own config file
+ * (and warns at start when that file has it refuse them: a real platform, no allow list), its metrics served on --metrics-port, and what
  * it logs while its Redis is away. And `npm run worker` (handlers/worker.ts) checking its chat tokens
  * at start-up as `npm start` does, against the fake Slack and Discord (in process, and as the process),
  * and stopping there, without starting the worker, when told to stop during that check.
@@ -15,6 +16,7 @@ import { discordTokenRejected } from '../../handlers/discord/client.js';
 import { chatReporters } from '../../handlers/reporters.js';
 import { createSlackApp } from '../../handlers/slack/app.js';
 import {
+  allowListWarnings,
   defaultPlatformUrl,
   logReporter,
   parseWorkerArgs,
@@ -219,6 +221,63 @@ describe('runWorker', () => {
     expect(final).toMatchObject({ outcome: 'refused', code: 'forbidden' });
     expect(final?.message).toContain('Alice (u-alice) is no longer permitted on env0');
     expect(env.platform.switchCalls).toBe(0);
+  });
+
+  it('on a real platform without SWITCHYARD_CONFIG: warns loudly at start that it will refuse every switch (no allow list)', async () => {
+    const env = await setupJobs(cleanup);
+    const log = new CapturedLog('info');
+    // A worker on Vercel can start on env vars alone: no config file, so no allow list anywhere.
+    const config = {
+      env: parseEnv({ REDIS_URL: redisUrl(), PLATFORM: 'vercel', VERCEL_TOKEN: 't', VERCEL_PROJECT: 'p' }),
+      file: fileConfigSchema.parse({}),
+      platform: 'vercel' as const,
+    };
+    const running = await runWorker({
+      config,
+      logger: log.logger,
+      platform: env.platform,
+      reporter: env.reporter,
+      argv: ['--queue', env.queueName],
+    });
+    cleanup.add(() => running.stop());
+    const refusing =
+      'SWITCHYARD_CONFIG is not set (no config file), and on the vercel platform nobody is permitted on an environment without an allow list: this worker will refuse every switch it takes (forbidden, nothing switched). Give it the config file the bots run with (SWITCHYARD_CONFIG), whose environments.<name>.allow lists who may act.';
+    // Returned first among its warnings (the Redis settings' follow), and logged at warn.
+    expect(running.warnings).toEqual([refusing, ...(await checkRedis(env.redis)).map((w) => w.message)]);
+    const warned = log.lines.filter((l) => l.level === 40 && l.permissions === 'allow_list');
+    expect(warned.map((l) => l.msg)).toEqual([`SWITCHES WILL BE REFUSED: ${refusing}`]);
+    // Said before the worker is ready, not when the first switch is refused.
+    const warnedAt = log.lines.findIndex((l) => l.permissions === 'allow_list');
+    expect(log.lines.findIndex((l) => l.msg === 'switch worker ready')).toBeGreaterThan(warnedAt);
+
+    // As it said: the first switch it takes is refused, nothing switched.
+    const final = await rollbackEnv0(env);
+    expect({ outcome: final?.outcome, code: final?.code }).toEqual({ outcome: 'refused', code: 'forbidden' });
+    expect(env.platform.switchCalls).toBe(0);
+  });
+
+  it('warns of the environments its config file names without an allow list, on a real platform only', () => {
+    const env = parseEnv({ REDIS_URL: redisUrl(), SWITCHYARD_CONFIG: '/etc/switchyard.yml' });
+    const allow = { console: { users: ['u-alice'] } };
+    const file = (environments: unknown) => fileConfigSchema.parse({ environments });
+    const on = (platform: 'local' | 'unkey' | 'vercel', environments: unknown) =>
+      allowListWarnings({ env, file: file(environments), platform });
+
+    expect(on('unkey', { production: { allow }, staging: {}, preview: { twoPersonRule: true } })).toEqual([
+      'environments staging, preview have no allow list in the config file (SWITCHYARD_CONFIG=/etc/switchyard.yml), and on the unkey platform nobody is permitted on an environment without an allow list: this worker will refuse every switch of staging or preview (forbidden, nothing switched). Add environments.<name>.allow for each to the file the bots and workers share.',
+    ]);
+    expect(on('vercel', { production: { allow }, staging: {} })).toEqual([
+      'environment staging has no allow list in the config file (SWITCHYARD_CONFIG=/etc/switchyard.yml), and on the vercel platform nobody is permitted on an environment without an allow list: this worker will refuse every switch of staging (forbidden, nothing switched). Add environments.staging.allow to the file the bots and workers share.',
+    ]);
+    // A file naming environments, none with an allow list: every switch.
+    expect(on('unkey', { staging: { twoPersonRule: true } })).toEqual([
+      'the config file (SWITCHYARD_CONFIG=/etc/switchyard.yml) gives no environment an allow list, and on the unkey platform nobody is permitted on an environment without an allow list: this worker will refuse every switch it takes (forbidden, nothing switched). Give it the config file the bots run with (SWITCHYARD_CONFIG), whose environments.<name>.allow lists who may act.',
+    ]);
+    // Every named environment has one: nothing to say (one the file does not name cannot be known here).
+    expect(on('unkey', { production: { allow } })).toEqual([]);
+    // The local platform lets everyone act where there is no allow list: no warning.
+    expect(on('local', {})).toEqual([]);
+    expect(on('local', { production: { allow }, staging: {} })).toEqual([]);
   });
 
   it('serves the metrics of the switches it ran on --metrics-port, and closes it when it stops', async () => {
