@@ -1061,6 +1061,9 @@ async function runLocked(
   const opKey = deps.keys.operation(jobId);
   const expect: PlanExpectation = {
     action: data.action,
+    // A job queued for another project (PLATFORM or the project changed in the config since) is
+    // refused as such, never as "traffic moved": its deployment ids mean nothing here.
+    projectId: data.projectId,
     environment: data.environment,
     targetId: data.targetId,
     expectedCurrent: data.expectedCurrent,
@@ -1179,7 +1182,9 @@ async function runLocked(
       // job's `domains`): a job that waited behind another switch must not move domains its approvers
       // never saw. Not once an earlier attempt asked the platform to switch: that switch may itself
       // have begun moving them.
-      const fresh = checkFresh(started ? expect : { ...expect, affectedHostnames: data.domains }, snapshot);
+      const fresh = checkFresh(started ? expect : { ...expect, affectedHostnames: data.domains }, snapshot, {
+        platform: deps.platform.name,
+      });
       if (!fresh.ok && started) {
         // An earlier attempt of this job asked the platform to switch before it died: that switch may
         // well have happened before another one moved traffic on. Say so rather than "nothing moved".

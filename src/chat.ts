@@ -368,7 +368,13 @@ export class ChatService {
       !sameActor(record.requestedBy, record.confirmedBy)
         ? { askedBy: record.requestedBy }
         : {}),
-      requiresApproval: this.flow.twoPersonRule(record.plan.environment),
+      // Said up front on an open plan: the rule in force decides its next click. On an expired one,
+      // whether it lapsed waiting for approval is the record's (the state it expired from): the rule
+      // may have been turned off or on since, and the message must say what happened to it.
+      requiresApproval:
+        state === 'expired'
+          ? this.flow.expiredAwaitingApproval(record)
+          : this.flow.twoPersonRule(record.plan.environment),
       ...(record.approvedBy ? { approvedBy: record.approvedBy } : {}),
       ...(record.cancelledBy ? { cancelledBy: record.cancelledBy } : {}),
       ...(alert ? { alert } : {}),

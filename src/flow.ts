@@ -718,7 +718,8 @@ export class Flow {
   /**
    * The approve click (two-person rule): a permitted person other than the one who confirmed (and the
    * one who asked) approves; the switch is then enqueued with `approvedBy`. Self-approval is refused
-   * and changes nothing.
+   * and changes nothing, while the rule is in force: turned off since the confirm, any permitted
+   * person's Approve queues the switch (see `approveFrom`).
    */
   async approve(actorInput: ActingUser, planId: string): Promise<ClickOutcome> {
     const start = await this.begin(actorInput, planId);
@@ -1406,12 +1407,16 @@ export class Flow {
     // expiresAt - createdAt may be longer than a plan is valid for.
     const minutes = Math.round(this.plans.ttlMs / 60_000);
     const valid = `plans are valid for ${minutes} minutes after they were last asked for`;
-    // A two-person plan that was confirmed expired waiting for its approval: "not acted on" would
-    // read as if nobody had confirmed it, so say what happened (nothing was switched either way).
+    // A two-person plan that was confirmed expired waiting for its approval, or a confirm's claim whose
+    // queueing never finished: "not acted on" would read as if nobody had confirmed it, so say what
+    // happened, as the record tells (nothing was switched either way).
+    const confirmer = record.confirmedBy;
     const message =
-      record.confirmedBy !== undefined && record.approvedBy === undefined
-        ? `This plan expired at ${utc(record.expiresAt)} (${valid}) waiting for a second permitted person to approve the ${record.plan.action} ${personName(record.confirmedBy)} confirmed; nothing was switched. Ask for a fresh plan.`
-        : `This plan expired (${valid}) and was not acted on. Ask for a fresh plan.`;
+      confirmer !== undefined && this.expiredAwaitingApproval(record)
+        ? `This plan expired at ${utc(record.expiresAt)} (${valid}) waiting for a second permitted person to approve the ${record.plan.action} ${personName(confirmer)} confirmed; nothing was switched. Ask for a fresh plan.`
+        : confirmer !== undefined
+          ? `This plan expired at ${utc(record.expiresAt)} (${valid}) before its switch was queued: the ${record.plan.action} ${record.approvedBy === undefined ? `${personName(confirmer)} confirmed` : `${personName(record.approvedBy)} approved`} was never queued (its queueing did not finish); nothing was switched. Ask for a fresh plan.`
+          : `This plan expired (${valid}) and was not acted on. Ask for a fresh plan.`;
     return { status: 'expired', planId: record.plan.id, message, record };
   }
 
@@ -1519,14 +1524,23 @@ export class Flow {
     const self =
       sameActor(actor, asked) ||
       (record.requestedBy.surface !== 'system' && sameActor(actor, record.requestedBy));
-    if (self) {
+    // The two-person rule is the one in force at the click, not at the confirm: a request confirmed
+    // under it can outlive a config change (plans survive restarts for their hour). Turned off since,
+    // one permitted person suffices, and the Approve its message offers (its only way forward) must
+    // not refuse the confirmer with a rule that no longer holds: it queues the switch.
+    const twoPersons = this.twoPersonRule(record.plan.environment);
+    // The confirmer's own click records no approver (that would claim a second person); anyone else
+    // who clicks did approve someone else's confirmation, and is recorded as the approver.
+    const byConfirmer = record.confirmedBy !== undefined && sameActor(actor, record.confirmedBy);
+    if (self && twoPersons) {
       return this.refused(record, actor, {
         code: RefusalCode.selfApproval,
         message: `${personName(actor)} cannot approve their own request: ${record.plan.environment} needs a second permitted person to approve this ${record.plan.action}.`,
         context: { planId: record.plan.id, environment: record.plan.environment },
       });
     }
-    const confirmer = this.confirmerNotPermitted(record);
+    // (The confirmer clicking was judged just now, with the memberships their click carries.)
+    const confirmer = byConfirmer ? undefined : this.confirmerNotPermitted(record);
     if (confirmer !== undefined) return this.refused(record, actor, confirmer);
     if (tries > MAX_REDECISIONS) return this.keptChanging(actor, record);
     const fresh = await this.freshness(record.plan);
@@ -1536,9 +1550,24 @@ export class Flow {
       actor,
       record,
       [PlanState.awaitingApproval],
-      { approvedBy: stripMembership(actor) },
+      !twoPersons && byConfirmer ? {} : { approvedBy: stripMembership(actor) },
       tries,
     );
+  }
+
+  /**
+   * Whether the expired `record` lapsed waiting for a second person's approval, rather than being a
+   * claim whose queueing never finished (or a plan nobody confirmed). Decided on the record, by the
+   * state it expired from, never by the two-person rule in force when it is shown: that may have been
+   * turned off over a request waiting for approval, or on over a single person's claim. A record
+   * expired by an earlier version (no `expiredFrom`) is judged by the rule in force, as it was then;
+   * one shown expired before its move to `expired` (past its time, not yet settled) by its state.
+   */
+  expiredAwaitingApproval(record: PlanRecord): boolean {
+    if (record.confirmedBy === undefined || record.approvedBy !== undefined) return false;
+    const from = record.state === PlanState.expired ? record.expiredFrom : record.state;
+    if (from !== undefined) return from === PlanState.awaitingApproval;
+    return this.twoPersonRule(record.plan.environment);
   }
 
   /**
@@ -1693,7 +1722,9 @@ export class Flow {
       expect: record,
     });
     await this.noteExpiry(claimed);
-    const click = patch.approvedBy ? 'approve' : 'confirm';
+    // Which click this is: an approve moves a request waiting for approval (with or without an
+    // approver: see approveFrom), a confirm an open plan.
+    const click = from.includes(PlanState.awaitingApproval) ? 'approve' : 'confirm';
     if (!claimed.ok) return this.afterLostRace(actor, record.plan.id, click, tries);
     const mine = { expect: claimed.record };
     const p = claimed.record.plan;
@@ -1702,7 +1733,9 @@ export class Flow {
       jobId,
       message: patch.approvedBy
         ? `${personName(actor)} approved the ${p.action} requested by ${personName(claimed.record.confirmedBy ?? claimed.record.requestedBy)}`
-        : `${personName(actor)} confirmed the ${p.action} to ${p.target.id}`,
+        : click === 'approve'
+          ? `${personName(actor)} queued the ${p.action} to ${p.target.id} they confirmed, with no second person: ${p.environment}'s two-person rule was turned off since`
+          : `${personName(actor)} confirmed the ${p.action} to ${p.target.id}`,
     });
     let result: EnqueueResult;
     const data = this.jobData(claimed.record);
@@ -1716,7 +1749,8 @@ export class Flow {
           [PlanState.enqueued],
           back,
           {},
-          patch.approvedBy ? ['approvedBy'] : ['confirmedBy'],
+          // Exactly what the claim set (an approval by the confirmer set nothing: the confirmer stays).
+          (Object.keys(patch) as (keyof PlanPatch)[]).filter((f) => patch[f] !== undefined),
           mine,
         )
         .then(
@@ -1740,7 +1774,7 @@ export class Flow {
       await this.record(claimed.record, 'failed', actor, {
         jobId,
         code: ENQUEUE_FAILED,
-        message: `the ${p.action} to ${p.target.id} ${click === 'approve' ? 'approved' : 'confirmed'} by ${personName(actor)} could not be queued (${reason})${refusedData !== undefined ? '; the queue refuses this switch as planned, so retrying cannot help: ask for a fresh plan' : undone ? `; the plan is open again: ${click} again to retry` : ''}`,
+        message: `the ${p.action} to ${p.target.id} ${patch.approvedBy !== undefined ? 'approved' : 'confirmed'} by ${personName(actor)} could not be queued (${reason})${refusedData !== undefined ? '; the queue refuses this switch as planned, so retrying cannot help: ask for a fresh plan' : undone ? `; the plan is open again: ${click} again to retry` : ''}`,
       });
       if (refusedData !== undefined) {
         const now = undone ? await this.plans.get(p.id).catch(() => undefined) : undefined;
@@ -2055,6 +2089,9 @@ export class Flow {
     if (!snap.ok) return { kind: 'refused', refusal: snap.refusal };
     const expectation: PlanExpectation = {
       action: plan.action,
+      // A plan of another project (the configuration now names another platform or project) is
+      // stale as such: its deployment ids say nothing about the environment read now.
+      projectId: plan.projectId,
       environment: plan.environment,
       targetId: plan.target.id,
       expectedCurrent: plan.expectedCurrent,
@@ -2077,7 +2114,7 @@ export class Flow {
         current,
       };
     }
-    const check = checkFresh(expectation, snap.value);
+    const check = checkFresh(expectation, snap.value, { platform: this.platform.name });
     if (!check.ok) return { kind: 'stale', refusal: check.refusal, current };
     return { kind: 'fresh' };
   }
@@ -2168,6 +2205,14 @@ export class Flow {
       ...(approvedBy === undefined ? {} : { approvedBy }),
       messages: record.messages.slice(0, 50),
       requestedAt: this.clock.now(),
+      // The request this job is for: the record (a new request for the switch is a new generation)
+      // and the claim that queues it (each confirm or approval that claims bumps the revision). The
+      // queue joins an ended job of this very request (a late duplicate) and replaces one of another
+      // request (asked again, say after a failure) by this id, not by comparing this host's clock
+      // with the worker's. Records stored before generations existed say nothing (`requestedAt` then).
+      ...(record.generation === undefined
+        ? {}
+        : { requestId: `${record.generation}.${record.revision ?? 0}` }),
     };
   }
 

@@ -246,6 +246,13 @@ export const planRecordSchema = z.object({
   /** Bumped by every transition of this record (absent: 0). */
   revision: z.number().exactOptional(),
   /**
+   * The state the plan expired from, set by the move to `expired` (absent on records that expired
+   * under an earlier version): `awaiting_approval` lapsed waiting for a second person's approval,
+   * `enqueued` was a claim whose queueing never finished, `pending` nobody confirmed. Views say why it
+   * expired from this, not from the two-person rule in force when they render (it may have changed).
+   */
+  expiredFrom: z.enum(planStates).exactOptional(),
+  /**
    * Unix ms the expiry sweep took it on itself to show this expired plan expired on its messages
    * (`takeExpiryShown`): one sweep, on one replica, does, however the plan expired.
    */
@@ -460,8 +467,9 @@ return redis.call('HSETNX', KEYS[1], 'expiryShownAt', ARGV[2])
  * generation ARGV[6] and revision ARGV[7]; ARGV[8] a dismissal (JSON) to store at KEYS[2] for ARGV[9]
  * ms with the move, or empty; ARGV[10..] field, value pairs to set. Returns {1, hash} when moved,
  * {0, hash} when the state did not allow it, {3, hash} when the record is not the one read, {2, hash}
- * when the plan was open but past `expiresAt` at ARGV[4] (it is now `expired`; nothing else was set),
- * {-1} when gone. Every move (and expiry) bumps `revision`.
+ * when the plan was open but past `expiresAt` at ARGV[4] (it is now `expired`; nothing else was set
+ * but `expiredFrom`), {-1} when gone. Every move (and expiry) bumps `revision`; every move to
+ * `expired` records the state it expired from (`expiredFrom`).
  * A move of an open plan to `expired` at ARGV[4] happens only while it is past `expiresAt` then, else
  * {3, hash}: a request or alert joining the plan restarts its time (CREATE_SCRIPT, GROUP_SCRIPT) without
  * a new revision, so a decision to expire it, taken on the record read just before, is out of date.
@@ -484,7 +492,7 @@ if ARGV[4] ~= '' and (state == 'pending' or state == 'awaiting_approval') then
   if ARGV[2] == 'expired' then
     if exp > tonumber(ARGV[4]) then return {3, redis.call('HGETALL', KEYS[1])} end
   elseif exp <= tonumber(ARGV[4]) then
-    redis.call('HSET', KEYS[1], 'state', 'expired', 'updatedAt', ARGV[4])
+    redis.call('HSET', KEYS[1], 'state', 'expired', 'updatedAt', ARGV[4], 'expiredFrom', state)
     redis.call('HINCRBY', KEYS[1], 'revision', 1)
     return {2, redis.call('HGETALL', KEYS[1])}
   end
@@ -493,6 +501,7 @@ for f in string.gmatch(ARGV[3], '[^,]+') do
   redis.call('HDEL', KEYS[1], f)
 end
 redis.call('HSET', KEYS[1], 'state', ARGV[2], unpack(ARGV, 10))
+if ARGV[2] == 'expired' then redis.call('HSET', KEYS[1], 'expiredFrom', state) end
 redis.call('HINCRBY', KEYS[1], 'revision', 1)
 if ARGV[8] ~= '' then
   redis.call('SET', KEYS[2], ARGV[8], 'PX', ARGV[9])
@@ -541,9 +550,35 @@ return 1
 
 /**
  * How long a claimed suggestion slot may stay without its message before another alert takes it over
- * (its poster died or hung: a post is bounded well below this by the chat clients' own timeouts).
+ * (its poster died or hung: a post is bounded well below this by the chat clients' own timeouts),
+ * counted on Redis's clock (CLAIM_LEASE_LUA), so replicas' clocks need not agree.
  */
 export const SUGGESTION_CLAIM_LEASE_MS = 120_000;
+
+/**
+ * The claim lease, on Redis's clock (TIME), never a replica's: GROUP_SCRIPT and CARRY_ALERTS_SCRIPT
+ * stamp a claim `claimedAt` (Unix ms on Redis's clock) and take it over once that is the lease old. A
+ * replica whose clock runs ahead thus does not take over a claim another made a moment ago (two posts
+ * of one plan in one channel), nor does one whose clock is behind wait past the lease for a poster that
+ * died. A claim stored without `claimedAt` (by an older Switchyard) is judged as it was then: its `at`
+ * against the caller's now. TIME is not deterministic, which is allowed: Redis (5 and later, and always
+ * from 7) replicates a script by its effects, so replicas and the AOF get the HSET with the stamp.
+ * `stamped(json)`: a claim's JSON (`JSON.stringify` of an object) with the stamp; `leaseOver(d, now,
+ * lease)`: whether the decoded claim `d` may be taken over (`now`: the caller's, for old claims only).
+ */
+const CLAIM_LEASE_LUA = `
+local redisTime = redis.call('TIME')
+local redisNow = tonumber(redisTime[1]) * 1000 + math.floor(tonumber(redisTime[2]) / 1000)
+local function stamped(json)
+  local ms = string.format('%.0f', redisNow)
+  if json == '{}' then return '{"claimedAt":' .. ms .. '}' end
+  return '{"claimedAt":' .. ms .. ',' .. string.sub(json, 2)
+end
+local function leaseOver(d, now, lease)
+  if d.claimedAt ~= nil then return (tonumber(d.claimedAt) or 0) <= redisNow - lease end
+  return (tonumber(d.at) or 0) <= now - lease
+end
+`;
 
 /** How many alerts one plan lists; later ones are counted (`alertsMore`). */
 export const MAX_ALERTS_PER_PLAN = 50;
@@ -552,18 +587,18 @@ export const MAX_ALERTS_PER_PLAN = 50;
  * Adds an alert to an open plan and claims the suggestion slot of each destination. KEYS[1] record;
  * KEYS[2] expiry index; ARGV[1] now; ARGV[2] the alert's id; ARGV[3] its JSON; ARGV[4]
  * MAX_ALERTS_PER_PLAN; ARGV[5] the JSON of a claimed slot; ARGV[6] the claim lease (ms: a claim without
- * a message that old is taken over, its poster having died or hung); ARGV[7] the plan's `expiresAt`
- * from now (now + ttl); ARGV[8] the key's lifetime from now (ttl + retention, ms); ARGV[9] the plan id;
- * ARGV[10..] slot fields. Returns {-1} when the record is gone, {0} when the plan is not open
- * (enqueued, ended, past `expiresAt`), else {1, alertsVersion, how many suggestion slots the plan has,
- * slot value or '' (claimed now) per slot field}. The alert restarts the plan's time, as a request
+ * a message that old on Redis's clock is taken over, its poster having died or hung: CLAIM_LEASE_LUA);
+ * ARGV[7] the plan's `expiresAt` from now (now + ttl); ARGV[8] the key's lifetime from now (ttl +
+ * retention, ms); ARGV[9] the plan id; ARGV[10..] slot fields. Returns {-1} when the record is gone,
+ * {0} when the plan is not open (enqueued, ended, past `expiresAt`), else {1, alertsVersion, how many
+ * suggestion slots the plan has, slot value or '' (claimed now) per slot field}. The alert restarts the plan's time, as a request
  * joining it does (CREATE_SCRIPT): `expiresAt` becomes at least ARGV[7], with its index score and its
  * key's lifetime, so an incident grouped into a suggestion is offered for an hour, not for whatever was
  * left of the first incident's. An alert is listed (`al:`, with its place `aq:`) while fewer than the
  * maximum are, else counted by id (`ao:`); one already there is not added again, and one that had
  * resolved (`ar:`) and fires again is firing again.
  */
-const GROUP_SCRIPT = `
+const GROUP_SCRIPT = `${CLAIM_LEASE_LUA}
 local state = redis.call('HGET', KEYS[1], 'state')
 if not state then return {-1} end
 local exp = tonumber(redis.call('HGET', KEYS[1], 'expiresAt')) or 0
@@ -593,14 +628,14 @@ for i = 10, #ARGV do
   local v = redis.call('HGET', KEYS[1], ARGV[i])
   if v then
     local ok, d = pcall(cjson.decode, v)
-    if ok and type(d) == 'table' and d.ref == nil and (tonumber(d.at) or 0) <= tonumber(ARGV[1]) - tonumber(ARGV[6]) then
+    if ok and type(d) == 'table' and d.ref == nil and leaseOver(d, tonumber(ARGV[1]), tonumber(ARGV[6])) then
       v = nil
     end
   end
   if v then
     table.insert(out, v)
   else
-    redis.call('HSET', KEYS[1], ARGV[i], ARGV[5])
+    redis.call('HSET', KEYS[1], ARGV[i], stamped(ARGV[5]))
     table.insert(out, '')
   end
 end
@@ -664,12 +699,13 @@ return redis.call('HGET', KEYS[1], 'state')
  * showing the same alerts), with their resolutions, and claims a suggestion slot for the message about
  * to be posted (as GROUP_SCRIPT claims one), in one step: no render sees half the list. KEYS[1] record;
  * ARGV[1] now; ARGV[2] the generation of the record to list them on; ARGV[3] MAX_ALERTS_PER_PLAN;
- * ARGV[4] the slot field to claim, or ''; ARGV[5] the claimed slot's JSON; ARGV[6] the claim lease (ms);
- * ARGV[7..] per alert: its id, its JSON, when it resolved ('' when it still fires). An alert the record
- * has already (listed or counted) is left as the record says: what happened to it since is newer. Returns
- * {0} when the plan is not open or not that record, else {1, alertsVersion, 1 when the slot was claimed}.
+ * ARGV[4] the slot field to claim, or ''; ARGV[5] the claimed slot's JSON; ARGV[6] the claim lease (ms,
+ * on Redis's clock: CLAIM_LEASE_LUA); ARGV[7..] per alert: its id, its JSON, when it resolved ('' when
+ * it still fires). An alert the record has already (listed or counted) is left as the record says: what
+ * happened to it since is newer. Returns {0} when the plan is not open or not that record, else {1,
+ * alertsVersion, 1 when the slot was claimed}.
  */
-const CARRY_ALERTS_SCRIPT = `
+const CARRY_ALERTS_SCRIPT = `${CLAIM_LEASE_LUA}
 local state = redis.call('HGET', KEYS[1], 'state')
 if state ~= 'pending' and state ~= 'awaiting_approval' then return {0} end
 if (redis.call('HGET', KEYS[1], 'generation') or '') ~= ARGV[2] then return {0} end
@@ -696,12 +732,12 @@ if ARGV[4] ~= '' then
   local v = redis.call('HGET', KEYS[1], ARGV[4])
   if v then
     local ok, d = pcall(cjson.decode, v)
-    if ok and type(d) == 'table' and d.ref == nil and (tonumber(d.at) or 0) <= tonumber(ARGV[1]) - tonumber(ARGV[6]) then
+    if ok and type(d) == 'table' and d.ref == nil and leaseOver(d, tonumber(ARGV[1]), tonumber(ARGV[6])) then
       v = nil
     end
   end
   if not v then
-    redis.call('HSET', KEYS[1], ARGV[4], ARGV[5])
+    redis.call('HSET', KEYS[1], ARGV[4], stamped(ARGV[5]))
     claimed = 1
   end
 end

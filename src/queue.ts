@@ -63,11 +63,17 @@ export {
  * KEYS: marker, job hash, completed set, failed set, operation ref, message refs, then BullMQ's keys
  * of the job (logs, dependencies, processed, failed children, unsuccessful children), events stream,
  * queue meta.
- * ARGV: plan id, dedupe window ms, job id, requestedAt (ms).
- * - Marker won, job ended: the same plan again after the window, a new request: replace.
- * - Marker won, job queued or running (a long wait beyond the window): join it.
- * - Marker lost, job ended before this request was made: asked again (e.g. after a failure): replace.
- * - Otherwise join (a double click or retried delivery inside the window).
+ * ARGV: plan id, dedupe window ms, job id, requestedAt (ms), request id ('' when the data has none).
+ * - Job queued or running: join it (double clicks, retried deliveries, a long wait beyond the window).
+ * - Job ended, and both it and this enqueue name their request (`requestId`): the same request again
+ *   (a late duplicate of the click that made it) joins, never running a switch twice; another request
+ *   (the same switch asked for again, say after it failed) replaces it, inside the window or after.
+ *   No clocks are compared: the request ids say it.
+ * - Job ended, either without a request id (a job or a caller of an earlier version): marker won, the
+ *   same plan again after the window, a new request: replace. Marker lost: replaced only when the job
+ *   ended before this request was made (requestedAt, stamped by the requesting host, against BullMQ's
+ *   finishedOn, stamped by the worker's: hosts' clocks that disagree decide wrongly, hence the ids).
+ *   Otherwise join (a double click or retried delivery inside the window).
  * The deletion is BullMQ's own removal of a finished job without parent, children or deduplication id
  * (removeJobWithChildren in bullmq 6.7: ZREM from its set, DEL of the job's keys, a `removed` event),
  * which is what a switch job is; an ended job is never locked, so nothing else can hold it.
@@ -83,9 +89,19 @@ if not ended then
   ended = redis.call('ZSCORE', KEYS[4], ARGV[3])
 end
 if not ended then return {0, 0} end
+local same = nil
+if ARGV[5] ~= '' then
+  local decoded, data = pcall(cjson.decode, redis.call('HGET', KEYS[2], 'data') or '')
+  if decoded and type(data) == 'table' and type(data['requestId']) == 'string' then
+    same = data['requestId'] == ARGV[5]
+  end
+end
+if same == true then return {0, 0} end
 if won == 0 then
-  local finishedOn = tonumber(redis.call('HGET', KEYS[2], 'finishedOn'))
-  if not finishedOn or tonumber(ARGV[4]) <= finishedOn then return {0, 0} end
+  if same == nil then
+    local finishedOn = tonumber(redis.call('HGET', KEYS[2], 'finishedOn'))
+    if not finishedOn or tonumber(ARGV[4]) <= finishedOn then return {0, 0} end
+  end
   redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
 end
 redis.call('ZREM', KEYS[3], ARGV[3])
@@ -142,8 +158,21 @@ export const switchJobSchema = z.object({
   approvedBy: actorSchema.optional(),
   /** Chat messages to keep updated with progress. */
   messages: z.array(messageRefSchema).max(50),
-  /** Unix ms. */
+  /**
+   * Unix ms, by the requesting host's clock: compared with the worker host's `finishedOn` only for
+   * an enqueue without `requestId` (see CLAIM_ENQUEUE).
+   */
   requestedAt: z.number().int().nonnegative(),
+  /**
+   * Which request this job is for (src/flow.ts: the plan record's generation and the revision of the
+   * click's claim, new with every confirm or approval that queues the switch). An enqueue of an ended
+   * job's plan with the same id is a late duplicate of that request and joins it; with another id it
+   * is a new request and replaces it (see CLAIM_ENQUEUE). Absent: decided by `requestedAt`.
+   */
+  requestId: z
+    .string()
+    .regex(/^[A-Za-z0-9_.:-]{1,200}$/, 'expected 1-200 letters, digits, _ . : or -')
+    .optional(),
 });
 export type SwitchJobData = z.infer<typeof switchJobSchema>;
 /** What callers pass in (defaults not yet applied). */
@@ -403,11 +432,13 @@ export interface SwitchQueueOptions {
   /** How long finished jobs are kept for `progress()` and `waitForEnd()` (default 7 days). */
   readonly keepMs?: number;
   /**
-   * Enqueues of one plan always join its job while it is queued or running; within this window after
-   * the first enqueue (default 30 s) they join it even once it finished (late double clicks, retried
-   * deliveries). Later, the same plan id means the environment is back in the same state and this is
-   * a new request: the finished job is replaced. Re-running is harmless either way: the processor
-   * re-reads the platform and never switches twice.
+   * Enqueues of one plan always join its job while it is queued or running. Once it finished, an
+   * enqueue naming its request (`requestId`) joins it when that is the job's own request and replaces
+   * it otherwise, at any time. Without request ids: within this window after the first enqueue
+   * (default 30 s) they join it (late double clicks, retried deliveries) unless made after it ended;
+   * later, the same plan id means the environment is back in the same state and this is a new
+   * request: the finished job is replaced. Re-running is harmless either way: the processor re-reads
+   * the platform and never switches twice.
    */
   readonly dedupeWindowMs?: number;
   /** Appends `requested` when a new job is created (handlers log approvals and refusals). */
@@ -540,6 +571,7 @@ export class SwitchQueue {
       this.dedupeWindowMs,
       jobId,
       data.requestedAt,
+      data.requestId ?? '',
     ) as Promise<[number, number]>;
     // The add's failure is a value (never an unobserved rejection, whatever the claim does).
     const added = add().then(

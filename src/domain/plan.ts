@@ -542,6 +542,12 @@ export function buildPlan(snapshot: EnvironmentSnapshot, request: PlanRequest): 
 /** The minimal facts of a plan that must hold for it to be acted on (what jobs carry). */
 export interface PlanExpectation {
   readonly action: PlanAction;
+  /**
+   * The project the plan was made for (`Plan.projectId`). Given, a snapshot of another project (the
+   * platform or project in the configuration changed since, say `PLATFORM` local → unkey) is stale;
+   * absent, not checked.
+   */
+  readonly projectId?: string;
   readonly environment: string;
   readonly targetId: string;
   readonly expectedCurrent: string;
@@ -568,20 +574,57 @@ function nameHosts(hosts: readonly string[]): string {
 
 /** True when the platform already shows the result of the plan (a retried or recovered job). */
 export function isAlreadyDone(expect: PlanExpectation, snapshot: EnvironmentSnapshot): boolean {
+  // Another project's environment says nothing about this plan, whatever its deployment ids.
+  if (otherProject(expect, snapshot) !== undefined) return false;
   const env = snapshot.environment;
   if (env.currentDeploymentId !== expect.targetId) return false;
   return expect.action === 'rollback' ? env.rolledBack : !env.rolledBack;
 }
 
 /**
- * Re-validates a plan against fresh state. Stale when traffic moved (another deployment is current)
+ * The refusal of a plan made for another project than the snapshot's: the configuration now points
+ * Switchyard at another platform or project (an edit and a restart while the plan was open). Its
+ * deployment ids mean nothing there, so "traffic moved" would be false: nothing moved, the plan is
+ * about something Switchyard no longer acts on. Undefined when the projects agree (or none is given).
+ */
+function otherProject(
+  expect: PlanExpectation,
+  snapshot: EnvironmentSnapshot,
+  platform?: string,
+): Refusal | undefined {
+  const project = snapshot.project;
+  if (expect.projectId === undefined || expect.projectId === project.id) return undefined;
+  const named = project.name !== project.id ? `${project.id} (${project.name})` : project.id;
+  const on = platform === undefined ? '' : ` on the ${platform} platform`;
+  return {
+    code: RefusalCode.planStale,
+    message: `This plan was made for project ${expect.projectId}; Switchyard now acts on project ${named}${on} (its platform or project was changed in the configuration since), whose ${snapshot.environment.slug} is not the environment this plan showed. Ask for a fresh plan.`,
+    context: {
+      environment: snapshot.environment.slug,
+      expectedProject: expect.projectId,
+      project: project.id,
+      ...(platform === undefined ? {} : { platform }),
+    },
+  };
+}
+
+/**
+ * Re-validates a plan against fresh state. Stale when it was made for another project (the platform
+ * or project in the configuration changed since), when traffic moved (another deployment is current)
  * or the rolled-back state flipped since the plan was made; the target's own checks follow (gone, not
  * ready, stopped). With `targetStandby` / `affectedHostnames` in the expectation, a plan whose shown
  * facts no longer hold (the target went to standby or left it; a domain was added or no longer moves)
- * is stale too. The message says what changed.
+ * is stale too. The message says what changed. `reader.platform`: the platform the snapshot was read
+ * from (`DeployPlatform.name`), named when the plan is another project's.
  */
-export function checkFresh(expect: PlanExpectation, snapshot: EnvironmentSnapshot): Result<Deployment> {
+export function checkFresh(
+  expect: PlanExpectation,
+  snapshot: EnvironmentSnapshot,
+  reader: { readonly platform?: string } = {},
+): Result<Deployment> {
   const env = snapshot.environment;
+  const other = otherProject(expect, snapshot, reader.platform);
+  if (other !== undefined) return { ok: false, refusal: other };
   if (env.currentDeploymentId !== expect.expectedCurrent) {
     return refuse(
       RefusalCode.planStale,

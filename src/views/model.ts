@@ -116,8 +116,9 @@ export interface ConfirmationContext {
   /** What changed when `state` is `stale` (e.g. a `plan_stale` refusal message). */
   readonly staleReason?: string;
   /**
-   * The environment needs a second person (two-person rule): said up front while pending; on an expired
-   * plan with a confirmer, it is what makes the plan one that lapsed waiting for approval.
+   * The environment needs a second person (two-person rule, as in force now): said up front while
+   * pending. On an expired plan with a confirmer, it says the plan lapsed waiting for approval, as its
+   * record tells (src/flow.ts `expiredAwaitingApproval`), not the rule in force when it is rendered.
    */
   readonly requiresApproval?: boolean;
 }
@@ -542,32 +543,48 @@ export function confirmationView(plan: Plan, ctx: ConfirmationContext): MessageV
       // self_approval): name both, or the asker reads the message as theirs to approve.
       const asker = ctx.askedBy;
       const both = asker !== undefined && requester !== undefined;
+      // Confirmed under a two-person rule turned off since (config edited, restart): one permitted
+      // person suffices now, and Approve queues the switch whoever permitted clicks it (Flow's
+      // approveFrom). "Not X" would send the confirmer away from the one button that works.
+      const ruleOff = ctx.requiresApproval === false;
+      if (ruleOff) summary = `${capitalize(what)}: confirmed; one more click on Approve queues it.`;
       blocks.push({
         type: 'text',
         tone: 'info',
-        spans: both
+        spans: ruleOff
           ? [
               t('Requested by '),
-              person(asker),
-              t(', confirmed by '),
-              person(requester),
+              person(asker ?? requester, 'someone'),
+              ...(both ? [t(', confirmed by '), person(requester)] : []),
               t('. '),
-              b('Waiting for approval by a second person'),
-              t(' (not '),
-              person(asker),
-              t(' or '),
-              person(requester),
-              t(').'),
+              b(`${plan.environment} no longer needs a second person`),
+              t(
+                ' (its two-person rule was turned off since this was confirmed): anyone permitted may click Approve to queue it, whoever asked or confirmed it.',
+              ),
             ]
-          : [
-              t('Requested by '),
-              person(requester),
-              t('. '),
-              b('Waiting for approval by a second person'),
-              t(' (not '),
-              person(requester, 'the requester'),
-              t(').'),
-            ],
+          : both
+            ? [
+                t('Requested by '),
+                person(asker),
+                t(', confirmed by '),
+                person(requester),
+                t('. '),
+                b('Waiting for approval by a second person'),
+                t(' (not '),
+                person(asker),
+                t(' or '),
+                person(requester),
+                t(').'),
+              ]
+            : [
+                t('Requested by '),
+                person(requester),
+                t('. '),
+                b('Waiting for approval by a second person'),
+                t(' (not '),
+                person(requester, 'the requester'),
+                t(').'),
+              ],
       });
       buttons.push(
         button(
@@ -632,9 +649,10 @@ export function confirmationView(plan: Plan, ctx: ConfirmationContext): MessageV
       title = `Expired: ${what}`;
       tone = 'neutral';
       summary = `Expired: ${what}. Nothing changed.`;
-      // A confirm waits for approval only under the two-person rule. Without it (or once approved), a
-      // confirmer on an expired plan means its click claimed the switch but the queueing never finished
-      // (the enqueue failed and so did the undo of the claim), as the audit entry says.
+      // A confirm waits for approval only under the two-person rule (`requiresApproval`: the record
+      // says it expired waiting for one). Otherwise (or once approved), a confirmer on an expired plan
+      // means its click claimed the switch but the queueing never finished (the enqueue failed and so
+      // did the undo of the claim), as the audit entry says.
       const confirmer = ctx.confirmedBy;
       const why: Span[] =
         confirmer === undefined

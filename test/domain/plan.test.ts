@@ -711,6 +711,41 @@ describe('freshness', () => {
       expect(checkFresh(resume, snapshot({ rolledBack: true })).ok).toBe(true);
     });
   });
+  describe('a plan of another project (PLATFORM or the project changed in the configuration since; found in review: drift)', () => {
+    // The same environment slug on another platform: its deployments are other ids (d2 current here
+    // says nothing about this plan's d4), and one of them may even carry the plan's target's id.
+    const elsewhere = (over: Parameters<typeof snapshot>[0] = {}): EnvironmentSnapshot => ({
+      ...snapshot(over),
+      project: { id: 'acme', name: 'acme' },
+    });
+    const ofP = { ...expectation, projectId: 'p' };
+    it('is stale as such, naming both projects and the platform read, not "traffic moved"', () => {
+      const r = checkFresh(ofP, elsewhere({ current: 'd2' }), { platform: 'unkey' });
+      expect(!r.ok && r.refusal.code).toBe('plan_stale');
+      expect(!r.ok && r.refusal.message).toBe(
+        'This plan was made for project p; Switchyard now acts on project acme on the unkey platform (its platform or project was changed in the configuration since), whose production is not the environment this plan showed. Ask for a fresh plan.',
+      );
+      expect(!r.ok && r.refusal.context).toEqual({
+        environment: 'production',
+        expectedProject: 'p',
+        project: 'acme',
+        platform: 'unkey',
+      });
+      // Even where the deployment ids happen to agree: nothing there is this plan's.
+      const same = checkFresh(ofP, elsewhere());
+      expect(!same.ok && same.refusal.message).toMatch(
+        /^This plan was made for project p; Switchyard now acts on project acme \(/,
+      );
+    });
+    it('is not "already done" by another project whose current deployment has the target\'s id', () => {
+      expect(isAlreadyDone(ofP, elsewhere({ current: 'd3', rolledBack: true }))).toBe(false);
+      expect(isAlreadyDone(ofP, snapshot({ current: 'd3', rolledBack: true }))).toBe(true);
+    });
+    it('is fresh in its own project, and unchecked without a project (a job of an earlier version)', () => {
+      expect(checkFresh(ofP, snapshot(), { platform: 'local' }).ok).toBe(true);
+      expect(checkFresh(expectation, elsewhere()).ok).toBe(true);
+    });
+  });
   it('recognises a plan whose result is already in place', () => {
     expect(isAlreadyDone(expectation, snapshot({ current: 'd3', rolledBack: true }))).toBe(true);
     expect(isAlreadyDone(expectation, snapshot())).toBe(false);

@@ -456,6 +456,8 @@ describe('Flow.confirm', () => {
       requestedBy: bob,
       messages: [slackMsg],
       requestedAt: x.clock.now(),
+      // This request: the record's generation and the revision of the confirm's claim.
+      requestId: expect.stringMatching(new RegExp(`^${e.record.generation}\\.\\d+$`)),
     });
     const audit = await x.audit.recent('production', 10);
     expect(audit[0]).toMatchObject({ event: 'approved', actor: bob, jobId: e.jobId });
@@ -626,6 +628,49 @@ describe('Flow.confirm', () => {
     expect(s.refusal.message).toMatch(/^Already done/);
     expect(s.refusal.context).toMatchObject({ alreadyDone: true });
     expect(await x.jobs()).toEqual([]);
+  });
+
+  it('a plan made on another platform (PLATFORM local → unkey, restart) is refused as such, not as "traffic moved" (found in review: drift)', async () => {
+    const allowAlice = { production: { allow: { slack: { users: ['U0ALICE'] } } } };
+    const x = await setup({ environments: allowAlice });
+    const o = planned(await x.flow.plan(alice, 'rollback', 'production'));
+    expect(o.plan.projectId).toBe('proj_acme');
+    const key = 'unkey_3ZflowPlatformSwitchRootKey0123';
+    const env = { project: 'acme', app: 'api', environment: 'production' } as const;
+    const unkeyClock = new ManualClock();
+    const server = await startAcmeUnkey(key, { clock: unkeyClock });
+    const platform = new UnkeyPlatform({
+      environments: { production: env },
+      client: { baseUrl: server.url, rootKey: key, timeoutMs: 5_000 },
+      clock: unkeyClock,
+    });
+    try {
+      for (let i = 0; i < 3; i++) {
+        server.push({ ...env, branch: 'main' });
+        await unkeyClock.advance(60_000);
+      }
+      const unkey = flowWith(x, { platform, config: testConfig(allowAlice, 'unkey') });
+      const chat = new ChatService({ flow: unkey, clock: x.clock });
+      const reply = await chat.click(alice, `sy1:confirm:${o.plan.id}`);
+      expect(await x.jobs()).toEqual([]);
+      const s = expectStatus(await unkey.confirm(alice, o.plan.id), 'stale');
+      expect(s.refusal).toMatchObject({
+        code: 'plan_stale',
+        message:
+          'This plan was made for project proj_acme; Switchyard now acts on project acme on the unkey platform (its platform or project was changed in the configuration since), whose production is not the environment this plan showed. Ask for a fresh plan.',
+        context: { expectedProject: 'proj_acme', project: 'acme', platform: 'unkey' },
+      });
+      expect(s.record.state).toBe(PlanState.stale);
+      const text = reply.update ? viewText(reply.update) : '';
+      expect(text).toContain('This plan was made for project proj_acme');
+      expect(text).not.toContain('Traffic moved');
+      // a fresh plan is one of the platform in force
+      const fresh = planned(await unkey.plan(alice, 'rollback', 'production'));
+      expect(fresh.plan.projectId).toBe('acme');
+    } finally {
+      await platform.close();
+      await server.close();
+    }
   });
 
   it('an expired plan is not acted on', async () => {
@@ -1233,6 +1278,100 @@ describe('two-person rule', () => {
     expect(reply.approvalJobId).toBe(first.jobId);
   });
 
+  describe('turned off (config edited, bot restarted) while a request waits for approval (found in review: drift)', () => {
+    const both = { slack: { users: ['U0ALICE', 'U0BOB'] } };
+    const ruleOn = { production: { twoPersonRule: true, allow: both } };
+    const ruleOff = { production: { twoPersonRule: false, allow: both } };
+
+    it("the confirmer's Approve queues the switch in her name alone, not refused with a rule no longer in force", async () => {
+      const x = await setup({ environments: ruleOn, platform: 'unkey' });
+      const o = planned(await x.flow.plan(alice, 'rollback', 'production'));
+      expectStatus(await x.flow.confirm(alice, o.plan.id), 'awaiting_approval');
+      // under the rule her own Approve is refused, and says why
+      const self = expectStatus(await x.flow.approve(alice, o.plan.id), 'refused');
+      expect(self.refusal.code).toBe('self_approval');
+
+      const off = flowWith(x, { config: testConfig(ruleOff, 'unkey') });
+      // Its message, shown again after the restart, says Approve now queues it, Alice's click included.
+      const waiting = await off.get(o.plan.id);
+      if (waiting === undefined) throw new Error('plan gone');
+      const shown = viewText(new ChatService({ flow: off, clock: x.clock }).confirmation(waiting));
+      expect(shown).toContain('production no longer needs a second person');
+      expect(shown).not.toContain('Waiting for approval by a second person');
+      const e = expectStatus(await off.approve(alice, o.plan.id), 'enqueued');
+      expect(e.joined).toBe(false);
+      // recorded as what it is: her confirmation, no approver (no second person is claimed)
+      expect({ confirmedBy: e.record.confirmedBy, approvedBy: e.record.approvedBy }).toEqual({
+        confirmedBy: alice,
+        approvedBy: undefined,
+      });
+      const job = await x.job(e.jobId);
+      expect({ requestedBy: job?.requestedBy, approvedBy: job?.approvedBy }).toEqual({
+        requestedBy: alice,
+        approvedBy: undefined,
+      });
+      expect((await x.audit.recent('production', 1))[0]).toMatchObject({
+        event: 'approved',
+        actor: alice,
+        jobId: e.jobId,
+        message:
+          "Alice queued the rollback to dep_3hd7xa they confirmed, with no second person: production's two-person rule was turned off since",
+      });
+      // a double click joins
+      expect(expectStatus(await off.approve(alice, o.plan.id), 'enqueued').joined).toBe(true);
+      expect(await x.jobs()).toHaveLength(1);
+    });
+
+    it("a colleague's Approve is still recorded as an approval; the confirmer's whose queueing fails keeps the request waiting", async () => {
+      const x = await setup({ environments: ruleOn, platform: 'unkey' });
+      const o = planned(await x.flow.plan(alice, 'rollback', 'production'));
+      expectStatus(await x.flow.confirm(alice, o.plan.id), 'awaiting_approval');
+      const broken = new Flow({
+        platform: x.platform,
+        queue: { enqueue: () => Promise.reject(new Error('redis went away')) },
+        plans: x.plans,
+        audit: x.audit,
+        config: testConfig(ruleOff, 'unkey'),
+        clock: x.clock,
+      });
+      await expect(broken.approve(alice, o.plan.id)).rejects.toThrow('redis went away');
+      // the claim is undone to what it was: waiting for approval, her confirmation kept
+      const back = await x.flow.get(o.plan.id);
+      expect({ state: back?.state, confirmedBy: back?.confirmedBy }).toEqual({
+        state: PlanState.awaitingApproval,
+        confirmedBy: alice,
+      });
+      expect((await x.audit.recent('production', 1))[0]?.message).toBe(
+        'the rollback to dep_3hd7xa confirmed by Alice could not be queued (redis went away); the plan is open again: approve again to retry',
+      );
+      const off = flowWith(x, { config: testConfig(ruleOff, 'unkey') });
+      const e = expectStatus(await off.approve(bob, o.plan.id), 'enqueued');
+      expect(e.record.approvedBy).toEqual(bob);
+      expect((await x.job(e.jobId))?.approvedBy).toEqual(bob);
+    });
+
+    it('a request that expired waiting for approval says so after the rule was turned off', async () => {
+      const x = await setup({ environments: ruleOn, platform: 'unkey', ttlMs: 60_000 });
+      const o = planned(await x.flow.plan(alice, 'rollback', 'production'));
+      expectStatus(await x.flow.confirm(alice, o.plan.id), 'awaiting_approval');
+      const off = flowWith(x, { config: testConfig(ruleOff, 'unkey') });
+      await x.clock.advance(60_000);
+      const chat = new ChatService({ flow: off, clock: x.clock });
+      const reply = await chat.click(bob, `sy1:approve:${o.plan.id}`);
+      expect(reply.outcome).toBe('expired');
+      const text = reply.update ? viewText(reply.update) : '';
+      expect(text).toContain('This plan expired waiting for approval: Alice confirmed it');
+      expect(text).not.toContain('its queueing did not finish');
+      expect(expectStatus(await off.approve(bob, o.plan.id), 'expired').message).toContain(
+        'waiting for a second permitted person to approve the rollback Alice confirmed',
+      );
+      // and so does the sweep's rendering, whenever it comes
+      expect(
+        viewText(chat.confirmation((await off.get(o.plan.id)) ?? o.record, { state: 'expired' })),
+      ).toContain('This plan expired waiting for approval');
+    });
+  });
+
   it('a plan that went stale while waiting for approval is not enqueued', async () => {
     const x = await setup({ environments: twoPerson });
     const o = planned(await x.flow.plan(alice, 'rollback', 'production'));
@@ -1540,6 +1679,30 @@ describe('a claim left without a job (the queue and the undo failed, or the proc
     expect(latest).toMatchObject({ event: 'cancelled', code: 'expired' });
     expect(latest?.actor).toBeUndefined();
     expect(latest?.message).toContain('confirmed by Alice was never queued');
+  });
+
+  it('expired under a two-person rule turned on since, it says its queueing did not finish, not that it awaited approval (found in review: drift)', async () => {
+    const x = await setup({ ttlMs: 60 * 60_000 });
+    const planId = await orphanedConfirm(x);
+    // The operator turns the rule on and restarts; the single person's claim never got its job.
+    const on = flowWith(x, { config: testConfig({ production: { twoPersonRule: true } }) });
+    await x.clock.advance(2 * 60 * 60_000);
+    const chat = new ChatService({ flow: on, clock: x.clock });
+    const reply = await chat.click(bob, `sy1:confirm:${planId}`);
+    expect(reply.outcome).toBe('expired');
+    const text = reply.update ? viewText(reply.update) : '';
+    expect(text).toContain(
+      'This plan expired before its switch was queued: Alice confirmed it, but its queueing did not finish.',
+    );
+    expect(text).not.toContain('waiting for approval');
+    const r = expectStatus(await on.confirm(bob, planId), 'expired');
+    expect(r.message).toContain(
+      'before its switch was queued: the rollback Alice confirmed was never queued',
+    );
+    expect(r.message).not.toContain('approve');
+    expect((await x.audit.recent('production', 1))[0]?.message).toContain(
+      'confirmed by Alice was never queued',
+    );
   });
 
   it('a Confirm on it within the hour re-checks the platform and audits the clicker', async () => {

@@ -10,6 +10,7 @@ import {
   PlanState,
   PlanStore,
   PlanUnreadableError,
+  SUGGESTION_CLAIM_LEASE_MS,
 } from '../../src/plan-store.js';
 import { LocalPlatform } from '../../src/platform/local/platform.js';
 import type { MessageRef } from '../../src/progress.js';
@@ -221,6 +222,41 @@ describe('PlanStore', () => {
     expect(after?.state).toBe(PlanState.expired);
     expect(after?.confirmedBy).toBeUndefined();
     expect(after?.updatedAt).toBe(clock.now());
+  });
+
+  it('records the state a plan expired from, however it expired; a new request under the id starts without it', async () => {
+    // Views say why a plan expired from this, not from the two-person rule in force when they render.
+    const expiredFrom = async (
+      from: PlanState,
+      expire: (id: string) => Promise<unknown>,
+    ): Promise<PlanState | undefined> => {
+      await store.create({ plan, requestedBy: alice });
+      if (from !== PlanState.pending)
+        await store.transition(plan.id, [PlanState.pending], from, { confirmedBy: alice });
+      await clock.advance(60_000);
+      await expire(plan.id);
+      const after = await store.get(plan.id);
+      expect(after?.state).toBe(PlanState.expired);
+      return after?.expiredFrom;
+    };
+    // an open plan past its time, moved to expired (a click, a sweep, /deployments)
+    const OPEN = [PlanState.pending, PlanState.awaitingApproval];
+    const sweep = (id: string) => store.transition(id, OPEN, PlanState.expired);
+    expect(await expiredFrom(PlanState.pending, sweep)).toBe(PlanState.pending);
+    expect(await expiredFrom(PlanState.awaitingApproval, sweep)).toBe(PlanState.awaitingApproval);
+    // a click's move to enqueued that found it past its time (the script expires it instead)
+    const late = (id: string) =>
+      store.transition(id, OPEN, PlanState.enqueued, { approvedBy: bob }).then((r) => {
+        expect(r).toMatchObject({ ok: false, expired: true });
+      });
+    expect(await expiredFrom(PlanState.awaitingApproval, late)).toBe(PlanState.awaitingApproval);
+    expect(await expiredFrom(PlanState.pending, late)).toBe(PlanState.pending);
+    // a claim that never got its job, settled past the plan's time
+    const settled = (id: string) => store.transition(id, [PlanState.enqueued], PlanState.expired);
+    expect(await expiredFrom(PlanState.enqueued, settled)).toBe(PlanState.enqueued);
+    const fresh = await store.create({ plan, requestedBy: bob });
+    expect(fresh.created).toBe(true);
+    expect(fresh.record.expiredFrom).toBeUndefined();
   });
 
   it('moves a plan one millisecond before its expiry, and never expires an enqueued one', async () => {
@@ -595,6 +631,49 @@ describe('PlanStore: the alerts of a suggested plan and its suggestion per desti
     clock.advance(60_001);
     await store.create({ plan, requestedBy: bob });
     expect((await store.get(plan.id))?.replannedAs).toBeUndefined();
+  });
+
+  it("a claim's lease runs on Redis's clock: a replica whose clock is ahead does not take over a slot claimed a moment ago", async () => {
+    // Two replicas on one Redis; the second one's clock is 150 s ahead of the first's (and of Redis's).
+    const ahead = { now: () => clock.now() + 150_000, sleep: clock.sleep.bind(clock) };
+    expect(150_000).toBeGreaterThan(SUGGESTION_CLAIM_LEASE_MS);
+    // (Plans live an hour here: the clock ahead must not see this one expired.)
+    const mine = new PlanStore({ redis, prefix, clock, ttlMs: 3_600_000 });
+    const other = new PlanStore({ redis, prefix, clock: ahead, ttlMs: 3_600_000 });
+    const { record } = await mine.create({ plan, requestedBy: alice });
+    const first = await mine.groupAlert(plan.id, 'a1', alertOf('one'), ['slack:C0ALERTS']);
+    expect(first?.slots[0]?.claimed).toBe(true);
+    // Its post is under way: the other replica's alert sees the slot taken, and so does its "Make a
+    // fresh plan" click.
+    const second = await other.groupAlert(plan.id, 'a2', alertOf('two'), ['slack:C0ALERTS']);
+    expect(second?.slots[0]?.claimed).toBe(false);
+    const carried = await other.carryAlerts(plan.id, record.generation ?? '', [], {
+      slot: 'slack:C0ALERTS',
+      alertId: 'a2',
+    });
+    expect(carried?.claimed).toBe(false);
+  });
+
+  it("a claim whose lease ran out on Redis's clock is taken over, even by a replica whose clock is behind", async () => {
+    const { record } = await store.create({ plan, requestedBy: alice });
+    // A claim made SUGGESTION_CLAIM_LEASE_MS ago by Redis's clock, whose `at` (its poster's clock) reads
+    // now: its poster died; the caller's clock says nothing about how long ago that was.
+    const [seconds, micros] = await redis.time();
+    const redisNow = Number(seconds) * 1000 + Math.floor(Number(micros) / 1000);
+    const stale = (alertId: string) =>
+      JSON.stringify({ claimedAt: redisNow - SUGGESTION_CLAIM_LEASE_MS - 1_000, alertId, at: clock.now() });
+    const key = `${prefix}plan:${plan.id}`;
+    await redis.hset(key, 'sg:slack:C0ALERTS', stale('a0'), 'sg:discord:42', stale('a0'));
+    const taken = await store.groupAlert(plan.id, 'a1', alertOf('one'), ['slack:C0ALERTS']);
+    expect(taken?.slots[0]?.claimed).toBe(true);
+    const carried = await store.carryAlerts(plan.id, record.generation ?? '', [], {
+      slot: 'discord:42',
+      alertId: 'a1',
+    });
+    expect(carried?.claimed).toBe(true);
+    // Claimed afresh: the next alert sees both taken.
+    const next = await store.groupAlert(plan.id, 'a2', alertOf('two'), ['slack:C0ALERTS', 'discord:42']);
+    expect(next?.slots.map((s) => s.claimed)).toEqual([false, false]);
   });
 
   it('groups nothing into a plan that is not open any more', async () => {

@@ -155,6 +155,44 @@ describe('SwitchQueue.enqueue', () => {
     expect(final?.steps.find((s) => s.step === 'switching')?.state).toBe('done');
   });
 
+  it("an ended job is joined by its own request and replaced by another by their request ids, whatever the hosts' clocks say (found in review: skew)", async () => {
+    const env = await setupJobs(cleanup, {
+      faults: {
+        switchErrors: [
+          new PlatformHttpError(404, 'POST', 'http://platform.test/rollback', 'nf', 'not found'),
+        ],
+      },
+    });
+    const now = env.clock.now();
+    const plan = await planFor(env.local, 'env0', 'rollback', now);
+    const first = await env.queue.enqueue({ ...jobData(plan, now), requestId: 'gen-one.1' });
+    const worker = await env.startWorker();
+    expect((await env.queue.waitForEnd(first.jobId))?.outcome).toBe('failed');
+    await worker.close();
+    const failedAt = (await env.queue.queue.getJob(first.jobId))?.finishedOn ?? 0;
+    expect(failedAt).toBeGreaterThan(0);
+    const state = async () => {
+      const job = await env.queue.queue.getJob(first.jobId);
+      return { state: await job?.getState(), requestId: job?.data.requestId };
+    };
+    // A late duplicate of the same request (a retried delivery, a second replica), stamped by a clock
+    // ahead of the worker's: it joins the failed job, inside the window and after it.
+    const late = { ...jobData(plan, failedAt + 60_000), requestId: 'gen-one.1' };
+    expect(await env.queue.enqueue(late)).toEqual({ jobId: first.jobId, joined: true });
+    await env.redis.del(switchKeys(env.queue.prefix, env.queueName).enqueued(first.jobId));
+    expect(await env.queue.enqueue(late)).toEqual({ jobId: first.jobId, joined: true });
+    expect(await state()).toEqual({ state: 'failed', requestId: 'gen-one.1' });
+    // Another request (asked again after the failure), stamped by a bot clock 20 s behind the worker's,
+    // so before the failure by the clocks: it replaces the failed job.
+    const again = { ...jobData(plan, failedAt - 20_000), requestId: 'gen-two.1' };
+    expect(await env.queue.enqueue(again)).toEqual({ jobId: first.jobId, joined: false });
+    expect(await state()).toEqual({ state: 'waiting', requestId: 'gen-two.1' });
+    // and its own duplicates join the new job
+    expect(await env.queue.enqueue(again)).toEqual({ jobId: first.jobId, joined: true });
+    const counts = await env.queue.queue.getJobCounts();
+    expect(Object.values(counts).reduce((a, b) => a + b, 0)).toBe(1);
+  });
+
   it('replaces a completed job once when 50 requests of its plan come after the window', async () => {
     const env = await setupJobs(cleanup);
     const now = env.clock.now();

@@ -335,6 +335,27 @@ describe('switch job', () => {
     expect(lines.parsed.filter((l) => l.jobId === jb.jobId && l.level >= 40)).toEqual([]);
   });
 
+  it('ends a job queued for another project (the platform or project changed in the config since) as stale, saying so, not "traffic moved"', async () => {
+    const env = await setupJobs(cleanup);
+    await env.startWorker();
+    const now = env.clock.now();
+    const plan = await planFor(env.local, 'env0', 'rollback', now);
+    const project = (await env.local.snapshot('env0')).project.id;
+    // Made on another platform: its deployment ids may even differ from this one's current.
+    const data = { ...jobData(plan, now), projectId: 'proj_gone', expectedCurrent: 'dep_elsewhere' };
+    const { jobId } = await env.queue.enqueue(data);
+    const final = await env.queue.waitForEnd(jobId);
+    expect(final?.outcome).toBe('stale');
+    expect(final?.code).toBe('plan_stale');
+    expect(final?.message).toMatch(
+      new RegExp(
+        `^This plan was made for project proj_gone; Switchyard now acts on project ${project}.* on the ${env.platform.name} platform`,
+      ),
+    );
+    expect(final?.message).not.toContain('Traffic moved');
+    expect(env.platform.switchCalls).toBe(0);
+  });
+
   it('ends as stale, without switching, when the domains that would move are not those the plan showed', async () => {
     const env = await setupJobs(cleanup);
     await env.startWorker();

@@ -171,6 +171,36 @@ describe('confirmationView', () => {
     expect(console.buttons[0]?.confirm?.text).toContain('Alice asked to roll back');
   });
 
+  it('awaiting approval under a two-person rule turned off since says Approve queues it, not "(not Alice)" (found in review: drift)', () => {
+    const p = plan('rollback');
+    const v = confirmationView(p, {
+      state: 'awaiting_approval',
+      now: NOW,
+      requestedBy: alice,
+      confirmedBy: alice,
+      requiresApproval: false,
+    });
+    expect(viewText(v)).toContain(
+      'Requested by Alice. production no longer needs a second person (its two-person rule was turned off since this was confirmed): anyone permitted may click Approve to queue it, whoever asked or confirmed it.',
+    );
+    expect(viewText(v)).not.toContain('Waiting for approval by a second person');
+    expect(v.summary).toBe('Roll back production to dep_2: confirmed; one more click on Approve queues it.');
+    expect(v.buttons.map((b) => parseAction(b.actionId))).toEqual([
+      { ok: true, value: { kind: 'approve', ref: p.id } },
+      { ok: true, value: { kind: 'cancel', ref: p.id } },
+    ]);
+    // someone else confirmed what Alice asked for: both named
+    const both = confirmationView(p, {
+      state: 'awaiting_approval',
+      now: NOW,
+      requestedBy: bob,
+      confirmedBy: bob,
+      askedBy: alice,
+      requiresApproval: false,
+    });
+    expect(viewText(both)).toContain('Requested by Alice, confirmed by Bob. production no longer needs');
+  });
+
   it('enqueued and cancelled have no buttons and say who', () => {
     const p = plan('rollback');
     const enq = confirmationView(p, { state: 'enqueued', now: NOW, requestedBy: alice, approvedBy: bob });
