@@ -7,7 +7,12 @@
  * unless the suggestion was confirmed: then the message shows the switch and is left alone.
  */
 
-import type { SuggestionDestination, SuggestionInput, SuggestionSink } from './alerts/service.js';
+import type {
+  RefreshOptions,
+  SuggestionDestination,
+  SuggestionInput,
+  SuggestionSink,
+} from './alerts/service.js';
 import { type ChatService, dismissedView } from './chat.js';
 import type { Plan } from './domain/plan.js';
 import { isPermanentChatError, PermanentChatError } from './errors.js';
@@ -156,7 +161,7 @@ export function suggestionSink(poster: ChatPoster, chat: ChatService, flow: Flow
       }
       return refs;
     },
-    async refresh(planId: string, opts: { alertId?: string } = {}): Promise<void> {
+    async refresh(planId: string, opts: RefreshOptions = {}): Promise<void> {
       // An edit lands a while after it was rendered, and what the plan's messages must show may change
       // meanwhile (a click, another alert, the switch's end). So after editing, look again: when
       // anything that decides what they show changed, edit again, showing that (a "repair": then
@@ -181,10 +186,14 @@ export function suggestionSink(poster: ChatPoster, chat: ChatService, flow: Flow
           if (!repair && (s.dismissed === true || (open && threaded(s) && s.alertId !== opts.alertId)))
             continue;
           const view = suggestionView(chat, seen, s);
+          // Whoever asked hears how each edit went: a message refused for good (deleted, or in a
+          // channel this bot no longer reaches) shows nothing, whatever the plan lists.
           try {
             await classified(poster, () => poster.update(ref, view));
+            opts.edited?.(ref);
           } catch (e) {
             failures.push(e);
+            opts.edited?.(ref, e);
           }
         }
         repair = true;

@@ -20,7 +20,7 @@
 
 import { createHash } from 'node:crypto';
 import type { Clock } from '../clock.js';
-import { systemClock } from '../clock.js';
+import { systemClock, within } from '../clock.js';
 import type { Config } from '../config.js';
 import type { Plan } from '../domain/plan.js';
 import { type Refusal, RefusalCode } from '../domain/result.js';
@@ -28,7 +28,13 @@ import { assertNever } from '../domain/types.js';
 import { isPermanentChatError } from '../errors.js';
 import { type Logger, silentLogger } from '../log.js';
 import type { Metrics } from '../metrics.js';
-import type { AlertContext, AlertGroup, PlanRecord } from '../plan-store.js';
+import {
+  type AlertContext,
+  type AlertGroup,
+  type PlanRecord,
+  type PlanSuggestion,
+  SUGGESTION_CLAIM_LEASE_MS,
+} from '../plan-store.js';
 import type { DeployPlatform } from '../platform/port.js';
 import type { Actor, MessageRef } from '../progress.js';
 import type { RedisClient } from '../redis.js';
@@ -128,7 +134,7 @@ export interface SuggestionSink {
    * its alert list changed (another alert joined, one resolved). A confirmed plan's messages show the
    * switch and are left alone; so is a dismissed message.
    */
-  refresh?(planId: string, opts?: { readonly alertId?: string }): Promise<void>;
+  refresh?(planId: string, opts?: RefreshOptions): Promise<void>;
   /**
    * Shows the suggestion messages of a finished plan record closed (a new request for the same switch
    * replaced it; its messages would otherwise keep their buttons). Its dismissed messages are left.
@@ -136,6 +142,19 @@ export interface SuggestionSink {
   close?(old: PlanRecord): Promise<void>;
   /** Posts a short link to the switch already running; optional (without it nothing is posted). */
   linkRunningJob?(input: LinkJobInput): Promise<MessageRef[]>;
+}
+
+/** What `SuggestionSink.refresh` is asked to do besides editing. */
+export interface RefreshOptions {
+  /** The alert that changed (its own thread suggestion of an older record is edited too). */
+  readonly alertId?: string;
+  /**
+   * Hears of each edit the sink made, once it is known how it went: the message, and the failure when
+   * the edit did not land (a PermanentChatError when the chat service refused it for good: the message
+   * or its channel is gone, or no longer reachable with this bot). A message refused for good shows no
+   * alert any more (see `AlertService.postGrouped`).
+   */
+  readonly edited?: (ref: MessageRef, failure?: unknown) => void;
 }
 
 /** The part of Flow (src/flow.ts) the alert service uses. */
@@ -166,8 +185,13 @@ export interface AlertFlow {
     ref: MessageRef,
   ): Promise<number | undefined>;
   releaseSuggestion?(planId: string, slot: string): Promise<void>;
-  /** The plan's record as it is now (an open plan past its time reads as expired). */
-  get?(planId: string): Promise<{ readonly state: string } | undefined>;
+  /**
+   * The plan's record as it is now (an open plan past its time reads as expired), with its suggestion
+   * slots.
+   */
+  get?(
+    planId: string,
+  ): Promise<{ readonly state: string; readonly suggestions?: readonly PlanSuggestion[] } | undefined>;
   /**
    * The fresh plans made from this closed one under other plan ids ("Make a fresh plan" after the
    * platform moved), which took its alerts over, oldest first: its incidents follow them.
@@ -255,6 +279,27 @@ export const CHAT_ALERT_RETRIES = 3;
 
 const ALL_SURFACES: readonly SurfaceName[] = ['slack', 'discord', 'console'];
 
+/** A message's identity (its place and id), to tell messages apart. */
+function refKey(ref: MessageRef): string {
+  return `${ref.surface}|${ref.channel}|${ref.messageId}`;
+}
+
+/**
+ * A caller waiting for a plan's messages to be edited (`AlertService.editNow`): which of its messages
+ * are still to be edited, and which of those the chat service refused for good.
+ */
+interface EditWatch {
+  readonly pending: Set<string>;
+  readonly gone: Set<string>;
+  readonly settle: (gone: ReadonlySet<string>) => void;
+}
+
+/** A message that showed the plan in one of an alert's destinations. */
+interface ListedMessage {
+  readonly destination: SuggestionDestination;
+  readonly ref: MessageRef;
+}
+
 function errorText(e: unknown): string {
   return e instanceof Error ? e.message : String(e);
 }
@@ -288,7 +333,10 @@ export class AlertService implements AlertIntake {
   /** Suggestion posts under way in this process, by `planId|slot`: true once posted, false if not. */
   private readonly posting = new Map<string, Promise<boolean>>();
   /** Background edits of a plan's suggestions (see `scheduleRefresh`). */
-  private readonly refreshing = new Map<string, { again: boolean; done: Promise<void> }>();
+  private readonly refreshing = new Map<
+    string,
+    { again: boolean; done: Promise<void>; watches: Set<EditWatch> }
+  >();
 
   constructor(private readonly opts: AlertServiceOptions) {
     this.matchers = compileMatchers(opts.config.file.environments);
@@ -836,7 +884,13 @@ export class AlertService implements AlertIntake {
     const claimed = input.destinations.filter((_, i) => group.slots[i]?.claimed === true);
     const others = group.slots.flatMap((s) => (s.claimed ? [] : [s.suggestion]));
     // Messages that show this alert once edited (a dismissed one no longer shows the plan's alerts).
-    const existing = others.flatMap((s) => (s.ref === undefined || s.dismissed === true ? [] : [s.ref]));
+    const listed: ListedMessage[] = input.destinations.flatMap((destination, i) => {
+      const s = group.slots[i];
+      return s?.claimed === false && s.suggestion.ref !== undefined && s.suggestion.dismissed !== true
+        ? [{ destination, ref: s.suggestion.ref }]
+        : [];
+    });
+    let existing = listed.map((l) => l.ref);
     let refs: MessageRef[] = [];
     let changed = false;
     let failure: unknown;
@@ -884,6 +938,27 @@ export class AlertService implements AlertIntake {
         }
       }
     }
+    if (listed.length > 0) {
+      // A message recorded in a place is not yet a place where the alert is shown: it may have been
+      // deleted, or be in a channel or workspace this bot no longer reaches (SLACK_BOT_TOKEN swapped
+      // for another workspace's with the channel named alike). Each edit of it would be refused, and
+      // the alert, answered `grouped`, shown nowhere. So the alert waits for an edit of each (shared
+      // with the other alerts joining meanwhile; one listing it follows) and posts afresh where the chat
+      // service refused it for good; a transient failure (5xx, rate limit) leaves the message as it is.
+      // Bounded: a sender waits for its answer (Alertmanager's webhook times out after 10 s, then
+      // sends again); an edit still under way then (Slack rate limiting it) goes on in the background,
+      // and a message it finds gone is posted again by the next alert that joins.
+      const gone = await within(this.clock, GROUPED_EDIT_WAIT_MS, this.editNow(planId, existing), NONE_GONE);
+      const lost = listed.filter((l) => gone.has(refKey(l.ref)));
+      if (lost.length > 0) {
+        existing = existing.filter((r) => !gone.has(refKey(r)));
+        const again = await this.repost(planId, input, alertId, group.version, lost);
+        refs = [...refs, ...again.refs];
+        existing = [...existing, ...again.shown];
+        failure ??= again.failure;
+        changed ||= again.changed;
+      }
+    }
     if (failure !== undefined) {
       this.log.warn(
         { err: failure, environment: input.environment },
@@ -918,8 +993,8 @@ export class AlertService implements AlertIntake {
       };
     }
     // Messages of the plan other than the ones just posted (here or in other places) list this alert
-    // too; so do those posted while another alert joined.
-    if (group.total > claimed.length || changed) this.scheduleRefresh(planId);
+    // too (the edit `editNow` waited for already does); so do those posted while another alert joined.
+    if ((listed.length === 0 && group.total > claimed.length) || changed) this.scheduleRefresh(planId);
     const { resolvedMeanwhile } = await dedupe.complete(incident, {
       state: IncidentState.posted,
       refs: [...refs, ...existing],
@@ -937,29 +1012,161 @@ export class AlertService implements AlertIntake {
   }
 
   /**
-   * Edits a plan's suggestion messages in the background, at most one run per plan at a time: a change
-   * while one runs makes it run once more, so a storm of alerts makes a few edits, not one per alert,
-   * and a webhook is answered without waiting for chat. (The sink's `refresh` itself edits again when
-   * the plan changes under an edit, which covers other replicas.)
+   * Posts the suggestion afresh in the places whose message the chat service refused for good (`lost`):
+   * such a message shows no alert. One caller posts per lost message, across replicas and this
+   * process's alerts alike (`claimPost` on that message, for the claim lease, on Redis's clock), and
+   * only while its slot still records it; the new message then replaces it in the slot. The others
+   * wait for this process's post, if it is one, and read the slot again: the alert is shown on the
+   * message there now, if any (else not here: another replica is still posting, and the sender is asked
+   * to try again). `refs`: the messages posted; `shown`: the messages others posted meanwhile;
+   * `changed`: those show an older list than the plan's (edit them again).
    */
-  private scheduleRefresh(planId: string): void {
+  private async repost(
+    planId: string,
+    input: SuggestionInput,
+    alertId: string,
+    version: number,
+    lost: readonly ListedMessage[],
+  ): Promise<{ refs: MessageRef[]; shown: MessageRef[]; failure?: unknown; changed: boolean }> {
+    const { flow, sink, dedupe } = this.opts;
+    const shown: MessageRef[] = [];
+    const mine: ListedMessage[] = [];
+    let changed = false;
+    const claimOf = (l: ListedMessage) => `${planId}|${refKey(l.ref)}`;
+    // What a slot records now: another message than the lost one shows the alert once edited. (A Flow
+    // that cannot say is taken to record the lost one still.)
+    const current = async (
+      l: ListedMessage,
+    ): Promise<Pick<PlanSuggestion, 'ref' | 'dismissed'> | undefined> => {
+      if (flow.get === undefined) return { ref: l.ref };
+      const record = await flow.get(planId);
+      return record?.suggestions?.find((s) => s.slot === suggestionSlot(l.destination));
+    };
+    for (const l of lost) {
+      const slot = suggestionSlot(l.destination);
+      this.log.warn(
+        { planId, slot, ref: l.ref },
+        'alerts: the chat service refused to edit the suggestion for good (deleted, or out of reach): posting it again',
+      );
+      const key = `${planId}|${slot}`;
+      const claimedHere = await dedupe.claimPost('repost', claimOf(l), slot, SUGGESTION_CLAIM_LEASE_MS);
+      if (!claimedHere) await this.posting.get(key);
+      const now = await current(l);
+      if (now?.ref !== undefined && now.dismissed !== true && refKey(now.ref) !== refKey(l.ref)) {
+        // Posted again by another alert (here or on another replica) meanwhile.
+        shown.push(now.ref);
+        changed = true;
+      } else if (claimedHere && now?.ref !== undefined && now.dismissed !== true) {
+        mine.push(l);
+      } else if (claimedHere) {
+        // No message to replace there now (dismissed meanwhile, or the record was made again).
+        await dedupe.releasePost('repost', claimOf(l), slot).catch(() => undefined);
+      }
+    }
+    if (mine.length === 0 || !flow.suggestionPosted) return { refs: [], shown, changed };
+    const destinations = mine.map((l) => l.destination);
+    const done = new Map<string, { promise: Promise<boolean>; resolve: (posted: boolean) => void }>();
+    for (const d of destinations) {
+      let resolve!: (posted: boolean) => void;
+      const promise = new Promise<boolean>((r) => {
+        resolve = r;
+      });
+      const key = `${planId}|${suggestionSlot(d)}`;
+      done.set(key, { promise, resolve });
+      this.posting.set(key, promise);
+    }
+    let refs: MessageRef[] = [];
+    let failure: unknown;
+    const recorded = new Set<string>();
+    try {
+      try {
+        refs = await sink.suggest({ ...input, alertId, destinations });
+      } catch (e) {
+        failure = e;
+      }
+      const posted = postedBySlot(destinations, refs);
+      for (const l of mine) {
+        const slot = suggestionSlot(l.destination);
+        const ref = posted.get(slot);
+        if (ref === undefined) continue;
+        recorded.add(slot);
+        await flow.attachMessage?.(planId, ref);
+        const now = await flow.suggestionPosted(planId, slot, alertId, ref);
+        if (now !== undefined && now !== version) changed = true;
+      }
+    } finally {
+      for (const l of mine) {
+        const slot = suggestionSlot(l.destination);
+        const key = `${planId}|${slot}`;
+        // Not posted: the next alert tries again.
+        if (!recorded.has(slot)) await dedupe.releasePost('repost', claimOf(l), slot).catch(() => undefined);
+        const entry = done.get(key);
+        entry?.resolve(recorded.has(slot));
+        if (this.posting.get(key) === entry?.promise) this.posting.delete(key);
+      }
+    }
+    return { refs, shown, changed, ...(failure === undefined ? {} : { failure }) };
+  }
+
+  /**
+   * Edits a plan's suggestion messages in the background, at most one run per plan at a time: a change
+   * while one runs makes it run once more, so a storm of alerts makes a few edits, not one per alert.
+   * (The sink's `refresh` itself edits again when the plan changes under an edit, which covers other
+   * replicas.) With `watch`, the caller hears how its messages' next edits went (see `editNow`).
+   */
+  private scheduleRefresh(planId: string, watch?: EditWatch): void {
     const running = this.refreshing.get(planId);
     if (running) {
       running.again = true;
+      if (watch) running.watches.add(watch);
       return;
     }
-    const entry = { again: true, done: Promise.resolve() };
+    const entry = {
+      again: true,
+      done: Promise.resolve(),
+      watches: new Set<EditWatch>(watch === undefined ? [] : [watch]),
+    };
+    // A watch learns how each of its messages' next edit went, and ends with the first run that started
+    // after it at the latest (a message that run did not edit is not the plan's any more, or not shown).
+    const edited = (ref: MessageRef, failure?: unknown) => {
+      const key = refKey(ref);
+      for (const w of entry.watches) {
+        if (!w.pending.delete(key)) continue;
+        if (isPermanentChatError(failure)) w.gone.add(key);
+        if (w.pending.size === 0) {
+          entry.watches.delete(w);
+          w.settle(w.gone);
+        }
+      }
+    };
     entry.done = (async () => {
       try {
         while (entry.again) {
           entry.again = false;
-          await this.refreshLogged(planId);
+          const covered = [...entry.watches];
+          await this.refreshLogged(planId, undefined, edited);
+          for (const w of covered) {
+            entry.watches.delete(w);
+            w.settle(w.gone);
+          }
         }
       } finally {
+        for (const w of entry.watches) w.settle(w.gone);
         this.refreshing.delete(planId);
       }
     })();
     this.refreshing.set(planId, entry);
+  }
+
+  /**
+   * Edits the plan's suggestion messages now, as `scheduleRefresh` does (one run per plan at a time, a
+   * storm's edits shared), and resolves once each of `refs` was edited after this call (or the run
+   * that started after it ended without editing it), with those the chat service refused for good.
+   */
+  private editNow(planId: string, refs: readonly MessageRef[]): Promise<ReadonlySet<string>> {
+    return new Promise((settle) => {
+      this.scheduleRefresh(planId, { pending: new Set(refs.map(refKey)), gone: new Set(), settle });
+    });
   }
 
   /**
@@ -979,7 +1186,7 @@ export class AlertService implements AlertIntake {
     if (close === undefined) return;
     const key = `replaced:${old.plan.id}:${old.createdAt}`;
     if (this.refreshing.has(key)) return;
-    const entry = { again: false, done: Promise.resolve() };
+    const entry = { again: false, done: Promise.resolve(), watches: new Set<EditWatch>() };
     entry.done = (async () => {
       // The new record does not list the old one's alerts: keep the old record, so an alert of it that
       // resolves later shows resolved on these closed messages (`resolve`). A confirmed plan's messages
@@ -1031,14 +1238,21 @@ export class AlertService implements AlertIntake {
    * changed, whose own thread suggestion of an older record, see `suggestionSlot`, is edited too).
    * Throws when an edit failed.
    */
-  private async refresh(planId: string, alertId?: string): Promise<void> {
-    await this.opts.sink.refresh?.(planId, alertId === undefined ? {} : { alertId });
+  private async refresh(planId: string, alertId?: string, edited?: RefreshOptions['edited']): Promise<void> {
+    await this.opts.sink.refresh?.(planId, {
+      ...(alertId === undefined ? {} : { alertId }),
+      ...(edited === undefined ? {} : { edited }),
+    });
   }
 
   /** `refresh`, with a failed edit logged (the next change of the list edits again). */
-  private async refreshLogged(planId: string, alertId?: string): Promise<boolean> {
+  private async refreshLogged(
+    planId: string,
+    alertId?: string,
+    edited?: RefreshOptions['edited'],
+  ): Promise<boolean> {
     try {
-      await this.refresh(planId, alertId);
+      await this.refresh(planId, alertId, edited);
       return true;
     } catch (e) {
       this.log.warn({ err: e, planId }, 'alerts: could not edit the suggestion');
@@ -1242,6 +1456,13 @@ const REPLACED_EDIT_ROUNDS = 10;
  * under other ids, see `withReplans`): each "Make a fresh plan" after the platform moved adds one.
  */
 const REPLAN_HOPS = 10;
+
+/**
+ * How long an alert joining a suggestion waits for the edit of its messages before it is answered
+ * `grouped` anyway (see `postGrouped`): well inside webhook senders' timeouts.
+ */
+const GROUPED_EDIT_WAIT_MS = 5_000;
+const NONE_GONE: ReadonlySet<string> = new Set();
 
 /**
  * One sink over several surfaces: each destination goes to its surface's sink, each ref back to the

@@ -408,8 +408,8 @@ describe('Slack: webhook alerts of several incidents that point at one rollback'
     expect(posts[0]?.args.channel).toBe(WATCHED);
     expect(posts[0]?.args.thread_ts).toBeUndefined();
     const ts = String(posts[0]?.response.ts);
-    // The message is edited (in the background: the webhooks did not wait for it) to list all three,
-    // the first one first.
+    // The message is edited to list all three, the first one first (each grouped webhook was answered
+    // once an edit of the message came back: the one listing both may come just after).
     await fake.waitForCall(
       'chat.update',
       (c) => c.args.ts === ts && titles.slice(0, 3).every((t) => slackText(c).includes(t)),
@@ -445,6 +445,40 @@ describe('Slack: webhook alerts of several incidents that point at one rollback'
       20_000,
     );
     expect((await app.platform.snapshot('production')).environment.currentDeploymentId).toBe('dep_3hd7xa');
+  });
+
+  it('a suggestion deleted in Slack: the next incident posts it again in the channel, answered suggested, not grouped onto a message nobody sees', async () => {
+    // The console shows the plan too: the Slack channel is a place of its own all the same.
+    const { fake, app } = await startSlackRig({ SLACK_ALERT_CHANNEL: WATCHED });
+    expect(await webhook(app, alert(0))).toEqual({ status: 202, outcome: 'suggested' });
+    fake.refuse('chat.update', 'message_not_found'); // someone deleted the suggestion
+    expect(await webhook(app, alert(1))).toEqual({ status: 202, outcome: 'suggested' });
+    const posts = suggestionsIn(fake).filter((c) => c.response.ok === true);
+    expect(posts.map((c) => c.args.channel)).toEqual([WATCHED, WATCHED]);
+    const again = latest(fake, String(posts[1]?.response.ts));
+    expect(again.text).toContain(titles[1]);
+    expect(again.text).toContain(titles[0]);
+    expect(again.buttons).toEqual(expect.arrayContaining([expect.stringMatching(/^Rollback/), 'Dismiss']));
+  });
+
+  it('an edit Slack failed for now (its 5xx) posts nothing more: grouped, and the one message lists it once Slack is back', async () => {
+    const { fake, front, app } = await startSlackRig(
+      { SLACK_ALERT_CHANNEL: WATCHED, SWITCHYARD_CONSOLE: 'off' },
+      { front: true, clock: skippingClock() },
+    );
+    if (!front) throw new Error('no front');
+    expect(await webhook(app, alert(0))).toEqual({ status: 202, outcome: 'suggested' });
+    const ts = String(suggestionsIn(fake)[0]?.response.ts);
+    front.fail('chat.update', Number.POSITIVE_INFINITY); // Slack answers 503 to every edit
+    expect(await webhook(app, alert(1))).toEqual({ status: 202, outcome: 'grouped' });
+    expect(front.faulted.length).toBeGreaterThan(0);
+    front.heal('chat.update');
+    expect(await webhook(app, alert(2))).toEqual({ status: 202, outcome: 'grouped' });
+    // Answered once an edit of the message came back; none was under way when it joined, so that
+    // edit lists it.
+    const view = latest(fake, ts);
+    for (const title of titles.slice(0, 3)) expect(view.text).toContain(title);
+    expect(suggestionsIn(fake)).toHaveLength(1);
   });
 
   it("a RESOLVED whose Slack edit failed (Slack's 5xx) answers 503, and the sender's retry edits the suggestion", async () => {
@@ -527,6 +561,97 @@ async function startDiscordRig(): Promise<DiscordRig> {
   closers.push(() => app.close());
   return { fake, app, log };
 }
+
+describe('Slack: the workspace changed under an open alert suggestion', () => {
+  /** One Switchyard on `fake`'s workspace, on a given data dir and namespace (a second one is a restart). */
+  async function startOn(fake: FakeSlack, dataDir: string, namespace: string): Promise<RunningSwitchyard> {
+    const env = parseEnv({
+      PORT: '0',
+      LOCAL_ROUTER_PORT: '0',
+      REDIS_URL: redisUrl(),
+      LOG_LEVEL: 'silent',
+      SWITCHYARD_CONSOLE: 'off',
+      SLACK_BOT_TOKEN: fake.token,
+      SLACK_SIGNING_SECRET: SECRET,
+      SLACK_API_URL: fake.apiUrl,
+      // By name, as the README allows: the slot `slack:#alerts` is the same place in both workspaces.
+      SLACK_ALERT_CHANNEL: '#alerts',
+    });
+    const file = fileConfigSchema.parse({ local: LOCAL });
+    return startSwitchyard(
+      { config: { env, file, platform: 'local' }, logger: silentLogger, dataDir, namespace },
+      [slackSurface],
+    );
+  }
+
+  it("after SLACK_BOT_TOKEN and SLACK_API_URL moved to another workspace, the next incident's suggestion is posted there, answered suggested", async () => {
+    const dataDir = mkdtempSync(join(tmpdir(), 'sy-chat-e2e-'));
+    closers.push(async () => rmSync(dataDir, { recursive: true, force: true }));
+    const namespace = uniqueName('sy');
+    const before = await new FakeSlack({
+      token: 'xoxb-old-workspace',
+      teamId: 'T0OLD',
+      channels: { C0OLDALERTS: 'alerts' },
+    }).start();
+    closers.push(() => before.close());
+    const after = await new FakeSlack({
+      token: 'xoxb-new-workspace',
+      teamId: 'T0NEW',
+      channels: { C0NEWALERTS: 'alerts' },
+    }).start();
+    closers.push(() => after.close());
+    const send = async (app: RunningSwitchyard, title: string, fingerprint: string) => {
+      const res = await fetch(`http://127.0.0.1:${app.port}/webhooks/alerts/generic`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({
+          title,
+          status: 'firing',
+          environment: 'production',
+          fingerprint,
+          startedAt: new Date(Date.now() - 60_000).toISOString(),
+        }),
+      });
+      const body = (await res.json()) as { alerts?: { outcome?: string }[] };
+      return { status: res.status, outcome: body.alerts?.[0]?.outcome };
+    };
+
+    const first = await startOn(before, dataDir, namespace);
+    let firstRunning = true;
+    closers.push(async () => {
+      if (firstRunning) await first.stop();
+    });
+    expect(await send(first, 'Checkout 5xx above 5%', 'inc-1')).toEqual({
+      status: 202,
+      outcome: 'suggested',
+    });
+    expect(suggestionsIn(before)).toHaveLength(1);
+    await first.stop();
+    firstRunning = false;
+
+    // Restarted on the other workspace, same Redis and state: another incident of the same bad deploy.
+    const second = await startOn(after, dataDir, namespace);
+    closers.push(() => second.stop());
+    expect(await send(second, 'Payment provider errors', 'inc-2')).toEqual({
+      status: 202,
+      outcome: 'suggested',
+    });
+    const posts = suggestionsIn(after).filter((c) => c.response.ok === true);
+    expect(posts).toHaveLength(1);
+    const ts = String(posts[0]?.response.ts);
+    const shown = () => {
+      const m = after.message('C0NEWALERTS', ts);
+      return `${m?.text}\n${JSON.stringify(m?.blocks ?? [])}`;
+    };
+    expect(shown()).toContain('Payment provider errors');
+    expect(shown()).toContain('Checkout 5xx above 5%');
+    // The next incident is listed on that message (answered once an edit of it came back: none was under
+    // way before, so that one lists it), and nothing more is posted.
+    expect(await send(second, 'Cart API down', 'inc-3')).toEqual({ status: 202, outcome: 'grouped' });
+    expect(suggestionsIn(after)).toHaveLength(1);
+    expect(shown()).toContain('Cart API down');
+  });
+});
 
 describe('Discord: alert messages in watched channels', () => {
   it('replies to another bot’s alert with one suggestion; confirming switches and ends in the final state', async () => {

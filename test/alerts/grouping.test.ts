@@ -6,12 +6,13 @@
  * holding a post or an edit (MemoryPoster hooks, `afterSinkGet`), never by sleeping.
  */
 import { afterEach, describe, expect, it } from 'vitest';
-import { ALERT_ACTOR } from '../../src/alerts/service.js';
+import { ALERT_ACTOR, AlertService, compositeSink } from '../../src/alerts/service.js';
 import { ChatService } from '../../src/chat.js';
+import { suggestionSink } from '../../src/chat-sinks.js';
 import { MAX_ALERTS_PER_PLAN } from '../../src/plan-store.js';
 import { type Progress, progressSchema } from '../../src/progress.js';
 import { progressView } from '../../src/views/model.js';
-import { buttonLabels, createHarness, type Harness, MINUTE, viewText } from './helpers.js';
+import { buttonLabels, createHarness, type Harness, type MemoryPoster, MINUTE, viewText } from './helpers.js';
 
 let h: Harness | undefined;
 afterEach(async () => {
@@ -158,24 +159,179 @@ describe('one suggestion per place for one rollback', () => {
     await hh.service.handle([hh.alert({ fingerprint: 'incident-0', title: 'Alert #0#' })]);
     let n = 0;
     let inside = false;
-    // Each edit lands only after one more alert of the storm was handled.
+    // Each edit lands only after one more alert of the storm joined the plan's list. (Not after it was
+    // answered: a grouped alert is answered once an edit of the message came back after it joined.)
+    const joinPlan = hh.plans.groupAlert.bind(hh.plans);
+    let onJoin: (() => void) | undefined;
+    hh.plans.groupAlert = async (...args) => {
+      const group = await joinPlan(...args);
+      onJoin?.();
+      return group;
+    };
+    const storm: Promise<unknown>[] = [];
     hh.slack.beforeUpdate = async () => {
       if (inside || n >= 6) return;
       inside = true;
       n += 1;
       try {
-        await hh.service.handle([hh.alert({ fingerprint: `storm-${n}`, title: `Alert #s${n}#` })]);
+        const joined = new Promise<void>((resolve) => {
+          onJoin = resolve;
+        });
+        storm.push(hh.service.handle([hh.alert({ fingerprint: `storm-${n}`, title: `Alert #s${n}#` })]));
+        await joined;
       } finally {
+        onJoin = undefined;
         inside = false;
       }
     };
     await hh.service.handle([hh.alert({ fingerprint: 'incident-1', title: 'Alert #1#' })]);
+    await Promise.all(storm);
     await hh.service.idle();
     hh.slack.beforeUpdate = undefined;
     const t = viewText(hh.slack.inChannel('C0ALERTS')[0]?.view);
     const titles = ['Alert #0#', 'Alert #1#', ...Array.from({ length: n }, (_, i) => `Alert #s${i + 1}#`)];
     expect(n).toBe(6);
     expect(titles.filter((x) => !t.includes(x))).toEqual([]);
+  });
+});
+
+/**
+ * Makes `poster` a chat service that refuses, for good, every edit of the messages in the returned set
+ * (deleted by someone, as Slack's `message_not_found`), and calls its other failures transient.
+ */
+function deletable(poster: MemoryPoster): Set<string> {
+  const deleted = new Set<string>();
+  poster.beforeUpdate = async (ref) => {
+    if (deleted.has(ref.messageId)) throw new Error(`message_not_found: ${ref.messageId}`);
+  };
+  Object.assign(poster, {
+    retryable: (e: unknown) => !(e instanceof Error && e.message.startsWith('message_not_found')),
+  });
+  return deleted;
+}
+
+describe('a suggestion message that is gone (deleted, or out of reach)', () => {
+  it('the next alert of the rollback posts the suggestion again in its place, answered suggested; later alerts are listed on the new message', async () => {
+    h = await createHarness({ file: slackOnly, memoryChat: ['slack'] });
+    const deleted = deletable(h.slack);
+    const [first] = await h.service.handle([h.alert()]);
+    expect(first?.outcome).toBe('suggested');
+    const [old] = h.slack.inChannel('C0ALERTS');
+    if (!old) throw new Error('no suggestion');
+    deleted.add(old.ref.messageId); // someone deleted it in Slack
+    const [second] = await h.service.handle([
+      h.alert({ fingerprint: 'incident-2', title: 'Checkout latency' }),
+    ]);
+    expect(second?.outcome).toBe('suggested');
+    const posted = h.slack.inChannel('C0ALERTS').filter((m) => m.ref.messageId !== old.ref.messageId);
+    expect(posted).toHaveLength(1);
+    const fresh = posted[0];
+    if (!fresh) throw new Error('not posted again');
+    expect(viewText(fresh.view)).toContain('Checkout latency');
+    expect(viewText(fresh.view)).toContain('Checkout 5xx above 5%');
+    // The slot records the new message: the next alert is listed on it, with no other post.
+    expect((await h.flow.get(first?.planId ?? ''))?.suggestions?.map((x) => x.ref)).toEqual([fresh.ref]);
+    const [third] = await h.service.handle([h.alert({ fingerprint: 'incident-3', title: 'Cart API down' })]);
+    expect(third?.outcome).toBe('grouped');
+    await h.service.idle();
+    expect(h.slack.inChannel('C0ALERTS')).toHaveLength(2);
+    expect(viewText(h.slack.messages.get(fresh.ref.messageId)?.view)).toContain('Cart API down');
+  });
+
+  it('an edit that failed for now (a 5xx) is no reason to post again: grouped, and the one message lists it later', async () => {
+    h = await createHarness({ file: slackOnly, memoryChat: ['slack'] });
+    deletable(h.slack);
+    await h.service.handle([h.alert()]);
+    const [msg] = h.slack.inChannel('C0ALERTS');
+    if (!msg) throw new Error('no suggestion');
+    let down = true;
+    h.slack.beforeUpdate = async () => {
+      if (down) throw new Error('slack API unavailable (503)');
+    };
+    const [second] = await h.service.handle([
+      h.alert({ fingerprint: 'incident-2', title: 'Checkout latency' }),
+    ]);
+    expect(second?.outcome).toBe('grouped');
+    await h.service.idle();
+    expect(h.slack.inChannel('C0ALERTS')).toHaveLength(1);
+    down = false;
+    const [third] = await h.service.handle([h.alert({ fingerprint: 'incident-3', title: 'Cart API down' })]);
+    expect(third?.outcome).toBe('grouped');
+    await h.service.idle();
+    expect(h.slack.inChannel('C0ALERTS')).toHaveLength(1);
+    const shown = viewText(h.slack.messages.get(msg.ref.messageId)?.view);
+    expect(['Checkout latency', 'Cart API down'].filter((t) => !shown.includes(t))).toEqual([]);
+  });
+
+  it('an edit that takes long (Slack rate limiting it) keeps the joining alert waiting 5 s at most: answered grouped, the edit goes on', async () => {
+    h = await createHarness({ file: slackOnly, memoryChat: ['slack'] });
+    const hh = h;
+    await hh.service.handle([hh.alert()]);
+    const [msg] = hh.slack.inChannel('C0ALERTS');
+    if (!msg) throw new Error('no suggestion');
+    const edit = gate();
+    hh.slack.beforeUpdate = async () => {
+      edit.arrive();
+      await edit.held;
+    };
+    let answered = false;
+    const joining = hh.service
+      .handle([hh.alert({ fingerprint: 'incident-2', title: 'Checkout latency' })])
+      .finally(() => {
+        answered = true;
+      });
+    await edit.reached;
+    await hh.clock.advance(4_999);
+    expect(answered).toBe(false);
+    await hh.clock.advance(1);
+    expect((await joining)[0]?.outcome).toBe('grouped');
+    edit.release();
+    await hh.service.idle();
+    expect(hh.slack.inChannel('C0ALERTS')).toHaveLength(1);
+    expect(viewText(hh.slack.messages.get(msg.ref.messageId)?.view)).toContain('Checkout latency');
+  });
+
+  it('two replicas whose alerts find the message gone at once post it again once; the other alert is asked to retry, then listed', async () => {
+    h = await createHarness({ file: slackOnly, memoryChat: ['slack'] });
+    const hh = h;
+    const deleted = deletable(hh.slack);
+    // A second replica: its own AlertService (and its own posts under way) on the same Redis and plans.
+    const replica = new AlertService({
+      platform: hh.platform,
+      flow: hh.flow,
+      sink: compositeSink({ slack: suggestionSink(hh.slack, hh.chat, hh.flow) }),
+      dedupe: hh.dedupe,
+      config: hh.config,
+      clock: hh.clock,
+      surfaces: ['slack'],
+    });
+    await hh.service.handle([hh.alert()]);
+    const [old] = hh.slack.inChannel('C0ALERTS');
+    if (!old) throw new Error('no suggestion');
+    deleted.add(old.ref.messageId);
+    // This replica's alert posts the suggestion again, held; meanwhile the other replica's alert finds
+    // the message gone too.
+    const post = gate();
+    hh.slack.beforePost = async () => {
+      post.arrive();
+      await post.held;
+    };
+    const second = hh.service.handle([hh.alert({ fingerprint: 'incident-2', title: 'Checkout latency' })]);
+    await post.reached;
+    hh.slack.beforePost = undefined;
+    const [third] = await replica.handle([hh.alert({ fingerprint: 'incident-3', title: 'Cart API down' })]);
+    expect({ outcome: third?.outcome, retry: third?.retry }).toEqual({ outcome: 'failed', retry: true });
+    expect(third?.detail).toContain('still being posted');
+    post.release();
+    expect((await second)[0]?.outcome).toBe('suggested');
+    // Its sender retries: listed on the new message.
+    const [retried] = await replica.handle([hh.alert({ fingerprint: 'incident-3', title: 'Cart API down' })]);
+    expect(retried?.outcome).toBe('grouped');
+    await replica.idle();
+    await hh.service.idle();
+    const now = hh.slack.inChannel('C0ALERTS').filter((m) => m.ref.messageId !== old.ref.messageId);
+    expect(now).toHaveLength(1);
+    expect(viewText(now[0]?.view)).toContain('Cart API down');
   });
 });
 
@@ -213,13 +369,15 @@ describe('Dismiss and grouping', () => {
       read.arrive();
       await read.held;
     };
-    await h.service.handle([h.alert({ fingerprint: 'incident-2', title: 'Checkout latency' })]);
-    await read.reached; // the background edit read the plan and waits
+    // Answered once an edit of its messages came back after it joined (or found them gone).
+    const second = h.service.handle([h.alert({ fingerprint: 'incident-2', title: 'Checkout latency' })]);
+    await read.reached; // the edit read the plan and waits
     const click = await h.chat.click(ana, `sy1:dismiss:${planId}`, slackMsg.ref);
     expect(click.outcome).toBe('dismissed');
     if (click.update) h.slack.apply(slackMsg.ref, click.update);
     h.afterSinkGet = undefined;
     read.release();
+    expect((await second)[0]?.outcome).toBe('grouped');
     await h.service.idle();
     const now = h.slack.inChannel('C0ALERTS')[0]?.view;
     expect({ dismissed: viewText(now).includes('Dismissed by Ana'), buttons: buttonLabels(now) }).toEqual({
@@ -241,13 +399,14 @@ describe('Dismiss and grouping', () => {
       read.arrive();
       await read.held;
     };
-    await h.service.handle([h.alert({ fingerprint: 'incident-2', title: 'Checkout latency' })]);
+    const second = h.service.handle([h.alert({ fingerprint: 'incident-2', title: 'Checkout latency' })]);
     await read.reached;
     const click = await h.chat.click(ana, `sy1:dismiss:${planId}`, slackMsg.ref);
     expect(click.outcome).toBe('cancelled');
     if (click.update) h.slack.apply(slackMsg.ref, click.update);
     h.afterSinkGet = undefined;
     read.release();
+    expect((await second)[0]?.outcome).toBe('grouped');
     await h.service.idle();
     expect((await h.flow.get(planId))?.state).toBe('cancelled');
     expect(buttonLabels(h.slack.inChannel('C0ALERTS')[0]?.view)).toEqual([]);
@@ -865,7 +1024,7 @@ describe('second review: faults, the switch, clicks, storms', () => {
       read.arrive();
       await read.held;
     };
-    await hh.service.handle([hh.alert({ fingerprint: 'incident-2', title: 'Checkout latency' })]);
+    const second = hh.service.handle([hh.alert({ fingerprint: 'incident-2', title: 'Checkout latency' })]);
     await read.reached;
     // Meanwhile Ana confirmed, and the switch (a worker elsewhere) ran and showed its final state.
     await hh.plans.transition(planId, ['pending'], 'enqueued', { jobId: 'sw_1' });
@@ -873,6 +1032,7 @@ describe('second review: faults, the switch, clicks, storms', () => {
     hh.slack.apply(msg.ref, progressView(final));
     hh.afterSinkGet = undefined;
     read.release();
+    expect((await second)[0]?.outcome).toBe('grouped');
     await hh.service.idle();
     expect(viewText(hh.slack.inChannel('C0ALERTS')[0]?.view)).toBe(viewText(progressView(final)));
   });
@@ -1103,13 +1263,22 @@ describe('alerts read from a watched channel: one suggestion per rollback and ch
   it('a storm of 50 alert messages posts one suggestion, in the first one’s thread, listing them all, with a few edits', async () => {
     h = await createHarness({ file: slackOnly, memoryChat: ['slack'] });
     const hh = h;
-    // Edits are held until every alert was handled, as a chat API that takes its time would do: the
-    // alerts that join meanwhile are shown by the next edit, not one edit each.
+    // Edits are held until every alert joined the plan's list, as a chat API that takes its time would
+    // do: the alerts that join meanwhile are shown by the next edit, not one edit each (and each is
+    // answered once an edit of the message came back after it joined).
     const edit = gate();
     let updates = 0;
     hh.slack.beforeUpdate = async () => {
       updates += 1;
       await edit.held;
+    };
+    const joinPlan = hh.plans.groupAlert.bind(hh.plans);
+    const joined = new Set<string>();
+    hh.plans.groupAlert = async (...args) => {
+      const group = await joinPlan(...args);
+      joined.add(args[1]);
+      if (joined.size === 50) edit.release();
+      return group;
     };
     const results = await Promise.all(
       Array.from({ length: 50 }, (_, i) =>
@@ -1119,7 +1288,6 @@ describe('alerts read from a watched channel: one suggestion per rollback and ch
         ),
       ),
     );
-    edit.release();
     await hh.service.idle();
     const outcomes = results.map(([r]) => r?.outcome);
     const first = outcomes.indexOf('suggested');
