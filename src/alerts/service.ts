@@ -189,9 +189,15 @@ export interface AlertFlow {
    * The plan's record as it is now (an open plan past its time reads as expired), with its suggestion
    * slots.
    */
-  get?(
-    planId: string,
-  ): Promise<{ readonly state: string; readonly suggestions?: readonly PlanSuggestion[] } | undefined>;
+  get?(planId: string): Promise<
+    | {
+        readonly state: string;
+        readonly suggestions?: readonly PlanSuggestion[];
+        /** The fresh plans made from it under other ids (see `replannedAs`). */
+        readonly replannedAs?: readonly string[];
+      }
+    | undefined
+  >;
   /**
    * The fresh plans made from this closed one under other plan ids ("Make a fresh plan" after the
    * platform moved), which took its alerts over, oldest first: its incidents follow them.
@@ -566,7 +572,15 @@ export class AlertService implements AlertIntake {
     if (!claim.claimed) {
       const suggested = claim.record?.planId;
       let planIds = suggested === undefined ? [] : [suggested];
-      if (suggested !== undefined && claim.record?.alertId !== undefined) {
+      // One read of the plan serves both the pointers and the answer's detail (a repeat is frequent:
+      // Alertmanager's repeat_interval, Sentry's per-event webhooks); a failed read is only a detail.
+      const read =
+        suggested === undefined ? undefined : await this.opts.flow.get?.(suggested).catch(() => undefined);
+      if (
+        suggested !== undefined &&
+        claim.record?.alertId !== undefined &&
+        (read?.replannedAs?.length ?? 0) > 0
+      ) {
         // The incident follows the fresh plans made from its plan under other ids: the newest is the
         // suggestion it has now. (Only a detail: a failed read leaves it at the plan it was suggested
         // under.)
@@ -591,7 +605,7 @@ export class AlertService implements AlertIntake {
         environment,
         outcome: AlertOutcome.deduplicated,
         detail: planId
-          ? await this.duplicateDetail(planId, environment)
+          ? await this.duplicateDetail(planId, environment, planId === suggested ? read : undefined)
           : 'This incident was already handled.',
         ...(planId === undefined ? {} : { planId }),
       });
@@ -609,9 +623,13 @@ export class AlertService implements AlertIntake {
    * offers nothing any more, and the incident is not suggested again while it keeps firing: say so,
    * and how to get the rollback back, rather than point at it as if it were waiting.
    */
-  private async duplicateDetail(planId: string, environment: string): Promise<string> {
+  private async duplicateDetail(
+    planId: string,
+    environment: string,
+    read?: { readonly state: string },
+  ): Promise<string> {
     // The answer is only a detail: a failed read leaves it as it was, never fails the alert.
-    const record = await this.opts.flow.get?.(planId).catch(() => undefined);
+    const record = read ?? (await this.opts.flow.get?.(planId).catch(() => undefined));
     return record?.state === 'expired'
       ? `This incident already has a suggestion (${planId}), but its plan expired unused (nothing was switched): a fresh plan can be asked for with "Make a fresh plan" on its message or /rollback ${environment}.`
       : `This incident already has a suggestion (${planId}).`;

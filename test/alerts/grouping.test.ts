@@ -975,6 +975,20 @@ describe('resolutions', () => {
 });
 
 describe('second review: faults, the switch, clicks, storms', () => {
+  it('a deduplicated repeat (a sender re-sending a firing alert) reads the plan record once, pointers of fresh plans included', async () => {
+    h = await createHarness();
+    expect((await h.service.handle([h.alert()]))[0]?.outcome).toBe('suggested');
+    let reads = 0;
+    const get = h.plans.get.bind(h.plans);
+    h.plans.get = (async (...args: Parameters<typeof get>) => {
+      reads += 1;
+      return get(...args);
+    }) as typeof h.plans.get;
+    for (let i = 0; i < 20; i++) {
+      expect((await h.service.handle([h.alert()]))[0]?.outcome).toBe('deduplicated');
+    }
+    expect(reads).toBe(20);
+  });
   it('a Redis fault while recording the posted message neither hangs later alerts nor leaves the place claimed', async () => {
     h = await createHarness({ file: slackOnly, memoryChat: ['slack'] });
     const hh = h;
