@@ -1,0 +1,459 @@
+/**
+ * Edge tests (found by mutation testing) of jobs/switch-processor.ts: behaviour no other test pinned down. Real Redis,
+ * a fresh queue per test, the real LocalPlatform on a ManualClock (test/jobs/fixtures).
+ */
+import { afterEach, describe, expect, it, vi } from 'vitest';
+import type { SwitchWorker } from '../../jobs/switch-worker.js';
+import { PlatformHttpError, SwitchyardError } from '../../src/errors.js';
+import type { DeployPlatform, OperationRef, SwitchRequest } from '../../src/platform/port.js';
+import { EnvironmentLock, jobIdForPlan } from '../../src/queue.js';
+import { Cleanup, jobData, planFor } from '../jobs/fixtures/harness.js';
+import { seedIds } from '../jobs/fixtures/seed.js';
+import { type JobsEnv, REACTIVATION_MS, setupJobs } from '../jobs/fixtures/setup.js';
+
+const cleanup = new Cleanup();
+afterEach(async () => {
+  vi.restoreAllMocks();
+  await cleanup.run();
+});
+
+/** Short locks so that a lost one is noticed (a renewal every 200 ms). */
+const FAST_LOCKS = { lockDurationMs: 600, stalledIntervalMs: 150 } as const;
+
+function deferred<T = void>(): { promise: Promise<T>; resolve: (v: T) => void } {
+  let resolve!: (v: T) => void;
+  const promise = new Promise<T>((r) => {
+    resolve = r;
+  });
+  return { promise, resolve };
+}
+
+/** Resolves once a renewal of an environment lock finds its attempt's job lock gone. */
+function jobLockLossNoticed(): Promise<void> {
+  const noticed = deferred();
+  const renew = EnvironmentLock.prototype.renew;
+  vi.spyOn(EnvironmentLock.prototype, 'renew').mockImplementation(function (this: EnvironmentLock, ...args) {
+    return renew.apply(this, args).then((res) => {
+      if (!res.jobLockHeld) noticed.resolve();
+      return res;
+    });
+  });
+  return noticed.promise;
+}
+
+/** Resolves with `value` after `ms`: only a guard that turns a hang into a failure, never a wait. */
+function timeoutGuard<T>(ms: number, value: T): Promise<T> {
+  return new Promise((resolve) => setTimeout(() => resolve(value), ms).unref());
+}
+
+/** `env.platform`, whose next `failures` operation reads answer 503. */
+function failingOperationReads(env: JobsEnv, failures: number): DeployPlatform {
+  let left = failures;
+  return Object.assign(Object.create(env.platform) as DeployPlatform, {
+    operation: async (ref: OperationRef) => {
+      if (left > 0) {
+        left--;
+        throw new PlatformHttpError(
+          503,
+          'GET',
+          `http://platform.test/operations/${ref.id}`,
+          undefined,
+          'unavailable',
+        );
+      }
+      return env.platform.operation(ref);
+    },
+  });
+}
+
+/** Resolves once `worker` took job `jobId` `count` times (each run looks at its environment). */
+function runsOf(worker: SwitchWorker, jobId: string, count: number): Promise<void> {
+  let seen = 0;
+  return new Promise<void>((resolve) => {
+    worker.worker.on('active', (job) => {
+      if (job.id === jobId && ++seen >= count) resolve();
+    });
+  });
+}
+
+describe('switch processor (mutation review)', () => {
+  it('keeps what an earlier attempt found of the target (running, not standby) in a resumed attempt', async () => {
+    const env = await setupJobs(cleanup);
+    // The first attempt's first read of its operation fails: the second attempt resumes it.
+    await env.startWorker({ platform: failingOperationReads(env, 1) });
+    const plan = await planFor(env.local, 'env0', 'rollback', env.clock.now());
+    expect(plan.targetStandby).toBe(false);
+    const { jobId } = await env.queue.enqueue(jobData(plan, env.clock.now()));
+
+    const final = await env.queue.waitForEnd(jobId);
+
+    expect(final?.outcome).toBe('succeeded');
+    expect(final?.attempt).toBe(2);
+    // Views leave the reactivation step out only when the job says the target was running.
+    expect(final?.targetStandby).toBe(false);
+    expect(env.platform.switchCalls).toBe(1);
+  });
+
+  it('says a switch an earlier attempt finished is done, not that it resumes following it', async () => {
+    const env = await setupJobs(cleanup);
+    // The first attempt cannot read its operation; by the second, the platform finished it.
+    await env.startWorker({ platform: failingOperationReads(env, 1) });
+    const plan = await planFor(env.local, 'env0', 'rollback', env.clock.now());
+    const { jobId } = await env.queue.enqueue(jobData(plan, env.clock.now()));
+
+    const final = await env.queue.waitForEnd(jobId);
+
+    expect(final).toMatchObject({ outcome: 'succeeded', attempt: 2 });
+    expect(final?.steps.find((s) => s.step === 'validating')?.detail).toBe(
+      `${plan.target.id} already serves env0: not switching again.`,
+    );
+    expect(final?.steps.find((s) => s.step === 'switching')?.state).toBe('skipped');
+  });
+
+  it('tells a job waiting for its environment once, not again at every look at the environment', async () => {
+    const env = await setupJobs(cleanup);
+    const worker = await env.startWorker({ lockRetryMs: 20 });
+    const now = env.clock.now();
+    const slow = await planFor(env.local, 'env0', 'rollback', now, seedIds(0).standby);
+    const competing = await planFor(env.local, 'env0', 'rollback', now);
+    const j1 = await env.queue.enqueue(jobData(slow, now));
+    await env.reporter.waitFor((p) => p.jobId === j1.jobId && p.operationId !== undefined);
+    const j2Id = jobIdForPlan(competing.id);
+    const looked = runsOf(worker, j2Id, 4);
+    const j2 = await env.queue.enqueue(jobData(competing, now));
+    expect(j2.jobId).toBe(j2Id);
+    await looked;
+
+    const waiting = env.reporter
+      .of(j2.jobId)
+      .filter((p) => p.steps[0]?.detail?.startsWith('Waiting') === true);
+    expect(waiting).toHaveLength(1);
+    await env.clock.advance(REACTIVATION_MS);
+    expect((await env.queue.waitForEnd(j1.jobId))?.outcome).toBe('succeeded');
+  });
+
+  it('ends a switch whose job alone was deleted (its run record kept, no later run): the attempt tells the end', async () => {
+    const env = await setupJobs(cleanup);
+    const lossNoticed = jobLockLossNoticed();
+    const gate = deferred();
+    const entered = deferred();
+    await env.startWorker({
+      ...FAST_LOCKS,
+      platform: {
+        ...env.platform,
+        rollback: async (r: SwitchRequest): Promise<OperationRef> => {
+          entered.resolve();
+          await gate.promise;
+          return env.platform.rollback(r);
+        },
+      },
+    });
+    const plan = await planFor(env.local, 'env0', 'rollback', env.clock.now());
+    const { jobId } = await env.queue.enqueue(jobData(plan, env.clock.now()));
+    await entered.promise;
+
+    // DEL of the job's hash and lock only (an operator's DEL, an eviction): its run record stays.
+    const jobKey = env.queue.queue.toKey(jobId);
+    await env.redis.del(jobKey, `${jobKey}:lock`);
+    await lossNoticed;
+    gate.resolve();
+
+    const final = await Promise.race([
+      env.reporter.waitFor((p) => p.jobId === jobId && p.outcome !== undefined),
+      timeoutGuard(10_000, undefined),
+    ]);
+    if (final === undefined) throw new Error('the switch of a deleted job never told its end');
+    expect(final).toMatchObject({ outcome: 'failed', code: 'job_lost' });
+    expect(env.platform.switchCalls).toBe(1);
+  });
+
+  it("forgets an earlier attempt's failed operation before asking again: a later attempt knows this job asked", async () => {
+    const env = await setupJobs(cleanup);
+    const failedRef: OperationRef = {
+      id: 'op_failed',
+      action: 'rollback',
+      environment: 'env0',
+      targetId: seedIds(0).previous,
+      startedAt: env.clock.now(),
+    };
+    let calls = 0;
+    const platform: DeployPlatform = Object.assign(Object.create(env.platform) as DeployPlatform, {
+      rollback: async (r: SwitchRequest): Promise<OperationRef> => {
+        calls++;
+        // 1st: the platform starts an operation that then fails, switching nothing (retried).
+        if (calls === 1) return failedRef;
+        // 2nd: the switch is made, but the answer is lost (a 503 after the fact).
+        const ref = await env.platform.rollback(r);
+        for (;;) {
+          const status = await env.local.operation(ref);
+          if (status.state === 'succeeded') break;
+          await new Promise<void>((resolve) => setImmediate(resolve));
+        }
+        throw new PlatformHttpError(503, 'POST', 'http://platform.test/rollback', undefined, 'unavailable');
+      },
+      operation: async (ref: OperationRef) =>
+        ref.id === failedRef.id
+          ? {
+              id: ref.id,
+              state: 'failed' as const,
+              updatedAt: env.clock.now(),
+              error: { code: 'interrupted', message: 'restarted before it switched', retryable: true },
+            }
+          : env.platform.operation(ref),
+    });
+    await env.startWorker({ platform });
+    const plan = await planFor(env.local, 'env0', 'rollback', env.clock.now());
+    const { jobId } = await env.queue.enqueue(jobData(plan, env.clock.now()));
+
+    const final = await env.queue.waitForEnd(jobId);
+
+    // The third attempt knows the second asked the platform: the switch found is this job's own.
+    expect(final).toMatchObject({ outcome: 'succeeded', attempt: 3 });
+    expect(calls).toBe(2);
+  });
+
+  it('never says a switch the platform definitely failed may still complete', async () => {
+    const env = await setupJobs(cleanup);
+    const ref: OperationRef = {
+      id: 'op_refused',
+      action: 'rollback',
+      environment: 'env0',
+      targetId: seedIds(0).previous,
+      startedAt: env.clock.now(),
+    };
+    const platform: DeployPlatform = Object.assign(Object.create(env.platform) as DeployPlatform, {
+      rollback: async (): Promise<OperationRef> => ref,
+      operation: async (r: OperationRef) =>
+        r.id === ref.id
+          ? {
+              id: r.id,
+              state: 'failed' as const,
+              updatedAt: env.clock.now(),
+              error: { code: 'image_missing', message: 'The image of the target is gone', retryable: false },
+            }
+          : env.platform.operation(r),
+    });
+    await env.startWorker({ platform });
+    const plan = await planFor(env.local, 'env0', 'rollback', env.clock.now());
+    const { jobId } = await env.queue.enqueue(jobData(plan, env.clock.now()));
+
+    const final = await env.queue.waitForEnd(jobId);
+
+    expect(final).toMatchObject({ outcome: 'failed', code: 'platform_operation_failed', attempt: 1 });
+    expect(final?.message).toBe(
+      `The platform could not rollback env0 to ${plan.target.id}: The image of the target is gone (image_missing). env0 is serving ${seedIds(0).current}.`,
+    );
+  });
+
+  it('ends a plan overtaken after an earlier attempt asked the platform with that sentence only, not "Nothing was done"', async () => {
+    const env = await setupJobs(cleanup);
+    let calls = 0;
+    const platform: DeployPlatform = Object.assign(Object.create(env.platform) as DeployPlatform, {
+      rollback: async (r: SwitchRequest): Promise<OperationRef> => {
+        calls++;
+        if (calls > 1) return env.platform.rollback(r);
+        // The answer to the first request is lost, and meanwhile a push goes live on env0.
+        await env.local.push({ environment: 'env0' });
+        await env.clock.advance(3_000);
+        await env.local.settle();
+        throw new PlatformHttpError(503, 'POST', 'http://platform.test/rollback', undefined, 'unavailable');
+      },
+    });
+    await env.startWorker({ platform });
+    const plan = await planFor(env.local, 'env0', 'rollback', env.clock.now());
+    const { jobId } = await env.queue.enqueue(jobData(plan, env.clock.now()));
+
+    const final = await env.queue.waitForEnd(jobId);
+
+    expect(final).toMatchObject({ outcome: 'stale', attempt: 2 });
+    expect(final?.message).toContain('This job does nothing more.');
+    expect(final?.message).not.toContain('Nothing was done.');
+    expect(calls).toBe(1);
+  });
+
+  it('after a 408 on its switch request (it may have switched), the next attempt takes the switch found as its own', async () => {
+    const env = await setupJobs(cleanup);
+    let calls = 0;
+    const platform: DeployPlatform = Object.assign(Object.create(env.platform) as DeployPlatform, {
+      rollback: async (r: SwitchRequest): Promise<OperationRef> => {
+        calls++;
+        const ref = await env.platform.rollback(r);
+        if (calls > 1) return ref;
+        // The platform switched, but its answer timed out on the way back.
+        for (;;) {
+          const status = await env.local.operation(ref);
+          if (status.state === 'succeeded') break;
+          await new Promise<void>((resolve) => setImmediate(resolve));
+        }
+        throw new PlatformHttpError(
+          408,
+          'POST',
+          'http://platform.test/rollback',
+          undefined,
+          'request timeout',
+        );
+      },
+    });
+    await env.startWorker({ platform });
+    const plan = await planFor(env.local, 'env0', 'rollback', env.clock.now());
+    const { jobId } = await env.queue.enqueue(jobData(plan, env.clock.now()));
+
+    const final = await env.queue.waitForEnd(jobId);
+
+    expect(final).toMatchObject({ outcome: 'succeeded', attempt: 2 });
+    expect(final?.steps.find((s) => s.step === 'switching')?.state).toBe('skipped');
+    expect(calls).toBe(1);
+  });
+
+  it.each([
+    [
+      'a bug reading it (internal)',
+      () => new SwitchyardError('internal', 'Cannot read properties of undefined'),
+    ],
+    [
+      'a 2xx answer that does not parse',
+      () =>
+        new PlatformHttpError(
+          200,
+          'GET',
+          'http://platform.test/operations/x',
+          'invalid_response',
+          'not JSON',
+        ),
+    ],
+  ])(
+    "keeps an earlier attempt's operation when reading it fails with %s: never starts a second switch",
+    async (_, fault) => {
+      const env = await setupJobs(cleanup);
+      let reads = 0;
+      const platform: DeployPlatform = Object.assign(Object.create(env.platform) as DeployPlatform, {
+        operation: async (ref: OperationRef) => {
+          reads++;
+          // The first attempt's first read: a 503 (retried); the second attempt's read: the fault.
+          if (reads === 1)
+            throw new PlatformHttpError(
+              503,
+              'GET',
+              `http://platform.test/operations/${ref.id}`,
+              undefined,
+              'unavailable',
+            );
+          if (reads === 2) throw fault();
+          return env.platform.operation(ref);
+        },
+      });
+      await env.startWorker({ platform });
+      const plan = await planFor(env.local, 'env0', 'rollback', env.clock.now(), seedIds(0).standby);
+      const { jobId } = await env.queue.enqueue(jobData(plan, env.clock.now()));
+      const ended = env.queue.waitForEnd(jobId);
+
+      // The third attempt follows the operation the first one started (its reactivation).
+      const resumed = await Promise.race([
+        env.reporter.waitFor(
+          (p) => p.jobId === jobId && p.attempt === 3 && p.steps[1]?.detail?.includes('Resuming') === true,
+        ),
+        ended,
+      ]);
+      expect(resumed?.outcome).toBeUndefined();
+      expect(env.platform.switchCalls).toBe(1);
+      await env.clock.advance(REACTIVATION_MS);
+      expect((await ended)?.outcome).toBe('succeeded');
+      expect(env.platform.switchCalls).toBe(1);
+    },
+  );
+
+  it('does not retry a switch the platform stopped waiting for (it may still complete), even when marked retryable', async () => {
+    const env = await setupJobs(cleanup);
+    const ref: OperationRef = {
+      id: 'op_unfinished',
+      action: 'rollback',
+      environment: 'env0',
+      targetId: seedIds(0).previous,
+      startedAt: env.clock.now(),
+    };
+    const platform: DeployPlatform = Object.assign(Object.create(env.platform) as DeployPlatform, {
+      rollback: async (): Promise<OperationRef> => ref,
+      operation: async (r: OperationRef) =>
+        r.id === ref.id
+          ? {
+              id: r.id,
+              state: 'failed' as const,
+              updatedAt: env.clock.now(),
+              error: {
+                code: 'operation_timeout',
+                message: 'Stopped waiting for the rollback',
+                retryable: true,
+                mayStillComplete: true,
+              },
+            }
+          : env.platform.operation(r),
+    });
+    await env.startWorker({ platform });
+    const plan = await planFor(env.local, 'env0', 'rollback', env.clock.now());
+    const { jobId } = await env.queue.enqueue(jobData(plan, env.clock.now()));
+
+    const final = await env.queue.waitForEnd(jobId);
+
+    expect(final).toMatchObject({ outcome: 'failed', code: 'platform_operation_failed', attempt: 1 });
+    expect(final?.message).toContain('may still complete');
+  });
+
+  it('adds where the platform says traffic is to a verified success when its state still shows another deployment', async () => {
+    const env = await setupJobs(cleanup);
+    const ids = seedIds(0);
+    // The platform's environment state lags behind its routing: it still names the source as current.
+    const platform: DeployPlatform = Object.assign(Object.create(env.platform) as DeployPlatform, {
+      snapshot: async (environment: string) => {
+        const snap = await env.platform.snapshot(environment);
+        return {
+          ...snap,
+          environment: { ...snap.environment, currentDeploymentId: ids.current, rolledBack: false },
+        };
+      },
+    });
+    await env.startWorker({ platform });
+    const plan = await planFor(env.local, 'env0', 'rollback', env.clock.now());
+    const { jobId } = await env.queue.enqueue(jobData(plan, env.clock.now()));
+
+    const final = await env.queue.waitForEnd(jobId);
+
+    expect(final?.outcome).toBe('succeeded');
+    expect(final?.message).toMatch(
+      new RegExp(
+        `Automatic deploys are paused until a deployment is promoted\\. env0 is serving ${ids.current}\\.$`,
+      ),
+    );
+  });
+
+  it('renews its environment lock well within the lock duration while a switch runs: every renewal finds it held', async () => {
+    const env = await setupJobs(cleanup);
+    const renewals: { held: boolean; jobLockHeld: boolean }[] = [];
+    const three = deferred();
+    const renew = EnvironmentLock.prototype.renew;
+    vi.spyOn(EnvironmentLock.prototype, 'renew').mockImplementation(function (
+      this: EnvironmentLock,
+      ...args
+    ) {
+      return renew.apply(this, args).then((res) => {
+        renewals.push({ held: res.held, jobLockHeld: res.jobLockHeld });
+        if (renewals.length === 3) three.resolve();
+        return res;
+      });
+    });
+    await env.startWorker(FAST_LOCKS);
+    // A standby target: the switch waits in reactivation until the test moves the platform's clock.
+    const plan = await planFor(env.local, 'env0', 'rollback', env.clock.now(), seedIds(0).standby);
+    const { jobId } = await env.queue.enqueue(jobData(plan, env.clock.now()));
+    await env.reporter.waitFor((p) => p.jobId === jobId && p.operationId !== undefined);
+
+    await three.promise;
+
+    expect(renewals.slice(0, 3)).toEqual([
+      { held: true, jobLockHeld: true },
+      { held: true, jobLockHeld: true },
+      { held: true, jobLockHeld: true },
+    ]);
+    await env.clock.advance(REACTIVATION_MS);
+    expect((await env.queue.waitForEnd(jobId))?.outcome).toBe('succeeded');
+  });
+});

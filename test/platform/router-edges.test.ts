@@ -1,0 +1,81 @@
+/**
+ * Edge tests (found by mutation testing) of src/platform/local/router.ts (in-flight draining): behaviour no other test
+ * pinned down. Real sockets on 127.0.0.1, synchronised by upstream events.
+ */
+import { once } from 'node:events';
+import { request } from 'node:http';
+import { afterEach, describe, expect, it } from 'vitest';
+import { type DeploymentInfo, probe, TrafficRouter } from '../../src/platform/local/router.js';
+
+const A: DeploymentInfo = {
+  id: 'dpl_a',
+  environment: 'production',
+  branch: 'main',
+  commit: { sha: 'aaaa111', message: 'first', author: 'ana' },
+};
+const HOST = 'app.example.com';
+
+const routers: TrafficRouter[] = [];
+afterEach(async () => {
+  await Promise.all(routers.splice(0).map((r) => r.close()));
+});
+
+/** A GET through the router; resolves with its status once the whole answer arrived. */
+function get(port: number, host: string): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const req = request({ host: '127.0.0.1', port, path: '/', headers: { host }, agent: false }, (res) => {
+      res.resume();
+      res.on('end', () => resolve(res.statusCode ?? 0));
+    });
+    req.on('error', reject);
+    req.end();
+  });
+}
+
+describe('traffic router draining (mutation review)', () => {
+  it('sends no new request, not even a verification probe, to a deployment that is draining', async () => {
+    const router = new TrafficRouter({ port: 0 });
+    routers.push(router);
+    await router.startUpstream(A);
+    router.applyRoutes(new Map([[HOST, A.id]]));
+    const port = await router.listen();
+    const upA = router.upstream(A.id);
+    if (upA === undefined) throw new Error('upstream A not running');
+    const release = upA.hold();
+    const arrived = once(upA, 'request');
+    const slow = get(port, HOST);
+    await arrived;
+
+    // A is taken out of service while a request is still in flight on it (the domain not moved yet).
+    const stopping = router.stopUpstream(A.id);
+    const answer = await probe(port, HOST, { timeoutMs: 5_000 });
+
+    expect(answer.status).toBe(503);
+    release();
+    expect(await slow).toBe(200);
+    await stopping;
+  });
+
+  it('starts a deployment again when asked while it still drains: it runs once the drain is over', async () => {
+    const router = new TrafficRouter({ port: 0 });
+    routers.push(router);
+    await router.startUpstream(A);
+    router.applyRoutes(new Map([[HOST, A.id]]));
+    const port = await router.listen();
+    const upA = router.upstream(A.id);
+    if (upA === undefined) throw new Error('upstream A not running');
+    const release = upA.hold();
+    const arrived = once(upA, 'request');
+    const slow = get(port, HOST);
+    await arrived;
+    const stopping = router.stopUpstream(A.id);
+
+    // Reactivated (a rollback back to it) before its drain ended.
+    const started = router.startUpstream(A);
+    release();
+    await Promise.all([slow, stopping, started]);
+
+    expect(router.runningUpstreams()).toEqual([A.id]);
+    expect(await get(port, HOST)).toBe(200);
+  });
+});
