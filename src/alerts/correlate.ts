@@ -47,6 +47,15 @@ export function describeGap(ms: number): string {
   return rest === 0 ? `${hours} hours` : `${hours} hours ${rest} minute${rest === 1 ? '' : 's'}`;
 }
 
+/**
+ * A gap past the correlation window, in words that say it is past it: whole minutes are floored, so
+ * 60 min 30 s would read "60 minutes" next to "outside the 60 minutes correlation window".
+ */
+function pastWindow(gap: number, windowMs: number): string {
+  const words = describeGap(gap);
+  return words === describeGap(windowMs) ? `more than ${words}` : words;
+}
+
 /** The live-history entry that started most recently at or before `at`, if any. */
 export function liveAt(snapshot: EnvironmentSnapshot, at: number): LiveEntry | undefined {
   let best: LiveEntry | undefined;
@@ -107,7 +116,7 @@ export function correlate(
       culprit,
       wentLiveAt: entry.since,
       minutesBefore,
-      sentence: `${when}, outside the ${describeGap(windowMs)} correlation window; no rollback suggested.`,
+      sentence: `${culprit.id} went live ${pastWindow(gap, windowMs)} before this alert started, outside the ${describeGap(windowMs)} correlation window; no rollback suggested.`,
     };
   }
   const target = defaultRollbackTarget(snapshot);
@@ -189,7 +198,7 @@ function correlateDerived(
       culprit,
       wentLiveAt: live.notAfter,
       minutesBefore: Math.floor(gap / 60_000),
-      sentence: `${when}, outside the ${describeGap(windowMs)} correlation window; no rollback suggested.`,
+      sentence: `${culprit.id} went live ${exact ? '' : 'at least '}${pastWindow(gap, windowMs)} before this alert started, outside the ${describeGap(windowMs)} correlation window; no rollback suggested.`,
     };
   }
   if (longest > windowMs) {

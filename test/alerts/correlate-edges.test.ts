@@ -151,3 +151,19 @@ describe('correlate on a platform without live history (found in review: mutants
     expect(correlate(s, NOW, WINDOW).kind).toBe('suggest');
   });
 });
+
+describe('the outside-the-window sentence never names a gap inside the window', () => {
+  it('a deployment live 60 minutes 30 seconds before the alert is "more than 60 minutes" before it', () => {
+    const now = Date.UTC(2026, 0, 15, 12, 0, 0);
+    const c = correlate(productionSnapshot(now, 60 * MINUTE + 30_000), now, 60 * MINUTE);
+    expect(c.kind).toBe('outside_window');
+    if (c.kind !== 'outside_window') return;
+    expect(c.sentence).toContain(
+      'went live more than 60 minutes before this alert started, outside the 60 minutes correlation window',
+    );
+    const far = correlate(productionSnapshot(now, 61 * MINUTE), now, 60 * MINUTE);
+    expect(far.kind === 'outside_window' && far.sentence).toContain(
+      'went live 61 minutes before this alert started',
+    );
+  });
+});
