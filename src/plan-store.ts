@@ -563,8 +563,9 @@ export const SUGGESTION_CLAIM_LEASE_MS = 120_000;
  * died. A claim stored without `claimedAt` (by an older Switchyard) is judged as it was then: its `at`
  * against the caller's now. TIME is not deterministic, which is allowed: Redis (5 and later, and always
  * from 7) replicates a script by its effects, so replicas and the AOF get the HSET with the stamp.
- * `stamped(json)`: a claim's JSON (`JSON.stringify` of an object) with the stamp; `leaseOver(d, now,
- * lease)`: whether the decoded claim `d` may be taken over (`now`: the caller's, for old claims only).
+ * `claimSlot(field, json, now, lease)`: claims the record's (KEYS[1]) slot `field` with `json`, stamped,
+ * unless it holds a message or a claim within its lease (`now`: the caller's, for old claims only);
+ * returns what the slot holds, or nil when it was claimed now.
  */
 const CLAIM_LEASE_LUA = `
 local redisTime = redis.call('TIME')
@@ -577,6 +578,16 @@ end
 local function leaseOver(d, now, lease)
   if d.claimedAt ~= nil then return (tonumber(d.claimedAt) or 0) <= redisNow - lease end
   return (tonumber(d.at) or 0) <= now - lease
+end
+local function claimSlot(field, json, now, lease)
+  local v = redis.call('HGET', KEYS[1], field)
+  if v then
+    local ok, d = pcall(cjson.decode, v)
+    if ok and type(d) == 'table' and d.ref == nil and leaseOver(d, now, lease) then v = nil end
+  end
+  if v then return v end
+  redis.call('HSET', KEYS[1], field, stamped(json))
+  return nil
 end
 `;
 
@@ -625,19 +636,7 @@ elseif redis.call('HDEL', KEYS[1], 'ar:' .. id) == 1 then
 end
 local out = {1, tonumber(redis.call('HGET', KEYS[1], 'alertsVersion')) or 0, 0}
 for i = 10, #ARGV do
-  local v = redis.call('HGET', KEYS[1], ARGV[i])
-  if v then
-    local ok, d = pcall(cjson.decode, v)
-    if ok and type(d) == 'table' and d.ref == nil and leaseOver(d, tonumber(ARGV[1]), tonumber(ARGV[6])) then
-      v = nil
-    end
-  end
-  if v then
-    table.insert(out, v)
-  else
-    redis.call('HSET', KEYS[1], ARGV[i], stamped(ARGV[5]))
-    table.insert(out, '')
-  end
+  table.insert(out, claimSlot(ARGV[i], ARGV[5], tonumber(ARGV[1]), tonumber(ARGV[6])) or '')
 end
 local slots = 0
 for _, f in ipairs(redis.call('HKEYS', KEYS[1])) do
@@ -728,18 +727,8 @@ for i = 7, #ARGV, 3 do
   end
 end
 local claimed = 0
-if ARGV[4] ~= '' then
-  local v = redis.call('HGET', KEYS[1], ARGV[4])
-  if v then
-    local ok, d = pcall(cjson.decode, v)
-    if ok and type(d) == 'table' and d.ref == nil and leaseOver(d, tonumber(ARGV[1]), tonumber(ARGV[6])) then
-      v = nil
-    end
-  end
-  if not v then
-    redis.call('HSET', KEYS[1], ARGV[4], stamped(ARGV[5]))
-    claimed = 1
-  end
+if ARGV[4] ~= '' and not claimSlot(ARGV[4], ARGV[5], tonumber(ARGV[1]), tonumber(ARGV[6])) then
+  claimed = 1
 end
 return {1, tonumber(redis.call('HGET', KEYS[1], 'alertsVersion')) or 0, claimed}
 `;
