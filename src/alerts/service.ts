@@ -913,16 +913,7 @@ export class AlertService implements AlertIntake {
     let changed = false;
     let failure: unknown;
     if (claimed.length > 0) {
-      const done = new Map<string, { promise: Promise<boolean>; resolve: (posted: boolean) => void }>();
-      for (const d of claimed) {
-        let resolve!: (posted: boolean) => void;
-        const promise = new Promise<boolean>((r) => {
-          resolve = r;
-        });
-        const key = `${planId}|${suggestionSlot(d)}`;
-        done.set(key, { promise, resolve });
-        this.posting.set(key, promise);
-      }
+      const settle = this.registerPosts(planId, claimed);
       const recorded = new Set<string>();
       try {
         try {
@@ -948,11 +939,8 @@ export class AlertService implements AlertIntake {
         // would wait for its lease), and whoever waits on this post learns how it went.
         for (const d of claimed) {
           const slot = suggestionSlot(d);
-          const key = `${planId}|${slot}`;
           if (!recorded.has(slot)) await flow.releaseSuggestion(planId, slot).catch(() => undefined);
-          const entry = done.get(key);
-          entry?.resolve(recorded.has(slot));
-          if (this.posting.get(key) === entry?.promise) this.posting.delete(key);
+          settle(slot, recorded.has(slot));
         }
       }
     }
@@ -1083,16 +1071,7 @@ export class AlertService implements AlertIntake {
     }
     if (mine.length === 0 || !flow.suggestionPosted) return { refs: [], shown, changed };
     const destinations = mine.map((l) => l.destination);
-    const done = new Map<string, { promise: Promise<boolean>; resolve: (posted: boolean) => void }>();
-    for (const d of destinations) {
-      let resolve!: (posted: boolean) => void;
-      const promise = new Promise<boolean>((r) => {
-        resolve = r;
-      });
-      const key = `${planId}|${suggestionSlot(d)}`;
-      done.set(key, { promise, resolve });
-      this.posting.set(key, promise);
-    }
+    const settle = this.registerPosts(planId, destinations);
     let refs: MessageRef[] = [];
     let failure: unknown;
     const recorded = new Set<string>();
@@ -1115,15 +1094,39 @@ export class AlertService implements AlertIntake {
     } finally {
       for (const l of mine) {
         const slot = suggestionSlot(l.destination);
-        const key = `${planId}|${slot}`;
         // Not posted: the next alert tries again.
         if (!recorded.has(slot)) await dedupe.releasePost('repost', claimOf(l), slot).catch(() => undefined);
-        const entry = done.get(key);
-        entry?.resolve(recorded.has(slot));
-        if (this.posting.get(key) === entry?.promise) this.posting.delete(key);
+        settle(slot, recorded.has(slot));
       }
     }
     return { refs, shown, changed, ...(failure === undefined ? {} : { failure }) };
+  }
+
+  /**
+   * Registers this process's posts of a plan's suggestions in `destinations` (`posting`: an alert that
+   * joins meanwhile waits for them). The returned `settle` tells a slot's waiters whether its message
+   * was recorded, and forgets the post.
+   */
+  private registerPosts(
+    planId: string,
+    destinations: readonly SuggestionDestination[],
+  ): (slot: string, posted: boolean) => void {
+    const done = new Map<string, { promise: Promise<boolean>; resolve: (posted: boolean) => void }>();
+    for (const d of destinations) {
+      let resolve!: (posted: boolean) => void;
+      const promise = new Promise<boolean>((r) => {
+        resolve = r;
+      });
+      const key = `${planId}|${suggestionSlot(d)}`;
+      done.set(key, { promise, resolve });
+      this.posting.set(key, promise);
+    }
+    return (slot, posted) => {
+      const key = `${planId}|${slot}`;
+      const entry = done.get(key);
+      entry?.resolve(posted);
+      if (this.posting.get(key) === entry?.promise) this.posting.delete(key);
+    };
   }
 
   /**
