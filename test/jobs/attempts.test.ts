@@ -24,7 +24,16 @@ import type { Progress } from '../../src/progress.js';
 import { EnvironmentLock, jobIdForPlan, switchKeys } from '../../src/queue.js';
 import { deleteKeys, scanKeys } from '../../src/redis.js';
 import { CapturedLog } from '../support/captured-log.js';
-import { Cleanup, consoleMessage, jobData, planFor } from './fixtures/harness.js';
+import {
+  Cleanup,
+  consoleMessage,
+  deferred,
+  FAST_LOCKS,
+  jobData,
+  jobLockLossNoticed,
+  planFor,
+  timeoutGuard,
+} from './fixtures/harness.js';
 import { LogLines } from './fixtures/logs.js';
 import { seedDomains, seedIds } from './fixtures/seed.js';
 import { type JobsEnv, REACTIVATION_MS, setupJobs } from './fixtures/setup.js';
@@ -34,9 +43,6 @@ afterEach(async () => {
   vi.restoreAllMocks();
   await cleanup.run();
 });
-
-/** Short locks so that a lost one is noticed (a renewal every 200 ms) and re-delivered quickly. */
-const FAST_LOCKS = { lockDurationMs: 600, stalledIntervalMs: 150 } as const;
 
 function keysOf(env: JobsEnv) {
   return switchKeys(env.queue.prefix, env.queueName);
@@ -61,14 +67,6 @@ function movedTo(env: JobsEnv, environment: string, deploymentId: string): Promi
 
 function isResume(p: Progress): boolean {
   return p.steps[1]?.detail?.includes('Resuming') === true;
-}
-
-function deferred<T = void>(): { promise: Promise<T>; resolve: (v: T) => void } {
-  let resolve!: (v: T) => void;
-  const promise = new Promise<T>((r) => {
-    resolve = r;
-  });
-  return { promise, resolve };
 }
 
 /**
@@ -542,27 +540,6 @@ describe('a worker killed right after the platform accepted its switch, before i
     expect(await env.redis.get(keysOf(env).operation(jobId))).toBeNull();
   });
 });
-
-/**
- * Resolves once a renewal finds the attempt's BullMQ job lock gone (the attempt then stops at its next
- * step), with every renewal going to Redis as usual.
- */
-function jobLockLossNoticed(): Promise<void> {
-  const noticed = deferred();
-  const renew = EnvironmentLock.prototype.renew;
-  vi.spyOn(EnvironmentLock.prototype, 'renew').mockImplementation(function (this: EnvironmentLock, ...args) {
-    return renew.apply(this, args).then((res) => {
-      if (!res.jobLockHeld) noticed.resolve();
-      return res;
-    });
-  });
-  return noticed.promise;
-}
-
-/** Resolves with `value` after `ms`: only a guard that turns a hang into a failure, never a wait. */
-function timeoutGuard<T>(ms: number, value: T): Promise<T> {
-  return new Promise((resolve) => setTimeout(() => resolve(value), ms).unref());
-}
 
 describe('a job deleted from Redis while it runs (FLUSHDB, DEL, eviction)', () => {
   it('is ended by its attempt, which finishes reading where traffic is and tells, audits and counts the end', async () => {

@@ -7,44 +7,23 @@ import type { SwitchWorker } from '../../jobs/switch-worker.js';
 import { PlatformHttpError, SwitchyardError } from '../../src/errors.js';
 import type { DeployPlatform, OperationRef, SwitchRequest } from '../../src/platform/port.js';
 import { EnvironmentLock, jobIdForPlan } from '../../src/queue.js';
-import { Cleanup, jobData, planFor } from '../jobs/fixtures/harness.js';
-import { seedIds } from '../jobs/fixtures/seed.js';
-import { type JobsEnv, REACTIVATION_MS, setupJobs } from '../jobs/fixtures/setup.js';
+import {
+  Cleanup,
+  deferred,
+  FAST_LOCKS,
+  jobData,
+  jobLockLossNoticed,
+  planFor,
+  timeoutGuard,
+} from './fixtures/harness.js';
+import { seedIds } from './fixtures/seed.js';
+import { type JobsEnv, REACTIVATION_MS, setupJobs } from './fixtures/setup.js';
 
 const cleanup = new Cleanup();
 afterEach(async () => {
   vi.restoreAllMocks();
   await cleanup.run();
 });
-
-/** Short locks so that a lost one is noticed (a renewal every 200 ms). */
-const FAST_LOCKS = { lockDurationMs: 600, stalledIntervalMs: 150 } as const;
-
-function deferred<T = void>(): { promise: Promise<T>; resolve: (v: T) => void } {
-  let resolve!: (v: T) => void;
-  const promise = new Promise<T>((r) => {
-    resolve = r;
-  });
-  return { promise, resolve };
-}
-
-/** Resolves once a renewal of an environment lock finds its attempt's job lock gone. */
-function jobLockLossNoticed(): Promise<void> {
-  const noticed = deferred();
-  const renew = EnvironmentLock.prototype.renew;
-  vi.spyOn(EnvironmentLock.prototype, 'renew').mockImplementation(function (this: EnvironmentLock, ...args) {
-    return renew.apply(this, args).then((res) => {
-      if (!res.jobLockHeld) noticed.resolve();
-      return res;
-    });
-  });
-  return noticed.promise;
-}
-
-/** Resolves with `value` after `ms`: only a guard that turns a hang into a failure, never a wait. */
-function timeoutGuard<T>(ms: number, value: T): Promise<T> {
-  return new Promise((resolve) => setTimeout(() => resolve(value), ms).unref());
-}
 
 /** `env.platform`, whose next `failures` operation reads answer 503. */
 function failingOperationReads(env: JobsEnv, failures: number): DeployPlatform {

@@ -27,7 +27,15 @@ import { EnvironmentLock, jobIdForPlan, queuedProgress, SwitchQueue, switchKeys 
 import { createRedis } from '../../src/redis.js';
 import { redisUrl, uniqueName } from '../support/redis.js';
 import { openTestQueue, QUICK_RETRIES, startTestWorker } from '../support/switch-worker.js';
-import { Cleanup, jobData, planFor, RecordingReporter, transitions } from './fixtures/harness.js';
+import {
+  Cleanup,
+  deferred,
+  jobData,
+  planFor,
+  RecordingReporter,
+  timeoutGuard,
+  transitions,
+} from './fixtures/harness.js';
 import { type LogLine, LogLines } from './fixtures/logs.js';
 import { jobsSeed, seedDomains, seedIds } from './fixtures/seed.js';
 import { type JobsEnv, REACTIVATION_MS, setupJobs } from './fixtures/setup.js';
@@ -38,19 +46,6 @@ afterEach(() => cleanup.run());
 async function rollbacksOn(env: JobsEnv, environment: string): Promise<number> {
   const snap = await env.local.snapshot(environment);
   return snap.liveHistory.filter((h) => h.via === 'rollback').length;
-}
-
-function deferred<T = void>(): { promise: Promise<T>; resolve: (v: T) => void } {
-  let resolve!: (v: T) => void;
-  const promise = new Promise<T>((r) => {
-    resolve = r;
-  });
-  return { promise, resolve };
-}
-
-/** Resolves with `value` after `ms`: only a guard that turns a hang into a failure, never a wait. */
-function after<T>(ms: number, value: T): Promise<T> {
-  return new Promise((resolve) => setTimeout(() => resolve(value), ms).unref());
 }
 
 async function startedMessages(env: JobsEnv, environment: string): Promise<(string | undefined)[]> {
@@ -1445,9 +1440,9 @@ describe('graceful shutdown', () => {
     await env.clock.advance(REACTIVATION_MS);
     await stuck.promise;
 
-    expect(await Promise.race([handle.close().then(() => 'closed'), after(10_000, 'still closing')])).toBe(
-      'closed',
-    );
+    expect(
+      await Promise.race([handle.close().then(() => 'closed'), timeoutGuard(10_000, 'still closing')]),
+    ).toBe('closed');
     // The switch itself completed: its final state is the job's.
     expect((await env.queue.progress(jobId))?.outcome).toBe('succeeded');
   });
