@@ -576,20 +576,20 @@ export class AlertService implements AlertIntake {
       // Alertmanager's repeat_interval, Sentry's per-event webhooks); a failed read is only a detail.
       const read =
         suggested === undefined ? undefined : await this.opts.flow.get?.(suggested).catch(() => undefined);
-      if (
-        suggested !== undefined &&
-        claim.record?.alertId !== undefined &&
-        (read?.replannedAs?.length ?? 0) > 0
-      ) {
+      if (suggested !== undefined && claim.record?.alertId !== undefined) {
         // The incident follows the fresh plans made from its plan under other ids: the newest is the
         // suggestion it has now. (Only a detail: a failed read leaves it at the plan it was suggested
         // under.)
-        planIds = await this.withReplans(suggested, async () => undefined)
-          .then((plans) => plans.map((p) => p.planId))
-          .catch((e: unknown) => {
-            this.log.warn({ err: e, planId: suggested }, 'alerts: could not read the fresh plans of a plan');
-            return [suggested];
-          });
+        if ((read?.replannedAs?.length ?? 0) > 0)
+          planIds = await this.withReplans(suggested, async () => undefined)
+            .then((plans) => plans.map((p) => p.planId))
+            .catch((e: unknown) => {
+              this.log.warn(
+                { err: e, planId: suggested },
+                'alerts: could not read the fresh plans of a plan',
+              );
+              return [suggested];
+            });
         // A replaced record that lists this incident is kept while the incident keeps firing, so its
         // message still shows it resolved when it does (see `closeSuggestions`).
         for (const id of planIds) {

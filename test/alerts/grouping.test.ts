@@ -975,6 +975,20 @@ describe('resolutions', () => {
 });
 
 describe('second review: faults, the switch, clicks, storms', () => {
+  it('a deduplicated repeat keeps the replaced records of its plan alive (their closed messages show its resolution later)', async () => {
+    h = await createHarness();
+    const [first] = await h.service.handle([h.alert()]);
+    expect(first?.outcome).toBe('suggested');
+    const touched: string[] = [];
+    const touch = h.dedupe.touchReplaced.bind(h.dedupe);
+    h.dedupe.touchReplaced = async (planId: string) => {
+      touched.push(planId);
+      return touch(planId);
+    };
+    expect((await h.service.handle([h.alert()]))[0]?.outcome).toBe('deduplicated');
+    expect(touched).toEqual([first?.planId]);
+  });
+
   it('a deduplicated repeat (a sender re-sending a firing alert) reads the plan record once, pointers of fresh plans included', async () => {
     h = await createHarness();
     expect((await h.service.handle([h.alert()]))[0]?.outcome).toBe('suggested');
