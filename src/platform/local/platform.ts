@@ -1011,10 +1011,10 @@ export class LocalPlatform implements DeployPlatform {
   /**
    * Drops the deployments no longer needed (see DEPLOYMENTS_KEPT), with their own domains, and stops
    * their upstreams; trims the live history to LIVE_HISTORY_KEPT first, since the deployments it names
-   * are kept. Returns whether any deployment went: the caller publishes the routes (the pruned own
-   * domains no longer route) and writes the state.
+   * are kept. The caller publishes the routes (the pruned own domains no longer route) and writes the
+   * state.
    */
-  private pruneDeployments(): boolean {
+  private pruneDeployments(): void {
     for (const [slug, entries] of Object.entries(this.state.liveHistory)) {
       if (entries.length > LIVE_HISTORY_KEPT)
         this.state.liveHistory[slug] = entries.slice(-LIVE_HISTORY_KEPT);
@@ -1033,18 +1033,15 @@ export class LocalPlatform implements DeployPlatform {
     for (const op of this.state.operations) {
       if (op.state !== 'succeeded' && op.state !== 'failed') inUse.add(op.targetId);
     }
-    const index = new Map(this.state.deployments.map((d, i) => [d, i]));
-    const place = (d: LocalDeployment) => index.get(d) ?? 0;
     const pruned = new Set<string>();
     for (const env of this.state.environments) {
-      const own = this.state.deployments.filter((d) => d.environment === env.slug);
+      const own = this.newestFirst(env.slug);
       if (own.length <= DEPLOYMENTS_KEPT) continue;
-      own.sort((a, b) => comparePushOrder(b, a, place));
       for (const d of own.slice(DEPLOYMENTS_KEPT)) {
         if (d.status !== 'building' && !inUse.has(d.id)) pruned.add(d.id);
       }
     }
-    if (pruned.size === 0) return false;
+    if (pruned.size === 0) return;
     this.state.deployments = this.state.deployments.filter((d) => !pruned.has(d.id));
     // Only per-deployment domains can still point at a pruned deployment (any other keeps it).
     this.state.domains = this.state.domains.filter(
@@ -1052,7 +1049,6 @@ export class LocalPlatform implements DeployPlatform {
     );
     // Drained like any stopped deployment: a request already on its way still gets its answer.
     for (const id of pruned) this.track(this.opts.traffic?.stopUpstream(id) ?? Promise.resolve());
-    return true;
   }
 
   private history(environment: string): LiveEntry[] {
