@@ -342,7 +342,7 @@ export class AlertDedupe {
     await this.redis
       .multi()
       .hset(key, `rec:${id}`, JSON.stringify(record))
-      .pexpire(key, Math.max(1, Math.round(this.incidentTtlMs)))
+      .pexpire(key, this.replacedTtlMs())
       .exec();
     const fields = await this.redis.hkeys(key);
     const kept = fields
@@ -359,7 +359,7 @@ export class AlertDedupe {
 
   /** Keeps a plan id's replaced records (`keepReplaced`) while one of their incidents keeps firing. */
   async touchReplaced(planId: string): Promise<void> {
-    await this.redis.pexpire(this.replacedKey(planId), Math.max(1, Math.round(this.incidentTtlMs)));
+    await this.redis.pexpire(this.replacedKey(planId), this.replacedTtlMs());
   }
 
   /**
@@ -378,7 +378,7 @@ export class AlertDedupe {
     // The first resolution stands (a retried RESOLVED does not move its time).
     const multi = this.redis.multi();
     for (const hit of hits) multi.hsetnx(key, `res:${hit.id}:${alertId}`, String(at));
-    await multi.pexpire(key, Math.max(1, Math.round(this.incidentTtlMs))).exec();
+    await multi.pexpire(key, this.replacedTtlMs()).exec();
     return hits.map((hit) => hit.id);
   }
 
@@ -427,6 +427,11 @@ export class AlertDedupe {
       out.push({ id, record: parsed.data, resolutions });
     }
     return out;
+  }
+
+  /** How long a plan id's replaced records are kept (PEXPIRE: a whole number of ms, at least 1). */
+  private replacedTtlMs(): number {
+    return Math.max(1, Math.round(this.incidentTtlMs));
   }
 
   private replacedKey(planId: string): string {

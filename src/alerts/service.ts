@@ -1237,15 +1237,17 @@ export class AlertService implements AlertIntake {
   private async closeReplaced(planId: string, id: string, fallback?: PlanRecord): Promise<void> {
     const close = this.opts.sink.close;
     if (close === undefined) return;
+    let seen = await this.opts.dedupe.replaced(planId, id);
+    if (seen === undefined) {
+      if (fallback !== undefined) await close(fallback);
+      return;
+    }
     for (let round = 0; round < REPLACED_EDIT_ROUNDS; round++) {
-      const seen = await this.opts.dedupe.replaced(planId, id);
-      if (seen === undefined) {
-        if (fallback !== undefined) await close(fallback);
-        return;
-      }
       await close(seen.record);
+      // The read after an edit is the next round's record: nothing to read twice.
       const now = await this.opts.dedupe.replaced(planId, id);
       if (now === undefined || now.stamp === seen.stamp) return;
+      seen = now;
     }
   }
 
@@ -1291,7 +1293,6 @@ export class AlertService implements AlertIntake {
     return this.refreshLogged(planId, alertId);
   }
 
-  /** Posts a suggestion or note, records it on the incident, and applies a RESOLVED that raced it. */
   /** The destinations where this process claimed posting the `kind` message about `id` (see claimPost). */
   private async claimPlaces(
     kind: string,
@@ -1317,6 +1318,7 @@ export class AlertService implements AlertIntake {
     }
   }
 
+  /** Posts a suggestion or note, records it on the incident, and applies a RESOLVED that raced it. */
   private async post(
     incident: IncidentKey,
     input: SuggestionInput,
