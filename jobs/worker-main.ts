@@ -2,9 +2,10 @@
  * A standalone switch worker process: `npx tsx jobs/worker-main.ts [flags]`. Operators run M of these
  * beside the bot replicas (all sharing one Redis); the crash tests run them as child processes. It
  * checks the Redis settings BullMQ needs (loud warning, no crash), warns as loudly when its config
- * file would have it refuse every switch, or every switch of an environment (`allowListWarnings`: on a
- * real platform, no allow list, say no SWITCHYARD_CONFIG at all), connects to the deploy platform,
- * runs the worker and shuts down gracefully on SIGTERM/SIGINT (finish or hand back the active switch).
+ * file would have it refuse every switch, or every switch of an environment (`allowListWarnings` in
+ * src/permissions.ts: on a real platform, no allow list, say no SWITCHYARD_CONFIG at all), connects to
+ * the deploy platform, runs the worker and shuts down gracefully on SIGTERM/SIGINT (finish or hand
+ * back the active switch).
  *
  * Env vars (read through src/config.ts): REDIS_URL (required: workers share the bot's Redis or Redis
  * Cluster; on a cluster `--prefix` is hash-tagged as the bot's namespace is, `switchyard` → `{switchyard}`),
@@ -47,6 +48,7 @@ import { ConfigError } from '../src/errors.js';
 import { HttpServer, sendJson, sendText } from '../src/http.js';
 import { createLogger, type Logger } from '../src/log.js';
 import { createMetrics, type Metrics } from '../src/metrics.js';
+import { allowListWarnings } from '../src/permissions.js';
 import { LocalPlatformClient } from '../src/platform/local/client.js';
 import type { DeployPlatform } from '../src/platform/port.js';
 import { createUnkeyPlatform } from '../src/platform/unkey/adapter.js';
@@ -199,39 +201,6 @@ export function platformFor(config: Config, args: WorkerArgs, logger: Logger): D
       throw new ConfigError(`PLATFORM: unknown platform ${String(never)}`);
     }
   }
-}
-
-/**
- * What this worker's config makes of the switches it will take, when that is to refuse them: on a real
- * platform nobody is permitted on an environment without an allow list, and a worker judges each
- * queued switch's people by its own config (`permissions`), so a worker started without the bots'
- * file (no SWITCHYARD_CONFIG: a worker on a real platform can start on env vars alone) refuses every
- * switch, and one whose file leaves an environment without an allow list refuses every switch of it.
- * Only what the file says is known here (its `environments` keys): an environment the bots act on that
- * the file does not name is refused too, but is not listed. None on the local platform (no allow list
- * means everybody there). Each is a sentence naming what to change; `runWorker` logs them at warn.
- */
-export function allowListWarnings(config: Pick<Config, 'env' | 'file' | 'platform'>): string[] {
-  if (config.platform === 'local') return [];
-  const path = config.env.SWITCHYARD_CONFIG;
-  const named = Object.entries(config.file.environments);
-  const why = `on the ${config.platform} platform nobody is permitted on an environment without an allow list`;
-  if (!named.some(([, e]) => e.allow !== undefined)) {
-    const what =
-      path === undefined && named.length === 0
-        ? 'SWITCHYARD_CONFIG is not set (no config file)'
-        : `the config file (SWITCHYARD_CONFIG${path === undefined ? '' : `=${path}`}) gives no environment an allow list`;
-    return [
-      `${what}, and ${why}: this worker will refuse every switch it takes (forbidden, nothing switched). Give it the config file the bots run with (SWITCHYARD_CONFIG), whose environments.<name>.allow lists who may act.`,
-    ];
-  }
-  const missing = named.filter(([, e]) => e.allow === undefined).map(([name]) => name);
-  if (missing.length === 0) return [];
-  const list = missing.join(', ');
-  const one = missing.length === 1;
-  return [
-    `${one ? 'environment' : 'environments'} ${list} ${one ? 'has' : 'have'} no allow list in the config file (SWITCHYARD_CONFIG${path === undefined ? '' : `=${path}`}), and ${why}: this worker will refuse every switch of ${missing.join(' or ')} (forbidden, nothing switched). Add ${one ? `environments.${list}.allow` : 'environments.<name>.allow for each'} to the file the bots and workers share.`,
-  ];
 }
 
 /** A Reporter that logs each progress update (a worker process without chat credentials). */

@@ -40,12 +40,19 @@ import { assertNever, type Deployment, type EnvironmentSnapshot, PlanAction } fr
 import { RefusalError, SwitchyardError } from './errors.js';
 import type { Logger } from './log.js';
 import { silentLogger } from './log.js';
-import { type ActingUser, canAct, sameActor, unknownEnvironmentKeys } from './permissions.js';
+import {
+  type ActingUser,
+  canAct,
+  sameActor,
+  twoPersonRuleOn,
+  unknownEnvironmentKeys,
+} from './permissions.js';
 import {
   type AlertContext,
   type AlertGroup,
   type Grant,
   OPEN_STATES,
+  PLAN_ID_PATTERN,
   type PlanPatch,
   type PlanRecord,
   PlanState,
@@ -273,7 +280,6 @@ interface SharedRead {
 
 type SnapshotOutcome = { ok: true; value: EnvironmentSnapshot } | { ok: false; refusal: Refusal };
 
-const PLAN_ID = /^[A-Za-z0-9_-]{1,128}$/;
 /** Plans a sweep expires at most (`Flow.expireDue`); the rest wait for the next sweep. */
 const EXPIRE_SWEEP_LIMIT = 100;
 
@@ -426,7 +432,7 @@ export class Flow {
 
   /** Whether a second person must approve switches of `environment`. */
   twoPersonRule(environment: string): boolean {
-    return this.config.file.environments[environment]?.twoPersonRule ?? false;
+    return twoPersonRuleOn(this.config, environment);
   }
 
   /**
@@ -589,7 +595,7 @@ export class Flow {
     const active = await this.queue.activeForEnvironment?.(plan.environment);
     if (active === undefined || active.planId === plan.id) return undefined;
     if (active.action !== plan.action || active.targetId !== plan.target.id) return undefined;
-    if (!PLAN_ID.test(active.planId)) return undefined;
+    if (!PLAN_ID_PATTERN.test(active.planId)) return undefined;
     const record = await this.plans.get(active.planId);
     if (record?.state !== PlanState.enqueued) return undefined;
     const p = record.plan;
@@ -629,7 +635,7 @@ export class Flow {
     ref: MessageRef,
     opts: { readonly clicked?: boolean } = {},
   ): Promise<AttachOutcome> {
-    if (!PLAN_ID.test(planId)) return { attached: false };
+    if (!PLAN_ID_PATTERN.test(planId)) return { attached: false };
     const parsed = messageRefSchema.parse(ref);
     const attached = await this.plans.attachMessage(planId, parsed, { clicked: opts.clicked === true });
     if (!attached) return { attached: false };
@@ -651,7 +657,7 @@ export class Flow {
     alert: AlertContext,
     slots: readonly string[],
   ): Promise<AlertGroup | undefined> {
-    if (!PLAN_ID.test(planId)) return undefined;
+    if (!PLAN_ID_PATTERN.test(planId)) return undefined;
     return this.plans.groupAlert(planId, alertId, alert, slots);
   }
 
@@ -662,23 +668,23 @@ export class Flow {
     alertId: string,
     ref: MessageRef,
   ): Promise<number | undefined> {
-    if (!PLAN_ID.test(planId)) return undefined;
+    if (!PLAN_ID_PATTERN.test(planId)) return undefined;
     return this.plans.suggestionPosted(planId, slot, alertId, messageRefSchema.parse(ref));
   }
 
   /** Frees a suggestion slot whose post failed. */
   async releaseSuggestion(planId: string, slot: string): Promise<void> {
-    if (PLAN_ID.test(planId)) await this.plans.releaseSuggestion(planId, slot);
+    if (PLAN_ID_PATTERN.test(planId)) await this.plans.releaseSuggestion(planId, slot);
   }
 
   /** Takes an alert off the plan (its suggestion could not be posted). */
   async unlistAlert(planId: string, alertId: string): Promise<void> {
-    if (PLAN_ID.test(planId)) await this.plans.unlistAlert(planId, alertId);
+    if (PLAN_ID_PATTERN.test(planId)) await this.plans.unlistAlert(planId, alertId);
   }
 
   /** Marks an alert the plan lists resolved: the plan's state, or undefined when it does not list it. */
   async resolveAlert(planId: string, alertId: string, at: number): Promise<PlanState | undefined> {
-    if (!PLAN_ID.test(planId)) return undefined;
+    if (!PLAN_ID_PATTERN.test(planId)) return undefined;
     return this.plans.resolveAlert(planId, alertId, at);
   }
 
@@ -687,17 +693,14 @@ export class Flow {
    * (`PlanRecord.replannedAs`, see `replan`), oldest first; none for an unknown or unreadable record.
    */
   async replannedAs(planId: string): Promise<readonly string[]> {
-    if (!PLAN_ID.test(planId)) return [];
-    const record = await this.plans.get(planId).catch((e: unknown) => {
-      if (e instanceof PlanUnreadableError) return undefined;
-      throw e;
-    });
-    return (record?.replannedAs ?? []).filter((id) => PLAN_ID.test(id));
+    if (!PLAN_ID_PATTERN.test(planId)) return [];
+    const record = await this.readableRecord(planId);
+    return (record?.replannedAs ?? []).filter((id) => PLAN_ID_PATTERN.test(id));
   }
 
   /** The plan's record as it is now (an open plan past its time is reported, and stored, as expired). */
   async get(planId: string): Promise<PlanRecord | undefined> {
-    if (!PLAN_ID.test(planId)) return undefined;
+    if (!PLAN_ID_PATTERN.test(planId)) return undefined;
     return this.load(planId);
   }
 
@@ -884,7 +887,7 @@ export class Flow {
     planId: string,
     opts: { readonly clicked?: MessageRef; readonly suggestIn?: string } = {},
   ): Promise<PlanOutcome & { readonly suggestIn?: { readonly slot: string; readonly claimed: boolean } }> {
-    if (!PLAN_ID.test(planId)) {
+    if (!PLAN_ID_PATTERN.test(planId)) {
       return { ok: false, refusal: invalid(`Invalid plan id "${planId}".`, { planId }) };
     }
     let record: PlanRecord | undefined;
@@ -965,10 +968,7 @@ export class Flow {
   private async followedBy(closed: PlanRecord, freshId: string): Promise<void> {
     const planId = closed.plan.id;
     if (!(await this.plans.markReplanned(planId, closed.generation ?? '', freshId))) return;
-    const again = await this.plans.get(planId).catch((e: unknown) => {
-      if (e instanceof PlanUnreadableError) return undefined;
-      throw e;
-    });
+    const again = await this.readableRecord(planId);
     if (again === undefined || again.generation !== closed.generation) return;
     const before = new Map((closed.alerts ?? []).map((a) => [a.id, a.resolvedAt]));
     for (const a of again.alerts ?? []) {
@@ -1006,12 +1006,9 @@ export class Flow {
   async jobProgress(jobId: string): Promise<Progress | undefined> {
     if (!this.queue.progress) return undefined;
     const progress = await this.queue.progress(jobId);
-    if (progress === undefined || !PLAN_ID.test(progress.planId)) return progress;
+    if (progress === undefined || !PLAN_ID_PATTERN.test(progress.planId)) return progress;
     // A plan record that cannot be read cannot tell either: the job's progress stands.
-    const read = await this.plans.get(progress.planId).catch((e: unknown) => {
-      if (e instanceof PlanUnreadableError) return undefined;
-      throw e;
-    });
+    const read = await this.readableRecord(progress.planId);
     // (A claim whose job this process queued but could not write on it yet is that job's: see `ownJob`.)
     const record = read === undefined ? undefined : await this.withOwnJob(read);
     if (record === undefined) return progress;
@@ -1116,7 +1113,7 @@ export class Flow {
     const handled: string[] = [];
     for (const planId of due) {
       try {
-        const record = PLAN_ID.test(planId) ? await this.load(planId) : undefined;
+        const record = PLAN_ID_PATTERN.test(planId) ? await this.load(planId) : undefined;
         // A claim without its job id that is still under way (`load` settles an abandoned one: its job
         // found after all, open again, or expired) stays on the index for the next sweep, and so does
         // an open plan past its time that kept moving under `load` (it is expired at the next sweep).
@@ -1155,13 +1152,10 @@ export class Flow {
         e.event === 'approved' || // a claim whose job never came (see `settleAbandoned`)
         (e.event === 'failed' && e.code === ENQUEUE_FAILED) ||
         (e.event === 'cancelled' && e.code === COPY_DISMISSED);
-      if (!open || !PLAN_ID.test(planId)) continue;
+      if (!open || !PLAN_ID_PATTERN.test(planId)) continue;
       // An unreadable record is left as it is (the next request for its switch replaces it): it must
       // not keep `/deployments` from answering.
-      const before = await this.plans.get(planId).catch((e: unknown) => {
-        if (e instanceof PlanUnreadableError) return undefined;
-        throw e;
-      });
+      const before = await this.readableRecord(planId);
       if (before === undefined) continue;
       if (!OPEN_STATES.includes(before.state) && !this.abandoned(before)) continue;
       if (this.clock.now() < before.expiresAt) continue;
@@ -1206,7 +1200,7 @@ export class Flow {
     const actor = this.parseActor(actorInput);
     if (!actor.ok)
       return { done: true, outcome: { status: 'refused', refusal: actor.refusal, record: undefined } };
-    if (!PLAN_ID.test(planId)) {
+    if (!PLAN_ID_PATTERN.test(planId)) {
       return {
         done: true,
         outcome: {
@@ -1388,6 +1382,14 @@ export class Flow {
           ? `expired at ${at}: the ${p.action} to ${p.target.id} confirmed by ${personName(record.confirmedBy)} was not approved by a second permitted person before the plan's ${minutes} minutes (since it was last asked for) ran out; nothing was changed`
           : `expired at ${at}: nobody confirmed the ${p.action} to ${p.target.id} within ${minutes} minutes; nothing was changed`;
     await this.record(record, 'cancelled', undefined, { code: 'expired', message });
+  }
+
+  /** The plan's record as the store reads it, a record that cannot be read reading as absent. */
+  private async readableRecord(planId: string): Promise<PlanRecord | undefined> {
+    return this.plans.get(planId).catch((e: unknown) => {
+      if (e instanceof PlanUnreadableError) return undefined;
+      throw e;
+    });
   }
 
   /**

@@ -263,6 +263,15 @@ function mayStillAct(actor: Actor, environment: string, ctx: PermissionContext):
 }
 
 /**
+ * Whether a second person must approve switches of `environment` (`environments.<env>.twoPersonRule`,
+ * off unless set): the one reading of the rule, by a click (`Flow.twoPersonRule`) and by the worker
+ * judging a queued switch again (`queuedSwitchRefusal`), so the two never disagree.
+ */
+export function twoPersonRuleOn(config: Pick<Config, 'file'>, environment: string): boolean {
+  return config.file.environments[environment]?.twoPersonRule ?? false;
+}
+
+/**
  * Why a queued switch may not be carried out by the config in force now (`ctx`: the worker's), which
  * may have changed since the click (an operator took someone off the allow list, or turned the
  * two-person rule on, and restarted while the job waited): its confirmer (`requestedBy`, in whose name
@@ -324,7 +333,7 @@ export function queuedSwitchRefusal(job: QueuedSwitch, ctx: PermissionContext): 
   };
   const requester = notPermitted('requestedBy', job.requestedBy, mayStillAct(job.requestedBy, env, ctx));
   if (requester !== undefined) return requester;
-  if (!(ctx.config.file.environments[env]?.twoPersonRule ?? false)) return undefined;
+  if (!twoPersonRuleOn(ctx.config, env)) return undefined;
   const approver = job.approvedBy;
   if (approver === undefined || sameActor(approver, job.requestedBy)) {
     return changed(
@@ -427,6 +436,40 @@ export function unknownEnvironmentKeys(
           `Rename the key to the environment it was meant for.`,
       };
     });
+}
+
+/**
+ * What a worker's config makes of the switches it will take, when that is to refuse them: on a real
+ * platform nobody is permitted on an environment without an allow list (`canAct`), and a worker judges
+ * each queued switch's people by its own config (`queuedSwitchRefusal`), so a worker started without
+ * the bots' file (no SWITCHYARD_CONFIG: a worker on a real platform can start on env vars alone)
+ * refuses every switch, and one whose file leaves an environment without an allow list refuses every
+ * switch of it. Only what the file says is known here (its `environments` keys): an environment the
+ * bots act on that the file does not name is refused too, but is not listed. None on the local platform
+ * (no allow list means everybody there). Each is a sentence naming what to change; `runWorker`
+ * (jobs/worker-main.ts) logs them at warn.
+ */
+export function allowListWarnings(config: Pick<Config, 'env' | 'file' | 'platform'>): string[] {
+  if (config.platform === 'local') return [];
+  const path = config.env.SWITCHYARD_CONFIG;
+  const named = Object.entries(config.file.environments);
+  const why = `on the ${config.platform} platform nobody is permitted on an environment without an allow list`;
+  if (!named.some(([, e]) => e.allow !== undefined)) {
+    const what =
+      path === undefined && named.length === 0
+        ? 'SWITCHYARD_CONFIG is not set (no config file)'
+        : `the config file (SWITCHYARD_CONFIG${path === undefined ? '' : `=${path}`}) gives no environment an allow list`;
+    return [
+      `${what}, and ${why}: this worker will refuse every switch it takes (forbidden, nothing switched). Give it the config file the bots run with (SWITCHYARD_CONFIG), whose environments.<name>.allow lists who may act.`,
+    ];
+  }
+  const missing = named.filter(([, e]) => e.allow === undefined).map(([name]) => name);
+  if (missing.length === 0) return [];
+  const list = missing.join(', ');
+  const one = missing.length === 1;
+  return [
+    `${one ? 'environment' : 'environments'} ${list} ${one ? 'has' : 'have'} no allow list in the config file (SWITCHYARD_CONFIG${path === undefined ? '' : `=${path}`}), and ${why}: this worker will refuse every switch of ${missing.join(' or ')} (forbidden, nothing switched). Add ${one ? `environments.${list}.allow` : 'environments.<name>.allow for each'} to the file the bots and workers share.`,
+  ];
 }
 
 function nameList(names: readonly string[]): string {

@@ -167,10 +167,14 @@ export const planSuggestionSchema = z.object({
 });
 export type PlanSuggestion = z.infer<typeof planSuggestionSchema>;
 
+/**
+ * A plan id: 1-128 letters, digits, _ or -. The one pattern for it: what Flow accepts as a plan id, what
+ * a switch job names (src/queue.ts `switchJobSchema`) and what another record names (`planIdSchema`).
+ */
+export const PLAN_ID_PATTERN = /^[A-Za-z0-9_-]{1,128}$/;
+
 /** A plan id as another record names it (`replannedAs`): what Flow accepts as a plan id. */
-const planIdSchema = z
-  .string()
-  .regex(/^[A-Za-z0-9_-]{1,128}$/, 'expected a plan id: 1-128 letters, digits, _ or -');
+const planIdSchema = z.string().regex(PLAN_ID_PATTERN, 'expected a plan id: 1-128 letters, digits, _ or -');
 
 /** An alert's id in a plan (the alert service derives it from the incident key). */
 const alertIdSchema = z.string().regex(/^[A-Za-z0-9_-]{1,64}$/, 'expected 1-64 letters, digits, _ or -');
@@ -595,6 +599,36 @@ end
 export const MAX_ALERTS_PER_PLAN = 50;
 
 /**
+ * The rule for adding an alert to a record (KEYS[1]), shared by GROUP_SCRIPT and CARRY_ALERTS_SCRIPT:
+ * `hasAlert(id)`: the record lists the alert (`al:`) or counts it (`ao:`) already. `listedAlerts()`: how
+ * many alerts the record lists. `addAlert(id, json, listed, max)`, for an alert the record has not got
+ * (`listed`: how many it lists, `max`: MAX_ALERTS_PER_PLAN): moves `alertsVersion` on, and lists the
+ * alert (`al:`, with its place `aq:`, the new version) while fewer than `max` are listed, else counts
+ * it by id (`ao:`); returns true when it listed it.
+ */
+const ADD_ALERT_LUA = `
+local function hasAlert(id)
+  return redis.call('HEXISTS', KEYS[1], 'al:' .. id) == 1 or redis.call('HEXISTS', KEYS[1], 'ao:' .. id) == 1
+end
+local function listedAlerts()
+  local n = 0
+  for _, f in ipairs(redis.call('HKEYS', KEYS[1])) do
+    if string.sub(f, 1, 3) == 'al:' then n = n + 1 end
+  end
+  return n
+end
+local function addAlert(id, json, listed, max)
+  local version = redis.call('HINCRBY', KEYS[1], 'alertsVersion', 1)
+  if listed < max then
+    redis.call('HSET', KEYS[1], 'al:' .. id, json, 'aq:' .. id, version)
+    return true
+  end
+  redis.call('HSET', KEYS[1], 'ao:' .. id, '1')
+  return false
+end
+`;
+
+/**
  * Adds an alert to an open plan and claims the suggestion slot of each destination. KEYS[1] record;
  * KEYS[2] expiry index; ARGV[1] now; ARGV[2] the alert's id; ARGV[3] its JSON; ARGV[4]
  * MAX_ALERTS_PER_PLAN; ARGV[5] the JSON of a claimed slot; ARGV[6] the claim lease (ms: a claim without
@@ -609,7 +643,7 @@ export const MAX_ALERTS_PER_PLAN = 50;
  * maximum are, else counted by id (`ao:`); one already there is not added again, and one that had
  * resolved (`ar:`) and fires again is firing again.
  */
-const GROUP_SCRIPT = `${CLAIM_LEASE_LUA}
+const GROUP_SCRIPT = `${CLAIM_LEASE_LUA}${ADD_ALERT_LUA}
 local state = redis.call('HGET', KEYS[1], 'state')
 if not state then return {-1} end
 local exp = tonumber(redis.call('HGET', KEYS[1], 'expiresAt')) or 0
@@ -620,17 +654,8 @@ if exp < tonumber(ARGV[7]) then
   redis.call('ZADD', KEYS[2], ARGV[7], ARGV[9])
 end
 local id = ARGV[2]
-if redis.call('HEXISTS', KEYS[1], 'al:' .. id) == 0 and redis.call('HEXISTS', KEYS[1], 'ao:' .. id) == 0 then
-  local n = 0
-  for _, f in ipairs(redis.call('HKEYS', KEYS[1])) do
-    if string.sub(f, 1, 3) == 'al:' then n = n + 1 end
-  end
-  local version = redis.call('HINCRBY', KEYS[1], 'alertsVersion', 1)
-  if n < tonumber(ARGV[4]) then
-    redis.call('HSET', KEYS[1], 'al:' .. id, ARGV[3], 'aq:' .. id, version)
-  else
-    redis.call('HSET', KEYS[1], 'ao:' .. id, '1')
-  end
+if not hasAlert(id) then
+  addAlert(id, ARGV[3], listedAlerts(), tonumber(ARGV[4]))
 elseif redis.call('HDEL', KEYS[1], 'ar:' .. id) == 1 then
   redis.call('HINCRBY', KEYS[1], 'alertsVersion', 1)
 end
@@ -704,25 +729,16 @@ return redis.call('HGET', KEYS[1], 'state')
  * happened to it since is newer. Returns {0} when the plan is not open or not that record, else {1,
  * alertsVersion, 1 when the slot was claimed}.
  */
-const CARRY_ALERTS_SCRIPT = `${CLAIM_LEASE_LUA}
+const CARRY_ALERTS_SCRIPT = `${CLAIM_LEASE_LUA}${ADD_ALERT_LUA}
 local state = redis.call('HGET', KEYS[1], 'state')
 if state ~= 'pending' and state ~= 'awaiting_approval' then return {0} end
 if (redis.call('HGET', KEYS[1], 'generation') or '') ~= ARGV[2] then return {0} end
 if (tonumber(redis.call('HGET', KEYS[1], 'expiresAt')) or 0) <= tonumber(ARGV[1]) then return {0} end
-local n = 0
-for _, f in ipairs(redis.call('HKEYS', KEYS[1])) do
-  if string.sub(f, 1, 3) == 'al:' then n = n + 1 end
-end
+local n = listedAlerts()
 for i = 7, #ARGV, 3 do
   local id = ARGV[i]
-  if redis.call('HEXISTS', KEYS[1], 'al:' .. id) == 0 and redis.call('HEXISTS', KEYS[1], 'ao:' .. id) == 0 then
-    local version = redis.call('HINCRBY', KEYS[1], 'alertsVersion', 1)
-    if n < tonumber(ARGV[3]) then
-      redis.call('HSET', KEYS[1], 'al:' .. id, ARGV[i + 1], 'aq:' .. id, version)
-      n = n + 1
-    else
-      redis.call('HSET', KEYS[1], 'ao:' .. id, '1')
-    end
+  if not hasAlert(id) then
+    if addAlert(id, ARGV[i + 1], n, tonumber(ARGV[3])) then n = n + 1 end
     if ARGV[i + 2] ~= '' then redis.call('HSET', KEYS[1], 'ar:' .. id, ARGV[i + 2]) end
   end
 end
@@ -1411,6 +1427,5 @@ function parseJson(raw: string): { readonly ok: true; readonly value: unknown } 
 /** What is wrong with a field, in words: a zod error's issues (never its JSON), else the error's message. */
 function problemOf(e: unknown): string {
   if (e instanceof z.ZodError) return describeIssues(e);
-  if (e instanceof PlanUnreadableError) return e.problem;
   return e instanceof Error ? e.message : String(e);
 }

@@ -20,6 +20,7 @@ import {
 } from './domain/plan.js';
 import type { Logger } from './log.js';
 import { silentLogger } from './log.js';
+import { PLAN_ID_PATTERN } from './plan-store.js';
 import {
   type Actor,
   actorSchema,
@@ -138,7 +139,7 @@ const hostname = z
 /** Data of a switch job. Parsed when enqueued and again when processed (it crosses processes). */
 export const switchJobSchema = z.object({
   action: z.enum(['rollback', 'promote']),
-  planId: z.string().regex(/^[A-Za-z0-9_-]{1,128}$/, 'expected a plan id of letters, digits, _ or -'),
+  planId: z.string().regex(PLAN_ID_PATTERN, 'expected a plan id of letters, digits, _ or -'),
   projectId: z.string().min(1),
   environment: z.string().min(1).max(100),
   targetId: z.string().min(1),
@@ -836,7 +837,10 @@ export function progressOf(job: Job, jobId: string): Progress | undefined {
 /** A switch's progress before any step: `queued`, running since `startedAt`. */
 export function queuedProgress(
   jobId: string,
-  data: SwitchJobData,
+  data: Pick<
+    SwitchJobData,
+    'planId' | 'action' | 'environment' | 'targetId' | 'expectedCurrent' | 'requestedBy' | 'approvedBy'
+  >,
   at: { readonly startedAt: number; readonly attempt: number; readonly updatedAt: number },
 ): Progress {
   return {

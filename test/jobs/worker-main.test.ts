@@ -16,7 +16,6 @@ import { discordTokenRejected } from '../../handlers/discord/client.js';
 import { chatReporters } from '../../handlers/reporters.js';
 import { createSlackApp } from '../../handlers/slack/app.js';
 import {
-  allowListWarnings,
   defaultPlatformUrl,
   logReporter,
   parseWorkerArgs,
@@ -28,6 +27,7 @@ import { ManualClock } from '../../src/clock.js';
 import { fileConfigSchema, loadConfig, parseEnv } from '../../src/config.js';
 import { ConfigError } from '../../src/errors.js';
 import { createLogger, silentLogger } from '../../src/log.js';
+import { allowListWarnings } from '../../src/permissions.js';
 import { LocalPlatform } from '../../src/platform/local/platform.js';
 import { SwitchQueue } from '../../src/queue.js';
 import { createRedis } from '../../src/redis.js';
