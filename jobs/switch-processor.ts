@@ -288,6 +288,18 @@ class Tracker {
     if (detail !== undefined) cur.detail = detail;
   }
 
+  /**
+   * Ends the job: the running step fails with `detail`, the state gets its `outcome`, `code` and
+   * `message`, and is published (a failure to publish is ignored: the end goes on).
+   */
+  end(outcome: Outcome, code: string, message: string, detail: string): Promise<void> {
+    this.endRunning('failed', detail);
+    this.progress.outcome = outcome;
+    this.progress.code = code;
+    this.progress.message = message;
+    return this.publish().catch(() => undefined);
+  }
+
   /** Records a step that did not need to run (e.g. the switch of a job recovered after it). */
   skip(step: StepName, detail: string): void {
     this.endRunning('done');
@@ -1115,7 +1127,7 @@ async function runLocked(
     // still reads where traffic is for its message, tolerating a failure (the catch below). Not once
     // an earlier attempt of this job asked the platform to switch: that switch may have happened, and
     // is followed (one whose operation the platform reports failed is judged once that is read, below).
-    if (stored.ref === undefined && !stored.started) {
+    if (!stored.started) {
       lock.assertHeld();
       judgeQueuedPeople(deps, data);
     }
@@ -1318,23 +1330,23 @@ async function runLocked(
     const lastAndOurs =
       lock.lost === 'unconfirmed' && tracker.progress.attempt >= maxAttempts && (await lock.stillOwnsJob());
     if (lastAndOurs) tracker.unsilence();
-    // The job itself is gone from Redis (FLUSHDB, DEL, eviction): no other attempt owns it or will ever
-    // end it, so this one says how the switch ended (else its chat message would say "switching" for
-    // good), and where traffic is.
-    if (lock.silenced && !lastAndOurs && (await lock.jobGone())) {
-      tracker.unsilence();
-      return endOrphaned(deps, data, tracker, {
-        log,
-        shutdown: run.shutdown,
-        switchRef,
-        mayBeStarted,
-        switchDone,
-        switchStart: switchStart(),
-        audit,
-        err: e,
-      });
-    }
     if (lock.silenced && !lastAndOurs) {
+      // The job itself is gone from Redis (FLUSHDB, DEL, eviction): no other attempt owns it or will
+      // ever end it, so this one says how the switch ended (else its chat message would say
+      // "switching" for good), and where traffic is.
+      if (await lock.jobGone()) {
+        tracker.unsilence();
+        return endOrphaned(deps, data, tracker, {
+          log,
+          shutdown: run.shutdown,
+          switchRef,
+          mayBeStarted,
+          switchDone,
+          switchStart: switchStart(),
+          audit,
+          err: e,
+        });
+      }
       // The job may be another attempt's now: nothing from this one (no state, audit or metric) may
       // overwrite that attempt's. BullMQ's completion of this attempt fails for want of the lock.
       log.warn(
@@ -1430,11 +1442,7 @@ async function runLocked(
       tracker.progress.traffic = err.context.traffic as Traffic[];
     }
     // The step says why it failed; a reason naming many long hostnames is cut, not the chat message.
-    tracker.endRunning('failed', clipMessage(said, STEP_DETAIL_MAX));
-    tracker.progress.outcome = outcome;
-    tracker.progress.code = err.code;
-    tracker.progress.message = message;
-    await tracker.publish().catch(() => undefined);
+    await tracker.end(outcome, err.code, message, clipMessage(said, STEP_DETAIL_MAX));
     await audit({
       event: outcome === 'failed' ? 'failed' : 'refused',
       actor: data.requestedBy,
@@ -1497,7 +1505,8 @@ async function endOrphaned(
       () => true,
       () => false,
     );
-    opState = await deps.platform.operation(switchRef).catch(() => undefined);
+    // Told only of a switch not known done (the `mayBeStarted` sentence below).
+    if (!switchDone) opState = await deps.platform.operation(switchRef).catch(() => undefined);
   }
   const now = await deps.platform.snapshot(data.environment).catch(() => undefined);
   const reason = `Switchyard's record of this ${data.action} was lost from Redis while it ran (its job was deleted: FLUSHDB, DEL or eviction), so it stopped following it.`;
@@ -1513,11 +1522,12 @@ async function endOrphaned(
   const where = whereNow(now, { id: data.targetId, action: data.action });
   const code = 'job_lost';
   const message = endMessage(`${reason} ${platform}`, where);
-  tracker.endRunning('failed', "Stopped: Switchyard's record of this switch was lost from Redis.");
-  tracker.progress.outcome = 'failed';
-  tracker.progress.code = code;
-  tracker.progress.message = message;
-  await tracker.publish().catch(() => undefined);
+  await tracker.end(
+    'failed',
+    code,
+    message,
+    "Stopped: Switchyard's record of this switch was lost from Redis.",
+  );
   await run.audit({ event: 'failed', actor: data.requestedBy, code, message });
   finish(deps, data, 'failed', run.switchStart);
   log.error({ outcome: 'failed', code, err: run.err }, message);
@@ -1563,10 +1573,7 @@ async function endAfterStalls(
   }
   const [now, stored] = await Promise.all([
     deps.platform.snapshot(data.environment).catch(() => undefined),
-    deps.redis.get(deps.keys.operation(jobId)).then(
-      (raw) => parseStored(raw ?? undefined),
-      () => undefined,
-    ),
+    storedOperation(deps, jobId),
   ]);
   const op = stored?.ref;
   const opState = op ? await deps.platform.operation(op).catch(() => undefined) : undefined;
@@ -1577,11 +1584,7 @@ async function endAfterStalls(
       : '';
   const code = 'job_stalled';
   const message = `Gave up on this ${data.action} of ${data.environment} to ${data.targetId}: the worker running it stopped answering ${job.stalledCounter} times (a crash, a freeze or a lost Redis connection), so whether it switched is unknown. Check where traffic is before trying again. ${where}${operation}`;
-  tracker.endRunning('failed', 'Interrupted: the worker running this step stopped answering.');
-  tracker.progress.outcome = 'failed';
-  tracker.progress.code = code;
-  tracker.progress.message = message;
-  await tracker.publish().catch(() => undefined);
+  await tracker.end('failed', code, message, 'Interrupted: the worker running this step stopped answering.');
   await deps.audit
     ?.append(auditEntry(deps, data, jobId, { event: 'failed', actor: data.requestedBy, code, message }))
     .catch((e: unknown) => log.warn({ err: e }, 'audit append failed'));
@@ -1625,10 +1628,7 @@ async function endUnreadable(deps: ProcessorDeps, job: Job, error: z.ZodError): 
   const log = deps.logger.child({ jobId, planId: readable.planId, environment });
   // What an earlier attempt of this job stored (read before the snapshot, so that where traffic is
   // comes after what the platform reports of the operation). Undefined when Redis did not answer.
-  const stored = await deps.redis.get(deps.keys.operation(jobId)).then(
-    (raw) => parseStored(raw ?? undefined),
-    () => undefined,
-  );
+  const stored = await storedOperation(deps, jobId);
   const ref = stored?.ref;
   const opState = ref ? await deps.platform.operation(ref).catch(() => undefined) : undefined;
   if (action === undefined || environment === undefined) {
@@ -1637,26 +1637,26 @@ async function endUnreadable(deps: ProcessorDeps, job: Job, error: z.ZodError): 
     log.error({ code }, message);
     throw new SwitchFailedError(code, message, 'failed');
   }
-  const now = deps.clock.now();
-  const targetId = readable.targetId ?? UNREADABLE;
-  const fromId = readable.expectedCurrent ?? UNREADABLE;
   const tracker = new Tracker(
     job,
     deps,
-    {
+    queuedProgress(
       jobId,
-      planId: readable.planId ?? '',
-      action,
-      environment,
-      targetId,
-      fromId,
-      requestedBy: readable.requestedBy ?? UNKNOWN_REQUESTER,
-      ...(readable.approvedBy === undefined ? {} : { approvedBy: readable.approvedBy }),
-      steps: [{ step: 'queued', state: 'running', startedAt: readable.requestedAt ?? job.timestamp }],
-      traffic: [],
-      attempt: job.attemptsMade + 1,
-      updatedAt: now,
-    },
+      {
+        planId: readable.planId ?? '',
+        action,
+        environment,
+        targetId: readable.targetId ?? UNREADABLE,
+        expectedCurrent: readable.expectedCurrent ?? UNREADABLE,
+        requestedBy: readable.requestedBy ?? UNKNOWN_REQUESTER,
+        ...(readable.approvedBy === undefined ? {} : { approvedBy: readable.approvedBy }),
+      },
+      {
+        startedAt: readable.requestedAt ?? job.timestamp,
+        attempt: job.attemptsMade + 1,
+        updatedAt: deps.clock.now(),
+      },
+    ),
     readable.messages,
   );
   if (ref) tracker.progress.operationId = ref.id;
@@ -1672,11 +1672,12 @@ async function endUnreadable(deps: ProcessorDeps, job: Job, error: z.ZodError): 
     `This ${action} of ${environment} cannot run: its job data is not what this version of Switchyard reads (${issues}); another version wrote it (during an upgrade) or it was edited by hand. ${earlierSwitch(environment, stored, opState)}`,
     where,
   );
-  tracker.endRunning('failed', clipMessage(`The job's data is unreadable: ${issues}.`, STEP_DETAIL_MAX));
-  tracker.progress.outcome = 'failed';
-  tracker.progress.code = code;
-  tracker.progress.message = message;
-  await tracker.publish().catch(() => undefined);
+  await tracker.end(
+    'failed',
+    code,
+    message,
+    clipMessage(`The job's data is unreadable: ${issues}.`, STEP_DETAIL_MAX),
+  );
   await deps.audit
     ?.append({
       at: deps.clock.now(),
@@ -1851,6 +1852,17 @@ function parseStored(raw: string | undefined): StoredOperation {
   const ref = operationRefSchema.safeParse(json);
   if (ref.success) return { ref: ref.data, started: true };
   return { ref: undefined, started: startedMarkerSchema.safeParse(json).success };
+}
+
+/**
+ * What earlier attempts stored under job `jobId`'s operation key (`parseStored`); undefined when Redis
+ * did not answer.
+ */
+function storedOperation(deps: ProcessorDeps, jobId: string): Promise<StoredOperation | undefined> {
+  return deps.redis.get(deps.keys.operation(jobId)).then(
+    (raw) => parseStored(raw ?? undefined),
+    () => undefined,
+  );
 }
 
 /** Follows the platform operation until it succeeds; reflects `reactivating`/`switching` as steps. */
