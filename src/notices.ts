@@ -33,7 +33,7 @@ import type { AuditEntry, WrittenEntries } from './audit.js';
 import type { ChatPoster } from './chat-sinks.js';
 import { type Clock, systemClock, within } from './clock.js';
 import { type Config, type EnvironmentConfig, environmentConfigSchema } from './config.js';
-import { isSwitchable, newestFirstRank } from './domain/plan.js';
+import { newestFirstRank, pushedSinceRollback } from './domain/plan.js';
 import { assertNever, type Deployment, type EnvironmentSnapshot } from './domain/types.js';
 import { type Logger, silentLogger } from './log.js';
 import type { Metrics } from './metrics.js';
@@ -1992,19 +1992,13 @@ class Notices implements NoticeService {
     // back does not hide a fix pushed after the first (`rolledBackSince`).
     // In standby too: a production deployment that gets no domains goes to standby after 30 minutes
     // (seed), long before the first reminder; a promote reactivates it.
-    // As `/promote`'s default does (defaultPromoteTarget): never a deployment that was live (one
+    // By `/promote`'s own rule (pushedSinceRollback): never a deployment that was live (one
     // rolled back from within the period), and only one newer than the current deployment (the
     // platform's order, newest first), else a second rollback to a fix would offer an older one.
     const periodStart = Math.min(since, snap.environment.rolledBackSince ?? since);
-    const wasLive = new Set(snap.liveHistory.map((h) => h.deploymentId));
-    const rank = newestFirstRank(snap);
+    const pushed = pushedSinceRollback(snap, currentId, periodStart);
     const waiting = snap.deployments.find(
-      (d) =>
-        isSwitchable(d) &&
-        d.id !== currentId &&
-        (current === undefined || (d.branch === current.branch && rank(d) < rank(current))) &&
-        !wasLive.has(d.id) &&
-        (d.readyAt ?? d.createdAt) >= periodStart,
+      (d) => pushed(d) && (current === undefined || d.branch === current.branch),
     );
     const notice: NoticeEvent = {
       type: 'rolled_back.reminder',

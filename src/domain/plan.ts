@@ -262,6 +262,28 @@ export function defaultRollbackTarget(snapshot: EnvironmentSnapshot): Result<Dep
 }
 
 /**
+ * Whether a deployment is a fix pushed while `snapshot`'s environment is rolled back to `currentId`:
+ * switchable, not the current one, newer than it (by the snapshot's order, when the current one is
+ * listed), never live (not one rolled away from), and ready at or after `since`. `/promote`'s default
+ * (defaultPromoteTarget) and the rolled-back reminder (src/notices.ts) judge by this one rule.
+ */
+export function pushedSinceRollback(
+  snapshot: EnvironmentSnapshot,
+  currentId: string,
+  since: number,
+): (d: Deployment) => boolean {
+  const current = snapshot.deployments.find((d) => d.id === currentId);
+  const rank = newestFirstRank(snapshot);
+  const wasLive = new Set(snapshot.liveHistory.map((h) => h.deploymentId));
+  return (d) =>
+    isSwitchable(d) &&
+    d.id !== currentId &&
+    (current === undefined || rank(d) < rank(current)) &&
+    !wasLive.has(d.id) &&
+    (d.readyAt ?? d.createdAt) >= since;
+}
+
+/**
  * Default promote target: the newest ready (or standby) deployment of the environment. While the
  * environment is rolled back, never the deployment it was rolled back from: the newest deployment that
  * is newer than the current one, was never live, and became ready since the environment was rolled
@@ -278,21 +300,12 @@ export function defaultPromoteTarget(snapshot: EnvironmentSnapshot): Result<Depl
   const current = snapshot.deployments.find((d) => d.id === env.currentDeploymentId);
   if (env.rolledBack && current !== undefined) {
     const since = env.rolledBackSince ?? env.rolledBackAt;
-    const rank = newestFirstRank(snapshot);
     // A platform that does not say when the environment was rolled back (Unkey, Vercel: no live
     // history either) gives no way to tell a fix pushed since from the deployment rolled back from:
     // both are ready and newer than the current one. Resume, never guess: a fix is promoted by name
     // (the notice of its push offers it).
     if (since === undefined) return ok(current);
-    const wasLive = new Set(snapshot.liveHistory.map((h) => h.deploymentId));
-    const fresh = switchable.find(
-      (d) =>
-        d.id !== current.id &&
-        rank(d) < rank(current) &&
-        !wasLive.has(d.id) &&
-        (d.readyAt ?? d.createdAt) >= since,
-    );
-    return ok(fresh ?? current);
+    return ok(switchable.find(pushedSinceRollback(snapshot, current.id, since)) ?? current);
   }
   const newest = switchable[0];
   if (newest) return ok(newest);
