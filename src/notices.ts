@@ -39,7 +39,7 @@ import { type Logger, silentLogger } from './log.js';
 import type { Metrics } from './metrics.js';
 import type { DeployPlatform, PlatformEvent } from './platform/port.js';
 import { type MessageRef, messageRefSchema, type Progress } from './progress.js';
-import type { SwitchQueue } from './queue.js';
+import { definedOnly, type SwitchQueue } from './queue.js';
 import { type RedisClient, redisAnswers } from './redis.js';
 import { b, c, formatTime, t } from './views/format.js';
 import {
@@ -697,13 +697,6 @@ const pendingPostSchema = z.object({
     })
     .optional(),
 });
-
-/** Drops the keys whose value is undefined (zod's optional output vs exactOptionalPropertyTypes). */
-function defined<T extends object>(o: T): { [K in keyof T]: Exclude<T[K], undefined> } {
-  return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as {
-    [K in keyof T]: Exclude<T[K], undefined>;
-  };
-}
 
 /**
  * The first time an environment was seen rolled back to a deployment (`firstSeenRolledBack`): sets it to
@@ -1787,8 +1780,8 @@ class Notices implements NoticeService {
         view: data.view as unknown as MessageView,
         ...(holdsWhile === undefined ? {} : { holdsWhile }),
         ...(opens === undefined ? {} : { opens: parseOpens(opens) }),
-        ...(edit === undefined ? {} : { edit: defined(edit) }),
-        ...(jobUpdate === undefined ? {} : { jobUpdate: defined(jobUpdate) }),
+        ...(edit === undefined ? {} : { edit: definedOnly(edit) }),
+        ...(jobUpdate === undefined ? {} : { jobUpdate: definedOnly(jobUpdate) }),
       };
       // Its times are on the clock of the replica that holds it: compared with that clock's time.
       const now = await this.holderNow(holder);
@@ -2529,7 +2522,7 @@ const CLOSE_BATCH = 50;
 function parseOpens(o: z.infer<typeof opensSchema>): Opens {
   return {
     period: o.period,
-    ...(o.deployment === undefined ? {} : { deployment: defined(o.deployment) }),
+    ...(o.deployment === undefined ? {} : { deployment: definedOnly(o.deployment) }),
     ...(o.by === undefined ? {} : { by: o.by }),
   };
 }
@@ -2540,12 +2533,12 @@ function parseOpenNotice(member: string): OpenNotice | undefined {
   if (!parsed.success) return undefined;
   const { ref, opens, ...rest } = parsed.data;
   if (rest.kind === NoticeKind.readyNotLive && opens.deployment === undefined) return undefined;
-  return { ...rest, ref: defined(ref), opens: parseOpens(opens) };
+  return { ...rest, ref: definedOnly(ref), opens: parseOpens(opens) };
 }
 
 function parseEnd(text: string): RolledBackEnd | undefined {
   const parsed = endSchema.safeParse(parseJson(text));
-  return parsed.success ? defined(parsed.data) : undefined;
+  return parsed.success ? definedOnly(parsed.data) : undefined;
 }
 
 /** Since when and by whom the environment is rolled back: the platform's fields, else its history. */

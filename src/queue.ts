@@ -252,12 +252,18 @@ export function readableJobData(raw: unknown): ReadableJobData {
   };
 }
 
-/** `o` without its undefined properties (optional properties are left out, never set to undefined). */
-function definedOnly<T extends object>(o: T): { [K in keyof T]?: Exclude<T[K], undefined> } {
-  return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as {
-    [K in keyof T]?: Exclude<T[K], undefined>;
-  };
+/**
+ * `o` without its undefined properties (optional properties are left out, never set to undefined: zod's
+ * optional output vs exactOptionalPropertyTypes).
+ */
+export function definedOnly<T extends object>(o: T): DefinedOnly<T> {
+  return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as DefinedOnly<T>;
 }
+
+/** `T` with the properties that may be undefined made optional instead (what `definedOnly` returns). */
+export type DefinedOnly<T> = { [K in keyof T as undefined extends T[K] ? never : K]: T[K] } & {
+  [K in keyof T as undefined extends T[K] ? K : never]?: Exclude<T[K], undefined>;
+};
 
 /** A switch waiting or running in an environment (`SwitchQueue.activeForEnvironment`). */
 export interface ActiveSwitch {
