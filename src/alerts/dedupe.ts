@@ -127,6 +127,17 @@ local ttl = redis.call('PTTL', KEYS[1])
 if ttl < 0 or ttl > tonumber(ARGV[1]) then redis.call('PEXPIRE', KEYS[1], ARGV[1]) end
 return redis.call('HGETALL', KEYS[1])`;
 
+// Gives a claimed incident up (its post failed), unless a RESOLVED marked it meanwhile: that one is
+// kept (skipped, its resolution standing) and 1 returned, so that no retry of the firing alert is asked
+// for (it would claim the incident afresh and offer a rollback for an incident that resolved).
+const RELEASE = `
+if redis.call('HGET', KEYS[1], 'resolved') == '1' then
+  redis.call('HSET', KEYS[1], 'state', 'skipped')
+  return 1
+end
+redis.call('DEL', KEYS[1])
+return 0`;
+
 // Records the outcome of the resolved edit, only on the resolved occurrence it was taken for (a record
 // that expired or was replaced by a new occurrence is left alone).
 const EDITED = `
@@ -158,6 +169,7 @@ const claimScript = new Script(CLAIM);
 const completeScript = new Script(COMPLETE);
 const resolveScript = new Script(RESOLVE);
 const editedScript = new Script(EDITED);
+const releaseScript = new Script(RELEASE);
 
 const refsSchema = z.array(messageRefSchema);
 
@@ -299,9 +311,14 @@ export class AlertDedupe {
     return { resolvedMeanwhile: reply === 1 };
   }
 
-  /** Gives the incident up (posting failed), so a later alert may try again. */
-  async release(incident: IncidentKey): Promise<void> {
-    await this.redis.del(this.key(incident));
+  /**
+   * Gives the incident up (posting failed), so a later alert may try again; unless it resolved while
+   * its suggestion was being posted: then it is kept, resolved, and `resolvedMeanwhile` says so (the
+   * firing alert is not to be retried).
+   */
+  async release(incident: IncidentKey): Promise<{ resolvedMeanwhile: boolean }> {
+    const reply = await releaseScript.run(this.redis, [this.key(incident)], []);
+    return { resolvedMeanwhile: reply === 1 };
   }
 
   /**

@@ -982,7 +982,7 @@ export class AlertService implements AlertIntake {
       // Shown nowhere (the post failed, or another replica is still posting, or died doing it): the
       // alert leaves the plan's list, and its sender is asked to try again.
       await flow.unlistAlert?.(planId, alertId);
-      await dedupe.release(incident);
+      const { resolvedMeanwhile } = await dedupe.release(incident);
       const e =
         failure ??
         new Error(
@@ -992,11 +992,7 @@ export class AlertService implements AlertIntake {
               'the suggestion is still being posted (by another Switchyard, or as the answer to a "Make a fresh plan" click); try again'
             : 'no message was posted',
         );
-      return {
-        ok: false,
-        detail: `Posting the suggestion failed: ${errorText(e)}`,
-        retry: !isPermanentChatError(e),
-      };
+      return postFailed(e, resolvedMeanwhile);
     }
     // Messages of the plan other than the ones just posted (here or in other places) list this alert
     // too (the edit `editNow` waited for already does); so do those posted while another alert joined.
@@ -1328,12 +1324,8 @@ export class AlertService implements AlertIntake {
       refs = await this.opts.sink.suggest(input);
     } catch (e) {
       this.log.warn({ err: e, environment: input.environment }, 'alerts: could not post the suggestion');
-      await this.opts.dedupe.release(incident);
-      return {
-        ok: false,
-        detail: `Posting the suggestion failed: ${errorText(e)}`,
-        retry: !isPermanentChatError(e),
-      };
+      const { resolvedMeanwhile } = await this.opts.dedupe.release(incident);
+      return postFailed(e, resolvedMeanwhile);
     }
     const planId = input.plan?.id;
     if (planId !== undefined && this.opts.flow.attachMessage) {
@@ -1479,6 +1471,25 @@ const REPLACED_EDIT_ROUNDS = 10;
  * under other ids, see `withReplans`): each "Make a fresh plan" after the platform moved adds one.
  */
 const REPLAN_HOPS = 10;
+
+/**
+ * The answer to a firing alert whose suggestion could not be posted: its sender is asked to retry
+ * (unless the chat service refused for good), except when the incident resolved while it was being
+ * posted: a retry would offer a rollback for an incident that is over.
+ */
+function postFailed(e: unknown, resolvedMeanwhile: boolean): { ok: false; detail: string; retry: boolean } {
+  return resolvedMeanwhile
+    ? {
+        ok: false,
+        detail: `Posting the suggestion failed (${errorText(e)}), and the incident resolved meanwhile: nothing is suggested for it.`,
+        retry: false,
+      }
+    : {
+        ok: false,
+        detail: `Posting the suggestion failed: ${errorText(e)}`,
+        retry: !isPermanentChatError(e),
+      };
+}
 
 /**
  * How long an alert joining a suggestion waits for the edit of its messages before it is answered

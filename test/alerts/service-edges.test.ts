@@ -1,6 +1,6 @@
 /**
  * Where alert suggestions go and how resolutions are placed: rules of src/alerts/service.ts no other test
- * of the area pinned (found in review: mutants). Each test fails on one small change the area's tests
+ * of the area pinned (found by mutation testing). Each test fails on one small change the area's tests
  * let through.
  */
 import { afterEach, describe, expect, it } from 'vitest';
@@ -34,7 +34,7 @@ function serviceWith(opts: {
   });
 }
 
-describe('suggestion destinations (found in review: mutants)', () => {
+describe('suggestion destinations (found by mutation testing)', () => {
   it("an environment's own channel wins over SLACK_ALERT_CHANNEL / DISCORD_ALERT_CHANNEL, which serve the others", () => {
     const service = serviceWith({
       environments: { production: { channels: { slack: 'C0PROD', discord: '111111111111' } }, preview: {} },
@@ -74,7 +74,7 @@ describe('suggestion destinations (found in review: mutants)', () => {
   });
 });
 
-describe('a group member placed by a matcher resolves its own environment only (found in review: mutants)', () => {
+describe('a group member placed by a matcher resolves its own environment only (found by mutation testing)', () => {
   let h: Harness | undefined;
   afterEach(async () => {
     await h?.close();
@@ -110,5 +110,42 @@ describe('a group member placed by a matcher resolves its own environment only (
       ['preview', 'deduplicated'],
     ]);
     expect((await x.dedupe.get(preview))?.resolved).toBe(false);
+  });
+});
+
+describe('a RESOLVED that raced a failed post', () => {
+  let h: Harness | undefined;
+  afterEach(async () => {
+    await h?.close();
+    h = undefined;
+  });
+
+  it('is not forgotten: the firing alert is not asked to retry (a retry would offer a rollback for an incident that is over)', async () => {
+    const x = await createHarness();
+    h = x;
+    let open: () => void = () => {};
+    x.sink.gate = new Promise<void>((resolve) => {
+      open = resolve;
+    });
+    const firing = x.service.handle([x.alert()]);
+    while (x.sink.suggestions.length === 0) await new Promise<void>((r) => setImmediate(r));
+    const [resolved] = await x.service.handle([x.alert({ status: 'resolved' })]);
+    expect(resolved?.detail).toBe('Resolved while the suggestion was being posted; it will say so.');
+    // the chat API fails the post
+    x.sink.failing = true;
+    open();
+    const [answer] = await firing;
+    expect(answer).toMatchObject({ outcome: 'failed', retry: false });
+    expect(answer?.detail).toMatch(/and the incident resolved meanwhile: nothing is suggested for it\.$/);
+  });
+
+  it('a post that fails with no resolution meanwhile still asks for a retry', async () => {
+    const x = await createHarness();
+    h = x;
+    x.sink.failing = true;
+    const [answer] = await x.service.handle([x.alert()]);
+    expect(answer).toMatchObject({ outcome: 'failed', retry: true });
+    x.sink.failing = false;
+    expect((await x.service.handle([x.alert()]))[0]?.outcome).toBe('suggested');
   });
 });
