@@ -327,9 +327,12 @@ export class ChannelWatch {
   private readonly channels: ReadonlySet<string>;
   private readonly gaps = new Map<string, Gap>();
   private readonly limits: Required<ChannelWatchLimits>;
-  private stopped = false;
   /** Ends the pauses between tries of a catch-up when the watch stops. */
   private readonly stopping = new AbortController();
+  /** Whether the watch stopped (`stop`). */
+  private get stopped(): boolean {
+    return this.stopping.signal.aborted;
+  }
 
   constructor(private readonly opts: ChannelWatchOptions) {
     this.channels = new Set(opts.channels);
@@ -384,7 +387,6 @@ export class ChannelWatch {
 
   /** Stops reading back and handling; messages waiting for a catch-up are dropped. */
   stop(): void {
-    this.stopped = true;
     this.stopping.abort();
     for (const gap of this.gaps.values()) gap.close();
     this.gaps.clear();

@@ -1161,7 +1161,7 @@ export class AlertService implements AlertIntake {
         while (entry.again) {
           entry.again = false;
           const covered = [...entry.watches];
-          await this.refreshLogged(planId, undefined, edited);
+          await this.refreshLogged(planId, { edited });
           for (const w of covered) {
             entry.watches.delete(w);
             w.settle(w.gone);
@@ -1257,21 +1257,14 @@ export class AlertService implements AlertIntake {
    * changed, whose own thread suggestion of an older record, see `suggestionSlot`, is edited too).
    * Throws when an edit failed.
    */
-  private async refresh(planId: string, alertId?: string, edited?: RefreshOptions['edited']): Promise<void> {
-    await this.opts.sink.refresh?.(planId, {
-      ...(alertId === undefined ? {} : { alertId }),
-      ...(edited === undefined ? {} : { edited }),
-    });
+  private async refresh(planId: string, opts: RefreshOptions = {}): Promise<void> {
+    await this.opts.sink.refresh?.(planId, opts);
   }
 
   /** `refresh`, with a failed edit logged (the next change of the list edits again). */
-  private async refreshLogged(
-    planId: string,
-    alertId?: string,
-    edited?: RefreshOptions['edited'],
-  ): Promise<boolean> {
+  private async refreshLogged(planId: string, opts: RefreshOptions = {}): Promise<boolean> {
     try {
-      await this.refresh(planId, alertId, edited);
+      await this.refresh(planId, opts);
       return true;
     } catch (e) {
       this.log.warn({ err: e, planId }, 'alerts: could not edit the suggestion');
@@ -1286,7 +1279,7 @@ export class AlertService implements AlertIntake {
   private async resolveListed(planId: string, alertId: string): Promise<boolean | undefined> {
     const state = await this.opts.flow.resolveAlert?.(planId, alertId, this.clock.now());
     if (state === undefined) return undefined;
-    return this.refreshLogged(planId, alertId);
+    return this.refreshLogged(planId, { alertId });
   }
 
   /** The destinations where this process claimed posting the `kind` message about `id` (see claimPost). */
@@ -1405,7 +1398,8 @@ export class AlertService implements AlertIntake {
       // messages may now show other incidents' alerts (or a plan made again under the same id).
       const legacy = alertId === undefined;
       const edits = [
-        ...listing.map((p) => () => this.refresh(p.planId, alertId)),
+        // (listing is empty without alertId: plans are only walked with one)
+        ...(alertId === undefined ? [] : listing.map((p) => () => this.refresh(p.planId, { alertId }))),
         ...plans.flatMap((p) => p.value.replaced.map((id) => () => this.closeReplaced(p.planId, id))),
       ];
       const edit =
