@@ -5,7 +5,12 @@
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import type { SwitchWorker } from '../../jobs/switch-worker.js';
 import { PlatformHttpError, SwitchyardError } from '../../src/errors.js';
-import type { DeployPlatform, OperationRef, SwitchRequest } from '../../src/platform/port.js';
+import type {
+  DeployPlatform,
+  OperationRef,
+  OperationStatus,
+  SwitchRequest,
+} from '../../src/platform/port.js';
 import { EnvironmentLock, jobIdForPlan } from '../../src/queue.js';
 import {
   Cleanup,
@@ -42,6 +47,28 @@ function failingOperationReads(env: JobsEnv, failures: number): DeployPlatform {
       }
       return env.platform.operation(ref);
     },
+  });
+}
+
+/** `env.platform`, whose rollback starts operation `id` of env0, which it then reports failed with `error`. */
+function failedOperation(
+  env: JobsEnv,
+  id: string,
+  error: NonNullable<OperationStatus['error']>,
+): DeployPlatform {
+  const ref: OperationRef = {
+    id,
+    action: 'rollback',
+    environment: 'env0',
+    targetId: seedIds(0).previous,
+    startedAt: env.clock.now(),
+  };
+  return Object.assign(Object.create(env.platform) as DeployPlatform, {
+    rollback: async (): Promise<OperationRef> => ref,
+    operation: async (r: OperationRef) =>
+      r.id === ref.id
+        ? { id: r.id, state: 'failed' as const, updatedAt: env.clock.now(), error }
+        : env.platform.operation(r),
   });
 }
 
@@ -193,24 +220,10 @@ describe('switch processor (mutation review)', () => {
 
   it('never says a switch the platform definitely failed may still complete', async () => {
     const env = await setupJobs(cleanup);
-    const ref: OperationRef = {
-      id: 'op_refused',
-      action: 'rollback',
-      environment: 'env0',
-      targetId: seedIds(0).previous,
-      startedAt: env.clock.now(),
-    };
-    const platform: DeployPlatform = Object.assign(Object.create(env.platform) as DeployPlatform, {
-      rollback: async (): Promise<OperationRef> => ref,
-      operation: async (r: OperationRef) =>
-        r.id === ref.id
-          ? {
-              id: r.id,
-              state: 'failed' as const,
-              updatedAt: env.clock.now(),
-              error: { code: 'image_missing', message: 'The image of the target is gone', retryable: false },
-            }
-          : env.platform.operation(r),
+    const platform = failedOperation(env, 'op_refused', {
+      code: 'image_missing',
+      message: 'The image of the target is gone',
+      retryable: false,
     });
     await env.startWorker({ platform });
     const plan = await planFor(env.local, 'env0', 'rollback', env.clock.now());
@@ -343,29 +356,11 @@ describe('switch processor (mutation review)', () => {
 
   it('does not retry a switch the platform stopped waiting for (it may still complete), even when marked retryable', async () => {
     const env = await setupJobs(cleanup);
-    const ref: OperationRef = {
-      id: 'op_unfinished',
-      action: 'rollback',
-      environment: 'env0',
-      targetId: seedIds(0).previous,
-      startedAt: env.clock.now(),
-    };
-    const platform: DeployPlatform = Object.assign(Object.create(env.platform) as DeployPlatform, {
-      rollback: async (): Promise<OperationRef> => ref,
-      operation: async (r: OperationRef) =>
-        r.id === ref.id
-          ? {
-              id: r.id,
-              state: 'failed' as const,
-              updatedAt: env.clock.now(),
-              error: {
-                code: 'operation_timeout',
-                message: 'Stopped waiting for the rollback',
-                retryable: true,
-                mayStillComplete: true,
-              },
-            }
-          : env.platform.operation(r),
+    const platform = failedOperation(env, 'op_unfinished', {
+      code: 'operation_timeout',
+      message: 'Stopped waiting for the rollback',
+      retryable: true,
+      mayStillComplete: true,
     });
     await env.startWorker({ platform });
     const plan = await planFor(env.local, 'env0', 'rollback', env.clock.now());
