@@ -50,7 +50,6 @@ import {
 import {
   type AlertContext,
   type AlertGroup,
-  type Grant,
   OPEN_STATES,
   PLAN_ID_PATTERN,
   type PlanPatch,
@@ -64,6 +63,7 @@ import type { DeployPlatform, Route } from './platform/port.js';
 import {
   type Actor,
   actorSchema,
+  type Grant,
   type MessageRef,
   messageRefSchema,
   type Progress,
@@ -1334,7 +1334,7 @@ export class Flow {
           [PlanState.enqueued],
           PlanState.awaitingApproval,
           {},
-          ['approvedBy'],
+          ['approvedBy', 'approvedVia'],
           expect,
         )
       : await this.plans.transition(
@@ -1480,11 +1480,12 @@ export class Flow {
       });
       return { status: 'awaiting_approval', record: moved.record };
     }
+    const via = this.grantOf(actor, record.plan.environment);
     return this.enqueueFrom(
       actor,
       record,
       [PlanState.pending],
-      { confirmedBy: stripMembership(actor) },
+      { confirmedBy: stripMembership(actor), ...(via === undefined ? {} : { confirmedVia: via }) },
       tries,
     );
   }
@@ -1548,11 +1549,14 @@ export class Flow {
     const fresh = await this.freshness(record.plan);
     if (fresh.kind === 'refused') return this.refused(record, actor, fresh.refusal);
     if (fresh.kind === 'stale') return this.markStale(actor, record, fresh, 'approve', tries);
+    const via = this.grantOf(actor, record.plan.environment);
     return this.enqueueFrom(
       actor,
       record,
       [PlanState.awaitingApproval],
-      !twoPersons && byConfirmer ? {} : { approvedBy: stripMembership(actor) },
+      !twoPersons && byConfirmer
+        ? {}
+        : { approvedBy: stripMembership(actor), ...(via === undefined ? {} : { approvedVia: via }) },
       tries,
     );
   }
@@ -1597,7 +1601,10 @@ export class Flow {
     };
   }
 
-  /** The memberships of `actor` on `environment`'s allow list (stored with a confirm, see `Grant`). */
+  /**
+   * The memberships of `actor` on `environment`'s allow list (stored with a confirm or an approval, and
+   * handed to the switch job: see `Grant`).
+   */
   private grantOf(actor: ActingUser, environment: string): Grant | undefined {
     const allow = this.config.file.environments[environment]?.allow;
     if (allow === undefined) return undefined;
@@ -2189,11 +2196,22 @@ export class Flow {
    */
   private jobData(
     record: PlanRecord,
-    patch: Pick<PlanPatch, 'confirmedBy' | 'approvedBy'> = {},
+    patch: Pick<PlanPatch, 'confirmedBy' | 'confirmedVia' | 'approvedBy' | 'approvedVia'> = {},
   ): SwitchJobRequest {
     const p = record.plan;
     const confirmedBy = patch.confirmedBy ?? record.confirmedBy;
     const approvedBy = patch.approvedBy ?? record.approvedBy;
+    // What let each of them in at their click (nothing for a person let in by their user id): the
+    // worker judging the queued switch again counts only these memberships as held. A job without a
+    // recorded confirmer (none is queued so) says nothing, and is judged as jobs of earlier versions.
+    const requestedVia: Grant | undefined =
+      patch.confirmedBy !== undefined ? patch.confirmedVia : record.confirmedVia;
+    const approvedVia: Grant | undefined =
+      approvedBy === undefined
+        ? undefined
+        : patch.approvedBy !== undefined
+          ? patch.approvedVia
+          : record.approvedVia;
     return {
       action: p.action,
       planId: p.id,
@@ -2205,6 +2223,14 @@ export class Flow {
       domains: p.affectedDomains.map((d) => d.hostname),
       requestedBy: confirmedBy ?? record.requestedBy,
       ...(approvedBy === undefined ? {} : { approvedBy }),
+      ...(confirmedBy === undefined
+        ? {}
+        : {
+            grants: {
+              ...(requestedVia === undefined ? {} : { requestedBy: requestedVia }),
+              ...(approvedVia === undefined ? {} : { approvedBy: approvedVia }),
+            },
+          }),
       messages: record.messages.slice(0, 50),
       requestedAt: this.clock.now(),
       // The request this job is for: the record (a new request for the switch is a new generation)

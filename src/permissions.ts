@@ -19,13 +19,13 @@
  * A switch waits between the click and its turn (no worker running, another switch of the environment,
  * a retry's backoff), and the config may change meanwhile: the worker judges the people a queued job
  * names again by the config in force in its process (`queuedSwitchRefusal`), on what the job records
- * of them (who they are, not their groups or roles).
+ * of them: who they are, and which of their listed groups or roles let them in at the click (`Grant`).
  */
 import type { Config, EnvironmentConfig } from './config.js';
 import type { Refusal } from './domain/result.js';
 import { RefusalCode } from './domain/result.js';
 import { assertNever } from './domain/types.js';
-import type { Actor } from './progress.js';
+import type { Actor, Grant } from './progress.js';
 
 /** Memberships a surface resolved for the acting user at the time of the click. */
 export interface Membership {
@@ -237,21 +237,43 @@ export interface QueuedSwitch {
   readonly requestedBy: Actor;
   /** Who approved it (the two-person rule), when someone did. */
   readonly approvedBy?: Actor | undefined;
+  /**
+   * What let each of them in at their click (their groups or roles then on the allow list; none for a
+   * person let in by their user id). Absent in jobs queued by versions before it: see `mayStillAct`.
+   */
+  readonly grants?:
+    | {
+        readonly requestedBy?: Grant | undefined;
+        readonly approvedBy?: Grant | undefined;
+      }
+    | undefined;
 }
 
 /**
- * `canAct` for a person as a queued job records them: who they are, not the Slack user groups or
- * Discord roles that let them in at the click (a job keeps none). What can be judged is judged: the
- * system actor, an environment without an allow list (open on the local platform, closed on a real
- * one), a user id listed for its surface, and a surface whose list names no group or role (the user id
- * was the only way in). When the list names Slack user groups (for a Slack user) or Discord roles (for
- * a Discord user), one of them may be how the person got in, and whether they still belong to it cannot
- * be known here: they are taken to (every listed group or role counts as held).
+ * `canAct` for a person as a queued job records them: who they are, and the groups or roles that let
+ * them in at the click (`grant`; `recorded` false for a job of an earlier version, which keeps none).
+ * With a recorded grant, only its groups or roles count as held: a group or role taken off the allow
+ * list since no longer lets them through, and neither does one they held but were not let in by
+ * (whether they are still a member of the granting one cannot be known here: they are taken to be).
+ * Without one, what can be judged is judged: the system actor, an environment without an allow list
+ * (open on the local platform, closed on a real one), a user id listed for its surface, and a surface
+ * whose list names no group or role (the user id was the only way in); when the list names Slack user
+ * groups (for a Slack user) or Discord roles (for a Discord user), one of them may be how the person
+ * got in, and every listed one counts as held.
  */
-function mayStillAct(actor: Actor, environment: string, ctx: PermissionContext): Permission {
+function mayStillAct(
+  actor: Actor,
+  environment: string,
+  ctx: PermissionContext,
+  grant: { readonly recorded: boolean; readonly via?: Grant | undefined },
+): Permission {
   const allow = ctx.config.file.environments[environment]?.allow;
-  const held: Membership =
-    allow === undefined
+  const held: Membership = grant.recorded
+    ? {
+        ...(grant.via?.groups === undefined ? {} : { groups: grant.via.groups }),
+        ...(grant.via?.roles === undefined ? {} : { roles: grant.via.roles }),
+      }
+    : allow === undefined
       ? {}
       : actor.surface === 'slack'
         ? { groups: allow.slack.groups }
@@ -301,7 +323,10 @@ export function queuedSwitchRefusal(job: QueuedSwitch, ctx: PermissionContext): 
         : { role: who.role, actor: { surface: who.actor.surface, userId: who.actor.userId } }),
     },
   });
-  const notPermitted = (role: 'requestedBy' | 'approvedBy', actor: Actor, permission: Permission) => {
+  const recorded = job.grants !== undefined;
+  const notPermitted = (role: 'requestedBy' | 'approvedBy', actor: Actor) => {
+    const via = job.grants?.[role];
+    const permission = mayStillAct(actor, env, ctx, { recorded, via });
     if (permission.ok) return undefined;
     const cause = permission.refusal.context?.reason;
     const who = mention(actor);
@@ -321,7 +346,15 @@ export function queuedSwitchRefusal(job: QueuedSwitch, ctx: PermissionContext): 
         `environments.${env}.allow`,
       );
     }
-    const lost = `is no longer permitted on ${env}: not on its allow list in the configuration in force (it changed since the click)`;
+    const gone = [
+      ...(via?.groups ?? []).map((g) => `Slack user group ${g}`),
+      ...(via?.roles ?? []).map((r) => `Discord role ${r}`),
+    ];
+    const through =
+      gone.length === 0
+        ? ''
+        : `: ${nameList(gone)}, which let them in at the click, ${gone.length === 1 ? 'is' : 'are'} no longer on it`;
+    const lost = `is no longer permitted on ${env}: not on its allow list in the configuration in force (it changed since the click${through})`;
     return changed(
       role === 'requestedBy'
         ? `${who} ${lost}, and this ${action} is made in their name; nothing was switched. Someone permitted now can ask for it again.`
@@ -331,7 +364,7 @@ export function queuedSwitchRefusal(job: QueuedSwitch, ctx: PermissionContext): 
       `environments.${env}.allow.${actor.surface}`,
     );
   };
-  const requester = notPermitted('requestedBy', job.requestedBy, mayStillAct(job.requestedBy, env, ctx));
+  const requester = notPermitted('requestedBy', job.requestedBy);
   if (requester !== undefined) return requester;
   if (!twoPersonRuleOn(ctx.config, env)) return undefined;
   const approver = job.approvedBy;
@@ -343,7 +376,7 @@ export function queuedSwitchRefusal(job: QueuedSwitch, ctx: PermissionContext): 
       `environments.${env}.twoPersonRule`,
     );
   }
-  return notPermitted('approvedBy', approver, mayStillAct(approver, env, ctx));
+  return notPermitted('approvedBy', approver);
 }
 
 /**

@@ -43,7 +43,14 @@ import type { Plan } from './domain/plan.js';
 import { type Refusal, RefusalCode } from './domain/result.js';
 import { SwitchyardError } from './errors.js';
 import { type Logger, silentLogger } from './log.js';
-import { type Actor, actorSchema, type MessageRef, messageRefSchema } from './progress.js';
+import {
+  type Actor,
+  actorSchema,
+  type Grant,
+  grantSchema,
+  type MessageRef,
+  messageRefSchema,
+} from './progress.js';
 import type { RedisClient } from './redis.js';
 import { createRedis } from './redis.js';
 import { describeIssues } from './zod-issues.js';
@@ -200,17 +207,6 @@ export type SuggestionSlot =
 
 const storedMessageSchema = z.object({ ref: messageRefSchema, at: z.number() });
 
-/**
- * The memberships that let the confirmer act when they confirmed (the Slack user groups and Discord
- * roles of theirs that were on the environment's allow list), so an approval can re-check that the
- * confirmer is still permitted: stored actors carry no memberships.
- */
-export const grantSchema = z.object({
-  groups: z.array(z.string().min(1)).max(1000).exactOptional(),
-  roles: z.array(z.string().min(1)).max(1000).exactOptional(),
-});
-export type Grant = z.infer<typeof grantSchema>;
-
 /** Everything known about one plan: the plan itself and what people did with it. */
 export const planRecordSchema = z.object({
   plan: planSchema,
@@ -218,9 +214,11 @@ export const planRecordSchema = z.object({
   requestedBy: actorSchema,
   /** Whoever clicked confirm (with the two-person rule, the person whose request awaits approval). */
   confirmedBy: actorSchema.exactOptional(),
-  /** The confirmer's memberships that were on the allow list at the confirm (two-person rule). */
+  /** The confirmer's memberships that were on the allow list at the confirm (`Grant`). */
   confirmedVia: grantSchema.exactOptional(),
   approvedBy: actorSchema.exactOptional(),
+  /** The approver's memberships that were on the allow list at the approval (`Grant`). */
+  approvedVia: grantSchema.exactOptional(),
   cancelledBy: actorSchema.exactOptional(),
   jobId: z.string().exactOptional(),
   /** Why the plan went stale (what changed), when it did. */
@@ -279,6 +277,7 @@ export interface PlanPatch {
   readonly confirmedBy?: Actor;
   readonly confirmedVia?: Grant;
   readonly approvedBy?: Actor;
+  readonly approvedVia?: Grant;
   readonly cancelledBy?: Actor;
   readonly jobId?: string;
   readonly refusal?: Refusal;
@@ -384,6 +383,7 @@ const JSON_FIELDS = new Set([
   'confirmedBy',
   'confirmedVia',
   'approvedBy',
+  'approvedVia',
   'cancelledBy',
   'refusal',
   'alert',

@@ -32,6 +32,19 @@ export const actorSchema = z.object({
 });
 export type Actor = z.infer<typeof actorSchema>;
 
+/**
+ * The memberships that let a person act at their click: those of their Slack user groups (or Discord
+ * roles) that were on the environment's allow list then. Stored with the click (the plan record's
+ * `confirmedVia`/`approvedVia`, a switch job's `grants`) because a stored actor carries no
+ * memberships: a later check (an approval, the worker judging a queued switch) can then tell whether
+ * what let them in is still listed. A person let in by their user id alone has none.
+ */
+export const grantSchema = z.object({
+  groups: z.array(z.string().min(1)).max(1000).exactOptional(),
+  roles: z.array(z.string().min(1)).max(1000).exactOptional(),
+});
+export type Grant = z.infer<typeof grantSchema>;
+
 /** Where a chat message lives, so progress can edit it in place. */
 export const messageRefSchema = z.object({
   surface: z.enum(['slack', 'discord', 'console']),

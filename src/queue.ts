@@ -24,6 +24,7 @@ import { PLAN_ID_PATTERN } from './plan-store.js';
 import {
   type Actor,
   actorSchema,
+  grantSchema,
   type MessageRef,
   messageRefSchema,
   type Progress,
@@ -157,6 +158,15 @@ export const switchJobSchema = z.object({
     ),
   requestedBy: actorSchema,
   approvedBy: actorSchema.optional(),
+  /**
+   * What let `requestedBy` and `approvedBy` act at their clicks: those of their Slack user groups (or
+   * Discord roles) that were on the environment's allow list then (`Grant`; none for a person let in
+   * by their user id). The worker judging a queued switch again by its own config
+   * (src/permissions.ts `queuedSwitchRefusal`) counts only these as held, so a group or role taken off
+   * the allow list since the click no longer lets the switch through. Absent in jobs queued by
+   * versions before it: every listed group or role then counts as held.
+   */
+  grants: z.object({ requestedBy: grantSchema.optional(), approvedBy: grantSchema.optional() }).optional(),
   /** Chat messages to keep updated with progress. */
   messages: z.array(messageRefSchema).max(50),
   /**

@@ -454,6 +454,8 @@ describe('Flow.confirm', () => {
       expectedRolledBack: false,
       domains: o.plan.affectedDomains.map((d) => d.hostname),
       requestedBy: bob,
+      // bob is let in by his user id (no allow list on the local platform): no group or role
+      grants: {},
       messages: [slackMsg],
       requestedAt: x.clock.now(),
       // This request: the record's generation and the revision of the confirm's claim.
@@ -1149,12 +1151,43 @@ describe('two-person rule', () => {
     expect(await x.jobs()).toEqual([]);
     const ok = expectStatus(await x.flow.approve(bob, o.plan.id), 'enqueued');
     expect((await x.job(ok.jobId))?.requestedBy).toEqual(alice);
+    // the job records what let each of them in: Alice's listed group; Bob came by his user id
+    expect((await x.job(ok.jobId))?.grants).toEqual({ requestedBy: { groups: ['S0ONCALL'] } });
 
     // a Discord confirmer through a role, approved by a listed Slack user
     await switchDirectly(x, 'rollback', 'production', 'dep_3hd7xa');
     const d = planned(await x.flow.plan(dave, 'rollback', 'production'));
     expectStatus(await x.flow.confirm({ ...dave, roles: ['333333333333'] }, d.plan.id), 'awaiting_approval');
-    expectStatus(await x.flow.approve(bob, d.plan.id), 'enqueued');
+    const e = expectStatus(
+      await x.flow.approve({ ...carol, groups: ['S0ONCALL', 'S0ONCALL'] }, d.plan.id),
+      'enqueued',
+    );
+    expect((await x.job(e.jobId))?.grants).toEqual({
+      requestedBy: { roles: ['333333333333'] },
+      approvedBy: { groups: ['S0ONCALL'] },
+    });
+    expect((await x.flow.get(d.plan.id))?.approvedVia).toEqual({ groups: ['S0ONCALL'] });
+  });
+
+  it('a one-person confirm records in the job what let the confirmer in (a listed group or role, or nothing beyond the user id)', async () => {
+    const listed = {
+      production: {
+        allow: { slack: { users: ['U0BOB'], groups: ['S0ONCALL'] }, discord: { roles: ['333333333333'] } },
+      },
+    };
+    const x = await setup({ environments: listed, platform: 'unkey' });
+    const o = planned(await x.flow.plan(alice, 'rollback', 'production'));
+    const a = expectStatus(
+      await x.flow.confirm({ ...alice, groups: ['S0OTHER', 'S0ONCALL'] }, o.plan.id),
+      'enqueued',
+    );
+    expect((await x.job(a.jobId))?.grants).toEqual({ requestedBy: { groups: ['S0ONCALL'] } });
+    expect((await x.job(a.jobId))?.requestedBy).toEqual(alice);
+
+    await switchDirectly(x, 'rollback', 'production', 'dep_3hd7xa');
+    const b = planned(await x.flow.plan(bob, 'rollback', 'production'));
+    const byId = expectStatus(await x.flow.confirm(bob, b.plan.id), 'enqueued');
+    expect((await x.job(byId.jobId))?.grants).toEqual({});
   });
 
   it('a request that lapses awaiting approval is audited as expired on the next click', async () => {

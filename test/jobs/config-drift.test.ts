@@ -5,9 +5,11 @@
  * turn comes the worker judges the people the job names by the configuration in force in its own
  * process (`permissions`), under the environment lock and before the platform is asked anything: a job
  * they may no longer have made ends `refused` (code `forbidden`), saying what changed and that nothing
- * was switched, audited and counted like any refusal. A job records who acted, not the Slack user groups
- * or Discord roles that let them in: where one of those could have, the worker cannot tell, and the
- * switch goes on. A switch this job already asked the platform for is followed whatever the config says.
+ * was switched, audited and counted like any refusal. A job records who acted and which of their Slack
+ * user groups or Discord roles on the allow list let them in at the click (`grants`): those count, and no
+ * others; a job of an earlier version records none, and where a listed group or role could have let the
+ * person in, the worker cannot tell, and the switch goes on. A switch this job already asked the
+ * platform for is followed whatever the config says.
  *
  * In process, on the real Redis and LocalPlatform (test/jobs/fixtures), and through the whole app
  * (handlers/app.ts) restarted with an edited config on the same Redis namespace and platform state.
@@ -188,6 +190,67 @@ describe('a queued switch whose people the configuration in force no longer perm
     expect((await env.local.snapshot('env0')).environment.currentDeploymentId).toBe(seedIds(0).current);
   });
 
+  it('a Slack user let in by a user group since taken off the allow list: refused, naming the group, though other groups are listed', async () => {
+    const env = await setupJobs(cleanup);
+    const carol: Actor = { surface: 'slack', userId: 'U0CAROL', displayName: 'carol' };
+    // At the click S0ONCALL was listed, and carol in it; now only S0DEVELOP is (carol's membership in
+    // it, if any, did not let her in: the click recorded S0ONCALL only).
+    const permissions = inForce({
+      environments: { env0: { allow: { slack: { users: ['U0DAVE'], groups: ['S0DEVELOP'] } } } },
+    });
+    const data = await rollbackJob(env, { requestedBy: carol });
+    const { final } = await runUnder(env, permissions, {
+      ...data,
+      grants: { requestedBy: { groups: ['S0ONCALL'] } },
+    });
+
+    expect(final).toMatchObject({ outcome: 'refused', code: 'forbidden' });
+    expect(final?.message).toContain(
+      'carol (U0CAROL) is no longer permitted on env0: not on its allow list in the configuration in force (it changed since the click: Slack user group S0ONCALL, which let them in at the click, is no longer on it), and this rollback is made in their name; nothing was switched.',
+    );
+    expect(env.platform.switchCalls).toBe(0);
+  });
+
+  it('a Slack user let in by their user id, since taken off the list, while user groups are listed: refused (the job records no group of theirs)', async () => {
+    const env = await setupJobs(cleanup);
+    const carol: Actor = { surface: 'slack', userId: 'U0CAROL', displayName: 'carol' };
+    const permissions = inForce({
+      environments: { env0: { allow: { slack: { users: ['U0DAVE'], groups: ['S0ONCALL'] } } } },
+    });
+    const data = await rollbackJob(env, { requestedBy: carol });
+    const { final } = await runUnder(env, permissions, { ...data, grants: {} });
+
+    expect(final).toMatchObject({ outcome: 'refused', code: 'forbidden' });
+    expect(final?.message).toContain(
+      'carol (U0CAROL) is no longer permitted on env0: not on its allow list in the configuration in force (it changed since the click), and this rollback',
+    );
+    expect(env.platform.switchCalls).toBe(0);
+  });
+
+  it('with the two-person rule, a Discord approver let in by a role since taken off the list: refused, naming the role', async () => {
+    const env = await setupJobs(cleanup);
+    const dave: Actor = { surface: 'discord', userId: '222222222222', displayName: 'dave' };
+    const permissions = inForce({
+      environments: {
+        env0: {
+          twoPersonRule: true,
+          allow: { console: { users: ['u-alice'] }, discord: { roles: ['444'] } },
+        },
+      },
+    });
+    const data = await rollbackJob(env, { requestedBy: alice, approvedBy: dave });
+    const { final } = await runUnder(env, permissions, {
+      ...data,
+      grants: { approvedBy: { roles: ['333', '555'] } },
+    });
+
+    expect(final).toMatchObject({ outcome: 'refused', code: 'forbidden' });
+    expect(final?.message).toContain(
+      'dave (222222222222), who approved this rollback, is no longer permitted on env0: not on its allow list in the configuration in force (it changed since the click: Discord role 333 and Discord role 555, which let them in at the click, are no longer on it)',
+    );
+    expect(env.platform.switchCalls).toBe(0);
+  });
+
   it('a Slack user whose allow list names users only, and not them: refused (their user id was the only way in)', async () => {
     const env = await setupJobs(cleanup);
     const carol: Actor = { surface: 'slack', userId: 'U0CAROL', displayName: 'carol' };
@@ -222,13 +285,48 @@ describe('a queued switch the configuration in force still permits, or cannot ju
     expect(final?.outcome).toBe('succeeded');
   });
 
-  it('a Slack user when the allow list names Slack user groups: the job does not record theirs, so it goes on', async () => {
+  it('a Slack user when the allow list names Slack user groups, in a job of an earlier version (no grants recorded): it goes on', async () => {
     const env = await setupJobs(cleanup);
     const carol: Actor = { surface: 'slack', userId: 'U0CAROL', displayName: 'carol' };
     const permissions = inForce({
       environments: { env0: { allow: { slack: { users: ['U0DAVE'], groups: ['S0ONCALL'] } } } },
     });
-    const { final } = await runUnder(env, permissions, await rollbackJob(env, { requestedBy: carol }));
+    const data = await rollbackJob(env, { requestedBy: carol });
+    expect(data.grants).toBeUndefined();
+    const { final } = await runUnder(env, permissions, data);
+    expect(final?.outcome).toBe('succeeded');
+  });
+
+  it('a Slack user let in by a user group that is still listed: switched', async () => {
+    const env = await setupJobs(cleanup);
+    const carol: Actor = { surface: 'slack', userId: 'U0CAROL', displayName: 'carol' };
+    const permissions = inForce({
+      environments: { env0: { allow: { slack: { users: ['U0DAVE'], groups: ['S0OTHER', 'S0ONCALL'] } } } },
+    });
+    const data = await rollbackJob(env, { requestedBy: carol });
+    const { final } = await runUnder(env, permissions, {
+      ...data,
+      grants: { requestedBy: { groups: ['S0ONCALL'] } },
+    });
+    expect(final?.outcome).toBe('succeeded');
+  });
+
+  it('a Discord approver let in by a role that is still listed (two-person rule): switched', async () => {
+    const env = await setupJobs(cleanup);
+    const dave: Actor = { surface: 'discord', userId: '222222222222', displayName: 'dave' };
+    const permissions = inForce({
+      environments: {
+        env0: {
+          twoPersonRule: true,
+          allow: { console: { users: ['u-alice'] }, discord: { roles: ['333'] } },
+        },
+      },
+    });
+    const data = await rollbackJob(env, { requestedBy: alice, approvedBy: dave });
+    const { final } = await runUnder(env, permissions, {
+      ...data,
+      grants: { approvedBy: { roles: ['333'] } },
+    });
     expect(final?.outcome).toBe('succeeded');
   });
 
