@@ -1789,12 +1789,16 @@ function definitelyNotStarted(e: unknown): boolean {
   return e instanceof SyError && e.code === RefusalCode.operationInProgress;
 }
 
-/** Counts the job's end, and its duration from `switchStart` (its first attempt's start). */
+/**
+ * Counts the job's end, and its duration from `switchStart` (its first attempt's start: wall-clock
+ * time, since that attempt may have run on another host). A clock behind that host's (or set back
+ * since) counts no negative duration: zero.
+ */
 function finish(deps: ProcessorDeps, data: SwitchJobData, outcome: Outcome, switchStart: number): void {
   deps.metrics?.jobs.inc({ action: data.action, outcome });
   deps.metrics?.switchDuration.observe(
     { action: data.action, outcome },
-    (deps.clock.now() - switchStart) / 1000,
+    Math.max(0, deps.clock.now() - switchStart) / 1000,
   );
 }
 
@@ -1873,7 +1877,9 @@ async function follow(
   signal: AbortSignal,
   data: SwitchJobData,
 ): Promise<void> {
-  const deadline = deps.clock.now() + deps.operationTimeoutMs;
+  // Measured on the monotonic clock: a step of the wall clock (an NTP correction, a VM resumed) is no
+  // time the platform took.
+  const deadline = monotonicNow(deps.clock) + deps.operationTimeoutMs;
   for (;;) {
     signal.throwIfAborted();
     const status = await deps.platform.operation(ref);
@@ -1912,7 +1918,7 @@ async function follow(
       default:
         return assertNeverState(status.state);
     }
-    if (deps.clock.now() >= deadline) {
+    if (monotonicNow(deps.clock) >= deadline) {
       throw new SyError(
         'platform_timeout',
         `The platform's ${data.action} of ${data.environment} (operation ${ref.id}) did not finish within ${Math.round(deps.operationTimeoutMs / 1000)}s.`,
@@ -2006,7 +2012,8 @@ async function verifyTraffic(
   let latest: EnvironmentSnapshot | undefined;
   // A read during verification showed the target live: the switch is in the platform's state.
   let landed = false;
-  const deadline = deps.clock.now() + deps.verify.timeoutMs;
+  // On the monotonic clock, as `follow`'s: a wall-clock step is no time the domains took.
+  const deadline = monotonicNow(deps.clock) + deps.verify.timeoutMs;
   let lastKey = '';
   for (let round = 1; ; round++) {
     signal.throwIfAborted();
@@ -2074,7 +2081,7 @@ async function verifyTraffic(
           : `${okCount} of ${domainCount(traffic.length)} answer${okCount === 1 ? 's' : ''} from ${data.targetId}.`;
       tracker.post();
     }
-    const left = deadline - deps.clock.now();
+    const left = deadline - monotonicNow(deps.clock);
     if (left <= 0) {
       const off = traffic.filter((t) => !t.ok);
       const after = Math.round(deps.verify.timeoutMs / 1000);

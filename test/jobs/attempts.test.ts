@@ -358,6 +358,67 @@ describe("a step of the worker host's wall clock while an attempt runs", () => {
   });
 });
 
+describe("a forward step of the worker host's wall clock while it waits on the platform or the domains", () => {
+  it('is no time the platform took: an operation still pending when the clock jumps past the operation timeout is followed to its end', async () => {
+    const env = await setupJobs(cleanup);
+    const clock = steppedSystemClock();
+    let polls = 0;
+    const platform = {
+      ...env.platform,
+      operation: async (ref: OperationRef) => {
+        polls++;
+        // The wall clock jumps 11 minutes ahead (past the 10-minute operation timeout) at the first
+        // poll; the platform answers pending for two more polls, then as it is (done).
+        if (polls === 1) clock.step(11 * 60_000);
+        if (polls <= 3) return { ...(await env.platform.operation(ref)), state: 'pending' as const };
+        return env.platform.operation(ref);
+      },
+    };
+    await env.startWorker({
+      clock,
+      platform,
+      operationTimeoutMs: 600_000,
+      verify: { timeoutMs: 60_000, intervalMs: 5 },
+    });
+    const plan = await planFor(env.local, 'env0', 'rollback', env.clock.now());
+    const { jobId } = await env.queue.enqueue(jobData(plan, env.clock.now()));
+    const final = await env.queue.waitForEnd(jobId);
+    expect({ outcome: final?.outcome, code: final?.code, attempt: final?.attempt }).toEqual({
+      outcome: 'succeeded',
+      code: undefined,
+      attempt: 1,
+    });
+    expect(polls).toBeGreaterThan(3);
+    expect(env.platform.switchCalls).toBe(1);
+  });
+
+  it('is no time the domains took: a domain still answering from the old deployment when the clock jumps past the verify timeout is verified once it follows', async () => {
+    const env = await setupJobs(cleanup);
+    const clock = steppedSystemClock();
+    const stuck = seedDomains(0)[0] ?? '';
+    let probes = 0;
+    const platform = {
+      ...env.platform,
+      probe: async (hostname: string) => {
+        if (hostname !== stuck) return env.local.probe(hostname);
+        probes++;
+        // The wall clock jumps 5 minutes ahead (past the 1-minute verify timeout) at the first probe;
+        // the domain answers from the old deployment for two more rounds (an edge cache), then follows.
+        if (probes === 1) clock.step(5 * 60_000);
+        if (probes <= 3) return { hostname, status: 200, deploymentId: seedIds(0).current };
+        return env.local.probe(hostname);
+      },
+    };
+    await env.startWorker({ clock, platform, verify: { timeoutMs: 60_000, intervalMs: 5 } });
+    const plan = await planFor(env.local, 'env0', 'rollback', env.clock.now());
+    const { jobId } = await env.queue.enqueue(jobData(plan, env.clock.now()));
+    const final = await env.queue.waitForEnd(jobId);
+    expect({ outcome: final?.outcome, code: final?.code }).toEqual({ outcome: 'succeeded', code: undefined });
+    expect(final?.traffic?.every((t) => t.ok)).toBe(true);
+    expect(probes).toBeGreaterThan(3);
+  });
+});
+
 describe('a worker killed right after the platform accepted its switch, before it stored the operation', () => {
   it('its job\'s next attempt, whose own request the platform refuses because the first one landed meanwhile ("target is current"), verifies traffic and succeeds, with two platform calls in all', async () => {
     const env = await setupJobs(cleanup);
