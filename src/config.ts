@@ -297,6 +297,66 @@ const allowSchema = z
   })
   .strict();
 
+/** The surfaces a `people` entry links accounts of. */
+const PERSON_SURFACES = ['slack', 'discord', 'console'] as const;
+
+/**
+ * One person's accounts on several chat surfaces (`people`): Switchyard tells people apart per surface
+ * (a Slack user id and a Discord user id are two people), so without this one person permitted on two
+ * surfaces could confirm on one and approve on the other under the two-person rule.
+ */
+const personSchema = z
+  .object({
+    /** A label for messages and logs; the accounts decide. */
+    name: z
+      .string({ error: 'expected a name for this person, e.g. Alice' })
+      .trim()
+      .min(1)
+      .max(100)
+      .optional(),
+    slack: z
+      .string({ error: 'expected a Slack user id, e.g. U012ABCDEF' })
+      .trim()
+      .regex(
+        /^[UW][A-Z0-9]{2,}$/,
+        'expected a Slack user id, e.g. U012ABCDEF (U or W, then uppercase letters and digits)',
+      )
+      .optional(),
+    discord: discordId('user id').optional(),
+    console: z.string({ error: 'expected a console user name, e.g. alice' }).trim().min(1).optional(),
+  })
+  .strict()
+  .refine((p) => PERSON_SURFACES.filter((s) => p[s] !== undefined).length >= 2, {
+    error:
+      'expected the accounts of one person on at least two of slack, discord and console (an entry links them as one person), e.g. { name: Alice, slack: U012ABCDEF, discord: "112233445566778899" }',
+  });
+
+/** `people`: each account in at most one entry (an account belongs to one person). */
+const peopleSchema = z
+  .array(personSchema, {
+    error: 'expected a list of people, e.g. [{ slack: U012ABCDEF, discord: "112233445566778899" }]',
+  })
+  .max(10_000)
+  .default([])
+  .superRefine((people, ctx) => {
+    const seen = new Map<string, number>();
+    people.forEach((person, i) => {
+      for (const surface of PERSON_SURFACES) {
+        const id = person[surface];
+        if (id === undefined) continue;
+        const key = `${surface}:${id}`;
+        const first = seen.get(key);
+        if (first === undefined) seen.set(key, i);
+        else
+          ctx.addIssue({
+            code: 'custom',
+            path: [i, surface],
+            message: `expected each account in one entry only: ${surface} ${id} is also in people.${first} (an account belongs to one person; merge the two entries if they are the same person)`,
+          });
+      }
+    });
+  });
+
 const noticeEvent = z.enum(['ready', 'failed', 'traffic_moved', 'standby', 'stopped'], {
   error: 'expected one of ready, failed, traffic_moved, standby, stopped',
 });
@@ -447,6 +507,11 @@ export const fileConfigSchema = z
     environments: z
       .record(z.string().regex(/^[a-z0-9][a-z0-9-]*$/, 'expected a lowercase slug'), environmentConfigSchema)
       .default({}),
+    /**
+     * One person's accounts on several chat surfaces: the two-person rule counts them as one person
+     * (src/permissions.ts `samePerson`). Permissions stay per account (`environments.<env>.allow`).
+     */
+    people: peopleSchema,
     verify: z
       .object({
         timeout: durationMs(1_000).default(120_000),

@@ -43,7 +43,9 @@ import { silentLogger } from './log.js';
 import {
   type ActingUser,
   canAct,
+  linkedClause,
   sameActor,
+  samePerson,
   twoPersonRuleOn,
   unknownEnvironmentKeys,
 } from './permissions.js';
@@ -1524,9 +1526,12 @@ export class Flow {
         return assertNever(record.state, 'plan state');
     }
     const asked = record.confirmedBy ?? record.requestedBy;
-    const self =
-      sameActor(actor, asked) ||
-      (record.requestedBy.surface !== 'system' && sameActor(actor, record.requestedBy));
+    // One person, also across surfaces where the config's `people` links their accounts.
+    const selfAs = samePerson(actor, asked, this.config)
+      ? asked
+      : record.requestedBy.surface !== 'system' && samePerson(actor, record.requestedBy, this.config)
+        ? record.requestedBy
+        : undefined;
     // The two-person rule is the one in force at the click, not at the confirm: a request confirmed
     // under it can outlive a config change (plans survive restarts for their hour). Turned off since,
     // one permitted person suffices, and the Approve its message offers (its only way forward) must
@@ -1534,11 +1539,12 @@ export class Flow {
     const twoPersons = this.twoPersonRule(record.plan.environment);
     // The confirmer's own click records no approver (that would claim a second person); anyone else
     // who clicks did approve someone else's confirmation, and is recorded as the approver.
-    const byConfirmer = record.confirmedBy !== undefined && sameActor(actor, record.confirmedBy);
-    if (self && twoPersons) {
+    const byConfirmer =
+      record.confirmedBy !== undefined && samePerson(actor, record.confirmedBy, this.config);
+    if (selfAs !== undefined && twoPersons) {
       return this.refused(record, actor, {
         code: RefusalCode.selfApproval,
-        message: `${personName(actor)} cannot approve their own request: ${record.plan.environment} needs a second permitted person to approve this ${record.plan.action}.`,
+        message: `${personName(actor)} cannot approve their own request${linkedClause(actor, selfAs, this.config)}: ${record.plan.environment} needs a second permitted person to approve this ${record.plan.action}.`,
         context: { planId: record.plan.id, environment: record.plan.environment },
       });
     }

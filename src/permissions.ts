@@ -101,6 +101,41 @@ export function sameActor(a: Actor, b: Actor): boolean {
   return a.surface === b.surface && a.userId === b.userId;
 }
 
+/**
+ * The config's `people` entry holding `actor`'s account, when one does: that person's accounts on the
+ * other surfaces are theirs too.
+ */
+function personOf(actor: Actor, config: Pick<Config, 'file'>): Person | undefined {
+  if (actor.surface === 'system') return undefined;
+  const surface = actor.surface;
+  return config.file.people.find((p) => p[surface] === actor.userId);
+}
+
+type Person = Config['file']['people'][number];
+
+/**
+ * Whether `a` and `b` are one person for the two-person rule: the same account (`sameActor`), or two
+ * accounts the config's `people` links as one person's (a Slack user and a Discord user, say). Without
+ * such an entry accounts on two surfaces are two people.
+ */
+export function samePerson(a: Actor, b: Actor, config: Pick<Config, 'file'>): boolean {
+  if (sameActor(a, b)) return true;
+  const person = personOf(a, config);
+  return person !== undefined && b.surface !== 'system' && person[b.surface] === b.userId;
+}
+
+/**
+ * Why `a` and `b` count as one person, for a refusal: empty for the same account; for accounts the
+ * config links, a clause saying so (`people.<n>` named).
+ */
+export function linkedClause(a: Actor, b: Actor, config: Pick<Config, 'file'>): string {
+  if (sameActor(a, b)) return '';
+  const i = config.file.people.findIndex((p) => a.surface !== 'system' && p[a.surface] === a.userId);
+  const person = config.file.people[i];
+  const label = person?.name === undefined ? '' : ` (${person.name})`;
+  return ` (the config's people.${i}${label} links ${a.surface} ${a.userId} and ${b.surface} ${b.userId} as one person)`;
+}
+
 function mention(actor: Actor): string {
   return actor.displayName === actor.userId ? actor.userId : `${actor.displayName} (${actor.userId})`;
 }
@@ -374,6 +409,14 @@ export function queuedSwitchRefusal(job: QueuedSwitch, ctx: PermissionContext): 
       'two_person_rule',
       undefined,
       `environments.${env}.twoPersonRule`,
+    );
+  }
+  if (samePerson(approver, job.requestedBy, ctx.config)) {
+    return changed(
+      `${env} needs two different permitted people, and ${mention(approver)}, who approved this ${action}, is the person who confirmed it${linkedClause(approver, job.requestedBy, ctx.config)} in the configuration in force (it changed since the click); nothing was switched. Ask for it again: a permitted person confirms it, and a second one approves.`,
+      'two_person_rule',
+      { role: 'approvedBy', actor: approver },
+      'people',
     );
   }
   return notPermitted('approvedBy', approver);

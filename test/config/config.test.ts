@@ -442,6 +442,46 @@ describe('config errors show every value but a secret, in words', () => {
   });
 });
 
+describe("people: one person's accounts on several chat surfaces", () => {
+  it('links a Slack user, a Discord user and a console name as one person; none by default', () => {
+    const cfg = parseConfigFile(
+      [
+        'people:',
+        '  - { name: Alice, slack: U0ALICE, discord: "112233445566778899" }',
+        '  - { slack: W0BOB, console: bob }',
+      ].join('\n'),
+    );
+    expect(cfg.people).toEqual([
+      { name: 'Alice', slack: 'U0ALICE', discord: '112233445566778899' },
+      { slack: 'W0BOB', console: 'bob' },
+    ]);
+    expect(parseConfigFile('platform: local\n').people).toEqual([]);
+  });
+
+  it('refuses an entry of one account, an account in two entries, and ids of the wrong kind, naming the key', () => {
+    expect(refusedFile('people:\n  - { slack: U0ALICE }\n', 'sy.yml')).toMatch(
+      /sy\.yml: people\.0: .*expected the accounts of one person on at least two of slack, discord and console/,
+    );
+    expect(
+      refusedFile(
+        'people:\n  - { slack: U0ALICE, console: alice }\n  - { slack: U0ALICE, discord: "112233445566778899" }\n',
+        'sy.yml',
+      ),
+    ).toContain(
+      'people.1.slack: got "U0ALICE", expected each account in one entry only: slack U0ALICE is also in people.0',
+    );
+    expect(refusedFile('people:\n  - { slack: "#alice", console: alice }\n', 'sy.yml')).toMatch(
+      /people\.0\.slack: got "#alice", expected a Slack user id, e\.g\. U012ABCDEF/,
+    );
+    expect(refusedFile('people:\n  - { slack: U0ALICE, discord: 112233445566778899 }\n', 'sy.yml')).toMatch(
+      /people\.0\.discord: .*expected the Discord user id in quotes/,
+    );
+    expect(refusedFile('people:\n  - { slack: U0ALICE, email: a@example.com }\n', 'sy.yml')).toMatch(
+      /people\.0.*email/,
+    );
+  });
+});
+
 /** Refused by parseConfigFile: the ConfigError's message. */
 function refusedFile(text: string, fileName: string): string {
   try {

@@ -5,7 +5,7 @@ import { startSwitchWorker } from '../../jobs/switch-worker.js';
 import { AuditLog } from '../../src/audit.js';
 import { ChatService } from '../../src/chat.js';
 import { ManualClock, systemClock } from '../../src/clock.js';
-import type { Config } from '../../src/config.js';
+import { type Config, fileConfigSchema } from '../../src/config.js';
 import type { Domain, EnvironmentSnapshot } from '../../src/domain/types.js';
 import { RefusalError } from '../../src/errors.js';
 import type { ClickOutcome, PlanOutcome } from '../../src/flow.js';
@@ -1188,6 +1188,68 @@ describe('two-person rule', () => {
     const b = planned(await x.flow.plan(bob, 'rollback', 'production'));
     const byId = expectStatus(await x.flow.confirm(bob, b.plan.id), 'enqueued');
     expect((await x.job(byId.jobId))?.grants).toEqual({});
+  });
+
+  it("one person's linked accounts (the config's people) cannot approve each other's requests; unlinked accounts can", async () => {
+    const environments = {
+      production: {
+        twoPersonRule: true,
+        allow: { slack: { users: ['U0ALICE', 'U0BOB'] }, discord: { roles: ['333333333333'] } },
+      },
+    };
+    const x = await setup({ environments, platform: 'unkey' });
+    // Alice's Slack account and Dave's Discord account are one person's (a second account, say).
+    const linked = flowWith(x, {
+      config: {
+        platform: 'unkey',
+        file: fileConfigSchema.parse({
+          platform: 'unkey',
+          environments,
+          people: [{ name: 'Alice', slack: 'U0ALICE', discord: dave.userId }],
+        }),
+      },
+    });
+    const o = planned(await linked.plan(alice, 'rollback', 'production'));
+    expectStatus(await linked.confirm(alice, o.plan.id), 'awaiting_approval');
+    const before = await linked.get(o.plan.id);
+    const r = expectStatus(await linked.approve({ ...dave, roles: ['333333333333'] }, o.plan.id), 'refused');
+    expect(r.refusal.code).toBe('self_approval');
+    expect(r.refusal.message).toBe(
+      `Dave cannot approve their own request (the config's people.0 (Alice) links discord ${dave.userId} and slack U0ALICE as one person): production needs a second permitted person to approve this rollback.`,
+    );
+    expect(await x.jobs()).toEqual([]);
+    expect(await linked.get(o.plan.id)).toEqual(before);
+    // Without the link the two accounts are two people (the default): the approval queues the switch.
+    const e = expectStatus(await x.flow.approve({ ...dave, roles: ['333333333333'] }, o.plan.id), 'enqueued');
+    expect((await x.job(e.jobId))?.approvedBy).toEqual(dave);
+  });
+
+  it('the linked account of the person who typed the command cannot approve it either, when someone else confirmed', async () => {
+    const environments = {
+      production: {
+        twoPersonRule: true,
+        allow: { slack: { users: ['U0ALICE', 'U0BOB'] }, discord: { users: [dave.userId] } },
+      },
+    };
+    const x = await setup({ environments, platform: 'unkey' });
+    const linked = flowWith(x, {
+      config: {
+        platform: 'unkey',
+        file: fileConfigSchema.parse({
+          platform: 'unkey',
+          environments,
+          people: [{ slack: 'U0ALICE', discord: dave.userId }],
+        }),
+      },
+    });
+    const o = planned(await linked.plan(alice, 'rollback', 'production'));
+    expectStatus(await linked.confirm(bob, o.plan.id), 'awaiting_approval');
+    const r = expectStatus(await linked.approve(dave, o.plan.id), 'refused');
+    expect(r.refusal.code).toBe('self_approval');
+    expect(r.refusal.message).toContain(
+      `(the config's people.0 links discord ${dave.userId} and slack U0ALICE as one person)`,
+    );
+    expect(await x.jobs()).toEqual([]);
   });
 
   it('a request that lapses awaiting approval is audited as expired on the next click', async () => {

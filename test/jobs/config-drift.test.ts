@@ -251,6 +251,31 @@ describe('a queued switch whose people the configuration in force no longer perm
     expect(env.platform.switchCalls).toBe(0);
   });
 
+  it("with the two-person rule, an approver the config's people now links to the confirmer as one person: refused", async () => {
+    const env = await setupJobs(cleanup);
+    const dave: Actor = { surface: 'discord', userId: '222222222222', displayName: 'dave' };
+    const permissions = inForce({
+      environments: {
+        env0: {
+          twoPersonRule: true,
+          allow: { console: { users: ['u-alice'] }, discord: { users: ['222222222222'] } },
+        },
+      },
+      people: [{ name: 'Alice', console: 'u-alice', discord: '222222222222' }],
+    });
+    const { final } = await runUnder(
+      env,
+      permissions,
+      await rollbackJob(env, { requestedBy: alice, approvedBy: dave }),
+    );
+
+    expect(final).toMatchObject({ outcome: 'refused', code: 'forbidden' });
+    expect(final?.message).toContain(
+      "env0 needs two different permitted people, and dave (222222222222), who approved this rollback, is the person who confirmed it (the config's people.0 (Alice) links discord 222222222222 and console u-alice as one person) in the configuration in force (it changed since the click); nothing was switched.",
+    );
+    expect(env.platform.switchCalls).toBe(0);
+  });
+
   it('a Slack user whose allow list names users only, and not them: refused (their user id was the only way in)', async () => {
     const env = await setupJobs(cleanup);
     const carol: Actor = { surface: 'slack', userId: 'U0CAROL', displayName: 'carol' };
