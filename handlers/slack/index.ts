@@ -204,11 +204,16 @@ export function startSlack(opts: StartSlackOptions): SlackSurface {
       await reporter.flush();
     },
     async stop() {
-      await work.idle();
-      // Edits still queued (a long Retry-After, or many messages waiting on the workspace budget) are
-      // waited for a while, not for good: a worker closing after this flushes its own within its
-      // shutdown timeout.
-      await within(clock, SHUTDOWN_FLUSH_MS, reporter.flush(), undefined);
+      // Work under way (a click's answer and its edit) and edits still queued (a long Retry-After, or
+      // many messages waiting on the workspace budget) are waited for a while, not for good: one
+      // deadline over both, since a click's edit sitting out a Retry-After is tracked work too. A
+      // worker closing after this flushes its own within its shutdown timeout.
+      await within(
+        clock,
+        SHUTDOWN_FLUSH_MS,
+        work.idle().then(() => reporter.flush()),
+        undefined,
+      );
       await slack.stop();
     },
   };
