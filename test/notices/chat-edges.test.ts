@@ -1,0 +1,81 @@
+/**
+ * ChatService (src/chat.ts): behaviour no other test pinned down (each test here passes on the
+ * real code and fails on one small mutation of it).
+ */
+import { afterEach, describe, expect, it } from 'vitest';
+import { ChatService } from '../../src/chat.js';
+import type { Flow } from '../../src/flow.js';
+import type { ActingUser } from '../../src/permissions.js';
+import type { MessageRef, Progress } from '../../src/progress.js';
+import { createWorld, type World } from '../notices/world.js';
+
+const alice: ActingUser = { surface: 'slack', userId: 'U0ALICE', displayName: 'Alice' };
+let w: World | undefined;
+afterEach(async () => {
+  await w?.close();
+  w = undefined;
+});
+
+describe('commands', () => {
+  it('/rollback with a word after the deployment gets usage, never a plan', async () => {
+    // chat.ts command(): `rest.length > 0` for rollback.
+    w = await createWorld();
+    const reply = await w.chat.command(alice, 'rollback', ['production', 'dep_3hd7xa', 'now']);
+    expect(reply.visibility).toBe('ephemeral');
+    expect(reply.view.kind).toBe('usage');
+    expect(reply.view.title).toBe('How to use /rollback');
+    expect(reply.planId).toBeUndefined();
+  });
+});
+
+describe('attach', () => {
+  it("a message attached while the plan's switch is still running gets no final state to show", async () => {
+    // chat.ts attach(): only an ended job's progress (`outcome` set) is returned.
+    const running: Progress = {
+      jobId: 'sw_running',
+      planId: 'plan_running',
+      action: 'rollback',
+      environment: 'production',
+      targetId: 'dep_3hd7xa',
+      fromId: 'dep_4kq9wz',
+      requestedBy: alice,
+      steps: [{ step: 'switching', state: 'running', startedAt: 1_000 }],
+      traffic: [],
+      attempt: 1,
+      updatedAt: 1_000,
+    };
+    const flow = {
+      attach: async () => ({ attached: true, jobId: 'sw_running' }),
+      jobProgress: async () => running,
+    } as unknown as Flow;
+    const chat = new ChatService({ flow });
+    const ref: MessageRef = { surface: 'slack', channel: 'C0ALERTS', messageId: '1700000000.000700' };
+    expect(await chat.attach('plan_running', ref)).toBeUndefined();
+  });
+});
+
+describe('endedProgress', () => {
+  it("a job's end is shown when the platform cannot tell where traffic is now (not called outdated)", async () => {
+    // chat.ts outdated(): `current === undefined` says nothing about traffic having moved.
+    const ended: Progress = {
+      jobId: 'sw_done',
+      planId: 'plan_done',
+      action: 'rollback',
+      environment: 'production',
+      targetId: 'dep_3hd7xa',
+      fromId: 'dep_4kq9wz',
+      requestedBy: alice,
+      steps: [{ step: 'switching', state: 'done', startedAt: 1_000, endedAt: 2_000 }],
+      outcome: 'succeeded',
+      traffic: [],
+      attempt: 1,
+      updatedAt: 2_000,
+    };
+    const flow = {
+      jobProgress: async () => ended,
+      currentDeployment: async () => undefined,
+    } as unknown as Flow;
+    const chat = new ChatService({ flow });
+    expect(await chat.endedProgress('sw_done')).toEqual(ended);
+  });
+});
