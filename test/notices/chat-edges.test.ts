@@ -6,8 +6,10 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { ChatService } from '../../src/chat.js';
 import type { Flow } from '../../src/flow.js';
 import type { ActingUser } from '../../src/permissions.js';
+import type { PlanAlert, PlanRecord } from '../../src/plan-store.js';
 import type { MessageRef, Progress } from '../../src/progress.js';
 import { createWorld, type World } from '../notices/world.js';
+import { viewText } from '../views/fixtures.js';
 
 const alice: ActingUser = { surface: 'slack', userId: 'U0ALICE', displayName: 'Alice' };
 let w: World | undefined;
@@ -77,5 +79,36 @@ describe('endedProgress', () => {
     } as unknown as Flow;
     const chat = new ChatService({ flow });
     expect(await chat.endedProgress('sw_done')).toEqual(ended);
+  });
+});
+
+describe('confirmation: the alerts of a suggestion', () => {
+  it('alerts beyond the listed ones still firing keep the suggestion firing, though every listed one resolved', async () => {
+    // chat.ts alertsView(): `moreFiring === 0` is part of "all resolved".
+    w = await createWorld();
+    const planned = await w.flow.plan(alice, 'rollback', 'production');
+    if (!planned.ok) throw new Error(planned.refusal.message);
+    const record = (await w.flow.get(planned.plan.id)) as PlanRecord;
+    const now = w.clock.now();
+    const listed: PlanAlert[] = Array.from({ length: 3 }, (_, i) => ({
+      id: `a${i}`,
+      alert: { id: `a${i}`, source: 'webhook', title: `Error rate high (${i})`, status: 'firing' },
+      at: now,
+      resolvedAt: now + 1_000,
+    }));
+    const chat = w.chat;
+    const shown = (moreFiring: number) =>
+      chat.confirmation(
+        { ...record, alerts: listed, alertsMore: 2, alertsMoreFiring: moreFiring },
+        { alertId: 'a0' },
+      );
+    // Two more alerts than the list holds, one of them still firing: the suggestion is not resolved
+    // (its rollback is not "optional").
+    expect(viewText(shown(1))).not.toContain('optional');
+    expect(viewText(shown(1))).toContain('4 more alerts on this deployment (1 still firing)');
+    // Both of them resolved too: the rollback is optional now.
+    expect(viewText(shown(0))).toContain(
+      'All 5 alerts resolved at 2026-11-29 12:00 UTC. The rollback below is optional now.',
+    );
   });
 });
