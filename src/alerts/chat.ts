@@ -110,8 +110,13 @@ function renotified(firstLine: string): boolean {
   return datadogTitleRenotified(firstLine);
 }
 
+/**
+ * The alert's status: a leading tag of its first non-blank line (a template's leading newline is no
+ * line of its own: the title and incident come from the same line), else the words of the whole text.
+ */
 function statusOf(text: string): AlertStatus | undefined {
-  const tagged = leadingStatus(withoutLeadingEmoji(plain(text.split('\n')[0] ?? '')));
+  const first = text.split('\n').find((l) => l.trim() !== '') ?? '';
+  const tagged = leadingStatus(withoutLeadingEmoji(plain(first)));
   if (tagged) return tagged;
   if (RESOLVED_WORDS.test(text.replace(NEGATED_RESOLUTION, ' '))) return 'resolved';
   if (FIRING_WORDS.test(text)) return 'firing';

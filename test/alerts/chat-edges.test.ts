@@ -1,0 +1,101 @@
+/**
+ * parseChatAlert decisions no other test pinned down (found by mutation testing of
+ * src/alerts/chat.ts). Pure; no Redis.
+ */
+import { describe, expect, it } from 'vitest';
+import { parseChatAlert } from '../../src/alerts/chat.js';
+import { compileMatchers, mapAlert } from '../../src/alerts/mapping.js';
+import { fileConfigSchema } from '../../src/config.js';
+
+const config = {
+  file: fileConfigSchema.parse({
+    alerts: { watch: { slack: ['C0WATCHED'], discord: ['111122223333'] } },
+    environments: { production: { alertMatchers: ['checkout'] }, staging: {}, preview: {} },
+  }),
+};
+const slugs = Object.keys(config.file.environments);
+const matchers = compileMatchers(config.file.environments);
+const read = (text: string) => parseChatAlert(text, 'C0WATCHED', 'slack', config, { at: 1_000 });
+
+describe('parseChatAlert: environments', () => {
+  it('"environment: dev checkout is down" names dev (no such environment): unmapped, not matched to production', () => {
+    const alert = read('[FIRING:1] environment: dev checkout is down');
+    expect(alert?.labels.env).toBe('dev');
+    expect(alert && mapAlert(alert, slugs, matchers)).toMatchObject({ ok: false });
+  });
+});
+
+describe('parseChatAlert: incident key', () => {
+  it("a bot title is one incident per channel, whatever the title's case", () => {
+    const firing = read('[FIRING:1] HighLatency (production)');
+    expect(read('[RESOLVED] highlatency (PRODUCTION)')?.fingerprint).toBe(firing?.fingerprint);
+    const elsewhere = parseChatAlert('[FIRING:1] HighLatency (production)', 'C0OTHER', 'slack', {
+      file: { ...config.file, alerts: { ...config.file.alerts, watch: { slack: ['C0OTHER'], discord: [] } } },
+    });
+    expect(elsewhere?.fingerprint).toBeDefined();
+    expect(elsewhere?.fingerprint).not.toBe(firing?.fingerprint);
+  });
+});
+
+describe('parseChatAlert: bounds', () => {
+  it('reads the first 4,000 characters of a message only', () => {
+    const long = `[FIRING:1] checkout errors\n${'x'.repeat(5_000)}\nenv=staging`;
+    const alert = read(long);
+    expect(alert?.text.length).toBeLessThanOrEqual(4_000);
+    expect(alert?.labels.env).toBeUndefined();
+  });
+});
+
+describe('parseChatAlert: status tags', () => {
+  it('a leading [OK] tag resolves, whatever words follow', () => {
+    expect(read('[OK] checkout 5xx errors (production)')?.status).toBe('resolved');
+  });
+
+  it('"never recovered", "without recovery", "yet to be resolved" are no resolution', () => {
+    expect(read('checkout errors since the deploy, never recovered')?.status).toBe('firing');
+    expect(read('checkout 5xx errors without recovery')?.status).toBe('firing');
+    expect(read('checkout errors yet to be resolved')?.status).toBe('firing');
+  });
+
+  it('a leading [PROBLEM] tag fires, whatever words follow', () => {
+    expect(read('[PROBLEM] checkout disk full (production): the recovery job failed')?.status).toBe('firing');
+  });
+
+  it('the status tag after a leading emoji decides over words later in the message', () => {
+    expect(
+      read(':rotating_light: [FIRING:1] HighLatency (production)\nsummary: previously resolved')?.status,
+    ).toBe('firing');
+    expect(read('🔥 [FIRING:1] HighLatency (production)\nsummary: previously resolved')?.status).toBe(
+      'firing',
+    );
+  });
+
+  it('"env = qa" (spaces around =) names qa even in prose: unmapped, not matched to production', () => {
+    const alert = read('[FIRING:1] checkout down env = qa since the deploy');
+    expect(alert?.labels.env).toBe('qa');
+    expect(alert && mapAlert(alert, slugs, matchers)).toMatchObject({ ok: false });
+  });
+});
+
+describe('parseChatAlert: the first line decides', () => {
+  const text = '[FIRING:1] HighErrorRate (production)\nRunbook: see how it was resolved last time';
+
+  it("a leading blank line (a template's) does not change the title or incident key", () => {
+    const plain = read(text);
+    expect(plain).toMatchObject({ status: 'firing', title: 'HighErrorRate (production)' });
+    for (const lead of ['\n', ' \n', '\n\n']) {
+      const withBlank = read(`${lead}${text}`);
+      expect(withBlank?.title).toBe('HighErrorRate (production)');
+      expect(withBlank?.fingerprint).toBe(plain?.fingerprint);
+    }
+  });
+
+  // DEFECT (fails on the current code): statusOf reads text.split('\n')[0] (the blank line here), while
+  // the title and fingerprint come from the first non-blank line; a template that leaves a leading
+  // newline makes a firing notification that mentions "resolved" resolve its own incident.
+  it("a leading blank line does not change the status its first line's tag gives", () => {
+    for (const lead of ['\n', ' \n', '\n\n']) {
+      expect(read(`${lead}${text}`)?.status, JSON.stringify(lead)).toBe('firing');
+    }
+  });
+});
