@@ -1,0 +1,95 @@
+/**
+ * src/config.ts: decisions no test pinned down (the console's default per platform
+ * and the token it then requires, the PORT/LOCAL_ROUTER_PORT clash that only the local platform has, the
+ * console token's 16-character minimum at its boundary).
+ */
+import { describe, expect, it } from 'vitest';
+import { consoleEnabled, loadConfig, parseEnv } from '../../src/config.js';
+
+const UNKEY = { PLATFORM: 'unkey', UNKEY_ROOT_KEY: 'unkey_root_0123456789' } as const;
+
+describe('the console by platform', () => {
+  it('is on by default with the local platform only; SWITCHYARD_CONSOLE decides when set', () => {
+    expect(consoleEnabled({}, 'local')).toBe(true);
+    expect(consoleEnabled({}, 'unkey')).toBe(false);
+    expect(consoleEnabled({}, 'vercel')).toBe(false);
+    expect(consoleEnabled({ SWITCHYARD_CONSOLE: 'on' }, 'unkey')).toBe(true);
+    expect(consoleEnabled({ SWITCHYARD_CONSOLE: 'off' }, 'local')).toBe(false);
+  });
+
+  it('a bot on a real platform listening on a reachable address needs no console token (its console is off)', () => {
+    expect(() => loadConfig({ ...UNKEY, HOST: '0.0.0.0' })).not.toThrow();
+    // unless its console is turned on
+    expect(() => loadConfig({ ...UNKEY, HOST: '0.0.0.0', SWITCHYARD_CONSOLE: 'on' })).toThrow(
+      /^SWITCHYARD_CONSOLE_TOKEN: got nothing/,
+    );
+  });
+});
+
+describe('PORT and LOCAL_ROUTER_PORT', () => {
+  it('clash on the local platform only: a real platform runs no local router', () => {
+    expect(() => loadConfig({ PORT: '8080' })).toThrow(
+      /^LOCAL_ROUTER_PORT: got 8080, expected a port other than PORT's/,
+    );
+    expect(loadConfig({ ...UNKEY, PORT: '8080' }).env.PORT).toBe(8080);
+  });
+});
+
+describe('SWITCHYARD_CONSOLE_TOKEN', () => {
+  it('takes 16 characters and refuses 15, never echoing it', () => {
+    expect(parseEnv({ SWITCHYARD_CONSOLE_TOKEN: 'a'.repeat(16) }).SWITCHYARD_CONSOLE_TOKEN).toBe(
+      'a'.repeat(16),
+    );
+    expect(() => parseEnv({ SWITCHYARD_CONSOLE_TOKEN: 'b'.repeat(15) })).toThrow(
+      /SWITCHYARD_CONSOLE_TOKEN: got \(redacted\), expected a token of at least 16 characters/,
+    );
+  });
+});
+
+describe('durations in the config file', () => {
+  it('take the longest a timer can wait (2^31-1 ms) and refuse one more', () => {
+    const file = (ms: number) =>
+      loadConfig({ SWITCHYARD_CONFIG: 'c.yml' }, () => `verify:\n  timeout: ${ms}\n`);
+    expect(file(2 ** 31 - 1).file.verify.timeout).toBe(2 ** 31 - 1);
+    expect(() => file(2 ** 31)).toThrow(
+      /verify\.timeout: got 2147483648, expected a duration from 1s to 2147483647ms/,
+    );
+  });
+});
+
+describe('Slack credentials', () => {
+  it('SLACK_APP_TOKEN (Socket Mode) stands in for SLACK_SIGNING_SECRET', () => {
+    expect(() =>
+      loadConfig({ SLACK_BOT_TOKEN: 'xoxb-1-2-abc', SLACK_APP_TOKEN: 'xapp-1-abc' }),
+    ).not.toThrow();
+    expect(() => loadConfig({ SLACK_BOT_TOKEN: 'xoxb-1-2-abc' })).toThrow(
+      /^SLACK_SIGNING_SECRET: got nothing/,
+    );
+  });
+});
+
+describe('REDIS_URL', () => {
+  it("a cluster's seed nodes written as a redis:// URL are refused with the cluster URL to write", () => {
+    expect(() => parseEnv({ REDIS_URL: 'redis://10.0.0.1:7000,10.0.0.2:7000' })).toThrow(
+      /REDIS_URL: got "redis:\/\/10\.0\.0\.1:7000,10\.0\.0\.2:7000", expected one host in a redis:\/\/ URL; for a Redis Cluster list its nodes as redis\+cluster:\/\//,
+    );
+  });
+});
+
+describe('the YAML file', () => {
+  it('refuses an alias bomb (more than 100 alias expansions), naming it', () => {
+    const ten = (alias: string) => `[${Array(10).fill(alias).join(', ')}]`;
+    const text = `local:\n  seed:\n    a: &a ${ten('x')}\n    b: &b ${ten('*a')}\n    c: ${ten('*b')}\n`;
+    expect(() => loadConfig({ SWITCHYARD_CONFIG: 'bomb.yml' }, () => text)).toThrow(
+      'bomb.yml: not valid YAML: too many aliases (at most 100 expansions)',
+    );
+  });
+});
+
+describe('Vercel project', () => {
+  it("VERCEL_PROJECT stands in for the file's vercel.project", () => {
+    const vercel = { PLATFORM: 'vercel', VERCEL_TOKEN: 'vercel-token-0123' } as const;
+    expect(loadConfig({ ...vercel, VERCEL_PROJECT: 'my-app' }).env.VERCEL_PROJECT).toBe('my-app');
+    expect(() => loadConfig(vercel)).toThrow(/^vercel\.project: got nothing/);
+  });
+});

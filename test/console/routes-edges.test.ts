@@ -1,0 +1,216 @@
+/**
+ * handlers/console/routes.ts: behaviour of the console's HTTP routes that no test
+ * pinned down (the login cookie among other cookies, the 32 KiB body limit, an empty body, who an event
+ * stream carries ephemeral entries to, command errors counted, a click's follow-ups: approval view
+ * yielding to the job's progress, an ephemeral or planned post). Each test runs the routes on their own
+ * HTTP server with stubbed chat, so it stays fast and deterministic.
+ */
+import { connect, type Socket } from 'node:net';
+import { afterEach, describe, expect, it } from 'vitest';
+import { CONSOLE_COOKIE, type ConsoleDeps, registerConsole } from '../../handlers/console/routes.js';
+import { ConsoleSurface } from '../../handlers/console/surface.js';
+import type { ChatReply, ClickReply } from '../../src/chat.js';
+import { RefusalCode } from '../../src/domain/result.js';
+import { HttpServer } from '../../src/http.js';
+import { createMetrics } from '../../src/metrics.js';
+import { refusalView } from '../../src/views/model.js';
+import { progressFixture } from '../support/progress.js';
+
+const closers: (() => Promise<unknown> | unknown)[] = [];
+afterEach(async () => {
+  for (const c of closers.splice(0).reverse()) await c();
+});
+
+const TOKEN = 'console-token-0123456789abcdef';
+const T0 = Date.UTC(2026, 10, 30, 12, 0, 0);
+const view = (message: string) => refusalView({ code: RefusalCode.invalidInput, message });
+
+async function rig(over: Partial<ConsoleDeps> = {}) {
+  const surface = new ConsoleSurface();
+  const http = new HttpServer();
+  const routes = registerConsole(http, {
+    surface,
+    chat: {} as never,
+    flow: {} as never,
+    platform: { name: 'fake' } as never,
+    ...over,
+  });
+  const port = await http.listen(0);
+  closers.push(async () => {
+    routes.close();
+    await http.close(50);
+  });
+  const base = `http://127.0.0.1:${port}`;
+  const post = async (path: string, body: string, headers: Record<string, string> = {}) => {
+    const res = await fetch(`${base}${path}`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', ...headers },
+      body,
+    });
+    return { status: res.status, json: (await res.json()) as Record<string, unknown> };
+  };
+  return { surface, port, base, post };
+}
+
+/** Opens an event stream over a raw socket; resolves once its `hello` arrived. */
+async function openStream(
+  port: number,
+  user: string,
+): Promise<{ received: () => string; until: (s: string) => Promise<void> }> {
+  const client: Socket = connect(port, '127.0.0.1');
+  closers.push(() => client.destroy());
+  let text = '';
+  const waiters: { s: string; resolve: () => void }[] = [];
+  client.on('data', (d: Buffer) => {
+    text += d.toString();
+    for (const w of [...waiters]) if (text.includes(w.s)) w.resolve();
+  });
+  const until = (s: string) =>
+    new Promise<void>((resolve) => {
+      if (text.includes(s)) resolve();
+      else waiters.push({ s, resolve });
+    });
+  client.write(`GET /console/events?user=${user} HTTP/1.1\r\nHost: localhost\r\n\r\n`);
+  await until('event: hello');
+  return { received: () => text, until };
+}
+
+describe('console login cookie', () => {
+  it('finds the console cookie among the other cookies of the host, and takes no other cookie as the token', async () => {
+    const { base } = await rig({ token: TOKEN });
+    const timeline = (cookie: string) =>
+      fetch(`${base}/console/api/timeline?user=alice`, { headers: { cookie } });
+    // Other apps on localhost set cookies too; the browser sends them all, the console's not first.
+    const mixed = await timeline(`theme=dark; ${CONSOLE_COOKIE}=${encodeURIComponent(TOKEN)}; sid=abc`);
+    expect(mixed.status).toBe(200);
+    // The token under another cookie's name is no login.
+    const other = await timeline(`session=${encodeURIComponent(TOKEN)}`);
+    expect(other.status).toBe(401);
+  });
+});
+
+describe('console JSON bodies', () => {
+  it('refuses a body over 32 KiB with 413 naming the limit, and posts nothing', async () => {
+    const { surface, post } = await rig({ chat: { command: async () => ({}) } as never });
+    const big = JSON.stringify({ user: 'alice', text: 'x'.repeat(40 * 1024) });
+    const res = await post('/console/api/command', big);
+    expect(res.status).toBe(413);
+    expect(res.json).toMatchObject({
+      error: 'invalid_body',
+      message: 'request body larger than 32768 bytes',
+    });
+    expect(surface.timeline('alice')).toEqual([]);
+  });
+
+  it('an empty body is read as {}: the answer names the missing field, not "expected JSON"', async () => {
+    const { post } = await rig();
+    const res = await post('/console/api/command', '');
+    expect(res.status).toBe(400);
+    expect(String(res.json.message)).toMatch(/^user: /);
+  });
+});
+
+describe('console event stream', () => {
+  it("never carries an entry visible to someone else (another person's ephemeral reply)", async () => {
+    const { surface, port } = await rig();
+    const bob = await openStream(port, 'bob');
+    surface.postView(view('only for alice'), { visibleTo: 'alice' });
+    surface.postUser('carol', 'for everyone');
+    await bob.until('for everyone');
+    expect(bob.received()).not.toContain('only for alice');
+    // alice's own stream does carry hers
+    const alice = await openStream(port, 'alice');
+    surface.postView(view('again only for alice'), { visibleTo: 'alice' });
+    await alice.until('again only for alice');
+  });
+});
+
+describe('console commands', () => {
+  it('counts a command that failed (Redis unreachable) as an error in /metrics', async () => {
+    const metrics = createMetrics();
+    const { post } = await rig({
+      metrics,
+      chat: {
+        command: async () => {
+          throw new Error('boom');
+        },
+      } as never,
+    });
+    const res = await post(
+      '/console/api/command',
+      JSON.stringify({ user: 'alice', text: '/rollback production' }),
+    );
+    expect(res.status).toBe(500);
+    const counted = await metrics.commands.get();
+    expect(counted.values).toEqual([
+      expect.objectContaining({
+        labels: { surface: 'console', command: 'rollback', outcome: 'error' },
+        value: 1,
+      }),
+    ]);
+  });
+});
+
+describe('console clicks', () => {
+  const click = (post: Awaited<ReturnType<typeof rig>>['post'], messageId: string) =>
+    post(
+      '/console/api/action',
+      JSON.stringify({ user: 'bob', actionId: 'sy1:confirm:plan_0123abcd', messageId }),
+    );
+
+  it('the "waiting for a second person" view yields to the progress of the job the approval made', async () => {
+    const reply: ClickReply = {
+      outcome: 'awaiting_approval',
+      approvalJobId: 'sw_1',
+      update: view('Waiting for a second person to approve.'),
+    };
+    const { surface, post } = await rig({ chat: { click: async () => reply } as never });
+    const ref = surface.postView(view('plan'));
+    // Another person approved on another replica: the job already shows its progress here.
+    await surface.report(
+      progressFixture({
+        jobId: 'sw_1',
+        steps: [{ step: 'reactivating', state: 'running', startedAt: T0 }],
+        updatedAt: T0,
+      }),
+      [ref],
+    );
+    expect((await click(post, ref.messageId)).status).toBe(200);
+    expect(surface.get(ref.messageId)?.message?.kind).toBe('progress');
+  });
+
+  it("posts a click's ephemeral reply for the clicker only", async () => {
+    const reply: ClickReply = {
+      outcome: 'planned',
+      post: { view: view('a fresh plan, for bob'), visibility: 'ephemeral' } satisfies ChatReply,
+    };
+    const { surface, post } = await rig({ chat: { click: async () => reply } as never });
+    const ref = surface.postView(view('plan'));
+    expect((await click(post, ref.messageId)).status).toBe(200);
+    const posted = surface.timeline('bob').at(-1);
+    expect(JSON.stringify(posted?.message)).toContain('a fresh plan, for bob');
+    expect(posted?.visibleTo).toBe('bob');
+    expect(surface.timeline('alice').map((e) => e.id)).toEqual([ref.messageId]);
+  });
+
+  it("attaches a click's posted plan to its plan, so the switch's progress edits it", async () => {
+    const attached: { planId: string; messageId: string }[] = [];
+    const reply: ClickReply = {
+      outcome: 'planned',
+      post: { view: view('a fresh plan'), visibility: 'channel', planId: 'plan_fresh' },
+    };
+    const { surface, post } = await rig({
+      chat: {
+        click: async () => reply,
+        attach: async (planId: string, ref: { messageId: string }) => {
+          attached.push({ planId, messageId: ref.messageId });
+          return undefined;
+        },
+      } as never,
+    });
+    const ref = surface.postView(view('plan'));
+    expect((await click(post, ref.messageId)).status).toBe(200);
+    const fresh = surface.timeline().at(-1);
+    expect(attached).toEqual([{ planId: 'plan_fresh', messageId: fresh?.id }]);
+  });
+});
