@@ -1,0 +1,67 @@
+import { describe, expect, it } from 'vitest';
+import { confirmationView, progressView } from '../../src/views/model.js';
+import { mrkdwn, renderSlack } from '../../src/views/slack.js';
+import { assertValid, slackMessageSchema } from '../views/blockkit.js';
+import { alice, NOW, plan, progress } from '../views/fixtures.js';
+import { deploymentsWithLongId } from './long-id.js';
+
+function allText(msg: { blocks: readonly unknown[] }): string {
+  return JSON.stringify(msg.blocks);
+}
+
+describe('renderSlack (mutation review)', () => {
+  it("the confirmation's cards show how long the current deployment is live and the target's standby note", () => {
+    const p = plan('rollback');
+    const msg = assertValid(
+      slackMessageSchema,
+      renderSlack(confirmationView(p, { state: 'pending', now: NOW, requestedBy: alice })),
+      'slack message',
+    );
+    expect(allText(msg)).toContain('live for 37 minutes');
+    expect(allText(msg)).toContain(':hourglass: _in standby: reactivation takes longer_');
+  });
+
+  it('a step shows its detail', () => {
+    const p = plan('rollback');
+    const pr = progress(p, {
+      steps: [
+        { step: 'queued', state: 'done', startedAt: NOW, endedAt: NOW + 120 },
+        {
+          step: 'validating',
+          state: 'done',
+          startedAt: NOW + 120,
+          endedAt: NOW + 1320,
+          detail: 'target checked',
+        },
+      ],
+    });
+    expect(allText(renderSlack(progressView(pr, p)))).toContain('target checked');
+  });
+
+  it('a row whose id does not fit a button says why (and what to type instead)', () => {
+    const msg = assertValid(slackMessageSchema, renderSlack(deploymentsWithLongId()), 'slack message');
+    expect(allText(msg)).toContain('type /promote with it instead');
+  });
+
+  it('primary buttons keep their style (Promote), default ones carry none', () => {
+    const p = plan('promote', { rolledBack: true });
+    const msg = renderSlack(confirmationView(p, { state: 'pending', now: NOW, requestedBy: alice }));
+    const actions = msg.blocks.find((b) => b.type === 'actions');
+    const elements = actions?.type === 'actions' ? actions.elements : [];
+    expect(elements.map((e) => ('style' in e ? e.style : undefined))).toEqual(['primary', undefined]);
+  });
+
+  it('mentions only Slack people: a console user whose name looks like a Slack id is named, never mentioned', () => {
+    const out = mrkdwn([{ text: 'UADMIN', person: { surface: 'console', userId: 'UADMIN' } }], {
+      mentions: true,
+    });
+    expect(out).toBe('UADMIN (on the console)');
+  });
+
+  it('a Slack user id with mrkdwn control characters is never written as a mention', () => {
+    for (const userId of ['U1><!channel', 'U1>', 'U1<!']) {
+      const out = mrkdwn([{ text: 'Eve', person: { surface: 'slack', userId } }], { mentions: true });
+      expect(out, userId).toBe('Eve');
+    }
+  });
+});
