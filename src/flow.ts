@@ -1548,8 +1548,11 @@ export class Flow {
         context: { planId: record.plan.id, environment: record.plan.environment },
       });
     }
-    // (The confirmer clicking was judged just now, with the memberships their click carries.)
-    const confirmer = byConfirmer ? undefined : this.confirmerNotPermitted(record);
+    // (The confirmer's own account clicking was judged just now, with the memberships its click
+    // carries. A linked account of theirs was judged as itself: the switch is queued in the name of
+    // the confirmer's account, which must still be permitted too.)
+    const ownAccount = record.confirmedBy !== undefined && sameActor(actor, record.confirmedBy);
+    const confirmer = ownAccount ? undefined : this.confirmerNotPermitted(record);
     if (confirmer !== undefined) return this.refused(record, actor, confirmer);
     if (tries > MAX_REDECISIONS) return this.keptChanging(actor, record);
     const fresh = await this.freshness(record.plan);

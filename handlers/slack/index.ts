@@ -115,7 +115,10 @@ export interface SlackSurface {
   checkGroups(): Promise<GroupCheckProblem[]>;
   /** Resolves when no after-ack work and no message edit is pending. */
   idle(): Promise<void>;
-  /** Waits for pending after-ack work and message edits, then stops Socket Mode if used. */
+  /**
+   * Waits for pending after-ack work (commands and clicks already acked), and for message edits up to
+   * SHUTDOWN_FLUSH_MS, then stops Socket Mode if used.
+   */
   stop(): Promise<void>;
 }
 
@@ -204,10 +207,12 @@ export function startSlack(opts: StartSlackOptions): SlackSurface {
       await reporter.flush();
     },
     async stop() {
-      // Work under way (a click's answer and its edit) and edits still queued (a long Retry-After, or
-      // many messages waiting on the workspace budget) are waited for a while, not for good: one
-      // deadline over both, since a click's edit sitting out a Retry-After is tracked work too. A
-      // worker closing after this flushes its own within its shutdown timeout.
+      // Commands and clicks Slack was told are received are carried out (it will not send them again:
+      // a click's enqueue must not be cut short). Edits still waiting on Slack's pacing (a long
+      // Retry-After, many messages on the workspace budget: a click's own edit is tracked work too)
+      // are waited for a while, not for good. A worker closing after this flushes its own within its
+      // shutdown timeout.
+      await work.tasksIdle();
       await within(
         clock,
         SHUTDOWN_FLUSH_MS,

@@ -36,6 +36,7 @@ export class WorkQueue {
   /** Work handed to `track`: waited for by `idle()`, holding no slot. */
   private tracked = 0;
   private readonly idleWaiters = new Set<() => void>();
+  private readonly tasksIdleWaiters = new Set<() => void>();
 
   constructor(opts: WorkQueueOptions = {}) {
     this.concurrency = Math.max(1, opts.concurrency ?? workQueueDefaults.concurrency);
@@ -74,10 +75,20 @@ export class WorkQueue {
     return true;
   }
 
-  /** Resolves once nothing is waiting or running (shutdown, tests, benchmarks). */
+  /** Resolves once nothing is waiting or running, tracked work included (tests, benchmarks). */
   idle(): Promise<void> {
     if (this.size === 0) return Promise.resolve();
     return new Promise((resolve) => this.idleWaiters.add(resolve));
+  }
+
+  /**
+   * Resolves once no task is waiting or running, whatever tracked work is left (shutdown: a task is a
+   * command or click Slack was told is received, and will not send again; tracked work only waits on
+   * Slack's pacing, and shutdown bounds its wait).
+   */
+  tasksIdle(): Promise<void> {
+    if (this.waiting.length + this.running === 0) return Promise.resolve();
+    return new Promise((resolve) => this.tasksIdleWaiters.add(resolve));
   }
 
   private pump(): void {
@@ -96,6 +107,10 @@ export class WorkQueue {
   }
 
   private settleIdle(): void {
+    if (this.waiting.length + this.running === 0) {
+      for (const resolve of this.tasksIdleWaiters) resolve();
+      this.tasksIdleWaiters.clear();
+    }
     if (this.size !== 0) return;
     for (const resolve of this.idleWaiters) resolve();
     this.idleWaiters.clear();
