@@ -46,7 +46,7 @@ function config(environments: Record<string, unknown>): Pick<Config, 'platform' 
   };
 }
 
-describe("review 82d4a5e: the rule turned off, and the confirmer's linked account clicks Approve", () => {
+describe("the rule turned off, and the confirmer's linked account clicks Approve", () => {
   it('refuses (confirmer no longer permitted) as for any other approver, instead of queueing in the name of an account off the allow list', async () => {
     h = await createHarness({ platform: 'unkey' });
     const x = h;

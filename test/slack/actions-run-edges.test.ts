@@ -127,7 +127,7 @@ async function click(h: Harness, a: ActionArgs): Promise<void> {
   await h.work.idle();
 }
 
-describe('review slack3: handlers/slack/actions/run.ts', () => {
+describe('handlers/slack/actions/run.ts', () => {
   it("a click on an ephemeral message whose job has ended does not put the job's final state on it", async () => {
     const h = harness({ outcome: 'joined', update: textView('Done', ['switched']), ended, jobId: 'job-1' });
     await click(h, args(h, { is_ephemeral: true }));

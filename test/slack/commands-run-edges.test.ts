@@ -99,7 +99,7 @@ const notInChannel = async () => {
   });
 };
 
-describe('review slack3: handlers/slack/commands/run.ts', () => {
+describe('handlers/slack/commands/run.ts', () => {
   it('names the actor by user_name, and attaches the posted confirmation to its plan', async () => {
     const h = harness(planReply);
     await runCommand(h.deps, 'rollback', args(h));

@@ -48,7 +48,7 @@ function deps(opts: { attached?: Progress } = {}) {
 const posting = (answer: () => Promise<unknown>) =>
   ({ chat: { postMessage: answer } }) as unknown as WebClient;
 
-describe('review slack3: handlers/slack/context.ts', () => {
+describe('handlers/slack/context.ts', () => {
   it('the fault view says "try again in a moment" for a retryable fault only', () => {
     const retryable = faultView(
       new SwitchyardError('platform_http', 'HTTP 503', { retry: true }),

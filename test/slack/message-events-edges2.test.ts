@@ -40,7 +40,7 @@ function listening(watch?: (m: ChannelMessage) => Promise<void>) {
   return { seen, deliver };
 }
 
-describe('review slack3: handlers/slack/events/message.ts', () => {
+describe('handlers/slack/events/message.ts', () => {
   it('reads thread broadcasts, file shares and /me messages as new content', async () => {
     const { seen, deliver } = listening();
     await deliver({ subtype: 'thread_broadcast', ts: '1.1', thread_ts: '1.0', text: 'prod 5xx (broadcast)' });

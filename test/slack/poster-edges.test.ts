@@ -43,7 +43,7 @@ async function failureOf(poster: SlackPoster): Promise<unknown> {
   throw new Error('post resolved');
 }
 
-describe('review slack3: SlackPoster.post failures', () => {
+describe('SlackPoster.post failures', () => {
   it('a post Slack refuses (not_in_channel, channel_not_found) is final: not retryable', async () => {
     for (const code of ['not_in_channel', 'channel_not_found']) {
       const poster = posterAnswering(async () => {

@@ -49,7 +49,7 @@ async function settled(p: Promise<unknown>): Promise<boolean> {
   return done;
 }
 
-describe('review f02fced: Slack stop() and an acked click still being handled', () => {
+describe('Slack stop() and an acked click still being handled', () => {
   it('does not return (letting the app close queue and Redis) while an acked confirm click has not queued its switch yet', async () => {
     const clock = new ObservedClock(Date.now());
     const name = uniqueName('rv11-stop');

@@ -1,8 +1,10 @@
 /**
  * startSlack's lifecycle (handlers/slack/index.ts): `stop()` waits for queued Slack edits "for a while,
- * not for good" (SHUTDOWN_FLUSH_MS), including a click's edit that sits out a long Retry-After.
+ * not for good" (SHUTDOWN_FLUSH_MS): a click's edit held by a short Retry-After is delivered, one held
+ * by a long one is given up; and it closes the Socket Mode connection (Slack would otherwise keep
+ * delivering commands and clicks to a process that closed its queue and Redis).
  */
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import { type SlackSurface, startSlack } from '../../handlers/slack/index.js';
 import { AuditLog } from '../../src/audit.js';
 import { ChatService } from '../../src/chat.js';
@@ -18,14 +20,19 @@ import { SwitchQueue } from '../../src/queue.js';
 import { createRedis } from '../../src/redis.js';
 import { buttonsOf, SlackRequests } from '../fakes/slack/requests.js';
 import { FakeSlack } from '../fakes/slack/server.js';
-import { WORLD_CHANNEL, WORLD_SECRET } from '../fakes/slack/world.js';
+import { startWorld, WORLD_CHANNEL, WORLD_SECRET, type World } from '../fakes/slack/world.js';
 import { ObservedClock } from '../support/observed-clock.js';
 import { redisUrl, uniqueName } from '../support/redis.js';
 
 const closers: (() => Promise<unknown>)[] = [];
+const worlds: World[] = [];
 afterEach(async () => {
+  for (const w of worlds.splice(0)) await w.close();
   for (const c of closers.splice(0).reverse()) await c();
 }, 60_000);
+
+/** The fake's open Socket Mode connections (FakeSlack keeps them private). */
+const openSockets = (w: World) => (w.fake as unknown as { sockets: Set<unknown> }).sockets.size;
 
 const HOUR_MS = 3_600_000;
 /** handlers/slack/index.ts SHUTDOWN_FLUSH_MS. */
@@ -136,5 +143,47 @@ describe('Slack surface stop()', () => {
     }
     // Past the deadline it ends (on the old code it waited out the hour: this test then timed out).
     await expect(stopping).resolves.toBeUndefined();
+  }, 15_000);
+
+  it('closes the Socket Mode connection', async () => {
+    const w = await startWorld({ redisUrl: redisUrl(), name: uniqueName('slack-stop-sm'), socketMode: true });
+    worlds.push(w);
+    await w.fake.socketConnected();
+    expect(openSockets(w)).toBe(1);
+    await w.surface.stop();
+    await vi.waitFor(() => expect(openSockets(w)).toBe(0), { timeout: 5_000, interval: 20 });
+  });
+
+  it('waits for a click edit held by a Retry-After shorter than SHUTDOWN_FLUSH_MS, and it is delivered', async () => {
+    const clock = new ObservedClock(Date.now());
+    const b = await bot(clock);
+    await b.requests.command({
+      command: '/rollback',
+      text: 'production',
+      userId: 'U0ALICE',
+      userName: 'alice',
+    });
+    const post = await b.fake.waitForCall('chat.postMessage', (c) => c.response.ok === true);
+    const ts = String(post.response.ts);
+    const cancel = buttonsOf(post.args.blocks as unknown[]).find((x) => x.actionId.startsWith('sy1:cancel:'));
+    expect(cancel).toBeDefined();
+    // Slack rate-limits the clicked message's edit for 5 s (half the shutdown wait).
+    b.fake.rateLimit('chat.update', 5, 1);
+    const limited = clock.sleepOf(5_000);
+    await b.requests.click({
+      actionId: String(cancel?.actionId),
+      messageTs: ts,
+      userId: 'U0ALICE',
+      userName: 'alice',
+    });
+    await limited;
+    const stopping = b.surface.stop();
+    for (let waited = 0; waited < 5_000; waited += 1_000) {
+      expect(await settled(stopping)).toBe(false);
+      await clock.advance(1_000);
+    }
+    await expect(stopping).resolves.toBeUndefined();
+    const edits = b.fake.callsOf('chat.update').filter((c) => c.args.ts === ts && c.response.ok === true);
+    expect(edits.map((c) => String(c.args.text)).join('\n')).toMatch(/[Cc]ancel/);
   }, 15_000);
 });
