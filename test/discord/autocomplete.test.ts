@@ -297,3 +297,65 @@ describe('discord autocomplete', () => {
     expect(await answered).toEqual([]);
   });
 });
+
+describe('discord autocomplete at the value limits', () => {
+  it('offers a deployment whose id is exactly 100 characters (Discord allows up to 100)', async () => {
+    const id = `dpl_${'y'.repeat(96)}`;
+    expect(id).toHaveLength(100);
+    const choices = await answer(
+      stubDeps([dep('dpl_ok'), dep(id)]),
+      'rollback',
+      { name: 'deployment', value: '' },
+      { environment: 'production' },
+    );
+    expect(choices.map((c) => c.value)).toEqual(['dpl_ok', id]);
+    expect(choices[1]?.name.length).toBeLessThanOrEqual(100);
+  });
+
+  it('leaves out a deployment with an empty id (a choice value must not be empty)', async () => {
+    const choices = await answer(
+      stubDeps([dep('dpl_ok'), dep('')]),
+      'rollback',
+      { name: 'deployment', value: '' },
+      { environment: 'production' },
+    );
+    expect(choices.map((c) => c.value)).toEqual(['dpl_ok']);
+  });
+
+  it('matches the typed text whatever its case', async () => {
+    const choices = await answer(stubDeps([dep('dpl_Abc')]), 'rollback', {
+      name: 'environment',
+      value: 'PROD',
+    });
+    expect(choices.map((c) => c.value)).toEqual(['production']);
+    const deps = await answer(
+      stubDeps([dep('dpl_Abc'), dep('dpl_other')]),
+      'rollback',
+      { name: 'deployment', value: 'DPL_A' },
+      { environment: 'production' },
+    );
+    expect(deps.map((c) => c.value)).toEqual(['dpl_Abc']);
+  });
+
+  it("/promote target still offers one environment's deployments when another environment's read fails", async () => {
+    const d = depsWith({
+      environments: async () => ['production', 'staging'],
+      deploymentChoices: async (environment: string) => {
+        if (environment === 'staging') throw new Error('platform unreachable');
+        return choicesOf([dep('dpl_prod')]);
+      },
+    });
+    const choices = await answer(d, 'promote', { name: 'target', value: '' });
+    expect(choices.map((c) => c.value)).toEqual(['production', 'staging', 'dpl_prod']);
+  });
+
+  it('matches text anywhere in the id, sha, branch or commit subject, not only at the start', async () => {
+    const choices = await answer(
+      stubDeps([dep('dpl_1', { message: 'Fix login redirect' }), dep('dpl_2', { message: 'Bump deps' })]),
+      'rollback',
+      { name: 'deployment', value: 'login' },
+      { environment: 'production' },
+    );
+    expect(choices.map((c) => c.value)).toEqual(['dpl_1']);
+  });
+});
