@@ -102,16 +102,14 @@ export function sameActor(a: Actor, b: Actor): boolean {
 }
 
 /**
- * The config's `people` entry holding `actor`'s account, when one does: that person's accounts on the
- * other surfaces are theirs too.
+ * The index of the config's `people` entry holding `actor`'s account (-1 when none does): that
+ * person's accounts on the other surfaces are theirs too.
  */
-function personOf(actor: Actor, config: Pick<Config, 'file'>): Person | undefined {
-  if (actor.surface === 'system') return undefined;
+function personIndex(actor: Actor, config: Pick<Config, 'file'>): number {
+  if (actor.surface === 'system') return -1;
   const surface = actor.surface;
-  return config.file.people.find((p) => p[surface] === actor.userId);
+  return config.file.people.findIndex((p) => p[surface] === actor.userId);
 }
-
-type Person = Config['file']['people'][number];
 
 /**
  * Whether `a` and `b` are one person for the two-person rule: the same account (`sameActor`), or two
@@ -120,7 +118,7 @@ type Person = Config['file']['people'][number];
  */
 export function samePerson(a: Actor, b: Actor, config: Pick<Config, 'file'>): boolean {
   if (sameActor(a, b)) return true;
-  const person = personOf(a, config);
+  const person = config.file.people[personIndex(a, config)];
   return person !== undefined && b.surface !== 'system' && person[b.surface] === b.userId;
 }
 
@@ -130,7 +128,7 @@ export function samePerson(a: Actor, b: Actor, config: Pick<Config, 'file'>): bo
  */
 export function linkedClause(a: Actor, b: Actor, config: Pick<Config, 'file'>): string {
   if (sameActor(a, b)) return '';
-  const i = config.file.people.findIndex((p) => a.surface !== 'system' && p[a.surface] === a.userId);
+  const i = personIndex(a, config);
   const person = config.file.people[i];
   const label = person?.name === undefined ? '' : ` (${person.name})`;
   return ` (the config's people.${i}${label} links ${a.surface} ${a.userId} and ${b.surface} ${b.userId} as one person)`;
@@ -304,10 +302,7 @@ function mayStillAct(
 ): Permission {
   const allow = ctx.config.file.environments[environment]?.allow;
   const held: Membership = grant.recorded
-    ? {
-        ...(grant.via?.groups === undefined ? {} : { groups: grant.via.groups }),
-        ...(grant.via?.roles === undefined ? {} : { roles: grant.via.roles }),
-      }
+    ? (grant.via ?? {})
     : allow === undefined
       ? {}
       : actor.surface === 'slack'

@@ -46,7 +46,12 @@ export class WorkQueue {
 
   /** Tasks waiting or running, and tracked work not yet settled. */
   get size(): number {
-    return this.waiting.length + this.running + this.tracked;
+    return this.tasks + this.tracked;
+  }
+
+  /** Tasks waiting or running (tracked work aside). */
+  private get tasks(): number {
+    return this.waiting.length + this.running;
   }
 
   /**
@@ -87,7 +92,7 @@ export class WorkQueue {
    * Slack's pacing, and shutdown bounds its wait).
    */
   tasksIdle(): Promise<void> {
-    if (this.waiting.length + this.running === 0) return Promise.resolve();
+    if (this.tasks === 0) return Promise.resolve();
     return new Promise((resolve) => this.tasksIdleWaiters.add(resolve));
   }
 
@@ -107,7 +112,7 @@ export class WorkQueue {
   }
 
   private settleIdle(): void {
-    if (this.waiting.length + this.running === 0) {
+    if (this.tasks === 0) {
       for (const resolve of this.tasksIdleWaiters) resolve();
       this.tasksIdleWaiters.clear();
     }
