@@ -39,6 +39,10 @@ function inForce(file: unknown, platform: Config['platform'] = 'local'): Permiss
   return { config: { platform, file: fileConfigSchema.parse(file) } };
 }
 
+/** A Slack user and a Discord user (the harness's alice and bob are console users). */
+const carol: Actor = { surface: 'slack', userId: 'U0CAROL', displayName: 'carol' };
+const dave: Actor = { surface: 'discord', userId: '222222222222', displayName: 'dave' };
+
 /** env0's allow list names these console users (and nothing else). */
 function consoleUsers(users: string[], twoPersonRule = false) {
   return { environments: { env0: { allow: { console: { users } }, twoPersonRule } } };
@@ -192,7 +196,6 @@ describe('a queued switch whose people the configuration in force no longer perm
 
   it('a Slack user let in by a user group since taken off the allow list: refused, naming the group, though other groups are listed', async () => {
     const env = await setupJobs(cleanup);
-    const carol: Actor = { surface: 'slack', userId: 'U0CAROL', displayName: 'carol' };
     // At the click S0ONCALL was listed, and carol in it; now only S0DEVELOP is (carol's membership in
     // it, if any, did not let her in: the click recorded S0ONCALL only).
     const permissions = inForce({
@@ -213,7 +216,6 @@ describe('a queued switch whose people the configuration in force no longer perm
 
   it('a Slack user let in by their user id, since taken off the list, while user groups are listed: refused (the job records no group of theirs)', async () => {
     const env = await setupJobs(cleanup);
-    const carol: Actor = { surface: 'slack', userId: 'U0CAROL', displayName: 'carol' };
     const permissions = inForce({
       environments: { env0: { allow: { slack: { users: ['U0DAVE'], groups: ['S0ONCALL'] } } } },
     });
@@ -229,7 +231,6 @@ describe('a queued switch whose people the configuration in force no longer perm
 
   it('with the two-person rule, a Discord approver let in by a role since taken off the list: refused, naming the role', async () => {
     const env = await setupJobs(cleanup);
-    const dave: Actor = { surface: 'discord', userId: '222222222222', displayName: 'dave' };
     const permissions = inForce({
       environments: {
         env0: {
@@ -253,7 +254,6 @@ describe('a queued switch whose people the configuration in force no longer perm
 
   it("with the two-person rule, an approver the config's people now links to the confirmer as one person: refused", async () => {
     const env = await setupJobs(cleanup);
-    const dave: Actor = { surface: 'discord', userId: '222222222222', displayName: 'dave' };
     const permissions = inForce({
       environments: {
         env0: {
@@ -278,7 +278,6 @@ describe('a queued switch whose people the configuration in force no longer perm
 
   it('a Slack user whose allow list names users only, and not them: refused (their user id was the only way in)', async () => {
     const env = await setupJobs(cleanup);
-    const carol: Actor = { surface: 'slack', userId: 'U0CAROL', displayName: 'carol' };
     const permissions = inForce({ environments: { env0: { allow: { slack: { users: ['U0DAVE'] } } } } });
     const { final } = await runUnder(env, permissions, await rollbackJob(env, { requestedBy: carol }));
 
@@ -312,7 +311,6 @@ describe('a queued switch the configuration in force still permits, or cannot ju
 
   it('a Slack user when the allow list names Slack user groups, in a job of an earlier version (no grants recorded): it goes on', async () => {
     const env = await setupJobs(cleanup);
-    const carol: Actor = { surface: 'slack', userId: 'U0CAROL', displayName: 'carol' };
     const permissions = inForce({
       environments: { env0: { allow: { slack: { users: ['U0DAVE'], groups: ['S0ONCALL'] } } } },
     });
@@ -324,7 +322,6 @@ describe('a queued switch the configuration in force still permits, or cannot ju
 
   it('a Slack user let in by a user group that is still listed: switched', async () => {
     const env = await setupJobs(cleanup);
-    const carol: Actor = { surface: 'slack', userId: 'U0CAROL', displayName: 'carol' };
     const permissions = inForce({
       environments: { env0: { allow: { slack: { users: ['U0DAVE'], groups: ['S0OTHER', 'S0ONCALL'] } } } },
     });
@@ -338,7 +335,6 @@ describe('a queued switch the configuration in force still permits, or cannot ju
 
   it('a Discord approver let in by a role that is still listed (two-person rule): switched', async () => {
     const env = await setupJobs(cleanup);
-    const dave: Actor = { surface: 'discord', userId: '222222222222', displayName: 'dave' };
     const permissions = inForce({
       environments: {
         env0: {
