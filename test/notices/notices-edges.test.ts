@@ -161,12 +161,7 @@ describe('traffic moved outside Switchyard', () => {
   it("a Switchyard job's start written more than a minute after the move does not explain it", async () => {
     // notices.ts switchyardJob(): `when(e) <= movedAt + 60_000`.
     w = await createWorld();
-    const world = w;
-    const relay = new RelayPlatform(w.platform);
-    const n = await w.notices({
-      platform: relay,
-      audit: { recent: (env, limit) => world.audit.recent(env, limit) },
-    });
+    const { relay, n } = await auditedNotices(w);
     const t = w.clock.now();
     await w.audit.append({
       at: t + 120_000,
@@ -184,12 +179,7 @@ describe('traffic moved outside Switchyard', () => {
   it('a Switchyard promote to a deployment does not explain a rollback to it', async () => {
     // notices.ts switchyardJob(): `e.action === event.via`.
     w = await createWorld();
-    const world = w;
-    const relay = new RelayPlatform(w.platform);
-    const n = await w.notices({
-      platform: relay,
-      audit: { recent: (env, limit) => world.audit.recent(env, limit) },
-    });
+    const { relay, n } = await auditedNotices(w);
     const t = w.clock.now();
     await w.audit.append({
       at: t - 10_000,
@@ -207,12 +197,7 @@ describe('traffic moved outside Switchyard', () => {
   it("a move at the very time its run ended failed is that run's own move (its message reports it): not announced", async () => {
     // notices.ts switchyardJob(): `when(end) < movedAt` (strictly after the failure only).
     w = await createWorld();
-    const world = w;
-    const relay = new RelayPlatform(w.platform);
-    const n = await w.notices({
-      platform: relay,
-      audit: { recent: (env, limit) => world.audit.recent(env, limit) },
-    });
+    const { relay, n } = await auditedNotices(w);
     const t = w.clock.now();
     const run = {
       environment: 'production',
@@ -236,12 +221,7 @@ describe('traffic moved outside Switchyard', () => {
   it('of two runs that could explain a move, the one that started nearest before it does', async () => {
     // notices.ts switchyardJob(): explaining runs sorted by rank, best (nearest before the move) first.
     w = await createWorld();
-    const world = w;
-    const relay = new RelayPlatform(w.platform);
-    const n = await w.notices({
-      platform: relay,
-      audit: { recent: (env, limit) => world.audit.recent(env, limit) },
-    });
+    const { relay, n } = await auditedNotices(w);
     const t = w.clock.now();
     const run = {
       environment: 'production',
@@ -265,12 +245,7 @@ describe('traffic moved outside Switchyard', () => {
   it('a move completing a failed switch is credited to the run that failed last before it', async () => {
     // notices.ts switchyardJob(): late runs sorted by failedAt, newest first.
     w = await createWorld();
-    const world = w;
-    const relay = new RelayPlatform(w.platform);
-    const n = await w.notices({
-      platform: relay,
-      audit: { recent: (env, limit) => world.audit.recent(env, limit) },
-    });
+    const { relay, n } = await auditedNotices(w);
     const t = w.clock.now();
     const run = { environment: 'production', action: 'rollback', targetId: 'dep_3hd7xa' } as const;
     await w.audit.append({ ...run, at: t - 50 * 60_000, event: 'started', jobId: 'sw_first' });
@@ -622,6 +597,19 @@ describe('traffic moves matched on the time they were seen', () => {
     expect(w.slack.titles()).toEqual(['Traffic on production moved to dep_3hd7xa']);
   });
 });
+
+/**
+ * Notices of `world` that read its audit log's recent entries (the Switchyard job matching by
+ * `recent`), on a relay to replay platform events with.
+ */
+async function auditedNotices(world: World) {
+  const relay = new RelayPlatform(world.platform);
+  const n = await world.notices({
+    platform: relay,
+    audit: { recent: (env, limit) => world.audit.recent(env, limit) },
+  });
+  return { world, relay, n };
+}
 
 /** The local platform as a platform without rollback times or history (Unkey, Vercel) shows it. */
 function withoutHistory(inner: LocalPlatform): DeployPlatform {
