@@ -429,6 +429,12 @@ export function registerConsole(http: HttpServer, deps: ConsoleDeps): { close():
         await deps.surface.report(out.progress, [
           { surface: 'console', channel: CONSOLE_CHANNEL, messageId: body.messageId },
         ]);
+      } else if (out.ended) {
+        // The job had already ended: its outcome is the message's final state, applied as the job's
+        // end (as Slack and Discord do), so no state of the job delivered after it paints over it.
+        await deps.surface.report(out.ended, [
+          { surface: 'console', channel: CONSOLE_CHANNEL, messageId: body.messageId },
+        ]);
       } else if (out.update)
         deps.surface.updateClickView(body.messageId, out.update, out.jobId ?? out.approvalJobId);
       if (out.ephemeral) deps.surface.postView(out.ephemeral, { visibleTo: body.user });

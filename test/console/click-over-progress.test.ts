@@ -19,7 +19,7 @@ import { HttpServer } from '../../src/http.js';
 import type { PlanStore } from '../../src/plan-store.js';
 import type { Reporter } from '../../src/progress.js';
 import { jobIdForPlan } from '../../src/queue.js';
-import { refusalView } from '../../src/views/model.js';
+import { progressView, refusalView } from '../../src/views/model.js';
 import { createHarness } from '../flow/harness.js';
 import { RecordingReporter } from '../jobs/fixtures/harness.js';
 import { progressFixture } from '../support/progress.js';
@@ -93,6 +93,47 @@ describe('console: a click on a message showing a job', () => {
     await surface.report(running('sw_1'), [other]);
     await click(other.messageId);
     expect(surface.get(other.messageId)?.message?.kind).not.toBe('progress');
+  });
+});
+
+function ended(jobId: string) {
+  return progressFixture({
+    jobId,
+    steps: [{ step: 'done', state: 'done', startedAt: T0 + 2000, endedAt: T0 + 2000 }],
+    outcome: 'succeeded',
+    updatedAt: T0 + 2000,
+  });
+}
+
+describe('console: a click that finds its job ended', () => {
+  const endedReply = (jobId: string): ClickReply => ({
+    outcome: 'joined',
+    jobId,
+    update: progressView(ended(jobId)),
+    ended: ended(jobId),
+  });
+  const shown = (surface: ConsoleSurface, id: string) => JSON.stringify(surface.get(id)?.message);
+  const showsEnd = (surface: ConsoleSurface, id: string) =>
+    shown(surface, id).includes('"summary":"Rolled back production to dep_b. Traffic is on dep_b."');
+
+  it('shows the end on a message that showed a running state of that job', async () => {
+    const { surface, click } = await rig(endedReply('sw_1'));
+    const ref = surface.postView(clickView);
+    await surface.report(running('sw_1'), [ref]);
+    expect(showsEnd(surface, ref.messageId)).toBe(false);
+    await click(ref.messageId);
+    expect(showsEnd(surface, ref.messageId)).toBe(true);
+  });
+
+  it('keeps the end when a state the job published before it is delivered after the click', async () => {
+    const { surface, click } = await rig(endedReply('sw_1'));
+    const ref = surface.postView(clickView);
+    await click(ref.messageId);
+    const end = shown(surface, ref.messageId);
+    expect(showsEnd(surface, ref.messageId)).toBe(true);
+    // The job's running state, published before its end, reaches this process late.
+    await surface.report(running('sw_1'), [ref]);
+    expect(shown(surface, ref.messageId)).toBe(end);
   });
 });
 
