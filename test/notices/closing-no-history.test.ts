@@ -139,10 +139,12 @@ describe('a new rollback is a new period, though the platform does not say when 
     await w.pushAndBuild('production', [n]);
     await w.switchDirectly('rollback', 'production', 'dep_2mc5ty', [n]);
     expect(await w.redis.exists(`${w.prefix}:notices:ended:production:dep_3hd7xa:${firstSeen}`)).toBe(1);
-    // The earlier version kept every deployment's first-seen time until the rollback ended.
-    await w.redis.hset(seenKey, 'dep_3hd7xa', String(firstSeen));
     await w.advance(10 * MIN, [n]);
+    // The earlier version kept every deployment's first-seen time until the rollback ended. (Restored
+    // after the wait: a check during it drops the other deployments' times.)
+    await w.redis.hset(seenKey, 'dep_3hd7xa', String(firstSeen));
     await w.switchDirectly('rollback', 'production', 'dep_3hd7xa', [n]);
+    expect(await w.redis.hget(seenKey, 'dep_3hd7xa'), 'the closed period’s time reused').not.toBe(firstSeen);
 
     const again = await w.pushAndBuild('production', [n]);
     const offer = postTitled(w.slack, `${again.id} is ready but not live`);
