@@ -1,6 +1,6 @@
 /**
  * Which deployment an alert is blamed on: boundaries and rules of src/alerts/correlate.ts no other test
- * of the area pinned (found in review: mutants). Each test fails on one small change the area's tests
+ * of the area pinned. Each test fails on one small change the area's tests
  * let through.
  */
 import { describe, expect, it } from 'vitest';
@@ -33,7 +33,7 @@ function derived(
   };
 }
 
-describe('correlate with a live history (found in review: mutants)', () => {
+describe('correlate with a live history', () => {
   it('blames a deployment that went live in the very millisecond the alert started', () => {
     const c = correlate(
       withHistory([
@@ -69,7 +69,7 @@ describe('correlate with a live history (found in review: mutants)', () => {
   });
 });
 
-describe('correlate on a platform without live history (found in review: mutants)', () => {
+describe('correlate on a platform without live history', () => {
   it('suggests when the deployment went live exactly when the alert started', () => {
     expect(correlate(derived({ notBefore: NOW, notAfter: NOW }), NOW, WINDOW)).toMatchObject({
       kind: 'suggest',

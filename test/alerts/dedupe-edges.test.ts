@@ -1,6 +1,6 @@
 /**
  * Storm control (src/alerts/dedupe.ts) on the real Redis: expiries, keys and replaced records no other
- * test of the area pinned (found in review: mutants). Each test fails on one small change the area's
+ * test of the area pinned. Each test fails on one small change the area's
  * tests let through.
  */
 import { afterEach, describe, expect, it } from 'vitest';
@@ -29,7 +29,7 @@ function setup(opts: { incidentTtlMs?: number; resolvedTtlMs?: number; anonymous
 const fingerprinted = { environment: 'production', source: 'generic', fingerprint: 'incident-1' };
 const anonymous = { environment: 'production', source: 'generic' };
 
-describe('incident expiries (found in review: mutants)', () => {
+describe('incident expiries', () => {
   it('a repeat of a fingerprint-less alert does not slide its window; a fingerprinted repeat extends the incident', async () => {
     const { redis, dedupe } = setup({ incidentTtlMs: 6 * HOUR, anonymousWindowMs: 10 * MINUTE });
     expect(await dedupe.claim(anonymous, NOW)).toEqual({ claimed: true });
@@ -71,7 +71,7 @@ describe('incident expiries (found in review: mutants)', () => {
   });
 });
 
-describe('resolution edits (found in review: mutants)', () => {
+describe('resolution edits', () => {
   it('a repeated RESOLVED takes the edit over only after the edit failed', async () => {
     const { dedupe } = setup();
     await dedupe.claim(fingerprinted, NOW);
@@ -104,7 +104,7 @@ describe('resolution edits (found in review: mutants)', () => {
   });
 });
 
-describe('incident keys (found in review: mutants)', () => {
+describe('incident keys', () => {
   it('an empty fingerprint is no fingerprint: the environment window', () => {
     const { dedupe } = setup();
     expect(dedupe.key({ ...anonymous, fingerprint: '' })).toBe(dedupe.key(anonymous));
@@ -152,7 +152,7 @@ function record(
   });
 }
 
-describe('replaced plan records (found in review: mutants)', () => {
+describe('replaced plan records', () => {
   it('keeps the newest five records of a plan id, each kept for the incident lifetime', async () => {
     const { redis, prefix, dedupe } = setup({ incidentTtlMs: 6 * HOUR });
     const ids: string[] = [];

@@ -1,6 +1,6 @@
 /**
  * Which environment an alert is placed in: rules of src/alerts/mapping.ts no other test of the area
- * pinned (found in review: mutants). Each test fails on one small change the area's tests let through.
+ * pinned. Each test fails on one small change the area's tests let through.
  */
 import { describe, expect, it } from 'vitest';
 import { compileMatchers, mapAlert } from '../../src/alerts/mapping.js';
@@ -20,7 +20,7 @@ function alert(
   return normalizedAlert({ source, status: 'firing', title, startedAt: 0, labels, text: '' });
 }
 
-describe('mapAlert (found in review: mutants)', () => {
+describe('mapAlert', () => {
   it('an environment label naming several environments places the alert nowhere, even when a matcher would match', () => {
     const r = mapAlert(alert({ env: 'staging,production' }, 'checkout-api down', 'slack'), slugs, matchers);
     expect(r.ok).toBe(false);

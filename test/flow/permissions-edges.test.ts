@@ -1,5 +1,5 @@
 /**
- * Permission rules no other test of the area pinned (found in review: mutants). Each test fails on one
+ * Permission rules no other test of the area pinned. Each test fails on one
  * small change of src/permissions.ts that the area's tests let through.
  */
 import { describe, expect, it } from 'vitest';
@@ -16,7 +16,7 @@ function refusalOf(p: ReturnType<typeof canAct>) {
   return p.refusal;
 }
 
-describe("Slack user groups that could not be checked: only the environment's own are named (found in review: mutants)", () => {
+describe("Slack user groups that could not be checked: only the environment's own are named", () => {
   const ctx = { config: testConfig(allow, 'unkey') };
 
   it("a group Slack refused for good that another environment lists is not blamed for this one's refusal", () => {
@@ -37,7 +37,7 @@ describe("Slack user groups that could not be checked: only the environment's ow
   });
 });
 
-describe('Slack refused every listed group for good: no "try again" (found in review: mutants)', () => {
+describe('Slack refused every listed group for good: no "try again"', () => {
   it('says what has to be fixed, not to retry', () => {
     const ctx = { config: testConfig(allow, 'unkey') };
     const actor: ActingUser = {
@@ -58,7 +58,7 @@ describe('Slack refused every listed group for good: no "try again" (found in re
   });
 });
 
-describe('sameActor: a person is a user id on one surface (found in review: mutants)', () => {
+describe('sameActor: a person is a user id on one surface', () => {
   it('a Slack user and a Discord user with the same id are two people', () => {
     expect(
       sameActor(
@@ -75,7 +75,7 @@ describe('sameActor: a person is a user id on one surface (found in review: muta
   });
 });
 
-describe('unknownEnvironmentKeys: what a misnamed key leaves open (found in review: mutants)', () => {
+describe('unknownEnvironmentKeys: what a misnamed key leaves open', () => {
   const slugs = ['production', 'preview'];
 
   it('a misnamed key without an allow list leaves nothing open (it was not meant to close anything)', () => {

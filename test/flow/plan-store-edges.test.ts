@@ -47,7 +47,7 @@ function alertAt(id: string, at: number): PlanAlert {
   return { id, alert: { source: 'webhook', title: `Error rate high (${id})` }, at };
 }
 
-describe('PlanStore (mutation review)', () => {
+describe('PlanStore', () => {
   it('keeps a plan in the expiry index when a request restarted its time after the sweep read it', async () => {
     await store.create({ plan, requestedBy: alice });
     await clock.advance(TTL);

@@ -1,5 +1,5 @@
 /**
- * Mutation review of the shared HTTP client (src/platform/http-client.ts), through the Unkey client
+ * Edge cases of the shared HTTP client (src/platform/http-client.ts), through the Unkey client
  * against the fake Unkey v2 server (and the Vercel client against the fake Vercel): behaviour no other
  * test pinned down (the backoff cap, the longest Retry-After still waited for, the secret removed even
  * where no token pattern would catch it).
@@ -57,7 +57,7 @@ function get(client: UnkeyClient) {
   });
 }
 
-describe('JsonHttpClient retries (mutation review)', () => {
+describe('JsonHttpClient retries', () => {
   it('caps the exponential backoff at maxDelayMs, jitter applied to the capped delay', async () => {
     const client = clientWith({
       maxRetries: 5,
@@ -88,7 +88,7 @@ describe('JsonHttpClient retries (mutation review)', () => {
   });
 });
 
-describe('JsonHttpClient redaction (mutation review)', () => {
+describe('JsonHttpClient redaction', () => {
   // A Vercel token has no recognisable shape (no `unkey_` prefix): only the client's own secret removal
   // keeps it out when Vercel echoes it without a `Bearer` in front.
   const TOKEN = 'mutantReviewToken0123456789abcdef';

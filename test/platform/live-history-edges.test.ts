@@ -54,7 +54,7 @@ function vercel(
   };
 }
 
-describe('deriveLive (mutation review)', () => {
+describe('deriveLive', () => {
   it('claims nothing when the last switch was requested less than a switch’s duration before the current deployment became ready', () => {
     // d3 became ready at NOW - 20 min; a promote to d1 was requested 2 minutes before and may have
     // finished (up to 3 minutes) after d3 became ready.

@@ -25,7 +25,7 @@ async function parked(clock: ManualClock, before: number): Promise<void> {
   expect(clock.pending).toBe(before + 1);
 }
 
-describe('local platform (mutation review)', () => {
+describe('local platform', () => {
   it('a wake-up of a preview deployment stopped while it slept answers false: it was not woken', async () => {
     const { p, clock } = await open();
     expect((await p.getDeployment('dep_p1rw4n'))?.status).toBe('standby');

@@ -32,7 +32,7 @@ function get(port: number, host: string): Promise<number> {
   });
 }
 
-describe('traffic router draining (mutation review)', () => {
+describe('traffic router draining', () => {
   it('sends no new request, not even a verification probe, to a deployment that is draining', async () => {
     const router = new TrafficRouter({ port: 0 });
     routers.push(router);

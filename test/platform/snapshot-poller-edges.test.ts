@@ -15,7 +15,7 @@ import { SleepRecordingClock, UnkeyFakeServer } from '../fakes/unkey-server.js';
 import { LogLines } from '../jobs/fixtures/logs.js';
 import { redisUrl, uniqueName } from '../support/redis.js';
 
-describe('diffStates (mutation review)', () => {
+describe('diffStates', () => {
   const state = (
     current: string | null,
     rolledBack: boolean,
@@ -120,7 +120,7 @@ afterEach(async () => {
   await server.close();
 });
 
-describe('SnapshotEventPoller (mutation review)', () => {
+describe('SnapshotEventPoller', () => {
   it('delivers every event to the other listeners when one listener throws, and logs it', async () => {
     const lines = new LogLines();
     const a = replica(createLogger({ level: 'debug', pretty: false, destination: lines }));

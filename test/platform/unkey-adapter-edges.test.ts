@@ -1,5 +1,5 @@
 /**
- * Mutation review of UnkeyPlatform (src/platform/unkey/adapter.ts) against the stateful fake Unkey v2
+ * Edge cases of UnkeyPlatform (src/platform/unkey/adapter.ts) against the stateful fake Unkey v2
  * server: behaviour no other test pinned down (the environment kind from the slug when no deployment
  * tells it, the app check before a switch, the operation timeout's boundary, the source of a switch
  * when the read after Unkey accepted it fails, a switch completing between the overtaken check's reads).
@@ -83,7 +83,7 @@ async function refusal(p: Promise<unknown>): Promise<RefusalError> {
   return e as RefusalError;
 }
 
-describe('UnkeyPlatform (mutation review)', () => {
+describe('UnkeyPlatform', () => {
   it('takes the environment kind from the slug when no deployment tells it: preview stays preview', async () => {
     // Only a failed deployment: it is not current and offers no action.
     server.push({ ...previewEnv, branch: 'feature-x', status: 'failed' });

@@ -1,5 +1,5 @@
 /**
- * Mutation review of Unkey's refusals (src/platform/unkey/refusals.ts) through UnkeyPlatform against the
+ * Edge cases of Unkey's refusals (src/platform/unkey/refusals.ts) through UnkeyPlatform against the
  * fake Unkey v2 server: Unkey answers no other test sent (the 400 authentication errors, a 404 whose
  * type is the generic `not-found` of Unkey's published examples, a promote with no current deployment).
  */
@@ -69,7 +69,7 @@ async function refusal(p: Promise<unknown>): Promise<RefusalError> {
   return r;
 }
 
-describe('Unkey refusals (mutation review)', () => {
+describe('Unkey refusals', () => {
   it.each(['authentication/missing', 'authentication/malformed'])(
     'a 400 %s is the root key rejected (platform_unauthorized), listing the permissions',
     async (code) => {

@@ -43,7 +43,7 @@ async function wirePage(): Promise<{ data: Record<string, unknown>[] } & Record<
   return (await res.json()) as { data: Record<string, unknown>[] } & Record<string, unknown>;
 }
 
-describe('Unkey schemas (mutation review)', () => {
+describe('Unkey schemas', () => {
   it('reads a deployment without `domains` (not required by the schema) as one with no hostnames', async () => {
     const live = server.push({ ...prodEnv, branch: 'main', sha: `aaaaaaa${'1'.repeat(33)}` });
     await clock.advance(60_000);

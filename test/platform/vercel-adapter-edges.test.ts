@@ -1,5 +1,5 @@
 /**
- * Mutation review of VercelPlatform (src/platform/vercel/adapter.ts) against the fake Vercel server:
+ * Edge cases of VercelPlatform (src/platform/vercel/adapter.ts) against the fake Vercel server:
  * behaviour no other test pinned down (preview's current deployment and rolled-back flag, a deployment
  * of a disabled preview, a domain with no alias yet in `routing`, which alias job is the operation's,
  * the operation timeout of a job still pending and its boundary).
@@ -73,7 +73,7 @@ async function setup(
   return { clock, server, platform, projectId, d1, d2, p1 };
 }
 
-describe('VercelPlatform reads (mutation review)', () => {
+describe('VercelPlatform reads', () => {
   it("takes preview's current deployment to be its newest READY one, not a newer build", async () => {
     const { server, platform, projectId, p1 } = await setup();
     const building = server.deploy({
@@ -114,7 +114,7 @@ describe('VercelPlatform reads (mutation review)', () => {
   });
 });
 
-describe('VercelPlatform operations (mutation review)', () => {
+describe('VercelPlatform operations', () => {
   it.each(['rollback', 'promote'] as const)(
     'does not send a %s again after a 5xx (an alias job may have started)',
     async (action) => {
@@ -211,7 +211,7 @@ describe('VercelPlatform operations (mutation review)', () => {
   });
 });
 
-describe('rollbackDescription (mutation review)', () => {
+describe('rollbackDescription', () => {
   it('keeps a name that exactly fills the 250 characters whole, and shortens one a character longer', () => {
     const room = 250 - 'Rollback requested by '.length - ' via Switchyard'.length;
     const exact = rollbackDescription('a'.repeat(room));

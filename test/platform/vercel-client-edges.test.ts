@@ -1,5 +1,5 @@
 /**
- * Mutation review of the Vercel HTTP client (src/platform/vercel/client.ts) against the fake Vercel
+ * Edge cases of the Vercel HTTP client (src/platform/vercel/client.ts) against the fake Vercel
  * server: `X-RateLimit-Reset` is the wait of a 429 only.
  */
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
@@ -36,7 +36,7 @@ afterEach(async () => {
   await server.close();
 });
 
-describe('VercelClient (mutation review)', () => {
+describe('VercelClient', () => {
   it('backs off exponentially on a 5xx even when it carries X-RateLimit-Reset (Vercel sends it on every answer)', async () => {
     const reset = Math.ceil((clock.now() + 8_000) / 1000);
     server.fault({ kind: 'status', status: 503, headers: { 'x-ratelimit-reset': String(reset) } }, 2);

@@ -6,7 +6,7 @@ import { describe, expect, it } from 'vitest';
 import { lastSwitchOf } from '../../src/platform/vercel/mapping.js';
 import { aliasJobStatuses } from '../../src/platform/vercel/schemas.js';
 
-describe('lastSwitchOf (mutation review)', () => {
+describe('lastSwitchOf', () => {
   const job = (jobStatus: (typeof aliasJobStatuses)[number]) => ({
     lastAliasRequest: {
       fromDeploymentId: 'dpl_from',

@@ -1,5 +1,5 @@
 /**
- * Mutation review of Vercel's refusals (src/platform/vercel/refusals.ts) through VercelPlatform against
+ * Edge cases of Vercel's refusals (src/platform/vercel/refusals.ts) through VercelPlatform against
  * the fake Vercel server: a promote Vercel refuses with a 400 is a precondition, like a rollback.
  */
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
@@ -37,7 +37,7 @@ afterEach(async () => {
   await server.close();
 });
 
-describe('Vercel refusals (mutation review)', () => {
+describe('Vercel refusals', () => {
   it("turns Vercel's 400 to a promote into platform_precondition carrying Vercel's code and message", async () => {
     server.setRefusal({ code: 'promote_not_allowed', message: 'This plan cannot promote this deployment.' });
     const e = await platform.promote({ environment: 'production', targetId: d1 }).then(

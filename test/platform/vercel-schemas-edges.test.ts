@@ -5,7 +5,7 @@
 import { describe, expect, it } from 'vitest';
 import { AliasResponseSchema, aliasFromResponse } from '../../src/platform/vercel/schemas.js';
 
-describe('aliasFromResponse (mutation review)', () => {
+describe('aliasFromResponse', () => {
   it('picks the entry for the requested domain from several, ignoring case and a trailing dot', () => {
     const res = AliasResponseSchema.parse([
       { alias: 'www.acme.com', uid: 'al_1', deploymentId: 'dpl_www' },

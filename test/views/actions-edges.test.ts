@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { actionIdPattern, parseAction } from '../../src/views/actions.js';
 
-describe('parseAction (mutation review)', () => {
+describe('parseAction', () => {
   it('refuses a deployment action with a part after the deployment id, rather than dropping it', () => {
     const r = parseAction('sy1:promote:production:dep_1:extra');
     expect(r.ok).toBe(false);
@@ -26,7 +26,7 @@ describe('parseAction (mutation review)', () => {
   });
 });
 
-describe('actionIdPattern (mutation review)', () => {
+describe('actionIdPattern', () => {
   it('matches only ids that start with the prefix and the whole kind followed by ":"', () => {
     const p = actionIdPattern('confirm');
     expect(p.test('sy1:confirm:plan_0123abcd')).toBe(true);

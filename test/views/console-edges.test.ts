@@ -4,7 +4,7 @@ import { confirmationView, progressView } from '../../src/views/model.js';
 import { alice, NOW, plan, progress } from '../views/fixtures.js';
 import { deploymentsWithLongId, LONG_ID } from './long-id.js';
 
-describe('renderConsole (mutation review)', () => {
+describe('renderConsole', () => {
   it("a card carries its Live field and its notes (the target's standby)", () => {
     const msg = renderConsole(
       confirmationView(plan('rollback'), { state: 'pending', now: NOW, requestedBy: alice }),

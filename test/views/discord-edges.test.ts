@@ -28,7 +28,7 @@ function allText(msg: ReturnType<typeof renderDiscord>): string {
   );
 }
 
-describe('renderDiscord (mutation review)', () => {
+describe('renderDiscord', () => {
   it('a list of long items stays within a field value (1024) and says how many it left out', () => {
     const items = Array.from({ length: 15 }, (_, k) => ({
       spans: [c(`host-${k}-${'a'.repeat(60)}.example.com`)],

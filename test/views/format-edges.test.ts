@@ -3,7 +3,7 @@ import { fitLines } from '../../src/views/format.js';
 
 const more = (rest: number, total: number) => `…and ${rest} more (${total} in total)`;
 
-describe('fitLines (mutation review)', () => {
+describe('fitLines', () => {
   it('says "…and 1 more" when exactly one item is left out, never a silent cut', () => {
     const lines = fitLines(['a', 'b', 'c'], (s) => s, { budget: 1000, maxItems: 2, more });
     expect(lines).toEqual(['a', 'b', '…and 1 more (3 in total)']);

@@ -46,7 +46,7 @@ function agedPlan(over: { current: number; target: number; liveSince?: number })
 
 const AS_OF = 'Deployment ages as of';
 
-describe('confirmationView (mutation review)', () => {
+describe('confirmationView', () => {
   it('the rollback confirm dialog says the domains move to the target instead of the current deployment', () => {
     const p = plan('rollback');
     const v = confirmationView(p, { state: 'pending', now: NOW, requestedBy: alice });
@@ -106,7 +106,7 @@ describe('confirmationView (mutation review)', () => {
   });
 });
 
-describe('alert suggestion (mutation review)', () => {
+describe('alert suggestion', () => {
   const base: AlertContext = {
     source: 'grafana',
     title: 'High 5xx on checkout',
@@ -153,7 +153,7 @@ describe('alert suggestion (mutation review)', () => {
   });
 });
 
-describe('progressView (mutation review)', () => {
+describe('progressView', () => {
   it("a succeeded switch shows the job's message", () => {
     const p = plan('rollback');
     const v = progressView(
@@ -176,7 +176,7 @@ describe('progressView (mutation review)', () => {
   });
 });
 
-describe('deploymentsView (mutation review)', () => {
+describe('deploymentsView', () => {
   const opts = (
     s: ReturnType<typeof snapshot>,
     over: Partial<Parameters<typeof deploymentsView>[1]> = {},
@@ -242,7 +242,7 @@ describe('deploymentsView (mutation review)', () => {
   });
 });
 
-describe('noticeView (mutation review)', () => {
+describe('noticeView', () => {
   it('a ready deployment that is not live is "ready", never "serving"', () => {
     const s = snapshot();
     const d = s.deployments.find((x) => x.id === 'dep_3') as Deployment;

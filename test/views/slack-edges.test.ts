@@ -9,7 +9,7 @@ function allText(msg: { blocks: readonly unknown[] }): string {
   return JSON.stringify(msg.blocks);
 }
 
-describe('renderSlack (mutation review)', () => {
+describe('renderSlack', () => {
   it("the confirmation's cards show how long the current deployment is live and the target's standby note", () => {
     const p = plan('rollback');
     const msg = assertValid(
