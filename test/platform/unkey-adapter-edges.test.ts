@@ -7,7 +7,8 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { RefusalError } from '../../src/errors.js';
 import { UnkeyPlatform } from '../../src/platform/unkey/adapter.js';
-import { SleepRecordingClock, UnkeyFakeServer } from '../fakes/unkey-server.js';
+import { SleepRecordingClock, type UnkeyFakeServer } from '../fakes/unkey-server.js';
+import { pushMainDeployments, startAcmeUnkey } from '../support/unkey.js';
 
 const KEY = 'unkey_3ZmutantAdapterRootKey0123456';
 const TIMEOUT = 5_000;
@@ -45,24 +46,8 @@ function makePlatform(
 
 beforeEach(async () => {
   clock = new SleepRecordingClock();
-  server = await UnkeyFakeServer.start({
-    clock,
-    switchDelayMs: SWITCH_DELAY,
-    rootKeys: {
-      [KEY]: [
-        'environment.*.read_deployment',
-        'environment.*.rollback_deployment',
-        'environment.*.promote_deployment',
-      ],
-    },
-    customDomains: { 'acme/api': ['api.acme.com'] },
-  });
-  d1 = server.push({ ...prodEnv, branch: 'main', sha: `aaaaaaa${'1'.repeat(33)}` });
-  await clock.advance(60_000);
-  d2 = server.push({ ...prodEnv, branch: 'main', sha: `bbbbbbb${'2'.repeat(33)}` });
-  await clock.advance(60_000);
-  d3 = server.push({ ...prodEnv, branch: 'main', sha: `ccccccc${'3'.repeat(33)}` });
-  await clock.advance(60_000);
+  server = await startAcmeUnkey(KEY, { clock, switchDelayMs: SWITCH_DELAY });
+  [d1, d2, d3] = (await pushMainDeployments(server, clock, 3)) as [string, string, string];
   platform = makePlatform();
 });
 

@@ -10,6 +10,7 @@ import { ConfigError, PlatformHttpError, RefusalError } from '../../src/errors.j
 import { createLogger, type Logger } from '../../src/log.js';
 import { createUnkeyPlatform, UnkeyPlatform } from '../../src/platform/unkey/adapter.js';
 import { SleepRecordingClock, UnkeyFakeServer } from '../fakes/unkey-server.js';
+import { pushMainDeployments, startAcmeUnkey } from '../support/unkey.js';
 
 const KEY = 'unkey_3ZadapterTestRootKey0123456789';
 const READ_ONLY = 'unkey_3ZreadOnlyRootKey0123456789';
@@ -43,28 +44,14 @@ function makePlatform(rootKey: string, extra: Partial<ConstructorParameters<type
 
 beforeEach(async () => {
   clock = new SleepRecordingClock();
-  server = await UnkeyFakeServer.start({
+  server = await startAcmeUnkey(KEY, {
     clock,
     switchDelayMs: SWITCH_DELAY,
     stopAfterMs: STOP_AFTER,
     drainMs: DRAIN,
-    rootKeys: {
-      [KEY]: [
-        'environment.*.read_deployment',
-        'environment.*.rollback_deployment',
-        'environment.*.promote_deployment',
-      ],
-      [READ_ONLY]: ['environment.*.read_deployment'],
-      [NO_PERMS]: [],
-    },
-    customDomains: { 'acme/api': ['api.acme.com'] },
+    otherKeys: { [READ_ONLY]: ['environment.*.read_deployment'], [NO_PERMS]: [] },
   });
-  d1 = server.push({ ...prodEnv, branch: 'main', sha: `aaaaaaa${'1'.repeat(33)}` });
-  await clock.advance(60_000);
-  d2 = server.push({ ...prodEnv, branch: 'main', sha: `bbbbbbb${'2'.repeat(33)}` });
-  await clock.advance(60_000);
-  d3 = server.push({ ...prodEnv, branch: 'main', sha: `ccccccc${'3'.repeat(33)}` });
-  await clock.advance(60_000);
+  [d1, d2, d3] = (await pushMainDeployments(server, clock, 3)) as [string, string, string];
   platform = makePlatform(KEY);
 });
 
@@ -767,24 +754,11 @@ describe('UnkeyPlatform rollback and promote', () => {
   async function instantSwitches(): Promise<void> {
     await platform.close();
     await server.close();
-    server = await UnkeyFakeServer.start({
+    server = await startAcmeUnkey(KEY, {
       clock,
       switchDelayMs: 0, // done before the adapter lists the environment after the 202
-      rootKeys: {
-        [KEY]: [
-          'environment.*.read_deployment',
-          'environment.*.rollback_deployment',
-          'environment.*.promote_deployment',
-        ],
-      },
-      customDomains: { 'acme/api': ['api.acme.com'] },
     });
-    d1 = server.push({ ...prodEnv, branch: 'main', sha: `aaaaaaa${'1'.repeat(33)}` });
-    await clock.advance(60_000);
-    d2 = server.push({ ...prodEnv, branch: 'main', sha: `bbbbbbb${'2'.repeat(33)}` });
-    await clock.advance(60_000);
-    d3 = server.push({ ...prodEnv, branch: 'main', sha: `ccccccc${'3'.repeat(33)}` });
-    await clock.advance(60_000);
+    [d1, d2, d3] = (await pushMainDeployments(server, clock, 3)) as [string, string, string];
     platform = makePlatform(KEY);
   }
 

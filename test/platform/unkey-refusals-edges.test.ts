@@ -6,7 +6,8 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { RefusalError } from '../../src/errors.js';
 import { UnkeyPlatform } from '../../src/platform/unkey/adapter.js';
-import { SleepRecordingClock, UnkeyFakeServer } from '../fakes/unkey-server.js';
+import { SleepRecordingClock, type UnkeyFakeServer } from '../fakes/unkey-server.js';
+import { pushMainDeployments, startAcmeUnkey } from '../support/unkey.js';
 
 const KEY = 'unkey_3ZmutantRefusalRootKey01234567';
 const TIMEOUT = 5_000;
@@ -20,22 +21,8 @@ let d2: string;
 
 beforeEach(async () => {
   clock = new SleepRecordingClock();
-  server = await UnkeyFakeServer.start({
-    clock,
-    switchDelayMs: 1_000,
-    rootKeys: {
-      [KEY]: [
-        'environment.*.read_deployment',
-        'environment.*.rollback_deployment',
-        'environment.*.promote_deployment',
-      ],
-    },
-    customDomains: { 'acme/api': ['api.acme.com'] },
-  });
-  d1 = server.push({ ...prodEnv, branch: 'main', sha: `aaaaaaa${'1'.repeat(33)}` });
-  await clock.advance(60_000);
-  d2 = server.push({ ...prodEnv, branch: 'main', sha: `bbbbbbb${'2'.repeat(33)}` });
-  await clock.advance(60_000);
+  server = await startAcmeUnkey(KEY, { clock, switchDelayMs: 1_000 });
+  [d1, d2] = (await pushMainDeployments(server, clock, 2)) as [string, string];
   platform = new UnkeyPlatform({
     environments: { production: prodEnv },
     client: {
