@@ -4,42 +4,28 @@
  */
 import { afterEach, describe, expect, it } from 'vitest';
 import type { AuditEntry } from '../../src/audit.js';
-import type { ChatPoster, UpdateOptions } from '../../src/chat-sinks.js';
+import type { UpdateOptions } from '../../src/chat-sinks.js';
 import type { Clock } from '../../src/clock.js';
 import type { NoticeJobs } from '../../src/notices.js';
 import type { LocalPlatform } from '../../src/platform/local/platform.js';
 import type { DeployPlatform, OperationRef, PlatformEvent } from '../../src/platform/port.js';
 import type { MessageRef, Progress } from '../../src/progress.js';
 import type { MessageView } from '../../src/views/types.js';
-import { createWorld, nth, RecordingPoster, RelayPlatform, viewText, type World } from '../notices/world.js';
+import {
+  createWorld,
+  FlakyPoster,
+  nth,
+  RecordingPoster,
+  RelayPlatform,
+  viewText,
+  type World,
+} from './world.js';
 
 let w: World | undefined;
 afterEach(async () => {
   await w?.close();
   w = undefined;
 });
-
-class Fault extends Error {}
-/** A recording poster whose next `fails` posts fail with a fault that may pass. */
-class FlakyPoster extends RecordingPoster {
-  constructor(
-    surface: ChatPoster['surface'],
-    at: Clock,
-    public fails: number,
-  ) {
-    super(surface, at);
-  }
-  override async post(channel: string, view: MessageView): Promise<MessageRef> {
-    if (this.fails > 0) {
-      this.fails -= 1;
-      throw new Fault('503 from the chat API');
-    }
-    return super.post(channel, view);
-  }
-  retryable(): boolean {
-    return true;
-  }
-}
 
 /** The local platform, its events held back until `release()` (a notices service that fell behind). */
 class HeldPlatform implements DeployPlatform {

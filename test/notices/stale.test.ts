@@ -4,39 +4,14 @@
  * state is over; a platform that keeps no rollback time (Unkey) counts a second rollback from its start.
  */
 import { afterEach, describe, expect, it } from 'vitest';
-import type { ChatPoster } from '../../src/chat-sinks.js';
-import type { Clock } from '../../src/clock.js';
 import type { DeployPlatform } from '../../src/platform/port.js';
-import type { MessageRef } from '../../src/progress.js';
-import type { MessageView } from '../../src/views/types.js';
-import { createWorld, HOUR, RecordingPoster, type World } from './world.js';
+import { createWorld, FlakyPoster, HOUR, type World } from './world.js';
 
 let w: World | undefined;
 afterEach(async () => {
   await w?.close();
   w = undefined;
 });
-
-class Fault extends Error {}
-class FlakyPoster extends RecordingPoster {
-  constructor(
-    surface: ChatPoster['surface'],
-    at: Clock,
-    public fails: number,
-  ) {
-    super(surface, at);
-  }
-  override async post(channel: string, view: MessageView): Promise<MessageRef> {
-    if (this.fails > 0) {
-      this.fails -= 1;
-      throw new Fault('503 from the chat API');
-    }
-    return super.post(channel, view);
-  }
-  retryable(): boolean {
-    return true;
-  }
-}
 
 describe('notices when something fails or changes in between', () => {
   it('a retried "still rolled back" reminder is dropped once the environment was promoted', async () => {

@@ -90,6 +90,27 @@ export class RecordingPoster implements ChatPoster {
   }
 }
 
+/** A recording poster whose next `fails` posts fail with a fault that may pass (a 503 from the chat API). */
+export class FlakyPoster extends RecordingPoster {
+  constructor(
+    surface: ChatPoster['surface'],
+    at: Clock,
+    public fails: number,
+  ) {
+    super(surface, at);
+  }
+  override async post(channel: string, view: MessageView): Promise<MessageRef> {
+    if (this.fails > 0) {
+      this.fails -= 1;
+      throw new Error('503 from the chat API');
+    }
+    return super.post(channel, view);
+  }
+  retryable(): boolean {
+    return true;
+  }
+}
+
 /** The i-th element, or a thrown error naming what is missing. */
 export function nth<T>(xs: readonly T[], i: number): T {
   const x = xs[i];
