@@ -13,7 +13,7 @@
  *   sentryAlerts);
  * - PagerDuty v3 webhooks (event.event_type incident.triggered / reopened / resolved, event.data incident);
  * - the generic JSON shape documented in docs/alerts.md.
- * A bad payload is a refusal value naming the field, e.g. `alerts[0].startsAt: expected an ISO date`.
+ * A bad payload is a refusal value naming the field, e.g. `alerts[0].startsAt: expected an ISO date, got "yesterday"`.
  * What a delivery carries that is not acted on (a Sentry comment webhook, …) is listed with the reason
  * (`AlertDelivery.ignored`), answered 202 with outcome `ignored`.
  */
@@ -173,7 +173,7 @@ const ARTICLE: Record<string, string> = {
   tuple: 'an array',
 };
 
-/** One line per zod issue: `alerts[0].startsAt: expected an ISO date`. Capped at five issues. */
+/** One line per zod issue: `alerts[0].startsAt: expected an ISO date, got "yesterday"`. Capped at five issues. */
 export function formatAlertIssues(error: z.ZodError, input: unknown, prefix: readonly PropertyKey[] = []) {
   const lines = error.issues.slice(0, 5).map((issue) => {
     const path = [...prefix, ...issue.path];
@@ -184,7 +184,10 @@ export function formatAlertIssues(error: z.ZodError, input: unknown, prefix: rea
       message =
         value === undefined
           ? `required, expected ${expected}`
-          : `expected ${expected}, got ${describe(value)}`;
+          : `expected ${expected}, got ${shownValue(value)}`;
+    } else if (message.startsWith('expected') && !message.includes(', got ') && value !== undefined) {
+      // A schema's own wording (`expected an ISO date`): the value received beside it, as for the others.
+      message = `${message}, got ${shownValue(value)}`;
     } else if (issue.code === 'invalid_value' && !message.startsWith('expected')) {
       message = `expected one of ${issue.values.map((v) => shownValue(v)).join(', ')}, got ${shownValue(value)}`;
     } else if (issue.code === 'unrecognized_keys') {

@@ -172,3 +172,24 @@ describe('generic', () => {
     expect(a?.labels.environment).toBe('production');
   });
 });
+
+describe('a refused field shows the value received (clipped), not only its type', () => {
+  const refusal = (body: unknown) => {
+    const result = parseAlertPayload('generic', body, { now: NOW });
+    return result.ok ? 'accepted' : result.refusal.message;
+  };
+
+  it('a value of the wrong type', () => {
+    expect(refusal({ title: 'x', severity: 5 })).toBe('severity: expected a string, got 5');
+    expect(refusal({ title: ['a'] })).toBe('title: expected a string, got ["a"]');
+    expect(refusal({ title: { a: { b: { c: { d: 1 } } } } })).toBe(
+      'title: expected a string, got {"a":{"b":{"c":{…}}}}',
+    );
+  });
+
+  it("a value the schema's own wording refuses", () => {
+    expect(refusal({ title: 'x', startedAt: 'yesterday' })).toBe(
+      'startedAt: expected an ISO date, got "yesterday"',
+    );
+  });
+});

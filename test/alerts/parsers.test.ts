@@ -103,7 +103,7 @@ describe('alertmanager (webhook version 4)', () => {
     // Within the members read, a bad one is still named.
     const bad = alerts.map((a, i) => (i === 3 ? { ...a, startsAt: 'soon' } : a));
     expect(parseError('alertmanager', { ...body, alerts: bad })).toBe(
-      'alerts[3].startsAt: expected an ISO date',
+      'alerts[3].startsAt: expected an ISO date, got "soon"',
     );
     expect(parseOk('grafana', { ...(fixture('grafana-firing.json') as object), alerts })).toHaveLength(1_000);
   });
@@ -112,7 +112,9 @@ describe('alertmanager (webhook version 4)', () => {
     const body = fixture('alertmanager-firing.json') as { alerts: { startsAt: string }[] };
     const first = body.alerts[0];
     if (first) first.startsAt = 'yesterday';
-    expect(parseError('alertmanager', body)).toBe('alerts[0].startsAt: expected an ISO date');
+    expect(parseError('alertmanager', body)).toBe(
+      'alerts[0].startsAt: expected an ISO date, got "yesterday"',
+    );
     expect(parseError('alertmanager', { ...body, version: '3' })).toContain('version: expected "4"');
     const { groupKey: _g, ...noKey } = fixture('alertmanager-firing.json') as Record<string, unknown>;
     expect(parseError('alertmanager', noKey)).toContain('groupKey: ');
@@ -257,7 +259,9 @@ describe('datadog (webhook payload variables)', () => {
 
   it('names the invalid field', () => {
     expect(parseError('datadog', { id: '1', body: 'x' })).toContain('title: expected the event title');
-    expect(parseError('datadog', { title: 't', date: 'noon' })).toBe('date: expected epoch milliseconds');
+    expect(parseError('datadog', { title: 't', date: 'noon' })).toBe(
+      'date: expected epoch milliseconds, got "noon"',
+    );
   });
 
   it('derives the incident key of a payload without one from the title without its status tag', () => {
@@ -340,7 +344,7 @@ describe('datadog (webhook payload variables)', () => {
     expect(a?.url).toBeUndefined();
     // A value that is there still has to be right.
     expect(parseError('datadog', { title: 't', date: 'noon', id: '' })).toBe(
-      'date: expected epoch milliseconds',
+      'date: expected epoch milliseconds, got "noon"',
     );
     expect(parseError('datadog', { title: '', alert_title: '' })).toContain(
       'title: expected the event title',
@@ -560,7 +564,7 @@ describe('pagerduty (v3 webhooks)', () => {
   it('names the invalid field', () => {
     const body = fixture('pagerduty-triggered.json') as { event: { data: Record<string, unknown> } };
     body.event.data.title = 7;
-    expect(parseError('pagerduty', body)).toBe('event.data.title: expected a string');
+    expect(parseError('pagerduty', body)).toBe('event.data.title: expected a string, got 7');
     expect(parseError('pagerduty', { event: {} })).toContain('event.event_type: ');
   });
 });
@@ -591,7 +595,7 @@ describe('generic', () => {
       '(root): unknown key "enviroment"',
     );
     expect(parseError('generic', [{ title: 'ok' }, { title: '' }])).toBe(
-      '[1].title: expected a non-empty title',
+      '[1].title: expected a non-empty title, got ""',
     );
     expect(parseError('generic', { title: 'x', startedAt: 'soon' })).toContain('startedAt: ');
   });

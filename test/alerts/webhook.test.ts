@@ -150,7 +150,10 @@ describe('POST /webhooks/alerts/:source', () => {
     const bad = await post(s, 'alertmanager', JSON.stringify(body));
     expect(bad).toEqual({
       status: 400,
-      body: { error: 'invalid_payload', message: 'alerts[0].startsAt: expected an ISO date' },
+      body: {
+        error: 'invalid_payload',
+        message: 'alerts[0].startsAt: expected an ISO date, got "not a date"',
+      },
     });
     const notJson = await post(s, 'generic', '{"title": ');
     expect(notJson.status).toBe(400);
