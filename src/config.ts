@@ -915,6 +915,20 @@ export function loadConfig(
       { key: 'SLACK_SIGNING_SECRET' },
     );
   }
+  // Half a surface's settings is a typo or a forgotten secret, not a choice: said, not silently ignored.
+  const slackOnly = (['SLACK_SIGNING_SECRET', 'SLACK_APP_TOKEN'] as const).filter((k) => env[k]);
+  if (!env.SLACK_BOT_TOKEN && slackOnly.length > 0) {
+    throw new ConfigError(
+      `SLACK_BOT_TOKEN: got nothing, expected the bot token (xoxb-…) when ${slackOnly.join(' and ')} ${slackOnly.length > 1 ? 'are' : 'is'} set (without it Slack would not start; unset ${slackOnly.join(' and ')} to run without Slack)`,
+      { key: 'SLACK_BOT_TOKEN' },
+    );
+  }
+  if (!env.DISCORD_TOKEN && env.DISCORD_APPLICATION_ID) {
+    throw new ConfigError(
+      'DISCORD_TOKEN: got nothing, expected the bot token when DISCORD_APPLICATION_ID is set (without it Discord would not start; unset DISCORD_APPLICATION_ID to run without Discord)',
+      { key: 'DISCORD_TOKEN' },
+    );
+  }
   if (env.DISCORD_TOKEN && !env.DISCORD_APPLICATION_ID) {
     throw new ConfigError(
       'DISCORD_APPLICATION_ID: got nothing, expected the application id when DISCORD_TOKEN is set',

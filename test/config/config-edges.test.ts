@@ -66,6 +66,19 @@ describe('Slack credentials', () => {
       /^SLACK_SIGNING_SECRET: got nothing/,
     );
   });
+
+  it("a surface's other settings without its bot token stop start-up naming the token (a typo is not taken for turning it off)", () => {
+    expect(() => loadConfig({ SLACK_SIGNING_SECRET: 'abc' })).toThrow(
+      /^SLACK_BOT_TOKEN: got nothing, expected the bot token \(xoxb-…\) when SLACK_SIGNING_SECRET is set \(without it Slack would not start; unset SLACK_SIGNING_SECRET to run without Slack\)$/,
+    );
+    expect(() => loadConfig({ SLACK_APP_TOKEN: 'xapp-1-abc', SLACK_SIGNING_SECRET: 'abc' })).toThrow(
+      /^SLACK_BOT_TOKEN: got nothing, expected the bot token \(xoxb-…\) when SLACK_SIGNING_SECRET and SLACK_APP_TOKEN are set/,
+    );
+    expect(() => loadConfig({ DISCORD_APPLICATION_ID: '123456789012345678' })).toThrow(
+      /^DISCORD_TOKEN: got nothing, expected the bot token when DISCORD_APPLICATION_ID is set/,
+    );
+    expect(() => loadConfig({})).not.toThrow();
+  });
 });
 
 describe('REDIS_URL', () => {
