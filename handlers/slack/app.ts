@@ -33,7 +33,7 @@ import {
   type SocketModeReceiverProcessEventErrorHandlerArgs,
   defaultProcessEventErrorHandler as socketModeProcessEventErrorHandler,
 } from '@slack/bolt';
-import { ErrorCode, type WebClient } from '@slack/web-api';
+import { ErrorCode, type RetryOptions, type WebClient } from '@slack/web-api';
 import { z } from 'zod';
 import { type Clock, systemClock, within } from '../../src/clock.js';
 import { ConfigError } from '../../src/errors.js';
@@ -120,6 +120,66 @@ export function timedFetch(ms: number): typeof fetch {
     const signal = init?.signal ? AbortSignal.any([init.signal, timeout]) : timeout;
     return fetch(input, { ...init, signal });
   };
+}
+
+/**
+ * What the Socket Mode client has in flight with Slack when the app stops is abandoned: `stop()` aborts
+ * its `apps.connections.open`, and a retry of it that the client had already scheduled ends without
+ * calling Slack; `start()` renews. Left alone, the call would keep its socket until it timed out, be
+ * retried after the stop, and an answer arriving late would open a Socket Mode connection for an app
+ * that was stopped.
+ */
+class AbandonOnStop {
+  private controller = new AbortController();
+
+  get signal(): AbortSignal {
+    return this.controller.signal;
+  }
+
+  get abandoned(): boolean {
+    return this.controller.signal.aborted;
+  }
+
+  abandon(): void {
+    this.controller.abort();
+  }
+
+  renew(): void {
+    if (this.abandoned) this.controller = new AbortController();
+  }
+
+  /** `fetch` that also gives up once abandoned (the signal is read at each call: retries too). */
+  fetch(inner: typeof fetch): typeof fetch {
+    return (input, init) => {
+      const signal = init?.signal ? AbortSignal.any([init.signal, this.signal]) : this.signal;
+      return inner(input, { ...init, signal });
+    };
+  }
+
+  /**
+   * The client's retries, ended once abandoned: the Web API client hands `retryConfig` to p-retry,
+   * which stops retrying when `onFailedAttempt` throws (no pause, no later call). A pause already begun
+   * at stop() cannot be cancelled: it runs out (2 s at most), then its retry fails at once, unsent.
+   */
+  retries(base: RetryOptions): RetryOptions {
+    const onFailedAttempt = (e: Error) => {
+      if (this.abandoned) throw e;
+    };
+    return Object.assign({ ...base }, { onFailedAttempt });
+  }
+
+  /** Bolt's logger, with the client's lines about a call abandoned by stop() sent to debug. */
+  logger(bolt: SlackLogger): SlackLogger {
+    return {
+      debug: (...msg: unknown[]) => bolt.debug(...msg),
+      info: (...msg: unknown[]) => bolt.info(...msg),
+      warn: (...msg: unknown[]) => (this.abandoned ? bolt.debug(...msg) : bolt.warn(...msg)),
+      error: (...msg: unknown[]) => (this.abandoned ? bolt.debug(...msg) : bolt.error(...msg)),
+      setLevel: (l: LogLevel) => bolt.setLevel(l),
+      getLevel: () => bolt.getLevel(),
+      setName: (name: string) => bolt.setName(name),
+    };
+  }
 }
 
 /** A built Slack app: the Bolt App, its Web API client, and lifecycle. */
@@ -366,6 +426,8 @@ class SlackStartup {
       readonly opts: SlackStartupOptions;
       readonly apiUrl: string;
       readonly callTimeoutMs: number;
+      /** Socket Mode: the receiver client's calls, abandoned at stop(). */
+      readonly abandon: AbandonOnStop;
     },
   ) {
     const { retryMinMs, retryMaxMs } = deps.opts;
@@ -387,6 +449,7 @@ class SlackStartup {
 
   /** `start()` of the SlackApp: bounded wait for the first attempt, then background retries. */
   async start(): Promise<void> {
+    this.deps.abandon.renew();
     await this.conn.start(this.deps.opts.waitMs);
     if (this.conn.state === 'waiting') {
       const { problem, attempts } = this.conn;
@@ -399,6 +462,7 @@ class SlackStartup {
 
   async stop(): Promise<void> {
     this.conn.stop();
+    this.deps.abandon.abandon();
     if (this.deps.mode === 'socket') await this.deps.app.stop();
   }
 
@@ -438,6 +502,11 @@ class SlackStartup {
       const failure = await this.step(() => this.deps.app.init());
       if (failure) return this.failed(failure, 'SLACK_BOT_TOKEN');
       this.initialized = true;
+    }
+    if (this.conn.stopped) {
+      // Stopped while auth.test was under way: its late answer must neither connect nor report ready.
+      this.deps.logger.debug({ mode: this.deps.mode }, 'slack: stopped during start-up; not going on');
+      return;
     }
     if (this.deps.mode === 'socket') {
       // apps.connections.open with the app-level token, then the WebSocket.
@@ -555,6 +624,7 @@ export function createSlackApp(opts: SlackAppOptions, register: (app: App) => vo
     ...(opts.apiUrl === undefined ? {} : { slackApiUrl: checkApiUrl(opts.apiUrl) }),
   };
   // No auth.test in the constructor: SlackStartup runs it (app.init()) where failures are handled.
+  const abandon = new AbandonOnStop();
   const common = {
     token: opts.botToken,
     clientOptions,
@@ -569,9 +639,16 @@ export function createSlackApp(opts: SlackAppOptions, register: (app: App) => vo
     mode = 'socket';
     socketReceiver = new SocketModeReceiver({
       appToken: opts.appToken,
-      logger,
-      // The receiver's own client opens the connection (apps.connections.open): same API URL.
-      installerOptions: { clientOptions },
+      logger: abandon.logger(logger),
+      // The receiver's own client opens the connection (apps.connections.open): same API URL, and
+      // what it has in flight is abandoned at stop().
+      installerOptions: {
+        clientOptions: {
+          ...clientOptions,
+          fetch: abandon.fetch(clientOptions.fetch),
+          retryConfig: abandon.retries(clientOptions.retryConfig),
+        },
+      },
       // SlackStartup reconnects (see connectionClosed): the client's own reconnect can crash the process.
       autoReconnectEnabled: false,
       processEventErrorHandler: socketProcessEventError,
@@ -608,6 +685,7 @@ export function createSlackApp(opts: SlackAppOptions, register: (app: App) => vo
     opts: { ...slackStartupDefaults, ...opts.startup },
     apiUrl: opts.apiUrl ?? 'https://slack.com/api/',
     callTimeoutMs,
+    abandon,
   });
   app.setGate((event, handle) => startup.gate(event, handle));
   // Emitted when the connection closes (with the client's own reconnect off) and on stop().

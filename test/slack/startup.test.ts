@@ -4,22 +4,24 @@
  * Socket Mode token); a Slack Web API that hangs at start neither kills the process (no unhandled
  * rejection) nor disables the surface: start-up goes on, retries in the background, commands and
  * clicks meanwhile get a "cannot reach Slack" reply only their sender sees, and once Slack answers
- * they are handled — over HTTP and over Socket Mode.
+ * they are handled — over HTTP and over Socket Mode. And `stop()`: a stopped app neither says it
+ * reconnects nor connects, whatever Slack was still answering when it stopped.
  */
 import { once } from 'node:events';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { App } from '@slack/bolt';
+import type { App, SocketModeReceiver } from '@slack/bolt';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { startSwitchyard } from '../../handlers/app.js';
 import { createSlackApp, type SlackApp, type SlackAppOptions } from '../../handlers/slack/app.js';
 import { slackSurface } from '../../handlers/slack/surface.js';
 import { loadConfig } from '../../src/config.js';
 import { HttpServer } from '../../src/http.js';
-import { silentLogger } from '../../src/log.js';
+import { type Logger, silentLogger } from '../../src/log.js';
 import { SlackRequests } from '../fakes/slack/requests.js';
-import { FakeSlack, type FakeSlackOptions } from '../fakes/slack/server.js';
+import { FakeSlack, type FakeSlackOptions, type RecordedCall } from '../fakes/slack/server.js';
+import { CapturedLog } from '../support/captured-log.js';
 import { redisUrl, uniqueName } from '../support/redis.js';
 
 const SECRET = 'startup-signing-secret';
@@ -64,6 +66,7 @@ async function rig(
     appToken?: string;
     socket?: boolean;
     before?: (fake: FakeSlack) => void;
+    logger?: Logger;
   } & Pick<SlackAppOptions, 'startup' | 'callTimeoutMs'> = {},
 ): Promise<Rig> {
   const fake = await new FakeSlack(opts.fake).start();
@@ -79,7 +82,7 @@ async function rig(
         : { signingSecret: SECRET, http }),
       apiUrl: fake.apiUrl,
       redis: dedupeRedis(),
-      logger: silentLogger,
+      logger: opts.logger ?? silentLogger,
       callTimeoutMs: opts.callTimeoutMs ?? 200,
       ...(opts.startup === undefined ? {} : { startup: opts.startup }),
     },
@@ -323,4 +326,142 @@ describe('Slack start-up: Slack unreachable or hanging at start', () => {
     expect(r.handled).toEqual(['command:production']);
     expect(rejections).toEqual([]);
   }, 20_000);
+});
+
+/** The Socket Mode client under the app (Bolt keeps its receiver private): its `disconnected` event. */
+function socketClient(slack: SlackApp) {
+  return (slack.app as unknown as { receiver: SocketModeReceiver }).receiver.client;
+}
+
+/** Timers keeping the process alive (`process.getActiveResourcesInfo`; unref'd ones are not listed). */
+function activeTimers(): number {
+  return process.getActiveResourcesInfo().filter((r) => r === 'Timeout').length;
+}
+
+const RECONNECTING = /Socket Mode connection closed; reconnecting/;
+
+describe('Slack stop()', () => {
+  it('Socket Mode: stopping a connected app closes the connection without saying it reconnects, and opens none', async () => {
+    const log = new CapturedLog('debug');
+    const r = await rig({ socket: true, logger: log.logger, startup: FAST_RETRY });
+    await r.slack.start();
+    await r.fake.socketConnected();
+    const disconnected = new Promise<void>((resolve) => socketClient(r.slack).once('disconnected', resolve));
+    await r.slack.stop();
+    // The client reports the closed connection to SlackStartup (which listens first) after stop().
+    await disconnected;
+    expect(log.lines.filter((l) => RECONNECTING.test(l.msg))).toEqual([]);
+    expect(r.slack.status()).not.toMatchObject({ problem: 'connection closed' });
+    expect(r.fake.callsOf('apps.connections.open')).toHaveLength(1);
+    expect(rejections).toEqual([]);
+  });
+
+  it('Socket Mode: stop() while apps.connections.open is held returns at once and drops the call: no socket or timer left, and its late answer opens no connection', async () => {
+    const log = new CapturedLog('debug');
+    const r = await rig({
+      socket: true,
+      logger: log.logger,
+      // The call's own time limit is far away: only stop() can end it within the test.
+      callTimeoutMs: 60_000,
+      startup: { waitMs: 50, retryMinMs: 20, retryMaxMs: 20 },
+    });
+    const held = r.fake.hold('apps.connections.open');
+    let abandoned = false;
+    void held.abandoned.then(() => {
+      abandoned = true;
+    });
+    await r.slack.start(); // bounded: goes on while the call is held
+    await held.reached;
+    const timersBefore = activeTimers();
+
+    const stopping = Date.now();
+    await r.slack.stop();
+    expect(Date.now() - stopping).toBeLessThan(1_000);
+    // The client closed the held request (its socket) instead of waiting for the answer …
+    await expect.poll(() => abandoned, { timeout: 5_000, interval: 20 }).toBe(true);
+    // … and pauses before no retry of it (the Web API client's backoff would be a live timer now) …
+    expect(activeTimers()).toBeLessThanOrEqual(timersBefore);
+    await expect
+      .poll(() => r.slack.status(), { timeout: 5_000, interval: 20 })
+      .toMatchObject({ state: 'waiting', problem: 'AbortError' });
+    // … so the attempt ended with that one failed call, not after the client's two retries.
+    const failures = log.lines.filter(
+      (l) => l.component === 'slack-bolt' && /http request failed/.test(l.msg),
+    );
+    expect(failures).toHaveLength(1);
+
+    // Slack answers the held call after all: nobody is there to connect with it.
+    const connected: unknown[] = [];
+    r.fake.on('socket-connected', () => connected.push('socket'));
+    held.release();
+    await r.fake.waitForCall('apps.connections.open', (c) => c.response.ok === true);
+    expect(connected).toEqual([]);
+    expect(r.fake.callsOf('apps.connections.open')).toHaveLength(1);
+    // What the client logs about the call it dropped is no failure: debug, not warn or error.
+    expect(log.lines.filter((l) => l.level >= 40 && l.component === 'slack-bolt')).toEqual([]);
+    expect(rejections).toEqual([]);
+  });
+
+  it("Socket Mode: stop() during the client's pause before retrying apps.connections.open: no retry reaches Slack", async () => {
+    const log = new CapturedLog('debug');
+    const r = await rig({
+      socket: true,
+      logger: log.logger,
+      before: (fake) => fake.stall('apps.connections.open', 1),
+      callTimeoutMs: 100,
+      startup: { waitMs: 50, retryMinMs: 60_000, retryMaxMs: 60_000 },
+    });
+    await r.slack.start();
+    // The first call timed out; the Web API client pauses (500 ms or more) before its retry.
+    await log.waitFor((l) => l.component === 'slack-bolt' && /http request failed/.test(l.msg));
+    // That failure's handling (the pause begins) ends within the loop turn the failure came in.
+    await new Promise<void>((resolve) => setImmediate(resolve));
+    await r.slack.stop();
+    // The pause runs out; its retry fails unsent, and the attempt ends.
+    await expect
+      .poll(() => r.slack.status(), { timeout: 5_000, interval: 20 })
+      .toMatchObject({
+        state: 'waiting',
+        problem: 'AbortError',
+      });
+    expect(r.fake.stalled('apps.connections.open')).toBe(1);
+    expect(r.fake.callsOf('apps.connections.open')).toEqual([]);
+    expect(rejections).toEqual([]);
+  });
+
+  it.each([
+    ['HTTP', false],
+    ['Socket Mode', true],
+  ] as const)(
+    '%s: stop() while auth.test is held: its late answer neither connects nor reports the token accepted',
+    async (_mode, socket) => {
+      const log = new CapturedLog('debug');
+      const r = await rig({
+        socket,
+        logger: log.logger,
+        callTimeoutMs: 60_000,
+        startup: { waitMs: 50, retryMinMs: 20, retryMaxMs: 20 },
+      });
+      const held = r.fake.hold('auth.test');
+      await r.slack.start();
+      await held.reached;
+      await r.slack.stop();
+      held.release();
+      // Whichever comes first: start-up giving up, or going on (connecting, or "token accepted").
+      await Promise.race([
+        log.waitFor((l) => /stopped during start-up/.test(l.msg)),
+        log.waitFor((l) => /bot token accepted/.test(l.msg)),
+        new Promise<void>((resolve) =>
+          r.fake.on('call', (c: RecordedCall) => {
+            if (c.method === 'apps.connections.open') resolve();
+          }),
+        ),
+      ]);
+      expect(log.lines.filter((l) => /stopped during start-up/.test(l.msg))).toHaveLength(1);
+      expect(log.lines.filter((l) => /bot token accepted/.test(l.msg))).toEqual([]);
+      expect(r.fake.callsOf('apps.connections.open')).toEqual([]);
+      expect(r.slack.status().state).toBe('waiting');
+      expect(rejections).toEqual([]);
+    },
+  );
 });

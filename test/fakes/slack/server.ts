@@ -10,13 +10,13 @@
  * Slack accepts), the documented request shapes of the methods Switchyard calls (`auth.test`,
  * `chat.postMessage`, `chat.update`, `chat.postEphemeral`, `usergroups.users.list`, `users.info`,
  * `conversations.info`), Block Kit limits (`invalid_blocks`, see `blockProblems`), 429 injection with
- * `Retry-After`, calls that hang (`stall`), Socket Mode (`apps.connections.open`, envelopes, acks, and
- * Slack's `disconnect` request), response URLs (5 uses within 30 minutes) and a record of every call
- * with an event emitter so tests wait for a call instead of sleeping. It also knows which channels are
- * private and which bot events the app subscribes to (by default those of `manifest.yml`, what an
- * operator pastes), so `SlackRequests.message` delivers a channel's message as Slack does: a
- * `message.channels` event for a public channel, `message.groups` (`channel_type: "group"`) for a
- * private one, and nothing when the app does not subscribe to that event.
+ * `Retry-After`, calls that hang (`stall`) or are answered when the test says so (`hold`), Socket Mode
+ * (`apps.connections.open`, envelopes, acks, and Slack's `disconnect` request), response URLs (5 uses
+ * within 30 minutes) and a record of every call with an event emitter so tests wait for a call instead
+ * of sleeping. It also knows which channels are private and which bot events the app subscribes to (by
+ * default those of `manifest.yml`, what an operator pastes), so `SlackRequests.message` delivers a
+ * channel's message as Slack does: a `message.channels` event for a public channel, `message.groups`
+ * (`channel_type: "group"`) for a private one, and nothing when the app does not subscribe to that event.
  */
 import { EventEmitter } from 'node:events';
 import { readFileSync } from 'node:fs';
@@ -46,6 +46,17 @@ export interface RecordedResponse {
   readonly status: number;
   readonly error?: string;
   readonly at: number;
+}
+
+/**
+ * A Web API call the test holds (`FakeSlack.hold`): `reached` once it arrived, `release()` lets the fake
+ * answer it as it would have at once, `abandoned` once the caller gave up on it (closed the request
+ * before the answer), which is how a test sees that a client dropped a call instead of leaving it open.
+ */
+export interface HeldWebCall {
+  readonly reached: Promise<void>;
+  readonly abandoned: Promise<void>;
+  release(): void;
 }
 
 /** A message as stored by the fake (the latest version). */
@@ -309,6 +320,9 @@ export class FakeSlack extends EventEmitter {
   private readonly responseUrls = new Map<string, ResponseUrlState>();
   private readonly rateLimits = new Map<string, { retryAfter: number; remaining: number }>();
   private readonly stalls = new Map<string, { remaining: number; seen: number }>();
+  /** Set by hold: the next call of a method waits for its release. */
+  private readonly holds = new Map<string, { arrive: () => void; gate: Promise<void>; gone: () => void }[]>();
+  private readonly releases: (() => void)[] = [];
   /** Set by revokeToken: what every call made with the bot token answers. */
   private tokenError: string | undefined;
   /** Set by refuse: what every call of a method answers. */
@@ -452,6 +466,8 @@ export class FakeSlack extends EventEmitter {
   }
 
   close(): Promise<void> {
+    // Held calls are answered into connections closed below, so that no handler waits for good.
+    for (const release of this.releases.splice(0)) release();
     for (const ws of this.sockets) ws.terminate();
     this.wss.close();
     return new Promise((resolve) => {
@@ -476,6 +492,31 @@ export class FakeSlack extends EventEmitter {
    */
   stall(method: string, count = 1): void {
     this.stalls.set(method, { remaining: count, seen: this.stalls.get(method)?.seen ?? 0 });
+  }
+
+  /**
+   * Holds the next call of `method` (a test control, not Slack behaviour: a Slack that is slow to
+   * answer): the call is read, then answered as usual once the test calls `release()`. Unlike `stall`,
+   * the answer comes, late; unlike `rateLimit`, nothing in the answer changes.
+   */
+  hold(method: string): HeldWebCall {
+    let release = () => {};
+    const gate = new Promise<void>((resolve) => {
+      release = resolve;
+    });
+    let arrive = () => {};
+    const reached = new Promise<void>((resolve) => {
+      arrive = resolve;
+    });
+    let gone = () => {};
+    const abandoned = new Promise<void>((resolve) => {
+      gone = resolve;
+    });
+    this.releases.push(release);
+    const list = this.holds.get(method) ?? [];
+    list.push({ arrive, gate, gone });
+    this.holds.set(method, list);
+    return { reached, abandoned, release };
   }
 
   /**
@@ -633,6 +674,14 @@ export class FakeSlack extends EventEmitter {
       stall.remaining -= 1;
       stall.seen += 1;
       return; // never answered; close() ends the connection
+    }
+    const held = this.holds.get(method)?.shift();
+    if (held) {
+      res.once('close', () => {
+        if (!res.writableEnded) held.gone();
+      });
+      held.arrive();
+      await held.gate;
     }
     let answer: Answer;
     const limit = this.rateLimits.get(method);
