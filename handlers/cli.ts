@@ -8,7 +8,8 @@
  *     URLs masked, never its other fields (the TypeError of `new URL` carries the whole URL, password
  *     included, as `input`);
  *   - signals: the first SIGINT/SIGTERM shuts down gracefully (the active switch finishes), a second one
- *     forces the exit at once (exit 130 for SIGINT, 143 for SIGTERM) after the quick cleanups given.
+ *     forces the exit at once (exit 130 for SIGINT, 143 for SIGTERM) after the quick cleanups given, and
+ *     one more while those run exits without waiting for them (see handleSignals).
  */
 import { constants } from 'node:os';
 import { type Config, loadConfig } from '../src/config.js';
@@ -125,16 +126,20 @@ export interface SignalState {
 /**
  * Installs the SIGINT/SIGTERM handlers of a command (before its start-up, so that a signal during
  * start-up is handled too): the first signal runs `graceful` and exits 0 (1 if it failed); a second
- * signal logs `forced`, runs `forced` and exits 128 + the signal's number (130 for Ctrl-C); a third
- * exits at once. A graceful shutdown longer than `timeoutMs` is forced too (exit 1).
+ * signal logs `forced`, runs `forced` and exits 128 + the signal's number (130 for Ctrl-C); a signal
+ * while `forced` runs exits at once with its own code. A graceful shutdown longer than `timeoutMs` is
+ * forced too (exit 1). Once the exit is forced, the graceful shutdown ending no longer decides it.
  */
 export function handleSignals(opts: SignalOptions): SignalState {
   const { logger } = opts;
   const state: { signal: NodeJS.Signals | undefined } = { signal: undefined };
   let forcing = false;
+  let deadline: NodeJS.Timeout | undefined;
   const exitCode = (signal: NodeJS.Signals) => 128 + (constants.signals[signal] ?? 0);
   const force = async (code: number) => {
     forcing = true;
+    // The exit is forced already: the deadline must not say "took longer" and run the cleanups twice.
+    clearTimeout(deadline);
     await (opts.forced?.() ?? Promise.resolve()).catch((e: unknown) =>
       logger.error({ err: safeError(e) }, 'forced shutdown: a cleanup failed'),
     );
@@ -142,6 +147,8 @@ export function handleSignals(opts: SignalOptions): SignalState {
   };
   const onSignal = (signal: NodeJS.Signals) => {
     if (forcing) {
+      // Said, because what the cleanups were to stop (the private redis-server) may be left running.
+      logger.warn({ signal }, 'forced shutdown: another signal; exiting without waiting for the cleanups');
       process.exit(exitCode(signal));
     }
     if (state.signal !== undefined) {
@@ -155,11 +162,11 @@ export function handleSignals(opts: SignalOptions): SignalState {
     state.signal = signal;
     logger.info({ signal }, opts.message ?? 'shutting down');
     const timeoutMs = opts.timeoutMs ?? 40_000;
-    const timer = setTimeout(() => {
+    deadline = setTimeout(() => {
       logger.error(`shutdown took longer than ${Math.round(timeoutMs / 1000)}s; forcing the exit`);
       void force(1);
     }, timeoutMs);
-    timer.unref();
+    deadline.unref();
     opts.graceful(signal).then(
       () => {
         if (forcing) return;

@@ -1,10 +1,12 @@
 /**
  * handlers/cli.ts: a lookup failure that is not the server's listen (a Redis host
- * that does not resolve) is not blamed on HOST; a fatal error's cause is kept, its credentials masked.
+ * that does not resolve) is not blamed on HOST; a fatal error's cause is kept, its credentials masked;
+ * and every way a signalled shutdown ends (children/signals.ts): its exit code and its log lines.
  */
-import { describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it } from 'vitest';
 import { listenProblem, safeError } from '../../handlers/cli.js';
 import { parseEnv } from '../../src/config.js';
+import { killStarted, type Run, run, waitFor } from './children/procs.js';
 
 describe('listenProblem', () => {
   it('leaves a failed lookup of another host alone (not the listen: HOST is not the one to change)', () => {
@@ -37,5 +39,125 @@ describe('safeError', () => {
       code: 'ECONNREFUSED',
       message: 'connect to redis://***@redis.internal:6379 failed',
     });
+  });
+});
+
+/** handleSignals in a child (children/signals.ts): `args` are its graceful, cleanup and timeout modes. */
+async function signalled(...args: string[]): Promise<Run> {
+  const child = run(['test/start/children/signals.ts', ...args]);
+  await waitFor(child, /^ready$/m);
+  return child;
+}
+
+const signal = (child: Run, name: NodeJS.Signals) => process.kill(child.child.pid ?? 0, name);
+
+/** The child's output, one entry a line: `<level>: <msg>` for a log line, the line itself otherwise. */
+function transcript(child: Run): string[] {
+  return child
+    .out()
+    .split('\n')
+    .filter((line) => line !== '')
+    .map((line) => {
+      if (!line.startsWith('{')) return line;
+      const { levelName, msg } = JSON.parse(line) as { levelName: string; msg: string };
+      return `${levelName}: ${msg}`;
+    });
+}
+
+const SHUTTING_DOWN = 'info: shutting down';
+const SECOND = 'warn: forced shutdown: second signal; exiting without waiting for the active switch';
+
+describe('handleSignals: how each shutdown exits', () => {
+  afterEach(() => killStarted());
+
+  it('a second SIGTERM forces the exit with 143 (128 + SIGTERM), after the forced cleanup', async () => {
+    const child = await signalled('never');
+    signal(child, 'SIGTERM');
+    await waitFor(child, /"msg":"shutting down"/);
+    signal(child, 'SIGTERM');
+    expect(await child.exited).toBe(143);
+    expect(transcript(child)).toEqual(['ready', SHUTTING_DOWN, SECOND, 'forced cleanup']);
+  });
+
+  it('a signal while the forced cleanup runs exits at once with its own code, saying the cleanups were cut short', async () => {
+    const child = await signalled('never', 'never');
+    signal(child, 'SIGINT');
+    await waitFor(child, /"msg":"shutting down"/);
+    signal(child, 'SIGINT');
+    await waitFor(child, /^forced cleanup$/m);
+    signal(child, 'SIGTERM');
+    expect(await child.exited).toBe(143);
+    expect(transcript(child)).toEqual([
+      'ready',
+      SHUTTING_DOWN,
+      SECOND,
+      'forced cleanup',
+      'warn: forced shutdown: another signal; exiting without waiting for the cleanups',
+    ]);
+  });
+
+  it('a graceful shutdown that fails is forced: exit 1, a failing forced cleanup logged', async () => {
+    const child = await signalled('fail', 'fail');
+    signal(child, 'SIGTERM');
+    expect(await child.exited).toBe(1);
+    expect(transcript(child)).toEqual([
+      'ready',
+      SHUTTING_DOWN,
+      'error: shutdown failed',
+      'forced cleanup',
+      'error: forced shutdown: a cleanup failed',
+    ]);
+  });
+
+  it('a graceful shutdown longer than its bound is forced: exit 1', async () => {
+    const child = await signalled('never', 'quick', '1000');
+    signal(child, 'SIGTERM');
+    expect(await child.exited).toBe(1);
+    expect(transcript(child)).toEqual([
+      'ready',
+      SHUTTING_DOWN,
+      'error: shutdown took longer than 1s; forcing the exit',
+      'forced cleanup',
+    ]);
+  });
+
+  it('a graceful shutdown that ends while a second signal forces the exit does not turn it into exit 0', async () => {
+    const child = await signalled('at-cleanup', '300');
+    signal(child, 'SIGINT');
+    await waitFor(child, /"msg":"shutting down"/);
+    signal(child, 'SIGINT');
+    expect(await child.exited).toBe(130);
+    expect(transcript(child)).toEqual(['ready', SHUTTING_DOWN, SECOND, 'forced cleanup']);
+  });
+
+  it('a graceful shutdown that fails while a second signal forces the exit is not reported nor forced again', async () => {
+    const child = await signalled('fail-at-cleanup', '300');
+    signal(child, 'SIGINT');
+    await waitFor(child, /"msg":"shutting down"/);
+    signal(child, 'SIGINT');
+    expect(await child.exited).toBe(130);
+    expect(transcript(child)).toEqual(['ready', SHUTTING_DOWN, SECOND, 'forced cleanup']);
+  });
+
+  it('a graceful shutdown that ends after its bound forced the exit leaves it at exit 1', async () => {
+    const child = await signalled('at-cleanup', '300', '1000');
+    signal(child, 'SIGTERM');
+    expect(await child.exited).toBe(1);
+    expect(transcript(child)).toEqual([
+      'ready',
+      SHUTTING_DOWN,
+      'error: shutdown took longer than 1s; forcing the exit',
+      'forced cleanup',
+    ]);
+  });
+
+  it('the bound passing while a second signal forces the exit neither says "took longer" nor runs the cleanup twice', async () => {
+    // The forced cleanup outlasts the bound (1 s from the first signal): it began after that signal.
+    const child = await signalled('never', '1200', '1000');
+    signal(child, 'SIGINT');
+    await waitFor(child, /"msg":"shutting down"/);
+    signal(child, 'SIGINT');
+    expect(await child.exited).toBe(130);
+    expect(transcript(child)).toEqual(['ready', SHUTTING_DOWN, SECOND, 'forced cleanup']);
   });
 });
