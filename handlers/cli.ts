@@ -115,6 +115,25 @@ export interface SignalOptions {
   readonly forced?: () => Promise<void>;
   /** How long the graceful shutdown may take before the exit is forced (default 40 s). */
   readonly timeoutMs?: number;
+  /**
+   * A repeat of the first signal within this long after it is taken as the same delivery, once
+   * (default NPM_REPEAT_WINDOW_MS when npm runs this process, else 0: see `npmForwardsSignals`).
+   */
+  readonly repeatWindowMs?: number;
+}
+
+/** How soon after the first signal npm's forwarded copy of it is taken as the same one (see below). */
+export const NPM_REPEAT_WINDOW_MS = 1_000;
+
+/**
+ * Whether npm runs this process (`npm start`, `npm run worker`: npm sets `npm_lifecycle_event` for
+ * the script it runs). Then one Ctrl-C arrives twice, milliseconds apart: the terminal sends SIGINT to
+ * its whole foreground process group, npm included, and npm forwards the signals it gets to its child
+ * (so does a process manager's SIGTERM to the group, systemd's default). Without this, a single Ctrl-C
+ * under `npm start` was taken for two and forced the exit, never letting the active switch finish.
+ */
+export function npmForwardsSignals(env: NodeJS.ProcessEnv = process.env): boolean {
+  return env.npm_lifecycle_event !== undefined && env.npm_lifecycle_event !== '';
 }
 
 /** Whether a shutdown began, and how. */
@@ -126,7 +145,8 @@ export interface SignalState {
 /**
  * Installs the SIGINT/SIGTERM handlers of a command (before its start-up, so that a signal during
  * start-up is handled too): the first signal runs `graceful` and exits 0 (1 if it failed); a second
- * signal logs `forced`, runs `forced` and exits 128 + the signal's number (130 for Ctrl-C); a signal
+ * signal (not the first one's repeat within `repeatWindowMs`, once: npm's forwarded copy of it) logs
+ * `forced`, runs `forced` and exits 128 + the signal's number (130 for Ctrl-C); a signal
  * while `forced` runs exits at once with its own code. A graceful shutdown longer than `timeoutMs` is
  * forced too (exit 1). Once the exit is forced, the graceful shutdown ending no longer decides it.
  */
@@ -135,6 +155,9 @@ export function handleSignals(opts: SignalOptions): SignalState {
   const state: { signal: NodeJS.Signals | undefined } = { signal: undefined };
   let forcing = false;
   let deadline: NodeJS.Timeout | undefined;
+  const repeatWindowMs = opts.repeatWindowMs ?? (npmForwardsSignals() ? NPM_REPEAT_WINDOW_MS : 0);
+  let firstAt = 0;
+  let repeatTaken = false;
   const exitCode = (signal: NodeJS.Signals) => 128 + (constants.signals[signal] ?? 0);
   const force = async (code: number) => {
     forcing = true;
@@ -152,6 +175,15 @@ export function handleSignals(opts: SignalOptions): SignalState {
       process.exit(exitCode(signal));
     }
     if (state.signal !== undefined) {
+      if (!repeatTaken && signal === state.signal && performance.now() - firstAt < repeatWindowMs) {
+        // npm's forwarded copy of the one the terminal sent (see npmForwardsSignals).
+        repeatTaken = true;
+        logger.info(
+          { signal },
+          `${signal} again within ${repeatWindowMs} ms of the first: taken as the same one (npm passes on the signal it got too); send it again to force the exit`,
+        );
+        return;
+      }
       logger.warn(
         { signal },
         'forced shutdown: second signal; exiting without waiting for the active switch',
@@ -160,6 +192,7 @@ export function handleSignals(opts: SignalOptions): SignalState {
       return;
     }
     state.signal = signal;
+    firstAt = performance.now();
     logger.info({ signal }, opts.message ?? 'shutting down');
     const timeoutMs = opts.timeoutMs ?? 40_000;
     deadline = setTimeout(() => {

@@ -4,7 +4,7 @@
  * and every way a signalled shutdown ends (children/signals.ts): its exit code and its log lines.
  */
 import { afterEach, describe, expect, it } from 'vitest';
-import { listenProblem, safeError } from '../../handlers/cli.js';
+import { listenProblem, npmForwardsSignals, safeError } from '../../handlers/cli.js';
 import { parseEnv } from '../../src/config.js';
 import { killStarted, type Run, run, waitFor } from './children/procs.js';
 
@@ -66,6 +66,40 @@ function transcript(child: Run): string[] {
 
 const SHUTTING_DOWN = 'info: shutting down';
 const SECOND = 'warn: forced shutdown: second signal; exiting without waiting for the active switch';
+
+describe('handleSignals: one Ctrl-C that npm passes on too', () => {
+  afterEach(() => killStarted());
+  const REPEAT =
+    'info: SIGINT again within 60000 ms of the first: taken as the same one (npm passes on the signal it got too); send it again to force the exit';
+
+  it("the first signal's repeat within the window is taken as the same one, once: the shutdown goes on; a third forces it", async () => {
+    const child = await signalled('never', 'quick', '-', '60000');
+    signal(child, 'SIGINT');
+    await waitFor(child, /"msg":"shutting down"/);
+    signal(child, 'SIGINT'); // npm's forwarded copy
+    await waitFor(child, /taken as the same one/);
+    // A third is a second Ctrl-C: forced.
+    signal(child, 'SIGINT');
+    expect(await child.exited).toBe(130);
+    expect(transcript(child)).toEqual(['ready', SHUTTING_DOWN, REPEAT, SECOND, 'forced cleanup']);
+  });
+
+  it('another signal within the window is not a repeat: it forces the exit', async () => {
+    const child = await signalled('never', 'quick', '-', '60000');
+    signal(child, 'SIGINT');
+    await waitFor(child, /"msg":"shutting down"/);
+    signal(child, 'SIGTERM');
+    expect(await child.exited).toBe(143);
+    expect(transcript(child)).toEqual(['ready', SHUTTING_DOWN, SECOND, 'forced cleanup']);
+  });
+
+  it('the window is on only when npm runs the process', () => {
+    expect(npmForwardsSignals({ npm_lifecycle_event: 'start' })).toBe(true);
+    expect(npmForwardsSignals({ npm_lifecycle_event: 'worker' })).toBe(true);
+    expect(npmForwardsSignals({})).toBe(false);
+    expect(npmForwardsSignals({ npm_lifecycle_event: '' })).toBe(false);
+  });
+});
 
 describe('handleSignals: how each shutdown exits', () => {
   afterEach(() => killStarted());

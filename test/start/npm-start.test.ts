@@ -1,7 +1,8 @@
 /**
  * The real `npm start`: starts on embedded defaults (its own redis-server, local platform, worker,
- * console), answers /readyz, and on SIGTERM leaves no process of its group behind, nor its private
- * redis-server (which runs in a process group of its own: a terminal's Ctrl-C is Switchyard's to handle).
+ * console), answers /readyz, stops gracefully at one Ctrl-C (which npm passes on too), and on SIGTERM
+ * leaves no process of its group behind, nor its private redis-server (which runs in a process group
+ * of its own: a terminal's Ctrl-C is Switchyard's to handle).
  */
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -31,36 +32,50 @@ afterAll(() => {
   rmSync(dataDir, { recursive: true, force: true });
 });
 
+/** `npm start` in its own process group (as a terminal's foreground job), on free ports. */
+async function npmStart(): Promise<{ pgid: number; out: () => string; consoleUrl: string }> {
+  const env: Record<string, string> = {
+    PATH: process.env.PATH ?? '',
+    HOME: process.env.HOME ?? '/root',
+    PORT: '0',
+    LOCAL_ROUTER_PORT: '0',
+    SWITCHYARD_DATA_DIR: dataDir,
+    LOG_LEVEL: 'info',
+  };
+  const started = spawn('npm', ['start', '--silent'], {
+    cwd: root,
+    env,
+    detached: true,
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  child = started;
+  let out = '';
+  started.stderr?.on('data', (d: Buffer) => {
+    out += d.toString();
+  });
+  const consoleUrl = await new Promise<string>((resolve, reject) => {
+    started.stdout?.on('data', (d: Buffer) => {
+      out += d.toString();
+      const m = /Console:\s+(http:\/\/127\.0\.0\.1:\d+\/)/.exec(out);
+      if (m?.[1]) resolve(m[1]);
+    });
+    started.once('exit', (code) => reject(new Error(`npm start exited with ${code}: ${out}`)));
+  });
+  return { pgid: started.pid ?? 0, out: () => out, consoleUrl };
+}
+
+/** Waits for the whole group to be gone (no orphans: redis-server, upstream servers, workers). */
+async function groupGone(pgid: number): Promise<void> {
+  for (let i = 0; i < 200 && groupMembers(pgid).length > 0; i++) {
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  expect(groupMembers(pgid)).toEqual([]);
+}
+
 describe('npm start', () => {
   it('runs on embedded defaults, is ready, and stops cleanly on SIGTERM', async () => {
-    const env: Record<string, string> = {
-      PATH: process.env.PATH ?? '',
-      HOME: process.env.HOME ?? '/root',
-      PORT: '0',
-      LOCAL_ROUTER_PORT: '0',
-      SWITCHYARD_DATA_DIR: dataDir,
-      LOG_LEVEL: 'info',
-    };
-    child = spawn('npm', ['start', '--silent'], {
-      cwd: root,
-      env,
-      detached: true,
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    const pgid = child.pid ?? 0;
-    let out = '';
-    child.stderr?.on('data', (d: Buffer) => {
-      out += d.toString();
-    });
-    const consoleUrl = await new Promise<string>((resolve, reject) => {
-      child?.stdout?.on('data', (d: Buffer) => {
-        out += d.toString();
-        const m = /Console:\s+(http:\/\/127\.0\.0\.1:\d+\/)/.exec(out);
-        if (m?.[1]) resolve(m[1]);
-      });
-      child?.once('exit', (code) => reject(new Error(`npm start exited with ${code}: ${out}`)));
-    });
-    expect(out).toMatch(/Local router:\s+http:\/\/127\.0\.0\.1:\d+/);
+    const { pgid, out, consoleUrl } = await npmStart();
+    expect(out()).toMatch(/Local router:\s+http:\/\/127\.0\.0\.1:\d+/);
     const ready = await fetch(new URL('/readyz', consoleUrl));
     expect(ready.status).toBe(200);
     expect(await ready.json()).toMatchObject({ ok: true, platform: 'local' });
@@ -79,14 +94,24 @@ describe('npm start', () => {
     process.kill(pgid, 'SIGTERM');
     // npm re-raises the signal on itself once its child exited; Switchyard must have stopped cleanly.
     expect(['0/null', 'null/SIGTERM']).toContain(await exited);
-    expect(out).toMatch(/"msg":"stopped"/);
-    expect(out).not.toMatch(/shutdown step failed|took longer than/);
-    // wait for the whole group to be gone (no orphans: redis-server, upstream servers, workers)
-    for (let i = 0; i < 200 && groupMembers(pgid).length > 0; i++) {
-      await new Promise((r) => setTimeout(r, 50));
-    }
-    expect(groupMembers(pgid)).toEqual([]);
+    expect(out()).toMatch(/"msg":"stopped"/);
+    expect(out()).not.toMatch(/shutdown step failed|took longer than/);
+    await groupGone(pgid);
     // Switchyard stopped its redis-server before it exited
+    expect(redisServersFor(dataDir)).toEqual([]);
+  }, 60_000);
+
+  it('one Ctrl-C (SIGINT to the whole group: npm passes it on too) shuts down gracefully, not forced', async () => {
+    const { pgid, out } = await npmStart();
+    const exited = new Promise<string>((resolve) =>
+      child?.once('exit', (code, signal) => resolve(`${code}/${signal}`)),
+    );
+    process.kill(-pgid, 'SIGINT'); // what the terminal does at Ctrl-C
+    expect(['0/null', 'null/SIGINT']).toContain(await exited);
+    expect(out()).toMatch(/"msg":"stopped"/);
+    // Before the fix: "forced shutdown: second signal", exit 130.
+    expect(out()).not.toMatch(/forced shutdown|took longer than/);
+    await groupGone(pgid);
     expect(redisServersFor(dataDir)).toEqual([]);
   }, 60_000);
 });

@@ -6,13 +6,14 @@
  *     shutdown that ends while the exit is being forced);
  *   - cleanup, the forced cleanup, which prints `forced cleanup` when it begins: `quick` (the default),
  *     `<ms>` (takes that long), `never` (does not end), `fail` (rejects);
- *   - timeoutMs: handleSignals' bound on the graceful shutdown (its default when absent).
+ *   - timeoutMs: handleSignals' bound on the graceful shutdown (its default when absent; `-` for it);
+ *   - repeatWindowMs: handleSignals' window for a repeat of the first signal (its default when absent).
  */
 
 import { handleSignals } from '../../../handlers/cli.js';
 import { createLogger } from '../../../src/log.js';
 
-const [graceful = 'never', cleanup = 'quick', timeoutMs] = process.argv.slice(2);
+const [graceful = 'never', cleanup = 'quick', timeoutMs, repeatWindowMs] = process.argv.slice(2);
 const logger = createLogger({ level: 'info', pretty: false });
 
 let settle: { resolve: () => void; reject: (e: Error) => void } | undefined;
@@ -37,7 +38,8 @@ handleSignals({
   logger,
   graceful: gracefulShutdown,
   forced: forcedCleanup,
-  ...(timeoutMs === undefined ? {} : { timeoutMs: Number(timeoutMs) }),
+  ...(timeoutMs === undefined || timeoutMs === '-' ? {} : { timeoutMs: Number(timeoutMs) }),
+  ...(repeatWindowMs === undefined ? {} : { repeatWindowMs: Number(repeatWindowMs) }),
 });
 process.stdout.write('ready\n');
 setInterval(() => undefined, 60_000);
