@@ -8,7 +8,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { registerCommands, registerProblem, SWITCHYARD_COMMANDS } from '../../handlers/discord/commands.js';
 import { type FakeDiscord, startFakeDiscord } from '../fakes/discord/server.js';
 
-describe('registerCommands: the other list cannot be read (mutants)', () => {
+describe('registerCommands: the other list cannot be read', () => {
   let fake: FakeDiscord;
 
   beforeEach(async () => {
@@ -88,7 +88,7 @@ describe('registerCommands: the other list cannot be read (mutants)', () => {
   });
 });
 
-describe('registerProblem: any 403 (mutants)', () => {
+describe('registerProblem: any 403', () => {
   it('a 403 with another code than Missing Access (50013 Missing Permissions) still names the settings', () => {
     const e = new DiscordAPIError(
       { code: 50013, message: 'Missing Permissions' },

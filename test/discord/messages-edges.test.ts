@@ -59,7 +59,7 @@ const badGateway = () =>
 const missingAccess = () =>
   new DiscordAPIError({ code: 50001, message: 'Missing Access' }, 50001, 403, 'PATCH', '', {});
 
-describe('DiscordMessages (mutants)', () => {
+describe('DiscordMessages', () => {
   it('a reply is posted with a reference that does not fail when the replied-to message is gone', async () => {
     const r = scriptedRest();
     const messages = new DiscordMessages({ rest: r.rest });

@@ -82,7 +82,7 @@ function runsOf(worker: SwitchWorker, jobId: string, count: number): Promise<voi
   });
 }
 
-describe('switch processor (mutation review)', () => {
+describe('switch processor', () => {
   it('keeps what an earlier attempt found of the target (running, not standby) in a resumed attempt', async () => {
     const env = await setupJobs(cleanup);
     // The first attempt's first read of its operation fails: the second attempt resumes it.

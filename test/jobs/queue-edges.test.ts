@@ -21,7 +21,7 @@ import { setupJobs } from '../jobs/fixtures/setup.js';
 const cleanup = new Cleanup();
 afterEach(() => cleanup.run());
 
-describe('SwitchQueue.enqueue (mutation review)', () => {
+describe('SwitchQueue.enqueue', () => {
   it('joins a job still queued when the same plan is enqueued again after the dedupe window: one requested entry', async () => {
     const env = await setupJobs(cleanup);
     // No worker: the job stays queued (as behind a long wait for its environment).
@@ -103,7 +103,7 @@ describe('SwitchQueue.enqueue (mutation review)', () => {
   });
 });
 
-describe('job messages and progress (mutation review)', () => {
+describe('job messages and progress', () => {
   it('rejects waitForEnd when the job has not ended within its timeout (it does not pass a waiting job off as its end)', async () => {
     const env = await setupJobs(cleanup);
     const now = env.clock.now();
