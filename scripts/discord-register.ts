@@ -12,8 +12,9 @@
  *                    is then the one checked);
  *   --clear-guild    with --global: also remove the commands registered to DISCORD_GUILD_ID.
  * Exit codes: 0 registered (warnings on stderr), 1 Discord refused (naming the setting to fix when
- * one can: DISCORD_TOKEN, DISCORD_APPLICATION_ID, DISCORD_GUILD_ID) or a bad value, 2 a missing
- * setting or a bad flag.
+ * one can: DISCORD_TOKEN, DISCORD_APPLICATION_ID, DISCORD_GUILD_ID) or could not be reached, 2 a
+ * configuration error before Discord is asked (a missing or bad setting, as `npm start` exits) or a
+ * bad flag.
  */
 import { z } from 'zod';
 import { type RegisterResult, registerCommands, registerProblem } from '../handlers/discord/commands.js';
@@ -82,7 +83,14 @@ function reportOther(result: RegisterResult, guildId: string | undefined): void 
 }
 
 async function main(): Promise<number> {
-  const { env } = loadConfig();
+  let env: ReturnType<typeof loadConfig>['env'];
+  try {
+    ({ env } = loadConfig());
+  } catch (e) {
+    if (!(e instanceof ConfigError)) throw e;
+    process.stderr.write(`discord:register: ${e.message}\n`);
+    return 2;
+  }
   if (!env.DISCORD_TOKEN || !env.DISCORD_APPLICATION_ID) {
     process.stderr.write(
       'DISCORD_TOKEN and DISCORD_APPLICATION_ID: got nothing, expected the bot token and application id (see docs/discord.md)\n',
@@ -107,7 +115,7 @@ async function main(): Promise<number> {
     result = await registerCommands(opts);
   } catch (e) {
     // Discord's bare words ("401: Unauthorized", "Missing Access") name no setting: say which to fix.
-    throw registerProblem(e, opts) ?? e;
+    throw registerProblem(e, opts, 'run npm run discord:register again') ?? e;
   }
   const where =
     result.scope === 'guild'

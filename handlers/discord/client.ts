@@ -238,10 +238,13 @@ type Failure =
 
 type Outcome = { readonly kind: 'ready' } | { readonly kind: 'stopped' } | Failure;
 
-/** The start-up error for a bot token Discord rejected (`problem`: how it said so). */
-export function discordTokenRejected(problem: string): ConfigError {
+/**
+ * The start-up error for a bot token Discord rejected (`problem`: how it said so); `then`: what to do
+ * once the token is replaced.
+ */
+export function discordTokenRejected(problem: string, then = 'restart Switchyard'): ConfigError {
   return new ConfigError(
-    `DISCORD_TOKEN: Discord rejected the bot token (${problem}). Open https://discord.com/developers/applications, choose the application, Bot → Reset Token, put the new token in DISCORD_TOKEN and restart Switchyard.`,
+    `DISCORD_TOKEN: Discord rejected the bot token (${problem}). Open https://discord.com/developers/applications, choose the application, Bot → Reset Token, put the new token in DISCORD_TOKEN and ${then}.`,
     { key: 'DISCORD_TOKEN', problem },
   );
 }

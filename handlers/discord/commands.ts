@@ -197,12 +197,14 @@ function commandNames(body: unknown, route: string): string[] {
 export function registerProblem(
   e: unknown,
   opts: Pick<RegisterOptions, 'applicationId' | 'guildId'>,
+  /** What to do once a rejected token is replaced (`restart Switchyard` by default). */
+  tokenThen?: string,
 ): ConfigError | undefined {
   if (!(e instanceof DiscordAPIError)) return undefined;
   const answer = `Discord answered ${e.status} ${e.message} on ${e.method.toUpperCase()} ${new URL(e.url).pathname}`;
   const app = `DISCORD_APPLICATION_ID is "${opts.applicationId}"; copy the Application ID from General Information of the bot's application at https://discord.com/developers/applications`;
   // The bot's own words for the token (npm start, DISCORD_GATEWAY=off), whatever Discord's text.
-  if (e.status === 401) return discordTokenRejected('401 Unauthorized');
+  if (e.status === 401) return discordTokenRejected('401 Unauthorized', tokenThen);
   if (e.code === RESTJSONErrorCodes.NotAuthorizedToPerformThisActionOnThisApplication) {
     return new ConfigError(`DISCORD_APPLICATION_ID is not this token's application (${answer}). ${app}.`, {
       key: 'DISCORD_APPLICATION_ID',

@@ -113,10 +113,14 @@ describe('discord command registration', () => {
       DISCORD_APPLICATION_ID: 'my-app',
       DISCORD_API_URL: fake.apiUrl,
     });
-    expect(bad.code).toBe(1);
+    expect(bad.code).toBe(2);
     expect(bad.stderr).toContain(
       'DISCORD_APPLICATION_ID: got "my-app", expected a numeric Discord snowflake',
     );
+    // One of the pair set: the configuration names the other (exit 2, as a missing setting).
+    const noApp = await runScript({ DISCORD_TOKEN: fake.token, DISCORD_API_URL: fake.apiUrl });
+    expect(noApp.code).toBe(2);
+    expect(noApp.stderr).toMatch(/^discord:register: DISCORD_APPLICATION_ID: got nothing/);
     expect(fake.calls).toHaveLength(0);
   });
 
@@ -141,7 +145,7 @@ describe('discord command registration', () => {
     });
   });
 
-  it('a token Discord rejects (401) is reported naming DISCORD_TOKEN, in the words of npm start', async () => {
+  it('a token Discord rejects (401) is reported naming DISCORD_TOKEN, in the words of npm start, saying to run the script again', async () => {
     const out = await runScript({
       DISCORD_TOKEN: 'MTAxMjM0NTY3ODkwMTIzNDU2Nzg5.Gabcde.copied-the-oauth2-client-secret',
       DISCORD_APPLICATION_ID: fake.applicationId,
@@ -149,7 +153,12 @@ describe('discord command registration', () => {
       DISCORD_API_URL: fake.apiUrl,
     });
     expect(out.code).toBe(1);
-    expect(out.stderr).toBe(`discord:register failed: ${discordTokenRejected('401 Unauthorized').message}\n`);
+    expect(out.stderr).toBe(
+      `discord:register failed: ${discordTokenRejected('401 Unauthorized', 'run npm run discord:register again').message}\n`,
+    );
+    expect(out.stderr).toMatch(
+      /put the new token in DISCORD_TOKEN and run npm run discord:register again\.\n$/,
+    );
     expect(fake.commands.size).toBe(0);
   });
 
