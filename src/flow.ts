@@ -1542,9 +1542,13 @@ export class Flow {
     const byConfirmer =
       record.confirmedBy !== undefined && samePerson(actor, record.confirmedBy, this.config);
     if (selfAs !== undefined && twoPersons) {
+      // Whose request it is: the confirmer of someone else's request did not ask for it.
+      const asker =
+        record.requestedBy.surface !== 'system' && samePerson(selfAs, record.requestedBy, this.config);
+      const what = asker ? 'their own request' : `a ${record.plan.action} they confirmed`;
       return this.refused(record, actor, {
         code: RefusalCode.selfApproval,
-        message: `${personName(actor)} cannot approve their own request${linkedClause(actor, selfAs, this.config)}: ${record.plan.environment} needs a second permitted person to approve this ${record.plan.action}.`,
+        message: `${personName(actor)} cannot approve ${what}${linkedClause(actor, selfAs, this.config)}: ${record.plan.environment} needs a second permitted person to approve this ${record.plan.action}.`,
         context: { planId: record.plan.id, environment: record.plan.environment },
       });
     }

@@ -1244,11 +1244,14 @@ function usageBlocks(u: UsageInput): ViewBlock[] {
 /** A refusal (a rule's "no"), shown only to the person who asked; optionally with the command's usage. */
 export function refusalView(refusal: Refusal, usage?: UsageInput): MessageView {
   const title = refusalTitle(refusal.code);
+  // "Unknown environment: Unknown environment "staging"…" says it twice: a message that starts with
+  // the title is the summary as it is.
+  const repeats = refusal.message.toLowerCase().startsWith(title.toLowerCase());
   return {
     kind: 'refusal',
     tone: 'warning',
     title,
-    summary: `${title}: ${refusal.message}`,
+    summary: repeats ? refusal.message : `${title}: ${refusal.message}`,
     blocks: [
       { type: 'text', spans: [t(refusal.message)], tone: 'warning' },
       { type: 'context', spans: [t('Nothing was changed. Code: '), c(refusal.code)] },

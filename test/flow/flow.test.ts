@@ -1061,6 +1061,25 @@ describe('two-person rule', () => {
     expect(await x.jobs()).toEqual([]);
   });
 
+  it("each self-approval is told as it is: the asker's own request, or a rollback the clicker confirmed", async () => {
+    const x = await setup({ environments: twoPerson, platform: 'unkey' });
+    const o = planned(await x.flow.plan(bob, 'rollback', 'production'));
+    expectStatus(await x.flow.confirm(alice, o.plan.id), 'awaiting_approval');
+    const confirmer = expectStatus(await x.flow.approve(alice, o.plan.id), 'refused');
+    expect(confirmer.refusal).toMatchObject({
+      code: 'self_approval',
+      message:
+        'Alice cannot approve a rollback they confirmed: production needs a second permitted person to approve this rollback.',
+    });
+    const asker = expectStatus(await x.flow.approve(bob, o.plan.id), 'refused');
+    expect(asker.refusal).toMatchObject({
+      code: 'self_approval',
+      message:
+        'Bob cannot approve their own request: production needs a second permitted person to approve this rollback.',
+    });
+    expect(await x.jobs()).toEqual([]);
+  });
+
   it('requester confirms, cannot approve; an unlisted person cannot approve; a second permitted person can', async () => {
     const x = await setup({ environments: twoPerson, platform: 'unkey' });
     const o = planned(await x.flow.plan(alice, 'rollback', 'production'));

@@ -1021,6 +1021,17 @@ describe('refusalView and usageView', () => {
     expect(v.buttons).toHaveLength(0);
   });
 
+  it('the summary says the headline once: not again when the message starts with it', () => {
+    const unknown = refusalView({
+      code: 'unknown_environment',
+      message: 'Unknown environment "staging". Valid: production.',
+    });
+    expect(unknown.title).toBe('Unknown environment');
+    expect(unknown.summary).toBe('Unknown environment "staging". Valid: production.');
+    const forbidden = refusalView({ code: 'forbidden', message: 'You may not act on production.' });
+    expect(forbidden.summary).toBe('Not allowed: You may not act on production.');
+  });
+
   it('refusal with usage lists valid environments and recent deployments', () => {
     const s = snapshot();
     const v = refusalView(
