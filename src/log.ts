@@ -72,7 +72,13 @@ const ERROR_DEPTH = 6;
  *     scrubbed (`scrub`).
  */
 export function serializeError(err: unknown): unknown {
-  return sanitize(stdSerializers.err(err as Error), 0, new WeakSet());
+  const serialized = stdSerializers.err(err as Error);
+  // A record of an error already made safe (the CLI's `safeError`: a plain object whose `type` is the
+  // error's name): pino names a plain object's type after its constructor, "Object".
+  const type = (err as { type?: unknown } | null | undefined)?.type;
+  if (!(err instanceof Error) && typeof type === 'string' && serialized !== err)
+    (serialized as { type: string }).type = type;
+  return sanitize(serialized, 0, new WeakSet());
 }
 
 function sanitize(value: unknown, depth: number, seen: WeakSet<object>): unknown {

@@ -5,6 +5,8 @@
  * `createLogger` (the bot's, a worker's, and their children) drops or masks them.
  */
 import { afterEach, describe, expect, it } from 'vitest';
+import { safeError } from '../handlers/cli.js';
+import { ConfigError } from '../src/errors.js';
 import { createLogger, serializeError } from '../src/log.js';
 import { createRedis, type RedisClient, watchRedis } from '../src/redis.js';
 import { LogLines } from './jobs/fixtures/logs.js';
@@ -73,6 +75,16 @@ describe('logged errors', () => {
       url: '/v1',
       headers: { Authorization: '[redacted]', 'X-Api-Key': '[redacted]', accept: 'json' },
     });
+  });
+
+  it('keep the type of an error record made safe already (the CLI\'s safeError), not pino\'s "Object"', () => {
+    const record = safeError(new ConfigError('REDIS_URL: cannot connect'));
+    const out = serializeError(record) as { type: string; message: string };
+    expect(out.type).toBe(record.type);
+    expect(out.type).not.toBe('Object');
+    expect(out.message).toBe('REDIS_URL: cannot connect');
+    // A real error keeps pino's naming (its constructor).
+    expect((serializeError(new TypeError('x')) as { type: string }).type).toBe('TypeError');
   });
 
   it('keep what is not an error as it is, and survive a cycle', () => {
