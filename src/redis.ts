@@ -294,13 +294,42 @@ export async function deleteKeys(client: RedisClient, keys: readonly string[]): 
 }
 
 /**
+ * OpenSSL's codes (Node's `err.code`) for a server certificate that does not lead to a CA this process
+ * trusts: one signed by a private CA (as managed Redis often is), or self-signed.
+ */
+const UNTRUSTED_CERTIFICATE = new Set([
+  'UNABLE_TO_GET_ISSUER_CERT',
+  'UNABLE_TO_GET_ISSUER_CERT_LOCALLY',
+  'UNABLE_TO_VERIFY_LEAF_SIGNATURE',
+  'SELF_SIGNED_CERT_IN_CHAIN',
+  'DEPTH_ZERO_SELF_SIGNED_CERT',
+  'CERT_UNTRUSTED',
+]);
+
+/**
+ * One connection error's message, with what to do when the error alone does not say it: Node's words for
+ * an untrusted certificate never mention the CA to add, and a Redis that accepts TLS only just resets a
+ * plain connection.
+ */
+function explain(e: Error, tls: boolean): string {
+  const code = (e as { code?: unknown }).code;
+  if (typeof code === 'string' && UNTRUSTED_CERTIFICATE.has(code)) {
+    return `the TLS certificate of Redis is not trusted (${e.message}); if a private CA signed it, start Switchyard with NODE_EXTRA_CA_CERTS=/path/to/ca.pem (that CA's certificate)`;
+  }
+  if (!tls && code === 'ECONNRESET') {
+    return `${e.message} (Redis closed the connection without answering; if it accepts TLS connections only, use rediss://)`;
+  }
+  return e.message;
+}
+
+/**
  * An ioredis connection error's message; a cluster client's also says what the node it last tried
  * answered ("Failed to refresh slots cache." alone does not say that the password is wrong, or that the
- * node runs without cluster mode).
+ * node runs without cluster mode). `tls`: whether the connection uses TLS.
  */
-export function describeRedisError(e: Error): string {
+export function describeRedisError(e: Error, tls = false): string {
   const node: unknown = (e as { lastNodeError?: unknown }).lastNodeError;
-  return node instanceof Error ? `${e.message} (${node.message})` : e.message;
+  return node instanceof Error ? `${e.message} (${explain(node, tls)})` : explain(e, tls);
 }
 
 /**
@@ -312,6 +341,9 @@ export function redisReady(client: RedisClient, timeoutMs = 10_000, what = 'Redi
   return new Promise((resolve, reject) => {
     let last: Error | undefined;
     const onError = (e: Error) => {
+      // A command refused because the connection is down ("Reached the max retries per request
+      // limit") says nothing of why it is: the connection's own error (refused, reset, TLS) does.
+      if (last !== undefined && redisUnavailable(e) !== undefined) return;
       last = e;
     };
     const done = (err?: Error) => {
@@ -327,7 +359,7 @@ export function redisReady(client: RedisClient, timeoutMs = 10_000, what = 'Redi
         done(
           new SwitchyardError(
             'redis_unavailable',
-            `${what} did not become ready within ${timeoutMs} ms${last ? `: ${describeRedisError(last)}` : ''}`,
+            `${what} did not become ready within ${timeoutMs} ms${last ? `: ${describeRedisError(last, nodeOptions(client).tls !== undefined)}` : ''}`,
             { retry: true, ...(last ? { cause: last } : {}) },
           ),
         ),

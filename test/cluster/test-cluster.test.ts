@@ -1,12 +1,14 @@
 /**
  * The test cluster (test/support/redis-cluster.ts) outlives no test process: on SIGTERM, SIGINT or
  * SIGHUP (a cancelled run, Ctrl-C) its process kills the nodes and removes their directory; after a
- * SIGKILL, which no process can handle, the next cluster or node started reaps them.
+ * SIGKILL, which no process can handle, the next cluster or node started reaps them (never those of
+ * the process starting it).
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { existsSync, readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
+import { Redis } from 'ioredis';
 import { afterEach, describe, expect, it } from 'vitest';
 import { startRedisNode } from '../support/redis-cluster.js';
 
@@ -89,6 +91,17 @@ describe('a test cluster whose process is stopped without stop()', () => {
     },
     30_000,
   );
+
+  it('is not reaped by a node its own process starts next', async () => {
+    const first = await startRedisNode();
+    closers.push(() => first.stop());
+    const second = await startRedisNode();
+    closers.push(() => second.stop());
+    const client = new Redis({ port: first.port, password: first.password, retryStrategy: () => null });
+    client.on('error', () => undefined);
+    closers.push(async () => client.disconnect());
+    expect(await client.ping()).toBe('PONG');
+  });
 
   it('is reaped by the next start after SIGKILL, which its process cannot handle', async () => {
     const held = await holdCluster();

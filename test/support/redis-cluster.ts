@@ -5,7 +5,7 @@
  * ready once CLUSTER INFO reports `cluster_state:ok` with every node known on every node (about 2 s: a
  * new master waits that long before it reports ok). `stop()` ends the processes and removes the
  * directory. No replicas: what Switchyard needs from a cluster is slots spread over several nodes, not
- * failover. Tests of outages kill, restart or pause one node (`kill`, `restart`, `pause`).
+ * failover. With `tls`, the nodes accept TLS connections only (the cluster bus too). Tests of outages kill, restart or pause one node (`kill`, `restart`, `pause`).
  *
  * Nothing outlives the test process: its exit, SIGTERM, SIGINT or SIGHUP kills the nodes and removes
  * the directory; a process killed outright (SIGKILL, a cancelled CI job) cannot, so each directory holds
@@ -32,7 +32,7 @@ export interface ClusterNodeInfo {
 }
 
 export interface TestRedisCluster {
-  /** `redis+cluster://:<password>@127.0.0.1:<port>,…`: what REDIS_URL is set to. */
+  /** `redis+cluster://:<password>@127.0.0.1:<port>,…` (`rediss+cluster://` with TLS): REDIS_URL. */
   readonly url: string;
   readonly password: string;
   readonly nodes: readonly ClusterNodeInfo[];
@@ -67,6 +67,36 @@ async function freePort(): Promise<number> {
   return address.port;
 }
 
+/**
+ * The PEM files of a TLS-only node: it listens for TLS on its port and on nothing else, with `cert` and
+ * `key`. With `ca` (required in a cluster: its bus is TLS too), it trusts that CA for the other nodes'
+ * certificates and sends it to clients after its own certificate; without, it sends its own only.
+ * Clients need no certificate.
+ */
+export interface TestTlsFiles {
+  readonly cert: string;
+  readonly key: string;
+  readonly ca?: string;
+}
+
+/** The arguments that make a node listen on `port`: plain TCP, or TLS only. */
+function listenArgs(port: number, tls: TestTlsFiles | undefined): string[] {
+  if (tls === undefined) return ['--port', String(port)];
+  return [
+    '--port',
+    '0',
+    '--tls-port',
+    String(port),
+    '--tls-cert-file',
+    tls.cert,
+    '--tls-key-file',
+    tls.key,
+    ...(tls.ca === undefined ? [] : ['--tls-ca-cert-file', tls.ca]),
+    '--tls-auth-clients',
+    'no',
+  ];
+}
+
 interface Spawned {
   readonly child: ChildProcess;
   readonly port: number;
@@ -87,6 +117,7 @@ async function spawnNode(
   busPort: number | undefined,
   extraArgs: readonly string[],
   started: (child: ChildProcess) => void,
+  tls?: TestTlsFiles,
 ): Promise<{ child: ChildProcess } | { output: string }> {
   const clusterArgs =
     busPort === undefined
@@ -100,12 +131,13 @@ async function spawnNode(
           join(dir, `nodes-${port}.conf`),
           '--cluster-node-timeout',
           '5000',
+          // The bus over TLS too; the nodes then announce their TLS port to clients.
+          ...(tls === undefined ? [] : ['--tls-cluster', 'yes']),
         ];
   const child = spawn(
     bin,
     [
-      '--port',
-      String(port),
+      ...listenArgs(port, tls),
       '--bind',
       '127.0.0.1',
       ...clusterArgs,
@@ -155,12 +187,22 @@ async function startNode(
   started: (child: ChildProcess) => void,
   cluster = true,
   extraArgs: readonly string[] = [],
+  tls?: TestTlsFiles,
 ): Promise<Spawned> {
   for (let attempt = 1; ; attempt++) {
     const port = await freePort();
     let busPort = await freePort();
     while (busPort === port) busPort = await freePort();
-    const node = await spawnNode(bin, dir, password, port, cluster ? busPort : undefined, extraArgs, started);
+    const node = await spawnNode(
+      bin,
+      dir,
+      password,
+      port,
+      cluster ? busPort : undefined,
+      extraArgs,
+      started,
+      tls,
+    );
     if ('child' in node) return { child: node.child, port, busPort };
     if (attempt < 3 && /Address already in use/i.test(node.output)) continue;
     throw new Error(`redis-server (port ${port}) did not start: ${node.output.trim()}`);
@@ -281,7 +323,8 @@ export function reapOrphanedTestClusters(dir = tmpdir()): void {
     } catch {
       continue;
     }
-    if (alive(record.pid)) continue;
+    // This process's own (`alive` says no for it): a second cluster or node must not reap the first.
+    if (record.pid === process.pid || alive(record.pid)) continue;
     for (const pid of record.nodes) {
       if (!alive(pid) || !isRedisServer(pid)) continue;
       try {
@@ -306,8 +349,11 @@ export interface TestRedisNode {
   stop(): Promise<void>;
 }
 
-/** Starts one Redis on TCP without cluster mode (the cluster tests' "wrong kind of Redis"). */
-export async function startRedisNode(): Promise<TestRedisNode> {
+/**
+ * Starts one Redis on TCP without cluster mode (the cluster tests' "wrong kind of Redis"); with `tls`,
+ * one that accepts TLS connections only (test/redis/tls.test.ts).
+ */
+export async function startRedisNode(opts: { tls?: TestTlsFiles } = {}): Promise<TestRedisNode> {
   reapOrphanedTestClusters();
   const dir = mkdtempSync(join(tmpdir(), 'switchyard-test-node-'));
   const password = newPassword();
@@ -329,6 +375,8 @@ export async function startRedisNode(): Promise<TestRedisNode> {
         update();
       },
       false,
+      [],
+      opts.tls,
     );
     return { port: node.port, password, stop };
   } catch (e) {
@@ -356,6 +404,8 @@ export interface TestRedisClusterOptions {
    * retransmits its SYN after 1 s, 3 s…) until the node is resumed.
    */
   readonly tcpBacklog?: number;
+  /** TLS-only nodes (`rediss+cluster://`), the cluster bus included. */
+  readonly tls?: TestTlsFiles;
 }
 
 /** Starts and forms a cluster of `masters` nodes; see the module header. */
@@ -391,12 +441,20 @@ export async function startRedisCluster(opts: TestRedisClusterOptions = {}): Pro
     // In parallel: a new master waits about 2 s after its start before it reports cluster_state:ok
     // (Redis's CLUSTER_WRITABLE_DELAY), and these waits then overlap.
     const results = await Promise.allSettled(
-      Array.from({ length: count }, () => startNode(bin, dir, password, started, true, extraArgs)),
+      Array.from({ length: count }, () => startNode(bin, dir, password, started, true, extraArgs, opts.tls)),
     );
     for (const r of results) if (r.status === 'fulfilled') spawned.push(r.value);
     for (const r of results) if (r.status === 'rejected') throw r.reason;
     for (const s of spawned) {
-      const admin = new Redis({ host: '127.0.0.1', port: s.port, password, lazyConnect: true });
+      const admin = new Redis({
+        host: '127.0.0.1',
+        port: s.port,
+        password,
+        lazyConnect: true,
+        ...(opts.tls === undefined
+          ? {}
+          : { tls: opts.tls.ca === undefined ? {} : { ca: readFileSync(opts.tls.ca) } }),
+      });
       admin.on('error', () => undefined);
       await admin.connect();
       admins.push(admin);
@@ -431,7 +489,7 @@ export async function startRedisCluster(opts: TestRedisClusterOptions = {}): Pro
       return a;
     };
     return {
-      url: `redis+cluster://:${password}@${nodes.map((n) => `${n.host}:${n.port}`).join(',')}`,
+      url: `${opts.tls === undefined ? 'redis' : 'rediss'}+cluster://:${password}@${nodes.map((n) => `${n.host}:${n.port}`).join(',')}`,
       password,
       nodes,
       dir,
@@ -451,7 +509,7 @@ export async function startRedisCluster(opts: TestRedisClusterOptions = {}): Pro
       async restart(index) {
         const s = node(index);
         if (running(s.child)) throw new Error(`cluster node ${index} is running`);
-        const again = await spawnNode(bin, dir, password, s.port, s.busPort, extraArgs, started);
+        const again = await spawnNode(bin, dir, password, s.port, s.busPort, extraArgs, started, opts.tls);
         if (!('child' in again))
           throw new Error(`redis-server (port ${s.port}) did not start again: ${again.output.trim()}`);
         spawned[index] = { ...s, child: again.child };
