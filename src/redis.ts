@@ -306,6 +306,14 @@ const UNTRUSTED_CERTIFICATE = new Set([
   'CERT_UNTRUSTED',
 ]);
 
+/** Whether `e` is TLS refusing Redis's certificate: untrusted, or not for the host connected to. */
+function certificateRefused(e: Error): boolean {
+  const code = (e as { code?: unknown }).code;
+  return (
+    typeof code === 'string' && (UNTRUSTED_CERTIFICATE.has(code) || code === 'ERR_TLS_CERT_ALTNAME_INVALID')
+  );
+}
+
 /**
  * One connection error's message, with what to do when the error alone does not say it: Node's words for
  * an untrusted certificate never mention the CA to add, and a Redis that accepts TLS only just resets a
@@ -340,11 +348,22 @@ export function redisReady(client: RedisClient, timeoutMs = 10_000, what = 'Redi
   if (client.status === 'ready') return Promise.resolve();
   return new Promise((resolve, reject) => {
     let last: Error | undefined;
+    const tls = nodeOptions(client).tls !== undefined;
     const onError = (e: Error) => {
       // A command refused because the connection is down ("Reached the max retries per request
       // limit") says nothing of why it is: the connection's own error (refused, reset, TLS) does.
       if (last !== undefined && redisUnavailable(e) !== undefined) return;
       last = e;
+      // No reconnection can make this process trust a certificate (Node reads NODE_EXTRA_CA_CERTS
+      // at start-up only): said at once, not after the wait.
+      if (certificateRefused(e)) {
+        done(
+          new SwitchyardError('redis_unavailable', `${what} cannot be used: ${describeRedisError(e, tls)}`, {
+            retry: false,
+            cause: e,
+          }),
+        );
+      }
     };
     const done = (err?: Error) => {
       clearTimeout(timer);
@@ -359,7 +378,7 @@ export function redisReady(client: RedisClient, timeoutMs = 10_000, what = 'Redi
         done(
           new SwitchyardError(
             'redis_unavailable',
-            `${what} did not become ready within ${timeoutMs} ms${last ? `: ${describeRedisError(last, nodeOptions(client).tls !== undefined)}` : ''}`,
+            `${what} did not become ready within ${timeoutMs} ms${last ? `: ${describeRedisError(last, tls)}` : ''}`,
             { retry: true, ...(last ? { cause: last } : {}) },
           ),
         ),
