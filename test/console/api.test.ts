@@ -217,7 +217,7 @@ describe('a replica without a worker (SWITCHYARD_WORKER=off): /readyz and /metri
   });
 });
 
-describe('console live panel (found in review: soak)', () => {
+describe('console live panel', () => {
   let sy: TestSwitchyard;
   beforeAll(async () => {
     sy = await startTestSwitchyard({ file: { local: { buildTime: '0ms', reactivationTime: '0ms' } } });
@@ -384,7 +384,7 @@ async function timelineOf(sy: TestSwitchyard, user: string): Promise<ConsoleEntr
   return ((await res.json()) as { entries: ConsoleEntry[] }).entries;
 }
 
-describe('the console\'s "Fire alert" (found in review: UI)', () => {
+describe('the console\'s "Fire alert"', () => {
   let sy: TestSwitchyard;
   beforeAll(async () => {
     sy = await startTestSwitchyard();
@@ -447,7 +447,7 @@ describe('the console\'s "Fire alert" (found in review: UI)', () => {
   });
 });
 
-describe('a console command that fails (found in review: UI)', () => {
+describe('a console command that fails', () => {
   it('is not in the channel when refused (Redis unreachable); a handled one is, right before its answer', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'sy-console-redis-'));
     const redis = await spawnRedis({ dir: join(dir, 'redis') });

@@ -318,7 +318,7 @@ describe('default targets', () => {
   });
 });
 
-describe('older and newer: the order the platform lists (newest first), never createdAt (found in review: model)', () => {
+describe('older and newer: the order the platform lists (newest first), never createdAt', () => {
   // The platform put b live after a (push order), but the wall clock had stepped back in between: b
   // was created "before" a. Or both were pushed in one millisecond. The snapshot lists b first.
   const a = dep('a1', 4 * H);
@@ -364,7 +364,7 @@ describe('older and newer: the order the platform lists (newest first), never cr
   });
 });
 
-describe('a fix pushed while rolled back, then a second rollback (found in review: model)', () => {
+describe('a fix pushed while rolled back, then a second rollback', () => {
   // d5 went bad: rolled back to d4 at 5.5 h. d6, a fix, became ready at 6 h (no domains: rolled back).
   // d4 turned out bad too: rolled back further, to d3, at 6.5 h. The period began at 5.5 h.
   const history: LiveEntry[] = [
@@ -427,7 +427,7 @@ describe('affected domains', () => {
   });
 });
 
-describe("a promote moves the target's own branch domain when the target is its branch's newest (found in review: model)", () => {
+describe("a promote moves the target's own branch domain when the target is its branch's newest", () => {
   // Preview-like: d4 (main) is current after a rollback from y1 (feature), whose branch domain stayed on
   // y1 (a branch domain serves its own branch). y2, the fix of feature, was pushed while rolled back:
   // no domains. The branch domain must follow feature's newest deployment once it is promoted.
@@ -711,7 +711,7 @@ describe('freshness', () => {
       expect(checkFresh(resume, snapshot({ rolledBack: true })).ok).toBe(true);
     });
   });
-  describe('a plan of another project (PLATFORM or the project changed in the configuration since; found in review: drift)', () => {
+  describe('a plan of another project (PLATFORM or the project changed in the configuration since)', () => {
     // The same environment slug on another platform: its deployments are other ids (d2 current here
     // says nothing about this plan's d4), and one of them may even carry the plan's target's id.
     const elsewhere = (over: Parameters<typeof snapshot>[0] = {}): EnvironmentSnapshot => ({

@@ -167,7 +167,7 @@ describe('Flow after a failed switch', () => {
     await askAgainAfterFailure(0);
   });
 
-  it("asking again from a bot whose clock is 20 s behind the worker's still runs a new job (found in review: skew)", async () => {
+  it("asking again from a bot whose clock is 20 s behind the worker's still runs a new job", async () => {
     // The queue tells the new request from a late duplicate of the failed one by their request ids,
     // not by comparing the bot's requestedAt with the worker's finishedOn.
     await askAgainAfterFailure(20_000);

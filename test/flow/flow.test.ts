@@ -632,7 +632,7 @@ describe('Flow.confirm', () => {
     expect(await x.jobs()).toEqual([]);
   });
 
-  it('a plan made on another platform (PLATFORM local → unkey, restart) is refused as such, not as "traffic moved" (found in review: drift)', async () => {
+  it('a plan made on another platform (PLATFORM local → unkey, restart) is refused as such, not as "traffic moved"', async () => {
     const allowAlice = { production: { allow: { slack: { users: ['U0ALICE'] } } } };
     const x = await setup({ environments: allowAlice });
     const o = planned(await x.flow.plan(alice, 'rollback', 'production'));
@@ -1392,7 +1392,7 @@ describe('two-person rule', () => {
     expect(reply.approvalJobId).toBe(first.jobId);
   });
 
-  describe('turned off (config edited, bot restarted) while a request waits for approval (found in review: drift)', () => {
+  describe('turned off (config edited, bot restarted) while a request waits for approval', () => {
     const both = { slack: { users: ['U0ALICE', 'U0BOB'] } };
     const ruleOn = { production: { twoPersonRule: true, allow: both } };
     const ruleOff = { production: { twoPersonRule: false, allow: both } };
@@ -1795,7 +1795,7 @@ describe('a claim left without a job (the queue and the undo failed, or the proc
     expect(latest?.message).toContain('confirmed by Alice was never queued');
   });
 
-  it('expired under a two-person rule turned on since, it says its queueing did not finish, not that it awaited approval (found in review: drift)', async () => {
+  it('expired under a two-person rule turned on since, it says its queueing did not finish, not that it awaited approval', async () => {
     const x = await setup({ ttlMs: 60 * 60_000 });
     const planId = await orphanedConfirm(x);
     // The operator turns the rule on and restarts; the single person's claim never got its job.

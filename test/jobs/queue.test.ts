@@ -155,7 +155,7 @@ describe('SwitchQueue.enqueue', () => {
     expect(final?.steps.find((s) => s.step === 'switching')?.state).toBe('done');
   });
 
-  it("an ended job is joined by its own request and replaced by another by their request ids, whatever the hosts' clocks say (found in review: skew)", async () => {
+  it("an ended job is joined by its own request and replaced by another by their request ids, whatever the hosts' clocks say", async () => {
     const env = await setupJobs(cleanup, {
       faults: {
         switchErrors: [

@@ -462,7 +462,7 @@ function gatedPlane(real: TrafficRouter) {
   return { plane, gate };
 }
 
-describe('re-checks after every await (found in review)', () => {
+describe('re-checks after every await', () => {
   let router: TrafficRouter | undefined;
   afterEach(async () => {
     await platform?.close();
@@ -619,7 +619,7 @@ describe('re-checks after every await (found in review)', () => {
   });
 });
 
-describe('serving and idle bookkeeping (found in review)', () => {
+describe('serving and idle bookkeeping', () => {
   it('production: a deployment that loses its branch domain to a newer push goes to standby 30 minutes later, not at the next tick', async () => {
     const clock = new ManualClock();
     const seed = demoState(clock.now());
@@ -703,7 +703,7 @@ describe('serving and idle bookkeeping (found in review)', () => {
   });
 });
 
-describe('idle bookkeeping across a clean shutdown (found in review: restarts)', () => {
+describe('idle bookkeeping across a clean shutdown', () => {
   it('preview: a request shortly before a clean shutdown counts for the six-hour idle rule after the restart', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'sy-local-'));
     const stateFile = join(dir, 'state.json');
@@ -740,7 +740,7 @@ describe('idle bookkeeping across a clean shutdown (found in review: restarts)',
   });
 });
 
-describe('found in review (session 6)', () => {
+describe('switch refusals, and branch domains across a switch', () => {
   it('refuses a deployment of another environment as such, and an unknown one listing recent ids', async () => {
     const { platform: p } = await open();
     // dep_p2fe8r exists: it is preview's
@@ -918,7 +918,7 @@ describe('found in review (session 6)', () => {
   });
 });
 
-describe('operations across a restart (found in review: restarts)', () => {
+describe('operations across a restart', () => {
   const dirs: string[] = [];
   afterEach(() => {
     for (const dir of dirs.splice(0)) rmSync(dir, { recursive: true, force: true });
@@ -1124,7 +1124,7 @@ describe('operations across a restart (found in review: restarts)', () => {
   });
 });
 
-describe('push order, not the clock (found in review: NTP step back)', () => {
+describe('push order, not the clock', () => {
   it('a push made after the clock stepped back still goes live', async () => {
     const clock = new ManualClock();
     platform = await LocalPlatform.open({ clock, buildTimeMs: 3000, maintenance: false });
@@ -1171,7 +1171,7 @@ describe('push order, not the clock (found in review: NTP step back)', () => {
   });
 });
 
-describe('snapshots in push order: default plans agree with the platform (found in review: model)', () => {
+describe('snapshots in push order: default plans agree with the platform', () => {
   /** Pushes and builds one production deployment; the clock is left where the caller set it. */
   async function built(p: LocalPlatform, clock: ManualClock, message: string): Promise<string> {
     const d = await p.push({ environment: 'production', message });
@@ -1214,7 +1214,7 @@ describe('snapshots in push order: default plans agree with the platform (found 
   });
 });
 
-describe('promote and rollback periods, own domains, listeners (found in review: model)', () => {
+describe('promote and rollback periods, own domains, listeners', () => {
   let router: TrafficRouter | undefined;
   afterEach(async () => {
     await router?.close();
@@ -1335,7 +1335,7 @@ describe('promote and rollback periods, own domains, listeners (found in review:
   });
 });
 
-describe('bounded history (found in review: soak)', () => {
+describe('bounded history', () => {
   const DAY = 24 * 60 * MIN;
   const dirs: string[] = [];
   afterEach(() => {
@@ -1569,7 +1569,7 @@ describe('bounded history (found in review: soak)', () => {
   });
 });
 
-describe('a switch job resumed after a local platform restart (found in review: restarts)', () => {
+describe('a switch job resumed after a local platform restart', () => {
   const cleanup = new Cleanup();
   afterEach(() => cleanup.run());
 

@@ -171,7 +171,7 @@ describe('confirmationView', () => {
     expect(console.buttons[0]?.confirm?.text).toContain('Alice asked to roll back');
   });
 
-  it('awaiting approval under a two-person rule turned off since says Approve queues it, not "(not Alice)" (found in review: drift)', () => {
+  it('awaiting approval under a two-person rule turned off since says Approve queues it, not "(not Alice)"', () => {
     const p = plan('rollback');
     const v = confirmationView(p, {
       state: 'awaiting_approval',
