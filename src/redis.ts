@@ -213,7 +213,53 @@ function createCluster(target: ClusterTarget, node: RedisOptions, kind: 'patient
       ...nodeOptions,
     },
   };
-  return kind === 'patient' ? new Cluster(seeds, options) : new RequestCluster(seeds, options);
+  const cluster = kind === 'patient' ? new Cluster(seeds, options) : new RequestCluster(seeds, options);
+  clusterSeeds.set(cluster, seeds);
+  return cluster;
+}
+
+/** The seed nodes a cluster client was made with (ioredis keeps its own private). */
+const clusterSeeds = new WeakMap<Cluster, readonly ClusterNode[]>();
+
+/** How long `seedError` waits for a seed node's answer. */
+const SEED_PROBE_MS = 3_000;
+
+/**
+ * Why a cluster's first seed node cannot be used, asked on a connection of its own with the cluster's
+ * node options (TLS, credentials): ioredis's cluster client reports a node that TLS refused only as
+ * "Connection is closed.", which does not say that its certificate is not trusted. Undefined when the
+ * node answers (or the cluster has no seed to ask).
+ */
+async function seedError(cluster: Cluster): Promise<Error | undefined> {
+  const seed = clusterSeeds.get(cluster)?.[0];
+  if (seed === undefined || typeof seed !== 'object' || seed.host === undefined) return undefined;
+  const probe = new Redis({
+    ...(cluster.options.redisOptions ?? {}),
+    host: seed.host,
+    ...(seed.port === undefined ? {} : { port: seed.port }),
+    lazyConnect: true,
+    enableOfflineQueue: false,
+    maxRetriesPerRequest: 0,
+    retryStrategy: () => null,
+    connectTimeout: SEED_PROBE_MS,
+  });
+  let first: Error | undefined;
+  probe.on('error', (e: Error) => {
+    first ??= e;
+  });
+  try {
+    await within(
+      systemClock,
+      SEED_PROBE_MS,
+      probe.connect().then(() => probe.ping()),
+      undefined,
+    );
+  } catch (e) {
+    first ??= e instanceof Error ? e : new Error(String(e));
+  } finally {
+    probe.disconnect();
+  }
+  return first;
 }
 
 /** A new patient ioredis client for `url`, safe for BullMQ workers and queues. */
@@ -356,16 +402,31 @@ export function redisReady(client: RedisClient, timeoutMs = 10_000, what = 'Redi
       last = e;
       // No reconnection can make this process trust a certificate (Node reads NODE_EXTRA_CA_CERTS
       // at start-up only): said at once, not after the wait.
-      if (certificateRefused(e)) {
-        done(
-          new SwitchyardError('redis_unavailable', `${what} cannot be used: ${describeRedisError(e, tls)}`, {
-            retry: false,
-            cause: e,
-          }),
-        );
+      if (certificateRefused(e)) refuse(e);
+      else if (tls && isCluster(client) && e.name === 'ClusterAllFailedError' && !probed) {
+        // The cluster client hides why its nodes closed: ask a seed node itself, once.
+        probed = true;
+        void seedError(client).then((seedErr) => {
+          if (seedErr !== undefined && certificateRefused(seedErr)) refuse(seedErr, 'its seed node: ');
+        });
       }
     };
+    let probed = false;
+    const refuse = (e: Error, where = '') =>
+      done(
+        new SwitchyardError(
+          'redis_unavailable',
+          `${what} cannot be used: ${where}${describeRedisError(e, tls)}`,
+          {
+            retry: false,
+            cause: e,
+          },
+        ),
+      );
+    let settled = false;
     const done = (err?: Error) => {
+      if (settled) return;
+      settled = true;
       clearTimeout(timer);
       client.off('ready', onReady);
       client.off('error', onError);

@@ -143,18 +143,38 @@ describe('a TLS-only Redis (rediss://)', () => {
 });
 
 describe('a TLS-only Redis Cluster (rediss+cluster://)', () => {
-  it('is used by a process trusting its CA: start-up checks and a switch round trip', async () => {
-    const cluster = await startRedisCluster({ tls: FILES });
-    try {
-      expect(cluster.url).toMatch(/^rediss\+cluster:\/\//);
-      // Every master's CONFIG answered over TLS: one warning about their settings (no AOF).
-      expect(await trustingChild(cluster.url)).toEqual({
-        warnings: ['aof_off'],
-        outcome: 'succeeded',
-        live: seedIds(0).previous,
-      });
-    } finally {
-      await cluster.stop();
-    }
+  let cluster: Awaited<ReturnType<typeof startRedisCluster>> | undefined;
+  beforeAll(async () => {
+    cluster = await startRedisCluster({ tls: FILES });
   });
+  afterAll(async () => {
+    await cluster?.stop();
+  });
+  const clusterUrl = () => {
+    if (cluster === undefined) throw new Error('no cluster');
+    return cluster.url;
+  };
+
+  it('is used by a process trusting its CA: start-up checks and a switch round trip', async () => {
+    expect(clusterUrl()).toMatch(/^rediss\+cluster:\/\//);
+    // Every master's CONFIG answered over TLS: one warning about their settings (no AOF).
+    expect(await trustingChild(clusterUrl())).toEqual({
+      warnings: ['aof_off'],
+      outcome: 'succeeded',
+      live: seedIds(0).previous,
+    });
+  });
+
+  it('ends npm start when the CA is not trusted, saying so from a seed node (the cluster client says only "Connection is closed.")', async () => {
+    const { code, out, lines } = await npmStart(clusterUrl());
+    expect(code, out).toBe(1);
+    const message = fatal(lines);
+    expect(message).toMatch(
+      /^switchyard could not start: Redis at rediss\+cluster:\/\/\*\*\*@127\.0\.0\.1:\d+/,
+    );
+    expect(message).toContain(
+      '(REDIS_URL) cannot be used: its seed node: the TLS certificate of Redis is not trusted (self-signed certificate in certificate chain)',
+    );
+    expect(message).toContain('NODE_EXTRA_CA_CERTS=/path/to/ca.pem');
+  }, 60_000);
 });
