@@ -480,6 +480,8 @@ export class Flow {
     } else {
       return resolved;
     }
+    // `/promote production`: the newest ready deployment, whatever it is when a fresh plan is made.
+    const byEnvironment = action === PlanAction.promote && target === undefined;
     const snapshot = await this.snapshot(environment);
     if (!snapshot.ok) return snapshot;
     const built = buildPlan(snapshot.value, {
@@ -550,6 +552,7 @@ export class Flow {
       requestedBy: actor.value,
       messages,
       ...(opts.alert === undefined ? {} : { alert: opts.alert }),
+      ...(byEnvironment ? { targetFrom: 'environment' as const } : {}),
       ...(ended ? { replaceEnqueued: true } : {}),
       ...(unreadable === undefined ? {} : { replaceUnreadable: unreadable.seen }),
     });
@@ -870,7 +873,8 @@ export class Flow {
   }
 
   /**
-   * A fresh plan for the same action, environment and target (after a stale or expired one). An alert
+   * A fresh plan for the same action, environment and target (after a stale or expired one; a promote
+   * asked for by its environment finds its newest ready deployment again: `targetFrom`). An alert
    * suggestion's fresh plan is a fresh suggestion: it lists the alerts the closed record listed, as
    * they stand (resolved or firing), so that their later resolutions mark it too (the alert service
    * resolves an incident on the plan id it was suggested under, and on the fresh plans a closed record
@@ -918,11 +922,17 @@ export class Flow {
     const alert = record.alert ?? record.alerts?.[0]?.alert;
     const keepAsker =
       alert !== undefined && (record.requestedBy.surface === 'system' || answersAlert(record));
+    // The same target, except for a promote asked for by its environment: its newest ready deployment
+    // now (kept, the target could be older than what went live since, and the fresh plan would move
+    // the environment back to it). A rollback keeps its target: the deployment live before the current
+    // one may now be the very one that was rolled away from.
+    const sameTarget =
+      p.action === PlanAction.promote && record.targetFrom === 'environment' ? undefined : p.target.id;
     const out = await this.plan(
       keepAsker ? record.requestedBy : actorInput,
       p.action,
       p.environment,
-      p.target.id,
+      sameTarget,
       {
         ...(alert === undefined ? {} : { alert }),
         ...(keepAsker ? { refreshedBy: stripMembership(clicker.value) } : {}),

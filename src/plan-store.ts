@@ -224,6 +224,12 @@ export const planRecordSchema = z.object({
   /** Why the plan went stale (what changed), when it did. */
   refusal: refusalSchema.exactOptional(),
   alert: alertContextSchema.exactOptional(),
+  /**
+   * `environment`: a promote asked for by its environment (`/promote production`, no deployment named),
+   * whose target is the environment's newest ready deployment: a fresh plan (`Flow.replan`) finds it
+   * again rather than keeping a target that may be older than what went live since.
+   */
+  targetFrom: z.literal('environment').exactOptional(),
   messages: z.array(messageRefSchema),
   /** Every alert that pointed at the plan, oldest first (at most MAX_ALERTS_PER_PLAN). */
   alerts: z.array(planAlertSchema).exactOptional(),
@@ -883,6 +889,8 @@ export class PlanStore {
     readonly requestedBy: Actor;
     readonly messages?: readonly MessageRef[];
     readonly alert?: AlertContext;
+    /** See the record's `targetFrom`. */
+    readonly targetFrom?: 'environment';
     /** The enqueued record's job has ended (failed, refused, stale): a new request starts over. */
     readonly replaceEnqueued?: boolean;
     /**
@@ -912,6 +920,7 @@ export class PlanStore {
     ];
     if (input.alert !== undefined)
       fields.push('alert', JSON.stringify(alertContextSchema.parse(input.alert)));
+    if (input.targetFrom !== undefined) fields.push('targetFrom', input.targetFrom);
     for (const ref of input.messages ?? []) fields.push(...this.messageEntry(ref, now));
     const key = this.key(input.plan.id);
     const raw = await this.redis.eval(

@@ -491,6 +491,26 @@ export function confirmationView(plan: Plan, ctx: ConfirmationContext): MessageV
     });
   }
 
+  // A switch to a deployment pushed before the live one (a promote) or after it (a rollback) is not
+  // what its name suggests: said, so nobody moves production back to an old build by mistake.
+  if (!plan.resumesAutoDeploys && plan.target.createdAt !== plan.current.createdAt) {
+    const older = plan.target.createdAt < plan.current.createdAt;
+    if (older === (plan.action === 'promote')) {
+      blocks.push({
+        type: 'text',
+        tone: 'warning',
+        spans: [
+          c(plan.target.id),
+          t(` was pushed ${older ? 'before' : 'after'} `),
+          c(plan.current.id),
+          t(', the deployment live now: this '),
+          b(`${plan.action} moves ${plan.environment} to ${older ? 'an older' : 'a newer'} deployment`),
+          t('.'),
+        ],
+      });
+    }
+  }
+
   if (plan.action === 'promote') {
     blocks.push({
       type: 'text',
@@ -498,7 +518,9 @@ export function confirmationView(plan: Plan, ctx: ConfirmationContext): MessageV
         t(
           plan.resumesAutoDeploys
             ? 'This restores automatic domain assignment: the next successful deployment from a push takes the domains again.'
-            : 'Promoting restores automatic domain assignment for new pushes: the next successful deployment takes the domains again.',
+            : plan.rolledBack
+              ? 'Promoting restores automatic domain assignment for new pushes: the next successful deployment takes the domains again.'
+              : `${plan.environment} is not rolled back: automatic domain assignment stays on, and the next successful deployment from a push takes the domains.`,
         ),
       ],
     });

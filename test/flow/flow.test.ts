@@ -414,6 +414,49 @@ describe('Flow.replan of an alert suggestion after the platform moved (the fresh
   });
 });
 
+describe('Flow.replan of a promote', () => {
+  /** A push that builds and takes its state (live, or held back while rolled back). */
+  async function pushed(x: Harness): Promise<string> {
+    const d = await x.platform.push({ environment: 'production' });
+    for (let i = 0; i < 200 && x.clock.pending > 0; i++) await x.clock.advance(1_000);
+    await x.platform.settle();
+    return d.id;
+  }
+  async function switched(x: Harness, action: 'rollback' | 'promote', targetId: string): Promise<void> {
+    const req = { environment: 'production', targetId };
+    await (action === 'rollback' ? x.platform.rollback(req) : x.platform.promote(req));
+    for (let i = 0; i < 200 && x.clock.pending > 0; i++) await x.clock.advance(1_000);
+    await x.platform.settle();
+  }
+
+  it('asked for by its environment, a fresh plan finds the newest ready deployment again: never one older than what went live since', async () => {
+    const x = await setup();
+    await switched(x, 'rollback', 'dep_3hd7xa');
+    const fix = await pushed(x); // held back: production is rolled back
+    const o = planned(await x.flow.plan(alice, 'promote', 'production'));
+    expect(o.plan.target.id).toBe(fix);
+    // Bob promotes the fix himself; a newer push then goes live on its own.
+    await switched(x, 'promote', fix);
+    const newer = await pushed(x);
+    expect((await x.platform.snapshot('production')).environment.currentDeploymentId).toBe(newer);
+    expect(expectStatus(await x.flow.confirm(alice, o.plan.id), 'stale').refusal.code).toBe('plan_stale');
+    // "Make a fresh plan": not a promote of the older fix, which would move production back.
+    const fresh = await x.flow.replan(alice, o.plan.id);
+    expect(fresh.ok ? fresh.plan.target.id : fresh.refusal.code).toBe('target_is_current');
+  });
+
+  it('asked for by a deployment id, a fresh plan keeps that deployment', async () => {
+    const x = await setup();
+    await switched(x, 'rollback', 'dep_3hd7xa');
+    const fix = await pushed(x);
+    const o = planned(await x.flow.plan(alice, 'promote', fix));
+    await pushed(x); // another push, held back too: the plan is not stale, but let it expire
+    await x.clock.advance(3_600_000 + 1_000);
+    const fresh = planned(await x.flow.replan(alice, o.plan.id));
+    expect(fresh.plan.target.id).toBe(fix);
+  });
+});
+
 describe('Flow.confirm', () => {
   it('keeps a Discord confirmer’s unique username on the plan, the job and the audit (shown beside a nickname)', async () => {
     const x = await setup();

@@ -102,6 +102,31 @@ describe('confirmationView', () => {
     expect(v.buttons[0]?.style).toBe('primary');
   });
 
+  it('a promote to a deployment older than the live one, or a rollback to a newer one, says so', () => {
+    const warning = 'was pushed';
+    const back = confirmationView(plan('promote', { target: 'dep_2' }), { state: 'pending', now: NOW });
+    expect(viewText(back)).toContain(
+      'dep_2 was pushed before dep_3, the deployment live now: this promote moves production to an older deployment.',
+    );
+    // Not rolled back: automatic deploys are on already.
+    expect(viewText(back)).toContain('production is not rolled back: automatic domain assignment stays on');
+    expect(viewText(back)).not.toContain('restores automatic domain assignment');
+    const forward = confirmationView(plan('rollback', { rolledBack: true, target: 'dep_6' }), {
+      state: 'pending',
+      now: NOW,
+    });
+    expect(viewText(forward)).toContain(
+      'dep_6 was pushed after dep_2, the deployment live now: this rollback moves production to a newer deployment.',
+    );
+    // The usual directions say nothing.
+    expect(viewText(confirmationView(plan('rollback'), { state: 'pending', now: NOW }))).not.toContain(
+      warning,
+    );
+    expect(
+      viewText(confirmationView(plan('promote', { rolledBack: true }), { state: 'pending', now: NOW })),
+    ).not.toContain(warning);
+  });
+
   it('promote of the current deployment while rolled back reads "Resume automatic deploys"', () => {
     const p = plan('promote', { rolledBack: true, target: 'dep_2' });
     expect(p.resumesAutoDeploys).toBe(true);
