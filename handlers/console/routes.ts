@@ -396,8 +396,10 @@ export function registerConsole(http: HttpServer, deps: ConsoleDeps): { close():
       count(commandReplyOutcome(reply));
       // The typed line goes into the channel once the command was handled, right before its answer: a
       // command refused with an error (Redis unreachable: the page says "Not sent") must not show in
-      // everyone's channel as if it had been run.
-      deps.surface.postUser(body.user, text);
+      // everyone's channel as if it had been run. With an answer for the sender alone (a refusal, usage)
+      // it is the sender's alone too, as on Slack, where a slash command answered ephemerally shows
+      // nobody else what was typed.
+      deps.surface.postUser(body.user, text, reply.visibility === 'ephemeral' ? body.user : undefined);
       const ref = deps.surface.postView(
         reply.view,
         reply.visibility === 'ephemeral' ? { visibleTo: body.user } : {},

@@ -62,6 +62,21 @@ describe('console API', () => {
     expect((await timeline('bob')).length).toBe(before);
   });
 
+  it("a command answered to the sender alone (a refusal) is the sender's alone too; a plan's is everyone's", async () => {
+    const before = (await timeline('bob')).length;
+    const refused = await post('/console/api/command', { user: 'alice', text: '/rollback staging' });
+    expect(refused.status).toBe(200);
+    const mine = await timeline('alice');
+    expect(mine.at(-2)).toMatchObject({ text: '/rollback staging', visibleTo: 'alice' });
+    expect(mine.at(-1)?.visibleTo).toBe('alice');
+    expect((await timeline('bob')).length).toBe(before);
+    // A plan is posted for everyone, and so is the line that asked for it.
+    const plan = await post('/console/api/command', { user: 'alice', text: '/deployments production' });
+    expect(plan.status).toBe(200);
+    const seen = await timeline('bob');
+    expect(seen.some((e) => e.text === '/deployments production' && e.visibleTo === undefined)).toBe(true);
+  });
+
   it('fires an alert that posts a rollback suggestion with Dismiss', async () => {
     const fired = await post('/console/api/alert', {
       environment: 'production',

@@ -126,12 +126,13 @@ describe('console page robustness', () => {
       expect(pushed.status).toBe(201);
       const alert = await post('/console/api/alert', { environment: 'production', title: hostile('title') });
       expect(alert.json.outcome).toBe('suggested');
+      // As the page's user ("you"): a refused command's line is its sender's alone.
       for (const text of [
         `/deployments production ${hostile('cmd')}`,
         hostile('chat'),
         `/rollback ${hostile('env')}`,
       ])
-        expect((await post('/console/api/command', { user: 'alice', text })).status).toBe(200);
+        expect((await post('/console/api/command', { user: 'you', text })).status).toBe(200);
       // Live (over the event stream), then again from the timeline after a reload.
       for (const pass of ['live', 'reloaded']) {
         if (pass === 'reloaded') {
