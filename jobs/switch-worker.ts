@@ -52,7 +52,10 @@ export interface SwitchWorkerOptions {
   readonly logger: Logger;
   readonly metrics?: Metrics;
   readonly audit?: AuditLog;
-  /** Backoff bounds (attempts are set per job by the queue). */
+  /**
+   * Backoff bounds (attempts are set per job by the queue). Without `baseDelayMs`, a job backs off from
+   * the base delay its queue wrote on it.
+   */
   readonly retry?: Partial<Pick<RetryPolicy, 'baseDelayMs' | 'maxDelayMs'>>;
   /** Longest wait of one attempt for the platform's operation (config `verify.operationTimeout`; default 10 minutes). */
   readonly operationTimeoutMs?: number;
@@ -164,9 +167,12 @@ export function startSwitchWorker(opts: SwitchWorkerOptions): SwitchWorker {
     settings: {
       backoffStrategy: (attemptsMade, type, err, job) => {
         if (type !== SWITCH_BACKOFF) return 0;
+        // This worker's own base when it was given one (`--retry-base`): every job carries the base
+        // delay its queue wrote, which would otherwise always win and leave the flag doing nothing.
         const backoff = job?.opts.backoff;
         const base =
-          typeof backoff === 'object' && backoff.delay !== undefined ? backoff.delay : policy.baseDelayMs;
+          opts.retry?.baseDelayMs ??
+          (typeof backoff === 'object' && backoff.delay !== undefined ? backoff.delay : policy.baseDelayMs);
         return switchBackoffDelay(attemptsMade, { baseDelayMs: base, maxDelayMs: policy.maxDelayMs }, err);
       },
     },

@@ -58,7 +58,7 @@ import { DEFAULT_SWITCH_PREFIX, DEFAULT_SWITCH_QUEUE } from '../src/queue.js';
 import { closeRedis, createRedis, watchRedis } from '../src/redis.js';
 import { checkRedis, clusterMismatch } from '../src/redis-check.js';
 import { isClusterUrl, keyNamespace } from '../src/redis-url.js';
-import { type SwitchWorker, startSwitchWorker } from './switch-worker.js';
+import { type SwitchWorker, type SwitchWorkerOptions, startSwitchWorker } from './switch-worker.js';
 
 /** A duration flag of at least `minMs` (0 would spin a poll or expire a lock at once) and at most 2^31-1 ms. */
 function duration(minMs: number) {
@@ -235,6 +235,11 @@ export interface RunWorkerOptions {
    * started is closed without waiting for Redis, and runWorker rejects with a `WorkerStartAborted`.
    */
   readonly signal?: AbortSignal;
+  /**
+   * Starts the switch worker with the options the flags and the config file make (default
+   * `startSwitchWorker`); tests wrap it to see those options.
+   */
+  readonly startWorker?: (opts: SwitchWorkerOptions) => SwitchWorker;
 }
 
 /** runWorker's rejection when its `signal` aborted during start-up: nothing is left running. */
@@ -316,7 +321,7 @@ export async function runWorker(opts: RunWorkerOptions = {}): Promise<RunningWor
     for (const w of redisWarnings) logger.warn({ redis: 'settings' }, `REDIS WILL LOSE SWITCHES: ${w}`);
     warnings = [...refusing, ...redisWarnings];
     platform = opts.platform ?? platformFor(config, args, logger);
-    handle = startSwitchWorker({
+    handle = (opts.startWorker ?? startSwitchWorker)({
       redisUrl,
       queueName: args.queue,
       prefix,

@@ -2,7 +2,8 @@
  * handlers/discord/client.ts, the connection state after the session was READY, which no other test
  * pins down (real discord.js client against the fake Discord): a reconnect turns the status to
  * `waiting` (so /readyz says so), a resumed or re-identified session turns it back to `ready`, and a
- * stopped surface no longer says `ready`.
+ * stopped surface no longer says `ready`; a direct message is never passed on as a channel message;
+ * and the deduper of interactions and messages forgets the oldest ids first, once over its capacity.
  */
 import { Events, GatewayDispatchEvents } from 'discord.js';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
@@ -10,9 +11,10 @@ import {
   createDiscordSurface,
   type DiscordConnectionStatus,
   type DiscordSurface,
+  InteractionDeduper,
 } from '../../handlers/discord/client.js';
 import type { GatewayEvent } from '../fakes/discord/gateway.js';
-import { type FakeDiscord, startFakeDiscord } from '../fakes/discord/server.js';
+import { type FakeDiscord, makeSnowflake, startFakeDiscord } from '../fakes/discord/server.js';
 import { CapturedLog } from '../support/captured-log.js';
 
 function nextGatewayEvent<K extends GatewayEvent['kind']>(fake: FakeDiscord, kind: K): Promise<unknown> {
@@ -26,7 +28,7 @@ function nextGatewayEvent<K extends GatewayEvent['kind']>(fake: FakeDiscord, kin
   });
 }
 
-describe('discord connection state across a reconnect (mutants)', () => {
+describe('discord surface against the fake Discord: connection state across a reconnect, messages read', () => {
   let fake: FakeDiscord;
   let surface: DiscordSurface | undefined;
   let log: CapturedLog;
@@ -144,5 +146,77 @@ describe('discord connection state across a reconnect (mutants)', () => {
     surface = s;
     await s.start();
     expect(s.status()).toEqual({ state: 'ready' });
+  });
+
+  it('a direct message is never passed on as a channel message: only messages in a server are read', async () => {
+    const handled: string[] = [];
+    let guildHandled = () => {};
+    const guild = new Promise<void>((resolve) => {
+      guildHandled = resolve;
+    });
+    const s = createDiscordSurface({
+      token: fake.token,
+      apiUrl: fake.apiUrl,
+      logger: log.logger,
+      onMessage: async (m) => {
+        handled.push(m.content);
+        if (m.content === 'in the server') guildHandled();
+      },
+      watch: { channels: [fake.channels.alerts] },
+    });
+    surface = s;
+    await s.start();
+    await s.caughtUp();
+    const direct: string[] = [];
+    s.client.on(Events.MessageCreate, (m) => {
+      if (!m.inGuild()) direct.push(m.content);
+    });
+    // Discord sends the bot no direct messages (it asks for no DirectMessages intent); one sent all the
+    // same, in a DM channel discord.js knows, reaches the client's message event.
+    const alice = fake.user('alice');
+    const author = { id: alice.id, username: alice.username, discriminator: '0', avatar: null };
+    const dm = makeSnowflake();
+    fake.gateway.dispatch('CHANNEL_CREATE', { id: dm, type: 1, last_message_id: null, recipients: [author] });
+    fake.gateway.dispatch('MESSAGE_CREATE', {
+      id: makeSnowflake(),
+      channel_id: dm,
+      author,
+      content: 'production is down, roll it back',
+      timestamp: new Date().toISOString(),
+      edited_timestamp: null,
+      tts: false,
+      mention_everyone: false,
+      mentions: [],
+      mention_roles: [],
+      attachments: [],
+      embeds: [],
+      components: [],
+      pinned: false,
+      type: 0,
+      flags: 0,
+    });
+    // After it, on the same connection: a message in a channel of the server.
+    fake.postMessage({ channelId: fake.channels.general, author: alice, content: 'in the server' });
+    await guild;
+    expect(direct).toEqual(['production is down, roll it back']);
+    expect(handled).toEqual(['in the server']);
+  });
+});
+
+describe('InteractionDeduper', () => {
+  it('once over its capacity, forgets the oldest id first', () => {
+    const seen = new InteractionDeduper(2);
+    expect(['a', 'b', 'c'].map((id) => seen.first(id))).toEqual([true, true, true]);
+    expect(seen.first('c')).toBe(false);
+    expect(seen.first('b')).toBe(false);
+    expect(seen.first('a')).toBe(true);
+  });
+
+  it('remembers the last 5000 ids by default', () => {
+    const seen = new InteractionDeduper();
+    for (let i = 0; i < 5_000; i++) seen.first(`id-${i}`);
+    expect(seen.first('id-0')).toBe(false);
+    seen.first('id-5000');
+    expect(seen.first('id-0')).toBe(true);
   });
 });

@@ -15,6 +15,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { discordTokenRejected } from '../../handlers/discord/client.js';
 import { chatReporters } from '../../handlers/reporters.js';
 import { createSlackApp } from '../../handlers/slack/app.js';
+import { type SwitchWorkerOptions, startSwitchWorker } from '../../jobs/switch-worker.js';
 import {
   defaultPlatformUrl,
   logReporter,
@@ -24,12 +25,12 @@ import {
   WorkerStartAborted,
 } from '../../jobs/worker-main.js';
 import { ManualClock } from '../../src/clock.js';
-import { fileConfigSchema, loadConfig, parseEnv } from '../../src/config.js';
-import { ConfigError } from '../../src/errors.js';
+import { type Config, fileConfigSchema, loadConfig, parseEnv } from '../../src/config.js';
+import { ConfigError, PlatformHttpError } from '../../src/errors.js';
 import { createLogger, silentLogger } from '../../src/log.js';
 import { allowListWarnings } from '../../src/permissions.js';
 import { LocalPlatform } from '../../src/platform/local/platform.js';
-import { SwitchQueue } from '../../src/queue.js';
+import { jobIdForPlan, SwitchQueue } from '../../src/queue.js';
 import { createRedis } from '../../src/redis.js';
 import { checkRedis } from '../../src/redis-check.js';
 import { type SpawnedRedis, spawnRedis } from '../../src/redis-server.js';
@@ -199,6 +200,125 @@ describe('runWorker', () => {
     expect((await rollbackEnv0(env))?.outcome).toBe('succeeded');
     await running.stop();
     expect(running.handle.worker.isRunning()).toBe(false);
+  });
+
+  /** runWorker on `env`'s queue with `config` and `flags`: the options it started the switch worker with. */
+  async function workerOptionsFor(env: JobsEnv, config: Config, flags: readonly string[]) {
+    let given: SwitchWorkerOptions | undefined;
+    const running = await runWorker({
+      config,
+      logger: silentLogger,
+      platform: env.platform,
+      reporter: env.reporter,
+      argv: ['--queue', env.queueName, ...flags],
+      startWorker: (opts) => {
+        given = opts;
+        return startSwitchWorker(opts);
+      },
+    });
+    cleanup.add(() => running.stop());
+    if (given === undefined) throw new Error('runWorker started no switch worker');
+    return given;
+  }
+
+  /** The config file's verification limits, none of them the defaults. */
+  const verifyFile = { verify: { timeout: '45s', interval: 250, operationTimeout: '90s' } };
+
+  it('hands the switch worker what its flags say, over the config file: verification, operation timeout, locks, backoff bounds', async () => {
+    const env = await setupJobs(cleanup);
+    const config = { ...configWithRedis(), file: fileConfigSchema.parse(verifyFile) };
+    const given = await workerOptionsFor(env, config, [
+      ...['--verify-timeout', '7s', '--verify-interval', '70ms', '--operation-timeout', '3m'],
+      ...['--lock-retry', '250ms', '--retry-base', '20ms', '--retry-max', '2s'],
+      ...['--lock-duration', '4s', '--stalled-interval', '900ms', '--shutdown-timeout', '1500ms'],
+      ...['--concurrency', '3'],
+    ]);
+    expect(given).toMatchObject({
+      verify: { timeoutMs: 7_000, intervalMs: 70 },
+      operationTimeoutMs: 180_000,
+      lockRetryMs: 250,
+      retry: { baseDelayMs: 20, maxDelayMs: 2_000 },
+      lockDurationMs: 4_000,
+      stalledIntervalMs: 900,
+      shutdownTimeoutMs: 1_500,
+      concurrency: 3,
+    });
+  });
+
+  it("without those flags: the config file's verification limits and operation timeout, the worker's own lock retry and backoff", async () => {
+    const env = await setupJobs(cleanup);
+    const config = { ...configWithRedis(), file: fileConfigSchema.parse(verifyFile) };
+    const given = await workerOptionsFor(env, config, []);
+    expect(given.verify).toEqual({ timeoutMs: 45_000, intervalMs: 250 });
+    expect(given.operationTimeoutMs).toBe(90_000);
+    // Left out, so that startSwitchWorker's defaults apply (1 s; 1 s doubling to at most 30 s).
+    expect('lockRetryMs' in given).toBe(false);
+    expect(given.retry).toEqual({});
+  });
+
+  it("a failed attempt backs off by --retry-base and --retry-max, not by the delay the bot's queue wrote on the job", async () => {
+    const env = await setupJobs(cleanup, {
+      faults: {
+        switchErrors: [
+          new PlatformHttpError(503, 'POST', 'http://platform.test/rollback', undefined, 'down'),
+        ],
+      },
+    });
+    // The test queue, as the bot's does, writes its own base delay on every job: 5 ms here.
+    const running = await runWorkerOn(env, ['--retry-base', '2m', '--retry-max', '20m']);
+    const now = env.clock.now();
+    const plan = await planFor(env.local, 'env0', 'rollback', now);
+    const jobId = jobIdForPlan(plan.id);
+    // BullMQ emits `failed` once the job is delayed for its retry.
+    const failed = new Promise<void>((resolve) =>
+      running.handle.worker.on('failed', (job) => {
+        if (job?.id === jobId) resolve();
+      }),
+    );
+    await env.queue.enqueue(jobData(plan, now));
+    await failed;
+    expect(await env.queue.queue.getJobState(jobId)).toBe('delayed');
+    // The first retry waits half to all of min(--retry-max, --retry-base) (equal jitter): 1 to 2
+    // minutes. The job's 5 ms would be milliseconds, the default 30 s cap at most 30 s.
+    const delay = (await env.queue.queue.getJob(jobId))?.delay;
+    expect(delay).toBeGreaterThanOrEqual(60_000);
+    expect(delay).toBeLessThanOrEqual(120_000);
+  });
+
+  it('warns at start of Redis settings that lose switches (no AOF): logged at warn, returned after the allow-list warnings', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'sy-worker-no-aof-'));
+    const server = await spawnRedis({ dir: join(dir, 'redis'), aof: false });
+    cleanup.add(async () => {
+      await server.stop();
+      rmSync(dir, { recursive: true, force: true });
+    });
+    const clock = new ManualClock();
+    const local = await LocalPlatform.open({ clock, seed: jobsSeed(1, clock.now()), maintenance: false });
+    cleanup.add(() => local.close());
+    const log = new CapturedLog('info');
+    // On Vercel without a config file the worker will refuse every switch too.
+    const config = {
+      env: parseEnv({ REDIS_URL: server.url, PLATFORM: 'vercel', VERCEL_TOKEN: 't', VERCEL_PROJECT: 'p' }),
+      file: fileConfigSchema.parse({}),
+      platform: 'vercel' as const,
+    };
+    const running = await runWorker({
+      config,
+      logger: log.logger,
+      platform: local,
+      argv: ['--queue', uniqueName('switch')],
+    });
+    cleanup.add(() => running.stop());
+    const refusing = allowListWarnings(config);
+    expect(refusing).toHaveLength(1);
+    const noAof =
+      'Redis runs without AOF (appendonly no): a Redis restart loses queued and running switches. Set appendonly yes.';
+    expect(running.warnings).toEqual([...refusing, noAof]);
+    const warned = log.lines.filter((l) => l.level === 40);
+    expect(warned.map((l) => [l.msg, l.permissions ?? l.redis])).toEqual([
+      [`SWITCHES WILL BE REFUSED: ${refusing[0]}`, 'allow_list'],
+      [`REDIS WILL LOSE SWITCHES: ${noAof}`, 'settings'],
+    ]);
   });
 
   it('judges a queued switch by its own config file: a confirmer it does not permit gets nothing switched', async () => {

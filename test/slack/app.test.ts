@@ -13,7 +13,7 @@ import {
   type SlackApp,
   type SlackAppOptions,
 } from '../../handlers/slack/app.js';
-import { ManualClock } from '../../src/clock.js';
+import { ManualClock, systemClock, within } from '../../src/clock.js';
 import { HttpServer } from '../../src/http.js';
 import { silentLogger } from '../../src/log.js';
 import { createRedis, type RedisClient } from '../../src/redis.js';
@@ -254,6 +254,35 @@ describe('Slack app shell: Events API dedupe and SLACK_API_URL', () => {
   it('refuses a SLACK_API_URL with more path after /api/ (Bolt joins method names onto it)', () => {
     expect(() => checkApiUrl('http://127.0.0.1:1/api/chat.postMessage')).toThrow(/ending with \/api\//);
     expect(checkApiUrl('https://proxy.internal/slack/api/')).toBe('https://proxy.internal/slack/api/');
+  });
+
+  it('callTimeoutMs bounds the "cannot reach Slack" answer to a click\'s response URL (not 10 s)', async () => {
+    const dead = await new FakeSlack().start();
+    const apiUrl = dead.apiUrl;
+    await dead.close(); // every check of the bot token fails: a click is answered "cannot reach Slack"
+    const log = new CapturedLog('warn');
+    const r = await replica({
+      apiUrl,
+      callTimeoutMs: 200,
+      logger: log.logger,
+      startup: { retryMinMs: 60_000, retryMaxMs: 60_000 },
+    });
+    await r.slack.start();
+    fake.stall('response_url', 1);
+    const click = await r.requests.click({ actionId: 'sy1:confirm:plan_0123abcd', messageTs: '1.000001' });
+    expect(click.status).toBe(200);
+    const gaveUp = log.waitFor(
+      (l) => l.msg === 'slack: could not tell the clicker that Slack cannot be reached',
+    );
+    // Within callTimeoutMs; well under the 10 s an unbounded answer would hang for.
+    const inTime = await within(
+      systemClock,
+      5_000,
+      gaveUp.then(() => true),
+      false,
+    );
+    expect(inTime).toBe(true);
+    expect(fake.stalled('response_url')).toBe(1);
   });
 
   it('a burst of commands right after a failed check is answered at once, without a check of Slack each', async () => {

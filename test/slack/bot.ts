@@ -44,6 +44,8 @@ export interface BotOptions {
   /** What the bot's Flow sees of the local platform (a wrapper holding a call, say). */
   readonly platform?: (local: LocalPlatform) => DeployPlatform;
   readonly name?: string;
+  /** Spacing of one message's progress edits, on `clock` (default 0: every state goes out at once). */
+  readonly progressIntervalMs?: number;
 }
 
 export async function startBot(opts: BotOptions): Promise<Bot> {
@@ -82,7 +84,7 @@ export async function startBot(opts: BotOptions): Promise<Bot> {
     metrics: createMetrics(),
     logger: silentLogger,
     clock: opts.clock,
-    progressIntervalMs: 0,
+    progressIntervalMs: opts.progressIntervalMs ?? 0,
   });
   const port = await http.listen(0);
   opts.add(async () => {

@@ -56,6 +56,8 @@ export interface WorldOptions {
   readonly socketMode?: boolean;
   /** How long one call to the fake Slack may take (default: the app's 10 s). */
   readonly callTimeoutMs?: number;
+  /** After-ack tasks running at once (default: the surface's 8). */
+  readonly workConcurrency?: number;
 }
 
 /** Starts a world (see the module header). */
@@ -116,6 +118,7 @@ export async function startWorld(opts: WorldOptions): Promise<World> {
       progressIntervalMs: opts.progressIntervalMs ?? 0,
       ...(opts.onChannelMessage === undefined ? {} : { onChannelMessage: opts.onChannelMessage }),
       ...(opts.callTimeoutMs === undefined ? {} : { callTimeoutMs: opts.callTimeoutMs }),
+      ...(opts.workConcurrency === undefined ? {} : { workConcurrency: opts.workConcurrency }),
     });
     const port = await http.listen(0);
     closers.push(async () => {
