@@ -55,7 +55,7 @@ import { createUnkeyPlatform } from '../src/platform/unkey/adapter.js';
 import { createVercelPlatform } from '../src/platform/vercel/adapter.js';
 import type { Progress, Reporter } from '../src/progress.js';
 import { DEFAULT_SWITCH_PREFIX, DEFAULT_SWITCH_QUEUE } from '../src/queue.js';
-import { closeRedis, createRedis, watchRedis } from '../src/redis.js';
+import { certificateRefusal, closeRedis, createRedis, redactRedisUrl, watchRedis } from '../src/redis.js';
 import { checkRedis, clusterMismatch } from '../src/redis-check.js';
 import { isClusterUrl, keyNamespace } from '../src/redis-url.js';
 import { type SwitchWorker, type SwitchWorkerOptions, startSwitchWorker } from './switch-worker.js';
@@ -312,12 +312,31 @@ export async function runWorker(opts: RunWorkerOptions = {}): Promise<RunningWor
   try {
     watchRedis(redis, logger);
     // Each wait on Redis ends at a stop signal: "shutdown does not wait for Redis" holds during
-    // start-up too, or a worker started before its Redis ignores SIGTERM until it is killed.
-    const mismatch = await unlessAborted(clusterMismatch(redis), opts.signal);
-    if (mismatch !== undefined) throw new ConfigError(mismatch, { key: 'REDIS_URL' });
-    // The bot's namespace rule (handlers/app.ts): on a cluster, one hash slot.
-    const prefix = keyNamespace(args.prefix, isClusterUrl(redisUrl));
-    const redisWarnings = (await unlessAborted(checkRedis(redis), opts.signal)).map((w) => w.message);
+    // start-up too, or a worker started before its Redis ignores SIGTERM until it is killed. It also
+    // ends when TLS refuses Redis's certificate: no reconnection can fix that, so waiting for Redis
+    // would only say "reconnecting" for good.
+    const refused = certificateRefusal(redis, `Redis at ${redactRedisUrl(redisUrl)} (REDIS_URL)`);
+    const waitFor = <T>(work: Promise<T>) =>
+      unlessAborted(
+        Promise.race([
+          work,
+          refused.promise.then((e) => {
+            throw e;
+          }),
+        ]),
+        opts.signal,
+      );
+    let redisWarnings: string[];
+    let prefix: string;
+    try {
+      const mismatch = await waitFor(clusterMismatch(redis));
+      if (mismatch !== undefined) throw new ConfigError(mismatch, { key: 'REDIS_URL' });
+      // The bot's namespace rule (handlers/app.ts): on a cluster, one hash slot.
+      prefix = keyNamespace(args.prefix, isClusterUrl(redisUrl));
+      redisWarnings = (await waitFor(checkRedis(redis))).map((w) => w.message);
+    } finally {
+      refused.stop();
+    }
     for (const w of redisWarnings) logger.warn({ redis: 'settings' }, `REDIS WILL LOSE SWITCHES: ${w}`);
     warnings = [...refusing, ...redisWarnings];
     platform = opts.platform ?? platformFor(config, args, logger);

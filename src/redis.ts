@@ -400,34 +400,16 @@ export function redisReady(client: RedisClient, timeoutMs = 10_000, what = 'Redi
       // limit") says nothing of why it is: the connection's own error (refused, reset, TLS) does.
       if (last !== undefined && redisUnavailable(e) !== undefined) return;
       last = e;
-      // No reconnection can make this process trust a certificate (Node reads NODE_EXTRA_CA_CERTS
-      // at start-up only): said at once, not after the wait.
-      if (certificateRefused(e)) refuse(e);
-      else if (tls && isCluster(client) && e.name === 'ClusterAllFailedError' && !probed) {
-        // The cluster client hides why its nodes closed: ask a seed node itself, once.
-        probed = true;
-        void seedError(client).then((seedErr) => {
-          if (seedErr !== undefined && certificateRefused(seedErr)) refuse(seedErr, 'its seed node: ');
-        });
-      }
     };
-    let probed = false;
-    const refuse = (e: Error, where = '') =>
-      done(
-        new SwitchyardError(
-          'redis_unavailable',
-          `${what} cannot be used: ${where}${describeRedisError(e, tls)}`,
-          {
-            retry: false,
-            cause: e,
-          },
-        ),
-      );
+    // No reconnection can make this process trust a certificate: said at once, not after the wait.
+    const refused = certificateRefusal(client, what);
+    void refused.promise.then((e) => done(e));
     let settled = false;
     const done = (err?: Error) => {
       if (settled) return;
       settled = true;
       clearTimeout(timer);
+      refused.stop();
       client.off('ready', onReady);
       client.off('error', onError);
       if (err) reject(err);
@@ -448,6 +430,56 @@ export function redisReady(client: RedisClient, timeoutMs = 10_000, what = 'Redi
     client.on('ready', onReady);
     client.on('error', onError);
   });
+}
+
+/**
+ * Watches `client`'s connection errors for TLS refusing Redis's certificate (untrusted, or not for the
+ * host): no reconnection can fix that (Node reads NODE_EXTRA_CA_CERTS at start-up only), so a process
+ * waiting for Redis stops saying so rather than retrying for good. `promise` resolves with the error to
+ * stop with (naming `what`); it never rejects, and never resolves once `stop()` was called. A cluster
+ * client reports such a node only as "Connection is closed.": its first seed node is asked once, on a
+ * connection of its own.
+ */
+export function certificateRefusal(
+  client: RedisClient,
+  what: string,
+): { readonly promise: Promise<SwitchyardError>; stop(): void } {
+  const tls = nodeOptions(client).tls !== undefined;
+  let stopped = false;
+  let probed = false;
+  let found: (e: SwitchyardError) => void = () => undefined;
+  const promise = new Promise<SwitchyardError>((resolve) => {
+    found = resolve;
+  });
+  const refuse = (e: Error, where = '') => {
+    if (stopped) return;
+    stop();
+    found(
+      new SwitchyardError(
+        'redis_unavailable',
+        `${what} cannot be used: ${where}${describeRedisError(e, tls)}`,
+        {
+          retry: false,
+          cause: e,
+        },
+      ),
+    );
+  };
+  const onError = (e: Error) => {
+    if (certificateRefused(e)) refuse(e);
+    else if (tls && isCluster(client) && e.name === 'ClusterAllFailedError' && !probed) {
+      probed = true;
+      void seedError(client).then((seedErr) => {
+        if (seedErr !== undefined && certificateRefused(seedErr)) refuse(seedErr, 'its seed node: ');
+      });
+    }
+  };
+  const stop = () => {
+    stopped = true;
+    client.off('error', onError);
+  };
+  if (tls) client.on('error', onError);
+  return { promise, stop };
 }
 
 /**

@@ -126,6 +126,31 @@ describe('a TLS-only Redis (rediss://)', () => {
   );
 
   it(
+    'ends npm run worker when the CA is not trusted, saying so, instead of "reconnecting" for good',
+    NPM_START,
+    async () => {
+      const redis = node('leaf');
+      const r: Run = run(['handlers/worker.ts'], { REDIS_URL: url('rediss', redis), LOG_LEVEL: 'info' });
+      const code = await r.exited;
+      expect(code, r.out()).toBe(1);
+      const lines = r
+        .out()
+        .split('\n')
+        .filter((l) => l.trim() !== '')
+        .map((l) => JSON.parse(l) as unknown);
+      const message = fatal(lines);
+      expect(message).toMatch(
+        /^worker could not start: Redis at rediss:\/\/\*\*\*@127\.0\.0\.1:\d+ \(REDIS_URL\) cannot be used: /,
+      );
+      expect(message).toContain(
+        'the TLS certificate of Redis is not trusted (unable to verify the first certificate)',
+      );
+      expect(message).toContain('NODE_EXTRA_CA_CERTS=/path/to/ca.pem');
+      expect(r.out()).not.toContain(redis.password);
+    },
+  );
+
+  it(
     'ends npm start on redis:// to the TLS port, saying to use rediss://, without the password',
     NPM_START,
     async () => {
