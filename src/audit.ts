@@ -119,6 +119,14 @@ export interface WrittenEntries {
   readonly readAt: number;
 }
 
+/** The newest entries of an environment as `AuditLog.recentWindow` reads them. */
+export interface AuditWindow {
+  /** Newest first, as `recent` gives them. */
+  readonly entries: AuditEntry[];
+  /** The read reached the oldest entry kept: `entries` is the whole history (the unreadable aside). */
+  readonly complete: boolean;
+}
+
 /** Options of `AuditLog`. */
 export interface AuditLogOptions {
   /** Key prefix; streams are `<prefix>:audit:<environment>` (and `…:refused`, see `refusalsKey`). */
@@ -236,6 +244,16 @@ export class AuditLog {
   }
 
   /**
+   * `recent`, saying whether the read reached the stream's oldest entry (`complete`: fewer rows than
+   * asked for came back), so a reader knows whether what it read is the whole history kept. A row that
+   * no longer parses is skipped, as in `recent`, but counts as read.
+   */
+  async recentWindow(environment: string, limit = 20): Promise<AuditWindow> {
+    const rows = await this.redis.xrevrange(this.key(environment), '+', '-', 'COUNT', clampLimit(limit));
+    return { entries: parseRows(rows), complete: rows.length < clampLimit(limit) };
+  }
+
+  /**
    * `recent`, with the time Redis wrote each entry and the time Redis read them, both on the clock of
    * the Redis that holds the stream: one clock for every writer, whatever the writers' own clocks say
    * (an entry's `at` is its writer's). The notices tell a Switchyard job's own traffic move by them.
@@ -265,14 +283,18 @@ export class AuditLog {
 
   /** The newest `limit` parseable entries of stream `key`, newest first. */
   private async read(key: string, limit: number): Promise<AuditEntry[]> {
-    const rows = await this.redis.xrevrange(key, '+', '-', 'COUNT', clampLimit(limit));
-    const out: AuditEntry[] = [];
-    for (const [, fields] of rows) {
-      const entry = parseRow(fields);
-      if (entry !== undefined) out.push(entry);
-    }
-    return out;
+    return parseRows(await this.redis.xrevrange(key, '+', '-', 'COUNT', clampLimit(limit)));
   }
+}
+
+/** The entries of XREVRANGE rows that parse, in their order. */
+function parseRows(rows: readonly [string, string[]][]): AuditEntry[] {
+  const out: AuditEntry[] = [];
+  for (const [, fields] of rows) {
+    const entry = parseRow(fields);
+    if (entry !== undefined) out.push(entry);
+  }
+  return out;
 }
 
 function clampLimit(limit: number): number {

@@ -20,6 +20,7 @@ import { type PlanRecord, SUGGESTION_CLAIM_LEASE_MS } from './plan-store.js';
 import type { MessageRef, Progress, Surface } from './progress.js';
 import { jobIdForPlan, messageRefKey } from './queue.js';
 import { parseAction } from './views/actions.js';
+import { t, truncate } from './views/format.js';
 import {
   type AlertContext,
   type ConfirmationState,
@@ -328,6 +329,31 @@ export class ChatService {
     return { view, visibility: 'ephemeral' };
   }
 
+  /**
+   * Usage for a command given more words than it takes (`extra`, after `used`), saying first which
+   * words were too many: plain usage left people guessing what was wrong with
+   * `/rollback production dep_x checkout is broken`.
+   */
+  private async tooManyWords(
+    command: UsageCommand,
+    takes: string,
+    used: readonly string[],
+    extra: readonly string[],
+    hint = '',
+  ): Promise<ChatReply> {
+    const reply = await this.usage(command);
+    const words = truncate(extra.join(' '), 100);
+    const problem = `/${command} takes ${takes}: "${words}" after "${truncate(used.join(' '), 100)}" is ${extra.length === 1 ? 'one word' : `${extra.length} words`} too many, so nothing was done.${hint}`;
+    return {
+      ...reply,
+      view: {
+        ...reply.view,
+        summary: `${problem} ${reply.view.summary}`,
+        blocks: [{ type: 'text', tone: 'warning', spans: [t(problem)] }, ...reply.view.blocks],
+      },
+    };
+  }
+
   /** The confirmation view of a plan record in its current state. */
   confirmation(
     record: PlanRecord,
@@ -397,7 +423,15 @@ export class ChatService {
     switch (name.toLowerCase()) {
       case 'rollback': {
         const [env, target, ...rest] = args;
-        if (env === undefined || rest.length > 0) return this.usage('rollback');
+        if (env === undefined) return this.usage('rollback');
+        if (rest.length > 0)
+          return this.tooManyWords(
+            'rollback',
+            'an environment and at most one deployment',
+            args.slice(0, 2),
+            rest,
+            ' To say why, write it in a message of its own.',
+          );
         return this.planReply(actor, 'rollback', env, target, opts);
       }
       case 'promote': {
@@ -406,27 +440,30 @@ export class ChatService {
         // taken as `<environment> <deployment>` it planned a form no surface shows, and `<deployment>
         // <word>` called the deployment an unknown environment.
         const [ref, ...rest] = args;
-        if (ref === undefined || rest.length > 0) return this.usage('promote');
+        if (ref === undefined) return this.usage('promote');
+        if (rest.length > 0)
+          return this.tooManyWords(
+            'promote',
+            'one word, a deployment or an environment',
+            [ref],
+            rest,
+            ' Give only the deployment, or only the environment.',
+          );
         return this.planReply(actor, 'promote', ref, undefined, opts);
       }
       case 'deployments': {
         const [env, ...rest] = args;
-        if (env === undefined || rest.length > 0) return this.usage('deployments');
+        if (env === undefined) return this.usage('deployments');
+        if (rest.length > 0) return this.tooManyWords('deployments', 'one word, an environment', [env], rest);
         const out = await this.flow.deployments(env);
         if (!out.ok) return this.usage('deployments', out.refusal);
-        const entry = (e: (typeof out.recent)[number]) => ({
-          at: e.at,
-          event: e.event,
-          // The whole actor (surface and id): the view names them by mention, not by a display name
-          // anyone can choose.
-          ...(e.actor ? { actor: e.actor } : {}),
-          ...(e.targetId ? { targetId: e.targetId } : {}),
-          ...(e.message ? { message: e.message } : {}),
-        });
+        // Whole entries: the view groups them by plan and job into one line per switch, and names
+        // people by their whole actor (surface and id), not by a display name anyone can choose.
         const view = deploymentsView(out.snapshot, {
           routing: out.routes,
-          audit: out.recent.map(entry),
-          refusals: out.refusals.map(entry),
+          audit: out.recent,
+          auditTruncated: out.recentTruncated,
+          refusals: out.refusals,
           now: this.clock.now(),
           ...(out.active === undefined ? {} : { activeJob: out.active }),
         });

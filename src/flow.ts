@@ -29,7 +29,10 @@ import {
   buildPlan,
   checkFresh,
   checkTarget,
+  idList,
   isAlreadyDone,
+  looksLikeDeploymentRef,
+  matchDeployments,
   type Plan,
   type PlanExpectation,
   resolveDeployment,
@@ -111,6 +114,14 @@ export interface FlowAudit {
   /** Most recent entries of an environment, newest first. */
   recent(environment: string, limit: number): Promise<readonly FlowAuditEntry[]>;
   /**
+   * `recent`, saying whether the read reached the oldest entry kept (`/deployments` judges moves
+   * outside Switchyard only as far back as it read); without it, a read that came back short is.
+   */
+  recentWindow?(
+    environment: string,
+    limit: number,
+  ): Promise<{ readonly entries: readonly FlowAuditEntry[]; readonly complete: boolean }>;
+  /**
    * Records a refused click once per person, plan generation and code within a window, apart from the
    * history; an audit log without it is given refusals with `append`.
    */
@@ -127,7 +138,11 @@ export interface FlowOptions {
   readonly config: Pick<Config, 'platform' | 'file'>;
   readonly clock?: Clock;
   readonly logger?: Logger;
-  /** How many audit entries `/deployments` shows. */
+  /**
+   * How many of an environment's newest audit entries `/deployments` reads (one read): a switch
+   * writes up to six, and the view groups them into one line per switch (src/views/history.ts), so
+   * the window must hold the last several switches among expiries and cancelled requests.
+   */
   readonly recentAudit?: number;
   /**
    * How many refused clicks `/deployments` reads beside the history, at most: however many there are,
@@ -151,7 +166,7 @@ export interface FlowOptions {
 export const flowDefaults = {
   clock: systemClock,
   logger: silentLogger,
-  recentAudit: 10,
+  recentAudit: 300,
   recentRefusals: 2,
   // Typing an id in Discord's autocomplete sends a request every few keystrokes: a burst shares one
   // platform read, and a switch shows up in the choices at most this late.
@@ -248,6 +263,8 @@ export type DeploymentsOutcome =
       readonly routes: readonly Route[];
       /** The history (requested, approved, started, succeeded, failed, cancelled…), newest first. */
       readonly recent: readonly FlowAuditEntry[];
+      /** `recent` filled the read (`recentAudit`): older entries may exist that were not read. */
+      readonly recentTruncated: boolean;
       /** The newest refused clicks (a list of their own: they never take a history line). */
       readonly refusals: readonly FlowAuditEntry[];
       /** The switch waiting or running for this environment, when the queue can tell. */
@@ -273,6 +290,9 @@ export type DeploymentChoicesOutcome =
  */
 const SHARED_READ_MAX_MS = 60_000;
 
+/** Recent deployments of each environment a "neither an environment nor a deployment" refusal names. */
+const RECENT_PER_ENVIRONMENT = 5;
+
 /** One environment's snapshot read shared by `deploymentChoices` calls (see `sharedSnapshot`). */
 interface SharedRead {
   readonly read: Promise<SnapshotOutcome>;
@@ -281,6 +301,9 @@ interface SharedRead {
 }
 
 type SnapshotOutcome = { ok: true; value: EnvironmentSnapshot } | { ok: false; refusal: Refusal };
+
+/** Plans `/deployments` checks for expiry at most (`Flow.expireListed`); the sweep expires the rest. */
+const EXPIRY_CHECKS_MAX = 5;
 
 /** Plans a sweep expires at most (`Flow.expireDue`); the rest wait for the next sweep. */
 const EXPIRE_SWEEP_LIMIT = 100;
@@ -1047,7 +1070,7 @@ export class Flow {
     const [routes, listed, active, refusals] = await Promise.all([
       // The snapshot just read: an adapter deriving routing from one (Unkey) does not read it again.
       this.platform.routing(environment, snapshot.value),
-      this.audit.recent(environment, this.recentAudit),
+      this.historyWindow(environment),
       this.activeSwitch(environment),
       // A few refused clicks beside the history, never in place of it: anyone who sees a confirmation
       // can press it, and their refusals must not hide who rolled back.
@@ -1055,10 +1078,28 @@ export class Flow {
         ? this.audit.refusals(environment, this.recentRefusals)
         : [],
     ]);
-    const history = (await this.expireListed(listed))
-      ? await this.audit.recent(environment, this.recentAudit)
+    const history = (await this.expireListed(listed.entries))
+      ? await this.historyWindow(environment)
       : listed;
-    return { ok: true, environment, snapshot: snapshot.value, routes, recent: history, refusals, active };
+    return {
+      ok: true,
+      environment,
+      snapshot: snapshot.value,
+      routes,
+      recent: history.entries,
+      recentTruncated: !history.complete,
+      refusals,
+      active,
+    };
+  }
+
+  /** The newest `recentAudit` entries of an environment, and whether they are all it keeps. */
+  private async historyWindow(
+    environment: string,
+  ): Promise<{ readonly entries: readonly FlowAuditEntry[]; readonly complete: boolean }> {
+    if (this.audit.recentWindow !== undefined) return this.audit.recentWindow(environment, this.recentAudit);
+    const entries = await this.audit.recent(environment, this.recentAudit);
+    return { entries, complete: entries.length < this.recentAudit };
   }
 
   /**
@@ -1150,7 +1191,9 @@ export class Flow {
    * the plans whose latest listed entry is `requested` (or an approval that could not be queued, after
    * which the plan is open again, or one of its messages dismissed, or a claim whose job never came)
    * are read through `load`, which expires (and audits) those past their time. True when one expired,
-   * so the caller reads the audit again.
+   * so the caller reads the audit again. The newest `EXPIRY_CHECKS_MAX` such plans only: the history
+   * read is long, and each check is a read of Redis; an older one is expired by the sweep
+   * (`expireDue`) as any plan past its time.
    */
   private async expireListed(entries: readonly FlowAuditEntry[]): Promise<boolean> {
     const latest = new Map<string, FlowAuditEntry>();
@@ -1158,6 +1201,7 @@ export class Flow {
       if (e.planId !== undefined && !latest.has(e.planId)) latest.set(e.planId, e);
     }
     let expired = false;
+    let checks = 0;
     for (const [planId, e] of latest) {
       const open =
         e.event === 'requested' ||
@@ -1165,6 +1209,7 @@ export class Flow {
         (e.event === 'failed' && e.code === ENQUEUE_FAILED) ||
         (e.event === 'cancelled' && e.code === COPY_DISMISSED);
       if (!open || !PLAN_ID_PATTERN.test(planId)) continue;
+      if (++checks > EXPIRY_CHECKS_MAX) break;
       // An unreadable record is left as it is (the next request for its switch replaces it): it must
       // not keep `/deployments` from answering.
       const before = await this.readableRecord(planId);
@@ -2161,7 +2206,12 @@ export class Flow {
     }
   }
 
-  /** `/promote dep_x`: finds the deployment in any environment. */
+  /**
+   * `/promote dep_x`: finds the deployment in any environment. A word that names neither is refused
+   * saying so, with the valid environments and each one's recent deployments (never cut silently),
+   * as an unknown deployment when it reads as one (`looksLikeDeploymentRef`), else as an unknown
+   * environment; a prefix matching several deployments of one environment says which.
+   */
   private async findDeployment(
     slugs: readonly string[],
     ref: string,
@@ -2170,23 +2220,53 @@ export class Flow {
     if (exact !== undefined && slugs.includes(exact.environment)) return { ok: true, deployment: exact };
     const matches: Deployment[] = [];
     const recent: string[] = [];
+    const listed: string[] = [];
+    const seen: Deployment[] = [];
+    // Per environment, its own answer for a prefix matching several of its deployments.
+    let ambiguous: Refusal | undefined;
     for (const slug of slugs) {
       const snap = await this.snapshot(slug);
       if (!snap.ok) continue;
-      recent.push(...snap.value.deployments.slice(0, 5).map((d) => d.id));
-      const found = resolveDeployment(snap.value, ref);
-      if (found.ok) matches.push(found.value);
+      const deployments = snap.value.deployments;
+      seen.push(...deployments);
+      recent.push(...deployments.slice(0, RECENT_PER_ENVIRONMENT).map((d) => d.id));
+      const ids = idList(
+        deployments.map((d) => d.id),
+        RECENT_PER_ENVIRONMENT,
+        snap.value.deploymentsTruncated === true,
+      );
+      listed.push(`${ids || 'none'} (${slug})`);
+      const found = matchDeployments(snap.value, ref);
+      matches.push(...found);
+      if (found.length > 1) {
+        const r = resolveDeployment(snap.value, ref);
+        if (!r.ok) ambiguous = r.refusal;
+      }
     }
     if (matches.length === 1 && matches[0]) return { ok: true, deployment: matches[0] };
+    if (matches.length > 1) {
+      const environments = new Set(matches.map((d) => d.environment));
+      if (environments.size === 1 && ambiguous !== undefined) return { ok: false, refusal: ambiguous };
+      return {
+        ok: false,
+        refusal: {
+          code: RefusalCode.unknownDeployment,
+          message: `"${ref}" matches ${matches.length} deployments in ${environments.size} environments (${idList(
+            matches.map((d) => `${d.id} in ${d.environment}`),
+            10,
+          )}); give more characters, or the full id.`,
+          context: { input: ref, valid: [...slugs], recent, matches: matches.map((d) => d.id) },
+        },
+      };
+    }
     return {
       ok: false,
       refusal: {
-        code: matches.length > 1 ? RefusalCode.unknownDeployment : RefusalCode.unknownEnvironment,
-        message:
-          matches.length > 1
-            ? `"${ref}" matches deployments in several environments (${matches.map((d) => `${d.id} in ${d.environment}`).join(', ')}); give the full id.`
-            : `"${ref}" is neither an environment nor a deployment. Valid environments: ${slugs.join(', ') || 'none'}. Recent deployments: ${recent.join(', ') || 'none'}.`,
-        context: { input: ref, valid: [...slugs], recent, matches: matches.map((d) => d.id) },
+        code: looksLikeDeploymentRef(ref, seen)
+          ? RefusalCode.unknownDeployment
+          : RefusalCode.unknownEnvironment,
+        message: `"${ref}" is neither an environment nor a deployment. Valid environments: ${slugs.join(', ') || 'none'}. Recent deployments: ${listed.join('; ') || 'none'}.`,
+        context: { input: ref, valid: [...slugs], recent, matches: [] },
       },
     };
   }

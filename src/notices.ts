@@ -34,7 +34,12 @@ import type { ChatPoster } from './chat-sinks.js';
 import { type Clock, systemClock, within } from './clock.js';
 import { type Config, type EnvironmentConfig, environmentConfigSchema } from './config.js';
 import { newestFirstRank, pushedSinceRollback } from './domain/plan.js';
-import { assertNever, type Deployment, type EnvironmentSnapshot } from './domain/types.js';
+import {
+  assertNever,
+  type Deployment,
+  type EnvironmentKind,
+  type EnvironmentSnapshot,
+} from './domain/types.js';
 import { type Logger, silentLogger } from './log.js';
 import type { Metrics } from './metrics.js';
 import type { DeployPlatform, PlatformEvent } from './platform/port.js';
@@ -397,23 +402,83 @@ export function reminderSlot(since: number, every: number, now: number): { curre
   return { current, nextAt: since + (current + 1) * every };
 }
 
-/** The notice of a deployment going to standby or being stopped (not in the shared view model). */
+/**
+ * Where a deployment that went to standby stands in its environment, read right after the event: what
+ * its standby notice may promise depends on it.
+ */
+export interface StandbyPlace {
+  readonly kind: EnvironmentKind;
+  /** It is the environment's current deployment (a rollback to it means nothing). */
+  readonly current: boolean;
+  /** Hostnames that point to it (its own deployment domain included). */
+  readonly domains: readonly string[];
+}
+
+/** Hostnames a standby notice lists before "…and N more". */
+const STANDBY_DOMAINS_SHOWN = 5;
+
+/**
+ * What is true of a deployment in standby, by where it stands (`StandbyPlace`): a production one serves
+ * nothing until a rollback reactivates it; a preview one went idle but keeps its domains, and the next
+ * request to one of them wakes it; a rollback means something only for one that is not current.
+ * Unknown place (the snapshot could not be read): only what holds everywhere.
+ */
+function standbySpans(environment: string, place: StandbyPlace | undefined): Span[] {
+  const rollback = ' A rollback to it still works but takes longer (it is reactivated first).';
+  if (place === undefined) return [t(': it takes longer to serve again (reactivation).')];
+  const shown = place.domains.slice(0, STANDBY_DOMAINS_SHOWN);
+  const more = place.domains.length - shown.length;
+  const domains: Span[] = [
+    ...shown.flatMap((h, k) => (k === 0 ? [c(h)] : [t(', '), c(h)])),
+    ...(more > 0 ? [t(`, …and ${more} more`)] : []),
+  ];
+  if (place.kind === 'preview') {
+    if (place.domains.length === 0) {
+      return [
+        t(': it went idle (no requests) and is not running now.'),
+        ...(place.current ? [] : [t(rollback)]),
+      ];
+    }
+    return [
+      t(': it went idle (no requests) and is not running now, but it still holds '),
+      t(place.domains.length === 1 ? 'its domain ' : 'its domains '),
+      ...domains,
+      t(
+        place.domains.length === 1
+          ? ': the next request to it wakes it, and that request waits a little longer.'
+          : ': the next request to one of them wakes it, and that request waits a little longer.',
+      ),
+      ...(place.current ? [] : [t(rollback)]),
+    ];
+  }
+  if (place.current) {
+    // Not a state the local platform puts production in (the deployment serving it never idles);
+    // said as it is, without a rollback to it that would mean nothing.
+    return [
+      t(`: it is still ${environment}'s current deployment`),
+      ...(place.domains.length === 0 ? [] : [t(' and holds '), ...domains]),
+      t(', but is not running now.'),
+    ];
+  }
+  return [t(': it serves nothing now.'), t(rollback)];
+}
+
+/**
+ * The notice of a deployment going to standby or being stopped (not in the shared view model). `place`:
+ * where a standby deployment stands now (undefined when it could not be read).
+ */
 export function lifecycleNoticeView(
   type: 'deployment.standby' | 'deployment.stopped',
   environment: string,
   deployment: Deployment,
+  place?: StandbyPlace,
 ): MessageView {
   const standby = type === 'deployment.standby';
   const title = standby
     ? `${deployment.id} went to standby on ${environment}`
     : `${deployment.id} was stopped on ${environment}`;
   const spans: Span[] = standby
-    ? [
-        ...deploymentSpans(deployment),
-        t(' is '),
-        b('in standby'),
-        t(': it serves nothing now; a rollback to it still works but takes longer (reactivation).'),
-      ]
+    ? [...deploymentSpans(deployment), t(' is '), b('in standby'), ...standbySpans(environment, place)]
     : [
         ...deploymentSpans(deployment),
         t(' was '),
@@ -1146,10 +1211,25 @@ class Notices implements NoticeService {
         if (!selected.includes(name)) return skip(`${name} is not selected`);
         const dep = await this.platform.getDeployment(event.deploymentId);
         if (!dep) return skip(`unknown deployment ${event.deploymentId}`);
+        // What a standby deployment's notice may promise depends on where it stands (a current preview
+        // deployment keeps its domains and wakes on a request; a rollback to it means nothing). Without
+        // the snapshot, the notice says only what holds everywhere.
+        const snap =
+          event.type === 'deployment.standby'
+            ? await this.platform.snapshot(env).catch(() => undefined)
+            : undefined;
+        const place: StandbyPlace | undefined =
+          snap === undefined
+            ? undefined
+            : {
+                kind: snap.environment.kind,
+                current: snap.environment.currentDeploymentId === dep.id,
+                domains: snap.domains.filter((d) => d.deploymentId === dep.id).map((d) => d.hostname),
+              };
         return {
           kind: name === 'standby' ? NoticeKind.standby : NoticeKind.stopped,
           key: this.key('claim', env, event.type, dep.id, event.at),
-          view: lifecycleNoticeView(event.type, env, dep),
+          view: lifecycleNoticeView(event.type, env, dep, place),
         };
       }
       case 'traffic.moved': {

@@ -77,21 +77,46 @@ function listIds(deployments: readonly Deployment[], max = 10): string[] {
 }
 
 /**
+ * Ids for a sentence: the first `max`, then "…and N more" when some were left out, since a list is
+ * never cut silently. `truncated`: the platform listed only some of the environment's deployments
+ * (`deploymentsTruncated`), so the number left out is a lower bound ("…and 490+ more"). Empty when
+ * there are none (the caller says "none" its own way).
+ */
+export function idList(ids: readonly string[], max: number, truncated = false): string {
+  const shown = ids.slice(0, max);
+  const more = ids.length - shown.length;
+  if (more <= 0 && !truncated) return shown.join(', ');
+  const rest = more <= 0 ? 'more not listed' : `${more}${truncated ? '+' : ''} more`;
+  return shown.length === 0 ? rest : `${shown.join(', ')}, …and ${rest}`;
+}
+
+/**
+ * The deployments of this snapshot a reference may mean: the one whose id it is, else every one whose
+ * id starts with it or whose commit sha does (from 7 characters on). One match resolves it.
+ */
+export function matchDeployments(snapshot: EnvironmentSnapshot, ref: string): Deployment[] {
+  const wanted = ref.trim();
+  const all = snapshot.deployments;
+  const exact = all.find((d) => d.id === wanted);
+  if (exact) return [exact];
+  const lower = wanted.toLowerCase();
+  const byPrefix = all.filter((d) => d.id.toLowerCase().startsWith(lower));
+  const bySha =
+    lower.length >= SHORT_SHA ? all.filter((d) => d.commit.sha.toLowerCase().startsWith(lower)) : [];
+  return [...new Set([...byPrefix, ...bySha])];
+}
+
+/**
  * Finds the deployment a user referred to in this environment's snapshot. Accepts a full id, a unique
  * id prefix, or a commit sha prefix of at least 7 characters. Refusals list valid recent ids.
  */
 export function resolveDeployment(snapshot: EnvironmentSnapshot, ref: string): Result<Deployment> {
   const wanted = ref.trim();
   const all = snapshot.deployments;
-  const exact = all.find((d) => d.id === wanted);
-  if (exact) return ok(exact);
-  const lower = wanted.toLowerCase();
-  const byPrefix = all.filter((d) => d.id.toLowerCase().startsWith(lower));
-  const bySha =
-    lower.length >= SHORT_SHA ? all.filter((d) => d.commit.sha.toLowerCase().startsWith(lower)) : [];
-  const matches = [...new Set([...byPrefix, ...bySha])];
+  const matches = matchDeployments(snapshot, wanted);
   if (matches.length === 1 && matches[0]) return ok(matches[0]);
   const valid = listIds(all);
+  const truncated = snapshot.deploymentsTruncated === true;
   if (matches.length > 1) {
     // Several deployments of one commit (a redeploy): no longer sha prefix can tell them apart.
     const oneCommit = new Set(matches.map((d) => d.commit.sha.toLowerCase())).size === 1;
@@ -100,15 +125,38 @@ export function resolveDeployment(snapshot: EnvironmentSnapshot, ref: string): R
       : 'give more characters';
     return refuse(
       RefusalCode.unknownDeployment,
-      `"${wanted}" matches ${matches.length} deployments in ${snapshot.environment.slug} (${listIds(matches, 5).join(', ')}); ${hint}.`,
+      `"${wanted}" matches ${matches.length} deployments in ${snapshot.environment.slug} (${idList(
+        matches.map((d) => d.id),
+        5,
+      )}); ${hint}.`,
       { input: wanted, matches: listIds(matches), valid },
     );
   }
   return refuse(
     RefusalCode.unknownDeployment,
-    `No deployment "${wanted}" in ${snapshot.environment.slug}. Recent deployments: ${valid.join(', ') || 'none'}.`,
+    `No deployment "${wanted}" in ${snapshot.environment.slug}. Recent deployments: ${
+      idList(
+        all.map((d) => d.id),
+        10,
+        truncated,
+      ) || 'none'
+    }.`,
     { input: wanted, valid },
   );
+}
+
+/**
+ * Whether a word that named no environment reads as a deployment reference: it starts with a prefix
+ * the given deployments' ids have up to their first "_" (`dep_`, Vercel's `dpl_`), or it is a hex
+ * string of at least 7 characters (a commit sha prefix). Only for choosing a refusal's code and title.
+ */
+export function looksLikeDeploymentRef(word: string, deployments: readonly Deployment[]): boolean {
+  const lower = word.trim().toLowerCase();
+  if (lower.length >= SHORT_SHA && /^[0-9a-f]+$/.test(lower)) return true;
+  return deployments.some((d) => {
+    const cut = d.id.indexOf('_');
+    return cut > 0 && lower.startsWith(d.id.slice(0, cut + 1).toLowerCase());
+  });
 }
 
 /**
@@ -143,7 +191,16 @@ export function checkTarget(
     };
   }
   const reason = target.statusReason === undefined ? '' : ` ${target.statusReason}`;
-  if (target.status === 'building' || target.status === 'failed') {
+  if (target.status === 'failed') {
+    // The code of every target that cannot take traffic yet or ever (stable), in words that say a
+    // failed build never becomes ready, and what can be done instead.
+    return {
+      code: RefusalCode.targetNotReady,
+      message: `The build of ${describe(target)} failed, so it will never be ready to take traffic.${reason} Push a fix, or pick a ready or standby deployment (/deployments ${env.slug} lists them).`,
+      context: { target: target.id, status: target.status },
+    };
+  }
+  if (target.status === 'building') {
     return {
       code: RefusalCode.targetNotReady,
       message: `${describe(target)} is ${target.status}, not ready: only a ready or standby deployment can take traffic.${reason}`,

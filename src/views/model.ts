@@ -27,6 +27,7 @@ import {
   t,
   truncate,
 } from './format.js';
+import { type AuditEntryLike, historyLists, refusedClickItem } from './history.js';
 import type {
   ButtonStyle,
   ButtonView,
@@ -123,16 +124,7 @@ export interface ConfirmationContext {
   readonly requiresApproval?: boolean;
 }
 
-/** Structural shape of an audit entry (the audit module owns the real type). */
-export interface AuditEntryLike {
-  /** Unix ms. */
-  readonly at: number;
-  readonly event: string;
-  /** An audit actor (surface and id): /deployments names them by mention. */
-  readonly actor?: PersonLike;
-  readonly targetId?: string;
-  readonly message?: string;
-}
+export type { AuditEntryLike } from './history.js';
 
 /** A switch currently running in the environment. */
 export interface ActiveJobLike {
@@ -148,7 +140,17 @@ export interface ActiveJobLike {
 export interface DeploymentsViewOptions {
   /** Router state: which deployment serves each domain now. */
   readonly routing: readonly Route[];
+  /**
+   * The environment's audit entries read, newest first as `AuditLog.recent` gives them (the order
+   * they were written): grouped into one line per switch or request (src/views/history.ts).
+   */
   readonly audit: readonly AuditEntryLike[];
+  /**
+   * `audit` is only the newest part of a longer history (the read stopped at its limit): a move of the
+   * platform's live history older than its oldest entry is not listed, as whether Switchyard made it
+   * cannot be told. Default false: `audit` is the whole history.
+   */
+  readonly auditTruncated?: boolean;
   /**
    * The newest refused clicks, listed apart from the history (`audit`): anyone who sees a message can
    * press its buttons, and their refusals must never take the lines that say who rolled back.
@@ -158,8 +160,10 @@ export interface DeploymentsViewOptions {
   readonly activeJob?: ActiveJobLike;
   /** Most recent deployments to list (default 10). The current deployment is always listed. */
   readonly limit?: number;
-  /** Most recent audit entries to list (default 5). */
-  readonly auditLimit?: number;
+  /** Lines of switches (and moves outside Switchyard) to list, newest first (default 5). */
+  readonly switchLimit?: number;
+  /** Lines of other requests (cancelled, expired, out of date, open) to list (default 4). */
+  readonly otherLimit?: number;
 }
 
 /** A deployment, or just its id when nothing more is known. */
@@ -369,12 +373,16 @@ function alertBlocks(plan: Plan, alert: AlertContext, state: ConfirmationState):
       : { deploymentId: plan.current.id, at: plan.currentLiveSince });
   if (wentLive !== undefined) {
     const gap = alert.startedAt - wentLive.at;
+    // Under a second apart ("0 seconds before"), neither order is worth stating: the platform's and
+    // the alert source's clocks do not agree that closely.
     head.push(
       t(' '),
       c(wentLive.deploymentId),
-      gap >= 0
-        ? t(` went live ${longDuration(gap)} before this alert started.`)
-        : t(` went live ${longDuration(-gap)} after this alert started.`),
+      Math.abs(gap) < 1000
+        ? t(' went live within a second of the start of this alert.')
+        : gap > 0
+          ? t(` went live ${longDuration(gap)} before this alert started.`)
+          : t(` went live ${longDuration(-gap)} after this alert started.`),
     );
   }
   if (alert.selfResolved === true && !alert.resolved) head.push(t(' It has resolved.'));
@@ -427,7 +435,23 @@ export function confirmationView(plan: Plan, ctx: ConfirmationContext): MessageV
   const blocks: ViewBlock[] = [];
   if (ctx.alert !== undefined) blocks.push(...alertBlocks(plan, ctx.alert, ctx.state));
 
-  if (plan.rolledBack) {
+  // A stale or expired plan can no longer run, and what it read may no longer hold (traffic moved,
+  // automatic deploys resumed since): its lines about the environment's state say they are as of the
+  // plan, and those about what it would do go. The cards keep their labels and as-of line below.
+  const closed = ctx.state === 'stale' || ctx.state === 'expired';
+
+  if (plan.rolledBack && closed) {
+    blocks.push({
+      type: 'text',
+      spans: [
+        t('When this plan was made, '),
+        b(`${plan.environment} was ${plan.action === 'rollback' ? 'already ' : ''}rolled back`),
+        t(' (to '),
+        c(plan.current.id),
+        t(').'),
+      ],
+    });
+  } else if (plan.rolledBack) {
     blocks.push({
       type: 'text',
       tone: 'warning',
@@ -473,7 +497,13 @@ export function confirmationView(plan: Plan, ctx: ConfirmationContext): MessageV
   if (plan.resumesAutoDeploys) {
     blocks.push({
       type: 'text',
-      spans: [b('No domain moves: '), c(plan.target.id), t(` already serves ${plan.environment}.`)],
+      spans: closed
+        ? [
+            b('No domain would move: '),
+            c(plan.target.id),
+            t(` served ${plan.environment} when this plan was made.`),
+          ]
+        : [b('No domain moves: '), c(plan.target.id), t(` already serves ${plan.environment}.`)],
     });
   } else {
     blocks.push({
@@ -503,15 +533,21 @@ export function confirmationView(plan: Plan, ctx: ConfirmationContext): MessageV
           c(plan.target.id),
           t(` was pushed ${older ? 'before' : 'after'} `),
           c(plan.current.id),
-          t(', the deployment live now: this '),
-          b(`${plan.action} moves ${plan.environment} to ${older ? 'an older' : 'a newer'} deployment`),
+          t(
+            closed
+              ? ', the deployment live when this plan was made: this '
+              : ', the deployment live now: this ',
+          ),
+          b(
+            `${plan.action} ${closed ? 'would have moved' : 'moves'} ${plan.environment} to ${older ? 'an older' : 'a newer'} deployment`,
+          ),
           t('.'),
         ],
       });
     }
   }
 
-  if (plan.action === 'promote') {
+  if (plan.action === 'promote' && !closed) {
     blocks.push({
       type: 'text',
       spans: [
@@ -980,23 +1016,6 @@ function trafficLabel(progress: Progress): string {
 
 // ───────────────────────────── /deployments ─────────────────────────────
 
-function auditItem(e: AuditEntryLike): ListItem {
-  return {
-    spans: [
-      t(`${formatTime(e.at)} `),
-      b(e.event),
-      ...(e.actor === undefined ? [] : [t(' by '), person(e.actor)]),
-      ...(e.targetId === undefined ? [] : [t(' → '), c(e.targetId)]),
-      ...(e.message === undefined ? [] : [t(` — ${e.message}`)]),
-    ],
-  };
-}
-
-/**
- * The /deployments list: recent deployments with status, the live one, standby markers, a rolled-back
- * banner (since when, by whom), a running switch, recent audit entries, where each domain routes, and
- * Rollback/Promote buttons on eligible rows (hidden while a switch runs).
- */
 /** The newest `limit` deployments of an environment, plus its current one when it is older (always shown). */
 export function listedDeployments(snapshot: EnvironmentSnapshot, limit: number): Deployment[] {
   const listed = snapshot.deployments.slice(0, limit);
@@ -1006,6 +1025,13 @@ export function listedDeployments(snapshot: EnvironmentSnapshot, limit: number):
   return listed;
 }
 
+/**
+ * The /deployments list: recent deployments with status, the live one, standby markers, a rolled-back
+ * banner (since when, by whom), a running switch, where each domain routes, Rollback/Promote buttons on
+ * eligible rows (hidden while a switch runs), then the history: the latest switches one line each
+ * (with the moves the platform's live history records outside Switchyard), other requests, and the
+ * newest refused clicks (src/views/history.ts).
+ */
 export function deploymentsView(snapshot: EnvironmentSnapshot, opts: DeploymentsViewOptions): MessageView {
   const env = snapshot.environment;
   const now = opts.now;
@@ -1141,21 +1167,39 @@ export function deploymentsView(snapshot: EnvironmentSnapshot, opts: Deployments
     empty: 'No domains.',
   });
 
-  const auditLimit = Math.max(0, opts.auditLimit ?? 5);
-  const audit = [...opts.audit].sort((a, z) => z.at - a.at).slice(0, auditLimit);
+  // The history read is a window of it (Flow's recentAudit), not its size: labels say how many of
+  // the lines are shown ("latest 5"), never a total.
+  const truncatedAudit = opts.auditTruncated === true;
+  // Any code an entry holds: one this version does not know reads "Not done" (refusalTitle).
+  const headline = (code: string) => refusalTitle(code as RefusalCode);
+  const history = historyLists({
+    audit: opts.audit,
+    liveHistory: snapshot.liveHistory,
+    auditTruncated: truncatedAudit,
+    refusalTitle: headline,
+  });
+  const latest = (label: string, items: readonly ListItem[], max: number) => {
+    const shown = items.slice(0, Math.max(0, max));
+    return { label: items.length > shown.length ? `${label} (latest ${shown.length})` : label, items: shown };
+  };
   blocks.push({
     type: 'list',
-    // `opts.audit` is the window of entries read (Flow's recentAudit), not the history's size: no total.
-    label: opts.audit.length > audit.length ? `Recent activity (latest ${audit.length})` : 'Recent activity',
-    items: audit.map(auditItem),
-    empty: 'No Switchyard activity recorded yet.',
+    ...latest('Switches', history.switches, opts.switchLimit ?? 5),
+    empty: truncatedAudit ? 'No switch among the newest history entries read.' : 'No switch recorded yet.',
   });
+  if (history.others.length > 0) {
+    blocks.push({
+      type: 'list',
+      ...latest('Other requests', history.others, opts.otherLimit ?? 4),
+      empty: '',
+    });
+  }
   const refusals = [...(opts.refusals ?? [])].sort((a, z) => z.at - a.at);
   if (refusals.length > 0) {
     blocks.push({
       type: 'list',
       label: `Refused clicks (latest ${refusals.length})`,
-      items: refusals.map(auditItem),
+      items: refusals.map((e) => refusedClickItem(e, headline)),
       empty: '',
     });
   }

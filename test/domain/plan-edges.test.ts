@@ -6,6 +6,7 @@ import { describe, expect, it } from 'vitest';
 import {
   buildPlan,
   checkFresh,
+  checkTarget,
   defaultPromoteTarget,
   defaultRollbackTarget,
   isAlreadyDone,
@@ -394,5 +395,55 @@ describe('isAlreadyDone: a rollback is done only while the environment is rolled
     expect(
       isAlreadyDone(expect_, { ...promoted, environment: { ...promoted.environment, rolledBack: true } }),
     ).toBe(true);
+  });
+});
+
+describe('lists of deployment ids in refusals are never cut silently', () => {
+  // plan.ts resolveDeployment(): `listIds(matches, 5)` named 5 of 6 matches, and "Recent deployments"
+  // 10 of however many, without a word.
+  const many = (n: number) =>
+    Array.from({ length: n }, (_, k) =>
+      dep(`dep_${String(n - k).padStart(2, '0')}`, (n - k) * H, { commit: sha(`a${n - k}`) }),
+    );
+
+  it('a prefix matching 6 deployments names 5 and says one more', () => {
+    const s = snapshot({ deployments: many(6), current: 'dep_06' });
+    const r = resolveDeployment(s, 'dep_');
+    expect(!r.ok && r.refusal.message).toBe(
+      '"dep_" matches 6 deployments in production (dep_06, dep_05, dep_04, dep_03, dep_02, …and 1 more); give more characters.',
+    );
+  });
+
+  it('an unknown deployment names the 10 newest and how many more there are (a lower bound when the platform listed only some)', () => {
+    const s = snapshot({ deployments: many(12), current: 'dep_12' });
+    const r = resolveDeployment(s, 'dep_nope');
+    expect(!r.ok && r.refusal.message).toBe(
+      'No deployment "dep_nope" in production. Recent deployments: dep_12, dep_11, dep_10, dep_09, dep_08, dep_07, dep_06, dep_05, dep_04, dep_03, …and 2 more.',
+    );
+    const cut = resolveDeployment({ ...s, deploymentsTruncated: true }, 'dep_nope');
+    expect(!cut.ok && cut.refusal.message).toContain('dep_03, …and 2+ more.');
+    // Exactly 10: nothing left out, nothing added.
+    const ten = resolveDeployment(snapshot({ deployments: many(10), current: 'dep_10' }), 'dep_nope');
+    expect(!ten.ok && ten.refusal.message).toMatch(/dep_01\.$/);
+  });
+});
+
+describe('a failed build is refused as failed, not as "not ready"', () => {
+  it('says the build failed and what to do, with its own code', () => {
+    // plan.ts checkTarget(): "dep_x … is failed, not ready" for a build that never will be.
+    const s = snapshot({
+      deployments: [dep('dep_b', 2 * H, { status: 'failed' }), dep('dep_a', H)],
+      current: 'dep_a',
+    });
+    const r = checkTarget(s, 'promote', dep('dep_b', 2 * H, { status: 'failed' }));
+    expect(r?.code).toBe('target_not_ready');
+    expect(r?.message).toBe(
+      'The build of dep_b (0000000 main) failed, so it will never be ready to take traffic. Push a fix, or pick a ready or standby deployment (/deployments production lists them).',
+    );
+    expect(r?.message).not.toContain('not ready');
+    // A build still running is "not ready" (it may become ready).
+    expect(checkTarget(s, 'promote', dep('dep_c', 3 * H, { status: 'building' }))?.code).toBe(
+      'target_not_ready',
+    );
   });
 });

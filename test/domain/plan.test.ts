@@ -159,7 +159,7 @@ describe('checkTarget (the platform rules, in order)', () => {
     const other = dep('px', 5 * H, 'ready', 'preview');
     expect(checkTarget(snapshot(), 'rollback', other)?.code).toBe('target_wrong_environment');
   });
-  it('refuses building and failed targets as not ready', () => {
+  it('refuses a building target as not ready, a failed one as failed', () => {
     expect(checkTarget(snapshot(), 'rollback', dep('b', 1, 'building'))?.code).toBe('target_not_ready');
     expect(checkTarget(snapshot(), 'rollback', dep('f', 1, 'failed'))?.code).toBe('target_not_ready');
   });

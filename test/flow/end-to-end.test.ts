@@ -5,14 +5,16 @@
  */
 import { afterEach, describe, expect, it } from 'vitest';
 import { type SwitchWorker, startSwitchWorker } from '../../jobs/switch-worker.js';
-import { systemClock } from '../../src/clock.js';
+import { ChatService } from '../../src/chat.js';
+import { type Clock, systemClock } from '../../src/clock.js';
 import { PlatformHttpError } from '../../src/errors.js';
 import { silentLogger } from '../../src/log.js';
 import type { DeployPlatform } from '../../src/platform/port.js';
-import type { MessageRef, Reporter } from '../../src/progress.js';
+import type { MessageRef, Progress, Reporter } from '../../src/progress.js';
+import { plainText } from '../../src/views/format.js';
 import { RecordingReporter, withFaults } from '../jobs/fixtures/harness.js';
 import { redisUrl } from '../support/redis.js';
-import { alice, bob, createHarness, type Harness } from './harness.js';
+import { alice, bob, carol, createHarness, type Harness, switchDirectly } from './harness.js';
 
 let h: Harness | undefined;
 let worker: SwitchWorker | undefined;
@@ -24,18 +26,19 @@ afterEach(async () => {
   h = undefined;
 });
 
-/** A real switch worker on the harness's queue. */
+/** A real switch worker on the harness's queue (on the real clock unless given the harness's). */
 async function startWorker(
   harness: Harness,
   platform: DeployPlatform,
   reporter: Reporter,
+  clock: Clock = systemClock,
 ): Promise<SwitchWorker> {
   const started = startSwitchWorker({
     redisUrl: redisUrl(),
     queueName: harness.switchQueue.queueName,
     platform,
     reporter,
-    clock: systemClock,
+    clock,
     verify: { timeoutMs: 10_000, intervalMs: 5 },
     lockDurationMs: 10_000,
     concurrency: 1,
@@ -171,5 +174,93 @@ describe('Flow after a failed switch', () => {
     // The queue tells the new request from a late duplicate of the failed one by their request ids,
     // not by comparing the bot's requestedAt with the worker's finishedOn.
     await askAgainAfterFailure(20_000);
+  });
+});
+
+describe('/deployments after an incident', () => {
+  /** Runs the harness's clock until the worker reports the end of a job, after report `from`. */
+  async function toEnd(harness: Harness, reporter: RecordingReporter, from: number): Promise<Progress> {
+    let ended = false;
+    const end = reporter
+      .waitForReport((r) => reporter.reports.indexOf(r) >= from && r.progress.outcome !== undefined)
+      .finally(() => {
+        ended = true;
+      });
+    while (!ended) {
+      if (harness.clock.pending > 0) await harness.clock.advance(1_000);
+      else await new Promise<void>((r) => setImmediate(r));
+    }
+    return end;
+  }
+
+  it('lists each switch on one line with the move made on the platform between them, apart from the requests that did not switch', async () => {
+    h = await createHarness({
+      environments: {
+        production: { twoPersonRule: true, allow: { slack: { users: ['U0ALICE', 'U0BOB'] } } },
+      },
+      ttlMs: 60_000,
+    });
+    const x = h;
+    x.clock.set(Date.now());
+    const reporter = new RecordingReporter();
+    // One clock for the bot, the worker and the platform, as on hosts whose clocks agree.
+    worker = await startWorker(x, x.platform, reporter, x.clock);
+    const rollBack = async () => {
+      const planned = await x.flow.plan(alice, 'rollback', 'production');
+      if (!planned.ok) throw new Error(planned.refusal.message);
+      // (A job reports its progress to the messages showing it.)
+      await x.flow.attachMessage(planned.plan.id, msg);
+      expect((await x.flow.confirm(alice, planned.plan.id)).status).toBe('awaiting_approval');
+      const from = reporter.reports.length;
+      expect((await x.flow.approve(bob, planned.plan.id)).status).toBe('enqueued');
+      expect((await toEnd(x, reporter, from)).outcome).toBe('succeeded');
+      await x.clock.advance(1_000);
+    };
+
+    // Two rollbacks (the same switch: one plan id), and between them a promote made on the platform.
+    await rollBack();
+    await switchDirectly(x, 'promote', 'production', 'dep_4kq9wz');
+    await x.clock.advance(1_000);
+    await rollBack();
+    // Then requests that did not switch: one refused to Carol and left to expire, one confirmed and
+    // left waiting for approval until it expired, one cancelled.
+    const promote = await x.flow.plan(bob, 'promote', 'production');
+    if (!promote.ok) throw new Error(promote.refusal.message);
+    expect((await x.flow.confirm(carol, promote.plan.id)).status).toBe('refused');
+    const back = await x.flow.plan(alice, 'rollback', 'production', 'dep_2mc5ty');
+    if (!back.ok) throw new Error(back.refusal.message);
+    expect((await x.flow.confirm(alice, back.plan.id)).status).toBe('awaiting_approval');
+    await x.clock.advance(61_000);
+    const other = await x.flow.plan(bob, 'rollback', 'production', 'dep_1ab3cd');
+    if (!other.ok) throw new Error(other.refusal.message);
+    expect((await x.flow.cancel(bob, other.plan.id)).status).toBe('cancelled');
+
+    const reply = await new ChatService({ flow: x.flow, clock: x.clock }).command(alice, 'deployments', [
+      'production',
+    ]);
+    const list = (label: string) =>
+      reply.view.blocks.flatMap((b) =>
+        b.type === 'list' && b.label.startsWith(label) ? b.items.map((it) => plainText(it.spans)) : [],
+      );
+    // Each line's time (20 characters and " · ") aside.
+    const untimed = (lines: string[]) => lines.map((l) => l.replace(/^\d{4}-\d\d-\d\d \d\d:\d\d UTC · /, ''));
+    expect(untimed(list('Switches'))).toEqual([
+      'rollback dep_4kq9wz → dep_3hd7xa · succeeded · by Alice, approved by Bob',
+      'promote dep_3hd7xa → dep_4kq9wz · outside Switchyard, by someone else (as the platform records it)',
+      'rollback dep_4kq9wz → dep_3hd7xa · succeeded · by Alice, approved by Bob',
+      expect.stringMatching(
+        / UTC · dep_1ab3cd → … 2 more … → dep_4kq9wz went live in turn · 4 automatic deploys by the platform$/,
+      ),
+    ]);
+    // (The expiries are recorded when /deployments finds them, here after the cancel: the sweep that
+    // finds them within seconds of their time does not run in this test.)
+    expect(untimed(list('Other requests'))).toEqual([
+      'resume automatic deploys on dep_3hd7xa · expired: nobody confirmed it · asked by Bob',
+      'rollback dep_3hd7xa → dep_2mc5ty · expired waiting for approval · asked and confirmed by Alice',
+      'rollback dep_3hd7xa → dep_1ab3cd · cancelled by Bob',
+    ]);
+    expect(untimed(list('Refused clicks'))).toEqual([
+      'resume automatic deploys on dep_3hd7xa · refused a click by Carol: not allowed (forbidden)',
+    ]);
   });
 });

@@ -17,6 +17,7 @@ import { UnkeyPlatform } from '../../src/platform/unkey/adapter.js';
 import type { MessageRef, Progress } from '../../src/progress.js';
 import { jobIdForPlan, SwitchQueue } from '../../src/queue.js';
 import { createRedis, scanKeys } from '../../src/redis.js';
+import { plainText } from '../../src/views/format.js';
 import { confirmationView } from '../../src/views/model.js';
 import { RecordingReporter } from '../jobs/fixtures/harness.js';
 import { CapturedLog } from '../support/captured-log.js';
@@ -90,6 +91,18 @@ function editedPlatform(
 }
 
 /** Another Flow on the harness's Redis, queue and clock: another platform view or config (a restart). */
+/** The harness's Flow options (to build a Flow with some of them changed). */
+function flowParts(x: Harness) {
+  return {
+    platform: x.platform,
+    queue: x.switchQueue,
+    plans: x.plans,
+    audit: x.audit,
+    config: testConfig(),
+    clock: x.clock,
+  };
+}
+
 function flowWith(
   x: Harness,
   over: { platform?: DeployPlatform; config?: Pick<Config, 'platform' | 'file'> } = {},
@@ -200,7 +213,9 @@ describe('Flow.plan', () => {
         visibility: 'ephemeral',
         planId: undefined,
       });
-      expect(reply.view.summary).toBe('Usage: /promote <deployment-id | environment>');
+      expect(reply.view.summary).toMatch(
+        /too many, so nothing was done\. .* Usage: \/promote <deployment-id \| environment>$/,
+      );
     }
     expect(await scanKeys(x.redis, `${x.prefix}*`)).toEqual([]);
     // the one-word forms still plan
@@ -1646,6 +1661,101 @@ describe('Flow.cancel', () => {
 });
 
 describe('Flow.deployments', () => {
+  it('/deployments reads the history in one read and says whether it reached the oldest entry kept', async () => {
+    const x = await setup();
+    const flow = new Flow({ ...flowParts(x), recentAudit: 4 });
+    const entry = (k: number) => ({
+      at: x.clock.now() + k,
+      environment: 'production',
+      action: 'rollback' as const,
+      event: 'requested' as const,
+      message: `entry ${k}`,
+    });
+    for (let k = 0; k < 4; k++) await x.audit.append(entry(k));
+    const whole = await flow.deployments('production');
+    if (!whole.ok) throw new Error(whole.refusal.message);
+    // Four read, as many as asked for: older ones may exist that were not read.
+    expect(whole.recent.map((e) => e.message)).toEqual(['entry 3', 'entry 2', 'entry 1', 'entry 0']);
+    expect(whole.recentTruncated).toBe(true);
+    const short = await new Flow({ ...flowParts(x), recentAudit: 5 }).deployments('production');
+    expect(short.ok && short.recentTruncated).toBe(false);
+    // An audit log without `recentWindow`: a read that came back short is the whole history.
+    const plain = { append: x.audit.append.bind(x.audit), recent: x.audit.recent.bind(x.audit) };
+    const old = await new Flow({ ...flowParts(x), audit: plain, recentAudit: 5 }).deployments('production');
+    expect(old.ok && old.recentTruncated).toBe(false);
+    const full = await new Flow({ ...flowParts(x), audit: plain, recentAudit: 4 }).deployments('production');
+    expect(full.ok && full.recentTruncated).toBe(true);
+  });
+
+  it('/deployments lists a move outside Switchyard only when the history read reaches back to it', async () => {
+    const x = await setup();
+    await switchDirectly(x, 'rollback', 'production', 'dep_3hd7xa');
+    await x.clock.advance(5 * 60_000);
+    for (let k = 0; k < 3; k++) {
+      await x.audit.append({
+        at: x.clock.now() + k,
+        environment: 'production',
+        action: 'rollback',
+        event: 'requested',
+        planId: `p_later_${k}`,
+        targetId: 'dep_2mc5ty',
+        message: 'asked for a rollback to dep_2mc5ty',
+      });
+    }
+    const switches = async (recentAudit: number) => {
+      const chat = new ChatService({ flow: new Flow({ ...flowParts(x), recentAudit }), clock: x.clock });
+      const reply = await chat.command(alice, 'deployments', ['production']);
+      return reply.view.blocks.flatMap((b) =>
+        b.type === 'list' && b.label.startsWith('Switches') ? b.items.map((it) => plainText(it.spans)) : [],
+      );
+    };
+    const outside = expect.stringContaining(
+      'rollback dep_4kq9wz → dep_3hd7xa · outside Switchyard, by someone else (as the platform records it)',
+    );
+    // The whole history read: nothing of Switchyard's made that move.
+    expect(await switches(4)).toContainEqual(outside);
+    // Its three newest entries only, all later than the move: whose it was cannot be told.
+    expect(await switches(3)).not.toContainEqual(outside);
+  });
+
+  it('/deployments reads at most five plans for expiry, the newest (the sweep expires any plan past its time)', async () => {
+    const x = await setup();
+    const read: string[] = [];
+    const plans = new Proxy(x.plans, {
+      get(target, prop, receiver) {
+        if (prop === 'get') {
+          return (planId: string) => {
+            read.push(planId);
+            return target.get(planId);
+          };
+        }
+        const value = Reflect.get(target, prop, receiver);
+        return typeof value === 'function' ? value.bind(target) : value;
+      },
+    });
+    const flow = new Flow({ ...flowParts(x), plans });
+    // Eight requests whose plans look open in the history (their records are gone).
+    for (let k = 0; k < 8; k++) {
+      await x.audit.append({
+        at: x.clock.now() + k,
+        environment: 'production',
+        action: 'rollback',
+        event: 'requested',
+        planId: `p_gone_${k}`,
+        targetId: 'dep_3hd7xa',
+        message: 'asked for a rollback to dep_3hd7xa',
+      });
+    }
+    expect((await flow.deployments('production')).ok).toBe(true);
+    expect(read.filter((id) => id.startsWith('p_gone_'))).toEqual([
+      'p_gone_7',
+      'p_gone_6',
+      'p_gone_5',
+      'p_gone_4',
+      'p_gone_3',
+    ]);
+  });
+
   it('returns the snapshot, routing and recent audit of the environment', async () => {
     const x = await setup();
     const o = planned(await x.flow.plan(alice, 'rollback', 'production'));

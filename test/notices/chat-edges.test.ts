@@ -28,6 +28,81 @@ describe('commands', () => {
     expect(reply.view.title).toBe('How to use /rollback');
     expect(reply.planId).toBeUndefined();
   });
+
+  it('words after the arguments are named as the problem, above the usage', async () => {
+    // chat.ts command(): extra words got the plain usage, which does not say what was wrong.
+    w = await createWorld();
+    const rollback = await w.chat.command(alice, 'rollback', [
+      'production',
+      'dep_2mc5ty',
+      'checkout',
+      'is',
+      'broken',
+    ]);
+    const problem =
+      '/rollback takes an environment and at most one deployment: "checkout is broken" after "production dep_2mc5ty" is 3 words too many, so nothing was done. To say why, write it in a message of its own.';
+    expect(rollback.view.blocks[0]).toEqual({
+      type: 'text',
+      tone: 'warning',
+      spans: [{ text: problem }],
+    });
+    expect(rollback.view.summary).toBe(`${problem} Usage: /rollback <environment> [deployment-id]`);
+    expect(rollback.planId).toBeUndefined();
+    const promote = await w.chat.command(alice, 'promote', ['production', 'dep_4kq9wz']);
+    expect(viewText(promote.view)).toContain(
+      '/promote takes one word, a deployment or an environment: "dep_4kq9wz" after "production" is one word too many, so nothing was done. Give only the deployment, or only the environment.',
+    );
+    const list = await w.chat.command(alice, 'deployments', ['production', 'preview']);
+    expect(list.view.kind).toBe('usage');
+    expect(viewText(list.view)).toContain(
+      '/deployments takes one word, an environment: "preview" after "production" is one word too many',
+    );
+  });
+
+  it('/promote of a word that is neither an environment nor a deployment says so, titled by what it looks like', async () => {
+    // flow.ts findDeployment(): `/promote dep_nope` was titled "Unknown environment".
+    w = await createWorld();
+    const neither =
+      '"dep_nope" is neither an environment nor a deployment. Valid environments: production, preview. Recent deployments: dep_4kq9wz, dep_3hd7xa, dep_2mc5ty, dep_1ab3cd (production); dep_p2fe8r, dep_p1rw4n (preview).';
+    const byId = await w.chat.command(alice, 'promote', ['dep_nope']);
+    expect(byId.view.title).toBe('Unknown deployment');
+    expect(viewText(byId.view)).toContain(neither);
+    expect(viewText(byId.view)).toContain('Code: unknown_deployment');
+    const bySha = await w.flow.plan(alice, 'promote', 'abcdef1234');
+    expect(!bySha.ok && bySha.refusal.code).toBe('unknown_deployment');
+    const byName = await w.flow.plan(alice, 'promote', 'staging');
+    expect(!byName.ok && byName.refusal).toMatchObject({
+      code: 'unknown_environment',
+      message: neither.replace('dep_nope', 'staging'),
+    });
+  });
+
+  it('/promote of a prefix several deployments share says which, not that it is neither', async () => {
+    // flow.ts findDeployment(): an ambiguous prefix read as no deployment at all.
+    w = await createWorld();
+    const preview = await w.flow.plan(alice, 'promote', 'dep_p');
+    expect(!preview.ok && preview.refusal).toEqual({
+      code: 'unknown_deployment',
+      message: '"dep_p" matches 2 deployments in preview (dep_p2fe8r, dep_p1rw4n); give more characters.',
+      context: expect.anything(),
+    });
+    const both = await w.flow.plan(alice, 'promote', 'dep_');
+    expect(!both.ok && both.refusal.message).toBe(
+      '"dep_" matches 6 deployments in 2 environments (dep_4kq9wz in production, dep_3hd7xa in production, dep_2mc5ty in production, dep_1ab3cd in production, dep_p2fe8r in preview, dep_p1rw4n in preview); give more characters, or the full id.',
+    );
+  });
+
+  it('/promote of a failed build says the build failed and what to do', async () => {
+    // plan.ts checkTarget() said "… is failed, not ready" (its code stays target_not_ready).
+    w = await createWorld();
+    const failed = await w.pushAndBuild('production', [], { fail: true });
+    const reply = await w.chat.command(alice, 'promote', [failed.id]);
+    expect(reply.view.title).toBe('Target not ready');
+    expect(viewText(reply.view)).toContain(
+      'failed, so it will never be ready to take traffic. Push a fix, or pick a ready or standby deployment (/deployments production lists them).',
+    );
+    expect(viewText(reply.view)).not.toContain('is failed, not ready');
+  });
 });
 
 describe('attach', () => {

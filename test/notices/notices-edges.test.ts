@@ -6,7 +6,8 @@ import { afterEach, describe, expect, it } from 'vitest';
 import type { AuditEntry } from '../../src/audit.js';
 import type { UpdateOptions } from '../../src/chat-sinks.js';
 import type { Clock } from '../../src/clock.js';
-import type { NoticeJobs } from '../../src/notices.js';
+import type { Deployment } from '../../src/domain/types.js';
+import { lifecycleNoticeView, type NoticeJobs } from '../../src/notices.js';
 import type { LocalPlatform } from '../../src/platform/local/platform.js';
 import type { DeployPlatform, OperationRef, PlatformEvent } from '../../src/platform/port.js';
 import type { MessageRef, Progress } from '../../src/progress.js';
@@ -596,3 +597,63 @@ async function auditedNotices(world: World) {
   });
   return { world, relay, n };
 }
+
+describe('standby notices', () => {
+  it('say what is true by environment and place: a current preview deployment keeps its domains and wakes; only one not current can be rolled back to', async () => {
+    // notices.ts standbySpans(): the notice read the same for every deployment ("it serves nothing
+    // now; a rollback to it still works"), wrong for preview's current deployment.
+    w = await createWorld({
+      environments: {
+        production: { notices: { events: ['standby'] } },
+        preview: { notices: { events: ['standby'] } },
+      },
+    });
+    const n = await w.notices();
+    const preview = await w.pushAndBuild('preview', [n], { branch: 'feature-search' });
+    await w.pushAndBuild('production', [n]); // dep_4kq9wz stops serving
+    // Six hours without a request: preview's deployments go idle; dep_4kq9wz is past its 30 minutes.
+    await w.advance(6 * 3_600_000 + 60_000, [n]);
+    expect(w.platform.maintain().sort()).toEqual(['dep_4kq9wz', 'dep_p2fe8r', preview.id].sort());
+    await n.idle();
+    const text = (title: string) => {
+      const post = w?.slack.posts.find((p) => p.view.title === title);
+      if (post === undefined) throw new Error(`no notice "${title}"`);
+      return viewText(post.view);
+    };
+    const own = (id: string) => `${id.replace(/_/g, '-')}.acme.localhost`;
+
+    const current = text(`${preview.id} went to standby on preview`);
+    expect(current).toContain(
+      `but it still holds its domains preview.acme.localhost, feature-search.acme.localhost, ${own(preview.id)}: the next request to one of them wakes it`,
+    );
+    expect(current).not.toContain('rollback');
+    expect(current).not.toContain('serves nothing');
+
+    const older = text('dep_p2fe8r went to standby on preview');
+    expect(older).toContain(
+      `but it still holds its domain ${own('dep_p2fe8r')}: the next request to it wakes it`,
+    );
+    expect(older).toContain('A rollback to it still works but takes longer (it is reactivated first).');
+
+    expect(text('dep_4kq9wz went to standby on production')).toContain(
+      'in standby: it serves nothing now. A rollback to it still works but takes longer (it is reactivated first).',
+    );
+  });
+
+  it('name at most 5 domains and how many more; without the environment read, promise nothing it may not keep', () => {
+    const dep = { id: 'dep_x' };
+    const domains = Array.from({ length: 7 }, (_, k) => `d${k}.example.com`);
+    const many = lifecycleNoticeView('deployment.standby', 'preview', dep as Deployment, {
+      kind: 'preview',
+      current: true,
+      domains,
+    });
+    expect(viewText(many)).toContain(
+      'its domains d0.example.com, d1.example.com, d2.example.com, d3.example.com, d4.example.com, …and 2 more: the next request',
+    );
+    const unknown = viewText(lifecycleNoticeView('deployment.standby', 'preview', dep as Deployment));
+    expect(unknown).toBe(
+      'dep_x went to standby on preview\ndep_x is in standby: it takes longer to serve again (reactivation).',
+    );
+  });
+});

@@ -354,7 +354,7 @@ describe('Slack end to end', () => {
     expect(blocksText(cancelled.args.blocks as unknown[])).toContain(
       'Cancelled by <@U0ALICE>. Nothing changed.',
     );
-    // /deployments is posted for everyone: its recent activity names who acted without pinging them.
+    // /deployments is posted for everyone: its history names who acted without pinging them.
     const listed = w.fake.callsOf('chat.postMessage').length;
     await w.requests.command({
       command: '/deployments',
@@ -367,9 +367,8 @@ describe('Slack end to end', () => {
       (c) => c.response.ok === true && w.fake.callsOf('chat.postMessage').indexOf(c) >= listed,
     );
     const activity = blocksText(list.args.blocks as unknown[]);
-    expect(activity).toContain('Recent activity');
-    expect(activity).toMatch(/\* by alice\b/);
-    expect(activity).toMatch(/\* by carol\b/);
+    expect(activity).toContain('Other requests');
+    expect(activity).toMatch(/\*cancelled\* by alice · asked by alice, confirmed by carol\b/);
     expect(activity).not.toContain('<@');
   });
 
@@ -740,7 +739,7 @@ describe('Slack mentions: posts never ping, edits identify', () => {
       );
   }
 
-  it('/deployments (posted to the channel) names the people of its recent activity without mentioning them', async () => {
+  it('/deployments (posted to the channel) names the people of its history without mentioning them', async () => {
     const w = await world();
     // alice asks for a rollback and cancels it: the audit records her.
     const { post, ts } = await confirmation(w);
@@ -760,8 +759,8 @@ describe('Slack mentions: posts never ping, edits identify', () => {
     });
     const list = await listed();
     const shown = blocksText(list.args.blocks as unknown[]);
-    expect(shown).toContain('Recent activity');
-    expect(shown).toMatch(/\* by alice\b/);
+    expect(shown).toContain('Other requests');
+    expect(shown).toMatch(/\*cancelled\* by alice\b/);
     expect(JSON.stringify(list.args)).not.toContain('<@');
   });
 

@@ -4,6 +4,7 @@
  */
 import type { EnvironmentSnapshot } from '../../src/domain/types.js';
 import type { Route } from '../../src/platform/port.js';
+import type { Actor } from '../../src/progress.js';
 import {
   type ConfirmationState,
   confirmationView,
@@ -14,6 +15,7 @@ import {
   usageView,
 } from '../../src/views/model.js';
 import type { MessageView } from '../../src/views/types.js';
+import { expiredEntries, history, refusedClick, switchEntries } from './audit-entries.js';
 import { alice, bob, NOW, plan, progress, snapshot } from './fixtures.js';
 
 const MIN = 60_000;
@@ -150,19 +152,61 @@ export function catalog(liveDomains = 2): [string, MessageView][] {
   out.push(['progress cancelled', progressView(progress(p, { outcome: 'cancelled' }), p)]);
   out.push(['progress resume', progressView(progress(plans.resume, { outcome: 'succeeded' }), plans.resume)]);
 
-  const audit = Array.from({ length: 8 }, (_, k) => ({
-    at: NOW - k * MIN,
-    event: 'rollback.succeeded',
-    actor: { displayName: 'Alice <!channel>' },
-    targetId: 'dep_2',
-    message: '*bold* @everyone',
-  }));
+  // A long incident: switches with two people, Discord mentions and usernames, hostile names and alert
+  // titles, expiries, and moves the platform recorded outside Switchyard.
+  const hostile: Actor = {
+    surface: 'discord',
+    userId: '112233445566778899',
+    displayName: 'Alice <!channel> @everyone',
+    username: 'alice*_~',
+  };
+  const approver: Actor = {
+    surface: 'discord',
+    userId: '998877665544332211',
+    displayName: 'bob',
+    username: 'bobby',
+  };
+  const audit = history(
+    ...Array.from({ length: 8 }, (_, k) =>
+      switchEntries({
+        at: NOW - (k + 1) * 20 * MIN,
+        planId: `p_${k}`,
+        targetId: `dep_${'x'.repeat(30)}`,
+        fromId: `dep_${'y'.repeat(30)}`,
+        alert: { title: `*bold* @everyone <!channel> ${'x'.repeat(100)}`, source: 'generic' },
+        confirmed: hostile,
+        approved: approver,
+        ...(k % 3 === 1 ? { end: 'failed', code: 'verify_timeout' } : {}),
+      }),
+    ),
+    ...Array.from({ length: 6 }, (_, k) =>
+      expiredEntries({
+        at: NOW - (k + 1) * 15 * MIN,
+        planId: `x_${k}`,
+        targetId: 'dep_1',
+        fromId: 'dep_2',
+        asked: hostile,
+        confirmed: approver,
+      }),
+    ),
+  );
+  const refusals = [
+    refusedClick(NOW - MIN, hostile, 'forbidden', 'You may not …'),
+    refusedClick(NOW - 2 * MIN, approver, 'self_approval', 'bob cannot approve …'),
+  ];
+  const outside = (s: EnvironmentSnapshot): EnvironmentSnapshot => ({
+    ...s,
+    liveHistory: [
+      ...s.liveHistory,
+      { deploymentId: 'dep_2', since: NOW - 2 * MIN, via: 'rollback', by: '<!channel> @everyone *x*' },
+    ],
+  });
   const normal = snapshot({ liveDomains });
   const rolled = snapshot({ rolledBack: true, liveDomains });
   out.push(['deployments', deploymentsView(normal, { routing: routingOf(normal), audit: [], now: NOW })]);
   out.push([
     'deployments rolled back',
-    deploymentsView(rolled, { routing: routingOf(rolled), audit, now: NOW }),
+    deploymentsView(outside(rolled), { routing: routingOf(rolled), audit, refusals, now: NOW }),
   ]);
   out.push([
     'deployments active job',
@@ -176,7 +220,15 @@ export function catalog(liveDomains = 2): [string, MessageView][] {
   const many = snapshot({ extraDeployments: 40, liveDomains });
   out.push([
     'deployments long',
-    deploymentsView(many, { routing: routingOf(many), audit, now: NOW, limit: 40, auditLimit: 8 }),
+    deploymentsView(outside(many), {
+      routing: routingOf(many),
+      audit,
+      refusals,
+      now: NOW,
+      limit: 40,
+      switchLimit: 8,
+      otherLimit: 6,
+    }),
   ]);
 
   out.push(['refusal', refusalView({ code: 'forbidden', message: 'You may not act on production.' })]);

@@ -11,9 +11,12 @@ import {
 import { b, c, t } from '../../src/views/format.js';
 import { confirmationView, deploymentsView, progressView } from '../../src/views/model.js';
 import type { ListItem, MessageView } from '../../src/views/types.js';
+import { history, switchEntries } from './audit-entries.js';
 import { assertValid, discordMessageSchema } from './blockkit.js';
 import { catalog, routingOf } from './catalog.js';
 import { alice, HOSTILE, NOW, plan, progress, snapshot } from './fixtures.js';
+
+const MIN = 60_000;
 
 function allText(e: APIEmbed): string {
   return [e.title ?? '', e.description ?? '', ...(e.fields ?? []).flatMap((f) => [f.name, f.value])].join(
@@ -105,19 +108,65 @@ describe('renderDiscord', () => {
     expect(unescapeDiscord(messageLine.slice(2))).toBe(HOSTILE);
   });
 
-  it('escapes user text in /deployments rows and audit entries', () => {
+  it('escapes user text in /deployments rows and history lines', () => {
     const s = snapshot({ rolledBack: true });
-    const v = deploymentsView(s, {
-      routing: routingOf(s),
-      audit: [
-        { at: NOW, event: 'rollback', actor: { displayName: '@everyone <@&123>' }, message: '**x** ||y||' },
-      ],
-      now: NOW,
-    });
+    const v = deploymentsView(
+      // A name the platform records for a move outside Switchyard is anyone's text too.
+      {
+        ...s,
+        liveHistory: [
+          ...s.liveHistory,
+          { deploymentId: 'dep_3', since: NOW, via: 'promote', by: '<@&9> __z__' },
+        ],
+      },
+      {
+        routing: routingOf(s),
+        audit: switchEntries({
+          at: NOW - 10 * MIN,
+          planId: 'p_1',
+          targetId: 'dep_2',
+          fromId: 'dep_3',
+          alert: { title: '**x** ||y||', source: 'generic' },
+          confirmed: { surface: 'system', userId: 'x', displayName: '@everyone <@&123>' },
+        }),
+        now: NOW,
+      },
+    );
     const text = allText(renderDiscord(v).embeds[0] ?? {});
     expect(text).toContain('by \\@everyone \\<\\@&123\\>');
-    expect(text).toContain('\\*\\*x\\*\\* \\|\\|y\\|\\|');
+    expect(text).toContain('alert "\\*\\*x\\*\\* \\|\\|y\\|\\|"');
+    expect(text).toContain('by \\<\\@&9\\> \\_\\_z\\_\\_ \\(as the platform records it\\)');
     expect(text).not.toMatch(/(?<!\\)@everyone/);
+  });
+
+  it('/deployments shows every switch line of an incident: two people by mention, after an alert, beside ten deployments', () => {
+    const alice = { surface: 'discord', userId: '112233445566778899', displayName: 'alice' } as const;
+    const bob = { surface: 'discord', userId: '998877665544332211', displayName: 'bob' } as const;
+    const s = snapshot({ rolledBack: true, extraDeployments: 10, liveDomains: 3 });
+    const audit = history(
+      ...Array.from({ length: 7 }, (_, k) =>
+        switchEntries({
+          at: NOW - (k + 1) * 20 * MIN,
+          planId: `p_${k}`,
+          targetId: 'dep_2mc5ty',
+          fromId: 'dep_4kq9wz',
+          alert: { title: 'High error rate on checkout (5xx > 2%)', source: 'alertmanager' },
+          confirmed: alice,
+          approved: bob,
+        }),
+      ),
+    );
+    const v = deploymentsView({ ...s, liveHistory: [] }, { routing: routingOf(s), audit, now: NOW });
+    const msg = renderDiscord(v);
+    assertValid(discordMessageSchema, msg, 'discord message');
+    const field = msg.embeds[0]?.fields?.find((f) => f.name.startsWith('Switches'));
+    expect(field?.name).toBe('Switches \\(latest 5\\)');
+    // All five lines, none collapsed into "…and N more".
+    expect(field?.value.split('\n')).toHaveLength(5);
+    expect(field?.value).not.toContain('more (');
+    expect(field?.value.split('\n')[0]).toBe(
+      '✅ 2026\\-11\\-29 11:43 UTC · rollback `dep_4kq9wz` → `dep_2mc5ty` · **succeeded** · by <@112233445566778899>, approved by <@998877665544332211> · alert "High error rate on checkout \\(5x…"',
+    );
   });
 
   it('maps button styles and keeps custom ids', () => {

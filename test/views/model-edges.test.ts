@@ -1,6 +1,9 @@
 import { describe, expect, it } from 'vitest';
+import type { AuditEntry } from '../../src/audit.js';
 import type { Plan } from '../../src/domain/plan.js';
-import type { Deployment } from '../../src/domain/types.js';
+import type { Deployment, EnvironmentSnapshot, LiveEntry } from '../../src/domain/types.js';
+import type { Actor } from '../../src/progress.js';
+import { formatTime, plainText } from '../../src/views/format.js';
 import {
   type AlertContext,
   type AuditEntryLike,
@@ -10,6 +13,14 @@ import {
   progressView,
 } from '../../src/views/model.js';
 import type { MessageView, ViewBlock } from '../../src/views/types.js';
+import {
+  cancelledEntries,
+  history,
+  openEntries,
+  refusedClick,
+  type SwitchSpec,
+  switchEntries,
+} from '../views/audit-entries.js';
 import { alice, bob, NOW, plan, progress, snapshot, viewText } from '../views/fixtures.js';
 
 const MIN = 60_000;
@@ -104,6 +115,36 @@ describe('confirmationView', () => {
     );
     expect(viewText(v)).not.toContain('waiting for approval');
   });
+
+  it('a stale or expired plan says the rolled-back state it read was so when it was made, not that it holds now', () => {
+    // model.ts confirmationView(): the rolled-back banner, the older/newer line and the promote line
+    // read as current on a plan overtaken since (automatic deploys resumed, traffic moved).
+    const promote = plan('promote', { rolledBack: true });
+    const rollback = plan('rollback', { rolledBack: true, target: 'dep_6' });
+    const resume = plan('promote', { rolledBack: true, target: 'dep_2' });
+    for (const state of ['stale', 'expired'] as const) {
+      const staleReason = 'production changed since this plan was made: dep_2 was promoted since.';
+      const p = viewText(confirmationView(promote, { state, now: NOW, staleReason }));
+      expect(p).toContain('When this plan was made, production was rolled back (to dep_2).');
+      expect(p).not.toContain('is rolled back');
+      expect(p).not.toContain('get no domains until a promote');
+      expect(p).not.toContain('restores automatic domain assignment');
+      const r = viewText(confirmationView(rollback, { state, now: NOW, staleReason }));
+      expect(r).toContain('When this plan was made, production was already rolled back (to dep_2).');
+      expect(r).not.toContain('is already rolled back');
+      expect(r).not.toContain('Rolling back again keeps automatic deploys off');
+      expect(r).toContain(
+        'dep_6 was pushed after dep_2, the deployment live when this plan was made: this rollback would have moved production to a newer deployment.',
+      );
+      expect(r).not.toContain('live now');
+      const s = viewText(confirmationView(resume, { state, now: NOW, staleReason }));
+      expect(s).toContain('No domain would move: dep_2 served production when this plan was made.');
+      expect(s).not.toContain('already serves');
+    }
+    // An open plan still says how things are.
+    const open = viewText(confirmationView(promote, { state: 'pending', now: NOW }));
+    expect(open).toContain('production is rolled back (to dep_2): new pushes create deployments');
+  });
 });
 
 describe('alert suggestion', () => {
@@ -114,13 +155,30 @@ describe('alert suggestion', () => {
     resolved: false,
   };
 
-  it('a deployment that went live the very moment the alert started reads "0 seconds before", not "after"', () => {
-    const v = confirmationView(plan('rollback'), {
+  it('a deployment that went live within a second of the alert starting says so, not "0 seconds before" or "after"', () => {
+    // model.ts alertBlocks(): a push from the same second read "went live 0 seconds before".
+    for (const at of [base.startedAt, base.startedAt - 999, base.startedAt + 400]) {
+      const v = confirmationView(plan('rollback'), {
+        state: 'pending',
+        now: NOW,
+        alert: { ...base, wentLive: { deploymentId: 'dep_3', at } },
+      });
+      expect(viewText(v)).toContain('dep_3 went live within a second of the start of this alert.');
+      expect(viewText(v)).not.toContain('seconds');
+    }
+    // A second or more apart, the order and the time are said.
+    const before = confirmationView(plan('rollback'), {
       state: 'pending',
       now: NOW,
-      alert: { ...base, wentLive: { deploymentId: 'dep_3', at: base.startedAt } },
+      alert: { ...base, wentLive: { deploymentId: 'dep_3', at: base.startedAt - 1_000 } },
     });
-    expect(viewText(v)).toContain('dep_3 went live 0 seconds before this alert started.');
+    expect(viewText(before)).toContain('dep_3 went live 1 second before this alert started.');
+    const after = confirmationView(plan('rollback'), {
+      state: 'pending',
+      now: NOW,
+      alert: { ...base, wentLive: { deploymentId: 'dep_3', at: base.startedAt + 2_000 } },
+    });
+    expect(viewText(after)).toContain('dep_3 went live 2 seconds after this alert started.');
   });
 
   it('unlisted other alerts count as still firing unless told otherwise', () => {
@@ -217,28 +275,297 @@ describe('deploymentsView', () => {
     expect(row?.buttonNote).toContain('type /promote with it instead');
   });
 
-  it('recent activity and refused clicks are listed newest first whatever order they are read in', () => {
+  const carol: Actor = { surface: 'slack', userId: 'U0CAROL', displayName: 'carol' };
+  /** The lines of the view's list labelled `label…`, as plain text. */
+  const lines = (v: MessageView, label: string) =>
+    blocksOf(v, 'list')
+      .find((l) => l.label.startsWith(label))
+      ?.items.map((it) => plainText(it.spans));
+  /** The history part of a view of production (dep_3 live) with `liveHistory` and `audit`. */
+  const viewOf = (
+    liveHistory: EnvironmentSnapshot['liveHistory'],
+    audit: readonly AuditEntryLike[],
+    over: Partial<Parameters<typeof deploymentsView>[1]> = {},
+  ) => {
+    const s = { ...snapshot(), liveHistory };
+    return deploymentsView(s, opts(s, { audit, ...over }));
+  };
+  const rollback = (at: number, planId: string, more: Partial<SwitchSpec> = {}) =>
+    switchEntries({
+      at,
+      planId,
+      targetId: 'dep_2',
+      fromId: 'dep_3',
+      asked: alice,
+      confirmed: alice,
+      ...more,
+    });
+  const movedTo = (since: number, by?: string): LiveEntry => ({
+    deploymentId: 'dep_2',
+    since,
+    via: 'rollback',
+    ...(by === undefined ? {} : { by }),
+  });
+  const live: LiveEntry = { deploymentId: 'dep_3', since: NOW - 5 * HOUR, via: 'deploy' };
+
+  it('refused clicks are listed newest first whatever order they are read in', () => {
     const s = snapshot();
-    const audit: AuditEntryLike[] = [1, 2, 3, 4, 5, 6].map((k) => ({
-      at: NOW - (7 - k) * MIN,
-      event: `event_${k}`,
-    }));
-    const refusals: AuditEntryLike[] = [
-      { at: NOW - 5 * MIN, event: 'refused_old' },
-      { at: NOW - MIN, event: 'refused_new' },
+    const refusals = [
+      refusedClick(NOW - 5 * MIN, alice, 'forbidden', 'old'),
+      refusedClick(NOW - MIN, bob, 'forbidden', 'new'),
     ];
-    const v = deploymentsView(s, opts(s, { audit, refusals }));
-    const lists = blocksOf(v, 'list');
-    const activity = lists.find((l) => l.label.startsWith('Recent activity'));
-    expect(activity?.items.map((it) => it.spans[1]?.text)).toEqual([
-      'event_6',
-      'event_5',
-      'event_4',
-      'event_3',
-      'event_2',
+    const v = deploymentsView(s, opts(s, { refusals }));
+    expect(lines(v, 'Refused clicks')?.map((l) => l.slice(0, 20))).toEqual([
+      formatTime(NOW - MIN),
+      formatTime(NOW - 5 * MIN),
     ]);
-    const refused = lists.find((l) => l.label.startsWith('Refused clicks'));
-    expect(refused?.items.map((it) => it.spans[1]?.text)).toEqual(['refused_new', 'refused_old']);
+  });
+
+  it('groups entries in the order they were written, not by their times: a worker clock behind the bot’s still makes one line', () => {
+    // The worker's clock is 10 minutes behind: its started and succeeded read as written before the
+    // request and the approval that came first.
+    const entries = rollback(NOW - 20 * MIN, 'p_1').map((e) =>
+      e.event === 'started' || e.event === 'succeeded' ? { ...e, at: e.at - 10 * MIN } : e,
+    );
+    const v = viewOf([], entries);
+    expect(lines(v, 'Switches')).toEqual([
+      `${formatTime(NOW - 20 * MIN + 2 * MIN + 1000 - 10 * MIN)} · rollback dep_3 → dep_2 · succeeded · by Alice`,
+    ]);
+    expect(lines(v, 'Other requests')).toBeUndefined();
+  });
+
+  it('the same switch asked for again (one plan id) is a line of its own per request', () => {
+    const v = viewOf(
+      [],
+      history(
+        rollback(NOW - 60 * MIN, 'p_same', { end: 'failed', code: 'verify_timeout' }),
+        // Asked for in words of another version: the first request's end tells the two apart.
+        rollback(NOW - 30 * MIN, 'p_same').map((e) =>
+          e.event === 'requested' ? { ...e, message: 'rollback requested' } : e,
+        ),
+        // Asked for again with no end of the last request read (its record was replaced): two requests.
+        openEntries({ at: NOW - 20 * MIN, planId: 'p_open', targetId: 'dep_1', fromId: 'dep_3', asked: bob }),
+        openEntries({
+          at: NOW - 10 * MIN,
+          planId: 'p_open',
+          targetId: 'dep_1',
+          fromId: 'dep_3',
+          asked: alice,
+        }),
+      ),
+    );
+    expect(lines(v, 'Switches')).toEqual([
+      `${formatTime(NOW - 28 * MIN)} · rollback dep_3 → dep_2 · succeeded · by Alice`,
+      `${formatTime(NOW - 58 * MIN)} · rollback dep_3 → dep_2 · failed (verify_timeout) · by Alice`,
+    ]);
+    expect(lines(v, 'Other requests')).toEqual([
+      `${formatTime(NOW - 10 * MIN)} · rollback dep_3 → dep_1 · waiting for confirmation · asked by Alice`,
+      `${formatTime(NOW - 20 * MIN)} · rollback dep_3 → dep_1 · replaced by a later request for the same switch · asked by Bob`,
+    ]);
+  });
+
+  it("says each switch's outcome as its entries record it", () => {
+    const v = viewOf(
+      [],
+      history(
+        rollback(NOW - 50 * MIN, 'p_stale', { end: 'refused', code: 'plan_stale' }),
+        rollback(NOW - 40 * MIN, 'p_running', { end: 'running' }),
+        rollback(NOW - 30 * MIN, 'p_queued', { end: 'queued', approved: bob }),
+        switchEntries({
+          at: NOW - 20 * MIN,
+          action: 'promote',
+          planId: 'p_resume',
+          targetId: 'dep_3',
+          fromId: 'dep_3',
+          asked: bob,
+          confirmed: bob,
+        }),
+      ),
+    );
+    expect(lines(v, 'Switches')).toEqual([
+      `${formatTime(NOW - 18 * MIN)} · resume automatic deploys on dep_3 · succeeded · by Bob`,
+      `${formatTime(NOW - 28 * MIN)} · rollback dep_3 → dep_2 · queued · by Alice, approved by Bob`,
+      `${formatTime(NOW - 39 * MIN)} · rollback dep_3 → dep_2 · running · by Alice`,
+      `${formatTime(NOW - 48 * MIN)} · rollback dep_3 → dep_2 · not run: plan out of date (plan_stale) · by Alice`,
+    ]);
+  });
+
+  it('a request that did not switch says what became of it, naming only who its entries name', () => {
+    const base = { targetId: 'dep_2', fromId: 'dep_3' } as const;
+    const approved = (at: number, planId: string) => rollback(at, planId, { end: 'queued' });
+    const failedQueueing = (at: number, planId: string): AuditEntry => ({
+      at,
+      environment: 'production',
+      action: 'rollback',
+      event: 'failed',
+      actor: alice,
+      planId,
+      jobId: `sw_${planId}`,
+      ...base,
+      code: 'enqueue_failed',
+      message: 'the rollback to dep_2 confirmed by Alice could not be queued (redis went away); …',
+    });
+    const expiry = (at: number, planId: string): AuditEntry => ({
+      at,
+      environment: 'production',
+      action: 'rollback',
+      event: 'cancelled',
+      planId,
+      ...base,
+      code: 'expired',
+      message: 'expired at …',
+    });
+    const v = viewOf(
+      [],
+      history(
+        [
+          ...approved(NOW - 90 * MIN, 'p_lapsed'),
+          failedQueueing(NOW - 88 * MIN, 'p_lapsed'),
+          expiry(NOW - 30 * MIN, 'p_lapsed'),
+        ],
+        [...approved(NOW - 80 * MIN, 'p_abandoned'), expiry(NOW - 20 * MIN, 'p_abandoned')],
+        [...approved(NOW - 15 * MIN, 'p_retry'), failedQueueing(NOW - 13.5 * MIN, 'p_retry')],
+        cancelledEntries({
+          at: NOW - 12 * MIN,
+          planId: 'p_dismissed',
+          ...base,
+          alert: { title: 'Errors', source: 'grafana' },
+          by: bob,
+          dismissed: true,
+        }),
+        [
+          ...openEntries({ at: NOW - 10 * MIN, planId: 'p_stale', ...base, asked: bob }),
+          {
+            ...expiry(NOW - 8 * MIN, 'p_stale'),
+            event: 'refused',
+            actor: alice,
+            code: 'plan_stale',
+            message: 'Traffic moved…',
+          },
+        ],
+        // A dismiss of one message of a plan leaves the plan open.
+        [
+          ...openEntries({ at: NOW - 6 * MIN, planId: 'p_copy', ...base, asked: bob }),
+          {
+            ...expiry(NOW - 5 * MIN, 'p_copy'),
+            actor: alice,
+            code: 'copy_dismissed',
+            message: 'Alice dismissed one message…',
+          },
+        ],
+        // An entry of no request this version knows.
+        [
+          {
+            at: NOW - 4 * MIN,
+            environment: 'production',
+            action: 'rollback',
+            event: 'failed',
+            actor: carol,
+            jobId: 'sw_x',
+          },
+        ],
+      ),
+      { otherLimit: 10 },
+    );
+    expect(lines(v, 'Switches')).toEqual([]);
+    expect(lines(v, 'Other requests')).toEqual([
+      `${formatTime(NOW - 4 * MIN)} · failed by carol`,
+      `${formatTime(NOW - 5 * MIN)} · rollback dep_3 → dep_2 · waiting for confirmation · asked by Bob`,
+      `${formatTime(NOW - 8 * MIN)} · rollback dep_3 → dep_2 · out of date when Alice clicked, nothing changed · asked by Bob`,
+      `${formatTime(NOW - 10 * MIN)} · rollback dep_3 → dep_2 · dismissed by Bob · alert "Errors"`,
+      `${formatTime(NOW - 14 * MIN)} · rollback dep_3 → dep_2 · not queued (enqueue_failed): open again · asked by Alice`,
+      `${formatTime(NOW - 20 * MIN)} · rollback dep_3 → dep_2 · expired before it was queued · asked and confirmed by Alice`,
+      `${formatTime(NOW - 30 * MIN)} · rollback dep_3 → dep_2 · expired after its queueing failed · asked by Alice`,
+    ]);
+  });
+
+  it("a move is Switchyard's when one of its switches made it, within the clocks' minute; else outside Switchyard", () => {
+    const started = NOW - 30 * MIN + 1000;
+    // The platform's clock 40 s behind the worker's: its move reads as made before the switch started.
+    const own = viewOf([live, movedTo(started - 40_000, 'Alice')], rollback(NOW - 31 * MIN, 'p_1'));
+    expect(lines(own, 'Switches')).toEqual([
+      `${formatTime(NOW - 29 * MIN)} · rollback dep_3 → dep_2 · succeeded · by Alice`,
+      `${formatTime(live.since)} · dep_3 went live · automatic deploy by the platform`,
+    ]);
+    // Two minutes before the switch started: someone else's move, and the platform does not say whose.
+    const before = viewOf([live, movedTo(started - 2 * MIN)], rollback(NOW - 31 * MIN, 'p_1'));
+    expect(lines(before, 'Switches')?.[1]).toBe(
+      `${formatTime(started - 2 * MIN)} · rollback dep_3 → dep_2 · outside Switchyard (the platform does not say by whom)`,
+    );
+  });
+
+  it('a switch explains one move at most, and never one it did not ask the platform for', () => {
+    const twice = viewOf(
+      [
+        live,
+        movedTo(NOW - 29 * MIN, 'Alice'),
+        { ...live, since: NOW - 25 * MIN, via: 'promote', by: 'bob' },
+        movedTo(NOW - 20 * MIN, 'eve'),
+      ],
+      rollback(NOW - 31 * MIN, 'p_1'),
+    );
+    expect(lines(twice, 'Switches')?.slice(0, 3)).toEqual([
+      `${formatTime(NOW - 20 * MIN)} · rollback dep_3 → dep_2 · outside Switchyard, by eve (as the platform records it)`,
+      `${formatTime(NOW - 25 * MIN)} · promote dep_2 → dep_3 · outside Switchyard, by bob (as the platform records it)`,
+      `${formatTime(NOW - 29 * MIN)} · rollback dep_3 → dep_2 · succeeded · by Alice`,
+    ]);
+    // Refused by the worker (out of date when its turn came): it asked the platform nothing.
+    const refused = viewOf(
+      [live, movedTo(NOW - 25 * MIN, 'eve')],
+      rollback(NOW - 31 * MIN, 'p_1', { end: 'refused', code: 'plan_stale' }),
+    );
+    expect(lines(refused, 'Switches')?.[0]).toBe(
+      `${formatTime(NOW - 25 * MIN)} · rollback dep_3 → dep_2 · outside Switchyard, by eve (as the platform records it)`,
+    );
+    // Failed before the move: the platform (or someone) completed it after Switchyard said it failed.
+    const late = viewOf(
+      [live, movedTo(NOW - 10 * MIN, 'Alice')],
+      rollback(NOW - 31 * MIN, 'p_1', { end: 'failed', code: 'platform_timeout' }),
+    );
+    expect(lines(late, 'Switches')?.slice(0, 2)).toEqual([
+      `${formatTime(NOW - 10 * MIN)} · rollback dep_3 → dep_2 · on the platform after Switchyard's rollback to it failed, by Alice (as the platform records it)`,
+      `${formatTime(NOW - 29 * MIN)} · rollback dep_3 → dep_2 · failed (platform_timeout) · by Alice`,
+    ]);
+  });
+
+  it('judges moves only as far back as the history read reaches', () => {
+    const older: LiveEntry = { ...movedTo(NOW - 3 * HOUR, 'eve') };
+    const audit = rollback(NOW - 31 * MIN, 'p_1');
+    // The whole history read: nothing of Switchyard's that long ago, so it was outside Switchyard.
+    expect(lines(viewOf([live, older], audit), 'Switches')).toContain(
+      `${formatTime(NOW - 3 * HOUR)} · rollback dep_3 → dep_2 · outside Switchyard, by eve (as the platform records it)`,
+    );
+    // Only the newest entries read: whose it was cannot be told, so it is not listed.
+    const cut = viewOf([live, older], audit, { auditTruncated: true });
+    expect(lines(cut, 'Switches')).toEqual([
+      `${formatTime(NOW - 29 * MIN)} · rollback dep_3 → dep_2 · succeeded · by Alice`,
+    ]);
+    expect(
+      viewOf([], [], { auditTruncated: true }).blocks.find(
+        (b) => b.type === 'list' && b.label === 'Switches',
+      ),
+    ).toMatchObject({
+      items: [],
+      empty: 'No switch among the newest history entries read.',
+    });
+  });
+
+  it('consecutive automatic deploys share one line naming the first and the last', () => {
+    const deploys: LiveEntry[] = ['dep_a', 'dep_b', 'dep_c', 'dep_d', 'dep_e'].map((id, k) => ({
+      deploymentId: id,
+      since: NOW - (10 - k) * HOUR,
+      via: 'deploy',
+    }));
+    const back = { ...movedTo(NOW - 8.5 * HOUR), deploymentId: 'dep_a' };
+    const v = viewOf([...deploys.slice(0, 2), back, ...deploys.slice(2)], []);
+    expect(lines(v, 'Switches')).toEqual([
+      `${formatTime(NOW - 8 * HOUR)} to ${formatTime(NOW - 6 * HOUR)} · dep_c → dep_d → dep_e went live in turn · 3 automatic deploys by the platform`,
+      `${formatTime(NOW - 8.5 * HOUR)} · rollback dep_b → dep_a · outside Switchyard (the platform does not say by whom)`,
+      `${formatTime(NOW - 10 * HOUR)} to ${formatTime(NOW - 9 * HOUR)} · dep_a → dep_b went live in turn · 2 automatic deploys by the platform`,
+    ]);
+    expect(lines(viewOf(deploys, []), 'Switches')).toEqual([
+      `${formatTime(NOW - 10 * HOUR)} to ${formatTime(NOW - 6 * HOUR)} · dep_a → … 3 more … → dep_e went live in turn · 5 automatic deploys by the platform`,
+    ]);
   });
 });
 

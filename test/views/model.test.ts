@@ -9,7 +9,6 @@ import { renderConsole } from '../../src/views/console.js';
 import { renderDiscord } from '../../src/views/discord.js';
 import { formatTime, plainText } from '../../src/views/format.js';
 import {
-  type AuditEntryLike,
   type ConfirmationState,
   confirmationView,
   deploymentsView,
@@ -21,6 +20,14 @@ import {
 } from '../../src/views/model.js';
 import { renderSlack } from '../../src/views/slack.js';
 import type { ButtonView, MessageView, ViewBlock } from '../../src/views/types.js';
+import {
+  cancelledEntries,
+  expiredEntries,
+  history,
+  openEntries,
+  refusedClick,
+  switchEntries,
+} from './audit-entries.js';
 import { alice, bob, HOSTILE, NOW, plan, progress, snapshot, viewText } from './fixtures.js';
 
 const MIN = 60_000;
@@ -809,13 +816,13 @@ describe('progressView: the reactivation step (only when it applies)', () => {
 });
 
 describe('deploymentsView', () => {
-  const audit: AuditEntryLike[] = Array.from({ length: 7 }, (_, k) => ({
-    at: NOW - (k + 1) * MIN,
-    event: k === 0 ? 'rollback.succeeded' : 'click.refused',
-    actor: { displayName: k === 0 ? 'Alice' : 'Mallory' },
-    targetId: 'dep_2',
-    ...(k === 1 ? { message: 'not in the allow list' } : {}),
-  }));
+  const carol: Actor = { surface: 'slack', userId: 'U3', displayName: 'Carol' };
+  /** The lines of the view's list labelled `label…`, as plain text. */
+  const lines = (v: MessageView, label: string) =>
+    blocksOf(v, 'list')
+      .find((l) => l.label.startsWith(label))
+      ?.items.map((it) => plainText(it.spans));
+  const at = (hh: number, mm: number, ss = 0) => Date.UTC(2026, 10, 29, hh, mm, ss);
 
   it('lists recent deployments with status, live marker and row buttons', () => {
     const s = snapshot();
@@ -841,13 +848,16 @@ describe('deploymentsView', () => {
     });
     expect(rows?.rows[2]?.card.live).toBe('live for 37 minutes');
     expect(viewText(v)).not.toContain('rolled back');
-    expect(viewText(v)).toContain('No Switchyard activity recorded yet.');
+    // No Switchyard switch yet: what went live is the platform's automatic deploys, one line.
+    expect(lines(v, 'Switches')).toEqual([
+      '2026-11-28 06:00 UTC to 2026-11-29 11:23 UTC · dep_1 → dep_2 → dep_3 went live in turn · 3 automatic deploys by the platform',
+    ]);
     expect(v.title).toBe('Deployments · production (demo)');
   });
 
   it('rolled back: banner with since and by, Promote on newer ready rows, Resume on the current one', () => {
     const s = snapshot({ rolledBack: true });
-    const v = deploymentsView(s, { routing: routingOf(s), audit, now: NOW });
+    const v = deploymentsView(s, { routing: routingOf(s), audit: [], now: NOW });
     expect(v.tone).toBe('warning');
     expect(viewText(v)).toContain(
       'production is rolled back to dep_2 since 2026-11-29 09:00 UTC (3 hours ago) by Alice. New pushes create deployments but get no domains until someone promotes.',
@@ -866,46 +876,177 @@ describe('deploymentsView', () => {
       ok: true,
       value: { kind: 'promote', ref: { environment: 'production', deploymentId: 'dep_2' } },
     });
-    const activity = blocksOf(v, 'list').find((l) => l.label.startsWith('Recent activity'));
-    // Seven entries given, five shown: the seven are the window read, not the history's size.
-    expect(activity?.label).toBe('Recent activity (latest 5)');
-    expect(activity?.items).toHaveLength(5);
-    expect(viewText(v)).toContain('2026-11-29 11:59 UTC rollback.succeeded by Alice → dep_2');
-    expect(viewText(v)).toContain('click.refused by Mallory → dep_2 — not in the allow list');
   });
 
-  it('lists refused clicks apart from the history: they never take a line of who rolled back', () => {
-    const s = snapshot({ rolledBack: true });
-    const history = Array.from({ length: 5 }, (_, k) => ({
-      at: NOW - (k + 1) * 60_000,
-      event: k === 4 ? 'requested' : 'started',
-      actor: { displayName: 'Alice' },
-      targetId: 'dep_2',
-    }));
-    // Two refused clicks newer than the whole history, and one older than it.
-    const refusals = [
-      {
-        at: NOW - 10_000,
-        event: 'refused',
-        actor: { displayName: 'Mallory' },
-        message: 'not in the allow list',
-      },
-      { at: NOW - 20_000, event: 'refused', actor: { displayName: 'Eve' }, message: 'not in the allow list' },
-    ];
-    const v = deploymentsView(s, { routing: routingOf(s), audit: history, refusals, now: NOW });
-    const lists = blocksOf(v, 'list');
-    const activity = lists.find((l) => l.label.startsWith('Recent activity'));
-    expect(activity?.items).toHaveLength(5);
-    expect(JSON.stringify(activity?.items)).toContain('requested');
-    expect(JSON.stringify(activity?.items)).not.toContain('Mallory');
-    const refused = lists.find((l) => l.label.startsWith('Refused clicks'));
-    expect(refused?.label).toBe('Refused clicks (latest 2)');
-    expect(refused?.items.map((i) => plainText(i.spans))).toEqual([
-      expect.stringContaining('refused by Mallory'),
-      expect.stringContaining('refused by Eve'),
+  // An incident as the audit ran it (two-person rule on): an alert's rollback, a promote made on the
+  // platform's own dashboard, a second rollback, then requests that expired, one cancelled, one open.
+  // A switch writes five entries: the view listed the five newest entries, all noise, and no switch.
+  const incident = () => {
+    const s0 = snapshot({ rolledBack: true });
+    const s: EnvironmentSnapshot = {
+      ...s0,
+      environment: { ...s0.environment, rolledBackAt: at(10, 32, 30), rolledBackBy: 'Alice' },
+      liveHistory: [
+        { deploymentId: 'dep_2', since: at(7, 0), via: 'deploy' },
+        { deploymentId: 'dep_3', since: at(8, 23), via: 'deploy' },
+        // Switchyard's own rollbacks, as the platform records them (by the confirmer's name)…
+        { deploymentId: 'dep_2', since: at(9, 2, 30), via: 'rollback', by: 'Alice' },
+        // …and a promote made on the platform's dashboard.
+        { deploymentId: 'dep_3', since: at(10, 0), via: 'promote', by: 'mallory' },
+        { deploymentId: 'dep_2', since: at(10, 32, 30), via: 'rollback', by: 'Alice' },
+      ],
+    };
+    const audit = history(
+      switchEntries({
+        at: at(9, 0),
+        planId: 'p_first',
+        targetId: 'dep_2',
+        fromId: 'dep_3',
+        alert: { title: 'Checkout 5xx above 2%', source: 'alertmanager' },
+        confirmed: alice,
+        approved: bob,
+      }),
+      switchEntries({
+        at: at(10, 30),
+        planId: 'p_second',
+        targetId: 'dep_2',
+        fromId: 'dep_3',
+        asked: carol,
+        confirmed: alice,
+        approved: bob,
+      }),
+      expiredEntries({
+        at: at(10, 40),
+        action: 'promote',
+        planId: 'p_promote',
+        targetId: 'dep_6',
+        fromId: 'dep_2',
+        asked: bob,
+      }),
+      expiredEntries({
+        at: at(10, 45),
+        planId: 'p_back',
+        targetId: 'dep_1',
+        fromId: 'dep_2',
+        asked: alice,
+        confirmed: alice,
+      }),
+      // The same promote asked for again (the same state: the same plan id), still open.
+      openEntries({
+        at: at(11, 50),
+        action: 'promote',
+        planId: 'p_promote',
+        targetId: 'dep_6',
+        fromId: 'dep_2',
+        asked: bob,
+      }),
+      cancelledEntries({
+        at: at(11, 52),
+        planId: 'p_again',
+        targetId: 'dep_1',
+        fromId: 'dep_2',
+        asked: carol,
+        by: bob,
+      }),
+    );
+    return { s, audit };
+  };
+
+  it('lists the latest switches one line each (outcome, who asked, confirmed and approved, the alert), then the other requests', () => {
+    const { s, audit } = incident();
+    const v = deploymentsView(s, { routing: routingOf(s), audit, now: NOW });
+    expect(lines(v, 'Switches')).toEqual([
+      '2026-11-29 10:33 UTC · rollback dep_3 → dep_2 · succeeded · asked by Carol, confirmed by Alice, approved by Bob',
+      '2026-11-29 10:00 UTC · promote dep_2 → dep_3 · outside Switchyard, by mallory (as the platform records it)',
+      '2026-11-29 09:03 UTC · rollback dep_3 → dep_2 · succeeded · by Alice, approved by Bob · alert "Checkout 5xx above 2%"',
+      '2026-11-29 07:00 UTC to 2026-11-29 08:23 UTC · dep_2 → dep_3 went live in turn · 2 automatic deploys by the platform',
     ]);
+    const switches = blocksOf(v, 'list').find((l) => l.label.startsWith('Switches'));
+    expect(switches?.label).toBe('Switches');
+    expect(switches?.items.map((it) => it.state)).toEqual(['ok', undefined, 'ok', undefined]);
+    // An expiry names nobody (time ran out) and is never called a cancel.
+    expect(lines(v, 'Other requests')).toEqual([
+      '2026-11-29 11:54 UTC · rollback dep_2 → dep_1 · cancelled by Bob · asked by Carol',
+      '2026-11-29 11:50 UTC · promote dep_2 → dep_6 · waiting for confirmation · asked by Bob',
+      '2026-11-29 11:45 UTC · rollback dep_2 → dep_1 · expired waiting for approval · asked and confirmed by Alice',
+      '2026-11-29 11:40 UTC · promote dep_2 → dep_6 · expired: nobody confirmed it · asked by Bob',
+    ]);
+    // The job's long final message and the audit's sentences stay out of the lines.
+    expect(viewText(v)).not.toContain('final message');
+    expect(viewText(v)).not.toContain('nothing was changed');
+  });
+
+  it('keeps the latest switches in view however many entries each wrote, and says how many it shows', () => {
+    // (No live history: the switches alone.)
+    const s = { ...snapshot(), liveHistory: [] };
+    const audit = history(
+      ...Array.from({ length: 8 }, (_, k) =>
+        switchEntries({
+          at: NOW - (8 - k) * 10 * MIN,
+          planId: `p_${k}`,
+          targetId: 'dep_2',
+          fromId: 'dep_3',
+          asked: alice,
+          confirmed: alice,
+          approved: bob,
+        }),
+      ),
+      ...Array.from({ length: 10 }, (_, k) =>
+        expiredEntries({
+          at: NOW - (100 - k) * MIN,
+          planId: `x_${k}`,
+          targetId: 'dep_1',
+          fromId: 'dep_3',
+          asked: bob,
+        }),
+      ),
+    );
+    const v = deploymentsView(s, { routing: routingOf(s), audit, now: NOW });
+    const switches = blocksOf(v, 'list').find((l) => l.label.startsWith('Switches'));
+    // The window read is not the history's size: how many lines are shown, never a total.
+    expect(switches?.label).toBe('Switches (latest 5)');
+    expect(switches?.items.map((it) => plainText(it.spans).slice(0, 20))).toEqual(
+      [7, 6, 5, 4, 3].map((k) => formatTime(NOW - (8 - k) * 10 * MIN + 3 * MIN + 1000)),
+    );
+    expect(blocksOf(v, 'list').find((l) => l.label.startsWith('Other requests'))?.label).toBe(
+      'Other requests (latest 4)',
+    );
+    const fewer = deploymentsView(s, {
+      routing: routingOf(s),
+      audit,
+      now: NOW,
+      switchLimit: 2,
+      otherLimit: 1,
+    });
+    expect(lines(fewer, 'Switches')).toHaveLength(2);
+    expect(lines(fewer, 'Other requests')).toHaveLength(1);
+  });
+
+  it('lists refused clicks apart from the history, briefly: who was refused on what, and why in a few words', () => {
+    const { s, audit } = incident();
+    const mallory: Actor = { surface: 'slack', userId: 'U0MALLORY', displayName: 'Mallory' };
+    // What the refused person was told: addressed to them, with a YAML snippet for an operator.
+    const told =
+      'You may not roll back production: your Slack user id U0MALLORY is not on production\'s allow list. Ask someone who is.\nenvironments:\n  production:\n    allow:\n      slack:\n        users: ["U0MALLORY"]';
+    const refusals = [
+      refusedClick(NOW - 20_000, mallory, 'self_approval', 'Mallory cannot approve their own request: …'),
+      refusedClick(NOW - 10_000, mallory, 'forbidden', told),
+    ];
+    const v = deploymentsView(s, { routing: routingOf(s), audit, refusals, now: NOW });
+    expect(blocksOf(v, 'list').find((l) => l.label.startsWith('Refused clicks'))?.label).toBe(
+      'Refused clicks (latest 2)',
+    );
+    expect(lines(v, 'Refused clicks')).toEqual([
+      '2026-11-29 11:59 UTC · rollback to dep_2 · refused a click by Mallory: not allowed (forbidden)',
+      '2026-11-29 11:59 UTC · rollback to dep_2 · refused a click by Mallory: a second person must approve (self_approval)',
+    ]);
+    expect(viewText(v)).not.toContain('your Slack user id');
+    expect(viewText(v)).not.toContain('Ask someone who is');
+    expect(viewText(v)).not.toContain('environments:');
+    // They never take a line of the history.
+    expect(lines(v, 'Switches')).toHaveLength(4);
     // None: no block at all.
-    const quiet = deploymentsView(s, { routing: routingOf(s), audit: history, refusals: [], now: NOW });
+    const quiet = deploymentsView(s, { routing: routingOf(s), audit, refusals: [], now: NOW });
     expect(blocksOf(quiet, 'list').some((l) => l.label.startsWith('Refused clicks'))).toBe(false);
   });
 
@@ -1002,21 +1143,6 @@ describe('deploymentsView', () => {
       'No deployment of production among the newest deployments read; the platform has more.',
     );
     expect(viewText(none)).not.toContain('No deployments in production yet.');
-  });
-
-  it('counts recent activity only as the latest shown, never the read window as the history', () => {
-    const s = snapshot();
-    const entries: AuditEntryLike[] = Array.from({ length: 10 }, (_, k) => ({
-      at: NOW - (k + 1) * MIN,
-      event: 'requested',
-    }));
-    const label = (audit: readonly AuditEntryLike[]) =>
-      blocksOf(deploymentsView(s, { routing: [], audit, now: NOW }), 'list').find((l) =>
-        l.label.startsWith('Recent activity'),
-      )?.label;
-    // Ten read (Flow's window) of a history of any size: "latest 5", no "of 10".
-    expect(label(entries)).toBe('Recent activity (latest 5)');
-    expect(label(entries.slice(0, 5))).toBe('Recent activity');
   });
 
   it('explains a row whose id does not fit a button', () => {
@@ -1375,34 +1501,57 @@ describe('people are identified by their surface id, not by a display name anyon
     );
   });
 
-  it('/deployments: recent activity and the running switch mention who acted when the surface and id are known (Slack: where the renderer is asked for mentions, i.e. edits)', () => {
+  it('/deployments: the history and the running switch mention who acted when the surface and id are known (Slack: where the renderer is asked for mentions, i.e. edits)', () => {
     const s = snapshot();
     const v = deploymentsView(s, {
       routing: routingOf(s),
-      audit: [
-        { at: NOW - MIN, event: 'rollback', actor: partnerAlice, targetId: 'dep_2' },
-        { at: NOW - 2 * MIN, event: 'confirm', actor: mallory },
+      audit: history(
+        switchEntries({
+          at: NOW - 10 * MIN,
+          planId: 'p_1',
+          targetId: 'dep_2',
+          fromId: 'dep_3',
+          asked: partnerAlice,
+          confirmed: partnerAlice,
+          approved: mallory,
+          end: 'running',
+        }),
         // An entry with the display name alone (nothing else known) stays a name.
-        { at: NOW - 3 * MIN, event: 'cancel', actor: { displayName: 'dave' } },
-      ],
+        [
+          {
+            at: NOW - 30 * MIN,
+            environment: 'production',
+            action: 'rollback',
+            event: 'cancelled',
+            actor: { surface: 'slack', userId: '', displayName: 'dave' },
+          },
+        ],
+      ),
       now: NOW,
       activeJob: { action: 'rollback', targetId: 'dep_2', requestedBy: partnerAlice },
     });
     const text = slackText(v);
-    expect(text).toContain('*rollback* by <@U0PARTNERALICE> → `dep_2`');
-    expect(text).toContain('*confirm* by alice (on Discord)');
-    expect(text).toContain('*cancel* by dave');
+    expect(text).toContain('*running* · by <@U0PARTNERALICE>, approved by alice (on Discord)');
+    expect(text).toContain('*cancelled* by dave');
     expect(text).toContain('(requested by <@U0PARTNERALICE>)');
-    const activity = renderDiscord(v).embeds[0]?.fields?.find((f) => f.name.startsWith('Recent activity'));
-    expect(activity?.value).toContain('**confirm** by <@112233445566778899>');
+    const switches = renderDiscord(v).embeds[0]?.fields?.find((f) => f.name.startsWith('Switches'));
+    expect(switches?.value).toContain('approved by <@112233445566778899>');
   });
 
-  it('/deployments: the running switch and the activity name a Discord person with the username that differs', () => {
+  it('/deployments: the running switch and the history name a Discord person with the username that differs', () => {
     const s = snapshot();
     const impostor: Actor = { ...mallory, username: 'mallory' };
     const v = deploymentsView(s, {
       routing: routingOf(s),
-      audit: [{ at: NOW - MIN, event: 'confirm', actor: impostor }],
+      audit: switchEntries({
+        at: NOW - 5 * MIN,
+        planId: 'p_1',
+        targetId: 'dep_2',
+        fromId: 'dep_3',
+        asked: impostor,
+        confirmed: impostor,
+        end: 'queued',
+      }),
       now: NOW,
       activeJob: { action: 'rollback', targetId: 'dep_2', requestedBy: impostor },
     });
@@ -1410,8 +1559,8 @@ describe('people are identified by their surface id, not by a display name anyon
     expect(d?.description).toContain(
       '**is running** \\(requested by <@112233445566778899> \\(\\@mallory\\)\\)',
     );
-    expect(d?.fields?.find((f) => f.name.startsWith('Recent activity'))?.value).toContain(
-      '**confirm** by <@112233445566778899> \\(\\@mallory\\)',
+    expect(d?.fields?.find((f) => f.name.startsWith('Switches'))?.value).toContain(
+      '**queued** · by <@112233445566778899> \\(\\@mallory\\)',
     );
     expect(slackText(v)).toContain('(requested by alice (@mallory on Discord))');
   });
