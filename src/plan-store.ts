@@ -415,8 +415,9 @@ const NUMBER_FIELDS = new Set([
  * KEYS[1] record; KEYS[2] expiry index; ARGV[1] now; ARGV[2] key ttl ms; ARGV[3] '1' when an enqueued
  * record whose job has ended may be replaced (the same switch asked for again after it failed); ARGV[4]
  * expiresAt; ARGV[5] plan id; ARGV[6] '1' when the record may be one found unreadable: replaced while
- * its generation and revision are still ARGV[7] and ARGV[8] (as stored; '' when absent); ARGV[9..]
- * field, value pairs.
+ * its generation and revision are still ARGV[7] and ARGV[8] (as stored; '' when absent); ARGV[9]
+ * `targetFrom` of this request, or '': also set on a record joined (whoever asked for the plan by its
+ * environment makes its fresh plan find the newest deployment again); ARGV[10..] field, value pairs.
  */
 const CREATE_SCRIPT = `
 local state = redis.call('HGET', KEYS[1], 'state')
@@ -432,11 +433,12 @@ if state and not unreadable then
       redis.call('PEXPIRE', KEYS[1], ARGV[2])
       redis.call('ZADD', KEYS[2], ARGV[4], ARGV[5])
     end
+    if ARGV[9] ~= '' then redis.call('HSET', KEYS[1], 'targetFrom', ARGV[9]) end
     return {0, redis.call('HGETALL', KEYS[1])}
   end
 end
 redis.call('DEL', KEYS[1])
-redis.call('HSET', KEYS[1], unpack(ARGV, 9))
+redis.call('HSET', KEYS[1], unpack(ARGV, 10))
 redis.call('PEXPIRE', KEYS[1], ARGV[2])
 redis.call('ZADD', KEYS[2], ARGV[4], ARGV[5])
 return {1, redis.call('HGETALL', KEYS[1])}
@@ -936,6 +938,7 @@ export class PlanStore {
       input.replaceUnreadable === undefined ? '0' : '1',
       input.replaceUnreadable?.generation ?? '',
       input.replaceUnreadable?.revision ?? '',
+      input.targetFrom ?? '',
       ...fields,
     );
     const [created, hash] = this.scriptReply(raw, input.plan.id);

@@ -460,6 +460,22 @@ describe('Flow.replan of a promote', () => {
     expect(fresh.ok ? fresh.plan.target.id : fresh.refusal.code).toBe('target_is_current');
   });
 
+  it('asked for by its environment by someone joining a plan asked for by id, a fresh plan finds the newest again', async () => {
+    const x = await setup();
+    await switched(x, 'rollback', 'dep_3hd7xa');
+    const fix = await pushed(x);
+    const byId = planned(await x.flow.plan(alice, 'promote', fix));
+    const byEnv = planned(await x.flow.plan(bob, 'promote', 'production'));
+    expect(byEnv.plan.id).toBe(byId.plan.id);
+    expect(byEnv.created).toBe(false);
+    await switched(x, 'promote', fix);
+    await pushed(x);
+    expect(expectStatus(await x.flow.confirm(bob, byEnv.plan.id), 'stale').refusal.code).toBe('plan_stale');
+    // Bob asked for "production": his fresh plan must not move production back to the older fix.
+    const fresh = await x.flow.replan(bob, byEnv.plan.id);
+    expect(fresh.ok ? fresh.plan.target.id : fresh.refusal.code).toBe('target_is_current');
+  });
+
   it('asked for by a deployment id, a fresh plan keeps that deployment', async () => {
     const x = await setup();
     await switched(x, 'rollback', 'dep_3hd7xa');
