@@ -116,8 +116,9 @@ export interface SignalOptions {
   /** How long the graceful shutdown may take before the exit is forced (default 40 s). */
   readonly timeoutMs?: number;
   /**
-   * A repeat of the first signal within this long after it is taken as the same delivery, once
-   * (default NPM_REPEAT_WINDOW_MS when npm runs this process, else 0: see `npmForwardsSignals`).
+   * A repeat of a signal acted on (the first, the second that forces the exit) within this long after
+   * it is taken as the same delivery, once (default NPM_REPEAT_WINDOW_MS when npm runs this process,
+   * else 0: see `npmForwardsSignals`).
    */
   readonly repeatWindowMs?: number;
 }
@@ -156,8 +157,12 @@ export function handleSignals(opts: SignalOptions): SignalState {
   let forcing = false;
   let deadline: NodeJS.Timeout | undefined;
   const repeatWindowMs = opts.repeatWindowMs ?? (npmForwardsSignals() ? NPM_REPEAT_WINDOW_MS : 0);
-  let firstAt = 0;
-  let repeatTaken = false;
+  // The last signal acted on (the first, then the one forcing the exit): a repeat of it within the
+  // window is npm's copy of the same keypress, taken as that one, once per signal acted on.
+  let acted: { signal: NodeJS.Signals; at: number; repeatTaken: boolean } | undefined;
+  const actOn = (signal: NodeJS.Signals) => {
+    acted = { signal, at: performance.now(), repeatTaken: false };
+  };
   const exitCode = (signal: NodeJS.Signals) => 128 + (constants.signals[signal] ?? 0);
   const force = async (code: number) => {
     forcing = true;
@@ -169,21 +174,27 @@ export function handleSignals(opts: SignalOptions): SignalState {
     process.exit(code);
   };
   const onSignal = (signal: NodeJS.Signals) => {
+    if (
+      acted !== undefined &&
+      !acted.repeatTaken &&
+      signal === acted.signal &&
+      performance.now() - acted.at < repeatWindowMs
+    ) {
+      // npm's forwarded copy of the one the terminal sent (see npmForwardsSignals).
+      acted.repeatTaken = true;
+      logger.info(
+        { signal },
+        `${signal} again within ${repeatWindowMs} ms of the ${forcing ? 'second' : 'first'}: taken as the same one (npm passes on the signal it got too)${forcing ? '' : '; send it again to force the exit'}`,
+      );
+      return;
+    }
     if (forcing) {
       // Said, because what the cleanups were to stop (the private redis-server) may be left running.
       logger.warn({ signal }, 'forced shutdown: another signal; exiting without waiting for the cleanups');
       process.exit(exitCode(signal));
     }
     if (state.signal !== undefined) {
-      if (!repeatTaken && signal === state.signal && performance.now() - firstAt < repeatWindowMs) {
-        // npm's forwarded copy of the one the terminal sent (see npmForwardsSignals).
-        repeatTaken = true;
-        logger.info(
-          { signal },
-          `${signal} again within ${repeatWindowMs} ms of the first: taken as the same one (npm passes on the signal it got too); send it again to force the exit`,
-        );
-        return;
-      }
+      actOn(signal);
       logger.warn(
         { signal },
         'forced shutdown: second signal; exiting without waiting for the active switch',
@@ -192,7 +203,7 @@ export function handleSignals(opts: SignalOptions): SignalState {
       return;
     }
     state.signal = signal;
-    firstAt = performance.now();
+    actOn(signal);
     logger.info({ signal }, opts.message ?? 'shutting down');
     const timeoutMs = opts.timeoutMs ?? 40_000;
     deadline = setTimeout(() => {

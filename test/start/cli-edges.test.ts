@@ -84,6 +84,26 @@ describe('handleSignals: one Ctrl-C that npm passes on too', () => {
     expect(transcript(child)).toEqual(['ready', SHUTTING_DOWN, REPEAT, SECOND, 'forced cleanup']);
   });
 
+  it("the second press's repeat, while the forced cleanups run, is taken as that press: the cleanups are waited for", async () => {
+    const child = await signalled('never', '2000', '-', '60000');
+    signal(child, 'SIGINT'); // first press
+    await waitFor(child, /"msg":"shutting down"/);
+    signal(child, 'SIGINT'); // npm's copy of it
+    await waitFor(child, /taken as the same one/);
+    signal(child, 'SIGINT'); // second press: forced, after the cleanups (2 s)
+    await waitFor(child, /^forced cleanup$/m);
+    signal(child, 'SIGINT'); // npm's copy of the second press
+    expect(await child.exited).toBe(130);
+    expect(transcript(child)).toEqual([
+      'ready',
+      SHUTTING_DOWN,
+      REPEAT,
+      SECOND,
+      'forced cleanup',
+      'info: SIGINT again within 60000 ms of the second: taken as the same one (npm passes on the signal it got too)',
+    ]);
+  });
+
   it('another signal within the window is not a repeat: it forces the exit', async () => {
     const child = await signalled('never', 'quick', '-', '60000');
     signal(child, 'SIGINT');
