@@ -120,9 +120,7 @@ export interface WrittenEntries {
 }
 
 /** The newest entries of an environment as `AuditLog.recentWindow` reads them. */
-export interface AuditWindow {
-  /** Newest first, as `recent` gives them. */
-  readonly entries: AuditEntry[];
+export interface AuditWindow extends WrittenEntries {
   /** The read reached the oldest entry kept: `entries` is the whole history (the unreadable aside). */
   readonly complete: boolean;
 }
@@ -244,13 +242,15 @@ export class AuditLog {
   }
 
   /**
-   * `recent`, saying whether the read reached the stream's oldest entry (`complete`: fewer rows than
-   * asked for came back), so a reader knows whether what it read is the whole history kept. A row that
-   * no longer parses is skipped, as in `recent`, but counts as read.
+   * `recentWritten`, saying whether the read reached the stream's oldest entry (`complete`: fewer rows
+   * than asked for came back), so a reader knows whether what it read is the whole history kept. A row
+   * that no longer parses is skipped, as in `recent`, but counts as read. `/deployments` tells the
+   * moves Switchyard made from those it did not by the times Redis wrote the entries (see
+   * `recentWritten`).
    */
   async recentWindow(environment: string, limit = 20): Promise<AuditWindow> {
-    const rows = await this.redis.xrevrange(this.key(environment), '+', '-', 'COUNT', clampLimit(limit));
-    return { entries: parseRows(rows), complete: rows.length < clampLimit(limit) };
+    const read = await this.readWritten(environment, limit);
+    return { entries: read.entries, readAt: read.readAt, complete: read.rows < clampLimit(limit) };
   }
 
   /**
@@ -259,6 +259,12 @@ export class AuditLog {
    * (an entry's `at` is its writer's). The notices tell a Switchyard job's own traffic move by them.
    */
   async recentWritten(environment: string, limit = 20): Promise<WrittenEntries> {
+    const { entries, readAt } = await this.readWritten(environment, limit);
+    return { entries, readAt };
+  }
+
+  /** `recentWritten`, with how many rows the read returned (the unparseable included). */
+  private async readWritten(environment: string, limit: number): Promise<WrittenEntries & { rows: number }> {
     // One transaction, so Redis's time is read on the node that holds the stream (a cluster's nodes
     // each have their own clock: the stream's ids are stamped by that node's), with the entries.
     const res = await this.redis
@@ -278,7 +284,7 @@ export class AuditLog {
       const writtenAt = Number(id.split('-')[0]);
       if (entry !== undefined && Number.isSafeInteger(writtenAt)) entries.push({ entry, writtenAt });
     }
-    return { entries, readAt };
+    return { entries, readAt, rows: rows.length };
   }
 
   /** The newest `limit` parseable entries of stream `key`, newest first. */

@@ -463,6 +463,7 @@ export class ChatService {
           routing: out.routes,
           audit: out.recent,
           auditTruncated: out.recentTruncated,
+          ...(out.redisAheadMs === undefined ? {} : { redisAheadMs: out.redisAheadMs }),
           refusals: out.refusals,
           now: this.clock.now(),
           ...(out.active === undefined ? {} : { activeJob: out.active }),

@@ -108,19 +108,38 @@ export interface FlowQueue {
 /** One audit entry (`auditEntrySchema`, src/audit.ts). */
 export type FlowAuditEntry = AuditEntry;
 
+/** An entry of the `/deployments` history: with the time Redis wrote it, when the audit says. */
+export type HistoryEntry = FlowAuditEntry & { readonly writtenAt?: number };
+
+/** The `/deployments` history read (`Flow.historyWindow`). */
+interface HistoryWindow {
+  readonly entries: readonly HistoryEntry[];
+  readonly complete: boolean;
+  /** Redis's clock less Flow's at the read, when the entries say when Redis wrote them. */
+  readonly redisAheadMs?: number;
+}
+
 /** The part of `AuditLog` (src/audit.ts) Flow uses. */
 export interface FlowAudit {
   append(entry: FlowAuditEntry): Promise<unknown>;
   /** Most recent entries of an environment, newest first. */
   recent(environment: string, limit: number): Promise<readonly FlowAuditEntry[]>;
   /**
-   * `recent`, saying whether the read reached the oldest entry kept (`/deployments` judges moves
-   * outside Switchyard only as far back as it read); without it, a read that came back short is.
+   * `recent`, with the time Redis wrote each entry and Redis's time at the read (one clock for every
+   * writer: `/deployments` matches the platform's moves to switches on it, whatever the worker's clock
+   * says), saying whether the read reached the oldest entry kept (`/deployments` judges moves outside
+   * Switchyard only as far back as it read). Without it, entries are compared by their writers' times,
+   * and a read that came back short is the whole history.
    */
   recentWindow?(
     environment: string,
     limit: number,
-  ): Promise<{ readonly entries: readonly FlowAuditEntry[]; readonly complete: boolean }>;
+  ): Promise<{
+    readonly entries: readonly { readonly entry: FlowAuditEntry; readonly writtenAt: number }[];
+    /** Redis's time at the read, on the clock `writtenAt` is on. */
+    readonly readAt: number;
+    readonly complete: boolean;
+  }>;
   /**
    * Records a refused click once per person, plan generation and code within a window, apart from the
    * history; an audit log without it is given refusals with `append`.
@@ -262,9 +281,15 @@ export type DeploymentsOutcome =
       readonly snapshot: EnvironmentSnapshot;
       readonly routes: readonly Route[];
       /** The history (requested, approved, started, succeeded, failed, cancelled…), newest first. */
-      readonly recent: readonly FlowAuditEntry[];
+      readonly recent: readonly HistoryEntry[];
       /** `recent` filled the read (`recentAudit`): older entries may exist that were not read. */
       readonly recentTruncated: boolean;
+      /**
+       * How far Redis's clock was ahead of Flow's (negative: behind) when `recent` was read, when its
+       * entries say when Redis wrote them (`writtenAt`): a live history move's time plus this is its
+       * time on Redis's clock.
+       */
+      readonly redisAheadMs?: number;
       /** The newest refused clicks (a list of their own: they never take a history line). */
       readonly refusals: readonly FlowAuditEntry[];
       /** The switch waiting or running for this environment, when the queue can tell. */
@@ -1088,16 +1113,30 @@ export class Flow {
       routes,
       recent: history.entries,
       recentTruncated: !history.complete,
+      ...(history.redisAheadMs === undefined ? {} : { redisAheadMs: history.redisAheadMs }),
       refusals,
       active,
     };
   }
 
-  /** The newest `recentAudit` entries of an environment, and whether they are all it keeps. */
-  private async historyWindow(
-    environment: string,
-  ): Promise<{ readonly entries: readonly FlowAuditEntry[]; readonly complete: boolean }> {
-    if (this.audit.recentWindow !== undefined) return this.audit.recentWindow(environment, this.recentAudit);
+  /**
+   * The newest `recentAudit` entries of an environment, whether they are all it keeps, and (when the
+   * audit says when Redis wrote them) how far Redis's clock is from this process's.
+   */
+  private async historyWindow(environment: string): Promise<HistoryWindow> {
+    if (this.audit.recentWindow !== undefined) {
+      const read = await this.audit.recentWindow(environment, this.recentAudit);
+      // This process's time, read as Redis's came back: the local platform (in this process) stamps
+      // its live history with this clock, so a move's time plus the difference is on Redis's clock,
+      // the one the entries were written on (a platform with its own clock is taken as keeping time
+      // with this one, as the notices take it).
+      const now = this.clock.now();
+      return {
+        entries: read.entries.map(({ entry, writtenAt }) => ({ ...entry, writtenAt })),
+        complete: read.complete,
+        redisAheadMs: read.readAt - now,
+      };
+    }
     const entries = await this.audit.recent(environment, this.recentAudit);
     return { entries, complete: entries.length < this.recentAudit };
   }

@@ -179,7 +179,12 @@ function cardValue(card: DeploymentCard): string {
   return truncate(lines.join('\n'), DISCORD_LIMITS.fieldValue);
 }
 
-function listValue(items: readonly ListItem[], empty: string | undefined, maxItems: number): string {
+function listValue(
+  items: readonly ListItem[],
+  empty: string | undefined,
+  maxItems: number,
+  latest: boolean,
+): string {
   if (items.length === 0) return `*${escapeDiscord(empty ?? 'None.')}*`;
   return fitLines(
     items,
@@ -190,7 +195,8 @@ function listValue(items: readonly ListItem[], empty: string | undefined, maxIte
     {
       budget: DISCORD_LIMITS.fieldValue - 40,
       maxItems,
-      more: (rest, total) => `*…and ${rest} more (${total} in total)*`,
+      // (The latest lines of a history are not all of it: their count is no total.)
+      more: (rest, total) => (latest ? `*…and ${rest} more*` : `*…and ${rest} more (${total} in total)*`),
     },
   ).join('\n');
 }
@@ -257,7 +263,7 @@ function collect(view: MessageView, maxItems: number): EmbedParts {
       case 'list':
         parts.fields.push({
           name: truncate(escapeDiscord(block.label), DISCORD_LIMITS.fieldName),
-          value: listValue(block.items, block.empty, maxItems),
+          value: listValue(block.items, block.empty, maxItems, block.latest === true),
         });
         break;
       case 'steps':

@@ -14,6 +14,13 @@
  *
  * Nothing is guessed: a line names only the people the entries record (an expiry names nobody: time
  * ran out), and a move is said to be outside Switchyard only when the history read reaches back to it.
+ *
+ * A move is matched to a switch by time. An entry's `at` is its writer's clock (the worker's, for a
+ * switch's start), a move's `since` the platform's (the bot's own, for the local platform in the bot):
+ * a worker a minute and a half ahead would read as starting after the move it made, one two hours
+ * behind as starting before the hour that explains it. So when the audit says when Redis wrote each entry
+ * (`writtenAt`, one clock for every writer) and how far Redis's clock was from this process's at the
+ * read (`redisAheadMs`), moves and entries are compared on Redis's clock, as the notices compare them.
  */
 import type { LiveEntry, PlanAction } from '../domain/types.js';
 import { b, c, formatTime, type PersonLike, person, t, truncate } from './format.js';
@@ -23,6 +30,8 @@ import type { ListItem, Span } from './types.js';
 export interface AuditEntryLike {
   /** Unix ms, on the clock of the process that wrote it. */
   readonly at: number;
+  /** When Redis wrote it (its stream id's ms, on Redis's clock), when the audit says. */
+  readonly writtenAt?: number | undefined;
   readonly event: string;
   // (`| undefined`: zod's optional fields, as src/audit.ts parses them, may hold it.)
   readonly action?: PlanAction | undefined;
@@ -44,8 +53,10 @@ const COPY_DISMISSED = 'copy_dismissed';
 const PLAN_STALE = 'plan_stale';
 
 /**
- * How far apart the clocks of the platform (a live history entry's `since`) and of the worker (an
- * entry's `at`) may be for a move to still be the switch's own; the notices allow the same minute.
+ * How far the times compared may be off and still match: a move may read up to this long before the
+ * start of the switch that made it (or after its failure). On Redis's clock only a platform stamping
+ * with its own clock (a remote API) differs; on the writers' clocks, a worker's clock too. The notices
+ * allow the same minute.
  */
 const CLOCK_SKEW_MS = 60_000;
 /** How long before a move a switch's start may be and still explain it (the notices' window). */
@@ -79,6 +90,12 @@ export interface HistoryInput {
   readonly liveHistory: readonly LiveEntry[];
   /** The entries read are only the newest of a longer history (older ones were not read). */
   readonly auditTruncated: boolean;
+  /**
+   * How far Redis's clock was ahead of this process's (which the live history's times are taken to be
+   * on) when `audit` was read; with the entries' `writtenAt`, moves and entries are compared on
+   * Redis's clock. Undefined: on the entries' own times.
+   */
+  readonly redisAheadMs?: number | undefined;
   /** A refusal code's headline ("Not allowed"): refusalView's words. */
   readonly refusalTitle: (code: string) => string;
 }
@@ -130,9 +147,10 @@ function endsRequest(e: AuditEntryLike): boolean {
       // An approval that could not be queued leaves the plan open again.
       return e.code !== ENQUEUE_FAILED;
     case 'refused':
-      // The worker's refusal (a job's end), or a click that found the plan out of date (the plan is
-      // stale). Other refused clicks (an audit log without a refusals stream) change nothing.
-      return e.jobId !== undefined || e.code === PLAN_STALE;
+      // The worker's refusal (a job's end), or a click that found the plan out of date (Flow's
+      // markStale: the plan is stale, with the code of what changed, plan_stale or another, such as
+      // target_stopped). Refused clicks that change nothing go to their own stream.
+      return true;
     case 'cancelled':
       // A dismiss of one of the plan's messages leaves the plan open.
       return e.code !== COPY_DISMISSED;
@@ -200,7 +218,7 @@ function partsOf(r: Request): Parts {
         break;
       case 'refused':
         if (e.jobId !== undefined) end = e;
-        else if (e.code === PLAN_STALE) closed = e;
+        else closed = e;
         break;
       case 'cancelled':
         if (e.code !== COPY_DISMISSED) closed = e;
@@ -365,7 +383,7 @@ function switchLine(r: Request, p: Parts, refusalTitle: (code: string) => string
 }
 
 /** What became of a request that did not switch: "expired: nobody confirmed it", "cancelled by B"… */
-function otherOutcome(r: Request, p: Parts): Span[] {
+function otherOutcome(r: Request, p: Parts, refusalTitle: (code: string) => string): Span[] {
   const closed = p.closed;
   if (closed?.event === 'cancelled' && closed.code === EXPIRED) {
     // Nobody cancelled it: time ran out. What it was waiting for is what its entries say.
@@ -383,11 +401,16 @@ function otherOutcome(r: Request, p: Parts): Span[] {
     ];
   }
   if (closed !== undefined) {
-    // A click found the plan out of date (what was planned from changed): nothing moved.
+    // A click found the plan out of date (what was planned from changed): nothing moved. What changed
+    // is said by its headline unless it is the plain "plan out of date" (traffic moved since).
+    const why =
+      closed.code === undefined || closed.code === PLAN_STALE
+        ? ''
+        : `: ${lower(refusalTitle(closed.code))} (${closed.code})`;
     return [
       b('out of date'),
       ...(closed.actor === undefined ? [] : [t(' when '), person(closed.actor), t(' clicked')]),
-      t(', nothing changed'),
+      t(`${why}, nothing changed`),
     ];
   }
   if (r.superseded) return [b('replaced'), t(' by a later request for the same switch')];
@@ -405,7 +428,7 @@ function withoutCloser(people: People, closed: AuditEntryLike | undefined): Peop
   return rest;
 }
 
-function otherLine(r: Request, p: Parts): Line {
+function otherLine(r: Request, p: Parts, refusalTitle: (code: string) => string): Line {
   const what = subject(r, p);
   const when = t(`${formatTime(p.last.at)} · `);
   if (what.action === undefined || what.targetId === undefined) {
@@ -430,7 +453,7 @@ function otherLine(r: Request, p: Parts): Line {
         when,
         ...whatSpans(what),
         t(' · '),
-        ...otherOutcome(r, p),
+        ...otherOutcome(r, p, refusalTitle),
         ...peopleSpans(
           withoutCloser(peopleOf(p, p.approval !== undefined && !p.approvalUndone), p.closed),
           false,
@@ -445,22 +468,55 @@ function otherLine(r: Request, p: Parts): Line {
 interface Run {
   readonly action: PlanAction;
   readonly targetId: string;
+  /** When its `started` entries were written (see `Clocks`). */
   readonly starts: readonly number[];
+  /**
+   * Its start was not read (older than the history read), only its end: it started at or before this
+   * time, the oldest entry read.
+   */
+  readonly startedBy?: number;
   readonly end?: AuditEntryLike;
   claimed: boolean;
 }
 
-function runsOf(requests: readonly Request[]): Run[] {
+/** The times moves and entries are compared on: both on Redis's clock, or as their writers stamped them. */
+interface Clocks {
+  /** When an entry was written. */
+  readonly written: (e: AuditEntryLike) => number;
+  /** When a move of the live history was made, on the entries' clock. */
+  readonly moved: (move: LiveEntry) => number;
+}
+
+function clocksOf(redisAheadMs: number | undefined): Clocks {
+  if (redisAheadMs === undefined) return { written: (e) => e.at, moved: (move) => move.since };
+  return {
+    // (An entry the audit gave no time for: its writer's clock taken as this process's.)
+    written: (e) => e.writtenAt ?? e.at + redisAheadMs,
+    moved: (move) => move.since + redisAheadMs,
+  };
+}
+
+/**
+ * The runs of the switches read. With a read cut short (`oldest`: its oldest entry's time), a request
+ * of which only the end was read (the read stopped between its start and its end) is a run too,
+ * started by `oldest`: else the move it made, inside the span the read covers, would be judged with
+ * nothing to explain it.
+ */
+function runsOf(requests: readonly Request[], clocks: Clocks, oldest: number | undefined): Run[] {
   const runs: Run[] = [];
   for (const r of requests) {
-    const starts = r.entries.filter((e) => e.event === 'started').map((e) => e.at);
-    const first = r.entries.find((e) => e.event === 'started');
-    if (first?.action === undefined || first.targetId === undefined) continue;
+    const started = r.entries.filter((e) => e.event === 'started');
     const end = partsOf(r).end;
+    // (A request's entries before its start, the request and the approval, were written before it:
+    // an end that is the first entry of its request read had its start, if any, before the read.)
+    const endOnly = oldest !== undefined && end !== undefined && r.entries[0] === end;
+    const first = started[0] ?? (endOnly ? end : undefined);
+    if (first?.action === undefined || first.targetId === undefined) continue;
     runs.push({
       action: first.action,
       targetId: first.targetId,
-      starts,
+      starts: started.map(clocks.written),
+      ...(started.length === 0 && endOnly ? { startedBy: oldest } : {}),
       ...(end === undefined ? {} : { end }),
       claimed: false,
     });
@@ -471,21 +527,24 @@ function runsOf(requests: readonly Request[]): Run[] {
 /**
  * The moves of the platform's live history that Switchyard did not make, as lines: a rollback or
  * promote is Switchyard's when one of its switches to that target, with the same action, started
- * within the hour before it (or a minute after: clocks differ) and did not end refused (it never
- * asked the platform) nor failed before it; each switch explains one move, the nearest. A move to the
- * target of a switch that had failed before it is the platform completing what Switchyard reported
- * failed (or someone doing it by hand): said so. An automatic deploy is the platform's.
+ * within the hour before it (or a minute after: see `CLOCK_SKEW_MS`) and did not end refused (it
+ * never asked the platform) nor failed before it; each switch explains one move, the nearest. A move
+ * to the target of a switch that had failed before it is the platform completing what Switchyard
+ * reported failed (or someone doing it by hand): said so. An automatic deploy is the platform's.
+ * Moves are compared on `clocks`, and shown at the platform's time.
  */
 function liveLines(
   liveHistory: readonly LiveEntry[],
   runs: readonly Run[],
+  clocks: Clocks,
   judgeFrom: number | undefined,
 ): Line[] {
   const lines: Line[] = [];
   liveHistory.forEach((move, k) => {
     const from = liveHistory[k - 1]?.deploymentId;
+    const at = clocks.moved(move);
     // Older than the history read: whether Switchyard made it cannot be told.
-    if (judgeFrom !== undefined && move.since < judgeFrom) return;
+    if (judgeFrom !== undefined && at < judgeFrom) return;
     const when = `${formatTime(move.since)} · `;
     if (move.via === 'deploy') {
       lines.push({
@@ -495,25 +554,30 @@ function liveLines(
       });
       return;
     }
+    // (A run whose start was not read started by `startedBy`, at any time before: it may have
+    // started within the hour before the move unless `startedBy` is older, and as near as just before.)
     const candidates = runs.filter(
       (run) =>
         !run.claimed &&
         run.action === move.via &&
         run.targetId === move.deploymentId &&
         run.end?.event !== 'refused' &&
-        run.starts.some((s) => s >= move.since - EXPLAIN_WINDOW_MS && s <= move.since + CLOCK_SKEW_MS),
+        (run.starts.some((s) => s >= at - EXPLAIN_WINDOW_MS && s <= at + CLOCK_SKEW_MS) ||
+          (run.startedBy !== undefined && run.startedBy >= at - EXPLAIN_WINDOW_MS)),
     );
     const distance = (run: Run) =>
       Math.min(
-        ...run.starts.map((s) => (s <= move.since ? move.since - s : EXPLAIN_WINDOW_MS + s - move.since)),
+        ...run.starts.map((s) => (s <= at ? at - s : EXPLAIN_WINDOW_MS + s - at)),
+        ...(run.startedBy === undefined ? [] : [Math.max(0, at - run.startedBy)]),
       );
-    const failedBefore = (run: Run) => run.end?.event === 'failed' && run.end.at + CLOCK_SKEW_MS < move.since;
+    const endAt = (run: Run) => (run.end === undefined ? Number.NaN : clocks.written(run.end));
+    const failedBefore = (run: Run) => run.end?.event === 'failed' && endAt(run) + CLOCK_SKEW_MS < at;
     const own = candidates.filter((run) => !failedBefore(run)).sort((a, z) => distance(a) - distance(z))[0];
     if (own !== undefined) {
       own.claimed = true;
       return;
     }
-    const late = candidates.filter(failedBefore).sort((a, z) => (z.end?.at ?? 0) - (a.end?.at ?? 0))[0];
+    const late = candidates.filter(failedBefore).sort((a, z) => endAt(z) - endAt(a))[0];
     if (late !== undefined) late.claimed = true;
     const by =
       move.by === undefined
@@ -572,7 +636,8 @@ function joinDeploys(lines: readonly Line[]): ListItem[] {
 
 /**
  * The switch lines (with the moves outside Switchyard) and the other requests' lines, newest first.
- * Lines are placed by their times: an entry's (its writer's clock) and a move's (the platform's).
+ * Lines are placed by the times they show: an entry's (its writer's clock) and a move's (the
+ * platform's); moves are matched to switches on one clock (see `Clocks`).
  */
 export function historyLists(input: HistoryInput): HistoryLists {
   const requests = requestsOf(input.audit);
@@ -583,15 +648,18 @@ export function historyLists(input: HistoryInput): HistoryLists {
     // (An entry of no switch this version knows, without action and target, is listed as it is.)
     const known = r.entries.some((e) => e.action !== undefined && e.targetId !== undefined);
     if (known && isSwitch(p)) switches.push(switchLine(r, p, input.refusalTitle));
-    else others.push(otherLine(r, p));
+    else others.push(otherLine(r, p, input.refusalTitle));
   }
+  const clocks = clocksOf(input.redisAheadMs);
   // The history read reaches back to its oldest entry (all of it when it was read whole).
-  const oldest = input.audit.reduce<number | undefined>(
-    (m, e) => (m === undefined || e.at < m ? e.at : m),
-    undefined,
-  );
+  const oldest = input.auditTruncated
+    ? input.audit.reduce<number | undefined>((m, e) => {
+        const at = clocks.written(e);
+        return m === undefined || at < m ? at : m;
+      }, undefined)
+    : undefined;
   const judgeFrom = input.auditTruncated ? (oldest ?? Number.POSITIVE_INFINITY) - CLOCK_SKEW_MS : undefined;
-  const moves = liveLines(input.liveHistory, runsOf(requests), judgeFrom);
+  const moves = liveLines(input.liveHistory, runsOf(requests, clocks, oldest), clocks, judgeFrom);
   const byTime = (a: Line, z: Line) => z.at - a.at;
   return {
     switches: joinDeploys([...switches, ...moves].sort(byTime)),

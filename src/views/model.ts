@@ -152,6 +152,13 @@ export interface DeploymentsViewOptions {
    */
   readonly auditTruncated?: boolean;
   /**
+   * How far Redis's clock was ahead of this process's (negative: behind) when `audit` was read, when
+   * its entries say when Redis wrote them (`writtenAt`): the platform's moves are then told from
+   * Switchyard's switches on Redis's clock, one for every writer, whatever a worker's clock says.
+   * Without it, by the entries' own times (their writers' clocks).
+   */
+  readonly redisAheadMs?: number;
+  /**
    * The newest refused clicks, listed apart from the history (`audit`): anyone who sees a message can
    * press its buttons, and their refusals must never take the lines that say who rolled back.
    */
@@ -435,10 +442,10 @@ export function confirmationView(plan: Plan, ctx: ConfirmationContext): MessageV
   const blocks: ViewBlock[] = [];
   if (ctx.alert !== undefined) blocks.push(...alertBlocks(plan, ctx.alert, ctx.state));
 
-  // A stale or expired plan can no longer run, and what it read may no longer hold (traffic moved,
-  // automatic deploys resumed since): its lines about the environment's state say they are as of the
-  // plan, and those about what it would do go. The cards keep their labels and as-of line below.
-  const closed = ctx.state === 'stale' || ctx.state === 'expired';
+  // A cancelled, stale or expired plan can no longer run, and what it read may no longer hold (traffic
+  // moved, automatic deploys resumed since): its lines about the environment's state say they are as
+  // of the plan, and those about what it would do go. The cards keep their labels and as-of line below.
+  const closed = ctx.state === 'cancelled' || ctx.state === 'stale' || ctx.state === 'expired';
 
   if (plan.rolledBack && closed) {
     blocks.push({
@@ -1176,11 +1183,18 @@ export function deploymentsView(snapshot: EnvironmentSnapshot, opts: Deployments
     audit: opts.audit,
     liveHistory: snapshot.liveHistory,
     auditTruncated: truncatedAudit,
+    ...(opts.redisAheadMs === undefined ? {} : { redisAheadMs: opts.redisAheadMs }),
     refusalTitle: headline,
   });
   const latest = (label: string, items: readonly ListItem[], max: number) => {
     const shown = items.slice(0, Math.max(0, max));
-    return { label: items.length > shown.length ? `${label} (latest ${shown.length})` : label, items: shown };
+    const cut = items.length > shown.length;
+    // (`latest`: a renderer collapsing them says "…and N more", never their count as a total.)
+    return {
+      label: cut ? `${label} (latest ${shown.length})` : label,
+      items: shown,
+      ...(cut || truncatedAudit ? { latest: true } : {}),
+    };
   };
   blocks.push({
     type: 'list',
@@ -1200,6 +1214,7 @@ export function deploymentsView(snapshot: EnvironmentSnapshot, opts: Deployments
       type: 'list',
       label: `Refused clicks (latest ${refusals.length})`,
       items: refusals.map((e) => refusedClickItem(e, headline)),
+      latest: true,
       empty: '',
     });
   }

@@ -150,6 +150,11 @@ export type ViewBlock =
       readonly items: readonly ListItem[];
       /** Shown when the list is empty. */
       readonly empty?: string;
+      /**
+       * The items are the latest of a history read in part ("latest N"): a collapse says how many
+       * more, never their count as a total.
+       */
+      readonly latest?: boolean;
     }
   | { readonly type: 'steps'; readonly steps: readonly StepView[] }
   | {

@@ -198,7 +198,9 @@ describe('/deployments after an incident', () => {
       environments: {
         production: { twoPersonRule: true, allow: { slack: { users: ['U0ALICE', 'U0BOB'] } } },
       },
-      ttlMs: 60_000,
+      // (Short: the test moves the bot's clock by hand while Redis's, which the history matches moves
+      // on, runs on; hosts' clocks keep pace, so these jumps must stay well within its minute.)
+      ttlMs: 10_000,
     });
     const x = h;
     x.clock.set(Date.now());
@@ -230,7 +232,7 @@ describe('/deployments after an incident', () => {
     const back = await x.flow.plan(alice, 'rollback', 'production', 'dep_2mc5ty');
     if (!back.ok) throw new Error(back.refusal.message);
     expect((await x.flow.confirm(alice, back.plan.id)).status).toBe('awaiting_approval');
-    await x.clock.advance(61_000);
+    await x.clock.advance(11_000);
     const other = await x.flow.plan(bob, 'rollback', 'production', 'dep_1ab3cd');
     if (!other.ok) throw new Error(other.refusal.message);
     expect((await x.flow.cancel(bob, other.plan.id)).status).toBe('cancelled');
@@ -263,4 +265,39 @@ describe('/deployments after an incident', () => {
       'resume automatic deploys on dep_3hd7xa · refused a click by Carol: not allowed (forbidden)',
     ]);
   });
+
+  it.each([
+    { workerAheadMs: 90_000, redisAheadMs: 0, clocks: 'a worker 90 s ahead' },
+    { workerAheadMs: -2 * 3_600_000, redisAheadMs: 0, clocks: 'a worker 2 h behind' },
+    // (The bot's and the worker's clocks agree: this pins the move's time being put on Redis's clock.)
+    { workerAheadMs: 0, redisAheadMs: 3 * 3_600_000, clocks: "Redis's clock 3 h ahead of every other" },
+  ])(
+    "does not call Switchyard's own rollback a move outside it ($clocks)",
+    async ({ workerAheadMs, redisAheadMs }) => {
+      h = await createHarness();
+      const x = h;
+      // The bot's clock (the local platform's too) against Redis's real one.
+      x.clock.set(Date.now() - redisAheadMs);
+      const reporter = new RecordingReporter();
+      const workerClock: Clock = {
+        now: () => x.clock.now() + workerAheadMs,
+        sleep: (ms, signal) => x.clock.sleep(ms, signal),
+      };
+      worker = await startWorker(x, x.platform, reporter, workerClock);
+      const planned = await x.flow.plan(alice, 'rollback', 'production');
+      if (!planned.ok) throw new Error(planned.refusal.message);
+      await x.flow.attachMessage(planned.plan.id, msg);
+      expect((await x.flow.confirm(alice, planned.plan.id)).status).toBe('enqueued');
+      expect((await toEnd(x, reporter, 0)).outcome).toBe('succeeded');
+
+      const reply = await new ChatService({ flow: x.flow, clock: x.clock }).command(alice, 'deployments', [
+        'production',
+      ]);
+      const switches = reply.view.blocks.flatMap((b) =>
+        b.type === 'list' && b.label.startsWith('Switches') ? b.items.map((it) => plainText(it.spans)) : [],
+      );
+      expect(switches.join('\n')).not.toContain('outside Switchyard');
+      expect(switches[0]).toMatch(/ UTC · rollback dep_4kq9wz → dep_3hd7xa · succeeded · by Alice$/);
+    },
+  );
 });

@@ -1693,12 +1693,22 @@ describe('Flow.deployments', () => {
     // Four read, as many as asked for: older ones may exist that were not read.
     expect(whole.recent.map((e) => e.message)).toEqual(['entry 3', 'entry 2', 'entry 1', 'entry 0']);
     expect(whole.recentTruncated).toBe(true);
+    // With when Redis wrote each (its stream id), and how far Redis's clock is from Flow's (the
+    // harness's clock stands still at its own date; Redis keeps the real time).
+    const ids = await x.redis.xrevrange(x.audit.key('production'), '+', '-');
+    expect(whole.recent.map((e) => e.writtenAt)).toEqual(ids.map(([id]) => Number(id.split('-')[0])));
+    expect(whole.redisAheadMs).toBeGreaterThanOrEqual(Date.now() - 60_000 - x.clock.now());
+    expect(whole.redisAheadMs).toBeLessThanOrEqual(Date.now() + 60_000 - x.clock.now());
     const short = await new Flow({ ...flowParts(x), recentAudit: 5 }).deployments('production');
     expect(short.ok && short.recentTruncated).toBe(false);
     // An audit log without `recentWindow`: a read that came back short is the whole history.
     const plain = { append: x.audit.append.bind(x.audit), recent: x.audit.recent.bind(x.audit) };
     const old = await new Flow({ ...flowParts(x), audit: plain, recentAudit: 5 }).deployments('production');
     expect(old.ok && old.recentTruncated).toBe(false);
+    // (Nor does it say when Redis wrote the entries: they are compared by their writers' times.)
+    if (!old.ok) throw new Error(old.refusal.message);
+    expect(old.redisAheadMs).toBeUndefined();
+    expect(old.recent.map((e) => e.writtenAt)).toEqual([undefined, undefined, undefined, undefined]);
     const full = await new Flow({ ...flowParts(x), audit: plain, recentAudit: 4 }).deployments('production');
     expect(full.ok && full.recentTruncated).toBe(true);
   });
@@ -1732,6 +1742,30 @@ describe('Flow.deployments', () => {
     expect(await switches(4)).toContainEqual(outside);
     // Its three newest entries only, all later than the move: whose it was cannot be told.
     expect(await switches(3)).not.toContainEqual(outside);
+  });
+
+  it('a plan made stale by a change other than traffic moving (its target stopped) is listed as out of date, not waiting for confirmation', async () => {
+    // Flow's markStale records the click with the refusal's own code (target_stopped), not plan_stale.
+    const x = await setup();
+    const o = planned(await x.flow.plan(alice, 'rollback', 'production', 'dep_2mc5ty'));
+    await x.platform.stop('dep_2mc5ty');
+    const s = expectStatus(await x.flow.confirm(bob, o.plan.id), 'stale');
+    expect(s.refusal.code).toBe('target_stopped');
+    expect((await x.flow.get(o.plan.id))?.state).toBe(PlanState.stale);
+
+    const reply = await new ChatService({ flow: x.flow, clock: x.clock }).command(alice, 'deployments', [
+      'production',
+    ]);
+    const others = reply.view.blocks.flatMap((b) =>
+      b.type === 'list' && b.label.startsWith('Other requests')
+        ? b.items.map((it) => plainText(it.spans))
+        : [],
+    );
+    expect(others).toEqual([
+      expect.stringMatching(
+        / UTC · rollback dep_4kq9wz → dep_2mc5ty · out of date when Bob clicked: target stopped \(target_stopped\), nothing changed · asked by Alice$/,
+      ),
+    ]);
   });
 
   it('/deployments reads at most five plans for expiry, the newest (the sweep expires any plan past its time)', async () => {

@@ -169,6 +169,34 @@ describe('renderDiscord', () => {
     );
   });
 
+  it('a Switches field that cannot hold its five latest lines (Vercel-length ids) says how many more of them, never a total', () => {
+    // Seven switches read, five kept by the view ("latest 5"): "(5 in total)" under them said five
+    // were all there was.
+    const alice = { surface: 'discord', userId: '112233445566778899', displayName: 'alice' } as const;
+    const bob = { surface: 'discord', userId: '998877665544332211', displayName: 'bob' } as const;
+    const s = snapshot({ rolledBack: true });
+    const audit = history(
+      ...Array.from({ length: 7 }, (_, k) =>
+        switchEntries({
+          at: NOW - (k + 1) * 20 * MIN,
+          planId: `p_${k}`,
+          targetId: 'dpl_8Ew6JzpGQFm3rQZb9T1k2v5nXyHc',
+          fromId: 'dpl_3Lq7WmN2pRt5Xv8Yb1Cd4Fg6Hj9K',
+          alert: { title: 'High error rate on checkout (5xx > 2%)', source: 'alertmanager' },
+          confirmed: alice,
+          approved: bob,
+        }),
+      ),
+    );
+    const v = deploymentsView({ ...s, liveHistory: [] }, { routing: routingOf(s), audit, now: NOW });
+    const msg = assertValid(discordMessageSchema, renderDiscord(v), 'discord message');
+    const field = msg.embeds[0]?.fields?.find((f) => f.name.startsWith('Switches'));
+    expect(field?.name).toBe('Switches \\(latest 5\\)');
+    const lines = field?.value.split('\n') ?? [];
+    expect(lines.length).toBeLessThan(6);
+    expect(lines[lines.length - 1]).toBe(`*…and ${6 - lines.length} more*`);
+  });
+
   it('maps button styles and keeps custom ids', () => {
     const p = plan('rollback');
     const msg = renderDiscord(confirmationView(p, { state: 'pending', now: NOW }));

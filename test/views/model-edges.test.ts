@@ -116,13 +116,14 @@ describe('confirmationView', () => {
     expect(viewText(v)).not.toContain('waiting for approval');
   });
 
-  it('a stale or expired plan says the rolled-back state it read was so when it was made, not that it holds now', () => {
+  it('a cancelled, stale or expired plan says the rolled-back state it read was so when it was made, not that it holds now', () => {
     // model.ts confirmationView(): the rolled-back banner, the older/newer line and the promote line
-    // read as current on a plan overtaken since (automatic deploys resumed, traffic moved).
+    // read as current on a plan overtaken since (automatic deploys resumed, traffic moved); a
+    // cancelled plan can no longer run either.
     const promote = plan('promote', { rolledBack: true });
     const rollback = plan('rollback', { rolledBack: true, target: 'dep_6' });
     const resume = plan('promote', { rolledBack: true, target: 'dep_2' });
-    for (const state of ['stale', 'expired'] as const) {
+    for (const state of ['cancelled', 'stale', 'expired'] as const) {
       const staleReason = 'production changed since this plan was made: dep_2 was promoted since.';
       const p = viewText(confirmationView(promote, { state, now: NOW, staleReason }));
       expect(p).toContain('When this plan was made, production was rolled back (to dep_2).');
@@ -137,6 +138,10 @@ describe('confirmationView', () => {
         'dep_6 was pushed after dep_2, the deployment live when this plan was made: this rollback would have moved production to a newer deployment.',
       );
       expect(r).not.toContain('live now');
+      const older = viewText(confirmationView(plan('promote', { target: 'dep_2' }), { state, now: NOW }));
+      expect(older).toContain(
+        'dep_2 was pushed before dep_3, the deployment live when this plan was made: this promote would have moved production to an older deployment.',
+      );
       const s = viewText(confirmationView(resume, { state, now: NOW, staleReason }));
       expect(s).toContain('No domain would move: dep_2 served production when this plan was made.');
       expect(s).not.toContain('already serves');
@@ -443,6 +448,17 @@ describe('deploymentsView', () => {
             message: 'Traffic moved…',
           },
         ],
+        // Out of date for another reason than traffic moving: said by its headline.
+        [
+          ...openEntries({ at: NOW - 9 * MIN, planId: 'p_stopped', ...base, asked: bob }),
+          {
+            ...expiry(NOW - 7 * MIN, 'p_stopped'),
+            event: 'refused',
+            actor: alice,
+            code: 'target_stopped',
+            message: 'dep_2 is stopped…',
+          },
+        ],
         // A dismiss of one message of a plan leaves the plan open.
         [
           ...openEntries({ at: NOW - 6 * MIN, planId: 'p_copy', ...base, asked: bob }),
@@ -471,6 +487,7 @@ describe('deploymentsView', () => {
     expect(lines(v, 'Other requests')).toEqual([
       `${formatTime(NOW - 4 * MIN)} · failed by carol`,
       `${formatTime(NOW - 5 * MIN)} · rollback dep_3 → dep_2 · waiting for confirmation · asked by Bob`,
+      `${formatTime(NOW - 7 * MIN)} · rollback dep_3 → dep_2 · out of date when Alice clicked: target stopped (target_stopped), nothing changed · asked by Bob`,
       `${formatTime(NOW - 8 * MIN)} · rollback dep_3 → dep_2 · out of date when Alice clicked, nothing changed · asked by Bob`,
       `${formatTime(NOW - 10 * MIN)} · rollback dep_3 → dep_2 · dismissed by Bob · alert "Errors"`,
       `${formatTime(NOW - 14 * MIN)} · rollback dep_3 → dep_2 · not queued (enqueue_failed): open again · asked by Alice`,
@@ -548,6 +565,54 @@ describe('deploymentsView', () => {
       items: [],
       empty: 'No switch among the newest history entries read.',
     });
+  });
+
+  it("on Redis's clock, when the audit says when Redis wrote its entries, a worker's clock does not move its switch", () => {
+    // Redis's clock 5 s ahead of this process's (which the platform's moves are on); the worker's
+    // entries are stamped with its own clock, `workerAheadMs` off.
+    const redisAheadMs = 5_000;
+    const onRedis = { redisAheadMs };
+    const written = (entries: readonly AuditEntry[], workerAheadMs: number) =>
+      entries.map((e) => ({
+        ...e,
+        writtenAt: e.at + redisAheadMs,
+        ...(e.event === 'started' || e.event === 'succeeded' ? { at: e.at + workerAheadMs } : {}),
+      }));
+    const started = NOW - 30 * MIN + 1000;
+    // The platform moved traffic 20 s after the worker started: a worker 90 s ahead read as starting
+    // after it, one 2 h behind as starting before the hour that explains it.
+    for (const workerAheadMs of [90_000, -2 * HOUR]) {
+      const v = viewOf(
+        [live, movedTo(started + 20_000, 'Alice')],
+        written(rollback(NOW - 31 * MIN, 'p_1'), workerAheadMs),
+        onRedis,
+      );
+      expect(lines(v, 'Switches')?.[0]).toBe(
+        `${formatTime(NOW - 29 * MIN + 1000 + workerAheadMs)} · rollback dep_3 → dep_2 · succeeded · by Alice`,
+      );
+      expect(lines(v, 'Switches')?.join('\n')).not.toContain('outside Switchyard');
+    }
+    // A move 9 minutes before the switch started was someone else's, though a worker 10 minutes behind
+    // stamped its start before it.
+    const before = viewOf(
+      [live, movedTo(started - 9 * MIN, 'eve')],
+      written(rollback(NOW - 31 * MIN, 'p_1'), -10 * MIN),
+      onRedis,
+    );
+    expect(lines(before, 'Switches')).toContain(
+      `${formatTime(started - 9 * MIN)} · rollback dep_3 → dep_2 · outside Switchyard, by eve (as the platform records it)`,
+    );
+  });
+
+  it("a read cut short between a switch's start and its end still counts the move it made as its own", () => {
+    const audit = rollback(NOW - 31 * MIN, 'p_1');
+    const started = NOW - 30 * MIN + 1000;
+    // The platform moved traffic 20 s after the worker started; the worker's end, 40 s later, is the
+    // oldest entry read: the move is within the span the read covers, its start is not.
+    const v = viewOf([live, movedTo(started + 20_000, 'Alice')], audit.slice(0, 1), { auditTruncated: true });
+    expect(lines(v, 'Switches')).toEqual([
+      `${formatTime(NOW - 29 * MIN + 1000)} · rollback dep_3 → dep_2 · succeeded · by Alice`,
+    ]);
   });
 
   it('consecutive automatic deploys share one line naming the first and the last', () => {
