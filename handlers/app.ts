@@ -317,9 +317,17 @@ export async function startSwitchyard(
       onPlanClosed: (planId) => alertService?.refreshSuggestions(planId),
       onPlanAwaitingApproval: (planId) => alertService?.refreshSuggestions(planId),
     });
-    const http = new HttpServer((e, req) =>
-      logger.error({ err: e, method: req.method, url: req.url }, 'request failed'),
-    );
+    const http = new HttpServer((e, req) => {
+      // Redis down or not answering is an outage the Redis connections report (once, not per request):
+      // each refused request is a WARN line with the reason, not an ERROR with a stack trace.
+      const unreachable = redisUnavailable(e);
+      if (unreachable)
+        logger.warn(
+          { method: req.method, url: req.url, reason: (e as Error).message },
+          `request refused: ${unreachable.message}`,
+        );
+      else logger.error({ err: e, method: req.method, url: req.url }, 'request failed');
+    });
 
     // Surfaces
     const reporters: Partial<Record<Surface, Reporter>> = {};

@@ -221,6 +221,38 @@ export function logReporter(logger: Logger): Reporter {
   };
 }
 
+/** Jobs a chat-less worker remembers having warned about (the oldest is forgotten first). */
+const MAX_WARNED_JOBS = 10_000;
+
+/**
+ * The reporter of a worker run without chat reporters (`jobs/worker-main.ts` itself): logs each state
+ * (`logReporter`), and warns once per job whose Slack or Discord messages it cannot edit, counting it
+ * in `switchyard_progress_unreported_total`. Only the worker running a job edits those messages, so
+ * they would stay on "confirmed, starting" while traffic moved, without a word. Console messages are
+ * edited by their bot process from published progress.
+ */
+export function chatlessReporter(logger: Logger, metrics?: Pick<Metrics, 'progressUnreported'>): Reporter {
+  const log = logReporter(logger);
+  const warned = new Set<string>();
+  return {
+    async report(progress, messages) {
+      await log.report(progress, messages);
+      for (const surface of new Set(messages.map((m) => m.surface))) {
+        if (surface === 'console') continue;
+        const key = `${surface}|${progress.jobId}`;
+        if (warned.has(key)) continue;
+        warned.add(key);
+        if (warned.size > MAX_WARNED_JOBS) warned.delete(warned.values().next().value as string);
+        metrics?.progressUnreported.inc({ surface });
+        logger.warn(
+          { surface, jobId: progress.jobId, planId: progress.planId },
+          `this worker cannot edit the ${surface} messages of job ${progress.jobId}: jobs/worker-main.ts runs without chat reporters, so they stay on their last view. Run workers with npm run worker (handlers/worker.ts) and ${surface === 'slack' ? 'SLACK_BOT_TOKEN' : 'DISCORD_TOKEN'}`,
+        );
+      }
+    },
+  };
+}
+
 /** Overrides for `runWorker` (defaults: config from env vars, platform from config, log reporter). */
 export interface RunWorkerOptions {
   readonly argv?: readonly string[];
@@ -345,7 +377,7 @@ export async function runWorker(opts: RunWorkerOptions = {}): Promise<RunningWor
       queueName: args.queue,
       prefix,
       platform,
-      reporter: opts.reporter ?? logReporter(logger),
+      reporter: opts.reporter ?? chatlessReporter(logger, metrics),
       clock: systemClock,
       verify: {
         timeoutMs: args['verify-timeout'] ?? config.file.verify.timeout,

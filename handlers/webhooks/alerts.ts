@@ -29,6 +29,7 @@ import {
 } from '../../src/alerts/types.js';
 import { type Clock, systemClock } from '../../src/clock.js';
 import type { Config } from '../../src/config.js';
+import { redisUnavailable } from '../../src/errors.js';
 import {
   BodyTooLargeError,
   crossSiteReason,
@@ -228,9 +229,18 @@ export function registerAlertWebhooks(http: HttpServer, opts: AlertWebhookOption
       }
       sendJson(res, 202, summary);
     } catch (e) {
-      log.error({ err: e, source }, 'alert webhook: handling failed');
       // Not counted here: the intake counted every alert of the delivery once (AlertService.handle: those
       // it handled with their outcome, the one that threw and those after it as failed).
+      const unreachable = redisUnavailable(e);
+      if (unreachable) {
+        log.warn({ source, reason: (e as Error).message }, `alert webhook: ${unreachable.message}`);
+        sendJson(res, 503, {
+          error: 'redis_unavailable',
+          message: `${unreachable.message}, so the alerts could not be handled; retry later.`,
+        });
+        return;
+      }
+      log.error({ err: e, source }, 'alert webhook: handling failed');
       sendJson(res, 503, { error: 'unavailable', message: 'Could not handle the alerts now; retry later.' });
     }
   };

@@ -441,7 +441,11 @@ describe('POST /webhooks/alerts/:source: when chat is down, the sender retries',
       ),
     );
     expect(failed.status).toBe(503);
-    expect(failed.body.error).toBe('unavailable');
+    // Redis's words (the connection closed under a claim), not an unnamed "could not handle".
+    expect(failed.body.error).toBe('redis_unavailable');
+    expect(String(failed.body.message)).toBe(
+      'Switchyard cannot reach its Redis right now, so the alerts could not be handled; retry later.',
+    );
     // The first was suggested; the second threw and the third was never handled: both failed. Three
     // alerts, three counts (the webhook no longer adds the whole delivery on top).
     const counts = Object.fromEntries(

@@ -17,6 +17,7 @@ import { chatReporters } from '../../handlers/reporters.js';
 import { createSlackApp } from '../../handlers/slack/app.js';
 import { type SwitchWorkerOptions, startSwitchWorker } from '../../jobs/switch-worker.js';
 import {
+  chatlessReporter,
   defaultPlatformUrl,
   logReporter,
   parseWorkerArgs,
@@ -28,6 +29,7 @@ import { ManualClock } from '../../src/clock.js';
 import { type Config, fileConfigSchema, loadConfig, parseEnv } from '../../src/config.js';
 import { ConfigError, PlatformHttpError } from '../../src/errors.js';
 import { createLogger, silentLogger } from '../../src/log.js';
+import { createMetrics } from '../../src/metrics.js';
 import { allowListWarnings } from '../../src/permissions.js';
 import { LocalPlatform } from '../../src/platform/local/platform.js';
 import { jobIdForPlan, SwitchQueue } from '../../src/queue.js';
@@ -490,6 +492,43 @@ describe('runWorker', () => {
       [],
     );
     expect(lines).toEqual(['rollback production: switching']);
+  });
+
+  it('run without chat reporters, warns once per job whose Slack or Discord messages it cannot edit, and counts it', async () => {
+    const warns: string[] = [];
+    const logger = silentLogger.child({});
+    logger.warn = ((_obj: unknown, msg?: string) => {
+      warns.push(msg ?? '');
+    }) as typeof logger.warn;
+    const metrics = createMetrics();
+    const reporter = chatlessReporter(logger, metrics);
+    const state = (jobId: string) => ({
+      jobId,
+      planId: 'plan_1',
+      action: 'rollback' as const,
+      environment: 'production',
+      targetId: 'dep_1',
+      fromId: 'dep_2',
+      requestedBy: { surface: 'console' as const, userId: 'u', displayName: 'U' },
+      steps: [{ step: 'switching' as const, state: 'running' as const, startedAt: 1 }],
+      traffic: [],
+      attempt: 1,
+      updatedAt: 1,
+    });
+    const slack = { surface: 'slack' as const, channel: 'C1', messageId: '1.2' };
+    const discord = { surface: 'discord' as const, channel: '42', messageId: '43' };
+    const console_ = { surface: 'console' as const, channel: 'console', messageId: 'm1' };
+    await reporter.report(state('sw_1'), [slack, console_]);
+    await reporter.report(state('sw_1'), [slack, console_]);
+    await reporter.report(state('sw_2'), [discord]);
+    await reporter.report(state('sw_3'), [console_]);
+    expect(warns).toEqual([
+      'this worker cannot edit the slack messages of job sw_1: jobs/worker-main.ts runs without chat reporters, so they stay on their last view. Run workers with npm run worker (handlers/worker.ts) and SLACK_BOT_TOKEN',
+      'this worker cannot edit the discord messages of job sw_2: jobs/worker-main.ts runs without chat reporters, so they stay on their last view. Run workers with npm run worker (handlers/worker.ts) and DISCORD_TOKEN',
+    ]);
+    const text = await metrics.registry.metrics();
+    expect(text).toMatch(/switchyard_progress_unreported_total\{surface="slack"\} 1/);
+    expect(text).toMatch(/switchyard_progress_unreported_total\{surface="discord"\} 1/);
   });
 });
 

@@ -158,6 +158,8 @@ describe('Switchyard while Redis is unreachable', () => {
       'the alert webhook',
     );
     expect(alert.status).toBe(503);
+    expect(alert.json).toMatchObject({ error: 'redis_unavailable' });
+    expect(String(alert.json.message)).toMatch(/cannot reach its Redis/);
 
     await redis.start();
     await untilReady(sy.base);
