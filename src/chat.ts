@@ -161,6 +161,24 @@ export function commandArgs(text: string): string[] {
 }
 
 /** The plan store's alert record as the confirmation view wants it. */
+/** Longest alert link a suggestion shows (a longer one is not shown: a cut link leads nowhere). */
+const MAX_ALERT_LINK = 500;
+
+/**
+ * The alert's link (the sender's `url`, Alertmanager's `generatorURL`, Datadog's `$LINK`, …) when it is
+ * an http(s) URL a person can open: anything else a sender put there (javascript:, a relative path,
+ * text) is not shown.
+ */
+function alertLink(url: string | undefined): string | undefined {
+  if (url === undefined || url.length > MAX_ALERT_LINK) return undefined;
+  try {
+    const parsed = new URL(url);
+    return parsed.protocol === 'https:' || parsed.protocol === 'http:' ? parsed.href : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
 function alertView(
   a: NonNullable<PlanRecord['alert']>,
   fallbackStart: number,
@@ -171,6 +189,7 @@ function alertView(
     title: a.title,
     startedAt: a.startedAt ?? fallbackStart,
     resolved: resolved ?? a.status === 'resolved',
+    ...(alertLink(a.url) === undefined ? {} : { url: alertLink(a.url) as string }),
     ...(a.suspectDeploymentId !== undefined && a.suspectLiveSince !== undefined
       ? { wentLive: { deploymentId: a.suspectDeploymentId, at: a.suspectLiveSince } }
       : {}),

@@ -78,6 +78,8 @@ export interface AlertContext {
   readonly othersMoreFiring?: number;
   /** This alert resolved while others still fire (`resolved` is then false). */
   readonly selfResolved?: boolean;
+  /** The alert's link (an http(s) URL its sender gave), shown as text: Slack and Discord link it. */
+  readonly url?: string;
 }
 
 /** Another alert listed on a suggestion. */
@@ -394,6 +396,7 @@ function alertBlocks(plan: Plan, alert: AlertContext, state: ConfirmationState):
   }
   if (alert.selfResolved === true && !alert.resolved) head.push(t(' It has resolved.'));
   blocks.push({ type: 'text', spans: head, tone: alert.resolved ? 'neutral' : 'warning' });
+  if (alert.url !== undefined) blocks.push({ type: 'context', spans: [t('Alert: '), t(alert.url)] });
   const others = alert.others ?? [];
   const more = alert.othersMore ?? 0;
   if (others.length > 0 || more > 0) {
@@ -585,6 +588,10 @@ export function confirmationView(plan: Plan, ctx: ConfirmationContext): MessageV
       title = `${capitalize(what)}?`;
       tone = 'warning';
       summary = `${capitalize(what)}? ${plan.affectedDomains.length} domain(s) affected; current is ${plan.current.id}.`;
+      // A suggestion's notification (the summary is the text chat services notify with) says which
+      // alert it answers: otherwise it reads as someone's typed /rollback.
+      if (ctx.alert !== undefined)
+        summary = `${ctx.alert.resolved ? 'Resolved' : 'Alert'} from ${ctx.alert.source}: ${truncate(ctx.alert.title, 120)}. ${summary}`;
       if (requester !== undefined)
         blocks.push({ type: 'context', spans: [t('Requested by '), person(requester)] });
       if (ctx.requiresApproval === true) {

@@ -354,6 +354,22 @@ describe('Flow.plan', () => {
     expect(audit[1]?.message).toContain('grafana');
   });
 
+  it("an alert suggestion shows the alert's http(s) link, and its notification text names the alert", async () => {
+    const x = await setup();
+    const chat = new ChatService({ flow: x.flow, clock: x.clock });
+    const link = 'https://grafana.example.com/d/checkout?from=now-1h&to=now';
+    const alert = { source: 'grafana', title: 'p99 latency', url: link };
+    const o = planned(await x.flow.plan(system, 'rollback', 'production', undefined, { alert }));
+    const view = chat.confirmation(o.record);
+    expect(viewText(view)).toContain(`Alert: ${link}`);
+    expect(view.summary).toMatch(/^Alert from grafana: p99 latency\. Roll back production to /);
+    // What is not an http(s) URL a person can open is not shown.
+    for (const url of ['javascript:alert(1)', '/d/checkout', 'not a link']) {
+      const record = { ...o.record, alert: { ...alert, url } };
+      expect(viewText(chat.confirmation(record))).not.toContain('Alert: ');
+    }
+  });
+
   it('bad input is a refusal naming what was wrong', async () => {
     const x = await setup();
     const o = await x.flow.plan({ surface: 'slack', userId: '', displayName: 'x' }, 'rollback', 'production');
