@@ -1098,8 +1098,21 @@ export function deploymentsView(snapshot: EnvironmentSnapshot, opts: Deployments
     return undefined;
   })();
 
+  // While rolled back: the deployment the latest rollback moved traffic away from (the live history's
+  // entry before it), which is most likely the bad one. It is not offered as the way forward (a
+  // default button, not the primary one), and says what it is. Unknown without a live history.
+  const rolledAwayFrom = (() => {
+    if (!env.rolledBack) return undefined;
+    const h = snapshot.liveHistory;
+    for (let k = h.length - 1; k > 0; k--) {
+      if (h[k]?.via === 'rollback') return h[k - 1]?.deploymentId;
+    }
+    return undefined;
+  })();
+
   const rows: DeploymentRow[] = listed.map((d) => {
     const isCurrent = d.id === current?.id;
+    const awayFrom = !isCurrent && d.id === rolledAwayFrom;
     const markers: string[] = [];
     if (isCurrent) markers.push('live');
     if (isCurrent && env.rolledBack) markers.push('rolled back');
@@ -1109,7 +1122,7 @@ export function deploymentsView(snapshot: EnvironmentSnapshot, opts: Deployments
     // them, and plans (src/domain/plan.ts) and the platform go by this order.
     const newerThanCurrent = current !== undefined && rankOf(d) < rankOf(current);
     if (env.rolledBack && !isCurrent && d.status === 'ready' && newerThanCurrent)
-      markers.push('not live: rolled back');
+      markers.push(awayFrom ? 'not live: rolled back from' : 'not live: rolled back');
 
     const wanted: { label: string; action: Action; style: ButtonStyle }[] = [];
     if (opts.activeJob === undefined && current !== undefined) {
@@ -1124,7 +1137,7 @@ export function deploymentsView(snapshot: EnvironmentSnapshot, opts: Deployments
         wanted.push({
           label: truncate(`Promote ${d.id}`, 75),
           action: { kind: 'promote', ref },
-          style: 'primary',
+          style: awayFrom ? 'default' : 'primary',
         });
       } else if (!isCurrent && (d.status === 'ready' || d.status === 'standby')) {
         wanted.push({

@@ -868,10 +868,14 @@ describe('deploymentsView', () => {
       ['dep_6', 'not live: rolled back', 'Promote dep_6'],
       ['dep_5', 'building', ''],
       ['dep_4', 'failed', ''],
-      ['dep_3', 'not live: rolled back', 'Promote dep_3'],
+      ['dep_3', 'not live: rolled back from', 'Promote dep_3'],
       ['dep_2', 'live,rolled back', 'Resume automatic deploys'],
       ['dep_1', 'standby', 'Rollback to dep_1'],
     ]);
+    // dep_3 is what the rollback left (the live history's entry before it): its Promote is not the
+    // way forward offered first; the fix pushed since (dep_6) is.
+    expect(rows?.rows[0]?.buttons[0]?.style).toBe('primary');
+    expect(rows?.rows[3]?.buttons[0]?.style).toBe('default');
     expect(parseAction(rows?.rows[4]?.buttons[0]?.actionId)).toEqual({
       ok: true,
       value: { kind: 'promote', ref: { environment: 'production', deploymentId: 'dep_2' } },
@@ -1072,7 +1076,7 @@ describe('deploymentsView', () => {
       ['dep_6', 'not live: rolled back', 'Promote dep_6'],
       ['dep_5', 'building', ''],
       ['dep_4', 'failed', ''],
-      ['dep_3', 'not live: rolled back', 'Promote dep_3'],
+      ['dep_3', 'not live: rolled back from', 'Promote dep_3'],
       ['dep_2', 'live,rolled back', 'Resume automatic deploys'],
       ['dep_1', '', 'Rollback to dep_1'],
     ]);
