@@ -5,7 +5,7 @@
  * are not edited by anyone else: that is logged, once per job and surface, saying how to fix it.
  */
 import type { WebClient } from '@slack/web-api';
-import { logReporter } from '../jobs/worker-main.js';
+import { logReporter, unreportedWarning } from '../jobs/worker-main.js';
 import { systemClock, within } from '../src/clock.js';
 import type { Config } from '../src/config.js';
 import type { Logger } from '../src/log.js';
@@ -15,9 +15,6 @@ import { duration } from './connection.js';
 import { createDiscordRestBotFromConfig } from './discord/index.js';
 import { slackFailure, slackStartupDefaults, slackTokenRejected } from './slack/app.js';
 import { createReporterClient, SlackReporter } from './slack/reporter.js';
-
-/** How many (job, surface) pairs `compositeReporter` remembers having warned about. */
-const MAX_WARNED = 10_000;
 
 /** What gives a process a surface's reporter. */
 const TOKEN_OF: Readonly<Record<Exclude<Surface, 'console'>, string>> = {
@@ -57,31 +54,17 @@ export function compositeReporter(
 ): Reporter {
   /** Per surface and job: the last report handed to that surface (a surface's states stay in order). */
   const tails = new Map<string, Promise<void>>();
-  /** `surface|jobId` already warned about (insertion order: the oldest is forgotten first). */
-  const warned = new Set<string>();
   /**
    * A job's messages on a surface this process has no reporter for: the worker running a job is the
    * only process that edits its Slack and Discord messages (docs/jobs.md, "Scaling out"), so they
-   * would stay on their last view without a word. Console refs are not ours: every bot process edits
-   * its console messages from published progress.
+   * would stay on their last view without a word.
    */
-  const unreported = (surface: Surface, progress: Progress, refs: readonly MessageRef[]) => {
-    if (surface === 'console') return;
-    const key = `${surface}|${progress.jobId}`;
-    if (warned.has(key)) return;
-    warned.add(key);
-    if (warned.size > MAX_WARNED) warned.delete(warned.values().next().value as string);
-    opts.metrics?.progressUnreported.inc({ surface });
-    logger.warn(
-      {
-        surface,
-        jobId: progress.jobId,
-        planId: progress.planId,
-        messages: refs.map((r) => ({ channel: r.channel, messageId: r.messageId })),
-      },
+  const unreported = unreportedWarning(
+    logger,
+    opts.metrics,
+    (surface, progress) =>
       `this worker cannot edit the ${surface} messages of job ${progress.jobId}: it has no ${surface} reporter, and no other process edits them, so they stay on their last view. ${fixFor(surface, opts.process ?? 'bot')}`,
-    );
-  };
+  );
   const send = (surface: Surface, reporter: Reporter, progress: Progress, refs: MessageRef[]) => {
     const key = `${surface}|${progress.jobId}`;
     const tail = (tails.get(key) ?? Promise.resolve())

@@ -53,7 +53,7 @@ import { LocalPlatformClient } from '../src/platform/local/client.js';
 import type { DeployPlatform } from '../src/platform/port.js';
 import { createUnkeyPlatform } from '../src/platform/unkey/adapter.js';
 import { createVercelPlatform } from '../src/platform/vercel/adapter.js';
-import type { Progress, Reporter } from '../src/progress.js';
+import type { MessageRef, Progress, Reporter, Surface } from '../src/progress.js';
 import { DEFAULT_SWITCH_PREFIX, DEFAULT_SWITCH_QUEUE } from '../src/queue.js';
 import { certificateRefusal, closeRedis, createRedis, redactRedisUrl, watchRedis } from '../src/redis.js';
 import { checkRedis, clusterMismatch } from '../src/redis-check.js';
@@ -221,34 +221,63 @@ export function logReporter(logger: Logger): Reporter {
   };
 }
 
-/** Jobs a chat-less worker remembers having warned about (the oldest is forgotten first). */
-const MAX_WARNED_JOBS = 10_000;
+/** How many (job, surface) pairs `unreportedWarning` remembers having warned about. */
+const MAX_WARNED = 10_000;
+
+/**
+ * Says once per job and surface that this process cannot edit a job's messages on that surface (they
+ * stay on their last view), counting it in `switchyard_progress_unreported_total`; `message` words the
+ * fix. Console messages are not for a worker to edit: every bot process edits its own from published
+ * progress. The oldest of MAX_WARNED (job, surface) pairs is forgotten first.
+ */
+export function unreportedWarning(
+  logger: Logger,
+  metrics: Pick<Metrics, 'progressUnreported'> | undefined,
+  message: (surface: Exclude<Surface, 'console'>, progress: Progress) => string,
+): (surface: Surface, progress: Progress, refs: readonly MessageRef[]) => void {
+  const warned = new Set<string>();
+  return (surface, progress, refs) => {
+    if (surface === 'console') return;
+    const key = `${surface}|${progress.jobId}`;
+    if (warned.has(key)) return;
+    warned.add(key);
+    if (warned.size > MAX_WARNED) warned.delete(warned.values().next().value as string);
+    metrics?.progressUnreported.inc({ surface });
+    logger.warn(
+      {
+        surface,
+        jobId: progress.jobId,
+        planId: progress.planId,
+        messages: refs.map((r) => ({ channel: r.channel, messageId: r.messageId })),
+      },
+      message(surface, progress),
+    );
+  };
+}
 
 /**
  * The reporter of a worker run without chat reporters (`jobs/worker-main.ts` itself): logs each state
- * (`logReporter`), and warns once per job whose Slack or Discord messages it cannot edit, counting it
- * in `switchyard_progress_unreported_total`. Only the worker running a job edits those messages, so
- * they would stay on "confirmed, starting" while traffic moved, without a word. Console messages are
- * edited by their bot process from published progress.
+ * (`logReporter`), and warns once per job whose Slack or Discord messages it cannot edit: only the
+ * worker running a job edits those, so they would stay on "confirmed, starting" while traffic moved,
+ * without a word.
  */
 export function chatlessReporter(logger: Logger, metrics?: Pick<Metrics, 'progressUnreported'>): Reporter {
   const log = logReporter(logger);
-  const warned = new Set<string>();
+  const unreported = unreportedWarning(
+    logger,
+    metrics,
+    (surface, progress) =>
+      `this worker cannot edit the ${surface} messages of job ${progress.jobId}: jobs/worker-main.ts runs without chat reporters, so they stay on their last view. Run workers with npm run worker (handlers/worker.ts) and ${surface === 'slack' ? 'SLACK_BOT_TOKEN' : 'DISCORD_TOKEN'}`,
+  );
   return {
     async report(progress, messages) {
       await log.report(progress, messages);
-      for (const surface of new Set(messages.map((m) => m.surface))) {
-        if (surface === 'console') continue;
-        const key = `${surface}|${progress.jobId}`;
-        if (warned.has(key)) continue;
-        warned.add(key);
-        if (warned.size > MAX_WARNED_JOBS) warned.delete(warned.values().next().value as string);
-        metrics?.progressUnreported.inc({ surface });
-        logger.warn(
-          { surface, jobId: progress.jobId, planId: progress.planId },
-          `this worker cannot edit the ${surface} messages of job ${progress.jobId}: jobs/worker-main.ts runs without chat reporters, so they stay on their last view. Run workers with npm run worker (handlers/worker.ts) and ${surface === 'slack' ? 'SLACK_BOT_TOKEN' : 'DISCORD_TOKEN'}`,
+      for (const surface of new Set(messages.map((m) => m.surface)))
+        unreported(
+          surface,
+          progress,
+          messages.filter((m) => m.surface === surface),
         );
-      }
     },
   };
 }
