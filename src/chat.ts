@@ -184,12 +184,13 @@ function alertView(
   fallbackStart: number,
   resolved?: boolean,
 ): AlertContext {
+  const link = alertLink(a.url);
   return {
     source: a.source,
     title: a.title,
     startedAt: a.startedAt ?? fallbackStart,
     resolved: resolved ?? a.status === 'resolved',
-    ...(alertLink(a.url) === undefined ? {} : { url: alertLink(a.url) as string }),
+    ...(link === undefined ? {} : { url: link }),
     ...(a.suspectDeploymentId !== undefined && a.suspectLiveSince !== undefined
       ? { wentLive: { deploymentId: a.suspectDeploymentId, at: a.suspectLiveSince } }
       : {}),
