@@ -361,9 +361,33 @@ export class ChatService {
     extra: readonly string[],
     hint = '',
   ): Promise<ChatReply> {
-    const reply = await this.usage(command);
     const words = truncate(extra.join(' '), 100);
-    const problem = `/${command} takes ${takes}: "${words}" after "${truncate(used.join(' '), 100)}" is ${extra.length === 1 ? 'one word' : `${extra.length} words`} too many, so nothing was done.${hint}`;
+    return this.withProblem(
+      await this.usage(command),
+      `/${command} takes ${takes}: "${words}" after "${truncate(used.join(' '), 100)}" is ${extra.length === 1 ? 'one word' : `${extra.length} words`} too many, so nothing was done.${hint}`,
+    );
+  }
+
+  /**
+   * Usage for a Discord option given several words (`/rollback environment:"production dep_1"`):
+   * says which option held too many, since the person never typed the words as Slack's text reads
+   * them. Nothing is planned from such an option: `production dep_1` is never split into two.
+   */
+  async optionTooManyWords(
+    command: UsageCommand,
+    option: string,
+    takes: string,
+    words: readonly string[],
+    hint = '',
+  ): Promise<ChatReply> {
+    return this.withProblem(
+      await this.usage(command),
+      `The ${option} option of /${command} takes ${takes}: "${truncate(words.join(' '), 100)}" is ${words.length} words, so nothing was done.${hint}`,
+    );
+  }
+
+  /** A usage reply led by the problem that made it (a warning block, and first in the summary). */
+  private withProblem(reply: ChatReply, problem: string): ChatReply {
     return {
       ...reply,
       view: {

@@ -534,15 +534,31 @@ describe('Discord end to end', () => {
     expect(await jobTotal(e)).toBe(0);
   });
 
-  it('answers an option of several words with usage, as Slack answers extra words', async () => {
+  it('answers an option of several words with usage naming the option, as Slack names extra words', async () => {
     const e = await start();
     const snap = await e.platform.snapshot('production');
     const id = snap.deployments[0]?.id ?? '?';
-    for (const [command, options] of [
-      ['rollback', { environment: `production ${id}` }],
-      ['rollback', { environment: 'production', deployment: `${id} ${id}` }],
-      ['promote', { target: `production ${id}` }],
-      ['deployments', { environment: 'production preview' }],
+    for (const [command, options, problem] of [
+      [
+        'rollback',
+        { environment: `production ${id}` },
+        `The environment option of /rollback takes one word, an environment: "production ${id}" is 2 words`,
+      ],
+      [
+        'rollback',
+        { environment: 'production', deployment: `${id} ${id}` },
+        `The deployment option of /rollback takes one word, a deployment id: "${id} ${id}" is 2 words`,
+      ],
+      [
+        'promote',
+        { target: `production ${id}` },
+        `The target option of /promote takes one word, a deployment or an environment: "production ${id}" is 2 words`,
+      ],
+      [
+        'deployments',
+        { environment: 'production preview' },
+        'The environment option of /deployments takes one word, an environment: "production preview" is 2 words, so nothing was done.',
+      ],
     ] as const) {
       const from = e.fake.calls.length;
       const i = slash(e, command, options);
@@ -551,6 +567,7 @@ describe('Discord end to end', () => {
       const reply = e.fake.messages.get(i.originalId ?? '');
       expect((reply?.flags ?? 0) & MessageFlag.ephemeral, command).toBe(MessageFlag.ephemeral);
       expect(textOf(reply ?? NO_MESSAGE), `${command} ${JSON.stringify(options)}`).toContain(`/${command} `);
+      expect(textOf(reply ?? NO_MESSAGE)).toContain(problem);
     }
     expect(e.fake.channelMessages(e.fake.channels.ops)).toEqual([]);
     expect(await jobTotal(e)).toBe(0);

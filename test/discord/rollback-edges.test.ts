@@ -1,8 +1,8 @@
 /**
  * handlers/discord/commands/rollback.ts: the options reach ChatService as Slack's
- * `/rollback <environment> [<deployment>]` words, one word each; an option of several words makes no
- * arguments (ChatService answers with usage), so `environment: "production dep_1"` is never taken for
- * both the environment and the target.
+ * `/rollback <environment> [<deployment>]` words, one word each; an option of several words is never
+ * planned from (ChatService answers with usage naming the option), so `environment: "production dep_1"`
+ * is never taken for both the environment and the target.
  */
 import type { ChatInputCommandInteraction } from 'discord.js';
 import { describe, expect, it } from 'vitest';
@@ -13,16 +13,23 @@ import { RefusalCode } from '../../src/domain/result.js';
 import { silentLogger } from '../../src/log.js';
 import { refusalView } from '../../src/views/model.js';
 
-async function argsOf(options: Record<string, string>): Promise<readonly string[]> {
-  const asked: (readonly string[])[] = [];
+const USAGE = {
+  view: refusalView({ code: RefusalCode.invalidInput, message: 'usage' }),
+  visibility: 'ephemeral',
+};
+
+/** What ChatService was asked: the command's arguments, or usage for an option of several words. */
+async function argsOf(options: Record<string, string>): Promise<readonly string[] | string> {
+  const asked: (readonly string[] | string)[] = [];
   const deps = {
     chat: {
       command: async (_actor: unknown, _name: string, args: readonly string[]) => {
         asked.push(args);
-        return {
-          view: refusalView({ code: RefusalCode.invalidInput, message: 'usage' }),
-          visibility: 'ephemeral',
-        };
+        return USAGE;
+      },
+      optionTooManyWords: async (_name: string, option: string, _takes: string, words: readonly string[]) => {
+        asked.push(`${option}: ${words.join(' ')}`);
+        return USAGE;
       },
     },
     flow: {},
@@ -57,11 +64,13 @@ describe('/rollback options', () => {
     expect(await argsOf({ environment: 'production' })).toEqual(['production']);
   });
 
-  it('an environment option of several words is not split into environment and target: usage', async () => {
-    expect(await argsOf({ environment: 'production dep_1' })).toEqual([]);
+  it('an environment option of several words is not split into environment and target: usage naming it', async () => {
+    expect(await argsOf({ environment: 'production dep_1' })).toBe('environment: production dep_1');
   });
 
-  it('a deployment option of several words makes no arguments: usage', async () => {
-    expect(await argsOf({ environment: 'production', deployment: 'dep_1 dep_2' })).toEqual([]);
+  it('a deployment option of several words plans nothing: usage naming it', async () => {
+    expect(await argsOf({ environment: 'production', deployment: 'dep_1 dep_2' })).toBe(
+      'deployment: dep_1 dep_2',
+    );
   });
 });

@@ -5,7 +5,14 @@ import { optionWords, runCommand } from './run.js';
 export const deploymentsCommand: DiscordCommand = {
   name: 'deployments',
   execute(deps, interaction) {
-    // None or several words: ChatService answers with usage, as for Slack's `/deployments` text.
-    return runCommand(deps, interaction, 'deployments', optionWords(interaction, 'environment'));
+    // One word; several are answered with usage naming the option, none with usage.
+    const environment = optionWords(interaction, 'environment');
+    if (environment.length > 1)
+      return runCommand(deps, interaction, 'deployments', [], {
+        option: 'environment',
+        takes: 'one word, an environment',
+        words: environment,
+      });
+    return runCommand(deps, interaction, 'deployments', environment);
   },
 };

@@ -7,10 +7,23 @@ export const rollbackCommand: DiscordCommand = {
   execute(deps, interaction) {
     const environment = optionWords(interaction, 'environment');
     const deployment = optionWords(interaction, 'deployment');
-    // One word each, as Slack reads `/rollback <environment> [<deployment>]`. A missing environment, or
-    // an option of several words, reaches ChatService as no argument, which answers with usage (an
-    // environment option `production dep_1` is not taken for both).
-    const args = environment.length === 1 && deployment.length <= 1 ? [...environment, ...deployment] : [];
-    return runCommand(deps, interaction, 'rollback', args);
+    // One word each, as Slack reads `/rollback <environment> [<deployment>]`. An option of several
+    // words is answered with usage naming it: an environment option `production dep_1` is never taken
+    // for both. A missing environment reaches ChatService as no argument (usage).
+    if (environment.length > 1)
+      return runCommand(deps, interaction, 'rollback', [], {
+        option: 'environment',
+        takes: 'one word, an environment',
+        words: environment,
+        hint: ' Give the deployment in the deployment option.',
+      });
+    if (deployment.length > 1)
+      return runCommand(deps, interaction, 'rollback', [], {
+        option: 'deployment',
+        takes: 'one word, a deployment id',
+        words: deployment,
+        hint: ' To say why, write it in a message of its own.',
+      });
+    return runCommand(deps, interaction, 'rollback', [...environment, ...deployment]);
   },
 };

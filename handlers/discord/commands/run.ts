@@ -27,17 +27,32 @@ export interface DiscordCommand {
   execute(deps: DiscordDeps, interaction: ChatInputCommandInteraction): Promise<void>;
 }
 
-/** Runs `/name args…` for the interaction (see the module header). Never throws. */
+/** An option given several words where it takes one: answered with usage naming the option. */
+export interface OptionProblem {
+  readonly option: string;
+  /** What the option takes, e.g. "one word, an environment". */
+  readonly takes: string;
+  readonly words: readonly string[];
+  readonly hint?: string;
+}
+
+/**
+ * Runs `/name args…` for the interaction (see the module header), or answers `problem` with usage
+ * and nothing else. Never throws.
+ */
 export async function runCommand(
   deps: DiscordDeps,
   interaction: ChatInputCommandInteraction,
   name: CommandName,
   args: readonly string[],
+  problem?: OptionProblem,
 ): Promise<void> {
   let outcome: CommandOutcome = CommandOutcome.error;
   try {
     await interaction.deferReply({ flags: MessageFlags.Ephemeral });
-    const reply = await deps.chat.command(actingUser(interaction), name, args);
+    const reply = problem
+      ? await deps.chat.optionTooManyWords(name, problem.option, problem.takes, problem.words, problem.hint)
+      : await deps.chat.command(actingUser(interaction), name, args);
     if (reply.visibility === 'ephemeral') {
       outcome = commandReplyOutcome(reply);
       await interaction.editReply(editBody(reply.view));
@@ -82,7 +97,8 @@ export async function runCommand(
  * A string option's words, read as Slack and the console read command text (commandArgs): invisible
  * characters pasted with an id (a zero-width space, a byte-order mark), controls, quotes and backticks
  * dropped, so an id pasted from a message works on every surface alike. None when absent or blank;
- * several when the value holds several words, which the command answers with usage, as Slack does.
+ * several when the value holds several words, which the command answers with usage naming the option
+ * (`OptionProblem`), as Slack names extra words.
  * Autocomplete reads the options typed so far the same way (handlers/discord/autocomplete.ts).
  */
 export function optionWords(
