@@ -58,6 +58,13 @@ export const auditEntrySchema = z.object({
   code: z.string().optional(),
   /** Human sentence (why, or the final state). */
   message: z.string().max(AUDIT_MESSAGE_MAX).optional(),
+  /**
+   * Which `requested` entry this is (written since session 13; older entries say it only in `message`):
+   * a person's request, an alert's suggestion, or a confirm waiting for a second person's approval.
+   */
+  stage: z.enum(['asked', 'suggested', 'confirmed']).optional(),
+  /** The alert a suggestion was made after. */
+  alert: z.object({ title: z.string().max(500), source: z.string().max(100) }).optional(),
 });
 export type AuditEntry = z.infer<typeof auditEntrySchema>;
 

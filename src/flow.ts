@@ -619,6 +619,12 @@ export class Flow {
     }
     if (created) {
       await this.record(record, 'requested', actor.value, {
+        ...(opts.alert
+          ? {
+              stage: 'suggested' as const,
+              alert: { title: clipMessage(opts.alert.title, 500), source: opts.alert.source.slice(0, 100) },
+            }
+          : { stage: 'asked' as const }),
         message: opts.alert
           ? `suggested after alert "${opts.alert.title}" (${opts.alert.source})${opts.refreshedBy === undefined ? '' : `; a fresh plan asked for by ${personName(opts.refreshedBy)}`}`
           : `asked for a ${record.plan.action} to ${record.plan.target.id}`,
@@ -1572,6 +1578,7 @@ export class Flow {
       await this.noteExpiry(moved);
       if (!moved.ok) return this.afterLostRace(actor, record.plan.id, 'confirm', tries);
       await this.record(moved.record, 'requested', actor, {
+        stage: 'confirmed',
         message: `confirmed by ${personName(actor)}; waiting for a second permitted person to approve`,
       });
       return { status: 'awaiting_approval', record: moved.record };
@@ -2391,7 +2398,7 @@ export class Flow {
     record: PlanRecord,
     event: FlowAuditEntry['event'],
     actor: ActingUser | undefined,
-    extra: { code?: string; message?: string; jobId?: string },
+    extra: AuditExtra,
   ): Promise<void> {
     const entry = this.entryOf(record, event, actor, extra);
     try {
@@ -2406,7 +2413,7 @@ export class Flow {
     record: PlanRecord,
     event: FlowAuditEntry['event'],
     actor: ActingUser | undefined,
-    extra: { code?: string; message?: string; jobId?: string },
+    extra: AuditExtra,
   ): FlowAuditEntry {
     const p = record.plan;
     return {
@@ -2421,9 +2428,14 @@ export class Flow {
       ...(extra.code === undefined ? {} : { code: extra.code }),
       ...(extra.message === undefined ? {} : { message: extra.message.slice(0, 2000) }),
       ...(extra.jobId === undefined ? {} : { jobId: extra.jobId }),
+      ...(extra.stage === undefined ? {} : { stage: extra.stage }),
+      ...(extra.alert === undefined ? {} : { alert: extra.alert }),
     };
   }
 }
+
+/** What an entry says beyond who, when and what (see `auditEntrySchema`). */
+type AuditExtra = Pick<FlowAuditEntry, 'code' | 'message' | 'jobId' | 'stage' | 'alert'>;
 
 /** How permission refusals name a person: display name and id. */
 function mention(actor: Actor): string {

@@ -44,6 +44,10 @@ export interface AuditEntryLike {
   /** Refusal or error code. */
   readonly code?: string | undefined;
   readonly message?: string | undefined;
+  /** Which `requested` entry (newer entries; older ones say it in `message` only). */
+  readonly stage?: 'asked' | 'suggested' | 'confirmed' | undefined;
+  /** The alert a suggestion was made after (newer entries). */
+  readonly alert?: { readonly title: string; readonly source: string } | undefined;
 }
 
 // Codes of entries src/flow.ts writes (it owns them; views do not depend on it).
@@ -126,16 +130,22 @@ interface Parts {
 }
 
 /**
- * Whether `e` asks for a plan (Flow's words for a person's request or an alert's suggestion): a new
- * request for a plan id already seen is a new generation of it (the same switch asked for again).
+ * Whether `e` asks for a plan (a person's request or an alert's suggestion): a new request for a plan
+ * id already seen is a new generation of it (the same switch asked for again). Entries written before
+ * `stage` existed are told by Flow's words.
  */
 function asksForPlan(e: AuditEntryLike): boolean {
+  if (e.event !== 'requested' || e.jobId !== undefined) return false;
+  if (e.stage !== undefined) return e.stage !== 'confirmed';
   return (
-    e.event === 'requested' &&
-    e.jobId === undefined &&
     e.message !== undefined &&
     (e.message.startsWith('asked for a ') || e.message.startsWith('suggested after alert '))
   );
+}
+
+/** Whether `e` is a confirm waiting for a second person's approval (`stage`, or older entries' words). */
+function confirmsPlan(e: AuditEntryLike): boolean {
+  return e.stage === undefined ? e.message?.startsWith('confirmed by ') === true : e.stage === 'confirmed';
 }
 
 /** Whether `e` ends its request: the switch's end, or the plan closed without one. */
@@ -195,10 +205,11 @@ function partsOf(r: Request): Parts {
       case 'requested':
         // A `requested` entry with a job id is the queue's own (older versions wrote one on enqueue).
         if (e.jobId !== undefined) break;
-        // Flow's words tell the request from a confirm waiting for approval; in other words (another
-        // version's), the first is the request and the next the confirm.
+        // The entry's stage (or, in older entries, Flow's words) tells the request from a confirm
+        // waiting for approval; otherwise (another version's words) the first is the request and the
+        // next the confirm.
         if (asksForPlan(e)) request ??= e;
-        else if (e.message?.startsWith('confirmed by ') === true) confirmation ??= e;
+        else if (confirmsPlan(e)) confirmation ??= e;
         else if (request === undefined && confirmation === undefined) request = e;
         else confirmation ??= e;
         break;
@@ -310,8 +321,12 @@ function peopleSpans(people: People, isSwitchLine: boolean): Span[] {
   return out;
 }
 
-/** The title of the alert a request was suggested after, from Flow's words (`suggested after alert "…" (source)`). */
+/**
+ * The title of the alert a request was suggested after: the entry's `alert`, or in older entries
+ * Flow's words (`suggested after alert "…" (source)`).
+ */
 function alertOf(p: Parts): string | undefined {
+  if (p.request?.alert !== undefined) return p.request.alert.title;
   return /^suggested after alert "(.*)" \([\w-]+\)(?:;|$)/s.exec(p.request?.message ?? '')?.[1];
 }
 

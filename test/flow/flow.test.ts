@@ -817,6 +817,24 @@ describe('Flow.confirm', () => {
     expect(audit[0]?.message).toContain('nobody confirmed the rollback to dep_3hd7xa within 1 minutes');
   });
 
+  it('writes which request each requested entry is: asked, suggested (with its alert) or confirmed', async () => {
+    const x = await setup({ environments: { production: { twoPersonRule: true } } });
+    const asked = planned(await x.flow.plan(alice, 'rollback', 'production'));
+    expectStatus(await x.flow.confirm(alice, asked.plan.id), 'awaiting_approval');
+    await x.flow.cancel(alice, asked.plan.id);
+    planned(
+      await x.flow.plan(system, 'rollback', 'production', 'dep_2mc5ty', {
+        alert: { source: 'grafana', title: 'p99 latency' },
+      }),
+    );
+    const requested = (await x.audit.recent('production', 10)).filter((e) => e.event === 'requested');
+    expect(requested.map((e) => [e.stage, e.alert])).toEqual([
+      ['suggested', { title: 'p99 latency', source: 'grafana' }],
+      ['confirmed', undefined],
+      ['asked', undefined],
+    ]);
+  });
+
   it('a two-person confirm whose platform read outlasts the plan is expired, not awaiting approval', async () => {
     const x = await setup({ ttlMs: 60_000, environments: { production: { twoPersonRule: true } } });
     const o = planned(await x.flow.plan(alice, 'rollback', 'production'));

@@ -53,11 +53,20 @@ function requestEntry(s: RequestSpec): AuditEntry {
     at: s.at,
     event: 'requested',
     actor: s.alert === undefined ? (s.asked ?? alertBot) : alertBot,
+    ...(s.alert === undefined
+      ? { stage: 'asked' as const }
+      : { stage: 'suggested' as const, alert: s.alert }),
     message:
       s.alert === undefined
         ? `asked for a ${action} to ${s.targetId}`
         : `suggested after alert "${s.alert.title}" (${s.alert.source})`,
   };
+}
+
+/** `e` as versions before session 13 wrote it: its stage and alert said in `message` only. */
+export function withoutStage(e: AuditEntry): AuditEntry {
+  const { stage: _stage, alert: _alert, ...rest } = e;
+  return rest;
 }
 
 /** A request that was queued (and ran, as far as `end` says): oldest entry first in time. */
@@ -75,6 +84,7 @@ export function switchEntries(s: SwitchSpec): AuditEntry[] {
       at: confirmAt,
       event: 'requested',
       actor: s.confirmed,
+      stage: 'confirmed',
       message: `confirmed by ${s.confirmed.displayName}; waiting for a second permitted person to approve`,
     });
   }
@@ -115,6 +125,7 @@ export function expiredEntries(s: RequestSpec & { readonly confirmed?: Actor }):
       at: s.at + MIN,
       event: 'requested',
       actor: s.confirmed,
+      stage: 'confirmed',
       message: `confirmed by ${s.confirmed.displayName}; waiting for a second permitted person to approve`,
     });
   }

@@ -20,6 +20,7 @@ import {
   refusedClick,
   type SwitchSpec,
   switchEntries,
+  withoutStage,
 } from '../views/audit-entries.js';
 import { alice, bob, NOW, plan, progress, snapshot, viewText } from '../views/fixtures.js';
 
@@ -346,7 +347,7 @@ describe('deploymentsView', () => {
         rollback(NOW - 60 * MIN, 'p_same', { end: 'failed', code: 'verify_timeout' }),
         // Asked for in words of another version: the first request's end tells the two apart.
         rollback(NOW - 30 * MIN, 'p_same').map((e) =>
-          e.event === 'requested' ? { ...e, message: 'rollback requested' } : e,
+          e.event === 'requested' ? { ...withoutStage(e), message: 'rollback requested' } : e,
         ),
         // Asked for again with no end of the last request read (its record was replaced): two requests.
         openEntries({ at: NOW - 20 * MIN, planId: 'p_open', targetId: 'dep_1', fromId: 'dep_3', asked: bob }),
@@ -367,6 +368,31 @@ describe('deploymentsView', () => {
       `${formatTime(NOW - 10 * MIN)} · rollback dep_3 → dep_1 · waiting for confirmation · asked by Alice`,
       `${formatTime(NOW - 20 * MIN)} · rollback dep_3 → dep_1 · replaced by a later request for the same switch · asked by Bob`,
     ]);
+  });
+
+  it("tells requests, confirms and alerts apart by the entries' stage, whatever their words; older entries by Flow's words", () => {
+    const entries = history(
+      rollback(NOW - 60 * MIN, 'p_again', { end: 'failed', code: 'verify_timeout' }),
+      switchEntries({
+        at: NOW - 30 * MIN,
+        planId: 'p_again',
+        targetId: 'dep_2',
+        fromId: 'dep_3',
+        alert: { title: 'Errors up on checkout', source: 'grafana' },
+        confirmed: alice,
+        approved: bob,
+      }),
+    );
+    const expected = [
+      `${formatTime(NOW - 30 * MIN + 3 * MIN + 1000)} · rollback dep_3 → dep_2 · succeeded · by Alice, approved by Bob · alert "Errors up on checkout"`,
+      `${formatTime(NOW - 58 * MIN)} · rollback dep_3 → dep_2 · failed (verify_timeout) · by Alice`,
+    ];
+    expect(lines(viewOf([], entries), 'Switches')).toEqual(expected);
+    // Words no version wrote: the stage alone tells the second request from a confirm of the first.
+    const reworded = entries.map((e) => (e.event === 'requested' ? { ...e, message: 'in other words' } : e));
+    expect(lines(viewOf([], reworded), 'Switches')).toEqual(expected);
+    // As versions before `stage` wrote them: Flow's words.
+    expect(lines(viewOf([], entries.map(withoutStage)), 'Switches')).toEqual(expected);
   });
 
   it("says each switch's outcome as its entries record it", () => {
