@@ -40,6 +40,7 @@ import { SwitchQueue } from '../src/queue.js';
 import {
   createRedis,
   createRequestRedis,
+  type RedisAnswerWatch,
   type RedisClient,
   redactRedisUrl,
   redisReady,
@@ -84,6 +85,8 @@ export interface StartOptions {
   readonly namespace?: string;
   /** How long start-up waits for Redis to accept connections before it fails (default 10 s). */
   readonly redisTimeoutMs?: number;
+  /** How often the Redis watchdog PINGs, and how long a PING may go unanswered (src/redis.ts `watchRedis`). */
+  readonly redisWatch?: Pick<RedisAnswerWatch, 'intervalMs' | 'timeoutMs'>;
 }
 
 export interface RunningSwitchyard {
@@ -218,11 +221,14 @@ export async function startSwitchyard(
     // gets a prompt "try again" instead of a request that hangs until Redis is back.
     const redis = createRedis(redisUrl);
     const requestRedis = createRequestRedis(redisUrl);
+    // A Redis that hangs (stopped, cut off by a partition) fires no connection event: the watchdog
+    // PINGs it on the fail-fast connection and says so (and /readyz at once).
+    const watch = watchRedis(redis, logger, 'redis', { probe: requestRedis, ...opts.redisWatch });
     cleanups.push(async () => {
+      watch.stop();
       redis.disconnect();
       requestRedis.disconnect();
     });
-    watchRedis(redis, logger);
     requestRedis.on('error', () => undefined); // each failed command reports it; /readyz shows the state
     await redisReady(
       requestRedis,
@@ -511,30 +517,36 @@ export async function startSwitchyard(
       // Answers within READY_CHECK_MS whatever is down: a probe that hangs is a problem, not a wait.
       const problems: string[] = [];
       let workers: number | string | undefined;
-      const check = async (name: string, probe: () => Promise<unknown>) => {
+      const check = async (
+        name: string,
+        probe: () => Promise<unknown>,
+        late = `no answer within ${READY_CHECK_MS} ms`,
+      ) => {
         const answered = probe().then(
           () => undefined,
           (e: unknown) => (e instanceof Error ? e.message : String(e)),
         );
         // Real time, not the injected clock: a readiness deadline is about the caller's wait.
-        const problem = await within(
-          systemClock,
-          READY_CHECK_MS,
-          answered,
-          `no answer within ${READY_CHECK_MS} ms`,
-        );
+        const problem = await within(systemClock, READY_CHECK_MS, answered, late);
         if (problem !== undefined) problems.push(`${name}: ${problem}`);
       };
       await Promise.all([
-        check('redis', async () => {
-          if (requestRedis.status !== 'ready')
-            throw new Error(`unreachable (connection ${requestRedis.status})`);
-          const pong = await requestRedis.ping().catch((e: unknown) => {
-            // The connection may still read `ready` for a moment after the server went away.
-            throw redisUnavailable(e) ? new Error(`unreachable (${(e as Error).message})`) : e;
-          });
-          if (pong !== 'PONG') throw new Error('no PONG');
-        }),
+        check(
+          'redis',
+          async () => {
+            // Known from the watchdog already: said at once, without another PING for Redis to ignore.
+            const hung = watch.notAnswering();
+            if (hung !== undefined) throw new Error(hung);
+            if (requestRedis.status !== 'ready')
+              throw new Error(`unreachable (connection ${requestRedis.status})`);
+            const pong = await requestRedis.ping().catch((e: unknown) => {
+              // The connection may still read `ready` for a moment after the server went away.
+              throw redisUnavailable(e) ? new Error(`unreachable (${(e as Error).message})`) : e;
+            });
+            if (pong !== 'PONG') throw new Error('no PONG');
+          },
+          `not answering (no reply to PING within ${READY_CHECK_MS} ms)`,
+        ),
         check(`platform ${platform.name}`, () => platform.health()),
         connectedWorkers().then((n) => {
           workers = n;

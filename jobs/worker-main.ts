@@ -55,7 +55,15 @@ import { createUnkeyPlatform } from '../src/platform/unkey/adapter.js';
 import { createVercelPlatform } from '../src/platform/vercel/adapter.js';
 import type { MessageRef, Progress, Reporter, Surface } from '../src/progress.js';
 import { DEFAULT_SWITCH_PREFIX, DEFAULT_SWITCH_QUEUE } from '../src/queue.js';
-import { certificateRefusal, closeRedis, createRedis, redactRedisUrl, watchRedis } from '../src/redis.js';
+import {
+  certificateRefusal,
+  closeRedis,
+  createRedis,
+  createRequestRedis,
+  type RedisAnswerWatch,
+  redactRedisUrl,
+  watchRedis,
+} from '../src/redis.js';
 import { checkRedis, clusterMismatch } from '../src/redis-check.js';
 import { isClusterUrl, keyNamespace } from '../src/redis-url.js';
 import { type SwitchWorker, type SwitchWorkerOptions, startSwitchWorker } from './switch-worker.js';
@@ -301,6 +309,8 @@ export interface RunWorkerOptions {
    * `startSwitchWorker`); tests wrap it to see those options.
    */
   readonly startWorker?: (opts: SwitchWorkerOptions) => SwitchWorker;
+  /** How often the Redis watchdog PINGs, and how long a PING may go unanswered (src/redis.ts `watchRedis`). */
+  readonly redisWatch?: Pick<RedisAnswerWatch, 'intervalMs' | 'timeoutMs'>;
 }
 
 /** runWorker's rejection when its `signal` aborted during start-up: nothing is left running. */
@@ -367,11 +377,19 @@ export async function runWorker(opts: RunWorkerOptions = {}): Promise<RunningWor
   for (const w of refusing) logger.warn({ permissions: 'allow_list' }, `SWITCHES WILL BE REFUSED: ${w}`);
   // A worker waits for Redis (it may start before Redis does), saying so once instead of hanging silently.
   const redis = createRedis(redisUrl);
+  // The watchdog's own fail-fast connection: the worker's commands all wait for Redis, and a Redis that
+  // hangs (stopped, cut off by a partition) fires no connection event, so nothing else would say it.
+  const probe = createRequestRedis(redisUrl);
+  probe.on('error', () => undefined); // the patient connection's events report an unreachable Redis
+  const watch = watchRedis(redis, logger, 'redis', { probe, ...opts.redisWatch });
+  const unwatch = () => {
+    watch.stop();
+    probe.disconnect();
+  };
   let handle: SwitchWorker | undefined;
   let platform: DeployPlatform | undefined;
   let warnings: string[];
   try {
-    watchRedis(redis, logger);
     // Each wait on Redis ends at a stop signal: "shutdown does not wait for Redis" holds during
     // start-up too, or a worker started before its Redis ignores SIGTERM until it is killed. It also
     // ends when TLS refuses Redis's certificate: no reconnection can fix that, so waiting for Redis
@@ -446,6 +464,7 @@ export async function runWorker(opts: RunWorkerOptions = {}): Promise<RunningWor
     // taken). None of these waits for Redis: a connection that is not ready is dropped.
     await handle?.close().catch(() => undefined);
     if (opts.platform === undefined) await platform?.close().catch(() => undefined);
+    unwatch();
     await closeRedis(redis);
     await served?.server.close();
     throw e;
@@ -461,6 +480,7 @@ export async function runWorker(opts: RunWorkerOptions = {}): Promise<RunningWor
       stopping ??= (async () => {
         await started.close();
         await startedPlatform.close().catch(() => undefined);
+        unwatch();
         await closeRedis(redis);
         // Last: the counts of the switch that finished during shutdown can still be scraped meanwhile.
         await served?.server.close();

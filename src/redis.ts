@@ -542,23 +542,190 @@ export function redisOutageLog(logger: Logger, connection: string): RedisOutageL
   };
 }
 
+/** What `watchRedis` does besides listening to the connection's events: the PING watchdog. */
+export interface RedisAnswerWatch {
+  /**
+   * A fail-fast connection to the same Redis (`createRequestRedis`) to PING, one PING outstanding per
+   * node at a time; without it, only the connection's events are watched. The caller closes it.
+   */
+  readonly probe?: RedisClient;
+  /** How long after a round of PINGs the next one starts (default `REDIS_WATCH_INTERVAL_MS`). */
+  readonly intervalMs?: number;
+  /**
+   * How long a PING may go unanswered before Redis is said not to answer (default
+   * `REQUEST_COMMAND_TIMEOUT_MS`, what a request waits for it).
+   */
+  readonly timeoutMs?: number;
+}
+
+/** A watch started by `watchRedis`. */
+export interface RedisWatch {
+  /**
+   * Why Redis is not answering now, as the watchdog found (e.g. `not answering (no reply to PING
+   * within 5 s)`); undefined while it answers, and when its connection is down (its events say that).
+   */
+  notAnswering(): string | undefined;
+  /** Stops the watchdog (the connection's events stay watched: they stop with the connection). */
+  stop(): void;
+}
+
+/**
+ * How long after one round of the watchdog's PINGs the next starts: as long as a request may wait for
+ * Redis, so that a Redis that stops answering is said so within about twice that.
+ */
+export const REDIS_WATCH_INTERVAL_MS = REQUEST_COMMAND_TIMEOUT_MS;
+
+/** `ms` for a log line: whole seconds as `5 s`, anything else as `250 ms`. */
+function duration(ms: number): string {
+  return ms % 1_000 === 0 ? `${ms / 1_000} s` : `${ms} ms`;
+}
+
+/** How one node connection met a PING: a reply, no reply in time, or a connection that is down. */
+type PingOutcome = 'answered' | 'silent' | 'down';
+
+/** `work`, or `fallback` once `ms` passed; the timer never keeps the process alive. */
+function orAfter<T>(ms: number, work: Promise<T>, fallback: T): Promise<T> {
+  return new Promise((resolve) => {
+    const timer = setTimeout(() => resolve(fallback), ms);
+    timer.unref();
+    void work.then((value) => {
+      clearTimeout(timer);
+      resolve(value);
+    });
+  });
+}
+
 /**
  * Logs a connection going down once (not at every reconnection attempt) and its coming back, and keeps
  * ioredis from printing "Unhandled error event" for each attempt. Every error a connection emits is
  * about the connection itself.
+ *
+ * A Redis that hangs (the process stopped, a network partition) fires no connection event: the TCP
+ * connection stays open and nothing answers, so commands on a patient connection wait without a word.
+ * With `answers.probe`, a watchdog PINGs Redis every `intervalMs` on that fail-fast connection and says
+ * once that Redis is not answering when a PING has no reply within `timeoutMs`, and once that it answers
+ * again. On a Redis Cluster it PINGs each master (the probe opens a connection to each), naming the ones
+ * that do not answer. A connection down or reconnecting is left to the connection's events (no PING,
+ * no second warning); one whose socket opened but whose set-up Redis does not answer (a Redis that hung
+ * before this process connected) counts as no reply. One PING per node is outstanding at a time: a
+ * PING still unanswered at the next round is waited for, never sent again.
  */
-export function watchRedis(client: RedisClient, logger: Logger, name = 'redis'): void {
-  let down = false;
+export function watchRedis(
+  client: RedisClient,
+  logger: Logger,
+  name = 'redis',
+  answers: RedisAnswerWatch = {},
+): RedisWatch {
+  // `unreachable`: said by the connection's events; `not answering`: said by the watchdog.
+  let state: 'up' | 'unreachable' | 'not answering' = 'up';
+  let reason: string | undefined;
+  const silent = new Set<string>();
+  const back = () => {
+    state = 'up';
+    reason = undefined;
+    silent.clear();
+    logger.info({ connection: name }, 'Redis is answering again');
+  };
   client.on('error', (err: Error) => {
-    if (down) return;
-    down = true;
+    if (state === 'unreachable') return;
+    state = 'unreachable';
+    reason = undefined;
+    silent.clear();
     logger.warn({ err, connection: name }, 'Redis is unreachable; reconnecting');
   });
   client.on('ready', () => {
-    if (!down) return;
-    down = false;
-    logger.info({ connection: name }, 'Redis is reachable again');
+    if (state === 'not answering') back();
+    else if (state === 'unreachable') {
+      state = 'up';
+      logger.info({ connection: name }, 'Redis is reachable again');
+    }
   });
+  const { probe } = answers;
+  if (probe === undefined) return { notAnswering: () => undefined, stop: () => undefined };
+
+  const intervalMs = answers.intervalMs ?? REDIS_WATCH_INTERVAL_MS;
+  const timeoutMs = answers.timeoutMs ?? REQUEST_COMMAND_TIMEOUT_MS;
+  const pending = new Map<Redis, Promise<PingOutcome>>();
+  let stopped = false;
+  let timer: NodeJS.Timeout | undefined;
+
+  /** The PING outstanding on `node`, or a new one. Never rejects. */
+  const ping = (node: Redis): Promise<PingOutcome> => {
+    const outstanding = pending.get(node);
+    if (outstanding !== undefined) return outstanding;
+    const asked: Promise<PingOutcome> =
+      node.status === 'connect' && node.options.enableOfflineQueue === false
+        ? // A fail-fast connection refuses commands until its set-up is answered: that answer is the PING.
+          new Promise((resolve) => {
+            const done = (outcome: PingOutcome) => () => {
+              node.off('ready', ready);
+              node.off('close', closed);
+              resolve(outcome);
+            };
+            const ready = done('answered');
+            const closed = done('down');
+            node.on('ready', ready);
+            node.on('close', closed);
+          })
+        : node.ping().then(
+            () => 'answered',
+            // commandTimeout: no reply in time; anything else: the connection is down.
+            (e: unknown) => (e instanceof Error && e.message === 'Command timed out' ? 'silent' : 'down'),
+          );
+    const settled = asked.then((outcome) => {
+      pending.delete(node);
+      // A late reply ends the silence at once, not at the next round.
+      const last = outcome === 'answered' && silent.delete(nodeAddress(node)) && silent.size === 0;
+      if (last && state === 'not answering' && !stopped) back();
+      return outcome;
+    });
+    pending.set(node, settled);
+    return settled;
+  };
+
+  /** The node connections to PING: the probe itself, or each master of a cluster the probe knows. */
+  const targets = (): Redis[] => {
+    if (!isCluster(probe)) return probe.status === 'ready' || probe.status === 'connect' ? [probe] : [];
+    if (probe.status !== 'ready') return [];
+    // `wait`: not opened yet (the PING opens it); `connecting`, `reconnecting`: down, left to the events.
+    return probe.nodes('master').filter((n) => ['wait', 'connect', 'ready'].includes(n.status));
+  };
+
+  const round = async () => {
+    const nodes = targets();
+    const outcomes = await Promise.all(nodes.map((n) => orAfter(timeoutMs, ping(n), 'silent' as const)));
+    if (stopped) return;
+    const unanswered = nodes.filter((_, i) => outcomes[i] === 'silent');
+    if (state !== 'unreachable') {
+      silent.clear();
+      for (const n of unanswered) silent.add(nodeAddress(n));
+    }
+    if (state === 'not answering' && unanswered.length === 0 && outcomes.includes('answered')) back();
+    else if (unanswered.length > 0 && state !== 'unreachable') {
+      const addresses = [...silent].sort();
+      const where = isCluster(probe) ? ` from ${addresses.join(', ')}` : '';
+      const setUp = !isCluster(probe) && unanswered[0]?.status === 'connect';
+      reason = `not answering (no reply to ${setUp ? 'the connection set-up' : 'PING'} within ${duration(timeoutMs)}${where})`;
+      if (state === 'up') {
+        state = 'not answering';
+        logger.warn(
+          { connection: name, timeoutMs, ...(isCluster(probe) ? { nodes: addresses } : {}) },
+          `Redis is ${reason}; waiting for it`,
+        );
+      } else logger.debug({ connection: name }, 'Redis is still not answering');
+    }
+    timer = setTimeout(() => void round(), intervalMs);
+    timer.unref();
+  };
+  timer = setTimeout(() => void round(), intervalMs);
+  timer.unref();
+  return {
+    notAnswering: () => (state === 'not answering' ? reason : undefined),
+    stop() {
+      stopped = true;
+      clearTimeout(timer);
+    },
+  };
 }
 
 /**

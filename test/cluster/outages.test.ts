@@ -1,6 +1,7 @@
 /**
  * The two kinds of cluster connection (src/redis.ts) through outages of one master, on a private
- * cluster (its nodes are killed and paused, which the shared one of the other test files must not see):
+ * cluster (its nodes are killed and paused, which the shared one of the other test files must not see),
+ * and the watchdog of `watchRedis` naming a master that hangs:
  *   - patient: a command waits for a master that is away for seconds (a restart, the time a replica
  *     takes to be promoted), as on one patient Redis, instead of being given up after ~1 s of redirections;
  *   - fail-fast: a command refused (it timed out) while its node connection was still opening never
@@ -15,7 +16,9 @@ import {
   createRequestRedis,
   type RedisClient,
   redisReady,
+  watchRedis,
 } from '../../src/redis.js';
+import { CapturedLog } from '../support/captured-log.js';
 import { startRedisCluster, type TestRedisCluster } from '../support/redis-cluster.js';
 
 let cluster: TestRedisCluster;
@@ -126,4 +129,44 @@ describe('a patient cluster connection, a master away for 3 seconds', () => {
       await closeRedis(c);
     }
   }, 40_000);
+});
+
+describe('a master that hangs (SIGSTOP: its connections stay open, nothing answers)', () => {
+  it('the watchdog PINGs each master, names the one that does not answer, and says once that it answers again', async () => {
+    const client = createRedis(cluster.url);
+    const probe = createRequestRedis(cluster.url);
+    client.on('error', () => undefined);
+    probe.on('error', () => undefined);
+    const log = new CapturedLog('debug');
+    const watch = watchRedis(client, log.logger, 'redis', { probe, intervalMs: 50, timeoutMs: 300 });
+    try {
+      await Promise.all([redisReady(client), redisReady(probe)]);
+      // Its first rounds open the probe's connection to every master, the ones it sent nothing to too.
+      await until('a connection to every master', () =>
+        [0, 1, 2].every((i) => nodeStatus(probe, i) === 'ready'),
+      );
+      const hung = `127.0.0.1:${cluster.nodes[1]?.port}`;
+      cluster.pause(1);
+      try {
+        const [warned] = await log.waitFor((l) => l.level === 40);
+        expect(warned).toMatchObject({
+          connection: 'redis',
+          nodes: [hung],
+          msg: `Redis is not answering (no reply to PING within 300 ms from ${hung}); waiting for it`,
+        });
+        expect(watch.notAnswering()).toBe(`not answering (no reply to PING within 300 ms from ${hung})`);
+      } finally {
+        cluster.resume(1);
+      }
+      await log.waitFor((l) => l.msg === 'Redis is answering again');
+      expect(log.lines.filter((l) => l.level >= 30).map((l) => l.msg)).toEqual([
+        `Redis is not answering (no reply to PING within 300 ms from ${hung}); waiting for it`,
+        'Redis is answering again',
+      ]);
+    } finally {
+      watch.stop();
+      client.disconnect();
+      probe.disconnect();
+    }
+  });
 });

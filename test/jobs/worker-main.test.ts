@@ -3,7 +3,7 @@
  * parsed with clear messages, REDIS_URL required, an in-process run against the real Redis and
  * LocalPlatform that takes a job and stops gracefully, judges queued switches by its own config file
  * (and warns at start when that file has it refuse them: a real platform, no allow list), its metrics served on --metrics-port, and what
- * it logs while its Redis is away. And `npm run worker` (handlers/worker.ts) checking its chat tokens
+ * it logs while its Redis is away or hangs. And `npm run worker` (handlers/worker.ts) checking its chat tokens
  * at start-up as `npm start` does, against the fake Slack and Discord (in process, and as the process),
  * and stopping there, without starting the worker, when told to stop during that check.
  */
@@ -585,6 +585,88 @@ describe('while its Redis is down', () => {
     await lines.until((all) => reachable(all).length >= 3);
     expect(reachable(lines.parsed)).toEqual(['queue events', 'redis', 'switch worker']);
     expect(loud(back)).toEqual([]);
+  });
+});
+
+describe('while its Redis hangs (SIGSTOP: its connections stay open, nothing answers)', () => {
+  /** A private redis-server, resumed after the test if it is left stopped. */
+  async function hangingRedis() {
+    const dir = mkdtempSync(join(tmpdir(), 'sy-worker-hang-'));
+    const server = await spawnRedis({ dir: join(dir, 'redis') });
+    const pid = server.pid;
+    if (pid === undefined) throw new Error('redis-server has no pid');
+    cleanup.add(async () => {
+      await server.stop();
+      rmSync(dir, { recursive: true, force: true });
+    });
+    return {
+      url: server.url,
+      pause() {
+        process.kill(pid, 'SIGSTOP');
+        // Run before the worker's stop (cleanups run last added first): a stopped Redis holds it up.
+        cleanup.add(async () => {
+          process.kill(pid, 'SIGCONT');
+        });
+      },
+      resume() {
+        process.kill(pid, 'SIGCONT');
+      },
+    };
+  }
+
+  /** The lines at warn and above, then the watchdog's INFO, as `level connection: message`. */
+  const loud = (lines: LogLines, from = 0) =>
+    lines.parsed
+      .slice(from)
+      .filter((l) => l.level >= 40 || l.msg === 'Redis is answering again')
+      .map((l) => `${l.levelName} ${String(l.connection)}: ${l.msg}`);
+
+  it('the worker says once that Redis is not answering, and once that it answers again', async () => {
+    const redis = await hangingRedis();
+    const lines = new LogLines();
+    const logger = createLogger({ level: 'debug', pretty: false, destination: lines });
+    const running = await runWorker({
+      config: configWithRedis(redis.url),
+      logger,
+      argv: ['--queue', uniqueName('switch')],
+      redisWatch: { intervalMs: 50, timeoutMs: 200 },
+    });
+    cleanup.add(() => running.stop());
+    const from = lines.parsed.length;
+
+    redis.pause();
+    await lines.until((all) => all.slice(from).some((l) => l.level >= 40));
+    redis.resume();
+    await lines.until((all) => all.slice(from).some((l) => l.msg === 'Redis is answering again'));
+    expect(loud(lines, from)).toEqual([
+      'warn redis: Redis is not answering (no reply to PING within 200 ms); waiting for it',
+      'info redis: Redis is answering again',
+    ]);
+  });
+
+  it('a worker started on a Redis that hangs says so while it waits, and starts once Redis answers', async () => {
+    const redis = await hangingRedis();
+    redis.pause();
+    const lines = new LogLines();
+    const logger = createLogger({ level: 'debug', pretty: false, destination: lines });
+    const started = runWorker({
+      config: configWithRedis(redis.url),
+      logger,
+      argv: ['--queue', uniqueName('switch')],
+      redisWatch: { intervalMs: 50, timeoutMs: 200 },
+    });
+    void started.then(
+      (running) => cleanup.add(() => running.stop()),
+      () => undefined,
+    );
+    await lines.until((all) => all.some((l) => l.msg.startsWith('Redis is not answering')));
+    redis.resume();
+    await started;
+    expect(loud(lines)).toEqual([
+      'warn redis: Redis is not answering (no reply to the connection set-up within 200 ms); waiting for it',
+      'info redis: Redis is answering again',
+    ]);
+    expect(lines.parsed.map((l) => l.msg)).toContain('switch worker ready');
   });
 });
 

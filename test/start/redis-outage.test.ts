@@ -6,20 +6,33 @@
  *     request does nothing later: nothing it tried is sent once Redis is back;
  *   - once Redis is back, everything works again without a restart, through a whole rollback;
  *   - shutting down while Redis is unreachable does not wait for it.
+ * A Redis that hangs (SIGSTOP) instead: the watchdog of `watchRedis` says so once and once that it
+ * answers again, one PING outstanding at a time, and adds nothing to a real outage; `/readyz` names it.
  * And the fail-fast connection itself (`createRequestRedis`) against a real redis-server.
  */
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { type RunningSwitchyard, startSwitchyard } from '../../handlers/app.js';
+import {
+  READY_CHECK_MS,
+  type RunningSwitchyard,
+  type StartOptions,
+  startSwitchyard,
+} from '../../handlers/app.js';
 import type { ConsoleEntry } from '../../handlers/console/surface.js';
 import { faultView } from '../../handlers/slack/context.js';
 import { type Config, fileConfigSchema, parseEnv } from '../../src/config.js';
 import { asSwitchyardError, SwitchyardError } from '../../src/errors.js';
 import { type Logger, silentLogger } from '../../src/log.js';
 import { SwitchQueue } from '../../src/queue.js';
-import { createRequestRedis, redisReady } from '../../src/redis.js';
+import {
+  createRedis,
+  createRequestRedis,
+  type RedisClient,
+  redisReady,
+  watchRedis,
+} from '../../src/redis.js';
 import { type SpawnedRedis, spawnRedis } from '../../src/redis-server.js';
 import { CapturedLog } from '../support/captured-log.js';
 
@@ -28,8 +41,18 @@ afterEach(async () => {
   for (const close of closers.splice(0).reverse()) await close().catch(() => undefined);
 });
 
-/** A redis-server in its own directory that can be stopped and started again on the same socket. */
-async function ownRedis(): Promise<{ url: string; stop(): Promise<void>; start(): Promise<void> }> {
+/**
+ * A redis-server in its own directory that can be stopped and started again on the same socket, or
+ * made to hang (SIGSTOP: its connections stay open and nothing answers) and resumed (SIGCONT). A test
+ * that fails while it hangs leaves it resumed.
+ */
+async function ownRedis(): Promise<{
+  url: string;
+  stop(): Promise<void>;
+  start(): Promise<void>;
+  pause(): void;
+  resume(): void;
+}> {
   const dir = mkdtempSync(join(tmpdir(), 'sy-outage-'));
   let server: SpawnedRedis | undefined = await spawnRedis({ dir: join(dir, 'redis') });
   const url = server.url;
@@ -47,6 +70,19 @@ async function ownRedis(): Promise<{ url: string; stop(): Promise<void>; start()
       server = await spawnRedis({ dir: join(dir, 'redis') });
       expect(server.url).toBe(url);
     },
+    pause() {
+      const pid = server?.pid;
+      if (pid === undefined) throw new Error('no redis-server to pause');
+      process.kill(pid, 'SIGSTOP');
+      // Before anything else is closed: a stopped Redis would hold up their shutdown.
+      closers.push(async () => {
+        process.kill(pid, 'SIGCONT');
+      });
+    },
+    resume() {
+      const pid = server?.pid;
+      if (pid !== undefined) process.kill(pid, 'SIGCONT');
+    },
   };
 }
 
@@ -54,12 +90,13 @@ async function app(
   redisUrl: string,
   local: Record<string, string> = { reactivationTime: '200ms', buildTime: '300ms' },
   logger: Logger = silentLogger,
+  redisWatch: StartOptions['redisWatch'] = {},
 ): Promise<RunningSwitchyard & { base: string }> {
   const dataDir = mkdtempSync(join(tmpdir(), 'sy-outage-app-'));
   const env = parseEnv({ PORT: '0', LOCAL_ROUTER_PORT: '0', REDIS_URL: redisUrl, LOG_LEVEL: 'silent' });
   const file = fileConfigSchema.parse({ local });
   const config: Config = { env, file, platform: 'local' };
-  const running = await startSwitchyard({ config, logger, dataDir, namespace: 'outage' });
+  const running = await startSwitchyard({ config, logger, dataDir, namespace: 'outage', redisWatch });
   closers.push(async () => {
     await running.stop();
     rmSync(dataDir, { recursive: true, force: true });
@@ -264,6 +301,129 @@ describe('Switchyard while Redis is unreachable', () => {
     expect(
       lines.filter((l) => l.msg === 'notice failed' || l.msg === 'reminder check failed; retrying'),
     ).toEqual([]);
+  });
+});
+
+/** How many PINGs Redis has run (INFO commandstats), asked on `admin`. */
+async function pingsRun(admin: RedisClient): Promise<number> {
+  return Number(/cmdstat_ping:calls=(\d+)/.exec(await admin.info('commandstats'))?.[1] ?? 0);
+}
+
+/** A patient connection watched by `watchRedis` with a fail-fast probe; closed after the test. */
+async function watched(url: string, log: CapturedLog, intervalMs: number, timeoutMs: number) {
+  const client = createRedis(url);
+  const probe = createRequestRedis(url);
+  probe.on('error', () => undefined);
+  const watch = watchRedis(client, log.logger, 'redis', { probe, intervalMs, timeoutMs });
+  closers.push(async () => {
+    watch.stop();
+    client.disconnect();
+    probe.disconnect();
+  });
+  await Promise.all([redisReady(client), redisReady(probe)]);
+  return { client, probe, watch };
+}
+
+/** The lines at info and above, as `level message`. */
+function said(log: CapturedLog): string[] {
+  return log.lines.filter((l) => l.level >= 30).map((l) => `${l.level} ${l.msg}`);
+}
+
+describe('a Redis that hangs (SIGSTOP: its connections stay open, nothing answers)', () => {
+  it('the watchdog says once that Redis is not answering and once that it answers again, one PING outstanding at a time', async () => {
+    const redis = await ownRedis();
+    const log = new CapturedLog('debug');
+    const { watch } = await watched(redis.url, log, 20, 100);
+    const admin = createRedis(redis.url);
+    closers.push(async () => admin.disconnect());
+    const before = await pingsRun(admin);
+
+    redis.pause();
+    const [warned] = await log.waitFor((l) => l.level === 40);
+    expect(warned).toMatchObject({
+      connection: 'redis',
+      timeoutMs: 100,
+      msg: 'Redis is not answering (no reply to PING within 100 ms); waiting for it',
+    });
+    expect(watch.notAnswering()).toBe('not answering (no reply to PING within 100 ms)');
+    // Five more rounds while it hangs, each waiting for the same unanswered PING.
+    await log.waitFor((l) => l.msg === 'Redis is still not answering', 5);
+
+    redis.resume();
+    await log.waitFor((l) => l.msg === 'Redis is answering again');
+    watch.stop();
+    expect(watch.notAnswering()).toBeUndefined();
+    expect(said(log)).toEqual([
+      '40 Redis is not answering (no reply to PING within 100 ms); waiting for it',
+      '30 Redis is answering again',
+    ]);
+    // The one PING that hung (and at most one sent just before the pause): never one per round.
+    expect((await pingsRun(admin)) - before).toBeLessThanOrEqual(2);
+  });
+
+  it('a Redis that goes away is said unreachable by the connection events alone: the watchdog adds no warning', async () => {
+    const redis = await ownRedis();
+    const log = new CapturedLog('debug');
+    const { probe } = await watched(redis.url, log, 10, 100);
+    await redis.stop();
+    await log.waitFor((l) => l.msg === 'Redis is unreachable; reconnecting');
+    // Dozens of rounds of the watchdog meanwhile: the probe's fifth reconnection attempt is ~750 ms on.
+    await new Promise<void>((resolve) => {
+      let attempts = 0;
+      const attempt = () => {
+        if (++attempts < 5) return;
+        probe.off('reconnecting', attempt);
+        resolve();
+      };
+      probe.on('reconnecting', attempt);
+    });
+    await redis.start();
+    await log.waitFor((l) => l.msg === 'Redis is reachable again');
+    expect(said(log)).toEqual(['40 Redis is unreachable; reconnecting', '30 Redis is reachable again']);
+  });
+
+  it('Switchyard says so once in its log and in /readyz at once, and once that Redis answers again', async () => {
+    const redis = await ownRedis();
+    const log = new CapturedLog();
+    const sy = await app(redis.url, undefined, log.logger, { intervalMs: 50, timeoutMs: 200 });
+    expect((await ready(sy.base)).status).toBe(200);
+
+    redis.pause();
+    const [warned] = await settlesWithin(
+      log.waitFor((l) => /^Redis is/.test(l.msg)),
+      10_000,
+      'the warning',
+    );
+    expect(warned).toMatchObject({
+      level: 40,
+      connection: 'redis',
+      msg: 'Redis is not answering (no reply to PING within 200 ms); waiting for it',
+    });
+    const asked = Date.now();
+    const hung = await ready(sy.base);
+    expect(hung.status).toBe(503);
+    expect(hung.json.problems).toEqual(['redis: not answering (no reply to PING within 200 ms)']);
+    // From what the watchdog found: at once, not after its own deadline.
+    expect(Date.now() - asked).toBeLessThan(READY_CHECK_MS);
+
+    redis.resume();
+    await log.waitFor((l) => l.msg === 'Redis is answering again');
+    await untilReady(sy.base);
+    expect(log.lines.filter((l) => /^Redis is/.test(l.msg)).map((l) => `${l.level} ${l.msg}`)).toEqual([
+      '40 Redis is not answering (no reply to PING within 200 ms); waiting for it',
+      '30 Redis is answering again',
+    ]);
+  });
+
+  it('/readyz names a Redis that does not answer within its deadline, before the watchdog has said so', async () => {
+    const redis = await ownRedis();
+    const sy = await app(redis.url); // the watchdog's defaults: 5 s without a reply
+    redis.pause();
+    const hung = await settlesWithin(ready(sy.base), READY_CHECK_MS + 2_000, '/readyz');
+    expect(hung.status).toBe(503);
+    expect(hung.json.problems).toEqual([
+      `redis: not answering (no reply to PING within ${READY_CHECK_MS} ms)`,
+    ]);
   });
 });
 
