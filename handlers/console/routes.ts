@@ -12,6 +12,7 @@ import type { Clock } from '../../src/clock.js';
 import { systemClock } from '../../src/clock.js';
 import { formatIssues } from '../../src/config.js';
 import type { Deployment } from '../../src/domain/types.js';
+import { redisUnavailable } from '../../src/errors.js';
 import type { Flow } from '../../src/flow.js';
 import {
   BodyTooLargeError,
@@ -30,6 +31,7 @@ import { CommandOutcome, commandReplyOutcome, type Metrics } from '../../src/met
 import type { DeployPlatform, PlatformEvent, Route } from '../../src/platform/port.js';
 import type { MessageRef } from '../../src/progress.js';
 import { parseAction } from '../../src/views/actions.js';
+import { faultView, logCommandFault } from '../../src/views/fault.js';
 import { listedDeployments } from '../../src/views/model.js';
 import { CONSOLE_CHANNEL, type ConsoleEntry, type ConsoleSurface } from './surface.js';
 
@@ -387,13 +389,18 @@ export function registerConsole(http: HttpServer, deps: ConsoleDeps): { close():
       let reply: ChatReply;
       try {
         reply = await deps.chat.command(actor(body.user), name, commandArgs(m[2] ?? ''));
+        // The same outcome values as Slack and Discord (src/metrics.ts): the console always shows the reply.
+        count(commandReplyOutcome(reply));
       } catch (e) {
-        // Counted as on Slack and Discord; the HTTP server answers it (Redis unreachable: 503, try again).
+        // Counted as on Slack and Discord. Redis unreachable: the HTTP server answers 503 and the page
+        // says "Not sent", to try again. Anything else (the deploy platform unreachable, slow, or
+        // answering an error) is said in the channel to the sender alone, as Slack and Discord say it:
+        // what failed and its code, not "internal error".
         count(CommandOutcome.error);
-        throw e;
+        if (redisUnavailable(e)) throw e;
+        logCommandFault(deps.logger, e, { command: name, user: body.user }, 'console command failed');
+        reply = { view: faultView(e, `run /${name}`), visibility: 'ephemeral' };
       }
-      // The same outcome values as Slack and Discord (src/metrics.ts): the console always shows the reply.
-      count(commandReplyOutcome(reply));
       // The typed line goes into the channel once the command was handled, right before its answer: a
       // command refused with an error (Redis unreachable: the page says "Not sent") must not show in
       // everyone's channel as if it had been run. With an answer for the sender alone (a refusal, usage)

@@ -11,6 +11,7 @@ import { CONSOLE_COOKIE, type ConsoleDeps, registerConsole } from '../../handler
 import { ConsoleSurface } from '../../handlers/console/surface.js';
 import type { ChatReply, ClickReply } from '../../src/chat.js';
 import { RefusalCode } from '../../src/domain/result.js';
+import { SwitchyardError } from '../../src/errors.js';
 import { HttpServer } from '../../src/http.js';
 import { createMetrics } from '../../src/metrics.js';
 import { refusalView } from '../../src/views/model.js';
@@ -132,7 +133,7 @@ describe('console commands', () => {
       metrics,
       chat: {
         command: async () => {
-          throw new Error('boom');
+          throw new Error('Connection is closed.');
         },
       } as never,
     });
@@ -140,7 +141,9 @@ describe('console commands', () => {
       '/console/api/command',
       JSON.stringify({ user: 'alice', text: '/rollback production' }),
     );
-    expect(res.status).toBe(500);
+    // Not sent: the page says so and keeps the text for another try.
+    expect(res.status).toBe(503);
+    expect(res.json.error).toBe('redis_unavailable');
     const counted = await metrics.commands.get();
     expect(counted.values).toEqual([
       expect.objectContaining({
@@ -148,6 +151,54 @@ describe('console commands', () => {
         value: 1,
       }),
     ]);
+  });
+});
+
+describe('console command faults', () => {
+  it('a deploy platform that cannot be reached is said to the sender alone, in words and with its code, not "internal error"', async () => {
+    const { surface, post } = await rig({
+      chat: {
+        command: async () => {
+          throw new SwitchyardError(
+            'platform_unavailable',
+            'GET http://127.0.0.1:9/v2/x: connect ECONNREFUSED',
+            {
+              retry: true,
+            },
+          );
+        },
+      } as never,
+    });
+    const res = await post(
+      '/console/api/command',
+      JSON.stringify({ user: 'alice', text: '/deployments production' }),
+    );
+    expect(res.status).toBe(200);
+    expect(surface.timeline('bob')).toEqual([]);
+    const [typed, answer] = surface.timeline('alice');
+    expect(typed?.visibleTo).toBe('alice');
+    expect(answer?.visibleTo).toBe('alice');
+    expect(JSON.stringify(answer?.message)).toContain(
+      'Switchyard could not run /deployments (the deploy platform could not be reached: platform_unavailable). It may work if you try again in a moment.',
+    );
+  });
+
+  it('a fault of another kind is said with its code, and nothing of its message', async () => {
+    const { surface, post } = await rig({
+      chat: {
+        command: async () => {
+          throw new Error('secret internals');
+        },
+      } as never,
+    });
+    const res = await post(
+      '/console/api/command',
+      JSON.stringify({ user: 'alice', text: '/rollback production' }),
+    );
+    expect(res.status).toBe(200);
+    const answer = JSON.stringify(surface.timeline('alice').at(-1)?.message);
+    expect(answer).toContain('Switchyard could not run /rollback (internal).');
+    expect(answer).not.toContain('secret');
   });
 });
 
