@@ -114,6 +114,11 @@ export interface UnkeyFakeOptions {
   readonly apex?: string;
   /** Custom domains per `project/app` (the live domains). */
   readonly customDomains?: Readonly<Record<string, readonly string[]>>;
+  /**
+   * Environments that exist before any deployment (`project/app/environment`): in Unkey a project, its
+   * apps and environments are made first, so listing an empty one answers an empty list, not 404.
+   */
+  readonly environments?: readonly string[];
 }
 
 const ERR = 'https://unkey.com/docs/errors/unkey';
@@ -693,7 +698,12 @@ export class UnkeyFakeServer {
         'authorization/insufficient_permissions',
       );
     }
-    if (b.project !== undefined && !this.deployments.some((d) => d.project === b.project)) {
+    const declared = (this.opts.environments ?? []).map((e) => {
+      const [project, app, environment] = e.split('/');
+      return { project, app, environment };
+    });
+    const known = [...this.deployments, ...declared];
+    if (b.project !== undefined && !known.some((d) => d.project === b.project)) {
       return sendProblem(
         res,
         requestId,
@@ -703,7 +713,7 @@ export class UnkeyFakeServer {
         'data/project_not_found',
       );
     }
-    if (b.app !== undefined && !this.deployments.some((d) => d.project === b.project && d.app === b.app)) {
+    if (b.app !== undefined && !known.some((d) => d.project === b.project && d.app === b.app)) {
       return sendProblem(
         res,
         requestId,
@@ -715,9 +725,7 @@ export class UnkeyFakeServer {
     }
     if (
       b.environment !== undefined &&
-      !this.deployments.some(
-        (d) => d.project === b.project && d.app === b.app && d.environment === b.environment,
-      )
+      !known.some((d) => d.project === b.project && d.app === b.app && d.environment === b.environment)
     ) {
       return sendProblem(
         res,

@@ -472,10 +472,42 @@ describe('UnkeyPlatform reads', () => {
   });
 
   it('passes health with a cheap list, and fails it with the reason', async () => {
+    const from = server.requests.length;
     await platform.health();
-    expect(server.requests.at(-1)?.body).toEqual({ ...prodEnv, limit: 1 });
+    expect(server.requests.slice(from).map((r) => r.body)).toContainEqual({ ...prodEnv, limit: 1 });
     const r = await refusal(makePlatform(UNKNOWN).health());
     expect(r.code).toBe('platform_unauthorized');
+  });
+
+  it("checks every environment's mapping for health, not only the first one's, and names each that fails", async () => {
+    const from = server.requests.length;
+    await makePlatform(KEY).health();
+    expect(server.requests.slice(from).map((r) => r.body)).toEqual(
+      expect.arrayContaining([
+        { ...prodEnv, limit: 1 },
+        { ...previewEnv, limit: 1 },
+      ]),
+    );
+    const misspelled = (environment: string) => ({ ...previewEnv, environment });
+    const one = await makePlatform(KEY, {
+      environments: { production: prodEnv, preview: misspelled('previw') },
+    })
+      .health()
+      .then(
+        () => undefined,
+        (e: unknown) => e as Error,
+      );
+    expect(one?.message).toContain('previw');
+    const two = await makePlatform(KEY, {
+      environments: { production: { ...prodEnv, environment: 'prodction' }, preview: misspelled('previw') },
+    })
+      .health()
+      .then(
+        () => undefined,
+        (e: unknown) => e as Error,
+      );
+    expect(two?.message).toContain('prodction');
+    expect(two?.message).toContain('previw');
   });
 });
 

@@ -12,7 +12,10 @@ export const SWITCH_PERMISSIONS = [
   'environment.*.promote_deployment',
 ] as const;
 
-/** Starts the fake Unkey serving `acme/api` on api.acme.com, with root key `key` holding `permissions`. */
+/**
+ * Starts the fake Unkey serving `acme/api` (environments production and preview) on api.acme.com, with
+ * root key `key` holding `permissions`.
+ */
 export function startAcmeUnkey(
   key: string,
   opts: Omit<UnkeyFakeOptions, 'rootKeys' | 'customDomains'> & {
@@ -26,6 +29,7 @@ export function startAcmeUnkey(
     ...rest,
     rootKeys: { ...otherKeys, [key]: permissions },
     customDomains: { 'acme/api': ['api.acme.com'] },
+    environments: ['acme/api/production', 'acme/api/preview'],
   });
 }
 

@@ -300,16 +300,35 @@ export class UnkeyPlatform implements DeployPlatform {
     return { id: ref.id, state: 'switching', updatedAt: now };
   }
 
+  /**
+   * Lists one deployment of every configured environment, at once: a mapping that names a project,
+   * app or environment Unkey does not know fails readiness whichever environment it is (each failure
+   * is said, one line per environment), not only the first one's.
+   */
   async health(): Promise<void> {
-    const [environment, mapping] = [...this.environments.entries()][0] ?? [];
-    const body: ListDeploymentsRequest = {
-      limit: 1,
-      ...(mapping === undefined ? {} : this.filterOf(mapping)),
-    };
-    await this.call('deployments.listDeployments', body, ListDeploymentsResponseSchema, true, {
-      ...(environment === undefined ? {} : { environment }),
-      ...(mapping === undefined ? {} : { mapping }),
-    });
+    const entries = [...this.environments.entries()];
+    const checks = await Promise.allSettled(
+      entries.map(([environment, mapping]) =>
+        this.call(
+          'deployments.listDeployments',
+          { limit: 1, ...this.filterOf(mapping) } satisfies ListDeploymentsRequest,
+          ListDeploymentsResponseSchema,
+          true,
+          { environment, mapping },
+        ),
+      ),
+    );
+    const failed = checks.flatMap((c, i) =>
+      c.status === 'rejected' ? [{ environment: entries[i]?.[0], e: c.reason }] : [],
+    );
+    const [first] = failed;
+    if (first === undefined) return;
+    if (failed.length === 1) throw first.e;
+    const messages = [...new Set(failed.map((f) => (f.e instanceof Error ? f.e.message : String(f.e))))];
+    // One error for the caller to read: the first's kind (its code, whether to retry), every message.
+    const err = first.e instanceof Error ? first.e : new Error(String(first.e));
+    err.message = messages.join('; ');
+    throw err;
   }
 
   async close(): Promise<void> {
