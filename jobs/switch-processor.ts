@@ -8,7 +8,8 @@
  * following the operation a previous attempt started), follows the platform's operation and verifies
  * that every affected domain is answered by the target (stopping at once when another switch moved the
  * environment on meanwhile: `verifyTraffic`). Every step is published as BullMQ job
- * progress and sent to the Reporter. Retryable faults are rethrown for BullMQ's backoff; everything
+ * progress and sent to the Reporter; a run that resumes a job (after a stall, a hand-back or a failed
+ * attempt) keeps the steps earlier runs published, one entry per step (`Tracker.resume`). Retryable faults are rethrown for BullMQ's backoff; everything
  * else ends the job through UnrecoverableError with the code and a message saying where traffic is.
  *
  * An attempt owns the environment lock under its own name (`<jobId>:<attemptId>`) and renews it with
@@ -47,7 +48,7 @@ import {
   type Progress,
   progressSchema,
   type Reporter,
-  type StepName,
+  StepName,
   type StepRecord,
   type Traffic,
 } from '../src/progress.js';
@@ -172,6 +173,19 @@ export const HANDED_BACK_DETAIL =
   'Worker shutting down: handed back to the queue; another worker resumes it from here.';
 
 /**
+ * What a run that resumes a job shows on the step an earlier run was on when its worker stopped
+ * answering (a crash, a freeze, a lost Redis connection; or an attempt that stopped silently on a lost
+ * lock). The step keeps its earlier start and runs on until the resuming run knows what became of it
+ * (`Tracker.resume`): the platform may have gone on with it meanwhile.
+ */
+export const RESUMED_AFTER_STALL_DETAIL =
+  'Interrupted: the worker running this step stopped answering; a later run resumed the switch from here.';
+
+/** The same, for a step a worker shutting down handed back to the queue (`HANDED_BACK_DETAIL`). */
+export const RESUMED_AFTER_HAND_BACK_DETAIL =
+  'Interrupted: a worker shutting down handed the switch back to the queue; a later run resumed it from here.';
+
+/**
  * The message of a run's `started` audit entry: none for a job's first run, the attempt for the first
  * run of a retry, and for a run that resumes the same attempt (the job was handed back by a worker
  * shutting down, or its worker stopped answering) why it runs again and which run this is, so that no
@@ -218,6 +232,11 @@ class Tracker {
   private refsReadAt: number;
   /** Set once the attempt may no longer speak for the job (it lost its job lock): nothing goes out. */
   private silent = false;
+  /**
+   * The steps an earlier run was on when it stopped (`resume`), running until this run knows what
+   * became of them: none of them is this run's running step.
+   */
+  private interrupted = new Set<StepName>();
   constructor(
     private readonly job: Job,
     private readonly deps: ProcessorDeps,
@@ -260,23 +279,94 @@ class Tracker {
     return this.deps.clock.now();
   }
 
+  /** This run's running step (not one an earlier run was on, `resume`). */
   running(): StepRecord | undefined {
-    return this.progress.steps.find((s) => s.state === 'running');
+    return this.progress.steps.find((s) => s.state === 'running' && !this.interrupted.has(s.step));
   }
 
   has(step: StepName): boolean {
     return this.progress.steps.some((s) => s.step === step);
   }
 
-  /** Starts `step`, ending the running one as done. */
+  /** Whether `step` is one an earlier run was on when it stopped, still running (`resume`). */
+  wasOn(step: StepName): boolean {
+    return this.interrupted.has(step);
+  }
+
+  /**
+   * Takes over the steps earlier runs of this job published (`earlierSteps`): what they did stays as
+   * it happened. A step one of them was on when it stopped stays running, from its earlier start,
+   * saying so (`detail`: a stall or a hand-back): the platform may well have gone on with it. It ends
+   * once this run knows more (`closeInterrupted`, `interruptedFailed`, `end`), or goes on when this
+   * run takes it up again (`start`). A `reactivating` or `switching` step the platform was never asked
+   * for (`asked` false: no operation or started marker is stored) did nothing, and is left out: this
+   * run does it again, or never reaches it. A running `validating` step is replaced by this run's own.
+   */
+  resume(earlier: readonly StepRecord[], detail: string, asked: boolean): void {
+    const queued = this.progress.steps[0];
+    const steps: StepRecord[] = [];
+    for (const s of earlier) {
+      if (s.state !== 'running' || s.step === 'validating') steps.push({ ...s });
+      else if (s.step === 'queued') {
+        // Never written with later steps: kept as this run's own `queued` would be.
+        if (queued !== undefined) steps.push(queued);
+      } else if (asked || (s.step !== 'reactivating' && s.step !== 'switching')) {
+        steps.push({ step: s.step, state: 'running', startedAt: s.startedAt, detail });
+        this.interrupted.add(s.step);
+      }
+    }
+    if (steps[0]?.step !== 'queued' && queued !== undefined) steps.unshift(queued);
+    this.progress.steps = steps;
+  }
+
+  /**
+   * Ends, as `state`, the steps an earlier run was on (`resume`) that come before `step`: this run is
+   * past them (all of them without `step`).
+   */
+  private closeInterrupted(state: StepRecord['state'], step?: StepName): void {
+    const before = step === undefined ? STEP_ORDER.length : STEP_ORDER.indexOf(step);
+    for (const s of this.progress.steps) {
+      if (!this.interrupted.has(s.step) || STEP_ORDER.indexOf(s.step) >= before) continue;
+      s.state = state;
+      s.endedAt = this.now();
+      this.interrupted.delete(s.step);
+    }
+  }
+
+  /**
+   * The platform reports that the operation an earlier run started failed (or does not know it): the
+   * steps an earlier run was on end failed, saying so; one this run does again is a new request.
+   */
+  interruptedFailed(detail: string): void {
+    for (const s of this.progress.steps) if (this.interrupted.has(s.step)) s.detail = detail;
+    this.closeInterrupted('failed');
+  }
+
+  /**
+   * Starts `step`, ending the running one as done, and the steps an earlier run was on before it
+   * (`closeInterrupted`). A step earlier runs published stays one entry (the published state stays
+   * bounded however often the job is resumed or retried): done again by this run, it is timed from
+   * this run's start; the one an earlier run was on goes on from its earlier start, still saying so.
+   */
   start(step: StepName, detail?: string): void {
     this.endRunning('done');
-    this.progress.steps.push({
-      step,
-      state: 'running',
-      startedAt: this.now(),
-      ...(detail === undefined ? {} : { detail }),
-    });
+    this.closeInterrupted('done', step);
+    if (this.interrupted.delete(step)) return;
+    this.put({ step, state: 'running', startedAt: this.now(), ...(detail === undefined ? {} : { detail }) });
+  }
+
+  /** Sets the record of `record.step`, in its place among the steps (one per step, in their order). */
+  private put(record: StepRecord): void {
+    const steps = this.progress.steps;
+    const at = steps.findIndex((s) => s.step === record.step);
+    if (at >= 0) {
+      steps[at] = record;
+      return;
+    }
+    const order = STEP_ORDER.indexOf(record.step);
+    const after = steps.findIndex((s) => STEP_ORDER.indexOf(s.step) > order);
+    if (after >= 0) steps.splice(after, 0, record);
+    else steps.push(record);
   }
 
   /** Ends the running step with `state`. */
@@ -289,22 +379,43 @@ class Tracker {
   }
 
   /**
-   * Ends the job: the running step fails with `detail`, the state gets its `outcome`, `code` and
-   * `message`, and is published (a failure to publish is ignored: the end goes on).
+   * Ends the job: the running step fails with `detail`, a step an earlier run was on fails too (what
+   * became of it is not known: the message says where traffic is), and so does any other left running
+   * in a state taken over whole (`endAfterStalls`: the last run may have published its own and one an
+   * earlier run was on); the state gets its `outcome`, `code` and `message`, and is published (a
+   * failure to publish is ignored: the end goes on).
    */
   end(outcome: Outcome, code: string, message: string, detail: string): Promise<void> {
     this.endRunning('failed', detail);
+    this.closeInterrupted('failed');
+    for (const s of this.progress.steps)
+      if (s.state === 'running') {
+        s.state = 'failed';
+        s.endedAt = this.now();
+      }
     this.progress.outcome = outcome;
     this.progress.code = code;
     this.progress.message = message;
     return this.publish().catch(() => undefined);
   }
 
-  /** Records a step that did not need to run (e.g. the switch of a job recovered after it). */
+  /**
+   * Records a step that did not need to run (e.g. the switch of a job recovered after it). One an
+   * earlier run of the job did is done: it stays so (one it was on ends done now).
+   */
   skip(step: StepName, detail: string): void {
     this.endRunning('done');
+    this.closeInterrupted('done', step);
+    const earlier = this.progress.steps.find((s) => s.step === step);
+    if (earlier !== undefined && this.interrupted.delete(step)) {
+      // The step an earlier run was on: the platform finished it since.
+      earlier.state = 'done';
+      earlier.endedAt = this.now();
+      return;
+    }
+    if (earlier?.state === 'done') return;
     const now = this.now();
-    this.progress.steps.push({ step, state: 'skipped', startedAt: now, endedAt: now, detail });
+    this.put({ step, state: 'skipped', startedAt: now, endedAt: now, detail });
   }
 
   /**
@@ -441,6 +552,9 @@ class Tracker {
     return this.refs;
   }
 }
+
+/** The steps in the order a switch goes through them (and a job's progress lists them). */
+const STEP_ORDER: readonly StepName[] = Object.values(StepName);
 
 /** How long the job's message refs read from Redis are reused by intermediate publishes. */
 const REFS_MAX_AGE_MS = 1_000;
@@ -867,6 +981,8 @@ export async function processSwitch(
   // What an earlier attempt found out about the target (a resumed switch does not validate it again).
   if (finished.success && finished.data.jobId === jobId && finished.data.targetStandby !== undefined)
     tracker.progress.targetStandby = finished.data.targetStandby;
+  // The steps earlier runs of this job published: a run that resumes it shows them as they happened.
+  const earlier = finished.success ? earlierSteps(finished.data, jobId, data.planId) : undefined;
 
   // 1. The environment lock: one switch per environment at a time, across processes, owned by this
   // attempt (another attempt of the same job waits like any other job). The operation ref an earlier
@@ -902,14 +1018,11 @@ export async function processSwitch(
           again.holder === jobId
             ? `Waiting: an earlier attempt of this switch still holds ${data.environment}; it stops at its next step, or its hold expires within ${Math.ceil(deps.lock.ttlMs / 1000)}s.`
             : `Waiting: another ${data.environment} switch is running (job ${again.holder}).`;
-        if (!samePublishedDetail(job, detail)) {
-          tracker.progress.steps[0] = {
-            ...tracker.progress.steps[0],
-            step: 'queued',
-            state: 'running',
-            startedAt: data.requestedAt,
-            detail,
-          };
+        if (!(finished.success && waitingSaid(finished.data, detail))) {
+          tracker.progress.steps =
+            earlier === undefined
+              ? [{ step: 'queued', state: 'running', startedAt: data.requestedAt, detail }]
+              : waitingSteps(earlier, detail, deps.clock.now());
           await tracker.publish();
         }
         const jitter = Math.round(Math.random() * deps.lockRetryMs * 0.2);
@@ -927,6 +1040,8 @@ export async function processSwitch(
   const stored = parseStored(got.value);
   const previousRun = got.previous;
   tracker.attached(got.members);
+  if (earlier !== undefined)
+    tracker.resume(earlier, interruptedDetail(attempt, job.stalledCounter ?? 0, previousRun), stored.started);
 
   const attemptRun = { jobId, createdAt: job.timestamp, run: previousRun.runs + 1 };
   const lock = new AttemptLock(deps, data.environment, owner, jobLock, attemptRun, askedAt, log, (reason) => {
@@ -1000,13 +1115,64 @@ export async function processSwitch(
   }
 }
 
-function samePublishedDetail(job: Job, detail: string): boolean {
-  const p = job.progress;
-  if (typeof p !== 'object' || p === null || !('steps' in p)) return false;
-  const steps = (p as { steps: unknown }).steps;
-  if (!Array.isArray(steps)) return false;
-  const first: unknown = steps[0];
-  return typeof first === 'object' && first !== null && (first as { detail?: unknown }).detail === detail;
+/**
+ * Whether the job's published progress already says `detail` on its running step (a job waiting for
+ * its environment says so once, not again at every look at it).
+ */
+function waitingSaid(published: Progress, detail: string): boolean {
+  return published.steps.some((s) => s.state === 'running' && s.detail === detail);
+}
+
+/**
+ * The steps earlier runs of job `jobId` published (`published`: its BullMQ progress, parsed), for a
+ * run that resumes it: after its worker stopped answering, a hand-back on shutdown, or a retry.
+ * Undefined when no earlier run took the job up (only `queued` was published: a job that waited for
+ * its environment), when the progress is another job's, or when it has ended. One record per step (the
+ * last published), in the order of the steps, each detail within `STEP_DETAIL_MAX`: the published
+ * state stays bounded however often the job is resumed.
+ */
+function earlierSteps(published: Progress, jobId: string, planId: string): StepRecord[] | undefined {
+  if (published.jobId !== jobId || published.planId !== planId || published.outcome !== undefined)
+    return undefined;
+  if (!published.steps.some((s) => s.step !== 'queued')) return undefined;
+  const byName = new Map<StepName, StepRecord>();
+  for (const s of published.steps) byName.set(s.step, s);
+  const steps: StepRecord[] = [];
+  for (const name of Object.values(StepName)) {
+    const s = byName.get(name);
+    if (s === undefined) continue;
+    steps.push(s.detail === undefined ? { ...s } : { ...s, detail: clipMessage(s.detail, STEP_DETAIL_MAX) });
+  }
+  return steps;
+}
+
+/**
+ * What a resumed job shows while it waits for its environment: the earlier runs' steps, the one an
+ * earlier run was on still running (that run may hold the environment yet), saying why it waits; with
+ * none running (the earlier attempt ended failed, to be retried) `validating`, this run's next step.
+ */
+function waitingSteps(earlier: readonly StepRecord[], detail: string, now: number): StepRecord[] {
+  const steps = earlier.map((s) => ({ ...s }));
+  const running = steps.find((s) => s.state === 'running');
+  if (running !== undefined) {
+    running.detail = detail;
+    return steps;
+  }
+  const next: StepRecord = { step: 'validating', state: 'running', startedAt: now, detail };
+  const at = steps.findIndex((s) => s.step === 'validating');
+  if (at >= 0) steps[at] = next;
+  else steps.splice(1, 0, next);
+  return steps;
+}
+
+/**
+ * What the step an earlier run was on says once this run took the job over: handed back by a worker
+ * shutting down (the same attempt and stall count as that run), else its worker stopped answering.
+ */
+function interruptedDetail(attempt: number, stalls: number, previous: PreviousRun): string {
+  return previous.runs > 0 && attempt === previous.attempt && stalls === previous.stalls
+    ? RESUMED_AFTER_HAND_BACK_DETAIL
+    : RESUMED_AFTER_STALL_DETAIL;
 }
 
 /** What one attempt's run under the environment lock works with (see `processSwitch`). */
@@ -1148,6 +1314,9 @@ async function runLocked(
         // not switch, so it explains nothing found now.
         lock.assertHeld();
         await deps.redis.del(opKey);
+        tracker.interruptedFailed(
+          `Interrupted: the platform reports the operation of this ${data.action} (${ref.id}) failed, or does not know it; a later run decided afresh.`,
+        );
         ref = undefined;
         opStatus = undefined;
         started = false;
@@ -1887,7 +2056,8 @@ async function follow(
     switch (status.state) {
       case 'pending':
         if (current !== 'reactivating' && current !== 'switching') {
-          tracker.start('switching');
+          // Not started yet: a step an earlier run was on goes on (a reactivation is not done).
+          tracker.start(tracker.wasOn('reactivating') ? 'reactivating' : 'switching');
           tracker.post();
         }
         break;

@@ -14,7 +14,7 @@
  * 150 ms, so every wait here is for an event (a report, a job's end), never a sleep.
  */
 import { afterEach, describe, expect, it, vi } from 'vitest';
-import { MAX_STALLS } from '../../jobs/switch-processor.js';
+import { MAX_STALLS, RESUMED_AFTER_STALL_DETAIL } from '../../jobs/switch-processor.js';
 import { type Clock, systemClock } from '../../src/clock.js';
 import { RefusalCode } from '../../src/domain/result.js';
 import { RefusalError } from '../../src/errors.js';
@@ -23,6 +23,7 @@ import type { OperationRef, SwitchRequest } from '../../src/platform/port.js';
 import type { Progress } from '../../src/progress.js';
 import { EnvironmentLock, jobIdForPlan, switchKeys } from '../../src/queue.js';
 import { deleteKeys, scanKeys } from '../../src/redis.js';
+import { progressView } from '../../src/views/model.js';
 import { CapturedLog } from '../support/captured-log.js';
 import {
   Cleanup,
@@ -813,5 +814,106 @@ describe('a job that stalls too often', () => {
     const failed = (await env.metrics.jobs.get()).values.find((v) => v.labels.outcome === 'failed');
     expect(failed?.value).toBe(1);
     expect(env.platform.switchCalls).toBe(1);
+  });
+});
+
+describe('a job resumed after its worker died while reactivating its standby target', () => {
+  it("shows the steps as they happened across its runs: the first run's queueing and reactivation (done, not 'not reached'), one entry per step", async () => {
+    const env = await setupJobs(cleanup);
+    const target = seedIds(0).standby;
+    // The first attempt's worker is killed -9 while it follows the reactivation: its next read of the
+    // operation never returns (rejected only at the end of the test, so that the worker can close).
+    let kill!: (e: Error) => void;
+    const killed = new Promise<never>((_, reject) => {
+      kill = reject;
+    });
+    const died = deferred();
+    let dying = false;
+    await env.startWorker({
+      ...FAST_LOCKS,
+      platform: {
+        ...env.platform,
+        operation: async (ref: OperationRef) => {
+          if (dying) {
+            dying = false;
+            died.resolve();
+            return killed;
+          }
+          return env.platform.operation(ref);
+        },
+      },
+    });
+    // Registered after the worker, so it runs before the worker closes (even when the test fails).
+    cleanup.add(async () => kill(new Error('worker killed')));
+    const plan = await planFor(env.local, 'env0', 'rollback', env.clock.now(), target);
+    const { jobId } = await env.queue.enqueue(jobData(plan, env.clock.now()));
+    const first = await env.reporter.waitFor(
+      (p) => p.jobId === jobId && p.operationId !== undefined && p.steps.at(-1)?.step === 'reactivating',
+    );
+    dying = true;
+    await died.promise;
+    // While nobody follows it, the platform finishes the reactivation and the switch.
+    const moved = movedTo(env, 'env0', target);
+    await env.clock.advance(REACTIVATION_MS);
+    await moved;
+
+    // Its job lock expires: BullMQ's stalled check re-delivers the job, whose next run waits while the
+    // dead run still holds env0, showing the steps that run published, not a bare "queued".
+    await env.redis.del(keysOf(env).jobLock(jobId));
+    const waiting = await env.reporter.waitFor(
+      (p) => p.jobId === jobId && p.steps.some((s) => s.detail?.startsWith('Waiting: an earlier attempt')),
+    );
+    const [queued, validating, reactivating] = first.steps;
+    expect(waiting.steps).toEqual([
+      queued,
+      validating,
+      {
+        ...reactivating,
+        detail:
+          'Waiting: an earlier attempt of this switch still holds env0; it stops at its next step, or its hold expires within 1s.',
+      },
+    ]);
+    // The dead run's hold on env0 expires too: the resumed run takes the switch over.
+    await env.redis.del(keysOf(env).lock('env0'));
+    const final = await env.queue.waitForEnd(jobId);
+
+    expect(final).toMatchObject({ outcome: 'succeeded', attempt: 1 });
+    expect(final?.steps.map((s) => [s.step, s.state])).toEqual([
+      ['queued', 'done'],
+      ['validating', 'done'],
+      ['reactivating', 'done'],
+      ['switching', 'skipped'],
+      ['verifying', 'done'],
+      ['done', 'done'],
+    ]);
+    const step = (name: string) => final?.steps.find((s) => s.step === name);
+    // Queued from the request until the first run took the job: not through the dead run.
+    expect(step('queued')).toEqual(queued);
+    // The resumed run validated afresh and found the switch done.
+    const resumedAt = step('validating')?.startedAt ?? 0;
+    expect(resumedAt).toBeGreaterThan(validating?.startedAt ?? Number.POSITIVE_INFINITY);
+    expect(step('validating')?.detail).toBe(`${target} already serves env0: not switching again.`);
+    // The reactivation the first run started is done: from its start, saying that run was
+    // interrupted, until the resumed run found the switch done.
+    expect(step('reactivating')).toMatchObject({
+      state: 'done',
+      startedAt: reactivating?.startedAt,
+      detail: RESUMED_AFTER_STALL_DETAIL,
+    });
+    expect(step('reactivating')?.endedAt).toBeGreaterThanOrEqual(step('validating')?.endedAt ?? 0);
+    expect(step('reactivating')?.endedAt).toBeLessThanOrEqual(step('switching')?.startedAt ?? 0);
+    // What chat shows: the reactivation done, not "not reached".
+    const view = progressView(final as Progress);
+    const steps = view.blocks.flatMap((b) => (b.type === 'steps' ? b.steps : []));
+    expect(steps.map((s) => [s.step, s.state])).toEqual([
+      ['queued', 'done'],
+      ['validating', 'done'],
+      ['reactivating', 'done'],
+      ['switching', 'skipped'],
+      ['verifying', 'done'],
+      ['done', 'done'],
+    ]);
+    expect(env.platform.switchCalls).toBe(1);
+    expect(await rollbacksOn(env, 'env0')).toBe(1);
   });
 });

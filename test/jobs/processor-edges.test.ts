@@ -3,7 +3,9 @@
  * a fresh queue per test, the real LocalPlatform on a ManualClock (test/jobs/fixtures).
  */
 import { afterEach, describe, expect, it, vi } from 'vitest';
+import { MAX_STALLS, RESUMED_AFTER_STALL_DETAIL } from '../../jobs/switch-processor.js';
 import type { SwitchWorker } from '../../jobs/switch-worker.js';
+import type { Plan } from '../../src/domain/plan.js';
 import { PlatformHttpError, SwitchyardError } from '../../src/errors.js';
 import type {
   DeployPlatform,
@@ -11,7 +13,8 @@ import type {
   OperationStatus,
   SwitchRequest,
 } from '../../src/platform/port.js';
-import { EnvironmentLock, jobIdForPlan } from '../../src/queue.js';
+import type { Progress, StepRecord } from '../../src/progress.js';
+import { EnvironmentLock, jobIdForPlan, queuedProgress, switchKeys } from '../../src/queue.js';
 import {
   Cleanup,
   deferred,
@@ -429,5 +432,315 @@ describe('switch processor', () => {
     ]);
     await env.clock.advance(REACTIVATION_MS);
     expect((await env.queue.waitForEnd(jobId))?.outcome).toBe('succeeded');
+  });
+});
+
+describe("a resumed job's steps", () => {
+  /** Publishes `steps` as the progress an earlier run of queued job `jobId` left (its worker died). */
+  async function leftByEarlierRun(
+    env: JobsEnv,
+    jobId: string,
+    plan: Plan,
+    steps: StepRecord[],
+  ): Promise<void> {
+    const job = await env.queue.queue.getJob(jobId);
+    const at = env.clock.now();
+    await job?.updateProgress({
+      ...queuedProgress(jobId, jobData(plan, at), { startedAt: at, attempt: 1, updatedAt: at }),
+      steps,
+    });
+  }
+
+  it("a job retried three times keeps one entry per step, and its queueing is its first attempt's", async () => {
+    const unavailable = () =>
+      new PlatformHttpError(503, 'POST', 'http://platform.test/rollback', undefined, 'unavailable');
+    const env = await setupJobs(cleanup, {
+      attempts: 4,
+      faults: { switchErrors: [unavailable(), unavailable(), unavailable()] },
+    });
+    await env.startWorker();
+    const plan = await planFor(env.local, 'env0', 'rollback', env.clock.now());
+    const { jobId } = await env.queue.enqueue(jobData(plan, env.clock.now()));
+
+    const final = await env.queue.waitForEnd(jobId);
+
+    expect(final).toMatchObject({ outcome: 'succeeded', attempt: 4 });
+    expect(final?.steps.map((s) => [s.step, s.state])).toEqual([
+      ['queued', 'done'],
+      ['validating', 'done'],
+      ['switching', 'done'],
+      ['verifying', 'done'],
+      ['done', 'done'],
+    ]);
+    // Every state the attempts published stays as bounded: one entry per step.
+    for (const p of env.reporter.of(jobId))
+      expect(new Set(p.steps.map((s) => s.step)).size).toBe(p.steps.length);
+    // Queued until the first attempt took the job, not through three attempts and their backoffs.
+    const first = env.reporter.of(jobId).find((p) => p.attempt === 1);
+    expect(final?.steps[0]).toEqual(first?.steps[0]);
+    expect(final?.steps[0]?.endedAt).toBeLessThan(final?.steps[1]?.startedAt ?? 0);
+    expect(env.platform.switchCalls).toBe(4);
+  });
+
+  it('a step whose earlier run stopped before asking the platform is left out: the resumed run never reached it', async () => {
+    const env = await setupJobs(cleanup);
+    const plan = await planFor(env.local, 'env0', 'rollback', env.clock.now(), seedIds(0).standby);
+    const { jobId } = await env.queue.enqueue(jobData(plan, env.clock.now()));
+    // The earlier run published `reactivating` and died before its fence: no started marker is stored.
+    const at = env.clock.now();
+    await leftByEarlierRun(env, jobId, plan, [
+      { step: 'queued', state: 'done', startedAt: at, endedAt: at },
+      { step: 'validating', state: 'done', startedAt: at, endedAt: at },
+      { step: 'reactivating', state: 'running', startedAt: at },
+    ]);
+    // Meanwhile a push went live on env0: the resumed run finds the plan stale.
+    await env.local.push({ environment: 'env0' });
+    await env.clock.advance(3_000);
+    await env.local.settle();
+    await env.startWorker();
+
+    const final = await env.queue.waitForEnd(jobId);
+
+    expect(final?.outcome).toBe('stale');
+    expect(final?.steps.map((s) => [s.step, s.state])).toEqual([
+      ['queued', 'done'],
+      ['validating', 'failed'],
+    ]);
+    expect(env.platform.switchCalls).toBe(0);
+  });
+
+  it('a step whose operation the platform reports failed (or forgot) ends failed, saying so, when the resumed run decides afresh', async () => {
+    const env = await setupJobs(cleanup);
+    const plan = await planFor(env.local, 'env0', 'rollback', env.clock.now(), seedIds(0).standby);
+    const { jobId } = await env.queue.enqueue(jobData(plan, env.clock.now()));
+    // The earlier run was reactivating the target when it died; the platform forgot that operation
+    // since (the local platform restarted), and a push went live on env0.
+    const at = env.clock.now();
+    await leftByEarlierRun(env, jobId, plan, [
+      { step: 'queued', state: 'done', startedAt: at, endedAt: at },
+      { step: 'validating', state: 'done', startedAt: at, endedAt: at },
+      { step: 'reactivating', state: 'running', startedAt: at },
+    ]);
+    const forgotten: OperationRef = {
+      id: 'op_forgotten',
+      action: 'rollback',
+      environment: 'env0',
+      targetId: plan.target.id,
+      startedAt: at,
+    };
+    await env.redis.set(
+      switchKeys(env.queue.prefix, env.queueName).operation(jobId),
+      JSON.stringify(forgotten),
+    );
+    await env.local.push({ environment: 'env0' });
+    await env.clock.advance(3_000);
+    await env.local.settle();
+    await env.startWorker();
+
+    const final = await env.queue.waitForEnd(jobId);
+
+    expect(final?.outcome).toBe('stale');
+    expect(final?.steps.find((s) => s.step === 'reactivating')).toMatchObject({
+      state: 'failed',
+      startedAt: at,
+      detail:
+        'Interrupted: the platform reports the operation of this rollback (op_forgotten) failed, or does not know it; a later run decided afresh.',
+    });
+    expect(env.platform.switchCalls).toBe(0);
+  });
+
+  it('a switch an earlier run was on when it died, which the platform finished since, is done, not skipped', async () => {
+    const env = await setupJobs(cleanup);
+    const plan = await planFor(env.local, 'env0', 'rollback', env.clock.now());
+    const { jobId } = await env.queue.enqueue(jobData(plan, env.clock.now()));
+    // The earlier run asked the platform to switch, stored the operation and died following it; the
+    // platform finished it.
+    const ref = await env.local.rollback({
+      environment: 'env0',
+      targetId: plan.target.id,
+      requestedBy: 'alice',
+    });
+    await env.local.settle();
+    await env.redis.set(switchKeys(env.queue.prefix, env.queueName).operation(jobId), JSON.stringify(ref));
+    const at = env.clock.now();
+    await leftByEarlierRun(env, jobId, plan, [
+      { step: 'queued', state: 'done', startedAt: at, endedAt: at },
+      { step: 'validating', state: 'done', startedAt: at, endedAt: at },
+      { step: 'switching', state: 'running', startedAt: at },
+    ]);
+    await env.startWorker();
+
+    const final = await env.queue.waitForEnd(jobId);
+
+    expect(final?.outcome).toBe('succeeded');
+    expect(final?.steps.find((s) => s.step === 'switching')).toMatchObject({
+      state: 'done',
+      startedAt: at,
+      detail: RESUMED_AFTER_STALL_DETAIL,
+    });
+    expect(env.platform.switchCalls).toBe(0);
+  });
+
+  it("a retry that waits for its environment shows its earlier attempt's steps, and says it waits on its next step", async () => {
+    const env = await setupJobs(cleanup, {
+      faults: {
+        switchErrors: [
+          new PlatformHttpError(503, 'POST', 'http://platform.test/rollback', undefined, 'unavailable'),
+        ],
+      },
+    });
+    // A long backoff: the test lets the retry run once another switch holds env0.
+    const worker = await env.startWorker({
+      retry: { baseDelayMs: 60_000, maxDelayMs: 60_000 },
+      lockRetryMs: 20,
+    });
+    const plan = await planFor(env.local, 'env0', 'rollback', env.clock.now());
+    const jobId = jobIdForPlan(plan.id);
+    const backingOff = new Promise<void>((resolve) =>
+      worker.worker.on('failed', (job) => {
+        if (job?.id === jobId) resolve();
+      }),
+    );
+    await env.queue.enqueue(jobData(plan, env.clock.now()));
+    const failed = await env.reporter.waitFor((p) => p.jobId === jobId && p.code !== undefined);
+    await backingOff;
+    await env.redis.set(switchKeys(env.queue.prefix, env.queueName).lock('env0'), 'sw_other:1', 'PX', 60_000);
+    await (await env.queue.queue.getJob(jobId))?.promote();
+
+    const waiting = await env.reporter.waitFor(
+      (p) => p.jobId === jobId && p.steps.some((s) => s.detail?.startsWith('Waiting') === true),
+    );
+    const [queued, , switching] = failed.steps;
+    expect(waiting.steps).toEqual([
+      queued,
+      {
+        step: 'validating',
+        state: 'running',
+        startedAt: expect.any(Number),
+        detail: 'Waiting: another env0 switch is running (job sw_other).',
+      },
+      switching,
+    ]);
+    await env.redis.del(switchKeys(env.queue.prefix, env.queueName).lock('env0'));
+    const final = await env.queue.waitForEnd(jobId);
+
+    expect(final).toMatchObject({ outcome: 'succeeded', attempt: 2 });
+    expect(final?.steps.map((s) => [s.step, s.state])).toEqual([
+      ['queued', 'done'],
+      ['validating', 'done'],
+      ['switching', 'done'],
+      ['verifying', 'done'],
+      ['done', 'done'],
+    ]);
+    expect(final?.steps[0]).toEqual(queued);
+  });
+
+  it('a reactivation an earlier run was on goes on while the platform still has its operation pending', async () => {
+    const env = await setupJobs(cleanup);
+    const plan = await planFor(env.local, 'env0', 'rollback', env.clock.now(), seedIds(0).standby);
+    const { jobId } = await env.queue.enqueue(jobData(plan, env.clock.now()));
+    // The earlier run asked for the rollback and died reactivating; the platform's first answers say
+    // the operation is still pending.
+    const ref = await env.local.rollback({
+      environment: 'env0',
+      targetId: plan.target.id,
+      requestedBy: 'alice',
+    });
+    await env.redis.set(switchKeys(env.queue.prefix, env.queueName).operation(jobId), JSON.stringify(ref));
+    const at = env.clock.now();
+    await leftByEarlierRun(env, jobId, plan, [
+      { step: 'queued', state: 'done', startedAt: at, endedAt: at },
+      { step: 'validating', state: 'done', startedAt: at, endedAt: at },
+      { step: 'reactivating', state: 'running', startedAt: at },
+    ]);
+    let reads = 0;
+    const pastPending = deferred();
+    await env.startWorker({
+      platform: Object.assign(Object.create(env.platform) as DeployPlatform, {
+        operation: async (r: OperationRef): Promise<OperationStatus> => {
+          if (++reads <= 2) return { id: r.id, state: 'pending', updatedAt: env.clock.now() };
+          pastPending.resolve();
+          return env.platform.operation(r);
+        },
+      }),
+    });
+    await pastPending.promise;
+    await env.reporter.waitFor((p) => p.jobId === jobId && p.steps[1]?.state === 'done');
+
+    // While pending, then reactivating, the job shows the reactivation going on, not a switch.
+    for (const p of env.reporter.of(jobId)) {
+      expect(p.steps.map((s) => s.step)).toEqual(['queued', 'validating', 'reactivating']);
+      expect(p.steps[2]).toMatchObject({ state: 'running', startedAt: at });
+    }
+    await env.clock.advance(REACTIVATION_MS);
+    const final = await env.queue.waitForEnd(jobId);
+    expect(final?.outcome).toBe('succeeded');
+    expect(final?.steps.find((s) => s.step === 'reactivating')).toMatchObject({
+      state: 'done',
+      startedAt: at,
+      detail: RESUMED_AFTER_STALL_DETAIL,
+    });
+    expect(env.platform.switchCalls).toBe(0);
+  });
+
+  it('a job given up after too many stalls while a resumed run validated leaves no step running', async () => {
+    const env = await setupJobs(cleanup);
+    const plan = await planFor(env.local, 'env0', 'rollback', env.clock.now(), seedIds(0).standby);
+    const { jobId } = await env.queue.enqueue(jobData(plan, env.clock.now()));
+    // The last run was validating while the reactivation an earlier run followed still ran (both
+    // running), and its worker stopped answering once too often.
+    const at = env.clock.now();
+    await leftByEarlierRun(env, jobId, plan, [
+      { step: 'queued', state: 'done', startedAt: at, endedAt: at },
+      { step: 'validating', state: 'running', startedAt: at },
+      { step: 'reactivating', state: 'running', startedAt: at, detail: RESUMED_AFTER_STALL_DETAIL },
+    ]);
+    await env.redis.hset(env.queue.queue.toKey(jobId), 'stc', String(MAX_STALLS + 1));
+    await env.startWorker();
+
+    const final = await env.queue.waitForEnd(jobId);
+
+    expect(final).toMatchObject({ outcome: 'failed', code: 'job_stalled' });
+    expect(final?.steps.map((s) => [s.step, s.state])).toEqual([
+      ['queued', 'done'],
+      ['validating', 'failed'],
+      ['reactivating', 'failed'],
+    ]);
+  });
+
+  it("takes up no progress that does not parse, nor another job's: the job starts afresh", async () => {
+    const env = await setupJobs(cleanup);
+    const unreadable = await planFor(env.local, 'env0', 'rollback', env.clock.now());
+    const other = await planFor(env.local, 'env1', 'rollback', env.clock.now());
+    const j1 = await env.queue.enqueue(jobData(unreadable, env.clock.now()));
+    const j2 = await env.queue.enqueue(jobData(other, env.clock.now()));
+    await (await env.queue.queue.getJob(j1.jobId))?.updateProgress({
+      jobId: j1.jobId,
+      planId: unreadable.id,
+      steps: 'verifying',
+    });
+    // Another job's steps (a job id reused by hand, an old record): a running verification.
+    const at = env.clock.now() - 60_000;
+    await leftByEarlierRun(env, j2.jobId, other, [
+      { step: 'queued', state: 'done', startedAt: at, endedAt: at },
+      { step: 'validating', state: 'done', startedAt: at, endedAt: at },
+      { step: 'verifying', state: 'running', startedAt: at },
+    ]);
+    const job2 = await env.queue.queue.getJob(j2.jobId);
+    await job2?.updateProgress({ ...(job2.progress as Progress), jobId: 'sw_someone_else' });
+    await env.startWorker();
+
+    for (const jobId of [j1.jobId, j2.jobId]) {
+      const final = await env.queue.waitForEnd(jobId);
+      expect(final?.outcome).toBe('succeeded');
+      expect(final?.steps.map((s) => s.step)).toEqual([
+        'queued',
+        'validating',
+        'switching',
+        'verifying',
+        'done',
+      ]);
+      expect(final?.steps.find((s) => s.step === 'verifying')?.startedAt).not.toBe(at);
+    }
   });
 });

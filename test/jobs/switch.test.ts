@@ -12,7 +12,7 @@
 import { Job } from 'bullmq';
 import { afterEach, describe, expect, it } from 'vitest';
 import { z } from 'zod';
-import { HANDED_BACK_DETAIL } from '../../jobs/switch-processor.js';
+import { HANDED_BACK_DETAIL, RESUMED_AFTER_HAND_BACK_DETAIL } from '../../jobs/switch-processor.js';
 import type { SwitchWorker } from '../../jobs/switch-worker.js';
 import { AUDIT_MESSAGE_MAX, AuditLog } from '../../src/audit.js';
 import { type Clock, ManualClock, systemClock } from '../../src/clock.js';
@@ -446,8 +446,9 @@ describe('switch job', () => {
     expect(final?.outcome).toBe('succeeded');
     expect(final?.attempt).toBe(3);
     const reports = env.reporter.of(jobId);
-    const failedAttempts = reports.filter((p) =>
-      p.steps.some((s) => s.step === 'switching' && s.state === 'failed'),
+    // Each attempt's failure (a later attempt shows it too, as what happened, until it switches).
+    const failedAttempts = reports.filter(
+      (p) => p.code !== undefined && p.steps.some((s) => s.step === 'switching' && s.state === 'failed'),
     );
     expect(new Set(failedAttempts.map((p) => p.attempt))).toEqual(new Set([1, 2]));
     expect(failedAttempts[0]?.steps.at(-1)?.detail).toContain('retrying');
@@ -615,7 +616,9 @@ describe('switch job edge cases', () => {
 
     expect(final).toMatchObject({ outcome: 'succeeded', attempt: 3 });
     const second = env.reporter.of(jobId).find((p) => p.attempt === 2 && p.code !== undefined);
-    expect(second?.steps.at(-1)?.detail).toContain('it is kept and followed once the platform answers');
+    expect(second?.steps.find((s) => s.step === 'validating')?.detail).toContain(
+      'it is kept and followed once the platform answers',
+    );
     expect(env.platform.switchCalls).toBe(1);
     expect(await rollbacksOn(env, 'env0')).toBe(1);
   });
@@ -641,7 +644,7 @@ describe('switch job edge cases', () => {
     const unread = `The platform answered 503 Service Unavailable to a request (POST /v2/operation), so the state of operation ${opId}, which an earlier attempt of this rollback started, could not be read`;
     // A retried attempt says the operation is kept and followed by the next one...
     const second = env.reporter.of(jobId).find((p) => p.attempt === 2 && p.code !== undefined);
-    expect(second?.steps.at(-1)?.detail).toBe(
+    expect(second?.steps.find((s) => s.step === 'validating')?.detail).toBe(
       `${unread}; it is kept and followed once the platform answers, never started twice. (attempt 2 of 3; retrying)`,
     );
     // ...the last one, which nothing follows, says the switch may still complete: the platform error in
@@ -649,7 +652,7 @@ describe('switch job edge cases', () => {
     expect(final?.message).toBe(
       `${unread}. The platform may have started this rollback and may still complete it: check where traffic is before trying again. env0 is serving ${plan.expectedCurrent}.`,
     );
-    expect(final?.steps.at(-1)?.detail).toBe(`${unread}.`);
+    expect(final?.steps.find((s) => s.step === 'validating')?.detail).toBe(`${unread}.`);
   });
 
   it('an operation the platform reports failed but retryable (it restarted mid-way) is retried, and the next attempt switches', async () => {
@@ -1383,6 +1386,59 @@ describe('graceful shutdown', () => {
       undefined,
       'resumed after a worker shutting down handed it back (attempt 1, run 2)',
     ]);
+  });
+
+  it("a switch handed back while reactivating shows the first run's steps once resumed: its queueing, and the reactivation going on from its first start", async () => {
+    const env = await setupJobs(cleanup);
+    const first = await env.startWorker({ shutdownTimeoutMs: 20 });
+    const now = env.clock.now();
+    const plan = await planFor(env.local, 'env0', 'rollback', now, seedIds(0).standby);
+    const { jobId } = await env.queue.enqueue(jobData(plan, now));
+    await env.reporter.waitFor((p) => p.jobId === jobId && p.operationId !== undefined);
+    await first.close();
+    const handedBack = await env.queue.progress(jobId);
+    const [queued, , reactivating] = handedBack?.steps ?? [];
+    expect(reactivating).toMatchObject({
+      step: 'reactivating',
+      state: 'running',
+      detail: HANDED_BACK_DETAIL,
+    });
+
+    await env.startWorker();
+    const resumed = await env.reporter.waitFor(
+      (p) =>
+        p.jobId === jobId && p.steps[1]?.detail?.includes('Resuming') === true && p.operationId !== undefined,
+    );
+    // One entry per step: the reactivation the first run started goes on, it is not added twice.
+    expect(resumed.steps.map((s) => [s.step, s.state])).toEqual([
+      ['queued', 'done'],
+      ['validating', 'done'],
+      ['reactivating', 'running'],
+    ]);
+    expect(resumed.steps[2]).toMatchObject({
+      startedAt: reactivating?.startedAt,
+      detail: RESUMED_AFTER_HAND_BACK_DETAIL,
+    });
+    await env.clock.advance(REACTIVATION_MS);
+    const final = await env.queue.waitForEnd(jobId);
+
+    expect(final).toMatchObject({ outcome: 'succeeded', attempt: 1 });
+    expect(final?.steps.map((s) => [s.step, s.state])).toEqual([
+      ['queued', 'done'],
+      ['validating', 'done'],
+      ['reactivating', 'done'],
+      ['switching', 'done'],
+      ['verifying', 'done'],
+      ['done', 'done'],
+    ]);
+    // Queued until the first run took the job, not through that run and the hand-back.
+    expect(final?.steps[0]).toEqual(queued);
+    // The reactivation runs from when the first run asked for it, and says it was handed back.
+    expect(final?.steps[2]).toMatchObject({
+      startedAt: reactivating?.startedAt,
+      detail: RESUMED_AFTER_HAND_BACK_DETAIL,
+    });
+    expect(env.platform.switchCalls).toBe(1);
   });
 
   it('a message attached after the release read its messages, but before the final state was written, still gets the final state', async () => {
