@@ -326,16 +326,32 @@ describe('VercelPlatform reads', () => {
     await expect(platform.health()).resolves.toBeUndefined();
   });
 
-  it('turns a rejected token into platform_forbidden without the token in the message', async () => {
+  it('turns a token Vercel calls invalid into platform_unauthorized naming VERCEL_TOKEN, without the token in the message', async () => {
     const { server } = await setup();
     const bad = new VercelPlatform({
       project: 'acme-web',
       client: { baseUrl: server.url, token: 'vcp_badToken000000000000', teamId: TEAM, maxRetries: 0 },
     });
     const e = await rejection(bad.snapshot('production'));
-    expect(e.code).toBe('platform_forbidden');
-    expect(e.message).toContain('lack access to team team_acme123');
+    expect(e.code).toBe('platform_unauthorized');
+    expect(e.message).toContain(
+      'Vercel rejected the token as invalid (403 forbidden: Not authorized (invalidToken: true))',
+    );
+    expect(e.message).toContain('Set VERCEL_TOKEN to a valid access token with access to team team_acme123.');
     expect(e.message).not.toContain('vcp_badToken000000000000');
+  });
+
+  it('turns a valid token without access to the team into platform_forbidden, naming the scope and the setting', async () => {
+    const { server } = await setup();
+    const other = new VercelPlatform({
+      project: 'acme-web',
+      client: { baseUrl: server.url, token: TOKEN, teamId: 'team_other0000', maxRetries: 0 },
+    });
+    const e = await rejection(other.snapshot('production'));
+    expect(e.code).toBe('platform_forbidden');
+    expect(e.message).toContain(
+      'The token (VERCEL_TOKEN) may be invalid or expired, or lack access to team team_other0000.',
+    );
   });
 });
 

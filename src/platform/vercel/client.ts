@@ -16,7 +16,7 @@ import {
   parseRetryAfter,
   rawErrorDetail,
 } from '../http-client.js';
-import { ErrorResponseSchema } from './schemas.js';
+import { ErrorResponseSchema, INVALID_TOKEN_NOTE } from './schemas.js';
 
 /** Tuning of the client; every field but `baseUrl` and `token` has a default (`vercelClientDefaults`). */
 export interface VercelClientOptions extends HttpClientOptions {
@@ -102,7 +102,8 @@ export class VercelClient {
     const parsed = ErrorResponseSchema.safeParse(jsonOrUndefined(text));
     if (!parsed.success) return { code: undefined, detail: this.redact(rawErrorDetail(status, text)) };
     const err = parsed.data.error;
-    return { code: err.code, detail: this.redact(err.message ?? `HTTP ${status}`) };
+    const detail = this.redact(err.message ?? `HTTP ${status}`);
+    return { code: err.code, detail: err.invalidToken === true ? `${detail}${INVALID_TOKEN_NOTE}` : detail };
   }
 
   /** Removes the token (and anything that looks like a secret) from text bound for errors/logs. */

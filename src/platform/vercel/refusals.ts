@@ -7,6 +7,7 @@
  */
 import { RefusalCode, type RefusalCode as RefusalCodeType } from '../../domain/result.js';
 import { PlatformHttpError, RefusalError, SwitchyardError } from '../../errors.js';
+import { INVALID_TOKEN_NOTE } from './schemas.js';
 
 /** What the adapter was doing when Vercel answered. */
 export const VercelCall = {
@@ -83,10 +84,16 @@ export function toRefusal(e: unknown, ctx: RefusalContext): unknown {
       `Vercel rejected the token (401 ${codeText}: ${detail}). Set VERCEL_TOKEN to a valid access token with access to ${scope}.`,
     );
   }
+  if (status === 403 && detail.endsWith(INVALID_TOKEN_NOTE)) {
+    return refusal(
+      RefusalCode.platformUnauthorized,
+      `Vercel rejected the token as invalid (403 ${codeText}: ${detail}). Set VERCEL_TOKEN to a valid access token with access to ${scope}.`,
+    );
+  }
   if (status === 403) {
     return refusal(
       RefusalCode.platformForbidden,
-      `Vercel refused to let the token ${verbOf(ctx.call)} ${ctx.deploymentId ?? `project ${ctx.project}`} (403 ${codeText}: ${detail}). The token may be invalid or expired, or lack access to ${scope}${ctx.teamId === undefined ? ' (set VERCEL_TEAM_ID when the project belongs to a team)' : ''}.`,
+      `Vercel refused to let the token ${verbOf(ctx.call)} ${ctx.deploymentId ?? `project ${ctx.project}`} (403 ${codeText}: ${detail}). The token (VERCEL_TOKEN) may be invalid or expired, or lack access to ${scope}${ctx.teamId === undefined ? ' (set VERCEL_TEAM_ID when the project belongs to a team)' : ''}.`,
     );
   }
   if (status === 404) {

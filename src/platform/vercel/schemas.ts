@@ -216,6 +216,14 @@ export const ErrorResponseSchema = z.object({
   error: z.object({
     code: z.string().min(1),
     message: z.string().optional(),
+    /** Set on a 403 `forbidden` when the token itself is not valid (unknown, revoked or expired). */
+    invalidToken: z.boolean().optional(),
   }),
 });
 export type ErrorResponse = z.infer<typeof ErrorResponseSchema>;
+
+/**
+ * What an error's detail ends with when Vercel marked the token itself invalid (`invalidToken`): the
+ * refusal then names the setting to fix (src/platform/vercel/refusals.ts).
+ */
+export const INVALID_TOKEN_NOTE = ' (invalidToken: true)';
