@@ -614,8 +614,9 @@ export function createSlackApp(opts: SlackAppOptions, register: (app: App) => vo
   const logger = boltLogger(opts.logger);
   const keyPrefix = opts.keyPrefix ?? DEFAULTS.keyPrefix;
   const ttl = opts.eventDedupeTtlSeconds ?? DEFAULTS.eventDedupeTtlSeconds;
-  // Bolt's client and `respond()` (response URLs, through `fetch`) answer commands and clicks: a call
-  // that hangs must not hold a handler forever.
+  // Bolt's client (user-group lookups, the token check) and `respond()` (response URLs, through
+  // `fetch`) serve commands and clicks: a call that hangs must not hold a handler forever. Their posts
+  // go through a client of their own (SlackHandlerDeps.posts: no wait in a slot, no re-sent post).
   const callTimeoutMs = opts.callTimeoutMs ?? SLACK_CALL_TIMEOUT_MS;
   const clientOptions = {
     timeout: callTimeoutMs,

@@ -6,7 +6,7 @@
  * Faults become a short ephemeral message with the error code: never a stack trace, never silence.
  */
 import type { RespondFn } from '@slack/bolt';
-import type { WebClient } from '@slack/web-api';
+import { ErrorCode, type WebClient } from '@slack/web-api';
 import { z } from 'zod';
 import type { ChatService } from '../../src/chat.js';
 import { asSwitchyardError } from '../../src/errors.js';
@@ -18,7 +18,7 @@ import { renderSlack } from '../../src/views/slack.js';
 import type { MessageView } from '../../src/views/types.js';
 import { describeIssues as describeZodIssues } from '../../src/zod-issues.js';
 import type { UserGroupResolver } from './groups.js';
-import type { SlackReporter } from './reporter.js';
+import { classifySlackError, type SlackReporter } from './reporter.js';
 import type { WorkQueue } from './work.js';
 
 /** A message seen in a channel the bot is in (alert watching). */
@@ -41,6 +41,11 @@ export interface SlackHandlerDeps {
   readonly groups: UserGroupResolver;
   /** Runs the after-ack work with bounded concurrency. */
   readonly work: WorkQueue;
+  /**
+   * The Web API client posts go through (`createPosterClient`): it fails at once on a 429 and never
+   * sends a call again by itself, so a post's tries are `postInTurns`'s, none of them waiting in a slot.
+   */
+  readonly posts: WebClient;
   readonly metrics: Pick<Metrics, 'commands' | 'clicks' | 'chatApiErrors'>;
   readonly logger: Logger;
   /** Alert watching: called for each new message in a channel the bot was invited to. */
@@ -142,10 +147,105 @@ export async function replyEphemeral(
   }
 }
 
-/** Slack's error code of a failed Web API call, or a generic label. */
+/**
+ * Slack's error code of a failed Web API call, `ratelimited` for a 429 (Slack answers one with
+ * `ratelimited`; the SDK's error for it carries no code of Slack's), or a generic label.
+ */
 export function slackErrorCode(e: unknown): string {
-  const code = (e as { data?: { error?: unknown } }).data?.error;
+  const err = e as { code?: unknown; data?: { error?: unknown } };
+  if (err.code === ErrorCode.RateLimitedError) return 'ratelimited';
+  const code = err.data?.error;
   return typeof code === 'string' ? code : 'request_failed';
+}
+
+/** Tries of one post in all, while Slack refuses it before posting it (see `postFailure`). */
+export const POST_TRIES = 3;
+/**
+ * The longest `Retry-After` a post waits out before its next try; after a longer one it is not tried
+ * again (the person, or the poster's caller, is told when to try again instead of waiting unanswered).
+ */
+export const POST_RETRY_AFTER_MAX_MS = 10_000;
+/** Pause before the next try of a post Slack's 5xx or a refused connection stopped; doubled each try. */
+export const POST_FAULT_PAUSE_MS = 500;
+
+/**
+ * Network failures raised before a request went out (no connection, no address): Slack never saw it.
+ * Anything else that ends a call without an answer (a time-out, a connection reset) may come after
+ * Slack took the request.
+ */
+const UNSENT_NETWORK_CODES: ReadonlySet<string> = new Set([
+  'ECONNREFUSED',
+  'ENOTFOUND',
+  'EAI_AGAIN',
+  'EHOSTUNREACH',
+  'ENETUNREACH',
+  'EADDRNOTAVAIL',
+  'UND_ERR_CONNECT_TIMEOUT',
+]);
+
+/** What a failed `chat.postMessage` try means for the post (see `postFailure`). */
+export interface PostFailure {
+  /** Slack's error code; `ratelimited`; `timeout` (no answer in time); else `request_failed`. */
+  readonly code: string;
+  /** Try it again after this long: Slack surely did not post it, and tries are left. */
+  readonly retryInMs?: number;
+  /**
+   * Slack may have posted it: the call got no answer (a time-out, a connection lost after the request
+   * went). Never sent again, since Slack has no idempotency key for posts: a second try could post
+   * it twice, the first copy late and attached to nothing.
+   */
+  readonly maybePosted?: true;
+  /** For a 429: the seconds Slack asked to wait (what a person is told). */
+  readonly retryAfterS?: number;
+  /**
+   * Whether trying the post again later may succeed (the poster's callers retry): a rate limit, a 5xx,
+   * no connection, Slack's `internal_error`; not a refusal, and not a post Slack may have made.
+   */
+  readonly transient: boolean;
+}
+
+/**
+ * Why try number `tried` of a `chat.postMessage` failed, and whether to try again (made with
+ * `createPosterClient`, which neither waits out a 429 nor retries by itself). Slack has no
+ * idempotency key for posts, so only a try Slack surely did not post is sent again: a 429, an HTTP
+ * 5xx, a connection that could not be made.
+ */
+export function postFailure(e: unknown, tried: number): PostFailure {
+  const err = (e ?? {}) as { code?: unknown; retryAfter?: unknown; statusCode?: unknown; original?: unknown };
+  const left = tried < POST_TRIES;
+  const pause = POST_FAULT_PAUSE_MS * 2 ** (tried - 1);
+  switch (err.code) {
+    case ErrorCode.RateLimitedError: {
+      const seconds = typeof err.retryAfter === 'number' && err.retryAfter >= 0 ? err.retryAfter : 1;
+      const wait = seconds * 1000;
+      return {
+        code: 'ratelimited',
+        retryAfterS: seconds,
+        transient: true,
+        ...(left && wait <= POST_RETRY_AFTER_MAX_MS ? { retryInMs: wait } : {}),
+      };
+    }
+    case ErrorCode.HTTPError: {
+      // Answered, so not posted; a 4xx other than 429 is the request refused as sent (a proxy).
+      const fault = typeof err.statusCode === 'number' && err.statusCode >= 500;
+      return { code: 'request_failed', transient: fault, ...(fault && left ? { retryInMs: pause } : {}) };
+    }
+    case ErrorCode.RequestError: {
+      const o = err.original as { name?: unknown; code?: unknown; cause?: { code?: unknown } } | undefined;
+      const network = o?.cause?.code ?? o?.code;
+      if (typeof network === 'string' && UNSENT_NETWORK_CODES.has(network))
+        return { code: 'request_failed', transient: true, ...(left ? { retryInMs: pause } : {}) };
+      return {
+        code: o?.name === 'TimeoutError' ? 'timeout' : 'request_failed',
+        maybePosted: true,
+        transient: false,
+      };
+    }
+    default:
+      // Slack's answer (`not_in_channel`, …; its `internal_error` is transient but not sent again
+      // here: Slack says part of the call may have been done), or something unknown.
+      return { code: slackErrorCode(e), transient: classifySlackError(e).failure.kind !== 'permanent' };
+  }
 }
 
 /**
@@ -182,12 +282,15 @@ export function postedRef(
   };
 }
 
+/** What became of a post: the message's ref, or why there is none (see `PostFailure`). */
+export type Posted = { ok: true; ref: MessageRef } | ({ ok: false } & PostFailure);
+
 /**
  * Posts a view to the channel (as a reply in the thread `threadTs` when given) and, for a
  * confirmation, attaches the message to its plan so the switch's progress edits it; when that switch
  * has ended already (the message joined it as it ended), its final state is put on the message here.
- * Returns the message ref (with the channel id Slack answered with), or the Slack error code (e.g.
- * `not_in_channel`).
+ * One try (`tried`: its number): returns the message ref (with the channel id Slack answered with), or
+ * why it failed (e.g. `not_in_channel`) and whether to try again (`postFailure`).
  */
 export async function postView(
   deps: Pick<SlackHandlerDeps, 'chat' | 'reporter' | 'work' | 'logger' | 'metrics'>,
@@ -196,7 +299,8 @@ export async function postView(
   view: MessageView,
   planId?: string,
   threadTs?: string,
-): Promise<{ ok: true; ref: MessageRef } | { ok: false; code: string }> {
+  tried = 1,
+): Promise<Posted> {
   // Posted: people by name, never as mentions. Slack has no `allowed_mentions`: a mention in a post
   // notifies that person, so a /deployments would ping everyone in its recent activity, and a request
   // joining someone's plan would ping them. The edits that follow (progress, a click's view) mention.
@@ -212,14 +316,31 @@ export async function postView(
     const posted = postedRef(channel, res, threadTs);
     if (!posted.ok) {
       deps.logger.warn({ channel, issues: posted.issues }, 'slack chat.postMessage answer unreadable');
-      return { ok: false, code: 'no_ts' };
+      return { ok: false, code: 'no_ts', transient: false };
     }
     ref = posted.ref;
   } catch (e) {
-    const code = slackErrorCode(e);
+    const failure = postFailure(e, tried);
+    const { code } = failure;
     deps.metrics.chatApiErrors.inc({ surface: 'slack', method: 'chat.postMessage', code });
-    deps.logger.warn({ channel, code }, 'slack chat.postMessage failed');
-    return { ok: false, code };
+    if (failure.maybePosted)
+      deps.logger.warn(
+        { channel, code, err: e instanceof Error ? e.message : String(e) },
+        'slack chat.postMessage got no answer: the message may still appear in the channel, late and followed by nothing (no progress edits); not sent again, so it is not posted twice',
+      );
+    else
+      deps.logger.warn(
+        {
+          channel,
+          code,
+          tried,
+          ...(failure.retryInMs === undefined ? {} : { retryInMs: failure.retryInMs }),
+        },
+        failure.retryInMs === undefined
+          ? 'slack chat.postMessage failed'
+          : 'slack chat.postMessage failed; trying again',
+      );
+    return { ok: false, ...failure };
   }
   if (planId !== undefined) {
     const ended = await deps.chat.attach(planId, ref);
@@ -228,6 +349,37 @@ export async function postView(
       deps.work.track(deps.reporter.report(ended, [ref]), 'final state of a late message');
   }
   return { ok: true, ref };
+}
+
+/** A post a handler makes: where, what, and the plan the message is to follow. */
+export interface PostRequest {
+  readonly channel: string;
+  readonly view: MessageView;
+  readonly planId?: string;
+  readonly threadTs?: string;
+}
+
+/**
+ * Posts (`postView`, through `deps.posts`) and hands what became of it to `done`. The first try runs
+ * in the caller's work slot. A try Slack surely did not post (a 429, a 5xx, no connection) is tried
+ * again as a new task of the work queue once its `Retry-After` (or a short pause) has passed, up to
+ * POST_TRIES in all: no slot is held while it waits, so posts sitting out Slack's rate limit never
+ * stall the clicks and commands behind them. `fault` gets what a later try throws (the first try's
+ * errors reach the caller).
+ */
+export async function postInTurns(
+  deps: Pick<SlackHandlerDeps, 'chat' | 'reporter' | 'work' | 'logger' | 'metrics' | 'posts'>,
+  post: PostRequest,
+  done: (posted: Posted) => Promise<void>,
+  fault: (e: unknown) => Promise<void>,
+  tried = 1,
+): Promise<void> {
+  const posted = await postView(deps, deps.posts, post.channel, post.view, post.planId, post.threadTs, tried);
+  if (!posted.ok && posted.retryInMs !== undefined) {
+    deps.work.later(posted.retryInMs, () => postInTurns(deps, post, done, fault, tried + 1).catch(fault));
+    return;
+  }
+  await done(posted);
 }
 
 /** Where a command was typed, as the slash command payload says. */
@@ -250,22 +402,40 @@ export function isDirectMessage(channel: CommandChannel): boolean {
 }
 
 /**
- * What to tell the user when the bot cannot post in their channel (`channel`: where the command was
- * typed, when known). In a direct message there is no one to invite the bot: run the command in a
- * channel it is in instead.
+ * What to tell the user when the bot could not post in their channel (`channel`: where the command was
+ * typed, when known): Slack's refusal; that Slack is limiting Switchyard's posts (try again in the
+ * seconds it asked for); or, for a post that got no answer, that it may still appear. In a direct
+ * message there is no one to invite the bot: run the command in a channel it is in instead.
  */
-export function cannotPostView(code: string, view: MessageView, channel?: CommandChannel): MessageView {
-  const notThere = code === 'not_in_channel' || code === 'channel_not_found';
-  const hint = !notThere
-    ? `Slack refused the message (${code}).`
-    : channel !== undefined && isDirectMessage(channel)
-      ? 'Switchyard cannot post in direct messages, so nobody else would see the confirmation or its progress. Run the command in a channel Switchyard was invited to (the incident channel, say).'
-      : 'Switchyard is not in this channel. Invite it with `/invite @switchyard` and run the command again, so everyone here sees the confirmation and its progress.';
+export function cannotPostView(
+  failure: string | Pick<PostFailure, 'code' | 'retryAfterS' | 'maybePosted'>,
+  view: MessageView,
+  channel?: CommandChannel,
+): MessageView {
+  const f = typeof failure === 'string' ? { code: failure } : failure;
+  const notThere = f.code === 'not_in_channel' || f.code === 'channel_not_found';
+  let title = 'Could not post in this channel';
+  let hint: string;
+  if (f.maybePosted === true) {
+    title = 'Slack did not answer';
+    hint =
+      'Slack did not answer when Switchyard posted the message. It was not sent again, so that it is not posted twice: it may still appear here, late, ' +
+      'but Switchyard will not update it by itself (its buttons still work). If it has not appeared in a minute, try again. Nothing was changed.';
+  } else if (f.code === 'ratelimited') {
+    title = 'Slack is limiting messages';
+    hint = `Slack is limiting how fast Switchyard may post right now, so the message was not posted. Nothing was changed; try again in ${Math.max(1, Math.ceil(f.retryAfterS ?? 1))} s.`;
+  } else if (!notThere) hint = `Slack refused the message (${f.code}).`;
+  else if (channel !== undefined && isDirectMessage(channel))
+    hint =
+      'Switchyard cannot post in direct messages, so nobody else would see the confirmation or its progress. Run the command in a channel Switchyard was invited to (the incident channel, say).';
+  else
+    hint =
+      'Switchyard is not in this channel. Invite it with `/invite @switchyard` and run the command again, so everyone here sees the confirmation and its progress.';
   return {
     ...view,
     kind: 'refusal',
     tone: 'warning',
-    title: 'Could not post in this channel',
+    title,
     summary: hint,
     blocks: [{ type: 'text', spans: [{ text: hint }] }],
     buttons: [],

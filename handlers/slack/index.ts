@@ -135,8 +135,11 @@ export function startSlack(opts: StartSlackOptions): SlackSurface {
   });
   const work = new WorkQueue({
     logger,
+    clock,
     ...(opts.workConcurrency === undefined ? {} : { concurrency: opts.workConcurrency }),
   });
+  // Commands' and clicks' posts, alert suggestions and notices: fails fast on a 429, never re-sends.
+  const posts = createPosterClient(opts.botToken, opts.apiUrl, opts.callTimeoutMs);
   let groups: UserGroupResolver | undefined;
   const slack = createSlackApp(
     {
@@ -166,6 +169,7 @@ export function startSlack(opts: StartSlackOptions): SlackSurface {
         reporter,
         groups,
         work,
+        posts,
         metrics: opts.metrics,
         logger,
         ...(opts.onChannelMessage === undefined ? {} : { onChannelMessage: opts.onChannelMessage }),
@@ -178,7 +182,7 @@ export function startSlack(opts: StartSlackOptions): SlackSurface {
     slack,
     reporter,
     groups: resolver,
-    poster: new SlackPoster(createPosterClient(opts.botToken, opts.apiUrl, opts.callTimeoutMs), reporter),
+    poster: new SlackPoster(posts, reporter, { clock, logger }),
     async checkGroups() {
       const problems = await resolver.check().catch((e: unknown) => {
         logger.warn({ err: e }, 'slack: could not check the configured user groups');

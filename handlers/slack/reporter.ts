@@ -127,9 +127,11 @@ export const slackReporterDefaults = {
 export const SLACK_CALL_TIMEOUT_MS = 10_000;
 
 /**
- * Retries of a Web API call someone is waiting for (a command's reply, a notice): twice within a few
- * seconds. The SDK's default (10 retries over about 30 minutes) would leave a person without an answer
- * and hold up everything queued behind the call.
+ * Retries of a Web API call someone is waiting for (Bolt's client: a click's user-group lookup, the
+ * token check): twice within a few seconds. The SDK's default (10 retries over about 30 minutes) would
+ * leave a person without an answer and hold up everything queued behind the call. Posts are not made
+ * with it: the SDK re-sends a call that timed out, which may post a message twice (see
+ * `createPosterClient`).
  */
 export const SLACK_INTERACTIVE_RETRIES = {
   retries: 2,

@@ -7,8 +7,11 @@
  *
  * A task hands what only waits on Slack's pacing (an edit of the clicked message queued on the
  * reporter's lane, which may sit out a `Retry-After`) to `track` instead of awaiting it: it then holds
- * no slot, so rate-limited edits never stall later commands, and `idle()` still waits for it.
+ * no slot, so rate-limited edits never stall later commands, and `idle()` still waits for it. A post
+ * Slack rate-limited is tried again with `later`: a new task once its `Retry-After` has passed, holding
+ * no slot meanwhile but counted in the backlog, so the bound stays true.
  */
+import { type Clock, systemClock } from '../../src/clock.js';
 import { type Logger, silentLogger } from '../../src/log.js';
 
 export interface WorkQueueOptions {
@@ -17,6 +20,8 @@ export interface WorkQueueOptions {
   /** Tasks waiting beyond which `run` refuses. */
   readonly maxPending?: number;
   readonly logger?: Logger;
+  /** Times the waits of `later`. */
+  readonly clock?: Clock;
 }
 
 /** Defaults (STYLE 6). */
@@ -24,6 +29,7 @@ export const workQueueDefaults = {
   concurrency: 8,
   maxPending: 10_000,
   logger: silentLogger,
+  clock: systemClock,
 } as const satisfies Required<WorkQueueOptions>;
 
 /** Bounded FIFO of after-ack tasks (see the module header). */
@@ -31,8 +37,11 @@ export class WorkQueue {
   private readonly concurrency: number;
   private readonly maxPending: number;
   private readonly logger: Logger;
+  private readonly clock: Clock;
   private readonly waiting: (() => Promise<void>)[] = [];
   private running = 0;
+  /** Tasks handed to `later`, waiting for their time: in the backlog, holding no slot. */
+  private deferred = 0;
   /** Work handed to `track`: waited for by `idle()`, holding no slot. */
   private tracked = 0;
   private readonly idleWaiters = new Set<() => void>();
@@ -42,6 +51,7 @@ export class WorkQueue {
     this.concurrency = Math.max(1, opts.concurrency ?? workQueueDefaults.concurrency);
     this.maxPending = opts.maxPending ?? workQueueDefaults.maxPending;
     this.logger = opts.logger ?? workQueueDefaults.logger;
+    this.clock = opts.clock ?? workQueueDefaults.clock;
   }
 
   /** Tasks waiting or running, and tracked work not yet settled. */
@@ -49,9 +59,9 @@ export class WorkQueue {
     return this.tasks + this.tracked;
   }
 
-  /** Tasks waiting or running (tracked work aside). */
+  /** Tasks waiting (for a slot or for their time) or running (tracked work aside). */
   private get tasks(): number {
-    return this.waiting.length + this.running;
+    return this.waiting.length + this.deferred + this.running;
   }
 
   /**
@@ -74,10 +84,25 @@ export class WorkQueue {
    * counts as pending from this call on, so `idle()` never misses it.
    */
   run(task: () => Promise<void>): boolean {
-    if (this.waiting.length >= this.maxPending) return false;
+    if (this.waiting.length + this.deferred >= this.maxPending) return false;
     this.waiting.push(task);
     setImmediate(() => this.pump());
     return true;
+  }
+
+  /**
+   * Runs `task` as a new task once `delayMs` has passed (a post Slack rate-limited, tried again after
+   * its `Retry-After`): meanwhile it holds no slot, and counts as waiting for `run`'s bound, `idle()`
+   * and `tasksIdle()`. Never refused: it carries on a task the queue accepted, which ends as it is
+   * handed over (so the backlog grows by at most one task per slot beyond `maxPending`).
+   */
+  later(delayMs: number, task: () => Promise<void>): void {
+    this.deferred += 1;
+    void this.clock.sleep(Math.max(0, delayMs)).then(() => {
+      this.deferred -= 1;
+      this.waiting.push(task);
+      this.pump();
+    });
   }
 
   /** Resolves once nothing is waiting or running, tracked work included (tests, benchmarks). */

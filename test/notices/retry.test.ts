@@ -465,8 +465,18 @@ describe('which chat API failures are retried', () => {
         channel: 'C0PROD',
       });
 
-      await slack.close();
-      const unreachable = await poster.post('C0PROD', view).catch((e: unknown) => e);
+      // A Slack never connected to (a socket the client kept from the calls above would fail as a
+      // dropped connection instead, which may follow a delivered post: final, see slack.md).
+      const gone = await new FakeSlack().start();
+      await gone.close();
+      const offline = new WebClient(gone.token, {
+        slackApiUrl: gone.apiUrl,
+        retryConfig: { retries: 0 },
+        logLevel: LogLevel.ERROR,
+      });
+      const unreachable = await new SlackPoster(offline, new SlackReporter({ client: offline }))
+        .post('C0PROD', view)
+        .catch((e: unknown) => e);
       expect(unreachable).toMatchObject({ name: 'SlackPostError' });
       expect(poster.retryable(unreachable)).toBe(true);
     } finally {

@@ -95,6 +95,7 @@ function harness(
     reporter,
     groups: { groupsOf: async () => ({}) } as unknown as UserGroupResolver,
     work,
+    posts: client,
     metrics: createMetrics(),
     logger: silentLogger,
   };

@@ -11,8 +11,8 @@ import { type Clock, systemClock } from '../../src/clock.js';
 import { fileConfigSchema } from '../../src/config.js';
 import { Flow } from '../../src/flow.js';
 import { HttpServer } from '../../src/http.js';
-import { silentLogger } from '../../src/log.js';
-import { createMetrics } from '../../src/metrics.js';
+import { type Logger, silentLogger } from '../../src/log.js';
+import { createMetrics, type Metrics } from '../../src/metrics.js';
 import { PlanStore } from '../../src/plan-store.js';
 import { LocalPlatform } from '../../src/platform/local/platform.js';
 import type { DeployPlatform } from '../../src/platform/port.js';
@@ -34,6 +34,7 @@ export interface Bot {
   readonly audit: AuditLog;
   /** The queue's name (a worker the test starts uses it), also the Redis key prefix. */
   readonly name: string;
+  readonly metrics: Metrics;
 }
 
 export interface BotOptions {
@@ -46,6 +47,10 @@ export interface BotOptions {
   readonly name?: string;
   /** Spacing of one message's progress edits, on `clock` (default 0: every state goes out at once). */
   readonly progressIntervalMs?: number;
+  /** How long one call to the fake Slack may take (default: the app's 10 s). */
+  readonly callTimeoutMs?: number;
+  /** The bot's logger (default: silent). */
+  readonly logger?: Logger;
 }
 
 export async function startBot(opts: BotOptions): Promise<Bot> {
@@ -71,6 +76,7 @@ export async function startBot(opts: BotOptions): Promise<Bot> {
   };
   const flow = new Flow({ platform, queue, plans, audit, config, clock: systemClock, logger: silentLogger });
   const http = new HttpServer();
+  const metrics = createMetrics();
   const surface = startSlack({
     botToken: fake.token,
     signingSecret: WORLD_SECRET,
@@ -81,10 +87,11 @@ export async function startBot(opts: BotOptions): Promise<Bot> {
     flow,
     chat: new ChatService({ flow, clock: systemClock }),
     config,
-    metrics: createMetrics(),
-    logger: silentLogger,
+    metrics,
+    logger: opts.logger ?? silentLogger,
     clock: opts.clock,
     progressIntervalMs: opts.progressIntervalMs ?? 0,
+    ...(opts.callTimeoutMs === undefined ? {} : { callTimeoutMs: opts.callTimeoutMs }),
   });
   const port = await http.listen(0);
   opts.add(async () => {
@@ -93,7 +100,7 @@ export async function startBot(opts: BotOptions): Promise<Bot> {
   });
   await surface.slack.start();
   const requests = new SlackRequests(`http://127.0.0.1:${port}/slack/events`, WORLD_SECRET, fake);
-  return { fake, requests, surface, queue, local, platform, audit, name };
+  return { fake, requests, surface, queue, local, platform, audit, name, metrics };
 }
 
 /** Alice types `command text`; the confirmation message Slack then holds (its post and `ts`). */

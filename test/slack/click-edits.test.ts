@@ -1,8 +1,10 @@
 /**
  * Clicks whose edit of the clicked message waits on Slack (a Retry-After): other commands go on,
  * shutdown waits for the edit for a while (SHUTDOWN_FLUSH_MS), not for good, and a held "Confirmed…"
- * view never paints over the progress a worker elsewhere showed meanwhile; and the "Make a fresh plan"
- * click's answer (in the clicked message's thread; refused by Slack).
+ * view never paints over the progress a worker elsewhere showed meanwhile; commands whose post waits
+ * out a 429 hold no slot either (a click behind them is carried out at once), a post Slack keeps
+ * rate-limiting is answered "try again in N s", and one Slack does not answer in time is not sent again;
+ * and the "Make a fresh plan" click's answer (in the clicked message's thread; refused by Slack).
  */
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { createReporterClient, SlackReporter } from '../../handlers/slack/reporter.js';
@@ -14,6 +16,7 @@ import type { LocalPlatform } from '../../src/platform/local/platform.js';
 import type { DeployPlatform } from '../../src/platform/port.js';
 import { buttonsOf, postSigned } from '../fakes/slack/requests.js';
 import { startWorld, WORLD_CHANNEL, WORLD_SECRET } from '../fakes/slack/world.js';
+import { CapturedLog } from '../support/captured-log.js';
 import { ObservedClock } from '../support/observed-clock.js';
 import { redisUrl, uniqueName } from '../support/redis.js';
 import { buttonOf, confirmation, settled, startBot } from './bot.js';
@@ -176,6 +179,107 @@ describe('clicks whose edit waits for Slack', () => {
       (c) => c.args.ts === ts && /Traffic is on/.test(String(c.args.text)),
       15_000,
     );
+  });
+});
+
+describe("posts waiting out Slack's rate limit, and posts Slack does not answer", () => {
+  /** Bob lists production: a post to the channel. */
+  const bob = { command: '/deployments', text: 'production', userId: 'U0BOB', userName: 'bob' };
+
+  it('eight commands whose post meets a 429 hold no slot while they wait: a Confirm click behind them is carried out at once, then each is posted once', async () => {
+    const clock = new ObservedClock(Date.now());
+    const b = await bot(clock);
+    closers.push(() => clock.advance(HOUR_MS));
+    const { post, ts } = await confirmation(b);
+    // Slack rate-limits the next eight posts, asking for 3 s (on the bot's clock).
+    b.fake.rateLimit('chat.postMessage', 3, 8);
+    for (let k = 0; k < 8; k++) await b.requests.command(bob);
+    const limited = () => b.fake.callsOf('chat.postMessage').filter((c) => c.status === 429).length;
+    await b.fake.waitForCall('chat.postMessage', () => limited() === 8);
+    await b.requests.click({
+      actionId: buttonOf(post, 'sy1:confirm:'),
+      messageTs: ts,
+      userId: 'U0ALICE',
+      userName: 'alice',
+    });
+    // The click's edit lands while every post still waits out its Retry-After (on the old code the
+    // eight held the eight slots while the client slept, and the click came after their tries).
+    await b.fake.waitForCall('chat.update', (c) => c.args.ts === ts && c.response.ok === true);
+    expect(b.fake.callsOf('chat.postMessage')).toHaveLength(1 + 8);
+    // The posts waiting for their turn are still owed: idle() waits for them.
+    const idle = b.surface.idle();
+    expect(await settled(idle)).toBe(false);
+    await clock.advance(3_000);
+    await idle;
+    expect(b.fake.callsOf('chat.postMessage').map((c) => c.status)).toEqual([
+      200,
+      ...Array<number>(8).fill(429),
+      ...Array<number>(8).fill(200),
+    ]);
+    expect(b.fake.responses).toEqual([]);
+  });
+
+  it('a post Slack keeps rate-limiting is tried three times, after each Retry-After, then its sender is told to try again in that many seconds; counted as ratelimited', async () => {
+    const clock = new ObservedClock(Date.now());
+    const b = await startBot({ clock, add: (close) => closers.push(close), name: 'slack-post-429' });
+    closers.push(() => clock.advance(HOUR_MS));
+    b.fake.rateLimit('chat.postMessage', 2, 3);
+    let waiting = clock.sleepOf(2_000);
+    await b.requests.command({
+      command: '/rollback',
+      text: 'production',
+      userId: 'U0ALICE',
+      userName: 'alice',
+    });
+    for (let k = 0; k < 2; k++) {
+      await waiting;
+      waiting = clock.sleepOf(2_000);
+      await clock.advance(2_000);
+    }
+    const told = await b.fake.waitForResponse();
+    expect(told.body.text).toBe(
+      'Slack is limiting how fast Switchyard may post right now, so the message was not posted. Nothing was changed; try again in 2 s.',
+    );
+    await b.surface.idle();
+    expect(b.fake.callsOf('chat.postMessage').map((c) => c.status)).toEqual([429, 429, 429]);
+    const errors = (await b.metrics.chatApiErrors.get()).values.map(
+      (v) => `${v.labels.method}:${v.labels.code}:${v.value}`,
+    );
+    expect(errors).toEqual(['chat.postMessage:ratelimited:3']);
+  }, 15_000);
+
+  it('a post Slack does not answer in time is not sent again: its sender is told it may appear late, and a warning names the channel', async () => {
+    const log = new CapturedLog('warn');
+    const clock = new ObservedClock(Date.now());
+    const b = await startBot({
+      clock,
+      add: (close) => closers.push(close),
+      name: 'slack-post-slow',
+      callTimeoutMs: 300,
+      logger: log.logger,
+    });
+    closers.push(() => clock.advance(HOUR_MS));
+    const held = b.fake.hold('chat.postMessage');
+    await b.requests.command({
+      command: '/rollback',
+      text: 'production',
+      userId: 'U0ALICE',
+      userName: 'alice',
+    });
+    await held.reached;
+    await held.abandoned;
+    // On the old code the client sent it again: a second message, and nobody was told anything.
+    const told = await b.fake.waitForResponse();
+    expect(String(told.body.text)).toMatch(
+      /^Slack did not answer when Switchyard posted the message\. It was not sent again, so that it is not posted twice: it may still appear here, late/,
+    );
+    // Slack took it after all: the message appears, once.
+    held.release();
+    await b.fake.waitForCall('chat.postMessage', (c) => c.status === 200);
+    await b.surface.idle();
+    expect(b.fake.callsOf('chat.postMessage')).toHaveLength(1);
+    const [warning] = await log.waitFor((l) => /chat\.postMessage got no answer/.test(l.msg));
+    expect(warning).toMatchObject({ level: 40, channel: WORLD_CHANNEL, code: 'timeout' });
   });
 });
 

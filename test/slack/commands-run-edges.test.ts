@@ -56,6 +56,7 @@ function harness(
     reporter: { report: async () => undefined } as unknown as SlackReporter,
     groups: {} as unknown as UserGroupResolver,
     work,
+    posts: client,
     metrics: createMetrics(),
     logger: silentLogger,
   };

@@ -98,6 +98,7 @@ describe('handlers/slack/context.ts', () => {
     expect(await postView(d.deps, client, 'C0INCIDENT', textView('Roll back?', ['plan']))).toEqual({
       ok: false,
       code: 'not_in_channel',
+      transient: false,
     });
     const counted = (await d.metrics.chatApiErrors.get()).values.map(
       (v) => `${v.labels.surface}:${v.labels.method}:${v.labels.code}:${v.value}`,

@@ -1,10 +1,12 @@
 /**
  * WorkQueue (handlers/slack/work.ts): the concurrency bound is exact, a task waiting for a slot starts
- * when a running one ends (without a later `run` to wake the queue), and a concurrency below 1 still
- * runs tasks one at a time.
+ * when a running one ends (without a later `run` to wake the queue), a concurrency below 1 still
+ * runs tasks one at a time, and a task handed to `later` holds no slot while it waits but counts in
+ * the backlog's bound and for `idle()`.
  */
 import { describe, expect, it } from 'vitest';
 import { WorkQueue } from '../../handlers/slack/work.js';
+import { ManualClock } from '../../src/clock.js';
 
 /** Lets scheduled callbacks (setImmediate, promise continuations) run a few turns. */
 async function turns(n = 5): Promise<void> {
@@ -73,6 +75,51 @@ describe('WorkQueue concurrency', () => {
     b.release();
     await turns();
     expect(started).toEqual(['a', 'b']);
+    await work.idle();
+  });
+});
+
+describe('WorkQueue.later', () => {
+  it('a task waiting for its time counts in the backlog: run refuses past maxPending, and idle() waits for it', async () => {
+    const clock = new ManualClock();
+    const work = new WorkQueue({ concurrency: 1, maxPending: 1, clock });
+    const started: string[] = [];
+    const later = heldTask('later', started);
+    work.later(3_000, later.task);
+    expect(work.run(heldTask('refused', started).task)).toBe(false);
+    let idle = false;
+    const idled = work.idle().then(() => {
+      idle = true;
+    });
+    await turns();
+    expect(idle).toBe(false);
+    await clock.advance(3_000);
+    await turns();
+    expect(started).toEqual(['later']);
+    later.release();
+    await idled;
+    // Its time has come and it ran: the backlog takes tasks again.
+    const next = heldTask('next', started);
+    expect(work.run(next.task)).toBe(true);
+    next.release();
+    await work.idle();
+  });
+
+  it('a waiting task holds no slot: a task run meanwhile starts at once', async () => {
+    const clock = new ManualClock();
+    const work = new WorkQueue({ concurrency: 1, clock });
+    const started: string[] = [];
+    const later = heldTask('later', started);
+    const now = heldTask('now', started);
+    work.later(3_000, later.task);
+    expect(work.run(now.task)).toBe(true);
+    await turns();
+    expect(started).toEqual(['now']);
+    now.release();
+    await clock.advance(3_000);
+    await turns();
+    expect(started).toEqual(['now', 'later']);
+    later.release();
     await work.idle();
   });
 });

@@ -28,7 +28,7 @@ import {
   cannotPostView,
   describeIssues,
   faultView,
-  postView,
+  postInTurns,
   replyEphemeral,
   type SlackHandlerDeps,
 } from '../context.js';
@@ -66,6 +66,11 @@ async function afterAck(deps: SlackHandlerDeps, kind: ActionKind, args: ActionAr
   if (action === undefined) return;
   const channel = body.container.channel_id;
   const clicked: MessageRef = { surface: 'slack', channel, messageId: body.container.message_ts };
+  const failed = async (e: unknown) => {
+    count('error');
+    deps.logger.error({ err: e, action: kind, userId: body.user.id }, 'slack click failed');
+    await replyEphemeral(deps, args.respond, faultView(e, 'handle this click'));
+  };
   try {
     const actor: ActingUser = {
       surface: 'slack',
@@ -124,21 +129,32 @@ async function afterAck(deps: SlackHandlerDeps, kind: ActionKind, args: ActionAr
     if (reply.post) {
       const { view, planId } = reply.post;
       const thread = threadOf(body);
+      const post = {
+        channel,
+        view,
+        ...(planId === undefined ? {} : { planId }),
+        ...(thread === undefined ? {} : { threadTs: thread }),
+      };
+      // A post Slack rate-limits is tried again later, holding no work slot meanwhile (postInTurns).
       work.push(
-        postView(deps, args.client, channel, view, planId, thread).then(async (posted) => {
-          if (posted.ok) return;
-          // Nothing was posted: a "Make a fresh plan" answer's reserved suggestion slot is freed (else
-          // the plan's next alert in this channel would wait for a message that never comes).
-          if (planId !== undefined) await deps.chat.postFailed(planId, { surface: 'slack', channel });
-          await replyEphemeral(deps, args.respond, cannotPostView(posted.code, view));
-        }),
+        postInTurns(
+          deps,
+          post,
+          async (posted) => {
+            if (posted.ok) return;
+            // Nothing was posted (or, after a time-out, nothing that will be attached): a "Make a fresh
+            // plan" answer's reserved suggestion slot is freed (else the plan's next alert in this
+            // channel would wait for a message that never comes).
+            if (planId !== undefined) await deps.chat.postFailed(planId, { surface: 'slack', channel });
+            await replyEphemeral(deps, args.respond, cannotPostView(posted, view));
+          },
+          failed,
+        ),
       );
     }
     await Promise.all(work);
   } catch (e) {
-    count('error');
-    deps.logger.error({ err: e, action: kind, userId: body.user.id }, 'slack click failed');
-    await replyEphemeral(deps, args.respond, faultView(e, 'handle this click'));
+    await failed(e);
   }
 }
 

@@ -2,7 +2,8 @@
  * The one path of every slash command: ack at once (Slack's 3-second deadline, whatever the platform's
  * speed), parse the payload with zod, ask the ChatService (which calls Flow) for the reply, render it
  * for Slack and send it — a confirmation or list visible to the channel (`chat.postMessage`, attached
- * to its plan), usage and refusals only to the user. Faults end in an ephemeral message, not silence.
+ * to its plan; a post Slack rate-limits is tried again later without holding a work slot: see
+ * `postInTurns`), usage and refusals only to the user. Faults end in an ephemeral message, not silence.
  */
 import type { AllMiddlewareArgs, SlackCommandMiddlewareArgs } from '@slack/bolt';
 import { type CommandName, commandArgs } from '../../../src/chat.js';
@@ -13,7 +14,7 @@ import {
   cannotPostView,
   describeIssues,
   faultView,
-  postView,
+  postInTurns,
   replyEphemeral,
   type SlackHandlerDeps,
   slashCommandSchema,
@@ -62,6 +63,11 @@ async function afterAck(deps: SlackHandlerDeps, name: CommandName, args: Command
     userId: command.user_id,
     displayName: command.user_name && command.user_name !== '' ? command.user_name : command.user_id,
   };
+  const failed = async (e: unknown) => {
+    count(CommandOutcome.error);
+    deps.logger.error({ err: e, command: name, userId: command.user_id }, 'slash command failed');
+    await replyEphemeral(deps, args.respond, faultView(e, `run /${name}`));
+  };
   try {
     const reply = await deps.chat.command(actor, name, commandArgs(command.text));
     if (reply.visibility === 'ephemeral') {
@@ -69,20 +75,30 @@ async function afterAck(deps: SlackHandlerDeps, name: CommandName, args: Command
       await replyEphemeral(deps, args.respond, reply.view);
       return;
     }
-    const posted = await postView(deps, args.client, command.channel_id, reply.view, reply.planId);
-    if (!posted.ok) {
-      count(CommandOutcome.notPosted);
-      const where = {
-        id: command.channel_id,
-        ...(command.channel_name === undefined ? {} : { name: command.channel_name }),
-      };
-      await replyEphemeral(deps, args.respond, cannotPostView(posted.code, reply.view, where));
-      return;
-    }
-    count(commandReplyOutcome(reply));
+    const post = {
+      channel: command.channel_id,
+      view: reply.view,
+      ...(reply.planId === undefined ? {} : { planId: reply.planId }),
+    };
+    // A post Slack rate-limits is tried again later, holding no work slot meanwhile (postInTurns).
+    await postInTurns(
+      deps,
+      post,
+      async (posted) => {
+        if (posted.ok) {
+          count(commandReplyOutcome(reply));
+          return;
+        }
+        count(CommandOutcome.notPosted);
+        const where = {
+          id: command.channel_id,
+          ...(command.channel_name === undefined ? {} : { name: command.channel_name }),
+        };
+        await replyEphemeral(deps, args.respond, cannotPostView(posted, reply.view, where));
+      },
+      failed,
+    );
   } catch (e) {
-    count(CommandOutcome.error);
-    deps.logger.error({ err: e, command: name, userId: command.user_id }, 'slash command failed');
-    await replyEphemeral(deps, args.respond, faultView(e, `run /${name}`));
+    await failed(e);
   }
 }
