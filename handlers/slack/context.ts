@@ -9,7 +9,6 @@ import type { RespondFn } from '@slack/bolt';
 import { ErrorCode, type WebClient } from '@slack/web-api';
 import { z } from 'zod';
 import type { ChatService } from '../../src/chat.js';
-import { asSwitchyardError } from '../../src/errors.js';
 import type { Flow } from '../../src/flow.js';
 import type { Logger } from '../../src/log.js';
 import type { Metrics } from '../../src/metrics.js';
@@ -88,32 +87,8 @@ export function describeIssues(error: z.ZodError): string {
   return describeZodIssues(error, '(payload)');
 }
 
-/**
- * A fault as a view: what failed, its code, and that nothing was half-done. "Nothing was switched"
- * holds because a click whose switch was queued never ends in a fault: Flow answers it as queued
- * whatever fails after the enqueue (see `Flow.enqueueFrom`, docs/jobs.md "When Redis is unreachable").
- */
-export function faultView(e: unknown, doing: string): MessageView {
-  const err = asSwitchyardError(e);
-  const retry = err.retry ? ' It may work if you try again in a moment.' : '';
-  const reason = err.code === 'redis_unavailable' ? 'its Redis is unreachable' : err.code;
-  const summary = `Switchyard could not ${doing} (${reason}).${retry}`;
-  return {
-    kind: 'refusal',
-    tone: 'danger',
-    title: 'Something went wrong',
-    summary,
-    blocks: [
-      { type: 'text', spans: [{ text: summary }] },
-      {
-        type: 'context',
-        spans: [{ text: 'Nothing was switched by this request. The error is in the Switchyard logs.' }],
-      },
-    ],
-    buttons: [],
-    ephemeral: true,
-  };
-}
+/** A fault as a view (shared by every surface: src/views/fault.ts). */
+export { faultView } from '../../src/views/fault.js';
 
 /** Said at once when the after-ack backlog is full (nothing was planned or switched). */
 export function busyView(): MessageView {

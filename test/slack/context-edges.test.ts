@@ -55,13 +55,15 @@ describe('handlers/slack/context.ts', () => {
       'run /rollback',
     );
     expect(retryable.summary).toBe(
-      'Switchyard could not run /rollback (platform_http). It may work if you try again in a moment.',
+      'Switchyard could not run /rollback (the deploy platform answered with an error: platform_http). It may work if you try again in a moment.',
     );
     const lasting = faultView(
       new SwitchyardError('platform_http', 'HTTP 404', { retry: false }),
       'run /rollback',
     );
-    expect(lasting.summary).toBe('Switchyard could not run /rollback (platform_http).');
+    expect(lasting.summary).toBe(
+      'Switchyard could not run /rollback (the deploy platform answered with an error: platform_http).',
+    );
   });
 
   it("a confirmation posted after its switch ended gets the switch's final state (a late joiner)", async () => {
