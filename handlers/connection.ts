@@ -149,13 +149,14 @@ export class SurfaceConnection {
   }
 
   /**
-   * The attempt could not reach the service: schedules the next one with backoff. Returns the pause
-   * before it, or undefined when nothing is scheduled (stopped, or `start()` not called yet).
+   * The attempt could not reach the service: schedules the next one with backoff, or after
+   * `notBeforeMs` when that is longer (the service said when to come back). Returns the pause before
+   * it, or undefined when nothing is scheduled (stopped, or `start()` not called yet).
    */
-  unavailable(problem: string): number | undefined {
+  unavailable(problem: string, notBeforeMs = 0): number | undefined {
     this.problem = problem;
     if (!this.retrying || this.halted) return undefined;
-    const retryInMs = this.delayMs;
+    const retryInMs = Math.max(this.delayMs, notBeforeMs);
     this.delayMs = Math.min(this.delayMs * 2, this.opts.retryMaxMs);
     this.cancelRetry();
     const pause = new AbortController();

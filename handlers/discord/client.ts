@@ -14,12 +14,19 @@
  *
  * Coming up (DiscordConnection below). Discord must never stop or hang the process, which also serves
  * Slack, the console and alert webhooks — often during an incident, when Discord may be down too.
- * `start()` waits at most `startup.waitMs` for the gateway session to be READY. A token Discord rejects
- * (401 at gateway discovery, gateway close 4004) or the Message Content intent not enabled (close 4014)
- * stops start-up with a ConfigError saying what to fix. A Discord that cannot be reached, or does not
- * send READY, lets start-up go on: an error is logged, `status()` says `waiting` and why, and the bot
- * keeps connecting in the background (discord.js's own reconnects within a login; a fresh login with
+ * `start()` waits at most `startup.waitMs` for the gateway session to be READY. A gateway close that
+ * Discord's close-code table marks "do not reconnect" stops start-up (or, later, the connection) with a
+ * ConfigError saying what to do: a token Discord rejects (401 at gateway discovery, close 4004), the
+ * Message Content intent not enabled (4014), too many servers for one connection (4011 — Switchyard does
+ * not shard), and 4010/4012/4013, which only a Switchyard bug or an outdated discord.js would cause.
+ * Retrying these would only spend IDENTIFYs. A Discord that cannot be reached, or does not send READY,
+ * lets start-up go on: an error is logged, `status()` says `waiting` and why, and the bot keeps
+ * connecting in the background (discord.js's own reconnects within a login; a fresh login with
  * backoff, doubling up to `startup.retryMaxMs`, after a failed one) until it is ready or stopped.
+ *
+ * Every new session spends one of Discord's daily IDENTIFYs, and spending them all gets the bot token
+ * reset. So the wait for READY after an IDENTIFY is long (see READY_TIMEOUT_MS), and IDENTIFYs stop
+ * while only a reserve is left, until Discord renews them (./session-starts.ts).
  *
  * Why a fresh Client per login: discord.js 14 cannot log in again after a failed login — `login()`
  * destroys the client when it fails, and a destroyed client stays destroyed (`ws.destroyed` is never
@@ -47,6 +54,7 @@ import { ConfigError } from '../../src/errors.js';
 import type { Logger } from '../../src/log.js';
 import { silentLogger } from '../../src/log.js';
 import { type ConnectionStatus, duration, SurfaceConnection } from '../connection.js';
+import { budgetedIdentifyThrottler, SessionStartBudget, type SessionStartsSpent } from './session-starts.js';
 import {
   type ChannelMessage,
   ChannelWatch,
@@ -87,32 +95,66 @@ export interface DiscordClientOptions {
 // can be guarded.
 
 /**
+ * How long a shard waits for READY after its IDENTIFY before it gives the connection up and identifies
+ * again on a new one. @discordjs/ws waits 15 s; against a gateway that accepts IDENTIFY but is slow to
+ * start sessions (an outage), that is a new IDENTIFY every ~15.5 s, some 230 an hour, and Discord
+ * resets the token after 1000 a day. Discord's advice for an outage is to keep heartbeating and wait:
+ * "the Gateway will eventually respond and issue a session". So the wait is long, not none: a dead
+ * connection is not what it guards against — heartbeats that are not acknowledged already close it
+ * (zombie detection) and it resumes or identifies on a new one —, only an IDENTIFY the gateway lost on
+ * a live connection, and that is worth one IDENTIFY every 10 minutes at most (144 a day).
+ */
+export const READY_TIMEOUT_MS = 10 * 60_000;
+
+/**
  * discord.js's default sharding strategy, except that once `abandoned()` is true no shard opens a
  * connection again: every (re)connect of a shard first asks for its session (`retrieveSessionInfo`),
- * and an abandoned client's request never answers. See the module header for why.
+ * and an abandoned client's request never answers. See the module header for why. It also sets the
+ * READY wait (READY_TIMEOUT_MS), an option of @discordjs/ws's manager that discord.js does not pass on.
  */
 function guardedStrategy(manager: WebSocketManager, abandoned: () => boolean) {
-  const options = manager.options as { retrieveSessionInfo: (shardId: number) => unknown };
+  const options = manager.options as {
+    retrieveSessionInfo: (shardId: number) => unknown;
+    readyTimeout: number | null;
+  };
   const retrieve = options.retrieveSessionInfo;
   options.retrieveSessionInfo = (shardId) =>
     abandoned() ? new Promise<never>(() => undefined) : retrieve(shardId);
+  options.readyTimeout = READY_TIMEOUT_MS;
   return new SimpleShardingStrategy(manager);
+}
+
+/** Counting the client's IDENTIFYs against Discord's daily budget (./session-starts.ts). */
+export interface DiscordSessionStarts {
+  readonly budget: SessionStartBudget;
+  /** The budget allows no IDENTIFY now: the client holds it back until it is given up. */
+  readonly spent: (spent: SessionStartsSpent) => void;
 }
 
 /**
  * Creates (does not connect) a discord.js client configured for Switchyard. Once `abandoned()` returns
- * true the client never opens a gateway connection again (see `guardedStrategy`).
+ * true the client never opens a gateway connection again (see `guardedStrategy`). With
+ * `sessionStarts`, its IDENTIFYs are counted and held back once the budget is spent.
  */
 export function createDiscordClient(
   opts: DiscordClientOptions,
   abandoned: () => boolean = () => false,
+  sessionStarts?: DiscordSessionStarts,
 ): Client {
   const client = new Client({
     intents: discordIntents(opts.messageContent ?? true),
     ...(opts.apiUrl === undefined ? {} : { rest: { api: opts.apiUrl } }),
     // Switchyard never needs to mention anyone; a rendered name can never ping a role by accident.
     allowedMentions: { parse: [] },
-    ws: { buildStrategy: (manager) => guardedStrategy(manager, abandoned) },
+    ws: {
+      buildStrategy: (manager) => guardedStrategy(manager, abandoned),
+      ...(sessionStarts === undefined
+        ? {}
+        : {
+            buildIdentifyThrottler: (manager: WebSocketManager) =>
+              budgetedIdentifyThrottler(manager, sessionStarts.budget, sessionStarts.spent),
+          }),
+    },
   });
   const log = opts.logger ?? silentLogger;
   client.on(Events.ShardResume, (shardId, replayed) =>
@@ -180,6 +222,11 @@ export interface DiscordStartupOptions {
   /** First pause before logging in again after a failed login; doubles up to `retryMaxMs`. */
   readonly retryMinMs: number;
   readonly retryMaxMs: number;
+  /**
+   * Gateway session starts (IDENTIFYs) kept unused: none is sent while only these are left of
+   * Discord's daily budget (see ./session-starts.ts).
+   */
+  readonly sessionStartReserve: number;
 }
 
 /** Defaults (STYLE 6). */
@@ -187,6 +234,7 @@ export const discordStartupDefaults: DiscordStartupOptions = {
   waitMs: 15_000,
   retryMinMs: 1_000,
   retryMaxMs: 60_000,
+  sessionStartReserve: 10,
 };
 
 /**
@@ -198,8 +246,8 @@ const DESTROY_WAIT_MS = 1_000;
 /**
  * Where the connection to Discord stands, for logs, `/readyz` and tests. `ready`: the gateway session
  * is READY (or resumed); `waiting`: not connected (yet, or again) — `problem` says why, and it keeps
- * trying; `rejected`: Discord refused the configuration (token or intents) — an operator must fix it
- * and restart; `problem` says what.
+ * trying; `rejected`: Discord refused the connection in a way it says not to retry (token, intents,
+ * sharding; see `closeFailure`) — an operator must act and restart; `problem` says what.
  */
 export type DiscordConnectionStatus = ConnectionStatus;
 
@@ -234,7 +282,12 @@ export interface DiscordSurface {
 /** Why a login ended without a READY session. */
 type Failure =
   | { readonly kind: 'rejected'; readonly error: ConfigError; readonly problem: string }
-  | { readonly kind: 'unavailable'; readonly problem: string };
+  | {
+      readonly kind: 'unavailable';
+      readonly problem: string;
+      /** Not before this (the session start budget renews then), whatever the backoff says. */
+      readonly notBeforeMs?: number;
+    };
 
 type Outcome = { readonly kind: 'ready' } | { readonly kind: 'stopped' } | Failure;
 
@@ -269,25 +322,78 @@ function intentRejected(): Failure {
   };
 }
 
+/**
+ * Gateway closes Discord says not to reconnect after, other than 4004 and 4014 (docs: opcodes and
+ * status codes, gateway close event codes), with what the operator can do. Each would come back at
+ * every IDENTIFY, so retrying only spends the daily budget of them.
+ */
+const CLOSES_NOT_RETRIED: Readonly<Record<number, { readonly name: string; readonly todo: string }>> = {
+  [GatewayCloseCodes.InvalidShard]: {
+    name: 'Invalid shard',
+    todo: 'Switchyard connects as a single shard (shard 0 of 1), always a valid one, so this is a bug in Switchyard: please report it with this log',
+  },
+  [GatewayCloseCodes.ShardingRequired]: {
+    name: 'Sharding required',
+    todo: 'the bot is in too many servers for one gateway connection (Discord requires sharding from 2,500 servers), and Switchyard does not shard. Use a bot application of its own for Switchyard, or remove this bot from the servers it does not need to be in, then restart Switchyard',
+  },
+  [GatewayCloseCodes.InvalidAPIVersion]: {
+    name: 'Invalid API version',
+    todo: "Discord no longer accepts the gateway version of this Switchyard's discord.js: upgrade Switchyard",
+  },
+  [GatewayCloseCodes.InvalidIntents]: {
+    name: 'Invalid intent(s)',
+    todo: 'Discord did not accept the intents value Switchyard sent, which is a bug in Switchyard: please report it with this log',
+  },
+};
+
 /** A gateway close discord.js does not recover from (it emits ShardDisconnect for those only). */
 function closeFailure(code: number): Failure {
   if (code === GatewayCloseCodes.AuthenticationFailed) {
     return tokenRejected('gateway close 4004 Authentication failed');
   }
   if (code === GatewayCloseCodes.DisallowedIntents) return intentRejected();
+  const notRetried = CLOSES_NOT_RETRIED[code];
+  if (notRetried) {
+    const problem = `gateway close ${code} ${notRetried.name}`;
+    return {
+      kind: 'rejected',
+      problem,
+      error: new ConfigError(
+        `Discord refused the gateway connection with close code ${code} (${notRetried.name}), which it says not to reconnect after; Switchyard stops connecting to Discord: ${notRetried.todo}.`,
+        { code, problem },
+      ),
+    };
+  }
   const name = (GatewayCloseCodes as Record<number, string | undefined>)[code];
   return { kind: 'unavailable', problem: `gateway closed with ${code}${name ? ` ${name}` : ''}` };
 }
+
+/**
+ * @discordjs/ws rejects the first connect with these errors for the closes it does not recover from
+ * (discord.js also emits ShardDisconnect for them, usually first).
+ */
+const LOGIN_CLOSE_ERRORS: Readonly<Record<string, number>> = {
+  'Authentication failed': GatewayCloseCodes.AuthenticationFailed,
+  'Invalid shard': GatewayCloseCodes.InvalidShard,
+  'Sharding is required': GatewayCloseCodes.ShardingRequired,
+  'Used an invalid API version': GatewayCloseCodes.InvalidAPIVersion,
+  'Used invalid intents': GatewayCloseCodes.InvalidIntents,
+  'Used disallowed intents': GatewayCloseCodes.DisallowedIntents,
+};
 
 /** Why `client.login()` rejected. */
 function loginFailure(e: unknown): Failure {
   const err = (e ?? {}) as { code?: unknown; message?: unknown };
   // discord.js's error for a 401 from GET /gateway/bot (the token is checked before the gateway).
   if (err.code === DiscordjsErrorCodes.TokenInvalid) return tokenRejected('401 Unauthorized');
-  // @discordjs/ws rejects the first connect with these for close codes 4004 and 4014.
-  if (err.message === 'Authentication failed') return closeFailure(GatewayCloseCodes.AuthenticationFailed);
-  if (err.message === 'Used disallowed intents') return closeFailure(GatewayCloseCodes.DisallowedIntents);
+  const code = typeof err.message === 'string' ? LOGIN_CLOSE_ERRORS[err.message] : undefined;
+  if (code !== undefined) return closeFailure(code);
   return { kind: 'unavailable', problem: e instanceof Error ? e.message : String(e) };
+}
+
+/** The session start budget is spent: not before it renews. */
+function budgetFailure(spent: SessionStartsSpent): Failure {
+  return { kind: 'unavailable', problem: spent.problem, notBeforeMs: spent.retryInMs };
 }
 
 /**
@@ -304,6 +410,8 @@ class DiscordConnection {
   private readonly abandoned = new WeakSet<Client>();
   /** Ends the running attempt (stop). */
   private settle: ((outcome: Outcome) => void) | undefined;
+  /** Discord's daily IDENTIFYs, counted across the clients of every login. */
+  private readonly sessionStarts: SessionStartBudget;
 
   constructor(
     private readonly deps: {
@@ -314,7 +422,8 @@ class DiscordConnection {
       readonly wire: (client: Client) => void;
     },
   ) {
-    const { retryMinMs, retryMaxMs } = deps.startup;
+    const { retryMinMs, retryMaxMs, sessionStartReserve } = deps.startup;
+    this.sessionStarts = new SessionStartBudget({ reserve: sessionStartReserve, clock: systemClock });
     this.conn = new SurfaceConnection({
       retryMinMs,
       retryMaxMs,
@@ -357,7 +466,10 @@ class DiscordConnection {
   }
 
   private newClient(): Client {
-    const client = createDiscordClient(this.deps.client, () => this.abandoned.has(client));
+    const client = createDiscordClient(this.deps.client, () => this.abandoned.has(client), {
+      budget: this.sessionStarts,
+      spent: (spent) => this.sessionStartsSpent(client, spent),
+    });
     this.deps.wire(client);
     // After the session was READY: discord.js resumes or identifies again by itself; the state follows.
     const live = () => client === this.current && !this.conn.attempting && !this.conn.stopped;
@@ -380,6 +492,12 @@ class DiscordConnection {
 
   /** One login (SurfaceConnection runs one at a time); never rejects. */
   private async run(): Promise<void> {
+    // No login at all while the budget is spent: it would open a connection only to hold it idle.
+    const spent = this.sessionStarts.spent();
+    if (spent) {
+      this.failed(budgetFailure(spent));
+      return;
+    }
     if (this.used) this.current = this.newClient();
     this.used = true;
     const client = this.current;
@@ -404,6 +522,17 @@ class DiscordConnection {
     this.failed(outcome);
   }
 
+  /**
+   * `client` is about to IDENTIFY but the budget is spent: it is given up (its connection closes, no
+   * IDENTIFY is sent) and the next login waits until the budget renews.
+   */
+  private sessionStartsSpent(client: Client, spent: SessionStartsSpent): void {
+    if (client !== this.current || this.abandoned.has(client) || this.conn.stopped) return;
+    const failure = budgetFailure(spent);
+    if (this.conn.attempting) this.settle?.(failure);
+    else this.lost(client, failure);
+  }
+
   /** The READY session ended for good (discord.js will not reconnect this client). */
   private lost(client: Client, failure: Failure): void {
     void this.dispose(client);
@@ -417,8 +546,15 @@ class DiscordConnection {
       this.deps.logger.error({ problem: failure.problem }, failure.error.message);
       return;
     }
-    const retryInMs = this.conn.unavailable(failure.problem);
+    const retryInMs = this.conn.unavailable(failure.problem, failure.notBeforeMs);
     if (retryInMs === undefined) return; // stopped
+    if (failure.notBeforeMs !== undefined) {
+      this.deps.logger.error(
+        { problem: failure.problem, attempt: this.conn.attempts, retryInMs },
+        `discord: not connecting: ${failure.problem} (see "Start-up when Discord is down or misconfigured" in docs/discord.md)`,
+      );
+      return;
+    }
     this.deps.logger.warn(
       { problem: failure.problem, attempt: this.conn.attempts, retryInMs, apiUrl: this.deps.client.apiUrl },
       `discord: cannot connect (${failure.problem}); trying again in ${duration(retryInMs)}`,

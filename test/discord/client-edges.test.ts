@@ -1,8 +1,10 @@
 /**
  * handlers/discord/client.ts, the connection state after the session was READY, which no other test
  * pins down (real discord.js client against the fake Discord): a reconnect turns the status to
- * `waiting` (so /readyz says so), a resumed or re-identified session turns it back to `ready`, and a
- * stopped surface no longer says `ready`; a direct message is never passed on as a channel message;
+ * `waiting` (so /readyz says so), a resumed or re-identified session turns it back to `ready` — also
+ * after a zombied connection (heartbeats not acknowledged), op 7 Reconnect or op 9 with `d: true`, all
+ * resumed — and commands are answered again, and a stopped surface no longer says `ready`; a direct
+ * message is never passed on as a channel message;
  * and the deduper of interactions and messages forgets the oldest ids first, once over its capacity.
  */
 import { Events, GatewayDispatchEvents } from 'discord.js';
@@ -13,7 +15,11 @@ import {
   type DiscordSurface,
   InteractionDeduper,
 } from '../../handlers/discord/client.js';
+import { SessionStartBudget } from '../../handlers/discord/session-starts.js';
+import type { ChannelMessage } from '../../handlers/discord/watch.js';
+import { ManualClock } from '../../src/clock.js';
 import type { GatewayEvent } from '../fakes/discord/gateway.js';
+import { CallbackType } from '../fakes/discord/protocol.js';
 import { type FakeDiscord, makeSnowflake, startFakeDiscord } from '../fakes/discord/server.js';
 import { CapturedLog } from '../support/captured-log.js';
 
@@ -47,6 +53,50 @@ describe('discord surface against the fake Discord: connection state across a re
   function connect(): DiscordSurface {
     surface = createDiscordSurface({ token: fake.token, apiUrl: fake.apiUrl, logger: log.logger });
     return surface;
+  }
+
+  /** A surface that answers /deployments with "pong" (and, with `onMessage`, watches the alerts channel). */
+  function connectAnswering(
+    opts: { onMessage?: (id: string, content: string) => void } = {},
+  ): DiscordSurface {
+    fake.commands.set(fake.guildId, [
+      {
+        id: '1300000000000000001',
+        application_id: fake.applicationId,
+        guild_id: fake.guildId,
+        name: 'deployments',
+        description: 'List deployments',
+        type: 1,
+        version: '1',
+        options: [{ type: 3, name: 'environment', description: 'env', required: true }],
+      },
+    ]);
+    surface = createDiscordSurface({
+      token: fake.token,
+      apiUrl: fake.apiUrl,
+      logger: log.logger,
+      onInteraction: async (i) => {
+        if (i.isChatInputCommand()) await i.reply({ content: 'pong' });
+      },
+      ...(opts.onMessage === undefined
+        ? {}
+        : {
+            onMessage: async (m: ChannelMessage) => opts.onMessage?.(m.id, m.content),
+            watch: { channels: [fake.channels.alerts] },
+          }),
+    });
+    return surface;
+  }
+
+  /** Runs /deployments and resolves with the bot's answer. */
+  async function answer(): Promise<unknown> {
+    const sent = fake.slash({
+      command: 'deployments',
+      options: [{ name: 'environment', value: 'production' }],
+      user: fake.user('alice'),
+    });
+    const callback = await fake.waitForCallback(sent);
+    return callback.type === CallbackType.channelMessageWithSource ? callback.data.content : callback;
   }
 
   /** The status seen right after the client emitted `event` (listeners run in order: ours is last). */
@@ -87,6 +137,82 @@ describe('discord surface against the fake Discord: connection state across a re
     expect((await reconnecting).state).toBe('waiting');
     expect(await ready).toEqual({ state: 'ready' });
   }, 20_000);
+
+  it('a zombied connection (heartbeats not acknowledged) is closed and resumed: waiting, then ready, and commands are answered', async () => {
+    await fake.close();
+    fake = await startFakeDiscord({ heartbeatIntervalMs: 200 });
+    const s = connectAnswering();
+    await s.start();
+    const sessionId = fake.gateway.sessionId;
+    const closed = nextGatewayEvent(fake, 'close');
+    const resumed = nextGatewayEvent(fake, 'resume');
+    const reconnecting = statusOn(s, Events.ShardReconnecting);
+    const back = statusOn(s, Events.ShardResume);
+    fake.gateway.stopAcking();
+    // discord.js closes it when a heartbeat is due and the last one was not acknowledged.
+    expect(await closed).toMatchObject({ kind: 'close', by: 'client' });
+    expect((await reconnecting).state).toBe('waiting');
+    await resumed;
+    expect(await back).toEqual({ state: 'ready' });
+    expect(fake.gateway.sessionId).toBe(sessionId);
+    expect(await answer()).toBe('pong');
+  });
+
+  it('op 9 Invalid Session with d: true mid-session: the session is resumed, nothing identifies, and commands are answered', async () => {
+    const s = connectAnswering();
+    await s.start();
+    const sessionId = fake.gateway.sessionId;
+    const identifies: unknown[] = [];
+    fake.gateway.events.on('event', (e: GatewayEvent) => e.kind === 'identify' && identifies.push(e));
+    const resumed = nextGatewayEvent(fake, 'resume');
+    const back = new Promise<void>((resolve) => s.client.once(Events.ShardResume, () => resolve()));
+    fake.gateway.invalidSession(true);
+    // Posted while the session is invalid: replayed by the resume.
+    const missed = fake.slash({
+      command: 'deployments',
+      options: [{ name: 'environment', value: 'staging' }],
+      user: fake.user('bob'),
+    });
+    expect(await resumed).toMatchObject({ sessionId, replayed: 1 });
+    await back;
+    expect((await fake.waitForCallback(missed)).type).toBe(CallbackType.channelMessageWithSource);
+    expect(s.status()).toEqual({ state: 'ready' });
+    expect(await answer()).toBe('pong');
+    expect(identifies).toEqual([]);
+  });
+
+  it('op 7 Reconnect: resumed, with a watched message posted meanwhile handled once; ready again, commands answered', async () => {
+    const messages: string[] = [];
+    let alerted = () => {};
+    const alert = new Promise<void>((resolve) => {
+      alerted = resolve;
+    });
+    const s = connectAnswering({
+      onMessage: (id, content) => {
+        messages.push(id);
+        if (content === 'ALERT p99 high') alerted();
+      },
+    });
+    await s.start();
+    await s.caughtUp();
+    const sessionId = fake.gateway.sessionId;
+    const resumed = nextGatewayEvent(fake, 'resume');
+    const back = statusOn(s, Events.ShardResume);
+    fake.gateway.requestReconnect();
+    // Kept by the session and replayed on RESUME (or sent live, if the bot is already back).
+    const m = fake.postMessage({
+      channelId: fake.channels.alerts,
+      author: fake.user('grafana'),
+      content: 'ALERT p99 high',
+    });
+    await resumed;
+    expect(await back).toEqual({ state: 'ready' });
+    expect(fake.gateway.sessionId).toBe(sessionId);
+    expect(await answer()).toBe('pong');
+    await alert;
+    // A second delivery would have come before the command, on the same connection.
+    expect(messages.filter((id) => id === m.id)).toHaveLength(1);
+  });
 
   it('a stopped surface no longer says ready', async () => {
     const s = connect();
@@ -218,5 +344,40 @@ describe('InteractionDeduper', () => {
     expect(seen.first('id-0')).toBe(false);
     seen.first('id-5000');
     expect(seen.first('id-0')).toBe(true);
+  });
+});
+
+describe('SessionStartBudget', () => {
+  const limit = (remaining: number, resetAfterMs: number) => ({
+    total: 1000,
+    remaining,
+    reset_after: resetAfterMs,
+    max_concurrency: 1,
+  });
+
+  it('nothing is held back before Discord said how many are left', () => {
+    const budget = new SessionStartBudget({ reserve: 10, clock: new ManualClock() });
+    budget.take();
+    expect(budget.spent()).toBeUndefined();
+  });
+
+  it('counts IDENTIFYs down to the reserve, then holds back until the window renews, counting from the total again', async () => {
+    const clock = new ManualClock();
+    const budget = new SessionStartBudget({ reserve: 10, clock });
+    budget.learn(limit(12, 3_600_000));
+    budget.take();
+    expect(budget.spent()).toBeUndefined();
+    budget.take();
+    expect(budget.spent()).toMatchObject({
+      problem: expect.stringMatching(
+        /^only 10 of the bot's 1000 gateway session starts .* at 2026-11-29 13:00 UTC \(in 1 h\)/,
+      ),
+      retryInMs: 3_600_000,
+    });
+    await clock.advance(3_600_000);
+    // Renewed, though this process has not read Discord's new count yet (no login since).
+    expect(budget.spent()).toBeUndefined();
+    for (let i = 0; i < 990; i++) budget.take();
+    expect(budget.spent()?.problem).toMatch(/^only 10 of/);
   });
 });

@@ -1,12 +1,16 @@
 /**
- * The fake Discord's REST rules at the wire (plain fetch, no SDK), so the fake cannot silently accept
- * what Discord would refuse: bot auth, rate-limit headers, one acknowledgement per interaction within
- * the deadline, callback types per interaction type, message limits (custom_id ≤ 100, 5×5 buttons),
- * editing only the bot's own messages, interaction tokens that expire, and `with_response`.
+ * The fake Discord's rules at the wire (plain fetch and a plain WebSocket, no SDK), so the fake cannot
+ * silently accept what Discord would refuse: bot auth, rate-limit headers (buckets that run down per
+ * resource, 429s per route, shared or global), one acknowledgement per interaction within the deadline,
+ * callback types per interaction type, message limits (custom_id ≤ 100, 5×5 buttons), editing only the
+ * bot's own messages, interaction tokens that expire, and `with_response`; on the gateway, the session
+ * start limit every IDENTIFY uses up, sessions that cannot be resumed after 4009 or a client's 1000,
+ * op 9 with `d: true`, and heartbeats left unacknowledged.
  */
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { CallbackType, ErrorCode, MessageFlag } from '../fakes/discord/protocol.js';
-import { type FakeDiscord, startFakeDiscord } from '../fakes/discord/server.js';
+import { type RawData, WebSocket } from 'ws';
+import { CallbackType, CloseCode, ErrorCode, MessageFlag, Op } from '../fakes/discord/protocol.js';
+import { type FakeDiscord, type FakeDiscordOptions, startFakeDiscord } from '../fakes/discord/server.js';
 
 describe('fake Discord REST', () => {
   let fake: FakeDiscord;
@@ -79,13 +83,71 @@ describe('fake Discord REST', () => {
     }
   });
 
-  it('answers the documented 429 when told to', async () => {
-    fake.rateLimitNext({ method: 'GET', path: /^\/users\/@me$/, retryAfterSeconds: 1.5 });
+  it('answers the documented 429 when told to: retry_after a float, Retry-After in whole seconds', async () => {
+    fake.rateLimitNext({ method: 'GET', path: /^\/users\/@me$/, retryAfterSeconds: 64.57 });
     const limited = await call('GET', '/users/@me');
     expect(limited.status).toBe(429);
-    expect(limited.json).toEqual({ message: 'You are being rate limited.', retry_after: 1.5, global: false });
-    expect(limited.headers.get('retry-after')).toBe('1.5');
+    expect(limited.json).toEqual({
+      message: 'You are being rate limited.',
+      retry_after: 64.57,
+      global: false,
+    });
+    // Discord's own example: header 65 for a body of 64.57.
+    expect(limited.headers.get('retry-after')).toBe('65');
+    expect(limited.headers.get('x-ratelimit-scope')).toBe('user');
+    expect(limited.headers.get('x-ratelimit-remaining')).toBe('0');
+    expect(limited.headers.get('x-ratelimit-reset-after')).toBe('64.57');
+    expect(limited.headers.get('x-ratelimit-global')).toBeNull();
     expect((await call('GET', '/users/@me')).status).toBe(200);
+  });
+
+  it("answers a shared 429 (a resource's limit) and a global one (no per-route headers)", async () => {
+    fake.rateLimitNext({ method: 'GET', path: /^\/users\/@me$/, retryAfterSeconds: 0.4, scope: 'shared' });
+    const shared = await call('GET', '/users/@me');
+    expect(shared.status).toBe(429);
+    expect(shared.headers.get('x-ratelimit-scope')).toBe('shared');
+    expect(shared.headers.get('retry-after')).toBe('1');
+    expect(shared.json).toMatchObject({ retry_after: 0.4, global: false });
+
+    fake.rateLimitNext({ method: 'GET', path: /^\/users\/@me$/, retryAfterSeconds: 0.4, scope: 'global' });
+    const global = await call('GET', '/users/@me');
+    expect(global.status).toBe(429);
+    expect(global.json).toEqual({ message: 'You are being rate limited.', retry_after: 0.4, global: true });
+    expect(global.headers.get('retry-after')).toBe('1');
+    expect(global.headers.get('x-ratelimit-global')).toBe('true');
+    expect(global.headers.get('x-ratelimit-scope')).toBe('global');
+    for (const h of ['x-ratelimit-limit', 'x-ratelimit-remaining', 'x-ratelimit-bucket']) {
+      expect(global.headers.get(h)).toBeNull();
+    }
+  });
+
+  it('counts each bucket down per channel within its window; past it, 429 and the request does nothing', async () => {
+    await fake.close();
+    fake = await startFakeDiscord({ routeLimit: { limit: 2, windowMs: 60_000 } });
+    const post = (channel: string, content: string) =>
+      call('POST', `/channels/${channel}/messages`, { content });
+    const first = await post(fake.channels.ops, 'one');
+    const second = await post(fake.channels.ops, 'two');
+    expect([first.headers.get('x-ratelimit-remaining'), second.headers.get('x-ratelimit-remaining')]).toEqual(
+      ['1', '0'],
+    );
+    expect(first.headers.get('x-ratelimit-limit')).toBe('2');
+    expect(first.headers.get('x-ratelimit-bucket')).toBe(second.headers.get('x-ratelimit-bucket'));
+    const resetAfter = Number(second.headers.get('x-ratelimit-reset-after'));
+    expect(resetAfter).toBeGreaterThan(0);
+    expect(resetAfter).toBeLessThanOrEqual(60);
+
+    const third = await post(fake.channels.ops, 'three');
+    expect(third.status).toBe(429);
+    expect(third.headers.get('x-ratelimit-scope')).toBe('user');
+    const retryAfter = (third.json as { retry_after: number }).retry_after;
+    expect(retryAfter).toBeGreaterThan(0);
+    expect(third.headers.get('retry-after')).toBe(String(Math.ceil(retryAfter)));
+    expect(fake.channelMessages(fake.channels.ops).map((m) => m.content)).toEqual(['one', 'two']);
+
+    // Another channel (another top-level resource) and another route have buckets of their own.
+    expect((await post(fake.channels.general, 'elsewhere')).status).toBe(200);
+    expect((await call('GET', `/channels/${fake.channels.ops}/messages`)).status).toBe(200);
   });
 
   it('accepts one acknowledgement per interaction, of a type valid for it', async () => {
@@ -220,5 +282,157 @@ describe('fake Discord REST', () => {
       expect(res.status).toBe(400);
       expect(res.json).toMatchObject({ code: ErrorCode.invalidFormBody });
     }
+  });
+});
+
+/** A plain gateway client: connects, and reads what the fake sends, in order. */
+async function gatewayClient(url: string) {
+  const ws = new WebSocket(`${url}/?v=10&encoding=json`);
+  const inbox: { op: number; d: unknown; t: string | null }[] = [];
+  /** Every payload received, in order (`inbox` is what `next` has not consumed yet). */
+  const received: { op: number; d: unknown; t: string | null }[] = [];
+  const waiting: (() => void)[] = [];
+  ws.on('message', (raw: RawData) => {
+    const payload = JSON.parse(raw.toString()) as { op: number; d: unknown; t: string | null };
+    inbox.push(payload);
+    received.push(payload);
+    for (const w of waiting.splice(0)) w();
+  });
+  const closed = new Promise<number>((resolve) => ws.on('close', (code) => resolve(code)));
+  await new Promise<void>((resolve, reject) => {
+    ws.once('open', () => resolve());
+    ws.once('error', reject);
+  });
+  return {
+    ws,
+    closed,
+    received,
+    send: (op: number, d: unknown) => ws.send(JSON.stringify({ op, d })),
+    /** The next payload with `op` (and `t`), skipping others. */
+    async next(op: number, t?: string) {
+      for (;;) {
+        const i = inbox.findIndex((p) => p.op === op && (t === undefined || p.t === t));
+        if (i >= 0) return inbox.splice(0, i + 1).at(-1) as { op: number; d: unknown; t: string | null };
+        await new Promise<void>((resolve) => waiting.push(resolve));
+      }
+    },
+  };
+}
+
+describe('fake Discord gateway', () => {
+  let fake: FakeDiscord;
+  const open: WebSocket[] = [];
+
+  async function start(opts: FakeDiscordOptions = {}) {
+    fake = await startFakeDiscord(opts);
+  }
+  afterEach(async () => {
+    for (const ws of open.splice(0)) ws.terminate();
+    await fake.close();
+  });
+
+  async function client() {
+    const c = await gatewayClient(fake.gatewayUrl);
+    open.push(c.ws);
+    await c.next(Op.hello);
+    return c;
+  }
+  const properties = { os: 'linux', browser: 'test', device: 'test' };
+  async function identified() {
+    const c = await client();
+    c.send(Op.identify, { token: fake.token, properties, intents: 1 });
+    const ready = await c.next(Op.dispatch, 'READY');
+    return { ...c, sessionId: (ready.d as { session_id: string }).session_id };
+  }
+  async function limit() {
+    const res = await fetch(`${fake.apiUrl}/v10/gateway/bot`, {
+      headers: { authorization: `Bot ${fake.token}` },
+    });
+    return {
+      status: res.status,
+      body: (await res.json()) as { session_start_limit?: Record<string, number> },
+    };
+  }
+
+  it('every IDENTIFY uses up a session start; one past the limit resets the token (4004 everywhere, REST 401)', async () => {
+    await start({ sessionStartLimit: { total: 1000, remaining: 2, resetAfterMs: 3_600_000 } });
+    expect((await limit()).body.session_start_limit).toMatchObject({
+      total: 1000,
+      remaining: 2,
+      max_concurrency: 1,
+    });
+    await identified();
+    const current = await identified();
+    const { body } = await limit();
+    expect(body.session_start_limit?.remaining).toBe(0);
+    expect(body.session_start_limit?.reset_after).toBeGreaterThan(3_500_000);
+    expect(body.session_start_limit?.reset_after).toBeLessThanOrEqual(3_600_000);
+
+    const over = await client();
+    over.send(Op.identify, { token: fake.token, properties, intents: 1 });
+    expect(await over.closed).toBe(CloseCode.authenticationFailed);
+    expect(await current.closed).toBe(CloseCode.authenticationFailed);
+    expect((await limit()).status).toBe(401);
+  });
+
+  it('renews the session starts once the window has passed', async () => {
+    await start({ sessionStartLimit: { remaining: 0 } });
+    expect((await limit()).body.session_start_limit?.remaining).toBe(0);
+    fake.renewSessionStarts();
+    expect((await limit()).body.session_start_limit).toMatchObject({ total: 1000, remaining: 1000 });
+    expect(fake.sessionStartsRemaining).toBe(1000);
+  });
+
+  it('a session closed with 4009 (timed out) or by the client with 1000 cannot be resumed', async () => {
+    await start();
+    for (const end of ['server 4009', 'client 1000'] as const) {
+      const c = await identified();
+      if (end === 'server 4009') fake.gateway.drop({ code: CloseCode.sessionTimedOut });
+      else c.ws.close(1000);
+      await c.closed;
+      const again = await client();
+      again.send(Op.resume, { token: fake.token, session_id: c.sessionId, seq: 1 });
+      expect((await again.next(Op.invalidSession)).d).toBe(false);
+    }
+    // Closed otherwise (4000), it can.
+    const c = await identified();
+    fake.gateway.drop({ code: CloseCode.unknownError });
+    await c.closed;
+    const again = await client();
+    again.send(Op.resume, { token: fake.token, session_id: c.sessionId, seq: 1 });
+    await again.next(Op.dispatch, 'RESUMED');
+  });
+
+  it('op 9 with d: true leaves the session resumable on the same connection; d: false does not', async () => {
+    await start();
+    const c = await identified();
+    fake.gateway.invalidSession(true);
+    expect((await c.next(Op.invalidSession)).d).toBe(true);
+    c.send(Op.resume, { token: fake.token, session_id: c.sessionId, seq: 2 });
+    await c.next(Op.dispatch, 'RESUMED');
+    expect(fake.gateway.sessionId).toBe(c.sessionId);
+
+    fake.gateway.invalidSession(false);
+    expect((await c.next(Op.invalidSession)).d).toBe(false);
+    c.send(Op.resume, { token: fake.token, session_id: c.sessionId, seq: 2 });
+    expect((await c.next(Op.invalidSession)).d).toBe(false);
+  });
+
+  it('withholds heartbeat ACKs on a zombied connection only', async () => {
+    await start();
+    const c = await identified();
+    c.send(Op.heartbeat, null);
+    await c.next(Op.heartbeatAck);
+    fake.gateway.stopAcking();
+    c.send(Op.heartbeat, null);
+    // Answered in order: an IDENTIFY on an authenticated connection closes it (4005), so an ACK of the
+    // heartbeat before it would have arrived first.
+    c.send(Op.identify, { token: fake.token, properties, intents: 1 });
+    expect(await c.closed).toBe(CloseCode.alreadyAuthenticated);
+    expect(c.received.filter((p) => p.op === Op.heartbeatAck)).toHaveLength(1);
+    // A new connection is healthy again.
+    const other = await client();
+    other.send(Op.heartbeat, null);
+    await other.next(Op.heartbeatAck);
   });
 });

@@ -1,11 +1,14 @@
 /**
  * The Discord Reporter and message editor against the fake Discord with the real discord.js REST
- * client: edits with the bot token, coalescing (the newest state wins), 429 honoured per Retry-After,
+ * client: edits with the bot token, coalescing (the newest state wins), 429 honoured per Retry-After
+ * (per route, and global: every request waits), a bucket that runs down waited for before it is
+ * exceeded,
  * ordering (progress beats a late confirmation view; an older snapshot never replaces a newer one;
  * nothing replaces the final state), and failures logged and counted but never thrown.
  */
-import { DiscordAPIError, HTTPError, REST } from 'discord.js';
+import { DiscordAPIError, HTTPError, REST, RESTEvents, Routes } from 'discord.js';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { createDiscordRest } from '../../handlers/discord/client.js';
 import { DiscordMessages } from '../../handlers/discord/messages.js';
 import { DiscordReporter } from '../../handlers/discord/reporter.js';
 import { ManualClock } from '../../src/clock.js';
@@ -165,6 +168,79 @@ describe('Discord reporter', () => {
   it('ignores message refs of other surfaces', async () => {
     await reporter.report(progress(1), [{ surface: 'slack', channel: 'C1', messageId: '1.2' }]);
     expect(edits()).toHaveLength(0);
+  });
+});
+
+describe("Discord reporter against Discord's rate limits (the bot's REST as Switchyard builds it)", () => {
+  let fake: FakeDiscord;
+  let rest: REST;
+  let reporter: DiscordReporter;
+  let ref: MessageRef;
+
+  async function setUp(opts: Parameters<typeof startFakeDiscord>[0] = {}) {
+    fake = await startFakeDiscord(opts);
+    rest = createDiscordRest(fake.token, fake.apiUrl);
+    const messages = new DiscordMessages({ rest, metrics: createMetrics() });
+    reporter = new DiscordReporter({ messages });
+    const posted = await messages.post(fake.channels.ops, plain('Roll back production?'));
+    ref = { surface: 'discord', channel: fake.channels.ops, messageId: posted.id };
+  }
+
+  afterEach(async () => {
+    rest.clearHashSweeper();
+    rest.clearHandlerSweeper();
+    await fake.close();
+  });
+
+  const edits = () => fake.calls.filter((c) => c.method === 'PATCH');
+
+  it('a global 429 holds every request for its Retry-After, then the edit lands once', async () => {
+    await setUp();
+    fake.rateLimitNext({
+      method: 'PATCH',
+      path: /^\/channels\/\d+\/messages\/\d+$/,
+      retryAfterSeconds: 0.3,
+      scope: 'global',
+    });
+    // Once discord.js has read the 429 (its response event comes just before it reads the headers).
+    const seen = new Promise<void>((resolve) =>
+      rest.on(RESTEvents.Response, (_request, response) => {
+        if (response.status === 429) setImmediate(resolve);
+      }),
+    );
+    const reported = reporter.report(progress(2), [ref]);
+    const limited = await fake.waitForRequest((c) => c.status === 429);
+    await seen;
+    // Another route, asked for during the global limit, waits for it too.
+    const read = await rest.get(Routes.channelMessage(ref.channel, ref.messageId));
+    await reported;
+    await reporter.flush();
+    expect(edits().map((c) => c.status)).toEqual([429, 200]);
+    const [, retried] = edits();
+    const got = fake.calls.find((c) => c.method === 'GET' && c.index > limited.index);
+    // Retry-After is in whole seconds (1 for 0.3): nothing went out before it had passed.
+    expect((retried?.at ?? 0) - limited.at).toBeGreaterThanOrEqual(1000);
+    expect((got?.at ?? 0) - limited.at).toBeGreaterThanOrEqual(1000);
+    expect(read).toMatchObject({ id: ref.messageId });
+    const message = fake.messages.get(ref.messageId);
+    expect(message?.history).toHaveLength(2); // posted, then this one edit
+    expect(textOf(message ?? { content: '', embeds: [] })).toMatch(/Switching.*\(running\)/);
+  });
+
+  it('a bucket that has run down is waited for (its reset) before the next edit: no 429', async () => {
+    await setUp({ routeLimit: { limit: 2, windowMs: 1_000 } });
+    for (const step of [1, 2, 3]) {
+      await reporter.report(progress(step), [ref]);
+      await reporter.flush();
+    }
+    const calls = edits();
+    expect(calls.map((c) => c.status)).toEqual([200, 200, 200]);
+    const [first, , third] = calls;
+    // The first two used the bucket up; discord.js held the third until the window reset.
+    expect((third?.at ?? 0) - (first?.at ?? 0)).toBeGreaterThanOrEqual(1_000 - 50);
+    expect(textOf(fake.messages.get(ref.messageId) ?? { content: '', embeds: [] })).toMatch(
+      /Verifying traffic.*\(running\)/,
+    );
   });
 });
 

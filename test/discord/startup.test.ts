@@ -1,16 +1,21 @@
 /**
  * Coming up against a Discord that rejects the configuration, cannot be reached, or does not become
  * ready (handlers/discord/client.ts, DiscordConnection), with the real discord.js client and the fake
- * Discord. A rejected token or a disallowed intent stops start-up with a message saying what to fix;
- * otherwise start-up goes on within its bound and the bot keeps connecting in the background, with
- * backoff, until it is ready or stopped. Tests wait on events (fake traffic, log lines), never on sleeps.
+ * Discord. A rejected token, a disallowed intent or another close Discord says not to reconnect after
+ * (4010-4013) stops start-up — or, later, the connection — with a message saying what to do; otherwise
+ * start-up goes on within its bound and the bot keeps connecting in the background, with backoff, until
+ * it is ready or stopped. IDENTIFYs are spent sparingly: a held READY is waited for, not answered with
+ * a new IDENTIFY every 15 s, and the daily budget of them is never used up. Tests wait on events (fake
+ * traffic, log lines), never on sleeps.
  */
-import type { Interaction } from 'discord.js';
+import { Events, type Interaction } from 'discord.js';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import {
   createDiscordSurface,
   type DiscordStartupOptions,
   type DiscordSurface,
+  discordStartupDefaults,
+  READY_TIMEOUT_MS,
 } from '../../handlers/discord/client.js';
 import { ConfigError } from '../../src/errors.js';
 import type { GatewayEvent } from '../fakes/discord/gateway.js';
@@ -243,18 +248,124 @@ describe('discord start-up when Discord rejects, cannot be reached or is not rea
     expect(s.status()).toEqual({ state: 'rejected', problem: expect.stringMatching(/DISCORD_TOKEN.*4004/) });
   });
 
-  it('a session Discord ends for good (close 4010) is replaced by a new login with every handler', async () => {
-    const s = connect({ startup: FAST });
-    await settlesWithin(s.start(), 10_000, 'start()');
-    const first = s.client;
-    const identified = nextGatewayEvent(fake, 'identify');
-    fake.gateway.drop({ code: CloseCode.invalidShard });
-    await identified;
+  it.each([
+    [CloseCode.invalidShard, 'Invalid shard', /bug in Switchyard: please report it/],
+    [CloseCode.shardingRequired, 'Sharding required', /too many servers .*Switchyard does not shard/],
+    [CloseCode.invalidApiVersion, 'Invalid API version', /upgrade Switchyard/],
+    [CloseCode.invalidIntents, 'Invalid intent\\(s\\)', /bug in Switchyard: please report it/],
+  ])(
+    'close %i at IDENTIFY (Discord: do not reconnect) stops start-up saying what to do, and is not retried',
+    async (code, name, todo) => {
+      // Answered the same way at every IDENTIFY, as Discord would.
+      for (let i = 0; i < 5; i++) fake.gateway.closeNextIdentify(code, 'refused');
+      const connects: GatewayEvent[] = [];
+      fake.gateway.events.on('event', (e: GatewayEvent) => e.kind === 'connect' && connects.push(e));
+      const s = connect({ startup: { ...FAST, waitMs: 5_000 } });
+      const error = await settlesWithin(s.start(), 10_000, 'start()').then(
+        () => undefined,
+        (e: unknown) => e,
+      );
+      expect(error).toBeInstanceOf(ConfigError);
+      const message = (error as Error).message;
+      expect(message).toMatch(new RegExp(`close code ${code} \\(${name}\\)`));
+      expect(message).toMatch(todo);
+      expect(s.status()).toEqual({
+        state: 'rejected',
+        problem: expect.stringMatching(new RegExp(`${code} ${name}`)),
+      });
+      expect(log.lines.some((l) => l.level === ERROR && l.msg === message)).toBe(true);
+      // Rejected, so no retry is scheduled: one login, one connection.
+      expect(fake.calls.filter((c) => c.path === '/gateway/bot')).toHaveLength(1);
+      expect(connects).toHaveLength(1);
+      await expect(s.ready()).rejects.toBe(error);
+    },
+  );
+
+  it.each([
+    [CloseCode.shardingRequired, /too many servers/],
+    [CloseCode.disallowedIntents, /Message Content Intent/],
+  ])(
+    'while connected, a new session refused with close %i turns the status to rejected, and the bot stops connecting',
+    async (code, says) => {
+      const s = connect({ startup: FAST, watched: true });
+      await settlesWithin(s.start(), 10_000, 'start()');
+      expect(s.status()).toEqual({ state: 'ready' });
+      for (let i = 0; i < 5; i++) fake.gateway.closeNextIdentify(code, 'refused');
+      const refused = nextGatewayEvent(fake, 'close', (e) => e.code === code);
+      const rejected = log.waitFor((l) => l.level === ERROR && new RegExp(`close code ${code}`).test(l.msg));
+      // The session ends (op 9, not resumable): a new one needs an IDENTIFY, which Discord refuses.
+      // discord.js spaces IDENTIFYs 5 s apart, so this test takes ~5 s.
+      fake.gateway.invalidSession(false);
+      await refused;
+      const [line] = await rejected;
+      expect(line?.msg).toMatch(says);
+      expect(s.status()).toEqual({ state: 'rejected', problem: expect.stringContaining(String(code)) });
+      await expect(s.ready()).rejects.toThrow(new RegExp(`close code ${code}`));
+    },
+    20_000,
+  );
+
+  it("while the gateway holds READY, the bot waits for it 10 minutes before identifying again (not discord.js's 15 s)", async () => {
+    fake.gateway.holdReady();
+    const s = connect({ startup: { ...FAST, waitMs: 100 } });
+    // @discordjs/ws says how long it waits for READY after its IDENTIFY.
+    const readyWait = new Promise<string>((resolve) =>
+      s.client.on(Events.Debug, (m) => {
+        const wait = /Waiting for event ready (.*)$/m.exec(m);
+        if (wait?.[1]) resolve(wait[1]);
+      }),
+    );
+    const held = nextGatewayEvent(fake, 'identify', (e) => e.held === true);
+    await settlesWithin(s.start(), 5_000, 'start()');
+    await held;
+    expect(await readyWait).toBe(`for ${READY_TIMEOUT_MS}ms`);
+    expect(READY_TIMEOUT_MS).toBeGreaterThanOrEqual(10 * 60_000);
+    fake.gateway.releaseReady();
     await settlesWithin(s.ready(), 10_000, 'ready()');
-    expect(s.client).not.toBe(first);
-    expect(s.status()).toEqual({ state: 'ready' });
-    expect(await slashIsAnswered()).toBe('pong');
   });
+
+  it('stops identifying while only the reserve of the daily session starts is left, says so, and connects again once Discord renews them', async () => {
+    await fake.close();
+    const reserve = discordStartupDefaults.sessionStartReserve;
+    // One IDENTIFY left above the reserve; Discord renews them in 5 s.
+    fake = await fakeDiscord({
+      sessionStartLimit: { total: 1000, remaining: reserve + 1, resetAfterMs: 5_000 },
+    });
+    const s = connect({ startup: FAST });
+    await settlesWithin(s.start(), 4_000, 'start()');
+    expect(s.status()).toEqual({ state: 'ready' });
+    expect(fake.sessionStartsRemaining).toBe(reserve);
+
+    const heldBack = log.waitFor((l) => l.level === ERROR && /gateway session starts/.test(l.msg));
+    const identified = nextGatewayEvent(fake, 'identify');
+    // The session ends (op 9, not resumable): a new one would need an IDENTIFY.
+    fake.gateway.invalidSession(false);
+    const first = await Promise.race([
+      heldBack.then(() => 'held back'),
+      identified.then(() => 'identified again'),
+    ]);
+    expect(first).toBe('held back');
+    const [line] = await heldBack;
+    expect(fake.sessionStartsRemaining).toBe(reserve);
+    expect(line?.msg).toMatch(
+      new RegExp(
+        `only ${reserve} of the bot's 1000 gateway session starts \\(IDENTIFY\\) are left .*resets the bot token`,
+      ),
+    );
+    expect(s.status()).toEqual({
+      state: 'waiting',
+      problem: expect.stringMatching(/gateway session starts/),
+      attempts: 1,
+    });
+
+    // Renewed: the next login identifies, and the new client answers commands.
+    await identified;
+    await settlesWithin(s.ready(), 10_000, 'ready() after the renewal');
+    expect(fake.sessionStartsRemaining).toBe(999);
+    expect(await slashIsAnswered()).toBe('pong');
+    // It waited for the renewal instead of trying (and saying so) again with its short backoff.
+    expect(log.lines.filter((l) => /gateway session starts/.test(l.msg))).toHaveLength(1);
+  }, 20_000);
 
   it('stop() while retrying with backoff resolves and leaves no timer or connection behind', async () => {
     await fake.goOffline();

@@ -2,9 +2,12 @@
  * The fake Discord gateway: one WebSocket endpoint speaking gateway v10 with `encoding=json` and no
  * transport compression (what discord.js 14 negotiates when `zlib-sync` is not installed — it is not).
  * HELLO with a heartbeat interval, IDENTIFY → READY + GUILD_CREATE, heartbeat → ACK, RESUME →
- * replay of missed dispatches + RESUMED, invalid session (op 9), and ways to drop the connection
- * (close code or abrupt terminate) so reconnect behaviour can be tested. Dispatches carry increasing
- * sequence numbers per session; dispatches made while the bot is disconnected are kept for replay.
+ * replay of missed dispatches + RESUMED, invalid session (op 9, resumable or not), and ways to drop the
+ * connection (close code or abrupt terminate) so reconnect behaviour can be tested. Dispatches carry
+ * increasing sequence numbers per session; dispatches made while the bot is disconnected are kept for
+ * replay. As on Discord: a session closed with 4007 or 4009 (by the gateway) or with 1000/1001 (by the
+ * bot) cannot be resumed; every IDENTIFY is a session start counted against the daily budget
+ * (`GatewayIdentity.sessionStart`); heartbeat ACKs can be withheld (a zombied connection).
  */
 import { EventEmitter } from 'node:events';
 import type { IncomingMessage } from 'node:http';
@@ -39,6 +42,8 @@ export type GatewayEvent =
   | { readonly kind: 'heartbeat'; readonly seq: number | null }
   | { readonly kind: 'dispatch'; readonly t: string; readonly s: number; readonly live: boolean }
   | { readonly kind: 'invalid_session'; readonly resumable: boolean }
+  /** An IDENTIFY came with the session start budget used up: the token was reset, sessions closed. */
+  | { readonly kind: 'token_reset' }
   | { readonly kind: 'close'; readonly code: number; readonly by: 'server' | 'client' };
 
 interface Dispatched {
@@ -61,6 +66,13 @@ interface Session {
 
 export interface GatewayIdentity {
   readonly token: string;
+  /**
+   * Counts an IDENTIFY against the session start limit (docs: gateway, session start limit): `false`
+   * when the budget was already used up — Discord then resets the token and closes every session.
+   */
+  readonly sessionStart: () => boolean;
+  /** True once the token was reset (session start budget overrun): it no longer authenticates. */
+  readonly tokenReset: () => boolean;
   readonly user: Readonly<Record<string, unknown>>;
   readonly application: { readonly id: string; readonly flags: number };
   /** Full guild objects, sent as GUILD_CREATE after READY. */
@@ -77,12 +89,29 @@ export interface GatewayOptions {
 
 let sessionCounter = 0;
 
+/** What the gateway knows about one open connection. */
+interface Connection {
+  /** The session this connection identified or resumed (null: not authenticated). */
+  authed: Session | null;
+  /** False once `stopAcking()` made it a zombie: heartbeats get no ACK. */
+  acks: boolean;
+}
+
+/**
+ * Close codes after which Discord says to start a new session (docs: gateway close event codes): 4007
+ * Invalid seq and 4009 Session timed out. The fake then refuses a RESUME of that session.
+ */
+const UNRESUMABLE_SERVER_CLOSES: ReadonlySet<number> = new Set([
+  CloseCode.invalidSeq,
+  CloseCode.sessionTimedOut,
+]);
+
 /** The gateway half of the fake Discord. */
 export class FakeGateway {
   readonly events = new EventEmitter();
   private readonly wss = new WebSocketServer({ noServer: true });
   private session: Session | null = null;
-  private readonly sockets = new Set<WebSocket>();
+  private readonly sockets = new Map<WebSocket, Connection>();
   /** While true, a valid IDENTIFY gets no READY (`holdReady()`). */
   private readyHeld = false;
   /** IDENTIFYs waiting for READY while it is held, with how to start their session. */
@@ -120,10 +149,15 @@ export class FakeGateway {
     const url = new URL(req.url ?? '/', 'http://fake');
     const query = Object.fromEntries(url.searchParams.entries());
     this.wss.handleUpgrade(req, socket, head, (ws) => {
-      this.sockets.add(ws);
+      const connection: Connection = { authed: null, acks: true };
+      this.sockets.set(ws, connection);
       ws.on('close', (code) => {
         this.sockets.delete(ws);
-        if (this.session?.socket === ws) this.session.socket = null;
+        if (this.session?.socket === ws) {
+          this.session.socket = null;
+          // Docs (gateway, disconnecting): closing with 1000 or 1001 invalidates the session.
+          if (code === 1000 || code === 1001) this.session.resumable = false;
+        }
         this.emit({ kind: 'close', code, by: 'client' });
       });
       this.emit({ kind: 'connect', path: url.pathname, query });
@@ -139,91 +173,95 @@ export class FakeGateway {
         ws.close(CloseCode.decodeError, 'transport compression is not supported by the fake');
         return;
       }
-      let authed: Session | null = null;
-      const authenticate = (session: Session) => {
-        authed = session;
-      };
       this.send(ws, { op: Op.hello, d: { heartbeat_interval: this.options.heartbeatIntervalMs } });
-      ws.on('message', (raw) => {
-        authed = this.onMessage(ws, raw, authed, authenticate);
-      });
+      ws.on('message', (raw) => this.onMessage(ws, connection, raw));
     });
   }
 
-  private onMessage(
-    ws: WebSocket,
-    raw: RawData,
-    authed: Session | null,
-    authenticate: (session: Session) => void,
-  ): Session | null {
+  private onMessage(ws: WebSocket, connection: Connection, raw: RawData): void {
     let json: unknown;
     try {
       json = JSON.parse(raw.toString());
     } catch {
       ws.close(CloseCode.decodeError, 'Error while decoding payload');
-      return authed;
+      return;
     }
     const parsed = gatewayPayloadSchema.safeParse(json);
     if (!parsed.success) {
       ws.close(CloseCode.decodeError, 'Error while decoding payload');
-      return authed;
+      return;
     }
     const { op, d } = parsed.data;
+    const authed = connection.authed;
     switch (op) {
       case Op.heartbeat: {
         const seq = typeof d === 'number' ? d : null;
         if (authed) authed.clientSeq = seq;
         this.emit({ kind: 'heartbeat', seq });
-        this.send(ws, { op: Op.heartbeatAck });
-        return authed;
+        if (connection.acks) this.send(ws, { op: Op.heartbeatAck });
+        return;
       }
       case Op.identify:
         if (authed) {
           ws.close(CloseCode.alreadyAuthenticated, 'Already authenticated');
-          return authed;
+          return;
         }
-        return this.identify(ws, d, authenticate);
+        this.identify(ws, connection, d);
+        return;
       case Op.resume:
         if (authed) {
           ws.close(CloseCode.alreadyAuthenticated, 'Already authenticated');
-          return authed;
+          return;
         }
-        return this.resume(ws, d);
+        connection.authed = this.resume(ws, d);
+        return;
       case Op.presenceUpdate:
       case Op.voiceStateUpdate:
       case Op.requestGuildMembers:
         if (!authed) ws.close(CloseCode.notAuthenticated, 'Not authenticated');
-        return authed;
+        return;
       default:
         ws.close(CloseCode.unknownOpcode, 'Unknown opcode');
-        return authed;
+        return;
     }
   }
 
-  private identify(ws: WebSocket, d: unknown, authenticate: (session: Session) => void): Session | null {
+  private validToken(token: string): boolean {
+    if (this.identity.tokenReset()) return false;
+    return token === this.identity.token || token === `Bot ${this.identity.token}`;
+  }
+
+  private identify(ws: WebSocket, connection: Connection, d: unknown): void {
     const parsed = identifySchema.safeParse(d);
     if (!parsed.success) {
       ws.close(CloseCode.decodeError, 'Invalid identify payload');
-      return null;
+      return;
     }
     const identify = parsed.data;
+    if (!this.validToken(identify.token)) {
+      ws.close(CloseCode.authenticationFailed, 'Authentication failed');
+      return;
+    }
+    // Every IDENTIFY with the bot's token is a session start, whatever follows.
+    if (!this.identity.sessionStart()) {
+      this.emit({ kind: 'token_reset' });
+      for (const socket of this.sockets.keys())
+        socket.close(CloseCode.authenticationFailed, 'Authentication failed');
+      return;
+    }
     const injected = this.identifyCloses.shift();
     if (injected) {
       ws.close(injected.code, injected.reason);
-      return null;
-    }
-    if (identify.token !== this.identity.token && identify.token !== `Bot ${this.identity.token}`) {
-      ws.close(CloseCode.authenticationFailed, 'Authentication failed');
-      return null;
+      return;
     }
     if (identify.shard && (identify.shard[1] !== 1 || identify.shard[0] !== 0)) {
       ws.close(CloseCode.invalidShard, 'Invalid shard');
-      return null;
+      return;
     }
     const privileged = identify.intents & PRIVILEGED_INTENTS;
     if ((privileged & ~this.options.privilegedIntents) !== 0) {
       ws.close(CloseCode.disallowedIntents, 'Disallowed intent(s)');
-      return null;
+      return;
     }
     this.emit({
       kind: 'identify',
@@ -234,11 +272,11 @@ export class FakeGateway {
     if (this.readyHeld) {
       // Accepted, but READY does not come (yet): the connection stays open, heartbeats are answered.
       this.heldIdentifies.push(() => {
-        if (ws.readyState === 1) authenticate(this.startSession(ws, identify.intents));
+        if (ws.readyState === 1) connection.authed = this.startSession(ws, identify.intents);
       });
-      return null;
+      return;
     }
-    return this.startSession(ws, identify.intents);
+    connection.authed = this.startSession(ws, identify.intents);
   }
 
   /** A new session for an accepted IDENTIFY: READY, then GUILD_CREATE for each guild. */
@@ -300,7 +338,7 @@ export class FakeGateway {
       parsed.success &&
       session?.resumable === true &&
       parsed.data.session_id === session.id &&
-      (parsed.data.token === this.identity.token || parsed.data.token === `Bot ${this.identity.token}`) &&
+      this.validToken(parsed.data.token) &&
       (parsed.data.seq ?? 0) <= session.seq;
     if (!resumable || !parsed.success || session === null) {
       this.emit({ kind: 'invalid_session', resumable: false });
@@ -358,6 +396,35 @@ export class FakeGateway {
     if (ws) this.send(ws, { op: Op.heartbeat, d: this.session?.seq ?? null });
   }
 
+  /**
+   * Invalidates the session mid-connection with op 9 (docs: gateway, Invalid Session): `resumable`
+   * is its `d`. The connection is no longer authenticated: the bot may RESUME (when resumable) or
+   * IDENTIFY, on this connection or a new one; dispatches meanwhile are kept for a resume.
+   */
+  invalidSession(resumable: boolean): void {
+    const session = this.session;
+    const ws = session?.socket;
+    if (!session || !ws) throw new Error('fake gateway: no connected session to invalidate');
+    const connection = this.sockets.get(ws);
+    if (connection) connection.authed = null;
+    session.socket = null;
+    if (!resumable) session.resumable = false;
+    this.emit({ kind: 'invalid_session', resumable });
+    this.send(ws, { op: Op.invalidSession, d: resumable });
+  }
+
+  /**
+   * Stops acknowledging heartbeats on the bot's current connection, as when the network path breaks
+   * silently (a zombied connection): the bot should close it and resume on a new one, whose heartbeats
+   * are acknowledged again.
+   */
+  stopAcking(): void {
+    const ws = this.session?.socket;
+    const connection = ws ? this.sockets.get(ws) : undefined;
+    if (!connection) throw new Error('fake gateway: no connected session to stop acknowledging');
+    connection.acks = false;
+  }
+
   /** Tells the bot to reconnect and resume (op 7). */
   requestReconnect(): void {
     const ws = this.session?.socket;
@@ -369,13 +436,12 @@ export class FakeGateway {
    * should resume); `terminate` destroys the socket without a close frame (the bot sees 1006).
    */
   drop(how: { readonly code?: number; readonly terminate?: boolean } = {}): void {
-    const ws = this.session?.socket;
-    if (!ws) throw new Error('fake gateway: no connected session to drop');
-    this.emit({
-      kind: 'close',
-      code: how.terminate ? 1006 : (how.code ?? CloseCode.unknownError),
-      by: 'server',
-    });
+    const session = this.session;
+    const ws = session?.socket;
+    if (!session || !ws) throw new Error('fake gateway: no connected session to drop');
+    const code = how.terminate ? 1006 : (how.code ?? CloseCode.unknownError);
+    if (UNRESUMABLE_SERVER_CLOSES.has(code)) session.resumable = false;
+    this.emit({ kind: 'close', code, by: 'server' });
     if (how.terminate) ws.terminate();
     else ws.close(how.code ?? CloseCode.unknownError, 'dropped by test');
   }
@@ -398,12 +464,12 @@ export class FakeGateway {
 
   /** Drops every connection without a close frame (the network went away: the bot sees 1006). */
   terminateAll(): void {
-    for (const ws of this.sockets) ws.terminate();
+    for (const ws of this.sockets.keys()) ws.terminate();
   }
 
   /** Closes every socket. */
   async close(): Promise<void> {
-    for (const ws of this.sockets) ws.terminate();
+    for (const ws of this.sockets.keys()) ws.terminate();
     this.sockets.clear();
     await new Promise<void>((resolve) => this.wss.close(() => resolve()));
   }

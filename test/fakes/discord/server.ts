@@ -5,13 +5,18 @@
  * same port. The real discord.js client runs against it unmodified (`rest: { api: fake.apiUrl }`).
  *
  * Faithful where it matters to Switchyard: `Authorization: Bot <token>` is checked on bot routes,
- * every response carries rate-limit headers, bodies are validated against Discord's documented
+ * every response carries rate-limit headers whose `X-RateLimit-Remaining` counts down per bucket (route
+ * and top-level resource) within a window, past which a request is answered 429 without effect; 429s
+ * can be injected per route (scope `user` or `shared`) or global, with `Retry-After` in whole seconds
+ * and `retry_after` a float as Discord sends them; `GET /gateway/bot` reports the session start limit,
+ * which every IDENTIFY uses up (past it, Discord resets the bot token); bodies are validated against Discord's documented
  * limits (errors answer 400 with code 50035 like Discord), an interaction can be acknowledged once
  * and only within 3 s, interaction tokens can be expired (15 min on Discord) so tests prove progress
  * edits use the bot token, and buttons can only be clicked when they exist and are enabled.
  *
  * Tests wait on recorded traffic (`waitForRequest`, `gateway.events`), never on sleeps.
  */
+import { createHash } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -118,7 +123,28 @@ export interface FakeDiscordOptions {
   readonly privilegedIntents?: number;
   /** How long an interaction may wait for its initial response (Discord: 3 s). */
   readonly interactionDeadlineMs?: number;
+  /**
+   * The session start limit `GET /gateway/bot` reports (docs: gateway, session start limit object):
+   * default 1000 a day, all remaining. Every IDENTIFY takes one; once none remain, the next IDENTIFY
+   * resets the bot token (every session closes with 4004; REST answers 401), as Discord does.
+   */
+  readonly sessionStartLimit?: {
+    readonly total?: number;
+    readonly remaining?: number;
+    readonly resetAfterMs?: number;
+  };
+  /**
+   * Requests each rate-limit bucket (route and top-level resource) takes per window; past it, 429.
+   * Default 50 a second: generous, so only a test that lowers it meets the limit.
+   */
+  readonly routeLimit?: { readonly limit: number; readonly windowMs: number };
 }
+
+/** Scope of a 429 (docs: rate limits, `X-RateLimit-Scope`). */
+export type RateLimitScope = 'user' | 'shared' | 'global';
+
+/** Discord's session start window: the budget resets a day after it began. */
+const SESSION_START_WINDOW_MS = 24 * 60 * 60 * 1000;
 
 interface Injected {
   readonly method: string;
@@ -179,11 +205,25 @@ export class FakeDiscord {
   private port = 0;
   private listening = false;
   private readonly deadlineMs: number;
+  /** The session start budget (`GET /gateway/bot`), used up by IDENTIFYs. */
+  private readonly sessionStarts: { total: number; remaining: number; resetAt: number };
+  /** Set once an IDENTIFY came with no session start left: the bot token no longer works. */
+  private tokenReset = false;
+  private readonly routeLimit: { readonly limit: number; readonly windowMs: number };
+  /** Requests per rate-limit bucket in its current window. */
+  private readonly buckets = new Map<string, { count: number; resetAt: number }>();
 
   constructor(opts: FakeDiscordOptions = {}) {
     this.token = opts.token ?? `fake.${Math.random().toString(36).slice(2)}.bot-token`;
     this.applicationId = opts.applicationId ?? makeSnowflake();
     this.deadlineMs = opts.interactionDeadlineMs ?? 3_000;
+    const total = opts.sessionStartLimit?.total ?? 1000;
+    this.sessionStarts = {
+      total,
+      remaining: opts.sessionStartLimit?.remaining ?? total,
+      resetAt: Date.now() + (opts.sessionStartLimit?.resetAfterMs ?? SESSION_START_WINDOW_MS),
+    };
+    this.routeLimit = opts.routeLimit ?? { limit: 50, windowMs: 1000 };
     this.botUser = {
       id: this.applicationId,
       username: 'switchyard',
@@ -198,6 +238,8 @@ export class FakeDiscord {
     this.gateway = new FakeGateway(
       {
         token: this.token,
+        sessionStart: () => this.sessionStart(),
+        tokenReset: () => this.tokenReset,
         user: this.botUser,
         application: { id: this.applicationId, flags: 0 },
         guilds: () => [this.guildObject()],
@@ -262,6 +304,40 @@ export class FakeDiscord {
     this.listening = false;
     this.server.closeAllConnections();
     await new Promise<void>((resolve) => this.server.close(() => resolve()));
+  }
+
+  // ---------------------------------------------------------------- session starts
+
+  /** The session start budget now, renewed once its window has passed. */
+  private sessionStartLimit(): { total: number; remaining: number; resetAt: number } {
+    const now = Date.now();
+    if (now >= this.sessionStarts.resetAt) {
+      this.sessionStarts.remaining = this.sessionStarts.total;
+      this.sessionStarts.resetAt = now + SESSION_START_WINDOW_MS;
+    }
+    return this.sessionStarts;
+  }
+
+  /** Session starts left in the current window (what `GET /gateway/bot` says as `remaining`). */
+  get sessionStartsRemaining(): number {
+    return this.sessionStartLimit().remaining;
+  }
+
+  /** An IDENTIFY: takes a session start; false when none was left (the token is then reset). */
+  private sessionStart(): boolean {
+    const limit = this.sessionStartLimit();
+    if (this.tokenReset) return false;
+    if (limit.remaining <= 0) {
+      this.tokenReset = true;
+      return false;
+    }
+    limit.remaining -= 1;
+    return true;
+  }
+
+  /** Ends the session start window now: the budget is full again (as when Discord's day is over). */
+  renewSessionStarts(): void {
+    this.sessionStarts.resetAt = Date.now();
   }
 
   // ---------------------------------------------------------------- the guild
@@ -611,23 +687,41 @@ export class FakeDiscord {
 
   /**
    * Makes the next `times` requests matching `method` and `path` (below /api/v10) answer 429 with
-   * `retry_after` seconds, the documented rate-limit response (body and headers).
+   * `retry_after` seconds, the documented rate-limit response (docs: rate limits, exceeding a rate
+   * limit): the body's `retry_after` as given (a float), the `Retry-After` header in whole seconds,
+   * rounded up (Discord's example: 65 for 64.57). `scope` (default `user`): `user` or `shared` (a
+   * per-route limit, or one shared by a resource) carry the bucket's headers; `global` carries
+   * `X-RateLimit-Global: true` and no per-route headers, and its body says `global: true`.
    */
-  rateLimitNext(opts: { method: string; path: RegExp; retryAfterSeconds: number; times?: number }): void {
+  rateLimitNext(opts: {
+    method: string;
+    path: RegExp;
+    retryAfterSeconds: number;
+    times?: number;
+    scope?: RateLimitScope;
+  }): void {
     const after = opts.retryAfterSeconds;
+    const scope = opts.scope ?? 'user';
+    const global = scope === 'global';
     this.injected.push({
       method: opts.method.toUpperCase(),
       path: opts.path,
       status: 429,
-      body: { message: 'You are being rate limited.', retry_after: after, global: false },
-      headers: {
-        'retry-after': String(after),
-        'x-ratelimit-limit': '5',
-        'x-ratelimit-remaining': '0',
-        'x-ratelimit-reset-after': String(after),
-        'x-ratelimit-reset': String((Date.now() + after * 1000) / 1000),
-        'x-ratelimit-scope': 'user',
-      },
+      body: { message: 'You are being rate limited.', retry_after: after, global },
+      headers: global
+        ? {
+            'retry-after': String(Math.ceil(after)),
+            'x-ratelimit-global': 'true',
+            'x-ratelimit-scope': 'global',
+          }
+        : {
+            'retry-after': String(Math.ceil(after)),
+            'x-ratelimit-limit': '5',
+            'x-ratelimit-remaining': '0',
+            'x-ratelimit-reset-after': String(after),
+            'x-ratelimit-reset': String((Date.now() + after * 1000) / 1000),
+            'x-ratelimit-scope': scope,
+          },
       remaining: opts.times ?? 1,
     });
   }
@@ -804,6 +898,9 @@ export class FakeDiscord {
     let payload: unknown = null;
     let headers: Record<string, string> = {};
     let body: unknown = null;
+    const bucket = path.replace(/\d{5,}/g, ':id').replace(/\/[A-Za-z0-9._-]{30,}/g, '/:token');
+    const hash = createHash('sha256').update(`${method} ${bucket}`).digest('base64url').slice(0, 32);
+    const window = this.bucketWindow(`${hash}:${majorParameter(path)}`);
     try {
       if (!url.pathname.startsWith('/api/v10/'))
         throw new HttpError(404, ErrorCode.general, '404: Not Found');
@@ -819,12 +916,23 @@ export class FakeDiscord {
         }
       }
       const injected = this.injected.find((i) => i.remaining > 0 && i.method === method && i.path.test(path));
-      if (injected) {
+      if (window.count >= this.routeLimit.limit) {
+        // Over the bucket's limit: refused, and nothing is done (docs: rate limits).
+        const after = (window.resetAt - Date.now()) / 1000;
+        status = 429;
+        payload = { message: 'You are being rate limited.', retry_after: after, global: false };
+        headers = {
+          'retry-after': String(Math.ceil(after)),
+          'x-ratelimit-scope': 'user',
+        };
+      } else if (injected) {
+        window.count += 1;
         injected.remaining -= 1;
         status = injected.status;
         payload = injected.body;
         headers = { ...injected.headers };
       } else {
+        window.count += 1;
         const out = this.route(method, path, body, authorization, Object.fromEntries(url.searchParams));
         status = out.status;
         payload = out.body;
@@ -838,16 +946,16 @@ export class FakeDiscord {
         payload = { message: `fake discord fault: ${(e as Error).message}`, code: 0 };
       }
     }
-    const bucket = path.replace(/\d{5,}/g, ':id').replace(/\/[A-Za-z0-9._-]{30,}/g, '/:token');
-    res.setHeader(
-      'x-ratelimit-bucket',
-      Buffer.from(`${method} ${bucket}`).toString('base64url').slice(0, 32),
-    );
-    if (!headers['x-ratelimit-limit']) {
-      res.setHeader('x-ratelimit-limit', '50');
-      res.setHeader('x-ratelimit-remaining', '49');
-      res.setHeader('x-ratelimit-reset-after', '1');
-      res.setHeader('x-ratelimit-reset', String((Date.now() + 1000) / 1000));
+    // A global 429 carries no per-route headers; every other response carries its bucket's.
+    if (headers['x-ratelimit-global'] === undefined) {
+      res.setHeader('x-ratelimit-bucket', hash);
+      if (!headers['x-ratelimit-limit']) {
+        const left = Math.max(0, window.resetAt - Date.now());
+        res.setHeader('x-ratelimit-limit', String(this.routeLimit.limit));
+        res.setHeader('x-ratelimit-remaining', String(Math.max(0, this.routeLimit.limit - window.count)));
+        res.setHeader('x-ratelimit-reset-after', (left / 1000).toFixed(3));
+        res.setHeader('x-ratelimit-reset', (window.resetAt / 1000).toFixed(3));
+      }
     }
     for (const [k, v] of Object.entries(headers)) res.setHeader(k, v);
     const call: RestCall = {
@@ -872,8 +980,18 @@ export class FakeDiscord {
     this.events.emit('request', call);
   }
 
+  /** The current window of a rate-limit bucket (a new one once the last has passed). */
+  private bucketWindow(key: string): { count: number; resetAt: number } {
+    const now = Date.now();
+    const current = this.buckets.get(key);
+    if (current && now < current.resetAt) return current;
+    const fresh = { count: 0, resetAt: now + this.routeLimit.windowMs };
+    this.buckets.set(key, fresh);
+    return fresh;
+  }
+
   private requireBot(authorization: string | undefined): void {
-    if (authorization !== `Bot ${this.token}`)
+    if (this.tokenReset || authorization !== `Bot ${this.token}`)
       throw new HttpError(401, ErrorCode.general, '401: Unauthorized');
   }
 
@@ -906,12 +1024,18 @@ export class FakeDiscord {
 
     this.requireBot(authorization);
     if (path === '/gateway/bot' && method === 'GET') {
+      const limit = this.sessionStartLimit();
       return {
         status: 200,
         body: {
           url: this.gatewayUrl,
           shards: 1,
-          session_start_limit: { total: 1000, remaining: 999, reset_after: 14_400_000, max_concurrency: 1 },
+          session_start_limit: {
+            total: limit.total,
+            remaining: limit.remaining,
+            reset_after: Math.max(0, limit.resetAt - Date.now()),
+            max_concurrency: 1,
+          },
         },
       };
     }
@@ -1213,6 +1337,19 @@ export class FakeDiscord {
     }
     throw new HttpError(405, 0, '405: Method Not Allowed');
   }
+}
+
+/**
+ * The top-level resource a route's limit is counted per (docs: rate limits): a channel, a guild, a
+ * webhook with its token; an interaction's callback is its own (Discord does not bucket callbacks
+ * across interactions).
+ */
+function majorParameter(path: string): string {
+  const resource =
+    /^\/(?:channels|guilds)\/(\d+)/.exec(path)?.[1] ??
+    /^\/webhooks\/(\d+\/[^/]+)/.exec(path)?.[1] ??
+    /^\/interactions\/(\d+)\//.exec(path)?.[1];
+  return resource ?? 'global';
 }
 
 function stripMeta(c: StoredCommand): Json {
