@@ -25,6 +25,7 @@ import { type AuditEntry, clipMessage, type RefusalAppend, type RefusalEntry } f
 import type { Clock } from './clock.js';
 import { systemClock } from './clock.js';
 import type { Config } from './config.js';
+import { keepsNoLiveHistory, type OwnRecord, type OwnSwitch, ownRecordOf } from './domain/own-record.js';
 import {
   buildPlan,
   checkFresh,
@@ -532,10 +533,12 @@ export class Flow {
     const byEnvironment = action === PlanAction.promote && target === undefined;
     const snapshot = await this.snapshot(environment);
     if (!snapshot.ok) return snapshot;
+    const own = await this.ownRecord(snapshot.value);
     const built = buildPlan(snapshot.value, {
       action,
       ...(target === undefined ? {} : { target }),
       now: this.clock.now(),
+      ...(own === undefined ? {} : { ownRecord: own }),
     });
     if (!built.ok) {
       // A deployment id this environment does not know may be one of another environment's: say so,
@@ -2240,6 +2243,31 @@ export class Flow {
     const check = checkFresh(expectation, snap.value, { platform: this.platform.name });
     if (!check.ok) return { kind: 'stale', refusal: check.refusal, current };
     return { kind: 'fresh' };
+  }
+
+  /**
+   * What Switchyard's own audit says of `snapshot`'s environment that its platform keeps no record of
+   * (src/domain/own-record.ts): the deployments it rolled back from, the one live before the current
+   * one and since when the environment is rolled back, as far as its succeeded switches among the
+   * newest `recentAudit` entries tell. Plans' default targets and alert correlation read it. Undefined,
+   * without reading the audit, for a platform with live history (the local one), which is read instead.
+   */
+  async ownRecord(snapshot: EnvironmentSnapshot): Promise<OwnRecord | undefined> {
+    if (!keepsNoLiveHistory(snapshot)) return undefined;
+    const entries = await this.audit.recent(snapshot.environment.slug, this.recentAudit);
+    const switches: OwnSwitch[] = [];
+    // Newest first: the switches oldest first.
+    for (let i = entries.length - 1; i >= 0; i--) {
+      const e = entries[i];
+      if (e?.event !== 'succeeded' || e.targetId === undefined) continue;
+      switches.push({
+        action: e.action,
+        targetId: e.targetId,
+        at: e.at,
+        ...(e.fromId === undefined ? {} : { fromId: e.fromId }),
+      });
+    }
+    return ownRecordOf(snapshot, switches);
   }
 
   /** A platform snapshot; a platform refusal (unknown environment…) becomes a value. */

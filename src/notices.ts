@@ -18,7 +18,10 @@
  * `switchyardWindowMs` is the job's; each job explains at most one move (claimed per job id). Anything
  * else moved by a rollback or promote happened outside Switchyard (the dashboard or the API). A move to
  * the target of a run whose job had already ended `failed` completes that switch: it is announced as
- * such, and the job's own messages (which say it failed) are edited to say so too (`jobUpdates`).
+ * such, and the job's own messages (which say it failed) are edited to say so too (`jobUpdates`). A
+ * move seen longer than `jobMoveSeenWithinMs` after a run ended `succeeded` is announced too, saying
+ * that it is that switch seen late or the same switch made again (a polled platform never sees a switch
+ * undone before its next poll).
  *
  * A "ready but not live" notice and a reminder describe one rolled-back period (the environment rolled
  * back to one deployment since one time). Once posted, each message's ref is kept in Redis under its
@@ -46,7 +49,7 @@ import type { DeployPlatform, PlatformEvent } from './platform/port.js';
 import { type MessageRef, messageRefSchema, type Progress } from './progress.js';
 import { definedOnly, type SwitchQueue } from './queue.js';
 import { type RedisClient, redisAnswers } from './redis.js';
-import { b, c, formatTime, t } from './views/format.js';
+import { b, c, formatTime, longDuration, t } from './views/format.js';
 import {
   type ClosedNotice,
   closedNoticeView,
@@ -212,6 +215,17 @@ export interface NoticesOptions {
    */
   readonly switchyardWindowMs?: number;
   /**
+   * How long after a run ended `succeeded` a move to its target is still taken for its own (default 2
+   * minutes, on the same clock as `switchyardWindowMs`). The job ends once it saw its switch done, so
+   * its move has happened by then and is seen at the latest by the next poll of a polled platform: one
+   * poll interval (15 s by default), plus a poll round slowed by the platform's retries and time
+   * limits, plus the minute of clock skew allowed between the worker and the event's source when the
+   * audit does not say when Redis wrote each entry. A move seen later is another switch (the job's was
+   * undone before a poll saw it, then made again outside Switchyard) or the job's own seen late (no
+   * replica polled meanwhile): it is announced, saying both (`seenLateNoticeView`).
+   */
+  readonly jobMoveSeenWithinMs?: number;
+  /**
    * A `deployment.ready` for a deployment whose `readyAt` is older than this is a standby deployment
    * being reactivated (by a rollback to it), not a new deployment: no notice (default 10 minutes).
    */
@@ -267,6 +281,7 @@ export const noticesDefaults = {
   prefix: 'switchyard:notices',
   claimTtlMs: 7 * 86_400_000,
   switchyardWindowMs: 3_600_000,
+  jobMoveSeenWithinMs: 2 * 60_000,
   reactivationGraceMs: 10 * 60_000,
   retryMs: 60_000,
   recheckMs: 5 * 60_000,
@@ -284,6 +299,7 @@ export const noticesDefaults = {
     | 'prefix'
     | 'claimTtlMs'
     | 'switchyardWindowMs'
+    | 'jobMoveSeenWithinMs'
     | 'reactivationGraceMs'
     | 'retryMs'
     | 'recheckMs'
@@ -574,6 +590,72 @@ export function lateCompletionNoticeView(
   };
 }
 
+/**
+ * A Switchyard run whose job ended `succeeded` well before a traffic move to its target was seen (longer
+ * than `jobMoveSeenWithinMs`): the move is that run's switch seen late, or the same switch made again
+ * outside Switchyard after the run's was undone before a poll of the platform saw it.
+ */
+export interface SeenLateRun {
+  readonly jobId: string;
+  readonly action: 'rollback' | 'promote';
+  readonly targetId: string;
+  /** When the job ended succeeded (its `succeeded` entry's own time, as messages show times). */
+  readonly succeededAt: number;
+  /** How long after that the move was seen (on the clock the two were compared on). */
+  readonly seenAfterMs: number;
+  /** Who asked Switchyard for the switch (the entry's actor). */
+  readonly by?: string;
+}
+
+/**
+ * The notice of a traffic move seen long after a Switchyard run to the same target succeeded
+ * (`SeenLateRun`). The run's own message reported that switch; whether this move is it, seen late (no
+ * poll saw it sooner), or the same switch made again by hand after the run's was undone between two
+ * polls, nothing tells: both are said, so neither a dashboard move goes unsaid nor Switchyard's own
+ * switch is called one made outside it.
+ */
+export function seenLateNoticeView(
+  move: Extract<NoticeEvent, { type: 'traffic.moved' }>,
+  run: SeenLateRun,
+): MessageView {
+  const env = move.environment;
+  const title = `Traffic on ${env} moved to ${move.to.id}`;
+  const asked = run.by === undefined ? 'asked for' : `${run.by} asked for`;
+  const after = longDuration(run.seenAfterMs);
+  return {
+    kind: 'notice',
+    tone: 'warning',
+    title,
+    summary: `${title}, seen ${after} after Switchyard's ${run.action} to it succeeded: that ${run.action} seen late, or the same switch made again outside Switchyard.`,
+    blocks: [
+      {
+        type: 'text',
+        spans: [
+          b(`${env} now serves `),
+          ...deploymentSpans(move.to),
+          ...(move.from === undefined ? [] : [t(', before: '), c(move.from.id)]),
+          t('.'),
+        ],
+      },
+      {
+        type: 'text',
+        spans: [
+          b(`Seen ${after} after Switchyard's ${run.action} to it succeeded`),
+          t(`: the ${run.action} to `),
+          c(run.targetId),
+          t(` that ${asked} (job `),
+          c(run.jobId),
+          t(
+            `) succeeded at ${formatTime(run.succeededAt)}. Either this is that ${run.action}, seen late (no poll of the platform saw it sooner), or that ${run.action} was undone before the next poll and the same switch was made again outside Switchyard (${move.by === undefined ? 'e.g. from the dashboard or API' : `the platform records a ${move.via} by ${move.by}`}).`,
+          ),
+        ],
+      },
+    ],
+    buttons: [],
+    ephemeral: false,
+  };
+}
+
 /** A post kept in Redis until it is done (`attempt` is the number of the next, or current, one). */
 interface PendingPost {
   readonly environment: string;
@@ -733,9 +815,9 @@ const openNoticeSchema = z.object({
 const endFacts = { at: AT.optional(), by: z.string().optional(), uncertain: z.literal(true).optional() };
 const endSchema = z.discriminatedUnion('kind', [
   z.object({ kind: z.literal('promoted'), to: SLUG, ...endFacts }),
-  z.object({ kind: z.literal('resumed'), ...endFacts }),
+  z.object({ kind: z.literal('resumed'), deployed: SLUG.optional(), ...endFacts }),
   z.object({ kind: z.literal('rolled_back'), to: SLUG, ...endFacts }),
-  z.object({ kind: z.literal('over') }),
+  z.object({ kind: z.literal('over'), live: SLUG.optional() }),
 ]);
 
 /** Pending posts are read back from Redis (another replica, an earlier version): parsed at the edge. */
@@ -880,6 +962,7 @@ class Notices implements NoticeService {
   private readonly prefix: string;
   private readonly claimTtlMs: number;
   private readonly windowMs: number;
+  private readonly seenWithinMs: number;
   private readonly graceMs: number;
   private readonly retryMs: number;
   private readonly recheckMs: number;
@@ -893,11 +976,13 @@ class Notices implements NoticeService {
   private readonly jobUpdateAgainMs: number;
   /**
    * The last traffic move each environment's events reported to this process: when a period ends by a
-   * move the platform's history does not record (Unkey, Vercel), it tells when.
+   * move the platform's history does not record (Unkey, Vercel), it tells when, and how (a poller
+   * reports a deployment newer than the one before taking over outside a rolled-back state as an
+   * automatic deploy).
    */
   private readonly moves = new Map<
     string,
-    { readonly to: string; readonly via: string; readonly at: number }
+    { readonly from?: string; readonly to: string; readonly via: string; readonly at: number }
   >();
   /** The loop that tries failed posts again (`retryRound`); woken when this process adds one. */
   private retries: { wake: AbortController; done: Promise<void> } | undefined;
@@ -932,6 +1017,7 @@ class Notices implements NoticeService {
     this.prefix = opts.prefix ?? noticesDefaults.prefix;
     this.claimTtlMs = opts.claimTtlMs ?? noticesDefaults.claimTtlMs;
     this.windowMs = opts.switchyardWindowMs ?? noticesDefaults.switchyardWindowMs;
+    this.seenWithinMs = Math.max(0, opts.jobMoveSeenWithinMs ?? noticesDefaults.jobMoveSeenWithinMs);
     this.graceMs = opts.reactivationGraceMs ?? noticesDefaults.reactivationGraceMs;
     this.retryMs = opts.retryMs ?? noticesDefaults.retryMs;
     this.recheckMs = opts.recheckMs ?? noticesDefaults.recheckMs;
@@ -1118,7 +1204,12 @@ class Notices implements NoticeService {
     // A traffic move may start or end the rolled-back state: re-evaluate the reminders (and close the
     // notices of a rolled-back period that ended).
     if (event.type === 'traffic.moved') {
-      this.moves.set(env, { to: event.to, via: event.via, at: event.at });
+      this.moves.set(env, {
+        ...(event.from === undefined ? {} : { from: event.from }),
+        to: event.to,
+        via: event.via,
+        at: event.at,
+      });
       this.loops.get(env)?.wake.abort();
     }
     const settings = this.settings(env).notices;
@@ -1260,6 +1351,13 @@ class Notices implements NoticeService {
             'traffic move completes a switch whose Switchyard job had ended failed: announcing it',
           );
         }
+        const seenLate = found?.seenLate;
+        if (seenLate !== undefined) {
+          this.log.info(
+            { environment: env, jobId: seenLate.jobId, to: event.to, seenAfterMs: seenLate.seenAfterMs },
+            'traffic move seen long after a Switchyard switch to the same target succeeded: announcing it',
+          );
+        }
         const [to, from, snap] = await Promise.all([
           this.platform.getDeployment(event.to).catch(() => undefined),
           event.from === undefined
@@ -1278,6 +1376,13 @@ class Notices implements NoticeService {
           via: event.via,
           ...(by === undefined ? {} : { by }),
         };
+        if (seenLate !== undefined)
+          return {
+            kind: NoticeKind.trafficMoved,
+            key,
+            view: seenLateNoticeView(notice, seenLate),
+            claimed: true,
+          };
         if (late === undefined)
           return { kind: NoticeKind.trafficMoved, key, view: noticeView(notice, { now }), claimed: true };
         // The job's own messages still say it failed, and where traffic was then: they get an update.
@@ -1300,12 +1405,15 @@ class Notices implements NoticeService {
    * Which Switchyard run the audit says made this move (see the header): `explained`, the job whose run
    * explains it (its own message reports it); else `late`, a run to the same target that had already
    * ended `failed` when the move came (its message says it failed: the move must be announced as
-   * completing it); else nothing (a move outside Switchyard).
+   * completing it); else `seenLate`, a run to the same target that ended `succeeded` longer than
+   * `jobMoveSeenWithinMs` before the move was seen; else nothing (a move outside Switchyard).
    */
   private async switchyardJob(
     event: Extract<PlatformEvent, { type: 'traffic.moved' }>,
     age: number,
-  ): Promise<{ readonly explained?: string; readonly late?: LateRun } | undefined> {
+  ): Promise<
+    { readonly explained?: string; readonly late?: LateRun; readonly seenLate?: SeenLateRun } | undefined
+  > {
     const { entries, when, movedAt } = await this.auditAround(event, age);
     // The switch processor writes a `started` entry per *attempt* (a retry, a run resumed after its
     // worker stopped), and one plan always makes the same job id, so a switch asked for again (back and
@@ -1327,6 +1435,11 @@ class Notices implements NoticeService {
     // switch the job gave up on, or the same switch made again by hand) is announced, saying that it
     // completes what Switchyard reported failed. The two times come from different clocks (the
     // worker's, the event source's): a move at the very time of the failure still counts as the run's.
+    // A run that ended `succeeded` had seen its switch done by its end, so its move is seen by then, or
+    // at the next poll of a polled platform (`jobMoveSeenWithinMs`). A move seen later is not taken for
+    // it silently: a switch undone on the dashboard before the next poll is never seen, and then the
+    // same switch made by hand any time within the window would be credited to the run and told to
+    // nobody. It is announced, saying it may be the run's seen late (`seenLate`).
     // Times here are `when` (an entry's) and `movedAt` (the move's): on Redis's clock when the audit
     // says when it wrote each entry (see `auditAround`), so no worker's clock skew moves them.
     const ends: readonly AuditEntry['event'][] = ['succeeded', 'failed', 'refused'];
@@ -1357,6 +1470,7 @@ class Notices implements NoticeService {
       readonly rank: number;
     }[] = [];
     const late: { readonly run: LateRun; readonly starts: readonly AuditEntry[] }[] = [];
+    const seenLate: { readonly run: SeenLateRun; readonly starts: readonly AuditEntry[] }[] = [];
     for (const { jobId, starts, end } of runs) {
       const matching = starts.filter(
         (e) =>
@@ -1383,6 +1497,21 @@ class Notices implements NoticeService {
         });
         continue;
       }
+      if (end?.event === 'succeeded' && movedAt - when(end) > this.seenWithinMs) {
+        const by = end.actor?.displayName ?? first.actor?.displayName;
+        seenLate.push({
+          run: {
+            jobId,
+            action: match.action,
+            targetId: event.to,
+            succeededAt: end.at,
+            seenAfterMs: movedAt - when(end),
+            ...(by === undefined ? {} : { by }),
+          },
+          starts,
+        });
+        continue;
+      }
       explaining.push({ jobId, starts, rank: Math.min(...matching.map((e) => rank(when(e)))) });
     }
     // A run whose claim is taken explained another move: try the next.
@@ -1394,6 +1523,10 @@ class Notices implements NoticeService {
     // switch made again later is an ordinary move outside Switchyard).
     for (const { run, starts } of late.sort((a, b) => b.run.failedAt - a.run.failedAt)) {
       if (await this.claimRun(event.environment, run.jobId, starts)) return { late: run };
+    }
+    // Claimed too, so one such run is named by one move only (the one seen first after it).
+    for (const { run, starts } of seenLate.sort((a, b) => a.run.seenAfterMs - b.run.seenAfterMs)) {
+      if (await this.claimRun(event.environment, run.jobId, starts)) return { seenLate: run };
     }
     return undefined;
   }
@@ -2273,15 +2406,8 @@ class Notices implements NoticeService {
   ): Promise<void> {
     const openKey = this.openKey(environment, period);
     const endedKey = this.endedKey(environment, period);
-    // Closed before (a message kept since): say what was said then.
-    const stored = await this.redis.get(endedKey);
-    const end =
-      (stored === null ? undefined : parseEnd(stored)) ??
-      (await this.endOf(environment, period, snap, current));
     const members = await this.redis.zrange(openKey, 0, -1);
-    const now = this.clock.now();
-    const edits: { member: string; entry: PendingPost; ours: boolean }[] = [];
-    const args: (string | number)[] = [];
+    const records: { member: string; record: OpenNotice }[] = [];
     for (const member of members) {
       const record = parseOpenNotice(member);
       if (record === undefined) {
@@ -2289,6 +2415,18 @@ class Notices implements NoticeService {
         await this.redis.zrem(openKey, member);
         continue;
       }
+      records.push({ member, record });
+    }
+    // Closed before (a message kept since): say what was said then.
+    const stored = await this.redis.get(endedKey);
+    const offered = new Set(records.flatMap(({ record }) => record.opens.deployment?.id ?? []));
+    const end =
+      (stored === null ? undefined : parseEnd(stored)) ??
+      (await this.endOf(environment, period, snap, current, offered));
+    const now = this.clock.now();
+    const edits: { member: string; entry: PendingPost; ours: boolean }[] = [];
+    const args: (string | number)[] = [];
+    for (const { member, record } of records) {
       const entry = this.closingEdit(environment, record, end);
       const ours = this.opts.posters.some((p) => p.surface === entry.surface);
       const edit = { member: this.member(entry), entry, ours };
@@ -2476,13 +2614,19 @@ class Notices implements NoticeService {
    * after the period began; else the state now, with the time of the traffic move this process saw and
    * who the audit says asked Switchyard for it. Nothing is filled in that no source says; without
    * history, a switch Switchyard started that did not succeed, or an audit that cannot be read, leaves
-   * unknown what was live during the period (`uncertain`).
+   * unknown what was live during the period (`uncertain`). A deployment live now that is not the one
+   * rolled back to went live by a promote when something says so (the platform's record, the move this
+   * process saw, or it was offered as ready but not live during the period: such a one goes live by no
+   * automatic deploy); by an automatic deploy after a resume when something says that (`replacedByDeploy`);
+   * else how is not known, and the end says only that the period is over and which one is live.
+   * `offered`: the deployments the period's "ready but not live" notices offered.
    */
   private async endOf(
     environment: string,
     period: Period,
     snap: EnvironmentSnapshot,
     current: Period | undefined,
+    offered: ReadonlySet<string>,
   ): Promise<RolledBackEnd> {
     const history = snap.liveHistory;
     if (history.length > 0) {
@@ -2498,20 +2642,34 @@ class Notices implements NoticeService {
         // An automatic deploy took the domains: automatic deploys were resumed before it (the history
         // does not say when; a resume moves nothing).
         const entries = await this.auditEntries(environment);
-        return { kind: 'resumed', ...audited(entries, 'promote', period.to, period.since) };
+        return {
+          kind: 'resumed',
+          ...audited(entries, 'promote', period.to, period.since),
+          deployed: next.deploymentId,
+        };
       }
     }
     const entries = await this.auditEntries(environment);
     // Without history, the state seen now is all the platform says: a deployment promoted and rolled
     // back from within one poll looks like one never live. Switchyard's own switches are in the audit.
     const told = history.length === 0 ? auditedEnd(entries, period) : undefined;
-    if (told !== undefined && told !== 'uncertain') return told;
+    const to = snap.environment.currentDeploymentId;
+    // When the deployment live now went live by an automatic deploy: the one it took over from.
+    const before = this.replacedByDeploy(environment, snap, period);
+    // Taken over by an automatic deploy from the deployment rolled back to: automatic deploys were
+    // resumed before it (the period's end). Never one the period offered: ready while rolled back, it
+    // went live by no automatic deploy (a promote after the resume, between two polls).
+    const deployed =
+      to !== undefined && before === period.to && !offered.has(to) ? { deployed: to } : undefined;
+    if (told !== undefined && told !== 'uncertain') {
+      // Resumed through Switchyard, and a deploy went live since (before a check saw the resume).
+      return told.kind === 'resumed' && deployed !== undefined ? { ...told, ...deployed } : told;
+    }
     const unsure = told === 'uncertain' ? { uncertain: true as const } : {};
     const move = this.moves.get(environment);
-    const movedAt = (to: string, via: string) =>
-      move !== undefined && move.to === to && move.via === via && move.at >= period.since
-        ? atIf(move.at)
-        : {};
+    const moved = (to: string, via: string) =>
+      move !== undefined && move.to === to && move.via === via && move.at >= period.since;
+    const movedAt = (to: string, via: string) => (moved(to, via) && move !== undefined ? atIf(move.at) : {});
     if (current !== undefined) {
       // Rolled back again (to another deployment, or anew), and no history says it.
       const rb = rolledBackInfo(snap);
@@ -2525,11 +2683,60 @@ class Notices implements NoticeService {
         ...unsure,
       };
     }
-    const to = snap.environment.currentDeploymentId;
     if (to === undefined) return { kind: 'over' };
     const byAudit = audited(entries, 'promote', to, period.since);
     if (to === period.to) return { kind: 'resumed', ...byAudit, ...unsure };
+    if (deployed !== undefined) {
+      return {
+        kind: 'resumed',
+        ...audited(entries, 'promote', period.to, period.since),
+        ...deployed,
+        ...unsure,
+      };
+    }
+    if (before !== undefined && offered.has(before) && !offered.has(to)) {
+      // Taken over from a deployment the period offered: that one went live, by a promote (nothing
+      // else puts live a deployment that was ready while rolled back). One offered that is live now is
+      // said to be promoted (below), whatever served before it.
+      return {
+        kind: 'promoted',
+        to: before,
+        ...audited(entries, 'promote', before, period.since),
+        ...unsure,
+      };
+    }
+    const derived = snap.derivedLive?.current;
+    const promoted =
+      offered.has(to) ||
+      byAudit.at !== undefined ||
+      moved(to, 'promote') ||
+      (derived?.deploymentId === to && derived.via === 'promote');
+    if (!promoted) return { kind: 'over', live: to };
     return { kind: 'promoted', to, ...byAudit, ...movedAt(to, 'promote'), ...unsure };
+  }
+
+  /**
+   * When the deployment live now went live by an automatic deploy, the deployment live right before it:
+   * as the platform's state tells (`derivedLive`: not rolled back, the newest deployment ever ready, with
+   * what served before it), or as the move this process saw tells (a poll that saw another deployment
+   * live and not rolled back, then this newer one taking over: what the poller reports as an automatic
+   * deploy). Undefined when nothing says so, while rolled back, or when the deployment live now is the
+   * one the period was rolled back to.
+   */
+  private replacedByDeploy(
+    environment: string,
+    snap: EnvironmentSnapshot,
+    period: Period,
+  ): string | undefined {
+    const to = snap.environment.currentDeploymentId;
+    if (snap.environment.rolledBack || to === undefined || to === period.to) return undefined;
+    const derived = snap.derivedLive?.current;
+    if (derived?.deploymentId === to && derived.via === 'deploy' && derived.previous !== undefined) {
+      return derived.previous;
+    }
+    const move = this.moves.get(environment);
+    if (move?.to === to && move.via === 'deploy' && move.at >= period.since) return move.from;
+    return undefined;
   }
 
   /** The environment's recent audit entries; undefined when the audit cannot be read (logged). */

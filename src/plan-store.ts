@@ -113,6 +113,7 @@ export const planSchema = z.object({
   targetStandby: z.boolean(),
   rolledBack: z.boolean(),
   resumesAutoDeploys: z.boolean(),
+  targetRolledBackFrom: z.literal(true).exactOptional(),
   expectedCurrent: z.string(),
   expectedRolledBack: z.boolean(),
   createdAt: z.number(),

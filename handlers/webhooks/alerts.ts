@@ -11,7 +11,9 @@
  * edited in chat (outcome `failed`), so the sender retries: a sender takes any 2xx as delivered, and
  * those that retry (Alertmanager, Datadog, …) do so on a 5xx. Retrying is safe: a failed post gives
  * its incident up and a failed resolved edit is left to the retry, while what did go out
- * deduplicates. Nothing a sender can put in a request makes the handler throw.
+ * deduplicates. The answer goes out within the time the sender waits for it (`ANSWER_BUDGET_MS`): what
+ * is still being handled then is answered `pending` and finished in the background
+ * (`AlertService.handleWebhook`). Nothing a sender can put in a request makes the handler throw.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { parseAlertDelivery } from '../../src/alerts/parsers.js';
@@ -200,7 +202,10 @@ export function registerAlertWebhooks(http: HttpServer, opts: AlertWebhookOption
     }
     const { alerts, ignored } = parsed.value;
     try {
-      const results = await opts.intake.handle(alerts);
+      // Answered within the sender's time: what is still being handled then goes on in the background.
+      const results = await (opts.intake.handleWebhook
+        ? opts.intake.handleWebhook(source, alerts)
+        : opts.intake.handle(alerts));
       // What the delivery carried and Switchyard does not act on is accepted too, with the reason.
       count(source, AlertOutcome.ignored, ignored.length);
       const skipped = ignored.map(({ detail, ...item }) => ({

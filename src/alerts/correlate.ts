@@ -7,8 +7,11 @@
  * On a platform that keeps no live history (Unkey, Vercel: `liveHistory` empty, `derivedLive` set), only
  * the current deployment's going live can be known, and only sometimes (src/platform/live-history.ts):
  * `correlateDerived` suggests only what that knowledge makes certain, and otherwise says what the
- * platform does not tell.
+ * platform does not tell. There the default target also reads Switchyard's own record (`own`, from its
+ * audit: src/domain/own-record.ts), as Flow's plans do, so a suggestion names the deployment
+ * `/rollback <env>` would then propose.
  */
+import type { OwnRecord } from '../domain/own-record.js';
 import { defaultRollbackTarget } from '../domain/plan.js';
 import type { Deployment, DerivedLive, EnvironmentSnapshot, LiveEntry } from '../domain/types.js';
 
@@ -70,15 +73,17 @@ export function liveAt(snapshot: EnvironmentSnapshot, at: number): LiveEntry | u
  * Suggests only when the deployment that went live last before the alert is still the current one
  * (otherwise traffic has already moved and a suggestion would be stale), went live by a deploy or a
  * promote (one rolled back to is the known-good choice of a person: no cascade of rollbacks), and a
- * rollback target exists.
+ * rollback target exists. `own`: Switchyard's own record of the environment (Flow's `ownRecord`), which
+ * the default target reads on a platform without live history.
  */
 export function correlate(
   snapshot: EnvironmentSnapshot,
   alertStartedAt: number,
   windowMs: number = DEFAULT_CORRELATION_WINDOW_MS,
+  own?: OwnRecord,
 ): Correlation {
   if (snapshot.derivedLive !== undefined && snapshot.liveHistory.length === 0) {
-    return correlateDerived(snapshot, snapshot.derivedLive, alertStartedAt, windowMs);
+    return correlateDerived(snapshot, snapshot.derivedLive, alertStartedAt, windowMs, own);
   }
   const env = snapshot.environment.slug;
   const entry = liveAt(snapshot, alertStartedAt);
@@ -145,6 +150,7 @@ function correlateDerived(
   derived: DerivedLive,
   alertStartedAt: number,
   windowMs: number,
+  own: OwnRecord | undefined,
 ): Correlation {
   const env = snapshot.environment.slug;
   const platform = derived.platform;
@@ -207,7 +213,7 @@ function correlateDerived(
       reason: `${platform} does not say exactly when ${culprit.id} went live (${describeGap(gap)} to ${describeGap(longest)} before this alert started), so it may be outside the ${describeGap(windowMs)} correlation window; no rollback is suggested${hint}.`,
     };
   }
-  const target = defaultRollbackTarget(snapshot);
+  const target = defaultRollbackTarget(snapshot, own);
   if (!target.ok) return { kind: 'none', reason: `${when}, but ${target.refusal.message}` };
   if (live.previous === undefined) {
     return {

@@ -229,7 +229,8 @@ export interface ReplacedRecord {
 /** Redis-backed incident deduplication (see the module header). */
 export class AlertDedupe {
   private readonly prefix: string;
-  private readonly incidentTtlMs: number;
+  /** How long an incident keeps deduplicating after its latest alert (`AlertDedupeOptions.incidentTtlMs`). */
+  readonly incidentTtlMs: number;
   private readonly resolvedTtlMs: number;
   private readonly anonymousWindowMs: number;
 

@@ -7,7 +7,8 @@
  *   alert_transition, alert_type, alert_id, aggreg_key, alert_cycle_key, link, …);
  * - Sentry integration-platform issue alerts (`event_alert`, action `triggered`, data.event), metric
  *   alerts (`metric_alert`, action `critical` / `warning` / `resolved`, data.metric_alert) and issue
- *   webhooks (`issue`, data.issue): `resolved` resolves (unless in a release still to come),
+ *   webhooks (`issue`, data.issue): `resolved` resolves (unless in a release still to come: its
+ *   `data.resolution_type` is not `now`),
  *   `created` / `assigned` / `archived` / `unresolved` are accepted and ignored (they carry no
  *   environment), as are other resources (`Sentry-Hook-Resource`: comment, installation, …; see
  *   sentryAlerts);
@@ -290,25 +291,48 @@ const grafanaPayload = z.object({
 
 type GroupedPayload = z.output<typeof alertmanagerPayload> | z.output<typeof grafanaPayload>;
 
+/**
+ * The `alertname` of the alerts Grafana raises itself when a rule's query fails (`DatasourceError`) or
+ * returns nothing (`DatasourceNoData`), with the rule's labels: missing data, no evidence of a bad
+ * deploy. (An Alertmanager fed by Grafana passes them on.)
+ */
+const MISSING_DATA_ALERTS: readonly string[] = ['datasourceerror', 'datasourcenodata'];
+
 function groupedAlerts(
   source: 'alertmanager' | 'grafana',
   payload: GroupedPayload,
   opts: ParseOptions,
-): Result<NormalizedAlert[]> {
+): Result<AlertDelivery> {
   const out: NormalizedAlert[] = [];
+  const ignored: IgnoredItem[] = [];
+  const sender = source === 'grafana' ? 'Grafana' : 'Alertmanager';
+  const fingerprint = payload.groupKey || undefined;
+  const plural = (n: number) => (n === 1 ? '' : 's');
+  // Members the sender left out (`max_alerts`) were never seen: the answer says so (senders show it in
+  // their delivery logs). They share the group's incident, but an environment only they name gets nothing.
+  const truncated = payload.truncatedAlerts ?? 0;
+  if (truncated > 0) {
+    ignored.push({
+      title: `${truncated} more alert${plural(truncated)} of this group`,
+      ...(fingerprint === undefined ? {} : { fingerprint }),
+      detail: `${sender} left ${truncated} alert${plural(truncated)} of this group out of the notification (max_alerts; truncatedAlerts: ${truncated}): Switchyard never saw them. They share the group's incident; an environment that only they name ${payload.status === 'resolved' ? 'is not marked resolved' : 'gets no suggestion'} by this notification.`,
+    });
+  }
+  const unread = payload.alerts.length - MAX_ALERTS_PER_PAYLOAD;
+  if (unread > 0) {
+    ignored.push({
+      title: `${unread} more alert${plural(unread)} of this group`,
+      ...(fingerprint === undefined ? {} : { fingerprint }),
+      detail: `Only the first ${MAX_ALERTS_PER_PAYLOAD.toLocaleString('en-US')} alerts of a notification are read: ${unread === 1 ? 'this one shares' : `these ${unread} share`} the group's incident and ${unread === 1 ? 'was' : 'were'} not examined.`,
+    });
+  }
   // Every member is here: none left out by the sender (`max_alerts`: truncatedAlerts) or past the ones
   // read here.
-  const complete = !payload.truncatedAlerts && payload.alerts.length <= MAX_ALERTS_PER_PAYLOAD;
+  const complete = truncated === 0 && unread <= 0;
   for (const [i, member] of payload.alerts.slice(0, MAX_ALERTS_PER_PAYLOAD).entries()) {
     const parsed = check(groupedAlert, member, source, ['alerts', i]);
     if (!parsed.ok) return parsed;
     const alert = parsed.value;
-    // A member that resolved while its group still fires is kept: a group may span environments, and
-    // the incident is per environment and group. The service decides (it maps environments): the
-    // incident of an environment none of whose members of this payload still fires has resolved. Of
-    // an incomplete group, the members left out may still fire there: its resolved members are left
-    // out too (the incident resolves with the group).
-    if (!complete && payload.status === 'firing' && alert.status === 'resolved') continue;
     const labels = lowerKeys(payload.commonLabels, alert.labels);
     const annotations = lowerKeys(payload.commonAnnotations, alert.annotations);
     const name = labels.alertname;
@@ -319,6 +343,26 @@ function groupedAlerts(
         : (summary ?? name ?? ('title' in payload ? payload.title : undefined) ?? `${source} alert`),
       MAX_TITLE,
     );
+    const memberKey = payload.groupKey || alert.fingerprint;
+    const skip = (detail: string) =>
+      ignored.push({ title, status: alert.status, ...(memberKey ? { fingerprint: memberKey } : {}), detail });
+    if (name !== undefined && MISSING_DATA_ALERTS.includes(name.toLowerCase())) {
+      skip(
+        `${name} says the rule${labels.rulename ? ` "${clip(labels.rulename, 100)}"` : ''} could not read its data (its query failed or returned nothing), not that the deployment is bad: no rollback is suggested for it.`,
+      );
+      continue;
+    }
+    // A member that resolved while its group still fires is kept: a group may span environments, and
+    // the incident is per environment and group. The service decides (it maps environments): the
+    // incident of an environment none of whose members of this payload still fires has resolved. Of
+    // an incomplete group, the members left out may still fire there: its resolved members are left
+    // out too (the incident resolves with the group).
+    if (!complete && payload.status === 'firing' && alert.status === 'resolved') {
+      skip(
+        "This notification leaves members of its group out, so whether others still fire in this alert's environment cannot be told: its incident resolves with the group.",
+      );
+      continue;
+    }
     const startedAt = Date.parse(alert.startsAt);
     const url = [alert.panelURL, alert.dashboardURL, alert.generatorURL].find(
       (u) => u !== undefined && u !== '',
@@ -329,7 +373,7 @@ function groupedAlerts(
         status: alert.status,
         title,
         severity: labels.severity ?? labels.priority,
-        fingerprint: payload.groupKey || alert.fingerprint,
+        fingerprint: memberKey,
         startedAt: Number.isFinite(startedAt) && startedAt > 0 ? startedAt : opts.now,
         labels,
         url,
@@ -344,7 +388,7 @@ function groupedAlerts(
   out.sort(
     (a, b) => Number(a.status === 'resolved') - Number(b.status === 'resolved') || a.startedAt - b.startedAt,
   );
-  return ok(out);
+  return ok(delivery(out, ignored));
 }
 
 // ---------------------------------------------------------------- Datadog
@@ -394,17 +438,25 @@ const datadogObject = z
 
 const datadogPayload = z.preprocess(withoutEmptyStrings, datadogObject);
 
-/** `env:production, service:api` → { env: 'production', service: 'api' }. */
+/**
+ * `env:production, service:api` → { env: 'production', service: 'api' }. A key given several values
+ * keeps them all, comma-separated (`env:staging,env:production` → { env: 'staging,production' }): an
+ * alert naming several environments then maps to none, rather than to whichever came last.
+ */
 export function parseDatadogTags(tags: string | readonly string[] | undefined): Record<string, string> {
   const list = typeof tags === 'string' ? tags.split(',') : (tags ?? []);
-  const out: Record<string, string> = {};
+  const values = new Map<string, string[]>();
   for (const raw of list) {
     const tag = raw.trim();
     const at = tag.indexOf(':');
     if (at <= 0) continue;
-    out[tag.slice(0, at).toLowerCase()] = tag.slice(at + 1).trim();
+    const key = tag.slice(0, at).toLowerCase();
+    const value = tag.slice(at + 1).trim();
+    const seen = values.get(key);
+    if (seen === undefined) values.set(key, [value]);
+    else if (!seen.includes(value)) seen.push(value);
   }
-  return out;
+  return Object.fromEntries([...values].map(([k, v]) => [k, v.join(',')]));
 }
 
 /** The bracketed tags a Datadog event title starts with: `[P1] [Recovered on {host:a}] x` → both. */
@@ -520,6 +572,36 @@ function datadogRenotified(d: z.output<typeof datadogPayload>): boolean {
   return [d.title, d.alert_title].some(datadogTitleRenotified);
 }
 
+/**
+ * Whether the event is a "No Data" transition (`No Data`, `Re-No Data`, in `$ALERT_TRANSITION`, else
+ * the title's status tag): the monitor's query returned nothing, which says nothing of a deployment.
+ */
+function datadogNoData(d: z.output<typeof datadogPayload>): boolean {
+  const noData = (transition: string) =>
+    !isRecovery(transition) &&
+    DATADOG_TRANSITION.exec(transition.trim().replace(/\s+/g, ' '))?.[1]?.toLowerCase() === 'no data';
+  const transition = d.alert_transition?.trim().replace(/\s+/g, ' ') ?? '';
+  if (DATADOG_TRANSITION.test(transition)) return noData(transition);
+  return [d.title, d.alert_title].some((t) => {
+    const parts = datadogTitleParts(t ?? '');
+    return parts !== undefined && noData(parts.transition);
+  });
+}
+
+/**
+ * The tags of the group that triggered a multi-alert monitor: `$ALERT_SCOPE`, else the scope of the
+ * title's status tag (`[Triggered on {env:production,service:api}] …`, all the default payload says).
+ */
+function datadogScope(d: z.output<typeof datadogPayload>): Record<string, string> {
+  const scope = parseDatadogTags(d.alert_scope);
+  if (Object.keys(scope).length > 0) return scope;
+  for (const title of [d.title, d.alert_title]) {
+    const inTitle = parseDatadogTags(datadogTitleParts(title ?? '')?.scope);
+    if (Object.keys(inTitle).length > 0) return inTitle;
+  }
+  return {};
+}
+
 function datadogStatus(d: z.output<typeof datadogPayload>): AlertStatus {
   if (isRecovery(d.alert_transition ?? '')) return 'resolved';
   if (d.alert_type?.trim().toLowerCase() === 'success') return 'resolved';
@@ -527,8 +609,11 @@ function datadogStatus(d: z.output<typeof datadogPayload>): AlertStatus {
   return 'firing';
 }
 
-function datadogAlerts(d: z.output<typeof datadogPayload>, opts: ParseOptions): NormalizedAlert[] {
-  const labels = lowerKeys(parseDatadogTags(d.alert_scope), parseDatadogTags(d.tags));
+function datadogAlerts(d: z.output<typeof datadogPayload>, opts: ParseOptions): AlertDelivery {
+  // The triggering group's own tags name its environment: `$TAGS` also carries the monitor's tags and
+  // may name other environments (`env:staging,env:production`), which would turn a staging group's
+  // alert into production's. A key the scope does not name comes from `$TAGS`.
+  const labels = lowerKeys(parseDatadogTags(d.tags), datadogScope(d));
   const host = d.hostname ?? d.host_name;
   if (host && labels.host === undefined) labels.host = host;
   // The status tag is dropped from what is shown: the suggestion lists the alert, and says itself
@@ -536,13 +621,28 @@ function datadogAlerts(d: z.output<typeof datadogPayload>, opts: ParseOptions): 
   const named = datadogTitle((d.alert_title?.trim() || d.title?.trim()) ?? 'Datadog alert');
   const title = clip(named.display || 'Datadog alert', MAX_TITLE);
   const status = datadogStatus(d);
-  return [
+  const fingerprint = d.alert_cycle_key || d.aggreg_key || d.alert_id || clip(named.key, 512);
+  if (status === 'firing' && datadogNoData(d)) {
+    return delivery(
+      [],
+      [
+        {
+          title,
+          status,
+          fingerprint,
+          detail:
+            'A "No Data" transition says the monitor\'s query returned no data, not that the deployment is bad: no rollback is suggested for it.',
+        },
+      ],
+    );
+  }
+  return delivery([
     normalizedAlert({
       source: 'datadog',
       status,
       title,
       severity: d.alert_priority || d.priority || d.alert_type,
-      fingerprint: d.alert_cycle_key || d.aggreg_key || d.alert_id || clip(named.key, 512),
+      fingerprint,
       // $DATE is when this event was sent. Of a re-notification, that is not when the alert started
       // (which no variable gives): marked, so the service does not correlate it.
       startedAt: d.date ?? d.last_updated ?? opts.now,
@@ -551,7 +651,7 @@ function datadogAlerts(d: z.output<typeof datadogPayload>, opts: ParseOptions): 
       url: d.link,
       text: textOf([d.title, d.body, d.alert_status, d.alert_metric], labels),
     }),
-  ];
+  ]);
 }
 
 // ---------------------------------------------------------------- Sentry
@@ -589,6 +689,8 @@ const sentryTriggered = z.object({
 const sentryResolved = z.object({
   action: z.literal('resolved'),
   data: z.object({
+    // How it was resolved (Sentry's issue_resolved signal): `now`, or a release or commit still to come.
+    resolution_type: z.string().nullable().optional(),
     issue: z.object({
       id: idLike,
       title: z.string({ error: 'expected a string' }),
@@ -600,6 +702,7 @@ const sentryResolved = z.object({
       statusDetails: z
         .object({
           inNextRelease: z.unknown().optional(),
+          inUpcomingRelease: z.unknown().optional(),
           inRelease: z.unknown().optional(),
           inCommit: z.unknown().optional(),
         })
@@ -611,29 +714,49 @@ const sentryResolved = z.object({
 
 type SentryStatusDetails = NonNullable<z.output<typeof sentryResolved>['data']['issue']['statusDetails']>;
 
+/** Sentry's `resolution_type` values other than `now`, as "Sentry resolves this issue …" ends. */
+const SENTRY_RESOLVED_LATER: Readonly<Record<string, string>> = {
+  in_next_release: 'in the next release',
+  in_upcoming_release: 'in the upcoming release',
+  in_release: 'in the current release',
+  in_commit: 'in a commit',
+  with_commit: 'by a commit',
+};
+
 /**
- * When a resolution names a release or commit still to come ("Resolve in the next release", "in the
- * current release" — later releases fix it — or "in commit …"), a sentence saying so; else undefined.
- * Such an issue's error is still live in the deployment running now.
+ * When a resolution names a release or commit still to come, a sentence saying so; else undefined.
+ * Such an issue's error is still live in the deployment running now. Sentry says how it was resolved
+ * in `resolution_type` (its issue_resolved signal): `now` resolves now; every other type
+ * (`in_next_release`, `in_upcoming_release`, `in_release` — later releases fix it —, `in_commit`,
+ * `with_commit`, and any Sentry adds) waits for a release, whose deployment is not the one running.
+ * Without it (an older Sentry), the statusDetails decide (inNextRelease, inUpcomingRelease,
+ * inRelease, inCommit): for "Resolve in the upcoming release" they carry only the actor, which is
+ * why the resolution type comes first.
  */
-function resolvedLater(details: SentryStatusDetails | null | undefined): string | undefined {
-  if (!details) return undefined;
+function resolvedLater(
+  resolutionType: string | null | undefined,
+  details: SentryStatusDetails | null | undefined,
+): string | undefined {
   const text = (v: unknown) => (typeof v === 'string' || typeof v === 'number' ? String(v) : undefined);
-  if (
-    details.inNextRelease !== undefined &&
-    details.inNextRelease !== null &&
-    details.inNextRelease !== false
-  )
-    return 'in the next release';
-  const release = text(details.inRelease);
-  if (release) return `in release ${release}`;
-  const commit = details.inCommit;
-  if (commit !== undefined && commit !== null && commit !== false) {
-    const id =
-      text(commit) ??
-      (typeof commit === 'object' ? text((commit as Record<string, unknown>).commit) : undefined);
-    return id ? `in commit ${id}` : 'in a commit';
+  const given = (v: unknown) => v !== undefined && v !== null && v !== false;
+  const release = text(details?.inRelease);
+  const commit = details?.inCommit;
+  const commitId = given(commit)
+    ? (text(commit) ??
+      (typeof commit === 'object' ? text((commit as Record<string, unknown>).commit) : undefined))
+    : undefined;
+  const type = resolutionType?.trim().toLowerCase();
+  if (type !== undefined && type !== '') {
+    if (type === 'now') return undefined;
+    if (type === 'in_release' && release) return `in release ${release}`;
+    if ((type === 'in_commit' || type === 'with_commit') && commitId) return `in commit ${commitId}`;
+    return SENTRY_RESOLVED_LATER[type] ?? `with resolution type ${shownValue(clip(type, 64))}, not "now"`;
   }
+  if (!details) return undefined;
+  if (given(details.inNextRelease)) return 'in the next release';
+  if (given(details.inUpcomingRelease)) return 'in the upcoming release';
+  if (release) return `in release ${release}`;
+  if (given(commit)) return commitId ? `in commit ${commitId}` : 'in a commit';
   return undefined;
 }
 
@@ -721,9 +844,10 @@ function sentryMetricAlerts(body: unknown, opts: ParseOptions): Result<Normalize
  * - data.metric_alert: a metric alert, `critical` / `warning` (firing) or `resolved`;
  * - `triggered` with data.event: an issue alert (firing; the event carries the environment tag);
  *   `triggered` with data.issue and no event (an activity alert) is ignored: no environment;
- * - `resolved` with data.issue: the issue was resolved, unless its statusDetails say it is resolved in
- *   a release or commit still to come (inNextRelease, inRelease, inCommit): ignored, as its error is
- *   still live in the deployment running now;
+ * - `resolved` with data.issue: the issue was resolved, unless Sentry resolves it in a release or
+ *   commit still to come (`data.resolution_type` other than `now`; without one, statusDetails'
+ *   inNextRelease, inUpcomingRelease, inRelease, inCommit): ignored, as its error is still live in the
+ *   deployment running now;
  * - `created` / `assigned` / `archived` (`ignored`) / `unresolved` with data.issue (or any other action
  *   of the issue resource): ignored. An issue webhook carries no environment, so only alertMatchers could place it, which could turn a
  *   staging issue into a production suggestion; and subscribing to the issue resource would make every
@@ -811,7 +935,7 @@ function sentryAlerts(body: unknown, opts: ParseOptions): Result<AlertDelivery> 
     const labels: Record<string, string> = {};
     if (issue.project?.slug) labels.project = issue.project.slug;
     const title = clip(issue.title, MAX_TITLE);
-    const later = resolvedLater(issue.statusDetails);
+    const later = resolvedLater(parsed.value.data.resolution_type, issue.statusDetails);
     if (later !== undefined) {
       return ignore(
         title,
@@ -994,19 +1118,19 @@ function alertsOnly(parsed: Result<NormalizedAlert[]>): Result<AlertDelivery> {
 /** Alertmanager webhook version 4: one alert per member (firing or resolved), keyed by the group key. */
 export const parseAlertmanager: AlertParser = (body, opts) => {
   const parsed = check(alertmanagerPayload, body, 'alertmanager');
-  return alertsOnly(parsed.ok ? groupedAlerts('alertmanager', parsed.value, opts) : parsed);
+  return parsed.ok ? groupedAlerts('alertmanager', parsed.value, opts) : parsed;
 };
 
 /** Grafana unified-alerting webhook contact point. */
 export const parseGrafana: AlertParser = (body, opts) => {
   const parsed = check(grafanaPayload, body, 'grafana');
-  return alertsOnly(parsed.ok ? groupedAlerts('grafana', parsed.value, opts) : parsed);
+  return parsed.ok ? groupedAlerts('grafana', parsed.value, opts) : parsed;
 };
 
 /** Datadog Webhooks integration payload (default template or one using its `$VARIABLES`). */
 export const parseDatadog: AlertParser = (body, opts) => {
   const parsed = check(datadogPayload, body, 'datadog');
-  return parsed.ok ? ok(delivery(datadogAlerts(parsed.value, opts))) : parsed;
+  return parsed.ok ? ok(datadogAlerts(parsed.value, opts)) : parsed;
 };
 
 /** Sentry issue alert (`triggered`), metric alert, or issue webhook (see sentryAlerts). */

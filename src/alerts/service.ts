@@ -22,9 +22,10 @@ import { createHash } from 'node:crypto';
 import type { Clock } from '../clock.js';
 import { systemClock, within } from '../clock.js';
 import type { Config } from '../config.js';
+import type { OwnRecord } from '../domain/own-record.js';
 import type { Plan } from '../domain/plan.js';
 import { type Refusal, RefusalCode } from '../domain/result.js';
-import { assertNever } from '../domain/types.js';
+import { assertNever, type EnvironmentSnapshot } from '../domain/types.js';
 import { isPermanentChatError } from '../errors.js';
 import { type Logger, silentLogger } from '../log.js';
 import type { Metrics } from '../metrics.js';
@@ -38,13 +39,14 @@ import {
 import type { DeployPlatform } from '../platform/port.js';
 import type { Actor, MessageRef } from '../progress.js';
 import type { RedisClient } from '../redis.js';
-import { type Correlation, correlate } from './correlate.js';
+import { type Correlation, correlate, describeGap } from './correlate.js';
 import { AlertDedupe, type AlertDedupeOptions, type IncidentKey, IncidentState } from './dedupe.js';
 import { type CompiledMatchers, compileMatchers, type MappingResult, mapAlert } from './mapping.js';
 import {
   type AlertIntake,
   AlertOutcome,
   type AlertResult,
+  type AlertSource,
   type ChatOrigin,
   type NormalizedAlert,
 } from './types.js';
@@ -166,6 +168,11 @@ export interface AlertFlow {
     targetRef?: string,
     opts?: { readonly alert?: AlertContext; readonly unlessDismissed?: boolean },
   ): Promise<{ readonly ok: true; readonly plan: Plan } | { readonly ok: false; readonly refusal: Refusal }>;
+  /**
+   * Switchyard's own record of the snapshot's environment (Flow's `ownRecord`): correlation picks the
+   * rollback target with it, as the plan then does.
+   */
+  ownRecord?(snapshot: EnvironmentSnapshot): Promise<OwnRecord | undefined>;
   /** Remembers a message showing the plan so the switch's progress edits it too. */
   attachMessage?(planId: string, ref: MessageRef): Promise<boolean>;
   /**
@@ -283,6 +290,40 @@ export interface AlertServiceOptions {
 /** How many more times `handleChat` tries an alert whose suggestion could not be posted. */
 export const CHAT_ALERT_RETRIES = 3;
 
+/**
+ * How long each webhook sender is kept waiting for its answer (`handleWebhook`), well inside what it
+ * waits: Sentry 1 s (1,000 timeouts in 24 hours unsubscribe the integration), PagerDuty 5 s (three
+ * dropped deliveries disable the subscription for 24 hours), Alertmanager `group_interval` (at least
+ * 10 s), Datadog 15 s, Grafana 30 s; a generic sender is answered as Alertmanager is. A delivery not
+ * handled by then is answered with what is known, and finished in the background.
+ */
+export const ANSWER_BUDGET_MS = {
+  alertmanager: 8_000,
+  grafana: 20_000,
+  datadog: 10_000,
+  sentry: 700,
+  pagerduty: 4_000,
+  generic: 8_000,
+} as const satisfies Record<AlertSource, number>;
+
+/**
+ * Most webhook deliveries finished in the background at once: past it, a delivery is answered when
+ * handled, as before (its sender may time out and send it again, which deduplicates), so a slow chat
+ * service cannot pile up unbounded work.
+ */
+export const MAX_LATE_DELIVERIES = 100;
+
+/** The detail of an alert still being handled when its answer was due (outcome `pending`). */
+export const PENDING_DETAIL =
+  'Still being handled when the answer was due (the chat service or the deploy platform is slow): its outcome is logged and counted once known, and if it fails, Switchyard tries the delivery again itself.';
+
+/** How far `handle` got: the results of the alerts handled so far, and how many those are. */
+interface Progress {
+  readonly results: AlertResult[];
+  handled: number;
+  mapped: readonly MappingResult[] | undefined;
+}
+
 const ALL_SURFACES: readonly SurfaceName[] = ['slack', 'discord', 'console'];
 
 /** A message's identity (its place and id), to tell messages apart. */
@@ -333,9 +374,14 @@ export class AlertService implements AlertIntake {
 
   private readonly chatRetryMs: number;
   private readonly closing = new AbortController();
-  /** Chat alerts waiting to be handled again (`handleChat`), and how many are being handled now. */
+  /**
+   * Alerts waiting to be handled again (`handleChat`; a webhook delivery answered before it was handled
+   * whose handling then failed), and how many are being handled now.
+   */
   private readonly retries = new Set<Promise<void>>();
   private retrying = 0;
+  /** Webhook deliveries answered before they were handled, being finished (see `handleWebhook`). */
+  private readonly late = new Set<Promise<void>>();
   /** Suggestion posts under way in this process, by `planId|slot`: true once posted, false if not. */
   private readonly posting = new Map<string, Promise<boolean>>();
   /** Background edits of a plan's suggestions (see `scheduleRefresh`). */
@@ -359,40 +405,49 @@ export class AlertService implements AlertIntake {
    * Handling again is safe: a suggestion that did go out meanwhile makes the retry a duplicate.
    */
   async handleChat(alerts: readonly NormalizedAlert[], origin: ChatOrigin): Promise<AlertResult[]> {
-    const { results, again } = await this.tryChat(alerts, origin, 0);
-    if (again.length > 0) this.handleChatLater(again, origin, 1);
+    const { results, again } = await this.tryOnce(alerts, origin, 0);
+    if (again.length > 0) this.handleLater(again, origin, 1);
     return results;
   }
 
-  /** One try at chat alerts: the results, and the alerts to try again (posting failed, or a fault). */
-  private async tryChat(
+  /**
+   * One try at alerts: the results, and the alerts to try again (posting failed, or a fault). Chat
+   * alerts are tried one at a time (the alerts of a chat message are no group); a webhook delivery
+   * (no `origin`) as a whole, as its sender would send it again.
+   */
+  private async tryOnce(
     alerts: readonly NormalizedAlert[],
-    origin: ChatOrigin,
+    origin: ChatOrigin | undefined,
     retry: number,
   ): Promise<{ results: AlertResult[]; again: NormalizedAlert[] }> {
-    // One alert at a time (the alerts of a chat message are no group): an alert may have several
-    // results (a resolution without environment, one per environment), and it is tried again when
-    // any of them failed.
+    // An alert may have several results (a resolution without environment, one per environment), and
+    // it is tried again when any of them failed.
     const results: AlertResult[] = [];
     const again: NormalizedAlert[] = [];
-    for (const alert of alerts) {
+    for (const batch of origin === undefined ? [alerts] : alerts.map((a) => [a])) {
       let mine: AlertResult[] | undefined;
       try {
-        mine = await this.handle([alert], origin);
+        mine = await this.handle(batch, origin);
       } catch (e) {
-        this.log.warn({ err: e, retry }, 'alerts: handling a chat alert failed');
+        this.log.warn({ err: e, retry }, `alerts: handling ${origin ? 'a chat alert' : 'a delivery'} failed`);
       }
-      if (mine === undefined || mine.some((r) => r.outcome === AlertOutcome.failed && r.retry !== false))
-        again.push(alert);
+      if (mine === undefined || mine.some(retryable)) again.push(...batch);
       results.push(...(mine ?? []));
     }
     return { results, again };
   }
 
-  private handleChatLater(alerts: readonly NormalizedAlert[], origin: ChatOrigin, retry: number): void {
+  private handleLater(
+    alerts: readonly NormalizedAlert[],
+    origin: ChatOrigin | undefined,
+    retry: number,
+  ): void {
     if (retry > CHAT_ALERT_RETRIES || this.closing.signal.aborted) {
       if (retry > CHAT_ALERT_RETRIES)
-        this.log.warn({ alerts: alerts.map((a) => a.title) }, 'alerts: gave up suggesting for a chat alert');
+        this.log.warn(
+          { alerts: alerts.map((a) => a.title) },
+          `alerts: gave up suggesting for ${origin ? 'a chat alert' : 'a delivery answered before it was handled'}`,
+        );
       return;
     }
     const task = (async () => {
@@ -403,14 +458,83 @@ export class AlertService implements AlertIntake {
       }
       this.retrying += 1;
       try {
-        const { again } = await this.tryChat(alerts, origin, retry);
-        if (again.length > 0) this.handleChatLater(again, origin, retry + 1);
+        const { again } = await this.tryOnce(alerts, origin, retry);
+        if (again.length > 0) this.handleLater(again, origin, retry + 1);
       } finally {
         this.retrying -= 1;
       }
     })();
     this.retries.add(task);
     void task.finally(() => this.retries.delete(task));
+  }
+
+  /**
+   * `handle` for a webhook delivery, answered within its sender's time (`ANSWER_BUDGET_MS`): a sender
+   * that times out counts the delivery as failed and sends it again, and Sentry and PagerDuty turn a
+   * webhook off after enough of them. What is handled by then is answered with its outcome; the
+   * alerts still being handled (a chat post or the platform is slow) with outcome `pending`, and
+   * finished in the background, at most MAX_LATE_DELIVERIES at a time (waited for by `idle` and
+   * `close`). Its sender got a 2xx and will not retry it: a retryable failure then is tried again here,
+   * as for chat alerts (`handleChat`). A fault before the answer throws, as `handle` does.
+   */
+  async handleWebhook(source: AlertSource, alerts: readonly NormalizedAlert[]): Promise<AlertResult[]> {
+    return this.handleWithin(alerts, ANSWER_BUDGET_MS[source]);
+  }
+
+  /** `handleWebhook` with a time budget of `budgetMs`. */
+  async handleWithin(alerts: readonly NormalizedAlert[], budgetMs: number): Promise<AlertResult[]> {
+    if (alerts.length === 0) return [];
+    if (this.late.size >= MAX_LATE_DELIVERIES) {
+      this.log.warn(
+        { late: this.late.size },
+        'alerts: too many deliveries are still being handled after their answer; this one is answered once handled',
+      );
+      return this.handle(alerts);
+    }
+    const progress: Progress = { results: [], handled: 0, mapped: undefined };
+    const work = this.handleInto(alerts, undefined, progress);
+    // A fault before the answer is passed on (the sender is answered 503 and retries).
+    const finished = work.then(() => true);
+    const done = await within(this.clock, budgetMs, finished, false);
+    if (done) return progress.results;
+    // Answered now with what is known; the rest goes on.
+    const answer = [
+      ...progress.results,
+      ...alerts.slice(progress.handled).map((alert, i): AlertResult => {
+        const m = progress.mapped?.[progress.handled + i];
+        return {
+          title: alert.title,
+          status: alert.status,
+          ...(alert.fingerprint === undefined ? {} : { fingerprint: alert.fingerprint }),
+          ...(m?.ok === true ? { environment: m.environment } : {}),
+          outcome: AlertOutcome.pending,
+          detail: PENDING_DETAIL,
+        };
+      }),
+    ];
+    const task = work
+      .then(
+        (results) => {
+          const failed = results.some(retryable);
+          this.log[failed ? 'warn' : 'info'](
+            { alerts: results.map((r) => ({ title: r.title, outcome: r.outcome, detail: r.detail })) },
+            failed
+              ? 'alerts: a delivery answered before it was handled failed; trying it again'
+              : 'alerts: handled a delivery after its answer',
+          );
+          if (failed) this.handleLater(alerts, undefined, 1);
+        },
+        (e: unknown) => {
+          this.log.warn(
+            { err: e },
+            'alerts: a delivery answered before it was handled failed; trying it again',
+          );
+          this.handleLater(alerts, undefined, 1);
+        },
+      )
+      .finally(() => this.late.delete(task));
+    this.late.add(task);
+    return answer;
   }
 
   /**
@@ -427,8 +551,10 @@ export class AlertService implements AlertIntake {
   }
 
   /**
-   * Drops chat-alert retries still waiting, and lets background edits of suggestions finish (for at
-   * most `timeoutMs`: an edit left undone only leaves a message listing fewer alerts).
+   * Drops retries still waiting, and lets background work finish — edits of suggestions, deliveries
+   * answered before they were handled — for at most `timeoutMs` (an edit left undone only leaves a
+   * message listing fewer alerts; a delivery left unfinished keeps its incident claimed until its record
+   * expires).
    */
   async close(timeoutMs = 5_000): Promise<void> {
     this.closing.abort();
@@ -462,10 +588,19 @@ export class AlertService implements AlertIntake {
    */
   async handle(alerts: readonly NormalizedAlert[], origin?: ChatOrigin): Promise<AlertResult[]> {
     if (alerts.length === 0) return [];
-    let unfinished = 0; // the first alert not handled yet
+    return this.handleInto(alerts, origin, { results: [], handled: 0, mapped: undefined });
+  }
+
+  /** `handle`, telling `progress` how far it got as it goes (what `handleWithin` answers with). */
+  private async handleInto(
+    alerts: readonly NormalizedAlert[],
+    origin: ChatOrigin | undefined,
+    progress: Progress,
+  ): Promise<AlertResult[]> {
     try {
       const slugs = await this.opts.platform.listEnvironments();
       const mapped = alerts.map((alert) => mapAlert(alert, slugs, this.matchers));
+      progress.mapped = mapped;
       const stillFiring = new Set<string>();
       for (const [i, alert] of alerts.entries()) {
         const m = mapped[i];
@@ -473,15 +608,15 @@ export class AlertService implements AlertIntake {
           continue;
         stillFiring.add(this.opts.dedupe.key(incidentOf(alert, m.environment)));
       }
-      const results: AlertResult[] = [];
       for (const [i, alert] of alerts.entries()) {
         const m = mapped[i] ?? mapAlert(alert, slugs, this.matchers);
-        results.push(...(await this.handleOne(alert, m, slugs, origin, stillFiring)));
-        unfinished = i + 1;
+        progress.results.push(...(await this.handleOne(alert, m, slugs, origin, stillFiring)));
+        progress.handled = i + 1;
       }
-      return results;
+      return progress.results;
     } catch (e) {
-      for (const alert of alerts.slice(unfinished))
+      // the alert being handled and those after it
+      for (const alert of alerts.slice(progress.handled))
         this.opts.metrics?.alerts.inc({ source: alert.source, outcome: AlertOutcome.failed });
       throw e;
     }
@@ -675,21 +810,26 @@ export class AlertService implements AlertIntake {
       });
     }
 
-    if (alert.renotification === true) {
+    const resent =
+      alert.renotification === true ? RENOTIFICATION_REASON : this.resentLate(alert, environment);
+    if (resent !== undefined) {
       // A re-notification claimed the incident: no record of it was left (expired after its latest
-      // alert, or its first notification never came). Its start time is when it was re-sent, so
-      // correlating it would blame whatever went live shortly before that, long after the alert began.
-      // The incident is kept (skipped): its further re-notifications stay quiet.
+      // alert, or its first notification never came). A Datadog one's start time is when it was
+      // re-sent, so correlating it would blame whatever went live shortly before that, long after the
+      // alert began; an Alertmanager one's is the first notification's, already handled then. The
+      // incident is kept (skipped): its further re-notifications stay quiet.
       await dedupe.complete(incident, { state: IncidentState.skipped });
-      return this.finish(alert, {
-        environment,
-        outcome: AlertOutcome.noCorrelation,
-        detail: RENOTIFICATION_REASON,
-      });
+      return this.finish(alert, { environment, outcome: AlertOutcome.noCorrelation, detail: resent });
     }
 
     const snapshot = await this.opts.platform.snapshot(environment);
-    const correlation = correlate(snapshot, alert.startedAt, this.opts.config.file.alerts.correlationWindow);
+    const own = await this.opts.flow.ownRecord?.(snapshot);
+    const correlation = correlate(
+      snapshot,
+      alert.startedAt,
+      this.opts.config.file.alerts.correlationWindow,
+      own,
+    );
     switch (correlation.kind) {
       case 'none':
         await dedupe.complete(incident, { state: IncidentState.skipped });
@@ -855,6 +995,23 @@ export class AlertService implements AlertIntake {
       todo.push(...((await this.opts.flow.replannedAs?.(id)) ?? []));
     }
     return out;
+  }
+
+  /**
+   * Why a grouped alert (Alertmanager, Grafana) that claimed its incident is taken as a re-notification:
+   * it started longer ago than an incident record lives. Such a sender re-sends a group that keeps
+   * firing every `repeat_interval` with its first start time, and a record lives `incidentTtlMs` after
+   * the incident's latest alert; so a group seen before and re-sent after its record expired is
+   * always this old, and would otherwise be suggested a second time. (An alert first delivered this
+   * late, after the sender could not reach Switchyard for that long, is taken as one too.) Undefined
+   * for any other alert.
+   */
+  private resentLate(alert: NormalizedAlert, environment: string): string | undefined {
+    const age = this.clock.now() - alert.startedAt;
+    const lifetime = this.opts.dedupe.incidentTtlMs;
+    if (!isGrouped(alert) || age <= lifetime) return undefined;
+    const sender = alert.source === 'grafana' ? 'Grafana' : 'Alertmanager';
+    return `This alert started ${describeGap(age)} ago, longer than an incident is remembered (${describeGap(lifetime)} after its latest alert): ${sender} re-sends a group that keeps firing with its first start time, so this is taken as a re-notification of an incident handled then, and no deployment is blamed for it now. /rollback ${environment} if one is needed.`;
   }
 
   /** The incident's id in a plan's alert list: stable per incident, bounded, any characters. */
@@ -1247,9 +1404,13 @@ export class AlertService implements AlertIntake {
     }
   }
 
-  /** Resolves once no background edit of a suggestion is running (tests; shutdown). */
+  /**
+   * Resolves once no background edit of a suggestion is running, nor a webhook delivery answered before
+   * it was handled (tests; shutdown).
+   */
   async idle(): Promise<void> {
-    while (this.refreshing.size > 0) await Promise.all([...this.refreshing.values()].map((r) => r.done));
+    while (this.refreshing.size > 0 || this.late.size > 0)
+      await Promise.all([...[...this.refreshing.values()].map((r) => r.done), ...this.late]);
   }
 
   /**
@@ -1466,6 +1627,11 @@ const REPLACED_EDIT_ROUNDS = 10;
  */
 const REPLAN_HOPS = 10;
 
+/** A failure that trying again may fix (the webhook answers it 503: its sender retries). */
+function retryable(r: AlertResult): boolean {
+  return r.outcome === AlertOutcome.failed && r.retry !== false;
+}
+
 /**
  * The answer to a firing alert whose suggestion could not be posted: its sender is asked to retry
  * (unless the chat service refused for good), except when the incident resolved while it was being
@@ -1487,7 +1653,8 @@ function postFailed(e: unknown, resolvedMeanwhile: boolean): { ok: false; detail
 
 /**
  * How long an alert joining a suggestion waits for the edit of its messages before it is answered
- * `grouped` anyway (see `postGrouped`): well inside webhook senders' timeouts.
+ * `grouped` anyway (see `postGrouped`): inside most webhook senders' timeouts (a sender that waits less,
+ * Sentry, PagerDuty, is answered `pending` when its own budget runs out: `ANSWER_BUDGET_MS`).
  */
 const GROUPED_EDIT_WAIT_MS = 5_000;
 const NONE_GONE: ReadonlySet<string> = new Set();

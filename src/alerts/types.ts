@@ -124,6 +124,12 @@ export const AlertOutcome = {
    * nothing is posted again for it.
    */
   dismissed: 'dismissed',
+  /**
+   * Still being handled when the webhook's answer was due (the chat service or the platform is slow,
+   * see `AlertService.handleWebhook`): it goes on in the background. A webhook answer only; the alert is
+   * counted with the outcome it ends with.
+   */
+  pending: 'pending',
   /** The plan was refused (stale, not ready, …); nothing was posted. */
   refused: 'refused',
   /** No channel is configured for the environment. */
@@ -168,4 +174,10 @@ export interface ChatOrigin {
 /** What the webhook handler and chat listeners hand alerts to (the AlertService). */
 export interface AlertIntake {
   handle(alerts: readonly NormalizedAlert[], origin?: ChatOrigin): Promise<AlertResult[]>;
+  /**
+   * `handle` for one webhook delivery from `source`, answered within the time its sender waits:
+   * alerts still being handled then are answered `pending` and finished in the background. Without
+   * it, the webhook waits for `handle`.
+   */
+  handleWebhook?(source: AlertSource, alerts: readonly NormalizedAlert[]): Promise<AlertResult[]>;
 }

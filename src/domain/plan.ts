@@ -9,6 +9,7 @@
  * (`checkSwitchDomains`), so a plan someone can confirm can always be queued.
  */
 import { createHash } from 'node:crypto';
+import { keepsNoLiveHistory, type OwnRecord } from './own-record.js';
 import { ok, type Refusal, RefusalCode, type Result, refuse } from './result.js';
 import {
   assertNever,
@@ -38,6 +39,11 @@ export interface Plan {
   readonly rolledBack: boolean;
   /** Promote of the current deployment while rolled back: no domain moves, automatic deploys resume. */
   readonly resumesAutoDeploys: boolean;
+  /**
+   * A rollback to a deployment Switchyard rolled this environment back from before (its own record,
+   * `OwnRecord.rolledBackFrom`, on a platform without live history): the confirmation says so.
+   */
+  readonly targetRolledBackFrom?: true;
   /** The deployment that must still be current when the plan is acted on. */
   readonly expectedCurrent: string;
   /** The rolled-back flag that must still hold when the plan is acted on. */
@@ -54,6 +60,11 @@ export interface PlanRequest {
    */
   readonly target?: string;
   readonly now: number;
+  /**
+   * Switchyard's own record of the environment (src/domain/own-record.ts), which stands in for the live
+   * history a platform does not keep (Unkey, Vercel). Ignored for a snapshot with live history.
+   */
+  readonly ownRecord?: OwnRecord;
 }
 
 const SHORT_SHA = 7;
@@ -258,13 +269,54 @@ export function newestFirstRank(snapshot: EnvironmentSnapshot): (d: Deployment) 
   return (d) => rank.get(d.id) ?? Number.POSITIVE_INFINITY;
 }
 
+/** `own`, when it applies to `snapshot` (a platform without live history); else undefined. */
+function ownRecordFor(snapshot: EnvironmentSnapshot, own: OwnRecord | undefined): OwnRecord | undefined {
+  return own !== undefined && keepsNoLiveHistory(snapshot) ? own : undefined;
+}
+
+/**
+ * The deployments live before `currentId`, latest first. From the platform's live history (the entries
+ * before the current deployment's latest); on a platform without one, the one deployment its state
+ * (`derivedLive`) or Switchyard's own record (`own`) says was live right before, when they do not
+ * disagree (when they do, something moved outside what either saw: neither is taken).
+ */
+function liveBeforeCurrent(
+  snapshot: EnvironmentSnapshot,
+  currentId: string,
+  own: OwnRecord | undefined,
+): string[] {
+  const history = snapshot.liveHistory;
+  if (history.length === 0) {
+    const derived = snapshot.derivedLive?.current;
+    const platformSays = derived?.deploymentId === currentId ? derived.previous : undefined;
+    const ownSays = own?.liveBefore;
+    if (platformSays !== undefined && ownSays !== undefined && platformSays !== ownSays) return [];
+    const said = platformSays ?? ownSays;
+    return said === undefined ? [] : [said];
+  }
+  let end = history.length;
+  for (let i = history.length - 1; i >= 0; i--) {
+    if (history[i]?.deploymentId === currentId) {
+      end = i;
+      break;
+    }
+  }
+  return history
+    .slice(0, end)
+    .reverse()
+    .map((h) => h.deploymentId);
+}
+
 /**
  * Default rollback target: the deployment that was live before the current one and is older than it
  * (so a second rollback keeps going back instead of returning to the bad deployment); else the newest
  * switchable deployment older than the current one. Older and newer: by the snapshot's order
- * (`newestFirstRank`).
+ * (`newestFirstRank`). On a platform without live history, "live before" is what its state and
+ * Switchyard's own record (`own`) tell for certain, and a deployment Switchyard rolled back from is
+ * passed over while another older one is switchable (with none other, it is the target, and the plan
+ * says so: `Plan.targetRolledBackFrom`).
  */
-export function defaultRollbackTarget(snapshot: EnvironmentSnapshot): Result<Deployment> {
+export function defaultRollbackTarget(snapshot: EnvironmentSnapshot, own?: OwnRecord): Result<Deployment> {
   const env = snapshot.environment;
   const current = snapshot.deployments.find((d) => d.id === env.currentDeploymentId);
   if (!current) {
@@ -276,44 +328,34 @@ export function defaultRollbackTarget(snapshot: EnvironmentSnapshot): Result<Dep
       },
     );
   }
+  const record = ownRecordFor(snapshot, own);
+  const avoided = (d: Deployment) => record?.rolledBackFrom.has(d.id) === true;
   const byId = new Map(snapshot.deployments.map((d) => [d.id, d]));
   const rank = newestFirstRank(snapshot);
-  const olderThanCurrent = (d: Deployment) => rank(d) > rank(current);
-  const history = snapshot.liveHistory;
-  let end = history.length;
-  for (let i = history.length - 1; i >= 0; i--) {
-    if (history[i]?.deploymentId === current.id) {
-      end = i;
-      break;
-    }
-  }
-  for (let i = end - 1; i >= 0; i--) {
-    const candidate = byId.get(history[i]?.deploymentId ?? '');
-    if (candidate && candidate.id !== current.id && olderThanCurrent(candidate) && isSwitchable(candidate)) {
-      return ok(candidate);
-    }
+  const usable = (d: Deployment) => d.id !== current.id && rank(d) > rank(current) && isSwitchable(d);
+  const before = liveBeforeCurrent(snapshot, current.id, record);
+  for (const id of before) {
+    const candidate = byId.get(id);
+    if (candidate && usable(candidate) && !avoided(candidate)) return ok(candidate);
   }
   // Newest first already: the first older switchable one is the newest of them.
-  const older = snapshot.deployments.find(
-    (d) => d.id !== current.id && olderThanCurrent(d) && isSwitchable(d),
-  );
-  if (older) return ok(older);
+  const older = snapshot.deployments.filter(usable);
+  const chosen = older.find((d) => !avoided(d)) ?? older[0];
+  if (chosen) return ok(chosen);
   // Nothing older: the deployment live before this one is newer (this is already a rollback). Going
   // back to it is a promote, which also ends the rolled-back state: say so.
-  const before = history
-    .slice(0, end)
-    .reverse()
-    .map((h) => byId.get(h.deploymentId))
+  const newer = before
+    .map((id) => byId.get(id))
     .find((d) => d !== undefined && d.id !== current.id && isSwitchable(d));
   const hint =
-    before === undefined ? '' : ` To go back to ${before.id} (live before it), use /promote ${before.id}.`;
+    newer === undefined ? '' : ` To go back to ${newer.id} (live before it), use /promote ${newer.id}.`;
   return refuse(
     RefusalCode.noRollbackTarget,
     `${env.slug} has no ready or standby deployment older than ${current.id} to roll back to.${hint}`,
     {
       environment: env.slug,
       current: current.id,
-      ...(before === undefined ? {} : { liveBefore: before.id }),
+      ...(newer === undefined ? {} : { liveBefore: newer.id }),
     },
   );
 }
@@ -348,21 +390,26 @@ export function pushedSinceRollback(
  * second rollback further back does not hide a fix that became ready after the first); with none, or
  * when the platform does not say when it was rolled back, the current deployment (promoting it resumes
  * automatic deploys and moves no domain). Going back to a deployment that was rolled away from takes
- * naming it. Newest and newer: by the snapshot's order (`newestFirstRank`).
+ * naming it. Newest and newer: by the snapshot's order (`newestFirstRank`). On a platform that does not
+ * say since when the environment is rolled back (Unkey, Vercel), Switchyard's own record (`own`) does
+ * when its own rollback began the period.
  */
-export function defaultPromoteTarget(snapshot: EnvironmentSnapshot): Result<Deployment> {
+export function defaultPromoteTarget(snapshot: EnvironmentSnapshot, own?: OwnRecord): Result<Deployment> {
   const env = snapshot.environment;
   // Newest first already (the snapshot's order).
   const switchable = snapshot.deployments.filter((d) => d.environment === env.slug && isSwitchable(d));
   const current = snapshot.deployments.find((d) => d.id === env.currentDeploymentId);
   if (env.rolledBack && current !== undefined) {
-    const since = env.rolledBackSince ?? env.rolledBackAt;
-    // A platform that does not say when the environment was rolled back (Unkey, Vercel: no live
-    // history either) gives no way to tell a fix pushed since from the deployment rolled back from:
-    // both are ready and newer than the current one. Resume, never guess: a fix is promoted by name
-    // (the notice of its push offers it).
+    const record = ownRecordFor(snapshot, own);
+    const since = env.rolledBackSince ?? env.rolledBackAt ?? record?.rolledBackSince;
+    // Without a time, a fix pushed since cannot be told from the deployment rolled back from: both are
+    // ready and newer than the current one. Resume, never guess: a fix is promoted by name (the notice
+    // of its push offers it).
     if (since === undefined) return ok(current);
-    return ok(switchable.find(pushedSinceRollback(snapshot, current.id, since)) ?? current);
+    // Such a platform has no live history to tell a deployment rolled back from by (and Unkey's
+    // `readyAt` moves when it writes a deployment again): Switchyard's record names its own.
+    const pushed = pushedSinceRollback(snapshot, current.id, since);
+    return ok(switchable.find((d) => pushed(d) && record?.rolledBackFrom.has(d.id) !== true) ?? current);
   }
   const newest = switchable[0];
   if (newest) return ok(newest);
@@ -557,7 +604,9 @@ export function buildPlan(snapshot: EnvironmentSnapshot, request: PlanRequest): 
     target = resolved.value;
   } else {
     const chosen =
-      request.action === 'rollback' ? defaultRollbackTarget(snapshot) : defaultPromoteTarget(snapshot);
+      request.action === 'rollback'
+        ? defaultRollbackTarget(snapshot, request.ownRecord)
+        : defaultPromoteTarget(snapshot, request.ownRecord);
     if (!chosen.ok) return chosen;
     target = chosen.value;
   }
@@ -580,6 +629,9 @@ export function buildPlan(snapshot: EnvironmentSnapshot, request: PlanRequest): 
   );
   if (unqueueable) return { ok: false, refusal: unqueueable };
   const targetStandby = target.status === 'standby';
+  const targetRolledBackFrom =
+    request.action === 'rollback' &&
+    ownRecordFor(snapshot, request.ownRecord)?.rolledBackFrom.has(target.id) === true;
   const plan: Plan = {
     id: planId({
       action: request.action,
@@ -602,6 +654,7 @@ export function buildPlan(snapshot: EnvironmentSnapshot, request: PlanRequest): 
     targetStandby,
     rolledBack: env.rolledBack,
     resumesAutoDeploys,
+    ...(targetRolledBackFrom ? { targetRolledBackFrom: true as const } : {}),
     expectedCurrent: current.id,
     expectedRolledBack: env.rolledBack,
     createdAt: request.now,

@@ -120,8 +120,9 @@ export interface EnvironmentSnapshot {
   /**
    * Present on platforms that keep no live history (Unkey, Vercel; `liveHistory` is then empty): how
    * the current deployment went live as far as the platform's state alone tells. Kept apart from
-   * `liveHistory`, which plans, views and notices read as the platform's own record; only alert
-   * correlation reads this.
+   * `liveHistory`, which plans, views and notices read as the platform's own record; read where a
+   * claim made from the state is wanted: alert correlation, the default targets, and how a notice's
+   * rolled-back period ended (src/notices.ts).
    */
   readonly derivedLive?: DerivedLive;
   /**

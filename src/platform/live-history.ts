@@ -130,7 +130,7 @@ export function deriveLive(input: DeriveLiveInput): DerivedLive {
     .sort(newestFirst);
   const predecessor = older[0];
   if (input.stopsReplacedAfterMs !== undefined) {
-    const doubt = stillRunning(older, predecessor, ready, readAt, input.stopsReplacedAfterMs);
+    const doubt = stillRunning(platform, older, ready, readAt, input.stopsReplacedAfterMs, input.readyWindow);
     if (doubt !== undefined) return unknown(doubt);
   }
   const previous = previousOf(older, predecessor, job, takes, input.readyWindow);
@@ -148,24 +148,43 @@ export function deriveLive(input: DeriveLiveInput): DerivedLive {
 
 /**
  * On a platform that stops a deployment `stopAfterMs` after an automatic deploy replaced it (Unkey), the
- * deployments still running must fit automatic deploys: only ones replaced less than `stopAfterMs` ago
- * still run. A rollback followed by a promote of a newer deployment leaves more running: the one rolled
- * back from (a rollback schedules no stop for it) and the one the promote left. Two older deployments
- * running, or the predecessor running longer than `stopAfterMs` after the current one became ready, is
- * therefore what such a promote leaves too, and the current deployment's going live is not known: the
- * returned clause says why. Undefined when the running deployments fit automatic deploys.
+ * deployments still running must fit automatic deploys: each older one was replaced when the next newer
+ * one became ready, and only ones replaced less than `stopAfterMs` ago still run. The predecessor
+ * running longer than that after the current one became ready is what a rollback and a promote leave
+ * (the rollback schedules no stop for the deployment it leaves), not an automatic deploy. Two or more
+ * older deployments running is what two automatic deploys within `stopAfterMs` leave, but also what a
+ * rollback followed by a promote of a newer deployment leaves (the one rolled back from, and the one the
+ * promote left), and the state tells these apart in nothing (all read `ready`; Unkey shows no scheduled
+ * stop, and rewrites `updatedAt` on unrelated changes): nothing is claimed, and the clause says both
+ * when their times fit automatic deploys. The returned clause says why; undefined when the running
+ * deployments fit one automatic deploy.
  */
 function stillRunning(
+  platform: string,
   older: readonly Deployment[],
-  predecessor: Deployment | undefined,
   ready: ReadyWindow,
   readAt: number,
   stopAfterMs: number,
+  readyWindow: (d: Deployment) => ReadyWindow | undefined,
 ): string | undefined {
-  const running = older.filter((d) => d.status === 'ready').map((d) => d.id);
-  if (running.length > 1) {
-    return `${list(running)} still run, as they do after a rollback and a promote, so it may have been promoted`;
+  const running: string[] = [];
+  // Newest first: by automatic deploys, each one was replaced when the one just newer (the current one
+  // for the first) became ready, so it runs until `stopAfterMs` after that at the latest.
+  let replacedBy: ReadyWindow | undefined = ready;
+  let fits = true;
+  for (const d of older) {
+    if (d.status === 'ready') {
+      running.push(d.id);
+      if (replacedBy === undefined || readAt - replacedBy.notAfter > stopAfterMs) fits = false;
+    }
+    replacedBy = readyWindow(d);
   }
+  if (running.length > 1) {
+    return fits
+      ? `${list(running)} still run, as they do after automatic deploys within the last ${minutes(stopAfterMs)} and after a rollback and a promote, which ${platform}'s state does not tell apart, so it may have been promoted`
+      : `${list(running)} still run, as they do after a rollback and a promote, so it may have been promoted`;
+  }
+  const predecessor = older[0];
   if (predecessor?.status === 'ready' && readAt - ready.notAfter > stopAfterMs) {
     return `${predecessor.id} still runs, though an automatic deploy has it stopped ${minutes(stopAfterMs)} after replacing it, so it was promoted or rolled back to`;
   }

@@ -557,6 +557,23 @@ export function confirmationView(plan: Plan, ctx: ConfirmationContext): MessageV
     }
   }
 
+  // A rollback back to a deployment Switchyard rolled away from (on a platform without live history,
+  // the default when no other older deployment is left): said, so nobody restores a known-bad build
+  // unawares.
+  if (plan.targetRolledBackFrom === true) {
+    blocks.push({
+      type: 'text',
+      tone: 'warning',
+      spans: [
+        t(`Switchyard rolled ${plan.environment} back from `),
+        c(plan.target.id),
+        t(' before: this '),
+        b(`rollback ${closed ? 'would have returned' : 'returns'} ${plan.environment} to it`),
+        t('.'),
+      ],
+    });
+  }
+
   if (plan.action === 'promote' && !closed) {
     blocks.push({
       type: 'text',
@@ -1566,6 +1583,11 @@ export type RolledBackEnd =
       readonly at?: number;
       readonly by?: string;
       readonly uncertain?: true;
+      /**
+       * Seen only once it had happened too: `deployed` then went live by an automatic deploy, taking over
+       * from the deployment rolled back to (which is no longer live).
+       */
+      readonly deployed?: string;
     }
   | {
       /** Rolled back again, to `to` (possibly the same deployment): a new rolled-back period began. */
@@ -1576,8 +1598,12 @@ export type RolledBackEnd =
       readonly uncertain?: true;
     }
   | {
-      /** No longer rolled back, and nothing tells how (no deployment is live). */
+      /**
+       * No longer rolled back, and nothing tells how: `live` is the deployment live now (absent: none
+       * is), which a promote or an automatic deploy after a resume may have put there.
+       */
       readonly kind: 'over';
+      readonly live?: string;
     };
 
 /** A "ready but not live" notice or a rolled-back reminder whose rolled-back period is over. */
@@ -1622,10 +1648,20 @@ function endSpans(end: RolledBackEnd, environment: string, rolledBackTo: string)
         ? [b('rolled back again to '), c(end.to)]
         : [b('rolled back to '), c(end.to)];
     case 'over':
-      return [t(`${environment} is `), b('no longer rolled back')];
+      return [
+        t(`${environment} is `),
+        b('no longer rolled back'),
+        ...(end.live === undefined ? [] : [t('; '), c(end.live), t(' is live')]),
+      ];
     default:
       return assertNever(end, 'rolled-back end');
   }
+}
+
+/** What followed a resume before it was seen (`deployed`), as spans after the end: "; then dep_z went live…". */
+function deployedSpans(end: RolledBackEnd): Span[] {
+  if (end.kind !== 'resumed' || end.deployed === undefined) return [];
+  return [t('; then '), c(end.deployed), t(' went live by an automatic deploy')];
 }
 
 /**
@@ -1670,14 +1706,17 @@ export function closedNoticeView(closed: ClosedNotice): MessageView {
         // Nothing says whether it went live during the period: say how the period ended, no more.
         const how: Span[] =
           end.kind === 'over'
-            ? []
+            ? end.live === undefined
+              ? []
+              : [t('; '), c(end.live), t(' is live')]
             : end.kind === 'resumed'
               ? [
                   t(': '),
                   ...endSpans(end, env, rolledBackTo),
                   t(` on ${env}${whenBy(at, by)}; `),
-                  c(rolledBackTo),
-                  t(' is live'),
+                  ...(end.deployed === undefined
+                    ? [c(rolledBackTo), t(' is live')]
+                    : [t('then '), c(end.deployed), t(' went live by an automatic deploy')]),
                 ]
               : [t(`: ${env} was `), ...endSpans(end, env, rolledBackTo), t(whenBy(at, by))];
         const title = `${id}: the rollback of ${env} ended`;
@@ -1694,6 +1733,9 @@ export function closedNoticeView(closed: ClosedNotice): MessageView {
               t(` on ${env}${whenBy(at, by)}; `),
               c(rolledBackTo),
               t(' stayed live'),
+              ...(end.deployed === undefined
+                ? []
+                : [t(' until '), c(end.deployed), t(' went live by an automatic deploy')]),
             ]
           : [t(`${env} was `), ...endSpans(end, env, rolledBackTo), t(whenBy(at, by))];
       return notice(
@@ -1717,7 +1759,8 @@ export function closedNoticeView(closed: ClosedNotice): MessageView {
           ? `from ${formatTime(closed.since)}`
           : `from ${formatTime(closed.since)} to ${rangeEnd(closed.since, at)} (${longDuration(at - closed.since)})`;
       const ended = endSpans(end, env, id);
-      return notice('neutral', title, `${title} ${range} (${plainText(ended)}).`, [
+      const then = deployedSpans(end);
+      return notice('neutral', title, `${title} ${range} (${plainText([...ended, ...then])}).`, [
         {
           type: 'text',
           spans: [
@@ -1725,7 +1768,9 @@ export function closedNoticeView(closed: ClosedNotice): MessageView {
             c(id),
             t(` ${range}${closed.by === undefined ? '' : `, by ${closed.by}`}. Ended: `),
             ...ended,
-            t(`${by === undefined ? '' : ` by ${by}`}.`),
+            ...(by === undefined ? [] : [t(` by ${by}`)]),
+            ...then,
+            t('.'),
           ],
         },
       ]);

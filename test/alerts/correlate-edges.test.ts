@@ -100,13 +100,24 @@ describe('correlate on a platform without live history', () => {
   });
 
   it('suggests nothing when the deployment live before it is not the one /rollback would go back to', () => {
+    // Switchyard rolled back from dep_a once (its own record): /rollback passes it over for dep_b.
+    const c = correlate(
+      derived({ notBefore: NOW - 7 * MINUTE, notAfter: NOW - 7 * MINUTE, previous: 'dep_a' }),
+      NOW,
+      WINDOW,
+      { rolledBackFrom: new Set(['dep_a']) },
+    );
+    expect(c.kind).toBe('none');
+    expect(c.kind === 'none' && c.reason).toContain('replacing dep_a, not dep_b');
+  });
+
+  it('suggests going back to the deployment the platform says was live before it, though an older one is newer', () => {
     const c = correlate(
       derived({ notBefore: NOW - 7 * MINUTE, notAfter: NOW - 7 * MINUTE, previous: 'dep_a' }),
       NOW,
       WINDOW,
     );
-    expect(c.kind).toBe('none');
-    expect(c.kind === 'none' && c.reason).toContain('replacing dep_a, not dep_b');
+    expect(c).toMatchObject({ kind: 'suggest', culprit: { id: 'dep_c' }, target: { id: 'dep_a' } });
   });
 
   it('suggests nothing when the platform does not say which deployment was live before it', () => {

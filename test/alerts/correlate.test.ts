@@ -121,6 +121,7 @@ describe('correlate on Unkey (no live history)', () => {
       `${d2} went live at least 7 minutes before this alert started — roll back to ${d1}?`,
     );
     // The suggestion's target is the one /rollback production picks.
+    expect(snap.deployments.find((d) => d.id === d2)?.status).toBe('ready');
     const target = defaultRollbackTarget(snap);
     expect(target.ok && target.value.id).toBe(d1);
   });
@@ -137,7 +138,7 @@ describe('correlate on Unkey (no live history)', () => {
     });
   });
 
-  it('suggests nothing after a rollback and a promote of a newer fix: the target would be the deployment rolled back from', async () => {
+  it('after a rollback and a promote of a newer fix, suggests going back to the deployment live before the fix, not the one rolled back from', async () => {
     const { clock, server, platform, d1, d2 } = await unkey();
     await platform.rollback({ environment: 'production', targetId: d1 });
     await clock.advance(MINUTE);
@@ -152,7 +153,7 @@ describe('correlate on Unkey (no live history)', () => {
     expect(target.ok && target.value.id).toBe(d2);
     expect(correlate(snap, clock.now())).toEqual({
       kind: 'none',
-      reason: `Unkey does not say when ${fix} went live (${d2} and ${d1} still run, as they do after a rollback and a promote, so it may have been promoted), so no rollback is suggested; /rollback production if one is needed.`,
+      reason: `Unkey does not say when ${fix} went live (${d2} and ${d1} still run, as they do after automatic deploys within the last 30 minutes and after a rollback and a promote, which Unkey's state does not tell apart, so it may have been promoted), so no rollback is suggested; /rollback production if one is needed.`,
     });
     // Once Unkey stopped d1 (30 minutes after the promote left it), d2 still runs: no automatic deploy
     // leaves that, so the fix was promoted or rolled back to.
@@ -203,6 +204,7 @@ describe('correlate on Vercel (no live history)', () => {
     expect(c.kind === 'suggest' && c.sentence).toBe(
       `${d2} went live 7 minutes before this alert started — roll back to ${d1}?`,
     );
+    expect(snap.deployments.find((d) => d.id === d2)?.status).toBe('ready');
     const target = defaultRollbackTarget(snap);
     expect(target.ok && target.value.id).toBe(d1);
     expect(correlate(snap, clock.now() + 54 * MINUTE).kind).toBe('outside_window');
@@ -220,7 +222,7 @@ describe('correlate on Vercel (no live history)', () => {
     });
   });
 
-  it('suggests nothing after a rollback and a promote of a newer fix: the target would be the deployment rolled back from', async () => {
+  it('after a rollback and a promote of a newer fix, suggests going back to the deployment live before the fix, not the one rolled back from', async () => {
     const { clock, server, platform, projectId, d1, d2 } = await vercel();
     await platform.rollback({ environment: 'production', targetId: d1 });
     await platform.snapshot('production'); // the alias job finishes on the next project read
@@ -232,11 +234,16 @@ describe('correlate on Vercel (no live history)', () => {
     await clock.advance(10 * MINUTE);
     const snap = await platform.snapshot('production');
     expect(snap.environment).toMatchObject({ rolledBack: false, currentDeploymentId: fix });
+    // Vercel's last alias job says d1 was live before the fix: /rollback goes back to it, as does the
+    // suggestion (before, both named d2, the newest older deployment, which was rolled back from).
+    expect(snap.deployments.find((d) => d.id === d2)?.status).toBe('ready');
     const target = defaultRollbackTarget(snap);
-    expect(target.ok && target.value.id).toBe(d2);
-    expect(correlate(snap, clock.now())).toEqual({
-      kind: 'none',
-      reason: `${fix} went live at least 7 minutes before this alert started, replacing ${d1}, not ${d2} (the deployment /rollback production would go back to), so no rollback is suggested; /rollback production <deployment> to choose one.`,
+    expect(target.ok && target.value.id).toBe(d1);
+    expect(correlate(snap, clock.now())).toMatchObject({
+      kind: 'suggest',
+      culprit: { id: fix },
+      target: { id: d1 },
+      sentence: `${fix} went live at least 7 minutes before this alert started — roll back to ${d1}?`,
     });
   });
 

@@ -388,7 +388,7 @@ export function alertServiceOn(
   platform: DeployPlatform,
   clock: ManualClock,
   platformName: Config['platform'],
-): { service: AlertService; sink: RecordingSink; flow: Flow; close(): Promise<void> } {
+): { service: AlertService; sink: RecordingSink; flow: Flow; audit: AuditLog; close(): Promise<void> } {
   const prefix = uniqueName('alerts-remote');
   const redis = createRedis(redisUrl());
   const file = fileConfigSchema.parse({
@@ -396,14 +396,8 @@ export function alertServiceOn(
   });
   const config: Config = { env: parseEnv({}), file, platform: platformName };
   const plans = new PlanStore({ redis, prefix: `${prefix}:`, clock });
-  const flow = new Flow({
-    platform,
-    queue: NEVER_ENQUEUES,
-    plans,
-    audit: new AuditLog(redis, { prefix }),
-    config,
-    clock,
-  });
+  const audit = new AuditLog(redis, { prefix });
+  const flow = new Flow({ platform, queue: NEVER_ENQUEUES, plans, audit, config, clock });
   const sink = new RecordingSink();
   sink.flow = flow;
   const dedupe = new AlertDedupe(redis, { prefix });
@@ -412,6 +406,7 @@ export function alertServiceOn(
     service,
     sink,
     flow,
+    audit,
     async close() {
       await service.idle();
       await deleteKeys(redis, await scanKeys(redis, `${prefix}*`));

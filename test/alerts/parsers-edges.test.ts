@@ -4,7 +4,8 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { parseAlertPayload } from '../../src/alerts/parsers.js';
+import { mapAlert } from '../../src/alerts/mapping.js';
+import { parseAlertDelivery, parseAlertPayload, parseDatadogTags } from '../../src/alerts/parsers.js';
 import type { AlertSource, NormalizedAlert } from '../../src/alerts/types.js';
 
 const NOW = Date.UTC(2026, 10, 29, 12, 30);
@@ -16,6 +17,12 @@ function fixture(name: string): Record<string, unknown> {
 
 function parseOk(source: AlertSource, body: unknown): NormalizedAlert[] {
   const result = parseAlertPayload(source, body, { now: NOW });
+  if (!result.ok) throw new Error(`expected ok, got ${result.refusal.message}`);
+  return result.value;
+}
+
+function deliveryOk(source: AlertSource, body: unknown, sentryResource?: string) {
+  const result = parseAlertDelivery(source, body, { now: NOW, sentryResource });
   if (!result.ok) throw new Error(`expected ok, got ${result.refusal.message}`);
   return result.value;
 }
@@ -191,5 +198,215 @@ describe('a refused field shows the value received (clipped), not only its type'
     expect(refusal({ title: 'x', startedAt: 'yesterday' })).toBe(
       'startedAt: expected an ISO date, got "yesterday"',
     );
+  });
+});
+
+describe('vendor deliveries as the senders send them', () => {
+  const SLUGS = ['production', 'staging', 'preview'];
+  const mapped = (alert: NormalizedAlert | undefined) =>
+    alert === undefined ? undefined : mapAlert(alert, SLUGS, new Map());
+
+  describe("Sentry's resolution_type decides whether an issue resolved now", () => {
+    const later = (when: string) =>
+      `Sentry resolves this issue ${when}: its error is still live in the deployment running now, so its suggestion is not marked resolved.`;
+    const resolvedAs = (resolutionType: string, statusDetails: unknown = {}) => {
+      const body = fixture('sentry-issue-resolved.json') as { data: { issue: Record<string, unknown> } };
+      return deliveryOk(
+        'sentry',
+        { ...body, data: { resolution_type: resolutionType, issue: { ...body.data.issue, statusDetails } } },
+        'issue',
+      );
+    };
+
+    it('"Resolve in the upcoming release" (statusDetails carry only the actor) is a release still to come', () => {
+      expect(deliveryOk('sentry', fixture('sentry-issue-resolved-upcoming-release.json'), 'issue')).toEqual({
+        alerts: [],
+        ignored: [
+          {
+            title: 'ReferenceError: heck is not defined',
+            status: 'resolved',
+            fingerprint: '1117540176',
+            detail: later('in the upcoming release'),
+          },
+        ],
+      });
+      expect(
+        deliveryOk('sentry', fixture('sentry-issue-resolved-next-release.json'), 'issue').ignored.map(
+          (i) => i.detail,
+        ),
+      ).toEqual([later('in the next release')]);
+    });
+
+    it('every resolution type but "now" waits for a release, whatever statusDetails say', () => {
+      const cases: [string, unknown, string][] = [
+        ['in_release', { inRelease: 'web@3f2a1b9' }, 'in release web@3f2a1b9'],
+        ['in_release', {}, 'in the current release'],
+        ['in_commit', { inCommit: { repository: 'shop/web', commit: 'a1b2c3d' } }, 'in commit a1b2c3d'],
+        ['in_commit', {}, 'in a commit'],
+        ['with_commit', {}, 'by a commit'],
+        ['in_upcoming_release', { inUpcomingRelease: true }, 'in the upcoming release'],
+        ['with_third_party_app', {}, 'with resolution type "with_third_party_app", not "now"'],
+      ];
+      for (const [type, details, when] of cases)
+        expect(
+          resolvedAs(type, details).ignored.map((i) => i.detail),
+          type,
+        ).toEqual([later(when)]);
+      // "now" resolves now, even beside statusDetails that would say otherwise.
+      expect(resolvedAs('now', { inNextRelease: true }).alerts.map((a) => a.status)).toEqual(['resolved']);
+    });
+
+    it('an issue resolved now resolves, and links to its web_url', () => {
+      const [a] = deliveryOk('sentry', fixture('sentry-issue-resolved.json'), 'issue').alerts;
+      expect(a).toMatchObject({ status: 'resolved', fingerprint: '1117540176' });
+      expect(a?.url).toBe('https://sentry.io/organizations/test-org/issues/1117540176/');
+    });
+  });
+
+  describe('Datadog environment', () => {
+    it("the default payload's status tag scope ({env:production,service:api}) names the environment", () => {
+      const [a] = parseOk('datadog', fixture('datadog-default-multi-triggered.json'));
+      expect(a?.labels).toEqual({ env: 'production', service: 'api' });
+      expect(mapped(a)).toMatchObject({ ok: true, environment: 'production' });
+    });
+
+    it("the triggering group's $ALERT_SCOPE names the environment over $TAGS", () => {
+      const base = {
+        title: '[Triggered on {env:staging}] Checkout errors',
+        body: 'errors',
+        alert_cycle_key: '7539816743018764111',
+      };
+      const scoped = (extra: Record<string, unknown>) => parseOk('datadog', { ...base, ...extra })[0];
+      for (const tags of ['env:production,monitor', 'env:staging,env:production,monitor,team:payments']) {
+        const a = scoped({ alert_scope: 'env:staging', tags });
+        expect(a?.labels).toMatchObject({ env: 'staging' });
+        expect(mapped(a)).toMatchObject({ ok: true, environment: 'staging' });
+      }
+      // Without $ALERT_SCOPE, the title's scope does the same.
+      expect(scoped({ tags: 'env:production' })?.labels.env).toBe('staging');
+      // A key the scope does not name comes from $TAGS.
+      expect(scoped({ alert_scope: 'env:staging', tags: 'env:production,team:payments' })?.labels.team).toBe(
+        'payments',
+      );
+    });
+
+    it('$TAGS naming several environments (and no scope) maps to none of them', () => {
+      const [a] = parseOk('datadog', {
+        title: 'Checkout errors',
+        body: 'errors',
+        tags: 'env:staging,env:production,monitor',
+      });
+      expect(a?.labels.env).toBe('staging,production');
+      expect(mapped(a)).toEqual({
+        ok: false,
+        reason:
+          'label env=staging,production names several environments (staging, production); an alert must name one',
+      });
+      expect(parseDatadogTags('env:prod, env:prod ,service:api')).toEqual({ env: 'prod', service: 'api' });
+    });
+
+    it('a "No Data" transition is accepted and ignored: missing data is no evidence of a bad deploy', () => {
+      const detail =
+        'A "No Data" transition says the monitor\'s query returned no data, not that the deployment is bad: no rollback is suggested for it.';
+      expect(deliveryOk('datadog', fixture('datadog-default-no-data.json'))).toEqual({
+        alerts: [],
+        ignored: [
+          {
+            title: '[P2] API heartbeat (env:production,service:api)',
+            status: 'firing',
+            fingerprint: 'title:{env:production,service:api} API heartbeat',
+            detail,
+          },
+        ],
+      });
+      for (const alert_transition of ['No Data', 'Re-No Data']) {
+        const d = deliveryOk('datadog', { ...fixture('datadog-triggered.json'), alert_transition });
+        expect([d.alerts, d.ignored.map((i) => i.detail)], alert_transition).toEqual([[], [detail]]);
+      }
+      // Its recovery (data came back) still resolves.
+      const [back] = parseOk('datadog', {
+        ...fixture('datadog-triggered.json'),
+        alert_transition: 'No Data Recovery',
+      });
+      expect(back?.status).toBe('resolved');
+    });
+  });
+
+  describe('Grafana and Alertmanager', () => {
+    it("Grafana's DatasourceError / DatasourceNoData alerts are accepted and ignored, the group's other members read", () => {
+      expect(deliveryOk('grafana', fixture('grafana-datasource-error.json'))).toEqual({
+        alerts: [],
+        ignored: [
+          {
+            title: 'DatasourceError: Checkout p99 latency is above 2s',
+            status: 'firing',
+            fingerprint:
+              '{}/{__grafana_autogenerated__="true"}/{__grafana_receiver__="Switchyard"}:{alertname="DatasourceError", grafana_folder="Checkout"}',
+            detail:
+              'DatasourceError says the rule "High latency" could not read its data (its query failed or returned nothing), not that the deployment is bad: no rollback is suggested for it.',
+          },
+        ],
+      });
+      const body = fixture('grafana-firing.json');
+      const [first, second] = body.alerts as Record<string, unknown>[];
+      const noData = { ...second, labels: { ...(second?.labels as object), alertname: 'DatasourceNoData' } };
+      const d = deliveryOk('grafana', { ...body, commonLabels: {}, alerts: [first, noData] });
+      expect(d.alerts.map((a) => a.labels.service)).toEqual(['checkout']);
+      expect(d.ignored.map((i) => i.title)).toEqual([
+        'DatasourceNoData: Checkout worker p99 latency is 2.4s',
+      ]);
+    });
+
+    it("Grafana's test notification (TestAlert, instance Grafana) is read as an alert naming no environment", () => {
+      const [a, ...rest] = parseOk('grafana', fixture('grafana-test-alert.json'));
+      expect(rest).toEqual([]);
+      expect(a).toMatchObject({
+        status: 'firing',
+        title: 'TestAlert: Notification test',
+        labels: { alertname: 'TestAlert', instance: 'Grafana' },
+      });
+      expect(mapped(a)).toEqual({
+        ok: false,
+        reason: 'no environment label and no alertMatchers entry matches',
+      });
+    });
+
+    it('a captured Alertmanager body (generatorURL "", annotations {}, truncatedAlerts) says what it left out', () => {
+      const d = deliveryOk('alertmanager', fixture('alertmanager-captured-truncated.json'));
+      expect(d.alerts.map((a) => [a.title, a.url, a.labels.instance])).toEqual([
+        ['HighErrorRate: 5xx', undefined, 'a'],
+        ['HighErrorRate', undefined, 'b'],
+      ]);
+      expect(d.ignored).toEqual([
+        {
+          title: '1 more alert of this group',
+          fingerprint: '{}:{alertname="HighErrorRate"}',
+          detail:
+            "Alertmanager left 1 alert of this group out of the notification (max_alerts; truncatedAlerts: 1): Switchyard never saw them. They share the group's incident; an environment that only they name gets no suggestion by this notification.",
+        },
+      ]);
+      // Its resolved notification says the same of what it could not resolve.
+      const resolved = fixture('alertmanager-captured-truncated.json');
+      const members = (resolved.alerts as Record<string, unknown>[]).map((m) => ({
+        ...m,
+        status: 'resolved',
+      }));
+      const r = deliveryOk('alertmanager', { ...resolved, status: 'resolved', alerts: members });
+      expect(r.alerts.map((a) => a.status)).toEqual(['resolved', 'resolved']);
+      expect(r.ignored[0]?.detail).toContain('an environment that only they name is not marked resolved');
+      // A resolved member of a firing group that leaves members out is said too (its incident resolves
+      // with the group).
+      const mixed = { ...resolved, alerts: [members[0], (resolved.alerts as unknown[])[1]] };
+      const m = deliveryOk('alertmanager', mixed);
+      expect(m.alerts.map((a) => a.labels.instance)).toEqual(['b']);
+      expect(m.ignored.map((i) => [i.title, i.status])).toEqual([
+        ['1 more alert of this group', undefined],
+        ['HighErrorRate: 5xx', 'resolved'],
+      ]);
+    });
+  });
+
+  it("PagerDuty's ping (pagey.ping) is accepted with nothing to act on", () => {
+    expect(deliveryOk('pagerduty', fixture('pagerduty-ping.json'))).toEqual({ alerts: [], ignored: [] });
   });
 });

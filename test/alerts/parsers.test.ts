@@ -215,7 +215,6 @@ describe('datadog (webhook payload variables)', () => {
     expect(status('[P1] [Triggered] checkout error rate is high')).toBe('firing');
     expect(status('[P1] [Re-Triggered on {host:web-1}] Disk')).toBe('firing');
     expect(status('[P2] [Warn] Disk filling up')).toBe('firing');
-    expect(status('[P1] [No Data] Heartbeat')).toBe('firing');
     // Tags after the status tag belong to the monitor's name.
     expect(status('[P1] [Triggered] [Recovery service] latency')).toBe('firing');
     expect(status('[Recovery service] latency')).toBe('firing');
@@ -240,7 +239,7 @@ describe('datadog (webhook payload variables)', () => {
     const renotified = (title: string, extra: Record<string, unknown> = {}) =>
       parseOk('datadog', { title, body: 'x', ...extra })[0]?.renotification === true;
     // $ALERT_TRANSITION decides when it names a transition.
-    for (const transition of ['Re-Triggered', 'Re-Warn', 'Re-No Data', 'Renotify', 're-triggered'])
+    for (const transition of ['Re-Triggered', 'Re-Warn', 'Renotify', 're-triggered'])
       expect(renotified('API errors', { alert_transition: transition }), transition).toBe(true);
     for (const transition of ['Triggered', 'Warn', 'No Data', 'Recovered', 'Warn Recovery'])
       expect(renotified('[Re-Triggered] API errors', { alert_transition: transition }), transition).toBe(
@@ -249,7 +248,6 @@ describe('datadog (webhook payload variables)', () => {
     // Else the title's status tag (the default payload), wherever it sits among the leading tags.
     expect(renotified('[P1] [Re-Triggered] checkout error rate is high')).toBe(true);
     expect(renotified('[Re-Warn on {host:web-1}] Disk usage is high')).toBe(true);
-    expect(renotified('[Re-No Data] Heartbeat')).toBe(true);
     expect(renotified('[P2] [Renotify] Heartbeat')).toBe(true);
     expect(renotified('[P1] [Triggered] checkout error rate is high')).toBe(false);
     expect(renotified('[Recovered] checkout error rate is high')).toBe(false);
@@ -276,15 +274,7 @@ describe('datadog (webhook payload variables)', () => {
     expect(recovered).toMatchObject({ status: 'resolved', title: '[P1] checkout error rate is high' });
     expect(recovered?.fingerprint).toBe(triggered?.fingerprint);
     // Every transition of one monitor shares the key; another monitor has its own.
-    for (const tag of [
-      'Re-Triggered',
-      'Warn',
-      'Re-Warn',
-      'No Data',
-      'Re-No Data',
-      'Renotify',
-      'Warn Recovery',
-    ])
+    for (const tag of ['Re-Triggered', 'Warn', 'Re-Warn', 'Renotify', 'Warn Recovery', 'No Data Recovery'])
       expect(key(`[${tag}] checkout error rate is high`)?.fingerprint).toBe(triggered?.fingerprint);
     expect(key('[P1] [Triggered] checkout disk usage is high')?.fingerprint).not.toBe(triggered?.fingerprint);
     // A multi-alert monitor: one incident per scope.
@@ -437,6 +427,7 @@ describe('sentry (issue alerts, metric alerts, issue webhooks)', () => {
     const resolved = fixture('sentry-issue-resolved.json') as {
       data: { issue: Record<string, unknown> };
     };
+    // A Sentry that sends no resolution_type: its statusDetails decide.
     const withDetails = (statusDetails: unknown) => ({
       ...resolved,
       data: { issue: { ...resolved.data.issue, statusDetails } },

@@ -3,12 +3,37 @@
  * of the area pinned (found by mutation testing). Each test fails on one small change the area's tests
  * let through.
  */
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { AlertDedupe } from '../../src/alerts/dedupe.js';
-import { AlertService, type SuggestionSink } from '../../src/alerts/service.js';
+import { parseAlertPayload } from '../../src/alerts/parsers.js';
+import {
+  AlertService,
+  MAX_LATE_DELIVERIES,
+  PENDING_DETAIL,
+  type SuggestionSink,
+} from '../../src/alerts/service.js';
+import type { AlertSource, NormalizedAlert } from '../../src/alerts/types.js';
 import { fileConfigSchema, parseEnv } from '../../src/config.js';
 import type { RedisClient } from '../../src/redis.js';
-import { createHarness, type Harness } from '../alerts/helpers.js';
+import { createHarness, type Harness, MINUTE } from '../alerts/helpers.js';
+
+const fixtureDir = join(import.meta.dirname, '../fixtures/alerts');
+const fixture = (name: string) =>
+  JSON.parse(readFileSync(join(fixtureDir, name), 'utf8')) as Record<string, unknown>;
+
+/** The alerts of a vendor payload, parsed as the webhook does. */
+function parsed(h: Harness, source: AlertSource, body: unknown): NormalizedAlert[] {
+  const r = parseAlertPayload(source, body, { now: h.clock.now() });
+  if (!r.ok) throw new Error(`expected a valid payload: ${r.refusal.message}`);
+  return r.value;
+}
+
+/** Lets promises that are ready run (no clock involved). */
+const settle = async () => {
+  for (let i = 0; i < 20; i++) await new Promise<void>((r) => setImmediate(r));
+};
 
 /** An AlertService whose destinations are read (nothing is posted: the collaborators are never called). */
 function serviceWith(opts: {
@@ -147,5 +172,109 @@ describe('a RESOLVED that raced a failed post', () => {
     expect(answer).toMatchObject({ outcome: 'failed', retry: true });
     x.sink.failing = false;
     expect((await x.service.handle([x.alert()]))[0]?.outcome).toBe('suggested');
+  });
+});
+
+describe('an Alertmanager group re-sent after its incident record expired (repeat_interval longer than 6 hours)', () => {
+  let h: Harness | undefined;
+  afterEach(async () => {
+    await h?.close();
+    h = undefined;
+  });
+
+  /** The captured-from-the-docs firing group, its members started `agoMs` before the clock. */
+  function group(x: Harness, source: 'alertmanager' | 'grafana', agoMs: number) {
+    const body = fixture(source === 'grafana' ? 'grafana-firing.json' : 'alertmanager-firing.json');
+    const startsAt = new Date(x.clock.now() - agoMs).toISOString();
+    const members = (body.alerts as Record<string, unknown>[]).map((m) => ({ ...m, startsAt }));
+    return parsed(x, source, { ...body, alerts: members });
+  }
+
+  it('is taken as a re-notification: no second suggestion, and its later re-sends are deduplicated', async () => {
+    const x = await createHarness();
+    h = x;
+    const first = group(x, 'alertmanager', 33 * MINUTE);
+    expect((await x.service.handle(first)).map((r) => r.outcome)).toEqual(['suggested']);
+    // 12 hours later Alertmanager re-sends the group with its first startsAt. The record's 6 hours ran
+    // out meanwhile: Redis removes it by itself, it is removed here instead of waiting.
+    const fingerprint = first[0]?.fingerprint ?? '';
+    await x.redis.del(x.dedupe.key({ environment: 'production', source: 'alertmanager', fingerprint }));
+    await x.clock.advance(12 * 60 * MINUTE);
+    const again = await x.service.handle(first);
+    expect(again).toEqual([
+      {
+        title: 'HighErrorRate: 5xx ratio above 5% on api',
+        status: 'firing',
+        fingerprint,
+        environment: 'production',
+        outcome: 'no_correlation',
+        detail:
+          'This alert started 12 hours 33 minutes ago, longer than an incident is remembered (6 hours after its latest alert): Alertmanager re-sends a group that keeps firing with its first start time, so this is taken as a re-notification of an incident handled then, and no deployment is blamed for it now. /rollback production if one is needed.',
+      },
+    ]);
+    expect(x.sink.suggestions).toHaveLength(1);
+    expect((await x.service.handle(first)).map((r) => r.outcome)).toEqual(['deduplicated']);
+  });
+
+  it('a group that started inside the record lifetime is correlated as before; so is a generic alert of any age', async () => {
+    const x = await createHarness();
+    h = x;
+    // The demo went live 40 minutes before the clock's start; 6 hours on, a group that started a
+    // minute after that (5 h 59 min ago) is still a first notification.
+    await x.clock.advance(6 * 60 * MINUTE);
+    expect(
+      (await x.service.handle(group(x, 'grafana', 6 * 60 * MINUTE - MINUTE))).map((r) => r.outcome),
+    ).toEqual(['suggested', 'deduplicated']);
+    // One started a minute before it (6 h 1 min ago) would be re-sent: not correlated.
+    const x2 = await createHarness();
+    await x2.clock.advance(6 * 60 * MINUTE);
+    try {
+      const late = await x2.service.handle(group(x2, 'alertmanager', 6 * 60 * MINUTE + MINUTE));
+      expect(late.map((r) => r.outcome)).toEqual(['no_correlation']);
+      // A generic sender's start time is its own: it is correlated whatever its age.
+      const generic = x2.alert({ startedAt: x2.clock.now() - 6 * 60 * MINUTE - MINUTE, fingerprint: 'g-1' });
+      expect((await x2.service.handle([generic])).map((r) => r.outcome)).toEqual(['suggested']);
+    } finally {
+      await x2.close();
+    }
+  });
+});
+
+describe('deliveries answered within their budget (handleWithin)', () => {
+  let h: Harness | undefined;
+  afterEach(async () => {
+    await h?.close();
+    h = undefined;
+  });
+
+  it(`at most ${MAX_LATE_DELIVERIES} deliveries go on in the background: the next is answered once handled`, async () => {
+    const x = await createHarness();
+    h = x;
+    let open: () => void = () => {};
+    x.sink.gate = new Promise<void>((resolve) => {
+      open = resolve;
+    });
+    const budget = 1_000;
+    // Incidents of one rollback: the first posts (held at the gate), the others wait for that post.
+    const answers = Array.from({ length: MAX_LATE_DELIVERIES }, (_, i) =>
+      x.service.handleWithin([x.alert({ fingerprint: `incident-${i}` })], budget),
+    );
+    while (x.sink.suggestions.length === 0) await settle();
+    await x.clock.advance(budget);
+    for (const answer of await Promise.all(answers))
+      expect(answer.map((r) => [r.outcome, r.detail])).toEqual([['pending', PENDING_DETAIL]]);
+    let answered = false;
+    const next = x.service.handleWithin([x.alert({ fingerprint: 'one-more' })], budget).then((r) => {
+      answered = true;
+      return r;
+    });
+    await settle();
+    await x.clock.advance(budget);
+    await settle();
+    expect(answered).toBe(false);
+    open();
+    expect((await next).map((r) => r.outcome)).toEqual(['grouped']);
+    await x.service.idle();
+    expect(x.sink.suggestions).toHaveLength(1);
   });
 });

@@ -1134,4 +1134,51 @@ describe('AlertService on platforms without live history', () => {
     expect(harness.sink.suggestions[0]?.plan?.current.id).toBe(d2);
     expect(harness.sink.suggestions[0]?.plan?.target.id).toBe(d1);
   });
+
+  it("on Vercel: the target is the one /rollback proposes, by Switchyard's own record too", async () => {
+    const { clock, server, projectId, platform, d1, d2 } = await vercelAfterAutoDeploy(closers, {
+      token: 'vcp_serviceTestToken0123456789abcd',
+      liveAgoMs: 10 * MINUTE,
+    });
+    const harness = alertServiceOn(platform, clock, 'vercel');
+    closers.push(() => harness.close());
+    // Switchyard rolled back from d2 to d1 (as its worker records it); someone promoted d2 again in
+    // Vercel's dashboard, and d3 went live after it.
+    await platform.rollback({ environment: 'production', targetId: d1 });
+    server.finishAliasJob(projectId);
+    await harness.audit.append({
+      at: clock.now() + 1_000,
+      environment: 'production',
+      action: 'rollback',
+      event: 'succeeded',
+      targetId: d1,
+      fromId: d2,
+    });
+    await clock.advance(2 * MINUTE);
+    await platform.promote({ environment: 'production', targetId: d2 });
+    server.finishAliasJob(projectId);
+    // Past the 3 minutes an alias job may take: d3 became ready after the promote was done.
+    await clock.advance(4 * MINUTE);
+    const d3 = server.deploy({ project: projectId });
+    await clock.advance(10 * MINUTE);
+
+    // Vercel's state says d2 was live before d3; /rollback passes over the deployment Switchyard rolled
+    // back from while an older one is left, and the alert says so rather than suggest another target.
+    const rollback = await harness.flow.plan(
+      { surface: 'slack', userId: 'U0ALICE', displayName: 'alice' },
+      'rollback',
+      'production',
+    );
+    if (!rollback.ok) throw new Error(rollback.refusal.message);
+    expect({ current: rollback.plan.current.id, target: rollback.plan.target.id }).toEqual({
+      current: d3,
+      target: d1,
+    });
+    const [result] = await harness.service.handle([checkoutAlert(clock, 5 * MINUTE)]);
+    expect(result).toMatchObject({ outcome: 'no_correlation' });
+    expect(result?.detail).toContain(
+      `replacing ${d2}, not ${d1} (the deployment /rollback production would go back to)`,
+    );
+    expect(harness.sink.suggestions).toHaveLength(0);
+  });
 });

@@ -7,8 +7,10 @@ import { type IncomingHttpHeaders, request } from 'node:http';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { registerAlertWebhooks } from '../../handlers/webhooks/alerts.js';
+import { AlertService, ANSWER_BUDGET_MS, PENDING_DETAIL } from '../../src/alerts/service.js';
+import type { AlertIntake } from '../../src/alerts/types.js';
 import { HttpServer } from '../../src/http.js';
-import { alertCount, createHarness, type Harness } from '../alerts/helpers.js';
+import { alertCount, createHarness, type Harness, MINUTE } from '../alerts/helpers.js';
 
 const fixtureDir = join(import.meta.dirname, '../fixtures/alerts');
 const fixture = (name: string) => readFileSync(join(fixtureDir, name), 'utf8');
@@ -38,12 +40,17 @@ const FILE = {
 };
 
 async function start(
-  opts: { env?: Record<string, string>; alerts?: Record<string, unknown> } = {},
+  opts: {
+    env?: Record<string, string>;
+    alerts?: Record<string, unknown>;
+    /** What the webhook hands alerts to (default: the harness's AlertService). */
+    intake?: (h: Harness) => AlertIntake;
+  } = {},
 ): Promise<Started> {
   const h = await createHarness({ file: { ...FILE, alerts: opts.alerts ?? {} }, env: opts.env ?? {} });
   const http = new HttpServer();
   registerAlertWebhooks(http, {
-    intake: h.service,
+    intake: opts.intake?.(h) ?? h.service,
     config: h.config,
     metrics: h.metrics,
     clock: h.clock,
@@ -146,5 +153,184 @@ describe('POST /webhooks/alerts/:source', () => {
     expect(reply.status).toBe(202);
     await s.h.service.idle();
     expect(s.h.sink.suggestions.map((x) => x.alert.startedAt)).toEqual([s.h.clock.now()]);
+  });
+});
+
+/** A promise and the function that resolves it (to hold a chat post or a platform read). */
+function gate(): { promise: Promise<void>; open: () => void } {
+  let open: () => void = () => {};
+  const promise = new Promise<void>((resolve) => {
+    open = resolve;
+  });
+  return { promise, open };
+}
+
+/** Lets promises that are ready run (no clock involved). */
+const settle = async () => {
+  for (let i = 0; i < 20; i++) await new Promise<void>((r) => setImmediate(r));
+};
+
+describe("the answer comes within the sender's time; slow work goes on in the background", () => {
+  const SENTRY_ALERT = { 'sentry-hook-resource': 'event_alert' };
+  const sentryIncident = { environment: 'production', source: 'sentry', fingerprint: '1117540176' };
+
+  it('Sentry (1 s): a suggestion still being posted is answered pending, and is posted and counted after', async () => {
+    const s = await start();
+    const held = gate();
+    s.h.sink.gate = held.promise;
+    const reply = send(s, '/webhooks/alerts/sentry', fixture('sentry-issue-alert.json'), SENTRY_ALERT);
+    while (s.h.sink.suggestions.length === 0) await settle();
+    await s.h.clock.advance(ANSWER_BUDGET_MS.sentry);
+    const answer = await reply;
+    expect(answer.status).toBe(202);
+    expect(answer.body).toEqual({
+      source: 'sentry',
+      received: 1,
+      environments: ['production'],
+      alerts: [
+        {
+          title: 'ReferenceError: heck is not defined',
+          status: 'firing',
+          fingerprint: '1117540176',
+          environment: 'production',
+          outcome: 'pending',
+          detail: PENDING_DETAIL,
+        },
+      ],
+    });
+    // Counted with the outcome it ends with, once known.
+    expect(await alertCount(s.h.metrics, 'suggested', 'sentry')).toBe(0);
+    held.open();
+    await s.h.service.idle();
+    expect(await alertCount(s.h.metrics, 'suggested', 'sentry')).toBe(1);
+    expect(await alertCount(s.h.metrics, 'pending')).toBe(0);
+    expect((await s.h.dedupe.get(sentryIncident))?.state).toBe('posted');
+  });
+
+  it('a post that fails after the answer is tried again by Switchyard (the sender got a 2xx and will not)', async () => {
+    const s = await start();
+    const held = gate();
+    s.h.sink.gate = held.promise;
+    const reply = send(s, '/webhooks/alerts/sentry', fixture('sentry-issue-alert.json'), SENTRY_ALERT);
+    while (s.h.sink.suggestions.length === 0) await settle();
+    await s.h.clock.advance(ANSWER_BUDGET_MS.sentry);
+    expect((await reply).status).toBe(202);
+    s.h.sink.failing = true;
+    held.open();
+    await s.h.service.idle();
+    expect(await alertCount(s.h.metrics, 'failed', 'sentry')).toBe(1);
+    expect(await s.h.dedupe.get(sentryIncident)).toBeUndefined();
+    s.h.sink.failing = false;
+    s.h.sink.gate = undefined;
+    await s.h.clock.advance(5_000); // the first retry's wait
+    await s.h.service.retriesSettled();
+    expect(s.h.sink.suggestions).toHaveLength(2);
+    expect((await s.h.dedupe.get(sentryIncident))?.state).toBe('posted');
+  });
+
+  it('PagerDuty (5 s), a slow platform: answered pending within 4 s, and shutdown waits for the work', async () => {
+    const held = gate();
+    let service: AlertService | undefined;
+    const s = await start({
+      intake: (h) => {
+        service = new AlertService({
+          platform: {
+            listEnvironments: () => h.platform.listEnvironments(),
+            snapshot: async (environment) => {
+              await held.promise;
+              return h.platform.snapshot(environment);
+            },
+          },
+          flow: h.flow,
+          sink: h.sink,
+          dedupe: h.dedupe,
+          config: h.config,
+          clock: h.clock,
+          metrics: h.metrics,
+        });
+        return service;
+      },
+    });
+    const reply = send(s, '/webhooks/alerts/pagerduty', fixture('pagerduty-triggered.json'));
+    await settle();
+    await s.h.clock.advance(ANSWER_BUDGET_MS.pagerduty - 1);
+    await settle();
+    let answered = false;
+    void reply.then(() => {
+      answered = true;
+    });
+    await settle();
+    expect(answered).toBe(false);
+    await s.h.clock.advance(1);
+    const answer = await reply;
+    expect(answer.status).toBe(202);
+    expect(answer.body.alerts).toMatchObject([{ outcome: 'pending', environment: 'production' }]);
+    let closed = false;
+    const closing = service?.close(60_000).then(() => {
+      closed = true;
+    });
+    await settle();
+    expect(closed).toBe(false);
+    held.open();
+    await closing;
+    expect(s.h.sink.suggestions.map((x) => x.environment)).toEqual(['production']);
+    expect(await alertCount(s.h.metrics, 'suggested', 'pagerduty')).toBe(1);
+  });
+});
+
+describe('vendor bodies the senders really send', () => {
+  it("Grafana's DatasourceError is answered ignored with why, and suggests nothing", async () => {
+    const s = await start();
+    const reply = await send(s, '/webhooks/alerts/grafana', fixture('grafana-datasource-error.json'));
+    expect({ status: reply.status, received: reply.body.received }).toEqual({ status: 202, received: 0 });
+    expect(reply.body.alerts).toMatchObject([
+      { title: 'DatasourceError: Checkout p99 latency is above 2s', status: 'firing', outcome: 'ignored' },
+    ]);
+    expect(await alertCount(s.h.metrics, 'ignored', 'grafana')).toBe(1);
+    expect(s.h.sink.suggestions).toHaveLength(0);
+  });
+
+  it("Datadog's default payload of a multi-alert monitor: the status tag's {env:production} places it", async () => {
+    const s = await start();
+    const body = {
+      ...JSON.parse(fixture('datadog-default-multi-triggered.json')),
+      date: String(s.h.clock.now() - 33 * MINUTE),
+    };
+    const reply = await send(s, '/webhooks/alerts/datadog', JSON.stringify(body));
+    expect(reply.body.alerts).toMatchObject([
+      {
+        title: 'API error rate is high (env:production,service:api)',
+        environment: 'production',
+        outcome: 'suggested',
+      },
+    ]);
+  });
+
+  it("Alertmanager's max_alerts truncation is said in the answer", async () => {
+    const s = await start();
+    const reply = await send(
+      s,
+      '/webhooks/alerts/alertmanager',
+      fixture('alertmanager-captured-truncated.json'),
+    );
+    expect(reply.status).toBe(202);
+    expect(reply.body.received).toBe(2);
+    expect((reply.body.alerts as unknown[]).at(-1)).toEqual({
+      title: '1 more alert of this group',
+      fingerprint: '{}:{alertname="HighErrorRate"}',
+      outcome: 'ignored',
+      detail:
+        "Alertmanager left 1 alert of this group out of the notification (max_alerts; truncatedAlerts: 1): Switchyard never saw them. They share the group's incident; an environment that only they name gets no suggestion by this notification.",
+    });
+  });
+
+  it('PagerDuty ping and Grafana test notification are accepted; neither suggests anything', async () => {
+    const s = await start();
+    const ping = await send(s, '/webhooks/alerts/pagerduty', fixture('pagerduty-ping.json'));
+    expect(ping.body).toEqual({ source: 'pagerduty', received: 0, environments: [], alerts: [] });
+    const test = await send(s, '/webhooks/alerts/grafana', fixture('grafana-test-alert.json'));
+    expect(test.status).toBe(202);
+    expect(test.body.alerts).toMatchObject([{ title: 'TestAlert: Notification test', outcome: 'unmapped' }]);
+    expect(s.h.sink.suggestions).toHaveLength(0);
   });
 });

@@ -593,11 +593,9 @@ describe('POST /webhooks/alerts/:source: vendor formats', () => {
     });
     expect(outcomes(fired)).toEqual(['suggested']);
     await s.h.service.idle();
-    const resolved = JSON.parse(fixture('sentry-issue-resolved.json')) as {
-      data: { issue: Record<string, unknown> };
-    };
-    resolved.data.issue.statusDetails = { inNextRelease: true };
-    const reply = await post(s, 'sentry', JSON.stringify(resolved), { 'sentry-hook-resource': 'issue' });
+    const reply = await post(s, 'sentry', fixture('sentry-issue-resolved-next-release.json'), {
+      'sentry-hook-resource': 'issue',
+    });
     expect({ status: reply.status, received: reply.body.received }).toEqual({ status: 202, received: 0 });
     expect(reply.body.alerts).toEqual([
       {
@@ -612,9 +610,10 @@ describe('POST /webhooks/alerts/:source: vendor formats', () => {
     const incident = { environment: 'production', source: 'sentry', fingerprint: '1117540176' };
     expect((await s.h.dedupe.get(incident))?.resolved).toBe(false);
     expect(s.h.sink.refreshCalls).toHaveLength(0);
-    // Once it is resolved for good (statusDetails without a release to come), the suggestion says so.
-    resolved.data.issue.statusDetails = {};
-    const done = await post(s, 'sentry', JSON.stringify(resolved), { 'sentry-hook-resource': 'issue' });
+    // Once it is resolved for good (resolution_type "now"), the suggestion says so.
+    const done = await post(s, 'sentry', fixture('sentry-issue-resolved.json'), {
+      'sentry-hook-resource': 'issue',
+    });
     expect(outcomes(done)).toEqual(['resolved']);
     expect((await s.h.dedupe.get(incident))?.resolved).toBe(true);
   });
@@ -675,7 +674,17 @@ describe('POST /webhooks/alerts/:source: vendor formats', () => {
     expect(reply.status).toBe(202);
     expect(reply.body.received).toBe(1_000);
     expect(outcomes(reply)[0]).toBe('suggested');
-    expect(new Set(outcomes(reply).slice(1))).toEqual(new Set(['deduplicated']));
+    expect(new Set(outcomes(reply).slice(1, 1_000))).toEqual(new Set(['deduplicated']));
+    // The member past the first 1,000 is said, not dropped silently.
+    expect((reply.body.alerts as unknown[]).slice(1_000)).toEqual([
+      {
+        title: '1 more alert of this group',
+        fingerprint: '{}:{alertname="InstanceDown", env="production"}',
+        outcome: 'ignored',
+        detail:
+          "Only the first 1,000 alerts of a notification are read: this one shares the group's incident and was not examined.",
+      },
+    ]);
     const grafana = await post(s, 'grafana', JSON.stringify({ ...group, groupKey: 'grafana-group' }));
     expect(grafana.status).toBe(202);
     expect(outcomes(grafana)[0]).toBe('grouped');

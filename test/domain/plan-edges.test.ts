@@ -3,6 +3,7 @@
  * src/domain/plan.ts that the area's tests let through.
  */
 import { describe, expect, it } from 'vitest';
+import { type OwnSwitch, ownRecordOf } from '../../src/domain/own-record.js';
 import {
   buildPlan,
   checkFresh,
@@ -16,6 +17,7 @@ import {
 import type {
   Deployment,
   DeploymentStatus,
+  DerivedLive,
   Domain,
   EnvironmentSnapshot,
   LiveEntry,
@@ -55,6 +57,8 @@ function snapshot(over: {
   rolledBackAt?: number;
   history?: LiveEntry[];
   domains?: Domain[];
+  /** A platform without live history (Unkey, Vercel) sets it. */
+  derived?: DerivedLive;
 }): EnvironmentSnapshot {
   return {
     project: { id: 'p', name: 'shop' },
@@ -77,6 +81,7 @@ function snapshot(over: {
       },
     ],
     liveHistory: over.history ?? [],
+    ...(over.derived === undefined ? {} : { derivedLive: over.derived }),
     readAt: 100 * H,
   };
 }
@@ -445,5 +450,185 @@ describe('a failed build is refused as failed, not as "not ready"', () => {
     expect(checkTarget(s, 'promote', dep('dep_c', 3 * H, { status: 'building' }))?.code).toBe(
       'target_not_ready',
     );
+  });
+});
+
+describe("a platform without live history: Switchyard's own record stands in for it", () => {
+  // Unkey or Vercel: no live history, and the platform's state tells nothing of how d4 went live.
+  const unknown: DerivedLive = { platform: 'Unkey', unknown: 'it may have been promoted' };
+  const rollback = (fromId: string, targetId: string, at: number): OwnSwitch => ({
+    action: 'rollback',
+    fromId,
+    targetId,
+    at,
+  });
+  const promote = (fromId: string, targetId: string, at: number): OwnSwitch => ({
+    action: 'promote',
+    fromId,
+    targetId,
+    at,
+  });
+
+  it('a plan on a platform with live history ignores the record (the local platform plans as it did)', () => {
+    const s = snapshot({
+      deployments: [dep('d3', 3 * H), dep('d2', 2 * H), dep('d1', 1 * H)],
+      current: 'd3',
+      history: [
+        { deploymentId: 'd2', since: 2 * H, via: 'deploy' },
+        { deploymentId: 'd3', since: 3 * H, via: 'deploy' },
+      ],
+      derived: unknown,
+    });
+    const ownRecord = { rolledBackFrom: new Set(['d2']), liveBefore: 'd1' };
+    const plan = buildPlan(s, { action: 'rollback', now: 4 * H, ownRecord });
+    expect(plan.ok && plan.value.target.id).toBe('d2');
+    expect(plan.ok && plan.value.targetRolledBackFrom).toBeUndefined();
+  });
+
+  it('a push that became ready after the resume, before the current one, leaves "live before" unclaimed: the newest older one', () => {
+    // Rolled back from d2 to d1, resumed on d1 at 4h; d3 and then d4 were pushed and went live in turn.
+    const s = snapshot({
+      deployments: [dep('d4', 6 * H), dep('d3', 5 * H), dep('d2', 2 * H), dep('d1', 1 * H)],
+      current: 'd4',
+      derived: unknown,
+    });
+    const own = ownRecordOf(s, [rollback('d2', 'd1', 3 * H), promote('d1', 'd1', 4 * H)]);
+    expect(own.liveBefore).toBeUndefined();
+    const plan = buildPlan(s, { action: 'rollback', now: 7 * H, ownRecord: own });
+    expect(plan.ok && plan.value.target.id).toBe('d3');
+  });
+
+  it('after a resume, a push going live went live replacing the deployment resumed on, though the platform dates the one rolled back from later', () => {
+    // Rolled back from d2 to d1 at 3h; d3 pushed while rolled back (ready at 4h, never live); resumed
+    // on d1 at 5h; Unkey wrote d2 again at 5.5h; d4 pushed at 6h went live.
+    const s = snapshot({
+      deployments: [
+        dep('d4', 6 * H),
+        { ...dep('d3', 3.5 * H), readyAt: 4 * H },
+        { ...dep('d2', 2 * H), readyAt: 5.5 * H },
+        dep('d1', 1 * H),
+      ],
+      current: 'd4',
+      derived: unknown,
+    });
+    const own = ownRecordOf(s, [rollback('d2', 'd1', 3 * H), promote('d1', 'd1', 5 * H)]);
+    expect(own.liveBefore).toBe('d1');
+    const plan = buildPlan(s, { action: 'rollback', now: 7 * H, ownRecord: own });
+    expect(plan.ok && plan.value.target.id).toBe('d1');
+  });
+
+  it("a promote of Switchyard's to the current deployment says what was live before it", () => {
+    // Rolled back from d3 to d1 (by name) at 4h; the fix d4 promoted from d1 at 6h.
+    const s = snapshot({
+      deployments: [dep('d4', 5 * H), dep('d3', 3 * H), dep('d2', 2 * H), dep('d1', 1 * H)],
+      current: 'd4',
+      derived: unknown,
+    });
+    const own = ownRecordOf(s, [rollback('d3', 'd1', 4 * H), promote('d1', 'd4', 6 * H)]);
+    expect(own.liveBefore).toBe('d1');
+    const plan = buildPlan(s, { action: 'rollback', now: 7 * H, ownRecord: own });
+    expect(plan.ok && plan.value.target.id).toBe('d1');
+  });
+
+  it("a current deployment pushed before Switchyard's last promote went live by a move outside Switchyard: nothing claimed", () => {
+    // Rolled back from d3 to d0 (by name) at 4h, resumed on d0 at 5h; d2 (pushed at 2h) is current
+    // now: someone promoted it in the dashboard.
+    const s = snapshot({
+      deployments: [dep('d3', 3 * H), dep('d2', 2 * H), dep('d1', 1 * H), dep('d0', 0.5 * H)],
+      current: 'd2',
+      derived: unknown,
+    });
+    const own = ownRecordOf(s, [rollback('d3', 'd0', 4 * H), promote('d0', 'd0', 5 * H)]);
+    expect(own.liveBefore).toBeUndefined();
+    const plan = buildPlan(s, { action: 'rollback', now: 7 * H, ownRecord: own });
+    expect(plan.ok && plan.value.target.id).toBe('d1');
+  });
+
+  it('the platform naming another deployment live before than the record does leaves it unclaimed', () => {
+    // The record says d4 went live after Switchyard resumed on d0; Vercel says it replaced d1 (a move
+    // outside Switchyard): neither is taken, but the newest older deployment not rolled back from.
+    const s = snapshot({
+      deployments: [
+        dep('d4', 6 * H),
+        dep('d3', 3 * H),
+        dep('d2', 2 * H),
+        dep('d1', 1 * H),
+        dep('d0', 0.5 * H),
+      ],
+      current: 'd4',
+      derived: {
+        platform: 'Vercel',
+        current: { deploymentId: 'd4', via: 'deploy', notBefore: 6 * H, notAfter: 6 * H, previous: 'd1' },
+      },
+    });
+    const own = { rolledBackFrom: new Set(['d3']), liveBefore: 'd0' };
+    const plan = buildPlan(s, { action: 'rollback', now: 7 * H, ownRecord: own });
+    expect(plan.ok && plan.value.target.id).toBe('d2');
+    // Agreeing, they are taken.
+    expect(defaultRollbackTarget(s, { ...own, liveBefore: 'd1' })).toMatchObject({
+      ok: true,
+      value: { id: 'd1' },
+    });
+  });
+
+  it("a second rollback of Switchyard's further back continues the period: a fix ready between the two is found", () => {
+    // Rolled back from d3 to d2 at 4h, from d2 to d1 at 6h; the fix d4 became ready at 5h.
+    const s = snapshot({
+      deployments: [dep('d4', 5 * H - 1), dep('d3', 3 * H), dep('d2', 2 * H), dep('d1', 1 * H)],
+      current: 'd1',
+      rolledBack: true,
+      derived: unknown,
+    });
+    const own = ownRecordOf(s, [rollback('d3', 'd2', 4 * H), rollback('d2', 'd1', 6 * H)]);
+    expect(own.rolledBackSince).toBe(4 * H);
+    const plan = buildPlan(s, { action: 'promote', now: 7 * H, ownRecord: own });
+    expect(plan.ok && plan.value.target.id).toBe('d4');
+  });
+
+  it("a rollback the platform dates after Switchyard's is not Switchyard's: promote resumes", () => {
+    // Vercel's last alias job rolled production back to d1 at 5h, after Switchyard's at 4h (someone
+    // promoted and rolled back in the dashboard since): since when is not Switchyard's to say.
+    const s = snapshot({
+      deployments: [dep('d3', 4.5 * H), dep('d2', 2 * H), dep('d1', 1 * H)],
+      current: 'd1',
+      rolledBack: true,
+      derived: {
+        platform: 'Vercel',
+        current: { deploymentId: 'd1', via: 'rollback', notBefore: 5 * H, notAfter: 5 * H, previous: 'd3' },
+      },
+    });
+    const own = ownRecordOf(s, [rollback('d2', 'd1', 4 * H)]);
+    expect(own.rolledBackSince).toBeUndefined();
+    const plan = buildPlan(s, { action: 'promote', now: 6 * H, ownRecord: own });
+    expect(plan.ok && plan.value.resumesAutoDeploys).toBe(true);
+  });
+
+  it('promote while rolled back: the deployment rolled back from is not the fix, though the platform dates it ready since', () => {
+    // Switchyard rolled back from d2 to d1 at 4h; Unkey wrote d2 again at 5h (its `readyAt` is
+    // `updatedAt`, an upper bound), so d2 reads as ready since the rollback, like a fix.
+    const s = snapshot({
+      deployments: [{ ...dep('d2', 2 * H), readyAt: 5 * H }, dep('d1', 1 * H)],
+      current: 'd1',
+      rolledBack: true,
+      derived: unknown,
+    });
+    const own = ownRecordOf(s, [rollback('d2', 'd1', 4 * H)]);
+    expect(own.rolledBackSince).toBe(4 * H);
+    const plan = buildPlan(s, { action: 'promote', now: 6 * H, ownRecord: own });
+    expect(plan.ok && plan.value.resumesAutoDeploys).toBe(true);
+  });
+
+  it('a deployment Switchyard switched to again since it rolled back from it is no longer passed over', () => {
+    // Rolled back from d2, then promoted d2 again (a person judged it good); d3 went live after it.
+    const s = snapshot({
+      deployments: [dep('d3', 6 * H), dep('d2', 2 * H), dep('d1', 1 * H)],
+      current: 'd3',
+      derived: unknown,
+    });
+    const own = ownRecordOf(s, [rollback('d2', 'd1', 3 * H), promote('d1', 'd2', 4 * H)]);
+    expect([...own.rolledBackFrom]).toEqual([]);
+    expect(own.liveBefore).toBe('d2');
+    const plan = buildPlan(s, { action: 'rollback', now: 7 * H, ownRecord: own });
+    expect(plan.ok && plan.value.target.id).toBe('d2');
   });
 });

@@ -65,6 +65,10 @@ describe('closedNoticeView', () => {
         'dep_6 did not go live: automatic deploys resumed on production at 2026-11-29 12:00 UTC by Alice; dep_2 stayed live.',
       ],
       [
+        { kind: 'resumed', deployed: 'dep_7' },
+        'dep_6 did not go live: automatic deploys resumed on production; dep_2 stayed live until dep_7 went live by an automatic deploy.',
+      ],
+      [
         { kind: 'rolled_back', to: 'dep_1', at: NOW },
         'dep_6 did not go live: production was rolled back to dep_1 at 2026-11-29 12:00 UTC.',
       ],
@@ -96,7 +100,14 @@ describe('closedNoticeView', () => {
         { kind: 'resumed', uncertain: true },
         'dep_6: the rollback of production to dep_2 ended: automatic deploys resumed on production; dep_2 is live.',
       ],
+      [
+        { kind: 'resumed', uncertain: true, deployed: 'dep_7' },
+        'dep_6: the rollback of production to dep_2 ended: automatic deploys resumed on production; then dep_7 went live by an automatic deploy.',
+      ],
       [{ kind: 'over' }, 'dep_6: the rollback of production to dep_2 ended.'],
+      // Another deployment is live, and nothing says how it got there (a promote, or a deploy after a
+      // resume): not said to be promoted.
+      [{ kind: 'over', live: 'dep_7' }, 'dep_6: the rollback of production to dep_2 ended; dep_7 is live.'],
     ];
     for (const [end, summary] of cases) {
       const v = closedNoticeView(offer(end));
@@ -130,6 +141,17 @@ describe('closedNoticeView', () => {
     expect(viewText(closedNoticeView(reminder({ kind: 'resumed' })))).toContain(
       'production was rolled back to dep_2 from 2026-11-29 11:37 UTC. Ended: automatic deploys resumed.',
     );
+    // A deploy that followed the resume before the end was seen comes after who resumed.
+    const deployed = closedNoticeView(reminder({ kind: 'resumed', at: NOW, by: 'Alice', deployed: 'dep_7' }));
+    expect(deployed.summary).toBe(
+      'production was rolled back to dep_2 from 2026-11-29 11:37 UTC to 12:00 UTC (23 minutes) (automatic deploys resumed; then dep_7 went live by an automatic deploy).',
+    );
+    expect(viewText(deployed)).toContain(
+      'Ended: automatic deploys resumed by Alice; then dep_7 went live by an automatic deploy.',
+    );
+    expect(viewText(closedNoticeView(reminder({ kind: 'over', live: 'dep_7' })))).toContain(
+      'Ended: production is no longer rolled back; dep_7 is live.',
+    );
   });
 
   it('every surface renders them, without buttons, escaping what users wrote', () => {
@@ -137,6 +159,8 @@ describe('closedNoticeView', () => {
     const views = [
       closedNoticeView(offer({ kind: 'promoted', to: 'dep_6', at: NOW, by: HOSTILE }, hostile)),
       closedNoticeView(offer({ kind: 'resumed', by: HOSTILE }, hostile)),
+      closedNoticeView(offer({ kind: 'resumed', by: HOSTILE, deployed: 'dep_7' }, hostile)),
+      closedNoticeView(reminder({ kind: 'over', live: 'dep_7' }, HOSTILE)),
       closedNoticeView(reminder({ kind: 'rolled_back', to: 'dep_1', at: NOW, by: HOSTILE }, HOSTILE)),
     ];
     for (const view of views) {

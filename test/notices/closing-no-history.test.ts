@@ -7,9 +7,7 @@
  * from the state seen, and a notice is not said to have not gone live when nothing tells.
  */
 import { afterEach, describe, expect, it } from 'vitest';
-import type { EnvironmentSnapshot } from '../../src/domain/types.js';
 import type { ActingUser } from '../../src/permissions.js';
-import type { DeployPlatform, PlatformEvent } from '../../src/platform/port.js';
 import { formatTime } from '../../src/views/format.js';
 import type { MessageView } from '../../src/views/types.js';
 import {
@@ -18,6 +16,7 @@ import {
   nth,
   type RecordedPost,
   type RecordingPoster,
+  unkeyLike,
   WaitingReporter,
   type World,
 } from './world.js';
@@ -31,62 +30,6 @@ afterEach(async () => {
   await w?.close();
   w = undefined;
 });
-
-/**
- * The world's platform as Unkey and Vercel look to the notices service: no `rolledBackAt`/`By`, no
- * history. `hold()` keeps its events back (a poll that has not run yet), `deliver` hands one over (what
- * the poll then reports), `missCurrent` makes reads miss the current deployment (an Unkey page without
- * it: not rolled back, nothing current).
- */
-function unkeyLike(world: World) {
-  const inner = world.platform;
-  const listeners = new Set<(e: PlatformEvent) => void>();
-  const state = { holding: false, missing: false };
-  world.platform.subscribe((e) => {
-    if (!state.holding) for (const l of listeners) l(e);
-  });
-  const platform: DeployPlatform = {
-    name: 'unkey',
-    listEnvironments: () => inner.listEnvironments(),
-    async snapshot(env: string): Promise<EnvironmentSnapshot> {
-      const snap = await inner.snapshot(env);
-      const { rolledBackAt: _at, rolledBackBy: _by, currentDeploymentId, ...environment } = snap.environment;
-      if (state.missing)
-        return { ...snap, environment: { ...environment, rolledBack: false }, liveHistory: [] };
-      return {
-        ...snap,
-        environment: {
-          ...environment,
-          ...(currentDeploymentId === undefined ? {} : { currentDeploymentId }),
-        },
-        liveHistory: [],
-      };
-    },
-    getDeployment: (id) => inner.getDeployment(id),
-    routing: (env) => inner.routing(env),
-    rollback: (r) => inner.rollback(r),
-    promote: (r) => inner.promote(r),
-    operation: (ref) => inner.operation(ref),
-    health: () => inner.health(),
-    subscribe(l) {
-      listeners.add(l);
-      return () => listeners.delete(l);
-    },
-    close: async () => undefined,
-  };
-  return {
-    platform,
-    hold: () => {
-      state.holding = true;
-    },
-    deliver: (e: PlatformEvent) => {
-      for (const l of listeners) l(e);
-    },
-    missCurrent: (missing: boolean) => {
-      state.missing = missing;
-    },
-  };
-}
 
 /** The one post titled `title`. */
 function postTitled(poster: RecordingPoster, title: string): RecordedPost {
@@ -239,6 +182,71 @@ describe("how a period ended, without the platform's history", () => {
     expect(closed.title).toBe(`${fresh.id}: the rollback of production ended`);
     expect(closed.summary).toBe(
       `${fresh.id}: the rollback of production to dep_3hd7xa ended: production was rolled back to dep_2mc5ty at ${formatTime(at)}.`,
+    );
+  });
+
+  it('resumed on the dashboard, then an automatic deploy the poll reported: not said to be promoted', async () => {
+    w = await createWorld();
+    const u = unkeyLike(w);
+    const n = await w.notices({ platform: u.platform, recheckMs: 5 * MIN });
+    await w.switchDirectly('rollback', 'production', 'dep_3hd7xa', [n]);
+    const fresh = await w.pushAndBuild('production', [n]);
+    const offer = postTitled(w.slack, `${fresh.id} is ready but not live`);
+    // A dashboard resume (a promote of the deployment rolled back to: no event), then a push that goes
+    // live by itself before the next check. The poll reports it as an automatic deploy from dep_3hd7xa.
+    await w.switchDirectly('promote', 'production', 'dep_3hd7xa', [n]);
+    const next = await w.pushAndBuild('production', [n]);
+    expect((await u.platform.snapshot('production')).environment.currentDeploymentId).toBe(next.id);
+
+    expect(closedView(w.slack, offer).summary).toBe(
+      `${fresh.id} did not go live: automatic deploys resumed on production; dep_3hd7xa stayed live until ${next.id} went live by an automatic deploy.`,
+    );
+  });
+
+  it('resumed, then the deployment offered promoted, which the poll reports as an automatic deploy: it went live', async () => {
+    w = await createWorld();
+    const u = unkeyLike(w);
+    const n = await w.notices({ platform: u.platform, recheckMs: 5 * MIN });
+    await w.switchDirectly('rollback', 'production', 'dep_3hd7xa', [n]);
+    const fresh = await w.pushAndBuild('production', [n]);
+    const offer = postTitled(w.slack, `${fresh.id} is ready but not live`);
+    // Resumed, then, by the next poll, the deployment offered promoted on the dashboard: the poll saw
+    // dep_3hd7xa live and not rolled back, then a newer one taking over, which it reports as a deploy.
+    u.hold();
+    await w.switchDirectly('promote', 'production', 'dep_3hd7xa', [n]);
+    await w.switchDirectly('promote', 'production', fresh.id, [n]);
+    const at = w.clock.now();
+    u.deliver({
+      type: 'traffic.moved',
+      environment: 'production',
+      from: 'dep_3hd7xa',
+      to: fresh.id,
+      via: 'deploy',
+      at,
+    });
+    await w.advance(0, [n]);
+
+    // Ready while production was rolled back, it cannot have gone live by an automatic deploy.
+    expect(closedView(w.slack, offer).summary).toBe(`${fresh.id} went live on production (promoted).`);
+  });
+
+  it('another deployment live, and nothing tells how it got there: not said to be promoted', async () => {
+    w = await createWorld();
+    const u = unkeyLike(w);
+    const n = await w.notices({ platform: u.platform, recheckMs: 5 * MIN });
+    await w.switchDirectly('rollback', 'production', 'dep_3hd7xa', [n]);
+    const fresh = await w.pushAndBuild('production', [n]);
+    const offer = postTitled(w.slack, `${fresh.id} is ready but not live`);
+    // Resumed, and a push went live by itself: the poll that saw it reported it to another replica.
+    u.hold();
+    await w.switchDirectly('promote', 'production', 'dep_3hd7xa', [n]);
+    const next = await w.pushAndBuild('production', [n]);
+    await w.advance(5 * MIN, [n]);
+
+    const closed = closedView(w.slack, offer);
+    expect(closed.title).toBe(`${fresh.id}: the rollback of production ended`);
+    expect(closed.summary).toBe(
+      `${fresh.id}: the rollback of production to dep_3hd7xa ended; ${next.id} is live.`,
     );
   });
 

@@ -238,6 +238,30 @@ describe('closing the notices of a rolled-back period that ended', () => {
     );
   });
 
+  it('resumed, then a push that goes live by itself before the next check: the history says so, nothing claims a promote', async () => {
+    w = await createWorld({ environments: { production: { notices: { reminderEvery: '30m' } } } });
+    const n = await w.notices({ recheckMs: 5 * MIN });
+    await w.switchDirectly('rollback', 'production', 'dep_3hd7xa', [n]);
+    const since = w.clock.now();
+    const fresh = await w.pushAndBuild('production', [n]);
+    await w.advance(30 * MIN - BUILD_MS, [n]);
+    const reminder = postTitled(w.slack, 'production is still rolled back to dep_3hd7xa');
+    await w.switchDirectly('promote', 'production', 'dep_3hd7xa', [n]);
+    const next = await w.pushAndBuild('production', [n]);
+    expect((await w.platform.snapshot('production')).environment.currentDeploymentId).toBe(next.id);
+
+    expect(closedView(w.slack, postTitled(w.slack, `${fresh.id} is ready but not live`)).summary).toBe(
+      `${fresh.id} did not go live: automatic deploys resumed on production; dep_3hd7xa stayed live until ${next.id} went live by an automatic deploy.`,
+    );
+    const over = closedView(w.slack, reminder);
+    expect(over.summary).toBe(
+      `production was rolled back to dep_3hd7xa from ${formatTime(since)} (automatic deploys resumed; then ${next.id} went live by an automatic deploy).`,
+    );
+    expect(viewText(over)).toContain(
+      `Ended: automatic deploys resumed; then ${next.id} went live by an automatic deploy.`,
+    );
+  });
+
   it('a resume made through Switchyard says who and when, from the audit', async () => {
     w = await createWorld();
     const n = await w.notices({ recheckMs: 5 * MIN });

@@ -6,7 +6,7 @@
  * platform finishing a switch the job gave up on) is announced as completing the failed switch, and the
  * job's own message gets an update saying so.
  */
-import { afterEach, expect, it } from 'vitest';
+import { afterEach, describe, expect, it } from 'vitest';
 import { ConsoleSurface } from '../../handlers/console/surface.js';
 import type { AuditEntry } from '../../src/audit.js';
 import { textView } from '../../src/chat-sinks.js';
@@ -29,6 +29,7 @@ import {
   nth,
   RecordingPoster,
   type StartedNotices,
+  unkeyLike,
   viewText,
   WaitingReporter,
   type World,
@@ -545,4 +546,95 @@ it('a job that ran again since is not updated, neither at once nor when a failed
       (o) => o.status === 'skipped' && o.reason.includes('job sw_b') && o.reason.includes('ran again since'),
     ),
   ).toHaveLength(1);
+});
+
+// A polled platform (Unkey, Vercel) sees the state at each poll: a Switchyard switch undone on the
+// dashboard before the next poll is never seen, so its run stays unclaimed. The audit is read by the
+// entries' and the event's own times here, both on the test's clock (Redis's own clock, which the
+// audit's write times are on, does not follow the test's minutes).
+describe('a Switchyard run that ended succeeded, on a polled platform', () => {
+  const onTestClock = (world: World) => ({
+    recent: (environment: string, limit?: number) => world.audit.recent(environment, limit),
+  });
+
+  /** Rolls production back to `target` through Switchyard; resolves once the job's end is written. */
+  async function rollbackThroughSwitchyard(world: World, target: string): Promise<string> {
+    const planned = await world.flow.plan(alice, 'rollback', 'production');
+    if (!planned.ok) throw new Error(planned.refusal.message);
+    expect(planned.plan.target.id).toBe(target);
+    await world.flow.attachMessage(planned.plan.id, {
+      surface: 'slack',
+      channel: 'C0ALERTS',
+      messageId: '1700000000.000100',
+    });
+    expect((await world.flow.confirm(alice, planned.plan.id)).status).toBe('enqueued');
+    await world.worker(new WaitingReporter());
+    const done = await world.queue.waitForEnd(jobIdForPlan(planned.plan.id));
+    expect(done?.outcome).toBe('succeeded');
+    return jobIdForPlan(planned.plan.id);
+  }
+
+  it('a dashboard rollback made after the run was undone between two polls is announced, naming the run it may be', async () => {
+    w = await createWorld();
+    const u = unkeyLike(w);
+    const n = await w.notices({ platform: u.platform, audit: onTestClock(w) });
+    const older = await w.pushAndBuild('production', [n]);
+    const newer = await w.pushAndBuild('production', [n]);
+
+    // Between two polls: Alice's rollback through Switchyard, and someone promoting the newer
+    // deployment back on the dashboard seconds later. The next poll sees production as it was.
+    u.hold();
+    const jobId = await rollbackThroughSwitchyard(w, older.id);
+    const succeededAt = w.clock.now();
+    await w.switchDirectly('promote', 'production', newer.id, [n]);
+    u.hold(false);
+
+    // Twenty minutes on, someone rolls back to the older deployment on the dashboard.
+    await w.advance(20 * 60_000, [n]);
+    await w.switchDirectly('rollback', 'production', older.id, [n], 'Dana (dashboard)');
+    expect(
+      n.outcomes.filter((o) => o.status === 'skipped' && o.reason.startsWith('moved by Switchyard job')),
+    ).toEqual([]);
+    const moved = w.slack.posts.filter((p) => p.view.title === `Traffic on production moved to ${older.id}`);
+    expect(moved).toHaveLength(1);
+    const view = nth(moved, 0).view;
+    expect(view.summary).toBe(
+      `Traffic on production moved to ${older.id}, seen 20 minutes after Switchyard's rollback to it succeeded: that rollback seen late, or the same switch made again outside Switchyard.`,
+    );
+    expect(viewText(view)).toContain(
+      `the rollback to ${older.id} that Alice asked for (job ${jobId}) succeeded at ${formatTime(succeededAt)}. Either this is that rollback, seen late`,
+    );
+
+    // The run is named once: the same rollback made again later is an ordinary move outside Switchyard.
+    await w.advance(60_000, [n]);
+    await w.switchDirectly('promote', 'production', newer.id, [n]);
+    await w.advance(60_000, [n]);
+    await w.switchDirectly('rollback', 'production', older.id, [n]);
+    const again = w.slack.posts.filter((p) => p.view.title === `Traffic on production moved to ${older.id}`);
+    expect(again).toHaveLength(2);
+    expect(nth(again, 1).view.summary).toBe(`Traffic on production moved to ${older.id} outside Switchyard.`);
+  });
+
+  it("the run's own move, seen by the poll after its job ended, is the job's: not announced", async () => {
+    w = await createWorld();
+    const u = unkeyLike(w);
+    const n = await w.notices({ platform: u.platform, audit: onTestClock(w) });
+    const older = await w.pushAndBuild('production', [n]);
+    await w.pushAndBuild('production', [n]);
+
+    u.hold();
+    const jobId = await rollbackThroughSwitchyard(w, older.id);
+    // The next poll, 15 s after the job ended, sees the rollback (and stamps it with its own time).
+    await w.advance(15_000, [n]);
+    u.hold(false);
+    const moves = u.held.splice(0).filter((e) => e.type === 'traffic.moved');
+    expect(moves.map((e) => e.type === 'traffic.moved' && e.to)).toEqual([older.id]);
+    for (const e of moves) u.deliver({ ...e, at: w.clock.now() });
+    await w.advance(0, [n]);
+
+    expect(
+      n.outcomes.filter((o) => o.status === 'skipped').map((o) => o.status === 'skipped' && o.reason),
+    ).toContain(`moved by Switchyard job ${jobId} (reported in its message)`);
+    expect(w.slack.titles().filter((t) => t.startsWith('Traffic on production moved'))).toEqual([]);
+  });
 });

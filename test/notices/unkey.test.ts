@@ -10,47 +10,17 @@ import { AuditLog } from '../../src/audit.js';
 import { type Config, fileConfigSchema, parseEnv } from '../../src/config.js';
 import { silentLogger } from '../../src/log.js';
 import { type NoticeOutcome, type NoticeService, startNotices } from '../../src/notices.js';
-import type { DeployPlatform, OperationRef, PlatformEvent } from '../../src/platform/port.js';
+import type { DeployPlatform, OperationRef } from '../../src/platform/port.js';
 import { UnkeyPlatform } from '../../src/platform/unkey/adapter.js';
 import { createRedis, deleteKeys, type RedisClient, scanKeys } from '../../src/redis.js';
 import { formatTime } from '../../src/views/format.js';
 import { SleepRecordingClock, UnkeyFakeServer } from '../fakes/unkey-server.js';
 import { redisUrl, uniqueName } from '../support/redis.js';
-import { HOUR, idleAll, RecordingPoster } from './world.js';
+import { HOUR, idleAll, PolledReplica, RecordingPoster } from './world.js';
 
 const KEY = 'unkey_3ZnoticesTestRootKey0123456789';
 const prodEnv = { project: 'acme', app: 'api', environment: 'production' } as const;
 const RECHECK = 15 * 60_000;
-
-/** An Unkey replica whose poll rounds the test runs (deterministic), relaying the events it emits. */
-class PolledReplica implements DeployPlatform {
-  readonly name = 'unkey';
-  private readonly listeners = new Set<(e: PlatformEvent) => void>();
-
-  constructor(readonly inner: UnkeyPlatform) {}
-
-  async pump(): Promise<PlatformEvent[]> {
-    const poller = this.inner.eventPoller;
-    if (!poller) throw new Error('events not configured');
-    const events = await poller.pollOnce();
-    for (const e of events) for (const l of this.listeners) l(e);
-    return events;
-  }
-
-  listEnvironments = () => this.inner.listEnvironments();
-  snapshot = (env: string) => this.inner.snapshot(env);
-  getDeployment = (id: string) => this.inner.getDeployment(id);
-  routing = (env: string) => this.inner.routing(env);
-  rollback = (r: Parameters<DeployPlatform['rollback']>[0]) => this.inner.rollback(r);
-  promote = (r: Parameters<DeployPlatform['promote']>[0]) => this.inner.promote(r);
-  operation = (ref: OperationRef) => this.inner.operation(ref);
-  health = () => this.inner.health();
-  subscribe(listener: (e: PlatformEvent) => void): () => void {
-    this.listeners.add(listener);
-    return () => this.listeners.delete(listener);
-  }
-  close = () => this.inner.close();
-}
 
 let clock: SleepRecordingClock;
 let server: UnkeyFakeServer;

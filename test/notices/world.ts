@@ -10,7 +10,7 @@ import { ChatService } from '../../src/chat.js';
 import type { ChatPoster } from '../../src/chat-sinks.js';
 import { type Clock, ManualClock, systemClock } from '../../src/clock.js';
 import { type Config, fileConfigSchema, parseEnv } from '../../src/config.js';
-import type { Deployment } from '../../src/domain/types.js';
+import type { Deployment, EnvironmentSnapshot } from '../../src/domain/types.js';
 import { Flow } from '../../src/flow.js';
 import { silentLogger } from '../../src/log.js';
 import {
@@ -22,6 +22,7 @@ import {
 import { PlanStore } from '../../src/plan-store.js';
 import { LocalPlatform } from '../../src/platform/local/platform.js';
 import type { DeployPlatform, OperationRef, PlatformEvent } from '../../src/platform/port.js';
+import type { SnapshotEventPoller } from '../../src/platform/snapshot-poller.js';
 import type { MessageRef, Progress, Reporter } from '../../src/progress.js';
 import { SwitchQueue } from '../../src/queue.js';
 import { createRedis, deleteKeys, type RedisClient, scanKeys } from '../../src/redis.js';
@@ -171,6 +172,41 @@ export class RelayPlatform implements DeployPlatform {
   }
 }
 
+/**
+ * A replica of a polled adapter (Unkey, Vercel) whose poll rounds the test runs (deterministic), relaying
+ * the events it emits to its listeners.
+ */
+export class PolledReplica implements DeployPlatform {
+  readonly name: string;
+  private readonly listeners = new Set<(e: PlatformEvent) => void>();
+
+  constructor(readonly inner: DeployPlatform & { readonly eventPoller: SnapshotEventPoller | undefined }) {
+    this.name = inner.name;
+  }
+
+  async pump(): Promise<PlatformEvent[]> {
+    const poller = this.inner.eventPoller;
+    if (!poller) throw new Error('events not configured');
+    const events = await poller.pollOnce();
+    for (const e of events) for (const l of this.listeners) l(e);
+    return events;
+  }
+
+  listEnvironments = () => this.inner.listEnvironments();
+  snapshot = (env: string) => this.inner.snapshot(env);
+  getDeployment = (id: string) => this.inner.getDeployment(id);
+  routing = (env: string) => this.inner.routing(env);
+  rollback = (r: Parameters<DeployPlatform['rollback']>[0]) => this.inner.rollback(r);
+  promote = (r: Parameters<DeployPlatform['promote']>[0]) => this.inner.promote(r);
+  operation = (ref: OperationRef) => this.inner.operation(ref);
+  health = () => this.inner.health();
+  subscribe(listener: (e: PlatformEvent) => void): () => void {
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
+  }
+  close = () => this.inner.close();
+}
+
 /** Resolves progress waiters as the worker reports. */
 export class WaitingReporter implements Reporter {
   readonly reports: Progress[] = [];
@@ -229,6 +265,66 @@ export interface World {
   /** Advances the clock and waits until `services` are idle. */
   advance(ms: number, services: readonly NoticeService[]): Promise<void>;
   close(): Promise<void>;
+}
+
+/**
+ * The world's platform as Unkey and Vercel look to the notices service: no `rolledBackAt`/`By`, no
+ * history. `hold()` keeps its events back (a poll that has not run yet; `hold(false)` lets them through
+ * again), `held` lists those kept back, `deliver` hands one over (what the poll then reports),
+ * `missCurrent` makes reads miss the current deployment (an Unkey page without it: not rolled back,
+ * nothing current).
+ */
+export function unkeyLike(world: World) {
+  const inner = world.platform;
+  const listeners = new Set<(e: PlatformEvent) => void>();
+  const state = { holding: false, missing: false };
+  const held: PlatformEvent[] = [];
+  world.platform.subscribe((e) => {
+    if (state.holding) held.push(e);
+    else for (const l of listeners) l(e);
+  });
+  const platform: DeployPlatform = {
+    name: 'unkey',
+    listEnvironments: () => inner.listEnvironments(),
+    async snapshot(env: string): Promise<EnvironmentSnapshot> {
+      const snap = await inner.snapshot(env);
+      const { rolledBackAt: _at, rolledBackBy: _by, currentDeploymentId, ...environment } = snap.environment;
+      if (state.missing)
+        return { ...snap, environment: { ...environment, rolledBack: false }, liveHistory: [] };
+      return {
+        ...snap,
+        environment: {
+          ...environment,
+          ...(currentDeploymentId === undefined ? {} : { currentDeploymentId }),
+        },
+        liveHistory: [],
+      };
+    },
+    getDeployment: (id) => inner.getDeployment(id),
+    routing: (env) => inner.routing(env),
+    rollback: (r) => inner.rollback(r),
+    promote: (r) => inner.promote(r),
+    operation: (ref) => inner.operation(ref),
+    health: () => inner.health(),
+    subscribe(l) {
+      listeners.add(l);
+      return () => listeners.delete(l);
+    },
+    close: async () => undefined,
+  };
+  return {
+    platform,
+    held,
+    hold: (on = true) => {
+      state.holding = on;
+    },
+    deliver: (e: PlatformEvent) => {
+      for (const l of listeners) l(e);
+    },
+    missCurrent: (missing: boolean) => {
+      state.missing = missing;
+    },
+  };
 }
 
 export async function idleAll(services: readonly NoticeService[]): Promise<void> {

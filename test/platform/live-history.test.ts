@@ -143,11 +143,17 @@ describe('deriveLive on a platform that stops replaced deployments (Unkey)', () 
       }),
     );
 
-  it('two older deployments still running is what a rollback and a promote leave: unknown', () => {
+  it('two older deployments still running is what a rollback and a promote leave, and two deploys within 30 minutes too: unknown', () => {
     // d2 went bad, production was rolled back to d1, the fix d3 was promoted: d1 (left by the promote)
-    // and d2 (left by the rollback, which schedules no stop) both run.
+    // and d2 (left by the rollback, which schedules no stop) both run. Two automatic deploys (d2 at
+    // -22 minutes, d3 at -7) leave the same: each replaced one runs 30 minutes more.
     const deployments = [dep('d3', NOW - 10 * M), dep('d2', NOW - 25 * M), dep('d1', NOW - 300 * M)];
     expect(unkey(deployments, env('d3')).unknown).toBe(
+      "d2 and d1 still run, as they do after automatic deploys within the last 30 minutes and after a rollback and a promote, which Unkey's state does not tell apart, so it may have been promoted",
+    );
+    // d1 still running 37 minutes after d2 became ready fits no automatic deploy: only the rollback.
+    const later = [dep('d3', NOW - 10 * M), dep('d2', NOW - 40 * M), dep('d1', NOW - 300 * M)];
+    expect(unkey(later, env('d3')).unknown).toBe(
       'd2 and d1 still run, as they do after a rollback and a promote, so it may have been promoted',
     );
   });

@@ -545,11 +545,13 @@ describe('UnkeyPlatform derived live history (Unkey exposes none)', () => {
   });
 
   it('claims nothing where Unkey does not tell: deploys within 30 minutes of each other, rolled back, preview', async () => {
-    // d1, d2 and d3 a minute apart: d1 and d2 both still run, as after a rollback and a promote.
+    // d1, d2 and d3 deployed a minute apart: d1 and d2 both still run (Unkey stops each 30 minutes
+    // after it was replaced), as they would after a rollback and a promote of a newer deployment; the
+    // state does not tell which it was, and says both.
     const snap = await platform.snapshot('production');
     expect(snap.derivedLive).toEqual({
       platform: 'Unkey',
-      unknown: `${d2} and ${d1} still run, as they do after a rollback and a promote, so it may have been promoted`,
+      unknown: `${d2} and ${d1} still run, as they do after automatic deploys within the last 30 minutes and after a rollback and a promote, which Unkey's state does not tell apart, so it may have been promoted`,
     });
     const ref = await platform.rollback({ environment: 'production', targetId: d2 });
     await clock.advance(SWITCH_DELAY);
