@@ -158,6 +158,26 @@ const UNSENT_NETWORK_CODES: ReadonlySet<string> = new Set([
   'UND_ERR_CONNECT_TIMEOUT',
 ]);
 
+/** Slack's errors after which "it's possible some aspect of the operation succeeded" (its docs). */
+const MAYBE_DONE_ERRORS: ReadonlySet<string> = new Set(['internal_error', 'fatal_error']);
+
+/**
+ * Why a post may have been made although it failed, for a person or a log line: no answer in time,
+ * or Slack's error that may come after part of the call was done.
+ */
+export function maybePostedReason(code: string): string {
+  return MAYBE_DONE_ERRORS.has(code)
+    ? `Slack answered ${code}, which it may send after part of the call was done`
+    : 'Slack did not answer when Switchyard posted the message';
+}
+
+/** The start of the WARN line for a post that may have been made (`maybePostedReason`). */
+export function maybePostedLine(code: string): string {
+  return MAYBE_DONE_ERRORS.has(code)
+    ? `slack chat.postMessage answered ${code}, which Slack may send after part of the call was done`
+    : 'slack chat.postMessage got no answer';
+}
+
 /** What a failed `chat.postMessage` try means for the post (see `postFailure`). */
 export interface PostFailure {
   /** Slack's error code; `ratelimited`; `timeout` (no answer in time); else `request_failed`. */
@@ -166,7 +186,7 @@ export interface PostFailure {
   readonly retryInMs?: number;
   /**
    * Slack may have posted it: the call got no answer (a time-out, a connection lost after the request
-   * went). Never sent again, since Slack has no idempotency key for posts: a second try could post
+   * went), or Slack answered `internal_error`/`fatal_error`. Never sent again, since Slack has no idempotency key for posts: a second try could post
    * it twice, the first copy late and attached to nothing.
    */
   readonly maybePosted?: true;
@@ -216,10 +236,14 @@ export function postFailure(e: unknown, tried: number): PostFailure {
         transient: false,
       };
     }
-    default:
-      // Slack's answer (`not_in_channel`, …; its `internal_error` is transient but not sent again
-      // here: Slack says part of the call may have been done), or something unknown.
-      return { code: slackErrorCode(e), transient: classifySlackError(e).failure.kind !== 'permanent' };
+    default: {
+      // Slack's answer (`not_in_channel`, …), or something unknown. Its `internal_error` and
+      // `fatal_error` may come after part of the call was done (Slack's docs for both): the message may
+      // have been posted, so it is never sent again, here or by the poster's callers.
+      const code = slackErrorCode(e);
+      if (MAYBE_DONE_ERRORS.has(code)) return { code, maybePosted: true, transient: false };
+      return { code, transient: classifySlackError(e).failure.kind !== 'permanent' };
+    }
   }
 }
 
@@ -301,7 +325,7 @@ export async function postView(
     if (failure.maybePosted)
       deps.logger.warn(
         { channel, code, err: e instanceof Error ? e.message : String(e) },
-        'slack chat.postMessage got no answer: the message may still appear in the channel, late and followed by nothing (no progress edits); not sent again, so it is not posted twice',
+        `${maybePostedLine(failure.code)}: the message may still appear in the channel, late and followed by nothing (no progress edits); not sent again, so it is not posted twice`,
       );
     else
       deps.logger.warn(
@@ -392,9 +416,9 @@ export function cannotPostView(
   let title = 'Could not post in this channel';
   let hint: string;
   if (f.maybePosted === true) {
-    title = 'Slack did not answer';
+    title = MAYBE_DONE_ERRORS.has(f.code) ? 'Slack answered with an error' : 'Slack did not answer';
     hint =
-      'Slack did not answer when Switchyard posted the message. It was not sent again, so that it is not posted twice: it may still appear here, late, ' +
+      `${maybePostedReason(f.code)}. It was not sent again, so that it is not posted twice: it may still appear here, late, ` +
       'but Switchyard will not update it by itself (its buttons still work). If it has not appeared in a minute, try again. Nothing was changed.';
   } else if (f.code === 'ratelimited') {
     title = 'Slack is limiting messages';

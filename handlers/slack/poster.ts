@@ -14,7 +14,7 @@ import { type Logger, silentLogger } from '../../src/log.js';
 import type { MessageRef } from '../../src/progress.js';
 import { renderSlack } from '../../src/views/slack.js';
 import type { MessageView } from '../../src/views/types.js';
-import { postedRef, postFailure } from './context.js';
+import { maybePostedLine, maybePostedReason, postedRef, postFailure } from './context.js';
 import { SlackEditError, type SlackReporter, slackClient } from './reporter.js';
 
 /**
@@ -105,7 +105,7 @@ export class SlackPoster implements ChatPoster {
           throw new SlackPostError('chat.postMessage', channel, failure.code, failure.transient, e);
         this.logger.warn(
           { channel, code: failure.code, err: e instanceof Error ? e.message : String(e) },
-          'slack chat.postMessage got no answer: the message may still appear in the channel, late and followed by nothing; not sent again, so it is not posted twice',
+          `${maybePostedLine(failure.code)}: the message may still appear in the channel, late and followed by nothing; not sent again, so it is not posted twice`,
         );
         throw new SlackPostError(
           'chat.postMessage',
@@ -113,7 +113,7 @@ export class SlackPoster implements ChatPoster {
           failure.code,
           false,
           e,
-          'Slack did not answer; the message may still appear, late, so it was not sent again',
+          `${maybePostedReason(failure.code)}; the message may still appear, late, so it was not sent again`,
         );
       }
     }

@@ -55,9 +55,9 @@ describe('SlackPoster.post failures', () => {
     }
   });
 
-  it("Slack's internal_error is transient: retryable", async () => {
+  it("Slack's service_unavailable is transient: retryable (internal_error is not: see below)", async () => {
     const poster = posterAnswering(async () => {
-      throw platformError('internal_error');
+      throw platformError('service_unavailable');
     });
     const error = await failureOf(poster);
     expect(error).toMatchObject({ name: 'SlackPostError', method: 'chat.postMessage', transient: true });
@@ -153,6 +153,30 @@ describe('SlackPoster.post through the real client, against the fake Slack', () 
     expect(error).toMatchObject({ slackCode: 'request_failed', transient: true });
     expect(poster.retryable(error)).toBe(true);
     expect(clock.slept).toEqual([500, 1_000]);
+  });
+
+  it('a post Slack answers internal_error or fatal_error (part of the call may be done, Slack says) is not sent again and fails as final', async () => {
+    for (const code of ['internal_error', 'fatal_error']) {
+      const fake = await fakeSlack();
+      const log = new CapturedLog('warn');
+      const clock = recordingClock();
+      const poster = new SlackPoster(createPosterClient(fake.token, fake.apiUrl), {} as SlackReporter, {
+        clock,
+        logger: log.logger,
+      });
+      fake.refuse('chat.postMessage', code);
+      const error = await failureOf(poster);
+      expect(error).toMatchObject({ slackCode: code, transient: false });
+      expect(poster.retryable(error)).toBe(false);
+      expect((error as Error).message).toContain(
+        `Slack answered ${code}, which it may send after part of the call was done`,
+      );
+      expect(fake.callsOf('chat.postMessage')).toHaveLength(1);
+      expect(clock.slept).toEqual([]);
+      expect(
+        log.lines.filter((l) => l.msg.startsWith(`slack chat.postMessage answered ${code}`)),
+      ).toMatchObject([{ level: 40, channel: 'C0ALERTS', code }]);
+    }
   });
 
   it('a post Slack does not answer in time is not sent again, fails as final (it may be posted), and a warning names the channel', async () => {
