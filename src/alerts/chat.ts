@@ -12,12 +12,22 @@
  * leading emoji (`:rotating_light:`, 🔥), give a fingerprint, so the resolved message finds the
  * suggestion of the firing one. A firing message that re-sends an alert (Datadog's `Re-Triggered: X`,
  * `[Re-Triggered] X`, `[P1] [Renotify] X`, read as the Datadog webhook reads its title) is marked a
- * re-notification: it is posted when re-sent, not when the alert started. Pure.
+ * re-notification: it is posted when re-sent, not when the alert started. A message saying data is
+ * missing (Datadog's `[No Data]` / `[Re-No Data]`, Grafana's `DatasourceNoData` / `DatasourceError`)
+ * carries why it is no evidence of a bad deploy (`noEvidence`, the webhook's detail): the service
+ * answers it `ignored`, as the webhook does. Pure.
  */
 import { createHash } from 'node:crypto';
 import type { Config } from '../config.js';
 import { resolveEnvironmentExact } from './mapping.js';
-import { datadogTitleRenotified, isDatadogRenotification } from './parsers.js';
+import {
+  DATADOG_NO_DATA_DETAIL,
+  datadogTitleNoData,
+  datadogTitleRenotified,
+  grafanaMissingDataDetail,
+  isDatadogRenotification,
+  isGrafanaMissingData,
+} from './parsers.js';
 import { type AlertStatus, type NormalizedAlert, normalizedAlert } from './types.js';
 
 const MAX_TEXT = 4_000;
@@ -68,7 +78,7 @@ function withoutLeadingEmoji(line: string): string {
 /** The bracketed tags a first line starts with: `[P1] [Triggered] X` → `P1`, `Triggered`. */
 const LEADING_TAGS = /^\s*((?:\[[^\]\n]*\]\s*)+)/;
 const FIRING_TAG =
-  /^(?:firing(?::\d+)?(?:\s*,\s*resolved(?::\d+)?)?|(?:re-)?triggered(?:\s+on\s+.*)?|alert(?:ing)?|critical|(?:re-)?warn(?:ing)?|problem)$/i;
+  /^(?:firing(?::\d+)?(?:\s*,\s*resolved(?::\d+)?)?|(?:re-)?triggered(?:\s+on\s+.*)?|alert(?:ing)?|critical|(?:re-)?warn(?:ing)?|(?:re-)?no data(?:\s+on\s+.*)?|problem)$/i;
 const RESOLVED_TAG = /^(?:resolved(?::\d+)?|recovered(?:\s+on\s+.*)?|(?:alert |warn )?recovery|ok)$/i;
 
 /** The status a first line's leading tag gives, if any: the first tag that is a status decides. */
@@ -108,6 +118,28 @@ function renotified(firstLine: string): boolean {
   const bot = BOT_TITLE.exec(firstLine);
   if (bot) return bot[2] !== undefined && isDatadogRenotification(bot[2]);
   return datadogTitleRenotified(firstLine);
+}
+
+/** `alertname = X`, `alertname: X`, `alertname="X"`: the alert names a message lists (Grafana's body). */
+const ALERTNAME = /\balertname\s*[=:]\s*["'`]?([A-Za-z0-9_:.-]+)/gi;
+/** `rulename = X` (Grafana's label naming the rule of a missing-data alert), to its line's end. */
+const RULENAME = /\brulename\s*[=:]\s*["'`]?([^"'`\n]+)/i;
+
+/**
+ * Why a message is no evidence of a bad deployment, when it reports missing data as the webhooks'
+ * senders do (see parsers.ts), with the webhook's detail: a Datadog `[No Data]` / `[Re-No Data]`
+ * status tag that fires; Grafana's `DatasourceNoData` / `DatasourceError`, whatever the status, when
+ * every alert name the message lists is one of them, or, listing none, its title names one.
+ */
+function missingData(text: string, headline: string, title: string, status: AlertStatus): string | undefined {
+  if (status === 'firing' && datadogTitleNoData(headline)) return DATADOG_NO_DATA_DETAIL;
+  const names = [...text.matchAll(ALERTNAME)].map((m) => m[1] ?? '');
+  const grafana =
+    names.length > 0
+      ? names.every(isGrafanaMissingData) && names[0]
+      : /^\s*(DatasourceNoData|DatasourceError)\b/i.exec(title)?.[1];
+  if (!grafana) return undefined;
+  return grafanaMissingDataDetail(grafana, RULENAME.exec(text)?.[1]?.trim());
 }
 
 /**
@@ -204,6 +236,7 @@ export function parseChatAlert(
     // message says nothing of when it started): marked, so the service does not correlate it.
     startedAt: opts.at ?? Date.now(),
     renotification: status === 'firing' && renotified(headline),
+    noEvidence: missingData(body.split('\n').map(plain).join('\n'), headline, botTitle ?? headline, status),
     labels,
     text: plain(body),
   });

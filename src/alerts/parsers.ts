@@ -298,6 +298,19 @@ type GroupedPayload = z.output<typeof alertmanagerPayload> | z.output<typeof gra
  */
 const MISSING_DATA_ALERTS: readonly string[] = ['datasourceerror', 'datasourcenodata'];
 
+/** True when `alertname` is one of Grafana's missing-data alerts. Also read from chat messages. */
+export function isGrafanaMissingData(alertname: string): boolean {
+  return MISSING_DATA_ALERTS.includes(alertname.trim().toLowerCase());
+}
+
+/**
+ * Why a Grafana missing-data alert is not acted on (its outcome `ignored`'s detail), by webhook or as a
+ * message in a watched channel.
+ */
+export function grafanaMissingDataDetail(alertname: string, rulename?: string): string {
+  return `${alertname} says the rule${rulename ? ` "${clip(rulename, 100)}"` : ''} could not read its data (its query failed or returned nothing), not that the deployment is bad: no rollback is suggested for it.`;
+}
+
 function groupedAlerts(
   source: 'alertmanager' | 'grafana',
   payload: GroupedPayload,
@@ -346,10 +359,8 @@ function groupedAlerts(
     const memberKey = payload.groupKey || alert.fingerprint;
     const skip = (detail: string) =>
       ignored.push({ title, status: alert.status, ...(memberKey ? { fingerprint: memberKey } : {}), detail });
-    if (name !== undefined && MISSING_DATA_ALERTS.includes(name.toLowerCase())) {
-      skip(
-        `${name} says the rule${labels.rulename ? ` "${clip(labels.rulename, 100)}"` : ''} could not read its data (its query failed or returned nothing), not that the deployment is bad: no rollback is suggested for it.`,
-      );
+    if (name !== undefined && isGrafanaMissingData(name)) {
+      skip(grafanaMissingDataDetail(name, labels.rulename));
       continue;
     }
     // A member that resolved while its group still fires is kept: a group may span environments, and
@@ -572,20 +583,34 @@ function datadogRenotified(d: z.output<typeof datadogPayload>): boolean {
   return [d.title, d.alert_title].some(datadogTitleRenotified);
 }
 
+/** Why a Datadog "No Data" transition is not acted on (its outcome `ignored`'s detail). */
+export const DATADOG_NO_DATA_DETAIL =
+  'A "No Data" transition says the monitor\'s query returned no data, not that the deployment is bad: no rollback is suggested for it.';
+
+function isNoData(transition: string): boolean {
+  return (
+    !isRecovery(transition) &&
+    DATADOG_TRANSITION.exec(transition.trim().replace(/\s+/g, ' '))?.[1]?.toLowerCase() === 'no data'
+  );
+}
+
+/**
+ * True when the title's status tag is a "No Data" transition (`[No Data] x`, `[P2] [Re-No Data on
+ * {host:a}] x`), found as for `datadogTitleRecovered`. Also read from chat messages.
+ */
+export function datadogTitleNoData(title: string | undefined): boolean {
+  const parts = datadogTitleParts(title ?? '');
+  return parts !== undefined && isNoData(parts.transition);
+}
+
 /**
  * Whether the event is a "No Data" transition (`No Data`, `Re-No Data`, in `$ALERT_TRANSITION`, else
  * the title's status tag): the monitor's query returned nothing, which says nothing of a deployment.
  */
 function datadogNoData(d: z.output<typeof datadogPayload>): boolean {
-  const noData = (transition: string) =>
-    !isRecovery(transition) &&
-    DATADOG_TRANSITION.exec(transition.trim().replace(/\s+/g, ' '))?.[1]?.toLowerCase() === 'no data';
   const transition = d.alert_transition?.trim().replace(/\s+/g, ' ') ?? '';
-  if (DATADOG_TRANSITION.test(transition)) return noData(transition);
-  return [d.title, d.alert_title].some((t) => {
-    const parts = datadogTitleParts(t ?? '');
-    return parts !== undefined && noData(parts.transition);
-  });
+  if (DATADOG_TRANSITION.test(transition)) return isNoData(transition);
+  return [d.title, d.alert_title].some(datadogTitleNoData);
 }
 
 /**
@@ -630,8 +655,7 @@ function datadogAlerts(d: z.output<typeof datadogPayload>, opts: ParseOptions): 
           title,
           status,
           fingerprint,
-          detail:
-            'A "No Data" transition says the monitor\'s query returned no data, not that the deployment is bad: no rollback is suggested for it.',
+          detail: DATADOG_NO_DATA_DETAIL,
         },
       ],
     );

@@ -663,6 +663,9 @@ export class AlertService implements AlertIntake {
     origin: ChatOrigin | undefined,
     stillFiring: ReadonlySet<string>,
   ): Promise<AlertResult[]> {
+    // A chat message saying data is missing: answered as the webhook answers the same alert.
+    if (alert.noEvidence !== undefined)
+      return [this.finish(alert, { outcome: AlertOutcome.ignored, detail: alert.noEvidence })];
     // Some resolutions carry no environment (a Sentry issue webhook): the incident key finds it, in
     // every environment the incident alerted in (one Sentry issue spans environments). An alertMatchers
     // entry that happens to match its title does not place it: that is a guess, which would resolve

@@ -49,6 +49,12 @@ export interface NormalizedAlert {
    * deployments (a repeat of a known incident is deduplicated as any repeat is).
    */
   readonly renotification?: true;
+  /**
+   * Why the alert is no evidence of a bad deployment, when it says so itself (a chat message reporting
+   * missing data: Grafana's `DatasourceNoData`, Datadog's `[No Data]`): it is answered `ignored` with
+   * this detail and nothing is suggested. (A webhook delivery lists such alerts as ignored instead.)
+   */
+  readonly noEvidence?: string;
   /** Labels / tags, lower-cased keys (`env`, `environment`, `service`, …). */
   readonly labels: Readonly<Record<string, string>>;
   readonly url?: string;
@@ -65,6 +71,7 @@ export function normalizedAlert(fields: {
   fingerprint?: string | undefined;
   startedAt: number;
   renotification?: boolean | undefined;
+  noEvidence?: string | undefined;
   labels: Record<string, string>;
   url?: string | undefined;
   text: string;
@@ -80,6 +87,7 @@ export function normalizedAlert(fields: {
     ...(fingerprint ? { fingerprint } : {}),
     startedAt: fields.startedAt,
     ...(fields.renotification === true ? { renotification: true as const } : {}),
+    ...(fields.noEvidence ? { noEvidence: fields.noEvidence } : {}),
     labels: fields.labels,
     ...(url ? { url } : {}),
     text: fields.text,
@@ -115,8 +123,10 @@ export const AlertOutcome = {
   /**
    * Accepted and not acted on, with the reason in `detail`: a delivery that is not an alert (a Sentry
    * comment or installation webhook, …), a Sentry issue resolved only in a future release (its error
-   * is still live in the deployment running now), or a member of an Alertmanager / Grafana group that
-   * resolved while other members of the group still fire in the same environment.
+   * is still live in the deployment running now), an alert saying data is missing (Datadog's No Data,
+   * Grafana's DatasourceNoData / DatasourceError, by webhook or chat message), or a member of an
+   * Alertmanager / Grafana group that resolved while other members of the group still fire in the same
+   * environment.
    */
   ignored: 'ignored',
   /**

@@ -2,9 +2,13 @@
  * parseChatAlert decisions no other test pinned down (found by mutation testing of
  * src/alerts/chat.ts). Pure; no Redis.
  */
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { parseChatAlert } from '../../src/alerts/chat.js';
 import { compileMatchers, mapAlert } from '../../src/alerts/mapping.js';
+import { parseAlertDelivery } from '../../src/alerts/parsers.js';
+import type { AlertSource } from '../../src/alerts/types.js';
 import { fileConfigSchema } from '../../src/config.js';
 
 const config = {
@@ -97,5 +101,65 @@ describe('parseChatAlert: the first line decides', () => {
     for (const lead of ['\n', ' \n', '\n\n']) {
       expect(read(`${lead}${text}`)?.status, JSON.stringify(lead)).toBe('firing');
     }
+  });
+});
+
+describe('parseChatAlert: missing data is no evidence of a bad deploy, as by webhook', () => {
+  const fixture = (name: string) =>
+    JSON.parse(readFileSync(join(import.meta.dirname, '../fixtures/alerts', name), 'utf8')) as Record<
+      string,
+      unknown
+    >;
+  /** The detail the webhook answers the fixture's one ignored alert with. */
+  function webhookDetail(source: AlertSource, body: unknown): string | undefined {
+    const parsed = parseAlertDelivery(source, body, { now: 1_000 });
+    if (!parsed.ok) throw new Error(parsed.refusal.message);
+    expect(parsed.value.alerts).toEqual([]);
+    return parsed.value.ignored[0]?.detail;
+  }
+
+  it("Grafana's DatasourceError / DatasourceNoData, as its contact point posts them: the webhook's detail, whatever the status", () => {
+    const grafana = fixture('grafana-datasource-error.json');
+    const detail = webhookDetail('grafana', grafana);
+    expect(detail).toContain('"High latency"');
+    // The Slack / Discord contact point posts the notification's title and message.
+    const message = read(`${String(grafana.title)}\n${String(grafana.message)}`);
+    expect(message).toMatchObject({ status: 'firing', noEvidence: detail });
+    // Without the labels, the title names it (Alertmanager's title: the group's label values).
+    expect(read('[FIRING:1] DatasourceNoData Checkout (production)')?.noEvidence).toBe(
+      'DatasourceNoData says the rule could not read its data (its query failed or returned nothing), not that the deployment is bad: no rollback is suggested for it.',
+    );
+    expect(read('[RESOLVED] DatasourceError Checkout (production)')).toMatchObject({
+      status: 'resolved',
+      noEvidence: expect.stringContaining('DatasourceError says the rule'),
+    });
+  });
+
+  it("Datadog's [No Data] / [Re-No Data] status tags: the webhook's detail, and read as firing", () => {
+    const detail = webhookDetail('datadog', fixture('datadog-default-no-data.json'));
+    for (const text of [
+      '[P2] [No Data on {env:production,service:api}] API heartbeat',
+      '[No Data] checkout heartbeat (production)',
+      ':rotating_light: *[Re-No Data] checkout errors* env:production',
+      '🔥 [P1] [Re-No Data on {host:web-1}] checkout latency [prod]',
+    ])
+      expect({ ...read(text), message: text }).toMatchObject({
+        message: text,
+        status: 'firing',
+        noEvidence: detail,
+      });
+  });
+
+  it('a real alert stays evidence: other alert names, a recovery, "no data" in prose', () => {
+    for (const text of [
+      '[FIRING:1] HighLatency (production)\nLabels:\n - alertname = HighLatency\n - rulename = High latency',
+      // A group listing a real alert beside a missing-data one still says something fires.
+      '[FIRING:2] Checkout (production)\n - alertname = DatasourceNoData\n - alertname = HighErrorRate',
+      '[FIRING:1] HighErrorRate (production): the DatasourceError panel is red',
+      '[No Data Recovery] checkout heartbeat (production)',
+      '[P1] [Triggered] checkout errors: no data since the deploy',
+      '[P1] [Triggered] [No Data] checkout errors',
+    ])
+      expect(read(text)?.noEvidence, text).toBeUndefined();
   });
 });

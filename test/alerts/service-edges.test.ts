@@ -6,6 +6,7 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
+import { parseChatAlert } from '../../src/alerts/chat.js';
 import { AlertDedupe } from '../../src/alerts/dedupe.js';
 import { parseAlertPayload } from '../../src/alerts/parsers.js';
 import {
@@ -17,7 +18,7 @@ import {
 import type { AlertSource, NormalizedAlert } from '../../src/alerts/types.js';
 import { fileConfigSchema, parseEnv } from '../../src/config.js';
 import type { RedisClient } from '../../src/redis.js';
-import { createHarness, type Harness, MINUTE } from '../alerts/helpers.js';
+import { alertCount, createHarness, type Harness, MINUTE } from '../alerts/helpers.js';
 
 const fixtureDir = join(import.meta.dirname, '../fixtures/alerts');
 const fixture = (name: string) =>
@@ -276,5 +277,55 @@ describe('deliveries answered within their budget (handleWithin)', () => {
     expect((await next).map((r) => r.outcome)).toEqual(['grouped']);
     await x.service.idle();
     expect(x.sink.suggestions).toHaveLength(1);
+  });
+});
+
+describe('a chat message saying data is missing', () => {
+  let h: Harness | undefined;
+  afterEach(async () => {
+    await h?.close();
+    h = undefined;
+  });
+
+  it('is answered ignored with why, counted so, and suggests nothing (inside the window of a go-live)', async () => {
+    const x = await createHarness({
+      file: {
+        alerts: { watch: { slack: ['C0WATCHED'] } },
+        environments: { production: { channels: { slack: 'C0ALERTS' }, alertMatchers: ['checkout'] } },
+      },
+    });
+    h = x;
+    const origin = { surface: 'slack' as const, channel: 'C0WATCHED', messageId: '1700000000.000100' };
+    const texts = [
+      '[FIRING:1] DatasourceNoData Checkout (production)\nLabels:\n - alertname = DatasourceNoData\n - rulename = Checkout latency',
+      '[P2] [No Data] checkout heartbeat (production)',
+    ];
+    for (const text of texts) {
+      const alert = parseChatAlert(text, 'C0WATCHED', 'slack', x.config, { at: x.clock.now() });
+      if (alert === undefined) throw new Error(`not read as an alert: ${text}`);
+      expect(alert.noEvidence).toMatch(/not that the deployment is bad: no rollback is suggested for it\.$/);
+      const [result, ...more] = await x.service.handleChat([alert], origin);
+      expect(more).toEqual([]);
+      expect(result).toEqual({
+        title: alert.title,
+        status: 'firing',
+        ...(alert.fingerprint === undefined ? {} : { fingerprint: alert.fingerprint }),
+        outcome: 'ignored',
+        detail: alert.noEvidence,
+      });
+    }
+    expect(x.sink.suggestions).toEqual([]);
+    expect(await alertCount(x.metrics, 'ignored', 'slack')).toBe(2);
+    // The same words without the missing data: a suggestion (the demo went live 40 minutes ago).
+    const real = parseChatAlert(
+      '[FIRING:1] HighLatency checkout (production)',
+      'C0WATCHED',
+      'slack',
+      x.config,
+      {
+        at: x.clock.now(),
+      },
+    );
+    expect(real && (await x.service.handleChat([real], origin))[0]?.outcome).toBe('suggested');
   });
 });
