@@ -78,7 +78,8 @@ export function deploymentChoice(d: Deployment, currentId: string | undefined): 
   const marks = ` · ${[d.status, ...(d.id === currentId ? ['current'] : [])].join(' · ')}`;
   const room = MAX_TEXT - head.length - marks.length - 1;
   const branch = truncate(d.branch, Math.max(8, Math.min(MAX_BRANCH, room)));
-  return choice(`${head} ${branch}${marks} — ${commitSubject(d.commit.message)}`, d.id);
+  const subject = commitSubject(d.commit.message);
+  return choice(`${head} ${branch}${marks}${subject === '' ? '' : ` — ${subject}`}`, d.id);
 }
 
 function environmentChoices(envs: readonly string[], query: Query): Choice[] {

@@ -105,8 +105,9 @@ function cardFields(card: DeploymentCard): { label: string; value: ConsoleSpan[]
   return [
     { label: 'Deployment', value: [{ text: card.id, style: 'code' }] },
     { label: 'Commit', value: [{ text: card.shortSha, style: 'code' }, { text: ` ${card.branch}` }] },
-    { label: 'Message', value: [{ text: card.message }] },
-    { label: 'Author', value: [{ text: card.author }] },
+    // What the platform does not say (an Unkey deployment's message and author) is left out.
+    ...(card.message === undefined ? [] : [{ label: 'Message', value: [{ text: card.message }] }]),
+    ...(card.author === undefined ? [] : [{ label: 'Author', value: [{ text: card.author }] }]),
     { label: 'Status', value: [{ text: card.status }] },
     ...(card.live === undefined ? [] : [{ label: 'Live', value: [{ text: card.live }] }]),
     ...(card.age === undefined ? [] : [{ label: 'Age', value: [{ text: card.age }] }]),

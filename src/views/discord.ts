@@ -168,14 +168,15 @@ function code(text: string): string {
 function cardValue(card: DeploymentCard): string {
   const lines = [
     [code(card.id), code(card.shortSha), escapeDiscord(card.branch), escapeDiscord(card.status)].join(' · '),
-    `> ${escapeDiscord(card.message)}`,
+    // What the platform does not say (an Unkey deployment's message and author) is left out.
+    ...(card.message === undefined ? [] : [`> ${escapeDiscord(card.message)}`]),
     [
-      `by ${escapeDiscord(card.author)}`,
+      ...(card.author === undefined ? [] : [`by ${escapeDiscord(card.author)}`]),
       ...(card.live === undefined ? [] : [escapeDiscord(card.live)]),
       ...(card.age === undefined ? [] : [escapeDiscord(card.age)]),
     ].join(' · '),
     ...card.notes.map((n) => `⏳ *${escapeDiscord(n)}*`),
-  ];
+  ].filter((l) => l !== '');
   return truncate(lines.join('\n'), DISCORD_LIMITS.fieldValue);
 }
 
@@ -210,12 +211,12 @@ function rowField(row: DeploymentRow): APIEmbedField {
     [
       code(card.shortSha),
       escapeDiscord(card.branch),
-      `by ${escapeDiscord(card.author)}`,
+      ...(card.author === undefined ? [] : [`by ${escapeDiscord(card.author)}`]),
       ...(row.servesDomains === undefined
         ? []
         : [`serves ${row.servesDomains} domain${row.servesDomains === 1 ? '' : 's'}`]),
     ].join(' · '),
-    escapeDiscord(card.message),
+    escapeDiscord(card.message ?? ''),
     [
       ...(card.live === undefined ? [] : [escapeDiscord(card.live)]),
       ...(card.age === undefined ? [] : [escapeDiscord(card.age)]),

@@ -144,11 +144,13 @@ export function truncate(text: string, max: number): string {
   return `${text.slice(0, end)}…`;
 }
 
-/** First line of a commit message, trimmed and capped for display. */
+/**
+ * First line of a commit message, trimmed and capped for display; '' when there is none (an Unkey
+ * deployment carries its sha only), which callers leave out rather than show a filler.
+ */
 export function commitSubject(message: string, max = 150): string {
   const first = message.split(/\r?\n/, 1)[0] ?? '';
-  const trimmed = first.trim();
-  return truncate(trimmed === '' ? '(no commit message)' : trimmed, max);
+  return truncate(first.trim(), max);
 }
 
 /**

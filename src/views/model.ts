@@ -278,12 +278,14 @@ export function deploymentCard(d: Deployment, opts: { now: number; liveSince?: n
   const notes: string[] = [];
   if (d.status === 'standby') notes.push('in standby: reactivation takes longer');
   if (d.status === 'stopped') notes.push('stopped: cannot take traffic again');
+  const message = commitSubject(d.commit.message);
+  const author = d.commit.author.trim();
   return {
     id: d.id,
     shortSha: shortSha(d.commit.sha),
     branch: d.branch,
-    message: commitSubject(d.commit.message),
-    author: d.commit.author,
+    ...(message === '' ? {} : { message }),
+    ...(author === '' ? {} : { author }),
     status: STATUS_LABEL[d.status],
     ...(opts.liveSince === undefined ? {} : { live: `live for ${longDuration(opts.now - opts.liveSince)}` }),
     age: `created ${longDuration(opts.now - d.createdAt)} ago`,
@@ -1344,15 +1346,18 @@ function usageBlocks(u: UsageInput): ViewBlock[] {
     blocks.push({
       type: 'list',
       label: 'Recent deployments',
-      items: u.recentDeployments.map((d) => ({
-        spans: [
-          c(d.id),
-          t(' '),
-          c(shortSha(d.commit.sha)),
-          t(` ${d.branch} · ${d.status} · `),
-          t(commitSubject(d.commit.message, 80)),
-        ],
-      })),
+      items: u.recentDeployments.map((d) => {
+        const subject = commitSubject(d.commit.message, 80);
+        return {
+          spans: [
+            c(d.id),
+            t(' '),
+            c(shortSha(d.commit.sha)),
+            t(` ${d.branch} · ${d.status}`),
+            ...(subject === '' ? [] : [t(` · ${subject}`)]),
+          ],
+        };
+      }),
       empty: 'No deployments yet.',
     });
   }
@@ -1404,17 +1409,22 @@ export function usageView(
 
 // ───────────────────────────── notices (issue 9) ─────────────────────────────
 
-/** A deployment as `id (sha branch: subject — author)`, or just its id when that is all there is. */
+/**
+ * A deployment as `id (sha branch: subject — author)`, leaving out what the platform does not say (an
+ * Unkey deployment: `id (sha branch)`), or just its id when that is all there is.
+ */
 export function deploymentSpans(d: DeploymentRef): Span[] {
   if (!isFull(d)) return [c(d.id)];
-  return [
-    c(d.id),
-    t(' ('),
-    c(shortSha(d.commit.sha)),
-    t(` ${d.branch}: `),
-    t(commitSubject(d.commit.message, 100)),
-    t(` — ${d.commit.author})`),
+  const sha = shortSha(d.commit.sha);
+  const subject = commitSubject(d.commit.message, 100);
+  const author = d.commit.author.trim();
+  const inside: Span[] = [
+    ...(sha === '' ? [] : [c(sha)]),
+    ...(d.branch === '' ? [] : [t(sha === '' ? d.branch : ` ${d.branch}`)]),
   ];
+  if (subject !== '') inside.push(t(inside.length === 0 ? subject : `: ${subject}`));
+  if (author !== '') inside.push(t(inside.length === 0 ? author : ` — ${author}`));
+  return inside.length === 0 ? [c(d.id)] : [c(d.id), t(' ('), ...inside, t(')')];
 }
 
 /**

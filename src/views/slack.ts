@@ -181,10 +181,14 @@ function cardText(label: string, card: DeploymentCard): string {
   const lines = [
     `*${escapeMrkdwn(label)}*`,
     head,
-    `>${escapeMrkdwn(card.message)}`,
-    `by ${escapeMrkdwn(card.author)}${card.age === undefined ? '' : ` · ${escapeMrkdwn(card.age)}`}`,
+    // What the platform does not say (an Unkey deployment's message and author) is left out.
+    ...(card.message === undefined ? [] : [`>${escapeMrkdwn(card.message)}`]),
+    [
+      ...(card.author === undefined ? [] : [`by ${escapeMrkdwn(card.author)}`]),
+      ...(card.age === undefined ? [] : [escapeMrkdwn(card.age)]),
+    ].join(' · '),
     ...card.notes.map((n) => `:hourglass: _${escapeMrkdwn(n)}_`),
-  ];
+  ].filter((l) => l !== '');
   return lines.join('\n');
 }
 
@@ -264,11 +268,15 @@ function rowBlocks(row: DeploymentRow): KnownBlock[] {
       : [`serves ${row.servesDomains} domain${row.servesDomains === 1 ? '' : 's'}`]),
   ].join(' · ');
   const tail = [
-    escapeMrkdwn(card.author),
+    ...(card.author === undefined ? [] : [escapeMrkdwn(card.author)]),
     ...(card.live === undefined ? [] : [escapeMrkdwn(card.live)]),
     ...(card.age === undefined ? [] : [escapeMrkdwn(card.age)]),
   ].join(' · ');
-  const main = section(`${head}\n${escapeMrkdwn(card.message)} — ${tail}`);
+  const about = [
+    ...(card.message === undefined ? [] : [escapeMrkdwn(card.message)]),
+    ...(tail === '' ? [] : [tail]),
+  ];
+  const main = section(about.length === 0 ? head : `${head}\n${about.join(' — ')}`);
   const [only] = row.buttons;
   // one button sits beside its row (section accessory): one block per row instead of two
   const blocks: KnownBlock[] = [

@@ -87,9 +87,13 @@ export interface DeploymentCard {
   readonly id: string;
   readonly shortSha: string;
   readonly branch: string;
-  /** First line of the commit message (raw, may be hostile). */
-  readonly message: string;
-  readonly author: string;
+  /**
+   * First line of the commit message (raw, may be hostile). Absent when the platform gives none (an
+   * Unkey deployment carries its sha only): renderers leave it out.
+   */
+  readonly message?: string;
+  /** The commit's author; absent when the platform gives none (Unkey), as `message`. */
+  readonly author?: string;
   readonly status: string;
   /** "live for 2 hours 5 minutes" when known. */
   readonly live?: string;

@@ -128,6 +128,16 @@ describe('discord autocomplete', () => {
     expect(choices.map((c) => c.value)).toEqual(['dpl_ready', 'dpl_standby']);
   });
 
+  it('a deployment without a commit message (Unkey) ends at its status: no "(no commit message)", no dangling " — "', async () => {
+    const choices = await answer(
+      stubDeps([dep('dpl_unkey', { message: '' })]),
+      'rollback',
+      { name: 'deployment', value: '' },
+      { environment: 'production' },
+    );
+    expect(choices.map((c) => c.name)).toEqual(['dpl_unkey · a1b2c3d main · ready · current']);
+  });
+
   it('/rollback deployment still lists every recent deployment, with its status', async () => {
     const choices = await answer(
       stubDeps([dep('dpl_ready'), dep('dpl_failed', { status: 'failed' })]),

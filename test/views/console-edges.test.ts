@@ -1,10 +1,38 @@
 import { describe, expect, it } from 'vitest';
 import { renderConsole } from '../../src/views/console.js';
-import { confirmationView, progressView } from '../../src/views/model.js';
-import { alice, NOW, plan, progress } from '../views/fixtures.js';
+import { confirmationView, deploymentsView, progressView } from '../../src/views/model.js';
+import { routingOf } from '../views/catalog.js';
+import { alice, NOW, plan, progress, snapshot } from '../views/fixtures.js';
 import { deploymentsWithLongId, LONG_ID } from './long-id.js';
 
 describe('renderConsole', () => {
+  it('a deployment without commit message or author (Unkey) has no Message or Author field', () => {
+    const s = snapshot({ shaOnly: true });
+    const labels = (msg: ReturnType<typeof renderConsole>) =>
+      msg.blocks.flatMap((b) =>
+        b.type === 'deployment'
+          ? [b.fields.map((f) => f.label)]
+          : b.type === 'rows'
+            ? b.rows.map((r) => r.fields.map((f) => f.label))
+            : [],
+      );
+    const rows = labels(renderConsole(deploymentsView(s, { routing: routingOf(s), audit: [], now: NOW })));
+    const cards = labels(
+      renderConsole(
+        confirmationView(plan('rollback', { shaOnly: true }), {
+          state: 'pending',
+          now: NOW,
+          requestedBy: alice,
+        }),
+      ),
+    );
+    expect(rows.length).toBeGreaterThan(0);
+    expect(cards).toHaveLength(2);
+    for (const fields of [...rows, ...cards]) expect(fields).not.toEqual(expect.arrayContaining(['Message']));
+    for (const fields of [...rows, ...cards]) expect(fields).not.toEqual(expect.arrayContaining(['Author']));
+    expect(cards[0]).toEqual(['Deployment', 'Commit', 'Status', 'Live', 'Age']);
+  });
+
   it("a card carries its Live field and its notes (the target's standby)", () => {
     const msg = renderConsole(
       confirmationView(plan('rollback'), { state: 'pending', now: NOW, requestedBy: alice }),

@@ -2,10 +2,11 @@ import { describe, expect, it } from 'vitest';
 import { RefusalCode } from '../../src/domain/result.js';
 import { embedLength, renderDiscord } from '../../src/views/discord.js';
 import { c } from '../../src/views/format.js';
-import { confirmationView, refusalView } from '../../src/views/model.js';
+import { confirmationView, deploymentsView, refusalView } from '../../src/views/model.js';
 import type { MessageView, ViewBlock } from '../../src/views/types.js';
 import { assertValid, discordMessageSchema } from '../views/blockkit.js';
-import { alice, NOW, plan } from '../views/fixtures.js';
+import { routingOf } from '../views/catalog.js';
+import { alice, NOW, plan, snapshot } from '../views/fixtures.js';
 import { deploymentsTruncated, deploymentsWithLongId } from './long-id.js';
 
 function view(over: Partial<MessageView>): MessageView {
@@ -29,6 +30,27 @@ function allText(msg: ReturnType<typeof renderDiscord>): string {
 }
 
 describe('renderDiscord', () => {
+  it('a deployment without commit message or author (Unkey) shows neither: no filler, no empty "by", no empty quote', () => {
+    const s = snapshot({ shaOnly: true });
+    const fields = (msg: ReturnType<typeof renderDiscord>) =>
+      (msg.embeds[0]?.fields ?? []).map((f) => `${f.name}: ${f.value}`);
+    expect(
+      fields(renderDiscord(deploymentsView(s, { routing: routingOf(s), audit: [], now: NOW }))),
+    ).toContain(
+      'dep\\_3 · ready · live: `de3abcd` · main · serves 5 domains\nlive for 37 minutes · created 40 minutes ago',
+    );
+    const confirmation = renderDiscord(
+      confirmationView(plan('rollback', { shaOnly: true }), {
+        state: 'pending',
+        now: NOW,
+        requestedBy: alice,
+      }),
+    );
+    expect(fields(confirmation)).toContain(
+      'Current deployment: `dep_3` · `de3abcd` · main · ready\nlive for 37 minutes · created 40 minutes ago',
+    );
+  });
+
   it('a list of long items stays within a field value (1024) and says how many it left out', () => {
     const items = Array.from({ length: 15 }, (_, k) => ({
       spans: [c(`host-${k}-${'a'.repeat(60)}.example.com`)],

@@ -49,6 +49,8 @@ export interface SnapshotOptions {
   readonly liveDomains?: number;
   /** Extra deployments appended (for long lists). */
   readonly extraDeployments?: number;
+  /** Deployments as Unkey gives them: sha and branch, no commit message or author (`shaOnly`). */
+  readonly shaOnly?: boolean;
 }
 
 /**
@@ -57,6 +59,7 @@ export interface SnapshotOptions {
  * Rolled back: dep_2 live again (rolled back by Alice 3 h ago), dep_3 and dep_6 ready but not live.
  */
 export function snapshot(opts: SnapshotOptions = {}): EnvironmentSnapshot {
+  if (opts.shaOnly === true) return shaOnly(snapshot({ ...opts, shaOnly: false }));
   const rolledBack = opts.rolledBack ?? false;
   const d1 = dep('dep_1', rolledBack ? 'standby' : 'stopped', NOW - 30 * HOUR, 'initial import');
   const d2 = dep('dep_2', rolledBack ? 'ready' : 'standby', NOW - 5 * HOUR, 'feat: checkout v2\n\nlong body');
@@ -129,6 +132,17 @@ export function snapshot(opts: SnapshotOptions = {}): EnvironmentSnapshot {
   };
 }
 
+/**
+ * `s` as Unkey gives it: a git deployment carries its sha (and branch) only, no commit message or
+ * author (src/platform/unkey/mapping.ts).
+ */
+export function shaOnly(s: EnvironmentSnapshot): EnvironmentSnapshot {
+  return {
+    ...s,
+    deployments: s.deployments.map((d) => ({ ...d, commit: { ...d.commit, message: '', author: '' } })),
+  };
+}
+
 /** A real plan; fails the test loudly when the fixture does not plan. */
 export function plan(action: PlanAction, opts: SnapshotOptions & { target?: string } = {}): Plan {
   const r = buildPlan(snapshot(opts), {
@@ -167,9 +181,17 @@ export function viewText(view: MessageView): string {
   const out: string[] = [view.title, view.summary];
   const spans = (r: Rich) => r.map((s) => s.text).join('');
   const card = (c: DeploymentCard) =>
-    [c.id, c.shortSha, c.branch, c.message, c.author, c.status, c.live ?? '', c.age ?? '', ...c.notes].join(
-      ' | ',
-    );
+    [
+      c.id,
+      c.shortSha,
+      c.branch,
+      c.message ?? '',
+      c.author ?? '',
+      c.status,
+      c.live ?? '',
+      c.age ?? '',
+      ...c.notes,
+    ].join(' | ');
   for (const b of view.blocks) {
     switch (b.type) {
       case 'text':

@@ -62,7 +62,7 @@ describe('format helpers', () => {
 
   it('takes the first line of a commit message', () => {
     expect(commitSubject('fix: a\r\n\r\nbody')).toBe('fix: a');
-    expect(commitSubject('   ')).toBe('(no commit message)');
+    expect(commitSubject('   ')).toBe(''); // none: callers leave it out (an Unkey deployment)
     expect(commitSubject('x'.repeat(200)).length).toBe(150);
   });
 });

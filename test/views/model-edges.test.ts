@@ -11,6 +11,7 @@ import {
   deploymentsView,
   noticeView,
   progressView,
+  usageView,
 } from '../../src/views/model.js';
 import type { MessageView, ViewBlock } from '../../src/views/types.js';
 import {
@@ -690,3 +691,38 @@ describe('noticeView', () => {
 });
 
 void bob;
+
+describe('what the platform does not say is left out (Unkey: a sha and a branch, no message or author)', () => {
+  const s = snapshot({ shaOnly: true });
+  const dep3 = s.deployments.find((x) => x.id === 'dep_3') as Deployment;
+  const ready = (deployment: Deployment) =>
+    plainText(
+      noticeView(
+        { type: 'deployment.ready', environment: 'production', deployment, live: false },
+        { now: NOW },
+      ).blocks.flatMap((b) => (b.type === 'text' ? b.spans : [])),
+    );
+
+  it('a notice names the deployment by sha and branch, with no filler and no dangling separator', () => {
+    expect(ready(dep3)).toContain('dep_3 (de3abcd main)');
+    expect(ready(dep3)).not.toMatch(/no commit message| — \)|: \)/);
+    // Either one known: only that one.
+    expect(ready({ ...dep3, commit: { ...dep3.commit, message: 'fix: typo' } })).toContain(
+      'dep_3 (de3abcd main: fix: typo)',
+    );
+    expect(ready({ ...dep3, commit: { ...dep3.commit, author: 'Carol' } })).toContain(
+      'dep_3 (de3abcd main — Carol)',
+    );
+  });
+
+  it("a card has no message or author, and a usage line ends at the deployment's status", () => {
+    const v = deploymentsView(s, { routing: routingOf(s), audit: [], now: NOW });
+    for (const row of blocksOf(v, 'rows')[0]?.rows ?? []) {
+      expect(row.card, row.card.id).not.toHaveProperty('message');
+      expect(row.card, row.card.id).not.toHaveProperty('author');
+    }
+    const usage = usageView('rollback', ['production'], s.deployments);
+    const lines = blocksOf(usage, 'list')[0]?.items.map((it) => plainText(it.spans)) ?? [];
+    expect(lines).toContain('dep_3 de3abcd main · ready');
+  });
+});

@@ -1,8 +1,9 @@
 import { describe, expect, it } from 'vitest';
-import { confirmationView, progressView } from '../../src/views/model.js';
+import { confirmationView, deploymentsView, progressView } from '../../src/views/model.js';
 import { mrkdwn, renderSlack } from '../../src/views/slack.js';
 import { assertValid, slackMessageSchema } from '../views/blockkit.js';
-import { alice, NOW, plan, progress } from '../views/fixtures.js';
+import { routingOf } from '../views/catalog.js';
+import { alice, NOW, plan, progress, snapshot } from '../views/fixtures.js';
 import { deploymentsWithLongId } from './long-id.js';
 
 function allText(msg: { blocks: readonly unknown[] }): string {
@@ -10,6 +11,28 @@ function allText(msg: { blocks: readonly unknown[] }): string {
 }
 
 describe('renderSlack', () => {
+  it('a deployment without commit message or author (Unkey) shows neither: no filler, no empty "by", no dangling " — "', () => {
+    const s = snapshot({ shaOnly: true });
+    const texts = (msg: ReturnType<typeof renderSlack>) =>
+      msg.blocks.flatMap((b) => (b.type === 'section' && b.text !== undefined ? [b.text.text] : []));
+    const rows = texts(renderSlack(deploymentsView(s, { routing: routingOf(s), audit: [], now: NOW })));
+    expect(rows).toContain(
+      '*`dep_3`* · `de3abcd` · main · ready · *live* · serves 5 domains\nlive for 37 minutes · created 40 minutes ago',
+    );
+    const cards = texts(
+      renderSlack(
+        confirmationView(plan('rollback', { shaOnly: true }), {
+          state: 'pending',
+          now: NOW,
+          requestedBy: alice,
+        }),
+      ),
+    );
+    expect(cards).toContain(
+      '*Current deployment*\n`dep_3` · `de3abcd` · main · ready · live for 37 minutes\ncreated 40 minutes ago',
+    );
+  });
+
   it("the confirmation's cards show how long the current deployment is live and the target's standby note", () => {
     const p = plan('rollback');
     const msg = assertValid(
