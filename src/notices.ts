@@ -37,12 +37,14 @@ import type { ChatPoster } from './chat-sinks.js';
 import { type Clock, systemClock, within } from './clock.js';
 import { type Config, type EnvironmentConfig, environmentConfigSchema } from './config.js';
 import { newestFirstRank, pushedSinceRollback } from './domain/plan.js';
+import { RefusalCode } from './domain/result.js';
 import {
   assertNever,
   type Deployment,
   type EnvironmentKind,
   type EnvironmentSnapshot,
 } from './domain/types.js';
+import { hasCode } from './errors.js';
 import { type Logger, silentLogger } from './log.js';
 import type { Metrics } from './metrics.js';
 import type { DeployPlatform, PlatformEvent } from './platform/port.js';
@@ -61,6 +63,21 @@ import {
 } from './views/model.js';
 import type { MessageView, Span } from './views/types.js';
 import { issueLines } from './zod-issues.js';
+
+/**
+ * Platform refusals that last until someone changes a setting (a rejected root key or token, a missing
+ * permission): trying again cannot help, so a check failing with one says so once, not on every retry.
+ */
+const STANDING_REFUSALS: readonly RefusalCode[] = [
+  RefusalCode.platformUnauthorized,
+  RefusalCode.platformForbidden,
+];
+
+/** The code of a standing platform refusal (a `RefusalError`, matched by name and code), else undefined. */
+function standingRefusal(e: unknown): RefusalCode | undefined {
+  if (!(e instanceof Error) || e.name !== 'RefusalError') return undefined;
+  return STANDING_REFUSALS.find((code) => hasCode(e, code));
+}
 
 /** What was announced (the `kind` label of `switchyard_notices_total`). */
 export const NoticeKind = {
@@ -991,6 +1008,8 @@ class Notices implements NoticeService {
   private readonly replica = randomBytes(4).toString('hex');
   private readonly stopping = new AbortController();
   private readonly loops = new Map<string, { wake: AbortController; done: Promise<void> }>();
+  /** Per environment, the standing platform refusal its reminder checks fail with, once said. */
+  private readonly refusedChecks = new Map<string, RefusalCode>();
   private unsubscribe: (() => void) | undefined;
   private chain: Promise<void> = Promise.resolve();
   private busy = 0;
@@ -2095,12 +2114,43 @@ class Notices implements NoticeService {
       async () => {
         // The next check is due at a clock time: a check that fell due while this one ran runs at once.
         const at = await this.environmentStep(environment);
+        this.checkWorks(environment);
         if (at === undefined) return undefined;
         const wait = at - this.clock.now();
         return wait > 0 ? wait : 'now';
       },
-      (err) => this.log.warn({ err, environment }, 'reminder check failed; retrying'),
+      (err) => this.checkFailed(environment, err),
     );
+  }
+
+  /**
+   * A failed reminder check. A standing platform refusal (a rejected root key, a missing permission)
+   * is said once per kind, at WARN without a stack: its message says what to set, and the retries
+   * every `retryMs` would repeat it for as long as nobody does (they log at debug). Other faults (the
+   * platform or Redis not answering) pass and are logged as they come.
+   */
+  private checkFailed(environment: string, err: unknown): void {
+    const code = standingRefusal(err);
+    if (code === undefined) {
+      this.log.warn({ err, environment }, 'reminder check failed; retrying');
+      return;
+    }
+    const reason = err instanceof Error ? err.message : String(err);
+    if (this.refusedChecks.get(environment) === code) {
+      this.log.debug({ environment, code, reason }, `reminder check of ${environment} still refused`);
+      return;
+    }
+    this.refusedChecks.set(environment, code);
+    this.log.warn(
+      { environment, code, reason },
+      `${this.platform.name}: the reminder check of ${environment} is refused (${code}), so its rolled-back reminders wait until it works again (tried every ${Math.round(this.retryMs / 1000)}s; a line says when it does). What to do: ${reason}`,
+    );
+  }
+
+  /** A reminder check that worked: says so once if it had been refused. */
+  private checkWorks(environment: string): void {
+    if (!this.refusedChecks.delete(environment)) return;
+    this.log.info({ environment }, `${this.platform.name}: the reminder check of ${environment} works again`);
   }
 
   /**

@@ -15,6 +15,7 @@ import { UnkeyPlatform } from '../../src/platform/unkey/adapter.js';
 import { createRedis, deleteKeys, type RedisClient, scanKeys } from '../../src/redis.js';
 import { formatTime } from '../../src/views/format.js';
 import { SleepRecordingClock, UnkeyFakeServer } from '../fakes/unkey-server.js';
+import { CapturedLog } from '../support/captured-log.js';
 import { redisUrl, uniqueName } from '../support/redis.js';
 import { HOUR, idleAll, PolledReplica, RecordingPoster } from './world.js';
 
@@ -221,5 +222,86 @@ describe('notices on Unkey (polled events, two replicas)', () => {
     await idleAll(both);
     expect(poster.updates).toHaveLength(1);
     expect(outcomes.filter((o) => o.status === 'closed')).toHaveLength(1);
+  });
+});
+
+describe('reminder checks Unkey refuses (a bad root key)', () => {
+  const RETRY = 60_000;
+  /** Notices logging into `log`, on `platform`; the reminder check runs at start and every RETRY on failure. */
+  async function noticesLogging(platform: DeployPlatform, log: CapturedLog): Promise<NoticeService> {
+    const s = await startNotices({
+      platform,
+      redis,
+      posters: [new RecordingPoster('slack', clock)],
+      config,
+      audit: new AuditLog(redis, { prefix }),
+      clock,
+      logger: log.logger,
+      prefix: `${prefix}:notices`,
+      recheckMs: RECHECK,
+      retryMs: RETRY,
+    });
+    services.push(s);
+    await s.idle();
+    return s;
+  }
+  const warnings = (log: CapturedLog) => log.lines.filter((l) => l.level >= 40);
+
+  it('are said once, at WARN without a stack, naming UNKEY_ROOT_KEY, not on every retry', async () => {
+    server.push({ ...prodEnv, branch: 'main' });
+    const wrong = new PolledReplica(
+      new UnkeyPlatform({
+        environments: { production: prodEnv },
+        client: {
+          baseUrl: server.url,
+          rootKey: 'unkey_3ZwrongRootKey0000000000000000',
+          clock,
+          timeoutMs: 5_000,
+        },
+        clock,
+        events: { redis, keyPrefix: `${prefix}:poll` },
+      }),
+    );
+    replicas.push(wrong);
+    const log = new CapturedLog('debug');
+    const s = await noticesLogging(wrong, log);
+    for (let i = 0; i < 5; i++) {
+      await clock.advance(RETRY);
+      await s.idle();
+    }
+    // Six checks were refused: the platform was asked each time.
+    expect(
+      server.requests.filter((r) => r.endpoint === 'deployments.listDeployments').length,
+    ).toBeGreaterThanOrEqual(6);
+    const [warning, ...more] = warnings(log);
+    expect(more).toEqual([]);
+    expect(warning).toMatchObject({ level: 40, environment: 'production', code: 'platform_unauthorized' });
+    expect(warning?.msg).toContain('reminder check of production is refused (platform_unauthorized)');
+    expect(warning?.msg).toContain('Set UNKEY_ROOT_KEY');
+    expect(warning).not.toHaveProperty('err');
+    expect(log.lines.filter((l) => /still refused/.test(l.msg))).toHaveLength(5);
+  });
+
+  it('a refusal of another kind is said again, and a check that works again says so', async () => {
+    server.push({ ...prodEnv, branch: 'main' });
+    const r = replica();
+    const log = new CapturedLog();
+    const unauthorized = { kind: 'status', status: 401, code: 'authentication/key_not_found' } as const;
+    server.fault(unauthorized, 3);
+    const s = await noticesLogging(r, log);
+    for (let i = 0; i < 2; i++) {
+      await clock.advance(RETRY);
+      await s.idle();
+    }
+    // Now the key lacks a permission (403), twice; then the check works.
+    server.fault({ kind: 'status', status: 403, code: 'authorization/insufficient_permissions' }, 2);
+    for (let i = 0; i < 3; i++) {
+      await clock.advance(RETRY);
+      await s.idle();
+    }
+    expect(warnings(log).map((l) => l.code)).toEqual(['platform_unauthorized', 'platform_forbidden']);
+    expect(log.lines.filter((l) => l.level < 40).map((l) => [l.level, l.msg])).toEqual([
+      [30, 'unkey: the reminder check of production works again'],
+    ]);
   });
 });
