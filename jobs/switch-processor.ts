@@ -419,6 +419,15 @@ class Tracker {
   }
 
   /**
+   * Once the job has an outcome, its steps promise no retry: a step an earlier attempt failed, carried
+   * by the later ones (`resume`), says it was retried (`settledDetail`).
+   */
+  private settleDetails(): void {
+    if (this.progress.outcome === undefined) return;
+    for (const s of this.progress.steps) if (s.detail !== undefined) s.detail = settledDetail(s.detail);
+  }
+
+  /**
    * Publishes the current state; resolves once it, and every earlier state, is out. States published
    * within one tick go out together: the Reporter gets every one of them in order (each report after
    * the previous one ended) with one read of the job's message refs; BullMQ progress gets every step
@@ -427,6 +436,7 @@ class Tracker {
    */
   publish(): Promise<void> {
     if (this.silent) return Promise.resolve();
+    this.settleDetails();
     this.progress.updatedAt = this.now();
     this.pending.push(structuredClone(this.progress));
     this.flushing ??= new Promise<void>((resolve) => setImmediate(resolve)).then(() => this.flush());
@@ -441,6 +451,7 @@ class Tracker {
    */
   publishFinal(late: Promise<MessageRef[]>): { reported: Promise<void>; settled: Promise<void> } {
     if (this.silent) return { reported: Promise.resolve(), settled: Promise.resolve() };
+    this.settleDetails();
     this.progress.updatedAt = this.now();
     const final = structuredClone(this.progress);
     this.pending.push(final);
@@ -569,6 +580,26 @@ function stepsOf(p: Progress): string {
  * description (4096 characters), so a long reason must not push where traffic is now out of it.
  */
 const STEP_DETAIL_MAX = 1000;
+
+/**
+ * A failed step's detail in an attempt that is retried: what failed, then `(attempt 1 of 6; retrying)`
+ * (what is said is cut so that this stays within `STEP_DETAIL_MAX`: a resumed job clips details).
+ */
+function retryingDetail(said: string, attempt: number, maxAttempts: number): string {
+  const suffix = ` (attempt ${attempt} of ${maxAttempts}; retrying)`;
+  return `${clipMessage(said, STEP_DETAIL_MAX - suffix.length)}${suffix}`;
+}
+
+const RETRYING_SUFFIX = / \(attempt (\d+) of (\d+); retrying\)$/;
+
+/**
+ * A step detail as a state with an outcome says it: a final message never promises a retry, so a
+ * step a retried attempt failed (carried by the later attempts) says what happened, `(attempt 1 of 6
+ * failed; retried)`.
+ */
+function settledDetail(detail: string): string {
+  return detail.replace(RETRYING_SUFFIX, ' (attempt $1 of $2 failed; retried)');
+}
 
 /** How many domains a message or step detail names before it counts the rest. */
 const NAMED_DOMAINS = 5;
@@ -1541,7 +1572,7 @@ async function runLocked(
       retrying,
     );
     if (retrying) {
-      tracker.endRunning('failed', `${said} (attempt ${attempt} of ${maxAttempts}; retrying)`);
+      tracker.endRunning('failed', retryingDetail(said, attempt, maxAttempts));
       tracker.progress.code = err.code;
       await tracker.publish().catch(() => undefined);
       log.warn({ code: err.code, attempt }, `switch attempt failed, will retry: ${err.message}`);

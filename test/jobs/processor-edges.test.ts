@@ -482,6 +482,45 @@ describe("a resumed job's steps", () => {
     expect(env.platform.switchCalls).toBe(4);
   });
 
+  it('a step an earlier attempt failed says in the final state that it was retried, not that it is retrying', async () => {
+    const env = await setupJobs(cleanup, { attempts: 4 });
+    let calls = 0;
+    const platform: DeployPlatform = Object.assign(Object.create(env.platform) as DeployPlatform, {
+      rollback: async (r: SwitchRequest): Promise<OperationRef> => {
+        calls++;
+        if (calls > 1) return env.platform.rollback(r);
+        // The first request fails (retried), and meanwhile a push goes live: the retry ends stale.
+        await env.local.push({ environment: 'env0' });
+        await env.clock.advance(3_000);
+        await env.local.settle();
+        throw new PlatformHttpError(503, 'POST', 'http://platform.test/rollback', undefined, 'unavailable');
+      },
+    });
+    await env.startWorker({ platform });
+    const plan = await planFor(env.local, 'env0', 'rollback', env.clock.now());
+    const { jobId } = await env.queue.enqueue(jobData(plan, env.clock.now()));
+
+    const final = await env.queue.waitForEnd(jobId);
+
+    expect(final).toMatchObject({ outcome: 'stale', attempt: 2 });
+    const said = 'The platform answered 503 Service Unavailable to the rollback request.';
+    // While the retry was to come, the failed step said so.
+    const retrying = env.reporter.of(jobId).find((p) => p.outcome === undefined && p.code !== undefined);
+    expect(retrying?.steps.find((s) => s.step === 'switching')?.detail).toBe(
+      `${said} (attempt 1 of 4; retrying)`,
+    );
+    // The final state, carrying that step, promises nothing: it says what happened.
+    expect(final?.steps.find((s) => s.step === 'switching')).toMatchObject({
+      state: 'failed',
+      detail: `${said} (attempt 1 of 4 failed; retried)`,
+    });
+    expect(JSON.stringify(final)).not.toMatch(/retrying/);
+    // So does every message's final state.
+    const reported = env.reporter.of(jobId).filter((p) => p.outcome !== undefined);
+    expect(reported.length).toBeGreaterThan(0);
+    for (const p of reported) expect(JSON.stringify(p.steps)).not.toMatch(/retrying/);
+  });
+
   it('a step whose earlier run stopped before asking the platform is left out: the resumed run never reached it', async () => {
     const env = await setupJobs(cleanup);
     const plan = await planFor(env.local, 'env0', 'rollback', env.clock.now(), seedIds(0).standby);
