@@ -6,6 +6,7 @@
  */
 import {
   type BaseInteraction,
+  DiscordAPIError,
   GuildMember,
   type InteractionEditReplyOptions,
   type InteractionReplyOptions,
@@ -83,6 +84,19 @@ export function ephemeralBody(view: MessageView): InteractionReplyOptions {
     allowedMentions: { parse: [] },
     flags: MessageFlags.Ephemeral,
   };
+}
+
+/** JSON codes of "the bot may not post here": Missing Access, Missing Permissions (docs: JSON error codes). */
+const NO_ACCESS = new Set([50001, 50013]);
+
+/**
+ * What to tell the person when Discord refused a post because the bot may not post in the channel
+ * (what to grant, in words); undefined for any other error.
+ */
+export function cannotPostHere(e: unknown): string | undefined {
+  if (!(e instanceof DiscordAPIError) || typeof e.code !== 'number' || !NO_ACCESS.has(e.code))
+    return undefined;
+  return `I cannot post in this channel (${e.message}). Give the Switchyard bot the View Channel, Send Messages and Embed Links permissions here, or use another channel. Nothing was changed.`;
 }
 
 /** A view as the edit of a deferred reply (its visibility was fixed when it was deferred). */

@@ -7,15 +7,19 @@
 import type { ButtonInteraction, REST } from 'discord.js';
 import { describe, expect, it } from 'vitest';
 import { runClick } from '../../handlers/discord/actions/click.js';
-import type { DiscordDeps } from '../../handlers/discord/context.js';
+import { type DiscordDeps, ephemeralBody } from '../../handlers/discord/context.js';
 import { DiscordMessages } from '../../handlers/discord/messages.js';
 import type { ClickReply } from '../../src/chat.js';
 import { ManualClock } from '../../src/clock.js';
 import { RefusalCode } from '../../src/domain/result.js';
-import { silentLogger } from '../../src/log.js';
+import { PlatformHttpError } from '../../src/errors.js';
+import { type Logger, silentLogger } from '../../src/log.js';
 import type { Progress } from '../../src/progress.js';
+import { faultView } from '../../src/views/fault.js';
 import { progressView, refusalView } from '../../src/views/model.js';
+import { CapturedLog } from '../support/captured-log.js';
 import { progressFixture } from '../support/progress.js';
+import { textOf } from './harness.js';
 
 const T0 = Date.UTC(2026, 10, 29, 12, 0, 0);
 const CHANNEL = '100000000000000001';
@@ -50,7 +54,7 @@ function recordingRest(): { rest: REST; patched: string[] } {
   return { rest, patched };
 }
 
-function button(): ButtonInteraction {
+function button(followUps: unknown[] = []): ButtonInteraction {
   return {
     id: '100000000000000009',
     customId: 'sy:confirm:plan_0123abcd',
@@ -62,7 +66,9 @@ function button(): ButtonInteraction {
     deferred: true,
     replied: false,
     deferUpdate: async () => undefined,
-    followUp: async () => undefined,
+    followUp: async (body: unknown) => {
+      followUps.push(body);
+    },
     editReply: async () => undefined,
     reply: async () => undefined,
   } as unknown as ButtonInteraction;
@@ -70,14 +76,14 @@ function button(): ButtonInteraction {
 
 function deps(
   reply: ClickReply,
-  opts: { reported?: boolean; ended?: Progress } = {},
+  opts: { reported?: boolean; ended?: Progress; click?: () => Promise<ClickReply>; logger?: Logger } = {},
 ): { deps: DiscordDeps; patched: string[]; endedReads: string[]; attached: unknown[] } {
   const { rest, patched } = recordingRest();
   const endedReads: string[] = [];
   const attached: unknown[] = [];
   const d = {
     chat: {
-      click: async () => reply,
+      click: opts.click ?? (async () => reply),
       endedProgress: async (jobId: string) => {
         endedReads.push(jobId);
         return opts.ended;
@@ -91,7 +97,7 @@ function deps(
     flow: { jobReported: async () => opts.reported ?? false },
     messages: new DiscordMessages({ rest }),
     clock: new ManualClock(T0),
-    logger: silentLogger,
+    logger: opts.logger ?? silentLogger,
     autocompleteBudgetMs: 2_000,
   } as unknown as DiscordDeps;
   return { deps: d, patched, endedReads, attached };
@@ -100,6 +106,43 @@ function deps(
 const confirmedView = refusalView({ code: RefusalCode.invalidInput, message: 'Confirmed: queued.' });
 
 describe('runClick', () => {
+  it('a click that fails is answered, only to the clicker, with the fault view Slack shows; a platform fault is a WARN line', async () => {
+    const unreachable = new PlatformHttpError(
+      0,
+      'GET',
+      'http://127.0.0.1:9/v2/deployments.listDeployments',
+      'network_error',
+      'connect ECONNREFUSED 127.0.0.1:9',
+      { retry: true, code: 'platform_unavailable' },
+    );
+    const log = new CapturedLog();
+    const t = deps(
+      { outcome: 'error' },
+      {
+        click: async () => {
+          throw unreachable;
+        },
+        logger: log.logger,
+      },
+    );
+    const followUps: unknown[] = [];
+    await runClick(t.deps, button(followUps), 'confirm');
+    expect(followUps).toEqual([ephemeralBody(faultView(unreachable, 'handle this click'))]);
+    const [said] = followUps as { embeds: Record<string, unknown>[] }[];
+    expect(textOf({ content: '', embeds: said?.embeds ?? [] })).toContain(
+      'Switchyard could not handle this click (the deploy platform could not be reached: platform_unavailable). It may work if you try again in a moment.',
+    );
+    expect(JSON.stringify(followUps)).not.toMatch(/PlatformHttpError|127\.0\.0\.1/);
+    expect(log.lines.map((l) => [l.level, l.msg, l.code, 'err' in l])).toEqual([
+      [
+        40,
+        'discord button failed: the deploy platform could not be reached: platform_unavailable',
+        'platform_unavailable',
+        false,
+      ],
+    ]);
+  });
+
   it("a confirmation view yields to the job's progress a worker elsewhere reported: not sent, nothing re-read", async () => {
     const t = deps({ update: confirmedView, jobId: 'sw_1', outcome: 'enqueued' }, { reported: true, ended });
     await runClick(t.deps, button(), 'confirm');

@@ -367,7 +367,10 @@ describe('Discord end to end', () => {
       from = e.fake.calls.length;
       const i = await click(e, stale, 'Make a fresh plan');
       const failed = await followUp(e, i, from);
-      expect(JSON.stringify(failed.body)).toContain('That click failed');
+      // Told what to grant, as a command's answer that cannot be posted is.
+      expect(JSON.stringify(failed.body)).toContain(
+        'I cannot post in this channel (Missing Permissions). Give the Switchyard bot the View Channel, Send Messages and Embed Links permissions here',
+      );
       // Told before the clicker is, of the fresh plan (another id: the platform changed since).
       expect(postFailed.mock.calls).toEqual([
         [expect.stringMatching(/^plan_/), { surface: 'discord', channel: e.fake.channels.ops }],
@@ -946,6 +949,42 @@ describe('switchyard_commands_total on Discord', () => {
       'discord:rollback:refused:1',
       'discord:rollback:usage:1',
     ]);
+  });
+});
+
+describe('a command the deploy platform cannot answer', () => {
+  const closers: (() => Promise<unknown>)[] = [];
+  afterEach(async () => {
+    for (const close of closers.splice(0).reverse()) await close();
+  });
+
+  it('is answered, only to the person, with the fault view Slack and the console show, never the raw error', async () => {
+    // A real Unkey adapter whose API is gone (its port closed): the read fails as a network error,
+    // `PlatformHttpError[network_error] 0 POST http://127.0.0.1:…` (no retry, to answer at once).
+    const key = 'unkey_root_unreachable';
+    const server = await startAcmeUnkey(key, { clock: new ManualClock() });
+    await server.close();
+    const platform = new UnkeyPlatform({
+      environments: { production: { project: 'acme', app: 'api', environment: 'production' } },
+      client: { baseUrl: server.url, rootKey: key, clock: systemClock, timeoutMs: 5_000, maxRetries: 0 },
+      clock: systemClock,
+    });
+    closers.push(() => platform.close());
+    const e = await start({ platform });
+    const from = e.fake.calls.length;
+    const i = slash(e, 'rollback', { environment: 'production' });
+    await e.fake.waitForCallback(i);
+    const edit = await originalEdited(e, i, from);
+    expect(edit.status).toBe(200);
+    const reply = e.fake.messages.get(i.originalId ?? '');
+    expect((reply?.flags ?? 0) & MessageFlag.ephemeral).toBe(MessageFlag.ephemeral);
+    const text = textOf(reply ?? NO_MESSAGE);
+    expect(text).toContain(
+      'Switchyard could not run /rollback (the deploy platform could not be reached: platform_unavailable). It may work if you try again in a moment.',
+    );
+    expect(text).toContain('Nothing was switched by this request. The error is in the Switchyard logs.');
+    expect(text).not.toMatch(/PlatformHttpError|network_error|127\.0\.0\.1/);
+    expect(e.fake.channelMessages(e.fake.channels.ops)).toEqual([]);
   });
 });
 

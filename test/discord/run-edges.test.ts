@@ -1,20 +1,29 @@
 /**
  * handlers/discord/commands/run.ts `runCommand` with a stub ChatService and a stub REST: a channel the
  * bot may not post in (Missing Access 50001 or Missing Permissions 50013) is explained to the person
- * who typed the command and counted `not_posted`; a fault that may pass says "try again in a moment";
- * a command whose post went out but could not be attached to its plan is counted an error, not planned.
+ * who typed the command and counted `not_posted`; a fault is said with the shared fault view (as on
+ * Slack and the console), which says "try again in a moment" of one that may pass; a command whose
+ * post went out but could not be attached to its plan is counted an error, not planned.
  */
-import { type ChatInputCommandInteraction, DiscordAPIError, type REST } from 'discord.js';
+import {
+  type ChatInputCommandInteraction,
+  DiscordAPIError,
+  type InteractionEditReplyOptions,
+  type REST,
+} from 'discord.js';
 import { describe, expect, it } from 'vitest';
 import { runCommand } from '../../handlers/discord/commands/run.js';
-import type { DiscordDeps } from '../../handlers/discord/context.js';
+import { type DiscordDeps, editBody } from '../../handlers/discord/context.js';
 import { DiscordMessages } from '../../handlers/discord/messages.js';
 import type { ChatReply } from '../../src/chat.js';
 import { ManualClock } from '../../src/clock.js';
 import { RefusalCode } from '../../src/domain/result.js';
-import { SwitchyardError } from '../../src/errors.js';
-import { silentLogger } from '../../src/log.js';
+import { PlatformHttpError, SwitchyardError } from '../../src/errors.js';
+import { type Logger, silentLogger } from '../../src/log.js';
+import { faultView } from '../../src/views/fault.js';
 import { refusalView } from '../../src/views/model.js';
+import { CapturedLog } from '../support/captured-log.js';
+import { textOf } from './harness.js';
 
 const CHANNEL = '100000000000000001';
 
@@ -24,8 +33,21 @@ const planned: ChatReply = {
   planId: 'plan_0123abcd',
 };
 
-function slash(): { interaction: ChatInputCommandInteraction; edits: string[] } {
+/** What a reply shows: its content and its embeds' text (the harness's `textOf`). */
+function shown(body: InteractionEditReplyOptions): string {
+  return textOf({
+    content: body.content ?? '',
+    embeds: (body.embeds ?? []) as unknown as Record<string, unknown>[],
+  }).trim();
+}
+
+function slash(): {
+  interaction: ChatInputCommandInteraction;
+  edits: string[];
+  bodies: InteractionEditReplyOptions[];
+} {
   const edits: string[] = [];
+  const bodies: InteractionEditReplyOptions[] = [];
   const interaction = {
     id: '100000000000000009',
     channelId: CHANNEL,
@@ -37,20 +59,23 @@ function slash(): { interaction: ChatInputCommandInteraction; edits: string[] } 
     async deferReply(this: { deferred: boolean }) {
       this.deferred = true;
     },
-    editReply: async (body: { content?: string }) => {
-      edits.push(body.content ?? '');
+    editReply: async (body: InteractionEditReplyOptions) => {
+      bodies.push(body);
+      edits.push(shown(body));
     },
-    reply: async (body: { content?: string }) => {
-      edits.push(body.content ?? '');
+    reply: async (body: InteractionEditReplyOptions) => {
+      bodies.push(body);
+      edits.push(shown(body));
     },
   } as unknown as ChatInputCommandInteraction;
-  return { interaction, edits };
+  return { interaction, edits, bodies };
 }
 
 function deps(opts: {
   command: () => Promise<ChatReply>;
   post?: () => Promise<unknown>;
   attach?: () => Promise<undefined>;
+  logger?: Logger;
 }): { deps: DiscordDeps; outcomes: string[] } {
   const outcomes: string[] = [];
   const rest = {
@@ -65,7 +90,7 @@ function deps(opts: {
     flow: {},
     messages: new DiscordMessages({ rest }),
     clock: new ManualClock(),
-    logger: silentLogger,
+    logger: opts.logger ?? silentLogger,
     autocompleteBudgetMs: 2_000,
     metrics: {
       commands: { inc: (labels: { outcome: string }) => outcomes.push(labels.outcome) },
@@ -116,9 +141,10 @@ describe('runCommand', () => {
     });
     const a = slash();
     await runCommand(passing.deps, a.interaction, 'rollback', ['production']);
-    expect(a.edits).toEqual([
-      '/rollback failed: Redis did not answer. Nothing was changed; try again in a moment.',
-    ]);
+    expect(a.edits).toHaveLength(1);
+    expect(a.edits[0]).toContain(
+      'Switchyard could not run /rollback (its Redis is unreachable). It may work if you try again in a moment.',
+    );
     const lasting = deps({
       command: async () => {
         throw new SwitchyardError('config_invalid', 'no such platform', { retry: false });
@@ -126,7 +152,59 @@ describe('runCommand', () => {
     });
     const b = slash();
     await runCommand(lasting.deps, b.interaction, 'rollback', ['production']);
-    expect(b.edits).toEqual(['/rollback failed: no such platform. Nothing was changed.']);
+    expect(b.edits[0]).toContain('Switchyard could not run /rollback (config_invalid).');
+    expect(b.edits[0]).not.toContain('try again');
+  });
+
+  it("a platform fault is said as Slack and the console say it (the shared fault view), not the error's own wording, and logged as a WARN line", async () => {
+    const unreachable = new PlatformHttpError(
+      0,
+      'GET',
+      'http://127.0.0.1:9/v2/deployments.listDeployments',
+      'network_error',
+      'connect ECONNREFUSED 127.0.0.1:9',
+      { retry: true, code: 'platform_unavailable' },
+    );
+    const log = new CapturedLog();
+    const t = deps({
+      command: async () => {
+        throw unreachable;
+      },
+      logger: log.logger,
+    });
+    const s = slash();
+    await runCommand(t.deps, s.interaction, 'rollback', ['production']);
+    // The view every surface shows for it, rendered as Discord's other ephemeral replies are.
+    expect(s.bodies).toEqual([editBody(faultView(unreachable, 'run /rollback'))]);
+    expect(s.edits[0]).toContain(
+      'Switchyard could not run /rollback (the deploy platform could not be reached: platform_unavailable). It may work if you try again in a moment.',
+    );
+    expect(s.edits[0]).not.toMatch(/PlatformHttpError|127\.0\.0\.1/);
+    expect(t.outcomes).toEqual(['error']);
+    // The raw error stays in the log: an outage of the platform, a WARN line without a stack.
+    expect(log.lines.map((l) => [l.level, l.msg, l.code, l.reason, 'err' in l])).toEqual([
+      [
+        40,
+        'discord command failed: the deploy platform could not be reached: platform_unavailable',
+        'platform_unavailable',
+        unreachable.message,
+        false,
+      ],
+    ]);
+  });
+
+  it('a fault that is no outage of the platform is logged as an ERROR with the error', async () => {
+    const log = new CapturedLog();
+    const t = deps({
+      command: async () => {
+        throw new Error('a bug');
+      },
+      logger: log.logger,
+    });
+    await runCommand(t.deps, slash().interaction, 'rollback', ['production']);
+    expect(
+      log.lines.map((l) => [l.level, l.msg, (l.err as { message?: string } | undefined)?.message]),
+    ).toEqual([[50, 'discord command failed', 'a bug']]);
   });
 
   it('a confirmation posted but not attached to its plan is counted an error, not planned', async () => {
@@ -139,6 +217,6 @@ describe('runCommand', () => {
     const s = slash();
     await runCommand(t.deps, s.interaction, 'rollback', ['production']);
     expect(t.outcomes).toEqual(['error']);
-    expect(s.edits.at(-1)).toContain('/rollback failed');
+    expect(s.edits.at(-1)).toContain('Switchyard could not run /rollback');
   });
 });

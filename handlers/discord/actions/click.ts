@@ -6,14 +6,14 @@
  * clicker (ephemeral follow-up), and/or post a fresh plan in the channel.
  */
 import { type ButtonInteraction, MessageFlags } from 'discord.js';
-import { asSwitchyardError } from '../../../src/errors.js';
-import { scrub } from '../../../src/log.js';
 import { progressStamp } from '../../../src/progress.js';
 import type { ActionKind } from '../../../src/views/actions.js';
 import { renderDiscord } from '../../../src/views/discord.js';
+import { faultView, logCommandFault } from '../../../src/views/fault.js';
 import {
   actingUser,
   attachPosted,
+  cannotPostHere,
   type DiscordDeps,
   editBody,
   ephemeralBody,
@@ -115,15 +115,23 @@ export async function runClick(
       if (planId !== undefined) await attachPosted(deps, planId, channelId, posted.id);
     }
   } catch (e) {
-    const err = asSwitchyardError(e);
-    deps.logger.error(
-      { action: label, interactionId: interaction.id, code: err.code, err: scrub(err.message) },
-      'discord button failed',
-    );
-    const content = `That click failed: ${scrub(err.message)}`.slice(0, 2000);
+    // Said as on Slack (the shared fault view), only to the clicker, the raw error staying in the log;
+    // a channel the bot may not post in (the answer's fresh plan) says what to grant, as a command does.
+    const noAccess = cannotPostHere(e);
+    if (noAccess === undefined)
+      logCommandFault(
+        deps.logger,
+        e,
+        { action: label, interactionId: interaction.id },
+        'discord button failed',
+      );
+    const body =
+      noAccess === undefined
+        ? ephemeralBody(faultView(e, 'handle this click'))
+        : { content: noAccess, flags: MessageFlags.Ephemeral as const };
     await (interaction.deferred || interaction.replied
-      ? interaction.followUp({ content, flags: MessageFlags.Ephemeral })
-      : interaction.reply({ content, flags: MessageFlags.Ephemeral })
+      ? interaction.followUp(body)
+      : interaction.reply(body)
     ).catch(() => undefined);
   } finally {
     deps.metrics?.clicks.inc({ surface: 'discord', action: label, outcome });

@@ -5,21 +5,20 @@
  * as a channel message owned by the bot (so progress can edit it with the bot token for as long as
  * the switch takes) and attach that message to the plan.
  */
-import {
-  type AutocompleteInteraction,
-  type ChatInputCommandInteraction,
-  DiscordAPIError,
-  MessageFlags,
-} from 'discord.js';
+import { type AutocompleteInteraction, type ChatInputCommandInteraction, MessageFlags } from 'discord.js';
 import { type CommandName, commandArgs } from '../../../src/chat.js';
-import { asSwitchyardError } from '../../../src/errors.js';
-import { scrub } from '../../../src/log.js';
 import { CommandOutcome, commandReplyOutcome } from '../../../src/metrics.js';
 import { renderDiscord } from '../../../src/views/discord.js';
-import { actingUser, attachPosted, type DiscordDeps, editBody, messageLink } from '../context.js';
-
-/** JSON codes of "the bot may not post here" (docs: JSON error codes). */
-const NO_ACCESS = new Set([50001, 50013]);
+import { faultView, logCommandFault } from '../../../src/views/fault.js';
+import {
+  actingUser,
+  attachPosted,
+  cannotPostHere,
+  type DiscordDeps,
+  editBody,
+  ephemeralBody,
+  messageLink,
+} from '../context.js';
 
 /** A Discord slash command handler (one per file in this folder). */
 export interface DiscordCommand {
@@ -63,14 +62,11 @@ export async function runCommand(
     try {
       posted = await deps.messages.post(channelId, renderDiscord(reply.view));
     } catch (e) {
-      if (e instanceof DiscordAPIError && typeof e.code === 'number' && NO_ACCESS.has(e.code)) {
-        outcome = CommandOutcome.notPosted;
-        await interaction.editReply({
-          content: `I cannot post in this channel (${e.message}). Give the Switchyard bot the View Channel, Send Messages and Embed Links permissions here, or use another channel. Nothing was changed.`,
-        });
-        return;
-      }
-      throw e;
+      const noAccess = cannotPostHere(e);
+      if (noAccess === undefined) throw e;
+      outcome = CommandOutcome.notPosted;
+      await interaction.editReply({ content: noAccess });
+      return;
     }
     if (reply.planId !== undefined) await attachPosted(deps, reply.planId, channelId, posted.id);
     outcome = commandReplyOutcome(reply);
@@ -78,15 +74,18 @@ export async function runCommand(
       content: `Posted in this channel: ${messageLink(interaction.guildId, channelId, posted.id)}`,
     });
   } catch (e) {
-    const err = asSwitchyardError(e);
-    deps.logger.error(
-      { command: name, interactionId: interaction.id, code: err.code, err: scrub(err.message) },
+    // Said as on Slack and the console (the shared fault view, in words and with its code); the raw
+    // error stays in the log: a platform outage as a WARN line, anything else as an ERROR.
+    logCommandFault(
+      deps.logger,
+      e,
+      { command: name, interactionId: interaction.id },
       'discord command failed',
     );
-    const text = `/${name} failed: ${scrub(err.message)}. Nothing was changed${err.retry ? '; try again in a moment' : ''}.`;
+    const view = faultView(e, `run /${name}`);
     await (interaction.deferred || interaction.replied
-      ? interaction.editReply({ content: text.slice(0, 2000) })
-      : interaction.reply({ content: text.slice(0, 2000), flags: MessageFlags.Ephemeral })
+      ? interaction.editReply(editBody(view))
+      : interaction.reply(ephemeralBody(view))
     ).catch(() => undefined);
   } finally {
     deps.metrics?.commands.inc({ surface: 'discord', command: name, outcome });
