@@ -61,7 +61,7 @@ import {
   progressView,
   type RolledBackEnd,
 } from './views/model.js';
-import type { MessageView, Span } from './views/types.js';
+import type { MessageView, Span, ViewBlock } from './views/types.js';
 import { issueLines } from './zod-issues.js';
 
 /**
@@ -569,15 +569,7 @@ export function lateCompletionNoticeView(
     title,
     summary: `${title}: this completes the ${run.action} Switchyard reported failed.`,
     blocks: [
-      {
-        type: 'text',
-        spans: [
-          b(`${env} now serves `),
-          ...deploymentSpans(move.to),
-          ...(move.from === undefined ? [] : [t(', before: '), c(move.from.id)]),
-          t('.'),
-        ],
-      },
+      servesBlock(move),
       {
         type: 'text',
         spans: [
@@ -604,6 +596,20 @@ export function lateCompletionNoticeView(
     ],
     buttons: [],
     ephemeral: false,
+  };
+}
+
+/** "production now serves dep_y (…), before: dep_x." — the first line of a traffic move's notice. */
+function servesBlock(move: Extract<NoticeEvent, { type: 'traffic.moved' }>): ViewBlock {
+  const env = move.environment;
+  return {
+    type: 'text',
+    spans: [
+      b(`${env} now serves `),
+      ...deploymentSpans(move.to),
+      ...(move.from === undefined ? [] : [t(', before: '), c(move.from.id)]),
+      t('.'),
+    ],
   };
 }
 
@@ -645,15 +651,7 @@ export function seenLateNoticeView(
     title,
     summary: `${title}, seen ${after} after Switchyard's ${run.action} to it succeeded: that ${run.action} seen late, or the same switch made again outside Switchyard.`,
     blocks: [
-      {
-        type: 'text',
-        spans: [
-          b(`${env} now serves `),
-          ...deploymentSpans(move.to),
-          ...(move.from === undefined ? [] : [t(', before: '), c(move.from.id)]),
-          t('.'),
-        ],
-      },
+      servesBlock(move),
       {
         type: 'text',
         spans: [
