@@ -93,6 +93,21 @@ export async function runCommand(
 }
 
 /**
+ * A string option that takes one word: its words (none when absent or blank), and the problem to
+ * answer instead of running the command when it holds several (`runCommand`'s `problem`).
+ */
+export function oneWordOption(
+  interaction: Pick<ChatInputCommandInteraction, 'options'>,
+  option: string,
+  takes: string,
+  hint?: string,
+): { readonly words: string[]; readonly problem?: OptionProblem } {
+  const words = optionWords(interaction, option);
+  if (words.length <= 1) return { words };
+  return { words, problem: { option, takes, words, ...(hint === undefined ? {} : { hint }) } };
+}
+
+/**
  * A string option's words, read as Slack and the console read command text (commandArgs): invisible
  * characters pasted with an id (a zero-width space, a byte-order mark), controls, quotes and backticks
  * dropped, so an id pasted from a message works on every surface alike. None when absent or blank;
