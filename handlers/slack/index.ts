@@ -140,6 +140,8 @@ export function startSlack(opts: StartSlackOptions): SlackSurface {
   });
   // Commands' and clicks' posts, alert suggestions and notices: fails fast on a 429, never re-sends.
   const posts = createPosterClient(opts.botToken, opts.apiUrl, opts.callTimeoutMs);
+  // Ends the poster's waits between tries when the surface stops.
+  const stopping = new AbortController();
   let groups: UserGroupResolver | undefined;
   const slack = createSlackApp(
     {
@@ -182,7 +184,7 @@ export function startSlack(opts: StartSlackOptions): SlackSurface {
     slack,
     reporter,
     groups: resolver,
-    poster: new SlackPoster(posts, reporter, { clock, logger }),
+    poster: new SlackPoster(posts, reporter, { clock, logger, signal: stopping.signal }),
     async checkGroups() {
       const problems = await resolver.check().catch((e: unknown) => {
         logger.warn({ err: e }, 'slack: could not check the configured user groups');
@@ -215,7 +217,8 @@ export function startSlack(opts: StartSlackOptions): SlackSurface {
       // a click's enqueue must not be cut short). Edits still waiting on Slack's pacing (a long
       // Retry-After, many messages on the workspace budget: a click's own edit is tracked work too)
       // are waited for a while, not for good. A worker closing after this flushes its own within its
-      // shutdown timeout.
+      // shutdown timeout. A suggestion or notice post waiting out a rate limit fails at once instead.
+      stopping.abort();
       await work.tasksIdle();
       await within(
         clock,

@@ -32,6 +32,13 @@ export class SlackPostError extends Error {
     cause?: unknown,
     /** Said after the code and channel (what a reader of the alert's answer needs to know). */
     note?: string,
+    /**
+     * A post Slack may have made although it failed (no answer in time, a connection dropped after the
+     * request went, Slack's `internal_error` / `fatal_error`): its callers must not post it again, nor
+     * let a later alert of the same incident do so (src/alerts/service.ts reads this property, through
+     * the PermanentChatError that wraps it).
+     */
+    readonly maybePosted = false,
   ) {
     super(
       `SlackPostError[${slackCode}] ${method} channel=${channel}${note === undefined ? '' : `: ${note}`}`,
@@ -55,6 +62,11 @@ export interface SlackPosterOptions {
   /** Times the waits between tries of a post. */
   readonly clock?: Clock;
   readonly logger?: Logger;
+  /**
+   * Aborted when Switchyard stops: a post waiting between tries (a `Retry-After` of up to 10 s, twice)
+   * fails at once, as a transient failure, instead of holding shutdown.
+   */
+  readonly signal?: AbortSignal;
 }
 
 /** Posts and edits Slack messages for the alert and notice sinks. */
@@ -63,6 +75,7 @@ export class SlackPoster implements ChatPoster {
 
   private readonly clock: Clock;
   private readonly logger: Logger;
+  private readonly signal: AbortSignal | undefined;
 
   constructor(
     private readonly client: WebClient,
@@ -71,6 +84,7 @@ export class SlackPoster implements ChatPoster {
   ) {
     this.clock = opts.clock ?? systemClock;
     this.logger = opts.logger ?? silentLogger;
+    this.signal = opts.signal;
   }
 
   /**
@@ -80,7 +94,8 @@ export class SlackPoster implements ChatPoster {
    * its `Retry-After` or a short pause, up to POST_TRIES in all; a rate limit that outlasts them (or
    * asks for more than POST_RETRY_AFTER_MAX_MS) is a transient `ratelimited` SlackPostError, its
    * caller retries later. A try that got no answer (`timeout`) may have been posted: it is not made
-   * again, and the error is not retryable (a retry could post the message twice).
+   * again, and the error is not retryable (a retry could post the message twice). Once `signal` is
+   * aborted (shutdown), a wait between tries ends at once with the try's transient error.
    */
   async post(channel: string, view: MessageView, opts: { threadId?: string } = {}): Promise<MessageRef> {
     // Posted: people by name, never as mentions (Slack notifies everyone mentioned in a post).
@@ -98,8 +113,20 @@ export class SlackPoster implements ChatPoster {
       } catch (e) {
         const failure = postFailure(e, tried);
         if (failure.retryInMs !== undefined) {
-          await this.clock.sleep(failure.retryInMs);
-          continue;
+          const waited = await this.clock.sleep(failure.retryInMs, this.signal).then(
+            () => true,
+            () => false,
+          );
+          if (waited) continue;
+          // Stopping: Slack surely did not post it, so its caller may try it again later.
+          throw new SlackPostError(
+            'chat.postMessage',
+            channel,
+            failure.code,
+            true,
+            e,
+            'Switchyard is stopping, so it was not tried again',
+          );
         }
         if (failure.maybePosted === undefined)
           throw new SlackPostError('chat.postMessage', channel, failure.code, failure.transient, e);
@@ -114,6 +141,7 @@ export class SlackPoster implements ChatPoster {
           false,
           e,
           `${maybePostedReason(failure.code)}; the message may still appear, late, so it was not sent again`,
+          true,
         );
       }
     }

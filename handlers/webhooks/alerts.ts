@@ -10,10 +10,12 @@
  * when handling failed (Redis or the platform unreachable) or a suggestion could not be posted or
  * edited in chat (outcome `failed`), so the sender retries: a sender takes any 2xx as delivered, and
  * those that retry (Alertmanager, Datadog, …) do so on a 5xx. Retrying is safe: a failed post gives
- * its incident up and a failed resolved edit is left to the retry, while what did go out
+ * its incident up (unless it may have gone through: then the incident stays claimed, answered
+ * `retry: false`) and a failed resolved edit is left to the retry, while what did go out
  * deduplicates. The answer goes out within the time the sender waits for it (`ANSWER_BUDGET_MS`): what
  * is still being handled then is answered `pending` and finished in the background
- * (`AlertService.handleWebhook`). Nothing a sender can put in a request makes the handler throw.
+ * (`AlertService.handleWebhook`), which retries it itself only when this answer is a 2xx (a 503 is
+ * the sender's to retry). Nothing a sender can put in a request makes the handler throw.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { parseAlertDelivery } from '../../src/alerts/parsers.js';
@@ -220,7 +222,8 @@ export function registerAlertWebhooks(http: HttpServer, opts: AlertWebhookOption
         alerts: [...results, ...skipped],
       };
       // Only failures a retry may fix ask the sender to retry; a chat refusal for good (the bot is not
-      // in the channel) is reported in the 202's results, or the sender would retry it forever.
+      // in the channel) is reported in the 202's results, or the sender would retry it forever. The
+      // service judges an answer the same way (`retryable`): a 503 here is never retried by it too.
       const failed = results.filter((r) => r.outcome === AlertOutcome.failed && r.retry !== false);
       if (failed.length > 0) {
         // A 2xx would tell the sender the alert was delivered: it would never send it again.

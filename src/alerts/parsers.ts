@@ -7,8 +7,8 @@
  *   alert_transition, alert_type, alert_id, aggreg_key, alert_cycle_key, link, …);
  * - Sentry integration-platform issue alerts (`event_alert`, action `triggered`, data.event), metric
  *   alerts (`metric_alert`, action `critical` / `warning` / `resolved`, data.metric_alert) and issue
- *   webhooks (`issue`, data.issue): `resolved` resolves (unless in a release still to come: its
- *   `data.resolution_type` is not `now`),
+ *   webhooks (`issue`, data.issue): `resolved` resolves (unless in a release or commit still to
+ *   come: its `data.resolution_type`, see resolvedLater),
  *   `created` / `assigned` / `archived` / `unresolved` are accepted and ignored (they carry no
  *   environment), as are other resources (`Sentry-Hook-Resource`: comment, installation, …; see
  *   sentryAlerts);
@@ -713,7 +713,8 @@ const sentryTriggered = z.object({
 const sentryResolved = z.object({
   action: z.literal('resolved'),
   data: z.object({
-    // How it was resolved (Sentry's issue_resolved signal): `now`, or a release or commit still to come.
+    // How it was resolved (Sentry's issue_resolved signal): now (`now`, `autoresolve`), or in a release
+    // or commit still to come (see resolvedLater).
     resolution_type: z.string().nullable().optional(),
     issue: z.object({
       id: idLike,
@@ -738,24 +739,45 @@ const sentryResolved = z.object({
 
 type SentryStatusDetails = NonNullable<z.output<typeof sentryResolved>['data']['issue']['statusDetails']>;
 
-/** Sentry's `resolution_type` values other than `now`, as "Sentry resolves this issue …" ends. */
-const SENTRY_RESOLVED_LATER: Readonly<Record<string, string>> = {
-  in_next_release: 'in the next release',
-  in_upcoming_release: 'in the upcoming release',
-  in_release: 'in the current release',
-  in_commit: 'in a commit',
-  with_commit: 'by a commit',
-};
+/**
+ * Sentry's `resolution_type` values (its issue_resolved signal) that name a fix still to come, as
+ * "Sentry resolves this issue …" ends:
+ * - `in_next_release`, `in_upcoming_release`: a release after the current one carries the fix;
+ * - `in_release` ("in the current release"): the newest release Sentry knows carries it, which need not
+ *   be the deployment running;
+ * - `in_commit`: a person named the commit that fixes it;
+ * - `with_commit`: Sentry found a commit saying it fixes the issue ("Fixes SHOP-123"), when a
+ *   repository integration records the pushed commit or when a release's commits are set (mostly as
+ *   that release is built, before its deploy).
+ * Both commit types come when the fix exists as a commit, normally before it is live. Read as resolved,
+ * the suggestion would say the alert resolved while the running deployment still fails (and, for a
+ * release's commits, Sentry counts errors of older releases as still resolved: no regression alert
+ * would correct it). Read as a fix to come when it already went live, the suggestion keeps asking, but
+ * a confirm then finds its plan stale and switches nothing. So they are fixes to come.
+ */
+const SENTRY_RESOLVED_LATER: ReadonlyMap<string, string> = new Map([
+  ['in_next_release', 'in the next release'],
+  ['in_upcoming_release', 'in the upcoming release'],
+  ['in_release', 'in the current release'],
+  ['in_commit', 'in a commit'],
+  ['with_commit', 'by a commit'],
+]);
+
+/**
+ * Sentry's `resolution_type` values that resolve the issue now, whatever the statusDetails say: `now`
+ * ("Resolve") and `autoresolve` (Sentry resolved it itself: no event for the project's auto-resolve
+ * age).
+ */
+const SENTRY_RESOLVED_NOW: readonly string[] = ['now', 'autoresolve'];
 
 /**
  * When a resolution names a release or commit still to come, a sentence saying so; else undefined.
- * Such an issue's error is still live in the deployment running now. Sentry says how it was resolved
- * in `resolution_type` (its issue_resolved signal): `now` resolves now; every other type
- * (`in_next_release`, `in_upcoming_release`, `in_release` — later releases fix it —, `in_commit`,
- * `with_commit`, and any Sentry adds) waits for a release, whose deployment is not the one running.
- * Without it (an older Sentry), the statusDetails decide (inNextRelease, inUpcomingRelease,
- * inRelease, inCommit): for "Resolve in the upcoming release" they carry only the actor, which is
- * why the resolution type comes first.
+ * Such an issue's fix is not known to be live in the deployment running now. Sentry says how it was
+ * resolved in `resolution_type`: the types of SENTRY_RESOLVED_NOW resolve now, those of
+ * SENTRY_RESOLVED_LATER wait for their fix. Without one (an older Sentry), or with a type not known
+ * here (one Sentry adds), the statusDetails decide (inNextRelease, inUpcomingRelease, inRelease,
+ * inCommit; none: resolved now). For "Resolve in the upcoming release" they carry only the actor,
+ * which is why a known resolution type comes first.
  */
 function resolvedLater(
   resolutionType: string | null | undefined,
@@ -769,12 +791,13 @@ function resolvedLater(
     ? (text(commit) ??
       (typeof commit === 'object' ? text((commit as Record<string, unknown>).commit) : undefined))
     : undefined;
-  const type = resolutionType?.trim().toLowerCase();
-  if (type !== undefined && type !== '') {
-    if (type === 'now') return undefined;
+  const type = resolutionType?.trim().toLowerCase() ?? '';
+  if (SENTRY_RESOLVED_NOW.includes(type)) return undefined;
+  const later = SENTRY_RESOLVED_LATER.get(type);
+  if (later !== undefined) {
     if (type === 'in_release' && release) return `in release ${release}`;
     if ((type === 'in_commit' || type === 'with_commit') && commitId) return `in commit ${commitId}`;
-    return SENTRY_RESOLVED_LATER[type] ?? `with resolution type ${shownValue(clip(type, 64))}, not "now"`;
+    return later;
   }
   if (!details) return undefined;
   if (given(details.inNextRelease)) return 'in the next release';
@@ -869,8 +892,9 @@ function sentryMetricAlerts(body: unknown, opts: ParseOptions): Result<Normalize
  * - `triggered` with data.event: an issue alert (firing; the event carries the environment tag);
  *   `triggered` with data.issue and no event (an activity alert) is ignored: no environment;
  * - `resolved` with data.issue: the issue was resolved, unless Sentry resolves it in a release or
- *   commit still to come (`data.resolution_type` other than `now`; without one, statusDetails'
- *   inNextRelease, inUpcomingRelease, inRelease, inCommit): ignored, as its error is still live in the
+ *   commit still to come (`data.resolution_type` in_next_release, in_upcoming_release, in_release,
+ *   in_commit or with_commit; without a type known here, statusDetails' inNextRelease,
+ *   inUpcomingRelease, inRelease, inCommit): ignored, as its fix is not known to be live in the
  *   deployment running now;
  * - `created` / `assigned` / `archived` (`ignored`) / `unresolved` with data.issue (or any other action
  *   of the issue resource): ignored. An issue webhook carries no environment, so only alertMatchers could place it, which could turn a
@@ -963,7 +987,7 @@ function sentryAlerts(body: unknown, opts: ParseOptions): Result<AlertDelivery> 
     if (later !== undefined) {
       return ignore(
         title,
-        `Sentry resolves this issue ${later}: its error is still live in the deployment running now, so its suggestion is not marked resolved.`,
+        `Sentry resolves this issue ${later}: its fix is not known to be live in the deployment running now, so its suggestion is not marked resolved.`,
         { status: 'resolved', fingerprint: issue.id },
       );
     }

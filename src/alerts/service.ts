@@ -295,12 +295,14 @@ export const CHAT_ALERT_RETRIES = 3;
  * waits: Sentry 1 s (1,000 timeouts in 24 hours unsubscribe the integration), PagerDuty 5 s (three
  * dropped deliveries disable the subscription for 24 hours), Alertmanager `group_interval` (at least
  * 10 s), Datadog 15 s, Grafana 30 s; a generic sender is answered as Alertmanager is. A delivery not
- * handled by then is answered with what is known, and finished in the background.
+ * handled by then is answered with what is known, and finished in the background. Datadog's leaves
+ * room past Slack's 10 s call time-out (SLACK_CALL_TIMEOUT_MS), so that a post Slack does not answer
+ * is answered `failed` (retry: false) rather than `pending`, and 3 s short of its 15 s.
  */
 export const ANSWER_BUDGET_MS = {
   alertmanager: 8_000,
   grafana: 20_000,
-  datadog: 10_000,
+  datadog: 12_000,
   sentry: 700,
   pagerduty: 4_000,
   generic: 8_000,
@@ -315,7 +317,14 @@ export const MAX_LATE_DELIVERIES = 100;
 
 /** The detail of an alert still being handled when its answer was due (outcome `pending`). */
 export const PENDING_DETAIL =
-  'Still being handled when the answer was due (the chat service or the deploy platform is slow): its outcome is logged and counted once known, and if it fails, Switchyard tries the delivery again itself.';
+  'Still being handled when the answer was due (the chat service or the deploy platform is slow): its outcome is logged and counted once known. If it fails in a way a retry may fix, Switchyard tries the delivery again itself (after 5 s, 20 s and 80 s, unless it is shutting down); a failure no retry can fix (the chat service refused, or Slack did not answer the post, which may have gone through) is only logged.';
+
+/**
+ * The detail of a `pending` alert in an answer that also holds a failure a retry may fix: that answer
+ * is a 503, and the sender's retry of the delivery handles it again.
+ */
+export const PENDING_SENDER_RETRIES_DETAIL =
+  'Still being handled when the answer was due (the chat service or the deploy platform is slow): its outcome is logged and counted once known. Another alert of this delivery failed, so the delivery is answered 503 and its sender sends it again; Switchyard does not retry it itself.';
 
 /** How far `handle` got: the results of the alerts handled so far, and how many those are. */
 interface Progress {
@@ -474,8 +483,10 @@ export class AlertService implements AlertIntake {
    * webhook off after enough of them. What is handled by then is answered with its outcome; the
    * alerts still being handled (a chat post or the platform is slow) with outcome `pending`, and
    * finished in the background, at most MAX_LATE_DELIVERIES at a time (waited for by `idle` and
-   * `close`). Its sender got a 2xx and will not retry it: a retryable failure then is tried again here,
-   * as for chat alerts (`handleChat`). A fault before the answer throws, as `handle` does.
+   * `close`). Its sender got a 2xx and will not retry it: a failure a retry may fix then is tried again
+   * here, as for chat alerts (`handleChat`), until shutdown. Not when the answer already held such a
+   * failure: the webhook answers that 503, and the sender sends the delivery again itself. A fault
+   * before the answer throws, as `handle` does.
    */
   async handleWebhook(source: AlertSource, alerts: readonly NormalizedAlert[]): Promise<AlertResult[]> {
     return this.handleWithin(alerts, ANSWER_BUDGET_MS[source]);
@@ -497,7 +508,10 @@ export class AlertService implements AlertIntake {
     const finished = work.then(() => true);
     const done = await within(this.clock, budgetMs, finished, false);
     if (done) return progress.results;
-    // Answered now with what is known; the rest goes on.
+    // Answered now with what is known; the rest goes on. An answer holding a failure a retry may fix
+    // is answered 503 by the webhook (`retryable`): its sender sends the whole delivery again, so
+    // Switchyard does not retry it itself as well (it would be handled, and counted, once more).
+    const senderRetries = progress.results.some(retryable);
     const answer = [
       ...progress.results,
       ...alerts.slice(progress.handled).map((alert, i): AlertResult => {
@@ -508,7 +522,7 @@ export class AlertService implements AlertIntake {
           ...(alert.fingerprint === undefined ? {} : { fingerprint: alert.fingerprint }),
           ...(m?.ok === true ? { environment: m.environment } : {}),
           outcome: AlertOutcome.pending,
-          detail: PENDING_DETAIL,
+          detail: senderRetries ? PENDING_SENDER_RETRIES_DETAIL : PENDING_DETAIL,
         };
       }),
     ];
@@ -516,20 +530,25 @@ export class AlertService implements AlertIntake {
       .then(
         (results) => {
           const failed = results.some(retryable);
+          const again = failed && !senderRetries;
           this.log[failed ? 'warn' : 'info'](
             { alerts: results.map((r) => ({ title: r.title, outcome: r.outcome, detail: r.detail })) },
-            failed
+            again
               ? 'alerts: a delivery answered before it was handled failed; trying it again'
-              : 'alerts: handled a delivery after its answer',
+              : failed
+                ? 'alerts: a delivery answered before it was handled failed; its sender was answered 503 and sends it again'
+                : 'alerts: handled a delivery after its answer',
           );
-          if (failed) this.handleLater(alerts, undefined, 1);
+          if (again) this.handleLater(alerts, undefined, 1);
         },
         (e: unknown) => {
           this.log.warn(
             { err: e },
-            'alerts: a delivery answered before it was handled failed; trying it again',
+            senderRetries
+              ? 'alerts: a delivery answered before it was handled failed; its sender was answered 503 and sends it again'
+              : 'alerts: a delivery answered before it was handled failed; trying it again',
           );
-          this.handleLater(alerts, undefined, 1);
+          if (!senderRetries) this.handleLater(alerts, undefined, 1);
         },
       )
       .finally(() => this.late.delete(task));
@@ -861,7 +880,8 @@ export class AlertService implements AlertIntake {
                   .then(() => ({ ok: true }) as const)
               : await this.post(incident, input);
           if (!posted.ok) {
-            await this.releasePlaces('note', culprit, fresh);
+            // A note that may be in the channel keeps its places: another incident would post it again.
+            if (posted.maybePosted !== true) await this.releasePlaces('note', culprit, fresh);
             return this.finish(alert, {
               environment,
               outcome: AlertOutcome.failed,
@@ -1017,6 +1037,13 @@ export class AlertService implements AlertIntake {
     return `This alert started ${describeGap(age)} ago, longer than an incident is remembered (${describeGap(lifetime)} after its latest alert): ${sender} re-sends a group that keeps firing with its first start time, so this is taken as a re-notification of an incident handled then, and no deployment is blamed for it now. /rollback ${environment} if one is needed.`;
   }
 
+  /** How long an incident's record lives, in words (what keeps deduplicating its alerts). */
+  private recordLife(incident: IncidentKey): string {
+    return incident.fingerprint
+      ? `${describeGap(this.opts.dedupe.incidentTtlMs)} after its latest alert`
+      : "the window its environment's alerts without a fingerprint share";
+  }
+
   /** The incident's id in a plan's alert list: stable per incident, bounded, any characters. */
   private alertId(incident: IncidentKey): string {
     return createHash('sha256').update(this.opts.dedupe.key(incident)).digest('base64url').slice(0, 16);
@@ -1034,12 +1061,7 @@ export class AlertService implements AlertIntake {
     planId: string,
     alertId: string,
     context: AlertContext,
-  ): Promise<
-    | { ok: true; grouped: boolean; dismissed?: boolean }
-    | { ok: false; detail: string; retry: boolean }
-    | 'closed'
-    | undefined
-  > {
+  ): Promise<{ ok: true; grouped: boolean; dismissed?: boolean } | FailedPost | 'closed' | undefined> {
     const { flow, sink, dedupe } = this.opts;
     if (!flow.groupAlert || !flow.suggestionPosted || !flow.releaseSuggestion || !sink.refresh)
       return undefined;
@@ -1137,6 +1159,23 @@ export class AlertService implements AlertIntake {
       // (its other messages, if any, show it) but nothing here shows it.
       await dedupe.complete(incident, { state: IncidentState.skipped, planId, alertId });
       return { ok: true, grouped: false, dismissed: true };
+    }
+    if (shown === 0 && failure !== undefined && mayHavePosted(failure)) {
+      // The post may be in the channel all the same (Slack did not answer it): the incident stays
+      // claimed and listed on the plan, so a later notification of it does not post it a second time;
+      // its slot was freed above (no message is known there), for another incident to post in.
+      const { resolvedMeanwhile } = await dedupe.complete(incident, {
+        state: IncidentState.skipped,
+        planId,
+        alertId,
+      });
+      if (resolvedMeanwhile) {
+        const edited = await this.resolveListed(planId, alertId);
+        await dedupe
+          .resolvedEdited(incident, edited === true)
+          .catch((e: unknown) => this.log.warn({ err: e }, 'alerts: could not record the resolved edit'));
+      }
+      return maybePostedFailed(failure, resolvedMeanwhile, this.recordLife(incident));
     }
     if (shown === 0) {
       // Shown nowhere (the post failed, or another replica is still posting, or died doing it): the
@@ -1475,12 +1514,22 @@ export class AlertService implements AlertIntake {
   private async post(
     incident: IncidentKey,
     input: SuggestionInput,
-  ): Promise<{ ok: true; grouped?: boolean } | { ok: false; detail: string; retry: boolean }> {
+  ): Promise<{ ok: true; grouped?: boolean } | FailedPost> {
     let refs: MessageRef[];
     try {
       refs = await this.opts.sink.suggest(input);
     } catch (e) {
       this.log.warn({ err: e, environment: input.environment }, 'alerts: could not post the suggestion');
+      if (mayHavePosted(e)) {
+        // It may be in the channel: kept claimed, so a later notification of the incident does not
+        // post it a second time.
+        const planId = input.plan?.id;
+        const { resolvedMeanwhile } = await this.opts.dedupe.complete(incident, {
+          state: IncidentState.skipped,
+          ...(planId === undefined ? {} : { planId }),
+        });
+        return maybePostedFailed(e, resolvedMeanwhile, this.recordLife(incident));
+      }
       const { resolvedMeanwhile } = await this.opts.dedupe.release(incident);
       return postFailed(e, resolvedMeanwhile);
     }
@@ -1615,7 +1664,7 @@ export class AlertService implements AlertIntake {
                   ? 'Resolved; its suggestion is closed (the plan was made again since), so nothing was edited.'
                   : record.refs.length > 0
                     ? 'The suggestion now says the alert resolved.'
-                    : 'Resolved; nothing had been posted.',
+                    : 'Resolved; Switchyard knows of no message of it to edit.',
       ...(planId === undefined ? {} : { planId }),
     });
   }
@@ -1635,12 +1684,52 @@ function retryable(r: AlertResult): boolean {
   return r.outcome === AlertOutcome.failed && r.retry !== false;
 }
 
+/** A suggestion or note that could not be posted (see `postFailed`, `maybePostedFailed`). */
+interface FailedPost {
+  readonly ok: false;
+  readonly detail: string;
+  readonly retry: boolean;
+  /** It may have been posted all the same: the incident stays claimed. */
+  readonly maybePosted?: true;
+}
+
+/**
+ * Whether a failed post may have gone through all the same: the error, or one it wraps (`cause`: a
+ * PermanentChatError wraps the poster's error), says `maybePosted: true`, as the Slack poster's
+ * SlackPostError does when Slack did not answer the post or answered `internal_error` / `fatal_error`.
+ * Slack has no idempotency key for posts, so such a post is never made again: not by a retry, nor for
+ * a later notification of the same incident.
+ */
+function mayHavePosted(e: unknown): boolean {
+  let at: unknown = e;
+  for (let depth = 0; depth < 5 && typeof at === 'object' && at !== null; depth++) {
+    if ((at as { maybePosted?: unknown }).maybePosted === true) return true;
+    at = (at as { cause?: unknown }).cause;
+  }
+  return false;
+}
+
+/**
+ * The answer to a firing alert whose suggestion may have been posted although its post failed (see
+ * `mayHavePosted`): not retried, and its incident stays claimed while its record lives (`life`, in
+ * words), so its later notifications are deduplicated.
+ */
+function maybePostedFailed(e: unknown, resolvedMeanwhile: boolean, life: string): FailedPost {
+  if (resolvedMeanwhile) return { ...postFailed(e, true), maybePosted: true };
+  return {
+    ok: false,
+    detail: `Posting the suggestion failed: ${errorText(e)}. The incident stays claimed so that it is not posted a second time: its later notifications are answered deduplicated while its record lives (${life}).`,
+    retry: false,
+    maybePosted: true,
+  };
+}
+
 /**
  * The answer to a firing alert whose suggestion could not be posted: its sender is asked to retry
  * (unless the chat service refused for good), except when the incident resolved while it was being
  * posted: a retry would offer a rollback for an incident that is over.
  */
-function postFailed(e: unknown, resolvedMeanwhile: boolean): { ok: false; detail: string; retry: boolean } {
+function postFailed(e: unknown, resolvedMeanwhile: boolean): FailedPost {
   return resolvedMeanwhile
     ? {
         ok: false,
@@ -1671,8 +1760,9 @@ export function compositeSink(sinks: Partial<Record<SurfaceName, SuggestionSink>
   const settle = async <T>(calls: Promise<T>[]): Promise<T[]> => {
     const settled = await Promise.allSettled(calls);
     const ok = settled.flatMap((s) => (s.status === 'fulfilled' ? [s.value] : []));
-    const failed = settled.find((s): s is PromiseRejectedResult => s.status === 'rejected');
-    if (failed && ok.length === 0) throw failed.reason;
+    const failures = settled.flatMap((s) => (s.status === 'rejected' ? [s.reason] : []));
+    // A surface that may have posted is the failure told: its post must not be made again.
+    if (failures.length > 0 && ok.length === 0) throw failures.find(mayHavePosted) ?? failures[0];
     return ok;
   };
   // Edits are idempotent: one that failed on one surface while another surface's went through is worth

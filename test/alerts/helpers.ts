@@ -258,6 +258,8 @@ export async function createHarness(
     dedupe?: AlertDedupeOptions;
     /** Post through the real suggestion sinks to in-memory Slack/Discord (these surfaces) instead. */
     memoryChat?: readonly SurfaceName[];
+    /** With `memoryChat`: posters the real sinks use instead of the in-memory ones (a real SlackPoster). */
+    posters?: { readonly slack?: ChatPoster; readonly discord?: ChatPoster };
     /** Flow's switch queue (default: one that refuses to enqueue: the alert tests never confirm). */
     queue?: FlowQueue;
   } = {},
@@ -308,8 +310,12 @@ export async function createHarness(
   const memory = opts.memoryChat;
   const chosen: SuggestionSink = memory
     ? compositeSink({
-        ...(memory.includes('slack') ? { slack: suggestionSink(slack, chat, sinkFlow) } : {}),
-        ...(memory.includes('discord') ? { discord: suggestionSink(discord, chat, sinkFlow) } : {}),
+        ...(memory.includes('slack')
+          ? { slack: suggestionSink(opts.posters?.slack ?? slack, chat, sinkFlow) }
+          : {}),
+        ...(memory.includes('discord')
+          ? { discord: suggestionSink(opts.posters?.discord ?? discord, chat, sinkFlow) }
+          : {}),
       })
     : sink;
   const dedupe = new AlertDedupe(redis, { prefix, ...opts.dedupe });

@@ -208,12 +208,16 @@ describe('vendor deliveries as the senders send them', () => {
 
   describe("Sentry's resolution_type decides whether an issue resolved now", () => {
     const later = (when: string) =>
-      `Sentry resolves this issue ${when}: its error is still live in the deployment running now, so its suggestion is not marked resolved.`;
-    const resolvedAs = (resolutionType: string, statusDetails: unknown = {}) => {
+      `Sentry resolves this issue ${when}: its fix is not known to be live in the deployment running now, so its suggestion is not marked resolved.`;
+    const resolvedAs = (resolutionType: string, statusDetails: unknown = {}, extra: object = {}) => {
       const body = fixture('sentry-issue-resolved.json') as { data: { issue: Record<string, unknown> } };
       return deliveryOk(
         'sentry',
-        { ...body, data: { resolution_type: resolutionType, issue: { ...body.data.issue, statusDetails } } },
+        {
+          ...body,
+          ...extra,
+          data: { resolution_type: resolutionType, issue: { ...body.data.issue, statusDetails } },
+        },
         'issue',
       );
     };
@@ -237,15 +241,17 @@ describe('vendor deliveries as the senders send them', () => {
       ).toEqual([later('in the next release')]);
     });
 
-    it('every resolution type but "now" waits for a release, whatever statusDetails say', () => {
+    it('a release or commit still to come waits for its fix, whatever statusDetails say', () => {
       const cases: [string, unknown, string][] = [
         ['in_release', { inRelease: 'web@3f2a1b9' }, 'in release web@3f2a1b9'],
         ['in_release', {}, 'in the current release'],
         ['in_commit', { inCommit: { repository: 'shop/web', commit: 'a1b2c3d' } }, 'in commit a1b2c3d'],
         ['in_commit', {}, 'in a commit'],
+        // Sentry found a commit saying it fixes the issue (pushed, or in a release being made).
         ['with_commit', {}, 'by a commit'],
+        ['with_commit', { inRelease: 'web@3f2a1b9' }, 'by a commit'],
         ['in_upcoming_release', { inUpcomingRelease: true }, 'in the upcoming release'],
-        ['with_third_party_app', {}, 'with resolution type "with_third_party_app", not "now"'],
+        ['in_next_release', {}, 'in the next release'],
       ];
       for (const [type, details, when] of cases)
         expect(
@@ -254,6 +260,28 @@ describe('vendor deliveries as the senders send them', () => {
         ).toEqual([later(when)]);
       // "now" resolves now, even beside statusDetails that would say otherwise.
       expect(resolvedAs('now', { inNextRelease: true }).alerts.map((a) => a.status)).toEqual(['resolved']);
+    });
+
+    it('an issue Sentry auto-resolved (resolution_type "autoresolve") resolves its incident now', () => {
+      // As Sentry's auto-resolve job sends it: no person, empty statusDetails.
+      const sentry = { actor: { type: 'application', id: 'sentry', name: 'Sentry' } };
+      const d = resolvedAs('autoresolve', {}, sentry);
+      expect(d.ignored).toEqual([]);
+      expect(d.alerts).toMatchObject([{ status: 'resolved', fingerprint: '1117540176' }]);
+      expect(resolvedAs('AutoResolve', { inNextRelease: true }).alerts.map((a) => a.status)).toEqual([
+        'resolved',
+      ]);
+    });
+
+    it('a resolution type not known here resolves now, unless its statusDetails name a fix to come', () => {
+      for (const type of ['with_third_party_app', 'constructor', '__proto__', 'toString'])
+        expect(
+          resolvedAs(type).alerts.map((a) => a.status),
+          type,
+        ).toEqual(['resolved']);
+      expect(resolvedAs('in_a_future_type', { inNextRelease: true }).ignored.map((i) => i.detail)).toEqual([
+        later('in the next release'),
+      ]);
     });
 
     it('an issue resolved now resolves, and links to its web_url', () => {

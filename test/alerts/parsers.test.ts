@@ -446,7 +446,7 @@ describe('sentry (issue alerts, metric alerts, issue webhooks)', () => {
             title: 'ReferenceError: heck is not defined',
             status: 'resolved',
             fingerprint: '1117540176',
-            detail: `Sentry resolves this issue ${when}: its error is still live in the deployment running now, so its suggestion is not marked resolved.`,
+            detail: `Sentry resolves this issue ${when}: its fix is not known to be live in the deployment running now, so its suggestion is not marked resolved.`,
           },
         ],
       });

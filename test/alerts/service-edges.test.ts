@@ -6,19 +6,26 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
+import { createPosterClient, SlackPostError, SlackPoster } from '../../handlers/slack/poster.js';
+import type { SlackReporter } from '../../handlers/slack/reporter.js';
 import { parseChatAlert } from '../../src/alerts/chat.js';
 import { AlertDedupe } from '../../src/alerts/dedupe.js';
 import { parseAlertPayload } from '../../src/alerts/parsers.js';
 import {
   AlertService,
+  compositeSink,
   MAX_LATE_DELIVERIES,
   PENDING_DETAIL,
+  PENDING_SENDER_RETRIES_DETAIL,
+  type SuggestionInput,
   type SuggestionSink,
 } from '../../src/alerts/service.js';
 import type { AlertSource, NormalizedAlert } from '../../src/alerts/types.js';
 import { fileConfigSchema, parseEnv } from '../../src/config.js';
+import { PermanentChatError } from '../../src/errors.js';
 import type { RedisClient } from '../../src/redis.js';
 import { alertCount, createHarness, type Harness, MINUTE } from '../alerts/helpers.js';
+import { FakeSlack } from '../fakes/slack/server.js';
 
 const fixtureDir = join(import.meta.dirname, '../fixtures/alerts');
 const fixture = (name: string) =>
@@ -278,6 +285,63 @@ describe('deliveries answered within their budget (handleWithin)', () => {
     await x.service.idle();
     expect(x.sink.suggestions).toHaveLength(1);
   });
+  it('an answer holding a failure a retry may fix (a 503: its sender retries) is not also retried by Switchyard', async () => {
+    const x = await createHarness();
+    h = x;
+    let open: () => void = () => {};
+    const gate = new Promise<void>((resolve) => {
+      open = resolve;
+    });
+    let calls = 0;
+    const original = x.sink.suggest.bind(x.sink);
+    x.sink.suggest = async (input: SuggestionInput) => {
+      calls += 1;
+      // The first incident's post fails at once (the chat API is down), the second's is slow.
+      if (calls === 1) throw new Error('chat API unavailable');
+      if (calls === 2) await gate;
+      return original(input);
+    };
+    const budget = 1_000;
+    const answer = x.service.handleWithin(
+      [x.alert({ fingerprint: 'incident-a' }), x.alert({ fingerprint: 'incident-b' })],
+      budget,
+    );
+    while (calls < 2) await settle();
+    await x.clock.advance(budget);
+    const results = await answer;
+    expect(results.map((r) => [r.fingerprint, r.outcome, r.retry])).toEqual([
+      ['incident-a', 'failed', true],
+      ['incident-b', 'pending', undefined],
+    ]);
+    expect(results[1]?.detail).toBe(PENDING_SENDER_RETRIES_DETAIL);
+    open();
+    await x.service.idle();
+    // Switchyard's own first retry would come now: the delivery is left to its sender's retry.
+    await x.clock.advance(5_000);
+    await x.service.retriesSettled();
+    await x.service.idle();
+    // Handled once: nothing more was posted, joined or deduplicated, and nothing counted again.
+    expect(calls).toBe(2);
+    const counted = async () =>
+      Object.fromEntries(
+        await Promise.all(
+          ['failed', 'suggested', 'grouped', 'deduplicated'].map(async (o) => [
+            o,
+            await alertCount(x.metrics, o),
+          ]),
+        ),
+      );
+    expect(await counted()).toEqual({ failed: 1, suggested: 1, grouped: 0, deduplicated: 0 });
+    expect(
+      await x.dedupe.get({ environment: 'production', source: 'generic', fingerprint: 'incident-a' }),
+    ).toBe(undefined);
+    // The sender's retry posts the first incident (the second is already on the suggestion).
+    const retried = await x.service.handleWithin(
+      [x.alert({ fingerprint: 'incident-a' }), x.alert({ fingerprint: 'incident-b' })],
+      budget,
+    );
+    expect(retried.map((r) => r.outcome)).toEqual(['grouped', 'deduplicated']);
+  });
 });
 
 describe('a chat message saying data is missing', () => {
@@ -327,5 +391,97 @@ describe('a chat message saying data is missing', () => {
       },
     );
     expect(real && (await x.service.handleChat([real], origin))[0]?.outcome).toBe('suggested');
+  });
+});
+
+describe('a suggestion post that may have gone through (Slack did not answer it)', () => {
+  let h: Harness | undefined;
+  let fake: FakeSlack | undefined;
+  afterEach(async () => {
+    await h?.close();
+    await fake?.close();
+    h = undefined;
+    fake = undefined;
+  });
+
+  /** The harness posting to the fake Slack through the real SlackPoster (a post times out after 300 ms). */
+  async function throughSlack(file?: Record<string, unknown>): Promise<{ x: Harness; slack: FakeSlack }> {
+    const slack = await new FakeSlack({ channels: { C0ALERTS: 'alerts' } }).start();
+    fake = slack;
+    const poster = new SlackPoster(createPosterClient(slack.token, slack.apiUrl, 300), {} as SlackReporter);
+    const x = await createHarness({
+      ...(file === undefined ? {} : { file }),
+      memoryChat: ['slack'],
+      posters: { slack: poster },
+    });
+    h = x;
+    return { x, slack };
+  }
+
+  it('keeps its incident claimed: the next notification of the incident does not post a second copy', async () => {
+    const { x, slack } = await throughSlack();
+    const held = slack.hold('chat.postMessage');
+    const [first] = await x.service.handle([x.alert({ fingerprint: 'inc-1' })]);
+    expect(first).toMatchObject({ outcome: 'failed', retry: false });
+    expect(first?.detail).toContain('the message may still appear, late, so it was not sent again');
+    expect(first?.detail).toContain(
+      'The incident stays claimed so that it is not posted a second time: its later notifications are answered deduplicated while its record lives (6 hours after its latest alert).',
+    );
+    // Slack took it after all: it shows in the channel, late.
+    held.release();
+    await slack.waitForCall('chat.postMessage', (c) => c.response.ok === true);
+    // Minutes later the sender notifies the same incident again (Alertmanager's group_interval).
+    await x.clock.advance(5 * MINUTE);
+    const [again] = await x.service.handle([x.alert({ fingerprint: 'inc-1' })]);
+    expect(again?.outcome).toBe('deduplicated');
+    expect(slack.callsOf('chat.postMessage')).toHaveLength(1);
+  });
+
+  it('an outside-the-window note keeps its incident and its place claimed', async () => {
+    const { x, slack } = await throughSlack({
+      alerts: { outsideWindow: 'note', correlationWindow: '5m' },
+      environments: { production: { channels: { slack: 'C0ALERTS' } } },
+    });
+    const held = slack.hold('chat.postMessage');
+    const [first] = await x.service.handle([x.alert({ fingerprint: 'inc-1' })]);
+    expect(first).toMatchObject({ outcome: 'failed', retry: false });
+    held.release();
+    await slack.waitForCall('chat.postMessage', (c) => c.response.ok === true);
+    const later = await x.service.handle([
+      x.alert({ fingerprint: 'inc-1' }),
+      x.alert({ fingerprint: 'inc-2' }),
+    ]);
+    // The same incident is deduplicated; another one of the same deployment finds its note posted.
+    expect(later.map((r) => r.outcome)).toEqual(['deduplicated', 'outside_window']);
+    expect(slack.callsOf('chat.postMessage')).toHaveLength(1);
+  });
+
+  it('of several surfaces that all failed, the one that may have posted is the failure passed on', async () => {
+    const x = await createHarness();
+    h = x;
+    const maybe = new PermanentChatError(
+      new SlackPostError('chat.postMessage', 'C0ALERTS', 'timeout', false, undefined, 'no answer', true),
+    );
+    const failingWith = (e: unknown): SuggestionSink => ({
+      suggest: () => Promise.reject(e),
+      resolved: async () => undefined,
+    });
+    // The surface that may have posted comes last: it is still the one told.
+    const sink = compositeSink({
+      slack: failingWith(new Error('chat API unavailable')),
+      discord: failingWith(maybe),
+    });
+    const input = {
+      kind: 'note' as const,
+      environment: 'production',
+      alert: x.alert(),
+      sentence: 's',
+      correlation: { kind: 'none' as const, reason: 'r' },
+      destinations: [
+        { surface: 'slack' as const, channel: 'C0ALERTS' },
+        { surface: 'discord' as const, channel: '123456789012' },
+      ],
+    };
+    await expect(sink.suggest(input)).rejects.toBe(maybe);
   });
 });

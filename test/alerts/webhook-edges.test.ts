@@ -6,6 +6,7 @@ import { readFileSync } from 'node:fs';
 import { type IncomingHttpHeaders, request } from 'node:http';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
+import { SLACK_CALL_TIMEOUT_MS } from '../../handlers/slack/reporter.js';
 import { registerAlertWebhooks } from '../../handlers/webhooks/alerts.js';
 import { AlertService, ANSWER_BUDGET_MS, PENDING_DETAIL } from '../../src/alerts/service.js';
 import type { AlertIntake } from '../../src/alerts/types.js';
@@ -171,6 +172,12 @@ const settle = async () => {
 };
 
 describe("the answer comes within the sender's time; slow work goes on in the background", () => {
+  it("Datadog's budget outlasts a Slack post's time-out, and ends well inside Datadog's 15 s", () => {
+    // A post Slack does not answer is then answered failed (retry: false), not pending.
+    expect(ANSWER_BUDGET_MS.datadog).toBeGreaterThan(SLACK_CALL_TIMEOUT_MS + 1_000);
+    expect(ANSWER_BUDGET_MS.datadog).toBeLessThanOrEqual(15_000 - 3_000);
+  });
+
   const SENTRY_ALERT = { 'sentry-hook-resource': 'event_alert' };
   const sentryIncident = { environment: 'production', source: 'sentry', fingerprint: '1117540176' };
 

@@ -604,7 +604,7 @@ describe('POST /webhooks/alerts/:source: vendor formats', () => {
         fingerprint: '1117540176',
         outcome: 'ignored',
         detail:
-          'Sentry resolves this issue in the next release: its error is still live in the deployment running now, so its suggestion is not marked resolved.',
+          'Sentry resolves this issue in the next release: its fix is not known to be live in the deployment running now, so its suggestion is not marked resolved.',
       },
     ]);
     const incident = { environment: 'production', source: 'sentry', fingerprint: '1117540176' };

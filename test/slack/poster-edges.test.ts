@@ -15,6 +15,7 @@ import { textView } from '../../src/chat-sinks.js';
 import type { Clock } from '../../src/clock.js';
 import { FakeSlack } from '../fakes/slack/server.js';
 import { CapturedLog } from '../support/captured-log.js';
+import { SlackFront } from './faulty-front.js';
 
 /** @slack/web-api's error for an answer `{ ok: false, error: code }`. */
 const platformError = (code: string) =>
@@ -50,6 +51,7 @@ describe('SlackPoster.post failures', () => {
         channel: 'C0ALERTS',
         slackCode: code,
         transient: false,
+        maybePosted: false,
       });
       expect(poster.retryable(error)).toBe(false);
     }
@@ -81,7 +83,9 @@ describe('SlackPoster.post failures', () => {
 });
 
 const fakes: FakeSlack[] = [];
+const fronts: SlackFront[] = [];
 afterEach(async () => {
+  for (const f of fronts.splice(0)) await f.close();
   for (const f of fakes.splice(0)) await f.close();
 });
 
@@ -155,6 +159,30 @@ describe('SlackPoster.post through the real client, against the fake Slack', () 
     expect(clock.slept).toEqual([500, 1_000]);
   });
 
+  it('a post Slack answers with an HTTP 5xx (answered: not posted) is tried again after 0.5 s, then 1 s, and posted once', async () => {
+    const fake = await fakeSlack();
+    const front = await SlackFront.start(fake);
+    fronts.push(front);
+    const clock = recordingClock();
+    const poster = new SlackPoster(createPosterClient(fake.token, front.apiUrl), {} as SlackReporter, {
+      clock,
+    });
+    front.fail('chat.postMessage', 2);
+    const ref = await poster.post('C0ALERTS', textView('Alert on production', ['It fires.'], 'warning'));
+    expect(fake.message('C0ALERTS', ref.messageId)?.text).toContain('Alert on production');
+    expect(front.faulted).toEqual(['chat.postMessage', 'chat.postMessage']);
+    expect(fake.callsOf('chat.postMessage')).toHaveLength(1);
+    expect(clock.slept).toEqual([500, 1_000]);
+    // A 5xx on every try: a transient failure its caller retries later.
+    front.fail('chat.postMessage', 3);
+    const error = await failureOf(poster);
+    expect(error).toMatchObject({ slackCode: 'request_failed', transient: true, maybePosted: false });
+    expect(poster.retryable(error)).toBe(true);
+    expect(front.faulted).toHaveLength(5);
+    expect(clock.slept).toEqual([500, 1_000, 500, 1_000]);
+    expect(fake.callsOf('chat.postMessage')).toHaveLength(1);
+  });
+
   it('a post Slack answers internal_error or fatal_error (part of the call may be done, Slack says) is not sent again and fails as final', async () => {
     for (const code of ['internal_error', 'fatal_error']) {
       const fake = await fakeSlack();
@@ -166,7 +194,7 @@ describe('SlackPoster.post through the real client, against the fake Slack', () 
       });
       fake.refuse('chat.postMessage', code);
       const error = await failureOf(poster);
-      expect(error).toMatchObject({ slackCode: code, transient: false });
+      expect(error).toMatchObject({ slackCode: code, transient: false, maybePosted: true });
       expect(poster.retryable(error)).toBe(false);
       expect((error as Error).message).toContain(
         `Slack answered ${code}, which it may send after part of the call was done`,
@@ -191,7 +219,7 @@ describe('SlackPoster.post through the real client, against the fake Slack', () 
     const failed = failureOf(poster);
     await held.abandoned;
     const error = await failed;
-    expect(error).toMatchObject({ slackCode: 'timeout', transient: false });
+    expect(error).toMatchObject({ slackCode: 'timeout', transient: false, maybePosted: true });
     expect(poster.retryable(error)).toBe(false);
     expect((error as Error).message).toContain(
       'the message may still appear, late, so it was not sent again',
