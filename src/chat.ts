@@ -190,6 +190,7 @@ function alertView(
     title: a.title,
     startedAt: a.startedAt ?? fallbackStart,
     resolved: resolved ?? a.status === 'resolved',
+    ...(a.missingData === true ? { missingData: true } : {}),
     ...(link === undefined ? {} : { url: link }),
     ...(a.suspectDeploymentId !== undefined && a.suspectLiveSince !== undefined
       ? { wentLive: { deploymentId: a.suspectDeploymentId, at: a.suspectLiveSince } }
@@ -233,6 +234,7 @@ function alertsView(
             title: a.alert.title,
             startedAt: a.alert.startedAt ?? a.at,
             resolved: a.resolvedAt !== undefined,
+            ...(a.alert.missingData === true ? { missingData: true } : {}),
           })),
         }
       : {}),

@@ -137,6 +137,8 @@ export const alertContextSchema = z.object({
   /** Unix ms the alert started firing. */
   startedAt: z.number().exactOptional(),
   status: z.enum(['firing', 'resolved']).exactOptional(),
+  /** The alert says its query returned no data (Datadog's No Data, Grafana's DatasourceNoData). */
+  missingData: z.literal(true).exactOptional(),
   /** The deployment that went live shortly before the alert (the suspect). */
   suspectDeploymentId: z.string().exactOptional(),
   /** Unix ms the suspect went live. */

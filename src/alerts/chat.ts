@@ -12,21 +12,22 @@
  * leading emoji (`:rotating_light:`, 🔥), give a fingerprint, so the resolved message finds the
  * suggestion of the firing one. A firing message that re-sends an alert (Datadog's `Re-Triggered: X`,
  * `[Re-Triggered] X`, `[P1] [Renotify] X`, read as the Datadog webhook reads its title) is marked a
- * re-notification: it is posted when re-sent, not when the alert started. A message saying data is
- * missing (Datadog's `[No Data]` / `[Re-No Data]`, Grafana's `DatasourceNoData` / `DatasourceError`)
- * carries why it is no evidence of a bad deploy (`noEvidence`, the webhook's detail): the service
- * answers it `ignored`, as the webhook does. Pure.
+ * re-notification: it is posted when re-sent, not when the alert started. Missing data is read as the
+ * webhooks read it: a message saying a query returned nothing (Datadog's `[No Data]` / `[Re-No Data]`,
+ * Grafana's `DatasourceNoData`) is an alert marked `missingData`, correlated as any other; one saying a
+ * rule's query failed (Grafana's `DatasourceError`) carries why it is no evidence of a bad deploy
+ * (`noEvidence`, the webhook's detail): the service answers it `ignored`, as the webhook does. Pure.
  */
 import { createHash } from 'node:crypto';
 import type { Config } from '../config.js';
 import { resolveEnvironmentExact } from './mapping.js';
 import {
-  DATADOG_NO_DATA_DETAIL,
   datadogTitleNoData,
   datadogTitleRenotified,
-  grafanaMissingDataDetail,
+  grafanaQueryErrorDetail,
   isDatadogRenotification,
-  isGrafanaMissingData,
+  isGrafanaNoData,
+  isGrafanaQueryError,
 } from './parsers.js';
 import { type AlertStatus, type NormalizedAlert, normalizedAlert } from './types.js';
 
@@ -122,24 +123,32 @@ function renotified(firstLine: string): boolean {
 
 /** `alertname = X`, `alertname: X`, `alertname="X"`: the alert names a message lists (Grafana's body). */
 const ALERTNAME = /\balertname\s*[=:]\s*["'`]?([A-Za-z0-9_:.-]+)/gi;
-/** `rulename = X` (Grafana's label naming the rule of a missing-data alert), to its line's end. */
+/** `rulename = X` (Grafana's label naming the rule of a `DatasourceError`), to its line's end. */
 const RULENAME = /\brulename\s*[=:]\s*["'`]?([^"'`\n]+)/i;
 
 /**
- * Why a message is no evidence of a bad deployment, when it reports missing data as the webhooks'
- * senders do (see parsers.ts), with the webhook's detail: a Datadog `[No Data]` / `[Re-No Data]`
- * status tag that fires; Grafana's `DatasourceNoData` / `DatasourceError`, whatever the status, when
- * every alert name the message lists is one of them, or, listing none, its title names one.
+ * What a message says of missing data, as the webhooks' senders say it (see parsers.ts). Grafana's
+ * alerts count when every alert name the message lists is one of its own (a message listing another
+ * alert is about that one too), or, listing none, when its title starts with one:
+ * - `noEvidence`, the webhook's detail, whatever the status: Grafana's `DatasourceError` (the rule's
+ *   query failed: about the monitoring, not the app);
+ * - `missingData` when firing: a Datadog `[No Data]` / `[Re-No Data]` status tag, or Grafana's
+ *   `DatasourceNoData` (also beside a `DatasourceError`): the query returned nothing.
  */
-function missingData(text: string, headline: string, title: string, status: AlertStatus): string | undefined {
-  if (status === 'firing' && datadogTitleNoData(headline)) return DATADOG_NO_DATA_DETAIL;
-  const names = [...text.matchAll(ALERTNAME)].map((m) => m[1] ?? '');
-  const grafana =
-    names.length > 0
-      ? names.every(isGrafanaMissingData) && names[0]
-      : /^\s*(DatasourceNoData|DatasourceError)\b/i.exec(title)?.[1];
-  if (!grafana) return undefined;
-  return grafanaMissingDataDetail(grafana, RULENAME.exec(text)?.[1]?.trim());
+function missingData(
+  text: string,
+  headline: string,
+  title: string,
+  status: AlertStatus,
+): { readonly missingData?: true; readonly noEvidence?: string } {
+  if (status === 'firing' && datadogTitleNoData(headline)) return { missingData: true };
+  const listed = [...text.matchAll(ALERTNAME)].map((m) => m[1] ?? '');
+  const names =
+    listed.length > 0 ? listed : [/^\s*(DatasourceNoData|DatasourceError)\b/i.exec(title)?.[1] ?? ''];
+  if (!names.every((n) => isGrafanaNoData(n) || isGrafanaQueryError(n))) return {};
+  if (names.every(isGrafanaQueryError))
+    return { noEvidence: grafanaQueryErrorDetail(names[0] ?? '', RULENAME.exec(text)?.[1]?.trim()) };
+  return status === 'firing' ? { missingData: true } : {};
 }
 
 /**
@@ -236,7 +245,7 @@ export function parseChatAlert(
     // message says nothing of when it started): marked, so the service does not correlate it.
     startedAt: opts.at ?? Date.now(),
     renotification: status === 'firing' && renotified(headline),
-    noEvidence: missingData(body.split('\n').map(plain).join('\n'), headline, botTitle ?? headline, status),
+    ...missingData(body.split('\n').map(plain).join('\n'), headline, botTitle ?? headline, status),
     labels,
     text: plain(body),
   });

@@ -292,23 +292,30 @@ const grafanaPayload = z.object({
 type GroupedPayload = z.output<typeof alertmanagerPayload> | z.output<typeof grafanaPayload>;
 
 /**
- * The `alertname` of the alerts Grafana raises itself when a rule's query fails (`DatasourceError`) or
- * returns nothing (`DatasourceNoData`), with the rule's labels: missing data, no evidence of a bad
- * deploy. (An Alertmanager fed by Grafana passes them on.)
+ * True when `alertname` is the alert Grafana raises itself, with the rule's labels, when a rule's query
+ * fails (`DatasourceError`: the datasource is down, erroring or timing out). That is about the
+ * monitoring, not the app: no evidence of a bad deploy. (An Alertmanager fed by Grafana passes it on.)
+ * Also read from chat messages.
  */
-const MISSING_DATA_ALERTS: readonly string[] = ['datasourceerror', 'datasourcenodata'];
-
-/** True when `alertname` is one of Grafana's missing-data alerts. Also read from chat messages. */
-export function isGrafanaMissingData(alertname: string): boolean {
-  return MISSING_DATA_ALERTS.includes(alertname.trim().toLowerCase());
+export function isGrafanaQueryError(alertname: string): boolean {
+  return alertname.trim().toLowerCase() === 'datasourceerror';
 }
 
 /**
- * Why a Grafana missing-data alert is not acted on (its outcome `ignored`'s detail), by webhook or as a
+ * True when `alertname` is the alert Grafana raises when a rule's query returns nothing
+ * (`DatasourceNoData`). A service that crashed or lost its instrumentation stops its data, so it is
+ * read as a firing alert, marked `missingData`. Also read from chat messages.
+ */
+export function isGrafanaNoData(alertname: string): boolean {
+  return alertname.trim().toLowerCase() === 'datasourcenodata';
+}
+
+/**
+ * Why a Grafana `DatasourceError` is not acted on (its outcome `ignored`'s detail), by webhook or as a
  * message in a watched channel.
  */
-export function grafanaMissingDataDetail(alertname: string, rulename?: string): string {
-  return `${alertname} says the rule${rulename ? ` "${clip(rulename, 100)}"` : ''} could not read its data (its query failed or returned nothing), not that the deployment is bad: no rollback is suggested for it.`;
+export function grafanaQueryErrorDetail(alertname: string, rulename?: string): string {
+  return `${alertname} says the rule${rulename ? ` "${clip(rulename, 100)}"` : ''} could not query its datasource (an error or a time-out), not that the deployment is bad: no rollback is suggested for it.`;
 }
 
 function groupedAlerts(
@@ -359,8 +366,8 @@ function groupedAlerts(
     const memberKey = payload.groupKey || alert.fingerprint;
     const skip = (detail: string) =>
       ignored.push({ title, status: alert.status, ...(memberKey ? { fingerprint: memberKey } : {}), detail });
-    if (name !== undefined && isGrafanaMissingData(name)) {
-      skip(grafanaMissingDataDetail(name, labels.rulename));
+    if (name !== undefined && isGrafanaQueryError(name)) {
+      skip(grafanaQueryErrorDetail(name, labels.rulename));
       continue;
     }
     // A member that resolved while its group still fires is kept: a group may span environments, and
@@ -386,6 +393,7 @@ function groupedAlerts(
         severity: labels.severity ?? labels.priority,
         fingerprint: memberKey,
         startedAt: Number.isFinite(startedAt) && startedAt > 0 ? startedAt : opts.now,
+        missingData: alert.status === 'firing' && name !== undefined && isGrafanaNoData(name),
         labels,
         url,
         text: textOf([title, annotations.description, annotations.message], labels),
@@ -583,10 +591,6 @@ function datadogRenotified(d: z.output<typeof datadogPayload>): boolean {
   return [d.title, d.alert_title].some(datadogTitleRenotified);
 }
 
-/** Why a Datadog "No Data" transition is not acted on (its outcome `ignored`'s detail). */
-export const DATADOG_NO_DATA_DETAIL =
-  'A "No Data" transition says the monitor\'s query returned no data, not that the deployment is bad: no rollback is suggested for it.';
-
 function isNoData(transition: string): boolean {
   return (
     !isRecovery(transition) &&
@@ -605,7 +609,9 @@ export function datadogTitleNoData(title: string | undefined): boolean {
 
 /**
  * Whether the event is a "No Data" transition (`No Data`, `Re-No Data`, in `$ALERT_TRANSITION`, else
- * the title's status tag): the monitor's query returned nothing, which says nothing of a deployment.
+ * the title's status tag): the monitor's query returned nothing. A deploy that crashes a service or
+ * breaks its instrumentation does that (monitors with notify_no_data watch for it), so it is a firing
+ * alert, marked `missingData`.
  */
 function datadogNoData(d: z.output<typeof datadogPayload>): boolean {
   const transition = d.alert_transition?.trim().replace(/\s+/g, ' ') ?? '';
@@ -647,19 +653,6 @@ function datadogAlerts(d: z.output<typeof datadogPayload>, opts: ParseOptions): 
   const title = clip(named.display || 'Datadog alert', MAX_TITLE);
   const status = datadogStatus(d);
   const fingerprint = d.alert_cycle_key || d.aggreg_key || d.alert_id || clip(named.key, 512);
-  if (status === 'firing' && datadogNoData(d)) {
-    return delivery(
-      [],
-      [
-        {
-          title,
-          status,
-          fingerprint,
-          detail: DATADOG_NO_DATA_DETAIL,
-        },
-      ],
-    );
-  }
   return delivery([
     normalizedAlert({
       source: 'datadog',
@@ -671,6 +664,7 @@ function datadogAlerts(d: z.output<typeof datadogPayload>, opts: ParseOptions): 
       // (which no variable gives): marked, so the service does not correlate it.
       startedAt: d.date ?? d.last_updated ?? opts.now,
       renotification: status === 'firing' && datadogRenotified(d),
+      missingData: status === 'firing' && datadogNoData(d),
       labels,
       url: d.link,
       text: textOf([d.title, d.body, d.alert_status, d.alert_metric], labels),

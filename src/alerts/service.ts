@@ -109,6 +109,14 @@ const NOTE_ONCE_MS = 6 * 60 * 60_000;
 export const RENOTIFICATION_REASON =
   'A re-notification does not say when the alert started, and this incident has no record of its first alert (expired, or never received), so no deployment is blamed for it.';
 
+/**
+ * Said after what the answer (and a note) tells of an alert marked `missingData` (Datadog's No Data,
+ * Grafana's DatasourceNoData): it is correlated as any alert, but no threshold was crossed, so whoever
+ * reads it knows what kind of symptom it is.
+ */
+export const MISSING_DATA_DETAIL =
+  "(No data: the alert's query returned nothing; the service may have stopped reporting.)";
+
 /** An alert for an environment that is already switching: point at the running job instead. */
 export interface LinkJobInput {
   readonly environment: string;
@@ -682,7 +690,7 @@ export class AlertService implements AlertIntake {
     origin: ChatOrigin | undefined,
     stillFiring: ReadonlySet<string>,
   ): Promise<AlertResult[]> {
-    // A chat message saying data is missing: answered as the webhook answers the same alert.
+    // A chat message saying a rule's query failed: answered as the webhook answers the same alert.
     if (alert.noEvidence !== undefined)
       return [this.finish(alert, { outcome: AlertOutcome.ignored, detail: alert.noEvidence })];
     // Some resolutions carry no environment (a Sentry issue webhook): the incident key finds it, in
@@ -844,6 +852,9 @@ export class AlertService implements AlertIntake {
       return this.finish(alert, { environment, outcome: AlertOutcome.noCorrelation, detail: resent });
     }
 
+    // What is said of the alert, marked when it says its query returned nothing.
+    const said = (sentence: string) =>
+      alert.missingData === true ? `${sentence} ${MISSING_DATA_DETAIL}` : sentence;
     const snapshot = await this.opts.platform.snapshot(environment);
     const own = await this.opts.flow.ownRecord?.(snapshot);
     const correlation = correlate(
@@ -869,7 +880,7 @@ export class AlertService implements AlertIntake {
             kind: 'note',
             environment,
             alert,
-            sentence: correlation.sentence,
+            sentence: said(correlation.sentence),
             correlation,
             destinations: fresh,
           };
@@ -895,7 +906,7 @@ export class AlertService implements AlertIntake {
         return this.finish(alert, {
           environment,
           outcome: AlertOutcome.outsideWindow,
-          detail: correlation.sentence,
+          detail: said(correlation.sentence),
         });
       }
       case 'suggest': {
@@ -916,6 +927,7 @@ export class AlertService implements AlertIntake {
           ...(alert.url === undefined ? {} : { url: alert.url }),
           startedAt: alert.startedAt,
           status: alert.status,
+          ...(alert.missingData === true ? { missingData: true as const } : {}),
           suspectDeploymentId: correlation.culprit.id,
           suspectLiveSince: correlation.wentLiveAt,
         };
@@ -947,7 +959,7 @@ export class AlertService implements AlertIntake {
             kind: 'suggestion',
             environment,
             alert,
-            sentence: correlation.sentence,
+            sentence: said(correlation.sentence),
             plan,
             alertContext: context,
             correlation,
@@ -981,14 +993,16 @@ export class AlertService implements AlertIntake {
           return this.finish(alert, {
             environment,
             outcome: AlertOutcome.grouped,
-            detail: `Added to the open suggestion to roll back to ${correlation.target.id} (${plan.id}).`,
+            detail: said(
+              `Added to the open suggestion to roll back to ${correlation.target.id} (${plan.id}).`,
+            ),
             planId: plan.id,
           });
         }
         return this.finish(alert, {
           environment,
           outcome: AlertOutcome.suggested,
-          detail: correlation.sentence,
+          detail: said(correlation.sentence),
           planId: plan.id,
         });
       }

@@ -50,9 +50,16 @@ export interface NormalizedAlert {
    */
   readonly renotification?: true;
   /**
-   * Why the alert is no evidence of a bad deployment, when it says so itself (a chat message reporting
-   * missing data: Grafana's `DatasourceNoData`, Datadog's `[No Data]`): it is answered `ignored` with
-   * this detail and nothing is suggested. (A webhook delivery lists such alerts as ignored instead.)
+   * The alert says its query returned no data (Datadog's `No Data`, Grafana's `DatasourceNoData`). It is
+   * correlated as any alert: a deploy that crashes a service or breaks its instrumentation stops its
+   * data. What shows it says so: the service may have stopped reporting, not crossed a threshold.
+   */
+  readonly missingData?: true;
+  /**
+   * Why the alert is no evidence of a bad deployment, when it says so itself (a chat message saying a
+   * rule's query failed: Grafana's `DatasourceError`, about the monitoring, not the app): it is answered
+   * `ignored` with this detail and nothing is suggested. (A webhook delivery lists such alerts as
+   * ignored instead.)
    */
   readonly noEvidence?: string;
   /** Labels / tags, lower-cased keys (`env`, `environment`, `service`, …). */
@@ -71,6 +78,7 @@ export function normalizedAlert(fields: {
   fingerprint?: string | undefined;
   startedAt: number;
   renotification?: boolean | undefined;
+  missingData?: boolean | undefined;
   noEvidence?: string | undefined;
   labels: Record<string, string>;
   url?: string | undefined;
@@ -87,6 +95,7 @@ export function normalizedAlert(fields: {
     ...(fingerprint ? { fingerprint } : {}),
     startedAt: fields.startedAt,
     ...(fields.renotification === true ? { renotification: true as const } : {}),
+    ...(fields.missingData === true ? { missingData: true as const } : {}),
     ...(fields.noEvidence ? { noEvidence: fields.noEvidence } : {}),
     labels: fields.labels,
     ...(url ? { url } : {}),
@@ -123,10 +132,9 @@ export const AlertOutcome = {
   /**
    * Accepted and not acted on, with the reason in `detail`: a delivery that is not an alert (a Sentry
    * comment or installation webhook, …), a Sentry issue resolved only in a future release (its error
-   * is still live in the deployment running now), an alert saying data is missing (Datadog's No Data,
-   * Grafana's DatasourceNoData / DatasourceError, by webhook or chat message), or a member of an
-   * Alertmanager / Grafana group that resolved while other members of the group still fire in the same
-   * environment.
+   * is still live in the deployment running now), an alert saying a rule's query failed (Grafana's
+   * DatasourceError, by webhook or chat message), or a member of an Alertmanager / Grafana group that
+   * resolved while other members of the group still fire in the same environment.
    */
   ignored: 'ignored',
   /**

@@ -80,6 +80,8 @@ export interface AlertContext {
   readonly selfResolved?: boolean;
   /** The alert's link (an http(s) URL its sender gave), shown as text: Slack and Discord link it. */
   readonly url?: string;
+  /** The alert says its query returned no data (Datadog's No Data, Grafana's DatasourceNoData). */
+  readonly missingData?: boolean;
 }
 
 /** Another alert listed on a suggestion. */
@@ -89,6 +91,8 @@ export interface OtherAlert {
   /** Unix ms. */
   readonly startedAt: number;
   readonly resolved: boolean;
+  /** The alert says its query returned no data. */
+  readonly missingData?: boolean;
 }
 
 /** Everything a confirmation view needs besides the plan. */
@@ -370,11 +374,17 @@ function primaryButton(plan: Plan, ctx: ConfirmationContext): ButtonView | undef
   );
 }
 
+/** After the title of an alert that says its query returned no data. */
+const MISSING_DATA_MARK = ' (no data: its query returned nothing; the service may have stopped reporting)';
+
 function alertBlocks(plan: Plan, alert: AlertContext, state: ConfirmationState): ViewBlock[] {
   const blocks: ViewBlock[] = [];
+  // A missing-data alert crossed no threshold: its data stopped, which a crashed service (or broken
+  // instrumentation) does too. Said, so the reader knows what kind of symptom it is.
   const head: Span[] = [
     b(`Alert from ${alert.source}: `),
     t(alert.title),
+    ...(alert.missingData === true ? [i(MISSING_DATA_MARK)] : []),
     t(` — started ${formatTime(alert.startedAt)}.`),
   ];
   const wentLive =
@@ -413,6 +423,7 @@ function alertBlocks(plan: Plan, alert: AlertContext, state: ConfirmationState):
             spans: [
               b(`${o.source}: `),
               t(o.title),
+              ...(o.missingData === true ? [i(' (no data)')] : []),
               t(` — started ${formatTime(o.startedAt)}${o.resolved ? ' · resolved' : ''}`),
             ],
           }),
@@ -610,7 +621,7 @@ export function confirmationView(plan: Plan, ctx: ConfirmationContext): MessageV
       // A suggestion's notification (the summary is the text chat services notify with) says which
       // alert it answers: otherwise it reads as someone's typed /rollback.
       if (ctx.alert !== undefined)
-        summary = `${ctx.alert.resolved ? 'Resolved' : 'Alert'} from ${ctx.alert.source}: ${truncate(ctx.alert.title, 120)}. ${summary}`;
+        summary = `${ctx.alert.resolved ? 'Resolved' : 'Alert'} from ${ctx.alert.source}: ${truncate(ctx.alert.title, 120)}${ctx.alert.missingData === true ? ' (no data)' : ''}. ${summary}`;
       if (requester !== undefined)
         blocks.push({ type: 'context', spans: [t('Requested by '), person(requester)] });
       if (ctx.requiresApproval === true) {

@@ -104,62 +104,101 @@ describe('parseChatAlert: the first line decides', () => {
   });
 });
 
-describe('parseChatAlert: missing data is no evidence of a bad deploy, as by webhook', () => {
+describe('parseChatAlert: missing data, as by webhook', () => {
   const fixture = (name: string) =>
     JSON.parse(readFileSync(join(import.meta.dirname, '../fixtures/alerts', name), 'utf8')) as Record<
       string,
       unknown
     >;
-  /** The detail the webhook answers the fixture's one ignored alert with. */
-  function webhookDetail(source: AlertSource, body: unknown): string | undefined {
+  /** The webhook's reading of a fixture: its alerts (marks only) and its ignored entries' details. */
+  function webhook(source: AlertSource, body: unknown) {
     const parsed = parseAlertDelivery(source, body, { now: 1_000 });
     if (!parsed.ok) throw new Error(parsed.refusal.message);
-    expect(parsed.value.alerts).toEqual([]);
-    return parsed.value.ignored[0]?.detail;
+    return {
+      alerts: parsed.value.alerts.map((a) => ({ status: a.status, missingData: a.missingData })),
+      details: parsed.value.ignored.map((i) => i.detail),
+    };
   }
+  /** As its contact point posts a Grafana notification: the title and the message. */
+  const posted = (body: Record<string, unknown>) => read(`${String(body.title)}\n${String(body.message)}`);
 
-  it("Grafana's DatasourceError / DatasourceNoData, as its contact point posts them: the webhook's detail, whatever the status", () => {
+  it("Grafana's DatasourceError (the query failed) carries the webhook's detail, whatever the status", () => {
     const grafana = fixture('grafana-datasource-error.json');
-    const detail = webhookDetail('grafana', grafana);
-    expect(detail).toContain('"High latency"');
-    // The Slack / Discord contact point posts the notification's title and message.
-    const message = read(`${String(grafana.title)}\n${String(grafana.message)}`);
-    expect(message).toMatchObject({ status: 'firing', noEvidence: detail });
+    const { alerts, details } = webhook('grafana', grafana);
+    expect(alerts).toEqual([]);
+    expect(details[0]).toContain('"High latency" could not query its datasource');
+    const message = posted(grafana);
+    expect(message).toMatchObject({ status: 'firing', noEvidence: details[0] });
+    expect(message?.missingData).toBeUndefined();
     // Without the labels, the title names it (Alertmanager's title: the group's label values).
-    expect(read('[FIRING:1] DatasourceNoData Checkout (production)')?.noEvidence).toBe(
-      'DatasourceNoData says the rule could not read its data (its query failed or returned nothing), not that the deployment is bad: no rollback is suggested for it.',
-    );
     expect(read('[RESOLVED] DatasourceError Checkout (production)')).toMatchObject({
       status: 'resolved',
-      noEvidence: expect.stringContaining('DatasourceError says the rule'),
+      noEvidence:
+        'DatasourceError says the rule could not query its datasource (an error or a time-out), not that the deployment is bad: no rollback is suggested for it.',
     });
   });
 
-  it("Datadog's [No Data] / [Re-No Data] status tags: the webhook's detail, and read as firing", () => {
-    const detail = webhookDetail('datadog', fixture('datadog-default-no-data.json'));
+  it("Grafana's DatasourceNoData (the query returned nothing) is an alert marked missingData, as by webhook", () => {
+    const grafana = fixture('grafana-datasource-no-data.json');
+    expect(webhook('grafana', grafana)).toEqual({
+      alerts: [{ status: 'firing', missingData: true }],
+      details: [],
+    });
     for (const text of [
-      '[P2] [No Data on {env:production,service:api}] API heartbeat',
-      '[No Data] checkout heartbeat (production)',
-      ':rotating_light: *[Re-No Data] checkout errors* env:production',
-      '🔥 [P1] [Re-No Data on {host:web-1}] checkout latency [prod]',
-    ])
-      expect({ ...read(text), message: text }).toMatchObject({
-        message: text,
-        status: 'firing',
-        noEvidence: detail,
-      });
+      `${String(grafana.title)}\n${String(grafana.message)}`,
+      '[FIRING:1] DatasourceNoData Checkout (production)',
+      // Beside a DatasourceError, the rule also returned nothing somewhere: no data.
+      '[FIRING:2] Checkout (production)\n - alertname = DatasourceError\n - alertname = DatasourceNoData',
+    ]) {
+      const alert = read(text);
+      expect({
+        text,
+        status: alert?.status,
+        missingData: alert?.missingData,
+        noEvidence: alert?.noEvidence,
+      }).toEqual({ text, status: 'firing', missingData: true, noEvidence: undefined });
+    }
+    // Data came back: a resolution as any, unmarked.
+    const back = read('[RESOLVED] DatasourceNoData Checkout (production)');
+    expect(back).toMatchObject({ status: 'resolved' });
+    expect([back?.missingData, back?.noEvidence]).toEqual([undefined, undefined]);
   });
 
-  it('a real alert stays evidence: other alert names, a recovery, "no data" in prose', () => {
+  it("Datadog's [No Data] / [Re-No Data] status tags: an alert marked missingData, read as firing (Re-No Data a re-notification)", () => {
+    expect(webhook('datadog', fixture('datadog-default-no-data.json'))).toEqual({
+      alerts: [{ status: 'firing', missingData: true }],
+      details: [],
+    });
+    for (const [text, renotification] of [
+      ['[P2] [No Data on {env:production,service:api}] API heartbeat', undefined],
+      ['[No Data] checkout heartbeat (production)', undefined],
+      [':rotating_light: *[Re-No Data] checkout errors* env:production', true],
+      ['🔥 [P1] [Re-No Data on {host:web-1}] checkout latency [prod]', true],
+    ] as const) {
+      const alert = read(text);
+      expect({
+        text,
+        status: alert?.status,
+        missingData: alert?.missingData,
+        renotification: alert?.renotification,
+        noEvidence: alert?.noEvidence,
+      }).toEqual({ text, status: 'firing', missingData: true, renotification, noEvidence: undefined });
+    }
+  });
+
+  it('a real alert is not marked: other alert names, a recovery, "no data" in prose', () => {
     for (const text of [
       '[FIRING:1] HighLatency (production)\nLabels:\n - alertname = HighLatency\n - rulename = High latency',
-      // A group listing a real alert beside a missing-data one still says something fires.
+      // A group listing a real alert beside a missing-data one is about that alert too.
       '[FIRING:2] Checkout (production)\n - alertname = DatasourceNoData\n - alertname = HighErrorRate',
+      '[FIRING:2] Checkout (production)\n - alertname = DatasourceError\n - alertname = HighErrorRate',
       '[FIRING:1] HighErrorRate (production): the DatasourceError panel is red',
       '[No Data Recovery] checkout heartbeat (production)',
       '[P1] [Triggered] checkout errors: no data since the deploy',
       '[P1] [Triggered] [No Data] checkout errors',
-    ])
-      expect(read(text)?.noEvidence, text).toBeUndefined();
+    ]) {
+      const alert = read(text);
+      expect([text, alert?.missingData, alert?.noEvidence]).toEqual([text, undefined, undefined]);
+    }
   });
 });

@@ -15,6 +15,7 @@ import {
   AlertService,
   compositeSink,
   MAX_LATE_DELIVERIES,
+  MISSING_DATA_DETAIL,
   PENDING_DETAIL,
   PENDING_SENDER_RETRIES_DETAIL,
   type SuggestionInput,
@@ -24,6 +25,8 @@ import type { AlertSource, NormalizedAlert } from '../../src/alerts/types.js';
 import { fileConfigSchema, parseEnv } from '../../src/config.js';
 import { PermanentChatError } from '../../src/errors.js';
 import type { RedisClient } from '../../src/redis.js';
+import { plainText } from '../../src/views/format.js';
+import type { MessageView } from '../../src/views/types.js';
 import { alertCount, createHarness, type Harness, MINUTE } from '../alerts/helpers.js';
 import { FakeSlack } from '../fakes/slack/server.js';
 
@@ -351,46 +354,111 @@ describe('a chat message saying data is missing', () => {
     h = undefined;
   });
 
-  it('is answered ignored with why, counted so, and suggests nothing (inside the window of a go-live)', async () => {
-    const x = await createHarness({
+  const watched = ({
+    memoryChat,
+    outsideWindow = 'nothing',
+  }: {
+    memoryChat?: readonly 'slack'[];
+    outsideWindow?: 'nothing' | 'note';
+  } = {}) =>
+    createHarness({
       file: {
-        alerts: { watch: { slack: ['C0WATCHED'] } },
+        alerts: { watch: { slack: ['C0WATCHED'] }, outsideWindow },
         environments: { production: { channels: { slack: 'C0ALERTS' }, alertMatchers: ['checkout'] } },
       },
+      ...(memoryChat === undefined ? {} : { memoryChat }),
     });
-    h = x;
-    const origin = { surface: 'slack' as const, channel: 'C0WATCHED', messageId: '1700000000.000100' };
-    const texts = [
-      '[FIRING:1] DatasourceNoData Checkout (production)\nLabels:\n - alertname = DatasourceNoData\n - rulename = Checkout latency',
-      '[P2] [No Data] checkout heartbeat (production)',
-    ];
-    for (const text of texts) {
-      const alert = parseChatAlert(text, 'C0WATCHED', 'slack', x.config, { at: x.clock.now() });
-      if (alert === undefined) throw new Error(`not read as an alert: ${text}`);
-      expect(alert.noEvidence).toMatch(/not that the deployment is bad: no rollback is suggested for it\.$/);
-      const [result, ...more] = await x.service.handleChat([alert], origin);
-      expect(more).toEqual([]);
-      expect(result).toEqual({
-        title: alert.title,
-        status: 'firing',
-        ...(alert.fingerprint === undefined ? {} : { fingerprint: alert.fingerprint }),
-        outcome: 'ignored',
-        detail: alert.noEvidence,
-      });
-    }
-    expect(x.sink.suggestions).toEqual([]);
-    expect(await alertCount(x.metrics, 'ignored', 'slack')).toBe(2);
-    // The same words without the missing data: a suggestion (the demo went live 40 minutes ago).
-    const real = parseChatAlert(
-      '[FIRING:1] HighLatency checkout (production)',
-      'C0WATCHED',
-      'slack',
-      x.config,
-      {
-        at: x.clock.now(),
-      },
+  const origin = (messageId: string) => ({ surface: 'slack' as const, channel: 'C0WATCHED', messageId });
+  /** A message's text lines and list items, as read. */
+  const lines = (view: MessageView | undefined) =>
+    (view?.blocks ?? []).flatMap((b) =>
+      b.type === 'text' || b.type === 'context'
+        ? [plainText(b.spans)]
+        : b.type === 'list'
+          ? b.items.map((item) => plainText(item.spans))
+          : [],
     );
-    expect(real && (await x.service.handleChat([real], origin))[0]?.outcome).toBe('suggested');
+  const chatAlert = (x: Harness, text: string) => {
+    const alert = parseChatAlert(text, 'C0WATCHED', 'slack', x.config, { at: x.clock.now() });
+    if (alert === undefined) throw new Error(`not read as an alert: ${text}`);
+    return alert;
+  };
+
+  it('that its query returned nothing (DatasourceNoData, [No Data]) is correlated as any alert inside the window, and marked where shown', async () => {
+    const x = await watched({ memoryChat: ['slack'] });
+    h = x;
+    // The demo went live 40 minutes ago: the service may have died with that deploy.
+    const grafana = chatAlert(
+      x,
+      '[FIRING:1] DatasourceNoData Checkout (production)\nLabels:\n - alertname = DatasourceNoData\n - rulename = Checkout latency',
+    );
+    const [first] = await x.service.handleChat([grafana], origin('1700000000.000100'));
+    expect(first).toMatchObject({
+      outcome: 'suggested',
+      environment: 'production',
+      detail: `dep_4kq9wz went live 40 minutes before this alert started — roll back to dep_3hd7xa? ${MISSING_DATA_DETAIL}`,
+    });
+    const [message, ...others] = x.slack.inChannel('C0WATCHED');
+    expect(others).toEqual([]);
+    expect(lines(message?.view)[0]).toBe(
+      'Alert from slack: DatasourceNoData Checkout (production) (no data: its query returned nothing; the service may have stopped reporting) — started 2026-11-29 12:00 UTC. dep_4kq9wz went live 40 minutes before this alert started.',
+    );
+    // Another incident of the same rollback in the channel joins the message, marked in its list too.
+    const datadog = chatAlert(x, '[P2] [No Data] checkout heartbeat (production)');
+    const [second] = await x.service.handleChat([datadog], origin('1700000000.000200'));
+    expect(second).toMatchObject({
+      outcome: 'grouped',
+      detail: `Added to the open suggestion to roll back to dep_3hd7xa (${first?.planId}). ${MISSING_DATA_DETAIL}`,
+    });
+    expect(x.slack.inChannel('C0WATCHED')).toHaveLength(1);
+    expect(lines(message && x.slack.messages.get(message.ref.messageId)?.view)).toContain(
+      'slack: [P2] [No Data] checkout heartbeat (production) (no data) — started 2026-11-29 12:00 UTC',
+    );
+    expect([
+      await alertCount(x.metrics, 'suggested', 'slack'),
+      await alertCount(x.metrics, 'grouped', 'slack'),
+    ]).toEqual([1, 1]);
+  });
+
+  it('that its query returned nothing, long after any deploy (outside the window), suggests nothing (its note says no data)', async () => {
+    const x = await watched({ outsideWindow: 'note' });
+    h = x;
+    // 70 minutes after the demo's go-live: past the 60-minute window.
+    await x.clock.advance(30 * MINUTE);
+    const late = chatAlert(x, '[No Data] checkout heartbeat (production)');
+    const [result] = await x.service.handleChat([late], origin('1700000000.000100'));
+    expect(result).toMatchObject({
+      outcome: 'outside_window',
+      detail: expect.stringMatching(
+        /outside the 60 minutes correlation window; no rollback suggested\. \(No data: /,
+      ),
+    });
+    // A note without a button, marked as the answer is.
+    expect(x.sink.suggestions.map((n) => [n.kind, n.sentence])).toEqual([['note', result?.detail]]);
+  });
+
+  it('that its query failed (DatasourceError) is answered ignored with why, counted so, and suggests nothing (inside the window of a go-live)', async () => {
+    const x = await watched();
+    h = x;
+    const alert = chatAlert(
+      x,
+      '[FIRING:1] DatasourceError Checkout (production)\nLabels:\n - alertname = DatasourceError\n - rulename = Checkout latency',
+    );
+    const [result, ...more] = await x.service.handleChat([alert], origin('1700000000.000100'));
+    expect(more).toEqual([]);
+    expect(result).toEqual({
+      title: alert.title,
+      status: 'firing',
+      ...(alert.fingerprint === undefined ? {} : { fingerprint: alert.fingerprint }),
+      outcome: 'ignored',
+      detail:
+        'DatasourceError says the rule "Checkout latency" could not query its datasource (an error or a time-out), not that the deployment is bad: no rollback is suggested for it.',
+    });
+    expect(x.sink.suggestions).toEqual([]);
+    expect(await alertCount(x.metrics, 'ignored', 'slack')).toBe(1);
+    // The same words without the failed query: a suggestion (the demo went live 40 minutes ago).
+    const real = chatAlert(x, '[FIRING:1] HighLatency checkout (production)');
+    expect((await x.service.handleChat([real], origin('1700000000.000200')))[0]?.outcome).toBe('suggested');
   });
 });
 

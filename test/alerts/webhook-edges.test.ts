@@ -8,10 +8,17 @@ import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { SLACK_CALL_TIMEOUT_MS } from '../../handlers/slack/reporter.js';
 import { registerAlertWebhooks } from '../../handlers/webhooks/alerts.js';
-import { AlertService, ANSWER_BUDGET_MS, PENDING_DETAIL } from '../../src/alerts/service.js';
+import {
+  AlertService,
+  ANSWER_BUDGET_MS,
+  MISSING_DATA_DETAIL,
+  PENDING_DETAIL,
+  RENOTIFICATION_REASON,
+} from '../../src/alerts/service.js';
 import type { AlertIntake } from '../../src/alerts/types.js';
 import { HttpServer } from '../../src/http.js';
-import { alertCount, createHarness, type Harness, MINUTE } from '../alerts/helpers.js';
+import { plainText } from '../../src/views/format.js';
+import { alertCount, createHarness, DEMO_SENTENCE, type Harness, MINUTE } from '../alerts/helpers.js';
 
 const fixtureDir = join(import.meta.dirname, '../fixtures/alerts');
 const fixture = (name: string) => readFileSync(join(fixtureDir, name), 'utf8');
@@ -286,15 +293,107 @@ describe("the answer comes within the sender's time; slow work goes on in the ba
 });
 
 describe('vendor bodies the senders really send', () => {
-  it("Grafana's DatasourceError is answered ignored with why, and suggests nothing", async () => {
+  it("Grafana's DatasourceError (the query failed: the monitoring, not the app) is answered ignored with why, and suggests nothing", async () => {
     const s = await start();
-    const reply = await send(s, '/webhooks/alerts/grafana', fixture('grafana-datasource-error.json'));
+    // Inside the window of the demo's go-live: a real alert would be suggested.
+    const body = JSON.parse(fixture('grafana-datasource-error.json'));
+    body.alerts[0].startsAt = new Date(s.h.clock.now() - 33 * MINUTE).toISOString();
+    const reply = await send(s, '/webhooks/alerts/grafana', JSON.stringify(body));
     expect({ status: reply.status, received: reply.body.received }).toEqual({ status: 202, received: 0 });
-    expect(reply.body.alerts).toMatchObject([
-      { title: 'DatasourceError: Checkout p99 latency is above 2s', status: 'firing', outcome: 'ignored' },
+    expect(reply.body.alerts).toEqual([
+      {
+        title: 'DatasourceError: Checkout p99 latency is above 2s',
+        status: 'firing',
+        fingerprint: body.groupKey,
+        outcome: 'ignored',
+        detail:
+          'DatasourceError says the rule "High latency" could not query its datasource (an error or a time-out), not that the deployment is bad: no rollback is suggested for it.',
+      },
     ]);
     expect(await alertCount(s.h.metrics, 'ignored', 'grafana')).toBe(1);
     expect(s.h.sink.suggestions).toHaveLength(0);
+  });
+
+  /** The alert line of the suggestion the plan shows for its first alert, as read. */
+  async function suggestedLine(s: Started, planId: unknown): Promise<string | undefined> {
+    const record = await s.h.flow.get(String(planId));
+    if (record === undefined) throw new Error(`no plan ${String(planId)}`);
+    const head = s.h.chat.confirmation(record).blocks[0];
+    return head?.type === 'text' ? plainText(head.spans) : undefined;
+  }
+
+  it("Datadog's No Data right after a deploy is suggested (the service may have died with it), marked in the answer and on the suggestion", async () => {
+    const s = await start();
+    const body = {
+      ...JSON.parse(fixture('datadog-default-no-data.json')),
+      date: String(s.h.clock.now() - 33 * MINUTE),
+    };
+    const reply = await send(s, '/webhooks/alerts/datadog', JSON.stringify(body));
+    expect({ status: reply.status, received: reply.body.received }).toEqual({ status: 202, received: 1 });
+    const [answer] = reply.body.alerts as Record<string, unknown>[];
+    expect(answer).toMatchObject({
+      title: '[P2] API heartbeat (env:production,service:api)',
+      environment: 'production',
+      outcome: 'suggested',
+      detail: `${DEMO_SENTENCE} ${MISSING_DATA_DETAIL}`,
+    });
+    expect(await suggestedLine(s, answer?.planId)).toBe(
+      'Alert from datadog: [P2] API heartbeat (env:production,service:api) (no data: its query returned nothing; the service may have stopped reporting) — started 2026-11-29 11:27 UTC. dep_4kq9wz went live 7 minutes before this alert started.',
+    );
+    // The sentence kept with the incident (what its message says once its plan closed) says it too.
+    expect(s.h.sink.suggestions.map((x) => x.sentence)).toEqual([`${DEMO_SENTENCE} ${MISSING_DATA_DETAIL}`]);
+  });
+
+  it("Datadog's No Data long after any deploy suggests nothing; its Re-No Data is never correlated", async () => {
+    const s = await start();
+    // 70 minutes after the demo's go-live: past the 60-minute window.
+    await s.h.clock.advance(30 * MINUTE);
+    const late = { ...JSON.parse(fixture('datadog-default-no-data.json')), date: String(s.h.clock.now()) };
+    const reply = await send(s, '/webhooks/alerts/datadog', JSON.stringify(late));
+    expect(reply.body.alerts).toMatchObject([
+      {
+        outcome: 'outside_window',
+        detail: `dep_4kq9wz went live 70 minutes before this alert started, outside the 60 minutes correlation window; no rollback suggested. ${MISSING_DATA_DETAIL}`,
+      },
+    ]);
+    // A re-sent No Data is dated when it was re-sent: no deployment is blamed for it.
+    const resent = {
+      ...JSON.parse(fixture('datadog-triggered.json')),
+      title: '[Re-No Data on {env:production,service:api}] API error rate is high',
+      alert_transition: 'Re-No Data',
+      alert_cycle_key: '7539816743018769999',
+      date: String(s.h.clock.now() - 60 * MINUTE),
+    };
+    const again = await send(s, '/webhooks/alerts/datadog', JSON.stringify(resent));
+    expect(again.body.alerts).toMatchObject([{ outcome: 'no_correlation', detail: RENOTIFICATION_REASON }]);
+    expect(s.h.sink.suggestions).toHaveLength(0);
+  });
+
+  it("Grafana's DatasourceNoData is correlated as any alert: suggested and marked right after a deploy, nothing long after", async () => {
+    const s = await start();
+    const body = JSON.parse(fixture('grafana-datasource-no-data.json'));
+    const at = (ms: number) => {
+      body.alerts[0].startsAt = new Date(ms).toISOString();
+      return JSON.stringify(body);
+    };
+    const reply = await send(s, '/webhooks/alerts/grafana', at(s.h.clock.now() - 33 * MINUTE));
+    const [answer] = reply.body.alerts as Record<string, unknown>[];
+    expect(answer).toMatchObject({
+      title: 'DatasourceNoData: Checkout p99 latency is above 2s',
+      environment: 'production',
+      outcome: 'suggested',
+      detail: `${DEMO_SENTENCE} ${MISSING_DATA_DETAIL}`,
+    });
+    expect(await suggestedLine(s, answer?.planId)).toContain(
+      'DatasourceNoData: Checkout p99 latency is above 2s (no data: its query returned nothing; the service may have stopped reporting) — started',
+    );
+    // Another rule's no data, starting 70 minutes after the go-live (its own incident): nothing.
+    body.groupKey = '{}:{alertname="DatasourceNoData", grafana_folder="Payments"}';
+    const late = await send(s, '/webhooks/alerts/grafana', at(s.h.clock.now() + 30 * MINUTE));
+    expect(late.body.alerts).toMatchObject([
+      { outcome: 'outside_window', detail: expect.stringContaining(MISSING_DATA_DETAIL) },
+    ]);
+    expect(s.h.sink.suggestions).toHaveLength(1);
   });
 
   it("Datadog's default payload of a multi-alert monitor: the status tag's {env:production} places it", async () => {

@@ -218,6 +218,57 @@ describe('alert suggestion', () => {
   });
 });
 
+describe('alert suggestion of missing data', () => {
+  const base: AlertContext = {
+    source: 'datadog',
+    title: 'API heartbeat',
+    startedAt: NOW - 30 * MIN,
+    resolved: false,
+  };
+  const lines = (v: MessageView) =>
+    v.blocks.flatMap((b) =>
+      b.type === 'text'
+        ? [plainText(b.spans)]
+        : b.type === 'list'
+          ? b.items.map((it) => plainText(it.spans))
+          : [],
+    );
+
+  it('an alert whose query returned nothing says so on its line, in the list of more alerts and in the notification', () => {
+    const v = confirmationView(plan('rollback'), {
+      state: 'pending',
+      now: NOW,
+      alert: {
+        ...base,
+        missingData: true,
+        wentLive: { deploymentId: 'dep_3', at: base.startedAt - 7 * MIN },
+        others: [
+          {
+            source: 'grafana',
+            title: 'DatasourceNoData: Checkout',
+            startedAt: NOW - 29 * MIN,
+            resolved: false,
+            missingData: true,
+          },
+          { source: 'grafana', title: 'Latency', startedAt: NOW - 28 * MIN, resolved: false },
+        ],
+      },
+    });
+    expect(lines(v)).toEqual(
+      expect.arrayContaining([
+        `Alert from datadog: API heartbeat (no data: its query returned nothing; the service may have stopped reporting) — started ${formatTime(base.startedAt)}. dep_3 went live 7 minutes before this alert started.`,
+        `grafana: DatasourceNoData: Checkout (no data) — started ${formatTime(NOW - 29 * MIN)}`,
+        `grafana: Latency — started ${formatTime(NOW - 28 * MIN)}`,
+      ]),
+    );
+    expect(v.summary).toMatch(/^Alert from datadog: API heartbeat \(no data\)\. Roll back /);
+    // An alert with data reads as before.
+    const plain = confirmationView(plan('rollback'), { state: 'pending', now: NOW, alert: base });
+    expect(lines(plain)[0]).toMatch(/^Alert from datadog: API heartbeat — started /);
+    expect(viewText(plain)).not.toContain('no data');
+  });
+});
+
 describe('progressView', () => {
   it("a succeeded switch shows the job's message", () => {
     const p = plan('rollback');
