@@ -42,11 +42,11 @@ export function discordPoster(messages: DiscordMessages): ChatPoster {
     surface: 'discord',
     // A suggestion for an alert from chat replies to the alert message (Discord has no thread_ts).
     async post(channel, view, opts = {}) {
-      const posted = await messages.post(
-        channel,
-        renderDiscord(view),
-        opts.threadId === undefined ? {} : { replyTo: opts.threadId },
-      );
+      const posted = await messages.post(channel, renderDiscord(view), {
+        ...(opts.threadId === undefined ? {} : { replyTo: opts.threadId }),
+        // The same logical post (a notice's retry) gets the same nonce: Discord answers its message.
+        ...(opts.key === undefined ? {} : { key: opts.key }),
+      });
       return { surface: 'discord', channel, messageId: posted.id };
     },
     update: (ref, view, opts = {}) =>

@@ -31,8 +31,13 @@ export interface UpdateOptions {
 /** The port every chat surface implements for unsolicited messages. */
 export interface ChatPoster {
   readonly surface: 'slack' | 'discord' | 'console';
-  /** Posts a message visible to the channel (threaded under `threadId` when given). */
-  post(channel: string, view: MessageView, opts?: { threadId?: string }): Promise<MessageRef>;
+  /**
+   * Posts a message visible to the channel (threaded under `threadId` when given). `key` names the
+   * logical post, the same for every retry of it: a surface that can tell a re-send (Discord's message
+   * nonce, within its few minutes) answers the message an earlier try posted instead of posting again.
+   * Slack and the console have no such thing and ignore it.
+   */
+  post(channel: string, view: MessageView, opts?: { threadId?: string; key?: string }): Promise<MessageRef>;
   /**
    * Replaces a message this poster posted. A surface orders edits per message and drops a view that
    * comes after the message showed a switch's progress or final state (a late click, an out-of-order

@@ -1732,7 +1732,9 @@ class Notices implements NoticeService {
     attempt: number,
   ): Promise<MessageRef | 'retry' | undefined> {
     try {
-      const ref = await poster.post(channel, p.view);
+      // Every attempt, on any replica, names the same post: a surface that can (Discord) answers the
+      // message an earlier attempt posted although its answer was lost, instead of posting it again.
+      const ref = await poster.post(channel, p.view, { key: `${p.key}:${poster.surface}:${channel}` });
       this.opts.metrics?.notices.inc({ surface: poster.surface, kind: p.kind });
       return ref;
     } catch (e) {

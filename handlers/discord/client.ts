@@ -573,13 +573,26 @@ class DiscordConnection {
   }
 }
 
+/** Options of `createDiscordRest` beyond the token and API base. */
+export interface DiscordRestOptions {
+  /**
+   * How long a request waits for its answer before discord.js gives up on it and sends it again (up to
+   * its `retries`, 3); default discord.js's 15 s. A message create sent again is not posted twice (see
+   * ./messages.ts). Tests shorten it.
+   */
+  readonly timeoutMs?: number;
+}
+
 /**
  * discord.js REST with the bot token (`DISCORD_TOKEN`, normalised) and `DISCORD_API_URL` when set: what
  * the bot posts, edits and reads channels with, with or without a gateway session (a process with
  * `DISCORD_GATEWAY=off`, `npm run worker`). Its sweeper timers are unref'd; `stop` clears them.
  */
-export function createDiscordRest(token: string, apiUrl?: string): REST {
-  return new REST(apiUrl === undefined ? {} : { api: apiUrl }).setToken(normalizeDiscordToken(token));
+export function createDiscordRest(token: string, apiUrl?: string, opts: DiscordRestOptions = {}): REST {
+  return new REST({
+    ...(apiUrl === undefined ? {} : { api: apiUrl }),
+    ...(opts.timeoutMs === undefined ? {} : { timeout: opts.timeoutMs }),
+  }).setToken(normalizeDiscordToken(token));
 }
 
 /**

@@ -14,7 +14,19 @@
  * for good because Discord answered 502 for a moment. A newer state queued meanwhile replaces it.
  * Failures are logged and counted, never thrown into progress reporting or a click; only an edit made
  * with `rejectOnFailure` (the ChatPoster's `update`, handlers/surfaces.ts) rejects when it was given up.
+ *
+ * A re-send does not duplicate a post. discord.js sends a create again when its answer does not come
+ * in time (`timeout`, 15 s) or is a 5xx, and Discord may have created the message all the same: the
+ * channel would show two copies, and only the one whose answer came back would follow the switch (the
+ * other keeps its first view for good). So every create carries a `nonce` with `enforce_nonce: true`
+ * (Discord, Create Message: "checked for uniqueness in the past few minutes. If another message was
+ * created by the same author with the same nonce, that message will be returned and no new message
+ * will be created"): the re-sends of one `post` carry the same body, hence the same nonce, and get the
+ * message the first one created. A caller that posts the same message again itself later (a notice's
+ * retry) passes the same `key`, from which the same nonce is made. Beyond Discord's few minutes, a
+ * re-send may still post a second copy.
  */
+import { createHash, randomBytes } from 'node:crypto';
 import { DiscordAPIError, type REST, Routes } from 'discord.js';
 import { type Clock, systemClock } from '../../src/clock.js';
 import { type Logger, silentLogger } from '../../src/log.js';
@@ -40,6 +52,16 @@ function apiBody(m: DiscordMessage): Record<string, unknown> {
     components: m.components,
     allowed_mentions: m.allowed_mentions,
   };
+}
+
+/**
+ * The nonce of a message create (at most 25 characters, Discord's limit): made from `key` when the
+ * caller names the logical post (the same key, the same nonce, whichever process sends it), else
+ * random, so that two posts are never taken for one.
+ */
+export function discordNonce(key?: string): string {
+  const bytes = key === undefined ? randomBytes(16) : createHash('sha256').update(key).digest();
+  return bytes.toString('hex').slice(0, 25);
 }
 
 /** Messages whose edit ordering is remembered (a few per switch; far more than run at once). */
@@ -166,12 +188,15 @@ export class DiscordMessages {
   /**
    * Posts a message in a channel as the bot; resolves with its id. Throws DiscordAPIError on refusal.
    * `replyTo` makes it a reply to that message of the same channel (Discord `message_reference`);
-   * when the message is gone by then, it is posted as a plain channel message instead.
+   * when the message is gone by then, it is posted as a plain channel message instead. `key` names
+   * the logical post: a post made again with the same key within Discord's nonce window (a few
+   * minutes) resolves with the message an earlier one created instead of posting another (see the
+   * module header); without it, only discord.js's own re-sends of this call are covered.
    */
   async post(
     channelId: string,
     body: DiscordMessage,
-    opts: { readonly replyTo?: string } = {},
+    opts: { readonly replyTo?: string; readonly key?: string } = {},
   ): Promise<{ readonly id: string }> {
     const reference =
       opts.replyTo === undefined
@@ -185,7 +210,7 @@ export class DiscordMessages {
           };
     try {
       const created = (await this.rest.post(Routes.channelMessages(channelId), {
-        body: { ...apiBody(body), ...reference },
+        body: { ...apiBody(body), ...reference, nonce: discordNonce(opts.key), enforce_nonce: true },
       })) as { id: string };
       return { id: created.id };
     } catch (e) {

@@ -9,8 +9,15 @@
  */
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { type RawData, WebSocket } from 'ws';
-import { CallbackType, CloseCode, ErrorCode, MessageFlag, Op } from '../fakes/discord/protocol.js';
-import { type FakeDiscord, type FakeDiscordOptions, startFakeDiscord } from '../fakes/discord/server.js';
+import { ManualClock } from '../../src/clock.js';
+import type { GatewayEvent } from '../fakes/discord/gateway.js';
+import { CallbackType, CloseCode, ErrorCode, Intent, MessageFlag, Op } from '../fakes/discord/protocol.js';
+import {
+  type FakeDiscord,
+  type FakeDiscordOptions,
+  NONCE_WINDOW_MS,
+  startFakeDiscord,
+} from '../fakes/discord/server.js';
 
 describe('fake Discord REST', () => {
   let fake: FakeDiscord;
@@ -282,6 +289,96 @@ describe('fake Discord REST', () => {
       expect(res.status).toBe(400);
       expect(res.json).toMatchObject({ code: ErrorCode.invalidFormBody });
     }
+  });
+
+  it('a create with enforce_nonce answers the message made with that nonce in the window, and makes none', async () => {
+    const clock = new ManualClock(Date.UTC(2026, 10, 29, 12, 0, 0));
+    await fake.close();
+    fake = await startFakeDiscord({ clock });
+    const gw = await gatewayClient(fake.gatewayUrl);
+    try {
+      await gw.next(Op.hello);
+      const intents = Intent.guilds | Intent.guildMessages;
+      gw.send(Op.identify, {
+        token: fake.token,
+        properties: { os: 'l', browser: 't', device: 't' },
+        intents,
+      });
+      await gw.next(Op.dispatch, 'READY');
+      const creates: number[] = [];
+      fake.gateway.events.on('event', (e: GatewayEvent) => {
+        if (e.kind === 'dispatch' && e.t === 'MESSAGE_CREATE') creates.push(e.s);
+      });
+      const ops = fake.channels.ops;
+      const post = (body: Record<string, unknown>) => call('POST', `/channels/${ops}/messages`, body);
+      const ids = () => fake.channelMessages(ops).map((m) => m.id);
+
+      const first = await post({ content: 'one', nonce: 'n-1', enforce_nonce: true });
+      expect(first.status).toBe(200);
+      expect(first.json).toMatchObject({ content: 'one', nonce: 'n-1' });
+      const id = (first.json as { id: string }).id;
+      // The same nonce a minute later, whatever the body says: the first message, nothing made or sent.
+      await clock.advance(60_000);
+      const again = await post({ content: 'two', nonce: 'n-1', enforce_nonce: true });
+      expect(again.status).toBe(200);
+      expect(again.json).toMatchObject({ id, content: 'one', nonce: 'n-1' });
+      expect(ids()).toEqual([id]);
+      expect(creates).toHaveLength(1);
+
+      // Without enforce_nonce the nonce is only echoed; an integer nonce is one too.
+      const unchecked = await post({ content: 'three', nonce: 'n-1' });
+      const numeric = await post({ content: 'four', nonce: 1234567890, enforce_nonce: true });
+      const numericAgain = await post({ content: 'five', nonce: 1234567890, enforce_nonce: true });
+      expect((unchecked.json as { id: string }).id).not.toBe(id);
+      expect(numeric.json).toMatchObject({ nonce: 1234567890 });
+      expect((numericAgain.json as { id: string }).id).toBe((numeric.json as { id: string }).id);
+      expect(ids()).toHaveLength(3);
+      expect(creates).toHaveLength(3);
+
+      // Past the window (5 minutes after the first create) the nonce makes a new message.
+      await clock.advance(NONCE_WINDOW_MS - 60_000);
+      const later = await post({ content: 'six', nonce: 'n-1', enforce_nonce: true });
+      expect((later.json as { id: string }).id).not.toBe(id);
+      expect(ids()).toHaveLength(4);
+      expect(creates).toHaveLength(4);
+
+      // A nonce is a string or an integer of at most 25 characters (Discord's 50035 otherwise).
+      for (const nonce of ['x'.repeat(26), 1.5, 10 ** 25, { n: 1 }, true]) {
+        const bad = await post({ content: 'bad', nonce, enforce_nonce: true });
+        expect(bad.status).toBe(400);
+        expect(bad.json).toMatchObject({ code: ErrorCode.invalidFormBody, errors: { nonce: {} } });
+      }
+      expect((await post({ content: 'ok', nonce: 'x'.repeat(25), enforce_nonce: true })).status).toBe(200);
+      expect(ids()).toHaveLength(5);
+    } finally {
+      gw.ws.terminate();
+    }
+  });
+
+  it("holds a request's answer when told to: it takes effect at once, and the client may give up on it", async () => {
+    const ops = fake.channels.ops;
+    const held = fake.hold({ method: 'POST', path: /^\/channels\/\d+\/messages$/ });
+    const abort = new AbortController();
+    const first = fetch(`${fake.apiUrl}/v10/channels/${ops}/messages`, {
+      method: 'POST',
+      headers: { authorization: `Bot ${fake.token}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ content: 'one' }),
+      signal: abort.signal,
+    }).catch((e: unknown) => e);
+    await held.reached();
+    expect(fake.channelMessages(ops).map((m) => m.content)).toEqual(['one']);
+    expect(fake.calls.at(-1)).toMatchObject({ method: 'POST', status: 200 });
+    abort.abort();
+    expect(await first).toMatchObject({ name: 'AbortError' });
+    await held.abandoned();
+    // Only the next one was held: the following request is answered at once.
+    expect((await call('POST', `/channels/${ops}/messages`, { content: 'two' })).status).toBe(200);
+
+    const more = fake.hold({ method: 'GET', path: /^\/users\/@me$/, times: 2 });
+    const answers = [call('GET', '/users/@me'), call('GET', '/users/@me')];
+    await more.reached(2);
+    more.release();
+    expect((await Promise.all(answers)).map((a) => a.status)).toEqual([200, 200]);
   });
 });
 

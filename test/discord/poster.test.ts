@@ -4,10 +4,12 @@
  * the REST error, which `retryable` classifies (a 5xx after REST's own retries may pass; Unknown
  * Message is final); an edit replaced by a newer one settles as that one does; an edit the lane drops
  * because the message shows a switch's progress resolves. Progress reports and click edits still
- * never reject.
+ * never reject. Its `post` is never duplicated by a re-send: discord.js's own, after its time-out, nor
+ * the caller's with the same key.
  */
 import { REST } from 'discord.js';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { createDiscordRest } from '../../handlers/discord/client.js';
 import { DiscordMessages } from '../../handlers/discord/messages.js';
 import { DiscordReporter } from '../../handlers/discord/reporter.js';
 import { discordPoster } from '../../handlers/surfaces.js';
@@ -175,5 +177,70 @@ describe('Discord poster update', () => {
     ).resolves.toBeUndefined();
     await expect(reporter.report(progress('failed'), [other])).resolves.toBeUndefined();
     expect(edits().map((c) => c.status)).toEqual([503, 503, 503, 503, 404, 404]);
+  });
+});
+
+describe('Discord poster post', () => {
+  const CREATE = /^\/channels\/\d+\/messages$/;
+  let fake: FakeDiscord;
+  let rest: REST;
+  let messages: DiscordMessages;
+  let poster: ChatPoster;
+
+  beforeEach(async () => {
+    fake = await startFakeDiscord();
+    // A short time-out, so that discord.js gives a held answer up at once (15 s by default).
+    rest = createDiscordRest(fake.token, fake.apiUrl, { timeoutMs: 500 });
+    messages = new DiscordMessages({ rest });
+    poster = discordPoster(messages);
+  });
+
+  afterEach(async () => {
+    rest.clearHashSweeper();
+    rest.clearHandlerSweeper();
+    await fake.close();
+  });
+
+  const creates = () => fake.calls.filter((c) => c.method === 'POST' && CREATE.test(c.path));
+  const nonceOf = (c: { body: unknown } | undefined) => (c?.body as { nonce?: unknown } | undefined)?.nonce;
+
+  it('a post whose answer came too late is sent again by discord.js and posted once: its ref is that message', async () => {
+    const ops = fake.channels.ops;
+    // Discord creates the message; its answer does not come before discord.js's time-out.
+    const held = fake.hold({ method: 'POST', path: CREATE });
+    const posting = poster.post(ops, textView('Roll back production?', ['Alert: errors on checkout.']));
+    await held.reached();
+    await held.abandoned();
+    const resent = await fake.waitForRequest((c) => c.method === 'POST' && CREATE.test(c.path), {
+      from: (creates()[0]?.index ?? 0) + 1,
+    });
+    const ref = await posting;
+    held.release();
+
+    // One message, and it is the one the ref names (nothing left behind that no edit follows).
+    expect(fake.channelMessages(ops).map((m) => m.id)).toEqual([ref.messageId]);
+    const [first] = creates();
+    expect(nonceOf(resent)).toBe(nonceOf(first));
+    expect(resent.body).toMatchObject({ enforce_nonce: true });
+    expect((resent.response as { id: string }).id).toBe(ref.messageId);
+    // The switch's progress edits the one message people see.
+    const reporter = new DiscordReporter({ messages });
+    await reporter.report(progress('succeeded'), [ref]);
+    expect(textOf(fake.messages.get(ref.messageId) ?? { content: '', embeds: [] })).toContain('succeeded');
+  });
+
+  it('a post made again with the same key answers the first message; posts without one are never merged', async () => {
+    const ops = fake.channels.ops;
+    const view = textView('staging is still rolled back', []);
+    const first = await poster.post(ops, view, { key: 'notice:staging:reminder:1:discord' });
+    const again = await poster.post(ops, view, { key: 'notice:staging:reminder:1:discord' });
+    expect(again).toEqual(first);
+    const other = await poster.post(ops, view, { key: 'notice:staging:reminder:2:discord' });
+    const plain1 = await poster.post(ops, view);
+    const plain2 = await poster.post(ops, view);
+    const ids = [first, other, plain1, plain2].map((r) => r.messageId);
+    expect(new Set(ids).size).toBe(4);
+    expect(fake.channelMessages(ops).map((m) => m.id)).toEqual(ids);
+    for (const c of creates()) expect(String(nonceOf(c)).length).toBeLessThanOrEqual(25);
   });
 });

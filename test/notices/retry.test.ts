@@ -2,15 +2,18 @@
  * A notice whose post fails is not lost: a fault that may pass (the chat API down, a 5xx after the
  * SDK's own retries) is tried again with backoff on the injected clock, on that surface only; a
  * refusal (no access, unknown channel) gives up at once. The real Slack and Discord SDKs against the
- * fake servers show which of their failures count as which.
+ * fake servers show which of their failures count as which, and that a Discord post retried after its
+ * answer was lost (it went through) is not posted twice: every attempt carries the same nonce.
  */
 
 import { LogLevel, WebClient } from '@slack/web-api';
 import { REST } from 'discord.js';
 import { afterEach, describe, expect, it } from 'vitest';
-import { discordRetryable } from '../../handlers/discord/messages.js';
+import { createDiscordRest } from '../../handlers/discord/client.js';
+import { DiscordMessages, discordRetryable } from '../../handlers/discord/messages.js';
 import { SlackPoster } from '../../handlers/slack/poster.js';
 import { SlackReporter } from '../../handlers/slack/reporter.js';
+import { discordPoster } from '../../handlers/surfaces.js';
 import type { ChatPoster } from '../../src/chat-sinks.js';
 import type { Clock } from '../../src/clock.js';
 import { createMetrics } from '../../src/metrics.js';
@@ -520,6 +523,40 @@ describe('which chat API failures are retried', () => {
       expect(bad).toBeInstanceOf(Error);
       expect(discordRetryable(bad)).toBe(true);
       await expect(post()).resolves.toMatchObject({ content: 'hi' });
+    } finally {
+      rest.clearHashSweeper();
+      rest.clearHandlerSweeper();
+      await fake.close();
+    }
+  });
+
+  it('Discord: a post Discord made but never answered is retried with the same nonce: one message', async () => {
+    const fake = await startFakeDiscord();
+    // discord.js gives an answer up after this and sends the post again (3 times), then fails it.
+    const rest = createDiscordRest(fake.token, fake.apiUrl, { timeoutMs: 200 });
+    try {
+      w = await createWorld({ env: { DISCORD_ALERT_CHANNEL: fake.channels.alerts } });
+      const poster = discordPoster(new DiscordMessages({ rest }));
+      const n = await w.notices({ posters: [poster], postRetryMs: 5_000 });
+      // The first attempt: Discord creates the message, and no answer to it or its re-sends comes in time.
+      const held = fake.hold({ method: 'POST', path: /^\/channels\/\d+\/messages$/, times: 4 });
+      const d = await w.pushAndBuild('production', [n]);
+      await held.reached(4);
+      held.release();
+      expect(ofStatus(n.outcomes, 'posted')).toMatchObject([
+        { kind: 'ready', refs: [], retrying: ['discord'] },
+      ]);
+
+      await w.advance(5_000, [n]); // the second attempt, answered at once
+      const shown = fake.channelMessages(fake.channels.alerts);
+      // The title as rendered for Discord (markdown escaped: `dep\_…`).
+      expect(shown.map((m) => m.embeds[0]?.title)).toEqual([
+        expect.stringContaining(`${d.id.replaceAll('_', '\\_')} is live on production`),
+      ]);
+      expect(ofStatus(n.outcomes, 'posted').at(-1)).toMatchObject({
+        refs: [{ surface: 'discord', messageId: shown[0]?.id }],
+        attempt: 2,
+      });
     } finally {
       rest.clearHashSweeper();
       rest.clearHandlerSweeper();

@@ -224,7 +224,11 @@ export const messageBodySchema = z
     components: z.array(actionRowSchema).max(5).nullable().optional(),
     flags: z.number().int().nullable().optional(),
     tts: z.boolean().optional(),
-    nonce: z.union([z.string(), z.number()]).optional(),
+    // Discord (Create Message): "nonce: integer or string … (up to 25 characters)".
+    nonce: z
+      .union([z.string(), z.number().int()])
+      .refine((n) => String(n).length <= 25, 'Must be 25 or fewer in length.')
+      .optional(),
     enforce_nonce: z.boolean().optional(),
     allowed_mentions: z.unknown().optional(),
     message_reference: z.unknown().optional(),

@@ -12,7 +12,11 @@
  * which every IDENTIFY uses up (past it, Discord resets the bot token); bodies are validated against Discord's documented
  * limits (errors answer 400 with code 50035 like Discord), an interaction can be acknowledged once
  * and only within 3 s, interaction tokens can be expired (15 min on Discord) so tests prove progress
- * edits use the bot token, and buttons can only be clicked when they exist and are enabled.
+ * edits use the bot token, and buttons can only be clicked when they exist and are enabled. A message
+ * create with `nonce` and `enforce_nonce: true` is checked for uniqueness per author within a window
+ * (`NONCE_WINDOW_MS`, on the fake's clock): a second create with the nonce answers the first message,
+ * creating and dispatching nothing. A request's answer can be held (`hold`) so that a client times out
+ * and sends it again while the request has taken effect.
  *
  * Tests wait on recorded traffic (`waitForRequest`, `gateway.events`), never on sleeps.
  */
@@ -21,6 +25,7 @@ import { EventEmitter } from 'node:events';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { z } from 'zod';
+import { type Clock, systemClock } from '../../../src/clock.js';
 import { FakeGateway } from './gateway.js';
 import {
   bulkCommandsSchema,
@@ -85,6 +90,8 @@ export interface StoredMessage {
   edited_timestamp: string | null;
   webhook_id?: string;
   application_id?: string;
+  /** The nonce it was created with (`nonce` of the create), as given. */
+  nonce?: string | number;
   /** Every version of the message body, oldest first (creation then each edit). */
   history: { content: string; embeds: Json[]; components: Json[]; flags: number }[];
 }
@@ -138,6 +145,31 @@ export interface FakeDiscordOptions {
    * Default 50 a second: generous, so only a test that lowers it meets the limit.
    */
   readonly routeLimit?: { readonly limit: number; readonly windowMs: number };
+  /**
+   * The clock the nonce window (`NONCE_WINDOW_MS`) runs on (default the system clock). Only that:
+   * rate-limit windows and the interaction deadline are real waits the SDK makes.
+   */
+  readonly clock?: Pick<Clock, 'now'>;
+}
+
+/**
+ * How long a message nonce sent with `enforce_nonce: true` stays unique per author. Discord (Create
+ * Message): "it will be checked for uniqueness in the past few minutes"; the fake takes five.
+ */
+export const NONCE_WINDOW_MS = 5 * 60_000;
+
+/**
+ * Answers the fake holds back (`FakeDiscord.hold`, a test control, not Discord behaviour: a Discord that
+ * is slow to answer, or whose answer is lost). Each held request takes effect when it arrives (a message
+ * is created, dispatched and recorded in `calls`); only its answer waits for `release()`.
+ */
+export interface HeldAnswers {
+  /** Resolves once `count` (default 1) of the held requests have arrived and taken effect. */
+  reached(count?: number): Promise<void>;
+  /** Resolves once the client gave up on `count` (default 1) of them (closed the request unanswered). */
+  abandoned(count?: number): Promise<void>;
+  /** Writes the held answers; a matching request still to come is no longer held. */
+  release(): void;
 }
 
 /** Scope of a 429 (docs: rate limits, `X-RateLimit-Scope`). */
@@ -145,6 +177,17 @@ export type RateLimitScope = 'user' | 'shared' | 'global';
 
 /** Discord's session start window: the budget resets a day after it began. */
 const SESSION_START_WINDOW_MS = 24 * 60 * 60 * 1000;
+
+interface Hold {
+  readonly method: string;
+  readonly path: RegExp;
+  remaining: number;
+  arrived: number;
+  abandoned: number;
+  readonly gate: Promise<void>;
+  /** Emits `change` when `arrived` or `abandoned` grew. */
+  readonly changes: EventEmitter;
+}
 
 interface Injected {
   readonly method: string;
@@ -212,6 +255,12 @@ export class FakeDiscord {
   private readonly routeLimit: { readonly limit: number; readonly windowMs: number };
   /** Requests per rate-limit bucket in its current window. */
   private readonly buckets = new Map<string, { count: number; resetAt: number }>();
+  private readonly clock: Pick<Clock, 'now'>;
+  /** Nonces of messages created with `enforce_nonce`, by author and nonce: the message and when. */
+  private readonly nonces = new Map<string, { readonly messageId: string; readonly at: number }>();
+  private readonly holds: Hold[] = [];
+  /** Releases every hold (close): no answer waits for good. */
+  private readonly releases: (() => void)[] = [];
 
   constructor(opts: FakeDiscordOptions = {}) {
     this.token = opts.token ?? `fake.${Math.random().toString(36).slice(2)}.bot-token`;
@@ -224,6 +273,7 @@ export class FakeDiscord {
       resetAt: Date.now() + (opts.sessionStartLimit?.resetAfterMs ?? SESSION_START_WINDOW_MS),
     };
     this.routeLimit = opts.routeLimit ?? { limit: 50, windowMs: 1000 };
+    this.clock = opts.clock ?? systemClock;
     this.botUser = {
       id: this.applicationId,
       username: 'switchyard',
@@ -299,6 +349,8 @@ export class FakeDiscord {
   }
 
   async close(): Promise<void> {
+    // Held answers are written into connections closed below, so that no handler waits for good.
+    for (const release of this.releases.splice(0)) release();
     await this.gateway.close();
     if (!this.listening) return;
     this.listening = false;
@@ -746,6 +798,49 @@ export class FakeDiscord {
   }
 
   /**
+   * Holds the answers of the next `times` (default 1) requests matching `method` and `path` (below
+   * /api/v10) until `release()` (see HeldAnswers): the request is handled and recorded as it arrives,
+   * and its answer, as it would have been, is written only then. A client whose time-out passes
+   * meanwhile gives up on it (discord.js then sends it again).
+   */
+  hold(opts: { method: string; path: RegExp; times?: number }): HeldAnswers {
+    let open = () => {};
+    const gate = new Promise<void>((resolve) => {
+      open = resolve;
+    });
+    const hold: Hold = {
+      method: opts.method.toUpperCase(),
+      path: opts.path,
+      remaining: opts.times ?? 1,
+      arrived: 0,
+      abandoned: 0,
+      gate,
+      changes: new EventEmitter(),
+    };
+    const release = () => {
+      hold.remaining = 0;
+      open();
+    };
+    this.holds.push(hold);
+    this.releases.push(release);
+    const until = (what: 'arrived' | 'abandoned', count: number) =>
+      new Promise<void>((resolve) => {
+        const check = () => {
+          if (hold[what] < count) return;
+          hold.changes.off('change', check);
+          resolve();
+        };
+        hold.changes.on('change', check);
+        check();
+      });
+    return {
+      reached: (count = 1) => until('arrived', count),
+      abandoned: (count = 1) => until('abandoned', count),
+      release,
+    };
+  }
+
+  /**
    * Resolves with the first recorded request (from `from`, default all) matching `match`; waits for
    * it when none has arrived yet. Rejects after `timeoutMs` listing what did arrive.
    */
@@ -849,6 +944,7 @@ export class FakeDiscord {
       pinned: false,
       type: m.type,
       flags: m.flags,
+      ...(m.nonce === undefined ? {} : { nonce: m.nonce }),
       ...(m.webhook_id === undefined ? {} : { webhook_id: m.webhook_id, application_id: m.application_id }),
     };
   }
@@ -957,7 +1053,8 @@ export class FakeDiscord {
         res.setHeader('x-ratelimit-reset', (window.resetAt / 1000).toFixed(3));
       }
     }
-    for (const [k, v] of Object.entries(headers)) res.setHeader(k, v);
+    const hold = this.holds.find((h) => h.remaining > 0 && h.method === method && h.path.test(path));
+    if (hold) hold.remaining -= 1;
     const call: RestCall = {
       index: this.calls.length,
       method,
@@ -970,6 +1067,19 @@ export class FakeDiscord {
       at: Date.now(),
     };
     this.calls.push(call);
+    if (hold) {
+      // Taken effect and recorded; the answer waits (a client that gives up closes the request).
+      res.once('close', () => {
+        if (res.writableEnded) return;
+        hold.abandoned += 1;
+        hold.changes.emit('change');
+      });
+      this.events.emit('request', call);
+      hold.arrived += 1;
+      hold.changes.emit('change');
+      await hold.gate;
+    }
+    for (const [k, v] of Object.entries(headers)) res.setHeader(k, v);
     if (status === 204 || payload === null) {
       res.writeHead(status === 200 ? 204 : status);
       res.end();
@@ -977,7 +1087,7 @@ export class FakeDiscord {
       res.writeHead(status, { 'content-type': 'application/json' });
       res.end(JSON.stringify(payload));
     }
-    this.events.emit('request', call);
+    if (!hold) this.events.emit('request', call);
   }
 
   /** The current window of a rate-limit bucket (a new one once the last has passed). */
@@ -1133,12 +1243,21 @@ export class FakeDiscord {
       if (method !== 'POST') throw new HttpError(405, 0, '405: Method Not Allowed');
       const parsed = this.parse(messageBodySchema, body);
       const fields = this.fromBody(parsed);
+      const same = parsed.enforce_nonce === true ? this.sameNonce(parsed.nonce) : undefined;
+      if (same) return { status: 200, body: this.messageObject(same) };
       const message = this.storeMessage(channelId, {
         author: this.botUser,
         ...fields,
         flags: fields.flags & 4,
         type: 0,
       });
+      if (parsed.nonce !== undefined) {
+        message.nonce = parsed.nonce;
+        if (parsed.enforce_nonce === true) {
+          const at = this.clock.now();
+          this.nonces.set(this.nonceKey(parsed.nonce), { messageId: message.id, at });
+        }
+      }
       this.gateway.dispatch('MESSAGE_CREATE', this.messageObject(message));
       return { status: 200, body: this.messageObject(message) };
     }
@@ -1164,6 +1283,22 @@ export class FakeDiscord {
       return { status: 204, body: null };
     }
     throw new HttpError(405, 0, '405: Method Not Allowed');
+  }
+
+  /** Nonces are unique per author: the bot is the only author creating messages over REST. */
+  private nonceKey(nonce: string | number): string {
+    return `${this.botUser.id}:${String(nonce)}`;
+  }
+
+  /**
+   * The message the bot created with this nonce and `enforce_nonce` within the window, if it still
+   * exists (what Discord answers for a deleted one is not documented: the fake creates anew).
+   */
+  private sameNonce(nonce: string | number | undefined): StoredMessage | undefined {
+    if (nonce === undefined) return undefined;
+    const seen = this.nonces.get(this.nonceKey(nonce));
+    if (seen === undefined || this.clock.now() - seen.at >= NONCE_WINDOW_MS) return undefined;
+    return this.messages.get(seen.messageId);
   }
 
   /**
