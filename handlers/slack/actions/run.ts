@@ -19,6 +19,7 @@ import type {
 import type { ActingUser } from '../../../src/permissions.js';
 import type { MessageRef } from '../../../src/progress.js';
 import type { ActionKind } from '../../../src/views/actions.js';
+import { logCommandFault } from '../../../src/views/fault.js';
 import { progressView } from '../../../src/views/model.js';
 import { renderSlack } from '../../../src/views/slack.js';
 import {
@@ -68,7 +69,7 @@ async function afterAck(deps: SlackHandlerDeps, kind: ActionKind, args: ActionAr
   const clicked: MessageRef = { surface: 'slack', channel, messageId: body.container.message_ts };
   const failed = async (e: unknown) => {
     count('error');
-    deps.logger.error({ err: e, action: kind, userId: body.user.id }, 'slack click failed');
+    logCommandFault(deps.logger, e, { action: kind, userId: body.user.id }, 'slack click failed');
     await replyEphemeral(deps, args.respond, faultView(e, 'handle this click'));
   };
   try {

@@ -9,6 +9,7 @@ import type { AllMiddlewareArgs, SlackCommandMiddlewareArgs } from '@slack/bolt'
 import { type CommandName, commandArgs } from '../../../src/chat.js';
 import { CommandOutcome, commandReplyOutcome } from '../../../src/metrics.js';
 import type { ActingUser } from '../../../src/permissions.js';
+import { logCommandFault } from '../../../src/views/fault.js';
 import {
   busyView,
   cannotPostView,
@@ -65,7 +66,7 @@ async function afterAck(deps: SlackHandlerDeps, name: CommandName, args: Command
   };
   const failed = async (e: unknown) => {
     count(CommandOutcome.error);
-    deps.logger.error({ err: e, command: name, userId: command.user_id }, 'slash command failed');
+    logCommandFault(deps.logger, e, { command: name, userId: command.user_id }, 'slash command failed');
     await replyEphemeral(deps, args.respond, faultView(e, `run /${name}`));
   };
   try {
