@@ -33,7 +33,7 @@ import {
 } from '../../src/alerts/types.js';
 import { type Clock, systemClock } from '../../src/clock.js';
 import type { Config } from '../../src/config.js';
-import { redisUnavailable } from '../../src/errors.js';
+import { asSwitchyardError, redisUnavailable } from '../../src/errors.js';
 import {
   BodyTooLargeError,
   crossSiteReason,
@@ -46,6 +46,7 @@ import {
 } from '../../src/http.js';
 import { type Logger, silentLogger } from '../../src/log.js';
 import type { Metrics } from '../../src/metrics.js';
+import { faultReason, logCommandFault } from '../../src/views/fault.js';
 
 export const ALERT_WEBHOOK_PATH = '/webhooks/alerts/:source';
 
@@ -248,8 +249,16 @@ export function registerAlertWebhooks(http: HttpServer, opts: AlertWebhookOption
         });
         return;
       }
-      log.error({ err: e, source }, 'alert webhook: handling failed');
-      sendJson(res, 503, { error: 'unavailable', message: 'Could not handle the alerts now; retry later.' });
+      // The deploy platform unreachable, slow or answering an error: said in words (a WARN line, no
+      // stack); anything else is an ERROR to look into. Either way the sender retries.
+      logCommandFault(log, e, { source }, 'alert webhook: handling failed');
+      const platform = asSwitchyardError(e).code.startsWith('platform_');
+      sendJson(res, 503, {
+        error: 'unavailable',
+        message: platform
+          ? `Could not handle the alerts now (${faultReason(e)}); retry later.`
+          : 'Could not handle the alerts now; retry later.',
+      });
     }
   };
 

@@ -446,7 +446,10 @@ export class AlertService implements AlertIntake {
       try {
         mine = await this.handle(batch, origin);
       } catch (e) {
-        this.log.warn({ err: e, retry }, `alerts: handling ${origin ? 'a chat alert' : 'a delivery'} failed`);
+        this.log.warn(
+          { err: e, retry, source: batch[0]?.source, alerts: batch.map((a) => a.title) },
+          `alerts: handling ${origin ? 'a chat alert' : 'a delivery'} failed`,
+        );
       }
       if (mine === undefined || mine.some(retryable)) again.push(...batch);
       results.push(...(mine ?? []));
@@ -551,7 +554,7 @@ export class AlertService implements AlertIntake {
         },
         (e: unknown) => {
           this.log.warn(
-            { err: e },
+            { err: e, source: alerts[0]?.source, alerts: alerts.map((a) => a.title) },
             senderRetries
               ? 'alerts: a delivery answered before it was handled failed; its sender was answered 503 and sends it again'
               : 'alerts: a delivery answered before it was handled failed; trying it again',

@@ -16,6 +16,7 @@ import {
   RENOTIFICATION_REASON,
 } from '../../src/alerts/service.js';
 import type { AlertIntake } from '../../src/alerts/types.js';
+import { SwitchyardError } from '../../src/errors.js';
 import { HttpServer } from '../../src/http.js';
 import { plainText } from '../../src/views/format.js';
 import { alertCount, createHarness, DEMO_SENTENCE, type Harness, MINUTE } from '../alerts/helpers.js';
@@ -108,6 +109,31 @@ function send(s: Started, path: string, body: string, headers: Record<string, st
 }
 
 describe('POST /webhooks/alerts/:source', () => {
+  it('a deploy platform fault is answered 503 saying it was the platform, in words with its code', async () => {
+    const failing = (code: 'platform_unavailable' | 'internal') => (): AlertIntake => ({
+      handle: async () => {
+        throw new SwitchyardError(code, 'POST http://127.0.0.1:9/v2/x: connect ECONNREFUSED', {
+          retry: true,
+        });
+      },
+    });
+    const platform = await start({ intake: failing('platform_unavailable') });
+    const reply = await send(platform, '/webhooks/alerts/alertmanager', fixture('alertmanager-firing.json'));
+    expect(reply.status).toBe(503);
+    expect(reply.body).toEqual({
+      error: 'unavailable',
+      message:
+        'Could not handle the alerts now (the deploy platform could not be reached: platform_unavailable); retry later.',
+    });
+    // Anything else says nothing of its insides.
+    const other = await start({ intake: failing('internal') });
+    const second = await send(other, '/webhooks/alerts/alertmanager', fixture('alertmanager-firing.json'));
+    expect(second.body).toEqual({
+      error: 'unavailable',
+      message: 'Could not handle the alerts now; retry later.',
+    });
+  });
+
   it('reads the source case-insensitively (/webhooks/alerts/Alertmanager)', async () => {
     const s = await start();
     const reply = await send(s, '/webhooks/alerts/Alertmanager', fixture('alertmanager-firing.json'));
