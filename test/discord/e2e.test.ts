@@ -545,7 +545,7 @@ describe('Discord end to end', () => {
       [
         'rollback',
         { environment: `production ${id}` },
-        `The environment option of /rollback takes one word, an environment: "production ${id}" is 2 words`,
+        `The environment option of /rollback takes one word, an environment: "production ${id}" is 2 words, so nothing was done. Give a deployment in the deployment option; to say why, write it in a message of its own.`,
       ],
       [
         'rollback',

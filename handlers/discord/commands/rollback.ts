@@ -12,7 +12,7 @@ export const rollbackCommand: DiscordCommand = {
       interaction,
       'environment',
       'one word, an environment',
-      ' Give the deployment in the deployment option.',
+      ' Give a deployment in the deployment option; to say why, write it in a message of its own.',
     );
     const deployment = oneWordOption(
       interaction,
