@@ -774,7 +774,7 @@ export class AlertService implements AlertIntake {
         outcome: AlertOutcome.deduplicated,
         detail: planId
           ? await this.duplicateDetail(planId, environment, planId === suggested ? read : undefined)
-          : 'This incident was already handled.',
+          : 'An earlier alert of this incident was already answered, and no suggestion was made for it then; none is made now.',
         ...(planId === undefined ? {} : { planId }),
       });
     }

@@ -700,6 +700,10 @@ describe('AlertService: Datadog re-notifications', () => {
     // The incident is kept: the next re-notification stays quiet.
     const [again] = await h.service.handle(parsed(h, 'datadog', retriggered(h.clock.now())));
     expect(again?.outcome).toBe('deduplicated');
+    // Said as what it is: no one acted on it.
+    expect(again?.detail).toBe(
+      'An earlier alert of this incident was already answered, and no suggestion was made for it then; none is made now.',
+    );
     // The default payload says so in its title's status tag only.
     const [fromTitle] = await h.service.handle(
       parsed(h, 'datadog', {
