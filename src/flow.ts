@@ -1118,7 +1118,7 @@ export class Flow {
     return {
       ok: true,
       environment,
-      snapshot: snapshot.value,
+      snapshot: withOwnRollback(snapshot.value, history.entries),
       routes,
       recent: history.entries,
       recentTruncated: !history.complete,
@@ -2254,20 +2254,7 @@ export class Flow {
    */
   async ownRecord(snapshot: EnvironmentSnapshot): Promise<OwnRecord | undefined> {
     if (!keepsNoLiveHistory(snapshot)) return undefined;
-    const entries = await this.audit.recent(snapshot.environment.slug, this.recentAudit);
-    const switches: OwnSwitch[] = [];
-    // Newest first: the switches oldest first.
-    for (let i = entries.length - 1; i >= 0; i--) {
-      const e = entries[i];
-      if (e?.event !== 'succeeded' || e.targetId === undefined) continue;
-      switches.push({
-        action: e.action,
-        targetId: e.targetId,
-        at: e.at,
-        ...(e.fromId === undefined ? {} : { fromId: e.fromId }),
-      });
-    }
-    return ownRecordOf(snapshot, switches);
+    return ownRecordFrom(snapshot, await this.audit.recent(snapshot.environment.slug, this.recentAudit));
   }
 
   /** A platform snapshot; a platform refusal (unknown environment…) becomes a value. */
@@ -2464,6 +2451,48 @@ export class Flow {
 
 /** What an entry says beyond who, when and what (see `auditEntrySchema`). */
 type AuditExtra = Pick<FlowAuditEntry, 'code' | 'message' | 'jobId' | 'stage' | 'alert'>;
+
+/**
+ * What `entries` (an environment's newest audit entries, newest first) tell of `snapshot` that its
+ * platform keeps no record of (`Flow.ownRecord`).
+ */
+function ownRecordFrom(snapshot: EnvironmentSnapshot, entries: readonly AuditEntry[]): OwnRecord {
+  const switches: OwnSwitch[] = [];
+  // Newest first: the switches oldest first.
+  for (let i = entries.length - 1; i >= 0; i--) {
+    const e = entries[i];
+    if (e?.event !== 'succeeded' || e.targetId === undefined) continue;
+    switches.push({
+      action: e.action,
+      targetId: e.targetId,
+      at: e.at,
+      ...(e.fromId === undefined ? {} : { fromId: e.fromId }),
+      ...(e.actor === undefined ? {} : { by: personName(e.actor) }),
+    });
+  }
+  return ownRecordOf(snapshot, switches);
+}
+
+/**
+ * `snapshot` with its rolled-back banner's "since" and "by" from Switchyard's own record, when its
+ * platform (Unkey, Vercel) does not say them and Switchyard's rollback began the period.
+ */
+function withOwnRollback(snapshot: EnvironmentSnapshot, entries: readonly AuditEntry[]): EnvironmentSnapshot {
+  const env = snapshot.environment;
+  if (!env.rolledBack || env.rolledBackAt !== undefined || !keepsNoLiveHistory(snapshot)) return snapshot;
+  const own = ownRecordFrom(snapshot, entries);
+  if (own.rolledBackSince === undefined) return snapshot;
+  return {
+    ...snapshot,
+    environment: {
+      ...env,
+      rolledBackAt: own.rolledBackSince,
+      ...(env.rolledBackBy === undefined && own.rolledBackBy !== undefined
+        ? { rolledBackBy: own.rolledBackBy }
+        : {}),
+    },
+  };
+}
 
 /** How permission refusals name a person: display name and id. */
 function mention(actor: Actor): string {

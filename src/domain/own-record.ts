@@ -23,6 +23,8 @@ export interface OwnSwitch {
   readonly targetId: string;
   /** Unix ms: when the switch was recorded as succeeded (after traffic moved). */
   readonly at: number;
+  /** Who asked Switchyard for it, as messages name people (absent when the entry does not say). */
+  readonly by?: string;
 }
 
 /** What Switchyard's own switches tell of an environment its platform keeps no live history of. */
@@ -37,6 +39,8 @@ export interface OwnRecord {
   readonly liveBefore?: string;
   /** Unix ms: when the rolled-back period began, when a rollback of Switchyard's began it. */
   readonly rolledBackSince?: number;
+  /** Who asked for that rollback (with `rolledBackSince`, when its entry says). */
+  readonly rolledBackBy?: string;
 }
 
 /**
@@ -69,8 +73,13 @@ export function ownRecordOf(snapshot: EnvironmentSnapshot, switches: readonly Ow
   const currentId = env.currentDeploymentId;
   if (currentId === undefined) return { rolledBackFrom };
   if (env.rolledBack) {
-    const since = rolledBackSince(snapshot, currentId, switches);
-    return since === undefined ? { rolledBackFrom } : { rolledBackFrom, rolledBackSince: since };
+    const began = rollbackThatBegan(snapshot, currentId, switches);
+    if (began === undefined) return { rolledBackFrom };
+    return {
+      rolledBackFrom,
+      rolledBackSince: began.at,
+      ...(began.by === undefined ? {} : { rolledBackBy: began.by }),
+    };
   }
   const before = liveBefore(snapshot, currentId, switches);
   return before === undefined ? { rolledBackFrom } : { rolledBackFrom, liveBefore: before };
@@ -118,28 +127,32 @@ function liveBefore(
 }
 
 /**
- * When the rolled-back period of `snapshot`'s environment began, when Switchyard's own rollback began
- * it: its last switch is a rollback to the current deployment (no promote of its own since), and the
+ * The rollback of Switchyard's that began the rolled-back period of `snapshot`'s environment, when one
+ * did: its last switch is a rollback to the current deployment (no promote of its own since), and the
  * platform does not date a move to the current deployment after it (`derivedLive`: a rollback outside
  * Switchyard since). A chain of its rollbacks, each from the deployment the one before went to, is one
  * period (a second rollback further back continues it), dated by the first.
  */
-function rolledBackSince(
+function rollbackThatBegan(
   snapshot: EnvironmentSnapshot,
   currentId: string,
   switches: readonly OwnSwitch[],
-): number | undefined {
+): OwnSwitch | undefined {
   const last = switches.at(-1);
   if (last === undefined || last.action !== 'rollback' || last.targetId !== currentId) return undefined;
   const platform = snapshot.derivedLive?.current;
   if (platform?.deploymentId === currentId && platform.notBefore > last.at) return undefined;
-  let since = last.at;
-  let from = last.fromId;
+  let first = last;
   for (let i = switches.length - 2; i >= 0; i--) {
     const s = switches[i];
-    if (s === undefined || s.action !== 'rollback' || from === undefined || s.targetId !== from) break;
-    since = s.at;
-    from = s.fromId;
+    if (
+      s === undefined ||
+      s.action !== 'rollback' ||
+      first.fromId === undefined ||
+      s.targetId !== first.fromId
+    )
+      break;
+    first = s;
   }
-  return since;
+  return first;
 }

@@ -57,6 +57,7 @@ async function recordSucceeded(x: Harness, plan: Plan): Promise<void> {
     environment: plan.environment,
     action: plan.action,
     event: 'succeeded',
+    actor: { surface: alice.surface, userId: alice.userId, displayName: alice.displayName },
     planId: plan.id,
     jobId: `job_${plan.id}`,
     targetId: plan.target.id,
@@ -140,6 +141,17 @@ describe("default targets on Unkey read Switchyard's own record", () => {
     const plan = planned(await flow.plan(alice, 'rollback', 'production'));
     expect(plan.target.id).toBe(good);
     expect(plan.targetRolledBackFrom).toBeUndefined();
+  });
+
+  it("/deployments: the rolled-back banner says since when and by whom, from Switchyard's own rollback (Unkey says neither)", async () => {
+    const { x, platform, flow, carryOut } = await unkey();
+    expect((await platform.snapshot('production')).environment.rolledBackAt).toBeUndefined();
+    await carryOut('rollback');
+    const rolledBackAt = x.clock.now();
+    await x.clock.advance(10 * MINUTE);
+    const out = await flow.deployments('production');
+    if (!out.ok) throw new Error(out.refusal.message);
+    expect(out.snapshot.environment).toMatchObject({ rolledBack: true, rolledBackAt, rolledBackBy: 'Alice' });
   });
 
   it('promote while rolled back: a fix pushed since Switchyard rolled back is the default, not a resume', async () => {
