@@ -7,12 +7,12 @@ import { createHash, timingSafeEqual } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { z } from 'zod';
-import { type ChatReply, type ChatService, COMMANDS, commandArgs } from '../../src/chat.js';
+import { type ChatReply, type ChatService, type ClickReply, COMMANDS, commandArgs } from '../../src/chat.js';
 import type { Clock } from '../../src/clock.js';
 import { systemClock } from '../../src/clock.js';
 import { formatIssues } from '../../src/config.js';
 import type { Deployment } from '../../src/domain/types.js';
-import { redisUnavailable } from '../../src/errors.js';
+import { asSwitchyardError, redisUnavailable } from '../../src/errors.js';
 import type { Flow } from '../../src/flow.js';
 import {
   BodyTooLargeError,
@@ -31,7 +31,7 @@ import { CommandOutcome, commandReplyOutcome, type Metrics } from '../../src/met
 import type { DeployPlatform, PlatformEvent, Route } from '../../src/platform/port.js';
 import type { MessageRef } from '../../src/progress.js';
 import { parseAction } from '../../src/views/actions.js';
-import { faultView, logCommandFault } from '../../src/views/fault.js';
+import { faultReason, faultView, logCommandFault } from '../../src/views/fault.js';
 import { listedDeployments } from '../../src/views/model.js';
 import { CONSOLE_CHANNEL, type ConsoleEntry, type ConsoleSurface } from './surface.js';
 
@@ -422,16 +422,27 @@ export function registerConsole(http: HttpServer, deps: ConsoleDeps): { close():
     guarded(async (req, res) => {
       const body = await parseBody(req, res, actionBody);
       if (!body) return;
-      const out = await deps.chat.click(actor(body.user), body.actionId, {
-        surface: 'console',
-        channel: CONSOLE_CHANNEL,
-        messageId: body.messageId,
-      });
-      deps.metrics?.clicks.inc({
-        surface: 'console',
-        action: actionLabel(body.actionId),
-        outcome: out.outcome,
-      });
+      const action = actionLabel(body.actionId);
+      const count = (outcome: string) => deps.metrics?.clicks.inc({ surface: 'console', action, outcome });
+      let out: ClickReply;
+      try {
+        out = await deps.chat.click(actor(body.user), body.actionId, {
+          surface: 'console',
+          channel: CONSOLE_CHANNEL,
+          messageId: body.messageId,
+        });
+      } catch (e) {
+        // As a command's fault (above) and a click's on Slack and Discord: Redis unreachable answers 503
+        // (the page says "Not sent", to click again); anything else is said to the clicker alone, what
+        // failed and its code, the message clicked left as it was.
+        count('error');
+        if (redisUnavailable(e)) throw e;
+        logCommandFault(deps.logger, e, { action, user: body.user }, 'console click failed');
+        deps.surface.postView(faultView(e, 'handle this click'), { visibleTo: body.user });
+        sendJson(res, 200, { ok: true, outcome: 'error' });
+        return;
+      }
+      count(out.outcome);
       if (out.progress) {
         // The message follows the job only from this click on: the job's progress so far, as progress
         // (ordered with the states the job publishes), not a view.
@@ -458,51 +469,86 @@ export function registerConsole(http: HttpServer, deps: ConsoleDeps): { close():
     }),
   );
 
+  /**
+   * Reads what the live panel shows of each environment. Anything the platform fails with is thrown (the
+   * route below says it).
+   */
+  const readPanel = async () => {
+    const envs = await deps.platform.listEnvironments();
+    return await Promise.all(
+      envs.map(async (slug) => {
+        const [snap, routes] = await Promise.all([deps.platform.snapshot(slug), deps.platform.routing(slug)]);
+        // The live deployment is always listed, however many pushes came after it.
+        const listed = listedDeployments(snap, PANEL_DEPLOYMENTS);
+        const shown = panelDomains(routes, listed);
+        const probes = deps.platform.probe
+          ? await Promise.all(shown.map((r) => deps.platform.probe?.(r.hostname, AbortSignal.timeout(2000))))
+          : [];
+        return {
+          slug,
+          kind: snap.environment.kind,
+          rolledBack: snap.environment.rolledBack,
+          rolledBackAt: snap.environment.rolledBackAt ?? null,
+          rolledBackBy: snap.environment.rolledBackBy ?? null,
+          current: snap.environment.currentDeploymentId ?? null,
+          deployments: listed.map((d) => ({
+            id: d.id,
+            status: d.status,
+            branch: d.branch,
+            message: d.commit.message,
+            createdAt: d.createdAt,
+          })),
+          domains: shown.map((r, i) => ({
+            hostname: r.hostname,
+            stickiness: r.stickiness,
+            routedTo: r.deploymentId ?? null,
+            servedBy: probes[i]?.deploymentId ?? null,
+            status: probes[i]?.status ?? null,
+          })),
+          // Per-deployment domains of deployments the panel does not list: neither shown nor probed.
+          otherDeploymentDomains: routes.length - shown.length,
+        };
+      }),
+    );
+  };
+  /** The fault the panel last logged, until a read works again: see the route. */
+  let panelFault: string | undefined;
+
   http.route(
     'GET',
     '/console/api/platform',
     guarded(async (_req, res) => {
-      const envs = await deps.platform.listEnvironments();
-      const environments = await Promise.all(
-        envs.map(async (slug) => {
-          const [snap, routes] = await Promise.all([
-            deps.platform.snapshot(slug),
-            deps.platform.routing(slug),
-          ]);
-          // The live deployment is always listed, however many pushes came after it.
-          const listed = listedDeployments(snap, PANEL_DEPLOYMENTS);
-          const shown = panelDomains(routes, listed);
-          const probes = deps.platform.probe
-            ? await Promise.all(
-                shown.map((r) => deps.platform.probe?.(r.hostname, AbortSignal.timeout(2000))),
-              )
-            : [];
-          return {
-            slug,
-            kind: snap.environment.kind,
-            rolledBack: snap.environment.rolledBack,
-            rolledBackAt: snap.environment.rolledBackAt ?? null,
-            rolledBackBy: snap.environment.rolledBackBy ?? null,
-            current: snap.environment.currentDeploymentId ?? null,
-            deployments: listed.map((d) => ({
-              id: d.id,
-              status: d.status,
-              branch: d.branch,
-              message: d.commit.message,
-              createdAt: d.createdAt,
-            })),
-            domains: shown.map((r, i) => ({
-              hostname: r.hostname,
-              stickiness: r.stickiness,
-              routedTo: r.deploymentId ?? null,
-              servedBy: probes[i]?.deploymentId ?? null,
-              status: probes[i]?.status ?? null,
-            })),
-            // Per-deployment domains of deployments the panel does not list: neither shown nor probed.
-            otherDeploymentDomains: routes.length - shown.length,
-          };
-        }),
-      );
+      let environments: Awaited<ReturnType<typeof readPanel>>;
+      try {
+        environments = await readPanel();
+      } catch (e) {
+        // The platform unreachable, slow or answering an error: the page says so over the panel, keeping
+        // its last read marked as such. Said in the log once per reason until a read works again (every
+        // open page asks every 5 s), and per message for a fault that is not the platform's (a bug).
+        const err = asSwitchyardError(e);
+        const reason = faultReason(err);
+        const outage = err.code.startsWith('platform_') || err.code === 'redis_unavailable';
+        const key = outage ? reason : `${reason} ${err.message}`;
+        if (key !== panelFault) {
+          panelFault = key;
+          logCommandFault(
+            deps.logger,
+            e,
+            { route: 'platform panel' },
+            'console panel could not read the platform',
+          );
+        }
+        sendJson(res, outage ? 503 : 500, {
+          error: err.code,
+          message: `the platform could not be read (${reason})`,
+          reason,
+        });
+        return;
+      }
+      if (panelFault !== undefined) {
+        panelFault = undefined;
+        deps.logger?.info({ route: 'platform panel' }, 'console panel reads the platform again');
+      }
       sendJson(res, 200, {
         platform: deps.platform.name,
         now: clock.now(),

@@ -3,7 +3,8 @@
  * while Switchyard is away (the page opens a new event stream itself, backing off, and shows what
  * happened meanwhile), a server that cannot be reached or refuses a command (said in the channel, the
  * typed text kept), a phone's narrow screen (no long word widens the page), a platform without simulated
- * pushes (no Push form), a reader scrolled up to read a plan (not pulled down by others' messages), and
+ * pushes (no Push form), a deploy platform that cannot be read (the traffic panel says so, its last read
+ * kept greyed and dated), a reader scrolled up to read a plan (not pulled down by others' messages), and
  * the keyboard (its place survives the re-rendering of the message it is on).
  */
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -11,7 +12,7 @@ import { createServer, request, type Server, type ServerResponse } from 'node:ht
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { Browser, Locator, Page } from 'playwright-core';
+import type { Browser, Locator, Page, Route } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type RunningSwitchyard, startSwitchyard } from '../../handlers/app.js';
 import { ManualClock } from '../../src/clock.js';
@@ -521,6 +522,8 @@ describe('on a platform without simulated pushes (Unkey)', () => {
   const KEY = 'unkey_3ZbrowserPageTestRootKey0123';
   const prodEnv = { project: 'acme', app: 'api', environment: 'production' } as const;
   let unkey: UnkeyFakeServer;
+  /** Between Switchyard and Unkey: `down()` is Unkey away (a gateway in front of it answering 502). */
+  let unkeyProxy: Proxy;
   let app: RunningSwitchyard;
   let dataDir: string;
 
@@ -535,6 +538,7 @@ describe('on a platform without simulated pushes (Unkey)', () => {
     unkey.push({ ...prodEnv, branch: 'main' });
     await clock.advance(60_000);
     unkey.push({ ...prodEnv, branch: 'main' });
+    unkeyProxy = await startProxy(Number(new URL(unkey.url).port));
     dataDir = mkdtempSync(join(tmpdir(), 'sy-browser-unkey-'));
     const env = parseEnv({
       PORT: '0',
@@ -542,7 +546,7 @@ describe('on a platform without simulated pushes (Unkey)', () => {
       LOG_LEVEL: 'silent',
       PLATFORM: 'unkey',
       UNKEY_ROOT_KEY: KEY,
-      UNKEY_API_URL: unkey.url,
+      UNKEY_API_URL: unkeyProxy.url,
       SWITCHYARD_CONSOLE: 'on',
     });
     const file = fileConfigSchema.parse({
@@ -562,6 +566,7 @@ describe('on a platform without simulated pushes (Unkey)', () => {
 
   afterAll(async () => {
     await app?.stop();
+    await unkeyProxy?.close();
     await unkey?.close();
     if (dataDir) rmSync(dataDir, { recursive: true, force: true });
   });
@@ -575,6 +580,97 @@ describe('on a platform without simulated pushes (Unkey)', () => {
       await p.locator('section.env[data-env="production"]').waitFor();
       expect(await p.locator('#push').isVisible()).toBe(false);
       expect(await p.locator('#alert').isVisible()).toBe(true);
+    } finally {
+      await p.close();
+    }
+  });
+
+  it('the panel says when Unkey cannot be read, keeps its last read greyed with its time, and clears that once a read works', async () => {
+    const p = await newPage({ viewport: { width: 1280, height: 900 } });
+    try {
+      // The page's timers on a clock the test moves: each refresh of the panel is made when the test says.
+      await p.clock.install();
+      // Switchyard's time of each panel read that worked, which the panel gives as "as of" once reads fail.
+      const readAt: number[] = [];
+      p.on('response', async (r) => {
+        if (r.url().endsWith('/console/api/platform') && r.status() === 200)
+          readAt.push(((await r.json()) as { now: number }).now);
+      });
+      await p.goto(`http://127.0.0.1:${app.port}/`);
+      await live(p);
+      const env = p.locator('section.env[data-env="production"]');
+      await env.waitFor();
+      await p.clock.pauseAt(Date.now() + 1000);
+      const note = p.locator('#panel-fault');
+      expect(await note.isVisible()).toBe(false);
+
+      unkeyProxy.down();
+      await p.clock.runFor(5000);
+      await note.filter({ hasText: 'Could not be read' }).waitFor();
+      const asOf = await p.evaluate((t) => new Date(t).toLocaleTimeString(), Math.max(...readAt));
+      // biome-ignore lint/performance/useDomNodeTextContent: Playwright's innerText is the rendered text a user reads
+      expect(await note.innerText()).toBe(
+        `Could not be read: the deploy platform answered with an error: platform_http (showing the last read, as of ${asOf}). Trying again every 5 s.`,
+      );
+      // The last read stays, greyed: what served the domains then, not said to be what serves them now.
+      expect(await p.locator('#envs.stale').count()).toBe(1);
+      expect(await env.locator('tr[data-deployment]').count()).toBeGreaterThan(0);
+
+      unkeyProxy.up();
+      await p.clock.runFor(5000);
+      await note.waitFor({ state: 'hidden' });
+      expect(await p.locator('#envs.stale').count()).toBe(0);
+      await env.waitFor();
+    } finally {
+      unkeyProxy.up();
+      await p.close();
+    }
+  });
+
+  it('an answer to a read sent before the one shown, arriving late (a slow platform), is not shown over it', async () => {
+    const p = await newPage({ viewport: { width: 1280, height: 900 } });
+    try {
+      await p.clock.install();
+      await p.goto(`http://127.0.0.1:${app.port}/`);
+      await live(p);
+      await p.locator('section.env[data-env="production"]').waitFor();
+      await p.clock.pauseAt(Date.now() + 1000);
+      // The next read (A) is held; the ones after it go to Switchyard.
+      let hold: (route: Route) => void = () => undefined;
+      const held = new Promise<Route>((resolve) => {
+        hold = resolve;
+      });
+      let first = true;
+      await p.route('**/console/api/platform', async (route) => {
+        if (first) {
+          first = false;
+          hold(route);
+        } else await route.continue();
+      });
+      await p.clock.runFor(5000);
+      const a = await held;
+      const answered = p.waitForResponse(
+        (r) => r.url().endsWith('/console/api/platform') && r.status() === 200,
+      );
+      await p.clock.runFor(5000);
+      const b = (await (await answered).json()) as { now: number };
+      // A is answered now, after B: a read that worked, an hour older than B's.
+      const late = p.waitForEvent('requestfinished', (r) => r === a.request());
+      await a.fulfill({ json: { ...b, now: b.now - 3_600_000 } });
+      await late;
+      // The next read fails: the panel keeps B's read, so "as of" is B's time, not A's.
+      await p.unroute('**/console/api/platform');
+      await p.route('**/console/api/platform', (route) =>
+        route.fulfill({ status: 503, json: { error: 'platform_timeout', reason: 'too slow' } }),
+      );
+      await p.clock.runFor(5000);
+      const note = p.locator('#panel-fault', { hasText: 'Could not be read' });
+      await note.waitFor();
+      const asOf = await p.evaluate((t) => new Date(t).toLocaleTimeString(), b.now);
+      // biome-ignore lint/performance/useDomNodeTextContent: Playwright's innerText is the rendered text a user reads
+      expect(await note.innerText()).toBe(
+        `Could not be read: too slow (showing the last read, as of ${asOf}). Trying again every 5 s.`,
+      );
     } finally {
       await p.close();
     }

@@ -2,7 +2,8 @@
  * handlers/console/routes.ts: behaviour of the console's HTTP routes that no test
  * pinned down (the login cookie among other cookies, the 32 KiB body limit, an empty body, who an event
  * stream carries ephemeral entries to, command errors counted, a click's follow-ups: approval view
- * yielding to the job's progress, an ephemeral or planned post). Each test runs the routes on their own
+ * yielding to the job's progress, an ephemeral or planned post; a click's fault said to the clicker, as a
+ * command's). Each test runs the routes on their own
  * HTTP server with stubbed chat, so it stays fast and deterministic.
  */
 import { connect, type Socket } from 'node:net';
@@ -15,6 +16,7 @@ import { SwitchyardError } from '../../src/errors.js';
 import { HttpServer } from '../../src/http.js';
 import { createMetrics } from '../../src/metrics.js';
 import { refusalView } from '../../src/views/model.js';
+import { CapturedLog } from '../support/captured-log.js';
 import { progressFixture } from '../support/progress.js';
 
 const closers: (() => Promise<unknown> | unknown)[] = [];
@@ -263,5 +265,77 @@ describe('console clicks', () => {
     expect((await click(post, ref.messageId)).status).toBe(200);
     const fresh = surface.timeline().at(-1);
     expect(attached).toEqual([{ planId: 'plan_fresh', messageId: fresh?.id }]);
+  });
+});
+
+describe('console click faults', () => {
+  const click = (post: Awaited<ReturnType<typeof rig>>['post'], messageId: string) =>
+    post(
+      '/console/api/action',
+      JSON.stringify({ user: 'alice', actionId: 'sy1:confirm:plan_0123456789abcdef01234567', messageId }),
+    );
+  const failing = (e: Error) =>
+    ({
+      click: async () => {
+        throw e;
+      },
+    }) as never;
+
+  it('a deploy platform that cannot be reached is said to the clicker alone, in words and with its code, counted as an error', async () => {
+    const metrics = createMetrics();
+    const log = new CapturedLog();
+    const { surface, post } = await rig({
+      metrics,
+      logger: log.logger,
+      chat: failing(
+        new SwitchyardError('platform_unavailable', 'POST http://127.0.0.1:9/v2/x: connect ECONNREFUSED', {
+          retry: true,
+        }),
+      ),
+    });
+    const plan = surface.postView(view('plan'));
+    const before = surface.get(plan.messageId);
+    const res = await click(post, plan.messageId);
+    // Answered, not "Not sent · internal error": the page has nothing to say, the channel says it.
+    expect(res).toEqual({ status: 200, json: { ok: true, outcome: 'error' } });
+    const answer = surface.timeline('alice').at(-1);
+    expect(answer?.visibleTo).toBe('alice');
+    expect(JSON.stringify(answer?.message)).toContain(
+      'Switchyard could not handle this click (the deploy platform could not be reached: platform_unavailable). It may work if you try again in a moment.',
+    );
+    // Nobody else sees it, and the message clicked is as it was.
+    expect(surface.timeline('bob').map((e) => e.id)).toEqual([plan.messageId]);
+    expect(surface.get(plan.messageId)).toBe(before);
+    expect((await metrics.clicks.get()).values).toEqual([
+      expect.objectContaining({
+        labels: { surface: 'console', action: 'confirm', outcome: 'error' },
+        value: 1,
+      }),
+    ]);
+    // An outage of the platform: a WARN with its code, no ERROR with a stack.
+    expect(log.lines.map((l) => ({ level: l.level, msg: l.msg, code: l.code, err: l.err }))).toEqual([
+      {
+        level: 40,
+        msg: 'console click failed: the deploy platform could not be reached: platform_unavailable',
+        code: 'platform_unavailable',
+        err: undefined,
+      },
+    ]);
+  });
+
+  it('Redis unreachable answers 503 (the page says "Not sent", to click again), posts nothing, and is counted as an error', async () => {
+    const metrics = createMetrics();
+    const { surface, post } = await rig({ metrics, chat: failing(new Error('Connection is closed.')) });
+    const plan = surface.postView(view('plan'));
+    const res = await click(post, plan.messageId);
+    expect(res.status).toBe(503);
+    expect(res.json.error).toBe('redis_unavailable');
+    expect(surface.timeline('alice').map((e) => e.id)).toEqual([plan.messageId]);
+    expect((await metrics.clicks.get()).values).toEqual([
+      expect.objectContaining({
+        labels: { surface: 'console', action: 'confirm', outcome: 'error' },
+        value: 1,
+      }),
+    ]);
   });
 });

@@ -1,7 +1,8 @@
 /**
  * handlers/console/routes.ts from /console/api/platform on: what the live panel says
  * of an environment (rolled back since when and by whom, the current deployment, twelve deployments,
- * the clock's time, what this process can simulate), and the push and alert endpoints (404 where not
+ * the clock's time, what this process can simulate), what it says when the platform cannot be read
+ * (why, in words, logged once per reason until a read works again), and the push and alert endpoints (404 where not
  * wired, every field of a push passed on, the default alert title, every result's outcome, body bounds).
  */
 
@@ -10,7 +11,9 @@ import { registerConsole } from '../../handlers/console/routes.js';
 import { ConsoleSurface } from '../../handlers/console/surface.js';
 import { ManualClock } from '../../src/clock.js';
 import type { EnvironmentSnapshot } from '../../src/domain/types.js';
+import { SwitchyardError } from '../../src/errors.js';
 import { HttpServer } from '../../src/http.js';
+import { CapturedLog } from '../support/captured-log.js';
 import { snapshot } from '../views/fixtures.js';
 
 const closers: (() => Promise<unknown> | unknown)[] = [];
@@ -20,14 +23,19 @@ afterEach(async () => {
 
 const T0 = Date.UTC(2026, 10, 30, 12, 0, 0);
 
-type Extra = Partial<Pick<Parameters<typeof registerConsole>[1], 'push' | 'fireAlert'>>;
+type Extra = Partial<Pick<Parameters<typeof registerConsole>[1], 'push' | 'fireAlert' | 'logger'>>;
 
 async function rig(snap: EnvironmentSnapshot, extra: Extra = {}) {
   const surface = new ConsoleSurface({ clock: new ManualClock(T0) });
   const http = new HttpServer();
+  // What the platform fails with while set (see `failWith`); it answers again once cleared.
+  let fault: Error | undefined;
   const platform = {
     name: 'fake',
-    listEnvironments: async () => [snap.environment.slug],
+    listEnvironments: async () => {
+      if (fault) throw fault;
+      return [snap.environment.slug];
+    },
     snapshot: async () => snap,
     routing: async () => snap.domains,
   };
@@ -53,6 +61,10 @@ async function rig(snap: EnvironmentSnapshot, extra: Extra = {}) {
     });
     return { status: res.status, json: (await res.json()) as Record<string, unknown> };
   };
+  const read = async () => {
+    const res = await fetch(`${base}/console/api/platform`);
+    return { status: res.status, json: (await res.json()) as Record<string, unknown> };
+  };
   const panel = async () => {
     const res = await fetch(`${base}/console/api/platform`);
     expect(res.status).toBe(200);
@@ -63,7 +75,10 @@ async function rig(snap: EnvironmentSnapshot, extra: Extra = {}) {
       environments: Record<string, unknown>[];
     };
   };
-  return { post, panel };
+  const failWith = (e: Error | undefined) => {
+    fault = e;
+  };
+  return { post, panel, read, failWith };
 }
 
 describe('console live panel (/console/api/platform)', () => {
@@ -91,6 +106,78 @@ describe('console live panel (/console/api/platform)', () => {
     expect(body.canAlert).toBe(false);
     const ids = ((body.environments[0]?.deployments ?? []) as { id: string }[]).map((d) => d.id);
     expect(ids).toEqual(snap.deployments.slice(0, 12).map((d) => d.id));
+  });
+});
+
+describe('console live panel while the platform cannot be read', () => {
+  const unreachable = new SwitchyardError(
+    'platform_unavailable',
+    'GET http://127.0.0.1:9/v2/x: connect ECONNREFUSED',
+    { retry: true },
+  );
+  const slow = new SwitchyardError(
+    'platform_timeout',
+    'GET http://127.0.0.1:9/v2/x: no answer within 10000 ms',
+    {
+      retry: true,
+    },
+  );
+  const said = (log: CapturedLog) =>
+    log.lines.map((l) => `${l.levelName} ${l.msg}${l.err ? ' (with err)' : ''}`);
+
+  it('answers 503 naming the reason in words, and logs it once per reason (a WARN) until a read works again', async () => {
+    const log = new CapturedLog();
+    const { read, failWith } = await rig(snapshot(), { logger: log.logger });
+    failWith(unreachable);
+    // Every open page asks every 5 s: the same answer each time, one line in the log.
+    for (let i = 0; i < 3; i++)
+      expect(await read()).toEqual({
+        status: 503,
+        json: {
+          error: 'platform_unavailable',
+          message:
+            'the platform could not be read (the deploy platform could not be reached: platform_unavailable)',
+          reason: 'the deploy platform could not be reached: platform_unavailable',
+        },
+      });
+    expect(said(log)).toEqual([
+      'warn console panel could not read the platform: the deploy platform could not be reached: platform_unavailable',
+    ]);
+    // Another reason is said once too.
+    failWith(slow);
+    expect((await read()).json.reason).toBe('the deploy platform did not answer in time: platform_timeout');
+    expect((await read()).status).toBe(503);
+    expect(said(log)).toHaveLength(2);
+    // Read again: said, and the next fault is said again.
+    failWith(undefined);
+    expect((await read()).status).toBe(200);
+    expect((await read()).status).toBe(200);
+    failWith(slow);
+    expect((await read()).status).toBe(503);
+    expect(said(log)).toEqual([
+      'warn console panel could not read the platform: the deploy platform could not be reached: platform_unavailable',
+      'warn console panel could not read the platform: the deploy platform did not answer in time: platform_timeout',
+      'info console panel reads the platform again',
+      'warn console panel could not read the platform: the deploy platform did not answer in time: platform_timeout',
+    ]);
+  });
+
+  it("a fault that is not the platform's (a bug) answers 500 with its code, nothing of its message, and is an ERROR once per message", async () => {
+    const log = new CapturedLog();
+    const { read, failWith } = await rig(snapshot(), { logger: log.logger });
+    failWith(new Error('secret internals'));
+    const answer = await read();
+    expect(answer).toEqual({
+      status: 500,
+      json: { error: 'internal', message: 'the platform could not be read (internal)', reason: 'internal' },
+    });
+    await read();
+    failWith(new Error('another bug'));
+    await read();
+    expect(said(log)).toEqual([
+      'error console panel could not read the platform (with err)',
+      'error console panel could not read the platform (with err)',
+    ]);
   });
 });
 
