@@ -87,6 +87,8 @@ export interface StartOptions {
   readonly redisTimeoutMs?: number;
   /** How often the Redis watchdog PINGs, and how long a PING may go unanswered (src/redis.ts `watchRedis`). */
   readonly redisWatch?: Pick<RedisAnswerWatch, 'intervalMs' | 'timeoutMs'>;
+  /** How often to look for expired plans (default `PLAN_EXPIRY_SWEEP_MS`; tests make it short). */
+  readonly planExpirySweepMs?: number;
 }
 
 export interface RunningSwitchyard {
@@ -599,7 +601,7 @@ export async function startSwitchyard(
     cleanups.push(() => chat.idle());
     // Plans whose hour ran out with nobody clicking are shown expired on their messages (their buttons
     // go), by whichever replica's sweep finds them first.
-    cleanups.push(chat.sweepExpired(PLAN_EXPIRY_SWEEP_MS));
+    cleanups.push(chat.sweepExpired(opts.planExpirySweepMs ?? PLAN_EXPIRY_SWEEP_MS));
 
     // Deployment notices (issue 9): every surface's poster, claimed once per notice in Redis. They read
     // a failed switch job's messages and final progress (to update them when the platform completes the

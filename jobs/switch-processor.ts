@@ -237,6 +237,16 @@ class Tracker {
    * became of them: none of them is this run's running step.
    */
   private interrupted = new Set<StepName>();
+  /**
+   * The `reactivating`/`switching` steps an earlier attempt of this job ended failed only because it
+   * could not go on following the platform's operation (a retryable fault: the platform not reached, a
+   * time-out, a lost lock; `resume`), while the platform may well have gone on with it. Once this run
+   * follows that same operation (`followsEarlierOperation`), they end done when it finds the platform
+   * past them, or go on when it finds the platform still on them.
+   */
+  private lostTrack = new Set<StepName>();
+  /** This run follows the operation an earlier attempt started, which the platform has not failed. */
+  private followingEarlier = false;
   constructor(
     private readonly job: Job,
     private readonly deps: ProcessorDeps,
@@ -288,9 +298,21 @@ class Tracker {
     return this.progress.steps.some((s) => s.step === step);
   }
 
-  /** Whether `step` is one an earlier run was on when it stopped, still running (`resume`). */
+  /**
+   * Whether `step` is one an earlier run was on when it stopped, still running (`resume`), or one an
+   * earlier attempt lost track of while this run follows the same operation (`lostTrack`).
+   */
   wasOn(step: StepName): boolean {
-    return this.interrupted.has(step);
+    return this.interrupted.has(step) || (this.followingEarlier && this.lostTrack.has(step));
+  }
+
+  /**
+   * This run follows the operation an earlier attempt of the job started, the platform reporting it
+   * under way or succeeded (not failed): a step an earlier attempt lost track of (`lostTrack`) is that
+   * operation's, and ends as the platform took it.
+   */
+  followsEarlierOperation(): void {
+    this.followingEarlier = true;
   }
 
   /**
@@ -301,13 +323,20 @@ class Tracker {
    * run takes it up again (`start`). A `reactivating` or `switching` step the platform was never asked
    * for (`asked` false: no operation or started marker is stored) did nothing, and is left out: this
    * run does it again, or never reaches it. A running `validating` step is replaced by this run's own.
+   * A `reactivating` or `switching` step an earlier attempt failed with a fault that is retried, after
+   * asking the platform, is one it may have lost track of (`lostTrack`): it ends done if this run finds
+   * the platform past it in the same operation.
    */
   resume(earlier: readonly StepRecord[], detail: string, asked: boolean): void {
     const queued = this.progress.steps[0];
     const steps: StepRecord[] = [];
     for (const s of earlier) {
-      if (s.state !== 'running' || s.step === 'validating') steps.push({ ...s });
-      else if (s.step === 'queued') {
+      if (s.state !== 'running' || s.step === 'validating') {
+        steps.push({ ...s });
+        // Failed by a fault that is retried (`retryingDetail`): the platform may have gone on.
+        if (asked && s.state === 'failed' && platformStep(s.step) && RETRYING_SUFFIX.test(s.detail ?? ''))
+          this.lostTrack.add(s.step);
+      } else if (s.step === 'queued') {
         // Never written with later steps: kept as this run's own `queued` would be.
         if (queued !== undefined) steps.push(queued);
       } else if (asked || (s.step !== 'reactivating' && s.step !== 'switching')) {
@@ -334,6 +363,37 @@ class Tracker {
   }
 
   /**
+   * Ends done the steps an earlier attempt lost track of (`lostTrack`) that come before `step` (and
+   * `step` itself with `including`): this run follows their operation, and the platform is past them.
+   * Each keeps what made that attempt fail, and says the platform finished it.
+   */
+  private closeLostTrack(step: StepName, including = false): void {
+    if (!this.followingEarlier) return;
+    const before = STEP_ORDER.indexOf(step) + (including ? 1 : 0);
+    for (const s of this.progress.steps) {
+      if (!this.lostTrack.has(s.step) || STEP_ORDER.indexOf(s.step) >= before) continue;
+      s.state = 'done';
+      s.endedAt = this.now();
+      s.detail = lostTrackDetail(s.detail ?? '', 'the platform finished it');
+      this.lostTrack.delete(s.step);
+    }
+  }
+
+  /**
+   * Takes up `step` again when an earlier attempt lost track of it (`lostTrack`) and this run finds
+   * the platform still on it: it goes on from its earlier start, saying so. False when it is not one.
+   */
+  private takeUp(step: StepName): boolean {
+    if (!this.followingEarlier || !this.lostTrack.delete(step)) return false;
+    const s = this.progress.steps.find((r) => r.step === step);
+    if (s === undefined) return false;
+    s.state = 'running';
+    delete s.endedAt;
+    s.detail = lostTrackDetail(s.detail ?? '', 'a later attempt took it up');
+    return true;
+  }
+
+  /**
    * The platform reports that the operation an earlier run started failed (or does not know it): the
    * steps an earlier run was on end failed, saying so; one this run does again is a new request.
    */
@@ -351,7 +411,10 @@ class Tracker {
   start(step: StepName, detail?: string): void {
     this.endRunning('done');
     this.closeInterrupted('done', step);
-    if (this.interrupted.delete(step)) return;
+    this.closeLostTrack(step);
+    if (this.interrupted.delete(step) || this.takeUp(step)) return;
+    // Done again by this run (a new request): replaced, whatever an earlier attempt left.
+    this.lostTrack.delete(step);
     this.put({ step, state: 'running', startedAt: this.now(), ...(detail === undefined ? {} : { detail }) });
   }
 
@@ -401,11 +464,14 @@ class Tracker {
 
   /**
    * Records a step that did not need to run (e.g. the switch of a job recovered after it). One an
-   * earlier run of the job did is done: it stays so (one it was on ends done now).
+   * earlier run of the job did is done: it stays so (one it was on ends done now, and so does one an
+   * earlier attempt lost track of while following the operation this run found done: `lostTrack`).
    */
   skip(step: StepName, detail: string): void {
     this.endRunning('done');
     this.closeInterrupted('done', step);
+    // One an earlier attempt lost track of is done too (the platform finished it), saying so.
+    this.closeLostTrack(step, true);
     const earlier = this.progress.steps.find((s) => s.step === step);
     if (earlier !== undefined && this.interrupted.delete(step)) {
       // The step an earlier run was on: the platform finished it since.
@@ -591,6 +657,23 @@ function retryingDetail(said: string, attempt: number, maxAttempts: number): str
 }
 
 const RETRYING_SUFFIX = / \(attempt (\d+) of (\d+); retrying\)$/;
+
+/** The steps a platform operation goes through (what `follow` reflects). */
+function platformStep(step: StepName): boolean {
+  return step === 'reactivating' || step === 'switching';
+}
+
+/**
+ * The detail of a step an earlier attempt failed only because it could not follow the platform's
+ * operation (`retryingDetail`), once a later attempt following that operation found what became of it
+ * (`then`): what failed, then `(attempt 1 of 6 could not follow it; the platform finished it)`.
+ */
+function lostTrackDetail(detail: string, then: string): string {
+  const retrying = RETRYING_SUFFIX.exec(detail);
+  if (retrying === null) return detail;
+  const suffix = ` (attempt ${retrying[1]} of ${retrying[2]} could not follow it; ${then})`;
+  return `${clipMessage(detail.slice(0, retrying.index), STEP_DETAIL_MAX - suffix.length)}${suffix}`;
+}
 
 /**
  * A step detail as a state with an outcome says it: a final message never promises a retry, so a
@@ -1367,12 +1450,14 @@ async function runLocked(
     let earlierLanded = false;
     if (ref && opStatus && opStatus.state !== 'succeeded') {
       needFollow = true;
+      tracker.followsEarlierOperation();
       tracker.endRunning(
         'done',
         `Resuming the ${data.action} started by an earlier attempt (operation ${ref.id}).`,
       );
     } else if (ref || (started && isAlreadyDone(expect, snapshot))) {
       // Only an earlier attempt of this job that asked the platform to switch counts as having done it.
+      if (ref) tracker.followsEarlierOperation();
       tracker.endRunning('done', `${data.targetId} already serves ${data.environment}: not switching again.`);
       tracker.skip(
         'switching',
@@ -2087,7 +2172,8 @@ async function follow(
     switch (status.state) {
       case 'pending':
         if (current !== 'reactivating' && current !== 'switching') {
-          // Not started yet: a step an earlier run was on goes on (a reactivation is not done).
+          // Not started yet: a step an earlier run was on (or lost track of) goes on (a reactivation is
+          // not done).
           tracker.start(tracker.wasOn('reactivating') ? 'reactivating' : 'switching');
           tracker.post();
         }

@@ -13,6 +13,7 @@ import { systemClock } from './clock.js';
 import type { Plan } from './domain/plan.js';
 import { type Refusal, RefusalCode } from './domain/result.js';
 import { assertNever, type Deployment } from './domain/types.js';
+import { redisUnavailable } from './errors.js';
 import type { ClickOutcome, Flow, PlanOptions } from './flow.js';
 import { type Logger, silentLogger } from './log.js';
 import { type ActingUser, sameActor } from './permissions.js';
@@ -305,12 +306,15 @@ export class ChatService {
 
   /**
    * Runs `expireDue` every `intervalMs` of the clock until the returned function is called (which
-   * waits for a sweep under way). A sweep that fails (Redis away) is logged once, not every round,
-   * and tried again at the next.
+   * waits for a sweep under way). A sweep that fails is logged once, not every round, and tried again
+   * at the next; so is the first that works again. At warn, but at debug while the failure is only
+   * that Redis cannot be reached or does not answer: the Redis watchdog or the connection's events
+   * already say that once per outage (docs/jobs.md), and a second warning would add nothing.
    */
   sweepExpired(intervalMs: number): () => Promise<void> {
     const stop = new AbortController();
-    let failing = false;
+    // The level the sweeps failing since the last one that worked were logged at (none: it works).
+    let failing: 'debug' | 'warn' | undefined;
     const loop = (async () => {
       for (;;) {
         try {
@@ -320,15 +324,19 @@ export class ChatService {
         }
         try {
           await this.expireDue();
-          if (failing) this.logger.info({}, 'looking for expired plans works again');
-          failing = false;
+          if (failing === 'warn') this.logger.info({}, 'looking for expired plans works again');
+          else if (failing === 'debug') this.logger.debug({}, 'looking for expired plans works again');
+          failing = undefined;
         } catch (e) {
-          if (!failing)
-            this.logger.warn(
+          // A failure other than Redis is worth a warning, also after a Redis one was logged at debug.
+          const level = redisUnavailable(e) === undefined ? 'warn' : 'debug';
+          if (failing === undefined || (level === 'warn' && failing === 'debug')) {
+            this.logger[level](
               { err: e },
               'could not look for expired plans: their messages keep their buttons (a click still says they expired) until a later sweep succeeds',
             );
-          failing = true;
+            failing = level;
+          }
         }
       }
     })();

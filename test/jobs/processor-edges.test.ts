@@ -116,7 +116,11 @@ describe('switch processor', () => {
     expect(final?.steps.find((s) => s.step === 'validating')?.detail).toBe(
       `${plan.target.id} already serves env0: not switching again.`,
     );
-    expect(final?.steps.find((s) => s.step === 'switching')?.state).toBe('skipped');
+    // The switch the first attempt could not follow was the platform's: done, not skipped.
+    expect(final?.steps.find((s) => s.step === 'switching')).toMatchObject({
+      state: 'done',
+      detail: expect.stringMatching(/ \(attempt 1 of 4 could not follow it; the platform finished it\)$/),
+    });
   });
 
   it('tells a job waiting for its environment once, not again at every look at the environment', async () => {
@@ -720,6 +724,132 @@ describe("a resumed job's steps", () => {
       detail: RESUMED_AFTER_STALL_DETAIL,
     });
     expect(env.platform.switchCalls).toBe(0);
+  });
+
+  /**
+   * `env.platform`, whose first operation read finds the platform unreachable (what the local
+   * platform's client throws for a request that got no answer); meanwhile `meanwhile` runs, as the
+   * platform goes on without the attempt watching.
+   */
+  function unreachableOnce(env: JobsEnv, meanwhile: () => Promise<void>): DeployPlatform {
+    let reads = 0;
+    return Object.assign(Object.create(env.platform) as DeployPlatform, {
+      operation: async (ref: OperationRef): Promise<OperationStatus> => {
+        if (++reads > 1) return env.platform.operation(ref);
+        await meanwhile();
+        throw new PlatformHttpError(
+          0,
+          'POST',
+          'http://127.0.0.1:1/_switchyard/operations/status',
+          undefined,
+          'fetch failed',
+          { retry: true, code: 'platform_unavailable' },
+        );
+      },
+    });
+  }
+
+  const unreachable =
+    'The platform could not be reached for a request (POST /_switchyard/operations/status).';
+
+  it('a reactivation an attempt could not follow, which the platform finished meanwhile, reads done when the retry finds the switch done', async () => {
+    const env = await setupJobs(cleanup);
+    // The first attempt cannot read its operation; meanwhile the platform reactivates the target
+    // and switches.
+    await env.startWorker({
+      platform: unreachableOnce(env, async () => {
+        await env.clock.advance(REACTIVATION_MS);
+        await env.local.settle();
+      }),
+    });
+    const plan = await planFor(env.local, 'env0', 'rollback', env.clock.now(), seedIds(0).standby);
+    const { jobId } = await env.queue.enqueue(jobData(plan, env.clock.now()));
+
+    const final = await env.queue.waitForEnd(jobId);
+
+    expect(final).toMatchObject({ outcome: 'succeeded', attempt: 2 });
+    const first = env.reporter.of(jobId).find((p) => p.attempt === 1 && p.code !== undefined);
+    const reactivating = first?.steps.find((s) => s.step === 'reactivating');
+    expect(reactivating).toMatchObject({
+      state: 'failed',
+      detail: `${unreachable} (attempt 1 of 4; retrying)`,
+    });
+    // The same entry, from its start, done: what the first attempt met stays in its detail.
+    expect(final?.steps.find((s) => s.step === 'reactivating')).toMatchObject({
+      state: 'done',
+      startedAt: reactivating?.startedAt,
+      detail: `${unreachable} (attempt 1 of 4 could not follow it; the platform finished it)`,
+    });
+    expect(final?.steps.map((s) => [s.step, s.state])).toEqual([
+      ['queued', 'done'],
+      ['validating', 'done'],
+      ['reactivating', 'done'],
+      ['switching', 'skipped'],
+      ['verifying', 'done'],
+      ['done', 'done'],
+    ]);
+    expect(env.platform.switchCalls).toBe(1);
+  });
+
+  it('a reactivation an attempt could not follow goes on from its start when the retry finds the platform still on it, then reads done', async () => {
+    const env = await setupJobs(cleanup);
+    await env.startWorker({ platform: unreachableOnce(env, async () => undefined) });
+    const plan = await planFor(env.local, 'env0', 'rollback', env.clock.now(), seedIds(0).standby);
+    const { jobId } = await env.queue.enqueue(jobData(plan, env.clock.now()));
+    const taken = await env.reporter.waitFor(
+      (p) =>
+        p.jobId === jobId &&
+        p.attempt === 2 &&
+        p.steps.some((s) => s.state === 'running' && s.step === 'reactivating'),
+    );
+    const first = env.reporter.of(jobId).find((p) => p.attempt === 1 && p.code !== undefined);
+    const startedAt = first?.steps.find((s) => s.step === 'reactivating')?.startedAt;
+    expect(taken.steps.find((s) => s.step === 'reactivating')).toEqual({
+      step: 'reactivating',
+      state: 'running',
+      startedAt,
+      detail: `${unreachable} (attempt 1 of 4 could not follow it; a later attempt took it up)`,
+    });
+
+    await env.clock.advance(REACTIVATION_MS);
+    const final = await env.queue.waitForEnd(jobId);
+
+    expect(final).toMatchObject({ outcome: 'succeeded', attempt: 2 });
+    expect(final?.steps.find((s) => s.step === 'reactivating')).toMatchObject({ state: 'done', startedAt });
+    expect(final?.steps.map((s) => [s.step, s.state])).toEqual([
+      ['queued', 'done'],
+      ['validating', 'done'],
+      ['reactivating', 'done'],
+      ['switching', 'done'],
+      ['verifying', 'done'],
+      ['done', 'done'],
+    ]);
+    expect(env.platform.switchCalls).toBe(1);
+  });
+
+  it('a reactivation an attempt could not follow, whose operation the platform reports failed meanwhile, stays failed', async () => {
+    const env = await setupJobs(cleanup);
+    // While the first attempt cannot read its operation, a push goes live on env0: the platform
+    // fails the rollback (the environment moved under it).
+    await env.startWorker({
+      platform: unreachableOnce(env, async () => {
+        await env.local.push({ environment: 'env0' });
+        await env.clock.advance(3_000);
+        await env.clock.advance(REACTIVATION_MS);
+        await env.local.settle();
+      }),
+    });
+    const plan = await planFor(env.local, 'env0', 'rollback', env.clock.now(), seedIds(0).standby);
+    const { jobId } = await env.queue.enqueue(jobData(plan, env.clock.now()));
+
+    const final = await env.queue.waitForEnd(jobId);
+
+    expect(final).toMatchObject({ outcome: 'stale', attempt: 2 });
+    expect(final?.steps.find((s) => s.step === 'reactivating')).toMatchObject({
+      state: 'failed',
+      detail: `${unreachable} (attempt 1 of 4 failed; retried)`,
+    });
+    expect(env.platform.switchCalls).toBe(1);
   });
 
   it('a job given up after too many stalls while a resumed run validated leaves no step running', async () => {

@@ -91,12 +91,20 @@ async function app(
   local: Record<string, string> = { reactivationTime: '200ms', buildTime: '300ms' },
   logger: Logger = silentLogger,
   redisWatch: StartOptions['redisWatch'] = {},
+  more: Pick<StartOptions, 'planExpirySweepMs'> = {},
 ): Promise<RunningSwitchyard & { base: string }> {
   const dataDir = mkdtempSync(join(tmpdir(), 'sy-outage-app-'));
   const env = parseEnv({ PORT: '0', LOCAL_ROUTER_PORT: '0', REDIS_URL: redisUrl, LOG_LEVEL: 'silent' });
   const file = fileConfigSchema.parse({ local });
   const config: Config = { env, file, platform: 'local' };
-  const running = await startSwitchyard({ config, logger, dataDir, namespace: 'outage', redisWatch });
+  const running = await startSwitchyard({
+    config,
+    logger,
+    dataDir,
+    namespace: 'outage',
+    redisWatch,
+    ...more,
+  });
   closers.push(async () => {
     await running.stop();
     rmSync(dataDir, { recursive: true, force: true });
@@ -412,6 +420,43 @@ describe('a Redis that hangs (SIGSTOP: its connections stay open, nothing answer
     expect(log.lines.filter((l) => /^Redis is/.test(l.msg)).map((l) => `${l.level} ${l.msg}`)).toEqual([
       '40 Redis is not answering (no reply to PING within 200 ms); waiting for it',
       '30 Redis is answering again',
+    ]);
+  });
+
+  it('a plan-expiry sweep the hang cuts off adds no second warning: it and its recovery are said at debug', async () => {
+    const redis = await ownRedis();
+    const log = new CapturedLog('debug');
+    const sy = await app(
+      redis.url,
+      undefined,
+      log.logger,
+      { intervalMs: 50, timeoutMs: 200 },
+      { planExpirySweepMs: 50 },
+    );
+    expect((await ready(sy.base)).status).toBe(200);
+
+    redis.pause();
+    // A sweep's read on the fail-fast connection times out (its command time-out) while Redis hangs.
+    const [failed] = await settlesWithin(
+      log.waitFor((l) => l.msg.startsWith('could not look for expired plans')),
+      15_000,
+      'the failed sweep',
+    );
+    expect(failed).toMatchObject({ level: 20, err: { message: 'Command timed out' } });
+    redis.resume();
+    await settlesWithin(
+      log.waitFor((l) => l.msg === 'looking for expired plans works again'),
+      10_000,
+      'a sweep that works again',
+    );
+
+    expect(log.lines.filter((l) => /expired plans/.test(l.msg)).map((l) => `${l.level} ${l.msg}`)).toEqual([
+      `20 ${failed?.msg}`,
+      '20 looking for expired plans works again',
+    ]);
+    // The hang's one warning is the watchdog's.
+    expect(log.lines.filter((l) => l.level >= 40).map((l) => l.msg)).toEqual([
+      'Redis is not answering (no reply to PING within 200 ms); waiting for it',
     ]);
   });
 
