@@ -1154,8 +1154,23 @@ export async function processSwitch(
   const stored = parseStored(got.value);
   const previousRun = got.previous;
   tracker.attached(got.members);
-  if (earlier !== undefined)
-    tracker.resume(earlier, interruptedDetail(attempt, job.stalledCounter ?? 0, previousRun), stored.started);
+  if (earlier !== undefined) {
+    const detail = interruptedDetail(attempt, job.stalledCounter ?? 0, previousRun);
+    tracker.resume(earlier, detail, stored.started);
+    // Said in the log too: an operator reading this worker's log sees a switch taken over, not a new one.
+    log.info(
+      {
+        resumed: true,
+        attempt,
+        stalls: job.stalledCounter ?? 0,
+        platformAsked: stored.started,
+        steps: earlier.map((s) => `${s.step}:${s.state}`).join(','),
+      },
+      detail === RESUMED_AFTER_HAND_BACK_DETAIL
+        ? 'resuming a switch a worker shutting down handed back'
+        : 'resuming a switch an earlier run left unfinished',
+    );
+  }
 
   const attemptRun = { jobId, createdAt: job.timestamp, run: previousRun.runs + 1 };
   const lock = new AttemptLock(deps, data.environment, owner, jobLock, attemptRun, askedAt, log, (reason) => {

@@ -1404,11 +1404,22 @@ describe('graceful shutdown', () => {
       detail: HANDED_BACK_DETAIL,
     });
 
-    await env.startWorker();
+    const lines = new LogLines();
+    await env.startWorker({ logger: createLogger({ level: 'info', pretty: false, destination: lines }) });
     const resumed = await env.reporter.waitFor(
       (p) =>
         p.jobId === jobId && p.steps[1]?.detail?.includes('Resuming') === true && p.operationId !== undefined,
     );
+    // The resuming worker's log says it took a switch over, and how far the first run got.
+    await lines.until((ls) =>
+      ls.some((l) => l.msg === 'resuming a switch a worker shutting down handed back'),
+    );
+    expect(lines.parsed.find((l) => l.msg.startsWith('resuming a switch'))).toMatchObject({
+      levelName: 'info',
+      resumed: true,
+      platformAsked: true,
+      steps: 'queued:done,validating:done,reactivating:running',
+    });
     // One entry per step: the reactivation the first run started goes on, it is not added twice.
     expect(resumed.steps.map((s) => [s.step, s.state])).toEqual([
       ['queued', 'done'],
