@@ -227,7 +227,7 @@ export function startSwitchWorker(opts: SwitchWorkerOptions): SwitchWorker {
       if (timedOut && background.size > 0) {
         logger.warn(
           { pending: background.size },
-          'shutdown timeout: not waiting any longer for late chat reports and wake-ups of finished switches',
+          'shutdown timeout: not waiting any longer for late chat reports and wake-ups of the switches waiting behind ended or handed-back ones',
         );
         return;
       }
