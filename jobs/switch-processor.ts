@@ -242,7 +242,8 @@ class Tracker {
    * could not go on following the platform's operation (a retryable fault: the platform not reached, a
    * time-out, a lost lock; `resume`), while the platform may well have gone on with it. Once this run
    * follows that same operation (`followsEarlierOperation`), they end done when it finds the platform
-   * past them, or go on when it finds the platform still on them.
+   * past them, or go on when it finds the platform still on them. One whose request got no answer
+   * (no operation stored) ends done when this run finds the switch done (`earlierRequestLanded`).
    */
   private lostTrack = new Set<StepName>();
   /** This run follows the operation an earlier attempt started, which the platform has not failed. */
@@ -374,7 +375,24 @@ class Tracker {
       if (!this.lostTrack.has(s.step) || STEP_ORDER.indexOf(s.step) >= before) continue;
       s.state = 'done';
       s.endedAt = this.now();
-      s.detail = lostTrackDetail(s.detail ?? '', 'the platform finished it');
+      s.detail = lostTrackDetail(s.detail ?? '', ' could not follow it; the platform finished it');
+      this.lostTrack.delete(s.step);
+    }
+  }
+
+  /**
+   * The switch an earlier attempt of this job asked for is found done, though no operation of it is
+   * stored: that attempt's request got no answer it could use (a time-out, a 5xx, the platform not
+   * reached), yet the platform switched. A step that attempt failed for that reason (`lostTrack`,
+   * `unansweredRequest`) was the platform's, and ends done, saying so; one the platform refused, or
+   * that failed for another reason, stays failed.
+   */
+  earlierRequestLanded(action: SwitchJobData['action']): void {
+    for (const s of this.progress.steps) {
+      if (!this.lostTrack.has(s.step) || !unansweredRequest(s.detail ?? '', action)) continue;
+      s.state = 'done';
+      s.endedAt = this.now();
+      s.detail = lostTrackDetail(s.detail ?? '', ': the request failed, but the platform did it');
       this.lostTrack.delete(s.step);
     }
   }
@@ -389,7 +407,7 @@ class Tracker {
     if (s === undefined) return false;
     s.state = 'running';
     delete s.endedAt;
-    s.detail = lostTrackDetail(s.detail ?? '', 'a later attempt took it up');
+    s.detail = lostTrackDetail(s.detail ?? '', ' could not follow it; a later attempt took it up');
     return true;
   }
 
@@ -664,14 +682,15 @@ function platformStep(step: StepName): boolean {
 }
 
 /**
- * The detail of a step an earlier attempt failed only because it could not follow the platform's
- * operation (`retryingDetail`), once a later attempt following that operation found what became of it
- * (`then`): what failed, then `(attempt 1 of 6 could not follow it; the platform finished it)`.
+ * The detail of a step an earlier attempt failed only because it lost track of the platform's
+ * operation (`retryingDetail`), once a later attempt found what became of it (`then`): what failed,
+ * then `(attempt 1 of 6 could not follow it; the platform finished it)`, or, for a request whose
+ * answer was lost, `(attempt 1 of 6: the request failed, but the platform did it)`.
  */
 function lostTrackDetail(detail: string, then: string): string {
   const retrying = RETRYING_SUFFIX.exec(detail);
   if (retrying === null) return detail;
-  const suffix = ` (attempt ${retrying[1]} of ${retrying[2]} could not follow it; ${then})`;
+  const suffix = ` (attempt ${retrying[1]} of ${retrying[2]}${then})`;
   return `${clipMessage(detail.slice(0, retrying.index), STEP_DETAIL_MAX - suffix.length)}${suffix}`;
 }
 
@@ -805,6 +824,23 @@ function failureSentence(err: SwitchyardError, request: string | undefined, retr
   const code =
     err.platformCode !== undefined && err.platformCode !== String(err.status) ? ` (${err.platformCode})` : '';
   return `The platform answered ${err.status}${reason ? ` ${reason}` : ''}${code} to ${what}.`;
+}
+
+/**
+ * Whether a step detail says what `failureSentence` says of a fault of the switch request itself
+ * after which the platform may have switched (not `definitelyNotStarted`): the platform not reached,
+ * no answer in time, or an answer that is no "no" (a 408, a 5xx). A refusal, a 4xx, or any other
+ * failure says something else.
+ */
+function unansweredRequest(detail: string, action: SwitchJobData['action']): boolean {
+  const said = detail.replace(RETRYING_SUFFIX, '');
+  const request = `the ${action} request`;
+  if (said === `The platform could not be reached for ${request}.`) return true;
+  if (said === `The platform did not answer ${request} in time.`) return true;
+  const answered = /^The platform answered (\d{3})\b.* to (.+)\.$/.exec(said);
+  if (answered === null || answered[2] !== request) return false;
+  const status = Number(answered[1]);
+  return !(status >= 400 && status < 500 && status !== 408);
 }
 
 /** `text` ending with a full stop (unless it already ends a sentence). */
@@ -1472,7 +1508,10 @@ async function runLocked(
       );
     } else if (ref || (started && isAlreadyDone(expect, snapshot))) {
       // Only an earlier attempt of this job that asked the platform to switch counts as having done it.
+      // Without its operation stored, that attempt's request got no answer: the step it failed for
+      // that reason was the platform's.
       if (ref) tracker.followsEarlierOperation();
+      else tracker.earlierRequestLanded(data.action);
       tracker.endRunning('done', `${data.targetId} already serves ${data.environment}: not switching again.`);
       tracker.skip(
         'switching',

@@ -300,7 +300,13 @@ describe('switch processor', () => {
     const final = await env.queue.waitForEnd(jobId);
 
     expect(final).toMatchObject({ outcome: 'succeeded', attempt: 2 });
-    expect(final?.steps.find((s) => s.step === 'switching')?.state).toBe('skipped');
+    // The switch the first attempt's request made: done, saying its answer was lost (not a red ✗,
+    // nor skipped as if the job had not switched).
+    expect(final?.steps.find((s) => s.step === 'switching')).toMatchObject({
+      state: 'done',
+      detail:
+        'The platform answered 408 Request Timeout to the rollback request. (attempt 1 of 4: the request failed, but the platform did it)',
+    });
     expect(calls).toBe(1);
   });
 
@@ -850,6 +856,142 @@ describe("a resumed job's steps", () => {
       detail: `${unreachable} (attempt 1 of 4 failed; retried)`,
     });
     expect(env.platform.switchCalls).toBe(1);
+  });
+
+  /**
+   * `env.platform`, whose rollback requests get `faults` in turn instead of their answers (the first
+   * one is sent to the platform, which starts the switch; `before` runs before each fault is thrown),
+   * then answers.
+   */
+  function lostAnswers(
+    env: JobsEnv,
+    faults: readonly PlatformHttpError[],
+    before: (call: number) => Promise<void>,
+  ): { platform: DeployPlatform; calls: () => number } {
+    let calls = 0;
+    const platform: DeployPlatform = Object.assign(Object.create(env.platform) as DeployPlatform, {
+      rollback: async (r: SwitchRequest): Promise<OperationRef> => {
+        const call = ++calls;
+        const fault = faults[call - 1];
+        if (fault === undefined) return env.platform.rollback(r);
+        if (call === 1) await env.platform.rollback(r);
+        await before(call);
+        throw fault;
+      },
+    });
+    return { platform, calls: () => calls };
+  }
+
+  const requestTimeout = () =>
+    new PlatformHttpError(408, 'POST', 'http://platform.test/rollback', undefined, 'request timeout');
+
+  it('a reactivation whose request got no answer, which the platform did, reads done when the retry finds the switch done', async () => {
+    const env = await setupJobs(cleanup);
+    // The platform reactivates the target and switches; the answer to the request times out.
+    const { platform, calls } = lostAnswers(env, [requestTimeout()], async () => {
+      await env.clock.advance(REACTIVATION_MS);
+      await env.local.settle();
+    });
+    await env.startWorker({ platform });
+    const plan = await planFor(env.local, 'env0', 'rollback', env.clock.now(), seedIds(0).standby);
+    const { jobId } = await env.queue.enqueue(jobData(plan, env.clock.now()));
+
+    const final = await env.queue.waitForEnd(jobId);
+
+    expect(final).toMatchObject({ outcome: 'succeeded', attempt: 2 });
+    const first = env.reporter.of(jobId).find((p) => p.attempt === 1 && p.code !== undefined);
+    const said = 'The platform answered 408 Request Timeout to the rollback request.';
+    const reactivating = first?.steps.find((s) => s.step === 'reactivating');
+    expect(reactivating).toMatchObject({ state: 'failed', detail: `${said} (attempt 1 of 4; retrying)` });
+    // The same entry, from its start, done: what the first attempt met stays in its detail.
+    expect(final?.steps.find((s) => s.step === 'reactivating')).toMatchObject({
+      state: 'done',
+      startedAt: reactivating?.startedAt,
+      detail: `${said} (attempt 1 of 4: the request failed, but the platform did it)`,
+    });
+    expect(final?.steps.map((s) => [s.step, s.state])).toEqual([
+      ['queued', 'done'],
+      ['validating', 'done'],
+      ['reactivating', 'done'],
+      ['switching', 'skipped'],
+      ['verifying', 'done'],
+      ['done', 'done'],
+    ]);
+    expect(calls()).toBe(1);
+  });
+
+  it("a reactivation whose retried request the platform refused stays failed, though the first request's switch landed", async () => {
+    const env = await setupJobs(cleanup);
+    // The first request's answer times out before the platform is done; the retry asks again and is
+    // refused (429), while the platform finishes the first request's switch.
+    const { platform, calls } = lostAnswers(
+      env,
+      [
+        requestTimeout(),
+        new PlatformHttpError(429, 'POST', 'http://platform.test/rollback', 'rate_limited', 'slow down'),
+      ],
+      async (call) => {
+        if (call < 2) return;
+        await env.clock.advance(REACTIVATION_MS);
+        await env.local.settle();
+      },
+    );
+    await env.startWorker({ platform });
+    const plan = await planFor(env.local, 'env0', 'rollback', env.clock.now(), seedIds(0).standby);
+    const { jobId } = await env.queue.enqueue(jobData(plan, env.clock.now()));
+
+    const final = await env.queue.waitForEnd(jobId);
+
+    expect(final).toMatchObject({ outcome: 'succeeded', attempt: 3 });
+    expect(final?.steps.find((s) => s.step === 'reactivating')).toMatchObject({
+      state: 'failed',
+      detail:
+        'The platform answered 429 Too Many Requests (rate_limited) to the rollback request. (attempt 2 of 4 failed; retried)',
+    });
+    expect(calls()).toBe(2);
+  });
+
+  it("a reactivation whose retried request's operation the platform reports failed stays failed, though the first request's switch landed", async () => {
+    const env = await setupJobs(cleanup);
+    const failed: OperationRef = {
+      id: 'op_failed',
+      action: 'rollback',
+      environment: 'env0',
+      targetId: seedIds(0).standby,
+      startedAt: env.clock.now(),
+    };
+    // The first request's answer times out before the platform is done; the retry asks again and
+    // gets an operation the platform reports failed, while it finishes the first request's switch.
+    const { platform: lost, calls } = lostAnswers(env, [requestTimeout()], async () => undefined);
+    const platform: DeployPlatform = Object.assign(Object.create(lost) as DeployPlatform, {
+      rollback: async (r: SwitchRequest): Promise<OperationRef> => {
+        if (calls() === 0) return lost.rollback(r);
+        await env.clock.advance(REACTIVATION_MS);
+        await env.local.settle();
+        return failed;
+      },
+      operation: async (ref: OperationRef): Promise<OperationStatus> =>
+        ref.id === failed.id
+          ? {
+              id: ref.id,
+              state: 'failed',
+              updatedAt: env.clock.now(),
+              error: { code: 'switch_failed', message: 'the switch failed', retryable: true },
+            }
+          : env.platform.operation(ref),
+    });
+    await env.startWorker({ platform });
+    const plan = await planFor(env.local, 'env0', 'rollback', env.clock.now(), seedIds(0).standby);
+    const { jobId } = await env.queue.enqueue(jobData(plan, env.clock.now()));
+
+    const final = await env.queue.waitForEnd(jobId);
+
+    expect(final).toMatchObject({ attempt: 3 });
+    expect(final?.steps.find((s) => s.step === 'reactivating')).toMatchObject({
+      state: 'failed',
+      detail: `The platform could not rollback env0 to ${seedIds(0).standby}: the switch failed (switch_failed). (attempt 2 of 4 failed; retried)`,
+    });
+    expect(final?.steps.some((s) => s.step === 'switching' && s.state === 'done')).toBe(false);
   });
 
   it('a job given up after too many stalls while a resumed run validated leaves no step running', async () => {
