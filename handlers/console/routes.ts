@@ -554,6 +554,9 @@ export function registerConsole(http: HttpServer, deps: ConsoleDeps): { close():
         now: clock.now(),
         canPush: Boolean(deps.push),
         canAlert: Boolean(deps.fireAlert),
+        // Whether "served by" is what answered a request (the local router's probe), or only where the
+        // platform routes each domain (Unkey, Vercel: Switchyard cannot send them a request to see).
+        canProbe: Boolean(deps.platform.probe),
         environments,
       });
     }),

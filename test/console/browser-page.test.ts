@@ -576,10 +576,27 @@ describe('on a platform without simulated pushes (Unkey)', () => {
     try {
       const panel = p.waitForResponse((r) => r.url().endsWith('/console/api/platform'));
       await p.goto(`http://127.0.0.1:${app.port}/`);
-      expect(await (await panel).json()).toMatchObject({ platform: 'unkey', canPush: false, canAlert: true });
+      const read = (await (await panel).json()) as {
+        environments: {
+          slug: string;
+          current: string;
+          domains: { hostname: string; routedTo: string | null }[];
+        }[];
+      };
+      expect(read).toMatchObject({ platform: 'unkey', canPush: false, canAlert: true, canProbe: false });
       await p.locator('section.env[data-env="production"]').waitFor();
       expect(await p.locator('#push').isVisible()).toBe(false);
       expect(await p.locator('#alert').isVisible()).toBe(true);
+      // Unkey cannot be probed: each domain shows where Unkey routes it, said as such, not "—".
+      const production = read.environments.find((e) => e.slug === 'production');
+      const custom = production?.domains.find((d) => d.hostname === 'api.acme.com');
+      expect(custom?.routedTo).toBe(production?.current);
+      expect(
+        await p
+          .locator('section.env[data-env="production"] tr[data-domain="api.acme.com"] td')
+          .nth(1)
+          .textContent(),
+      ).toBe(`${production?.current} (as the platform routes it)`);
     } finally {
       await p.close();
     }
