@@ -1186,12 +1186,7 @@ export class AlertService implements AlertIntake {
         planId,
         alertId,
       });
-      if (resolvedMeanwhile) {
-        const edited = await this.resolveListed(planId, alertId);
-        await dedupe
-          .resolvedEdited(incident, edited === true)
-          .catch((e: unknown) => this.log.warn({ err: e }, 'alerts: could not record the resolved edit'));
-      }
+      if (resolvedMeanwhile) await this.resolvedWhilePosting(incident, planId, alertId);
       return maybePostedFailed(failure, resolvedMeanwhile, this.recordLife(incident));
     }
     if (shown === 0) {
@@ -1220,12 +1215,7 @@ export class AlertService implements AlertIntake {
       planId,
       alertId,
     });
-    if (resolvedMeanwhile) {
-      const edited = await this.resolveListed(planId, alertId);
-      await dedupe
-        .resolvedEdited(incident, edited === true)
-        .catch((e: unknown) => this.log.warn({ err: e }, 'alerts: could not record the resolved edit'));
-    }
+    if (resolvedMeanwhile) await this.resolvedWhilePosting(incident, planId, alertId);
     return { ok: true, grouped: refs.length === 0 };
   }
 
@@ -1577,11 +1567,21 @@ export class AlertService implements AlertIntake {
           this.log.warn({ err: e }, 'alerts: could not mark the suggestion resolved');
         }
       }
-      await this.opts.dedupe
-        .resolvedEdited(incident, edited)
-        .catch((e: unknown) => this.log.warn({ err: e }, 'alerts: could not record the resolved edit'));
+      await this.recordResolvedEdit(incident, edited);
     }
     return { ok: true };
+  }
+
+  /** The incident resolved while its suggestion was being posted: its listing is marked resolved. */
+  private async resolvedWhilePosting(incident: IncidentKey, planId: string, alertId: string): Promise<void> {
+    await this.recordResolvedEdit(incident, (await this.resolveListed(planId, alertId)) === true);
+  }
+
+  /** Records whether the incident's resolved edit landed; a failure to record it is only logged. */
+  private async recordResolvedEdit(incident: IncidentKey, edited: boolean): Promise<void> {
+    await this.opts.dedupe
+      .resolvedEdited(incident, edited)
+      .catch((e: unknown) => this.log.warn({ err: e }, 'alerts: could not record the resolved edit'));
   }
 
   private async resolve(alert: NormalizedAlert, incident: IncidentKey): Promise<AlertResult> {
