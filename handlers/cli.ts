@@ -14,7 +14,7 @@
 import { constants } from 'node:os';
 import { type Config, loadConfig } from '../src/config.js';
 import { ConfigError, SwitchyardError } from '../src/errors.js';
-import { type Logger, scrub } from '../src/log.js';
+import { type Logger, maskCredentials } from '../src/log.js';
 
 /** Exit code of a configuration error. */
 export const CONFIG_EXIT_CODE = 2;
@@ -70,11 +70,6 @@ export function listenProblem(e: unknown, env: Config['env']): ConfigError | und
     default:
       return undefined;
   }
-}
-
-/** `text` with the credentials of any `scheme://user:password@host` masked, and tokens scrubbed. */
-export function maskCredentials(text: string): string {
-  return scrub(text.replace(/\b([a-z][a-z0-9+.-]*:\/\/)[^\s/?#@]*@/gi, '$1***@'));
 }
 
 /** What a log line may show of an error: never its other fields, which may hold a URL or a secret. */

@@ -82,7 +82,7 @@ export function serializeError(err: unknown): unknown {
 }
 
 function sanitize(value: unknown, depth: number, seen: WeakSet<object>): unknown {
-  if (typeof value === 'string') return scrub(maskUrlCredentials(value));
+  if (typeof value === 'string') return maskCredentials(value);
   if (typeof value !== 'object' || value === null) return value;
   if (value instanceof Date || Buffer.isBuffer(value) || ArrayBuffer.isView(value)) return value;
   if (seen.has(value)) return '[circular]';
@@ -121,6 +121,14 @@ function isCommand(v: unknown): v is { name: unknown } {
 /** `text` with the user info of every `scheme://user:password@host` masked. */
 function maskUrlCredentials(text: string): string {
   return text.replace(/\b([a-z][a-z0-9+.-]*:\/\/)[^\s/?#@]*@/gi, '$1***@');
+}
+
+/**
+ * `text` with the credentials of any `scheme://user:password@host` masked, and tokens scrubbed: for
+ * free text a log line shows outside `err` (which `serializeError` makes safe the same way).
+ */
+export function maskCredentials(text: string): string {
+  return scrub(maskUrlCredentials(text));
 }
 
 export interface LoggerOptions {

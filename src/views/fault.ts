@@ -6,7 +6,7 @@
  * docs/jobs.md "When Redis is unreachable").
  */
 import { asSwitchyardError, type ErrorCode } from '../errors.js';
-import type { Logger } from '../log.js';
+import { type Logger, maskCredentials } from '../log.js';
 import type { MessageView } from './types.js';
 
 /** What a fault code means to the person who met it; codes not listed are said by their code alone. */
@@ -59,6 +59,10 @@ export function logCommandFault(
 ): void {
   const err = asSwitchyardError(e);
   if (err.code.startsWith('platform_'))
-    logger?.warn({ ...fields, code: err.code, reason: err.message }, `${message}: ${faultReason(err)}`);
+    // The platform's message may quote a URL or a token (`err` would be made safe by the serializer).
+    logger?.warn(
+      { ...fields, code: err.code, reason: maskCredentials(err.message) },
+      `${message}: ${faultReason(err)}`,
+    );
   else logger?.error({ ...fields, err: e }, message);
 }

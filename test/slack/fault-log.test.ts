@@ -15,6 +15,7 @@ import type { ChatService } from '../../src/chat.js';
 import { SwitchyardError } from '../../src/errors.js';
 import { createLogger, silentLogger } from '../../src/log.js';
 import { createMetrics } from '../../src/metrics.js';
+import { logCommandFault } from '../../src/views/fault.js';
 
 describe('Slack command fault logging', () => {
   it('logs a platform_unavailable command fault as WARN without a stack, as the console and Discord do', async () => {
@@ -70,5 +71,26 @@ describe('Slack command fault logging', () => {
     const fault = lines.find((l) => String(l.msg).includes('failed'));
     expect(fault?.levelName).toBe('warn');
     expect(JSON.stringify(fault)).not.toContain('stack');
+  });
+
+  it('masks credentials and tokens the platform fault quotes in its WARN line', () => {
+    const lines: string[] = [];
+    const destination = new Writable({
+      write(chunk, _enc, done) {
+        lines.push(String(chunk));
+        done();
+      },
+    });
+    const logger = createLogger({ level: 'info', destination });
+    const fault = new SwitchyardError(
+      'platform_http',
+      'GET https://ops:hunter2@unkey.internal/v2/deployments answered 401 (Bearer unkey_3ZabcdefGHIJKLmn)',
+    );
+    logCommandFault(logger, fault, { command: 'rollback' }, 'command failed');
+    const line = lines.join('');
+    expect(line).toContain('"levelName":"warn"');
+    expect(line).toContain('https://***@unkey.internal/v2/deployments');
+    expect(line).not.toContain('hunter2');
+    expect(line).not.toContain('unkey_3ZabcdefGHIJKLmn');
   });
 });
