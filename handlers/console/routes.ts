@@ -31,7 +31,7 @@ import { CommandOutcome, commandReplyOutcome, type Metrics } from '../../src/met
 import type { DeployPlatform, PlatformEvent, Route } from '../../src/platform/port.js';
 import type { MessageRef } from '../../src/progress.js';
 import { parseAction } from '../../src/views/actions.js';
-import { faultReason, faultView, logCommandFault } from '../../src/views/fault.js';
+import { commandFaultView, faultReason, faultView, logCommandFault } from '../../src/views/fault.js';
 import { listedDeployments } from '../../src/views/model.js';
 import { CONSOLE_CHANNEL, type ConsoleEntry, type ConsoleSurface } from './surface.js';
 
@@ -399,7 +399,7 @@ export function registerConsole(http: HttpServer, deps: ConsoleDeps): { close():
         count(CommandOutcome.error);
         if (redisUnavailable(e)) throw e;
         logCommandFault(deps.logger, e, { command: name, user: body.user }, 'console command failed');
-        reply = { view: faultView(e, `run /${name}`), visibility: 'ephemeral' };
+        reply = { view: commandFaultView(e, name), visibility: 'ephemeral' };
       }
       // The typed line goes into the channel once the command was handled, right before its answer: a
       // command refused with an error (Redis unreachable: the page says "Not sent") must not show in

@@ -5,6 +5,7 @@
  * ends in a fault: Flow answers it as queued whatever fails after the enqueue (see `Flow.enqueueFrom`,
  * docs/jobs.md "When Redis is unreachable").
  */
+import type { CommandName } from '../chat.js';
 import { asSwitchyardError, type ErrorCode } from '../errors.js';
 import { type Logger, maskCredentials } from '../log.js';
 import type { MessageView } from './types.js';
@@ -25,8 +26,13 @@ export function faultReason(e: unknown): string {
   return words === undefined ? err.code : `${words}: ${err.code}`;
 }
 
-export function faultView(e: unknown, doing: string): MessageView {
+/**
+ * `switches`: whether what failed could have switched traffic (a rollback, a promote, a click). A read
+ * (`/deployments`) says only where the error is: "Nothing was switched" would be true but odd there.
+ */
+export function faultView(e: unknown, doing: string, { switches = true } = {}): MessageView {
   const err = asSwitchyardError(e);
+  const after = 'The error is in the Switchyard logs.';
   const retry = err.retry ? ' It may work if you try again in a moment.' : '';
   const summary = `Switchyard could not ${doing} (${faultReason(err)}).${retry}`;
   return {
@@ -38,12 +44,17 @@ export function faultView(e: unknown, doing: string): MessageView {
       { type: 'text', spans: [{ text: summary }] },
       {
         type: 'context',
-        spans: [{ text: 'Nothing was switched by this request. The error is in the Switchyard logs.' }],
+        spans: [{ text: switches ? `Nothing was switched by this request. ${after}` : after }],
       },
     ],
     buttons: [],
     ephemeral: true,
   };
+}
+
+/** The fault view of a slash command (as typed on the console: any word): `/deployments` only reads. */
+export function commandFaultView(e: unknown, name: CommandName | string): MessageView {
+  return faultView(e, `run /${name}`, { switches: name !== 'deployments' });
 }
 
 /**

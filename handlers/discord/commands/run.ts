@@ -9,7 +9,7 @@ import { type AutocompleteInteraction, type ChatInputCommandInteraction, Message
 import { type CommandName, commandArgs } from '../../../src/chat.js';
 import { CommandOutcome, commandReplyOutcome } from '../../../src/metrics.js';
 import { renderDiscord } from '../../../src/views/discord.js';
-import { faultView, logCommandFault } from '../../../src/views/fault.js';
+import { commandFaultView, logCommandFault } from '../../../src/views/fault.js';
 import {
   actingUser,
   attachPosted,
@@ -82,7 +82,7 @@ export async function runCommand(
       { command: name, interactionId: interaction.id },
       'discord command failed',
     );
-    const view = faultView(e, `run /${name}`);
+    const view = commandFaultView(e, name);
     await (interaction.deferred || interaction.replied
       ? interaction.editReply(editBody(view))
       : interaction.reply(ephemeralBody(view))

@@ -9,12 +9,11 @@ import type { AllMiddlewareArgs, SlackCommandMiddlewareArgs } from '@slack/bolt'
 import { type CommandName, commandArgs } from '../../../src/chat.js';
 import { CommandOutcome, commandReplyOutcome } from '../../../src/metrics.js';
 import type { ActingUser } from '../../../src/permissions.js';
-import { logCommandFault } from '../../../src/views/fault.js';
+import { commandFaultView, logCommandFault } from '../../../src/views/fault.js';
 import {
   busyView,
   cannotPostView,
   describeIssues,
-  faultView,
   postInTurns,
   replyEphemeral,
   type SlackHandlerDeps,
@@ -67,7 +66,7 @@ async function afterAck(deps: SlackHandlerDeps, name: CommandName, args: Command
   const failed = async (e: unknown) => {
     count(CommandOutcome.error);
     logCommandFault(deps.logger, e, { command: name, userId: command.user_id }, 'slash command failed');
-    await replyEphemeral(deps, args.respond, faultView(e, `run /${name}`));
+    await replyEphemeral(deps, args.respond, commandFaultView(e, name));
   };
   try {
     const reply = await deps.chat.command(actor, name, commandArgs(command.text));
