@@ -48,6 +48,7 @@ import {
   type Progress,
   progressSchema,
   type Reporter,
+  type StepFailure,
   StepName,
   type StepRecord,
   type Traffic,
@@ -125,6 +126,10 @@ const operationRefSchema = z.object({
   startedAt: z.number(),
   // The switch's source (OperationRef.fromId): kept, so a resumed job still tells an overtaken switch.
   fromId: z.string().exactOptional(),
+  // Set when an earlier request of this job got no usable answer (only its started marker was stored)
+  // before this operation's request was sent: that earlier request may have switched, and this
+  // operation failing does not undo it (`StoredOperation.unanswered`). Absent in refs stored before it.
+  askedBefore: z.literal(true).exactOptional(),
 });
 
 /**
@@ -248,6 +253,11 @@ class Tracker {
   private lostTrack = new Set<StepName>();
   /** This run follows the operation an earlier attempt started, which the platform has not failed. */
   private followingEarlier = false;
+  /**
+   * The `validating` step as earlier runs published it, done (`resume`): what is published instead of
+   * this run's own while it validates and a step an earlier run was on still runs (`published`).
+   */
+  private earlierValidating: StepRecord | undefined;
   constructor(
     private readonly job: Job,
     private readonly deps: ProcessorDeps,
@@ -347,6 +357,24 @@ class Tracker {
     }
     if (steps[0]?.step !== 'queued' && queued !== undefined) steps.unshift(queued);
     this.progress.steps = steps;
+    const validating = earlier.find((s) => s.step === 'validating');
+    if (validating?.state === 'done') this.earlierValidating = { ...validating };
+  }
+
+  /**
+   * The state as published: `progress`, except while this run validates and a step an earlier run
+   * was on still runs (`resume`). Every step list shows one running step at a time, and that one is
+   * the resumed step, whose detail already says a later run took it over: this run's validation is
+   * what checks on it, so `validating` reads as the earlier runs left it (done), or is left out if
+   * they left it otherwise. Once validation ends, this run's own record of it is published.
+   */
+  private published(): Progress {
+    const state = structuredClone(this.progress);
+    if (this.running()?.step !== 'validating' || this.interrupted.size === 0) return state;
+    const at = state.steps.findIndex((s) => s.step === 'validating');
+    if (this.earlierValidating === undefined) state.steps.splice(at, 1);
+    else state.steps[at] = { ...this.earlierValidating };
+    return state;
   }
 
   /**
@@ -376,6 +404,7 @@ class Tracker {
       s.state = 'done';
       s.endedAt = this.now();
       s.detail = lostTrackDetail(s.detail ?? '', ' could not follow it; the platform finished it');
+      delete s.failure;
       this.lostTrack.delete(s.step);
     }
   }
@@ -389,10 +418,11 @@ class Tracker {
    */
   earlierRequestLanded(action: SwitchJobData['action']): void {
     for (const s of this.progress.steps) {
-      if (!this.lostTrack.has(s.step) || !unansweredRequest(s.detail ?? '', action)) continue;
+      if (!this.lostTrack.has(s.step) || !unansweredRequest(s, action)) continue;
       s.state = 'done';
       s.endedAt = this.now();
       s.detail = lostTrackDetail(s.detail ?? '', ': the request failed, but the platform did it');
+      delete s.failure;
       this.lostTrack.delete(s.step);
     }
   }
@@ -407,6 +437,7 @@ class Tracker {
     if (s === undefined) return false;
     s.state = 'running';
     delete s.endedAt;
+    delete s.failure;
     s.detail = lostTrackDetail(s.detail ?? '', ' could not follow it; a later attempt took it up');
     return true;
   }
@@ -436,6 +467,19 @@ class Tracker {
     this.put({ step, state: 'running', startedAt: this.now(), ...(detail === undefined ? {} : { detail }) });
   }
 
+  /**
+   * Says on the running step that the job is handed back (`HANDED_BACK_DETAIL`); while this run
+   * validates, on the step an earlier run was on too, since that is the one published running
+   * (`published`).
+   */
+  handedBack(): void {
+    const cur = this.running();
+    if (cur === undefined) return;
+    cur.detail = HANDED_BACK_DETAIL;
+    if (cur.step !== 'validating') return;
+    for (const s of this.progress.steps) if (this.interrupted.has(s.step)) s.detail = HANDED_BACK_DETAIL;
+  }
+
   /** Sets the record of `record.step`, in its place among the steps (one per step, in their order). */
   private put(record: StepRecord): void {
     const steps = this.progress.steps;
@@ -450,13 +494,14 @@ class Tracker {
     else steps.push(record);
   }
 
-  /** Ends the running step with `state`. */
-  endRunning(state: StepRecord['state'], detail?: string): void {
+  /** Ends the running step with `state` (a `reactivating`/`switching` one that fails, with `failure`). */
+  endRunning(state: StepRecord['state'], detail?: string, failure?: StepFailure): void {
     const cur = this.running();
     if (!cur) return;
     cur.state = state;
     cur.endedAt = this.now();
     if (detail !== undefined) cur.detail = detail;
+    if (failure !== undefined && platformStep(cur.step)) cur.failure = failure;
   }
 
   /**
@@ -522,7 +567,7 @@ class Tracker {
     if (this.silent) return Promise.resolve();
     this.settleDetails();
     this.progress.updatedAt = this.now();
-    this.pending.push(structuredClone(this.progress));
+    this.pending.push(this.published());
     this.flushing ??= new Promise<void>((resolve) => setImmediate(resolve)).then(() => this.flush());
     return this.flushing;
   }
@@ -827,13 +872,30 @@ function failureSentence(err: SwitchyardError, request: string | undefined, retr
 }
 
 /**
- * Whether a step detail says what `failureSentence` says of a fault of the switch request itself
- * after which the platform may have switched (not `definitelyNotStarted`): the platform not reached,
- * no answer in time, or an answer that is no "no" (a 408, a 5xx). A refusal, a 4xx, or any other
- * failure says something else.
+ * What made a retried attempt fail its `reactivating`/`switching` step (`StepRecord.failure`): its
+ * switch request got no usable answer (the platform not reached, no answer in time, or an answer that
+ * is no "no": a 408, a 5xx), after which the platform may have switched; or the platform refused that
+ * request (`definitelyNotStarted`); or it reports the operation failed; or any other fault. `switchCall`
+ * says `e` is what the rollback/promote call threw; `lockLost`, that the attempt reports its lost lock
+ * instead.
  */
-function unansweredRequest(detail: string, action: SwitchJobData['action']): boolean {
-  const said = detail.replace(RETRYING_SUFFIX, '');
+function stepFailure(e: unknown, err: SwitchyardError, switchCall: boolean, lockLost: boolean): StepFailure {
+  if (switchCall && !lockLost && err instanceof PlatformHttpError)
+    return definitelyNotStarted(err) ? 'refused' : 'unanswered';
+  if (switchCall && definitelyNotStarted(e)) return 'refused';
+  if (err.code === 'platform_operation_failed') return 'operationFailed';
+  return 'lostTrack';
+}
+
+/**
+ * Whether `step` failed because its switch request got no usable answer (`stepFailure`), so that the
+ * platform may have switched. A step written by a worker from before `failure` was stored has none:
+ * then its detail tells, by the words `failureSentence` used for such a fault (the platform not
+ * reached, no answer in time, an answer that is no "no"); any other wording says something else.
+ */
+function unansweredRequest(step: StepRecord, action: SwitchJobData['action']): boolean {
+  if (step.failure !== undefined) return step.failure === 'unanswered';
+  const said = (step.detail ?? '').replace(RETRYING_SUFFIX, '');
   const request = `the ${action} request`;
   if (said === `The platform could not be reached for ${request}.`) return true;
   if (said === `The platform did not answer ${request} in time.`) return true;
@@ -1097,6 +1159,12 @@ interface StoredOperation {
   readonly ref: OperationRef | undefined;
   /** An earlier attempt of this job called rollback/promote (a ref or a started marker is stored). */
   readonly started: boolean;
+  /**
+   * An earlier request of this job got no usable answer (a 408, a 5xx, none at all), so it may have
+   * switched without any operation of it being known: its started marker is stored, or the ref of a
+   * later request that it preceded (`askedBefore`). Still true once that later operation failed.
+   */
+  readonly unanswered: boolean;
 }
 
 /** Processes one attempt of a switch job (see the module header). */
@@ -1468,6 +1536,9 @@ async function runLocked(
     let started = stored.started;
     let opStatus: OperationStatus | undefined;
     if (ref) {
+      // The operation an earlier run started is this job's: every state from now on names it (the
+      // final one too, when the platform finished it before this run looked: nothing is followed then).
+      tracker.progress.operationId = ref.id;
       opStatus = await readOperation(deps, ref, data);
       // Timed out while still pending or under way on the platform: it may still switch, so this job
       // neither follows it longer nor starts another (the processor's end says it may still complete).
@@ -1475,22 +1546,33 @@ async function runLocked(
         throw operationFailed(opStatus, ref, data);
       if (!opStatus || opStatus.state === 'failed') {
         // The platform says the earlier attempt's operation failed, or definitely does not know it:
-        // decide afresh (a fault reading it was rethrown above, keeping the ref). That attempt did
-        // not switch, so it explains nothing found now.
+        // decide afresh (a fault reading it was rethrown above, keeping the ref). That operation did
+        // not switch, so it explains nothing found now. A request of this job that came before it and
+        // got no usable answer (`unanswered`) may have, though: the job stays one that asked, and a
+        // started marker takes the ref's place, so that a later attempt knows it too.
         lock.assertHeld();
-        await deps.redis.del(opKey);
+        if (stored.unanswered)
+          await deps.redis.set(
+            opKey,
+            JSON.stringify({ started: lock.owner, at: deps.clock.now() }),
+            'PX',
+            OPERATION_TTL_MS,
+          );
+        else await deps.redis.del(opKey);
         tracker.interruptedFailed(
           `Interrupted: the platform reports the operation of this ${data.action} (${ref.id}) failed, or does not know it; a later run decided afresh.`,
         );
         ref = undefined;
         opStatus = undefined;
-        started = false;
-        mayBeStarted = false;
+        delete tracker.progress.operationId;
+        started = stored.unanswered;
+        mayBeStarted = stored.unanswered;
         switchRef = undefined;
-        // The job now decides afresh, as one that never asked the platform to switch: its people are
-        // judged as above (only now: whether the earlier switch failed took reading its operation).
+        // Without such a request the job now decides afresh, as one that never asked the platform to
+        // switch: its people are judged as above (only now: whether the earlier switch failed took
+        // reading its operation).
         lock.assertHeld();
-        judgeQueuedPeople(deps, data);
+        if (!started) judgeQueuedPeople(deps, data);
       }
     }
     lock.assertHeld();
@@ -1606,7 +1688,11 @@ async function runLocked(
         // another (stored even by an attempt that lost its lock meanwhile: the operation is this job's;
         // `XX` keeps a job that was replaced meanwhile from getting it).
         switchRef = ref;
-        storing = deps.redis.set(opKey, JSON.stringify(ref), 'PX', OPERATION_TTL_MS, 'XX');
+        // An earlier request of this job whose answer was lost (`started`: only its marker was stored
+        // here) may have switched: said with the ref, so that this operation failing does not make a
+        // later attempt take that switch for another's.
+        const kept = started ? { ...ref, askedBefore: true } : ref;
+        storing = deps.redis.set(opKey, JSON.stringify(kept), 'PX', OPERATION_TTL_MS, 'XX');
         lock.assertHeld();
         needFollow = true;
       }
@@ -1697,8 +1783,7 @@ async function runLocked(
     if (handingBack(run.shutdown) && !lock.silenced && !(e instanceof UnrecoverableError)) {
       // Graceful shutdown ran out of time: `processSwitch` hands the job back to the queue. Nothing
       // failed and no attempt is used: the step it was on says so, and another worker resumes it.
-      const cur = tracker.running();
-      if (cur) cur.detail = HANDED_BACK_DETAIL;
+      tracker.handedBack();
       await tracker.publish().catch(() => undefined);
       throw e;
     }
@@ -1711,7 +1796,11 @@ async function runLocked(
       retrying,
     );
     if (retrying) {
-      tracker.endRunning('failed', retryingDetail(said, attempt, maxAttempts));
+      tracker.endRunning(
+        'failed',
+        retryingDetail(said, attempt, maxAttempts),
+        stepFailure(e, err, e === switchCallError, lock.lost !== undefined),
+      );
       tracker.progress.code = err.code;
       await tracker.publish().catch(() => undefined);
       log.warn({ code: err.code, attempt }, `switch attempt failed, will retry: ${err.message}`);
@@ -2185,16 +2274,20 @@ async function firstRunStart(deps: ProcessorDeps, jobId: string, attemptStart: n
  * or unreadable), and whether any of them asked the platform to switch (a ref or a started marker).
  */
 function parseStored(raw: string | undefined): StoredOperation {
-  if (!raw) return { ref: undefined, started: false };
+  if (!raw) return { ref: undefined, started: false, unanswered: false };
   let json: unknown;
   try {
     json = JSON.parse(raw);
   } catch {
-    return { ref: undefined, started: false };
+    return { ref: undefined, started: false, unanswered: false };
   }
-  const ref = operationRefSchema.safeParse(json);
-  if (ref.success) return { ref: ref.data, started: true };
-  return { ref: undefined, started: startedMarkerSchema.safeParse(json).success };
+  const parsed = operationRefSchema.safeParse(json);
+  if (parsed.success) {
+    const { askedBefore, ...ref } = parsed.data;
+    return { ref, started: true, unanswered: askedBefore === true };
+  }
+  const marker = startedMarkerSchema.safeParse(json).success;
+  return { ref: undefined, started: marker, unanswered: marker };
 }
 
 /**

@@ -63,8 +63,17 @@ export const stepRecordSchema = z.object({
   startedAt: z.number(),
   endedAt: z.number().optional(),
   detail: z.string().optional(),
+  /**
+   * Why a failed `reactivating`/`switching` step failed, in an attempt that is retried: what a later
+   * attempt reads to tell whether the platform may still have done it (`unanswered`: the switch
+   * request got no usable answer, a 408, a 5xx, none at all; `refused`: the platform said no to it;
+   * `operationFailed`: the platform reports its operation failed; `lostTrack`: any other fault, the
+   * operation not followed to its end). Optional: steps written by earlier workers have none.
+   */
+  failure: z.enum(['unanswered', 'refused', 'operationFailed', 'lostTrack']).exactOptional(),
 });
 export type StepRecord = z.infer<typeof stepRecordSchema>;
+export type StepFailure = NonNullable<StepRecord['failure']>;
 
 export const outcomeSchema = z.enum(['succeeded', 'failed', 'stale', 'refused', 'cancelled']);
 export type Outcome = z.infer<typeof outcomeSchema>;

@@ -595,6 +595,8 @@ describe("a resumed job's steps", () => {
       detail:
         'Interrupted: the platform reports the operation of this rollback (op_forgotten) failed, or does not know it; a later run decided afresh.',
     });
+    // An operation that did not switch is not the job's end.
+    expect(final?.operationId).toBeUndefined();
     expect(env.platform.switchCalls).toBe(0);
   });
 
@@ -627,6 +629,8 @@ describe("a resumed job's steps", () => {
       startedAt: at,
       detail: RESUMED_AFTER_STALL_DETAIL,
     });
+    // The final state names the operation the earlier run started, though this run followed nothing.
+    expect(final?.operationId).toBe(ref.id);
     expect(env.platform.switchCalls).toBe(0);
   });
 
@@ -730,6 +734,55 @@ describe("a resumed job's steps", () => {
       detail: RESUMED_AFTER_STALL_DETAIL,
     });
     expect(env.platform.switchCalls).toBe(0);
+  });
+
+  it('a resumed run shows one running step while it validates: the step the earlier run was on, not a second one', async () => {
+    const env = await setupJobs(cleanup);
+    const plan = await planFor(env.local, 'env0', 'rollback', env.clock.now(), seedIds(0).standby);
+    const { jobId } = await env.queue.enqueue(jobData(plan, env.clock.now()));
+    // The earlier run asked for the rollback, stored the operation and died reactivating.
+    const ref = await env.local.rollback({
+      environment: 'env0',
+      targetId: plan.target.id,
+      requestedBy: 'alice',
+    });
+    await env.redis.set(switchKeys(env.queue.prefix, env.queueName).operation(jobId), JSON.stringify(ref));
+    const at = env.clock.now();
+    await leftByEarlierRun(env, jobId, plan, [
+      { step: 'queued', state: 'done', startedAt: at, endedAt: at },
+      { step: 'validating', state: 'done', startedAt: at, endedAt: at },
+      { step: 'reactivating', state: 'running', startedAt: at },
+    ]);
+    // The resumed run's validation waits on its platform read until its first state is seen.
+    const validated = deferred();
+    await env.startWorker({
+      platform: Object.assign(Object.create(env.platform) as DeployPlatform, {
+        snapshot: async (environment: string) => {
+          await validated.promise;
+          return env.platform.snapshot(environment);
+        },
+      }),
+    });
+
+    const validating = await env.reporter.waitFor((p) => p.jobId === jobId);
+    validated.resolve();
+    expect(validating.steps).toEqual([
+      { step: 'queued', state: 'done', startedAt: at, endedAt: at },
+      { step: 'validating', state: 'done', startedAt: at, endedAt: at },
+      { step: 'reactivating', state: 'running', startedAt: at, detail: RESUMED_AFTER_STALL_DETAIL },
+    ]);
+    await env.reporter.waitFor((p) => p.jobId === jobId && p.steps[1]?.detail?.includes('Resuming') === true);
+    await env.clock.advance(REACTIVATION_MS);
+    const final = await env.queue.waitForEnd(jobId);
+
+    expect(final?.outcome).toBe('succeeded');
+    for (const p of env.reporter.of(jobId))
+      expect(p.steps.filter((s) => s.state === 'running').length).toBeLessThanOrEqual(1);
+    // Once validated, the resumed run's own `validating` is published, saying it follows the operation.
+    expect(final?.steps.find((s) => s.step === 'validating')).toMatchObject({
+      state: 'done',
+      detail: `Resuming the rollback started by an earlier attempt (operation ${ref.id}).`,
+    });
   });
 
   /**
@@ -902,7 +955,11 @@ describe("a resumed job's steps", () => {
     const first = env.reporter.of(jobId).find((p) => p.attempt === 1 && p.code !== undefined);
     const said = 'The platform answered 408 Request Timeout to the rollback request.';
     const reactivating = first?.steps.find((s) => s.step === 'reactivating');
-    expect(reactivating).toMatchObject({ state: 'failed', detail: `${said} (attempt 1 of 4; retrying)` });
+    expect(reactivating).toMatchObject({
+      state: 'failed',
+      detail: `${said} (attempt 1 of 4; retrying)`,
+      failure: 'unanswered',
+    });
     // The same entry, from its start, done: what the first attempt met stays in its detail.
     expect(final?.steps.find((s) => s.step === 'reactivating')).toMatchObject({
       state: 'done',
@@ -951,7 +1008,7 @@ describe("a resumed job's steps", () => {
     expect(calls()).toBe(2);
   });
 
-  it("a reactivation whose retried request's operation the platform reports failed stays failed, though the first request's switch landed", async () => {
+  it("a reactivation whose retried request's operation the platform reports failed stays failed; the first request's switch, which landed, is the job's own", async () => {
     const env = await setupJobs(cleanup);
     const failed: OperationRef = {
       id: 'op_failed',
@@ -963,8 +1020,10 @@ describe("a resumed job's steps", () => {
     // The first request's answer times out before the platform is done; the retry asks again and
     // gets an operation the platform reports failed, while it finishes the first request's switch.
     const { platform: lost, calls } = lostAnswers(env, [requestTimeout()], async () => undefined);
+    let requests = 0;
     const platform: DeployPlatform = Object.assign(Object.create(lost) as DeployPlatform, {
       rollback: async (r: SwitchRequest): Promise<OperationRef> => {
+        requests++;
         if (calls() === 0) return lost.rollback(r);
         await env.clock.advance(REACTIVATION_MS);
         await env.local.settle();
@@ -986,12 +1045,96 @@ describe("a resumed job's steps", () => {
 
     const final = await env.queue.waitForEnd(jobId);
 
-    expect(final).toMatchObject({ attempt: 3 });
+    // The switch found is the first request's, this job's own: never "another switch, not this one".
+    expect(final).toMatchObject({ outcome: 'succeeded', attempt: 3 });
+    expect(final?.message).not.toContain('not this one');
     expect(final?.steps.find((s) => s.step === 'reactivating')).toMatchObject({
       state: 'failed',
       detail: `The platform could not rollback env0 to ${seedIds(0).standby}: the switch failed (switch_failed). (attempt 2 of 4 failed; retried)`,
     });
-    expect(final?.steps.some((s) => s.step === 'switching' && s.state === 'done')).toBe(false);
+    expect(final?.steps.find((s) => s.step === 'switching')).toMatchObject({
+      state: 'skipped',
+      detail: expect.stringContaining('an earlier attempt did it'),
+    });
+    // Nothing asked a third time.
+    expect(requests).toBe(2);
+  });
+
+  /**
+   * Runs a job whose earlier attempt failed its reactivation with `failed` (its switch request got no
+   * usable answer, so only the started marker is stored) while the platform did that switch; returns
+   * the job's final state.
+   */
+  async function retriedAfterFailedReactivation(
+    env: JobsEnv,
+    failed: Pick<StepRecord, 'detail' | 'failure'>,
+  ): Promise<Progress | undefined> {
+    const plan = await planFor(env.local, 'env0', 'rollback', env.clock.now(), seedIds(0).standby);
+    const { jobId } = await env.queue.enqueue(jobData(plan, env.clock.now()));
+    const at = env.clock.now();
+    await leftByEarlierRun(env, jobId, plan, [
+      { step: 'queued', state: 'done', startedAt: at, endedAt: at },
+      { step: 'validating', state: 'done', startedAt: at, endedAt: at },
+      { step: 'reactivating', state: 'failed', startedAt: at, endedAt: at, ...failed },
+    ]);
+    await env.redis.set(
+      switchKeys(env.queue.prefix, env.queueName).operation(jobId),
+      JSON.stringify({ started: 'earlier-attempt', at }),
+    );
+    await env.local.rollback({ environment: 'env0', targetId: plan.target.id, requestedBy: 'alice' });
+    await env.clock.advance(REACTIVATION_MS);
+    await env.local.settle();
+    await env.startWorker();
+    return env.queue.waitForEnd(jobId);
+  }
+
+  it('a step whose request got no answer is told by its stored failure kind, whatever its sentence says', async () => {
+    const env = await setupJobs(cleanup);
+    const said = 'No answer came back for the rollback request (reworded).';
+
+    const final = await retriedAfterFailedReactivation(env, {
+      detail: `${said} (attempt 1 of 4; retrying)`,
+      failure: 'unanswered',
+    });
+
+    expect(final?.outcome).toBe('succeeded');
+    expect(final?.steps.find((s) => s.step === 'reactivating')).toMatchObject({
+      state: 'done',
+      detail: `${said} (attempt 1 of 4: the request failed, but the platform did it)`,
+    });
+    expect(final?.steps.find((s) => s.step === 'reactivating')?.failure).toBeUndefined();
+    // The resumed job asked the platform nothing: the switch found is the earlier request's.
+    expect(env.platform.switchCalls).toBe(0);
+  });
+
+  it("a refused request stays failed by its stored failure kind, though its sentence reads like a lost answer's", async () => {
+    const env = await setupJobs(cleanup);
+    const said = 'The platform answered 503 Service Unavailable to the rollback request.';
+
+    const final = await retriedAfterFailedReactivation(env, {
+      detail: `${said} (attempt 1 of 4; retrying)`,
+      failure: 'refused',
+    });
+
+    expect(final?.outcome).toBe('succeeded');
+    expect(final?.steps.find((s) => s.step === 'reactivating')).toMatchObject({
+      state: 'failed',
+      failure: 'refused',
+      detail: `${said} (attempt 1 of 4 failed; retried)`,
+    });
+  });
+
+  it('a step written without a failure kind (by an older worker) is still told by its sentence', async () => {
+    const env = await setupJobs(cleanup);
+    const said = 'The platform did not answer the rollback request in time.';
+
+    const final = await retriedAfterFailedReactivation(env, { detail: `${said} (attempt 1 of 4; retrying)` });
+
+    expect(final?.outcome).toBe('succeeded');
+    expect(final?.steps.find((s) => s.step === 'reactivating')).toMatchObject({
+      state: 'done',
+      detail: `${said} (attempt 1 of 4: the request failed, but the platform did it)`,
+    });
   });
 
   it('a job given up after too many stalls while a resumed run validated leaves no step running', async () => {
