@@ -25,7 +25,7 @@ import { type AuditEntry, clipMessage, type RefusalAppend, type RefusalEntry } f
 import type { Clock } from './clock.js';
 import { systemClock } from './clock.js';
 import type { Config } from './config.js';
-import { keepsNoLiveHistory, type OwnRecord, type OwnSwitch, ownRecordOf } from './domain/own-record.js';
+import { keepsNoLiveHistory, type OwnRecord } from './domain/own-record.js';
 import {
   buildPlan,
   checkFresh,
@@ -44,6 +44,7 @@ import { assertNever, type Deployment, type EnvironmentSnapshot, PlanAction } fr
 import { RefusalError, SwitchyardError } from './errors.js';
 import type { Logger } from './log.js';
 import { silentLogger } from './log.js';
+import { ownRecordFromAudit } from './own-record-audit.js';
 import {
   type ActingUser,
   canAct,
@@ -2254,7 +2255,7 @@ export class Flow {
    */
   async ownRecord(snapshot: EnvironmentSnapshot): Promise<OwnRecord | undefined> {
     if (!keepsNoLiveHistory(snapshot)) return undefined;
-    return ownRecordFrom(snapshot, await this.audit.recent(snapshot.environment.slug, this.recentAudit));
+    return ownRecordFromAudit(snapshot, await this.audit.recent(snapshot.environment.slug, this.recentAudit));
   }
 
   /** A platform snapshot; a platform refusal (unknown environment…) becomes a value. */
@@ -2453,40 +2454,21 @@ export class Flow {
 type AuditExtra = Pick<FlowAuditEntry, 'code' | 'message' | 'jobId' | 'stage' | 'alert'>;
 
 /**
- * What `entries` (an environment's newest audit entries, newest first) tell of `snapshot` that its
- * platform keeps no record of (`Flow.ownRecord`).
- */
-function ownRecordFrom(snapshot: EnvironmentSnapshot, entries: readonly AuditEntry[]): OwnRecord {
-  const switches: OwnSwitch[] = [];
-  // Newest first: the switches oldest first.
-  for (let i = entries.length - 1; i >= 0; i--) {
-    const e = entries[i];
-    if (e?.event !== 'succeeded' || e.targetId === undefined) continue;
-    switches.push({
-      action: e.action,
-      targetId: e.targetId,
-      at: e.at,
-      ...(e.fromId === undefined ? {} : { fromId: e.fromId }),
-      ...(e.actor === undefined ? {} : { by: personName(e.actor) }),
-    });
-  }
-  return ownRecordOf(snapshot, switches);
-}
-
-/**
  * `snapshot` with its rolled-back banner's "since" and "by" from Switchyard's own record, when its
- * platform (Unkey, Vercel) does not say them and Switchyard's rollback began the period.
+ * platform (Unkey, Vercel) does not say them and Switchyard's rollback began the period: read as the
+ * local platform says them (its latest rollback, and the period's start for `rolledBackSince`).
  */
 function withOwnRollback(snapshot: EnvironmentSnapshot, entries: readonly AuditEntry[]): EnvironmentSnapshot {
   const env = snapshot.environment;
   if (!env.rolledBack || env.rolledBackAt !== undefined || !keepsNoLiveHistory(snapshot)) return snapshot;
-  const own = ownRecordFrom(snapshot, entries);
-  if (own.rolledBackSince === undefined) return snapshot;
+  const own = ownRecordFromAudit(snapshot, entries);
+  if (own.rolledBackSince === undefined || own.rolledBackAt === undefined) return snapshot;
   return {
     ...snapshot,
     environment: {
       ...env,
-      rolledBackAt: own.rolledBackSince,
+      rolledBackAt: own.rolledBackAt,
+      rolledBackSince: env.rolledBackSince ?? own.rolledBackSince,
       ...(env.rolledBackBy === undefined && own.rolledBackBy !== undefined
         ? { rolledBackBy: own.rolledBackBy }
         : {}),

@@ -36,6 +36,7 @@ import type { AuditEntry, WrittenEntries } from './audit.js';
 import type { ChatPoster } from './chat-sinks.js';
 import { type Clock, systemClock, within } from './clock.js';
 import { type Config, type EnvironmentConfig, environmentConfigSchema } from './config.js';
+import { keepsNoLiveHistory, type OwnRecord } from './domain/own-record.js';
 import { newestFirstRank, pushedSinceRollback } from './domain/plan.js';
 import { RefusalCode } from './domain/result.js';
 import {
@@ -47,6 +48,7 @@ import {
 import { hasCode } from './errors.js';
 import { type Logger, silentLogger } from './log.js';
 import type { Metrics } from './metrics.js';
+import { ownRecordFromAudit } from './own-record-audit.js';
 import type { DeployPlatform, PlatformEvent } from './platform/port.js';
 import { type MessageRef, messageRefSchema, type Progress } from './progress.js';
 import { definedOnly, type SwitchQueue } from './queue.js';
@@ -726,7 +728,8 @@ interface HoldsWhile {
 
 /**
  * One rolled-back period of an environment: rolled back to `to` since `since` (the platform's
- * `rolledBackAt`, else the rollback entry of its history, else the first time a replica saw it).
+ * `rolledBackAt`, else the rollback entry of its history, else the time kept when a replica first saw
+ * it: see `Notices.rolledBackPeriod`).
  */
 interface Period {
   readonly to: string;
@@ -740,6 +743,8 @@ interface Opens {
   readonly deployment?: Deployment;
   /** Reminder: who rolled back, as it said. */
   readonly by?: string;
+  /** Reminder: since when it said the environment is rolled back, when not the period's key time. */
+  readonly said?: number;
 }
 
 /** A posted message kept until its period ends (a member of `open:<env>:<to>:<since>`). */
@@ -799,6 +804,9 @@ export const PENDING_POST_MAX_AGE_MS = 60 * 60_000;
 
 const periodSchema = z.object({ to: SLUG, since: AT });
 
+/** How many of an environment's newest audit entries its own record is read from (Flow's default). */
+const OWN_RECORD_AUDIT = 300;
+
 /** A deployment kept with an open notice (read back for its closed view). */
 const deploymentSchema = z.object({
   id: SLUG,
@@ -816,6 +824,7 @@ const opensSchema = z.object({
   period: periodSchema,
   deployment: deploymentSchema.optional(),
   by: z.string().optional(),
+  said: AT.optional(),
 });
 
 const openNoticeSchema = z.object({
@@ -1278,14 +1287,14 @@ class Notices implements NoticeService {
             return skip(`older than the deployment ${env} is rolled back to`);
           }
           const rb = rolledBackInfo(snap);
-          const since = rb.at ?? (await this.firstSeenRolledBack(env, currentId));
+          const { since, said, by } = await this.rolledBackPeriod(env, snap, currentId, rb);
           const notice: NoticeEvent = {
             type: 'ready.not_live',
             environment: env,
             deployment: dep,
             rolledBackTo: current ?? { id: currentId },
-            ...(rb.at === undefined ? {} : { rolledBackAt: rb.at }),
-            ...(rb.by === undefined ? {} : { rolledBackBy: rb.by }),
+            ...(said === undefined ? {} : { rolledBackAt: said }),
+            ...(by === undefined ? {} : { rolledBackBy: by }),
           };
           return {
             kind: NoticeKind.readyNotLive,
@@ -1317,8 +1326,6 @@ class Notices implements NoticeService {
       case 'deployment.stopped': {
         const name = event.type === 'deployment.standby' ? 'standby' : 'stopped';
         if (!selected.includes(name)) return skip(`${name} is not selected`);
-        const dep = await this.platform.getDeployment(event.deploymentId);
-        if (!dep) return skip(`unknown deployment ${event.deploymentId}`);
         // What a standby deployment's notice may promise depends on where it stands (a current preview
         // deployment keeps its domains and wakes on a request; a rollback to it means nothing). Without
         // the snapshot, the notice says only what holds everywhere.
@@ -1326,6 +1333,12 @@ class Notices implements NoticeService {
           event.type === 'deployment.standby'
             ? await this.platform.snapshot(env).catch(() => undefined)
             : undefined;
+        // The snapshot lists the deployment: one platform read, not two. Read alone when the snapshot
+        // could not be (or does not list it: a platform may list only its newest deployments).
+        const dep =
+          snap?.deployments.find((d) => d.id === event.deploymentId) ??
+          (await this.platform.getDeployment(event.deploymentId));
+        if (!dep) return skip(`unknown deployment ${event.deploymentId}`);
         const place: StandbyPlace | undefined =
           snap === undefined
             ? undefined
@@ -2228,7 +2241,7 @@ class Notices implements NoticeService {
       return undefined;
     }
     const rb = rolledBackInfo(snap);
-    const since = rb.at ?? (await this.firstSeenRolledBack(environment, currentId));
+    const { since, said, by, began } = await this.rolledBackPeriod(environment, snap, currentId, rb);
     await this.closeEnded(environment, open, snap, { to: currentId, since });
     if (!reminders) return undefined;
     const every = settings.reminderEvery;
@@ -2251,7 +2264,12 @@ class Notices implements NoticeService {
     // By `/promote`'s own rule (pushedSinceRollback): never a deployment that was live (one
     // rolled back from within the period), and only one newer than the current deployment (the
     // platform's order, newest first), else a second rollback to a fix would offer an older one.
-    const periodStart = Math.min(since, snap.environment.rolledBackSince ?? since);
+    const periodStart = Math.min(
+      since,
+      said ?? since,
+      began ?? since,
+      snap.environment.rolledBackSince ?? since,
+    );
     const pushed = pushedSinceRollback(snap, currentId, periodStart);
     const waiting = snap.deployments.find(
       (d) => pushed(d) && (current === undefined || d.branch === current.branch),
@@ -2260,8 +2278,8 @@ class Notices implements NoticeService {
       type: 'rolled_back.reminder',
       environment,
       current: current ?? { id: currentId },
-      since,
-      ...(rb.by === undefined ? {} : { by: rb.by }),
+      since: said ?? since,
+      ...(by === undefined ? {} : { by }),
       ...(waiting === undefined ? {} : { waiting }),
     };
     await this.post(
@@ -2271,7 +2289,11 @@ class Notices implements NoticeService {
         key,
         view: noticeView(notice, { now }),
         holdsWhile: { rolledBackTo: currentId, ...(rb.at === undefined ? {} : { since: rb.at }) },
-        opens: { period: { to: currentId, since }, ...(rb.by === undefined ? {} : { by: rb.by }) },
+        opens: {
+          period: { to: currentId, since },
+          ...(said === undefined || said === since ? {} : { said }),
+          ...(by === undefined ? {} : { by }),
+        },
       },
       Math.max(this.claimTtlMs, 2 * every),
     );
@@ -2286,18 +2308,69 @@ class Notices implements NoticeService {
    * seen not rolled back, so a later rollback to the same deployment (A → B → A, or A, resumed, A)
    * counts from its own start. A first-seen time whose period was closed already (its `ended:` marker
    * exists: a replica saw that period end, a read that no check of this replica saw) is replaced by
-   * now: the period that was closed is over, this is a new one.
+   * now: the period that was closed is over, this is a new one. `own`: when Switchyard's own rollback
+   * began the period (its audit), which a period first seen now is kept as instead of now.
    */
-  private async firstSeenRolledBack(environment: string, currentId: string): Promise<number> {
+  private async firstSeenRolledBack(environment: string, currentId: string, own?: number): Promise<number> {
     const key = this.key('rolled-back-seen', environment);
     const now = this.clock.now();
-    const seen = await this.redis.eval(FIRST_SEEN, 1, key, currentId, now, this.claimTtlMs, MAX_TIME);
+    const began = own ?? now;
+    const seen = await this.redis.eval(FIRST_SEEN, 1, key, currentId, began, this.claimTtlMs, MAX_TIME);
     const since = Number(seen);
-    if (typeof seen !== 'string' || !isTime(since)) return now;
+    if (typeof seen !== 'string' || !isTime(since)) return began;
     const ended = this.endedKey(environment, { to: currentId, since });
     if ((await this.redis.exists(ended)) === 0) return since;
-    const fresh = Number(await this.redis.eval(RESEEN, 2, key, ended, currentId, seen, now));
-    return isTime(fresh) && fresh > 0 ? fresh : now;
+    // Switchyard's rollback after the period that ended began this one; an older one did not.
+    const anew = own !== undefined && own > since ? own : now;
+    const fresh = Number(await this.redis.eval(RESEEN, 2, key, ended, currentId, seen, anew));
+    return isTime(fresh) && fresh > 0 ? fresh : anew;
+  }
+
+  /**
+   * The rolled-back period of `snap`'s environment (rolled back to `currentId`): `since` keys it (its
+   * notices' claims and closing, its reminder slots), `said` and `by` are what its notices say. The
+   * platform's word (`rb`) when it has one. Else (Unkey, Vercel) Switchyard's own record of its audit,
+   * as `/promote` and `/deployments` read it, when a rollback of Switchyard's began the period; else
+   * the first time a replica saw it (a rollback on the dashboard). A period is keyed once, by the time
+   * kept when it was first seen (`firstSeenRolledBack`): one first seen before its rollback's audit
+   * entry was written, or by a version that did not read the audit, keeps its key (changing it would
+   * post its reminders again and close its notices as if it had ended); its notices still say the
+   * audit's time. `began`: when Switchyard's chain of rollbacks began the rolled-back period, for the
+   * reminder's "waiting" deployment.
+   */
+  private async rolledBackPeriod(
+    environment: string,
+    snap: EnvironmentSnapshot,
+    currentId: string,
+    rb: { at?: number; by?: string },
+  ): Promise<{ since: number; said?: number; by?: string; began?: number }> {
+    const who = (by: string | undefined) => (by === undefined ? {} : { by });
+    if (rb.at !== undefined) return { since: rb.at, said: rb.at, ...who(rb.by) };
+    const own = keepsNoLiveHistory(snap) ? await this.ownRecord(environment, snap) : undefined;
+    // As the local platform says it: the rollback to the current deployment (a second rollback further
+    // back is its own period's key, as there), and when the chain of them began (`began`, for what
+    // became ready since).
+    const said = own?.rolledBackAt;
+    const since = await this.firstSeenRolledBack(environment, currentId, said);
+    return {
+      since,
+      ...(said === undefined ? {} : { said }),
+      ...who(rb.by ?? (said === undefined ? undefined : own?.rolledBackBy)),
+      ...(said === undefined || own?.rolledBackSince === undefined ? {} : { began: own.rolledBackSince }),
+    };
+  }
+
+  /** Switchyard's own record of the environment; undefined when the audit cannot be read (logged). */
+  private async ownRecord(environment: string, snap: EnvironmentSnapshot): Promise<OwnRecord | undefined> {
+    try {
+      return ownRecordFromAudit(snap, await this.opts.audit.recent(environment, OWN_RECORD_AUDIT));
+    } catch (e) {
+      this.log.warn(
+        { err: e, environment },
+        'rolled-back notices: could not read the audit; counting from the first time the rollback was seen',
+      );
+      return undefined;
+    }
   }
 
   // ── closing ───────────────────────────────────────────────────────────────────────────────────
@@ -2518,14 +2591,14 @@ class Notices implements NoticeService {
 
   /** The edit that closes a kept message (its first attempt). */
   private closingEdit(environment: string, record: OpenNotice, end: RolledBackEnd): PendingPost {
-    const { period, deployment, by } = record.opens;
+    const { period, deployment, by, said } = record.opens;
     const closed: ClosedNotice =
       record.kind === NoticeKind.reminder || deployment === undefined
         ? {
             type: 'rolled_back.reminder',
             environment,
             current: { id: period.to },
-            since: period.since,
+            since: said ?? period.since,
             ...(by === undefined ? {} : { by }),
             end,
           }
@@ -2861,6 +2934,7 @@ function parseOpens(o: z.infer<typeof opensSchema>): Opens {
     period: o.period,
     ...(o.deployment === undefined ? {} : { deployment: definedOnly(o.deployment) }),
     ...(o.by === undefined ? {} : { by: o.by }),
+    ...(o.said === undefined ? {} : { said: o.said }),
   };
 }
 

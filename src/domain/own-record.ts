@@ -37,9 +37,17 @@ export interface OwnRecord {
   readonly rolledBackFrom: ReadonlySet<string>;
   /** The deployment live right before the current one, when Switchyard's switches say so for certain. */
   readonly liveBefore?: string;
-  /** Unix ms: when the rolled-back period began, when a rollback of Switchyard's began it. */
+  /**
+   * Unix ms: when the rolled-back period began, when a rollback of Switchyard's began it (the first of a
+   * chain of its rollbacks, each further back: `Environment.rolledBackSince`).
+   */
   readonly rolledBackSince?: number;
-  /** Who asked for that rollback (with `rolledBackSince`, when its entry says). */
+  /**
+   * Unix ms: when Switchyard rolled the environment back to the current deployment, with
+   * `rolledBackSince` (the last rollback of that chain: `Environment.rolledBackAt`).
+   */
+  readonly rolledBackAt?: number;
+  /** Who asked for the rollback of `rolledBackAt` (when its entry says): `Environment.rolledBackBy`. */
   readonly rolledBackBy?: string;
 }
 
@@ -75,10 +83,12 @@ export function ownRecordOf(snapshot: EnvironmentSnapshot, switches: readonly Ow
   if (env.rolledBack) {
     const began = rollbackThatBegan(snapshot, currentId, switches);
     if (began === undefined) return { rolledBackFrom };
+    const last = began.last;
     return {
       rolledBackFrom,
-      rolledBackSince: began.at,
-      ...(began.by === undefined ? {} : { rolledBackBy: began.by }),
+      rolledBackSince: began.first.at,
+      rolledBackAt: last.at,
+      ...(last.by === undefined ? {} : { rolledBackBy: last.by }),
     };
   }
   const before = liveBefore(snapshot, currentId, switches);
@@ -127,17 +137,18 @@ function liveBefore(
 }
 
 /**
- * The rollback of Switchyard's that began the rolled-back period of `snapshot`'s environment, when one
- * did: its last switch is a rollback to the current deployment (no promote of its own since), and the
- * platform does not date a move to the current deployment after it (`derivedLive`: a rollback outside
- * Switchyard since). A chain of its rollbacks, each from the deployment the one before went to, is one
- * period (a second rollback further back continues it), dated by the first.
+ * The rollback of Switchyard's that began the rolled-back period of `snapshot`'s environment (`first`),
+ * and its last one (`last`, to the current deployment), when one did: its last switch is a rollback to
+ * the current deployment (no promote of its own since), and the platform does not date a move to the
+ * current deployment after it (`derivedLive`: a rollback outside Switchyard since). A chain of its
+ * rollbacks, each from the deployment the one before went to, is one period (a second rollback further
+ * back continues it), dated by the first.
  */
 function rollbackThatBegan(
   snapshot: EnvironmentSnapshot,
   currentId: string,
   switches: readonly OwnSwitch[],
-): OwnSwitch | undefined {
+): { readonly first: OwnSwitch; readonly last: OwnSwitch } | undefined {
   const last = switches.at(-1);
   if (last === undefined || last.action !== 'rollback' || last.targetId !== currentId) return undefined;
   const platform = snapshot.derivedLive?.current;
@@ -154,5 +165,5 @@ function rollbackThatBegan(
       break;
     first = s;
   }
-  return first;
+  return { first, last };
 }

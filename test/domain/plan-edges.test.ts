@@ -581,6 +581,8 @@ describe("a platform without live history: Switchyard's own record stands in for
     });
     const own = ownRecordOf(s, [rollback('d3', 'd2', 4 * H), rollback('d2', 'd1', 6 * H)]);
     expect(own.rolledBackSince).toBe(4 * H);
+    // Rolled back to d1 at 6h, as a platform's `rolledBackAt` says it (reminders count from it).
+    expect(own.rolledBackAt).toBe(6 * H);
     const plan = buildPlan(s, { action: 'promote', now: 7 * H, ownRecord: own });
     expect(plan.ok && plan.value.target.id).toBe('d4');
   });

@@ -151,7 +151,12 @@ describe("default targets on Unkey read Switchyard's own record", () => {
     await x.clock.advance(10 * MINUTE);
     const out = await flow.deployments('production');
     if (!out.ok) throw new Error(out.refusal.message);
-    expect(out.snapshot.environment).toMatchObject({ rolledBack: true, rolledBackAt, rolledBackBy: 'Alice' });
+    expect(out.snapshot.environment).toMatchObject({
+      rolledBack: true,
+      rolledBackAt,
+      rolledBackBy: 'Alice',
+      rolledBackSince: rolledBackAt,
+    });
   });
 
   it('promote while rolled back: a fix pushed since Switchyard rolled back is the default, not a resume', async () => {

@@ -640,6 +640,48 @@ describe('standby notices', () => {
     );
   });
 
+  it('read the platform once (the deployment is in the snapshot); the deployment alone only when the snapshot fails', async () => {
+    // notices.ts prepare(): a standby notice read the deployment, then the snapshot that lists it too.
+    w = await createWorld({ environments: { production: { notices: { events: ['standby'] } } } });
+    const inner = w.platform;
+    const reads: string[] = [];
+    let snapshotFails = false;
+    const counted: DeployPlatform = new Proxy(inner, {
+      get(target, prop, receiver) {
+        const value: unknown = Reflect.get(target, prop, receiver);
+        if ((prop !== 'snapshot' && prop !== 'getDeployment') || typeof value !== 'function') return value;
+        return (arg: string) => {
+          reads.push(`${prop} ${arg}`);
+          if (prop === 'snapshot' && snapshotFails) return Promise.reject(new Error('platform unavailable'));
+          return value.call(target, arg);
+        };
+      },
+    });
+    const n = await w.notices({ platform: counted });
+    const second = await w.pushAndBuild('production', [n]); // dep_4kq9wz stops serving
+    await w.advance(31 * 60_000, [n]);
+    reads.length = 0;
+    expect(w.platform.maintain()).toEqual(['dep_4kq9wz']);
+    await n.idle();
+    expect(reads).toEqual(['snapshot production']);
+    expect(viewText(nth(w.slack.posts, w.slack.posts.length - 1).view)).toBe(
+      'dep_4kq9wz went to standby on production\ndep_4kq9wz (0a0da9f main: Switch checkout to the new pricing API — Priya Raman) is in standby: it serves nothing now. A rollback to it still works but takes longer (it is reactivated first).',
+    );
+
+    await w.pushAndBuild('production', [n]); // `second` stops serving
+    await w.advance(31 * 60_000, [n]);
+    reads.length = 0;
+    snapshotFails = true;
+    expect(w.platform.maintain()).toEqual([second.id]);
+    await n.idle();
+    expect(reads).toEqual(['snapshot production', `getDeployment ${second.id}`]);
+    const alone = await inner.getDeployment(second.id);
+    if (alone === undefined) throw new Error(`no ${second.id}`);
+    expect(nth(w.slack.posts, w.slack.posts.length - 1).view).toEqual(
+      lifecycleNoticeView('deployment.standby', 'production', alone),
+    );
+  });
+
   it('name at most 5 domains and how many more; without the environment read, promise nothing it may not keep', () => {
     const dep = { id: 'dep_x' };
     const domains = Array.from({ length: 7 }, (_, k) => `d${k}.example.com`);

@@ -9,7 +9,8 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { AuditLog } from '../../src/audit.js';
 import { type Config, fileConfigSchema, parseEnv } from '../../src/config.js';
 import { silentLogger } from '../../src/log.js';
-import { type NoticeOutcome, type NoticeService, startNotices } from '../../src/notices.js';
+import { type NoticeAudit, type NoticeOutcome, type NoticeService, startNotices } from '../../src/notices.js';
+import type { ActingUser } from '../../src/permissions.js';
 import type { DeployPlatform, OperationRef } from '../../src/platform/port.js';
 import { UnkeyPlatform } from '../../src/platform/unkey/adapter.js';
 import { createRedis, deleteKeys, type RedisClient, scanKeys } from '../../src/redis.js';
@@ -17,7 +18,7 @@ import { formatTime } from '../../src/views/format.js';
 import { SleepRecordingClock, UnkeyFakeServer } from '../fakes/unkey-server.js';
 import { CapturedLog } from '../support/captured-log.js';
 import { redisUrl, uniqueName } from '../support/redis.js';
-import { HOUR, idleAll, PolledReplica, RecordingPoster } from './world.js';
+import { HOUR, idleAll, nth, PolledReplica, RecordingPoster, viewText } from './world.js';
 
 const KEY = 'unkey_3ZnoticesTestRootKey0123456789';
 const prodEnv = { project: 'acme', app: 'api', environment: 'production' } as const;
@@ -81,13 +82,14 @@ async function notices(
   platform: DeployPlatform,
   poster: RecordingPoster,
   onOutcome?: (o: NoticeOutcome) => void,
+  audit: NoticeAudit = new AuditLog(redis, { prefix }),
 ): Promise<NoticeService> {
   const s = await startNotices({
     platform,
     redis,
     posters: [poster],
     config,
-    audit: new AuditLog(redis, { prefix }),
+    audit,
     clock,
     logger: silentLogger,
     prefix: `${prefix}:notices`,
@@ -222,6 +224,150 @@ describe('notices on Unkey (polled events, two replicas)', () => {
     await idleAll(both);
     expect(poster.updates).toHaveLength(1);
     expect(outcomes.filter((o) => o.status === 'closed')).toHaveLength(1);
+  });
+});
+
+describe("since when and by whom, from Switchyard's own record (as /promote and /deployments read it)", () => {
+  const alice: ActingUser = { surface: 'slack', userId: 'U0ALICE', displayName: 'Alice' };
+
+  /** What Switchyard's switch job writes once its rollback from `fromId` to `targetId` succeeded. */
+  const rolledBack = (fromId: string, targetId: string, actor: ActingUser = alice, at = clock.now()) =>
+    new AuditLog(redis, { prefix }).append({
+      at,
+      environment: 'production',
+      action: 'rollback',
+      event: 'succeeded',
+      actor,
+      planId: 'plan_1',
+      jobId: 'job_1',
+      fromId,
+      targetId,
+    });
+
+  /** Three deployments of main, the newest live; one replica polling Unkey. */
+  async function production(): Promise<{ d1: string; d2: string; d3: string; a: PolledReplica }> {
+    const d1 = server.push({ ...prodEnv, branch: 'main' });
+    await clock.advance(1_000);
+    const d2 = server.push({ ...prodEnv, branch: 'main' });
+    await clock.advance(1_000);
+    const d3 = server.push({ ...prodEnv, branch: 'main' });
+    return { d1, d2, d3, a: replica() };
+  }
+
+  /** Pushes to main and lets the replica's polls see it build and become ready. */
+  async function pushReady(a: PolledReplica, n: NoticeService): Promise<string> {
+    const d = server.push({ ...prodEnv, branch: 'main', status: 'building' });
+    await a.pump();
+    await idleAll([n]);
+    server.setStatus(d, 'ready');
+    await a.pump();
+    await idleAll([n]);
+    return d;
+  }
+
+  /** Advances the clock to `end` by recheck intervals, so each check finishes before the clock moves on. */
+  async function until(end: number, services: readonly NoticeService[]): Promise<void> {
+    while (clock.now() < end) {
+      await clock.advance(Math.min(RECHECK, end - clock.now()));
+      await idleAll(services);
+    }
+  }
+
+  /** The one post titled `title`. */
+  function titled(poster: RecordingPoster, title: string) {
+    const found = poster.posts.filter((p) => p.view.title === title);
+    expect(found, title).toHaveLength(1);
+    return nth(found, 0);
+  }
+
+  it('a bot started 20 minutes after Switchyard rolled back counts reminders from the rollback and names who asked', async () => {
+    // notices.ts: the reminder counted from the first time a replica saw the rollback and named no one.
+    const { d2, d3, a } = await production();
+    await switched(a, await a.rollback({ environment: 'production', targetId: d2 }));
+    const rolledAt = clock.now();
+    await rolledBack(d3, d2);
+    await clock.advance(20 * 60_000);
+    const poster = new RecordingPoster('slack', clock);
+    const n = await notices(a, poster);
+    expect(await a.pump()).toEqual([]); // the poll starts from the state it finds: rolled back
+
+    const d5 = await pushReady(a, n);
+    const offer = viewText(titled(poster, `${d5} is ready but not live`).view);
+    expect(offer).toContain(`Rolled back since ${formatTime(rolledAt)} (`);
+    expect(offer).toContain(' by Alice');
+
+    await until(rolledAt + 4 * HOUR, [n]);
+    await until(rolledAt + 4 * HOUR + RECHECK, [n]);
+    const reminder = titled(poster, `production is still rolled back to ${d2}`);
+    expect(reminder.at).toBe(rolledAt + 4 * HOUR);
+    expect(viewText(reminder.view)).toContain(`(since ${formatTime(rolledAt)}, by Alice).`);
+  });
+
+  it('a period first seen before its rollback was read from the audit keeps its key across a restart: nothing closed or reminded again', async () => {
+    // notices.ts rolledBackPeriod(): keyed by the audit's time once it is read, the period a replica
+    // opened by its first-seen time would be closed as "rolled back again" and reminded on its own slots.
+    const { d2, d3, a } = await production();
+    await switched(a, await a.rollback({ environment: 'production', targetId: d2 }));
+    const rolledAt = clock.now();
+    await rolledBack(d3, d2);
+    await clock.advance(10 * 60_000);
+    // The first bot cannot read the audit (or is a version that did not): it counts from now.
+    const poster = new RecordingPoster('slack', clock);
+    const unread: NoticeAudit = { recent: () => Promise.reject(new Error('audit unavailable')) };
+    const first = await notices(a, poster, undefined, unread);
+    const seenAt = clock.now();
+    expect(await a.pump()).toEqual([]);
+    const d5 = await pushReady(a, first);
+    const offer = titled(poster, `${d5} is ready but not live`);
+    await first.stop();
+
+    // Restarted 30 minutes later, reading the audit.
+    await clock.advance(30 * 60_000);
+    const second = await notices(a, poster);
+    await until(seenAt + 4 * HOUR, [second]);
+    await until(seenAt + 4 * HOUR + RECHECK, [second]);
+    expect(poster.updates, 'a notice of the open period was closed').toEqual([]);
+    const reminder = titled(poster, `production is still rolled back to ${d2}`);
+    expect(reminder.at).toBe(seenAt + 4 * HOUR);
+    expect(viewText(reminder.view)).toContain(`(since ${formatTime(rolledAt)}, by Alice).`);
+
+    // Promoted: both close, and the reminder keeps saying since when it was rolled back.
+    await switched(a, await a.promote({ environment: 'production', targetId: d5 }));
+    await a.pump();
+    await idleAll([second]);
+    expect(poster.editsOf(offer).map((v) => v.title)).toEqual([`${d5} went live on production`]);
+    const closed = poster.editsOf(reminder);
+    expect(closed).toHaveLength(1);
+    expect(nth(closed, 0).summary).toContain(`rolled back to ${d2} from ${formatTime(rolledAt)} to `);
+  });
+  it('a second rollback further back is its own period, reminded from that rollback and naming who asked for it', async () => {
+    // notices.ts rolledBackPeriod(): the own record's period start (the first rollback) keyed the second
+    // rollback's period, so its first reminder came 20 minutes early, naming the first rollback's asker
+    // and time (the local platform counts from the second rollback).
+    const bob: ActingUser = { surface: 'slack', userId: 'U0BOB', displayName: 'Bob' };
+    const { d1, d2, d3, a } = await production();
+    const poster = new RecordingPoster('slack', clock);
+    const n = await notices(a, poster);
+    await switched(a, await a.rollback({ environment: 'production', targetId: d2 }));
+    await rolledBack(d3, d2);
+    await a.pump();
+    await idleAll([n]);
+    // Twenty minutes later, further back (Unkey stops a production deployment 30 minutes after it
+    // stopped serving: d1 still runs).
+    await until(clock.now() + 20 * 60_000, [n]);
+
+    await switched(a, await a.rollback({ environment: 'production', targetId: d1 }));
+    const againAt = clock.now();
+    await rolledBack(d2, d1, bob);
+    await a.pump();
+    await idleAll([n]);
+    await until(againAt + 4 * HOUR - RECHECK, [n]);
+    const title = `production is still rolled back to ${d1}`;
+    expect(poster.posts.filter((p) => p.view.title === title)).toEqual([]);
+    await until(againAt + 4 * HOUR + RECHECK, [n]);
+    const reminder = titled(poster, title);
+    expect(reminder.at).toBe(againAt + 4 * HOUR);
+    expect(viewText(reminder.view)).toContain(`(since ${formatTime(againAt)}, by Bob).`);
   });
 });
 
