@@ -851,6 +851,18 @@ function overtaken(progress: Progress): boolean {
   return progress.outcome === 'failed' && progress.code === RefusalCode.planStale;
 }
 
+/**
+ * Whether an overtaken job's switch is known done: none of its platform steps ended otherwise. A job
+ * whose earlier request got no answer before traffic moved on (jobs/switch-processor.ts
+ * `askedThenMovedMessage`) may not have switched: its title says overtaken, its message what is known.
+ */
+function switchLanded(progress: Progress): boolean {
+  return !progress.steps.some(
+    (s) =>
+      (s.step === 'reactivating' || s.step === 'switching') && s.state !== 'done' && s.state !== 'skipped',
+  );
+}
+
 function outcomeTitle(progress: Progress, v: ReturnType<typeof verbs>, resumes: boolean): string {
   const target = `${progress.environment} to ${progress.targetId}`;
   const noun = resumes
@@ -872,7 +884,8 @@ function outcomeTitle(progress: Progress, v: ReturnType<typeof verbs>, resumes: 
           ? `${v.done} ${target}`
           : `${v.done} ${progress.targetId} on ${progress.environment}`;
     case 'failed':
-      return overtaken(progress) ? `${noun} done, then overtaken` : `${noun} failed`;
+      if (!overtaken(progress)) return `${noun} failed`;
+      return switchLanded(progress) ? `${noun} done, then overtaken` : `${noun} overtaken`;
     case 'refused':
       return `${noun} refused`;
     case 'stale':

@@ -575,6 +575,29 @@ describe('progressView', () => {
     expect(viewText(v)).toContain('shop-1.example.com → unknown');
   });
 
+  /** The steps of a job that asked the platform to switch, the `switching` step ended `state`. */
+  const switched = (state: 'done' | 'failed'): Progress['steps'] => [
+    { step: 'queued', state: 'done', startedAt: NOW, endedAt: NOW + 120 },
+    { step: 'validating', state: 'done', startedAt: NOW + 120, endedAt: NOW + 1320 },
+    { step: 'switching', state, startedAt: NOW + 1320, endedAt: NOW + 2320 },
+  ];
+
+  it('overtaken after a request that got no answer (its switching step failed): overtaken, not "done"', () => {
+    // src/views/model.ts outcomeTitle: every failed plan_stale read "done, then overtaken", though the
+    // job's earlier request may not have switched (jobs/switch-processor.ts askedThenMovedMessage).
+    const p = plan('rollback');
+    const message =
+      "An earlier attempt of this rollback asked the platform to switch production to dep_2, and no answer to that request reached this job (it was lost, or that attempt's worker stopped first); the switch may have taken effect, but traffic has moved since. This job does nothing more.";
+    const v = progressView(
+      progress(p, { outcome: 'failed', code: 'plan_stale', message, steps: switched('failed') }),
+      p,
+    );
+    expect(v.title).toBe('Rollback of production to dep_2 overtaken');
+    expect(v.tone).toBe('warning');
+    expect(viewText(v)).toContain(message);
+    expect(parseAction(v.buttons[0]?.actionId)).toEqual({ ok: true, value: { kind: 'replan', ref: p.id } });
+  });
+
   it('overtaken while verifying (failed, plan_stale): done, then overtaken, a warning with a fresh plan', () => {
     const p = plan('rollback');
     const message =
@@ -584,6 +607,7 @@ describe('progressView', () => {
         outcome: 'failed',
         code: 'plan_stale',
         message,
+        steps: switched('done'),
         traffic: [{ hostname: 'demo.example.com', deploymentId: 'dep_1', ok: false }],
       }),
       p,
