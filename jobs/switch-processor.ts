@@ -29,7 +29,7 @@ import { AUDIT_MESSAGE_MAX, type AuditEntry, type AuditLog, clipMessage } from '
 import { type Clock, monotonicNow, within } from '../src/clock.js';
 import { checkFresh, isAlreadyDone, type PlanExpectation } from '../src/domain/plan.js';
 import { RefusalCode } from '../src/domain/result.js';
-import type { EnvironmentSnapshot } from '../src/domain/types.js';
+import type { EnvironmentSnapshot, LiveEntry } from '../src/domain/types.js';
 import {
   asSwitchyardError,
   PlatformHttpError,
@@ -1493,6 +1493,9 @@ async function runLocked(
   // The platform reported this job's switch done (its operation succeeded): what fails after that
   // fails verification, not the switch.
   let switchDone = false;
+  // An earlier attempt's request got no answer, and traffic moved on before this attempt could tell
+  // whether it switched: its plan is overtaken, but the platform may have switched for this job.
+  let overtakenAfterAsking = false;
   const audit = (
     entry: Omit<AuditEntry, 'at' | 'environment' | 'action' | 'planId' | 'jobId' | 'targetId' | 'fromId'>,
   ): Promise<unknown> => {
@@ -1619,11 +1622,14 @@ async function runLocked(
         platform: deps.platform.name,
       });
       if (!fresh.ok && started) {
-        // An earlier attempt of this job asked the platform to switch before it died: that switch may
-        // well have happened before another one moved traffic on. Say so rather than "nothing moved".
+        // An earlier attempt of this job asked the platform to switch, and its answer never came (lost
+        // on the way, or that attempt's worker stopped first): that switch may well have happened
+        // before another one moved traffic on. Say so rather than "nothing moved"; a plan overtaken so
+        // ends `failed` (`overtakenAfterAsking`), never `stale`, which says the platform did not switch.
+        overtakenAfterAsking = fresh.refusal.code === RefusalCode.planStale;
         throw new RefusalError({
           ...fresh.refusal,
-          message: `An earlier attempt of this ${data.action} asked the platform to switch ${data.environment} to ${data.targetId} and was interrupted; the switch may have taken effect, but traffic has moved since: ${fresh.refusal.message} This job does nothing more.`,
+          message: askedThenMovedMessage(data, snapshot, fresh.refusal.message),
         });
       }
       if (!fresh.ok) throw new RefusalError(fresh.refusal);
@@ -1713,7 +1719,9 @@ async function runLocked(
     // Verification reads where the platform says traffic is while it probes (for the final message,
     // and to stop at once when another switch moved the environment on): the newest read, else the
     // one made when validating.
-    const verified = await verifyTraffic(deps, data, tracker, signal);
+    // The switch followed is the operation `ref`: a live history showing its target live since that
+    // operation started, then another deployment, is this switch landed then overtaken.
+    const verified = await verifyTraffic(deps, data, tracker, signal, ref?.startedAt);
     const traffic = verified.traffic;
     snapshot = verified.snapshot ?? snapshot;
     // Verified. The last attempt that only could not confirm its locks meanwhile, and still holds its
@@ -1817,7 +1825,8 @@ async function runLocked(
     // a deploy) moved the environment on. Said as `plan_stale`, the code of a plan overtaken before it
     // ran, but never `stale` or `refused`: those say the platform did not switch for this run, and
     // notices would then announce this job's own move as made outside Switchyard. Not retried.
-    const overtaken = switchDone && err.code === RefusalCode.planStale;
+    // So is a plan overtaken after an earlier attempt's request that got no answer (`overtakenAfterAsking`).
+    const overtaken = (switchDone || overtakenAfterAsking) && err.code === RefusalCode.planStale;
     const outcome = overtaken || (afterAccepted && outcomeOf(err) === 'refused') ? 'failed' : outcomeOf(err);
     // A verify_timeout names a few of the domains not on the target: after where traffic is now.
     const named = err instanceof VerifyTimeoutError ? err : undefined;
@@ -1831,6 +1840,7 @@ async function runLocked(
     // adapter stopped waiting for it (`unfinishedOperation`).
     const mayStillComplete =
       !lastAndOurs &&
+      !overtaken &&
       outcome === 'failed' &&
       mayBeStarted &&
       (err.code !== 'platform_operation_failed' || unfinishedOperation(err));
@@ -2427,13 +2437,17 @@ const VERIFY_RECHECK_ROUNDS = 4;
  * only those two). When the environment's current deployment is then a third one, or the source again
  * after a read during verification showed the target (before that, a source may be the platform's
  * state lagging behind the switch it reported done), the job ends with `plan_stale` saying both facts
- * (`overtakenMessage`). A read that fails is skipped: verification goes on.
+ * (`overtakenMessage`). A platform's live history showing the target live since this job's operation
+ * started (`operationStart`), then another deployment, counts as such a read: a retry whose operation
+ * was done before it looked never sees the target current. A read that fails is skipped: verification
+ * goes on.
  */
 async function verifyTraffic(
   deps: ProcessorDeps,
   data: SwitchJobData,
   tracker: Tracker,
   signal: AbortSignal,
+  operationStart: number | undefined,
 ): Promise<{ traffic: Traffic[]; snapshot: EnvironmentSnapshot | undefined }> {
   if (data.domains.length === 0) {
     const cur = tracker.running();
@@ -2489,6 +2503,17 @@ async function verifyTraffic(
       if (snap) {
         latest = snap;
         const current = snap.environment.currentDeploymentId;
+        // The platform's live history (when it keeps one) may show the target live after this job's
+        // operation started and another deployment after it: the switch landed before this run looked
+        // (a retry whose stored operation the platform reports done, another job having switched back
+        // while it waited), so a source found now is no lag.
+        if (
+          operationStart !== undefined &&
+          current !== undefined &&
+          snap.liveHistory.at(-1)?.deploymentId === current &&
+          liveThenReplaced(data, snap, operationStart) >= 0
+        )
+          landed = true;
         const back = current === data.expectedCurrent && current !== data.targetId;
         if (current !== undefined && current !== data.targetId && (!back || landed)) {
           throw new RefusalError({
@@ -2537,23 +2562,63 @@ async function verifyTraffic(
  */
 function overtakenMessage(data: SwitchJobData, snapshot: EnvironmentSnapshot, current: string): string {
   const verb = data.action === 'rollback' ? 'Rolled back' : 'Promoted';
-  const moved =
-    current === data.expectedCurrent
-      ? `traffic went back to ${current} (the deployment this ${data.action} moved it from)`
-      : `traffic moved on to ${current}`;
   // The history's newest entry, when it put `current` live after this job's switch put the target live.
   const history = snapshot.liveHistory;
   const newest = history.at(-1);
   const ours = history.findLastIndex((h) => h.deploymentId === data.targetId && h.via === data.action);
   const entry =
     newest?.deploymentId === current && ours >= 0 && ours < history.length - 1 ? newest : undefined;
+  return `${verb} ${data.environment} to ${data.targetId}; then, before traffic on it was verified, ${movedOn(data, current, entry)}. This job does nothing more.`;
+}
+
+/**
+ * How traffic left this job's target for `to`: through `entry` of the platform's live history (the one
+ * that put `to` live) when known, else through another switch.
+ */
+function movedOn(data: SwitchJobData, to: string, entry: LiveEntry | undefined): string {
+  const moved =
+    to === data.expectedCurrent
+      ? `traffic went back to ${to} (the deployment this ${data.action} moved it from)`
+      : `traffic moved on to ${to}`;
   const how =
     entry === undefined
       ? 'through another switch, not this one'
       : entry.via === 'deploy'
         ? `through an automatic deploy, not this ${data.action}`
         : `through another switch (a ${entry.via}${entry.by === undefined ? '' : ` by ${entry.by}`}), not this one`;
-  return `${verb} ${data.environment} to ${data.targetId}; then, before traffic on it was verified, ${moved} ${how}. This job does nothing more.`;
+  return `${moved} ${how}`;
+}
+
+/**
+ * Where the platform's live history shows this job's target put live by this action at or after
+ * `since` (platform time), with another deployment live after it: the index of that entry (the latest
+ * such), or -1. A platform that keeps no live history (Unkey, Vercel) never tells: -1.
+ */
+function liveThenReplaced(data: SwitchJobData, snapshot: EnvironmentSnapshot, since: number): number {
+  const history = snapshot.liveHistory;
+  const i = history.findLastIndex(
+    (h) => h.deploymentId === data.targetId && h.via === data.action && h.since >= since,
+  );
+  return i >= 0 && i < history.length - 1 ? i : -1;
+}
+
+/**
+ * The end of a job whose earlier attempt asked the platform to switch and got no answer (lost on the
+ * way, or that attempt's worker stopped first), when this attempt finds the plan overtaken (`refusal`,
+ * what `checkFresh` says changed): the switch may have taken effect before traffic moved on. On a
+ * platform that keeps a live history, whether the target went live since the job was asked for, and
+ * what replaced it, as far as that history tells.
+ */
+function askedThenMovedMessage(data: SwitchJobData, snapshot: EnvironmentSnapshot, refusal: string): string {
+  const asked = `An earlier attempt of this ${data.action} asked the platform to switch ${data.environment} to ${data.targetId}, and no answer to that request reached this job (it was lost, or that attempt's worker stopped first)`;
+  const history = snapshot.liveHistory;
+  if (history.length === 0)
+    return `${asked}; the switch may have taken effect, but traffic has moved since: ${refusal} This job does nothing more.`;
+  const ours = liveThenReplaced(data, snapshot, data.requestedAt);
+  const next = history[ours + 1];
+  if (ours < 0 || next === undefined)
+    return `${asked}. As far as the platform's live history tells, the switch did not take effect: ${data.targetId} has not gone live through a ${data.action} since this one was asked for, and traffic has moved since: ${refusal} This job does nothing more.`;
+  return `${asked}. As far as the platform's live history tells, the switch took effect: ${data.targetId} went live, then ${movedOn(data, next.deploymentId, next)}. This job does nothing more.`;
 }
 
 /** "1 domain", "3 domains". */

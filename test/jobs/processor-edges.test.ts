@@ -75,6 +75,17 @@ function failedOperation(
   });
 }
 
+/** Waits until the local platform reports operation `ref` succeeded, moving its clock `advance` ms first. */
+async function untilSucceeded(env: JobsEnv, ref: OperationRef, advance = 0): Promise<void> {
+  if (advance > 0) await env.clock.advance(advance);
+  for (;;) {
+    const status = await env.local.operation(ref);
+    if (status.state === 'succeeded') return;
+    if (status.state === 'failed') throw new Error(`operation ${ref.id} failed`);
+    await new Promise<void>((resolve) => setImmediate(resolve));
+  }
+}
+
 /** Resolves once `worker` took job `jobId` `count` times (each run looks at its environment). */
 function runsOf(worker: SwitchWorker, jobId: string, count: number): Promise<void> {
   let seen = 0;
@@ -264,10 +275,83 @@ describe('switch processor', () => {
 
     const final = await env.queue.waitForEnd(jobId);
 
-    expect(final).toMatchObject({ outcome: 'stale', attempt: 2 });
+    // `failed`, not `stale`: the platform may have switched for this job (here it did not).
+    expect(final).toMatchObject({ outcome: 'failed', code: 'plan_stale', attempt: 2 });
     expect(final?.message).toContain('This job does nothing more.');
     expect(final?.message).not.toContain('Nothing was done.');
+    expect(final?.message).not.toContain('may still complete');
     expect(calls).toBe(1);
+  });
+
+  it('ends failed (plan_stale), saying the live history shows it, when its earlier request switched but the answer was lost and another switch moved on before the retry', async () => {
+    const env = await setupJobs(cleanup);
+    const ids = seedIds(0);
+    let calls = 0;
+    const platform: DeployPlatform = Object.assign(Object.create(env.platform) as DeployPlatform, {
+      rollback: async (r: SwitchRequest): Promise<OperationRef> => {
+        calls++;
+        const ref = await env.platform.rollback(r);
+        if (calls > 1) return ref;
+        // The platform switches, its answer is lost, and Dana rolls env0 further back before the retry.
+        await untilSucceeded(env, ref);
+        await untilSucceeded(
+          env,
+          await env.local.rollback({ environment: 'env0', targetId: ids.standby, requestedBy: 'Dana' }),
+          REACTIVATION_MS,
+        );
+        throw new PlatformHttpError(503, 'POST', 'http://platform.test/rollback', undefined, 'unavailable');
+      },
+    });
+    await env.startWorker({ platform });
+    const plan = await planFor(env.local, 'env0', 'rollback', env.clock.now());
+    const { jobId } = await env.queue.enqueue(jobData(plan, env.clock.now()));
+
+    const final = await env.queue.waitForEnd(jobId);
+
+    expect(final).toMatchObject({ outcome: 'failed', code: 'plan_stale', attempt: 2 });
+    expect(final?.message).toContain(
+      `An earlier attempt of this rollback asked the platform to switch env0 to ${ids.previous}, and no answer to that request reached this job (it was lost, or that attempt's worker stopped first). As far as the platform's live history tells, the switch took effect: ${ids.previous} went live, then traffic moved on to ${ids.standby} through another switch (a rollback by Dana), not this one. This job does nothing more. env0 is serving ${ids.standby}`,
+    );
+    expect((await env.audit.recent('env0', 1))[0]).toMatchObject({ event: 'failed', code: 'plan_stale' });
+    expect(calls).toBe(1);
+  });
+
+  it('a retry whose stored operation the platform finished ends "done, then overtaken" at once when the live history shows the switch undone meanwhile', async () => {
+    const env = await setupJobs(cleanup);
+    const ids = seedIds(0);
+    let reads = 0;
+    const platform: DeployPlatform = Object.assign(Object.create(env.platform) as DeployPlatform, {
+      operation: async (ref: OperationRef) => {
+        reads++;
+        if (reads > 1) return env.platform.operation(ref);
+        // The platform finishes the rollback but the attempt cannot read it; before the retry, Dana
+        // promotes the deployment it moved from back.
+        await untilSucceeded(env, ref);
+        await untilSucceeded(
+          env,
+          await env.local.promote({ environment: 'env0', targetId: ids.current, requestedBy: 'Dana' }),
+        );
+        throw new PlatformHttpError(
+          503,
+          'GET',
+          `http://platform.test/operations/${ref.id}`,
+          undefined,
+          'unavailable',
+        );
+      },
+    });
+    await env.startWorker({ platform });
+    const plan = await planFor(env.local, 'env0', 'rollback', env.clock.now());
+    const { jobId } = await env.queue.enqueue(jobData(plan, env.clock.now()));
+
+    const final = await env.queue.waitForEnd(jobId);
+
+    // Not a verify_timeout after the whole verify timeout: the history tells the switch was undone.
+    expect(final).toMatchObject({ outcome: 'failed', code: 'plan_stale', attempt: 2 });
+    expect(final?.message).toBe(
+      `Rolled back env0 to ${ids.previous}; then, before traffic on it was verified, traffic went back to ${ids.current} (the deployment this rollback moved it from) through another switch (a promote by Dana), not this one. This job does nothing more. env0 is serving ${ids.current}.`,
+    );
+    expect(env.platform.switchCalls).toBe(1);
   });
 
   it('after a 408 on its switch request (it may have switched), the next attempt takes the switch found as its own', async () => {
@@ -499,7 +583,8 @@ describe("a resumed job's steps", () => {
       rollback: async (r: SwitchRequest): Promise<OperationRef> => {
         calls++;
         if (calls > 1) return env.platform.rollback(r);
-        // The first request fails (retried), and meanwhile a push goes live: the retry ends stale.
+        // The first request fails (retried), and meanwhile a push goes live: the retry ends overtaken
+        // (failed, as the first request may have switched).
         await env.local.push({ environment: 'env0' });
         await env.clock.advance(3_000);
         await env.local.settle();
@@ -512,7 +597,7 @@ describe("a resumed job's steps", () => {
 
     const final = await env.queue.waitForEnd(jobId);
 
-    expect(final).toMatchObject({ outcome: 'stale', attempt: 2 });
+    expect(final).toMatchObject({ outcome: 'failed', code: 'plan_stale', attempt: 2 });
     const said = 'The platform answered 503 Service Unavailable to the rollback request.';
     // While the retry was to come, the failed step said so.
     const retrying = env.reporter.of(jobId).find((p) => p.outcome === undefined && p.code !== undefined);

@@ -719,7 +719,7 @@ describe('switch job edge cases', () => {
     expect(env.platform.switchCalls).toBe(1);
   });
 
-  it('when an interrupted earlier attempt asked for the switch and traffic moved on since, says so', async () => {
+  it('when an earlier attempt asked for the switch without an answer and traffic moved on since, ends failed (plan_stale) saying what the live history tells', async () => {
     const env = await setupJobs(cleanup);
     const plan = await planFor(env.local, 'env0', 'rollback', env.clock.now());
     const jobId = jobIdForPlan(plan.id);
@@ -748,12 +748,12 @@ describe('switch job edge cases', () => {
     await env.startWorker();
     await env.queue.enqueue(jobData(plan, env.clock.now()));
     const final = await env.queue.waitForEnd(jobId);
-    expect(final?.outcome).toBe('stale');
-    expect(final?.message).toMatch(
-      new RegExp(
-        `^An earlier attempt of this rollback asked the platform to switch env0 to ${plan.target.id} and was interrupted; the switch may have taken effect, but traffic has moved since: `,
-      ),
+    // Not `stale`: that would say the platform did not switch for this job, and it may have.
+    expect(final).toMatchObject({ outcome: 'failed', code: 'plan_stale' });
+    expect(final?.message).toBe(
+      `An earlier attempt of this rollback asked the platform to switch env0 to ${plan.target.id}, and no answer to that request reached this job (it was lost, or that attempt's worker stopped first). As far as the platform's live history tells, the switch did not take effect: ${plan.target.id} has not gone live through a rollback since this one was asked for, and traffic has moved since: Traffic moved since this plan was made: env0 now serves ${third.id}, not ${plan.expectedCurrent}. Ask for a fresh plan. This job does nothing more. env0 is serving ${third.id} (rolled back: automatic deploys paused).`,
     );
+    expect((await env.audit.recent('env0', 1))[0]).toMatchObject({ event: 'failed', code: 'plan_stale' });
     expect(env.platform.switchCalls).toBe(0);
   });
 
