@@ -130,6 +130,8 @@ const operationRefSchema = z.object({
   // before this operation's request was sent: that earlier request may have switched, and this
   // operation failing does not undo it (`StoredOperation.unanswered`). Absent in refs stored before it.
   askedBefore: z.literal(true).exactOptional(),
+  // With `askedBefore`: that earlier request's `liveSince` (see startedMarkerSchema).
+  liveSince: z.number().exactOptional(),
 });
 
 /**
@@ -137,7 +139,14 @@ const operationRefSchema = z.object({
  * fence): "this job asked the platform to switch; the outcome is not known yet". Replaced by the
  * operation ref once the platform answers; removed again when the platform definitely refused.
  */
-const startedMarkerSchema = z.object({ started: z.string(), at: z.number() });
+const startedMarkerSchema = z.object({
+  started: z.string(),
+  at: z.number(),
+  // When the deployment live as this job first asked went live, by the platform's live history (its
+  // `since`, platform time; absent without a live history or in markers written before it): this job's
+  // own switch can only be a later entry (`historyBound`).
+  liveSince: z.number().exactOptional(),
+});
 
 /** A non-retryable end of a switch job: BullMQ's UnrecoverableError carrying Switchyard's code. */
 export class SwitchFailedError extends UnrecoverableError {
@@ -1165,6 +1174,8 @@ interface StoredOperation {
    * later request that it preceded (`askedBefore`). Still true once that later operation failed.
    */
   readonly unanswered: boolean;
+  /** With `unanswered`: the `liveSince` stored with it (startedMarkerSchema), when known. */
+  readonly liveSince?: number;
 }
 
 /** Processes one attempt of a switch job (see the module header). */
@@ -1557,7 +1568,7 @@ async function runLocked(
         if (stored.unanswered)
           await deps.redis.set(
             opKey,
-            JSON.stringify({ started: lock.owner, at: deps.clock.now() }),
+            JSON.stringify({ started: lock.owner, at: deps.clock.now(), ...sinceField(stored.liveSince) }),
             'PX',
             OPERATION_TTL_MS,
           );
@@ -1629,10 +1640,28 @@ async function runLocked(
         overtakenAfterAsking = fresh.refusal.code === RefusalCode.planStale;
         throw new RefusalError({
           ...fresh.refusal,
-          message: askedThenMovedMessage(data, snapshot, fresh.refusal.message),
+          message: askedThenMovedMessage(data, snapshot, stored.liveSince, fresh.refusal.message),
         });
       }
       if (!fresh.ok) throw new RefusalError(fresh.refusal);
+      // The plan holds again, yet an earlier request of this job that got no answer may have switched
+      // and someone moved traffic back since (judging the target wrong): the platform's live history,
+      // when it keeps one, shows the target put live by this action after the job asked, then another
+      // switch. Asking again would undo that person's move: the job ends as overtaken after asking.
+      // Without a live history (Unkey, Vercel) nothing tells, and the job asks again.
+      const undone = started ? askedThenUndoneMessage(data, snapshot, stored.liveSince) : undefined;
+      if (undone !== undefined) {
+        overtakenAfterAsking = true;
+        throw new RefusalError({
+          code: RefusalCode.planStale,
+          message: undone,
+          context: {
+            environment: data.environment,
+            expectedCurrent: data.expectedCurrent,
+            current: data.expectedCurrent,
+          },
+        });
+      }
       const standby = fresh.value.status === 'standby';
       // Whether the `reactivating` step applies: views leave it out for a running target.
       tracker.progress.targetStandby = standby;
@@ -1653,7 +1682,10 @@ async function runLocked(
         expectedRolledBack: data.expectedRolledBack,
       };
       // The fence: both locks confirmed right before acting, and the started marker written with it.
-      const marker = JSON.stringify({ started: lock.owner, at: deps.clock.now() });
+      // It keeps where in the live history this job's switch can be: after the entry live now (after
+      // the one live when an earlier request of it was sent, if any: that one may land too).
+      const liveSince = started ? stored.liveSince : liveSinceNow(snapshot);
+      const marker = JSON.stringify({ started: lock.owner, at: deps.clock.now(), ...sinceField(liveSince) });
       const markerWritten = await lock.fence(opKey, marker, OPERATION_TTL_MS);
       mayBeStarted = true;
       try {
@@ -1697,7 +1729,7 @@ async function runLocked(
         // An earlier request of this job whose answer was lost (`started`: only its marker was stored
         // here) may have switched: said with the ref, so that this operation failing does not make a
         // later attempt take that switch for another's.
-        const kept = started ? { ...ref, askedBefore: true } : ref;
+        const kept = started ? { ...ref, askedBefore: true, ...sinceField(stored.liveSince) } : ref;
         storing = deps.redis.set(opKey, JSON.stringify(kept), 'PX', OPERATION_TTL_MS, 'XX');
         lock.assertHeld();
         needFollow = true;
@@ -2293,11 +2325,23 @@ function parseStored(raw: string | undefined): StoredOperation {
   }
   const parsed = operationRefSchema.safeParse(json);
   if (parsed.success) {
-    const { askedBefore, ...ref } = parsed.data;
-    return { ref, started: true, unanswered: askedBefore === true };
+    const { askedBefore, liveSince, ...ref } = parsed.data;
+    return {
+      ref,
+      started: true,
+      unanswered: askedBefore === true,
+      ...(askedBefore === true && liveSince !== undefined ? { liveSince } : {}),
+    };
   }
-  const marker = startedMarkerSchema.safeParse(json).success;
-  return { ref: undefined, started: marker, unanswered: marker };
+  const marker = startedMarkerSchema.safeParse(json);
+  if (!marker.success) return { ref: undefined, started: false, unanswered: false };
+  const { liveSince } = marker.data;
+  return {
+    ref: undefined,
+    started: true,
+    unanswered: true,
+    ...(liveSince === undefined ? {} : { liveSince }),
+  };
 }
 
 /**
@@ -2511,7 +2555,7 @@ async function verifyTraffic(
           operationStart !== undefined &&
           current !== undefined &&
           snap.liveHistory.at(-1)?.deploymentId === current &&
-          liveThenReplaced(data, snap, operationStart) >= 0
+          liveThenReplaced(data, snap.liveHistory, firstSince(snap.liveHistory, operationStart)) >= 0
         )
           landed = true;
         const back = current === data.expectedCurrent && current !== data.targetId;
@@ -2590,35 +2634,99 @@ function movedOn(data: SwitchJobData, to: string, entry: LiveEntry | undefined):
 }
 
 /**
- * Where the platform's live history shows this job's target put live by this action at or after
- * `since` (platform time), with another deployment live after it: the index of that entry (the latest
- * such), or -1. A platform that keeps no live history (Unkey, Vercel) never tells: -1.
+ * Where the live history shows this job's target put live by this action at index `from` or later,
+ * with another deployment live after it: the index of that entry (the latest such), or -1. A platform
+ * that keeps no live history (Unkey, Vercel) never tells: -1.
  */
-function liveThenReplaced(data: SwitchJobData, snapshot: EnvironmentSnapshot, since: number): number {
-  const history = snapshot.liveHistory;
-  const i = history.findLastIndex(
-    (h) => h.deploymentId === data.targetId && h.via === data.action && h.since >= since,
-  );
-  return i >= 0 && i < history.length - 1 ? i : -1;
+function liveThenReplaced(data: SwitchJobData, history: readonly LiveEntry[], from: number): number {
+  const i = history.findLastIndex((h) => h.deploymentId === data.targetId && h.via === data.action);
+  return i >= from && i < history.length - 1 ? i : -1;
+}
+
+/** The index of the first entry of the live history that went live at or after `at` (platform time). */
+function firstSince(history: readonly LiveEntry[], at: number): number {
+  const i = history.findIndex((h) => h.since >= at);
+  return i < 0 ? history.length : i;
+}
+
+/**
+ * The first index of the live history at which a switch of this job can be. With `liveSince` (stored
+ * with its first request: when the deployment then live went live, platform time): right after that
+ * entry, the planned current deployment's, so the platform's clock is compared only with itself (when
+ * the bounded history no longer holds it, every entry kept is newer). Without it (a marker written by
+ * an earlier version), entries from the job's `requestedAt` on: the requesting host's clock against the
+ * platform's, which a skew between the two can mislead.
+ */
+function historyBound(
+  data: SwitchJobData,
+  history: readonly LiveEntry[],
+  liveSince: number | undefined,
+): number {
+  if (liveSince === undefined) return firstSince(history, data.requestedAt);
+  const planned = history.findIndex((h) => h.deploymentId === data.expectedCurrent && h.since === liveSince);
+  return planned >= 0 ? planned + 1 : firstSince(history, liveSince);
+}
+
+/** When the current deployment went live by the platform's live history (its newest entry), if kept. */
+function liveSinceNow(snapshot: EnvironmentSnapshot): number | undefined {
+  const newest = snapshot.liveHistory.at(-1);
+  return newest !== undefined && newest.deploymentId === snapshot.environment.currentDeploymentId
+    ? newest.since
+    : undefined;
+}
+
+/** The `liveSince` field of a stored marker or ref, when known (exactOptionalPropertyTypes). */
+function sinceField(liveSince: number | undefined): { liveSince?: number } {
+  return liveSince === undefined ? {} : { liveSince };
+}
+
+/** The opening of the end of a job whose earlier request got no answer. */
+function askedClause(data: SwitchJobData): string {
+  return `An earlier attempt of this ${data.action} asked the platform to switch ${data.environment} to ${data.targetId}, and no answer to that request reached this job (it was lost, or that attempt's worker stopped first)`;
 }
 
 /**
  * The end of a job whose earlier attempt asked the platform to switch and got no answer (lost on the
  * way, or that attempt's worker stopped first), when this attempt finds the plan overtaken (`refusal`,
  * what `checkFresh` says changed): the switch may have taken effect before traffic moved on. On a
- * platform that keeps a live history, whether the target went live since the job was asked for, and
- * what replaced it, as far as that history tells.
+ * platform that keeps a live history, whether the target went live since the job asked (`liveSince`:
+ * see historyBound), and what replaced it, as far as that history tells.
  */
-function askedThenMovedMessage(data: SwitchJobData, snapshot: EnvironmentSnapshot, refusal: string): string {
-  const asked = `An earlier attempt of this ${data.action} asked the platform to switch ${data.environment} to ${data.targetId}, and no answer to that request reached this job (it was lost, or that attempt's worker stopped first)`;
+function askedThenMovedMessage(
+  data: SwitchJobData,
+  snapshot: EnvironmentSnapshot,
+  liveSince: number | undefined,
+  refusal: string,
+): string {
+  const asked = askedClause(data);
   const history = snapshot.liveHistory;
   if (history.length === 0)
     return `${asked}; the switch may have taken effect, but traffic has moved since: ${refusal} This job does nothing more.`;
-  const ours = liveThenReplaced(data, snapshot, data.requestedAt);
+  const ours = liveThenReplaced(data, history, historyBound(data, history, liveSince));
   const next = history[ours + 1];
   if (ours < 0 || next === undefined)
     return `${asked}. As far as the platform's live history tells, the switch did not take effect: ${data.targetId} has not gone live through a ${data.action} since this one was asked for, and traffic has moved since: ${refusal} This job does nothing more.`;
   return `${asked}. As far as the platform's live history tells, the switch took effect: ${data.targetId} went live, then ${movedOn(data, next.deploymentId, next)}. This job does nothing more.`;
+}
+
+/**
+ * The end of a job whose earlier request got no answer, when the plan holds again (the planned current
+ * deployment is live) but the platform's live history shows that request took effect and another
+ * switch then moved traffic back: undefined when the history does not show it (or there is none). A
+ * promote that only resumes automatic deploys puts nothing in the history: never told.
+ */
+function askedThenUndoneMessage(
+  data: SwitchJobData,
+  snapshot: EnvironmentSnapshot,
+  liveSince: number | undefined,
+): string | undefined {
+  if (data.targetId === data.expectedCurrent) return undefined;
+  const history = snapshot.liveHistory;
+  if (liveThenReplaced(data, history, historyBound(data, history, liveSince)) < 0) return undefined;
+  // The entry that put the planned deployment back: the newest, current one.
+  const newest = history.at(-1);
+  const back = newest?.deploymentId === data.expectedCurrent ? newest : undefined;
+  return `${askedClause(data)}. As far as the platform's live history tells, the switch took effect: ${data.targetId} went live, then ${movedOn(data, data.expectedCurrent, back)}; it is not asked for again. This job does nothing more.`;
 }
 
 /** "1 domain", "3 domains". */

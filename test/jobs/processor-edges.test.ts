@@ -316,6 +316,89 @@ describe('switch processor', () => {
     expect(calls).toBe(1);
   });
 
+  it('keeps knowing an earlier unanswered request after a later one is refused: when it lands meanwhile, the job succeeds as its own switch', async () => {
+    // jobs/switch-processor.ts: attempt 2's definite "no" (operation in progress) deletes only a marker
+    // it wrote itself, and the fence writes none over attempt 1's (NX): were attempt 1's marker deleted,
+    // attempt 3 would find the target live and, believing the job never asked, end stale "through
+    // another switch, not this one".
+    const env = await setupJobs(cleanup);
+    let calls = 0;
+    let first: SwitchRequest | undefined;
+    const platform: DeployPlatform = Object.assign(Object.create(env.platform) as DeployPlatform, {
+      rollback: async (r: SwitchRequest): Promise<OperationRef> => {
+        calls++;
+        if (calls === 1) {
+          // The request reaches the platform, which takes it up later; its answer is lost.
+          first = r;
+          throw new PlatformHttpError(503, 'POST', 'http://platform.test/rollback', undefined, 'unavailable');
+        }
+        if (calls === 2 && first !== undefined) {
+          // Attempt 1's request lands now, while the platform is busy with it: attempt 2 is refused.
+          await untilSucceeded(env, await env.platform.rollback(first));
+          throw new SwitchyardError('operation_in_progress', 'another switch of env0 is in progress', {
+            retry: true,
+          });
+        }
+        return env.platform.rollback(r);
+      },
+    });
+    await env.startWorker({ platform });
+    const plan = await planFor(env.local, 'env0', 'rollback', env.clock.now());
+    const { jobId } = await env.queue.enqueue(jobData(plan, env.clock.now()));
+
+    const final = await env.queue.waitForEnd(jobId);
+
+    expect(final).toMatchObject({ outcome: 'succeeded', attempt: 3 });
+    expect(final?.message).not.toContain('not this one');
+    const switching = final?.steps.find((s) => s.step === 'switching');
+    expect(switching?.detail).toContain('an earlier attempt did it');
+    expect(calls).toBe(2);
+  });
+
+  // The live history is read from the entry live when the job asked (platform time), not from its
+  // requestedAt: a requesting host's clock a minute ahead of the platform's does not hide the switch.
+  it.each([
+    ['', 0],
+    [", the requesting host's clock a minute ahead of the platform's", 60_000],
+  ])(
+    'never asks again when its earlier request switched but the answer was lost and someone moved traffic back to the planned deployment before the retry%s',
+    async (_, skew) => {
+      const env = await setupJobs(cleanup);
+      const ids = seedIds(0);
+      let calls = 0;
+      const platform: DeployPlatform = Object.assign(Object.create(env.platform) as DeployPlatform, {
+        rollback: async (r: SwitchRequest): Promise<OperationRef> => {
+          calls++;
+          const ref = await env.platform.rollback(r);
+          if (calls > 1) return ref;
+          // The platform switches, its answer is lost, and Dana promotes the deployment it moved from
+          // back before the retry: the state the plan was made on, so the plan holds again.
+          await untilSucceeded(env, ref, 1_000);
+          await env.clock.advance(1_000);
+          await untilSucceeded(
+            env,
+            await env.local.promote({ environment: 'env0', targetId: ids.current, requestedBy: 'Dana' }),
+          );
+          throw new PlatformHttpError(503, 'POST', 'http://platform.test/rollback', undefined, 'unavailable');
+        },
+      });
+      await env.startWorker({ platform });
+      const plan = await planFor(env.local, 'env0', 'rollback', env.clock.now());
+      const { jobId } = await env.queue.enqueue(jobData(plan, env.clock.now() + skew));
+
+      const final = await env.queue.waitForEnd(jobId);
+
+      // Not rolled back to the target a second time, undoing Dana's deliberate move.
+      expect(final).toMatchObject({ outcome: 'failed', code: 'plan_stale', attempt: 2 });
+      expect(final?.message).toContain(
+        `An earlier attempt of this rollback asked the platform to switch env0 to ${ids.previous}, and no answer to that request reached this job (it was lost, or that attempt's worker stopped first). As far as the platform's live history tells, the switch took effect: ${ids.previous} went live, then traffic went back to ${ids.current} (the deployment this rollback moved it from) through another switch (a promote by Dana), not this one; it is not asked for again. This job does nothing more. env0 is serving ${ids.current}`,
+      );
+      expect((await env.audit.recent('env0', 1))[0]).toMatchObject({ event: 'failed', code: 'plan_stale' });
+      expect(calls).toBe(1);
+      expect((await env.local.snapshot('env0')).environment.currentDeploymentId).toBe(ids.current);
+    },
+  );
+
   it('a retry whose stored operation the platform finished ends "done, then overtaken" at once when the live history shows the switch undone meanwhile', async () => {
     const env = await setupJobs(cleanup);
     const ids = seedIds(0);
