@@ -13,6 +13,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { type SwitchWorker, startSwitchWorker } from '../../jobs/switch-worker.js';
 import { type AuditEntry, AuditLog } from '../../src/audit.js';
 import { systemClock } from '../../src/clock.js';
+import { buildPlan } from '../../src/domain/plan.js';
 import type { PlanAction } from '../../src/domain/types.js';
 import {
   type CancelOutcome,
@@ -114,7 +115,69 @@ type Step =
    * Someone switches the environment outside Switchyard (to its `pick`-th deployment other than the
    * current one, by id), so that plans made before go stale.
    */
-  | { do: 'outside'; environment: string; action: PlanAction; pick: number };
+  | { do: 'outside'; environment: string; action: PlanAction; pick: number }
+  /**
+   * Two different clicks (or a click and a request) on the spec's latest plan at once: `a`'s click
+   * (see RACES) on replica `replica`, the other side's on the other replica. `hold`: whose first write
+   * to the plan waits until the other side is done (a stalled replica: it read the plan, then the
+   * other side moved it), or neither (as the two land).
+   */
+  | {
+      do: 'race';
+      race: Race;
+      spec: number;
+      a: Who;
+      b: Who;
+      c: Who;
+      hold: 'none' | 'a' | 'b';
+      replica: 0 | 1;
+    };
+
+/** One side's move in a race: a click, a request for the same switch (`plan`), or a `replan`. */
+interface RaceOp {
+  readonly op: Click | 'plan' | 'replan';
+  readonly who: Who;
+}
+/**
+ * The races: `a`'s click against the other side's moves (run one after the other on the other replica).
+ * `approve/reask`, `approve/reconfirm`: the request is withdrawn and asked for again, and the new one
+ * confirmed, while an approval of the old one is under way by the new one's asker or confirmer.
+ */
+const RACES = {
+  'confirm/cancel': (s) => ({ a: { op: 'confirm', who: s.a }, others: [{ op: 'cancel', who: s.b }] }),
+  'confirm/dismiss': (s) => ({ a: { op: 'confirm', who: s.a }, others: [{ op: 'dismiss', who: s.b }] }),
+  'approve/cancel': (s) => ({ a: { op: 'approve', who: s.a }, others: [{ op: 'cancel', who: s.b }] }),
+  'confirm/replan': (s) => ({ a: { op: 'confirm', who: s.a }, others: [{ op: 'replan', who: s.b }] }),
+  'approve/approve': (s) => ({ a: { op: 'approve', who: s.a }, others: [{ op: 'approve', who: s.b }] }),
+  'confirm/plan': (s) => ({ a: { op: 'confirm', who: s.a }, others: [{ op: 'plan', who: s.b }] }),
+  'approve/reask': (s) => ({
+    a: { op: 'approve', who: s.a },
+    others: [
+      { op: 'cancel', who: s.c },
+      { op: 'plan', who: s.a },
+      { op: 'confirm', who: s.b },
+    ],
+  }),
+  'approve/reconfirm': (s) => ({
+    a: { op: 'approve', who: s.a },
+    others: [
+      { op: 'cancel', who: s.c },
+      { op: 'plan', who: s.b },
+      { op: 'confirm', who: s.a },
+    ],
+  }),
+} satisfies Record<string, (s: { a: Who; b: Who; c: Who }) => { a: RaceOp; others: readonly RaceOp[] }>;
+type Race = keyof typeof RACES;
+const RACE_NAMES = Object.keys(RACES) as Race[];
+/** Races of an approval (the withdraw-and-ask-again ones twice as often: they need a stalled approval). */
+const APPROVAL_RACES: readonly Race[] = [
+  'approve/reask',
+  'approve/reconfirm',
+  'approve/reask',
+  'approve/reconfirm',
+  'approve/approve',
+  'approve/cancel',
+];
 
 function script(seed: number, n: number): Step[] {
   const rnd = mulberry32(seed);
@@ -123,7 +186,11 @@ function script(seed: number, n: number): Step[] {
   const steps: Step[] = [];
   let runs = 0;
   let lastPlanned = 0;
+  /** The confirm the last step was, if it was one (an approval race then races its approval). */
+  let confirmed: { spec: number; who: Who } | undefined;
   for (let i = 0; i < n; i++) {
+    const after = confirmed;
+    confirmed = undefined;
     const r = rnd();
     // Clicks land mostly on the switch asked for last, and mostly by someone allowed there, so that
     // requests get confirmed, approved and queued; the others are refused.
@@ -133,22 +200,44 @@ function script(seed: number, n: number): Step[] {
     const clicker = () => (rnd() < 0.7 ? (allowedThere[int(allowedThere.length)] ?? 'alice') : who());
     const replica = int(2) as 0 | 1;
     const both = rnd() < 0.35;
-    if (r < 0.18 || i < 2) {
+    if (r < 0.16 || i < 2) {
       steps.push({ do: 'plan', who: who(), spec });
       lastPlanned = spec;
-    } else if (r < 0.42) steps.push({ do: 'confirm', who: clicker(), spec, both, replica });
-    else if (r < 0.62) steps.push({ do: 'approve', who: clicker(), spec, both, replica });
-    else if (r < 0.68) steps.push({ do: 'cancel', who: who(), spec, both, replica });
-    else if (r < 0.72) steps.push({ do: 'dismiss', who: who(), spec, both, replica });
-    else if (r < 0.78) steps.push({ do: 'replan', who: who(), spec });
-    else if (r < 0.82)
+    } else if (r < 0.36) {
+      confirmed = { spec, who: clicker() };
+      steps.push({ do: 'confirm', who: confirmed.who, spec, both, replica });
+    } else if (after !== undefined && rnd() < 0.6) {
+      // An approval of the request just confirmed, by someone else, raced by a withdrawal and a new
+      // request, another approver or a cancel.
+      const there = ALLOWED[SPECS[after.spec]?.environment ?? 'production'] ?? [];
+      const pick = (not: Who) => {
+        const ps = there.filter((p) => p !== not);
+        return ps[int(ps.length)] ?? 'alice';
+      };
+      const a = pick(after.who);
+      const race = APPROVAL_RACES[int(APPROVAL_RACES.length)] ?? 'approve/reask';
+      const hold = (['none', 'a', 'a', 'a', 'b'] as const)[int(5)] ?? 'none';
+      steps.push({ do: 'race', race, spec: after.spec, a, b: pick(a), c: pick(a), hold, replica });
+    } else if (r < 0.52) steps.push({ do: 'approve', who: clicker(), spec, both, replica });
+    else if (r < 0.57) steps.push({ do: 'cancel', who: who(), spec, both, replica });
+    else if (r < 0.61) steps.push({ do: 'dismiss', who: who(), spec, both, replica });
+    else if (r < 0.66) steps.push({ do: 'replan', who: who(), spec });
+    else if (r < 0.8) {
+      const race = RACE_NAMES[int(RACE_NAMES.length)] ?? 'confirm/cancel';
+      const a = clicker();
+      // Two approvers, or an asker and a confirmer: mostly two different people.
+      const others = allowedThere.filter((p) => p !== a);
+      const b = rnd() < 0.8 ? (others[int(others.length)] ?? who()) : clicker();
+      const hold = (['none', 'a', 'b'] as const)[int(3)] ?? 'none';
+      steps.push({ do: 'race', race, spec, a, b, c: clicker(), hold, replica });
+    } else if (r < 0.84)
       steps.push({
         do: 'outside',
         environment: env,
         action: rnd() < 0.5 ? 'rollback' : 'promote',
         pick: int(4),
       });
-    else if (r < 0.88 || runs >= 4) {
+    else if (r < 0.9 || runs >= 4) {
       const past = rnd() < 0.2;
       steps.push({ do: 'advance', ms: past ? HOUR + 60_000 : 60_000 * (1 + int(20)), sweep: rnd() < 0.5 });
     } else {
@@ -193,6 +282,23 @@ interface World {
   readonly enqueues: Enqueue[];
   /** The step running (what each recorded enqueue is tagged with). */
   readonly box: { stepNo: number };
+  /** Per replica: what its plan store's next transition waits for first (see `gate`). */
+  readonly gates: readonly [Gate, Gate];
+}
+
+/** Set `wait` and the next transition of the store waits for it (once), before it runs. */
+interface Gate {
+  wait?: Promise<void> | undefined;
+}
+
+function gate(store: PlanStore, g: Gate): void {
+  const transition = store.transition.bind(store);
+  store.transition = async (...args: Parameters<PlanStore['transition']>) => {
+    const wait = g.wait;
+    g.wait = undefined;
+    if (wait !== undefined) await wait;
+    return transition(...args);
+  };
 }
 
 let cleanups: (() => Promise<void>)[] = [];
@@ -222,15 +328,19 @@ async function world(previewRule: boolean): Promise<World> {
     await queue2.close();
     await redis2.quit();
   });
+  const plans2 = new PlanStore({ redis: redis2, prefix: `${h.prefix}:`, clock: h.clock });
+  const gates: [Gate, Gate] = [{}, {}];
+  gate(h.plans, gates[0]);
+  gate(plans2, gates[1]);
   const replica = new Flow({
     platform: h.platform,
     queue: counted(queue2, enqueues, () => box.stepNo),
-    plans: new PlanStore({ redis: redis2, prefix: `${h.prefix}:`, clock: h.clock }),
+    plans: plans2,
     audit: new AuditLog(redis2, { prefix: h.prefix }),
     config,
     clock: h.clock,
   });
-  return { h, replicas: [h.flow, replica], config, enqueues, box };
+  return { h, replicas: [h.flow, replica], config, enqueues, box, gates };
 }
 
 /** Runs every queued switch to its end with a real worker, driving the platform's clock meanwhile. */
@@ -329,6 +439,105 @@ function expectedStatus(
   if (rule && self) return 'refused';
   if (!fresh) return 'stale';
   return 'enqueued';
+}
+
+function actorKey(a: { surface: string; userId: string } | undefined): string {
+  return a === undefined ? '-' : `${a.surface}:${a.userId}`;
+}
+
+/**
+ * What a race did: each move's answer (the click's status; for a request `created`, `joined`, or
+ * `elsewhere` when it made another plan, or none), the plan's record after it (state, whether it is still the
+ * request read before the race or a new one, confirmer, approver), and its enqueues (request,
+ * requester, approver).
+ */
+interface RaceEffect {
+  readonly answers: readonly string[];
+  readonly record: string;
+  readonly enqueues: readonly string[];
+}
+
+function recordKey(record: PlanRecord | undefined, pre: PlanRecord): string {
+  if (record === undefined) return 'gone';
+  const gen = record.generation === pre.generation ? 'read' : 'new';
+  return `${record.state} ${gen} confirmed=${actorKey(record.confirmedBy)} approved=${actorKey(record.approvedBy)}`;
+}
+
+/**
+ * What the moves `order` (each with its index among the race's moves) do applied one after the other
+ * to `pre` (no worker runs and the platform does not move meanwhile): each click as `expectedStatus`
+ * says; a request joins a live plan, else starts a new request (pending, asked by its asker; a replan
+ * of an alert's suggestion keeps its asker and alert), or makes another plan (or none) when a request
+ * for the same switch now is not this plan (`lands`: the platform moved).
+ */
+function serialised(
+  w: World,
+  order: readonly (RaceOp & { readonly i: number })[],
+  pre: PlanRecord,
+  world: {
+    readonly fresh: boolean;
+    readonly lands: boolean;
+    readonly rule: boolean;
+    readonly jobEnded: boolean;
+  },
+): RaceEffect {
+  const { fresh, lands, rule, jobEnded } = world;
+  const now = w.h.clock.now();
+  let rec = pre;
+  let ended = jobEnded;
+  const answers: string[] = [];
+  const enqueues: string[] = [];
+  for (const o of order) {
+    const who = PEOPLE[o.who] ?? alice;
+    const open = OPEN_STATES.includes(rec.state);
+    if (o.op === 'plan' || o.op === 'replan') {
+      const live = (open && now < rec.expiresAt) || (rec.state === 'enqueued' && !ended);
+      answers[o.i] = !lands ? 'elsewhere' : live ? 'joined' : 'created';
+      if (!lands || live) continue;
+      const alert = o.op === 'replan' ? (rec.alert ?? rec.alerts?.[0]?.alert) : undefined;
+      const keepAsker = alert !== undefined;
+      const {
+        confirmedBy: _c,
+        confirmedVia: _cv,
+        approvedBy: _a,
+        approvedVia: _av,
+        cancelledBy: _x,
+        jobId: _j,
+        alert: _al,
+        alerts: _als,
+        ...base
+      } = rec;
+      rec = {
+        ...base,
+        state: 'pending',
+        generation: `new after ${rec.generation}`,
+        expiresAt: now + w.h.plans.ttlMs,
+        requestedBy: keepAsker ? rec.requestedBy : who,
+        ...(alert === undefined ? {} : { alert }),
+      };
+      continue;
+    }
+    const status = expectedStatus(w, o.op, who, rec, fresh, rule) ?? '?';
+    answers[o.i] = status;
+    if (open && now >= rec.expiresAt) rec = { ...rec, state: 'expired' };
+    else if (!open) continue;
+    else if (status === 'stale') rec = { ...rec, state: 'stale' };
+    else if (status === 'cancelled') rec = { ...rec, state: 'cancelled' };
+    else if (status === 'awaiting_approval' && rec.state === 'pending')
+      rec = { ...rec, state: 'awaiting_approval', confirmedBy: who };
+    else if (status === 'enqueued') {
+      const gen = rec.generation === pre.generation ? 'read' : 'new';
+      const requester = o.op === 'confirm' ? who : rec.confirmedBy;
+      enqueues.push(`${gen} ${actorKey(requester)} ${o.op === 'approve' ? actorKey(who) : '-'}`);
+      rec = {
+        ...rec,
+        state: 'enqueued',
+        ...(o.op === 'confirm' ? { confirmedBy: who } : { approvedBy: who }),
+      };
+      ended = false;
+    }
+  }
+  return { answers, record: recordKey(rec, pre), enqueues };
 }
 
 /** Whether what the platform shows now is what `record`'s plan was made on (no worker runs in a click). */
@@ -551,6 +760,126 @@ async function runScript(seed: number, steps: readonly Step[]): Promise<void> {
         // one): then nothing moved, which is fine too.
         if (target !== undefined)
           await switchDirectly(h, step.action, step.environment, target).catch(() => undefined);
+        break;
+      }
+      case 'race': {
+        const planId = latest.get(step.spec);
+        const pre = planId === undefined ? undefined : await raw(planId);
+        if (planId === undefined || pre === undefined) break;
+        const rule = twoPersons(pre.plan.environment, previewRule);
+        const fresh = await isFresh(w, pre);
+        // Whether a request for the same switch now is this plan (its id also covers, say, whether the
+        // target is in standby): else it makes another plan, or none.
+        const built = buildPlan(await h.platform.snapshot(pre.plan.environment), {
+          action: pre.plan.action,
+          target: pre.plan.target.id,
+          now: h.clock.now(),
+        });
+        const lands = built.ok && built.value.id === planId;
+        const jobEnded =
+          pre.state === 'enqueued' &&
+          pre.jobId !== undefined &&
+          ['completed', 'failed'].includes((await h.switchQueue.queue.getJobState(pre.jobId)) ?? '');
+        const moves = RACES[step.race](step);
+        const move = async (f: Flow, o: RaceOp): Promise<string> => {
+          const who = PEOPLE[o.who] ?? alice;
+          if (o.op === 'plan' || o.op === 'replan') {
+            const out =
+              o.op === 'plan'
+                ? await f.plan(who, pre.plan.action, pre.plan.environment, pre.plan.target.id)
+                : await f.replan(who, planId);
+            // Refused (the platform moved: say the target is live now) or another plan: no request here.
+            if (!out.ok) return 'elsewhere';
+            known.add(out.plan.id);
+            return out.plan.id !== planId ? 'elsewhere' : out.created ? 'created' : 'joined';
+          }
+          const click =
+            o.op === 'confirm'
+              ? f.confirm(who, planId)
+              : o.op === 'approve'
+                ? f.approve(who, planId)
+                : o.op === 'cancel'
+                  ? f.cancel(who, planId)
+                  : f.dismiss(who, planId);
+          return (await click).status;
+        };
+        const mine = w.replicas[step.replica];
+        const theirs = w.replicas[step.replica === 0 ? 1 : 0];
+        const sideA = () => move(mine, moves.a);
+        const sideB = async () => {
+          const answers: string[] = [];
+          for (const o of moves.others) answers.push(await move(theirs, o));
+          return answers;
+        };
+        let answers: string[];
+        if (step.hold === 'none') {
+          const [a, b] = await Promise.all([sideA(), sideB()]);
+          answers = [a, ...b];
+        } else {
+          // The held side reads the plan, then its first write waits until the other side is done.
+          const held = step.hold === 'a' ? step.replica : step.replica === 0 ? 1 : 0;
+          const g = w.gates[held];
+          let release = () => {};
+          g.wait = new Promise<void>((r) => {
+            release = r;
+          });
+          const [a, b] =
+            step.hold === 'a'
+              ? await Promise.all([sideA(), sideB().finally(() => release())])
+              : await Promise.all([sideA().finally(() => release()), sideB()]);
+          g.wait = undefined;
+          answers = [a, ...b];
+        }
+        const post = await raw(planId);
+        const made = w.enqueues.slice(before);
+        const actual: RaceEffect = {
+          answers,
+          record: recordKey(post, pre),
+          enqueues: made
+            .map((e) => {
+              const gen = e.data.requestId?.startsWith(`${pre.generation}.`) ? 'read' : 'new';
+              return `${gen} ${actorKey(e.data.requestedBy)} ${actorKey(e.data.approvedBy)}`;
+            })
+            .sort(),
+        };
+        // Either way round is a serialisation: the race did what SOME order of its moves, one after the
+        // other, does (the click before, between or after the other side's moves).
+        const indexed = [{ ...moves.a, i: 0 }, ...moves.others.map((o, k) => ({ ...o, i: k + 1 }))];
+        const orders = moves.others.map((_, k) => [
+          ...indexed.slice(1, k + 1),
+          indexed[0],
+          ...indexed.slice(k + 1),
+        ]);
+        orders.push([...indexed.slice(1), indexed[0]]);
+        const allowed = orders.map((order) => {
+          const e = serialised(w, order as (RaceOp & { i: number })[], pre, { fresh, lands, rule, jobEnded });
+          return {
+            order: order.map((o) => `${o?.op}(${o?.who})`).join(' then '),
+            ...e,
+            enqueues: [...e.enqueues].sort(),
+          };
+        });
+        const says = `${at}: ${pre.state} (fresh ${fresh}) → ${JSON.stringify(actual)}`;
+        expect(
+          allowed.some(
+            (m) =>
+              JSON.stringify(m.answers) === JSON.stringify(actual.answers) &&
+              m.record === actual.record &&
+              JSON.stringify(m.enqueues) === JSON.stringify(actual.enqueues),
+          ),
+          `${says}, not one of the serialisations:\n${allowed.map((m) => `  ${JSON.stringify(m)}`).join('\n')}`,
+        ).toBe(true);
+        // And whatever the order: one enqueue per request, none for a request closed or replaced.
+        for (const e of made) {
+          const gen = e.data.requestId?.split('.')[0] ?? '';
+          const key = `${planId}/${gen}`;
+          perRequest.set(key, (perRequest.get(key) ?? 0) + 1);
+          expect(perRequest.get(key), `${says}: a request enqueued twice`).toBe(1);
+          expect(post?.generation, `${says}: a replaced request enqueued`).toBe(gen);
+          expect(post?.state, `${says}: a closed request enqueued`).toBe('enqueued');
+        }
+        if (moves.others.some((o) => o.op === 'dismiss') && (await h.plans.dismissal(planId)) !== undefined)
+          dismissed.add(planId);
         break;
       }
       default: {
