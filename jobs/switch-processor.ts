@@ -1595,6 +1595,9 @@ async function runLocked(
     let storing: Promise<unknown> = Promise.resolve();
     // This attempt's own request was refused because an earlier attempt's request had switched already.
     let earlierLanded = false;
+    // The switch verified below is an earlier attempt's (its operation stored, or its request found
+    // landed): what changed since on the platform is not this attempt's doing.
+    let switchedEarlier = false;
     if (ref && opStatus && opStatus.state !== 'succeeded') {
       needFollow = true;
       tracker.followsEarlierOperation();
@@ -1602,19 +1605,58 @@ async function runLocked(
         'done',
         `Resuming the ${data.action} started by an earlier attempt (operation ${ref.id}).`,
       );
-    } else if (ref || (started && isAlreadyDone(expect, snapshot))) {
+    } else if (
+      ref ||
+      (started &&
+        (ownSwitchLive(data, snapshot, stored.liveSince) ||
+          (isAlreadyDone(expect, snapshot) && !othersSwitchLive(data, snapshot, stored.liveSince))))
+    ) {
       // Only an earlier attempt of this job that asked the platform to switch counts as having done it.
       // Without its operation stored, that attempt's request got no answer: the step it failed for
-      // that reason was the platform's.
+      // that reason was the platform's. The live history showing the job's own switch newest, its
+      // target current, tells it too when something without a history entry changed since (automatic
+      // deploys resumed on a rolled-back target): that switch landed, and is not asked for again.
       if (ref) tracker.followsEarlierOperation();
       else tracker.earlierRequestLanded(data.action);
-      tracker.endRunning('done', `${data.targetId} already serves ${data.environment}: not switching again.`);
-      tracker.skip(
-        'switching',
-        `Already switched: the platform shows ${data.targetId} serving ${data.environment} (an earlier attempt did it), so it is not switched twice.`,
-      );
+      switchedEarlier = true;
+      if (snapshot.environment.currentDeploymentId === data.targetId || !ref) {
+        tracker.endRunning(
+          'done',
+          `${data.targetId} already serves ${data.environment}: not switching again.`,
+        );
+        tracker.skip(
+          'switching',
+          `Already switched: the platform shows ${data.targetId} serving ${data.environment} (an earlier attempt did it), so it is not switched twice.`,
+        );
+      } else {
+        // The operation is done but the environment serves another deployment (moved on since, which
+        // verifying tells): the steps say only what is known, as the final message will.
+        tracker.endRunning(
+          'done',
+          `The platform reports this job's ${data.action} (operation ${ref.id}) done: not switching again.`,
+        );
+        tracker.skip(
+          'switching',
+          `Already switched: the platform reports this job's ${data.action} (operation ${ref.id}, asked for by an earlier attempt) done, so it is not switched twice.`,
+        );
+      }
     } else if (isAlreadyDone(expect, snapshot)) {
-      // The target is live, but not through this job: another switch made it so after this plan.
+      // The target is live, but not through this job: another switch made it so after this plan. An
+      // earlier request of this job that got no answer is said with what the live history tells (it
+      // shows someone else's switch put the target live): `failed`, like any end after asking.
+      if (started) {
+        overtakenAfterAsking = true;
+        const moved = `Traffic moved since this plan was made: ${data.environment} now serves ${data.targetId}, not ${data.expectedCurrent}.`;
+        throw new RefusalError({
+          code: RefusalCode.planStale,
+          message: askedThenMovedMessage(data, snapshot, stored.liveSince, moved, true),
+          context: {
+            environment: data.environment,
+            expectedCurrent: data.expectedCurrent,
+            current: data.targetId,
+          },
+        });
+      }
       throw new RefusalError({
         code: RefusalCode.planStale,
         message: `Traffic moved since this plan was made: ${data.environment} now serves ${data.targetId}${data.action === 'rollback' ? ' (rolled back)' : ''}, the target of this ${data.action}, through another switch, not this one. Nothing was done.`,
@@ -1637,10 +1679,23 @@ async function runLocked(
         // on the way, or that attempt's worker stopped first): that switch may well have happened
         // before another one moved traffic on. Say so rather than "nothing moved"; a plan overtaken so
         // ends `failed` (`overtakenAfterAsking`), never `stale`, which says the platform did not switch.
+        // A plan made for another project (also `plan_stale`) ends so too: the switch may have happened.
         overtakenAfterAsking = fresh.refusal.code === RefusalCode.planStale;
+        // Only traffic moving (another deployment current, the rolled-back state flipped) is read
+        // against the live history; a refusal of anything else (another project's snapshot, whose
+        // history is not this environment's; the target gone or unable to take traffic) says only
+        // that the plan no longer holds.
+        const trafficMoved =
+          fresh.refusal.code === RefusalCode.planStale && snapshot.project.id === data.projectId;
         throw new RefusalError({
           ...fresh.refusal,
-          message: askedThenMovedMessage(data, snapshot, stored.liveSince, fresh.refusal.message),
+          message: askedThenMovedMessage(
+            data,
+            snapshot,
+            stored.liveSince,
+            fresh.refusal.message,
+            trafficMoved,
+          ),
         });
       }
       if (!fresh.ok) throw new RefusalError(fresh.refusal);
@@ -1745,6 +1800,8 @@ async function runLocked(
     // The switch is done on the platform: verify traffic.
     mayBeStarted = false;
     switchDone = true;
+    // Known landed: the title of an end overtaken from here says "done, then overtaken" (src/views).
+    tracker.progress.switchLanded = true;
     lock.assertHeld();
     tracker.start('verifying');
     tracker.post();
@@ -1765,7 +1822,9 @@ async function runLocked(
     tracker.endRunning('done');
     tracker.progress.outcome = 'succeeded';
     tracker.progress.traffic = traffic;
-    tracker.progress.message = successMessage(data, traffic, snapshot, deps.platform.probe !== undefined);
+    tracker.progress.message = successMessage(data, traffic, snapshot, deps.platform.probe !== undefined, {
+      switchedEarlier: switchedEarlier || earlierLanded,
+    });
     if (earlierLanded)
       tracker.progress.message = `${tracker.progress.message} The request of an earlier attempt of this ${data.action} made the switch; this attempt's own request was refused as no longer needed (${data.targetId} was already current).`;
     const succeeded = audit({
@@ -1908,6 +1967,9 @@ async function runLocked(
     } else {
       message = endMessage(message, where, named?.named);
     }
+    // Whether this job's switch is known landed, for the view's title ("done, then overtaken", or only
+    // "overtaken": an earlier request with no answer, which the platform may not have done).
+    if (overtaken) tracker.progress.switchLanded = switchDone;
     if ((err.code === 'verify_timeout' || overtaken) && Array.isArray(err.context.traffic)) {
       tracker.progress.traffic = err.context.traffic as Traffic[];
     }
@@ -2609,7 +2671,7 @@ function overtakenMessage(data: SwitchJobData, snapshot: EnvironmentSnapshot, cu
   // The history's newest entry, when it put `current` live after this job's switch put the target live.
   const history = snapshot.liveHistory;
   const newest = history.at(-1);
-  const ours = history.findLastIndex((h) => h.deploymentId === data.targetId && h.via === data.action);
+  const ours = history.findLastIndex((h) => ownEntry(data, h));
   const entry =
     newest?.deploymentId === current && ours >= 0 && ours < history.length - 1 ? newest : undefined;
   return `${verb} ${data.environment} to ${data.targetId}; then, before traffic on it was verified, ${movedOn(data, current, entry)}. This job does nothing more.`;
@@ -2624,13 +2686,16 @@ function movedOn(data: SwitchJobData, to: string, entry: LiveEntry | undefined):
     to === data.expectedCurrent
       ? `traffic went back to ${to} (the deployment this ${data.action} moved it from)`
       : `traffic moved on to ${to}`;
-  const how =
-    entry === undefined
-      ? 'through another switch, not this one'
-      : entry.via === 'deploy'
-        ? `through an automatic deploy, not this ${data.action}`
-        : `through another switch (a ${entry.via}${entry.by === undefined ? '' : ` by ${entry.by}`}), not this one`;
-  return `${moved} ${how}`;
+  return `${moved} ${throughEntry(data, entry)}`;
+}
+
+/** How a deployment went live, not through this job: through `entry` of the live history when known. */
+function throughEntry(data: SwitchJobData, entry: LiveEntry | undefined): string {
+  return entry === undefined
+    ? 'through another switch, not this one'
+    : entry.via === 'deploy'
+      ? `through an automatic deploy, not this ${data.action}`
+      : `through another switch (a ${entry.via}${entry.by === undefined ? '' : ` by ${entry.by}`}), not this one`;
 }
 
 /**
@@ -2639,8 +2704,68 @@ function movedOn(data: SwitchJobData, to: string, entry: LiveEntry | undefined):
  * that keeps no live history (Unkey, Vercel) never tells: -1.
  */
 function liveThenReplaced(data: SwitchJobData, history: readonly LiveEntry[], from: number): number {
-  const i = history.findLastIndex((h) => h.deploymentId === data.targetId && h.via === data.action);
+  const i = history.findLastIndex((h) => ownEntry(data, h));
   return i >= from && i < history.length - 1 ? i : -1;
+}
+
+/**
+ * Whether `entry` of the live history can be this job's switch: its target, put live by its action,
+ * asked for by the job's requester. The local platform records who asked for each switch (`by`: the
+ * `requestedBy` of the request, which this job sends as its requester's display name), so an entry by
+ * someone else is another person's switch to the same target, never this job's. An entry without
+ * `by` (a platform or a state file that does not record it) cannot be told apart: it counts.
+ */
+function ownEntry(data: SwitchJobData, entry: LiveEntry): boolean {
+  return (
+    entry.deploymentId === data.targetId &&
+    entry.via === data.action &&
+    (entry.by === undefined || entry.by === data.requestedBy.displayName)
+  );
+}
+
+/**
+ * Whether the platform's live history shows this job's own switch live now: its newest entry is the
+ * job's (`ownEntry`) after the job first asked (`historyBound`), and the target is current. Then an
+ * earlier request of the job that got no answer landed, whatever changed since without a history
+ * entry (automatic deploys resumed on the target: no longer rolled back, which `isAlreadyDone` would
+ * not take for a rollback's result). Never for a snapshot of another project than the job's.
+ */
+function ownSwitchLive(
+  data: SwitchJobData,
+  snapshot: EnvironmentSnapshot,
+  liveSince: number | undefined,
+): boolean {
+  if (snapshot.project.id !== data.projectId) return false;
+  if (snapshot.environment.currentDeploymentId !== data.targetId) return false;
+  const history = snapshot.liveHistory;
+  const newest = history.at(-1);
+  return (
+    newest !== undefined &&
+    ownEntry(data, newest) &&
+    history.length - 1 >= historyBound(data, history, liveSince)
+  );
+}
+
+/**
+ * Whether the platform's live history shows the target put live, after the job first asked, by a
+ * switch that is not this job's (`ownEntry`: another person's): its newest entry, the target current.
+ * Such a target is not this job's doing, though the environment looks as the job would leave it.
+ */
+function othersSwitchLive(
+  data: SwitchJobData,
+  snapshot: EnvironmentSnapshot,
+  liveSince: number | undefined,
+): boolean {
+  if (snapshot.project.id !== data.projectId) return false;
+  if (snapshot.environment.currentDeploymentId !== data.targetId) return false;
+  const history = snapshot.liveHistory;
+  const newest = history.at(-1);
+  return (
+    newest !== undefined &&
+    newest.deploymentId === data.targetId &&
+    !ownEntry(data, newest) &&
+    history.length - 1 >= historyBound(data, history, liveSince)
+  );
 }
 
 /** The index of the first entry of the live history that went live at or after `at` (platform time). */
@@ -2697,15 +2822,29 @@ function askedThenMovedMessage(
   snapshot: EnvironmentSnapshot,
   liveSince: number | undefined,
   refusal: string,
+  trafficMoved: boolean,
 ): string {
   const asked = askedClause(data);
+  if (!trafficMoved)
+    return `${asked}; the switch may have taken effect, but the plan no longer holds: ${refusal} This job does nothing more.`;
   const history = snapshot.liveHistory;
   if (history.length === 0)
     return `${asked}; the switch may have taken effect, but traffic has moved since: ${refusal} This job does nothing more.`;
-  const ours = liveThenReplaced(data, history, historyBound(data, history, liveSince));
+  const from = historyBound(data, history, liveSince);
+  const ours = liveThenReplaced(data, history, from);
   const next = history[ours + 1];
-  if (ours < 0 || next === undefined)
-    return `${asked}. As far as the platform's live history tells, the switch did not take effect: ${data.targetId} has not gone live through a ${data.action} since this one was asked for, and traffic has moved since: ${refusal} This job does nothing more.`;
+  if (ours < 0 || next === undefined) {
+    // The target may have gone live since through someone else's switch (a person on the dashboard):
+    // said as such, not as this job's.
+    const other = history.findLast(
+      (h, i) => i >= from && h.deploymentId === data.targetId && !ownEntry(data, h),
+    );
+    const how =
+      other === undefined
+        ? `${data.targetId} has not gone live through a ${data.action} since this one was asked for`
+        : `${data.targetId} went live since only ${throughEntry(data, other)}`;
+    return `${asked}. As far as the platform's live history tells, the switch did not take effect: ${how}, and traffic has moved since: ${refusal} This job does nothing more.`;
+  }
   return `${asked}. As far as the platform's live history tells, the switch took effect: ${data.targetId} went live, then ${movedOn(data, next.deploymentId, next)}. This job does nothing more.`;
 }
 
@@ -2743,10 +2882,21 @@ function successMessage(
   traffic: readonly Traffic[],
   snapshot: EnvironmentSnapshot,
   probed: boolean,
+  opts: { readonly switchedEarlier?: boolean } = {},
 ): string {
   const verb = data.action === 'rollback' ? 'Rolled back' : 'Promoted';
-  const after =
-    data.action === 'rollback'
+  // A rollback an earlier attempt made may have been followed by someone resuming automatic deploys
+  // on its target (no traffic moves, so it is still this job's switch): the environment is no longer
+  // rolled back, and "paused" would be false. Read from the snapshot only then: this attempt's own
+  // rollback is just done, and some platforms' state may lag behind it.
+  const resumedSince =
+    opts.switchedEarlier === true &&
+    data.action === 'rollback' &&
+    !snapshot.environment.rolledBack &&
+    snapshot.environment.currentDeploymentId === data.targetId;
+  const after = resumedSince
+    ? `Automatic deploys were resumed since (${data.environment} is no longer rolled back).`
+    : data.action === 'rollback'
       ? 'Automatic deploys are paused until a deployment is promoted.'
       : 'Automatic deploys resume with the next successful deployment.';
   if (traffic.length === 0) {

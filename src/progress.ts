@@ -114,6 +114,14 @@ export const progressSchema = z.object({
    * Views show the reactivation step only when it applies (see src/views/model.ts).
    */
   targetStandby: z.boolean().optional(),
+  /**
+   * Whether the job's own switch is known to have landed: the platform reported its operation done,
+   * or found its target live as this job's (jobs/switch-processor.ts). Set once known, and on an end
+   * overtaken by another switch (`failed`, `plan_stale`): false there when only an earlier request
+   * that got no answer may have switched. Views title such an end "done, then overtaken" only when
+   * true. Optional: progress published before this field has none (views then read the steps).
+   */
+  switchLanded: z.boolean().optional(),
   updatedAt: z.number(),
 });
 export type Progress = z.infer<typeof progressSchema>;

@@ -852,11 +852,14 @@ function overtaken(progress: Progress): boolean {
 }
 
 /**
- * Whether an overtaken job's switch is known done: none of its platform steps ended otherwise. A job
- * whose earlier request got no answer before traffic moved on (jobs/switch-processor.ts
+ * Whether an overtaken job's switch is known done, as its worker says (`switchLanded`). A job whose
+ * earlier request got no answer before traffic moved on (jobs/switch-processor.ts
  * `askedThenMovedMessage`) may not have switched: its title says overtaken, its message what is known.
+ * Progress published before that field is read from its steps: none of its platform steps ended
+ * otherwise (a step a worker never published reads as done there, hence the field).
  */
 function switchLanded(progress: Progress): boolean {
+  if (progress.switchLanded !== undefined) return progress.switchLanded;
   return !progress.steps.some(
     (s) =>
       (s.step === 'reactivating' || s.step === 'switching') && s.state !== 'done' && s.state !== 'skipped',

@@ -308,7 +308,8 @@ describe('switch processor', () => {
 
     const final = await env.queue.waitForEnd(jobId);
 
-    expect(final).toMatchObject({ outcome: 'failed', code: 'plan_stale', attempt: 2 });
+    // Not known landed (the platform never answered): its view titles it "overtaken" from this.
+    expect(final).toMatchObject({ outcome: 'failed', code: 'plan_stale', attempt: 2, switchLanded: false });
     expect(final?.message).toContain(
       `An earlier attempt of this rollback asked the platform to switch env0 to ${ids.previous}, and no answer to that request reached this job (it was lost, or that attempt's worker stopped first). As far as the platform's live history tells, the switch took effect: ${ids.previous} went live, then traffic moved on to ${ids.standby} through another switch (a rollback by Dana), not this one. This job does nothing more. env0 is serving ${ids.standby}`,
     );
@@ -435,6 +436,222 @@ describe('switch processor', () => {
       `Rolled back env0 to ${ids.previous}; then, before traffic on it was verified, traffic went back to ${ids.current} (the deployment this rollback moved it from) through another switch (a promote by Dana), not this one. This job does nothing more. env0 is serving ${ids.current}.`,
     );
     expect(env.platform.switchCalls).toBe(1);
+    // The validating step agrees with that end: env0 serves the source again, so it does not say the
+    // target serves it (it did: "dep_… already serves env0: not switching again.").
+    const validating = final?.steps.find((s) => s.step === 'validating')?.detail;
+    expect(validating).toMatch(
+      /^The platform reports this job's rollback \(operation op_\w+\) done: not switching again\.$/,
+    );
+    // Known landed: its view titles it "done, then overtaken" from this, not from its steps.
+    expect(final?.switchLanded).toBe(true);
+  });
+
+  it('succeeds as its own switch when its earlier request landed unanswered and automatic deploys were resumed on the target since', async () => {
+    // jobs/switch-processor.ts: the retry found the target current but not rolled back (isAlreadyDone
+    // false for a rollback), read the plan stale, and ended failed, saying the switch "did not take
+    // effect" while env0 served its target. The live history's newest entry is the job's own switch.
+    const env = await setupJobs(cleanup);
+    const ids = seedIds(0);
+    let calls = 0;
+    const platform: DeployPlatform = Object.assign(Object.create(env.platform) as DeployPlatform, {
+      rollback: async (r: SwitchRequest): Promise<OperationRef> => {
+        calls++;
+        const ref = await env.platform.rollback(r);
+        if (calls > 1) return ref;
+        // The platform switches, its answer is lost, and Bob resumes automatic deploys on the target:
+        // no traffic moves and the live history gets no entry.
+        await untilSucceeded(env, ref);
+        await untilSucceeded(
+          env,
+          await env.local.promote({ environment: 'env0', targetId: ids.previous, requestedBy: 'Bob' }),
+        );
+        throw new PlatformHttpError(503, 'POST', 'http://platform.test/rollback', undefined, 'unavailable');
+      },
+    });
+    await env.startWorker({ platform });
+    const plan = await planFor(env.local, 'env0', 'rollback', env.clock.now());
+    const { jobId } = await env.queue.enqueue(jobData(plan, env.clock.now()));
+
+    const final = await env.queue.waitForEnd(jobId);
+
+    expect(final).toMatchObject({ outcome: 'succeeded', attempt: 2, switchLanded: true });
+    // Not "paused until a deployment is promoted": Bob resumed them.
+    expect(final?.message).toContain(`Rolled back env0 to ${ids.previous}: all 2 domains answer from it (`);
+    expect(final?.message).toContain('Automatic deploys were resumed since (env0 is no longer rolled back).');
+    expect(final?.message).not.toContain('paused');
+    const switching = final?.steps.find((s) => s.step === 'switching');
+    expect(switching).toMatchObject({ state: 'done' });
+    expect(switching?.detail).toContain('the request failed, but the platform did it');
+    expect(calls).toBe(1);
+  });
+
+  it("asks again when the live history shows the target put live and undone by other people's switches, not its own request's", async () => {
+    // jobs/switch-processor.ts liveThenReplaced ignored who asked: Dana's rollback to the same target,
+    // then Erin's promote back, read as this job's request taking effect and being undone.
+    const env = await setupJobs(cleanup);
+    const ids = seedIds(0);
+    let calls = 0;
+    const platform: DeployPlatform = Object.assign(Object.create(env.platform) as DeployPlatform, {
+      rollback: async (r: SwitchRequest): Promise<OperationRef> => {
+        calls++;
+        if (calls > 1) return env.platform.rollback(r);
+        // The request never reaches the platform (a 502 from a proxy); before the retry Dana rolls back
+        // to the same target on the dashboard and Erin promotes the planned deployment back.
+        await untilSucceeded(
+          env,
+          await env.local.rollback({ environment: 'env0', targetId: ids.previous, requestedBy: 'Dana' }),
+          1_000,
+        );
+        await env.clock.advance(1_000);
+        await untilSucceeded(
+          env,
+          await env.local.promote({ environment: 'env0', targetId: ids.current, requestedBy: 'Erin' }),
+        );
+        throw new PlatformHttpError(502, 'POST', 'http://platform.test/rollback', undefined, 'bad gateway');
+      },
+    });
+    await env.startWorker({ platform });
+    const plan = await planFor(env.local, 'env0', 'rollback', env.clock.now());
+    const { jobId } = await env.queue.enqueue(jobData(plan, env.clock.now()));
+
+    const final = await env.queue.waitForEnd(jobId);
+
+    expect(final).toMatchObject({ outcome: 'succeeded', attempt: 2 });
+    expect(calls).toBe(2);
+    const history = (await env.local.snapshot('env0')).liveHistory;
+    expect(history.at(-1)).toMatchObject({ deploymentId: ids.previous, via: 'rollback', by: 'Alice' });
+  });
+
+  it("says the target went live only through another person's switch when that switch, not its request, preceded traffic moving on", async () => {
+    const env = await setupJobs(cleanup);
+    const ids = seedIds(0);
+    let calls = 0;
+    const platform: DeployPlatform = Object.assign(Object.create(env.platform) as DeployPlatform, {
+      rollback: async (r: SwitchRequest): Promise<OperationRef> => {
+        calls++;
+        if (calls > 1) return env.platform.rollback(r);
+        // The request never reaches the platform; Dana rolls back to the same target, then Erin
+        // further back.
+        await untilSucceeded(
+          env,
+          await env.local.rollback({ environment: 'env0', targetId: ids.previous, requestedBy: 'Dana' }),
+        );
+        await untilSucceeded(
+          env,
+          await env.local.rollback({ environment: 'env0', targetId: ids.standby, requestedBy: 'Erin' }),
+          REACTIVATION_MS,
+        );
+        throw new PlatformHttpError(502, 'POST', 'http://platform.test/rollback', undefined, 'bad gateway');
+      },
+    });
+    await env.startWorker({ platform });
+    const plan = await planFor(env.local, 'env0', 'rollback', env.clock.now());
+    const { jobId } = await env.queue.enqueue(jobData(plan, env.clock.now()));
+
+    const final = await env.queue.waitForEnd(jobId);
+
+    expect(final).toMatchObject({ outcome: 'failed', code: 'plan_stale', attempt: 2, switchLanded: false });
+    // Not "the switch took effect: … went live, then traffic moved on … (a rollback by Erin)".
+    expect(final?.message).toContain(
+      `As far as the platform's live history tells, the switch did not take effect: ${ids.previous} went live since only through another switch (a rollback by Dana), not this one, and traffic has moved since: Traffic moved since this plan was made: env0 now serves ${ids.standby}, not ${ids.current}.`,
+    );
+    expect(calls).toBe(1);
+  });
+
+  it("does not take another person's switch to its target for its own when its earlier request got no answer", async () => {
+    // jobs/switch-processor.ts: a retry finding the target live as a rollback leaves it took the
+    // switch for its own ("an earlier attempt did it") and succeeded, though the live history shows
+    // Dana's rollback put it live, not this job's request.
+    const env = await setupJobs(cleanup);
+    const ids = seedIds(0);
+    let calls = 0;
+    const platform: DeployPlatform = Object.assign(Object.create(env.platform) as DeployPlatform, {
+      rollback: async (r: SwitchRequest): Promise<OperationRef> => {
+        calls++;
+        if (calls > 1) return env.platform.rollback(r);
+        // The request never reaches the platform; Dana rolls back to the same target before the retry.
+        await untilSucceeded(
+          env,
+          await env.local.rollback({ environment: 'env0', targetId: ids.previous, requestedBy: 'Dana' }),
+        );
+        throw new PlatformHttpError(502, 'POST', 'http://platform.test/rollback', undefined, 'bad gateway');
+      },
+    });
+    await env.startWorker({ platform });
+    const plan = await planFor(env.local, 'env0', 'rollback', env.clock.now());
+    const { jobId } = await env.queue.enqueue(jobData(plan, env.clock.now()));
+
+    const final = await env.queue.waitForEnd(jobId);
+
+    // `failed`, never `stale`: the job did ask the platform.
+    expect(final).toMatchObject({ outcome: 'failed', code: 'plan_stale', attempt: 2, switchLanded: false });
+    expect(final?.message).toContain(
+      `As far as the platform's live history tells, the switch did not take effect: ${ids.previous} went live since only through another switch (a rollback by Dana), not this one, and traffic has moved since: Traffic moved since this plan was made: env0 now serves ${ids.previous}, not ${ids.current}. This job does nothing more.`,
+    );
+    expect(calls).toBe(1);
+  });
+
+  it('says the plan no longer holds, not that traffic moved, when its earlier request got no answer and the config now names another project', async () => {
+    // jobs/switch-processor.ts askedThenMovedMessage read the other project's history as this
+    // environment's: "the switch did not take effect … and traffic has moved since: This plan was made
+    // for project …", though the job's switch had landed.
+    const env = await setupJobs(cleanup);
+    let calls = 0;
+    let otherProject = false;
+    const platform: DeployPlatform = Object.assign(Object.create(env.platform) as DeployPlatform, {
+      snapshot: async (environment: string) => {
+        const snap = await env.platform.snapshot(environment);
+        return otherProject ? { ...snap, project: { id: 'proj_other', name: 'proj_other' } } : snap;
+      },
+      rollback: async (r: SwitchRequest): Promise<OperationRef> => {
+        calls++;
+        const ref = await env.platform.rollback(r);
+        // The platform switches, its answer is lost, and the config now names another project.
+        await untilSucceeded(env, ref);
+        otherProject = true;
+        throw new PlatformHttpError(503, 'POST', 'http://platform.test/rollback', undefined, 'unavailable');
+      },
+    });
+    await env.startWorker({ platform });
+    const plan = await planFor(env.local, 'env0', 'rollback', env.clock.now());
+    const { jobId } = await env.queue.enqueue(jobData(plan, env.clock.now()));
+
+    const final = await env.queue.waitForEnd(jobId);
+
+    expect(final).toMatchObject({ outcome: 'failed', code: 'plan_stale', attempt: 2 });
+    expect(final?.message).toContain(
+      `no answer to that request reached this job (it was lost, or that attempt's worker stopped first); the switch may have taken effect, but the plan no longer holds: This plan was made for project ${plan.projectId}; Switchyard now acts on project proj_other`,
+    );
+    expect(final?.message).not.toContain('traffic has moved');
+    expect(final?.message).not.toContain('did not take effect');
+    expect(calls).toBe(1);
+  });
+
+  it('says the plan no longer holds, not that traffic moved, when its earlier request got no answer and the target was stopped since', async () => {
+    const env = await setupJobs(cleanup);
+    const ids = seedIds(0);
+    let calls = 0;
+    const platform: DeployPlatform = Object.assign(Object.create(env.platform) as DeployPlatform, {
+      rollback: async (): Promise<OperationRef> => {
+        calls++;
+        // The request never reaches the platform, and the target is stopped before the retry.
+        await env.local.stop(ids.previous);
+        throw new PlatformHttpError(502, 'POST', 'http://platform.test/rollback', undefined, 'bad gateway');
+      },
+    });
+    await env.startWorker({ platform });
+    const plan = await planFor(env.local, 'env0', 'rollback', env.clock.now());
+    const { jobId } = await env.queue.enqueue(jobData(plan, env.clock.now()));
+
+    const final = await env.queue.waitForEnd(jobId);
+
+    // `failed`, not `refused`: the earlier request may have switched.
+    expect(final).toMatchObject({ outcome: 'failed', code: 'target_stopped', attempt: 2 });
+    expect(final?.message).toContain(
+      `no answer to that request reached this job (it was lost, or that attempt's worker stopped first); the switch may have taken effect, but the plan no longer holds: ${ids.previous}`,
+    );
+    expect(final?.message).not.toContain('traffic has moved');
+    expect(calls).toBe(1);
   });
 
   it('after a 408 on its switch request (it may have switched), the next attempt takes the switch found as its own', async () => {
@@ -1238,7 +1455,8 @@ describe("a resumed job's steps", () => {
     failed: Pick<StepRecord, 'detail' | 'failure'>,
   ): Promise<Progress | undefined> {
     const plan = await planFor(env.local, 'env0', 'rollback', env.clock.now(), seedIds(0).standby);
-    const { jobId } = await env.queue.enqueue(jobData(plan, env.clock.now()));
+    const data = jobData(plan, env.clock.now());
+    const { jobId } = await env.queue.enqueue(data);
     const at = env.clock.now();
     await leftByEarlierRun(env, jobId, plan, [
       { step: 'queued', state: 'done', startedAt: at, endedAt: at },
@@ -1249,7 +1467,13 @@ describe("a resumed job's steps", () => {
       switchKeys(env.queue.prefix, env.queueName).operation(jobId),
       JSON.stringify({ started: 'earlier-attempt', at }),
     );
-    await env.local.rollback({ environment: 'env0', targetId: plan.target.id, requestedBy: 'alice' });
+    // The earlier request, sent as the job sends it (its requester's display name): the local
+    // platform records who asked, and a switch by anyone else is not this job's.
+    await env.local.rollback({
+      environment: 'env0',
+      targetId: plan.target.id,
+      requestedBy: data.requestedBy.displayName,
+    });
     await env.clock.advance(REACTIVATION_MS);
     await env.local.settle();
     await env.startWorker();

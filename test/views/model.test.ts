@@ -598,6 +598,33 @@ describe('progressView', () => {
     expect(parseAction(v.buttons[0]?.actionId)).toEqual({ ok: true, value: { kind: 'replan', ref: p.id } });
   });
 
+  it("titles an overtaken end by its worker's switchLanded, not by its steps; the steps only for progress without it", () => {
+    // src/views/model.ts switchLanded inferred "known done" from the steps alone: a `switching` step
+    // its worker never published (or one left out) read as done. The worker now says it.
+    const p = plan('rollback');
+    const overtakenEnd = { outcome: 'failed', code: 'plan_stale', message: 'Overtaken.' } as const;
+    // No switching step published, and the worker says its switch is not known landed.
+    const unpublished = switched('done').filter((s) => s.step !== 'switching');
+    const notLanded = progressView(
+      progress(p, { ...overtakenEnd, steps: unpublished, switchLanded: false }),
+      p,
+    );
+    expect(notLanded.title).toBe('Rollback of production to dep_2 overtaken');
+    // Known landed: said so even when a step reads otherwise.
+    const landed = progressView(
+      progress(p, { ...overtakenEnd, steps: switched('failed'), switchLanded: true }),
+      p,
+    );
+    expect(landed.title).toBe('Rollback of production to dep_2 done, then overtaken');
+    // Progress published before the field: read from the steps, as before.
+    expect(progressView(progress(p, { ...overtakenEnd, steps: unpublished }), p).title).toBe(
+      'Rollback of production to dep_2 done, then overtaken',
+    );
+    expect(progressView(progress(p, { ...overtakenEnd, steps: switched('failed') }), p).title).toBe(
+      'Rollback of production to dep_2 overtaken',
+    );
+  });
+
   it('overtaken while verifying (failed, plan_stale): done, then overtaken, a warning with a fresh plan', () => {
     const p = plan('rollback');
     const message =
