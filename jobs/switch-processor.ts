@@ -1598,6 +1598,8 @@ async function runLocked(
     // The switch verified below is an earlier attempt's (its operation stored, or its request found
     // landed): what changed since on the platform is not this attempt's doing.
     let switchedEarlier = false;
+    // Whose switch the live history shows live (an earlier request of this job with no answer).
+    const liveNow = started && !ref ? switchLiveNow(data, snapshot, stored.liveSince) : undefined;
     if (ref && opStatus && opStatus.state !== 'succeeded') {
       needFollow = true;
       tracker.followsEarlierOperation();
@@ -1607,9 +1609,7 @@ async function runLocked(
       );
     } else if (
       ref ||
-      (started &&
-        (ownSwitchLive(data, snapshot, stored.liveSince) ||
-          (isAlreadyDone(expect, snapshot) && !othersSwitchLive(data, snapshot, stored.liveSince))))
+      (started && (liveNow === 'own' || (isAlreadyDone(expect, snapshot) && liveNow !== 'other')))
     ) {
       // Only an earlier attempt of this job that asked the platform to switch counts as having done it.
       // Without its operation stored, that attempt's request got no answer: the step it failed for
@@ -2724,48 +2724,26 @@ function ownEntry(data: SwitchJobData, entry: LiveEntry): boolean {
 }
 
 /**
- * Whether the platform's live history shows this job's own switch live now: its newest entry is the
- * job's (`ownEntry`) after the job first asked (`historyBound`), and the target is current. Then an
- * earlier request of the job that got no answer landed, whatever changed since without a history
- * entry (automatic deploys resumed on the target: no longer rolled back, which `isAlreadyDone` would
- * not take for a rollback's result). Never for a snapshot of another project than the job's.
+ * Whose switch the platform's live history shows live now, when its newest entry put the job's target
+ * live after the job first asked (`historyBound`) and the target is current: `own` when it is the
+ * job's (`ownEntry`): an earlier request of the job that got no answer landed, whatever changed since
+ * without a history entry (automatic deploys resumed on the target: no longer rolled back, which
+ * `isAlreadyDone` would not take for a rollback's result); `other` when someone else's switch put it
+ * there: the environment looks as the job would leave it, but not by its doing. Undefined otherwise,
+ * and always for a snapshot of another project than the job's.
  */
-function ownSwitchLive(
+function switchLiveNow(
   data: SwitchJobData,
   snapshot: EnvironmentSnapshot,
   liveSince: number | undefined,
-): boolean {
-  if (snapshot.project.id !== data.projectId) return false;
-  if (snapshot.environment.currentDeploymentId !== data.targetId) return false;
+): 'own' | 'other' | undefined {
+  if (snapshot.project.id !== data.projectId) return undefined;
+  if (snapshot.environment.currentDeploymentId !== data.targetId) return undefined;
   const history = snapshot.liveHistory;
   const newest = history.at(-1);
-  return (
-    newest !== undefined &&
-    ownEntry(data, newest) &&
-    history.length - 1 >= historyBound(data, history, liveSince)
-  );
-}
-
-/**
- * Whether the platform's live history shows the target put live, after the job first asked, by a
- * switch that is not this job's (`ownEntry`: another person's): its newest entry, the target current.
- * Such a target is not this job's doing, though the environment looks as the job would leave it.
- */
-function othersSwitchLive(
-  data: SwitchJobData,
-  snapshot: EnvironmentSnapshot,
-  liveSince: number | undefined,
-): boolean {
-  if (snapshot.project.id !== data.projectId) return false;
-  if (snapshot.environment.currentDeploymentId !== data.targetId) return false;
-  const history = snapshot.liveHistory;
-  const newest = history.at(-1);
-  return (
-    newest !== undefined &&
-    newest.deploymentId === data.targetId &&
-    !ownEntry(data, newest) &&
-    history.length - 1 >= historyBound(data, history, liveSince)
-  );
+  if (newest?.deploymentId !== data.targetId) return undefined;
+  if (history.length - 1 < historyBound(data, history, liveSince)) return undefined;
+  return ownEntry(data, newest) ? 'own' : 'other';
 }
 
 /** The index of the first entry of the live history that went live at or after `at` (platform time). */
