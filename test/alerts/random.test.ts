@@ -21,23 +21,12 @@ import {
   type NormalizedAlert,
 } from '../../src/alerts/types.js';
 import { suggestionSink } from '../../src/chat-sinks.js';
+import { mulberry32 } from '../support/random.js';
 import { createHarness, type Harness, MINUTE, viewText } from './helpers.js';
 
 const HOUR = 60 * MINUTE;
 const STEPS = 50;
 const SCRIPTS = 8;
-
-/** mulberry32: a small seeded generator, so that a failing script can be replayed from its seed. */
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 const fixtureDir = join(import.meta.dirname, '../fixtures/alerts');
 const fixture = (name: string) =>

@@ -20,21 +20,10 @@ import { progressView } from '../../src/views/model.js';
 import type { GatewayEvent } from '../fakes/discord/gateway.js';
 import { MessageFlag } from '../fakes/discord/protocol.js';
 import type { FakeInteraction, FakeUser, StoredMessage } from '../fakes/discord/server.js';
+import { mulberry32 } from '../support/random.js';
 import { buttonsOf, type DiscordE2E, slash, startPerTest, textOf } from './harness.js';
 
 const start = startPerTest();
-
-/** mulberry32: a small seeded PRNG, floats in [0, 1). */
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4_294_967_296;
-  };
-}
 
 type Member = 'alice' | 'carol' | 'bob';
 type CommandName = 'rollback' | 'promote' | 'deployments';

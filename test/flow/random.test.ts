@@ -28,6 +28,7 @@ import { OPEN_STATES, type PlanRecord, PlanStore } from '../../src/plan-store.js
 import { type SwitchJobInput, SwitchQueue } from '../../src/queue.js';
 import { createRedis, type RedisClient } from '../../src/redis.js';
 import { RecordingReporter } from '../jobs/fixtures/harness.js';
+import { mulberry32 } from '../support/random.js';
 import { redisUrl } from '../support/redis.js';
 import {
   alice,
@@ -44,17 +45,6 @@ import {
 const SEEDS = Array.from({ length: 20 }, (_, i) => i + 1);
 const STEPS = 40;
 const HOUR = 3_600_000;
-
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /**
  * Who acts. Production: alice and bob by user id, dave through his Discord role; preview: alice and

@@ -27,6 +27,7 @@ import type { ActingUser } from '../../src/permissions.js';
 import type { PlatformEvent } from '../../src/platform/port.js';
 import type { MessageRef } from '../../src/progress.js';
 import type { MessageView } from '../../src/views/types.js';
+import { mulberry32 } from '../support/random.js';
 import {
   BUILD_MS,
   createWorld,
@@ -42,18 +43,6 @@ const STEPS = 40;
 const SCRIPTS = 10;
 const ENVS = ['production', 'preview'] as const;
 type Env = (typeof ENVS)[number];
-
-/** mulberry32: a small seeded generator, so that a failing script can be replayed from its seed. */
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 let w: World | undefined;
 afterEach(async () => {

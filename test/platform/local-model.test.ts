@@ -20,6 +20,7 @@ import { LocalPlatform } from '../../src/platform/local/platform.js';
 import { probe, TrafficRouter } from '../../src/platform/local/router.js';
 import type { LocalState } from '../../src/platform/local/state.js';
 import type { OperationRef } from '../../src/platform/port.js';
+import { mulberry32 } from '../support/random.js';
 
 const MIN = 60_000;
 const HOUR = 60 * MIN;
@@ -33,18 +34,6 @@ const REACT = 777;
 const SEQUENCES = 20;
 const STEPS = 60;
 const ROUTER_CHECK_EVERY = 10;
-
-/** mulberry32: a tiny seeded PRNG, so that a failing sequence can be replayed from its seed. */
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 type Status = 'building' | 'ready' | 'failed' | 'standby' | 'stopped';
 type Stickiness = 'live' | 'environment' | 'branch' | 'deployment';

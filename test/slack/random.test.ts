@@ -28,6 +28,7 @@ import { progressView } from '../../src/views/model.js';
 import { renderSlack } from '../../src/views/slack.js';
 import { buttonsOf, postSigned, type SlackHttpResult } from '../fakes/slack/requests.js';
 import type { FakeSlack, RecordedResponse } from '../fakes/slack/server.js';
+import { mulberry32 } from '../support/random.js';
 import {
   REPLICAS_CHANNEL as CHANNEL,
   REPLICAS_SECRET,
@@ -35,18 +36,6 @@ import {
   type Replicas,
   startReplicas,
 } from './replicas.js';
-
-/** mulberry32: a small seeded PRNG (32-bit state), good enough to pick steps. */
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 class Rng {
   private readonly next: () => number;
