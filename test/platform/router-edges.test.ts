@@ -3,7 +3,7 @@
  * pinned down. Real sockets on 127.0.0.1, synchronised by upstream events.
  */
 import { once } from 'node:events';
-import { request } from 'node:http';
+import { type IncomingMessage, request } from 'node:http';
 import { afterEach, describe, expect, it } from 'vitest';
 import { type DeploymentInfo, probe, TrafficRouter } from '../../src/platform/local/router.js';
 
@@ -77,5 +77,45 @@ describe('traffic router draining', () => {
 
     expect(router.runningUpstreams()).toEqual([A.id]);
     expect(await get(port, HOST)).toBe(200);
+  });
+
+  it('a request held while its deployment wakes is served by it even when a stop comes before it is proxied', async () => {
+    // Found by the seeded random test (router-random.test.ts): the domain moved away during the wake-up
+    // and the old deployment was drained; the held request had picked it, yet was answered 503.
+    let woke: () => void = () => undefined;
+    const waking = new Promise<void>((resolve) => {
+      woke = resolve;
+    });
+    const router: TrafficRouter = new TrafficRouter({
+      port: 0,
+      wake: async () => {
+        woke();
+        await router.startUpstream(A);
+        return true;
+      },
+    });
+    routers.push(router);
+    router.applyRoutes(new Map([[HOST, A.id]])); // A is asleep
+    const port = await router.listen();
+
+    const answer = new Promise<IncomingMessage>((resolve, reject) => {
+      const req = request(
+        { host: '127.0.0.1', port, path: '/', headers: { host: HOST }, agent: false },
+        (res) => {
+          res.resume();
+          res.on('end', () => resolve(res));
+        },
+      );
+      req.on('error', reject);
+      req.end();
+    });
+    await waking;
+    const stopped = router.stopUpstream(A.id); // the switch away from A drains it while it still starts
+
+    const res = await answer;
+    expect([res.statusCode, res.headers['x-deployment-id']]).toEqual([200, A.id]);
+    await stopped;
+    expect(router.runningUpstreams()).toEqual([]);
+    expect(router.stats()).toMatchObject({ inFlight: 0, unavailable: 0, badGateway: 0 });
   });
 });

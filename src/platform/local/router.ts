@@ -183,6 +183,28 @@ interface Entry {
   /** Set once stopUpstream ran: no new request picks this entry. */
   stopping: Promise<void> | undefined;
   onIdle: (() => void) | undefined;
+  /**
+   * Requests held for this deployment's wake-up when its drain began (see WakeRoom): the drain waits
+   * for them too, and they are proxied to this entry although it is stopping.
+   */
+  held: WakeRoom | undefined;
+}
+
+/**
+ * Requests held while a deployment wakes (wakeThenProxy), counted until each is proxied or answered.
+ * They picked that deployment when they arrived, so a stop that comes before they are proxied (the
+ * domain moved away meanwhile, and the old deployment is drained) must not answer them 503: the drain
+ * of the entry their wake-up started claims the room (`entry`) and waits for them as for its in-flight
+ * requests. Requests held after that drain began go to a new room (they wait for the next start).
+ */
+interface WakeRoom {
+  count: number;
+  entry: Entry | undefined;
+}
+
+/** The entry has nothing left to wait for: no request in flight, none held for its wake-up. */
+function entryIdle(entry: Entry): boolean {
+  return entry.inFlight === 0 && (entry.held === undefined || entry.held.count === 0);
 }
 
 /**
@@ -455,6 +477,8 @@ export class TrafficRouter {
   /** Running and draining upstreams by deployment id. */
   private readonly entries = new Map<string, Entry>();
   private readonly starting = new Map<string, Promise<void>>();
+  /** Requests held for a deployment's wake-up, by deployment id (see WakeRoom). */
+  private readonly wakeRooms = new Map<string, WakeRoom>();
   private boundPort: number | undefined;
   private closing: Promise<void> | undefined;
   private inFlight = 0;
@@ -484,7 +508,7 @@ export class TrafficRouter {
     this.hooks = {
       stallTimeoutMs: this.options.stallTimeoutMs,
       settled: (entry) => {
-        if (--entry.inFlight === 0 && entry.onIdle !== undefined) entry.onIdle();
+        if (--entry.inFlight === 0 && entryIdle(entry) && entry.onIdle !== undefined) entry.onIdle();
         if (--this.inFlight === 0 && this.onIdle !== undefined) this.onIdle();
       },
       badGateway: () => {
@@ -599,6 +623,7 @@ export class TrafficRouter {
         inFlight: 0,
         stopping: undefined,
         onIdle: undefined,
+        held: undefined,
       });
     })().finally(() => this.starting.delete(info.id));
     this.starting.set(info.id, start);
@@ -625,7 +650,13 @@ export class TrafficRouter {
   }
 
   private async drain(deploymentId: string, entry: Entry): Promise<void> {
-    if (entry.inFlight > 0) {
+    const room = this.wakeRooms.get(deploymentId);
+    if (room !== undefined) {
+      this.wakeRooms.delete(deploymentId);
+      room.entry = entry;
+      entry.held = room;
+    }
+    if (!entryIdle(entry)) {
       await waitFor((resolve) => {
         entry.onIdle = resolve;
       }, this.options.drainTimeoutMs);
@@ -823,6 +854,17 @@ export class TrafficRouter {
     deploymentId: string,
     wake: (deploymentId: string) => Promise<boolean>,
   ): void {
+    let room = this.wakeRooms.get(deploymentId);
+    if (room === undefined) {
+      room = { count: 0, entry: undefined };
+      this.wakeRooms.set(deploymentId, room);
+    }
+    const held = room;
+    held.count++;
+    const leave = () => {
+      const claimed = held.entry;
+      if (--held.count === 0 && claimed !== undefined && entryIdle(claimed)) claimed.onIdle?.();
+    };
     let woken: Promise<boolean>;
     try {
       woken = wake(deploymentId);
@@ -833,12 +875,23 @@ export class TrafficRouter {
       .catch(() => false)
       .then((ok) => {
         // The client went away meanwhile (a pipelined request's response is never closed by node).
-        if (res.destroyed || res.writableEnded || clientGone(req)) return;
-        const entry = this.entries.get(deploymentId);
-        if (ok && entry !== undefined && entry.stopping === undefined && !this.closing) {
-          this.proxy(req, res, entry, deploymentId);
+        if (res.destroyed || res.writableEnded || clientGone(req)) {
+          leave();
           return;
         }
+        // The entry this wake-up started, stopped since (its drain waits for this request), or one in service.
+        const entry = held.entry ?? this.entries.get(deploymentId);
+        if (
+          ok &&
+          entry !== undefined &&
+          (entry.stopping === undefined || entry === held.entry) &&
+          !this.closing
+        ) {
+          this.proxy(req, res, entry, deploymentId);
+          leave();
+          return;
+        }
+        leave();
         this.replyUnavailable(req, res, host, deploymentId);
       });
   }
