@@ -64,7 +64,7 @@ import {
   switchJobSchema,
   withAttached,
 } from '../src/queue.js';
-import type { PreviousRun } from '../src/queue-keys.js';
+import { isRetryReservation, type PreviousRun, retryReservation } from '../src/queue-keys.js';
 import type { RedisClient } from '../src/redis.js';
 
 /** Why a job's signal was aborted by Switchyard itself (graceful shutdown hands the job back). */
@@ -103,6 +103,12 @@ export interface ProcessorDeps {
   readonly wake: (environment: string, jobIds: readonly string[]) => Promise<void>;
   /** Work a switch leaves running after its job ends (the worker waits for it when closing). */
   readonly background: (work: Promise<unknown>) => void;
+  /**
+   * The longest backoff BullMQ may give `job` before its next attempt, its current attempt having
+   * failed with `err` (the worker's backoff strategy with its jitter at the top): how long an attempt
+   * that leaves a switch of unknown outcome keeps the environment for its retry, beyond the lock TTL.
+   */
+  readonly maxRetryDelayMs: (job: Job, err: unknown) => number;
   /**
    * Registers `check` to run when BullMQ reports that it could not renew the lock of job `jobId`
    * (`lockRenewalFailed`); returns the function that unregisters it.
@@ -1243,10 +1249,17 @@ export async function processSwitch(
       askedAt = monotonicNow(deps.clock);
       const again = await deps.lock.acquireAndRead(data.environment, owner, opKey, msgsKey, run);
       if (!again.acquired) {
+        // A reservation (`retryReservation`) is a job backing off after asking the platform for a
+        // switch whose outcome it does not know: that switch may be running, so it is said as one.
+        const reserved = isRetryReservation(again.owner);
         const detail =
           again.holder === jobId
-            ? `Waiting: an earlier attempt of this switch still holds ${data.environment}; it stops at its next step, or its hold expires within ${Math.ceil(deps.lock.ttlMs / 1000)}s.`
-            : `Waiting: another ${data.environment} switch is running (job ${again.holder}).`;
+            ? reserved
+              ? `Waiting: an earlier job of this plan asked the platform to switch ${data.environment} and got no answer; it holds ${data.environment} until its retry, or until that hold expires.`
+              : `Waiting: an earlier attempt of this switch still holds ${data.environment}; it stops at its next step, or its hold expires within ${Math.ceil(deps.lock.ttlMs / 1000)}s.`
+            : reserved
+              ? `Waiting: another ${data.environment} switch is running (job ${again.holder}, waiting to retry its switch).`
+              : `Waiting: another ${data.environment} switch is running (job ${again.holder}).`;
         if (!(finished.success && waitingSaid(finished.data, detail))) {
           tracker.progress.steps =
             earlier === undefined
@@ -1306,12 +1319,41 @@ export async function processSwitch(
   // resolves to the job's attached message refs as read in the same round trip (undefined when that
   // failed). Nothing waits for it: the release goes out on the worker's connection ahead of the job's
   // completion, and the wake-up runs in the background.
+  // With `keepForRetryMs` (an attempt failing to be retried while a switch it or an earlier attempt
+  // asked for may still be running on the platform) the environment is not freed: the lock is handed to
+  // this job's retry (`retryReservation`) for that long, so that no other job asks the platform for a
+  // switch of it meanwhile; nobody is woken (they could not take it). Released as above only when this
+  // attempt no longer held the lock.
   let released: Promise<string[] | undefined> | undefined;
-  const release = (): Promise<string[] | undefined> => {
+  const release = (keepForRetryMs?: number): Promise<string[] | undefined> => {
     if (released) return released;
     lock.stop();
     unwatch?.();
-    released = deps.lock.releaseAndRead(data.environment, owner, msgsKey).then(
+    if (keepForRetryMs !== undefined) {
+      released = deps.lock
+        .handOver(data.environment, owner, retryReservation(jobId, job.timestamp), keepForRetryMs)
+        .then(
+          (handed) => {
+            if (handed) {
+              log.info({ keepForRetryMs }, 'environment kept for the retry of a switch that may be running');
+              return [];
+            }
+            return releaseNow();
+          },
+          (e: unknown) => {
+            log.warn({ err: e }, 'handing the environment lock to the retry failed; it expires on its own');
+            return undefined;
+          },
+        );
+      deps.background(released);
+      return released;
+    }
+    released = releaseNow();
+    deps.background(released);
+    return released;
+  };
+  const releaseNow = (): Promise<string[] | undefined> =>
+    deps.lock.releaseAndRead(data.environment, owner, msgsKey).then(
       (got) => {
         if (got.waiters.length > 0)
           deps.background(deps.wake(data.environment, got.waiters).catch(() => undefined));
@@ -1322,9 +1364,6 @@ export async function processSwitch(
         return undefined;
       },
     );
-    deps.background(released);
-    return released;
-  };
 
   try {
     return await runLocked(deps, job, data, tracker, {
@@ -1433,7 +1472,11 @@ interface LockedRun {
   readonly stored: StoredOperation;
   /** The job's previous run under the lock, as recorded when this one took it. */
   readonly previousRun: PreviousRun;
-  readonly release: () => Promise<string[] | undefined>;
+  /**
+   * Releases the environment; with `keepForRetryMs`, keeps it for the job's retry instead (see
+   * `processSwitch`).
+   */
+  readonly release: (keepForRetryMs?: number) => Promise<string[] | undefined>;
 }
 
 /** Whether graceful shutdown ran out of time for this attempt (it is handed back to the queue). */
@@ -1903,6 +1946,12 @@ async function runLocked(
       tracker.progress.code = err.code;
       await tracker.publish().catch(() => undefined);
       log.warn({ code: err.code, attempt }, `switch attempt failed, will retry: ${err.message}`);
+      // A switch this job asked for may still be running on the platform (its answer lost, its
+      // operation not followed to its end): freeing the environment now would let another job, finding
+      // it unchanged, ask for a second switch of it while this one runs. Kept for the retry instead,
+      // over the longest backoff and one lock TTL more (the retry's worker taking it up); sent before
+      // BullMQ schedules the retry, on the same connection. A definite "no" started nothing: freed.
+      if (mayBeStarted) void release(deps.maxRetryDelayMs(job, err) + deps.lock.ttlMs);
       throw err;
     }
     // A refusal (a rejected key, a missing permission) while following or verifying a switch the

@@ -118,6 +118,29 @@ export function startSwitchWorker(opts: SwitchWorkerOptions): SwitchWorker {
     };
   };
 
+  // The backoff before a job's next attempt after its attempt failed with `err`, at most (`largest`:
+  // the jitter at its top): what BullMQ's backoff strategy below gives, and what an attempt that keeps
+  // the environment for its retry keeps it for.
+  const backoffDelay = (
+    attemptsMade: number,
+    err: unknown,
+    job: Pick<Job, 'opts'> | undefined,
+    largest: boolean,
+  ): number => {
+    // This worker's own base when it was given one (`--retry-base`): every job carries the base
+    // delay its queue wrote, which would otherwise always win and leave the flag doing nothing.
+    const backoff = job?.opts.backoff;
+    const base =
+      opts.retry?.baseDelayMs ??
+      (typeof backoff === 'object' && backoff.delay !== undefined ? backoff.delay : policy.baseDelayMs);
+    return switchBackoffDelay(
+      attemptsMade,
+      { baseDelayMs: base, maxDelayMs: policy.maxDelayMs },
+      err,
+      largest ? () => 1 : Math.random,
+    );
+  };
+
   const processor: Processor = (job, token, signal) =>
     processSwitch(
       {
@@ -145,6 +168,8 @@ export function startSwitchWorker(opts: SwitchWorkerOptions): SwitchWorker {
           }
         },
         background: track,
+        // BullMQ counts the failed attempt before asking the strategy: its attempt number.
+        maxRetryDelayMs: (failed, err) => backoffDelay(failed.attemptsMade + 1, err, failed, true),
         watchJobLock,
         ...(opts.permissions === undefined ? {} : { permissions: opts.permissions }),
       },
@@ -167,13 +192,7 @@ export function startSwitchWorker(opts: SwitchWorkerOptions): SwitchWorker {
     settings: {
       backoffStrategy: (attemptsMade, type, err, job) => {
         if (type !== SWITCH_BACKOFF) return 0;
-        // This worker's own base when it was given one (`--retry-base`): every job carries the base
-        // delay its queue wrote, which would otherwise always win and leave the flag doing nothing.
-        const backoff = job?.opts.backoff;
-        const base =
-          opts.retry?.baseDelayMs ??
-          (typeof backoff === 'object' && backoff.delay !== undefined ? backoff.delay : policy.baseDelayMs);
-        return switchBackoffDelay(attemptsMade, { baseDelayMs: base, maxDelayMs: policy.maxDelayMs }, err);
+        return backoffDelay(attemptsMade, err, job, false);
       },
     },
   });

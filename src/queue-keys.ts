@@ -7,7 +7,11 @@
  * lost Redis, while that worker may still be running it) waits for the environment like any other job,
  * and takes it only once the earlier attempt released it or its lock expired (`kill -9`). Each renewal
  * also checks, and extends, the attempt's BullMQ job lock, so an attempt learns in the same round trip
- * that it lost either lock. Jobs waiting for an environment register in a sorted set so the releasing
+ * that it lost either lock. An attempt that fails to be retried after asking the platform for a switch
+ * whose outcome it does not know hands the lock to its job's retry (`retryReservation`) instead of
+ * releasing it: that switch may still be running on the platform, and no other job may ask for another
+ * one meanwhile; the job's next attempt takes the reservation over, and it expires on its own when that
+ * attempt never comes. Jobs waiting for an environment register in a sorted set so the releasing
  * job can wake them; a job leaves it when it takes the lock. Each job also keeps a small run record
  * (how often it took the lock, in which attempt, after how many stalls, and with which BullMQ attempt
  * count it was last parked to wait), so that a resumed run can say why it runs again and a wake-up
@@ -62,6 +66,22 @@ export function lockOwner(jobId: string, attemptId: string): string {
   return `${jobId}:${attemptId}`;
 }
 
+/**
+ * The environment lock's value while job `jobId` (created at `createdAt`, BullMQ's `timestamp`) backs off
+ * before a retry, holding the environment for it (`EnvironmentLock.handOver`). No attempt's value looks
+ * like it (attempt ids are hex), and a later job with the same id (another creation time) does not take
+ * it over.
+ */
+export function retryReservation(jobId: string, createdAt: number): string {
+  return lockOwner(jobId, `retry-${createdAt}`);
+}
+
+/** Whether an environment lock's value is a job's reservation for its retry (`retryReservation`). */
+export function isRetryReservation(owner: string): boolean {
+  const i = owner.indexOf(':');
+  return i >= 0 && owner.startsWith('retry-', i + 1);
+}
+
 /** The job id in an environment lock's value (a value written before attempts were named is the id). */
 export function ownerJobId(owner: string): string {
   const i = owner.indexOf(':');
@@ -88,15 +108,16 @@ return {0, v}
 `;
 
 /**
- * ACQUIRE for job ARGV[3], and when taken also: the job leaves the waiters KEYS[4] and its run record
- * KEYS[5] counts this run (a record of another job with the same id, ARGV[4] being the job's creation
- * time, is started afresh; ARGV[5] attempt, ARGV[6] stalls, kept ARGV[7] ms). Returns the value of
- * KEYS[2], the members of the set KEYS[3] and the previous run (runs, attempt, stalls), all read in the
- * same round trip.
+ * ACQUIRE for job ARGV[3], which also takes over the job's own reservation ARGV[8] (`retryReservation`:
+ * an earlier attempt of the job kept the environment for this retry); when taken also: the job leaves
+ * the waiters KEYS[4] and its run record KEYS[5] counts this run (a record of another job with the same
+ * id, ARGV[4] being the job's creation time, is started afresh; ARGV[5] attempt, ARGV[6] stalls, kept
+ * ARGV[7] ms). Returns the value of KEYS[2], the members of the set KEYS[3] and the previous run (runs,
+ * attempt, stalls), all read in the same round trip.
  */
 const ACQUIRE_AND_READ = `
 local v = redis.call('GET', KEYS[1])
-if not v then
+if not v or v == ARGV[8] then
   redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
 elseif v == ARGV[1] then
   redis.call('PEXPIRE', KEYS[1], ARGV[2])
@@ -195,6 +216,15 @@ return {env, job, written}
 const RELEASE = `
 if redis.call('GET', KEYS[1]) == ARGV[1] then
   return redis.call('DEL', KEYS[1])
+end
+return 0
+`;
+
+/** Replaces KEYS[1] by ARGV[2] (kept ARGV[3] ms) if it holds ARGV[1]. */
+const HAND_OVER = `
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
+  return 1
 end
 return 0
 `;
@@ -302,7 +332,8 @@ export class EnvironmentLock {
   }
 
   /**
-   * Like `acquire` for a run of job `run.jobId`, and when the lock is taken also: the job leaves the
+   * Like `acquire` for a run of job `run.jobId` (taking over the job's own reservation for its retry,
+   * `retryReservation`), and when the lock is taken also: the job leaves the
    * environment's waiters and its run is recorded; reads `key` (e.g. the job's stored operation ref),
    * the members of the set `setKey` (e.g. the job's attached message refs) and the job's previous run,
    * all in the same round trip.
@@ -329,6 +360,7 @@ export class EnvironmentLock {
       run.attempt,
       run.stalls,
       RUN_RECORD_TTL_MS,
+      retryReservation(run.jobId, run.createdAt),
     )) as [number, string, string | undefined, unknown, number, number, number];
     if (res[0] !== 1) return { acquired: false, holder: ownerJobId(res[1]), owner: res[1] };
     return {
@@ -386,6 +418,22 @@ export class EnvironmentLock {
   /** Releases the lock if `owner` holds it. */
   async release(environment: string, owner: string): Promise<boolean> {
     const res = await this.redis.eval(RELEASE, 1, this.keys.lock(environment), owner);
+    return res === 1;
+  }
+
+  /**
+   * Hands the lock, if `owner` holds it, to `reservation` (a job's `retryReservation`) for `ttlMs`: only
+   * that job's next attempt takes it then (`acquireAndRead`), or it expires. Says whether it was handed.
+   */
+  async handOver(environment: string, owner: string, reservation: string, ttlMs: number): Promise<boolean> {
+    const res = await this.redis.eval(
+      HAND_OVER,
+      1,
+      this.keys.lock(environment),
+      owner,
+      reservation,
+      Math.max(1, Math.ceil(ttlMs)),
+    );
     return res === 1;
   }
 

@@ -827,6 +827,115 @@ describe('switch processor', () => {
     await env.clock.advance(REACTIVATION_MS);
     expect((await env.queue.waitForEnd(jobId))?.outcome).toBe('succeeded');
   });
+
+  /**
+   * `env.platform`, recording the target of every rollback asked for (`calls`): a rollback to `first`
+   * (job A's target) fails the first time with `fault()` after it reached the platform when `lands`,
+   * and a rollback to any other target (job B's) resolves `otherCalled` when it is asked for.
+   */
+  function jobAFails(env: JobsEnv, first: string, lands: boolean, fault: () => Error) {
+    const calls: string[] = [];
+    const otherCalled = deferred();
+    let aRef: OperationRef | undefined;
+    let failed = false;
+    const platform: DeployPlatform = Object.assign(Object.create(env.platform) as DeployPlatform, {
+      rollback: async (r: SwitchRequest): Promise<OperationRef> => {
+        calls.push(r.targetId);
+        if (r.targetId !== first) {
+          otherCalled.resolve();
+          return env.platform.rollback(r);
+        }
+        if (failed) return env.platform.rollback(r);
+        failed = true;
+        if (lands) aRef = await env.platform.rollback(r);
+        throw fault();
+      },
+    });
+    return { platform, calls, otherCalled: otherCalled.promise, aRef: () => aRef };
+  }
+
+  /** Starts a worker whose retries back off for a minute (the test starts them), and job A. */
+  async function startWithJobA(env: JobsEnv, platform: DeployPlatform, target: string) {
+    const worker = await env.startWorker({
+      platform,
+      retry: { baseDelayMs: 60_000, maxDelayMs: 60_000 },
+      lockRetryMs: 20,
+    });
+    const plan = await planFor(env.local, 'env0', 'rollback', env.clock.now(), target);
+    const a = jobIdForPlan(plan.id);
+    const backingOff = new Promise<void>((resolve) =>
+      worker.worker.on('failed', (job) => {
+        if (job?.id === a) resolve();
+      }),
+    );
+    await env.queue.enqueue(jobData(plan, env.clock.now()));
+    await backingOff;
+    return a;
+  }
+
+  it("keeps its environment while it backs off after its switch request's answer was lost: another job waits for its retry, then re-validates", async () => {
+    // Job A's request reaches the platform (a reactivation: it runs until the test moves the platform's
+    // clock) and its answer is lost. Were the environment freed for A's backoff, job B would find it
+    // unchanged and ask for a second switch while A's still runs.
+    const env = await setupJobs(cleanup);
+    const ids = seedIds(0);
+    const unavailable = () =>
+      new PlatformHttpError(503, 'POST', 'http://platform.test/rollback', undefined, 'unavailable');
+    const { platform, calls, otherCalled, aRef } = jobAFails(env, ids.standby, true, unavailable);
+    const a = await startWithJobA(env, platform, ids.standby);
+    // Kept for A's retry: over its longest backoff (a minute), and one lock duration more (5 s).
+    const lockKey = switchKeys(env.queue.prefix, env.queueName).lock('env0');
+    const createdAt = (await env.queue.queue.getJob(a))?.timestamp;
+    expect(await env.redis.get(lockKey)).toBe(`${a}:retry-${createdAt}`);
+    expect(await env.redis.pttl(lockKey)).toBeGreaterThan(60_000);
+    expect(await env.redis.pttl(lockKey)).toBeLessThanOrEqual(65_000);
+    // Job B, planned on the state job A was planned on, comes while A backs off.
+    const planB = await planFor(env.local, 'env0', 'rollback', env.clock.now(), ids.previous);
+    const { jobId: b } = await env.queue.enqueue(jobData(planB, env.clock.now()));
+
+    const waiting = env.reporter
+      .waitFor((p) => p.jobId === b && p.steps.some((s) => s.detail?.startsWith('Waiting') === true))
+      .then((p) => p.steps.find((s) => s.state === 'running')?.detail);
+    const first = await Promise.race([waiting, otherCalled.then(() => 'job B asked the platform')]);
+    expect(first).toBe(`Waiting: another env0 switch is running (job ${a}, waiting to retry its switch).`);
+
+    // A's switch lands; its retry finds it done (its own) and ends the job, freeing env0 for B.
+    const ref = aRef();
+    if (ref === undefined) throw new Error("job A's request did not reach the platform");
+    await untilSucceeded(env, ref, REACTIVATION_MS);
+    await (await env.queue.queue.getJob(a))?.promote();
+    expect(await env.queue.waitForEnd(a)).toMatchObject({ outcome: 'succeeded', attempt: 2 });
+    const finalB = await env.queue.waitForEnd(b);
+
+    // B re-validated after A: traffic moved since its plan, so it asked for nothing.
+    expect(finalB).toMatchObject({ outcome: 'stale', code: 'plan_stale' });
+    expect(calls).toEqual([ids.standby]);
+  });
+
+  it('frees its environment at once when its switch request was refused (nothing started): another job runs during its backoff', async () => {
+    const env = await setupJobs(cleanup);
+    const ids = seedIds(0);
+    const busy = () =>
+      new SwitchyardError('operation_in_progress', 'another switch of env0 is in progress', { retry: true });
+    const { platform, calls } = jobAFails(env, ids.standby, false, busy);
+    const a = await startWithJobA(env, platform, ids.standby);
+    const planB = await planFor(env.local, 'env0', 'rollback', env.clock.now(), ids.previous);
+    const { jobId: b } = await env.queue.enqueue(jobData(planB, env.clock.now()));
+
+    // B switches while A still waits out its minute of backoff, never waiting for env0.
+    const waited = env.reporter
+      .waitFor((p) => p.jobId === b && p.steps.some((s) => s.detail?.startsWith('Waiting') === true))
+      .then((p) => p.steps.find((s) => s.state === 'running')?.detail);
+    const endB = env.queue.waitForEnd(b);
+    expect(await Promise.race([endB.then((f) => f?.outcome), waited])).toBe('succeeded');
+    expect(await endB).toMatchObject({ outcome: 'succeeded', attempt: 1 });
+    expect(await (await env.queue.queue.getJob(a))?.getState()).toBe('delayed');
+    await (await env.queue.queue.getJob(a))?.promote();
+
+    // A's retry re-validates: B moved traffic since its plan.
+    expect(await env.queue.waitForEnd(a)).toMatchObject({ outcome: 'stale', code: 'plan_stale', attempt: 2 });
+    expect(calls).toEqual([ids.standby, ids.previous]);
+  });
 });
 
 describe("a resumed job's steps", () => {

@@ -8,7 +8,9 @@ import { afterEach, describe, expect, it, vi } from 'vitest';
 import { PlatformHttpError } from '../../src/errors.js';
 import type { MessageRef } from '../../src/progress.js';
 import {
+  EnvironmentLock,
   jobIdForPlan,
+  lockOwner,
   progressOf,
   queuedProgress,
   switchBackoffDelay,
@@ -17,6 +19,7 @@ import {
 } from '../../src/queue.js';
 import { Cleanup, jobData, planFor } from '../jobs/fixtures/harness.js';
 import { setupJobs } from '../jobs/fixtures/setup.js';
+import { uniqueName } from '../support/redis.js';
 
 const cleanup = new Cleanup();
 afterEach(() => cleanup.run());
@@ -130,5 +133,53 @@ describe('job messages and progress', () => {
     const final = { ...running, outcome: 'succeeded' as const, message: 'Rolled back.', updatedAt: now + 1 };
     const job = { id: jobId, data, timestamp: now, progress: running, returnvalue: final } as unknown as Job;
     expect(progressOf(job, jobId)).toEqual(final);
+  });
+});
+
+describe('EnvironmentLock: an environment kept for a retry', () => {
+  it("is handed over only by the attempt holding it, and taken over only by the same job's next run", async () => {
+    const env = await setupJobs(cleanup);
+    const keys = switchKeys('bull', uniqueName('lock'));
+    const lock = new EnvironmentLock(env.redis, keys, 10_000);
+    cleanup.add(() =>
+      env.redis.del(
+        keys.lock('production'),
+        keys.run('job-a'),
+        keys.run('job-b'),
+        keys.waiters('production'),
+      ),
+    );
+    const run = (jobId: string, createdAt: number) => ({ jobId, createdAt, attempt: 2, stalls: 0 });
+    const a1 = lockOwner('job-a', 'a1');
+    const reservation = `job-a:retry-${1000}`;
+    expect((await lock.acquireAndRead('production', a1, 'k', 's', run('job-a', 1000))).acquired).toBe(true);
+    // Another attempt's hand-over does nothing.
+    expect(await lock.handOver('production', lockOwner('job-b', 'b1'), 'job-b:retry-1', 60_000)).toBe(false);
+    expect(await lock.handOver('production', a1, reservation, 60_000)).toBe(true);
+    expect(await env.redis.get(keys.lock('production'))).toBe(reservation);
+    expect(await env.redis.pttl(keys.lock('production'))).toBeGreaterThan(50_000);
+
+    // Another job waits, as for a running switch; so does a later job with the same id (another
+    // creation time: the reservation's job was removed and the plan asked for again).
+    const b1 = lockOwner('job-b', 'b1');
+    expect(await lock.acquireAndRead('production', b1, 'k', 's', run('job-b', 1000))).toEqual({
+      acquired: false,
+      holder: 'job-a',
+      owner: reservation,
+    });
+    const later = await lock.acquireAndRead(
+      'production',
+      lockOwner('job-a', 'x1'),
+      'k',
+      's',
+      run('job-a', 2000),
+    );
+    expect(later.acquired).toBe(false);
+    // The same job's next attempt takes it over, under its own attempt's value and the lock's TTL.
+    const a2 = lockOwner('job-a', 'a2');
+    expect((await lock.acquireAndRead('production', a2, 'k', 's', run('job-a', 1000))).acquired).toBe(true);
+    expect(await env.redis.get(keys.lock('production'))).toBe(a2);
+    expect(await env.redis.pttl(keys.lock('production'))).toBeLessThanOrEqual(10_000);
+    expect(await lock.release('production', a2)).toBe(true);
   });
 });

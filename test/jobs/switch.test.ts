@@ -1101,14 +1101,16 @@ describe('jobs waiting for their environment', () => {
   }
 
   /**
-   * Jobs whose first platform call fails with a 503 and then back off for a minute (the queue's and
+   * Jobs whose first platform call fails with a 429 and then back off for a minute (the queue's and
    * the worker's retry delays), with a one-minute lock re-check: nothing runs until the test says so.
    */
   async function backingOffOnce() {
     const env = await setupJobs(cleanup, {
       faults: {
+        // A 429 started nothing: the failed attempt frees env0 for the other jobs (a 503 may have
+        // started a switch, and would keep env0 for the retry).
         switchErrors: [
-          new PlatformHttpError(503, 'POST', 'http://platform.test/rollback', undefined, 'down'),
+          new PlatformHttpError(429, 'POST', 'http://platform.test/rollback', undefined, 'slow down'),
         ],
       },
     });
@@ -1154,7 +1156,7 @@ describe('jobs waiting for their environment', () => {
     const a = await queue.enqueue(jobData(planA, env.clock.now()));
     await env.reporter.waitFor(isWaiting(a.jobId));
 
-    // A takes the lock on its next delivery; its attempt fails with the 503 and backs off for a minute
+    // A takes the lock on its next delivery; its attempt fails with the 429 and backs off for a minute
     // (the worker's `failed` event comes once BullMQ has moved it to delayed).
     const failedOnce = firstFailure(worker, a.jobId);
     await held.release();
