@@ -254,6 +254,59 @@ describe('preview idle rule with the router (wake on request)', () => {
     expect(clock.pending).toBe(before + 1);
   }
 
+  it('a request held while its deployment wakes is answered 503 at once when the operator stops the deployment during the wake-up, not after the drain time-out', async () => {
+    // platform.ts wake(): it waited for its own stop of the upstream it had just started, whose drain
+    // (router.ts) waits for the requests held for that very wake-up: both waited for drainTimeoutMs.
+    const clock = new ManualClock();
+    let local: LocalPlatform | undefined;
+    const r = new TrafficRouter({
+      clock,
+      warmSockets: 1,
+      drainTimeoutMs: 600_000,
+      wake: (id) => local?.wake(id) ?? Promise.resolve(false),
+    });
+    router = r;
+    const port = await r.listen();
+    // The operator stops the deployment while its upstream starts for the wake-up.
+    const traffic: TrafficPlane = {
+      applyRoutes: (routes) => r.applyRoutes(routes),
+      startUpstream: (d) => {
+        const started = r.startUpstream(d);
+        void local?.stop(d.id).catch(() => undefined);
+        return started;
+      },
+      stopUpstream: (id) => r.stopUpstream(id),
+      upstreamStats: (id) => r.upstreamStats(id),
+    };
+    local = await LocalPlatform.open({ clock, traffic, buildTimeMs: 3000, reactivationTimeMs: 1500 });
+    platform = local;
+    // An older preview deployment in standby, reached on its own domain (not its environment's current
+    // deployment, which the operator may not stop).
+    expect((await local.getDeployment('dep_p1rw4n'))?.status).toBe('standby');
+
+    const sleepers = clock.pending;
+    const answer = new Promise<IncomingMessage>((resolve, reject) => {
+      const req = httpRequest(
+        { host: '127.0.0.1', port, path: '/', headers: { host: 'dep-p1rw4n.acme.localhost' }, agent: false },
+        (res) => {
+          res.resume();
+          res.on('end', () => resolve(res));
+        },
+      );
+      req.on('error', reject);
+      req.end();
+    });
+    await parked(clock, sleepers);
+    await clock.advance(1500);
+
+    const res = await answer;
+    expect(res.statusCode).toBe(503);
+    expect((await local.getDeployment('dep_p1rw4n'))?.status).toBe('stopped');
+    await local.settle();
+    expect(r.runningUpstreams()).not.toContain('dep_p1rw4n');
+    expect(r.stats()).toMatchObject({ inFlight: 0 });
+  });
+
   it('holds a request with a body while the deployment wakes and streams it through intact; a client that gives up is let go', async () => {
     const { clock, local, port } = await openWithRouter();
     await clock.advance(PREVIEW_IDLE_MS + 10 * MIN);

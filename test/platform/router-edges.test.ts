@@ -118,4 +118,48 @@ describe('traffic router draining', () => {
     expect(router.runningUpstreams()).toEqual([]);
     expect(router.stats()).toMatchObject({ inFlight: 0, unavailable: 0, badGateway: 0 });
   });
+  it('a request held while its deployment wakes, past a drain that gave up waiting for it, is answered 503, not sent to the closed pool', async () => {
+    // router.ts: the drain claimed the held request and timed out (drainTimeoutMs), destroying the pool;
+    // the wake-up then resolved and the request was proxied to it: 502.
+    let woke: () => void = () => undefined;
+    const waking = new Promise<void>((resolve) => {
+      woke = resolve;
+    });
+    let finish: () => void = () => undefined;
+    const finishing = new Promise<void>((resolve) => {
+      finish = resolve;
+    });
+    const router: TrafficRouter = new TrafficRouter({
+      port: 0,
+      drainTimeoutMs: 50,
+      wake: async () => {
+        await router.startUpstream(A);
+        woke();
+        await finishing; // a slow wake-up: it resolves only after the drain gave up
+        return true;
+      },
+    });
+    routers.push(router);
+    router.applyRoutes(new Map([[HOST, A.id]])); // A is asleep
+    const port = await router.listen();
+    const answer = new Promise<IncomingMessage>((resolve, reject) => {
+      const req = request(
+        { host: '127.0.0.1', port, path: '/', headers: { host: HOST }, agent: false },
+        (res) => {
+          res.resume();
+          res.on('end', () => resolve(res));
+        },
+      );
+      req.on('error', reject);
+      req.end();
+    });
+    await waking;
+    await router.stopUpstream(A.id); // drains, waits for the held request, gives up after 50 ms
+    finish();
+
+    const res = await answer;
+    // The router's own 503 for a deployment without a running upstream (x-deployment-id: none).
+    expect([res.statusCode, res.headers['x-deployment-id']]).toEqual([503, 'none']);
+    expect(router.stats()).toMatchObject({ inFlight: 0, badGateway: 0, unavailable: 1 });
+  });
 });

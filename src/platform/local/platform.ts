@@ -856,7 +856,9 @@ export class LocalPlatform implements DeployPlatform {
         // or made ready by a rollback to it (nothing left to do).
         if (d.status !== 'standby') {
           if (d.status === 'ready') return true;
-          await this.stopStartedUpstream(d.id);
+          // Not waited for: the router's drain of this upstream waits for the requests held for this
+          // very wake-up, which are answered only once it resolves.
+          this.track(this.stopStartedUpstream(d.id));
           return false;
         }
         const now = this.clock.now();

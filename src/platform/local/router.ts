@@ -67,6 +67,8 @@ export interface TrafficRouterOptions {
    * Called for a request whose domain points to a deployment with no running upstream (a preview
    * deployment idled by the six-hour rule): resolves true once that deployment runs again, and the
    * request, held meanwhile, is proxied to it; false (or a rejection) answers 503 as without it.
+   * It must not wait for `stopUpstream` of the deployment it wakes: that drain waits for the requests
+   * held for this wake-up (see WakeRoom), which are answered only once it resolves.
    */
   readonly wake?: (deploymentId: string) => Promise<boolean>;
   /**
@@ -200,6 +202,8 @@ interface Entry {
 interface WakeRoom {
   count: number;
   entry: Entry | undefined;
+  /** The claiming entry's drain is over (its pool destroyed): a request still held gets 503. */
+  closed: boolean;
 }
 
 /** The entry has nothing left to wait for: no request in flight, none held for its wake-up. */
@@ -662,6 +666,8 @@ export class TrafficRouter {
       }, this.options.drainTimeoutMs);
     }
     entry.onIdle = undefined;
+    // A wake-up that resolves after the drain gave up (drainTimeoutMs) finds its entry gone.
+    if (entry.held !== undefined) entry.held.closed = true;
     await entry.pool.destroy();
     await entry.upstream.stop();
     if (this.entries.get(deploymentId) === entry) this.entries.delete(deploymentId);
@@ -856,7 +862,7 @@ export class TrafficRouter {
   ): void {
     let room = this.wakeRooms.get(deploymentId);
     if (room === undefined) {
-      room = { count: 0, entry: undefined };
+      room = { count: 0, entry: undefined, closed: false };
       this.wakeRooms.set(deploymentId, room);
     }
     const held = room;
@@ -884,7 +890,7 @@ export class TrafficRouter {
         if (
           ok &&
           entry !== undefined &&
-          (entry.stopping === undefined || entry === held.entry) &&
+          (entry.stopping === undefined || (entry === held.entry && !held.closed)) &&
           !this.closing
         ) {
           this.proxy(req, res, entry, deploymentId);
