@@ -642,7 +642,7 @@ function describeValue(value: unknown, key: string): string {
   if (value !== null && typeof value === 'object') {
     const keys = Object.keys(value);
     if (keys.length === 0) return 'an empty mapping';
-    return `a mapping of ${keys.slice(0, 8).join(', ')}${keys.length > 8 ? ', …' : ''}`;
+    return `a mapping of ${keys.slice(0, 8).map(clipKey).join(', ')}${keys.length > 8 ? ', …' : ''}`;
   }
   const text = typeof value === 'string' ? JSON.stringify(hideUrlPassword(value)) : String(value);
   return text.length > 80 ? `${text.slice(0, 77)}...` : text;
@@ -654,18 +654,30 @@ function describeValue(value: unknown, key: string): string {
  * its operator API, the console's API and the worker's flags.
  */
 export function formatIssues(error: z.ZodError, input: unknown, prefix = ''): string {
-  return error.issues
-    .map((issue) => {
-      const key = prefix + issue.path.map(String).join('.');
-      const value = valueAt(input, issue.path);
-      if (issue.code === 'invalid_key') {
-        const inner = issue.issues[0];
-        return `${key}: invalid key, ${inner ? expectation(inner) : 'expected a valid key'}`;
-      }
-      // the schema's own message, or zod's default in the same words (never "Invalid option: …")
-      return `${key || '(root)'}: got ${describeValue(value, key)}, ${expectation(issue)}`;
-    })
-    .join('; ');
+  const lines = error.issues.slice(0, NAMED_ISSUES).map((issue) => {
+    // A key as written, clipped (a 5,000-character environment name is not echoed back whole).
+    const key = prefix + issue.path.map((k) => clipKey(String(k))).join('.');
+    const value = valueAt(input, issue.path);
+    if (issue.code === 'invalid_key') {
+      const inner = issue.issues[0];
+      return `${key}: invalid key, ${inner ? expectation(inner) : 'expected a valid key'}`;
+    }
+    // the schema's own message, or zod's default in the same words (never "Invalid option: …")
+    // Whether the value is a secret is judged by the key in full, not the clipped one shown.
+    const fullKey = prefix + issue.path.map(String).join('.');
+    return `${key || '(root)'}: got ${describeValue(value, fullKey)}, ${expectation(issue)}`;
+  });
+  // A list of 5,000 wrong items is one problem repeated: the first few are named, the rest counted.
+  const more = error.issues.length - NAMED_ISSUES;
+  return more > 0 ? `${lines.join('; ')}; and ${more} more` : lines.join('; ');
+}
+
+/** Most problems one message of formatIssues names. */
+const NAMED_ISSUES = 10;
+
+/** A key of a path or of a mapping as a message shows it: at most 40 characters. */
+function clipKey(key: string): string {
+  return key.length > 40 ? `${key.slice(0, 39)}…` : key;
 }
 
 /**

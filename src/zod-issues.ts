@@ -17,9 +17,17 @@ export function valueAt(root: unknown, path: readonly PropertyKey[]): unknown {
   return cur;
 }
 
+/**
+ * Most problems `describeIssues` names; the rest are counted. A payload with a 5,000-item list of bad
+ * entries is refused in a line, not echoed back whole (to a person, or into a log line).
+ */
+const NAMED_ISSUES = 5;
+
 /** `a.b: expected a string; c: required` — `root` names an issue about the whole value. */
 export function describeIssues(error: z.ZodError, root = '(root)'): string {
-  return issueLines(error, root).join('; ');
+  const lines = issueLines(error, root);
+  const more = lines.length - NAMED_ISSUES;
+  return more > 0 ? `${lines.slice(0, NAMED_ISSUES).join('; ')}; and ${more} more` : lines.join('; ');
 }
 
 /** One `path: message` line per issue (for structured logs). */
@@ -108,7 +116,13 @@ export function expectation(issue: z.core.$ZodIssue): string {
     case 'not_multiple_of':
       return `expected a multiple of ${issue.divisor}`;
     case 'unrecognized_keys':
-      return `expected only known keys (${issue.keys.map((k) => JSON.stringify(k)).join(', ')} ${issue.keys.length === 1 ? 'is not one' : 'are not'}: misspelt?)`;
+      // A key as written, clipped: a 5,000-character key is not echoed back whole.
+      return `expected only known keys (${issue.keys
+        .slice(0, 8)
+        .map((k) => JSON.stringify(k.length > 40 ? `${k.slice(0, 39)}…` : k))
+        .join(
+          ', ',
+        )}${issue.keys.length > 8 ? ', …' : ''} ${issue.keys.length === 1 ? 'is not one' : 'are not'}: misspelt?)`;
     case 'invalid_union': {
       // One option per accepted type (number | string): say which types; deeper mismatches are vaguer.
       const types = issue.errors.map((errs) =>

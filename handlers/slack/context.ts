@@ -82,7 +82,7 @@ export const blockActionSchema = z.object({
 });
 export type BlockAction = z.infer<typeof blockActionSchema>;
 
-/** "field: expectation" for each problem of a parsed payload. */
+/** "field: expectation" for the first problems of a parsed payload, and how many more. */
 export function describeIssues(error: z.ZodError): string {
   return describeZodIssues(error, '(payload)');
 }

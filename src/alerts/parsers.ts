@@ -674,9 +674,12 @@ function datadogAlerts(d: z.output<typeof datadogPayload>, opts: ParseOptions): 
 
 // ---------------------------------------------------------------- Sentry
 
-const sentryTag = z.tuple([z.string(), z.union([z.string(), z.null()])], {
-  error: 'expected a [key, value] pair',
-});
+const sentryTag = z.tuple(
+  [z.string(), z.union([z.string(), z.null()], { error: 'expected a string or null' })],
+  {
+    error: 'expected a [key, value] pair',
+  },
+);
 
 const sentryEvent = z.object({
   event_id: z.string().optional(),
@@ -688,7 +691,7 @@ const sentryEvent = z.object({
   web_url: z.string().optional(),
   url: z.string().optional(),
   environment: z.string().nullable().optional(),
-  project: z.union([z.number(), z.string()]).optional(),
+  project: z.union([z.number(), z.string()], { error: 'expected a number or a string' }).optional(),
   release: z.string().nullable().optional(),
   culprit: z.string().nullable().optional(),
   message: z.string().nullable().optional(),

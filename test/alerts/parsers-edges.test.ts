@@ -464,3 +464,25 @@ describe('vendor deliveries as the senders send them', () => {
     expect(deliveryOk('pagerduty', fixture('pagerduty-ping.json'))).toEqual({ alerts: [], ignored: [] });
   });
 });
+
+describe('sentry refusals say what was expected (found by test/edges-random.test.ts)', () => {
+  function refusal(mutate: (event: Record<string, unknown>) => void): string {
+    const body = fixture('sentry-issue-alert.json');
+    mutate((body.data as { event: Record<string, unknown> }).event);
+    const result = parseAlertDelivery('sentry', body, { now: NOW, sentryResource: 'event_alert' });
+    if (result.ok) throw new Error('expected a refusal');
+    return result.refusal.message;
+  }
+
+  it('a tag value that is neither a string nor null', () => {
+    expect(refusal((e) => ((e.tags as unknown[][])[0] = ['browser', 7]))).toBe(
+      'data.event.tags[0][1]: expected a string or null, got 7',
+    );
+  });
+
+  it('a project that is neither a number nor a string', () => {
+    expect(refusal((e) => (e.project = null))).toBe(
+      'data.event.project: expected a number or a string, got null',
+    );
+  });
+});

@@ -4,7 +4,7 @@
  * console token's 16-character minimum at its boundary).
  */
 import { describe, expect, it } from 'vitest';
-import { consoleEnabled, loadConfig, parseEnv } from '../../src/config.js';
+import { consoleEnabled, loadConfig, parseConfigFile, parseEnv } from '../../src/config.js';
 
 const UNKEY = { PLATFORM: 'unkey', UNKEY_ROOT_KEY: 'unkey_root_0123456789' } as const;
 
@@ -104,5 +104,33 @@ describe('Vercel project', () => {
     const vercel = { PLATFORM: 'vercel', VERCEL_TOKEN: 'vercel-token-0123' } as const;
     expect(loadConfig({ ...vercel, VERCEL_PROJECT: 'my-app' }).env.VERCEL_PROJECT).toBe('my-app');
     expect(() => loadConfig(vercel)).toThrow(/^vercel\.project: got nothing/);
+  });
+});
+
+describe('refusals of any size stay short (found by test/edges-random.test.ts)', () => {
+  it('a list of many wrong items names the first ten and counts the rest', () => {
+    const events = Array.from({ length: 5_000 }, (_, i) => `event${i}`);
+    const text = `environments:\n  production:\n    notices:\n      events: ${JSON.stringify(events)}\n`;
+    const message = ((): string => {
+      try {
+        parseConfigFile(text, 'sy.yml');
+      } catch (e) {
+        return (e as Error).message;
+      }
+      return '';
+    })();
+    expect(message).toMatch(
+      /^sy\.yml: environments\.production\.notices\.events\.0: got "event0", expected one of /,
+    );
+    expect(message).toContain('environments.production.notices.events.9: got "event9"');
+    expect(message).not.toContain('events.10:');
+    expect(message).toMatch(/; and 4990 more$/);
+  });
+
+  it('a huge misspelt key is clipped where it is named', () => {
+    const key = 'k'.repeat(1_000);
+    expect(() => parseConfigFile(`${key}: 1\n`, 'sy.yml')).toThrow(
+      `sy.yml: (root): got a mapping of ${'k'.repeat(39)}…, expected only known keys ("${'k'.repeat(39)}…" is not one: misspelt?)`,
+    );
   });
 });

@@ -6,7 +6,14 @@
  */
 import type { WebClient } from '@slack/web-api';
 import { describe, expect, it } from 'vitest';
-import { cannotPostView, faultView, isDirectMessage, postView } from '../../handlers/slack/context.js';
+import {
+  blockActionSchema,
+  cannotPostView,
+  describeIssues,
+  faultView,
+  isDirectMessage,
+  postView,
+} from '../../handlers/slack/context.js';
 import type { SlackReporter } from '../../handlers/slack/reporter.js';
 import { WorkQueue } from '../../handlers/slack/work.js';
 import type { ChatService } from '../../src/chat.js';
@@ -113,5 +120,21 @@ describe('handlers/slack/context.ts', () => {
     expect(isDirectMessage({ id: 'C0123ABCD' })).toBe(false);
     const view = cannotPostView('channel_not_found', textView('Roll back?', ['plan']), { id: 'D0123ABCD' });
     expect(view.summary).toContain('cannot post in direct messages');
+  });
+});
+
+describe('describeIssues (found by test/edges-random.test.ts)', () => {
+  it('names the first five problems of a payload and counts the rest', () => {
+    const parsed = blockActionSchema.safeParse({
+      type: 'block_actions',
+      user: { id: 'U0ALICE' },
+      container: { channel_id: 'C0PROD', message_ts: '1.2' },
+      actions: Array.from({ length: 5_000 }, () => ({})),
+    });
+    if (parsed.success) throw new Error('expected a refusal');
+    expect(describeIssues(parsed.error)).toBe(
+      [0, 1, 2, 3, 4].map((i) => `actions.${i}.action_id: expected an action_id`).join('; ') +
+        '; and 4995 more',
+    );
   });
 });
