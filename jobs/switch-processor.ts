@@ -56,6 +56,7 @@ import {
 import type { EnvironmentLock, JobLock, SwitchKeys } from '../src/queue.js';
 import {
   jobDataIssues,
+  jobIdForPlan,
   lockOwner,
   messageRefKey,
   queuedProgress,
@@ -1386,7 +1387,9 @@ export async function processSwitch(
     ) {
       // Graceful shutdown ran out of time: hand the job back so another worker resumes it at once
       // (the operation ref is stored, so it follows the same switch instead of starting another). The
-      // environment is released first, so that the attempt resuming it does not wait for it.
+      // environment is released first, so that the attempt resuming it does not wait for it; or, when
+      // its switch may still be running on the platform, already handed to the job's resumed attempt
+      // (`runLocked` did: the release below is that hand-over).
       log.info('worker shutting down: handing the switch back to the queue');
       await release();
       await job.moveToWait(token);
@@ -1477,6 +1480,25 @@ interface LockedRun {
    * `processSwitch`).
    */
   readonly release: (keepForRetryMs?: number) => Promise<string[] | undefined>;
+}
+
+/**
+ * How long a job handed back at graceful shutdown keeps its environment for its resumed attempt while
+ * its switch may still be running: one lock duration for a worker to take the job up from `wait`, and
+ * one more as a margin. A job not resumed by then (no other worker running) loses it.
+ */
+function handBackKeepMs(deps: ProcessorDeps): number {
+  return 2 * deps.lock.ttlMs;
+}
+
+/**
+ * How long an attempt that lost its BullMQ job lock keeps the environment for the job's next attempt
+ * while its switch may still be running: BullMQ's job lock expiring (one lock duration), its stalled
+ * check moving the job back to `wait` (one more, the default stalled interval), and a worker taking it
+ * up (one more).
+ */
+function stalledResumeMs(deps: ProcessorDeps): number {
+  return 3 * deps.lock.ttlMs;
 }
 
 /** Whether graceful shutdown ran out of time for this attempt (it is handed back to the queue). */
@@ -1774,6 +1796,10 @@ async function runLocked(
         environment: data.environment,
         targetId: data.targetId,
         requestedBy: data.requestedBy.displayName,
+        // Recorded with the switch by a platform that keeps a live history (the local one), so that
+        // `ownEntry` knows this job's switch by its id: display names are not unique. The id is the
+        // one `ownEntry` derives from the plan (the queue names every switch job so).
+        jobId: jobIdForPlan(data.planId),
         // A platform that can (the local one) refuses atomically if the environment moved since the
         // check above: a push going live in between would otherwise be switched away unseen.
         expectedCurrent: data.expectedCurrent,
@@ -1920,13 +1946,25 @@ async function runLocked(
         { reason: lock.lost, err: e },
         'switch attempt lost its job lock: stopped without publishing (the job is resumed elsewhere)',
       );
-      throw lockLostError(data.environment, lock.lost ?? 'job', e);
+      const lost = lockLostError(data.environment, lock.lost ?? 'job', e);
+      // A switch this job asked for may still be running on the platform, and the job is resumed
+      // elsewhere (after BullMQ's stalled check) or retried: freeing the environment meanwhile would let
+      // another job, finding it unchanged, ask for a second switch. Kept for the job's next attempt
+      // instead, if this attempt still holds it (else nothing is freed): for `stalledResumeMs`, or the
+      // longest backoff and one lock duration more when BullMQ takes this failure as the attempt's.
+      if (mayBeStarted)
+        void release(Math.max(stalledResumeMs(deps), deps.maxRetryDelayMs(job, lost) + deps.lock.ttlMs));
+      throw lost;
     }
     if (handingBack(run.shutdown) && !lock.silenced && !(e instanceof UnrecoverableError)) {
       // Graceful shutdown ran out of time: `processSwitch` hands the job back to the queue. Nothing
       // failed and no attempt is used: the step it was on says so, and another worker resumes it.
       tracker.handedBack();
       await tracker.publish().catch(() => undefined);
+      // A switch this job asked for may still be running on the platform: the environment goes to the
+      // job's resumed attempt (back in `wait`, any worker takes it up at once), not to whichever job
+      // a release would wake, which, finding it unchanged, would ask for a second switch.
+      if (mayBeStarted) void release(handBackKeepMs(deps));
       throw e;
     }
     const err = lock.lost ? lockLostError(data.environment, lock.lost, e) : asSwitchyardError(e);
@@ -2759,17 +2797,17 @@ function liveThenReplaced(data: SwitchJobData, history: readonly LiveEntry[], fr
 
 /**
  * Whether `entry` of the live history can be this job's switch: its target, put live by its action,
- * asked for by the job's requester. The local platform records who asked for each switch (`by`: the
- * `requestedBy` of the request, which this job sends as its requester's display name), so an entry by
- * someone else is another person's switch to the same target, never this job's. An entry without
- * `by` (a platform or a state file that does not record it) cannot be told apart: it counts.
+ * asked for by this job. The local platform records the id of the job that asked (`jobId`, sent with
+ * the request as `jobIdForPlan(planId)`, the job's id): an entry with another id is another job's
+ * switch, even one by a person of the same display name. An entry without it (an older state file, a
+ * platform that records only a name) is told by who asked (`by`: the request's `requestedBy`, this
+ * job's requester's display name), so an entry by someone else is never this job's; one without `by`
+ * either cannot be told apart: it counts.
  */
 function ownEntry(data: SwitchJobData, entry: LiveEntry): boolean {
-  return (
-    entry.deploymentId === data.targetId &&
-    entry.via === data.action &&
-    (entry.by === undefined || entry.by === data.requestedBy.displayName)
-  );
+  if (entry.deploymentId !== data.targetId || entry.via !== data.action) return false;
+  if (entry.jobId !== undefined) return entry.jobId === jobIdForPlan(data.planId);
+  return entry.by === undefined || entry.by === data.requestedBy.displayName;
 }
 
 /**
@@ -2916,8 +2954,11 @@ function successMessage(
   // on its target (no traffic moves, so it is still this job's switch): the environment is no longer
   // rolled back, and "paused" would be false. Read from the snapshot only then: this attempt's own
   // rollback is just done, and some platforms' state may lag behind it.
+  // Only on a platform that keeps a live history (the local one): elsewhere (Unkey, Vercel) the
+  // rolled-back flag may not show yet a rollback that just finished, even an earlier attempt's.
   const resumedSince =
     opts.switchedEarlier === true &&
+    snapshot.liveHistory.length > 0 &&
     data.action === 'rollback' &&
     !snapshot.environment.rolledBack &&
     snapshot.environment.currentDeploymentId === data.targetId;

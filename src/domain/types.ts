@@ -84,6 +84,12 @@ export interface LiveEntry {
   /** Who or what put it live: `deploy` (automatic), `rollback`, `promote`. */
   readonly via: 'deploy' | 'rollback' | 'promote';
   readonly by?: string;
+  /**
+   * The Switchyard switch job that asked for it (`SwitchRequest.jobId`), where the platform records it
+   * (the local one; absent in entries of older state files): how a job knows its own switch, since
+   * `by` is a display name that two people can share. Never shown.
+   */
+  readonly jobId?: string;
 }
 
 export interface Environment {

@@ -18,6 +18,12 @@ export interface SwitchRequest {
   /** Display name or id of the person on whose behalf the switch runs (kept in platform history). */
   readonly requestedBy?: string;
   /**
+   * The id of the Switchyard switch job making the request, for a platform that records it with the
+   * switch (the local one, on its live-history entry): display names are not unique, so a job tells
+   * its own switch from another job's by this id. Other platforms ignore it.
+   */
+  readonly jobId?: string;
+  /**
    * What the plan was checked against, for a platform that can refuse atomically when the environment
    * moved since (a push that went live in the moment between the last check and this call would
    * otherwise be switched away unseen): the deployment serving it, and its rolled-back state. A

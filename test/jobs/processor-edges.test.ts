@@ -446,6 +446,31 @@ describe('switch processor', () => {
     expect(final?.switchLanded).toBe(true);
   });
 
+  it("does not say automatic deploys were resumed since on a platform without a live history, whose rolled-back flag may lag an earlier attempt's rollback", async () => {
+    // Like Unkey and Vercel: no live history, and the rollback the first attempt made (its operation
+    // followed by the second) not yet shown rolled back. Nobody resumed anything: still "paused".
+    const env = await setupJobs(cleanup);
+    const ids = seedIds(0);
+    const lagging = failingOperationReads(env, 1);
+    const platform: DeployPlatform = Object.assign(Object.create(lagging) as DeployPlatform, {
+      snapshot: async (environment: string) => {
+        const snap = await lagging.snapshot(environment);
+        return { ...snap, liveHistory: [], environment: { ...snap.environment, rolledBack: false } };
+      },
+    });
+    await env.startWorker({ platform });
+    const plan = await planFor(env.local, 'env0', 'rollback', env.clock.now());
+    const { jobId } = await env.queue.enqueue(jobData(plan, env.clock.now()));
+
+    const final = await env.queue.waitForEnd(jobId);
+
+    expect(final).toMatchObject({ outcome: 'succeeded', attempt: 2 });
+    expect(final?.message).toContain(`Rolled back env0 to ${ids.previous}`);
+    expect(final?.message).toContain('Automatic deploys are paused until a deployment is promoted.');
+    expect(final?.message).not.toContain('resumed since');
+    expect(env.platform.switchCalls).toBe(1);
+  });
+
   it('succeeds as its own switch when its earlier request landed unanswered and automatic deploys were resumed on the target since', async () => {
     // jobs/switch-processor.ts: the retry found the target current but not rolled back (isAlreadyDone
     // false for a rollback), read the plan stale, and ended failed, saying the switch "did not take
@@ -935,6 +960,73 @@ describe('switch processor', () => {
     // A's retry re-validates: B moved traffic since its plan.
     expect(await env.queue.waitForEnd(a)).toMatchObject({ outcome: 'stale', code: 'plan_stale', attempt: 2 });
     expect(calls).toEqual([ids.standby, ids.previous]);
+  });
+
+  /**
+   * Makes every attempt of job `a` to take its environment lock wait until job `b` has tried to take
+   * it (from now on): `b` is first at the lock whatever order a worker takes the two jobs in.
+   */
+  function bTriesTheLockFirst(a: string, b: string): void {
+    const bTried = deferred();
+    const acquire = EnvironmentLock.prototype.acquireAndRead;
+    vi.spyOn(EnvironmentLock.prototype, 'acquireAndRead').mockImplementation(async function (
+      this: EnvironmentLock,
+      ...args
+    ) {
+      if (args[4].jobId === a) await bTried.promise;
+      const got = await acquire.apply(this, args);
+      if (args[4].jobId === b) bTried.resolve();
+      return got;
+    });
+  }
+
+  it('keeps its environment for its resumed attempt when handed back at shutdown while its switch runs: a job waiting for env0 does not ask the platform first', async () => {
+    // Job A is handed back while its operation (a reactivation) still runs. Were env0 freed, job B,
+    // planned on the same state and first at the lock, would find it unchanged and ask for a second
+    // switch while A's still runs.
+    const env = await setupJobs(cleanup);
+    const ids = seedIds(0);
+    const calls: string[] = [];
+    const otherCalled = deferred();
+    const platform: DeployPlatform = Object.assign(Object.create(env.platform) as DeployPlatform, {
+      rollback: async (r: SwitchRequest): Promise<OperationRef> => {
+        calls.push(r.targetId);
+        if (r.targetId !== ids.standby) otherCalled.resolve();
+        return env.platform.rollback(r);
+      },
+    });
+    const first = await env.startWorker({ platform, shutdownTimeoutMs: 20 });
+    const planA = await planFor(env.local, 'env0', 'rollback', env.clock.now(), ids.standby);
+    const { jobId: a } = await env.queue.enqueue(jobData(planA, env.clock.now()));
+    await env.reporter.waitFor((p) => p.jobId === a && p.operationId !== undefined);
+    const planB = await planFor(env.local, 'env0', 'rollback', env.clock.now(), ids.previous);
+    const { jobId: b } = await env.queue.enqueue(jobData(planB, env.clock.now()));
+    await env.reporter.waitFor(
+      (p) => p.jobId === b && p.steps.some((s) => s.detail?.startsWith('Waiting') === true),
+    );
+    await first.close();
+
+    // Kept for A's resumed attempt, for two lock durations (5 s each) at most.
+    const lockKey = switchKeys(env.queue.prefix, env.queueName).lock('env0');
+    const createdAt = (await env.queue.queue.getJob(a))?.timestamp;
+    expect(await env.redis.get(lockKey)).toBe(`${a}:retry-${createdAt}`);
+    expect(await env.redis.pttl(lockKey)).toBeGreaterThan(5_000);
+    expect(await env.redis.pttl(lockKey)).toBeLessThanOrEqual(10_000);
+
+    bTriesTheLockFirst(a, b);
+    await env.startWorker({ platform });
+    const resumed = env.reporter
+      .waitFor((p) => p.jobId === a && p.steps.some((s) => s.detail?.includes('Resuming') === true))
+      .then(() => 'A resumed');
+    expect(await Promise.race([resumed, otherCalled.promise.then(() => 'job B asked the platform')])).toBe(
+      'A resumed',
+    );
+    await env.clock.advance(REACTIVATION_MS);
+    expect(await env.queue.waitForEnd(a)).toMatchObject({ outcome: 'succeeded', attempt: 1 });
+
+    // B re-validated after A: traffic moved since its plan, so it asked for nothing.
+    expect(await env.queue.waitForEnd(b)).toMatchObject({ outcome: 'stale', code: 'plan_stale' });
+    expect(calls).toEqual([ids.standby]);
   });
 });
 

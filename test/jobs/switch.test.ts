@@ -21,7 +21,12 @@ import { PlatformHttpError, RefusalError } from '../../src/errors.js';
 import { createLogger } from '../../src/log.js';
 import { JsonHttpClient } from '../../src/platform/http-client.js';
 import { LocalPlatform } from '../../src/platform/local/platform.js';
-import type { DeployPlatform, OperationRef, OperationStatus } from '../../src/platform/port.js';
+import type {
+  DeployPlatform,
+  OperationRef,
+  OperationStatus,
+  SwitchRequest,
+} from '../../src/platform/port.js';
 import type { MessageRef, Progress } from '../../src/progress.js';
 import { EnvironmentLock, jobIdForPlan, queuedProgress, SwitchQueue, switchKeys } from '../../src/queue.js';
 import { createRedis } from '../../src/redis.js';
@@ -1751,5 +1756,68 @@ describe('what a failed or stale switch says at its end is true of the platform'
       new RegExp(`env0 is serving ${seedIds(0).current}\\. Nothing was done\\.$`),
     );
     expect(env.platform.switchCalls).toBe(0);
+  });
+});
+
+describe("a job's own switch in the live history", () => {
+  /** Waits until the local platform reports operation `ref` succeeded, moving its clock `advance` ms first. */
+  async function untilSucceeded(env: JobsEnv, ref: OperationRef, advance = 0): Promise<void> {
+    if (advance > 0) await env.clock.advance(advance);
+    for (;;) {
+      const status = await env.local.operation(ref);
+      if (status.state === 'succeeded') return;
+      if (status.state === 'failed') throw new Error(`operation ${ref.id} failed`);
+      await new Promise<void>((resolve) => setImmediate(resolve));
+    }
+  }
+
+  it("asks again when the target was put live and undone by another job's switch in the name of a person of the same display name", async () => {
+    // jobs/switch-processor.ts ownEntry told its own switch by the requester's display name only: another
+    // Alice's rollback to the same target (another job: another job id), then Erin's promote back, read
+    // as this job's unanswered request taking effect and being undone, and the job ended without asking.
+    const env = await setupJobs(cleanup);
+    const ids = seedIds(0);
+    let calls = 0;
+    const platform: DeployPlatform = Object.assign(Object.create(env.platform) as DeployPlatform, {
+      rollback: async (r: SwitchRequest): Promise<OperationRef> => {
+        calls++;
+        if (calls > 1) return env.platform.rollback(r);
+        // The request never reaches the platform (a 502 from a proxy); before the retry another job in
+        // the name of another Alice rolls back to the same target, and Erin promotes the planned
+        // deployment back.
+        await untilSucceeded(
+          env,
+          await env.local.rollback({
+            environment: 'env0',
+            targetId: ids.previous,
+            requestedBy: 'Alice',
+            jobId: 'sw_another_job',
+          }),
+          1_000,
+        );
+        await env.clock.advance(1_000);
+        await untilSucceeded(
+          env,
+          await env.local.promote({ environment: 'env0', targetId: ids.current, requestedBy: 'Erin' }),
+        );
+        throw new PlatformHttpError(502, 'POST', 'http://platform.test/rollback', undefined, 'bad gateway');
+      },
+    });
+    await env.startWorker({ platform });
+    const plan = await planFor(env.local, 'env0', 'rollback', env.clock.now());
+    const { jobId } = await env.queue.enqueue(jobData(plan, env.clock.now()));
+
+    const final = await env.queue.waitForEnd(jobId);
+
+    expect(final).toMatchObject({ outcome: 'succeeded', attempt: 2 });
+    expect(calls).toBe(2);
+    const history = (await env.local.snapshot('env0')).liveHistory;
+    expect(history.at(-3)).toMatchObject({
+      deploymentId: ids.previous,
+      by: 'Alice',
+      jobId: 'sw_another_job',
+    });
+    // This job's switch, recorded with its own id.
+    expect(history.at(-1)).toMatchObject({ deploymentId: ids.previous, via: 'rollback', by: 'Alice', jobId });
   });
 });

@@ -2,9 +2,16 @@
  * Edge tests (found by mutation testing) of src/platform/local/platform.ts (the seed's switch, standby and idle rules):
  * behaviour no other test pinned down. The demo platform on a ManualClock.
  */
+import { mkdtempSync, rmSync } from 'node:fs';
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { ManualClock } from '../../src/clock.js';
 import { RefusalError } from '../../src/errors.js';
+import { LocalPlatformClient } from '../../src/platform/local/client.js';
+import { createLocalApi } from '../../src/platform/local/http-api.js';
 import { LocalPlatform, OPERATIONS_KEPT } from '../../src/platform/local/platform.js';
 
 let platform: LocalPlatform | undefined;
@@ -95,5 +102,52 @@ describe('local platform', () => {
     }
 
     expect((await p.operation(slow)).state).toBe('reactivating');
+  });
+
+  it('records the job id a switch was requested with on its live-history entry, kept across a restart and served by the HTTP API', async () => {
+    // jobs/switch-processor.ts ownEntry knows a job's own switch by this id: display names are not
+    // unique. Sent over the wire (a separate worker process talks to the platform through the client),
+    // written to the state file and read back after a restart, it must reach the job each way.
+    const dir = mkdtempSync(join(tmpdir(), 'sy-local-jobid-'));
+    const stateFile = join(dir, 'state.json');
+    const clock = new ManualClock();
+    const servers: Server[] = [];
+    const serve = async (p: LocalPlatform): Promise<LocalPlatformClient> => {
+      const server = createServer(createLocalApi(p));
+      servers.push(server);
+      await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
+      return new LocalPlatformClient({
+        baseUrl: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
+      });
+    };
+    try {
+      const first = await LocalPlatform.open({ clock, stateFile, reactivationTimeMs: 10 });
+      const client = await serve(first);
+      const ref = await client.rollback({
+        environment: 'production',
+        targetId: 'dep_3hd7xa',
+        requestedBy: 'Alice',
+        jobId: 'sw_job_a',
+      });
+      while ((await client.operation(ref)).state !== 'succeeded') await clock.advance(500);
+      const entry = { deploymentId: 'dep_3hd7xa', via: 'rollback', by: 'Alice', jobId: 'sw_job_a' };
+      expect((await first.snapshot('production')).liveHistory.at(-1)).toMatchObject(entry);
+      expect((await client.snapshot('production')).liveHistory.at(-1)).toMatchObject(entry);
+      await first.close();
+
+      platform = await LocalPlatform.open({ clock, stateFile });
+      const again = await serve(platform);
+
+      expect((await platform.snapshot('production')).liveHistory.at(-1)).toMatchObject(entry);
+      expect((await again.snapshot('production')).liveHistory.at(-1)).toMatchObject(entry);
+      // An entry recorded without one (a deploy, an older state file) has no job id, not an empty one.
+      expect((await again.snapshot('production')).liveHistory.at(0)).not.toHaveProperty('jobId');
+    } finally {
+      for (const server of servers) {
+        server.closeAllConnections();
+        await new Promise<void>((r) => server.close(() => r()));
+      }
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });

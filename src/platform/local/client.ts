@@ -56,6 +56,8 @@ const snapshotSchema = z.object({
       since: z.number(),
       via: z.enum(['deploy', 'rollback', 'promote']),
       by: z.string().optional(),
+      // Absent from older local platforms and from entries they recorded without it.
+      jobId: z.string().optional(),
     }),
   ),
   readAt: z.number(),

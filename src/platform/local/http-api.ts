@@ -28,6 +28,7 @@ const switchBody = z.object({
   environment: z.string().min(1),
   targetId: z.string().min(1),
   requestedBy: z.string().min(1).optional(),
+  jobId: z.string().min(1).optional(),
   expectedCurrent: z.string().min(1).optional(),
   expectedRolledBack: z.boolean().optional(),
 });
@@ -165,8 +166,8 @@ async function handle(platform: LocalPlatform, req: IncomingMessage, res: Server
         'GET /_switchyard/deployments/:id',
         'POST /_switchyard/push {environment, branch?, message?, author?, fail?}',
         'POST /_switchyard/deployments/:id/stop',
-        'POST /_switchyard/rollback {environment, targetId, requestedBy?, expectedCurrent?, expectedRolledBack?}',
-        'POST /_switchyard/promote {environment, targetId, requestedBy?, expectedCurrent?, expectedRolledBack?}',
+        'POST /_switchyard/rollback {environment, targetId, requestedBy?, jobId?, expectedCurrent?, expectedRolledBack?}',
+        'POST /_switchyard/promote {environment, targetId, requestedBy?, jobId?, expectedCurrent?, expectedRolledBack?}',
         'POST /_switchyard/operations/status {operation ref}',
       ],
     });
@@ -234,6 +235,7 @@ async function handle(platform: LocalPlatform, req: IncomingMessage, res: Server
       environment: body.value.environment,
       targetId: body.value.targetId,
       ...(body.value.requestedBy === undefined ? {} : { requestedBy: body.value.requestedBy }),
+      ...(body.value.jobId === undefined ? {} : { jobId: body.value.jobId }),
       ...(body.value.expectedCurrent === undefined ? {} : { expectedCurrent: body.value.expectedCurrent }),
       ...(body.value.expectedRolledBack === undefined
         ? {}

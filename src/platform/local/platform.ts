@@ -102,6 +102,15 @@ interface SwitchBasis {
   readonly rolledBack: boolean;
 }
 
+/**
+ * Who asked for a switch, as its live-history entry records it: the request's `requestedBy` (`by`) and
+ * the id of the Switchyard job that sent it (`jobId`, how a job knows its own switch).
+ */
+interface SwitchAsker {
+  readonly by: string | undefined;
+  readonly jobId: string | undefined;
+}
+
 export interface PushRequest {
   readonly environment: string;
   readonly branch?: string;
@@ -381,7 +390,7 @@ export class LocalPlatform implements DeployPlatform {
       rolledBack: snap.environment.rolledBack,
     };
     this.track(
-      this.runSwitch(ref, request.requestedBy, basis).finally(() => {
+      this.runSwitch(ref, { by: request.requestedBy, jobId: request.jobId }, basis).finally(() => {
         this.busy.delete(ref.environment);
       }),
     );
@@ -434,7 +443,7 @@ export class LocalPlatform implements DeployPlatform {
    * upstream this switch started is stopped again; the final check and the switch itself run in one
    * synchronous step.
    */
-  private async runSwitch(ref: OperationRef, by: string | undefined, basis: SwitchBasis): Promise<void> {
+  private async runSwitch(ref: OperationRef, asker: SwitchAsker, basis: SwitchBasis): Promise<void> {
     const target = this.state.deployments.find((d) => d.id === ref.targetId);
     if (target === undefined) {
       this.setOp(ref, 'failed', { code: RefusalCode.unknownDeployment, message: 'target vanished' });
@@ -471,7 +480,7 @@ export class LocalPlatform implements DeployPlatform {
       }
       this.markOp(ref, 'switching');
       // Marks the operation succeeded in the same state write as the switch itself.
-      this.applySwitch(ref, by);
+      this.applySwitch(ref, asker);
     } catch (e) {
       if (started && target.status !== 'ready') await this.stopStartedUpstream(target.id);
       if (this.abort.signal.aborted) {
@@ -538,8 +547,9 @@ export class LocalPlatform implements DeployPlatform {
    * swap, written to the state file together with the operation's `succeeded` (so that after a restart
    * the operation reads succeeded exactly when the switch is in the file).
    */
-  private applySwitch(ref: OperationRef, by: string | undefined): void {
+  private applySwitch(ref: OperationRef, asker: SwitchAsker): void {
     const { action, environment, targetId } = ref;
+    const { by, jobId } = asker;
     const env = this.env(environment);
     const now = this.clock.now();
     const previous = env.currentDeploymentId;
@@ -561,6 +571,7 @@ export class LocalPlatform implements DeployPlatform {
         since: now,
         via: action,
         ...(by ? { by } : {}),
+        ...(jobId ? { jobId } : {}),
       });
     }
     if (action === 'rollback') {
@@ -1059,6 +1070,7 @@ export class LocalPlatform implements DeployPlatform {
       since: e.since,
       via: e.via,
       ...(e.by === undefined ? {} : { by: e.by }),
+      ...(e.jobId === undefined ? {} : { jobId: e.jobId }),
     }));
   }
 

@@ -76,6 +76,8 @@ export const liveEntrySchema = z.object({
   since: z.number(),
   via: z.enum(['deploy', 'rollback', 'promote']),
   by: z.string().optional(),
+  // Optional: state files written before it existed load as they are.
+  jobId: z.string().optional(),
 });
 
 /**
