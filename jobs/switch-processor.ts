@@ -1250,16 +1250,17 @@ export async function processSwitch(
       askedAt = monotonicNow(deps.clock);
       const again = await deps.lock.acquireAndRead(data.environment, owner, opKey, msgsKey, run);
       if (!again.acquired) {
-        // A reservation (`retryReservation`) is a job backing off after asking the platform for a
-        // switch whose outcome it does not know: that switch may be running, so it is said as one.
+        // A reservation (`retryReservation`) is a job between two attempts (backing off, handed back at
+        // shutdown, or stalled) after asking the platform for a switch whose outcome it does not know:
+        // that switch may be running, so it is said as one.
         const reserved = isRetryReservation(again.owner);
         const detail =
           again.holder === jobId
             ? reserved
-              ? `Waiting: an earlier job of this plan asked the platform to switch ${data.environment} and got no answer; it holds ${data.environment} until its retry, or until that hold expires.`
+              ? `Waiting: an earlier job of this plan asked the platform to switch ${data.environment} and got no answer; it holds ${data.environment} until its next attempt, or until that hold expires.`
               : `Waiting: an earlier attempt of this switch still holds ${data.environment}; it stops at its next step, or its hold expires within ${Math.ceil(deps.lock.ttlMs / 1000)}s.`
             : reserved
-              ? `Waiting: another ${data.environment} switch is running (job ${again.holder}, waiting to retry its switch).`
+              ? `Waiting: another ${data.environment} switch is running (job ${again.holder}, between two attempts; its switch may still be running on the platform).`
               : `Waiting: another ${data.environment} switch is running (job ${again.holder}).`;
         if (!(finished.success && waitingSaid(finished.data, detail))) {
           tracker.progress.steps =

@@ -922,7 +922,9 @@ describe('switch processor', () => {
       .waitFor((p) => p.jobId === b && p.steps.some((s) => s.detail?.startsWith('Waiting') === true))
       .then((p) => p.steps.find((s) => s.state === 'running')?.detail);
     const first = await Promise.race([waiting, otherCalled.then(() => 'job B asked the platform')]);
-    expect(first).toBe(`Waiting: another env0 switch is running (job ${a}, waiting to retry its switch).`);
+    expect(first).toBe(
+      `Waiting: another env0 switch is running (job ${a}, between two attempts; its switch may still be running on the platform).`,
+    );
 
     // A's switch lands; its retry finds it done (its own) and ends the job, freeing env0 for B.
     const ref = aRef();
