@@ -1030,6 +1030,106 @@ describe('switch processor', () => {
     expect(await env.queue.waitForEnd(b)).toMatchObject({ outcome: 'stale', code: 'plan_stale' });
     expect(calls).toEqual([ids.standby]);
   });
+
+  it("keeps its environment for the job's next attempt when its attempt lost its job lock while its switch runs: a job waiting for env0 does not ask the platform first", async () => {
+    // Job A's BullMQ job lock alone goes (the job stays) while its operation (a reactivation) still
+    // runs: the attempt stops without publishing, and BullMQ's stalled check gives the job to a next
+    // attempt. Were env0 freed meanwhile, job B, planned on the same state and first at the lock, would
+    // find it unchanged and ask for a second switch while A's still runs.
+    const env = await setupJobs(cleanup);
+    const ids = seedIds(0);
+    const order: string[] = [];
+    const otherCalled = deferred();
+    const platform: DeployPlatform = Object.assign(Object.create(env.platform) as DeployPlatform, {
+      rollback: async (r: SwitchRequest): Promise<OperationRef> => {
+        order.push(`rollback to ${r.targetId}`);
+        if (r.targetId !== ids.standby) otherCalled.resolve();
+        return env.platform.rollback(r);
+      },
+    });
+    const lossNoticed = jobLockLossNoticed();
+    // A lock duration long enough that a loaded machine takes A's next attempt up within the
+    // reservation (three lock durations), and a stalled check quick enough to hand it over soon.
+    await env.startWorker({ lockDurationMs: 1_500, stalledIntervalMs: 150, platform });
+    const planA = await planFor(env.local, 'env0', 'rollback', env.clock.now(), ids.standby);
+    const { jobId: a } = await env.queue.enqueue(jobData(planA, env.clock.now()));
+    await env.reporter.waitFor((p) => p.jobId === a && p.operationId !== undefined);
+    const planB = await planFor(env.local, 'env0', 'rollback', env.clock.now(), ids.previous);
+    const { jobId: b } = await env.queue.enqueue(jobData(planB, env.clock.now()));
+    await env.reporter.waitFor(
+      (p) => p.jobId === b && p.steps.some((s) => s.detail?.startsWith('Waiting') === true),
+    );
+
+    // Once A's attempt lets go of env0 (hands it over or frees it), A's next attempt takes it only after
+    // B tried it (B is first at the lock) and the test read it.
+    let aLetGo = false;
+    const letGo = deferred<string>();
+    const bTried = deferred();
+    const read = deferred();
+    const aOwns = (owner: string) => owner.startsWith(`${a}:`) && !aLetGo;
+    const handOver = EnvironmentLock.prototype.handOver;
+    vi.spyOn(EnvironmentLock.prototype, 'handOver').mockImplementation(async function (
+      this: EnvironmentLock,
+      ...args
+    ) {
+      if (!aOwns(args[1])) return handOver.apply(this, args);
+      aLetGo = true;
+      const handed = await handOver.apply(this, args);
+      letGo.resolve(handed ? 'handed over' : 'not held');
+      return handed;
+    });
+    const releaseAndRead = EnvironmentLock.prototype.releaseAndRead;
+    vi.spyOn(EnvironmentLock.prototype, 'releaseAndRead').mockImplementation(async function (
+      this: EnvironmentLock,
+      ...args
+    ) {
+      if (!aOwns(args[1])) return releaseAndRead.apply(this, args);
+      aLetGo = true;
+      const got = await releaseAndRead.apply(this, args);
+      letGo.resolve('freed');
+      return got;
+    });
+    const acquire = EnvironmentLock.prototype.acquireAndRead;
+    vi.spyOn(EnvironmentLock.prototype, 'acquireAndRead').mockImplementation(async function (
+      this: EnvironmentLock,
+      ...args
+    ) {
+      const afterLetGo = aLetGo;
+      if (afterLetGo && args[4].jobId === a) await Promise.all([bTried.promise, read.promise]);
+      const got = await acquire.apply(this, args);
+      if (afterLetGo && args[4].jobId === b) bTried.resolve();
+      return got;
+    });
+
+    // Only A's BullMQ job lock goes: its attempt notices at its next renewal and stops.
+    const jobKey = env.queue.queue.toKey(a);
+    await env.redis.del(`${jobKey}:lock`);
+    await lossNoticed;
+    expect(await letGo.promise).toBe('handed over');
+
+    // Kept for A's next attempt, for three lock durations (600 ms each) at most: the longest backoff
+    // (20 ms) and a lock duration are shorter.
+    const lockKey = switchKeys(env.queue.prefix, env.queueName).lock('env0');
+    const createdAt = (await env.queue.queue.getJob(a))?.timestamp;
+    expect(await env.redis.get(lockKey)).toBe(`${a}:retry-${createdAt}`);
+    expect(await env.redis.pttl(lockKey)).toBeGreaterThan(3_000);
+    expect(await env.redis.pttl(lockKey)).toBeLessThanOrEqual(4_500);
+    read.resolve();
+
+    const resumed = env.reporter
+      .waitFor((p) => p.jobId === a && p.steps.some((s) => s.detail?.includes('Resuming') === true))
+      .then(() => 'A resumed');
+    expect(await Promise.race([resumed, otherCalled.promise.then(() => 'job B asked the platform')])).toBe(
+      'A resumed',
+    );
+    await env.clock.advance(REACTIVATION_MS);
+    expect(await env.queue.waitForEnd(a)).toMatchObject({ outcome: 'succeeded', attempt: 1 });
+    order.push('A ended');
+
+    // B re-validated after A: traffic moved since its plan, so it asked for nothing.
+    expect(await env.queue.waitForEnd(b)).toMatchObject({ outcome: 'stale', code: 'plan_stale' });
+    expect(order).toEqual([`rollback to ${ids.standby}`, 'A ended']);
+  });
 });
 
 describe("a resumed job's steps", () => {
