@@ -17,7 +17,7 @@
  * Alert webhooks also go through the real HTTP server: a refused body is a 400 naming the field (never
  * a 500) and changes nothing (no plan, no post).
  *
- * A failure prints the edge, the seed, the case number and the mutations: EDGES_SEED=<n> replays.
+ * A failure prints the edge, the seed, the case number and the mutations: RANDOM_SEED=<n> replays.
  */
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -50,7 +50,7 @@ import { SleepRecordingClock, UnkeyFakeServer } from './fakes/unkey-server.js';
 import { VercelFakeServer } from './fakes/vercel-server.js';
 import { mulberry32 } from './support/random.js';
 
-const SEED = Number(process.env.EDGES_SEED ?? 20_240_517);
+const SEED = Number(process.env.RANDOM_SEED ?? 20_240_517);
 const CASES = 200;
 /** The longest refusal message any edge may give, whatever the input's size. */
 const MAX_MESSAGE = 3_000;

@@ -7,7 +7,7 @@
  * incident, clock steps (seconds, past the 10-minute windows, past 6 hours), deploys and rollbacks on
  * the platform between alerts, and Slack posts failing now and then like an outage.
  *
- * A failure names the seed and the script so far: ALERTS_SEED=<n> replays that script alone.
+ * A failure names the seed and the script so far: RANDOM_SEED=<n> replays that script alone.
  */
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -440,7 +440,7 @@ async function replay(seed: number): Promise<void> {
       await check();
     }
   } catch (e) {
-    const prefix = `seed ${seed} (ALERTS_SEED=${seed} replays it), step ${step}`;
+    const prefix = `seed ${seed} (RANDOM_SEED=${seed} replays it), step ${step}`;
     if (e instanceof Error) {
       e.message = `${prefix}: ${e.message}\nscript:\n${log.join('\n')}`;
       throw e;
@@ -450,8 +450,8 @@ async function replay(seed: number): Promise<void> {
 }
 
 const seeds =
-  process.env.ALERTS_SEED !== undefined
-    ? [Number(process.env.ALERTS_SEED)]
+  process.env.RANDOM_SEED !== undefined
+    ? [Number(process.env.RANDOM_SEED)]
     : Array.from({ length: Number(process.env.ALERTS_SCRIPTS ?? SCRIPTS) }, (_, i) => 0xa1e7 + i * 7919);
 
 describe('alert handling across two replicas (seeded random scripts)', () => {

@@ -12,7 +12,7 @@
  * nothing (no job, the message unchanged, an ephemeral answer); nothing Discord refuses as over its
  * limits (the fake answers 400).
  *
- * A failure prints the seed, the script and what was done; `DISCORD_RANDOM_SEED=<seed>` replays one.
+ * A failure prints the seed, the script and what was done; `RANDOM_SEED=<seed>` replays one.
  */
 import { describe, expect, it } from 'vitest';
 import { renderDiscord } from '../../src/views/discord.js';
@@ -190,7 +190,7 @@ async function runSeed(seed: number): Promise<void> {
     const done = log.map((l) => `  ${l}`).join('\n');
     const why = err instanceof Error ? (err.stack ?? err.message) : String(err);
     throw new Error(
-      `random Discord run failed — seed ${seed} (replay: DISCORD_RANDOM_SEED=${seed})\nmembers: ${members.join(', ')}\nscript:\n${script}\nwhat was done:\n${done}\n${why}`,
+      `random Discord run failed — seed ${seed} (replay: RANDOM_SEED=${seed})\nmembers: ${members.join(', ')}\nscript:\n${script}\nwhat was done:\n${done}\n${why}`,
     );
   }
 }
@@ -472,9 +472,9 @@ async function play(
   ).toEqual([]);
 }
 
-/** Seeds: `DISCORD_RANDOM_SEED` replays one; otherwise fixed ones, so every run checks the same scripts. */
+/** Seeds: `RANDOM_SEED` replays one; otherwise fixed ones, so every run checks the same scripts. */
 function seeds(): number[] {
-  const replay = process.env.DISCORD_RANDOM_SEED;
+  const replay = process.env.RANDOM_SEED;
   if (replay !== undefined && replay !== '') return [Number(replay) >>> 0];
   return [6, 42_424_242, 1, 2];
 }

@@ -28,7 +28,7 @@ import { OPEN_STATES, type PlanRecord, PlanStore } from '../../src/plan-store.js
 import { type SwitchJobInput, SwitchQueue } from '../../src/queue.js';
 import { createRedis, type RedisClient } from '../../src/redis.js';
 import { RecordingReporter } from '../jobs/fixtures/harness.js';
-import { mulberry32 } from '../support/random.js';
+import { mulberry32, seedsOr } from '../support/random.js';
 import { redisUrl } from '../support/redis.js';
 import {
   alice,
@@ -42,7 +42,7 @@ import {
   testConfig,
 } from './harness.js';
 
-const SEEDS = Array.from({ length: 20 }, (_, i) => i + 1);
+const SEEDS = seedsOr(Array.from({ length: 20 }, (_, i) => i + 1));
 const STEPS = 40;
 const HOUR = 3_600_000;
 

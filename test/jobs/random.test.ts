@@ -18,7 +18,7 @@ import type { LocalPlatform } from '../../src/platform/local/platform.js';
 import type { DeployPlatform, OperationRef, PlatformEvent, SwitchRequest } from '../../src/platform/port.js';
 import type { Progress } from '../../src/progress.js';
 import { type EnqueueResult, jobIdForPlan } from '../../src/queue.js';
-import { mulberry32 } from '../support/random.js';
+import { mulberry32, seedsOr } from '../support/random.js';
 import { Cleanup, jobData, timeoutGuard } from './fixtures/harness.js';
 import { seedDomains } from './fixtures/seed.js';
 import { type JobsEnv, setupJobs } from './fixtures/setup.js';
@@ -28,7 +28,7 @@ afterEach(() => cleanup.run());
 
 const ENVS = 3;
 const ACTIONS = 25;
-const SEEDS = [1, 2, 3, 4, 5, 6, 7, 8, 9, 10];
+const SEEDS = seedsOr([1, 2, 3, 4, 5, 6, 7, 8, 9, 10]);
 
 type FaultKind = '503' | 'timeout' | 'lost' | 'refusal' | '403';
 type Method = 'switch' | 'snapshot' | 'operation';

@@ -18,7 +18,7 @@
  * reminder is edited closed exactly once after its period ends and never while it lasts; nothing is
  * posted for an event type (or an environment) the configuration does not select; nothing is given up.
  *
- * A failure names the seed and the script so far: NOTICES_SEED=<n> replays that script alone
+ * A failure names the seed and the script so far: RANDOM_SEED=<n> replays that script alone
  * (NOTICES_SCRIPTS=<k> runs k scripts).
  */
 import { afterEach, describe, expect, it } from 'vitest';
@@ -520,7 +520,7 @@ async function runScript(seed: number, steps: number): Promise<void> {
     await advance(6 * MIN);
     check(true);
   } catch (e) {
-    const prefix = `seed ${seed} (NOTICES_SEED=${seed} replays it), step ${step}`;
+    const prefix = `seed ${seed} (RANDOM_SEED=${seed} replays it), step ${step}`;
     const message = `${prefix}: ${e instanceof Error ? e.message : String(e)}\nscript:\n${log.join('\n')}`;
     if (e instanceof Error) {
       e.message = message;
@@ -531,8 +531,8 @@ async function runScript(seed: number, steps: number): Promise<void> {
 }
 
 const seeds =
-  process.env.NOTICES_SEED !== undefined
-    ? [Number(process.env.NOTICES_SEED)]
+  process.env.RANDOM_SEED !== undefined
+    ? [Number(process.env.RANDOM_SEED)]
     : Array.from({ length: Number(process.env.NOTICES_SCRIPTS ?? SCRIPTS) }, (_, i) => 0x5eed + i * 7919);
 
 describe('deployment notices across two replicas (seeded random scripts)', () => {

@@ -712,7 +712,7 @@ async function replay(seed: number, steps = STEPS): Promise<void> {
     if (log[first] !== undefined && !log[first]?.startsWith(`${step}. `))
       log[first] = `${step}. ${log[first]}`;
     const steps = log.join('\n');
-    const prefix = `seed ${seed} (MODEL_SEED=${seed} replays it), step ${step}`;
+    const prefix = `seed ${seed} (RANDOM_SEED=${seed} replays it), step ${step}`;
     if (e instanceof Error) {
       e.message = `${prefix}: ${e.message}\nsteps:\n${steps}`;
       throw e;
@@ -721,11 +721,11 @@ async function replay(seed: number, steps = STEPS): Promise<void> {
   }
 }
 
-/** MODEL_SEED=<n> replays one sequence; MODEL_SEQUENCES=<n> runs more of them (a longer hunt). */
+/** RANDOM_SEED=<n> replays one sequence; MODEL_SEQUENCES=<n> runs more of them (a longer hunt). */
 const stepsPerSequence = Number(process.env.MODEL_STEPS ?? STEPS);
 const seeds =
-  process.env.MODEL_SEED !== undefined
-    ? [Number(process.env.MODEL_SEED)]
+  process.env.RANDOM_SEED !== undefined
+    ? [Number(process.env.RANDOM_SEED)]
     : Array.from({ length: Number(process.env.MODEL_SEQUENCES ?? SEQUENCES) }, (_, i) => 0x5eed + i * 7919);
 
 describe('local platform against a model of the seed (seeded random sequences)', () => {

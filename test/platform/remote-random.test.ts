@@ -9,7 +9,7 @@
  * environment at once; a succeeded job's traffic list is the fake's state and its target; a stale or
  * refused job switched nothing; only a failed job saying it "may still complete" is followed by a
  * vendor switch of its own; a request whose answer was lost is not sent again in the same attempt.
- * A failure prints the seed and the script; `REMOTE_RANDOM_SEED=<n>` replays one seed.
+ * A failure prints the seed and the script; `RANDOM_SEED=<n>` replays one seed.
  */
 import { afterEach, describe, expect, it } from 'vitest';
 import { type Clock, ManualClock, systemClock } from '../../src/clock.js';
@@ -31,7 +31,7 @@ const cleanup = new Cleanup();
 afterEach(() => cleanup.run());
 
 const STEPS = 22;
-const REPLAY = process.env.REMOTE_RANDOM_SEED;
+const REPLAY = process.env.RANDOM_SEED;
 const SEEDS = REPLAY === undefined ? [1, 2, 3, 4, 5, 6] : [Number(REPLAY)];
 const UNKEY_DELAY = 1_000;
 
@@ -710,7 +710,7 @@ describe.each(['unkey', 'vercel'] as const)(
   (vendor) => {
     it.each(SEEDS)('seed %i: every guarantee holds', async (seed) => {
       const steps = script(seed);
-      const replay = `${vendor} seed ${seed} (REMOTE_RANDOM_SEED=${seed}), script:\n${steps.map((s) => JSON.stringify(s)).join('\n')}`;
+      const replay = `${vendor} seed ${seed} (RANDOM_SEED=${seed}), script:\n${steps.map((s) => JSON.stringify(s)).join('\n')}`;
       const o = await Promise.race([execute(vendor, seed, steps), timeoutGuard(15_000, undefined)]);
       if (o === undefined) throw new Error(`jobs did not all end within 15 s; ${replay}`);
       const found = violations(o);

@@ -10,7 +10,7 @@
  * answers come back in order; afterwards the in-flight and drain counters are zero and every stopped
  * upstream is closed with no connection open.
  *
- * Seeds: SEEDS below; `ROUTER_RANDOM_SEED=<n>` replays one. A failure prints the seed and the script.
+ * Seeds: SEEDS below; `RANDOM_SEED=<n>` replays one. A failure prints the seed and the script.
  * Synchronisation is by events (script steps, responses, socket close), never by sleeping.
  */
 import { once } from 'node:events';
@@ -677,7 +677,7 @@ async function runSeed(seed: number): Promise<Run> {
   return run;
 }
 
-const replay = process.env.ROUTER_RANDOM_SEED;
+const replay = process.env.RANDOM_SEED;
 const seeds = replay === undefined || replay === '' ? SEEDS : [Number(replay)];
 
 describe('TrafficRouter: seeded random client mixes during switches', () => {
@@ -685,7 +685,7 @@ describe('TrafficRouter: seeded random client mixes during switches', () => {
     'seed %i: every answer from the right deployment, none dropped, counters back to zero',
     async (seed) => {
       const run = await runSeed(seed);
-      const report = `seed ${seed} (replay: ROUTER_RANDOM_SEED=${seed})\n${run.log.join('\n')}`;
+      const report = `seed ${seed} (replay: RANDOM_SEED=${seed})\n${run.log.join('\n')}`;
       if (run.problems.length > 0) console.error(`${report}\nproblems:\n${run.problems.join('\n')}`);
       expect(run.problems, report).toEqual([]);
       expect(run.completed).toBeGreaterThan(20);

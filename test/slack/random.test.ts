@@ -18,7 +18,7 @@
  * - every switch job's messages end showing its final state, exactly as its progress renders;
  * - Slack took every post, edit and ephemeral answer (Block Kit limits: the fake checks them).
  *
- * Seeds: a fixed list by default. `SLACK_RANDOM_SEED=<n>` replays one seed (`random`: a fresh one);
+ * Seeds: a fixed list by default. `RANDOM_SEED=<n>` replays one seed (`random`: a fresh one);
  * a failure prints its seed and the script run so far.
  */
 import { afterEach, describe, expect, it } from 'vitest';
@@ -468,7 +468,7 @@ class Run {
 }
 
 function seeds(): number[] {
-  const env = process.env.SLACK_RANDOM_SEED;
+  const env = process.env.RANDOM_SEED;
   if (env === undefined || env === '') return DEFAULT_SEEDS;
   if (env === 'random') return [Math.floor(Math.random() * 2 ** 31)];
   return env.split(',').map((s) => Number.parseInt(s, 10));
@@ -515,7 +515,7 @@ describe('Slack surface under a random mix of people, clicks, retries and rate l
       } catch (e) {
         const message = e instanceof Error ? e.message : String(e);
         throw new Error(
-          `seed ${seed} failed (replay: SLACK_RANDOM_SEED=${seed} npx vitest run --project redis test/slack/random.test.ts)\n${message}\nscript:\n  ${run.script.join('\n  ')}`,
+          `seed ${seed} failed (replay: RANDOM_SEED=${seed} npx vitest run --project redis test/slack/random.test.ts)\n${message}\nscript:\n  ${run.script.join('\n  ')}`,
           { cause: e },
         );
       }

@@ -15,3 +15,16 @@ export function mulberry32(seed: number): () => number {
     return ((t ^ (t >>> 14)) >>> 0) / 4_294_967_296;
   };
 }
+
+/**
+ * The seeds a seeded test runs: `defaults`, or those `RANDOM_SEED` names (comma-separated), to replay the
+ * script a failure printed: `RANDOM_SEED=7 npx vitest run --project redis test/jobs/random.test.ts`.
+ */
+export function seedsOr(defaults: readonly number[], env: NodeJS.ProcessEnv = process.env): number[] {
+  const named = (env.RANDOM_SEED ?? '')
+    .split(',')
+    .map((s) => s.trim())
+    .filter((s) => s !== '')
+    .map((s) => Number(s) >>> 0);
+  return named.length > 0 ? named : [...defaults];
+}
