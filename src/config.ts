@@ -4,8 +4,8 @@
  * environment (STYLE 6). Elsewhere `process.env` is read only for the process's own variables: `PATH`
  * to find redis-server, and the whole environment handed on to apt-get when installing it
  * (src/redis-server.ts, scripts/ensure-deps.mjs), and npm's `npm_lifecycle_event` (handlers/cli.ts);
- * the benches read theirs through `parseEnv` too. A bad value stops
- * start-up with a ConfigError naming the key, the value and what was expected.
+ * the benches read theirs through `parseEnv` too. A bad value stops start-up with a ConfigError naming
+ * the key, the value and what was expected.
  */
 import { readFileSync } from 'node:fs';
 import { isIP, isIPv6 } from 'node:net';
