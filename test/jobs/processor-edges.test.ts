@@ -939,6 +939,33 @@ describe('switch processor', () => {
     expect(calls).toEqual([ids.standby]);
   });
 
+  it('drops the reservation of a job removed while it backs off: another job takes its environment at once instead of waiting out the reservation', async () => {
+    // Job A's request gets no answer, so it keeps env0 for its retry (over a minute); then A is removed.
+    // No attempt of A will ever take the reservation over: job B must not wait for it to expire.
+    const env = await setupJobs(cleanup);
+    const ids = seedIds(0);
+    const unavailable = () =>
+      new PlatformHttpError(503, 'POST', 'http://platform.test/rollback', undefined, 'unavailable');
+    const { platform, calls } = jobAFails(env, ids.standby, false, unavailable);
+    const a = await startWithJobA(env, platform, ids.standby);
+    const lockKey = switchKeys(env.queue.prefix, env.queueName).lock('env0');
+    const jobA = await env.queue.queue.getJob(a);
+    expect(await env.redis.get(lockKey)).toBe(`${a}:retry-${jobA?.timestamp}`);
+    await jobA?.remove();
+
+    const planB = await planFor(env.local, 'env0', 'rollback', env.clock.now(), ids.previous);
+    const { jobId: b } = await env.queue.enqueue(jobData(planB, env.clock.now()));
+    const waited = env.reporter
+      .waitFor((p) => p.jobId === b && p.steps.some((s) => s.detail?.startsWith('Waiting') === true))
+      .then((p) => p.steps.find((s) => s.state === 'running')?.detail);
+    const endB = env.queue.waitForEnd(b);
+    // B switches first time, never saying it waits (the reservation had over a minute left).
+    expect(await Promise.race([endB.then((f) => f?.outcome), waited])).toBe('succeeded');
+    expect(await endB).toMatchObject({ outcome: 'succeeded', attempt: 1 });
+    expect(calls).toEqual([ids.standby, ids.previous]);
+    expect(await env.redis.exists(lockKey)).toBe(0);
+  });
+
   it('frees its environment at once when its switch request was refused (nothing started): another job runs during its backoff', async () => {
     const env = await setupJobs(cleanup);
     const ids = seedIds(0);
