@@ -1171,43 +1171,22 @@ return 1
 `;
 
 /**
- * Deletes the environment lock of `environment` if it still holds `reservation` (a `retryReservation`)
- * and the job that reservation is for will never take it over: its BullMQ hash is gone, belongs to a
- * later job with the same id (another creation time), or says the job ended (`finishedOn`). A job that
- * still exists with the reservation's creation time and has not ended (delayed, waiting, active) keeps
- * it. Says whether it was deleted; false when Redis could not be asked.
+ * Drops the reservation of a job that will never take it over (`EnvironmentLock.dropAbandonedReservation`),
+ * saying so; false when it was not dropped or Redis could not be asked.
  */
 async function dropAbandonedReservation(
   deps: ProcessorDeps,
   environment: string,
   reservation: string,
 ): Promise<boolean> {
-  const jobId = ownerJobId(reservation);
-  const createdAt = reservation.slice(jobId.length + ':retry-'.length);
-  const res = await deps.redis
-    .eval(DROP_ABANDONED, 2, deps.keys.lock(environment), deps.keys.job(jobId), reservation, createdAt)
-    .catch(() => 0);
-  if (res !== 1) return false;
+  const dropped = await deps.lock.dropAbandonedReservation(environment, reservation).catch(() => false);
+  if (!dropped) return false;
   deps.logger.warn(
-    { environment, reservedFor: jobId },
+    { environment, reservedFor: ownerJobId(reservation) },
     'dropped the environment reservation of a job that is gone or ended (it will not take it over)',
   );
   return true;
 }
-
-/**
- * KEYS[1] an environment lock, KEYS[2] the hash of the job its reservation ARGV[1] is for, ARGV[2] that
- * job's creation time. Deletes the lock and returns 1 when it still holds ARGV[1] and the job does not
- * exist, has another creation time, or has ended; else 0. One script: the job cannot be read as gone
- * while its next attempt takes the reservation over.
- */
-const DROP_ABANDONED = `
-if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
-local job = redis.call('HMGET', KEYS[2], 'timestamp', 'finishedOn')
-if job[1] == ARGV[2] and not job[2] then return 0 end
-redis.call('DEL', KEYS[1])
-return 1
-`;
 
 /** What the job's operation key holds: an operation ref, and/or whether a switch was started. */
 interface StoredOperation {

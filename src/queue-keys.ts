@@ -73,13 +73,22 @@ export function lockOwner(jobId: string, attemptId: string): string {
  * it over.
  */
 export function retryReservation(jobId: string, createdAt: number): string {
-  return lockOwner(jobId, `retry-${createdAt}`);
+  return lockOwner(jobId, `${RESERVED}${createdAt}`);
+}
+
+/** What a reservation's attempt part starts with (`retryReservation`). */
+const RESERVED = 'retry-';
+
+/** The job and its creation time a reservation (`retryReservation`) is for; undefined for other values. */
+export function parseRetryReservation(owner: string): { jobId: string; createdAt: string } | undefined {
+  const i = owner.indexOf(':');
+  if (i < 0 || !owner.startsWith(RESERVED, i + 1)) return undefined;
+  return { jobId: owner.slice(0, i), createdAt: owner.slice(i + 1 + RESERVED.length) };
 }
 
 /** Whether an environment lock's value is a job's reservation for its retry (`retryReservation`). */
 export function isRetryReservation(owner: string): boolean {
-  const i = owner.indexOf(':');
-  return i >= 0 && owner.startsWith('retry-', i + 1);
+  return parseRetryReservation(owner) !== undefined;
 }
 
 /** The job id in an environment lock's value (a value written before attempts were named is the id). */
@@ -227,6 +236,20 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then
   return 1
 end
 return 0
+`;
+
+/**
+ * KEYS[1] an environment lock, KEYS[2] the hash of the job its reservation ARGV[1] is for, ARGV[2] that
+ * job's creation time. Deletes the lock and returns 1 when it still holds ARGV[1] and the job does not
+ * exist, has another creation time, or has ended; else 0. One script: the job cannot be read as gone
+ * while its next attempt takes the reservation over.
+ */
+const DROP_ABANDONED = `
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+local job = redis.call('HMGET', KEYS[2], 'timestamp', 'finishedOn')
+if job[1] == ARGV[2] and not job[2] then return 0 end
+redis.call('DEL', KEYS[1])
+return 1
 `;
 
 /** RELEASE, then the jobs waiting for the environment and the members of the set KEYS[3]. */
@@ -433,6 +456,27 @@ export class EnvironmentLock {
       owner,
       reservation,
       Math.max(1, Math.ceil(ttlMs)),
+    );
+    return res === 1;
+  }
+
+  /**
+   * Deletes the lock of `environment` if it still holds `reservation` (a `retryReservation`) and the job
+   * that reservation is for will never take it over: its BullMQ hash is gone, belongs to a later job with
+   * the same id (another creation time), or says the job ended (`finishedOn`). A job that still exists
+   * with the reservation's creation time and has not ended (delayed, waiting, active) keeps it. Says
+   * whether it was deleted (false for a value that is no reservation).
+   */
+  async dropAbandonedReservation(environment: string, reservation: string): Promise<boolean> {
+    const reserved = parseRetryReservation(reservation);
+    if (reserved === undefined) return false;
+    const res = await this.redis.eval(
+      DROP_ABANDONED,
+      2,
+      this.keys.lock(environment),
+      this.keys.job(reserved.jobId),
+      reservation,
+      reserved.createdAt,
     );
     return res === 1;
   }
