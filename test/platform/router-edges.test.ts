@@ -20,16 +20,21 @@ afterEach(async () => {
   await Promise.all(routers.splice(0).map((r) => r.close()));
 });
 
-/** A GET through the router; resolves with its status once the whole answer arrived. */
-function get(port: number, host: string): Promise<number> {
+/** A GET through the router; resolves with its answer once the whole answer arrived. */
+function answerOf(port: number, host: string): Promise<IncomingMessage> {
   return new Promise((resolve, reject) => {
     const req = request({ host: '127.0.0.1', port, path: '/', headers: { host }, agent: false }, (res) => {
       res.resume();
-      res.on('end', () => resolve(res.statusCode ?? 0));
+      res.on('end', () => resolve(res));
     });
     req.on('error', reject);
     req.end();
   });
+}
+
+/** A GET through the router; resolves with its status once the whole answer arrived. */
+async function get(port: number, host: string): Promise<number> {
+  return (await answerOf(port, host)).statusCode ?? 0;
 }
 
 describe('traffic router draining', () => {
@@ -98,17 +103,7 @@ describe('traffic router draining', () => {
     router.applyRoutes(new Map([[HOST, A.id]])); // A is asleep
     const port = await router.listen();
 
-    const answer = new Promise<IncomingMessage>((resolve, reject) => {
-      const req = request(
-        { host: '127.0.0.1', port, path: '/', headers: { host: HOST }, agent: false },
-        (res) => {
-          res.resume();
-          res.on('end', () => resolve(res));
-        },
-      );
-      req.on('error', reject);
-      req.end();
-    });
+    const answer = answerOf(port, HOST);
     await waking;
     const stopped = router.stopUpstream(A.id); // the switch away from A drains it while it still starts
 
@@ -118,6 +113,7 @@ describe('traffic router draining', () => {
     expect(router.runningUpstreams()).toEqual([]);
     expect(router.stats()).toMatchObject({ inFlight: 0, unavailable: 0, badGateway: 0 });
   });
+
   it('a request held while its deployment wakes, past a drain that gave up waiting for it, is answered 503, not sent to the closed pool', async () => {
     // router.ts: the drain claimed the held request and timed out (drainTimeoutMs), destroying the pool;
     // the wake-up then resolved and the request was proxied to it: 502.
@@ -142,17 +138,7 @@ describe('traffic router draining', () => {
     routers.push(router);
     router.applyRoutes(new Map([[HOST, A.id]])); // A is asleep
     const port = await router.listen();
-    const answer = new Promise<IncomingMessage>((resolve, reject) => {
-      const req = request(
-        { host: '127.0.0.1', port, path: '/', headers: { host: HOST }, agent: false },
-        (res) => {
-          res.resume();
-          res.on('end', () => resolve(res));
-        },
-      );
-      req.on('error', reject);
-      req.end();
-    });
+    const answer = answerOf(port, HOST);
     await waking;
     await router.stopUpstream(A.id); // drains, waits for the held request, gives up after 50 ms
     finish();
