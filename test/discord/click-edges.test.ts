@@ -12,14 +12,13 @@ import { DiscordMessages } from '../../handlers/discord/messages.js';
 import type { ClickReply } from '../../src/chat.js';
 import { ManualClock } from '../../src/clock.js';
 import { RefusalCode } from '../../src/domain/result.js';
-import { PlatformHttpError } from '../../src/errors.js';
 import { type Logger, silentLogger } from '../../src/log.js';
 import type { Progress } from '../../src/progress.js';
 import { faultView } from '../../src/views/fault.js';
 import { progressView, refusalView } from '../../src/views/model.js';
 import { CapturedLog } from '../support/captured-log.js';
 import { progressFixture } from '../support/progress.js';
-import { textOf } from './harness.js';
+import { platformUnreachable, textOf } from './harness.js';
 
 const T0 = Date.UTC(2026, 10, 29, 12, 0, 0);
 const CHANNEL = '100000000000000001';
@@ -107,14 +106,7 @@ const confirmedView = refusalView({ code: RefusalCode.invalidInput, message: 'Co
 
 describe('runClick', () => {
   it('a click that fails is answered, only to the clicker, with the fault view Slack shows; a platform fault is a WARN line', async () => {
-    const unreachable = new PlatformHttpError(
-      0,
-      'GET',
-      'http://127.0.0.1:9/v2/deployments.listDeployments',
-      'network_error',
-      'connect ECONNREFUSED 127.0.0.1:9',
-      { retry: true, code: 'platform_unavailable' },
-    );
+    const unreachable = platformUnreachable();
     const log = new CapturedLog();
     const t = deps(
       { outcome: 'error' },

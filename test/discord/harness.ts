@@ -19,6 +19,7 @@ import { ChatService } from '../../src/chat.js';
 import { ManualClock, systemClock } from '../../src/clock.js';
 import { fileConfigSchema, parseEnv } from '../../src/config.js';
 import type { EnvironmentSnapshot } from '../../src/domain/types.js';
+import { PlatformHttpError } from '../../src/errors.js';
 import { Flow } from '../../src/flow.js';
 import { silentLogger } from '../../src/log.js';
 import { createMetrics, type Metrics } from '../../src/metrics.js';
@@ -447,4 +448,16 @@ export async function advanceWhenParked(clock: ManualClock, ms: number, maxTurns
     await new Promise<void>((resolve) => setImmediate(resolve));
   }
   await clock.advance(ms);
+}
+
+/** The deploy platform unreachable, as the HTTP client reports it: what a command or click may meet. */
+export function platformUnreachable(): PlatformHttpError {
+  return new PlatformHttpError(
+    0,
+    'GET',
+    'http://127.0.0.1:9/v2/deployments.listDeployments',
+    'network_error',
+    'connect ECONNREFUSED 127.0.0.1:9',
+    { retry: true, code: 'platform_unavailable' },
+  );
 }

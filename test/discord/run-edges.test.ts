@@ -18,12 +18,12 @@ import { DiscordMessages } from '../../handlers/discord/messages.js';
 import type { ChatReply } from '../../src/chat.js';
 import { ManualClock } from '../../src/clock.js';
 import { RefusalCode } from '../../src/domain/result.js';
-import { PlatformHttpError, SwitchyardError } from '../../src/errors.js';
+import { SwitchyardError } from '../../src/errors.js';
 import { type Logger, silentLogger } from '../../src/log.js';
 import { faultView } from '../../src/views/fault.js';
 import { refusalView } from '../../src/views/model.js';
 import { CapturedLog } from '../support/captured-log.js';
-import { textOf } from './harness.js';
+import { platformUnreachable, textOf } from './harness.js';
 
 const CHANNEL = '100000000000000001';
 
@@ -157,14 +157,7 @@ describe('runCommand', () => {
   });
 
   it("a platform fault is said as Slack and the console say it (the shared fault view), not the error's own wording, and logged as a WARN line", async () => {
-    const unreachable = new PlatformHttpError(
-      0,
-      'GET',
-      'http://127.0.0.1:9/v2/deployments.listDeployments',
-      'network_error',
-      'connect ECONNREFUSED 127.0.0.1:9',
-      { retry: true, code: 'platform_unavailable' },
-    );
+    const unreachable = platformUnreachable();
     const log = new CapturedLog();
     const t = deps({
       command: async () => {
