@@ -33,13 +33,21 @@ afterEach(async () => {
   await cleanup.run();
 });
 
-/** `env.platform`, whose next `failures` operation reads answer 503. */
-function failingOperationReads(env: JobsEnv, failures: number): DeployPlatform {
+/**
+ * `env.platform`, whose next `failures` operation reads answer 503; `meanwhile` runs before each, as the
+ * platform (and people) go on while the attempt cannot watch.
+ */
+function failingOperationReads(
+  env: JobsEnv,
+  failures: number,
+  meanwhile: (ref: OperationRef) => Promise<void> = async () => undefined,
+): DeployPlatform {
   let left = failures;
   return Object.assign(Object.create(env.platform) as DeployPlatform, {
     operation: async (ref: OperationRef) => {
       if (left > 0) {
         left--;
+        await meanwhile(ref);
         throw new PlatformHttpError(
           503,
           'GET',
@@ -84,6 +92,53 @@ async function untilSucceeded(env: JobsEnv, ref: OperationRef, advance = 0): Pro
     if (status.state === 'failed') throw new Error(`operation ${ref.id} failed`);
     await new Promise<void>((resolve) => setImmediate(resolve));
   }
+}
+
+const FAULT_TEXT = { 408: 'request timeout', 502: 'bad gateway', 503: 'unavailable' } as const;
+
+/** What the platform's client throws for a rollback request answered `status`: the answer is lost. */
+function rollbackFault(status: keyof typeof FAULT_TEXT): PlatformHttpError {
+  return new PlatformHttpError(
+    status,
+    'POST',
+    'http://platform.test/rollback',
+    undefined,
+    FAULT_TEXT[status],
+  );
+}
+
+/**
+ * `env.platform`, whose rollback requests get `faults` in turn instead of their answers, then answers.
+ * `first`, what became of the first request: `sent` to the platform, which starts the switch (the
+ * default); `landed`, and the platform finished that switch before the fault (its clock moved
+ * `landAfterMs` first: `untilSucceeded`); or `lost` on the way, never reaching the platform (a proxy's
+ * 502). `meanwhile` runs before each fault is thrown (`call`: the request's number), as the platform and
+ * people go on while the answer is lost. `calls()` counts the requests.
+ */
+function lostAnswers(
+  env: JobsEnv,
+  faults: readonly PlatformHttpError[],
+  opts: {
+    first?: 'sent' | 'landed' | 'lost';
+    landAfterMs?: number;
+    meanwhile?: (call: number) => Promise<void>;
+  } = {},
+): { platform: DeployPlatform; calls: () => number } {
+  let calls = 0;
+  const platform: DeployPlatform = Object.assign(Object.create(env.platform) as DeployPlatform, {
+    rollback: async (r: SwitchRequest): Promise<OperationRef> => {
+      const call = ++calls;
+      const fault = faults[call - 1];
+      if (fault === undefined) return env.platform.rollback(r);
+      if (call === 1 && opts.first !== 'lost') {
+        const ref = await env.platform.rollback(r);
+        if (opts.first === 'landed') await untilSucceeded(env, ref, opts.landAfterMs);
+      }
+      await opts.meanwhile?.(call);
+      throw fault;
+    },
+  });
+  return { platform, calls: () => calls };
 }
 
 /** Resolves once `worker` took job `jobId` `count` times (each run looks at its environment). */
@@ -213,7 +268,7 @@ describe('switch processor', () => {
           if (status.state === 'succeeded') break;
           await new Promise<void>((resolve) => setImmediate(resolve));
         }
-        throw new PlatformHttpError(503, 'POST', 'http://platform.test/rollback', undefined, 'unavailable');
+        throw rollbackFault(503);
       },
       operation: async (ref: OperationRef) =>
         ref.id === failedRef.id
@@ -257,16 +312,13 @@ describe('switch processor', () => {
 
   it('ends a plan overtaken after an earlier attempt asked the platform with that sentence only, not "Nothing was done"', async () => {
     const env = await setupJobs(cleanup);
-    let calls = 0;
-    const platform: DeployPlatform = Object.assign(Object.create(env.platform) as DeployPlatform, {
-      rollback: async (r: SwitchRequest): Promise<OperationRef> => {
-        calls++;
-        if (calls > 1) return env.platform.rollback(r);
-        // The answer to the first request is lost, and meanwhile a push goes live on env0.
+    // The answer to the first request is lost, and meanwhile a push goes live on env0.
+    const { platform, calls } = lostAnswers(env, [rollbackFault(503)], {
+      first: 'lost',
+      meanwhile: async () => {
         await env.local.push({ environment: 'env0' });
         await env.clock.advance(3_000);
         await env.local.settle();
-        throw new PlatformHttpError(503, 'POST', 'http://platform.test/rollback', undefined, 'unavailable');
       },
     });
     await env.startWorker({ platform });
@@ -280,26 +332,21 @@ describe('switch processor', () => {
     expect(final?.message).toContain('This job does nothing more.');
     expect(final?.message).not.toContain('Nothing was done.');
     expect(final?.message).not.toContain('may still complete');
-    expect(calls).toBe(1);
+    expect(calls()).toBe(1);
   });
 
   it('ends failed (plan_stale), saying the live history shows it, when its earlier request switched but the answer was lost and another switch moved on before the retry', async () => {
     const env = await setupJobs(cleanup);
     const ids = seedIds(0);
-    let calls = 0;
-    const platform: DeployPlatform = Object.assign(Object.create(env.platform) as DeployPlatform, {
-      rollback: async (r: SwitchRequest): Promise<OperationRef> => {
-        calls++;
-        const ref = await env.platform.rollback(r);
-        if (calls > 1) return ref;
-        // The platform switches, its answer is lost, and Dana rolls env0 further back before the retry.
-        await untilSucceeded(env, ref);
+    // The platform switches, its answer is lost, and Dana rolls env0 further back before the retry.
+    const { platform, calls } = lostAnswers(env, [rollbackFault(503)], {
+      first: 'landed',
+      meanwhile: async () => {
         await untilSucceeded(
           env,
           await env.local.rollback({ environment: 'env0', targetId: ids.standby, requestedBy: 'Dana' }),
           REACTIVATION_MS,
         );
-        throw new PlatformHttpError(503, 'POST', 'http://platform.test/rollback', undefined, 'unavailable');
       },
     });
     await env.startWorker({ platform });
@@ -314,7 +361,7 @@ describe('switch processor', () => {
       `An earlier attempt of this rollback asked the platform to switch env0 to ${ids.previous}, and no answer to that request reached this job (it was lost, or that attempt's worker stopped first). As far as the platform's live history tells, the switch took effect: ${ids.previous} went live, then traffic moved on to ${ids.standby} through another switch (a rollback by Dana), not this one. This job does nothing more. env0 is serving ${ids.standby}`,
     );
     expect((await env.audit.recent('env0', 1))[0]).toMatchObject({ event: 'failed', code: 'plan_stale' });
-    expect(calls).toBe(1);
+    expect(calls()).toBe(1);
   });
 
   it('keeps knowing an earlier unanswered request after a later one is refused: when it lands meanwhile, the job succeeds as its own switch', async () => {
@@ -331,7 +378,7 @@ describe('switch processor', () => {
         if (calls === 1) {
           // The request reaches the platform, which takes it up later; its answer is lost.
           first = r;
-          throw new PlatformHttpError(503, 'POST', 'http://platform.test/rollback', undefined, 'unavailable');
+          throw rollbackFault(503);
         }
         if (calls === 2 && first !== undefined) {
           // Attempt 1's request lands now, while the platform is busy with it: attempt 2 is refused.
@@ -366,21 +413,17 @@ describe('switch processor', () => {
     async (_, skew) => {
       const env = await setupJobs(cleanup);
       const ids = seedIds(0);
-      let calls = 0;
-      const platform: DeployPlatform = Object.assign(Object.create(env.platform) as DeployPlatform, {
-        rollback: async (r: SwitchRequest): Promise<OperationRef> => {
-          calls++;
-          const ref = await env.platform.rollback(r);
-          if (calls > 1) return ref;
-          // The platform switches, its answer is lost, and Dana promotes the deployment it moved from
-          // back before the retry: the state the plan was made on, so the plan holds again.
-          await untilSucceeded(env, ref, 1_000);
+      // The platform switches, its answer is lost, and Dana promotes the deployment it moved from
+      // back before the retry: the state the plan was made on, so the plan holds again.
+      const { platform, calls } = lostAnswers(env, [rollbackFault(503)], {
+        first: 'landed',
+        landAfterMs: 1_000,
+        meanwhile: async () => {
           await env.clock.advance(1_000);
           await untilSucceeded(
             env,
             await env.local.promote({ environment: 'env0', targetId: ids.current, requestedBy: 'Dana' }),
           );
-          throw new PlatformHttpError(503, 'POST', 'http://platform.test/rollback', undefined, 'unavailable');
         },
       });
       await env.startWorker({ platform });
@@ -395,7 +438,7 @@ describe('switch processor', () => {
         `An earlier attempt of this rollback asked the platform to switch env0 to ${ids.previous}, and no answer to that request reached this job (it was lost, or that attempt's worker stopped first). As far as the platform's live history tells, the switch took effect: ${ids.previous} went live, then traffic went back to ${ids.current} (the deployment this rollback moved it from) through another switch (a promote by Dana), not this one; it is not asked for again. This job does nothing more. env0 is serving ${ids.current}`,
       );
       expect((await env.audit.recent('env0', 1))[0]).toMatchObject({ event: 'failed', code: 'plan_stale' });
-      expect(calls).toBe(1);
+      expect(calls()).toBe(1);
       expect((await env.local.snapshot('env0')).environment.currentDeploymentId).toBe(ids.current);
     },
   );
@@ -403,26 +446,14 @@ describe('switch processor', () => {
   it('a retry whose stored operation the platform finished ends "done, then overtaken" at once when the live history shows the switch undone meanwhile', async () => {
     const env = await setupJobs(cleanup);
     const ids = seedIds(0);
-    let reads = 0;
-    const platform: DeployPlatform = Object.assign(Object.create(env.platform) as DeployPlatform, {
-      operation: async (ref: OperationRef) => {
-        reads++;
-        if (reads > 1) return env.platform.operation(ref);
-        // The platform finishes the rollback but the attempt cannot read it; before the retry, Dana
-        // promotes the deployment it moved from back.
-        await untilSucceeded(env, ref);
-        await untilSucceeded(
-          env,
-          await env.local.promote({ environment: 'env0', targetId: ids.current, requestedBy: 'Dana' }),
-        );
-        throw new PlatformHttpError(
-          503,
-          'GET',
-          `http://platform.test/operations/${ref.id}`,
-          undefined,
-          'unavailable',
-        );
-      },
+    // The platform finishes the rollback but the attempt cannot read it; before the retry, Dana
+    // promotes the deployment it moved from back.
+    const platform = failingOperationReads(env, 1, async (ref) => {
+      await untilSucceeded(env, ref);
+      await untilSucceeded(
+        env,
+        await env.local.promote({ environment: 'env0', targetId: ids.current, requestedBy: 'Dana' }),
+      );
     });
     await env.startWorker({ platform });
     const plan = await planFor(env.local, 'env0', 'rollback', env.clock.now());
@@ -477,20 +508,15 @@ describe('switch processor', () => {
     // effect" while env0 served its target. The live history's newest entry is the job's own switch.
     const env = await setupJobs(cleanup);
     const ids = seedIds(0);
-    let calls = 0;
-    const platform: DeployPlatform = Object.assign(Object.create(env.platform) as DeployPlatform, {
-      rollback: async (r: SwitchRequest): Promise<OperationRef> => {
-        calls++;
-        const ref = await env.platform.rollback(r);
-        if (calls > 1) return ref;
-        // The platform switches, its answer is lost, and Bob resumes automatic deploys on the target:
-        // no traffic moves and the live history gets no entry.
-        await untilSucceeded(env, ref);
+    // The platform switches, its answer is lost, and Bob resumes automatic deploys on the target:
+    // no traffic moves and the live history gets no entry.
+    const { platform, calls } = lostAnswers(env, [rollbackFault(503)], {
+      first: 'landed',
+      meanwhile: async () => {
         await untilSucceeded(
           env,
           await env.local.promote({ environment: 'env0', targetId: ids.previous, requestedBy: 'Bob' }),
         );
-        throw new PlatformHttpError(503, 'POST', 'http://platform.test/rollback', undefined, 'unavailable');
       },
     });
     await env.startWorker({ platform });
@@ -507,7 +533,7 @@ describe('switch processor', () => {
     const switching = final?.steps.find((s) => s.step === 'switching');
     expect(switching).toMatchObject({ state: 'done' });
     expect(switching?.detail).toContain('the request failed, but the platform did it');
-    expect(calls).toBe(1);
+    expect(calls()).toBe(1);
   });
 
   it("asks again when the live history shows the target put live and undone by other people's switches, not its own request's", async () => {
@@ -515,13 +541,11 @@ describe('switch processor', () => {
     // then Erin's promote back, read as this job's request taking effect and being undone.
     const env = await setupJobs(cleanup);
     const ids = seedIds(0);
-    let calls = 0;
-    const platform: DeployPlatform = Object.assign(Object.create(env.platform) as DeployPlatform, {
-      rollback: async (r: SwitchRequest): Promise<OperationRef> => {
-        calls++;
-        if (calls > 1) return env.platform.rollback(r);
-        // The request never reaches the platform (a 502 from a proxy); before the retry Dana rolls back
-        // to the same target on the dashboard and Erin promotes the planned deployment back.
+    // The request never reaches the platform (a 502 from a proxy); before the retry Dana rolls back
+    // to the same target on the dashboard and Erin promotes the planned deployment back.
+    const { platform, calls } = lostAnswers(env, [rollbackFault(502)], {
+      first: 'lost',
+      meanwhile: async () => {
         await untilSucceeded(
           env,
           await env.local.rollback({ environment: 'env0', targetId: ids.previous, requestedBy: 'Dana' }),
@@ -532,7 +556,6 @@ describe('switch processor', () => {
           env,
           await env.local.promote({ environment: 'env0', targetId: ids.current, requestedBy: 'Erin' }),
         );
-        throw new PlatformHttpError(502, 'POST', 'http://platform.test/rollback', undefined, 'bad gateway');
       },
     });
     await env.startWorker({ platform });
@@ -542,7 +565,7 @@ describe('switch processor', () => {
     const final = await env.queue.waitForEnd(jobId);
 
     expect(final).toMatchObject({ outcome: 'succeeded', attempt: 2 });
-    expect(calls).toBe(2);
+    expect(calls()).toBe(2);
     const history = (await env.local.snapshot('env0')).liveHistory;
     expect(history.at(-1)).toMatchObject({ deploymentId: ids.previous, via: 'rollback', by: 'Alice' });
   });
@@ -550,13 +573,11 @@ describe('switch processor', () => {
   it("says the target went live only through another person's switch when that switch, not its request, preceded traffic moving on", async () => {
     const env = await setupJobs(cleanup);
     const ids = seedIds(0);
-    let calls = 0;
-    const platform: DeployPlatform = Object.assign(Object.create(env.platform) as DeployPlatform, {
-      rollback: async (r: SwitchRequest): Promise<OperationRef> => {
-        calls++;
-        if (calls > 1) return env.platform.rollback(r);
-        // The request never reaches the platform; Dana rolls back to the same target, then Erin
-        // further back.
+    // The request never reaches the platform; Dana rolls back to the same target, then Erin
+    // further back.
+    const { platform, calls } = lostAnswers(env, [rollbackFault(502)], {
+      first: 'lost',
+      meanwhile: async () => {
         await untilSucceeded(
           env,
           await env.local.rollback({ environment: 'env0', targetId: ids.previous, requestedBy: 'Dana' }),
@@ -566,7 +587,6 @@ describe('switch processor', () => {
           await env.local.rollback({ environment: 'env0', targetId: ids.standby, requestedBy: 'Erin' }),
           REACTIVATION_MS,
         );
-        throw new PlatformHttpError(502, 'POST', 'http://platform.test/rollback', undefined, 'bad gateway');
       },
     });
     await env.startWorker({ platform });
@@ -580,7 +600,7 @@ describe('switch processor', () => {
     expect(final?.message).toContain(
       `As far as the platform's live history tells, the switch did not take effect: ${ids.previous} went live since only through another switch (a rollback by Dana), not this one, and traffic has moved since: Traffic moved since this plan was made: env0 now serves ${ids.standby}, not ${ids.current}.`,
     );
-    expect(calls).toBe(1);
+    expect(calls()).toBe(1);
   });
 
   it("does not take another person's switch to its target for its own when its earlier request got no answer", async () => {
@@ -589,17 +609,14 @@ describe('switch processor', () => {
     // Dana's rollback put it live, not this job's request.
     const env = await setupJobs(cleanup);
     const ids = seedIds(0);
-    let calls = 0;
-    const platform: DeployPlatform = Object.assign(Object.create(env.platform) as DeployPlatform, {
-      rollback: async (r: SwitchRequest): Promise<OperationRef> => {
-        calls++;
-        if (calls > 1) return env.platform.rollback(r);
-        // The request never reaches the platform; Dana rolls back to the same target before the retry.
+    // The request never reaches the platform; Dana rolls back to the same target before the retry.
+    const { platform, calls } = lostAnswers(env, [rollbackFault(502)], {
+      first: 'lost',
+      meanwhile: async () => {
         await untilSucceeded(
           env,
           await env.local.rollback({ environment: 'env0', targetId: ids.previous, requestedBy: 'Dana' }),
         );
-        throw new PlatformHttpError(502, 'POST', 'http://platform.test/rollback', undefined, 'bad gateway');
       },
     });
     await env.startWorker({ platform });
@@ -613,7 +630,7 @@ describe('switch processor', () => {
     expect(final?.message).toContain(
       `As far as the platform's live history tells, the switch did not take effect: ${ids.previous} went live since only through another switch (a rollback by Dana), not this one, and traffic has moved since: Traffic moved since this plan was made: env0 now serves ${ids.previous}, not ${ids.current}. This job does nothing more.`,
     );
-    expect(calls).toBe(1);
+    expect(calls()).toBe(1);
   });
 
   it('says the plan no longer holds, not that traffic moved, when its earlier request got no answer and the config now names another project', async () => {
@@ -621,20 +638,18 @@ describe('switch processor', () => {
     // environment's: "the switch did not take effect … and traffic has moved since: This plan was made
     // for project …", though the job's switch had landed.
     const env = await setupJobs(cleanup);
-    let calls = 0;
     let otherProject = false;
-    const platform: DeployPlatform = Object.assign(Object.create(env.platform) as DeployPlatform, {
+    // The platform switches, its answer is lost, and the config now names another project.
+    const { platform: lost, calls } = lostAnswers(env, [rollbackFault(503)], {
+      first: 'landed',
+      meanwhile: async () => {
+        otherProject = true;
+      },
+    });
+    const platform: DeployPlatform = Object.assign(Object.create(lost) as DeployPlatform, {
       snapshot: async (environment: string) => {
         const snap = await env.platform.snapshot(environment);
         return otherProject ? { ...snap, project: { id: 'proj_other', name: 'proj_other' } } : snap;
-      },
-      rollback: async (r: SwitchRequest): Promise<OperationRef> => {
-        calls++;
-        const ref = await env.platform.rollback(r);
-        // The platform switches, its answer is lost, and the config now names another project.
-        await untilSucceeded(env, ref);
-        otherProject = true;
-        throw new PlatformHttpError(503, 'POST', 'http://platform.test/rollback', undefined, 'unavailable');
       },
     });
     await env.startWorker({ platform });
@@ -649,19 +664,17 @@ describe('switch processor', () => {
     );
     expect(final?.message).not.toContain('traffic has moved');
     expect(final?.message).not.toContain('did not take effect');
-    expect(calls).toBe(1);
+    expect(calls()).toBe(1);
   });
 
   it('says the plan no longer holds, not that traffic moved, when its earlier request got no answer and the target was stopped since', async () => {
     const env = await setupJobs(cleanup);
     const ids = seedIds(0);
-    let calls = 0;
-    const platform: DeployPlatform = Object.assign(Object.create(env.platform) as DeployPlatform, {
-      rollback: async (): Promise<OperationRef> => {
-        calls++;
-        // The request never reaches the platform, and the target is stopped before the retry.
+    // The request never reaches the platform, and the target is stopped before the retry.
+    const { platform, calls } = lostAnswers(env, [rollbackFault(502)], {
+      first: 'lost',
+      meanwhile: async () => {
         await env.local.stop(ids.previous);
-        throw new PlatformHttpError(502, 'POST', 'http://platform.test/rollback', undefined, 'bad gateway');
       },
     });
     await env.startWorker({ platform });
@@ -676,32 +689,13 @@ describe('switch processor', () => {
       `no answer to that request reached this job (it was lost, or that attempt's worker stopped first); the switch may have taken effect, but the plan no longer holds: ${ids.previous}`,
     );
     expect(final?.message).not.toContain('traffic has moved');
-    expect(calls).toBe(1);
+    expect(calls()).toBe(1);
   });
 
   it('after a 408 on its switch request (it may have switched), the next attempt takes the switch found as its own', async () => {
     const env = await setupJobs(cleanup);
-    let calls = 0;
-    const platform: DeployPlatform = Object.assign(Object.create(env.platform) as DeployPlatform, {
-      rollback: async (r: SwitchRequest): Promise<OperationRef> => {
-        calls++;
-        const ref = await env.platform.rollback(r);
-        if (calls > 1) return ref;
-        // The platform switched, but its answer timed out on the way back.
-        for (;;) {
-          const status = await env.local.operation(ref);
-          if (status.state === 'succeeded') break;
-          await new Promise<void>((resolve) => setImmediate(resolve));
-        }
-        throw new PlatformHttpError(
-          408,
-          'POST',
-          'http://platform.test/rollback',
-          undefined,
-          'request timeout',
-        );
-      },
-    });
+    // The platform switched, but its answer timed out on the way back.
+    const { platform, calls } = lostAnswers(env, [rollbackFault(408)], { first: 'landed' });
     await env.startWorker({ platform });
     const plan = await planFor(env.local, 'env0', 'rollback', env.clock.now());
     const { jobId } = await env.queue.enqueue(jobData(plan, env.clock.now()));
@@ -716,7 +710,7 @@ describe('switch processor', () => {
       detail:
         'The platform answered 408 Request Timeout to the rollback request. (attempt 1 of 4: the request failed, but the platform did it)',
     });
-    expect(calls).toBe(1);
+    expect(calls()).toBe(1);
   });
 
   it.each([
@@ -904,9 +898,9 @@ describe('switch processor', () => {
     // unchanged and ask for a second switch while A's still runs.
     const env = await setupJobs(cleanup);
     const ids = seedIds(0);
-    const unavailable = () =>
-      new PlatformHttpError(503, 'POST', 'http://platform.test/rollback', undefined, 'unavailable');
-    const { platform, calls, otherCalled, aRef } = jobAFails(env, ids.standby, true, unavailable);
+    const { platform, calls, otherCalled, aRef } = jobAFails(env, ids.standby, true, () =>
+      rollbackFault(503),
+    );
     const a = await startWithJobA(env, platform, ids.standby);
     // Kept for A's retry: over its longest backoff (a minute), and one lock duration more (5 s).
     const lockKey = switchKeys(env.queue.prefix, env.queueName).lock('env0');
@@ -944,9 +938,7 @@ describe('switch processor', () => {
     // No attempt of A will ever take the reservation over: job B must not wait for it to expire.
     const env = await setupJobs(cleanup);
     const ids = seedIds(0);
-    const unavailable = () =>
-      new PlatformHttpError(503, 'POST', 'http://platform.test/rollback', undefined, 'unavailable');
-    const { platform, calls } = jobAFails(env, ids.standby, false, unavailable);
+    const { platform, calls } = jobAFails(env, ids.standby, false, () => rollbackFault(503));
     const a = await startWithJobA(env, platform, ids.standby);
     const lockKey = switchKeys(env.queue.prefix, env.queueName).lock('env0');
     const jobA = await env.queue.queue.getJob(a);
@@ -1176,11 +1168,9 @@ describe("a resumed job's steps", () => {
   }
 
   it("a job retried three times keeps one entry per step, and its queueing is its first attempt's", async () => {
-    const unavailable = () =>
-      new PlatformHttpError(503, 'POST', 'http://platform.test/rollback', undefined, 'unavailable');
     const env = await setupJobs(cleanup, {
       attempts: 4,
-      faults: { switchErrors: [unavailable(), unavailable(), unavailable()] },
+      faults: { switchErrors: [rollbackFault(503), rollbackFault(503), rollbackFault(503)] },
     });
     await env.startWorker();
     const plan = await planFor(env.local, 'env0', 'rollback', env.clock.now());
@@ -1208,17 +1198,14 @@ describe("a resumed job's steps", () => {
 
   it('a step an earlier attempt failed says in the final state that it was retried, not that it is retrying', async () => {
     const env = await setupJobs(cleanup, { attempts: 4 });
-    let calls = 0;
-    const platform: DeployPlatform = Object.assign(Object.create(env.platform) as DeployPlatform, {
-      rollback: async (r: SwitchRequest): Promise<OperationRef> => {
-        calls++;
-        if (calls > 1) return env.platform.rollback(r);
-        // The first request fails (retried), and meanwhile a push goes live: the retry ends overtaken
-        // (failed, as the first request may have switched).
+    // The first request fails (retried), and meanwhile a push goes live: the retry ends overtaken
+    // (failed, as the first request may have switched).
+    const { platform } = lostAnswers(env, [rollbackFault(503)], {
+      first: 'lost',
+      meanwhile: async () => {
         await env.local.push({ environment: 'env0' });
         await env.clock.advance(3_000);
         await env.local.settle();
-        throw new PlatformHttpError(503, 'POST', 'http://platform.test/rollback', undefined, 'unavailable');
       },
     });
     await env.startWorker({ platform });
@@ -1352,9 +1339,7 @@ describe("a resumed job's steps", () => {
   it("a retry that waits for its environment shows its earlier attempt's steps, and says it waits on its next step", async () => {
     const env = await setupJobs(cleanup, {
       faults: {
-        switchErrors: [
-          new PlatformHttpError(503, 'POST', 'http://platform.test/rollback', undefined, 'unavailable'),
-        ],
+        switchErrors: [rollbackFault(503)],
       },
     });
     // A long backoff: the test lets the retry run once another switch holds env0.
@@ -1626,39 +1611,14 @@ describe("a resumed job's steps", () => {
     expect(env.platform.switchCalls).toBe(1);
   });
 
-  /**
-   * `env.platform`, whose rollback requests get `faults` in turn instead of their answers (the first
-   * one is sent to the platform, which starts the switch; `before` runs before each fault is thrown),
-   * then answers.
-   */
-  function lostAnswers(
-    env: JobsEnv,
-    faults: readonly PlatformHttpError[],
-    before: (call: number) => Promise<void>,
-  ): { platform: DeployPlatform; calls: () => number } {
-    let calls = 0;
-    const platform: DeployPlatform = Object.assign(Object.create(env.platform) as DeployPlatform, {
-      rollback: async (r: SwitchRequest): Promise<OperationRef> => {
-        const call = ++calls;
-        const fault = faults[call - 1];
-        if (fault === undefined) return env.platform.rollback(r);
-        if (call === 1) await env.platform.rollback(r);
-        await before(call);
-        throw fault;
-      },
-    });
-    return { platform, calls: () => calls };
-  }
-
-  const requestTimeout = () =>
-    new PlatformHttpError(408, 'POST', 'http://platform.test/rollback', undefined, 'request timeout');
-
   it('a reactivation whose request got no answer, which the platform did, reads done when the retry finds the switch done', async () => {
     const env = await setupJobs(cleanup);
     // The platform reactivates the target and switches; the answer to the request times out.
-    const { platform, calls } = lostAnswers(env, [requestTimeout()], async () => {
-      await env.clock.advance(REACTIVATION_MS);
-      await env.local.settle();
+    const { platform, calls } = lostAnswers(env, [rollbackFault(408)], {
+      meanwhile: async () => {
+        await env.clock.advance(REACTIVATION_MS);
+        await env.local.settle();
+      },
     });
     await env.startWorker({ platform });
     const plan = await planFor(env.local, 'env0', 'rollback', env.clock.now(), seedIds(0).standby);
@@ -1699,13 +1659,15 @@ describe("a resumed job's steps", () => {
     const { platform, calls } = lostAnswers(
       env,
       [
-        requestTimeout(),
+        rollbackFault(408),
         new PlatformHttpError(429, 'POST', 'http://platform.test/rollback', 'rate_limited', 'slow down'),
       ],
-      async (call) => {
-        if (call < 2) return;
-        await env.clock.advance(REACTIVATION_MS);
-        await env.local.settle();
+      {
+        meanwhile: async (call) => {
+          if (call < 2) return;
+          await env.clock.advance(REACTIVATION_MS);
+          await env.local.settle();
+        },
       },
     );
     await env.startWorker({ platform });
@@ -1734,7 +1696,7 @@ describe("a resumed job's steps", () => {
     };
     // The first request's answer times out before the platform is done; the retry asks again and
     // gets an operation the platform reports failed, while it finishes the first request's switch.
-    const { platform: lost, calls } = lostAnswers(env, [requestTimeout()], async () => undefined);
+    const { platform: lost, calls } = lostAnswers(env, [rollbackFault(408)]);
     let requests = 0;
     const platform: DeployPlatform = Object.assign(Object.create(lost) as DeployPlatform, {
       rollback: async (r: SwitchRequest): Promise<OperationRef> => {
