@@ -46,6 +46,7 @@ import {
   type MessageRef,
   type Outcome,
   type Progress,
+  platformStep,
   progressSchema,
   type Reporter,
   type StepFailure,
@@ -736,11 +737,6 @@ function retryingDetail(said: string, attempt: number, maxAttempts: number): str
 }
 
 const RETRYING_SUFFIX = / \(attempt (\d+) of (\d+); retrying\)$/;
-
-/** The steps a platform operation goes through (what `follow` reflects). */
-function platformStep(step: StepName): boolean {
-  return step === 'reactivating' || step === 'switching';
-}
 
 /**
  * The detail of a step an earlier attempt failed only because it lost track of the platform's
@@ -1742,25 +1738,17 @@ async function runLocked(
       if (started) {
         overtakenAfterAsking = true;
         const moved = `Traffic moved since this plan was made: ${data.environment} now serves ${data.targetId}, not ${data.expectedCurrent}.`;
-        throw new RefusalError({
-          code: RefusalCode.planStale,
-          message: askedThenMovedMessage(data, snapshot, stored.liveSince, moved, true),
-          context: {
-            environment: data.environment,
-            expectedCurrent: data.expectedCurrent,
-            current: data.targetId,
-          },
-        });
+        throw overtakenError(
+          data,
+          data.targetId,
+          askedThenMovedMessage(data, snapshot, stored.liveSince, moved, true),
+        );
       }
-      throw new RefusalError({
-        code: RefusalCode.planStale,
-        message: `Traffic moved since this plan was made: ${data.environment} now serves ${data.targetId}${data.action === 'rollback' ? ' (rolled back)' : ''}, the target of this ${data.action}, through another switch, not this one. Nothing was done.`,
-        context: {
-          environment: data.environment,
-          expectedCurrent: data.expectedCurrent,
-          current: data.targetId,
-        },
-      });
+      throw overtakenError(
+        data,
+        data.targetId,
+        `Traffic moved since this plan was made: ${data.environment} now serves ${data.targetId}${data.action === 'rollback' ? ' (rolled back)' : ''}, the target of this ${data.action}, through another switch, not this one. Nothing was done.`,
+      );
     } else {
       // A first attempt also checks the domains that would move against those the plan showed (the
       // job's `domains`): a job that waited behind another switch must not move domains its approvers
@@ -1802,15 +1790,7 @@ async function runLocked(
       const undone = started ? askedThenUndoneMessage(data, snapshot, stored.liveSince) : undefined;
       if (undone !== undefined) {
         overtakenAfterAsking = true;
-        throw new RefusalError({
-          code: RefusalCode.planStale,
-          message: undone,
-          context: {
-            environment: data.environment,
-            expectedCurrent: data.expectedCurrent,
-            current: data.expectedCurrent,
-          },
-        });
+        throw overtakenError(data, data.expectedCurrent, undone);
       }
       const standby = fresh.value.status === 'standby';
       // Whether the `reactivating` step applies: views leave it out for a running target.
@@ -2739,16 +2719,7 @@ async function verifyTraffic(
           landed = true;
         const back = current === data.expectedCurrent && current !== data.targetId;
         if (current !== undefined && current !== data.targetId && (!back || landed)) {
-          throw new RefusalError({
-            code: RefusalCode.planStale,
-            message: overtakenMessage(data, snap, current),
-            context: {
-              environment: data.environment,
-              expectedCurrent: data.expectedCurrent,
-              current,
-              traffic,
-            },
-          });
+          throw overtakenError(data, current, overtakenMessage(data, snap, current), traffic);
         }
         if (current === data.targetId) landed = true;
       }
@@ -2777,6 +2748,29 @@ async function verifyTraffic(
     }
     await deps.clock.sleep(Math.min(deps.verify.intervalMs, left), signal);
   }
+}
+
+/**
+ * The end of a job whose plan another switch (or a deploy) overtook, `current` now serving, as `message`
+ * says: `plan_stale`, with what the plan expected and what serves instead (and, once verifying read it,
+ * where the domains answer from, `traffic`) for the audit and the views.
+ */
+function overtakenError(
+  data: SwitchJobData,
+  current: string,
+  message: string,
+  traffic?: readonly Traffic[],
+): RefusalError {
+  return new RefusalError({
+    code: RefusalCode.planStale,
+    message,
+    context: {
+      environment: data.environment,
+      expectedCurrent: data.expectedCurrent,
+      current,
+      ...(traffic === undefined ? {} : { traffic }),
+    },
+  });
 }
 
 /**

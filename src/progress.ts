@@ -14,6 +14,14 @@ export const StepName = {
 } as const;
 export type StepName = (typeof StepName)[keyof typeof StepName];
 
+/**
+ * The steps a platform operation goes through: what a job follows on the platform, and what tells a
+ * view whether its switch landed.
+ */
+export function platformStep(step: StepName): boolean {
+  return step === 'reactivating' || step === 'switching';
+}
+
 export const Surface = { slack: 'slack', discord: 'discord', console: 'console' } as const;
 export type Surface = (typeof Surface)[keyof typeof Surface];
 

@@ -10,7 +10,7 @@ import { newestFirstRank, shortSha } from '../domain/plan.js';
 import { type Refusal, RefusalCode } from '../domain/result.js';
 import { assertNever, type Deployment, type EnvironmentSnapshot, type PlanAction } from '../domain/types.js';
 import type { Route } from '../platform/port.js';
-import type { Actor, Progress, StepName, StepRecord } from '../progress.js';
+import { type Actor, type Progress, platformStep, type StepName, type StepRecord } from '../progress.js';
 import { type Action, tryEncodeAction } from './actions.js';
 import {
   b,
@@ -377,6 +377,9 @@ function primaryButton(plan: Plan, ctx: ConfirmationContext): ButtonView | undef
 /** After the title of an alert that says its query returned no data. */
 const MISSING_DATA_MARK = ' (no data: its query returned nothing; the service may have stopped reporting)';
 
+/** MISSING_DATA_MARK where a line has no room for it: the other alerts' list, a notification's summary. */
+const MISSING_DATA_SHORT = ' (no data)';
+
 function alertBlocks(plan: Plan, alert: AlertContext, state: ConfirmationState): ViewBlock[] {
   const blocks: ViewBlock[] = [];
   // A missing-data alert crossed no threshold: its data stopped, which a crashed service (or broken
@@ -423,7 +426,7 @@ function alertBlocks(plan: Plan, alert: AlertContext, state: ConfirmationState):
             spans: [
               b(`${o.source}: `),
               t(o.title),
-              ...(o.missingData === true ? [i(' (no data)')] : []),
+              ...(o.missingData === true ? [i(MISSING_DATA_SHORT)] : []),
               t(` — started ${formatTime(o.startedAt)}${o.resolved ? ' · resolved' : ''}`),
             ],
           }),
@@ -621,7 +624,7 @@ export function confirmationView(plan: Plan, ctx: ConfirmationContext): MessageV
       // A suggestion's notification (the summary is the text chat services notify with) says which
       // alert it answers: otherwise it reads as someone's typed /rollback.
       if (ctx.alert !== undefined)
-        summary = `${ctx.alert.resolved ? 'Resolved' : 'Alert'} from ${ctx.alert.source}: ${truncate(ctx.alert.title, 120)}${ctx.alert.missingData === true ? ' (no data)' : ''}. ${summary}`;
+        summary = `${ctx.alert.resolved ? 'Resolved' : 'Alert'} from ${ctx.alert.source}: ${truncate(ctx.alert.title, 120)}${ctx.alert.missingData === true ? MISSING_DATA_SHORT : ''}. ${summary}`;
       if (requester !== undefined)
         blocks.push({ type: 'context', spans: [t('Requested by '), person(requester)] });
       if (ctx.requiresApproval === true) {
@@ -860,10 +863,7 @@ function overtaken(progress: Progress): boolean {
  */
 function switchLanded(progress: Progress): boolean {
   if (progress.switchLanded !== undefined) return progress.switchLanded;
-  return !progress.steps.some(
-    (s) =>
-      (s.step === 'reactivating' || s.step === 'switching') && s.state !== 'done' && s.state !== 'skipped',
-  );
+  return !progress.steps.some((s) => platformStep(s.step) && s.state !== 'done' && s.state !== 'skipped');
 }
 
 function outcomeTitle(progress: Progress, v: ReturnType<typeof verbs>, resumes: boolean): string {
