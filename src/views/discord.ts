@@ -19,7 +19,7 @@ import type {
   APIEmbedField,
 } from 'discord-api-types/v10';
 import { assertNever } from '../domain/types.js';
-import { fitLines, personLabel, shownOf, truncate } from './format.js';
+import { fitLines, moreLine, personLabel, shownOf, truncate } from './format.js';
 import type {
   ButtonView,
   DeploymentCard,
@@ -196,8 +196,7 @@ function listValue(
     {
       budget: DISCORD_LIMITS.fieldValue - 40,
       maxItems,
-      // (The latest lines of a history are not all of it: their count is no total.)
-      more: (rest, total) => (latest ? `*…and ${rest} more*` : `*…and ${rest} more (${total} in total)*`),
+      more: (rest, total) => `*${moreLine(rest, total, latest)}*`,
     },
   ).join('\n');
 }

@@ -177,6 +177,15 @@ export function fitLines<T>(
   return lines;
 }
 
+/**
+ * The line that ends a list `fitLines` cut, before a surface sets it in italics: "…and 3 more (18 in
+ * total)", or "…and 3 more" when the items are only the latest of a history read in part (`latest`):
+ * their count is no total.
+ */
+export function moreLine(rest: number, total: number, latest = false): string {
+  return latest ? `…and ${rest} more` : `…and ${rest} more (${total} in total)`;
+}
+
 /** The usage line of a slash command: `/rollback <environment> [deployment-id]`. */
 export function usageLine(command: string, args: readonly UsageArg[]): string {
   return `/${command} ${args.map((a) => (a.required ? `<${a.placeholder}>` : `[${a.placeholder}]`)).join(' ')}`;

@@ -23,7 +23,7 @@ import type {
   SectionBlock,
 } from '@slack/types';
 import { assertNever } from '../domain/types.js';
-import { fitLines, personLabel, shownOf, truncate, usageLine } from './format.js';
+import { fitLines, moreLine, personLabel, shownOf, truncate, usageLine } from './format.js';
 import type {
   ButtonView,
   DeploymentCard,
@@ -200,12 +200,14 @@ interface RenderContext {
 
 /**
  * Lines of a list, collapsed to fit both `maxItems` and the section limit, ending with
- * "…and N more (T in total)" whenever anything is left out.
+ * "…and N more (T in total)" whenever anything is left out ("…and N more" for the `latest` lines of a
+ * history: their count is no total).
  */
 function listText(
   label: string,
   items: readonly ListItem[],
   empty: string | undefined,
+  latest: boolean,
   opts: RenderContext,
 ): string {
   const headLine = `*${escapeMrkdwn(label)}*`;
@@ -220,7 +222,7 @@ function listText(
       budget: SLACK_LIMITS.sectionText - 80,
       used: headLine.length,
       maxItems: opts.maxItems,
-      more: (rest, total) => `_…and ${rest} more (${total} in total)_`,
+      more: (rest, total) => `_${moreLine(rest, total, latest)}_`,
     },
   );
   return [headLine, ...lines].join('\n');
@@ -298,7 +300,7 @@ function renderBlock(block: ViewBlock, opts: RenderContext): KnownBlock[] {
     case 'deployment':
       return [section(cardText(block.label, block.card))];
     case 'list':
-      return [section(listText(block.label, block.items, block.empty, opts))];
+      return [section(listText(block.label, block.items, block.empty, block.latest === true, opts))];
     case 'steps':
       return [
         section(

@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { confirmationView, deploymentsView, progressView } from '../../src/views/model.js';
 import { mrkdwn, renderSlack } from '../../src/views/slack.js';
+import { history, switchEntries } from '../views/audit-entries.js';
 import { assertValid, slackMessageSchema } from '../views/blockkit.js';
 import { routingOf } from '../views/catalog.js';
 import { alice, NOW, plan, progress, snapshot } from '../views/fixtures.js';
@@ -79,6 +80,30 @@ describe('renderSlack', () => {
       mentions: true,
     });
     expect(out).toBe('UADMIN (on the console)');
+  });
+
+  it('a cut Switches list (its latest 5 of 7 read) says how many more of them, never a total', () => {
+    // As on Discord: "(5 in total)" under the latest five said five were all there was.
+    const s = snapshot({ rolledBack: true });
+    const audit = history(
+      ...Array.from({ length: 7 }, (_, k) =>
+        switchEntries({
+          at: NOW - (k + 1) * 20 * 60_000,
+          planId: `p_${k}`,
+          targetId: 'dep_2mc5ty',
+          fromId: 'dep_4kq9wz',
+          confirmed: alice,
+        }),
+      ),
+    );
+    const v = deploymentsView({ ...s, liveHistory: [] }, { routing: routingOf(s), audit, now: NOW });
+    const msg = assertValid(slackMessageSchema, renderSlack(v, { maxListItems: 2 }), 'slack message');
+    const section = msg.blocks.find(
+      (b) => b.type === 'section' && b.text?.text.startsWith('*Switches (latest 5)*') === true,
+    );
+    const lines = section?.type === 'section' ? (section.text?.text.split('\n') ?? []) : [];
+    expect(lines).toHaveLength(4);
+    expect(lines.at(-1)).toBe('_…and 3 more_');
   });
 
   it('a Slack user id with mrkdwn control characters is never written as a mention', () => {
