@@ -25,7 +25,7 @@ import { type Config, consoleEnabled, localHttpUrl } from '../src/config.js';
 import { ConfigError, redisUnavailable } from '../src/errors.js';
 import { Flow } from '../src/flow.js';
 import { HttpServer, sendJson, sendText } from '../src/http.js';
-import type { Logger } from '../src/log.js';
+import { type Logger, maskCredentials } from '../src/log.js';
 import { createMetrics, type Metrics } from '../src/metrics.js';
 import { startNotices } from '../src/notices.js';
 import { PlanStore } from '../src/plan-store.js';
@@ -335,7 +335,7 @@ export async function startSwitchyard(
           `request refused: ${unreachable.message}`,
         );
       else logger.error({ err: e, method: req.method, url: req.url }, 'request failed');
-    });
+    }, config.file.http);
 
     // Surfaces
     const reporters: Partial<Record<Surface, Reporter>> = {};
@@ -506,7 +506,7 @@ export async function startSwitchyard(
       if (worker) return undefined;
       const counted = queue.workersCount().then(
         (n) => n ?? 'unknown (Redis does not list its clients)',
-        (e: unknown) => `unknown (${e instanceof Error ? e.message : String(e)})`,
+        (e: unknown) => `unknown (${maskCredentials(e instanceof Error ? e.message : String(e))})`,
       );
       return await within(
         systemClock,
@@ -524,9 +524,10 @@ export async function startSwitchyard(
         probe: () => Promise<unknown>,
         late = `no answer within ${READY_CHECK_MS} ms`,
       ) => {
+        // Masked: /readyz answers without a login, and an error may quote a URL with its credentials.
         const answered = probe().then(
           () => undefined,
-          (e: unknown) => (e instanceof Error ? e.message : String(e)),
+          (e: unknown) => maskCredentials(e instanceof Error ? e.message : String(e)),
         );
         // Real time, not the injected clock: a readiness deadline is about the caller's wait.
         const problem = await within(systemClock, READY_CHECK_MS, answered, late);

@@ -22,6 +22,7 @@ import {
 } from 'yaml';
 import { z } from 'zod';
 import { ConfigError } from './errors.js';
+import { DEFAULT_HTTP_LIMITS } from './http.js';
 import {
   CLUSTER_URL_SHAPE,
   ClusterUrlError,
@@ -74,19 +75,50 @@ export function localHttpUrl(host: string, port: number, path = '/'): string {
 }
 
 /**
+ * The user info of a URL (`user:password@`, after `scheme://`, up to the first `/`, `?` or `#`),
+ * without its `@`; undefined when it has none.
+ */
+function userinfoOf(url: string): string | undefined {
+  const rest = url.replace(/^[a-z][a-z0-9+.-]*:\/\//i, '');
+  const authority = rest.split(/[/?#]/, 1)[0] ?? '';
+  const at = authority.lastIndexOf('@');
+  return at < 0 ? undefined : authority.slice(0, at);
+}
+
+/** What a URL whose user name or password holds an `@` of its own is told (the value is not echoed). */
+const UNENCODED_AT =
+  'the user name or password contains an @ that is not percent-encoded: write each @ in them as %40';
+
+/**
  * An http(s) API base URL. `z.url()` alone takes any scheme, so `api.vercel.com:443` (scheme
  * `api.vercel.com:`), `localhost:9000/api/`, `ftp:` or `mailto:` passed and failed at the first request.
+ * Credentials (`https://user:password@proxy/…`) are refused too: every client authenticates with its
+ * own token; node's fetch (Slack's client, Unkey's, Vercel's) refuses a URL with credentials and
+ * discord.js drops them unsent; and the URL would be named, password and all, in errors, log lines
+ * and `/readyz`.
  */
 export function httpUrl(example: string) {
-  return z.string().refine((v) => {
-    if (!/^https?:\/\/[^\s/?#]/i.test(v)) return false;
+  const wrong = `expected an http:// or https:// URL such as ${example}`;
+  return z.string().superRefine((v, ctx) => {
+    if (!/^https?:\/\/[^\s/?#]/i.test(v)) {
+      ctx.addIssue({ code: 'custom', message: wrong });
+      return;
+    }
+    if (userinfoOf(v) !== undefined) {
+      ctx.addIssue({
+        code: 'custom',
+        message: `expected a URL without user:password@, such as ${example}: requests carry their token, and credentials in a URL are never sent (node's fetch refuses such a URL); remove them`,
+      });
+      return;
+    }
     try {
       const u = new URL(v);
-      return (u.protocol === 'http:' || u.protocol === 'https:') && u.hostname !== '';
+      if ((u.protocol === 'http:' || u.protocol === 'https:') && u.hostname !== '') return;
     } catch {
-      return false;
+      // not a URL: said below
     }
-  }, `expected an http:// or https:// URL such as ${example}`);
+    ctx.addIssue({ code: 'custom', message: wrong });
+  });
 }
 const optionalString = z.string().trim().min(1, 'expected a non-empty string').optional();
 
@@ -128,6 +160,10 @@ export const envSchema = z.object({
             code: 'custom',
             message: `expected one host in a redis:// URL; for a Redis Cluster list its nodes as ${CLUSTER_URL_SHAPE}`,
           });
+        // A password's own `@` unencoded: parsers split such a URL differently (at its first or its
+        // last `@`), and a message showing "the host" would show the rest of the password.
+        else if (userinfoOf(value)?.includes('@'))
+          ctx.addIssue({ code: 'custom', message: `expected ${REDIS_URL_SHAPE}; ${UNENCODED_AT}` });
         else {
           // The whole URL, as src/redis.ts will read it: host, port, credentials' encoding, database.
           try {
@@ -137,6 +173,10 @@ export const envSchema = z.object({
             ctx.addIssue({ code: 'custom', message: `expected ${REDIS_URL_SHAPE}; ${e.message}` });
           }
         }
+        return;
+      }
+      if (userinfoOf(value)?.includes('@')) {
+        ctx.addIssue({ code: 'custom', message: `expected ${CLUSTER_URL_SHAPE}: ${UNENCODED_AT}` });
         return;
       }
       try {
@@ -153,8 +193,8 @@ export const envSchema = z.object({
   SWITCHYARD_CONSOLE: z.enum(['on', 'off'], { error: 'expected on or off' }).optional(),
   /**
    * Login of the console: when set, the page and its API need it (open `/?token=<token>` once; a
-   * SameSite=Strict cookie carries it, or send `Authorization: Bearer <token>`). Required when the
-   * console listens on an address other machines can reach.
+   * SameSite=Strict cookie carries a value derived from it, or send `Authorization: Bearer <token>`).
+   * Required when the console listens on an address other machines can reach.
    */
   SWITCHYARD_CONSOLE_TOKEN: z
     .string()
@@ -560,6 +600,31 @@ export const fileConfigSchema = z
         watch: { slack: [], discord: [] },
         maxBodyBytes: 1_048_576,
       }),
+    /** What one client may hold of the HTTP port (src/http.ts `HttpLimits`); not the local router's. */
+    http: z
+      .object({
+        headersTimeout: durationMs(100).default(DEFAULT_HTTP_LIMITS.headersTimeout),
+        requestTimeout: durationMs(100).default(DEFAULT_HTTP_LIMITS.requestTimeout),
+        maxConnections: z
+          .number({ error: 'expected a whole number of connections, at least 1 (default 1024)' })
+          .int()
+          .positive()
+          .default(DEFAULT_HTTP_LIMITS.maxConnections),
+      })
+      .strict()
+      // node refuses it otherwise: the headers are part of the request.
+      .refine((h) => h.headersTimeout <= h.requestTimeout, {
+        path: ['headersTimeout'],
+        error: (issue) =>
+          `expected at most http.requestTimeout (${formatDuration((issue.input as { requestTimeout: number }).requestTimeout)}): the headers are part of the request`,
+        // only between two valid durations: a bad one is named on its own
+        when: (payload) => payload.issues.length === 0,
+      })
+      .default({
+        headersTimeout: DEFAULT_HTTP_LIMITS.headersTimeout,
+        requestTimeout: DEFAULT_HTTP_LIMITS.requestTimeout,
+        maxConnections: DEFAULT_HTTP_LIMITS.maxConnections,
+      }),
     local: z
       .object({
         /** JSON file holding the local platform's state across restarts. */
@@ -602,7 +667,8 @@ const SECRET_WORDS = new Set(['token', 'secret', 'password', 'passwd', 'key', 'c
  * secrets Switchyard reads are
  * SWITCHYARD_CONSOLE_TOKEN, SLACK_BOT_TOKEN, SLACK_APP_TOKEN, SLACK_SIGNING_SECRET, DISCORD_TOKEN,
  * UNKEY_ROOT_KEY, VERCEL_TOKEN, ALERT_WEBHOOK_SECRET, alerts.sentrySecret and alerts.pagerdutySecret
- * (test/config/config.test.ts checks each); REDIS_URL's password is masked by `hideUrlPassword`.
+ * (test/config/config.test.ts checks each); the credentials of a URL (REDIS_URL's password) are
+ * masked by `hideUrlCredentials`.
  */
 export function isSecretKey(key: string): boolean {
   return key
@@ -610,30 +676,29 @@ export function isSecretKey(key: string): boolean {
     .some((word) => SECRET_WORDS.has(word.toLowerCase()));
 }
 
+/** Whether the key (`REDIS_URL`, `--platform-url`, `SLACK_API_URL`) names a URL: a word of it is "url". */
+function isUrlKey(key: string): boolean {
+  return key.split(/[^A-Za-z0-9]+|(?<=[a-z0-9])(?=[A-Z])/).some((word) => word.toLowerCase() === 'url');
+}
+
 /**
- * `scheme://user:password@host` → `scheme://user:***@host`, and `scheme://TOKEN@host` →
- * `scheme://***@host` (a URL-typed value may carry credentials; a lone userinfo is often a token).
+ * A URL as an error shows it: everything between the scheme (`redis://`, a mistyped `redis:/`; the
+ * start when there is none, as in `redis//…` or `:password@host`) and the last `@` masked
+ * (`redis://***@host:6379`). The last `@`, not the parser's: a password's own `@`, `/`, `#` or space
+ * written unencoded would otherwise show the rest of the password as the host or path. A user name
+ * is masked too: some services take a token as the user name.
  */
-function hideUrlPassword(text: string): string {
-  if (!/^[a-z][a-z0-9+.-]*:\/\//i.test(text) || !text.includes('@')) return text;
-  try {
-    const url = new URL(text);
-    if (url.password !== '') url.password = '***';
-    else if (url.username !== '') url.username = '***';
-    else return text;
-    const shown = url.toString();
-    // the parser adds a `/` path to a bare host: keep the value as it was written
-    return shown.endsWith('/') && !text.endsWith('/') ? shown.slice(0, -1) : shown;
-  } catch {
-    // Not parsable as a URL: hide everything between the scheme and the last `@`.
-    return text.replace(/^([a-z][a-z0-9+.-]*:\/\/).*@/i, '$1***@');
-  }
+function hideUrlCredentials(text: string): string {
+  const at = text.lastIndexOf('@');
+  if (at < 0) return text;
+  const scheme = /^[a-z][a-z0-9+.-]*:\/+/i.exec(text)?.[0] ?? '';
+  return `${scheme}***${text.slice(at)}`;
 }
 
 /**
  * How an error shows the value it got, without ever echoing a secret: secret keys are redacted, a
- * URL's password is masked, and a mapping or list (which may hold secrets a level down, e.g. the parent
- * of a misspelt key) is described by its keys or length, never its values.
+ * URL's credentials are masked, and a mapping or list (which may hold secrets a level down, e.g. the
+ * parent of a misspelt key) is described by its keys or length, never its values.
  */
 function describeValue(value: unknown, key: string): string {
   if (value === undefined) return 'nothing';
@@ -644,7 +709,12 @@ function describeValue(value: unknown, key: string): string {
     if (keys.length === 0) return 'an empty mapping';
     return `a mapping of ${keys.slice(0, 8).map(clipKey).join(', ')}${keys.length > 8 ? ', …' : ''}`;
   }
-  const text = typeof value === 'string' ? JSON.stringify(hideUrlPassword(value)) : String(value);
+  // A URL key's value in any shape; elsewhere a value written as a URL.
+  const masked =
+    typeof value === 'string' && (isUrlKey(key) || /^[a-z][a-z0-9+.-]*:\/\//i.test(value))
+      ? hideUrlCredentials(value)
+      : value;
+  const text = typeof masked === 'string' ? JSON.stringify(masked) : String(masked);
   return text.length > 80 ? `${text.slice(0, 77)}...` : text;
 }
 

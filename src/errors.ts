@@ -5,6 +5,7 @@
  * Match on `code`/`name`, not only `instanceof`: these cross process boundaries as job failure reasons.
  */
 import type { Refusal, RefusalCode } from './domain/result.js';
+import { maskCredentials } from './log.js';
 
 export type ErrorCode =
   | RefusalCode
@@ -58,25 +59,31 @@ export class ConfigError extends SwitchyardError {
 /**
  * An HTTP call to a platform failed. The message names the request (STYLE 4):
  * `PlatformHttpError[deployment_not_found] 404 POST https://…/v2/deployments.getDeployment: …`.
+ * Credentials in the URL or the detail (a proxy's `user:password@`, a network error quoting the URL)
+ * are masked, in the message and in `url`: the error reaches logs, chat messages and `/readyz`.
  */
 export class PlatformHttpError extends SwitchyardError {
   override readonly name = 'PlatformHttpError';
+  /** The request's URL, its credentials masked. */
+  readonly url: string;
   constructor(
     readonly status: number,
     readonly method: string,
-    readonly url: string,
+    url: string,
     readonly platformCode: string | undefined,
     detail: string,
     opts: { retry?: boolean; retryAfterMs?: number; code?: ErrorCode } = {},
   ) {
+    const shown = maskCredentials(url);
     super(
       opts.code ?? 'platform_http',
-      `PlatformHttpError[${platformCode ?? status}] ${status} ${method} ${url}: ${detail}`,
+      `PlatformHttpError[${platformCode ?? status}] ${status} ${method} ${shown}: ${maskCredentials(detail)}`,
       {
         retry: opts.retry ?? (status === 429 || status >= 500),
-        context: { status, method, url, platformCode, retryAfterMs: opts.retryAfterMs },
+        context: { status, method, url: shown, platformCode, retryAfterMs: opts.retryAfterMs },
       },
     );
+    this.url = shown;
   }
 }
 

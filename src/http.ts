@@ -2,6 +2,7 @@
  * The one HTTP port (DESIGN: `PORT`, default 3000). A tiny method+path router over node:http so that
  * Bolt's request listener (`/slack/events`), alert webhooks, health, metrics and the console share one
  * server. Handlers are plain node request listeners; helpers here read bounded bodies and answer JSON.
+ * What one client may hold of the server (time to send a request, connections) is bounded: HttpLimits.
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { type AddressInfo, isIPv4, isIPv6 } from 'node:net';
@@ -103,13 +104,59 @@ function compile(path: string): { pattern: RegExp; keys: string[] } {
   return { pattern: new RegExp(`^${source}/?$`), keys };
 }
 
+/**
+ * What one stranger may hold of the server (config `http.*`, README "Configuration"; durations in
+ * milliseconds, named as node's own options). node's defaults let a client take 60 s to send its
+ * headers and 300 s for its whole request, with no cap on connections: a few thousand slow connections
+ * from one peer held the port for minutes.
+ */
+export interface HttpLimits {
+  /** How long a client may take to send a request's headers; then 408 and the connection is closed. */
+  readonly headersTimeout?: number;
+  /**
+   * How long a client may take to send a whole request, body included; then 408 (or, once an answer has
+   * started, the connection is cut). A response is not bounded by it: the console's event stream stays.
+   */
+  readonly requestTimeout?: number;
+  /** Connections open at once; a connection beyond them is closed as soon as it is accepted. */
+  readonly maxConnections?: number;
+}
+
+export const DEFAULT_HTTP_LIMITS = {
+  headersTimeout: 10_000,
+  requestTimeout: 30_000,
+  maxConnections: 1024,
+} as const satisfies Required<HttpLimits>;
+
+/**
+ * How often node looks for connections past their time. Its default (30 s) would let a 10 s headers
+ * timeout run to 40 s; a quarter of the shorter timeout, at most a second, keeps the overshoot small.
+ */
+export function connectionsCheckingInterval(headersTimeoutMs: number, requestTimeoutMs: number): number {
+  return Math.max(1, Math.min(1_000, Math.ceil(Math.min(headersTimeoutMs, requestTimeoutMs) / 4)));
+}
+
 /** One HTTP server with a route table; unmatched paths answer 404 JSON. */
 export class HttpServer {
   private readonly routes: Route[] = [];
   readonly server: Server;
 
-  constructor(private readonly onError: (e: unknown, req: IncomingMessage) => void = () => {}) {
-    this.server = createServer((req, res) => {
+  constructor(
+    private readonly onError: (e: unknown, req: IncomingMessage) => void = () => {},
+    limits: HttpLimits = {},
+  ) {
+    const requestTimeout = limits.requestTimeout ?? DEFAULT_HTTP_LIMITS.requestTimeout;
+    // The headers are part of the request: node refuses a headers timeout longer than the request's.
+    const headersTimeout = Math.min(
+      limits.headersTimeout ?? DEFAULT_HTTP_LIMITS.headersTimeout,
+      requestTimeout,
+    );
+    const options = {
+      headersTimeout,
+      requestTimeout,
+      connectionsCheckingInterval: connectionsCheckingInterval(headersTimeout, requestTimeout),
+    };
+    this.server = createServer(options, (req, res) => {
       // Nothing a request carries may reject past this point: an unhandled rejection ends the process.
       this.dispatch(req, res).catch((e: unknown) => {
         this.onError(e, req);
@@ -118,6 +165,7 @@ export class HttpServer {
       });
     });
     this.server.keepAliveTimeout = 5_000;
+    this.server.maxConnections = limits.maxConnections ?? DEFAULT_HTTP_LIMITS.maxConnections;
   }
 
   /** Registers a handler; `path` may contain `:param` segments and a trailing `*`. */

@@ -118,14 +118,87 @@ function isCommand(v: unknown): v is { name: unknown } {
   return typeof v === 'object' && v !== null && 'name' in v && 'args' in v;
 }
 
-/** `text` with the user info of every `scheme://user:password@host` masked. */
-function maskUrlCredentials(text: string): string {
-  return text.replace(/\b([a-z][a-z0-9+.-]*:\/\/)[^\s/?#@]*@/gi, '$1***@');
+/**
+ * The start of a URL's user info: a scheme with its slashes, also as mistyped (`redis:/`, `redis//`):
+ * a mistyped URL is refused at start-up, and its refusal may be logged.
+ */
+const URL_START = /\b[a-z][a-z0-9+.-]{0,31}(?::\/\/?|\/\/)/gi;
+
+/** Where a run of URL characters ends: at white space or the start of a path, query or fragment. */
+const URL_STOP = /[\s/?#]/;
+
+/**
+ * A credential without a scheme: `user:password@host` or `:password@host` as one word (a Redis URL
+ * written without `redis://`). A word with no `:` before its `@` is left alone: an e-mail address.
+ */
+const BARE_USERINFO = /(^|[\s"'(<=,;[])([^\s"'/?#@:]{0,256}:[^\s"'/?#]{0,256})@/g;
+
+/**
+ * How far past its colon the end of a password with a space in it is looked for (bounded, as every
+ * scan here: a long line of `a:b` or `x.y.z` costs a pass, not a pass per character).
+ */
+const SPACED_PASSWORD_REACH = 200;
+
+/** The index of the first character of `text` from `from` (before `to`) that matches `stop`, else `to`. */
+function indexOfStop(text: string, from: number, stop: RegExp, to = text.length): number {
+  const end = Math.min(to, text.length);
+  for (let i = from; i < end; i++) if (stop.test(text.charAt(i))) return i;
+  return end;
 }
 
 /**
- * `text` with the credentials of any `scheme://user:password@host` masked, and tokens scrubbed: for
- * free text a log line shows outside `err` (which `serializeError` makes safe the same way).
+ * Where the user info that starts at `start` (just after a scheme) ends: the index of its `@`, or -1
+ * when there is none. The user info runs to the LAST `@` before the host: a password's own `@` written
+ * unencoded (`redis://user:p@ss@host`) stays hidden. A `user:` not followed by a port is a password
+ * with a character that ends a URL's host part unencoded (`/`, `?`, `#`, a space): the user info goes
+ * on to the last `@` of its word, or past a space to the `@` on the same line, unless a path, query,
+ * or fragment comes first (`http://host:3000 is down, ask ops@…` keeps its host).
+ */
+function userinfoEnd(text: string, start: number): number {
+  const end = indexOfStop(text, start, URL_STOP);
+  const word = text.slice(start, end);
+  const at = word.lastIndexOf('@');
+  if (at >= 0) return start + at;
+  const colon = word.indexOf(':');
+  // No colon, a port after it, or an IPv6 address (`[::1]:3000`): a host, not user info.
+  if (colon < 0 || word.startsWith('[') || /^\d*$/.test(word.slice(colon + 1))) return -1;
+  const wordEnd = indexOfStop(text, start, /\s/, start + SPACED_PASSWORD_REACH);
+  const inWord = text.slice(start, wordEnd).lastIndexOf('@');
+  if (inWord >= 0) return start + inWord;
+  if (!/\s/.test(text.charAt(wordEnd))) return -1;
+  const next = /^[^\n/?#@]*?@/.exec(text.slice(wordEnd, wordEnd + SPACED_PASSWORD_REACH));
+  if (next === null) return -1;
+  // The word holding that `@`, to its last `@`.
+  const from = wordEnd + next[0].length;
+  const last = text.slice(from, indexOfStop(text, from, URL_STOP)).lastIndexOf('@');
+  return last >= 0 ? from + last : from - 1;
+}
+
+/**
+ * `text` with the user info of every URL masked: `scheme://user:password@host` →
+ * `scheme://***@host`, also with an unencoded `@` or a space in the password, a mistyped scheme
+ * (`redis//…`, `redis:/…`) or none (`:password@host:6379`).
+ */
+function maskUrlCredentials(text: string): string {
+  let out = '';
+  let copied = 0;
+  for (const m of text.matchAll(URL_START)) {
+    const start = m.index + m[0].length;
+    // Inside user info masked already (a second `://` in a password).
+    if (m.index < copied) continue;
+    const at = userinfoEnd(text, start);
+    if (at < 0) continue;
+    out += `${text.slice(copied, start)}***`;
+    copied = at;
+  }
+  out += text.slice(copied);
+  return out.replace(BARE_USERINFO, '$1***@');
+}
+
+/**
+ * `text` with the credentials of any URL masked (`scheme://user:password@host` → `scheme://***@host`,
+ * see `maskUrlCredentials` for the mistyped shapes), and tokens scrubbed: for free text a log line, an
+ * error message or an answer shows (`serializeError` makes a logged `err` safe the same way).
  */
 export function maskCredentials(text: string): string {
   return scrub(maskUrlCredentials(text));

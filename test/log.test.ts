@@ -7,7 +7,7 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { safeError } from '../handlers/cli.js';
 import { ConfigError } from '../src/errors.js';
-import { createLogger, serializeError } from '../src/log.js';
+import { createLogger, maskCredentials, serializeError } from '../src/log.js';
 import { createRedis, type RedisClient, watchRedis } from '../src/redis.js';
 import { LogLines } from './jobs/fixtures/logs.js';
 import { redisUrl, uniqueName } from './support/redis.js';
@@ -85,6 +85,33 @@ describe('logged errors', () => {
     expect(out.message).toBe('REDIS_URL: cannot connect');
     // A real error keeps pino's naming (its constructor).
     expect((serializeError(new TypeError('x')) as { type: string }).type).toBe('TypeError');
+  });
+
+  it("mask a URL's credentials in any shape: an unencoded @ or space in the password, a mistyped or missing scheme", () => {
+    // Before: `redis://***@ss@Sup3rS3cret@host:6379` (masked to the first @), and the others whole.
+    for (const [text, shown] of [
+      ['redis://user:p@ss@Sup3rS3cret@host:6379', 'redis://***@host:6379'],
+      ['redis://u:Sup3r S3cret@host:6379 refused', 'redis://***@host:6379 refused'],
+      ['redis://u:Sup3r#S3cret@host:6379', 'redis://***@host:6379'],
+      ['got "redis//u:Sup3rS3cret@host", expected', 'got "redis//***@host", expected'],
+      ['got "redis:/u:Sup3rS3cret@host:6379"', 'got "redis:/***@host:6379"'],
+      ['got ":Sup3rS3cret@host:6379"', 'got "***@host:6379"'],
+      [
+        'POST http://proxyuser:Sup3rS3cret@127.0.0.1:9/v2/x: refused',
+        'POST http://***@127.0.0.1:9/v2/x: refused',
+      ],
+    ] as const) {
+      expect(maskCredentials(text), text).toBe(shown);
+    }
+    // What is no credential stays: an e-mail address, a host and port followed by prose, an @ in a path.
+    for (const text of [
+      'ask alice@example.com',
+      'http://127.0.0.1:3000 is down, ask ops@example.com',
+      'https://discord.com/api/v10/users/@me: 401',
+      'at file:///app/node_modules/@slack/bolt/dist/App.js:12:5',
+    ]) {
+      expect(maskCredentials(text), text).toBe(text);
+    }
   });
 
   it('keep what is not an error as it is, and survive a cycle', () => {

@@ -3,9 +3,10 @@
  * small JSON API the page calls (commands, clicks, the live platform panel, simulated pushes and
  * alerts). Every body is zod-parsed; bad input answers 400 naming the field.
  */
-import { createHash, timingSafeEqual } from 'node:crypto';
+import { createHash, createHmac, timingSafeEqual } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { TLSSocket } from 'node:tls';
 import { z } from 'zod';
 import { type ChatReply, type ChatService, type ClickReply, COMMANDS, commandArgs } from '../../src/chat.js';
 import type { Clock } from '../../src/clock.js';
@@ -78,8 +79,9 @@ export interface ConsoleDeps {
   }) => Promise<{ id: string }>;
   /**
    * When set, every console route but `/console/health` needs this token (`SWITCHYARD_CONSOLE_TOKEN`):
-   * `GET /?token=…` sets a SameSite=Strict, HttpOnly cookie and redirects to the page; API callers may
-   * send `Authorization: Bearer …`. Anything else gets 401 and changes nothing.
+   * `GET /?token=…` sets a SameSite=Strict, HttpOnly cookie (a value derived from the token, never the
+   * token: see `consoleSession`) and redirects to the page; API callers may send
+   * `Authorization: Bearer …`. Anything else gets 401 and changes nothing.
    */
   readonly token?: string;
   /** Fires a test alert (generic source) for an environment. */
@@ -136,20 +138,47 @@ async function parseBody<T>(
 
 const PAGE_URL = new URL('./page.html', import.meta.url);
 
-/** Name of the cookie that carries the console token. */
+/** Name of the login cookie of the console. */
 export const CONSOLE_COOKIE = 'sy_console';
 
-function sameSecret(given: string | undefined, token: string): boolean {
+/** What the console's session value is an HMAC of (changing it logs every browser out). */
+const SESSION_LABEL = 'switchyard console session v1';
+
+/**
+ * The value of the login cookie for `token`: an HMAC-SHA256 of a fixed label keyed with the token.
+ * Not the token itself: browsers send a host's cookies to every port of it, so any other service on
+ * the machine (a dev server, a tunnel's dashboard) receives the cookie, and must not receive the
+ * master token, which also works as a bearer token for the API. Derived, not random: it survives a
+ * restart of the bot (as plans do), so a restart mid-incident logs nobody out; a new token ends every
+ * session.
+ */
+export function consoleSession(token: string): string {
+  return createHmac('sha256', token).update(SESSION_LABEL).digest('base64url');
+}
+
+/** Compares a presented secret with the expected one in constant time (any lengths). */
+function sameSecret(given: string | undefined, expected: string): boolean {
   if (given === undefined) return false;
   const a = createHash('sha256').update(given).digest();
-  const b = createHash('sha256').update(token).digest();
+  const b = createHash('sha256').update(expected).digest();
   return timingSafeEqual(a, b);
 }
 
-/** The console token a request carries: its bearer token, else its console cookie. */
-function presentedToken(req: IncomingMessage): string | undefined {
+/**
+ * Whether a request is logged in: its bearer token is the console token, or (without one) its login
+ * cookie holds the session value of that token.
+ */
+function loggedIn(
+  req: IncomingMessage,
+  login: { readonly token: string; readonly session: string },
+): boolean {
   const auth = req.headers.authorization;
-  if (auth?.startsWith('Bearer ')) return auth.slice('Bearer '.length).trim();
+  if (auth?.startsWith('Bearer ')) return sameSecret(auth.slice('Bearer '.length).trim(), login.token);
+  return sameSecret(consoleCookie(req), login.session);
+}
+
+/** The value of the request's login cookie, if it has one. */
+function consoleCookie(req: IncomingMessage): string | undefined {
   for (const part of (req.headers.cookie ?? '').split(';')) {
     const [name, ...rest] = part.trim().split('=');
     if (name !== CONSOLE_COOKIE) continue;
@@ -219,7 +248,9 @@ export function registerConsole(http: HttpServer, deps: ConsoleDeps): { close():
   /** Open event streams, each with the function that unsubscribes it (idempotent). */
   const streams = new Map<ServerResponse, () => void>();
   const actor = (user: string) => ({ surface: 'console' as const, userId: user, displayName: user });
-  const token = deps.token;
+  /** The token and the session value of its login cookie, when the console has a login. */
+  const login =
+    deps.token === undefined ? undefined : { token: deps.token, session: consoleSession(deps.token) };
   /**
    * Without a token: why a request is not from a browser on this machine, or undefined. The name used
    * must be a loopback one (a web page can point a name of its own at 127.0.0.1: DNS rebinding), and
@@ -244,31 +275,31 @@ export function registerConsole(http: HttpServer, deps: ConsoleDeps): { close():
   // Every console route but the health check goes through this. With a token, the request must carry
   // it; without one the console serves loopback only, to a loopback name and not through a proxy.
   const guarded = (handler: Handler): Handler =>
-    token === undefined
+    login === undefined
       ? (req, res, params) => {
           const refusal = notLocal(req);
           if (refusal === undefined) return handler(req, res, params);
           refuseNotLocal(res, refusal);
         }
       : (req, res, params) => {
-          if (sameSecret(presentedToken(req), token)) return handler(req, res, params);
+          if (loggedIn(req, login)) return handler(req, res, params);
           unauthorized(res);
         };
 
   http.route('GET', '/', (req, res) => {
-    const refusal = token === undefined ? notLocal(req) : undefined;
+    const refusal = login === undefined ? notLocal(req) : undefined;
     if (refusal !== undefined) {
       refuseNotLocal(res, refusal);
       return;
     }
-    if (token !== undefined) {
+    if (login !== undefined) {
       const query = new URL(req.url ?? '/', 'http://x').searchParams;
       // A login link (`/?token=…`) is never answered with the page at that address, even to a browser
       // that holds the cookie already (the link opened again from a bookmark or a runbook): the secret
       // would stay in the address bar, the tab's URL and the history entry of every visit.
       if (query.has('token')) {
         const given = query.get('token') ?? undefined;
-        if (!sameSecret(given, token)) {
+        if (!sameSecret(given, login.token)) {
           sendText(
             res,
             401,
@@ -276,15 +307,19 @@ export function registerConsole(http: HttpServer, deps: ConsoleDeps): { close():
           );
           return;
         }
-        // Logged in: keep the token in a cookie only this site sends, and drop it from the address bar.
+        // Logged in: a cookie only this site sends (the session value, not the token), and the token
+        // dropped from the address bar. `Secure` when this request came over TLS: the cookie is then
+        // never sent over plain HTTP. A proxy's X-Forwarded-Proto is not taken for it: anyone can send
+        // that header, and no proxy is configured as trusted.
+        const secure = (req.socket as Partial<TLSSocket>).encrypted === true ? '; Secure' : '';
         res.writeHead(303, {
           location: '/',
-          'set-cookie': `${CONSOLE_COOKIE}=${encodeURIComponent(token)}; HttpOnly; SameSite=Strict; Path=/`,
+          'set-cookie': `${CONSOLE_COOKIE}=${login.session}; HttpOnly; SameSite=Strict; Path=/${secure}`,
         });
         res.end();
         return;
       }
-      if (!sameSecret(presentedToken(req), token)) {
+      if (!loggedIn(req, login)) {
         sendText(res, 401, 'Switchyard console: open this address with ?token=<SWITCHYARD_CONSOLE_TOKEN>.\n');
         return;
       }

@@ -4,9 +4,10 @@
  *
  * Answers: 202 with a JSON summary (alerts received, environment and outcome per alert, and what the
  * delivery carried that is not acted on, with outcome `ignored` and why); 400 naming the
- * invalid field; 401 for a missing/bad bearer or vendor signature; 403 for a non-loopback peer (or a
- * request a proxy forwarded) while
- * `ALERT_WEBHOOK_SECRET` is unset; 404 listing the valid sources; 413 over `alerts.maxBodyBytes`; 503
+ * invalid field; 401 for a missing/bad bearer or vendor signature (before the body is read, unless
+ * the request carries the signature of a vendor whose secret is set); 403 for a non-loopback peer (or
+ * a request a proxy forwarded) while `ALERT_WEBHOOK_SECRET` is unset; 404 listing the valid sources;
+ * 413 over `alerts.maxBodyBytes`; 415 for a body declared as something other than JSON; 503
  * when handling failed (Redis or the platform unreachable) or a suggestion could not be posted or
  * edited in chat (outcome `failed`), so the sender retries: a sender takes any 2xx as delivered, and
  * those that retry (Alertmanager, Datadog, …) do so on a 5xx. Retrying is safe: a failed post gives
@@ -78,6 +79,26 @@ function vendorSecret(source: AlertSource, file: Config['file']): string | undef
   return undefined;
 }
 
+/** The header a signing vendor (Sentry, PagerDuty) sends its body's signature in, as its docs name it. */
+function signatureHeader(source: AlertSource): string {
+  return source === 'sentry' ? 'Sentry-Hook-Signature' : 'X-PagerDuty-Signature';
+}
+
+/**
+ * The Content-Type of a body declared as something other than JSON (clipped), or undefined. Every
+ * supported vendor (Alertmanager, Grafana, Datadog, Sentry, PagerDuty) sends `application/json`, and
+ * `+json` types are JSON too. A body declared as nothing is read as JSON: a hand-written request (a
+ * script, a test) may well declare none.
+ */
+function notJson(req: IncomingMessage): string | undefined {
+  const declared = header(req, 'content-type');
+  if (declared === undefined || declared.trim() === '') return undefined;
+  const type = declared.split(';')[0]?.trim().toLowerCase() ?? '';
+  if (type === 'application/json' || /^[a-z0-9!#$&^_.-]+\/[a-z0-9!#$&^_.+-]+\+json$/.test(type))
+    return undefined;
+  return declared.slice(0, 100);
+}
+
 function signatureValid(source: AlertSource, req: IncomingMessage, body: Buffer, secret: string): boolean {
   if (source === 'sentry') return verifySentrySignature(body, header(req, 'sentry-hook-signature'), secret);
   if (source === 'pagerduty')
@@ -141,6 +162,57 @@ export function registerAlertWebhooks(http: HttpServer, opts: AlertWebhookOption
       });
       return;
     }
+    // Who sent it is decided before the body is read wherever the headers suffice: a stranger's request
+    // is refused at once, its body unread, instead of each holding up to alerts.maxBodyBytes in memory
+    // first. Only a request its vendor may have signed (a vendor secret set for its source and the
+    // signature header there) has its body read before the decision: the signature covers the body.
+    const secret = vendorSecret(source, opts.config.file);
+    const bearer = globalSecret !== undefined && verifyBearer(header(req, 'authorization'), globalSecret);
+    const maySign =
+      secret !== undefined && (header(req, signatureHeader(source).toLowerCase()) ?? '').trim() !== '';
+    /** 401 for a missing or bad token or signature; `unread`: the body was not read, the connection ends. */
+    const unauthorized = (unread: boolean) => {
+      count(source, 'unauthorized');
+      const close: Record<string, string> = unread ? { connection: 'close' } : {};
+      if (globalSecret)
+        sendJson(
+          res,
+          401,
+          {
+            error: 'unauthorized',
+            message: `Send "Authorization: Bearer <ALERT_WEBHOOK_SECRET>"${secret ? ' or a valid vendor signature' : ''}.`,
+          },
+          { 'www-authenticate': 'Bearer', ...close },
+        );
+      else
+        sendJson(
+          res,
+          401,
+          {
+            error: 'bad_signature',
+            message: `${signatureHeader(source)} is missing or does not match the body.`,
+          },
+          close,
+        );
+    };
+    if ((globalSecret !== undefined || secret !== undefined) && !bearer && !maySign) {
+      unauthorized(true);
+      return;
+    }
+    const declared = notJson(req);
+    if (declared !== undefined) {
+      count(source, 'invalid');
+      sendJson(
+        res,
+        415,
+        {
+          error: 'unsupported_media_type',
+          message: `Content-Type "${declared}" is not JSON: send the alerts as JSON, with "Content-Type: application/json".`,
+        },
+        { connection: 'close' },
+      );
+      return;
+    }
     let body: Buffer;
     try {
       body = await readBody(req, opts.config.file.alerts.maxBodyBytes);
@@ -158,29 +230,8 @@ export function registerAlertWebhooks(http: HttpServer, opts: AlertWebhookOption
       }
       return;
     }
-    const secret = vendorSecret(source, opts.config.file);
-    const signed = secret !== undefined && signatureValid(source, req, body, secret);
-    if (globalSecret) {
-      if (!signed && !verifyBearer(header(req, 'authorization'), globalSecret)) {
-        count(source, 'unauthorized');
-        sendJson(
-          res,
-          401,
-          {
-            error: 'unauthorized',
-            message: `Send "Authorization: Bearer <ALERT_WEBHOOK_SECRET>"${secret ? ' or a valid vendor signature' : ''}.`,
-          },
-          { 'www-authenticate': 'Bearer' },
-        );
-        return;
-      }
-    } else if (secret !== undefined && !signed) {
-      count(source, 'unauthorized');
-      const name = source === 'sentry' ? 'Sentry-Hook-Signature' : 'X-PagerDuty-Signature';
-      sendJson(res, 401, {
-        error: 'bad_signature',
-        message: `${name} is missing or does not match the body.`,
-      });
+    if (!bearer && secret !== undefined && !signatureValid(source, req, body, secret)) {
+      unauthorized(false);
       return;
     }
     let json: unknown;

@@ -6,14 +6,14 @@
  * write re-sent only after a 429 (a 408 or 5xx is thrown retryable: the caller re-reads state first),
  * every 2xx answer parsed with zod at the edge (a mismatch names the field), and every failure a
  * PlatformHttpError naming status, method, URL and the platform's error code. The secret (token, root
- * key) never appears in an error or a log. The adapters' clients (unkey/client.ts, vercel/client.ts)
- * add their URLs, headers and error body.
+ * key) and a URL's credentials never appear in an error or a log. The adapters' clients
+ * (unkey/client.ts, vercel/client.ts) add their URLs, headers and error body.
  */
 import { AsyncLocalStorage } from 'node:async_hooks';
 import type { z } from 'zod';
 import { type Clock, systemClock } from '../clock.js';
 import { PlatformHttpError } from '../errors.js';
-import { type Logger, scrub, silentLogger } from '../log.js';
+import { type Logger, maskCredentials, silentLogger } from '../log.js';
 
 /** Tunables of the retry and timeout behaviour. */
 export interface HttpTuning {
@@ -196,10 +196,13 @@ export class JsonHttpClient {
     }
   }
 
-  /** Removes the secret (and anything that looks like one) from text bound for errors and logs. */
+  /**
+   * Removes the secret (and anything that looks like one, and the credentials of a URL: fetch's own
+   * error quotes the URL it refused) from text bound for errors and logs.
+   */
   redact(text: string): string {
     const secret = this.options.secret;
-    return scrub(secret.length > 0 ? text.split(secret).join('[redacted]') : text);
+    return maskCredentials(secret.length > 0 ? text.split(secret).join('[redacted]') : text);
   }
 
   /** One HTTP exchange with its own timeout; resolves with the status, the headers and the whole body. */

@@ -1,7 +1,7 @@
 /**
  * src/config.ts: decisions no test pinned down (the console's default per platform
  * and the token it then requires, the PORT/LOCAL_ROUTER_PORT clash that only the local platform has, the
- * console token's 16-character minimum at its boundary).
+ * console token's 16-character minimum at its boundary, the HTTP port's limits).
  */
 import { describe, expect, it } from 'vitest';
 import { consoleEnabled, loadConfig, parseConfigFile, parseEnv } from '../../src/config.js';
@@ -131,6 +131,32 @@ describe('refusals of any size stay short (found by test/edges-random.test.ts)',
     const key = 'k'.repeat(1_000);
     expect(() => parseConfigFile(`${key}: 1\n`, 'sy.yml')).toThrow(
       `sy.yml: (root): got a mapping of ${'k'.repeat(39)}…, expected only known keys ("${'k'.repeat(39)}…" is not one: misspelt?)`,
+    );
+  });
+});
+
+describe('http (what one client may hold of the HTTP port)', () => {
+  it('defaults to 10 s for headers, 30 s for a whole request and 1024 connections; takes durations', () => {
+    expect(parseConfigFile('', 'sy.yml').http).toEqual({
+      headersTimeout: 10_000,
+      requestTimeout: 30_000,
+      maxConnections: 1024,
+    });
+    expect(
+      parseConfigFile('http: { headersTimeout: 5s, requestTimeout: 2m, maxConnections: 64 }', 'sy.yml').http,
+    ).toEqual({ headersTimeout: 5_000, requestTimeout: 120_000, maxConnections: 64 });
+  });
+
+  it('refuses a headers timeout longer than the request one (node would throw at start-up), naming both', () => {
+    expect(() => parseConfigFile('http: { headersTimeout: 60s }', 'sy.yml')).toThrow(
+      'sy.yml: http.headersTimeout: got "60s", expected at most http.requestTimeout (30s): the headers are part of the request',
+    );
+    // A bad duration is named on its own, not also as a comparison.
+    expect(() => parseConfigFile('http: { requestTimeout: 50ms }', 'sy.yml')).toThrow(
+      /^sy\.yml: http\.requestTimeout: got "50ms", expected a duration from 100ms to \d+ms[^;]*$/,
+    );
+    expect(() => parseConfigFile('http: { maxConnections: 0 }', 'sy.yml')).toThrow(
+      'sy.yml: http.maxConnections: got 0, expected a whole number of connections, at least 1 (default 1024)',
     );
   });
 });

@@ -1,15 +1,17 @@
 /** Config parsing: defaults, every bad value named with what was expected, secrets never echoed. */
 import { afterEach, describe, expect, it, vi } from 'vitest';
-import type { z } from 'zod';
+import { z } from 'zod';
 import {
   envSchema,
   fileConfigSchema,
+  httpUrl,
   isSecretKey,
   loadConfig,
   localHttpUrl,
   parseConfigFile,
   parseDuration,
   parseEnv,
+  parseFlags,
 } from '../../src/config.js';
 import { ConfigError } from '../../src/errors.js';
 
@@ -214,9 +216,9 @@ describe('config errors never echo a secret', () => {
     });
   });
 
-  it('a URL with a password and a wrong scheme is named with its password masked', () => {
+  it('a URL with a password and a wrong scheme is named with its credentials masked', () => {
     const m = message(() => loadConfig({ REDIS_URL: `http://default:${SECRET}@redis.internal:6379` }));
-    expect(m).toContain('REDIS_URL: got "http://default:***@redis.internal:6379"');
+    expect(m).toContain('REDIS_URL: got "http://***@redis.internal:6379"');
     expect(m).not.toContain(SECRET);
     const at = message(() => loadConfig({ REDIS_URL: 'http://default:p@ss@redis.internal:6379' }));
     expect(at).not.toContain('ss@');
@@ -529,6 +531,36 @@ describe('REDIS_URL is validated as a whole URL, not only by its scheme', () => 
     expect(refused({ REDIS_URL: 'redis://:pw@:6379' })).toMatch(/REDIS_URL: .*there is no host/);
     expect(refused({ REDIS_URL: 'unix://relative.sock' })).toMatch(/REDIS_URL: .*socket path/);
   });
+  it('shows a mistyped or missing scheme with everything up to the last @ masked (it was echoed whole)', () => {
+    for (const [url, shown] of [
+      ['redis//u:Sup3rS3cret@host', '"***@host"'],
+      [':Sup3rS3cret@host:6379', '"***@host:6379"'],
+      ['redis:/u:Sup3rS3cret@host:6379', '"redis:/***@host:6379"'],
+      ['redis:/u:Sup3r@S3cret@host:6379', '"redis:/***@host:6379"'],
+      ['redis//u:Sup3r S3cret@host', '"***@host"'],
+    ] as const) {
+      const msg = refused({ REDIS_URL: url });
+      expect(msg, url).toContain(`REDIS_URL: got ${shown}, expected redis://host:port`);
+      expect(msg, url).not.toContain('S3cret');
+    }
+  });
+  it('refuses an @ of the password written unencoded, telling to write it %40, without echoing it', () => {
+    for (const url of [
+      'redis://user:p@ss@Sup3rS3cret@host:6379',
+      'rediss://:Sup3r@S3cret@host',
+      'redis+cluster://user:Sup3r@S3cret@h1:7000,h2:7000',
+    ]) {
+      const msg = refused({ REDIS_URL: url });
+      expect(msg, url).toMatch(
+        /^Invalid environment: REDIS_URL: got "redis(s|\+cluster)?:\/\/\*\*\*@(host|h1)[^"]*", expected .*the user name or password contains an @ that is not percent-encoded: write each @ in them as %40$/,
+      );
+      expect(msg, url).not.toMatch(/S3cret|p@ss/);
+    }
+    // Percent-encoded, it is the same password, taken.
+    expect(parseEnv({ REDIS_URL: 'redis://user:p%40ss@host:6379' }).REDIS_URL).toBe(
+      'redis://user:p%40ss@host:6379',
+    );
+  });
   it('accepts the documented forms', () => {
     for (const url of [
       'redis://127.0.0.1:6379',
@@ -587,6 +619,36 @@ describe('API URLs', () => {
     expect(refused({ UNKEY_API_URL: 'ftp://api.unkey.com' })).toMatch(/UNKEY_API_URL/);
     expect(refused({ DISCORD_API_URL: 'mailto:ops@example.com' })).toMatch(/DISCORD_API_URL/);
     expect(refused({ SLACK_API_URL: 'http:slack.com' })).toMatch(/SLACK_API_URL/);
+  });
+  it('refuses credentials in an API URL (never sent, and then shown everywhere), masked in the refusal', () => {
+    // Before: accepted; every request failed, and /readyz, the errors and the log lines showed the
+    // URL, password and all.
+    for (const key of ['SLACK_API_URL', 'DISCORD_API_URL', 'UNKEY_API_URL', 'VERCEL_API_URL']) {
+      for (const url of [
+        'http://proxyuser:Sup3rS3cretProxy@127.0.0.1:9/',
+        'https://Sup3rS3cretToken@proxy.internal/api',
+        'https://proxyuser:Sup3r@S3cretProxy@proxy.internal',
+        'HTTPS://:Sup3rS3cret@proxy.internal',
+      ]) {
+        const msg = refused({ [key]: url });
+        expect(msg, `${key}=${url}`).toMatch(
+          new RegExp(
+            `^Invalid environment: ${key}: got "(https?|HTTPS)://\\*\\*\\*@[^"]+", expected a URL without user:password@, such as https://[^:]+: requests carry their token, and credentials in a URL are never sent .*; remove them$`,
+          ),
+        );
+        expect(msg, `${key}=${url}`).not.toMatch(/S3cret|proxyuser/);
+      }
+    }
+    expect(refused({ UNKEY_API_URL: 'http://proxyuser:Sup3rS3cretProxy@127.0.0.1:9/' })).toContain(
+      'got "http://***@127.0.0.1:9/"',
+    );
+    // A flag built on the same check (`npm run worker -- --platform-url`) says it the same way.
+    const flags = z.object({ 'platform-url': httpUrl('http://127.0.0.1:8080').optional() });
+    expect(() =>
+      parseFlags(['--platform-url', 'http://ops:Sup3rS3cret@127.0.0.1:8080'], flags, 'string'),
+    ).toThrow(
+      /^--platform-url: got "http:\/\/\*\*\*@127\.0\.0\.1:8080", expected a URL without user:password@/,
+    );
   });
   it('accepts http and https URLs', () => {
     expect(

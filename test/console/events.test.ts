@@ -2,7 +2,8 @@
  * The console's event stream (`/console/events`) on its own HTTP server: HEAD answers at once instead of
  * holding the connection; an entry posted after the console closed its streams writes nothing (it once
  * crashed the process with ERR_STREAM_WRITE_AFTER_END); a tab that stops reading gets its stream cut
- * once MAX_STREAM_BUFFER_BYTES wait for it, instead of the server buffering every entry for it.
+ * once MAX_STREAM_BUFFER_BYTES wait for it, instead of the server buffering every entry for it. And on
+ * the app's port: a stream outlives the server's `http.requestTimeout`, which bounds requests only.
  */
 import { once } from 'node:events';
 import { Agent, request } from 'node:http';
@@ -11,6 +12,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { MAX_STREAM_BUFFER_BYTES, registerConsole } from '../../handlers/console/routes.js';
 import { ConsoleSurface } from '../../handlers/console/surface.js';
 import { HttpServer } from '../../src/http.js';
+import { startTestSwitchyard } from '../support/switchyard.js';
 
 const closers: (() => Promise<unknown> | unknown)[] = [];
 afterEach(async () => {
@@ -162,5 +164,49 @@ describe('console event stream', () => {
     );
     surface.postUser('bob', 'fresh');
     await seen;
+  });
+});
+
+describe("the console event stream on the app's port", () => {
+  it('outlives http.requestTimeout, which bounds a request still being sent, not a response', async () => {
+    const app = await startTestSwitchyard({
+      file: {
+        local: { reactivationTime: '200ms', buildTime: '300ms' },
+        http: { headersTimeout: '100ms', requestTimeout: '300ms' },
+      },
+    });
+    closers.push(() => app.close());
+    const { client, received } = await openStream(app.port);
+    const streamClosed = once(client, 'close');
+    // A request started after the stream whose body never comes: its 408 says requestTimeout has
+    // passed for the stream too (and that the app's server took its limits from the config).
+    const late = connect(app.port, '127.0.0.1');
+    closers.push(() => late.destroy());
+    late.on('error', () => undefined);
+    let answer = '';
+    late.on('data', (d: Buffer) => {
+      answer += d.toString();
+    });
+    const cut = once(late, 'close');
+    late.write(
+      'POST /console/api/command HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{"user"',
+    );
+    await cut;
+    // The stream is still open: an entry posted now reaches it (or the stream is found closed).
+    const delivered = new Promise<void>((resolve) =>
+      client.on('data', () => {
+        if (received().includes('still here')) resolve();
+      }),
+    );
+    const res = await fetch(`${app.baseUrl}/console/api/command`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ user: 'alice', text: 'still here' }),
+    });
+    expect(res.status).toBeLessThan(300);
+    await Promise.race([delivered, streamClosed]);
+    expect(received()).toContain('still here');
+    expect(client.destroyed).toBe(false);
+    expect(answer.split('\r\n')[0]).toBe('HTTP/1.1 408 Request Timeout');
   });
 });

@@ -1,7 +1,7 @@
 /**
  * The console's login (SWITCHYARD_CONSOLE_TOKEN) on the real app: without the token every console route
  * but the health check answers 401 and changes nothing; `/?token=` sets a SameSite=Strict HttpOnly cookie
- * and redirects; the cookie or a bearer token opens the page and the API. A console on an address other
+ * (a value derived from the token, not the token) and redirects; the cookie or a bearer token opens the page and the API. A console on an address other
  * machines can reach is a configuration error without a token (it stops start-up before anything runs).
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -56,6 +56,8 @@ describe('console login', () => {
     expect(login.headers.get('location')).toBe('/');
     const cookie = login.headers.get('set-cookie') ?? '';
     expect(cookie).toMatch(/^sy_console=/);
+    // A value derived from the token, not the token: every port of this host gets the cookie.
+    expect(cookie).not.toContain(TOKEN);
     expect(cookie).toContain('HttpOnly');
     expect(cookie).toContain('SameSite=Strict');
     const jar = cookie.split(';')[0] ?? '';
@@ -125,7 +127,8 @@ describe('console login', () => {
 
 describe('console requests from other sites', () => {
   it('refuses a logged-in browser request made by another site (CSRF), a non-JSON body, and being framed', async () => {
-    const jar = `sy_console=${encodeURIComponent(TOKEN)}`;
+    const login = await fetch(`${app.baseUrl}/?token=${TOKEN}`, { redirect: 'manual' });
+    const jar = (login.headers.get('set-cookie') ?? '').split(';')[0] ?? '';
     const command = (headers: Record<string, string> = {}) =>
       fetch(`${app.baseUrl}/console/api/command`, {
         method: 'POST',

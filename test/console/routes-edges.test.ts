@@ -1,12 +1,15 @@
 /**
- * handlers/console/routes.ts: behaviour of the console's HTTP routes that no test
- * pinned down (the login cookie among other cookies, the 32 KiB body limit, an empty body, who an event
- * stream carries ephemeral entries to, command errors counted, a click's follow-ups: approval view
- * yielding to the job's progress, an ephemeral or planned post; a click's fault said to the clicker, as a
- * command's). Each test runs the routes on their own
- * HTTP server with stubbed chat, so it stays fast and deterministic.
+ * handlers/console/routes.ts: behaviour of the console's HTTP routes that no test pinned down (the
+ * login cookie: found among other cookies, its value not the token, valid across a restart, Secure
+ * over TLS; the 32 KiB body limit, an empty body, who an event stream carries ephemeral entries to,
+ * command errors counted, a click's follow-ups: approval view yielding to the job's progress, an
+ * ephemeral or planned post; a click's fault said to the clicker, as a command's). Each test runs the
+ * routes on their own HTTP server with stubbed chat, so it stays fast and deterministic.
  */
-import { connect, type Socket } from 'node:net';
+import { readFileSync } from 'node:fs';
+import { request as httpsRequest } from 'node:https';
+import { type AddressInfo, connect, type Socket } from 'node:net';
+import { createServer as createTlsServer } from 'node:tls';
 import { afterEach, describe, expect, it } from 'vitest';
 import { CONSOLE_COOKIE, type ConsoleDeps, registerConsole } from '../../handlers/console/routes.js';
 import { ConsoleSurface } from '../../handlers/console/surface.js';
@@ -25,6 +28,8 @@ afterEach(async () => {
 });
 
 const TOKEN = 'console-token-0123456789abcdef';
+/** Test-only certificates for 127.0.0.1 (test/fixtures/tls/README.md). */
+const TLS_DIR = new URL('../fixtures/tls/', import.meta.url);
 const T0 = Date.UTC(2026, 10, 30, 12, 0, 0);
 const view = (message: string) => refusalView({ code: RefusalCode.invalidInput, message });
 
@@ -52,7 +57,7 @@ async function rig(over: Partial<ConsoleDeps> = {}) {
     });
     return { status: res.status, json: (await res.json()) as Record<string, unknown> };
   };
-  return { surface, port, base, post };
+  return { surface, http, port, base, post };
 }
 
 /** Opens an event stream over a raw socket; resolves once its `hello` arrived. */
@@ -78,17 +83,101 @@ async function openStream(
   return { received: () => text, until };
 }
 
+/** Logs in with `/?token=` at `base`: the whole Set-Cookie header and the `name=value` a browser sends back. */
+async function logIn(base: string, token = TOKEN): Promise<{ header: string; jar: string }> {
+  const res = await fetch(`${base}/?token=${encodeURIComponent(token)}`, { redirect: 'manual' });
+  expect(res.status).toBe(303);
+  const header = res.headers.get('set-cookie') ?? '';
+  return { header, jar: header.split(';')[0] ?? '' };
+}
+
 describe('console login cookie', () => {
-  it('finds the console cookie among the other cookies of the host, and takes no other cookie as the token', async () => {
+  it('finds the console cookie among the other cookies of the host, and takes no other cookie as the login', async () => {
     const { base } = await rig({ token: TOKEN });
+    const { jar } = await logIn(base);
+    const value = jar.slice(`${CONSOLE_COOKIE}=`.length);
     const timeline = (cookie: string) =>
       fetch(`${base}/console/api/timeline?user=alice`, { headers: { cookie } });
     // Other apps on localhost set cookies too; the browser sends them all, the console's not first.
-    const mixed = await timeline(`theme=dark; ${CONSOLE_COOKIE}=${encodeURIComponent(TOKEN)}; sid=abc`);
+    const mixed = await timeline(`theme=dark; ${jar}; sid=abc`);
     expect(mixed.status).toBe(200);
-    // The token under another cookie's name is no login.
-    const other = await timeline(`session=${encodeURIComponent(TOKEN)}`);
+    // The login's value under another cookie's name is no login.
+    const other = await timeline(`session=${value}`);
     expect(other.status).toBe(401);
+  });
+
+  it('holds a value derived from the token, never the token: other services on this host get the cookie', async () => {
+    // Browsers send a host's cookies to all its ports (SameSite ignores ports): a dev server on
+    // localhost:5173 received the console token itself, which is also the API's bearer token.
+    const { base } = await rig({ token: TOKEN });
+    const { header, jar } = await logIn(base);
+    expect(header).toMatch(
+      new RegExp(`^${CONSOLE_COOKIE}=[A-Za-z0-9_-]{43}; HttpOnly; SameSite=Strict; Path=/$`),
+    );
+    expect(header).not.toContain(TOKEN);
+    expect(header).not.toContain(encodeURIComponent(TOKEN));
+    const value = jar.slice(`${CONSOLE_COOKIE}=`.length);
+    // The cookie's value is no bearer token, and the token is no cookie value.
+    const timeline = (headers: Record<string, string>) =>
+      fetch(`${base}/console/api/timeline?user=alice`, { headers });
+    expect((await timeline({ cookie: jar })).status).toBe(200);
+    expect((await timeline({ authorization: `Bearer ${value}` })).status).toBe(401);
+    expect((await timeline({ cookie: `${CONSOLE_COOKIE}=${encodeURIComponent(TOKEN)}` })).status).toBe(401);
+    expect((await fetch(`${base}/`, { headers: { cookie: `${CONSOLE_COOKIE}=${TOKEN}` } })).status).toBe(401);
+  });
+
+  it('stays valid across a restart of the bot with the same token, not with a new token', async () => {
+    const before = await rig({ token: TOKEN });
+    const { jar } = await logIn(before.base);
+    // A restart: the routes registered again, with the same token, on another server.
+    const after = await rig({ token: TOKEN });
+    const page = await fetch(`${after.base}/`, { headers: { cookie: jar } });
+    expect(page.status).toBe(200);
+    // A new token ends every session.
+    const rotated = await rig({ token: `${TOKEN}-rotated` });
+    expect((await fetch(`${rotated.base}/`, { headers: { cookie: jar } })).status).toBe(401);
+  });
+
+  it('is marked Secure when the login came over TLS, not over plain HTTP nor for a forged X-Forwarded-Proto', async () => {
+    const { http, base } = await rig({ token: TOKEN });
+    // Plain HTTP, even with a header saying otherwise (anyone can send it; no proxy is trusted).
+    expect((await logIn(base)).header).not.toContain('Secure');
+    const forged = await fetch(`${base}/?token=${TOKEN}`, {
+      redirect: 'manual',
+      headers: { 'x-forwarded-proto': 'https' },
+    });
+    expect(forged.headers.get('set-cookie') ?? '').not.toContain('Secure');
+    // The same server reached over TLS (a TLS listener handing its connections to it).
+    const front = createTlsServer(
+      {
+        key: readFileSync(new URL('server-key.pem', TLS_DIR)),
+        cert: readFileSync(new URL('server.pem', TLS_DIR)),
+      },
+      (socket) => http.server.emit('connection', socket),
+    );
+    await new Promise<void>((resolve) => front.listen(0, '127.0.0.1', resolve));
+    closers.push(() => new Promise((resolve) => front.close(resolve)));
+    const { port } = front.address() as AddressInfo;
+    const header = await new Promise<string>((resolve, reject) => {
+      const req = httpsRequest(
+        {
+          host: '127.0.0.1',
+          port,
+          path: `/?token=${TOKEN}`,
+          ca: readFileSync(new URL('ca.pem', TLS_DIR)),
+          agent: false,
+        },
+        (res) => {
+          res.resume();
+          resolve(String(res.headers['set-cookie'] ?? ''));
+        },
+      );
+      req.on('error', reject);
+      req.end();
+    });
+    expect(header).toMatch(
+      new RegExp(`^${CONSOLE_COOKIE}=[A-Za-z0-9_-]+; HttpOnly; SameSite=Strict; Path=/; Secure$`),
+    );
   });
 });
 

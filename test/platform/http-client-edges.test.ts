@@ -2,7 +2,8 @@
  * Edge cases of the shared HTTP client (src/platform/http-client.ts), through the Unkey client
  * against the fake Unkey v2 server (and the Vercel client against the fake Vercel): behaviour no other
  * test pinned down (the backoff cap, the longest Retry-After still waited for, the secret removed even
- * where no token pattern would catch it).
+ * where no token pattern would catch it, a URL's credentials masked in errors, retry warnings and the
+ * app's `/readyz`).
  */
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { PlatformHttpError } from '../../src/errors.js';
@@ -14,6 +15,7 @@ import { ProjectSchema } from '../../src/platform/vercel/schemas.js';
 import { SleepRecordingClock, UnkeyFakeServer } from '../fakes/unkey-server.js';
 import { VercelFakeServer } from '../fakes/vercel-server.js';
 import { LogLines } from '../jobs/fixtures/logs.js';
+import { startTestSwitchyard } from '../support/switchyard.js';
 
 const KEY = 'unkey_3ZmutantHttpRootKey0123456789';
 const TIMEOUT = 5_000;
@@ -128,6 +130,96 @@ describe('JsonHttpClient redaction', () => {
       expect(lines.raw.join('\n')).not.toContain(TOKEN);
     } finally {
       await vercel.close();
+    }
+  });
+});
+
+describe('URL credentials', () => {
+  // A proxy's login written into the platform's URL: config refuses it at start-up (test/config), and
+  // whatever still quotes such a URL (fetch's own error, a proxy's answer) is masked on the way out.
+  const PASSWORD = 'Sup3rS3cretProxy';
+
+  it('PlatformHttpError masks them in its message, its url and its context', () => {
+    const e = new PlatformHttpError(
+      0,
+      'POST',
+      `http://proxyuser:${PASSWORD}@127.0.0.1:9/v2/deployments.getDeployment`,
+      'network_error',
+      `fetch refused http://proxyuser:${PASSWORD}@127.0.0.1:9/v2/deployments.getDeployment`,
+    );
+    expect(e.message).toBe(
+      'PlatformHttpError[network_error] 0 POST http://***@127.0.0.1:9/v2/deployments.getDeployment: fetch refused http://***@127.0.0.1:9/v2/deployments.getDeployment',
+    );
+    expect(e.url).toBe('http://***@127.0.0.1:9/v2/deployments.getDeployment');
+    expect(JSON.stringify(e.context)).not.toContain(PASSWORD);
+  });
+
+  it('never shows them in the error nor in the retry warnings of a request fetch refused for them', async () => {
+    const lines = new LogLines();
+    const client = new UnkeyClient({
+      baseUrl: server.url.replace('http://', `http://proxyuser:${PASSWORD}@`),
+      rootKey: KEY,
+      clock,
+      timeoutMs: TIMEOUT,
+      maxRetries: 2,
+      random: () => 0.5,
+      logger: createLogger({ level: 'debug', pretty: false, destination: lines }),
+    });
+    const e = await clock.drive(
+      get(client).then(
+        () => undefined,
+        (err: unknown) => err,
+      ),
+      TIMEOUT,
+    );
+    expect(e).toBeInstanceOf(PlatformHttpError);
+    expect((e as PlatformHttpError).message).toMatch(
+      /^PlatformHttpError\[network_error\] 0 POST http:\/\/\*\*\*@127\.0\.0\.1:\d+\/v2\/deployments\.getDeployment: Request cannot be constructed from a URL that includes credentials: http:\/\/\*\*\*@127/,
+    );
+    expect(lines.parsed.filter((l) => l.msg === 'unkey: retrying')).toHaveLength(2);
+    expect(lines.raw.join('\n')).not.toContain(PASSWORD);
+    expect(server.requests).toHaveLength(0);
+    // What the clients' error details go through (a platform's answer quoting a URL) masks them too.
+    expect(client.redact(`upstream http://proxyuser:${PASSWORD}@10.0.0.1:3128 refused`)).toBe(
+      'upstream http://***@10.0.0.1:3128 refused',
+    );
+  });
+
+  it("/readyz never shows them when the platform's answer quotes them (it answers without a login)", async () => {
+    const sy = await startTestSwitchyard({
+      env: {
+        PLATFORM: 'unkey',
+        UNKEY_ROOT_KEY: KEY,
+        UNKEY_API_URL: server.url,
+        SWITCHYARD_CONSOLE: 'off',
+      },
+      file: {
+        platform: 'unkey',
+        environments: { production: { unkey: { project: 'acme', app: 'api', environment: 'production' } } },
+      },
+    });
+    try {
+      // A proxy in front of Unkey refusing the request, naming its upstream with its login.
+      server.fault(
+        {
+          kind: 'body',
+          status: 400,
+          body: `proxy http://proxyuser:${PASSWORD}@10.0.0.1:3128 refused the request`,
+          endpoint: 'deployments.listDeployments',
+        },
+        20,
+      );
+      const res = await fetch(`${sy.baseUrl}/readyz`);
+      const text = await res.text();
+      expect(res.status).toBe(503);
+      expect(text).not.toContain(PASSWORD);
+      expect((JSON.parse(text) as { problems: string[] }).problems).toEqual([
+        expect.stringMatching(
+          /^platform unkey: .*proxy http:\/\/\*\*\*@10\.0\.0\.1:3128 refused the request/,
+        ),
+      ]);
+    } finally {
+      await sy.close();
     }
   });
 });

@@ -98,6 +98,42 @@ describe('LocalPlatformClient', () => {
     expect(platform.dump()).toEqual(before);
   });
 
+  it('answers 400 naming the path segment whose percent-encoding is malformed (not a 500 "URI malformed"); changes nothing', async () => {
+    const before = platform.dump();
+    const port = new URL(base).port;
+    // node:http sends the path as written (fetch and URL would re-encode some of it)
+    const send = (method: string, path: string) =>
+      new Promise<{ status: number; body: unknown }>((resolve, reject) => {
+        const req = request({ host: '127.0.0.1', port, method, path }, (r) => {
+          let text = '';
+          r.on('data', (c: Buffer) => {
+            text += c.toString();
+          });
+          r.on('end', () => resolve({ status: r.statusCode ?? 0, body: JSON.parse(text) }));
+        });
+        req.on('error', reject);
+        req.end();
+      });
+    const cases: [string, string, string][] = [
+      ['GET', '/_switchyard/environments/%zz/snapshot', '%zz'],
+      ['GET', '/_switchyard/deployments/dep_%E0%A4', 'dep_%E0%A4'],
+      ['POST', '/_switchyard/deployments/%E0/stop', '%E0'],
+    ];
+    for (const [method, path, segment] of cases) {
+      expect({ path, ...(await send(method, path)) }).toEqual({
+        path,
+        status: 400,
+        body: {
+          error: { code: 'invalid_input', message: `path segment "${segment}": malformed percent-encoding` },
+          retry: false,
+        },
+      });
+    }
+    expect(platform.dump()).toEqual(before);
+    // A well-formed escape still reaches its endpoint.
+    expect((await send('GET', '/_switchyard/deployments/dep_4kq9w%7A')).status).toBe(200);
+  });
+
   it("refuses another site's page, a body that is not JSON, and a name that is not loopback; changes nothing", async () => {
     const before = platform.dump();
     const body = JSON.stringify({ environment: 'production', message: 'from a web page' });

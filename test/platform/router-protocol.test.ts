@@ -2,8 +2,8 @@
  * Protocol-level tests of the local traffic router (router.ts + upstream.ts) on real sockets on
  * 127.0.0.1: pipelined requests whose client goes away (drain and idle accounting), pipelining and the
  * stall timer, one 'close' listener per connection however deep the pipelining, the warm connection
- * pool, `x-deployment-id` on answers node's server would otherwise give itself (missing Host, unknown
- * Expect, CONNECT), Switchyard's own `x-switchyard-*` headers sent by a visitor, absolute-form request
+ * pool, `x-deployment-id` on answers node's server would otherwise give itself (missing Host, headers
+ * not received in time, unknown Expect, CONNECT), Switchyard's own `x-switchyard-*` headers sent by a visitor, absolute-form request
  * targets, and the id the router names on a proxied answer.
  * Synchronisation is by events (upstream `request`/`idle`, socket `close`); the only timed waits are the
  * observation windows of the stall-timer tests, where real time has to pass for a bug to show.
@@ -386,6 +386,25 @@ describe("TrafficRouter: answers node's server would give without x-deployment-i
     expect(old.statusLine).toMatch(/^HTTP\/1\.1 404 /);
     expect(old.headers).toContain('x-deployment-id: none');
     expect(router.upstreamStats(A.id)?.total).toBe(0);
+  });
+
+  it('headers not all in within headersTimeoutMs get 408 with x-deployment-id none, then the connection is closed', async () => {
+    const { router, port } = await routed({ warmSockets: 1, headersTimeoutMs: 100 });
+    // A slow-loris client (/tmp/sec-audit slowloris.mjs): the request line and a header, never the end.
+    const slow = await rawSocket(port);
+    const all = readAll(slow);
+    slow.write(`GET / HTTP/1.1\r\nHost: ${HOST_A}\r\n`);
+    const answer = head((await all).toString('latin1'));
+    expect(answer.statusLine).toBe('HTTP/1.1 408 Request Timeout');
+    expect(answer.headers).toContain('x-deployment-id: none');
+    expect(JSON.parse(answer.body)).toMatchObject({ error: 'request_timeout' });
+    expect(router.upstreamStats(A.id)?.total).toBe(0);
+    // By default 10 s for the headers, and node's 300 s still for a whole request (an upload).
+    const server = (newRouter() as unknown as { server: Server }).server;
+    expect({ headers: server.headersTimeout, request: server.requestTimeout }).toEqual({
+      headers: 10_000,
+      request: 300_000,
+    });
   });
 
   it('an unknown Expect gets 417 with x-deployment-id none', async () => {

@@ -152,7 +152,23 @@ async function handle(platform: LocalPlatform, req: IncomingMessage, res: Server
   const url = new URL(req.url ?? '/', 'http://local');
   const path = url.pathname.startsWith(API_PREFIX) ? url.pathname.slice(API_PREFIX.length) : url.pathname;
   const method = req.method ?? 'GET';
-  const parts = path.split('/').filter(Boolean).map(decodeURIComponent);
+  const segments = path.split('/').filter(Boolean);
+  const parts: string[] = [];
+  for (const segment of segments) {
+    try {
+      parts.push(decodeURIComponent(segment));
+    } catch {
+      // A `%` not followed by two hex digits, or bytes that are not UTF-8: the client's mistake, not a 500.
+      sendJson(res, 400, {
+        error: {
+          code: 'invalid_input',
+          message: `path segment "${segment.slice(0, 100)}": malformed percent-encoding`,
+        },
+        retry: false,
+      });
+      return;
+    }
+  }
   const [a, b, c] = parts;
 
   if (method === 'GET' && parts.length === 0) {

@@ -32,6 +32,7 @@ import type { Duplex } from 'node:stream';
 import { type Dispatcher, Pool } from 'undici';
 import { type Clock, systemClock } from '../../clock.js';
 import { SwitchyardError } from '../../errors.js';
+import { connectionsCheckingInterval } from '../../http.js';
 import type { ProbeResult } from '../port.js';
 import {
   type DeploymentInfo,
@@ -97,7 +98,17 @@ export interface TrafficRouterOptions {
    * is (docs/router.md, Limits). 0 disables it. Default 30 000.
    */
   readonly stallTimeoutMs?: number;
+  /**
+   * How long, real time, a client may take to send a request's headers before the router answers 408
+   * and closes the connection (node's default, 60 s checked every 30 s, let a stranger hold a connection
+   * for a minute and a half without sending one request). A body is still bounded by node's
+   * `requestTimeout` only (docs/router.md, Limits). Default 10 000.
+   */
+  readonly headersTimeoutMs?: number;
 }
+
+/** node's default `requestTimeout`, kept: a visitor's upload may take that long (docs/router.md, Limits). */
+const ROUTER_REQUEST_TIMEOUT_MS = 300_000;
 
 const defaults = {
   port: 0,
@@ -113,6 +124,7 @@ const defaults = {
   warmSockets: 16,
   drainTimeoutMs: 30_000,
   stallTimeoutMs: 30_000,
+  headersTimeoutMs: 10_000,
   wake: (_deploymentId: string) => Promise.resolve(false),
 } as const satisfies Required<TrafficRouterOptions>;
 
@@ -507,6 +519,7 @@ export class TrafficRouter {
       ),
       drainTimeoutMs: options.drainTimeoutMs ?? defaults.drainTimeoutMs,
       stallTimeoutMs: options.stallTimeoutMs ?? defaults.stallTimeoutMs,
+      headersTimeoutMs: options.headersTimeoutMs ?? defaults.headersTimeoutMs,
       wake: options.wake ?? defaults.wake,
     };
     this.hooks = {
@@ -523,7 +536,19 @@ export class TrafficRouter {
       },
     };
     // A missing Host is answered by handle() (node's own 400 would carry no x-deployment-id).
-    this.server = createServer({ requireHostHeader: false }, (req, res) => this.handle(req, res));
+    this.server = createServer(
+      {
+        requireHostHeader: false,
+        // node refuses a headers timeout longer than the request's
+        headersTimeout: Math.min(this.options.headersTimeoutMs, ROUTER_REQUEST_TIMEOUT_MS),
+        requestTimeout: ROUTER_REQUEST_TIMEOUT_MS,
+        connectionsCheckingInterval: connectionsCheckingInterval(
+          this.options.headersTimeoutMs,
+          ROUTER_REQUEST_TIMEOUT_MS,
+        ),
+      },
+      (req, res) => this.handle(req, res),
+    );
     this.server.on('clientError', (err: NodeJS.ErrnoException, socket: Socket) => {
       // As node's default: no answer on a socket already answering a request (it would corrupt it).
       const current = (socket as Socket & { _httpMessage?: { headersSent?: boolean } })._httpMessage;
