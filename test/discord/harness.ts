@@ -13,9 +13,11 @@ import { registerCommands } from '../../handlers/discord/commands.js';
 import { createDiscordBotFromConfig, type DiscordBot } from '../../handlers/discord/index.js';
 import { DiscordMessages } from '../../handlers/discord/messages.js';
 import { DiscordReporter } from '../../handlers/discord/reporter.js';
+import { discordPoster } from '../../handlers/surfaces.js';
 import { type SwitchWorker, startSwitchWorker } from '../../jobs/switch-worker.js';
 import { AuditLog } from '../../src/audit.js';
 import { ChatService } from '../../src/chat.js';
+import type { ChatPoster } from '../../src/chat-sinks.js';
 import { ManualClock, systemClock } from '../../src/clock.js';
 import { fileConfigSchema, parseEnv } from '../../src/config.js';
 import type { EnvironmentSnapshot } from '../../src/domain/types.js';
@@ -43,6 +45,8 @@ export interface DiscordE2E {
   /** What the bot's Flow reads through (can be held to simulate a slow platform). */
   readonly held: HeldPlatform;
   readonly flow: Flow;
+  /** The ChatService behind the bot (`idle()`: its background edits of a plan's other messages done). */
+  readonly chat: ChatService;
   /** The plan store behind `flow` (fault injection). */
   readonly plans: PlanStore;
   readonly queue: SwitchQueue;
@@ -80,6 +84,11 @@ export interface E2EOptions {
    * so only tests that switch nothing pass one; the test closes it.
    */
   readonly platform?: DeployPlatform;
+  /**
+   * The ChatService edits through the bot's poster, as the app wires it (handlers/app.ts): a click that
+   * closes a plan or makes it wait for approval is shown on the plan's other messages too.
+   */
+  readonly posters?: boolean;
 }
 
 /** The reads `HeldPlatform` can hold. */
@@ -234,7 +243,12 @@ export async function startDiscordE2E(opts: E2EOptions = {}): Promise<DiscordE2E
     };
     const held = new HeldPlatform(opts.platform ?? platform);
     const flow = new Flow({ platform: held, queue, plans, audit, config, clock });
-    const chat = new ChatService({ flow, clock });
+    const posters: { discord?: ChatPoster } = {};
+    const chat = new ChatService({
+      flow,
+      clock,
+      ...(opts.posters === true ? { posters: () => posters } : {}),
+    });
     const metrics = createMetrics();
     const proxy = opts.proxy === true ? await HoldingProxy.start(fake.apiUrl) : undefined;
     if (proxy) closers.push(() => proxy.close());
@@ -246,6 +260,7 @@ export async function startDiscordE2E(opts: E2EOptions = {}): Promise<DiscordE2E
     });
     const bot = createDiscordBotFromConfig({ env: discordEnv }, { chat, flow, clock, metrics });
     if (!bot) throw new Error('DISCORD_TOKEN set but no bot was created');
+    posters.discord = discordPoster(bot.messages);
     closers.push(() => bot.stop());
     await bot.start();
     const separate =
@@ -284,6 +299,7 @@ export async function startDiscordE2E(opts: E2EOptions = {}): Promise<DiscordE2E
       platform,
       held,
       flow,
+      chat,
       plans,
       queue,
       audit,
