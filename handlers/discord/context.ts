@@ -34,6 +34,11 @@ export interface DiscordDeps {
   readonly metrics?: Pick<Metrics, 'commands' | 'clicks' | 'chatApiErrors'>;
   /** Longest an autocomplete may take before answering with what is known (Discord allows 3 s). */
   readonly autocompleteBudgetMs: number;
+  /**
+   * `DISCORD_GUILD_ID`: the one server Switchyard acts in; interactions from any other (and from
+   * direct messages) are refused. Unset: every server the bot is in.
+   */
+  readonly guildId?: string;
 }
 
 /**

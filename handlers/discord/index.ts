@@ -1,8 +1,10 @@
 /**
  * The Discord surface, wired: routes each interaction (slash command, autocomplete, button) to its
- * handler file, and builds the bot — client, bot-owned message poster/editor and the progress
- * Reporter for the switch worker. Handlers are thin: parse the interaction, call ChatService/Flow,
- * render with src/views/discord.ts, reply. A process with `DISCORD_GATEWAY=off` (and `npm run worker`)
+ * handler file, and builds the bot — client, bot-owned message poster/editor and the progress Reporter
+ * for the switch worker. With DISCORD_GUILD_ID set, an interaction from any other server (or a direct
+ * message) is answered "not set up for this server" and goes no further; unset, start-up warns that
+ * any server the bot is added to can use it. Handlers are thin: parse the interaction, call
+ * ChatService/Flow, render with src/views/discord.ts, reply. A process with `DISCORD_GATEWAY=off` (and `npm run worker`)
  * builds the REST-only bot instead (`createDiscordRestBot`): the same poster/editor and Reporter, no
  * gateway session.
  */
@@ -63,9 +65,33 @@ const ACTIONS: readonly DiscordAction[] = [
   rowAction,
 ];
 
+/** What a person is told in a server (or a direct message) Switchyard is not set up for. */
+export const NOT_THIS_SERVER =
+  'Switchyard is not set up for this server, so it does nothing here. Nothing was changed.';
+
+/**
+ * Answers an interaction from outside the configured server (DISCORD_GUILD_ID), doing nothing else: a
+ * command or click is told so, only its sender sees it; an autocomplete offers nothing.
+ */
+async function refuseOtherServer(deps: DiscordDeps, interaction: Interaction): Promise<void> {
+  deps.logger.warn(
+    { guildId: interaction.guildId, userId: interaction.user.id, type: interaction.type },
+    'discord: refused an interaction from a server other than DISCORD_GUILD_ID (or a direct message); nothing was done',
+  );
+  if (interaction.isAutocomplete()) {
+    await interaction.respond([]);
+    return;
+  }
+  if (interaction.isRepliable())
+    await interaction.reply({ content: NOT_THIS_SERVER, flags: MessageFlags.Ephemeral });
+}
+
 /** Returns the interaction router for these dependencies (what the client calls per interaction). */
 export function register(deps: DiscordDeps): (interaction: Interaction) => Promise<void> {
   return async (interaction) => {
+    // Anyone in another server the bot was added to (Public Bot on) could otherwise run it there.
+    if (deps.guildId !== undefined && interaction.guildId !== deps.guildId)
+      return refuseOtherServer(deps, interaction);
     if (interaction.isAutocomplete()) return handleAutocomplete(deps, interaction);
     if (interaction.isChatInputCommand()) {
       const command = COMMANDS.find((c) => c.name === interaction.commandName);
@@ -102,6 +128,11 @@ export interface DiscordBotOptions {
   readonly watch?: DiscordBotWatch;
   /** Start-up when Discord is slow or unreachable (defaults: `discordStartupDefaults` in ./client.ts). */
   readonly startup?: Partial<DiscordStartupOptions>;
+  /**
+   * `DISCORD_GUILD_ID`: the one server Switchyard acts in (interactions from any other are refused).
+   * Unset: any server the bot is added to can use it, which start-up warns about.
+   */
+  readonly guildId?: string;
 }
 
 /** Watched channels and where what was seen in them is remembered. */
@@ -172,13 +203,24 @@ export function createDiscordBot(opts: DiscordBotOptions): DiscordBot {
     logger,
     autocompleteBudgetMs: opts.autocompleteBudgetMs ?? discordBotDefaults.autocompleteBudgetMs,
     ...(opts.metrics === undefined ? {} : { metrics: opts.metrics }),
+    ...(opts.guildId === undefined ? {} : { guildId: opts.guildId }),
   });
   const reporter = new DiscordReporter({ messages, logger });
+  let warned = false;
   return {
     surface,
     messages,
     reporter,
-    start: () => surface.start(),
+    start: () => {
+      if (opts.guildId === undefined && !warned) {
+        warned = true;
+        logger.warn(
+          { key: 'DISCORD_GUILD_ID' },
+          'discord: DISCORD_GUILD_ID is not set, so any server the bot is added to can use Switchyard: anyone there can run /deployments, /rollback and /promote and see deployments and their history (what they may switch is still up to the allow lists). Set DISCORD_GUILD_ID to your server id, and turn Public Bot off in the Developer Portal (Bot page).',
+        );
+      }
+      return surface.start();
+    },
     stop: () => surface.stop(),
     status: () => surface.status(),
     ready: () => surface.ready(),
@@ -186,8 +228,8 @@ export function createDiscordBot(opts: DiscordBotOptions): DiscordBot {
 }
 
 /**
- * The Discord bot as configured by env vars (`DISCORD_TOKEN`, `DISCORD_API_URL`), or undefined when
- * no token is set (Discord not in use). The watched channels are `alerts.watch.discord` of the config
+ * The Discord bot as configured by env vars (`DISCORD_TOKEN`, `DISCORD_API_URL`, `DISCORD_GUILD_ID`),
+ * or undefined when no token is set (Discord not in use). The watched channels are `alerts.watch.discord` of the config
  * file unless `deps.watch.channels` says otherwise. The process wiring calls this, then `start()` it
  * and hands `reporter` to the switch worker (routed by `surface: 'discord'`).
  */
@@ -198,11 +240,18 @@ export function createDiscordBotFromConfig(
   const token = config.env.DISCORD_TOKEN;
   if (token === undefined) return undefined;
   const apiUrl = config.env.DISCORD_API_URL;
+  const guildId = config.env.DISCORD_GUILD_ID;
   const watch: DiscordBotWatch = {
     ...deps.watch,
     channels: deps.watch?.channels ?? config.file?.alerts.watch.discord ?? [],
   };
-  return createDiscordBot({ ...deps, watch, token, ...(apiUrl === undefined ? {} : { apiUrl }) });
+  return createDiscordBot({
+    ...deps,
+    watch,
+    token,
+    ...(apiUrl === undefined ? {} : { apiUrl }),
+    ...(guildId === undefined ? {} : { guildId }),
+  });
 }
 
 /** What `/readyz` says about Discord in a process started with `DISCORD_GATEWAY=off`. */

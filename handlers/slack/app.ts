@@ -2,11 +2,13 @@
  * The Slack app: a real `@slack/bolt` App, in HTTP mode with its `HTTPReceiver` mounted on the shared
  * HTTP server at `POST /slack/events` (commands, interactivity and events on one path, Bolt's default),
  * or in Socket Mode when an app-level token is given. It owns what every Slack request goes through
- * before a handler sees it: Bolt's signature check with its 5-minute replay window (forged or replayed
- * requests answer 401 and reach no handler; a signature mismatch is logged as a warning naming
- * SLACK_SIGNING_SECRET and where its value is, at most once a minute: see signatureWarnings), Events
- * API retry deduplication on `event_id` in Redis (SET NX with a TTL, so any replica dedupes), and error
- * logging. Handlers ack first and do slow work after, so the ack always beats Slack's 3-second deadline.
+ * before a handler sees it: a body limit (413) and a timestamp window in both directions (401), then
+ * Bolt's signature check (forged or stale requests answer 401 and reach no handler; a signature
+ * mismatch is logged as a warning naming SLACK_SIGNING_SECRET and where its value is, at most once a
+ * minute: see signatureWarnings), replayed commands and clicks answered 200 and dropped, requests from
+ * another workspace than the bot token's refused (./guard.ts), Events API retry deduplication on
+ * `event_id` in Redis (SET NX with a TTL, so any replica dedupes), and error logging. Handlers ack
+ * first and do slow work after, so the ack always beats Slack's 3-second deadline.
  *
  * Start-up against Slack (SlackStartup below): Bolt is built with `deferInitialization`, so its
  * constructor makes no `auth.test` call of its own (one that nobody awaits, whose rejection kills the
@@ -20,6 +22,7 @@
  * In Socket Mode it also reconnects when the connection closes, with the same backoff (the Socket Mode
  * client's own reconnect is off: it can end the process, see SlackStartup.connectionClosed).
  */
+import type { ServerResponse } from 'node:http';
 import {
   App,
   type AppOptions,
@@ -38,10 +41,23 @@ import { z } from 'zod';
 import { type Clock, systemClock, within } from '../../src/clock.js';
 import { ConfigError } from '../../src/errors.js';
 import type { HttpServer } from '../../src/http.js';
-import { sendJson } from '../../src/http.js';
-import type { Logger } from '../../src/log.js';
+import { BodyTooLargeError, readBody, sendJson } from '../../src/http.js';
+import { type Logger, maskCredentials } from '../../src/log.js';
 import type { RedisClient } from '../../src/redis.js';
 import { type ConnectionStatus, duration, SurfaceConnection } from '../connection.js';
+import {
+  fromOwnWorkspace,
+  OTHER_WORKSPACE_TEXT,
+  OUT_OF_WINDOW_LINE,
+  originOf,
+  outsideWindow,
+  ReplayGuard,
+  SLACK_BODY_LIMIT_BYTES,
+  type SlackWorkspace,
+  signedRequestOf,
+  tooLargeLine,
+  workspaceOf,
+} from './guard.js';
 import { SLACK_CALL_TIMEOUT_MS, SLACK_INTERACTIVE_RETRIES } from './reporter.js';
 
 /** Bolt's default request path: commands, interactivity and events all arrive here. */
@@ -76,6 +92,11 @@ export interface SlackAppOptions {
   readonly startup?: Partial<SlackStartupOptions>;
   /** Paces the signature-mismatch warning (default: the system clock). */
   readonly clock?: Clock;
+  /**
+   * What X-Slack-Request-Timestamp is judged against, and how long a request is remembered against
+   * replays (default: the system clock; Slack dates its requests by its own).
+   */
+  readonly requestClock?: Clock;
 }
 
 /** How the Slack app comes up when Slack's Web API is slow or unreachable (see the module header). */
@@ -208,11 +229,16 @@ const DEFAULTS = {
   eventDedupeTtlSeconds: 3600,
 } as const;
 
-/** Adapts pino to Bolt's Logger interface (Bolt logs through it; secrets are redacted by pino). */
+/**
+ * Adapts pino to Bolt's Logger interface. Bolt and its clients log free text (a failed call's URL,
+ * a request they could not send): pino's redaction sees only fields, so each line has the credentials
+ * of any URL in it masked and tokens scrubbed here (`maskCredentials`).
+ */
 export function boltLogger(logger: Logger): SlackLogger {
   const child = logger.child({ component: 'slack-bolt' });
   let level: LogLevel = LogLevel.INFO;
-  const text = (msg: unknown[]) => msg.map((m) => (typeof m === 'string' ? m : JSON.stringify(m))).join(' ');
+  const text = (msg: unknown[]) =>
+    maskCredentials(msg.map((m) => (typeof m === 'string' ? m : JSON.stringify(m))).join(' '));
   return {
     debug: (...msg: unknown[]) => child.debug(text(msg)),
     info: (...msg: unknown[]) => child.info(text(msg)),
@@ -350,7 +376,7 @@ function networkCode(original: unknown): string {
   return 'request_failed';
 }
 
-/** The fields of a request that arrived before Slack was reached that the "cannot reach" answer needs. */
+/** The fields of a request answered without handling (not reached Slack yet, another workspace). */
 const earlyRequestSchema = z.object({
   command: z.string().optional(),
   type: z.string().optional(),
@@ -567,8 +593,7 @@ class SlackStartup {
       key !== undefined
         ? `Switchyard cannot act on this: Slack rejected its ${key === 'SLACK_BOT_TOKEN' ? 'bot token' : 'app-level token'} (${problem}). An operator has to fix ${key} and restart Switchyard. Nothing was changed.`
         : `Switchyard cannot reach Slack's Web API right now (${problem}), so it cannot act on this. Nothing was changed; try again in a minute.`;
-    const parsed = earlyRequestSchema.safeParse(event.body);
-    const body = parsed.success ? parsed.data : {};
+    const body = requestFields(event.body);
     if (body.type === 'event_callback') {
       // An Events API delivery (a message in a watched alert channel): nobody to tell, and acking it
       // would lose it. Not acknowledged, Slack sends it again (at once, after 1 and 5 minutes).
@@ -582,28 +607,56 @@ class SlackStartup {
       { state, problem, command: body.command, type: body.type },
       'slack request answered without handling: Slack has not accepted the bot token yet',
     );
-    if (body.command !== undefined) {
-      // A slash command's ack body is shown to the person who typed it.
-      await event.ack({ response_type: 'ephemeral', text });
-      return;
-    }
-    await event.ack();
-    if (body.response_url === undefined) return; // nobody to tell
-    try {
-      const res = await timedFetch(this.deps.callTimeoutMs)(body.response_url, {
-        method: 'POST',
-        headers: { 'content-type': 'application/json' },
-        body: JSON.stringify({ response_type: 'ephemeral', replace_original: false, text }),
-      });
-      await res.body?.cancel();
-      if (!res.ok) throw new Error(`HTTP ${res.status}`);
-    } catch (e) {
-      this.deps.logger.warn(
-        { err: e instanceof Error ? e.message : String(e) },
-        'slack: could not tell the clicker that Slack cannot be reached',
-      );
-    }
+    await answerSenderOnly(event, text, {
+      ...this.deps,
+      failure: 'slack: could not tell the clicker that Slack cannot be reached',
+    });
   }
+}
+
+/** The fields of a request that an answer without handling needs (see `answerSenderOnly`). */
+function requestFields(body: unknown): z.infer<typeof earlyRequestSchema> {
+  const parsed = earlyRequestSchema.safeParse(body);
+  return parsed.success ? parsed.data : {};
+}
+
+/**
+ * Acknowledges a request without handling it and tells `text` to the person who sent it, only them: a
+ * slash command's ack body is shown to whoever typed it; a click's answer goes through its response
+ * URL. An event has nobody to tell.
+ */
+async function answerSenderOnly(
+  event: ReceiverEvent,
+  text: string,
+  deps: { readonly logger: Logger; readonly callTimeoutMs: number; readonly failure: string },
+): Promise<void> {
+  const body = requestFields(event.body);
+  if (body.command !== undefined) {
+    await event.ack({ response_type: 'ephemeral', text });
+    return;
+  }
+  await event.ack();
+  if (body.response_url === undefined) return; // nobody to tell
+  try {
+    const res = await timedFetch(deps.callTimeoutMs)(body.response_url, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ response_type: 'ephemeral', replace_original: false, text }),
+    });
+    await res.body?.cancel();
+    if (!res.ok) throw new Error(`HTTP ${res.status}`);
+  } catch (e) {
+    deps.logger.warn({ err: e instanceof Error ? e.message : String(e) }, deps.failure);
+  }
+}
+
+/**
+ * Answers a request whose body was not read, or not all of it (what still comes is read and dropped):
+ * the connection is closed after the answer, so the sender cannot keep it to send more.
+ */
+function refuseUnread(res: ServerResponse, status: 401 | 413): void {
+  res.writeHead(status, { connection: 'close', 'content-length': 0 });
+  res.end();
 }
 
 /**
@@ -612,6 +665,8 @@ class SlackStartup {
  */
 export function createSlackApp(opts: SlackAppOptions, register: (app: App) => void): SlackApp {
   const logger = boltLogger(opts.logger);
+  const clock = opts.clock ?? systemClock;
+  const requestClock = opts.requestClock ?? systemClock;
   const keyPrefix = opts.keyPrefix ?? DEFAULTS.keyPrefix;
   const ttl = opts.eventDedupeTtlSeconds ?? DEFAULTS.eventDedupeTtlSeconds;
   // Bolt's client (user-group lookups, the token check) and `respond()` (response URLs, through
@@ -635,6 +690,7 @@ export function createSlackApp(opts: SlackAppOptions, register: (app: App) => vo
   let app: GatedApp;
   let mode: 'http' | 'socket';
   let receiver: HTTPReceiver | undefined;
+  let receiverLogger: SlackLogger | undefined;
   let socketReceiver: SocketModeReceiver | undefined;
   if (opts.appToken !== undefined) {
     mode = 'socket';
@@ -666,15 +722,21 @@ export function createSlackApp(opts: SlackAppOptions, register: (app: App) => vo
       );
     }
     mode = 'http';
+    // Bolt's logger, with a wrong SLACK_SIGNING_SECRET named (rate-limited) on signature mismatches.
+    receiverLogger = signatureWarnings(logger, opts.logger, clock);
     receiver = new HTTPReceiver({
       signingSecret: opts.signingSecret,
       endpoints: SLACK_EVENTS_PATH,
-      // Bolt's logger, with a wrong SLACK_SIGNING_SECRET named (rate-limited) on signature mismatches.
-      logger: signatureWarnings(logger, opts.logger, opts.clock ?? systemClock),
+      logger: receiverLogger,
       // Acks go out as soon as a handler calls ack(); slow work happens after.
       processBeforeResponse: false,
-      // Bolt's own check: HMAC v0 signature and a timestamp within 5 minutes; anything else is 401.
+      // Bolt's own check: HMAC v0 signature and a timestamp no more than 5 minutes old; anything else
+      // is 401. The route below refuses a timestamp too far ahead and a body too large before it.
       signatureVerification: true,
+      // The route reads the body (up to this limit) before Bolt; said again should Bolt read one.
+      bodyLimit: SLACK_BODY_LIMIT_BYTES,
+      // The signature and timestamp of each verified request, for the replay check (./guard.ts).
+      customPropertiesExtractor: signedRequestOf,
       processEventErrorHandler: httpProcessEventError,
     });
     app = new GatedApp({ ...common, receiver });
@@ -688,7 +750,57 @@ export function createSlackApp(opts: SlackAppOptions, register: (app: App) => vo
     callTimeoutMs,
     abandon,
   });
-  app.setGate((event, handle) => startup.gate(event, handle));
+  // The workspace of the bot token: Bolt's token check (app.init(): auth.test) keeps only the bot's
+  // user and bot ids from Slack's answer, so the answer is read on its way to Bolt as well.
+  let workspace: SlackWorkspace | undefined;
+  const authTest = app.client.auth.test;
+  app.client.auth.test = async (args) => {
+    const answer = await authTest(args);
+    workspace = workspaceOf(answer);
+    if (workspace === undefined)
+      opts.logger.error(
+        { team: answer.team_id, enterprise: answer.enterprise_id },
+        "slack: Slack's auth.test named no workspace for SLACK_BOT_TOKEN, so every command and click is refused as coming from another workspace",
+      );
+    return answer;
+  };
+  const replays = new ReplayGuard({ redis: opts.redis, keyPrefix, clock: requestClock });
+  // Every request Bolt hands on (verified, over HTTP or Socket Mode) comes through here: a replay is
+  // answered 200 and dropped; then the start-up gate; then requests from another workspace are refused.
+  app.setGate(async (event, handle) => {
+    if (await replays.replayed(event.customProperties, event.body)) {
+      const fields = requestFields(event.body);
+      opts.logger.warn(
+        { command: fields.command, type: fields.type },
+        'slack: a signed request Slack had already delivered came again (a replay: Slack never sends a command or click twice); answered 200, nothing done',
+      );
+      await event.ack();
+      return;
+    }
+    await startup.gate(event, async () => {
+      const origin = originOf(event.body);
+      if (fromOwnWorkspace(workspace, origin)) {
+        await handle();
+        return;
+      }
+      const fields = requestFields(event.body);
+      opts.logger.warn(
+        {
+          teams: origin.teams.join(','),
+          enterprise: origin.enterprise,
+          workspace: workspace?.teamId,
+          command: fields.command,
+          type: fields.type,
+        },
+        "slack: refused a request from another workspace or organization (not the bot token's); nothing was done",
+      );
+      await answerSenderOnly(event, OTHER_WORKSPACE_TEXT, {
+        logger: opts.logger,
+        callTimeoutMs,
+        failure: 'slack: could not tell the person that requests from their workspace are refused',
+      });
+    });
+  });
   // Emitted when the connection closes (with the client's own reconnect off) and on stop().
   socketReceiver?.client.on('disconnected', () => startup.connectionClosed());
 
@@ -712,11 +824,33 @@ export function createSlackApp(opts: SlackAppOptions, register: (app: App) => vo
 
   register(app);
 
-  if (receiver !== undefined && opts.http !== undefined) {
+  if (receiver !== undefined && receiverLogger !== undefined && opts.http !== undefined) {
     const listener = receiver.requestListener;
-    opts.http.route('POST', SLACK_EVENTS_PATH, (req, res) => {
+    const verifyLog = receiverLogger;
+    opts.http.route('POST', SLACK_EVENTS_PATH, async (req, res) => {
+      // A timestamp outside the window in either direction: refused as Bolt refuses a stale one.
+      if (outsideWindow(req, requestClock.now())) {
+        verifyLog.warn(OUT_OF_WINDOW_LINE);
+        refuseUnread(res, 401);
+        return;
+      }
+      // Read here, bounded (a declared length over the limit is refused before any of it is read),
+      // and handed to Bolt already read: Bolt would take 4 MiB from anyone before the signature check.
+      let rawBody: Buffer;
       try {
-        listener(req, res);
+        rawBody = await readBody(req, SLACK_BODY_LIMIT_BYTES);
+      } catch (e) {
+        if (!(e instanceof BodyTooLargeError)) {
+          // The sender went away before its body was whole: nobody to answer.
+          res.destroy();
+          return;
+        }
+        verifyLog.warn(tooLargeLine(e.limit));
+        refuseUnread(res, 413);
+        return;
+      }
+      try {
+        listener(Object.assign(req, { rawBody }), res);
       } catch {
         // Bolt defers paths it does not own (e.g. a trailing slash) by throwing.
         if (!res.headersSent)

@@ -19,7 +19,7 @@ import type {
   APIEmbedField,
 } from 'discord-api-types/v10';
 import { assertNever } from '../domain/types.js';
-import { fitLines, moreLine, personLabel, shownOf, truncate } from './format.js';
+import { fitLines, moreLine, personLabel, shownOf, splitSpace, truncate } from './format.js';
 import type {
   ButtonView,
   DeploymentCard,
@@ -78,10 +78,7 @@ export function escapeDiscord(text: string): string {
 }
 
 function wrap(text: string, marker: string, forbidden: string): string {
-  const m = /^(\s*)([\s\S]*?)(\s*)$/.exec(text);
-  const lead = m?.[1] ?? '';
-  const core = m?.[2] ?? text;
-  const tail = m?.[3] ?? '';
+  const { lead, core, tail } = splitSpace(text);
   if (core === '' || core.includes('\n')) return escapeDiscord(text);
   if (marker === '`') {
     // inside code nothing is parsed, so no escaping; a backtick cannot appear inside, fall back to plain

@@ -144,6 +144,31 @@ export function truncate(text: string, max: number): string {
   return `${text.slice(0, end)}…`;
 }
 
+/** One white-space character, as `\s` matches in a regular expression. */
+const SPACE = /\s/;
+
+/** A text cut into its leading white space, what lies between, and its trailing white space. */
+export interface SpaceSplit {
+  readonly lead: string;
+  readonly core: string;
+  readonly tail: string;
+}
+
+/**
+ * Splits off `text`'s leading and trailing white space (all of it white space: `lead` holds it, `core`
+ * and `tail` are empty). The renderers wrap only the core in a markdown marker. Found by scanning in
+ * from both ends, once each: a regular expression with a lazy middle, `^(\s*)([\s\S]*?)(\s*)$`, tries
+ * the trailing group at every position and rescans each run of spaces inside the text, which took
+ * seconds on one long span.
+ */
+export function splitSpace(text: string): SpaceSplit {
+  let start = 0;
+  while (start < text.length && SPACE.test(text.charAt(start))) start += 1;
+  let end = text.length;
+  while (end > start && SPACE.test(text.charAt(end - 1))) end -= 1;
+  return { lead: text.slice(0, start), core: text.slice(start, end), tail: text.slice(end) };
+}
+
 /**
  * First line of a commit message, trimmed and capped for display; '' when there is none (an Unkey
  * deployment carries its sha only), which callers leave out rather than show a filler.

@@ -23,7 +23,7 @@ import type {
   SectionBlock,
 } from '@slack/types';
 import { assertNever } from '../domain/types.js';
-import { fitLines, moreLine, personLabel, shownOf, truncate, usageLine } from './format.js';
+import { fitLines, moreLine, personLabel, shownOf, splitSpace, truncate, usageLine } from './format.js';
 import type {
   ButtonView,
   DeploymentCard,
@@ -85,10 +85,7 @@ export function escapeMrkdwn(text: string): string {
 
 /** Wraps `inner` in a mrkdwn marker, keeping surrounding whitespace outside (Slack needs that). */
 function wrap(text: string, marker: string): string {
-  const m = /^(\s*)([\s\S]*?)(\s*)$/.exec(text);
-  const lead = m?.[1] ?? '';
-  const core = m?.[2] ?? text;
-  const tail = m?.[3] ?? '';
+  const { lead, core, tail } = splitSpace(text);
   if (core === '' || core.includes(marker) || core.includes('\n')) return escapeMrkdwn(text);
   return `${lead}${marker}${escapeMrkdwn(core)}${marker}${tail}`;
 }

@@ -23,7 +23,7 @@ import { fileConfigSchema, parseEnv } from '../../src/config.js';
 import type { EnvironmentSnapshot } from '../../src/domain/types.js';
 import { PlatformHttpError } from '../../src/errors.js';
 import { Flow } from '../../src/flow.js';
-import { silentLogger } from '../../src/log.js';
+import { type Logger, silentLogger } from '../../src/log.js';
 import { createMetrics, type Metrics } from '../../src/metrics.js';
 import { PlanStore } from '../../src/plan-store.js';
 import { LocalPlatform } from '../../src/platform/local/platform.js';
@@ -89,6 +89,10 @@ export interface E2EOptions {
    * closes a plan or makes it wait for approval is shown on the plan's other messages too.
    */
   readonly posters?: boolean;
+  /** DISCORD_GUILD_ID names the fake's server: interactions from any other are refused. */
+  readonly configuredGuild?: boolean;
+  /** The bot's logger (default: silent). */
+  readonly logger?: Logger;
 }
 
 /** The reads `HeldPlatform` can hold. */
@@ -257,8 +261,12 @@ export async function startDiscordE2E(opts: E2EOptions = {}): Promise<DiscordE2E
       DISCORD_TOKEN: fake.token,
       DISCORD_APPLICATION_ID: fake.applicationId,
       DISCORD_API_URL: proxy ? proxy.rebase(fake.apiUrl) : fake.apiUrl,
+      ...(opts.configuredGuild === true ? { DISCORD_GUILD_ID: fake.guildId } : {}),
     });
-    const bot = createDiscordBotFromConfig({ env: discordEnv }, { chat, flow, clock, metrics });
+    const bot = createDiscordBotFromConfig(
+      { env: discordEnv },
+      { chat, flow, clock, metrics, ...(opts.logger === undefined ? {} : { logger: opts.logger }) },
+    );
     if (!bot) throw new Error('DISCORD_TOKEN set but no bot was created');
     posters.discord = discordPoster(bot.messages);
     closers.push(() => bot.stop());

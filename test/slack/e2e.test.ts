@@ -14,9 +14,9 @@ import { silentLogger } from '../../src/log.js';
 import type { LocalPlatform } from '../../src/platform/local/platform.js';
 import type { PlatformEvent } from '../../src/platform/port.js';
 import { jobIdForPlan } from '../../src/queue.js';
-import { buttonsOf } from '../fakes/slack/requests.js';
+import { buttonsOf, postSigned } from '../fakes/slack/requests.js';
 import type { RecordedCall, RecordedResponse } from '../fakes/slack/server.js';
-import { WORLD_CHANNEL as CHANNEL, startWorld, type World } from '../fakes/slack/world.js';
+import { WORLD_CHANNEL as CHANNEL, startWorld, WORLD_SECRET, type World } from '../fakes/slack/world.js';
 import { CapturedLog } from '../support/captured-log.js';
 import { gate } from '../support/gate.js';
 import { redisUrl, uniqueName } from '../support/redis.js';
@@ -207,6 +207,47 @@ describe('Slack end to end', () => {
     expect(await jobCount(w)).toBe(0);
     expect(w.fake.callsOf('chat.update')).toEqual([]);
     expect(w.fake.callsOf('chat.postMessage')).toHaveLength(1);
+  });
+
+  it('a signed /rollback delivered again (same timestamp and signature) posts no second confirmation', async () => {
+    const w = await world();
+    const { body } = w.requests.slashCommandBody({ command: '/rollback', text: 'production' });
+    const timestamp = Math.floor(Date.now() / 1000);
+    const form = 'application/x-www-form-urlencoded';
+    expect((await postSigned(w.requests.url, WORLD_SECRET, body, form, { timestamp })).status).toBe(200);
+    await w.fake.waitForCall('chat.postMessage', (c) => c.response.ok === true);
+    const replay = await postSigned(w.requests.url, WORLD_SECRET, body, form, { timestamp });
+    expect(replay.status).toBe(200);
+    // The replay went through the whole door before the next command: one post, from the first.
+    await confirmation(w, 'production');
+    await w.surface.idle();
+    expect(w.fake.callsOf('chat.postMessage')).toHaveLength(2);
+  });
+
+  it('a confirm click from another workspace (a distributed install) rolls nothing back; the clicker is told they may not act', async () => {
+    const w = await world();
+    const { post, ts } = await confirmation(w);
+    const { payload, responseUrl } = w.requests.blockActionPayload({
+      actionId: button(post, 'sy1:confirm:').actionId,
+      messageTs: ts,
+    });
+    const foreign = {
+      ...payload,
+      api_app_id: 'A0OTHERAPP',
+      team: { id: 'TEVILCORP', domain: 'evilcorp' },
+      user: { ...(payload.user as Record<string, unknown>), team_id: 'TEVILCORP' },
+    };
+    const body = new URLSearchParams({ payload: JSON.stringify(foreign) }).toString();
+    const res = await postSigned(w.requests.url, WORLD_SECRET, body, 'application/x-www-form-urlencoded');
+    expect(res.status).toBe(200);
+    const id = responseUrl.split('/')[5];
+    const told = await w.fake.waitForResponse((r) => r.id === id);
+    expect(told.body).toMatchObject({ response_type: 'ephemeral', replace_original: false });
+    expect(String(told.body.text)).toMatch(/not permitted/);
+    await w.surface.idle();
+    expect(await jobCount(w)).toBe(0);
+    expect(w.fake.message(CHANNEL, ts)?.versions).toHaveLength(1);
+    expect((await w.platform.snapshot('production')).environment.rolledBack).toBe(false);
   });
 
   it('refuses a user outside the allow list ephemerally; a member of an allowed user group may act', async () => {

@@ -559,7 +559,7 @@ export class FakeDiscord {
 
   private baseInteraction(
     type: number,
-    who: { user: FakeUser; roles?: readonly string[]; channelId?: string },
+    who: { user: FakeUser; roles?: readonly string[]; channelId?: string; guildId?: string },
   ): {
     id: string;
     token: string;
@@ -567,11 +567,15 @@ export class FakeDiscord {
   } {
     const id = makeSnowflake();
     const token = `aW50ZXJhY3Rpb24.${id}.${Math.random().toString(36).slice(2)}`;
-    const channelId = who.channelId ?? this.channels.ops;
+    // Another server the bot was added to: a channel of its own there.
+    const guildId = who.guildId ?? this.guildId;
+    const elsewhere = guildId !== this.guildId;
+    const channelId = who.channelId ?? (elsewhere ? makeSnowflake() : this.channels.ops);
     const channelName =
       (Object.entries(this.channels) as [keyof FakeDiscord['channels'], string][]).find(
         ([, cid]) => cid === channelId,
       )?.[0] ?? 'ops';
+    const channel = this.channelObject(channelName);
     return {
       id,
       token,
@@ -579,9 +583,9 @@ export class FakeDiscord {
         id,
         application_id: this.applicationId,
         type,
-        guild_id: this.guildId,
-        guild: { id: this.guildId, locale: 'en-US', features: [] },
-        channel: this.channelObject(channelName),
+        guild_id: guildId,
+        guild: { id: guildId, locale: 'en-US', features: [] },
+        channel: elsewhere ? { ...channel, id: channelId, guild_id: guildId } : channel,
         channel_id: channelId,
         member: this.member(who.user, who.roles ?? []),
         token,
@@ -590,7 +594,7 @@ export class FakeDiscord {
         locale: 'en-US',
         guild_locale: 'en-US',
         entitlements: [],
-        authorizing_integration_owners: { '0': this.guildId },
+        authorizing_integration_owners: { '0': guildId },
         context: 0,
         attachment_size_limit: 26_214_400,
       },
@@ -606,8 +610,13 @@ export class FakeDiscord {
   private commandData(
     name: string,
     options: readonly { name: string; value: string | number; focused?: boolean }[],
+    guildId: string = this.guildId,
   ): Json {
-    const cmd = this.command(name);
+    // Another server sees the global registration only.
+    const cmd =
+      guildId === this.guildId
+        ? this.command(name)
+        : this.commands.get('global')?.find((c) => c.name === name);
     if (!cmd) throw new Error(`fake discord: /${name} is not registered, so Discord would not offer it`);
     const declared = (cmd.options as { name: string; type: number }[] | undefined) ?? [];
     return {
@@ -623,15 +632,19 @@ export class FakeDiscord {
     };
   }
 
-  /** A user runs a slash command (INTERACTION_CREATE, type 2). */
+  /**
+   * A user runs a slash command (INTERACTION_CREATE, type 2); with `guildId`, in another server the bot
+   * was added to (a global registration shows the commands there too).
+   */
   slash(opts: {
     readonly command: string;
     readonly options?: readonly { name: string; value: string | number }[];
     readonly user: FakeUser;
     readonly roles?: readonly string[];
     readonly channelId?: string;
+    readonly guildId?: string;
   }): FakeInteraction {
-    const data = this.commandData(opts.command, opts.options ?? []);
+    const data = this.commandData(opts.command, opts.options ?? [], opts.guildId);
     const base = this.baseInteraction(InteractionType.applicationCommand, opts);
     return this.record({
       id: base.id,
@@ -643,14 +656,15 @@ export class FakeDiscord {
     });
   }
 
-  /** A user types in an autocompleted option (INTERACTION_CREATE, type 4). */
+  /** A user types in an autocompleted option (INTERACTION_CREATE, type 4); `guildId` as for `slash`. */
   autocomplete(opts: {
     readonly command: string;
     readonly options: readonly { name: string; value: string | number; focused?: boolean }[];
     readonly user: FakeUser;
     readonly roles?: readonly string[];
+    readonly guildId?: string;
   }): FakeInteraction {
-    const data = this.commandData(opts.command, opts.options);
+    const data = this.commandData(opts.command, opts.options, opts.guildId);
     const base = this.baseInteraction(InteractionType.autocomplete, opts);
     return this.record({
       id: base.id,
