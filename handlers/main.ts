@@ -10,6 +10,7 @@
  * REDIS_URL naming a cluster node) ends it like a bad value: `configuration error`, exit 2.
  */
 import { resolve } from 'node:path';
+import { SHUTDOWN_TIMEOUT_MS } from '../jobs/switch-worker.js';
 import { type Config, localHttpUrl } from '../src/config.js';
 import { ConfigError } from '../src/errors.js';
 import { createLogger } from '../src/log.js';
@@ -40,7 +41,11 @@ function banner(config: Config, running: RunningSwitchyard): string {
     running.workerRunning
       ? undefined
       : '  Worker:         none here (SWITCHYARD_WORKER=off); switches wait for a separate worker (npm run worker)',
-    '  Press Ctrl-C to stop (twice: at once, without waiting for an active switch).',
+    // What one Ctrl-C does to a switch under way (jobs/switch-worker.ts `close`): it is waited for, up to
+    // the worker's shutdown timeout, then handed back to the queue, which the next start resumes.
+    running.workerRunning
+      ? `  Ctrl-C stops: a running switch gets ${SHUTDOWN_TIMEOUT_MS / 1000} s to finish, else the next start resumes it. Twice: stop now.`
+      : '  Press Ctrl-C to stop.',
     '',
   ].filter((l): l is string => l !== undefined);
   return `${lines.join('\n')}\n`;

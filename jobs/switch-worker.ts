@@ -29,6 +29,9 @@ import { closeRedis, createRedis, isCluster, redisAnswers, redisOutageLog } from
 import { keyNamespace } from '../src/redis-url.js';
 import { MAX_STALLS, processSwitch, SHUTDOWN_REASON } from './switch-processor.js';
 
+/** How long a worker's `close()` lets its active switch finish by default before handing it back. */
+export const SHUTDOWN_TIMEOUT_MS = 25_000;
+
 /** Options of `startSwitchWorker`. */
 export interface SwitchWorkerOptions {
   readonly redisUrl: string;
@@ -258,7 +261,7 @@ export function startSwitchWorker(opts: SwitchWorkerOptions): SwitchWorker {
     worker: current,
     close() {
       closing ??= (async () => {
-        const shutdownTimeoutMs = opts.shutdownTimeoutMs ?? 25_000;
+        const shutdownTimeoutMs = opts.shutdownTimeoutMs ?? SHUTDOWN_TIMEOUT_MS;
         // close() as a whole keeps to the shutdown timeout (plus BullMQ's own closing of what it runs).
         const deadline = Date.now() + shutdownTimeoutMs;
         const timer = setTimeout(() => {

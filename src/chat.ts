@@ -12,6 +12,7 @@ import type { Clock } from './clock.js';
 import { systemClock } from './clock.js';
 import type { Plan } from './domain/plan.js';
 import { type Refusal, RefusalCode } from './domain/result.js';
+import { closest } from './domain/spelling.js';
 import { assertNever, type Deployment } from './domain/types.js';
 import { redisUnavailable } from './errors.js';
 import type { ClickOutcome, Flow, PlanOptions } from './flow.js';
@@ -25,6 +26,7 @@ import { t, truncate } from './views/format.js';
 import {
   type AlertContext,
   type ConfirmationState,
+  commandsView,
   confirmationView,
   deploymentsView,
   progressView,
@@ -202,7 +204,8 @@ function alertView(
 /**
  * The alert part of a confirmation: the message's own alert first (`primaryId`, else the one the plan
  * was made for), then every other alert the plan lists. The suggestion is resolved when every listed
- * alert has (alerts beyond the list are not tracked, so they keep it firing).
+ * and counted alert has, and no alert is only estimated (`alertsUntracked`: their resolutions are not
+ * tracked, so they keep it firing).
  */
 function alertsView(
   record: PlanRecord,
@@ -221,8 +224,10 @@ function alertsView(
   const others = listed.filter((a) => a.id !== ownId);
   const more = record.alertsMore ?? 0;
   const moreFiring = record.alertsMoreFiring ?? more;
+  const untracked = record.alertsUntracked ?? 0;
   const selfResolved = own === undefined ? alert.status === 'resolved' : own.resolvedAt !== undefined;
-  const all = selfResolved && moreFiring === 0 && others.every((a) => a.resolvedAt !== undefined);
+  const all =
+    selfResolved && moreFiring === 0 && untracked === 0 && others.every((a) => a.resolvedAt !== undefined);
   const lastResolved = Math.max(...listed.map((a) => a.resolvedAt ?? 0));
   // With a list, what resolved is the list's to say (an override would mark firing alerts resolved).
   return {
@@ -240,6 +245,7 @@ function alertsView(
         }
       : {}),
     ...(more > 0 && !alone ? { othersMore: more, othersMoreFiring: moreFiring } : {}),
+    ...(untracked > 0 && !alone ? { othersUntracked: untracked } : {}),
     ...(selfResolved && !all ? { selfResolved: true } : {}),
   };
 }
@@ -524,14 +530,17 @@ export class ChatService {
         });
         return { view, visibility: 'channel' };
       }
-      default:
-        return {
-          view: refusalView({
-            code: RefusalCode.invalidInput,
-            message: `Unknown command "/${name}". Commands: ${COMMANDS.map((c) => `/${c}`).join(', ')}.`,
-          }),
-          visibility: 'ephemeral',
-        };
+      case 'help':
+        return { view: commandsView(await this.flow.environments()), visibility: 'ephemeral' };
+      default: {
+        // Every command's usage, as for bad arguments; a near miss (`/rolback`) is named, not run.
+        const near = closest(name, COMMANDS);
+        const problem =
+          name === ''
+            ? 'A command goes right after the "/".'
+            : `"/${truncate(name, 40)}" is not a Switchyard command.${near === undefined ? '' : ` Did you mean /${near}?`}`;
+        return { view: commandsView(await this.flow.environments(), problem), visibility: 'ephemeral' };
+      }
     }
   }
 

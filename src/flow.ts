@@ -40,6 +40,7 @@ import {
   resolveEnvironment,
 } from './domain/plan.js';
 import { type Refusal, RefusalCode } from './domain/result.js';
+import { closest } from './domain/spelling.js';
 import { assertNever, type Deployment, type EnvironmentSnapshot, PlanAction } from './domain/types.js';
 import { RefusalError, SwitchyardError } from './errors.js';
 import type { Logger } from './log.js';
@@ -2321,13 +2322,14 @@ export class Flow {
         },
       };
     }
+    const deploymentLike = looksLikeDeploymentRef(ref, seen);
+    // A typo of an environment (`prodution`) is named, never acted on.
+    const near = deploymentLike ? undefined : closest(ref, slugs);
     return {
       ok: false,
       refusal: {
-        code: looksLikeDeploymentRef(ref, seen)
-          ? RefusalCode.unknownDeployment
-          : RefusalCode.unknownEnvironment,
-        message: `"${ref}" is neither an environment nor a deployment. Valid environments: ${slugs.join(', ') || 'none'}. Recent deployments: ${listed.join('; ') || 'none'}.`,
+        code: deploymentLike ? RefusalCode.unknownDeployment : RefusalCode.unknownEnvironment,
+        message: `"${ref}" is neither an environment nor a deployment.${near === undefined ? '' : ` Did you mean ${near}?`} Valid environments: ${slugs.join(', ') || 'none'}. Recent deployments: ${listed.join('; ') || 'none'}.`,
         context: { input: ref, valid: [...slugs], recent, matches: [] },
       },
     };

@@ -4,9 +4,12 @@
  * One hash per plan id (`<prefix>plan:<id>`): the plan (JSON, zod-validated on every read), who asked,
  * the state, who confirmed/approved/cancelled, the job id, why it went stale, the alert it answers and
  * the chat messages showing it (one hash field per message, so attaching is atomic and idempotent).
- * An alert-suggested plan also keeps every alert that pointed at it (one field per incident, and when
- * each resolved) and its suggestion message per destination (a channel, or a thread of one), so a storm
- * of alerts for the same switch shows as one message listing them, not one message per alert. A closed
+ * An alert-suggested plan also keeps the alerts that pointed at it and its suggestion message per
+ * destination (a channel, or a thread of one), so a storm of alerts for the same switch shows as one
+ * message listing them, not one message per alert. Bounded however long the storm: the first 50 are
+ * listed (one field per incident, and when each resolved), the next 1,000 counted by id with their
+ * resolutions in a key of their own (`<prefix>plan-counted:<id>`), and any beyond only estimated (a
+ * HyperLogLog, `<prefix>plan-untracked:<id>`), their counts kept as fields of the hash. A closed
  * one whose alerts a fresh plan of another id took over ("Make a fresh plan" after the platform moved)
  * points at that plan (`replannedAs`), so those alerts' incidents follow it.
  *
@@ -236,10 +239,19 @@ export const planRecordSchema = z.object({
   messages: z.array(messageRefSchema),
   /** Every alert that pointed at the plan, oldest first (at most MAX_ALERTS_PER_PLAN). */
   alerts: z.array(planAlertSchema).exactOptional(),
-  /** Alerts beyond MAX_ALERTS_PER_PLAN: counted (by id) but not listed. */
+  /**
+   * Alerts beyond MAX_ALERTS_PER_PLAN: counted by id (each one once, its resolution tracked) but not
+   * listed; at most MAX_COUNTED_ALERTS_PER_PLAN. An exact count.
+   */
   alertsMore: z.number().exactOptional(),
-  /** How many of those still fire. */
+  /** How many of those still fire (exact). */
   alertsMoreFiring: z.number().exactOptional(),
+  /**
+   * Alerts beyond those counted by id: about how many (an estimate, within a few percent: a
+   * HyperLogLog of their ids, so a repeat is not counted again), never listed, their resolutions not
+   * tracked (they keep the suggestion firing). Absent while there are none.
+   */
+  alertsUntracked: z.number().exactOptional(),
   /** Bumped by every change of `alerts` (a suggestion posted with an older one is edited again). */
   alertsVersion: z.number().exactOptional(),
   /** The alert suggestion messages, one per destination. */
@@ -381,11 +393,20 @@ const MESSAGE_FIELD = 'msg:';
 const ALERT_FIELD = 'al:';
 const ALERT_RESOLVED_FIELD = 'ar:';
 const ALERT_SEQ_FIELD = 'aq:';
-/** An alert beyond MAX_ALERTS_PER_PLAN: its id only (its resolution is `ar:` like any other's). */
+/**
+ * An alert beyond MAX_ALERTS_PER_PLAN as records written by earlier versions count it: its id only (its
+ * resolution is `ar:` like any other's). Read, and kept up to date, but no longer written: counted ids
+ * are kept in a key of their own now (`alertKeys`).
+ */
 const ALERT_OVER_FIELD = 'ao:';
 const SUGGESTION_FIELD = 'sg:';
 /** A fresh plan made from this one under another id (`rp:<plan id>`, when: Unix ms): `markReplanned`. */
 const REPLANNED_FIELD = 'rp:';
+/**
+ * The alert counts a record keeps as fields (ALERT_COUNTS_LUA, ADD_ALERT_LUA): read into
+ * `alertsMore`, `alertsMoreFiring` and `alertsUntracked`, not record fields themselves.
+ */
+const COUNT_FIELDS = new Set(['alertsListed', 'alertsCounted', 'alertsCountedResolved', 'alertsUntracked']);
 const JSON_FIELDS = new Set([
   'plan',
   'requestedBy',
@@ -408,19 +429,23 @@ const NUMBER_FIELDS = new Set([
 
 /**
  * Creates a record unless a live one exists. Live: enqueued, or pending/awaiting approval and not past
- * `expiresAt`. Returns 1 and the new hash when created, 0 and the existing hash when joined. A created
- * record's plan id goes into the expiry index (a sorted set scored by `expiresAt`, see `dueToExpire`),
- * replacing the score of an earlier record of the same id. Joining an open record restarts its time:
- * its `expiresAt` becomes at least ARGV[4], with its index score and its key's lifetime, in this step
- * (an enqueued one is left as it is: its switch is under way). An unreadable record named by
+ * `expiresAt`. Returns 1 and the new hash when created, 0 and the existing hash when joined (or just
+ * {0} with ARGV[10] '1': the caller reads the record again anyway, after attaching its messages). A
+ * created record's plan id goes into the expiry index (a sorted set scored by `expiresAt`, see
+ * `dueToExpire`), replacing the score of an earlier record of the same id; the keys of the record it
+ * replaced (its counted alerts, KEYS[2] and KEYS[3]) go with it. Joining an open record restarts its
+ * time: its `expiresAt` becomes at least ARGV[4], with its index score and its keys' lifetime, in this
+ * step (an enqueued one is left as it is: its switch is under way). An unreadable record named by
  * ARGV[6..8] is replaced whatever its state, and so is a hash without a state (no record can be read
  * from it).
- * KEYS[1] record; KEYS[2] expiry index; ARGV[1] now; ARGV[2] key ttl ms; ARGV[3] '1' when an enqueued
- * record whose job has ended may be replaced (the same switch asked for again after it failed); ARGV[4]
- * expiresAt; ARGV[5] plan id; ARGV[6] '1' when the record may be one found unreadable: replaced while
- * its generation and revision are still ARGV[7] and ARGV[8] (as stored; '' when absent); ARGV[9]
- * `targetFrom` of this request, or '': also set on a record joined (whoever asked for the plan by its
- * environment makes its fresh plan find the newest deployment again); ARGV[10..] field, value pairs.
+ * KEYS[1] record; KEYS[2], KEYS[3] its counted alerts (ADD_ALERT_LUA); KEYS[4] expiry index; ARGV[1]
+ * now; ARGV[2] key ttl ms; ARGV[3] '1' when an enqueued record whose job has ended may be replaced (the
+ * same switch asked for again after it failed); ARGV[4] expiresAt; ARGV[5] plan id; ARGV[6] '1' when
+ * the record may be one found unreadable: replaced while its generation and revision are still ARGV[7]
+ * and ARGV[8] (as stored; '' when absent); ARGV[9] `targetFrom` of this request, or '': also set on a
+ * record joined (whoever asked for the plan by its environment makes its fresh plan find the newest
+ * deployment again); ARGV[10] '1' when a joined record need not be returned; ARGV[11..] field, value
+ * pairs.
  */
 const CREATE_SCRIPT = `
 local state = redis.call('HGET', KEYS[1], 'state')
@@ -434,16 +459,19 @@ if state and not unreadable then
     if state ~= 'enqueued' and exp < tonumber(ARGV[4]) then
       redis.call('HSET', KEYS[1], 'expiresAt', ARGV[4])
       redis.call('PEXPIRE', KEYS[1], ARGV[2])
-      redis.call('ZADD', KEYS[2], ARGV[4], ARGV[5])
+      redis.call('PEXPIRE', KEYS[2], ARGV[2])
+      redis.call('PEXPIRE', KEYS[3], ARGV[2])
+      redis.call('ZADD', KEYS[4], ARGV[4], ARGV[5])
     end
     if ARGV[9] ~= '' then redis.call('HSET', KEYS[1], 'targetFrom', ARGV[9]) end
+    if ARGV[10] == '1' then return {0, {}} end
     return {0, redis.call('HGETALL', KEYS[1])}
   end
 end
-redis.call('DEL', KEYS[1])
-redis.call('HSET', KEYS[1], unpack(ARGV, 10))
+redis.call('DEL', KEYS[1], KEYS[2], KEYS[3])
+redis.call('HSET', KEYS[1], unpack(ARGV, 11))
 redis.call('PEXPIRE', KEYS[1], ARGV[2])
-redis.call('ZADD', KEYS[2], ARGV[4], ARGV[5])
+redis.call('ZADD', KEYS[4], ARGV[4], ARGV[5])
 return {1, redis.call('HGETALL', KEYS[1])}
 `;
 
@@ -610,49 +638,135 @@ end
 export const MAX_ALERTS_PER_PLAN = 50;
 
 /**
- * The rule for adding an alert to a record (KEYS[1]), shared by GROUP_SCRIPT and CARRY_ALERTS_SCRIPT:
- * `hasAlert(id)`: the record lists the alert (`al:`) or counts it (`ao:`) already. `listedAlerts()`: how
- * many alerts the record lists. `addAlert(id, json, listed, max)`, for an alert the record has not got
- * (`listed`: how many it lists, `max`: MAX_ALERTS_PER_PLAN): moves `alertsVersion` on, and lists the
- * alert (`al:`, with its place `aq:`, the new version) while fewer than `max` are listed, else counts
- * it by id (`ao:`); returns true when it listed it.
+ * How many alerts beyond the listed ones a plan counts by id (`alertsMore`: each once, its resolution
+ * tracked); later ones only add to an estimate (`alertsUntracked`). A storm of alerts of distinct
+ * incidents for one deploy (one plan) would otherwise grow the plan's keys by an id per alert without
+ * bound, and every alert would cost Redis time in proportion, at the moment Redis is needed most.
  */
-const ADD_ALERT_LUA = `
-local function hasAlert(id)
-  return redis.call('HEXISTS', KEYS[1], 'al:' .. id) == 1 or redis.call('HEXISTS', KEYS[1], 'ao:' .. id) == 1
-end
-local function listedAlerts()
-  local n = 0
-  for _, f in ipairs(redis.call('HKEYS', KEYS[1])) do
-    if string.sub(f, 1, 3) == 'al:' then n = n + 1 end
+export const MAX_COUNTED_ALERTS_PER_PLAN = 1_000;
+
+/**
+ * The plan's alert counts (KEYS[1] record), kept as fields so that adding an alert never scans the
+ * record: `alertsListed` (its `al:` fields), `alertsCounted` (ids in KEYS[2], plus the `ao:` fields of
+ * a record written before KEYS[2] existed) and `alertsCountedResolved` (those of them resolved).
+ * `alertCounts()` returns listed and counted; a record without the fields (made before them, or with no
+ * alert yet) is counted once from its fields, and the counts stored.
+ */
+const ALERT_COUNTS_LUA = `
+local function alertCounts()
+  local listed = redis.call('HGET', KEYS[1], 'alertsListed')
+  if listed then return tonumber(listed) or 0, tonumber(redis.call('HGET', KEYS[1], 'alertsCounted')) or 0 end
+  local fields = redis.call('HKEYS', KEYS[1])
+  local has = {}
+  for _, f in ipairs(fields) do has[f] = true end
+  local l, c, r = 0, 0, 0
+  for _, f in ipairs(fields) do
+    local kind = string.sub(f, 1, 3)
+    if kind == 'al:' then l = l + 1 end
+    if kind == 'ao:' then
+      c = c + 1
+      if has['ar:' .. string.sub(f, 4)] then r = r + 1 end
+    end
   end
-  return n
+  redis.call('HSET', KEYS[1], 'alertsListed', l, 'alertsCounted', c, 'alertsCountedResolved', r)
+  return l, c
 end
-local function addAlert(id, json, listed, max)
-  local version = redis.call('HINCRBY', KEYS[1], 'alertsVersion', 1)
+`;
+
+/**
+ * The rule for adding an alert to a record, shared by GROUP_SCRIPT and CARRY_ALERTS_SCRIPT. KEYS[1]
+ * record; KEYS[2] the ids it counts (a hash: id → '' while firing, else when it resolved, Unix ms);
+ * KEYS[3] a HyperLogLog of the ids beyond those. Both live and die with the record (`keepWithRecord`
+ * gives them its lifetime whenever they are written; CREATE_SCRIPT deletes them with it).
+ * `alertTier(id)`: where the record has the alert: 'listed' (`al:`), 'counted' (KEYS[2], or an `ao:`
+ * field of an older record: 'legacy'), or nil (beyond: not known one by one).
+ * `addAlert(id, json, max, maxCounted)`, for an alert the record has not got (`max`:
+ * MAX_ALERTS_PER_PLAN, `maxCounted`: MAX_COUNTED_ALERTS_PER_PLAN): lists it (`al:`, with its place
+ * `aq:`) while fewer than `max` are listed, else counts it by id while fewer than `maxCounted` are,
+ * else adds it to the HyperLogLog, whose estimate becomes `alertsUntracked`: an id it holds already
+ * leaves it as it is (a repeat is not counted again; a new id may, rarely, change nothing either,
+ * which is the estimate's error). Moves `alertsVersion` on when the record changed; returns the tier
+ * it went to ('listed', 'counted' or 'untracked'), or nil when nothing changed.
+ * `setResolved(id, tier, at)` and `setFiring(id, tier)` mark a listed or counted alert (of `tier`)
+ * resolved, or firing again, keeping `alertsCountedResolved` and moving `alertsVersion` on when that
+ * changed anything; true when it did. (Call `alertCounts()` first: a record counted from its fields
+ * then already counts what they change.)
+ */
+const ADD_ALERT_LUA = `${ALERT_COUNTS_LUA}
+local function keepWithRecord()
+  local ttl = redis.call('PTTL', KEYS[1])
+  if ttl > 0 then
+    redis.call('PEXPIRE', KEYS[2], ttl)
+    redis.call('PEXPIRE', KEYS[3], ttl)
+  end
+end
+local function alertTier(id)
+  if redis.call('HEXISTS', KEYS[1], 'al:' .. id) == 1 then return 'listed' end
+  if redis.call('HEXISTS', KEYS[2], id) == 1 then return 'counted' end
+  if redis.call('HEXISTS', KEYS[1], 'ao:' .. id) == 1 then return 'legacy' end
+  return nil
+end
+local function addAlert(id, json, max, maxCounted)
+  local listed, counted = alertCounts()
   if listed < max then
+    local version = redis.call('HINCRBY', KEYS[1], 'alertsVersion', 1)
     redis.call('HSET', KEYS[1], 'al:' .. id, json, 'aq:' .. id, version)
-    return true
+    redis.call('HINCRBY', KEYS[1], 'alertsListed', 1)
+    return 'listed'
   end
-  redis.call('HSET', KEYS[1], 'ao:' .. id, '1')
-  return false
+  if counted < maxCounted then
+    redis.call('HSET', KEYS[2], id, '')
+    redis.call('HINCRBY', KEYS[1], 'alertsCounted', 1)
+    redis.call('HINCRBY', KEYS[1], 'alertsVersion', 1)
+    keepWithRecord()
+    return 'counted'
+  end
+  if redis.call('PFADD', KEYS[3], id) == 0 then return nil end
+  redis.call('HSET', KEYS[1], 'alertsUntracked', redis.call('PFCOUNT', KEYS[3]))
+  redis.call('HINCRBY', KEYS[1], 'alertsVersion', 1)
+  keepWithRecord()
+  return 'untracked'
+end
+local function setResolved(id, tier, at)
+  if tier == 'counted' then
+    if redis.call('HGET', KEYS[2], id) ~= '' then return false end
+    redis.call('HSET', KEYS[2], id, at)
+  elseif redis.call('HSETNX', KEYS[1], 'ar:' .. id, at) == 0 then
+    return false
+  end
+  if tier ~= 'listed' then redis.call('HINCRBY', KEYS[1], 'alertsCountedResolved', 1) end
+  redis.call('HINCRBY', KEYS[1], 'alertsVersion', 1)
+  return true
+end
+local function setFiring(id, tier)
+  if tier == 'counted' then
+    local v = redis.call('HGET', KEYS[2], id)
+    if v == '' or not v then return false end
+    redis.call('HSET', KEYS[2], id, '')
+  elseif redis.call('HDEL', KEYS[1], 'ar:' .. id) == 0 then
+    return false
+  end
+  if tier ~= 'listed' then redis.call('HINCRBY', KEYS[1], 'alertsCountedResolved', -1) end
+  redis.call('HINCRBY', KEYS[1], 'alertsVersion', 1)
+  return true
 end
 `;
 
 /**
  * Adds an alert to an open plan and claims the suggestion slot of each destination. KEYS[1] record;
- * KEYS[2] expiry index; ARGV[1] now; ARGV[2] the alert's id; ARGV[3] its JSON; ARGV[4]
- * MAX_ALERTS_PER_PLAN; ARGV[5] the JSON of a claimed slot; ARGV[6] the claim lease (ms: a claim without
- * a message that old on Redis's clock is taken over, its poster having died or hung: CLAIM_LEASE_LUA);
- * ARGV[7] the plan's `expiresAt` from now (now + ttl); ARGV[8] the key's lifetime from now (ttl +
- * retention, ms); ARGV[9] the plan id; ARGV[10..] slot fields. Returns {-1} when the record is gone,
+ * KEYS[2], KEYS[3] its counted ids and the estimate beyond them (ADD_ALERT_LUA); KEYS[4] expiry index;
+ * ARGV[1] now; ARGV[2] the alert's id; ARGV[3] its JSON; ARGV[4] MAX_ALERTS_PER_PLAN; ARGV[5] the JSON
+ * of a claimed slot; ARGV[6] the claim lease (ms: a claim without a message that old on Redis's clock
+ * is taken over, its poster having died or hung: CLAIM_LEASE_LUA); ARGV[7] the plan's `expiresAt` from
+ * now (now + ttl); ARGV[8] the key's lifetime from now (ttl + retention, ms); ARGV[9] the plan id;
+ * ARGV[10] MAX_COUNTED_ALERTS_PER_PLAN; ARGV[11..] slot fields. Returns {-1} when the record is gone,
  * {0} when the plan is not open (enqueued, ended, past `expiresAt`), else {1, alertsVersion, how many
- * suggestion slots the plan has, slot value or '' (claimed now) per slot field}. The alert restarts the plan's time, as a request
- * joining it does (CREATE_SCRIPT): `expiresAt` becomes at least ARGV[7], with its index score and its
- * key's lifetime, so an incident grouped into a suggestion is offered for an hour, not for whatever was
- * left of the first incident's. An alert is listed (`al:`, with its place `aq:`) while fewer than the
- * maximum are, else counted by id (`ao:`); one already there is not added again, and one that had
- * resolved (`ar:`) and fires again is firing again.
+ * suggestion slots the plan has, slot value or '' (claimed now) per slot field}. The alert restarts the
+ * plan's time, as a request joining it does (CREATE_SCRIPT): `expiresAt` becomes at least ARGV[7], with
+ * its index score and its keys' lifetime, so an incident grouped into a suggestion is offered for an
+ * hour, not for whatever was left of the first incident's. An alert is listed, counted or estimated
+ * (ADD_ALERT_LUA); one already there is not added again, and one listed or counted that had resolved
+ * and fires again is firing again.
  */
 const GROUP_SCRIPT = `${CLAIM_LEASE_LUA}${ADD_ALERT_LUA}
 local state = redis.call('HGET', KEYS[1], 'state')
@@ -662,16 +776,20 @@ if (state ~= 'pending' and state ~= 'awaiting_approval') or exp <= tonumber(ARGV
 if exp < tonumber(ARGV[7]) then
   redis.call('HSET', KEYS[1], 'expiresAt', ARGV[7])
   redis.call('PEXPIRE', KEYS[1], ARGV[8])
-  redis.call('ZADD', KEYS[2], ARGV[7], ARGV[9])
+  redis.call('PEXPIRE', KEYS[2], ARGV[8])
+  redis.call('PEXPIRE', KEYS[3], ARGV[8])
+  redis.call('ZADD', KEYS[4], ARGV[7], ARGV[9])
 end
 local id = ARGV[2]
-if not hasAlert(id) then
-  addAlert(id, ARGV[3], listedAlerts(), tonumber(ARGV[4]))
-elseif redis.call('HDEL', KEYS[1], 'ar:' .. id) == 1 then
-  redis.call('HINCRBY', KEYS[1], 'alertsVersion', 1)
+local tier = alertTier(id)
+if tier then
+  alertCounts()
+  setFiring(id, tier)
+else
+  addAlert(id, ARGV[3], tonumber(ARGV[4]), tonumber(ARGV[10]))
 end
 local out = {1, tonumber(redis.call('HGET', KEYS[1], 'alertsVersion')) or 0, 0}
-for i = 10, #ARGV do
+for i = 11, #ARGV do
   table.insert(out, claimSlot(ARGV[i], ARGV[5], tonumber(ARGV[1]), tonumber(ARGV[6])) or '')
 end
 local slots = 0
@@ -704,53 +822,71 @@ end
 return 0
 `;
 
-/** Takes an alert off the plan (its suggestion could not be posted). KEYS[1] record; ARGV[1] its id. */
-const UNLIST_SCRIPT = `
+/**
+ * Takes an alert off the plan (its suggestion could not be posted). KEYS[1..3] as in ADD_ALERT_LUA;
+ * ARGV[1] its id. One only estimated (beyond the counted ones) stays in the estimate: a HyperLogLog
+ * cannot forget an id, and its sender's retry is then not counted again. Returns 1 when taken off.
+ */
+const UNLIST_SCRIPT = `${ADD_ALERT_LUA}
 local id = ARGV[1]
-if redis.call('HDEL', KEYS[1], 'al:' .. id, 'aq:' .. id, 'ao:' .. id, 'ar:' .. id) > 0 then
-  redis.call('HINCRBY', KEYS[1], 'alertsVersion', 1)
-  return 1
+local tier = alertTier(id)
+if not tier then return 0 end
+alertCounts()
+if tier == 'listed' then
+  redis.call('HDEL', KEYS[1], 'al:' .. id, 'aq:' .. id, 'ar:' .. id)
+  redis.call('HINCRBY', KEYS[1], 'alertsListed', -1)
+else
+  local resolved
+  if tier == 'counted' then
+    resolved = redis.call('HGET', KEYS[2], id) ~= ''
+    redis.call('HDEL', KEYS[2], id)
+  else
+    resolved = redis.call('HDEL', KEYS[1], 'ar:' .. id) == 1
+    redis.call('HDEL', KEYS[1], 'ao:' .. id)
+  end
+  redis.call('HINCRBY', KEYS[1], 'alertsCounted', -1)
+  if resolved then redis.call('HINCRBY', KEYS[1], 'alertsCountedResolved', -1) end
 end
-return 0
+redis.call('HINCRBY', KEYS[1], 'alertsVersion', 1)
+return 1
 `;
 
 /**
- * Marks a listed (or counted) alert resolved (KEYS[1] record; ARGV[1] its id; ARGV[2] when). Returns
- * the plan's state when the plan has the alert (resolved now or before), false when not.
+ * Marks a listed or counted alert resolved (KEYS[1..3] as in ADD_ALERT_LUA; ARGV[1] its id; ARGV[2]
+ * when). Returns the plan's state when the plan has the alert (resolved now or before), false when
+ * not, nor for one only estimated (beyond MAX_COUNTED_ALERTS_PER_PLAN: its resolution is not tracked).
  */
-const ALERT_RESOLVE_SCRIPT = `
+const ALERT_RESOLVE_SCRIPT = `${ADD_ALERT_LUA}
 local id = ARGV[1]
-if redis.call('HEXISTS', KEYS[1], 'al:' .. id) == 0 and redis.call('HEXISTS', KEYS[1], 'ao:' .. id) == 0 then
-  return false
-end
-if redis.call('HSETNX', KEYS[1], 'ar:' .. id, ARGV[2]) == 1 then
-  redis.call('HINCRBY', KEYS[1], 'alertsVersion', 1)
-end
+local tier = alertTier(id)
+if not tier then return false end
+alertCounts()
+setResolved(id, tier, ARGV[2])
 return redis.call('HGET', KEYS[1], 'state')
 `;
 
 /**
  * Lists on a fresh record the alerts of the record it replaced ("Make a fresh plan": the same rollback,
  * showing the same alerts), with their resolutions, and claims a suggestion slot for the message about
- * to be posted (as GROUP_SCRIPT claims one), in one step: no render sees half the list. KEYS[1] record;
- * ARGV[1] now; ARGV[2] the generation of the record to list them on; ARGV[3] MAX_ALERTS_PER_PLAN;
- * ARGV[4] the slot field to claim, or ''; ARGV[5] the claimed slot's JSON; ARGV[6] the claim lease (ms,
- * on Redis's clock: CLAIM_LEASE_LUA); ARGV[7..] per alert: its id, its JSON, when it resolved ('' when
- * it still fires). An alert the record has already (listed or counted) is left as the record says: what
- * happened to it since is newer. Returns {0} when the plan is not open or not that record, else {1,
- * alertsVersion, 1 when the slot was claimed}.
+ * to be posted (as GROUP_SCRIPT claims one), in one step: no render sees half the list. KEYS[1..3] as
+ * in ADD_ALERT_LUA; ARGV[1] now; ARGV[2] the generation of the record to list them on; ARGV[3]
+ * MAX_ALERTS_PER_PLAN; ARGV[4] the slot field to claim, or ''; ARGV[5] the claimed slot's JSON;
+ * ARGV[6] the claim lease (ms, on Redis's clock: CLAIM_LEASE_LUA); ARGV[7] MAX_COUNTED_ALERTS_PER_PLAN;
+ * ARGV[8..] per alert: its id, its JSON, when it resolved ('' when it still fires). An alert the record
+ * has already (listed or counted) is left as the record says: what happened to it since is newer.
+ * Returns {0} when the plan is not open or not that record, else {1, alertsVersion, 1 when the slot was
+ * claimed}.
  */
 const CARRY_ALERTS_SCRIPT = `${CLAIM_LEASE_LUA}${ADD_ALERT_LUA}
 local state = redis.call('HGET', KEYS[1], 'state')
 if state ~= 'pending' and state ~= 'awaiting_approval' then return {0} end
 if (redis.call('HGET', KEYS[1], 'generation') or '') ~= ARGV[2] then return {0} end
 if (tonumber(redis.call('HGET', KEYS[1], 'expiresAt')) or 0) <= tonumber(ARGV[1]) then return {0} end
-local n = listedAlerts()
-for i = 7, #ARGV, 3 do
+for i = 8, #ARGV, 3 do
   local id = ARGV[i]
-  if not hasAlert(id) then
-    if addAlert(id, ARGV[i + 1], n, tonumber(ARGV[3])) then n = n + 1 end
-    if ARGV[i + 2] ~= '' then redis.call('HSET', KEYS[1], 'ar:' .. id, ARGV[i + 2]) end
+  if not alertTier(id) then
+    local tier = addAlert(id, ARGV[i + 1], tonumber(ARGV[3]), tonumber(ARGV[7]))
+    if ARGV[i + 2] ~= '' and (tier == 'listed' or tier == 'counted') then setResolved(id, tier, ARGV[i + 2]) end
   end
 end
 local claimed = 0
@@ -877,6 +1013,16 @@ export class PlanStore {
   }
 
   /**
+   * The keys of a plan record's alerts beyond the listed ones, in the order the scripts take them after
+   * the record (ADD_ALERT_LUA): the ids it counts, and the estimate of those beyond. Keys of their own,
+   * so that reading or joining the record never carries them; in the record's hash slot on a cluster
+   * (the prefix carries the hash tag, docs/jobs.md).
+   */
+  private alertKeys(planId: string): [string, string] {
+    return [`${this.prefix}plan-counted:${planId}`, `${this.prefix}plan-untracked:${planId}`];
+  }
+
+  /**
    * The expiry index: the plan ids whose time has not run out, or ran out since the last sweep, scored
    * by their `expiresAt` (moved on by a request or alert joining the plan).
    */
@@ -928,10 +1074,14 @@ export class PlanStore {
     if (input.targetFrom !== undefined) fields.push('targetFrom', input.targetFrom);
     for (const ref of input.messages ?? []) fields.push(...this.messageEntry(ref, now));
     const key = this.key(input.plan.id);
+    // Joining with messages to attach reads the record again after attaching them: the join answers
+    // without it then (one read of the record, not two).
+    const rereads = input.messages !== undefined && input.messages.length > 0;
     const raw = await this.redis.eval(
       CREATE_SCRIPT,
-      2,
+      4,
       key,
+      ...this.alertKeys(input.plan.id),
       this.expiringKey(),
       String(now),
       String(this.ttlMs + this.retainMs),
@@ -942,16 +1092,18 @@ export class PlanStore {
       input.replaceUnreadable?.generation ?? '',
       input.replaceUnreadable?.revision ?? '',
       input.targetFrom ?? '',
+      rereads ? '1' : '0',
       ...fields,
     );
     const [created, hash] = this.scriptReply(raw, input.plan.id);
+    if (created !== 1 && rereads) {
+      for (const ref of input.messages ?? []) await this.attachMessage(input.plan.id, ref);
+      const joined = await this.get(input.plan.id);
+      if (joined === undefined) throw this.corrupt(input.plan.id, 'record vanished while being joined');
+      return { record: joined, created: false };
+    }
     const record = this.decode(hash, input.plan.id);
     if (record === undefined) throw this.corrupt(input.plan.id, 'record vanished while being created');
-    if (created !== 1 && input.messages !== undefined) {
-      for (const ref of input.messages) await this.attachMessage(input.plan.id, ref);
-      const joined = await this.get(input.plan.id);
-      return { record: joined ?? record, created: false };
-    }
     return { record, created: created === 1 };
   }
 
@@ -1089,8 +1241,9 @@ export class PlanStore {
     const { slot: _, ...claimed } = planSuggestionSchema.parse({ slot: '-', alertId, at: now });
     const raw = await this.redis.eval(
       GROUP_SCRIPT,
-      2,
+      4,
       this.key(planId),
+      ...this.alertKeys(planId),
       this.expiringKey(),
       String(now),
       alertId,
@@ -1101,6 +1254,7 @@ export class PlanStore {
       String(now + this.ttlMs),
       String(this.ttlMs + this.retainMs),
       planId,
+      String(MAX_COUNTED_ALERTS_PER_PLAN),
       ...slots.map((slot) => `${SUGGESTION_FIELD}${slot}`),
     );
     if (!Array.isArray(raw) || raw[0] !== 1) return undefined;
@@ -1144,21 +1298,32 @@ export class PlanStore {
     await this.redis.eval(SLOT_RELEASE_SCRIPT, 1, this.key(planId), `${SUGGESTION_FIELD}${slot}`);
   }
 
-  /** Takes an alert off the plan (its suggestion could not be posted: its sender tries again). */
+  /**
+   * Takes an alert off the plan (its suggestion could not be posted: its sender tries again). One only
+   * estimated (`alertsUntracked`) stays in the estimate, and its sender's retry is not counted again.
+   */
   async unlistAlert(planId: string, alertId: string): Promise<void> {
-    await this.redis.eval(UNLIST_SCRIPT, 1, this.key(planId), alertIdSchema.parse(alertId));
+    await this.redis.eval(
+      UNLIST_SCRIPT,
+      3,
+      this.key(planId),
+      ...this.alertKeys(planId),
+      alertIdSchema.parse(alertId),
+    );
   }
 
   /**
    * Marks an alert of the plan (listed or counted) resolved at `at`. Returns the plan's state then (an
    * enqueued plan's messages show its switch, not the list), or undefined when the plan does not have
-   * the alert (a plan made again under the same id since, or one that never listed alerts).
+   * the alert (a plan made again under the same id since, or one that never listed alerts), nor for one
+   * only estimated (`alertsUntracked`: resolutions of those are not tracked).
    */
   async resolveAlert(planId: string, alertId: string, at: number): Promise<PlanState | undefined> {
     const state = await this.redis.eval(
       ALERT_RESOLVE_SCRIPT,
-      1,
+      3,
       this.key(planId),
+      ...this.alertKeys(planId),
       alertIdSchema.parse(alertId),
       String(at),
     );
@@ -1203,14 +1368,16 @@ export class PlanStore {
     const { slot: _, ...claimed } = claim ?? { slot: '' };
     const raw = await this.redis.eval(
       CARRY_ALERTS_SCRIPT,
-      1,
+      3,
       this.key(planId),
+      ...this.alertKeys(planId),
       String(now),
       generation,
       String(MAX_ALERTS_PER_PLAN),
       claim === undefined ? '' : `${SUGGESTION_FIELD}${claim.slot}`,
       JSON.stringify(claimed),
       String(SUGGESTION_CLAIM_LEASE_MS),
+      String(MAX_COUNTED_ALERTS_PER_PLAN),
       ...args,
     );
     if (!Array.isArray(raw) || raw[0] !== 1) return undefined;
@@ -1359,6 +1526,7 @@ export class PlanStore {
     const over: string[] = [];
     const suggestions: PlanSuggestion[] = [];
     const replanned: { id: string; at: number }[] = [];
+    const counts = new Map<string, number>();
     for (let i = 0; i + 1 < flat.length; i += 2) {
       const field = flat[i] ?? '';
       const value = flat[i + 1] ?? '';
@@ -1383,6 +1551,8 @@ export class PlanStore {
           suggestions.push(planSuggestionSchema.parse({ ...JSON.parse(value), slot }));
         } else if (field.startsWith(REPLANNED_FIELD)) {
           replanned.push({ id: field.slice(REPLANNED_FIELD.length), at: Number(value) || 0 });
+        } else if (COUNT_FIELDS.has(field)) {
+          counts.set(field, Number(value));
         } else if (JSON_FIELDS.has(field)) {
           out[field] = JSON.parse(value);
         } else if (NUMBER_FIELDS.has(field)) {
@@ -1408,10 +1578,19 @@ export class PlanStore {
         // In the order they joined (the list's sequence), whatever the clocks said.
         .sort((a, b) => (seq.get(a.id) ?? 0) - (seq.get(b.id) ?? 0) || Number(a.at) - Number(b.at));
     }
-    if (over.length > 0) {
-      out.alertsMore = over.length;
-      out.alertsMoreFiring = over.filter((id) => !resolvedAt.has(id)).length;
+    // The counts kept as fields; a record written before they were has its `ao:` fields counted here.
+    const counted = counts.get('alertsCounted');
+    const more = counted ?? over.length;
+    const moreResolved =
+      counted === undefined
+        ? over.filter((id) => resolvedAt.has(id)).length
+        : (counts.get('alertsCountedResolved') ?? 0);
+    if (more > 0) {
+      out.alertsMore = more;
+      out.alertsMoreFiring = more - moreResolved;
     }
+    const untracked = counts.get('alertsUntracked') ?? 0;
+    if (untracked > 0) out.alertsUntracked = untracked;
     if (suggestions.length > 0)
       out.suggestions = suggestions.sort((a, b) => a.at - b.at || a.slot.localeCompare(b.slot));
     if (replanned.length > 0)

@@ -9,10 +9,11 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { TLSSocket } from 'node:tls';
 import { z } from 'zod';
 import { type ChatReply, type ChatService, type ClickReply, COMMANDS, commandArgs } from '../../src/chat.js';
+import { textView } from '../../src/chat-sinks.js';
 import type { Clock } from '../../src/clock.js';
 import { systemClock } from '../../src/clock.js';
 import { formatIssues } from '../../src/config.js';
-import type { Deployment } from '../../src/domain/types.js';
+import { assertNever, type Deployment, type EnvironmentSnapshot } from '../../src/domain/types.js';
 import { asSwitchyardError, redisUnavailable } from '../../src/errors.js';
 import type { Flow } from '../../src/flow.js';
 import {
@@ -34,6 +35,7 @@ import type { MessageRef } from '../../src/progress.js';
 import { parseAction } from '../../src/views/actions.js';
 import { commandFaultView, faultReason, faultView, logCommandFault } from '../../src/views/fault.js';
 import { listedDeployments } from '../../src/views/model.js';
+import type { MessageView } from '../../src/views/types.js';
 import { CONSOLE_CHANNEL, type ConsoleEntry, type ConsoleSurface } from './surface.js';
 
 const userSchema = z
@@ -210,21 +212,71 @@ function actionLabel(actionId: string): string {
   return parsed.ok ? parsed.value.kind : 'invalid';
 }
 
+/**
+ * For chat text that reads as a command without its "/" (`rollback production`): a note for its
+ * sender saying how to run it. Only for a command name and at most the two words a command takes: a
+ * sentence that starts with "rollback" is chat.
+ */
+function slashHint(text: string): MessageView | undefined {
+  const words = text.split(/\s+/);
+  const name = words[0]?.toLowerCase() ?? '';
+  if (words.length > 3 || !(COMMANDS as readonly string[]).includes(name)) return undefined;
+  const command = [`/${name}`, ...words.slice(1)].join(' ');
+  return {
+    ...textView('Not run', [`Commands start with /: ${command}`]),
+    ephemeral: true,
+  };
+}
+
 /** How many deployments of each environment the live panel lists (the newest, plus the live one). */
 const PANEL_DEPLOYMENTS = 12;
 
 /**
  * The domains the live panel shows, and probes through the router on every refresh (every 5 s per open
- * page, and after every platform event): every live, environment and branch domain (those are what a
- * switch moves), and the own domain of each deployment the panel lists. Not every deployment's own
- * domain: each push adds one, so probing them all made a refresh cost one probe per deployment ever
- * kept; a listed deployment's own domain is the one worth a glance (and a curl).
+ * page, and after every platform event): every live and environment domain (those are what a switch
+ * moves), the branch domains of the deployments the panel lists and of the live deployment's branch,
+ * and the own domain of each deployment the panel lists. Not every deployment's own domain, nor every
+ * branch's: each push adds one, and each new branch another, so probing them all made a refresh cost
+ * one probe per deployment and per branch ever kept (400 preview branches: 422 probes, 0.6 s, every
+ * 5 s); a listed deployment's domains are the ones worth a glance (and a curl).
  */
-function panelDomains(routes: readonly Route[], listed: readonly Deployment[]): Route[] {
+function panelDomains(
+  routes: readonly Route[],
+  listed: readonly Deployment[],
+  snapshot: EnvironmentSnapshot,
+): Route[] {
   const ids = new Set(listed.map((d) => d.id));
-  return routes.filter(
-    (r) => r.stickiness !== 'deployment' || (r.deploymentId !== undefined && ids.has(r.deploymentId)),
+  const currentId = snapshot.environment.currentDeploymentId;
+  const liveBranch = snapshot.deployments.find((d) => d.id === currentId)?.branch;
+  // The routes carry no branch: the snapshot's domains say which branch domain is the live branch's.
+  const liveBranchHosts = new Set(
+    snapshot.domains
+      .filter((d) => d.stickiness === 'branch' && liveBranch !== undefined && d.branch === liveBranch)
+      .map((d) => d.hostname),
   );
+  return routes.filter((r) => {
+    switch (r.stickiness) {
+      case 'live':
+      case 'environment':
+        return true;
+      case 'branch':
+        return (r.deploymentId !== undefined && ids.has(r.deploymentId)) || liveBranchHosts.has(r.hostname);
+      case 'deployment':
+        return r.deploymentId !== undefined && ids.has(r.deploymentId);
+      default:
+        return assertNever(r.stickiness, 'domain stickiness');
+    }
+  });
+}
+
+/** How many of `routes` of one stickiness the panel leaves out (`shown` is a subset of `routes`). */
+function notShown(
+  routes: readonly Route[],
+  shown: readonly Route[],
+  stickiness: Route['stickiness'],
+): number {
+  const count = (list: readonly Route[]) => list.filter((r) => r.stickiness === stickiness).length;
+  return count(routes) - count(shown);
 }
 
 /**
@@ -340,7 +392,13 @@ export function registerConsole(http: HttpServer, deps: ConsoleDeps): { close():
     '/console/api/timeline',
     guarded((req, res) => {
       const user = new URL(req.url ?? '/', 'http://x').searchParams.get('user') ?? undefined;
-      sendJson(res, 200, { entries: deps.surface.timeline(user) });
+      // When the channel began and what it no longer keeps: the page says so above the entries.
+      sendJson(res, 200, {
+        entries: deps.surface.timeline(user),
+        startedAt: deps.surface.startedAt,
+        dropped: deps.surface.dropped,
+        kept: deps.surface.kept,
+      });
     }),
   );
 
@@ -407,9 +465,13 @@ export function registerConsole(http: HttpServer, deps: ConsoleDeps): { close():
       const body = await parseBody(req, res, commandBody);
       if (!body) return;
       const text = body.text.trim();
-      const m = /^\/(\S+)\s*(.*)$/s.exec(text);
+      // Anything after a "/" is a command, a bare "/" included (it gets the list of commands).
+      const m = /^\/(\S*)\s*(.*)$/s.exec(text);
       if (!m) {
+        // Chat stays chat (the console is a channel); a command typed without its "/" gets a hint.
         deps.surface.postUser(body.user, text);
+        const hint = slashHint(text);
+        if (hint !== undefined) deps.surface.postView(hint, { visibleTo: body.user });
         sendJson(res, 200, { ok: true });
         return;
       }
@@ -515,7 +577,7 @@ export function registerConsole(http: HttpServer, deps: ConsoleDeps): { close():
         const [snap, routes] = await Promise.all([deps.platform.snapshot(slug), deps.platform.routing(slug)]);
         // The live deployment is always listed, however many pushes came after it.
         const listed = listedDeployments(snap, PANEL_DEPLOYMENTS);
-        const shown = panelDomains(routes, listed);
+        const shown = panelDomains(routes, listed, snap);
         const probes = deps.platform.probe
           ? await Promise.all(shown.map((r) => deps.platform.probe?.(r.hostname, AbortSignal.timeout(2000))))
           : [];
@@ -540,8 +602,10 @@ export function registerConsole(http: HttpServer, deps: ConsoleDeps): { close():
             servedBy: probes[i]?.deploymentId ?? null,
             status: probes[i]?.status ?? null,
           })),
-          // Per-deployment domains of deployments the panel does not list: neither shown nor probed.
-          otherDeploymentDomains: routes.length - shown.length,
+          // Per-deployment and branch domains of deployments the panel does not list: counted, neither
+          // shown nor probed.
+          otherDeploymentDomains: notShown(routes, shown, 'deployment'),
+          otherBranchDomains: notShown(routes, shown, 'branch'),
         };
       }),
     );

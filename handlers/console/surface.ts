@@ -2,7 +2,8 @@
  * The local console as a chat surface: one channel timeline held in memory (bounded), live to every
  * open page through server-sent events. It implements the Reporter port (progress edits the original
  * message, like chat.update in Slack) and posts notices and alert suggestions. Messages are rendered
- * from the same view model as Slack and Discord (src/views/console.ts).
+ * from the same view model as Slack and Discord (src/views/console.ts). The channel begins empty with
+ * the process; a switch whose messages were in the channel of a previous run gets a new one here.
  */
 
 import { randomBytes } from 'node:crypto';
@@ -39,7 +40,21 @@ export interface ConsoleSurfaceOptions {
   readonly planLookup?: (planId: string) => Promise<Plan | undefined>;
 }
 
+/** When a console message was posted, read from its id (`m_<ms in base 36>_<hex>`); undefined if not one. */
+function postedAt(messageId: string): number | undefined {
+  const m = /^m_([0-9a-z]+)_[0-9a-f]+$/.exec(messageId);
+  return m?.[1] === undefined ? undefined : Number.parseInt(m[1], 36);
+}
+
+/** Said on the message a switch from before this process started gets here (see `report`). */
+const CARRIED_NOTE =
+  'Asked for before Switchyard last started: its message went with the old channel (the channel lives in memory), so this switch shows here.';
+
 export class ConsoleSurface implements Reporter {
+  /** When this channel began: the process started, with an empty channel (it lives in memory only). */
+  readonly startedAt: number;
+  /** How many of the oldest entries the timeline has dropped to keep its bound. */
+  private droppedCount = 0;
   private readonly entries: ConsoleEntry[] = [];
   private readonly emitter = new EventEmitter();
   private readonly clock: Clock;
@@ -50,9 +65,16 @@ export class ConsoleSurface implements Reporter {
    * click's view of that job then no longer applies, nor an older state of it.
    */
   private readonly progressOf = new Map<string, { readonly jobId: string; readonly at: number }>();
+  /**
+   * Switches whose console messages were all posted before this channel began (by this process's
+   * previous run, or another replica's console then), each with the message posted here in their
+   * place: job id → entry id.
+   */
+  private readonly carried = new Map<string, string>();
 
   constructor(opts: ConsoleSurfaceOptions = {}) {
     this.clock = opts.clock ?? systemClock;
+    this.startedAt = this.clock.now();
     this.limit = opts.limit ?? 500;
     this.planLookup = opts.planLookup;
     this.emitter.setMaxListeners(1000);
@@ -65,6 +87,16 @@ export class ConsoleSurface implements Reporter {
 
   get(id: string): ConsoleEntry | undefined {
     return this.entries.find((e) => e.id === id);
+  }
+
+  /** How many of the oldest entries are gone to keep the timeline's bound (`limit`). */
+  get dropped(): number {
+    return this.droppedCount;
+  }
+
+  /** How many entries the timeline keeps. */
+  get kept(): number {
+    return this.limit;
   }
 
   /** Subscribes to added and edited entries; returns the unsubscribe function. */
@@ -80,8 +112,10 @@ export class ConsoleSurface implements Reporter {
   private add(entry: ConsoleEntry): ConsoleEntry {
     this.entries.push(entry);
     if (this.entries.length > this.limit) {
-      for (const gone of this.entries.splice(0, this.entries.length - this.limit))
-        this.progressOf.delete(gone.id);
+      const gone = new Set(this.entries.splice(0, this.entries.length - this.limit).map((e) => e.id));
+      this.droppedCount += gone.size;
+      for (const id of gone) this.progressOf.delete(id);
+      for (const [jobId, id] of this.carried) if (gone.has(id)) this.carried.delete(jobId);
     }
     this.emitter.emit('entry', entry);
     return entry;
@@ -161,15 +195,36 @@ export class ConsoleSurface implements Reporter {
     if (mine.length === 0) return;
     const plan = this.planLookup ? await this.planLookup(progress.planId).catch(() => undefined) : undefined;
     const view = progressView(progress, plan);
-    for (const ref of mine) {
-      const shown = this.progressOf.get(ref.messageId);
+    const ids = mine.map((m) => m.messageId).filter((id) => this.get(id) !== undefined);
+    const carried = this.carried.get(progress.jobId);
+    if (carried !== undefined) ids.push(carried);
+    else if (
+      ids.length === 0 &&
+      mine.some((m) => (postedAt(m.messageId) ?? this.startedAt) < this.startedAt)
+    ) {
+      // Every message of the job is from before this channel began (a switch handed back to the queue
+      // at a shutdown and resumed now, or one confirmed before a restart that runs now): they are gone
+      // with the old channel, so the job gets a message here, as a confirmation would have shown it.
+      // Not for a message posted since (another replica's, or one pushed out of the timeline).
+      const ref = this.postView(this.carriedView(view));
+      this.carried.set(progress.jobId, ref.messageId);
+      this.progressOf.set(ref.messageId, { jobId: progress.jobId, at: progressStamp(progress) });
+      return;
+    }
+    for (const id of ids) {
+      const shown = this.progressOf.get(id);
       // A job's end always applies (its stamp may come from another worker's clock than the state shown).
       const older = shown?.jobId === progress.jobId && progress.updatedAt < shown.at;
       if (older && progress.outcome === undefined) continue;
       // Kept at its stamp (`progressStamp`: 0 for a state the worker did not report, which the worker's
       // first states always replace).
-      if (this.updateView(ref.messageId, view))
-        this.progressOf.set(ref.messageId, { jobId: progress.jobId, at: progressStamp(progress) });
+      if (this.updateView(id, id === carried ? this.carriedView(view) : view))
+        this.progressOf.set(id, { jobId: progress.jobId, at: progressStamp(progress) });
     }
+  }
+
+  /** A job's progress view on the message posted for it here in place of one from before the start. */
+  private carriedView(view: MessageView): MessageView {
+    return { ...view, blocks: [{ type: 'context', spans: [{ text: CARRIED_NOTE }] }, ...view.blocks] };
   }
 }

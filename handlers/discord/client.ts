@@ -46,6 +46,7 @@ import {
   GatewayDispatchEvents,
   GatewayIntentBits,
   type Interaction,
+  Options,
   REST,
 } from 'discord.js';
 import { type Clock, systemClock, within } from '../../src/clock.js';
@@ -146,6 +147,19 @@ export function createDiscordClient(
     ...(opts.apiUrl === undefined ? {} : { rest: { api: opts.apiUrl } }),
     // Switchyard never needs to mention anyone; a rendered name can never ping a role by accident.
     allowedMentions: { parse: [] },
+    // discord.js's default caches keep 200 messages (with content) per channel it sees and every author
+    // as a user and a member, without limit: a busy server's worth of memory that Switchyard never
+    // reads. Messages are posted, edited and read back over REST (./messages.ts, ./watch.ts) and a
+    // message event is handled from its payload; the acting person and their roles come from each
+    // interaction's payload (./context.ts: a member built from it, its roles looked up in the guild's
+    // role cache, which stays whole, as do guilds and channels). So none of these are kept, except the
+    // bot's own user and member, which discord.js itself consults.
+    makeCache: Options.cacheWithLimits({
+      ...Options.DefaultMakeCacheSettings,
+      MessageManager: 0,
+      GuildMemberManager: { maxSize: 0, keepOverLimit: (m) => m.id === m.client.user?.id },
+      UserManager: { maxSize: 0, keepOverLimit: (u) => u.id === u.client.user?.id },
+    }),
     ws: {
       buildStrategy: (manager) => guardedStrategy(manager, abandoned),
       ...(sessionStarts === undefined

@@ -32,6 +32,8 @@ import type { Metrics } from '../metrics.js';
 import {
   type AlertContext,
   type AlertGroup,
+  MAX_ALERTS_PER_PLAN,
+  MAX_COUNTED_ALERTS_PER_PLAN,
   type PlanRecord,
   type PlanSuggestion,
   SUGGESTION_CLAIM_LEASE_MS,
@@ -210,6 +212,8 @@ export interface AlertFlow {
         readonly suggestions?: readonly PlanSuggestion[];
         /** The fresh plans made from it under other ids (see `replannedAs`). */
         readonly replannedAs?: readonly string[];
+        /** About how many alerts it counts beyond those it tracks one by one (PlanRecord). */
+        readonly alertsUntracked?: number;
       }
     | undefined
   >;
@@ -1054,6 +1058,18 @@ export class AlertService implements AlertIntake {
     return `This alert started ${describeGap(age)} ago, longer than an incident is remembered (${describeGap(lifetime)} after its latest alert): ${sender} re-sends a group that keeps firing with its first start time, so this is taken as a re-notification of an incident handled then, and no deployment is blamed for it now. /rollback ${environment} if one is needed.`;
   }
 
+  /**
+   * Whether one of these plans counts alerts only as an estimate (`alertsUntracked`): an incident it
+   * does not track one by one may be among them. A plan that cannot be read is not one.
+   */
+  private async estimatedOn(planIds: readonly string[]): Promise<boolean> {
+    for (const id of planIds) {
+      const plan = await this.opts.flow.get?.(id).catch(() => undefined);
+      if ((plan?.alertsUntracked ?? 0) > 0) return true;
+    }
+    return false;
+  }
+
   /** How long an incident's record lives, in words (what keeps deduplicating its alerts). */
   private recordLife(incident: IncidentKey): string {
     return incident.fingerprint
@@ -1597,6 +1613,7 @@ export class AlertService implements AlertIntake {
     const suggested = record.planId;
     let planState: string | undefined;
     let replaced: readonly string[] = [];
+    let estimated = false;
     // The plan the incident's suggestion is now on: the one it was suggested under, or the newest fresh
     // plan made from it under another id (the platform moved before "Make a fresh plan" was clicked).
     let planId = suggested;
@@ -1624,6 +1641,10 @@ export class AlertService implements AlertIntake {
       planState = current?.value.state;
       if (current !== undefined) planId = current.planId;
       replaced = plans.flatMap((p) => p.value.replaced);
+      // Not on any plan's list nor counted by id: it may be one a plan only estimates (past its first
+      // alerts), whose resolution is not tracked; that plan was not made again, so say which it is.
+      if (alertId !== undefined && listing.length === 0 && replaced.length === 0)
+        estimated = await this.estimatedOn(plans.map((p) => p.planId));
       // Only a suggestion recorded before plans listed their alerts is edited through its refs: those
       // messages may now show other incidents' alerts (or a plan made again under the same id).
       const legacy = alertId === undefined;
@@ -1677,11 +1698,13 @@ export class AlertService implements AlertIntake {
               ? 'The suggestion now lists the alert as resolved.'
               : replaced.length > 0
                 ? 'Resolved. Its suggestion was closed (the plan was made again since); it now shows the alert resolved.'
-                : record.alertId !== undefined
-                  ? 'Resolved; its suggestion is closed (the plan was made again since), so nothing was edited.'
-                  : record.refs.length > 0
-                    ? 'The suggestion now says the alert resolved.'
-                    : 'Resolved; Switchyard knows of no message of it to edit.',
+                : estimated
+                  ? `Resolved. Its suggestion counts the alerts beyond its first ${MAX_ALERTS_PER_PLAN + MAX_COUNTED_ALERTS_PER_PLAN} only as an estimate, without their resolutions, so nothing was edited.`
+                  : record.alertId !== undefined
+                    ? 'Resolved; its suggestion is closed (the plan was made again since), so nothing was edited.'
+                    : record.refs.length > 0
+                      ? 'The suggestion now says the alert resolved.'
+                      : 'Resolved; Switchyard knows of no message of it to edit.',
       ...(planId === undefined ? {} : { planId }),
     });
   }

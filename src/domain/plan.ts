@@ -11,6 +11,7 @@
 import { createHash } from 'node:crypto';
 import { keepsNoLiveHistory, type OwnRecord } from './own-record.js';
 import { ok, type Refusal, RefusalCode, type Result, refuse } from './result.js';
+import { closest } from './spelling.js';
 import {
   assertNever,
   type Deployment,
@@ -180,9 +181,11 @@ export function resolveEnvironment(slugs: readonly string[], input: string): Res
   if (exact) return ok(exact);
   const prefixed = wanted.length > 0 ? slugs.filter((s) => s.toLowerCase().startsWith(wanted)) : [];
   if (prefixed.length === 1 && prefixed[0]) return ok(prefixed[0]);
+  // A typo (`prodution`) is named, never acted on: the person types the command again.
+  const near = closest(input, slugs);
   return refuse(
     RefusalCode.unknownEnvironment,
-    `Unknown environment "${input.trim()}". Valid environments: ${slugs.join(', ') || 'none configured'}.`,
+    `Unknown environment "${input.trim()}".${near === undefined ? '' : ` Did you mean ${near}?`} Valid environments: ${slugs.join(', ') || 'none configured'}.`,
     { input: input.trim(), valid: [...slugs] },
   );
 }

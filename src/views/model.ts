@@ -26,6 +26,7 @@ import {
   shortDuration,
   t,
   truncate,
+  usageLine,
 } from './format.js';
 import { type AuditEntryLike, historyLists, refusedClickItem } from './history.js';
 import type {
@@ -76,6 +77,12 @@ export interface AlertContext {
   readonly othersMore?: number;
   /** How many of `othersMore` still fire (default: all of them). */
   readonly othersMoreFiring?: number;
+  /**
+   * About how many more beyond `othersMore`: an estimate, whose resolutions are not tracked (a plan
+   * counts its first alerts one by one, src/plan-store.ts MAX_COUNTED_ALERTS_PER_PLAN). Shown as
+   * "about", never as an exact count, and never counted as still firing or resolved.
+   */
+  readonly othersUntracked?: number;
   /** This alert resolved while others still fire (`resolved` is then false). */
   readonly selfResolved?: boolean;
   /** The alert's link (an http(s) URL its sender gave), shown as text: Slack and Discord link it. */
@@ -414,12 +421,20 @@ function alertBlocks(plan: Plan, alert: AlertContext, state: ConfirmationState):
   if (alert.url !== undefined) blocks.push({ type: 'context', spans: [t('Alert: '), t(alert.url)] });
   const others = alert.others ?? [];
   const more = alert.othersMore ?? 0;
-  if (others.length > 0 || more > 0) {
-    const n = others.length + more;
+  const untracked = alert.othersUntracked ?? 0;
+  if (others.length > 0 || more > 0 || untracked > 0) {
+    const n = others.length + more + untracked;
     const firing = others.filter((o) => !o.resolved).length + (alert.othersMoreFiring ?? more);
+    // Past the alerts counted one by one only an estimate is kept: its count is "about", and whether
+    // those resolved is not known (so neither "all resolved" nor a firing count includes them).
+    const label =
+      untracked > 0
+        ? `about ${n} more alerts on this deployment (${firing} still firing, and about ${untracked} whose state is not tracked)`
+        : `${n} more alert${n === 1 ? '' : 's'} on this deployment (${firing === 0 ? 'all resolved' : `${firing} still firing`})`;
+    const unlisted = more + untracked;
     blocks.push({
       type: 'list',
-      label: `${n} more alert${n === 1 ? '' : 's'} on this deployment (${firing === 0 ? 'all resolved' : `${firing} still firing`})`,
+      label,
       items: [
         ...others.map(
           (o): ListItem => ({
@@ -431,14 +446,17 @@ function alertBlocks(plan: Plan, alert: AlertContext, state: ConfirmationState):
             ],
           }),
         ),
-        ...(more > 0 ? [{ spans: [i(`…and ${more} more, not listed`)] }] : []),
+        ...(unlisted > 0
+          ? [{ spans: [i(`…and ${untracked > 0 ? 'about ' : ''}${unlisted} more, not listed`)] }]
+          : []),
       ],
     });
   }
   if (alert.resolved) {
     const when = alert.resolvedAt === undefined ? '' : ` at ${formatTime(alert.resolvedAt)}`;
-    const total = others.length + more + 1;
-    const which = total > 1 ? `All ${total} alerts resolved` : 'The alert resolved';
+    const total = others.length + more + untracked + 1;
+    const which =
+      total === 1 ? 'The alert resolved' : `All ${untracked > 0 ? 'of about ' : ''}${total} alerts resolved`;
     // Only a plan that can still be confirmed has a rollback below to call optional: a closed one
     // (expired, cancelled, out of date, confirmed) offers none.
     const open = state === 'pending' || state === 'awaiting_approval';
@@ -1354,20 +1372,25 @@ const USAGE: Readonly<Record<UsageCommand, { args: readonly UsageArg[]; about: s
   },
 };
 
+/** "Valid environments: production, preview", for usage. */
+function validEnvironmentsBlock(validEnvironments: readonly string[]): ViewBlock {
+  return {
+    type: 'text',
+    spans: [
+      b('Valid environments: '),
+      ...(validEnvironments.length === 0
+        ? [t('none configured')]
+        : validEnvironments.flatMap((e, k) => (k === 0 ? [c(e)] : [t(', '), c(e)]))),
+    ],
+  };
+}
+
 function usageBlocks(u: UsageInput): ViewBlock[] {
   const spec = USAGE[u.command];
   const blocks: ViewBlock[] = [
     { type: 'usage', command: u.command, args: spec.args },
     { type: 'text', spans: [t(spec.about)] },
-    {
-      type: 'text',
-      spans: [
-        b('Valid environments: '),
-        ...(u.validEnvironments.length === 0
-          ? [t('none configured')]
-          : u.validEnvironments.flatMap((e, k) => (k === 0 ? [c(e)] : [t(', '), c(e)]))),
-      ],
-    },
+    validEnvironmentsBlock(u.validEnvironments),
   ];
   if (u.recentDeployments !== undefined && u.command !== 'deployments') {
     blocks.push({
@@ -1427,8 +1450,35 @@ export function usageView(
     kind: 'usage',
     tone: 'info',
     title: `How to use /${command}`,
-    summary: `Usage: /${command} ${USAGE[command].args.map((a) => (a.required ? `<${a.placeholder}>` : `[${a.placeholder}]`)).join(' ')}`,
+    summary: `Usage: ${usageLine(command, USAGE[command].args)}`,
     blocks: usageBlocks(input),
+    buttons: [],
+    ephemeral: true,
+  };
+}
+
+/**
+ * Every command with its usage and the valid environments: the answer to `/help`, and to a command
+ * Switchyard does not have, which `problem` names first (with the command it looks like, if any).
+ */
+export function commandsView(validEnvironments: readonly string[], problem?: string): MessageView {
+  const commands = Object.keys(USAGE) as UsageCommand[];
+  const list = commands.map((command) => usageLine(command, USAGE[command].args)).join(' · ');
+  return {
+    kind: 'usage',
+    tone: problem === undefined ? 'info' : 'warning',
+    title: problem === undefined ? 'Switchyard commands' : 'Unknown command',
+    summary: problem === undefined ? `Commands: ${list}` : `${problem} Commands: ${list}`,
+    blocks: [
+      ...(problem === undefined
+        ? []
+        : [{ type: 'text' as const, tone: 'warning' as const, spans: [t(problem)] }]),
+      ...commands.flatMap((command): ViewBlock[] => [
+        { type: 'usage', command, args: USAGE[command].args },
+        { type: 'text', spans: [t(USAGE[command].about)] },
+      ]),
+      validEnvironmentsBlock(validEnvironments),
+    ],
     buttons: [],
     ephemeral: true,
   };

@@ -9,7 +9,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { ALERT_ACTOR, AlertService, compositeSink } from '../../src/alerts/service.js';
 import { ChatService } from '../../src/chat.js';
 import { suggestionSink } from '../../src/chat-sinks.js';
-import { MAX_ALERTS_PER_PLAN } from '../../src/plan-store.js';
+import { MAX_ALERTS_PER_PLAN, MAX_COUNTED_ALERTS_PER_PLAN } from '../../src/plan-store.js';
 import { type Progress, progressSchema } from '../../src/progress.js';
 import { progressView } from '../../src/views/model.js';
 import { buttonLabels, createHarness, type Harness, type MemoryPoster, MINUTE, viewText } from './helpers.js';
@@ -1281,6 +1281,41 @@ describe('second review: faults, the switch, clicks, storms', () => {
     expect(viewText(h.slack.inChannel('C0ALERTS')[0]?.view)).toContain(
       `All ${MAX_ALERTS_PER_PLAN + 5} alerts resolved`,
     );
+  });
+});
+
+describe('a storm past the alerts a plan tracks one by one', () => {
+  it('the message gives their number as an estimate and never says they all resolved; a resolution among them says it edited nothing', async () => {
+    h = await createHarness({ file: slackOnly, memoryChat: ['slack'] });
+    const [first] = await h.service.handle([h.alert()]);
+    expect(first?.outcome).toBe('suggested');
+    const planId = first?.planId ?? '';
+    // Other incidents fill the list and the counted ids (through the plan's store, as the service does).
+    const tracked = MAX_ALERTS_PER_PLAN + MAX_COUNTED_ALERTS_PER_PLAN;
+    const context = { source: 'generic', title: 'Checkout 5xx on one pod' };
+    for (let i = 1; i < tracked; i++) await h.flow.groupAlert(planId, `storm-${i}`, context, []);
+    const [late] = await h.service.handle([h.alert({ fingerprint: 'late', title: 'Late alert' })]);
+    expect(late?.outcome).toBe('grouped');
+
+    // Every alert tracked one by one resolves, the first one too; then the one only estimated.
+    for (let i = 1; i < tracked; i++) await h.flow.resolveAlert(planId, `storm-${i}`, h.clock.now());
+    await h.service.handle([h.alert({ status: 'resolved' })]);
+    const [lateResolved] = await h.service.handle([
+      h.alert({ fingerprint: 'late', title: 'Late alert', status: 'resolved' }),
+    ]);
+    await h.service.idle();
+
+    expect(lateResolved).toMatchObject({
+      outcome: 'resolved',
+      detail: expect.stringContaining(`beyond its first ${tracked} only as an estimate`),
+    });
+    const text = viewText(h.slack.inChannel('C0ALERTS')[0]?.view);
+    // 49 other listed alerts, 1,000 counted, and the late one in the estimate (of one: exact here).
+    expect(text).toContain(
+      'about 1050 more alerts on this deployment (0 still firing, and about 1 whose state is not tracked)',
+    );
+    expect(text).toContain('…and about 1001 more, not listed');
+    expect(text).not.toMatch(/alerts resolved|optional/);
   });
 });
 

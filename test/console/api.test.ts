@@ -77,6 +77,71 @@ describe('console API', () => {
     expect(seen.some((e) => e.text === '/deployments production' && e.visibleTo === undefined)).toBe(true);
   });
 
+  it('answers bad input with what works: every command for an unknown one (and the near miss), /help, a bare "/"', async () => {
+    const reply = async (text: string) => {
+      expect((await post('/console/api/command', { user: 'erin', text })).status).toBe(200);
+      const mine = await timeline('erin');
+      // The typed line and its answer, both erin's alone.
+      expect(mine.at(-2)).toMatchObject({ text, visibleTo: 'erin' });
+      expect(mine.at(-1)?.visibleTo).toBe('erin');
+      return mine.at(-1)?.message;
+    };
+    const usages = [
+      '/rollback <environment> [deployment-id]',
+      '/promote <deployment-id | environment>',
+      '/deployments <environment>',
+    ];
+    const said = (m: ConsoleEntry['message']) => JSON.stringify(m);
+    const typo = await reply('/rolback production');
+    expect(typo).toMatchObject({ kind: 'usage', title: 'Unknown command' });
+    expect(said(typo)).toContain('\\"/rolback\\" is not a Switchyard command. Did you mean /rollback?');
+    for (const line of usages) expect(said(typo)).toContain(line);
+    expect(said(typo)).toContain('Valid environments: ');
+    const help = await reply('/help');
+    expect(help).toMatchObject({ kind: 'usage', title: 'Switchyard commands', tone: 'info' });
+    for (const line of usages) expect(said(help)).toContain(line);
+    expect(said(help)).not.toContain('Did you mean');
+    // Nothing near: no guess.
+    expect(said(await reply('/status production'))).not.toContain('Did you mean');
+    const bare = await reply('/');
+    expect(bare).toMatchObject({ kind: 'usage', title: 'Unknown command' });
+    expect(said(bare)).toContain('A command goes right after the \\"/\\".');
+    for (const line of usages) expect(said(bare)).toContain(line);
+  });
+
+  it('a command typed without its "/" stays chat, with a hint for its sender; other chat gets none', async () => {
+    const before = (await timeline('bob')).length;
+    expect((await post('/console/api/command', { user: 'erin', text: 'rollback production' })).status).toBe(
+      200,
+    );
+    const mine = await timeline('erin');
+    // Everyone sees the line (it is chat); only erin sees how to run it.
+    expect(mine.at(-2)).toMatchObject({
+      text: 'rollback production',
+      author: { kind: 'user', name: 'erin' },
+    });
+    expect(mine.at(-2)?.visibleTo).toBeUndefined();
+    expect(mine.at(-1)).toMatchObject({ visibleTo: 'erin', message: { title: 'Not run' } });
+    expect(JSON.stringify(mine.at(-1)?.message)).toContain('Commands start with /: /rollback production');
+    expect((await timeline('bob')).length).toBe(before + 1);
+    // A sentence that begins with a command name is chat, and so is anything else.
+    for (const text of ['rollback went fine, watching the 5xx graph', 'looking at it'])
+      expect((await post('/console/api/command', { user: 'erin', text })).status).toBe(200);
+    expect((await timeline('erin')).slice(-2).map((e) => e.text)).toEqual([
+      'rollback went fine, watching the 5xx graph',
+      'looking at it',
+    ]);
+  });
+
+  it('a mistyped environment is refused with the one it looks like, for /rollback and /promote', async () => {
+    for (const text of ['/rollback prodution', '/promote prodution']) {
+      expect((await post('/console/api/command', { user: 'erin', text })).status).toBe(200);
+      const answer = (await timeline('erin')).at(-1)?.message;
+      expect({ text, kind: answer?.kind }).toEqual({ text, kind: 'refusal' });
+      expect(JSON.stringify(answer)).toContain('Did you mean production?');
+    }
+  });
+
   it('fires an alert that posts a rollback suggestion with Dismiss', async () => {
     const fired = await post('/console/api/alert', {
       environment: 'production',
@@ -243,9 +308,11 @@ describe('console live panel', () => {
 
   interface PanelEnvironment {
     slug: string;
-    deployments: { id: string }[];
+    current: string | null;
+    deployments: { id: string; branch: string }[];
     domains: { hostname: string; routedTo: string | null; servedBy: string | null; status: number | null }[];
     otherDeploymentDomains: number;
+    otherBranchDomains: number;
   }
   const preview = async (): Promise<PanelEnvironment> => {
     const res = await fetch(`${sy.baseUrl}/console/api/platform`);
@@ -255,8 +322,28 @@ describe('console live panel', () => {
     return env;
   };
 
+  /**
+   * What the panel of `env` shows: every live and environment domain, and the branch and own domains
+   * of the deployments it lists, plus the domain of the live deployment's branch.
+   */
+  async function expectedDomains(env: PanelEnvironment): Promise<string[]> {
+    const snap = await sy.platform.snapshot(env.slug);
+    const listed = new Set(env.deployments.map((d) => d.id));
+    const liveBranch = env.deployments.find((d) => d.id === env.current)?.branch;
+    return snap.domains
+      .filter(
+        (d) =>
+          d.stickiness === 'live' ||
+          d.stickiness === 'environment' ||
+          listed.has(d.deploymentId ?? '') ||
+          (d.stickiness === 'branch' && d.branch === liveBranch),
+      )
+      .map((d) => d.hostname)
+      .sort();
+  }
+
   /** Pushes `n` deployments to preview through the console, each ready before the next. */
-  async function push(n: number): Promise<void> {
+  async function push(n: number, branch: (i: number) => string = () => 'main'): Promise<void> {
     const ready = new Set<string>();
     let onReady = () => {};
     const off = sy.platform.subscribe?.((e) => {
@@ -269,7 +356,7 @@ describe('console live panel', () => {
         const res = await fetch(`${sy.baseUrl}/console/api/push`, {
           method: 'POST',
           headers: { 'content-type': 'application/json' },
-          body: JSON.stringify({ environment: 'preview', branch: 'main', user: 'alice' }),
+          body: JSON.stringify({ environment: 'preview', branch: branch(i), user: 'alice' }),
         });
         expect(res.status).toBe(201);
         const { deploymentId } = (await res.json()) as { deploymentId: string };
@@ -293,16 +380,67 @@ describe('console live panel', () => {
     expect(after.domains.filter((d) => d.status !== null).length).toBe(
       before.domains.filter((d) => d.status !== null).length,
     );
-    // Every live, environment and branch domain, and the own domain of each deployment it lists; the
-    // other per-deployment domains are counted, not shown.
+    // Every live and environment domain, and the own (and branch) domain of each deployment it lists;
+    // the other per-deployment domains are counted, not shown.
     const routes = await sy.platform.routing('preview');
-    const listed = new Set(after.deployments.map((d) => d.id));
-    const expected = routes.filter((r) => r.stickiness !== 'deployment' || listed.has(r.deploymentId ?? ''));
-    expect(after.domains.map((d) => d.hostname).sort()).toEqual(expected.map((r) => r.hostname).sort());
-    expect(after.otherDeploymentDomains).toBe(routes.length - expected.length);
+    const expected = await expectedDomains(after);
+    expect(after.domains.map((d) => d.hostname).sort()).toEqual(expected);
+    expect(after.otherDeploymentDomains + after.otherBranchDomains).toBe(routes.length - expected.length);
     expect(after.otherDeploymentDomains).toBe(before.otherDeploymentDomains + 15);
     // Each shown domain is probed, and answers from the deployment it routes to.
     for (const d of after.domains) expect({ ...d, servedBy: d.routedTo, status: 200 }).toEqual(d);
+  });
+
+  it('probes the same number of domains per refresh however many branches are pushed: the branch domains of the listed deployments and of the live branch', async () => {
+    let n = 0;
+    const next = () => `feature-${++n}`;
+    await push(15, next);
+    const before = await preview();
+    await push(15, next);
+    const after = await preview();
+    expect(after.domains.length).toBe(before.domains.length);
+    const expected = await expectedDomains(after);
+    expect(after.domains.map((d) => d.hostname).sort()).toEqual(expected);
+    // The new branches' domains beyond the listed deployments are counted, neither shown nor probed
+    // (feature-search's went meanwhile: its deployment left the live history, and its branch is no
+    // longer among the newest pushes).
+    const routes = await sy.platform.routing('preview');
+    expect(after.otherDeploymentDomains + after.otherBranchDomains).toBe(routes.length - expected.length);
+    expect(after.otherBranchDomains).toBeGreaterThanOrEqual(before.otherBranchDomains + 14);
+    const live = after.deployments.find((d) => d.id === after.current);
+    expect(after.domains.map((d) => d.hostname)).toContain(`${live?.branch}.acme.localhost`);
+    for (const d of after.domains) expect({ ...d, servedBy: d.routedTo, status: 200 }).toEqual(d);
+  });
+
+  it("shows the live branch's domain where it points at a deployment the panel does not list (rolled back to an older push of that branch)", async () => {
+    await push(2, () => 'feature-a');
+    const [a2, a1] = (await sy.platform.snapshot('preview')).deployments.filter(
+      (d) => d.branch === 'feature-a',
+    );
+    let n = 0;
+    await push(13, () => `later-${++n}`);
+    // Rolled back to a1: the switch moves the environment domain only (the current deployment is of
+    // another branch), so feature-a's domain stays on a2, which is too old to be listed.
+    const moved = new Promise<void>((resolve) => {
+      const off = sy.platform.subscribe?.((e) => {
+        if (e.type === 'traffic.moved' && e.to === a1?.id) {
+          off?.();
+          resolve();
+        }
+      });
+    });
+    await sy.platform.rollback({ environment: 'preview', targetId: a1?.id ?? '' });
+    await moved;
+    const env = await preview();
+    expect(env.current).toBe(a1?.id);
+    expect(env.deployments.map((d) => d.id)).not.toContain(a2?.id);
+    expect(env.domains.find((d) => d.hostname === 'feature-a.acme.localhost')).toEqual({
+      hostname: 'feature-a.acme.localhost',
+      stickiness: 'branch',
+      routedTo: a2?.id,
+      servedBy: a2?.id,
+      status: 200,
+    });
   });
 });
 

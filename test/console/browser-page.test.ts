@@ -4,8 +4,10 @@
  * happened meanwhile), a server that cannot be reached or refuses a command (said in the channel, the
  * typed text kept), a phone's narrow screen (no long word widens the page), a platform without simulated
  * pushes (no Push form), a deploy platform that cannot be read (the traffic panel says so, its last read
- * kept greyed and dated), a reader scrolled up to read a plan (not pulled down by others' messages), and
- * the keyboard (its place survives the re-rendering of the message it is on).
+ * kept greyed and dated), a reader scrolled up to read a plan (not pulled down by others' messages), the
+ * keyboard (its place survives the re-rendering of the message it is on), a tab without a name (asked for
+ * one; nothing sent before), the channel's first line (when it began), /deployments rows (compact), and
+ * a restart (a switch confirmed before it shows in the new channel).
  */
 import { mkdtempSync, rmSync } from 'node:fs';
 import { createServer, request, type Server, type ServerResponse } from 'node:http';
@@ -47,13 +49,24 @@ async function post(base: string, path: string, body: unknown, token?: string): 
   });
 }
 
+/** The name the pages of these tests act as, unless a test says otherwise. */
+const NAME = 'dana';
+
 /**
  * A new page whose waits fail after 20 s naming what they waited for (before the test's own timeout,
- * which would name nothing).
+ * which would name nothing). It acts as `name` (remembered in its browser, as the page's name prompt
+ * leaves it), or asks for a name when `name` is null.
  */
-async function newPage(options: Parameters<Browser['newPage']>[0]): Promise<Page> {
+async function newPage(
+  options: Parameters<Browser['newPage']>[0],
+  name: string | null = NAME,
+): Promise<Page> {
   const p = await browser.newPage(options);
   p.setDefaultTimeout(20_000);
+  if (name !== null)
+    await p.addInitScript(
+      `if (!localStorage.getItem('switchyard.user')) localStorage.setItem('switchyard.user', ${JSON.stringify(name)});`,
+    );
   return p;
 }
 
@@ -381,6 +394,116 @@ describe('the channel', () => {
     }
   });
 
+  it('a tab asks for a name first: no command or click goes out without one, and "you" is not taken', async () => {
+    const p = await newPage({ viewport: { width: 1280, height: 900 } }, null);
+    try {
+      const sent: string[] = [];
+      p.on('request', (r) => {
+        if (r.method() === 'POST') sent.push(`${new URL(r.url()).pathname} ${r.postData() ?? ''}`);
+      });
+      await p.goto(app.baseUrl);
+      await live(p);
+      const prompt = p.locator('form#who');
+      expect(await prompt.isVisible()).toBe(true);
+      expect(await focused(p)).toBe('input#who-name');
+      // Someone else's plan, with its buttons.
+      expect(
+        (await post(app.baseUrl, '/console/api/command', { user: 'bob', text: '/rollback production' }))
+          .status,
+      ).toBe(200);
+      const plan = p.locator('.msg[data-kind="confirmation"]').last();
+      await plan.waitFor();
+
+      // A command before a name: not sent, kept in the box; the prompt asks for the name.
+      await p.locator('#text').fill('/deployments production');
+      await p.locator('#text').press('Enter');
+      await p.locator('#who-problem', { hasText: 'Give your name first' }).waitFor();
+      expect(await focused(p)).toBe('input#who-name');
+      expect(await p.locator('#text').inputValue()).toBe('/deployments production');
+      // A click likewise: no confirmation dialog, nothing sent.
+      await p.locator('#who-problem').evaluate((e) => {
+        e.textContent = '';
+      });
+      await plan.getByRole('button', { name: 'Rollback to target version' }).click();
+      await p.locator('#who-problem', { hasText: 'Give your name first' }).waitFor();
+      expect(await p.locator('dialog#confirm').isVisible()).toBe(false);
+      // "you" is no name: it would read as whoever looks at the page.
+      await p.locator('#who-name').fill('You');
+      await p.locator('#who-name').press('Enter');
+      await p.locator('#who-problem', { hasText: '"you" would read as everyone' }).waitFor();
+      expect(sent).toEqual([]);
+
+      await p.locator('#who-name').fill('erin');
+      await p.locator('#who-name').press('Enter');
+      await prompt.waitFor({ state: 'hidden' });
+      expect(await p.locator('#user').inputValue()).toBe('erin');
+      expect(await focused(p)).toBe('input#text');
+      await p.locator('#text').press('Enter');
+      // Sent as erin: the line shows under that name.
+      await p
+        .locator('#timeline .entry.user', { hasText: '/deployments production' })
+        .filter({ hasText: 'erin' })
+        .waitFor();
+      expect(sent).toEqual([
+        `/console/api/command ${JSON.stringify({ user: 'erin', text: '/deployments production' })}`,
+      ]);
+      // Remembered by this browser: the next visit asks nothing.
+      await p.reload();
+      await live(p);
+      expect(await prompt.isVisible()).toBe(false);
+      expect(await p.locator('#user').inputValue()).toBe('erin');
+    } finally {
+      await p.close();
+    }
+  });
+
+  it('the channel begins with when Switchyard started: what was before is gone, plans and switches are kept', async () => {
+    const p = await open(app.baseUrl);
+    try {
+      const { startedAt } = (await (await fetch(`${app.baseUrl}/console/api/timeline`)).json()) as {
+        startedAt: number;
+      };
+      const at = await p.evaluate((t) => new Date(t).toLocaleTimeString(), startedAt);
+      const said = `Switchyard started at ${at}; messages from before that are gone (the channel lives in its memory). Plans and switches are kept: /deployments <environment> shows what is running.`;
+      const first = p.locator('#timeline > :first-child');
+      // biome-ignore lint/performance/useDomNodeTextContent: Playwright's innerText is the rendered text a user reads
+      expect(await first.innerText()).toBe(said);
+      await send(p, '/deployments preview', 'deployments');
+      // Still the first line once messages come, and after a reload.
+      // biome-ignore lint/performance/useDomNodeTextContent: Playwright's innerText is the rendered text a user reads
+      expect(await first.innerText()).toBe(said);
+      await p.reload();
+      await live(p);
+      await p.locator('#timeline .msg[data-kind="deployments"]').first().waitFor();
+      // biome-ignore lint/performance/useDomNodeTextContent: Playwright's innerText is the rendered text a user reads
+      expect(await first.innerText()).toBe(said);
+    } finally {
+      await p.close();
+    }
+  });
+
+  it('/deployments lists each deployment in a few lines, every label beside its value', async () => {
+    const p = await open(app.baseUrl);
+    try {
+      const reply = await send(p, '/deployments production', 'deployments');
+      const rows = reply.locator('.rows .row');
+      expect(await rows.count()).toBeGreaterThanOrEqual(4);
+      for (const row of await rows.all()) {
+        const box = await row.boundingBox();
+        // Six fields, markers and a button: about 110 px (each on a line of its own took 300).
+        expect(box?.height).toBeLessThan(150);
+        for (const [i, dt] of (await row.locator('dt').all()).entries()) {
+          const label = await dt.boundingBox();
+          const value = await row.locator('dd').nth(i).boundingBox();
+          expect({ i, top: Math.round(value?.y ?? -1) }).toEqual({ i, top: Math.round(label?.y ?? -2) });
+          expect(value?.x).toBeGreaterThan((label?.x ?? 0) + (label?.width ?? 0));
+        }
+      }
+    } finally {
+      await p.close();
+    }
+  });
+
   it('after confirming with the keyboard, the keyboard stays in the page (the composer), not on <body>', async () => {
     const p = await open(app.baseUrl);
     try {
@@ -410,6 +533,75 @@ describe('the channel', () => {
       await p.locator('#timeline .entry.user', { hasText: '/deployments production' }).last().waitFor();
     } finally {
       await p.close();
+    }
+  });
+});
+
+describe('after a restart', () => {
+  it('the channel says it began empty, and a switch confirmed before the restart shows in it as it runs', async () => {
+    const dataDir = mkdtempSync(join(tmpdir(), 'sy-browser-restart-'));
+    const namespace = uniqueName('sy');
+    const start = (worker: 'on' | 'off') => {
+      const env = parseEnv({
+        PORT: '0',
+        LOCAL_ROUTER_PORT: '0',
+        REDIS_URL: redisUrl(),
+        LOG_LEVEL: 'silent',
+        SWITCHYARD_WORKER: worker,
+      });
+      const file = fileConfigSchema.parse({ local: { reactivationTime: '200ms', buildTime: '300ms' } });
+      return startSwitchyard(
+        { config: { env, file, platform: 'local' }, logger: silentLogger, dataDir, namespace },
+        [],
+      );
+    };
+    try {
+      // Before the restart: no worker runs here, so the confirmed switch waits in the queue across it.
+      const before = await start('off');
+      try {
+        const base = `http://127.0.0.1:${before.port}`;
+        const planned = await post(base, '/console/api/command', {
+          user: 'dana',
+          text: '/rollback production',
+        });
+        const { messageId } = (await planned.json()) as { messageId: string };
+        const entries = (
+          (await (await fetch(`${base}/console/api/timeline?user=dana`)).json()) as {
+            entries: { id: string; message?: { buttons: { actionId: string }[] } }[];
+          }
+        ).entries;
+        const confirm = entries
+          .find((e) => e.id === messageId)
+          ?.message?.buttons.find((b) => b.actionId.startsWith('sy1:confirm:'));
+        const clicked = await post(base, '/console/api/action', {
+          user: 'dana',
+          actionId: confirm?.actionId,
+          messageId,
+        });
+        expect(((await clicked.json()) as { outcome: string }).outcome).toBe('enqueued');
+      } finally {
+        await before.stop();
+      }
+
+      const after = await start('on');
+      const p = await open(`http://127.0.0.1:${after.port}/`);
+      try {
+        await p.locator('#timeline > #started', { hasText: 'Switchyard started at' }).waitFor();
+        // The plan's message went with the old channel; the switch gets a message here, followed to its end.
+        const progress = p.locator('.msg[data-kind="progress"]', {
+          hasText: 'Asked for before Switchyard last started',
+        });
+        await expect
+          // biome-ignore lint/performance/useDomNodeTextContent: Playwright's innerText is the rendered text a user reads
+          .poll(() => progress.innerText(), { timeout: 20_000 })
+          .toContain('Traffic is on dep_3hd7xa');
+        expect(await p.locator('#timeline .msg').count()).toBe(1);
+      } finally {
+        await p.close();
+        await after.stop();
+      }
+    } finally {
+      rmSync(dataDir, { recursive: true, force: true });
     }
   });
 });

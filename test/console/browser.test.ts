@@ -116,6 +116,8 @@ describe('console page robustness', () => {
       `<img src=x onerror="window.__xss=(window.__xss||[]).concat('${tag}')"><b id="inj-${tag}">x</b>`;
     const p = await browser.newPage();
     try {
+      // The page acts as carol (the name its prompt remembers).
+      await p.addInitScript(`localStorage.setItem('switchyard.user', 'carol')`);
       await p.goto(fresh.baseUrl);
       await p.getByText('live', { exact: true }).waitFor();
       const pushed = await post('/console/api/push', {
@@ -126,13 +128,13 @@ describe('console page robustness', () => {
       expect(pushed.status).toBe(201);
       const alert = await post('/console/api/alert', { environment: 'production', title: hostile('title') });
       expect(alert.json.outcome).toBe('suggested');
-      // As the page's user ("you"): a refused command's line is its sender's alone.
+      // As the page's user: a refused command's line is its sender's alone.
       for (const text of [
         `/deployments production ${hostile('cmd')}`,
         hostile('chat'),
         `/rollback ${hostile('env')}`,
       ])
-        expect((await post('/console/api/command', { user: 'you', text })).status).toBe(200);
+        expect((await post('/console/api/command', { user: 'carol', text })).status).toBe(200);
       // Live (over the event stream), then again from the timeline after a reload.
       for (const pass of ['live', 'reloaded']) {
         if (pass === 'reloaded') {

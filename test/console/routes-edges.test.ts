@@ -2,6 +2,7 @@
  * handlers/console/routes.ts: behaviour of the console's HTTP routes that no test pinned down (the
  * login cookie: found among other cookies, its value not the token, valid across a restart, Secure
  * over TLS; the 32 KiB body limit, an empty body, who an event stream carries ephemeral entries to,
+ * when the timeline's channel began,
  * command errors counted, a click's follow-ups: approval view yielding to the job's progress, an
  * ephemeral or planned post; a click's fault said to the clicker, as a command's). Each test runs the
  * routes on their own HTTP server with stubbed chat, so it stays fast and deterministic.
@@ -214,6 +215,20 @@ describe('console event stream', () => {
     const alice = await openStream(port, 'alice');
     surface.postView(view('again only for alice'), { visibleTo: 'alice' });
     await alice.until('again only for alice');
+  });
+});
+
+describe('console timeline', () => {
+  it('says when the channel began and how many entries it dropped: the page says both above the entries', async () => {
+    const { surface, base } = await rig();
+    surface.postUser('alice', 'hello');
+    const res = await fetch(`${base}/console/api/timeline?user=alice`);
+    expect(await res.json()).toEqual({
+      entries: [expect.objectContaining({ text: 'hello' })],
+      startedAt: surface.startedAt,
+      dropped: 0,
+      kept: 500,
+    });
   });
 });
 

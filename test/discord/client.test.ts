@@ -7,6 +7,7 @@
 import { Client, Events, GatewayIntentBits, type Interaction } from 'discord.js';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { createDiscordSurface, type DiscordSurface } from '../../handlers/discord/client.js';
+import { actingUser } from '../../handlers/discord/context.js';
 import { createDiscordBotFromConfig } from '../../handlers/discord/index.js';
 import type { ChatService } from '../../src/chat.js';
 import { parseEnv } from '../../src/config.js';
@@ -231,6 +232,49 @@ describe('discord client against the fake Discord', () => {
     const closed = nextGatewayEvent(fake, 'close', (e) => e.code === 4014);
     void s.start().catch(() => undefined);
     expect((await closed).code).toBe(4014);
+  });
+
+  it('keeps no message, author or member in its caches, and still knows the roles of a member it never cached', async () => {
+    // handlers/discord/client.ts makeCache: discord.js's defaults keep 200 messages per channel and
+    // every author as a user and a member, without limit, none of which Switchyard reads.
+    const s = connect();
+    await s.start();
+    const alerter = { ...fake.user('grafana'), bot: true };
+    const posted = new Promise<void>((resolve) =>
+      s.client.on(Events.MessageCreate, (m) => {
+        if (m.author.id === alerter.id) resolve();
+      }),
+    );
+    fake.postMessage({ channelId: fake.channels.alerts, author: alerter, content: '[FIRING] HighErrorRate' });
+    await posted;
+    const alice = fake.user('alice');
+    const got = new Promise<Interaction>((resolve) => s.client.once(Events.InteractionCreate, resolve));
+    fake.slash({
+      command: 'deployments',
+      options: [{ name: 'environment', value: 'production' }],
+      user: alice,
+      roles: [fake.roles.deployers],
+    });
+    const interaction = await got;
+    const guild = s.client.guilds.cache.get(fake.guildId);
+    const alerts = guild?.channels.cache.get(fake.channels.alerts);
+    expect({
+      messages: alerts?.isTextBased() ? alerts.messages.cache.size : 'no channel',
+      users: [alerter.id, alice.id].filter((id) => s.client.users.cache.has(id)),
+      members: [alerter.id, alice.id].filter((id) => guild?.members.cache.has(id)),
+      // What the permission check is given (context.ts actingUser): the member built from the
+      // interaction, its roles found in the guild's role cache.
+      acting: actingUser(interaction),
+    }).toEqual({
+      messages: 0,
+      users: [],
+      members: [],
+      acting: expect.objectContaining({
+        userId: alice.id,
+        displayName: 'alice',
+        roles: expect.arrayContaining([fake.roles.deployers, fake.roles.everyone]),
+      }),
+    });
   });
 
   it('without watched channels, does not ask for MessageContent: a commands-only bot connects where it is not enabled', async () => {

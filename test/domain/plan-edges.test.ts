@@ -125,6 +125,32 @@ describe('resolveEnvironment (found by mutation testing)', () => {
   });
 });
 
+describe('resolveEnvironment: a mistyped environment is refused naming the one it looks like', () => {
+  const refusal = (slugs: readonly string[], input: string) => {
+    const r = resolveEnvironment(slugs, input);
+    return r.ok ? `resolved to ${r.value}` : r.refusal.message;
+  };
+  const slugs = ['production', 'preview', 'qa'];
+
+  it('within two edits (a letter missing, two swapped, another case): "Did you mean …?", never acted on', () => {
+    expect(refusal(slugs, 'prodution')).toBe(
+      'Unknown environment "prodution". Did you mean production? Valid environments: production, preview, qa.',
+    );
+    expect(refusal(slugs, 'PORDUCTION')).toContain('Did you mean production?');
+    expect(refusal(slugs, 'previwe')).toContain('Did you mean preview?');
+  });
+
+  it('no guess past two edits, for a short name changed by half, or when two are as near', () => {
+    expect(refusal(slugs, 'staging')).toBe(
+      'Unknown environment "staging". Valid environments: production, preview, qa.',
+    );
+    expect(refusal(slugs, 'produxxxon')).not.toContain('Did you mean');
+    expect(refusal(slugs, 'xa')).not.toContain('Did you mean');
+    expect(refusal(['eu-1', 'eu-2', 'us-1'], 'eu-3')).not.toContain('Did you mean');
+    expect(refusal(['staging-eu1', 'staging-us1'], 'staging-eu2')).toContain('Did you mean staging-eu1?');
+  });
+});
+
 describe('rolled back to the oldest deployment: the way back the refusal names (found by mutation testing)', () => {
   // Live in turn: d2 (deploy), d3 (deploy), then d1 (a rollback naming it). Nothing is older than d1.
   const history: LiveEntry[] = [

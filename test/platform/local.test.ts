@@ -2,7 +2,7 @@
  * The embedded local platform against every sentence of seed-rollbacks.txt, on a ManualClock.
  */
 
-import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { request as httpRequest, type IncomingMessage, type ServerResponse } from 'node:http';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
@@ -1472,10 +1472,12 @@ describe('bounded history', () => {
     const kept = idsOf(p, 'preview');
     // Bounded: as many after 200 pushes as after 100.
     expect(kept.length).toBe(afterFirst.length);
-    // The newest pushes, plus those in use: dep_p2fe8r holds the feature-search branch domain, and the
-    // one pushed before them was still in the live history (its newest entries only) at the last push.
+    // The newest pushes, plus the one pushed before them, still in the live history (its newest entries
+    // only) at the last push. dep_p2fe8r went: its branch, feature-search, is none of the newest pushes'
+    // and it left the live history, so its branch domain went first.
     expect(state.liveHistory.preview).toHaveLength(LIVE_HISTORY_KEPT);
-    expect(new Set(kept)).toEqual(new Set([...second.slice(-(DEPLOYMENTS_KEPT + 1)), 'dep_p2fe8r']));
+    expect(new Set(kept)).toEqual(new Set(second.slice(-(DEPLOYMENTS_KEPT + 1))));
+    expect(state.domains.filter((d) => d.hostname === 'feature-search.acme.localhost')).toEqual([]);
     // A dropped deployment's own domain went with it, no route names it, its upstream was stopped.
     const dropped = [...first, ...second].filter((id) => !kept.includes(id));
     expect(dropped.length).toBeGreaterThanOrEqual(3 * DEPLOYMENTS_KEPT - 2);
@@ -1527,10 +1529,22 @@ describe('bounded history', () => {
     const promote = await p.promote({ environment: 'production', targetId: y ?? '' });
     expect((await p.operation(promote)).state).toBe('reactivating');
 
-    const mains = await pushBuilt(p, clock, DEPLOYMENTS_KEPT + 10, 'production', 'main');
-    const inUse = ['dep_3hd7xa', 'dep_4kq9wz', 'dep_2mc5ty', 'dep_1ab3cd', x, y, y2];
+    // Held by their branch domains while their branches are among the newest pushes.
+    const early = await pushBuilt(p, clock, DEPLOYMENTS_KEPT - 4, 'production', 'main');
+    expect(idsOf(p, 'production')).toEqual(expect.arrayContaining([x, y2, early[0]]));
+    const mains = [...early, ...(await pushBuilt(p, clock, 14, 'production', 'main'))];
+    // y2 keeps its branch domain, feature-y being the branch of the promote under way (a promote of
+    // its newest deployment moves it).
+    const inUse = ['dep_3hd7xa', 'dep_4kq9wz', 'dep_2mc5ty', 'dep_1ab3cd', y, y2];
     let kept = idsOf(p, 'production');
     expect(kept).toEqual(expect.arrayContaining([...inUse, ...mains.slice(-DEPLOYMENTS_KEPT)]));
+    // feature-x is no longer among the newest pushes: its branch domain went, and x with it.
+    expect(kept).not.toContain(x);
+    const branchDomains = p.dump().domains.filter((d) => d.stickiness === 'branch');
+    expect(branchDomains.filter((d) => d.environment === 'production').map((d) => d.branch)).toEqual([
+      'main',
+      'feature-y',
+    ]);
     // The oldest pushes, not in use, went.
     expect(mains.slice(0, 10).filter((id) => kept.includes(id))).toEqual([]);
     expect(kept).toHaveLength(inUse.length + DEPLOYMENTS_KEPT);
@@ -1549,6 +1563,183 @@ describe('bounded history', () => {
     await p.settle();
     expect((await p.operation(promote)).state).toBe('succeeded');
     expect((await p.snapshot('production')).environment.currentDeploymentId).toBe(y);
+  });
+
+  /** Pushes one deployment from each branch `prefix-from` … `prefix-to`, each ready before the next. */
+  async function pushBranches(
+    p: LocalPlatform,
+    clock: ManualClock,
+    environment: string,
+    prefix: string,
+    from: number,
+    to: number,
+  ): Promise<Map<string, string>> {
+    const ids = new Map<string, string>();
+    for (let i = from; i <= to; i++) {
+      const [id] = await pushBuilt(p, clock, 1, environment, `${prefix}-${i}`);
+      if (id !== undefined) ids.set(`${prefix}-${i}`, id);
+    }
+    return ids;
+  }
+
+  const branchesWithDomains = (p: LocalPlatform, environment: string) =>
+    p
+      .dump()
+      .domains.filter((d) => d.environment === environment && d.stickiness === 'branch')
+      .map((d) => d.branch ?? '')
+      .sort();
+  const names = (prefix: string, from: number, to: number) =>
+    Array.from({ length: to - from + 1 }, (_, i) => `${prefix}-${from + i}`);
+
+  it(`keeps the domains of the branches among an environment's newest ${DEPLOYMENTS_KEPT} pushes and those a rollback needs: 200 branches keep no more than 100`, async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'sy-local-'));
+    dirs.push(dir);
+    const stateFile = join(dir, 'state.json');
+    const clock = new ManualClock();
+    const traffic = recordingPlane();
+    platform = await LocalPlatform.open({
+      clock,
+      stateFile,
+      buildTimeMs: 1,
+      reactivationTimeMs: 1,
+      maintenance: false,
+      traffic: traffic.plane,
+    });
+    const p = platform;
+    // Production: hotfix branches never go live, each gets its branch's domain; preview: every push of
+    // a new branch goes live, with its branch's domain.
+    await pushBranches(p, clock, 'production', 'hotfix', 1, 100);
+    await pushBranches(p, clock, 'preview', 'feature', 1, 100);
+    const at100 = p.dump();
+    const fileAt100 = statSync(stateFile).size;
+    await pushBranches(p, clock, 'production', 'hotfix', 101, 200);
+    const features = await pushBranches(p, clock, 'preview', 'feature', 101, 200);
+    let state = p.dump();
+    expect(state.domains.length).toBe(at100.domains.length);
+    expect(state.deployments.length).toBe(at100.deployments.length);
+    expect(traffic.running.size).toBeLessThanOrEqual(state.deployments.length);
+    expect(statSync(stateFile).size).toBeLessThan(fileAt100 * 1.1);
+    // The newest branches keep their domains; main's points at production's current deployment (a
+    // rollback moves it) and stays although no recent push is of main.
+    expect(branchesWithDomains(p, 'production')).toEqual(['main', ...names('hotfix', 151, 200)].sort());
+    // feature-150's deployment was still in the live history at the last push (as at every push).
+    expect(branchesWithDomains(p, 'preview')).toEqual(names('feature', 150, 200).sort());
+    for (const d of state.domains.filter(
+      (x) => x.stickiness === 'branch' && x.branch?.startsWith('hotfix-'),
+    )) {
+      expect(state.deployments.find((x) => x.id === d.deploymentId)?.branch).toBe(d.branch);
+    }
+
+    // A rollback to production's default target keeps what it needs: the target, and main's domain
+    // to move with the live and environment ones.
+    const plan = buildPlan(await p.snapshot('production'), { action: 'rollback', now: clock.now() });
+    if (!plan.ok) throw new Error(plan.refusal.message);
+    expect(plan.value.target.id).toBe('dep_3hd7xa');
+    expect(plan.value.affectedDomains.map((d) => d.hostname).sort()).toEqual(
+      ['main.acme.localhost', 'production.acme.localhost', 'shop.localhost', 'www.shop.localhost'].sort(),
+    );
+    expect(
+      await finish(p, clock, await p.rollback({ environment: 'production', targetId: 'dep_3hd7xa' })),
+    ).toBe('succeeded');
+    expect(
+      (await p.routing('production')).find((r) => r.hostname === 'main.acme.localhost')?.deploymentId,
+    ).toBe('dep_3hd7xa');
+
+    // Preview rolled back to feature-160's deployment; 60 new branches pushed meanwhile get no domain
+    // (seed), and push the older branches out of the newest pushes. The deployments the live history
+    // names keep theirs (feature-152 to 200; feature-151's entry was the one trimmed), as does the
+    // current one: each is a rollback (or promote) target, whose branch domain moves back with it.
+    const d160 = features.get('feature-160') ?? '';
+    const d200 = features.get('feature-200') ?? '';
+    expect(await finish(p, clock, await p.rollback({ environment: 'preview', targetId: d160 }))).toBe(
+      'succeeded',
+    );
+    await pushBranches(p, clock, 'preview', 'late', 1, 60);
+    expect(branchesWithDomains(p, 'preview')).toEqual(names('feature', 152, 200).sort());
+    const promote = buildPlan(await p.snapshot('preview'), {
+      action: 'promote',
+      target: d200,
+      now: clock.now(),
+    });
+    if (!promote.ok) throw new Error(promote.refusal.message);
+    expect(await finish(p, clock, await p.promote({ environment: 'preview', targetId: d200 }))).toBe(
+      'succeeded',
+    );
+    const routes = new Map((await p.routing('preview')).map((r) => [r.hostname, r.deploymentId]));
+    expect(routes.get('preview.acme.localhost')).toBe(d200);
+    expect(routes.get('feature-200.acme.localhost')).toBe(d200);
+    expect(routes.get('feature-160.acme.localhost')).toBe(d160);
+    state = p.dump();
+    expect(state.deployments.filter((d) => d.environment === 'preview').length).toBeLessThanOrEqual(
+      DEPLOYMENTS_KEPT + LIVE_HISTORY_KEPT,
+    );
+    // A restart loads the bounded state, dropping feature-152's domain: the promote's live-history
+    // entry pushed out the last one naming its deployment.
+    await p.close();
+    platform = await LocalPlatform.open({ clock, stateFile, maintenance: false });
+    expect(branchesWithDomains(platform, 'preview')).toEqual(names('feature', 153, 200).sort());
+  });
+
+  it('preview branches through the real router: running upstreams stay bounded, only the deployments serving an environment keep a warm pool, and a switch target is warmed before the swap', async () => {
+    const clock = new ManualClock();
+    let local: LocalPlatform | undefined;
+    const warmSockets = 4;
+    const router = new TrafficRouter({
+      clock,
+      warmSockets,
+      wake: (id) => local?.wake(id) ?? Promise.resolve(false),
+    });
+    try {
+      const port = await router.listen();
+      local = await LocalPlatform.open({
+        clock,
+        buildTimeMs: 1,
+        reactivationTimeMs: 1,
+        maintenance: false,
+        traffic: router,
+      });
+      platform = local;
+      const p = local;
+      const features = await pushBranches(p, clock, 'preview', 'feature', 1, 80);
+      await p.settle();
+      const running = router.runningUpstreams();
+      // The newest pushes (and the live history, the same ones here) and production's current one.
+      expect(running.length).toBeLessThanOrEqual(DEPLOYMENTS_KEPT + 2);
+      const sockets = () => running.reduce((n, id) => n + (router.upstreamStats(id)?.poolSockets ?? 0), 0);
+      // The pools the branch deployments had while they served preview's domain close once idle.
+      for (let i = 0; i < 100_000 && sockets() > 2 * warmSockets; i++)
+        await new Promise((r) => setImmediate(r));
+      const serving = new Set(['dep_4kq9wz', features.get('feature-80')]);
+      for (const id of running) {
+        expect([id, router.upstreamStats(id)?.pool]).toEqual([id, serving.has(id) ? 'warm' : 'lean']);
+      }
+      // A warm pool for each environment's current deployment, nothing held open for the others.
+      expect(sockets()).toBe(2 * warmSockets);
+      // A lean deployment still answers on its branch's domain (a connection opened on demand).
+      const d79 = features.get('feature-79') ?? '';
+      expect(await probe(port, 'feature-79.acme.localhost')).toEqual({ status: 200, deploymentId: d79 });
+
+      // Rolled back to feature-79's deployment: its pool is warm when the domains move to it.
+      let atSwap: unknown;
+      const off = p.subscribe((e) => {
+        if (e.type !== 'traffic.moved') return;
+        const stats = router.upstreamStats(e.to);
+        atSwap = { pool: stats?.pool, open: (stats?.poolSockets ?? 0) >= warmSockets };
+      });
+      expect(await finish(p, clock, await p.rollback({ environment: 'preview', targetId: d79 }))).toBe(
+        'succeeded',
+      );
+      off();
+      expect(atSwap).toEqual({ pool: 'warm', open: true });
+      await p.settle();
+      // and the deployment it replaced no longer needs one.
+      expect(router.upstreamStats(features.get('feature-80') ?? '')?.pool).toBe('lean');
+      expect(await probe(port, 'preview.acme.localhost')).toEqual({ status: 200, deploymentId: d79 });
+    } finally {
+      await platform?.close();
+      platform = undefined;
+      await router.close();
+    }
   });
 
   it('never drops a preview deployment while a request wakes it', async () => {

@@ -1,6 +1,7 @@
 /**
- * Edge tests (found by mutation testing) of src/platform/local/router.ts (in-flight draining): behaviour no other test
- * pinned down. Real sockets on 127.0.0.1, synchronised by upstream events.
+ * Edge tests (found by mutation testing) of src/platform/local/router.ts (in-flight draining, lean and
+ * warm pools, wake-ups): behaviour no other test pinned down. Real sockets on 127.0.0.1, synchronised
+ * by upstream events.
  */
 import { once } from 'node:events';
 import { type IncomingMessage, request } from 'node:http';
@@ -147,5 +148,66 @@ describe('traffic router draining', () => {
     // The router's own 503 for a deployment without a running upstream (x-deployment-id: none).
     expect([res.statusCode, res.headers['x-deployment-id']]).toEqual([503, 'none']);
     expect(router.stats()).toMatchObject({ inFlight: 0, badGateway: 0, unavailable: 1 });
+  });
+});
+
+describe('traffic router pools and wake-ups', () => {
+  it('a lean upstream holds no connection at rest; resizing it warm opens warmSockets before resolving, and back lean lets a request in flight finish', async () => {
+    const router = new TrafficRouter({ port: 0, warmSockets: 3, leanIdleTimeoutMs: 20 });
+    routers.push(router);
+    await router.startUpstream(A, { pool: 'lean' });
+    router.applyRoutes(new Map([[HOST, A.id]]));
+    const port = await router.listen();
+    const up = router.upstream(A.id);
+    if (up === undefined) throw new Error('upstream A not running');
+    expect(router.upstreamStats(A.id)).toMatchObject({ pool: 'lean', poolSockets: 0, connections: 0 });
+
+    // Warm before it is switched to: every warm connection is open when the resize resolves.
+    await router.resizeUpstream(A.id, 'warm');
+    expect(router.upstreamStats(A.id)).toMatchObject({ pool: 'warm', poolSockets: 3, connections: 3 });
+
+    // A request in flight on the warm pool when it goes lean is answered (nothing dropped), and the
+    // warm connections close once it is done.
+    const release = up.hold();
+    const arrived = once(up, 'request');
+    const slow = get(port, HOST);
+    await arrived;
+    await router.resizeUpstream(A.id, 'lean');
+    expect(router.upstreamStats(A.id)?.pool).toBe('lean');
+    release();
+    expect(await slow).toBe(200);
+    // The lean pool opened the connection this one needed, and closes it once idle.
+    expect(await get(port, HOST)).toBe(200);
+    for (let i = 0; i < 100_000 && (router.upstreamStats(A.id)?.poolSockets ?? 0) > 0; i++) {
+      await new Promise((r) => setImmediate(r));
+    }
+    expect(router.upstreamStats(A.id)).toMatchObject({ pool: 'lean', poolSockets: 0, connections: 4 });
+    expect(router.stats()).toMatchObject({ badGateway: 0, unavailable: 0, inFlight: 0 });
+  });
+
+  it('forgets the requests held for a deployment that did not wake once they are answered (failed, stopped or dropped deployments never drain)', async () => {
+    let answer: (woke: boolean) => void = () => undefined;
+    let asked: () => void = () => undefined;
+    const asking = new Promise<void>((resolve) => {
+      asked = resolve;
+    });
+    const router = new TrafficRouter({
+      port: 0,
+      wake: () => {
+        asked();
+        return new Promise<boolean>((resolve) => {
+          answer = resolve;
+        });
+      },
+    });
+    routers.push(router);
+    router.applyRoutes(new Map([[HOST, A.id]])); // A has no running upstream (a failed build)
+    const port = await router.listen();
+    const status = get(port, HOST);
+    await asking;
+    expect(router.wakingDeployments()).toEqual([A.id]);
+    answer(false);
+    expect(await status).toBe(503);
+    expect(router.wakingDeployments()).toEqual([]);
   });
 });

@@ -124,6 +124,11 @@ describe('the start-up banner', () => {
     expect(routerUrl).toMatch(/^http:\/\/\[::1\]:\d+\/$/);
     expect((await fetch(consoleUrl ?? '')).status).toBe(200);
     expect((await fetch(health ?? '')).status).toBe(200);
+    // What one Ctrl-C does to a switch under way (waits the worker's shutdown timeout, then hands it
+    // back to the queue), and that a second stops at once.
+    expect(sy.out()).toContain(
+      '  Ctrl-C stops: a running switch gets 25 s to finish, else the next start resumes it. Twice: stop now.\n',
+    );
     const routed = await fetch(new URL('/_switchyard/', routerUrl));
     expect(routed.status).toBeLessThan(500);
     process.kill(sy.child.pid ?? 0, 'SIGTERM');

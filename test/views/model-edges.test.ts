@@ -198,6 +198,19 @@ describe('alert suggestion', () => {
     expect(list?.label).toBe('3 more alerts on this deployment (3 still firing)');
   });
 
+  it('alerts only estimated are counted "about", in the list and in a resolution, never as an exact number', () => {
+    const v = confirmationView(plan('rollback'), {
+      state: 'pending',
+      now: NOW,
+      alert: { ...base, resolved: true, othersMore: 2, othersMoreFiring: 0, othersUntracked: 40 },
+    });
+    expect(blocksOf(v, 'list').find((l) => l.label.includes('more alert'))?.label).toBe(
+      'about 42 more alerts on this deployment (0 still firing, and about 40 whose state is not tracked)',
+    );
+    expect(viewText(v)).toContain('…and about 42 more, not listed');
+    expect(viewText(v)).toContain('All of about 43 alerts resolved');
+  });
+
   it('two alerts that both resolved read "All 2 alerts resolved", and the alert line turns neutral', () => {
     const v = confirmationView(plan('rollback'), {
       state: 'pending',

@@ -57,8 +57,19 @@ export const OPERATIONS_KEPT = 200;
  * appears in the live history, is building or waking, or is the target of a switch not finished yet.
  * The others go, with their own domain, and their upstream is stopped. A constant, not a config key:
  * 50 is far more than a rollback ever reaches back to.
+ *
+ * The same number bounds branch domains, which would otherwise keep a deployment each for good (CI
+ * pushing every feature branch: 2000 branches kept 2000 deployments, their running upstreams and a
+ * state file of 1.8 MB). A branch keeps its domain while one of the environment's newest
+ * DEPLOYMENTS_KEPT pushes is of that branch, or while the domain points at a deployment pinned
+ * otherwise (the current one, one in the live history, waking or the target of an unfinished switch:
+ * a branch domain pointing at the current deployment is one a rollback moves). Then it goes, and the
+ * deployment it pointed at falls under the rule above (its upstream stops even if a preview one has
+ * not idled six hours yet, as for any dropped deployment). The branch's next push outside a
+ * rolled-back period gets the domain again.
  */
 export const DEPLOYMENTS_KEPT = 50;
+
 /**
  * How many live-history entries each environment keeps (the newest): every deployment they name is
  * kept (see DEPLOYMENTS_KEPT), so this bounds those too. Enough for any rollback decision, which reads
@@ -68,10 +79,23 @@ export const LIVE_HISTORY_KEPT = 50;
 /** The error of an operation that was still running when the process stopped without closing. */
 export const INTERRUPTED_CODE = 'interrupted';
 
+/**
+ * How the router keeps connections to a running deployment (router.ts `UpstreamPool`): `warm` for one
+ * that serves, or is about to serve, a live or environment domain (its connections are open before
+ * traffic moves to it); `lean` for one reached only by its own domain and perhaps its branch's.
+ */
+export type UpstreamPool = 'warm' | 'lean';
+
 /** What the platform needs from the traffic router (src/platform/local/router.ts implements it). */
 export interface TrafficPlane {
   applyRoutes(routes: ReadonlyMap<string, string>): void;
-  startUpstream(info: Deployment): Promise<void>;
+  /** Starts a deployment's upstream; `pool` as above (a plane may keep one kind for all). */
+  startUpstream(info: Deployment, options?: { pool?: UpstreamPool }): Promise<void>;
+  /**
+   * Changes a running deployment's pool; resolves once it is in place (a warm one with its connections
+   * open). Optional: a plane without it keeps the pool each upstream was started with.
+   */
+  resizeUpstream?(id: string, pool: UpstreamPool): Promise<void>;
   stopUpstream(id: string): Promise<void>;
   upstreamStats(
     id: string,
@@ -162,6 +186,8 @@ export class LocalPlatform implements DeployPlatform {
   private readonly background = new Set<Promise<unknown>>();
   /** Preview deployments being woken by a request, by id. */
   private readonly waking = new Map<string, Promise<boolean>>();
+  /** The pool this platform last asked the router to keep for each deployment it started (see warmIds). */
+  private readonly pools = new Map<string, UpstreamPool>();
   private routesKey = '';
   private maintenanceDone: Promise<void> = Promise.resolve();
   /** True while the state file is behind the state in memory (a write failed; every tick retries). */
@@ -191,8 +217,9 @@ export class LocalPlatform implements DeployPlatform {
     // before any upstream starts; the routes are published below.
     platform.pruneDeployments();
     platform.maintain();
+    const warm = platform.warmIds();
     for (const d of platform.state.deployments) {
-      if (d.status === 'ready') await opts.traffic?.startUpstream(platform.toDeployment(d));
+      if (d.status === 'ready') await platform.startUpstream(d, warm.has(d.id) ? 'warm' : 'lean');
       // A build interrupted by a restart is finished (or failed) from where it stood.
       if (d.status === 'building') platform.scheduleBuild(d.id);
     }
@@ -419,6 +446,8 @@ export class LocalPlatform implements DeployPlatform {
     error?: { code: string; message: string; retryable?: boolean },
   ): void {
     this.markOp(ref, state, error);
+    // A failed switch's target, warmed for it, goes back to the pool it needs (see warmIds).
+    if (state === 'failed') this.adjustPools();
     this.persist();
   }
 
@@ -455,13 +484,21 @@ export class LocalPlatform implements DeployPlatform {
         // Let observers see `pending` before the switch lands, as on a remote platform.
         await new Promise<void>((r) => setImmediate(r));
         if (await this.switchFailed(ref, basis, started)) return;
+        // A running target reached only by its own and branch domains has a lean pool: its connections
+        // are opened before any domain moves to it, as for a target started below (warmIds keeps it
+        // warm until the switch ends).
+        if (target.status === 'ready' && this.pools.get(target.id) !== 'warm') {
+          this.pools.set(target.id, 'warm');
+          await this.opts.traffic?.resizeUpstream?.(target.id, 'warm');
+          if (await this.switchFailed(ref, basis, started)) return;
+        }
       }
       // Checked after that turn too: the 30-minute rule may have put a ready target in standby
       // meanwhile, and a switch must never point domains at a deployment with no upstream.
       if (target.status === 'standby') {
         this.setOp(ref, 'reactivating');
         started = true;
-        await this.opts.traffic?.startUpstream(this.toDeployment(target));
+        await this.startUpstream(target, 'warm');
         if (await this.switchFailed(ref, basis, started)) return;
         await this.clock.sleep(this.opts.reactivationTimeMs ?? 1500, this.abort.signal);
         if (await this.switchFailed(ref, basis, started)) return;
@@ -684,12 +721,21 @@ export class LocalPlatform implements DeployPlatform {
       });
       return;
     }
-    await this.opts.traffic?.startUpstream(this.toDeployment({ ...d, status: 'ready' }));
+    // Warm when it is to take the live and environment domains, lean otherwise (see warmIds).
+    let pool: UpstreamPool = this.goesLive(d) ? 'warm' : 'lean';
+    await this.startUpstream(d, pool);
     // The await let other work run. An operator may have stopped this deployment meanwhile; and what
     // it takes is decided from the state as it is now, not as it was before the start.
-    if (d.status !== 'building') {
-      await this.stopStartedUpstream(id);
-      return;
+    for (;;) {
+      if (d.status !== 'building') {
+        await this.stopStartedUpstream(id);
+        return;
+      }
+      if (pool === 'warm' || !this.goesLive(d)) break;
+      // It goes live after all (a promote ended the rolled-back state meanwhile): warmed first.
+      pool = 'warm';
+      this.pools.set(id, pool);
+      await this.opts.traffic?.resizeUpstream?.(id, pool);
     }
     const now = this.clock.now();
     d.status = 'ready';
@@ -708,8 +754,7 @@ export class LocalPlatform implements DeployPlatform {
     // domains back; it becomes ready without them, like a superseded deployment.
     const newer = (holder: string | undefined) => holder !== undefined && this.pushedAfter(holder, d);
     const previous = env.currentDeploymentId;
-    const isProductionBranch = env.productionBranch === undefined || env.productionBranch === d.branch;
-    const goesLive = isProductionBranch && !newer(previous);
+    const goesLive = this.goesLive(d);
     const moved: string[] = [];
     const serving = this.servingIds();
     this.state.domains = this.state.domains.map((dom) => {
@@ -820,6 +865,7 @@ export class LocalPlatform implements DeployPlatform {
       this.emit({ type: 'deployment.standby', environment: d.environment, deploymentId: d.id, at: now });
     }
     if (moved.length > 0) this.publishRoutes();
+    else this.adjustPools();
     // Traffic seen since the last tick is persisted too (at most one write per tick), so that a
     // restart after a crash does not find a visited preview deployment idle for hours.
     if (moved.length > 0 || sawTraffic || this.unsaved) this.persist();
@@ -862,7 +908,7 @@ export class LocalPlatform implements DeployPlatform {
       try {
         await this.clock.sleep(this.opts.reactivationTimeMs ?? 1500, this.abort.signal);
         if (d.status !== 'standby') return d.status === 'ready';
-        await this.opts.traffic?.startUpstream(this.toDeployment({ ...d, status: 'ready' }));
+        await this.startUpstream(d, this.warmIds().has(d.id) ? 'warm' : 'lean');
         // The start let other work run: stopped by the operator meanwhile (stop its upstream again),
         // or made ready by a rollback to it (nothing left to do).
         if (d.status !== 'standby') {
@@ -1013,6 +1059,19 @@ export class LocalPlatform implements DeployPlatform {
       .sort((a, b) => comparePushOrder(b, a, place));
   }
 
+  /**
+   * Whether `d`, once built, takes its environment's live and environment domains: the environment is
+   * not rolled back, `d` is of its production branch (any branch when it has none), and the current
+   * deployment was not pushed after it.
+   */
+  private goesLive(d: LocalDeployment): boolean {
+    const env = this.env(d.environment);
+    if (env.rolledBack) return false;
+    if (env.productionBranch !== undefined && env.productionBranch !== d.branch) return false;
+    const current = env.currentDeploymentId;
+    return current === undefined || !this.pushedAfter(current, d);
+  }
+
   /** Whether deployment `id` was pushed after `d` (see comparePushOrder). */
   private pushedAfter(id: string, d: LocalDeployment): boolean {
     if (id === d.id) return false;
@@ -1032,19 +1091,12 @@ export class LocalPlatform implements DeployPlatform {
       if (entries.length > LIVE_HISTORY_KEPT)
         this.state.liveHistory[slug] = entries.slice(-LIVE_HISTORY_KEPT);
     }
-    const inUse = new Set<string>(this.waking.keys());
-    for (const env of this.state.environments) {
-      if (env.currentDeploymentId !== undefined) inUse.add(env.currentDeploymentId);
-    }
+    const pinned = this.pinnedIds();
+    this.pruneBranchDomains(pinned);
+    const inUse = new Set(pinned);
     for (const dom of this.state.domains) {
       // Its own per-deployment domain goes with it; any other domain keeps it.
       if (dom.stickiness !== 'deployment' && dom.deploymentId !== undefined) inUse.add(dom.deploymentId);
-    }
-    for (const entries of Object.values(this.state.liveHistory)) {
-      for (const e of entries) inUse.add(e.deploymentId);
-    }
-    for (const op of this.state.operations) {
-      if (op.state !== 'succeeded' && op.state !== 'failed') inUse.add(op.targetId);
     }
     const pruned = new Set<string>();
     for (const env of this.state.environments) {
@@ -1061,7 +1113,61 @@ export class LocalPlatform implements DeployPlatform {
       (dom) => dom.deploymentId === undefined || !pruned.has(dom.deploymentId),
     );
     // Drained like any stopped deployment: a request already on its way still gets its answer.
-    for (const id of pruned) this.track(this.opts.traffic?.stopUpstream(id) ?? Promise.resolve());
+    for (const id of pruned) {
+      this.pools.delete(id);
+      this.track(this.opts.traffic?.stopUpstream(id) ?? Promise.resolve());
+    }
+  }
+
+  /**
+   * Deployments kept whatever their age and domains: each environment's current one, those the live
+   * history names (a rollback's default targets), those waking, and the target of every switch not
+   * finished yet (its plan named it).
+   */
+  private pinnedIds(): Set<string> {
+    const ids = new Set<string>(this.waking.keys());
+    for (const env of this.state.environments) {
+      if (env.currentDeploymentId !== undefined) ids.add(env.currentDeploymentId);
+    }
+    for (const entries of Object.values(this.state.liveHistory)) {
+      for (const e of entries) ids.add(e.deploymentId);
+    }
+    for (const op of this.state.operations) {
+      if (op.state !== 'succeeded' && op.state !== 'failed') ids.add(op.targetId);
+    }
+    return ids;
+  }
+
+  /**
+   * Drops the domain of every branch none of whose pushes is among its environment's newest
+   * DEPLOYMENTS_KEPT, unless it points at a `pinned` deployment (see DEPLOYMENTS_KEPT) or is of the
+   * branch of a switch's target not finished yet (a promote moves it: what its plan listed stays). A
+   * branch domain pointing at nothing (a seed's, waiting for the branch's first push) holds nothing
+   * and stays.
+   */
+  private pruneBranchDomains(pinned: ReadonlySet<string>): void {
+    const recent = new Map<string, Set<string>>();
+    for (const env of this.state.environments) {
+      const newest = this.newestFirst(env.slug).slice(0, DEPLOYMENTS_KEPT);
+      recent.set(env.slug, new Set(newest.map((d) => d.branch)));
+    }
+    for (const op of this.state.operations) {
+      if (op.state === 'succeeded' || op.state === 'failed') continue;
+      const target = this.state.deployments.find((d) => d.id === op.targetId);
+      if (target !== undefined) recent.get(target.environment)?.add(target.branch);
+    }
+    const serving = this.servingIds();
+    const before = this.state.domains.length;
+    this.state.domains = this.state.domains.filter(
+      (dom) =>
+        dom.stickiness !== 'branch' ||
+        dom.branch === undefined ||
+        dom.deploymentId === undefined ||
+        pinned.has(dom.deploymentId) ||
+        recent.get(dom.environment)?.has(dom.branch) !== false,
+    );
+    // The deployment that lost it stopped serving now (production: the 30-minute standby clock).
+    if (this.state.domains.length !== before) this.markServingChanges(serving, this.clock.now());
   }
 
   private history(environment: string): LiveEntry[] {
@@ -1090,9 +1196,58 @@ export class LocalPlatform implements DeployPlatform {
       if (d.deploymentId !== undefined) routes.set(d.hostname, d.deploymentId);
     }
     const key = JSON.stringify([...routes]);
-    if (key === this.routesKey) return;
-    this.routesKey = key;
-    this.opts.traffic?.applyRoutes(routes);
+    if (key !== this.routesKey) {
+      this.routesKey = key;
+      this.opts.traffic?.applyRoutes(routes);
+    }
+    // After the swap: a deployment that lost its live and environment domains no longer needs a warm
+    // pool (its requests under way finish on the old one).
+    this.adjustPools();
+  }
+
+  /**
+   * Deployments whose upstream keeps a warm pool (see UpstreamPool): each environment's current one,
+   * those holding a live or environment domain, and the target of every switch not finished yet (it
+   * is about to take them: runSwitch warms it before the swap). The others, reached only by their own
+   * domain and perhaps their branch's, keep a lean one: a preview environment keeps every recent
+   * branch's deployment running for hours, and a warm pool each is 32 file descriptors.
+   */
+  private warmIds(): Set<string> {
+    const ids = new Set<string>();
+    for (const env of this.state.environments) {
+      if (env.currentDeploymentId !== undefined) ids.add(env.currentDeploymentId);
+    }
+    for (const dom of this.state.domains) {
+      if ((dom.stickiness === 'live' || dom.stickiness === 'environment') && dom.deploymentId !== undefined)
+        ids.add(dom.deploymentId);
+    }
+    for (const op of this.state.operations) {
+      if (op.state !== 'succeeded' && op.state !== 'failed') ids.add(op.targetId);
+    }
+    return ids;
+  }
+
+  /** Starts a deployment's upstream with `pool` (remembered: adjustPools resizes it from there). */
+  private startUpstream(d: LocalDeployment, pool: UpstreamPool): Promise<void> {
+    this.pools.set(d.id, pool);
+    return (
+      this.opts.traffic?.startUpstream(this.toDeployment({ ...d, status: 'ready' }), { pool }) ??
+      Promise.resolve()
+    );
+  }
+
+  /** Asks the router to resize each running deployment's pool that is not the one it needs now. */
+  private adjustPools(): void {
+    const traffic = this.opts.traffic;
+    if (traffic?.resizeUpstream === undefined) return;
+    const warm = this.warmIds();
+    for (const d of this.state.deployments) {
+      if (d.status !== 'ready') continue;
+      const pool: UpstreamPool = warm.has(d.id) ? 'warm' : 'lean';
+      if (this.pools.get(d.id) === pool) continue;
+      this.pools.set(d.id, pool);
+      this.track(traffic.resizeUpstream(d.id, pool));
+    }
   }
 
   /**

@@ -2,7 +2,8 @@
  * The embedded local platform's traffic plane: a real reverse proxy (a `node:http` server in front, one
  * undici connection pool per upstream behind) that routes by `Host` to one Upstream (upstream.ts) per
  * running deployment. It owns the hostname→deployment table, the set
- * of running upstreams and their keep-alive connection pools, the atomic switch and the drain.
+ * of running upstreams and their keep-alive connection pools (warm or lean), the atomic switch and the
+ * drain.
  *
  * Guarantees (issue 2):
  * - A request picks its upstream once, on arrival, from one immutable table; `applyRoutes` swaps the
@@ -79,12 +80,18 @@ export interface TrafficRouterOptions {
    */
   readonly maxSocketsPerUpstream?: number;
   /**
-   * Sockets opened to a new upstream by `startUpstream` before it can receive traffic (at most
-   * maxSocketsPerUpstream). libuv (1.45+) accepts one connection per event-loop turn, and under load a
+   * Sockets a warm pool (see UpstreamPool) opens to its upstream before it can receive traffic, on
+   * `startUpstream` or `resizeUpstream` (at most maxSocketsPerUpstream). libuv (1.45+) accepts one connection per event-loop turn, and under load a
    * turn takes milliseconds, so a pool opened only when traffic arrives would stall the first requests
    * for up to a second. Default: maxSocketsPerUpstream.
    */
   readonly warmSockets?: number;
+  /**
+   * How long, real time, a connection of a lean pool (see UpstreamPool) stays open once idle. A lean
+   * pool opens its connections on demand and closes them when unused, so a deployment reached only by
+   * its own and its branch's domain holds no socket at rest. Default 5 000.
+   */
+  readonly leanIdleTimeoutMs?: number;
   /**
    * Upper bound, real time, on how long a drain (stopUpstream, close) waits for in-flight requests
    * before cutting them off. Default 30 000.
@@ -122,6 +129,7 @@ const defaults = {
   },
   maxSocketsPerUpstream: 16,
   warmSockets: 16,
+  leanIdleTimeoutMs: 5_000,
   drainTimeoutMs: 30_000,
   stallTimeoutMs: 30_000,
   headersTimeoutMs: 10_000,
@@ -178,6 +186,16 @@ export interface RouterStats {
   readonly inFlight: number;
 }
 
+/**
+ * How the router keeps connections to an upstream. `warm`: `warmSockets` connections opened before it
+ * takes traffic and kept for good, so the first requests after a switch to it never wait for
+ * connections to be accepted (a deployment serving, or about to serve, live or environment domains).
+ * `lean`: none opened in advance; connections are opened on demand and closed once idle for
+ * `leanIdleTimeoutMs` (a deployment reached only by its own domain and perhaps its branch's: every
+ * preview branch keeps one running for hours, and 16 sockets each ran the process out of descriptors).
+ */
+export type UpstreamPool = 'warm' | 'lean';
+
 /** An upstream's own counters plus what the router knows about it. */
 export interface RoutedUpstreamStats extends UpstreamStats {
   /**
@@ -185,12 +203,27 @@ export interface RoutedUpstreamStats extends UpstreamStats {
    * waiting for a pooled connection (the upstream's own `inFlight` only sees requests that reached it).
    */
   readonly routedInFlight: number;
+  /** How the router keeps connections to it now (see UpstreamPool). */
+  readonly pool: UpstreamPool;
+  /**
+   * Connections the router holds open to it now: its pool's, and those of a pool it was resized away
+   * from that still finishes its requests (each connection is two descriptors of this process).
+   */
+  readonly poolSockets: number;
 }
 
 interface Entry {
   readonly upstream: Upstream;
-  /** The router's keep-alive connection pool to this upstream (undici). */
-  readonly pool: Pool;
+  /** The router's keep-alive connection pool to this upstream (undici); replaced by a resize. */
+  pool: Pool;
+  /** What `pool` is. */
+  size: UpstreamPool;
+  /** What the last resizeUpstream asked for (the resize under way works towards it). */
+  wanted: UpstreamPool;
+  /** The resize under way, if any. */
+  resizing: Promise<void> | undefined;
+  /** Pools replaced by a resize, closing once their requests are done. */
+  readonly retired: Set<Pool>;
   readonly port: number;
   /** Router requests that picked this upstream and have not closed yet. */
   inFlight: number;
@@ -457,14 +490,19 @@ function warmPool(pool: Pool, count: number): Promise<void> {
   return Promise.all(Array.from({ length: count }, one)).then(() => undefined);
 }
 
-/** Pool options for an upstream: connections never time out while idle (see upstream.ts), no pipelining. */
-function poolOptions(connections: number): Pool.Options {
+/**
+ * Pool options for an upstream, no pipelining. A warm pool's connections never time out while idle
+ * (see upstream.ts); a lean pool closes its own after `leanIdleMs` (the router closes them, not the
+ * upstream, so no request is ever sent on a connection the other side is closing).
+ */
+function poolOptions(connections: number, size: UpstreamPool, leanIdleMs: number): Pool.Options {
+  // The upstream never closes idle connections and stop() destroys the pool: a warm pool keeps them.
+  const keepAlive = size === 'warm' ? 2_147_483_647 : Math.max(1, leanIdleMs);
   return {
     connections,
     pipelining: 1,
-    // The upstream never closes idle connections and stop() destroys the pool: keep them for good.
-    keepAliveTimeout: 2_147_483_647,
-    keepAliveMaxTimeout: 2_147_483_647,
+    keepAliveTimeout: keepAlive,
+    keepAliveMaxTimeout: keepAlive,
     // An upstream may hold a request (tests) or stream for long; the drain timeout bounds a stop.
     headersTimeout: 0,
     bodyTimeout: 0,
@@ -517,6 +555,7 @@ export class TrafficRouter {
         options.warmSockets ?? options.maxSocketsPerUpstream ?? defaults.warmSockets,
         options.maxSocketsPerUpstream ?? defaults.maxSocketsPerUpstream,
       ),
+      leanIdleTimeoutMs: options.leanIdleTimeoutMs ?? defaults.leanIdleTimeoutMs,
       drainTimeoutMs: options.drainTimeoutMs ?? defaults.drainTimeoutMs,
       stallTimeoutMs: options.stallTimeoutMs ?? defaults.stallTimeoutMs,
       headersTimeoutMs: options.headersTimeoutMs ?? defaults.headersTimeoutMs,
@@ -616,16 +655,22 @@ export class TrafficRouter {
   }
 
   /**
-   * Starts the upstream of a deployment and warms its connection pool; resolves once it can take
-   * traffic. Idempotent (a running deployment is left as is). When the same deployment is still draining
-   * from an earlier stop, waits for that first. `delayMs` adds artificial latency (tests, benchmarks).
+   * Starts the upstream of a deployment and opens its connection pool (`pool`, default `warm`: its
+   * warmSockets connections are open before it resolves; see UpstreamPool); resolves once it can take
+   * traffic. Idempotent (a running deployment is left as is: resizeUpstream changes its pool). When the
+   * same deployment is still draining from an earlier stop, waits for that first. `delayMs` adds
+   * artificial latency (tests, benchmarks).
    */
-  startUpstream(info: DeploymentInfo, options: { delayMs?: number } = {}): Promise<void> {
+  startUpstream(
+    info: DeploymentInfo,
+    options: { delayMs?: number; pool?: UpstreamPool } = {},
+  ): Promise<void> {
     if (this.closing) return Promise.reject(new SwitchyardError('internal', 'traffic router was closed'));
     const running = this.entries.get(info.id);
     if (running !== undefined && running.stopping === undefined) return Promise.resolve();
     const pending = this.starting.get(info.id);
     if (pending !== undefined) return pending;
+    const size = options.pool ?? 'warm';
     const start = (async () => {
       if (running?.stopping) await running.stopping;
       const upstream = new Upstream(info, {
@@ -638,8 +683,7 @@ export class TrafficRouter {
         await upstream.stop();
         throw new SwitchyardError('internal', 'traffic router was closed');
       }
-      const pool = new Pool(`http://127.0.0.1:${port}`, poolOptions(this.options.maxSocketsPerUpstream));
-      await warmPool(pool, this.options.warmSockets);
+      const pool = await this.openPool(port, size);
       if (this.closing) {
         await pool.destroy();
         await upstream.stop();
@@ -648,6 +692,10 @@ export class TrafficRouter {
       this.entries.set(info.id, {
         upstream,
         pool,
+        size,
+        wanted: size,
+        resizing: undefined,
+        retired: new Set(),
         port,
         inFlight: 0,
         stopping: undefined,
@@ -657,6 +705,57 @@ export class TrafficRouter {
     })().finally(() => this.starting.delete(info.id));
     this.starting.set(info.id, start);
     return start;
+  }
+
+  /** A connection pool to the upstream on `port`; a warm one has its warmSockets open when it resolves. */
+  private async openPool(port: number, size: UpstreamPool): Promise<Pool> {
+    const pool = new Pool(
+      `http://127.0.0.1:${port}`,
+      poolOptions(this.options.maxSocketsPerUpstream, size, this.options.leanIdleTimeoutMs),
+    );
+    if (size === 'warm') await warmPool(pool, this.options.warmSockets);
+    return pool;
+  }
+
+  /**
+   * Changes how the router keeps connections to a running deployment (see UpstreamPool): the new pool
+   * takes every request from the moment it is in place, and the old one closes once the requests it
+   * carries are done, so nothing is dropped. Resolves once the pool asked for is in place: a `warm`
+   * one with its connections open, which is why a switch to a deployment asks for it before moving
+   * domains to it. Resolves at once for a deployment with no running upstream, or one being stopped.
+   * Calls made while a resize runs end in the size asked for last.
+   */
+  resizeUpstream(deploymentId: string, pool: UpstreamPool): Promise<void> {
+    const entry = this.entries.get(deploymentId);
+    if (entry === undefined || entry.stopping !== undefined || this.closing) return Promise.resolve();
+    entry.wanted = pool;
+    if (entry.resizing === undefined && entry.size !== pool) {
+      entry.resizing = this.resize(entry).finally(() => {
+        entry.resizing = undefined;
+      });
+    }
+    return entry.resizing ?? Promise.resolve();
+  }
+
+  private async resize(entry: Entry): Promise<void> {
+    while (entry.size !== entry.wanted && entry.stopping === undefined && !this.closing) {
+      const size = entry.wanted;
+      const pool = await this.openPool(entry.port, size);
+      // Asked otherwise meanwhile (the loop opens that one), or being stopped: this pool serves nobody.
+      if (size !== entry.wanted || entry.stopping !== undefined || this.closing) {
+        await pool.destroy();
+        continue;
+      }
+      const old = entry.pool;
+      entry.pool = pool;
+      entry.size = size;
+      // Requests already dispatched to it finish there; a retry goes to the new pool (send reads it).
+      entry.retired.add(old);
+      void old
+        .close()
+        .catch(() => undefined)
+        .finally(() => entry.retired.delete(old));
+    }
   }
 
   /**
@@ -693,19 +792,24 @@ export class TrafficRouter {
     entry.onIdle = undefined;
     // A wake-up that resolves after the drain gave up (drainTimeoutMs) finds its entry gone.
     if (entry.held !== undefined) entry.held.closed = true;
-    await entry.pool.destroy();
+    // A resize under way sees the stop and destroys the pool it opened.
+    await entry.resizing;
+    await Promise.all([entry.pool, ...entry.retired].map((pool) => pool.destroy()));
     await entry.upstream.stop();
     if (this.entries.get(deploymentId) === entry) this.entries.delete(deploymentId);
   }
 
   /**
-   * Counters of a running (or draining) deployment's upstream, plus `routedInFlight`; undefined when
-   * it has none. For the idle rule, a deployment is idle only when `routedInFlight` is 0 too.
+   * Counters of a running (or draining) deployment's upstream, plus `routedInFlight` and its pool;
+   * undefined when it has none. For the idle rule, a deployment is idle only when `routedInFlight` is
+   * 0 too.
    */
   upstreamStats(deploymentId: string): RoutedUpstreamStats | undefined {
     const entry = this.entries.get(deploymentId);
     if (entry === undefined) return undefined;
-    return { ...entry.upstream.stats(), routedInFlight: entry.inFlight };
+    let poolSockets = entry.pool.stats.connected;
+    for (const pool of entry.retired) poolSockets += pool.stats.connected;
+    return { ...entry.upstream.stats(), routedInFlight: entry.inFlight, pool: entry.size, poolSockets };
   }
 
   /** Port of a running (or draining) deployment's upstream on 127.0.0.1; undefined when it has none. */
@@ -716,6 +820,11 @@ export class TrafficRouter {
   /** The Upstream object of a running (or draining) deployment (tests use `hold()` and its events). */
   upstream(deploymentId: string): Upstream | undefined {
     return this.entries.get(deploymentId)?.upstream;
+  }
+
+  /** Deployment ids with requests held while they wake (see WakeRoom). */
+  wakingDeployments(): string[] {
+    return [...this.wakeRooms.keys()];
   }
 
   /** Deployment ids whose upstream is in service (started and not being stopped). */
@@ -893,8 +1002,15 @@ export class TrafficRouter {
     const held = room;
     held.count++;
     const leave = () => {
+      if (--held.count > 0) return;
       const claimed = held.entry;
-      if (--held.count === 0 && claimed !== undefined && entryIdle(claimed)) claimed.onIdle?.();
+      if (claimed !== undefined) {
+        if (entryIdle(claimed)) claimed.onIdle?.();
+        return;
+      }
+      // Nobody is held and no drain claimed the room: it goes, or every deployment ever requested
+      // while asleep (a failed build, a stopped or pruned deployment, which never drains) keeps one.
+      if (this.wakeRooms.get(deploymentId) === held) this.wakeRooms.delete(deploymentId);
     };
     let woken: Promise<boolean>;
     try {
