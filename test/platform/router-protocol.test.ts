@@ -12,6 +12,7 @@ import { once } from 'node:events';
 import type { IncomingMessage, Server } from 'node:http';
 import { connect, type Socket } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
+import { ManualClock } from '../../src/clock.js';
 import { type DeploymentInfo, probe, TrafficRouter } from '../../src/platform/local/router.js';
 import type { Upstream } from '../../src/platform/local/upstream.js';
 
@@ -218,7 +219,10 @@ describe('TrafficRouter: pipelining and the stall timer', () => {
   const big = Buffer.alloc(1_000_000, 'z');
 
   it('does not cut a reading client whose pipelined response waits behind a slower one', async () => {
-    const { router, port } = await routed({ warmSockets: 1, stallTimeoutMs }, true);
+    // The stall timer runs on a clock only this test moves: a loaded machine that delays the client's
+    // reads must not make it look stalled once its response has the connection.
+    const stallClock = new ManualClock();
+    const { router, port } = await routed({ warmSockets: 1, stallTimeoutMs, stallClock }, true);
     const upA = upstreamOf(router, A.id);
     const upB = upstreamOf(router, B.id);
     const release = upA.hold();
@@ -234,8 +238,10 @@ describe('TrafficRouter: pipelining and the stall timer', () => {
     );
     s.write(big);
     await bArrived;
-    // Several stall timeouts pass while 2 waits behind 1 (a cut would close the connection sooner).
-    await Promise.race([cut, new Promise((resolve) => setTimeout(resolve, 4 * stallTimeoutMs))]);
+    // Real time for B's answer to reach the router (a timer wrongly started for 2 while it waits would
+    // be running by then), then several stall timeouts pass while 2 still waits behind 1.
+    await Promise.race([cut, new Promise((resolve) => setTimeout(resolve, 500))]);
+    await stallClock.advance(4 * stallTimeoutMs);
     expect(router.stats().stalled).toBe(0);
     release();
 

@@ -98,13 +98,19 @@ export interface TrafficRouterOptions {
    */
   readonly drainTimeoutMs?: number;
   /**
-   * How long, real time, a proxied response may wait on a client that takes none of it (its socket is
+   * How long, on stallClock, a proxied response may wait on a client that takes none of it (its socket is
    * full: the client stopped reading) before the router cuts that client off and frees the upstream
    * connection it held. A client that keeps taking data is not cut; its progress is seen as the kernel
    * takes more of the buffered response, so one far slower than the socket buffers per stallTimeoutMs
    * is (docs/router.md, Limits). 0 disables it. Default 30 000.
    */
   readonly stallTimeoutMs?: number;
+  /**
+   * The clock the stall timer runs on. Default: the system clock (real time). Not `clock`: tests move
+   * that one by hours for the idle rule, which must not cut a download in progress; a test passes a
+   * ManualClock here to end a stall window when it chooses, whatever the load on the machine.
+   */
+  readonly stallClock?: Clock;
   /**
    * How long, real time, a client may take to send a request's headers before the router answers 408
    * and closes the connection (node's default, 60 s checked every 30 s, let a stranger hold a connection
@@ -132,6 +138,7 @@ const defaults = {
   leanIdleTimeoutMs: 5_000,
   drainTimeoutMs: 30_000,
   stallTimeoutMs: 30_000,
+  stallClock: systemClock,
   headersTimeoutMs: 10_000,
   wake: (_deploymentId: string) => Promise.resolve(false),
 } as const satisfies Required<TrafficRouterOptions>;
@@ -558,11 +565,13 @@ export class TrafficRouter {
       leanIdleTimeoutMs: options.leanIdleTimeoutMs ?? defaults.leanIdleTimeoutMs,
       drainTimeoutMs: options.drainTimeoutMs ?? defaults.drainTimeoutMs,
       stallTimeoutMs: options.stallTimeoutMs ?? defaults.stallTimeoutMs,
+      stallClock: options.stallClock ?? defaults.stallClock,
       headersTimeoutMs: options.headersTimeoutMs ?? defaults.headersTimeoutMs,
       wake: options.wake ?? defaults.wake,
     };
     this.hooks = {
       stallTimeoutMs: this.options.stallTimeoutMs,
+      stallClock: this.options.stallClock,
       settled: (entry) => {
         if (--entry.inFlight === 0 && entryIdle(entry) && entry.onIdle !== undefined) entry.onIdle();
         if (--this.inFlight === 0 && this.onIdle !== undefined) this.onIdle();
@@ -1075,6 +1084,8 @@ export class TrafficRouter {
 interface ExchangeHooks {
   /** The router's stallTimeoutMs (0: never cut a client for not reading). */
   readonly stallTimeoutMs: number;
+  /** What the stall timer runs on. */
+  readonly stallClock: Clock;
   /** The request has closed (finished, cut off, or its client gone): release its drain counters, once. */
   settled(entry: Entry): void;
   /** The request was answered 502. */
@@ -1101,8 +1112,8 @@ class ProxyExchange implements Dispatcher.DispatchHandler {
   private queued: boolean;
   /** The stall timer was asked for while queued: it is armed once the response gets its socket. */
   private stallDeferred = false;
-  /** Armed only while the response waits on its client (socket full); see watchStall. */
-  private stallTimer: NodeJS.Timeout | undefined;
+  /** Armed only while the response waits on its client (socket full); see watchStall. Aborting disarms it. */
+  private stallTimer: AbortController | undefined;
   /** `res.writableLength` when the stall timer was armed: less at expiry means the client read some. */
   private stallMark = 0;
 
@@ -1218,18 +1229,23 @@ class ProxyExchange implements Dispatcher.DispatchHandler {
       return;
     }
     this.stallMark = this.res.writableLength;
-    this.stallTimer = setTimeout(checkStall, ms, this);
-    this.stallTimer.unref();
+    const timer = new AbortController();
+    this.stallTimer = timer;
+    this.hooks.stallClock.sleep(ms, timer.signal).then(
+      () => this.stallCheck(timer),
+      () => undefined,
+    );
   }
 
   private unwatchStall(): void {
-    if (this.stallTimer === undefined) return;
-    clearTimeout(this.stallTimer);
+    this.stallTimer?.abort();
     this.stallTimer = undefined;
   }
 
   /** The stall timer expired: cut the client unless it took some of the response meanwhile. */
-  stallCheck(): void {
+  private stallCheck(timer: AbortController): void {
+    // Disarmed once its sleep was over but before this ran: a newer timer (or none) is in charge.
+    if (this.stallTimer !== timer) return;
     this.stallTimer = undefined;
     const res = this.res;
     if (this.done || res.destroyed || res.writableFinished) return;
@@ -1308,10 +1324,6 @@ function waitForTurn(socket: Socket, exchange: ProxyExchange): void {
     for (const queued of queue) queued.closed();
     queue.clear();
   });
-}
-
-function checkStall(exchange: ProxyExchange): void {
-  exchange.stallCheck();
 }
 
 /** A socket-level failure of a reused pooled connection (reset or closed before any answer). */
