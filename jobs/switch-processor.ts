@@ -1901,11 +1901,14 @@ async function runLocked(
     tracker.endRunning('done');
     tracker.progress.outcome = 'succeeded';
     tracker.progress.traffic = traffic;
-    tracker.progress.message = successMessage(data, traffic, snapshot, deps.platform.probe !== undefined, {
+    const success = successMessage(data, traffic, snapshot, deps.platform.probe !== undefined, {
       switchedEarlier: switchedEarlier || earlierLanded,
     });
-    if (earlierLanded)
-      tracker.progress.message = `${tracker.progress.message} The request of an earlier attempt of this ${data.action} made the switch; this attempt's own request was refused as no longer needed (${data.targetId} was already current).`;
+    const earlier = earlierLanded
+      ? ` The request of an earlier attempt of this ${data.action} made the switch; this attempt's own request was refused as no longer needed (${data.targetId} was already current).`
+      : '';
+    tracker.progress.message = `${success.message}${earlier}`;
+    tracker.progress.note = `${success.note}${earlier}`;
     const succeeded = audit({
       event: 'succeeded',
       actor: data.requestedBy,
@@ -2962,9 +2965,16 @@ function domainCount(n: number): string {
   return `${n} ${n === 1 ? 'domain' : 'domains'}`;
 }
 
+/** "both domains" for two, else "all 3 domains". */
+function allDomains(n: number): string {
+  return n === 2 ? 'both domains' : `all ${n} domains`;
+}
+
 /**
- * The success sentence. Its list of domains names a few and counts the rest (`… and 295 more`: the
- * view's domain list has all of them), so the sentence stays whole in chat and in the audit log.
+ * The success sentence (`message`, for the audit log and the logs). Its list of domains names a few
+ * and counts the rest (`… and 295 more`: the view's domain list has all of them), so the sentence
+ * stays whole. `note` is the same without the domains and the switch the chat message's title and
+ * list already say (progress `note`).
  */
 function successMessage(
   data: SwitchJobData,
@@ -2972,7 +2982,7 @@ function successMessage(
   snapshot: EnvironmentSnapshot,
   probed: boolean,
   opts: { readonly switchedEarlier?: boolean } = {},
-): string {
+): { message: string; note: string } {
   const verb = data.action === 'rollback' ? 'Rolled back' : 'Promoted';
   // A rollback an earlier attempt made may have been followed by someone resuming automatic deploys
   // on its target (no traffic moves, so it is still this job's switch): the environment is no longer
@@ -2994,20 +3004,25 @@ function successMessage(
   if (traffic.length === 0) {
     // Only a promote of the current deployment (it resumes automatic deploys) leaves the same one
     // live; any other switch without a domain to move still made its target the current deployment.
-    if (data.targetId === data.expectedCurrent)
-      return `${verb} ${data.environment}: ${data.targetId} stays live and no domain moved. ${after}`;
-    return `${verb} ${data.environment}: ${data.targetId} is now the current deployment; no domain moved (${data.environment} has no domain that follows it). ${after}`;
+    const note =
+      data.targetId === data.expectedCurrent
+        ? `${data.targetId} stays live and no domain moved. ${after}`
+        : `${data.targetId} is now the current deployment; no domain moved (${data.environment} has no domain that follows it). ${after}`;
+    return { message: `${verb} ${data.environment}: ${note}`, note };
   }
   const where =
     snapshot.environment.currentDeploymentId === data.targetId ? '' : ` ${whereTraffic(snapshot)}`;
   // Said as checked: answered by the target (probed), or routed to it by the platform's own routing
   // table (a platform without a probe: no request reached the domains).
-  const head = probed
+  const checked = probed
     ? traffic.length === 1
-      ? `${verb} ${data.environment} to ${data.targetId}: its 1 domain answers from it (`
-      : `${verb} ${data.environment} to ${data.targetId}: all ${traffic.length} domains answer from it (`
+      ? 'its 1 domain answers from it'
+      : `${allDomains(traffic.length)} answer from it`
     : traffic.length === 1
-      ? `${verb} ${data.environment} to ${data.targetId}: the platform routes its 1 domain to it (`
-      : `${verb} ${data.environment} to ${data.targetId}: the platform routes all ${traffic.length} domains to it (`;
-  return `${head}${nameTraffic(traffic)}). ${after}${where}`;
+      ? 'the platform routes its 1 domain to it'
+      : `the platform routes ${allDomains(traffic.length)} to it`;
+  return {
+    message: `${verb} ${data.environment} to ${data.targetId}: ${checked} (${nameTraffic(traffic)}). ${after}${where}`,
+    note: `${checked.charAt(0).toUpperCase()}${checked.slice(1)}. ${after}${where}`,
+  };
 }

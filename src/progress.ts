@@ -109,6 +109,12 @@ export const progressSchema = z.object({
   outcome: outcomeSchema.optional(),
   /** Human sentence for the end state: where traffic is now and what to do next. */
   message: z.string().optional(),
+  /**
+   * On success, what the final chat message says under "Traffic is on …": `message` without the
+   * domains it names (the view lists every one) nor the switch the title says. Optional: progress
+   * published before it has none (views then word the end themselves).
+   */
+  note: z.string().optional(),
   /** Where each affected domain's traffic actually is (verification results). */
   traffic: z.array(trafficSchema).default([]),
   /** Refusal or error code when the outcome is not `succeeded`. */

@@ -835,15 +835,46 @@ const STEP_LABEL: Readonly<Record<StepName, string>> = {
   done: 'Done',
 };
 
-function stepView(name: StepName, record: StepRecord | undefined, progress: Progress): StepView {
-  const label = STEP_LABEL[name];
+/**
+ * A resume of automatic deploys moves no domain: its platform call (a promote of the deployment
+ * already live) only turns automatic deploys back on, so its step says that rather than "Switching
+ * domains" with a duration that reads as domains moving.
+ */
+const RESUME_SWITCH_LABEL = 'Resuming automatic deploys';
+
+/**
+ * A time of day in UTC to the second, "06:07:05 UTC" (as `formatTime`, which says minutes and the
+ * date), with the date in front when it falls on another UTC day than `day` ("2026-11-28 23:59:50
+ * UTC"): for times within a message whose day the chat shows beside it.
+ */
+function clockTime(ms: number, day: number): string {
+  const iso = new Date(ms).toISOString();
+  const clock = `${iso.slice(11, 19)} UTC`;
+  return iso.slice(0, 10) === new Date(day).toISOString().slice(0, 10)
+    ? clock
+    : `${iso.slice(0, 10)} ${clock}`;
+}
+
+function stepView(
+  name: StepName,
+  record: StepRecord | undefined,
+  progress: Progress,
+  resumes: boolean,
+): StepView {
+  const label = name === 'switching' && resumes ? RESUME_SWITCH_LABEL : STEP_LABEL[name];
   if (record !== undefined) {
+    // A message is edited only when the job reports progress, so a running step's elapsed time would
+    // freeze at its last report ("2 ms" for a whole reactivation) and read as stuck or done: it says
+    // when it started instead. A step left running in a job that ended is measured to that end.
+    const running = record.state === 'running' && progress.outcome === undefined;
     const end = record.endedAt ?? progress.updatedAt;
     return {
       step: name,
       label,
       state: record.state,
-      duration: shortDuration(end - record.startedAt),
+      duration: running
+        ? `since ${clockTime(record.startedAt, progress.updatedAt)}`
+        : shortDuration(end - record.startedAt),
       ...(record.detail === undefined ? {} : { detail: record.detail }),
     };
   }
@@ -956,9 +987,9 @@ function laterSpans(progress: Progress, later: LaterCompletion, resumes: boolean
 
 /**
  * The progress message of a switch job, edited in place through every step to the final state: who
- * confirmed and approved, each step with its state and duration, and at the end where traffic was
- * when the job ended, saying when (`progress.updatedAt`): the final message is read long after.
- * Durations of running steps are measured to `progress.updatedAt`, so renders are reproducible.
+ * confirmed and approved, each step with its state and duration (a running one with when it started),
+ * and at the end where traffic was when the job ended, saying when (`progress.updatedAt`): the final
+ * message is read long after. Time comes from the progress only, so renders are reproducible.
  * `later` (a `failed` job only) says the platform completed the switch after the job had given up:
  * an update line first, the title says so, and the job's own end reads as of when it ended.
  */
@@ -989,7 +1020,7 @@ export function progressView(progress: Progress, plan?: Plan, later?: LaterCompl
   for (const r of progress.steps) byName.set(r.step, r);
   const steps = STEP_ORDER.filter(
     (n) => n !== 'reactivating' || byName.has(n) || reactivationApplies(progress, plan),
-  ).map((n) => stepView(n, byName.get(n), progress));
+  ).map((n) => stepView(n, byName.get(n), progress, resumes));
   blocks.push({ type: 'steps', steps });
 
   let tone: Tone = 'info';
@@ -1001,37 +1032,36 @@ export function progressView(progress: Progress, plan?: Plan, later?: LaterCompl
     case 'succeeded': {
       tone = 'success';
       summary = `${title}. Traffic is on ${progress.targetId}.`;
+      // Read long after, like a failure's end: it says when, not "now".
       blocks.push({
         type: 'text',
         tone: 'success',
-        spans: [b('Traffic is on '), c(progress.targetId), b('.')],
+        spans: [
+          b('Traffic is on '),
+          c(progress.targetId),
+          t(` as of ${formatTime(progress.updatedAt)}, when the job ended.`),
+        ],
       });
-      if (progress.action === 'rollback') {
+      // The worker's `note` says how traffic was checked and what became of automatic deploys, as it
+      // found them (they may have been resumed since an earlier attempt's rollback). Its `message` is
+      // the record (audit, logs): it names the domains the list below shows and repeats the title, so
+      // it is not shown. Progress without a note (published before it) gets the general sentence.
+      const note =
+        progress.note ??
+        (progress.action === 'rollback'
+          ? `${progress.environment} is now rolled back: new pushes create deployments but get no domains until someone promotes.`
+          : 'Automatic deploys are on again: the next successful deployment from a push takes the domains.');
+      blocks.push({ type: 'text', spans: [t(note)] });
+      // No domain moved (a resume of automatic deploys): the note says so, and an empty list would
+      // say it a third time.
+      if (progress.traffic.length > 0 || progress.note === undefined) {
         blocks.push({
-          type: 'text',
-          spans: [
-            t(
-              `${progress.environment} is now rolled back: new pushes create deployments but get no domains until someone promotes.`,
-            ),
-          ],
-        });
-      } else {
-        blocks.push({
-          type: 'text',
-          spans: [
-            t(
-              'Automatic deploys are on again: the next successful deployment from a push takes the domains.',
-            ),
-          ],
+          type: 'list',
+          label: `Domains (${progress.traffic.length})`,
+          items: trafficItems(progress),
+          empty: 'No domain moved.',
         });
       }
-      if (progress.message !== undefined) blocks.push({ type: 'text', spans: [t(progress.message)] });
-      blocks.push({
-        type: 'list',
-        label: `Domains (${progress.traffic.length})`,
-        items: trafficItems(progress),
-        empty: 'No domain moved.',
-      });
       break;
     }
     case 'failed':
@@ -1142,7 +1172,11 @@ export function deploymentsView(snapshot: EnvironmentSnapshot, opts: Deployments
         b(' is running'),
         ...(j.requestedBy === undefined ? [] : [t(' (requested by '), person(j.requestedBy), t(')')]),
         ...(j.startedAt === undefined ? [] : [t(`, started ${longDuration(now - j.startedAt)} ago`)]),
-        t('. Buttons come back when it ends.'),
+        // This message is a snapshot, never edited when the switch ends: it says when it was true,
+        // and how to get the buttons back rather than promising they come back here.
+        t(
+          `, as of ${clockTime(now, now)} when this list was read. Buttons are hidden while it runs: run /deployments ${env.slug} again once it ends.`,
+        ),
       ],
     });
   }

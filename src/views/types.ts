@@ -118,7 +118,7 @@ export interface StepView {
   readonly step: string;
   readonly label: string;
   readonly state: StepState;
-  /** "1.2 s" when started. */
+  /** "1.2 s" once ended; while running, when it started: "since 06:07:05 UTC". */
   readonly duration?: string;
   readonly detail?: string;
 }

@@ -725,7 +725,7 @@ describe('Discord end to end', () => {
       await advanceWhenParked(e.clock, REACTIVATION_MS);
     }
     const done = await trafficOn(e, promote.id, fromClick);
-    expect(textOf(done)).toContain('Automatic deploys are on again');
+    expect(textOf(done)).toContain('Automatic deploys resume with the next successful deployment.');
     const after = await e.platform.snapshot('production');
     expect(after.environment.rolledBack).toBe(false);
     expect(after.environment.currentDeploymentId).toBe(record?.plan.target.id);

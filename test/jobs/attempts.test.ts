@@ -489,7 +489,7 @@ describe('a worker killed right after the platform accepted its switch, before i
     ]);
     expect(final?.steps.find((s) => s.step === 'switching')?.detail).toBe(detail);
     expect(final?.message).toBe(
-      `Rolled back env0 to ${target}: all 2 domains answer from it (${seedDomains(0)
+      `Rolled back env0 to ${target}: both domains answer from it (${seedDomains(0)
         .map((h) => `${h} → ${target}`)
         .join(
           ', ',

@@ -527,9 +527,13 @@ describe('switch processor', () => {
 
     expect(final).toMatchObject({ outcome: 'succeeded', attempt: 2, switchLanded: true });
     // Not "paused until a deployment is promoted": Bob resumed them.
-    expect(final?.message).toContain(`Rolled back env0 to ${ids.previous}: all 2 domains answer from it (`);
+    expect(final?.message).toContain(`Rolled back env0 to ${ids.previous}: both domains answer from it (`);
     expect(final?.message).toContain('Automatic deploys were resumed since (env0 is no longer rolled back).');
     expect(final?.message).not.toContain('paused');
+    // The chat's sentence: the same without the domains its list shows and the switch its title says.
+    expect(final?.note).toBe(
+      'Both domains answer from it. Automatic deploys were resumed since (env0 is no longer rolled back).',
+    );
     const switching = final?.steps.find((s) => s.step === 'switching');
     expect(switching).toMatchObject({ state: 'done' });
     expect(switching?.detail).toContain('the request failed, but the platform did it');

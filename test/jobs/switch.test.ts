@@ -1614,10 +1614,12 @@ describe('what a failed or stale switch says at its end is true of the platform'
     expect(final?.outcome).toBe('succeeded');
     expect(final?.message).toMatch(
       new RegExp(
-        `^Rolled back env0 to ${plan.target.id}: the platform routes (its 1 domain|all \\d+ domains) to it \\(`,
+        `^Rolled back env0 to ${plan.target.id}: the platform routes (its 1 domain|both domains|all \\d+ domains) to it \\(`,
       ),
     );
     expect(final?.message).not.toMatch(/answers? from it/);
+    // The chat's sentence says so too (its list of domains shows no check of its own).
+    expect(final?.note).toMatch(/^The platform routes (its 1 domain|both domains|all \d+ domains) to it\./);
   });
 
   const http502 = () =>

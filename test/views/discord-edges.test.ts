@@ -2,11 +2,11 @@ import { describe, expect, it } from 'vitest';
 import { RefusalCode } from '../../src/domain/result.js';
 import { embedLength, renderDiscord } from '../../src/views/discord.js';
 import { c } from '../../src/views/format.js';
-import { confirmationView, deploymentsView, refusalView } from '../../src/views/model.js';
+import { confirmationView, deploymentsView, progressView, refusalView } from '../../src/views/model.js';
 import type { MessageView, ViewBlock } from '../../src/views/types.js';
 import { assertValid, discordMessageSchema } from '../views/blockkit.js';
 import { routingOf } from '../views/catalog.js';
-import { alice, NOW, plan, snapshot } from '../views/fixtures.js';
+import { alice, NOW, plan, progress, snapshot } from '../views/fixtures.js';
 import { deploymentsTruncated, deploymentsWithLongId } from './long-id.js';
 
 function view(over: Partial<MessageView>): MessageView {
@@ -75,6 +75,44 @@ describe('renderDiscord', () => {
     const fields = msg.embeds[0]?.fields ?? [];
     expect(fields).toHaveLength(25);
     expect(fields[24]?.value).toContain('…and 2 more sections not shown');
+  });
+
+  it('a queued switch waiting for another says since when, not a frozen elapsed time', () => {
+    const p = plan('rollback');
+    const msg = renderDiscord(
+      progressView(
+        progress(p, {
+          steps: [
+            {
+              step: 'queued',
+              state: 'running',
+              startedAt: NOW + 5_000,
+              detail: 'Waiting: another production switch is running',
+            },
+          ],
+          updatedAt: NOW + 5_013,
+        }),
+        p,
+      ),
+    );
+    expect(msg.embeds[0]?.description).toContain(
+      '⏳ Queued — since 12:00:05 UTC \\(running\\): Waiting: another production switch is running',
+    );
+  });
+
+  it('/deployments says as of when a switch was running (the message is never edited when it ends)', () => {
+    const s = snapshot();
+    const msg = renderDiscord(
+      deploymentsView(s, {
+        routing: routingOf(s),
+        audit: [],
+        now: NOW + 65_000,
+        activeJob: { action: 'rollback', targetId: 'dep_2', startedAt: NOW },
+      }),
+    );
+    expect(msg.embeds[0]?.description).toContain(
+      'started 1 minute ago, as of 12:01:05 UTC when this list was read. Buttons are hidden while it runs: run /deployments production again once it ends.',
+    );
   });
 
   it('embedLength counts the title', () => {

@@ -254,11 +254,13 @@ describe('renderDiscord', () => {
     ).toBe('/rollback environment:<environment> [deployment:<deployment-id>]');
   });
 
-  it('progress shows steps with durations in the description', () => {
+  it('progress shows steps with durations in the description, a running one with when it started', () => {
     const p = plan('rollback');
     const msg = renderDiscord(progressView(progress(p), p));
     expect(msg.embeds[0]?.description).toContain('✅ Validating the plan — 1.2 s');
-    expect(msg.embeds[0]?.description).toContain('⏳ Reactivating standby target — 12 s \\(running\\)');
+    expect(msg.embeds[0]?.description).toContain(
+      '⏳ Reactivating standby target — since 12:00:01 UTC \\(running\\)',
+    );
   });
 
   it('the Discord rules used above do reject broken messages', () => {

@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import type { AuditEntry } from '../../src/audit.js';
 import type { Plan } from '../../src/domain/plan.js';
 import type { Deployment, EnvironmentSnapshot, LiveEntry } from '../../src/domain/types.js';
-import type { Actor } from '../../src/progress.js';
+import type { Actor, Progress } from '../../src/progress.js';
 import { formatTime, plainText } from '../../src/views/format.js';
 import {
   type AlertContext,
@@ -283,17 +283,22 @@ describe('alert suggestion of missing data', () => {
 });
 
 describe('progressView', () => {
-  it("a succeeded switch shows the job's message", () => {
+  it("a succeeded switch shows the worker's note, not its message (the record, which repeats the title and the domains)", () => {
     const p = plan('rollback');
     const v = progressView(
       progress(p, {
         outcome: 'succeeded',
-        message: 'Traffic verified on 2 of 2 domains.',
+        message: 'Rolled back production to dep_2: its 1 domain answers from it (demo.example.com → dep_2).',
+        note: 'Its 1 domain answers from it. Automatic deploys were resumed since.',
         traffic: [{ hostname: 'demo.example.com', deploymentId: 'dep_2', ok: true }],
       }),
       p,
     );
-    expect(viewText(v)).toContain('Traffic verified on 2 of 2 domains.');
+    expect(viewText(v)).toContain('Its 1 domain answers from it. Automatic deploys were resumed since.');
+    expect(viewText(v)).not.toContain('answers from it (');
+    // The note says what became of automatic deploys, as the worker found them: no general sentence
+    // claiming production is rolled back beside it.
+    expect(viewText(v)).not.toContain('is now rolled back');
   });
 
   it("a failure the platform completed later shows the job's end in a neutral block (the update above is the warning)", () => {
@@ -302,6 +307,138 @@ describe('progressView', () => {
     const end = blocksOf(v, 'text').find((b) => b.spans.some((s) => s.text.startsWith('When the job ended')));
     expect(end?.tone).toBe('neutral');
     expect(v.tone).toBe('warning');
+  });
+
+  // A message is edited only when the job reports: an elapsed time froze at the last report ("2 ms"
+  // for a 30 s reactivation, "13 ms" for a queue wait of 14 s), reading as stuck or done.
+  it('a running step says when it started, the same at every report; a done step its duration', () => {
+    const p = plan('rollback');
+    const steps: Progress['steps'] = [
+      { step: 'queued', state: 'done', startedAt: NOW, endedAt: NOW + 13 },
+      { step: 'validating', state: 'done', startedAt: NOW + 13, endedAt: NOW + 5_013 },
+      { step: 'reactivating', state: 'running', startedAt: NOW + 5_013, detail: 'dep_2 is in standby.' },
+    ];
+    const at = (updatedAt: number) =>
+      blocksOf(progressView(progress(p, { steps, updatedAt }), p), 'steps')[0]?.steps.map(
+        (s) => `${s.step}:${s.duration ?? ''}`,
+      );
+    const first = at(NOW + 5_015);
+    expect(first).toEqual([
+      'queued:13 ms',
+      'validating:5.0 s',
+      'reactivating:since 12:00:05 UTC',
+      'switching:',
+      'verifying:',
+      'done:',
+    ]);
+    expect(at(NOW + 35_000)).toEqual(first);
+  });
+
+  it('a queued job waiting for another switch says since when it waits', () => {
+    const p = plan('rollback');
+    const waiting = progress(p, {
+      steps: [
+        {
+          step: 'queued',
+          state: 'running',
+          startedAt: NOW + 1_500,
+          detail: 'Waiting: another production switch is running (job sw_a3cf).',
+        },
+      ],
+      updatedAt: NOW + 1_513,
+    });
+    const [queued] = blocksOf(progressView(waiting, p), 'steps')[0]?.steps ?? [];
+    expect(queued).toMatchObject({ state: 'running', duration: 'since 12:00:01 UTC' });
+  });
+
+  it('a running step that started on another UTC day than the report names its date', () => {
+    const p = plan('rollback');
+    const start = NOW - 12 * HOUR - 10_000; // 2026-11-28 23:59:50 UTC
+    const v = progressView(
+      progress(p, {
+        steps: [{ step: 'queued', state: 'running', startedAt: start }],
+        updatedAt: NOW - 12 * HOUR + 20_000,
+      }),
+      p,
+    );
+    expect(blocksOf(v, 'steps')[0]?.steps[0]?.duration).toBe('since 2026-11-28 23:59:50 UTC');
+  });
+
+  it('a step left running in a job that ended is measured to the end, not shown as still going', () => {
+    const p = plan('rollback');
+    const v = progressView(
+      progress(p, {
+        outcome: 'failed',
+        message: 'Timed out.',
+        steps: [{ step: 'queued', state: 'running', startedAt: NOW }],
+        updatedAt: NOW + 12_000,
+      }),
+      p,
+    );
+    expect(blocksOf(v, 'steps')[0]?.steps[0]?.duration).toBe('12 s');
+  });
+
+  it('a successful final message says each thing once, and when it ended', () => {
+    const p = plan('rollback');
+    const v = progressView(
+      progress(p, {
+        outcome: 'succeeded',
+        // As the worker writes them (jobs/switch-processor.ts successMessage).
+        message:
+          'Rolled back production to dep_2: both domains answer from it (demo.example.com → dep_2, shop-1.example.com → dep_2). Automatic deploys are paused until a deployment is promoted.',
+        note: 'Both domains answer from it. Automatic deploys are paused until a deployment is promoted.',
+        traffic: [
+          { hostname: 'demo.example.com', deploymentId: 'dep_2', ok: true },
+          { hostname: 'shop-1.example.com', deploymentId: 'dep_2', ok: true },
+        ],
+        updatedAt: NOW + 61_000,
+      }),
+      p,
+    );
+    const body = v.blocks.map((b) => JSON.stringify(b)).join('\n');
+    const count = (text: string) => body.split(text).length - 1;
+    expect(count('demo.example.com')).toBe(1);
+    expect(count('shop-1.example.com')).toBe(1);
+    expect(count('paused') + count('rolled back')).toBe(1);
+    expect(viewText(v)).toContain('Traffic is on dep_2 as of 2026-11-29 12:01 UTC, when the job ended.');
+    expect(viewText(v)).toContain('Both domains answer from it.');
+  });
+
+  it('a resume of automatic deploys says what its platform step does, and that no domain moved once', () => {
+    const p = plan('promote', { rolledBack: true, target: 'dep_2' });
+    const steps: Progress['steps'] = [
+      { step: 'queued', state: 'done', startedAt: NOW, endedAt: NOW + 10 },
+      { step: 'validating', state: 'done', startedAt: NOW + 10, endedAt: NOW + 11 },
+      { step: 'switching', state: 'done', startedAt: NOW + 11, endedAt: NOW + 514 },
+      {
+        step: 'verifying',
+        state: 'done',
+        startedAt: NOW + 514,
+        endedAt: NOW + 515,
+        detail: 'No domain moves: nothing to verify.',
+      },
+      { step: 'done', state: 'done', startedAt: NOW + 515, endedAt: NOW + 515 },
+    ];
+    const note =
+      'dep_2 stays live and no domain moved. Automatic deploys resume with the next successful deployment.';
+    for (const v of [
+      progressView(progress(p, { steps, outcome: 'succeeded', note }), p),
+      // As reporters render it, without the plan.
+      progressView(progress(p, { steps, outcome: 'succeeded', note })),
+      progressView(progress(p, { steps: steps.slice(0, 2), updatedAt: NOW + 11 })),
+    ]) {
+      const labels = blocksOf(v, 'steps')[0]?.steps.map((s) => s.label);
+      expect(labels).toContain('Resuming automatic deploys');
+      expect(labels).not.toContain('Switching domains');
+    }
+    const done = progressView(progress(p, { steps, outcome: 'succeeded', note }), p);
+    expect(viewText(done).match(/no domain moved/gi)).toHaveLength(1);
+    expect(blocksOf(done, 'list')).toHaveLength(0);
+    // A rollback keeps "Switching domains".
+    const rb = plan('rollback');
+    expect(blocksOf(progressView(progress(rb), rb), 'steps')[0]?.steps.map((s) => s.label)).toContain(
+      'Switching domains',
+    );
   });
 });
 

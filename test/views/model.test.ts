@@ -482,7 +482,7 @@ describe('confirmationView', () => {
 });
 
 describe('progressView', () => {
-  it('running: header, who confirmed, each step with state and duration', () => {
+  it('running: header, who confirmed, each step with state and duration (when it started while running)', () => {
     const p = plan('rollback');
     const v = progressView(progress(p, { approvedBy: bob }), p);
     expect(v.title).toBe('Rolling back production to dep_2');
@@ -492,7 +492,7 @@ describe('progressView', () => {
     expect(steps?.steps.map((s) => [s.step, s.state, s.duration ?? ''])).toEqual([
       ['queued', 'done', '120 ms'],
       ['validating', 'done', '1.2 s'],
-      ['reactivating', 'running', '12 s'],
+      ['reactivating', 'running', 'since 12:00:01 UTC'],
       ['switching', 'pending', ''],
       ['verifying', 'pending', ''],
       ['done', 'pending', ''],
@@ -520,7 +520,7 @@ describe('progressView', () => {
       'done',
     ]);
     expect(steps?.steps.find((s) => s.step === 'switching')).toMatchObject({
-      duration: '3 min 5 s',
+      duration: 'since 12:00:00 UTC',
       detail: 'moving 4 domains',
     });
     expect(viewText(v)).toContain('attempt 2');
@@ -540,7 +540,7 @@ describe('progressView', () => {
     );
     expect(v.title).toBe('Rolled back production to dep_2');
     expect(v.tone).toBe('success');
-    expect(viewText(v)).toContain('Traffic is on dep_2.');
+    expect(viewText(v)).toContain('Traffic is on dep_2 as of 2026-11-29 12:00 UTC, when the job ended.');
     expect(viewText(v)).toContain('production is now rolled back');
     const [list] = blocksOf(v, 'list');
     expect(list?.label).toBe('Domains (2)');
@@ -1148,7 +1148,12 @@ describe('deploymentsView', () => {
     });
     const [rows] = blocksOf(v, 'rows');
     expect(rows?.rows.every((r) => r.buttons.length === 0)).toBe(true);
-    expect(viewText(v)).toContain('A promote to dep_6 is running (requested by Bob), started 2 minutes ago.');
+    // A snapshot, never edited when the switch ends: it says as of when, and no longer promises the
+    // buttons come back on it.
+    expect(viewText(v)).toContain(
+      'A promote to dep_6 is running (requested by Bob), started 2 minutes ago, as of 12:00:00 UTC when this list was read. Buttons are hidden while it runs: run /deployments production again once it ends.',
+    );
+    expect(viewText(v)).not.toContain('Buttons come back');
   });
 
   it('limits to recent deployments but always lists the live one, with the total', () => {

@@ -62,6 +62,44 @@ describe('renderSlack', () => {
     expect(allText(renderSlack(progressView(pr, p)))).toContain('target checked');
   });
 
+  it("a resume's final message: its step says what it does, no domain list, each domain of a rollback once, and when it ended", () => {
+    const p = plan('promote', { rolledBack: true, target: 'dep_2' });
+    const resume = allText(
+      renderSlack(
+        progressView(
+          progress(p, {
+            steps: [
+              { step: 'queued', state: 'done', startedAt: NOW, endedAt: NOW + 10 },
+              { step: 'switching', state: 'done', startedAt: NOW + 10, endedAt: NOW + 513 },
+            ],
+            outcome: 'succeeded',
+            note: 'dep_2 stays live and no domain moved. Automatic deploys resume with the next successful deployment.',
+          }),
+        ),
+      ),
+    );
+    expect(resume).toContain(':white_check_mark: Resuming automatic deploys — 503 ms');
+    expect(resume).not.toContain('Switching domains');
+    expect(resume).not.toContain('Domains (0)');
+    expect(resume).toContain('as of 2026-11-29 12:00 UTC, when the job ended.');
+    const rb = plan('rollback');
+    const done = allText(
+      renderSlack(
+        progressView(
+          progress(rb, {
+            outcome: 'succeeded',
+            message:
+              'Rolled back production to dep_2: its 1 domain answers from it (demo.example.com → dep_2).',
+            note: 'Its 1 domain answers from it.',
+            traffic: [{ hostname: 'demo.example.com', deploymentId: 'dep_2', ok: true }],
+          }),
+          rb,
+        ),
+      ),
+    );
+    expect(done.split('demo.example.com')).toHaveLength(2);
+  });
+
   it('a row whose id does not fit a button says why (and what to type instead)', () => {
     const msg = assertValid(slackMessageSchema, renderSlack(deploymentsWithLongId()), 'slack message');
     expect(allText(msg)).toContain('type /promote with it instead');

@@ -218,14 +218,14 @@ describe('renderSlack', () => {
     expect(msg.blocks[0]?.type === 'header' && msg.blocks[0].text.text.length).toBe(150);
   });
 
-  it('progress lists each step with its duration', () => {
+  it('progress lists each step with its duration, a running one with when it started', () => {
     const p = plan('rollback');
     const msg = renderSlack(progressView(progress(p), p));
     const steps = texts(msg.blocks).find((x) => x.text.includes('Validating the plan'));
     expect(steps?.text.split('\n')).toEqual([
       ':white_check_mark: Queued — 120 ms',
       ':white_check_mark: Validating the plan — 1.2 s',
-      ':hourglass_flowing_sand: Reactivating standby target — 12 s (running)',
+      ':hourglass_flowing_sand: Reactivating standby target — since 12:00:01 UTC (running)',
       ':white_circle: Switching domains',
       ':white_circle: Verifying traffic',
       ':white_circle: Done',
