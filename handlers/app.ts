@@ -262,7 +262,6 @@ export async function startSwitchyard(
         // A request to a preview deployment idled by the six-hour rule wakes it.
         wake: (id) => local?.wake(id) ?? Promise.resolve(false),
       });
-      routerPort = await router.listen();
       cleanups.push(() => router.close());
       const traffic: TrafficPlane = router;
       local = await LocalPlatform.open({
@@ -276,6 +275,10 @@ export async function startSwitchyard(
       });
       cleanups.push(() => local?.close() ?? Promise.resolve());
       api = createLocalApi(local);
+      // Only now, with the state loaded, every running deployment's upstream started and the routes
+      // installed: a router listening sooner told visitors a live domain was unknown (404) while the
+      // platform started.
+      routerPort = await router.listen();
       platform = local;
     } else if (config.platform === 'unkey') {
       platform = createUnkeyPlatform(config, {

@@ -4,6 +4,7 @@
 
 import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { request as httpRequest, type IncomingMessage, type ServerResponse } from 'node:http';
+import { createServer as createNetServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { Writable } from 'node:stream';
@@ -34,6 +35,7 @@ import { ObservableClock } from '../jobs/fixtures/platform-server.js';
 import { jobsSeed, seedIds } from '../jobs/fixtures/seed.js';
 import { redisUrl, uniqueName } from '../support/redis.js';
 import { openTestQueue, QUICK_RETRIES, startTestWorker } from '../support/switch-worker.js';
+import { startTestSwitchyard } from '../support/switchyard.js';
 
 const MIN = 60_000;
 let platform: LocalPlatform | undefined;
@@ -1466,6 +1468,9 @@ describe('bounded history', () => {
     const p = platform;
     const production = idsOf(p, 'production');
     const first = await pushBuilt(p, clock, 2 * DEPLOYMENTS_KEPT, 'preview', 'main');
+    // dep_p2fe8r's branch, feature-search, is none of the newest pushes' and it left the live history:
+    // its branch domain lingers while the deployment runs (the seed: until idle six hours).
+    expect(idsOf(p, 'preview')).toContain('dep_p2fe8r');
     const afterFirst = idsOf(p, 'preview');
     const second = await pushBuilt(p, clock, 2 * DEPLOYMENTS_KEPT, 'preview', 'main');
     const state = p.dump();
@@ -1473,11 +1478,12 @@ describe('bounded history', () => {
     // Bounded: as many after 200 pushes as after 100.
     expect(kept.length).toBe(afterFirst.length);
     // The newest pushes, plus the one pushed before them, still in the live history (its newest entries
-    // only) at the last push. dep_p2fe8r went: its branch, feature-search, is none of the newest pushes'
-    // and it left the live history, so its branch domain went first.
+    // only) at the last push, and dep_p2fe8r, still on its lingering branch domain.
     expect(state.liveHistory.preview).toHaveLength(LIVE_HISTORY_KEPT);
-    expect(new Set(kept)).toEqual(new Set(second.slice(-(DEPLOYMENTS_KEPT + 1))));
-    expect(state.domains.filter((d) => d.hostname === 'feature-search.acme.localhost')).toEqual([]);
+    expect(new Set(kept)).toEqual(new Set([...second.slice(-(DEPLOYMENTS_KEPT + 1)), 'dep_p2fe8r']));
+    expect(
+      state.domains.filter((d) => d.hostname === 'feature-search.acme.localhost').map((d) => d.deploymentId),
+    ).toEqual(['dep_p2fe8r']);
     // A dropped deployment's own domain went with it, no route names it, its upstream was stopped.
     const dropped = [...first, ...second].filter((id) => !kept.includes(id));
     expect(dropped.length).toBeGreaterThanOrEqual(3 * DEPLOYMENTS_KEPT - 2);
@@ -1493,14 +1499,21 @@ describe('bounded history', () => {
       expect(state.domains.some((d) => d.deploymentId === id && d.stickiness === 'deployment')).toBe(true);
     }
     expect(idsOf(p, 'production')).toEqual(production);
-    // The state file holds the same, and loads again (dropping at start-up the one the live history
-    // no longer names).
+    // Six hours without a request: dep_p2fe8r idled out, and its lingering domain went with it at that
+    // tick, as did the deployment the live history no longer names.
+    await clock.advance(PREVIEW_IDLE_MS);
+    p.maintain();
+    const idled = idsOf(p, 'preview');
+    expect(new Set(idled)).toEqual(new Set(second.slice(-DEPLOYMENTS_KEPT)));
+    expect(p.dump().domains.filter((d) => d.hostname === 'feature-search.acme.localhost')).toEqual([]);
+    expect(traffic.stopped.has('dep_p2fe8r')).toBe(true);
+    expect(idsOf(p, 'production')).toEqual(production);
+    // The state file holds the same, and loads again.
     await p.close();
     const saved = JSON.parse(readFileSync(stateFile, 'utf8')) as LocalState;
-    expect(saved.deployments.filter((d) => d.environment === 'preview').map((d) => d.id)).toEqual(kept);
+    expect(saved.deployments.filter((d) => d.environment === 'preview').map((d) => d.id)).toEqual(idled);
     platform = await LocalPlatform.open({ clock, stateFile, maintenance: false });
-    const oldest = second.at(-(DEPLOYMENTS_KEPT + 1));
-    expect(idsOf(platform, 'preview')).toEqual(kept.filter((id) => id !== oldest));
+    expect(idsOf(platform, 'preview')).toEqual(idled);
   });
 
   it('never drops a deployment in use: current, holding a domain, in the live history, building, or the target of a switch under way', async () => {
@@ -1538,7 +1551,13 @@ describe('bounded history', () => {
     const inUse = ['dep_3hd7xa', 'dep_4kq9wz', 'dep_2mc5ty', 'dep_1ab3cd', y, y2];
     let kept = idsOf(p, 'production');
     expect(kept).toEqual(expect.arrayContaining([...inUse, ...mains.slice(-DEPLOYMENTS_KEPT)]));
-    // feature-x is no longer among the newest pushes: its branch domain went, and x with it.
+    // feature-x is no longer among the newest pushes: its branch domain lingers while x runs, no longer
+    // serving, so x is a previous deployment: 30 minutes later it is in standby, and the domain goes
+    // with x.
+    expect(kept).toContain(x);
+    await clock.advance(STANDBY_AFTER_MS);
+    p.maintain();
+    kept = idsOf(p, 'production');
     expect(kept).not.toContain(x);
     const branchDomains = p.dump().domains.filter((d) => d.stickiness === 'branch');
     expect(branchDomains.filter((d) => d.environment === 'production').map((d) => d.branch)).toEqual([
@@ -1606,14 +1625,25 @@ describe('bounded history', () => {
       traffic: traffic.plane,
     });
     const p = platform;
+    // A branch pushed out of the newest pushes keeps its domain while its deployment runs (a preview
+    // one until idle six hours; a production one, no longer serving, until its standby 30 minutes
+    // later): the bound is measured once nothing was used for six hours.
+    const idle = async () => {
+      await clock.advance(PREVIEW_IDLE_MS);
+      p.maintain();
+    };
     // Production: hotfix branches never go live, each gets its branch's domain; preview: every push of
     // a new branch goes live, with its branch's domain.
     await pushBranches(p, clock, 'production', 'hotfix', 1, 100);
     await pushBranches(p, clock, 'preview', 'feature', 1, 100);
+    await idle();
     const at100 = p.dump();
     const fileAt100 = statSync(stateFile).size;
     await pushBranches(p, clock, 'production', 'hotfix', 101, 200);
     const features = await pushBranches(p, clock, 'preview', 'feature', 101, 200);
+    // None of the branches pushed since lost its domain: each deployment runs (the seed's rules).
+    expect(branchesWithDomains(p, 'preview')).toEqual(names('feature', 101, 200).sort());
+    await idle();
     let state = p.dump();
     expect(state.domains.length).toBe(at100.domains.length);
     expect(state.deployments.length).toBe(at100.deployments.length);
@@ -1622,8 +1652,9 @@ describe('bounded history', () => {
     // The newest branches keep their domains; main's points at production's current deployment (a
     // rollback moves it) and stays although no recent push is of main.
     expect(branchesWithDomains(p, 'production')).toEqual(['main', ...names('hotfix', 151, 200)].sort());
-    // feature-150's deployment was still in the live history at the last push (as at every push).
-    expect(branchesWithDomains(p, 'preview')).toEqual(names('feature', 150, 200).sort());
+    // feature-151 to 200's deployments are in the live history (feature-150's entry went at the last
+    // push, and its domain at the tick, its deployment idle).
+    expect(branchesWithDomains(p, 'preview')).toEqual(names('feature', 151, 200).sort());
     for (const d of state.domains.filter(
       (x) => x.stickiness === 'branch' && x.branch?.startsWith('hotfix-'),
     )) {
@@ -1703,8 +1734,9 @@ describe('bounded history', () => {
       const features = await pushBranches(p, clock, 'preview', 'feature', 1, 80);
       await p.settle();
       const running = router.runningUpstreams();
-      // The newest pushes (and the live history, the same ones here) and production's current one.
-      expect(running.length).toBeLessThanOrEqual(DEPLOYMENTS_KEPT + 2);
+      // Every branch just pushed runs (the seed: until idle six hours; those beyond the newest pushes
+      // on their lingering domain), as do the demo's dep_p2fe8r and production's current one.
+      expect(running.length).toBe(80 + 2);
       const sockets = () => running.reduce((n, id) => n + (router.upstreamStats(id)?.poolSockets ?? 0), 0);
       // The pools the branch deployments had while they served preview's domain close once idle.
       for (let i = 0; i < 100_000 && sockets() > 2 * warmSockets; i++)
@@ -1735,6 +1767,74 @@ describe('bounded history', () => {
       // and the deployment it replaced no longer needs one.
       expect(router.upstreamStats(features.get('feature-80') ?? '')?.pool).toBe('lean');
       expect(await probe(port, 'preview.acme.localhost')).toEqual({ status: 200, deploymentId: d79 });
+
+      // Six hours without a request: every preview deployment idled out, and the lingering branch
+      // domains went with theirs. What runs is production's current deployment only.
+      await clock.advance(PREVIEW_IDLE_MS);
+      p.maintain();
+      await p.settle();
+      expect(router.runningUpstreams()).toEqual(['dep_4kq9wz']);
+      expect(branchesWithDomains(p, 'preview').length).toBeLessThanOrEqual(DEPLOYMENTS_KEPT);
+      expect(idsOf(p, 'preview').length).toBeLessThanOrEqual(DEPLOYMENTS_KEPT + 1);
+    } finally {
+      await platform?.close();
+      platform = undefined;
+      await router.close();
+    }
+  });
+
+  it(`preview: a branch pushed out of the newest ${DEPLOYMENTS_KEPT} pushes keeps its domain and serves while it is used within six hours; idle six hours, its domain goes and is not woken`, async () => {
+    const HOUR = 60 * MIN;
+    const clock = new ManualClock();
+    let local: LocalPlatform | undefined;
+    const router = new TrafficRouter({
+      clock,
+      warmSockets: 1,
+      wake: (id) => local?.wake(id) ?? Promise.resolve(false),
+    });
+    try {
+      const port = await router.listen();
+      local = await LocalPlatform.open({
+        clock,
+        buildTimeMs: 1,
+        reactivationTimeMs: 1,
+        maintenance: false,
+        traffic: router,
+      });
+      platform = local;
+      const p = local;
+      const [old] = await pushBuilt(p, clock, 1, 'preview', 'feature-old');
+      // 60 newer branches over six hours; someone uses feature-old every hour meanwhile.
+      let newer = new Map<string, string>();
+      for (let hour = 1; hour <= 6; hour++) {
+        newer = await pushBranches(p, clock, 'preview', `h${hour}`, 1, 10);
+        await clock.advance(HOUR);
+        expect(await get(port, 'feature-old.acme.localhost')).toEqual({ status: 200, deploymentId: old });
+        p.maintain();
+      }
+      // Out of the newest pushes and of the live history, still running and serving its domain.
+      expect(branchesWithDomains(p, 'preview')).toContain('feature-old');
+      expect((await p.getDeployment(old ?? ''))?.status).toBe('ready');
+      expect(p.dump().liveHistory.preview?.some((e) => e.deploymentId === old)).toBe(false);
+
+      // Then six hours with no request: it idles out, and its domain goes at that tick with it (404,
+      // never woken); a branch among the newest pushes that idled out too keeps its domain and wakes.
+      await clock.advance(PREVIEW_IDLE_MS);
+      expect(p.maintain()).toContain(old);
+      expect(branchesWithDomains(p, 'preview')).not.toContain('feature-old');
+      expect(await p.getDeployment(old ?? '')).toBeUndefined();
+      expect(await get(port, 'feature-old.acme.localhost')).toEqual({ status: 404, deploymentId: undefined });
+      await p.settle();
+      expect(router.runningUpstreams()).not.toContain(old);
+      const recent = newer.get('h6-10') ?? '';
+      expect((await p.getDeployment(recent))?.status).toBe('standby');
+      const sleepers = clock.pending;
+      const woken = get(port, 'h6-10.acme.localhost');
+      // Held while its wake-up waits on the clock.
+      for (let i = 0; i < 100_000 && clock.pending === sleepers; i++)
+        await new Promise((r) => setImmediate(r));
+      await clock.advance(1);
+      expect(await woken).toEqual({ status: 200, deploymentId: recent });
     } finally {
       await platform?.close();
       platform = undefined;
@@ -1810,6 +1910,95 @@ describe('bounded history', () => {
     expect(dropped.filter((id) => traffic.running.has(id) || traffic.stopped.has(id))).toEqual([]);
     expect(dropped.filter((id) => traffic.routed().has(id))).toEqual([]);
     expect(platform.dump().domains.filter((d) => dropped.includes(d.deploymentId ?? ''))).toEqual([]);
+  });
+});
+
+describe('start-up: the router opens with its routes in place', () => {
+  /** A port free on 127.0.0.1 a moment ago (the router must listen on a port known before it opens). */
+  async function freePort(): Promise<number> {
+    const server = createNetServer();
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    const { port } = server.address() as { port: number };
+    await new Promise<void>((resolve) => server.close(() => resolve()));
+    return port;
+  }
+
+  const dirs: string[] = [];
+  afterEach(() => {
+    for (const dir of dirs.splice(0)) rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('after a restart, from the moment the port accepts connections, a live domain is answered by its deployment, never 404 unknown_host', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'sy-local-'));
+    dirs.push(dir);
+    const stateFile = join(dir, 'state.json');
+    // The demo plus 30 running preview deployments: their upstreams take a while to start.
+    const now = Date.now();
+    const seed = demoState(now);
+    for (let i = 1; i <= 30; i++) {
+      seed.deployments.push({
+        id: `dep_start${i}`,
+        projectId: 'proj_acme',
+        environment: 'preview',
+        branch: `start-${i}`,
+        commit: { sha: i.toString(16).padStart(8, '0'), message: `Push #${i}`, author: 'ci' },
+        createdAt: now - MIN,
+        readyAt: now - MIN,
+        status: 'ready',
+      });
+    }
+    const file = { local: { seed, stateFile, reactivationTime: '200ms', buildTime: '300ms' } };
+    // A first run writes the state file the restart loads.
+    await (await startTestSwitchyard({ file })).close();
+    const port = await freePort();
+    const answers: number[] = [];
+    let started = false;
+    let gaveUp = false;
+    let after = 0;
+    // A visitor asking again and again from before start-up until well after the router opened.
+    const visitor = (async () => {
+      while (!gaveUp && (!started || after < 20)) {
+        try {
+          const { status } = await get(port, 'shop.localhost');
+          answers.push(status);
+          if (started) after++;
+        } catch (e) {
+          if ((e as NodeJS.ErrnoException).code !== 'ECONNREFUSED') throw e;
+          await new Promise((r) => setImmediate(r));
+        }
+      }
+    })();
+    const app = await startTestSwitchyard({
+      env: { LOCAL_ROUTER_PORT: String(port) },
+      file,
+    }).finally(() => {
+      started = true;
+    });
+    try {
+      await visitor;
+      expect(app.routerPort).toBe(port);
+      expect(answers.filter((s) => s !== 200)).toEqual([]);
+      expect(answers.length).toBeGreaterThanOrEqual(20);
+    } finally {
+      gaveUp = true;
+      await visitor.catch(() => undefined);
+      await app.close();
+    }
+  });
+  it('the platform installs its routes once the upstreams it starts run: a router already listening never answers a live domain 503 meanwhile', async () => {
+    // The demo: loading it puts production's old deployments in standby (a route change) first.
+    const calls: string[] = [];
+    const plane: TrafficPlane = {
+      applyRoutes: () => calls.push('routes'),
+      startUpstream: async (d) => {
+        calls.push(`start ${d.id}`);
+      },
+      stopUpstream: async () => undefined,
+      upstreamStats: () => undefined,
+    };
+    platform = await LocalPlatform.open({ clock: new ManualClock(), maintenance: false, traffic: plane });
+    expect(calls.filter((c) => c.startsWith('start')).length).toBeGreaterThan(0);
+    expect(calls.indexOf('routes')).toBe(calls.length - 1);
   });
 });
 

@@ -63,10 +63,15 @@ export const OPERATIONS_KEPT = 200;
  * state file of 1.8 MB). A branch keeps its domain while one of the environment's newest
  * DEPLOYMENTS_KEPT pushes is of that branch, or while the domain points at a deployment pinned
  * otherwise (the current one, one in the live history, waking or the target of an unfinished switch:
- * a branch domain pointing at the current deployment is one a rollback moves). Then it goes, and the
- * deployment it pointed at falls under the rule above (its upstream stops even if a preview one has
- * not idled six hours yet, as for any dropped deployment). The branch's next push outside a
- * rolled-back period gets the domain again.
+ * a branch domain pointing at the current deployment is one a rollback moves). Beyond that the domain
+ * lingers: it stays for as long as its deployment runs, never taken from a deployment that still
+ * serves it (the seed: a preview deployment stays running until idle for six hours), and goes once the
+ * deployment no longer runs; the deployment then falls under the rule above. How long it runs is the
+ * seed's own rules: a preview deployment until six hours without a request; in production a lingering
+ * domain does not count as serving, so its deployment is a previous one and goes to standby 30
+ * minutes after it stopped serving (at the latest 30 minutes after its branch left the newest
+ * pushes). A lingering domain whose deployment idled out is removed, not woken (see lingeringDomains):
+ * the branch's next push outside a rolled-back period gets the domain again.
  */
 export const DEPLOYMENTS_KEPT = 50;
 
@@ -216,7 +221,9 @@ export class LocalPlatform implements DeployPlatform {
     // A state file written before deployments were pruned (or a large seed) is brought within bounds
     // before any upstream starts; the routes are published below.
     platform.pruneDeployments();
-    platform.maintain();
+    // The routes are published once the upstreams below run, never before: a router already listening
+    // would answer a live domain 503 meanwhile.
+    platform.maintainOnce(false);
     const warm = platform.warmIds();
     for (const d of platform.state.deployments) {
       if (d.status === 'ready') await platform.startUpstream(d, warm.has(d.id) ? 'warm' : 'lean');
@@ -838,13 +845,23 @@ export class LocalPlatform implements DeployPlatform {
 
   /**
    * Applies the time rules once: production deployments not serving for 30 minutes go to standby;
-   * preview deployments not holding a domain and idle for six hours go to standby. Returns the ids moved.
+   * preview deployments idle for six hours go to standby. Drops what is no longer needed before and
+   * after (pruneDeployments: a lingering branch domain goes with its deployment's standby). Returns
+   * the ids moved to standby.
    */
   maintain(): string[] {
+    return this.maintainOnce(true);
+  }
+
+  /** maintain, publishing the routes when `publish` (not at start-up, before the upstreams run). */
+  private maintainOnce(publish: boolean): string[] {
     const now = this.clock.now();
     const moved: string[] = [];
-    const serving = this.servingIds();
     const sawTraffic = this.recordTraffic();
+    // First the bounds: a production deployment whose branch domain began lingering since the last
+    // push starts its 30 minutes here (see DEPLOYMENTS_KEPT).
+    let pruned = this.pruneDeployments();
+    const serving = this.servingIds();
     for (const d of this.state.deployments) {
       if (d.status !== 'ready') continue;
       const stats = this.opts.traffic?.upstreamStats(d.id);
@@ -864,11 +881,13 @@ export class LocalPlatform implements DeployPlatform {
       this.track(this.opts.traffic?.stopUpstream(d.id) ?? Promise.resolve());
       this.emit({ type: 'deployment.standby', environment: d.environment, deploymentId: d.id, at: now });
     }
-    if (moved.length > 0) this.publishRoutes();
-    else this.adjustPools();
+    // A lingering branch domain whose deployment just went to standby goes now, in the same step: a
+    // request never wakes a deployment only it still held.
+    if (moved.length > 0) pruned = this.pruneDeployments() || pruned;
+    if (publish) this.publishRoutes();
     // Traffic seen since the last tick is persisted too (at most one write per tick), so that a
     // restart after a crash does not find a visited preview deployment idle for hours.
-    if (moved.length > 0 || sawTraffic || this.unsaved) this.persist();
+    if (moved.length > 0 || pruned || sawTraffic || this.unsaved) this.persist();
     return moved;
   }
 
@@ -1021,15 +1040,18 @@ export class LocalPlatform implements DeployPlatform {
 
   /**
    * Deployments serving: each environment's current deployment (whatever domains it has), and any
-   * holding a domain that is not its own deployment domain.
+   * holding a domain that is not its own deployment domain, nor a lingering branch domain (kept only
+   * while its deployment runs: see DEPLOYMENTS_KEPT).
    */
   private servingIds(): Set<string> {
     const ids = new Set<string>();
     for (const env of this.state.environments) {
       if (env.currentDeploymentId !== undefined) ids.add(env.currentDeploymentId);
     }
+    const lingering = this.lingeringDomains(this.pinnedIds());
     for (const dom of this.state.domains) {
-      if (dom.stickiness !== 'deployment' && dom.deploymentId !== undefined) ids.add(dom.deploymentId);
+      if (dom.stickiness !== 'deployment' && dom.deploymentId !== undefined && !lingering.has(dom.hostname))
+        ids.add(dom.deploymentId);
     }
     return ids;
   }
@@ -1083,16 +1105,20 @@ export class LocalPlatform implements DeployPlatform {
   /**
    * Drops the deployments no longer needed (see DEPLOYMENTS_KEPT), with their own domains, and stops
    * their upstreams; trims the live history to LIVE_HISTORY_KEPT first, since the deployments it names
-   * are kept. The caller publishes the routes (the pruned own domains no longer route) and writes the
-   * state.
+   * are kept, and drops the lingering branch domains whose deployment no longer runs. The caller
+   * publishes the routes (the pruned own domains no longer route) and writes the state. Returns
+   * whether anything changed.
    */
-  private pruneDeployments(): void {
+  private pruneDeployments(): boolean {
+    let changed = false;
     for (const [slug, entries] of Object.entries(this.state.liveHistory)) {
-      if (entries.length > LIVE_HISTORY_KEPT)
+      if (entries.length > LIVE_HISTORY_KEPT) {
         this.state.liveHistory[slug] = entries.slice(-LIVE_HISTORY_KEPT);
+        changed = true;
+      }
     }
     const pinned = this.pinnedIds();
-    this.pruneBranchDomains(pinned);
+    if (this.pruneBranchDomains(pinned)) changed = true;
     const inUse = new Set(pinned);
     for (const dom of this.state.domains) {
       // Its own per-deployment domain goes with it; any other domain keeps it.
@@ -1106,7 +1132,7 @@ export class LocalPlatform implements DeployPlatform {
         if (d.status !== 'building' && !inUse.has(d.id)) pruned.add(d.id);
       }
     }
-    if (pruned.size === 0) return;
+    if (pruned.size === 0) return changed;
     this.state.deployments = this.state.deployments.filter((d) => !pruned.has(d.id));
     // Only per-deployment domains can still point at a pruned deployment (any other keeps it).
     this.state.domains = this.state.domains.filter(
@@ -1117,6 +1143,7 @@ export class LocalPlatform implements DeployPlatform {
       this.pools.delete(id);
       this.track(this.opts.traffic?.stopUpstream(id) ?? Promise.resolve());
     }
+    return true;
   }
 
   /**
@@ -1139,13 +1166,13 @@ export class LocalPlatform implements DeployPlatform {
   }
 
   /**
-   * Drops the domain of every branch none of whose pushes is among its environment's newest
-   * DEPLOYMENTS_KEPT, unless it points at a `pinned` deployment (see DEPLOYMENTS_KEPT) or is of the
-   * branch of a switch's target not finished yet (a promote moves it: what its plan listed stays). A
-   * branch domain pointing at nothing (a seed's, waiting for the branch's first push) holds nothing
-   * and stays.
+   * The hostnames of the lingering branch domains (see DEPLOYMENTS_KEPT): of a branch none of whose
+   * pushes is among its environment's newest DEPLOYMENTS_KEPT, nor the branch of a switch's target not
+   * finished yet (a promote moves it: what its plan listed stays), pointing at a deployment not
+   * `pinned`. A branch domain pointing at nothing (a seed's, waiting for the branch's first push) holds
+   * nothing and never lingers.
    */
-  private pruneBranchDomains(pinned: ReadonlySet<string>): void {
+  private lingeringDomains(pinned: ReadonlySet<string>): Set<string> {
     const recent = new Map<string, Set<string>>();
     for (const env of this.state.environments) {
       const newest = this.newestFirst(env.slug).slice(0, DEPLOYMENTS_KEPT);
@@ -1156,18 +1183,45 @@ export class LocalPlatform implements DeployPlatform {
       const target = this.state.deployments.find((d) => d.id === op.targetId);
       if (target !== undefined) recent.get(target.environment)?.add(target.branch);
     }
-    const serving = this.servingIds();
+    const hostnames = new Set<string>();
+    for (const dom of this.state.domains) {
+      if (
+        dom.stickiness === 'branch' &&
+        dom.branch !== undefined &&
+        dom.deploymentId !== undefined &&
+        !pinned.has(dom.deploymentId) &&
+        recent.get(dom.environment)?.has(dom.branch) === false
+      )
+        hostnames.add(dom.hostname);
+    }
+    return hostnames;
+  }
+
+  /**
+   * Drops every lingering branch domain (see lingeringDomains) whose deployment no longer runs: a
+   * preview one idled out, one in standby or stopped. One whose deployment runs stays; in production
+   * it no longer counts as serving (servingIds), so its deployment's 30 minutes start now if they had
+   * not started. Returns whether anything changed.
+   */
+  private pruneBranchDomains(pinned: ReadonlySet<string>): boolean {
+    const lingering = this.lingeringDomains(pinned);
+    if (lingering.size === 0) return false;
+    const running = new Set(this.state.deployments.filter((d) => d.status === 'ready').map((d) => d.id));
     const before = this.state.domains.length;
     this.state.domains = this.state.domains.filter(
-      (dom) =>
-        dom.stickiness !== 'branch' ||
-        dom.branch === undefined ||
-        dom.deploymentId === undefined ||
-        pinned.has(dom.deploymentId) ||
-        recent.get(dom.environment)?.has(dom.branch) !== false,
+      (dom) => !lingering.has(dom.hostname) || running.has(dom.deploymentId ?? ''),
     );
-    // The deployment that lost it stopped serving now (production: the 30-minute standby clock).
-    if (this.state.domains.length !== before) this.markServingChanges(serving, this.clock.now());
+    let changed = this.state.domains.length !== before;
+    const serving = this.servingIds();
+    const now = this.clock.now();
+    for (const dom of this.state.domains) {
+      if (!lingering.has(dom.hostname) || serving.has(dom.deploymentId ?? '')) continue;
+      const d = this.state.deployments.find((x) => x.id === dom.deploymentId);
+      if (d === undefined || d.stoppedServingAt !== undefined) continue;
+      d.stoppedServingAt = now;
+      changed = true;
+    }
+    return changed;
   }
 
   private history(environment: string): LiveEntry[] {
