@@ -20,7 +20,7 @@ import { type Logger, silentLogger } from './log.js';
 import { type ActingUser, sameActor } from './permissions.js';
 import { type PlanRecord, SUGGESTION_CLAIM_LEASE_MS } from './plan-store.js';
 import type { MessageRef, Progress, Surface } from './progress.js';
-import { jobIdForPlan, messageRefKey } from './queue.js';
+import { type ActiveSwitch, jobIdForPlan, messageRefKey } from './queue.js';
 import { parseAction } from './views/actions.js';
 import { t, truncate } from './views/format.js';
 import {
@@ -430,6 +430,8 @@ export class ChatService {
        * version under a slot of its own (`surface:channel:thread`, see chat-sinks).
        */
       alone?: boolean;
+      /** A switch of the environment queued or running as the plan was asked for (another plan's). */
+      runningSwitch?: ActiveSwitch;
     },
   ): MessageView {
     const alert = alertsView(
@@ -463,6 +465,9 @@ export class ChatService {
           : this.flow.twoPersonRule(record.plan.environment),
       ...(record.approvedBy ? { approvedBy: record.approvedBy } : {}),
       ...(record.cancelledBy ? { cancelledBy: record.cancelledBy } : {}),
+      ...(record.dismissedAt === undefined ? {} : { dismissed: true }),
+      ...(record.alsoAskedBy === undefined ? {} : { alsoAskedBy: record.alsoAskedBy }),
+      ...(override?.runningSwitch === undefined ? {} : { runningSwitch: override.runningSwitch }),
       ...(alert ? { alert } : {}),
       ...((override?.staleReason ?? record.refusal?.message)
         ? { staleReason: override?.staleReason ?? record.refusal?.message ?? '' }
@@ -550,8 +555,21 @@ export class ChatService {
     envOrRef: string,
     target: string | undefined,
     opts: PlanOptions,
+    clicked = false,
   ): Promise<ChatReply> {
     const out = await this.flow.plan(actor, action, envOrRef, target, opts);
+    // An old /deployments button (Resume automatic deploys, Promote) for the deployment serving the
+    // environment, which is no longer rolled back: nothing is left to do, and `target_is_current`
+    // with the /promote usage read as a mistyped command.
+    if (!out.ok && clicked && action === 'promote' && out.refusal.code === RefusalCode.targetIsCurrent) {
+      return {
+        view: refusalView({
+          ...out.refusal,
+          message: `Automatic deploys are already on for ${envOrRef}: nothing to resume. ${target ?? 'Its deployment'} serves it, so there is nothing to promote either.`,
+        }),
+        visibility: 'ephemeral',
+      };
+    }
     if (!out.ok) {
       const recent = await this.recentFor(envOrRef);
       const validEnvironments = await this.flow.environments();
@@ -564,7 +582,19 @@ export class ChatService {
         visibility: 'ephemeral',
       };
     }
-    return { view: this.confirmation(out.record), visibility: 'channel', planId: out.plan.id };
+    // Another switch of the environment under way: the plan says so at its top, or it reads as a
+    // second way to do what is already happening. (A request for that very switch joins it instead,
+    // and is shown as it.)
+    const running =
+      out.record.state === 'pending' || out.record.state === 'awaiting_approval'
+        ? await this.flow.activeSwitch(out.plan.environment).catch(() => undefined)
+        : undefined;
+    const other = running !== undefined && running.planId !== out.plan.id ? running : undefined;
+    return {
+      view: this.confirmation(out.record, other === undefined ? undefined : { runningSwitch: other }),
+      visibility: 'channel',
+      planId: out.plan.id,
+    };
   }
 
   private async recentFor(envInput: string): Promise<readonly Deployment[] | undefined> {
@@ -630,7 +660,14 @@ export class ChatService {
       case 'rollback_to':
       case 'promote': {
         const kind = action.kind === 'rollback_to' ? 'rollback' : 'promote';
-        const reply = await this.planReply(actor, kind, action.ref.environment, action.ref.deploymentId, {});
+        const reply = await this.planReply(
+          actor,
+          kind,
+          action.ref.environment,
+          action.ref.deploymentId,
+          {},
+          true,
+        );
         return reply.visibility === 'ephemeral'
           ? { ephemeral: reply.view, outcome: 'refused' }
           : { post: reply, outcome: 'planned' };

@@ -611,6 +611,21 @@ export class Flow {
     });
     if (created && previous !== undefined && (previous.suggestions?.length ?? 0) > 0)
       this.onPlanReplaced?.(previous);
+    // A person's command that joined someone else's open plan (an alert's suggestion, another
+    // person's request): remembered, so the plan names them too rather than only its first asker.
+    // Shown only: the two-person rule goes by who asked first and who confirmed (docs/permissions.md).
+    const asker = stripMembership(actor.value);
+    if (
+      !created &&
+      OPEN_STATES.includes(record.state) &&
+      asker.surface !== 'system' &&
+      !sameActor(asker, record.requestedBy) &&
+      (record.confirmedBy === undefined || !sameActor(asker, record.confirmedBy)) &&
+      (await this.plans.noteAlsoAsked(record, asker))
+    ) {
+      const noted = (await this.plans.get(record.plan.id)) ?? record;
+      return { ok: true, plan: noted.plan, record: noted, created };
+    }
     if (!created && opts.alert !== undefined && record.requestedBy.surface !== 'system') {
       // An alert joins a person's request: from now on it is no longer theirs alone to withdraw (see
       // `cancelRefusal`). Listed at once, under the id the alert service lists it by when it posts the
@@ -1648,13 +1663,9 @@ export class Flow {
     const byConfirmer =
       record.confirmedBy !== undefined && samePerson(actor, record.confirmedBy, this.config);
     if (selfAs !== undefined && twoPersons) {
-      // Whose request it is: the confirmer of someone else's request did not ask for it.
-      const asker =
-        record.requestedBy.surface !== 'system' && samePerson(selfAs, record.requestedBy, this.config);
-      const what = asker ? 'their own request' : `a ${record.plan.action} they confirmed`;
       return this.refused(record, actor, {
         code: RefusalCode.selfApproval,
-        message: `${personName(actor)} cannot approve ${what}${linkedClause(actor, selfAs, this.config)}: ${record.plan.environment} needs a second permitted person to approve this ${record.plan.action}.`,
+        message: this.selfApprovalMessage(actor, selfAs, record),
         context: { planId: record.plan.id, environment: record.plan.environment },
       });
     }
@@ -1678,6 +1689,32 @@ export class Flow {
         : { approvedBy: stripMembership(actor), ...(via === undefined ? {} : { approvedVia: via }) },
       tries,
     );
+  }
+
+  /**
+   * A `self_approval` refusal's words, by what the clicker did (asked for the switch, or confirmed
+   * it): "cannot approve their own request" puzzled an asker whom someone else confirmed. When the
+   * asker and the confirmer are two people, only a third may approve; if nobody else is around, the
+   * way out under the same rule is a request one of them asks for and confirms alone, which the
+   * other may then approve (only its asker and confirmer are barred).
+   */
+  private selfApprovalMessage(actor: ActingUser, selfAs: Actor, record: PlanRecord): string {
+    const p = record.plan;
+    const env = p.environment;
+    const who = `${personName(actor)}${linkedClause(actor, selfAs, this.config)}`;
+    const confirmer = record.confirmedBy ?? record.requestedBy;
+    const asker = record.requestedBy.surface === 'system' ? undefined : record.requestedBy;
+    const two = asker !== undefined && !samePerson(asker, confirmer, this.config);
+    const rule = `(${env}'s two-person rule)`;
+    if (!two)
+      return `${who} ${asker === undefined ? '' : 'asked for and '}confirmed this ${p.action} of ${env}, so someone other than ${personName(confirmer)} must approve it ${rule}.`;
+    const isAsker = samePerson(selfAs, asker, this.config);
+    const did = isAsker
+      ? `asked for this ${p.action} of ${env} and ${personName(confirmer)} confirmed it`
+      : `confirmed this ${p.action} of ${env}, which ${personName(asker)} asked for`;
+    const again =
+      p.action === PlanAction.rollback ? `/rollback ${env} ${p.target.id}` : `/promote ${p.target.id}`;
+    return `${who} ${did}, so someone other than ${personName(asker)} and ${personName(confirmer)} must approve it ${rule}. If nobody else is around: Cancel it, then one of you asks again (${again}) and confirms it alone, and the other approves.`;
   }
 
   /**
@@ -1795,15 +1832,17 @@ export class Flow {
     // recorded only for someone permitted on the environment: the one who asked, withdrawing their own
     // request (no alert asked for it), or a confirmer no longer on the allow list, only cancels.
     const dismissal = verb === 'dismissed' && this.silenceRefusal(actor, record) === undefined;
+    const at = this.clock.now();
     const moved = await this.plans.transition(
       record.plan.id,
       OPEN_STATES,
       PlanState.cancelled,
-      { cancelledBy: stripMembership(actor) },
+      // On the record too, so every message of the plan says alerts will not suggest it again.
+      { cancelledBy: stripMembership(actor), ...(dismissal ? { dismissedAt: at } : {}) },
       [],
       {
         expect: record,
-        ...(dismissal ? { dismissal: { by: personName(actor), at: this.clock.now() } } : {}),
+        ...(dismissal ? { dismissal: { by: personName(actor), at } } : {}),
       },
     );
     if (!moved.ok) {

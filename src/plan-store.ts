@@ -117,6 +117,7 @@ export const planSchema = z.object({
   rolledBack: z.boolean(),
   resumesAutoDeploys: z.boolean(),
   targetRolledBackFrom: z.literal(true).exactOptional(),
+  usualBranch: z.string().exactOptional(),
   expectedCurrent: z.string(),
   expectedRolledBack: z.boolean(),
   createdAt: z.number(),
@@ -226,6 +227,11 @@ export const planRecordSchema = z.object({
   /** The approver's memberships that were on the allow list at the approval (`Grant`). */
   approvedVia: grantSchema.exactOptional(),
   cancelledBy: actorSchema.exactOptional(),
+  /**
+   * Unix ms the cancel was a Dismiss that silenced alerts for the switch (a dismissal was stored with
+   * it, see `dismissal`): its messages say alerts will not suggest it again.
+   */
+  dismissedAt: z.number().exactOptional(),
   jobId: z.string().exactOptional(),
   /** Why the plan went stale (what changed), when it did. */
   refusal: refusalSchema.exactOptional(),
@@ -287,6 +293,12 @@ export const planRecordSchema = z.object({
    * resolves, and is shown, on those plans too.
    */
   replannedAs: z.array(z.string().min(1)).exactOptional(),
+  /**
+   * People who asked for this plan while it was open after `requestedBy` did (their command joined
+   * it), oldest first; at most MAX_ALSO_ASKED. Shown only ("asked for by alice" under an alert's
+   * suggestion): the two-person rule does not count them (docs/permissions.md).
+   */
+  alsoAskedBy: z.array(actorSchema).exactOptional(),
 });
 export type PlanRecord = z.infer<typeof planRecordSchema>;
 
@@ -300,6 +312,7 @@ export interface PlanPatch {
   readonly approvedBy?: Actor;
   readonly approvedVia?: Grant;
   readonly cancelledBy?: Actor;
+  readonly dismissedAt?: number;
   readonly jobId?: string;
   readonly refusal?: Refusal;
 }
@@ -402,6 +415,8 @@ const ALERT_OVER_FIELD = 'ao:';
 const SUGGESTION_FIELD = 'sg:';
 /** A fresh plan made from this one under another id (`rp:<plan id>`, when: Unix ms): `markReplanned`. */
 const REPLANNED_FIELD = 'rp:';
+/** A person who also asked for the plan (`alsoAskedBy`): `ab:<surface>:<userId>` → {actor, at}. */
+const ASKED_FIELD = 'ab:';
 /**
  * The alert counts a record keeps as fields (ALERT_COUNTS_LUA, ADD_ALERT_LUA): read into
  * `alertsMore`, `alertsMoreFiring` and `alertsUntracked`, not record fields themselves.
@@ -425,6 +440,7 @@ const NUMBER_FIELDS = new Set([
   'alertsVersion',
   'revision',
   'expiryShownAt',
+  'dismissedAt',
 ]);
 
 /**
@@ -587,6 +603,28 @@ for _, f in ipairs(redis.call('HKEYS', KEYS[1])) do
   if string.sub(f, 1, string.len(ARGV[4])) == ARGV[4] then n = n + 1 end
 end
 if n >= tonumber(ARGV[3]) then return 2 end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+return 1
+`;
+
+/** People a record remembers as having also asked for it (`alsoAskedBy`); later ones are not added. */
+export const MAX_ALSO_ASKED = 10;
+
+/**
+ * Adds an asker field (ARGV[1] → ARGV[2]) only to the record of generation ARGV[3] while it is open
+ * (pending or awaiting approval), once per person, and while it holds fewer than ARGV[4] of them
+ * (fields starting ARGV[5]). Returns 1 when added, 0 otherwise.
+ */
+const ASKED_SCRIPT = `
+local state = redis.call('HGET', KEYS[1], 'state')
+if state ~= 'pending' and state ~= 'awaiting_approval' then return 0 end
+if (redis.call('HGET', KEYS[1], 'generation') or '') ~= ARGV[3] then return 0 end
+if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 1 then return 0 end
+local n = 0
+for _, f in ipairs(redis.call('HKEYS', KEYS[1])) do
+  if string.sub(f, 1, string.len(ARGV[5])) == ARGV[5] then n = n + 1 end
+end
+if n >= tonumber(ARGV[4]) then return 0 end
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
 return 1
 `;
@@ -1108,6 +1146,26 @@ export class PlanStore {
   }
 
   /**
+   * Remembers that `actor` asked for the open record `record` too (their request joined it), to be
+   * named beside its asker. Nothing when the record moved on (another generation, no longer open),
+   * already names them, or names MAX_ALSO_ASKED people. True when added.
+   */
+  async noteAlsoAsked(record: PlanRecord, actor: Actor): Promise<boolean> {
+    const a = actorSchema.parse(actor);
+    const n = await this.redis.eval(
+      ASKED_SCRIPT,
+      1,
+      this.key(record.plan.id),
+      `${ASKED_FIELD}${a.surface}:${a.userId}`,
+      JSON.stringify({ actor: a, at: this.clock.now() }),
+      record.generation ?? '',
+      String(MAX_ALSO_ASKED),
+      ASKED_FIELD,
+    );
+    return n === 1;
+  }
+
+  /**
    * Up to `limit` plan ids whose time ran out by `now` (their `expiresAt`, from the expiry index), oldest
    * first, whatever their state: the caller reads each record and lets the index `forgetDue` them.
    * Plans expire when they are read; this is how a sweep finds the ones nobody reads.
@@ -1526,6 +1584,7 @@ export class PlanStore {
     const over: string[] = [];
     const suggestions: PlanSuggestion[] = [];
     const replanned: { id: string; at: number }[] = [];
+    const asked: { actor: unknown; at: number; field: string }[] = [];
     const counts = new Map<string, number>();
     for (let i = 0; i + 1 < flat.length; i += 2) {
       const field = flat[i] ?? '';
@@ -1549,6 +1608,9 @@ export class PlanStore {
         } else if (field.startsWith(SUGGESTION_FIELD)) {
           const slot = field.slice(SUGGESTION_FIELD.length);
           suggestions.push(planSuggestionSchema.parse({ ...JSON.parse(value), slot }));
+        } else if (field.startsWith(ASKED_FIELD)) {
+          const a = JSON.parse(value) as { actor?: unknown; at?: unknown };
+          asked.push({ actor: a.actor, at: Number(a.at) || 0, field });
         } else if (field.startsWith(REPLANNED_FIELD)) {
           replanned.push({ id: field.slice(REPLANNED_FIELD.length), at: Number(value) || 0 });
         } else if (COUNT_FIELDS.has(field)) {
@@ -1593,6 +1655,10 @@ export class PlanStore {
     if (untracked > 0) out.alertsUntracked = untracked;
     if (suggestions.length > 0)
       out.suggestions = suggestions.sort((a, b) => a.at - b.at || a.slot.localeCompare(b.slot));
+    if (asked.length > 0)
+      out.alsoAskedBy = asked
+        .sort((a, b) => a.at - b.at || a.field.localeCompare(b.field))
+        .map((a) => a.actor);
     if (replanned.length > 0)
       out.replannedAs = replanned.sort((a, b) => a.at - b.at || a.id.localeCompare(b.id)).map((r) => r.id);
     const parsed = planRecordSchema.safeParse(out);

@@ -30,7 +30,7 @@ import {
 } from '../../src/http.js';
 import type { Logger } from '../../src/log.js';
 import { CommandOutcome, commandReplyOutcome, type Metrics } from '../../src/metrics.js';
-import type { DeployPlatform, PlatformEvent, Route } from '../../src/platform/port.js';
+import type { DeployPlatform, PlatformEvent, ProbeResult, Route } from '../../src/platform/port.js';
 import type { MessageRef } from '../../src/progress.js';
 import { parseAction } from '../../src/views/actions.js';
 import { commandFaultView, faultReason, faultView, logCommandFault } from '../../src/views/fault.js';
@@ -267,6 +267,54 @@ function panelDomains(
         return assertNever(r.stickiness, 'domain stickiness');
     }
   });
+}
+
+/**
+ * The deployments a switch is reactivating: in standby by the snapshot, yet one of the probed domains
+ * was answered by it. A standby deployment has no upstream (the router answers 503 for it), and one
+ * leaving standby is started before its status says ready (a rollback or promote starts it, waits the
+ * reactivation time, then switches), so an answer from it means it is coming back. Without this the
+ * panel said "standby" for the whole reactivation.
+ */
+function reactivatingIds(
+  snapshot: EnvironmentSnapshot,
+  probes: readonly (ProbeResult | undefined)[],
+): Set<string> {
+  const standby = new Set(snapshot.deployments.filter((d) => d.status === 'standby').map((d) => d.id));
+  const ids = new Set<string>();
+  for (const p of probes) {
+    if (p?.deploymentId !== undefined && standby.has(p.deploymentId)) ids.add(p.deploymentId);
+  }
+  return ids;
+}
+
+/** Why a domain routed to `d` is not answered by it, in the panel's words (the router says only 503). */
+type UnservedWhy = 'building' | 'build failed' | 'stopped' | 'standby' | 'reactivating';
+
+/**
+ * Why `d`, the deployment a domain routes to, did not answer its probe, from its status: a bare "503"
+ * left people guessing whether a build was still running or had failed. Undefined when it answered,
+ * when nothing was probed, or when its status does not explain it (a ready one: a passing fault).
+ */
+function unservedWhy(
+  d: Deployment | undefined,
+  reactivating: ReadonlySet<string>,
+  probe: ProbeResult | undefined,
+): UnservedWhy | undefined {
+  if (d === undefined || probe === undefined || probe.deploymentId !== undefined) return undefined;
+  switch (d.status) {
+    case 'building':
+    case 'stopped':
+      return d.status;
+    case 'failed':
+      return 'build failed';
+    case 'standby':
+      return reactivating.has(d.id) ? 'reactivating' : 'standby';
+    case 'ready':
+      return undefined;
+    default:
+      return assertNever(d.status, 'deployment status');
+  }
 }
 
 /** How many of `routes` of one stickiness the panel leaves out (`shown` is a subset of `routes`). */
@@ -581,6 +629,8 @@ export function registerConsole(http: HttpServer, deps: ConsoleDeps): { close():
         const probes = deps.platform.probe
           ? await Promise.all(shown.map((r) => deps.platform.probe?.(r.hostname, AbortSignal.timeout(2000))))
           : [];
+        const reactivating = reactivatingIds(snap, probes);
+        const byId = new Map(snap.deployments.map((d) => [d.id, d]));
         return {
           slug,
           kind: snap.environment.kind,
@@ -591,17 +641,22 @@ export function registerConsole(http: HttpServer, deps: ConsoleDeps): { close():
           deployments: listed.map((d) => ({
             id: d.id,
             status: d.status,
+            ...(reactivating.has(d.id) ? { reactivating: true } : {}),
             branch: d.branch,
             message: d.commit.message,
             createdAt: d.createdAt,
           })),
-          domains: shown.map((r, i) => ({
-            hostname: r.hostname,
-            stickiness: r.stickiness,
-            routedTo: r.deploymentId ?? null,
-            servedBy: probes[i]?.deploymentId ?? null,
-            status: probes[i]?.status ?? null,
-          })),
+          domains: shown.map((r, i) => {
+            const why = unservedWhy(byId.get(r.deploymentId ?? ''), reactivating, probes[i]);
+            return {
+              hostname: r.hostname,
+              stickiness: r.stickiness,
+              routedTo: r.deploymentId ?? null,
+              servedBy: probes[i]?.deploymentId ?? null,
+              status: probes[i]?.status ?? null,
+              ...(why === undefined ? {} : { why }),
+            };
+          }),
           // Per-deployment and branch domains of deployments the panel does not list: counted, neither
           // shown nor probed.
           otherDeploymentDomains: notShown(routes, shown, 'deployment'),

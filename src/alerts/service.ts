@@ -214,6 +214,15 @@ export interface AlertFlow {
         readonly replannedAs?: readonly string[];
         /** About how many alerts it counts beyond those it tracks one by one (PlanRecord). */
         readonly alertsUntracked?: number;
+        /** What it would do, to name it in words (a plan id appears on no message). */
+        readonly plan?: {
+          readonly action: string;
+          readonly environment: string;
+          readonly target: { readonly id: string };
+        };
+        readonly cancelledBy?: { readonly displayName: string };
+        /** Set when its cancel was a Dismiss that silenced alerts for it. */
+        readonly dismissedAt?: number;
       }
     | undefined
   >;
@@ -798,13 +807,33 @@ export class AlertService implements AlertIntake {
   private async duplicateDetail(
     planId: string,
     environment: string,
-    read?: { readonly state: string },
+    read?: Awaited<ReturnType<NonNullable<AlertFlow['get']>>>,
   ): Promise<string> {
     // The answer is only a detail: a failed read leaves it as it was, never fails the alert.
     const record = read ?? (await this.opts.flow.get?.(planId).catch(() => undefined));
-    return record?.state === 'expired'
-      ? `This incident already has a suggestion (${planId}), but its plan expired unused (nothing was switched): a fresh plan can be asked for with "Make a fresh plan" on its message or /rollback ${environment}.`
-      : `This incident already has a suggestion (${planId}).`;
+    // Named by what it would do, as its message is titled: a plan id appears on no message.
+    const p = record?.plan;
+    const what =
+      p === undefined
+        ? 'This incident already has a suggestion'
+        : `This incident already has a suggestion, to ${p.action === 'rollback' ? `roll back ${p.environment} to ${p.target.id}` : `promote ${p.target.id} on ${p.environment}`},`;
+    const again = `/${p?.action ?? 'rollback'} ${environment}`;
+    switch (record?.state) {
+      case 'expired':
+        return `${what} but its plan expired unused (nothing was switched): a fresh plan can be asked for with "Make a fresh plan" on its message or ${again}.`;
+      case 'cancelled':
+        return record.dismissedAt !== undefined
+          ? `${what} but ${record.cancelledBy?.displayName ?? 'someone'} dismissed it: alerts of this incident do not suggest it again; ${again} still offers it.`
+          : `${what} but ${record.cancelledBy?.displayName ?? 'someone'} cancelled it (nothing was switched); ${again} offers it again.`;
+      case 'enqueued':
+        return `${what} and it was confirmed: its switch is queued, running or done (its message follows it; /deployments ${environment} shows it).`;
+      case 'stale':
+        return `${what} but it is out of date (${environment} changed since): "Make a fresh plan" on its message, or ${again}.`;
+      case undefined:
+        return p === undefined ? `${what} (${planId}).` : `${what.slice(0, -1)}.`;
+      default:
+        return `${what.slice(0, -1)}: see its message.`;
+    }
   }
 
   private async act(

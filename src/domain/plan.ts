@@ -45,6 +45,12 @@ export interface Plan {
    * `OwnRecord.rolledBackFrom`, on a platform without live history): the confirmation says so.
    */
   readonly targetRolledBackFrom?: true;
+  /**
+   * The branch the environment normally deploys (`Environment.productionBranch`), set only when the
+   * target is from another branch: the confirmation says so, since moving production to a hotfix
+   * branch's build is easy to do unawares.
+   */
+  readonly usualBranch?: string;
   /** The deployment that must still be current when the plan is acted on. */
   readonly expectedCurrent: string;
   /** The rolled-back flag that must still hold when the plan is acted on. */
@@ -461,7 +467,7 @@ export function affectedDomains(
  * Whether `target` is the newest ready (or standby) deployment of its branch in its environment, by
  * the snapshot's order (newest first).
  */
-function isNewestOfBranch(snapshot: EnvironmentSnapshot, target: Deployment): boolean {
+export function isNewestOfBranch(snapshot: EnvironmentSnapshot, target: Deployment): boolean {
   const newest = snapshot.deployments.find(
     (d) => d.environment === target.environment && d.branch === target.branch && isSwitchable(d),
   );
@@ -658,6 +664,9 @@ export function buildPlan(snapshot: EnvironmentSnapshot, request: PlanRequest): 
     rolledBack: env.rolledBack,
     resumesAutoDeploys,
     ...(targetRolledBackFrom ? { targetRolledBackFrom: true as const } : {}),
+    ...(env.productionBranch === undefined || env.productionBranch === target.branch
+      ? {}
+      : { usualBranch: env.productionBranch }),
     expectedCurrent: current.id,
     expectedRolledBack: env.rolledBack,
     createdAt: request.now,

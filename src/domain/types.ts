@@ -109,6 +109,12 @@ export interface Environment {
    */
   readonly rolledBackSince?: number;
   readonly currentDeploymentId?: string;
+  /**
+   * The branch whose pushes go live in this environment (the local platform's `productionBranch`,
+   * Vercel's production branch), when the platform says. Absent when it does not (Unkey), or when any
+   * branch's push goes live.
+   */
+  readonly productionBranch?: string;
 }
 
 /** Everything a plan needs to know about one environment, read at one moment. */

@@ -124,6 +124,22 @@ export interface ConfirmationContext {
    * approval" message and its Approve dialog name both.
    */
   readonly askedBy?: Actor;
+  /**
+   * People who asked for this same plan after it was requested (their command joined it: a plan asked
+   * for twice is one plan), oldest first: the reply under their command names them, not only the
+   * first asker (an alert, say). Recorded to be shown only: they may still confirm or approve.
+   */
+  readonly alsoAskedBy?: readonly Actor[];
+  /**
+   * A switch of the environment queued or running when this plan was made (another plan's): said at
+   * the top of a pending plan, which waits for it and is out of date if it moves traffic.
+   */
+  readonly runningSwitch?: ActiveJobLike;
+  /**
+   * The cancel was a Dismiss of the alert suggestion that silences it: alerts of the incident stop
+   * suggesting this switch (a person's /rollback still offers it).
+   */
+  readonly dismissed?: boolean;
   readonly approvedBy?: Actor;
   readonly cancelledBy?: Actor;
   readonly alert?: AlertContext;
@@ -336,6 +352,36 @@ function domainItem(hostname: string, stickiness: string, branch: string | undef
 
 // ───────────────────────────── confirmation ─────────────────────────────
 
+/** People named one by one among those who also asked; the rest are counted. */
+const ALSO_ASKED_SHOWN = 3;
+
+/**
+ * "Requested by alice; also asked for by bob" / "Suggested by Switchyard alerts; asked for by alice":
+ * a command that joined an open plan is answered with that plan, which must not read as someone
+ * else's request only (an alert's, say).
+ */
+function askedSpans(requester: Actor, ctx: ConfirmationContext): Span[] {
+  const bySystem = requester.surface === 'system';
+  const also = (ctx.alsoAskedBy ?? []).filter((a) => a.surface !== 'system');
+  const shown = also.slice(0, ALSO_ASKED_SHOWN);
+  const more = also.length - shown.length;
+  const names = shown.flatMap((a, k) => [
+    ...(k === 0 ? [] : [t(k === shown.length - 1 && more === 0 ? ' and ' : ', ')]),
+    person(a),
+  ]);
+  return [
+    t(bySystem ? 'Suggested by ' : 'Requested by '),
+    person(requester),
+    ...(shown.length === 0
+      ? []
+      : [
+          t(bySystem ? '; asked for by ' : '; also asked for by '),
+          ...names,
+          ...(more > 0 ? [t(` and ${more} more`)] : []),
+        ]),
+  ];
+}
+
 function primaryButton(plan: Plan, ctx: ConfirmationContext): ButtonView | undefined {
   const optional = ctx.alert?.resolved === true ? ' (optional)' : '';
   const n = plan.affectedDomains.length;
@@ -477,6 +523,31 @@ function alertBlocks(plan: Plan, alert: AlertContext, state: ConfirmationState):
 export function confirmationView(plan: Plan, ctx: ConfirmationContext): MessageView {
   const what = phrase(plan.action, plan.environment, plan.target.id, plan.resumesAutoDeploys);
   const blocks: ViewBlock[] = [];
+  // Another switch of the environment queued or running as this plan was made: said first, so nobody
+  // takes the plan for a second way to do what is already under way. Confirming it is safe (it waits
+  // for the environment, then is judged again), but it does nothing useful if that switch lands.
+  const running = ctx.runningSwitch;
+  if (running !== undefined && (ctx.state === 'pending' || ctx.state === 'awaiting_approval')) {
+    const when =
+      running.startedAt === undefined
+        ? ' is queued now'
+        : ` is running now (started ${clockTime(running.startedAt, ctx.now)}`;
+    blocks.push({
+      type: 'text',
+      tone: 'warning',
+      spans: [
+        b(`A ${running.action} to `),
+        c(running.targetId),
+        b(when),
+        ...(running.requestedBy === undefined
+          ? [t(running.startedAt === undefined ? '' : ')')]
+          : [t(running.startedAt === undefined ? ' (by ' : ', by '), person(running.requestedBy), t(')')]),
+        t(
+          `: this plan waits for it and will be out of date if it changes what is live on ${plan.environment}.`,
+        ),
+      ],
+    });
+  }
   if (ctx.alert !== undefined) blocks.push(...alertBlocks(plan, ctx.alert, ctx.state));
 
   // A cancelled, stale or expired plan can no longer run, and what it read may no longer hold (traffic
@@ -557,6 +628,12 @@ export function confirmationView(plan: Plan, ctx: ConfirmationContext): MessageV
       empty: 'No domain points to the current deployment, so no domain moves.',
     });
     blocks.push({ type: 'deployment', label: 'Target deployment', card: asOfPlan.target });
+  }
+  if (plan.usualBranch !== undefined) {
+    blocks.push({
+      type: 'context',
+      spans: [c(plan.target.id), t(` is from branch ${plan.target.branch}, not ${plan.usualBranch}.`)],
+    });
   }
   if (aged) {
     blocks.push({
@@ -643,8 +720,7 @@ export function confirmationView(plan: Plan, ctx: ConfirmationContext): MessageV
       // alert it answers: otherwise it reads as someone's typed /rollback.
       if (ctx.alert !== undefined)
         summary = `${ctx.alert.resolved ? 'Resolved' : 'Alert'} from ${ctx.alert.source}: ${truncate(ctx.alert.title, 120)}${ctx.alert.missingData === true ? MISSING_DATA_SHORT : ''}. ${summary}`;
-      if (requester !== undefined)
-        blocks.push({ type: 'context', spans: [t('Requested by '), person(requester)] });
+      if (requester !== undefined) blocks.push({ type: 'context', spans: askedSpans(requester, ctx) });
       if (ctx.requiresApproval === true) {
         blocks.push({
           type: 'context',
@@ -661,11 +737,13 @@ export function confirmationView(plan: Plan, ctx: ConfirmationContext): MessageV
     case 'awaiting_approval': {
       title = `Waiting for approval: ${what}`;
       tone = 'warning';
-      summary = `${capitalize(what)}: waiting for approval by a second person.`;
       // The person who typed the command cannot approve what someone else confirmed either (Flow's
       // self_approval): name both, or the asker reads the message as theirs to approve.
       const asker = ctx.askedBy;
       const both = asker !== undefined && requester !== undefined;
+      summary = both
+        ? `${capitalize(what)}: waiting for approval by someone other than ${personName(asker)} and ${personName(requester)}.`
+        : `${capitalize(what)}: waiting for approval by a second person.`;
       // Confirmed under a two-person rule turned off since (config edited, restart): one permitted
       // person suffices now, and Approve queues the switch whoever permitted clicks it (Flow's
       // approveFrom). "Not X" would send the confirmer away from the one button that works.
@@ -687,17 +765,18 @@ export function confirmationView(plan: Plan, ctx: ConfirmationContext): MessageV
             ]
           : both
             ? [
+                // Neither may approve, so the approver is a third person: "a second person" misleads.
                 t('Requested by '),
                 person(asker),
                 t(', confirmed by '),
                 person(requester),
                 t('. '),
-                b('Waiting for approval by a second person'),
-                t(' (not '),
+                b('Waiting for approval'),
+                t(' by someone other than '),
                 person(asker),
-                t(' or '),
+                t(' and '),
                 person(requester),
-                t(').'),
+                t('.'),
               ]
             : [
                 t('Requested by '),
@@ -743,12 +822,23 @@ export function confirmationView(plan: Plan, ctx: ConfirmationContext): MessageV
       break;
     }
     case 'cancelled': {
-      title = `Cancelled: ${what}`;
+      // A Dismiss did more than cancel: alerts of the incident stop suggesting this switch. Said, or
+      // the next alert's silence reads as a fault.
+      const dismissed = ctx.dismissed === true;
+      title = `${dismissed ? 'Dismissed' : 'Cancelled'}: ${what}`;
       tone = 'neutral';
-      summary = `Cancelled: ${what}. Nothing changed.`;
+      summary = `${dismissed ? 'Dismissed' : 'Cancelled'}: ${what}. Nothing changed.`;
       blocks.push({
         type: 'text',
-        spans: [t('Cancelled by '), person(ctx.cancelledBy ?? ctx.requestedBy), t('. Nothing changed.')],
+        spans: dismissed
+          ? [
+              t('Dismissed by '),
+              person(ctx.cancelledBy ?? ctx.requestedBy),
+              t(
+                `: alerts of this incident will not suggest this ${plan.action} again; /${plan.action} ${plan.environment} still offers it. Nothing changed.`,
+              ),
+            ]
+          : [t('Cancelled by '), person(ctx.cancelledBy ?? ctx.requestedBy), t('. Nothing changed.')],
       });
       break;
     }
@@ -1220,7 +1310,10 @@ export function deploymentsView(snapshot: EnvironmentSnapshot, opts: Deployments
     // them, and plans (src/domain/plan.ts) and the platform go by this order.
     const newerThanCurrent = current !== undefined && rankOf(d) < rankOf(current);
     if (env.rolledBack && !isCurrent && d.status === 'ready' && newerThanCurrent)
-      markers.push(awayFrom ? 'not live: rolled back from' : 'not live: rolled back');
+      // "rolled back" alone read as if this deployment were the one rolled back: it is held back.
+      markers.push(
+        awayFrom ? 'not live: rolled back from' : `not live: held back (${env.slug} is rolled back)`,
+      );
 
     const wanted: { label: string; action: Action; style: ButtonStyle }[] = [];
     if (opts.activeJob === undefined && current !== undefined) {
@@ -1368,7 +1461,7 @@ const REFUSAL_TITLE: Readonly<Partial<Record<RefusalCode, string>>> = {
   [RefusalCode.planStale]: 'Plan out of date',
   [RefusalCode.notProduction]: 'Not a production environment',
   [RefusalCode.forbidden]: 'Not allowed',
-  [RefusalCode.selfApproval]: 'A second person must approve',
+  [RefusalCode.selfApproval]: 'Someone else must approve',
   [RefusalCode.operationInProgress]: 'A switch is already running',
   [RefusalCode.invalidInput]: 'Invalid input',
   [RefusalCode.tooManyDomains]: 'Too many domains for one switch',

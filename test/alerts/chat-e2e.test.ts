@@ -292,7 +292,7 @@ describe('Slack: alert messages in watched channels', () => {
     const closed = await fake.waitForCall('chat.update', (c) => c.args.ts === ts);
     expect(buttonsOf(closed.args.blocks as unknown[]).map((b) => b.text)).not.toContain('Dismiss');
     expect(String(closed.args.text)).toMatch(
-      /^Cancelled: roll back production to dep_3hd7xa\. Nothing changed\./,
+      /^Dismissed: roll back production to dep_3hd7xa\. Nothing changed\./,
     );
     expect((await app.platform.snapshot('production')).environment.currentDeploymentId).toBe('dep_4kq9wz');
   });
@@ -509,7 +509,7 @@ describe('Slack: webhook alerts of several incidents that point at one rollback'
     expect(suggestionsIn(fake)).toHaveLength(1);
   });
 
-  it("Dismiss in Slack sticks: the console's copy does not count, says cancelled, and later alerts are not suggested", async () => {
+  it("Dismiss in Slack sticks: the console's copy does not count, says dismissed, and later alerts are not suggested", async () => {
     const { fake, app, requests } = await startSlackRig({ SLACK_ALERT_CHANNEL: WATCHED });
     const first = await webhook(app, alert(0));
     expect(first.outcome).toBe('suggested');
@@ -519,7 +519,7 @@ describe('Slack: webhook alerts of several incidents that point at one rollback'
     );
     if (!dismiss) throw new Error('no Dismiss button on the suggestion');
     await requests.click({ actionId: dismiss.actionId, messageTs: ts, channelId: WATCHED });
-    await fake.waitForCall('chat.update', (c) => c.args.ts === ts && /^Cancelled/.test(String(c.args.text)));
+    await fake.waitForCall('chat.update', (c) => c.args.ts === ts && /^Dismissed/.test(String(c.args.text)));
     const planId = dismiss.actionId.split(':').at(-1) ?? '';
     expect((await app.flow.get(planId))?.state).toBe('cancelled');
     // The console's copy is shown closed too (in the background, after the click).

@@ -620,14 +620,29 @@ describe('resolutions', () => {
     expect(viewText(old)).toContain('The alert resolved');
   });
 
+  it('a repeat of an incident whose suggestion was dismissed names the dismissed rollback, not a plan id', async () => {
+    h = await createHarness({ file: slackOnly, memoryChat: ['slack'] });
+    const [first] = await h.service.handle([h.alert({ fingerprint: 'incident-1' })]);
+    await h.service.idle();
+    const planId = first?.planId ?? '';
+    const target = (await h.flow.get(planId))?.plan.target.id;
+    expect((await h.flow.dismiss(ana, planId)).status).toBe('cancelled');
+    expect((await h.flow.get(planId))?.dismissedAt).toBe(h.clock.now());
+    const [repeat] = await h.service.handle([h.alert({ fingerprint: 'incident-1' })]);
+    expect(repeat?.detail).toBe(
+      `This incident already has a suggestion, to roll back production to ${target}, but Ana dismissed it: alerts of this incident do not suggest it again; /rollback production still offers it.`,
+    );
+  });
+
   it('a repeat of an incident whose suggestion expired says it expired and how to get a fresh plan', async () => {
     h = await createHarness({ file: slackOnly, memoryChat: ['slack'] });
     const [first] = await h.service.handle([h.alert({ fingerprint: 'incident-1' })]);
     await h.service.idle();
     const [before] = await h.service.handle([h.alert({ fingerprint: 'incident-1' })]);
+    const target = (await h.flow.get(first?.planId ?? ''))?.plan.target.id;
     expect(before).toMatchObject({
       outcome: 'deduplicated',
-      detail: `This incident already has a suggestion (${first?.planId}).`,
+      detail: `This incident already has a suggestion, to roll back production to ${target}: see its message.`,
     });
     await h.clock.advance(60 * MINUTE + 5_000);
     await h.chat.expireDue();
@@ -636,7 +651,7 @@ describe('resolutions', () => {
     const [after] = await h.service.handle([h.alert({ fingerprint: 'incident-1' })]);
     expect(after).toMatchObject({ outcome: 'deduplicated', planId: first?.planId });
     expect(after?.detail).toBe(
-      `This incident already has a suggestion (${first?.planId}), but its plan expired unused (nothing was switched): a fresh plan can be asked for with "Make a fresh plan" on its message or /rollback production.`,
+      `This incident already has a suggestion, to roll back production to ${target}, but its plan expired unused (nothing was switched): a fresh plan can be asked for with "Make a fresh plan" on its message or /rollback production.`,
     );
   });
 
@@ -845,10 +860,11 @@ describe('resolutions', () => {
     const freshId = run.freshPlanId ?? '';
     expect(freshId).not.toBe(run.planId);
     const [repeat] = await hh.service.handle([hh.alert({ fingerprint: 'incident-1' })]);
+    const target = (await hh.flow.get(freshId))?.plan.target.id;
     expect(repeat).toMatchObject({
       outcome: 'deduplicated',
       planId: freshId,
-      detail: `This incident already has a suggestion (${freshId}).`,
+      detail: `This incident already has a suggestion, to roll back production to ${target}: see its message.`,
     });
     // The fresh plan expires unclicked as well: the repeat says that one expired.
     await hh.clock.advance(61 * MINUTE);
@@ -858,7 +874,7 @@ describe('resolutions', () => {
     const [later] = await hh.service.handle([hh.alert({ fingerprint: 'incident-1' })]);
     expect(later).toMatchObject({ outcome: 'deduplicated', planId: freshId });
     expect(later?.detail).toBe(
-      `This incident already has a suggestion (${freshId}), but its plan expired unused (nothing was switched): a fresh plan can be asked for with "Make a fresh plan" on its message or /rollback production.`,
+      `This incident already has a suggestion, to roll back production to ${target}, but its plan expired unused (nothing was switched): a fresh plan can be asked for with "Make a fresh plan" on its message or /rollback production.`,
     );
   });
 

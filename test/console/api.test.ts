@@ -13,7 +13,9 @@ import type { ConsoleEntry } from '../../handlers/console/surface.js';
 import { runWorker } from '../../jobs/worker-main.js';
 import { silentLogger } from '../../src/log.js';
 import { LocalPlatformClient } from '../../src/platform/local/client.js';
+import type { LocalPlatform } from '../../src/platform/local/platform.js';
 import { spawnRedis } from '../../src/redis-server.js';
+import { ObservedClock } from '../support/observed-clock.js';
 import { startTestSwitchyard, type TestSwitchyard } from '../support/switchyard.js';
 
 let app: TestSwitchyard;
@@ -163,7 +165,10 @@ describe('console API', () => {
     });
     expect(again.json.outcome).toBe('deduplicated');
     // and says in words what that means (the console shows it to whoever fired it)
-    expect(again.json.detail).toMatch(/^This incident already has a suggestion \(plan_/);
+    // named by what it would do, as its message is titled (a plan id appears on no message)
+    expect(again.json.detail).toBe(
+      'This incident already has a suggestion, to roll back production to dep_3hd7xa: see its message.',
+    );
   });
 
   it('simulates a push that builds and then serves the environment', async () => {
@@ -444,6 +449,86 @@ describe('console live panel', () => {
   });
 });
 
+describe('console live panel: why a domain is not answered by its deployment', () => {
+  const clock = new ObservedClock();
+  /** The reactivation time: a sleep of exactly this long is the reactivation waiting. */
+  const REACTIVATION_MS = 7777;
+  let sy: TestSwitchyard;
+  beforeAll(async () => {
+    sy = await startTestSwitchyard({
+      clock,
+      file: { local: { buildTime: '3s', reactivationTime: `${REACTIVATION_MS}ms` } },
+    });
+  });
+  afterAll(async () => {
+    await sy?.close();
+  });
+
+  interface Panel {
+    deployments: { id: string; status: string; reactivating?: true }[];
+    domains: { hostname: string; routedTo: string | null; servedBy: string | null; status: number | null }[];
+  }
+  const production = async (): Promise<Panel> => {
+    const res = await fetch(`${sy.baseUrl}/console/api/platform`);
+    const body = (await res.json()) as { environments: (Panel & { slug: string })[] };
+    const env = body.environments.find((e) => e.slug === 'production');
+    if (env === undefined) throw new Error('no production environment on the panel');
+    return env;
+  };
+  const own = (id: string) => `${id.replace(/_/g, '-')}.acme.localhost`;
+
+  it('a 503 says "building" or "build failed", a standby deployment a rollback brings back says "reactivating"', async () => {
+    const local = sy.platform as LocalPlatform;
+    const failed = await local.push({ environment: 'production', fail: true });
+    await clock.advance(3000);
+    await local.settle();
+    // Pushed after the failed build finished, and never given the 3 s: it builds for the whole test.
+    const building = await local.push({ environment: 'production' });
+    let env = await production();
+    expect(env.domains.find((d) => d.hostname === own(failed.id))).toEqual({
+      hostname: own(failed.id),
+      stickiness: 'deployment',
+      routedTo: failed.id,
+      servedBy: null,
+      status: 503,
+      why: 'build failed',
+    });
+    expect(env.domains.find((d) => d.hostname === own(building.id))).toMatchObject({
+      status: 503,
+      why: 'building',
+    });
+    // A standby deployment (the demo's) nothing brings back: its domain is asleep.
+    expect(env.domains.find((d) => d.hostname === own('dep_2mc5ty'))).toMatchObject({
+      servedBy: null,
+      status: 503,
+      why: 'standby',
+    });
+    // Served domains have no "why".
+    expect(env.domains.find((d) => d.hostname === 'shop.localhost')).not.toHaveProperty('why');
+
+    // A rollback to a standby deployment: it is started, then the reactivation time passes before any
+    // domain moves; meanwhile its status still reads standby, and the panel says it is reactivating.
+    const reactivating = clock.sleepOf(REACTIVATION_MS);
+    const ref = await local.rollback({ environment: 'production', targetId: 'dep_3hd7xa' });
+    await reactivating;
+    expect((await local.getDeployment('dep_3hd7xa'))?.status).toBe('standby');
+    env = await production();
+    expect(env.deployments.find((d) => d.id === 'dep_3hd7xa')).toMatchObject({
+      status: 'standby',
+      reactivating: true,
+    });
+    expect(env.deployments.find((d) => d.id === 'dep_2mc5ty')).not.toHaveProperty('reactivating');
+    await clock.advance(REACTIVATION_MS);
+    await local.settle();
+    expect((await local.operation(ref)).state).toBe('succeeded');
+    env = await production();
+    expect(env.deployments.find((d) => d.id === 'dep_3hd7xa')).toEqual(
+      expect.not.objectContaining({ reactivating: true }),
+    );
+    expect(env.deployments.find((d) => d.id === 'dep_3hd7xa')?.status).toBe('ready');
+  });
+});
+
 describe('console without a token (loopback only)', () => {
   /** A request with a Host (and headers) of the caller's choosing (fetch sets Host from the URL). */
   const answer = (host: string, path: string, method = 'GET', body?: string, headers = {}) =>
@@ -592,7 +677,7 @@ describe('the console\'s "Fire alert"', () => {
       detail: expect.stringMatching(new RegExp(`^${id} went live .* roll back to dep_4kq9wz\\?$`)),
     });
     expect((await suggestions()).map((e) => e.message?.title)).toEqual([
-      'Cancelled: roll back production to dep_3hd7xa',
+      'Dismissed: roll back production to dep_3hd7xa',
       'Roll back production to dep_4kq9wz?',
     ]);
     // Against that same deployment, the button is one incident again.

@@ -79,7 +79,7 @@ describe('waiting for approval under the two-person rule', () => {
     const id = await askedAndConfirmed('alice', 'bob');
     const waiting = await entry(id);
     expect(waitingLine(waiting)).toBe(
-      'Requested by alice, confirmed by bob. Waiting for approval by a second person (not alice or bob).',
+      'Requested by alice, confirmed by bob. Waiting for approval by someone other than alice and bob.',
     );
     const approve = button(waiting, 'approve');
     expect(approve?.confirm?.text).toMatch(
@@ -89,7 +89,7 @@ describe('waiting for approval under the two-person rule', () => {
     for (const user of ['alice', 'bob']) {
       expect((await click(user, id, approve?.actionId)).outcome).toBe('refused');
     }
-    expect(waitingLine(await entry(id))).toContain('(not alice or bob)');
+    expect(waitingLine(await entry(id))).toContain('someone other than alice and bob.');
     expect((await click('carol', id, approve?.actionId)).outcome).toBe('enqueued');
   });
 

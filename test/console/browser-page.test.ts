@@ -6,8 +6,9 @@
  * pushes (no Push form), a deploy platform that cannot be read (the traffic panel says so, its last read
  * kept greyed and dated), a reader scrolled up to read a plan (not pulled down by others' messages), the
  * keyboard (its place survives the re-rendering of the message it is on), a tab without a name (asked for
- * one; nothing sent before), the channel's first line (when it began), /deployments rows (compact), and
- * a restart (a switch confirmed before it shows in the new channel).
+ * one; nothing sent before), the channel's first line (when it began), /deployments rows (compact), a
+ * restart (a switch confirmed before it shows in the new channel), and the traffic panel saying why a
+ * domain answers 503 (building, build failed) and which standby deployment is reactivating.
  */
 import { mkdtempSync, rmSync } from 'node:fs';
 import { createServer, request, type Server, type ServerResponse } from 'node:http';
@@ -20,8 +21,10 @@ import { type RunningSwitchyard, startSwitchyard } from '../../handlers/app.js';
 import { ManualClock } from '../../src/clock.js';
 import { fileConfigSchema, parseEnv } from '../../src/config.js';
 import { silentLogger } from '../../src/log.js';
+import type { LocalPlatform } from '../../src/platform/local/platform.js';
 import { UnkeyFakeServer } from '../fakes/unkey-server.js';
 import { launchChromium } from '../support/browser.js';
+import { ObservedClock } from '../support/observed-clock.js';
 import { redisUrl, uniqueName } from '../support/redis.js';
 import { startTestSwitchyard, type TestSwitchyard } from '../support/switchyard.js';
 
@@ -706,6 +709,48 @@ describe('a phone', () => {
       expect((await widths()).widest).toBeLessThanOrEqual(375);
     } finally {
       await p.close();
+    }
+  });
+});
+
+describe('the traffic panel on the local platform', () => {
+  const clock = new ObservedClock();
+  const REACTIVATION_MS = 7777;
+  let app: TestSwitchyard;
+  beforeAll(async () => {
+    app = await startTestSwitchyard({
+      clock,
+      file: { local: { buildTime: '3s', reactivationTime: `${REACTIVATION_MS}ms` } },
+    });
+  });
+  afterAll(async () => {
+    await app?.close();
+  });
+
+  it('says why a domain answers 503 (building, build failed) and that a standby deployment is reactivating', async () => {
+    const local = app.platform as LocalPlatform;
+    const failed = await local.push({ environment: 'production', fail: true });
+    await clock.advance(3000);
+    await local.settle();
+    const building = await local.push({ environment: 'production' });
+    const reactivating = clock.sleepOf(REACTIVATION_MS);
+    await local.rollback({ environment: 'production', targetId: 'dep_3hd7xa' });
+    await reactivating;
+    const p = await open(app.baseUrl);
+    try {
+      const env = p.locator('section.env[data-env="production"]');
+      const served = (host: string) => env.locator(`tr[data-domain="${host}"] td`).nth(1);
+      const own = (id: string) => `${id.replace(/_/g, '-')}.acme.localhost`;
+      await served(own(building.id)).filter({ hasText: '503 (building)' }).waitFor();
+      expect(await served(own(failed.id)).textContent()).toBe('503 (build failed)');
+      expect(await served(own('dep_2mc5ty')).textContent()).toBe('dep_2mc5ty (standby)');
+      const status = (id: string) => env.locator(`tr[data-deployment="${id}"] td`).nth(1);
+      expect(await status('dep_3hd7xa').textContent()).toBe('reactivating');
+      expect(await status('dep_2mc5ty').textContent()).toBe('standby');
+    } finally {
+      await p.close();
+      await clock.advance(REACTIVATION_MS);
+      await local.settle();
     }
   });
 });

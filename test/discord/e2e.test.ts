@@ -414,7 +414,7 @@ describe('Discord end to end', () => {
     // Approvers read who asked as "@alice (@mallory)", not as the nickname "alice" alone; carol, whose
     // name is her username, by the mention alone.
     expect(textOf(waiting)).toContain(
-      `Requested by <@${mallory.id}> (@mallory), confirmed by <@${e.carol.id}>. **Waiting for approval by a second person** (not <@${mallory.id}> (@mallory) or <@${e.carol.id}>).`,
+      `Requested by <@${mallory.id}> (@mallory), confirmed by <@${e.carol.id}>. **Waiting for approval** by someone other than <@${mallory.id}> (@mallory) and <@${e.carol.id}>.`,
     );
     expect(textOf(waiting)).not.toContain('Requested by alice');
     // Every post and edit carrying a mention says no one is pinged.
@@ -439,7 +439,7 @@ describe('Discord end to end', () => {
     expect(buttonsOf(waiting).map((b) => b.label)).toEqual(['Approve', 'Cancel']);
     const self = await click(e, waiting, 'Approve');
     const refusal = await followUp(e, self);
-    expect(textOf(messageOf(e, refusal) ?? NO_MESSAGE)).toMatch(/second person|yourself|own/i);
+    expect(textOf(messageOf(e, refusal) ?? NO_MESSAGE)).toMatch(/someone other than/i);
     expect(await jobTotal(e)).toBe(0);
     const fromApprove = e.fake.calls.length;
     await click(e, waiting, 'Approve', e.carol);
@@ -794,7 +794,7 @@ describe('Discord end to end', () => {
     ]);
     const from = e.fake.calls.length;
     await click(e, message, 'Dismiss');
-    const dismissed = await waitForMessage(e.fake, message.id, (t) => t.includes('Cancelled'), from);
+    const dismissed = await waitForMessage(e.fake, message.id, (t) => t.includes('Dismissed'), from);
     expect(buttonsOf(dismissed)).toEqual([]);
     expect(await jobTotal(e)).toBe(0);
     expect(await rollbacks(e)).toBe(0);

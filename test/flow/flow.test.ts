@@ -17,6 +17,7 @@ import { UnkeyPlatform } from '../../src/platform/unkey/adapter.js';
 import type { MessageRef, Progress } from '../../src/progress.js';
 import { jobIdForPlan, SwitchQueue } from '../../src/queue.js';
 import { createRedis, scanKeys } from '../../src/redis.js';
+import { encodeAction } from '../../src/views/actions.js';
 import { plainText } from '../../src/views/format.js';
 import { confirmationView } from '../../src/views/model.js';
 import { RecordingReporter } from '../jobs/fixtures/harness.js';
@@ -149,6 +150,62 @@ describe('Flow.plan', () => {
       planId: o.plan.id,
       targetId: 'dep_3hd7xa',
     });
+  });
+
+  it("a person's /rollback that joined an alert's suggestion is recorded and shown beside it, and changes no rule", async () => {
+    const x = await setup({ environments: { production: { ...allowProd.production, twoPersonRule: true } } });
+    const chat = new ChatService({ flow: x.flow, clock: x.clock });
+    const suggested = planned(await x.flow.plan(system, 'rollback', 'production'));
+    const reply = await chat.command(alice, 'rollback', ['production']);
+    expect(reply.planId).toBe(suggested.plan.id);
+    expect(viewText(reply.view)).toContain('Suggested by Switchyard; asked for by Alice');
+    await x.flow.plan(bob, 'rollback', 'production');
+    await x.flow.plan(alice, 'rollback', 'production');
+    const record = await x.flow.get(suggested.plan.id);
+    expect(record?.requestedBy).toEqual(system);
+    expect(record?.alsoAskedBy).toEqual([alice, bob]);
+    expect(viewText(chat.confirmation(record ?? suggested.record))).toContain(
+      'Suggested by Switchyard; asked for by Alice and Bob',
+    );
+    // Shown only: Bob confirms, and Alice, who asked too, may still approve (docs/permissions.md).
+    expectStatus(await x.flow.confirm(bob, suggested.plan.id), 'awaiting_approval');
+    expectStatus(await x.flow.approve(alice, suggested.plan.id), 'enqueued');
+  });
+
+  it('a plan made while another switch of the environment is queued says so at its top', async () => {
+    const x = await setup();
+    const chat = new ChatService({ flow: x.flow, clock: x.clock });
+    const first = planned(await x.flow.plan(alice, 'rollback', 'production'));
+    expectStatus(await x.flow.confirm(alice, first.plan.id), 'enqueued');
+    const other = await chat.command(bob, 'rollback', ['production', 'dep_2mc5ty']);
+    expect(other.planId).not.toBe(first.plan.id);
+    const top = other.view.blocks[0];
+    expect(top?.type === 'text' ? top.spans.map((s) => s.text).join('') : top?.type).toBe(
+      `A rollback to ${first.plan.target.id} is queued now (by Alice): this plan waits for it and will be out of date if it changes what is live on production.`,
+    );
+    // The same switch asked for again joins the queued one, shown as it: no warning about itself.
+    const same = await chat.command(bob, 'rollback', ['production']);
+    expect(same.planId).toBe(first.plan.id);
+    expect(viewText(same.view)).not.toContain('is queued now');
+  });
+
+  it('an old Resume automatic deploys button, clicked once the environment is no longer rolled back, says nothing is left to resume', async () => {
+    const x = await setup();
+    const chat = new ChatService({ flow: x.flow, clock: x.clock });
+    const current = (await x.flow.currentDeployment('production')) ?? '';
+    const out = await chat.click(
+      alice,
+      encodeAction({ kind: 'promote', ref: { environment: 'production', deploymentId: current } }),
+    );
+    expect(out.outcome).toBe('refused');
+    expect(out.ephemeral?.summary).toBe(
+      `Already live: Automatic deploys are already on for production: nothing to resume. ${current} serves it, so there is nothing to promote either.`,
+    );
+    // Not the /promote usage, which read as a mistyped command.
+    expect(out.ephemeral?.blocks.some((b) => b.type === 'usage')).toBe(false);
+    // A typed /promote of the live deployment still gets its usage.
+    const typed = await chat.command(alice, 'promote', [current]);
+    expect(typed.view.blocks.some((b) => b.type === 'usage')).toBe(true);
   });
 
   it('an unknown environment lists the valid ones and stores nothing', async () => {
@@ -1169,23 +1226,33 @@ describe('two-person rule', () => {
     expect(await x.jobs()).toEqual([]);
   });
 
-  it("each self-approval is told as it is: the asker's own request, or a rollback the clicker confirmed", async () => {
+  it('each self-approval is told by what the clicker did, names the third person needed, and the way out it offers works', async () => {
     const x = await setup({ environments: twoPerson, platform: 'unkey' });
     const o = planned(await x.flow.plan(bob, 'rollback', 'production'));
     expectStatus(await x.flow.confirm(alice, o.plan.id), 'awaiting_approval');
+    const wayOut = `If nobody else is around: Cancel it, then one of you asks again (/rollback production ${o.plan.target.id}) and confirms it alone, and the other approves.`;
     const confirmer = expectStatus(await x.flow.approve(alice, o.plan.id), 'refused');
     expect(confirmer.refusal).toMatchObject({
       code: 'self_approval',
-      message:
-        'Alice cannot approve a rollback they confirmed: production needs a second permitted person to approve this rollback.',
+      message: `Alice confirmed this rollback of production, which Bob asked for, so someone other than Bob and Alice must approve it (production's two-person rule). ${wayOut}`,
     });
+    // Bob only asked: told so, not that it is "their own request" to approve.
     const asker = expectStatus(await x.flow.approve(bob, o.plan.id), 'refused');
     expect(asker.refusal).toMatchObject({
       code: 'self_approval',
-      message:
-        'Bob cannot approve their own request: production needs a second permitted person to approve this rollback.',
+      message: `Bob asked for this rollback of production and Alice confirmed it, so someone other than Bob and Alice must approve it (production's two-person rule). ${wayOut}`,
     });
     expect(await x.jobs()).toEqual([]);
+    // The way out, under the same rule: a request Alice asks for and confirms alone, Bob approves.
+    expect((await x.flow.cancel(bob, o.plan.id)).status).toBe('cancelled');
+    const again = planned(await x.flow.plan(alice, 'rollback', 'production', o.plan.target.id));
+    expectStatus(await x.flow.confirm(alice, again.plan.id), 'awaiting_approval');
+    const alone = expectStatus(await x.flow.approve(alice, again.plan.id), 'refused');
+    expect(alone.refusal.message).toBe(
+      "Alice asked for and confirmed this rollback of production, so someone other than Alice must approve it (production's two-person rule).",
+    );
+    expectStatus(await x.flow.approve(bob, again.plan.id), 'enqueued');
+    expect(await x.jobs()).toHaveLength(1);
   });
 
   it('requester confirms, cannot approve; an unlisted person cannot approve; a second permitted person can', async () => {
@@ -1342,7 +1409,7 @@ describe('two-person rule', () => {
     const r = expectStatus(await linked.approve({ ...dave, roles: ['333333333333'] }, o.plan.id), 'refused');
     expect(r.refusal.code).toBe('self_approval');
     expect(r.refusal.message).toBe(
-      `Dave cannot approve their own request (the config's people.0 (Alice) links discord ${dave.userId} and slack U0ALICE as one person): production needs a second permitted person to approve this rollback.`,
+      `Dave (the config's people.0 (Alice) links discord ${dave.userId} and slack U0ALICE as one person) asked for and confirmed this rollback of production, so someone other than Alice must approve it (production's two-person rule).`,
     );
     expect(await x.jobs()).toEqual([]);
     expect(await linked.get(o.plan.id)).toEqual(before);

@@ -1321,6 +1321,45 @@ describe('promote and rollback periods, own domains, listeners', () => {
     expect(after.get('feat-a.acme.localhost')).toBe(x1);
   });
 
+  it("a new branch pushed while rolled back gets only its own domain; promoting it gives it the branch's domain, which answers from it", async () => {
+    const clock = new ManualClock();
+    router = new TrafficRouter({ clock, warmSockets: 1 });
+    const port = await router.listen();
+    platform = await LocalPlatform.open({
+      clock,
+      traffic: router,
+      buildTimeMs: 3000,
+      reactivationTimeMs: 1500,
+      maintenance: false,
+    });
+    const p = platform;
+    await finish(p, clock, await p.rollback({ environment: 'production', targetId: 'dep_3hd7xa' }));
+    const hotfix = await built(p, clock, 'production', 'hotfix-checkout');
+    const own = `${hotfix.replace(/_/g, '-')}.acme.localhost`;
+    const branchHost = 'hotfix-checkout.acme.localhost';
+    // While rolled back the push gets no domain but its own, not even its brand-new branch's.
+    expect(await probe(port, own)).toEqual({ status: 200, deploymentId: hotfix });
+    expect((await probe(port, branchHost)).status).toBe(404);
+    expect((await p.routing('production')).filter((r) => r.deploymentId === hotfix)).toEqual([
+      { hostname: own, stickiness: 'deployment', environment: 'production', deploymentId: hotfix },
+    ]);
+    // The plan says the promote puts another branch than production's own live.
+    const plan = buildPlan(await p.snapshot('production'), { action: 'promote', now: clock.now() });
+    expect(plan.ok && [plan.value.target.id, plan.value.usualBranch]).toEqual([hotfix, 'main']);
+    await finish(p, clock, await p.promote({ environment: 'production', targetId: hotfix }));
+    expect((await p.snapshot('production')).domains.find((d) => d.hostname === branchHost)).toEqual({
+      hostname: branchHost,
+      stickiness: 'branch',
+      environment: 'production',
+      branch: 'hotfix-checkout',
+      deploymentId: hotfix,
+    });
+    for (const host of ['shop.localhost', 'production.acme.localhost', branchHost])
+      expect(await probe(port, host)).toEqual({ status: 200, deploymentId: hotfix });
+    // main's branch domain stays on main's deployment: it serves its own branch.
+    expect((await probe(port, 'main.acme.localhost')).deploymentId).toBe('dep_3hd7xa');
+  });
+
   it("a pushed deployment's own domain answers 503 through the router while it builds and after its build failed, never 404", async () => {
     const clock = new ManualClock();
     let local: LocalPlatform | undefined;

@@ -96,6 +96,7 @@ describe('VercelPlatform reads', () => {
       projectId,
       rolledBack: false,
       currentDeploymentId: d2,
+      productionBranch: 'main',
     });
     expect(snap.deployments.map((d) => d.id)).toEqual([d2, d1]);
     expect(snap.deployments[0]).toMatchObject({ status: 'ready', branch: 'main', environment: 'production' });

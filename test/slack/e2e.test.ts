@@ -345,7 +345,9 @@ describe('Slack end to end', () => {
 
     await click(w, ts, approve.actionId, 'U0ALICE');
     const self = await w.fake.waitForResponse(isEphemeral);
-    expect(JSON.stringify(self.body)).toContain('cannot approve their own request');
+    expect(JSON.stringify(self.body)).toContain(
+      'asked for and confirmed this rollback of production, so someone other than',
+    );
     expect(await jobCount(w)).toBe(0);
 
     await click(w, ts, approve.actionId, 'U0BOB');
@@ -383,7 +385,7 @@ describe('Slack end to end', () => {
     );
     const shown = blocksText(waiting.args.blocks as unknown[]);
     expect(shown).toContain(
-      'Requested by <@U0PARTNERALICE>, confirmed by <@U0CAROL>. *Waiting for approval by a second person* (not <@U0PARTNERALICE> or <@U0CAROL>).',
+      'Requested by <@U0PARTNERALICE>, confirmed by <@U0CAROL>. *Waiting for approval* by someone other than <@U0PARTNERALICE> and <@U0CAROL>.',
     );
     expect(shown).not.toContain('Requested by alice');
     // Our own alice (a different person) cancels: named by her id too.
@@ -828,7 +830,7 @@ describe('Slack mentions: posts never ping, edits identify', () => {
       (c) => c.args.ts === ts && /Waiting for approval/.test(blocksText(c.args.blocks as unknown[])),
     );
     expect(blocksText(waiting.args.blocks as unknown[])).toContain(
-      'Requested by <@U0ALICE>, confirmed by <@U0CAROL>. *Waiting for approval by a second person* (not <@U0ALICE> or <@U0CAROL>).',
+      'Requested by <@U0ALICE>, confirmed by <@U0CAROL>. *Waiting for approval* by someone other than <@U0ALICE> and <@U0CAROL>.',
     );
   });
 });

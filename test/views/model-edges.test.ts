@@ -1,7 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import type { AuditEntry } from '../../src/audit.js';
-import type { Plan } from '../../src/domain/plan.js';
+import { buildPlan, type Plan } from '../../src/domain/plan.js';
 import type { Deployment, EnvironmentSnapshot, LiveEntry } from '../../src/domain/types.js';
+import { planSchema } from '../../src/plan-store.js';
 import type { Actor, Progress } from '../../src/progress.js';
 import { formatTime, plainText } from '../../src/views/format.js';
 import {
@@ -60,6 +61,92 @@ function agedPlan(over: { current: number; target: number; liveSince?: number })
 const AS_OF = 'Deployment ages as of';
 
 describe('confirmationView', () => {
+  const alerts: Actor = { surface: 'system', userId: 'switchyard-alerts', displayName: 'Switchyard alerts' };
+
+  it("a promote of another branch's deployment than the one the environment deploys says which, through the stored plan", () => {
+    const HINT = 'dep_6 is from branch hotfix-checkout, not main.';
+    const base = snapshot({ rolledBack: true });
+    /** The promote of dep_6 as the plan store keeps it, on `base` with the given branches. */
+    const promote = (branch: string, productionBranch: string | undefined) => {
+      const snap: EnvironmentSnapshot = {
+        ...base,
+        environment: {
+          ...base.environment,
+          ...(productionBranch === undefined ? {} : { productionBranch }),
+        },
+        deployments: base.deployments.map((d) => (d.id === 'dep_6' ? { ...d, branch } : d)),
+      };
+      const r = buildPlan(snap, { action: 'promote', target: 'dep_6', now: NOW });
+      if (!r.ok) throw new Error(r.refusal.message);
+      return planSchema.parse(JSON.parse(JSON.stringify(r.value))) as Plan;
+    };
+    const off = promote('hotfix-checkout', 'main');
+    expect(off.usualBranch).toBe('main');
+    const v = confirmationView(off, { state: 'pending', now: NOW, requestedBy: alice });
+    expect(blocksOf(v, 'context').map((b) => plainText(b.spans))).toContain(HINT);
+    // Its own branch's deployment, or an environment whose usual branch the platform does not say
+    // (Unkey): no hint.
+    for (const p of [promote('main', 'main'), promote('hotfix-checkout', undefined)]) {
+      expect(p.usualBranch).toBeUndefined();
+      expect(viewText(confirmationView(p, { state: 'pending', now: NOW, requestedBy: alice }))).not.toContain(
+        'is from branch',
+      );
+    }
+  });
+
+  it('a command that joined an alert suggestion names who asked for it too, not only the alert', () => {
+    const p = plan('rollback');
+    const v = confirmationView(p, { state: 'pending', now: NOW, requestedBy: alerts, alsoAskedBy: [alice] });
+    expect(viewText(v)).toContain('Suggested by Switchyard alerts; asked for by Alice');
+    const joined = confirmationView(p, {
+      state: 'pending',
+      now: NOW,
+      requestedBy: alice,
+      alsoAskedBy: [bob],
+    });
+    expect(viewText(joined)).toContain('Requested by Alice; also asked for by Bob');
+  });
+
+  it('a plan made while another switch of the environment runs says so at its top', () => {
+    const p = plan('rollback');
+    const runningSwitch = {
+      action: 'rollback' as const,
+      targetId: 'dep_cfe6961',
+      requestedBy: alice,
+      startedAt: NOW - 5_000,
+    };
+    const v = confirmationView(p, { state: 'pending', now: NOW, requestedBy: bob, runningSwitch });
+    expect(plainText(v.blocks[0]?.type === 'text' ? v.blocks[0].spans : [])).toBe(
+      'A rollback to dep_cfe6961 is running now (started 11:59:55 UTC, by Alice): this plan waits for it and will be out of date if it changes what is live on production.',
+    );
+    const queued = confirmationView(p, {
+      state: 'pending',
+      now: NOW,
+      requestedBy: bob,
+      runningSwitch: { action: 'promote', targetId: 'dep_9', requestedBy: alice },
+    });
+    expect(viewText(queued)).toContain('A promote to dep_9 is queued now (by Alice): this plan waits for it');
+    // Once the plan is closed the warning no longer applies.
+    expect(viewText(confirmationView(p, { state: 'cancelled', now: NOW, runningSwitch }))).not.toContain(
+      'dep_cfe6961',
+    );
+  });
+
+  it('a dismissed suggestion says alerts will not suggest it again, and that /rollback still offers it', () => {
+    const p = plan('rollback');
+    const v = confirmationView(p, {
+      state: 'cancelled',
+      now: NOW,
+      requestedBy: alerts,
+      cancelledBy: alice,
+      dismissed: true,
+    });
+    expect(v.title).toBe(`Dismissed: roll back production to ${p.target.id}`);
+    expect(viewText(v)).toContain(
+      'Dismissed by Alice: alerts of this incident will not suggest this rollback again; /rollback production still offers it. Nothing changed.',
+    );
+  });
+
   it('the rollback confirm dialog says the domains move to the target instead of the current deployment', () => {
     const p = plan('rollback');
     const v = confirmationView(p, { state: 'pending', now: NOW, requestedBy: alice });

@@ -181,17 +181,17 @@ describe('confirmationView', () => {
       requiresApproval: true,
     });
     const said =
-      'Requested by Alice, confirmed by Bob. Waiting for approval by a second person (not Alice or Bob).';
+      'Requested by Alice, confirmed by Bob. Waiting for approval by someone other than Alice and Bob.';
     expect(viewText(v)).toContain(said);
     expect(v.buttons[0]?.confirm?.text).toBe(
       'Alice asked to roll back production to dep_2 and Bob confirmed it. 4 domain(s) move to dep_2.',
     );
     // One view model: Slack (its dialog too), Discord and the console all say it.
     const slack = renderSlack(v, { mentions: true });
-    expect(JSON.stringify(slack.blocks)).toContain('(not <@U1> or <@U2>)');
+    expect(JSON.stringify(slack.blocks)).toContain('by someone other than <@U1> and <@U2>.');
     expect(JSON.stringify(slack.blocks)).toContain('Alice asked to roll back production to dep_2 and Bob');
     expect(renderDiscord(v).embeds[0]?.description).toContain(
-      'Requested by Alice \\(on Slack\\), confirmed by Bob \\(on Slack\\). **Waiting for approval by a second person** \\(not Alice \\(on Slack\\) or Bob \\(on Slack\\)\\).',
+      'Requested by Alice \\(on Slack\\), confirmed by Bob \\(on Slack\\). **Waiting for approval** by someone other than Alice \\(on Slack\\) and Bob \\(on Slack\\).',
     );
     const console = renderConsole(v);
     expect(
@@ -916,7 +916,7 @@ describe('deploymentsView', () => {
     const [rows] = blocksOf(v, 'rows');
     const table = rows?.rows.map((r) => [r.card.id, r.markers.join(','), labels(r.buttons).join(',')]);
     expect(table).toEqual([
-      ['dep_6', 'not live: rolled back', 'Promote dep_6'],
+      ['dep_6', 'not live: held back (production is rolled back)', 'Promote dep_6'],
       ['dep_5', 'building', ''],
       ['dep_4', 'failed', ''],
       ['dep_3', 'not live: rolled back from', 'Promote dep_3'],
@@ -1093,7 +1093,7 @@ describe('deploymentsView', () => {
     );
     expect(lines(v, 'Refused clicks')).toEqual([
       '2026-11-29 11:59 UTC · rollback to dep_2 · refused a click by Mallory: not allowed (forbidden)',
-      '2026-11-29 11:59 UTC · rollback to dep_2 · refused a click by Mallory: a second person must approve (self_approval)',
+      '2026-11-29 11:59 UTC · rollback to dep_2 · refused a click by Mallory: someone else must approve (self_approval)',
     ]);
     expect(viewText(v)).not.toContain('your Slack user id');
     expect(viewText(v)).not.toContain('Ask someone who is');
@@ -1124,7 +1124,7 @@ describe('deploymentsView', () => {
     const [rows] = blocksOf(v, 'rows');
     const table = rows?.rows.map((r) => [r.card.id, r.markers.join(','), labels(r.buttons).join(',')]);
     expect(table).toEqual([
-      ['dep_6', 'not live: rolled back', 'Promote dep_6'],
+      ['dep_6', 'not live: held back (production is rolled back)', 'Promote dep_6'],
       ['dep_5', 'building', ''],
       ['dep_4', 'failed', ''],
       ['dep_3', 'not live: rolled back from', 'Promote dep_3'],
@@ -1406,7 +1406,7 @@ describe('people are identified by their surface id, not by a display name anyon
     const v = waiting(partnerAlice, carol);
     const text = slackText(v);
     expect(text).toContain(
-      'Requested by <@U0PARTNERALICE>, confirmed by <@U0CAROL>. *Waiting for approval by a second person* (not <@U0PARTNERALICE> or <@U0CAROL>).',
+      'Requested by <@U0PARTNERALICE>, confirmed by <@U0CAROL>. *Waiting for approval* by someone other than <@U0PARTNERALICE> and <@U0CAROL>.',
     );
     expect(text).not.toContain('Requested by alice');
     // Our own alice asking reads differently: the mention is of another person.
@@ -1423,7 +1423,7 @@ describe('people are identified by their surface id, not by a display name anyon
     const v = waiting(mallory, dcarol);
     const m = renderDiscord(v);
     expect(m.embeds[0]?.description).toContain(
-      'Requested by <@112233445566778899>, confirmed by <@998877665544332211>. **Waiting for approval by a second person** \\(not <@112233445566778899> or <@998877665544332211>\\).',
+      'Requested by <@112233445566778899>, confirmed by <@998877665544332211>. **Waiting for approval** by someone other than <@112233445566778899> and <@998877665544332211>.',
     );
     expect(m.embeds[0]?.description).not.toContain('Requested by alice');
     expect(m.embeds[0]?.title).not.toContain('<@');
@@ -1445,7 +1445,7 @@ describe('people are identified by their surface id, not by a display name anyon
     const v = waiting(impostor, carolU);
     const m = renderDiscord(v);
     expect(m.embeds[0]?.description).toContain(
-      'Requested by <@112233445566778899> \\(\\@mallory\\), confirmed by <@998877665544332211> \\(\\@carol\\_ops\\). **Waiting for approval by a second person** \\(not <@112233445566778899> \\(\\@mallory\\) or <@998877665544332211> \\(\\@carol\\_ops\\)\\).',
+      'Requested by <@112233445566778899> \\(\\@mallory\\), confirmed by <@998877665544332211> \\(\\@carol\\_ops\\). **Waiting for approval** by someone other than <@112233445566778899> \\(\\@mallory\\) and <@998877665544332211> \\(\\@carol\\_ops\\).',
     );
     expect(m.embeds[0]?.title).not.toContain('mallory');
     expect(m.allowedMentions).toEqual({ parse: [] });

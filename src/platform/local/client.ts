@@ -47,6 +47,7 @@ const snapshotSchema = z.object({
     rolledBackBy: z.string().optional(),
     rolledBackSince: z.number().optional(),
     currentDeploymentId: z.string().optional(),
+    productionBranch: z.string().optional(),
   }),
   deployments: z.array(deploymentSchema),
   domains: z.array(domainSchema),

@@ -6,7 +6,8 @@
  * - rollback: standby target reactivated first, then every affected domain reassigned in ONE routing
  *   swap; the previous deployment keeps serving its in-flight requests (drain) — no dropped requests;
  *   the environment enters the rolled-back state.
- * - rolled back: new pushes still build and become ready but get no domains; promote restores this.
+ * - rolled back: new pushes still build and become ready but get no domains (but their own); promote
+ *   restores this, and gives the promoted deployment its branch's domain if the branch has none yet.
  * - production: a deployment that stopped serving goes to standby after 30 minutes (upstream stopped).
  * - preview: a deployment not holding domains stays running until idle (zero requests) for six hours.
  * Platform-side rules (ready target, not current, …) are enforced here too, as a real platform would.
@@ -14,7 +15,7 @@
 import { randomBytes } from 'node:crypto';
 import { EventEmitter, setMaxListeners } from 'node:events';
 import type { Clock } from '../../clock.js';
-import { checkTarget, planDomains } from '../../domain/plan.js';
+import { checkTarget, isNewestOfBranch, planDomains } from '../../domain/plan.js';
 import { RefusalCode } from '../../domain/result.js';
 import type { Deployment, Domain, EnvironmentSnapshot, LiveEntry, PlanAction } from '../../domain/types.js';
 import { RefusalError, SwitchyardError } from '../../errors.js';
@@ -256,6 +257,7 @@ export class LocalPlatform implements DeployPlatform {
         ...(env.rolledBackBy === undefined ? {} : { rolledBackBy: env.rolledBackBy }),
         ...(env.rolledBackSince === undefined ? {} : { rolledBackSince: env.rolledBackSince }),
         ...(env.currentDeploymentId === undefined ? {} : { currentDeploymentId: env.currentDeploymentId }),
+        ...(env.productionBranch === undefined ? {} : { productionBranch: env.productionBranch }),
       },
       deployments,
       domains: this.state.domains.filter((d) => d.environment === env.slug).map((d) => this.toDomain(d)),
@@ -631,6 +633,15 @@ export class LocalPlatform implements DeployPlatform {
       env.rolledBackAt = undefined;
       env.rolledBackBy = undefined;
       env.rolledBackSince = undefined;
+      // A branch first pushed while the environment was rolled back has no domain yet: a push in that
+      // period gets only its own (a new branch's domain would be assigned to a push all the same, and
+      // the branch's later pushes in the period could not move it: it would name the branch while
+      // serving a stale push of it). The promote restores normal behaviour, so the promoted deployment
+      // gets its branch's domain now, as its push would have, when it is its branch's newest ready
+      // deployment (the rule by which planDomains moves an existing branch domain to it).
+      const target = this.state.deployments.find((d) => d.id === targetId);
+      if (target !== undefined && isNewestOfBranch(this.snapshotSync(environment), this.toDeployment(target)))
+        this.addBranchDomain(target);
     }
     this.markOp(ref, 'succeeded');
     this.publishRoutes();
@@ -687,6 +698,31 @@ export class LocalPlatform implements DeployPlatform {
     this.emit({ type: 'deployment.building', environment: env.slug, deploymentId: id, at: now });
     this.scheduleBuild(id);
     return this.toDeployment(d);
+  }
+
+  /**
+   * Gives `d` its branch's domain (`feature-x.<suffix>`) when the branch has none in `d`'s environment
+   * yet and the hostname is free; returns the hostname when it was added. Called when a build becomes
+   * ready outside a rolled-back period, and by a promote (applySwitch).
+   */
+  private addBranchDomain(d: LocalDeployment): string | undefined {
+    const label = hostLabel(d.branch);
+    if (label === '') return undefined;
+    const hostname = `${label}.${this.deploymentDomainSuffix()}`;
+    const taken = this.state.domains.some(
+      (dom) =>
+        dom.hostname === hostname ||
+        (dom.environment === d.environment && dom.stickiness === 'branch' && dom.branch === d.branch),
+    );
+    if (taken) return undefined;
+    this.state.domains.push({
+      hostname,
+      stickiness: 'branch',
+      environment: d.environment,
+      branch: d.branch,
+      deploymentId: d.id,
+    });
+    return hostname;
   }
 
   /**
@@ -752,6 +788,11 @@ export class LocalPlatform implements DeployPlatform {
     const env = this.env(d.environment);
     if (env.rolledBack) {
       // Seed: new pushes still create deployments, but domains don't get reassigned automatically.
+      // Not even a new branch's own branch domain: a domain handed to a push is one assigned by the
+      // push, which the rolled-back state stops whatever the domain; and a later push of the branch in
+      // this period could not move it, so it would claim to serve the branch while serving an old push
+      // of it. The deployment's own domain serves it meanwhile; a promote of it adds the branch domain
+      // (applySwitch), and so does the branch's next push once the environment is promoted.
       d.stoppedServingAt = now;
       this.publishRoutes();
       this.persist();
@@ -775,21 +816,8 @@ export class LocalPlatform implements DeployPlatform {
     });
     // A branch's first deployment in this environment gets the branch's own domain
     // (`feature-x.acme.localhost`), which then follows the branch's newest deployment.
-    const label = hostLabel(d.branch);
-    const branchHost = `${label}.${this.deploymentDomainSuffix()}`;
-    const hasBranchDomain = this.state.domains.some(
-      (dom) => dom.environment === env.slug && dom.stickiness === 'branch' && dom.branch === d.branch,
-    );
-    if (!hasBranchDomain && label !== '' && !this.state.domains.some((dom) => dom.hostname === branchHost)) {
-      this.state.domains.push({
-        hostname: branchHost,
-        stickiness: 'branch',
-        environment: env.slug,
-        branch: d.branch,
-        deploymentId: id,
-      });
-      moved.push(branchHost);
-    }
+    const branchHost = this.addBranchDomain(d);
+    if (branchHost !== undefined) moved.push(branchHost);
     // Whoever lost its last domain here (a branch domain too) stopped serving now: in production the
     // 30-minute standby timer starts from this moment.
     this.markServingChanges(serving, now);
@@ -1030,6 +1058,7 @@ export class LocalPlatform implements DeployPlatform {
         projectId: env.projectId,
         rolledBack: env.rolledBack,
         ...(env.currentDeploymentId === undefined ? {} : { currentDeploymentId: env.currentDeploymentId }),
+        ...(env.productionBranch === undefined ? {} : { productionBranch: env.productionBranch }),
       },
       deployments: this.newestFirst(env.slug).map((d) => this.toDeployment(d)),
       domains: this.state.domains.filter((d) => d.environment === env.slug).map((d) => this.toDomain(d)),

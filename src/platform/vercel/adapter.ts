@@ -186,6 +186,8 @@ export class VercelPlatform implements DeployPlatform {
       projectId: project.id,
       rolledBack: env === 'production' && isRolledBack(project),
       ...(currentId === undefined ? {} : { currentDeploymentId: currentId }),
+      // Vercel's production branch is production's alone: a preview takes every other branch.
+      ...(env === 'production' && productionBranch !== undefined ? { productionBranch } : {}),
     };
     const deployments = raw.map((d) => this.toDeployment(d, project.id));
     const byId = new Map(raw.map((d) => [d.id, d]));
