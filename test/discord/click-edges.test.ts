@@ -38,6 +38,7 @@ const ended: Progress = progressFixture({
   ],
   outcome: 'succeeded',
   message: 'Rollback succeeded.',
+  note: 'Rollback succeeded.',
   updatedAt: T0 + 1_000,
 });
 

@@ -27,7 +27,10 @@ const EDIT = /^\/channels\/\d+\/messages\/\d+$/;
 function progress(outcome?: 'succeeded' | 'failed'): Progress {
   return progressFixture({
     steps: [{ step: 'switching', state: outcome ? 'done' : 'running', startedAt: T0 }],
-    ...(outcome === undefined ? {} : { outcome, message: `Rollback ${outcome}.` }),
+    // (A success shows the worker's note, a failure its message.)
+    ...(outcome === undefined
+      ? {}
+      : { outcome, message: `Rollback ${outcome}.`, note: `Rollback ${outcome}.` }),
     updatedAt: T0 + (outcome === undefined ? 0 : 900),
   });
 }

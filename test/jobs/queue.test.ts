@@ -71,7 +71,18 @@ describe('SwitchQueue.enqueue', () => {
     const env = await setupJobs(cleanup);
     await env.startWorker();
     const now = env.clock.now();
+    // A first rollback and promote back: the promote gives main's newest deployment its branch's domain
+    // (the seed has none), so only from then on does a rollback and promote back return to the very
+    // state a plan was made from.
+    const warmup = await planFor(env.local, 'env0', 'rollback', now);
+    const warmupJob = await env.queue.enqueue(jobData(warmup, now));
+    expect((await env.queue.waitForEnd(warmupJob.jobId))?.outcome).toBe('succeeded');
+    const warmupBack = await planFor(env.local, 'env0', 'promote', now, warmup.current.id);
+    const warmupBackJob = await env.queue.enqueue(jobData(warmupBack, now));
+    expect((await env.queue.waitForEnd(warmupBackJob.jobId))?.outcome).toBe('succeeded');
+
     const rollback = await planFor(env.local, 'env0', 'rollback', now);
+    expect(rollback.affectedDomains.map((d) => d.stickiness)).toContain('branch');
     const first = await env.queue.enqueue(jobData(rollback, now));
     expect((await env.queue.waitForEnd(first.jobId))?.outcome).toBe('succeeded');
     // A late double click within the window joins the finished job: nothing runs again.
@@ -99,7 +110,7 @@ describe('SwitchQueue.enqueue', () => {
     expect(final?.outcome).toBe('succeeded');
     expect(final?.steps.find((s) => s.step === 'switching')?.state).toBe('done');
     const snap = await env.local.snapshot('env0');
-    expect(snap.liveHistory.filter((h) => h.via === 'rollback')).toHaveLength(2);
+    expect(snap.liveHistory.filter((h) => h.via === 'rollback')).toHaveLength(3);
   });
 
   it('makes one new job from 50 concurrent re-requests of a plan whose job failed; 49 join it', async () => {
