@@ -21,7 +21,7 @@
  */
 import type { IncomingMessage } from 'node:http';
 import { z } from 'zod';
-import type { Clock } from '../../src/clock.js';
+import { type Clock, systemClock, within } from '../../src/clock.js';
 import type { RedisClient } from '../../src/redis.js';
 
 /**
@@ -80,6 +80,12 @@ export function signedRequestOf(req: IncomingMessage): Record<string, string> {
     : { slackRequestSignature: signature, slackRequestTimestamp: timestamp };
 }
 
+/**
+ * How long, real time, the replay check may wait on Redis before it lets the request through: Slack
+ * waits 3 s for the answer, and the command's own fault answer (Redis unreachable) must fit in them.
+ */
+export const REPLAY_CHECK_MS = 500;
+
 /** Remembers each signed command and interaction for its window, in Redis (see the module header). */
 export class ReplayGuard {
   constructor(
@@ -106,7 +112,16 @@ export class ReplayGuard {
       Number(timestamp) * 1000 + SLACK_REQUEST_WINDOW_S * 1000 - this.deps.clock.now(),
     );
     const key = `${this.deps.keyPrefix}slack:request:${timestamp}:${signature.slice(3)}`;
-    const first = await this.deps.redis.set(key, '1', 'PX', ttlMs, 'NX');
+    // Fails open: replay protection stands behind the signature and the 5-minute window, and a Redis
+    // that cannot answer (down, or hung) must not cost the person the answer Slack waits 3 s for. The
+    // command or click then says itself that Redis is unreachable (docs/jobs.md, When Redis is
+    // unreachable) and changes nothing; one that needs no Redis is not held up by it.
+    const first = await within(
+      systemClock,
+      REPLAY_CHECK_MS,
+      this.deps.redis.set(key, '1', 'PX', ttlMs, 'NX').catch(() => 'unknown' as const),
+      'unknown' as const,
+    );
     return first === null;
   }
 }

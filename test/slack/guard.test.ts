@@ -4,8 +4,19 @@
  * that workspace's — every workspace a request names must be it, or, for an org-wide install, its
  * organization must be the bot's. The HTTP side (size, window, replays, refusals) is in app.test.ts.
  */
+
+import { type AddressInfo, createServer, type Socket } from 'node:net';
+import { Redis } from 'ioredis';
 import { describe, expect, it } from 'vitest';
-import { fromOwnWorkspace, originOf, type SlackWorkspace, workspaceOf } from '../../handlers/slack/guard.js';
+import {
+  fromOwnWorkspace,
+  originOf,
+  REPLAY_CHECK_MS,
+  ReplayGuard,
+  type SlackWorkspace,
+  workspaceOf,
+} from '../../handlers/slack/guard.js';
+import { systemClock } from '../../src/clock.js';
 
 /** `auth.test` as Slack answers it for a bot token (the fake Slack's answer). */
 const WORKSPACE_ANSWER = {
@@ -111,5 +122,62 @@ describe('fromOwnWorkspace', () => {
     const gridWorkspace: SlackWorkspace = { teamId: 'T0ACME', enterpriseId: 'E0ORG', orgInstall: false };
     expect(fromOwnWorkspace(gridWorkspace, originOf(command('T0ACME', 'E0ORG')))).toBe(true);
     expect(fromOwnWorkspace(gridWorkspace, originOf(command('T0SALES', 'E0ORG')))).toBe(false);
+  });
+});
+
+describe('ReplayGuard when Redis cannot answer', () => {
+  const signed = (timestamp: number) => ({
+    slackRequestSignature: `v0=${'ab'.repeat(32)}`,
+    slackRequestTimestamp: String(timestamp),
+  });
+  const commandBody = { command: '/rollback', team_id: 'T0ACME' };
+
+  it('lets a signed command through at once when Redis refuses the connection (fails open)', async () => {
+    // A port nothing listens on: the fail-fast client rejects the SET at once.
+    const closed = createServer();
+    await new Promise<void>((resolve) => closed.listen(0, '127.0.0.1', resolve));
+    const port = (closed.address() as AddressInfo).port;
+    await new Promise<void>((resolve) => closed.close(() => resolve()));
+    const redis = new Redis({
+      port,
+      host: '127.0.0.1',
+      enableOfflineQueue: false,
+      retryStrategy: () => null,
+    });
+    redis.on('error', () => undefined);
+    try {
+      const guard = new ReplayGuard({ redis, keyPrefix: 'sy:test:', clock: systemClock });
+      const now = Math.floor(Date.now() / 1000);
+      expect(await guard.replayed(signed(now), commandBody)).toBe(false);
+    } finally {
+      redis.disconnect();
+    }
+  });
+
+  it('does not hold the answer past REPLAY_CHECK_MS when Redis accepts the connection and never answers', async () => {
+    // A socket that takes every byte and answers none: a hung Redis.
+    const sockets: Socket[] = [];
+    const silent = createServer((socket) => {
+      sockets.push(socket);
+      socket.resume();
+    });
+    await new Promise<void>((resolve) => silent.listen(0, '127.0.0.1', resolve));
+    const port = (silent.address() as AddressInfo).port;
+    // (Its connection never becomes ready either: the SET waits in the client's queue, as commands do
+    // while a hung Redis's connection is being set up.)
+    const redis = new Redis({ port, host: '127.0.0.1', maxRetriesPerRequest: 0 });
+    redis.on('error', () => undefined);
+    try {
+      const guard = new ReplayGuard({ redis, keyPrefix: 'sy:test:', clock: systemClock });
+      const now = Math.floor(Date.now() / 1000);
+      const asked = guard.replayed(signed(now), commandBody);
+      // Without the cap the SET waits for an answer that never comes: the test would time out.
+      expect(await asked).toBe(false);
+      expect(REPLAY_CHECK_MS).toBeLessThan(3_000);
+    } finally {
+      redis.disconnect();
+      for (const s of sockets) s.destroy();
+      await new Promise<void>((resolve) => silent.close(() => resolve()));
+    }
   });
 });
