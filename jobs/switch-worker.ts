@@ -32,6 +32,31 @@ import { MAX_STALLS, processSwitch, SHUTDOWN_REASON } from './switch-processor.j
 /** How long a worker's `close()` lets its active switch finish by default before handing it back. */
 export const SHUTDOWN_TIMEOUT_MS = 25_000;
 
+/**
+ * How long `close()` waits, Redis answering, for the worker's blocking connection to be back when it is
+ * between two reconnection attempts (ioredis waits up to 2 s between them), before closing without
+ * waiting for the active switches.
+ */
+export const BLOCKING_RECONNECT_WAIT_MS = 3_000;
+
+/**
+ * Whether BullMQ's graceful close can close `worker`'s blocking connection, waiting up to `ms` for it.
+ * That close disconnects it and waits for its `end` event, which a connection between two reconnection
+ * attempts (no socket, a retry timer) never emits: ioredis only clears the timer, and close() would
+ * never return. A connection whose socket is opening or open, or that never connected, does end.
+ */
+async function blockingClosable(worker: Worker, ms: number): Promise<boolean> {
+  const client = (await worker.getBackend().blockingClient?.catch(() => undefined)) as
+    | { status: string }
+    | undefined;
+  const deadline = Date.now() + ms;
+  while (client && (client.status === 'reconnecting' || client.status === 'close')) {
+    if (Date.now() >= deadline) return false;
+    await new Promise((resolve) => setTimeout(resolve, 25));
+  }
+  return true;
+}
+
 /** Options of `startSwitchWorker`. */
 export interface SwitchWorkerOptions {
   readonly redisUrl: string;
@@ -274,7 +299,14 @@ export function startSwitchWorker(opts: SwitchWorkerOptions): SwitchWorker {
           // expire and another worker resumes them, following the platform operation they started.
           const unreachable = !(await redisAnswers(redis));
           if (unreachable) logger.warn('Redis is unreachable: closing without waiting for active switches');
-          await current.close(unreachable);
+          // Redis back, but the connection BullMQ waits for jobs on still between two reconnection
+          // attempts (and staying so): a graceful close would wait for it forever.
+          const stuck = !unreachable && !(await blockingClosable(current, BLOCKING_RECONNECT_WAIT_MS));
+          if (stuck)
+            logger.warn(
+              'the worker connection that waits for jobs is still reconnecting: closing without waiting for active switches',
+            );
+          await current.close(unreachable || stuck);
           // A chat edit a report stopped waiting for (a surface bounds that wait) is still worth
           // delivering: flushed like the rest of the background work, within the same deadline.
           if (opts.reporter.flush) track(opts.reporter.flush());

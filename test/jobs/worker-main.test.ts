@@ -11,11 +11,15 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { createServer, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import { discordTokenRejected } from '../../handlers/discord/client.js';
 import { chatReporters } from '../../handlers/reporters.js';
 import { createSlackApp } from '../../handlers/slack/app.js';
-import { type SwitchWorkerOptions, startSwitchWorker } from '../../jobs/switch-worker.js';
+import {
+  BLOCKING_RECONNECT_WAIT_MS,
+  type SwitchWorkerOptions,
+  startSwitchWorker,
+} from '../../jobs/switch-worker.js';
 import {
   chatlessReporter,
   defaultPlatformUrl,
@@ -585,6 +589,37 @@ describe('while its Redis is down', () => {
     await lines.until((all) => reachable(all).length >= 3);
     expect(reachable(lines.parsed)).toEqual(['queue events', 'redis', 'switch worker']);
     expect(loud(back)).toEqual([]);
+  });
+
+  it('stops when Redis is back but the connection it waits for jobs on is still between reconnection attempts', async () => {
+    // ioredis waits up to 2 s between reconnection attempts: the blocking connection (BZPOPMIN) can still
+    // be waiting when Redis is back and the worker is told to stop (a loaded machine). Its next attempt is
+    // pushed a minute away here, so the stop surely comes while it waits: BullMQ's graceful close would
+    // wait for an `end` it never emits. The worker waits for it a little, then closes without it.
+    const dir = mkdtempSync(join(tmpdir(), 'sy-worker-backoff-'));
+    const server = await spawnRedis({ dir: join(dir, 'redis') });
+    cleanup.add(async () => {
+      await server.stop();
+      rmSync(dir, { recursive: true, force: true });
+    });
+    const running = await runWorker({
+      config: configWithRedis(server.url),
+      logger: silentLogger,
+      argv: ['--queue', uniqueName('switch')],
+    });
+    cleanup.add(() => running.stop());
+    const blocking = (await running.handle.worker.getBackend().blockingClient) as unknown as {
+      status: string;
+      options: { retryStrategy?: () => number };
+      disconnect(reconnect?: boolean): void;
+    };
+    blocking.options.retryStrategy = () => 60_000;
+    blocking.disconnect(true); // as if Redis dropped it: closed, then a reconnection attempt scheduled
+    await vi.waitFor(() => expect(blocking.status).toBe('reconnecting'));
+
+    const started = Date.now();
+    await running.stop();
+    expect(Date.now() - started).toBeLessThan(BLOCKING_RECONNECT_WAIT_MS + 5_000);
   });
 });
 
