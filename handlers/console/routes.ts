@@ -3,11 +3,12 @@
  * small JSON API the page calls (commands, clicks, the live platform panel, simulated pushes and
  * alerts). Every body is zod-parsed; bad input answers 400 naming the field.
  */
-import { createHash, createHmac, timingSafeEqual } from 'node:crypto';
+import { createHmac } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { TLSSocket } from 'node:tls';
 import { z } from 'zod';
+import { safeEqual } from '../../src/alerts/signatures.js';
 import { type ChatReply, type ChatService, type ClickReply, COMMANDS, commandArgs } from '../../src/chat.js';
 import { textView } from '../../src/chat-sinks.js';
 import type { Clock } from '../../src/clock.js';
@@ -160,10 +161,7 @@ export function consoleSession(token: string): string {
 
 /** Compares a presented secret with the expected one in constant time (any lengths). */
 function sameSecret(given: string | undefined, expected: string): boolean {
-  if (given === undefined) return false;
-  const a = createHash('sha256').update(given).digest();
-  const b = createHash('sha256').update(expected).digest();
-  return timingSafeEqual(a, b);
+  return given !== undefined && safeEqual(given, expected);
 }
 
 /**
